@@ -1,0 +1,113 @@
+/**
+ * Bodies of the device-facing API (SPEC §3), shared by the gateway (which
+ * validates them) and fioup (which builds them).
+ *
+ * @module
+ */
+import { Type, type Static } from "@sinclair/typebox";
+
+export const MAX_DEVICE_BODY = 256 * 1024;
+
+export const EVENT_TYPES = [
+  "MetadataUpdateCompleted",
+  "UpdateInitStarted",
+  "UpdateInitCompleted",
+  "EcuDownloadStarted",
+  "EcuDownloadCompleted",
+  "EcuInstallationStarted",
+  "EcuInstallationApplied",
+  "EcuInstallationCompleted",
+] as const;
+export type EventTypeId = (typeof EVENT_TYPES)[number];
+
+export const DeviceEvent = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 64 }),
+  deviceTime: Type.String({ maxLength: 64 }),
+  eventType: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }), version: Type.Integer() }),
+  event: Type.Object(
+    {
+      correlationId: Type.String({ minLength: 1, maxLength: 128 }),
+      success: Type.Optional(Type.Boolean()),
+      targetName: Type.Optional(Type.String({ maxLength: 256 })),
+      version: Type.Optional(Type.String({ maxLength: 32 })),
+      details: Type.Optional(Type.String({ maxLength: 16384 })),
+    },
+    { additionalProperties: true },
+  ),
+});
+export type DeviceEvent = Static<typeof DeviceEvent>;
+
+export const EventBatch = Type.Array(DeviceEvent, { maxItems: 500 });
+
+export const ServiceState = Type.Object({
+  name: Type.String({ maxLength: 256 }),
+  hash: Type.Optional(Type.String({ maxLength: 256 })),
+  state: Type.String({ maxLength: 64 }),
+  status: Type.Optional(Type.String({ maxLength: 256 })),
+  health: Type.Optional(Type.String({ maxLength: 64 })),
+  image: Type.Optional(Type.String({ maxLength: 1024 })),
+});
+
+export const AppState = Type.Object({
+  uri: Type.String({ maxLength: 1024 }),
+  state: Type.Union([Type.Literal("healthy"), Type.Literal("unhealthy")]),
+  services: Type.Array(ServiceState, { maxItems: 256 }),
+});
+
+export const AppsStates = Type.Object({
+  deviceTime: Type.String({ maxLength: 64 }),
+  apps: Type.Record(Type.String({ maxLength: 128 }), AppState),
+});
+export type AppsStates = Static<typeof AppsStates>;
+
+export const SystemInfo = Type.Record(Type.String({ maxLength: 128 }), Type.Unknown());
+
+export const NetworkInfo = Type.Object({
+  hostname: Type.String({ maxLength: 255 }),
+  mac: Type.String({ maxLength: 64 }),
+  local_ipv4: Type.String({ maxLength: 64 }),
+});
+export type NetworkInfo = Static<typeof NetworkInfo>;
+
+/** PUT /system_info/config: the device's merged config, as TOML text or a JSON object. */
+export const SystemConfig = Type.Union([Type.String({ maxLength: 65536 }), Type.Record(Type.String(), Type.Unknown())]);
+
+/** GET /device */
+export const DeviceInfo = Type.Object({
+  uuid: Type.String(),
+  name: Type.String(),
+  tag: Type.String(),
+  tags: Type.Array(Type.String()),
+  hardwareId: Type.String(),
+  created_at: Type.String(),
+  last_seen: Type.Union([Type.String(), Type.Null()]),
+  currentTarget: Type.Union([Type.String(), Type.Null()]),
+  apps: Type.Union([Type.Array(Type.String()), Type.Null()]),
+});
+export type DeviceInfo = Static<typeof DeviceInfo>;
+
+/**
+ * POST /devices with `Authorization: Bearer <registration token>` (no client
+ * certificate yet). The CSR's CN must equal `uuid`.
+ */
+export const RegistrationRequest = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 128 }),
+  uuid: Type.String({ pattern: "^[0-9a-fA-F-]{8,64}$" }),
+  csr: Type.String({ minLength: 64, maxLength: 16384 }),
+  "hardware-id": Type.String({ minLength: 1, maxLength: 128 }),
+  tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 32 })),
+  apps: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 256 })),
+});
+export type RegistrationRequest = Static<typeof RegistrationRequest>;
+
+export const RegistrationResponse = Type.Object({
+  /** PEM client certificate, CN = uuid, OU = factory. */
+  certificate: Type.String(),
+  /** PEM of the CA that signed the gateway's TLS certificate and device certificates. */
+  ca: Type.String(),
+  /** The current root.json, as served at /repo/N.root.json (the device's trust anchor). */
+  root: Type.Unknown(),
+  /** sota.toml text for the device (server URL, paths, tags, hwid, shortlist). */
+  config: Type.String(),
+});
+export type RegistrationResponse = Static<typeof RegistrationResponse>;

@@ -1,0 +1,2 @@
+export * from "./target.ts";
+export * from "./device.ts";

@@ -1,0 +1,42 @@
+/**
+ * The signed target entry (SPEC §2): what `gateway publish` makes, the gateway
+ * signs into targets.json, and fioup and preload select from.
+ *
+ * @module
+ */
+import { Type, type Static } from "@sinclair/typebox";
+
+/** sha256 of zero bytes: container-only targets download nothing through TUF. */
+export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+export const ComposeAppRef = Type.Object({ uri: Type.String({ maxLength: 1024 }) }, { additionalProperties: true });
+
+export const TargetCustom = Type.Object(
+  {
+    version: Type.String({ pattern: "^[0-9]{1,15}$" }),
+    hardwareIds: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64 }),
+    tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 64 }),
+    targetFormat: Type.Optional(Type.String()),
+    docker_compose_apps: Type.Record(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$" }), ComposeAppRef),
+    createdAt: Type.Optional(Type.String()),
+    "containers-sha": Type.Optional(Type.String()),
+  },
+  { additionalProperties: true },
+);
+export type TargetCustom = Static<typeof TargetCustom>;
+
+export const TargetEntry = Type.Object({
+  length: Type.Integer({ minimum: 0 }),
+  hashes: Type.Record(Type.String(), Type.String()),
+  custom: TargetCustom,
+});
+export type TargetEntry = Static<typeof TargetEntry>;
+
+/** A target as code passes it around: its name in targets.json plus the entry. */
+export interface Target {
+  name: string;
+  entry: TargetEntry;
+}
+
+/** `<hwid>-<version>`: the target name convention. */
+export const targetName = (hwid: string, version: string | number) => `${hwid}-${version}`;

@@ -1,0 +1,212 @@
+/**
+ * A CLI is a table of commands, one file each (STYLE §5). This module is the
+ * small shared runner used by all three binaries: flags are data, `--help` is
+ * generated from them, `--format json` is a shared flag, and errors are turned
+ * into exit codes in one place by the binary's own table.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+export type FlagSpec =
+  | { type: "string"; description: string; default?: string; short?: string; placeholder?: string }
+  | { type: "boolean"; description: string; default?: boolean; short?: string }
+  | { type: "strings"; description: string; short?: string; placeholder?: string };
+
+export type FlagValues<F extends Record<string, FlagSpec>> = {
+  [K in keyof F]: F[K] extends { type: "boolean" }
+    ? boolean
+    : F[K] extends { type: "strings" }
+      ? string[]
+      : F[K] extends { default: string }
+        ? string
+        : string | undefined;
+};
+
+/** Where a command writes: results to stdout (JSON with --format json), everything else to stderr. */
+export interface Output {
+  readonly json: boolean;
+  /** Prints the command's result: JSON on stdout with --format json, else `render(data)`. */
+  result<T>(data: T, render?: (data: T) => string): void;
+  /** A log line for humans, always on stderr. */
+  info(line: string): void;
+}
+
+export interface CommandContext<F extends Record<string, FlagSpec>> {
+  flags: FlagValues<F>;
+  args: string[];
+  out: Output;
+}
+
+export interface Command<F extends Record<string, FlagSpec> = Record<string, FlagSpec>> {
+  summary: string;
+  /** Positional arguments, for --help, e.g. "[version]". */
+  usage?: string;
+  /** Longer text shown by --help under the summary. */
+  description?: string;
+  flags: F;
+  run(ctx: CommandContext<F>): Promise<number | void> | number | void;
+}
+
+export function defineCommand<F extends Record<string, FlagSpec>>(cmd: Command<F>): Command<F> {
+  return cmd;
+}
+
+/** The shared `--format json|text` flag. */
+export const formatFlag = {
+  format: { type: "string", description: "Output format: text or json", default: "text", placeholder: "FORMAT" },
+} as const satisfies Record<string, FlagSpec>;
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+type Loader = () => Promise<{ default: Command<any> }>;
+
+export interface CliSpec {
+  name: string;
+  version: string;
+  summary: string;
+  commands: Record<string, Loader>;
+  /** Maps an error to an exit code (the binary's exit-code table). */
+  exitCodeFor?: (err: unknown) => number;
+}
+
+function flagHelp(flags: Record<string, FlagSpec>): string {
+  const rows = Object.entries(flags).map(([name, spec]) => {
+    const ph = spec.type === "boolean" ? "" : ` ${("placeholder" in spec && spec.placeholder) || name.toUpperCase()}`;
+    const short = spec.short ? `-${spec.short}, ` : "    ";
+    const def = "default" in spec && spec.default !== undefined && spec.default !== false ? ` (default: ${spec.default})` : "";
+    const rep = spec.type === "strings" ? " (repeatable)" : "";
+    return [`  ${short}--${name}${ph}`, `${spec.description}${rep}${def}`] as const;
+  });
+  rows.push(["      --help", "Show this help"] as const);
+  const width = Math.max(...rows.map(([l]) => l.length)) + 2;
+  return rows.map(([l, r]) => l.padEnd(width) + r).join("\n");
+}
+
+function commandHelp(cli: CliSpec, name: string, cmd: Command<any>): string {
+  const usage = `Usage: ${cli.name} ${name}${cmd.usage ? " " + cmd.usage : ""} [flags]`;
+  return [usage, "", cmd.summary, ...(cmd.description ? ["", cmd.description] : []), "", "Flags:", flagHelp(cmd.flags)].join("\n");
+}
+
+async function mainHelp(cli: CliSpec): Promise<string> {
+  const entries = await Promise.all(
+    Object.entries(cli.commands).map(async ([name, load]) => [name, (await load()).default.summary] as const),
+  );
+  const width = Math.max(...entries.map(([n]) => n.length)) + 4;
+  return [
+    `${cli.name} ${cli.version}: ${cli.summary}`,
+    "",
+    `Usage: ${cli.name} <command> [flags]`,
+    "",
+    "Commands:",
+    ...entries.map(([n, s]) => `  ${n.padEnd(width)}${s}`),
+    "",
+    `Run '${cli.name} <command> --help' for a command's flags.`,
+    `      --version   Print the version`,
+  ].join("\n");
+}
+
+function makeOutput(json: boolean): Output {
+  return {
+    json,
+    result(data, render) {
+      if (json) process.stdout.write(JSON.stringify(data, null, 2) + "\n");
+      else process.stdout.write((render ? render(data) : String(data)).replace(/\n?$/, "\n"));
+    },
+    info(line) {
+      process.stderr.write(line + "\n");
+    },
+  };
+}
+
+/**
+ * Runs a CLI; returns the process exit code. Commands may be nested with a
+ * space in their name ("devices list"): the longest matching prefix wins.
+ */
+export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
+    process.stdout.write((await mainHelp(cli)) + "\n");
+    return argv.length === 0 ? 2 : 0;
+  }
+  if (argv[0] === "--version" || argv[0] === "-v") {
+    process.stdout.write(`${cli.name} ${cli.version}\n`);
+    return 0;
+  }
+  let name: string | undefined;
+  for (let n = Math.min(argv.length, 3); n >= 1; n--) {
+    const candidate = argv.slice(0, n).join(" ");
+    if (candidate in cli.commands) {
+      name = candidate;
+      argv = argv.slice(n);
+      break;
+    }
+  }
+  if (!name) {
+    const group = Object.keys(cli.commands).filter((c) => c.startsWith(argv[0] + " "));
+    if (group.length) {
+      process.stderr.write(`${cli.name} ${argv[0]}: choose one of: ${group.map((g) => g.split(" ").slice(1).join(" ")).join(", ")}\n`);
+      return 2;
+    }
+    process.stderr.write(`${cli.name}: unknown command '${argv[0]}'. Run '${cli.name} --help' for the list.\n`);
+    return 2;
+  }
+  const cmd = (await cli.commands[name]!()).default;
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(commandHelp(cli, name, cmd) + "\n");
+    return 0;
+  }
+  const options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean; default?: any }> = {};
+  for (const [flag, spec] of Object.entries(cmd.flags as Record<string, FlagSpec>)) {
+    options[flag] = {
+      type: spec.type === "boolean" ? "boolean" : "string",
+      ...(spec.short ? { short: spec.short } : {}),
+      ...(spec.type === "strings" ? { multiple: true, default: [] } : {}),
+      ...("default" in spec && spec.default !== undefined ? { default: spec.default } : {}),
+    };
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`${cli.name} ${name}: ${(err as Error).message}\nRun '${cli.name} ${name} --help' for usage.\n`);
+    return 2;
+  }
+  const values = parsed.values as Record<string, unknown>;
+  for (const [flag, spec] of Object.entries(cmd.flags as Record<string, FlagSpec>)) {
+    if (spec.type === "boolean" && values[flag] === undefined) values[flag] = false;
+  }
+  const fmt = values.format;
+  if (fmt !== undefined && fmt !== "text" && fmt !== "json") {
+    process.stderr.write(`${cli.name} ${name}: --format must be text or json\n`);
+    return 2;
+  }
+  const out = makeOutput(fmt === "json");
+  try {
+    const code = await cmd.run({ flags: values as any, args: parsed.positionals, out });
+    return typeof code === "number" ? code : 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${cli.name} ${name}: ${err.message}\nRun '${cli.name} ${name} --help' for usage.\n`);
+      return 2;
+    }
+    const code = cli.exitCodeFor?.(err) ?? 1;
+    const msg = describeError(err);
+    if (out.json) process.stdout.write(JSON.stringify({ error: msg, code: (err as Error)?.name ?? "Error", exitCode: code }) + "\n");
+    process.stderr.write(`${cli.name} ${name}: ${msg}\n`);
+    if (process.env.DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + "\n");
+    return code;
+  }
+}
+
+/** "What failed: why" from an error and its causes. */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = err;
+  for (let i = 0; e && i < 5; i++) {
+    parts.push(e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(": ");
+}
