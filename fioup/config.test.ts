@@ -1,0 +1,59 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, loadConfig } from "./config.ts";
+
+const root = mkdtempSync(join(tmpdir(), "fioup-config-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function write(rel: string, text: string) {
+  mkdirSync(join(root, rel, ".."), { recursive: true });
+  writeFileSync(join(root, rel), text);
+}
+
+describe("loadConfig", () => {
+  test("applies defaults under FIOUP_ROOT when nothing is configured", () => {
+    const c = loadConfig({ root: join(root, "empty") });
+    expect(c.storagePath).toBe(join(root, "empty/var/sota"));
+    expect(c.composeAppsRoot).toBe(join(root, "empty/var/sota/compose-apps"));
+    expect(c.resetAppsRoot).toBe(join(root, "empty/var/sota/reset-apps"));
+    expect(c.storageWatermark).toBe(95);
+    expect(c.pollingSeconds).toBe(300);
+    expect(c.shortlist).toBeUndefined();
+    expect(c.server).toBeUndefined();
+  });
+
+  test("merges sota.toml, then /usr/lib/sota/conf.d, then /etc/sota/conf.d, in name order", () => {
+    write("var/sota/sota.toml", `[tls]\nserver = "https://gw:1/"\n[pacman]\ntags = "main"\ncompose_apps = "a,b"\nstorage_watermark = 80\n[provision]\nprimary_ecu_hardware_id = "hw"\n`);
+    write("usr/lib/sota/conf.d/10-a.toml", `[pacman]\ntags = "lib"\n[uptane]\npolling_seconds = 10\n`);
+    write("usr/lib/sota/conf.d/20-b.toml", `[uptane]\npolling_seconds = 20\n`);
+    write("etc/sota/conf.d/50-x.toml", `[pacman]\ncompose_apps = ["c"]\n`);
+    const c = loadConfig({ root });
+    expect(c.server).toBe("https://gw:1");
+    expect(c.tags).toEqual(["lib"]);
+    expect(c.shortlist).toEqual(["c"]);
+    expect(c.storageWatermark).toBe(80);
+    expect(c.pollingSeconds).toBe(20);
+    expect(c.hardwareId).toBe("hw");
+    expect(c.certPath).toBe(join(root, "var/sota/client.pem"));
+    expect(c.sources.map((s) => s.slice(root.length))).toEqual([
+      "/var/sota/sota.toml",
+      "/usr/lib/sota/conf.d/10-a.toml",
+      "/usr/lib/sota/conf.d/20-b.toml",
+      "/etc/sota/conf.d/50-x.toml",
+    ]);
+  });
+
+  test("an empty compose_apps is an empty shortlist, not 'all apps'", () => {
+    write("e/var/sota/sota.toml", `[pacman]\ncompose_apps = ""\n`);
+    expect(loadConfig({ root: join(root, "e") }).shortlist).toEqual([]);
+  });
+
+  test("rejects a value of the wrong type with its path", () => {
+    write("bad/var/sota/sota.toml", `[uptane]\npolling_seconds = true\n`);
+    expect(() => loadConfig({ root: join(root, "bad") })).toThrow(ConfigError);
+    write("bad2/var/sota/sota.toml", `[pacman]\nstorage_watermark = 0\n`);
+    expect(() => loadConfig({ root: join(root, "bad2") })).toThrow(/storage_watermark/);
+  });
+});

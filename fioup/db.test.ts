@@ -1,0 +1,59 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Target } from "../lib/api/index.ts";
+import { DeviceDb } from "./db.ts";
+import { makeEvent } from "./events/event.ts";
+import { flushEvents } from "./events/sender.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "fioup-db-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const target = (v: string): Target => ({
+  name: `hw-${v}`,
+  entry: { length: 0, hashes: {}, custom: { version: v, hardwareIds: ["hw"], tags: ["main"], docker_compose_apps: {} } },
+});
+
+describe("DeviceDb", () => {
+  test("keeps the update state and steps across reopening", () => {
+    const path = join(dir, "a.db");
+    let db = new DeviceDb(path);
+    db.createUpdate({ id: "01A", fromTarget: null, target: target("1"), explicit: false });
+    db.setState("01A", "fetching", { step: "init" });
+    db.close();
+    db = new DeviceDb(path);
+    const u = db.pendingUpdate()!;
+    expect(u.state).toBe("fetching");
+    expect(u.steps.map((s) => s.step)).toEqual(["init"]);
+    expect(u.target.entry.custom.version).toBe("1");
+    db.setState("01A", "completed");
+    expect(db.pendingUpdate()).toBeUndefined();
+    db.close();
+  });
+
+  test("event queue: delivered in order, deleted only after the gateway accepted them", async () => {
+    const db = new DeviceDb(join(dir, "b.db"));
+    const s = { correlationId: "c", targetName: "t", version: "1" };
+    db.enqueueEvents([makeEvent("UpdateInitStarted", s), makeEvent("UpdateInitCompleted", s)]);
+    db.enqueueEvents([makeEvent("EcuDownloadStarted", s)]);
+    const failing = { json: async () => { throw new Error("offline"); } };
+    expect((await flushEvents(db, failing)).sent).toBe(0);
+    expect(db.queuedEventCount()).toBe(3);
+    const got: string[] = [];
+    const ok = { json: async (_m: string, _p: string, body?: unknown) => { for (const e of body as any[]) got.push(e.eventType.id); return undefined; } };
+    expect((await flushEvents(db, ok, 2)).sent).toBe(3);
+    expect(got).toEqual(["UpdateInitStarted", "UpdateInitCompleted", "EcuDownloadStarted"]);
+    expect(db.queuedEventCount()).toBe(0);
+    db.close();
+  });
+
+  test("bad targets and the current target persist", () => {
+    const db = new DeviceDb(join(dir, "c.db"));
+    db.markBad("hw-3", "start failed");
+    db.setCurrentTarget(target("2"));
+    expect(db.badTargets()).toEqual(["hw-3"]);
+    expect(db.currentTarget()?.name).toBe("hw-2");
+    db.close();
+  });
+});

@@ -1,0 +1,219 @@
+/**
+ * The device database (bun:sqlite, WAL, `<storage.path>/fioup.db`): updates
+ * and their steps, the event queue, bad targets, the current target and the
+ * last apps-states sent. Every write is a single transaction, so a power cut
+ * leaves either the old or the new row.
+ *
+ * @module
+ */
+import { Database } from "bun:sqlite";
+import type { DeviceEvent, Target } from "../lib/api/index.ts";
+import type { UpdateState } from "./update/states.ts";
+
+export interface UpdateRow {
+  id: string;
+  fromTarget: string | null;
+  toTarget: string;
+  version: string;
+  target: Target;
+  state: UpdateState;
+  /** Named version given by the user (allows a downgrade). */
+  explicit: boolean;
+  /** Init's result: the blobs and apps to fetch and install (JSON, step-defined). */
+  plan: unknown;
+  bytesTotal: number;
+  bytesFetched: number;
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+  steps: { step: string; at: string }[];
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS updates (
+  id TEXT PRIMARY KEY, from_target TEXT, to_target TEXT NOT NULL, version TEXT NOT NULL,
+  target_json TEXT NOT NULL, state TEXT NOT NULL, explicit INTEGER NOT NULL DEFAULT 0,
+  plan_json TEXT, bytes_total INTEGER NOT NULL DEFAULT 0, bytes_fetched INTEGER NOT NULL DEFAULT 0,
+  error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS update_steps (
+  update_id TEXT NOT NULL, step TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (update_id, step));
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bad_targets (name TEXT PRIMARY KEY, reason TEXT, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+interface RawUpdate {
+  id: string;
+  from_target: string | null;
+  to_target: string;
+  version: string;
+  target_json: string;
+  state: string;
+  explicit: number;
+  plan_json: string | null;
+  bytes_total: number;
+  bytes_fetched: number;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export class DeviceDb {
+  readonly db: Database;
+
+  constructor(path: string) {
+    this.db = new Database(path, { create: true, strict: true });
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // --- updates ---
+
+  createUpdate(u: { id: string; fromTarget: string | null; target: Target; explicit: boolean }): UpdateRow {
+    const now = new Date().toISOString();
+    this.db
+      .query(
+        `INSERT INTO updates (id, from_target, to_target, version, target_json, state, explicit, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?)`,
+      )
+      .run(u.id, u.fromTarget, u.target.name, u.target.entry.custom.version, JSON.stringify(u.target), u.explicit ? 1 : 0, now, now);
+    return this.getUpdate(u.id)!;
+  }
+
+  getUpdate(id: string): UpdateRow | undefined {
+    const r = this.db.query<RawUpdate, [string]>("SELECT * FROM updates WHERE id = ?").get(id);
+    return r ? this.toRow(r) : undefined;
+  }
+
+  /** The update not yet completed, failed or canceled, if any (there is at most one). */
+  pendingUpdate(): UpdateRow | undefined {
+    const r = this.db
+      .query<RawUpdate, []>(
+        "SELECT * FROM updates WHERE state NOT IN ('completed','failed','canceled') ORDER BY id DESC LIMIT 1",
+      )
+      .get();
+    return r ? this.toRow(r) : undefined;
+  }
+
+  lastUpdate(): UpdateRow | undefined {
+    const r = this.db.query<RawUpdate, []>("SELECT * FROM updates ORDER BY id DESC LIMIT 1").get();
+    return r ? this.toRow(r) : undefined;
+  }
+
+  listUpdates(limit = 20): UpdateRow[] {
+    return this.db
+      .query<RawUpdate, [number]>("SELECT * FROM updates ORDER BY id DESC LIMIT ?")
+      .all(limit)
+      .map((r) => this.toRow(r));
+  }
+
+  /** Saves a new state and, when given, the step that just finished and its events, in one transaction. */
+  setState(id: string, state: UpdateState, extra: { step?: string; error?: string | null; events?: DeviceEvent[] } = {}): void {
+    const now = new Date().toISOString();
+    this.db.transaction(() => {
+      this.db
+        .query("UPDATE updates SET state = ?, updated_at = ?, error = COALESCE(?, error) WHERE id = ?")
+        .run(state, now, extra.error ?? null, id);
+      if (extra.step) this.db.query("INSERT OR REPLACE INTO update_steps (update_id, step, at) VALUES (?, ?, ?)").run(id, extra.step, now);
+      if (extra.events?.length) this.enqueueEvents(extra.events);
+    })();
+  }
+
+  setPlan(id: string, plan: unknown, bytesTotal: number): void {
+    this.db
+      .query("UPDATE updates SET plan_json = ?, bytes_total = ?, updated_at = ? WHERE id = ?")
+      .run(JSON.stringify(plan), bytesTotal, new Date().toISOString(), id);
+  }
+
+  addBytesFetched(id: string, n: number): void {
+    this.db.query("UPDATE updates SET bytes_fetched = bytes_fetched + ? WHERE id = ?").run(n, id);
+  }
+
+  stepDone(id: string, step: string): boolean {
+    return !!this.db.query("SELECT 1 FROM update_steps WHERE update_id = ? AND step = ?").get(id, step);
+  }
+
+  private toRow(r: RawUpdate): UpdateRow {
+    return {
+      id: r.id,
+      fromTarget: r.from_target,
+      toTarget: r.to_target,
+      version: r.version,
+      target: JSON.parse(r.target_json),
+      state: r.state as UpdateState,
+      explicit: !!r.explicit,
+      plan: r.plan_json ? JSON.parse(r.plan_json) : null,
+      bytesTotal: r.bytes_total,
+      bytesFetched: r.bytes_fetched,
+      error: r.error,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+      steps: this.db
+        .query<{ step: string; at: string }, [string]>("SELECT step, at FROM update_steps WHERE update_id = ? ORDER BY at, rowid")
+        .all(r.id),
+    };
+  }
+
+  // --- event queue ---
+
+  enqueueEvents(events: DeviceEvent[]): void {
+    const q = this.db.query("INSERT INTO events (body) VALUES (?)");
+    this.db.transaction(() => {
+      for (const e of events) q.run(JSON.stringify(e));
+    })();
+  }
+
+  /** The oldest queued events, in order, with their sequence numbers. */
+  peekEvents(limit: number): { seq: number; event: DeviceEvent }[] {
+    return this.db
+      .query<{ seq: number; body: string }, [number]>("SELECT seq, body FROM events ORDER BY seq LIMIT ?")
+      .all(limit)
+      .map((r) => ({ seq: r.seq, event: JSON.parse(r.body) }));
+  }
+
+  /** Deletes events up to and including `seq` (after the gateway accepted them). */
+  ackEvents(upToSeq: number): void {
+    this.db.query("DELETE FROM events WHERE seq <= ?").run(upToSeq);
+  }
+
+  queuedEventCount(): number {
+    return this.db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM events").get()!.n;
+  }
+
+  // --- bad targets ---
+
+  markBad(name: string, reason: string): void {
+    this.db.query("INSERT OR REPLACE INTO bad_targets (name, reason, at) VALUES (?, ?, ?)").run(name, reason, new Date().toISOString());
+  }
+
+  badTargets(): string[] {
+    return this.db.query<{ name: string }, []>("SELECT name FROM bad_targets ORDER BY at").all().map((r) => r.name);
+  }
+
+  // --- key/value: current target, last apps-states ---
+
+  get<T>(key: string): T | undefined {
+    const r = this.db.query<{ value: string }, [string]>("SELECT value FROM kv WHERE key = ?").get(key);
+    return r ? (JSON.parse(r.value) as T) : undefined;
+  }
+
+  set(key: string, value: unknown): void {
+    this.db.query("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)").run(key, JSON.stringify(value));
+  }
+
+  delete(key: string): void {
+    this.db.query("DELETE FROM kv WHERE key = ?").run(key);
+  }
+
+  currentTarget(): Target | undefined {
+    return this.get<Target>("current_target");
+  }
+
+  setCurrentTarget(t: Target): void {
+    this.set("current_target", t);
+  }
+}

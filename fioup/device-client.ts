@@ -1,0 +1,99 @@
+/**
+ * HTTPS to the gateway as this device: the client certificate, the gateway CA
+ * as the only trust anchor, and the x-ats-* headers on every request (SPEC §3).
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import type { Config } from "./config.ts";
+import { FIOUP_VERSION } from "./version.ts";
+
+export class NotRegisteredError extends Error {
+  override name = "NotRegisteredError";
+  constructor(why: string) {
+    super(`This device is not registered: ${why}. Run 'fioup register' first`);
+  }
+}
+
+export class GatewayError extends Error {
+  override name = "GatewayError";
+  constructor(
+    what: string,
+    readonly status: number,
+    body: string,
+  ) {
+    super(`${what}: gateway answered ${status}${body ? ` ${body.slice(0, 300)}` : ""}`);
+  }
+}
+
+export interface DeviceTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+export interface AtsHeaders {
+  tags: string[];
+  apps: string[];
+  target?: string;
+}
+
+export class DeviceClient {
+  /** Mutable: updated when the running target changes. */
+  ats: AtsHeaders;
+
+  constructor(
+    readonly server: string,
+    readonly tls: DeviceTls,
+    ats: AtsHeaders,
+  ) {
+    this.ats = ats;
+  }
+
+  /**
+   * The client for a registered device.
+   *
+   * @throws {NotRegisteredError} If the server URL or the key files are missing.
+   */
+  static fromConfig(cfg: Config, ats: AtsHeaders): DeviceClient {
+    if (!cfg.server) throw new NotRegisteredError("no tls.server in the config");
+    const read = (p: string) => {
+      try {
+        return readFileSync(p, "utf8");
+      } catch {
+        throw new NotRegisteredError(`cannot read ${p}`);
+      }
+    };
+    return new DeviceClient(cfg.server, { cert: read(cfg.certPath), key: read(cfg.keyPath), ca: read(cfg.caPath) }, ats);
+  }
+
+  headers(extra?: ConstructorParameters<typeof Headers>[0]): Headers {
+    const h = new Headers(extra);
+    h.set("user-agent", `fioup/${FIOUP_VERSION}`);
+    h.set("x-ats-tags", this.ats.tags.join(","));
+    h.set("x-ats-dockerapps", this.ats.apps.join(","));
+    if (this.ats.target) h.set("x-ats-target", this.ats.target);
+    return h;
+  }
+
+  /** A fetch to the gateway (path or absolute URL), authenticated as the device. */
+  fetch(pathOrUrl: string, init: RequestInit = {}): Promise<Response> {
+    const url = /^https?:\/\//.test(pathOrUrl) ? pathOrUrl : this.server + pathOrUrl;
+    return fetch(url, {
+      ...init,
+      headers: this.headers(init.headers),
+      tls: { cert: this.tls.cert, key: this.tls.key, ca: this.tls.ca },
+    } as RequestInit);
+  }
+
+  async json<T>(method: string, path: string, body?: unknown): Promise<T | undefined> {
+    const res = await this.fetch(path, {
+      method,
+      ...(body !== undefined ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new GatewayError(`Cannot ${method} ${path}`, res.status, text);
+    return text ? (JSON.parse(text) as T) : undefined;
+  }
+}

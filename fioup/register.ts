@@ -1,0 +1,184 @@
+/**
+ * Device registration (SPEC §3, fioup's flow): trust the gateway CA pinned by
+ * the token, make a P-256 key that never leaves the device, send a CSR, and
+ * write the certificate, key, CA, TUF root and sota.toml atomically, sota.toml
+ * last (its presence with a certificate means "registered").
+ *
+ * @module
+ */
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import * as x509 from "@peculiar/x509";
+import { Value } from "@sinclair/typebox/value";
+import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
+import { writeFileAtomic } from "./atomic-write.ts";
+import { mergeToml } from "./config.ts";
+import { parseToml, stringifyToml, type TomlTable } from "./toml.ts";
+import { FIOUP_VERSION } from "./version.ts";
+
+export class AlreadyRegisteredError extends Error {
+  override name = "AlreadyRegisteredError";
+  constructor(dir: string) {
+    super(`Cannot register: this device is already registered (${dir}/sota.toml); use --force to register again`);
+  }
+}
+
+export class RegistrationError extends Error {
+  override name = "RegistrationError";
+}
+
+export interface RegisterOptions {
+  server: string;
+  token: string;
+  sotaDir: string;
+  name?: string;
+  tags?: string[];
+  hwid?: string;
+  apps?: string[];
+  force?: boolean;
+  /** Prefix for system paths (FIOUP_ROOT) used for defaults in sota.toml. */
+  root?: string;
+}
+
+export interface RegisterResult {
+  uuid: string;
+  name: string;
+  hardwareId: string;
+  server: string;
+  sotaDir: string;
+}
+
+const x509crypto = crypto;
+x509.cryptoProvider.set(x509crypto);
+
+/** sha256 hex of the DER of the first certificate in a PEM text. */
+export function pemFingerprint(pem: string): string {
+  const cert = new x509.X509Certificate(pem);
+  return new Bun.CryptoHasher("sha256").update(new Uint8Array(cert.rawData)).digest("hex");
+}
+
+function pemOf(label: string, der: ArrayBuffer): string {
+  const b64 = Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+/** True when `<sotaDir>` holds a completed registration. */
+export function isRegistered(sotaDir: string): boolean {
+  return existsSync(join(sotaDir, "sota.toml")) && existsSync(join(sotaDir, "client.pem"));
+}
+
+/**
+ * Registers this device with the gateway.
+ *
+ * @throws {AlreadyRegisteredError} Without `force` on a registered device.
+ * @throws {RegistrationError} Bad token, CA pin mismatch, or the gateway refused.
+ */
+export async function register(opts: RegisterOptions): Promise<RegisterResult> {
+  if (!opts.force && isRegistered(opts.sotaDir)) throw new AlreadyRegisteredError(opts.sotaDir);
+  const server = opts.server.replace(/\/+$/, "");
+  if (!/^https:\/\//.test(server)) throw new RegistrationError(`Cannot register: --server must be an https:// URL, got ${opts.server}`);
+  const dot = opts.token.lastIndexOf(".");
+  const pin = opts.token.slice(dot + 1).toLowerCase();
+  if (dot <= 0 || !/^[0-9a-f]{64}$/.test(pin)) {
+    throw new RegistrationError("Cannot register: the token is not <secret>.<sha256 of the CA>");
+  }
+
+  // Fetch the CA without verification, then trust it only if it matches the pin.
+  let caPem: string;
+  try {
+    const res = await fetch(`${server}/ca.pem`, { tls: { rejectUnauthorized: false }, signal: AbortSignal.timeout(30_000) } as RequestInit);
+    if (!res.ok) throw new Error(`status ${res.status}`);
+    caPem = await res.text();
+  } catch (cause) {
+    throw new RegistrationError(`Cannot fetch ${server}/ca.pem: ${(cause as Error).message}`, { cause });
+  }
+  let fingerprint: string;
+  try {
+    fingerprint = pemFingerprint(caPem);
+  } catch (cause) {
+    throw new RegistrationError(`Cannot read ${server}/ca.pem: not a PEM certificate`, { cause });
+  }
+  if (fingerprint !== pin) {
+    throw new RegistrationError(`Cannot register: the gateway CA (sha256 ${fingerprint}) does not match the token's pin ${pin}`);
+  }
+  const caCert = new x509.X509Certificate(caPem);
+  const factory = /(?:^|,\s*)O=([^,]+)/.exec(caCert.subject)?.[1] ?? "main";
+
+  const uuid = crypto.randomUUID();
+  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: [{ CN: [uuid] }, { OU: [factory] }],
+    keys,
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+  });
+  const name = opts.name ?? hostname();
+  const hwid = opts.hwid ?? `${process.arch === "x64" ? "x86_64" : process.arch}-linux`;
+  const body: RegistrationRequest = {
+    name,
+    uuid,
+    csr: csr.toString("pem"),
+    "hardware-id": hwid,
+    ...(opts.tags?.length ? { tags: opts.tags } : {}),
+    ...(opts.apps?.length ? { apps: opts.apps } : {}),
+  };
+  let res: Response;
+  try {
+    res = await fetch(`${server}/devices`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${opts.token}`, "content-type": "application/json", "user-agent": `fioup/${FIOUP_VERSION}` },
+      body: JSON.stringify(body),
+      tls: { ca: caPem },
+      signal: AbortSignal.timeout(60_000),
+    } as RequestInit);
+  } catch (cause) {
+    throw new RegistrationError(`Cannot register with ${server}: ${(cause as Error).message}`, { cause });
+  }
+  const text = await res.text();
+  if (!res.ok) throw new RegistrationError(`Cannot register with ${server}: gateway answered ${res.status} ${text.slice(0, 300)}`);
+  let reply: RegistrationResponse;
+  try {
+    reply = JSON.parse(text);
+  } catch {
+    throw new RegistrationError(`Cannot register with ${server}: the answer is not JSON`);
+  }
+  if (!Value.Check(RegistrationResponse, reply)) throw new RegistrationError(`Cannot register with ${server}: unexpected answer shape`);
+  const cert = new x509.X509Certificate(reply.certificate);
+  if (!cert.subject.includes(`CN=${uuid}`)) throw new RegistrationError(`Cannot register: the certificate is not for ${uuid} (${cert.subject})`);
+
+  let fromGateway: TomlTable = {};
+  try {
+    fromGateway = parseToml(reply.config);
+  } catch {
+    // a config we cannot read is replaced by ours below
+  }
+  const root = opts.root ?? "";
+  const sys = (p: string) => join(root || "/", p);
+  const gwPacman = (fromGateway.pacman ?? {}) as TomlTable;
+  const local: TomlTable = {
+    tls: { server },
+    import: { base_path: opts.sotaDir, tls_cacert_path: "root.crt", tls_clientcert_path: "client.pem", tls_pkey_path: "pkey.pem" },
+    provision: { primary_ecu_hardware_id: hwid },
+    storage: { path: opts.sotaDir },
+    pacman: {
+      compose_apps_root: (gwPacman.compose_apps_root as string | undefined) ?? sys("var/sota/compose-apps"),
+      reset_apps_root: (gwPacman.reset_apps_root as string | undefined) ?? sys("var/sota/reset-apps"),
+      ...(opts.tags?.length ? { tags: opts.tags.join(",") } : {}),
+      ...(opts.apps?.length ? { compose_apps: opts.apps.join(",") } : {}),
+    },
+  };
+  const merged = mergeToml(fromGateway, local);
+  if (!opts.tags?.length && merged.pacman && (merged.pacman as TomlTable).tags === undefined) (merged.pacman as TomlTable).tags = "";
+  const sotaToml = `# Written by fioup register on ${new Date().toISOString()} for device ${uuid}\n` + stringifyToml(merged);
+
+  mkdirSync(opts.sotaDir, { recursive: true, mode: 0o700 });
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
+  writeFileAtomic(join(opts.sotaDir, "pkey.pem"), pemOf("PRIVATE KEY", pkcs8), 0o600);
+  writeFileAtomic(join(opts.sotaDir, "client.pem"), reply.certificate);
+  writeFileAtomic(join(opts.sotaDir, "root.crt"), caPem);
+  // A new trust anchor: metadata trusted under an older root must not survive.
+  rmSync(join(opts.sotaDir, "tuf"), { recursive: true, force: true });
+  writeFileAtomic(join(opts.sotaDir, "tuf", "root.json"), JSON.stringify(reply.root));
+  writeFileAtomic(join(opts.sotaDir, "sota.toml"), sotaToml);
+  return { uuid, name, hardwareId: hwid, server, sotaDir: opts.sotaDir };
+}

@@ -1,0 +1,129 @@
+/**
+ * Runs `docker compose` (v2, what devices in the field have) or, when that is
+ * missing, `docker-compose` (v1; Debian ships only 1.29) against an installed
+ * app dir, always with the `.fioup/images.yml` override so services use the
+ * local tags loaded from the store and compose never has to pull.
+ *
+ * @module
+ */
+
+/** Neither `docker compose` nor `docker-compose` runs on this machine. */
+export class ComposeNotFoundError extends Error {
+  override name = "ComposeNotFoundError";
+  constructor() {
+    super("Cannot run compose: neither `docker compose` (v2) nor `docker-compose` (v1) is installed");
+  }
+}
+
+/** A compose command exited non-zero (or timed out); the message carries its stderr tail. */
+export class ComposeError extends Error {
+  override name = "ComposeError";
+  constructor(
+    readonly app: string,
+    readonly action: string,
+    readonly output: string,
+    why: string,
+  ) {
+    super(`Cannot ${action} app "${app}": ${why}${output ? `\n${output}` : ""}`);
+  }
+}
+
+/** The override file inside an app dir that maps each service to its local tag. */
+export const OVERRIDE_FILE = ".fioup/images.yml";
+
+/**
+ * The compose project name for an app. v1 and v2 both normalise names
+ * (lowercase; v1 also drops `.`), so pass the normalised form explicitly and
+ * container labels (`com.docker.compose.project`) come out predictable.
+ */
+export function projectName(app: string): string {
+  return app.toLowerCase().replace(/[^a-z0-9_-]/g, "");
+}
+
+async function runs(cmd: string[], env: Record<string, string>): Promise<boolean> {
+  try {
+    const p = Bun.spawn({ cmd, env, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    return (await p.exited) === 0;
+  } catch {
+    return false; // executable not found
+  }
+}
+
+/**
+ * Finds the compose command: `docker compose` if the plugin answers, else
+ * `docker-compose`. @throws {ComposeNotFoundError}
+ */
+export async function findCompose(env: Record<string, string> = process.env as Record<string, string>): Promise<string[]> {
+  if (await runs(["docker", "compose", "version"], env)) return ["docker", "compose"];
+  if (await runs(["docker-compose", "version"], env)) return ["docker-compose"];
+  throw new ComposeNotFoundError();
+}
+
+export interface ComposeRunOptions {
+  /** Kill the command after this long. Default 10 minutes. */
+  timeoutMs?: number;
+}
+
+/** One compose binary bound to one engine. */
+export class Compose {
+  constructor(
+    /** `["docker", "compose"]` or `["docker-compose"]`. */
+    readonly command: string[],
+    /** `unix://...` of the engine. */
+    readonly dockerHost: string,
+  ) {}
+
+  /** Version 1 (`docker-compose`) or 2 (`docker compose`). */
+  get major(): 1 | 2 {
+    return this.command.length > 1 ? 2 : 1;
+  }
+
+  private async run(app: string, dir: string, composeFile: string, action: string, args: string[], opts: ComposeRunOptions = {}): Promise<string> {
+    const cmd = [...this.command, "-p", projectName(app), "-f", composeFile, "-f", OVERRIDE_FILE, ...args];
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      DOCKER_HOST: this.dockerHost,
+      // Never prompt, never colour: output goes into error messages.
+      COMPOSE_INTERACTIVE_NO_CLI: "1",
+      NO_COLOR: "1",
+    };
+    let proc: ReturnType<typeof Bun.spawn>;
+    try {
+      proc = Bun.spawn({ cmd, cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    } catch (cause) {
+      throw new ComposeError(app, action, "", `cannot run ${this.command.join(" ")}: ${(cause as Error).message}`);
+    }
+    const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      proc.kill("SIGKILL");
+    }, timeoutMs);
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout as ReadableStream).text(),
+      new Response(proc.stderr as ReadableStream).text(),
+      proc.exited,
+    ]).finally(() => clearTimeout(timer));
+    const output = `${stderr}${stdout}`.trim();
+    const tail = output.split("\n").slice(-15).join("\n");
+    if (timedOut) throw new ComposeError(app, action, tail, `${this.command.join(" ")} ${args[0]} took longer than ${timeoutMs} ms`);
+    if (code !== 0) throw new ComposeError(app, action, tail, `${this.command.join(" ")} ${args[0]} exited with code ${code}`);
+    return output;
+  }
+
+  /** `up -d --remove-orphans` (images come from the override's local tags, already loaded). @throws {ComposeError} */
+  up(app: string, dir: string, composeFile: string, opts?: ComposeRunOptions): Promise<string> {
+    // No `--pull never`: compose v2 before 2.7 lacks it, and the default policy ("missing") never pulls a present tag.
+    return this.run(app, dir, composeFile, "start", ["up", "-d", "--remove-orphans"], opts);
+  }
+
+  /** `stop`. @throws {ComposeError} */
+  stop(app: string, dir: string, composeFile: string, opts?: ComposeRunOptions): Promise<string> {
+    return this.run(app, dir, composeFile, "stop", ["stop"], opts);
+  }
+
+  /** `down --remove-orphans` (containers and networks; named volumes are kept). @throws {ComposeError} */
+  down(app: string, dir: string, composeFile: string, opts?: ComposeRunOptions): Promise<string> {
+    return this.run(app, dir, composeFile, "remove", ["down", "--remove-orphans"], opts);
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Decides whether a started app is up (SPEC §4 Start): every service runs, or
+ * is healthy where it has a healthcheck, or exited 0 (one-shot); restarting,
+ * dead, unhealthy or exited non-zero is a failure. The result doubles as the
+ * app's entry in POST /apps-states.
+ *
+ * @module
+ */
+import type { AppState, ServiceState } from "./runtime.ts";
+import { projectName } from "./compose.ts";
+import type { ContainerInspect, DockerEngine } from "./engine.ts";
+
+export type Verdict = "ok" | "waiting" | "failed";
+
+/** One container's state plus the verdict and, when failed, why. */
+export interface ServiceReport {
+  state: ServiceState;
+  verdict: Verdict;
+  reason?: string;
+  containerId?: string;
+  restartCount?: number;
+}
+
+/** A service of an installed app: its name and the pinned image it runs. */
+export interface ServiceSpec {
+  name: string;
+  image?: string;
+}
+
+const LABEL_PROJECT = "com.docker.compose.project";
+const LABEL_SERVICE = "com.docker.compose.service";
+const LABEL_HASH = "com.docker.compose.config-hash";
+
+function judge(c: ContainerInspect | undefined, svc: string): { verdict: Verdict; reason?: string } {
+  if (!c) return { verdict: "waiting", reason: `service "${svc}" has no container yet` };
+  const s = c.State;
+  switch (s.Status) {
+    case "running": {
+      const h = s.Health?.Status;
+      if (!h || h === "none" || h === "healthy") return { verdict: "ok" };
+      if (h === "starting") return { verdict: "waiting", reason: `service "${svc}" health is starting` };
+      return { verdict: "failed", reason: `service "${svc}" is ${h}${s.Health?.Log?.length ? `: ${s.Health.Log[s.Health.Log.length - 1]!.Output.trim().slice(0, 300)}` : ""}` };
+    }
+    case "exited":
+      return s.ExitCode === 0
+        ? { verdict: "ok" }
+        : { verdict: "failed", reason: `service "${svc}" exited with code ${s.ExitCode}${s.Error ? ` (${s.Error})` : ""}` };
+    case "created":
+    case "removing":
+      return { verdict: "waiting", reason: `service "${svc}" is ${s.Status}` };
+    default: // restarting, dead, paused
+      return { verdict: "failed", reason: `service "${svc}" is ${s.Status}${s.ExitCode ? ` (last exit code ${s.ExitCode})` : ""}` };
+  }
+}
+
+/** Reads the state of every service of `app` (one report per declared service; the newest container wins). */
+export async function serviceReports(engine: DockerEngine, app: string, services: ServiceSpec[]): Promise<ServiceReport[]> {
+  const containers = await engine.listContainers([`${LABEL_PROJECT}=${projectName(app)}`]);
+  const reports: ServiceReport[] = [];
+  for (const svc of services) {
+    const mine = containers.filter((c) => c.Labels[LABEL_SERVICE] === svc.name).sort((a, b) => b.Created - a.Created);
+    if (mine.length === 0) {
+      reports.push({ state: { name: svc.name, state: "missing", ...(svc.image ? { image: svc.image } : {}) }, verdict: "waiting", reason: `service "${svc.name}" has no container` });
+      continue;
+    }
+    // A scaled service is only as good as its worst replica.
+    let worst: ServiceReport | undefined;
+    for (const summary of mine) {
+      const c = await engine.inspectContainer(summary.Id);
+      const { verdict, reason } = judge(c, svc.name);
+      const state: ServiceState = {
+        name: svc.name,
+        state: c?.State.Status ?? summary.State,
+        status: summary.Status,
+        image: svc.image ?? summary.Image,
+      };
+      const hash = summary.Labels[LABEL_HASH];
+      if (hash) state.hash = hash;
+      const health = c?.State.Health?.Status;
+      if (health) state.health = health;
+      const r: ServiceReport = { state, verdict, containerId: summary.Id, restartCount: c?.RestartCount ?? 0 };
+      if (reason) r.reason = reason;
+      const rank = { failed: 2, waiting: 1, ok: 0 } as const;
+      if (!worst || rank[r.verdict] > rank[worst.verdict]) worst = r;
+    }
+    reports.push(worst!);
+  }
+  return reports;
+}
+
+/** Shapes service reports into the apps-states entry of one app. */
+export function appState(uri: string, reports: ServiceReport[]): AppState {
+  return {
+    uri,
+    state: reports.length > 0 && reports.every((r) => r.verdict === "ok") ? "healthy" : "unhealthy",
+    services: reports.map((r) => r.state),
+  };
+}
+
+export interface WaitOptions {
+  /** Give up after this long. Default 120 s. */
+  timeoutMs?: number;
+  /** All services must stay ok this long before the app counts as up (catches crash-after-start). Default 1.5 s. */
+  settleMs?: number;
+  /** Poll interval. Default 250 ms. */
+  pollMs?: number;
+}
+
+export interface WaitResult {
+  ok: boolean;
+  reports: ServiceReport[];
+  error?: string;
+}
+
+/**
+ * Polls until every service is ok for `settleMs`, any service fails (or
+ * restarts), or the timeout passes. Never throws for an unhealthy app.
+ * @throws {EngineError} only when the engine cannot be asked at all
+ */
+export async function waitForApp(engine: DockerEngine, app: string, services: ServiceSpec[], opts: WaitOptions = {}): Promise<WaitResult> {
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  const settleMs = opts.settleMs ?? 1500;
+  const pollMs = opts.pollMs ?? 250;
+  const deadline = Date.now() + timeoutMs;
+  const firstRestarts = new Map<string, number>();
+  let okSince: number | undefined;
+  for (;;) {
+    const reports = await serviceReports(engine, app, services);
+    for (const r of reports) {
+      if (!r.containerId) continue;
+      const first = firstRestarts.get(r.containerId);
+      if (first === undefined) firstRestarts.set(r.containerId, r.restartCount ?? 0);
+      else if ((r.restartCount ?? 0) > first && r.verdict !== "failed") {
+        r.verdict = "failed";
+        r.reason = `service "${r.state.name}" keeps restarting (restart count ${r.restartCount})`;
+      }
+    }
+    const failed = reports.filter((r) => r.verdict === "failed");
+    if (failed.length) {
+      const why = await Promise.all(failed.map(async (r) => `${r.reason}${await logTail(engine, r.containerId)}`));
+      return { ok: false, reports, error: `App "${app}" failed to start: ${why.join("; ")}` };
+    }
+    const now = Date.now();
+    if (reports.every((r) => r.verdict === "ok")) {
+      okSince ??= now;
+      if (now - okSince >= settleMs) return { ok: true, reports };
+    } else okSince = undefined;
+    if (now >= deadline) {
+      const pending = reports.filter((r) => r.verdict !== "ok").map((r) => r.reason ?? r.state.name);
+      return { ok: false, reports, error: `App "${app}" did not start within ${timeoutMs} ms: ${pending.join("; ") || "services did not stay up"}` };
+    }
+    await Bun.sleep(Math.min(pollMs, Math.max(10, deadline - now)));
+  }
+}
+
+async function logTail(engine: DockerEngine, id: string | undefined): Promise<string> {
+  if (!id) return "";
+  try {
+    const text = (await engine.containerLogs(id, 5)).trim();
+    return text ? ` (last output: ${text.slice(-500)})` : "";
+  } catch {
+    return "";
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Loads a digest-pinned image from the blob store into the Docker Engine.
+ *
+ * `docker load` drops the registry digest (SPEC §5), so `repo@sha256:...` would
+ * never resolve offline and compose would try to pull. Instead each image gets
+ * a local tag derived from its pinned digest, `<repository>:fioup-<32 hex>`,
+ * which the app's `.fioup/images.yml` override points the service at. The
+ * engine's image ID (sha256 of the config) must equal the pinned config
+ * digest, so the tag names exactly the content that was signed for.
+ *
+ * @module
+ */
+import { formatReference, parseReference } from "../../lib/oci/reference.ts";
+import { parseManifest, type Descriptor, type ImageManifest } from "../../lib/oci/manifest.ts";
+import { dockerSaveTar } from "./_docker-save.ts";
+import { BlobNotInStoreError, hasBlob, readSmallBlob } from "./_store.ts";
+import type { DockerEngine } from "./engine.ts";
+
+/** A service image is not pinned by digest, so it cannot be loaded from the store. */
+export class UnpinnedImageError extends Error {
+  override name = "UnpinnedImageError";
+  constructor(ref: string) {
+    super(`Cannot load image "${ref}": it is not pinned by digest (repo@sha256:...)`);
+  }
+}
+
+/** The store holds an index for the image, but no manifest for this device's platform. */
+export class NoMatchingPlatformError extends Error {
+  override name = "NoMatchingPlatformError";
+  constructor(ref: string, platform: Platform) {
+    super(`Cannot load image "${ref}": no manifest for ${formatPlatform(platform)} in its index (or not fetched into the store)`);
+  }
+}
+
+/** The engine refused the image tar (corrupt layer, diff_id mismatch, no space...). */
+export class ImageLoadError extends Error {
+  override name = "ImageLoadError";
+  constructor(ref: string, cause: unknown) {
+    super(`Cannot load image "${ref}" into the engine: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+}
+
+/** After loading, the local tag names an image whose ID is not the pinned config digest. */
+export class ImageIdMismatchError extends Error {
+  override name = "ImageIdMismatchError";
+  constructor(ref: string, tag: string, expected: string, actual: string | undefined) {
+    super(`Cannot verify image "${ref}": ${tag} has image ID ${actual ?? "(none)"}, expected the pinned config digest ${expected}`);
+  }
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+const formatPlatform = (p: Platform) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
+
+/** The platform of this process, in OCI terms (linux/amd64, linux/arm64/v8, linux/arm/v7...). */
+export function hostPlatform(): Platform {
+  switch (process.arch) {
+    case "x64":
+      return { os: "linux", architecture: "amd64" };
+    case "arm64":
+      return { os: "linux", architecture: "arm64" };
+    case "arm":
+      return { os: "linux", architecture: "arm", variant: "v7" };
+    default:
+      return { os: "linux", architecture: process.arch };
+  }
+}
+
+/**
+ * The local tag for a pinned reference: `<repository>:fioup-<first 32 hex of its digest>`.
+ *
+ * @example
+ * ```ts
+ * localTag("127.0.0.1:5000/main/app@sha256:0123…"); // {repository: "127.0.0.1:5000/main/app", tag: "fioup-0123…", full: "127.0.0.1:5000/main/app:fioup-0123…"}
+ * ```
+ * @throws {UnpinnedImageError | SyntaxError}
+ */
+export function localTag(ref: string): { repository: string; tag: string; full: string; digest: string } {
+  const parsed = parseReference(ref);
+  if (!parsed.digest) throw new UnpinnedImageError(ref);
+  // Keep the repository as written (no docker.io/library/ expansion) so `docker images` reads naturally.
+  const at = ref.indexOf("@");
+  let repository = ref.slice(0, at);
+  const colon = repository.lastIndexOf(":");
+  if (colon > repository.lastIndexOf("/")) repository = repository.slice(0, colon);
+  if (!repository) repository = formatReference({ registry: parsed.registry, repository: parsed.repository });
+  const tag = `fioup-${parsed.digest.slice(parsed.digest.indexOf(":") + 1, parsed.digest.indexOf(":") + 33)}`;
+  return { repository, tag, full: `${repository}:${tag}`, digest: parsed.digest };
+}
+
+function platformMatches(d: Descriptor, want: Platform): boolean {
+  const p = d.platform;
+  if (!p || p.os !== want.os || p.architecture !== want.architecture) return false;
+  if (!want.variant || !p.variant) return true;
+  return p.variant === want.variant;
+}
+
+/**
+ * Resolves a pinned reference to the image manifest in the store: the manifest
+ * itself, or from an index the entry for `platform` that the store holds.
+ * @throws {BlobNotInStoreError | NoMatchingPlatformError | InvalidManifestError}
+ */
+export async function resolveStoredImage(storeRoot: string, ref: string, platform: Platform = hostPlatform()): Promise<{ manifestDigest: string; manifest: ImageManifest }> {
+  const { digest } = localTag(ref);
+  const parsed = parseManifest(await readSmallBlob(storeRoot, digest, `manifest of image "${ref}"`));
+  if (parsed.kind === "manifest") return { manifestDigest: digest, manifest: parsed.manifest };
+  for (const d of parsed.index.manifests.filter((m) => platformMatches(m, platform))) {
+    if (!(await hasBlob(storeRoot, d.digest))) continue;
+    const child = parseManifest(await readSmallBlob(storeRoot, d.digest, `manifest of image "${ref}"`));
+    if (child.kind === "manifest") return { manifestDigest: d.digest, manifest: child.manifest };
+  }
+  throw new NoMatchingPlatformError(ref, platform);
+}
+
+export interface LoadedImage {
+  ref: string;
+  /** `<repository>:fioup-<32 hex>` */
+  tag: string;
+  /** = the config digest */
+  imageId: string;
+  /** False when the engine already had it (tag and ID matched, or the ID only needed the tag). */
+  loaded: boolean;
+}
+
+/**
+ * Makes `ref` available in the engine under its local tag, loading it from
+ * the store only when the engine lacks an image with the pinned config digest.
+ * @throws {UnpinnedImageError | BlobNotInStoreError | NoMatchingPlatformError | ImageLoadError | ImageIdMismatchError | EngineError}
+ */
+export async function loadImageFromStore(
+  engine: DockerEngine,
+  storeRoot: string,
+  ref: string,
+  opts: { platform?: Platform; signal?: AbortSignal } = {},
+): Promise<LoadedImage> {
+  const lt = localTag(ref);
+  const { manifest } = await resolveStoredImage(storeRoot, ref, opts.platform);
+  const imageId = manifest.config.digest;
+
+  const current = await engine.inspectImage(lt.full);
+  if (current?.Id === imageId) return { ref, tag: lt.full, imageId, loaded: false };
+
+  // Same content already in the engine under another name: a tag is enough.
+  if (await engine.inspectImage(imageId)) {
+    await engine.tagImage(imageId, lt.repository, lt.tag);
+  } else {
+    for (const d of [manifest.config, ...manifest.layers]) {
+      if (!(await hasBlob(storeRoot, d.digest))) throw new BlobNotInStoreError(d.digest, `blob of image "${ref}"`);
+    }
+    const tar = dockerSaveTar(storeRoot, [
+      { configDigest: imageId, layerDigests: manifest.layers.map((l) => l.digest), repoTags: [lt.full] },
+    ]);
+    try {
+      await engine.loadImages(tar, opts.signal);
+    } catch (cause) {
+      throw new ImageLoadError(ref, cause);
+    }
+  }
+  const after = await engine.inspectImage(lt.full);
+  if (after?.Id !== imageId) throw new ImageIdMismatchError(ref, lt.full, imageId, after?.Id);
+  return { ref, tag: lt.full, imageId, loaded: true };
+}

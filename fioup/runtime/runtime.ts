@@ -1,0 +1,367 @@
+/**
+ * The device runtime: everything fioup (and preload's early start) does to the
+ * Docker Engine and to the app files on disk, behind one small class so the
+ * update steps never talk to dockerd or `docker compose` directly.
+ *
+ * Contract with the caller: every blob an app references must already be in
+ * the content-addressed store (`<storeRoot>/blobs/sha256/<hex>`): the app
+ * manifest (digest from the app URI), its bundle tgz and bundle index, and for
+ * every service image its manifest (and the index when the compose file pins
+ * one), config and layers. Install then works offline.
+ *
+ * @module
+ */
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Static } from "@sinclair/typebox";
+import type { AppState as AppStateSchema, ServiceState as ServiceStateSchema } from "../../lib/api/device.ts";
+import {
+  BUNDLE_INDEX_DIGEST_ANNOTATION,
+  COMPOSE_FILE_NAMES,
+  MAX_BUNDLE_INDEX_BYTES,
+  type BundleIndex,
+} from "../../lib/compose/app-format.ts";
+import { parseCompose } from "../../lib/compose/compose-file.ts";
+import { extractBundle } from "../../lib/compose/extract.ts";
+import { parseReference } from "../../lib/oci/reference.ts";
+import { blobPath, BlobNotInStoreError, readJsonBlob, readSmallBlob } from "./_store.ts";
+import { Compose, findCompose, OVERRIDE_FILE } from "./compose.ts";
+import { DockerEngine } from "./engine.ts";
+import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
+import { loadImageFromStore, UnpinnedImageError } from "./images.ts";
+
+export type AppState = Static<typeof AppStateSchema>;
+export type ServiceState = Static<typeof ServiceStateSchema>;
+
+export interface RuntimeConfig {
+  /** `pacman.compose_apps_root`: apps are extracted to `<composeAppsRoot>/<app>/`. */
+  composeAppsRoot: string;
+  /** `pacman.reset_apps_root`: the blob store (`blobs/sha256/<hex>`). */
+  storeRoot: string;
+  /** `unix:///path/docker.sock`; default: `$DOCKER_HOST`, else `unix:///var/run/docker.sock`. */
+  dockerHost?: string;
+  /** Force the compose command (e.g. `["docker-compose"]`); default: `docker compose`, else `docker-compose`. */
+  composeCommand?: string[];
+  /** Platform to pick from an image index; default: linux + this process's architecture. */
+  platform?: { os: string; architecture: string; variant?: string };
+}
+
+/** An app of a target, as in `custom.docker_compose_apps`. */
+export interface AppRef {
+  name: string;
+  /** `<registry>/<repo>/<app>@sha256:<app manifest digest>` */
+  uri: string;
+}
+
+/** One service image of an installed app. */
+export interface InstalledImage {
+  service: string;
+  /** The pinned reference as written in the compose file (`repo@sha256:...`). */
+  ref: string;
+  /** The local tag the override points at: `<repository>:fioup-<32 hex of the manifest digest>`. */
+  tag: string;
+  /** Engine image ID = the image's config digest. */
+  imageId: string;
+}
+
+/** What `.fioup/app.json` records for an installed app. */
+export interface InstalledApp {
+  name: string;
+  uri: string;
+  /** Path of the app directory. */
+  dir: string;
+  /** Compose file name inside `dir` (as in the bundle). */
+  composeFile: string;
+  images: InstalledImage[];
+}
+
+export interface StartResult {
+  name: string;
+  /** Every service running (healthy where it has a healthcheck, or exited 0) within the timeout. */
+  ok: boolean;
+  state: AppState;
+  /** Why it failed, for the event's details. */
+  error?: string;
+}
+
+export interface InstallOptions {
+  signal?: AbortSignal;
+  /** Progress lines for humans (the caller decides where they go). */
+  onProgress?: (line: string) => void;
+}
+
+/** The app URI is malformed, or its last path part is not the app's name. */
+export class InvalidAppUriError extends Error {
+  override name = "InvalidAppUriError";
+  constructor(app: string, uri: string, why: string) {
+    super(`Cannot install app "${app}" from "${uri.slice(0, 300)}": ${why}`);
+  }
+}
+
+/** The app manifest in the store is not a compose-app manifest (no bundle layer or index annotation). */
+export class InvalidAppManifestError extends Error {
+  override name = "InvalidAppManifestError";
+}
+
+/** The bundle's compose file names an image that is missing or not pinned. */
+export class InvalidAppComposeError extends Error {
+  override name = "InvalidAppComposeError";
+}
+
+const META_FILE = ".fioup/app.json";
+const APP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/** Ties engine, images, compose, extraction and health together. */
+export class Runtime {
+  readonly engine: DockerEngine;
+  private compose?: Promise<Compose>;
+
+  constructor(readonly config: RuntimeConfig) {
+    this.engine = new DockerEngine(config.dockerHost);
+  }
+
+  private composeCli(): Promise<Compose> {
+    this.compose ??= (async () => {
+      const cmd = this.config.composeCommand ?? (await findCompose());
+      return new Compose(cmd, this.engine.host);
+    })();
+    // A failed detection is retried next time (compose may get installed).
+    this.compose.catch(() => (this.compose = undefined));
+    return this.compose;
+  }
+
+  private appDir(name: string): string {
+    if (!APP_NAME.test(name)) throw new InvalidAppUriError(name, "", "not a valid app name");
+    return join(this.config.composeAppsRoot, name);
+  }
+
+  /** Checks the engine answers; returns its version (e.g. "20.10.24"). @throws {EngineError} */
+  async ping(): Promise<string> {
+    return (await this.engine.version()).Version;
+  }
+
+  /**
+   * Installs one app from the store: loads and tags its images (verifying
+   * each image ID equals the pinned config digest), extracts the bundle
+   * (checked against the bundle index) into `<composeAppsRoot>/<name>/` by
+   * atomic rename, writes `.fioup/images.yml` and `.fioup/app.json`. The app is
+   * not started; an app of the same name is replaced (stop it first). Images
+   * are loaded before the new dir replaces the old one, so a failure leaves
+   * the previous install as it was.
+   * @throws {InvalidAppUriError | InvalidAppManifestError | InvalidAppComposeError | BlobNotInStoreError | ImageLoadError | ImageIdMismatchError | UnsafeBundleError | BundleIndexMismatchError | EngineError}
+   */
+  async installApp(app: AppRef, opts: InstallOptions = {}): Promise<InstalledApp> {
+    const dest = this.appDir(app.name);
+    let ref;
+    try {
+      ref = parseReference(app.uri);
+    } catch (err) {
+      throw new InvalidAppUriError(app.name, app.uri, (err as Error).message);
+    }
+    if (!ref.digest) throw new InvalidAppUriError(app.name, app.uri, "not pinned by digest");
+    const last = ref.repository.split("/").pop();
+    if (last !== app.name) throw new InvalidAppUriError(app.name, app.uri, `its last path part "${last}" is not the app name`);
+
+    const store = this.config.storeRoot;
+    const manifest = await readJsonBlob<{ layers?: { digest?: string; annotations?: Record<string, string> }[] }>(store, ref.digest, `manifest of app "${app.name}"`);
+    const layer = manifest.layers?.[0];
+    const indexDigest = layer?.annotations?.[BUNDLE_INDEX_DIGEST_ANNOTATION];
+    if (!layer?.digest || !indexDigest) {
+      throw new InvalidAppManifestError(`Cannot install app "${app.name}": manifest ${ref.digest} has no bundle layer with a bundle index annotation`);
+    }
+    let index: BundleIndex;
+    try {
+      index = JSON.parse(new TextDecoder().decode(await readSmallBlob(store, indexDigest, `bundle index of app "${app.name}"`, MAX_BUNDLE_INDEX_BYTES)));
+    } catch (err) {
+      if (err instanceof BlobNotInStoreError) throw err;
+      throw new InvalidAppManifestError(`Cannot install app "${app.name}": bundle index ${indexDigest} is unreadable: ${(err as Error).message}`);
+    }
+    const bundle = blobPath(store, layer.digest);
+    if (!(await Bun.file(bundle).exists())) throw new BlobNotInStoreError(layer.digest, `bundle of app "${app.name}"`);
+
+    let installed: InstalledApp | undefined;
+    opts.onProgress?.(`Installing app ${app.name}`);
+    await extractBundle({
+      bundle,
+      index,
+      dest,
+      beforeCommit: async (dir) => {
+        const composeFile = COMPOSE_FILE_NAMES.find((n) => n in index);
+        if (!composeFile) throw new InvalidAppComposeError(`Cannot install app "${app.name}": the bundle has no compose file`);
+        let compose;
+        try {
+          compose = parseCompose(await readFile(join(dir, composeFile)), `${app.name}/${composeFile}`);
+        } catch (err) {
+          throw new InvalidAppComposeError(`Cannot install app "${app.name}": ${(err as Error).message}`);
+        }
+        const images: InstalledImage[] = [];
+        for (const svc of compose.services) {
+          if (!svc.image) throw new InvalidAppComposeError(`Cannot install app "${app.name}": service "${svc.name}" has no image`);
+          if (!svc.image.includes("@")) throw new UnpinnedImageError(svc.image);
+          opts.onProgress?.(`Loading image ${svc.image}`);
+          const loaded = await loadImageFromStore(this.engine, store, svc.image, {
+            ...(this.config.platform ? { platform: this.config.platform } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+          });
+          images.push({ service: svc.name, ref: svc.image, tag: loaded.tag, imageId: loaded.imageId });
+        }
+        // The override must carry the same `version:` as the main file for compose v1.
+        const version = compose.doc.get("version");
+        const override = {
+          ...(typeof version === "string" || typeof version === "number" ? { version: String(version) } : {}),
+          services: Object.fromEntries(images.map((i) => [i.service, { image: i.tag }])),
+        };
+        await mkdir(join(dir, ".fioup"), { recursive: true });
+        await writeFile(join(dir, OVERRIDE_FILE), `# Written by fioup: runs each service from its image loaded from the store.\n${JSON.stringify(override, null, 2)}\n`);
+        installed = { name: app.name, uri: app.uri, dir: dest, composeFile, images };
+        const meta = { ...installed, indexDigest, bundleDigest: layer.digest } as Record<string, unknown>;
+        delete meta.dir;
+        await writeFile(join(dir, META_FILE), `${JSON.stringify(meta, null, 2)}\n`);
+      },
+    });
+    return installed!;
+  }
+
+  /** Reads `.fioup/app.json` of an app, or undefined when it is not installed. */
+  private async readInstalled(name: string): Promise<InstalledApp | undefined> {
+    const dir = this.appDir(name);
+    let meta: Omit<InstalledApp, "dir">;
+    try {
+      meta = JSON.parse(await readFile(join(dir, META_FILE), "utf8"));
+    } catch {
+      return undefined;
+    }
+    if (!meta || meta.name !== name || typeof meta.uri !== "string" || !Array.isArray(meta.images)) return undefined;
+    return { name, uri: meta.uri, dir, composeFile: meta.composeFile, images: meta.images };
+  }
+
+  /** True when `<name>` is installed from exactly this URI and all its tagged images are in the engine. */
+  async isInstalled(app: AppRef): Promise<boolean> {
+    if (!APP_NAME.test(app.name)) return false;
+    const inst = await this.readInstalled(app.name);
+    if (!inst || inst.uri !== app.uri) return false;
+    if (!(await Bun.file(join(inst.dir, inst.composeFile)).exists())) return false;
+    for (const img of inst.images) {
+      if ((await this.engine.inspectImage(img.tag))?.Id !== img.imageId) return false;
+    }
+    return true;
+  }
+
+  /** The apps under composeAppsRoot that have a `.fioup/app.json`, by name. */
+  async installedApps(): Promise<InstalledApp[]> {
+    let names: string[];
+    try {
+      names = (await Array.fromAsync(new Bun.Glob("*").scan({ cwd: this.config.composeAppsRoot, onlyFiles: false, dot: false }))).sort();
+    } catch {
+      return [];
+    }
+    const out: InstalledApp[] = [];
+    for (const n of names) {
+      if (!APP_NAME.test(n)) continue;
+      const inst = await this.readInstalled(n);
+      if (inst) out.push(inst);
+    }
+    return out;
+  }
+
+  private services(inst: InstalledApp): ServiceSpec[] {
+    return inst.images.map((i) => ({ name: i.service, image: i.ref }));
+  }
+
+  /**
+   * `compose up -d --remove-orphans` for each app (in order), then waits until
+   * each app's services run (or are healthy / exited 0) or fail, at most
+   * `timeoutMs` per app (default 120 s). Never throws for an app that fails to
+   * start (not installed, compose error, unhealthy): that is `ok: false` with `error`.
+   * @throws {ComposeNotFoundError | EngineError} when nothing can be started at all
+   */
+  async startApps(names: string[], opts: { timeoutMs?: number; settleMs?: number } = {}): Promise<StartResult[]> {
+    const compose = await this.composeCli();
+    const results: StartResult[] = [];
+    for (const name of names) {
+      const inst = APP_NAME.test(name) ? await this.readInstalled(name) : undefined;
+      if (!inst) {
+        results.push({ name, ok: false, state: { uri: "", state: "unhealthy", services: [] }, error: `Cannot start app "${name}": not installed` });
+        continue;
+      }
+      const started = Date.now();
+      try {
+        await compose.up(name, inst.dir, inst.composeFile, { timeoutMs: opts.timeoutMs ?? 10 * 60_000 });
+      } catch (err) {
+        const reports = await serviceReports(this.engine, name, this.services(inst));
+        results.push({ name, ok: false, state: appState(inst.uri, reports), error: (err as Error).message });
+        continue;
+      }
+      const left = Math.max(1000, (opts.timeoutMs ?? 120_000) - (Date.now() - started));
+      const waited = await waitForApp(this.engine, name, this.services(inst), {
+        timeoutMs: left,
+        ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}),
+      });
+      const r: StartResult = { name, ok: waited.ok, state: appState(inst.uri, waited.reports) };
+      if (waited.error) r.error = waited.error;
+      results.push(r);
+    }
+    return results;
+  }
+
+  /** `compose stop` for each installed app in `names`; unknown names are ignored. @throws {ComposeError} */
+  async stopApps(names: string[]): Promise<void> {
+    for (const name of names) {
+      const inst = APP_NAME.test(name) ? await this.readInstalled(name) : undefined;
+      if (!inst) continue;
+      await (await this.composeCli()).stop(name, inst.dir, inst.composeFile);
+    }
+  }
+
+  /** `compose down --remove-orphans`, then deletes the app dir. Unknown names are ignored. @throws {ComposeError} */
+  async removeApp(name: string): Promise<void> {
+    const dir = this.appDir(name);
+    const inst = await this.readInstalled(name);
+    if (inst) await (await this.composeCli()).down(name, inst.dir, inst.composeFile);
+    // Rename first so a crash mid-delete never leaves a half app under its name.
+    const trash = join(this.config.composeAppsRoot, `.${name}.removing-${Date.now().toString(36)}`);
+    try {
+      await rename(dir, trash);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    await rm(trash, { recursive: true, force: true });
+  }
+
+  /** Current state of installed apps (all, or those of `names` that are installed), shaped for POST /apps-states. */
+  async appsState(names?: string[]): Promise<Record<string, AppState>> {
+    const apps = (await this.installedApps()).filter((a) => !names || names.includes(a.name));
+    const out: Record<string, AppState> = {};
+    for (const inst of apps) {
+      out[inst.name] = appState(inst.uri, await serviceReports(this.engine, inst.name, this.services(inst)));
+    }
+    return out;
+  }
+
+  /**
+   * Removes `*:fioup-*` tags no installed app uses and not in `keepTags`,
+   * then prunes dangling images. Tags still used by a container are kept.
+   * `match` narrows which fioup tags are candidates (e.g. tests sharing an engine).
+   * Returns the removed tags.
+   * @throws {EngineError}
+   */
+  async pruneImages(keepTags: string[] = [], opts: { match?: (tag: string) => boolean } = {}): Promise<string[]> {
+    const keep = new Set(keepTags);
+    for (const app of await this.installedApps()) for (const img of app.images) keep.add(img.tag);
+    const removed: string[] = [];
+    for (const img of await this.engine.listImages()) {
+      for (const tag of img.RepoTags ?? []) {
+        if (!/:fioup-[0-9a-f]{32}$/.test(tag) || keep.has(tag) || (opts.match && !opts.match(tag))) continue;
+        try {
+          await this.engine.removeImage(tag);
+          removed.push(tag);
+        } catch {
+          // in use by a container (409): keep it
+        }
+      }
+    }
+    await this.engine.pruneImages();
+    return removed;
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * Cancels the pending update if its apps have not been started: anything
+ * already installed is undone by restoring the previous target's apps.
+ * Fetched blobs stay in the store (pruned by the next completed update).
+ *
+ * @module
+ */
+import type { UpdateRow } from "../db.ts";
+import type { UpdateContext } from "./context.ts";
+import { eventFor } from "./_events.ts";
+import { NoUpdateInProgressError } from "./check-step.ts";
+import { currentTarget } from "./current-target.ts";
+import type { UpdatePlan } from "./resolve.ts";
+import { restorePrevious } from "./restore.ts";
+import { InvalidStateError, reached } from "./states.ts";
+
+export async function cancelUpdate(ctx: UpdateContext): Promise<UpdateRow> {
+  const u = ctx.db.pendingUpdate();
+  if (!u) throw new NoUpdateInProgressError("cancel");
+  if (reached(u.state, "starting")) throw new InvalidStateError("cancel (the new apps were started)", u.state);
+  ctx.db.setState(u.id, "cancelling");
+  let details: Record<string, unknown> = { canceled: true };
+  if (u.state === "installing" || u.state === "installed") {
+    const plan = u.plan as UpdatePlan;
+    const r = await restorePrevious(ctx, plan.apps.map((a) => a.name), currentTarget(ctx.cfg, ctx.db));
+    details = { ...details, restoredTo: r.restoredTo ?? null, restoreOk: r.ok, ...(r.error ? { restoreError: r.error } : {}) };
+  }
+  ctx.db.setState(u.id, "canceled", {
+    error: "canceled by the user",
+    events: [eventFor(u, "EcuInstallationCompleted", { success: false, details })],
+  });
+  return ctx.db.getUpdate(u.id)!;
+}

@@ -1,0 +1,81 @@
+/**
+ * The check step: refresh TUF, pick the target, and create the update row (or
+ * resume the one a killed run left behind). Creating the row is the commit
+ * point: from here the update survives restarts.
+ *
+ * @module
+ */
+import type { Target } from "../../lib/api/index.ts";
+import { ulid } from "../ulid.ts";
+import type { UpdateContext } from "./context.ts";
+import { eventFor } from "./_events.ts";
+import type { Step } from "./step.ts";
+import { checkTargets, type CheckResult } from "./tuf-check.ts";
+import { currentTarget } from "./current-target.ts";
+import { InvalidStateError } from "./states.ts";
+
+export class NoUpdateError extends Error {
+  override name = "NoUpdateError";
+}
+
+export class NoUpdateInProgressError extends Error {
+  override name = "NoUpdateInProgressError";
+  constructor(action: string) {
+    super(`Cannot ${action}: no update in progress; run 'fioup fetch' or 'fioup update' first`);
+  }
+}
+
+export interface CheckStepOptions {
+  /** A named version (may downgrade, may retry a bad target). */
+  version?: string;
+  /** Set when the check is done: the TUF result (for the command's output). */
+  onResult?(r: CheckResult): void;
+}
+
+/** Creates the update for `target`; its first events are queued with the row. */
+export function createUpdate(ctx: UpdateContext, target: Target, explicit: boolean): string {
+  const id = ulid();
+  const from = currentTarget(ctx.cfg, ctx.db);
+  const row = ctx.db.createUpdate({ id, fromTarget: from?.name ?? null, target, explicit });
+  ctx.db.enqueueEvents([eventFor(row, "MetadataUpdateCompleted", { success: true })]);
+  return id;
+}
+
+export function checkStep(opts: CheckStepOptions = {}): Step {
+  return {
+    name: "Checking",
+    async run(ctx) {
+      const pending = ctx.db.pendingUpdate();
+      if (pending) {
+        // A run was interrupted: finish that one first (a different named version is refused).
+        if (opts.version !== undefined && pending.version !== opts.version) {
+          throw new InvalidStateError(`start an update to version ${opts.version}`, pending.state);
+        }
+        ctx.updateId = pending.id;
+        return;
+      }
+      if (!ctx.client) throw new Error("Cannot check for updates: no gateway client");
+      const current = currentTarget(ctx.cfg, ctx.db);
+      const r = await checkTargets(ctx.cfg, ctx.client, { current, badTargets: ctx.db.badTargets(), version: opts.version });
+      opts.onResult?.(r);
+      if (!r.selected || (!r.updateAvailable && opts.version === undefined)) {
+        throw new NoUpdateError(
+          current ? `No update available: running ${current.name} (version ${current.entry.custom.version})` : "No update available",
+        );
+      }
+      ctx.updateId = createUpdate(ctx, r.selected, opts.version !== undefined);
+    },
+  };
+}
+
+/** For install/start/cancel: select the pending update or throw. */
+export function pendingStep(action: string): Step {
+  return {
+    name: "Resuming",
+    async run(ctx) {
+      const pending = ctx.db.pendingUpdate();
+      if (!pending) throw new NoUpdateInProgressError(action);
+      ctx.updateId = pending.id;
+    },
+  };
+}

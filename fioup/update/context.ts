@@ -1,0 +1,77 @@
+/**
+ * What every update step gets: config, the device DB, the gateway client, the
+ * runtime, registry access and the hooks through which the command (not the
+ * step) shows progress. Built once per command or daemon cycle.
+ *
+ * @module
+ */
+import type { Target } from "../../lib/api/index.ts";
+import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { Config } from "../config.ts";
+import type { DeviceDb, UpdateRow } from "../db.ts";
+import type { DeviceClient } from "../device-client.ts";
+import type { Runtime } from "../runtime/index.ts";
+import { FIOUP_VERSION } from "../version.ts";
+
+export interface UpdateHooks {
+  /** A step starts ("Fetching"...). */
+  onStep?(name: string, update: UpdateRow): void;
+  /** Download progress of one blob; `done === total` when committed. */
+  onBlobProgress?(p: { digest: string; done: number; total: number; index: number; count: number }): void;
+  /** A free-form line for humans. */
+  onInfo?(line: string): void;
+}
+
+/** The subset of the runtime the steps use (the real Runtime, or a stand-in for unit tests). */
+export type AppRuntime = Pick<Runtime, "installApp" | "startApps" | "stopApps" | "removeApp" | "appsState" | "pruneImages" | "installedApps">;
+
+export interface UpdateContext {
+  cfg: Config;
+  db: DeviceDb;
+  /** undefined when offline / not registered (events are queued only). */
+  client?: DeviceClient;
+  runtime: AppRuntime;
+  hooks: UpdateHooks;
+  signal?: AbortSignal;
+  /** Registry client for a host (cached). */
+  registry(host: string): RegistryClient;
+  /** The update being run (set by the check step or by resuming). */
+  updateId?: string;
+}
+
+/** Apps of a target that this device runs: all, or those in the shortlist. */
+export function wantedApps(cfg: Config, target: Target | undefined): { name: string; uri: string }[] {
+  if (!target) return [];
+  return Object.entries(target.entry.custom.docker_compose_apps)
+    .filter(([name]) => !cfg.shortlist || cfg.shortlist.includes(name))
+    .map(([name, a]) => ({ name, uri: a.uri }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Registry clients: the gateway's registry with the device certificate, others anonymously. */
+export function registryFactory(cfg: Config, client: DeviceClient | undefined): (host: string) => RegistryClient {
+  const cache = new Map<string, RegistryClient>();
+  const gatewayHost = cfg.server ? new URL(cfg.server).host : undefined;
+  return (host) => {
+    let c = cache.get(host);
+    if (!c) {
+      const isGateway = host === gatewayHost && client;
+      const loopback = /^(127\.0\.0\.1|localhost|\[::1\])(:|$)/.test(host);
+      c = new RegistryClient({
+        registry: host,
+        scheme: isGateway || !loopback ? "https" : "http",
+        ...(isGateway ? { tls: { ca: client.tls.ca, cert: client.tls.cert, key: client.tls.key } } : {}),
+        userAgent: `fioup/${FIOUP_VERSION}`,
+      });
+      cache.set(host, c);
+    }
+    return c;
+  };
+}
+
+export function currentUpdate(ctx: UpdateContext): UpdateRow {
+  if (!ctx.updateId) throw new Error("No update selected");
+  const u = ctx.db.getUpdate(ctx.updateId);
+  if (!u) throw new Error(`Update ${ctx.updateId} vanished from the database`);
+  return u;
+}

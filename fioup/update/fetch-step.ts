@@ -1,0 +1,75 @@
+/**
+ * The fetch step: check free space, then pull every blob the store lacks
+ * (Range resume, size + digest verified before commit). A rerun after a kill
+ * skips committed blobs and resumes partial ones.
+ *
+ * @module
+ */
+import { currentUpdate } from "./context.ts";
+import { eventFor } from "./_events.ts";
+import { DeviceBlobStore } from "./blob-store.ts";
+import { unpackedEstimate, type UpdatePlan } from "./resolve.ts";
+import { checkSpace, NoSpaceError } from "./space.ts";
+import { InvalidStateError, reached } from "./states.ts";
+import type { Step } from "./step.ts";
+
+export class FetchFailedError extends Error {
+  override name = "FetchFailedError";
+  constructor(cause: unknown) {
+    super("Cannot fetch update content", { cause });
+  }
+}
+
+export const fetchStep: Step = {
+  name: "Fetching",
+  async run(ctx) {
+    let u = currentUpdate(ctx);
+    if (reached(u.state, "fetched")) return;
+    if (!reached(u.state, "initialized")) throw new InvalidStateError("fetch", u.state);
+    const plan = u.plan as UpdatePlan;
+    const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
+    const missing = plan.blobs.filter((b) => !store.has(b.digest));
+    const fail = (cause: unknown) => {
+      u = currentUpdate(ctx);
+      const msg = cause instanceof Error ? `${cause.message}${cause.cause instanceof Error ? `: ${cause.cause.message}` : ""}` : String(cause);
+      ctx.db.setState(u.id, "failed", {
+        error: msg,
+        events: [eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
+      });
+    };
+    // Space first: refuse before the first byte.
+    try {
+      await checkSpace(
+        ctx.cfg.resetAppsRoot,
+        missing.map((b) => b.size - store.partialSize(b.digest)),
+        missing.reduce((s, b) => s + unpackedEstimate(b), 0),
+        ctx.cfg.storageWatermark,
+      );
+    } catch (e) {
+      if (e instanceof NoSpaceError) fail(e);
+      throw e;
+    }
+    if (u.state === "initialized") ctx.db.setState(u.id, "fetching", { events: [eventFor(u, "EcuDownloadStarted")] });
+    let i = 0;
+    for (const b of missing) {
+      i++;
+      try {
+        const got = await store.pull(ctx.registry(b.registry), b.repo, b, {
+          signal: ctx.signal,
+          onProgress: (done) => ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index: i, count: missing.length }),
+        });
+        ctx.db.addBytesFetched(u.id, got);
+        ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index: i, count: missing.length });
+      } catch (cause) {
+        if (ctx.signal?.aborted) throw cause; // shutting down: resume later
+        fail(new FetchFailedError(cause));
+        throw new FetchFailedError(cause);
+      }
+    }
+    u = currentUpdate(ctx);
+    ctx.db.setState(u.id, "fetched", {
+      step: "fetch",
+      events: [eventFor(u, "EcuDownloadCompleted", { success: true, details: { bytesFetched: u.bytesFetched } })],
+    });
+  },
+};

@@ -1,0 +1,22 @@
+/**
+ * Which steps each command runs (STYLE §4). Every list can resume a saved
+ * update: steps whose work is done return at once.
+ *
+ * @module
+ */
+import { checkStep, pendingStep, type CheckStepOptions } from "./check-step.ts";
+import { completeStep } from "./complete-step.ts";
+import { fetchStep } from "./fetch-step.ts";
+import { initStep } from "./init-step.ts";
+import { installStep } from "./install-step.ts";
+import { startStep } from "./start-step.ts";
+import type { Step } from "./step.ts";
+import { stopStep } from "./stop-step.ts";
+
+export const plans = {
+  update: (o: CheckStepOptions = {}): Step[] => [checkStep(o), initStep, fetchStep, stopStep, installStep, startStep, completeStep],
+  fetch: (o: CheckStepOptions = {}): Step[] => [checkStep(o), initStep, fetchStep],
+  install: (): Step[] => [pendingStep("install"), stopStep, installStep],
+  start: (): Step[] => [pendingStep("start"), startStep, completeStep],
+  resume: (): Step[] => [pendingStep("resume"), initStep, fetchStep, stopStep, installStep, startStep, completeStep],
+};

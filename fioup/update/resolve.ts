@@ -1,0 +1,200 @@
+/**
+ * Resolves a target's apps into the blobs the device needs (SPEC §1): app
+ * manifest → bundle + bundle index; the bundle's compose file → each service
+ * image → its manifest for this platform → config + layers. Manifests and the
+ * bundle are small and needed to walk further, so they are fetched here (into
+ * the store, verified); configs, layers and bundle indexes are left to fetch.
+ *
+ * @module
+ */
+import { createGunzip } from "node:zlib";
+import { Readable } from "node:stream";
+import * as tar from "tar-stream";
+import { parseCompose } from "../../lib/compose/compose-file.ts";
+import {
+  APP_ARTIFACT_TYPE,
+  BUNDLE_INDEX_DIGEST_ANNOTATION,
+  BUNDLE_INDEX_SIZE_ANNOTATION,
+  COMPOSE_FILE_NAMES,
+  MAX_APP_MANIFEST_BYTES,
+  MAX_COMPOSE_FILE_BYTES,
+} from "../../lib/compose/app-format.ts";
+import { parseManifest, type Descriptor } from "../../lib/oci/manifest.ts";
+import { layerCompression } from "../../lib/oci/media-types.ts";
+import { parseReference } from "../../lib/oci/reference.ts";
+import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { DeviceBlobStore } from "./blob-store.ts";
+
+export type BlobKind = "app-manifest" | "bundle" | "bundle-index" | "index" | "manifest" | "config" | "layer";
+
+export interface PlanBlob {
+  digest: string;
+  size: number;
+  kind: BlobKind;
+  mediaType: string;
+  registry: string;
+  repo: string;
+}
+
+export interface UpdatePlan {
+  apps: { name: string; uri: string; images: string[] }[];
+  /** Every blob the target's apps reference (deduplicated): what the store keeps after the update. */
+  blobs: PlanBlob[];
+  /** Bytes fetched while resolving (manifests, bundles). */
+  resolveBytes: number;
+}
+
+export class AppResolveError extends Error {
+  override name = "AppResolveError";
+}
+
+export interface ResolveOptions {
+  registry(host: string): RegistryClient;
+  store: DeviceBlobStore;
+  platform?: { os: string; architecture: string; variant?: string };
+  signal?: AbortSignal;
+}
+
+export function devicePlatform(): { os: string; architecture: string; variant?: string } {
+  const arch = process.arch === "x64" ? "amd64" : process.arch === "arm64" ? "arm64" : process.arch === "arm" ? "arm" : process.arch;
+  return { os: "linux", architecture: arch };
+}
+
+/** Fetches (or reads from the store) a manifest by digest, verified. */
+async function manifestBytes(o: ResolveOptions, registry: string, repo: string, digest: string, max: number): Promise<{ bytes: Uint8Array; fetched: number }> {
+  if (o.store.has(digest)) return { bytes: await o.store.readBytes(digest), fetched: 0 };
+  const m = await o.registry(registry).getManifest(repo, digest, { maxBytes: max, signal: o.signal });
+  o.store.putBytes(digest, m.bytes);
+  return { bytes: m.bytes, fetched: m.bytes.byteLength };
+}
+
+/** The compose file text from a bundle tgz in the store. */
+async function composeFromBundle(path: string): Promise<{ name: string; text: string }> {
+  const extract = tar.extract();
+  const files = new Map<string, string>();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on("entry", (header, stream, next) => {
+      const name = header.name.replace(/^\.\//, "");
+      if (header.type === "file" && (COMPOSE_FILE_NAMES as readonly string[]).includes(name) && (header.size ?? 0) <= MAX_COMPOSE_FILE_BYTES) {
+        const chunks: Buffer[] = [];
+        stream.on("data", (c: unknown) => chunks.push(c as Buffer));
+        stream.on("end", () => {
+          files.set(name, Buffer.concat(chunks).toString("utf8"));
+          next();
+        });
+      } else {
+        stream.on("end", () => next());
+        stream.resume();
+      }
+    });
+    extract.on("finish", resolve);
+    extract.on("error", reject);
+  });
+  const src = Readable.fromWeb(Bun.file(path).stream() as any).pipe(createGunzip());
+  src.on("error", (e) => extract.destroy(e));
+  src.pipe(extract);
+  await done;
+  for (const n of COMPOSE_FILE_NAMES) {
+    const text = files.get(n);
+    if (text !== undefined) return { name: n, text };
+  }
+  throw new AppResolveError(`no ${COMPOSE_FILE_NAMES.join(" or ")} at the top of the bundle`);
+}
+
+/**
+ * Resolves every app to its blobs.
+ *
+ * @throws {AppResolveError} A URI, manifest or compose file that is not a valid compose app.
+ * @throws {RegistryError | DigestMismatchError} The registry refused or served other bytes.
+ */
+export async function resolveApps(apps: { name: string; uri: string }[], o: ResolveOptions): Promise<UpdatePlan> {
+  const platform = o.platform ?? devicePlatform();
+  const blobs = new Map<string, PlanBlob>();
+  const add = (b: PlanBlob) => {
+    if (!blobs.has(b.digest)) blobs.set(b.digest, b);
+  };
+  let resolveBytes = 0;
+  const out: UpdatePlan["apps"] = [];
+  for (const app of apps) {
+    const fail = (why: string): never => {
+      throw new AppResolveError(`Cannot resolve app ${app.name} (${app.uri}): ${why}`);
+    };
+    let ref;
+    try {
+      ref = parseReference(app.uri);
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+    if (!ref.digest) fail("the URI is not pinned by digest");
+    if (ref.repository.split("/").pop() !== app.name) fail(`the last path part must be the app name "${app.name}"`);
+    const { registry, repository: repo, digest } = ref as { registry: string; repository: string; digest: string };
+    const am = await manifestBytes(o, registry, repo, digest, MAX_APP_MANIFEST_BYTES + 1);
+    resolveBytes += am.fetched;
+    add({ digest, size: am.bytes.byteLength, kind: "app-manifest", mediaType: "application/vnd.oci.image.manifest.v1+json", registry, repo });
+    const parsed = parseManifest(am.bytes);
+    if (parsed.kind !== "manifest") return fail("the app manifest is an index");
+    const man = parsed.manifest;
+    if (man.artifactType && man.artifactType !== APP_ARTIFACT_TYPE) fail(`artifactType is ${man.artifactType}, not ${APP_ARTIFACT_TYPE}`);
+    const layer = man.layers[0];
+    if (!layer || man.layers.length !== 1) return fail("the app manifest must have exactly one layer (the bundle)");
+    const idxDigest = layer.annotations?.[BUNDLE_INDEX_DIGEST_ANNOTATION];
+    const idxSize = Number(layer.annotations?.[BUNDLE_INDEX_SIZE_ANNOTATION]);
+    if (!idxDigest || !Number.isSafeInteger(idxSize)) fail("the bundle layer has no bundle index annotations");
+    add({ digest: layer.digest, size: layer.size, kind: "bundle", mediaType: layer.mediaType, registry, repo });
+    add({ digest: idxDigest!, size: idxSize, kind: "bundle-index", mediaType: "application/json", registry, repo });
+    // The bundle is needed now: its compose file names the images.
+    resolveBytes += await o.store.pull(o.registry(registry), repo, layer, { signal: o.signal });
+    let compose;
+    try {
+      const { name, text } = await composeFromBundle(o.store.path(layer.digest));
+      compose = parseCompose(text, `${app.name}/${name}`);
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+    const images: string[] = [];
+    for (const svc of compose.services) {
+      if (!svc.image) return fail(`service ${svc.name} has no image`);
+      let iref;
+      try {
+        iref = parseReference(svc.image);
+      } catch (e) {
+        return fail((e as Error).message);
+      }
+      if (!iref.digest) return fail(`service ${svc.name} image ${svc.image} is not pinned by digest`);
+      images.push(svc.image);
+      const r = iref.registry;
+      const rp = iref.repository;
+      let top = await manifestBytes(o, r, rp, iref.digest, 4 << 20);
+      resolveBytes += top.fetched;
+      let p = parseManifest(top.bytes);
+      if (p.kind === "index") {
+        add({ digest: iref.digest, size: top.bytes.byteLength, kind: "index", mediaType: p.mediaType, registry: r, repo: rp });
+        const pick = pickPlatform(p.index.manifests, platform);
+        if (!pick) return fail(`image ${svc.image} has no manifest for ${platform.os}/${platform.architecture}`);
+        top = await manifestBytes(o, r, rp, pick.digest, 4 << 20);
+        resolveBytes += top.fetched;
+        p = parseManifest(top.bytes);
+        if (p.kind !== "manifest") return fail(`image ${svc.image}: nested index`);
+        add({ digest: pick.digest, size: top.bytes.byteLength, kind: "manifest", mediaType: p.mediaType, registry: r, repo: rp });
+      } else {
+        add({ digest: iref.digest, size: top.bytes.byteLength, kind: "manifest", mediaType: p.mediaType, registry: r, repo: rp });
+      }
+      const m = p.manifest;
+      add({ digest: m.config.digest, size: m.config.size, kind: "config", mediaType: m.config.mediaType, registry: r, repo: rp });
+      for (const l of m.layers) add({ digest: l.digest, size: l.size, kind: "layer", mediaType: l.mediaType, registry: r, repo: rp });
+    }
+    out.push({ name: app.name, uri: app.uri, images });
+  }
+  return { apps: out, blobs: [...blobs.values()], resolveBytes };
+}
+
+function pickPlatform(ms: Descriptor[], want: { os: string; architecture: string; variant?: string }): Descriptor | undefined {
+  const fits = ms.filter((m) => m.platform?.os === want.os && m.platform?.architecture === want.architecture);
+  return fits.find((m) => !want.variant || m.platform?.variant === want.variant) ?? fits[0];
+}
+
+/** A rough unpacked size of a layer in the engine (gzip/zstd layers expand about 2.5×). */
+export function unpackedEstimate(b: PlanBlob): number {
+  if (b.kind !== "layer") return 0;
+  return layerCompression(b.mediaType) === "none" ? b.size : Math.ceil(b.size * 2.5);
+}

@@ -1,0 +1,34 @@
+/**
+ * Puts the previous target's apps back (SPEC §4, done better than fioup: at
+ * once, no retries): stop the new apps, remove the ones the previous target
+ * did not have, reinstall the previous apps from the store (their blobs are
+ * only pruned after an update completes) and start them. Used by rollback and
+ * cancel.
+ *
+ * @module
+ */
+import type { Target } from "../../lib/api/index.ts";
+import type { UpdateContext } from "./context.ts";
+import { wantedApps } from "./context.ts";
+
+export interface RestoreResult {
+  restoredTo?: string;
+  ok: boolean;
+  error?: string;
+}
+
+export async function restorePrevious(ctx: UpdateContext, newApps: string[], previous: Target | undefined): Promise<RestoreResult> {
+  const prevApps = wantedApps(ctx.cfg, previous);
+  const prevNames = new Set(prevApps.map((a) => a.name));
+  try {
+    await ctx.runtime.stopApps(newApps);
+    for (const name of newApps) if (!prevNames.has(name)) await ctx.runtime.removeApp(name);
+    for (const app of prevApps) await ctx.runtime.installApp(app, { signal: ctx.signal });
+    const results = prevApps.length ? await ctx.runtime.startApps(prevApps.map((a) => a.name), { timeoutMs: 120_000 }) : [];
+    const bad = results.filter((r) => !r.ok);
+    if (bad.length) return { restoredTo: previous?.name, ok: false, error: bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ") };
+    return { restoredTo: previous?.name, ok: true };
+  } catch (e) {
+    return { restoredTo: previous?.name, ok: false, error: (e as Error).message };
+  }
+}

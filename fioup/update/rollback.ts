@@ -1,0 +1,32 @@
+/**
+ * After a failed install or start: mark the target bad (never retried unless
+ * named), restore the previous target at once, and report
+ * EcuInstallationCompleted{success:false}.
+ *
+ * @module
+ */
+import type { UpdateRow } from "../db.ts";
+import type { UpdateContext } from "./context.ts";
+import { eventFor } from "./_events.ts";
+import { currentTarget } from "./current-target.ts";
+import type { UpdatePlan } from "./resolve.ts";
+import { restorePrevious } from "./restore.ts";
+
+export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install" | "start", error: string): Promise<void> {
+  ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
+  const plan = u.plan as UpdatePlan;
+  ctx.hooks.onInfo?.(`${phase === "install" ? "Install" : "Start"} of ${u.toTarget} failed: ${error}; rolling back`);
+  const prev = currentTarget(ctx.cfg, ctx.db);
+  const r = await restorePrevious(ctx, plan.apps.map((a) => a.name), prev);
+  if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
+  else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
+  ctx.db.setState(u.id, "failed", {
+    error: `${phase} failed: ${error}`,
+    events: [
+      eventFor(u, "EcuInstallationCompleted", {
+        success: false,
+        details: { phase, error, rolledBackTo: r.restoredTo ?? null, rollbackOk: r.ok, ...(r.error ? { rollbackError: r.error } : {}) },
+      }),
+    ],
+  });
+}

@@ -1,0 +1,56 @@
+/**
+ * The start step: `compose up` every app and wait until it runs. Success makes
+ * the new target current; failure rolls back at once.
+ *
+ * @module
+ */
+import { currentUpdate } from "./context.ts";
+import { eventFor } from "./_events.ts";
+import type { UpdatePlan } from "./resolve.ts";
+import { rollback } from "./rollback.ts";
+import { InvalidStateError, reached } from "./states.ts";
+import type { Step } from "./step.ts";
+
+export class StartFailedError extends Error {
+  override name = "StartFailedError";
+  constructor(target: string, why: string) {
+    super(`Cannot start ${target}: ${why}; rolled back to the previous target`);
+  }
+}
+
+/** How long each app may take to come up. */
+export const START_TIMEOUT_MS = 120_000;
+
+export const startStep: Step = {
+  name: "Starting",
+  async run(ctx) {
+    let u = currentUpdate(ctx);
+    if (reached(u.state, "started")) return;
+    if (u.state !== "installed" && u.state !== "starting") throw new InvalidStateError("start", u.state);
+    if (u.state === "installed") ctx.db.setState(u.id, "starting");
+    const plan = u.plan as UpdatePlan;
+    const names = plan.apps.map((a) => a.name);
+    let why: string | undefined;
+    try {
+      const results = names.length ? await ctx.runtime.startApps(names, { timeoutMs: START_TIMEOUT_MS }) : [];
+      const bad = results.filter((r) => !r.ok);
+      if (bad.length) why = bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ");
+    } catch (e) {
+      if (ctx.signal?.aborted) throw e;
+      why = (e as Error).message;
+    }
+    if (why !== undefined) {
+      await rollback(ctx, currentUpdate(ctx), "start", why);
+      throw new StartFailedError(u.toTarget, why);
+    }
+    u = currentUpdate(ctx);
+    ctx.db.db.transaction(() => {
+      ctx.db.setCurrentTarget(u.target);
+      ctx.db.setState(u.id, "started", { step: "start", events: [eventFor(u, "EcuInstallationCompleted", { success: true })] });
+    })();
+    if (ctx.client) {
+      ctx.client.ats.target = u.target.name;
+      ctx.client.ats.apps = names;
+    }
+  },
+};

@@ -1,0 +1,67 @@
+/**
+ * Refreshes the device's TUF metadata from the gateway (lib/tuf) and picks the
+ * target to run (aktualizr-lite's rules: hardware id, tags, highest version,
+ * no silent downgrade, bad targets skipped).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Target, TargetEntry } from "../../lib/api/index.ts";
+import { selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import type { Config } from "../config.ts";
+import type { DeviceClient } from "../device-client.ts";
+
+export class TargetNotFoundError extends Error {
+  override name = "TargetNotFoundError";
+}
+
+export interface CheckResult {
+  /** targets.json version. */
+  version: number;
+  /** Targets for this device (hwid + tags), by name. */
+  matching: Record<string, TargetEntry>;
+  /** What the device should run (may equal the current target). */
+  selected?: Target;
+  /** True when `selected` differs from the current target. */
+  updateAvailable: boolean;
+}
+
+export async function checkTargets(
+  cfg: Config,
+  client: DeviceClient,
+  opts: { current?: Target; badTargets: string[]; version?: string },
+): Promise<CheckResult> {
+  if (!cfg.hardwareId) throw new TargetNotFoundError("Cannot select a target: provision.primary_ecu_hardware_id is not set");
+  const verified = await verifyAndLoadTargets({
+    metadataDir: join(cfg.storagePath, "tuf"),
+    metadataBaseUrl: `${cfg.server}/repo/`,
+    fetch: { tls: client.tls },
+    headers: () => Object.fromEntries(client.headers().entries()),
+  });
+  const matching: Record<string, TargetEntry> = {};
+  for (const [name, e] of Object.entries(verified.targets)) {
+    if (targetMatchesDevice(e, cfg.hardwareId, cfg.tags)) matching[name] = e;
+  }
+  if (opts.version !== undefined && !/^[0-9]{1,15}$/.test(opts.version)) {
+    throw new TargetNotFoundError(`Cannot select version "${opts.version}": a version is a number`);
+  }
+  const selected = selectTarget(verified.targets, {
+    hwid: cfg.hardwareId,
+    tags: cfg.tags,
+    currentVersion: opts.current?.entry.custom.version,
+    badTargets: new Set(opts.badTargets),
+    version: opts.version,
+  });
+  if (opts.version !== undefined && !selected) {
+    throw new TargetNotFoundError(
+      `Cannot select version ${opts.version}: no target with that version for hardware id ${cfg.hardwareId} and tags ${cfg.tags.join(",") || "(any)"}`,
+    );
+  }
+  if (!selected && !opts.current && Object.keys(matching).length === 0) {
+    throw new TargetNotFoundError(
+      `Cannot select a target: none for hardware id ${cfg.hardwareId} and tags ${cfg.tags.join(",") || "(any)"} in targets.json version ${verified.version}`,
+    );
+  }
+  const updateAvailable = !!selected && selected.name !== opts.current?.name;
+  return { version: verified.version, matching, selected, updateAvailable };
+}

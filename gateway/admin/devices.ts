@@ -1,0 +1,87 @@
+/** /admin/devices: list, show, update history and revocation. */
+import { Type } from "@sinclair/typebox";
+import { Hono } from "hono";
+import { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
+import type { GatewayEnv } from "../env.ts";
+
+export const DeviceRowSchema = Type.Object({
+  uuid: Type.String(),
+  name: Type.String(),
+  hardwareId: Type.String(),
+  factory: Type.String(),
+  tags: Type.Array(Type.String()),
+  certSerial: Type.String(),
+  createdAt: Type.String(),
+  lastSeen: Type.Union([Type.String(), Type.Null()]),
+  currentTarget: Type.Union([Type.String(), Type.Null()]),
+  apps: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  revokedAt: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const DeviceList = Type.Object({ devices: Type.Array(DeviceRowSchema), next: Type.Optional(Type.String()) });
+
+export const DeviceDetail = Type.Intersect([
+  DeviceRowSchema,
+  Type.Object({
+    appsStates: Type.Union([AppsStates, Type.Null()]),
+    systemInfo: Type.Record(Type.String(), Type.Unknown()),
+  }),
+]);
+
+export const Update = Type.Object({
+  correlationId: Type.String(),
+  targetName: Type.Optional(Type.String()),
+  version: Type.Optional(Type.String()),
+  events: Type.Array(DeviceEvent),
+  success: Type.Optional(Type.Boolean()),
+});
+export const UpdateList = Type.Object({ updates: Type.Array(Update) });
+
+type UpdateT = { correlationId: string; targetName?: string; version?: string; events: DeviceEvent[]; success?: boolean };
+
+/** Groups a device's events by correlation id, in arrival order; success comes from EcuInstallationCompleted. */
+export function groupUpdates(events: DeviceEvent[]): UpdateT[] {
+  const byId = new Map<string, UpdateT>();
+  for (const e of events) {
+    const id = e.event.correlationId;
+    let u = byId.get(id);
+    if (!u) byId.set(id, (u = { correlationId: id, events: [] }));
+    u.events.push(e);
+    if (e.event.targetName) u.targetName = e.event.targetName;
+    if (e.event.version) u.version = e.event.version;
+    if (e.eventType.id === "EcuInstallationCompleted" && typeof e.event.success === "boolean") u.success = e.event.success;
+    else if (e.event.success === false) u.success = false;
+  }
+  return [...byId.values()];
+}
+
+export const adminDevices = new Hono<GatewayEnv>()
+  .get("/devices", async (c) => {
+    const limit = Number(c.req.query("limit") ?? 1000);
+    if (!Number.isInteger(limit) || limit < 1) return c.json({ error: "Invalid limit: expected a positive integer" }, 400);
+    const devices = await c.var.gw.store.listDevices({ limit, after: c.req.query("after") });
+    return c.json(devices.length === Math.min(limit, 1000) ? { devices, next: devices.at(-1)!.uuid } : { devices });
+  })
+  .get("/devices/:uuid", async (c) => {
+    const { store } = c.var.gw;
+    const uuid = c.req.param("uuid");
+    await c.var.gw.sightings.flush();
+    const device = await store.getDevice(uuid);
+    if (!device) return c.json({ error: `Device "${uuid}" not found` }, 404);
+    const [appsStates, systemInfo] = await Promise.all([store.getAppsStates(uuid), store.getSystemInfo(uuid)]);
+    return c.json({ ...device, appsStates: appsStates ?? null, systemInfo });
+  })
+  .get("/devices/:uuid/updates", async (c) => {
+    const uuid = c.req.param("uuid");
+    const { store } = c.var.gw;
+    if (!(await store.getDevice(uuid))) return c.json({ error: `Device "${uuid}" not found` }, 404);
+    const events = await store.listEvents(uuid, { limit: 10000 });
+    return c.json({ updates: groupUpdates(events.map((e) => e.event)) });
+  })
+  .post("/devices/:uuid/revoke", async (c) => {
+    const uuid = c.req.param("uuid");
+    const { store, devices } = c.var.gw;
+    if (!(await store.revokeDevice(uuid, new Date().toISOString()))) return c.json({ error: `Device "${uuid}" not found` }, 404);
+    devices.invalidate(uuid);
+    return c.json(await store.getDevice(uuid));
+  });

@@ -1,0 +1,5 @@
+export * from "./auth.ts";
+export * from "./devices.ts";
+export * from "./keys.ts";
+export * from "./targets.ts";
+export * from "./tokens.ts";

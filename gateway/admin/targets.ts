@@ -1,0 +1,30 @@
+/** /admin/targets: read, add/replace (one signed version, all or nothing) and remove targets. */
+import { Type } from "@sinclair/typebox";
+import { Hono } from "hono";
+import { TargetEntry } from "../../lib/api/index.ts";
+import type { GatewayEnv } from "../env.ts";
+import { jsonBody, limit } from "../routes/_validate.ts";
+
+const TARGET_NAME = "^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$";
+
+export const TargetsBody = Type.Object({
+  targets: Type.Record(Type.String({ pattern: TARGET_NAME }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),
+});
+export const TargetsList = Type.Object({ targets: Type.Record(Type.String(), TargetEntry), version: Type.Integer() });
+
+export const adminTargets = new Hono<GatewayEnv>()
+  .get("/targets", async (c) => c.json(await c.var.gw.tuf.targets()))
+  .post("/targets", limit(8 * 1024 * 1024), jsonBody(TargetsBody), async (c) => {
+    const { targets } = c.req.valid("json");
+    for (const name of Object.keys(targets))
+      if (!new RegExp(TARGET_NAME).test(name)) return c.json({ error: `Invalid target name "${name}"` }, 400);
+    await c.var.gw.tuf.addTargets(targets);
+    return c.json(await c.var.gw.tuf.targets());
+  })
+  .delete("/targets/:name", async (c) => {
+    const name = c.req.param("name");
+    const { tuf } = c.var.gw;
+    if (!(name in (await tuf.targets()).targets)) return c.json({ error: `Target "${name}" not found` }, 404);
+    await tuf.removeTargets([name]);
+    return c.json(await tuf.targets());
+  });

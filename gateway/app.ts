@@ -1,0 +1,74 @@
+/**
+ * The gateway's Hono app: mounts one route file per resource and translates
+ * errors once. Independent of the transport: server.ts feeds it requests with
+ * the verified peer in `env`, tests call `app.request(path, init, { peer })`.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { adminDevices, adminKeys, adminTargets, adminTokens, requireAdmin } from "./admin/index.ts";
+import type { Gateway, GatewayEnv } from "./env.ts";
+import { routeLabel } from "./metrics.ts";
+import { CsrRejectedError } from "./pki/ca.ts";
+import { caPem } from "./routes/ca.ts";
+import { deviceAppsStates } from "./routes/device-apps-states.ts";
+import { deviceEvents } from "./routes/device-events.ts";
+import { deviceInfo } from "./routes/device-info.ts";
+import { deviceSystemInfo } from "./routes/device-system-info.ts";
+import { health } from "./routes/health.ts";
+import { metrics } from "./routes/metrics.ts";
+import { openapi } from "./routes/openapi.ts";
+import { register } from "./routes/register.ts";
+import { repo } from "./routes/repo.ts";
+import { DeviceRevokedError } from "./store/types.ts";
+import { InvalidDurationError } from "./admin/duration.ts";
+
+export interface AppOptions {
+  /** Sub-apps serving `/v2/...` and `/token` (the embedded registry), mounted at "/". */
+  registry?: Hono<any>[];
+}
+
+export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+
+  app.use(async (c, next) => {
+    c.set("gw", gw);
+    await next();
+    gw.metrics.count(routeLabel(c.req.path), c.res.status);
+  });
+
+  const admin = new Hono<GatewayEnv>()
+    .use(requireAdmin)
+    .route("/", adminDevices)
+    .route("/", adminTargets)
+    .route("/", adminTokens)
+    .route("/", adminKeys);
+
+  app
+    .route("/", health)
+    .route("/", metrics)
+    .route("/", openapi)
+    .route("/", caPem)
+    .route("/", register)
+    .route("/", repo)
+    .route("/", deviceEvents)
+    .route("/", deviceAppsStates)
+    .route("/", deviceSystemInfo)
+    .route("/", deviceInfo)
+    .route("/admin", admin);
+  for (const sub of opts.registry ?? []) app.route("/", sub);
+
+  app.notFound((c) => c.json({ error: `Not found: ${c.req.method} ${c.req.path}` }, 404));
+  app.onError((err, c) => {
+    if (err instanceof HTTPException) {
+      if (err.res) return err.getResponse();
+      return c.json({ error: err.message || "Bad request" }, err.status);
+    }
+    if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return c.json({ error: err.message }, 400);
+    if (err instanceof DeviceRevokedError) return c.json({ error: err.message }, 403);
+    console.error(`gateway: ${c.req.method} ${c.req.path} failed:`, err);
+    return c.json({ error: "Internal error" }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,59 @@
+/**
+ * What every gateway request can see (STYLE §2): the transport's facts in
+ * Hono `Bindings` (the verified peer certificate, the remote address), the
+ * gateway's long-lived services and the authenticated device in `Variables`.
+ * Tests call `app.request(path, init, { peer })` to be a device without TLS.
+ *
+ * @module
+ */
+import type { TargetEntry } from "../lib/api/index.ts";
+import type { DeviceCache } from "./devices/cache.ts";
+import type { Sightings } from "./devices/sightings.ts";
+import type { Metrics } from "./metrics.ts";
+import type { CertificateAuthority } from "./pki/ca.ts";
+import type { DeviceRow, RegistrationTokenRow, Store } from "./store/types.ts";
+
+/** A client certificate whose chain the transport verified against the device CA. */
+export interface PeerIdentity {
+  /** Subject CN: the device uuid. */
+  cn: string;
+  /** Normalised serial (see `normalizeSerial`). */
+  serial: string;
+}
+
+export interface Bindings {
+  peer?: PeerIdentity;
+  remoteAddr?: string;
+}
+
+/** The TUF repository as the routes need it (implemented over gateway/ota's TufRepo). */
+export interface TufService {
+  /** Bytes of a metadata file as served under /repo/ ("timestamp.json", "3.root.json", "root.json"...). */
+  metadata(fileName: string): Promise<Uint8Array | undefined>;
+  /** The signed targets.json content. */
+  targets(): Promise<{ targets: Record<string, TargetEntry>; version: number }>;
+  addTargets(targets: Record<string, TargetEntry>): Promise<void>;
+  removeTargets(names: string[]): Promise<void>;
+  rotate(role: string): Promise<void>;
+}
+
+/** Long-lived services shared by all requests. */
+export interface Gateway {
+  store: Store;
+  factory: string;
+  ca: CertificateAuthority;
+  adminToken: string;
+  /** https://host:port as devices reach it. */
+  publicUrl: string;
+  tuf: TufService;
+  devices: DeviceCache;
+  sightings: Sightings;
+  metrics: Metrics;
+  /** [uptane] polling_seconds written into new devices' sota.toml. */
+  pollingSeconds: number;
+}
+
+export interface GatewayEnv {
+  Bindings: Bindings;
+  Variables: { gw: Gateway; device: DeviceRow; registrationToken?: RegistrationTokenRow };
+}

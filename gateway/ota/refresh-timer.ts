@@ -1,0 +1,49 @@
+/**
+ * Keeps the online roles fresh: devices refuse an expired timestamp (freeze
+ * protection), so `gateway serve` re-signs it well before it expires.
+ *
+ * @module
+ */
+import type { RefreshResult, TufRepo } from "./repo.ts";
+
+export interface RefreshTimerOptions {
+  /** How often to check. Default 5 minutes (the default timestamp margin is 6 hours). */
+  intervalMs?: number;
+  /** Called with each failure (the timer keeps running). */
+  onError?: (err: unknown) => void;
+  /** Called after each check that re-signed something or found an offline key needed. */
+  onRefresh?: (result: RefreshResult) => void;
+}
+
+/**
+ * Runs `repo.refreshTimestamp()` now and then every `intervalMs`; `stop()` ends it.
+ *
+ * @example
+ * ```ts
+ * const timer = startTufRefreshTimer(repo, { onError: (e) => log.error(e) });
+ * // on shutdown: await timer.stop();
+ * ```
+ */
+export function startTufRefreshTimer(repo: Pick<TufRepo, "refreshTimestamp">, opts: RefreshTimerOptions = {}): { stop(): Promise<void> } {
+  let running: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    running = repo.refreshTimestamp().then(
+      (r) => {
+        if (r.refreshed.length > 0 || r.needsOfflineKey.length > 0) opts.onRefresh?.(r);
+      },
+      (e) => opts.onError?.(e),
+    );
+  };
+  tick();
+  const handle = setInterval(tick, opts.intervalMs ?? 5 * 60_000);
+  handle.unref?.();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(handle);
+      await running;
+    },
+  };
+}

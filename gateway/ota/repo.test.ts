@@ -1,0 +1,198 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { copyFile, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
+import { parseMetadata } from "../../lib/tuf/metadata.ts";
+import { SigningKeyUnavailableError } from "./key-store.ts";
+import { MemoryTufStorage } from "./memory-storage.ts";
+import { startTufRefreshTimer } from "./refresh-timer.ts";
+import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError, TufRepo, type TufRepoOptions } from "./repo.ts";
+
+const entry = (version: number, hwid = "rpi"): TargetEntry => ({
+  length: 0,
+  hashes: { sha256: EMPTY_SHA256 },
+  custom: { version: String(version), hardwareIds: [hwid], tags: ["main"], docker_compose_apps: {} },
+});
+
+let dir: string;
+let keysDir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tuf-repo-"));
+  keysDir = join(dir, "tuf", "keys");
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const open = (extra: Partial<TufRepoOptions> = {}) => TufRepo.open({ storage: new MemoryTufStorage(), keysDir, ...extra });
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/** The served chain is consistent: timestamp pins snapshot, snapshot pins targets, by version, length and hash. */
+async function expectConsistent(repo: TufRepo) {
+  const ts = parseMetadata("timestamp", (await repo.metadata("timestamp.json"))!);
+  const snapBytes = (await repo.metadata(`${ts.signed.snapshotMeta.version}.snapshot.json`))!;
+  expect(ts.signed.snapshotMeta.hashes?.sha256).toBe(sha256(snapBytes));
+  expect(ts.signed.snapshotMeta.length).toBe(snapBytes.length);
+  const snap = parseMetadata("snapshot", snapBytes);
+  const meta = snap.signed.meta["targets.json"]!;
+  const targetsBytes = (await repo.metadata(`${meta.version}.targets.json`))!;
+  expect(meta.hashes?.sha256).toBe(sha256(targetsBytes));
+  expect(targetsBytes).toEqual((await repo.metadata("targets.json"))!);
+}
+
+describe("TufRepo", () => {
+  test("open() creates the four keys (mode 0600) and version 1 of every role, once", async () => {
+    const storage = new MemoryTufStorage();
+    const repo = await TufRepo.open({ storage, keysDir });
+    expect((await readdir(keysDir)).sort()).toEqual(["root.json", "snapshot.json", "targets.json", "timestamp.json"]);
+    for (const f of await readdir(keysDir)) expect((await stat(join(keysDir, f))).mode & 0o777).toBe(0o600);
+    expect(await repo.versions()).toEqual({ root: 1, targets: 1, snapshot: 1, timestamp: 1 });
+    expect(await repo.targets()).toEqual({ targets: {}, version: 1 });
+    const root = parseMetadata("root", await repo.trustedRoot());
+    expect(root.signed.consistentSnapshot).toBe(true);
+    expect(() => root.verifyDelegate("root", root)).not.toThrow();
+    const again = await TufRepo.open({ storage, keysDir });
+    expect(await again.trustedRoot()).toEqual(await repo.trustedRoot());
+    await expectConsistent(repo);
+  });
+
+  test("metadata() serves the route's file names and nothing else", async () => {
+    const repo = await open();
+    for (const name of ["1.root.json", "root.json", "timestamp.json", "snapshot.json", "1.snapshot.json", "targets.json", "1.targets.json"])
+      expect(await repo.metadata(name)).toBeInstanceOf(Uint8Array);
+    for (const name of ["2.root.json", "1.timestamp.json", "0.root.json", "01.root.json", "foo.json", "../root.json", "root.json.bak", ""])
+      expect(await repo.metadata(name)).toBeUndefined();
+    expect(new TextDecoder().decode(await repo.metadata("1.root.json"))).toBe(new TextDecoder().decode(await repo.trustedRoot()));
+  });
+
+  test("addTargets() makes one new targets version and re-signs snapshot and timestamp", async () => {
+    const repo = await open();
+    const r = await repo.addTargets({ "rpi-1": entry(1), "rpi-2": entry(2) });
+    expect(r).toEqual({ version: 2, pruned: [] });
+    expect(await repo.versions()).toEqual({ root: 1, targets: 2, snapshot: 2, timestamp: 2 });
+    expect((await repo.targets()).targets["rpi-2"]).toEqual(entry(2));
+    await repo.addTargets({ "rpi-2": { ...entry(2), custom: { ...entry(2).custom, tags: ["beta"] } } });
+    expect((await repo.targets()).targets["rpi-2"]!.custom.tags).toEqual(["beta"]);
+    await expectConsistent(repo);
+    // Old versions stay served (consistent snapshots).
+    expect(parseMetadata("targets", (await repo.metadata("2.targets.json"))!).signed.version).toBe(2);
+  });
+
+  test("a bad entry or name is refused and nothing changes", async () => {
+    const repo = await open();
+    await repo.addTargets({ "rpi-1": entry(1) });
+    const bad = { ...entry(2), custom: { ...entry(2).custom, version: "two" } };
+    await expect(repo.addTargets({ "rpi-2": entry(2), "rpi-x": bad })).rejects.toThrow(InvalidTargetError);
+    await expect(repo.addTargets({ "../evil": entry(3) })).rejects.toThrow(/Cannot add target "..\/evil"/);
+    await expect(repo.removeTargets(["rpi-1", "nope"])).rejects.toThrow(TargetNotFoundError);
+    expect(await repo.targets()).toEqual({ targets: { "rpi-1": entry(1) }, version: 2 });
+  });
+
+  test("removeTargets() removes in one version", async () => {
+    const repo = await open();
+    await repo.addTargets({ "rpi-1": entry(1), "rpi-2": entry(2), "rpi-3": entry(3) });
+    expect(await repo.removeTargets(["rpi-1", "rpi-3"])).toEqual({ version: 3 });
+    expect(Object.keys((await repo.targets()).targets)).toEqual(["rpi-2"]);
+    await expectConsistent(repo);
+  });
+
+  test("retention keeps the newest N targets per hardware id", async () => {
+    const repo = await open({ maxTargetsPerHwid: 3 });
+    await repo.addTargets({ "rpi-1": entry(1), "rpi-2": entry(2), "x86-1": entry(1, "x86") });
+    const r = await repo.addTargets({ "rpi-10": entry(10), "rpi-9": entry(9) });
+    expect(r.pruned).toEqual(["rpi-1"]);
+    expect(Object.keys((await repo.targets()).targets).sort()).toEqual(["rpi-10", "rpi-2", "rpi-9", "x86-1"]);
+  });
+
+  test("targets.json over the size cap is refused", async () => {
+    const repo = await open({ maxTargetsBytes: 2000 });
+    const many = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`rpi-${i}`, entry(i)]));
+    await expect(repo.addTargets(many)).rejects.toThrow(TargetsTooLargeError);
+    expect((await repo.targets()).version).toBe(1);
+  });
+
+  test("concurrent writers, in one process and across two sharing storage, lose nothing", async () => {
+    const storage = new MemoryTufStorage();
+    const a = await TufRepo.open({ storage, keysDir });
+    const b = await TufRepo.open({ storage, keysDir });
+    await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).addTargets({ [`rpi-${i}`]: entry(i) })));
+    const { targets, version } = await a.targets();
+    expect(Object.keys(targets).length).toBe(12);
+    expect(version).toBe(13);
+    await expectConsistent(a);
+  });
+
+  test("refreshTimestamp() re-signs only what is near expiry", async () => {
+    let now = Date.now();
+    const repo = await open({ now: () => new Date(now) });
+    expect(await repo.refreshTimestamp()).toEqual({ refreshed: [], needsOfflineKey: [] });
+    now += 20 * 3600_000; // timestamp (1 day, 6 h margin) due
+    expect((await repo.refreshTimestamp()).refreshed).toEqual(["timestamp"]);
+    now += 6 * 86400_000; // snapshot (7 days) and timestamp due
+    expect((await repo.refreshTimestamp()).refreshed).toEqual(["snapshot", "timestamp"]);
+    now += 300 * 86400_000; // everything
+    expect((await repo.refreshTimestamp()).refreshed).toEqual(["root", "targets", "snapshot", "timestamp"]);
+    expect(await repo.versions()).toEqual({ root: 2, targets: 2, snapshot: 3, timestamp: 4 });
+    await expectConsistent(repo);
+  });
+
+  test("an offline targets key: writes fail cleanly, refresh reports it", async () => {
+    let now = Date.now();
+    const repo = await open({ now: () => new Date(now) });
+    await rename(join(keysDir, "targets.json"), join(dir, "targets-offline.json"));
+    await expect(repo.addTargets({ "rpi-1": entry(1) })).rejects.toThrow(SigningKeyUnavailableError);
+    expect((await repo.targets()).version).toBe(1);
+    now += 300 * 86400_000;
+    const r = await repo.refreshTimestamp();
+    expect(r.needsOfflineKey).toEqual(["targets"]);
+    expect(r.refreshed).toEqual(["root", "snapshot", "timestamp"]);
+    await rename(join(dir, "targets-offline.json"), join(keysDir, "targets.json"));
+    await repo.addTargets({ "rpi-1": entry(1) });
+  });
+
+  test("rotate() replaces the key file and the root lists only the new key", async () => {
+    const repo = await open();
+    for (const role of ["timestamp", "root"] as const) {
+      const before = parseMetadata("root", await repo.trustedRoot()).signed;
+      const { keyId, rootVersion } = await repo.rotate(role);
+      const after = parseMetadata("root", await repo.trustedRoot()).signed;
+      expect(after.version).toBe(rootVersion);
+      expect(after.roles[role]!.keyIDs).toEqual([keyId]);
+      expect(Object.keys(after.keys)).not.toContain(before.roles[role]!.keyIDs[0]);
+    }
+    expect((await readdir(keysDir)).sort()).toEqual(["root.json", "snapshot.json", "targets.json", "timestamp.json"]);
+    await repo.addTargets({ "rpi-1": entry(1) });
+    await expectConsistent(repo);
+  });
+
+  test("a rotation interrupted before the key file was promoted is completed on next use", async () => {
+    const repo = await open();
+    await copyFile(join(keysDir, "snapshot.json"), join(dir, "old-snapshot.json"));
+    await repo.rotate("snapshot");
+    // As if the process died after storing the new root, before renaming next -> current.
+    await rename(join(keysDir, "snapshot.json"), join(keysDir, "snapshot.next.json"));
+    await copyFile(join(dir, "old-snapshot.json"), join(keysDir, "snapshot.json"));
+    await repo.addTargets({ "rpi-1": entry(1) });
+    expect(await readdir(keysDir)).not.toContain("snapshot.next.json");
+    await expectConsistent(repo);
+  });
+
+  test("startTufRefreshTimer() re-signs the timestamp when due and stops", async () => {
+    let now = Date.now() + 20 * 3600_000;
+    const repo = await open({ now: () => new Date(now - 20 * 3600_000) });
+    now = Date.now();
+    const seen: string[][] = [];
+    const fakeClockRepo = { refreshTimestamp: () => repo.refreshTimestamp() };
+    const timer = startTufRefreshTimer(fakeClockRepo, { intervalMs: 20, onRefresh: (r) => seen.push(r.refreshed) });
+    await Bun.sleep(100);
+    await timer.stop();
+    expect(seen).toEqual([]); // nothing due with a fresh timestamp
+    const late = await open({ now: () => new Date(Date.now() + 20 * 3600_000) });
+    const timer2 = startTufRefreshTimer(late, { intervalMs: 20, onRefresh: (r) => seen.push(r.refreshed) });
+    await Bun.sleep(100);
+    await timer2.stop();
+    expect(seen[0]).toEqual(["timestamp"]);
+  });
+});

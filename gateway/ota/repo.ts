@@ -1,0 +1,436 @@
+/**
+ * The gateway's TUF repository (standard TUF 1.0, consistent snapshots): it
+ * signs targets.json whenever targets are added or removed, chains
+ * snapshot.json and timestamp.json to it by version, length and hash,
+ * re-signs what is about to expire, rotates keys, and serves every version
+ * byte for byte to the `/repo/` route. Writes are serialised in-process and
+ * stored atomically (one `TufStorage.put` per change), so a client never sees
+ * a timestamp pointing at a snapshot or targets version that is not stored.
+ *
+ * @module
+ */
+import { Root, Snapshot, Targets, Timestamp } from "@tufjs/models";
+import { Value } from "@sinclair/typebox/value";
+import { TargetEntry } from "../../lib/api/target.ts";
+import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
+import { expiresAt, metaFileFor, parseMetadata, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
+import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
+import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
+import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
+
+const DAY = 86_400;
+
+/** Lifetimes in seconds: root 1 year, targets 1 year, snapshot 7 days, timestamp 1 day. */
+export const DEFAULT_EXPIRIES: Record<RoleName, number> = { root: 365 * DAY, targets: 365 * DAY, snapshot: 7 * DAY, timestamp: DAY };
+
+export interface TufRepoOptions {
+  storage: TufStorage;
+  /** `<data>/tuf/keys`: one `<role>.json` per role. */
+  keysDir: string;
+  /** Lifetime of each role's metadata, seconds. */
+  expiries?: Partial<Record<RoleName, number>>;
+  /** Re-sign a role when it expires within this many seconds. Default: a quarter of its lifetime. */
+  margins?: Partial<Record<RoleName, number>>;
+  /** Retention: newest targets kept per hardware id. Default 50. */
+  maxTargetsPerHwid?: number;
+  /** Refuse a targets.json larger than this (devices cap it too). Default 4 MiB. */
+  maxTargetsBytes?: number;
+  /** The clock (tests move it). */
+  now?: () => Date;
+}
+
+/** A target entry or name that cannot go into targets.json. */
+export class InvalidTargetError extends Error {
+  override name = "InvalidTargetError";
+  constructor(name: string, why: string) {
+    super(`Cannot add target "${name}": ${why}`);
+  }
+}
+
+/** `removeTargets` named a target that is not in targets.json. */
+export class TargetNotFoundError extends Error {
+  override name = "TargetNotFoundError";
+  constructor(readonly targetName: string) {
+    super(`Cannot remove target "${targetName}": it is not in targets.json`);
+  }
+}
+
+/** The new targets.json would exceed the size devices accept. */
+export class TargetsTooLargeError extends Error {
+  override name = "TargetsTooLargeError";
+  constructor(bytes: number, max: number) {
+    super(`Cannot sign targets.json: ${bytes} bytes exceeds the ${max}-byte cap (remove targets or lower retention)`);
+  }
+}
+
+/** The repository's stored metadata is missing or unreadable. */
+export class TufRepoStateError extends Error {
+  override name = "TufRepoStateError";
+}
+
+const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/;
+const FILE_NAME = /^(?:([1-9][0-9]{0,9})\.)?(root|timestamp|snapshot|targets)\.json$/;
+const encoder = new TextEncoder();
+type RootJson = Parameters<typeof Root.fromJSON>[0];
+
+interface Loaded<R extends RoleName> {
+  record: TufRecord;
+  signed: SignedOf<R>;
+}
+interface State {
+  root: Loaded<"root">;
+  targets: Loaded<"targets">;
+  snapshot: Loaded<"snapshot">;
+  timestamp: Loaded<"timestamp">;
+}
+
+/** What {@link TufRepo.refreshTimestamp} did. */
+export interface RefreshResult {
+  /** Roles given a new version. */
+  refreshed: RoleName[];
+  /** Roles near expiry that could not be re-signed because their key is offline. */
+  needsOfflineKey: RoleName[];
+}
+
+/**
+ * The gateway's TUF repository.
+ *
+ * @example
+ * ```ts
+ * const repo = await TufRepo.open({ storage, keysDir: `${data}/tuf/keys` });
+ * await repo.addTargets({ "rpi-42": entry });
+ * const bytes = await repo.metadata("timestamp.json"); // what GET /repo/timestamp.json returns
+ * ```
+ */
+export class TufRepo {
+  readonly #storage: TufStorage;
+  readonly #keys: TufKeyStore;
+  readonly #expiries: Record<RoleName, number>;
+  readonly #margins: Record<RoleName, number>;
+  readonly #maxPerHwid: number;
+  readonly #maxTargetsBytes: number;
+  readonly #now: () => Date;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(opts: TufRepoOptions) {
+    this.#storage = opts.storage;
+    this.#keys = new TufKeyStore(opts.keysDir);
+    this.#expiries = { ...DEFAULT_EXPIRIES, ...opts.expiries };
+    const m = opts.margins ?? {};
+    this.#margins = {
+      root: m.root ?? this.#expiries.root / 4,
+      targets: m.targets ?? this.#expiries.targets / 4,
+      snapshot: m.snapshot ?? this.#expiries.snapshot / 4,
+      timestamp: m.timestamp ?? this.#expiries.timestamp / 4,
+    };
+    this.#maxPerHwid = opts.maxTargetsPerHwid ?? DEFAULT_MAX_TARGETS_PER_HWID;
+    this.#maxTargetsBytes = opts.maxTargetsBytes ?? 4 << 20;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  /** Opens the repository, creating keys and version 1 of every role if the storage is empty. */
+  static async open(opts: TufRepoOptions): Promise<TufRepo> {
+    const repo = new TufRepo(opts);
+    await repo.#serial(() => repo.#init());
+    return repo;
+  }
+
+  // ---- reading ----
+
+  /**
+   * A metadata file as served under `/repo/`: `N.root.json`, `root.json` (latest),
+   * `timestamp.json`, `snapshot.json`, `N.snapshot.json`, `targets.json`, `N.targets.json`.
+   * Returns `undefined` for unknown names and absent versions (the route answers 404).
+   */
+  async metadata(fileName: string): Promise<Uint8Array | undefined> {
+    const m = FILE_NAME.exec(fileName);
+    if (!m) return undefined;
+    const role = m[2] as RoleName;
+    if (m[1] !== undefined && role === "timestamp") return undefined; // timestamp is never versioned
+    const rec = m[1] === undefined ? await this.#storage.getLatest(role) : await this.#storage.get(role, Number(m[1]));
+    return rec ? encoder.encode(rec.json) : undefined;
+  }
+
+  /** The latest root.json bytes: the trust anchor given to devices at registration and to preload. */
+  async trustedRoot(): Promise<Uint8Array> {
+    const bytes = await this.metadata("root.json");
+    if (!bytes) throw new TufRepoStateError("Cannot read root.json: the repository is not initialised");
+    return bytes;
+  }
+
+  /** The targets of the latest signed targets.json and its version. */
+  async targets(): Promise<{ targets: Record<string, TargetEntry>; version: number }> {
+    const rec = await this.#storage.getLatest("targets");
+    if (!rec) throw new TufRepoStateError("Cannot read targets.json: the repository is not initialised");
+    const doc = JSON.parse(rec.json) as { signed: { targets?: Record<string, TargetEntry>; version: number } };
+    return { targets: doc.signed.targets ?? {}, version: doc.signed.version };
+  }
+
+  /** Versions currently served, for /metrics and status. */
+  async versions(): Promise<Record<RoleName, number>> {
+    const s = await this.#load();
+    return { root: s.root.signed.version, targets: s.targets.signed.version, snapshot: s.snapshot.signed.version, timestamp: s.timestamp.signed.version };
+  }
+
+  // ---- writing ----
+
+  /**
+   * Adds or replaces targets in one new targets.json version (all or nothing), applies retention,
+   * and re-signs snapshot and timestamp.
+   *
+   * @throws {InvalidTargetError} A name or entry is invalid: nothing is changed.
+   * @throws {TargetsTooLargeError} The result would be too large for devices.
+   * @throws {SigningKeyUnavailableError} The targets key is offline.
+   */
+  async addTargets(add: Record<string, TargetEntry>): Promise<{ version: number; pruned: string[] }> {
+    for (const [name, entry] of Object.entries(add)) {
+      if (!TARGET_NAME.test(name)) throw new InvalidTargetError(name, "names are 1-255 of A-Z a-z 0-9 . _ + - and start with a letter or digit");
+      if (!Value.Check(TargetEntry, entry)) {
+        const first = Value.Errors(TargetEntry, entry).First();
+        throw new InvalidTargetError(name, `${first?.path || "entry"} ${first?.message ?? "is invalid"}`);
+      }
+    }
+    return this.#write(async (s) => {
+      const current = targetsOf(s);
+      const { kept, pruned } = pruneTargets({ ...current, ...structuredClone(add) }, this.#maxPerHwid);
+      return { records: await this.#chainFromTargets(s, kept), result: { version: s.targets.signed.version + 1, pruned } };
+    });
+  }
+
+  /**
+   * Removes targets in one new targets.json version and re-signs snapshot and timestamp.
+   *
+   * @throws {TargetNotFoundError} A name is not in targets.json: nothing is changed.
+   */
+  async removeTargets(names: string[]): Promise<{ version: number }> {
+    return this.#write(async (s) => {
+      const current = targetsOf(s);
+      for (const n of names) if (!Object.hasOwn(current, n)) throw new TargetNotFoundError(n);
+      if (names.length === 0) return { records: [], result: { version: s.targets.signed.version } };
+      for (const n of names) delete current[n];
+      return { records: await this.#chainFromTargets(s, current), result: { version: s.targets.signed.version + 1 } };
+    });
+  }
+
+  /**
+   * Re-signs every role within its margin of expiry: timestamp (and snapshot, targets, root when
+   * they are near expiry too). Cheap when nothing is due; call it from a timer
+   * ({@link startTufRefreshTimer}).
+   */
+  async refreshTimestamp(): Promise<RefreshResult> {
+    return this.#write(async (s) => {
+      const now = this.#now().getTime();
+      const due = (role: RoleName, signed: Signed) => new Date(signed.expires).getTime() - now <= this.#margins[role] * 1000;
+      const out: RefreshResult = { refreshed: [], needsOfflineKey: [] };
+      const records: TufRecord[] = [];
+      const tryKey = async (role: RoleName) => {
+        try {
+          return await this.#key(s, role);
+        } catch (e) {
+          if (!(e instanceof SigningKeyUnavailableError)) throw e;
+          out.needsOfflineKey.push(role);
+          return undefined;
+        }
+      };
+      if (due("root", s.root.signed)) {
+        const key = await tryKey("root");
+        if (key) records.push(this.#sign("root", Root.fromJSON(this.#rootJson(s)), [key]));
+      }
+      let targetsRec: TufRecord | undefined;
+      if (due("targets", s.targets.signed)) {
+        const key = await tryKey("targets");
+        if (key) records.push((targetsRec = this.#targetsRecord(s, targetsOf(s), key)));
+      }
+      let snapshotRec: TufRecord | undefined;
+      if (targetsRec || due("snapshot", s.snapshot.signed)) {
+        records.push((snapshotRec = this.#snapshotRecord(s, targetsRec ?? s.targets.record, await this.#key(s, "snapshot"))));
+      }
+      if (snapshotRec || due("timestamp", s.timestamp.signed)) {
+        records.push(this.#timestampRecord(s, snapshotRec ?? s.snapshot.record, await this.#key(s, "timestamp")));
+      }
+      out.refreshed = records.map((r) => r.role);
+      return { records, result: out };
+    });
+  }
+
+  /**
+   * Replaces a role's key with a new one: a new root version lists it (signed by the old and
+   * the new root key when root rotates), and the role's metadata is re-signed with it at once.
+   * Devices follow through `N.root.json`.
+   *
+   * @throws {SigningKeyUnavailableError} The root key (or for a root rotation, the old root key) is offline.
+   */
+  async rotate(role: RoleName): Promise<{ keyId: string; rootVersion: number }> {
+    return this.#serial(async () => {
+      for (let attempt = 0; ; attempt++) {
+        const s = await this.#load();
+        const rootKey = await this.#key(s, "root");
+        // Keys the chain needs must be at hand before a new root makes the old ones useless.
+        const dependents: Partial<Record<RoleName, TufKeyPair>> = {};
+        if (role === "targets" || role === "snapshot") dependents.snapshot = await this.#key(s, "snapshot");
+        if (role !== "root") dependents.timestamp = await this.#key(s, "timestamp");
+        const next = await this.#keys.stageNext(role);
+        try {
+          const rootJson = this.#rootJson(s, { role, key: next });
+          const records: TufRecord[] = [this.#sign("root", Root.fromJSON(rootJson), role === "root" ? [rootKey, next] : [rootKey])];
+          if (role === "targets") {
+            const t = this.#targetsRecord(s, targetsOf(s), next);
+            const sn = this.#snapshotRecord(s, t, dependents.snapshot!);
+            records.push(t, sn, this.#timestampRecord(s, sn, dependents.timestamp!));
+          } else if (role === "snapshot") {
+            const sn = this.#snapshotRecord(s, s.targets.record, next);
+            records.push(sn, this.#timestampRecord(s, sn, dependents.timestamp!));
+          } else if (role === "timestamp") {
+            records.push(this.#timestampRecord(s, s.snapshot.record, next));
+          }
+          await this.#storage.put(records);
+        } catch (e) {
+          await this.#keys.discardNext(role);
+          if (e instanceof TufVersionConflictError && attempt < 5) continue;
+          throw e;
+        }
+        await this.#keys.promoteNext(role);
+        return { keyId: next.keyId, rootVersion: s.root.signed.version + 1 };
+      }
+    });
+  }
+
+  // ---- internals ----
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** One serialised write: build records from the latest state, store them atomically, retry if another process won. */
+  #write<T>(build: (s: State) => Promise<{ records: TufRecord[]; result: T }>): Promise<T> {
+    return this.#serial(async () => {
+      for (let attempt = 0; ; attempt++) {
+        const { records, result } = await build(await this.#load());
+        if (records.length === 0) return result;
+        try {
+          await this.#storage.put(records);
+          return result;
+        } catch (e) {
+          if (e instanceof TufVersionConflictError && attempt < 5) continue;
+          throw e;
+        }
+      }
+    });
+  }
+
+  async #init(): Promise<void> {
+    if (await this.#storage.getLatest("root")) return;
+    const keys = {
+      root: await this.#keys.initialKey("root"),
+      targets: await this.#keys.initialKey("targets"),
+      snapshot: await this.#keys.initialKey("snapshot"),
+      timestamp: await this.#keys.initialKey("timestamp"),
+    };
+    const now = this.#now();
+    const rootJson = {
+      _type: "root",
+      spec_version: "1.0.31",
+      version: 1,
+      expires: expiresAt(now, this.#expiries.root),
+      consistent_snapshot: true,
+      keys: Object.fromEntries(Object.values(keys).map((k) => [k.keyId, modelKey(k).toJSON()])),
+      roles: Object.fromEntries(Object.entries(keys).map(([r, k]) => [r, { keyids: [k.keyId], threshold: 1 }])),
+    };
+    const root = this.#sign("root", Root.fromJSON(rootJson), [keys.root]);
+    const targets = this.#sign("targets", Targets.fromJSON({ _type: "targets", spec_version: "1.0.31", version: 1, expires: expiresAt(now, this.#expiries.targets), targets: {} }), [keys.targets]);
+    const snapshot = this.#sign("snapshot", new Snapshot({ version: 1, specVersion: "1.0.31", expires: expiresAt(now, this.#expiries.snapshot), meta: { "targets.json": metaFileFor(encoder.encode(targets.json), 1) } }), [keys.snapshot]);
+    const timestamp = this.#sign("timestamp", new Timestamp({ version: 1, specVersion: "1.0.31", expires: expiresAt(now, this.#expiries.timestamp), snapshotMeta: metaFileFor(encoder.encode(snapshot.json), 1) }), [keys.timestamp]);
+    try {
+      await this.#storage.put([root, targets, snapshot, timestamp]);
+    } catch (e) {
+      if (!(e instanceof TufVersionConflictError)) throw e; // another process initialised it first
+    }
+  }
+
+  async #load(): Promise<State> {
+    const one = async <R extends RoleName>(role: R): Promise<Loaded<R>> => {
+      const record = await this.#storage.getLatest(role);
+      if (!record) throw new TufRepoStateError(`Cannot load TUF ${role}.json: the repository is not initialised`);
+      try {
+        return { record, signed: parseMetadata(role, record.json).signed };
+      } catch (cause) {
+        throw new TufRepoStateError(`Cannot load TUF ${role}.json v${record.version}: ${(cause as Error).message}`, { cause });
+      }
+    };
+    const [root, targets, snapshot, timestamp] = await Promise.all([one("root"), one("targets"), one("snapshot"), one("timestamp")]);
+    return { root, targets, snapshot, timestamp };
+  }
+
+  #key(s: State, role: RoleName): Promise<TufKeyPair> {
+    return this.#keys.signingKey(role, s.root.signed.roles[role]?.keyIDs ?? []);
+  }
+
+  #sign(role: RoleName, signed: Signed, keys: TufKeyPair[]): TufRecord {
+    return { role, version: signed.version, json: new TextDecoder().decode(signMetadata(signed, keys)), expires: signed.expires };
+  }
+
+  /** The next root version, optionally with `change.role` given the new key. */
+  #rootJson(s: State, change?: { role: RoleName; key: TufKeyPair }): RootJson {
+    const json = structuredClone(s.root.signed.toJSON()) as {
+      version: number;
+      expires: string;
+      keys: Record<string, unknown>;
+      roles: Record<string, { keyids: string[]; threshold: number }>;
+    };
+    json.version = s.root.signed.version + 1;
+    json.expires = expiresAt(this.#now(), this.#expiries.root);
+    if (change) {
+      json.roles[change.role] = { keyids: [change.key.keyId], threshold: 1 };
+      json.keys[change.key.keyId] = modelKey(change.key).toJSON();
+      const used = new Set(Object.values(json.roles).flatMap((r) => r.keyids));
+      for (const id of Object.keys(json.keys)) if (!used.has(id)) delete json.keys[id];
+    }
+    return json as unknown as RootJson;
+  }
+
+  #targetsRecord(s: State, targets: Record<string, TargetEntry>, key: TufKeyPair): TufRecord {
+    const version = s.targets.signed.version + 1;
+    const rec = this.#sign(
+      "targets",
+      Targets.fromJSON({ _type: "targets", spec_version: "1.0.31", version, expires: expiresAt(this.#now(), this.#expiries.targets), targets: targets as never }),
+      [key],
+    );
+    const bytes = encoder.encode(rec.json).length;
+    if (bytes > this.#maxTargetsBytes) throw new TargetsTooLargeError(bytes, this.#maxTargetsBytes);
+    return rec;
+  }
+
+  #snapshotRecord(s: State, targets: TufRecord, key: TufKeyPair): TufRecord {
+    const snapshot = new Snapshot({
+      version: s.snapshot.signed.version + 1,
+      specVersion: "1.0.31",
+      expires: expiresAt(this.#now(), this.#expiries.snapshot),
+      meta: { "targets.json": metaFileFor(encoder.encode(targets.json), targets.version) },
+    });
+    return this.#sign("snapshot", snapshot, [key]);
+  }
+
+  #timestampRecord(s: State, snapshot: TufRecord, key: TufKeyPair): TufRecord {
+    const ts = new Timestamp({
+      version: s.timestamp.signed.version + 1,
+      specVersion: "1.0.31",
+      expires: expiresAt(this.#now(), this.#expiries.timestamp),
+      snapshotMeta: metaFileFor(encoder.encode(snapshot.json), snapshot.version),
+    });
+    return this.#sign("timestamp", ts, [key]);
+  }
+
+  /** New targets, snapshot and timestamp records for a changed target set. */
+  async #chainFromTargets(s: State, targets: Record<string, TargetEntry>): Promise<TufRecord[]> {
+    const t = this.#targetsRecord(s, targets, await this.#key(s, "targets"));
+    const sn = this.#snapshotRecord(s, t, await this.#key(s, "snapshot"));
+    return [t, sn, this.#timestampRecord(s, sn, await this.#key(s, "timestamp"))];
+  }
+}
+
+function targetsOf(s: State): Record<string, TargetEntry> {
+  const doc = JSON.parse(s.targets.record.json) as { signed: { targets?: Record<string, TargetEntry> } };
+  return doc.signed.targets ?? {};
+}

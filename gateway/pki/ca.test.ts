@@ -1,0 +1,33 @@
+import { describe, expect, test } from "bun:test";
+import { x509 } from "./x509.ts";
+import { makeDeviceCsr } from "../../test/gateway/_device.ts";
+import { CsrRejectedError, certificateHosts, createCa, issueServerCert, loadCa, signDeviceCsr } from "./ca.ts";
+
+describe("factory CA", () => {
+  test("signDeviceCsr() issues CN=uuid, OU=factory, signed by the CA", async () => {
+    const ca = await createCa("acme");
+    const dev = await makeDeviceCsr();
+    const issued = await signDeviceCsr(ca, dev.csrPem, { uuid: dev.uuid, factory: "acme" });
+    const cert = new x509.X509Certificate(issued.certPem);
+    expect(cert.subjectName.getField("CN")).toEqual([dev.uuid]);
+    expect(cert.subjectName.getField("OU")).toEqual(["acme"]);
+    expect(await cert.verify({ publicKey: ca.cert.publicKey })).toBe(true);
+    expect(issued.serial).toMatch(/^[1-7][0-9A-F]{31}$/);
+  });
+
+  test("signDeviceCsr() refuses a CSR whose CN is not the uuid", async () => {
+    const ca = await createCa("acme");
+    const dev = await makeDeviceCsr(crypto.randomUUID(), "acme", "someone-else");
+    await expect(signDeviceCsr(ca, dev.csrPem, { uuid: dev.uuid, factory: "acme" })).rejects.toThrow(CsrRejectedError);
+    await expect(signDeviceCsr(ca, "garbage", { uuid: dev.uuid, factory: "acme" })).rejects.toThrow(CsrRejectedError);
+  });
+
+  test("issueServerCert() covers IPs and names, and a CA reloads from PEM with the same pin", async () => {
+    const ca = await createCa("main");
+    const srv = await issueServerCert(ca, ["127.0.0.1", "gw.example.com"]);
+    expect(certificateHosts(srv.certPem).sort()).toEqual(["127.0.0.1", "gw.example.com"]);
+    const again = await loadCa(ca.certPem, ca.keyPem);
+    expect(again.fingerprint).toBe(ca.fingerprint);
+    expect(ca.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+  });
+});

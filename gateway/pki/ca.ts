@@ -1,0 +1,136 @@
+/**
+ * The factory CA: one self-signed ECDSA P-256 certificate that signs the
+ * gateway's TLS certificate and every device certificate, so devices need a
+ * single trust anchor and the gateway a single client-CA.
+ *
+ * @module
+ */
+import { x509 } from "./x509.ts";
+import type * as X from "@peculiar/x509";
+import { createHash } from "node:crypto";
+import { isIP } from "node:net";
+import { SIGN_ALG, generateKeyPair, normalizeSerial, privateKeyFromPem, privateKeyToPem, randomSerial } from "./keys.ts";
+
+const DAY = 86_400_000;
+
+export interface CertificateAuthority {
+  cert: X.X509Certificate;
+  certPem: string;
+  key: CryptoKey;
+  keyPem: string;
+  /** sha256 hex of the CA certificate DER: the pin inside every token. */
+  fingerprint: string;
+}
+
+export class CsrRejectedError extends Error {
+  override name = "CsrRejectedError";
+}
+
+export function sha256Hex(data: ArrayBuffer | Uint8Array): string {
+  return createHash("sha256").update(new Uint8Array(data)).digest("hex");
+}
+
+export async function loadCa(certPem: string, keyPem: string): Promise<CertificateAuthority> {
+  const cert = new x509.X509Certificate(certPem);
+  return { cert, certPem, key: await privateKeyFromPem(keyPem), keyPem, fingerprint: sha256Hex(cert.rawData) };
+}
+
+/** Creates a new factory CA valid for 20 years. */
+export async function createCa(factory: string): Promise<CertificateAuthority> {
+  const keys = await generateKeyPair();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: [{ CN: [`${factory} factory CA`] }, { O: ["compose-ota"] }, { OU: [factory] }],
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + 20 * 365 * DAY),
+    signingAlgorithm: SIGN_ALG,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const certPem = cert.toString("pem") + "\n";
+  return { cert, certPem, key: keys.privateKey, keyPem: await privateKeyToPem(keys.privateKey), fingerprint: sha256Hex(cert.rawData) };
+}
+
+/** Issues the gateway's TLS server certificate for the given host names / IPs. */
+export async function issueServerCert(
+  ca: CertificateAuthority,
+  hosts: string[],
+): Promise<{ certPem: string; keyPem: string }> {
+  const keys = await generateKeyPair();
+  const unique = [...new Set(hosts.filter(Boolean))];
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${unique[0] ?? "gateway"}`,
+    issuer: ca.cert.subject,
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + 5 * 365 * DAY),
+    signingAlgorithm: SIGN_ALG,
+    publicKey: keys.publicKey,
+    signingKey: ca.key,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(unique.map((h) => ({ type: isIP(h) ? "ip" : "dns", value: h }))),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
+    ],
+  });
+  return { certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
+}
+
+/** The hosts (DNS names and IPs) a certificate's SAN covers. */
+export function certificateHosts(certPem: string): string[] {
+  const san = new x509.X509Certificate(certPem).getExtension(x509.SubjectAlternativeNameExtension);
+  return san ? san.names.items.map((n) => n.value) : [];
+}
+
+export interface IssuedDeviceCert {
+  certPem: string;
+  serial: string;
+}
+
+/**
+ * Signs a device CSR: checks its self-signature, that it is ECDSA P-256 and
+ * that its CN equals `uuid`; the issued subject is CN=uuid, OU=factory
+ * whatever else the CSR asked for.
+ */
+export async function signDeviceCsr(
+  ca: CertificateAuthority,
+  csrPem: string,
+  opts: { uuid: string; factory: string; validDays?: number },
+): Promise<IssuedDeviceCert> {
+  let csr: X.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(csrPem.trim());
+  } catch (cause) {
+    throw new CsrRejectedError("Cannot read the CSR: not a PEM PKCS#10 request", { cause });
+  }
+  if (!(await csr.verify().catch(() => false))) throw new CsrRejectedError("Cannot accept the CSR: its signature does not verify");
+  const cn = csr.subjectName.getField("CN")[0];
+  if (cn !== opts.uuid) throw new CsrRejectedError(`Cannot accept the CSR: its CN "${cn ?? ""}" is not the device uuid "${opts.uuid}"`);
+  const alg = csr.publicKey.algorithm as { name: string; namedCurve?: string };
+  if (alg.name !== "ECDSA" || alg.namedCurve !== "P-256")
+    throw new CsrRejectedError("Cannot accept the CSR: the key must be ECDSA P-256");
+  const serial = randomSerial();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial,
+    subject: new x509.Name([{ CN: [opts.uuid] }, { OU: [opts.factory] }]),
+    issuer: ca.cert.subject,
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + (opts.validDays ?? 20 * 365) * DAY),
+    signingAlgorithm: SIGN_ALG,
+    publicKey: csr.publicKey,
+    signingKey: ca.key,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
+    ],
+  });
+  return { certPem: cert.toString("pem") + "\n", serial: normalizeSerial(serial) };
+}

@@ -1,0 +1,48 @@
+/**
+ * Proxy mode: a TLS-terminating proxy forwards the client certificate it
+ * verified in a header (URL-encoded PEM). We still check it was issued by our
+ * device CA and is in its validity period; results are cached by header value
+ * so a check-in costs one map lookup.
+ *
+ * @module
+ */
+import type { PeerIdentity } from "../env.ts";
+import type { CertificateAuthority } from "./ca.ts";
+import { normalizeSerial } from "./keys.ts";
+import { x509 } from "./x509.ts";
+
+export class ForwardedCertVerifier {
+  readonly #ca: CertificateAuthority;
+  readonly #cache = new Map<string, { peer: PeerIdentity | undefined; notAfter: number }>();
+  readonly #max: number;
+
+  constructor(ca: CertificateAuthority, max = 100_000) {
+    this.#ca = ca;
+    this.#max = max;
+  }
+
+  /** The identity in a forwarded certificate header, or undefined if it is not one of ours. */
+  async verify(headerValue: string): Promise<PeerIdentity | undefined> {
+    const hit = this.#cache.get(headerValue);
+    const now = Date.now();
+    if (hit && hit.notAfter > now) return hit.peer;
+    let peer: PeerIdentity | undefined;
+    let notAfter = now + 60_000;
+    try {
+      const pem = decodeURIComponent(headerValue.replace(/\+/g, " ")).replace(/\t/g, "\n");
+      const cert = new x509.X509Certificate(pem);
+      const valid = cert.notBefore.getTime() <= now && cert.notAfter.getTime() > now;
+      const signed = valid && (await cert.verify({ publicKey: this.#ca.cert.publicKey, signatureOnly: true }));
+      const cn = cert.subjectName.getField("CN")[0];
+      if (signed && cn && cert.issuer === this.#ca.cert.subject) {
+        peer = { cn, serial: normalizeSerial(cert.serialNumber) };
+        notAfter = Math.min(cert.notAfter.getTime(), now + 3_600_000);
+      }
+    } catch {
+      peer = undefined;
+    }
+    if (this.#cache.size >= this.#max) this.#cache.delete(this.#cache.keys().next().value!);
+    this.#cache.set(headerValue, { peer, notAfter });
+    return peer;
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * ECDSA P-256 keys on WebCrypto, and the PEM forms node:tls and the data dir
+ * use.
+ *
+ * @module
+ */
+
+export const EC_ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
+export const SIGN_ALG = { name: "ECDSA", hash: "SHA-256" } as const;
+
+export function generateKeyPair(): Promise<CryptoKeyPair> {
+  return crypto.subtle.generateKey(EC_ALG, true, ["sign", "verify"]) as Promise<CryptoKeyPair>;
+}
+
+export function toPem(der: ArrayBuffer | Uint8Array, label: string): string {
+  const b64 = Buffer.from(der instanceof Uint8Array ? der : new Uint8Array(der)).toString("base64");
+  return `-----BEGIN ${label}-----\n${b64.match(/.{1,64}/g)!.join("\n")}\n-----END ${label}-----\n`;
+}
+
+export function fromPem(pem: string, label: string): Uint8Array {
+  const m = pem.match(new RegExp(`-----BEGIN ${label}-----([\\s\\S]+?)-----END ${label}-----`));
+  if (!m) throw new Error(`Cannot read PEM: no ${label} block`);
+  return new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
+}
+
+/** PKCS#8 PEM ("PRIVATE KEY"), which node:tls accepts as `key`. */
+export async function privateKeyToPem(key: CryptoKey): Promise<string> {
+  return toPem(await crypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY");
+}
+
+export async function privateKeyFromPem(pem: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey("pkcs8", fromPem(pem, "PRIVATE KEY") as Uint8Array<ArrayBuffer>, EC_ALG, true, ["sign"]);
+}
+
+/** Normalised certificate serial: upper-case hex without leading zeros (as node:tls reports it). */
+export const normalizeSerial = (hex: string) => hex.replace(/[^0-9a-fA-F]/g, "").toUpperCase().replace(/^0+(?=.)/, "");
+
+/** A random positive 128-bit serial whose first byte is never zero (no sign or padding ambiguity). */
+export function randomSerial(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[0] = (b[0]! & 0x6f) | 0x10;
+  return Buffer.from(b).toString("hex").toUpperCase();
+}

@@ -1,0 +1,121 @@
+/**
+ * Garbage collection for the embedded registry (`gateway registry gc`): removes stored blobs
+ * that no manifest of any repository references, the repository links to them, and stale
+ * upload sessions. Recently written blobs are spared (`graceMs`), so a push in progress, whose
+ * layers arrive before its manifest, is not collected under it.
+ *
+ * @module
+ */
+import { readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { listDir, readTextOrUndefined } from "./_fs.ts";
+
+export interface GcOptions {
+  /** Blobs and upload sessions younger than this are kept; default 1 hour. */
+  graceMs?: number;
+  /** Upload sessions untouched for this long are removed; default 24 hours. */
+  uploadMaxAgeMs?: number;
+  /** Report what would be removed without removing it. */
+  dryRun?: boolean;
+}
+
+export interface GcResult {
+  blobsRemoved: number;
+  bytesFreed: number;
+  uploadsRemoved: number;
+  blobsKept: number;
+}
+
+/** Every repository directory under `<root>/repositories` (names nest). */
+async function repositories(root: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, name: string): Promise<void> => {
+    const entries = await listDir(dir);
+    if (name && (entries.includes("_manifests") || entries.includes("_layers"))) out.push(name);
+    for (const e of entries) {
+      if (e.startsWith("_") || e.startsWith(".")) continue;
+      const sub = join(dir, e);
+      if ((await stat(sub).catch(() => undefined))?.isDirectory()) await walk(sub, name ? `${name}/${e}` : e);
+    }
+  };
+  await walk(join(root, "repositories"), "");
+  return out;
+}
+
+/**
+ * Mark and sweep over `root`.
+ *
+ * @example
+ * ```ts
+ * const { blobsRemoved, bytesFreed } = await gc(`${dataDir}/registry`);
+ * ```
+ */
+export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> {
+  const grace = opts.graceMs ?? 3_600_000;
+  const uploadMaxAge = opts.uploadMaxAgeMs ?? 86_400_000;
+  const now = Date.now();
+  const blobDir = join(root, "blobs", "sha256");
+  const marked = new Set<string>();
+  const repos = await repositories(root);
+
+  // Mark: every manifest revision and what it references.
+  for (const repo of repos) {
+    const revDir = join(root, "repositories", repo, "_manifests", "revisions", "sha256");
+    for (const hex of await listDir(revDir)) {
+      if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+      marked.add(hex);
+      let doc: Record<string, unknown>;
+      try {
+        doc = JSON.parse(await readFile(join(blobDir, hex), "utf8"));
+      } catch {
+        continue;
+      }
+      const refs = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])];
+      for (const d of refs) {
+        const digest = (d as { digest?: unknown } | undefined)?.digest;
+        if (typeof digest === "string" && digest.startsWith("sha256:")) marked.add(digest.slice(7));
+      }
+    }
+  }
+
+  // Sweep the content store.
+  const result: GcResult = { blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };
+  const removed = new Set<string>();
+  for (const hex of await listDir(blobDir)) {
+    if (marked.has(hex)) {
+      result.blobsKept++;
+      continue;
+    }
+    const st = await stat(join(blobDir, hex)).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    if (now - st.mtimeMs < grace) {
+      result.blobsKept++;
+      continue;
+    }
+    removed.add(hex);
+    result.blobsRemoved++;
+    result.bytesFreed += st.size;
+    if (!opts.dryRun) await rm(join(blobDir, hex), { force: true });
+  }
+
+  // Drop repository links to what is gone.
+  if (!opts.dryRun) {
+    for (const repo of repos) {
+      const layers = join(root, "repositories", repo, "_layers", "sha256");
+      for (const hex of await listDir(layers)) if (removed.has(hex)) await rm(join(layers, hex), { force: true });
+    }
+  }
+
+  // Stale upload sessions.
+  const uploadsDir = join(root, "uploads");
+  for (const id of await listDir(uploadsDir)) {
+    const data = await stat(join(uploadsDir, id, "data")).catch(() => undefined);
+    const info = await readTextOrUndefined(join(uploadsDir, id, "info.json"));
+    const age = now - (data?.mtimeMs ?? 0);
+    if (info !== undefined && age < uploadMaxAge) continue;
+    if (info === undefined && age < grace) continue; // being created right now
+    result.uploadsRemoved++;
+    if (!opts.dryRun) await rm(join(uploadsDir, id), { recursive: true, force: true });
+  }
+  return result;
+}

@@ -1,0 +1,234 @@
+/**
+ * The registry's filesystem store. Blobs are content-addressed and shared; each repository
+ * holds links, so a repository serves only blobs pushed or mounted into it, and only
+ * manifests pushed to it:
+ *
+ * ```
+ * <root>/blobs/sha256/<hex>                                   content (blobs and manifests)
+ * <root>/repositories/<name>/_layers/sha256/<hex>             link: blob is in this repo
+ * <root>/repositories/<name>/_manifests/revisions/sha256/<hex> link: JSON ManifestLink
+ * <root>/repositories/<name>/_manifests/tags/<tag>            "sha256:<hex>"
+ * <root>/repositories/<name>/_referrers/sha256/<subject hex>/<manifest hex>
+ * <root>/uploads/<uuid>/{info.json,data}                      upload sessions (uploads.ts)
+ * ```
+ *
+ * Name components never start with `_`, so the link folders cannot clash with a nested
+ * repository name. Every write that makes something visible is a rename.
+ *
+ * @module
+ */
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { RegistryError } from "./errors.ts";
+import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
+import { fileSize, isNotFound, listDir, readTextOrUndefined, writeFileAtomic } from "./_fs.ts";
+import { parseManifest, type ParsedManifest } from "./manifest.ts";
+
+/** Largest manifest accepted (as distribution's default). */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** What a repository remembers about one of its manifests. */
+export interface ManifestLink {
+  mediaType: string;
+  size: number;
+  artifactType?: string;
+  subject?: string;
+  annotations?: Record<string, string>;
+}
+
+/** An OCI descriptor as returned in the referrers index. */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export class RegistryStorage {
+  constructor(readonly root: string) {}
+
+  blobPath(digest: string): string {
+    return join(this.root, "blobs", "sha256", checkDigest(digest));
+  }
+  repoDir(repo: string): string {
+    return join(this.root, "repositories", repo);
+  }
+  private layerLink(repo: string, digest: string): string {
+    return join(this.repoDir(repo), "_layers", "sha256", checkDigest(digest));
+  }
+  private revisionLink(repo: string, digest: string): string {
+    return join(this.repoDir(repo), "_manifests", "revisions", "sha256", checkDigest(digest));
+  }
+  private tagFile(repo: string, tag: string): string {
+    return join(this.repoDir(repo), "_manifests", "tags", tag);
+  }
+  private referrersDir(repo: string, subject: string): string {
+    return join(this.repoDir(repo), "_referrers", "sha256", checkDigest(subject));
+  }
+  /** Scratch space on the same filesystem as blobs/, so commits are renames. */
+  get tmpDir(): string {
+    return join(this.root, "tmp");
+  }
+
+  async repoExists(repo: string): Promise<boolean> {
+    try {
+      return (await stat(this.repoDir(repo))).isDirectory();
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  // ---- blobs ----
+
+  /** Size of a blob visible in `repo`, or `undefined`. */
+  async blobSize(repo: string, digest: string): Promise<number | undefined> {
+    if ((await fileSize(this.layerLink(repo, digest))) === undefined) return undefined;
+    return await fileSize(this.blobPath(digest));
+  }
+
+  /** Makes an already stored blob visible in `repo`. */
+  async linkBlob(repo: string, digest: string): Promise<void> {
+    if ((await fileSize(this.blobPath(digest))) === undefined) {
+      throw new RegistryError(404, "BLOB_UNKNOWN", `Cannot link blob "${digest}": it is not stored`);
+    }
+    await writeFileAtomic(this.layerLink(repo, digest), digest);
+  }
+
+  /** Removes a blob from `repo` (the content stays until gc). Returns false if it was not there. */
+  async unlinkBlob(repo: string, digest: string): Promise<boolean> {
+    const link = this.layerLink(repo, digest);
+    if ((await fileSize(link)) === undefined) return false;
+    await rm(link, { force: true });
+    return true;
+  }
+
+  /**
+   * Moves a verified file into the content store (atomic rename). If the blob is already
+   * stored the file is dropped: same digest, same bytes.
+   */
+  async commitBlobFile(file: string, digest: string): Promise<void> {
+    const dest = this.blobPath(digest);
+    await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
+    if ((await fileSize(dest)) !== undefined) {
+      await rm(file, { force: true });
+      return;
+    }
+    await rename(file, dest);
+  }
+
+  // ---- manifests ----
+
+  /** Resolves a tag or digest to the manifest digest stored in `repo`, or throws MANIFEST_UNKNOWN. */
+  async resolve(repo: string, ref: string): Promise<{ digest: string; link: ManifestLink }> {
+    let digest = ref;
+    if (!looksLikeDigest(ref)) {
+      if (!isTag(ref)) throw new RegistryError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
+      const target = (await readTextOrUndefined(this.tagFile(repo, ref)))?.trim();
+      if (!target) throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}:${ref}" not found: no such tag`);
+      digest = target;
+    }
+    if (!isSha256Digest(digest)) {
+      throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest.slice(0, 200)}" not found: only sha256 is stored`);
+    }
+    const text = await readTextOrUndefined(this.revisionLink(repo, digest));
+    if (text === undefined) throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest}" not found`);
+    return { digest, link: JSON.parse(text) as ManifestLink };
+  }
+
+  /** Reads a manifest's exact bytes. */
+  async getManifest(repo: string, ref: string): Promise<{ digest: string; link: ManifestLink; bytes: Uint8Array }> {
+    const { digest, link } = await this.resolve(repo, ref);
+    const file = Bun.file(this.blobPath(digest));
+    if (!(await file.exists())) throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest}" not found: content missing`);
+    return { digest, link, bytes: new Uint8Array(await file.arrayBuffer()) };
+  }
+
+  /**
+   * Stores a manifest byte-exact under its digest, links it into `repo` and points `ref` at it
+   * when `ref` is a tag. Every blob and child manifest it references must already be in `repo`.
+   *
+   * @throws {RegistryError} MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN, DIGEST_INVALID, TAG_INVALID.
+   */
+  async putManifest(repo: string, ref: string, bytes: Uint8Array, contentType: string | undefined): Promise<{ digest: string; manifest: ParsedManifest }> {
+    const digest = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+    const byDigest = looksLikeDigest(ref);
+    if (byDigest) {
+      if (!isSha256Digest(ref)) throw new RegistryError(400, "DIGEST_INVALID", `Cannot store manifest under "${ref.slice(0, 200)}": only sha256 digests are supported`);
+      if (ref !== digest) throw new RegistryError(400, "DIGEST_INVALID", `Cannot store manifest under "${ref}": its content has digest ${digest}`);
+    } else if (!isTag(ref)) {
+      throw new RegistryError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
+    }
+    const manifest = parseManifest(bytes, contentType);
+    for (const d of manifest.blobs) {
+      const size = await this.blobSize(repo, d.digest);
+      if (size === undefined) {
+        throw new RegistryError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: blob ${d.digest} is not in repository "${repo}"`, { digest: d.digest });
+      }
+      if (size !== d.size) {
+        throw new RegistryError(400, "MANIFEST_INVALID", `Manifest refused: blob ${d.digest} has ${size} bytes, the manifest says ${d.size}`, { digest: d.digest });
+      }
+    }
+    for (const d of manifest.manifests) {
+      const known = await readTextOrUndefined(this.revisionLink(repo, d.digest));
+      if (known === undefined) {
+        throw new RegistryError(400, "MANIFEST_BLOB_UNKNOWN", `Index refused: manifest ${d.digest} is not in repository "${repo}"`, { digest: d.digest });
+      }
+    }
+    const blob = this.blobPath(digest);
+    if ((await fileSize(blob)) === undefined) await writeFileAtomic(blob, bytes);
+    const link: ManifestLink = { mediaType: manifest.mediaType, size: bytes.byteLength };
+    if (manifest.artifactType) link.artifactType = manifest.artifactType;
+    if (manifest.subject) link.subject = manifest.subject;
+    if (manifest.annotations) link.annotations = manifest.annotations;
+    await writeFileAtomic(this.revisionLink(repo, digest), JSON.stringify(link));
+    if (manifest.subject) await writeFileAtomic(join(this.referrersDir(repo, manifest.subject), digest.slice(7)), "");
+    if (!byDigest) await writeFileAtomic(this.tagFile(repo, ref), digest);
+    return { digest, manifest };
+  }
+
+  /**
+   * Deletes a tag (ref is a tag) or a manifest and every tag pointing at it (ref is a digest).
+   *
+   * @throws {RegistryError} 404 MANIFEST_UNKNOWN if there is nothing to delete.
+   */
+  async deleteManifest(repo: string, ref: string): Promise<void> {
+    if (!looksLikeDigest(ref)) {
+      await this.resolve(repo, ref); // 404 for an unknown tag
+      await rm(this.tagFile(repo, ref), { force: true });
+      return;
+    }
+    const { digest, link } = await this.resolve(repo, ref);
+    await rm(this.revisionLink(repo, digest), { force: true });
+    for (const tag of await this.listTags(repo)) {
+      const target = (await readTextOrUndefined(this.tagFile(repo, tag)))?.trim();
+      if (target === digest) await rm(this.tagFile(repo, tag), { force: true });
+    }
+    if (link.subject) await rm(join(this.referrersDir(repo, link.subject), digest.slice(7)), { force: true });
+  }
+
+  /** All tags of `repo`, sorted; throws NAME_UNKNOWN for an unknown repository. */
+  async listTags(repo: string): Promise<string[]> {
+    if (!(await this.repoExists(repo))) throw new RegistryError(404, "NAME_UNKNOWN", `Repository "${repo}" not found`);
+    const tags = (await listDir(join(this.repoDir(repo), "_manifests", "tags"))).filter((t) => !t.startsWith(".tmp-"));
+    return tags.sort();
+  }
+
+  /** Descriptors of the manifests in `repo` whose `subject` is `digest`, optionally filtered. */
+  async referrers(repo: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
+    const out: Descriptor[] = [];
+    for (const hex of (await listDir(this.referrersDir(repo, digest))).sort()) {
+      if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+      const text = await readTextOrUndefined(this.revisionLink(repo, `sha256:${hex}`));
+      if (text === undefined) continue; // deleted since
+      const link = JSON.parse(text) as ManifestLink;
+      if (artifactType !== undefined && link.artifactType !== artifactType) continue;
+      const d: Descriptor = { mediaType: link.mediaType, digest: `sha256:${hex}`, size: link.size };
+      if (link.artifactType) d.artifactType = link.artifactType;
+      if (link.annotations) d.annotations = link.annotations;
+      out.push(d);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,111 @@
+/** GET /openapi.json: the API described from the same typebox schemas that validate it. */
+import { Type, type TSchema } from "@sinclair/typebox";
+import { Hono } from "hono";
+import pkg from "../../package.json" with { type: "json" };
+import {
+  AppsStates,
+  DeviceInfo,
+  EventBatch,
+  NetworkInfo,
+  RegistrationRequest,
+  RegistrationResponse,
+  SystemConfig,
+  SystemInfo,
+} from "../../lib/api/index.ts";
+import { DeviceDetail, DeviceList, UpdateList } from "../admin/devices.ts";
+import { RotateRequest } from "../admin/keys.ts";
+import { TargetsBody, TargetsList } from "../admin/targets.ts";
+import { TokenCreated, TokenList, TokenRequest } from "../admin/tokens.ts";
+import type { GatewayEnv } from "../env.ts";
+
+type Sec = "device" | "admin" | "registration" | "none";
+interface Op {
+  summary: string;
+  sec: Sec;
+  body?: TSchema;
+  res?: TSchema;
+  status?: number;
+  text?: string;
+}
+
+const Error_ = Type.Object({ error: Type.String() });
+
+const OPS: Record<string, Record<string, Op>> = {
+  "/healthz": { get: { summary: "Liveness", sec: "none", res: Type.Object({ ok: Type.Boolean() }) } },
+  "/metrics": { get: { summary: "Prometheus metrics", sec: "none", text: "text/plain" } },
+  "/ca.pem": { get: { summary: "The factory CA certificate", sec: "none", text: "application/x-pem-file" } },
+  "/devices": {
+    post: { summary: "Register a device", sec: "registration", body: RegistrationRequest, res: RegistrationResponse, status: 201 },
+  },
+  "/repo/{file}": { get: { summary: "TUF metadata (N.root.json, timestamp.json, snapshot.json, targets.json)", sec: "device", text: "application/json" } },
+  "/events": { post: { summary: "Post update events", sec: "device", body: EventBatch, res: Type.Object({ received: Type.Integer(), stored: Type.Integer() }) } },
+  "/apps-states": { post: { summary: "Report app states", sec: "device", body: AppsStates, status: 204 } },
+  "/system_info": { put: { summary: "Hardware inventory", sec: "device", body: SystemInfo, status: 204 } },
+  "/system_info/network": { put: { summary: "Network inventory", sec: "device", body: NetworkInfo, status: 204 } },
+  "/system_info/config": { put: { summary: "Device configuration", sec: "device", body: SystemConfig, status: 204 } },
+  "/device": { get: { summary: "The calling device", sec: "device", res: DeviceInfo } },
+  "/admin/devices": { get: { summary: "List devices (?limit, ?after)", sec: "admin", res: DeviceList } },
+  "/admin/devices/{uuid}": { get: { summary: "One device with app states and inventory", sec: "admin", res: DeviceDetail } },
+  "/admin/devices/{uuid}/updates": { get: { summary: "A device's updates, events grouped by correlation id", sec: "admin", res: UpdateList } },
+  "/admin/devices/{uuid}/revoke": { post: { summary: "Revoke a device", sec: "admin" } },
+  "/admin/targets": {
+    get: { summary: "The signed targets", sec: "admin", res: TargetsList },
+    post: { summary: "Add or replace targets in one signed version", sec: "admin", body: TargetsBody, res: TargetsList },
+  },
+  "/admin/targets/{name}": { delete: { summary: "Remove a target", sec: "admin", res: TargetsList } },
+  "/admin/tokens": {
+    get: { summary: "List registration tokens", sec: "admin", res: TokenList },
+    post: { summary: "Create a registration token", sec: "admin", body: TokenRequest, res: TokenCreated, status: 201 },
+  },
+  "/admin/keys/rotate": { post: { summary: "Rotate a TUF role key", sec: "admin", body: RotateRequest } },
+};
+
+const SECURITY: Record<Sec, unknown[]> = {
+  none: [],
+  device: [{ clientCertificate: [] }],
+  admin: [{ adminToken: [] }],
+  registration: [{ registrationToken: [] }, { adminToken: [] }],
+};
+
+/** Typebox schemas are JSON Schema; strip typebox's symbol keys by a JSON round trip. */
+const schema = (s: TSchema) => JSON.parse(JSON.stringify(s));
+
+export function openApiDocument() {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const [path, ops] of Object.entries(OPS)) {
+    paths[path] = {};
+    for (const [method, op] of Object.entries(ops)) {
+      const ok = String(op.status ?? 200);
+      paths[path][method] = {
+        summary: op.summary,
+        security: SECURITY[op.sec],
+        ...(op.body ? { requestBody: { required: true, content: { "application/json": { schema: schema(op.body) } } } } : {}),
+        responses: {
+          [ok]: {
+            description: "OK",
+            ...(op.res ? { content: { "application/json": { schema: schema(op.res) } } } : {}),
+            ...(op.text ? { content: { [op.text]: {} } } : {}),
+          },
+          "4XX": { description: "Client error", content: { "application/json": { schema: schema(Error_) } } },
+        },
+      };
+    }
+  }
+  return {
+    openapi: "3.1.0",
+    info: { title: "compose-ota gateway", version: pkg.version },
+    components: {
+      securitySchemes: {
+        clientCertificate: { type: "mutualTLS", description: "Device certificate issued at registration" },
+        adminToken: { type: "http", scheme: "bearer" },
+        registrationToken: { type: "http", scheme: "bearer" },
+      },
+    },
+    paths,
+  };
+}
+
+let cached: string | undefined;
+export const openapi = new Hono<GatewayEnv>().get("/openapi.json", (c) =>
+  c.body((cached ??= JSON.stringify(openApiDocument())), 200, { "content-type": "application/json" }),
+);

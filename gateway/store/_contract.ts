@@ -1,0 +1,167 @@
+/**
+ * The contract every Store backend meets (STYLE §7): run by sqlite.test.ts and
+ * postgres.test.ts. No `.test` suffix, so bun test does not run it alone.
+ */
+import { describe, expect, test } from "bun:test";
+import { tufStorageContract } from "../ota/_storage-contract.ts";
+import type { DeviceEvent } from "../../lib/api/index.ts";
+import { DeviceRevokedError, type NewDevice, type Store } from "./types.ts";
+
+let n = 0;
+const uniq = () => `${Date.now().toString(16)}-${(n++).toString(16).padStart(4, "0")}`;
+
+export const aDevice = (over: Partial<NewDevice> = {}): NewDevice => ({
+  uuid: `dev-${uniq()}`,
+  name: "dev",
+  hardwareId: "amd64-linux",
+  factory: "main",
+  tags: ["main"],
+  certSerial: "0A1B",
+  ...over,
+});
+
+export const anEvent = (over: Partial<DeviceEvent> = {}): DeviceEvent => ({
+  id: `ev-${uniq()}`,
+  deviceTime: new Date().toISOString(),
+  eventType: { id: "EcuDownloadStarted", version: 2 },
+  event: { correlationId: "corr-1", targetName: "amd64-linux-1", version: "1" },
+  ...over,
+});
+
+export function storeContract(open: () => Promise<Store>) {
+  describe("tuf (TufStorage)", () => tufStorageContract(async () => (await open()).tuf));
+
+  test("getDevice() returns undefined for an unknown uuid", async () => {
+    expect(await (await open()).getDevice("nope")).toBeUndefined();
+  });
+
+  test("putDevice() creates a device and getDevice() reads it back", async () => {
+    const s = await open();
+    const d = aDevice({ tags: ["main", "beta"], apps: ["httpd"] });
+    const row = await s.putDevice(d);
+    expect(row).toMatchObject({ uuid: d.uuid, tags: ["main", "beta"], apps: ["httpd"], lastSeen: null, revokedAt: null });
+    expect(await s.getDevice(d.uuid)).toEqual(row);
+  });
+
+  test("putDevice() on an existing uuid replaces the certificate but keeps created_at", async () => {
+    const s = await open();
+    const d = aDevice({ createdAt: "2020-01-01T00:00:00.000Z" });
+    await s.putDevice(d);
+    const again = await s.putDevice({ ...d, certSerial: "FFFF", createdAt: "2024-01-01T00:00:00.000Z" });
+    expect(again.certSerial).toBe("FFFF");
+    expect(again.createdAt).toBe("2020-01-01T00:00:00.000Z");
+  });
+
+  test("revokeDevice() marks a device revoked and re-registration is refused", async () => {
+    const s = await open();
+    const d = aDevice();
+    await s.putDevice(d);
+    expect(await s.revokeDevice(d.uuid, "2025-01-01T00:00:00.000Z")).toBe(true);
+    expect(await s.revokeDevice(d.uuid, "2026-01-01T00:00:00.000Z")).toBe(true);
+    expect((await s.getDevice(d.uuid))!.revokedAt).toBe("2025-01-01T00:00:00.000Z");
+    await expect(s.putDevice({ ...d, certSerial: "BEEF" })).rejects.toThrow(DeviceRevokedError);
+    expect((await s.getDevice(d.uuid))!.certSerial).toBe(d.certSerial);
+    expect(await s.revokeDevice("unknown-uuid", "2025-01-01T00:00:00.000Z")).toBe(false);
+  });
+
+  test("listDevices() pages by uuid and countDevices() counts", async () => {
+    const s = await open();
+    const before = await s.countDevices();
+    const prefix = `page-${uniq()}`;
+    for (const i of [3, 1, 2]) await s.putDevice(aDevice({ uuid: `${prefix}-${i}` }));
+    expect(await s.countDevices()).toBe(before + 3);
+    const first = await s.listDevices({ after: prefix, limit: 2 });
+    expect(first.map((d) => d.uuid)).toEqual([`${prefix}-1`, `${prefix}-2`]);
+    const next = await s.listDevices({ after: first[1]!.uuid, limit: 1 });
+    expect(next.map((d) => d.uuid)).toEqual([`${prefix}-3`]);
+  });
+
+  test("recordSightings() updates last_seen, tags, target and apps in one batch", async () => {
+    const s = await open();
+    const a = aDevice();
+    const b = aDevice();
+    await s.putDevice(a);
+    await s.putDevice(b);
+    await s.recordSightings([
+      { uuid: a.uuid, at: "2025-05-05T00:00:00.000Z", tags: ["prod"], currentTarget: "amd64-linux-7", apps: ["x", "y"] },
+      { uuid: b.uuid, at: "2025-05-06T00:00:00.000Z" },
+      { uuid: "not-registered", at: "2025-05-06T00:00:00.000Z" },
+    ]);
+    expect(await s.getDevice(a.uuid)).toMatchObject({
+      lastSeen: "2025-05-05T00:00:00.000Z",
+      tags: ["prod"],
+      currentTarget: "amd64-linux-7",
+      apps: ["x", "y"],
+    });
+    expect(await s.getDevice(b.uuid)).toMatchObject({ lastSeen: "2025-05-06T00:00:00.000Z", tags: ["main"], currentTarget: null });
+  });
+
+  test("appendEvents() is idempotent by event id and keeps order", async () => {
+    const s = await open();
+    const d = aDevice();
+    await s.putDevice(d);
+    const total = await s.countEvents();
+    const e1 = anEvent();
+    const e2 = anEvent({ eventType: { id: "EcuDownloadCompleted", version: 2 } });
+    expect(await s.appendEvents(d.uuid, [e1, e2])).toBe(2);
+    expect(await s.appendEvents(d.uuid, [e1, e2, anEvent({ id: e2.id })])).toBe(0);
+    const stored = await s.listEvents(d.uuid);
+    expect(stored.map((e) => e.event)).toEqual([e1, e2]);
+    expect(stored[0]!.deviceUuid).toBe(d.uuid);
+    expect(await s.countEvents()).toBe(total + 2);
+  });
+
+  test("appendEvents() keeps events of different devices apart, even with equal ids", async () => {
+    const s = await open();
+    const a = aDevice();
+    const b = aDevice();
+    const e = anEvent();
+    expect(await s.appendEvents(a.uuid, [e])).toBe(1);
+    expect(await s.appendEvents(b.uuid, [e])).toBe(1);
+    expect((await s.listEvents(a.uuid)).length).toBe(1);
+  });
+
+  test("concurrent appendEvents() calls all resolve with their own counts", async () => {
+    const s = await open();
+    const d = aDevice();
+    const counts = await Promise.all(Array.from({ length: 20 }, () => s.appendEvents(d.uuid, [anEvent(), anEvent()])));
+    expect(counts).toEqual(Array(20).fill(2));
+    expect((await s.listEvents(d.uuid)).length).toBe(40);
+  });
+
+  test("apps states and system info are stored per device and replaced", async () => {
+    const s = await open();
+    const d = aDevice();
+    expect(await s.getAppsStates(d.uuid)).toBeUndefined();
+    const st = { deviceTime: "t", apps: { httpd: { uri: "r/x@sha256:1", state: "healthy" as const, services: [] } } };
+    await s.putAppsStates(d.uuid, st);
+    await s.putAppsStates(d.uuid, { ...st, deviceTime: "t2" });
+    expect(await s.getAppsStates(d.uuid)).toEqual({ ...st, deviceTime: "t2" });
+    await s.putSystemInfo(d.uuid, "network", { hostname: "h", mac: "m", local_ipv4: "1.2.3.4" });
+    await s.putSystemInfo(d.uuid, "config", "[tls]\nserver = 'x'\n");
+    await s.putSystemInfo(d.uuid, "network", { hostname: "h2", mac: "m", local_ipv4: "1.2.3.4" });
+    expect(await s.getSystemInfo(d.uuid)).toEqual({
+      network: { hostname: "h2", mac: "m", local_ipv4: "1.2.3.4" },
+      config: "[tls]\nserver = 'x'\n",
+    });
+    expect(await s.getSystemInfo("other")).toEqual({});
+  });
+
+  test("registration tokens are found by hash and count their uses", async () => {
+    const s = await open();
+    const id = `tok-${uniq()}`;
+    const hash = `h-${uniq()}`;
+    await s.createRegistrationToken({
+      id,
+      secretHash: hash,
+      tags: ["main"],
+      hardwareId: null,
+      createdAt: new Date().toISOString(),
+      expiresAt: "2099-01-01T00:00:00.000Z",
+    });
+    await s.countTokenUse(id);
+    expect(await s.getRegistrationTokenByHash(hash)).toMatchObject({ id, tags: ["main"], hardwareId: null, uses: 1 });
+    expect(await s.getRegistrationTokenByHash("nope")).toBeUndefined();
+    expect((await s.listRegistrationTokens()).some((t) => t.id === id)).toBe(true);
+  });
+}

@@ -1,0 +1,52 @@
+/** Row <-> object mapping shared by both backends (column names are the same). */
+import type { DeviceRow, RegistrationTokenRow } from "./types.ts";
+
+export interface DeviceRecord {
+  uuid: string;
+  name: string;
+  hardware_id: string;
+  factory: string;
+  tags: string;
+  cert_serial: string;
+  created_at: string;
+  last_seen: string | null;
+  current_target: string | null;
+  apps: string | null;
+  revoked_at: string | null;
+}
+
+export const toDevice = (r: DeviceRecord): DeviceRow => ({
+  uuid: r.uuid,
+  name: r.name,
+  hardwareId: r.hardware_id,
+  factory: r.factory,
+  tags: JSON.parse(r.tags),
+  certSerial: r.cert_serial,
+  createdAt: r.created_at,
+  lastSeen: r.last_seen,
+  currentTarget: r.current_target,
+  apps: r.apps === null ? null : JSON.parse(r.apps),
+  revokedAt: r.revoked_at,
+});
+
+export interface TokenRecord {
+  id: string;
+  secret_hash: string;
+  tags: string;
+  hardware_id: string | null;
+  created_at: string;
+  expires_at: string;
+  uses: number | string;
+}
+
+export const toToken = (r: TokenRecord): RegistrationTokenRow => ({
+  id: r.id,
+  secretHash: r.secret_hash,
+  tags: JSON.parse(r.tags),
+  hardwareId: r.hardware_id,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  uses: Number(r.uses),
+});
+
+export const clampLimit = (n: number | undefined, max = 1000) => Math.max(1, Math.min(n ?? max, max));

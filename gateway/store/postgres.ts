@@ -1,0 +1,263 @@
+/**
+ * The scale-out store: PostgreSQL through Bun.SQL (`--db postgres://...`).
+ * Several gateways may share one database; migrations take an advisory lock
+ * so concurrent first starts do not race.
+ *
+ * @module
+ */
+import { SQL } from "bun";
+import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
+import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
+import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
+import { clampLimit, toDevice, toToken, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import {
+  DeviceRevokedError,
+  type DeviceRow,
+  type ListOptions,
+  type NewDevice,
+  type RegistrationTokenRow,
+  type Sighting,
+  type Store,
+  type StoredEvent,
+  type SystemInfoKind,
+} from "./types.ts";
+
+/** Arbitrary constant: the advisory lock id that serialises migrations. */
+const MIGRATION_LOCK = 7_340_001;
+
+export class PostgresStore implements Store {
+  readonly kind = "postgres";
+  readonly #sql: SQL;
+  readonly tuf: TufStorage;
+
+  private constructor(sql: SQL) {
+    this.#sql = sql;
+    this.tuf = new PostgresTufStorage(sql);
+  }
+
+  /** Connects and migrates. */
+  static async connect(url: string, opts: { max?: number } = {}): Promise<PostgresStore> {
+    const sql = new SQL({ url, max: opts.max ?? 16 });
+    const store = new PostgresStore(sql);
+    try {
+      await store.#migrate();
+    } catch (err) {
+      await sql.close();
+      throw err;
+    }
+    return store;
+  }
+
+  async #migrate() {
+    await this.#sql.begin(async (tx) => {
+      await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+      await tx.unsafe(MIGRATIONS_TABLE);
+      const applied = new Set(
+        ((await tx.unsafe("SELECT version FROM schema_migrations")) as { version: number }[]).map((r) => Number(r.version)),
+      );
+      for (const m of MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        for (const stmt of m.postgres.split(";").map((s) => s.trim()).filter(Boolean)) await tx.unsafe(stmt);
+        await tx.unsafe("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)", [
+          m.version,
+          m.description,
+          new Date().toISOString(),
+        ]);
+      }
+    });
+  }
+
+  async close() {
+    await this.#sql.close();
+  }
+
+  async putDevice(d: NewDevice): Promise<DeviceRow> {
+    const rows = (await this.#sql.unsafe(
+      `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
+         factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps
+       WHERE devices.revoked_at IS NULL
+       RETURNING *`,
+      [
+        d.uuid,
+        d.name,
+        d.hardwareId,
+        d.factory,
+        JSON.stringify(d.tags),
+        d.certSerial,
+        d.createdAt ?? new Date().toISOString(),
+        d.apps ? JSON.stringify(d.apps) : null,
+      ],
+    )) as DeviceRecord[];
+    if (!rows[0]) throw new DeviceRevokedError(d.uuid);
+    return toDevice(rows[0]);
+  }
+
+  async getDevice(uuid: string) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM devices WHERE uuid = $1", [uuid])) as DeviceRecord[];
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async listDevices(opts: ListOptions = {}) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM devices WHERE uuid > $1 ORDER BY uuid LIMIT $2", [
+      opts.after ?? "",
+      clampLimit(opts.limit),
+    ])) as DeviceRecord[];
+    return rows.map(toDevice);
+  }
+
+  async countDevices() {
+    const rows = (await this.#sql.unsafe("SELECT count(*)::int AS n FROM devices")) as { n: number }[];
+    return Number(rows[0]!.n);
+  }
+
+  async revokeDevice(uuid: string, at: string) {
+    const rows = await this.#sql.unsafe(
+      "UPDATE devices SET revoked_at = coalesce(revoked_at, $1) WHERE uuid = $2 RETURNING uuid",
+      [at, uuid],
+    );
+    return rows.length > 0;
+  }
+
+  async recordSightings(batch: Sighting[]) {
+    if (!batch.length) return;
+    // One statement for the whole batch: the arrays are zipped by unnest.
+    await this.#sql.unsafe(
+      `UPDATE devices d SET last_seen = s.at,
+         tags = coalesce(s.tags, d.tags), current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)
+       WHERE d.uuid = s.uuid`,
+      [
+        batch.map((s) => s.uuid),
+        batch.map((s) => s.at),
+        batch.map((s) => (s.tags ? JSON.stringify(s.tags) : null)),
+        batch.map((s) => s.currentTarget ?? null),
+        batch.map((s) => (s.apps ? JSON.stringify(s.apps) : null)),
+      ],
+    );
+  }
+
+  async appendEvents(uuid: string, events: DeviceEvent[]) {
+    if (!events.length) return 0;
+    const now = new Date().toISOString();
+    const rows = await this.#sql.unsafe(
+      `INSERT INTO events (id, device_uuid, received_at, body)
+       SELECT id, $2, $3, body FROM unnest($1::text[], $4::text[]) AS e(id, body)
+       ON CONFLICT DO NOTHING RETURNING id`,
+      [events.map((e) => e.id), uuid, now, events.map((e) => JSON.stringify(e))],
+    );
+    return rows.length;
+  }
+
+  async listEvents(uuid: string, opts: { limit?: number } = {}): Promise<StoredEvent[]> {
+    const rows = (await this.#sql.unsafe(
+      "SELECT id, device_uuid, received_at, body FROM events WHERE device_uuid = $1 ORDER BY seq LIMIT $2",
+      [uuid, clampLimit(opts.limit, 10000)],
+    )) as { id: string; device_uuid: string; received_at: string; body: string }[];
+    return rows.map((r) => ({ id: r.id, deviceUuid: r.device_uuid, receivedAt: r.received_at, event: JSON.parse(r.body) }));
+  }
+
+  async countEvents() {
+    const rows = (await this.#sql.unsafe("SELECT count(*)::int AS n FROM events")) as { n: number }[];
+    return Number(rows[0]!.n);
+  }
+
+  async putAppsStates(uuid: string, states: AppsStates) {
+    await this.#sql.unsafe(
+      `INSERT INTO apps_states (device_uuid, body, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (device_uuid) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
+      [uuid, JSON.stringify(states), new Date().toISOString()],
+    );
+  }
+
+  async getAppsStates(uuid: string) {
+    const rows = (await this.#sql.unsafe("SELECT body FROM apps_states WHERE device_uuid = $1", [uuid])) as { body: string }[];
+    return rows[0] ? (JSON.parse(rows[0].body) as AppsStates) : undefined;
+  }
+
+  async putSystemInfo(uuid: string, kind: SystemInfoKind, value: unknown) {
+    await this.#sql.unsafe(
+      `INSERT INTO system_info (device_uuid, kind, body, updated_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (device_uuid, kind) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
+      [uuid, kind, JSON.stringify(value), new Date().toISOString()],
+    );
+  }
+
+  async getSystemInfo(uuid: string) {
+    const rows = (await this.#sql.unsafe("SELECT kind, body FROM system_info WHERE device_uuid = $1", [uuid])) as {
+      kind: SystemInfoKind;
+      body: string;
+    }[];
+    const out: Partial<Record<SystemInfoKind, unknown>> = {};
+    for (const r of rows) out[r.kind] = JSON.parse(r.body);
+    return out;
+  }
+
+  async createRegistrationToken(t: Omit<RegistrationTokenRow, "uses">) {
+    await this.#sql.unsafe(
+      "INSERT INTO registration_tokens (id, secret_hash, tags, hardware_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+      [t.id, t.secretHash, JSON.stringify(t.tags), t.hardwareId, t.createdAt, t.expiresAt],
+    );
+  }
+
+  async listRegistrationTokens() {
+    const rows = (await this.#sql.unsafe("SELECT * FROM registration_tokens ORDER BY created_at")) as TokenRecord[];
+    return rows.map(toToken);
+  }
+
+  async getRegistrationTokenByHash(secretHash: string) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM registration_tokens WHERE secret_hash = $1", [
+      secretHash,
+    ])) as TokenRecord[];
+    return rows[0] ? toToken(rows[0]) : undefined;
+  }
+
+  async countTokenUse(id: string) {
+    await this.#sql.unsafe("UPDATE registration_tokens SET uses = uses + 1 WHERE id = $1", [id]);
+  }
+}
+
+/** TufStorage on PostgreSQL: a unique violation (23505) on put means another gateway won that version. */
+class PostgresTufStorage implements TufStorage {
+  constructor(readonly sql: SQL) {}
+
+  async getLatest(role: RoleName) {
+    const rows = (await this.sql.unsafe(
+      "SELECT role, version, json, expires FROM tuf_metadata WHERE role = $1 ORDER BY version DESC LIMIT 1",
+      [role],
+    )) as TufRecord[];
+    return rows[0] ? { ...rows[0], version: Number(rows[0].version) } : undefined;
+  }
+
+  async get(role: RoleName, version: number) {
+    const rows = (await this.sql.unsafe("SELECT role, version, json, expires FROM tuf_metadata WHERE role = $1 AND version = $2", [
+      role,
+      version,
+    ])) as TufRecord[];
+    return rows[0] ? { ...rows[0], version: Number(rows[0].version) } : undefined;
+  }
+
+  async put(records: TufRecord[]) {
+    if (!records.length) return;
+    try {
+      await this.sql.begin(async (tx) => {
+        for (const r of records)
+          await tx.unsafe("INSERT INTO tuf_metadata (role, version, json, expires) VALUES ($1, $2, $3, $4)", [
+            r.role,
+            r.version,
+            r.json,
+            r.expires,
+          ]);
+      });
+    } catch (err) {
+      const e = err as { errno?: string; code?: string; message?: string };
+      if (e.errno === "23505" || /duplicate key|unique constraint/i.test(e.message ?? "")) {
+        const m = /\(role, version\)=\(([a-z]+), ([0-9]+)\)/.exec((err as { detail?: string }).detail ?? "");
+        const r = m ? { role: m[1] as RoleName, version: Number(m[2]) } : records[0]!;
+        throw new TufVersionConflictError(r.role, r.version, { cause: err });
+      }
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * The app bundle: a gzipped tar of the app directory with the pinned compose
+ * file in place of the original, made reproducible so the same content always
+ * gives the same digest (and a re-publish pushes nothing): sorted entries,
+ * mtime 0, uid/gid 0, no owner names, modes normalised to 0644/0755, gzip with
+ * fixed settings. Alongside it, the bundle index (path → sha256) the device
+ * checks every extracted file against.
+ *
+ * @module
+ */
+import { createGzip } from "node:zlib";
+import { lstat, readdir, readFile, rename, rm } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
+import tar from "tar-stream";
+import {
+  BUNDLE_DIR_MODE,
+  BUNDLE_EXEC_MODE,
+  BUNDLE_FILE_MODE,
+  IGNORE_FILE_NAME,
+  MAX_BUNDLE_BYTES,
+  type BundleIndex,
+} from "./app-format.ts";
+import { parseIgnoreFile, type IgnoreMatcher } from "./ignore.ts";
+
+export class IgnoredComposeFileError extends Error {
+  override name = "IgnoredComposeFileError";
+}
+export class UnsupportedFileError extends Error {
+  override name = "UnsupportedFileError";
+}
+export class BundleTooLargeError extends Error {
+  override name = "BundleTooLargeError";
+}
+
+/** The name the pinned compose file always has in a bundle (what the device runs). */
+export const BUNDLE_COMPOSE_NAME = "docker-compose.yml";
+
+export interface BundleOptions {
+  /** The compose file's name in the app dir (docker-compose.yml, compose.yml or compose.yaml). */
+  composeFileName: string;
+  /** The pinned compose text, shipped as `docker-compose.yml` in place of the original. */
+  composeText: string;
+  /** Where to write the tgz (written to `<outFile>.partial` first, then renamed). */
+  outFile: string;
+  /** Size cap of the tgz; default 1 GiB. */
+  maxBytes?: number;
+}
+
+export interface Bundle {
+  /** Path of the tgz. */
+  path: string;
+  digest: string;
+  size: number;
+  /** Path in bundle → `sha256:<hex>`, keys sorted. */
+  index: BundleIndex;
+  /** The index blob: JSON with sorted keys. */
+  indexBytes: Uint8Array;
+  indexDigest: string;
+  /** Entry names in tar order (directories end with `/`). */
+  entries: string[];
+}
+
+interface Entry {
+  name: string;
+  kind: "dir" | "file";
+  /** Source path on disk; absent for the pinned compose file. */
+  src?: string;
+  content?: Uint8Array;
+  size: number;
+  mode: number;
+}
+
+const sha256hex = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+
+/** The bundle index blob bytes: compact JSON with keys sorted. */
+export function bundleIndexBytes(index: BundleIndex): Uint8Array {
+  const sorted: BundleIndex = {};
+  for (const k of Object.keys(index).sort()) sorted[k] = index[k]!;
+  return new TextEncoder().encode(JSON.stringify(sorted));
+}
+
+/** Reads the app's ignore matcher; an app without `.composeappignores` ignores nothing. */
+export async function readIgnoreFile(appDir: string): Promise<IgnoreMatcher> {
+  let text = "";
+  try {
+    text = await readFile(join(appDir, IGNORE_FILE_NAME), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  return parseIgnoreFile(text);
+}
+
+/**
+ * Lists what a bundle of `appDir` holds, in tar order, applying
+ * `.composeappignores`. The ignore file itself is never listed.
+ *
+ * @throws {IgnoredComposeFileError} If an ignore rule excludes the compose file.
+ * @throws {UnsupportedFileError} For symlinks, sockets, devices that are not ignored.
+ */
+export async function listBundleFiles(appDir: string, composeFileName: string): Promise<Entry[]> {
+  const matcher = await readIgnoreFile(appDir);
+  if (matcher.ignores(composeFileName)) {
+    throw new IgnoredComposeFileError(
+      `Cannot bundle ${appDir}: ${IGNORE_FILE_NAME} excludes the compose file ${composeFileName}`,
+    );
+  }
+  const out: Entry[] = [];
+  // Returns whether anything under `rel` was included (so excluded dirs holding re-included files still appear).
+  const walk = async (rel: string): Promise<boolean> => {
+    const names = (await readdir(join(appDir, rel))).sort();
+    let any = false;
+    for (const name of names) {
+      const relPath = rel ? `${rel}/${name}` : name;
+      // The ignore file is never shipped; the compose file ships pinned, as docker-compose.yml (added by the caller).
+      if (!rel && (name === IGNORE_FILE_NAME || name === composeFileName || name === BUNDLE_COMPOSE_NAME)) continue;
+      const abs = join(appDir, relPath);
+      const st = await lstat(abs);
+      const ignored = matcher.ignores(relPath);
+      if (st.isDirectory()) {
+        if (ignored && !matcher.hasNegations) continue;
+        const at = out.length;
+        const inner = await walk(relPath);
+        if (!ignored || inner) {
+          out.splice(at, 0, { name: relPath + "/", kind: "dir", size: 0, mode: BUNDLE_DIR_MODE });
+          any = true;
+        }
+      } else if (ignored) {
+        continue;
+      } else if (st.isFile()) {
+        out.push({
+          name: relPath,
+          kind: "file",
+          src: abs,
+          size: st.size,
+          mode: st.mode & 0o111 ? BUNDLE_EXEC_MODE : BUNDLE_FILE_MODE,
+        });
+        any = true;
+      } else {
+        const what = st.isSymbolicLink() ? "a symbolic link" : "not a regular file or directory";
+        throw new UnsupportedFileError(
+          `Cannot bundle ${abs}: ${what}; copy the content in or list it in ${IGNORE_FILE_NAME}`,
+        );
+      }
+    }
+    return any;
+  };
+  await walk("");
+  return out;
+}
+
+function sortEntries(entries: Entry[]): Entry[] {
+  // Sort by path; a directory's `/` sorts it right before its contents.
+  const key = (e: Entry) => (e.kind === "dir" ? e.name.slice(0, -1) : e.name);
+  return entries.sort((a, b) => {
+    const ka = key(a).split("/");
+    const kb = key(b).split("/");
+    for (let i = 0; i < Math.min(ka.length, kb.length); i++) {
+      if (ka[i] !== kb[i]) return ka[i]! < kb[i]! ? -1 : 1;
+    }
+    return ka.length - kb.length;
+  });
+}
+
+/**
+ * Writes the reproducible bundle of `appDir` and computes its index.
+ *
+ * @example
+ * ```ts
+ * const b = await createBundle("containers/httpd", {
+ *   composeFileName: "docker-compose.yml", composeText: pinned.text, outFile: "/tmp/httpd.tgz" });
+ * b.digest; // "sha256:..." — the same for the same content, every time
+ * ```
+ * @throws {IgnoredComposeFileError} If `.composeappignores` excludes the compose file.
+ * @throws {UnsupportedFileError} If the app dir holds a symlink or special file that is not ignored.
+ * @throws {BundleTooLargeError} If the tgz would exceed the limit (nothing is left at `outFile`).
+ */
+export async function createBundle(appDir: string, opts: BundleOptions): Promise<Bundle> {
+  const composeBytes = new TextEncoder().encode(opts.composeText);
+  const entries = await listBundleFiles(appDir, opts.composeFileName);
+  entries.push({ name: BUNDLE_COMPOSE_NAME, kind: "file", content: composeBytes, size: composeBytes.byteLength, mode: BUNDLE_FILE_MODE });
+  sortEntries(entries);
+
+  const maxBytes = opts.maxBytes ?? MAX_BUNDLE_BYTES;
+  const partial = `${opts.outFile}.partial`;
+  const pack = tar.pack();
+  const gzip = createGzip({ level: 6, memLevel: 8, windowBits: 15, strategy: 0 });
+  const file = createWriteStream(partial);
+  const hasher = new Bun.CryptoHasher("sha256");
+  let size = 0;
+  let failure: Error | undefined;
+
+  const done = new Promise<void>((resolve, reject) => {
+    const fail = (err: Error) => {
+      failure ??= err;
+      pack.destroy(err);
+      gzip.destroy();
+      file.destroy();
+      reject(failure);
+    };
+    gzip.on("data", (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        fail(new BundleTooLargeError(`Cannot bundle ${appDir}: the bundle exceeds ${maxBytes} bytes`));
+        return;
+      }
+      hasher.update(chunk);
+      if (!file.write(chunk)) {
+        gzip.pause();
+        file.once("drain", () => gzip.resume());
+      }
+    });
+    gzip.on("end", () => file.end());
+    gzip.on("error", fail);
+    file.on("error", fail);
+    pack.on("error", fail);
+    file.on("finish", () => (failure ? reject(failure) : resolve()));
+  });
+  pack.pipe(gzip);
+
+  const index: BundleIndex = {};
+  const writeAll = async () => {
+    for (const e of entries) {
+      if (failure) return;
+      const header = { name: e.name, mode: e.mode, mtime: new Date(0), uid: 0, gid: 0, uname: "", gname: "" };
+      if (e.kind === "dir") {
+        await new Promise<void>((res, rej) => pack.entry({ ...header, type: "directory" }, (err) => (err ? rej(err) : res())));
+        continue;
+      }
+      if (e.content) {
+        index[e.name] = "sha256:" + sha256hex(e.content);
+        await new Promise<void>((res, rej) =>
+          pack.entry({ ...header, type: "file", size: e.size }, Buffer.from(e.content!), (err) => (err ? rej(err) : res())),
+        );
+        continue;
+      }
+      const h = new Bun.CryptoHasher("sha256");
+      const finished = new Promise<void>((res, rej) => {
+        const sink = pack.entry({ ...header, type: "file", size: e.size }, (err) => (err ? rej(err) : res()));
+        (async () => {
+          try {
+            for await (const chunk of Bun.file(e.src!).stream()) {
+              h.update(chunk);
+              if (!sink.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
+                await new Promise<void>((r) => sink.once("drain", () => r()));
+              }
+            }
+            (sink as unknown as { end(): void }).end();
+          } catch (err) {
+            sink.destroy(err as Error);
+          }
+        })();
+      });
+      await finished;
+      index[e.name] = "sha256:" + h.digest("hex");
+    }
+    pack.finalize();
+  };
+
+  try {
+    await Promise.all([writeAll().catch((err) => {
+      pack.destroy(err);
+      throw err;
+    }), done]);
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw failure ?? err;
+  }
+  await rename(partial, opts.outFile);
+  const indexBytes = bundleIndexBytes(index);
+  return {
+    path: opts.outFile,
+    digest: "sha256:" + hasher.digest("hex"),
+    size,
+    index: JSON.parse(new TextDecoder().decode(indexBytes)),
+    indexBytes,
+    indexDigest: "sha256:" + sha256hex(indexBytes),
+    entries: entries.map((e) => e.name),
+  };
+}

@@ -1,0 +1,33 @@
+import { describe, expect, test } from "bun:test";
+import { ComposeFileError, parseCompose } from "./compose-file.ts";
+
+describe("parseCompose", () => {
+  test("lists services with image and build", () => {
+    const c = parseCompose(
+      "services:\n  app:\n    build: .\n    image: simple-app\n  web:\n    image: nginx:alpine\n  worker:\n    build:\n      context: ./w\n",
+      "a/docker-compose.yml",
+    );
+    expect(c.services).toEqual([
+      { name: "app", image: "simple-app", build: true, buildContext: "." },
+      { name: "web", image: "nginx:alpine", build: false },
+      { name: "worker", build: true, buildContext: "./w" },
+    ]);
+  });
+
+  test("names the file and the service when a service has neither image nor build", () => {
+    expect(() => parseCompose("services:\n  web:\n    ports: ['80:80']\n", "httpd/docker-compose.yml")).toThrow(
+      'Invalid compose file httpd/docker-compose.yml, service "web": needs an image or a build section',
+    );
+  });
+
+  test("rejects invalid YAML, a missing services map and oversized files", () => {
+    expect(() => parseCompose("services: [\n", "x.yml")).toThrow(ComposeFileError);
+    expect(() => parseCompose("version: '3'\n", "x.yml")).toThrow("no services section");
+    expect(() => parseCompose("services: []\n", "x.yml")).toThrow("services is not a mapping");
+    expect(() => parseCompose("- a\n", "x.yml")).toThrow("top level is not a mapping");
+    expect(() => parseCompose("services:\n  a:\n    image: [1]\n", "x.yml")).toThrow("image is not a string");
+    expect(() => parseCompose("services:\n  a:\n    image: x\n  a:\n    image: y\n", "x.yml")).toThrow("not valid YAML");
+    const big = "services:\n  a:\n    image: x\n#" + "x".repeat(1024 * 1024) + "\n";
+    expect(() => parseCompose(big, "x.yml")).toThrow("over the limit");
+  });
+});

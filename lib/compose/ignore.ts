@@ -1,0 +1,126 @@
+/**
+ * `.composeappignores`: which files of an app directory stay out of the bundle,
+ * in `.dockerignore` syntax so users need to learn nothing new. One pattern a
+ * line; `#` starts a comment; `*`, `?` and `[...]` match within one path
+ * segment; `**` matches any number of directories; `!` re-includes; a leading
+ * `/` is ignored (patterns are relative to the app dir); the last matching
+ * line wins; a pattern that matches a directory matches everything under it.
+ *
+ * @module
+ */
+
+export class IgnorePatternError extends Error {
+  override name = "IgnorePatternError";
+}
+
+interface Rule {
+  negate: boolean;
+  re: RegExp;
+  source: string;
+}
+
+/** A compiled ignore file. */
+export interface IgnoreMatcher {
+  /** Whether `path` (relative, `/`-separated, no `./`) is excluded. */
+  ignores(path: string): boolean;
+  /** Whether any rule re-includes (`!`); if not, an excluded directory need not be walked. */
+  readonly hasNegations: boolean;
+}
+
+function cleanPath(p: string): string {
+  const parts: string[] = [];
+  for (const seg of p.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") parts.pop();
+    else parts.push(seg);
+  }
+  return parts.join("/");
+}
+
+function escapeRe(c: string): string {
+  return /[\\^$.*+?()[\]{}|/]/.test(c) ? "\\" + c : c;
+}
+
+function compile(pattern: string, line: number): RegExp {
+  let re = "^";
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === "*") {
+      if (pattern[i + 1] === "*") {
+        i++;
+        if (pattern[i + 1] === "/") {
+          i++;
+          re += "(?:.*/)?"; // "**/" : zero or more directories
+        } else {
+          re += ".*";
+        }
+      } else {
+        re += "[^/]*";
+      }
+    } else if (c === "?") {
+      re += "[^/]";
+    } else if (c === "\\") {
+      i++;
+      if (i >= pattern.length) throw new IgnorePatternError(`Invalid ignore pattern on line ${line}: "${pattern}" ends with a backslash`);
+      re += escapeRe(pattern[i]!);
+    } else if (c === "[") {
+      const end = pattern.indexOf("]", i + 2);
+      if (end < 0) throw new IgnorePatternError(`Invalid ignore pattern on line ${line}: "${pattern}" has an unclosed [`);
+      let body = pattern.slice(i + 1, end);
+      if (body.startsWith("!") || body.startsWith("^")) body = "^" + body.slice(1);
+      re += "[" + body.replace(/\\/g, "\\\\").replace(/\//g, "") + "]";
+      i = end;
+    } else {
+      re += escapeRe(c);
+    }
+  }
+  try {
+    return new RegExp(re + "$");
+  } catch {
+    throw new IgnorePatternError(`Invalid ignore pattern on line ${line}: "${pattern}"`);
+  }
+}
+
+/**
+ * Compiles the text of an ignore file.
+ *
+ * @example
+ * ```ts
+ * const m = parseIgnoreFile("Dockerfile\n*.py\n!keep.py\n");
+ * m.ignores("app.py"); // true
+ * m.ignores("keep.py"); // false
+ * ```
+ * @throws {IgnorePatternError} If a pattern is malformed (unclosed `[`, trailing `\`).
+ */
+export function parseIgnoreFile(text: string): IgnoreMatcher {
+  const rules: Rule[] = [];
+  text.split(/\r?\n/).forEach((raw, idx) => {
+    let line = raw.trim();
+    if (line === "" || line.startsWith("#")) return;
+    let negate = false;
+    if (line.startsWith("!")) {
+      negate = true;
+      line = line.slice(1).trim();
+    }
+    const pattern = cleanPath(line);
+    if (pattern === "") return;
+    rules.push({ negate, re: compile(pattern, idx + 1), source: raw });
+  });
+  return {
+    hasNegations: rules.some((r) => r.negate),
+    ignores(path: string): boolean {
+      const file = cleanPath(path);
+      const parents: string[] = [];
+      const segs = file.split("/");
+      for (let i = 1; i < segs.length; i++) parents.push(segs.slice(0, i).join("/"));
+      let matched = false;
+      for (const rule of rules) {
+        // An exclusion can't change an excluded path, nor an inclusion an included one.
+        if (rule.negate !== matched) continue;
+        const hit = rule.re.test(file) || parents.some((p) => rule.re.test(p));
+        if (hit) matched = !rule.negate;
+      }
+      return matched;
+    },
+  };
+}

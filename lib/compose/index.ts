@@ -1,0 +1,6 @@
+export * from "./app-format.ts";
+export * from "./compose-file.ts";
+export * from "./pin.ts";
+export * from "./ignore.ts";
+export * from "./bundle.ts";
+export * from "./app-manifest.ts";

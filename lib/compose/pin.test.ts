@@ -1,0 +1,48 @@
+import { describe, expect, test } from "bun:test";
+import { parse } from "yaml";
+import { parseCompose } from "./compose-file.ts";
+import { pinCompose, UnpinnedImageError } from "./pin.ts";
+
+const D = "sha256:" + "ab".repeat(32);
+
+describe("pinCompose", () => {
+  test("rewrites every image, drops build and keeps comments and other keys", async () => {
+    const src = [
+      "# the app",
+      'version: "3"',
+      "services:",
+      "  app:",
+      "    build: . # built by CI",
+      "    image: hub.foundries.io/main/simple-app:latest",
+      "    environment:",
+      '      FROM_COMPOSE: "this came from docker-compose.yml"',
+      "  web:",
+      "    image: nginx:alpine  # third party",
+      "    ports:",
+      "      - 80:80",
+      "",
+    ].join("\n");
+    const pinned = await pinCompose(parseCompose(src, "a.yml"), async (s) => `127.0.0.1:5000/main/${s.name}@${D}`);
+    expect(pinned.text).toContain("# the app");
+    expect(pinned.text).toContain("# third party");
+    const doc = parse(pinned.text);
+    expect(doc.services.app).toEqual({
+      image: `127.0.0.1:5000/main/app@${D}`,
+      environment: { FROM_COMPOSE: "this came from docker-compose.yml" },
+    });
+    expect(doc.services.web.image).toBe(`127.0.0.1:5000/main/web@${D}`);
+    expect(doc.services.web.ports).toEqual(["80:80"]);
+    expect(doc.version).toBe("3");
+    expect(pinned.pins.web).toEqual({ from: "nginx:alpine", to: `127.0.0.1:5000/main/web@${D}` });
+  });
+
+  test("refuses a resolver answer that is not digest-pinned", async () => {
+    const c = parseCompose("services:\n  a:\n    image: x\n", "a.yml");
+    await expect(pinCompose(c, async () => "registry/x:latest")).rejects.toThrow(UnpinnedImageError);
+  });
+
+  test("propagates resolver errors", async () => {
+    const c = parseCompose("services:\n  a:\n    image: x\n", "a.yml");
+    await expect(pinCompose(c, async () => { throw new Error("nope"); })).rejects.toThrow("nope");
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * Pinning makes an app version immutable (SPEC §1): every service image is
+ * rewritten to `<registry>/<path>@sha256:<manifest digest>` as resolved at
+ * publish time, and `build:` sections are dropped (the device never builds).
+ * Everything else in the file, comments included, is kept as written.
+ *
+ * @module
+ */
+import type { ComposeFile, ComposeService } from "./compose-file.ts";
+
+export class UnpinnedImageError extends Error {
+  override name = "UnpinnedImageError";
+}
+
+/** Resolves one service's image to its pinned reference `<registry>/<path>@sha256:<hex>`. */
+export type ImageResolver = (service: ComposeService) => Promise<string>;
+
+/** The pinned file plus, per service, what was written and what it became. */
+export interface PinnedCompose {
+  text: string;
+  pins: Record<string, { from: string | undefined; to: string }>;
+}
+
+const PINNED = /^[^\s@]+\/[^\s@]+@sha256:[0-9a-f]{64}$/;
+
+/**
+ * Rewrites every service image with `resolve` and drops `build:`.
+ *
+ * @example
+ * ```ts
+ * const { text } = await pinCompose(parseCompose(src, "app/docker-compose.yml"), async (s) =>
+ *   `registry.local:5000/main/${s.name}@sha256:${"a".repeat(64)}`);
+ * ```
+ * @throws {UnpinnedImageError} If `resolve` returns something that is not a
+ *   `<registry>/<path>@sha256:<hex>` reference. Errors from `resolve` propagate.
+ */
+export async function pinCompose(compose: ComposeFile, resolve: ImageResolver): Promise<PinnedCompose> {
+  const doc = compose.doc.clone();
+  const pins: PinnedCompose["pins"] = {};
+  for (const svc of compose.services) {
+    const to = await resolve(svc);
+    if (!PINNED.test(to)) {
+      throw new UnpinnedImageError(
+        `Cannot pin service "${svc.name}" of ${compose.file}: "${to}" is not a <registry>/<path>@sha256:<digest> reference`,
+      );
+    }
+    doc.setIn(["services", svc.name, "image"], to);
+    if (svc.build) doc.deleteIn(["services", svc.name, "build"]);
+    pins[svc.name] = { from: svc.image, to };
+  }
+  return { text: doc.toString({ lineWidth: 0 }), pins };
+}

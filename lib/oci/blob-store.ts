@@ -1,0 +1,318 @@
+/**
+ * A content-addressed blob store on disk (`blobs/sha256/<hex>`, partial downloads under
+ * `ingest/`). Downloads resume with HTTP Range after an interruption, are checked for size and
+ * digest while they stream, and only verified bytes are ever renamed into `blobs/`: the store
+ * the device updates from, and also the layout of an OCI image layout directory.
+ *
+ * @module
+ */
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Digester, digestBytes, digestFile, DigestMismatchError, parseDigest } from "./digest.ts";
+import { RegistryError, type RegistryClient } from "./registry-client.ts";
+
+/** Thrown when a blob the caller needs is not in the store. */
+export class BlobNotFoundError extends Error {
+  override name = "BlobNotFoundError";
+  readonly digest: string;
+  constructor(digest: string) {
+    super(`Cannot read blob ${digest}: not in the store`);
+    this.digest = digest;
+  }
+}
+
+/** Thrown when a download sends more bytes than the descriptor's size (the partial is deleted). */
+export class BlobTooLargeError extends Error {
+  override name = "BlobTooLargeError";
+}
+
+/** Thrown when a download ends before the descriptor's size (the partial is kept for resume). */
+export class IncompleteBlobError extends Error {
+  override name = "IncompleteBlobError";
+}
+
+/** Thrown when a blob's size differs from what its descriptor says. */
+export class BlobSizeMismatchError extends Error {
+  override name = "BlobSizeMismatchError";
+}
+
+/** What {@link BlobStore.pull} needs to know about a blob. */
+export interface BlobDescriptor {
+  digest: string;
+  size: number;
+}
+
+/** Options of {@link BlobStore.pull}. */
+export interface PullBlobOptions {
+  /** Called as bytes arrive: bytes of this blob on disk so far, and its size. */
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+  /** Resumed attempts after a network failure within this call (default 3). */
+  retries?: number;
+}
+
+const isRetryable = (err: unknown): boolean => {
+  if (err instanceof DigestMismatchError || err instanceof BlobTooLargeError) return false;
+  if (err instanceof RegistryError) return err.status >= 500 || err.status === 429 || err.status === 408;
+  if ((err as Error)?.name === "AbortError") return false;
+  return true; // connection resets, early EOF, DNS hiccups
+};
+
+/**
+ * A directory of blobs addressed by digest.
+ *
+ * @example
+ * ```ts
+ * const store = new BlobStore("/var/sota/reset-apps");
+ * const { fetched } = await store.pull(client, "main/app", { digest, size });
+ * const bytes = await store.read(digest);
+ * ```
+ */
+export class BlobStore {
+  readonly root: string;
+  readonly ingestDir: string;
+  private readonly inflight = new Map<string, Promise<{ fetched: number }>>();
+
+  /** `ingestDir` defaults to `root/ingest` (it must be on the same filesystem as `root`). */
+  constructor(root: string, opts: { ingestDir?: string } = {}) {
+    this.root = root;
+    this.ingestDir = opts.ingestDir ?? join(root, "ingest");
+  }
+
+  /** Where a blob lives (whether or not it is there). @throws {SyntaxError} on a bad digest */
+  path(digest: string): string {
+    const d = parseDigest(digest);
+    return join(this.root, "blobs", d.algorithm, d.hex);
+  }
+
+  /** Where the partial download of a blob lives. */
+  partialPath(digest: string): string {
+    return join(this.ingestDir, `${parseDigest(digest).hex}.partial`);
+  }
+
+  /** True if the blob is committed in the store. */
+  async has(digest: string): Promise<boolean> {
+    return (await this.size(digest)) !== undefined;
+  }
+
+  /** The blob's size, or `undefined` if absent. */
+  async size(digest: string): Promise<number | undefined> {
+    try {
+      const s = await stat(this.path(digest));
+      return s.isFile() ? s.size : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A lazy file handle on a committed blob. @throws {BlobNotFoundError} */
+  async open(digest: string): Promise<ReturnType<typeof Bun.file>> {
+    if (!(await this.has(digest))) throw new BlobNotFoundError(digest);
+    return Bun.file(this.path(digest));
+  }
+
+  /** Reads a whole blob into memory (for manifests and configs). @throws {BlobNotFoundError} */
+  async read(digest: string): Promise<Uint8Array> {
+    return new Uint8Array(await (await this.open(digest)).arrayBuffer());
+  }
+
+  /** Reads a blob as JSON. @throws {BlobNotFoundError} */
+  async readJson<T = unknown>(digest: string): Promise<T> {
+    return JSON.parse(new TextDecoder().decode(await this.read(digest))) as T;
+  }
+
+  /**
+   * Stores bytes and returns their digest (sha256). Idempotent.
+   *
+   * @throws {DigestMismatchError} If `expected` is given and the bytes hash differently.
+   */
+  async writeBytes(bytes: Uint8Array, expected?: string): Promise<string> {
+    const algorithm = expected ? parseDigest(expected).algorithm : "sha256";
+    const digest = digestBytes(bytes, algorithm);
+    if (expected && digest !== expected) throw new DigestMismatchError("Cannot store blob", expected, digest);
+    if (await this.has(digest)) return digest;
+    await mkdir(this.ingestDir, { recursive: true });
+    const tmp = join(this.ingestDir, `${crypto.randomUUID()}.tmp`);
+    try {
+      await Bun.write(tmp, bytes);
+      await this.moveIn(tmp, digest);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    return digest;
+  }
+
+  /**
+   * Moves a finished file into the store after checking its size and digest. The file must
+   * be on the same filesystem (e.g. under {@link ingestDir}). A bad file is deleted.
+   *
+   * @throws {DigestMismatchError | BlobSizeMismatchError} If the file is not that blob.
+   */
+  async commit(tmpPath: string, digest: string, size?: number): Promise<void> {
+    const d = parseDigest(digest);
+    const got = await digestFile(tmpPath, { algorithm: d.algorithm });
+    if (size !== undefined && got.size !== size) {
+      await rm(tmpPath, { force: true });
+      throw new BlobSizeMismatchError(`Cannot commit blob ${digest}: ${got.size} bytes, expected ${size}`);
+    }
+    if (got.digest !== digest) {
+      await rm(tmpPath, { force: true });
+      throw new DigestMismatchError(`Cannot commit blob ${digest}`, digest, got.digest);
+    }
+    await this.moveIn(tmpPath, digest);
+  }
+
+  /** Renames a verified file into place (atomic; an existing blob is the same content). */
+  private async moveIn(tmpPath: string, digest: string): Promise<void> {
+    const dest = this.path(digest);
+    await mkdir(join(dest, ".."), { recursive: true });
+    await rename(tmpPath, dest);
+  }
+
+  /** Deletes a blob (and any partial download of it). */
+  async remove(digest: string): Promise<void> {
+    await rm(this.path(digest), { force: true });
+    await rm(this.partialPath(digest), { force: true });
+  }
+
+  /** Every committed blob's digest. */
+  async list(): Promise<string[]> {
+    const out: string[] = [];
+    for (const algorithm of ["sha256", "sha512"]) {
+      let names: string[] = [];
+      try {
+        names = await readdir(join(this.root, "blobs", algorithm));
+      } catch {
+        continue;
+      }
+      for (const n of names) {
+        const d = `${algorithm}:${n}`;
+        try {
+          parseDigest(d);
+          out.push(d);
+        } catch {
+          // a stray file: not a blob
+        }
+      }
+    }
+    return out.sort();
+  }
+
+  /**
+   * Downloads a blob into the store unless it is already there. A partial left by an earlier
+   * interrupted download is resumed with `Range` (if the registry answers 206 from that
+   * offset; otherwise it starts over). Bytes are hashed as they stream to disk; the blob is
+   * renamed into `blobs/` only if size and digest match. Concurrent pulls of the same digest
+   * in one process share one download.
+   *
+   * @returns `fetched`: bytes actually downloaded by this call (0 if already present).
+   * @throws {DigestMismatchError} The content does not match: the partial is deleted.
+   * @throws {BlobTooLargeError} The registry sent more than `size` bytes: the partial is deleted.
+   * @throws {RegistryError | IncompleteBlobError | Error} Network failures after the retries;
+   *   the partial is kept so the next call resumes.
+   */
+  async pull(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions = {}): Promise<{ fetched: number }> {
+    parseDigest(desc.digest);
+    if (!Number.isSafeInteger(desc.size) || desc.size < 0) throw new RangeError(`Cannot pull blob ${desc.digest}: bad size ${desc.size}`);
+    const existing = await this.size(desc.digest);
+    if (existing !== undefined) return { fetched: 0 };
+    const running = this.inflight.get(desc.digest);
+    if (running) {
+      await running;
+      return { fetched: 0 };
+    }
+    const p = this.download(client, repo, desc, opts);
+    this.inflight.set(desc.digest, p);
+    try {
+      return await p;
+    } finally {
+      this.inflight.delete(desc.digest);
+    }
+  }
+
+  private async download(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions): Promise<{ fetched: number }> {
+    await mkdir(this.ingestDir, { recursive: true });
+    const counter = { fetched: 0 };
+    const retries = opts.retries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.attempt(client, repo, desc, opts, counter);
+        break;
+      } catch (err) {
+        if (attempt >= retries || opts.signal?.aborted || !isRetryable(err)) throw err;
+        await Bun.sleep(Math.min(2000, 200 * 2 ** attempt));
+      }
+    }
+    await this.moveIn(this.partialPath(desc.digest), desc.digest);
+    return counter;
+  }
+
+  /** One download attempt: leaves a complete, verified partial or throws. */
+  private async attempt(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions, counter: { fetched: number }): Promise<void> {
+    const { digest, size } = desc;
+    const algorithm = parseDigest(digest).algorithm;
+    const partial = this.partialPath(digest);
+    let have = await stat(partial).then((s) => s.size, () => 0);
+    if (have > size) {
+      await rm(partial, { force: true });
+      have = 0;
+    }
+    let hasher = new Digester(algorithm);
+    if (have > 0) {
+      for await (const chunk of Bun.file(partial).slice(0, have).stream()) hasher.update(chunk);
+    }
+    if (have < size) {
+      let res: Response;
+      try {
+        res = await client.fetchBlob(repo, digest, { start: have || undefined, signal: opts.signal });
+      } catch (err) {
+        if (!(err instanceof RegistryError && err.status === 416 && have > 0)) throw err;
+        // The registry says our offset is past the end: the partial is not a prefix of it.
+        await rm(partial, { force: true });
+        have = 0;
+        hasher = new Digester(algorithm);
+        res = await client.fetchBlob(repo, digest, { signal: opts.signal });
+      }
+      if (have > 0 && !(res.status === 206 && contentRangeStart(res) === have)) {
+        // The registry ignored Range: whatever it sends starts at 0.
+        if (res.status !== 200) {
+          await res.body?.cancel().catch(() => {});
+          throw new RegistryError(`Cannot resume blob ${digest} from ${repo}: unexpected status ${res.status} to a Range request`, res.status);
+        }
+        have = 0;
+        hasher = new Digester(algorithm);
+      }
+      const fh = await open(partial, have > 0 ? "a" : "w");
+      try {
+        if (res.body) {
+          for await (const chunk of res.body) {
+            if (have + chunk.byteLength > size) {
+              await fh.close().catch(() => {});
+              await rm(partial, { force: true });
+              throw new BlobTooLargeError(`Cannot fetch blob ${digest} from ${repo}: registry sent more than the expected ${size} bytes`);
+            }
+            await fh.write(chunk);
+            hasher.update(chunk);
+            have += chunk.byteLength;
+            counter.fetched += chunk.byteLength;
+            opts.onProgress?.(have, size);
+          }
+        }
+        if (have === size) await fh.sync();
+      } finally {
+        await fh.close().catch(() => {});
+      }
+      if (have < size) throw new IncompleteBlobError(`Cannot fetch blob ${digest} from ${repo}: connection ended after ${have} of ${size} bytes`);
+    }
+    const got = hasher.digest();
+    if (got !== digest) {
+      await rm(partial, { force: true });
+      throw new DigestMismatchError(`Cannot fetch blob ${digest} from ${repo}`, digest, got);
+    }
+  }
+}
+
+function contentRangeStart(res: Response): number | undefined {
+  const m = /^bytes\s+(\d+)-\d+\/(?:\d+|\*)$/.exec(res.headers.get("content-range")?.trim() ?? "");
+  return m ? Number(m[1]) : undefined;
+}

@@ -1,0 +1,514 @@
+/**
+ * A client for the OCI distribution API (pull, push, mount, tags) that handles the auth dance
+ * registries use (Basic, Bearer token flow with per-scope caching, client certificates, a
+ * private CA), so callers only say which repository and which content they want.
+ *
+ * @module
+ */
+import { digestBlob, digestBytes, digestFile, DigestMismatchError, parseDigest, tryParseDigest } from "./digest.ts";
+import { MANIFEST_ACCEPT } from "./media-types.ts";
+
+/** Credentials: a username and password, or a token (sent as Bearer; as Basic password if asked). */
+export type RegistryAuth = { username: string; password: string } | { token: string };
+
+/** Options of {@link RegistryClient}. */
+export interface RegistryClientOptions {
+  /** `host[:port]`; `docker.io` means Docker Hub. */
+  registry: string;
+  /** Default https. Use http only for a registry on loopback. */
+  scheme?: "https" | "http";
+  auth?: RegistryAuth;
+  /** PEM strings, passed to Bun fetch's `tls` option (custom CA, client certificate). */
+  tls?: { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
+  userAgent?: string;
+  /** Extra headers sent on every request. */
+  headers?: Record<string, string>;
+}
+
+/** A manifest as fetched: its exact bytes, media type and digest. */
+export interface FetchedManifest {
+  bytes: Uint8Array;
+  mediaType: string;
+  digest: string;
+}
+
+/** Thrown for a registry answer that is not the expected success, carrying the OCI error code. */
+export class RegistryError extends Error {
+  override name = "RegistryError";
+  readonly status: number;
+  /** The first OCI error code (`BLOB_UNKNOWN`, `UNAUTHORIZED`...), if the body had one. */
+  readonly code?: string;
+  readonly detail?: unknown;
+  constructor(message: string, status: number, code?: string, detail?: unknown) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+/** Thrown when a response body is larger than allowed (a manifest over its cap). */
+export class ResponseTooLargeError extends Error {
+  override name = "ResponseTooLargeError";
+}
+
+/** Default cap on manifest size: far above any real manifest, small enough to hold in memory. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+interface Challenge {
+  scheme: "basic" | "bearer";
+  params: Record<string, string>;
+}
+
+/** Parses a `WWW-Authenticate` header (one challenge: Basic or Bearer with quoted params). */
+export function parseWwwAuthenticate(header: string | null): Challenge | undefined {
+  if (!header) return undefined;
+  const m = /^\s*(\w+)\s*(.*)$/s.exec(header);
+  if (!m) return undefined;
+  const scheme = m[1]!.toLowerCase();
+  if (scheme !== "basic" && scheme !== "bearer") return undefined;
+  const params: Record<string, string> = {};
+  const re = /([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?/g;
+  for (let p = re.exec(m[2]!); p; p = re.exec(m[2]!)) {
+    params[p[1]!.toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : (p[3] ?? "");
+  }
+  return { scheme, params };
+}
+
+interface RequestOptions {
+  headers?: Record<string, string>;
+  /** A factory, so the body can be re-sent after an auth challenge. */
+  body?: () => RequestInit["body"];
+  scopes: string[];
+  signal?: AbortSignal;
+}
+
+const pullScope = (repo: string) => `repository:${repo}:pull`;
+const pushScope = (repo: string) => `repository:${repo}:pull,push`;
+
+/**
+ * Talks to one registry. One instance caches tokens per scope, so reuse it.
+ *
+ * @example
+ * ```ts
+ * const client = new RegistryClient({ registry: "127.0.0.1:5000", scheme: "http" });
+ * const { digest } = await client.getManifest("main/app", "latest");
+ * ```
+ */
+export class RegistryClient {
+  readonly registry: string;
+  readonly baseUrl: string;
+  private readonly opts: RegistryClientOptions;
+  private readonly tokens = new Map<string, { token: string; expires: number }>();
+  /** Set once the registry asked for Basic: then we send it up front. */
+  private basicPreferred = false;
+
+  constructor(opts: RegistryClientOptions) {
+    this.opts = opts;
+    this.registry = opts.registry;
+    const host = opts.registry === "docker.io" ? "registry-1.docker.io" : opts.registry;
+    this.baseUrl = `${opts.scheme ?? "https"}://${host}`;
+  }
+
+  // ---- auth ---------------------------------------------------------------------------------
+
+  private basicHeader(): string | undefined {
+    const a = this.opts.auth;
+    if (!a) return undefined;
+    const [user, pass] = "token" in a ? ["token", a.token] : [a.username, a.password];
+    return `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`;
+  }
+
+  private scopeKey(scopes: string[]): string {
+    return [...new Set(scopes)].sort().join(" ");
+  }
+
+  private cachedAuth(scopes: string[]): string | undefined {
+    const t = this.tokens.get(this.scopeKey(scopes));
+    if (t && t.expires > Date.now()) return `Bearer ${t.token}`;
+    if (this.basicPreferred) return this.basicHeader();
+    const a = this.opts.auth;
+    if (a && "token" in a && this.tokens.size === 0) return `Bearer ${a.token}`;
+    return undefined;
+  }
+
+  private async fetchToken(ch: Challenge, scopes: string[], signal?: AbortSignal): Promise<string> {
+    const realm = ch.params.realm;
+    if (!realm) throw new RegistryError(`Cannot authenticate to ${this.registry}: Bearer challenge has no realm`, 401, "UNAUTHORIZED");
+    const url = new URL(realm);
+    if (ch.params.service) url.searchParams.set("service", ch.params.service);
+    const all = new Set(scopes);
+    if (ch.params.scope) for (const s of ch.params.scope.split(" ")) if (s) all.add(s);
+    for (const s of [...all].sort()) url.searchParams.append("scope", s);
+    const headers: Record<string, string> = { ...this.opts.headers };
+    if (this.opts.userAgent) headers["user-agent"] = this.opts.userAgent;
+    const basic = this.basicHeader();
+    if (basic) headers.authorization = basic;
+    const res = await fetch(url, { headers, tls: this.opts.tls, signal });
+    if (!res.ok) throw await this.errorFrom(res, `get a token from ${url.origin}${url.pathname}`);
+    const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new RegistryError(`Cannot get a token from ${url.origin}${url.pathname}: response has no token`, res.status, "UNAUTHORIZED");
+    const ttl = Math.max(30, typeof body.expires_in === "number" ? body.expires_in : 60);
+    this.tokens.set(this.scopeKey(scopes), { token, expires: Date.now() + (ttl - 10) * 1000 });
+    return `Bearer ${token}`;
+  }
+
+  // ---- transport ----------------------------------------------------------------------------
+
+  private async rawFetch(method: string, url: URL, init: RequestOptions, auth: string | undefined): Promise<Response> {
+    const headers: Record<string, string> = { "accept-encoding": "identity", ...this.opts.headers, ...init.headers };
+    if (this.opts.userAgent) headers["user-agent"] = this.opts.userAgent;
+    let current = url;
+    let sendAuth = auth;
+    // Follow redirects by hand so credentials never leave for another origin (blob storage
+    // redirects to CDNs and S3 are common).
+    for (let hop = 0; hop < 6; hop++) {
+      const h = { ...headers };
+      if (sendAuth) h.authorization = sendAuth;
+      const res = await fetch(current, {
+        method,
+        headers: h,
+        body: init.body ? init.body() : undefined,
+        redirect: "manual",
+        // Blobs are hashed as stored: never let a transparent decompression change the bytes.
+        decompress: false,
+        tls: this.opts.tls,
+        signal: init.signal,
+      });
+      const loc = res.headers.get("location");
+      if (res.status >= 300 && res.status < 400 && res.status !== 304 && loc && (method === "GET" || method === "HEAD")) {
+        await res.body?.cancel().catch(() => {});
+        const next = new URL(loc, current);
+        if (next.origin !== current.origin) sendAuth = undefined;
+        current = next;
+        continue;
+      }
+      return res;
+    }
+    throw new RegistryError(`Cannot ${method} ${url.pathname}: too many redirects`, 310);
+  }
+
+  /**
+   * Sends a request with whatever credentials are known, answers one 401 challenge and
+   * retries once. Returns the response, whatever its status.
+   */
+  async request(method: string, pathOrUrl: string | URL, init: RequestOptions): Promise<Response> {
+    const url = typeof pathOrUrl === "string" ? new URL(pathOrUrl, this.baseUrl) : pathOrUrl;
+    const first = this.cachedAuth(init.scopes);
+    const res = await this.rawFetch(method, url, init, first);
+    if (res.status !== 401) return res;
+    const ch = parseWwwAuthenticate(res.headers.get("www-authenticate"));
+    if (!ch) return res;
+    let next: string | undefined;
+    if (ch.scheme === "basic") {
+      next = this.basicHeader();
+      if (next) this.basicPreferred = true;
+    } else {
+      next = await this.fetchToken(ch, init.scopes, init.signal);
+    }
+    if (!next || next === first) return res;
+    await res.body?.cancel().catch(() => {});
+    return await this.rawFetch(method, url, init, next);
+  }
+
+  /** Builds a RegistryError from a failed response, reading the OCI error body. */
+  async errorFrom(res: Response, what: string): Promise<RegistryError> {
+    let code: string | undefined;
+    let message = "";
+    let detail: unknown;
+    try {
+      const text = res.body ? new TextDecoder().decode(await readLimited(res, 64 * 1024)) : "";
+      try {
+        const j = JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: unknown }[] };
+        const e = j.errors?.[0];
+        if (e) {
+          code = e.code;
+          message = e.message ?? "";
+          detail = e.detail;
+        }
+      } catch {
+        message = text.trim().slice(0, 200);
+      }
+    } catch {
+      // body unreadable: status alone will do
+    }
+    const tail = [code, message].filter(Boolean).join(" ");
+    return new RegistryError(`Cannot ${what}: registry ${this.registry} returned ${res.status}${tail ? ` ${tail}` : ""}`, res.status, code, detail);
+  }
+
+  // ---- API ----------------------------------------------------------------------------------
+
+  /** Checks the registry answers `GET /v2/` with our credentials. @throws {RegistryError} */
+  async ping(): Promise<void> {
+    const res = await this.request("GET", "/v2/", { scopes: [] });
+    if (!res.ok) throw await this.errorFrom(res, "reach the registry API");
+    await res.body?.cancel().catch(() => {});
+  }
+
+  /**
+   * Fetches a manifest or index by tag or digest, byte-exact. A digest reference is verified.
+   *
+   * @example
+   * ```ts
+   * const m = await client.getManifest("library/busybox", "latest");
+   * parseManifest(m.bytes, m.mediaType);
+   * ```
+   * @throws {RegistryError} On a non-2xx answer (404 MANIFEST_UNKNOWN...).
+   * @throws {DigestMismatchError} If fetched by digest and the bytes hash to something else.
+   * @throws {ResponseTooLargeError} If larger than `maxBytes` (default 4 MiB).
+   */
+  async getManifest(repo: string, ref: string, opts: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {}): Promise<FetchedManifest> {
+    const res = await this.request("GET", `/v2/${repo}/manifests/${ref}`, {
+      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(", ") },
+      scopes: [pullScope(repo)],
+      signal: opts.signal,
+    });
+    if (!res.ok) throw await this.errorFrom(res, `get manifest ${repo}:${ref}`);
+    const bytes = await readLimited(res, opts.maxBytes ?? MAX_MANIFEST_BYTES, `Manifest ${repo}:${ref}`);
+    const want = tryParseDigest(ref);
+    const digest = digestBytes(bytes, want?.algorithm ?? "sha256");
+    if (want && digest !== ref) throw new DigestMismatchError(`Cannot get manifest ${repo}@${ref}`, ref, digest);
+    let mediaType = res.headers.get("content-type")?.split(";")[0]?.trim() ?? "";
+    try {
+      const doc = JSON.parse(new TextDecoder().decode(bytes)) as { mediaType?: unknown };
+      if (typeof doc.mediaType === "string") mediaType = doc.mediaType;
+    } catch {
+      // not JSON: the caller's parse will say so
+    }
+    return { bytes, mediaType, digest };
+  }
+
+  /**
+   * Asks whether a manifest exists without fetching it.
+   *
+   * @returns Its digest, media type and size, or `undefined` on 404.
+   * @throws {RegistryError} On any other failure.
+   */
+  async headManifest(repo: string, ref: string, opts: { accept?: string[]; signal?: AbortSignal } = {}): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
+    const res = await this.request("HEAD", `/v2/${repo}/manifests/${ref}`, {
+      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(", ") },
+      scopes: [pullScope(repo)],
+      signal: opts.signal,
+    });
+    if (res.status === 404) return undefined;
+    if (!res.ok) throw await this.errorFrom(res, `check manifest ${repo}:${ref}`);
+    let digest = res.headers.get("docker-content-digest") ?? "";
+    const mediaType = res.headers.get("content-type")?.split(";")[0]?.trim() ?? "";
+    const size = Number(res.headers.get("content-length") ?? "0");
+    if (!tryParseDigest(digest)) {
+      if (tryParseDigest(ref)) digest = ref;
+      else {
+        // No digest header: the only trustworthy answer is to hash the bytes.
+        const m = await this.getManifest(repo, ref, opts);
+        return { digest: m.digest, mediaType: m.mediaType, size: m.bytes.byteLength };
+      }
+    }
+    return { digest, mediaType, size };
+  }
+
+  /**
+   * Uploads a manifest under a tag or digest; returns its digest.
+   *
+   * @throws {RegistryError} If the registry refuses it (e.g. MANIFEST_BLOB_UNKNOWN).
+   */
+  async putManifest(repo: string, ref: string, bytes: Uint8Array, mediaType: string, opts: { signal?: AbortSignal } = {}): Promise<string> {
+    const want = tryParseDigest(ref);
+    const digest = digestBytes(bytes, want?.algorithm ?? "sha256");
+    if (want && digest !== ref) throw new DigestMismatchError(`Cannot put manifest ${repo}@${ref}`, ref, digest);
+    const res = await this.request("PUT", `/v2/${repo}/manifests/${ref}`, {
+      headers: { "content-type": mediaType },
+      body: () => bytes,
+      scopes: [pushScope(repo)],
+      signal: opts.signal,
+    });
+    if (res.status !== 201 && !res.ok) throw await this.errorFrom(res, `put manifest ${repo}:${ref}`);
+    await res.body?.cancel().catch(() => {});
+    return digest;
+  }
+
+  /** Deletes a manifest by digest (registries refuse deletes unless configured to allow them). */
+  async deleteManifest(repo: string, digest: string): Promise<void> {
+    const res = await this.request("DELETE", `/v2/${repo}/manifests/${digest}`, { scopes: [`repository:${repo}:delete`, pushScope(repo)] });
+    if (!res.ok) throw await this.errorFrom(res, `delete manifest ${repo}@${digest}`);
+    await res.body?.cancel().catch(() => {});
+  }
+
+  /**
+   * Asks whether a blob exists.
+   *
+   * @returns Its size, or `undefined` on 404.
+   * @throws {RegistryError} On any other failure (401, 5xx...).
+   */
+  async blobExists(repo: string, digest: string, opts: { signal?: AbortSignal } = {}): Promise<number | undefined> {
+    const res = await this.request("HEAD", `/v2/${repo}/blobs/${digest}`, { scopes: [pullScope(repo)], signal: opts.signal });
+    if (res.status === 404) return undefined;
+    if (!res.ok) throw await this.errorFrom(res, `check blob ${digest} in ${repo}`);
+    return Number(res.headers.get("content-length") ?? "0");
+  }
+
+  /**
+   * Starts downloading a blob; the caller streams `res.body` and must check the status:
+   * with `start` the registry should answer 206 with `Content-Range`, but may send 200 and the
+   * whole blob.
+   *
+   * @throws {RegistryError} On a non-2xx answer (416 if `start` is past the end).
+   */
+  async fetchBlob(repo: string, digest: string, opts: { start?: number; signal?: AbortSignal } = {}): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (opts.start) headers.range = `bytes=${opts.start}-`;
+    const res = await this.request("GET", `/v2/${repo}/blobs/${digest}`, { headers, scopes: [pullScope(repo)], signal: opts.signal });
+    if (!res.ok) throw await this.errorFrom(res, `fetch blob ${digest} from ${repo}`);
+    return res;
+  }
+
+  /** Fetches a small blob into memory, verified against its digest. */
+  async getBlobBytes(repo: string, digest: string, opts: { maxBytes?: number; signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    const d = parseDigest(digest);
+    const res = await this.fetchBlob(repo, digest, opts);
+    const bytes = await readLimited(res, opts.maxBytes ?? MAX_MANIFEST_BYTES, `Blob ${digest}`);
+    const got = digestBytes(bytes, d.algorithm);
+    if (got !== digest) throw new DigestMismatchError(`Cannot fetch blob ${digest} from ${repo}`, digest, got);
+    return bytes;
+  }
+
+  /**
+   * Uploads a blob: monolithic (one PUT) or, with `chunkSize`, in PATCH chunks with
+   * `Content-Range`. A file or Blob source (e.g. `Bun.file(p).slice(a, b)`) is streamed from
+   * disk. The digest and size are computed if not given.
+   *
+   * @example
+   * ```ts
+   * await client.pushBlob("main/app", { path: "/tmp/layer.tar.gz" }, { chunkSize: 8 << 20 });
+   * ```
+   * @throws {RegistryError} If the registry refuses the upload (e.g. DIGEST_INVALID).
+   */
+  async pushBlob(
+    repo: string,
+    source: Uint8Array | Blob | { path: string },
+    opts: { digest?: string; size?: number; chunkSize?: number; signal?: AbortSignal; onProgress?: (sent: number, total: number) => void } = {},
+  ): Promise<{ digest: string; size: number }> {
+    let { digest, size } = opts;
+    if (digest === undefined || size === undefined) {
+      const computed =
+        source instanceof Uint8Array ? { digest: digestBytes(source), size: source.byteLength } : source instanceof Blob ? await digestBlob(source) : await digestFile(source.path);
+      digest ??= computed.digest;
+      size ??= computed.size;
+    }
+    const blob: Blob = source instanceof Uint8Array ? new Blob([source]) : source instanceof Blob ? source : Bun.file(source.path);
+    const start = await this.request("POST", `/v2/${repo}/blobs/uploads/`, { scopes: [pushScope(repo)], signal: opts.signal });
+    if (start.status !== 202) throw await this.errorFrom(start, `start upload of ${digest} to ${repo}`);
+    let location = this.uploadLocation(start, `start upload of ${digest} to ${repo}`);
+    await start.body?.cancel().catch(() => {});
+    const chunkSize = opts.chunkSize;
+    if (chunkSize !== undefined && chunkSize > 0 && size > chunkSize) {
+      for (let off = 0; off < size; off += chunkSize) {
+        const end = Math.min(size, off + chunkSize);
+        const part = blob.slice(off, end);
+        const res = await this.request("PATCH", location, {
+          headers: { "content-type": "application/octet-stream", "content-range": `${off}-${end - 1}`, "content-length": String(end - off) },
+          body: () => part,
+          scopes: [pushScope(repo)],
+          signal: opts.signal,
+        });
+        if (res.status !== 202) throw await this.errorFrom(res, `upload bytes ${off}-${end - 1} of ${digest} to ${repo}`);
+        location = this.uploadLocation(res, `upload bytes ${off}-${end - 1} of ${digest} to ${repo}`);
+        await res.body?.cancel().catch(() => {});
+        opts.onProgress?.(end, size);
+      }
+      location.searchParams.set("digest", digest);
+      const res = await this.request("PUT", location, { body: () => new Uint8Array(), headers: { "content-length": "0" }, scopes: [pushScope(repo)], signal: opts.signal });
+      if (res.status !== 201) throw await this.errorFrom(res, `finish upload of ${digest} to ${repo}`);
+      await res.body?.cancel().catch(() => {});
+    } else {
+      location.searchParams.set("digest", digest);
+      const res = await this.request("PUT", location, {
+        headers: { "content-type": "application/octet-stream" },
+        body: () => blob.slice(0, size),
+        scopes: [pushScope(repo)],
+        signal: opts.signal,
+      });
+      if (res.status !== 201) throw await this.errorFrom(res, `upload ${digest} to ${repo}`);
+      await res.body?.cancel().catch(() => {});
+      opts.onProgress?.(size, size);
+    }
+    return { digest, size };
+  }
+
+  private uploadLocation(res: Response, what: string): URL {
+    const loc = res.headers.get("location");
+    if (!loc) throw new RegistryError(`Cannot ${what}: registry ${this.registry} sent no upload Location`, res.status);
+    return new URL(loc, this.baseUrl);
+  }
+
+  /**
+   * Asks the registry to link a blob from another repository (cross-repository mount).
+   *
+   * @returns true if mounted; false if the registry declined (the upload it opened is cancelled).
+   * @throws {RegistryError} On a failure other than declining.
+   */
+  async mountBlob(repo: string, digest: string, fromRepo: string, opts: { signal?: AbortSignal } = {}): Promise<boolean> {
+    const url = new URL(`/v2/${repo}/blobs/uploads/`, this.baseUrl);
+    url.searchParams.set("mount", digest);
+    url.searchParams.set("from", fromRepo);
+    const res = await this.request("POST", url, { scopes: [pushScope(repo), pullScope(fromRepo)], signal: opts.signal });
+    await res.body?.cancel().catch(() => {});
+    if (res.status === 201) return true;
+    if (res.status === 202) {
+      const loc = res.headers.get("location");
+      if (loc) {
+        const del = await this.request("DELETE", new URL(loc, this.baseUrl), { scopes: [pushScope(repo)] }).catch(() => undefined);
+        await del?.body?.cancel().catch(() => {});
+      }
+      return false;
+    }
+    throw await this.errorFrom(res, `mount ${digest} from ${fromRepo} into ${repo}`);
+  }
+
+  /**
+   * Lists a repository's tags, following `Link: <...>; rel="next"` pagination.
+   *
+   * @throws {RegistryError} E.g. 404 NAME_UNKNOWN for a repository that does not exist.
+   */
+  async listTags(repo: string, opts: { pageSize?: number; signal?: AbortSignal } = {}): Promise<string[]> {
+    const tags: string[] = [];
+    let url: URL | undefined = new URL(`/v2/${repo}/tags/list`, this.baseUrl);
+    if (opts.pageSize) url.searchParams.set("n", String(opts.pageSize));
+    for (let page = 0; url && page < 10_000; page++) {
+      const res = await this.request("GET", url, { scopes: [pullScope(repo)], signal: opts.signal });
+      if (!res.ok) throw await this.errorFrom(res, `list tags of ${repo}`);
+      const body = (await res.json()) as { tags?: string[] | null };
+      tags.push(...(body.tags ?? []));
+      const link = res.headers.get("link");
+      const m = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+      url = m ? new URL(m[1]!, url) : undefined;
+    }
+    return tags;
+  }
+}
+
+/** Reads a response body into memory, refusing more than `max` bytes. */
+export async function readLimited(res: Response, max: number, what = "Response"): Promise<Uint8Array> {
+  const declared = Number(res.headers.get("content-length") ?? "NaN");
+  if (Number.isFinite(declared) && declared > max) {
+    await res.body?.cancel().catch(() => {});
+    throw new ResponseTooLargeError(`${what} is too large: ${declared} bytes, limit ${max}`);
+  }
+  if (!res.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const chunk of res.body) {
+    n += chunk.byteLength;
+    if (n > max) {
+      throw new ResponseTooLargeError(`${what} is too large: more than ${max} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
+}

@@ -1,0 +1,98 @@
+/**
+ * Trust on first use, made safe by a pin: every token the gateway prints has
+ * the form `<secret>.<sha256 hex of the CA certificate DER>`, so a client given
+ * only a URL and a token fetches `/ca.pem` unverified, checks its fingerprint
+ * against the pin, and from then on trusts that CA and nothing else. Used by
+ * `gateway publish` and `fioup register`.
+ *
+ * @module
+ */
+import { X509Certificate } from "node:crypto";
+
+export class InvalidTokenError extends Error {
+  override name = "InvalidTokenError";
+}
+
+export class CaPinMismatchError extends Error {
+  override name = "CaPinMismatchError";
+}
+
+export class CaFetchError extends Error {
+  override name = "CaFetchError";
+}
+
+/** A token split into its secret and its CA pin (lower-case hex). */
+export interface PinnedToken {
+  secret: string;
+  pin: string;
+}
+
+/**
+ * Splits `<secret>.<sha256 hex>` at the last dot.
+ *
+ * @example
+ * ```ts
+ * parsePinnedToken(`abc.${"0".repeat(64)}`).secret; // "abc"
+ * ```
+ * @throws {InvalidTokenError} If there is no 64-hex-digit pin after the last dot.
+ */
+export function parsePinnedToken(token: string): PinnedToken {
+  const dot = token.lastIndexOf(".");
+  const pin = dot < 0 ? "" : token.slice(dot + 1).toLowerCase();
+  if (dot <= 0 || !/^[0-9a-f]{64}$/.test(pin)) {
+    throw new InvalidTokenError("Invalid token: expected <secret>.<sha256 hex of the CA certificate>");
+  }
+  return { secret: token.slice(0, dot), pin };
+}
+
+/** sha256 hex of a PEM certificate's DER bytes (the pin). */
+export function caFingerprint(pem: string): string {
+  const der = new X509Certificate(pem).raw;
+  return new Bun.CryptoHasher("sha256").update(der).digest("hex");
+}
+
+/**
+ * Fetches `<server>/ca.pem` without verifying TLS, checks its fingerprint
+ * against the token's pin, and returns the PEM: the only trust anchor to use
+ * for this server from now on (`fetch(url, {tls: {ca}})`).
+ *
+ * @example
+ * ```ts
+ * const ca = await fetchPinnedCa("https://127.0.0.1:8443", token);
+ * await fetch("https://127.0.0.1:8443/admin/targets", { tls: { ca }, headers });
+ * ```
+ * @throws {InvalidTokenError} If the token has no pin.
+ * @throws {CaFetchError} If `/ca.pem` cannot be fetched or is not a certificate.
+ * @throws {CaPinMismatchError} If the certificate's fingerprint differs from the pin.
+ */
+export async function fetchPinnedCa(server: string, token: string, opts: { timeoutMs?: number } = {}): Promise<string> {
+  const { pin } = parsePinnedToken(token);
+  const url = new URL("/ca.pem", server).toString();
+  let pem: string;
+  try {
+    const res = await fetch(url, {
+      tls: { rejectUnauthorized: false },
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 15_000),
+    });
+    if (!res.ok) throw new Error(`server answered ${res.status}`);
+    pem = await res.text();
+  } catch (cause) {
+    throw new CaFetchError(`Cannot fetch ${url}`, { cause });
+  }
+  let actual: string;
+  try {
+    // Only the first certificate counts: the pin names exactly one CA.
+    const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0];
+    if (!first) throw new Error("no PEM certificate in the response");
+    pem = first + "\n";
+    actual = caFingerprint(pem);
+  } catch (cause) {
+    throw new CaFetchError(`Cannot read the CA certificate from ${url}`, { cause });
+  }
+  if (actual !== pin) {
+    throw new CaPinMismatchError(
+      `CA certificate from ${url} does not match the token: fingerprint ${actual}, token pins ${pin}`,
+    );
+  }
+  return pem;
+}

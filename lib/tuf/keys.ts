@@ -1,0 +1,148 @@
+/**
+ * Ed25519 keys for TUF: generation, key ids, the public key object that goes
+ * into root.json, signing for `Metadata.sign`, and a JSON key file format.
+ * `@tufjs/models` verifies but neither makes keys nor computes key ids, so
+ * this is the one place that does.
+ *
+ * Key file (mode 0600): `{"keytype":"ed25519","scheme":"ed25519","keyid":"<hex>",
+ * "keyval":{"public":"<32-byte hex>"},"private":"<PKCS#8 PEM>"}`.
+ *
+ * @module
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as cryptoSign, type KeyObject } from "node:crypto";
+import { chmod, readFile, rename, writeFile } from "node:fs/promises";
+import { Key, Signature } from "@tufjs/models";
+import { canonicalJson } from "./canonical-json.ts";
+
+/** The public key object as TUF root.json lists it (without the key id). */
+export interface TufPublicKey {
+  keytype: "ed25519";
+  scheme: "ed25519";
+  keyval: { public: string };
+}
+
+/** An ed25519 signing key with its TUF identity. */
+export interface TufKeyPair {
+  keyId: string;
+  publicKey: TufPublicKey;
+  privateKey: KeyObject;
+}
+
+/** Thrown when a key file cannot be read or does not hold a valid ed25519 key. */
+export class KeyFileError extends Error {
+  override name = "KeyFileError";
+  constructor(path: string, why: string, options?: ErrorOptions) {
+    super(`Cannot load TUF key "${path}": ${why}`, options);
+  }
+}
+
+/**
+ * The TUF key id: hex sha256 of the canonical JSON of the public key object.
+ *
+ * @example
+ * ```ts
+ * keyIdOf(generateKey().publicKey).length; // 64
+ * ```
+ */
+export const keyIdOf = (publicKey: TufPublicKey): string =>
+  createHash("sha256").update(canonicalJson(publicKey)).digest("hex");
+
+function rawPublicHex(key: KeyObject): string {
+  const der = createPublicKey(key).export({ format: "der", type: "spki" });
+  return der.subarray(der.length - 32).toString("hex"); // ed25519 SPKI ends with the 32 raw bytes
+}
+
+function pairFromPrivate(privateKey: KeyObject): TufKeyPair {
+  if (privateKey.asymmetricKeyType !== "ed25519") throw new TypeError(`Expected an ed25519 key, got ${privateKey.asymmetricKeyType}`);
+  const publicKey: TufPublicKey = { keytype: "ed25519", scheme: "ed25519", keyval: { public: rawPublicHex(privateKey) } };
+  return { keyId: keyIdOf(publicKey), publicKey, privateKey };
+}
+
+/**
+ * Generates a new ed25519 key pair.
+ *
+ * @example
+ * ```ts
+ * const k = generateKey(); // k.keyId, k.publicKey (for root.json), k.privateKey
+ * ```
+ */
+export function generateKey(): TufKeyPair {
+  return pairFromPrivate(generateKeyPairSync("ed25519").privateKey);
+}
+
+/** The `@tufjs/models` `Key` for a public key, to add to a `Root`. */
+export const modelKey = (pair: Pick<TufKeyPair, "keyId" | "publicKey">): Key =>
+  new Key({ keyID: pair.keyId, keyType: pair.publicKey.keytype, scheme: pair.publicKey.scheme, keyVal: { ...pair.publicKey.keyval } });
+
+/**
+ * A signer for `Metadata.sign` (`md.sign(signerFor(key))`): signs the canonical bytes with ed25519.
+ *
+ * @example
+ * ```ts
+ * const md = new Metadata(new Timestamp({ expires })); md.sign(signerFor(key));
+ * ```
+ */
+export const signerFor = (pair: TufKeyPair) => (bytes: Buffer): Signature =>
+  new Signature({ keyID: pair.keyId, sig: cryptoSign(null, bytes, pair.privateKey).toString("hex") });
+
+/** The key file JSON text for a key pair (holds the private key: keep it 0600). */
+export function serializeKey(pair: TufKeyPair): string {
+  const pem = pair.privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+  return `${JSON.stringify({ ...pair.publicKey, keyid: pair.keyId, private: pem }, null, 2)}\n`;
+}
+
+/**
+ * Parses a key file's text.
+ *
+ * @throws {KeyFileError} If it is not a valid ed25519 key file or its key id does not match.
+ */
+export function parseKey(text: string, path = "key file"): TufKeyPair {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (cause) {
+    throw new KeyFileError(path, "not JSON", { cause });
+  }
+  const d = data as { private?: unknown; keyid?: unknown; keyval?: { public?: unknown } };
+  if (typeof d?.private !== "string") throw new KeyFileError(path, "no private key");
+  let pair: TufKeyPair;
+  try {
+    pair = pairFromPrivate(createPrivateKey(d.private));
+  } catch (cause) {
+    throw new KeyFileError(path, "the private key is not a valid ed25519 PKCS#8 PEM", { cause });
+  }
+  if (d.keyid !== undefined && d.keyid !== pair.keyId) throw new KeyFileError(path, `key id ${String(d.keyid)} does not match the key (${pair.keyId})`);
+  if (d.keyval?.public !== undefined && d.keyval.public !== pair.publicKey.keyval.public)
+    throw new KeyFileError(path, "the public key does not match the private key");
+  return pair;
+}
+
+/**
+ * Writes a key file atomically (temp file + rename), mode 0600.
+ *
+ * @example
+ * ```ts
+ * await saveKeyFile("/data/tuf/keys/root.json", generateKey());
+ * ```
+ */
+export async function saveKeyFile(path: string, pair: TufKeyPair): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  await writeFile(tmp, serializeKey(pair), { mode: 0o600, flag: "wx" });
+  await chmod(tmp, 0o600);
+  await rename(tmp, path);
+}
+
+/**
+ * Reads a key file.
+ *
+ * @throws {KeyFileError} If it cannot be read or parsed.
+ */
+export async function loadKeyFile(path: string): Promise<TufKeyPair> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (cause) {
+    throw new KeyFileError(path, (cause as NodeJS.ErrnoException).code ?? String(cause), { cause });
+  }
+  return parseKey(text, path);
+}

@@ -1,0 +1,106 @@
+/**
+ * What went wrong when verifying TUF metadata, as classes callers can act on
+ * (fioup maps them to exit codes). tuf-js throws untyped errors, and wraps
+ * snapshot/targets failures into a `RuntimeError` holding only the message, so
+ * {@link classifyTufError} reads both the class names and the messages.
+ *
+ * @module
+ */
+
+/** Base class: TUF metadata could not be fetched or was refused. */
+export class TufVerificationError extends Error {
+  override name = "TufVerificationError";
+  constructor(
+    /** The metadata file concerned (`timestamp.json`...), when known. */
+    readonly file: string | undefined,
+    why: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Cannot verify TUF metadata${file ? ` ${file}` : ""}: ${why}`, options);
+  }
+}
+
+/** A version older than (or, for root, not exactly one above) the trusted one: rollback attack. */
+export class RollbackError extends TufVerificationError {
+  override name = "RollbackError";
+}
+
+/** Metadata past its expiry: freeze attack, or a gateway that stopped re-signing. */
+export class ExpiredMetadataError extends TufVerificationError {
+  override name = "ExpiredMetadataError";
+}
+
+/** Not signed by a threshold of the keys the trusted root names. */
+export class BadSignatureError extends TufVerificationError {
+  override name = "BadSignatureError";
+}
+
+/** A file whose version, length or hash differs from what the role above pinned: mix-and-match. */
+export class MetadataMismatchError extends TufVerificationError {
+  override name = "MetadataMismatchError";
+}
+
+/** A file larger than its size cap. */
+export class MetadataTooLargeError extends TufVerificationError {
+  override name = "MetadataTooLargeError";
+}
+
+/** The server could not be reached or answered with an HTTP error. */
+export class MetadataFetchError extends TufVerificationError {
+  override name = "MetadataFetchError";
+  constructor(file: string | undefined, why: string, readonly status?: number, options?: ErrorOptions) {
+    super(file, why, options);
+  }
+}
+
+/** Malformed metadata (not JSON, wrong type, missing fields). */
+export class InvalidMetadataError extends TufVerificationError {
+  override name = "InvalidMetadataError";
+}
+
+/** The local trust anchor (root.json in the metadata dir) is missing or unusable. */
+export class TrustedRootError extends TufVerificationError {
+  override name = "TrustedRootError";
+}
+
+function fileOf(message: string): string | undefined {
+  const m = /\b(root|timestamp|snapshot|targets)(\.json)?\b/i.exec(message);
+  return m ? `${m[1]!.toLowerCase()}.json` : undefined;
+}
+
+/**
+ * Turns an error thrown by tuf-js's `Updater` into one of the classes above (the original is the `cause`).
+ *
+ * @example
+ * ```ts
+ * try { await updater.refresh(); } catch (e) { throw classifyTufError(e); }
+ * ```
+ */
+export function classifyTufError(err: unknown, fallbackFile?: string): TufVerificationError {
+  if (err instanceof TufVerificationError) return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  const kind = e.constructor?.name ?? "";
+  // tuf-js's RuntimeError wraps snapshot/targets errors as text: "Unable to load targets error Error: ..."
+  const wrapped = /^Unable to load (\w+)[\w ]* error (?:\w*Error: )?(.*)$/s.exec(e.message);
+  const file = wrapped ? `${wrapped[1]}.json` : fileOf(e.message) ?? fallbackFile;
+  const msg = wrapped ? wrapped[2]! : e.message;
+  const opts = { cause: err };
+  if (kind === "DownloadLengthMismatchError" || /max length reached/i.test(msg))
+    return new MetadataTooLargeError(file, `larger than its size cap (${msg})`, opts);
+  if (kind === "DownloadHTTPError" || /HTTP \d{3}/.test(msg)) {
+    const status = (e as { statusCode?: number }).statusCode;
+    return new MetadataFetchError(file, msg, status, opts);
+  }
+  if (e instanceof MetadataFetchError) return e;
+  if (/is expired/.test(msg)) return new ExpiredMetadataError(file, `expired (${msg})`, opts);
+  if (/is less than current version|Expected version \d+, got/.test(msg))
+    return new RollbackError(file, `older than the trusted version (${msg})`, opts);
+  if (/does not match snapshot version|doesn't match timestamp|length|hash/i.test(msg) || kind === "LengthOrHashMismatchError")
+    return new MetadataMismatchError(file, `does not match the version, length or hash pinned by the role above (${msg})`, opts);
+  if (kind === "UnsignedMetadataError" || /was signed by \d+\/\d+ keys|signature/i.test(msg))
+    return new BadSignatureError(file, `not signed by the trusted keys (${msg})`, opts);
+  if (kind === "BadVersionError") return new RollbackError(file, msg, opts);
+  if (/fetch|ECONNREFUSED|socket|network|timed? ?out|abort/i.test(msg) || kind === "TypeError" && /fetch/i.test(msg))
+    return new MetadataFetchError(file, msg, undefined, opts);
+  return new InvalidMetadataError(file, msg, opts);
+}

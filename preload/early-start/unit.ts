@@ -1,0 +1,74 @@
+/**
+ * The early-start service (seed 002): a one-shot systemd unit that starts the
+ * preloaded compose apps as soon as the container engine is up, only on a
+ * device that is not registered yet. Generated rather than shipped as a fixed
+ * file so its paths follow the fioup config the image was assembled with.
+ *
+ * @module
+ */
+
+export interface EarlyStartPaths {
+  /** fioup's storage.path on the device (sota.toml appears there at registration). */
+  storagePath: string;
+  /** Where the fioup binary is on the device. */
+  fioupBin: string;
+  /** The default-apps list, created at run time by the factory's own provisioning. */
+  defaultAppsFile: string;
+}
+
+export const DEFAULT_EARLY_START_PATHS: EarlyStartPaths = {
+  storagePath: "/var/sota",
+  fioupBin: "/usr/bin/fioup",
+  defaultAppsFile: "/var/lmp/default-apps",
+};
+
+export const UNIT_NAME = "compose-apps-early-start.service";
+export const SCRIPT_PATH = "/usr/bin/compose-apps-early-start";
+
+/** The unit file text. `ConditionPathExists=!` keeps it off registered devices. */
+export function earlyStartUnit(p: EarlyStartPaths = DEFAULT_EARLY_START_PATHS): string {
+  return `[Unit]
+Description=Start preloaded compose apps before the device is registered
+Documentation=https://github.com/ (see README: Preloaded images)
+After=docker.service
+Requires=docker.service
+Before=fioup.service
+ConditionPathExists=!${p.storagePath}/sota.toml
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${SCRIPT_PATH}
+StandardOutput=journal
+StandardError=journal
+TimeoutStartSec=15min
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/**
+ * The script the unit runs. It reads the default-apps file (one name per line or
+ * comma-separated; absent = every preloaded app) and hands the list to fioup,
+ * which loads the images from the local store and runs compose, offline.
+ */
+export function earlyStartScript(p: EarlyStartPaths = DEFAULT_EARLY_START_PATHS): string {
+  return `#!/bin/sh
+# Starts preloaded compose apps on a device that is not registered yet.
+set -eu
+if [ -e "${p.storagePath}/sota.toml" ]; then
+  echo "compose-apps-early-start: device is registered; fioup starts the apps"
+  exit 0
+fi
+apps=""
+if [ -f "${p.defaultAppsFile}" ]; then
+  apps=$(tr ',\\n' '  ' < "${p.defaultAppsFile}" | xargs echo | tr ' ' ',')
+  echo "compose-apps-early-start: starting apps from ${p.defaultAppsFile}: \${apps:-none}"
+  [ -n "$apps" ] || exit 0
+  exec "${p.fioupBin}" early-start --storage "${p.storagePath}" --apps "$apps"
+fi
+echo "compose-apps-early-start: ${p.defaultAppsFile} absent: starting all preloaded apps"
+exec "${p.fioupBin}" early-start --storage "${p.storagePath}"
+`;
+}

@@ -1,0 +1,93 @@
+import { describe, expect, test } from "bun:test";
+import { decidePreload, FactoryConfigError, parseFactoryConfig } from "./factory-config.ts";
+
+// The seed's "Common Advanced Scenario" (seed 002), as a factory would write it.
+const SEED_EXAMPLE = `
+lmp:
+  tagging:
+    refs/heads/production:
+      - tag: production
+        inherit: master
+containers:
+  preloaded_images:
+    enabled: true
+    shortlist: "money-making-app"
+  tagging:
+    refs/heads/master:
+      - tag: master
+      - tag: production
+    refs/heads/devel:
+      - tag: devel
+  ref_options:
+    refs/heads/devel:
+      params:
+        APP_SHORTLIST: "money-making-app,debug-tools"
+    refs/heads/experimental:
+      params:
+        ASSEMBLE_SYSTEM_IMAGE: "0"
+`;
+
+describe("decidePreload on the seed's worked example", () => {
+  const config = parseFactoryConfig(SEED_EXAMPLE);
+
+  test("devel preloads money-making-app and debug-tools", () => {
+    const d = decidePreload(config, "refs/heads/devel");
+    expect(d.assemble).toBe(true);
+    expect(d.apps).toEqual(["money-making-app", "debug-tools"]);
+    expect(d.tags).toEqual(["devel"]);
+  });
+
+  test("master preloads money-making-app and publishes master and production tags", () => {
+    const d = decidePreload(config, "refs/heads/master");
+    expect(d.assemble).toBe(true);
+    expect(d.apps).toEqual(["money-making-app"]);
+    expect(d.tags).toEqual(["master", "production"]);
+  });
+
+  test("production (lmp branch inheriting master's containers) preloads money-making-app", () => {
+    const d = decidePreload(config, "refs/heads/production", "lmp");
+    expect(d.assemble).toBe(true);
+    expect(d.apps).toEqual(["money-making-app"]);
+    expect(d.tags).toEqual(["production"]);
+  });
+
+  test("experimental produces no image and says why", () => {
+    const d = decidePreload(config, "experimental");
+    expect(d.assemble).toBe(false);
+    expect(d.reasons.join("\n")).toContain("ASSEMBLE_SYSTEM_IMAGE");
+  });
+});
+
+describe("decidePreload inheritance", () => {
+  test("lmp inherits containers' preloaded_images when it sets none", () => {
+    const c = parseFactoryConfig(`containers:\n  preloaded_images:\n    enabled: true\n`);
+    expect(decidePreload(c, "main", "lmp")).toMatchObject({ assemble: true, apps: undefined });
+  });
+
+  test("lmp's own setting overrides containers'", () => {
+    const c = parseFactoryConfig(
+      `lmp:\n  preloaded_images:\n    enabled: false\ncontainers:\n  preloaded_images:\n    enabled: true\n`,
+    );
+    expect(decidePreload(c, "main", "lmp").assemble).toBe(false);
+    expect(decidePreload(c, "main", "containers").assemble).toBe(true);
+  });
+
+  test("containers never inherits from lmp", () => {
+    const c = parseFactoryConfig(`lmp:\n  preloaded_images:\n    enabled: true\n    shortlist: "a"\n`);
+    expect(decidePreload(c, "main", "lmp")).toMatchObject({ assemble: true, apps: ["a"] });
+    expect(decidePreload(c, "main", "containers").assemble).toBe(false);
+  });
+
+  test("an empty config preloads nothing", () => {
+    expect(decidePreload(parseFactoryConfig(""), "main").assemble).toBe(false);
+  });
+});
+
+describe("parseFactoryConfig", () => {
+  test("rejects malformed YAML with the file name", () => {
+    expect(() => parseFactoryConfig("containers: [", "f.yml")).toThrow(/Cannot parse f.yml/);
+  });
+  test("rejects a non-boolean enabled with the path", () => {
+    expect(() => parseFactoryConfig(`containers:\n  preloaded_images:\n    enabled: "yes"\n`)).toThrow(FactoryConfigError);
+  });
+});

@@ -1,0 +1,58 @@
+/**
+ * Turns an assembled root filesystem tree into what the factory flashes: the
+ * directory itself, a tar, or an ext4 image built without mounting
+ * (`mkfs.ext4 -d`, so no root privileges or loop devices are needed).
+ *
+ * @module
+ */
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+
+export type OutputFormat = "dir" | "tar" | "ext4";
+
+export class OutputError extends Error {
+  override name = "OutputError";
+}
+
+async function run(cmd: string[], what: string): Promise<void> {
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  if (code !== 0) throw new OutputError(`${what} failed (${cmd[0]} exit ${code}): ${err.trim().split("\n").slice(-3).join(" ")}`);
+}
+
+/** Total bytes of regular files under dir, and the number of entries. */
+export async function treeSize(dir: string): Promise<{ bytes: number; entries: number }> {
+  let bytes = 0;
+  let entries = 0;
+  for (const name of await readdir(dir, { recursive: true })) {
+    const s = await stat(join(dir, name)).catch(() => undefined);
+    entries++;
+    if (s?.isFile()) bytes += s.size;
+  }
+  return { bytes, entries };
+}
+
+/**
+ * Writes `tree` to `out` in the given format. For "dir" the tree is moved into
+ * place; for "tar" and "ext4" the tree is left as it is and the caller removes it.
+ */
+export async function writeOutput(tree: string, out: string, format: OutputFormat): Promise<void> {
+  await mkdir(dirname(out), { recursive: true });
+  if (format === "dir") {
+    await rm(out, { recursive: true, force: true });
+    await rename(tree, out);
+    return;
+  }
+  const tmp = `${out}.partial`;
+  await rm(tmp, { force: true });
+  if (format === "tar") {
+    // GNU tar with numeric owners: the image is for another machine.
+    await run(["tar", "--numeric-owner", "--sort=name", "-C", tree, "-cf", tmp, "."], "Writing the tar");
+  } else {
+    const { bytes, entries } = await treeSize(tree);
+    // Room for metadata: 4 KiB per entry, 20% slack, at least 64 MiB.
+    const sizeKiB = Math.max(64 * 1024, Math.ceil(((bytes + entries * 4096) * 1.2) / 1024));
+    await run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree, tmp, `${sizeKiB}K`], "Building the ext4 image");
+  }
+  await rename(tmp, out);
+}

@@ -1,0 +1,305 @@
+/**
+ * A private Docker daemon for tests, shared by every test process on the machine. Two daemons
+ * fight over bridges and iptables, so there is ONE, at a fixed place (/tmp/ota-test-dockerd,
+ * or $OTA_TEST_DOCKERD_DIR), guarded by a lock and reference-counted by the PIDs of the test
+ * processes using it: the first user starts it (on a fresh data root), the last one stops it.
+ *
+ * The daemon has its own bridge (`ota-test0`, 10.200.0.1/24), `--iptables=false` and no
+ * registry mirrors: published ports on 127.0.0.1 work through docker-proxy, compose networks
+ * come from 10.201.0.0/16, nothing is NATed to the outside, and an image that is not local
+ * fails fast.
+ *
+ * @module
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { onExit, pidAlive, run, ServiceStartError, sleep, spawnDetached, stopPid, tailFile, waitFor } from "./tmp.ts";
+
+export interface DockerdHandle {
+  /** Path of the daemon's unix socket. */
+  socket: string;
+  /** `unix://<socket>`, for DOCKER_HOST. */
+  host: string;
+  /** `{DOCKER_HOST}`: spread into a child's env so `docker`/`docker-compose` talk to this daemon. */
+  env: Record<string, string>;
+  pid: number;
+  /** Runs `docker ARGS...` against this daemon; returns stdout; throws with stderr on failure. */
+  docker(...args: string[]): Promise<string>;
+  /** Drops this reference; the last user on the machine stops the daemon by PID. */
+  stop(): Promise<void>;
+}
+
+const ROOT = process.env.OTA_TEST_DOCKERD_DIR ?? "/tmp/ota-test-dockerd";
+const SOCKET = join(ROOT, "docker.sock");
+const PIDFILE = join(ROOT, "dockerd.pid");
+const LOG = join(ROOT, "dockerd.log");
+const LOCK = join(ROOT, "lock");
+const USERS = join(ROOT, "users");
+const DATA = join(ROOT, "data");
+const EXEC = join(ROOT, "exec");
+const BRIDGE = process.env.OTA_TEST_DOCKERD_BRIDGE ?? "ota-test0";
+const BRIDGE_CIDR = process.env.OTA_TEST_DOCKERD_BIP ?? "10.200.0.1/24";
+const ADDRESS_POOL = process.env.OTA_TEST_DOCKERD_POOL ?? "10.201.0.0/16";
+
+export class DockerdLockError extends Error {
+  override name = "DockerdLockError";
+}
+
+/** In-process reference count: many test files in one `bun test` process share one user entry. */
+let localRefs = 0;
+
+async function ping(): Promise<boolean> {
+  if (!existsSync(SOCKET)) return false;
+  try {
+    const res = await fetch("http://localhost/_ping", { unix: SOCKET, signal: AbortSignal.timeout(2000) } as RequestInit);
+    return res.ok && (await res.text()) === "OK";
+  } catch {
+    return false;
+  }
+}
+
+function daemonPid(): number {
+  try {
+    return Number.parseInt(readFileSync(PIDFILE, "utf8").trim(), 10);
+  } catch {
+    return 0;
+  }
+}
+
+/** Lock = a directory created atomically, holding the owner's PID; a dead owner's lock is broken. */
+function tryLockSync(): boolean {
+  try {
+    mkdirSync(LOCK);
+    writeFileSync(join(LOCK, "owner"), String(process.pid));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    let owner = 0;
+    try {
+      owner = Number.parseInt(readFileSync(join(LOCK, "owner"), "utf8"), 10);
+    } catch {
+      // owner file not written yet, or lock just released
+    }
+    if (owner && !pidAlive(owner)) {
+      rmSync(LOCK, { recursive: true, force: true });
+    }
+    return false;
+  }
+}
+
+function unlockSync(): void {
+  rmSync(LOCK, { recursive: true, force: true });
+}
+
+async function withLock<T>(fn: () => Promise<T>): Promise<T> {
+  mkdirSync(ROOT, { recursive: true });
+  const deadline = Date.now() + 180_000;
+  let ownerless = 0;
+  while (!tryLockSync()) {
+    // A lock dir without an owner file for long is left by a crash between mkdir and write.
+    if (!existsSync(join(LOCK, "owner")) && ++ownerless > 100) rmSync(LOCK, { recursive: true, force: true });
+    if (Date.now() > deadline) throw new DockerdLockError(`Cannot lock ${LOCK}: held by another test process for 180 s`);
+    await sleep(100);
+  }
+  try {
+    return await fn();
+  } finally {
+    unlockSync();
+  }
+}
+
+function liveUsers(): number[] {
+  mkdirSync(USERS, { recursive: true });
+  const live: number[] = [];
+  for (const name of readdirSync(USERS)) {
+    const pid = Number.parseInt(name, 10);
+    if (pidAlive(pid)) live.push(pid);
+    else rmSync(join(USERS, name), { force: true });
+  }
+  return live;
+}
+
+/** PIDs of processes (containerd shims, a stale dockerd/containerd) whose command line names our root. */
+function leftoverPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number.parseInt(entry, 10);
+    if (!pid || pid === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (cmdline.includes(`${ROOT}/`)) pids.push(pid);
+    } catch {
+      // process gone
+    }
+  }
+  return pids;
+}
+
+/** Leaves ROOT with no daemon, no shims, no mounts and empty data/exec roots. */
+async function wipe(): Promise<void> {
+  for (const pid of leftoverPids()) await stopPid(pid, 3000);
+  const mountinfo = readFileSync("/proc/self/mountinfo", "utf8").split("\n");
+  const mounts = mountinfo
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((m) => m.startsWith(`${ROOT}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run(["umount", "-l", m], { allowFail: true });
+  rmSync(DATA, { recursive: true, force: true });
+  rmSync(EXEC, { recursive: true, force: true });
+  rmSync(SOCKET, { force: true });
+  rmSync(PIDFILE, { force: true });
+}
+
+async function ensureBridge(): Promise<void> {
+  const exists = await run(["ip", "link", "show", BRIDGE], { allowFail: true });
+  if (exists.code !== 0) {
+    await run(["ip", "link", "add", BRIDGE, "type", "bridge"]);
+    await run(["ip", "addr", "add", BRIDGE_CIDR, "dev", BRIDGE]);
+  }
+  await run(["ip", "link", "set", BRIDGE, "up"]);
+}
+
+async function startDaemon(): Promise<number> {
+  await wipe();
+  await ensureBridge();
+  mkdirSync(DATA, { recursive: true });
+  mkdirSync(EXEC, { recursive: true });
+  // An empty config file so /etc/docker/daemon.json (mirrors, proxies) never applies.
+  const config = join(ROOT, "daemon.json");
+  writeFileSync(config, "{}\n");
+  writeFileSync(LOG, "");
+  await spawnDetached({
+    cmd: [
+      "dockerd",
+      "--config-file", config,
+      "--data-root", DATA,
+      "--exec-root", EXEC,
+      "--host", `unix://${SOCKET}`,
+      "--pidfile", PIDFILE,
+      "--bridge", BRIDGE,
+      "--iptables=false",
+      "--ip6tables=false",
+      "--ip-masq=false",
+      "--default-address-pool", `base=${ADDRESS_POOL},size=24`,
+      "--shutdown-timeout", "3",
+      "--log-level", "warn",
+    ],
+    env: { HTTP_PROXY: "", HTTPS_PROXY: "", http_proxy: "", https_proxy: "", DOCKER_HOST: "" },
+    logFile: LOG,
+  });
+  const started = Date.now();
+  await waitFor({
+    service: "dockerd",
+    what: `answer on ${SOCKET}/_ping`,
+    ready: ping,
+    logFile: LOG,
+    // The pidfile appears a moment after launch; until then assume it is starting.
+    alive: () => Date.now() - started < 5000 || pidAlive(daemonPid()),
+    timeoutMs: 60_000,
+  });
+  return daemonPid();
+}
+
+async function stopDaemon(): Promise<void> {
+  const pid = daemonPid();
+  if (pid && pidAlive(pid)) await stopPid(pid, 20_000);
+  // containerd shims outlive a killed dockerd; they were started for us, so stop them too.
+  for (const p of leftoverPids()) await stopPid(p, 3000);
+}
+
+function registerUserSync(): void {
+  mkdirSync(USERS, { recursive: true });
+  writeFileSync(join(USERS, String(process.pid)), "");
+}
+
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  onExit(() => {
+    if (localRefs === 0) return;
+    localRefs = 0;
+    rmSync(join(USERS, String(process.pid)), { force: true });
+    // Best effort, synchronous: if nobody else uses the daemon, ask it to stop.
+    const deadline = Date.now() + 2000;
+    while (!tryLockSync()) {
+      if (Date.now() > deadline) return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+    try {
+      if (liveUsers().length === 0) {
+        const pid = daemonPid();
+        if (pid && pidAlive(pid)) process.kill(pid, "SIGTERM");
+      }
+    } finally {
+      unlockSync();
+    }
+  });
+}
+
+/**
+ * Returns the machine's shared private dockerd, starting it if nobody runs it. Call `stop()`
+ * in afterAll.
+ *
+ * @example
+ * ```ts
+ * const dockerd = await startDockerd();
+ * await dockerd.docker("load", "-i", await busyboxImageTar({ tag: "t/app:1" }));
+ * Bun.spawn(["docker-compose", "up", "-d"], { env: { ...process.env, ...dockerd.env } });
+ * afterAll(() => dockerd.stop());
+ * ```
+ * @throws {ServiceStartError} If the daemon does not answer /_ping within 60 s (message has its log tail).
+ */
+export async function startDockerd(): Promise<DockerdHandle> {
+  installExitHook();
+  const pid = await withLock(async () => {
+    registerUserSync();
+    localRefs++;
+    try {
+      if (await ping()) return daemonPid();
+      // A daemon still starting (another process died mid-start) or hung: give it a moment, then replace it.
+      const old = daemonPid();
+      if (old && pidAlive(old)) {
+        const deadline = Date.now() + 15_000;
+        while (Date.now() < deadline) {
+          if (await ping()) return old;
+          await sleep(200);
+        }
+        await stopDaemon();
+      }
+      return await startDaemon();
+    } catch (err) {
+      localRefs--;
+      if (localRefs === 0) rmSync(join(USERS, String(process.pid)), { force: true });
+      throw err;
+    }
+  });
+  const env = { DOCKER_HOST: `unix://${SOCKET}` };
+  let stopped = false;
+  return {
+    socket: SOCKET,
+    host: env.DOCKER_HOST,
+    env,
+    pid,
+    async docker(...args: string[]): Promise<string> {
+      return (await run(["docker", ...args], { env })).stdout;
+    },
+    async stop(): Promise<void> {
+      if (stopped) return;
+      stopped = true;
+      await withLock(async () => {
+        localRefs--;
+        if (localRefs > 0) return;
+        rmSync(join(USERS, String(process.pid)), { force: true });
+        if (liveUsers().length === 0) await stopDaemon();
+      });
+    },
+  };
+}
+
+/** The shared daemon's log (for debugging a failing test). */
+export function dockerdLogTail(bytes = 4000): string {
+  return tailFile(LOG, bytes);
+}
+
+export { ServiceStartError };

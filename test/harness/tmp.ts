@@ -1,0 +1,374 @@
+/**
+ * Shared plumbing for the test harness: temp dirs that vanish at exit, free loopback ports,
+ * and `Proc`, a spawned service that is waited on until ready and stopped by PID. Every
+ * starter in this folder is built on these, so no test leaks a process or a directory.
+ *
+ * @module
+ */
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const tempDirs = new Set<string>();
+const liveProcs = new Set<Proc>();
+const exitHooks: (() => void)[] = [];
+
+let exitHandlerInstalled = false;
+function installExitHandler(): void {
+  if (exitHandlerInstalled) return;
+  exitHandlerInstalled = true;
+  // Safety net: whatever a test forgot to stop dies with the test process.
+  process.on("exit", () => {
+    for (const hook of exitHooks.splice(0)) {
+      try {
+        hook();
+      } catch {
+        // best effort at exit
+      }
+    }
+    for (const p of liveProcs) p.killNow();
+    for (const dir of tempDirs) {
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch {
+        // a dir still used by a dying process: leave it to the OS
+      }
+    }
+  });
+}
+
+/** Registers a synchronous hook run at process exit (before temp dirs are removed). */
+export function onExit(hook: () => void): void {
+  installExitHandler();
+  exitHooks.push(hook);
+}
+
+/**
+ * Creates a fresh directory under os.tmpdir() named `<prefix>XXXXXX`, removed at process exit.
+ *
+ * @example
+ * ```ts
+ * const dir = await tempDir("registry-");
+ * ```
+ */
+export async function tempDir(prefix: string): Promise<string> {
+  installExitHandler();
+  const dir = mkdtempSync(join(tmpdir(), prefix.replace(/[^A-Za-z0-9._-]/g, "-")));
+  tempDirs.add(dir);
+  return dir;
+}
+
+/** Removes a temp dir now (it would be removed at exit anyway). */
+export function removeTempDir(dir: string): void {
+  tempDirs.delete(dir);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Returns a TCP port on 127.0.0.1 that was free a moment ago (listen on 0, then close). */
+export async function freePort(): Promise<number> {
+  return await new Promise<number>((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error("Cannot find a free port: no address"))));
+    });
+  });
+}
+
+/** True if something accepts TCP connections on host:port. */
+export async function portAnswers(port: number, host = "127.0.0.1"): Promise<boolean> {
+  return await new Promise<boolean>((resolve) => {
+    const sock = connect({ port, host });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.once("connect", () => done(true));
+    sock.once("error", () => done(false));
+    sock.setTimeout(1000, () => done(false));
+  });
+}
+
+/** True if a process with this PID exists (signal 0). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // A zombie answers signal 0 but is dead for our purposes.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Last `bytes` of a file as text ("" if it does not exist). */
+export function tailFile(path: string, bytes = 4000): string {
+  if (!existsSync(path)) return "";
+  const size = statSync(path).size;
+  const start = Math.max(0, size - bytes);
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(size - start);
+    readSync(fd, buf, 0, buf.length, start);
+    return buf.toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Sends SIGTERM to a PID, waits up to `graceMs`, then SIGKILL and waits for it to go. */
+export async function stopPid(pid: number, graceMs = 10_000): Promise<void> {
+  if (!pidAlive(pid)) return;
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!pidAlive(pid)) return;
+    await sleep(50);
+  }
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return;
+  }
+  const killDeadline = Date.now() + 5000;
+  while (Date.now() < killDeadline && pidAlive(pid)) await sleep(50);
+}
+
+export class ServiceStartError extends Error {
+  override name = "ServiceStartError";
+}
+
+async function check(ready: () => Promise<boolean> | boolean): Promise<boolean> {
+  try {
+    return await ready();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Polls `ready` every 50 ms until it returns true. Throws ServiceStartError naming `service`
+ * and `what`, with the tail of `logFile`, if `alive()` turns false or `timeoutMs` passes.
+ */
+export async function waitFor(opts: {
+  service: string;
+  what: string;
+  ready: () => Promise<boolean> | boolean;
+  logFile?: string;
+  alive?: () => boolean;
+  timeoutMs?: number;
+}): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const deadline = Date.now() + timeoutMs;
+  const tail = () => (opts.logFile ? `\n--- ${opts.logFile} ---\n${tailFile(opts.logFile, 3000)}` : "");
+  for (;;) {
+    if (await check(opts.ready)) return;
+    if (opts.alive && !opts.alive()) {
+      throw new ServiceStartError(`Cannot start ${opts.service}: it exited before ${opts.what}${tail()}`);
+    }
+    if (Date.now() > deadline) {
+      throw new ServiceStartError(`Cannot start ${opts.service}: no ${opts.what} after ${timeoutMs} ms${tail()}`);
+    }
+    await sleep(50);
+  }
+}
+
+export interface ProcOptions {
+  /** Shown in errors: "dockerd", "postgres"... */
+  name: string;
+  cmd: string[];
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** stdout and stderr both go here (appended). */
+  logFile: string;
+}
+
+/**
+ * A service process started by a test: its output goes to a log file, `waitUntil` polls a
+ * readiness check with a timeout (the error quotes the log tail), `stop()` sends SIGTERM then
+ * SIGKILL by PID. Live processes are killed at process exit if a test forgot them.
+ */
+export class Proc {
+  readonly pid: number;
+  readonly name: string;
+  readonly logFile: string;
+  private readonly sub: ReturnType<typeof Bun.spawn>;
+  private exitCode: number | null = null;
+  private exited = false;
+
+  private constructor(opts: ProcOptions, sub: ReturnType<typeof Bun.spawn>) {
+    this.name = opts.name;
+    this.logFile = opts.logFile;
+    this.sub = sub;
+    this.pid = sub.pid;
+    sub.exited.then((code) => {
+      this.exited = true;
+      this.exitCode = code;
+      liveProcs.delete(this);
+    });
+  }
+
+  /** Spawns the process; it is not ready yet (call `waitUntil`). */
+  static start(opts: ProcOptions): Proc {
+    installExitHandler();
+    const log = openSync(opts.logFile, "a");
+    const cmd = opts.cmd;
+    let sub: ReturnType<typeof Bun.spawn>;
+    try {
+      sub = Bun.spawn({
+        cmd,
+        cwd: opts.cwd,
+        env: { ...process.env, ...opts.env } as Record<string, string>,
+        stdin: "ignore",
+        stdout: log,
+        stderr: log,
+      });
+    } catch (err) {
+      throw new ServiceStartError(`Cannot start ${opts.name}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      closeSync(log);
+    }
+    const proc = new Proc(opts, sub);
+    liveProcs.add(proc);
+    return proc;
+  }
+
+  get running(): boolean {
+    return !this.exited && pidAlive(this.pid);
+  }
+
+  /** The last few KiB of the service's output, for error messages. */
+  logTail(bytes = 3000): string {
+    return tailFile(this.logFile, bytes);
+  }
+
+  /**
+   * Polls `ready` until it returns true; throws ServiceStartError (with the log tail) if the
+   * process exits or `timeoutMs` passes first.
+   */
+  async waitUntil(ready: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await check(ready)) return;
+      if (this.exited) {
+        throw new ServiceStartError(
+          `Cannot start ${this.name}: it exited with code ${this.exitCode} before ${what}\n--- ${this.logFile} ---\n${this.logTail()}`,
+        );
+      }
+      if (Date.now() > deadline) {
+        const tail = this.logTail();
+        await this.stop(2000);
+        throw new ServiceStartError(
+          `Cannot start ${this.name}: no ${what} after ${timeoutMs} ms\n--- ${this.logFile} ---\n${tail}`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  /** Waits until the log contains `pattern`. */
+  async waitForLog(pattern: string | RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+    let match: RegExpMatchArray | null = null;
+    await this.waitUntil(
+      () => {
+        const text = tailFile(this.logFile, 1 << 20);
+        match = typeof pattern === "string" ? (text.includes(pattern) ? [pattern] : null) : text.match(pattern);
+        return match !== null;
+      },
+      `log line ${String(pattern)}`,
+      timeoutMs,
+    );
+    return match!;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (!this.exited) await stopPid(this.pid, graceMs);
+    liveProcs.delete(this);
+  }
+
+  /** SIGKILL now (crash tests). */
+  async kill(): Promise<void> {
+    this.killNow();
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && this.running) await sleep(20);
+    liveProcs.delete(this);
+  }
+
+  /** Synchronous SIGKILL, used by the exit safety net. */
+  killNow(): void {
+    if (this.exited) return;
+    try {
+      process.kill(this.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Resolves with the exit code when the process ends. */
+  get exitedPromise(): Promise<number> {
+    return this.sub.exited;
+  }
+}
+
+/**
+ * Starts a daemon that must outlive this process (the shared dockerd): `setsid -f` forks it
+ * into its own session, reparented to init, so neither bun test's dangling-process cleanup nor
+ * our exit kills it. Returns once the launcher has exited; find the daemon by its pidfile.
+ */
+export async function spawnDetached(opts: { cmd: string[]; env?: Record<string, string | undefined>; logFile: string }): Promise<void> {
+  const log = openSync(opts.logFile, "a");
+  try {
+    const sub = Bun.spawn({
+      cmd: ["setsid", "-f", ...opts.cmd],
+      env: { ...process.env, ...opts.env } as Record<string, string>,
+      stdin: "ignore",
+      stdout: log,
+      stderr: log,
+    });
+    const code = await sub.exited;
+    if (code !== 0) throw new ServiceStartError(`Cannot start ${opts.cmd[0]}: setsid exited with code ${code}\n${tailFile(opts.logFile)}`);
+  } finally {
+    closeSync(log);
+  }
+}
+
+/** Runs a command to completion; throws with its output if it fails. */
+export async function run(
+  cmd: string[],
+  opts: { env?: Record<string, string | undefined>; cwd?: string; stdin?: string | Uint8Array; allowFail?: boolean } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const sub = Bun.spawn({
+    cmd,
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env } as Record<string, string>,
+    stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin as BlobPart]),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(sub.stdout).text(),
+    new Response(sub.stderr).text(),
+    sub.exited,
+  ]);
+  if (code !== 0 && !opts.allowFail) {
+    throw new Error(`Command failed: ${cmd.join(" ")}: exit ${code}\n${stderr.slice(-3000)}${stdout.slice(-1000)}`);
+  }
+  return { code, stdout, stderr };
+}
