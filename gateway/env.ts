@@ -32,9 +32,9 @@ export interface TufService {
   metadata(fileName: string): Promise<Uint8Array | undefined>;
   /** The signed targets.json content. */
   targets(): Promise<{ targets: Record<string, TargetEntry>; version: number }>;
-  addTargets(targets: Record<string, TargetEntry>): Promise<void>;
-  removeTargets(names: string[]): Promise<void>;
-  rotate(role: string): Promise<void>;
+  addTargets(targets: Record<string, TargetEntry>): Promise<unknown>;
+  removeTargets(names: string[]): Promise<unknown>;
+  rotate(role: "root" | "targets" | "snapshot" | "timestamp"): Promise<unknown>;
 }
 
 /** Long-lived services shared by all requests. */
@@ -55,5 +55,5 @@ export interface Gateway {
 
 export interface GatewayEnv {
   Bindings: Bindings;
-  Variables: { gw: Gateway; device: DeviceRow; registrationToken?: RegistrationTokenRow };
+  Variables: { gw: Gateway; device: DeviceRow; admin?: boolean; registrationToken?: RegistrationTokenRow };
 }

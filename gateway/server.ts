@@ -75,7 +75,7 @@ function toWebStream(req: IncomingMessage): ReadableStream<Uint8Array> {
         req.destroy();
       },
     },
-    { highWaterMark: 256 * 1024, size: (c) => c.byteLength },
+    { highWaterMark: 256 * 1024, size: (c) => c?.byteLength ?? 0 },
   );
 }
 

@@ -286,7 +286,8 @@ export class Runtime {
       }
       const started = Date.now();
       try {
-        await compose.up(name, inst.dir, inst.composeFile, { timeoutMs: opts.timeoutMs ?? 10 * 60_000 });
+        // compose itself gets its own, longer bound: creating containers is not the readiness wait.
+        await compose.up(name, inst.dir, inst.composeFile, { timeoutMs: Math.max(opts.timeoutMs ?? 0, 5 * 60_000) });
       } catch (err) {
         const reports = await serviceReports(this.engine, name, this.services(inst));
         results.push({ name, ok: false, state: appState(inst.uri, reports), error: (err as Error).message });

@@ -48,4 +48,14 @@ export function tufStorageContract(open: () => Promise<TufStorage>): void {
     const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     expect(failed.reason).toBeInstanceOf(TufVersionConflictError);
   });
+
+  test("deleteBefore(), when implemented, drops only older versions of that role", async () => {
+    const s = await open();
+    if (!s.deleteBefore) return;
+    await s.put([rec("targets", 1), rec("targets", 2), rec("targets", 3), rec("snapshot", 1)]);
+    expect(await s.deleteBefore("targets", 3)).toBe(2);
+    expect(await s.get("targets", 2)).toBeUndefined();
+    expect((await s.getLatest("targets"))?.version).toBe(3);
+    expect(await s.get("snapshot", 1)).toBeDefined();
+  });
 }

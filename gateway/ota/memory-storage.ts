@@ -39,4 +39,15 @@ export class MemoryTufStorage implements TufStorage {
       if (r.version > (this.#latest.get(r.role) ?? 0)) this.#latest.set(r.role, r.version);
     }
   }
+
+  async deleteBefore(role: Exclude<RoleName, "root">, version: number): Promise<number> {
+    let n = 0;
+    for (const [key, r] of this.#records) {
+      if (r.role === role && r.version < version) {
+        this.#records.delete(key);
+        n++;
+      }
+    }
+    return n;
+  }
 }

@@ -8,7 +8,7 @@ import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { SigningKeyUnavailableError } from "./key-store.ts";
 import { MemoryTufStorage } from "./memory-storage.ts";
 import { startTufRefreshTimer } from "./refresh-timer.ts";
-import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError, TufRepo, type TufRepoOptions } from "./repo.ts";
+import { InvalidRoleError, InvalidTargetError, TargetNotFoundError, TargetsTooLargeError, TufRepo, type TufRepoOptions } from "./repo.ts";
 
 const entry = (version: number, hwid = "rpi"): TargetEntry => ({
   length: 0,
@@ -180,19 +180,38 @@ describe("TufRepo", () => {
   });
 
   test("startTufRefreshTimer() re-signs the timestamp when due and stops", async () => {
-    let now = Date.now() + 20 * 3600_000;
-    const repo = await open({ now: () => new Date(now - 20 * 3600_000) });
-    now = Date.now();
+    let offset = 0;
+    const repo = await open({ now: () => new Date(Date.now() + offset) });
     const seen: string[][] = [];
-    const fakeClockRepo = { refreshTimestamp: () => repo.refreshTimestamp() };
-    const timer = startTufRefreshTimer(fakeClockRepo, { intervalMs: 20, onRefresh: (r) => seen.push(r.refreshed) });
-    await Bun.sleep(100);
-    await timer.stop();
+    const errors: unknown[] = [];
+    const timer = startTufRefreshTimer(repo, { intervalMs: 20, onRefresh: (r) => seen.push(r.refreshed), onError: (e) => errors.push(e) });
+    await Bun.sleep(80);
     expect(seen).toEqual([]); // nothing due with a fresh timestamp
-    const late = await open({ now: () => new Date(Date.now() + 20 * 3600_000) });
-    const timer2 = startTufRefreshTimer(late, { intervalMs: 20, onRefresh: (r) => seen.push(r.refreshed) });
-    await Bun.sleep(100);
-    await timer2.stop();
-    expect(seen[0]).toEqual(["timestamp"]);
+    offset = 20 * 3600_000;
+    await Bun.sleep(80);
+    await timer.stop();
+    expect(seen).toEqual([["timestamp"]]); // once: the new one is fresh again
+    expect(errors).toEqual([]);
+    const v = (await repo.versions()).timestamp;
+    await Bun.sleep(60);
+    expect((await repo.versions()).timestamp).toBe(v); // stopped
+  });
+
+  test("old targets, snapshot and timestamp versions are dropped; the root chain is kept", async () => {
+    const repo = await open({ keepVersions: 3 });
+    for (let i = 1; i <= 6; i++) await repo.addTargets({ [`rpi-${i}`]: entry(i) });
+    await repo.rotate("root");
+    expect(await repo.metadata("7.targets.json")).toBeDefined();
+    expect(await repo.metadata("5.targets.json")).toBeDefined();
+    expect(await repo.metadata("4.targets.json")).toBeUndefined();
+    expect(await repo.metadata("4.snapshot.json")).toBeUndefined();
+    expect(await repo.metadata("1.root.json")).toBeDefined();
+    expect(await repo.metadata("2.root.json")).toBeDefined();
+    await expectConsistent(repo);
+  });
+
+  test("rotate() refuses an unknown role", async () => {
+    const repo = await open();
+    await expect(repo.rotate("mirror" as never)).rejects.toThrow(InvalidRoleError);
   });
 });

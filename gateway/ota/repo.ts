@@ -13,7 +13,7 @@ import { Root, Snapshot, Targets, Timestamp } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../../lib/api/target.ts";
 import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
-import { expiresAt, metaFileFor, parseMetadata, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
+import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
 import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
 import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
 import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
@@ -35,6 +35,8 @@ export interface TufRepoOptions {
   maxTargetsPerHwid?: number;
   /** Refuse a targets.json larger than this (devices cap it too). Default 4 MiB. */
   maxTargetsBytes?: number;
+  /** Versions of targets, snapshot and timestamp kept served (older ones are deleted if the storage can). Default 32. */
+  keepVersions?: number;
   /** The clock (tests move it). */
   now?: () => Date;
 }
@@ -44,6 +46,14 @@ export class InvalidTargetError extends Error {
   override name = "InvalidTargetError";
   constructor(name: string, why: string) {
     super(`Cannot add target "${name}": ${why}`);
+  }
+}
+
+/** `rotate` was given something other than root, targets, snapshot or timestamp. */
+export class InvalidRoleError extends Error {
+  override name = "InvalidRoleError";
+  constructor(role: string) {
+    super(`Cannot rotate the key of role "${role}": roles are ${ROLE_NAMES.join(", ")}`);
   }
 }
 
@@ -71,6 +81,9 @@ export class TufRepoStateError extends Error {
 const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/;
 const FILE_NAME = /^(?:([1-9][0-9]{0,9})\.)?(root|timestamp|snapshot|targets)\.json$/;
 const encoder = new TextEncoder();
+/** Another process (sharing the database) wrote the same version: reload and retry, with jitter. */
+const MAX_CONFLICT_RETRIES = 30;
+const backoff = (attempt: number) => Bun.sleep(Math.random() * Math.min(50, 2 + attempt * 3));
 type RootJson = Parameters<typeof Root.fromJSON>[0];
 
 interface Loaded<R extends RoleName> {
@@ -110,6 +123,7 @@ export class TufRepo {
   readonly #maxPerHwid: number;
   readonly #maxTargetsBytes: number;
   readonly #now: () => Date;
+  readonly #keepVersions: number;
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(opts: TufRepoOptions) {
@@ -126,6 +140,7 @@ export class TufRepo {
     this.#maxPerHwid = opts.maxTargetsPerHwid ?? DEFAULT_MAX_TARGETS_PER_HWID;
     this.#maxTargetsBytes = opts.maxTargetsBytes ?? 4 << 20;
     this.#now = opts.now ?? (() => new Date());
+    this.#keepVersions = Math.max(2, opts.keepVersions ?? 32);
   }
 
   /** Opens the repository, creating keys and version 1 of every role if the storage is empty. */
@@ -261,6 +276,7 @@ export class TufRepo {
    * @throws {SigningKeyUnavailableError} The root key (or for a root rotation, the old root key) is offline.
    */
   async rotate(role: RoleName): Promise<{ keyId: string; rootVersion: number }> {
+    if (!ROLE_NAMES.includes(role)) throw new InvalidRoleError(String(role));
     return this.#serial(async () => {
       for (let attempt = 0; ; attempt++) {
         const s = await this.#load();
@@ -286,10 +302,12 @@ export class TufRepo {
           await this.#storage.put(records);
         } catch (e) {
           await this.#keys.discardNext(role);
-          if (e instanceof TufVersionConflictError && attempt < 5) continue;
-          throw e;
+          if (!(e instanceof TufVersionConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
+          await backoff(attempt);
+          continue;
         }
         await this.#keys.promoteNext(role);
+        await this.#prune(records);
         return { keyId: next.keyId, rootVersion: s.root.signed.version + 1 };
       }
     });
@@ -311,10 +329,11 @@ export class TufRepo {
         if (records.length === 0) return result;
         try {
           await this.#storage.put(records);
+          await this.#prune(records);
           return result;
         } catch (e) {
-          if (e instanceof TufVersionConflictError && attempt < 5) continue;
-          throw e;
+          if (!(e instanceof TufVersionConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
+          await backoff(attempt);
         }
       }
     });
@@ -361,6 +380,14 @@ export class TufRepo {
     };
     const [root, targets, snapshot, timestamp] = await Promise.all([one("root"), one("targets"), one("snapshot"), one("timestamp")]);
     return { root, targets, snapshot, timestamp };
+  }
+
+  /** Old versions no client will ask for again: a client mid-refresh needs only the newest few. */
+  async #prune(records: TufRecord[]): Promise<void> {
+    if (!this.#storage.deleteBefore) return;
+    for (const r of records) {
+      if (r.role !== "root" && r.version > this.#keepVersions) await this.#storage.deleteBefore(r.role, r.version - this.#keepVersions + 1);
+    }
   }
 
   #key(s: State, role: RoleName): Promise<TufKeyPair> {

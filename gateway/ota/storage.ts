@@ -16,6 +16,8 @@
  *   and retries). This is what keeps several gateway processes sharing one
  *   PostgreSQL database consistent.
  * - `getLatest(role)` is the record with the highest version of that role.
+ * - `deleteBefore(role, version)` (optional) drops old versions the repo no
+ *   longer serves; root versions are never deleted.
  * - All methods are async and may be called concurrently.
  *
  * The targets list is not stored separately: it is the latest signed
@@ -47,6 +49,12 @@ export interface TufStorage {
    * @throws {TufVersionConflictError} If any `(role, version)` exists already (nothing written).
    */
   put(records: TufRecord[]): Promise<void>;
+  /**
+   * Optional: deletes versions of `role` below `version` (never called for root, whose
+   * whole chain stays served). Without it, every version is kept forever.
+   * Returns how many were deleted.
+   */
+  deleteBefore?(role: Exclude<RoleName, "root">, version: number): Promise<number>;
 }
 
 /** Thrown by {@link TufStorage.put} when a `(role, version)` exists: a concurrent writer got there first. */

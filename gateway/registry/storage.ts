@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { RegistryError } from "./errors.ts";
 import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
@@ -94,6 +94,7 @@ export class RegistryStorage {
       throw new RegistryError(404, "BLOB_UNKNOWN", `Cannot link blob "${digest}": it is not stored`);
     }
     await writeFileAtomic(this.layerLink(repo, digest), digest);
+    await touch(this.blobPath(digest));
   }
 
   /** Removes a blob from `repo` (the content stays until gc). Returns false if it was not there. */
@@ -113,6 +114,7 @@ export class RegistryStorage {
     await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
     if ((await fileSize(dest)) !== undefined) {
       await rm(file, { force: true });
+      await touch(dest); // fresh again: gc's grace period covers the push now referencing it
       return;
     }
     await rename(file, dest);
@@ -231,4 +233,9 @@ export class RegistryStorage {
     }
     return out;
   }
+}
+
+async function touch(path: string): Promise<void> {
+  const now = new Date();
+  await utimes(path, now, now).catch(() => undefined);
 }

@@ -177,7 +177,8 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   for (const [flag, spec] of Object.entries(cmd.flags as Record<string, FlagSpec>)) {
     if (spec.type === "boolean" && values[flag] === undefined) values[flag] = false;
   }
-  const fmt = values.format;
+  // Only commands that take the shared --format flag speak JSON; others may use --format for their own ends.
+  const fmt = (cmd.flags as Record<string, FlagSpec>).format === formatFlag.format ? values.format : undefined;
   if (fmt !== undefined && fmt !== "text" && fmt !== "json") {
     process.stderr.write(`${cli.name} ${name}: --format must be text or json\n`);
     return 2;

@@ -1,0 +1,42 @@
+/** The update as commands print it (stable JSON keys for --format json). */
+import type { UpdateRow } from "../db.ts";
+import { fmtBytes } from "../update/space.ts";
+
+export interface UpdateSummary {
+  id: string;
+  fromTarget: string | null;
+  toTarget: string;
+  version: string;
+  state: string;
+  bytesFetched: number;
+  bytesTotal: number;
+  error: string | null;
+  steps: string[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export function summarize(u: UpdateRow): UpdateSummary {
+  return {
+    id: u.id,
+    fromTarget: u.fromTarget,
+    toTarget: u.toTarget,
+    version: u.version,
+    state: u.state,
+    bytesFetched: u.bytesFetched,
+    bytesTotal: u.bytesTotal,
+    error: u.error,
+    steps: u.steps.map((s) => s.step),
+    createdAt: u.createdAt,
+    updatedAt: u.updatedAt,
+  };
+}
+
+export function renderSummary(s: UpdateSummary): string {
+  return [
+    `Update ${s.id}: ${s.fromTarget ?? "(none)"} -> ${s.toTarget} (version ${s.version})`,
+    `  state: ${s.state}`,
+    `  fetched: ${fmtBytes(s.bytesFetched)} of ${fmtBytes(s.bytesTotal)}`,
+    ...(s.error ? [`  error: ${s.error}`] : []),
+  ].join("\n");
+}

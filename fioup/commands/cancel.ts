@@ -1,0 +1,26 @@
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { acquireLock } from "../lock.ts";
+import { progressHooks } from "../progress.ts";
+import { reportAll } from "../report.ts";
+import { openSession } from "../session.ts";
+import { cancelUpdate } from "../update/cancel.ts";
+import { sotaDirFlag } from "./_flags.ts";
+import { renderSummary, summarize } from "./_summary.ts";
+
+export default defineCommand({
+  summary: "Cancel the pending update if its apps have not been started (restores the previous apps)",
+  flags: { ...sotaDirFlag, ...formatFlag },
+  async run({ flags, args, out }) {
+    if (args.length) throw new UsageError("cancel takes no arguments");
+    const s = openSession({ ...flags, requireRegistration: true });
+    const lock = acquireLock(s.lockPath);
+    try {
+      const u = await cancelUpdate(s.ctx(progressHooks()));
+      for (const e of await reportAll(s)) out.info(`warning: cannot report to the gateway: ${e.message}`);
+      out.result(summarize(u), renderSummary);
+    } finally {
+      lock.release();
+      s.close();
+    }
+  },
+});

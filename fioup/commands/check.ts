@@ -1,0 +1,49 @@
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { EXIT } from "../exit-codes.ts";
+import { flushEvents } from "../events/sender.ts";
+import { openSession } from "../session.ts";
+import { currentTarget } from "../update/current-target.ts";
+import { checkTargets } from "../update/tuf-check.ts";
+import { sotaDirFlag } from "./_flags.ts";
+
+interface CheckOutput {
+  current: { name: string; version: string } | null;
+  available: { name: string; version: string; apps: string[]; bad: boolean }[];
+  update: { name: string; version: string } | null;
+  targetsVersion: number;
+}
+
+export default defineCommand({
+  summary: "Refresh the signed metadata and list the targets for this device",
+  description: "Exit 0 when an update is available, 3 when the device runs the newest target.",
+  flags: { ...sotaDirFlag, ...formatFlag },
+  async run({ flags, args, out }) {
+    if (args.length) throw new UsageError("check takes no arguments");
+    const s = openSession({ ...flags, requireRegistration: true });
+    try {
+      const current = currentTarget(s.cfg, s.db);
+      const bad = new Set(s.db.badTargets());
+      const r = await checkTargets(s.cfg, s.client!, { current, badTargets: [...bad] });
+      await flushEvents(s.db, s.client!);
+      const result: CheckOutput = {
+        current: current ? { name: current.name, version: current.entry.custom.version } : null,
+        available: Object.entries(r.matching)
+          .map(([name, e]) => ({ name, version: e.custom.version, apps: Object.keys(e.custom.docker_compose_apps), bad: bad.has(name) }))
+          .sort((a, b) => Number(a.version) - Number(b.version)),
+        update: r.updateAvailable && r.selected ? { name: r.selected.name, version: r.selected.entry.custom.version } : null,
+        targetsVersion: r.version,
+      };
+      out.result(result, (o) =>
+        [
+          `Current: ${o.current ? `${o.current.name} (version ${o.current.version})` : "(none)"}`,
+          "Targets:",
+          ...o.available.map((t) => `  ${t.name}  version ${t.version}  apps ${t.apps.join(",") || "-"}${t.bad ? "  [bad]" : ""}`),
+          o.update ? `Update available: ${o.update.name}` : "No update available",
+        ].join("\n"),
+      );
+      return result.update ? EXIT.OK : EXIT.NO_UPDATE;
+    } finally {
+      s.close();
+    }
+  },
+});

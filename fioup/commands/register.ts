@@ -1,0 +1,40 @@
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { configLocation } from "../config.ts";
+import { register } from "../register.ts";
+import { sotaDirFlag } from "./_flags.ts";
+
+export default defineCommand({
+  summary: "Register this device with a gateway (writes sota.toml, client.pem, pkey.pem, root.crt, the TUF root)",
+  description:
+    "The token is <secret>.<sha256 of the gateway CA>: the CA is fetched from the server, checked against the pin and then trusted alone.\nThe private key is made here and never leaves the device.",
+  flags: {
+    server: { type: "string", description: "Gateway URL (https://host:port)", placeholder: "URL" },
+    token: { type: "string", description: "Registration token (or $FIOUP_TOKEN)", placeholder: "TOKEN" },
+    name: { type: "string", description: "Device name (default: hostname)", placeholder: "NAME" },
+    tag: { type: "strings", description: "Tag to follow", placeholder: "TAG" },
+    hwid: { type: "string", description: "Hardware id (default: <arch>-linux)", placeholder: "HWID" },
+    apps: { type: "string", description: "Comma-separated app shortlist (default: all apps)", placeholder: "A,B" },
+    force: { type: "boolean", description: "Register again even if already registered" },
+    ...sotaDirFlag,
+    ...formatFlag,
+  },
+  async run({ flags, args, out }) {
+    if (args.length) throw new UsageError("register takes no positional arguments");
+    const token = flags.token ?? process.env.FIOUP_TOKEN;
+    if (!flags.server) throw new UsageError("--server is required");
+    if (!token) throw new UsageError("--token (or $FIOUP_TOKEN) is required");
+    const loc = configLocation(flags);
+    const r = await register({
+      server: flags.server,
+      token,
+      sotaDir: loc.sotaDir,
+      root: loc.root,
+      name: flags.name,
+      tags: flags.tag.flatMap((t) => t.split(",")).filter(Boolean),
+      hwid: flags.hwid,
+      apps: flags.apps?.split(",").map((a) => a.trim()).filter(Boolean),
+      force: flags.force,
+    });
+    out.result(r, (x) => `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) with ${x.server}; config in ${x.sotaDir}`);
+  },
+});

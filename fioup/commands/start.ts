@@ -1,0 +1,13 @@
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { plans } from "../update/plans.ts";
+import { sotaDirFlag } from "./_flags.ts";
+import { runUpdateCommand } from "./_run-update.ts";
+
+export default defineCommand({
+  summary: "Start the installed update's apps and complete it (rolls back on failure)",
+  flags: { ...sotaDirFlag, ...formatFlag },
+  async run({ flags, args, out }) {
+    if (args.length) throw new UsageError("start takes no arguments");
+    await runUpdateCommand(flags, plans.start(), out);
+  },
+});

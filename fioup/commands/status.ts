@@ -1,0 +1,91 @@
+import { readFileSync } from "node:fs";
+import * as x509 from "@peculiar/x509";
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { openSession } from "../session.ts";
+import { currentTarget } from "../update/current-target.ts";
+import { sotaDirFlag } from "./_flags.ts";
+import { renderSummary, summarize, type UpdateSummary } from "./_summary.ts";
+
+interface StatusOutput {
+  registered: boolean;
+  uuid: string | null;
+  server: string | null;
+  hardwareId: string | null;
+  tags: string[];
+  shortlist: string[] | null;
+  current: { name: string; version: string; apps: string[] } | null;
+  pending: UpdateSummary | null;
+  last: UpdateSummary | null;
+  updates: UpdateSummary[];
+  badTargets: string[];
+  queuedEvents: number;
+  apps?: Record<string, unknown>;
+  appsError?: string;
+}
+
+export default defineCommand({
+  summary: "Show the running target, the pending or last update (with bytes fetched) and app states",
+  flags: {
+    ...sotaDirFlag,
+    ...formatFlag,
+    "no-apps": { type: "boolean", description: "Do not ask the container engine for app states" },
+  },
+  async run({ flags, args, out }) {
+    if (args.length) throw new UsageError("status takes no arguments");
+    const s = openSession(flags);
+    try {
+      let uuid: string | null = null;
+      if (s.client) {
+        try {
+          uuid = /CN=([^,]+)/.exec(new x509.X509Certificate(readFileSync(s.cfg.certPath, "utf8")).subject)?.[1] ?? null;
+        } catch {
+          // unreadable cert: leave null
+        }
+      }
+      const cur = currentTarget(s.cfg, s.db);
+      const pending = s.db.pendingUpdate();
+      const last = s.db.lastUpdate();
+      const result: StatusOutput = {
+        registered: !!s.client,
+        uuid,
+        server: s.cfg.server ?? null,
+        hardwareId: s.cfg.hardwareId ?? null,
+        tags: s.cfg.tags,
+        shortlist: s.cfg.shortlist ?? null,
+        current: cur ? { name: cur.name, version: cur.entry.custom.version, apps: Object.keys(cur.entry.custom.docker_compose_apps) } : null,
+        pending: pending ? summarize(pending) : null,
+        last: last ? summarize(last) : null,
+        updates: s.db.listUpdates(10).map(summarize),
+        badTargets: s.db.badTargets(),
+        queuedEvents: s.db.queuedEventCount(),
+      };
+      if (!flags["no-apps"]) {
+        try {
+          result.apps = await Promise.race([
+            s.runtime.appsState(),
+            new Promise<never>((_, rej) => setTimeout(() => rej(new Error("the container engine did not answer in 10 s")), 10_000).unref()),
+          ]);
+        } catch (e) {
+          result.appsError = (e as Error).message;
+        }
+      }
+      out.result(result, (o) =>
+        [
+          `Device: ${o.uuid ?? "(not registered)"}${o.server ? ` at ${o.server}` : ""}`,
+          `Hardware id: ${o.hardwareId ?? "-"}  tags: ${o.tags.join(",") || "-"}  apps: ${o.shortlist?.join(",") ?? "all"}`,
+          `Running: ${o.current ? `${o.current.name} (version ${o.current.version}; ${o.current.apps.join(", ")})` : "(none)"}`,
+          ...(o.pending ? ["Pending:", renderSummary(o.pending)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
+          ...(o.badTargets.length ? [`Bad targets: ${o.badTargets.join(", ")}`] : []),
+          ...(o.queuedEvents ? [`Events waiting to be sent: ${o.queuedEvents}`] : []),
+          ...(o.apps
+            ? Object.entries(o.apps).map(([n, a]) => `App ${n}: ${(a as { state: string }).state}`)
+            : o.appsError
+              ? [`Apps: unknown (${o.appsError})`]
+              : []),
+        ].join("\n"),
+      );
+    } finally {
+      s.close();
+    }
+  },
+});

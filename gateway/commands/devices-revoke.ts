@@ -1,0 +1,19 @@
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { adminClient, adminFlags } from "./_admin-client.ts";
+
+export default defineCommand({
+  summary: "Revoke a device: its certificate is refused from now on and its uuid cannot register again",
+  usage: "<uuid>",
+  flags: { ...adminFlags, ...formatFlag },
+  async run({ flags, args, out }) {
+    const uuid = args[0];
+    if (!uuid || args.length > 1) throw new UsageError("give exactly one device uuid");
+    const client = await adminClient(flags);
+    const d = await client.request<{ uuid: string; revokedAt: string }>(
+      `Cannot revoke device ${uuid}`,
+      "POST",
+      `/admin/devices/${encodeURIComponent(uuid)}/revoke`,
+    );
+    out.result(d, (r) => `revoked ${r.uuid} at ${r.revokedAt}`);
+  },
+});

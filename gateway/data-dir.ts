@@ -1,0 +1,147 @@
+/**
+ * The gateway data dir (docs/ARCHITECTURE.md): created on first start, reused
+ * after. Secrets are written mode 0600 and never logged. The server
+ * certificate is reissued when the public host is not among its names.
+ *
+ * @module
+ */
+import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { certificateHosts, createCa, issueServerCert, loadCa, type CertificateAuthority } from "./pki/ca.ts";
+import { newToken } from "./pki/tokens.ts";
+
+export interface DataDir {
+  dir: string;
+  factory: string;
+  adminToken: string;
+  ca: CertificateAuthority;
+  serverCertPem: string;
+  serverKeyPem: string;
+  /** HMAC key of registry bearer tokens. */
+  registrySecret: string;
+  keysDir: string;
+  registryDir: string;
+  dbPath: string;
+}
+
+export class FactoryMismatchError extends Error {
+  override name = "FactoryMismatchError";
+  constructor(dir: string, have: string, asked: string) {
+    super(`Cannot use --factory ${asked}: ${dir} belongs to factory "${have}" (the name is fixed at the first start)`);
+  }
+}
+
+export class DataDirError extends Error {
+  override name = "DataDirError";
+}
+
+async function readOr(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+/** Writes through a temp file and rename, so a crash never leaves half a secret. */
+async function writeAtomic(path: string, data: string, mode = 0o644) {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, data, { mode });
+  await chmod(tmp, mode);
+  await rename(tmp, path);
+}
+
+export const FACTORY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** Opens DIR, creating whatever is missing. `hosts` are the names the TLS certificate must cover. */
+export async function openDataDir(dir: string, opts: { factory?: string; hosts: string[] }): Promise<DataDir> {
+  if (opts.factory !== undefined && !FACTORY_NAME.test(opts.factory))
+    throw new DataDirError(`Invalid --factory "${opts.factory}": use lower-case letters, digits, _ and -`);
+  const pki = join(dir, "pki");
+  const keysDir = join(dir, "tuf", "keys");
+  const registryDir = join(dir, "registry");
+  for (const d of [dir, pki, keysDir, registryDir]) await mkdir(d, { recursive: true, mode: 0o700 });
+
+  const factoryFile = join(dir, "factory.json");
+  let factory: string;
+  const existing = await readOr(factoryFile);
+  if (existing) {
+    factory = (JSON.parse(existing) as { name: string }).name;
+    if (opts.factory !== undefined && opts.factory !== factory) throw new FactoryMismatchError(dir, factory, opts.factory);
+  } else {
+    factory = opts.factory ?? "main";
+    await writeAtomic(factoryFile, JSON.stringify({ name: factory }) + "\n");
+  }
+
+  let caPem = await readOr(join(pki, "ca.pem"));
+  let caKey = await readOr(join(pki, "ca.key"));
+  let ca: CertificateAuthority;
+  if (caPem && caKey) ca = await loadCa(caPem, caKey);
+  else if (caPem || caKey) throw new DataDirError(`Cannot open ${pki}: one of ca.pem and ca.key is missing`);
+  else {
+    ca = await createCa(factory);
+    await writeAtomic(join(pki, "ca.key"), ca.keyPem, 0o600);
+    await writeAtomic(join(pki, "ca.pem"), ca.certPem);
+  }
+
+  let serverCertPem = await readOr(join(pki, "server.pem"));
+  let serverKeyPem = await readOr(join(pki, "server.key"));
+  const wanted = [...new Set(opts.hosts)];
+  if (!serverCertPem || !serverKeyPem || !wanted.every((h) => certificateHosts(serverCertPem!).includes(h))) {
+    const issued = await issueServerCert(ca, wanted);
+    serverCertPem = issued.certPem;
+    serverKeyPem = issued.keyPem;
+    await writeAtomic(join(pki, "server.key"), serverKeyPem, 0o600);
+    await writeAtomic(join(pki, "server.pem"), serverCertPem);
+  }
+
+  const tokenFile = join(dir, "admin-token");
+  let adminToken = (await readOr(tokenFile))?.trim();
+  if (!adminToken) {
+    adminToken = newToken(ca.fingerprint).token;
+    await writeAtomic(tokenFile, adminToken + "\n", 0o600);
+  }
+
+  const secretFile = join(pki, "registry-token.key");
+  let registrySecret = (await readOr(secretFile))?.trim();
+  if (!registrySecret) {
+    registrySecret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+    await writeAtomic(secretFile, registrySecret + "\n", 0o600);
+  }
+
+  return {
+    dir,
+    factory,
+    adminToken,
+    ca,
+    serverCertPem,
+    serverKeyPem,
+    registrySecret,
+    keysDir,
+    registryDir,
+    dbPath: join(dir, "gateway.db"),
+  };
+}
+
+/** DIR/serve.json: where a running `gateway serve` listens, so the admin CLI finds it from --data. */
+export interface ServeInfo {
+  url: string;
+  publicUrl: string;
+  pid: number;
+}
+
+export const serveInfoPath = (dir: string) => join(dir, "serve.json");
+
+export async function writeServeInfo(dir: string, info: ServeInfo) {
+  await writeAtomic(serveInfoPath(dir), JSON.stringify(info) + "\n");
+}
+
+export async function readServeInfo(dir: string): Promise<ServeInfo | undefined> {
+  const text = await readOr(serveInfoPath(dir));
+  return text ? (JSON.parse(text) as ServeInfo) : undefined;
+}
+
+export async function readAdminToken(dir: string): Promise<string | undefined> {
+  return (await readOr(join(dir, "admin-token")))?.trim() || undefined;
+}

@@ -1,0 +1,179 @@
+/**
+ * `gateway serve` as a library: opens the data dir and the store, the TUF
+ * repository and the embedded registry, builds the app and listens. The
+ * command (commands/serve.ts) and tests call `startGatewayServer`.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import { hostname } from "node:os";
+import { isIP } from "node:net";
+import { isAdmin } from "./admin/auth.ts";
+import { createApp } from "./app.ts";
+import { openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { DeviceCache } from "./devices/cache.ts";
+import { Sightings } from "./devices/sightings.ts";
+import type { Gateway, GatewayEnv } from "./env.ts";
+import { Metrics } from "./metrics.ts";
+import { TufRepo } from "./ota/repo.ts";
+import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
+import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
+import { createRegistry, createTokenEndpoint, type RegistryAction } from "./registry/index.ts";
+import { listen, type Listening } from "./server.ts";
+import { openStore } from "./store/open.ts";
+import { CachedTufStorage } from "./store/tuf-cache.ts";
+import { TrustedProxies } from "./trusted-proxies.ts";
+import { rm } from "node:fs/promises";
+
+export interface ServeOptions {
+  dataDir: string;
+  /** HOST:PORT; default 127.0.0.1:8443 (port 0 picks a free one). */
+  listen?: string;
+  /** postgres://... ; default DIR/gateway.db (sqlite). */
+  db?: string;
+  /** https://host:port devices and CI use; default the listen address. */
+  publicUrl?: string;
+  factory?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  trustProxy?: string;
+  clientCertHeader?: string;
+  pollingSeconds?: number;
+  log?: (line: string) => void;
+}
+
+export interface RunningGateway {
+  url: string;
+  publicUrl: string;
+  data: DataDir;
+  gw: Gateway;
+  stop(): Promise<void>;
+}
+
+export class InvalidListenError extends Error {
+  override name = "InvalidListenError";
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):([0-9]{1,5})$/.exec(value);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new InvalidListenError(`Invalid --listen "${value}": expected HOST:PORT, e.g. 127.0.0.1:8443`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+const urlHost = (host: string) => (isIP(host) === 6 ? `[${host}]` : host);
+
+export async function startGatewayServer(opts: ServeOptions): Promise<RunningGateway> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));
+  const { host, port } = parseListen(opts.listen ?? "127.0.0.1:8443");
+  let publicUrl = opts.publicUrl ? new URL(opts.publicUrl) : undefined;
+  if (publicUrl && publicUrl.protocol !== "https:") throw new InvalidListenError(`Invalid --public-url "${opts.publicUrl}": it must be https://`);
+  const wildcard = host === "0.0.0.0" || host === "::";
+  const certHosts = [publicUrl?.hostname.replace(/^\[|\]$/g, "") ?? (wildcard ? hostname() : host), ...(wildcard ? ["127.0.0.1", "localhost"] : [host])];
+  const data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
+  const store = await openStore(opts.db ?? data.dbPath);
+  let tufTimer: { stop(): Promise<void> } | undefined;
+  let server: Listening | undefined;
+  const sightings = new Sightings(store);
+  try {
+    const tuf = await TufRepo.open({ storage: new CachedTufStorage(store.tuf), keysDir: data.keysDir });
+    tufTimer = startTufRefreshTimer(tuf, {
+      onError: (e) => log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`),
+      onRefresh: (r) => {
+        if (r.needsOfflineKey.length) log(`gateway: TUF roles near expiry need their offline key: ${r.needsOfflineKey.join(", ")}`);
+      },
+    });
+    const gw: Gateway = {
+      store,
+      factory: data.factory,
+      ca: data.ca,
+      adminToken: data.adminToken,
+      publicUrl: "", // set once the port is known
+      tuf,
+      devices: new DeviceCache(store),
+      sightings,
+      metrics: new Metrics(),
+      pollingSeconds: opts.pollingSeconds ?? 300,
+    };
+
+    /** Who is calling the registry: the admin token, or a valid device certificate. */
+    const identify = async (c: Context<GatewayEnv>): Promise<"admin" | { device: string } | undefined> => {
+      if (isAdmin(c.req.header("authorization"), data.adminToken)) {
+        c.set("admin", true);
+        return "admin";
+      }
+      const peer = c.env?.peer;
+      if (!peer) return undefined;
+      const d = await gw.devices.get(peer.cn);
+      if (!d || d.revokedAt || d.certSerial !== peer.serial) return undefined;
+      c.set("device", d);
+      return { device: d.uuid };
+    };
+    /** Admin: everything. Device: pull only its factory's repositories. */
+    const allowed = (who: "admin" | { device: string }, repository: string, action: RegistryAction) =>
+      who === "admin" || (action === "pull" && (repository === "" || repository.startsWith(`${data.factory}/`)));
+
+    const registryApps = (realm: string) => [
+      createTokenEndpoint<"admin" | { device: string }>({
+        secret: data.registrySecret,
+        identify: (c) => identify(c as Context<GatewayEnv>),
+        checkCredentials: (_user, password) => (isAdmin(`Bearer ${password}`, data.adminToken) ? "admin" : undefined),
+        allowed,
+        subject: (who) => (who === "admin" ? "admin" : `device:${who.device}`),
+      }),
+      createRegistry({
+        root: data.registryDir,
+        tokenSecret: data.registrySecret,
+        tokenRealm: realm,
+        authorize: async (c, access) => {
+          const who = await identify(c as Context<GatewayEnv>);
+          return who !== undefined && allowed(who, access.repository, access.action);
+        },
+      }),
+    ];
+
+    // The app needs the public URL (token realm, sota.toml) and the port may be 0: build it lazily.
+    let app: ReturnType<typeof createApp> | undefined;
+    server = await listen({
+      host,
+      port,
+      cert: opts.tlsCert ?? data.serverCertPem,
+      key: opts.tlsKey ?? data.serverKeyPem,
+      clientCa: data.ca.certPem,
+      trustedProxies: new TrustedProxies(opts.trustProxy),
+      ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
+      forwardedCerts: new ForwardedCertVerifier(data.ca),
+      fetch: (req, env) => app!.fetch(req, env),
+    });
+    const publicBase = publicUrl
+      ? publicUrl.origin
+      : `https://${wildcard ? urlHost(certHosts[0]!) : urlHost(server.host)}:${server.port}`;
+    gw.publicUrl = publicBase;
+    app = createApp(gw, { registry: registryApps(`${publicBase}/token`) });
+    const url = `https://${urlHost(server.host)}:${server.port}`;
+    await writeServeInfo(data.dir, { url, publicUrl: publicBase, pid: process.pid });
+    log(`gateway listening on ${url}`);
+
+    let stopping: Promise<void> | undefined;
+    return {
+      url,
+      publicUrl: publicBase,
+      data,
+      gw,
+      stop: () =>
+        (stopping ??= (async () => {
+          await server!.close(5000);
+          await tufTimer?.stop();
+          await sightings.stop();
+          await store.close();
+          await rm(serveInfoPath(data.dir), { force: true });
+        })()),
+    };
+  } catch (err) {
+    await server?.close(0);
+    await tufTimer?.stop();
+    await sightings.stop().catch(() => {});
+    await store.close();
+    throw err;
+  }
+}

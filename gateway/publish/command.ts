@@ -1,0 +1,76 @@
+/**
+ * `gateway publish`: the CI step that turns a containers checkout into
+ * pinned compose apps in the factory registry and new signed targets. The
+ * gateway CLI registers this file as its `publish` command.
+ *
+ * @module
+ */
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { publish } from "./publish.ts";
+import { renderPublish } from "./render.ts";
+
+export default defineCommand({
+  summary: "Build, pin and push the compose apps of a containers checkout, then add their targets",
+  description: [
+    "Every top-level directory of --containers holding a docker-compose.yml (or compose.yml/compose.yaml)",
+    "is an app; a top-level directory with a Dockerfile is built (docker build, DOCKER_HOST honoured) and",
+    "pushed as <registry>/<factory>/<dir>:<git short hash>. Other images are resolved in their registry",
+    "(credentials from ~/.docker/config.json) and copied into the factory registry. Each compose file is",
+    "pinned to image digests and pushed as a reproducible bundle; then one target per hardware id,",
+    "tagged per factory-config.yml containers.tagging (default: the branch name), is added in one call.",
+    "Nothing is published half-way: on any error no target is added.",
+    "",
+    "The token is the gateway's admin token (<secret>.<CA fingerprint>): the server's /ca.pem is checked",
+    "against it and then trusted alone.",
+  ].join("\n"),
+  flags: {
+    containers: { type: "string", description: "The containers repo checkout (a git work tree)", placeholder: "DIR" },
+    ref: { type: "string", description: "The git ref being published, e.g. refs/heads/master", placeholder: "REF" },
+    server: { type: "string", description: "The gateway URL, e.g. https://gateway.example:8443", placeholder: "URL" },
+    token: { type: "string", description: "The admin token (or env GATEWAY_TOKEN)", placeholder: "TOKEN" },
+    factory: { type: "string", description: "Factory name: the first path part of every repository", default: "main", placeholder: "NAME" },
+    "factory-config": { type: "string", description: "factory-config.yml (containers.tagging)", placeholder: "FILE" },
+    hwid: { type: "strings", description: "Hardware id to make a target for (default from --platform or this machine)", placeholder: "HWID" },
+    version: { type: "string", description: "Target version (default: one above the highest existing)", placeholder: "N" },
+    platform: { type: "string", description: "Platform of third-party images to copy, e.g. linux/arm64 (default: all of an index)", placeholder: "OS/ARCH" },
+    registry: { type: "string", description: "Push to this registry (host:port) instead of the gateway's", placeholder: "HOST" },
+    "insecure-registry": { type: "strings", description: "Registry (host:port) to talk plain http to", placeholder: "HOST" },
+    mirror: { type: "strings", description: "Resolve a registry's images elsewhere: REGISTRY=HOST, e.g. docker.io=127.0.0.1:5000", placeholder: "R=HOST" },
+    "dry-run": { type: "boolean", description: "Build, resolve and show everything; push and post nothing" },
+    ...formatFlag,
+  },
+  async run({ flags, out }) {
+    const token = flags.token ?? process.env.GATEWAY_TOKEN;
+    for (const [name, v] of [["containers", flags.containers], ["ref", flags.ref], ["server", flags.server], ["token", token]] as const) {
+      if (!v) throw new UsageError(`--${name} is required`);
+    }
+    let version: number | undefined;
+    if (flags.version !== undefined) {
+      version = Number(flags.version);
+      if (!/^[0-9]{1,15}$/.test(flags.version) || version <= 0) throw new UsageError(`--version must be a positive integer, not "${flags.version}"`);
+    }
+    const mirrors: Record<string, string> = {};
+    for (const m of flags.mirror) {
+      const [from, to] = m.split("=");
+      if (!from || !to) throw new UsageError(`--mirror must be REGISTRY=HOST, not "${m}"`);
+      mirrors[from] = to;
+    }
+    const result = await publish({
+      containersDir: flags.containers!,
+      ref: flags.ref!,
+      server: flags.server!,
+      token: token!,
+      factory: flags.factory,
+      ...(flags["factory-config"] ? { factoryConfig: flags["factory-config"] } : {}),
+      hwids: flags.hwid,
+      ...(version !== undefined ? { version } : {}),
+      dryRun: flags["dry-run"],
+      ...(flags.platform ? { platform: flags.platform } : {}),
+      ...(flags.registry ? { registry: flags.registry } : {}),
+      insecureRegistries: flags["insecure-registry"],
+      mirrors,
+      log: (line) => out.info(line),
+    });
+    out.result(result, renderPublish);
+  },
+});

@@ -1,0 +1,345 @@
+/**
+ * `gateway publish`, the CI job of SPEC §1 as a library call: find the apps of
+ * a containers checkout, build their images, copy third-party images into the
+ * factory registry, pin every compose file, push reproducible bundles as
+ * compose-app artifacts, and only when all of that succeeded, add the targets
+ * in one atomic call. Everything is validated before the first push, so bad
+ * input fails fast and loses nothing; on any error no target is made.
+ *
+ * @module
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve as resolvePath } from "node:path";
+import type { TargetEntry } from "../../lib/api/target.ts";
+import { appManifest } from "../../lib/compose/app-manifest.ts";
+import { APP_MANIFEST_MEDIA_TYPE } from "../../lib/compose/app-format.ts";
+import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
+import { parseCompose, type ComposeFile, type ComposeService } from "../../lib/compose/compose-file.ts";
+import { pinCompose } from "../../lib/compose/pin.ts";
+import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
+import { parseReference, type Reference } from "../../lib/oci/reference.ts";
+import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { fetchPinnedCa } from "../../lib/tls/pin.ts";
+import { AdminClient } from "./admin-client.ts";
+import { copyImage } from "./copy-image.ts";
+import { dockerCredentials } from "./credentials.ts";
+import { discover, type AppDir, type BuildDir } from "./discover.ts";
+import { dockerBuild, dockerSave } from "./docker.ts";
+import { readDockerSave } from "./docker-save-image.ts";
+import { tagsForRef } from "./factory-config.ts";
+import { gitInfo } from "./git.ts";
+import { defaultHwid, makeTargets, nextVersion } from "./targets.ts";
+import { ensureBlob, ensureManifest, PushStats, type Destination } from "./transfer.ts";
+
+export class PublishError extends Error {
+  override name = "PublishError";
+}
+
+/** A service image that cannot be resolved: names the app, the service and the reference. */
+export class ImageResolveError extends PublishError {
+  override name = "ImageResolveError";
+}
+
+export interface PublishOptions {
+  /** The containers repo checkout (a git work tree). */
+  containersDir: string;
+  /** The git ref being published, e.g. `refs/heads/master`. */
+  ref: string;
+  /** The gateway's URL, e.g. `https://127.0.0.1:8443`. */
+  server: string;
+  /** The admin token `<secret>.<CA pin>`. */
+  token: string;
+  /** Factory name: the first path part of every repository. Default "main". */
+  factory?: string;
+  /** factory-config.yml with `containers.tagging`. */
+  factoryConfig?: string;
+  /** Hardware ids to make targets for; default from the platform. */
+  hwids?: string[];
+  /** Target version; default one above the highest existing. */
+  version?: number;
+  dryRun?: boolean;
+  /** `linux/amd64`...: narrows third-party image indexes to one platform and sets the default hwid. */
+  platform?: string;
+  /** Push images and apps here (host:port) instead of the gateway's embedded registry. */
+  registry?: string;
+  /** Registries (host:port) spoken to over plain http. */
+  insecureRegistries?: string[];
+  /** Where to resolve images of a registry instead: `{"docker.io": "127.0.0.1:5000"}`. */
+  mirrors?: Record<string, string>;
+  /** Environment for docker (DOCKER_HOST) and credential lookup (DOCKER_CONFIG). */
+  env?: Record<string, string | undefined>;
+  /** Progress lines (stderr in the CLI). */
+  log?: (line: string) => void;
+}
+
+export interface PublishedService {
+  name: string;
+  image?: string;
+  pinned: string;
+}
+
+export interface PublishedApp {
+  name: string;
+  uri: string;
+  manifestDigest: string;
+  bundleDigest: string;
+  bundleSize: number;
+  indexDigest: string;
+  files: string[];
+  services: PublishedService[];
+}
+
+export interface PublishedImage {
+  name: string;
+  source: "build" | "registry";
+  from: string;
+  pinned: string;
+  reused?: boolean;
+}
+
+export interface PublishResult {
+  factory: string;
+  registry: string;
+  ref: string;
+  commit: string;
+  tags: string[];
+  hardwareIds: string[];
+  version: number;
+  dryRun: boolean;
+  apps: PublishedApp[];
+  images: PublishedImage[];
+  targets: Record<string, TargetEntry>;
+  pushed: { bytes: number; blobs: number; blobsPresent: number; blobsMounted: number; manifests: number };
+  durationMs: number;
+}
+
+const HWID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/**
+ * Publishes a containers checkout. See the module doc for the order of things.
+ *
+ * @example
+ * ```ts
+ * const r = await publish({ containersDir: "containers", ref: "refs/heads/master", server: gw.url, token: gw.adminToken });
+ * r.apps[0].uri; // "127.0.0.1:8443/main/httpd@sha256:..."
+ * ```
+ * @throws {PublishError} (and the specific errors of compose, git, docker and registry steps)
+ */
+export async function publish(opts: PublishOptions): Promise<PublishResult> {
+  const started = performance.now();
+  const log = opts.log ?? (() => {});
+  const env = opts.env ?? process.env;
+  const factory = opts.factory ?? "main";
+  const dryRun = opts.dryRun ?? false;
+  if (!/^[a-z0-9][a-z0-9_.-]*$/.test(factory)) throw new PublishError(`Invalid factory name "${factory}"`);
+  const containersDir = resolvePath(opts.containersDir);
+
+  // ---- validate everything before the first push -------------------------------------------
+  let serverUrl: URL;
+  try {
+    serverUrl = new URL(opts.server);
+  } catch {
+    throw new PublishError(`Invalid --server "${opts.server}": not a URL`);
+  }
+  const platform: Platform | undefined = opts.platform ? parsePlatform(opts.platform) : undefined;
+  const hwids = opts.hwids?.length ? [...new Set(opts.hwids)] : [defaultHwid(platform ?? hostPlatform())];
+  for (const h of hwids) if (!HWID.test(h)) throw new PublishError(`Invalid hardware id "${h}"`);
+  if (opts.version !== undefined && !(Number.isSafeInteger(opts.version) && opts.version > 0)) {
+    throw new PublishError(`Invalid version ${opts.version}: a positive integer is required`);
+  }
+  const factoryConfigText = opts.factoryConfig ? await readFile(opts.factoryConfig, "utf8").catch((cause) => {
+    throw new PublishError(`Cannot read the factory config ${opts.factoryConfig}`, { cause });
+  }) : undefined;
+  const tags = tagsForRef(factoryConfigText, opts.ref, opts.factoryConfig);
+  const git = await gitInfo(containersDir);
+  const imageTag = git.dirty ? `${git.shortSha}-dirty` : git.shortSha;
+  if (git.dirty) log(`warning: ${containersDir} has uncommitted changes: images and apps are tagged ${imageTag} and rebuilt`);
+  const { apps, builds } = await discover(containersDir);
+
+  const composes = new Map<string, ComposeFile>();
+  for (const app of apps) {
+    const file = join(app.dir, app.composeFileName);
+    composes.set(app.name, parseCompose(await readFile(file), join(app.name, app.composeFileName)));
+    await listBundleFiles(app.dir, app.composeFileName); // ignore rules parse, and spare the compose file
+  }
+  // Which services are built here and which come from a registry: decided (and references checked) up front.
+  const plan = new Map<string, { build?: BuildDir; ref?: Reference }>();
+  for (const app of apps) {
+    for (const svc of composes.get(app.name)!.services) {
+      plan.set(`${app.name}/${svc.name}`, planService(app, svc, builds, factory));
+    }
+  }
+
+  const registryHost = opts.registry ?? serverUrl.host;
+  const insecure = new Set(opts.insecureRegistries ?? []);
+  const onGateway = registryHost === serverUrl.host;
+  log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
+  const ca = serverUrl.protocol === "https:" ? await fetchPinnedCa(serverUrl.toString(), opts.token) : undefined;
+  const admin = new AdminClient(serverUrl.toString(), opts.token, ca);
+  await admin.targets(); // the token works before anything is built
+
+  const clients = new Map<string, RegistryClient>();
+  const clientFor = (host: string): RegistryClient => {
+    let c = clients.get(host);
+    if (!c) {
+      const own = host === registryHost && onGateway;
+      const creds = own ? { token: opts.token } : dockerCredentials(host, env);
+      c = new RegistryClient({
+        registry: host,
+        scheme: insecure.has(host) ? "http" : "https",
+        ...(creds ? { auth: creds } : {}),
+        ...(own && ca ? { tls: { ca } } : {}),
+        userAgent: "gateway-publish",
+      });
+      clients.set(host, c);
+    }
+    return c;
+  };
+
+  const tmp = await mkdtemp(join(tmpdir(), "gateway-publish-"));
+  const stats = new PushStats();
+  const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp };
+  try {
+    // ---- images built here ---------------------------------------------------------------------
+    const images: PublishedImage[] = [];
+    const built = new Map<string, string>();
+    for (const b of builds) {
+      const repo = `${factory}/${b.name}`;
+      const have = git.dirty ? undefined : await dst.client.headManifest(repo, imageTag).catch(() => undefined);
+      if (have) {
+        const pinned = `${registryHost}/${repo}@${have.digest}`;
+        log(`image ${b.name}: ${registryHost}/${repo}:${imageTag} already pushed for this commit (${have.digest})`);
+        built.set(b.name, pinned);
+        images.push({ name: b.name, source: "build", from: `${b.name}/Dockerfile`, pinned, reused: true });
+        continue;
+      }
+      const localTag = `${registryHost}/${repo}:${imageTag}`;
+      log(`image ${b.name}: docker build ${b.dir}`);
+      await dockerBuild(b.dir, localTag, { env, ...(opts.platform ? { platform: opts.platform } : {}) });
+      const tarPath = join(tmp, `${b.name}.tar`);
+      await dockerSave(localTag, tarPath, { env });
+      const img = await readDockerSave(tarPath, join(tmp, `${b.name}-image`));
+      for (const blob of [img.config, ...img.layers]) await ensureBlob(dst, repo, blob, { path: blob.path });
+      await ensureManifest(dst, repo, { bytes: img.manifest, mediaType: img.mediaType, digest: img.manifestDigest }, imageTag);
+      const pinned = `${registryHost}/${repo}@${img.manifestDigest}`;
+      log(`image ${b.name}: ${dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${imageTag} (${img.manifestDigest})`);
+      built.set(b.name, pinned);
+      images.push({ name: b.name, source: "build", from: `${b.name}/Dockerfile`, pinned });
+    }
+
+    // ---- third-party images ----------------------------------------------------------------------
+    const copied = new Map<string, Promise<string>>();
+    const resolveRegistryImage = (ref: Reference): Promise<string> => {
+      const key = `${ref.registry}/${ref.repository}:${ref.tag ?? ""}@${ref.digest ?? ""}`;
+      let p = copied.get(key);
+      if (!p) {
+        p = (async () => {
+          const srcHost = opts.mirrors?.[ref.registry] ?? ref.registry;
+          const dstRepo = `${factory}/${ref.repository.replace(/^library\//, "")}`;
+          const m = await copyImage(clientFor(srcHost), ref.repository, ref.digest ?? ref.tag ?? "latest", dst, dstRepo, platform ? { platform } : {});
+          const pinned = `${registryHost}/${dstRepo}@${m.digest}`;
+          const from = `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ""}${ref.digest ? `@${ref.digest}` : ""}`;
+          log(`image ${from}: ${dryRun ? "resolved" : "copied"} to ${pinned}`);
+          images.push({ name: ref.repository.replace(/^library\//, ""), source: "registry", from, pinned });
+          return pinned;
+        })();
+        copied.set(key, p);
+      }
+      return p;
+    };
+
+    // ---- apps ----------------------------------------------------------------------------------
+    const published: PublishedApp[] = [];
+    for (const app of apps) {
+      const compose = composes.get(app.name)!;
+      const pinned = await pinCompose(compose, async (svc) => {
+        const p = plan.get(`${app.name}/${svc.name}`)!;
+        if (p.build) return built.get(p.build.name)!;
+        try {
+          return await resolveRegistryImage(p.ref!);
+        } catch (cause) {
+          throw new ImageResolveError(
+            `Cannot resolve image "${svc.image}" of service "${svc.name}" in app "${app.name}": ${(cause as Error).message}`,
+            { cause },
+          );
+        }
+      });
+      const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`) });
+      const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };
+      const manifest = appManifest({ digest: bundle.digest, size: bundle.size }, index);
+      const repo = `${factory}/${app.name}`;
+      await ensureBlob(dst, repo, { digest: bundle.digest, size: bundle.size }, { path: bundle.path });
+      await ensureBlob(dst, repo, index, bundle.indexBytes);
+      await ensureManifest(dst, repo, { bytes: manifest.bytes, mediaType: APP_MANIFEST_MEDIA_TYPE, digest: manifest.digest }, imageTag);
+      const uri = `${registryHost}/${repo}@${manifest.digest}`;
+      log(`app ${app.name}: ${dryRun ? "would push" : "pushed"} ${uri}`);
+      published.push({
+        name: app.name,
+        uri,
+        manifestDigest: manifest.digest,
+        bundleDigest: bundle.digest,
+        bundleSize: bundle.size,
+        indexDigest: bundle.indexDigest,
+        files: Object.keys(bundle.index),
+        services: compose.services.map((s) => ({ name: s.name, ...(s.image ? { image: s.image } : {}), pinned: pinned.pins[s.name]!.to })),
+      });
+    }
+
+    // ---- targets: last, in one call -------------------------------------------------------------
+    const existing = (await admin.targets()).targets;
+    const version = opts.version ?? nextVersion(existing);
+    const targets = makeTargets(
+      { hwids, tags, version, apps: Object.fromEntries(published.map((a) => [a.name, a.uri])), containersSha: git.sha },
+      existing,
+    );
+    if (!dryRun) await admin.addTargets(targets);
+    log(`targets: ${dryRun ? "would add" : "added"} ${Object.keys(targets).join(", ")}`);
+    return {
+      factory,
+      registry: registryHost,
+      ref: opts.ref,
+      commit: git.sha,
+      tags,
+      hardwareIds: hwids,
+      version,
+      dryRun,
+      apps: published,
+      images: images.sort((a, b) => a.pinned.localeCompare(b.pinned)),
+      targets,
+      pushed: { bytes: stats.bytesPushed, blobs: stats.blobsPushed, blobsPresent: stats.blobsPresent, blobsMounted: stats.blobsMounted, manifests: stats.manifestsPushed },
+      durationMs: Math.round(performance.now() - started),
+    };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Decides where a service's image comes from: a Dockerfile built here, or a registry. */
+function planService(app: AppDir, svc: ComposeService, builds: BuildDir[], factory: string): { build?: BuildDir; ref?: Reference } {
+  const where = `service "${svc.name}" in app "${app.name}"`;
+  if (svc.build && svc.buildContext !== undefined) {
+    const ctx = resolvePath(app.dir, svc.buildContext);
+    const b = builds.find((x) => resolvePath(x.dir) === ctx);
+    if (b) return { build: b };
+  }
+  if (!svc.image) {
+    throw new ImageResolveError(`Cannot publish ${where}: its build context is not a top-level directory with a Dockerfile, and it names no image`);
+  }
+  let ref: Reference;
+  try {
+    ref = parseReference(svc.image);
+  } catch (err) {
+    throw new ImageResolveError(`Cannot publish ${where}: ${(err as Error).message}`);
+  }
+  const last = ref.repository.split("/").pop()!;
+  const b = builds.find((x) => x.name === last);
+  if (b && !ref.digest) {
+    const bare = ref.registry === "docker.io" && ref.repository === `library/${last}` && !svc.image.includes("/");
+    if (bare || ref.repository === `${factory}/${last}`) return { build: b };
+  }
+  if (svc.build) {
+    throw new ImageResolveError(`Cannot publish ${where}: its build context is not a top-level directory with a Dockerfile`);
+  }
+  return { ref };
+}

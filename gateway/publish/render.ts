@@ -1,0 +1,42 @@
+/**
+ * The human-readable publish report: apps, their services and pinned images,
+ * app digests, the targets made and what was pushed.
+ *
+ * @module
+ */
+import type { PublishResult } from "./publish.ts";
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+function size(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+export function renderPublish(r: PublishResult): string {
+  const out: string[] = [];
+  out.push(
+    table(
+      ["APP", "SERVICE", "IMAGE", "PINNED"],
+      r.apps.flatMap((a) => a.services.map((s) => [a.name, s.name, s.image ?? "(build)", s.pinned])),
+    ),
+  );
+  out.push("");
+  out.push(table(["APP", "URI", "BUNDLE"], r.apps.map((a) => [a.name, a.uri, `${size(a.bundleSize)}, ${a.files.length} files`])));
+  out.push("");
+  out.push(
+    table(
+      ["TARGET", "VERSION", "HARDWARE ID", "TAGS"],
+      Object.entries(r.targets).map(([name, t]) => [name, t.custom.version, t.custom.hardwareIds.join(","), t.custom.tags.join(",")]),
+    ),
+  );
+  out.push("");
+  const verb = r.dryRun ? "Dry run: nothing pushed, no targets added" : `Pushed ${size(r.pushed.bytes)} (${r.pushed.blobs} blobs, ${r.pushed.manifests} manifests; ${r.pushed.blobsPresent} blobs already present)`;
+  out.push(`${verb}. Commit ${r.commit.slice(0, 12)}, ${(r.durationMs / 1000).toFixed(1)} s.`);
+  return out.join("\n");
+}

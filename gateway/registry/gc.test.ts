@@ -1,0 +1,77 @@
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRegistry } from "./registry.ts";
+import { gc } from "./gc.ts";
+
+const sha256 = (b: string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
+
+async function withRoot(fn: (root: string) => Promise<void>): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), "registry-gc-"));
+  try {
+    await fn(root);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function push(app: ReturnType<typeof createRegistry>, repo: string, data: string): Promise<string> {
+  const digest = sha256(data);
+  const res = await app.request(`/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: "POST", body: data });
+  expect(res.status).toBe(201);
+  return digest;
+}
+
+describe("gc", () => {
+  test("removes blobs no manifest references and keeps the rest", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const cfg = await push(app, "main/app", "{}");
+      const layer = await push(app, "main/app", "layer");
+      const orphan = await push(app, "main/app", "orphan");
+      const manifest = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.empty.v1+json", digest: cfg, size: 2 },
+        layers: [{ mediaType: "application/octet-stream", digest: layer, size: 5 }],
+      });
+      expect((await app.request("/v2/main/app/manifests/v1", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } })).status).toBe(201);
+
+      // Within the grace period nothing goes.
+      expect((await gc(root)).blobsRemoved).toBe(0);
+
+      const result = await gc(root, { graceMs: 0 });
+      expect(result.blobsRemoved).toBe(1);
+      expect(result.bytesFreed).toBe(6);
+      expect(existsSync(join(root, "blobs", "sha256", orphan.slice(7)))).toBe(false);
+      expect((await app.request(`/v2/main/app/blobs/${orphan}`, { method: "HEAD" })).status).toBe(404);
+      expect((await app.request(`/v2/main/app/blobs/${layer}`, { method: "HEAD" })).status).toBe(200);
+      expect((await app.request("/v2/main/app/manifests/v1")).status).toBe(200);
+
+      // Once the manifest is deleted, everything it held goes too.
+      const digest = sha256(manifest);
+      expect((await app.request(`/v2/main/app/manifests/${digest}`, { method: "DELETE" })).status).toBe(202);
+      const after = await gc(root, { graceMs: 0 });
+      expect(after.blobsRemoved).toBe(3);
+      expect(readdirSync(join(root, "blobs", "sha256"))).toEqual([]);
+    });
+  });
+
+  test("removes stale upload sessions and keeps fresh ones", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const fresh = (await app.request("/v2/a/blobs/uploads/", { method: "POST" })).headers.get("docker-upload-uuid")!;
+      const stale = join(root, "uploads", "00000000-0000-0000-0000-000000000000");
+      mkdirSync(stale, { recursive: true });
+      writeFileSync(join(stale, "info.json"), "{}");
+      writeFileSync(join(stale, "data"), "x");
+      const old = new Date(Date.now() - 2 * 86_400_000);
+      utimesSync(join(stale, "data"), old, old);
+      const result = await gc(root, { graceMs: 0 });
+      expect(result.uploadsRemoved).toBe(1);
+      expect(readdirSync(join(root, "uploads"))).toEqual([fresh]);
+    });
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * A read cache in front of a TufStorage: every check-in reads
+ * timestamp.json, so the latest record of each role is kept for a second
+ * (fresh at once after a local write; other gateways' writes show within the
+ * TTL) and fixed versions, which never change, are kept outright.
+ *
+ * @module
+ */
+import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
+
+export class CachedTufStorage implements TufStorage {
+  readonly #inner: TufStorage;
+  readonly #ttlMs: number;
+  readonly #latest = new Map<RoleName, { rec: TufRecord | undefined; until: number }>();
+  readonly #versions = new Map<string, TufRecord>();
+
+  constructor(inner: TufStorage, ttlMs = 1000) {
+    this.#inner = inner;
+    this.#ttlMs = ttlMs;
+  }
+
+  async getLatest(role: RoleName) {
+    const hit = this.#latest.get(role);
+    if (hit && hit.until > Date.now()) return hit.rec;
+    const rec = await this.#inner.getLatest(role);
+    this.#latest.set(role, { rec, until: Date.now() + this.#ttlMs });
+    return rec;
+  }
+
+  async get(role: RoleName, version: number) {
+    const key = `${role}/${version}`;
+    const hit = this.#versions.get(key);
+    if (hit) return hit;
+    const rec = await this.#inner.get(role, version);
+    if (rec) {
+      if (this.#versions.size > 1000) this.#versions.clear();
+      this.#versions.set(key, rec);
+    }
+    return rec;
+  }
+
+  async put(records: TufRecord[]) {
+    try {
+      await this.#inner.put(records);
+    } finally {
+      // After a write (or a conflict: someone else wrote), read through again.
+      this.#latest.clear();
+    }
+  }
+}
+
+export { TufVersionConflictError };

@@ -1,0 +1,156 @@
+/**
+ * Assembles the root filesystem tree of a preloaded image: the apps' blobs in
+ * fioup's store layout, the preloaded target (so fioup treats it as current and
+ * its first update fetches only what changed), the TUF root, fioup config
+ * defaults with the app shortlist, and the early-start service.
+ *
+ * Blobs come through a cache store reused across runs; every cached blob is
+ * re-hashed before it goes into an image, so a corrupt cache fails the build
+ * instead of shipping.
+ *
+ * @module
+ */
+import { chmod, copyFile, link, mkdir, symlink, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
+import type { Target } from "../lib/api/index.ts";
+import { digestFile } from "../lib/oci/digest.ts";
+import type { RegistryClient } from "../lib/oci/registry-client.ts";
+import { DeviceBlobStore } from "../fioup/update/blob-store.ts";
+import { resolveApps } from "../fioup/update/resolve.ts";
+import { earlyStartScript, earlyStartUnit, SCRIPT_PATH, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
+
+export class AssembleError extends Error {
+  override name = "AssembleError";
+}
+
+export class CorruptCacheError extends Error {
+  override name = "CorruptCacheError";
+}
+
+/** Where fioup keeps things on the device (its config defaults unless the factory moved them). */
+export interface DevicePaths {
+  storagePath: string;
+  resetAppsRoot: string;
+  composeAppsRoot: string;
+}
+
+export const DEFAULT_DEVICE_PATHS: DevicePaths = {
+  storagePath: "/var/sota",
+  resetAppsRoot: "/var/sota/reset-apps",
+  composeAppsRoot: "/var/sota/compose-apps",
+};
+
+export interface AssembleOptions {
+  target: Target;
+  /** Apps to preload; undefined = all apps of the target. */
+  apps: string[] | undefined;
+  /** Trusted root.json text, baked in as the device's trust anchor. */
+  rootJson: string;
+  registry(host: string): RegistryClient;
+  /** The tree to fill (may already hold a base rootfs). */
+  tree: string;
+  cacheDir: string;
+  paths?: DevicePaths;
+  platform?: { os: string; architecture: string; variant?: string };
+  /** A fioup binary to install as /usr/bin/fioup. */
+  fioupBinary?: string;
+  onProgress?: (line: string) => void;
+}
+
+export interface AssembleResult {
+  target: string;
+  apps: string[];
+  blobs: number;
+  bytes: number;
+  /** Bytes downloaded in this run (0 with a warm cache). */
+  fetched: number;
+}
+
+const inTree = (tree: string, abs: string) => join(tree, abs.replace(/^\/+/, ""));
+
+async function placeBlob(from: string, to: string): Promise<void> {
+  await mkdir(dirname(to), { recursive: true });
+  try {
+    await link(from, to);
+  } catch {
+    await copyFile(from, to);
+  }
+}
+
+/**
+ * Fills `tree` with everything a preloaded device needs.
+ *
+ * @throws {AssembleError} An app asked for that the target does not have.
+ * @throws {CorruptCacheError} A cached blob whose bytes do not match its digest.
+ */
+export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
+  const paths = o.paths ?? DEFAULT_DEVICE_PATHS;
+  const say = o.onProgress ?? (() => {});
+  const all = o.target.entry.custom.docker_compose_apps;
+  const names = o.apps ?? Object.keys(all).sort();
+  const missing = names.filter((n) => !(n in all));
+  if (missing.length) {
+    throw new AssembleError(
+      `Target ${o.target.name} has no app ${missing.map((m) => `"${m}"`).join(", ")} (it has: ${Object.keys(all).sort().join(", ") || "none"})`,
+    );
+  }
+  const cache = new DeviceBlobStore(o.cacheDir);
+  say(`resolving ${names.length} app(s) of ${o.target.name}: ${names.join(", ")}`);
+  const plan = await resolveApps(
+    names.map((name) => ({ name, uri: all[name]!.uri })),
+    { registry: o.registry, store: cache, platform: o.platform },
+  );
+  let fetched = plan.resolveBytes;
+  let bytes = 0;
+  const store = new DeviceBlobStore(inTree(o.tree, paths.resetAppsRoot));
+  for (const [i, b] of plan.blobs.entries()) {
+    const got = await cache.pull(o.registry(b.registry), b.repo, b);
+    fetched += got;
+    const src = cache.path(b.digest);
+    const { digest } = await digestFile(src);
+    if (digest !== b.digest) throw new CorruptCacheError(`Cached blob ${b.digest} is corrupt (its bytes hash to ${digest}): remove it from ${o.cacheDir} and retry`);
+    await placeBlob(src, store.path(b.digest));
+    bytes += b.size;
+    say(`[${i + 1}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${(b.size / 1e6).toFixed(1)} MB${got ? " fetched" : " cached"}`);
+  }
+
+  const storage = inTree(o.tree, paths.storagePath);
+  await mkdir(join(storage, "preload"), { recursive: true });
+  await writeFile(join(storage, "preload", "target.json"), JSON.stringify({ name: o.target.name, entry: o.target.entry, apps: names }, null, 2) + "\n");
+  await mkdir(join(storage, "tuf"), { recursive: true });
+  await writeFile(join(storage, "tuf", "root.json"), o.rootJson);
+
+  const confD = inTree(o.tree, "/usr/lib/sota/conf.d");
+  await mkdir(confD, { recursive: true });
+  const toml = [
+    "# Written by preload: the apps baked into this image and where fioup keeps them.",
+    "[pacman]",
+    `compose_apps = ${JSON.stringify(names.join(","))}`,
+    `compose_apps_root = ${JSON.stringify(paths.composeAppsRoot)}`,
+    `reset_apps_root = ${JSON.stringify(paths.resetAppsRoot)}`,
+    "",
+    "[storage]",
+    `path = ${JSON.stringify(paths.storagePath)}`,
+    "",
+  ].join("\n");
+  await writeFile(join(confD, "50-preload.toml"), toml);
+
+  const esPaths: EarlyStartPaths = { storagePath: paths.storagePath, fioupBin: "/usr/bin/fioup", defaultAppsFile: "/var/lmp/default-apps" };
+  const unitDir = inTree(o.tree, "/etc/systemd/system");
+  await mkdir(join(unitDir, "multi-user.target.wants"), { recursive: true });
+  await writeFile(join(unitDir, UNIT_NAME), earlyStartUnit(esPaths));
+  const wants = join(unitDir, "multi-user.target.wants", UNIT_NAME);
+  await symlink(relative(dirname(wants), join(unitDir, UNIT_NAME)), wants).catch((e) => {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  });
+  const script = inTree(o.tree, SCRIPT_PATH);
+  await mkdir(dirname(script), { recursive: true });
+  await writeFile(script, earlyStartScript(esPaths));
+  await chmod(script, 0o755);
+  if (o.fioupBinary) {
+    const bin = inTree(o.tree, "/usr/bin/fioup");
+    await copyFile(o.fioupBinary, bin);
+    await chmod(bin, 0o755);
+  }
+  return { target: o.target.name, apps: names, blobs: plan.blobs.length, bytes, fetched };
+}

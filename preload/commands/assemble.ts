@@ -1,0 +1,139 @@
+/** `preload`: assemble a system image with compose apps baked in (seed 002, SPEC §7). */
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { defineCommand, UsageError } from "../../lib/cli/command.ts";
+import { parsePlatform } from "../../lib/oci/platform.ts";
+import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { fetchPinnedCa } from "../../lib/tls/pin.ts";
+import { selectTarget } from "../../lib/tuf/select-target.ts";
+import { assemble, DEFAULT_DEVICE_PATHS } from "../assemble.ts";
+import { decidePreload, parseFactoryConfig, type BuildKind } from "../factory-config.ts";
+import { writeOutput, type OutputFormat } from "../output.ts";
+import { unpackBase } from "../base.ts";
+import { targetsFromFiles, targetsFromGateway } from "../targets.ts";
+
+export class NoTargetError extends Error {
+  override name = "NoTargetError";
+}
+
+const FORMATS = ["dir", "tar", "ext4"] as const;
+
+export default defineCommand({
+  summary: "Assemble a system image with compose apps preloaded",
+  description: [
+    "Decides which apps to preload from factory-config.yml and the git ref, picks the target for",
+    "the ref's tag and the hardware id, verifies it against the TUF root, and writes a root",
+    "filesystem holding the apps' blobs in fioup's store, the preloaded target, the TUF root,",
+    "fioup config defaults and the early-start systemd service.",
+    "",
+    "Targets come from the gateway (--server and --token: the token's CA pin secures TLS) or",
+    "from files (--targets targets.json --root root.json). With ASSEMBLE_SYSTEM_IMAGE: \"0\" for",
+    "the ref, it says so and exits 0 without writing an image.",
+  ].join("\n"),
+  flags: {
+    "factory-config": { type: "string", description: "factory-config.yml of the factory", placeholder: "FILE" },
+    ref: { type: "string", description: "Git ref of the containers build, e.g. refs/heads/master", placeholder: "REF" },
+    kind: { type: "string", description: "Build kind whose rules apply: containers or lmp", default: "containers", placeholder: "KIND" },
+    server: { type: "string", description: "Gateway URL to read targets and blobs from", placeholder: "URL" },
+    token: { type: "string", description: "Gateway admin token (or env PRELOAD_TOKEN)", placeholder: "TOKEN" },
+    targets: { type: "string", description: "A signed targets.json to use instead of the gateway", placeholder: "FILE" },
+    root: { type: "string", description: "Trusted root.json (required with --targets)", placeholder: "FILE" },
+    target: { type: "string", description: "Target version to preload (default: the latest for the tag)", placeholder: "VERSION" },
+    tag: { type: "string", description: "Target tag (default: the first tag the ref maps to)", placeholder: "TAG" },
+    hwid: { type: "string", description: "Hardware id of the device", default: "x86_64-linux", placeholder: "HWID" },
+    platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
+    out: { type: "string", description: "Where to write the image", placeholder: "PATH" },
+    format: { type: "string", description: "Output: dir, tar or ext4", default: "dir", placeholder: "FORMAT" },
+    base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
+    cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
+    fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
+    "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (loopback only)", placeholder: "HOST" },
+    explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit" },
+    json: { type: "boolean", description: "Print the result as JSON on stdout" },
+  },
+  async run({ flags, out }) {
+    if (!flags["factory-config"]) throw new UsageError("--factory-config is required");
+    if (!flags.ref) throw new UsageError("--ref is required");
+    if (flags.kind !== "containers" && flags.kind !== "lmp") throw new UsageError("--kind must be containers or lmp");
+    const config = parseFactoryConfig(await readFile(flags["factory-config"], "utf8"), flags["factory-config"]);
+    const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
+    const print = (data: object, text: string) => (flags.json ? console.log(JSON.stringify(data, null, 2)) : console.log(text));
+    if (flags.explain || !decision.assemble) {
+      const what = decision.assemble
+        ? `preload ${decision.apps ? decision.apps.join(", ") : "all apps of the target"} (tags: ${decision.tags.join(", ")})`
+        : `no system image for ${flags.ref}`;
+      print({ ...decision, ref: flags.ref }, [`${flags.ref}: ${what}`, ...decision.reasons.map((r) => `  - ${r}`)].join("\n"));
+      return 0;
+    }
+
+    if (!flags.out) throw new UsageError("--out is required");
+    if (!(FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format must be one of ${FORMATS.join(", ")}`);
+    const token = flags.token ?? process.env.PRELOAD_TOKEN;
+    if (flags.targets && !flags.root) throw new UsageError("--targets needs --root (the trusted root.json)");
+    if (!flags.targets && !(flags.server && token)) throw new UsageError("give --server and --token, or --targets and --root");
+
+    const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
+    out.info(`verifying targets against the TUF root (${flags.targets ? flags.targets : flags.server})`);
+    const verified = flags.targets
+      ? await targetsFromFiles(flags.targets, flags.root!)
+      : await targetsFromGateway(flags.server!, token!, ca!, flags.root);
+    const tag = flags.tag ?? decision.tags[0]!;
+    const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target });
+    if (!target) {
+      throw new NoTargetError(
+        `No target for hardware id ${flags.hwid} and tag ${tag}${flags.target ? ` with version ${flags.target}` : ""} in ${verified.source}`,
+      );
+    }
+
+    const gatewayHost = flags.server ? new URL(flags.server).host : undefined;
+    const insecure = new Set(flags["insecure-registry"]);
+    const clients = new Map<string, RegistryClient>();
+    const registry = (host: string) => {
+      let c = clients.get(host);
+      if (!c) {
+        c = host === gatewayHost
+          ? new RegistryClient({ registry: host, auth: { token: token! }, tls: { ca } })
+          : new RegistryClient({ registry: host, scheme: insecure.has(host) ? "http" : "https" });
+        clients.set(host, c);
+      }
+      return c;
+    };
+    const platform = flags.platform
+      ? parsePlatform(flags.platform)
+      : { os: "linux", architecture: /arm64|aarch64/.test(flags.hwid) ? "arm64" : "amd64" };
+
+    const outPath = resolve(flags.out);
+    await mkdir(dirname(outPath), { recursive: true });
+    const work = await mkdtemp(join(dirname(outPath), ".preload-"));
+    const cacheDir = flags.cache ? resolve(flags.cache) : join(work, "cache");
+    const tree = join(work, "rootfs");
+    try {
+      await mkdir(tree, { recursive: true });
+      if (flags.base) {
+        out.info(`layering onto base ${flags.base}`);
+        await unpackBase(flags.base, tree);
+      }
+      const result = await assemble({
+        target,
+        apps: decision.apps,
+        rootJson: verified.rootJson,
+        registry,
+        tree,
+        cacheDir,
+        paths: DEFAULT_DEVICE_PATHS,
+        platform,
+        fioupBinary: flags.fioup,
+        onProgress: (l) => out.info(l),
+      });
+      out.info(`writing ${flags.format} output to ${outPath}`);
+      await writeOutput(tree, outPath, flags.format as OutputFormat);
+      print(
+        { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
+        `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${(result.bytes / 1e6).toFixed(1)} MB, ${(result.fetched / 1e6).toFixed(1)} MB fetched`,
+      );
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  },
+});

@@ -1,0 +1,106 @@
+/**
+ * Where preload gets its target from, verified against the TUF root before a
+ * single blob is fetched: either the gateway's TUF repository (full TUF client
+ * workflow, as a device would run it) or a targets.json file checked against a
+ * root.json (for factories that build images offline).
+ *
+ * @module
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Metadata, Root, Targets } from "@tufjs/models";
+import { Value } from "@sinclair/typebox/value";
+import { TargetEntry } from "../lib/api/index.ts";
+import { parsePinnedToken } from "../lib/tls/pin.ts";
+import { parseMetadata } from "../lib/tuf/metadata.ts";
+import { verifyAndLoadTargets } from "../lib/tuf/verify-targets.ts";
+
+export class TargetsVerificationError extends Error {
+  override name = "TargetsVerificationError";
+}
+
+export interface VerifiedTargetSet {
+  targets: Record<string, TargetEntry>;
+  /** The root the targets were verified with: baked into the image as the device's trust anchor. */
+  rootJson: string;
+  source: string;
+}
+
+/**
+ * Verifies a targets.json file against a root.json: the targets role's keys and
+ * threshold from the root, and both files' expiry.
+ *
+ * @throws {TargetsVerificationError} If either file is malformed, expired or not signed by the root's targets keys.
+ */
+export async function targetsFromFiles(targetsFile: string, rootFile: string, now = new Date()): Promise<VerifiedTargetSet> {
+  const rootJson = await readFile(rootFile, "utf8");
+  let root: Metadata<Root>;
+  let targets: Metadata<Targets>;
+  try {
+    root = parseMetadata("root", rootJson);
+  } catch (err) {
+    throw new TargetsVerificationError(`Cannot read the TUF root ${rootFile}: ${(err as Error).message}`);
+  }
+  try {
+    targets = parseMetadata("targets", await readFile(targetsFile, "utf8"));
+  } catch (err) {
+    throw new TargetsVerificationError(`Cannot read ${targetsFile}: ${(err as Error).message}`);
+  }
+  // TUF §5.3.4: the root must be signed by its own threshold of root keys.
+  try {
+    root.verifyDelegate("root", root);
+  } catch {
+    throw new TargetsVerificationError(`${rootFile} is not signed by a threshold of its own root keys`);
+  }
+  if (root.signed.isExpired(now)) throw new TargetsVerificationError(`${rootFile} expired on ${root.signed.expires}`);
+  // TUF §5.6.3: targets signed by a threshold of the root's targets keys.
+  try {
+    root.verifyDelegate("targets", targets);
+  } catch {
+    throw new TargetsVerificationError(`${targetsFile} is not signed by the targets keys of ${rootFile}`);
+  }
+  if (targets.signed.isExpired(now)) throw new TargetsVerificationError(`${targetsFile} expired on ${targets.signed.expires}`);
+  return { targets: ourTargets(targets.signed), rootJson, source: targetsFile };
+}
+
+function ourTargets(t: Targets): Record<string, TargetEntry> {
+  const out: Record<string, TargetEntry> = {};
+  for (const [name, file] of Object.entries(t.targets)) {
+    const entry = { length: file.length, hashes: file.hashes, custom: file.unrecognizedFields?.custom ?? (file as any).custom };
+    if (Value.Check(TargetEntry, entry)) out[name] = entry;
+  }
+  return out;
+}
+
+/**
+ * Runs the TUF client workflow against the gateway's /repo/ with the admin
+ * token, starting from `rootFile` if given, else from the gateway's 1.root.json
+ * fetched over the CA pinned by the token.
+ */
+export async function targetsFromGateway(server: string, token: string, ca: string, rootFile?: string): Promise<VerifiedTargetSet> {
+  const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
+  try {
+    const headers = () => ({ authorization: `Bearer ${token}` });
+    let rootJson: string;
+    if (rootFile) rootJson = await readFile(rootFile, "utf8");
+    else {
+      const res = await fetch(new URL("/repo/1.root.json", server), { headers: headers(), tls: { ca } });
+      if (!res.ok) throw new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);
+      rootJson = await res.text();
+    }
+    await writeFile(join(dir, "root.json"), rootJson);
+    parsePinnedToken(token);
+    const verified = await verifyAndLoadTargets({
+      metadataDir: dir,
+      metadataBaseUrl: new URL("/repo/", server).toString(),
+      fetch: { tls: { ca } },
+      headers,
+    });
+    // The newest trusted root (after any rotation) is what the device should start from.
+    const latestRoot = await readFile(join(dir, "root.json"), "utf8");
+    return { targets: verified.targets, rootJson: latestRoot, source: `${server}/repo/` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

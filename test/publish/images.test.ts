@@ -1,0 +1,114 @@
+/**
+ * The registry side of publish against a real docker-registry (distribution
+ * 2.8): third-party images copied byte-exact, a docker-built image pushed from
+ * `docker save` that a Docker engine then pulls by digest with the image ID
+ * we computed, and re-pushes that send nothing.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { parseManifest } from "../../lib/oci/manifest.ts";
+import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { copyImage } from "../../gateway/publish/copy-image.ts";
+import { dockerBuild, dockerSave } from "../../gateway/publish/docker.ts";
+import { readDockerSave } from "../../gateway/publish/docker-save-image.ts";
+import { ensureBlob, ensureManifest, PushStats, type Destination } from "../../gateway/publish/transfer.ts";
+import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
+import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
+import { tempDir } from "../harness/tmp.ts";
+import { FIXTURES, loadBaseImage, pushUpstreamNginx } from "./_setup.ts";
+
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let factory: DockerRegistryHandle;
+let upstreamIndex: string;
+
+beforeAll(async () => {
+  [dockerd, upstream, factory] = await Promise.all([startDockerd(), startDockerRegistry(), startDockerRegistry()]);
+  await loadBaseImage(dockerd);
+  upstreamIndex = await pushUpstreamNginx(upstream);
+});
+
+afterAll(async () => {
+  await Promise.all([upstream?.stop(), factory?.stop(), dockerd?.stop()]);
+});
+
+async function dest(dryRun = false): Promise<Destination> {
+  return {
+    client: new RegistryClient({ registry: factory.host, scheme: "http" }),
+    stats: new PushStats(),
+    dryRun,
+    tmpDir: await tempDir("publish-tmp-"),
+  };
+}
+
+describe("copyImage", () => {
+  test("copies a whole index byte-exact, then a second copy pushes nothing", async () => {
+    const src = new RegistryClient({ registry: upstream.host, scheme: "http" });
+    const d = await dest();
+    const m = await copyImage(src, "library/nginx", "alpine", d, "main/nginx");
+    expect(m.digest).toBe(upstreamIndex);
+    expect(d.stats.bytesPushed).toBeGreaterThan(0);
+    const got = await d.client.getManifest("main/nginx", upstreamIndex);
+    expect(parseManifest(got.bytes).kind).toBe("index");
+
+    const again = await dest();
+    await copyImage(src, "library/nginx", "alpine", again, "main/nginx");
+    expect(again.stats.bytesPushed).toBe(0);
+    expect(again.stats.blobsPushed).toBe(0);
+  });
+
+  test("with a platform, pins that platform's manifest", async () => {
+    const src = new RegistryClient({ registry: upstream.host, scheme: "http" });
+    const d = await dest();
+    const m = await copyImage(src, "library/nginx", "alpine", d, "main/nginx-arm", { platform: { os: "linux", architecture: "arm64" } });
+    const p = parseManifest(m.bytes);
+    expect(p.kind).toBe("manifest");
+    const cfg = JSON.parse(new TextDecoder().decode(await d.client.getBlobBytes("main/nginx-arm", (p as { manifest: { config: { digest: string } } }).manifest.config.digest)));
+    expect(cfg.architecture).toBe("arm64");
+  });
+
+  test("a dry run resolves the digest and writes nothing", async () => {
+    const src = new RegistryClient({ registry: upstream.host, scheme: "http" });
+    const d = await dest(true);
+    const m = await copyImage(src, "library/nginx", "alpine", d, "main/never");
+    expect(m.digest).toBe(upstreamIndex);
+    expect(await d.client.headManifest("main/never", upstreamIndex)).toBeUndefined();
+  });
+
+  test("a missing image is an error from the source registry", async () => {
+    const src = new RegistryClient({ registry: upstream.host, scheme: "http" });
+    await expect(copyImage(src, "library/nginx", "nope", await dest(), "main/nginx")).rejects.toThrow(/404|MANIFEST_UNKNOWN/);
+  });
+});
+
+describe("docker build + docker save push", () => {
+  test("a Docker engine pulls the pushed image by digest and gets the same image ID", async () => {
+    const tag = `${factory.host}/main/simple-app:test1`;
+    await dockerBuild(join(FIXTURES, "simple-app"), tag, { env: { ...process.env, ...dockerd.env } });
+    const work = await tempDir("save-");
+    await dockerSave(tag, join(work, "img.tar"), { env: { ...process.env, ...dockerd.env } });
+    const img = await readDockerSave(join(work, "img.tar"), join(work, "x"));
+    const imageId = (await dockerd.docker("image", "inspect", "-f", "{{.Id}}", tag)).trim();
+    expect(img.config.digest).toBe(imageId);
+
+    const d = await dest();
+    for (const b of [img.config, ...img.layers]) await ensureBlob(d, "main/simple-app", b, { path: b.path });
+    await ensureManifest(d, "main/simple-app", { bytes: img.manifest, mediaType: img.mediaType, digest: img.manifestDigest }, "test1");
+    expect(d.stats.bytesPushed).toBeGreaterThan(0);
+
+    // Same save again: the same digests (fixed gzip settings), nothing pushed.
+    await dockerSave(tag, join(work, "img2.tar"), { env: { ...process.env, ...dockerd.env } });
+    const img2 = await readDockerSave(join(work, "img2.tar"), join(work, "y"));
+    expect(img2.manifestDigest).toBe(img.manifestDigest);
+    const d2 = await dest();
+    for (const b of [img2.config, ...img2.layers]) await ensureBlob(d2, "main/simple-app", b, { path: b.path });
+    await ensureManifest(d2, "main/simple-app", { bytes: img2.manifest, mediaType: img2.mediaType, digest: img2.manifestDigest }, "test1");
+    expect(d2.stats.bytesPushed).toBe(0);
+
+    await dockerd.docker("rmi", tag);
+    const byDigest = `${factory.host}/main/simple-app@${img.manifestDigest}`;
+    await dockerd.docker("pull", byDigest);
+    expect((await dockerd.docker("image", "inspect", "-f", "{{.Id}}", byDigest)).trim()).toBe(imageId);
+    await dockerd.docker("rmi", byDigest);
+  });
+});

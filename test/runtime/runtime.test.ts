@@ -1,0 +1,246 @@
+/**
+ * The runtime against a real private dockerd and Debian's docker-compose 1.29:
+ * apps built into a blob store are installed, started, checked, stopped and
+ * removed the way fioup does it on a device.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Runtime, BlobNotInStoreError, ImageLoadError, localTag } from "../../fioup/runtime/index.ts";
+import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
+import { freePort, tempDir } from "../harness/tmp.ts";
+import { storeApp, uniq, type FixtureApp } from "./_fixtures.ts";
+
+// bunfig's [test] timeout is not honoured by this Bun: set it here.
+setDefaultTimeout(120_000);
+
+/** One service entry; `init: true` so busybox as PID 1 stops at once on SIGTERM (compose stop/down stay fast). */
+const svc = (name: string, image: string, extra = "") => `  ${name}:\n    image: ${image}\n    init: true\n${extra}`;
+
+const HTTPD = { cmd: ["httpd", "-f", "-p", "8080", "-h", "/var/www"], files: { "/var/www/index.html": "hello from the store\n" } };
+
+let dockerd: DockerdHandle;
+let root: string;
+let store: string;
+let rt: Runtime;
+const ns = `rt${uniq()}`;
+const apps: string[] = [];
+
+beforeAll(async () => {
+  dockerd = await startDockerd();
+  root = await tempDir("runtime-");
+  store = join(root, "reset-apps");
+  rt = new Runtime({ composeAppsRoot: join(root, "compose-apps"), storeRoot: store, dockerHost: dockerd.host });
+});
+
+afterAll(async () => {
+  for (const a of apps) await rt.removeApp(a).catch(() => {});
+  await rt.pruneImages([], { match: (t) => t.includes(`/${ns}/`) }).catch(() => {});
+  await dockerd?.stop();
+});
+
+async function app(name: string, images: Parameters<typeof storeApp>[1]["images"], compose: (refs: Record<string, string>) => string, files?: Record<string, string>): Promise<FixtureApp> {
+  const full = `${name}-${uniq()}`;
+  apps.push(full);
+  return storeApp(store, { name: full, ns, images, compose, ...(files ? { files } : {}) });
+}
+
+async function get(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/`);
+  return await res.text();
+}
+
+describe("Runtime", () => {
+  test("installs an app from the store and serves it on 127.0.0.1", async () => {
+    const port = await freePort();
+    const a = await app("web", { web: HTTPD }, (r) => `services:\n${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`, { "conf/app.env": "X=1\n" });
+    expect(await rt.isInstalled(a)).toBe(false);
+    const inst = await rt.installApp(a);
+
+    // the installed compose file is the bundle's, byte for byte; the override names the local tag
+    const dir = join(root, "compose-apps", a.name);
+    const bundled = readFileSync(join(dir, "docker-compose.yml"), "utf8");
+    expect(bundled).toContain(a.images.web!);
+    expect(readFileSync(join(dir, "conf/app.env"), "utf8")).toBe("X=1\n");
+    const tag = localTag(a.images.web!).full;
+    expect(tag).toMatch(new RegExp(`/${ns}/web:fioup-[0-9a-f]{32}$`));
+    expect(readFileSync(join(dir, ".fioup/images.yml"), "utf8")).toContain(tag);
+    expect(inst.images).toEqual([{ service: "web", ref: a.images.web!, tag, imageId: a.imageIds.web! }]);
+    expect((await rt.engine.inspectImage(tag))?.Id).toBe(a.imageIds.web!);
+    expect(await rt.isInstalled(a)).toBe(true);
+    expect((await rt.installedApps()).map((x) => x.name)).toContain(a.name);
+
+    const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
+    expect(res?.error).toBeUndefined();
+    expect(res?.ok).toBe(true);
+    expect(await get(port)).toBe("hello from the store\n");
+
+    const state = (await rt.appsState([a.name]))[a.name]!;
+    expect(state.uri).toBe(a.uri);
+    expect(state.state).toBe("healthy");
+    expect(state.services).toHaveLength(1);
+    expect(state.services[0]).toMatchObject({ name: "web", state: "running", image: a.images.web! });
+    expect(state.services[0]!.hash).toMatch(/^[0-9a-f]{64}$/);
+
+    await rt.stopApps([a.name]);
+    const stopped = (await rt.appsState([a.name]))[a.name]!;
+    expect(stopped.state).toBe("unhealthy");
+    expect(stopped.services[0]!.state).toBe("exited");
+    await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
+
+    await rt.removeApp(a.name);
+    expect(existsSync(dir)).toBe(false);
+    expect(await rt.engine.listContainers([`com.docker.compose.project=${a.name}`])).toEqual([]);
+    expect(await rt.isInstalled(a)).toBe(false);
+  });
+
+  test("a reinstall reuses the loaded image and keeps the app serving", async () => {
+    const port = await freePort();
+    const a = await app("again", { web: HTTPD }, (r) => `services:\n${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`);
+    await rt.installApp(a);
+    const lines: string[] = [];
+    await rt.installApp(a, { onProgress: (l) => lines.push(l) });
+    expect(lines.some((l) => l.includes("Loading image"))).toBe(true);
+    const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
+    expect(res?.ok).toBe(true);
+    expect(await get(port)).toBe("hello from the store\n");
+  });
+
+  test("a service that exits non-zero makes the app fail to start", async () => {
+    const a = await app("crash", { job: { cmd: ["sh", "-c", "echo boom >&2; sleep 0.3; exit 3"] } }, (r) => `services:\n${svc("job", r.job!)}`);
+    await rt.installApp(a);
+    const [res] = await rt.startApps([a.name], { timeoutMs: 30_000 });
+    expect(res?.ok).toBe(false);
+    expect(res?.error).toContain("exited with code 3");
+    expect(res?.error).toContain("boom");
+    expect(res?.state.state).toBe("unhealthy");
+  });
+
+  test("a crash-looping service (restart: always) is reported failed", async () => {
+    const a = await app("loop", { job: { cmd: ["sh", "-c", "exit 1"] } }, (r) => `services:\n${svc("job", r.job!)}    restart: always\n`);
+    await rt.installApp(a);
+    const [res] = await rt.startApps([a.name], { timeoutMs: 30_000 });
+    expect(res?.ok).toBe(false);
+    expect(res?.error).toMatch(/restart|exited with code 1/);
+  });
+
+  test("a one-shot service that exits 0 beside a server is fine", async () => {
+    const port = await freePort();
+    const a = await app(
+      "oneshot",
+      { web: HTTPD, init: { cmd: ["sh", "-c", "echo migrated; exit 0"] } },
+      (r) => `services:\n${svc("init", r.init!)}${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`,
+    );
+    await rt.installApp(a);
+    const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
+    expect(res?.error).toBeUndefined();
+    expect(res?.ok).toBe(true);
+    const init = res!.state.services.find((s) => s.name === "init");
+    expect(init?.state).toBe("exited");
+    expect(await get(port)).toBe("hello from the store\n");
+  });
+
+  test("start waits for a healthcheck to pass", async () => {
+    const a = await app(
+      "health",
+      { web: { cmd: ["sh", "-c", "sleep 2; touch /tmp/ready; exec sleep 600"] } },
+      (r) =>
+        `services:\n${svc("web", r.web!)}    healthcheck:\n      test: ["CMD", "test", "-f", "/tmp/ready"]\n      interval: 1s\n      timeout: 1s\n      retries: 30\n`,
+    );
+    await rt.installApp(a);
+    const t0 = Date.now();
+    const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
+    expect(res?.error).toBeUndefined();
+    expect(res?.ok).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThan(2000);
+    expect(res?.state.services[0]?.health).toBe("healthy");
+  });
+
+  test("a service whose healthcheck fails is reported unhealthy", async () => {
+    const a = await app(
+      "sick",
+      { web: { cmd: ["sleep", "600"] } },
+      (r) => `services:\n${svc("web", r.web!)}    healthcheck:\n      test: ["CMD", "false"]\n      interval: 1s\n      timeout: 1s\n      retries: 2\n`,
+    );
+    await rt.installApp(a);
+    const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
+    expect(res?.ok).toBe(false);
+    expect(res?.error).toContain("unhealthy");
+    expect(res?.state.services[0]?.health).toBe("unhealthy");
+  });
+
+  test("an app that does not become ready in time fails with a timeout", async () => {
+    const a = await app(
+      "slow",
+      { web: { cmd: ["sleep", "600"] } },
+      (r) => `services:\n${svc("web", r.web!)}    healthcheck:\n      test: ["CMD", "false"]\n      interval: 30s\n      retries: 3\n`,
+    );
+    await rt.installApp(a);
+    const [res] = await rt.startApps([a.name], { timeoutMs: 3000 });
+    expect(res?.ok).toBe(false);
+    expect(res?.error).toContain("did not start within");
+  });
+
+  test("starting an app that is not installed is a failed result, not an exception", async () => {
+    const [res] = await rt.startApps(["never-installed"]);
+    expect(res).toMatchObject({ name: "never-installed", ok: false });
+    expect(res?.error).toContain("not installed");
+  });
+
+  test("an image with a blob missing from the store is refused and the previous install stays", async () => {
+    const port = await freePort();
+    const a = await app("keep", { web: HTTPD }, (r) => `services:\n${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`);
+    await rt.installApp(a);
+    const dir = join(root, "compose-apps", a.name);
+    const before = readFileSync(join(dir, ".fioup/app.json"), "utf8");
+
+    // a new version of the same app whose image layer is not in the store
+    const store2 = join(await tempDir("store2-"), "s");
+    const b = await storeApp(store2, {
+      name: a.name,
+      ns,
+      images: { web: { ...HTTPD, files: { "/var/www/index.html": "v2\n" } } },
+      compose: (r) => `services:\n${svc("web", r.web!)}`,
+    });
+    const m = JSON.parse(readFileSync(join(store2, "blobs/sha256", b.images.web!.split("@sha256:")[1]!), "utf8"));
+    rmSync(join(store2, "blobs/sha256", m.layers[0].digest.slice(7)));
+    const rt2 = new Runtime({ composeAppsRoot: join(root, "compose-apps"), storeRoot: store2, dockerHost: dockerd.host });
+    await expect(rt2.installApp(b)).rejects.toThrow(BlobNotInStoreError);
+    expect(readFileSync(join(dir, ".fioup/app.json"), "utf8")).toBe(before);
+    expect(await rt.isInstalled(a)).toBe(true);
+  });
+
+  test("a corrupt layer in the store fails the load with the engine's reason", async () => {
+    const s = join(await tempDir("store3-"), "s");
+    const a = await storeApp(s, { name: `bad-${uniq()}`, ns, images: { web: { cmd: ["true"], files: { "/x": uniq() } } }, compose: (r) => `services:\n${svc("web", r.web!)}` });
+    const m = JSON.parse(readFileSync(join(s, "blobs/sha256", a.images.web!.split("@sha256:")[1]!), "utf8"));
+    // A layer that is a valid gzip of different content: the engine's diff_id check must catch it.
+    writeFileSync(join(s, "blobs/sha256", m.layers[0].digest.slice(7)), Bun.gzipSync(new Uint8Array(1024)));
+    const r = new Runtime({ composeAppsRoot: join(root, "compose-apps"), storeRoot: s, dockerHost: dockerd.host });
+    await expect(r.installApp(a)).rejects.toThrow(ImageLoadError);
+    expect(existsSync(join(root, "compose-apps", a.name))).toBe(false);
+  });
+
+  test("a multi-platform image index loads the host platform's image", async () => {
+    const a = await app("multi", { web: { cmd: ["sleep", "600"], platforms: ["linux/arm64", "linux/amd64"] } }, (r) => `services:\n${svc("web", r.web!)}`);
+    const inst = await rt.installApp(a, {});
+    const want = process.arch === "arm64" ? "arm64" : "amd64";
+    const cfg = await rt.engine.inspectImage(inst.images[0]!.tag);
+    expect(cfg?.Id).toBe(inst.images[0]!.imageId);
+    const arch = (await (await fetch(`http://localhost/v1.41/images/${encodeURIComponent(inst.images[0]!.tag)}/json`, { unix: dockerd.socket } as RequestInit)).json()) as { Architecture: string };
+    expect(arch.Architecture).toBe(want);
+  });
+
+  test("pruneImages removes the tags of removed apps and keeps installed ones", async () => {
+    const a = await app("prune-a", { web: { cmd: ["sleep", "600"], files: { "/a": uniq() } } }, (r) => `services:\n${svc("web", r.web!)}`);
+    const b = await app("prune-b", { web: { cmd: ["sleep", "600"], files: { "/b": uniq() } } }, (r) => `services:\n${svc("web", r.web!)}`);
+    const ia = await rt.installApp(a);
+    const ib = await rt.installApp(b);
+    await rt.removeApp(b.name);
+    const removed = await rt.pruneImages([], { match: (t) => t.includes(`/${ns}/`) });
+    expect(removed).toContain(ib.images[0]!.tag);
+    expect(removed).not.toContain(ia.images[0]!.tag);
+    expect(await rt.engine.inspectImage(ib.images[0]!.tag)).toBeUndefined();
+    expect((await rt.engine.inspectImage(ia.images[0]!.tag))?.Id).toBe(ia.images[0]!.imageId);
+  });
+});
