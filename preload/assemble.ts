@@ -17,7 +17,7 @@ import { digestFile } from "../lib/oci/digest.ts";
 import type { RegistryClient } from "../lib/oci/registry-client.ts";
 import { DeviceBlobStore } from "../fioup/update/blob-store.ts";
 import { resolveApps } from "../fioup/update/resolve.ts";
-import { earlyStartScript, earlyStartUnit, SCRIPT_PATH, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
+import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
 
 export class AssembleError extends Error {
   override name = "AssembleError";
@@ -135,7 +135,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   ].join("\n");
   await writeFile(join(confD, "50-preload.toml"), toml);
 
-  const esPaths: EarlyStartPaths = { storagePath: paths.storagePath, fioupBin: "/usr/bin/fioup", defaultAppsFile: "/var/lmp/default-apps" };
+  const esPaths: EarlyStartPaths = { ...DEFAULT_EARLY_START_PATHS, storagePath: paths.storagePath };
   const unitDir = inTree(o.tree, "/etc/systemd/system");
   await mkdir(join(unitDir, "multi-user.target.wants"), { recursive: true });
   await writeFile(join(unitDir, UNIT_NAME), earlyStartUnit(esPaths));
@@ -143,7 +143,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   await symlink(relative(dirname(wants), join(unitDir, UNIT_NAME)), wants).catch((e) => {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
   });
-  const script = inTree(o.tree, SCRIPT_PATH);
+  const script = inTree(o.tree, esPaths.scriptPath);
   await mkdir(dirname(script), { recursive: true });
   await writeFile(script, earlyStartScript(esPaths));
   await chmod(script, 0o755);

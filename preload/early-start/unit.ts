@@ -14,22 +14,23 @@ export interface EarlyStartPaths {
   fioupBin: string;
   /** The default-apps list, created at run time by the factory's own provisioning. */
   defaultAppsFile: string;
+  /** Where the unit's script is installed. */
+  scriptPath: string;
 }
 
 export const DEFAULT_EARLY_START_PATHS: EarlyStartPaths = {
   storagePath: "/var/sota",
   fioupBin: "/usr/bin/fioup",
   defaultAppsFile: "/var/lmp/default-apps",
+  scriptPath: "/usr/bin/compose-apps-early-start",
 };
 
 export const UNIT_NAME = "compose-apps-early-start.service";
-export const SCRIPT_PATH = "/usr/bin/compose-apps-early-start";
 
 /** The unit file text. `ConditionPathExists=!` keeps it off registered devices. */
 export function earlyStartUnit(p: EarlyStartPaths = DEFAULT_EARLY_START_PATHS): string {
   return `[Unit]
 Description=Start preloaded compose apps before the device is registered
-Documentation=https://github.com/ (see README: Preloaded images)
 After=docker.service
 Requires=docker.service
 Before=fioup.service
@@ -38,7 +39,7 @@ ConditionPathExists=!${p.storagePath}/sota.toml
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=${SCRIPT_PATH}
+ExecStart=${p.scriptPath}
 StandardOutput=journal
 StandardError=journal
 TimeoutStartSec=15min

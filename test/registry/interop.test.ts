@@ -109,6 +109,17 @@ describe("dockerd", () => {
     expect(inspect.RepoDigests).toContain(`${reg.host}/interop/app@${image.digest}`);
   });
 
+  test("pushes an image with docker push (streamed PATCH uploads)", async () => {
+    const src = `${reg.host}/interop/app:1`;
+    const dest = `${reg.host}/interop/pushed:1`;
+    await dockerd.docker("--config", config, "pull", src);
+    await dockerd.docker("tag", src, dest);
+    pulled.push(dest);
+    await dockerd.docker("--config", config, "push", dest);
+    const raw = await skopeo(["inspect", "--raw", "--tls-verify=false", "--creds", CREDS, `docker://${dest}`]);
+    expect(JSON.parse(raw.stdout).config.digest).toBe(image.images[0]!.configDigest);
+  });
+
   test("refuses a pull without credentials", async () => {
     const empty = await tempDir("docker-noauth-");
     const res = await run(["docker", "--config", empty, "pull", `${reg.host}/interop/app:1`], { env: dockerd.env, allowFail: true });

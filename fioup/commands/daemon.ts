@@ -1,0 +1,32 @@
+import { defineCommand } from "../../lib/cli/command.ts";
+import { runDaemon } from "../daemon.ts";
+import { progressHooks } from "../progress.ts";
+import { openSession } from "../session.ts";
+import { sotaDirFlag } from "./_flags.ts";
+
+export default defineCommand({
+  summary: "Poll for updates and apply them, forever (SIGTERM stops cleanly; the next start resumes)",
+  flags: {
+    ...sotaDirFlag,
+    cycles: { type: "string", description: "Stop after N polling cycles (for tests)", placeholder: "N" },
+  },
+  async run({ flags, out }) {
+    const s = openSession({ ...flags, requireRegistration: true });
+    const ac = new AbortController();
+    const stop = () => ac.abort(new Error("SIGTERM"));
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+    try {
+      await runDaemon(s, {
+        signal: ac.signal,
+        log: (l) => out.info(`${new Date().toISOString()} ${l}`),
+        hooks: progressHooks(),
+        cycles: flags.cycles ? Number(flags.cycles) : undefined,
+      });
+    } finally {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      s.close();
+    }
+  },
+});

@@ -1,0 +1,22 @@
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { earlyStart } from "../early-start.ts";
+import { openSession } from "../session.ts";
+import { sotaDirFlag } from "./_flags.ts";
+
+export default defineCommand({
+  summary: "Start preloaded apps offline from the local store (only before registration)",
+  description: "Used by the preload image's systemd unit. Apps: /var/lmp/default-apps if present, else all preloaded apps.",
+  flags: { ...sotaDirFlag, ...formatFlag },
+  async run({ flags, out }) {
+    const s = openSession(flags);
+    try {
+      const r = await earlyStart(s, (l) => out.info(l));
+      out.result(r, (x) =>
+        x.skipped ? `Nothing to start: ${x.skipped}` : [`Preloaded target ${x.target}:`, ...x.apps.map((a) => `  ${a.name}: ${a.ok ? "running" : `failed: ${a.error}`}`)].join("\n"),
+      );
+      return r.apps.some((a) => !a.ok) ? 51 : 0;
+    } finally {
+      s.close();
+    }
+  },
+});

@@ -1,0 +1,16 @@
+/** fioup's command table (STYLE §5): one file per command, imported lazily. */
+import type { Command } from "../../lib/cli/command.ts";
+
+export const commands = {
+  register: () => import("./register.ts"),
+  check: () => import("./check.ts"),
+  fetch: () => import("./fetch.ts"),
+  install: () => import("./install.ts"),
+  start: () => import("./start.ts"),
+  update: () => import("./update.ts"),
+  cancel: () => import("./cancel.ts"),
+  status: () => import("./status.ts"),
+  daemon: () => import("./daemon.ts"),
+  "early-start": () => import("./early-start.ts"),
+  version: () => import("./version.ts"),
+} satisfies Record<string, () => Promise<{ default: Command<any> }>>;

@@ -1,0 +1,85 @@
+/**
+ * The daemon loop: every `uptane.polling_seconds` (± 10% jitter so a fleet
+ * does not poll in step) resume any interrupted update, else check and update
+ * to a newer target; report events and app states. One update at a time
+ * through the shared lock; SIGTERM stops between (or inside, abortably) steps
+ * and the next start resumes.
+ *
+ * @module
+ */
+import { describeError } from "../lib/cli/command.ts";
+import { LockedError, acquireLock } from "./lock.ts";
+import { reportAll, reportSystemInfo } from "./report.ts";
+import type { Session } from "./session.ts";
+import { NoUpdateError } from "./update/check-step.ts";
+import type { UpdateHooks } from "./update/context.ts";
+import { plans } from "./update/plans.ts";
+import { runSteps } from "./update/step.ts";
+
+export interface DaemonOptions {
+  signal: AbortSignal;
+  log: (line: string) => void;
+  hooks: UpdateHooks;
+  /** Stop after this many cycles (tests); default forever. */
+  cycles?: number;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** One cycle: resume or check+update. Returns what happened, for the log. */
+export async function daemonCycle(s: Session, o: DaemonOptions): Promise<string> {
+  let lock;
+  try {
+    lock = acquireLock(s.lockPath);
+  } catch (e) {
+    if (e instanceof LockedError) return `skipped: ${e.message}`;
+    throw e;
+  }
+  try {
+    const ctx = s.ctx(o.hooks, o.signal);
+    const pending = s.db.pendingUpdate();
+    try {
+      await runSteps(pending ? plans.resume() : plans.update(), ctx);
+    } catch (e) {
+      if (e instanceof NoUpdateError) return "up to date";
+      if (o.signal.aborted) return "interrupted";
+      return `update failed: ${describeError(e)}`;
+    }
+    const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
+    return u ? `updated to ${u.toTarget} (${u.state}, ${u.bytesFetched} bytes fetched)` : "done";
+  } finally {
+    lock.release();
+    for (const e of await reportAll(s)) o.log(`cannot report to the gateway: ${e.message}`);
+  }
+}
+
+export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
+  o.log(`fioup daemon started: polling every ${s.cfg.pollingSeconds}s`);
+  try {
+    await reportSystemInfo(s);
+  } catch (e) {
+    o.log(`cannot send system info: ${(e as Error).message}`);
+  }
+  for (let i = 0; !o.signal.aborted && (o.cycles === undefined || i < o.cycles); i++) {
+    try {
+      o.log(await daemonCycle(s, o));
+    } catch (e) {
+      o.log(`cycle failed: ${describeError(e)}`);
+    }
+    if (o.signal.aborted || (o.cycles !== undefined && i + 1 >= o.cycles)) break;
+    const base = s.cfg.pollingSeconds * 1000;
+    await sleep(base + (Math.random() * 0.2 - 0.1) * base, o.signal);
+  }
+  o.log("fioup daemon stopped");
+}

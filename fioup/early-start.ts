@@ -1,0 +1,50 @@
+/**
+ * Early start (SPEC §7): on a device that is not registered yet, start the
+ * preloaded apps from the local store as soon as the engine is up, offline.
+ * Which apps: `/var/lmp/default-apps` (one per line or comma-separated), else
+ * every app of the preloaded target.
+ *
+ * @module
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Session } from "./session.ts";
+import { preloadedTarget } from "./update/current-target.ts";
+
+export interface EarlyStartResult {
+  skipped?: string;
+  target?: string;
+  apps: { name: string; ok: boolean; error?: string }[];
+}
+
+export function defaultApps(root: string): string[] | undefined {
+  const p = join(root || "/", "var/lmp/default-apps");
+  if (!existsSync(p)) return undefined;
+  return readFileSync(p, "utf8")
+    .split(/[\n,]/)
+    .map((s) => s.trim())
+    .filter((s) => s && !s.startsWith("#"));
+}
+
+export async function earlyStart(s: Session, log: (l: string) => void): Promise<EarlyStartResult> {
+  if (s.client) return { skipped: "the device is registered: fioup starts its apps", apps: [] };
+  const target = preloadedTarget(s.cfg);
+  if (!target) return { skipped: "no preloaded target", apps: [] };
+  const all = Object.entries(target.entry.custom.docker_compose_apps).map(([name, a]) => ({ name, uri: a.uri }));
+  const only = defaultApps(s.cfg.root);
+  const apps = only ? all.filter((a) => only.includes(a.name)) : all;
+  const results: EarlyStartResult["apps"] = [];
+  const ready: string[] = [];
+  for (const app of apps) {
+    try {
+      await s.runtime.installApp(app, { onProgress: log });
+      ready.push(app.name);
+    } catch (e) {
+      results.push({ name: app.name, ok: false, error: (e as Error).message });
+    }
+  }
+  if (ready.length) {
+    for (const r of await s.runtime.startApps(ready, { timeoutMs: 120_000 })) results.push({ name: r.name, ok: r.ok, ...(r.error ? { error: r.error } : {}) });
+  }
+  return { target: target.name, apps: results };
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bun
+/**
+ * fioup: the device client. Compiles to one binary with
+ * `bun build --compile fioup/main.ts`; it needs only Docker on the device.
+ *
+ * @module
+ */
+import { runCli } from "../lib/cli/command.ts";
+import { commands } from "./commands/index.ts";
+import { exitCodeFor } from "./exit-codes.ts";
+import { FIOUP_VERSION } from "./version.ts";
+
+const code = await runCli(
+  { name: "fioup", version: FIOUP_VERSION, summary: "over-the-air updates of Docker Compose apps", commands, exitCodeFor },
+  process.argv.slice(2),
+);
+process.exit(code);
