@@ -9,7 +9,8 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import * as x509 from "@peculiar/x509";
+import { X509Certificate } from "node:crypto";
+import "./_reflect-polyfill.ts";
 import { Value } from "@sinclair/typebox/value";
 import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
@@ -49,13 +50,17 @@ export interface RegisterResult {
   sotaDir: string;
 }
 
-const x509crypto = crypto;
-x509.cryptoProvider.set(x509crypto);
-
 /** sha256 hex of the DER of the first certificate in a PEM text. */
 export function pemFingerprint(pem: string): string {
-  const cert = new x509.X509Certificate(pem);
-  return new Bun.CryptoHasher("sha256").update(new Uint8Array(cert.rawData)).digest("hex");
+  const cert = new X509Certificate(pem);
+  return new Bun.CryptoHasher("sha256").update(new Uint8Array(cert.raw)).digest("hex");
+}
+
+/** @peculiar/x509 (CSR generation) loads only after the Reflect polyfill is in place. */
+async function loadX509() {
+  const x509 = await import("@peculiar/x509");
+  x509.cryptoProvider.set(crypto);
+  return x509;
 }
 
 function pemOf(label: string, der: ArrayBuffer): string {
@@ -102,8 +107,10 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   if (fingerprint !== pin) {
     throw new RegistrationError(`Cannot register: the gateway CA (sha256 ${fingerprint}) does not match the token's pin ${pin}`);
   }
-  const caCert = new x509.X509Certificate(caPem);
-  const factory = /(?:^|,\s*)O=([^,]+)/.exec(caCert.subject)?.[1] ?? "main";
+  const caCert = new X509Certificate(caPem);
+  // The factory CA's subject carries the factory as OU (gateway/pki/ca.ts).
+  const factory = /(?:^|\n)OU=([^\n]+)/.exec(caCert.subject)?.[1] ?? "main";
+  const x509 = await loadX509();
 
   const uuid = crypto.randomUUID();
   const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
@@ -143,8 +150,8 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
     throw new RegistrationError(`Cannot register with ${server}: the answer is not JSON`);
   }
   if (!Value.Check(RegistrationResponse, reply)) throw new RegistrationError(`Cannot register with ${server}: unexpected answer shape`);
-  const cert = new x509.X509Certificate(reply.certificate);
-  if (!cert.subject.includes(`CN=${uuid}`)) throw new RegistrationError(`Cannot register: the certificate is not for ${uuid} (${cert.subject})`);
+  const cert = new X509Certificate(reply.certificate);
+  if (!cert.subject.split("\n").includes(`CN=${uuid}`)) throw new RegistrationError(`Cannot register: the certificate is not for ${uuid} (${cert.subject})`);
 
   let fromGateway: TomlTable = {};
   try {

@@ -23,6 +23,8 @@ import { register } from "./routes/register.ts";
 import { repo } from "./routes/repo.ts";
 import { DeviceRevokedError } from "./store/types.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
+import { SigningKeyUnavailableError } from "./ota/key-store.ts";
+import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError } from "./ota/repo.ts";
 
 export interface AppOptions {
   /** Sub-apps serving `/v2/...` and `/token` (the embedded registry), mounted at "/". */
@@ -67,6 +69,11 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
     }
     if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return c.json({ error: err.message }, 400);
     if (err instanceof DeviceRevokedError) return c.json({ error: err.message }, 403);
+    if (err instanceof InvalidTargetError) return c.json({ error: err.message }, 400);
+    if (err instanceof TargetNotFoundError) return c.json({ error: err.message }, 404);
+    if (err instanceof TargetsTooLargeError) return c.json({ error: err.message }, 413);
+    // An offline key is an operator decision, not a server fault: say which key is needed.
+    if (err instanceof SigningKeyUnavailableError) return c.json({ error: err.message }, 409);
     console.error(`gateway: ${c.req.method} ${c.req.path} failed:`, err);
     return c.json({ error: "Internal error" }, 500);
   });

@@ -86,21 +86,33 @@ async function writeResponse(res: ServerResponse, response: Response, head: bool
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length) headers["set-cookie"] = cookies;
-  res.writeHead(response.status, response.statusText || undefined, headers);
   if (!response.body || head) {
+    res.writeHead(response.status, headers);
     res.end();
     await response.body?.cancel().catch(() => {});
     return;
   }
   const reader = response.body.getReader();
+  // Most answers are one small chunk: send them with a Content-Length in one write, not chunked.
+  const first = await reader.read();
+  const second = first.done ? first : await reader.read();
+  if (second.done) {
+    const body = first.done ? undefined : first.value;
+    if (!("content-length" in headers)) headers["content-length"] = String(body?.byteLength ?? 0);
+    res.writeHead(response.status, headers);
+    res.end(body);
+    return;
+  }
+  res.writeHead(response.status, headers);
   const onClose = () => void reader.cancel().catch(() => {});
   res.once("close", onClose);
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (!res.write(value)) await new Promise<void>((r) => res.once("drain", r).once("close", r));
+    res.write(first.value);
+    let chunk: { done: boolean; value?: Uint8Array } = second;
+    while (!chunk.done) {
+      if (!res.write(chunk.value!)) await new Promise<void>((r) => res.once("drain", r).once("close", r));
       if (res.destroyed) break;
+      chunk = await reader.read();
     }
     res.end();
   } catch {

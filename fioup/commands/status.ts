@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import * as x509 from "@peculiar/x509";
+import { X509Certificate } from "node:crypto";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { openSession } from "../session.ts";
 import { currentTarget } from "../update/current-target.ts";
@@ -37,7 +37,7 @@ export default defineCommand({
       let uuid: string | null = null;
       if (s.client) {
         try {
-          uuid = /CN=([^,]+)/.exec(new x509.X509Certificate(readFileSync(s.cfg.certPath, "utf8")).subject)?.[1] ?? null;
+          uuid = /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(readFileSync(s.cfg.certPath, "utf8")).subject)?.[1] ?? null;
         } catch {
           // unreadable cert: leave null
         }

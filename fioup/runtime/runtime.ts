@@ -24,7 +24,7 @@ import {
 import { parseCompose } from "../../lib/compose/compose-file.ts";
 import { extractBundle } from "../../lib/compose/extract.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
-import { blobPath, BlobNotInStoreError, readJsonBlob, readSmallBlob } from "./_store.ts";
+import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
 import { Compose, findCompose, OVERRIDE_FILE } from "./compose.ts";
 import { DockerEngine } from "./engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
@@ -109,6 +109,8 @@ export class InvalidAppComposeError extends Error {
 }
 
 const META_FILE = ".fioup/app.json";
+/** Beside the apps: every local tag this runtime created, so pruning removes only its own. */
+const LEDGER_FILE = ".fioup-images.json";
 const APP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 /** Ties engine, images, compose, extraction and health together. */
@@ -148,7 +150,7 @@ export class Runtime {
    * not started; an app of the same name is replaced (stop it first). Images
    * are loaded before the new dir replaces the old one, so a failure leaves
    * the previous install as it was.
-   * @throws {InvalidAppUriError | InvalidAppManifestError | InvalidAppComposeError | BlobNotInStoreError | ImageLoadError | ImageIdMismatchError | UnsafeBundleError | BundleIndexMismatchError | EngineError}
+   * @throws {InvalidAppUriError | InvalidAppManifestError | InvalidAppComposeError | BlobNotInStoreError | CorruptBlobError | ImageLoadError | ImageIdMismatchError | UnsafeBundleError | BundleIndexMismatchError | EngineError}
    */
   async installApp(app: AppRef, opts: InstallOptions = {}): Promise<InstalledApp> {
     const dest = this.appDir(app.name);
@@ -173,7 +175,7 @@ export class Runtime {
     try {
       index = JSON.parse(new TextDecoder().decode(await readSmallBlob(store, indexDigest, `bundle index of app "${app.name}"`, MAX_BUNDLE_INDEX_BYTES)));
     } catch (err) {
-      if (err instanceof BlobNotInStoreError) throw err;
+      if (err instanceof BlobNotInStoreError || err instanceof CorruptBlobError) throw err;
       throw new InvalidAppManifestError(`Cannot install app "${app.name}": bundle index ${indexDigest} is unreadable: ${(err as Error).message}`);
     }
     const bundle = blobPath(store, layer.digest);
@@ -198,12 +200,17 @@ export class Runtime {
         for (const svc of compose.services) {
           if (!svc.image) throw new InvalidAppComposeError(`Cannot install app "${app.name}": service "${svc.name}" has no image`);
           if (!svc.image.includes("@")) throw new UnpinnedImageError(svc.image);
-          opts.onProgress?.(`Loading image ${svc.image}`);
           const loaded = await loadImageFromStore(this.engine, store, svc.image, {
             ...(this.config.platform ? { platform: this.config.platform } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
           });
+          opts.onProgress?.(loaded.loaded ? `Loaded image ${svc.image} as ${loaded.tag}` : `Image ${svc.image} already loaded as ${loaded.tag}`);
           images.push({ service: svc.name, ref: svc.image, tag: loaded.tag, imageId: loaded.imageId });
+        }
+        const ledger = await this.readLedger();
+        if (images.some((i) => !ledger.has(i.tag))) {
+          for (const i of images) ledger.add(i.tag);
+          await this.writeLedger(ledger);
         }
         // The override must carry the same `version:` as the main file for compose v1.
         const version = compose.doc.get("version");
@@ -340,28 +347,45 @@ export class Runtime {
     return out;
   }
 
+  /** The tags this runtime has loaded, from the ledger beside the apps (pruning never touches others). */
+  private async readLedger(): Promise<Set<string>> {
+    try {
+      const doc = JSON.parse(await readFile(join(this.config.composeAppsRoot, LEDGER_FILE), "utf8")) as { tags?: unknown };
+      return new Set(Array.isArray(doc.tags) ? doc.tags.filter((t): t is string => typeof t === "string") : []);
+    } catch {
+      return new Set();
+    }
+  }
+
+  private async writeLedger(tags: Set<string>): Promise<void> {
+    await mkdir(this.config.composeAppsRoot, { recursive: true });
+    const path = join(this.config.composeAppsRoot, LEDGER_FILE);
+    await writeFile(`${path}.tmp`, `${JSON.stringify({ tags: [...tags].sort() }, null, 2)}\n`);
+    await rename(`${path}.tmp`, path);
+  }
+
   /**
-   * Removes `*:fioup-*` tags no installed app uses and not in `keepTags`,
-   * then prunes dangling images. Tags still used by a container are kept.
-   * `match` narrows which fioup tags are candidates (e.g. tests sharing an engine).
-   * Returns the removed tags.
+   * Removes the local tags this runtime loaded (its ledger) that no installed
+   * app uses and that are not in `keepTags`, then prunes dangling images.
+   * Tags still used by a container are kept. Returns the removed tags.
    * @throws {EngineError}
    */
-  async pruneImages(keepTags: string[] = [], opts: { match?: (tag: string) => boolean } = {}): Promise<string[]> {
+  async pruneImages(keepTags: string[] = []): Promise<string[]> {
     const keep = new Set(keepTags);
     for (const app of await this.installedApps()) for (const img of app.images) keep.add(img.tag);
+    const ledger = await this.readLedger();
     const removed: string[] = [];
-    for (const img of await this.engine.listImages()) {
-      for (const tag of img.RepoTags ?? []) {
-        if (!/:fioup-[0-9a-f]{32}$/.test(tag) || keep.has(tag) || (opts.match && !opts.match(tag))) continue;
-        try {
-          await this.engine.removeImage(tag);
-          removed.push(tag);
-        } catch {
-          // in use by a container (409): keep it
-        }
+    for (const tag of [...ledger]) {
+      if (keep.has(tag)) continue;
+      try {
+        await this.engine.removeImage(tag);
+        removed.push(tag);
+        ledger.delete(tag);
+      } catch {
+        // in use by a container (409): keep it for a later prune
       }
     }
+    await this.writeLedger(ledger);
     await this.engine.pruneImages();
     return removed;
   }

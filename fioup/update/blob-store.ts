@@ -56,7 +56,9 @@ export class DeviceBlobStore {
 
   /**
    * Downloads one blob with HTTP Range resume from a partial in ingest/,
-   * checks size and digest, and commits it by rename. Returns bytes transferred.
+   * checks size and digest, and commits it by rename. Returns the bytes of the
+   * blob that came over the network, in this run or in an interrupted earlier
+   * one (a resumed partial counts once; a committed blob counts 0).
    *
    * @throws {DigestMismatchError | BlobSizeError | RegistryError}
    */
@@ -75,9 +77,10 @@ export class DeviceBlobStore {
       have = 0;
     }
     let transferred = 0;
+    let resumed = have;
     if (have < desc.size) {
       const res = await reg.fetchBlob(repo, desc.digest, { start: have || undefined, signal: opts.signal });
-      if (have > 0 && res.status !== 206) have = 0; // the registry ignored Range: start over
+      if (have > 0 && res.status !== 206) have = resumed = 0; // the registry ignored Range: start over
       const fh = await open(ingest, have > 0 ? "a" : "w");
       try {
         let done = have;
@@ -106,7 +109,7 @@ export class DeviceBlobStore {
     }
     mkdirSync(join(this.root, "blobs", parseDigest(desc.digest).algorithm), { recursive: true });
     renameSync(ingest, this.path(desc.digest));
-    return transferred;
+    return transferred + resumed;
   }
 
   /** Deletes every blob not in `keep` and every partial download; returns bytes freed. */

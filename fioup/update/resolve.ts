@@ -143,7 +143,7 @@ export async function resolveApps(apps: { name: string; uri: string }[], o: Reso
     add({ digest: layer.digest, size: layer.size, kind: "bundle", mediaType: layer.mediaType, registry, repo });
     add({ digest: idxDigest!, size: idxSize, kind: "bundle-index", mediaType: "application/json", registry, repo });
     // The bundle is needed now: its compose file names the images.
-    resolveBytes += await o.store.pull(o.registry(registry), repo, layer, { signal: o.signal });
+    if (!o.store.has(layer.digest)) resolveBytes += await o.store.pull(o.registry(registry), repo, layer, { signal: o.signal });
     let compose;
     try {
       const { name, text } = await composeFromBundle(o.store.path(layer.digest));

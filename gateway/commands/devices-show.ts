@@ -12,7 +12,7 @@ export default defineCommand({
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const device = await client.request<Record<string, any>>(`Cannot show device ${uuid}`, "GET", path);
     const { updates } = await client.request<{ updates: Record<string, any>[] }>(`Cannot list updates of ${uuid}`, "GET", `${path}/updates`);
-    out.result({ ...device, updates }, (d) => {
+    out.result<Record<string, any>>({ ...device, updates }, (d) => {
       const lines = [
         `uuid:        ${d.uuid}`,
         `name:        ${d.name}`,

@@ -11,4 +11,5 @@ export const commands = {
   "targets list": () => import("./targets-list.ts"),
   "keys rotate": () => import("./keys-rotate.ts"),
   "registry gc": () => import("./registry-gc.ts"),
+  publish: () => import("../publish/command.ts"),
 } satisfies Record<string, () => Promise<{ default: Command<any> }>>;

@@ -9,11 +9,11 @@
  *
  * @module
  */
-import { Root, Snapshot, Targets, Timestamp } from "@tufjs/models";
+import { Root, Snapshot, Timestamp } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../../lib/api/target.ts";
 import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
-import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
+import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, signJson, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
 import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
 import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
 import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
@@ -90,9 +90,14 @@ interface Loaded<R extends RoleName> {
   record: TufRecord;
   signed: SignedOf<R>;
 }
+/** targets.json is kept as plain JSON: @tufjs/models objects cost ~0.2 ms per target to build. */
+interface LoadedTargets {
+  record: TufRecord;
+  signed: { version: number; expires: string; targets: Record<string, TargetEntry> };
+}
 interface State {
   root: Loaded<"root">;
-  targets: Loaded<"targets">;
+  targets: LoadedTargets;
   snapshot: Loaded<"snapshot">;
   timestamp: Loaded<"timestamp">;
 }
@@ -131,12 +136,9 @@ export class TufRepo {
     this.#keys = new TufKeyStore(opts.keysDir);
     this.#expiries = { ...DEFAULT_EXPIRIES, ...opts.expiries };
     const m = opts.margins ?? {};
-    this.#margins = {
-      root: m.root ?? this.#expiries.root / 4,
-      targets: m.targets ?? this.#expiries.targets / 4,
-      snapshot: m.snapshot ?? this.#expiries.snapshot / 4,
-      timestamp: m.timestamp ?? this.#expiries.timestamp / 4,
-    };
+    // A margin of half the lifetime or more would re-sign on every check.
+    const margin = (r: RoleName) => Math.min(m[r] ?? this.#expiries[r] / 4, this.#expiries[r] / 2);
+    this.#margins = { root: margin("root"), targets: margin("targets"), snapshot: margin("snapshot"), timestamp: margin("timestamp") };
     this.#maxPerHwid = opts.maxTargetsPerHwid ?? DEFAULT_MAX_TARGETS_PER_HWID;
     this.#maxTargetsBytes = opts.maxTargetsBytes ?? 4 << 20;
     this.#now = opts.now ?? (() => new Date());
@@ -206,6 +208,7 @@ export class TufRepo {
       }
     }
     return this.#write(async (s) => {
+      if (Object.keys(add).length === 0) return { records: [], result: { version: s.targets.signed.version, pruned: [] } };
       const current = targetsOf(s);
       const { kept, pruned } = pruneTargets({ ...current, ...structuredClone(add) }, this.#maxPerHwid);
       return { records: await this.#chainFromTargets(s, kept), result: { version: s.targets.signed.version + 1, pruned } };
@@ -235,7 +238,7 @@ export class TufRepo {
   async refreshTimestamp(): Promise<RefreshResult> {
     return this.#write(async (s) => {
       const now = this.#now().getTime();
-      const due = (role: RoleName, signed: Signed) => new Date(signed.expires).getTime() - now <= this.#margins[role] * 1000;
+      const due = (role: RoleName, signed: { expires: string }) => new Date(signed.expires).getTime() - now <= this.#margins[role] * 1000;
       const out: RefreshResult = { refreshed: [], needsOfflineKey: [] };
       const records: TufRecord[] = [];
       const tryKey = async (role: RoleName) => {
@@ -286,9 +289,10 @@ export class TufRepo {
         if (role === "targets" || role === "snapshot") dependents.snapshot = await this.#key(s, "snapshot");
         if (role !== "root") dependents.timestamp = await this.#key(s, "timestamp");
         const next = await this.#keys.stageNext(role);
+        let records: TufRecord[];
         try {
           const rootJson = this.#rootJson(s, { role, key: next });
-          const records: TufRecord[] = [this.#sign("root", Root.fromJSON(rootJson), role === "root" ? [rootKey, next] : [rootKey])];
+          records = [this.#sign("root", Root.fromJSON(rootJson), role === "root" ? [rootKey, next] : [rootKey])];
           if (role === "targets") {
             const t = this.#targetsRecord(s, targetsOf(s), next);
             const sn = this.#snapshotRecord(s, t, dependents.snapshot!);
@@ -358,7 +362,9 @@ export class TufRepo {
       roles: Object.fromEntries(Object.entries(keys).map(([r, k]) => [r, { keyids: [k.keyId], threshold: 1 }])),
     };
     const root = this.#sign("root", Root.fromJSON(rootJson), [keys.root]);
-    const targets = this.#sign("targets", Targets.fromJSON({ _type: "targets", spec_version: "1.0.31", version: 1, expires: expiresAt(now, this.#expiries.targets), targets: {} }), [keys.targets]);
+    const targetsExpires = expiresAt(now, this.#expiries.targets);
+    const targetsJson = signJson({ _type: "targets", spec_version: "1.0.31", version: 1, expires: targetsExpires, targets: {} }, [keys.targets]);
+    const targets: TufRecord = { role: "targets", version: 1, json: new TextDecoder().decode(targetsJson), expires: targetsExpires };
     const snapshot = this.#sign("snapshot", new Snapshot({ version: 1, specVersion: "1.0.31", expires: expiresAt(now, this.#expiries.snapshot), meta: { "targets.json": metaFileFor(encoder.encode(targets.json), 1) } }), [keys.snapshot]);
     const timestamp = this.#sign("timestamp", new Timestamp({ version: 1, specVersion: "1.0.31", expires: expiresAt(now, this.#expiries.timestamp), snapshotMeta: metaFileFor(encoder.encode(snapshot.json), 1) }), [keys.timestamp]);
     try {
@@ -378,7 +384,15 @@ export class TufRepo {
         throw new TufRepoStateError(`Cannot load TUF ${role}.json v${record.version}: ${(cause as Error).message}`, { cause });
       }
     };
-    const [root, targets, snapshot, timestamp] = await Promise.all([one("root"), one("targets"), one("snapshot"), one("timestamp")]);
+    const loadTargets = async (): Promise<LoadedTargets> => {
+      const record = await this.#storage.getLatest("targets");
+      if (!record) throw new TufRepoStateError("Cannot load TUF targets.json: the repository is not initialised");
+      const signed = (JSON.parse(record.json) as { signed?: LoadedTargets["signed"] }).signed;
+      if (typeof signed?.version !== "number" || typeof signed.expires !== "string")
+        throw new TufRepoStateError(`Cannot load TUF targets.json v${record.version}: not targets metadata`);
+      return { record, signed: { ...signed, targets: signed.targets ?? {} } };
+    };
+    const [root, targets, snapshot, timestamp] = await Promise.all([one("root"), loadTargets(), one("snapshot"), one("timestamp")]);
     return { root, targets, snapshot, timestamp };
   }
 
@@ -419,11 +433,9 @@ export class TufRepo {
 
   #targetsRecord(s: State, targets: Record<string, TargetEntry>, key: TufKeyPair): TufRecord {
     const version = s.targets.signed.version + 1;
-    const rec = this.#sign(
-      "targets",
-      Targets.fromJSON({ _type: "targets", spec_version: "1.0.31", version, expires: expiresAt(this.#now(), this.#expiries.targets), targets: targets as never }),
-      [key],
-    );
+    const expires = expiresAt(this.#now(), this.#expiries.targets);
+    const json = new TextDecoder().decode(signJson({ _type: "targets", spec_version: "1.0.31", version, expires, targets }, [key]));
+    const rec: TufRecord = { role: "targets", version, json, expires };
     const bytes = encoder.encode(rec.json).length;
     if (bytes > this.#maxTargetsBytes) throw new TargetsTooLargeError(bytes, this.#maxTargetsBytes);
     return rec;
@@ -457,7 +469,5 @@ export class TufRepo {
   }
 }
 
-function targetsOf(s: State): Record<string, TargetEntry> {
-  const doc = JSON.parse(s.targets.record.json) as { signed: { targets?: Record<string, TargetEntry> } };
-  return doc.signed.targets ?? {};
-}
+/** A private copy of the current targets, to modify. */
+const targetsOf = (s: State): Record<string, TargetEntry> => ({ ...s.targets.signed.targets });

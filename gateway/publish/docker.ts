@@ -13,7 +13,7 @@ export class DockerCommandError extends Error {
 async function docker(args: string[], what: string, env: Record<string, string | undefined>, onLine?: (line: string) => void): Promise<string> {
   let proc;
   try {
-    proc = Bun.spawn(["docker", ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env: { DOCKER_BUILDKIT: "0", ...env } });
+    proc = Bun.spawn(["docker", ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env });
   } catch (cause) {
     throw new DockerCommandError(`Cannot ${what}: docker is not installed or not runnable`, { cause });
   }

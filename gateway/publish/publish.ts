@@ -13,10 +13,11 @@ import { tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
 import type { TargetEntry } from "../../lib/api/target.ts";
 import { appManifest } from "../../lib/compose/app-manifest.ts";
-import { APP_MANIFEST_MEDIA_TYPE } from "../../lib/compose/app-format.ts";
+import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } from "../../lib/compose/app-format.ts";
 import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
 import { parseCompose, type ComposeFile, type ComposeService } from "../../lib/compose/compose-file.ts";
 import { pinCompose } from "../../lib/compose/pin.ts";
+import { parseManifest } from "../../lib/oci/manifest.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { parseReference, type Reference } from "../../lib/oci/reference.ts";
 import { RegistryClient } from "../../lib/oci/registry-client.ts";
@@ -114,6 +115,23 @@ export interface PublishResult {
   durationMs: number;
 }
 
+/** App manifests are tagged `app-<git short hash>`; built images `<git short hash>`. */
+export const APP_TAG_PREFIX = "app-";
+
+/** The image already pushed under `tag` for this commit, if it is an image (not an app artifact). */
+async function builtImageFor(client: RegistryClient, repo: string, tag: string): Promise<{ digest: string } | undefined> {
+  const head = await client.headManifest(repo, tag).catch(() => undefined);
+  if (!head) return undefined;
+  try {
+    const m = await client.getManifest(repo, head.digest);
+    const p = parseManifest(m.bytes, m.mediaType);
+    if (p.kind === "manifest" && p.manifest.artifactType === undefined && !p.manifest.config.mediaType.includes("empty")) return { digest: m.digest };
+  } catch {
+    // unreadable: rebuild
+  }
+  return undefined;
+}
+
 const HWID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 /**
@@ -187,7 +205,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const creds = own ? { token: opts.token } : dockerCredentials(host, env);
       c = new RegistryClient({
         registry: host,
-        scheme: insecure.has(host) ? "http" : "https",
+        scheme: insecure.has(host) || (own && serverUrl.protocol === "http:") ? "http" : "https",
         ...(creds ? { auth: creds } : {}),
         ...(own && ca ? { tls: { ca } } : {}),
         userAgent: "gateway-publish",
@@ -201,12 +219,49 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const stats = new PushStats();
   const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp };
   try {
-    // ---- images built here ---------------------------------------------------------------------
     const images: PublishedImage[] = [];
+    // ---- third-party images first: a reference that does not resolve fails before any build ----
+    const copied = new Map<string, Promise<string>>();
+    const resolveRegistryImage = (ref: Reference): Promise<string> => {
+      const key = `${ref.registry}/${ref.repository}:${ref.tag ?? ""}@${ref.digest ?? ""}`;
+      let p = copied.get(key);
+      if (!p) {
+        p = (async () => {
+          const srcHost = opts.mirrors?.[ref.registry] ?? ref.registry;
+          // Already in the factory registry: pin in place. Otherwise <factory>/<path without library/>.
+          const dstRepo = ref.registry === registryHost ? ref.repository : `${factory}/${ref.repository.replace(/^library\//, "")}`;
+          const m = await copyImage(clientFor(srcHost), ref.repository, ref.digest ?? ref.tag ?? "latest", dst, dstRepo, platform ? { platform } : {});
+          const pinned = `${registryHost}/${dstRepo}@${m.digest}`;
+          const from = `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ""}${ref.digest ? `@${ref.digest}` : ""}`;
+          log(`image ${from}: ${dryRun ? "resolved" : "copied"} to ${pinned}`);
+          images.push({ name: ref.repository.replace(/^library\//, ""), source: "registry", from, pinned });
+          return pinned;
+        })();
+        copied.set(key, p);
+      }
+      return p;
+    };
+
+    for (const app of apps) {
+      for (const svc of composes.get(app.name)!.services) {
+        const p = plan.get(`${app.name}/${svc.name}`)!;
+        if (!p.ref) continue;
+        try {
+          await resolveRegistryImage(p.ref);
+        } catch (cause) {
+          throw new ImageResolveError(
+            `Cannot copy image "${svc.image}" of service "${svc.name}" in app "${app.name}" into ${registryHost}: ${(cause as Error).message}`,
+            { cause },
+          );
+        }
+      }
+    }
+
+    // ---- images built here ---------------------------------------------------------------------
     const built = new Map<string, string>();
     for (const b of builds) {
       const repo = `${factory}/${b.name}`;
-      const have = git.dirty ? undefined : await dst.client.headManifest(repo, imageTag).catch(() => undefined);
+      const have = git.dirty ? undefined : await builtImageFor(dst.client, repo, imageTag);
       if (have) {
         const pinned = `${registryHost}/${repo}@${have.digest}`;
         log(`image ${b.name}: ${registryHost}/${repo}:${imageTag} already pushed for this commit (${have.digest})`);
@@ -228,42 +283,13 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       images.push({ name: b.name, source: "build", from: `${b.name}/Dockerfile`, pinned });
     }
 
-    // ---- third-party images ----------------------------------------------------------------------
-    const copied = new Map<string, Promise<string>>();
-    const resolveRegistryImage = (ref: Reference): Promise<string> => {
-      const key = `${ref.registry}/${ref.repository}:${ref.tag ?? ""}@${ref.digest ?? ""}`;
-      let p = copied.get(key);
-      if (!p) {
-        p = (async () => {
-          const srcHost = opts.mirrors?.[ref.registry] ?? ref.registry;
-          const dstRepo = `${factory}/${ref.repository.replace(/^library\//, "")}`;
-          const m = await copyImage(clientFor(srcHost), ref.repository, ref.digest ?? ref.tag ?? "latest", dst, dstRepo, platform ? { platform } : {});
-          const pinned = `${registryHost}/${dstRepo}@${m.digest}`;
-          const from = `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ""}${ref.digest ? `@${ref.digest}` : ""}`;
-          log(`image ${from}: ${dryRun ? "resolved" : "copied"} to ${pinned}`);
-          images.push({ name: ref.repository.replace(/^library\//, ""), source: "registry", from, pinned });
-          return pinned;
-        })();
-        copied.set(key, p);
-      }
-      return p;
-    };
-
     // ---- apps ----------------------------------------------------------------------------------
     const published: PublishedApp[] = [];
     for (const app of apps) {
       const compose = composes.get(app.name)!;
       const pinned = await pinCompose(compose, async (svc) => {
         const p = plan.get(`${app.name}/${svc.name}`)!;
-        if (p.build) return built.get(p.build.name)!;
-        try {
-          return await resolveRegistryImage(p.ref!);
-        } catch (cause) {
-          throw new ImageResolveError(
-            `Cannot resolve image "${svc.image}" of service "${svc.name}" in app "${app.name}": ${(cause as Error).message}`,
-            { cause },
-          );
-        }
+        return p.build ? built.get(p.build.name)! : await resolveRegistryImage(p.ref!);
       });
       const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`) });
       const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };
@@ -271,7 +297,9 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const repo = `${factory}/${app.name}`;
       await ensureBlob(dst, repo, { digest: bundle.digest, size: bundle.size }, { path: bundle.path });
       await ensureBlob(dst, repo, index, bundle.indexBytes);
-      await ensureManifest(dst, repo, { bytes: manifest.bytes, mediaType: APP_MANIFEST_MEDIA_TYPE, digest: manifest.digest }, imageTag);
+      await ensureBlob(dst, repo, EMPTY_CONFIG_DESCRIPTOR, EMPTY_CONFIG_BYTES);
+      // The app and its built image may share a repository (<factory>/<app>): the app's tag says it is the app.
+      await ensureManifest(dst, repo, { bytes: manifest.bytes, mediaType: APP_MANIFEST_MEDIA_TYPE, digest: manifest.digest }, `${APP_TAG_PREFIX}${imageTag}`);
       const uri = `${registryHost}/${repo}@${manifest.digest}`;
       log(`app ${app.name}: ${dryRun ? "would push" : "pushed"} ${uri}`);
       published.push({

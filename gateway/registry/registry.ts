@@ -73,7 +73,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
 
   const manifests: Handler = async (c, m) => {
     const repo = checkRepositoryName(m[1]!);
-    const ref = decodeURIComponent(m[2]!);
+    const ref = safeDecode(m[2]!);
     const method = c.req.method;
     if (method === "GET" || method === "HEAD") {
       await authorize(c, repo, "pull");
@@ -101,7 +101,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
 
   const blobs: Handler = async (c, m) => {
     const repo = checkRepositoryName(m[1]!);
-    const digest = decodeURIComponent(m[2]!);
+    const digest = safeDecode(m[2]!);
     const method = c.req.method;
     if (method === "GET" || method === "HEAD") {
       await authorize(c, repo, "pull");
@@ -173,8 +173,13 @@ export function createRegistry(opts: RegistryOptions): Hono {
     if (digest !== undefined) {
       checkDigest(digest);
       const id = await uploads.start(repo);
-      const result = await uploads.finish(repo, id, digest, c.req.raw.body, contentLength(c));
-      return created(repo, result.digest);
+      try {
+        const result = await uploads.finish(repo, id, digest, c.req.raw.body, contentLength(c));
+        return created(repo, result.digest);
+      } catch (err) {
+        await uploads.cancel(repo, id).catch(() => undefined); // a one-shot upload leaves no session behind
+        throw err;
+      }
     }
     const id = await uploads.start(repo);
     return accepted(repo, id, 0);
@@ -182,7 +187,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
 
   const upload: Handler = async (c, m) => {
     const repo = checkRepositoryName(m[1]!);
-    const id = decodeURIComponent(m[2]!);
+    const id = safeDecode(m[2]!);
     const method = c.req.method;
     if (method === "GET" || method === "HEAD") {
       await authorize(c, repo, "push");
@@ -236,7 +241,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
     const repo = checkRepositoryName(m[1]!);
     if (c.req.method !== "GET" && c.req.method !== "HEAD") return unsupported(c.req.method);
     await authorize(c, repo, "pull");
-    const digest = decodeURIComponent(m[2]!);
+    const digest = safeDecode(m[2]!);
     checkDigest(digest);
     const artifactType = c.req.query("artifactType");
     const list = await store.referrers(repo, digest, artifactType);
@@ -275,6 +280,15 @@ export function createRegistry(opts: RegistryOptions): Hono {
   };
 
   return new Hono().all("/v2", dispatch).all("/v2/*", dispatch);
+}
+
+/** Percent-decodes a path segment; malformed escapes are left as they are (and then fail validation). */
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 function withApiVersion(res: Response): Response {

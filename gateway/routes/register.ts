@@ -38,6 +38,12 @@ export const register = new Hono<GatewayEnv>().post(
       return c.json({ error: `Registration refused: this token is for hardware id "${token.hardwareId}"` }, 403);
     const existing = await gw.store.getDevice(req.uuid);
     if (existing?.revokedAt) return c.json({ error: `Registration refused: device "${req.uuid}" was revoked` }, 403);
+    // Taking over a registered uuid needs that device's current certificate or the admin token,
+    // so a fleet registration token cannot be used to impersonate an existing device.
+    const peer = c.env?.peer;
+    const isOwner = peer?.cn === req.uuid && peer.serial === existing?.certSerial;
+    if (existing && token && !isOwner)
+      return c.json({ error: `Registration refused: device "${req.uuid}" is already registered (re-register with its current certificate or the admin token)` }, 409);
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });
     // The token's tags, when it has any, decide the fleet the device joins.
     const tags = token?.tags.length ? token.tags : (req.tags ?? []);

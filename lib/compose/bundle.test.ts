@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import tar from "tar-stream";
+import { extractBundle } from "./extract.ts";
 import { BundleTooLargeError, createBundle, IgnoredComposeFileError, UnsupportedFileError } from "./bundle.ts";
 
 const dirs: string[] = [];
@@ -137,5 +138,29 @@ describe("createBundle", () => {
     expect(b.index["big.bin"]).toBe("sha256:" + new Bun.CryptoHasher("sha256").update(data).digest("hex"));
     const e = (await readTgz(out)).find((x) => x.name === "big.bin")!;
     expect(e.body.length).toBeGreaterThan(0);
+  });
+});
+
+describe("createBundle → extractBundle (the device side)", () => {
+  test("a published bundle extracts on the device to the same files, checked against its index", async () => {
+    const d = await app({
+      "docker-compose.yml": "services: {}\n",
+      "conf/nginx.conf": "server {}\n",
+      "conf/deep/x.txt": "x",
+      "run.sh": "#!/bin/sh\necho hi\n",
+      "Dockerfile": "FROM x\n",
+      ".composeappignores": "Dockerfile\n",
+    });
+    await chmod(join(d, "run.sh"), 0o755);
+    const o = await tmp();
+    const b = await createBundle(d, { composeFileName: "docker-compose.yml", composeText: PINNED, outFile: join(o, "b.tgz") });
+    const dest = join(o, "apps", "myapp");
+    await mkdir(join(o, "apps"));
+    const r = await extractBundle({ bundle: b.path, index: b.index, dest });
+    expect(r.files).toBe(4);
+    expect(await Bun.file(join(dest, "docker-compose.yml")).text()).toBe(PINNED);
+    expect(await Bun.file(join(dest, "conf/deep/x.txt")).text()).toBe("x");
+    expect(await Bun.file(join(dest, "Dockerfile")).exists()).toBe(false);
+    expect(await Bun.file(join(dest, ".composeappignores")).exists()).toBe(false);
   });
 });

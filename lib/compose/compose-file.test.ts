@@ -31,3 +31,13 @@ describe("parseCompose", () => {
     expect(() => parseCompose(big, "x.yml")).toThrow("over the limit");
   });
 });
+
+describe("parseCompose with anchors and merge keys", () => {
+  test("sees images inherited through << merge keys", () => {
+    const c = parseCompose("x-base: &base\n  image: nginx:alpine\n  restart: always\nservices:\n  a:\n    <<: *base\n  b:\n    <<: *base\n    image: busybox\n", "m.yml");
+    expect(c.services).toEqual([
+      { name: "a", image: "nginx:alpine", build: false },
+      { name: "b", image: "busybox", build: false },
+    ]);
+  });
+});

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Document, isMap, isScalar, parseDocument } from "yaml";
+import { Document, isMap, parseDocument } from "yaml";
 import { MAX_COMPOSE_FILE_BYTES } from "./app-format.ts";
 
 export class ComposeFileError extends Error {
@@ -65,40 +65,47 @@ export function parseCompose(content: string | Uint8Array, file: string): Compos
   } catch {
     throw new ComposeFileError(file, "not UTF-8 text");
   }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true });
   if (doc.errors.length > 0) {
     throw new ComposeFileError(file, `not valid YAML: ${doc.errors[0]!.message.split("\n")[0]}`);
   }
   if (!isMap(doc.contents)) throw new ComposeFileError(file, "the top level is not a mapping");
-  const services = doc.get("services");
+  let js: { services?: unknown };
+  try {
+    // Plain values with anchors, aliases and `<<` merge keys resolved, as compose sees them.
+    js = doc.toJS({ maxAliasCount: 1000 }) as { services?: unknown };
+  } catch (err) {
+    throw new ComposeFileError(file, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  const services = js.services;
   if (services === undefined || services === null) throw new ComposeFileError(file, "no services section");
-  if (!isMap(services)) throw new ComposeFileError(file, "services is not a mapping");
-  if (services.items.length === 0) throw new ComposeFileError(file, "services is empty");
+  if (typeof services !== "object" || Array.isArray(services) || !isMap(doc.get("services"))) {
+    throw new ComposeFileError(file, "services is not a mapping");
+  }
+  const entries = Object.entries(services as Record<string, unknown>);
+  if (entries.length === 0) throw new ComposeFileError(file, "services is empty");
 
   const out: ComposeService[] = [];
-  for (const pair of services.items) {
-    const name = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+  for (const [name, svc] of entries) {
     if (!SERVICE_NAME.test(name)) throw new ComposeFileError(file, "invalid service name", name);
-    const svc = pair.value;
-    if (!isMap(svc)) throw new ComposeFileError(file, "the service is not a mapping", name);
-    const image = svc.get("image");
-    const build = svc.get("build", true);
+    if (!svc || typeof svc !== "object" || Array.isArray(svc) || !isMap(doc.getIn(["services", name]))) {
+      throw new ComposeFileError(file, "the service is not a mapping", name);
+    }
+    const { image, build } = svc as { image?: unknown; build?: unknown };
     if (image !== undefined && image !== null && typeof image !== "string") {
       throw new ComposeFileError(file, "image is not a string", name);
     }
     if (typeof image === "string" && (image.trim() === "" || /\s/.test(image))) {
       throw new ComposeFileError(file, `invalid image reference "${image}"`, name);
     }
-    const hasBuild = build !== undefined && !(isScalar(build) && build.value === null);
+    const hasBuild = build !== undefined && build !== null;
     if (!image && !hasBuild) throw new ComposeFileError(file, "needs an image or a build section", name);
     let buildContext: string | undefined;
-    if (hasBuild) {
-      if (isScalar(build) && typeof build.value === "string") buildContext = build.value;
-      else if (isMap(build)) {
-        const ctx = build.get("context");
-        if (typeof ctx === "string") buildContext = ctx;
-        else if (ctx === undefined) buildContext = ".";
-      }
+    if (typeof build === "string") buildContext = build;
+    else if (hasBuild && typeof build === "object" && !Array.isArray(build)) {
+      const ctx = (build as { context?: unknown }).context;
+      if (typeof ctx === "string") buildContext = ctx;
+      else if (ctx === undefined) buildContext = ".";
     }
     out.push({
       name,

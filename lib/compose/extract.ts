@@ -9,7 +9,7 @@
  * @module
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { link, lstat, mkdir, rename, rm, symlink } from "node:fs/promises";
+import { link, lstat, mkdir, readdir, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join, posix } from "node:path";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
@@ -114,6 +114,7 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
 
   const parent = dirname(opts.dest);
   await mkdir(parent, { recursive: true });
+  await removeStale(parent, basename(opts.dest));
   const tmp = join(parent, `.${basename(opts.dest)}.extract-${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`);
   await mkdir(tmp, { mode: 0o755 });
 
@@ -266,6 +267,26 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
     throw err;
   }
   return { files, bytes };
+}
+
+/** Removes `.<name>.extract-<pid>-*` dirs whose process is gone (a crash or power cut mid-extract). */
+async function removeStale(parent: string, name: string): Promise<void> {
+  const prefix = `.${name}.extract-`;
+  for (const entry of await readdir(parent)) {
+    if (!entry.startsWith(prefix)) continue;
+    const pid = Number.parseInt(entry.slice(prefix.length), 10);
+    if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && alive(pid))) continue;
+    await rm(join(parent, entry), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** Puts `tmp` at `dest`, moving any previous dest aside first and deleting it after. */

@@ -46,3 +46,13 @@ describe("pinCompose", () => {
     await expect(pinCompose(c, async () => { throw new Error("nope"); })).rejects.toThrow("nope");
   });
 });
+
+describe("pinCompose with merge keys", () => {
+  test("an explicit pinned image overrides the merged one", async () => {
+    const src = "x-base: &base\n  image: nginx:alpine\n  restart: always\nservices:\n  a:\n    <<: *base\n";
+    const pinned = await pinCompose(parseCompose(src, "m.yml"), async () => `r:1/main/nginx@${D}`);
+    const again = parseCompose(pinned.text, "m.yml");
+    expect(again.services[0]!.image).toBe(`r:1/main/nginx@${D}`);
+    expect(parse(pinned.text, { merge: true }).services.a.restart).toBe("always");
+  });
+});

@@ -47,6 +47,11 @@ export class RegistryError extends Error {
   }
 }
 
+/** Thrown when the registry cannot be reached (refused, TLS failure, reset). Retryable. */
+export class RegistryUnreachableError extends Error {
+  override name = "RegistryUnreachableError";
+}
+
 /** Thrown when a response body is larger than allowed (a manifest over its cap). */
 export class ResponseTooLargeError extends Error {
   override name = "ResponseTooLargeError";
@@ -166,16 +171,23 @@ export class RegistryClient {
     for (let hop = 0; hop < 6; hop++) {
       const h = { ...headers };
       if (sendAuth) h.authorization = sendAuth;
-      const res = await fetch(current, {
-        method,
-        headers: h,
-        body: init.body ? init.body() : undefined,
-        redirect: "manual",
-        // Blobs are hashed as stored: never let a transparent decompression change the bytes.
-        decompress: false,
-        tls: this.opts.tls,
-        signal: init.signal,
-      });
+      let res: Response;
+      try {
+        res = await fetch(current, {
+          method,
+          headers: h,
+          body: init.body ? init.body() : undefined,
+          redirect: "manual",
+          // Blobs are hashed as stored: never let a transparent decompression change the bytes.
+          decompress: false,
+          tls: this.opts.tls,
+          signal: init.signal,
+        });
+      } catch (err) {
+        const name = (err as Error)?.name;
+        if (name === "AbortError" || name === "TimeoutError") throw err;
+        throw new RegistryUnreachableError(`Cannot ${method} ${current.origin}${current.pathname}: ${(err as Error)?.message ?? err}`, { cause: err });
+      }
       const loc = res.headers.get("location");
       if (res.status >= 300 && res.status < 400 && res.status !== 304 && loc && (method === "GET" || method === "HEAD")) {
         await res.body?.cancel().catch(() => {});

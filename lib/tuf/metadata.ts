@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { MetaFile, Metadata, type Root, type Snapshot, type Targets, type Timestamp } from "@tufjs/models";
+import { canonicalBytes } from "./canonical-json.ts";
 import { signerFor, type TufKeyPair } from "./keys.ts";
 
 export type RoleName = "root" | "targets" | "snapshot" | "timestamp";
@@ -32,6 +33,22 @@ export function signMetadata<T extends Signed>(signed: T, keys: TufKeyPair[]): U
   const md = new Metadata<T>(signed);
   for (const k of keys) md.sign(signerFor(k));
   return serializeMetadata(md);
+}
+
+/**
+ * Signs a plain `signed` object (e.g. targets with thousands of entries, where building
+ * `@tufjs/models` objects costs hundreds of milliseconds) and returns the file bytes, the same
+ * format {@link signMetadata} writes. The caller is responsible for the object's shape.
+ *
+ * @example
+ * ```ts
+ * signJson({ _type: "targets", spec_version: "1.0.31", version: 2, expires, targets }, [targetsKey]);
+ * ```
+ */
+export function signJson(signed: Record<string, unknown>, keys: TufKeyPair[]): Uint8Array {
+  const bytes = Buffer.from(canonicalBytes(signed));
+  const signatures = keys.map((k) => signerFor(k)(bytes).toJSON());
+  return new TextEncoder().encode(JSON.stringify({ signatures, signed }));
 }
 
 /** The bytes of a metadata file as served (compact JSON of `toJSON()`). */

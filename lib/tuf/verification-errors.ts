@@ -6,6 +6,10 @@
  *
  * @module
  */
+// Neither package re-exports its error classes; instanceof survives minified
+// builds (`bun build --compile`), class names may not.
+import * as tufErrors from "tuf-js/dist/error.js";
+import * as modelErrors from "@tufjs/models/dist/error.js";
 
 /** Base class: TUF metadata could not be fetched or was refused. */
 export class TufVerificationError extends Error {
@@ -79,7 +83,14 @@ function fileOf(message: string): string | undefined {
 export function classifyTufError(err: unknown, fallbackFile?: string): TufVerificationError {
   if (err instanceof TufVerificationError) return err;
   const e = err instanceof Error ? err : new Error(String(err));
-  const kind = e.constructor?.name ?? "";
+  const kind =
+    e instanceof tufErrors.DownloadLengthMismatchError ? "DownloadLengthMismatchError"
+    : e instanceof tufErrors.DownloadHTTPError ? "DownloadHTTPError"
+    : e instanceof tufErrors.ExpiredMetadataError ? "ExpiredMetadataError"
+    : e instanceof tufErrors.BadVersionError ? "BadVersionError"
+    : e instanceof modelErrors.UnsignedMetadataError ? "UnsignedMetadataError"
+    : e instanceof modelErrors.LengthOrHashMismatchError ? "LengthOrHashMismatchError"
+    : e.constructor?.name ?? "";
   // tuf-js's RuntimeError wraps snapshot/targets errors as text: "Unable to load targets error Error: ..."
   const wrapped = /^Unable to load (\w+)[\w ]* error (?:\w*Error: )?(.*)$/s.exec(e.message);
   const file = wrapped ? `${wrapped[1]}.json` : fileOf(e.message) ?? fallbackFile;
@@ -92,7 +103,7 @@ export function classifyTufError(err: unknown, fallbackFile?: string): TufVerifi
     return new MetadataFetchError(file, msg, status, opts);
   }
   if (e instanceof MetadataFetchError) return e;
-  if (/is expired/.test(msg)) return new ExpiredMetadataError(file, `expired (${msg})`, opts);
+  if (kind === "ExpiredMetadataError" || /is expired/.test(msg)) return new ExpiredMetadataError(file, `expired (${msg})`, opts);
   if (/is less than current version|Expected version \d+, got/.test(msg))
     return new RollbackError(file, `older than the trusted version (${msg})`, opts);
   if (/does not match snapshot version|doesn't match timestamp|length|hash/i.test(msg) || kind === "LengthOrHashMismatchError")

@@ -50,9 +50,10 @@ WantedBy=multi-user.target
 }
 
 /**
- * The script the unit runs. It reads the default-apps file (one name per line or
- * comma-separated; absent = every preloaded app) and hands the list to fioup,
- * which loads the images from the local store and runs compose, offline.
+ * The script the unit runs. fioup does the work (it reads the default-apps file:
+ * one name per line or comma-separated, absent = every preloaded app; loads the
+ * images from the local store and runs compose, offline); the script only keeps
+ * the unit readable and logs to the journal what it decided.
  */
 export function earlyStartScript(p: EarlyStartPaths = DEFAULT_EARLY_START_PATHS): string {
   return `#!/bin/sh
@@ -62,14 +63,11 @@ if [ -e "${p.storagePath}/sota.toml" ]; then
   echo "compose-apps-early-start: device is registered; fioup starts the apps"
   exit 0
 fi
-apps=""
 if [ -f "${p.defaultAppsFile}" ]; then
-  apps=$(tr ',\\n' '  ' < "${p.defaultAppsFile}" | xargs echo | tr ' ' ',')
-  echo "compose-apps-early-start: starting apps from ${p.defaultAppsFile}: \${apps:-none}"
-  [ -n "$apps" ] || exit 0
-  exec "${p.fioupBin}" early-start --storage "${p.storagePath}" --apps "$apps"
+  echo "compose-apps-early-start: starting the apps listed in ${p.defaultAppsFile}"
+else
+  echo "compose-apps-early-start: ${p.defaultAppsFile} absent: starting all preloaded apps"
 fi
-echo "compose-apps-early-start: ${p.defaultAppsFile} absent: starting all preloaded apps"
-exec "${p.fioupBin}" early-start --storage "${p.storagePath}"
+exec "${p.fioupBin}" early-start --sota-dir "${p.storagePath}"
 `;
 }

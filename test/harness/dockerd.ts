@@ -150,7 +150,42 @@ async function wipe(): Promise<void> {
   rmSync(PIDFILE, { force: true });
 }
 
+/**
+ * Safety net for test processes that die without calling stop() (bun test runs no exit
+ * handlers): a detached loop that stops the daemon by PID once no registered user is alive
+ * for ~6 s and nobody holds the lock.
+ */
+const REAPER_SCRIPT = `
+root=$1; idle=0
+alive() { [ -r /proc/$1/stat ] && [ "$(cut -d' ' -f3 /proc/$1/stat)" != Z ]; }
+sleep 5
+while :; do
+  pid=$(cat "$root/dockerd.pid" 2>/dev/null)
+  [ -n "$pid" ] && alive "$pid" || exit 0
+  busy=0
+  for f in "$root"/users/*; do
+    [ -e "$f" ] || continue
+    if alive "\${f##*/}"; then busy=1; else rm -f "$f"; fi
+  done
+  owner=$(cat "$root/lock/owner" 2>/dev/null)
+  [ -n "$owner" ] && alive "$owner" && busy=1
+  if [ $busy = 0 ]; then idle=$((idle+1)); else idle=0; fi
+  if [ $idle -ge 3 ]; then kill -TERM "$pid"; exit 0; fi
+  sleep 2
+done
+`;
+
 async function ensureBridge(): Promise<void> {
+  // A stale bridge elsewhere with our subnet (e.g. a docker0 left by another daemon) would
+  // steal the route to the containers: refuse with a clear message instead of hanging.
+  const routes = (await run(["ip", "-4", "route", "show"])).stdout.split("\n");
+  const net = BRIDGE_CIDR.replace(/\.\d+\//, ".0/");
+  const clash = routes.find((r) => r.startsWith(`${net} `) && !r.includes(`dev ${BRIDGE} `));
+  if (clash) {
+    throw new ServiceStartError(
+      `Cannot start dockerd: another interface routes ${net} (${clash.trim()}); delete it or set OTA_TEST_DOCKERD_BIP`,
+    );
+  }
   const exists = await run(["ip", "link", "show", BRIDGE], { allowFail: true });
   if (exists.code !== 0) {
     await run(["ip", "link", "add", BRIDGE, "type", "bridge"]);
@@ -187,6 +222,7 @@ async function startDaemon(): Promise<number> {
     env: { HTTP_PROXY: "", HTTPS_PROXY: "", http_proxy: "", https_proxy: "", DOCKER_HOST: "" },
     logFile: LOG,
   });
+  await spawnDetached({ cmd: ["sh", "-c", REAPER_SCRIPT, "ota-dockerd-reaper", ROOT], logFile: join(ROOT, "reaper.log") });
   const started = Date.now();
   await waitFor({
     service: "dockerd",

@@ -67,7 +67,7 @@ describe("dockerd", () => {
       try {
         let body = "";
         for (let i = 0; i < 50 && !body; i++) {
-          body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => "");
+          body = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) }).then((r) => r.text(), () => "");
           if (!body) await Bun.sleep(100);
         }
         expect(body).toBe("hello from busybox\n");
@@ -92,7 +92,7 @@ describe("dockerd", () => {
       await run(["docker-compose", "-p", project, "up", "-d"], { cwd: dir, env });
       let body = "";
       for (let i = 0; i < 50 && !body; i++) {
-        body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => "");
+        body = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) }).then((r) => r.text(), () => "");
         if (!body) await Bun.sleep(100);
       }
       expect(body).toBe("hello from busybox\n");

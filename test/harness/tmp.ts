@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +38,56 @@ function installExitHandler(): void {
   });
 }
 
+/**
+ * `bun test` runs no process.on("exit") handlers, so the real safety net is a watchdog: a
+ * detached shell loop that waits for this process to die, then kills the processes and
+ * removes the dirs listed in /tmp/ota-test-watchdog/<pid>/ (each PID checked against its
+ * start time, so a reused PID is never hit).
+ */
+const WATCHDOG_ROOT = "/tmp/ota-test-watchdog";
+const watchDir = join(WATCHDOG_ROOT, String(process.pid));
+let watchdogStarted = false;
+const WATCHDOG_SCRIPT = `
+parent=$1; d=$2
+alive() { [ -r /proc/$1/stat ] && [ "$(cut -d' ' -f3 /proc/$1/stat)" != Z ]; }
+while alive "$parent"; do sleep 1; done
+for sig in TERM KILL; do
+  if [ -f "$d/pids" ]; then
+    while read -r p st; do
+      [ -r /proc/$p/stat ] && [ "$(cut -d' ' -f22 /proc/$p/stat)" = "$st" ] && kill -$sig "$p" 2>/dev/null
+    done < "$d/pids"
+  fi
+  sleep 3
+done
+if [ -f "$d/dirs" ]; then while read -r dir; do rm -rf "$dir"; done < "$d/dirs"; fi
+rm -rf "$d"
+`;
+
+function startTime(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function syncWatchdog(): void {
+  mkdirSync(watchDir, { recursive: true });
+  writeFileSync(join(watchDir, "pids"), [...liveProcs].map((p) => `${p.pid} ${p.startTime}\n`).join(""));
+  writeFileSync(join(watchDir, "dirs"), [...tempDirs].map((d) => `${d}\n`).join(""));
+  if (!watchdogStarted) {
+    watchdogStarted = true;
+    const sub = Bun.spawn({
+      cmd: ["setsid", "-f", "sh", "-c", WATCHDOG_SCRIPT, "watchdog", String(process.pid), watchDir],
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    sub.unref();
+  }
+}
+
 /** Registers a synchronous hook run at process exit (before temp dirs are removed). */
 export function onExit(hook: () => void): void {
   installExitHandler();
@@ -56,12 +106,14 @@ export async function tempDir(prefix: string): Promise<string> {
   installExitHandler();
   const dir = mkdtempSync(join(tmpdir(), prefix.replace(/[^A-Za-z0-9._-]/g, "-")));
   tempDirs.add(dir);
+  syncWatchdog();
   return dir;
 }
 
 /** Removes a temp dir now (it would be removed at exit anyway). */
 export function removeTempDir(dir: string): void {
   tempDirs.delete(dir);
+  syncWatchdog();
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -208,6 +260,8 @@ export class Proc {
   readonly pid: number;
   readonly name: string;
   readonly logFile: string;
+  /** /proc start time, so the watchdog never kills a reused PID. */
+  readonly startTime: string;
   private readonly sub: ReturnType<typeof Bun.spawn>;
   private exitCode: number | null = null;
   private exited = false;
@@ -217,10 +271,11 @@ export class Proc {
     this.logFile = opts.logFile;
     this.sub = sub;
     this.pid = sub.pid;
+    this.startTime = startTime(sub.pid);
     sub.exited.then((code) => {
       this.exited = true;
       this.exitCode = code;
-      liveProcs.delete(this);
+      if (liveProcs.delete(this)) syncWatchdog();
     });
   }
 
@@ -245,7 +300,10 @@ export class Proc {
       closeSync(log);
     }
     const proc = new Proc(opts, sub);
+    // Unreferenced: a forgotten service must not keep bun test alive (the watchdog kills it).
+    sub.unref();
     liveProcs.add(proc);
+    syncWatchdog();
     return proc;
   }
 
@@ -300,7 +358,7 @@ export class Proc {
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   async stop(graceMs = 10_000): Promise<void> {
     if (!this.exited) await stopPid(this.pid, graceMs);
-    liveProcs.delete(this);
+    if (liveProcs.delete(this)) syncWatchdog();
   }
 
   /** SIGKILL now (crash tests). */
@@ -308,7 +366,7 @@ export class Proc {
     this.killNow();
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && this.running) await sleep(20);
-    liveProcs.delete(this);
+    if (liveProcs.delete(this)) syncWatchdog();
   }
 
   /** Synchronous SIGKILL, used by the exit safety net. */
@@ -358,7 +416,7 @@ export async function run(
     cmd,
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env } as Record<string, string>,
-    stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin as BlobPart]),
+    stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin]),
     stdout: "pipe",
     stderr: "pipe",
   });

@@ -1,9 +1,12 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { buildBusyboxImage } from "../harness/images.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { BlobStore, pullImage, pushImageFromStore, RegistryClient, RegistryError } from "../../lib/oci/index.ts";
 import { startTokenRegistry, type TokenRegistry } from "./_token-registry.ts";
+
+// bunfig.toml's [test] timeout is not applied by bun 1.4.5: these tests start real services.
+setDefaultTimeout(60_000);
 
 const creds = { user: "ci", password: "s3cret-pw" };
 let basicReg: DockerRegistryHandle;

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
@@ -6,6 +6,9 @@ import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { buildBusyboxImage, busyboxImageTar } from "../harness/images.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { BlobStore, dockerArchiveStream, DockerArchiveError, MediaType, pullImage, pushDockerArchive, RegistryClient } from "../../lib/oci/index.ts";
+
+// bunfig.toml's [test] timeout is not applied by bun 1.4.5: these tests start real services.
+setDefaultTimeout(60_000);
 
 let reg: DockerRegistryHandle;
 let dockerd: DockerdHandle;
@@ -53,6 +56,13 @@ describe("docker-save archives", () => {
     expect(inspect[0].RepoTags).toContain(tag);
     // both layers made it: one file from each
     expect(await dockerd.docker("run", "--rm", "--network", "none", tag, "cat", "/hello.txt", "/second.txt")).toBe("hello from lib/oci\nlayer two\n");
+
+    // and what docker 28's own `docker save` writes (OCI layout + manifest.json) pushes back
+    const saved = join(await tempDir("oci-saved-"), "saved.tar");
+    await dockerd.docker("save", "-o", saved, tag);
+    const resaved = await pushDockerArchive(client, "main/resaved", "1", saved);
+    expect(resaved.configDigest).toBe(built.configDigest);
+    expect(resaved.manifest.layers.length).toBe(2);
     await dockerd.docker("rmi", "-f", tag);
   }, 60_000);
 

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
@@ -15,6 +15,9 @@ import {
   sha256,
 } from "../../lib/oci/index.ts";
 import { startCuttingProxy, type CuttingProxy } from "./_proxy.ts";
+
+// bunfig.toml's [test] timeout is not applied by bun 1.4.5: these tests start real services.
+setDefaultTimeout(60_000);
 
 let reg: DockerRegistryHandle;
 let client: RegistryClient;

@@ -1,9 +1,12 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { writeOciLayout } from "../harness/images.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 import { BlobStore, copyLayoutToRegistry, copyRegistryToLayout, OciLayout, pullImage, RegistryClient, sha256 } from "../../lib/oci/index.ts";
+
+// bunfig.toml's [test] timeout is not applied by bun 1.4.5: these tests start real services.
+setDefaultTimeout(60_000);
 
 let reg: DockerRegistryHandle;
 let client: RegistryClient;

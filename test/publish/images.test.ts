@@ -26,11 +26,11 @@ beforeAll(async () => {
   [dockerd, upstream, factory] = await Promise.all([startDockerd(), startDockerRegistry(), startDockerRegistry()]);
   await loadBaseImage(dockerd);
   upstreamIndex = await pushUpstreamNginx(upstream);
-});
+}, 180_000);
 
 afterAll(async () => {
   await Promise.all([upstream?.stop(), factory?.stop(), dockerd?.stop()]);
-});
+}, 180_000);
 
 async function dest(dryRun = false): Promise<Destination> {
   return {

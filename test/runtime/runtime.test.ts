@@ -4,9 +4,21 @@
  * removed the way fioup does it on a device.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Runtime, BlobNotInStoreError, ImageLoadError, localTag } from "../../fioup/runtime/index.ts";
+import { gzipSync } from "node:zlib";
+import tar from "tar-stream";
+import { appManifest } from "../../lib/compose/app-manifest.ts";
+import {
+  BlobNotInStoreError,
+  BundleIndexMismatchError,
+  CorruptBlobError,
+  ImageLoadError,
+  InvalidAppUriError,
+  localTag,
+  Runtime,
+  UnsafeBundleError,
+} from "../../fioup/runtime/index.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { freePort, tempDir } from "../harness/tmp.ts";
 import { storeApp, uniq, type FixtureApp } from "./_fixtures.ts";
@@ -34,8 +46,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const a of apps) await rt.removeApp(a).catch(() => {});
-  await rt.pruneImages([], { match: (t) => t.includes(`/${ns}/`) }).catch(() => {});
+  await Promise.all(apps.map((a) => rt.removeApp(a).catch(() => {})));
+  await rt.pruneImages().catch(() => {});
   await dockerd?.stop();
 });
 
@@ -96,11 +108,12 @@ describe("Runtime", () => {
 
   test("a reinstall reuses the loaded image and keeps the app serving", async () => {
     const port = await freePort();
-    const a = await app("again", { web: HTTPD }, (r) => `services:\n${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`);
+    // a compose file with a `version:` key: compose v1 wants the override to carry the same one
+    const a = await app("again", { web: HTTPD }, (r) => `version: "3.8"\nservices:\n${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`);
     await rt.installApp(a);
     const lines: string[] = [];
     await rt.installApp(a, { onProgress: (l) => lines.push(l) });
-    expect(lines.some((l) => l.includes("Loading image"))).toBe(true);
+    expect(lines.some((l) => l.startsWith(`Image ${a.images.web} already loaded`))).toBe(true);
     const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
     expect(res?.ok).toBe(true);
     expect(await get(port)).toBe("hello from the store\n");
@@ -237,10 +250,74 @@ describe("Runtime", () => {
     const ia = await rt.installApp(a);
     const ib = await rt.installApp(b);
     await rt.removeApp(b.name);
-    const removed = await rt.pruneImages([], { match: (t) => t.includes(`/${ns}/`) });
+    const removed = await rt.pruneImages();
     expect(removed).toContain(ib.images[0]!.tag);
     expect(removed).not.toContain(ia.images[0]!.tag);
     expect(await rt.engine.inspectImage(ib.images[0]!.tag)).toBeUndefined();
     expect((await rt.engine.inspectImage(ia.images[0]!.tag))?.Id).toBe(ia.images[0]!.imageId);
   });
+
+  test("a malicious bundle is refused: nothing written outside and no app dir", async () => {
+    const cases: { entries: { name: string; content?: string; type?: "symlink" | "link"; linkname?: string }[]; index: Record<string, string>; err: new (...a: any[]) => Error }[] = [
+      { entries: [{ name: "docker-compose.yml", content: "services: {}\n" }, { name: "../../../outside-evil", content: "x" }], index: { "docker-compose.yml": shaOf("services: {}\n") }, err: UnsafeBundleError },
+      { entries: [{ name: "evil", type: "symlink", linkname: "../../.." }], index: {}, err: UnsafeBundleError },
+      { entries: [{ name: "docker-compose.yml", content: "tampered" }], index: { "docker-compose.yml": shaOf("original") }, err: BundleIndexMismatchError },
+    ];
+    for (const c of cases) {
+      const name = `evil-${uniq()}`;
+      const uri = await storeRawBundle(name, c.entries, c.index);
+      await expect(rt.installApp({ name, uri })).rejects.toThrow(c.err);
+      expect(existsSync(join(root, "compose-apps", name))).toBe(false);
+      expect(existsSync(join(root, "outside-evil"))).toBe(false);
+      expect(existsSync(join(root, "compose-apps", "..", "outside-evil"))).toBe(false);
+    }
+    expect(readdirSync(join(root, "compose-apps")).filter((n) => n.includes("evil"))).toEqual([]);
+  });
+
+  test("a bundle index blob that does not match its digest is refused", async () => {
+    const a = await app("tamper", { web: { cmd: ["true"] } }, (r) => `services:\n${svc("web", r.web!)}`);
+    writeFileSync(join(store, "blobs/sha256", a.indexDigest.slice(7)), JSON.stringify({ "docker-compose.yml": shaOf("x") }));
+    await expect(rt.installApp(a)).rejects.toThrow(CorruptBlobError);
+    expect(existsSync(join(root, "compose-apps", a.name))).toBe(false);
+  });
+
+  test("an app URI whose last path part is not the app name is refused", async () => {
+    await expect(rt.installApp({ name: "web", uri: `127.0.0.1:5999/${ns}/other@sha256:${"a".repeat(64)}` })).rejects.toThrow(InvalidAppUriError);
+    await expect(rt.installApp({ name: "web", uri: `127.0.0.1:5999/${ns}/web:latest` })).rejects.toThrow(InvalidAppUriError);
+  });
 });
+
+const shaOf = (s: string) => `sha256:${new Bun.CryptoHasher("sha256").update(s).digest("hex")}`;
+
+/** Puts a hand-made (possibly malicious) bundle, its index and an app manifest into the store; returns the app URI. */
+async function storeRawBundle(name: string, entries: { name: string; content?: string; type?: "symlink" | "link"; linkname?: string }[], index: Record<string, string>): Promise<string> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  const done = (async () => {
+    for await (const c of pack) chunks.push(c as Buffer);
+  })();
+  for (const e of entries) {
+    await new Promise<void>((res, rej) => {
+      const cb = (err?: Error | null) => (err ? rej(err) : res());
+      if (e.type) pack.entry({ name: e.name, type: e.type, linkname: e.linkname }, cb);
+      else pack.entry({ name: e.name, size: Buffer.byteLength(e.content ?? "") }, e.content ?? "", cb);
+    });
+  }
+  pack.finalize();
+  await done;
+  const bundle = gzipSync(Buffer.concat(chunks));
+  const indexBytes = new TextEncoder().encode(JSON.stringify(index));
+  mkdirSync(join(store, "blobs/sha256"), { recursive: true });
+  const put = (bytes: Uint8Array) => {
+    const d = shaOfBytes(bytes);
+    writeFileSync(join(store, "blobs/sha256", d.slice(7)), bytes);
+    return d;
+  };
+  const bundleDigest = put(bundle);
+  const indexDigest = put(indexBytes);
+  const m = appManifest({ digest: bundleDigest, size: bundle.length }, { digest: indexDigest, size: indexBytes.length });
+  put(m.bytes);
+  return `127.0.0.1:5999/${ns}/${name}@${m.digest}`;
+}
+
+const shaOfBytes = (b: Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;

@@ -1,0 +1,131 @@
+/**
+ * Check-in benchmark: simulated devices (each its own client certificate)
+ * poll timestamp.json and post an event against `gateway serve` (sqlite,
+ * database seeded with many devices) and against a bare Bun.serve mTLS
+ * hello-world, kept alive and with a new TLS connection per request. Server,
+ * load generator and this driver are separate processes.
+ *
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--clients 64] [--seconds 10] [--db postgres://...]
+ */
+import { Database } from "bun:sqlite";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { openDataDir } from "../../gateway/data-dir.ts";
+import { signDeviceCsr } from "../../gateway/pki/ca.ts";
+import { SqliteStore } from "../../gateway/store/sqlite.ts";
+import { openStore } from "../../gateway/store/open.ts";
+import { makeDeviceCsr } from "../../test/gateway/_device.ts";
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: "string", default: "1000000" },
+    clients: { type: "string", default: "64" },
+    seconds: { type: "string", default: "10" },
+    db: { type: "string" },
+  },
+});
+const SEEDED = Number(values.devices);
+const CLIENTS = Number(values.clients);
+const SECONDS = Number(values.seconds);
+const here = import.meta.dir;
+const bun = process.execPath;
+
+const dir = await mkdtemp(join(tmpdir(), "bench-checkin-"));
+const log = (s: string) => process.stderr.write(s + "\n");
+const children: ReturnType<typeof Bun.spawn>[] = [];
+
+async function waitLine(proc: ReturnType<typeof Bun.spawn>, re: RegExp): Promise<string> {
+  const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`process exited: ${text}`);
+    text += new TextDecoder().decode(value);
+    const m = re.exec(text);
+    if (m) {
+      void (async () => {
+        while (!(await reader.read()).done);
+      })();
+      return m[1]!;
+    }
+  }
+}
+
+try {
+  // 1. Data dir, CA and schema; N filler devices seeded in bulk, CLIENTS real devices with certificates.
+  const data = await openDataDir(dir, { hosts: ["127.0.0.1"] });
+  const t0 = performance.now();
+  if (!values.db) {
+    (await SqliteStore.open(data.dbPath)).close();
+    const db = new Database(data.dbPath);
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF");
+    const ins = db.prepare(
+      "INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at) VALUES (?, ?, 'amd64-linux', 'main', '[\"main\"]', ?, ?)",
+    );
+    const now = new Date().toISOString();
+    const BATCH = 50_000;
+    for (let i = 0; i < SEEDED; i += BATCH) {
+      db.transaction(() => {
+        for (let j = i; j < Math.min(SEEDED, i + BATCH); j++) ins.run(`seed-${j.toString(16).padStart(8, "0")}`, `seed-${j}`, (j + 1).toString(16).toUpperCase(), now);
+      })();
+    }
+    db.close();
+  }
+  const store = await openStore(values.db ?? data.dbPath);
+  const devices: { cert: string; key: string }[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const k = await makeDeviceCsr();
+    const issued = await signDeviceCsr(data.ca, k.csrPem, { uuid: k.uuid, factory: "main" });
+    await store.putDevice({ uuid: k.uuid, name: `bench-${i}`, hardwareId: "amd64-linux", factory: "main", tags: ["main"], certSerial: issued.serial });
+    devices.push({ cert: issued.certPem, key: k.keyPem });
+  }
+  const seededCount = await store.countDevices();
+  await store.close();
+  log(`seeded ${seededCount} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  // 2. Servers, each in its own process.
+  const gwProc = Bun.spawn([bun, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", ...(values.db ? ["--db", values.db] : [])], {
+    stderr: "pipe",
+    stdout: "ignore",
+  });
+  children.push(gwProc);
+  const gwUrl = await waitLine(gwProc, /gateway listening on (https:\/\/\S+)/);
+  const helloCfg = join(dir, "hello.json");
+  await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem }));
+  const helloProc = Bun.spawn([bun, join(here, "hello.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
+  children.push(helloProc);
+  const helloUrl = await waitLine(helloProc, /hello listening on (https:\/\/\S+)/);
+
+  // 3. Load, one run at a time.
+  async function load(url: string, mode: "keepalive" | "newconn") {
+    const cfg = join(dir, `load-${mode}.json`);
+    await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds: SECONDS, concurrency: CLIENTS }));
+    const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
+    const out = await new Response(p.stdout).text();
+    await p.exited;
+    return JSON.parse(out.trim()) as { requests: number; errors: number; rps: number; p50: number; p99: number };
+  }
+  const rows: string[] = [];
+  log(`gateway ${gwUrl}, hello ${helloUrl}; ${CLIENTS} clients, ${SECONDS} s per run`);
+  for (const mode of ["keepalive", "newconn"] as const) {
+    await load(gwUrl, mode).catch(() => undefined); // warm-up (JIT, caches), short
+    const ours = await load(gwUrl, mode);
+    const base = await load(helloUrl, mode);
+    const line =
+      `${mode.padEnd(9)}  gateway ${ours.rps.toFixed(0).padStart(6)} req/s p50 ${ours.p50.toFixed(2)} ms p99 ${ours.p99.toFixed(2)} ms (errors ${ours.errors})` +
+      ` | bare Bun.serve ${base.rps.toFixed(0).padStart(6)} req/s p50 ${base.p50.toFixed(2)} ms p99 ${base.p99.toFixed(2)} ms` +
+      ` | ratio ${(ours.rps / base.rps).toFixed(2)}x throughput, ${(ours.p99 / base.p99).toFixed(2)}x p99`;
+    rows.push(line);
+    log(line);
+  }
+  console.log(`devices in DB: ${seededCount}; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event)`);
+  for (const r of rows) console.log(r);
+} finally {
+  for (const c of children) {
+    c.kill("SIGTERM");
+    await c.exited;
+  }
+  await rm(dir, { recursive: true, force: true });
+}

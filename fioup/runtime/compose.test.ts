@@ -1,0 +1,24 @@
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { Compose, findCompose, projectName } from "./compose.ts";
+
+// bunfig's [test] timeout is ignored by this Bun; these tests spawn processes and write files.
+setDefaultTimeout(30_000);
+
+describe("projectName", () => {
+  test("normalises an app name the way both compose versions would", () => {
+    expect(projectName("My.App_1-x")).toBe("myapp_1-x");
+    expect(projectName("httpd")).toBe("httpd");
+  });
+});
+
+describe("findCompose", () => {
+  test("finds a compose command on this machine (v2 plugin first, else docker-compose)", async () => {
+    const cmd = await findCompose();
+    expect([["docker", "compose"], ["docker-compose"]]).toContainEqual(cmd);
+  });
+
+  test("reports v1 or v2 from the command", () => {
+    expect(new Compose(["docker-compose"], "unix:///x").major).toBe(1);
+    expect(new Compose(["docker", "compose"], "unix:///x").major).toBe(2);
+  });
+});

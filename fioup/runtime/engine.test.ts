@@ -1,0 +1,21 @@
+import { describe, expect, test } from "bun:test";
+import { DockerEngine, EngineError, socketPathFromHost } from "./engine.ts";
+
+describe("socketPathFromHost", () => {
+  test("takes the socket from a unix:// host, defaulting to /var/run/docker.sock", () => {
+    expect(socketPathFromHost("unix:///tmp/d.sock")).toBe("/tmp/d.sock");
+    expect(socketPathFromHost("")).toBe("/var/run/docker.sock");
+  });
+
+  test("refuses a tcp:// host", () => {
+    expect(() => socketPathFromHost("tcp://127.0.0.1:2375")).toThrow(EngineError);
+  });
+});
+
+describe("DockerEngine", () => {
+  test("says why when nothing listens on the socket", async () => {
+    const e = new DockerEngine("unix:///nonexistent/docker.sock");
+    expect(await e.ping()).toBe(false);
+    await expect(e.version()).rejects.toThrow(/Cannot reach the Docker Engine at \/nonexistent\/docker.sock/);
+  });
+});

@@ -1,0 +1,30 @@
+import { describe, expect, test } from "bun:test";
+import { Value } from "@sinclair/typebox/value";
+import { EMPTY_SHA256, TargetEntry } from "../../lib/api/target.ts";
+import { defaultHwid, makeTargets, nextVersion, TargetVersionError } from "./targets.ts";
+
+describe("targets", () => {
+  test("one target per hardware id with every tag, valid against the shared schema", () => {
+    const t = makeTargets({ hwids: ["x86_64-linux", "arm64-linux"], tags: ["master", "production"], version: 7, apps: { httpd: "r/main/httpd@sha256:" + "a".repeat(64) }, containersSha: "f".repeat(40) });
+    expect(Object.keys(t)).toEqual(["x86_64-linux-7", "arm64-linux-7"]);
+    const e = t["arm64-linux-7"]!;
+    expect(e.length).toBe(0);
+    expect(e.hashes.sha256).toBe(EMPTY_SHA256);
+    expect(e.custom).toMatchObject({ version: "7", hardwareIds: ["arm64-linux"], tags: ["master", "production"], targetFormat: "OSTREE", "containers-sha": "f".repeat(40) });
+    expect(e.custom.docker_compose_apps.httpd!.uri).toContain("@sha256:");
+    expect(Value.Check(TargetEntry, e)).toBe(true);
+  });
+  test("the next version is numerically above every existing one", () => {
+    const mk = (v: string) => makeTargets({ hwids: ["h"], tags: [], version: Number(v), apps: {}, containersSha: "x" })[`h-${v}`]!;
+    expect(nextVersion({})).toBe(1);
+    expect(nextVersion({ "h-9": mk("9"), "h-10": mk("10") })).toBe(11);
+  });
+  test("refuses to replace an existing target", () => {
+    const existing = makeTargets({ hwids: ["h"], tags: [], version: 3, apps: {}, containersSha: "x" });
+    expect(() => makeTargets({ hwids: ["h"], tags: [], version: 3, apps: {}, containersSha: "y" }, existing)).toThrow(TargetVersionError);
+  });
+  test("default hardware ids follow the platform", () => {
+    expect(defaultHwid({ architecture: "amd64" })).toBe("x86_64-linux");
+    expect(defaultHwid({ architecture: "arm64" })).toBe("arm64-linux");
+  });
+});

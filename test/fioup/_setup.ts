@@ -1,0 +1,249 @@
+/**
+ * What the fioup e2e tests share: a real gateway (`gateway serve`, own data
+ * dir, loopback, random port), an upstream docker-registry holding busybox
+ * httpd images, `gateway publish` of a one-app containers repo, the private
+ * dockerd, and a device (FIOUP_ROOT temp dir) driven through `fioup` itself.
+ *
+ * @module
+ */
+import { Database } from "bun:sqlite";
+import { existsSync, readFileSync } from "node:fs";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
+import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
+import { writeOciLayout, type BuiltImage, type BusyboxImageOptions } from "../harness/images.ts";
+import { freePort, run, stopPid, tempDir } from "../harness/tmp.ts";
+import { commit, containersRepo } from "../publish/_setup.ts";
+
+export const ROOT = join(import.meta.dir, "..", "..");
+const BUN = process.execPath;
+
+export interface TestGateway {
+  url: string;
+  host: string;
+  dataDir: string;
+  adminToken: string;
+  pid: number;
+  stop(): Promise<void>;
+  admin<T>(path: string, init?: RequestInit): Promise<T>;
+}
+
+/** Starts `gateway serve` on 127.0.0.1:0 with a fresh data dir; waits for its listening line. */
+export async function startTestGateway(args: string[] = []): Promise<TestGateway> {
+  const dataDir = await tempDir("fioup-gw-");
+  const proc = Bun.spawn([BUN, join(ROOT, "gateway/main.ts"), "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--polling-seconds", "1", ...args], {
+    stdout: "ignore",
+    stderr: "pipe",
+    cwd: ROOT,
+  });
+  const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader();
+  const dec = new TextDecoder();
+  let text = "";
+  let url: string | undefined;
+  const deadline = Date.now() + 30_000;
+  while (!url) {
+    const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => "timeout" as const)]);
+    if (chunk === "timeout" || chunk.done) {
+      proc.kill("SIGKILL");
+      throw new Error(`gateway did not start: ${text}`);
+    }
+    text += dec.decode(chunk.value);
+    url = /gateway listening on (https:\/\/\S+)/.exec(text)?.[1];
+  }
+  void (async () => {
+    for (;;) {
+      const c = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+      if (c.done) break;
+    }
+  })();
+  const adminToken = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
+  const ca = readFileSync(join(dataDir, "pki/ca.pem"), "utf8");
+  return {
+    url,
+    host: new URL(url).host,
+    dataDir,
+    adminToken,
+    pid: proc.pid,
+    stop: () => stopPid(proc.pid),
+    async admin<T>(path: string, init: RequestInit = {}) {
+      const res = await fetch(url + path, {
+        ...init,
+        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json", ...(init.headers as object) },
+        tls: { ca },
+      } as RequestInit);
+      if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as T;
+    },
+  };
+}
+
+/** Pushes a busybox image (OCI layout → skopeo) into `reg` as `repo:tag`; returns `host/repo:tag`. */
+export async function pushImage(reg: DockerRegistryHandle, repo: string, tag: string, opts: BusyboxImageOptions): Promise<string> {
+  return (await pushImageDetailed(reg, repo, tag, opts)).ref;
+}
+
+/** Like pushImage, also returning the built image (digests of config and layers). */
+export async function pushImageDetailed(
+  reg: DockerRegistryHandle,
+  repo: string,
+  tag: string,
+  opts: BusyboxImageOptions,
+): Promise<{ ref: string; image: BuiltImage }> {
+  const dir = await tempDir("fioup-img-");
+  const layout = await writeOciLayout(dir, { ...opts, tag: `${repo}:${tag}` });
+  await run(["skopeo", "copy", "--dest-tls-verify=false", `oci:${dir}:${tag}`, `docker://${reg.host}/${repo}:${tag}`]);
+  return { ref: `${reg.host}/${repo}:${tag}`, image: layout.images[0]! };
+}
+
+/** Incompressible bytes (a layer that takes a while to fetch). */
+export function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  return out;
+}
+
+/** An httpd image serving `body` at / (busybox httpd), with a shared busybox base layer. */
+export const httpdImage = (body: string): BusyboxImageOptions => ({
+  cmd: ["httpd", "-f", "-p", "80", "-h", "/www"],
+  exposedPorts: ["80/tcp"],
+  layers: [{ "/www/index.html": body }],
+});
+
+/** A containers repo (git) to publish from, with helpers to change it and publish. */
+export class Publisher {
+  private constructor(
+    readonly gw: TestGateway,
+    readonly upstream: DockerRegistryHandle,
+    readonly dir: string,
+  ) {}
+
+  static async create(gw: TestGateway, upstream: DockerRegistryHandle, files: Record<string, string>): Promise<Publisher> {
+    return new Publisher(gw, upstream, await containersRepo(files));
+  }
+
+  async commit(files: Record<string, string>): Promise<void> {
+    await commit(this.dir, files);
+  }
+
+  /** `gateway publish` of the checkout as `version` for hwid amd64-linux. */
+  async publish(version: number, extra: string[] = []): Promise<void> {
+    await run(
+      [
+        BUN, join(ROOT, "gateway/main.ts"), "publish", "--containers", this.dir, "--ref", "refs/heads/master",
+        "--server", this.gw.url, "--token", this.gw.adminToken, "--hwid", "amd64-linux", "--version", String(version),
+        "--insecure-registry", this.upstream.host, "--platform", "linux/amd64", ...extra,
+      ],
+      { cwd: ROOT },
+    );
+  }
+}
+
+/** A compose file for one httpd app on 127.0.0.1:port. */
+export function httpdCompose(image: string, port: number, extraServices = ""): string {
+  return `services:\n  web:\n    image: ${image}\n    ports:\n      - "127.0.0.1:${port}:80"\n${extraServices}`;
+}
+
+export interface FioupResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: any;
+}
+
+/** A device: its FIOUP_ROOT, and `fioup` run against the private dockerd. */
+export class Device {
+  private constructor(
+    readonly root: string,
+    readonly dockerd: DockerdHandle,
+  ) {}
+
+  static async create(dockerd: DockerdHandle): Promise<Device> {
+    return new Device(await tempDir("fioup-device-"), dockerd);
+  }
+
+  get sotaDir() {
+    return join(this.root, "var/sota");
+  }
+  get storeDir() {
+    return join(this.root, "var/sota/reset-apps");
+  }
+
+  env(): Record<string, string> {
+    return { FIOUP_ROOT: this.root, ...this.dockerd.env };
+  }
+
+  spawn(args: string[]) {
+    return Bun.spawn([BUN, join(ROOT, "fioup/main.ts"), ...args], { env: { ...process.env, ...this.env() }, stdout: "pipe", stderr: "pipe", cwd: ROOT });
+  }
+
+  async fioup(...args: string[]): Promise<FioupResult> {
+    const p = this.spawn([...args, "--format", "json"]);
+    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    let json: any;
+    try {
+      json = JSON.parse(stdout);
+    } catch {
+      json = undefined;
+    }
+    return { code, stdout, stderr, json };
+  }
+
+  async register(gw: TestGateway, extra: string[] = []): Promise<string> {
+    const r = await this.fioup("register", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux", "--name", "test-device", ...extra);
+    if (r.code !== 0) throw new Error(`register failed (${r.code}): ${r.stderr}`);
+    return r.json.uuid;
+  }
+
+  /** The device DB's view of the pending or last update (read-only, safe while fioup runs). */
+  updateState(): { state: string; bytesFetched: number } | undefined {
+    const path = join(this.sotaDir, "fioup.db");
+    if (!existsSync(path)) return undefined;
+    const db = new Database(path, { readonly: true });
+    try {
+      const r = db.query<{ state: string; bytes_fetched: number }, []>("SELECT state, bytes_fetched FROM updates ORDER BY id DESC LIMIT 1").get();
+      return r ? { state: r.state, bytesFetched: r.bytes_fetched } : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      db.close();
+    }
+  }
+
+  /** Bytes in partial downloads. */
+  async ingestBytes(): Promise<number> {
+    const dir = join(this.storeDir, "ingest");
+    let n = 0;
+    for (const f of await readdir(dir).catch(() => [] as string[])) n += (await stat(join(dir, f)).catch(() => ({ size: 0 }))).size;
+    return n;
+  }
+
+  /** Blobs in the device store: digest → size. */
+  async blobs(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const dir = join(this.storeDir, "blobs/sha256");
+    for (const f of await readdir(dir).catch(() => [] as string[])) out.set(`sha256:${f}`, (await stat(join(dir, f))).size);
+    return out;
+  }
+
+  /** Removes every container, network and app of this device's projects. */
+  async cleanup(projects: string[]): Promise<void> {
+    for (const p of projects) {
+      const ids = (await this.dockerd.docker("ps", "-aq", "--filter", `label=com.docker.compose.project=${p}`)).trim();
+      if (ids) await this.dockerd.docker("rm", "-f", ...ids.split("\n"));
+    }
+  }
+}
+
+/** GET http://127.0.0.1:port/ body, or undefined if nothing answers. */
+export async function httpGet(port: number): Promise<string | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) });
+    return await res.text();
+  } catch {
+    return undefined;
+  }
+}
+
+export { freePort, startDockerd, startDockerRegistry };
+export type { DockerdHandle, DockerRegistryHandle };

@@ -1,0 +1,128 @@
+/**
+ * fioup under power cuts and bad content, end to end: SIGKILL during fetch,
+ * install and start, each time the next run finishing on one whole target
+ * without downloading committed bytes again; a blob changed in the registry
+ * after publishing is refused; a targets.json not signed by the right keys is
+ * refused.
+ */
+import { Database } from "bun:sqlite";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, pushImageDetailed, randomBytes, startDockerRegistry,
+  startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+} from "./_setup.ts";
+
+const APP = "fioupkill";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: TestGateway;
+let device: Device;
+let pub: Publisher;
+let port: number;
+
+beforeAll(async () => {
+  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  port = await freePort();
+  const web1 = await pushImage(upstream, "test/kweb", "v1", httpdImage("kill v1"));
+  pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(web1, port) });
+  device = await Device.create(dockerd);
+  await device.register(gw);
+  await pub.publish(1);
+  const r = await device.fioup("update");
+  if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
+}, 120_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => {});
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+/** Runs `fioup update` and SIGKILLs it as soon as `when()` holds; returns whether it was killed. */
+async function killWhen(when: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<boolean> {
+  const p = device.spawn(["update"]);
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void p.exited.then(() => (exited = true));
+  while (!exited && Date.now() < deadline) {
+    if (await when()) {
+      p.kill("SIGKILL");
+      await p.exited;
+      return true;
+    }
+    await Bun.sleep(5);
+  }
+  p.kill("SIGKILL");
+  await p.exited;
+  return false;
+}
+
+describe("fioup resilience", () => {
+  test("SIGKILL during fetch, install and start: the next run finishes v2 without fetching committed bytes again", async () => {
+    const web2 = await pushImage(upstream, "test/kweb", "v2", {
+      ...httpdImage("kill v2"),
+      layers: [{ "/www/index.html": "kill v2" }, { "/big.bin": randomBytes(48 << 20) }],
+    });
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web2, port) });
+    await pub.publish(2);
+
+    expect(await killWhen(async () => (await device.ingestBytes()) > 4 << 20)).toBe(true);
+    expect(device.updateState()?.state).toBe("fetching");
+    const partial = await device.ingestBytes();
+    expect(partial).toBeGreaterThan(0);
+
+    expect(await killWhen(() => device.updateState()?.state === "installing")).toBe(true);
+    expect(await killWhen(() => device.updateState()?.state === "starting")).toBe(true);
+
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.toTarget).toBe("amd64-linux-2");
+    expect(r.json.state).toBe("completed");
+    // Every byte came once: resumed with Range, committed blobs not fetched again.
+    expect(r.json.bytesFetched).toBe(r.json.bytesTotal);
+    expect(await httpGet(port)).toBe("kill v2");
+    const containers = (await dockerd.docker("ps", "-a", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.Image}} {{.State}}")).trim().split("\n");
+    expect(containers).toHaveLength(1);
+    expect(containers[0]).toContain("running");
+  }, 120_000);
+
+  test("a blob changed in the registry after publishing is refused and the old version keeps running", async () => {
+    const { ref, image } = await pushImageDetailed(upstream, "test/kweb", "v3", httpdImage("kill v3 tampered"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
+    await pub.publish(3);
+    const layer = image.layers.at(-1)!;
+    const file = join(gw.dataDir, "registry/blobs/sha256", layer.digest.slice(7));
+    const evil = new Uint8Array(layer.gz);
+    evil[evil.length - 20]! ^= 0xff;
+    writeFileSync(file, evil);
+
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(40);
+    expect(r.stderr).toContain(layer.digest);
+    expect((await device.blobs()).has(layer.digest)).toBe(false);
+    expect(await httpGet(port)).toBe("kill v2");
+    const st = await device.fioup("status", "--no-apps");
+    expect(st.json.current.name).toBe("amd64-linux-2");
+    expect(st.json.last.state).toBe("failed");
+  }, 120_000);
+
+  test("a targets.json not signed by the targets key is refused", async () => {
+    const web4 = await pushImage(upstream, "test/kweb", "v4", httpdImage("kill v4"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web4, port) });
+    await pub.publish(4);
+    // Change the newest targets.json in the gateway's database without re-signing it.
+    const db = new Database(join(gw.dataDir, "gateway.db"));
+    const row = db.query<{ version: number; json: string }, []>("SELECT version, json FROM tuf_metadata WHERE role = 'targets' ORDER BY version DESC LIMIT 1").get()!;
+    const doc = JSON.parse(row.json);
+    const name = Object.keys(doc.signed.targets).find((n) => doc.signed.targets[n].custom.version === "4")!;
+    doc.signed.targets["amd64-linux-99"] = { ...doc.signed.targets[name], custom: { ...doc.signed.targets[name].custom, version: "99" } };
+    db.query("UPDATE tuf_metadata SET json = ? WHERE role = 'targets' AND version = ?").run(JSON.stringify(doc), row.version);
+    db.close();
+
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(30);
+    expect(await httpGet(port)).toBe("kill v2");
+  }, 120_000);
+});

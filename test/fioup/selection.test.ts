@@ -1,0 +1,114 @@
+/**
+ * What decides what a device runs, end to end: the app shortlist, the tags,
+ * the storage watermark (refused before downloading), and the daemon picking
+ * up a newly published target by itself and stopping cleanly on SIGTERM.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
+  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+} from "./_setup.ts";
+
+const A = "fioupsela";
+const B = "fioupselb";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: TestGateway;
+let pub: Publisher;
+let portA: number;
+let portB: number;
+const devices: Device[] = [];
+
+async function newDevice(): Promise<Device> {
+  const d = await Device.create(dockerd);
+  devices.push(d);
+  return d;
+}
+
+beforeAll(async () => {
+  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  [portA, portB] = [await freePort(), await freePort()];
+  const [a1, b1] = await Promise.all([
+    pushImage(upstream, "test/sela", "v1", httpdImage("a v1")),
+    pushImage(upstream, "test/selb", "v1", httpdImage("b v1")),
+  ]);
+  pub = await Publisher.create(gw, upstream, {
+    [`${A}/docker-compose.yml`]: httpdCompose(a1, portA),
+    [`${B}/docker-compose.yml`]: httpdCompose(b1, portB),
+  });
+  await pub.publish(1);
+}, 120_000);
+
+afterAll(async () => {
+  await devices[0]?.cleanup([A, B]).catch(() => {});
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+describe("fioup selection", () => {
+  test("the shortlist decides which apps run", async () => {
+    const d = await newDevice();
+    await d.register(gw, ["--apps", B]);
+    const r = await d.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await httpGet(portB)).toBe("b v1");
+    expect(await httpGet(portA)).toBeUndefined();
+    const st = await d.fioup("status");
+    expect(Object.keys(st.json.apps)).toEqual([B]);
+    await d.cleanup([A, B]);
+  }, 120_000);
+
+  test("a device whose tags no target carries finds no matching target", async () => {
+    const d = await newDevice();
+    await d.register(gw, ["--tag", "no-such-tag"]);
+    const r = await d.fioup("update");
+    expect(r.code, r.stderr).toBe(22);
+    expect(r.stderr).toContain("no-such-tag");
+  }, 120_000);
+
+  test("a storage watermark too low refuses before downloading, saying what is needed", async () => {
+    const d = await newDevice();
+    await d.register(gw);
+    mkdirSync(join(d.root, "etc/sota/conf.d"), { recursive: true });
+    writeFileSync(join(d.root, "etc/sota/conf.d/50-watermark.toml"), "[pacman]\nstorage_watermark = 1\n");
+    const r = await d.fioup("update");
+    expect(r.code, r.stderr).toBe(41);
+    expect(r.stderr).toMatch(/need .* available/);
+    // No layer came down (only the manifests and bundles init needs to list what is missing).
+    expect(Math.max(0, ...(await d.blobs()).values())).toBeLessThan(64 * 1024);
+    expect(await d.ingestBytes()).toBe(0);
+  }, 120_000);
+
+  test("the daemon installs a newly published target by itself and stops cleanly on SIGTERM", async () => {
+    const d = await newDevice();
+    await d.register(gw);
+    const daemon = d.spawn(["daemon"]);
+    try {
+      const waitFor = async (port: number, body: string) => {
+        const deadline = Date.now() + 60_000;
+        while (Date.now() < deadline) {
+          if ((await httpGet(port)) === body) return true;
+          await Bun.sleep(200);
+        }
+        return false;
+      };
+      expect(await waitFor(portA, "a v1")).toBe(true);
+      const a2 = await pushImage(upstream, "test/sela", "v2", httpdImage("a v2"));
+      await pub.commit({ [`${A}/docker-compose.yml`]: httpdCompose(a2, portA) });
+      const published = Date.now();
+      await pub.publish(2);
+      expect(await waitFor(portA, "a v2")).toBe(true);
+      console.error(`publish-to-running with 1 s polling: ${Date.now() - published} ms`);
+      expect(await httpGet(portB)).toBe("b v1");
+    } finally {
+      daemon.kill("SIGTERM");
+    }
+    const code = await Promise.race([daemon.exited, Bun.sleep(30_000).then(() => "timeout")]);
+    expect(code).toBe(0);
+    const st = await d.fioup("status", "--no-apps");
+    expect(st.json.current.name).toBe("amd64-linux-2");
+    expect(st.json.queuedEvents).toBe(0);
+  }, 120_000);
+});

@@ -1,0 +1,116 @@
+/**
+ * fioup end to end against the real gateway, its registry, `gateway publish`,
+ * a private dockerd and docker compose: register, update v1, a v2 that
+ * changes one service fetches only the changed blobs, a v3 that crashes is
+ * rolled back, marked bad and reported.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
+  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+} from "./_setup.ts";
+
+const APP = "fioupe2e";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: TestGateway;
+let device: Device;
+let pub: Publisher;
+let port: number;
+let uuid: string;
+
+const sidecar = (image: string) => `  side:\n    image: ${image}\n`;
+
+beforeAll(async () => {
+  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  port = await freePort();
+  const [web1, side] = await Promise.all([
+    pushImage(upstream, "test/web", "v1", httpdImage("hello v1")),
+    pushImage(upstream, "test/side", "v1", { cmd: ["sleep", "3600"] }),
+  ]);
+  pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(web1, port, sidecar(side)) });
+  device = await Device.create(dockerd);
+}, 120_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => {});
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+describe("fioup update", () => {
+  test("register, then update to v1: the app answers on 127.0.0.1", async () => {
+    uuid = await device.register(gw);
+    const again = await device.fioup("register", "--server", gw.url, "--token", gw.adminToken);
+    expect(again.code).toBe(12); // already registered
+
+    await pub.publish(1);
+    const check = await device.fioup("check");
+    expect(check.code).toBe(0);
+    expect(check.json.update.name).toBe("amd64-linux-1");
+
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.state).toBe("completed");
+    expect(r.json.bytesFetched).toBeGreaterThan(0);
+    expect(await httpGet(port)).toBe("hello v1");
+
+    const none = await device.fioup("update");
+    expect(none.code).toBe(3);
+    const st = await device.fioup("status");
+    expect(st.json.current.name).toBe("amd64-linux-1");
+    expect(st.json.apps[APP].state).toBe("healthy");
+  }, 120_000);
+
+  test("v2 changing one service fetches only the blobs the device lacks", async () => {
+    const web2 = await pushImage(upstream, "test/web", "v2", httpdImage("hello v2"));
+    const side = `${upstream.host}/test/side:v1`;
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web2, port, sidecar(side)) });
+    await pub.publish(2);
+    const before = await device.blobs();
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    const after = await device.blobs();
+    const added = [...after].filter(([d]) => !before.has(d));
+    const addedBytes = added.reduce((s, [, n]) => s + n, 0);
+    expect(r.json.bytesFetched).toBe(addedBytes);
+    // The busybox base layer (about 1 MB) is shared and was not fetched again.
+    const biggest = Math.max(...after.values());
+    expect(r.json.bytesFetched).toBeLessThan(biggest);
+    expect(await httpGet(port)).toBe("hello v2");
+  }, 120_000);
+
+  test("v3 whose container exits at once rolls back to v2, is marked bad, not retried, and reported", async () => {
+    const bad = await pushImage(upstream, "test/web", "v3", { cmd: ["sh", "-c", "exit 3"], layers: [{ "/www/index.html": "v3" }] });
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(bad, port, sidecar(`${upstream.host}/test/side:v1`)) });
+    await pub.publish(3);
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(51);
+    expect(await httpGet(port)).toBe("hello v2");
+    const st = await device.fioup("status");
+    expect(st.json.current.name).toBe("amd64-linux-2");
+    expect(st.json.badTargets).toEqual(["amd64-linux-3"]);
+    expect(st.json.queuedEvents).toBe(0);
+
+    const again = await device.fioup("update");
+    expect(again.code).toBe(3); // v3 is bad: not retried
+
+    const { updates } = await gw.admin<{ updates: { targetName: string; success?: boolean; events: { eventType: { id: string } }[] }[] }>(
+      `/admin/devices/${uuid}/updates`,
+    );
+    const v3 = updates.find((u) => u.targetName === "amd64-linux-3");
+    expect(v3?.success).toBe(false);
+    const v2 = updates.find((u) => u.targetName === "amd64-linux-2");
+    expect(v2?.success).toBe(true);
+    expect(v2?.events.map((e) => e.eventType.id)).toEqual([
+      "MetadataUpdateCompleted",
+      "UpdateInitStarted",
+      "UpdateInitCompleted",
+      "EcuDownloadStarted",
+      "EcuDownloadCompleted",
+      "EcuInstallationStarted",
+      "EcuInstallationApplied",
+      "EcuInstallationCompleted",
+    ]);
+  }, 120_000);
+});

@@ -1,0 +1,219 @@
+/** The gateway app through app.request(): routes, auth, validation, errors (no TLS). */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { anEvent, json, testGateway } from "./_fixture.ts";
+
+let t: Awaited<ReturnType<typeof testGateway>>;
+beforeAll(async () => {
+  t = await testGateway();
+});
+afterAll(async () => {
+  await t.close();
+});
+
+const entry = (version: string) => ({
+  length: 0,
+  hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+  custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { httpd: { uri: "h/main/httpd@sha256:" + "a".repeat(64) } } },
+});
+
+describe("registration", () => {
+  test("POST /devices returns a certificate, the CA, root.json and sota.toml", async () => {
+    const { body } = await t.register({ tags: ["beta"], apps: ["httpd"] });
+    expect(body.certificate).toContain("BEGIN CERTIFICATE");
+    expect(body.ca).toBe(t.gw.ca.certPem);
+    expect((body.root as { signed: { _type: string } }).signed._type).toBe("root");
+    expect(body.config).toContain('server = "https://gw.test:8443"');
+    expect(body.config).toContain('primary_ecu_hardware_id = "amd64-linux"');
+    expect(body.config).toContain('tags = "beta"');
+    expect(body.config).toContain('compose_apps = "httpd"');
+    expect(body.config).toContain("polling_seconds = 60");
+  });
+
+  test("a registration token works, sets the tags and counts its use; an unknown or expired one is refused", async () => {
+    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ tags: ["prod"], expiresIn: "1h" }) }));
+    expect(res.status).toBe(201);
+    const { token } = (await res.json()) as { token: string };
+    expect(token.split(".")[1]).toBe(t.gw.ca.fingerprint);
+    const { uuid } = await t.register({ tags: ["ignored"] }, token);
+    expect((await t.gw.store.getDevice(uuid))!.tags).toEqual(["prod"]);
+    const list = (await (await t.app.request("/admin/tokens", t.admin())).json()) as { tokens: { uses: number; tags: string[] }[] };
+    expect(list.tokens.find((x) => x.tags[0] === "prod")!.uses).toBe(1);
+    await expect(t.register({}, "bogus.token")).rejects.toThrow(/401/);
+    await t.gw.store.createRegistrationToken({
+      id: "old",
+      secretHash: (await import("../../gateway/pki/tokens.ts")).hashSecret("expiredsecret"),
+      tags: [],
+      hardwareId: null,
+      createdAt: "2020-01-01T00:00:00Z",
+      expiresAt: "2020-01-02T00:00:00Z",
+    });
+    await expect(t.register({}, "expiredsecret.x")).rejects.toThrow(/expired/);
+  });
+
+  test("re-registering an existing uuid needs its current certificate or the admin token", async () => {
+    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({}) }));
+    const { token } = (await res.json()) as { token: string };
+    const d = await t.register({}, token);
+    await expect(t.register({ uuid: d.uuid }, token)).rejects.toThrow(/409/);
+    const again = await t.register({ uuid: d.uuid }); // admin token
+    expect(again.peer.serial).not.toBe(d.peer.serial);
+    // The old certificate is superseded.
+    expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(403);
+    expect((await t.app.request("/device", {}, { peer: again.peer })).status).toBe(200);
+  });
+
+  test("a token bound to a hardware id refuses other hardware", async () => {
+    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ hwid: "arm64-linux" }) }));
+    const { token } = (await res.json()) as { token: string };
+    await expect(t.register({}, token)).rejects.toThrow(/403/);
+    await t.register({ "hardware-id": "arm64-linux" }, token);
+  });
+
+  test("a CSR whose CN is not the uuid and a malformed body are refused with 400", async () => {
+    const res = await t.app.request("/devices", {
+      ...json({ name: "x", uuid: "0123456789abcdef", csr: "-".repeat(80), "hardware-id": "h" }),
+      headers: { authorization: `Bearer ${t.gw.adminToken}`, "content-type": "application/json" },
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/CSR/);
+    const bad = await t.app.request("/devices", {
+      ...json({ name: "x" }),
+      headers: { authorization: `Bearer ${t.gw.adminToken}`, "content-type": "application/json" },
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/Invalid request body/);
+  });
+});
+
+describe("device API", () => {
+  test("a device reads TUF metadata and its own record; headers update tags and target", async () => {
+    const d = await t.register();
+    const ts = await t.app.request("/repo/timestamp.json", {}, { peer: d.peer });
+    expect(ts.status).toBe(200);
+    expect(((await ts.json()) as { signed: { _type: string } }).signed._type).toBe("timestamp");
+    expect((await t.app.request("/repo/1.root.json", {}, { peer: d.peer })).status).toBe(200);
+    expect((await t.app.request("/repo/99.root.json", {}, { peer: d.peer })).status).toBe(404);
+    expect((await t.app.request("/repo/evil.json", {}, { peer: d.peer })).status).toBe(404);
+    await t.app.request("/repo/targets.json", { headers: { "x-ats-tags": "main,beta", "x-ats-target": "amd64-linux-3" } }, { peer: d.peer });
+    const me = (await (await t.app.request("/device", {}, { peer: d.peer })).json()) as Record<string, unknown>;
+    expect(me).toMatchObject({ uuid: d.uuid, tags: ["main", "beta"], currentTarget: "amd64-linux-3", hardwareId: "amd64-linux" });
+    expect(me.last_seen).toBeString();
+  });
+
+  test("requests without a verified certificate get 401; unknown or superseded certificates 403", async () => {
+    expect((await t.app.request("/repo/timestamp.json")).status).toBe(401);
+    expect((await t.app.request("/events", json([]))).status).toBe(401);
+    expect((await t.app.request("/device", {}, { peer: { cn: "stranger", serial: "1234" } })).status).toBe(403);
+    const d = await t.register();
+    expect((await t.app.request("/device", {}, { peer: { cn: d.uuid, serial: "ABCDEF" } })).status).toBe(403);
+  });
+
+  test("POST /events stores events idempotently and only for the calling device", async () => {
+    const a = await t.register();
+    const b = await t.register();
+    const evs = [anEvent("e1"), anEvent("e2", "EcuInstallationCompleted", { success: true })];
+    const r1 = await t.app.request("/events", json(evs), { peer: a.peer });
+    expect(r1.status).toBe(200);
+    expect(await r1.json()).toEqual({ received: 2, stored: 2 });
+    expect(await (await t.app.request("/events", json(evs), { peer: a.peer })).json()).toEqual({ received: 2, stored: 0 });
+    expect((await t.gw.store.listEvents(a.uuid)).length).toBe(2);
+    expect((await t.gw.store.listEvents(b.uuid)).length).toBe(0);
+    // The body carries no identity; a device cannot name another.
+    await t.app.request("/events", json([{ ...anEvent("e3"), deviceId: b.uuid }]), { peer: a.peer });
+    expect((await t.gw.store.listEvents(b.uuid)).length).toBe(0);
+    const updates = (await (await t.app.request(`/admin/devices/${a.uuid}/updates`, t.admin())).json()) as { updates: { success?: boolean; events: unknown[] }[] };
+    expect(updates.updates[0]).toMatchObject({ correlationId: "c1", success: true, targetName: "amd64-linux-1" });
+  });
+
+  test("bad bodies get 400, oversized bodies 413, malformed JSON 400", async () => {
+    const d = await t.register();
+    expect((await t.app.request("/events", json([{ id: "x" }]), { peer: d.peer })).status).toBe(400);
+    expect((await t.app.request("/events", json(Array(501).fill(anEvent("z"))), { peer: d.peer })).status).toBe(400);
+    const huge = await t.app.request("/events", json([anEvent("big", "EcuDownloadStarted", { details: "x".repeat(300_000) })]), { peer: d.peer });
+    expect(huge.status).toBe(413);
+    expect(((await huge.json()) as { error: string }).error).toMatch(/too large/);
+    const malformed = await t.app.request("/events", { method: "POST", headers: { "content-type": "application/json" }, body: "[{" }, { peer: d.peer });
+    expect(malformed.status).toBe(400);
+    expect((await t.app.request("/apps-states", json({ apps: {} }), { peer: d.peer })).status).toBe(400);
+    expect((await t.app.request("/system_info/network", json({ hostname: 1 }, "PUT"), { peer: d.peer })).status).toBe(400);
+  });
+
+  test("apps states and inventory are stored for the calling device and shown to the admin", async () => {
+    const a = await t.register();
+    const states = { deviceTime: "t", apps: { httpd: { uri: "r/main/httpd@sha256:1", state: "healthy", services: [{ name: "web", state: "running" }] } } };
+    expect((await t.app.request("/apps-states", json(states), { peer: a.peer })).status).toBe(204);
+    expect((await t.app.request("/system_info", json({ cpu: "x86" }, "PUT"), { peer: a.peer })).status).toBe(204);
+    expect((await t.app.request("/system_info/network", json({ hostname: "h", mac: "m", local_ipv4: "10.0.0.2" }, "PUT"), { peer: a.peer })).status).toBe(204);
+    expect((await t.app.request("/system_info/config", json("[pacman]\ntags = \"main\"\n", "PUT"), { peer: a.peer })).status).toBe(204);
+    const shown = (await (await t.app.request(`/admin/devices/${a.uuid}`, t.admin())).json()) as Record<string, any>;
+    expect(shown.appsStates).toEqual(states);
+    expect(shown.systemInfo).toEqual({ hardware: { cpu: "x86" }, network: { hostname: "h", mac: "m", local_ipv4: "10.0.0.2" }, config: '[pacman]\ntags = "main"\n' });
+  });
+
+  test("a revoked device is refused at once and cannot register again", async () => {
+    const d = await t.register();
+    expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(200);
+    const r = await t.app.request(`/admin/devices/${d.uuid}/revoke`, t.admin({ method: "POST" }));
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { revokedAt: string }).revokedAt).toBeString();
+    expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(403);
+    await expect(t.register({ uuid: d.uuid })).rejects.toThrow();
+    expect((await t.app.request("/admin/devices/nope/revoke", t.admin({ method: "POST" }))).status).toBe(404);
+  });
+});
+
+describe("admin API", () => {
+  test("refuses a missing token with 401 and a wrong one with 403", async () => {
+    expect((await t.app.request("/admin/devices")).status).toBe(401);
+    expect((await t.app.request("/admin/devices", { headers: { authorization: "Bearer nope" } })).status).toBe(403);
+    expect((await t.app.request("/admin/targets", { method: "POST", headers: { authorization: "Bearer nope" } })).status).toBe(403);
+    const d = await t.register();
+    expect((await t.app.request("/admin/devices", {}, { peer: d.peer })).status).toBe(401);
+  });
+
+  test("targets: add in one version, list, delete; invalid entries change nothing", async () => {
+    const before = (await (await t.app.request("/admin/targets", t.admin())).json()) as { version: number };
+    const add = await t.app.request("/admin/targets", t.admin({ method: "POST", body: JSON.stringify({ targets: { "amd64-linux-1": entry("1"), "amd64-linux-2": entry("2") } }) }));
+    expect(add.status).toBe(200);
+    const after = (await add.json()) as { version: number; targets: Record<string, unknown> };
+    expect(after.version).toBe(before.version + 1);
+    expect(Object.keys(after.targets).sort()).toEqual(["amd64-linux-1", "amd64-linux-2"]);
+    const bad = await t.app.request("/admin/targets", t.admin({ method: "POST", body: JSON.stringify({ targets: { "amd64-linux-3": entry("3"), "x-4": { length: 0 } } }) }));
+    expect(bad.status).toBe(400);
+    expect(Object.keys(((await (await t.app.request("/admin/targets", t.admin())).json()) as { targets: object }).targets)).toHaveLength(2);
+    expect((await t.app.request("/admin/targets/amd64-linux-1", t.admin({ method: "DELETE" }))).status).toBe(200);
+    expect((await t.app.request("/admin/targets/amd64-linux-1", t.admin({ method: "DELETE" }))).status).toBe(404);
+    const d = await t.register();
+    const targets = (await (await t.app.request("/repo/targets.json", {}, { peer: d.peer })).json()) as { signed: { targets: object } };
+    expect(Object.keys(targets.signed.targets)).toEqual(["amd64-linux-2"]);
+  });
+
+  test("keys rotate publishes a new root version", async () => {
+    const res = await t.app.request("/admin/keys/rotate", t.admin({ method: "POST", body: JSON.stringify({ role: "timestamp" }) }));
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { rootVersion: number }).rootVersion).toBeGreaterThanOrEqual(2);
+    expect((await t.app.request("/admin/keys/rotate", t.admin({ method: "POST", body: JSON.stringify({ role: "nope" }) }))).status).toBe(400);
+  });
+
+  test("devices list pages", async () => {
+    const res = (await (await t.app.request("/admin/devices?limit=2", t.admin())).json()) as { devices: unknown[]; next?: string };
+    expect(res.devices).toHaveLength(2);
+    expect(res.next).toBeString();
+    expect((await t.app.request("/admin/devices?limit=x", t.admin())).status).toBe(400);
+  });
+});
+
+describe("public endpoints", () => {
+  test("/healthz, /ca.pem, /openapi.json and /metrics answer without auth", async () => {
+    expect(await (await t.app.request("/healthz")).json()).toEqual({ ok: true });
+    expect(await (await t.app.request("/ca.pem")).text()).toBe(t.gw.ca.certPem);
+    const doc = (await (await t.app.request("/openapi.json")).json()) as { openapi: string; paths: Record<string, any> };
+    expect(doc.openapi).toBe("3.1.0");
+    expect(doc.paths["/events"].post.requestBody.content["application/json"].schema.type).toBe("array");
+    const m = await (await t.app.request("/metrics")).text();
+    expect(m).toMatch(/gateway_requests_total\{route="\/events",status="200"\} \d+/);
+    expect(m).toMatch(/gateway_devices \d+/);
+    expect(m).toMatch(/gateway_events \d+/);
+    expect((await t.app.request("/nope")).status).toBe(404);
+  });
+});

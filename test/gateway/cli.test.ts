@@ -1,0 +1,95 @@
+/** The gateway CLI against a running gateway, the way an operator uses it. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeDeviceCsr } from "./_device.ts";
+import { post, tlsFetch } from "./_client.ts";
+import { spawnGateway, type SpawnedGateway } from "./_spawn.ts";
+
+const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
+let dir: string;
+let g: SpawnedGateway;
+
+const cli = (...args: string[]) => {
+  const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+};
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "gw-cli-"));
+  g = await spawnGateway(dir, ["--factory", "acme"]);
+});
+
+afterAll(async () => {
+  g?.proc.kill("SIGTERM");
+  await g?.proc.exited;
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("gateway CLI", () => {
+  test("serve initialised the data dir with private secrets and never logged the admin token", async () => {
+    const token = (await readFile(join(dir, "admin-token"), "utf8")).trim();
+    expect((await stat(join(dir, "admin-token"))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, "pki", "ca.key"))).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(await readFile(join(dir, "factory.json"), "utf8"))).toEqual({ name: "acme" });
+    expect(g.stderr()).not.toContain(token.split(".")[0]);
+  });
+
+  test("tokens create, a device registers with the token, devices list/show/revoke", async () => {
+    const created = cli("tokens", "create", "--data", dir, "--tag", "beta", "--expires", "2h", "--format", "json");
+    expect(created.code).toBe(0);
+    const { token } = JSON.parse(created.out) as { token: string };
+    const ca = await readFile(join(dir, "pki", "ca.pem"), "utf8");
+    const k = await makeDeviceCsr();
+    const reg = await tlsFetch({ ca })(`${g.url}/devices`, {
+      ...post({ name: "kiosk", uuid: k.uuid, csr: k.csrPem, "hardware-id": "arm64-linux" }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    });
+    expect(reg.status).toBe(201);
+
+    const list = cli("devices", "list", "--data", dir, "--format", "json");
+    expect(list.code).toBe(0);
+    expect((JSON.parse(list.out) as { devices: { uuid: string; tags: string[]; factory: string }[] }).devices).toEqual([
+      expect.objectContaining({ uuid: k.uuid, tags: ["beta"], factory: "acme" }),
+    ]);
+    expect(cli("devices", "list", "--data", dir).out).toContain("kiosk");
+    const show = cli("devices", "show", k.uuid, "--data", dir);
+    expect(show.code).toBe(0);
+    expect(show.out).toContain("arm64-linux");
+    expect(cli("tokens", "list", "--data", dir).out).toContain("beta");
+
+    expect(cli("devices", "revoke", k.uuid, "--data", dir).code).toBe(0);
+    expect(JSON.parse(cli("devices", "show", k.uuid, "--data", dir, "--format", "json").out).revokedAt).toBeString();
+  });
+
+  test("targets list and keys rotate work; --server/--token with the CA pinned by the token", async () => {
+    const token = (await readFile(join(dir, "admin-token"), "utf8")).trim();
+    const t = cli("targets", "list", "--server", g.url, "--token", token, "--format", "json");
+    expect(t.code).toBe(0);
+    expect(JSON.parse(t.out)).toMatchObject({ targets: {}, version: 1 });
+    const r = cli("keys", "rotate", "snapshot", "--data", dir, "--format", "json");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out).rootVersion).toBe(2);
+    const badPin = cli("targets", "list", "--server", g.url, "--token", `${token.split(".")[0]}.${"0".repeat(64)}`);
+    expect(badPin.code).toBe(4);
+    expect(badPin.err).toContain("does not match the pin");
+  });
+
+  test("errors: wrong token exits 3 with the gateway's reason; bad usage exits 2", async () => {
+    const pin = (await readFile(join(dir, "admin-token"), "utf8")).trim().split(".")[1];
+    const wrong = cli("devices", "list", "--server", g.url, "--token", `wrong.${pin}`);
+    expect(wrong.code).toBe(3);
+    expect(wrong.err).toContain("Admin token refused");
+    expect(cli("devices", "revoke", "--data", dir).code).toBe(2);
+    expect(cli("keys", "rotate", "bogus", "--data", dir).code).toBe(2);
+    expect(cli("tokens", "create", "--data", dir, "--expires", "soon").code).toBe(1);
+    expect(cli("serve").code).toBe(2);
+  });
+
+  test("registry gc runs on the data dir", () => {
+    const r = cli("registry", "gc", "--data", dir, "--format", "json");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ blobsRemoved: 0 });
+  });
+});

@@ -1,0 +1,123 @@
+/** The gateway over real TLS: client certificates decide who a request is from. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
+import { createCa, signDeviceCsr } from "../../gateway/pki/ca.ts";
+import { makeDeviceCsr } from "./_device.ts";
+import { anEvent } from "./_fixture.ts";
+import { post, tlsFetch } from "./_client.ts";
+
+let dir: string;
+let gw: RunningGateway;
+let ca: string;
+let admin: ReturnType<typeof tlsFetch>;
+
+interface Dev {
+  uuid: string;
+  cert: string;
+  key: string;
+  fetch: ReturnType<typeof tlsFetch>;
+}
+
+async function register(tags: string[] = ["main"]): Promise<Dev> {
+  const k = await makeDeviceCsr();
+  const res = await admin(`${gw.url}/devices`, {
+    ...post({ name: "d", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux", tags }),
+    headers: { "content-type": "application/json", authorization: `Bearer ${gw.data.adminToken}` },
+  });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as RegistrationResponse;
+  return { uuid: k.uuid, cert: body.certificate, key: k.keyPem, fetch: tlsFetch({ ca: body.ca, cert: body.certificate, key: k.keyPem }) };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "gw-mtls-"));
+  gw = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", trustProxy: "127.0.0.1/32", log: () => {} });
+  ca = gw.data.ca.certPem;
+  admin = tlsFetch({ ca });
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("gateway over mTLS", () => {
+  test("a registered device fetches metadata, posts events and reads itself", async () => {
+    const d = await register();
+    const ts = await d.fetch(`${gw.url}/repo/timestamp.json`, { headers: { "x-ats-target": "amd64-linux-1" } });
+    expect(ts.status).toBe(200);
+    expect(((await ts.json()) as { signed: { _type: string } }).signed._type).toBe("timestamp");
+    const root = await d.fetch(`${gw.url}/repo/1.root.json`);
+    expect(root.status).toBe(200);
+    const ev = await d.fetch(`${gw.url}/events`, post([anEvent("m1"), anEvent("m2")]));
+    expect(ev.status).toBe(200);
+    const me = (await (await d.fetch(`${gw.url}/device`)).json()) as Record<string, unknown>;
+    expect(me).toMatchObject({ uuid: d.uuid, currentTarget: "amd64-linux-1" });
+    expect((await gw.gw.store.listEvents(d.uuid)).map((e) => e.id)).toEqual(["m1", "m2"]);
+  });
+
+  test("no certificate, another CA's certificate, an unregistered or a revoked device are refused", async () => {
+    expect((await admin(`${gw.url}/repo/timestamp.json`)).status).toBe(401);
+
+    const other = await createCa("main");
+    const k = await makeDeviceCsr();
+    const foreign = await signDeviceCsr(other, k.csrPem, { uuid: k.uuid, factory: "main" });
+    const f = tlsFetch({ ca, cert: foreign.certPem, key: k.keyPem });
+    expect((await f(`${gw.url}/repo/timestamp.json`)).status).toBe(401);
+    expect((await f(`${gw.url}/events`, post([anEvent("x")]))).status).toBe(401);
+
+    // Signed by our CA, but never registered.
+    const k2 = await makeDeviceCsr();
+    const stray = await signDeviceCsr(gw.data.ca, k2.csrPem, { uuid: k2.uuid, factory: "main" });
+    expect((await tlsFetch({ ca, cert: stray.certPem, key: k2.keyPem })(`${gw.url}/device`)).status).toBe(403);
+
+    const d = await register();
+    expect((await d.fetch(`${gw.url}/device`)).status).toBe(200);
+    const r = await admin(`${gw.url}/admin/devices/${d.uuid}/revoke`, { method: "POST", headers: { authorization: `Bearer ${gw.data.adminToken}` } });
+    expect(r.status).toBe(200);
+    expect((await d.fetch(`${gw.url}/device`)).status).toBe(403);
+    expect((await d.fetch(`${gw.url}/events`, post([anEvent("after-revoke")]))).status).toBe(403);
+  });
+
+  test("device A cannot post or read as device B", async () => {
+    const a = await register();
+    const b = await register();
+    await a.fetch(`${gw.url}/events`, post([anEvent("a-1")]));
+    await a.fetch(`${gw.url}/apps-states`, post({ deviceTime: "t", apps: {} }));
+    await a.fetch(`${gw.url}/system_info/network`, post({ hostname: "a", mac: "m", local_ipv4: "1.1.1.1" }, "PUT"));
+    expect(await gw.gw.store.listEvents(b.uuid)).toEqual([]);
+    expect(await gw.gw.store.getAppsStates(b.uuid)).toBeUndefined();
+    expect(await gw.gw.store.getSystemInfo(b.uuid)).toEqual({});
+    const me = (await (await a.fetch(`${gw.url}/device`)).json()) as { uuid: string };
+    expect(me.uuid).toBe(a.uuid);
+    expect((await a.fetch(`${gw.url}/admin/devices/${b.uuid}`)).status).toBe(401);
+  });
+
+  test("a client-cert header counts only from a trusted proxy and only if our CA issued it", async () => {
+    const d = await register();
+    const header = { "x-client-cert": encodeURIComponent(d.cert) };
+    // 127.0.0.1 is trusted in this gateway: the forwarded certificate is the identity.
+    const viaProxy = await admin(`${gw.url}/device`, { headers: header });
+    expect(viaProxy.status).toBe(200);
+    expect(((await viaProxy.json()) as { uuid: string }).uuid).toBe(d.uuid);
+    const other = await createCa("main");
+    const k = await makeDeviceCsr(d.uuid);
+    const forged = await signDeviceCsr(other, k.csrPem, { uuid: d.uuid, factory: "main" });
+    expect((await admin(`${gw.url}/device`, { headers: { "x-client-cert": encodeURIComponent(forged.certPem) } })).status).toBe(401);
+  });
+
+  test("the registry lets a device pull only its factory's repositories", async () => {
+    const d = await register();
+    expect((await d.fetch(`${gw.url}/v2/main/app/manifests/latest`)).status).toBe(404);
+    expect((await d.fetch(`${gw.url}/v2/other/app/manifests/latest`)).status).toBe(403);
+    const push = await d.fetch(`${gw.url}/v2/main/app/blobs/uploads/`, { method: "POST" });
+    expect(push.status).toBe(403);
+    const basic = "Basic " + Buffer.from(`ci:${gw.data.adminToken}`).toString("base64");
+    expect((await admin(`${gw.url}/v2/`, { headers: { authorization: basic } })).status).toBe(200);
+    expect((await admin(`${gw.url}/v2/other/app/manifests/latest`)).status).toBe(401);
+  });
+});

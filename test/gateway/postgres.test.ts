@@ -1,0 +1,74 @@
+/**
+ * The gateway on PostgreSQL (a private cluster from the harness): two gateway
+ * instances share one database, as a scaled-out deployment does.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
+import { startPostgres } from "../harness/postgres.ts";
+import { post, tlsFetch } from "./_client.ts";
+import { makeDeviceCsr } from "./_device.ts";
+import { anEvent } from "./_fixture.ts";
+
+let pg: Awaited<ReturnType<typeof startPostgres>>;
+let dir: string;
+let a: RunningGateway;
+let b: RunningGateway;
+
+beforeAll(async () => {
+  pg = await startPostgres();
+  dir = await mkdtemp(join(tmpdir(), "gw-pg-"));
+  a = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
+  b = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
+});
+
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  await pg?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const entry = (version: string) => ({
+  length: 0,
+  hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+  custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { httpd: { uri: `127.0.0.1:1/main/httpd@sha256:${"b".repeat(64)}` } } },
+});
+
+describe("gateway on PostgreSQL", () => {
+  test("a device registered at one gateway checks in at another; revocation and targets reach both", async () => {
+    const ca = a.data.ca.certPem;
+    const adminHeaders = { "content-type": "application/json", authorization: `Bearer ${a.data.adminToken}` };
+    const k = await makeDeviceCsr();
+    const reg = await tlsFetch({ ca })(`${a.url}/devices`, {
+      ...post({ name: "d", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+      headers: adminHeaders,
+    });
+    expect(reg.status).toBe(201);
+    const body = (await reg.json()) as RegistrationResponse;
+    const dev = tlsFetch({ ca, cert: body.certificate, key: k.keyPem });
+
+    expect((await dev(`${b.url}/events`, post([anEvent("pg-1"), anEvent("pg-2")]))).status).toBe(200);
+    expect((await dev(`${b.url}/events`, post([anEvent("pg-2")]))).status).toBe(200);
+    expect((await b.gw.store.listEvents(k.uuid)).map((e) => e.id)).toEqual(["pg-1", "pg-2"]);
+
+    // A target published through A is signed once and served by B.
+    const add = await tlsFetch({ ca })(`${a.url}/admin/targets`, { ...post({ targets: { "amd64-linux-7": entry("7") } }), headers: adminHeaders });
+    expect(add.status).toBe(200);
+    await Bun.sleep(1100); // B's metadata cache
+    const targets = (await (await dev(`${b.url}/repo/targets.json`)).json()) as { signed: { targets: Record<string, unknown> } };
+    expect(Object.keys(targets.signed.targets)).toEqual(["amd64-linux-7"]);
+
+    const rev = await tlsFetch({ ca })(`${a.url}/admin/devices/${k.uuid}/revoke`, { method: "POST", headers: adminHeaders });
+    expect(rev.status).toBe(200);
+    expect((await dev(`${a.url}/device`)).status).toBe(403);
+    // B sees it once its device cache entry expires (5 s).
+    const deadline = Date.now() + 8000;
+    let status = 200;
+    while (Date.now() < deadline && (status = (await dev(`${b.url}/device`)).status) === 200) await Bun.sleep(250);
+    expect(status).toBe(403);
+  }, 30_000);
+});

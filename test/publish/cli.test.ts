@@ -1,0 +1,78 @@
+/**
+ * `gateway publish` as CI runs it: a child process, flags, `--format json` on stdout, progress on
+ * stderr, exit codes. Uses an app of third-party images only, so no docker build is needed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
+import { startGateway, type GatewayHandle } from "./_gateway.ts";
+import { signedTargets } from "./_inspect.ts";
+import { containersRepo, pushUpstreamNginx } from "./_setup.ts";
+
+const GATEWAY_MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
+let upstream: DockerRegistryHandle;
+let gw: GatewayHandle;
+let repo: string;
+
+beforeAll(async () => {
+  [upstream, gw] = await Promise.all([startDockerRegistry(), startGateway()]);
+  await pushUpstreamNginx(upstream);
+  repo = await containersRepo({
+    "httpd/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine # pinned at publish\n",
+    "httpd/nginx.conf": "server {}\n",
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+}, 180_000);
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn([process.execPath, GATEWAY_MAIN, "publish", ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, GATEWAY_TOKEN: "" } });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
+}
+
+const common = () => ["--containers", repo, "--ref", "refs/heads/main", "--server", gw.url, "--token", gw.adminToken, "--mirror", `docker.io=${upstream.host}`, "--insecure-registry", upstream.host];
+
+describe("gateway publish CLI", () => {
+  test("--format json prints the result on stdout and progress on stderr", async () => {
+    const r = await cli(...common(), "--format", "json", "--platform", "linux/arm64");
+    expect(r.stderr).toContain("targets: added arm64-linux-");
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.apps.map((a: { name: string }) => a.name)).toEqual(["httpd"]);
+    expect(out.tags).toEqual(["main"]);
+    expect(out.hardwareIds).toEqual(["arm64-linux"]);
+    const { targets } = await signedTargets(gw);
+    expect(targets[`arm64-linux-${out.version}`]!.custom.docker_compose_apps.httpd!.uri).toBe(out.apps[0].uri);
+  });
+
+  test("the text report lists apps, pinned images and targets", async () => {
+    const r = await cli(...common(), "--dry-run");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("httpd");
+    expect(r.stdout).toContain("nginx:alpine");
+    expect(r.stdout).toMatch(/\/main\/nginx@sha256:[0-9a-f]{64}/);
+    expect(r.stdout).toContain("Dry run: nothing pushed, no targets added");
+  });
+
+  test("missing flags are usage errors (exit 2); failures exit 1 with the reason", async () => {
+    const usage = await cli("--containers", repo);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain("--ref is required");
+    const bad = await cli(...common(), "--version", "x");
+    expect(bad.code).toBe(2);
+    const fail = await cli(...common().map((a) => (a === repo ? join(repo, "nope") : a)));
+    expect(fail.code).toBe(1);
+    expect(fail.stderr).toMatch(/gateway publish: Cannot run git/);
+  });
+
+  test("--help lists the flags", async () => {
+    const r = await cli("--help");
+    expect(r.code).toBe(0);
+    for (const f of ["--containers", "--ref", "--server", "--token", "--factory-config", "--hwid", "--version", "--dry-run", "--format", "--platform"]) {
+      expect(r.stdout).toContain(f);
+    }
+  });
+});

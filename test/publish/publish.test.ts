@@ -1,0 +1,223 @@
+/**
+ * `gateway publish` end to end: the three seed apps from test/fixtures/containers published to
+ * a real gateway (embedded registry, TUF targets), with images built by a real dockerd and a
+ * "third-party" nginx:alpine served by a real docker-registry.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { sha256 } from "../../lib/oci/digest.ts";
+import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { publish, type PublishOptions, type PublishResult } from "../../gateway/publish/publish.ts";
+import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
+import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
+import { startGateway, type GatewayHandle } from "./_gateway.ts";
+import { fetchApp, gatewayRegistry, signedTargets } from "./_inspect.ts";
+import { commit, containersRepo, git, loadBaseImage, pushUpstreamNginx } from "./_setup.ts";
+
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: GatewayHandle;
+let nginxIndex: string;
+let repo: string;
+let first: PublishResult;
+
+const FACTORY_CONFIG = join(import.meta.dir, "factory-config.yml");
+
+function opts(over: Partial<PublishOptions> = {}): PublishOptions {
+  return {
+    containersDir: repo,
+    ref: "refs/heads/master",
+    server: gw.url,
+    token: gw.adminToken,
+    factoryConfig: FACTORY_CONFIG,
+    mirrors: { "docker.io": upstream.host },
+    insecureRegistries: [upstream.host],
+    env: { ...process.env, ...dockerd.env },
+    ...over,
+  };
+}
+
+beforeAll(async () => {
+  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway()]);
+  await loadBaseImage(dockerd);
+  nginxIndex = await pushUpstreamNginx(upstream);
+  repo = await containersRepo();
+  first = await publish(opts());
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), upstream?.stop(), dockerd?.stop()]);
+}, 180_000);
+
+describe("gateway publish of the seed apps", () => {
+  test("every top-level dir with a compose file is an app, with a digest-pinned URI in the factory registry", () => {
+    expect(first.apps.map((a) => a.name)).toEqual(["hello-world-app", "httpd", "simple-app"]);
+    for (const a of first.apps) expect(a.uri).toMatch(new RegExp(`^${gw.host.replace(/\./g, "\\.")}/main/${a.name}@sha256:[0-9a-f]{64}$`));
+  });
+
+  test("the app artifact manifest has composeapp's shape and points at the bundle and its index", async () => {
+    const client = gatewayRegistry(gw);
+    for (const a of first.apps) {
+      const app = await fetchApp(client, a.uri);
+      expect(app.manifest.artifactType).toBe("application/vnd.fio+compose-app");
+      expect(app.manifest.mediaType).toBe("application/vnd.oci.image.manifest.v1+json");
+      expect(app.manifest.config.digest).toBe("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+      expect(app.manifest.annotations).toEqual({ "compose-app": "v1" });
+      expect(app.manifest.layers).toHaveLength(1);
+      expect(app.manifest.layers[0].digest).toBe(a.bundleDigest);
+      expect(app.manifest.layers[0].annotations["org.foundries.app.bundle.index.digest"]).toBe(a.indexDigest);
+      expect(sha256(app.bundle)).toBe(a.bundleDigest);
+      // The index lists every file of the bundle with its sha256, and nothing else.
+      expect(Object.keys(app.index).sort()).toEqual(Object.keys(app.files).sort());
+      for (const [p, d] of Object.entries(app.index)) expect(sha256(app.files[p]!)).toBe(d);
+    }
+  });
+
+  test("bundles hold the pinned compose file; simple-app's ignored Dockerfile and app.sh are absent", async () => {
+    const client = gatewayRegistry(gw);
+    const apps = Object.fromEntries(await Promise.all(first.apps.map(async (a) => [a.name, await fetchApp(client, a.uri)] as const)));
+    expect(apps["simple-app"]!.entries).toEqual(["docker-compose.yml"]);
+    expect(apps["httpd"]!.entries.sort()).toEqual(["docker-compose.yml", "nginx.conf"]);
+    expect(apps["httpd"]!.files["nginx.conf"]).toContain("return 200 'compose-apps';");
+    expect(apps["hello-world-app"]!.entries.sort()).toEqual(["docker-compose.yml", "nginx.conf"]);
+
+    const nginxPinned = `${gw.host}/main/nginx@${nginxIndex}`;
+    expect(apps["httpd"]!.compose.services.web).toEqual({ image: nginxPinned, volumes: ["./nginx.conf:/etc/nginx/conf.d/default.conf"] });
+    const simple = apps["simple-app"]!.compose.services.app;
+    expect(simple.image).toMatch(new RegExp(`^${gw.host.replace(/\./g, "\\.")}/main/simple-app@sha256:[0-9a-f]{64}$`));
+    expect(simple.environment).toEqual({ FROM_COMPOSE: "this came from docker-compose.yml" });
+    const hw = apps["hello-world-app"]!.compose.services;
+    expect(hw.app.image).toMatch(new RegExp(`/main/hello-world@sha256:[0-9a-f]{64}$`));
+    expect(hw.nginx).toEqual({ image: nginxPinned, volumes: ["./nginx.conf:/etc/nginx/conf.d/default.conf"], ports: ["127.0.0.1:8080:80"], depends_on: ["app"] });
+    expect(apps["hello-world-app"]!.compose.version).toBe("3");
+  });
+
+  test("every pinned image is in the gateway registry; built images also under the commit's short hash", async () => {
+    const client = gatewayRegistry(gw);
+    const short = (await git(repo, "rev-parse", "--short=7", "HEAD"));
+    for (const a of first.apps) {
+      for (const s of a.services) {
+        const [name, digest] = s.pinned.slice(gw.host.length + 1).split("@") as [string, string];
+        expect((await client.headManifest(name, digest))?.digest).toBe(digest);
+      }
+    }
+    const simplePinned = first.apps.find((a) => a.name === "simple-app")!.services[0]!.pinned;
+    expect((await client.headManifest("main/simple-app", short))?.digest).toBe(simplePinned.split("@")[1]!);
+    expect((await client.headManifest("main/simple-app", `app-${short}`))?.digest).toBe(first.apps.find((a) => a.name === "simple-app")!.manifestDigest);
+    // The built image is the fixture's Dockerfile: its config has the CMD it sets.
+    const m = JSON.parse(new TextDecoder().decode((await client.getManifest("main/simple-app", simplePinned.split("@")[1]!)).bytes));
+    const cfg = JSON.parse(new TextDecoder().decode(await client.getBlobBytes("main/simple-app", m.config.digest)));
+    expect(cfg.config.Cmd).toEqual(["sh", "/usr/local/bin/app.sh"]);
+  });
+
+  test("master makes a signed target tagged master and production with every app", async () => {
+    const { targets } = await signedTargets(gw);
+    const name = `x86_64-linux-${first.version}`;
+    expect(Object.keys(first.targets)).toEqual([name]);
+    const t = targets[name]!;
+    expect(t.custom.tags).toEqual(["master", "production"]);
+    expect(t.custom.hardwareIds).toEqual(["x86_64-linux"]);
+    expect(t.custom.targetFormat).toBe("OSTREE");
+    expect(t.custom["containers-sha"]).toBe(await git(repo, "rev-parse", "HEAD"));
+    expect(t.length).toBe(0);
+    expect(Object.fromEntries(Object.entries(t.custom.docker_compose_apps).map(([k, v]) => [k, v.uri]))).toEqual(
+      Object.fromEntries(first.apps.map((a) => [a.name, a.uri])),
+    );
+  });
+
+  test("publishing the same commit again gives the same bundles and app digests and pushes 0 bytes", async () => {
+    const again = await publish(opts());
+    expect(again.apps.map((a) => [a.uri, a.bundleDigest, a.indexDigest])).toEqual(first.apps.map((a) => [a.uri, a.bundleDigest, a.indexDigest]));
+    expect(again.pushed.bytes).toBe(0);
+    expect(again.pushed.blobs).toBe(0);
+    expect(again.pushed.manifests).toBe(0);
+    expect(again.version).toBeGreaterThan(first.version);
+    const client = gatewayRegistry(gw);
+    const a1 = await fetchApp(client, first.apps[0]!.uri);
+    const a2 = await fetchApp(client, again.apps[0]!.uri);
+    expect(Buffer.from(a2.bundle).equals(Buffer.from(a1.bundle))).toBe(true);
+  });
+
+  test("another branch and several hardware ids: one target per hwid, tagged with the branch", async () => {
+    const r = await publish(opts({ ref: "refs/heads/feature-x", hwids: ["x86_64-linux", "arm64-linux"], version: 1000 }));
+    expect(Object.keys(r.targets).sort()).toEqual(["arm64-linux-1000", "x86_64-linux-1000"]);
+    const { targets } = await signedTargets(gw);
+    expect(targets["arm64-linux-1000"]!.custom.tags).toEqual(["feature-x"]);
+    expect(targets["arm64-linux-1000"]!.custom.hardwareIds).toEqual(["arm64-linux"]);
+  });
+
+  test("--dry-run shows the new app digests but pushes and posts nothing", async () => {
+    const before = await signedTargets(gw);
+    await commit(repo, { "httpd/nginx.conf": "server { location / { return 200 'dry'; } }\n" });
+    const r = await publish(opts({ dryRun: true }));
+    const httpd = r.apps.find((a) => a.name === "httpd")!;
+    expect(httpd.uri).not.toBe(first.apps.find((a) => a.name === "httpd")!.uri);
+    expect(r.pushed.bytes).toBe(0);
+    expect(await gatewayRegistry(gw).headManifest("main/httpd", httpd.manifestDigest)).toBeUndefined();
+    expect(await signedTargets(gw)).toEqual(before);
+    expect(r.version).toBeGreaterThan(first.version);
+    expect(Object.keys(r.targets)).toEqual([`x86_64-linux-${r.version}`]);
+    expect(before.targets[`x86_64-linux-${r.version}`]).toBeUndefined();
+  });
+});
+
+describe("gateway publish to another OCI registry", () => {
+  test("--registry pushes images and apps to a docker-registry and the targets point there", async () => {
+    const other = await startDockerRegistry();
+    try {
+      const r = await publish(opts({ registry: other.host, insecureRegistries: [upstream.host, other.host] }));
+      const client = new RegistryClient({ registry: other.host, scheme: "http" });
+      for (const a of r.apps) {
+        expect(a.uri.startsWith(`${other.host}/main/${a.name}@`)).toBe(true);
+        const app = await fetchApp(client, a.uri);
+        for (const svc of Object.values(app.compose.services) as { image: string }[]) {
+          expect(svc.image.startsWith(`${other.host}/main/`)).toBe(true);
+          const [name, digest] = svc.image.slice(other.host.length + 1).split("@") as [string, string];
+          expect((await client.headManifest(name, digest))?.digest).toBe(digest);
+        }
+      }
+      const { targets } = await signedTargets(gw);
+      expect(targets[`x86_64-linux-${r.version}`]!.custom.docker_compose_apps.httpd!.uri).toBe(r.apps.find((a) => a.name === "httpd")!.uri);
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+describe("gateway publish errors publish nothing", () => {
+  async function expectNothingPublished(p: Promise<unknown>, message: RegExp | string): Promise<void> {
+    const before = await signedTargets(gw);
+    await expect(p).rejects.toThrow(message);
+    expect(await signedTargets(gw)).toEqual(before);
+  }
+
+  test("a service without image or build", async () => {
+    const r = await containersRepo({ "bad/docker-compose.yml": "services:\n  web:\n    ports: ['80:80']\n", "ok/docker-compose.yml": "services:\n  a:\n    image: nginx:alpine\n" });
+    await expectNothingPublished(publish(opts({ containersDir: r })), 'Invalid compose file bad/docker-compose.yml, service "web": needs an image or a build section');
+    expect(await gatewayRegistry(gw).headManifest("main/ok", `app-${await git(r, "rev-parse", "--short=7", "HEAD")}`)).toBeUndefined();
+  });
+
+  test("an image that does not resolve names the service and the reference", async () => {
+    const r = await containersRepo({ "web/docker-compose.yml": "services:\n  front:\n    image: nginx:no-such-tag\n" });
+    await expectNothingPublished(publish(opts({ containersDir: r })), /Cannot copy image "nginx:no-such-tag" of service "front" in app "web" into .*404/);
+  });
+
+  test("an ignore rule that removes the compose file", async () => {
+    const r = await containersRepo({ "web/docker-compose.yml": "services:\n  a:\n    image: nginx:alpine\n", "web/.composeappignores": "*.yml\n" });
+    await expectNothingPublished(publish(opts({ containersDir: r })), /excludes the compose file docker-compose.yml/);
+  });
+
+  test("a registry that refuses the push", async () => {
+    const locked = await startDockerRegistry({ htpasswd: { user: "ci", password: "s3cret" } });
+    try {
+      await expectNothingPublished(publish(opts({ registry: locked.host, insecureRegistries: [upstream.host, locked.host] })), /401|UNAUTHORIZED/);
+    } finally {
+      await locked.stop();
+    }
+  });
+
+  test("a token whose pin does not match the gateway CA", async () => {
+    const bad = gw.adminToken.replace(/\.[0-9a-f]{64}$/, "." + "0".repeat(64));
+    await expectNothingPublished(publish(opts({ token: bad })), /does not match the token/);
+  });
+});
