@@ -10,9 +10,11 @@ import { fmtBytes } from "./update/space.ts";
 
 export function progressHooks(write: (s: string) => void = (s) => process.stderr.write(s), tty = !!process.stderr.isTTY): UpdateHooks {
   let lastDraw = 0;
+  const t0 = Date.now();
+  const at = () => `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
   return {
     onStep(name, u) {
-      if (name !== "Resuming") write(`${name} ${u.toTarget} (update ${u.id}, ${u.state})\n`);
+      if (name !== "Resuming") write(`${at()} ${name} ${u.toTarget} (update ${u.id}, ${u.state})\n`);
     },
     onInfo(line) {
       write(line + "\n");

@@ -54,6 +54,13 @@ export class InvalidListenError extends Error {
   override name = "InvalidListenError";
 }
 
+export class DataDirMismatchError extends Error {
+  override name = "DataDirMismatchError";
+  constructor(dir: string) {
+    super(`Cannot serve ${dir} with this database: it was created by a gateway with another CA (wrong --db or --data?)`);
+  }
+}
+
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):([0-9]{1,5})$/.exec(value);
   const port = Number(m?.[3]);
@@ -72,6 +79,15 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const certHosts = [publicUrl?.hostname.replace(/^\[|\]$/g, "") ?? (wildcard ? hostname() : host), ...(wildcard ? ["127.0.0.1", "localhost"] : [host])];
   const data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
   const store = await openStore(opts.db ?? data.dbPath);
+  // A database belongs to one CA (and its TUF keys): refuse a data dir / --db mix-up early.
+  const boundTo = await store.claimMeta("ca_fingerprint", data.ca.fingerprint).catch(async (e) => {
+    await store.close();
+    throw e;
+  });
+  if (boundTo !== data.ca.fingerprint) {
+    await store.close();
+    throw new DataDirMismatchError(opts.dataDir);
+  }
   let tufTimer: { stop(): Promise<void> } | undefined;
   let server: Listening | undefined;
   const sightings = new Sightings(store);

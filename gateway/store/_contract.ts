@@ -147,6 +147,13 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.getSystemInfo("other")).toEqual({});
   });
 
+  test("claimMeta() keeps the first value", async () => {
+    const s = await open();
+    const key = `k-${uniq()}`;
+    expect(await s.claimMeta(key, "a")).toBe("a");
+    expect(await s.claimMeta(key, "b")).toBe("a");
+  });
+
   test("registration tokens are found by hash and count their uses", async () => {
     const s = await open();
     const id = `tok-${uniq()}`;

@@ -72,6 +72,12 @@ export const MIGRATIONS: Migration[] = [
     sqlite: v1Tables("INTEGER PRIMARY KEY AUTOINCREMENT"),
     postgres: v1Tables("BIGSERIAL PRIMARY KEY"),
   },
+  {
+    version: 2,
+    description: "gateway_meta: facts the database is bound to (the CA it was created with)",
+    sqlite: "CREATE TABLE gateway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    postgres: "CREATE TABLE gateway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+  },
 ];
 
 export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

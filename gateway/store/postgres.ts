@@ -194,6 +194,12 @@ export class PostgresStore implements Store {
     return out;
   }
 
+  async claimMeta(key: string, value: string) {
+    await this.#sql.unsafe("INSERT INTO gateway_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, value]);
+    const rows = (await this.#sql.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [key])) as { value: string }[];
+    return rows[0]!.value;
+  }
+
   async createRegistrationToken(t: Omit<RegistrationTokenRow, "uses">) {
     await this.#sql.unsafe(
       "INSERT INTO registration_tokens (id, secret_hash, tags, hardware_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",

@@ -222,6 +222,11 @@ export class SqliteStore implements Store {
     return out;
   }
 
+  async claimMeta(key: string, value: string) {
+    this.#db.query("INSERT INTO gateway_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING").run(key, value);
+    return this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(key)!.value;
+  }
+
   async createRegistrationToken(t: Omit<RegistrationTokenRow, "uses">) {
     this.#db
       .query(

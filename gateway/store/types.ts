@@ -102,6 +102,9 @@ export interface Store {
   getRegistrationTokenByHash(secretHash: string): Promise<RegistrationTokenRow | undefined>;
   countTokenUse(id: string): Promise<void>;
 
+  /** Stores `value` under `key` unless a value is there already; returns the stored value. */
+  claimMeta(key: string, value: string): Promise<string>;
+
   /** Every signed version of every TUF role, for gateway/ota's TufRepo. */
   readonly tuf: TufStorage;
 }

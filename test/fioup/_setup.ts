@@ -180,6 +180,7 @@ export class Device {
   async fioup(...args: string[]): Promise<FioupResult> {
     const p = this.spawn([...args, "--format", "json"]);
     const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    if (process.env.FIOUP_TEST_VERBOSE) process.stderr.write(`$ fioup ${args.join(" ")} -> ${code}\n${stderr}`);
     let json: any;
     try {
       json = JSON.parse(stdout);

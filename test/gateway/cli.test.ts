@@ -87,6 +87,20 @@ describe("gateway CLI", () => {
     expect(cli("serve").code).toBe(2);
   });
 
+  test("SIGTERM stops the gateway gracefully", async () => {
+    const other = await mkdtemp(join(tmpdir(), "gw-term-"));
+    try {
+      const g2 = await spawnGateway(other);
+      expect(await Bun.file(join(other, "serve.json")).exists()).toBe(true);
+      g2.proc.kill("SIGTERM");
+      expect(await g2.proc.exited).toBe(0);
+      expect(g2.stderr()).toContain("stopped");
+      expect(await Bun.file(join(other, "serve.json")).exists()).toBe(false);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+  });
+
   test("registry gc runs on the data dir", () => {
     const r = cli("registry", "gc", "--data", dir, "--format", "json");
     expect(r.code).toBe(0);

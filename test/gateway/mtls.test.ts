@@ -120,4 +120,20 @@ describe("gateway over mTLS", () => {
     expect((await admin(`${gw.url}/v2/`, { headers: { authorization: basic } })).status).toBe(200);
     expect((await admin(`${gw.url}/v2/other/app/manifests/latest`)).status).toBe(401);
   });
+
+  test("GET /token issues registry tokens: the admin may push, a device only pulls its factory", async () => {
+    const basic = "Basic " + Buffer.from(`ci:${gw.data.adminToken}`).toString("base64");
+    const adminTok = (await (await admin(`${gw.url}/token?scope=repository:main/app:pull,push`, { headers: { authorization: basic } })).json()) as { token: string };
+    const up = await admin(`${gw.url}/v2/main/app/blobs/uploads/`, { method: "POST", headers: { authorization: `Bearer ${adminTok.token}` } });
+    expect(up.status).toBe(202);
+    const d = await register();
+    const devTok = (await (await d.fetch(`${gw.url}/token?scope=repository:main/app:pull,push&scope=repository:other/app:pull`)).json()) as { token: string };
+    const claims = JSON.parse(Buffer.from(devTok.token.split(".")[0]!, "base64url").toString()) as { access: { name: string; actions: string[] }[] };
+    expect(claims.access).toEqual([
+      { type: "repository", name: "main/app", actions: ["pull"] },
+      { type: "repository", name: "other/app", actions: [] },
+    ] as never);
+    expect((await admin(`${gw.url}/token?scope=repository:main/app:pull`)).status).toBe(401);
+    expect((await admin(`${gw.url}/token`, { headers: { authorization: "Basic " + Buffer.from("ci:wrong").toString("base64") } })).status).toBe(401);
+  });
 });
