@@ -135,7 +135,7 @@ async function main(): Promise<void> {
     await writeFile(join(repo, "web", "site", "index.html"), `${message}\n`);
     await writeFile(
       join(repo, "web", "docker-compose.yml"),
-      `services:\n  web:\n    image: web\n    build: .\n    restart: unless-stopped\n    ports:\n      - "127.0.0.1:${appPort}:8080"\n`,
+      `services:\n  web:\n    image: web\n    build: .\n    init: true\n    restart: unless-stopped\n    ports:\n      - "127.0.0.1:${appPort}:8080"\n`,
     );
     await writeFile(join(repo, "web", ".composeappignores"), "Dockerfile\nsite\n");
     await mkdir(join(repo, "ticker"), { recursive: true });

@@ -139,9 +139,12 @@ export class Publisher {
   }
 }
 
-/** A compose file for one httpd app on 127.0.0.1:port. */
+/**
+ * A compose file for one httpd app on 127.0.0.1:port. busybox as PID 1 ignores
+ * SIGTERM, so a short grace period keeps `compose stop` from waiting 10 s.
+ */
 export function httpdCompose(image: string, port: number, extraServices = ""): string {
-  return `services:\n  web:\n    image: ${image}\n    ports:\n      - "127.0.0.1:${port}:80"\n${extraServices}`;
+  return `services:\n  web:\n    image: ${image}\n    stop_grace_period: 1s\n    ports:\n      - "127.0.0.1:${port}:80"\n${extraServices}`;
 }
 
 export interface FioupResult {
@@ -173,8 +176,10 @@ export class Device {
     return { FIOUP_ROOT: this.root, ...this.dockerd.env };
   }
 
+  /** fioup as `bun fioup/main.ts`, or the compiled binary named by $FIOUP_BIN. */
   spawn(args: string[]) {
-    return Bun.spawn([BUN, join(ROOT, "fioup/main.ts"), ...args], { env: { ...process.env, ...this.env() }, stdout: "pipe", stderr: "pipe", cwd: ROOT });
+    const cmd = process.env.FIOUP_BIN ? [process.env.FIOUP_BIN] : [BUN, join(ROOT, "fioup/main.ts")];
+    return Bun.spawn([...cmd, ...args], { env: { ...process.env, ...this.env() }, stdout: "pipe", stderr: "pipe", cwd: ROOT });
   }
 
   async fioup(...args: string[]): Promise<FioupResult> {

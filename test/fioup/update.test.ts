@@ -19,7 +19,7 @@ let pub: Publisher;
 let port: number;
 let uuid: string;
 
-const sidecar = (image: string) => `  side:\n    image: ${image}\n`;
+const sidecar = (image: string) => `  side:\n    image: ${image}\n    stop_grace_period: 1s\n`;
 
 beforeAll(async () => {
   [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
-import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
+import { DataDirMismatchError, startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { startPostgres } from "../harness/postgres.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
@@ -71,4 +71,13 @@ describe("gateway on PostgreSQL", () => {
     while (Date.now() < deadline && (status = (await dev(`${b.url}/device`)).status) === 200) await Bun.sleep(250);
     expect(status).toBe(403);
   }, 30_000);
+
+  test("a database created with another data dir (another CA) is refused", async () => {
+    const other = await mkdtemp(join(tmpdir(), "gw-pg-other-"));
+    try {
+      await expect(startGatewayServer({ dataDir: other, listen: "127.0.0.1:0", db: pg.url, log: () => {} })).rejects.toThrow(DataDirMismatchError);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+  });
 });

@@ -2,6 +2,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { startDockerRegistry } from "./docker-registry.ts";
 import { startDockerd } from "./dockerd.ts";
 import { buildBusyboxImage, busyboxImageTar, writeOciLayout } from "./images.ts";
+import { startMosquitto } from "./mosquitto.ts";
+import { startPostgres } from "./postgres.ts";
 import { freePort, run, tempDir } from "./tmp.ts";
 
 setDefaultTimeout(60_000);
@@ -111,6 +113,32 @@ describe("dockerd", () => {
       expect(Date.now() - t0).toBeLessThan(15_000);
     } finally {
       await dockerd.stop();
+    }
+  });
+});
+
+describe("postgres", () => {
+  test("startPostgres serves SQL on 127.0.0.1 and createDatabase gives an empty database", async () => {
+    const pg = await startPostgres();
+    try {
+      const url = await pg.createDatabase("harness_t1");
+      const res = await run(["psql", url, "-tAc", "select current_database(), inet_server_addr()"]);
+      expect(res.stdout.trim()).toBe("harness_t1|127.0.0.1");
+    } finally {
+      await pg.stop();
+    }
+  });
+});
+
+describe("mosquitto", () => {
+  test("startMosquitto delivers a retained message to a subscriber", async () => {
+    const mqtt = await startMosquitto();
+    try {
+      await run(["mosquitto_pub", "-h", "127.0.0.1", "-p", String(mqtt.port), "-t", "harness/t", "-r", "-m", "hi"]);
+      const res = await run(["mosquitto_sub", "-h", "127.0.0.1", "-p", String(mqtt.port), "-t", "harness/t", "-C", "1", "-W", "5"]);
+      expect(res.stdout.trim()).toBe("hi");
+    } finally {
+      await mqtt.stop();
     }
   });
 });

@@ -180,11 +180,11 @@ export function tailFile(path: string, bytes = 4000): string {
   }
 }
 
-/** Sends SIGTERM to a PID, waits up to `graceMs`, then SIGKILL and waits for it to go. */
-export async function stopPid(pid: number, graceMs = 10_000): Promise<void> {
+/** Sends SIGTERM (or `signal`) to a PID, waits up to `graceMs`, then SIGKILL and waits for it to go. */
+export async function stopPid(pid: number, graceMs = 10_000, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   if (!pidAlive(pid)) return;
   try {
-    process.kill(pid, "SIGTERM");
+    process.kill(pid, signal);
   } catch {
     return;
   }
@@ -249,6 +249,8 @@ export interface ProcOptions {
   cwd?: string;
   /** stdout and stderr both go here (appended). */
   logFile: string;
+  /** Signal `stop()` sends first (default SIGTERM; postgres wants SIGINT for a fast shutdown). */
+  stopSignal?: NodeJS.Signals;
 }
 
 /**
@@ -263,6 +265,7 @@ export class Proc {
   /** /proc start time, so the watchdog never kills a reused PID. */
   readonly startTime: string;
   private readonly sub: ReturnType<typeof Bun.spawn>;
+  private readonly stopSignal: NodeJS.Signals;
   private exitCode: number | null = null;
   private exited = false;
 
@@ -272,6 +275,7 @@ export class Proc {
     this.sub = sub;
     this.pid = sub.pid;
     this.startTime = startTime(sub.pid);
+    this.stopSignal = opts.stopSignal ?? "SIGTERM";
     sub.exited.then((code) => {
       this.exited = true;
       this.exitCode = code;
@@ -357,7 +361,7 @@ export class Proc {
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   async stop(graceMs = 10_000): Promise<void> {
-    if (!this.exited) await stopPid(this.pid, graceMs);
+    if (!this.exited) await stopPid(this.pid, graceMs, this.stopSignal);
     if (liveProcs.delete(this)) syncWatchdog();
   }
 

@@ -62,7 +62,8 @@ async function get(port: number): Promise<string> {
   return await res.text();
 }
 
-describe("Runtime", () => {
+// Independent tests (own app names, ports and images) run together: most of their time is waiting on containers.
+describe.concurrent("Runtime", () => {
   test("installs an app from the store and serves it on 127.0.0.1", async () => {
     const port = await freePort();
     const a = await app("web", { web: HTTPD }, (r) => `services:\n${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`, { "conf/app.env": "X=1\n" });
@@ -244,19 +245,6 @@ describe("Runtime", () => {
     expect(arch.Architecture).toBe(want);
   });
 
-  test("pruneImages removes the tags of removed apps and keeps installed ones", async () => {
-    const a = await app("prune-a", { web: { cmd: ["sleep", "600"], files: { "/a": uniq() } } }, (r) => `services:\n${svc("web", r.web!)}`);
-    const b = await app("prune-b", { web: { cmd: ["sleep", "600"], files: { "/b": uniq() } } }, (r) => `services:\n${svc("web", r.web!)}`);
-    const ia = await rt.installApp(a);
-    const ib = await rt.installApp(b);
-    await rt.removeApp(b.name);
-    const removed = await rt.pruneImages();
-    expect(removed).toContain(ib.images[0]!.tag);
-    expect(removed).not.toContain(ia.images[0]!.tag);
-    expect(await rt.engine.inspectImage(ib.images[0]!.tag)).toBeUndefined();
-    expect((await rt.engine.inspectImage(ia.images[0]!.tag))?.Id).toBe(ia.images[0]!.imageId);
-  });
-
   test("a malicious bundle is refused: nothing written outside and no app dir", async () => {
     const cases: { entries: { name: string; content?: string; type?: "symlink" | "link"; linkname?: string }[]; index: Record<string, string>; err: new (...a: any[]) => Error }[] = [
       { entries: [{ name: "docker-compose.yml", content: "services: {}\n" }, { name: "../../../outside-evil", content: "x" }], index: { "docker-compose.yml": shaOf("services: {}\n") }, err: UnsafeBundleError },
@@ -285,6 +273,23 @@ describe("Runtime", () => {
     await expect(rt.installApp({ name: "web", uri: `127.0.0.1:5999/${ns}/other@sha256:${"a".repeat(64)}` })).rejects.toThrow(InvalidAppUriError);
     await expect(rt.installApp({ name: "web", uri: `127.0.0.1:5999/${ns}/web:latest` })).rejects.toThrow(InvalidAppUriError);
   });
+});
+
+// Serial: pruning while another test installs could remove a tag that is loaded but not yet committed.
+describe("Runtime.pruneImages", () => {
+  test("pruneImages removes the tags of removed apps and keeps installed ones", async () => {
+    const a = await app("prune-a", { web: { cmd: ["sleep", "600"], files: { "/a": uniq() } } }, (r) => `services:\n${svc("web", r.web!)}`);
+    const b = await app("prune-b", { web: { cmd: ["sleep", "600"], files: { "/b": uniq() } } }, (r) => `services:\n${svc("web", r.web!)}`);
+    const ia = await rt.installApp(a);
+    const ib = await rt.installApp(b);
+    await rt.removeApp(b.name);
+    const removed = await rt.pruneImages();
+    expect(removed).toContain(ib.images[0]!.tag);
+    expect(removed).not.toContain(ia.images[0]!.tag);
+    expect(await rt.engine.inspectImage(ib.images[0]!.tag)).toBeUndefined();
+    expect((await rt.engine.inspectImage(ia.images[0]!.tag))?.Id).toBe(ia.images[0]!.imageId);
+  });
+
 });
 
 const shaOf = (s: string) => `sha256:${new Bun.CryptoHasher("sha256").update(s).digest("hex")}`;

@@ -1,0 +1,108 @@
+/**
+ * A private PostgreSQL 15 cluster for the gateway's PostgreSQL store: initdb into a temp dir
+ * owned by the postgres user, then the server itself (run as postgres via setpriv, so its PID
+ * is ours to stop) listening on 127.0.0.1:PORT only, unix socket in the temp dir, trust auth,
+ * durability off for speed.
+ *
+ * @module
+ */
+import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import { freePort, Proc, run, tempDir } from "./tmp.ts";
+
+const PG_BIN = process.env.OTA_TEST_PG_BIN ?? "/usr/lib/postgresql/15/bin";
+
+export interface PostgresHandle {
+  /** `postgres://postgres@127.0.0.1:PORT/postgres` */
+  url: string;
+  host: string;
+  port: number;
+  /** Temp dir: data/ (the cluster), sock/ (unix socket), postgres.log. */
+  dir: string;
+  pid: number;
+  /** Creates an empty database and returns its URL (one per test keeps tests independent). */
+  createDatabase(name: string): Promise<string>;
+  /** Fast shutdown (SIGINT) by PID; SIGKILL after 10 s. */
+  stop(): Promise<void>;
+}
+
+function postgresIds(): { uid: number; gid: number } {
+  const passwd = readFileSync("/etc/passwd", "utf8");
+  const line = passwd.split("\n").find((l) => l.startsWith("postgres:"));
+  if (!line) throw new Error("Cannot start PostgreSQL: no postgres user (install the postgresql package)");
+  const [, , uid, gid] = line.split(":");
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/**
+ * Starts a fresh cluster and waits until it accepts connections.
+ *
+ * @example
+ * ```ts
+ * const pg = await startPostgres();
+ * const store = await PostgresStore.connect(await pg.createDatabase("t1"));
+ * afterAll(() => pg.stop());
+ * ```
+ * @throws {ServiceStartError} If the server is not ready within 30 s (message has its log tail).
+ */
+export async function startPostgres(): Promise<PostgresHandle> {
+  const dir = await tempDir("postgres-");
+  chmodSync(dir, 0o755);
+  const data = join(dir, "data");
+  const sock = join(dir, "sock");
+  const asRoot = userInfo().uid === 0;
+  const ids = asRoot ? postgresIds() : undefined;
+  for (const d of [data, sock]) {
+    mkdirSync(d, { mode: 0o700 });
+    if (ids) chownSync(d, ids.uid, ids.gid);
+  }
+  const asPostgres = ids ? ["setpriv", `--reuid=${ids.uid}`, `--regid=${ids.gid}`, "--init-groups"] : [];
+  await run([
+    ...asPostgres,
+    join(PG_BIN, "initdb"),
+    "-D", data,
+    "-U", "postgres",
+    "-A", "trust",
+    "-E", "UTF8",
+    "--locale=C",
+    "--no-sync",
+    "--no-instructions",
+  ], { env: { HOME: dir } });
+  const port = await freePort();
+  const proc = Proc.start({
+    name: "postgres",
+    cmd: [
+      ...asPostgres,
+      join(PG_BIN, "postgres"),
+      "-D", data,
+      "-p", String(port),
+      "-k", sock,
+      "-c", "listen_addresses=127.0.0.1",
+      "-c", "fsync=off",
+      "-c", "synchronous_commit=off",
+      "-c", "full_page_writes=off",
+      "-c", "max_connections=200",
+      "-c", "shared_buffers=32MB",
+    ],
+    env: { HOME: dir },
+    logFile: join(dir, "postgres.log"),
+    stopSignal: "SIGINT",
+  });
+  await proc.waitForLog("database system is ready to accept connections", 30_000);
+  const host = `127.0.0.1:${port}`;
+  const url = `postgres://postgres@${host}/postgres`;
+  return {
+    url,
+    host,
+    port,
+    dir,
+    pid: proc.pid,
+    async createDatabase(name: string): Promise<string> {
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`Cannot create database "${name}": use [a-z0-9_] only`);
+      await run(["psql", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", `CREATE DATABASE ${name}`]);
+      return `postgres://postgres@${host}/${name}`;
+    },
+    stop: () => proc.stop(10_000),
+  };
+}
