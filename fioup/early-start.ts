@@ -2,14 +2,15 @@
  * Early start (SPEC §7): on a device that is not registered yet, start the
  * preloaded apps from the local store as soon as the engine is up, offline.
  * Which apps: `/var/lmp/default-apps` (one per line or comma-separated), else
- * every app of the preloaded target.
+ * every preloaded app: the `apps` preload wrote beside the target (or the
+ * config's shortlist), never an app of the target whose blobs were not baked in.
  *
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Session } from "./session.ts";
-import { preloadedTarget } from "./update/current-target.ts";
+import { preloadedTarget, preloadedTargetPath } from "./update/current-target.ts";
 
 export interface EarlyStartResult {
   skipped?: string;
@@ -26,11 +27,25 @@ export function defaultApps(root: string): string[] | undefined {
     .filter((s) => s && !s.startsWith("#"));
 }
 
+/** The apps preload baked in: `apps` of preload/target.json, else the config's shortlist, else undefined (all). */
+function preloadedApps(s: Session): string[] | undefined {
+  try {
+    const apps = (JSON.parse(readFileSync(preloadedTargetPath(s.cfg), "utf8")) as { apps?: unknown }).apps;
+    if (Array.isArray(apps) && apps.every((a) => typeof a === "string")) return apps;
+  } catch {
+    // preloadedTarget() already decided the file is usable; fall through to the shortlist
+  }
+  return s.cfg.shortlist;
+}
+
 export async function earlyStart(s: Session, log: (l: string) => void): Promise<EarlyStartResult> {
   if (s.client) return { skipped: "the device is registered: fioup starts its apps", apps: [] };
   const target = preloadedTarget(s.cfg);
   if (!target) return { skipped: "no preloaded target", apps: [] };
-  const all = Object.entries(target.entry.custom.docker_compose_apps).map(([name, a]) => ({ name, uri: a.uri }));
+  const baked = preloadedApps(s);
+  const all = Object.entries(target.entry.custom.docker_compose_apps)
+    .map(([name, a]) => ({ name, uri: a.uri }))
+    .filter((a) => !baked || baked.includes(a.name));
   const only = defaultApps(s.cfg.root);
   const apps = only ? all.filter((a) => only.includes(a.name)) : all;
   const results: EarlyStartResult["apps"] = [];

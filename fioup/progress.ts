@@ -10,6 +10,7 @@ import { fmtBytes } from "./update/space.ts";
 
 export function progressHooks(write: (s: string) => void = (s) => process.stderr.write(s), tty = !!process.stderr.isTTY): UpdateHooks {
   let lastDraw = 0;
+  const blobs = new Map<string, { done: number; total: number }>();
   const t0 = Date.now();
   const at = () => `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
   return {
@@ -19,19 +20,29 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
     onInfo(line) {
       write(line + "\n");
     },
-    onBlobProgress({ digest, done, total, index, count }) {
-      const short = digest.slice(7, 19);
+    onBlobProgress({ digest, done, total, count }) {
+      // Several blobs download at once: show the sum.
+      blobs.set(digest, { done, total });
+      let sumDone = 0;
+      let sumTotal = 0;
+      let committed = 0;
+      for (const b of blobs.values()) {
+        sumDone += b.done;
+        sumTotal += b.total;
+        if (b.done >= b.total) committed++;
+      }
       if (tty) {
         const now = Date.now();
-        if (done < total && now - lastDraw < 100) return;
+        const finished = committed === count;
+        if (!finished && now - lastDraw < 100) return;
         lastDraw = now;
         const width = 30;
-        const filled = total ? Math.round((done / total) * width) : width;
-        const pct = total ? Math.floor((done / total) * 100) : 100;
-        write(`\r[${index}/${count}] ${short} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(pct).padStart(3)}% ${done}/${total}`);
-        if (done >= total) write("\n");
+        const frac = sumTotal ? sumDone / sumTotal : 1;
+        const filled = Math.round(frac * width);
+        write(`\r[${committed}/${count} blobs] [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% ${(sumDone / 1048576).toFixed(1)} MiB`);
+        if (finished) write("\n");
       } else if (done >= total) {
-        write(`[${index}/${count}] fetched ${digest} ${fmtBytes(total)}\n`);
+        write(`[${committed}/${count}] fetched ${digest} ${fmtBytes(total)}\n`);
       }
     },
   };

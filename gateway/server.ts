@@ -79,6 +79,17 @@ function toWebStream(req: IncomingMessage): ReadableStream<Uint8Array> {
   );
 }
 
+/** Resolves when the response can take more data (or the connection is gone). */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done).off("close", done);
+      resolve();
+    };
+    res.on("drain", done).on("close", done);
+  });
+}
+
 async function writeResponse(res: ServerResponse, response: Response, head: boolean): Promise<void> {
   const headers: Record<string, string | string[]> = {};
   response.headers.forEach((v, k) => {
@@ -110,7 +121,7 @@ async function writeResponse(res: ServerResponse, response: Response, head: bool
     res.write(first.value);
     let chunk: { done: boolean; value?: Uint8Array } = second;
     while (!chunk.done) {
-      if (!res.write(chunk.value!)) await new Promise<void>((r) => res.once("drain", r).once("close", r));
+      if (!res.write(chunk.value!)) await drained(res);
       if (res.destroyed) break;
       chunk = await reader.read();
     }

@@ -12,7 +12,9 @@
  */
 import { formatReference, parseReference } from "../../lib/oci/reference.ts";
 import { parseManifest, type Descriptor, type ImageManifest } from "../../lib/oci/manifest.ts";
-import { dockerSaveTar } from "./_docker-save.ts";
+import { BlobStore } from "../../lib/oci/blob-store.ts";
+import { dockerArchiveStream } from "../../lib/oci/docker-archive.ts";
+import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../../lib/oci/platform.ts";
 import { BlobNotInStoreError, hasBlob, readSmallBlob } from "./_store.ts";
 import type { DockerEngine } from "./engine.ts";
 
@@ -48,27 +50,7 @@ export class ImageIdMismatchError extends Error {
   }
 }
 
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
-
-const formatPlatform = (p: Platform) => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
-
-/** The platform of this process, in OCI terms (linux/amd64, linux/arm64/v8, linux/arm/v7...). */
-export function hostPlatform(): Platform {
-  switch (process.arch) {
-    case "x64":
-      return { os: "linux", architecture: "amd64" };
-    case "arm64":
-      return { os: "linux", architecture: "arm64" };
-    case "arm":
-      return { os: "linux", architecture: "arm", variant: "v7" };
-    default:
-      return { os: "linux", architecture: process.arch };
-  }
-}
+export { hostPlatform, type Platform };
 
 /**
  * The local tag for a pinned reference: `<repository>:fioup-<first 32 hex of its digest>`.
@@ -92,13 +74,6 @@ export function localTag(ref: string): { repository: string; tag: string; full: 
   return { repository, tag, full: `${repository}:${tag}`, digest: parsed.digest };
 }
 
-function platformMatches(d: Descriptor, want: Platform): boolean {
-  const p = d.platform;
-  if (!p || p.os !== want.os || p.architecture !== want.architecture) return false;
-  if (!want.variant || !p.variant) return true;
-  return p.variant === want.variant;
-}
-
 /**
  * Resolves a pinned reference to the image manifest in the store: the manifest
  * itself, or from an index the entry for `platform` that the store holds.
@@ -108,7 +83,7 @@ export async function resolveStoredImage(storeRoot: string, ref: string, platfor
   const { digest } = localTag(ref);
   const parsed = parseManifest(await readSmallBlob(storeRoot, digest, `manifest of image "${ref}"`));
   if (parsed.kind === "manifest") return { manifestDigest: digest, manifest: parsed.manifest };
-  for (const d of parsed.index.manifests.filter((m) => platformMatches(m, platform))) {
+  for (const d of parsed.index.manifests.filter((m) => m.platform && platformMatches(platform, m.platform))) {
     if (!(await hasBlob(storeRoot, d.digest))) continue;
     const child = parseManifest(await readSmallBlob(storeRoot, d.digest, `manifest of image "${ref}"`));
     if (child.kind === "manifest") return { manifestDigest: d.digest, manifest: child.manifest };
@@ -138,7 +113,7 @@ export async function loadImageFromStore(
   opts: { platform?: Platform; signal?: AbortSignal } = {},
 ): Promise<LoadedImage> {
   const lt = localTag(ref);
-  const { manifest } = await resolveStoredImage(storeRoot, ref, opts.platform);
+  const { manifest, manifestDigest } = await resolveStoredImage(storeRoot, ref, opts.platform);
   const imageId = manifest.config.digest;
 
   const current = await engine.inspectImage(lt.full);
@@ -151,10 +126,8 @@ export async function loadImageFromStore(
     for (const d of [manifest.config, ...manifest.layers]) {
       if (!(await hasBlob(storeRoot, d.digest))) throw new BlobNotInStoreError(d.digest, `blob of image "${ref}"`);
     }
-    const tar = dockerSaveTar(storeRoot, [
-      { configDigest: imageId, layerDigests: manifest.layers.map((l) => l.digest), repoTags: [lt.full] },
-    ]);
     try {
+      const tar = await dockerArchiveStream(new BlobStore(storeRoot), [{ manifestDigest, repoTags: [lt.full] }]);
       await engine.loadImages(tar, opts.signal);
     } catch (cause) {
       throw new ImageLoadError(ref, cause);

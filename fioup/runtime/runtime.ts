@@ -117,6 +117,7 @@ const APP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 export class Runtime {
   readonly engine: DockerEngine;
   private compose?: Promise<Compose>;
+  private ledgerQueue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly config: RuntimeConfig) {
     this.engine = new DockerEngine(config.dockerHost);
@@ -207,11 +208,9 @@ export class Runtime {
           opts.onProgress?.(loaded.loaded ? `Loaded image ${svc.image} as ${loaded.tag}` : `Image ${svc.image} already loaded as ${loaded.tag}`);
           images.push({ service: svc.name, ref: svc.image, tag: loaded.tag, imageId: loaded.imageId });
         }
-        const ledger = await this.readLedger();
-        if (images.some((i) => !ledger.has(i.tag))) {
+        await this.updateLedger(async (ledger) => {
           for (const i of images) ledger.add(i.tag);
-          await this.writeLedger(ledger);
-        }
+        });
         // The override must carry the same `version:` as the main file for compose v1.
         const version = compose.doc.get("version");
         const override = {
@@ -360,8 +359,21 @@ export class Runtime {
   private async writeLedger(tags: Set<string>): Promise<void> {
     await mkdir(this.config.composeAppsRoot, { recursive: true });
     const path = join(this.config.composeAppsRoot, LEDGER_FILE);
-    await writeFile(`${path}.tmp`, `${JSON.stringify({ tags: [...tags].sort() }, null, 2)}\n`);
-    await rename(`${path}.tmp`, path);
+    const tmp = `${path}.${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`;
+    await writeFile(tmp, `${JSON.stringify({ tags: [...tags].sort() }, null, 2)}\n`);
+    await rename(tmp, path);
+  }
+
+  /** Read-modify-write of the ledger, one at a time within this process. */
+  private updateLedger<T>(fn: (tags: Set<string>) => Promise<T>): Promise<T> {
+    const run = this.ledgerQueue.then(async () => {
+      const tags = await this.readLedger();
+      const out = await fn(tags);
+      await this.writeLedger(tags);
+      return out;
+    });
+    this.ledgerQueue = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -373,19 +385,20 @@ export class Runtime {
   async pruneImages(keepTags: string[] = []): Promise<string[]> {
     const keep = new Set(keepTags);
     for (const app of await this.installedApps()) for (const img of app.images) keep.add(img.tag);
-    const ledger = await this.readLedger();
-    const removed: string[] = [];
-    for (const tag of [...ledger]) {
-      if (keep.has(tag)) continue;
-      try {
-        await this.engine.removeImage(tag);
-        removed.push(tag);
-        ledger.delete(tag);
-      } catch {
-        // in use by a container (409): keep it for a later prune
+    const removed = await this.updateLedger(async (ledger) => {
+      const gone: string[] = [];
+      for (const tag of [...ledger]) {
+        if (keep.has(tag)) continue;
+        try {
+          await this.engine.removeImage(tag);
+          gone.push(tag);
+          ledger.delete(tag);
+        } catch {
+          // in use by a container (409): keep it for a later prune
+        }
       }
-    }
-    await this.writeLedger(ledger);
+      return gone;
+    });
     await this.engine.pruneImages();
     return removed;
   }

@@ -1,24 +1,25 @@
 /**
  * The device's content-addressed store (`<reset_apps_root>/blobs/sha256/<hex>`,
  * partial downloads in `ingest/`): what fetch writes and the runtime reads.
- * Nothing lands under blobs/ unverified: downloads go to ingest/, are hashed,
- * then renamed into place.
+ * Downloads are lib/oci's BlobStore (nothing lands under blobs/ unverified);
+ * this adds what the update steps need: sync lookups, in-memory manifests,
+ * byte accounting across interrupted runs, and pruning.
  *
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { digestBytes, digestFile, parseDigest, DigestMismatchError } from "../../lib/oci/digest.ts";
+import { BlobStore } from "../../lib/oci/blob-store.ts";
+import { digestBytes, parseDigest, DigestMismatchError } from "../../lib/oci/digest.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { writeFileAtomic } from "../atomic-write.ts";
 
-export class BlobSizeError extends Error {
-  override name = "BlobSizeError";
-}
-
 export class DeviceBlobStore {
-  constructor(readonly root: string) {}
+  private readonly lib: BlobStore;
+
+  constructor(readonly root: string) {
+    this.lib = new BlobStore(root);
+  }
 
   path(digest: string): string {
     const d = parseDigest(digest);
@@ -26,8 +27,7 @@ export class DeviceBlobStore {
   }
 
   ingestPath(digest: string): string {
-    const d = parseDigest(digest);
-    return join(this.root, "ingest", `${d.algorithm}-${d.hex}`);
+    return this.lib.partialPath(digest);
   }
 
   has(digest: string): boolean {
@@ -55,12 +55,13 @@ export class DeviceBlobStore {
   }
 
   /**
-   * Downloads one blob with HTTP Range resume from a partial in ingest/,
-   * checks size and digest, and commits it by rename. Returns the bytes of the
+   * Downloads one blob with lib/oci's BlobStore.pull: HTTP Range resume from a
+   * partial in ingest/, hashed while streaming, size and digest checked before
+   * the rename into blobs/, network errors retried. Returns the bytes of the
    * blob that came over the network, in this run or in an interrupted earlier
    * one (a resumed partial counts once; a committed blob counts 0).
    *
-   * @throws {DigestMismatchError | BlobSizeError | RegistryError}
+   * @throws {DigestMismatchError | BlobTooLargeError | RegistryError | IncompleteBlobError}
    */
   async pull(
     reg: RegistryClient,
@@ -69,47 +70,13 @@ export class DeviceBlobStore {
     opts: { signal?: AbortSignal; onProgress?: (done: number) => void } = {},
   ): Promise<number> {
     if (this.has(desc.digest)) return 0;
-    mkdirSync(join(this.root, "ingest"), { recursive: true });
-    const ingest = this.ingestPath(desc.digest);
-    let have = this.partialSize(desc.digest);
-    if (have > desc.size) {
-      rmSync(ingest, { force: true });
-      have = 0;
-    }
-    let transferred = 0;
-    let resumed = have;
-    if (have < desc.size) {
-      const res = await reg.fetchBlob(repo, desc.digest, { start: have || undefined, signal: opts.signal });
-      if (have > 0 && res.status !== 206) have = resumed = 0; // the registry ignored Range: start over
-      const fh = await open(ingest, have > 0 ? "a" : "w");
-      try {
-        let done = have;
-        const body = res.body;
-        if (!body) throw new BlobSizeError(`Cannot fetch blob ${desc.digest}: empty response`);
-        for await (const chunk of body) {
-          if (done + chunk.byteLength > desc.size) {
-            throw new BlobSizeError(`Cannot fetch blob ${desc.digest}: the registry sent more than the ${desc.size} bytes the manifest declares`);
-          }
-          await fh.write(chunk);
-          done += chunk.byteLength;
-          transferred += chunk.byteLength;
-          opts.onProgress?.(done);
-        }
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
-    const size = (await stat(ingest)).size;
-    if (size !== desc.size) throw new BlobSizeError(`Cannot fetch blob ${desc.digest}: got ${size} of ${desc.size} bytes`);
-    const { digest } = await digestFile(ingest, { algorithm: parseDigest(desc.digest).algorithm });
-    if (digest !== desc.digest) {
-      rmSync(ingest, { force: true }); // never resume from bad bytes
-      throw new DigestMismatchError(`Cannot fetch blob ${desc.digest} from ${reg.registry}/${repo}`, desc.digest, digest);
-    }
-    mkdirSync(join(this.root, "blobs", parseDigest(desc.digest).algorithm), { recursive: true });
-    renameSync(ingest, this.path(desc.digest));
-    return transferred + resumed;
+    const resumed = this.partialSize(desc.digest);
+    const { fetched } = await this.lib.pull(reg, repo, desc, {
+      signal: opts.signal,
+      onProgress: (done) => opts.onProgress?.(done),
+    });
+    // If the registry ignored Range the partial was refetched whole: count the blob once.
+    return Math.min(desc.size, fetched + resumed);
   }
 
   /** Deletes every blob not in `keep` and every partial download; returns bytes freed. */

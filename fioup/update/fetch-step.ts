@@ -20,6 +20,9 @@ export class FetchFailedError extends Error {
   }
 }
 
+/** Blobs downloaded at once. */
+export const FETCH_CONCURRENCY = 4;
+
 export const fetchStep: Step = {
   name: "Fetching",
   async run(ctx) {
@@ -50,21 +53,38 @@ export const fetchStep: Step = {
       throw e;
     }
     if (u.state === "initialized") ctx.db.setState(u.id, "fetching", { events: [eventFor(u, "EcuDownloadStarted")] });
-    let i = 0;
-    for (const b of missing) {
-      i++;
-      try {
-        const got = await store.pull(ctx.registry(b.registry), b.repo, b, {
-          signal: ctx.signal,
-          onProgress: (done) => ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index: i, count: missing.length }),
-        });
-        ctx.db.addBytesFetched(u.id, got);
-        ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index: i, count: missing.length });
-      } catch (cause) {
-        if (ctx.signal?.aborted) throw cause; // shutting down: resume later
-        fail(new FetchFailedError(cause));
-        throw new FetchFailedError(cause);
+    // A few blobs at a time: one slow layer does not hold up the rest.
+    const inner = new AbortController();
+    const onOuterAbort = () => inner.abort(ctx.signal?.reason);
+    ctx.signal?.addEventListener("abort", onOuterAbort, { once: true });
+    let next = 0;
+    let firstError: unknown;
+    const worker = async () => {
+      while (firstError === undefined && next < missing.length) {
+        const index = ++next;
+        const b = missing[index - 1]!;
+        try {
+          const got = await store.pull(ctx.registry(b.registry), b.repo, b, {
+            signal: inner.signal,
+            onProgress: (done) => ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length }),
+          });
+          ctx.db.addBytesFetched(u.id, got);
+          ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index, count: missing.length });
+        } catch (e) {
+          if (firstError === undefined) firstError = e;
+          inner.abort(e);
+        }
       }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, missing.length) }, worker));
+    } finally {
+      ctx.signal?.removeEventListener("abort", onOuterAbort);
+    }
+    if (firstError !== undefined) {
+      if (ctx.signal?.aborted) throw firstError; // shutting down: resume later
+      fail(new FetchFailedError(firstError));
+      throw new FetchFailedError(firstError);
     }
     u = currentUpdate(ctx);
     ctx.db.setState(u.id, "fetched", {

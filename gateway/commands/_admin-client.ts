@@ -13,6 +13,11 @@ import { readAdminToken, readServeInfo } from "../data-dir.ts";
 import { sha256Hex } from "../pki/ca.ts";
 import { fromPem } from "../pki/keys.ts";
 
+/** The --help text every admin command shares. */
+export const ADMIN_HELP =
+  "Talks to a running gateway's admin API over HTTPS: --data DIR finds it (DIR/serve.json, DIR/admin-token,\n" +
+  "DIR/pki/ca.pem); or --server URL --token TOKEN, trusting the CA at URL/ca.pem only if it matches the token's pin.";
+
 export const adminFlags = {
   data: { type: "string", description: "Gateway data dir: read the admin token, URL and CA from it", placeholder: "DIR" },
   server: { type: "string", description: "Gateway URL (default: the one DIR/serve.json records)", placeholder: "URL" },

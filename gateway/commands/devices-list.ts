@@ -1,5 +1,5 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { adminClient, adminFlags } from "./_admin-client.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { table } from "./_render.ts";
 
 export default defineCommand({

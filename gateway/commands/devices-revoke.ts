@@ -1,9 +1,10 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { adminClient, adminFlags } from "./_admin-client.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
   summary: "Revoke a device: its certificate is refused from now on and its uuid cannot register again",
   usage: "<uuid>",
+  description: ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {
     const uuid = args[0];

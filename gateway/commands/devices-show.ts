@@ -1,9 +1,10 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { adminClient, adminFlags } from "./_admin-client.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
   summary: "Show one device: identity, current target, app states, inventory and recent updates",
   usage: "<uuid>",
+  description: ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {
     const uuid = args[0];

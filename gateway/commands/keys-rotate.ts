@@ -1,5 +1,5 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { adminClient, adminFlags } from "./_admin-client.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 const ROLES = ["root", "targets", "snapshot", "timestamp"] as const;
 
@@ -8,7 +8,9 @@ export default defineCommand({
   description:
     "Asks the running gateway to make a new key, publish a new root.json listing it (signed by the root key;\n" +
     "by old and new root keys for a root rotation) and re-sign the role. Devices follow via N.root.json.\n" +
-    "The root key (DIR/tuf/keys/root.json) must be present while rotating.",
+    "The root key (DIR/tuf/keys/root.json) must be present while rotating." +
+    "\n\n" +
+    ADMIN_HELP,
   usage: "<role>",
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {

@@ -1,10 +1,11 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import type { TargetEntry } from "../../lib/api/index.ts";
-import { adminClient, adminFlags } from "./_admin-client.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { table } from "./_render.ts";
 
 export default defineCommand({
   summary: "List the signed targets (the content of targets.json)",
+  description: ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, out }) {
     const client = await adminClient(flags);

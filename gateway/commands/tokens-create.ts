@@ -1,10 +1,13 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { parseDuration } from "../admin/duration.ts";
-import { adminClient, adminFlags } from "./_admin-client.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
   summary: "Create a registration token for devices (printed once; only its hash is kept)",
-  description: "Talks to the running gateway's admin API. Devices register with `fioup register --token TOKEN`.",
+  description:
+    "Devices register with `fioup register --token TOKEN`." +
+    "\n\n" +
+    ADMIN_HELP,
   flags: {
     ...adminFlags,
     tag: { type: "strings", description: "Tag registered devices join (default: the tags the device asks for)", placeholder: "T" },

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
@@ -132,6 +133,15 @@ async function builtImageFor(client: RegistryClient, repo: string, tag: string):
   return undefined;
 }
 
+const FACTORY = /^[a-z0-9][a-z0-9_.-]*$/;
+
+/** The factory a gateway CA certificate names in its OU, if any. */
+export function factoryOfCa(pem: string): string | undefined {
+  const subject = new X509Certificate(pem).subject;
+  const ou = /^OU=(.+)$/m.exec(subject)?.[1]?.trim();
+  return ou && FACTORY.test(ou) ? ou : undefined;
+}
+
 const HWID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 /**
@@ -148,9 +158,9 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const started = performance.now();
   const log = opts.log ?? (() => {});
   const env = opts.env ?? process.env;
-  const factory = opts.factory ?? "main";
+  let factory = opts.factory ?? "main";
   const dryRun = opts.dryRun ?? false;
-  if (!/^[a-z0-9][a-z0-9_.-]*$/.test(factory)) throw new PublishError(`Invalid factory name "${factory}"`);
+  if (opts.factory !== undefined && !FACTORY.test(opts.factory)) throw new PublishError(`Invalid factory name "${opts.factory}"`);
   const containersDir = resolvePath(opts.containersDir);
 
   // ---- validate everything before the first push -------------------------------------------
@@ -189,11 +199,13 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     }
   }
 
+  const ca = serverUrl.protocol === "https:" ? await fetchPinnedCa(serverUrl.toString(), opts.token) : undefined;
+  // The gateway's CA names its factory (OU); devices may pull only <factory>/..., so default to it.
+  if (opts.factory === undefined && ca) factory = factoryOfCa(ca) ?? factory;
   const registryHost = opts.registry ?? serverUrl.host;
   const insecure = new Set(opts.insecureRegistries ?? []);
   const onGateway = registryHost === serverUrl.host;
   log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
-  const ca = serverUrl.protocol === "https:" ? await fetchPinnedCa(serverUrl.toString(), opts.token) : undefined;
   const admin = new AdminClient(serverUrl.toString(), opts.token, ca);
   await admin.targets(); // the token works before anything is built
 

@@ -1,11 +1,20 @@
-/** GET /repo/<file>.json: the signed TUF metadata devices poll (SPEC §2, §3). */
+/** GET /repo/<file>.json: the signed TUF metadata devices poll (SPEC §2, §3); preload reads it with the admin token. */
 import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
 import type { GatewayEnv } from "../env.ts";
+import { isAdmin } from "../admin/auth.ts";
 import { requireDevice } from "../devices/auth.ts";
 
 const METADATA_FILE = /^(?:[1-9][0-9]{0,9}\.)?(?:root|timestamp|snapshot|targets)\.json$/;
 
-export const repo = new Hono<GatewayEnv>().get("/repo/:file", requireDevice, async (c) => {
+/** A device certificate, or (for preload, which builds images before any device exists) the admin bearer token. */
+const deviceOrAdmin = createMiddleware<GatewayEnv>(async (c, next) => {
+  const auth = c.req.header("authorization");
+  if (!c.env?.peer && auth && /^Bearer\s/i.test(auth) && isAdmin(auth, c.var.gw.adminToken)) return next();
+  return requireDevice(c, next);
+});
+
+export const repo = new Hono<GatewayEnv>().get("/repo/:file", deviceOrAdmin, async (c) => {
   const file = c.req.param("file");
   if (!METADATA_FILE.test(file)) return c.json({ error: `Unknown metadata file "${file}"` }, 404);
   const bytes = await c.var.gw.tuf.metadata(file);

@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +7,24 @@ import { SqliteStore } from "./sqlite.ts";
 
 describe("SqliteStore", () => {
   storeContract(async () => SqliteStore.open(":memory:"));
+});
+
+describe("SqliteStore on a file (events committed by the writer thread)", () => {
+  const opened: SqliteStore[] = [];
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "gw-sqlite-file-"));
+  });
+  afterAll(async () => {
+    for (const s of opened) await s.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  let n = 0;
+  storeContract(async () => {
+    const s = SqliteStore.open(join(dir, `c${n++}.db`));
+    opened.push(s);
+    return s;
+  });
 
   test("reopening a database file keeps data and does not re-run migrations", async () => {
     const dir = await mkdtemp(join(tmpdir(), "gw-sqlite-"));

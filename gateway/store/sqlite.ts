@@ -8,6 +8,7 @@
 import { Database } from "bun:sqlite";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
+import { EventWriter } from "./_event-writer.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
 import { clampLimit, toDevice, toToken, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
@@ -36,12 +37,17 @@ export class SqliteStore implements Store {
   #pending: PendingEvents[] = [];
   #flushScheduled = false;
 
-  /** Opens (creating if needed) and migrates a database file, or ":memory:". */
+  readonly #writer: EventWriter | undefined;
+
+  /**
+   * Opens (creating if needed) and migrates a database file, or ":memory:". For a file, event
+   * inserts commit on a worker thread (see _event-writer.ts).
+   */
   static open(path: string): SqliteStore {
-    return new SqliteStore(new Database(path, { create: true, strict: true }));
+    return new SqliteStore(new Database(path, { create: true, strict: true }), path === ":memory:" ? undefined : path);
   }
 
-  constructor(db: Database) {
+  constructor(db: Database, eventWriterPath?: string) {
     this.#db = db;
     db.exec("PRAGMA journal_mode = WAL");
     // FULL: a commit survives power loss, which is what "acknowledged" promises devices.
@@ -50,6 +56,7 @@ export class SqliteStore implements Store {
     db.exec("PRAGMA foreign_keys = ON");
     this.#migrate();
     this.tuf = new SqliteTufStorage(db);
+    if (eventWriterPath) this.#writer = new EventWriter(eventWriterPath);
   }
 
   #migrate() {
@@ -70,6 +77,7 @@ export class SqliteStore implements Store {
 
   async close() {
     this.#flush();
+    await this.#writer?.close();
     this.#db.close();
   }
 
@@ -144,6 +152,7 @@ export class SqliteStore implements Store {
 
   appendEvents(uuid: string, events: DeviceEvent[]): Promise<number> {
     if (!events.length) return Promise.resolve(0);
+    if (this.#writer) return this.#writer.append(uuid, events);
     return new Promise((resolve, reject) => {
       this.#pending.push({ uuid, events, resolve, reject });
       if (!this.#flushScheduled) {

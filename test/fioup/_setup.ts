@@ -7,9 +7,9 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { writeOciLayout, type BuiltImage, type BusyboxImageOptions } from "../harness/images.ts";
@@ -123,6 +123,7 @@ export class Publisher {
   }
 
   async commit(files: Record<string, string>): Promise<void> {
+    for (const p of Object.keys(files)) mkdirSync(dirname(join(this.dir, p)), { recursive: true });
     await commit(this.dir, files);
   }
 

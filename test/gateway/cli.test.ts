@@ -1,15 +1,14 @@
 /** The gateway CLI against a running gateway, the way an operator uses it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
-import { spawnGateway, type SpawnedGateway } from "./_spawn.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let dir: string;
-let g: SpawnedGateway;
+let g: GatewayHandle;
 
 const cli = (...args: string[]) => {
   const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
@@ -17,14 +16,12 @@ const cli = (...args: string[]) => {
 };
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "gw-cli-"));
-  g = await spawnGateway(dir, ["--factory", "acme"]);
+  g = await startGateway({ args: ["--factory", "acme"] });
+  dir = g.dataDir;
 });
 
 afterAll(async () => {
-  g?.proc.kill("SIGTERM");
-  await g?.proc.exited;
-  await rm(dir, { recursive: true, force: true });
+  await g?.stop();
 });
 
 describe("gateway CLI", () => {
@@ -33,7 +30,7 @@ describe("gateway CLI", () => {
     expect((await stat(join(dir, "admin-token"))).mode & 0o777).toBe(0o600);
     expect((await stat(join(dir, "pki", "ca.key"))).mode & 0o777).toBe(0o600);
     expect(JSON.parse(await readFile(join(dir, "factory.json"), "utf8"))).toEqual({ name: "acme" });
-    expect(g.stderr()).not.toContain(token.split(".")[0]);
+    expect(await readFile(g.logFile, "utf8")).not.toContain(token.split(".")[0]);
   });
 
   test("tokens create, a device registers with the token, devices list/show/revoke", async () => {
@@ -88,17 +85,13 @@ describe("gateway CLI", () => {
   });
 
   test("SIGTERM stops the gateway gracefully", async () => {
-    const other = await mkdtemp(join(tmpdir(), "gw-term-"));
-    try {
-      const g2 = await spawnGateway(other);
-      expect(await Bun.file(join(other, "serve.json")).exists()).toBe(true);
-      g2.proc.kill("SIGTERM");
-      expect(await g2.proc.exited).toBe(0);
-      expect(g2.stderr()).toContain("stopped");
-      expect(await Bun.file(join(other, "serve.json")).exists()).toBe(false);
-    } finally {
-      await rm(other, { recursive: true, force: true });
-    }
+    const g2 = await startGateway();
+    expect(await Bun.file(join(g2.dataDir, "serve.json")).exists()).toBe(true);
+    const t0 = Date.now();
+    await g2.stop(); // SIGTERM; SIGKILL only after 10 s
+    expect(Date.now() - t0).toBeLessThan(9000);
+    expect(await readFile(g2.logFile, "utf8")).toContain("gateway: stopped");
+    expect(await Bun.file(join(g2.dataDir, "serve.json")).exists()).toBe(false);
   });
 
   test("registry gc runs on the data dir", () => {

@@ -3,32 +3,23 @@
  * every event it acknowledged (2xx means durably stored).
  */
 import { afterAll, expect, test } from "bun:test";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
 import { post, tlsFetch } from "./_client.ts";
-import { spawnGateway, type SpawnedGateway } from "./_spawn.ts";
 
-const started: SpawnedGateway[] = [];
-let dir: string | undefined;
+const started: GatewayHandle[] = [];
 
 afterAll(async () => {
-  for (const g of started) {
-    g.proc.kill("SIGKILL");
-    await g.proc.exited;
-  }
-  if (dir) await rm(dir, { recursive: true, force: true });
+  for (const g of started) await g.stop();
 });
 
 test("every acknowledged event survives SIGKILL of the gateway", async () => {
-  dir = await mkdtemp(join(tmpdir(), "gw-crash-"));
-  const first = await spawnGateway(dir);
+  const first = await startGateway();
   started.push(first);
-  const ca = await readFile(join(dir, "pki", "ca.pem"), "utf8");
-  const adminToken = (await readFile(join(dir, "admin-token"), "utf8")).trim();
+  const ca = first.caPem;
+  const adminToken = first.adminToken;
   const k = await makeDeviceCsr();
   const reg = await tlsFetch({ ca })(`${first.url}/devices`, {
     ...post({ name: "d", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
@@ -55,13 +46,12 @@ test("every acknowledged event survives SIGKILL of the gateway", async () => {
   };
   const workers = Array.from({ length: 8 }, (_, w) => poster(w));
   while (acked.length < 200) await Bun.sleep(10);
-  first.proc.kill("SIGKILL");
-  await first.proc.exited;
+  await first.kill();
   stop = true;
   await Promise.all(workers);
   expect(acked.length).toBeGreaterThanOrEqual(200);
 
-  const second = await spawnGateway(dir);
+  const second = await startGateway({ dataDir: first.dataDir });
   started.push(second);
   const res = await tlsFetch({ ca })(`${second.url}/admin/devices/${k.uuid}/updates`, { headers: { authorization: `Bearer ${adminToken}` } });
   expect(res.status).toBe(200);

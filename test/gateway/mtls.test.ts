@@ -136,4 +136,32 @@ describe("gateway over mTLS", () => {
     expect((await admin(`${gw.url}/token?scope=repository:main/app:pull`)).status).toBe(401);
     expect((await admin(`${gw.url}/token`, { headers: { authorization: "Basic " + Buffer.from("ci:wrong").toString("base64") } })).status).toBe(401);
   });
+
+  test("a large registry upload streams through the transport intact", async () => {
+    const size = 24 * 1024 * 1024;
+    const blob = new Uint8Array(size);
+    for (let i = 0; i < size; i += 4096) blob[i] = i % 251;
+    const digest = "sha256:" + new Bun.CryptoHasher("sha256").update(blob).digest("hex");
+    const auth = { authorization: `Bearer ${gw.data.adminToken}` };
+    const start = await admin(`${gw.url}/v2/main/big/blobs/uploads/`, { method: "POST", headers: auth });
+    expect(start.status).toBe(202);
+    const loc = new URL(start.headers.get("location")!, gw.url);
+    loc.searchParams.set("digest", digest);
+    // Streamed request body, in 1 MiB chunks.
+    let off = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        if (off >= size) return ctrl.close();
+        ctrl.enqueue(blob.subarray(off, (off += 1 << 20)));
+      },
+    });
+    const put = await admin(loc.toString(), { method: "PUT", headers: { ...auth, "content-type": "application/octet-stream" }, body, duplex: "half" } as RequestInit);
+    expect(put.status).toBe(201);
+    const head = await admin(`${gw.url}/v2/main/big/blobs/${digest}`, { method: "HEAD", headers: auth });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-length")).toBe(String(size));
+    const got = new Uint8Array(await (await admin(`${gw.url}/v2/main/big/blobs/${digest}`, { headers: auth })).arrayBuffer());
+    expect(got.byteLength).toBe(size);
+    expect("sha256:" + new Bun.CryptoHasher("sha256").update(got).digest("hex")).toBe(digest);
+  });
 });

@@ -1,10 +1,12 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { startDockerRegistry } from "./docker-registry.ts";
 import { startDockerd } from "./dockerd.ts";
 import { buildBusyboxImage, busyboxImageTar, writeOciLayout } from "./images.ts";
+import { startGateway } from "./gateway.ts";
 import { startMosquitto } from "./mosquitto.ts";
 import { startPostgres } from "./postgres.ts";
-import { freePort, run, tempDir } from "./tmp.ts";
+import { freePort, pidAlive, run, tempDir } from "./tmp.ts";
 
 setDefaultTimeout(60_000);
 
@@ -32,6 +34,19 @@ describe("images", () => {
     expect(index.manifests.map((m: any) => m.platform.architecture)).toEqual(["amd64", "arm64"]);
     const cfg = JSON.parse(new TextDecoder().decode(res.images[1]!.config));
     expect(cfg.architecture).toBe("arm64");
+  });
+});
+
+describe("watchdog", () => {
+  test("a process killed without stop() has its services killed and temp dirs removed", async () => {
+    const res = await run([process.execPath, `${import.meta.dir}/fixtures/forget-registry.ts`], { allowFail: true });
+    const { pid, dir } = JSON.parse(res.stdout) as { pid: number; dir: string };
+    let gone = false;
+    for (let i = 0; i < 150 && !gone; i++) {
+      gone = !pidAlive(pid) && !existsSync(dir);
+      if (!gone) await Bun.sleep(100);
+    }
+    expect({ alive: pidAlive(pid), dirExists: existsSync(dir) }).toEqual({ alive: false, dirExists: false });
   });
 });
 
@@ -99,7 +114,7 @@ describe("dockerd", () => {
       }
       expect(body).toBe("hello from busybox\n");
     } finally {
-      await run(["docker-compose", "-p", project, "down"], { cwd: dir, env, allowFail: true });
+      await run(["docker-compose", "-p", project, "down", "-t", "1"], { cwd: dir, env, allowFail: true });
       await dockerd.stop();
     }
   });
@@ -139,6 +154,24 @@ describe("mosquitto", () => {
       expect(res.stdout.trim()).toBe("hi");
     } finally {
       await mqtt.stop();
+    }
+  });
+});
+
+describe("gateway", () => {
+  test("startGateway serves HTTPS with its CA, and a restart after kill keeps the URL and the admin token", async () => {
+    const gw = await startGateway();
+    let again: Awaited<ReturnType<typeof startGateway>> | undefined;
+    try {
+      expect((await gw.adminFetch("/admin/devices")).status).toBe(200);
+      await gw.kill();
+      again = await startGateway({ dataDir: gw.dataDir });
+      expect(again.url).toBe(gw.url);
+      expect(again.adminToken).toBe(gw.adminToken);
+      expect((await again.adminFetch("/admin/devices")).status).toBe(200);
+    } finally {
+      await gw.stop();
+      await again?.stop();
     }
   });
 });

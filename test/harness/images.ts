@@ -28,6 +28,12 @@ export interface BusyboxImageOptions {
   exposedPorts?: string[];
   workingDir?: string;
   labels?: Record<string, string>;
+  /**
+   * The image's StopSignal. Default "SIGKILL": busybox as PID 1 ignores SIGTERM, so `docker
+   * stop` / `docker-compose down` would wait 10 s per container. Pass null to leave it unset
+   * (SIGTERM; give the container a shell `trap` if a test checks graceful stops).
+   */
+  stopSignal?: string | null;
   /** "linux/amd64" (default), "linux/arm64", "linux/arm/v7"... Only the config says so: the busybox binary is the host's. */
   platform?: string;
   /** The name:tag recorded in the tar's RepoTags / the OCI layout's ref annotation. Default "test/busybox:latest". */
@@ -206,6 +212,8 @@ export async function buildBusyboxImage(opts: BusyboxImageOptions = {}): Promise
   if (opts.entrypoint) containerConfig.Entrypoint = opts.entrypoint;
   if (opts.workingDir) containerConfig.WorkingDir = opts.workingDir;
   if (opts.labels) containerConfig.Labels = opts.labels;
+  const stopSignal = opts.stopSignal === undefined ? "SIGKILL" : opts.stopSignal;
+  if (stopSignal) containerConfig.StopSignal = stopSignal;
   if (opts.exposedPorts?.length) {
     containerConfig.ExposedPorts = Object.fromEntries(
       opts.exposedPorts.map((p) => [p.includes("/") ? p : `${p}/tcp`, {}]),

@@ -50,15 +50,20 @@ let watchdogStarted = false;
 const WATCHDOG_SCRIPT = `
 parent=$1; d=$2
 alive() { [ -r /proc/$1/stat ] && [ "$(cut -d' ' -f3 /proc/$1/stat)" != Z ]; }
-while alive "$parent"; do sleep 1; done
-for sig in TERM KILL; do
-  if [ -f "$d/pids" ]; then
-    while read -r p st; do
-      [ -r /proc/$p/stat ] && [ "$(cut -d' ' -f22 /proc/$p/stat)" = "$st" ] && kill -$sig "$p" 2>/dev/null
-    done < "$d/pids"
-  fi
-  sleep 3
-done
+ours() { [ -r /proc/$1/stat ] && [ "$(cut -d' ' -f22 /proc/$1/stat)" = "$2" ]; }
+signal() {
+  left=0
+  [ -f "$d/pids" ] || return 1
+  while read -r p st; do
+    if ours "$p" "$st" && alive "$p"; then left=1; [ -n "$1" ] && kill -$1 "$p" 2>/dev/null; fi
+  done < "$d/pids"
+  [ $left = 1 ]
+}
+while alive "$parent"; do sleep 0.5; done
+if signal TERM; then
+  i=0; while [ $i -lt 30 ] && signal ""; do sleep 0.1; i=$((i+1)); done
+  signal KILL && sleep 0.5
+fi
 if [ -f "$d/dirs" ]; then while read -r dir; do rm -rf "$dir"; done < "$d/dirs"; fi
 rm -rf "$d"
 `;

@@ -15,7 +15,7 @@ let gw: GatewayHandle;
 let repo: string;
 
 beforeAll(async () => {
-  [upstream, gw] = await Promise.all([startDockerRegistry(), startGateway()]);
+  [upstream, gw] = await Promise.all([startDockerRegistry(), startGateway({ args: ["--factory", "acme"] })]);
   await pushUpstreamNginx(upstream);
   repo = await containersRepo({
     "httpd/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine # pinned at publish\n",
@@ -44,6 +44,9 @@ describe("gateway publish CLI", () => {
     expect(out.apps.map((a: { name: string }) => a.name)).toEqual(["httpd"]);
     expect(out.tags).toEqual(["main"]);
     expect(out.hardwareIds).toEqual(["arm64-linux"]);
+    // The factory comes from the gateway's CA: repositories are acme/..., which devices may pull.
+    expect(out.factory).toBe("acme");
+    expect(out.apps[0].uri.startsWith(`${gw.host}/acme/httpd@sha256:`)).toBe(true);
     const { targets } = await signedTargets(gw);
     expect(targets[`arm64-linux-${out.version}`]!.custom.docker_compose_apps.httpd!.uri).toBe(out.apps[0].uri);
   });
@@ -53,7 +56,7 @@ describe("gateway publish CLI", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("httpd");
     expect(r.stdout).toContain("nginx:alpine");
-    expect(r.stdout).toMatch(/\/main\/nginx@sha256:[0-9a-f]{64}/);
+    expect(r.stdout).toMatch(/\/acme\/nginx@sha256:[0-9a-f]{64}/);
     expect(r.stdout).toContain("Dry run: nothing pushed, no targets added");
   });
 

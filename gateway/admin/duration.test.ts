@@ -1,0 +1,17 @@
+import { describe, expect, test } from "bun:test";
+import { InvalidDurationError, parseDuration } from "./duration.ts";
+
+describe("parseDuration", () => {
+  test("reads units and bare seconds", () => {
+    expect(parseDuration("30d")).toBe(30 * 86400);
+    expect(parseDuration("12h")).toBe(43200);
+    expect(parseDuration("90m")).toBe(5400);
+    expect(parseDuration("2w")).toBe(1209600);
+    expect(parseDuration("3600")).toBe(3600);
+    expect(parseDuration(60)).toBe(60);
+  });
+
+  test("refuses nonsense, zero and negatives", () => {
+    for (const bad of ["soon", "0", "-5m", "1y", "", 0, 1.5]) expect(() => parseDuration(bad as string)).toThrow(InvalidDurationError);
+  });
+});

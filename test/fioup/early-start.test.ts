@@ -1,0 +1,88 @@
+/**
+ * Preloaded devices, end to end: `fioup early-start` starts the preloaded apps
+ * offline from the local store on an unregistered device (only those named in
+ * /var/lmp/default-apps); after registration the preloaded target is the
+ * current one and the first update fetches only what changed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
+  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+} from "./_setup.ts";
+
+const A = "fioupesa";
+const B = "fioupesb";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: TestGateway;
+let pub: Publisher;
+let portA: number;
+let portB: number;
+let preloaded: Device;
+
+beforeAll(async () => {
+  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  [portA, portB] = [await freePort(), await freePort()];
+  const [a1, b1] = await Promise.all([
+    pushImage(upstream, "test/esa", "v1", httpdImage("esa v1")),
+    pushImage(upstream, "test/esb", "v1", httpdImage("esb v1")),
+  ]);
+  pub = await Publisher.create(gw, upstream, {
+    [`${A}/docker-compose.yml`]: httpdCompose(a1, portA),
+    [`${B}/docker-compose.yml`]: httpdCompose(b1, portB),
+  });
+  await pub.publish(1);
+  // The "factory": a device that fetched v1; its store becomes the preloaded one.
+  const factory = await Device.create(dockerd);
+  await factory.register(gw);
+  const f = await factory.fioup("fetch");
+  if (f.code !== 0) throw new Error(`fetch failed: ${f.stderr}`);
+  preloaded = await Device.create(dockerd);
+  cpSync(join(factory.storeDir, "blobs"), join(preloaded.storeDir, "blobs"), { recursive: true });
+  const { targets } = await gw.admin<{ targets: Record<string, unknown> }>("/admin/targets");
+  mkdirSync(join(preloaded.sotaDir, "preload"), { recursive: true });
+  writeFileSync(join(preloaded.sotaDir, "preload/target.json"), JSON.stringify({ name: "amd64-linux-1", entry: targets["amd64-linux-1"] }));
+  mkdirSync(join(preloaded.root, "var/lmp"), { recursive: true });
+  writeFileSync(join(preloaded.root, "var/lmp/default-apps"), `${A}\n`);
+}, 120_000);
+
+afterAll(async () => {
+  await preloaded?.cleanup([A, B]).catch(() => {});
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+describe("fioup early-start and preload", () => {
+  test("early-start runs the default apps of the preloaded target, offline", async () => {
+    const r = await preloaded.fioup("early-start");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.target).toBe("amd64-linux-1");
+    expect(r.json.apps).toEqual([{ name: A, ok: true }]);
+    expect(await httpGet(portA)).toBe("esa v1");
+    expect(await httpGet(portB)).toBeUndefined();
+  }, 120_000);
+
+  test("after registration the preloaded target is current and the first update fetches only what changed", async () => {
+    await preloaded.register(gw);
+    const skipped = await preloaded.fioup("early-start");
+    expect(skipped.json.skipped).toContain("registered");
+
+    const check = await preloaded.fioup("check");
+    expect(check.json.current.name).toBe("amd64-linux-1");
+    expect(check.code).toBe(3);
+
+    const b2 = await pushImage(upstream, "test/esb", "v2", httpdImage("esb v2"));
+    await pub.commit({ [`${B}/docker-compose.yml`]: httpdCompose(b2, portB) });
+    await pub.publish(2);
+    const before = await preloaded.blobs();
+    const r = await preloaded.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    const added = [...(await preloaded.blobs())].filter(([d]) => !before.has(d)).reduce((s, [, n]) => s + n, 0);
+    expect(r.json.bytesFetched).toBe(added);
+    expect(r.json.bytesFetched).toBeLessThan(Math.max(...before.values()));
+    expect(await httpGet(portA)).toBe("esa v1");
+    expect(await httpGet(portB)).toBe("esb v2");
+  }, 120_000);
+});
