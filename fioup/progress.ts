@@ -10,7 +10,8 @@ import { fmtBytes } from "./update/space.ts";
 
 export function progressHooks(write: (s: string) => void = (s) => process.stderr.write(s), tty = !!process.stderr.isTTY): UpdateHooks {
   let lastDraw = 0;
-  const blobs = new Map<string, { done: number; total: number }>();
+  const blobs = new Map<string, number>();
+  let nCommitted = 0;
   const t0 = Date.now();
   const at = () => `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
   return {
@@ -20,29 +21,27 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
     onInfo(line) {
       write(line + "\n");
     },
-    onBlobProgress({ digest, done, total, count }) {
-      // Several blobs download at once: show the sum.
-      blobs.set(digest, { done, total });
-      let sumDone = 0;
-      let sumTotal = 0;
-      let committed = 0;
-      for (const b of blobs.values()) {
-        sumDone += b.done;
-        sumTotal += b.total;
-        if (b.done >= b.total) committed++;
-      }
+    onBlobProgress({ digest, done, total, count, committed, fetchTotal }) {
+      // Several blobs download at once: show the sum over the whole fetch.
+      blobs.set(digest, committed ? total : done);
+      if (committed) nCommitted++;
       if (tty) {
         const now = Date.now();
-        const finished = committed === count;
+        const finished = nCommitted === count;
         if (!finished && now - lastDraw < 100) return;
         lastDraw = now;
+        let sum = 0;
+        for (const n of blobs.values()) sum += n;
+        const frac = fetchTotal ? Math.min(1, sum / fetchTotal) : 1;
         const width = 30;
-        const frac = sumTotal ? sumDone / sumTotal : 1;
         const filled = Math.round(frac * width);
-        write(`\r[${committed}/${count} blobs] [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% ${(sumDone / 1048576).toFixed(1)} MiB`);
+        write(
+          `\r[${nCommitted}/${count} blobs] [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% ` +
+            `${(sum / 1048576).toFixed(1)}/${(fetchTotal / 1048576).toFixed(1)} MiB`,
+        );
         if (finished) write("\n");
-      } else if (done >= total) {
-        write(`[${committed}/${count}] fetched ${digest} ${fmtBytes(total)}\n`);
+      } else if (committed) {
+        write(`[${nCommitted}/${count}] fetched ${digest} ${fmtBytes(total)}\n`);
       }
     },
   };

@@ -10,7 +10,8 @@
  *
  * @module
  */
-import { chmod, copyFile, link, mkdir, symlink, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, copyFile, link, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { Target } from "../lib/api/index.ts";
 import { digestFile } from "../lib/oci/digest.ts";
@@ -54,6 +55,12 @@ export interface AssembleOptions {
   platform?: { os: string; architecture: string; variant?: string };
   /** A fioup binary to install as /usr/bin/fioup. */
   fioupBinary?: string;
+  /**
+   * Hard-link cached blobs into the tree instead of copying them (default true).
+   * Only safe when the tree is throwaway (tar, ext4) or the cache is: a linked
+   * image shares its blob files with the cache.
+   */
+  linkFromCache?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -68,13 +75,17 @@ export interface AssembleResult {
 
 const inTree = (tree: string, abs: string) => join(tree, abs.replace(/^\/+/, ""));
 
-async function placeBlob(from: string, to: string): Promise<void> {
+async function placeBlob(from: string, to: string, linkIt: boolean): Promise<void> {
   await mkdir(dirname(to), { recursive: true });
-  try {
-    await link(from, to);
-  } catch {
-    await copyFile(from, to);
+  if (linkIt) {
+    try {
+      return await link(from, to);
+    } catch {
+      // another filesystem, or a base tree that already holds it: copy
+    }
   }
+  await rm(to, { force: true });
+  await copyFile(from, to, constants.COPYFILE_FICLONE);
 }
 
 /**
@@ -109,7 +120,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     const src = cache.path(b.digest);
     const { digest } = await digestFile(src);
     if (digest !== b.digest) throw new CorruptCacheError(`Cached blob ${b.digest} is corrupt (its bytes hash to ${digest}): remove it from ${o.cacheDir} and retry`);
-    await placeBlob(src, store.path(b.digest));
+    await placeBlob(src, store.path(b.digest), o.linkFromCache ?? true);
     bytes += b.size;
     say(`[${i + 1}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${(b.size / 1e6).toFixed(1)} MB${got ? " fetched" : " cached"}`);
   }

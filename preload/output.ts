@@ -33,6 +33,28 @@ export async function treeSize(dir: string): Promise<{ bytes: number; entries: n
 }
 
 /**
+ * Refuses an output path whose current contents would be lost: a directory
+ * that is neither empty nor an earlier preload image (`--out /` must never
+ * mean "replace the root filesystem"), or a directory where a file goes.
+ *
+ * @throws {OutputError}
+ */
+export async function checkOutputPath(out: string, format: OutputFormat): Promise<void> {
+  const s = await stat(out).catch(() => undefined);
+  if (!s) return;
+  if (format !== "dir") {
+    if (s.isDirectory()) throw new OutputError(`Cannot write the ${format} image to ${out}: it is a directory`);
+    return;
+  }
+  if (!s.isDirectory()) throw new OutputError(`Cannot write the image directory to ${out}: a file is in the way`);
+  const entries = await readdir(out);
+  const earlier = await stat(join(out, "var/sota/preload/target.json")).then(() => true, () => false);
+  if (entries.length > 0 && !earlier) {
+    throw new OutputError(`Cannot write the image directory to ${out}: it is not empty and holds no earlier preload image (nothing was changed)`);
+  }
+}
+
+/**
  * Writes `tree` to `out` in the given format. For "dir" the tree is moved into
  * place; for "tar" and "ext4" the tree is left as it is and the caller removes it.
  */

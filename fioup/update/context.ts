@@ -16,8 +16,8 @@ import { FIOUP_VERSION } from "../version.ts";
 export interface UpdateHooks {
   /** A step starts ("Fetching"...). */
   onStep?(name: string, update: UpdateRow): void;
-  /** Download progress of one blob; `done === total` when committed. */
-  onBlobProgress?(p: { digest: string; done: number; total: number; index: number; count: number }): void;
+  /** Download progress of one blob (`committed` once verified and in the store); `fetchTotal` = bytes of the whole fetch. */
+  onBlobProgress?(p: { digest: string; done: number; total: number; index: number; count: number; committed: boolean; fetchTotal: number }): void;
   /** A free-form line for humans. */
   onInfo?(line: string): void;
 }

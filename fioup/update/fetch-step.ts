@@ -57,6 +57,7 @@ export const fetchStep: Step = {
     const inner = new AbortController();
     const onOuterAbort = () => inner.abort(ctx.signal?.reason);
     ctx.signal?.addEventListener("abort", onOuterAbort, { once: true });
+    const fetchTotal = missing.reduce((n, b) => n + b.size, 0);
     let next = 0;
     let firstError: unknown;
     const worker = async () => {
@@ -66,10 +67,11 @@ export const fetchStep: Step = {
         try {
           const got = await store.pull(ctx.registry(b.registry), b.repo, b, {
             signal: inner.signal,
-            onProgress: (done) => ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length }),
+            onProgress: (done) =>
+              ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length, committed: false, fetchTotal }),
           });
           ctx.db.addBytesFetched(u.id, got);
-          ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index, count: missing.length });
+          ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index, count: missing.length, committed: true, fetchTotal });
         } catch (e) {
           if (firstError === undefined) firstError = e;
           inner.abort(e);

@@ -191,6 +191,10 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     composes.set(app.name, parseCompose(await readFile(file), join(app.name, app.composeFileName)));
     await listBundleFiles(app.dir, app.composeFileName); // ignore rules parse, and spare the compose file
   }
+
+  const ca = serverUrl.protocol === "https:" ? await fetchPinnedCa(serverUrl.toString(), opts.token) : undefined;
+  // The gateway's CA names its factory (OU); devices may pull only <factory>/..., so default to it.
+  if (opts.factory === undefined && ca) factory = factoryOfCa(ca) ?? factory;
   // Which services are built here and which come from a registry: decided (and references checked) up front.
   const plan = new Map<string, { build?: BuildDir; ref?: Reference }>();
   for (const app of apps) {
@@ -198,10 +202,6 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       plan.set(`${app.name}/${svc.name}`, planService(app, svc, builds, factory));
     }
   }
-
-  const ca = serverUrl.protocol === "https:" ? await fetchPinnedCa(serverUrl.toString(), opts.token) : undefined;
-  // The gateway's CA names its factory (OU); devices may pull only <factory>/..., so default to it.
-  if (opts.factory === undefined && ca) factory = factoryOfCa(ca) ?? factory;
   const registryHost = opts.registry ?? serverUrl.host;
   const insecure = new Set(opts.insecureRegistries ?? []);
   const onGateway = registryHost === serverUrl.host;

@@ -4,3 +4,4 @@ export * from "./pin.ts";
 export * from "./ignore.ts";
 export * from "./bundle.ts";
 export * from "./app-manifest.ts";
+export * from "./extract.ts";

@@ -9,7 +9,7 @@ import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { assemble, DEFAULT_DEVICE_PATHS } from "../assemble.ts";
 import { decidePreload, parseFactoryConfig, type BuildKind } from "../factory-config.ts";
-import { writeOutput, type OutputFormat } from "../output.ts";
+import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { targetsFromFiles, targetsFromGateway } from "../targets.ts";
 
@@ -69,6 +69,7 @@ export default defineCommand({
 
     if (!flags.out) throw new UsageError("--out is required");
     if (!(FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format must be one of ${FORMATS.join(", ")}`);
+    await checkOutputPath(resolve(flags.out), flags.format as OutputFormat);
     const token = flags.token ?? process.env.PRELOAD_TOKEN;
     if (flags.targets && !flags.root) throw new UsageError("--targets needs --root (the trusted root.json)");
     if (!flags.targets && !(flags.server && token)) throw new UsageError("give --server and --token, or --targets and --root");
@@ -124,6 +125,8 @@ export default defineCommand({
         paths: DEFAULT_DEVICE_PATHS,
         platform,
         fioupBinary: flags.fioup,
+        // A dir image outlives the run: it must not share blob files with a kept cache.
+        linkFromCache: flags.format !== "dir" || !flags.cache,
         onProgress: (l) => out.info(l),
       });
       out.info(`writing ${flags.format} output to ${outPath}`);

@@ -5,10 +5,10 @@ import { anEvent, json, testGateway } from "./_fixture.ts";
 let t: Awaited<ReturnType<typeof testGateway>>;
 beforeAll(async () => {
   t = await testGateway();
-});
+}, 120_000);
 afterAll(async () => {
   await t.close();
-});
+}, 120_000);
 
 const entry = (version: string) => ({
   length: 0,
@@ -27,7 +27,7 @@ describe("registration", () => {
     expect(body.config).toContain('tags = "beta"');
     expect(body.config).toContain('compose_apps = "httpd"');
     expect(body.config).toContain("polling_seconds = 60");
-  });
+  }, 60_000);
 
   test("a registration token works, sets the tags and counts its use; an unknown or expired one is refused", async () => {
     const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ tags: ["prod"], expiresIn: "1h" }) }));
@@ -48,7 +48,7 @@ describe("registration", () => {
       expiresAt: "2020-01-02T00:00:00Z",
     });
     await expect(t.register({}, "expiredsecret.x")).rejects.toThrow(/expired/);
-  });
+  }, 60_000);
 
   test("re-registering an existing uuid needs its current certificate or the admin token", async () => {
     const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({}) }));
@@ -60,14 +60,14 @@ describe("registration", () => {
     // The old certificate is superseded.
     expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(403);
     expect((await t.app.request("/device", {}, { peer: again.peer })).status).toBe(200);
-  });
+  }, 60_000);
 
   test("a token bound to a hardware id refuses other hardware", async () => {
     const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ hwid: "arm64-linux" }) }));
     const { token } = (await res.json()) as { token: string };
     await expect(t.register({}, token)).rejects.toThrow(/403/);
     await t.register({ "hardware-id": "arm64-linux" }, token);
-  });
+  }, 60_000);
 
   test("a CSR whose CN is not the uuid and a malformed body are refused with 400", async () => {
     const res = await t.app.request("/devices", {
@@ -82,7 +82,7 @@ describe("registration", () => {
     });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: string }).error).toMatch(/Invalid request body/);
-  });
+  }, 60_000);
 });
 
 describe("device API", () => {
@@ -98,7 +98,7 @@ describe("device API", () => {
     const me = (await (await t.app.request("/device", {}, { peer: d.peer })).json()) as Record<string, unknown>;
     expect(me).toMatchObject({ uuid: d.uuid, tags: ["main", "beta"], currentTarget: "amd64-linux-3", hardwareId: "amd64-linux" });
     expect(me.last_seen).toBeString();
-  });
+  }, 60_000);
 
   test("requests without a verified certificate get 401; unknown or superseded certificates 403", async () => {
     expect((await t.app.request("/repo/timestamp.json")).status).toBe(401);
@@ -106,7 +106,7 @@ describe("device API", () => {
     expect((await t.app.request("/device", {}, { peer: { cn: "stranger", serial: "1234" } })).status).toBe(403);
     const d = await t.register();
     expect((await t.app.request("/device", {}, { peer: { cn: d.uuid, serial: "ABCDEF" } })).status).toBe(403);
-  });
+  }, 60_000);
 
   test("POST /events stores events idempotently and only for the calling device", async () => {
     const a = await t.register();
@@ -123,7 +123,7 @@ describe("device API", () => {
     expect((await t.gw.store.listEvents(b.uuid)).length).toBe(0);
     const updates = (await (await t.app.request(`/admin/devices/${a.uuid}/updates`, t.admin())).json()) as { updates: { success?: boolean; events: unknown[] }[] };
     expect(updates.updates[0]).toMatchObject({ correlationId: "c1", success: true, targetName: "amd64-linux-1" });
-  });
+  }, 60_000);
 
   test("bad bodies get 400, oversized bodies 413, malformed JSON 400", async () => {
     const d = await t.register();
@@ -136,7 +136,7 @@ describe("device API", () => {
     expect(malformed.status).toBe(400);
     expect((await t.app.request("/apps-states", json({ apps: {} }), { peer: d.peer })).status).toBe(400);
     expect((await t.app.request("/system_info/network", json({ hostname: 1 }, "PUT"), { peer: d.peer })).status).toBe(400);
-  });
+  }, 60_000);
 
   test("apps states and inventory are stored for the calling device and shown to the admin", async () => {
     const a = await t.register();
@@ -148,7 +148,7 @@ describe("device API", () => {
     const shown = (await (await t.app.request(`/admin/devices/${a.uuid}`, t.admin())).json()) as Record<string, any>;
     expect(shown.appsStates).toEqual(states);
     expect(shown.systemInfo).toEqual({ hardware: { cpu: "x86" }, network: { hostname: "h", mac: "m", local_ipv4: "10.0.0.2" }, config: '[pacman]\ntags = "main"\n' });
-  });
+  }, 60_000);
 
   test("a revoked device is refused at once and cannot register again", async () => {
     const d = await t.register();
@@ -159,7 +159,7 @@ describe("device API", () => {
     expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(403);
     await expect(t.register({ uuid: d.uuid })).rejects.toThrow();
     expect((await t.app.request("/admin/devices/nope/revoke", t.admin({ method: "POST" }))).status).toBe(404);
-  });
+  }, 60_000);
 });
 
 describe("admin API", () => {
@@ -169,7 +169,7 @@ describe("admin API", () => {
     expect((await t.app.request("/admin/targets", { method: "POST", headers: { authorization: "Bearer nope" } })).status).toBe(403);
     const d = await t.register();
     expect((await t.app.request("/admin/devices", {}, { peer: d.peer })).status).toBe(401);
-  });
+  }, 60_000);
 
   test("targets: add in one version, list, delete; invalid entries change nothing", async () => {
     const before = (await (await t.app.request("/admin/targets", t.admin())).json()) as { version: number };
@@ -186,21 +186,21 @@ describe("admin API", () => {
     const d = await t.register();
     const targets = (await (await t.app.request("/repo/targets.json", {}, { peer: d.peer })).json()) as { signed: { targets: object } };
     expect(Object.keys(targets.signed.targets)).toEqual(["amd64-linux-2"]);
-  });
+  }, 60_000);
 
   test("keys rotate publishes a new root version", async () => {
     const res = await t.app.request("/admin/keys/rotate", t.admin({ method: "POST", body: JSON.stringify({ role: "timestamp" }) }));
     expect(res.status).toBe(200);
     expect(((await res.json()) as { rootVersion: number }).rootVersion).toBeGreaterThanOrEqual(2);
     expect((await t.app.request("/admin/keys/rotate", t.admin({ method: "POST", body: JSON.stringify({ role: "nope" }) }))).status).toBe(400);
-  });
+  }, 60_000);
 
   test("devices list pages", async () => {
     const res = (await (await t.app.request("/admin/devices?limit=2", t.admin())).json()) as { devices: unknown[]; next?: string };
     expect(res.devices).toHaveLength(2);
     expect(res.next).toBeString();
     expect((await t.app.request("/admin/devices?limit=x", t.admin())).status).toBe(400);
-  });
+  }, 60_000);
 });
 
 describe("public endpoints", () => {
@@ -215,5 +215,5 @@ describe("public endpoints", () => {
     expect(m).toMatch(/gateway_devices \d+/);
     expect(m).toMatch(/gateway_events \d+/);
     expect((await t.app.request("/nope")).status).toBe(404);
-  });
+  }, 60_000);
 });

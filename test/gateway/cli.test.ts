@@ -18,11 +18,11 @@ const cli = (...args: string[]) => {
 beforeAll(async () => {
   g = await startGateway({ args: ["--factory", "acme"] });
   dir = g.dataDir;
-});
+}, 120_000);
 
 afterAll(async () => {
   await g?.stop();
-});
+}, 120_000);
 
 describe("gateway CLI", () => {
   test("serve initialised the data dir with private secrets and never logged the admin token", async () => {
@@ -31,7 +31,7 @@ describe("gateway CLI", () => {
     expect((await stat(join(dir, "pki", "ca.key"))).mode & 0o777).toBe(0o600);
     expect(JSON.parse(await readFile(join(dir, "factory.json"), "utf8"))).toEqual({ name: "acme" });
     expect(await readFile(g.logFile, "utf8")).not.toContain(token.split(".")[0]);
-  });
+  }, 60_000);
 
   test("tokens create, a device registers with the token, devices list/show/revoke", async () => {
     const created = cli("tokens", "create", "--data", dir, "--tag", "beta", "--expires", "2h", "--format", "json");
@@ -58,7 +58,7 @@ describe("gateway CLI", () => {
 
     expect(cli("devices", "revoke", k.uuid, "--data", dir).code).toBe(0);
     expect(JSON.parse(cli("devices", "show", k.uuid, "--data", dir, "--format", "json").out).revokedAt).toBeString();
-  });
+  }, 60_000);
 
   test("targets list and keys rotate work; --server/--token with the CA pinned by the token", async () => {
     const token = (await readFile(join(dir, "admin-token"), "utf8")).trim();
@@ -71,7 +71,7 @@ describe("gateway CLI", () => {
     const badPin = cli("targets", "list", "--server", g.url, "--token", `${token.split(".")[0]}.${"0".repeat(64)}`);
     expect(badPin.code).toBe(4);
     expect(badPin.err).toContain("does not match the pin");
-  });
+  }, 60_000);
 
   test("errors: wrong token exits 3 with the gateway's reason; bad usage exits 2", async () => {
     const pin = (await readFile(join(dir, "admin-token"), "utf8")).trim().split(".")[1];
@@ -82,7 +82,7 @@ describe("gateway CLI", () => {
     expect(cli("keys", "rotate", "bogus", "--data", dir).code).toBe(2);
     expect(cli("tokens", "create", "--data", dir, "--expires", "soon").code).toBe(1);
     expect(cli("serve").code).toBe(2);
-  });
+  }, 60_000);
 
   test("SIGTERM stops the gateway gracefully", async () => {
     const g2 = await startGateway();
@@ -92,11 +92,11 @@ describe("gateway CLI", () => {
     expect(Date.now() - t0).toBeLessThan(9000);
     expect(await readFile(g2.logFile, "utf8")).toContain("gateway: stopped");
     expect(await Bun.file(join(g2.dataDir, "serve.json")).exists()).toBe(false);
-  });
+  }, 60_000);
 
   test("registry gc runs on the data dir", () => {
     const r = cli("registry", "gc", "--data", dir, "--format", "json");
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toMatchObject({ blobsRemoved: 0 });
-  });
+  }, 60_000);
 });

@@ -13,7 +13,7 @@ const started: GatewayHandle[] = [];
 
 afterAll(async () => {
   for (const g of started) await g.stop();
-});
+}, 120_000);
 
 test("every acknowledged event survives SIGKILL of the gateway", async () => {
   const first = await startGateway();

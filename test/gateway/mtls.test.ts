@@ -38,12 +38,12 @@ beforeAll(async () => {
   gw = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", trustProxy: "127.0.0.1/32", log: () => {} });
   ca = gw.data.ca.certPem;
   admin = tlsFetch({ ca });
-});
+}, 120_000);
 
 afterAll(async () => {
   await gw?.stop();
   await rm(dir, { recursive: true, force: true });
-});
+}, 120_000);
 
 describe("gateway over mTLS", () => {
   test("a registered device fetches metadata, posts events and reads itself", async () => {
@@ -58,7 +58,7 @@ describe("gateway over mTLS", () => {
     const me = (await (await d.fetch(`${gw.url}/device`)).json()) as Record<string, unknown>;
     expect(me).toMatchObject({ uuid: d.uuid, currentTarget: "amd64-linux-1" });
     expect((await gw.gw.store.listEvents(d.uuid)).map((e) => e.id)).toEqual(["m1", "m2"]);
-  });
+  }, 60_000);
 
   test("no certificate, another CA's certificate, an unregistered or a revoked device are refused", async () => {
     expect((await admin(`${gw.url}/repo/timestamp.json`)).status).toBe(401);
@@ -81,7 +81,7 @@ describe("gateway over mTLS", () => {
     expect(r.status).toBe(200);
     expect((await d.fetch(`${gw.url}/device`)).status).toBe(403);
     expect((await d.fetch(`${gw.url}/events`, post([anEvent("after-revoke")]))).status).toBe(403);
-  });
+  }, 60_000);
 
   test("device A cannot post or read as device B", async () => {
     const a = await register();
@@ -95,7 +95,7 @@ describe("gateway over mTLS", () => {
     const me = (await (await a.fetch(`${gw.url}/device`)).json()) as { uuid: string };
     expect(me.uuid).toBe(a.uuid);
     expect((await a.fetch(`${gw.url}/admin/devices/${b.uuid}`)).status).toBe(401);
-  });
+  }, 60_000);
 
   test("a client-cert header counts only from a trusted proxy and only if our CA issued it", async () => {
     const d = await register();
@@ -108,7 +108,7 @@ describe("gateway over mTLS", () => {
     const k = await makeDeviceCsr(d.uuid);
     const forged = await signDeviceCsr(other, k.csrPem, { uuid: d.uuid, factory: "main" });
     expect((await admin(`${gw.url}/device`, { headers: { "x-client-cert": encodeURIComponent(forged.certPem) } })).status).toBe(401);
-  });
+  }, 60_000);
 
   test("the registry lets a device pull only its factory's repositories", async () => {
     const d = await register();
@@ -119,7 +119,7 @@ describe("gateway over mTLS", () => {
     const basic = "Basic " + Buffer.from(`ci:${gw.data.adminToken}`).toString("base64");
     expect((await admin(`${gw.url}/v2/`, { headers: { authorization: basic } })).status).toBe(200);
     expect((await admin(`${gw.url}/v2/other/app/manifests/latest`)).status).toBe(401);
-  });
+  }, 60_000);
 
   test("GET /token issues registry tokens: the admin may push, a device only pulls its factory", async () => {
     const basic = "Basic " + Buffer.from(`ci:${gw.data.adminToken}`).toString("base64");
@@ -135,7 +135,7 @@ describe("gateway over mTLS", () => {
     ] as never);
     expect((await admin(`${gw.url}/token?scope=repository:main/app:pull`)).status).toBe(401);
     expect((await admin(`${gw.url}/token`, { headers: { authorization: "Basic " + Buffer.from("ci:wrong").toString("base64") } })).status).toBe(401);
-  });
+  }, 60_000);
 
   test("a large registry upload streams through the transport intact", async () => {
     const size = 24 * 1024 * 1024;
@@ -163,5 +163,5 @@ describe("gateway over mTLS", () => {
     const got = new Uint8Array(await (await admin(`${gw.url}/v2/main/big/blobs/${digest}`, { headers: auth })).arrayBuffer());
     expect(got.byteLength).toBe(size);
     expect("sha256:" + new Bun.CryptoHasher("sha256").update(got).digest("hex")).toBe(digest);
-  });
+  }, 60_000);
 });

@@ -23,14 +23,14 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "gw-pg-"));
   a = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
   b = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
-});
+}, 120_000);
 
 afterAll(async () => {
   await a?.stop();
   await b?.stop();
   await pg?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
-});
+}, 120_000);
 
 const entry = (version: string) => ({
   length: 0,
@@ -79,5 +79,5 @@ describe("gateway on PostgreSQL", () => {
     } finally {
       await rm(other, { recursive: true, force: true });
     }
-  });
+  }, 60_000);
 });

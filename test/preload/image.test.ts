@@ -1,0 +1,190 @@
+/**
+ * What a factory gets from `preload`, with a real gateway: an ext4 image that
+ * passes `e2fsck -fn` and holds fioup's store, the preloaded target and the
+ * early-start unit (read with debugfs, no mount); a tar; and, for bad input
+ * (a tampered targets.json, an app the target lacks, a corrupt cache, a
+ * non-empty output directory), a clear error and no image. ASSEMBLE_SYSTEM_IMAGE
+ * "0" exits 0 writing nothing, and `--explain` prints why.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { GatewayHandle } from "../harness/gateway.ts";
+import { run, tempDir } from "../harness/tmp.ts";
+import { Publisher, httpdCompose, httpdImage, pushImage, startDockerRegistry, type DockerRegistryHandle } from "../fioup/_setup.ts";
+import { asTestGateway, factoryConfig, preload, preloadConfig, startTestGateway } from "./_setup.ts";
+
+const A = "pl2a";
+const B = "pl2b";
+let upstream: DockerRegistryHandle;
+let gw: GatewayHandle;
+let work: string;
+let shortlistAB: string;
+
+beforeAll(async () => {
+  [upstream, gw] = await Promise.all([startDockerRegistry(), startTestGateway()]);
+  const [a, b] = await Promise.all([
+    pushImage(upstream, `test/${A}`, "v1", httpdImage(`${A} v1`)),
+    pushImage(upstream, `test/${B}`, "v1", httpdImage(`${B} v1`)),
+  ]);
+  const pub = await Publisher.create(asTestGateway(gw), upstream, {
+    [`${A}/docker-compose.yml`]: httpdCompose(a, 18080),
+    [`${B}/docker-compose.yml`]: httpdCompose(b, 18081),
+  });
+  await pub.publish(1);
+  work = await tempDir("preload-image-");
+  shortlistAB = await factoryConfig(preloadConfig(`${A},${B}`));
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+});
+
+const fromGateway = () => ["--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux"];
+
+/** Files preload may leave beside --out: none (its work dir is removed on success and failure). */
+const leftovers = (out: string) => readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial"));
+
+async function debugfs(image: string, request: string): Promise<string> {
+  return (await run(["debugfs", "-R", request, image])).stdout;
+}
+
+describe("preload output", () => {
+  test("an ext4 image passes e2fsck -fn and holds the store, the preloaded target and the early-start unit", async () => {
+    const out = join(work, "ext4", "rootfs.ext4");
+    const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", "ext4", "--out", out, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ target: "amd64-linux-1", apps: [A, B], format: "ext4" });
+
+    const fsck = Bun.spawnSync(["e2fsck", "-fn", out], { stdout: "pipe", stderr: "pipe" });
+    expect(fsck.exitCode, fsck.stdout.toString() + fsck.stderr.toString()).toBe(0);
+
+    const blobs = await debugfs(out, "ls -l /var/sota/reset-apps/blobs/sha256");
+    const hexes = [...blobs.matchAll(/\s([0-9a-f]{64})\s*$/gm)].map((m) => m[1]);
+    expect(hexes.length).toBe(r.json.blobs);
+    const target = JSON.parse(await debugfs(out, "cat /var/sota/preload/target.json"));
+    expect(target).toMatchObject({ name: "amd64-linux-1", apps: [A, B] });
+    // Every blob the target's app manifests name is in the image.
+    for (const app of [A, B]) expect(hexes).toContain(target.entry.custom.docker_compose_apps[app].uri.split("@sha256:")[1]);
+    expect(JSON.parse(await debugfs(out, "cat /var/sota/tuf/root.json")).signed._type).toBe("root");
+    expect(await debugfs(out, "cat /usr/lib/sota/conf.d/50-preload.toml")).toContain(`compose_apps = "${A},${B}"`);
+    expect(await debugfs(out, "cat /etc/systemd/system/compose-apps-early-start.service")).toContain("ConditionPathExists=!/var/sota/sota.toml");
+    expect(await debugfs(out, "stat /etc/systemd/system/multi-user.target.wants/compose-apps-early-start.service")).toContain("Type: symlink");
+    expect(await debugfs(out, "stat /usr/bin/compose-apps-early-start")).toMatch(/Mode:\s+0755/);
+    expect(leftovers(out)).toEqual([]);
+  });
+
+  test("a tar image lists the same store", async () => {
+    const out = join(work, "tar", "rootfs.tar");
+    const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", "tar", "--out", out, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const list = (await run(["tar", "-tf", out])).stdout.split("\n");
+    expect(list.filter((l) => /^\.\/var\/sota\/reset-apps\/blobs\/sha256\/[0-9a-f]{64}$/.test(l)).length).toBe(r.json.blobs);
+    expect(list).toContain("./var/sota/preload/target.json");
+  });
+});
+
+describe("preload refuses bad input and writes no image", () => {
+  test("a targets.json whose signature does not verify", async () => {
+    const dir = await tempDir("preload-tuf-files-");
+    const [root, targets] = await Promise.all(["1.root.json", "targets.json"].map(async (f) => {
+      const res = await gw.adminFetch(`/repo/${f}`); // the admin token may read the TUF repo
+      expect(res.status).toBe(200);
+      return await res.text();
+    }));
+    writeFileSync(join(dir, "root.json"), root!);
+    writeFileSync(join(dir, "targets.json"), targets!);
+    const files = ["--targets", join(dir, "targets.json"), "--root", join(dir, "root.json")];
+
+    // Untampered, the files verify and the image builds.
+    const good = await preload(["--factory-config", shortlistAB, ...fromGateway(), ...files, "--out", join(work, "files-ok")]);
+    expect(good.code, good.stderr).toBe(0);
+
+    // One app URI changed, signatures left as they were.
+    const doc = JSON.parse(targets!);
+    const apps = doc.signed.targets["amd64-linux-1"].custom.docker_compose_apps;
+    apps[A].uri = apps[B].uri.replace(`/${B}@`, `/${A}@`);
+    writeFileSync(join(dir, "targets.json"), JSON.stringify(doc));
+    const out = join(work, "tampered");
+    const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), ...files, "--out", out]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("is not signed by the targets keys of");
+    expect(existsSync(out)).toBe(false);
+    expect(leftovers(out)).toEqual([]);
+  });
+
+  test("an app the target does not have", async () => {
+    const out = join(work, "missing-app");
+    const fc = await factoryConfig(preloadConfig(`${A},no-such-app`));
+    const r = await preload(["--factory-config", fc, ...fromGateway(), "--out", out]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`Target amd64-linux-1 has no app "no-such-app" (it has: ${A}, ${B})`);
+    expect(existsSync(out)).toBe(false);
+    expect(leftovers(out)).toEqual([]);
+  });
+
+  test("a cache holding a corrupt blob", async () => {
+    const cache = join(work, "cache");
+    const first = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--cache", cache, "--out", join(work, "cached-1"), "--json"]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.json.fetched).toBeGreaterThan(0);
+    // Flip the bytes of the biggest cached blob in place (bit rot), keeping its size.
+    const dir = join(cache, "blobs/sha256");
+    const biggest = readdirSync(dir).map((h) => ({ h, n: Bun.file(join(dir, h)).size })).sort((x, y) => y.n - x.n)[0]!;
+    const bytes = new Uint8Array(readFileSync(join(dir, biggest.h)));
+    bytes[bytes.length >> 1] ^= 0xff;
+    writeFileSync(join(dir, biggest.h), bytes);
+
+    const out = join(work, "cached-2");
+    const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--cache", cache, "--out", out]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`Cached blob sha256:${biggest.h} is corrupt`);
+    expect(existsSync(out)).toBe(false);
+    expect(leftovers(out)).toEqual([]);
+    // The first image did not share the rotten file with the cache.
+    const inFirst = new Uint8Array(readFileSync(join(work, "cached-1/var/sota/reset-apps/blobs/sha256", biggest.h)));
+    expect(new Bun.CryptoHasher("sha256").update(inFirst).digest("hex")).toBe(biggest.h);
+  });
+
+  test("a non-empty directory that is not an earlier image is never replaced", async () => {
+    const out = await tempDir("precious-");
+    writeFileSync(join(out, "keep.txt"), "mine");
+    const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--out", out]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("is not empty and holds no earlier preload image");
+    expect(readdirSync(out)).toEqual(["keep.txt"]);
+  });
+
+  test('ASSEMBLE_SYSTEM_IMAGE "0" exits 0 and writes nothing', async () => {
+    const fc = await factoryConfig(
+      `${preloadConfig(A)}  ref_options:\n    refs/heads/experimental:\n      params:\n        ASSEMBLE_SYSTEM_IMAGE: "0"\n`,
+    );
+    const out = join(work, "experimental");
+    const r = await preload(["--factory-config", fc, "--ref", "refs/heads/experimental", "--server", gw.url, "--token", gw.adminToken, "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("refs/heads/experimental: no system image");
+    expect(r.stdout).toContain('ASSEMBLE_SYSTEM_IMAGE: "0" → no system image');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  test("--explain prints the decision and its reasons, and writes nothing", async () => {
+    const fc = await factoryConfig(
+      `${preloadConfig(A)}  tagging:\n    refs/heads/devel:\n      - tag: devel\n  ref_options:\n    refs/heads/devel:\n      params:\n        APP_SHORTLIST: "${A},${B}"\n`,
+    );
+    const out = join(work, "explained");
+    const r = await preload(["--factory-config", fc, ...fromGateway().slice(2), "--ref", "refs/heads/devel", "--out", out, "--explain"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split("\n")).toEqual([
+      `refs/heads/devel: preload ${A}, ${B} (tags: devel)`,
+      `  - containers.tagging["refs/heads/devel"] → devel`,
+      `  - containers.preloaded_images.enabled: true, shortlist: ${A}`,
+      `  - containers.ref_options["refs/heads/devel"].params.APP_SHORTLIST overrides the list: ${A},${B}`,
+      "",
+    ]);
+    const j = await preload(["--factory-config", fc, "--ref", "refs/heads/devel", "--explain", "--json"]);
+    expect(j.json).toMatchObject({ assemble: true, apps: [A, B], tags: ["devel"], ref: "refs/heads/devel" });
+    expect(existsSync(out)).toBe(false);
+    await rm(out, { recursive: true, force: true });
+  });
+});
