@@ -66,7 +66,7 @@ try {
     for (const app of APPS) {
       const manifest = JSON.parse(readFileSync(join(store, target.entry.custom.docker_compose_apps[app].uri.split("@sha256:")[1]), "utf8"));
       const bundle = join(store, manifest.layers[0].digest.slice(7));
-      const compose = parseYaml((await run(["tar", "-xzOf", bundle, "--wildcards", "docker-compose.yml", "./docker-compose.yml"])).stdout);
+      const compose = parseYaml((await run(["tar", "-xzOf", bundle, "docker-compose.yml"])).stdout);
       for (const svc of Object.values(compose.services) as { image: string }[]) out.push(svc.image);
     }
     return out;
