@@ -48,6 +48,26 @@ describe("DeviceDb", () => {
     db.close();
   });
 
+  test("event queue: an event the gateway rejects as invalid is dropped alone, the rest delivered", async () => {
+    const db = new DeviceDb(join(dir, "d.db"));
+    const s = { correlationId: "c", targetName: "t", version: "1" };
+    db.enqueueEvents([makeEvent("UpdateInitStarted", s), makeEvent("UpdateInitCompleted", s, { details: "poison" }), makeEvent("EcuDownloadStarted", s)]);
+    const got: string[] = [];
+    const gw = {
+      json: async (_m: string, _p: string, body?: unknown) => {
+        const events = body as any[];
+        if (events.some((e) => e.event.details === "poison")) throw Object.assign(new Error("400"), { status: 400 });
+        for (const e of events) got.push(e.eventType.id);
+        return undefined;
+      },
+    };
+    const r = await flushEvents(db, gw);
+    expect(r).toEqual({ sent: 2, dropped: 1 });
+    expect(got).toEqual(["UpdateInitStarted", "EcuDownloadStarted"]);
+    expect(db.queuedEventCount()).toBe(0);
+    db.close();
+  });
+
   test("bad targets and the current target persist", () => {
     const db = new DeviceDb(join(dir, "c.db"));
     db.markBad("hw-3", "start failed");

@@ -14,7 +14,7 @@ import { constants } from "node:fs";
 import { chmod, copyFile, link, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { Target } from "../lib/api/index.ts";
-import { digestFile } from "../lib/oci/digest.ts";
+import { digestBytes, digestFile } from "../lib/oci/digest.ts";
 import type { RegistryClient } from "../lib/oci/registry-client.ts";
 import { DeviceBlobStore } from "../fioup/update/blob-store.ts";
 import { resolveApps } from "../fioup/update/resolve.ts";
@@ -73,6 +73,19 @@ export interface AssembleResult {
   fetched: number;
 }
 
+/** Blobs fetched and placed at once. */
+const PARALLEL_BLOBS = 4;
+
+/** The cache as resolve reads it: a cached manifest is checked before it is parsed and trusted. */
+class CheckedCache extends DeviceBlobStore {
+  override async readBytes(digest: string): Promise<Uint8Array> {
+    const bytes = await super.readBytes(digest);
+    const actual = digestBytes(bytes);
+    if (actual !== digest) throw new CorruptCacheError(`Cached blob ${digest} is corrupt (its bytes hash to ${actual}): remove it from ${this.root} and retry`);
+    return bytes;
+  }
+}
+
 const inTree = (tree: string, abs: string) => join(tree, abs.replace(/^\/+/, ""));
 
 async function placeBlob(from: string, to: string, linkIt: boolean): Promise<void> {
@@ -105,7 +118,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
       `Target ${o.target.name} has no app ${missing.map((m) => `"${m}"`).join(", ")} (it has: ${Object.keys(all).sort().join(", ") || "none"})`,
     );
   }
-  const cache = new DeviceBlobStore(o.cacheDir);
+  const cache = new CheckedCache(o.cacheDir);
   say(`resolving ${names.length} app(s) of ${o.target.name}: ${names.join(", ")}`);
   const plan = await resolveApps(
     names.map((name) => ({ name, uri: all[name]!.uri })),
@@ -113,17 +126,33 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   );
   let fetched = plan.resolveBytes;
   let bytes = 0;
+  let done = 0;
   const store = new DeviceBlobStore(inTree(o.tree, paths.resetAppsRoot));
-  for (const [i, b] of plan.blobs.entries()) {
+  const one = async (b: (typeof plan.blobs)[number]) => {
     const got = await cache.pull(o.registry(b.registry), b.repo, b);
     fetched += got;
     const src = cache.path(b.digest);
-    const { digest } = await digestFile(src);
-    if (digest !== b.digest) throw new CorruptCacheError(`Cached blob ${b.digest} is corrupt (its bytes hash to ${digest}): remove it from ${o.cacheDir} and retry`);
+    // pull() hashed what it just downloaded; a blob that was already cached is hashed here.
+    if (!got) {
+      const { digest } = await digestFile(src);
+      if (digest !== b.digest) throw new CorruptCacheError(`Cached blob ${b.digest} is corrupt (its bytes hash to ${digest}): remove it from ${o.cacheDir} and retry`);
+    }
     await placeBlob(src, store.path(b.digest), o.linkFromCache ?? true);
     bytes += b.size;
-    say(`[${i + 1}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${(b.size / 1e6).toFixed(1)} MB${got ? " fetched" : " cached"}`);
-  }
+    say(`[${++done}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${(b.size / 1e6).toFixed(1)} MB${got ? " fetched" : " cached"}`);
+  };
+  // A few blobs at a time, as docker and skopeo do: one stream rarely fills the link.
+  const queue = [...plan.blobs];
+  await Promise.all(
+    Array.from({ length: Math.min(PARALLEL_BLOBS, queue.length) }, async () => {
+      try {
+        for (let b = queue.shift(); b; b = queue.shift()) await one(b);
+      } catch (e) {
+        queue.length = 0; // the first failure ends the run: take no more blobs
+        throw e;
+      }
+    }),
+  );
 
   const storage = inTree(o.tree, paths.storagePath);
   await mkdir(join(storage, "preload"), { recursive: true });

@@ -86,15 +86,22 @@ try {
   const pubTargets = await gw.admin<{ targets: Record<string, { custom: { docker_compose_apps: Record<string, { uri: string }> } }> }>("/admin/targets");
 
   // Daemon: sample RSS while it fetches and installs v3.
+  // Peak RSS per update state, sampled every 50 ms.
   let peakRss = idle.rss;
+  const peakByState: Record<string, number> = {};
   const samplerEnd = Date.now() + 600_000;
+  let seenV3 = false;
   while (Date.now() < samplerEnd) {
-    peakRss = Math.max(peakRss, rssKb(daemon.pid).rss);
-    if (daemonDev.updateState()?.state === "completed" && daemonDev.updateState() && (await daemonDev.fioup("status", "--no-apps")).json?.current?.name === "amd64-linux-3") break;
-    await Bun.sleep(100);
+    const rss = rssKb(daemon.pid).rss;
+    peakRss = Math.max(peakRss, rss);
+    const st = daemonDev.updateState();
+    if (st) peakByState[st.state] = Math.max(peakByState[st.state] ?? 0, rss);
+    if (st && st.state !== "completed") seenV3 = true;
+    if (seenV3 && st?.state === "completed") break;
+    await Bun.sleep(50);
   }
   const busy = rssKb(daemon.pid);
-  log(`daemon during fetch+install of v3: sampled peak RSS ${peakRss} kB, VmHWM ${busy.hwm} kB`);
+  log(`daemon during fetch+install of v3: sampled peak RSS ${peakRss} kB, VmHWM ${busy.hwm} kB, by state ${JSON.stringify(peakByState)}`);
   daemon.kill("SIGTERM");
   await daemon.exited;
 
@@ -138,7 +145,7 @@ try {
     fioupFetch: { ms: Math.round(fetchMs), bytes: fr.json.bytesFetched },
     skopeoCopy: { ms: Math.round(skopeoMs), images: images.length },
     fetchOverSkopeo: Number((fetchMs / skopeoMs).toFixed(2)),
-    daemonRssKb: { idle: idle.rss, idlePeak: idle.hwm, downloadingSampledPeak: peakRss, peakHwm: busy.hwm },
+    daemonRssKb: { idle: idle.rss, idlePeak: idle.hwm, updatingSampledPeak: peakRss, peakHwm: busy.hwm, peakByState },
     publishToRunningMs,
     publishMs,
   };

@@ -2,7 +2,7 @@
  * The load generator (its own process, so it does not share an event loop
  * with the server): each worker is one simulated device with its own client
  * certificate; a check-in is GET /repo/timestamp.json then POST /events with
- * one event. Prints one JSON line: requests, seconds, req/s, p50/p99 ms.
+ * one event ("poll" mode: only the GET, kept alive). Prints one JSON line: requests, seconds, req/s, p50/p99 ms.
  *
  * Usage: bun load.ts <config.json>
  */
@@ -11,7 +11,7 @@ interface Config {
   url: string;
   ca: string;
   devices: { cert: string; key: string }[];
-  mode: "keepalive" | "newconn";
+  mode: "keepalive" | "newconn" | "poll";
   seconds: number;
   concurrency: number;
 }
@@ -21,7 +21,8 @@ const lat: number[] = [];
 let errors = 0;
 let requests = 0;
 const deadline = performance.now() + cfg.seconds * 1000;
-const keepalive = cfg.mode === "keepalive";
+const keepalive = cfg.mode !== "newconn";
+const pollOnly = cfg.mode === "poll";
 
 async function worker(w: number) {
   let n = 0;
@@ -46,6 +47,7 @@ async function worker(w: number) {
         },
       ],
     ] as const) {
+      if (pollOnly && path === "/events") continue;
       const t0 = performance.now();
       try {
         const res = await fetch(cfg.url + path, { ...(init as RequestInit), tls, keepalive } as RequestInit);

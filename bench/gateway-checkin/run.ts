@@ -5,7 +5,8 @@
  * hello-world, kept alive and with a new TLS connection per request. Server,
  * load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--clients 64] [--seconds 10] [--db postgres://...]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--clients 32] [--seconds 10] [--db postgres://...]
+ * (with --db, an empty database: the gateway is bound to this run's CA).
  */
 import { Database } from "bun:sqlite";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -21,7 +22,7 @@ import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 const { values } = parseArgs({
   options: {
     devices: { type: "string", default: "1000000" },
-    clients: { type: "string", default: "64" },
+    clients: { type: "string", default: "32" },
     seconds: { type: "string", default: "10" },
     db: { type: "string" },
   },
@@ -74,6 +75,17 @@ try {
     db.close();
   }
   const store = await openStore(values.db ?? data.dbPath);
+  if (values.db) {
+    const { SQL } = await import("bun");
+    const sql = new SQL({ url: values.db, max: 1 });
+    await sql.unsafe(
+      `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at)
+       SELECT 'seed-' || lpad(to_hex(g), 8, '0'), 'seed-' || g, 'amd64-linux', 'main', '["main"]', upper(to_hex(g + 1)), now()::text
+       FROM generate_series(0, $1::int - 1) AS g ON CONFLICT DO NOTHING`,
+      [SEEDED],
+    );
+    await sql.close();
+  }
   const devices: { cert: string; key: string }[] = [];
   for (let i = 0; i < CLIENTS; i++) {
     const k = await makeDeviceCsr();
@@ -99,7 +111,7 @@ try {
   const helloUrl = await waitLine(helloProc, /hello listening on (https:\/\/\S+)/);
 
   // 3. Load, one run at a time.
-  async function load(url: string, mode: "keepalive" | "newconn") {
+  async function load(url: string, mode: "keepalive" | "newconn" | "poll") {
     const cfg = join(dir, `load-${mode}.json`);
     await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds: SECONDS, concurrency: CLIENTS }));
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
@@ -109,7 +121,7 @@ try {
   }
   const rows: string[] = [];
   log(`gateway ${gwUrl}, hello ${helloUrl}; ${CLIENTS} clients, ${SECONDS} s per run`);
-  for (const mode of ["keepalive", "newconn"] as const) {
+  for (const mode of ["keepalive", "newconn", "poll"] as const) {
     await load(gwUrl, mode).catch(() => undefined); // warm-up (JIT, caches), short
     const ours = await load(gwUrl, mode);
     const base = await load(helloUrl, mode);
@@ -120,7 +132,10 @@ try {
     rows.push(line);
     log(line);
   }
-  console.log(`devices in DB: ${seededCount}; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event)`);
+  console.log(
+    `devices in DB: ${seededCount}; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
+      `newconn = a new TLS connection per request; poll = the GET alone, kept alive`,
+  );
   for (const r of rows) console.log(r);
 } finally {
   for (const c of children) {

@@ -7,8 +7,11 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { generateKey, loadKeyFile } from "../../lib/tuf/keys.ts";
+import { signJson } from "../../lib/tuf/metadata.ts";
 import {
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, pushImageDetailed, randomBytes, startDockerRegistry,
   startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
@@ -108,21 +111,43 @@ describe("fioup resilience", () => {
     expect(st.json.last.state).toBe("failed");
   }, 120_000);
 
-  test("a targets.json not signed by the targets key is refused", async () => {
+  test("a targets.json not signed by the targets key is refused, even with valid snapshot and timestamp", async () => {
     const web4 = await pushImage(upstream, "test/kweb", "v4", httpdImage("kill v4"));
     await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web4, port) });
     await pub.publish(4);
-    // Change the newest targets.json in the gateway's database without re-signing it.
+    // An attacker with the online keys (snapshot, timestamp) but not the targets key: a new
+    // targets.json signed by some other key, pinned by a correctly signed snapshot and timestamp.
     const db = new Database(join(gw.dataDir, "gateway.db"));
-    const row = db.query<{ version: number; json: string }, []>("SELECT version, json FROM tuf_metadata WHERE role = 'targets' ORDER BY version DESC LIMIT 1").get()!;
-    const doc = JSON.parse(row.json);
-    const name = Object.keys(doc.signed.targets).find((n) => doc.signed.targets[n].custom.version === "4")!;
-    doc.signed.targets["amd64-linux-99"] = { ...doc.signed.targets[name], custom: { ...doc.signed.targets[name].custom, version: "99" } };
-    db.query("UPDATE tuf_metadata SET json = ? WHERE role = 'targets' AND version = ?").run(JSON.stringify(doc), row.version);
+    const latest = (role: string) =>
+      db.query<{ version: number; json: string; expires: string }, [string]>(
+        "SELECT version, json, expires FROM tuf_metadata WHERE role = ? ORDER BY version DESC LIMIT 1",
+      ).get(role)!;
+    const put = (role: string, version: number, bytes: Uint8Array, expires: string) =>
+      db.query("INSERT INTO tuf_metadata (role, version, json, expires) VALUES (?, ?, ?, ?)").run(role, version, new TextDecoder().decode(bytes), expires);
+    const meta = (bytes: Uint8Array, version: number) => ({ version, length: bytes.length, hashes: { sha256: createHash("sha256").update(bytes).digest("hex") } });
+    const t = latest("targets");
+    const targets = JSON.parse(t.json).signed;
+    const name = Object.keys(targets.targets).find((n) => targets.targets[n].custom.version === "4")!;
+    targets.targets["amd64-linux-99"] = { ...targets.targets[name], custom: { ...targets.targets[name].custom, version: "99" } };
+    targets.version = t.version + 1;
+    const evilTargets = signJson(targets, [generateKey()]);
+    put("targets", targets.version, evilTargets, t.expires);
+    const sn = latest("snapshot");
+    const snapshot = JSON.parse(sn.json).signed;
+    snapshot.version = sn.version + 1;
+    snapshot.meta["targets.json"] = meta(evilTargets, targets.version);
+    const snapBytes = signJson(snapshot, [await loadKeyFile(join(gw.dataDir, "tuf/keys/snapshot.json"))]);
+    put("snapshot", snapshot.version, snapBytes, sn.expires);
+    const ts = latest("timestamp");
+    const timestamp = JSON.parse(ts.json).signed;
+    timestamp.version = ts.version + 1;
+    timestamp.meta["snapshot.json"] = meta(snapBytes, snapshot.version);
+    put("timestamp", timestamp.version, signJson(timestamp, [await loadKeyFile(join(gw.dataDir, "tuf/keys/timestamp.json"))]), ts.expires);
     db.close();
 
     const r = await device.fioup("update");
     expect(r.code, r.stderr).toBe(30);
+    expect(r.stderr).toContain("targets.json: not signed by the trusted keys");
     expect(await httpGet(port)).toBe("kill v2");
   }, 120_000);
 });

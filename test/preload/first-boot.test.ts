@@ -67,7 +67,7 @@ describe("a preloaded image on first boot", () => {
     expect(existsSync(join(device.root, "etc/systemd/system/multi-user.target.wants/compose-apps-early-start.service"))).toBe(true);
     // The store holds exactly the blobs preload reported.
     expect((await device.blobs()).size).toBe(r.json.blobs);
-  });
+  }, 120_000);
 
   test("offline, early-start starts the preloaded apps and not the others", async () => {
     // The image's app and image references all point at the gateway's registry: with it
@@ -80,7 +80,7 @@ describe("a preloaded image on first boot", () => {
     const refs = readFileSync(join(device.root, "var/sota/preload/target.json"), "utf8").match(/"uri": "[^"]+"/g)!;
     expect(refs.every((u) => u.includes(`"${gw.host}/`))).toBe(true);
     expect(await running()).toEqual({ [A]: `${A} v1`, [B]: `${B} v1`, [C]: undefined });
-  });
+  }, 120_000);
 
   test("offline, with /var/lmp/default-apps naming one app only that one starts", async () => {
     await device.cleanup([A, B, C]);
@@ -90,7 +90,7 @@ describe("a preloaded image on first boot", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.apps).toEqual([{ name: B, ok: true }]);
     expect(await running()).toEqual({ [A]: undefined, [B]: `${B} v1`, [C]: undefined });
-  });
+  }, 120_000);
 
   test("once online, the device registers on the preloaded target and its first update fetches only what changed", async () => {
     gw = await startTestGateway(gw.dataDir); // same URL, keys and targets
@@ -115,5 +115,5 @@ describe("a preloaded image on first boot", () => {
     expect(r.json.bytesFetched).toBeLessThan(Math.max(...before.values()));
     expect(await httpGet(port[A]!)).toBe(`${A} v1`);
     expect(await httpGet(port[B]!)).toBe(`${B} v2`);
-  });
+  }, 120_000);
 });

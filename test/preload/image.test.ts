@@ -73,7 +73,7 @@ describe("preload output", () => {
     expect(await debugfs(out, "stat /etc/systemd/system/multi-user.target.wants/compose-apps-early-start.service")).toContain("Type: symlink");
     expect(await debugfs(out, "stat /usr/bin/compose-apps-early-start")).toMatch(/Mode:\s+0755/);
     expect(leftovers(out)).toEqual([]);
-  });
+  }, 120_000);
 
   test("a tar image lists the same store", async () => {
     const out = join(work, "tar", "rootfs.tar");
@@ -82,7 +82,7 @@ describe("preload output", () => {
     const list = (await run(["tar", "-tf", out])).stdout.split("\n");
     expect(list.filter((l) => /^\.\/var\/sota\/reset-apps\/blobs\/sha256\/[0-9a-f]{64}$/.test(l)).length).toBe(r.json.blobs);
     expect(list).toContain("./var/sota/preload/target.json");
-  });
+  }, 120_000);
 });
 
 describe("preload refuses bad input and writes no image", () => {
@@ -112,7 +112,7 @@ describe("preload refuses bad input and writes no image", () => {
     expect(r.stderr).toContain("is not signed by the targets keys of");
     expect(existsSync(out)).toBe(false);
     expect(leftovers(out)).toEqual([]);
-  });
+  }, 120_000);
 
   test("an app the target does not have", async () => {
     const out = join(work, "missing-app");
@@ -122,7 +122,7 @@ describe("preload refuses bad input and writes no image", () => {
     expect(r.stderr).toContain(`Target amd64-linux-1 has no app "no-such-app" (it has: ${A}, ${B})`);
     expect(existsSync(out)).toBe(false);
     expect(leftovers(out)).toEqual([]);
-  });
+  }, 120_000);
 
   test("a cache holding a corrupt blob", async () => {
     const cache = join(work, "cache");
@@ -133,7 +133,8 @@ describe("preload refuses bad input and writes no image", () => {
     const dir = join(cache, "blobs/sha256");
     const biggest = readdirSync(dir).map((h) => ({ h, n: Bun.file(join(dir, h)).size })).sort((x, y) => y.n - x.n)[0]!;
     const bytes = new Uint8Array(readFileSync(join(dir, biggest.h)));
-    bytes[bytes.length >> 1] ^= 0xff;
+    const mid = bytes.length >> 1;
+    bytes[mid] = bytes[mid]! ^ 0xff;
     writeFileSync(join(dir, biggest.h), bytes);
 
     const out = join(work, "cached-2");
@@ -145,7 +146,7 @@ describe("preload refuses bad input and writes no image", () => {
     // The first image did not share the rotten file with the cache.
     const inFirst = new Uint8Array(readFileSync(join(work, "cached-1/var/sota/reset-apps/blobs/sha256", biggest.h)));
     expect(new Bun.CryptoHasher("sha256").update(inFirst).digest("hex")).toBe(biggest.h);
-  });
+  }, 120_000);
 
   test("a non-empty directory that is not an earlier image is never replaced", async () => {
     const out = await tempDir("precious-");
@@ -154,7 +155,7 @@ describe("preload refuses bad input and writes no image", () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("is not empty and holds no earlier preload image");
     expect(readdirSync(out)).toEqual(["keep.txt"]);
-  });
+  }, 120_000);
 
   test('ASSEMBLE_SYSTEM_IMAGE "0" exits 0 and writes nothing', async () => {
     const fc = await factoryConfig(
@@ -166,7 +167,7 @@ describe("preload refuses bad input and writes no image", () => {
     expect(r.stdout).toContain("refs/heads/experimental: no system image");
     expect(r.stdout).toContain('ASSEMBLE_SYSTEM_IMAGE: "0" → no system image');
     expect(existsSync(out)).toBe(false);
-  });
+  }, 120_000);
 
   test("--explain prints the decision and its reasons, and writes nothing", async () => {
     const fc = await factoryConfig(
@@ -186,5 +187,5 @@ describe("preload refuses bad input and writes no image", () => {
     expect(j.json).toMatchObject({ assemble: true, apps: [A, B], tags: ["devel"], ref: "refs/heads/devel" });
     expect(existsSync(out)).toBe(false);
     await rm(out, { recursive: true, force: true });
-  });
+  }, 120_000);
 });

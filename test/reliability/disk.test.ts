@@ -19,6 +19,7 @@ import { Tally } from "./_tally.ts";
 const tally = new Tally("disk");
 const APP = `reldisk${process.pid}`;
 const MiB = 1 << 20;
+const FILL_AT = process.env.REL_FILL_AT ?? "installing";
 let dockerd: DockerdHandle;
 let upstream: DockerRegistryHandle;
 let gw: TestGateway;
@@ -125,7 +126,7 @@ describe("a small disk", () => {
     let at = "";
     while (!exited) {
       const s = lastState();
-      if (s === "fetched" || s === "installing") {
+      if (s === FILL_AT) {
         filled = fill(filler);
         at = s;
         break;
@@ -135,6 +136,7 @@ describe("a small disk", () => {
     const code = await proc.exited;
     const stderr = await err;
     void out;
+    if (process.env.REL_VERBOSE) process.stderr.write(stderr);
     const servedDuring = await httpGet(port);
     const running = (await dockerd.docker("ps", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.Image}}")).trim().split("\n").filter(Boolean);
     // The running target: either untouched v1 (install refused) or, if the fill came too late to matter, whole v3.

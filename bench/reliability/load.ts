@@ -1,0 +1,203 @@
+/**
+ * Load: many simulated devices, each with its own key and client certificate
+ * (registered through POST /devices like fioup does), check in and post
+ * events over real mTLS against one gateway for a fixed time. Afterwards:
+ * no 5xx, and every event the gateway acknowledged is in its database; then
+ * the gateway is SIGKILLed, restarted on the same data dir, and everything
+ * acknowledged is still there (and served by the admin API).
+ *
+ * Run: `bun bench/reliability/load.ts [--devices N] [--seconds S] [--concurrency C]`
+ * (defaults 10000 devices, 60 s, 64 in flight). Prints a JSON summary on stdout.
+ *
+ * @module
+ */
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
+import { makeDeviceCsr } from "../../test/gateway/_device.ts";
+
+export interface LoadOptions {
+  devices: number;
+  seconds: number;
+  concurrency: number;
+  log?: (line: string) => void;
+}
+
+export interface LoadResult {
+  devices: number;
+  seconds: number;
+  concurrency: number;
+  registerSeconds: number;
+  requests: number;
+  requestsPerSecond: number;
+  checkIns: number;
+  eventPosts: number;
+  eventsAcked: number;
+  status: Record<string, number>;
+  networkErrors: number;
+  serverErrors: number;
+  p50ms: number;
+  p99ms: number;
+  /** Acked events missing from the database before and after the SIGKILL + restart. */
+  lostBeforeKill: number;
+  lostAfterRestart: number;
+  /** Devices sampled through the admin API after the restart, and how many showed all their events. */
+  adminSampled: number;
+  adminComplete: number;
+}
+
+interface Dev {
+  uuid: string;
+  cert: string;
+  key: string;
+  acked: string[];
+}
+
+function tlsFetch(gw: GatewayHandle, d: Dev | undefined, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${gw.url}${path}`, {
+    ...init,
+    keepalive: false,
+    tls: { ca: gw.caPem, ...(d ? { cert: d.cert, key: d.key } : {}) },
+  } as RequestInit);
+}
+
+async function pool<T>(items: T[], n: number, fn: (t: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
+}
+
+function ackedMissing(dataDir: string, devs: Dev[]): number {
+  const db = new Database(join(dataDir, "gateway.db"), { readonly: true });
+  try {
+    const have = new Set(db.query<{ k: string }, []>("SELECT device_uuid || '/' || id AS k FROM events").all().map((r) => r.k));
+    let missing = 0;
+    for (const d of devs) for (const id of d.acked) if (!have.has(`${d.uuid}/${id}`)) missing++;
+    return missing;
+  } finally {
+    db.close();
+  }
+}
+
+export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + "\n"));
+  let gw = await startGateway();
+  try {
+    // 1. Register every device with its own key and certificate.
+    const t0 = performance.now();
+    const devs: Dev[] = new Array(opts.devices);
+    await pool(Array.from({ length: opts.devices }, (_, i) => i), 32, async (i) => {
+      const k = await makeDeviceCsr();
+      const res = await tlsFetch(gw, undefined, "/devices", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${gw.adminToken}` },
+        body: JSON.stringify({ name: `load-${i}`, uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux", tags: ["main"] }),
+      });
+      if (res.status !== 201) throw new Error(`register device ${i}: HTTP ${res.status} ${await res.text()}`);
+      const body = (await res.json()) as RegistrationResponse;
+      devs[i] = { uuid: k.uuid, cert: body.certificate, key: k.keyPem, acked: [] };
+      if ((i + 1) % 1000 === 0) log(`registered ${i + 1}/${opts.devices}`);
+    });
+    const registerSeconds = (performance.now() - t0) / 1000;
+    log(`registered ${opts.devices} devices in ${registerSeconds.toFixed(1)} s`);
+
+    // 2. Check-ins and event posts for `seconds`.
+    const status: Record<string, number> = {};
+    const lat: number[] = [];
+    let networkErrors = 0;
+    let checkIns = 0;
+    let eventPosts = 0;
+    let seq = 0;
+    const end = Date.now() + opts.seconds * 1000;
+    await Promise.all(
+      Array.from({ length: opts.concurrency }, async (_, w) => {
+        let turn = 0;
+        while (Date.now() < end) {
+          const d = devs[(w + turn * opts.concurrency) % devs.length]!;
+          turn++;
+          const s = performance.now();
+          try {
+            let res: Response;
+            if (turn % 2) {
+              res = await tlsFetch(gw, d, "/repo/timestamp.json", { headers: { "x-ats-target": "amd64-linux-1" } });
+              checkIns++;
+            } else {
+              const n = 1 + (seq % 5);
+              const ids = Array.from({ length: n }, () => `ev-${++seq}`);
+              const evs = ids.map((id) => ({
+                id,
+                deviceTime: new Date().toISOString(),
+                eventType: { id: "EcuDownloadStarted", version: 0 },
+                event: { correlationId: `load-${d.uuid.slice(0, 8)}`, targetName: "amd64-linux-1", version: "1" },
+              }));
+              res = await tlsFetch(gw, d, "/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(evs) });
+              eventPosts++;
+              if (res.ok) d.acked.push(...ids);
+            }
+            await res.arrayBuffer();
+            status[res.status] = (status[res.status] ?? 0) + 1;
+            lat.push(performance.now() - s);
+          } catch {
+            networkErrors++;
+          }
+        }
+      }),
+    );
+    lat.sort((a, b) => a - b);
+    const requests = lat.length;
+    const eventsAcked = devs.reduce((n, d) => n + d.acked.length, 0);
+    log(`${requests} requests in ${opts.seconds} s; ${eventsAcked} events acknowledged; statuses ${JSON.stringify(status)}; network errors ${networkErrors}`);
+
+    // 3. Everything acknowledged is in the database; SIGKILL; restart; still there.
+    const lostBeforeKill = ackedMissing(gw.dataDir, devs);
+    await gw.kill();
+    gw = await startGateway({ dataDir: gw.dataDir });
+    const lostAfterRestart = ackedMissing(gw.dataDir, devs);
+    const sample = devs.filter((d) => d.acked.length > 0).slice(0, 50);
+    let adminComplete = 0;
+    for (const d of sample) {
+      const text = await (await gw.adminFetch(`/admin/devices/${d.uuid}/updates`)).text();
+      if (d.acked.every((id) => text.includes(`"${id}"`))) adminComplete++;
+    }
+    log(`after SIGKILL + restart: ${lostAfterRestart} acknowledged events missing; admin API shows all events for ${adminComplete}/${sample.length} sampled devices`);
+    return {
+      devices: opts.devices,
+      seconds: opts.seconds,
+      concurrency: opts.concurrency,
+      registerSeconds: Math.round(registerSeconds * 10) / 10,
+      requests,
+      requestsPerSecond: Math.round(requests / opts.seconds),
+      checkIns,
+      eventPosts,
+      eventsAcked,
+      status,
+      networkErrors,
+      serverErrors: Object.entries(status).filter(([k]) => Number(k) >= 500).reduce((n, [, v]) => n + v, 0),
+      p50ms: Math.round(lat[Math.floor(requests * 0.5)] ?? 0),
+      p99ms: Math.round(lat[Math.floor(requests * 0.99)] ?? 0),
+      lostBeforeKill,
+      lostAfterRestart,
+      adminSampled: sample.length,
+      adminComplete,
+    };
+  } finally {
+    await gw.stop();
+  }
+}
+
+if (import.meta.main) {
+  const arg = (name: string, def: number) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i > 0 ? Number(process.argv[i + 1]) : def;
+  };
+  const r = await runLoad({ devices: arg("devices", 10_000), seconds: arg("seconds", 60), concurrency: arg("concurrency", 64) });
+  console.log(JSON.stringify(r, null, 2));
+  process.exit(r.serverErrors === 0 && r.lostBeforeKill === 0 && r.lostAfterRestart === 0 ? 0 : 1);
+}
