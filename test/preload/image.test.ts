@@ -124,28 +124,38 @@ describe("preload refuses bad input and writes no image", () => {
     expect(leftovers(out)).toEqual([]);
   }, 120_000);
 
-  test("a cache holding a corrupt blob", async () => {
-    const cache = join(work, "cache");
-    const first = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--cache", cache, "--out", join(work, "cached-1"), "--json"]);
+  /** Fills a cache with one run, flips a byte of the blob `pick` chooses (bit rot, size kept), runs again. */
+  async function corruptCacheRun(name: string, pick: (dir: string, first: any) => string) {
+    const cache = join(work, `cache-${name}`);
+    const firstOut = join(work, `cached-${name}-1`);
+    const first = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--cache", cache, "--out", firstOut, "--json"]);
     expect(first.code, first.stderr).toBe(0);
     expect(first.json.fetched).toBeGreaterThan(0);
-    // Flip the bytes of the biggest cached blob in place (bit rot), keeping its size.
     const dir = join(cache, "blobs/sha256");
-    const biggest = readdirSync(dir).map((h) => ({ h, n: Bun.file(join(dir, h)).size })).sort((x, y) => y.n - x.n)[0]!;
-    const bytes = new Uint8Array(readFileSync(join(dir, biggest.h)));
+    const hex = pick(dir, JSON.parse(readFileSync(join(firstOut, "var/sota/preload/target.json"), "utf8")));
+    const bytes = new Uint8Array(readFileSync(join(dir, hex)));
     const mid = bytes.length >> 1;
-    bytes[mid] = bytes[mid]! ^ 0xff;
-    writeFileSync(join(dir, biggest.h), bytes);
+    bytes[mid] = bytes[mid]! ^ 0x01;
+    writeFileSync(join(dir, hex), bytes);
 
-    const out = join(work, "cached-2");
+    const out = join(work, `cached-${name}-2`);
     const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--cache", cache, "--out", out]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(`Cached blob sha256:${biggest.h} is corrupt`);
+    expect(r.stderr).toContain(`Cached blob sha256:${hex} is corrupt`);
+    expect(r.stderr).toContain(`remove it from ${cache}`);
     expect(existsSync(out)).toBe(false);
     expect(leftovers(out)).toEqual([]);
     // The first image did not share the rotten file with the cache.
-    const inFirst = new Uint8Array(readFileSync(join(work, "cached-1/var/sota/reset-apps/blobs/sha256", biggest.h)));
-    expect(new Bun.CryptoHasher("sha256").update(inFirst).digest("hex")).toBe(biggest.h);
+    const inFirst = new Uint8Array(readFileSync(join(firstOut, "var/sota/reset-apps/blobs/sha256", hex)));
+    expect(new Bun.CryptoHasher("sha256").update(inFirst).digest("hex")).toBe(hex);
+  }
+
+  test("a cache holding a corrupt layer", async () => {
+    await corruptCacheRun("layer", (dir) => readdirSync(dir).map((h) => ({ h, n: Bun.file(join(dir, h)).size })).sort((x, y) => y.n - x.n)[0]!.h);
+  }, 120_000);
+
+  test("a cache holding a corrupt app manifest", async () => {
+    await corruptCacheRun("manifest", (_dir, target) => target.entry.custom.docker_compose_apps[A].uri.split("@sha256:")[1]);
   }, 120_000);
 
   test("a non-empty directory that is not an earlier image is never replaced", async () => {
