@@ -1,18 +1,24 @@
 /**
- * The transport: node:tls terminates TLS (client certificates requested, not
- * required, verified against the device CA), each socket goes to a node:http
- * server, and each request becomes a streaming web `Request` for the Hono
- * app. The verified peer certificate (or, from a trusted proxy, the forwarded
- * one) is passed as `env.peer`; bodies are never buffered whole.
+ * The transport: `Bun.listen` terminates TLS (client certificates requested,
+ * not required, verified against the device CA) and a small HTTP/1.1 server
+ * (gateway/transport/http1.ts) turns each request into a web `Request` for
+ * the Hono app. The verified peer certificate (or, from a trusted proxy, the
+ * forwarded one) is passed as `env.peer`.
+ *
+ * Why not node:http over node:tls: Bun.serve cannot tell the handler the peer
+ * certificate (SPEC §3), and node:http over node:tls sockets ran at a quarter
+ * of Bun.serve (two TLS writes per answer) and buffered whole uploads in
+ * memory (no backpressure). Here an answer with a small body is one write,
+ * and a request body is a stream that pauses the socket when the handler
+ * falls behind, so memory stays flat whatever the upload size.
  *
  * @module
  */
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import type { Socket, TCPSocketListener } from "bun";
 import type { Bindings, PeerIdentity } from "./env.ts";
 import type { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { normalizeSerial } from "./pki/keys.ts";
+import { BadRequestError, BodyDecoder, MAX_HEAD_BYTES, parseHead, type RequestHead, statusLine } from "./transport/http1.ts";
 import type { TrustedProxies } from "./trusted-proxies.ts";
 
 export interface TransportOptions {
@@ -38,199 +44,436 @@ export interface Listening {
   close(graceMs?: number): Promise<void>;
 }
 
-const NO_PEER = Symbol("no peer");
-const peerOf = new WeakMap<object, PeerIdentity | typeof NO_PEER>();
-
-/** The device identity of a TLS socket whose chain verified; computed once per connection. */
-function socketPeer(sock: TLSSocket): PeerIdentity | undefined {
-  let p = peerOf.get(sock);
-  if (p === undefined) {
-    p = NO_PEER;
-    if (sock.authorized) {
-      const cert = sock.getPeerCertificate();
-      const cn = cert?.subject?.CN;
-      if (cert?.serialNumber && typeof cn === "string") p = { cn, serial: normalizeSerial(cert.serialNumber) };
-    }
-    peerOf.set(sock, p);
-  }
-  return p === NO_PEER ? undefined : p;
-}
-
+/** Bodies up to this declared length are read whole before the handler runs (check-ins); larger ones stream. */
 const SMALL_BODY = 64 * 1024;
+/** Queued request-body bytes above which the socket stops reading. */
+const BODY_HIGH_WATER = 256 * 1024;
+const IDLE_SECONDS = 75;
+const CRLFCRLF = Buffer.from("\r\n\r\n");
+const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
+const EMPTY = new Uint8Array(0);
 
-/** Reads a body of at most `declared` bytes (more is cut off: the length is the client's promise). */
-function readSmall(req: IncomingMessage, declared: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const buf = Buffer.allocUnsafe(declared);
-    let off = 0;
-    req.on("data", (chunk: Buffer) => {
-      const n = Math.min(chunk.byteLength, declared - off);
-      chunk.copy(buf, off, 0, n);
-      off += n;
-    });
-    req.once("end", () => resolve(buf.subarray(0, off)));
-    req.once("error", reject);
-  });
+/** One TLS connection and the request on it (requests on a connection are handled one at a time). */
+interface Conn {
+  sock: Socket<Conn>;
+  /** Received bytes not parsed yet (the next request's head). */
+  buf?: Buffer;
+  /** A request is being handled; further bytes wait in `buf`. */
+  busy: boolean;
+  /** The current request's body, until complete. */
+  body?: BodyDecoder;
+  bodyDone?: () => void;
+  bodyFailed?: (err: Error) => void;
+  /** Bytes the socket did not take yet, in order. */
+  out: Uint8Array[];
+  /** Resolved when `out` is empty or the connection is gone. */
+  flushed: (() => void)[];
+  paused: boolean;
+  closed: boolean;
+  /** Called when the connection goes away mid-request. */
+  onClose?: () => void;
+  peer?: PeerIdentity | null;
 }
 
-function toWebStream(req: IncomingMessage): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(
-    {
-      start(ctrl) {
-        req.on("data", (chunk: Buffer) => {
-          ctrl.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-          if ((ctrl.desiredSize ?? 1) <= 0) req.pause();
-        });
-        req.once("end", () => ctrl.close());
-        req.once("error", (e) => ctrl.error(e));
-        req.once("aborted", () => ctrl.error(new Error("Client aborted the request")));
-      },
-      pull() {
-        req.resume();
-      },
-      cancel() {
-        req.destroy();
-      },
-    },
-    { highWaterMark: 256 * 1024, size: (c) => c?.byteLength ?? 0 },
-  );
-}
-
-/** Resolves when the response can take more data (or the connection is gone). */
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done).off("close", done);
-      resolve();
-    };
-    res.on("drain", done).on("close", done);
-  });
-}
-
-async function writeResponse(res: ServerResponse, response: Response, head: boolean): Promise<void> {
-  const headers: Record<string, string | string[]> = {};
-  response.headers.forEach((v, k) => {
-    if (k !== "set-cookie") headers[k] = v;
-  });
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length) headers["set-cookie"] = cookies;
-  if (!response.body || head) {
-    res.writeHead(response.status, headers);
-    res.end();
-    await response.body?.cancel().catch(() => {});
-    return;
+class ClientGoneError extends Error {
+  override name = "ClientGoneError";
+  constructor() {
+    super("Client aborted the request: the connection closed before the body was complete");
   }
-  const reader = response.body.getReader();
-  // Most answers are one small chunk: send them with a Content-Length in one write, not chunked.
-  const first = await reader.read();
-  const second = first.done ? first : await reader.read();
-  if (second.done) {
-    const body = first.done ? undefined : first.value;
-    if (!("content-length" in headers)) headers["content-length"] = String(body?.byteLength ?? 0);
-    res.writeHead(response.status, headers);
-    res.end(body);
-    return;
-  }
-  res.writeHead(response.status, headers);
-  const onClose = () => void reader.cancel().catch(() => {});
-  res.once("close", onClose);
-  try {
-    res.write(first.value);
-    let chunk: { done: boolean; value?: Uint8Array } = second;
-    while (!chunk.done) {
-      if (!res.write(chunk.value!)) await drained(res);
-      if (res.destroyed) break;
-      chunk = await reader.read();
+}
+
+/** The device identity of a connection whose chain verified; computed once per connection. */
+function socketPeer(c: Conn): PeerIdentity | undefined {
+  if (c.peer === undefined) {
+    c.peer = null;
+    if (c.sock.authorized) {
+      const cert = c.sock.getPeerCertificate();
+      const cn = cert?.subject?.CN;
+      if (cert?.serialNumber && typeof cn === "string") c.peer = { cn, serial: normalizeSerial(cert.serialNumber) };
     }
-    res.end();
-  } catch {
-    res.destroy();
-  } finally {
-    res.off("close", onClose);
   }
+  return c.peer ?? undefined;
+}
+
+function send(c: Conn, data: Uint8Array): void {
+  if (c.closed || data.byteLength === 0) return;
+  if (c.out.length) {
+    c.out.push(data);
+    return;
+  }
+  const n = c.sock.write(data);
+  if (n < data.byteLength) c.out.push(data.subarray(Math.max(0, n)));
+}
+
+function flush(c: Conn): void {
+  while (c.out.length && !c.closed) {
+    const head = c.out[0]!;
+    const n = c.sock.write(head);
+    if (n < head.byteLength) {
+      c.out[0] = head.subarray(Math.max(0, n));
+      return;
+    }
+    c.out.shift();
+  }
+  const waiters = c.flushed.splice(0);
+  for (const w of waiters) w();
+}
+
+function whenFlushed(c: Conn): Promise<void> {
+  if (!c.out.length || c.closed) return Promise.resolve();
+  return new Promise((resolve) => c.flushed.push(resolve));
+}
+
+function pause(c: Conn): void {
+  if (!c.paused && !c.closed) {
+    c.paused = true;
+    c.sock.pause();
+  }
+}
+
+function resume(c: Conn): void {
+  if (c.paused && !c.closed) {
+    c.paused = false;
+    c.sock.resume();
+  }
+}
+
+let dateSecond = 0;
+let dateLine = "";
+function httpDate(): string {
+  const s = Math.floor(Date.now() / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateLine = `date: ${new Date(s * 1000).toUTCString()}\r\n`;
+  }
+  return dateLine;
+}
+
+/** A short error answer written by the transport itself, closing the connection. */
+function reject(c: Conn, status: number, message: string): void {
+  const body = Buffer.from(JSON.stringify({ error: message }));
+  send(c, Buffer.from(`${statusLine(status)}content-type: application/json\r\ncontent-length: ${body.byteLength}\r\nconnection: close\r\n${httpDate()}\r\n`, "latin1"));
+  send(c, body);
+  c.busy = true; // read nothing more
+  void whenFlushed(c).then(() => c.sock.end());
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(a.byteLength + b.byteLength);
+  out.set(a, 0);
+  out.set(b, a.byteLength);
+  return out;
 }
 
 export function listen(opts: TransportOptions): Promise<Listening> {
   const headerName = (opts.clientCertHeader ?? "x-client-cert").toLowerCase();
-  const sockets = new Set<TLSSocket>();
+  const conns = new Set<Conn>();
+  let stopping = false;
+  let allClosed: (() => void) | undefined;
 
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const sock = req.socket as TLSSocket;
-    const remoteAddr = sock.remoteAddress;
-    let peer = socketPeer(sock);
-    const forwarded = req.headers[headerName];
-    if (!peer && typeof forwarded === "string" && opts.forwardedCerts && opts.trustedProxies?.has(remoteAddr))
-      peer = await opts.forwardedCerts.verify(forwarded);
-    const method = req.method ?? "GET";
-    const headers = new Headers();
-    const raw = req.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-    const hasBody = method !== "GET" && method !== "HEAD";
-    let signal: AbortSignal | undefined;
-    if (hasBody) {
-      // Uploads can be long: let handlers see a client that went away. (A GET's streamed
-      // answer is cancelled by writeResponse instead, which keeps check-ins cheap.)
-      const ac = new AbortController();
-      res.once("close", () => {
-        if (!res.writableFinished) ac.abort();
-      });
-      signal = ac.signal;
+  /** Parses the next request head in `c.buf`, if complete, and starts handling it. */
+  const next = (c: Conn) => {
+    let buf = c.buf;
+    if (!buf || c.busy || c.closed) return;
+    let start = 0;
+    while (start + 1 < buf.byteLength && buf[start] === 13 && buf[start + 1] === 10) start += 2; // stray CRLFs between requests
+    if (start) buf = c.buf = buf.subarray(start);
+    const end = buf.indexOf(CRLFCRLF);
+    if (end < 0) {
+      if (buf.byteLength > MAX_HEAD_BYTES) reject(c, 431, "Request header too large");
+      return;
     }
-    // Small bodies with a declared length (check-in events, inventory) are read in one go:
-    // far cheaper than a stream. Anything else, uploads above all, streams.
-    const declared = hasBody ? Number(req.headers["content-length"]) : NaN;
-    const body = !hasBody ? undefined : declared >= 0 && declared <= SMALL_BODY ? await readSmall(req, declared) : toWebStream(req);
-    const request = new Request(`https://${req.headers.host ?? opts.host}${req.url ?? "/"}`, {
-      method,
-      headers,
-      ...(signal ? { signal, body, duplex: "half" } : {}),
-    } as RequestInit);
-    let response: Response;
+    let head: RequestHead;
     try {
-      response = await opts.fetch(request, { ...(peer ? { peer } : {}), ...(remoteAddr ? { remoteAddr } : {}) });
+      if (end > MAX_HEAD_BYTES) throw new BadRequestError("Request header too large", 431);
+      head = parseHead(buf.toString("latin1", 0, end));
     } catch (err) {
-      console.error("gateway: unhandled error:", err);
-      response = Response.json({ error: "Internal error" }, { status: 500 });
+      const e = err instanceof BadRequestError ? err : new BadRequestError(String(err));
+      reject(c, e.status, e.message);
+      return;
     }
-    await writeResponse(res, response, method === "HEAD");
+    const rest = buf.subarray(end + 4);
+    c.buf = undefined;
+    c.busy = true;
+    c.sock.timeout(0);
+    void handle(c, head, rest).catch((err) => {
+      console.error("gateway: transport error:", err);
+      c.sock.terminate();
+    });
   };
 
-  const http = createHttpServer((req, res) => void handle(req, res));
-  http.keepAliveTimeout = 75_000;
-  http.headersTimeout = 60_000;
-  http.requestTimeout = 0; // registry uploads may take long; idle sockets still time out
-  const tls = createTlsServer(
-    { requestCert: true, rejectUnauthorized: false, ca: opts.clientCa, cert: opts.cert, key: opts.key },
-    (sock) => {
-      sockets.add(sock);
-      sock.once("close", () => sockets.delete(sock));
-      http.emit("connection", sock);
-    },
-  );
-  tls.on("tlsClientError", () => {}); // a failed handshake is the client's problem, not a crash
-
-  return new Promise((resolve, reject) => {
-    tls.once("error", reject);
-    tls.listen(opts.port, opts.host, () => {
-      tls.off("error", reject);
-      const addr = tls.address() as AddressInfo;
-      const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
-      resolve({
-        host: addr.address,
-        port: addr.port,
-        url: `https://${host}:${addr.port}`,
-        close: (graceMs = 10_000) =>
-          new Promise<void>((done) => {
-            tls.close(() => done());
-            http.closeIdleConnections();
-            for (const s of sockets) if (!(s as unknown as { _httpMessage?: unknown })._httpMessage) s.end();
-            const t = setTimeout(() => {
-              for (const s of sockets) s.destroy();
-            }, graceMs);
-            t.unref();
-            if (sockets.size === 0) clearTimeout(t);
-          }),
+  /** Sets up the body of `head` (fed by the socket's data events) and returns it as the Request wants it. */
+  const startBody = (c: Conn, head: RequestHead, rest: Uint8Array, wanted: boolean): Promise<Uint8Array | ReadableStream<Uint8Array> | undefined> | Uint8Array | ReadableStream<Uint8Array> | undefined => {
+    const hasBody = head.chunked || (head.contentLength ?? 0) > 0;
+    if (!hasBody) {
+      if (rest.byteLength) c.buf = Buffer.from(rest);
+      return wanted ? EMPTY : undefined;
+    }
+    if (head.expectContinue) send(c, CONTINUE);
+    const feedFirst = (decoder: BodyDecoder) => {
+      c.body = decoder;
+      const after = decoder.feed(rest);
+      if (after?.byteLength) c.buf = Buffer.from(after);
+      if (decoder.done) c.bodyDone?.();
+    };
+    if (!wanted) {
+      // A GET or HEAD with a body: skip it, keep the framing.
+      feedFirst(new BodyDecoder(head, () => {}));
+      return undefined;
+    }
+    if (!head.chunked && head.contentLength! <= SMALL_BODY) {
+      // Check-in events, inventory: read in one go, far cheaper than a stream.
+      const bytes = new Uint8Array(head.contentLength!);
+      let off = 0;
+      const done = new Promise<Uint8Array>((resolve, fail) => {
+        c.bodyDone = () => resolve(bytes);
+        c.bodyFailed = fail;
       });
+      feedFirst(
+        new BodyDecoder(head, (chunk) => {
+          bytes.set(chunk, off);
+          off += chunk.byteLength;
+        }),
+      );
+      return done;
+    }
+    let ctrl!: ReadableStreamDefaultController<Uint8Array>;
+    let cancelled = false;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        start(k) {
+          ctrl = k;
+        },
+        pull() {
+          resume(c);
+        },
+        cancel() {
+          cancelled = true;
+          resume(c); // keep reading (and dropping) so the connection can answer and close
+        },
+      },
+      { highWaterMark: BODY_HIGH_WATER, size: (chunk) => chunk?.byteLength ?? 0 },
+    );
+    c.bodyDone = () => {
+      if (!cancelled) ctrl.close();
+    };
+    c.bodyFailed = (err) => {
+      if (!cancelled) ctrl.error(err);
+    };
+    feedFirst(
+      new BodyDecoder(head, (chunk) => {
+        if (cancelled) return;
+        ctrl.enqueue(chunk.slice());
+        if ((ctrl.desiredSize ?? 1) <= 0) pause(c);
+      }),
+    );
+    return stream;
+  };
+
+  const handle = async (c: Conn, head: RequestHead, rest: Uint8Array) => {
+    const remoteAddr = c.sock.remoteAddress;
+    const headers = new Headers(head.headers);
+    let peer = socketPeer(c);
+    if (!peer && opts.forwardedCerts && opts.trustedProxies?.has(remoteAddr)) {
+      const forwarded = headers.get(headerName);
+      if (forwarded !== null) peer = await opts.forwardedCerts.verify(forwarded);
+    }
+    const method = head.method;
+    const isHead = method === "HEAD";
+    const bodyMethod = method !== "GET" && !isHead;
+    let signal: AbortSignal | undefined;
+    let finished = false;
+    if (bodyMethod) {
+      // Uploads can be long: let handlers see a client that went away.
+      const ac = new AbortController();
+      c.onClose = () => {
+        if (!finished) ac.abort(new ClientGoneError());
+      };
+      signal = ac.signal;
+    }
+    let response: Response;
+    try {
+      const started = startBody(c, head, rest, bodyMethod);
+      const body = started instanceof Promise ? await started : started;
+      const url = head.target.startsWith("/") ? `https://${head.host || opts.host}${head.target}` : head.target;
+      const request = new Request(url, {
+        method,
+        headers,
+        ...(signal ? { signal, body, duplex: "half" } : {}),
+      } as RequestInit);
+      response = await opts.fetch(request, { ...(peer ? { peer } : {}), ...(remoteAddr ? { remoteAddr } : {}) });
+    } catch (err) {
+      if (c.closed) return;
+      if (err instanceof BadRequestError) {
+        reject(c, err.status, err.message);
+        return;
+      }
+      if (!(err instanceof TypeError && /URL/i.test(String(err)))) console.error("gateway: unhandled error:", err);
+      response = Response.json({ error: "Internal error" }, { status: 500 });
+    }
+    const keepAlive = await writeResponse(c, response, head, isHead);
+    finished = true;
+    c.onClose = undefined;
+    if (c.closed) return;
+    if (!keepAlive) {
+      await whenFlushed(c);
+      c.sock.end();
+      return;
+    }
+    c.busy = false;
+    c.body = c.bodyDone = c.bodyFailed = undefined;
+    resume(c);
+    c.sock.timeout(IDLE_SECONDS);
+    next(c);
+  };
+
+  /** Writes the answer; returns whether the connection can take another request. */
+  const writeResponse = async (c: Conn, response: Response, req: RequestHead, isHead: boolean): Promise<boolean> => {
+    const status = response.status;
+    let head = statusLine(status);
+    let length: string | undefined;
+    response.headers.forEach((v, k) => {
+      if (k === "content-length") length = v;
+      else if (k !== "set-cookie" && k !== "transfer-encoding" && k !== "connection" && k !== "keep-alive") head += `${k}: ${v}\r\n`;
+    });
+    for (const cookie of response.headers.getSetCookie()) head += `set-cookie: ${cookie}\r\n`;
+    head += httpDate();
+    // Keep the connection only if this request's body was read to its end (else its rest would be taken for a request).
+    const keepAlive = req.keepAlive && !stopping && (!c.body || c.body.done);
+    if (!keepAlive) head += "connection: close\r\n";
+    else if (req.minor === 0) head += "connection: keep-alive\r\n";
+    const noBody = isHead || status === 204 || status === 304 || status < 200;
+    if (noBody || !response.body) {
+      if (length !== undefined && (isHead || status === 304)) head += `content-length: ${length}\r\n`;
+      else if (!noBody) head += "content-length: 0\r\n";
+      send(c, Buffer.from(head + "\r\n", "latin1"));
+      await response.body?.cancel().catch(() => {});
+      return keepAlive;
+    }
+    const reader = response.body.getReader();
+    try {
+      // Most answers are one small chunk: send them with a Content-Length, head and body in one write.
+      const first = await reader.read();
+      const second = first.done ? first : await reader.read();
+      if (second.done) {
+        const body = first.done ? EMPTY : first.value;
+        head += `content-length: ${length ?? body.byteLength}\r\n\r\n`;
+        const out = Buffer.allocUnsafe(head.length + body.byteLength);
+        out.write(head, 0, "latin1");
+        out.set(body, head.length);
+        send(c, out);
+        return keepAlive;
+      }
+      const chunked = length === undefined;
+      head += chunked ? "transfer-encoding: chunked\r\n\r\n" : `content-length: ${length}\r\n\r\n`;
+      send(c, Buffer.from(head, "latin1"));
+      const write = (chunk: Uint8Array) => {
+        if (!chunk.byteLength) return;
+        send(c, chunked ? concat(concat(Buffer.from(`${chunk.byteLength.toString(16)}\r\n`), chunk), CRLF) : chunk);
+      };
+      write(first.value!);
+      let chunk: Awaited<ReturnType<typeof reader.read>> = second;
+      while (!chunk.done) {
+        write(chunk.value);
+        await whenFlushed(c);
+        if (c.closed) {
+          await reader.cancel().catch(() => {});
+          return false;
+        }
+        chunk = await reader.read();
+      }
+      if (chunked) send(c, LAST_CHUNK);
+      return keepAlive;
+    } catch (err) {
+      // The body failed midway: the client sees a cut answer, not a wrong one.
+      console.error("gateway: response body failed:", err);
+      await reader.cancel().catch(() => {});
+      c.sock.terminate();
+      return false;
+    }
+  };
+
+  return new Promise((resolve, reject_) => {
+    let listener: TCPSocketListener<Conn>;
+    try {
+      listener = Bun.listen<Conn>({
+        hostname: opts.host,
+        port: opts.port,
+        tls: { cert: opts.cert, key: opts.key, ca: opts.clientCa, requestCert: true, rejectUnauthorized: false },
+        socket: {
+          open(sock) {
+            const c: Conn = { sock, busy: false, out: [], flushed: [], paused: false, closed: false };
+            sock.data = c;
+            conns.add(c);
+            sock.timeout(IDLE_SECONDS);
+          },
+          data(sock, data) {
+            const c = sock.data;
+            if (!c || c.closed) return;
+            let rest: Uint8Array | undefined = data;
+            if (c.body && !c.body.done) {
+              try {
+                rest = c.body.feed(data);
+              } catch (err) {
+                c.bodyFailed?.(err as Error);
+                reject(c, (err as BadRequestError).status ?? 400, (err as Error).message);
+                return;
+              }
+              if (c.body.done) c.bodyDone?.();
+              if (!rest?.byteLength) return;
+            }
+            c.buf = c.buf ? concat(c.buf, rest) : Buffer.from(rest);
+            if (!c.busy) next(c);
+            else if (c.buf.byteLength > MAX_HEAD_BYTES) pause(c); // pipelined requests wait their turn
+          },
+          drain(sock) {
+            if (sock.data) flush(sock.data);
+          },
+          timeout(sock) {
+            const c = sock.data;
+            if (c && !c.busy) sock.end();
+          },
+          close(sock) {
+            const c = sock.data;
+            if (!c) return;
+            c.closed = true;
+            conns.delete(c);
+            c.onClose?.();
+            if (c.body && !c.body.done) c.bodyFailed?.(new ClientGoneError());
+            for (const w of c.flushed.splice(0)) w();
+            if (conns.size === 0) allClosed?.();
+          },
+          error() {
+            // a failed handshake or reset is the client's problem, not a crash; close follows
+          },
+        },
+      });
+    } catch (err) {
+      reject_(err);
+      return;
+    }
+    const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
+    resolve({
+      host: listener.hostname,
+      port: listener.port,
+      url: `https://${host}:${listener.port}`,
+      close: (graceMs = 10_000) =>
+        new Promise<void>((done) => {
+          stopping = true;
+          listener.stop(false);
+          for (const c of conns) if (!c.busy) c.sock.end();
+          if (conns.size === 0) return done();
+          const t = setTimeout(() => {
+            for (const c of conns) c.sock.terminate();
+          }, graceMs);
+          allClosed = () => {
+            clearTimeout(t);
+            done();
+          };
+        }),
     });
   });
 }
+
+const CRLF = Buffer.from("\r\n");
+const LAST_CHUNK = Buffer.from("0\r\n\r\n");

@@ -5,7 +5,7 @@
  * hello-world, kept alive and with a new TLS connection per request. Server,
  * load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--clients 32] [--seconds 10] [--db postgres://...]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll]
  * (with --db, an empty database: the gateway is bound to this run's CA).
  */
 import { Database } from "bun:sqlite";
@@ -25,6 +25,7 @@ const { values } = parseArgs({
     clients: { type: "string", default: "32" },
     seconds: { type: "string", default: "10" },
     db: { type: "string" },
+    modes: { type: "string", default: "keepalive,newconn,poll" },
   },
 });
 const SEEDED = Number(values.devices);
@@ -109,6 +110,9 @@ try {
   const helloProc = Bun.spawn([bun, join(here, "hello.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
   children.push(helloProc);
   const helloUrl = await waitLine(helloProc, /hello listening on (https:\/\/\S+)/);
+  const transportProc = Bun.spawn([bun, join(here, "hello-transport.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
+  children.push(transportProc);
+  const transportUrl = await waitLine(transportProc, /hello listening on (https:\/\/\S+)/);
 
   // 3. Load, one run at a time.
   async function load(url: string, mode: "keepalive" | "newconn" | "poll") {
@@ -121,14 +125,17 @@ try {
   }
   const rows: string[] = [];
   log(`gateway ${gwUrl}, hello ${helloUrl}; ${CLIENTS} clients, ${SECONDS} s per run`);
-  for (const mode of ["keepalive", "newconn", "poll"] as const) {
+  for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll")[]) {
     await load(gwUrl, mode).catch(() => undefined); // warm-up (JIT, caches), short
     const ours = await load(gwUrl, mode);
     const base = await load(helloUrl, mode);
+    await load(transportUrl, mode).catch(() => undefined);
+    const bareTransport = await load(transportUrl, mode);
     const line =
       `${mode.padEnd(9)}  gateway ${ours.rps.toFixed(0).padStart(6)} req/s p50 ${ours.p50.toFixed(2)} ms p99 ${ours.p99.toFixed(2)} ms (errors ${ours.errors})` +
       ` | bare Bun.serve ${base.rps.toFixed(0).padStart(6)} req/s p50 ${base.p50.toFixed(2)} ms p99 ${base.p99.toFixed(2)} ms` +
-      ` | ratio ${(ours.rps / base.rps).toFixed(2)}x throughput, ${(ours.p99 / base.p99).toFixed(2)}x p99`;
+      ` | ratio ${(ours.rps / base.rps).toFixed(2)}x throughput, ${(ours.p99 / base.p99).toFixed(2)}x p99` +
+      ` | gateway transport alone (hello) ${bareTransport.rps.toFixed(0).padStart(6)} req/s p99 ${bareTransport.p99.toFixed(2)} ms (${(bareTransport.rps / base.rps).toFixed(2)}x)`;
     rows.push(line);
     log(line);
   }

@@ -13,7 +13,8 @@ import { dirname, join } from "node:path";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { writeOciLayout, type BuiltImage, type BusyboxImageOptions } from "../harness/images.ts";
-import { freePort, run, stopPid, tempDir } from "../harness/tmp.ts";
+import { startGateway } from "../harness/gateway.ts";
+import { freePort, run, tempDir } from "../harness/tmp.ts";
 import { commit, containersRepo } from "../publish/_setup.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
@@ -29,49 +30,21 @@ export interface TestGateway {
   admin<T>(path: string, init?: RequestInit): Promise<T>;
 }
 
-/** Starts `gateway serve` on 127.0.0.1:0 with a fresh data dir; waits for its listening line. */
+/** The harness gateway (`gateway serve`, fresh data dir) with devices polling every second. */
 export async function startTestGateway(args: string[] = []): Promise<TestGateway> {
-  const dataDir = await tempDir("fioup-gw-");
-  const proc = Bun.spawn([BUN, join(ROOT, "gateway/main.ts"), "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--polling-seconds", "1", ...args], {
-    stdout: "ignore",
-    stderr: "pipe",
-    cwd: ROOT,
-  });
-  const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader();
-  const dec = new TextDecoder();
-  let text = "";
-  let url: string | undefined;
-  const deadline = Date.now() + 30_000;
-  while (!url) {
-    const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => "timeout" as const)]);
-    if (chunk === "timeout" || chunk.done) {
-      proc.kill("SIGKILL");
-      throw new Error(`gateway did not start: ${text}`);
-    }
-    text += dec.decode(chunk.value);
-    url = /gateway listening on (https:\/\/\S+)/.exec(text)?.[1];
-  }
-  void (async () => {
-    for (;;) {
-      const c = await reader.read().catch(() => ({ done: true as const, value: undefined }));
-      if (c.done) break;
-    }
-  })();
-  const adminToken = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
-  const ca = readFileSync(join(dataDir, "pki/ca.pem"), "utf8");
+  const gw = await startGateway({ args: ["--polling-seconds", "1", ...args] });
   return {
-    url,
-    host: new URL(url).host,
-    dataDir,
-    adminToken,
-    pid: proc.pid,
-    stop: () => stopPid(proc.pid),
+    url: gw.url,
+    host: gw.host,
+    dataDir: gw.dataDir,
+    adminToken: gw.adminToken,
+    pid: gw.pid,
+    stop: () => gw.stop(),
     async admin<T>(path: string, init: RequestInit = {}) {
-      const res = await fetch(url + path, {
+      const res = await gw.adminFetch(path, {
         ...init,
-        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json", ...(init.headers as object) },
-        tls: { ca },
-      } as RequestInit);
+        headers: { "content-type": "application/json", ...(init.headers as object) },
+      });
       if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
       return (await res.json()) as T;
     },

@@ -60,6 +60,9 @@ describe("fioup update", () => {
     const st = await device.fioup("status");
     expect(st.json.current.name).toBe("amd64-linux-1");
     expect(st.json.apps[APP].state).toBe("healthy");
+    // The gateway got the apps-states report and sees the device on v1.
+    const dev = await gw.admin<{ currentTarget: string | null; appsStates: { apps: Record<string, { state: string }> } | null }>(`/admin/devices/${uuid}`);
+    expect(dev.appsStates?.apps[APP]?.state).toBe("healthy");
   }, 120_000);
 
   test("v2 changing one service fetches only the blobs the device lacks", async () => {
@@ -112,5 +115,30 @@ describe("fioup update", () => {
       "EcuInstallationApplied",
       "EcuInstallationCompleted",
     ]);
+  }, 120_000);
+
+  test("fetch, install, start one step at a time; cancel after install restores the running version", async () => {
+    const web4 = await pushImage(upstream, "test/web", "v4", httpdImage("hello v4"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web4, port, sidecar(`${upstream.host}/test/side:v1`)) });
+    await pub.publish(4);
+    expect((await device.fioup("start")).code).toBe(24); // no update in progress
+    const f = await device.fioup("fetch");
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.json.state).toBe("fetched");
+    expect((await device.fioup("start")).code).toBe(10); // not installed yet
+    const i = await device.fioup("install");
+    expect(i.code, i.stderr).toBe(0);
+    expect(i.json.state).toBe("installed");
+    const c = await device.fioup("cancel");
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.json.state).toBe("canceled");
+    expect(await httpGet(port)).toBe("hello v2");
+
+    expect((await device.fioup("fetch")).code).toBe(0);
+    expect((await device.fioup("install")).code).toBe(0);
+    const s = await device.fioup("start");
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.json.state).toBe("completed");
+    expect(await httpGet(port)).toBe("hello v4");
   }, 120_000);
 });

@@ -1,0 +1,154 @@
+/**
+ * The HTTP/1.1-over-TLS transport seen from the wire: keep-alive, pipelining, HEAD,
+ * 100-continue, chunked bodies both ways, malformed requests, and the verified client
+ * certificate reaching the handler.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect } from "node:tls";
+import { createCa, issueServerCert, signDeviceCsr } from "./pki/ca.ts";
+import { normalizeSerial } from "./pki/keys.ts";
+import { type Listening, listen } from "./server.ts";
+import { makeDeviceCsr } from "../test/gateway/_device.ts";
+
+let server: Listening;
+let caPem: string;
+let device: { cert: string; key: string; uuid: string; serial: string };
+
+beforeAll(async () => {
+  const ca = await createCa("main");
+  caPem = ca.certPem;
+  const tls = await issueServerCert(ca, ["127.0.0.1"]);
+  const k = await makeDeviceCsr();
+  const issued = await signDeviceCsr(ca, k.csrPem, { uuid: k.uuid, factory: "main" });
+  device = { cert: issued.certPem, key: k.keyPem, uuid: k.uuid, serial: normalizeSerial(issued.serial) };
+  server = await listen({
+    host: "127.0.0.1",
+    port: 0,
+    cert: tls.certPem,
+    key: tls.keyPem,
+    clientCa: ca.certPem,
+    async fetch(req, env) {
+      const url = new URL(req.url);
+      if (url.pathname === "/echo") {
+        const body = new Uint8Array(await req.arrayBuffer());
+        return new Response(body, { headers: { "x-method": req.method, "x-length": String(body.byteLength) } });
+      }
+      if (url.pathname === "/whoami") return Response.json({ peer: env.peer ?? null });
+      if (url.pathname === "/stream") {
+        let i = 0;
+        return new Response(
+          new ReadableStream({
+            pull(ctrl) {
+              if (i++ < 3) ctrl.enqueue(new TextEncoder().encode(`part${i};`));
+              else ctrl.close();
+            },
+          }),
+        );
+      }
+      if (url.pathname === "/sized") return new Response("0123456789", { headers: { "content-length": "10" } });
+      if (url.pathname === "/fail") throw new Error("handler broke");
+      return new Response("not found", { status: 404 });
+    },
+  });
+});
+
+afterAll(async () => {
+  await server?.close(1000);
+});
+
+/** Sends raw bytes over one TLS connection and collects everything until the server closes or `until` matches. */
+async function raw(parts: (string | Uint8Array)[], opts: { until?: RegExp; cert?: boolean; delayMs?: number } = {}): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const sock = connect({
+      host: "127.0.0.1",
+      port: server.port,
+      ca: caPem,
+      ...(opts.cert ? { cert: device.cert, key: device.key } : {}),
+    });
+    let text = "";
+    const done = () => {
+      sock.destroy();
+      resolve(text);
+    };
+    sock.on("data", (d: Buffer) => {
+      text += d.toString("latin1");
+      if (opts.until?.test(text)) done();
+    });
+    sock.on("end", done);
+    sock.on("close", done);
+    sock.on("error", reject);
+    sock.on("secureConnect", async () => {
+      for (const p of parts) {
+        sock.write(p);
+        if (opts.delayMs) await Bun.sleep(opts.delayMs);
+      }
+    });
+    setTimeout(done, 5000);
+  });
+}
+
+describe("HTTP/1.1 transport", () => {
+  test("keep-alive and pipelined requests are answered in order on one connection", async () => {
+    const text = await raw(
+      [
+        "GET /sized HTTP/1.1\r\nHost: x\r\n\r\n" +
+          "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
+          "GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      ],
+      {},
+    );
+    const statuses = [...text.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+    expect(statuses).toEqual(["200", "200", "404"]);
+    expect(text).toContain("0123456789");
+    expect(text).toContain("x-method: POST");
+    expect(text).toMatch(/\r\n\r\nhello/);
+    expect(text).toMatch(/connection: close/i);
+  });
+
+  test("HEAD answers headers only; a streamed answer without a length is chunked", async () => {
+    const head = await raw(["HEAD /sized HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]);
+    expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(head).toMatch(/content-length: 10\r\n/);
+    expect(head.endsWith("\r\n\r\n")).toBe(true);
+    const res = await fetch(`${server.url}/stream`, { tls: { ca: caPem } } as RequestInit);
+    expect(await res.text()).toBe("part1;part2;part3;");
+    const wire = await raw(["GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]);
+    expect(wire).toMatch(/transfer-encoding: chunked/);
+    expect(wire).toContain("6\r\npart1;\r\n");
+    expect(wire.endsWith("0\r\n\r\n")).toBe(true);
+  });
+
+  test("chunked request bodies, split anywhere, and 100-continue", async () => {
+    const text = await raw(
+      ["POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n", "3\r\nab", "c\r\n4;ext=1\r\ndefg\r\n0\r", "\n\r\n"],
+      { delayMs: 20, until: /abcdefg/ },
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+    expect(text).toContain("x-length: 7");
+    expect(text).toContain("abcdefg");
+  });
+
+  test("a large body sent by fetch arrives whole", async () => {
+    const big = new Uint8Array(3_000_000).map((_, i) => i & 255);
+    const res = await fetch(`${server.url}/echo`, { method: "PUT", body: big, tls: { ca: caPem } } as RequestInit);
+    const back = new Uint8Array(await res.arrayBuffer());
+    expect(back.byteLength).toBe(big.byteLength);
+    expect(Buffer.compare(back, big)).toBe(0);
+  });
+
+  test("malformed requests get 400 and the connection closes; a failing handler gets 500", async () => {
+    expect(await raw(["BLAH\r\n\r\n"])).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await raw(["POST /echo HTTP/1.1\r\nContent-Length: nope\r\n\r\n"])).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await raw(["GET / HTTP/2.0\r\n\r\n"])).toMatch(/^HTTP\/1\.1 505 /);
+    expect(await raw([`GET / HTTP/1.1\r\nX: ${"a".repeat(70_000)}\r\n\r\n`])).toMatch(/^HTTP\/1\.1 431 /);
+    const res = await fetch(`${server.url}/fail`, { tls: { ca: caPem } } as RequestInit);
+    expect(res.status).toBe(500);
+  });
+
+  test("the handler sees the verified client certificate, and nothing without one", async () => {
+    const withCert = await fetch(`${server.url}/whoami`, { tls: { ca: caPem, cert: device.cert, key: device.key } } as RequestInit);
+    expect(await withCert.json()).toEqual({ peer: { cn: device.uuid, serial: device.serial } });
+    const without = await fetch(`${server.url}/whoami`, { tls: { ca: caPem } } as RequestInit);
+    expect(await without.json()).toEqual({ peer: null });
+  });
+});

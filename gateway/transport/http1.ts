@@ -1,0 +1,192 @@
+/**
+ * The HTTP/1.1 wire format the gateway's transport needs, and nothing more: a
+ * request head parser and a chunked-body decoder. Parsing the bytes of a TLS
+ * socket ourselves (instead of going through node:http) lets one check-in
+ * answer go out in one TLS write and lets upload bodies apply backpressure to
+ * the socket.
+ *
+ * @module
+ */
+
+/** A request line and header block that cannot be parsed; the connection answers 400 and closes. */
+export class BadRequestError extends Error {
+  override name = "BadRequestError";
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
+}
+
+export interface RequestHead {
+  method: string;
+  /** The request target as sent: "/path?query" (or an absolute URL). */
+  target: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** Header name/value pairs in order, names as sent. */
+  headers: [string, string][];
+  host?: string;
+  /** Declared body length; undefined with chunked encoding. */
+  contentLength?: number;
+  chunked: boolean;
+  keepAlive: boolean;
+  expectContinue: boolean;
+}
+
+export const MAX_HEAD_BYTES = 64 * 1024;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Parses the head (without the final CRLF CRLF), latin1-decoded. */
+export function parseHead(text: string): RequestHead {
+  const lines = text.split("\r\n");
+  const requestLine = lines[0]!;
+  const sp1 = requestLine.indexOf(" ");
+  const sp2 = requestLine.lastIndexOf(" ");
+  if (sp1 <= 0 || sp2 <= sp1) throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
+  const method = requestLine.slice(0, sp1);
+  const target = requestLine.slice(sp1 + 1, sp2);
+  const version = requestLine.slice(sp2 + 1);
+  if (!TOKEN.test(method) || target.length === 0 || target.includes(" "))
+    throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
+  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") throw new BadRequestError(`Unsupported HTTP version: "${version.slice(0, 20)}"`, 505);
+  const minor = version === "HTTP/1.1" ? 1 : 0;
+  const headers: [string, string][] = [];
+  let host: string | undefined;
+  let contentLength: number | undefined;
+  let chunked = false;
+  let connection = "";
+  let expectContinue = false;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw new BadRequestError(`Bad header line: "${line.slice(0, 100)}"`);
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) throw new BadRequestError(`Bad header name: "${name.slice(0, 100)}"`);
+    const value = line.slice(colon + 1).trim();
+    headers.push([name, value]);
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === "host") host = value;
+        break;
+      case 6:
+        if (name.toLowerCase() === "expect" && value.toLowerCase() === "100-continue") expectContinue = true;
+        break;
+      case 10:
+        if (name.toLowerCase() === "connection") connection += "," + value.toLowerCase();
+        break;
+      case 14:
+        if (name.toLowerCase() === "content-length") {
+          if (!/^\d{1,15}$/.test(value)) throw new BadRequestError(`Bad Content-Length: "${value.slice(0, 40)}"`);
+          const n = Number(value);
+          if (contentLength !== undefined && contentLength !== n) throw new BadRequestError("Conflicting Content-Length headers");
+          contentLength = n;
+        }
+        break;
+      case 17:
+        if (name.toLowerCase() === "transfer-encoding") {
+          const codings = value.toLowerCase().split(",").map((s) => s.trim());
+          if (codings[codings.length - 1] !== "chunked") throw new BadRequestError(`Unsupported Transfer-Encoding: "${value.slice(0, 40)}"`, 501);
+          chunked = true;
+        }
+        break;
+    }
+  }
+  if (chunked) contentLength = undefined; // RFC 9112 §6.3: chunked wins (and the length is not to be trusted)
+  const tokens = connection.split(",").map((s) => s.trim());
+  const keepAlive = minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
+  return { method, target, minor, headers, ...(host !== undefined ? { host } : {}), ...(contentLength !== undefined ? { contentLength } : {}), chunked, keepAlive, expectContinue };
+}
+
+/**
+ * Incremental decoder of a request body (Content-Length or chunked). `feed` hands the body's
+ * bytes to `onData` and returns what follows the body (the next request), or undefined while
+ * the body is not complete.
+ */
+export class BodyDecoder {
+  #remaining: number;
+  #chunked: boolean;
+  /** chunked: "size" line, "data", "crlf" after data, "trailer" lines. */
+  #phase: "size" | "data" | "crlf" | "trailer" = "size";
+  #line = "";
+  done = false;
+
+  constructor(
+    head: { contentLength?: number; chunked: boolean },
+    private readonly onData: (chunk: Uint8Array) => void,
+  ) {
+    this.#chunked = head.chunked;
+    this.#remaining = head.chunked ? 0 : (head.contentLength ?? 0);
+    if (!head.chunked && this.#remaining === 0) this.done = true;
+  }
+
+  /** @throws {BadRequestError} On malformed chunked framing. */
+  feed(data: Uint8Array): Uint8Array | undefined {
+    if (this.done) return data;
+    if (!this.#chunked) {
+      if (data.byteLength <= this.#remaining) {
+        this.#remaining -= data.byteLength;
+        if (data.byteLength) this.onData(data);
+        if (this.#remaining === 0) this.done = true;
+        return this.done ? data.subarray(data.byteLength) : undefined;
+      }
+      const n = this.#remaining;
+      this.#remaining = 0;
+      this.done = true;
+      if (n) this.onData(data.subarray(0, n));
+      return data.subarray(n);
+    }
+    let i = 0;
+    while (i < data.byteLength) {
+      if (this.#phase === "data") {
+        const n = Math.min(this.#remaining, data.byteLength - i);
+        this.onData(data.subarray(i, i + n));
+        i += n;
+        this.#remaining -= n;
+        if (this.#remaining === 0) this.#phase = "crlf";
+        continue;
+      }
+      // Line-oriented phases: collect up to LF.
+      const lf = data.indexOf(10, i);
+      const end = lf < 0 ? data.byteLength : lf;
+      this.#line += latin1(data.subarray(i, end));
+      if (this.#line.length > 8192) throw new BadRequestError("Bad chunked body: line too long");
+      if (lf < 0) return undefined;
+      i = lf + 1;
+      const line = this.#line.endsWith("\r") ? this.#line.slice(0, -1) : this.#line;
+      this.#line = "";
+      if (this.#phase === "crlf") {
+        if (line !== "") throw new BadRequestError("Bad chunked body: missing CRLF after chunk data");
+        this.#phase = "size";
+      } else if (this.#phase === "size") {
+        const hex = line.split(";", 1)[0]!.trim();
+        if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw new BadRequestError(`Bad chunk size: "${line.slice(0, 40)}"`);
+        this.#remaining = parseInt(hex, 16);
+        this.#phase = this.#remaining === 0 ? "trailer" : "data";
+      } else if (line === "") {
+        this.done = true;
+        return data.subarray(i);
+      }
+    }
+    return undefined;
+  }
+}
+
+const decoder = new TextDecoder("latin1");
+export function latin1(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+const REASONS: Record<number, string> = {
+  100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
+  301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+  400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+  411: "Length Required", 412: "Precondition Failed", 413: "Payload Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
+  422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+  500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
+};
+
+export function statusLine(status: number): string {
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`;
+}
