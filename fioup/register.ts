@@ -10,9 +10,11 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
-import "./_reflect-polyfill.ts";
 import { Value } from "@sinclair/typebox/value";
 import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
+import { fetchPinnedCa, InvalidTokenError } from "../lib/tls/pin.ts";
+import { loadX509 } from "../lib/x509/index.ts";
+import { toPem } from "../lib/x509/pem.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
 import { mergeToml } from "./config.ts";
 import { parseToml, stringifyToml, type TomlTable } from "./toml.ts";
@@ -50,24 +52,6 @@ export interface RegisterResult {
   sotaDir: string;
 }
 
-/** sha256 hex of the DER of the first certificate in a PEM text. */
-export function pemFingerprint(pem: string): string {
-  const cert = new X509Certificate(pem);
-  return new Bun.CryptoHasher("sha256").update(new Uint8Array(cert.raw)).digest("hex");
-}
-
-/** @peculiar/x509 (CSR generation) loads only after the Reflect polyfill is in place. */
-async function loadX509() {
-  const x509 = await import("@peculiar/x509");
-  x509.cryptoProvider.set(crypto);
-  return x509;
-}
-
-function pemOf(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
-}
-
 /** True when `<sotaDir>` holds a completed registration. */
 export function isRegistered(sotaDir: string): boolean {
   return existsSync(join(sotaDir, "sota.toml")) && existsSync(join(sotaDir, "client.pem"));
@@ -83,29 +67,14 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   if (!opts.force && isRegistered(opts.sotaDir)) throw new AlreadyRegisteredError(opts.sotaDir);
   const server = opts.server.replace(/\/+$/, "");
   if (!/^https:\/\//.test(server)) throw new RegistrationError(`Cannot register: --server must be an https:// URL, got ${opts.server}`);
-  const dot = opts.token.lastIndexOf(".");
-  const pin = opts.token.slice(dot + 1).toLowerCase();
-  if (dot <= 0 || !/^[0-9a-f]{64}$/.test(pin)) {
-    throw new RegistrationError("Cannot register: the token is not <secret>.<sha256 of the CA>");
-  }
-
-  // Fetch the CA without verification, then trust it only if it matches the pin.
+  // Fetch the CA without verification, then trust it only if it matches the token's pin.
   let caPem: string;
   try {
-    const res = await fetch(`${server}/ca.pem`, { tls: { rejectUnauthorized: false }, signal: AbortSignal.timeout(30_000) } as RequestInit);
-    if (!res.ok) throw new Error(`status ${res.status}`);
-    caPem = await res.text();
+    caPem = await fetchPinnedCa(server, opts.token, { timeoutMs: 30_000 });
   } catch (cause) {
-    throw new RegistrationError(`Cannot fetch ${server}/ca.pem: ${(cause as Error).message}`, { cause });
-  }
-  let fingerprint: string;
-  try {
-    fingerprint = pemFingerprint(caPem);
-  } catch (cause) {
-    throw new RegistrationError(`Cannot read ${server}/ca.pem: not a PEM certificate`, { cause });
-  }
-  if (fingerprint !== pin) {
-    throw new RegistrationError(`Cannot register: the gateway CA (sha256 ${fingerprint}) does not match the token's pin ${pin}`);
+    // The CLI prints the cause chain: "Cannot register: <what>: <why>".
+    if (cause instanceof InvalidTokenError) throw new RegistrationError("Cannot register: the token is not <secret>.<sha256 of the CA>");
+    throw new RegistrationError("Cannot register", { cause });
   }
   const caCert = new X509Certificate(caPem);
   // The factory CA's subject carries the factory as OU (gateway/pki/ca.ts).
@@ -180,7 +149,7 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
 
   mkdirSync(opts.sotaDir, { recursive: true, mode: 0o700 });
   const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
-  writeFileAtomic(join(opts.sotaDir, "pkey.pem"), pemOf("PRIVATE KEY", pkcs8), 0o600);
+  writeFileAtomic(join(opts.sotaDir, "pkey.pem"), toPem(pkcs8, "PRIVATE KEY"), 0o600);
   writeFileAtomic(join(opts.sotaDir, "client.pem"), reply.certificate);
   writeFileAtomic(join(opts.sotaDir, "root.crt"), caPem);
   // A new trust anchor: metadata trusted under an older root must not survive.

@@ -47,6 +47,7 @@ beforeAll(async () => {
       }
       if (url.pathname === "/sized") return new Response("0123456789", { headers: { "content-length": "10" } });
       if (url.pathname === "/fail") throw new Error("handler broke");
+      if (url.pathname === "/deny") return Response.json({ error: "no" }, { status: 401 });
       return new Response("not found", { status: 404 });
     },
   });
@@ -143,6 +144,15 @@ describe("HTTP/1.1 transport", () => {
     expect(await raw([`GET / HTTP/1.1\r\nX: ${"a".repeat(70_000)}\r\n\r\n`])).toMatch(/^HTTP\/1\.1 431 /);
     const res = await fetch(`${server.url}/fail`, { tls: { ca: caPem } } as RequestInit);
     expect(res.status).toBe(500);
+  });
+
+  test("an upload refused before its body is read is answered, and the connection closes", async () => {
+    const text = await raw(["POST /deny HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n", new Uint8Array(200_000)]);
+    expect(text).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);
+    expect(text).toMatch(/connection: close\r\n/);
+    // and the server still serves others
+    const res = await fetch(`${server.url}/sized`, { tls: { ca: caPem } } as RequestInit);
+    expect(await res.text()).toBe("0123456789");
   });
 
   test("the handler sees the verified client certificate, and nothing without one", async () => {

@@ -46,8 +46,8 @@ export interface Listening {
 
 /** Bodies up to this declared length are read whole before the handler runs (check-ins); larger ones stream. */
 const SMALL_BODY = 64 * 1024;
-/** Queued request-body bytes above which the socket stops reading. */
-const BODY_HIGH_WATER = 256 * 1024;
+/** Request-body bytes gathered for a busy handler above which the socket stops reading. */
+const BODY_HIGH_WATER = 1024 * 1024;
 const IDLE_SECONDS = 75;
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n");
@@ -69,10 +69,13 @@ interface Conn {
   /** Resolved when `out` is empty or the connection is gone. */
   flushed: (() => void)[];
   paused: boolean;
+  /** The last answer is out (or going): read and drop whatever else arrives, then close. */
+  ending: boolean;
   closed: boolean;
   /** Called when the connection goes away mid-request. */
   onClose?: () => void;
   peer?: PeerIdentity | null;
+  remoteAddr: string;
 }
 
 class ClientGoneError extends Error {
@@ -149,13 +152,21 @@ function httpDate(): string {
   return dateLine;
 }
 
+/** Closes the connection once what is queued is sent; anything still arriving is dropped. */
+function endConnection(c: Conn): void {
+  c.ending = true;
+  resume(c);
+  c.sock.timeout(10); // a client that never closes its side is cut off
+  void whenFlushed(c).then(() => c.sock.end());
+}
+
 /** A short error answer written by the transport itself, closing the connection. */
 function reject(c: Conn, status: number, message: string): void {
   const body = Buffer.from(JSON.stringify({ error: message }));
   send(c, Buffer.from(`${statusLine(status)}content-type: application/json\r\ncontent-length: ${body.byteLength}\r\nconnection: close\r\n${httpDate()}\r\n`, "latin1"));
   send(c, body);
-  c.busy = true; // read nothing more
-  void whenFlushed(c).then(() => c.sock.end());
+  c.busy = true;
+  endConnection(c);
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Buffer {
@@ -192,10 +203,9 @@ export function listen(opts: TransportOptions): Promise<Listening> {
       reject(c, e.status, e.message);
       return;
     }
-    const rest = buf.subarray(end + 4);
+    const rest = end + 4 < buf.byteLength ? Buffer.from(buf.subarray(end + 4)) : EMPTY;
     c.buf = undefined;
     c.busy = true;
-    c.sock.timeout(0);
     void handle(c, head, rest).catch((err) => {
       console.error("gateway: transport error:", err);
       c.sock.terminate();
@@ -225,37 +235,62 @@ export function listen(opts: TransportOptions): Promise<Listening> {
       // Check-in events, inventory: read in one go, far cheaper than a stream.
       const bytes = new Uint8Array(head.contentLength!);
       let off = 0;
-      const done = new Promise<Uint8Array>((resolve, fail) => {
+      const decoder = new BodyDecoder(head, (chunk) => {
+        bytes.set(chunk, off);
+        off += chunk.byteLength;
+      });
+      feedFirst(decoder);
+      if (decoder.done) return bytes; // usually it came with the head
+      return new Promise<Uint8Array>((resolve, fail) => {
         c.bodyDone = () => resolve(bytes);
         c.bodyFailed = fail;
       });
-      feedFirst(
-        new BodyDecoder(head, (chunk) => {
-          bytes.set(chunk, off);
-          off += chunk.byteLength;
-        }),
-      );
-      return done;
     }
+    // Bytes that arrive while the handler is busy (writing the last chunk to disk) are gathered
+    // and handed over as one chunk at its next read: few large writes instead of one per TLS
+    // record. Past BODY_HIGH_WATER the socket stops reading until the handler catches up.
     let ctrl!: ReadableStreamDefaultController<Uint8Array>;
     let cancelled = false;
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let waiting = false;
+    let ended = false;
+    const deliver = () => {
+      const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      waiting = false;
+      ctrl.enqueue(chunk);
+      if (ended) ctrl.close();
+      else resume(c);
+    };
     const stream = new ReadableStream<Uint8Array>(
       {
         start(k) {
           ctrl = k;
         },
         pull() {
-          resume(c);
+          if (pendingBytes) deliver();
+          else if (ended) ctrl.close();
+          else {
+            waiting = true;
+            resume(c);
+          }
         },
         cancel() {
           cancelled = true;
+          pending = [];
           resume(c); // keep reading (and dropping) so the connection can answer and close
         },
       },
-      { highWaterMark: BODY_HIGH_WATER, size: (chunk) => chunk?.byteLength ?? 0 },
+      { highWaterMark: 0 },
     );
     c.bodyDone = () => {
-      if (!cancelled) ctrl.close();
+      ended = true;
+      if (!cancelled && waiting) {
+        if (pendingBytes) deliver();
+        else ctrl.close();
+      }
     };
     c.bodyFailed = (err) => {
       if (!cancelled) ctrl.error(err);
@@ -263,27 +298,22 @@ export function listen(opts: TransportOptions): Promise<Listening> {
     feedFirst(
       new BodyDecoder(head, (chunk) => {
         if (cancelled) return;
-        ctrl.enqueue(chunk.slice());
-        if ((ctrl.desiredSize ?? 1) <= 0) pause(c);
+        pending.push(chunk.slice());
+        pendingBytes += chunk.byteLength;
+        if (waiting) deliver();
+        else if (pendingBytes >= BODY_HIGH_WATER) pause(c);
       }),
     );
     return stream;
   };
 
   const handle = async (c: Conn, head: RequestHead, rest: Uint8Array) => {
-    const remoteAddr = c.sock.remoteAddress;
-    const headers = new Headers(head.headers);
-    let peer = socketPeer(c);
-    if (!peer && opts.forwardedCerts && opts.trustedProxies?.has(remoteAddr)) {
-      const forwarded = headers.get(headerName);
-      if (forwarded !== null) peer = await opts.forwardedCerts.verify(forwarded);
-    }
     const method = head.method;
     const isHead = method === "HEAD";
     const bodyMethod = method !== "GET" && !isHead;
     let signal: AbortSignal | undefined;
     let finished = false;
-    if (bodyMethod) {
+    if (bodyMethod && (head.chunked || head.contentLength! > SMALL_BODY)) {
       // Uploads can be long: let handlers see a client that went away.
       const ac = new AbortController();
       c.onClose = () => {
@@ -291,24 +321,33 @@ export function listen(opts: TransportOptions): Promise<Listening> {
       };
       signal = ac.signal;
     }
+    let request: Request;
+    let peer = socketPeer(c);
+    const remoteAddr = c.remoteAddr;
+    try {
+      // Synchronously, before any await: the body's bytes must go to its decoder from the next read on.
+      const started = startBody(c, head, rest, bodyMethod);
+      if (!peer && opts.forwardedCerts && opts.trustedProxies?.has(remoteAddr)) {
+        const forwarded = head.headers.find(([k]) => k.toLowerCase() === headerName)?.[1];
+        if (forwarded !== undefined) peer = await opts.forwardedCerts.verify(forwarded);
+      }
+      const body = started instanceof Promise ? await started : started;
+      const url = head.target.charCodeAt(0) === 47 /* / */ ? `https://${head.host || opts.host}${head.target}` : head.target;
+      request = new Request(url, (bodyMethod ? { method, headers: head.headers, body, duplex: "half", ...(signal ? { signal } : {}) } : { method, headers: head.headers }) as RequestInit);
+    } catch (err) {
+      // A malformed body, or a target or header the Request constructor refuses; or the client left.
+      if (!c.closed) reject(c, err instanceof BadRequestError ? err.status : 400, `Bad request: ${(err as Error).message}`);
+      return;
+    }
     let response: Response;
     try {
-      const started = startBody(c, head, rest, bodyMethod);
-      const body = started instanceof Promise ? await started : started;
-      const url = head.target.startsWith("/") ? `https://${head.host || opts.host}${head.target}` : head.target;
-      const request = new Request(url, {
-        method,
-        headers,
-        ...(signal ? { signal, body, duplex: "half" } : {}),
-      } as RequestInit);
-      response = await opts.fetch(request, { ...(peer ? { peer } : {}), ...(remoteAddr ? { remoteAddr } : {}) });
+      const env: Bindings = {};
+      if (peer) env.peer = peer;
+      if (remoteAddr) env.remoteAddr = remoteAddr;
+      response = await opts.fetch(request, env);
     } catch (err) {
       if (c.closed) return;
-      if (err instanceof BadRequestError) {
-        reject(c, err.status, err.message);
-        return;
-      }
-      if (!(err instanceof TypeError && /URL/i.test(String(err)))) console.error("gateway: unhandled error:", err);
+      console.error("gateway: unhandled error:", err);
       response = Response.json({ error: "Internal error" }, { status: 500 });
     }
     const keepAlive = await writeResponse(c, response, head, isHead);
@@ -316,14 +355,13 @@ export function listen(opts: TransportOptions): Promise<Listening> {
     c.onClose = undefined;
     if (c.closed) return;
     if (!keepAlive) {
-      await whenFlushed(c);
-      c.sock.end();
+      endConnection(c);
       return;
     }
     c.busy = false;
     c.body = c.bodyDone = c.bodyFailed = undefined;
     resume(c);
-    c.sock.timeout(IDLE_SECONDS);
+    c.sock.timeout(IDLE_SECONDS); // Bun's socket timeout is not reset by traffic: re-arm it as the connection goes idle
     next(c);
   };
 
@@ -402,14 +440,14 @@ export function listen(opts: TransportOptions): Promise<Listening> {
         tls: { cert: opts.cert, key: opts.key, ca: opts.clientCa, requestCert: true, rejectUnauthorized: false },
         socket: {
           open(sock) {
-            const c: Conn = { sock, busy: false, out: [], flushed: [], paused: false, closed: false };
+            const c: Conn = { sock, busy: false, out: [], flushed: [], paused: false, ending: false, closed: false, remoteAddr: sock.remoteAddress };
             sock.data = c;
             conns.add(c);
             sock.timeout(IDLE_SECONDS);
           },
           data(sock, data) {
             const c = sock.data;
-            if (!c || c.closed) return;
+            if (!c || c.closed || c.ending) return;
             let rest: Uint8Array | undefined = data;
             if (c.body && !c.body.done) {
               try {
@@ -422,6 +460,13 @@ export function listen(opts: TransportOptions): Promise<Listening> {
               if (c.body.done) c.bodyDone?.();
               if (!rest?.byteLength) return;
             }
+            if (!c.busy && !c.buf) {
+              // The usual case: a whole request head in one read; parse it in place.
+              c.buf = rest as Buffer;
+              next(c);
+              if (c.buf && !c.busy) c.buf = Buffer.from(c.buf); // an incomplete head waits for more, in its own copy
+              return;
+            }
             c.buf = c.buf ? concat(c.buf, rest) : Buffer.from(rest);
             if (!c.busy) next(c);
             else if (c.buf.byteLength > MAX_HEAD_BYTES) pause(c); // pipelined requests wait their turn
@@ -430,8 +475,12 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             if (sock.data) flush(sock.data);
           },
           timeout(sock) {
+            // Idle keep-alive connections close; one with a request in progress (a long upload
+            // or download) is left alone.
             const c = sock.data;
-            if (c && !c.busy) sock.end();
+            if (!c || c.ending) sock.terminate();
+            else if (!c.busy) sock.end();
+            else sock.timeout(IDLE_SECONDS);
           },
           close(sock) {
             const c = sock.data;

@@ -1,9 +1,11 @@
 /**
  * Check-in benchmark: simulated devices (each its own client certificate)
  * poll timestamp.json and post an event against `gateway serve` (sqlite,
- * database seeded with many devices) and against a bare Bun.serve mTLS
- * hello-world, kept alive and with a new TLS connection per request. Server,
- * load generator and this driver are separate processes.
+ * database seeded with many devices), kept alive and with a new TLS
+ * connection per request. Same load, same run, against three "hello" servers
+ * that show where the time goes: the gateway's own transport (gateway/server.ts)
+ * with a trivial handler, the previous node:tls + node:http transport, and a bare
+ * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
  * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll]
  * (with --db, an empty database: the gateway is bound to this run's CA).
@@ -113,6 +115,9 @@ try {
   const transportProc = Bun.spawn([bun, join(here, "hello-transport.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
   children.push(transportProc);
   const transportUrl = await waitLine(transportProc, /hello listening on (https:\/\/\S+)/);
+  const nodeHttpProc = Bun.spawn([bun, join(here, "hello-node-http.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
+  children.push(nodeHttpProc);
+  const nodeHttpUrl = await waitLine(nodeHttpProc, /hello listening on (https:\/\/\S+)/);
 
   // 3. Load, one run at a time.
   async function load(url: string, mode: "keepalive" | "newconn" | "poll") {
@@ -125,23 +130,27 @@ try {
   }
   const rows: string[] = [];
   log(`gateway ${gwUrl}, hello ${helloUrl}; ${CLIENTS} clients, ${SECONDS} s per run`);
+  const servers = [
+    ["gateway", gwUrl],
+    ["transport hello", transportUrl],
+    ["node:http hello", nodeHttpUrl],
+    ["Bun.serve hello", helloUrl],
+  ] as const;
+  const fmt = (r: { rps: number; p50: number; p99: number; errors: number }) =>
+    `${r.rps.toFixed(0).padStart(6)} req/s p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms${r.errors ? ` (${r.errors} errors)` : ""}`;
   for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll")[]) {
-    await load(gwUrl, mode).catch(() => undefined); // warm-up (JIT, caches), short
-    const ours = await load(gwUrl, mode);
-    const base = await load(helloUrl, mode);
-    await load(transportUrl, mode).catch(() => undefined);
-    const bareTransport = await load(transportUrl, mode);
-    const line =
-      `${mode.padEnd(9)}  gateway ${ours.rps.toFixed(0).padStart(6)} req/s p50 ${ours.p50.toFixed(2)} ms p99 ${ours.p99.toFixed(2)} ms (errors ${ours.errors})` +
-      ` | bare Bun.serve ${base.rps.toFixed(0).padStart(6)} req/s p50 ${base.p50.toFixed(2)} ms p99 ${base.p99.toFixed(2)} ms` +
-      ` | ratio ${(ours.rps / base.rps).toFixed(2)}x throughput, ${(ours.p99 / base.p99).toFixed(2)}x p99` +
-      ` | gateway transport alone (hello) ${bareTransport.rps.toFixed(0).padStart(6)} req/s p99 ${bareTransport.p99.toFixed(2)} ms (${(bareTransport.rps / base.rps).toFixed(2)}x)`;
-    rows.push(line);
-    log(line);
+    const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
+    for (const [name, url] of servers) {
+      await load(url, mode).catch(() => undefined); // warm-up (JIT, caches)
+      results[name] = await load(url, mode);
+      log(`${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(results[name]!)}`);
+    }
+    const bare = results["Bun.serve hello"]!.rps;
+    for (const [name] of servers) rows.push(`${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(results[name]!)}  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve`);
   }
   console.log(
     `devices in DB: ${seededCount}; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
-      `newconn = a new TLS connection per request; poll = the GET alone, kept alive`,
+      `newconn = a new TLS connection per request; poll = the GET alone, kept alive; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
   for (const r of rows) console.log(r);
 } finally {

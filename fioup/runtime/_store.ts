@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { BlobStore } from "../../lib/oci/blob-store.ts";
 import { digestBytes, tryParseDigest } from "../../lib/oci/digest.ts";
 
 /** A blob the runtime needs is not in the store (fetch did not bring it, or it was pruned). */
@@ -29,9 +29,7 @@ export class CorruptBlobError extends Error {
 
 /** Path of a blob in the store. @throws {SyntaxError} for a malformed digest. */
 export function blobPath(storeRoot: string, digest: string): string {
-  const d = tryParseDigest(digest);
-  if (!d) throw new SyntaxError(`Invalid digest "${String(digest).slice(0, 200)}"`);
-  return join(storeRoot, "blobs", d.algorithm, d.hex);
+  return new BlobStore(storeRoot).path(digest);
 }
 
 /** Reads a small blob (≤ `maxBytes`), verifying its digest. @throws {BlobNotInStoreError | CorruptBlobError} */

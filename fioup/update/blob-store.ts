@@ -22,8 +22,7 @@ export class DeviceBlobStore {
   }
 
   path(digest: string): string {
-    const d = parseDigest(digest);
-    return join(this.root, "blobs", d.algorithm, d.hex);
+    return this.lib.path(digest);
   }
 
   ingestPath(digest: string): string {

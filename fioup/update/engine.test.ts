@@ -21,6 +21,7 @@ import { InstallFailedError } from "./install-step.ts";
 import { plans } from "./plans.ts";
 import { StartFailedError } from "./start-step.ts";
 import { InvalidStateError } from "./states.ts";
+import { NoSpaceError } from "./space.ts";
 import { runSteps } from "./step.ts";
 import type { StartResult } from "../runtime/index.ts";
 
@@ -168,6 +169,15 @@ describe("update engine", () => {
       "EcuInstallationCompleted",
     ]);
     expect(new Set(ctx.db.peekEvents(1000).map((e) => e.event.event.correlationId))).toEqual(new Set([u.id]));
+  });
+
+  test("a no-space refusal fails the update with the download events still in SPEC order", async () => {
+    const uri = await storeApp(store, "app", "big");
+    rmSync(store.path(digestBytes(enc("big"))));
+    ctx.cfg = { ...ctx.cfg, storageWatermark: 1 };
+    await expect(updateTo(target("1", { app: uri }))).rejects.toThrow(NoSpaceError);
+    expect(ctx.db.lastUpdate()!.state).toBe("failed");
+    expect(eventTypes()).toEqual(["MetadataUpdateCompleted", "UpdateInitStarted", "UpdateInitCompleted", "EcuDownloadStarted", "EcuDownloadCompleted:fail"]);
   });
 
   test("a run killed during install resumes on the next run without repeating finished steps", async () => {

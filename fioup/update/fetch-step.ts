@@ -35,9 +35,11 @@ export const fetchStep: Step = {
     const fail = (cause: unknown) => {
       u = currentUpdate(ctx);
       const msg = cause instanceof Error ? `${cause.message}${cause.cause instanceof Error ? `: ${cause.cause.message}` : ""}` : String(cause);
+      // SPEC §3 order: a refusal before the first byte still opens the download it closes.
+      const started = u.state === "initialized" ? [eventFor(u, "EcuDownloadStarted")] : [];
       ctx.db.setState(u.id, "failed", {
         error: msg,
-        events: [eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
+        events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
       });
     };
     // Space first: refuse before the first byte.

@@ -19,7 +19,9 @@ import {
   MAX_APP_MANIFEST_BYTES,
   MAX_COMPOSE_FILE_BYTES,
 } from "../../lib/compose/app-format.ts";
+import { NoMatchingPlatformError, selectPlatformManifest } from "../../lib/oci/image.ts";
 import { parseManifest, type Descriptor } from "../../lib/oci/manifest.ts";
+import { hostPlatform, type Platform } from "../../lib/oci/platform.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
@@ -51,13 +53,8 @@ export class AppResolveError extends Error {
 export interface ResolveOptions {
   registry(host: string): RegistryClient;
   store: DeviceBlobStore;
-  platform?: { os: string; architecture: string; variant?: string };
+  platform?: Platform;
   signal?: AbortSignal;
-}
-
-export function devicePlatform(): { os: string; architecture: string; variant?: string } {
-  const arch = process.arch === "x64" ? "amd64" : process.arch === "arm64" ? "arm64" : process.arch === "arm" ? "arm" : process.arch;
-  return { os: "linux", architecture: arch };
 }
 
 /** Fetches (or reads from the store) a manifest by digest, verified. */
@@ -108,7 +105,7 @@ async function composeFromBundle(path: string): Promise<{ name: string; text: st
  * @throws {RegistryError | DigestMismatchError} The registry refused or served other bytes.
  */
 export async function resolveApps(apps: { name: string; uri: string }[], o: ResolveOptions): Promise<UpdatePlan> {
-  const platform = o.platform ?? devicePlatform();
+  const platform = o.platform ?? hostPlatform();
   const blobs = new Map<string, PlanBlob>();
   const add = (b: PlanBlob) => {
     if (!blobs.has(b.digest)) blobs.set(b.digest, b);
@@ -169,8 +166,13 @@ export async function resolveApps(apps: { name: string; uri: string }[], o: Reso
       let p = parseManifest(top.bytes);
       if (p.kind === "index") {
         add({ digest: iref.digest, size: top.bytes.byteLength, kind: "index", mediaType: p.mediaType, registry: r, repo: rp });
-        const pick = pickPlatform(p.index.manifests, platform);
-        if (!pick) return fail(`image ${svc.image} has no manifest for ${platform.os}/${platform.architecture}`);
+        let pick: Descriptor;
+        try {
+          pick = selectPlatformManifest(p.index, platform);
+        } catch (e) {
+          if (e instanceof NoMatchingPlatformError) return fail(`image ${svc.image}: ${e.message}`);
+          throw e;
+        }
         top = await manifestBytes(o, r, rp, pick.digest, 4 << 20);
         resolveBytes += top.fetched;
         p = parseManifest(top.bytes);
@@ -186,11 +188,6 @@ export async function resolveApps(apps: { name: string; uri: string }[], o: Reso
     out.push({ name: app.name, uri: app.uri, images });
   }
   return { apps: out, blobs: [...blobs.values()], resolveBytes };
-}
-
-function pickPlatform(ms: Descriptor[], want: { os: string; architecture: string; variant?: string }): Descriptor | undefined {
-  const fits = ms.filter((m) => m.platform?.os === want.os && m.platform?.architecture === want.architecture);
-  return fits.find((m) => !want.variant || m.platform?.variant === want.variant) ?? fits[0];
 }
 
 /** A rough unpacked size of a layer in the engine (gzip/zstd layers expand about 2.5×). */

@@ -24,6 +24,7 @@ export class NoSpaceError extends Error {
   }
 }
 
+/** `1.5 KiB (1559 bytes)`, or `96 B` below a KiB. */
 export function fmtBytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let v = n;
@@ -32,7 +33,8 @@ export function fmtBytes(n: number): string {
     v /= 1024;
     i++;
   }
-  return `${i ? v.toFixed(1) : v} ${units[i]} (${n} bytes)`;
+  // The exact count only where the unit rounds it.
+  return i ? `${v.toFixed(1)} ${units[i]} (${n} bytes)` : `${n} B`;
 }
 
 export interface SpaceCheck {

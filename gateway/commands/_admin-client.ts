@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { UsageError, type FlagSpec } from "../../lib/cli/command.ts";
 import { readAdminToken, readServeInfo } from "../data-dir.ts";
 import { sha256Hex } from "../pki/ca.ts";
-import { fromPem } from "../pki/keys.ts";
+import { fromPem } from "../../lib/x509/pem.ts";
 
 /** The --help text every admin command shares. */
 export const ADMIN_HELP =

@@ -4,23 +4,13 @@
  *
  * @module
  */
+import { fromPem, toPem } from "../../lib/x509/pem.ts";
 
 export const EC_ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
 export const SIGN_ALG = { name: "ECDSA", hash: "SHA-256" } as const;
 
 export function generateKeyPair(): Promise<CryptoKeyPair> {
   return crypto.subtle.generateKey(EC_ALG, true, ["sign", "verify"]) as Promise<CryptoKeyPair>;
-}
-
-export function toPem(der: ArrayBuffer | Uint8Array, label: string): string {
-  const b64 = Buffer.from(der instanceof Uint8Array ? der : new Uint8Array(der)).toString("base64");
-  return `-----BEGIN ${label}-----\n${b64.match(/.{1,64}/g)!.join("\n")}\n-----END ${label}-----\n`;
-}
-
-export function fromPem(pem: string, label: string): Uint8Array {
-  const m = pem.match(new RegExp(`-----BEGIN ${label}-----([\\s\\S]+?)-----END ${label}-----`));
-  if (!m) throw new Error(`Cannot read PEM: no ${label} block`);
-  return new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
 }
 
 /** PKCS#8 PEM ("PRIVATE KEY"), which node:tls accepts as `key`. */

@@ -1,13 +1,7 @@
 /**
- * The one way gateway code loads @peculiar/x509. Bun evaluates the package's
- * CommonJS build while linking, before any ES module body runs, so a static
- * import would load tsyringe before the Reflect polyfill exists; a dynamic
- * import after the polyfill does not. Import types with
- * `import type * as X from "@peculiar/x509"` (erased at run time).
+ * Gateway PKI's handle on @peculiar/x509: the shared loader in lib/x509
+ * (kept so existing `./x509.ts` importers need no change).
  *
  * @module
  */
-import "./reflect-polyfill.ts";
-
-export const x509: typeof import("@peculiar/x509") = await import("@peculiar/x509");
-x509.cryptoProvider.set(globalThis.crypto);
+export { x509 } from "../../lib/x509/eager.ts";

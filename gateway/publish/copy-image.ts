@@ -3,14 +3,16 @@
  * only one registry: the manifest bytes are copied unchanged (so the pinned
  * digest is the source's), with every blob they reference. With a platform,
  * an index is narrowed to that platform's manifest, which is what gets pinned.
+ * Blobs the destination already has are not downloaded.
  *
  * @module
  */
 import { selectPlatformManifest } from "../../lib/oci/image.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
 import type { Platform } from "../../lib/oci/platform.ts";
+import { registrySource } from "../../lib/oci/push.ts";
 import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
-import { ensureBlob, ensureManifest, type Destination } from "./transfer.ts";
+import { ensureBlobs, ensureManifest, stagingStore, type Destination } from "./transfer.ts";
 
 /**
  * Copies `srcRepo@ref` from `src` into `dstRepo` of the destination; returns the manifest pinned.
@@ -35,11 +37,10 @@ export async function copyImage(
     }
     for (const child of parsed.index.manifests) await copyImage(src, srcRepo, child.digest, dst, dstRepo, {});
   } else {
-    const blobs = [parsed.manifest.config, ...parsed.manifest.layers];
-    for (const b of blobs) {
-      if (b.urls?.length) continue; // foreign layers stay where their URLs say
-      await ensureBlob(dst, dstRepo, b, { client: src, repo: srcRepo });
-    }
+    const sameRegistry = src.registry === dst.client.registry && src.baseUrl === dst.client.baseUrl;
+    // Foreign layers stay where their URLs say.
+    const blobs = [parsed.manifest.config, ...parsed.manifest.layers].filter((b) => !b.urls?.length);
+    await ensureBlobs(dst, dstRepo, blobs, registrySource(src, srcRepo, stagingStore(dst)), sameRegistry ? { mountFrom: [srcRepo] } : {});
   }
   await ensureManifest(dst, dstRepo, m);
   return { ...m, mediaType: parsed.mediaType };

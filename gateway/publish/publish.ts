@@ -18,6 +18,7 @@ import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } 
 import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
 import { parseCompose, type ComposeFile, type ComposeService } from "../../lib/compose/compose-file.ts";
 import { pinCompose } from "../../lib/compose/pin.ts";
+import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { parseReference, type Reference } from "../../lib/oci/reference.ts";
@@ -28,11 +29,10 @@ import { copyImage } from "./copy-image.ts";
 import { dockerCredentials } from "./credentials.ts";
 import { discover, type AppDir, type BuildDir } from "./discover.ts";
 import { dockerBuild, dockerSave } from "./docker.ts";
-import { readDockerSave } from "./docker-save-image.ts";
 import { tagsForRef } from "./factory-config.ts";
 import { gitInfo } from "./git.ts";
 import { defaultHwid, makeTargets, nextVersion } from "./targets.ts";
-import { ensureBlob, ensureManifest, PushStats, type Destination } from "./transfer.ts";
+import { ensureBlobs, ensureManifest, localSource, PushStats, type Destination } from "./transfer.ts";
 
 export class PublishError extends Error {
   override name = "PublishError";
@@ -286,11 +286,15 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       await dockerBuild(b.dir, localTag, { env, ...(opts.platform ? { platform: opts.platform } : {}) });
       const tarPath = join(tmp, `${b.name}.tar`);
       await dockerSave(localTag, tarPath, { env });
-      const img = await readDockerSave(tarPath, join(tmp, `${b.name}-image`));
-      for (const blob of [img.config, ...img.layers]) await ensureBlob(dst, repo, blob, { path: blob.path });
-      await ensureManifest(dst, repo, { bytes: img.manifest, mediaType: img.mediaType, digest: img.manifestDigest }, imageTag);
-      const pinned = `${registryHost}/${repo}@${img.manifestDigest}`;
-      log(`image ${b.name}: ${dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${imageTag} (${img.manifestDigest})`);
+      const img = await readDockerArchiveImage(tarPath, { tmpDir: tmp });
+      try {
+        await ensureBlobs(dst, repo, [img.manifest.config, ...img.manifest.layers], img.source);
+        await ensureManifest(dst, repo, { bytes: img.manifestBytes, mediaType: img.manifest.mediaType!, digest: img.digest }, imageTag);
+      } finally {
+        await img.close();
+      }
+      const pinned = `${registryHost}/${repo}@${img.digest}`;
+      log(`image ${b.name}: ${dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${imageTag} (${img.digest})`);
       built.set(b.name, pinned);
       images.push({ name: b.name, source: "build", from: `${b.name}/Dockerfile`, pinned });
     }
@@ -307,9 +311,12 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };
       const manifest = appManifest({ digest: bundle.digest, size: bundle.size }, index);
       const repo = `${factory}/${app.name}`;
-      await ensureBlob(dst, repo, { digest: bundle.digest, size: bundle.size }, { path: bundle.path });
-      await ensureBlob(dst, repo, index, bundle.indexBytes);
-      await ensureBlob(dst, repo, EMPTY_CONFIG_DESCRIPTOR, EMPTY_CONFIG_BYTES);
+      await ensureBlobs(
+        dst,
+        repo,
+        [{ mediaType: "application/octet-stream", digest: bundle.digest, size: bundle.size }, { mediaType: "application/json", ...index }, EMPTY_CONFIG_DESCRIPTOR],
+        localSource(new Map<string, Uint8Array | { path: string }>([[bundle.digest, { path: bundle.path }], [index.digest, bundle.indexBytes], [EMPTY_CONFIG_DESCRIPTOR.digest, EMPTY_CONFIG_BYTES]])),
+      );
       // The app and its built image may share a repository (<factory>/<app>): the app's tag says it is the app.
       await ensureManifest(dst, repo, { bytes: manifest.bytes, mediaType: APP_MANIFEST_MEDIA_TYPE, digest: manifest.digest }, `${APP_TAG_PREFIX}${imageTag}`);
       const uri = `${registryHost}/${repo}@${manifest.digest}`;

@@ -1,15 +1,17 @@
 /**
  * Moving blobs and manifests into the factory registry without sending what
- * is already there: every blob is checked with HEAD first (so re-publishing
- * the same commit pushes 0 bytes), mounted when it lives in the same
- * registry, otherwise streamed through a temp file and verified. Counts the
- * bytes it actually pushed, for the report.
+ * is already there: blobs go through lib/oci's pushBlobs (HEAD first, so
+ * re-publishing the same commit pushes 0 bytes; mounted when they live in the
+ * same registry; otherwise uploaded), manifests are put only when the
+ * registry does not already hold those bytes under that tag. A dry run writes
+ * nothing. Counts what it actually pushed, for the report.
  *
  * @module
  */
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { digestFile, DigestMismatchError } from "../../lib/oci/digest.ts";
+import { BlobStore } from "../../lib/oci/blob-store.ts";
+import type { Descriptor } from "../../lib/oci/manifest.ts";
+import { pushBlobs, type BlobSource } from "../../lib/oci/push.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
 
 /** Running totals of what a publish sent. */
@@ -27,52 +29,47 @@ export interface Destination {
   stats: PushStats;
   /** When true nothing is written to the registry. */
   dryRun: boolean;
-  /** For temp files of streamed blobs. */
+  /** For blobs staged while copying from another registry. */
   tmpDir: string;
 }
 
-let tmpSeq = 0;
+const staging = new WeakMap<Destination, BlobStore>();
+
+/** The store (under `dst.tmpDir`) through which blobs copied from another registry pass, verified. */
+export function stagingStore(dst: Destination): BlobStore {
+  let s = staging.get(dst);
+  if (!s) staging.set(dst, (s = new BlobStore(join(dst.tmpDir, "staging"))));
+  return s;
+}
+
+/** A {@link BlobSource} over content at hand: bytes in memory or files on disk, by digest. */
+export function localSource(contents: Map<string, Uint8Array | { path: string }>): BlobSource {
+  const get = (digest: string) => {
+    const c = contents.get(digest);
+    if (!c) throw new Error(`Cannot push blob ${digest}: not among the files publish prepared`);
+    return c;
+  };
+  return {
+    bytes: async (digest) => {
+      const c = get(digest);
+      return c instanceof Uint8Array ? c : new Uint8Array(await Bun.file(c.path).arrayBuffer());
+    },
+    content: async (desc) => get(desc.digest),
+  };
+}
 
 /**
- * Makes sure `repo` in the destination has blob `digest`, pushing it from
- * `source` (bytes, a file, or a registry repository) only if it is missing.
+ * Makes sure `repo` in the destination has every blob of `blobs`, taking the
+ * missing ones from `source` (or mounting them from `mountFrom` repositories
+ * of the same registry).
  */
-export async function ensureBlob(
-  dst: Destination,
-  repo: string,
-  blob: { digest: string; size: number },
-  source: Uint8Array | { path: string } | { client: RegistryClient; repo: string },
-): Promise<void> {
+export async function ensureBlobs(dst: Destination, repo: string, blobs: Descriptor[], source: BlobSource, opts: { mountFrom?: string[] } = {}): Promise<void> {
   if (dst.dryRun) return;
-  if ((await dst.client.blobExists(repo, blob.digest)) !== undefined) {
-    dst.stats.blobsPresent++;
-    return;
-  }
-  if ("client" in source && source.client.registry === dst.client.registry && source.client.baseUrl === dst.client.baseUrl) {
-    if (await dst.client.mountBlob(repo, blob.digest, source.repo)) {
-      dst.stats.blobsMounted++;
-      return;
-    }
-  }
-  if ("client" in source) {
-    const tmp = join(dst.tmpDir, `blob-${process.pid}-${++tmpSeq}`);
-    try {
-      const res = await source.client.fetchBlob(source.repo, blob.digest);
-      await Bun.write(tmp, res);
-      const got = await digestFile(tmp);
-      if (got.digest !== blob.digest) {
-        throw new DigestMismatchError(`Cannot copy blob ${blob.digest} from ${source.client.registry}/${source.repo}`, blob.digest, got.digest);
-      }
-      await dst.client.pushBlob(repo, { path: tmp }, { digest: blob.digest, size: got.size });
-      dst.stats.bytesPushed += got.size;
-    } finally {
-      await rm(tmp, { force: true });
-    }
-  } else {
-    await dst.client.pushBlob(repo, source, { digest: blob.digest, size: blob.size });
-    dst.stats.bytesPushed += blob.size;
-  }
-  dst.stats.blobsPushed++;
+  const r = await pushBlobs(dst.client, repo, blobs, source, opts);
+  dst.stats.bytesPushed += r.uploadedBytes;
+  dst.stats.blobsPushed += r.uploaded;
+  dst.stats.blobsMounted += r.mounted;
+  dst.stats.blobsPresent += r.skipped;
 }
 
 /**

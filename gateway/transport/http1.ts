@@ -62,8 +62,7 @@ export function parseHead(text: string): RequestHead {
     const line = lines[i]!;
     const colon = line.indexOf(":");
     if (colon <= 0) throw new BadRequestError(`Bad header line: "${line.slice(0, 100)}"`);
-    const name = line.slice(0, colon);
-    if (!TOKEN.test(name)) throw new BadRequestError(`Bad header name: "${name.slice(0, 100)}"`);
+    const name = line.slice(0, colon); // the Request constructor validates names and values
     const value = line.slice(colon + 1).trim();
     headers.push([name, value]);
     switch (name.length) {
@@ -94,8 +93,7 @@ export function parseHead(text: string): RequestHead {
     }
   }
   if (chunked) contentLength = undefined; // RFC 9112 §6.3: chunked wins (and the length is not to be trusted)
-  const tokens = connection.split(",").map((s) => s.trim());
-  const keepAlive = minor === 1 ? !tokens.includes("close") : tokens.includes("keep-alive");
+  const keepAlive = minor === 1 ? !connection.includes("close") : connection.includes("keep-alive");
   return { method, target, minor, headers, ...(host !== undefined ? { host } : {}), ...(contentLength !== undefined ? { contentLength } : {}), chunked, keepAlive, expectContinue };
 }
 

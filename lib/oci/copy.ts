@@ -6,10 +6,11 @@
  *
  * @module
  */
-import { pullImage, forEachLimit, type PullImageOptions } from "./image.ts";
+import type { BlobStore } from "./blob-store.ts";
+import { pullImage, forEachLimit, selectPlatformManifest, type PullImageOptions } from "./image.ts";
 import { parseManifest, type Descriptor } from "./manifest.ts";
 import { OciLayout } from "./oci-layout.ts";
-import { pushManifest, storeSource, type PushOptions, type PushResult } from "./push.ts";
+import { pushManifest, registrySource, storeSource, type PushOptions, type PushResult } from "./push.ts";
 import type { RegistryClient } from "./registry-client.ts";
 
 /** Options of {@link copyRegistryToLayout}. */
@@ -72,29 +73,30 @@ export async function copyLayoutToRegistry(dir: string, client: RegistryClient, 
 }
 
 /**
- * Copies an image from one registry (or repository) to another through a store, e.g. to
- * mirror a public base image into the factory registry.
+ * Copies an image from one registry (or repository) to another, e.g. to mirror a public base
+ * image into the factory registry. Manifest bytes are copied unchanged (the digest stays the
+ * source's); only blobs the destination lacks are downloaded, verified, into `staging` and
+ * uploaded. With `platform`, an index is narrowed to that platform's manifest.
+ *
+ * @returns The push result and the bytes downloaded from the source.
+ * @throws {NoMatchingPlatformError | RegistryError | DigestMismatchError}
  */
 export async function copyRegistryToRegistry(
   from: { client: RegistryClient; repo: string; ref: string },
   to: { client: RegistryClient; repo: string; ref: string },
-  store: import("./blob-store.ts").BlobStore,
+  staging: BlobStore,
   opts: PushOptions & { platform?: PullImageOptions["platform"] } = {},
 ): Promise<PushResult & { fetched: number }> {
-  let fetched = 0;
-  let manifestDigest: string;
+  let top = await from.client.getManifest(from.repo, from.ref, { signal: opts.signal });
+  let fetched = top.bytes.byteLength;
   if (opts.platform) {
-    const img = await pullImage(from.client, from.repo, from.ref, store, { platform: opts.platform, signal: opts.signal });
-    fetched = img.fetched;
-    manifestDigest = img.manifestDigest;
-  } else {
-    const top = await from.client.getManifest(from.repo, from.ref, { signal: opts.signal });
     const parsed = parseManifest(top.bytes, top.mediaType);
-    for (const d of parsed.kind === "index" ? parsed.index.manifests.map((m) => m.digest) : [top.digest]) {
-      fetched += (await pullImage(from.client, from.repo, d, store, { signal: opts.signal })).fetched;
+    if (parsed.kind === "index") {
+      top = await from.client.getManifest(from.repo, selectPlatformManifest(parsed.index, opts.platform).digest, { signal: opts.signal });
+      fetched += top.bytes.byteLength;
     }
-    manifestDigest = await store.writeBytes(top.bytes, top.digest);
   }
-  const r = await pushManifest(to.client, to.repo, to.ref, await store.read(manifestDigest), storeSource(store), opts);
+  const source = registrySource(from.client, from.repo, staging, { signal: opts.signal, onFetched: (n) => (fetched += n) });
+  const r = await pushManifest(to.client, to.repo, to.ref, top.bytes, source, opts);
   return { ...r, fetched };
 }

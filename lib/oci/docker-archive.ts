@@ -96,38 +96,48 @@ export async function openDockerArchive(path: string, opts: { tmpDir?: string } 
   }
 }
 
-/** Options of {@link pushDockerArchive}. */
-export interface PushDockerArchiveOptions extends PushOptions {
+/** Options of {@link readDockerArchiveImage}. */
+export interface ReadDockerArchiveOptions {
   /** Which image of a multi-image archive (by one of its RepoTags); default the first. */
   repoTag?: string;
-  /** Gzip uncompressed layers before pushing (default "gzip": smaller downloads for devices). */
+  /** Gzip uncompressed layers (default "gzip": smaller downloads for devices). */
   compress?: "gzip" | "none";
   /** Where compressed layers are staged (default the OS temp dir). */
   tmpDir?: string;
 }
 
+/** One image of a `docker save` tarball as registry content, staged on disk until `close()`. */
+export interface DockerArchiveImageContent {
+  /** The OCI image manifest and its bytes and digest (the digest to pin). */
+  manifest: ImageManifest;
+  manifestBytes: Uint8Array;
+  digest: string;
+  /** The config digest: the image ID `docker` reports. */
+  configDigest: string;
+  /** The config and layers, for {@link pushBlobs} / {@link pushManifest}. */
+  source: BlobSource;
+  /** Removes the staged layers and any temp copy of the archive. */
+  close(): Promise<void>;
+}
+
 /**
- * Pushes the image in a `docker save` tarball to `repo:ref` as an OCI manifest. The config is
- * pushed byte-exact, so the image ID `docker` reports stays the config digest. Uncompressed
- * layers are checked against the config's diff_ids while they are read.
+ * Turns the image in a `docker save` tarball into OCI registry content without pushing it:
+ * the config byte-exact (so the image ID `docker` reports stays the config digest),
+ * uncompressed layers gzipped with fixed settings (the same image always gives the same
+ * digests) and checked against the config's diff_ids while they are read, and an OCI
+ * manifest. Call `close()` when done.
  *
- * @example
- * ```ts
- * const r = await pushDockerArchive(client, "main/app", "1a2b3c4", "/tmp/app.tar");
- * r.digest; // the manifest digest to pin
- * ```
- * @throws {DockerArchiveError | RegistryError}
+ * @throws {DockerArchiveError}
  */
-export async function pushDockerArchive(
-  client: RegistryClient,
-  repo: string,
-  ref: string,
-  tarPath: string,
-  opts: PushDockerArchiveOptions = {},
-): Promise<PushResult & { configDigest: string; manifest: ImageManifest; manifestBytes: Uint8Array }> {
+export async function readDockerArchiveImage(tarPath: string, opts: ReadDockerArchiveOptions = {}): Promise<DockerArchiveImageContent> {
   const archive = await openDockerArchive(tarPath, { tmpDir: opts.tmpDir });
-  const staging = await mkdtemp(join(opts.tmpDir ?? tmpdir(), "docker-push-"));
+  let staging: string | undefined;
+  const close = async () => {
+    if (staging) await rm(staging, { recursive: true, force: true });
+    await archive.close();
+  };
   try {
+    staging = await mkdtemp(join(opts.tmpDir ?? tmpdir(), "docker-push-"));
     const img = opts.repoTag === undefined ? archive.images[0]! : archive.images.find((i) => i.RepoTags?.includes(opts.repoTag!));
     if (!img) throw new DockerArchiveError(`Cannot find image "${opts.repoTag}" in ${tarPath}: it holds ${archive.images.flatMap((i) => i.RepoTags ?? []).join(", ") || "untagged images"}`);
     const configBytes = new Uint8Array(await archive.file(img.Config).arrayBuffer());
@@ -201,11 +211,40 @@ export async function pushDockerArchive(
         return c;
       },
     };
-    const result = await pushManifest(client, repo, ref, manifestBytes, source, opts);
-    return { ...result, configDigest, manifest, manifestBytes };
+    return { manifest, manifestBytes, digest: sha256(manifestBytes), configDigest, source, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Options of {@link pushDockerArchive}. */
+export interface PushDockerArchiveOptions extends PushOptions, ReadDockerArchiveOptions {}
+
+/**
+ * Pushes the image in a `docker save` tarball to `repo:ref` as an OCI manifest
+ * ({@link readDockerArchiveImage} then {@link pushManifest}).
+ *
+ * @example
+ * ```ts
+ * const r = await pushDockerArchive(client, "main/app", "1a2b3c4", "/tmp/app.tar");
+ * r.digest; // the manifest digest to pin
+ * ```
+ * @throws {DockerArchiveError | RegistryError}
+ */
+export async function pushDockerArchive(
+  client: RegistryClient,
+  repo: string,
+  ref: string,
+  tarPath: string,
+  opts: PushDockerArchiveOptions = {},
+): Promise<PushResult & { configDigest: string; manifest: ImageManifest; manifestBytes: Uint8Array }> {
+  const img = await readDockerArchiveImage(tarPath, opts);
+  try {
+    const result = await pushManifest(client, repo, ref, img.manifestBytes, img.source, opts);
+    return { ...result, configDigest: img.configDigest, manifest: img.manifest, manifestBytes: img.manifestBytes };
   } finally {
-    await rm(staging, { recursive: true, force: true });
-    await archive.close();
+    await img.close();
   }
 }
 

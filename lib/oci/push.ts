@@ -26,6 +26,31 @@ export function storeSource(store: BlobStore): BlobSource {
   };
 }
 
+/**
+ * A {@link BlobSource} reading another registry repository, for copying images between
+ * registries: manifests are fetched by digest (verified by the client), blobs are pulled into
+ * `staging` (verified, resumable) only when the destination lacks them.
+ */
+export function registrySource(
+  client: RegistryClient,
+  repo: string,
+  staging: BlobStore,
+  opts: { signal?: AbortSignal; onFetched?: (bytes: number) => void } = {},
+): BlobSource {
+  return {
+    bytes: async (digest) => {
+      const m = await client.getManifest(repo, digest, { signal: opts.signal });
+      opts.onFetched?.(m.bytes.byteLength);
+      return m.bytes;
+    },
+    content: async (desc) => {
+      const { fetched } = await staging.pull(client, repo, desc, { signal: opts.signal });
+      opts.onFetched?.(fetched);
+      return await staging.open(desc.digest);
+    },
+  };
+}
+
 /** Options of the push functions. */
 export interface PushOptions {
   /** Repositories on the same registry to mount blobs from before uploading them. */

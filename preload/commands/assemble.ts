@@ -4,13 +4,13 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { defineCommand, UsageError } from "../../lib/cli/command.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
-import { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { assemble, DEFAULT_DEVICE_PATHS } from "../assemble.ts";
 import { decidePreload, parseFactoryConfig, type BuildKind } from "../factory-config.ts";
 import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
+import { explainTlsFailure, RegistryAccess } from "../registries.ts";
 import { targetsFromFiles, targetsFromGateway } from "../targets.ts";
 
 export class NoTargetError extends Error {
@@ -29,7 +29,9 @@ export default defineCommand({
     "",
     "Targets come from the gateway (--server and --token: the token's CA pin secures TLS) or",
     "from files (--targets targets.json --root root.json). With ASSEMBLE_SYSTEM_IMAGE: \"0\" for",
-    "the ref, it says so and exits 0 without writing an image.",
+    "the ref, it says so and exits 0 without writing an image. Without --server, blobs come from",
+    "the registries the target names, with --registry-token (default --token) and --ca; a token",
+    "with a CA pin makes --ca unnecessary for the gateway's registry.",
   ].join("\n"),
   flags: {
     "factory-config": { type: "string", description: "factory-config.yml of the factory", placeholder: "FILE" },
@@ -48,6 +50,8 @@ export default defineCommand({
     base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
     cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
     fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
+    "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
+    ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries when there is no --server", placeholder: "FILE" },
     "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (loopback only)", placeholder: "HOST" },
     explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit" },
     json: { type: "boolean", description: "Print the result as JSON on stdout" },
@@ -87,19 +91,13 @@ export default defineCommand({
       );
     }
 
-    const gatewayHost = flags.server ? new URL(flags.server).host : undefined;
-    const insecure = new Set(flags["insecure-registry"]);
-    const clients = new Map<string, RegistryClient>();
-    const registry = (host: string) => {
-      let c = clients.get(host);
-      if (!c) {
-        c = host === gatewayHost
-          ? new RegistryClient({ registry: host, auth: { token: token! }, tls: { ca } })
-          : new RegistryClient({ registry: host, scheme: insecure.has(host) ? "http" : "https" });
-        clients.set(host, c);
-      }
-      return c;
-    };
+    const access = new RegistryAccess({
+      ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca } } : {}),
+      token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
+      ...(flags.ca ? { ca: await readFile(resolve(flags.ca), "utf8").catch((e: Error) => Promise.reject(new UsageError(`Cannot read --ca ${flags.ca}: ${e.message}`))) } : {}),
+      insecure: new Set(flags["insecure-registry"]),
+    });
+    await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
     const platform = flags.platform
       ? parsePlatform(flags.platform)
       : { os: "linux", architecture: /arm64|aarch64/.test(flags.hwid) ? "arm64" : "amd64" };
@@ -119,7 +117,7 @@ export default defineCommand({
         target,
         apps: decision.apps,
         rootJson: verified.rootJson,
-        registry,
+        registry: (host) => access.client(host),
         tree,
         cacheDir,
         paths: DEFAULT_DEVICE_PATHS,
@@ -128,6 +126,8 @@ export default defineCommand({
         // A dir image outlives the run: it must not share blob files with a kept cache.
         linkFromCache: flags.format !== "dir" || !flags.cache,
         onProgress: (l) => out.info(l),
+      }).catch((err: unknown) => {
+        throw explainTlsFailure(err) ?? err;
       });
       out.info(`writing ${flags.format} output to ${outPath}`);
       await writeOutput(tree, outPath, flags.format as OutputFormat);

@@ -13,7 +13,8 @@ import { dirname, join } from "node:path";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { writeOciLayout, type BuiltImage, type BusyboxImageOptions } from "../harness/images.ts";
-import { startGateway } from "../harness/gateway.ts";
+import type { Subprocess } from "bun";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { freePort, run, tempDir } from "../harness/tmp.ts";
 import { commit, containersRepo } from "../publish/_setup.ts";
 
@@ -30,9 +31,8 @@ export interface TestGateway {
   admin<T>(path: string, init?: RequestInit): Promise<T>;
 }
 
-/** The harness gateway (`gateway serve`, fresh data dir) with devices polling every second. */
-export async function startTestGateway(args: string[] = []): Promise<TestGateway> {
-  const gw = await startGateway({ args: ["--polling-seconds", "1", ...args] });
+/** The harness gateway in the shape these helpers take (admin calls as JSON). */
+export function asTestGateway(gw: GatewayHandle): TestGateway {
   return {
     url: gw.url,
     host: gw.host,
@@ -41,12 +41,68 @@ export async function startTestGateway(args: string[] = []): Promise<TestGateway
     pid: gw.pid,
     stop: () => gw.stop(),
     async admin<T>(path: string, init: RequestInit = {}) {
-      const res = await gw.adminFetch(path, {
-        ...init,
-        headers: { "content-type": "application/json", ...(init.headers as object) },
-      });
+      const headers = new Headers(init.headers);
+      headers.set("content-type", "application/json");
+      const res = await gw.adminFetch(path, { ...init, headers });
       if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
       return (await res.json()) as T;
+    },
+  };
+}
+
+/** The harness gateway (`gateway serve`, fresh data dir) with devices polling every second. */
+export async function startTestGateway(args: string[] = []): Promise<TestGateway> {
+  return asTestGateway(await startGateway({ args: ["--polling-seconds", "1", ...args] }));
+}
+
+/** What a CLI run gave: exit code, output, and stdout parsed as JSON when it parses. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: any;
+}
+
+/** Waits for a spawned CLI and collects its result; echoes it to stderr when `verbose` is set. */
+export async function collectCli(p: Subprocess<any, "pipe", "pipe">, label: string, verbose?: string): Promise<CliResult> {
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (verbose) process.stderr.write(`$ ${label} -> ${code}\n${stderr}`);
+  let json: any;
+  try {
+    json = JSON.parse(stdout);
+  } catch {
+    json = undefined;
+  }
+  return { code, stdout, stderr, json };
+}
+
+/** Two httpd apps (their images in an upstream registry) published as version 1: where most device tests start. */
+export interface TwoAppFleet {
+  dockerd: DockerdHandle;
+  upstream: DockerRegistryHandle;
+  gw: TestGateway;
+  pub: Publisher;
+  /** Host ports the two apps answer on. */
+  ports: [number, number];
+  stop(): Promise<void>;
+}
+
+/** Starts dockerd, an upstream registry and a gateway, and publishes `apps` (name, image repo, httpd body). */
+export async function startTwoAppFleet(apps: [{ name: string; repo: string; body: string }, { name: string; repo: string; body: string }]): Promise<TwoAppFleet> {
+  const [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  const ports: [number, number] = [await freePort(), await freePort()];
+  const images = await Promise.all(apps.map((a) => pushImage(upstream, a.repo, "v1", httpdImage(a.body))));
+  const pub = await Publisher.create(gw, upstream, Object.fromEntries(apps.map((a, i) => [`${a.name}/docker-compose.yml`, httpdCompose(images[i]!, ports[i]!)])));
+  await pub.publish(1);
+  return {
+    dockerd,
+    upstream,
+    gw,
+    pub,
+    ports,
+    async stop() {
+      await Promise.all([gw.stop(), upstream.stop()]);
+      await dockerd.stop();
     },
   };
 }
@@ -121,12 +177,7 @@ export function httpdCompose(image: string, port: number, extraServices = ""): s
   return `services:\n  web:\n    image: ${image}\n    stop_grace_period: 1s\n    ports:\n      - "127.0.0.1:${port}:80"\n${extraServices}`;
 }
 
-export interface FioupResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
+export type FioupResult = CliResult;
 
 /** A device: its FIOUP_ROOT, and `fioup` run against the private dockerd. */
 export class Device {
@@ -157,16 +208,7 @@ export class Device {
   }
 
   async fioup(...args: string[]): Promise<FioupResult> {
-    const p = this.spawn([...args, "--format", "json"]);
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    if (process.env.FIOUP_TEST_VERBOSE) process.stderr.write(`$ fioup ${args.join(" ")} -> ${code}\n${stderr}`);
-    let json: any;
-    try {
-      json = JSON.parse(stdout);
-    } catch {
-      json = undefined;
-    }
-    return { code, stdout, stderr, json };
+    return await collectCli(this.spawn([...args, "--format", "json"]), `fioup ${args.join(" ")}`, process.env.FIOUP_TEST_VERBOSE);
   }
 
   async register(gw: TestGateway, extra: string[] = []): Promise<string> {

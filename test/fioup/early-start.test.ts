@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
-  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+  Device, httpdCompose, httpdImage, httpGet, Publisher, pushImage, startTwoAppFleet,
+  type DockerRegistryHandle, type DockerdHandle, type TestGateway, type TwoAppFleet,
 } from "./_setup.ts";
 
 const A = "fioupesa";
@@ -22,18 +22,12 @@ let portA: number;
 let portB: number;
 let preloaded: Device;
 
+let fleet: TwoAppFleet;
+
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  [portA, portB] = [await freePort(), await freePort()];
-  const [a1, b1] = await Promise.all([
-    pushImage(upstream, "test/esa", "v1", httpdImage("esa v1")),
-    pushImage(upstream, "test/esb", "v1", httpdImage("esb v1")),
-  ]);
-  pub = await Publisher.create(gw, upstream, {
-    [`${A}/docker-compose.yml`]: httpdCompose(a1, portA),
-    [`${B}/docker-compose.yml`]: httpdCompose(b1, portB),
-  });
-  await pub.publish(1);
+  fleet = await startTwoAppFleet([{ name: A, repo: "test/esa", body: "esa v1" }, { name: B, repo: "test/esb", body: "esb v1" }]);
+  ({ dockerd, upstream, gw, pub } = fleet);
+  [portA, portB] = fleet.ports;
   // The "factory": a device that fetched v1; its store becomes the preloaded one.
   const factory = await Device.create(dockerd);
   await factory.register(gw);
@@ -50,8 +44,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await preloaded?.cleanup([A, B]).catch(() => {});
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
+  await fleet?.stop();
 });
 
 describe("fioup early-start and preload", () => {

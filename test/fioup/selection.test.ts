@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
-  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+  Device, httpdCompose, httpdImage, httpGet, Publisher, pushImage, startTwoAppFleet,
+  type DockerRegistryHandle, type DockerdHandle, type TestGateway, type TwoAppFleet,
 } from "./_setup.ts";
 
 const A = "fioupsela";
@@ -27,24 +27,17 @@ async function newDevice(): Promise<Device> {
   return d;
 }
 
+let fleet: TwoAppFleet;
+
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  [portA, portB] = [await freePort(), await freePort()];
-  const [a1, b1] = await Promise.all([
-    pushImage(upstream, "test/sela", "v1", httpdImage("a v1")),
-    pushImage(upstream, "test/selb", "v1", httpdImage("b v1")),
-  ]);
-  pub = await Publisher.create(gw, upstream, {
-    [`${A}/docker-compose.yml`]: httpdCompose(a1, portA),
-    [`${B}/docker-compose.yml`]: httpdCompose(b1, portB),
-  });
-  await pub.publish(1);
+  fleet = await startTwoAppFleet([{ name: A, repo: "test/sela", body: "a v1" }, { name: B, repo: "test/selb", body: "b v1" }]);
+  ({ dockerd, upstream, gw, pub } = fleet);
+  [portA, portB] = fleet.ports;
 }, 120_000);
 
 afterAll(async () => {
   await devices[0]?.cleanup([A, B]).catch(() => {});
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
+  await fleet?.stop();
 });
 
 describe("fioup selection", () => {

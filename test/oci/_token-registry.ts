@@ -3,9 +3,10 @@
  * use), plus a small token server on loopback that checks Basic credentials and signs ES256
  * JWTs with a self-signed certificate the registry trusts. Used only by test/oci.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, Proc, run, tempDir } from "../harness/tmp.ts";
+import { freePort, run, tempDir } from "../harness/tmp.ts";
+import { startRegistryProcess } from "./_registry-process.ts";
 
 export interface TokenRegistry {
   host: string;
@@ -51,35 +52,26 @@ export async function startTokenRegistry(creds: { user: string; password: string
   });
 
   const port = await freePort();
-  const config = join(dir, "config.yml");
-  writeFileSync(
-    config,
-    `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: ${join(dir, "data")}
-http:
-  addr: 127.0.0.1:${port}
-  secret: test-token-registry
-auth:
+  let proc: Awaited<ReturnType<typeof startRegistryProcess>>;
+  try {
+    proc = await startRegistryProcess({
+      name: "docker-registry (token auth)",
+      dir,
+      host: `127.0.0.1:${port}`,
+      auth: `auth:
   token:
     realm: http://127.0.0.1:${tokenServer.port}/token
     service: test-registry
     issuer: test-issuer
     rootcertbundle: ${join(dir, "issuer.pem")}
 `,
-  );
-  const proc = Proc.start({ name: "docker-registry (token auth)", cmd: ["docker-registry", "serve", config], logFile: join(dir, "registry.log"), env: { OTEL_TRACES_EXPORTER: "none" } });
-  try {
-    await proc.waitUntil(async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      return res.status === 401;
-    }, "answer 401 on /v2/");
+      readyWhat: "answer 401 on /v2/",
+      ready: async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(1000) });
+        await res.arrayBuffer();
+        return res.status === 401;
+      },
+    });
   } catch (err) {
     tokenServer.stop(true);
     throw err;

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildBusyboxImage } from "../harness/images.ts";
-import { freePort, Proc, run, tempDir } from "../harness/tmp.ts";
+import { freePort, run, tempDir, type Proc } from "../harness/tmp.ts";
+import { startRegistryProcess } from "./_registry-process.ts";
 import { BlobStore, pullImage, pushImageFromStore, RegistryClient, RegistryUnreachableError } from "../../lib/oci/index.ts";
 
 // bunfig.toml's [test] timeout is not applied by bun 1.4.5: these tests start real services.
@@ -29,32 +30,23 @@ beforeAll(async () => {
   await issue("client", "device-1", "extendedKeyUsage=clientAuth\n");
   const port = await freePort();
   host = `127.0.0.1:${port}`;
-  writeFileSync(
-    join(dir, "config.yml"),
-    `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: ${join(dir, "data")}
-http:
-  addr: ${host}
-  secret: test-tls-registry
-  tls:
+  proc = await startRegistryProcess({
+    name: "docker-registry (mTLS)",
+    dir,
+    host,
+    http: `  tls:
     certificate: ${join(dir, "server.pem")}
     key: ${join(dir, "server.key")}
     clientcas:
       - ${join(dir, "ca.pem")}
 `,
-  );
-  proc = Proc.start({ name: "docker-registry (mTLS)", cmd: ["docker-registry", "serve", join(dir, "config.yml")], logFile: join(dir, "registry.log"), env: { OTEL_TRACES_EXPORTER: "none" } });
-  await proc.waitUntil(async () => {
-    const res = await fetch(`https://${host}/v2/`, { tls: { ca: pem("ca.pem"), cert: pem("client.pem"), key: pem("client.key") }, signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return res.status === 200;
-  }, "answer on /v2/ over TLS");
+    readyWhat: "answer on /v2/ over TLS",
+    ready: async () => {
+      const res = await fetch(`https://${host}/v2/`, { tls: { ca: pem("ca.pem"), cert: pem("client.pem"), key: pem("client.key") }, signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      return res.status === 200;
+    },
+  });
 }, 60_000);
 afterAll(async () => {
   await proc?.stop();

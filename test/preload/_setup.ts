@@ -7,55 +7,24 @@
  * @module
  */
 import { join } from "node:path";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
-import { ROOT, type TestGateway } from "../fioup/_setup.ts";
+import { asTestGateway, collectCli, ROOT, type CliResult } from "../fioup/_setup.ts";
+
+export { asTestGateway };
 
 const BUN = process.execPath;
-
-/** The harness gateway in the shape the fioup test helpers (Publisher) take. */
-export function asTestGateway(gw: GatewayHandle): TestGateway {
-  return {
-    url: gw.url,
-    host: gw.host,
-    dataDir: gw.dataDir,
-    adminToken: gw.adminToken,
-    pid: gw.pid,
-    stop: () => gw.stop(),
-    async admin<T>(path: string, init: RequestInit = {}) {
-      const headers = new Headers(init.headers);
-      headers.set("content-type", "application/json");
-      const res = await gw.adminFetch(path, { ...init, headers });
-      if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
-      return (await res.json()) as T;
-    },
-  };
-}
 
 /** `gateway serve` with a one-second polling interval (devices check often). */
 export const startTestGateway = (dataDir?: string) => startGateway({ dataDir, args: ["--polling-seconds", "1"] });
 
-export interface PreloadRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** stdout parsed when --json was given and it parsed. */
-  json: any;
-}
+export type PreloadRun = CliResult;
 
 /** Runs `preload <args>` (as `bun preload/main.ts`, or $PRELOAD_BIN). */
 export async function preload(args: string[], env: Record<string, string> = {}): Promise<PreloadRun> {
   const cmd = process.env.PRELOAD_BIN ? [process.env.PRELOAD_BIN] : [BUN, join(ROOT, "preload/main.ts")];
   const p = Bun.spawn([...cmd, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", cwd: ROOT });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  if (process.env.PRELOAD_TEST_VERBOSE) process.stderr.write(`$ preload ${args.join(" ")} -> ${code}\n${stderr}`);
-  let json: any;
-  try {
-    json = JSON.parse(stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
+  return await collectCli(p, `preload ${args.join(" ")}`, process.env.PRELOAD_TEST_VERBOSE);
 }
 
 /** Writes a factory-config.yml into a new temp dir; returns its path. */

@@ -199,3 +199,30 @@ describe("preload refuses bad input and writes no image", () => {
     await rm(out, { recursive: true, force: true });
   }, 120_000);
 });
+
+describe("targets from files, without --server", () => {
+  test("the registry's CA comes from --token's pin or --ca; without either the error says what to give", async () => {
+    const dir = await tempDir("preload-files-only-");
+    for (const [f, to] of [["1.root.json", "root.json"], ["targets.json", "targets.json"]] as const) {
+      const res = await gw.adminFetch(`/repo/${f}`);
+      expect(res.status).toBe(200);
+      writeFileSync(join(dir, to), await res.text());
+    }
+    writeFileSync(join(dir, "ca.pem"), gw.caPem);
+    const files = ["--factory-config", shortlistAB, "--ref", "refs/heads/master", "--hwid", "amd64-linux", "--targets", join(dir, "targets.json"), "--root", join(dir, "root.json")];
+
+    const none = await preload([...files, "--out", join(dir, "none")]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain("--ca FILE");
+    expect(none.stderr).toContain("--token");
+    expect(existsSync(join(dir, "none"))).toBe(false);
+
+    const pinned = await preload([...files, "--token", gw.adminToken, "--out", join(dir, "pinned"), "--json"]);
+    expect(pinned.code, pinned.stderr).toBe(0);
+    expect(pinned.json.apps).toEqual([A, B]);
+
+    const withCa = await preload([...files, "--registry-token", gw.adminToken, "--ca", join(dir, "ca.pem"), "--out", join(dir, "with-ca"), "--json"]);
+    expect(withCa.code, withCa.stderr).toBe(0);
+    expect(withCa.json.blobs).toBe(pinned.json.blobs);
+  }, 120_000);
+});

@@ -10,8 +10,8 @@ import { parseManifest } from "../../lib/oci/manifest.ts";
 import { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { copyImage } from "../../gateway/publish/copy-image.ts";
 import { dockerBuild, dockerSave } from "../../gateway/publish/docker.ts";
-import { readDockerSave } from "../../gateway/publish/docker-save-image.ts";
-import { ensureBlob, ensureManifest, PushStats, type Destination } from "../../gateway/publish/transfer.ts";
+import { ensureBlobs, ensureManifest, PushStats, type Destination } from "../../gateway/publish/transfer.ts";
+import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -87,26 +87,28 @@ describe("docker build + docker save push", () => {
     await dockerBuild(join(FIXTURES, "simple-app"), tag, { env: { ...process.env, ...dockerd.env } });
     const work = await tempDir("save-");
     await dockerSave(tag, join(work, "img.tar"), { env: { ...process.env, ...dockerd.env } });
-    const img = await readDockerSave(join(work, "img.tar"), join(work, "x"));
+    const img = await readDockerArchiveImage(join(work, "img.tar"), { tmpDir: work });
     const imageId = (await dockerd.docker("image", "inspect", "-f", "{{.Id}}", tag)).trim();
-    expect(img.config.digest).toBe(imageId);
+    expect(img.configDigest).toBe(imageId);
 
     const d = await dest();
-    for (const b of [img.config, ...img.layers]) await ensureBlob(d, "main/simple-app", b, { path: b.path });
-    await ensureManifest(d, "main/simple-app", { bytes: img.manifest, mediaType: img.mediaType, digest: img.manifestDigest }, "test1");
+    await ensureBlobs(d, "main/simple-app", [img.manifest.config, ...img.manifest.layers], img.source);
+    await ensureManifest(d, "main/simple-app", { bytes: img.manifestBytes, mediaType: img.manifest.mediaType!, digest: img.digest }, "test1");
+    await img.close();
     expect(d.stats.bytesPushed).toBeGreaterThan(0);
 
     // Same save again: the same digests (fixed gzip settings), nothing pushed.
     await dockerSave(tag, join(work, "img2.tar"), { env: { ...process.env, ...dockerd.env } });
-    const img2 = await readDockerSave(join(work, "img2.tar"), join(work, "y"));
-    expect(img2.manifestDigest).toBe(img.manifestDigest);
+    const img2 = await readDockerArchiveImage(join(work, "img2.tar"), { tmpDir: work });
+    expect(img2.digest).toBe(img.digest);
     const d2 = await dest();
-    for (const b of [img2.config, ...img2.layers]) await ensureBlob(d2, "main/simple-app", b, { path: b.path });
-    await ensureManifest(d2, "main/simple-app", { bytes: img2.manifest, mediaType: img2.mediaType, digest: img2.manifestDigest }, "test1");
+    await ensureBlobs(d2, "main/simple-app", [img2.manifest.config, ...img2.manifest.layers], img2.source);
+    await ensureManifest(d2, "main/simple-app", { bytes: img2.manifestBytes, mediaType: img2.manifest.mediaType!, digest: img2.digest }, "test1");
+    await img2.close();
     expect(d2.stats.bytesPushed).toBe(0);
 
     await dockerd.docker("rmi", tag);
-    const byDigest = `${factory.host}/main/simple-app@${img.manifestDigest}`;
+    const byDigest = `${factory.host}/main/simple-app@${img.digest}`;
     await dockerd.docker("pull", byDigest);
     expect((await dockerd.docker("image", "inspect", "-f", "{{.Id}}", byDigest)).trim()).toBe(imageId);
     await dockerd.docker("rmi", byDigest);

@@ -22,9 +22,14 @@ const APP = `relcut${process.pid}`;
 const STATES = ["fetching", "fetched", "installing", "installed", "starting", "started", "completing"] as const;
 type Point = { state: (typeof STATES)[number]; delayMs: number };
 
-/** Default: one point in each phase. Full: every state, with delays growing from 0 to ~600 ms. */
+/** How long each state lasts, roughly (ms): a cut later than that would miss it. */
+const WINDOW: Record<Point["state"], number> = { fetching: 300, fetched: 150, installing: 400, installed: 250, starting: 400, started: 40, completing: 15 };
+/** Default: one point in each phase. Full: every state, with random delays within the state's window. */
 const POINTS: Point[] = FULL
-  ? Array.from({ length: 52 }, (_, i) => ({ state: STATES[i % STATES.length]!, delayMs: Math.floor((i / 52) * 600 * Math.random()) }))
+  ? Array.from({ length: 52 }, (_, i) => {
+      const state = STATES[i % STATES.length]!;
+      return { state, delayMs: Math.floor(Math.random() * WINDOW[state]) };
+    })
   : [
       { state: "fetching", delayMs: 150 },
       { state: "installing", delayMs: 0 },
@@ -40,6 +45,7 @@ let device: Device;
 let pub: Publisher;
 let port: number;
 let survived = 0;
+let landed = 0;
 
 beforeAll(async () => {
   [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
@@ -54,7 +60,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  process.stderr.write(`[power-cut] points tried ${POINTS.length}, survived ${survived}\n`);
+  process.stderr.write(`[power-cut] points tried ${POINTS.length}, cut landed ${landed}, survived ${survived}\n`);
   tally.print();
   await device?.cleanup([APP]).catch(() => {});
   await Promise.all([gw?.stop(), upstream?.stop()]);
@@ -150,7 +156,7 @@ describe("fioup killed with SIGKILL mid-update", () => {
       const integrity = dbIntegrity();
       const fetchedOnce = r.code !== 0 || r.json.bytesFetched <= r.json.bytesTotal;
       const ok =
-        (r.code === 0 || (r.code === 3 && cut.killed)) &&
+        (r.code === 0 || r.code === 3) && // 3: nothing left to do (the cut came after the update completed)
         current === `amd64-linux-${version}` &&
         running.length === 1 &&
         imageIds[0] === image.configDigest &&
@@ -159,6 +165,7 @@ describe("fioup killed with SIGKILL mid-update", () => {
         integrity === "ok" &&
         fetchedOnce;
       if (ok) survived++;
+      if (cut.killed) landed++;
       tally.record(
         `SIGKILL at ${p.state} + ${p.delayMs} ms`,
         ok ? "survived" : "failed",

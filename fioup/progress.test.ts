@@ -1,0 +1,29 @@
+/** What `fioup update` prints while fetching when stderr is not a terminal (logs, systemd). */
+import { expect, test } from "bun:test";
+import { progressHooks } from "./progress.ts";
+
+test("without a terminal each blob is printed once, when committed, not on its last progress tick too", () => {
+  const lines: string[] = [];
+  const h = progressHooks((s) => lines.push(s), false);
+  const blobs = [
+    { digest: "sha256:" + "a".repeat(64), total: 1000 },
+    { digest: "sha256:" + "b".repeat(64), total: 10 },
+  ];
+  const fetchTotal = 1010;
+  for (const [i, b] of blobs.entries()) {
+    for (const done of [b.total / 2, b.total]) h.onBlobProgress!({ digest: b.digest, done, total: b.total, index: i + 1, count: 2, committed: false, fetchTotal });
+    h.onBlobProgress!({ digest: b.digest, done: b.total, total: b.total, index: i + 1, count: 2, committed: true, fetchTotal });
+  }
+  expect(lines).toEqual([`[1/2] fetched ${blobs[0]!.digest} 1000 B\n`, `[2/2] fetched ${blobs[1]!.digest} 10 B\n`]);
+});
+
+test("on a terminal the bar is redrawn in place and ends with one newline", () => {
+  const out: string[] = [];
+  const h = progressHooks((s) => out.push(s), true);
+  const d = "sha256:" + "c".repeat(64);
+  h.onBlobProgress!({ digest: d, done: 5, total: 5, index: 1, count: 1, committed: true, fetchTotal: 5 });
+  const text = out.join("");
+  expect(text).toStartWith("\r[1/1 blobs]");
+  expect(text).toContain("100%");
+  expect(text.match(/\n/g)).toHaveLength(1);
+});

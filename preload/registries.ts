@@ -1,0 +1,107 @@
+/**
+ * Registry clients for preload. With `--server` the gateway's registry is
+ * reached with the admin token over the CA its pin vouches for. Without it
+ * (targets from files), the target's registries still need credentials and a
+ * trusted CA: `--registry-token` (default `--token`) and `--ca`, or, when the
+ * token carries a CA pin, the registry host's own `/ca.pem` checked against
+ * that pin. A TLS failure says which of these is missing.
+ *
+ * @module
+ */
+import { parseReference } from "../lib/oci/reference.ts";
+import { RegistryClient } from "../lib/oci/registry-client.ts";
+import { CaFetchError, fetchPinnedCa, parsePinnedToken } from "../lib/tls/pin.ts";
+
+/** A registry's TLS certificate was not trusted. */
+export class RegistryTlsError extends Error {
+  override name = "RegistryTlsError";
+}
+
+export interface RegistryAccessOptions {
+  /** The gateway (`--server`) and its admin token and pinned CA, if given. */
+  gateway?: { host: string; token: string; ca: string };
+  /** Token for other registries (`--registry-token`, else `--token`). */
+  token?: string;
+  /** CA PEM trusted for other registries (`--ca`). */
+  ca?: string;
+  /** Hosts reached over plain HTTP. */
+  insecure: Set<string>;
+}
+
+/** Picks and caches one client per registry host. */
+export class RegistryAccess {
+  private readonly clients = new Map<string, RegistryClient>();
+  private readonly pinnedCas = new Map<string, string>();
+
+  constructor(private readonly o: RegistryAccessOptions) {}
+
+  /**
+   * Before pulling from registries other than the gateway: with a pinned token
+   * and no `--ca`, fetches each host's `/ca.pem` and checks it against the pin
+   * (a host that serves none keeps the system's trust store).
+   *
+   * @throws {CaPinMismatchError} If a host serves a CA the token does not pin.
+   */
+  async prepare(uris: string[]): Promise<void> {
+    if (this.o.ca || !this.o.token || !isPinned(this.o.token)) return;
+    const hosts = new Set(uris.map((u) => parseReference(u).registry));
+    for (const host of hosts) {
+      if (host === this.o.gateway?.host || this.o.insecure.has(host) || this.pinnedCas.has(host)) continue;
+      try {
+        this.pinnedCas.set(host, await fetchPinnedCa(`https://${host}`, this.o.token));
+      } catch (err) {
+        if (!(err instanceof CaFetchError)) throw err;
+      }
+    }
+  }
+
+  client(host: string): RegistryClient {
+    let c = this.clients.get(host);
+    if (!c) {
+      const gw = this.o.gateway;
+      if (gw && host === gw.host) {
+        c = new RegistryClient({ registry: host, auth: { token: gw.token }, tls: { ca: gw.ca } });
+      } else {
+        const ca = this.pinnedCas.get(host) ?? this.o.ca;
+        c = new RegistryClient({
+          registry: host,
+          scheme: this.o.insecure.has(host) ? "http" : "https",
+          ...(this.o.token ? { auth: { token: this.o.token } } : {}),
+          ...(ca ? { tls: { ca } } : {}),
+        });
+      }
+      this.clients.set(host, c);
+    }
+    return c;
+  }
+}
+
+function isPinned(token: string): boolean {
+  try {
+    parsePinnedToken(token);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|TLS|SSL/;
+
+/**
+ * If `err` (or an error it wraps) is a failed TLS certificate check, a
+ * {@link RegistryTlsError} saying what preload needs; otherwise undefined.
+ */
+export function explainTlsFailure(err: unknown): RegistryTlsError | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    if ((typeof code === "string" && TLS_CODES.test(code)) || /certificate/i.test(e.message)) {
+      const host = /https:\/\/([^/\s]+)/.exec((err as Error).message)?.[1] ?? "the registry";
+      return new RegistryTlsError(
+        `Cannot reach ${host} over TLS: its certificate is not trusted (${e.message.replace(/^.*: /, "")}). ` +
+          "Give --ca FILE with the CA that signed it (for the gateway's registry, its ca.pem), " +
+          "or --token with the gateway's pinned token so preload fetches that CA and checks it, or --server URL",
+      );
+    }
+  }
+  return undefined;
+}
