@@ -192,14 +192,20 @@ async function main(): Promise<void> {
   const uuid = (list.devices ?? list)[0]?.uuid;
   if (uuid) console.log((await sh([BUN, "gateway/main.ts", "devices", "show", uuid, "--data", data], { quiet: true })).replace(/^/gm, "    "));
 
-  console.log(`\n${bold("Done.")} Where to look next (while the gateway runs):`);
-  note(`bun gateway/main.ts devices list --data ${data}`);
-  note(`bun gateway/main.ts devices show <uuid> --data ${data}    (update history, app states)`);
-  note(`bun gateway/main.ts targets list --data ${data}`);
-  note("npm run build  → dist/gateway-linux-x64, dist/fioup-linux-arm64, ...");
-  if (process.env.DEMO_KEEP && process.stdin.isTTY) {
-    note("DEMO_KEEP is set: the gateway keeps running; press Ctrl-C to stop and clean up");
-    await new Promise(() => {});
+  console.log(`\n${bold("Done.")} Where to look next:`);
+  note(`npm run gateway -- devices list --data ${data}`);
+  note(`npm run gateway -- devices show ${uuid ?? "<uuid>"} --data ${data}    (update history, app states)`);
+  note(`npm run gateway -- targets list --data ${data}`);
+  note(`FIOUP_ROOT=${device} DOCKER_HOST=${dockerd.host} npm run fioup -- status`);
+  note("npm run build   (dist/gateway-linux-x64, dist/fioup-linux-arm64, ...)");
+  if (process.stdin.isTTY) {
+    note("The gateway, the device's apps and the private Docker engine keep running so you can try these:");
+    note("press Enter (or Ctrl-C) to stop everything and clean up.");
+    await new Promise<void>((resolve) => {
+      process.stdin.once("data", () => resolve());
+      process.stdin.resume();
+    });
+    process.stdin.pause();
   }
 }
 
