@@ -119,6 +119,9 @@ class FakeRuntime implements AppRuntime {
   async installedApps() {
     return [...this.installed].map(([name, uri]) => ({ name, uri, dir: "", composeFile: "docker-compose.yml", images: [] }));
   }
+  async isInstalled(app: { name: string; uri: string }) {
+    return this.installed.get(app.name) === app.uri;
+  }
 }
 
 let n = 0;

@@ -23,7 +23,8 @@ export async function restorePrevious(ctx: UpdateContext, newApps: string[], pre
   try {
     await ctx.runtime.stopApps(newApps);
     for (const name of newApps) if (!prevNames.has(name)) await ctx.runtime.removeApp(name);
-    for (const app of prevApps) await ctx.runtime.installApp(app, { signal: ctx.signal });
+    // An app still installed as it was needs no reinstall (and no disk space).
+    for (const app of prevApps) if (!(await ctx.runtime.isInstalled(app))) await ctx.runtime.installApp(app, { signal: ctx.signal });
     const results = prevApps.length ? await ctx.runtime.startApps(prevApps.map((a) => a.name), { timeoutMs: 120_000 }) : [];
     const bad = results.filter((r) => !r.ok);
     if (bad.length) return { restoredTo: previous?.name, ok: false, error: bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ") };

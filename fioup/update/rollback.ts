@@ -13,11 +13,13 @@ import type { UpdatePlan } from "./resolve.ts";
 import { restorePrevious } from "./restore.ts";
 
 export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install" | "start", error: string): Promise<void> {
-  ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
   const plan = u.plan as UpdatePlan;
   ctx.hooks.onInfo?.(`${phase === "install" ? "Install" : "Start"} of ${u.toTarget} failed: ${error}; rolling back`);
+  // Restore first, write after: the failure may be a full disk that also refuses database
+  // writes, and the previous target must come back whatever the bookkeeping manages.
   const prev = currentTarget(ctx.cfg, ctx.db);
   const r = await restorePrevious(ctx, plan.apps.map((a) => a.name), prev);
+  ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
   ctx.db.setState(u.id, "failed", {

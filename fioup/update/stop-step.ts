@@ -25,6 +25,13 @@ export const stopStep: Step = {
       ctx.hooks.onInfo?.(`Stopping ${stop.join(", ")}`);
       await ctx.runtime.stopApps(stop);
     }
-    ctx.db.setState(u.id, "installing", { step: "stop" });
+    try {
+      ctx.db.setState(u.id, "installing", { step: "stop" });
+    } catch (err) {
+      // A full disk can refuse this write after the old apps stopped: put them back before
+      // anything else, so a failed update never leaves the running target down.
+      if (stop.length) await ctx.runtime.startApps(stop).catch(() => {});
+      throw err;
+    }
   },
 };
