@@ -30,7 +30,7 @@ const AREAS: Record<string, string> = {
 };
 
 const started = Date.now();
-const proc = Bun.spawn([process.execPath, "test", "test/reliability"], {
+const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability"], {
   cwd: ROOT,
   env: { ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }) },
   stdout: "inherit",
