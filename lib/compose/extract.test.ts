@@ -2,62 +2,14 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
-import tar from "tar-stream";
+import { claimingTgz, sha, tgz, type TarEntrySpec as E } from "../../test/fixtures/tar-builders.ts";
 import { createBundle } from "./bundle.ts";
 import { BundleIndexMismatchError, extractBundle, InvalidBundleError, UnsafeBundleError } from "./extract.ts";
 
-const sha = (b: Uint8Array | string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
 
 const work = mkdtempSync(join(tmpdir(), "extract-test-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-interface E {
-  name: string;
-  type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo";
-  content?: string;
-  linkname?: string;
-  mode?: number;
-}
-
-async function tgz(entries: E[]): Promise<Uint8Array> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack) chunks.push(c as Buffer);
-  })();
-  for (const e of entries) {
-    const type = e.type ?? "file";
-    await new Promise<void>((res, rej) => {
-      const cb = (err?: Error | null) => (err ? rej(err) : res());
-      const h = { name: e.name, type, mode: e.mode ?? 0o644, mtime: new Date(0), linkname: e.linkname, devmajor: 1, devminor: 3 };
-      if (type === "file") pack.entry({ ...h, size: Buffer.byteLength(e.content ?? "") }, e.content ?? "", cb);
-      else pack.entry(h, cb);
-    });
-  }
-  pack.finalize();
-  await done;
-  return new Uint8Array(gzipSync(Buffer.concat(chunks)));
-}
-
-/** A tar whose single file header claims `size` bytes (checksum fixed up), content truncated. */
-function claimingTgz(name: string, size: number): Uint8Array {
-  const h = Buffer.alloc(1024);
-  h.write(name, 0);
-  h.write("0000644\0", 100);
-  h.write("0000000\0", 108);
-  h.write("0000000\0", 116);
-  h.write(size.toString(8).padStart(11, "0") + "\0", 124);
-  h.write("00000000000\0", 136);
-  h.write("0", 156);
-  h.write("ustar\0", 257);
-  h.write("00", 263);
-  h.write("        ", 148);
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += h[i]!;
-  h.write(sum.toString(8).padStart(6, "0") + "\0 ", 148);
-  return new Uint8Array(gzipSync(h));
-}
 
 let n = 0;
 /** A fresh parent dir with a sentinel beside the app dir, to see that nothing else changes. */

@@ -8,14 +8,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
-import tar from "tar-stream";
+import { claimingTgz, sha, tgz, type TarEntrySpec as E } from "../fixtures/tar-builders.ts";
 import { BundleIndexMismatchError, extractBundle, InvalidBundleError, UnsafeBundleError } from "../../lib/compose/extract.ts";
 import { ComposeFileError, parseCompose } from "../../lib/compose/compose-file.ts";
 import { Tally } from "./_tally.ts";
 
 const tally = new Tally("bundle");
-const sha = (b: Uint8Array | string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
 const work = mkdtempSync(join(tmpdir(), "rel-bundle-"));
 const appsRoot = join(work, "compose-apps");
 const dest = join(appsRoot, "web");
@@ -30,51 +28,6 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-interface E {
-  name: string;
-  type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo";
-  content?: string;
-  linkname?: string;
-}
-
-async function tgz(entries: E[]): Promise<Uint8Array> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack) chunks.push(c as Buffer);
-  })();
-  for (const e of entries) {
-    const type = e.type ?? "file";
-    await new Promise<void>((res, rej) => {
-      const cb = (err?: Error | null) => (err ? rej(err) : res());
-      const h = { name: e.name, type, mode: 0o644, mtime: new Date(0), linkname: e.linkname, devmajor: 1, devminor: 3 };
-      if (type === "file") pack.entry({ ...h, size: Buffer.byteLength(e.content ?? "") }, e.content ?? "", cb);
-      else pack.entry(h, cb);
-    });
-  }
-  pack.finalize();
-  await done;
-  return new Uint8Array(gzipSync(Buffer.concat(chunks)));
-}
-
-/** A tar whose one file header claims `size` bytes, content absent (a "huge file" costs nothing to build). */
-function claimingTgz(name: string, size: number): Uint8Array {
-  const h = Buffer.alloc(1024);
-  h.write(name, 0);
-  h.write("0000644\0", 100);
-  h.write("0000000\0", 108);
-  h.write("0000000\0", 116);
-  h.write(size.toString(8).padStart(11, "0") + "\0", 124);
-  h.write("00000000000\0", 136);
-  h.write("0", 156);
-  h.write("ustar\0", 257);
-  h.write("00", 263);
-  h.write("        ", 148);
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += h[i]!;
-  h.write(sum.toString(8).padStart(6, "0") + "\0 ", 148);
-  return new Uint8Array(gzipSync(h));
-}
 
 /** Everything under the work dir except the installed app: must stay as it was. */
 function outside(): string[] {
