@@ -168,7 +168,7 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinDashValues(argv, options), allowPositionals: true, options, strict: true });
   } catch (err) {
     process.stderr.write(`${cli.name} ${name}: ${(err as Error).message}\nRun '${cli.name} ${name} --help' for usage.\n`);
     return 2;
@@ -199,6 +199,27 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     if (process.env.DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + "\n");
     return code;
   }
+}
+
+/**
+ * `--token -abc` becomes `--token=-abc`: tokens and other values may start with a
+ * dash, which parseArgs would refuse as ambiguous. A following argument that
+ * names a known flag is left alone, so a forgotten value still gets an error.
+ */
+function joinDashValues(argv: string[], options: Record<string, { type: string; short?: string }>): string[] {
+  const shorts = new Set(Object.values(options).flatMap((o) => (o.short ? [`-${o.short}`] : [])));
+  const isFlag = (a: string) => a === "--" || a === "-h" || shorts.has(a) || (a.startsWith("--") && a.slice(2).split("=")[0]! in options) || a === "--help";
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
+    if (name && options[name]?.type === "string" && next !== undefined && next.startsWith("-") && !isFlag(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
 /** "What failed: why" from an error and its causes. */

@@ -1,0 +1,35 @@
+import { describe, expect, test } from "bun:test";
+import { defineCommand, runCli } from "./command.ts";
+
+function cliWith(seen: { token?: string; force?: boolean }) {
+  const cmd = defineCommand({
+    summary: "test",
+    flags: {
+      token: { type: "string", description: "a token" },
+      force: { type: "boolean", description: "force" },
+    },
+    run({ flags }) {
+      seen.token = flags.token;
+      seen.force = flags.force;
+    },
+  });
+  return { name: "t", version: "0", summary: "t", commands: { go: async () => ({ default: cmd }) } };
+}
+
+describe("runCli", () => {
+  test("takes a flag value that starts with a dash (tokens may)", async () => {
+    const seen: { token?: string } = {};
+    expect(await runCli(cliWith(seen), ["go", "--token", "-XWmQ.abc"])).toBe(0);
+    expect(seen.token).toBe("-XWmQ.abc");
+  });
+
+  test("a forgotten value followed by a known flag is still an error", async () => {
+    const seen: { token?: string } = {};
+    expect(await runCli(cliWith(seen), ["go", "--token", "--force"])).toBe(2);
+    expect(seen.token).toBeUndefined();
+  });
+
+  test("an unknown command exits 2", async () => {
+    expect(await runCli(cliWith({}), ["nope"])).toBe(2);
+  });
+});
