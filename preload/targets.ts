@@ -12,7 +12,6 @@ import { join } from "node:path";
 import type { Metadata, Root, Targets } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../lib/api/index.ts";
-import { parsePinnedToken } from "../lib/tls/pin.ts";
 import { parseMetadata } from "../lib/tuf/metadata.ts";
 import { verifyAndLoadTargets } from "../lib/tuf/verify-targets.ts";
 
@@ -90,7 +89,6 @@ export async function targetsFromGateway(server: string, token: string, ca: stri
       rootJson = await res.text();
     }
     await writeFile(join(dir, "root.json"), rootJson);
-    parsePinnedToken(token);
     const verified = await verifyAndLoadTargets({
       metadataDir: dir,
       metadataBaseUrl: new URL("/repo/", server).toString(),
