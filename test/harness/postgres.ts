@@ -1,17 +1,40 @@
 /**
- * A private PostgreSQL 15 cluster for the gateway's PostgreSQL store: initdb into a temp dir
+ * A private PostgreSQL cluster (whichever major version is installed) for the gateway's PostgreSQL store: initdb into a temp dir
  * owned by the postgres user, then the server itself (run as postgres via setpriv, so its PID
  * is ours to stop) listening on 127.0.0.1:PORT only, unix socket in the temp dir, trust auth,
  * durability off for speed.
  *
  * @module
  */
-import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { freePort, Proc, run, tempDir } from "./tmp.ts";
 
-const PG_BIN = process.env.OTA_TEST_PG_BIN ?? "/usr/lib/postgresql/15/bin";
+/**
+ * Where initdb and postgres live: $OTA_TEST_PG_BIN, else `pg_config --bindir` when that
+ * directory has initdb (Debian's pg_config may belong to libpq-dev only), else the newest
+ * /usr/lib/postgresql/<major>/bin. Debian keeps them off PATH, and the major version moves
+ * with each release, so none is hard-coded.
+ *
+ * @throws {Error} If no PostgreSQL server binaries are installed.
+ */
+export function postgresBinDir(): string {
+  const fromEnv = process.env.OTA_TEST_PG_BIN;
+  if (fromEnv) return fromEnv;
+  const hasServer = (dir: string) => existsSync(join(dir, "initdb")) && existsSync(join(dir, "postgres"));
+  const pgConfig = Bun.spawnSync(["pg_config", "--bindir"], { stdout: "pipe", stderr: "ignore" });
+  if (pgConfig.success) {
+    const dir = pgConfig.stdout.toString().trim();
+    if (dir && hasServer(dir)) return dir;
+  }
+  const root = "/usr/lib/postgresql";
+  const majors = existsSync(root)
+    ? readdirSync(root).filter((v) => /^\d+(\.\d+)?$/.test(v)).sort((a, b) => Number.parseFloat(b) - Number.parseFloat(a))
+    : [];
+  for (const major of majors) if (hasServer(join(root, major, "bin"))) return join(root, major, "bin");
+  throw new Error("Cannot start PostgreSQL: no initdb found (pg_config --bindir, /usr/lib/postgresql/*/bin); install the postgresql package");
+}
 
 export interface PostgresHandle {
   /** `postgres://postgres@127.0.0.1:PORT/postgres` */
@@ -57,10 +80,11 @@ export async function startPostgres(): Promise<PostgresHandle> {
     mkdirSync(d, { mode: 0o700 });
     if (ids) chownSync(d, ids.uid, ids.gid);
   }
+  const bin = postgresBinDir();
   const asPostgres = ids ? ["setpriv", `--reuid=${ids.uid}`, `--regid=${ids.gid}`, "--init-groups"] : [];
   await run([
     ...asPostgres,
-    join(PG_BIN, "initdb"),
+    join(bin, "initdb"),
     "-D", data,
     "-U", "postgres",
     "-A", "trust",
@@ -74,7 +98,7 @@ export async function startPostgres(): Promise<PostgresHandle> {
     name: "postgres",
     cmd: [
       ...asPostgres,
-      join(PG_BIN, "postgres"),
+      join(bin, "postgres"),
       "-D", data,
       "-p", String(port),
       "-k", sock,
