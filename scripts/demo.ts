@@ -57,17 +57,9 @@ async function sh(cmd: string[], opts: { env?: Record<string, string>; quiet?: b
 }
 
 async function ensurePackages(): Promise<void> {
-  const want = ["docker.io", "docker-compose", "busybox-static", "git", "curl"];
-  const missing: string[] = [];
-  for (const p of want) {
-    const r = Bun.spawnSync(["dpkg-query", "-W", "-f=${Status}", p]);
-    if (!r.stdout.toString().includes("install ok installed")) missing.push(p);
-  }
-  if (!missing.length) return note("Docker, docker-compose and busybox-static are installed");
-  if (process.getuid?.() !== 0) throw new Error(`missing packages ${missing.join(" ")}: run as root, or apt-get install them first`);
-  note(`installing ${missing.join(" ")} (apt-get)`);
-  await sh(["apt-get", "update", "-qq"], { env: { DEBIAN_FRONTEND: "noninteractive" } });
-  await sh(["apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], { env: { DEBIAN_FRONTEND: "noninteractive" } });
+  // The same idempotent installer that `npm test` and CI use, asked for the demo's subset.
+  await sh(["bash", join(ROOT, "scripts/setup.sh"), "--demo"]);
+  note("Docker, docker-compose and busybox-static are installed");
 }
 
 async function get(url: string): Promise<string> {
