@@ -11,7 +11,7 @@ import {
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerRegistry,
   startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "../fioup/_setup.ts";
-import { startFaultProxy, type Fault, type FaultProxy } from "./_fault-proxy.ts";
+import { startFaultProxy, type Fault, type FaultProxy } from "../harness/fault-proxy.ts";
 import { FULL, Tally } from "./_tally.ts";
 
 const tally = new Tally("network");
