@@ -32,10 +32,12 @@ function expectUntouched(parent: string) {
   expect(readdirSync(join(parent, ".."))).toEqual(["apps"]);
 }
 
-async function refuses(entries: E[], index: Record<string, string>, err: new (...a: any[]) => Error, opts: { maxFileSize?: number } = {}) {
+async function refuses(entries: E[], index: Record<string, string>, err: new (...a: any[]) => Error, opts: { maxFileSize?: number } = {}, reason?: string) {
   const { parent, dest } = fresh();
   const bundle = write(await tgz(entries));
-  await expect(extractBundle({ bundle, index, dest, ...opts })).rejects.toThrow(err);
+  const p = extractBundle({ bundle, index, dest, ...opts });
+  await expect(p).rejects.toThrow(err);
+  if (reason) await expect(p).rejects.toThrow(reason);
   expectUntouched(parent);
 }
 
@@ -124,6 +126,18 @@ describe("extractBundle", () => {
       { "lnk/f": sha("x") },
       UnsafeBundleError,
     );
+  });
+
+  test("refuses a symlink whose target passes through another symlink (chains that escape)", async () => {
+    // `up` resolves to the app dir itself; `esc`'s text normalises to "etc" (inside), but the
+    // kernel walks it through `up` and lands four levels above the app dir.
+    const chain = [
+      { name: "a/b/c/up", type: "symlink" as const, linkname: "../../.." },
+      { name: "esc", type: "symlink" as const, linkname: "a/b/c/up/../../../../etc" },
+    ];
+    await refuses(chain, {}, UnsafeBundleError, {}, 'passes through the symlink "a/b/c/up"');
+    // The same two links in the other order: the later link would turn a path the earlier one walks through into a symlink.
+    await refuses([chain[1]!, chain[0]!], {}, UnsafeBundleError);
   });
 
   test("allows a symlink that stays inside the app dir", async () => {

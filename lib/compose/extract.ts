@@ -10,7 +10,7 @@
  */
 import { createReadStream, createWriteStream } from "node:fs";
 import { link, lstat, mkdir, readdir, rename, rm, symlink } from "node:fs/promises";
-import { basename, dirname, join, posix } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import tar from "tar-stream";
@@ -142,6 +142,27 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
       if (kind === "file") throw new UnsafeBundleError(path, `parent "${p}" is a file`);
     }
   };
+  // A symlink's target is walked the way the kernel will walk it, one component at a time, from
+  // the link's directory: it may never climb above the app dir, nor pass through a symlink (whose
+  // text alone cannot say where it leads: `up -> ../..` makes `up/../../etc` escape even though
+  // the normalised text stays inside). Paths a target passes through are remembered, so a later
+  // entry cannot turn one of them into a symlink either.
+  const traversed = new Set<string>();
+  const walkLinkTarget = (raw: string, path: string, target: string) => {
+    const at = path.split("/").slice(0, -1);
+    const parts = target.split("/").filter((p) => p !== "" && p !== ".");
+    parts.forEach((part, i) => {
+      if (part === "..") {
+        if (at.length === 0) throw new UnsafeBundleError(raw, `symlink to "${target}" leaves the app dir`);
+        at.pop();
+      } else at.push(part);
+      const here = at.join("/");
+      if (i < parts.length - 1 && here !== "") {
+        if (seen.get(here) === "symlink") throw new UnsafeBundleError(raw, `symlink to "${target}" passes through the symlink "${here}"`);
+        traversed.add(here);
+      }
+    });
+  };
   const ensureParents = async (path: string) => {
     const parts = path.split("/");
     for (let i = 1; i < parts.length; i++) {
@@ -222,8 +243,8 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
         case "symlink": {
           const target = h.linkname ?? "";
           if (!target || target.startsWith("/")) throw new UnsafeBundleError(raw, `symlink to "${target}" leaves the app dir`);
-          const resolved = posix.normalize(posix.join(posix.dirname(path), target));
-          if (resolved === ".." || resolved.startsWith("../")) throw new UnsafeBundleError(raw, `symlink to "${target}" leaves the app dir`);
+          walkLinkTarget(raw, path, target);
+          if (traversed.has(path)) throw new UnsafeBundleError(raw, "an earlier symlink's target passes through this path");
           await ensureParents(path);
           await symlink(target, join(tmp, path));
           seen.set(path, "symlink");
