@@ -93,7 +93,7 @@ export class DockerEngine {
     return `unix://${this.socketPath}`;
   }
 
-  private async call(method: string, path: string, init: { body?: RequestInit["body"]; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+  protected async call(method: string, path: string, init: { body?: RequestInit["body"]; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
     const url = `http://localhost/${ENGINE_API_VERSION}${path}`;
     try {
       return await fetch(url, { method, unix: this.socketPath, ...init } as RequestInit);
@@ -102,7 +102,7 @@ export class DockerEngine {
     }
   }
 
-  private async fail(what: string, res: Response): Promise<never> {
+  protected async fail(what: string, res: Response): Promise<never> {
     let detail = "";
     try {
       const text = await res.text();
@@ -117,7 +117,7 @@ export class DockerEngine {
     throw new EngineError(`${what}: engine answered ${res.status}${detail ? ` ${detail.trim()}` : ""}`, res.status);
   }
 
-  private async json<T>(what: string, method: string, path: string, init?: { body?: RequestInit["body"]; headers?: Record<string, string> }): Promise<T> {
+  protected async json<T>(what: string, method: string, path: string, init?: { body?: RequestInit["body"]; headers?: Record<string, string> }): Promise<T> {
     const res = await this.call(method, path, init);
     if (!res.ok) return this.fail(what, res);
     return (await res.json()) as T;
