@@ -3,11 +3,14 @@
  * (keeping the Document so pinning preserves comments and layout), size-capped,
  * and checked for what publishing needs — a `services` map where every service
  * names an `image` or has a `build` section. Errors name the file and service.
+ * At publish time variables are interpolated first (see interpolate.ts), so
+ * what is checked, pinned and shipped is what will run.
  *
  * @module
  */
-import { Document, isMap, parseDocument } from "yaml";
+import { Document, isMap, LineCounter, parseDocument, visit } from "yaml";
 import { MAX_COMPOSE_FILE_BYTES } from "./app-format.ts";
+import { interpolateString, type VariableLookup } from "./interpolate.ts";
 
 export class ComposeFileError extends Error {
   override name = "ComposeFileError";
@@ -29,6 +32,12 @@ export interface ComposeService {
   build: boolean;
   /** The build context when `build:` is a string or has `context:` (relative to the app dir). */
   buildContext?: string;
+  /** `build.dockerfile` (relative to the context), if set. */
+  dockerfile?: string;
+  /** `build.target`, if set. */
+  buildTarget?: string;
+  /** `build.args` as a map (a list of `K=V` is converted; a bare `K` takes the variable's value). */
+  buildArgs?: Record<string, string>;
 }
 
 /** A parsed, validated compose file. */
@@ -39,6 +48,14 @@ export interface ComposeFile {
   doc: Document;
   /** Services in file order. */
   services: ComposeService[];
+  /** True when variables were interpolated: the pinned text then escapes `$` as `$$`. */
+  interpolated: boolean;
+}
+
+/** Options of {@link parseCompose}. */
+export interface ParseComposeOptions {
+  /** Interpolate `${VAR}`... in every string value first, with these variables (publish time only). */
+  variables?: VariableLookup;
 }
 
 const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
@@ -53,8 +70,9 @@ const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
  * ```
  * @throws {ComposeFileError} If the file is over 1 MiB, is not valid YAML, has
  *   no `services` map, or a service has neither `image` nor `build`.
+ * @throws {InterpolationError} With `variables`, if a variable cannot be resolved.
  */
-export function parseCompose(content: string | Uint8Array, file: string): ComposeFile {
+export function parseCompose(content: string | Uint8Array, file: string, opts: ParseComposeOptions = {}): ComposeFile {
   const size = typeof content === "string" ? Buffer.byteLength(content) : content.byteLength;
   if (size > MAX_COMPOSE_FILE_BYTES) {
     throw new ComposeFileError(file, `${size} bytes is over the limit of ${MAX_COMPOSE_FILE_BYTES}`);
@@ -65,11 +83,23 @@ export function parseCompose(content: string | Uint8Array, file: string): Compos
   } catch {
     throw new ComposeFileError(file, "not UTF-8 text");
   }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true, lineCounter });
   if (doc.errors.length > 0) {
     throw new ComposeFileError(file, `not valid YAML: ${doc.errors[0]!.message.split("\n")[0]}`);
   }
   if (!isMap(doc.contents)) throw new ComposeFileError(file, "the top level is not a mapping");
+  if (opts.variables) {
+    const lookup = opts.variables;
+    // Values only, never keys, as compose does.
+    visit(doc, {
+      Scalar(key, node) {
+        if (key === "key" || typeof node.value !== "string" || !node.value.includes("$")) return;
+        const line = node.range ? lineCounter.linePos(node.range[0]).line : undefined;
+        node.value = interpolateString(node.value, lookup, { file, ...(line !== undefined ? { line } : {}) });
+      },
+    });
+  }
   let js: { services?: unknown };
   try {
     // Plain values with anchors, aliases and `<<` merge keys resolved, as compose sees them.
@@ -101,18 +131,61 @@ export function parseCompose(content: string | Uint8Array, file: string): Compos
     const hasBuild = build !== undefined && build !== null;
     if (!image && !hasBuild) throw new ComposeFileError(file, "needs an image or a build section", name);
     let buildContext: string | undefined;
+    let details: Pick<ComposeService, "dockerfile" | "buildTarget" | "buildArgs"> = {};
     if (typeof build === "string") buildContext = build;
     else if (hasBuild && typeof build === "object" && !Array.isArray(build)) {
-      const ctx = (build as { context?: unknown }).context;
-      if (typeof ctx === "string") buildContext = ctx;
-      else if (ctx === undefined) buildContext = ".";
+      const b = build as { context?: unknown; dockerfile?: unknown; target?: unknown; args?: unknown };
+      if (typeof b.context === "string") buildContext = b.context;
+      else if (b.context === undefined) buildContext = ".";
+      details = buildDetails(b, file, name, opts.variables);
     }
     out.push({
       name,
       ...(typeof image === "string" ? { image } : {}),
       build: hasBuild,
       ...(buildContext !== undefined ? { buildContext } : {}),
+      ...details,
     });
   }
-  return { file, doc, services: out };
+  return { file, doc, services: out, interpolated: opts.variables !== undefined };
+}
+
+/** `dockerfile`, `target` and `args` of a long-form `build:`. */
+function buildDetails(
+  b: { dockerfile?: unknown; target?: unknown; args?: unknown },
+  file: string,
+  service: string,
+  variables: VariableLookup | undefined,
+): Pick<ComposeService, "dockerfile" | "buildTarget" | "buildArgs"> {
+  const out: Pick<ComposeService, "dockerfile" | "buildTarget" | "buildArgs"> = {};
+  if (b.dockerfile !== undefined) {
+    if (typeof b.dockerfile !== "string" || !b.dockerfile) throw new ComposeFileError(file, "build.dockerfile is not a file name", service);
+    out.dockerfile = b.dockerfile;
+  }
+  if (b.target !== undefined) {
+    if (typeof b.target !== "string" || !b.target) throw new ComposeFileError(file, "build.target is not a stage name", service);
+    out.buildTarget = b.target;
+  }
+  if (b.args !== undefined && b.args !== null) {
+    const args: Record<string, string> = {};
+    if (Array.isArray(b.args)) {
+      for (const a of b.args) {
+        if (typeof a !== "string") throw new ComposeFileError(file, "build.args has an entry that is not KEY=VALUE", service);
+        const i = a.indexOf("=");
+        const k = i < 0 ? a : a.slice(0, i);
+        const v = i < 0 ? variables?.(k) : a.slice(i + 1);
+        if (v !== undefined) args[k] = v;
+      }
+    } else if (typeof b.args === "object") {
+      for (const [k, v] of Object.entries(b.args as Record<string, unknown>)) {
+        if (v === null || v === undefined) {
+          const fromEnv = variables?.(k);
+          if (fromEnv !== undefined) args[k] = fromEnv;
+        } else if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") args[k] = String(v);
+        else throw new ComposeFileError(file, `build.args.${k} is not a scalar`, service);
+      }
+    } else throw new ComposeFileError(file, "build.args is neither a map nor a list", service);
+    out.buildArgs = args;
+  }
+  return out;
 }

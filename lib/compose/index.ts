@@ -5,3 +5,4 @@ export * from "./ignore.ts";
 export * from "./bundle.ts";
 export * from "./app-manifest.ts";
 export * from "./extract.ts";
+export * from "./interpolate.ts";

@@ -2,11 +2,14 @@
  * Pinning makes an app version immutable (SPEC §1): every service image is
  * rewritten to `<registry>/<path>@sha256:<manifest digest>` as resolved at
  * publish time, and `build:` sections are dropped (the device never builds).
+ * An interpolated file keeps its resolved values, with `$` written as `$$`.
  * Everything else in the file, comments included, is kept as written.
  *
  * @module
  */
+import { visit } from "yaml";
 import type { ComposeFile, ComposeService } from "./compose-file.ts";
+import { escapeInterpolation } from "./interpolate.ts";
 
 export class UnpinnedImageError extends Error {
   override name = "UnpinnedImageError";
@@ -47,6 +50,14 @@ export async function pinCompose(compose: ComposeFile, resolve: ImageResolver): 
     doc.setIn(["services", svc.name, "image"], to);
     if (svc.build) doc.deleteIn(["services", svc.name, "build"]);
     pins[svc.name] = { from: svc.image, to };
+  }
+  if (compose.interpolated) {
+    // Values were resolved at publish time: escape what is left so compose on the device reads them back unchanged.
+    visit(doc, {
+      Scalar(key, node) {
+        if (key !== "key" && typeof node.value === "string" && node.value.includes("$")) node.value = escapeInterpolation(node.value);
+      },
+    });
   }
   return { text: doc.toString({ lineWidth: 0 }), pins };
 }
