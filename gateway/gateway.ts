@@ -141,6 +141,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         root: data.registryDir,
         tokenSecret: data.registrySecret,
         tokenRealm: realm,
+        served: gw.metrics.registryBytes,
         authorize: async (c, access) => {
           const who = await identify(c as Context<GatewayEnv>);
           return who !== undefined && allowed(who, access.repository, access.action);

@@ -4,8 +4,12 @@
  *
  * @module
  */
+import { ServedBytes } from "./registry/served-bytes.ts";
+
 export class Metrics {
   readonly #requests = new Map<string, number>();
+  /** Registry bytes served per client: what devices downloaded, counted by the gateway. */
+  readonly registryBytes = new ServedBytes();
   readonly started = Date.now();
 
   count(route: string, status: number) {
@@ -24,6 +28,7 @@ export class Metrics {
       const [route, status] = key.split("\u0000");
       lines.push(`gateway_requests_total{route="${esc(route!)}",status="${status}"} ${n}`);
     }
+    lines.push(...this.registryBytes.render());
     for (const [name, g] of Object.entries({
       gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (Date.now() - this.started) / 1000 },
       ...gauges,

@@ -5,3 +5,4 @@ export * from "./token.ts";
 export * from "./gc.ts";
 export * from "./range.ts";
 export * from "./manifest.ts";
+export * from "./served-bytes.ts";

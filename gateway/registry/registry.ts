@@ -16,6 +16,7 @@ import { parseRange, parseUploadRange } from "./range.ts";
 import { MAX_MANIFEST_BYTES, RegistryStorage } from "./storage.ts";
 import { UploadSessions, rangeHeaders } from "./uploads.ts";
 import { OCI_INDEX } from "./manifest.ts";
+import { ServedBytes } from "./served-bytes.ts";
 import { bearerToken, tokenAllows, verifyRegistryToken, type RegistryAccess, type TokenClaims } from "./token.ts";
 
 export interface RegistryOptions {
@@ -32,6 +33,8 @@ export interface RegistryOptions {
   tokenSecret?: string | Uint8Array;
   /** `service` in challenges; default "gateway". */
   service?: string;
+  /** Counts the blob and manifest bytes served, per client (the token's `sub`, `device:<uuid>`, `admin`). */
+  served?: ServedBytes;
 }
 
 type Handler = (c: Context, m: RegExpExecArray) => Promise<Response>;
@@ -51,16 +54,20 @@ export function createRegistry(opts: RegistryOptions): Hono {
   const store = new RegistryStorage(opts.root);
   const uploads = new UploadSessions(store);
   const service = opts.service ?? "gateway";
+  const served = opts.served ?? new ServedBytes();
 
-  /** Throws 401/403 unless the request may do `action` on `repository`. */
-  async function authorize(c: Context, repository: string, action: RegistryAccess["action"]): Promise<void> {
+  /** Throws 401/403 unless the request may do `action` on `repository`; returns who the caller is. */
+  async function authorize(c: Context, repository: string, action: RegistryAccess["action"]): Promise<string> {
     let claims: TokenClaims | undefined;
     if (opts.tokenSecret) {
       const token = bearerToken(c.req.header("authorization"));
       claims = token ? verifyRegistryToken(opts.tokenSecret, token) : undefined;
-      if (claims && tokenAllows(claims, { repository, action })) return;
+      if (claims && tokenAllows(claims, { repository, action })) return claims.sub;
     }
-    if (await opts.authorize(c, { repository, action })) return;
+    if (await opts.authorize(c, { repository, action })) {
+      const device = c.get("device") as { uuid?: string } | undefined;
+      return device?.uuid ? `device:${device.uuid}` : c.get("admin") === true ? "admin" : "anonymous";
+    }
     const authenticated = claims !== undefined || Boolean(c.get("device")) || c.get("admin") === true;
     const what = repository ? `${action} on "${repository}"` : "registry access";
     if (authenticated) throw new RegistryError(403, "DENIED", `Access denied: ${what} is not allowed for this client`, { repository, action });
@@ -76,9 +83,10 @@ export function createRegistry(opts: RegistryOptions): Hono {
     const ref = safeDecode(m[2]!);
     const method = c.req.method;
     if (method === "GET" || method === "HEAD") {
-      await authorize(c, repo, "pull");
+      const client = await authorize(c, repo, "pull");
       const { digest, link, bytes } = await store.getManifest(repo, ref);
       const headers = { "Content-Type": link.mediaType, "Docker-Content-Digest": digest, "Content-Length": String(bytes.byteLength), ETag: `"${digest}"` };
+      if (method === "GET") served.add(client, "manifest", bytes.byteLength);
       return new Response(method === "HEAD" ? null : bytes, { status: 200, headers });
     }
     if (method === "PUT") {
@@ -104,7 +112,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
     const digest = safeDecode(m[2]!);
     const method = c.req.method;
     if (method === "GET" || method === "HEAD") {
-      await authorize(c, repo, "pull");
+      const client = await authorize(c, repo, "pull");
       checkDigest(digest);
       const size = await store.blobSize(repo, digest);
       if (size === undefined) throw new RegistryError(404, "BLOB_UNKNOWN", `Blob "${digest}" not found in repository "${repo}"`, { digest });
@@ -120,10 +128,10 @@ export function createRegistry(opts: RegistryOptions): Hono {
       if (range) {
         headers["Content-Range"] = `bytes ${range.start}-${range.end}/${size}`;
         headers["Content-Length"] = String(range.end - range.start + 1);
-        return new Response(file.slice(range.start, range.end + 1), { status: 206, headers });
+        return new Response(served.counted(file.slice(range.start, range.end + 1).stream(), client, "blob"), { status: 206, headers });
       }
       headers["Content-Length"] = String(size);
-      return new Response(method === "HEAD" ? null : file, { status: 200, headers });
+      return new Response(method === "HEAD" ? null : served.counted(file.stream(), client, "blob"), { status: 200, headers });
     }
     if (method === "DELETE") {
       await authorize(c, repo, "delete");

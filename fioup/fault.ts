@@ -1,0 +1,59 @@
+/**
+ * Named kill points for power-cut testing: one-line `faultPoint(name)` calls at the moments a
+ * crash matters (mid-blob, after a blob commit, right after each saved update state). They do
+ * nothing unless the environment asks:
+ *
+ * - `FIOUP_FAULT=<name>`: the point to kill at, e.g. `state:fetched`, `blob-committed`,
+ *   `mid-blob`.
+ * - `FIOUP_FAULT_NTH=<n>`: fire on the n-th time this process reaches the point (default 1),
+ *   e.g. after the second blob commit.
+ * - `FIOUP_FAULT_OFFSET=<bytes>`: for `mid-blob`, fire once a blob bigger than this has at
+ *   least this many of its bytes written to its partial file (each blob counts as one hit).
+ * - `FIOUP_FAULT_REPORT=<file>`: where to append one JSON line before dying
+ *   (`{"point", "nth", "detail", "pid"}`), so a test knows the kill landed where it meant it to.
+ *
+ * When the point fires, the process writes the marker (synchronously) and sends itself SIGKILL:
+ * no `finally`, no exit handler, no buffered write runs, as in a power cut seen by the process.
+ * Points: `mid-blob`, `blob-committed`, and `state:<state>` right after each state is saved
+ * (initialized, fetching, fetched, installing, installed, starting, started, completing).
+ *
+ * @module
+ */
+import { appendFileSync } from "node:fs";
+
+const wanted = process.env.FIOUP_FAULT;
+const nth = Number(process.env.FIOUP_FAULT_NTH ?? "1");
+const offset = Number(process.env.FIOUP_FAULT_OFFSET ?? "0");
+const hits = new Map<string, number>();
+const crossed = new Set<string>();
+
+/**
+ * Kills this process with SIGKILL if `$FIOUP_FAULT` names this point (and this is the n-th hit);
+ * otherwise returns at once.
+ *
+ * @example
+ * ```ts
+ * await db.setState(id, "fetched");
+ * faultPoint("state:fetched");
+ * ```
+ */
+export function faultPoint(name: string, detail: Record<string, unknown> = {}): void {
+  if (wanted === undefined || wanted !== name) return;
+  const n = (hits.get(name) ?? 0) + 1;
+  hits.set(name, n);
+  if (n !== nth) return;
+  const report = process.env.FIOUP_FAULT_REPORT;
+  if (report) appendFileSync(report, JSON.stringify({ point: name, nth: n, detail, pid: process.pid }) + "\n");
+  process.kill(process.pid, "SIGKILL");
+}
+
+/**
+ * The `mid-blob` point: call it as bytes of a blob reach its partial file. Fires (through
+ * {@link faultPoint}) the first time a blob bigger than `$FIOUP_FAULT_OFFSET` has at least that
+ * many bytes on disk, so the kill lands inside a blob, never at its end.
+ */
+export function faultMidBlob(digest: string, onDisk: number, size: number): void {
+  if (wanted !== "mid-blob" || !(offset > 0) || size <= offset || onDisk < offset || crossed.has(digest)) return;
+  crossed.add(digest); // one hit per blob, so FIOUP_FAULT_NTH=2 means the second blob
+  faultPoint("mid-blob", { digest, onDisk, size, offset });
+}
