@@ -1,14 +1,18 @@
 /**
  * The gateway's TUF private keys as files, `<data>/tuf/keys/<role>.json`
  * (mode 0600), so root and targets keys can be moved offline and put back.
+ * Any key file in the dir signs for every role whose root.json entry lists its
+ * key id, so a role with a threshold above 1 signs online when enough of its
+ * key files are present, and not at all when they are absent.
  * A rotation stages the new key as `<role>.next.json` before the new root is
  * stored and promotes it after, so a crash in between never loses the key the
  * stored root trusts: whichever of the two files root names is used.
  *
  * @module
  */
-import { link, mkdir, rename, rm, writeFile, chmod } from "node:fs/promises";
+import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { generateKey, loadKeyFile, saveKeyFile, serializeKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
 import type { RoleName } from "../../lib/tuf/metadata.ts";
 
@@ -43,48 +47,92 @@ export class TufKeyStore {
       if (!isMissing(e)) throw e;
     }
     const key = generateKey();
-    const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-    await writeFile(tmp, serializeKey(key), { mode: 0o600, flag: "wx" });
-    await chmod(tmp, 0o600);
     try {
-      await link(tmp, path); // fails if another process created it first
+      await writeFileAtomic(path, serializeKey(key), { mode: 0o600, noReplace: true }); // EEXIST if another process created it first
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    } finally {
-      await rm(tmp, { force: true });
     }
     return loadKeyFile(path);
   }
 
   /**
-   * The key to sign `role` with: the one whose id is among `trustedIds` (the ids root.json lists).
-   *
-   * @throws {SigningKeyUnavailableError} If neither the key file nor a staged one is trusted.
+   * Every readable key file in the dir (`*.json`), by key id: `<role>.json`, a staged
+   * `<role>.next.json`, or any other name an operator gave a key file (e.g. a second
+   * targets key for a threshold of 2). Unreadable files are skipped: they cannot sign.
    */
-  async signingKey(role: RoleName, trustedIds: readonly string[]): Promise<TufKeyPair> {
-    const path = this.path(role);
-    let current: TufKeyPair | undefined;
+  async held(): Promise<Map<string, { pair: TufKeyPair; path: string }>> {
+    let names: string[];
     try {
-      current = await loadKeyFile(path);
-      if (trustedIds.includes(current.keyId)) return current;
+      names = await readdir(this.dir);
     } catch (e) {
-      if (!isMissing(e)) throw new SigningKeyUnavailableError(role, path, (e as Error).message, { cause: e });
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return new Map();
+      throw e;
     }
-    // A rotation that stored the new root but crashed before promoting the key.
-    try {
-      const next = await loadKeyFile(this.path(role, true));
-      if (trustedIds.includes(next.keyId)) {
-        await rename(this.path(role, true), path);
-        return next;
+    const out = new Map<string, { pair: TufKeyPair; path: string }>();
+    // Stable keys first, so a key present under both names is used from `<role>.json`.
+    names.sort((a, b) => Number(a.endsWith(".next.json")) - Number(b.endsWith(".next.json")) || a.localeCompare(b));
+    for (const name of names) {
+      if (!name.endsWith(".json") || name.includes(".tmp-")) continue;
+      const path = join(this.dir, name);
+      try {
+        const pair = await loadKeyFile(path);
+        if (!out.has(pair.keyId)) out.set(pair.keyId, { pair, path });
+      } catch {
+        // not a key file, or removed meanwhile
       }
-    } catch {
-      // no staged key
     }
-    throw new SigningKeyUnavailableError(
-      role,
-      path,
-      current ? `its key ${current.keyId} is not the ${role} key root.json trusts (${trustedIds.join(", ")})` : "the key file is absent (offline?)",
-    );
+    return out;
+  }
+
+  /**
+   * The keys to sign `role` with: every held key whose id is among `trustedIds` (the ids
+   * root.json lists for the role), at least `threshold` of them.
+   *
+   * @throws {SigningKeyUnavailableError} If fewer than `threshold` trusted keys are held (moved offline).
+   */
+  async signingKeys(role: RoleName, trustedIds: readonly string[], threshold = 1): Promise<TufKeyPair[]> {
+    const held = await this.held();
+    const found = trustedIds.flatMap((id) => {
+      const k = held.get(id);
+      return k ? [k] : [];
+    });
+    if (found.length >= threshold && found.length > 0) {
+      // A rotation that stored the new root but crashed before promoting the key.
+      for (const k of found) {
+        if (k.path === this.path(role, true)) {
+          await rename(k.path, this.path(role));
+          k.path = this.path(role);
+        }
+      }
+      return found.map((k) => k.pair);
+    }
+    const path = this.path(role);
+    const own = [...held.values()].find((k) => k.path === path);
+    const why =
+      found.length > 0
+        ? `only ${found.length} of the ${threshold} ${role} keys root.json requires are in ${this.dir}`
+        : own
+          ? `its key ${own.pair.keyId} is not the ${role} key root.json trusts (${trustedIds.join(", ")})`
+          : "the key file is absent (offline?)";
+    throw new SigningKeyUnavailableError(role, path, why);
+  }
+
+  /** The key to sign `role` with when root requires one signature. @throws {SigningKeyUnavailableError} */
+  async signingKey(role: RoleName, trustedIds: readonly string[]): Promise<TufKeyPair> {
+    return (await this.signingKeys(role, trustedIds, 1))[0]!;
+  }
+
+  /** Deletes the held key files of these key ids (keys no root trusts any more). Returns the paths removed. */
+  async forget(keyIds: Iterable<string>): Promise<string[]> {
+    const held = await this.held();
+    const removed: string[] = [];
+    for (const id of keyIds) {
+      const k = held.get(id);
+      if (!k) continue;
+      await rm(k.path, { force: true });
+      removed.push(k.path);
+    }
+    return removed;
   }
 
   /** Stages a new key for a rotation (`<role>.next.json`). */

@@ -243,7 +243,7 @@ export class TufRepo {
       const records: TufRecord[] = [];
       const tryKey = async (role: RoleName) => {
         try {
-          return await this.#key(s, role);
+          return await this.#keysFor(s, role);
         } catch (e) {
           if (!(e instanceof SigningKeyUnavailableError)) throw e;
           out.needsOfflineKey.push(role);
@@ -252,7 +252,7 @@ export class TufRepo {
       };
       if (due("root", s.root.signed)) {
         const key = await tryKey("root");
-        if (key) records.push(this.#sign("root", Root.fromJSON(this.#rootJson(s)), [key]));
+        if (key) records.push(this.#sign("root", Root.fromJSON(this.#rootJson(s)), key));
       }
       let targetsRec: TufRecord | undefined;
       if (due("targets", s.targets.signed)) {
@@ -261,10 +261,10 @@ export class TufRepo {
       }
       let snapshotRec: TufRecord | undefined;
       if (targetsRec || due("snapshot", s.snapshot.signed)) {
-        records.push((snapshotRec = this.#snapshotRecord(s, targetsRec ?? s.targets.record, await this.#key(s, "snapshot"))));
+        records.push((snapshotRec = this.#snapshotRecord(s, targetsRec ?? s.targets.record, await this.#keysFor(s, "snapshot"))));
       }
       if (snapshotRec || due("timestamp", s.timestamp.signed)) {
-        records.push(this.#timestampRecord(s, snapshotRec ?? s.snapshot.record, await this.#key(s, "timestamp")));
+        records.push(this.#timestampRecord(s, snapshotRec ?? s.snapshot.record, await this.#keysFor(s, "timestamp")));
       }
       out.refreshed = records.map((r) => r.role);
       return { records, result: out };
@@ -283,25 +283,25 @@ export class TufRepo {
     return this.#serial(async () => {
       for (let attempt = 0; ; attempt++) {
         const s = await this.#load();
-        const rootKey = await this.#key(s, "root");
+        const rootKeys = await this.#keysFor(s, "root");
         // Keys the chain needs must be at hand before a new root makes the old ones useless.
-        const dependents: Partial<Record<RoleName, TufKeyPair>> = {};
-        if (role === "targets" || role === "snapshot") dependents.snapshot = await this.#key(s, "snapshot");
-        if (role !== "root") dependents.timestamp = await this.#key(s, "timestamp");
+        const dependents: Partial<Record<RoleName, TufKeyPair[]>> = {};
+        if (role === "targets" || role === "snapshot") dependents.snapshot = await this.#keysFor(s, "snapshot");
+        if (role !== "root") dependents.timestamp = await this.#keysFor(s, "timestamp");
         const next = await this.#keys.stageNext(role);
         let records: TufRecord[];
         try {
           const rootJson = this.#rootJson(s, { role, key: next });
-          records = [this.#sign("root", Root.fromJSON(rootJson), role === "root" ? [rootKey, next] : [rootKey])];
+          records = [this.#sign("root", Root.fromJSON(rootJson), role === "root" ? [...rootKeys, next] : rootKeys)];
           if (role === "targets") {
-            const t = this.#targetsRecord(s, targetsOf(s), next);
+            const t = this.#targetsRecord(s, targetsOf(s), [next]);
             const sn = this.#snapshotRecord(s, t, dependents.snapshot!);
             records.push(t, sn, this.#timestampRecord(s, sn, dependents.timestamp!));
           } else if (role === "snapshot") {
-            const sn = this.#snapshotRecord(s, s.targets.record, next);
+            const sn = this.#snapshotRecord(s, s.targets.record, [next]);
             records.push(sn, this.#timestampRecord(s, sn, dependents.timestamp!));
           } else if (role === "timestamp") {
-            records.push(this.#timestampRecord(s, s.snapshot.record, next));
+            records.push(this.#timestampRecord(s, s.snapshot.record, [next]));
           }
           await this.#storage.put(records);
         } catch (e) {
@@ -404,8 +404,10 @@ export class TufRepo {
     }
   }
 
-  #key(s: State, role: RoleName): Promise<TufKeyPair> {
-    return this.#keys.signingKey(role, s.root.signed.roles[role]?.keyIDs ?? []);
+  /** The held keys root trusts for `role`, as many as its threshold needs. */
+  #keysFor(s: State, role: RoleName, root: Root = s.root.signed): Promise<TufKeyPair[]> {
+    const r = root.roles[role];
+    return this.#keys.signingKeys(role, r?.keyIDs ?? [], r?.threshold ?? 1);
   }
 
   #sign(role: RoleName, signed: Signed, keys: TufKeyPair[]): TufRecord {
@@ -431,41 +433,41 @@ export class TufRepo {
     return json as unknown as RootJson;
   }
 
-  #targetsRecord(s: State, targets: Record<string, TargetEntry>, key: TufKeyPair): TufRecord {
+  #targetsRecord(s: State, targets: Record<string, TargetEntry>, keys: TufKeyPair[]): TufRecord {
     const version = s.targets.signed.version + 1;
     const expires = expiresAt(this.#now(), this.#expiries.targets);
-    const json = new TextDecoder().decode(signJson({ _type: "targets", spec_version: "1.0.31", version, expires, targets }, [key]));
+    const json = new TextDecoder().decode(signJson({ _type: "targets", spec_version: "1.0.31", version, expires, targets }, keys));
     const rec: TufRecord = { role: "targets", version, json, expires };
     const bytes = encoder.encode(rec.json).length;
     if (bytes > this.#maxTargetsBytes) throw new TargetsTooLargeError(bytes, this.#maxTargetsBytes);
     return rec;
   }
 
-  #snapshotRecord(s: State, targets: TufRecord, key: TufKeyPair): TufRecord {
+  #snapshotRecord(s: State, targets: TufRecord, keys: TufKeyPair[]): TufRecord {
     const snapshot = new Snapshot({
       version: s.snapshot.signed.version + 1,
       specVersion: "1.0.31",
       expires: expiresAt(this.#now(), this.#expiries.snapshot),
       meta: { "targets.json": metaFileFor(encoder.encode(targets.json), targets.version) },
     });
-    return this.#sign("snapshot", snapshot, [key]);
+    return this.#sign("snapshot", snapshot, keys);
   }
 
-  #timestampRecord(s: State, snapshot: TufRecord, key: TufKeyPair): TufRecord {
+  #timestampRecord(s: State, snapshot: TufRecord, keys: TufKeyPair[]): TufRecord {
     const ts = new Timestamp({
       version: s.timestamp.signed.version + 1,
       specVersion: "1.0.31",
       expires: expiresAt(this.#now(), this.#expiries.timestamp),
       snapshotMeta: metaFileFor(encoder.encode(snapshot.json), snapshot.version),
     });
-    return this.#sign("timestamp", ts, [key]);
+    return this.#sign("timestamp", ts, keys);
   }
 
   /** New targets, snapshot and timestamp records for a changed target set. */
   async #chainFromTargets(s: State, targets: Record<string, TargetEntry>): Promise<TufRecord[]> {
-    const t = this.#targetsRecord(s, targets, await this.#key(s, "targets"));
-    const sn = this.#snapshotRecord(s, t, await this.#key(s, "snapshot"));
-    return [t, sn, this.#timestampRecord(s, sn, await this.#key(s, "timestamp"))];
+    const t = this.#targetsRecord(s, targets, await this.#keysFor(s, "targets"));
+    const sn = this.#snapshotRecord(s, t, await this.#keysFor(s, "snapshot"));
+    return [t, sn, this.#timestampRecord(s, sn, await this.#keysFor(s, "timestamp"))];
   }
 }
 
