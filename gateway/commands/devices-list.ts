@@ -1,9 +1,10 @@
-import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-import { table } from "./_render.ts";
 
 export default defineCommand({
   summary: "List registered devices",
+  description: ADMIN_HELP,
   flags: {
     ...adminFlags,
     limit: { type: "string", description: "At most this many", default: "1000", placeholder: "N" },
@@ -11,14 +12,16 @@ export default defineCommand({
     ...formatFlag,
   },
   async run({ flags, out }) {
+    const limit = Number(flags.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError("--limit must be an integer from 1 to 1000");
     const client = await adminClient(flags);
-    const q = new URLSearchParams({ limit: flags.limit, ...(flags.after ? { after: flags.after } : {}) });
-    const res = await client.request<{ devices: Record<string, unknown>[]; next?: string }>("Cannot list devices", "GET", `/admin/devices?${q}`);
+    const res = await client.devices({ limit, ...(flags.after ? { after: flags.after } : {}) });
     out.result(res, (r) =>
       table(
-        r.devices.map((d) => ({ ...d, status: d.revokedAt ? "revoked" : "active" })),
-        ["uuid", "name", "hardwareId", "tags", "currentTarget", "lastSeen", "status"],
-      ),
+        ["UUID", "NAME", "HARDWARE ID", "TAGS", "TARGET", "LAST SEEN", "STATUS"],
+        r.devices.map((d) => [d.uuid, d.name, d.hardwareId, d.tags, d.currentTarget, d.lastSeen, d.revokedAt ? "revoked" : "active"]),
+        { empty: "(none)" },
+      ) + (r.next ? `\n(more: --after ${r.next})` : ""),
     );
   },
 });

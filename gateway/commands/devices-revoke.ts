@@ -10,11 +10,7 @@ export default defineCommand({
     const uuid = args[0];
     if (!uuid || args.length > 1) throw new UsageError("give exactly one device uuid");
     const client = await adminClient(flags);
-    const d = await client.request<{ uuid: string; revokedAt: string }>(
-      `Cannot revoke device ${uuid}`,
-      "POST",
-      `/admin/devices/${encodeURIComponent(uuid)}/revoke`,
-    );
+    const d = await client.revokeDevice(uuid);
     out.result(d, (r) => `revoked ${r.uuid} at ${r.revokedAt}`);
   },
 });

@@ -1,4 +1,6 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { printable } from "../../lib/cli/printable.ts";
+import { cell } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -10,24 +12,24 @@ export default defineCommand({
     const uuid = args[0];
     if (!uuid || args.length > 1) throw new UsageError("give exactly one device uuid");
     const client = await adminClient(flags);
-    const path = `/admin/devices/${encodeURIComponent(uuid)}`;
-    const device = await client.request<Record<string, any>>(`Cannot show device ${uuid}`, "GET", path);
-    const { updates } = await client.request<{ updates: Record<string, any>[] }>(`Cannot list updates of ${uuid}`, "GET", `${path}/updates`);
-    out.result<Record<string, any>>({ ...device, updates }, (d) => {
+    const device = await client.device(uuid);
+    const { updates } = await client.deviceUpdates(uuid);
+    out.result({ ...device, updates }, (d) => {
+      // Every value here may come from the device: cell() and printable() strip control characters.
       const lines = [
-        `uuid:        ${d.uuid}`,
-        `name:        ${d.name}`,
-        `hardware id: ${d.hardwareId}`,
-        `tags:        ${d.tags.join(",") || "-"}`,
-        `target:      ${d.currentTarget ?? "-"}`,
-        `apps:        ${d.apps?.join(",") ?? "(all)"}`,
-        `created:     ${d.createdAt}`,
-        `last seen:   ${d.lastSeen ?? "never"}`,
-        `status:      ${d.revokedAt ? `revoked ${d.revokedAt}` : "active"}`,
+        `uuid:        ${cell(d.uuid)}`,
+        `name:        ${cell(d.name)}`,
+        `hardware id: ${cell(d.hardwareId)}`,
+        `tags:        ${cell(d.tags)}${d.tagsFromDevice ? " (set by the device)" : ""}`,
+        `target:      ${cell(d.currentTarget)}`,
+        `apps:        ${d.apps ? cell(d.apps) : "(all)"}`,
+        `created:     ${cell(d.createdAt)}`,
+        `last seen:   ${d.lastSeen ? cell(d.lastSeen) : "never"}`,
+        `status:      ${d.revokedAt ? `revoked ${cell(d.revokedAt)}` : "active"}`,
       ];
-      for (const [app, st] of Object.entries((d.appsStates?.apps ?? {}) as Record<string, any>)) lines.push(`app ${app}: ${st.state} (${st.uri})`);
+      for (const [app, st] of Object.entries(d.appsStates?.apps ?? {})) lines.push(`app ${printable(app)}: ${cell(st.state)} (${cell(st.uri)})`);
       for (const u of d.updates.slice(-10))
-        lines.push(`update ${u.correlationId}: ${u.targetName ?? "?"} ${u.success === undefined ? "in progress" : u.success ? "ok" : "FAILED"}`);
+        lines.push(`update ${cell(u.correlationId)}: ${cell(u.targetName ?? "?")} ${u.success === undefined ? "in progress" : u.success ? "ok" : "FAILED"}`);
       return lines.join("\n");
     });
   },

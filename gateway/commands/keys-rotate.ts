@@ -17,7 +17,7 @@ export default defineCommand({
     const role = args[0] as (typeof ROLES)[number];
     if (!ROLES.includes(role) || args.length !== 1) throw new UsageError(`give one role: ${ROLES.join(", ")}`);
     const client = await adminClient(flags);
-    const res = await client.request<{ role: string; rootVersion: number | null }>(`Cannot rotate the ${role} key`, "POST", "/admin/keys/rotate", { role });
+    const res = await client.rotateKey(role);
     out.result(res, (r) => `rotated ${r.role} key; root.json is now version ${r.rootVersion}`);
   },
 });

@@ -1,7 +1,6 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import type { TargetEntry } from "../../lib/api/index.ts";
+import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-import { table } from "./_render.ts";
 
 export default defineCommand({
   summary: "List the signed targets (the content of targets.json)",
@@ -9,19 +8,19 @@ export default defineCommand({
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, out }) {
     const client = await adminClient(flags);
-    const res = await client.request<{ targets: Record<string, TargetEntry>; version: number }>("Cannot list targets", "GET", "/admin/targets");
+    const res = await client.targets();
     out.result(res, (r) => {
-      const rows = Object.entries(r.targets)
-        .map(([name, e]) => ({
-          name,
-          version: e.custom.version,
-          hardwareIds: e.custom.hardwareIds,
-          tags: e.custom.tags,
-          apps: Object.keys(e.custom.docker_compose_apps),
-          createdAt: e.custom.createdAt,
-        }))
-        .sort((a, b) => Number(a.version) - Number(b.version) || a.name.localeCompare(b.name));
-      return `targets.json version ${r.version}\n` + table(rows, ["name", "version", "hardwareIds", "tags", "apps", "createdAt"]);
+      const rows = Object.entries(r.targets).sort(
+        ([an, a], [bn, b]) => Number(a.custom.version) - Number(b.custom.version) || an.localeCompare(bn),
+      );
+      return (
+        `targets.json version ${r.version}\n` +
+        table(
+          ["NAME", "VERSION", "HARDWARE IDS", "TAGS", "APPS", "CREATED"],
+          rows.map(([name, e]) => [name, e.custom.version, e.custom.hardwareIds, e.custom.tags, Object.keys(e.custom.docker_compose_apps), e.custom.createdAt]),
+          { empty: "(none)" },
+        )
+      );
     });
   },
 });

@@ -1,29 +1,56 @@
-import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { TOKEN_ROLES, type TokenRole } from "../../lib/api/admin.ts";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
-  summary: "Create a registration token for devices (printed once; only its hash is kept)",
-  description:
-    "Devices register with `fioup register --token TOKEN`." +
-    "\n\n" +
+  summary: "Create a token: registration (default), publish or admin (printed once; only its hash is kept)",
+  description: [
+    "Roles:",
+    "  registration  devices register with it (`fioup register --token TOKEN`), nothing else",
+    "  publish       push images to the factory registry and add targets: what `gateway publish` in CI needs",
+    "  admin         devices, tokens, targets and key rotation (not the root key: that one stays offline)",
+    "",
+    "A registration token registers --max-uses devices (default 1), counted atomically, until it expires.",
+    "Devices get the token's --tag tags; only with --allow-device-tags may a device pick its own (when the",
+    "token has none) and change them later with its x-ats-tags header.",
+    "",
     ADMIN_HELP,
+  ].join("\n"),
   flags: {
     ...adminFlags,
-    tag: { type: "strings", description: "Tag registered devices join (default: the tags the device asks for)", placeholder: "T" },
-    hwid: { type: "string", description: "Only devices of this hardware id may use the token", placeholder: "H" },
-    expires: { type: "string", description: "Lifetime: 30d, 12h, 90m, 3600s, 2w", default: "30d", placeholder: "DURATION" },
+    role: { type: "string", description: "registration, publish or admin", default: "registration", placeholder: "ROLE" },
+    name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT" },
+    tag: { type: "strings", description: "Registration: a tag registered devices get", placeholder: "T" },
+    hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H" },
+    "max-uses": { type: "string", description: "Registration: how many devices may register with it", default: "1", placeholder: "N" },
+    "allow-device-tags": { type: "boolean", description: "Registration: devices choose and change their own tags" },
+    expires: { type: "string", description: "Lifetime: 30d, 12h, 90m, 3600s, 2w (default: 30d; 365d for publish and admin)", placeholder: "DURATION" },
     ...formatFlag,
   },
   async run({ flags, out }) {
-    parseDuration(flags.expires); // fail before any network call
+    const role = flags.role as TokenRole;
+    if (!TOKEN_ROLES.includes(role)) throw new UsageError(`--role must be one of ${TOKEN_ROLES.join(", ")}`);
+    const maxUses = Number(flags["max-uses"]);
+    if (!Number.isInteger(maxUses) || maxUses < 1 || maxUses > 1_000_000) throw new UsageError("--max-uses must be an integer from 1 to 1000000");
+    if (role !== "registration" && (flags.tag.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== "1"))
+      throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
+    if (flags.expires !== undefined) parseDuration(flags.expires); // fail before any network call
     const client = await adminClient(flags);
-    const res = await client.request<{ id: string; token: string; expiresAt: string }>("Cannot create the token", "POST", "/admin/tokens", {
-      ...(flags.tag.length ? { tags: flags.tag } : {}),
-      ...(flags.hwid ? { hwid: flags.hwid } : {}),
-      expiresIn: flags.expires,
+    const res = await client.createToken({
+      role,
+      ...(flags.name ? { name: flags.name } : {}),
+      ...(flags.expires ? { expiresIn: flags.expires } : {}),
+      ...(role === "registration"
+        ? {
+            maxUses,
+            ...(flags.tag.length ? { tags: flags.tag } : {}),
+            ...(flags.hwid ? { hwid: flags.hwid } : {}),
+            ...(flags["allow-device-tags"] ? { allowDeviceTags: true } : {}),
+          }
+        : {}),
     });
     out.result(res, (r) => r.token);
-    if (!out.json) out.info(`token ${res.id} expires ${res.expiresAt}`);
+    if (!out.json) out.info(`${res.role} token ${res.id} expires ${res.expiresAt}`);
   },
 });

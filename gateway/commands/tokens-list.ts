@@ -1,14 +1,28 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-import { table } from "./_render.ts";
+
+const status = (t: { revokedAt: string | null; expired: boolean }) => (t.revokedAt ? "revoked" : t.expired ? "expired" : "active");
 
 export default defineCommand({
-  summary: "List registration tokens (ids, tags, expiry, uses; never the secrets)",
+  summary: "List tokens: registration tokens and publish/admin tokens (ids, expiry, uses; never the secrets)",
   description: ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, out }) {
     const client = await adminClient(flags);
-    const res = await client.request<{ tokens: Record<string, unknown>[] }>("Cannot list tokens", "GET", "/admin/tokens");
-    out.result(res, (r) => table(r.tokens, ["id", "tags", "hwid", "expiresAt", "uses", "expired"]));
+    const res = await client.tokens();
+    out.result(res, (r) =>
+      [
+        "Registration tokens:",
+        table(
+          ["ID", "NAME", "TAGS", "HWID", "USES", "EXPIRES", "STATUS"],
+          r.tokens.map((t) => [t.id, t.name, t.tags, t.hwid, `${t.uses}/${t.maxUses ?? "∞"}`, t.expiresAt, status(t)]),
+          { empty: "(none)" },
+        ),
+        "",
+        "API tokens:",
+        table(["ID", "ROLE", "NAME", "EXPIRES", "STATUS"], r.apiTokens.map((t) => [t.id, t.role, t.name, t.expiresAt, status(t)]), { empty: "(none)" }),
+      ].join("\n"),
+    );
   },
 });

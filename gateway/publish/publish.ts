@@ -24,7 +24,7 @@ import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platfo
 import { parseReference, type Reference } from "../../lib/oci/reference.ts";
 import { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
-import { AdminClient } from "./admin-client.ts";
+import { AdminClient } from "../../lib/api/admin-client.ts";
 import { copyImage } from "./copy-image.ts";
 import { dockerCredentials } from "./credentials.ts";
 import { discover, type AppDir, type BuildDir } from "./discover.ts";
@@ -206,7 +206,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const insecure = new Set(opts.insecureRegistries ?? []);
   const onGateway = registryHost === serverUrl.host;
   log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
-  const admin = new AdminClient(serverUrl.toString(), opts.token, ca);
+  const admin = await AdminClient.connect({ server: serverUrl.toString(), token: opts.token, ...(ca ? { ca } : {}) });
   await admin.targets(); // the token works before anything is built
 
   const clients = new Map<string, RegistryClient>();

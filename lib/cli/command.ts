@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { compactJson } from "./json.ts";
 
 export type FlagSpec =
   | { type: "string"; description: string; default?: string; short?: string; placeholder?: string }
@@ -70,6 +71,8 @@ export interface CliSpec {
   commands: Record<string, Loader>;
   /** Maps an error to an exit code (the binary's exit-code table). */
   exitCodeFor?: (err: unknown) => number;
+  /** The exit-code table as `--help` shows it: [code, meaning]. */
+  exitCodes?: readonly (readonly [number, string])[];
 }
 
 function flagHelp(flags: Record<string, FlagSpec>): string {
@@ -105,6 +108,7 @@ async function mainHelp(cli: CliSpec): Promise<string> {
     "",
     `Run '${cli.name} <command> --help' for a command's flags.`,
     `      --version   Print the version`,
+    ...(cli.exitCodes?.length ? ["", "Exit codes:", ...cli.exitCodes.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`)] : []),
   ].join("\n");
 }
 
@@ -112,7 +116,8 @@ function makeOutput(json: boolean): Output {
   return {
     json,
     result(data, render) {
-      if (json) process.stdout.write(JSON.stringify(data, null, 2) + "\n");
+      // Compact and depth-bounded: device-supplied data can be nested arbitrarily deep.
+      if (json) process.stdout.write(compactJson(data) + "\n");
       else process.stdout.write((render ? render(data) : String(data)).replace(/\n?$/, "\n"));
     },
     info(line) {

@@ -1,0 +1,21 @@
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { printable } from "../../lib/cli/printable.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+
+export default defineCommand({
+  summary: "Set a device's tags (replaces them; an empty list clears them)",
+  usage: "<uuid> <tag1,tag2,...>",
+  description:
+    "The gateway's record of a device's tags comes from its registration token or from this command; a device's\n" +
+    "x-ats-tags header changes it only when its registration token allowed device tags.\n\n" +
+    ADMIN_HELP,
+  flags: { ...adminFlags, ...formatFlag },
+  async run({ flags, args, out }) {
+    const [uuid, list] = args;
+    if (!uuid || list === undefined || args.length > 2) throw new UsageError("give a device uuid and a comma-separated tag list");
+    const tags = list.split(",").map((t) => t.trim()).filter(Boolean);
+    const client = await adminClient(flags);
+    const d = await client.setDeviceTags(uuid, tags);
+    out.result(d, (r) => `${r.uuid}: tags ${printable(r.tags.join(",")) || "(none)"}`);
+  },
+});

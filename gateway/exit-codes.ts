@@ -1,0 +1,37 @@
+/**
+ * The `gateway` binary's exit-code contract, in one table (STYLE §3) that
+ * `gateway --help` prints. Scripts rely on these numbers: never renumber, only
+ * add. Subclasses come before their parents.
+ *
+ * @module
+ */
+import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.ts";
+import { CaFetchError, CaPinMismatchError } from "../lib/tls/pin.ts";
+
+type ErrorClass = new (...args: any[]) => Error;
+
+const BY_CLASS: [ErrorClass, number][] = [
+  [CaPinMismatchError, 5],
+  [GatewayUnreachableError, 4],
+  [CaFetchError, 4],
+  [AdminApiError, 3],
+];
+
+/** [code, meaning] as `--help` shows them. */
+export const EXIT_CODES = [
+  [0, "success"],
+  [1, "any other error"],
+  [2, "bad usage (unknown command or flag, missing argument)"],
+  [3, "the gateway refused the request (its reason is printed)"],
+  [4, "the gateway could not be reached (connection refused, timeout, TLS failure)"],
+  [5, "the gateway's CA does not match the token's pin: not the gateway the token was made for"],
+] as const;
+
+const UNREACHABLE_CODES = new Set(["ConnectionRefused", "ECONNREFUSED", "FailedToOpenSocket", "ETIMEDOUT", "TimeoutError"]);
+
+export function exitCodeFor(err: unknown): number {
+  const hit = BY_CLASS.find(([cls]) => err instanceof cls)?.[1];
+  if (hit) return hit;
+  const code = (err as { code?: string })?.code;
+  return code && UNREACHABLE_CODES.has(code) ? 4 : 1;
+}

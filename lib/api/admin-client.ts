@@ -1,0 +1,201 @@
+/**
+ * The one client of the gateway's admin API, used by the `gateway` admin
+ * commands and by `gateway publish`. Every answer is checked against the
+ * schema the route validates with (`lib/api/admin.ts`), so a caller gets
+ * typed data or an {@link AdminApiError}, never `any`.
+ *
+ * Trust: given only a URL and a token, the client fetches `/ca.pem` through
+ * `lib/tls/pin.ts` (with a timeout) and trusts that CA only if it matches the
+ * token's pin; or the caller passes the CA it already has.
+ *
+ * @module
+ */
+import type { Static, TSchema } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { fetchPinnedCa } from "../tls/pin.ts";
+import {
+  DeviceDetail,
+  DeviceList,
+  DeviceRow,
+  RotateResult,
+  TargetsList,
+  TokenCreated,
+  TokenList,
+  TokenRevoked,
+  UpdateList,
+  type TokenRequest,
+} from "./admin.ts";
+import type { TargetEntry } from "./target.ts";
+
+/**
+ * An admin request failed: `status` is the gateway's HTTP status when it
+ * answered, `undefined` when it could not be reached or timed out.
+ */
+export class AdminApiError extends Error {
+  override name = "AdminApiError";
+  constructor(
+    message: string,
+    readonly status?: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The gateway did not answer: connection refused, TLS failure or timeout. */
+export class GatewayUnreachableError extends AdminApiError {
+  override name = "GatewayUnreachableError";
+}
+
+export interface AdminClientOptions {
+  /** https://host:port (http:// only for tests and local setups). */
+  server: string;
+  /** An admin or publish token `<secret>.<CA pin>`. */
+  token: string;
+  /** PEM CA to trust; default: `/ca.pem` checked against the token's pin. */
+  ca?: string;
+  /** Per request, including the CA fetch; default 60 s. */
+  timeoutMs?: number;
+}
+
+export class AdminClient {
+  readonly server: string;
+  readonly #token: string;
+  readonly #ca: string | undefined;
+  readonly #timeoutMs: number;
+
+  private constructor(server: string, token: string, ca: string | undefined, timeoutMs: number) {
+    this.server = server;
+    this.#token = token;
+    this.#ca = ca;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /**
+   * A client for `opts.server`; fetches and pins the CA first unless given.
+   *
+   * @example
+   * ```ts
+   * const admin = await AdminClient.connect({ server: "https://127.0.0.1:8443", token });
+   * const { devices } = await admin.devices();
+   * ```
+   * @throws {CaPinMismatchError} If the server's CA does not match the token's pin (lib/tls/pin.ts).
+   * @throws {CaFetchError} If `/ca.pem` cannot be fetched (lib/tls/pin.ts).
+   * @throws {InvalidTokenError} If the token carries no pin and no CA was given.
+   */
+  static async connect(opts: AdminClientOptions): Promise<AdminClient> {
+    const server = opts.server.replace(/\/+$/, "");
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    const https = new URL(server).protocol === "https:";
+    const ca = opts.ca ?? (https ? await fetchPinnedCa(server, opts.token, { timeoutMs }) : undefined);
+    return new AdminClient(server, opts.token, ca, timeoutMs);
+  }
+
+  /** The CA this client trusts (to reuse for the registry on the same host). */
+  get ca(): string | undefined {
+    return this.#ca;
+  }
+
+  /**
+   * One admin call whose answer must match `schema`; for endpoints without a method below.
+   *
+   * @throws {GatewayUnreachableError} If the gateway does not answer in time.
+   * @throws {AdminApiError} If it refuses (`status` set) or answers another shape.
+   */
+  async request<S extends TSchema>(schema: S, method: string, path: string, body?: unknown): Promise<Static<S>> {
+    const url = `${this.server}${path}`;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: { authorization: `Bearer ${this.#token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        ...(this.#ca ? { tls: { ca: this.#ca } } : {}),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      text = await res.text();
+    } catch (cause) {
+      throw new GatewayUnreachableError(`Cannot ${method} ${url}: ${(cause as Error).message}`, undefined, { cause });
+    }
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (!res.ok) {
+      const why = (json as { error?: unknown } | undefined)?.error;
+      throw new AdminApiError(
+        `Cannot ${method} ${path}: gateway answered ${res.status}: ${typeof why === "string" ? why : text.slice(0, 200) || res.statusText}`,
+        res.status,
+      );
+    }
+    if (!Value.Check(schema, json)) {
+      const first = Value.Errors(schema, json).First();
+      throw new AdminApiError(`Cannot ${method} ${path}: unexpected answer${first ? ` at ${first.path || "/"}: ${first.message}` : ""}`, res.status);
+    }
+    return json as Static<S>;
+  }
+
+  /** `GET /admin/devices` (one page). */
+  devices(opts: { limit?: number; after?: string } = {}) {
+    const q = new URLSearchParams({ ...(opts.limit ? { limit: String(opts.limit) } : {}), ...(opts.after ? { after: opts.after } : {}) });
+    return this.request(DeviceList, "GET", `/admin/devices${q.size ? `?${q}` : ""}`);
+  }
+
+  /** `GET /admin/devices/:uuid`: the row with app states and inventory. */
+  device(uuid: string) {
+    return this.request(DeviceDetail, "GET", `/admin/devices/${encodeURIComponent(uuid)}`);
+  }
+
+  /** `GET /admin/devices/:uuid/updates` */
+  deviceUpdates(uuid: string) {
+    return this.request(UpdateList, "GET", `/admin/devices/${encodeURIComponent(uuid)}/updates`);
+  }
+
+  /** `POST /admin/devices/:uuid/revoke` */
+  revokeDevice(uuid: string) {
+    return this.request(DeviceRow, "POST", `/admin/devices/${encodeURIComponent(uuid)}/revoke`);
+  }
+
+  /** `PUT /admin/devices/:uuid/tags`: replaces the device's tags. */
+  setDeviceTags(uuid: string, tags: string[]) {
+    return this.request(DeviceRow, "PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
+  }
+
+  /** `GET /admin/targets`: the signed targets.json content. */
+  targets() {
+    return this.request(TargetsList, "GET", "/admin/targets");
+  }
+
+  /** `POST /admin/targets`: adds or replaces these targets in one signed version, all or nothing. */
+  addTargets(targets: Record<string, TargetEntry>) {
+    return this.request(TargetsList, "POST", "/admin/targets", { targets });
+  }
+
+  /** `DELETE /admin/targets/:name` */
+  removeTarget(name: string) {
+    return this.request(TargetsList, "DELETE", `/admin/targets/${encodeURIComponent(name)}`);
+  }
+
+  /** `POST /admin/tokens`: the secret is in the answer, and nowhere else. */
+  createToken(req: TokenRequest) {
+    return this.request(TokenCreated, "POST", "/admin/tokens", req);
+  }
+
+  /** `GET /admin/tokens`: both kinds, never the secrets. */
+  tokens() {
+    return this.request(TokenList, "GET", "/admin/tokens");
+  }
+
+  /** `POST /admin/tokens/:id/revoke` (a registration or an API token). */
+  revokeToken(id: string) {
+    return this.request(TokenRevoked, "POST", `/admin/tokens/${encodeURIComponent(id)}/revoke`);
+  }
+
+  /** `POST /admin/keys/rotate` */
+  rotateKey(role: string) {
+    return this.request(RotateResult, "POST", "/admin/keys/rotate", { role });
+  }
+}

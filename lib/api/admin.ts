@@ -1,0 +1,168 @@
+/**
+ * Bodies of the gateway's admin API (`/admin/...`), shared by the routes
+ * (which validate requests with them) and by the one admin client,
+ * `lib/api/admin-client.ts` (which checks every answer with them). A field
+ * changes here, once, for both sides.
+ *
+ * @module
+ */
+import { Type, type Static } from "@sinclair/typebox";
+import { AppsStates, DeviceEvent } from "./device.ts";
+import { TargetEntry } from "./target.ts";
+
+/**
+ * A device uuid as the gateway accepts it: canonical lower-case RFC 4122 text
+ * (version 1 to 8, variant 10xx). One spelling per device, so an upper-case
+ * or undashed look-alike of a registered uuid is a different, refused string.
+ */
+export const DEVICE_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
+const DEVICE_UUID = new RegExp(DEVICE_UUID_PATTERN);
+
+/**
+ * True for a canonical device uuid.
+ *
+ * @example
+ * ```ts
+ * isDeviceUuid("0f8fad5b-d9cb-469f-a165-70867728950e"); // true
+ * isDeviceUuid("0F8FAD5B-D9CB-469F-A165-70867728950E"); // false: not canonical
+ * isDeviceUuid("--------"); // false
+ * ```
+ */
+export const isDeviceUuid = (value: string): boolean => DEVICE_UUID.test(value);
+
+/** A tag as devices and targets carry it. */
+const Tag = Type.String({ minLength: 1, maxLength: 128, pattern: "^[^,\\s]+$" });
+export const Tags = Type.Array(Tag, { maxItems: 32 });
+
+/** A registered device as the gateway keeps it (the store's row and the admin API's answer). */
+export const DeviceRow = Type.Object({
+  uuid: Type.String(),
+  name: Type.String(),
+  hardwareId: Type.String(),
+  factory: Type.String(),
+  tags: Type.Array(Type.String()),
+  /** True when the registration token let the device choose its tags (x-ats-tags updates them). */
+  tagsFromDevice: Type.Boolean(),
+  /** Serial (hex, upper case) of the device's current client certificate. */
+  certSerial: Type.String(),
+  createdAt: Type.String(),
+  lastSeen: Type.Union([Type.String(), Type.Null()]),
+  currentTarget: Type.Union([Type.String(), Type.Null()]),
+  apps: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  revokedAt: Type.Union([Type.String(), Type.Null()]),
+});
+export type DeviceRow = Static<typeof DeviceRow>;
+
+/** GET /admin/devices?limit&after */
+export const DeviceList = Type.Object({ devices: Type.Array(DeviceRow), next: Type.Optional(Type.String()) });
+export type DeviceList = Static<typeof DeviceList>;
+
+/** GET /admin/devices/:uuid */
+export const DeviceDetail = Type.Intersect([
+  DeviceRow,
+  Type.Object({
+    appsStates: Type.Union([AppsStates, Type.Null()]),
+    systemInfo: Type.Record(Type.String(), Type.Unknown()),
+  }),
+]);
+export type DeviceDetail = Static<typeof DeviceDetail>;
+
+/** One update of a device: its events grouped by correlation id. */
+export const Update = Type.Object({
+  correlationId: Type.String(),
+  targetName: Type.Optional(Type.String()),
+  version: Type.Optional(Type.String()),
+  events: Type.Array(DeviceEvent),
+  success: Type.Optional(Type.Boolean()),
+});
+export type Update = Static<typeof Update>;
+
+/** GET /admin/devices/:uuid/updates */
+export const UpdateList = Type.Object({ updates: Type.Array(Update) });
+export type UpdateList = Static<typeof UpdateList>;
+
+/** PUT /admin/devices/:uuid/tags: the device's tags from now on (answers the device row). */
+export const DeviceTagsRequest = Type.Object({ tags: Tags });
+export type DeviceTagsRequest = Static<typeof DeviceTagsRequest>;
+
+/**
+ * What a token may do. `registration`: register devices (POST /devices) and
+ * nothing else. `publish`: push images to the factory's registry
+ * repositories, read the targets and add targets. `admin`: everything else
+ * too (devices, tokens, targets, key rotation) except rotating the root key,
+ * which needs the offline root key.
+ */
+export const TOKEN_ROLES = ["registration", "publish", "admin"] as const;
+export type TokenRole = (typeof TOKEN_ROLES)[number];
+export type ApiRole = Exclude<TokenRole, "registration">;
+
+/** A lifetime: "30d", "12h", "90m", "3600s", "2w" or seconds (at most 100 years). */
+const Duration = Type.Union([Type.String({ pattern: "^[0-9]{1,9}[smhdw]?$" }), Type.Integer({ minimum: 1, maximum: 3_153_600_000 })]);
+
+/** POST /admin/tokens: a registration token (default) or an API token of another role. */
+export const TokenRequest = Type.Object({
+  role: Type.Optional(Type.Union(TOKEN_ROLES.map((r) => Type.Literal(r)))),
+  /** A label for listings. */
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  /** Registration only: the tags registered devices get. */
+  tags: Type.Optional(Tags),
+  /** Registration only: the one hardware id that may register. */
+  hwid: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  /** Registration only: how many devices may register with it; default 1. */
+  maxUses: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+  /** Registration only: devices choose their own tags (when the token has none) and may change them with x-ats-tags. */
+  allowDeviceTags: Type.Optional(Type.Boolean()),
+  /** Default 30 days for registration tokens, 365 days for API tokens. */
+  expiresIn: Type.Optional(Duration),
+});
+export type TokenRequest = Static<typeof TokenRequest>;
+
+/** The answer to POST /admin/tokens: the only time the secret is shown. */
+export const TokenCreated = Type.Object({ id: Type.String(), role: Type.Union(TOKEN_ROLES.map((r) => Type.Literal(r))), token: Type.String(), expiresAt: Type.String() });
+export type TokenCreated = Static<typeof TokenCreated>;
+
+export const RegistrationTokenInfo = Type.Object({
+  id: Type.String(),
+  name: Type.Union([Type.String(), Type.Null()]),
+  tags: Type.Array(Type.String()),
+  hwid: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+  expiresAt: Type.String(),
+  uses: Type.Integer(),
+  /** null: no limit (tokens made before limits existed). */
+  maxUses: Type.Union([Type.Integer(), Type.Null()]),
+  allowDeviceTags: Type.Boolean(),
+  revokedAt: Type.Union([Type.String(), Type.Null()]),
+  expired: Type.Boolean(),
+});
+export type RegistrationTokenInfo = Static<typeof RegistrationTokenInfo>;
+
+export const ApiTokenInfo = Type.Object({
+  id: Type.String(),
+  role: Type.Union([Type.Literal("publish"), Type.Literal("admin")]),
+  name: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+  expiresAt: Type.String(),
+  revokedAt: Type.Union([Type.String(), Type.Null()]),
+  expired: Type.Boolean(),
+});
+export type ApiTokenInfo = Static<typeof ApiTokenInfo>;
+
+/** GET /admin/tokens: never the secrets. */
+export const TokenList = Type.Object({ tokens: Type.Array(RegistrationTokenInfo), apiTokens: Type.Array(ApiTokenInfo) });
+export type TokenList = Static<typeof TokenList>;
+
+/** POST /admin/tokens/:id/revoke (either kind). */
+export const TokenRevoked = Type.Object({ id: Type.String(), revokedAt: Type.String() });
+export type TokenRevoked = Static<typeof TokenRevoked>;
+
+/** GET /admin/targets: the signed targets.json content. */
+export const TargetsList = Type.Object({ targets: Type.Record(Type.String(), TargetEntry), version: Type.Integer() });
+export type TargetsList = Static<typeof TargetsList>;
+
+/** POST /admin/keys/rotate answer. */
+export const RotateResult = Type.Object({ role: Type.String(), rootVersion: Type.Union([Type.Integer(), Type.Null()]) });
+export type RotateResult = Static<typeof RotateResult>;
+
+/** Every error answer: `{error}`. */
+export const ErrorBody = Type.Object({ error: Type.String() });
