@@ -32,9 +32,13 @@ export interface TufService {
   metadata(fileName: string): Promise<Uint8Array | undefined>;
   /** The signed targets.json content. */
   targets(): Promise<{ targets: Record<string, TargetEntry>; version: number }>;
-  addTargets(targets: Record<string, TargetEntry>): Promise<unknown>;
+  addTargets(targets: Record<string, TargetEntry>, opts?: { expectedVersion?: number }): Promise<unknown>;
   removeTargets(names: string[]): Promise<unknown>;
-  rotate(role: "root" | "targets" | "snapshot" | "timestamp"): Promise<unknown>;
+  rotate(role: "root" | "targets" | "snapshot" | "timestamp"): Promise<{ rootVersion: number }>;
+  /** The latest root.json bytes. */
+  trustedRoot(): Promise<Uint8Array>;
+  /** Installs a root.json signed offline (gateway/ota/repo.ts). */
+  updateRoot(bytes: string): Promise<{ version: number; refreshed: string[] }>;
 }
 
 /** Long-lived services shared by all requests. */

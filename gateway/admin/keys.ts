@@ -1,17 +1,49 @@
-/** POST /admin/keys/rotate {role}: replace a TUF role's key and re-sign (root signs the change). */
+/**
+ * /admin/keys: the TUF root and online key rotation.
+ * - `GET /admin/keys/root`: the current root.json, to draft the next one from (`gateway keys init-root`).
+ * - `POST /admin/keys/root` with a root.json signed offline (`gateway keys sign-root`): installed only if
+ *   it carries a threshold of the current and of its own root keys' signatures, so a token alone can
+ *   never change who is trusted (docs/keys.md).
+ * - `POST /admin/keys/rotate {role}`: a new online key for targets, snapshot or timestamp, signed into a
+ *   new root by the root key held in the data dir. Root itself is never rotated this way.
+ *
+ * @module
+ */
 import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import type { GatewayEnv } from "../env.ts";
+import { InvalidRootError, RootNotTrustedError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
 export const RotateRequest = Type.Object({
   role: Type.Union([Type.Literal("root"), Type.Literal("targets"), Type.Literal("snapshot"), Type.Literal("timestamp")]),
 });
 
-export const adminKeys = new Hono<GatewayEnv>().post("/keys/rotate", limit(4096), jsonBody(RotateRequest), async (c) => {
-  const { role } = c.req.valid("json");
-  await c.var.gw.tuf.rotate(role);
-  const root = await c.var.gw.tuf.metadata("root.json");
-  const version = root ? (JSON.parse(new TextDecoder().decode(root)) as { signed: { version: number } }).signed.version : null;
-  return c.json({ role, rootVersion: version });
+/** A signed root.json: its shape is checked by the TUF repository, which also checks the signatures. */
+export const SignedRoot = Type.Object({
+  signatures: Type.Array(Type.Object({ keyid: Type.String({ maxLength: 128 }), sig: Type.String({ maxLength: 1024 }) }), { maxItems: 64 }),
+  signed: Type.Object({ _type: Type.Literal("root") }, { additionalProperties: true }),
 });
+export const RootInstalled = Type.Object({ rootVersion: Type.Integer(), refreshed: Type.Array(Type.String()) });
+
+const ROOT_BY_TOKEN =
+  "Root rotation needs the offline root key(s): draft the next root with `gateway keys init-root`, sign it offline with `gateway keys sign-root`, install it with `gateway keys push-root` (docs/keys.md)";
+
+export const adminKeys = new Hono<GatewayEnv>()
+  .get("/keys/root", async (c) => c.body(new TextDecoder().decode(await c.var.gw.tuf.trustedRoot()), 200, { "content-type": "application/json" }))
+  .post("/keys/root", limit(64 * 1024), jsonBody(SignedRoot), async (c) => {
+    try {
+      const r = await c.var.gw.tuf.updateRoot(JSON.stringify(c.req.valid("json")));
+      return c.json({ rootVersion: r.version, refreshed: r.refreshed });
+    } catch (e) {
+      if (e instanceof InvalidRootError) return c.json({ error: e.message }, 400);
+      if (e instanceof RootNotTrustedError) return c.json({ error: e.message }, 403);
+      throw e;
+    }
+  })
+  .post("/keys/rotate", limit(4096), jsonBody(RotateRequest), async (c) => {
+    const { role } = c.req.valid("json");
+    if (role === "root") return c.json({ error: ROOT_BY_TOKEN }, 403);
+    const { rootVersion } = await c.var.gw.tuf.rotate(role);
+    return c.json({ role, rootVersion });
+  });

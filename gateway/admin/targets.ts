@@ -1,24 +1,40 @@
-/** /admin/targets: read, add/replace (one signed version, all or nothing) and remove targets. */
+/**
+ * /admin/targets: read, add/replace (one signed version, all or nothing) and remove targets.
+ * A POST may name the targets.json version its targets were made from (`expectedVersion`, the
+ * `version` a GET returned): if another publish signed a version since, it answers 409 and the
+ * caller reads again, so two concurrent publishes never overwrite each other's target. Entries
+ * the gateway will not sign (unsafe numbers, missing hashes, apps not pinned by digest) answer 400.
+ *
+ * @module
+ */
 import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import { TargetEntry } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
+import { TargetsVersionConflictError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
 const TARGET_NAME = "^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$";
 
 export const TargetsBody = Type.Object({
   targets: Type.Record(Type.String({ pattern: TARGET_NAME }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),
+  /** The targets.json version these targets were made from; 409 if it is no longer the latest. */
+  expectedVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
 });
 export const TargetsList = Type.Object({ targets: Type.Record(Type.String(), TargetEntry), version: Type.Integer() });
 
 export const adminTargets = new Hono<GatewayEnv>()
   .get("/targets", async (c) => c.json(await c.var.gw.tuf.targets()))
   .post("/targets", limit(8 * 1024 * 1024), jsonBody(TargetsBody), async (c) => {
-    const { targets } = c.req.valid("json");
+    const { targets, expectedVersion } = c.req.valid("json");
     for (const name of Object.keys(targets))
       if (!new RegExp(TARGET_NAME).test(name)) return c.json({ error: `Invalid target name "${name}"` }, 400);
-    await c.var.gw.tuf.addTargets(targets);
+    try {
+      await c.var.gw.tuf.addTargets(targets, expectedVersion === undefined ? {} : { expectedVersion });
+    } catch (e) {
+      if (e instanceof TargetsVersionConflictError) return c.json({ error: e.message, version: e.actual }, 409);
+      throw e; // InvalidTargetError: 400 with the reason (app.ts)
+    }
     return c.json(await c.var.gw.tuf.targets());
   })
   .delete("/targets/:name", async (c) => {

@@ -9,13 +9,14 @@
  *
  * @module
  */
-import { Root, Snapshot, Timestamp } from "@tufjs/models";
+import { Root, Snapshot, Timestamp, type Metadata } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../../lib/api/target.ts";
 import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
-import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, signJson, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
+import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, serializeMetadata, signJson, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
 import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
 import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
+import { targetEntryProblem } from "./target-policy.ts";
 import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
 
 const DAY = 86_400;
@@ -70,6 +71,33 @@ export class TargetsTooLargeError extends Error {
   override name = "TargetsTooLargeError";
   constructor(bytes: number, max: number) {
     super(`Cannot sign targets.json: ${bytes} bytes exceeds the ${max}-byte cap (remove targets or lower retention)`);
+  }
+}
+
+/** targets.json changed since the caller read it (`expectedVersion`): read again and retry. */
+export class TargetsVersionConflictError extends Error {
+  override name = "TargetsVersionConflictError";
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`Cannot add targets: targets.json is at version ${actual}, not the version ${expected} they were made from (another publish won; read again and retry)`);
+  }
+}
+
+/** A root.json handed to {@link TufRepo.updateRoot} is not a valid next root for this repository. */
+export class InvalidRootError extends Error {
+  override name = "InvalidRootError";
+  constructor(why: string, options?: ErrorOptions) {
+    super(`Cannot install root.json: ${why}`, options);
+  }
+}
+
+/** A root.json handed to {@link TufRepo.updateRoot} lacks the signatures TUF requires (old and new root thresholds). */
+export class RootNotTrustedError extends Error {
+  override name = "RootNotTrustedError";
+  constructor(why: string, options?: ErrorOptions) {
+    super(`Cannot install root.json: ${why}`, options);
   }
 }
 
@@ -195,19 +223,25 @@ export class TufRepo {
    * Adds or replaces targets in one new targets.json version (all or nothing), applies retention,
    * and re-signs snapshot and timestamp.
    *
-   * @throws {InvalidTargetError} A name or entry is invalid: nothing is changed.
+   * @throws {InvalidTargetError} A name or entry is invalid or unsafe to sign (target-policy.ts): nothing is changed.
+   * @throws {TargetsVersionConflictError} `opts.expectedVersion` is given and targets.json is at another version.
    * @throws {TargetsTooLargeError} The result would be too large for devices.
    * @throws {SigningKeyUnavailableError} The targets key is offline.
    */
-  async addTargets(add: Record<string, TargetEntry>): Promise<{ version: number; pruned: string[] }> {
+  async addTargets(add: Record<string, TargetEntry>, opts: { expectedVersion?: number } = {}): Promise<{ version: number; pruned: string[] }> {
     for (const [name, entry] of Object.entries(add)) {
       if (!TARGET_NAME.test(name)) throw new InvalidTargetError(name, "names are 1-255 of A-Z a-z 0-9 . _ + - and start with a letter or digit");
       if (!Value.Check(TargetEntry, entry)) {
         const first = Value.Errors(TargetEntry, entry).First();
         throw new InvalidTargetError(name, `${first?.path || "entry"} ${first?.message ?? "is invalid"}`);
       }
+      const problem = targetEntryProblem(entry);
+      if (problem) throw new InvalidTargetError(name, problem);
     }
     return this.#write(async (s) => {
+      // Checked against the state this write builds on, so two publishers who read the same version cannot both win.
+      if (opts.expectedVersion !== undefined && s.targets.signed.version !== opts.expectedVersion)
+        throw new TargetsVersionConflictError(opts.expectedVersion, s.targets.signed.version);
       if (Object.keys(add).length === 0) return { records: [], result: { version: s.targets.signed.version, pruned: [] } };
       const current = targetsOf(s);
       const { kept, pruned } = pruneTargets({ ...current, ...structuredClone(add) }, this.#maxPerHwid);
@@ -313,6 +347,86 @@ export class TufRepo {
         await this.#keys.promoteNext(role);
         await this.#prune(records);
         return { keyId: next.keyId, rootVersion: s.root.signed.version + 1 };
+      }
+    });
+  }
+
+  /**
+   * Installs a new root.json signed elsewhere (the offline root ceremony, docs/keys.md):
+   * the next version, signed by a threshold of the current root's root keys and of its
+   * own. Roles whose keys it changes are re-signed at once with the held keys it names;
+   * root keys it no longer lists are deleted from the keys dir.
+   *
+   * @throws {InvalidRootError} Not root metadata, not the next version, expired, or names
+   *   snapshot/timestamp keys (or changed targets keys) the gateway does not hold.
+   * @throws {RootNotTrustedError} Fewer signatures than the old or the new root threshold.
+   */
+  async updateRoot(bytes: Uint8Array | string): Promise<{ version: number; refreshed: RoleName[] }> {
+    let next: Metadata<Root>;
+    try {
+      next = parseMetadata("root", bytes);
+    } catch (cause) {
+      throw new InvalidRootError(`not root metadata: ${(cause as Error).message}`, { cause });
+    }
+    return this.#serial(async () => {
+      for (let attempt = 0; ; attempt++) {
+        const s = await this.#load();
+        const cur = s.root.signed;
+        const n = next.signed;
+        if (n.version !== cur.version + 1) throw new InvalidRootError(`it is version ${n.version}; the next root version is ${cur.version + 1}`);
+        if (new Date(n.expires).getTime() <= this.#now().getTime()) throw new InvalidRootError(`it expired at ${n.expires}`);
+        if (!n.consistentSnapshot) throw new InvalidRootError("consistent_snapshot must be true (the gateway serves N.snapshot.json and N.targets.json)");
+        for (const role of ROLE_NAMES) {
+          const r = n.roles[role];
+          if (!r) throw new InvalidRootError(`it has no ${role} role`);
+          if (!Number.isSafeInteger(r.threshold) || r.threshold < 1 || r.threshold > r.keyIDs.length)
+            throw new InvalidRootError(`the ${role} threshold ${r.threshold} is not between 1 and its ${r.keyIDs.length} keys`);
+          for (const id of r.keyIDs) if (!n.keys[id]) throw new InvalidRootError(`the ${role} key ${id} is not in its keys`);
+        }
+        // TUF §5.3.4/§5.3.5: a threshold of the trusted root's keys and of the new root's own keys.
+        const trusted = parseMetadata("root", s.root.record.json);
+        for (const [who, signer] of [["current", trusted], ["new", next]] as const) {
+          try {
+            signer.verifyDelegate("root", next);
+          } catch (cause) {
+            const r = signer.signed.roles.root!;
+            throw new RootNotTrustedError(`it is not signed by ${r.threshold} of the ${r.keyIDs.length} ${who} root keys (${(cause as Error).message})`, { cause });
+          }
+        }
+        const changed = (role: RoleName) => {
+          const a = cur.roles[role]!;
+          const b = n.roles[role]!;
+          return a.threshold !== b.threshold || a.keyIDs.length !== b.keyIDs.length || a.keyIDs.some((id) => !b.keyIDs.includes(id));
+        };
+        const held = async (role: RoleName) => {
+          try {
+            return await this.#keysFor(s, role, n);
+          } catch (e) {
+            if (!(e instanceof SigningKeyUnavailableError)) throw e;
+            throw new InvalidRootError(`the gateway does not hold ${n.roles[role]!.threshold} of the ${role} keys it lists: put the key files in ${this.#keys.dir} first (${e.message})`, { cause: e });
+          }
+        };
+        // Snapshot and timestamp must keep being signed online; targets may stay offline if unchanged.
+        const snapshotKeys = await held("snapshot");
+        const timestampKeys = await held("timestamp");
+        const records: TufRecord[] = [{ role: "root", version: n.version, json: new TextDecoder().decode(serializeMetadata(next)), expires: n.expires }];
+        let targetsRec: TufRecord | undefined;
+        if (changed("targets")) records.push((targetsRec = this.#targetsRecord(s, targetsOf(s), await held("targets"))));
+        let snapshotRec: TufRecord | undefined;
+        if (targetsRec || changed("snapshot")) records.push((snapshotRec = this.#snapshotRecord(s, targetsRec ?? s.targets.record, snapshotKeys)));
+        if (snapshotRec || changed("timestamp")) records.push(this.#timestampRecord(s, snapshotRec ?? s.snapshot.record, timestampKeys));
+        try {
+          await this.#storage.put(records);
+        } catch (e) {
+          if (!(e instanceof TufVersionConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
+          await backoff(attempt);
+          continue;
+        }
+        await this.#prune(records);
+        // An old root key left on the server could still sign for devices that have not updated yet.
+        const stillTrusted = new Set(Object.values(n.roles).flatMap((r) => r.keyIDs));
+        await this.#keys.forget(cur.roles.root!.keyIDs.filter((id) => !stillTrusted.has(id)));
+        return { version: n.version, refreshed: records.map((r) => r.role) };
       }
     });
   }
