@@ -19,7 +19,7 @@ import { TufRepo } from "./ota/repo.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { createRegistry, createTokenEndpoint, type RegistryAction } from "./registry/index.ts";
-import { listen, type Listening } from "./server.ts";
+import { listen, type Listening } from "./transport/index.ts";
 import { openStore } from "./store/open.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";

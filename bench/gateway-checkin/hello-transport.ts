@@ -1,8 +1,8 @@
 /**
- * The gateway's own transport (gateway/server.ts) answering "hello": separates the cost of
+ * The gateway's own transport (gateway/transport/) answering "hello": separates the cost of
  * the transport from the app's (routing, auth, store). Usage: bun hello-transport.ts <config.json>
  */
-import { listen } from "../../gateway/server.ts";
+import { listen } from "../../gateway/transport/index.ts";
 
 const cfg = (await Bun.file(process.argv[2]!).json()) as { cert: string; key: string; ca: string };
 const server = await listen({ host: "127.0.0.1", port: 0, cert: cfg.cert, key: cfg.key, clientCa: cfg.ca, fetch: () => new Response("hello") });

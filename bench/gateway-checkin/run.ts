@@ -3,7 +3,7 @@
  * poll timestamp.json and post an event against `gateway serve` (sqlite,
  * database seeded with many devices), kept alive and with a new TLS
  * connection per request. Same load, same run, against three "hello" servers
- * that show where the time goes: the gateway's own transport (gateway/server.ts)
+ * that show where the time goes: the gateway's own transport (gateway/transport/)
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *

@@ -181,10 +181,22 @@ const REASONS: Record<number, string> = {
   301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
   400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
   411: "Length Required", 412: "Precondition Failed", 413: "Payload Too Large", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
-  422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+  408: "Request Timeout", 422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
   500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 };
 
 export function statusLine(status: number): string {
   return `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`;
+}
+
+let dateSecond = 0;
+let dateLine = "";
+/** The `date:` header line (with its CRLF), formatted once a second. */
+export function dateHeader(): string {
+  const s = Math.floor(Date.now() / 1000);
+  if (s !== dateSecond) {
+    dateSecond = s;
+    dateLine = `date: ${new Date(s * 1000).toUTCString()}\r\n`;
+  }
+  return dateLine;
 }

@@ -7,7 +7,7 @@ import { parsePlatform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { assemble, DEFAULT_DEVICE_PATHS } from "../assemble.ts";
-import { decidePreload, parseFactoryConfig, type BuildKind } from "../factory-config.ts";
+import { decidePreload, parseFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
 import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";

@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:tls";
-import { createCa, issueServerCert, signDeviceCsr } from "./pki/ca.ts";
-import { normalizeSerial } from "./pki/keys.ts";
-import { type Listening, listen } from "./server.ts";
-import { makeDeviceCsr } from "../test/gateway/_device.ts";
+import { createCa, issueServerCert, signDeviceCsr } from "../pki/ca.ts";
+import { normalizeSerial } from "../pki/keys.ts";
+import { type Listening, listen } from "./index.ts";
+import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 
 let server: Listening;
 let caPem: string;

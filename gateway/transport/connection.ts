@@ -1,0 +1,154 @@
+/**
+ * One connection's state and its output: bytes the socket did not take yet
+ * are queued in order, reading pauses and resumes with backpressure, and one
+ * deadline at a time says when the connection is cut (the listener's sweep
+ * enforces it). Requests on a connection are handled one at a time.
+ *
+ * @module
+ */
+import type { PeerIdentity } from "../env.ts";
+import { type BodyDecoder, dateHeader, statusLine } from "./http1.ts";
+
+/** What a connection needs of its socket (Bun's TLS socket; a fake in unit tests). */
+export interface WireSocket {
+  /** Returns how many bytes the socket took; the rest is written on the next `drain`. */
+  write(data: Uint8Array): number;
+  end(): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+}
+
+/**
+ * - `head`: the next request head must be complete by then (answered 408 if part of it came).
+ * - `body`: the current request's body must be complete by then (408).
+ * - `stall`: progress must be made by then; re-armed on each read (body) or write (answer), suspended while we paused reading.
+ * - `closing`: the connection is ending; cut it if the client has not closed by then.
+ */
+export type DeadlineKind = "head" | "body" | "stall" | "closing";
+
+/** How long an ending connection may take to flush and close before it is cut. */
+export const CLOSING_MS = 2_000;
+
+export class Connection {
+  /** Received bytes not parsed yet (the next request's head). */
+  buf: Buffer | undefined;
+  /** A request is being handled; further bytes wait in `buf`. */
+  busy = false;
+  /** The current request's body, until complete. */
+  body: BodyDecoder | undefined;
+  bodyDone: (() => void) | undefined;
+  bodyFailed: ((err: Error) => void) | undefined;
+  /** The current request's body will not be read (refused before it): the connection cannot take another request. */
+  bodyUnread = false;
+  /** The answer to the current request has started going out. */
+  responding = false;
+  /** Bytes the socket did not take yet, in order. */
+  readonly out: Uint8Array[] = [];
+  /** Resolved when `out` is empty or the connection is gone. */
+  readonly flushed: (() => void)[] = [];
+  paused = false;
+  /** The last answer is out (or going): nothing more is sent, whatever still arrives is dropped. */
+  ending = false;
+  closed = false;
+  /** Called when the connection goes away mid-request. */
+  onClose: (() => void) | undefined;
+  /** The verified client certificate's identity (null: none); set at the TLS handshake. */
+  peer: PeerIdentity | null | undefined;
+  /** The client proved who it is (certificate, or a valid token on an earlier request): the lenient deadlines apply. */
+  authenticated = false;
+  /** When the connection is cut (ms since epoch, 0: never) and why. */
+  deadline = 0;
+  deadlineKind: DeadlineKind = "head";
+  /** The length of a `stall` deadline, to re-arm it. */
+  stallMs = 0;
+
+  constructor(
+    readonly sock: WireSocket,
+    readonly remoteAddr: string,
+  ) {}
+
+  /** Sets the one deadline of this connection. */
+  arm(kind: DeadlineKind, ms: number): void {
+    this.deadlineKind = kind;
+    if (kind === "stall") this.stallMs = ms;
+    this.deadline = Date.now() + ms;
+  }
+
+  /** Bytes moved: a `stall` deadline starts over. */
+  progress(): void {
+    if (this.deadlineKind === "stall") this.deadline = Date.now() + this.stallMs;
+  }
+
+  disarm(): void {
+    this.deadline = 0;
+  }
+
+  send(data: Uint8Array): void {
+    if (this.closed || this.ending || data.byteLength === 0) return;
+    if (this.out.length) {
+      this.out.push(data);
+      return;
+    }
+    const n = this.sock.write(data);
+    if (n < data.byteLength) this.out.push(data.subarray(Math.max(0, n)));
+  }
+
+  /** Writes what is queued (on `drain`); resolves waiters once all of it is out. */
+  flush(): void {
+    while (this.out.length && !this.closed) {
+      const head = this.out[0]!;
+      const n = this.sock.write(head);
+      if (n > 0) this.progress();
+      if (n < head.byteLength) {
+        this.out[0] = head.subarray(Math.max(0, n));
+        return;
+      }
+      this.out.shift();
+    }
+    for (const w of this.flushed.splice(0)) w();
+  }
+
+  whenFlushed(): Promise<void> {
+    if (!this.out.length || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.flushed.push(resolve));
+  }
+
+  pause(): void {
+    if (!this.paused && !this.closed) {
+      this.paused = true;
+      this.sock.pause();
+    }
+  }
+
+  resume(): void {
+    if (this.paused && !this.closed) {
+      this.paused = false;
+      this.sock.resume();
+      this.progress(); // time spent paused was ours, not the client's
+    }
+  }
+
+  /** Closes the connection once what is queued is sent; anything still arriving is dropped. */
+  end(): void {
+    if (this.ending) return;
+    this.ending = true;
+    this.resume();
+    this.arm("closing", CLOSING_MS); // a client that never reads or closes its side is cut off
+    void this.whenFlushed().then(() => {
+      if (!this.closed) this.sock.end();
+    });
+  }
+
+  /** A short JSON error answer written by the transport itself, then the connection closes. */
+  fail(status: number, message: string): void {
+    if (this.ending || this.closed) return;
+    if (!this.responding) {
+      const body = Buffer.from(JSON.stringify({ error: message }));
+      this.send(Buffer.from(`${statusLine(status)}content-type: application/json\r\ncontent-length: ${body.byteLength}\r\nconnection: close\r\n${dateHeader()}\r\n`, "latin1"));
+      this.send(body);
+    }
+    this.busy = true;
+    this.end();
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The gateway's transport: `Bun.listen` terminates TLS (client certificates
+ * requested, not required, verified against the device CA) and a small
+ * HTTP/1.1 server turns each request into a web `Request` for the app. The
+ * verified peer certificate (or, from a trusted proxy, the forwarded one) is
+ * passed as `env.peer`. Nothing here knows the app: it is a `fetch` function
+ * plus an optional admission hook, so another transport can replace this one.
+ *
+ * Why not Bun.serve: it cannot hand the client certificate to a handler
+ * (oven-sh/bun#14097). Why not node:http over node:tls: it ran at a quarter of
+ * Bun.serve (two TLS writes per answer) and buffered whole uploads in memory.
+ * Here an answer with a small body is one write, and a request body is a
+ * stream that pauses the socket when the handler falls behind.
+ *
+ * Slow clients: each connection has one deadline at a time (connection.ts);
+ * a sweep a few times a second cuts the ones past it. Unauthenticated clients
+ * get short ones (head, whole body), authenticated ones an idle/stall limit.
+ *
+ * @module
+ */
+import type { Socket, TCPSocketListener } from "bun";
+import { normalizeSerial } from "../pki/keys.ts";
+import { Connection } from "./connection.ts";
+import { ConnectionCaps } from "./connection-caps.ts";
+import { DEFAULT_LIMITS, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
+import { ClientGoneError, RequestLoop, RequestTimeoutError } from "./requests.ts";
+
+export function listen(opts: TransportOptions): Promise<Listening> {
+  const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, (a) => opts.trustedProxies?.has(a) ?? false);
+  const conns = new Set<Connection>();
+  let stopping = false;
+  let allClosed: (() => void) | undefined;
+  let timedOut = 0;
+  const loop = new RequestLoop(opts, limits, {
+    stopping: () => stopping,
+    authenticated: (c) => caps.authenticated(c),
+  });
+
+  const seconds = (ms: number) => `${ms / 1000} s`;
+  /** A connection is past its deadline. */
+  const expire = (c: Connection) => {
+    const kind = c.deadlineKind;
+    if (kind === "closing") {
+      c.sock.terminate();
+      return;
+    }
+    if (kind === "head" && !c.buf?.byteLength) {
+      if (!c.authenticated) timedOut++;
+      c.end(); // nothing of a request came: just close
+      return;
+    }
+    timedOut++;
+    if (kind === "stall" && c.responding) {
+      c.sock.terminate(); // the client stopped reading the answer
+      return;
+    }
+    const what =
+      kind === "head"
+        ? `the request head was not complete within ${seconds(c.authenticated ? limits.idleTimeoutMs : limits.headTimeoutMs)}`
+        : kind === "body"
+          ? `the request body was not complete within ${seconds(limits.bodyTimeoutMs)}`
+          : `no request body bytes for ${seconds(c.stallMs)}`;
+    c.bodyFailed?.(new RequestTimeoutError(`Request timeout: ${what}`));
+    c.fail(408, `Request timeout: ${what}`);
+  };
+  const tickMs = Math.max(20, Math.min(500, Math.min(limits.headTimeoutMs, limits.bodyTimeoutMs, limits.idleTimeoutMs) / 20));
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const c of conns) {
+      if (!c.deadline || now < c.deadline) continue;
+      if (c.paused && c.deadlineKind === "stall") c.progress(); // we stopped reading: not the client's delay
+      else expire(c);
+    }
+  }, tickMs);
+
+  const peerOf = (sock: Socket<Connection>) => {
+    if (!sock.authorized) return null;
+    const cert = sock.getPeerCertificate();
+    const cn = cert?.subject?.CN;
+    return cert?.serialNumber && typeof cn === "string" ? { cn, serial: normalizeSerial(cert.serialNumber) } : null;
+  };
+
+  return new Promise((resolve, reject) => {
+    let listener: TCPSocketListener<Connection>;
+    try {
+      listener = Bun.listen<Connection>({
+        hostname: opts.host,
+        port: opts.port,
+        tls: { cert: opts.cert, key: opts.key, ca: opts.clientCa, requestCert: true, rejectUnauthorized: false },
+        socket: {
+          // With a handshake handler, open runs at accept, before the TLS handshake: the head deadline covers the handshake too.
+          open(sock) {
+            const c = new Connection(sock, sock.remoteAddress);
+            sock.data = c;
+            if (stopping || !caps.accept(c)) {
+              c.closed = true;
+              sock.terminate();
+              return;
+            }
+            conns.add(c);
+            loop.awaitHead(c);
+          },
+          handshake(sock) {
+            const c = sock.data;
+            if (!c || c.closed) return;
+            c.peer = peerOf(sock);
+            if (c.peer) {
+              c.authenticated = true;
+              caps.authenticated(c);
+              loop.awaitHead(c);
+            }
+          },
+          data(sock, data) {
+            if (sock.data) loop.onData(sock.data, data);
+          },
+          drain(sock) {
+            sock.data?.flush();
+          },
+          close(sock) {
+            const c = sock.data;
+            if (!c) return;
+            c.closed = true;
+            caps.closed(c);
+            if (!conns.delete(c)) return;
+            c.onClose?.();
+            if (c.body && !c.body.done) c.bodyFailed?.(new ClientGoneError());
+            for (const w of c.flushed.splice(0)) w();
+            if (conns.size === 0) allClosed?.();
+          },
+          error() {
+            // a failed handshake or reset is the client's problem, not a crash; close follows
+          },
+        },
+      });
+    } catch (err) {
+      clearInterval(sweep);
+      reject(err);
+      return;
+    }
+    const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
+    resolve({
+      host: listener.hostname,
+      port: listener.port,
+      url: `https://${host}:${listener.port}`,
+      stats: () => ({ open: conns.size, unauthenticated: caps.unauthenticated, capped: caps.capped, timedOut }),
+      close: (graceMs = 10_000) =>
+        new Promise<void>((done) => {
+          stopping = true;
+          listener.stop(false);
+          for (const c of conns) if (!c.busy) c.sock.end();
+          const finish = () => {
+            clearInterval(sweep);
+            done();
+          };
+          if (conns.size === 0) return finish();
+          const t = setTimeout(() => {
+            for (const c of conns) c.sock.terminate();
+          }, graceMs);
+          allClosed = () => {
+            clearTimeout(t);
+            finish();
+          };
+        }),
+    });
+  });
+}

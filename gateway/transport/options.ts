@@ -1,0 +1,87 @@
+/**
+ * What the transport is given and what it gives back: the listen options, the
+ * connection limits with their defaults, and the admission hook through which
+ * the app says, before a request's body is read, whether the client proved who
+ * it is and whether the request is refused anyway.
+ *
+ * @module
+ */
+import type { Bindings } from "../env.ts";
+import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
+import type { TrustedProxies } from "../trusted-proxies.ts";
+
+/** Deadlines and caps of the transport, in milliseconds and connections. */
+export interface TransportLimits {
+  /** A client not yet authenticated has this long to send a complete request head (counted from connect, TLS handshake included, or from the end of the previous answer). */
+  headTimeoutMs: number;
+  /** A request from a client not authenticated must have its whole body in this long after its head. */
+  bodyTimeoutMs: number;
+  /** Authenticated clients: keep-alive idle time, the time to send a request head, and the longest pause while sending a body or reading an answer. */
+  idleTimeoutMs: number;
+  /** Open connections in all; past it, the oldest unauthenticated connection is closed for a new one (or the new one, if none). */
+  maxConnections: number;
+  /** Unauthenticated connections from one address (trusted proxies exempt); past it, that address's oldest is closed. */
+  maxConnectionsPerAddress: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<TransportLimits> = Object.freeze({
+  headTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  idleTimeoutMs: 75_000,
+  maxConnections: 10_000,
+  maxConnectionsPerAddress: 128,
+});
+
+/** A request as the admission hook sees it: the head only. */
+export interface RequestInfo {
+  method: string;
+  /** The path of the request target, without the query. */
+  path: string;
+  /** A header's value (the first one), case-insensitive name. */
+  header(name: string): string | undefined;
+}
+
+/** The app's verdict on a request head, before its body is read. */
+export interface Admission {
+  /** The client proved who it is (a certificate of a device in good standing, a valid token): the longer deadlines apply to this connection from now on. */
+  authenticated: boolean;
+  /** The app refuses this request whatever its body: it is handed to the app without a body (the app answers, e.g. 401) and the body is never read. */
+  refuse?: boolean;
+}
+
+export interface TransportOptions {
+  host: string;
+  port: number;
+  cert: string;
+  key: string;
+  /** PEM of the CA that issued device certificates. */
+  clientCa: string;
+  fetch(request: Request, env: Bindings): Response | Promise<Response>;
+  /** Asked once per request, after its head and before its body; without it every client counts as unauthenticated and nothing is refused early. */
+  admit?(request: RequestInfo, env: Bindings): Admission | Promise<Admission>;
+  /** Proxy mode: addresses whose forwarded certificate header is honoured. */
+  trustedProxies?: TrustedProxies;
+  /** Default `x-client-cert`. */
+  clientCertHeader?: string;
+  forwardedCerts?: ForwardedCertVerifier;
+  limits?: Partial<TransportLimits>;
+}
+
+/** Counters since the listener started, and the connections open now. */
+export interface TransportStats {
+  open: number;
+  unauthenticated: number;
+  /** Connections closed at accept or evicted by a connection cap. */
+  capped: number;
+  /** Connections cut by a head, body or stall deadline. */
+  timedOut: number;
+}
+
+export interface Listening {
+  host: string;
+  port: number;
+  url: string;
+  stats(): TransportStats;
+  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes every connection. */
+  close(graceMs?: number): Promise<void>;
+}

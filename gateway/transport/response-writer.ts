@@ -1,0 +1,84 @@
+/**
+ * Writes a web `Response` on a connection as HTTP/1.1: most answers are one
+ * small chunk and go out with a Content-Length, head and body in one TLS
+ * write; longer ones stream (chunked unless the length is known) at the pace
+ * the client reads them.
+ *
+ * @module
+ */
+import type { Connection } from "./connection.ts";
+import { dateHeader, type RequestHead, statusLine } from "./http1.ts";
+
+const EMPTY = new Uint8Array(0);
+const CRLF = Buffer.from("\r\n");
+const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+
+/**
+ * Writes the answer to `req`; returns whether the connection can take another request.
+ * `reusable` is false when the transport must close after this answer (stopping, or the
+ * request's body was not read to its end).
+ */
+export async function writeResponse(c: Connection, response: Response, req: RequestHead, reusable: boolean): Promise<boolean> {
+  c.responding = true;
+  const isHead = req.method === "HEAD";
+  const status = response.status;
+  let head = statusLine(status);
+  let length: string | undefined;
+  response.headers.forEach((v, k) => {
+    if (k === "content-length") length = v;
+    else if (k !== "set-cookie" && k !== "transfer-encoding" && k !== "connection" && k !== "keep-alive") head += `${k}: ${v}\r\n`;
+  });
+  for (const cookie of response.headers.getSetCookie()) head += `set-cookie: ${cookie}\r\n`;
+  head += dateHeader();
+  const keepAlive = req.keepAlive && reusable;
+  if (!keepAlive) head += "connection: close\r\n";
+  else if (req.minor === 0) head += "connection: keep-alive\r\n";
+  const noBody = isHead || status === 204 || status === 304 || status < 200;
+  if (noBody || !response.body) {
+    if (length !== undefined && (isHead || status === 304)) head += `content-length: ${length}\r\n`;
+    else if (!noBody) head += "content-length: 0\r\n";
+    c.send(Buffer.from(head + "\r\n", "latin1"));
+    await response.body?.cancel().catch(() => {});
+    return keepAlive;
+  }
+  const reader = response.body.getReader();
+  try {
+    const first = await reader.read();
+    const second = first.done ? first : await reader.read();
+    if (second.done) {
+      const body = first.done ? EMPTY : first.value;
+      head += `content-length: ${length ?? body.byteLength}\r\n\r\n`;
+      const out = Buffer.allocUnsafe(head.length + body.byteLength);
+      out.write(head, 0, "latin1");
+      out.set(body, head.length);
+      c.send(out);
+      return keepAlive;
+    }
+    const chunked = length === undefined;
+    head += chunked ? "transfer-encoding: chunked\r\n\r\n" : `content-length: ${length}\r\n\r\n`;
+    c.send(Buffer.from(head, "latin1"));
+    const write = (chunk: Uint8Array) => {
+      if (!chunk.byteLength) return;
+      c.send(chunked ? Buffer.concat([Buffer.from(`${chunk.byteLength.toString(16)}\r\n`), chunk, CRLF]) : chunk);
+    };
+    write(first.value!);
+    let chunk: Awaited<ReturnType<typeof reader.read>> = second;
+    while (!chunk.done) {
+      write(chunk.value);
+      await c.whenFlushed();
+      if (c.closed || c.ending) {
+        await reader.cancel().catch(() => {});
+        return false;
+      }
+      chunk = await reader.read();
+    }
+    if (chunked) c.send(LAST_CHUNK);
+    return keepAlive;
+  } catch (err) {
+    // The body failed midway: the client sees a cut answer, not a wrong one.
+    console.error("gateway: response body failed:", err);
+    await reader.cancel().catch(() => {});
+    c.sock.terminate();
+    return false;
+  }
+}
