@@ -1,0 +1,220 @@
+/**
+ * Backup and restore of a gateway data dir. Losing the data dir loses the factory CA and the
+ * TUF keys, and with them every device's trust: a fleet that can no longer be updated. A backup
+ * is one sealed file (seal.ts) holding a tar of the data dir, with the SQLite database taken as
+ * a consistent snapshot (`VACUUM INTO`, safe while the gateway runs and devices post events) and
+ * the registry's blobs only when asked (they can be large, and the factory CI can push them
+ * again). It is written to a temp file and renamed into place only once complete and durable, so
+ * an interrupted backup never replaces the last good one. Restore unpacks into a temp dir beside
+ * the target and renames it into place, so it too is all or nothing.
+ *
+ * On PostgreSQL the database is not in the file: it is backed up with the database's own tools
+ * (pg_dump or pg_basebackup), and this backup holds the rest (CA, keys, TUF metadata, secrets).
+ *
+ * @module
+ */
+import { Database } from "bun:sqlite";
+import { createReadStream } from "node:fs";
+import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { dirname, join, posix, relative } from "node:path";
+import { Readable } from "node:stream";
+import tar from "tar-stream";
+import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
+
+export const BACKUP_FORMAT = 1;
+const MANIFEST = "backup.json";
+const DB_FILE = "gateway.db";
+
+export interface BackupManifest {
+  format: number;
+  createdAt: string;
+  factory: string;
+  /** "sqlite": the database is inside; "postgres": it is not (pg_dump it alongside). */
+  database: "sqlite" | "postgres";
+  registry: boolean;
+  files: number;
+  bytes: number;
+}
+
+export interface BackupOptions {
+  dataDir: string;
+  out: string;
+  secret: SealSecret;
+  /** `--db` as given to `gateway serve`: a postgres:// URL, or the SQLite file (default DIR/gateway.db). */
+  db?: string;
+  /** Include the embedded registry's blobs and manifests. */
+  withRegistry?: boolean;
+  onProgress?: (files: number, bytes: number) => void;
+}
+
+export class BackupError extends Error {
+  override name = "BackupError";
+}
+
+const isPostgres = (db?: string) => !!db && /^postgres(ql)?:\/\//.test(db);
+
+/** What never goes into a backup: the live database files (a snapshot goes instead), temp files, in-flight uploads. */
+function skipped(rel: string, withRegistry: boolean): boolean {
+  if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
+  if (rel === "serve.json" || rel.endsWith(".tmp") || posix.basename(rel).startsWith(".")) return true;
+  if (rel === "registry" || rel.startsWith("registry/")) return !withRegistry || rel.startsWith("registry/uploads/") || rel.startsWith("registry/tmp/");
+  return false;
+}
+
+async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; path: string; mode: number; size: number; dir: boolean }> {
+  for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    const path = join(dir, e.name);
+    const rel = relative(root, path).split("\\").join("/");
+    const st = await lstat(path);
+    if (e.isDirectory()) {
+      yield { rel, path, mode: st.mode & 0o777, size: 0, dir: true };
+      yield* walk(root, path);
+    } else if (e.isFile()) yield { rel, path, mode: st.mode & 0o777, size: st.size, dir: false };
+    // sockets, symlinks and the like are not part of a data dir
+  }
+}
+
+/** Writes a sealed backup of `dataDir` to `out`; returns its manifest. */
+export async function createBackup(opts: BackupOptions): Promise<BackupManifest> {
+  const factoryFile = join(opts.dataDir, "factory.json");
+  let factory: string;
+  try {
+    factory = (JSON.parse(await readFile(factoryFile, "utf8")) as { name: string }).name;
+  } catch {
+    throw new BackupError(`${opts.dataDir} is not a gateway data dir (no readable factory.json)`);
+  }
+  const withRegistry = !!opts.withRegistry;
+  const postgres = isPostgres(opts.db);
+  const scratch = await mkdtemp(join(dirname(opts.out), ".backup-"));
+  try {
+    // The database first: its snapshot is the moment the backup stands for.
+    let snapshot: string | undefined;
+    if (!postgres) {
+      const dbPath = opts.db ?? join(opts.dataDir, DB_FILE);
+      if (!(await stat(dbPath).catch(() => undefined))) throw new BackupError(`No database at ${dbPath}`);
+      snapshot = join(scratch, DB_FILE);
+      const db = new Database(dbPath);
+      try {
+        db.exec("PRAGMA busy_timeout = 10000");
+        db.prepare("VACUUM INTO ?").run(snapshot);
+      } finally {
+        db.close();
+      }
+    }
+
+    const entries: { rel: string; path: string; mode: number; size: number; dir: boolean }[] = [];
+    for await (const e of walk(opts.dataDir)) if (!skipped(e.rel, withRegistry)) entries.push(e);
+    if (snapshot) entries.push({ rel: DB_FILE, path: snapshot, mode: 0o600, size: (await stat(snapshot)).size, dir: false });
+    const files = entries.filter((e) => !e.dir);
+    const manifest: BackupManifest = {
+      format: BACKUP_FORMAT,
+      createdAt: new Date().toISOString(),
+      factory,
+      database: postgres ? "postgres" : "sqlite",
+      registry: withRegistry,
+      files: files.length,
+      bytes: files.reduce((s, e) => s + e.size, 0),
+    };
+
+    const pack = tar.pack();
+    const produce = (async () => {
+      pack.entry({ name: MANIFEST, mode: 0o600 }, JSON.stringify(manifest, null, 2) + "\n");
+      let done = 0;
+      let bytes = 0;
+      for (const e of entries) {
+        if (e.dir) {
+          pack.entry({ name: e.rel, type: "directory", mode: e.mode });
+          continue;
+        }
+        if (e.size <= 1 << 20) {
+          // Small files (keys, metadata, the snapshot of a small fleet) are read whole: one that
+          // was rewritten since the walk is taken as it is now, never half old and half new.
+          const data = await readFile(e.path).catch((err) => {
+            throw new BackupError(`Cannot read ${e.path}: ${(err as Error).message}`);
+          });
+          pack.entry({ name: e.rel, mode: e.mode }, data);
+          bytes += data.length;
+        } else {
+          // Large files are registry blobs (content-addressed, never rewritten) or the database
+          // snapshot (ours): streamed, so memory stays flat.
+          await new Promise<void>((resolve, reject) => {
+            const sink = pack.entry({ name: e.rel, size: e.size, mode: e.mode }, (err) => (err ? reject(err) : resolve()));
+            createReadStream(e.path).on("error", reject).pipe(sink);
+          });
+          bytes += e.size;
+        }
+        done++;
+        opts.onProgress?.(done, bytes);
+      }
+      pack.finalize();
+    })().catch((err) => pack.destroy(err));
+
+    await writeFileAtomic(opts.out, seal(pack as AsyncIterable<Uint8Array>, opts.secret), { mode: 0o600 });
+    await produce;
+    return manifest;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export interface RestoreOptions {
+  file: string;
+  dataDir: string;
+  secret: OpenSecret;
+  /** Replace a data dir that exists and is not empty (it is moved aside first, then removed). */
+  force?: boolean;
+  onProgress?: (files: number, bytes: number) => void;
+}
+
+/** Restores a backup into `dataDir` (which must not exist or be empty unless `force`); returns its manifest. */
+export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifest> {
+  const existing = await readdir(opts.dataDir).catch(() => undefined);
+  if (existing?.length && !opts.force) throw new BackupError(`${opts.dataDir} exists and is not empty: restore into a new dir, or pass --force to replace it`);
+  const parent = dirname(opts.dataDir);
+  await mkdir(parent, { recursive: true });
+  const tmp = await mkdtemp(join(parent, ".restore-"));
+  try {
+    const extract = tar.extract();
+    Readable.from(unseal(createReadStream(opts.file), opts.secret)).on("error", (e) => extract.destroy(e)).pipe(extract);
+    let manifest: BackupManifest | undefined;
+    let files = 0;
+    let bytes = 0;
+    for await (const entry of extract) {
+      const name = entry.header.name.replace(/\/+$/, "");
+      const clean = posix.normalize(name);
+      if (!name || clean.startsWith("../") || clean === ".." || posix.isAbsolute(clean) || clean !== name)
+        throw new BackupError(`The backup holds an unsafe path "${entry.header.name}"`);
+      if (entry.header.type === "directory") {
+        await mkdir(join(tmp, clean), { recursive: true, mode: (entry.header.mode ?? 0o700) & 0o777 });
+        entry.resume();
+        continue;
+      }
+      if (entry.header.type !== "file") throw new BackupError(`The backup holds an unexpected ${entry.header.type} entry "${name}"`);
+      if (clean === MANIFEST) {
+        manifest = JSON.parse(Buffer.concat(await Array.fromAsync(entry as AsyncIterable<Buffer>)).toString("utf8")) as BackupManifest;
+        if (manifest.format !== BACKUP_FORMAT) throw new BackupError(`Unsupported backup format ${manifest.format} (this gateway reads format ${BACKUP_FORMAT})`);
+        continue;
+      }
+      if (!manifest) throw new BackupError("The backup has no manifest first: it was not made by `gateway backup`");
+      await writeFileAtomic(join(tmp, clean), entry as AsyncIterable<Uint8Array>, { mode: (entry.header.mode ?? 0o600) & 0o777 });
+      bytes += entry.header.size ?? 0;
+      files++;
+      opts.onProgress?.(files, bytes);
+    }
+    if (!manifest) throw new BackupError("The backup is empty");
+    if (files !== manifest.files) throw new BackupError(`The backup holds ${files} files, its manifest says ${manifest.files}`);
+
+    if (existing) {
+      const aside = `${opts.dataDir}.replaced-${Date.now()}`;
+      await rename(opts.dataDir, aside);
+      await rename(tmp, opts.dataDir);
+      await rm(aside, { recursive: true, force: true });
+    } else await rename(tmp, opts.dataDir);
+    await syncDir(parent);
+    return manifest;
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Where a backup's secret comes from, the same for `gateway backup` and `gateway restore`:
+ * a passphrase file, the GATEWAY_BACKUP_PASSPHRASE environment variable, or a key file. Never a
+ * command-line value: other users of the machine can read a process's arguments.
+ *
+ * @module
+ */
+import { readFile } from "node:fs/promises";
+import { UsageError } from "../../lib/cli/command.ts";
+import type { OpenSecret, SealSecret } from "./seal.ts";
+
+export const PASSPHRASE_ENV = "GATEWAY_BACKUP_PASSPHRASE";
+
+async function readSecretFile(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (e) {
+    throw new UsageError(`Cannot read the ${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
+async function passphrase(file: string | undefined): Promise<string | undefined> {
+  const p = file ? (await readSecretFile(file, "passphrase file")).replace(/\r?\n$/, "") : process.env[PASSPHRASE_ENV] || undefined;
+  if (p !== undefined && p.length < 8) throw new UsageError("The passphrase must have at least 8 characters");
+  return p;
+}
+
+/** For sealing: exactly one of a passphrase (file or env) and a recipient public key. */
+export async function sealSecret(flags: { "passphrase-file"?: string; recipient?: string }): Promise<SealSecret> {
+  const p = await passphrase(flags["passphrase-file"]);
+  if (p !== undefined && flags.recipient) throw new UsageError(`Give a passphrase or --recipient, not both`);
+  if (flags.recipient) return { recipientPem: await readSecretFile(flags.recipient, "recipient key") };
+  if (p !== undefined) return { passphrase: p };
+  throw new UsageError(
+    `A backup holds the factory CA key and the TUF keys, so it is always encrypted: give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --recipient PUBLIC.pem`,
+  );
+}
+
+/** For opening: a passphrase (file or env) or the recipient's private key. */
+export async function openSecret(flags: { "passphrase-file"?: string; identity?: string }): Promise<OpenSecret> {
+  if (flags.identity) return { identityPem: await readSecretFile(flags.identity, "identity key") };
+  const p = await passphrase(flags["passphrase-file"]);
+  if (p !== undefined) return { passphrase: p };
+  throw new UsageError(`Give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --identity PRIVATE.pem`);
+}

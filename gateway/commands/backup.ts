@@ -1,0 +1,59 @@
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { createBackup } from "../backup/backup.ts";
+import { PASSPHRASE_ENV, sealSecret } from "../backup/secret.ts";
+
+export default defineCommand({
+  summary: "Write an encrypted, consistent backup of a gateway data dir (safe while the gateway runs)",
+  description: [
+    "Holds the factory CA, the TUF keys and metadata, the secrets and the database (a consistent",
+    "SQLite snapshot); registry blobs only with --with-registry. Written to a temp file and renamed",
+    "into place when complete, so an interrupted backup never replaces the last good one.",
+    `Encrypted with a passphrase (--passphrase-file, or ${PASSPHRASE_ENV}) or for a recipient key`,
+    "(--recipient, made by `gateway backup keygen`; the private half can stay offline).",
+    "With --db postgres://... the database is not included: back it up with pg_dump at the same time.",
+  ].join("\n"),
+  flags: {
+    data: { type: "string", description: "Gateway data dir", placeholder: "DIR" },
+    out: { type: "string", description: "Backup file to write", placeholder: "FILE" },
+    db: { type: "string", description: "The --db the gateway runs with (default: DIR/gateway.db)", placeholder: "URL|FILE" },
+    "with-registry": { type: "boolean", description: "Include the embedded registry's blobs and manifests" },
+    "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
+    recipient: { type: "string", description: "Encrypt for this X25519 public key", placeholder: "PUBLIC.pem" },
+    ...formatFlag,
+  },
+  async run({ flags, out }) {
+    if (!flags.data) throw new UsageError("--data DIR is required");
+    if (!flags.out) throw new UsageError("--out FILE is required");
+    const secret = await sealSecret(flags);
+    const postgres = !!flags.db && /^postgres(ql)?:\/\//.test(flags.db);
+    if (postgres) {
+      const pgDump = Bun.which("pg_dump");
+      out.info(
+        "backup: the database is PostgreSQL and is not in this file. Back it up at the same time with\n" +
+          `  pg_dump --format=custom --file=gateway.pgdump '<the --db URL>'   (${pgDump ? `pg_dump found at ${pgDump}` : "pg_dump is not installed here: apt-get install postgresql-client"})\n` +
+          "or pg_basebackup for the whole cluster; restore it with pg_restore before starting the gateway.",
+      );
+    }
+    const started = Date.now();
+    let last = started; // quiet for the first second: small backups print only their result
+    const tty = process.stderr.isTTY;
+    const m = await createBackup({
+      dataDir: flags.data,
+      out: flags.out,
+      secret,
+      db: flags.db,
+      withRegistry: flags["with-registry"],
+      onProgress(files, bytes) {
+        const now = Date.now();
+        if (now - last < 1000) return;
+        last = now;
+        if (tty) process.stderr.write(`\rbackup: ${files} files, ${(bytes / 1048576).toFixed(1)} MiB`);
+        else out.info(`backup: ${files} files, ${(bytes / 1048576).toFixed(1)} MiB`);
+      },
+    });
+    if (tty && last > started) process.stderr.write("\n");
+    out.result({ file: flags.out, ...m }, (r) =>
+      `wrote ${r.file}: factory ${r.factory}, ${r.files} files, ${(r.bytes / 1048576).toFixed(1)} MiB, database ${r.database === "sqlite" ? "included" : "not included (PostgreSQL)"}, registry ${r.registry ? "included" : "not included"}`,
+    );
+  },
+});

@@ -1,0 +1,29 @@
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { restoreBackup } from "../backup/backup.ts";
+import { PASSPHRASE_ENV, openSecret } from "../backup/secret.ts";
+
+export default defineCommand({
+  summary: "Restore a gateway data dir from a backup made by `gateway backup`",
+  usage: "FILE",
+  description: [
+    "Checks every record of the backup before anything is kept, unpacks into a temp dir beside",
+    "--data and renames it into place, so a failed restore leaves nothing half done. Registered",
+    "devices keep working with the restored gateway: same CA, same TUF keys, same device records.",
+    `Secret: --passphrase-file, ${PASSPHRASE_ENV}, or --identity for a backup made with --recipient.`,
+  ].join("\n"),
+  flags: {
+    data: { type: "string", description: "Data dir to create (must not exist or be empty)", placeholder: "DIR" },
+    force: { type: "boolean", description: "Replace a data dir that exists and is not empty" },
+    "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
+    identity: { type: "string", description: "Private key for a backup made with --recipient", placeholder: "PRIVATE.pem" },
+    ...formatFlag,
+  },
+  async run({ flags, args, out }) {
+    const file = args[0];
+    if (!file || args.length > 1) throw new UsageError("Give one backup FILE");
+    if (!flags.data) throw new UsageError("--data DIR is required");
+    const m = await restoreBackup({ file, dataDir: flags.data, secret: await openSecret(flags), force: flags.force });
+    if (m.database === "postgres") out.info("restore: the database is PostgreSQL and was not in the backup: pg_restore it before starting the gateway");
+    out.result({ dataDir: flags.data, ...m }, (r) => `restored ${r.files} files of factory ${r.factory} (backup of ${r.createdAt}) into ${r.dataDir}`);
+  },
+});

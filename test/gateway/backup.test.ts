@@ -1,0 +1,163 @@
+/**
+ * Backup and restore through the real CLI and a real gateway: a backup taken while a device posts
+ * events, the data dir destroyed, the backup restored into a fresh dir and served on a fresh
+ * port: the registered device (same certificate, same trusted TUF root, no new registration)
+ * posts events, and verifies and sees a target published after the restore. An interrupted
+ * backup never replaces the last good one.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { EMPTY_SHA256 } from "../../lib/api/target.ts";
+import { verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { removeTempDir, tempDir } from "../harness/tmp.ts";
+import { post, tlsFetch } from "./_client.ts";
+import { makeDeviceCsr } from "./_device.ts";
+import { anEvent } from "./_fixture.ts";
+
+const REPO = resolve(import.meta.dir, "../..");
+const started: GatewayHandle[] = [];
+const work = await tempDir("backup-");
+afterAll(async () => {
+  for (const g of started) await g.stop();
+  removeTempDir(work);
+}, 120_000);
+
+const PASS = "a long enough passphrase";
+const gatewayCli = (args: string[], env: Record<string, string> = { GATEWAY_BACKUP_PASSPHRASE: PASS }) =>
+  Bun.spawn([process.execPath, join(REPO, "gateway/main.ts"), ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+async function run(args: string[], env?: Record<string, string>) {
+  const p = gatewayCli(args, env);
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { stdout, stderr, code };
+}
+
+const appUri = (host: string) => `${host}/main/web@sha256:${"ab".repeat(32)}`;
+const target = (host: string, version: string) => ({
+  length: 0,
+  hashes: { sha256: EMPTY_SHA256 },
+  custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: appUri(host) } } },
+});
+
+test("a backup taken under load restores onto a fresh dir and port, and the device carries on without registering again", async () => {
+  const gw = await startGateway();
+  started.push(gw);
+  const ca = gw.caPem;
+
+  // A device registers with a registration token and keeps its trusted root, as fioup does.
+  const tokenRes = await gw.adminFetch("/admin/tokens", post({ tags: ["main"], hwid: "amd64-linux" }));
+  expect(tokenRes.status).toBeLessThan(300);
+  const { token } = (await tokenRes.json()) as { token: string };
+  const k = await makeDeviceCsr();
+  const reg = await tlsFetch({ ca })(`${gw.url}/devices`, {
+    ...post({ name: "d1", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+  });
+  expect(reg.status).toBe(201);
+  const cert = ((await reg.json()) as RegistrationResponse).certificate;
+  const device = tlsFetch({ ca, cert, key: k.keyPem });
+  const tufDir = join(work, "device-tuf");
+  mkdirSync(tufDir, { recursive: true });
+  writeFileSync(join(tufDir, "root.json"), await (await device(`${gw.url}/repo/1.root.json`)).text());
+  expect((await gw.adminFetch("/admin/targets", post({ targets: { "amd64-linux-1": target(gw.host, "1") } }))).status).toBeLessThan(300);
+
+  // Events keep arriving while the backup runs.
+  const acked: string[] = [];
+  let stop = false;
+  const poster = (async () => {
+    for (let i = 0; !stop; i++) {
+      const res = await device(`${gw.url}/events`, post([anEvent(`before-${i}`)]));
+      if (res.status === 200) acked.push(`before-${i}`);
+    }
+  })();
+  while (acked.length < 20) await Bun.sleep(5);
+  const file = join(work, "gw.backup");
+  const b = await run(["backup", "--data", gw.dataDir, "--out", file, "--format", "json"]);
+  stop = true;
+  await poster;
+  expect(b.stderr).toBe("");
+  expect(b.code).toBe(0);
+  const manifest = JSON.parse(b.stdout) as { files: number; database: string };
+  expect(manifest.database).toBe("sqlite");
+  // Sealed: neither the CA key nor the admin token is readable in the file.
+  const sealed = readFileSync(file);
+  expect(sealed.includes(Buffer.from("PRIVATE KEY"))).toBe(false);
+  expect(sealed.includes(Buffer.from(gw.adminToken))).toBe(false);
+
+  // The data dir is lost.
+  await gw.kill();
+  rmSync(gw.dataDir, { recursive: true, force: true });
+
+  // A wrong passphrase restores nothing.
+  const restored = join(work, "restored");
+  const bad = await run(["restore", file, "--data", restored], { GATEWAY_BACKUP_PASSPHRASE: "not the passphrase" });
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toContain("wrong passphrase or key");
+  expect(existsSync(restored)).toBe(false);
+
+  const r = await run(["restore", file, "--data", restored]);
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  const gw2 = await startGateway({ dataDir: restored, port: undefined });
+  started.push(gw2);
+  expect(gw2.port).not.toBe(gw.port);
+  expect(gw2.caPem).toBe(ca);
+  expect(gw2.adminToken).toBe(gw.adminToken);
+
+  // Every event acknowledged before the snapshot is there (the snapshot is a moment during the posting).
+  const device2 = tlsFetch({ ca, cert, key: k.keyPem });
+  const after = await device2(`${gw2.url}/events`, post([anEvent("after-restore")]));
+  expect(after.status).toBe(200);
+  const hist = await gw2.adminFetch(`/admin/devices/${k.uuid}/updates`);
+  expect(hist.status).toBe(200);
+  const ids = new Set(((await hist.json()) as { updates: { events: { id: string }[] }[] }).updates.flatMap((u) => u.events.map((e) => e.id)));
+  expect(ids.has("after-restore")).toBe(true);
+  expect(acked.slice(0, 20).every((id) => ids.has(id))).toBe(true);
+
+  // A target published after the restore verifies against the root the device already trusted.
+  expect((await gw2.adminFetch("/admin/targets", post({ targets: { "amd64-linux-2": target(gw2.host, "2") } }))).status).toBeLessThan(300);
+  const verified = await verifyAndLoadTargets({
+    metadataDir: tufDir,
+    metadataBaseUrl: `${gw2.url}/repo/`,
+    fetch: { tls: { ca, cert, key: k.keyPem } } as RequestInit,
+  });
+  expect(Object.keys(verified.targets).sort()).toEqual(["amd64-linux-1", "amd64-linux-2"]);
+});
+
+test("an interrupted backup leaves the last good one in place; restore refuses a non-empty dir", async () => {
+  const gw = await startGateway();
+  started.push(gw);
+  const file = join(work, "keep.backup");
+  expect((await run(["backup", "--data", gw.dataDir, "--out", file])).code).toBe(0);
+  const good = readFileSync(file);
+
+  // Killed while writing (a registry blob large enough to take a moment), the old file stays whole.
+  writeFileSync(join(gw.dataDir, "registry", "big.bin"), crypto.getRandomValues(new Uint8Array(64 << 10)).join(",").repeat(60));
+  const p = gatewayCli(["backup", "--data", gw.dataDir, "--out", file, "--with-registry"]);
+  const writing = () => readdirSync(work).some((f) => f.startsWith(".keep.backup.") && f.endsWith(".tmp"));
+  while (!writing() && p.exitCode === null) await Bun.sleep(2);
+  p.kill("SIGKILL");
+  expect(await p.exited).not.toBe(0); // killed mid-write, not finished
+  await p.exited;
+  expect(Buffer.compare(readFileSync(file), good)).toBe(0);
+  const check = await run(["restore", file, "--data", join(work, "check")]);
+  expect(check.stderr).toBe("");
+  expect(check.code).toBe(0);
+
+  // No secret given: a clear usage error, and nothing written.
+  const none = await run(["backup", "--data", gw.dataDir, "--out", join(work, "plain.backup")], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect(none.code).toBe(2);
+  expect(existsSync(join(work, "plain.backup"))).toBe(false);
+
+  // On PostgreSQL the database is not in the file, and the command says how to back it up.
+  const pg = await run(["backup", "--data", gw.dataDir, "--out", join(work, "pg.backup"), "--db", "postgres://ota@127.0.0.1:1/ota", "--format", "json"]);
+  expect(pg.code).toBe(0);
+  expect(pg.stderr).toContain("pg_dump");
+  expect((JSON.parse(pg.stdout) as { database: string }).database).toBe("postgres");
+
+  const busy = await run(["restore", file, "--data", gw.dataDir]);
+  expect(busy.code).not.toBe(0);
+  expect(busy.stderr).toContain("not empty");
+});
