@@ -10,6 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
+import { DEFAULT_DEVICE_PATHS, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
 import { parseToml, type TomlTable, type TomlValue } from "./toml.ts";
 
 /** The raw sota.toml shape fioup reads (unknown keys are kept and ignored). */
@@ -94,7 +95,7 @@ export interface ConfigLocation {
 /** Resolves where config lives from flags and the environment. */
 export function configLocation(flags: { "sota-dir"?: string }): Required<ConfigLocation> {
   const root = process.env.FIOUP_ROOT ?? "";
-  const sotaDir = flags["sota-dir"] ?? process.env.FIOUP_SOTA_DIR ?? join(root || "/", "var/sota");
+  const sotaDir = flags["sota-dir"] ?? process.env.FIOUP_SOTA_DIR ?? underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
   return { root, sotaDir };
 }
 
@@ -143,11 +144,11 @@ const csv = (v: string | string[] | undefined): string[] | undefined =>
  */
 export function loadConfig(loc: ConfigLocation = {}): Config {
   const root = loc.root ?? process.env.FIOUP_ROOT ?? "";
-  const sotaDir = loc.sotaDir ?? join(root || "/", "var/sota");
+  const sotaDir = loc.sotaDir ?? underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
   const files = [
     join(sotaDir, "sota.toml"),
-    ...tomlFiles(join(root || "/", "usr/lib/sota/conf.d")),
-    ...tomlFiles(join(root || "/", "etc/sota/conf.d")),
+    ...tomlFiles(underRoot(root, SYSTEM_CONF_DIR)),
+    ...tomlFiles(underRoot(root, LOCAL_CONF_DIR)),
   ].filter((f) => existsSync(f));
   let raw: TomlTable = {};
   for (const f of files) raw = mergeToml(raw, readToml(f));
@@ -161,7 +162,6 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
     throw new ConfigError(`Invalid config at ${first?.path || "/"}: ${first?.message ?? "wrong type"}`);
   }
   const t = raw as SotaToml;
-  const sys = (p: string) => join(opts.root || "/", p);
   const storagePath = t.storage?.path ? rooted(opts.root, t.storage.path) : opts.sotaDir;
   const base = t.import?.base_path ? rooted(opts.root, t.import.base_path) : storagePath;
   const inBase = (p: string | undefined, def: string) => (p ? (isAbsolute(p) ? rooted(opts.root, p) : join(base, p)) : join(base, def));
@@ -178,8 +178,8 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
     hardwareId: t.provision?.primary_ecu_hardware_id,
     tags: csv(t.pacman?.tags) ?? [],
     shortlist: csv(t.pacman?.compose_apps),
-    composeAppsRoot: t.pacman?.compose_apps_root ? rooted(opts.root, t.pacman.compose_apps_root) : sys("var/sota/compose-apps"),
-    resetAppsRoot: t.pacman?.reset_apps_root ? rooted(opts.root, t.pacman.reset_apps_root) : sys("var/sota/reset-apps"),
+    composeAppsRoot: t.pacman?.compose_apps_root ? rooted(opts.root, t.pacman.compose_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
+    resetAppsRoot: t.pacman?.reset_apps_root ? rooted(opts.root, t.pacman.reset_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.resetAppsRoot),
     storageWatermark: watermark,
     pollingSeconds: polling,
     storagePath,

@@ -8,7 +8,9 @@
  */
 import { Database } from "bun:sqlite";
 import type { DeviceEvent, Target } from "../lib/api/index.ts";
+import type { UpdatePlan } from "./update/plan.ts";
 import type { UpdateState } from "./update/states.ts";
+import type { StepName } from "./update/step.ts";
 
 export interface UpdateRow {
   id: string;
@@ -19,7 +21,7 @@ export interface UpdateRow {
   state: UpdateState;
   /** Named version given by the user (allows a downgrade). */
   explicit: boolean;
-  /** Init's result: the blobs and apps to fetch and install (JSON, step-defined). */
+  /** Init's result, as saved: read it with planOf() (fioup/update/plan.ts), which checks it. */
   plan: unknown;
   bytesTotal: number;
   bytesFetched: number;
@@ -112,7 +114,7 @@ export class DeviceDb {
   }
 
   /** Saves a new state and, when given, the step that just finished and its events, in one transaction. */
-  setState(id: string, state: UpdateState, extra: { step?: string; error?: string | null; events?: DeviceEvent[] } = {}): void {
+  setState(id: string, state: UpdateState, extra: { step?: StepName; error?: string | null; events?: DeviceEvent[] } = {}): void {
     const now = new Date().toISOString();
     this.db.transaction(() => {
       this.db
@@ -123,7 +125,7 @@ export class DeviceDb {
     })();
   }
 
-  setPlan(id: string, plan: unknown, bytesTotal: number): void {
+  setPlan(id: string, plan: UpdatePlan, bytesTotal: number): void {
     this.db
       .query("UPDATE updates SET plan_json = ?, bytes_total = ?, updated_at = ? WHERE id = ?")
       .run(JSON.stringify(plan), bytesTotal, new Date().toISOString(), id);
@@ -133,7 +135,7 @@ export class DeviceDb {
     this.db.query("UPDATE updates SET bytes_fetched = bytes_fetched + ? WHERE id = ?").run(n, id);
   }
 
-  stepDone(id: string, step: string): boolean {
+  stepDone(id: string, step: StepName): boolean {
     return !!this.db.query("SELECT 1 FROM update_steps WHERE update_id = ? AND step = ?").get(id, step);
   }
 

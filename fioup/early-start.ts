@@ -8,9 +8,9 @@
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { DEFAULT_APPS_FILE, underRoot } from "../lib/device/paths.ts";
 import type { Session } from "./session.ts";
-import { preloadedTarget, preloadedTargetPath } from "./update/current-target.ts";
+import { preloadedTargetFile } from "./update/current-target.ts";
 
 export interface EarlyStartResult {
   skipped?: string;
@@ -19,7 +19,7 @@ export interface EarlyStartResult {
 }
 
 export function defaultApps(root: string): string[] | undefined {
-  const p = join(root || "/", "var/lmp/default-apps");
+  const p = underRoot(root, DEFAULT_APPS_FILE);
   if (!existsSync(p)) return undefined;
   return readFileSync(p, "utf8")
     .split(/[\n,]/)
@@ -27,22 +27,12 @@ export function defaultApps(root: string): string[] | undefined {
     .filter((s) => s && !s.startsWith("#"));
 }
 
-/** The apps preload baked in: `apps` of preload/target.json, else the config's shortlist, else undefined (all). */
-function preloadedApps(s: Session): string[] | undefined {
-  try {
-    const apps = (JSON.parse(readFileSync(preloadedTargetPath(s.cfg), "utf8")) as { apps?: unknown }).apps;
-    if (Array.isArray(apps) && apps.every((a) => typeof a === "string")) return apps;
-  } catch {
-    // preloadedTarget() already decided the file is usable; fall through to the shortlist
-  }
-  return s.cfg.shortlist;
-}
-
 export async function earlyStart(s: Session, log: (l: string) => void): Promise<EarlyStartResult> {
   if (s.client) return { skipped: "the device is registered: fioup starts its apps", apps: [] };
-  const target = preloadedTarget(s.cfg);
+  const target = preloadedTargetFile(s.cfg);
   if (!target) return { skipped: "no preloaded target", apps: [] };
-  const baked = preloadedApps(s);
+  // The apps preload baked in: `apps` of the preloaded target, else the config's shortlist, else all.
+  const baked = target.apps ?? s.cfg.shortlist;
   const all = Object.entries(target.entry.custom.docker_compose_apps)
     .map(([name, a]) => ({ name, uri: a.uri }))
     .filter((a) => !baked || baked.includes(a.name));

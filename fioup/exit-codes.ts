@@ -8,7 +8,7 @@
  * | 1 | any other error |
  * | 2 | bad usage (unknown flag, missing argument) |
  * | 3 | no update available (check/fetch/update found nothing newer) |
- * | 10 | invalid action for the update's current state |
+ * | 10 | invalid action for the update's current state, or a saved plan this fioup cannot read |
  * | 11 | not registered |
  * | 12 | already registered (use --force) |
  * | 13 | another fioup holds the update lock |
@@ -34,6 +34,7 @@ import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
 import { NoUpdateError, NoUpdateInProgressError } from "./update/check-step.ts";
 import { FetchFailedError } from "./update/fetch-step.ts";
 import { InitFailedError } from "./update/init-step.ts";
+import { PlanFormatError } from "./update/plan.ts";
 import { InstallFailedError } from "./update/install-step.ts";
 import { NoSpaceError } from "./update/space.ts";
 import { StartFailedError } from "./update/start-step.ts";
@@ -66,6 +67,7 @@ export const EXIT = {
 const EXIT_CODES: [new (...args: any[]) => Error, number][] = [
   [NoUpdateError, EXIT.NO_UPDATE],
   [InvalidStateError, EXIT.INVALID_STATE],
+  [PlanFormatError, EXIT.INVALID_STATE],
   [NotRegisteredError, EXIT.NOT_REGISTERED],
   [AlreadyRegisteredError, EXIT.ALREADY_REGISTERED],
   [LockedError, EXIT.LOCKED],

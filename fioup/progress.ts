@@ -16,7 +16,7 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
   const at = () => `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
   return {
     onStep(name, u) {
-      if (name !== "Resuming") write(`${at()} ${name} ${u.toTarget} (update ${u.id}, ${u.state})\n`);
+      if (name !== "resume") write(`${at()} ${name} ${u.toTarget} (update ${u.id}, ${u.state})\n`);
     },
     onInfo(line) {
       write(line + "\n");

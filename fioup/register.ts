@@ -15,7 +15,8 @@ import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index
 import { fetchPinnedCa, InvalidTokenError } from "../lib/tls/pin.ts";
 import { loadX509 } from "../lib/x509/index.ts";
 import { toPem } from "../lib/x509/pem.ts";
-import { writeFileAtomic } from "./atomic-write.ts";
+import { DEFAULT_DEVICE_PATHS, trustedRootPath, underRoot } from "../lib/device/paths.ts";
+import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
 import { mergeToml } from "./config.ts";
 import { parseToml, stringifyToml, type TomlTable } from "./toml.ts";
 import { FIOUP_VERSION } from "./version.ts";
@@ -129,7 +130,6 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
     // a config we cannot read is replaced by ours below
   }
   const root = opts.root ?? "";
-  const sys = (p: string) => join(root || "/", p);
   const gwPacman = (fromGateway.pacman ?? {}) as TomlTable;
   const local: TomlTable = {
     tls: { server },
@@ -137,8 +137,8 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
     provision: { primary_ecu_hardware_id: hwid },
     storage: { path: opts.sotaDir },
     pacman: {
-      compose_apps_root: (gwPacman.compose_apps_root as string | undefined) ?? sys("var/sota/compose-apps"),
-      reset_apps_root: (gwPacman.reset_apps_root as string | undefined) ?? sys("var/sota/reset-apps"),
+      compose_apps_root: (gwPacman.compose_apps_root as string | undefined) ?? underRoot(root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
+      reset_apps_root: (gwPacman.reset_apps_root as string | undefined) ?? underRoot(root, DEFAULT_DEVICE_PATHS.resetAppsRoot),
       ...(opts.tags?.length ? { tags: opts.tags.join(",") } : {}),
       ...(opts.apps?.length ? { compose_apps: opts.apps.join(",") } : {}),
     },
@@ -149,12 +149,12 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
 
   mkdirSync(opts.sotaDir, { recursive: true, mode: 0o700 });
   const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
-  writeFileAtomic(join(opts.sotaDir, "pkey.pem"), toPem(pkcs8, "PRIVATE KEY"), 0o600);
-  writeFileAtomic(join(opts.sotaDir, "client.pem"), reply.certificate);
-  writeFileAtomic(join(opts.sotaDir, "root.crt"), caPem);
+  writeFileAtomicSync(join(opts.sotaDir, "pkey.pem"), toPem(pkcs8, "PRIVATE KEY"), { mode: 0o600 });
+  writeFileAtomicSync(join(opts.sotaDir, "client.pem"), reply.certificate);
+  writeFileAtomicSync(join(opts.sotaDir, "root.crt"), caPem);
   // A new trust anchor: metadata trusted under an older root must not survive.
   rmSync(join(opts.sotaDir, "tuf"), { recursive: true, force: true });
-  writeFileAtomic(join(opts.sotaDir, "tuf", "root.json"), JSON.stringify(reply.root));
-  writeFileAtomic(join(opts.sotaDir, "sota.toml"), sotaToml);
+  writeFileAtomicSync(trustedRootPath(opts.sotaDir), JSON.stringify(reply.root));
+  writeFileAtomicSync(join(opts.sotaDir, "sota.toml"), sotaToml);
   return { uuid, name, hardwareId: hwid, server, sotaDir: opts.sotaDir };
 }

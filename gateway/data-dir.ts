@@ -5,8 +5,9 @@
  *
  * @module
  */
-import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
 import { certificateHosts, createCa, issueServerCert, loadCa, type CertificateAuthority } from "./pki/ca.ts";
 import { newToken } from "./pki/tokens.ts";
 
@@ -44,13 +45,6 @@ async function readOr(path: string): Promise<string | undefined> {
   }
 }
 
-/** Writes through a temp file and rename, so a crash never leaves half a secret. */
-async function writeAtomic(path: string, data: string, mode = 0o644) {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, data, { mode });
-  await chmod(tmp, mode);
-  await rename(tmp, path);
-}
 
 export const FACTORY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -71,7 +65,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     if (opts.factory !== undefined && opts.factory !== factory) throw new FactoryMismatchError(dir, factory, opts.factory);
   } else {
     factory = opts.factory ?? "main";
-    await writeAtomic(factoryFile, JSON.stringify({ name: factory }) + "\n");
+    await writeFileAtomic(factoryFile, JSON.stringify({ name: factory }) + "\n");
   }
 
   let caPem = await readOr(join(pki, "ca.pem"));
@@ -81,8 +75,8 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   else if (caPem || caKey) throw new DataDirError(`Cannot open ${pki}: one of ca.pem and ca.key is missing`);
   else {
     ca = await createCa(factory);
-    await writeAtomic(join(pki, "ca.key"), ca.keyPem, 0o600);
-    await writeAtomic(join(pki, "ca.pem"), ca.certPem);
+    await writeFileAtomic(join(pki, "ca.key"), ca.keyPem, { mode: 0o600 });
+    await writeFileAtomic(join(pki, "ca.pem"), ca.certPem);
   }
 
   let serverCertPem = await readOr(join(pki, "server.pem"));
@@ -92,22 +86,22 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     const issued = await issueServerCert(ca, wanted);
     serverCertPem = issued.certPem;
     serverKeyPem = issued.keyPem;
-    await writeAtomic(join(pki, "server.key"), serverKeyPem, 0o600);
-    await writeAtomic(join(pki, "server.pem"), serverCertPem);
+    await writeFileAtomic(join(pki, "server.key"), serverKeyPem, { mode: 0o600 });
+    await writeFileAtomic(join(pki, "server.pem"), serverCertPem);
   }
 
   const tokenFile = join(dir, "admin-token");
   let adminToken = (await readOr(tokenFile))?.trim();
   if (!adminToken) {
     adminToken = newToken(ca.fingerprint).token;
-    await writeAtomic(tokenFile, adminToken + "\n", 0o600);
+    await writeFileAtomic(tokenFile, adminToken + "\n", { mode: 0o600 });
   }
 
   const secretFile = join(pki, "registry-token.key");
   let registrySecret = (await readOr(secretFile))?.trim();
   if (!registrySecret) {
     registrySecret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
-    await writeAtomic(secretFile, registrySecret + "\n", 0o600);
+    await writeFileAtomic(secretFile, registrySecret + "\n", { mode: 0o600 });
   }
 
   return {
@@ -134,7 +128,7 @@ export interface ServeInfo {
 export const serveInfoPath = (dir: string) => join(dir, "serve.json");
 
 export async function writeServeInfo(dir: string, info: ServeInfo) {
-  await writeAtomic(serveInfoPath(dir), JSON.stringify(info) + "\n");
+  await writeFileAtomic(serveInfoPath(dir), JSON.stringify(info) + "\n");
 }
 
 export async function readServeInfo(dir: string): Promise<ServeInfo | undefined> {

@@ -1,6 +1,6 @@
 /**
  * Assembles the root filesystem tree of a preloaded image: the apps' blobs in
- * fioup's store layout, the preloaded target (so fioup treats it as current and
+ * the device store layout (lib/device), the preloaded target (so fioup treats it as current and
  * its first update fetches only what changed), the TUF root, fioup config
  * defaults with the app shortlist, and the early-start service.
  *
@@ -16,8 +16,10 @@ import { dirname, join, relative } from "node:path";
 import type { Target } from "../lib/api/index.ts";
 import { digestBytes, digestFile } from "../lib/oci/digest.ts";
 import type { RegistryClient } from "../lib/oci/registry-client.ts";
-import { DeviceBlobStore } from "../fioup/update/blob-store.ts";
-import { resolveApps } from "../fioup/update/resolve.ts";
+import { DEFAULT_DEVICE_PATHS, PRELOAD_CONF_FILE, preloadedTargetPath, SYSTEM_CONF_DIR, trustedRootPath, type DevicePaths } from "../lib/device/paths.ts";
+import { writePreloadedTarget } from "../lib/device/preloaded-target.ts";
+import { resolveApps } from "../lib/device/resolve.ts";
+import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
 
 export class AssembleError extends Error {
@@ -27,19 +29,6 @@ export class AssembleError extends Error {
 export class CorruptCacheError extends Error {
   override name = "CorruptCacheError";
 }
-
-/** Where fioup keeps things on the device (its config defaults unless the factory moved them). */
-export interface DevicePaths {
-  storagePath: string;
-  resetAppsRoot: string;
-  composeAppsRoot: string;
-}
-
-export const DEFAULT_DEVICE_PATHS: DevicePaths = {
-  storagePath: "/var/sota",
-  resetAppsRoot: "/var/sota/reset-apps",
-  composeAppsRoot: "/var/sota/compose-apps",
-};
 
 export interface AssembleOptions {
   target: Target;
@@ -154,13 +143,12 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     }),
   );
 
-  const storage = inTree(o.tree, paths.storagePath);
-  await mkdir(join(storage, "preload"), { recursive: true });
-  await writeFile(join(storage, "preload", "target.json"), JSON.stringify({ name: o.target.name, entry: o.target.entry, apps: names }, null, 2) + "\n");
-  await mkdir(join(storage, "tuf"), { recursive: true });
-  await writeFile(join(storage, "tuf", "root.json"), o.rootJson);
+  await writePreloadedTarget(inTree(o.tree, preloadedTargetPath(paths.storagePath)), { name: o.target.name, entry: o.target.entry, apps: names });
+  const root = inTree(o.tree, trustedRootPath(paths.storagePath));
+  await mkdir(dirname(root), { recursive: true });
+  await writeFile(root, o.rootJson);
 
-  const confD = inTree(o.tree, "/usr/lib/sota/conf.d");
+  const confD = inTree(o.tree, SYSTEM_CONF_DIR);
   await mkdir(confD, { recursive: true });
   const toml = [
     "# Written by preload: the apps baked into this image and where fioup keeps them.",
@@ -173,7 +161,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     `path = ${JSON.stringify(paths.storagePath)}`,
     "",
   ].join("\n");
-  await writeFile(join(confD, "50-preload.toml"), toml);
+  await writeFile(join(confD, PRELOAD_CONF_FILE), toml);
 
   const esPaths: EarlyStartPaths = { ...DEFAULT_EARLY_START_PATHS, storagePath: paths.storagePath };
   const unitDir = inTree(o.tree, "/etc/systemd/system");

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { DockerEngine, EngineError, socketPathFromHost } from "./engine.ts";
+import { DockerEngine, EngineError, socketPathFromHost } from "./docker-engine.ts";
 
 describe("socketPathFromHost", () => {
   test("takes the socket from a unix:// host, defaulting to /var/run/docker.sock", () => {

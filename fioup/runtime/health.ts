@@ -6,9 +6,9 @@
  *
  * @module
  */
-import type { AppState, ServiceState } from "./runtime.ts";
+import type { AppState, ServiceState } from "../../lib/api/device.ts";
 import { projectName } from "./compose.ts";
-import type { ContainerInspect, DockerEngine } from "./engine.ts";
+import type { ContainerInspect, DockerEngine } from "./docker-engine.ts";
 
 export type Verdict = "ok" | "waiting" | "failed";
 

@@ -16,7 +16,7 @@ import { BlobStore } from "../../lib/oci/blob-store.ts";
 import { dockerArchiveStream } from "../../lib/oci/docker-archive.ts";
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../../lib/oci/platform.ts";
 import { BlobNotInStoreError, hasBlob, readSmallBlob } from "./_store.ts";
-import type { DockerEngine } from "./engine.ts";
+import type { DockerEngine } from "./docker-engine.ts";
 
 /** A service image is not pinned by digest, so it cannot be loaded from the store. */
 export class UnpinnedImageError extends Error {

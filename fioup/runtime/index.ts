@@ -14,7 +14,7 @@
  */
 export * from "./runtime.ts";
 export { BlobNotInStoreError, CorruptBlobError } from "./_store.ts";
-export { DockerEngine, EngineError, socketPathFromHost } from "./engine.ts";
+export { DockerEngine, EngineError, socketPathFromHost } from "./docker-engine.ts";
 export {
   hostPlatform,
   ImageIdMismatchError,

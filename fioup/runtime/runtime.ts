@@ -13,8 +13,8 @@
  */
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Static } from "@sinclair/typebox";
-import type { AppState as AppStateSchema, ServiceState as ServiceStateSchema } from "../../lib/api/device.ts";
+import type { AppState } from "../../lib/api/device.ts";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import {
   BUNDLE_INDEX_DIGEST_ANNOTATION,
   COMPOSE_FILE_NAMES,
@@ -26,12 +26,11 @@ import { extractBundle } from "../../lib/compose/extract.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
 import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
 import { Compose, findCompose, OVERRIDE_FILE } from "./compose.ts";
-import { DockerEngine } from "./engine.ts";
+import { DockerEngine } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
 import { loadImageFromStore, UnpinnedImageError } from "./images.ts";
 
-export type AppState = Static<typeof AppStateSchema>;
-export type ServiceState = Static<typeof ServiceStateSchema>;
+export type { AppState, ServiceState } from "../../lib/api/device.ts";
 
 export interface RuntimeConfig {
   /** `pacman.compose_apps_root`: apps are extracted to `<composeAppsRoot>/<app>/`. */
@@ -357,11 +356,7 @@ export class Runtime {
   }
 
   private async writeLedger(tags: Set<string>): Promise<void> {
-    await mkdir(this.config.composeAppsRoot, { recursive: true });
-    const path = join(this.config.composeAppsRoot, LEDGER_FILE);
-    const tmp = `${path}.${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ tags: [...tags].sort() }, null, 2)}\n`);
-    await rename(tmp, path);
+    await writeFileAtomic(join(this.config.composeAppsRoot, LEDGER_FILE), `${JSON.stringify({ tags: [...tags].sort() }, null, 2)}\n`);
   }
 
   /** Read-modify-write of the ledger, one at a time within this process. */

@@ -10,7 +10,7 @@ import type { UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { NoUpdateInProgressError } from "./check-step.ts";
 import { currentTarget } from "./current-target.ts";
-import type { UpdatePlan } from "./resolve.ts";
+import { tryPlanOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
 import { InvalidStateError, reached } from "./states.ts";
 
@@ -21,8 +21,9 @@ export async function cancelUpdate(ctx: UpdateContext): Promise<UpdateRow> {
   ctx.db.setState(u.id, "cancelling");
   let details: Record<string, unknown> = { canceled: true };
   if (u.state === "installing" || u.state === "installed") {
-    const plan = u.plan as UpdatePlan;
-    const r = await restorePrevious(ctx, plan.apps.map((a) => a.name), currentTarget(ctx.cfg, ctx.db));
+    // An unreadable plan (another fioup's format) must not block a cancel: then restore every app.
+    const names = tryPlanOf(u)?.apps.map((a) => a.name) ?? (await ctx.runtime.installedApps()).map((a) => a.name);
+    const r = await restorePrevious(ctx, names, currentTarget(ctx.cfg, ctx.db));
     details = { ...details, restoredTo: r.restoredTo ?? null, restoreOk: r.ok, ...(r.error ? { restoreError: r.error } : {}) };
   }
   ctx.db.setState(u.id, "canceled", {

@@ -43,7 +43,7 @@ export function createUpdate(ctx: UpdateContext, target: Target, explicit: boole
 
 export function checkStep(opts: CheckStepOptions = {}): Step {
   return {
-    name: "Checking",
+    name: "check",
     async run(ctx) {
       const pending = ctx.db.pendingUpdate();
       if (pending) {
@@ -71,7 +71,7 @@ export function checkStep(opts: CheckStepOptions = {}): Step {
 /** For install/start/cancel: select the pending update or throw. */
 export function pendingStep(action: string): Step {
   return {
-    name: "Resuming",
+    name: "resume",
     async run(ctx) {
       const pending = ctx.db.pendingUpdate();
       if (!pending) throw new NoUpdateInProgressError(action);

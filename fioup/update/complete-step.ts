@@ -5,19 +5,19 @@
  * @module
  */
 import { currentUpdate } from "./context.ts";
-import { DeviceBlobStore } from "./blob-store.ts";
-import type { UpdatePlan } from "./resolve.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { planOf } from "./plan.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 
 export const completeStep: Step = {
-  name: "Completing",
+  name: "complete",
   async run(ctx) {
     const u = currentUpdate(ctx);
     if (reached(u.state, "completed")) return;
     if (u.state !== "started" && u.state !== "completing") throw new InvalidStateError("complete", u.state);
     ctx.db.setState(u.id, "completing");
-    const plan = u.plan as UpdatePlan;
+    const plan = planOf(u);
     const keep = new Set(plan.apps.map((a) => a.name));
     for (const app of await ctx.runtime.installedApps()) {
       if (!keep.has(app.name)) {

@@ -14,7 +14,7 @@ import type { Runtime } from "../runtime/index.ts";
 import { FIOUP_VERSION } from "../version.ts";
 
 export interface UpdateHooks {
-  /** A step starts ("Fetching"...). */
+  /** A step starts ("fetch"...). */
   onStep?(name: string, update: UpdateRow): void;
   /** Download progress of one blob (`committed` once verified and in the store); `fetchTotal` = bytes of the whole fetch. */
   onBlobProgress?(p: { digest: string; done: number; total: number; index: number; count: number; committed: boolean; fetchTotal: number }): void;

@@ -7,9 +7,9 @@
  */
 import { currentUpdate } from "./context.ts";
 import { eventFor } from "./_events.ts";
-import { DeviceBlobStore } from "./blob-store.ts";
-import { unpackedEstimate, type UpdatePlan } from "./resolve.ts";
-import { checkSpace, NoSpaceError } from "./space.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { planOf } from "./plan.ts";
+import { checkSpace, NoSpaceError, unpackedEstimate } from "./space.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 
@@ -24,12 +24,12 @@ export class FetchFailedError extends Error {
 export const FETCH_CONCURRENCY = 4;
 
 export const fetchStep: Step = {
-  name: "Fetching",
+  name: "fetch",
   async run(ctx) {
     let u = currentUpdate(ctx);
     if (reached(u.state, "fetched")) return;
     if (!reached(u.state, "initialized")) throw new InvalidStateError("fetch", u.state);
-    const plan = u.plan as UpdatePlan;
+    const plan = planOf(u);
     const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
     const missing = plan.blobs.filter((b) => !store.has(b.digest));
     const fail = (cause: unknown) => {

@@ -6,8 +6,9 @@
  */
 import { currentUpdate, wantedApps } from "./context.ts";
 import { eventFor } from "./_events.ts";
-import { DeviceBlobStore } from "./blob-store.ts";
-import { resolveApps, type UpdatePlan } from "./resolve.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { resolveApps, type ResolvedApps } from "../../lib/device/resolve.ts";
+import { newPlan } from "./plan.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 
@@ -19,14 +20,14 @@ export class InitFailedError extends Error {
 }
 
 export const initStep: Step = {
-  name: "Initializing",
+  name: "init",
   async run(ctx) {
     let u = currentUpdate(ctx);
     if (reached(u.state, "initialized")) return;
     if (u.state !== "created" && u.state !== "initializing") throw new InvalidStateError("initialize", u.state);
     if (u.state === "created") ctx.db.setState(u.id, "initializing", { events: [eventFor(u, "UpdateInitStarted")] });
     const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
-    let plan: UpdatePlan;
+    let plan: ResolvedApps;
     try {
       plan = await resolveApps(wantedApps(ctx.cfg, u.target), { registry: ctx.registry, store, signal: ctx.signal });
     } catch (cause) {
@@ -40,7 +41,7 @@ export const initStep: Step = {
     }
     const missing = plan.blobs.filter((b) => !store.has(b.digest));
     const missingBytes = missing.reduce((s, b) => s + b.size, 0);
-    ctx.db.setPlan(u.id, plan, missingBytes + plan.resolveBytes);
+    ctx.db.setPlan(u.id, newPlan(plan), missingBytes + plan.resolveBytes);
     if (plan.resolveBytes) ctx.db.addBytesFetched(u.id, plan.resolveBytes);
     ctx.db.setState(u.id, "initialized", {
       step: "init",

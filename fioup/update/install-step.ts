@@ -6,7 +6,7 @@
  */
 import { currentUpdate } from "./context.ts";
 import { eventFor } from "./_events.ts";
-import type { UpdatePlan } from "./resolve.ts";
+import { planOf } from "./plan.ts";
 import { rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
@@ -19,12 +19,12 @@ export class InstallFailedError extends Error {
 }
 
 export const installStep: Step = {
-  name: "Installing",
+  name: "install",
   async run(ctx) {
     let u = currentUpdate(ctx);
     if (reached(u.state, "installed")) return;
     if (u.state !== "installing") throw new InvalidStateError("install", u.state);
-    const plan = u.plan as UpdatePlan;
+    const plan = planOf(u);
     try {
       for (const app of plan.apps) {
         ctx.hooks.onInfo?.(`Installing ${app.name}`);

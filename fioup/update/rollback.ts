@@ -9,11 +9,11 @@ import type { UpdateRow } from "../db.ts";
 import type { UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { currentTarget } from "./current-target.ts";
-import type { UpdatePlan } from "./resolve.ts";
+import { planOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
 
 export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install" | "start", error: string): Promise<void> {
-  const plan = u.plan as UpdatePlan;
+  const plan = planOf(u);
   ctx.hooks.onInfo?.(`${phase === "install" ? "Install" : "Start"} of ${u.toTarget} failed: ${error}; rolling back`);
   // Restore first, write after: the failure may be a full disk that also refuses database
   // writes, and the previous target must come back whatever the bookkeeping manages.

@@ -13,7 +13,7 @@ import { APP_ARTIFACT_TYPE, BUNDLE_INDEX_DIGEST_ANNOTATION, BUNDLE_INDEX_SIZE_AN
 import { digestBytes } from "../../lib/oci/digest.ts";
 import { resolveConfig } from "../config.ts";
 import { DeviceDb } from "../db.ts";
-import { DeviceBlobStore } from "./blob-store.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { NoUpdateInProgressError, createUpdate } from "./check-step.ts";
 import { cancelUpdate } from "./cancel.ts";
 import type { AppRuntime, UpdateContext } from "./context.ts";

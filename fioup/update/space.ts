@@ -8,6 +8,8 @@
 import { existsSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
+import type { AppBlob } from "../../lib/device/resolve.ts";
+import { layerCompression } from "../../lib/oci/media-types.ts";
 
 export class NoSpaceError extends Error {
   override name = "NoSpaceError";
@@ -55,4 +57,10 @@ export async function checkSpace(path: string, blobSizes: number[], unpacked: nu
   const available = Math.floor(free - ((100 - watermark) / 100) * total);
   if (required > available) throw new NoSpaceError(required, available, path, watermark);
   return { required, available, blockSize: bsize };
+}
+
+/** A rough unpacked size of a layer in the engine (gzip/zstd layers expand about 2.5×). */
+export function unpackedEstimate(b: AppBlob): number {
+  if (b.kind !== "layer") return 0;
+  return layerCompression(b.mediaType) === "none" ? b.size : Math.ceil(b.size * 2.5);
 }

@@ -6,7 +6,7 @@
  */
 import { currentUpdate } from "./context.ts";
 import { eventFor } from "./_events.ts";
-import type { UpdatePlan } from "./resolve.ts";
+import { planOf } from "./plan.ts";
 import { rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
@@ -22,13 +22,13 @@ export class StartFailedError extends Error {
 export const START_TIMEOUT_MS = 120_000;
 
 export const startStep: Step = {
-  name: "Starting",
+  name: "start",
   async run(ctx) {
     let u = currentUpdate(ctx);
     if (reached(u.state, "started")) return;
     if (u.state !== "installed" && u.state !== "starting") throw new InvalidStateError("start", u.state);
     if (u.state === "installed") ctx.db.setState(u.id, "starting");
-    const plan = u.plan as UpdatePlan;
+    const plan = planOf(u);
     const names = plan.apps.map((a) => a.name);
     let why: string | undefined;
     try {

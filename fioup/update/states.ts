@@ -17,7 +17,6 @@ export const UPDATE_STATES = [
   "completing",
   "completed",
 ] as const;
-export const TERMINAL_STATES = ["completed", "failed", "canceled"] as const;
 export type UpdateState = (typeof UPDATE_STATES)[number] | "failed" | "cancelling" | "canceled";
 
 /** True when `state` is at or past `goal` on the normal path. */
@@ -25,8 +24,6 @@ export function reached(state: UpdateState, goal: (typeof UPDATE_STATES)[number]
   const i = UPDATE_STATES.indexOf(state as (typeof UPDATE_STATES)[number]);
   return i >= 0 && i >= UPDATE_STATES.indexOf(goal);
 }
-
-export const isTerminal = (s: UpdateState) => (TERMINAL_STATES as readonly string[]).includes(s);
 
 export class InvalidStateError extends Error {
   override name = "InvalidStateError";

@@ -7,9 +7,11 @@
  */
 import { currentUpdate, type UpdateContext } from "./context.ts";
 
+export type StepName = "check" | "resume" | "init" | "fetch" | "stop" | "install" | "start" | "complete";
+
 export interface Step {
-  /** For humans: "Fetching". */
-  readonly name: string;
+  /** Its one name: in progress lines, and in the database's update_steps ("fetch"). */
+  readonly name: StepName;
   run(ctx: UpdateContext): Promise<void>;
 }
 

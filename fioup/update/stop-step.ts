@@ -6,18 +6,18 @@
  */
 import { currentUpdate } from "./context.ts";
 import { eventFor } from "./_events.ts";
-import type { UpdatePlan } from "./resolve.ts";
+import { planOf } from "./plan.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 
 export const stopStep: Step = {
-  name: "Stopping",
+  name: "stop",
   async run(ctx) {
     const u = currentUpdate(ctx);
     if (reached(u.state, "installed") || ctx.db.stepDone(u.id, "stop")) return;
     if (!reached(u.state, "fetched")) throw new InvalidStateError("install", u.state);
     if (u.state === "fetched") ctx.db.setState(u.id, "installing", { events: [eventFor(u, "EcuInstallationStarted")] });
-    const plan = u.plan as UpdatePlan;
+    const plan = planOf(u);
     const next = new Map(plan.apps.map((a) => [a.name, a.uri]));
     const installed = await ctx.runtime.installedApps();
     const stop = installed.filter((a) => next.get(a.name) !== a.uri).map((a) => a.name);

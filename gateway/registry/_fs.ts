@@ -1,25 +1,10 @@
 /**
- * Small filesystem helpers for the registry store: atomic writes (temp file + rename in the
- * same directory, so a reader sees the old file or the new one, never half of one) and
- * "missing is undefined" reads.
+ * Small filesystem helpers for the registry store: "missing is undefined" reads
+ * (atomic writes are lib/fs's writeFileAtomic).
  *
  * @module
  */
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
-
-/** Writes `data` to `path` atomically, creating parent directories. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.tmp-${crypto.randomUUID()}`);
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
+import { readFile, readdir, stat } from "node:fs/promises";
 
 export function isNotFound(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;

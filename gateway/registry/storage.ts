@@ -21,7 +21,8 @@ import { mkdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { RegistryError } from "./errors.ts";
 import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
-import { fileSize, isNotFound, listDir, readTextOrUndefined, writeFileAtomic } from "./_fs.ts";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { fileSize, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { parseManifest, type ParsedManifest } from "./manifest.ts";
 
 /** Largest manifest accepted (as distribution's default). */
@@ -213,7 +214,7 @@ export class RegistryStorage {
   /** All tags of `repo`, sorted; throws NAME_UNKNOWN for an unknown repository. */
   async listTags(repo: string): Promise<string[]> {
     if (!(await this.repoExists(repo))) throw new RegistryError(404, "NAME_UNKNOWN", `Repository "${repo}" not found`);
-    const tags = (await listDir(join(this.repoDir(repo), "_manifests", "tags"))).filter((t) => !t.startsWith(".tmp-"));
+    const tags = (await listDir(join(this.repoDir(repo), "_manifests", "tags"))).filter((t) => !t.startsWith(".")); // ".": a write in progress (lib/fs temp file)
     return tags.sort();
   }
 

@@ -11,7 +11,8 @@ import { mkdir, open, rm, stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { RegistryError } from "./errors.ts";
 import { checkDigest } from "./_names.ts";
-import { hashFile, isNotFound, readTextOrUndefined, writeFileAtomic } from "./_fs.ts";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { hashFile, isNotFound, readTextOrUndefined } from "./_fs.ts";
 import type { ByteRange } from "./range.ts";
 import type { RegistryStorage } from "./storage.ts";
 

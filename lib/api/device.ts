@@ -47,12 +47,14 @@ export const ServiceState = Type.Object({
   health: Type.Optional(Type.String({ maxLength: 64 })),
   image: Type.Optional(Type.String({ maxLength: 1024 })),
 });
+export type ServiceState = Static<typeof ServiceState>;
 
 export const AppState = Type.Object({
   uri: Type.String({ maxLength: 1024 }),
   state: Type.Union([Type.Literal("healthy"), Type.Literal("unhealthy")]),
   services: Type.Array(ServiceState, { maxItems: 256 }),
 });
+export type AppState = Static<typeof AppState>;
 
 export const AppsStates = Type.Object({
   deviceTime: Type.String({ maxLength: 64 }),

@@ -1,16 +1,18 @@
 /**
- * Resolves a target's apps into the blobs the device needs (SPEC §1): app
- * manifest → bundle + bundle index; the bundle's compose file → each service
- * image → its manifest for this platform → config + layers. Manifests and the
- * bundle are small and needed to walk further, so they are fetched here (into
- * the store, verified); configs, layers and bundle indexes are left to fetch.
+ * Resolves a target's apps into the blobs the device needs: app manifest →
+ * bundle + bundle index; the bundle's compose file → each service image → its
+ * manifest for this platform → config + layers. Manifests and the bundle are
+ * small and needed to walk further, so they are fetched here (into the store,
+ * verified); configs, layers and bundle indexes are left to the caller
+ * (fioup's fetch step, preload's assembly).
  *
  * @module
  */
 import { createGunzip } from "node:zlib";
 import { Readable } from "node:stream";
 import * as tar from "tar-stream";
-import { parseCompose } from "../../lib/compose/compose-file.ts";
+import { Type, type Static } from "@sinclair/typebox";
+import { parseCompose } from "../compose/compose-file.ts";
 import {
   APP_ARTIFACT_TYPE,
   BUNDLE_INDEX_DIGEST_ANNOTATION,
@@ -18,33 +20,39 @@ import {
   COMPOSE_FILE_NAMES,
   MAX_APP_MANIFEST_BYTES,
   MAX_COMPOSE_FILE_BYTES,
-} from "../../lib/compose/app-format.ts";
-import { NoMatchingPlatformError, selectPlatformManifest } from "../../lib/oci/image.ts";
-import { parseManifest, type Descriptor } from "../../lib/oci/manifest.ts";
-import { hostPlatform, type Platform } from "../../lib/oci/platform.ts";
-import { layerCompression } from "../../lib/oci/media-types.ts";
-import { parseReference } from "../../lib/oci/reference.ts";
-import type { RegistryClient } from "../../lib/oci/registry-client.ts";
-import type { DeviceBlobStore } from "./blob-store.ts";
+} from "../compose/app-format.ts";
+import { NoMatchingPlatformError, selectPlatformManifest } from "../oci/image.ts";
+import { parseManifest, type Descriptor } from "../oci/manifest.ts";
+import { hostPlatform, type Platform } from "../oci/platform.ts";
+import { parseReference } from "../oci/reference.ts";
+import type { RegistryClient } from "../oci/registry-client.ts";
+import type { DeviceBlobStore } from "./store.ts";
 
-export type BlobKind = "app-manifest" | "bundle" | "bundle-index" | "index" | "manifest" | "config" | "layer";
+const BlobKind = Type.Union(
+  (["app-manifest", "bundle", "bundle-index", "index", "manifest", "config", "layer"] as const).map((k) => Type.Literal(k)),
+);
+export type BlobKind = Static<typeof BlobKind>;
 
-export interface PlanBlob {
-  digest: string;
-  size: number;
-  kind: BlobKind;
-  mediaType: string;
-  registry: string;
-  repo: string;
-}
+/** One blob an app needs, and where to fetch it from. */
+export const AppBlob = Type.Object({
+  digest: Type.String(),
+  size: Type.Integer({ minimum: 0 }),
+  kind: BlobKind,
+  mediaType: Type.String(),
+  registry: Type.String(),
+  repo: Type.String(),
+});
+export type AppBlob = Static<typeof AppBlob>;
 
-export interface UpdatePlan {
-  apps: { name: string; uri: string; images: string[] }[];
+/** What resolving a target's apps found (fioup saves it with the update as its plan). */
+export const ResolvedApps = Type.Object({
+  apps: Type.Array(Type.Object({ name: Type.String(), uri: Type.String(), images: Type.Array(Type.String()) })),
   /** Every blob the target's apps reference (deduplicated): what the store keeps after the update. */
-  blobs: PlanBlob[];
+  blobs: Type.Array(AppBlob),
   /** Bytes fetched while resolving (manifests, bundles). */
-  resolveBytes: number;
-}
+  resolveBytes: Type.Integer({ minimum: 0 }),
+});
+export type ResolvedApps = Static<typeof ResolvedApps>;
 
 export class AppResolveError extends Error {
   override name = "AppResolveError";
@@ -104,14 +112,14 @@ async function composeFromBundle(path: string): Promise<{ name: string; text: st
  * @throws {AppResolveError} A URI, manifest or compose file that is not a valid compose app.
  * @throws {RegistryError | DigestMismatchError} The registry refused or served other bytes.
  */
-export async function resolveApps(apps: { name: string; uri: string }[], o: ResolveOptions): Promise<UpdatePlan> {
+export async function resolveApps(apps: { name: string; uri: string }[], o: ResolveOptions): Promise<ResolvedApps> {
   const platform = o.platform ?? hostPlatform();
-  const blobs = new Map<string, PlanBlob>();
-  const add = (b: PlanBlob) => {
+  const blobs = new Map<string, AppBlob>();
+  const add = (b: AppBlob) => {
     if (!blobs.has(b.digest)) blobs.set(b.digest, b);
   };
   let resolveBytes = 0;
-  const out: UpdatePlan["apps"] = [];
+  const out: ResolvedApps["apps"] = [];
   for (const app of apps) {
     const fail = (why: string): never => {
       throw new AppResolveError(`Cannot resolve app ${app.name} (${app.uri}): ${why}`);
@@ -188,10 +196,4 @@ export async function resolveApps(apps: { name: string; uri: string }[], o: Reso
     out.push({ name: app.name, uri: app.uri, images });
   }
   return { apps: out, blobs: [...blobs.values()], resolveBytes };
-}
-
-/** A rough unpacked size of a layer in the engine (gzip/zstd layers expand about 2.5×). */
-export function unpackedEstimate(b: PlanBlob): number {
-  if (b.kind !== "layer") return 0;
-  return layerCompression(b.mediaType) === "none" ? b.size : Math.ceil(b.size * 2.5);
 }

@@ -1,6 +1,7 @@
 /**
  * The device's content-addressed store (`<reset_apps_root>/blobs/sha256/<hex>`,
- * partial downloads in `ingest/`): what fetch writes and the runtime reads.
+ * partial downloads in `ingest/`): what fioup's fetch and preload write, and
+ * fioup's runtime reads. Part of the on-device layout both must agree on.
  * Downloads are lib/oci's BlobStore (nothing lands under blobs/ unverified);
  * this adds what the update steps need: sync lookups, in-memory manifests,
  * byte accounting across interrupted runs, and pruning.
@@ -9,11 +10,20 @@
  */
 import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { BlobStore } from "../../lib/oci/blob-store.ts";
-import { digestBytes, parseDigest, DigestMismatchError } from "../../lib/oci/digest.ts";
-import type { RegistryClient } from "../../lib/oci/registry-client.ts";
-import { writeFileAtomic } from "../atomic-write.ts";
+import { writeFileAtomicSync } from "../fs/atomic-write.ts";
+import { BlobStore } from "../oci/blob-store.ts";
+import { digestBytes, parseDigest, DigestMismatchError } from "../oci/digest.ts";
+import type { RegistryClient } from "../oci/registry-client.ts";
 
+/**
+ * The device's blob store.
+ *
+ * @example
+ * ```ts
+ * const store = new DeviceBlobStore(DEFAULT_DEVICE_PATHS.resetAppsRoot);
+ * if (!store.has(desc.digest)) await store.pull(registry, "factory/app", desc);
+ * ```
+ */
 export class DeviceBlobStore {
   private readonly lib: BlobStore;
 
@@ -42,11 +52,11 @@ export class DeviceBlobStore {
     }
   }
 
-  /** Stores bytes already in memory (manifests) after checking their digest. */
+  /** Stores bytes already in memory (manifests) after checking their digest. @throws {DigestMismatchError} */
   putBytes(digest: string, bytes: Uint8Array): void {
     const actual = digestBytes(bytes, parseDigest(digest).algorithm);
     if (actual !== digest) throw new DigestMismatchError(`Cannot store ${digest}`, digest, actual);
-    if (!this.has(digest)) writeFileAtomic(this.path(digest), bytes);
+    if (!this.has(digest)) writeFileAtomicSync(this.path(digest), bytes);
   }
 
   async readBytes(digest: string): Promise<Uint8Array> {

@@ -5,8 +5,9 @@
  *
  * @module
  */
-import { mkdir, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { mkdir, readdir, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../fs/atomic-write.ts";
 import { BlobStore } from "./blob-store.ts";
 import type { Descriptor, ImageIndex } from "./manifest.ts";
 import { MediaType } from "./media-types.ts";
@@ -56,7 +57,7 @@ export class OciLayout {
       await Bun.write(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
     }
     if (!(await Bun.file(join(dir, "index.json")).exists())) {
-      await writeAtomic(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] }));
+      await writeFileAtomic(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] }));
     }
     return await OciLayout.open(dir);
   }
@@ -104,7 +105,7 @@ export class OciLayout {
       refName === undefined ? m.digest !== desc.digest || m.annotations?.[REF_NAME_ANNOTATION] !== undefined : m.annotations?.[REF_NAME_ANNOTATION] !== refName,
     );
     idx.manifests.push(entry);
-    await writeAtomic(join(this.dir, "index.json"), JSON.stringify(idx));
+    await writeFileAtomic(join(this.dir, "index.json"), JSON.stringify(idx));
   }
 
   /** Removes the ingest directory if nothing is left in it (keeps the layout clean for other tools). */
@@ -118,15 +119,6 @@ export class OciLayout {
   }
 }
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-  try {
-    await Bun.write(tmp, text);
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
 
 /** True if `dir` looks like an OCI layout (has an `oci-layout` file). */
 export async function isOciLayout(dir: string): Promise<boolean> {

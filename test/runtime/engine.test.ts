@@ -1,7 +1,7 @@
 /** The Engine API client against a real private dockerd. */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { DockerEngine, EngineError } from "../../fioup/runtime/engine.ts";
+import { DockerEngine, EngineError } from "../../fioup/runtime/docker-engine.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { busyboxImageTar, buildBusyboxImage } from "../harness/images.ts";
 import { uniq } from "./_fixtures.ts";

@@ -1,0 +1,50 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeFileAtomic, writeFileAtomicSync } from "./atomic-write.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "atomic-write-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe.each([
+  ["writeFileAtomic", writeFileAtomic],
+  ["writeFileAtomicSync", writeFileAtomicSync],
+] as const)("%s", (name, write) => {
+  test("replaces the file, creates parents and leaves no temp file behind", async () => {
+    const path = join(dir, name, "sub", "f.txt");
+    await write(path, "old");
+    await write(path, new TextEncoder().encode("new"));
+    expect(readFileSync(path, "utf8")).toBe("new");
+    expect(readdirSync(join(dir, name, "sub"))).toEqual(["f.txt"]);
+  });
+
+  test("gives the new file the mode asked for, whatever the umask", async () => {
+    const path = join(dir, name, "secret.key");
+    const old = process.umask(0o077);
+    try {
+      await write(path, "k", { mode: 0o640 });
+    } finally {
+      process.umask(old);
+    }
+    expect(statSync(path).mode & 0o777).toBe(0o640);
+  });
+
+  test("noReplace refuses to replace an existing file (EEXIST) and keeps it", async () => {
+    const path = join(dir, name, "once");
+    await write(path, "first", { noReplace: true });
+    await expect(Promise.resolve().then(() => write(path, "second", { noReplace: true }))).rejects.toMatchObject({ code: "EEXIST" });
+    expect(readFileSync(path, "utf8")).toBe("first");
+    expect(readdirSync(join(dir, name)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  });
+
+  test("a failed write leaves the old file and no temp file", async () => {
+    const sub = join(dir, name, "fail");
+    await write(join(sub, "f"), "old");
+    writeFileSync(join(sub, "dir-in-the-way"), "");
+    // the target's parent is a file: the write must fail without touching anything else
+    await expect(Promise.resolve().then(() => write(join(sub, "dir-in-the-way", "x"), "new"))).rejects.toThrow();
+    expect(readFileSync(join(sub, "f"), "utf8")).toBe("old");
+    expect(readdirSync(sub).sort()).toEqual(["dir-in-the-way", "f"]);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Writes a file so that a crash or a power cut leaves the old content or the
+ * new one, never half of either: write a temp file in the same directory,
+ * fsync it, rename it over the target, then fsync the directory so the rename
+ * itself is on disk. The one atomic-write helper of the tree; the sync twin is
+ * for code that cannot await (fioup's blob store, registration).
+ *
+ * @module
+ */
+import { closeSync, fchmodSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { link, mkdir, open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+export interface AtomicWriteOptions {
+  /** File mode of the new file (default 0o644), applied whatever the umask. */
+  mode?: number;
+  /** Fail with EEXIST instead of replacing an existing file (a hard link, not a rename, puts it in place). */
+  noReplace?: boolean;
+}
+
+const tempName = (path: string) => join(dirname(path), `.${basename(path)}.${process.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`);
+const bytesOf = (data: string | Uint8Array) => (typeof data === "string" ? Buffer.from(data) : data);
+
+/**
+ * Replaces `path` with `data` atomically and durably, creating parent directories. `data` may
+ * be a stream of chunks (written as they come); if it fails midway the old file stays.
+ *
+ * @example
+ * ```ts
+ * await writeFileAtomic("/var/sota/sota.toml", text);
+ * await writeFileAtomic("/data/pki/ca.key", keyPem, { mode: 0o600 });
+ * ```
+ * @throws {NodeJS.ErrnoException} If the directory cannot be created or the file written (the temp file is
+ *   removed), or EEXIST with `noReplace` when the file exists.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array | AsyncIterable<Uint8Array>,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true });
+  const tmp = tempName(path);
+  const mode = opts.mode ?? 0o644;
+  try {
+    const fh = await open(tmp, "wx", mode);
+    try {
+      if (typeof data === "string" || data instanceof Uint8Array) await fh.writeFile(bytesOf(data));
+      else for await (const chunk of data) await fh.write(chunk); // a stream: memory stays flat
+      await fh.chmod(mode); // the umask may have narrowed the mode given to open()
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (opts.noReplace) await link(tmp, path);
+    else await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  await syncDir(dir);
+}
+
+/** Like {@link writeFileAtomic}, but synchronous. */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true });
+  const tmp = tempName(path);
+  const mode = opts.mode ?? 0o644;
+  try {
+    const fd = openSync(tmp, "wx", mode);
+    try {
+      const bytes = bytesOf(data);
+      for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off);
+      fchmodSync(fd, mode);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (opts.noReplace) linkSync(tmp, path);
+    else renameSync(tmp, path);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  try {
+    const dfd = openSync(dir, "r");
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // some filesystems refuse fsync on a directory: the rename is still atomic
+  }
+}
+
+/** Makes a rename or a new entry in `dir` durable. Never throws: some filesystems refuse a directory fsync. */
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, "r");
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // the rename is still atomic; only its durability across a power cut is unknown
+  }
+}
