@@ -11,6 +11,7 @@ export const commands = {
   cancel: () => import("./cancel.ts"),
   status: () => import("./status.ts"),
   daemon: () => import("./daemon.ts"),
+  agent: () => import("./agent.ts"),
   "early-start": () => import("./early-start.ts"),
   version: () => import("./version.ts"),
 } satisfies Record<string, () => Promise<{ default: Command<any> }>>;

@@ -1,0 +1,92 @@
+/**
+ * The activity in progress, persisted like any fioup update: written
+ * atomically before each change to the engine, so an agent killed mid-apply
+ * (power cut, SIGKILL) finds on its next start what it was doing, which old
+ * containers it had stopped or renamed and which new ones it had created,
+ * and can finish or undo it. Removed once the final feedback is published.
+ *
+ * @module
+ */
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomicSync } from "../../lib/fs/atomic-write.ts";
+import type { ContainerSpec } from "./component-config.ts";
+import type { ActionKind, CurrentContainer } from "./diff.ts";
+import { componentId, type ActionStatus, type ActivityStatus, type Feedback } from "./feedback.ts";
+
+/** Where an apply is: each phase is written before its first change to the engine. */
+export type Phase = "identified" | "downloading" | "downloaded" | "updating" | "updated" | "activating" | "activated" | "rolling-back" | "done";
+
+export interface ActivityAction {
+  kind: ActionKind;
+  name: string;
+  version: string;
+  spec?: ContainerSpec;
+  /** The container being replaced, updated or destroyed. */
+  old?: { id: string; running: boolean; update?: CurrentContainer["update"] };
+  /** The image name the new container is created from (after download). */
+  image?: string;
+  /** The container created by this activity. */
+  newId?: string;
+  status: ActionStatus;
+  progress?: number;
+  message?: string;
+}
+
+export interface Activity {
+  activityId: string;
+  startedAt: string;
+  /** The command flow: wait for DOWNLOAD/UPDATE/ACTIVATE/CLEANUP instead of applying in one step. */
+  commandFlow: boolean;
+  phase: Phase;
+  status: ActivityStatus;
+  message?: string;
+  actions: ActivityAction[];
+}
+
+/** The name an old container carries while its replacement starts (rollback renames it back). */
+export const oldName = (name: string, activityId: string) =>
+  `${name}.fioup-old-${Bun.hash(activityId).toString(36).slice(0, 8)}`;
+
+/** The feedback for an activity: every action but those left alone. */
+export function feedbackOf(a: Activity): Feedback {
+  return {
+    status: a.status,
+    ...(a.message ? { message: a.message } : {}),
+    actions: a.actions
+      .filter((x) => x.kind !== "keep")
+      .map((x) => ({
+        component: { id: componentId(x.name), version: x.version },
+        status: x.status,
+        ...(x.progress !== undefined ? { progress: x.progress } : {}),
+        ...(x.message ? { message: x.message } : {}),
+      })),
+  };
+}
+
+/** `<stateDir>/activity.json`. */
+export class ActivityStore {
+  readonly path: string;
+
+  constructor(dir: string) {
+    this.path = join(dir, "activity.json");
+  }
+
+  /** The persisted activity, or undefined when none was in progress (an unreadable file counts as none). */
+  load(): Activity | undefined {
+    try {
+      const a = JSON.parse(readFileSync(this.path, "utf8")) as Activity;
+      return typeof a?.activityId === "string" && Array.isArray(a.actions) ? a : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  save(a: Activity): void {
+    writeFileAtomicSync(this.path, JSON.stringify(a));
+  }
+
+  clear(): void {
+    rmSync(this.path, { force: true });
+  }
+}

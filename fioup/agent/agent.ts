@@ -1,0 +1,298 @@
+/**
+ * The agent's MQTT side (MQTT.js): subscribes to the desired state, its
+ * commands and current-state requests; publishes feedback and the retained
+ * current state (on every connect with activityId `initial-current-state-<ms>`,
+ * on request, after every apply). One activity at a time: a second desired
+ * state while one runs is refused with IDENTIFICATION_FAILED.
+ *
+ * When the broker goes away MQTT.js reconnects; the delay doubles from 1 s up
+ * to 30 s and resets once connected. A broker that lost its retained messages
+ * (restarted without persistence) gets the current state again on reconnect.
+ *
+ * @module
+ */
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { feedbackOf, ActivityStore, type Activity } from "./activity.ts";
+import { activate, applyAll, cleanup, download, identify, IdentificationError, recoverActivity, rollback, update, ApplyFailedError, type ApplyDeps } from "./apply.ts";
+import type { AgentConfig } from "./config.ts";
+import { ContainerEngine } from "./container-engine.ts";
+import { currentState, readContainers } from "./current-state.ts";
+import { envelope, type Feedback } from "./feedback.ts";
+import { ImageSource } from "./images.ts";
+import {
+  CommandMessage,
+  CurrentStateGetMessage,
+  DesiredStateMessage,
+  InvalidMessageError,
+  parseMessage,
+  TOPICS,
+  type CommandName,
+} from "./messages.ts";
+
+export interface AgentOptions {
+  cfg: AgentConfig;
+  /** A line for the operator (the command prints it with a timestamp). */
+  log(line: string): void;
+  signal: AbortSignal;
+  version: string;
+}
+
+const MIN_BACKOFF_MS = 1000;
+const MAX_BACKOFF_MS = 30_000;
+/** Download progress is published at most this often; status changes at once. */
+const PROGRESS_EVERY_MS = 250;
+
+export class Agent {
+  private client?: MqttClient;
+  private readonly engine: ContainerEngine;
+  private readonly store: ActivityStore;
+  private readonly images: ImageSource;
+  /** The activity in progress (applying, or waiting for its next command). */
+  private active?: Activity;
+  /** A phase of the active activity is running. */
+  private working = false;
+  private lastFinished?: string;
+  private lastProgressAt = 0;
+  private progressTimer?: ReturnType<typeof setTimeout>;
+
+  constructor(private readonly o: AgentOptions) {
+    this.engine = new ContainerEngine(o.cfg.dockerHost);
+    this.store = new ActivityStore(o.cfg.stateDir);
+    this.images = new ImageSource({ engine: this.engine, storeRoot: o.cfg.storeRoot, registries: o.cfg.registries });
+  }
+
+  private deps(): ApplyDeps {
+    return {
+      engine: this.engine,
+      images: this.images,
+      store: this.store,
+      instance: this.o.cfg.instance,
+      signal: this.o.signal,
+      onChange: (a, progressOnly) => this.changed(a, progressOnly),
+    };
+  }
+
+  /** Connects and serves until the signal aborts. @throws {EngineError} when the engine cannot be reached at start */
+  async run(): Promise<void> {
+    await this.engine.version();
+    const pending = this.store.load();
+    if (pending) {
+      // Before the broker: a device that lost power mid-apply is made whole even offline.
+      this.o.log(`found activity ${pending.activityId} interrupted in phase ${pending.phase}`);
+      this.active = pending;
+      try {
+        await recoverActivity(this.deps(), pending);
+      } catch (err) {
+        this.o.log(`cannot recover activity ${pending.activityId}: ${(err as Error).message}`);
+      }
+      this.recovered = pending;
+    }
+    const { cfg } = this.o;
+    const opts: IClientOptions = {
+      clientId: cfg.clientId,
+      clean: true,
+      // Reconnects are ours (below): MQTT.js retries at a fixed period only.
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      keepalive: 30,
+      ...(cfg.username !== undefined ? { username: cfg.username, password: cfg.password ?? "" } : {}),
+      ...(cfg.tls.ca ? { ca: cfg.tls.ca } : {}),
+      ...(cfg.tls.cert ? { cert: cfg.tls.cert } : {}),
+      ...(cfg.tls.key ? { key: cfg.tls.key } : {}),
+    };
+    const client = mqtt.connect(cfg.url, opts);
+    this.client = client;
+    let backoff = MIN_BACKOFF_MS;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    client.on("connect", () => {
+      backoff = MIN_BACKOFF_MS;
+      void this.connected();
+    });
+    client.on("close", () => {
+      if (this.o.signal.aborted || retry) return;
+      this.o.log(`broker connection closed; reconnecting in ${backoff} ms`);
+      retry = setTimeout(() => {
+        retry = undefined;
+        if (!this.o.signal.aborted) client.reconnect();
+      }, backoff);
+      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+    });
+    client.on("error", (err) => this.o.log(`MQTT error: ${err.message}`));
+    client.on("message", (topic, payload) => void this.message(topic, payload));
+    await new Promise<void>((resolve) => {
+      if (this.o.signal.aborted) return resolve();
+      this.o.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    // Let a running phase reach its next persisted point; the next start finishes it.
+    const deadline = Date.now() + 5000;
+    while (this.working && Date.now() < deadline) await Bun.sleep(50);
+    clearTimeout(retry);
+    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+  }
+
+  /** An activity finished at start (after a crash), whose feedback waits for the broker. */
+  private recovered?: Activity;
+
+  private async connected(): Promise<void> {
+    const client = this.client!;
+    this.o.log(`connected to ${this.o.cfg.url}`);
+    if (this.recovered) {
+      const a = this.recovered;
+      this.recovered = undefined;
+      this.finish(a);
+    }
+    // A clean session each time: subscribe again on every connect.
+    await new Promise<void>((resolve) =>
+      client.subscribe([TOPICS.desiredState, TOPICS.command, TOPICS.currentStateGet], { qos: 1 }, (err) => {
+        if (err) this.o.log(`cannot subscribe: ${err.message}`);
+        resolve();
+      }),
+    );
+    await this.publishCurrentState(`initial-current-state-${Date.now()}`);
+  }
+
+  private publish(topic: string, body: unknown, opts: { retain?: boolean } = {}, done?: () => void): void {
+    this.client?.publish(topic, JSON.stringify(body), { qos: 1, retain: opts.retain ?? false }, (err) => {
+      if (err) this.o.log(`cannot publish on ${topic}: ${err.message}`);
+      else done?.();
+    });
+  }
+
+  private feedback(activityId: string, f: Feedback, done?: () => void): void {
+    this.publish(TOPICS.feedback, envelope(activityId, f), {}, done);
+  }
+
+  private changed(a: Activity, progressOnly = false): void {
+    if (progressOnly) {
+      const wait = this.lastProgressAt + PROGRESS_EVERY_MS - Date.now();
+      if (wait > 0) {
+        this.progressTimer ??= setTimeout(() => {
+          this.progressTimer = undefined;
+          this.changed(a, true);
+        }, wait);
+        return;
+      }
+    }
+    clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
+    this.lastProgressAt = Date.now();
+    this.feedback(a.activityId, feedbackOf(a));
+  }
+
+  /** Closes the activity: the persisted record goes once its final feedback is acknowledged. */
+  private finish(a: Activity): void {
+    this.active = undefined;
+    this.lastFinished = a.activityId;
+    this.o.log(`activity ${a.activityId}: ${a.status}${a.message ? ` (${a.message})` : ""}`);
+    this.feedback(a.activityId, feedbackOf(a), () => {
+      if (this.store.load()?.activityId === a.activityId) this.store.clear();
+    });
+    void this.publishCurrentState(a.activityId);
+  }
+
+  private async publishCurrentState(activityId: string): Promise<void> {
+    try {
+      const containers = await readContainers(this.engine, this.o.cfg.instance);
+      const state = currentState(containers, { instance: this.o.cfg.instance, systemContainers: this.o.cfg.systemContainers, version: this.o.version });
+      this.publish(TOPICS.currentState, envelope(activityId, state), { retain: true });
+    } catch (err) {
+      this.o.log(`cannot read the current state: ${(err as Error).message}`);
+    }
+  }
+
+  private refuse(activityId: string, why: string): void {
+    this.o.log(`refused ${activityId}: ${why}`);
+    this.feedback(activityId, { status: "IDENTIFICATION_FAILED", message: why, actions: [] });
+  }
+
+  private async message(topic: string, payload: Buffer): Promise<void> {
+    // A retained message cleared by the back end arrives empty: nothing to do.
+    if (payload.length === 0) return;
+    try {
+      if (topic === TOPICS.currentStateGet) {
+        const m = parseMessage(CurrentStateGetMessage, payload);
+        await this.publishCurrentState(m.activityId || `current-state-${Date.now()}`);
+      } else if (topic === TOPICS.desiredState) {
+        await this.desired(parseMessage(DesiredStateMessage, payload));
+      } else if (topic === TOPICS.command) {
+        await this.command(parseMessage(CommandMessage, payload));
+      }
+    } catch (err) {
+      if (err instanceof InvalidMessageError) return this.refuse(err.activityId ?? `invalid-message-${Date.now()}`, err.message);
+      this.o.log(`cannot handle a message on ${topic}: ${(err as Error).message}`);
+    }
+  }
+
+  private async desired(m: DesiredStateMessage): Promise<void> {
+    if (m.activityId === this.lastFinished || m.activityId === this.active?.activityId) return; // redelivered
+    if (this.active) return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: activity ${this.active.activityId} is in progress`);
+    const d = this.deps();
+    this.working = true;
+    const placeholder: Activity = { activityId: m.activityId, startedAt: "", commandFlow: false, phase: "identified", status: "IDENTIFYING", actions: [] };
+    this.active = placeholder;
+    this.feedback(m.activityId, feedbackOf(placeholder));
+    let a: Activity;
+    try {
+      a = await identify(d, m, { systemContainers: this.o.cfg.systemContainers, commandFlow: this.o.cfg.commandFlow });
+    } catch (err) {
+      this.working = false;
+      this.active = undefined;
+      if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message);
+      return this.refuse(m.activityId, `Cannot identify the changes: ${(err as Error).message}`);
+    }
+    this.active = a;
+    this.changed(a);
+    if (a.commandFlow) {
+      this.working = false;
+      return; // waits for DOWNLOAD
+    }
+    try {
+      await applyAll(d, a);
+    } finally {
+      this.working = false;
+    }
+    this.finish(a);
+  }
+
+  private async command(m: CommandMessage): Promise<void> {
+    const a = this.active;
+    const cmd: CommandName = m.payload.command;
+    if (!a || a.activityId !== m.activityId || !a.commandFlow) {
+      return this.refuse(m.activityId, `Cannot run ${cmd}: no activity ${m.activityId} is waiting for commands`);
+    }
+    const expected: Record<CommandName, string[]> = {
+      DOWNLOAD: ["identified"],
+      UPDATE: ["downloaded"],
+      ACTIVATE: ["updated"],
+      CLEANUP: ["activated"],
+      ROLLBACK: ["identified", "downloaded", "updated", "activated"],
+    };
+    if (this.working || !expected[cmd].includes(a.phase)) {
+      a.message = `Cannot run ${cmd} in phase ${a.phase}`;
+      this.changed(a);
+      return;
+    }
+    delete a.message;
+    const d = this.deps();
+    this.working = true;
+    try {
+      if (cmd === "DOWNLOAD") await download(d, a);
+      else if (cmd === "UPDATE") await update(d, a);
+      else if (cmd === "ACTIVATE") await activate(d, a);
+      else if (cmd === "CLEANUP") await cleanup(d, a);
+      else await rollback(d, a, "rolled back on command");
+      if (a.phase !== "done") this.changed(a);
+    } catch (err) {
+      if (!(err instanceof ApplyFailedError)) throw err;
+      if (cmd === "DOWNLOAD") {
+        a.status = "INCOMPLETE";
+        a.message = `${err.message}; nothing was changed`;
+        a.phase = "done";
+        this.store.save(a);
+      } else await rollback(d, a, err.message);
+    } finally {
+      this.working = false;
+    }
+    if (a.phase === "done") this.finish(a);
+  }
+}

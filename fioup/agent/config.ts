@@ -1,0 +1,160 @@
+/**
+ * The agent's configuration: the `[mqtt]` table of fioup's merged TOML
+ * config, overridden by command-line flags. Registry credentials and
+ * insecure (plain HTTP) registries live here, as in the `registry_configurations`
+ * and `insecure_registries` of Kanto's container-management config.
+ *
+ * ```toml
+ * [mqtt]
+ * url = "mqtts://broker:8883"
+ * client_cert = "/var/sota/client.pem"   # optional mTLS
+ * client_key = "/var/sota/pkey.pem"
+ * ca = "/var/sota/root.crt"
+ * system_containers = "self-update-agent,databroker"
+ * insecure_registries = ["127.0.0.1:5000"]
+ * [mqtt.registries."registry.example.com"]
+ * username = "robot"
+ * password = "s3cret"
+ * ```
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { ConfigError, type Config } from "../config.ts";
+import { fieldName } from "./messages.ts";
+
+const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
+
+export const MqttToml = Type.Object(
+  {
+    url: Type.Optional(Type.String()),
+    client_id: Type.Optional(Type.String()),
+    client_cert: Type.Optional(Type.String()),
+    client_key: Type.Optional(Type.String()),
+    ca: Type.Optional(Type.String()),
+    username: Type.Optional(Type.String()),
+    password: Type.Optional(Type.String()),
+    system_containers: Type.Optional(CsvOrList),
+    instance: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$" })),
+    state_dir: Type.Optional(Type.String()),
+    command_flow: Type.Optional(Type.Boolean()),
+    insecure_registries: Type.Optional(CsvOrList),
+    registries: Type.Optional(
+      Type.Record(
+        Type.String(),
+        Type.Object(
+          { username: Type.Optional(Type.String()), password: Type.Optional(Type.String()), ca: Type.Optional(Type.String()), insecure: Type.Optional(Type.Boolean()) },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type MqttToml = Static<typeof MqttToml>;
+
+export interface RegistryAccess {
+  username?: string;
+  password?: string;
+  /** PEM of a private CA. */
+  ca?: string;
+  /** Plain HTTP (a registry on loopback or a lab network). */
+  insecure?: boolean;
+}
+
+export interface AgentConfig {
+  url: string;
+  clientId: string;
+  tls: { ca?: string; cert?: string; key?: string };
+  username?: string;
+  password?: string;
+  /** Containers never touched (unless a desired state names its own list). */
+  systemContainers: string[];
+  /** The owner label value: an agent destroys only containers it created under this name. */
+  instance: string;
+  /** Where the activity in progress is persisted. */
+  stateDir: string;
+  /** The blob store (`pacman.reset_apps_root`). */
+  storeRoot: string;
+  dockerHost?: string;
+  /** Desired states wait for DOWNLOAD/UPDATE/ACTIVATE/CLEANUP commands unless the message says otherwise. */
+  commandFlow: boolean;
+  registries: Record<string, RegistryAccess>;
+}
+
+export interface AgentFlags {
+  mqtt?: string;
+  "client-id"?: string;
+  "client-cert"?: string;
+  "client-key"?: string;
+  ca?: string;
+  "system-containers"?: string;
+  instance?: string;
+  "state-dir"?: string;
+  "insecure-registry"?: string[];
+  "command-flow"?: boolean;
+}
+
+const csv = (v: string | string[] | undefined): string[] =>
+  (v === undefined ? [] : Array.isArray(v) ? v : v.split(",")).map((s) => s.trim()).filter(Boolean);
+
+const readPem = (path: string | undefined, what: string): string | undefined => {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`Cannot read the ${what} ${path}: ${(err as Error).message}`);
+  }
+};
+
+/** True when the merged config has an `[mqtt]` table with a url (the daemon then runs the agent too). */
+export function hasMqttConfig(cfg: Config): boolean {
+  const t = cfg.raw.mqtt;
+  return typeof t === "object" && t !== null && !Array.isArray(t) && typeof (t as { url?: unknown }).url === "string";
+}
+
+/**
+ * Builds the agent config from fioup's config and the command's flags (flags win).
+ * @throws {ConfigError} A wrong `[mqtt]` value, no broker URL, or an unreadable certificate file.
+ */
+export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
+  const raw = cfg.raw.mqtt ?? {};
+  if (!Value.Check(MqttToml, raw)) {
+    const e = [...Value.Errors(MqttToml, raw)][0];
+    throw new ConfigError(`Invalid config at mqtt.${fieldName(e?.path ?? "")}: ${e?.message ?? "wrong type"}`);
+  }
+  const t = raw as MqttToml;
+  const url = flags.mqtt ?? t.url;
+  if (!url) throw new ConfigError("No MQTT broker: pass --mqtt URL or set url in the [mqtt] config table");
+  if (!/^(mqtt|mqtts|tcp|tls|ws|wss):\/\//.test(url)) throw new ConfigError(`Invalid MQTT URL "${url}": expected mqtt://, mqtts://, ws:// or wss://`);
+  const registries: Record<string, RegistryAccess> = {};
+  for (const [host, r] of Object.entries(t.registries ?? {})) {
+    registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };
+  }
+  for (const host of [...csv(t.insecure_registries), ...(flags["insecure-registry"] ?? [])]) {
+    registries[host] = { ...registries[host], insecure: true };
+  }
+  const instance = flags.instance ?? t.instance ?? "default";
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/.test(instance)) throw new ConfigError(`Invalid agent instance name "${instance}"`);
+  return {
+    url,
+    clientId: flags["client-id"] ?? t.client_id ?? `fioup-agent-${instance}-${Math.random().toString(36).slice(2, 8)}`,
+    tls: {
+      ca: readPem(flags.ca ?? t.ca, "broker CA"),
+      cert: readPem(flags["client-cert"] ?? t.client_cert, "client certificate"),
+      key: readPem(flags["client-key"] ?? t.client_key, "client key"),
+    },
+    username: t.username,
+    password: t.password,
+    systemContainers: csv(flags["system-containers"] ?? t.system_containers),
+    instance,
+    stateDir: flags["state-dir"] ?? t.state_dir ?? join(cfg.storagePath, "agent"),
+    storeRoot: cfg.resetAppsRoot,
+    dockerHost: cfg.dockerHost ? `unix://${cfg.dockerHost}` : undefined,
+    commandFlow: flags["command-flow"] || t.command_flow === true,
+    registries,
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * The container calls the agent needs, on top of the runtime's one Docker
+ * Engine client (create, start, stop, rename, update, remove, full inspect).
+ *
+ * @module
+ */
+import { DockerEngine, EngineError } from "../runtime/docker-engine.ts";
+
+/** What `GET /containers/{id}/json` says that the agent reads. */
+export interface ContainerDetails {
+  Id: string;
+  Name: string;
+  State: { Status: string; Running: boolean; ExitCode: number; Error: string };
+  Config: { Image: string; Env: string[] | null; Labels: Record<string, string> | null };
+  Image: string;
+  HostConfig: {
+    RestartPolicy?: { Name: string; MaximumRetryCount: number };
+    Memory?: number;
+    MemorySwap?: number;
+    MemoryReservation?: number;
+  };
+}
+
+export class ContainerEngine extends DockerEngine {
+  /** POST /containers/create?name=; returns the new ID. @throws {EngineError} */
+  async createContainer(name: string, body: Record<string, unknown>): Promise<string> {
+    const out = await this.json<{ Id: string }>(`Cannot create container "${name}"`, "POST", `/containers/create?name=${encodeURIComponent(name)}`, {
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+    });
+    return out.Id;
+  }
+
+  private async simple(what: string, method: string, path: string, ok: number[] = [], body?: unknown): Promise<number> {
+    const res = await this.call(method, path, body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+    if (!res.ok && !ok.includes(res.status)) return this.fail(what, res);
+    await res.body?.cancel();
+    return res.status;
+  }
+
+  /** POST /containers/{id}/start (already running is fine). @throws {EngineError} */
+  async startContainer(id: string): Promise<void> {
+    await this.simple(`Cannot start container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/start`, [304]);
+  }
+
+  /** POST /containers/{id}/stop (already stopped or gone is fine). @throws {EngineError} */
+  async stopContainer(id: string, timeoutSeconds?: number): Promise<void> {
+    const q = timeoutSeconds === undefined ? "" : `?t=${timeoutSeconds}`;
+    await this.simple(`Cannot stop container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/stop${q}`, [304, 404]);
+  }
+
+  /** POST /containers/{id}/rename?name=. @throws {EngineError} */
+  async renameContainer(id: string, name: string): Promise<void> {
+    await this.simple(`Cannot rename container "${id}" to "${name}"`, "POST", `/containers/${encodeURIComponent(id)}/rename?name=${encodeURIComponent(name)}`);
+  }
+
+  /** POST /containers/{id}/update (restart policy, memory). @throws {EngineError} */
+  async updateContainer(id: string, body: Record<string, unknown>): Promise<void> {
+    await this.simple(`Cannot update container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/update`, [], body);
+  }
+
+  /** DELETE /containers/{id}?force=1 (gone already is fine). @throws {EngineError} */
+  async removeContainer(id: string): Promise<void> {
+    await this.simple(`Cannot remove container "${id}"`, "DELETE", `/containers/${encodeURIComponent(id)}?force=1`, [404]);
+  }
+
+  /** GET /containers/{id}/json with the host config, or undefined when it does not exist. @throws {EngineError} */
+  async containerDetails(id: string): Promise<ContainerDetails | undefined> {
+    return (await this.inspectContainer(id)) as unknown as ContainerDetails | undefined;
+  }
+}
+
+export { EngineError };

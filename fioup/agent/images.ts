@@ -1,0 +1,106 @@
+/**
+ * Makes a component's image available in the engine the way the compose flow
+ * does: pulled with lib/oci into fioup's content-addressed store (shared
+ * blobs come once, partial downloads resume, every blob is verified), then
+ * loaded from the store with the runtime's loader, which checks the image ID
+ * against the pinned config digest. An image the engine already has under the
+ * reference as written is used as it is, as `docker run` and Kanto do.
+ *
+ * @module
+ */
+import { BlobStore } from "../../lib/oci/blob-store.ts";
+import { pullImage } from "../../lib/oci/image.ts";
+import { parseReference, referenceTarget } from "../../lib/oci/reference.ts";
+import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { Platform } from "../../lib/oci/platform.ts";
+import { loadImageFromStore, localTag } from "../runtime/images.ts";
+import type { DockerEngine } from "../runtime/docker-engine.ts";
+import { FIOUP_VERSION } from "../version.ts";
+import type { RegistryAccess } from "./config.ts";
+
+/** The image could not be pulled or loaded; the message says which and why. */
+export class ImagePullError extends Error {
+  override name = "ImagePullError";
+  constructor(ref: string, cause: unknown) {
+    super(`Cannot pull image "${ref}": ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/;
+
+export interface ImageSourceOptions {
+  engine: DockerEngine;
+  storeRoot: string;
+  registries: Record<string, RegistryAccess>;
+  platform?: Platform;
+}
+
+/** Pulls into the store and loads into the engine; one instance per agent (it caches registry tokens). */
+export class ImageSource {
+  private readonly clients = new Map<string, RegistryClient>();
+  private readonly store: BlobStore;
+
+  constructor(private readonly o: ImageSourceOptions) {
+    this.store = new BlobStore(o.storeRoot);
+  }
+
+  /** The registry client for a host, with the credentials and transport of the agent's config. */
+  client(host: string): RegistryClient {
+    let c = this.clients.get(host);
+    if (!c) {
+      const access = this.o.registries[host] ?? {};
+      const insecure = access.insecure ?? LOOPBACK.test(host);
+      c = new RegistryClient({
+        registry: host,
+        scheme: insecure ? "http" : "https",
+        ...(access.username !== undefined ? { auth: { username: access.username, password: access.password ?? "" } } : {}),
+        ...(access.ca ? { tls: { ca: access.ca } } : {}),
+        userAgent: `fioup-agent/${FIOUP_VERSION}`,
+      });
+      this.clients.set(host, c);
+    }
+    return c;
+  }
+
+  /** The name the engine knows the image by when it has it, without pulling. */
+  async local(ref: string): Promise<string | undefined> {
+    const parsed = parseReference(ref);
+    const name = parsed.digest ? localTag(ref).full : ref;
+    return (await this.o.engine.inspectImage(name)) ? name : undefined;
+  }
+
+  /**
+   * Returns the name to create the container from, pulling and loading the
+   * image first when the engine lacks it. `onProgress` gets bytes of the
+   * download (done, total).
+   * @throws {ImagePullError}
+   */
+  async ensure(ref: string, opts: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<string> {
+    try {
+      const have = await this.local(ref);
+      if (have) return have;
+      const parsed = parseReference(ref);
+      const pulled = await pullImage(this.client(parsed.registry), parsed.repository, referenceTarget(parsed), this.store, {
+        ...(this.o.platform ? { platform: this.o.platform } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        retries: 2,
+      });
+      // The reference as written, pinned to what was pulled: the loader's local tag comes from it.
+      const base = ref.includes("@") ? ref.slice(0, ref.indexOf("@")) : ref;
+      const lastColon = base.lastIndexOf(":");
+      const repo = lastColon > base.lastIndexOf("/") ? base.slice(0, lastColon) : base;
+      const loaded = await loadImageFromStore(this.o.engine, this.o.storeRoot, `${repo}@${pulled.manifestDigest}`, {
+        ...(this.o.platform ? { platform: this.o.platform } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      if (parsed.digest) return loaded.tag;
+      // Tag it as written too, so `docker ps` shows the reference the desired state used.
+      await this.o.engine.tagImage(loaded.imageId, repo, parsed.tag ?? "latest");
+      return ref;
+    } catch (err) {
+      if (err instanceof ImagePullError) throw err;
+      throw new ImagePullError(ref, err);
+    }
+  }
+}
