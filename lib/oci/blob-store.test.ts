@@ -1,9 +1,12 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdir, mkdtemp, readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BlobNotFoundError, BlobSizeMismatchError, BlobStore } from "./blob-store.ts";
+import { startDockerRegistry, type DockerRegistryHandle } from "../../test/harness/docker-registry.ts";
+import { startFaultProxy, type FaultProxy } from "../../test/harness/fault-proxy.ts";
+import { BlobNotFoundError, BlobSizeMismatchError, BlobStore, IncompleteBlobError, type PullBlobOptions } from "./blob-store.ts";
 import { DigestMismatchError, sha256 } from "./digest.ts";
+import { RegistryClient, RegistryUnreachableError } from "./registry-client.ts";
 
 const newStore = async () => new BlobStore(await mkdtemp(join(tmpdir(), "blobstore-")));
 
@@ -60,4 +63,140 @@ describe("BlobStore", () => {
     const d = await store.writeBytes(new Uint8Array([9]));
     expect(await store.list()).toEqual([d]);
   });
+});
+
+describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)", () => {
+  let reg: DockerRegistryHandle;
+  let proxy: FaultProxy;
+  let direct: RegistryClient;
+  let viaProxy: RegistryClient;
+  const MiB = 1 << 20;
+  /** Loopback socket buffers: what a reset can throw away on the way. */
+  const IN_FLIGHT = 2 * MiB;
+
+  beforeAll(async () => {
+    reg = await startDockerRegistry();
+    proxy = await startFaultProxy(0, Number(reg.host.split(":")[1]));
+    direct = new RegistryClient({ registry: reg.host, scheme: "http" });
+    viaProxy = new RegistryClient({ registry: `127.0.0.1:${proxy.port}`, scheme: "http" });
+  }, 60_000);
+  afterAll(async () => {
+    await proxy?.close();
+    await reg?.stop();
+  });
+
+  const randomBlob = async (repo: string, n: number) => {
+    const data = new Uint8Array(n);
+    for (let i = 0; i < n; i += 65536) crypto.getRandomValues(data.subarray(i, Math.min(n, i + 65536)));
+    return { data, ...(await direct.pushBlob(repo, data)) };
+  };
+  /** Pulls through the proxy, returning what the store counted and what crossed the proxy. */
+  const pullCounting = async (store: BlobStore, repo: string, desc: { digest: string; size: number }, opts: PullBlobOptions = {}) => {
+    const down0 = proxy.bytesDown;
+    let received = 0;
+    const started = Date.now();
+    const r = await store.pull(viaProxy, repo, desc, { ...opts, onReceived: (n) => (received += n) });
+    return { ...r, received, wire: proxy.bytesDown - down0, ms: Date.now() - started };
+  };
+
+  test("ten dropped connections during one blob: one call completes, each byte fetched about once", async () => {
+    const { data, digest, size } = await randomBlob("t/drops", 16 * MiB);
+    const store = await newStore();
+    proxy.dropRepeatedly(MiB, 10);
+    const r = await pullCounting(store, "t/drops", { digest, size });
+    expect(proxy.pending).toBe(0);
+    expect(await store.read(digest)).toEqual(data);
+    expect(r.received).toBe(r.fetched);
+    // Every drop loses at most what was in flight (the proxy counts bytes a reset then
+    // discards from socket buffers); nothing starts over.
+    expect(r.fetched).toBeLessThan(size + 10 * 512 * 1024);
+    expect(r.wire).toBeLessThan(size + 10 * IN_FLIGHT + 64 * 1024);
+  }, 60_000);
+
+  test("a stalled connection is abandoned after the stall timeout and resumed with Range", async () => {
+    const { digest, size } = await randomBlob("t/stall", 4 * MiB);
+    const store = await newStore();
+    proxy.inject({ kind: "stall", afterBytes: MiB, stallMs: 60_000 });
+    const r = await pullCounting(store, "t/stall", { digest, size }, { stallTimeoutMs: 700 });
+    expect(r.ms).toBeLessThan(10_000);
+    expect(sha256(await store.read(digest))).toBe(digest);
+    expect(r.fetched).toBeLessThan(size + 512 * 1024);
+  }, 60_000);
+
+  test("a registry down for 3 s mid-blob: the same call waits it out and resumes", async () => {
+    const { digest, size } = await randomBlob("t/down", 4 * MiB);
+    const store = await newStore();
+    proxy.inject({ kind: "down", afterBytes: MiB, downMs: 3000 });
+    const r = await pullCounting(store, "t/down", { digest, size });
+    expect(proxy.applied.at(-1)?.kind).toBe("down");
+    expect(r.ms).toBeGreaterThan(2900);
+    expect(sha256(await store.read(digest))).toBe(digest);
+    expect(r.fetched).toBeLessThan(size + 512 * 1024);
+  }, 60_000);
+
+  test("gives up once nothing arrived for patienceMs, keeping the partial for the next call", async () => {
+    const { digest, size } = await randomBlob("t/gone", 12 * MiB);
+    const store = await newStore();
+    proxy.inject({ kind: "down", afterBytes: 6 * MiB, downMs: 4000 });
+    const err = await store.pull(viaProxy, "t/gone", { digest, size }, { patienceMs: 1000 }).catch((e) => e);
+    while (proxy.isDown) await Bun.sleep(50);
+    expect(err).toBeInstanceOf(RegistryUnreachableError);
+    const partial = await store.partialSize(digest);
+    expect(partial).toBeGreaterThan(0);
+    const r = await pullCounting(store, "t/gone", { digest, size });
+    expect(r.fetched).toBe(size - partial);
+    expect(sha256(await store.read(digest))).toBe(digest);
+  }, 60_000);
+
+  test("a server closing early keeps the verified part: the next call fetches only the rest", async () => {
+    const { digest, size } = await randomBlob("t/trunc", 2 * MiB);
+    const store = await newStore();
+    proxy.inject({ kind: "truncate", afterBytes: MiB });
+    const err = await store.pull(viaProxy, "t/trunc", { digest, size }, { retries: 0 }).catch((e) => e);
+    expect(err).toBeInstanceOf(IncompleteBlobError);
+    const partial = await store.partialSize(digest);
+    expect(partial).toBeGreaterThan(MiB / 2);
+    const r = await pullCounting(store, "t/trunc", { digest, size });
+    expect(r.fetched).toBe(size - partial);
+  }, 60_000);
+
+  test("a partial holding foreign bytes is refetched once from scratch; a blob that never matches is fetched once", async () => {
+    const { data, digest, size } = await randomBlob("t/foreign", MiB);
+    const store = await newStore();
+    await mkdir(store.ingestDir, { recursive: true });
+    await writeFile(store.partialPath(digest), new Uint8Array(1000).fill(7));
+    const r = await pullCounting(store, "t/foreign", { digest, size });
+    expect(await store.read(digest)).toEqual(data);
+    expect(r.fetched).toBe(size - 1000 + size);
+
+    // The registry's copy is altered: same size, other bytes. One download, then a final error.
+    const bad = await randomBlob("t/bad", MiB);
+    const hex = bad.digest.slice(7);
+    const onDisk = join(reg.dir, "data/docker/registry/v2/blobs/sha256", hex.slice(0, 2), hex, "data");
+    const evil = bad.data.slice();
+    evil[500]! ^= 0xff;
+    await writeFile(onDisk, evil);
+    let received = 0;
+    const err = await store.pull(viaProxy, "t/bad", bad, { onReceived: (n) => (received += n) }).catch((e) => e);
+    expect(err).toBeInstanceOf(DigestMismatchError);
+    expect(received).toBe(bad.size);
+    expect(await store.has(bad.digest)).toBe(false);
+  }, 60_000);
+
+  test("twenty blobs pulled four at a time share a few kept-alive connections", async () => {
+    const blobs = await Promise.all(Array.from({ length: 20 }, (_, i) => randomBlob("t/many", 64 * 1024 + i)));
+    const store = await newStore();
+    const c0 = proxy.connections;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < blobs.length) {
+          const b = blobs[next++]!;
+          await store.pull(viaProxy, "t/many", b);
+        }
+      }),
+    );
+    expect((await store.list()).length).toBe(20);
+    expect(proxy.connections - c0).toBeLessThanOrEqual(4);
+  }, 60_000);
 });

@@ -36,6 +36,11 @@ export class BlobSizeMismatchError extends Error {
   override name = "BlobSizeMismatchError";
 }
 
+/** Thrown when a download receives no byte for the stall timeout (retried with Range). */
+export class DownloadStalledError extends Error {
+  override name = "DownloadStalledError";
+}
+
 /** What {@link BlobStore.pull} needs to know about a blob. */
 export interface BlobDescriptor {
   digest: string;
@@ -46,17 +51,36 @@ export interface BlobDescriptor {
 export interface PullBlobOptions {
   /** Called as bytes arrive: bytes of this blob on disk so far, and its size. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Called with every chunk's length as it arrives from the network, including bytes of
+   * attempts that later fail or are thrown away: what actually crossed the wire.
+   */
+  onReceived?: (bytes: number) => void;
   signal?: AbortSignal;
-  /** Resumed attempts after a network failure within this call (default 3). */
+  /**
+   * Retries in a row without progress before giving up; an attempt that brought new bytes
+   * resets the count. 0 disables retrying. Default: no count limit, only `patienceMs`.
+   */
   retries?: number;
+  /** Give up once no byte has arrived for this long across attempts (default 60 s). */
+  patienceMs?: number;
+  /** Abandon an attempt that receives no byte for this long and resume with Range (default 15 s). */
+  stallTimeoutMs?: number;
 }
+
+/** Defaults of {@link PullBlobOptions}. */
+export const PULL_DEFAULTS = { patienceMs: 60_000, stallTimeoutMs: 15_000 } as const;
 
 const isRetryable = (err: unknown): boolean => {
   if (err instanceof DigestMismatchError || err instanceof BlobTooLargeError) return false;
   if (err instanceof RegistryError) return err.status >= 500 || err.status === 429 || err.status === 408;
+  if (err instanceof DownloadStalledError) return true;
   if ((err as Error)?.name === "AbortError") return false;
   return true; // connection resets, early EOF, DNS hiccups
 };
+
+/** Backoff before retry `n` (1-based) of a run of attempts that made no progress. */
+const backoffMs = (n: number) => Math.min(5000, 250 * 2 ** Math.max(0, n - 1));
 
 /**
  * A directory of blobs addressed by digest.
@@ -88,6 +112,11 @@ export class BlobStore {
   /** Where the partial download of a blob lives. */
   partialPath(digest: string): string {
     return join(this.ingestDir, `${parseDigest(digest).hex}.partial`);
+  }
+
+  /** Bytes of the partial download of a blob on disk (0 if none). */
+  async partialSize(digest: string): Promise<number> {
+    return await stat(this.partialPath(digest)).then((s) => s.size, () => 0);
   }
 
   /** True if the blob is committed in the store. */
@@ -205,11 +234,24 @@ export class BlobStore {
    * renamed into `blobs/` only if size and digest match. Concurrent pulls of the same digest
    * in one process share one download.
    *
-   * @returns `fetched`: bytes actually downloaded by this call (0 if already present).
+   * Network failures are retried, resuming from the bytes already on disk: with backoff (up
+   * to 5 s) while attempts bring nothing, at once after one that made progress, until no byte
+   * has arrived for `patienceMs` (a gateway restart or a dead link for that long). An attempt
+   * that receives nothing for `stallTimeoutMs` is abandoned and resumed. A digest mismatch
+   * after resuming a partial is retried once from scratch; a fresh download that mismatches
+   * is final.
+   *
+   * @example
+   * ```ts
+   * let wire = 0;
+   * await store.pull(client, "main/app", desc, { stallTimeoutMs: 5000, onReceived: (n) => (wire += n) });
+   * ```
+   * @returns `fetched`: bytes received over the network by this call, failed attempts
+   *   included (0 if already present).
    * @throws {DigestMismatchError} The content does not match: the partial is deleted.
    * @throws {BlobTooLargeError} The registry sent more than `size` bytes: the partial is deleted.
-   * @throws {RegistryError | IncompleteBlobError | Error} Network failures after the retries;
-   *   the partial is kept so the next call resumes.
+   * @throws {RegistryError | IncompleteBlobError | DownloadStalledError | Error} Network
+   *   failures once patience or retries run out; the partial is kept so the next call resumes.
    */
   async pull(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions = {}): Promise<{ fetched: number }> {
     parseDigest(desc.digest);
@@ -233,14 +275,32 @@ export class BlobStore {
   private async download(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions): Promise<{ fetched: number }> {
     await mkdir(this.ingestDir, { recursive: true });
     const counter = { fetched: 0 };
-    const retries = opts.retries ?? 3;
-    for (let attempt = 0; ; attempt++) {
+    const patienceMs = opts.patienceMs ?? PULL_DEFAULTS.patienceMs;
+    let lastProgress = Date.now();
+    let idle = 0; // failed attempts in a row that brought no byte
+    let restartedAfterMismatch = false;
+    for (;;) {
+      const before = counter.fetched;
+      const resumed = (await this.partialSize(desc.digest)) > 0;
       try {
         await this.attempt(client, repo, desc, opts, counter);
         break;
       } catch (err) {
-        if (attempt >= retries || opts.signal?.aborted || !isRetryable(err)) throw err;
-        await Bun.sleep(Math.min(2000, 200 * 2 ** attempt));
+        if (opts.signal?.aborted) throw err;
+        // A resumed partial may hold someone else's bytes (a tampered earlier answer): the
+        // partial is gone now, so one fresh download settles whether the blob itself is bad.
+        if (err instanceof DigestMismatchError && resumed && !restartedAfterMismatch) {
+          restartedAfterMismatch = true;
+          continue;
+        }
+        if (!isRetryable(err) || opts.retries === 0) throw err;
+        if (counter.fetched > before) {
+          idle = 0;
+          lastProgress = Date.now();
+        } else idle++;
+        if (opts.retries !== undefined && idle > opts.retries) throw err;
+        if (Date.now() - lastProgress > patienceMs) throw err;
+        await sleep(idle === 0 ? 50 : backoffMs(idle), opts.signal);
       }
     }
     await this.moveIn(this.partialPath(desc.digest), desc.digest);
@@ -262,45 +322,68 @@ export class BlobStore {
       for await (const chunk of Bun.file(partial).slice(0, have).stream()) hasher.update(chunk);
     }
     if (have < size) {
-      let res: Response;
+      // A watchdog per attempt: no byte (headers included) for stallTimeoutMs aborts this
+      // attempt only; the caller resumes from what reached the disk.
+      const stall = new AbortController();
+      const stallMs = opts.stallTimeoutMs ?? PULL_DEFAULTS.stallTimeoutMs;
+      const stalled = () => stall.abort(new DownloadStalledError(`Cannot fetch blob ${digest} from ${repo}: no data for ${stallMs / 1000} s after ${have} of ${size} bytes`));
+      const timer = setTimeout(stalled, stallMs);
+      const signal = opts.signal ? AbortSignal.any([opts.signal, stall.signal]) : stall.signal;
+      const rethrow = (err: unknown): never => {
+        if (stall.signal.aborted && !opts.signal?.aborted) throw stall.signal.reason;
+        throw err;
+      };
       try {
-        res = await client.fetchBlob(repo, digest, { start: have || undefined, signal: opts.signal });
-      } catch (err) {
-        if (!(err instanceof RegistryError && err.status === 416 && have > 0)) throw err;
-        // The registry says our offset is past the end: the partial is not a prefix of it.
-        await rm(partial, { force: true });
-        have = 0;
-        hasher = new Digester(algorithm);
-        res = await client.fetchBlob(repo, digest, { signal: opts.signal });
-      }
-      if (have > 0 && !(res.status === 206 && contentRangeStart(res) === have)) {
-        // The registry ignored Range: whatever it sends starts at 0.
-        if (res.status !== 200) {
-          await res.body?.cancel().catch(() => {});
-          throw new RegistryError(`Cannot resume blob ${digest} from ${repo}: unexpected status ${res.status} to a Range request`, res.status);
+        let res: Response;
+        try {
+          res = await client.fetchBlob(repo, digest, { start: have || undefined, signal });
+        } catch (err) {
+          if (!(err instanceof RegistryError && err.status === 416 && have > 0)) return rethrow(err);
+          // The registry says our offset is past the end: the partial is not a prefix of it.
+          await rm(partial, { force: true });
+          have = 0;
+          hasher = new Digester(algorithm);
+          res = await client.fetchBlob(repo, digest, { signal }).catch(rethrow);
         }
-        have = 0;
-        hasher = new Digester(algorithm);
-      }
-      const fh = await open(partial, have > 0 ? "a" : "w");
-      try {
-        if (res.body) {
-          for await (const chunk of res.body) {
-            if (have + chunk.byteLength > size) {
-              await fh.close().catch(() => {});
-              await rm(partial, { force: true });
-              throw new BlobTooLargeError(`Cannot fetch blob ${digest} from ${repo}: registry sent more than the expected ${size} bytes`);
-            }
-            await fh.write(chunk);
-            hasher.update(chunk);
-            have += chunk.byteLength;
-            counter.fetched += chunk.byteLength;
-            opts.onProgress?.(have, size);
+        timer.refresh();
+        if (have > 0 && !(res.status === 206 && contentRangeStart(res) === have)) {
+          // The registry ignored Range: whatever it sends starts at 0.
+          if (res.status !== 200) {
+            await res.body?.cancel().catch(() => {});
+            throw new RegistryError(`Cannot resume blob ${digest} from ${repo}: unexpected status ${res.status} to a Range request`, res.status);
           }
+          have = 0;
+          hasher = new Digester(algorithm);
         }
-        if (have === size) await fh.sync();
+        const fh = await open(partial, have > 0 ? "a" : "w");
+        try {
+          if (res.body) {
+            try {
+              for await (const chunk of res.body) {
+                timer.refresh();
+                counter.fetched += chunk.byteLength;
+                opts.onReceived?.(chunk.byteLength);
+                if (have + chunk.byteLength > size) {
+                  await fh.close().catch(() => {});
+                  await rm(partial, { force: true });
+                  throw new BlobTooLargeError(`Cannot fetch blob ${digest} from ${repo}: registry sent more than the expected ${size} bytes`);
+                }
+                await fh.write(chunk);
+                hasher.update(chunk);
+                have += chunk.byteLength;
+                opts.onProgress?.(have, size);
+              }
+            } catch (err) {
+              if (err instanceof BlobTooLargeError || opts.signal?.aborted) throw err;
+              rethrow(new IncompleteBlobError(`Cannot fetch blob ${digest} from ${repo}: connection lost after ${have} of ${size} bytes: ${(err as Error)?.message ?? err}`, { cause: err }));
+            }
+          }
+          if (have === size) await fh.sync();
+        } finally {
+          await fh.close().catch(() => {});
+        }
       } finally {
-        await fh.close().catch(() => {});
+        clearTimeout(timer);
       }
       if (have < size) throw new IncompleteBlobError(`Cannot fetch blob ${digest} from ${repo}: connection ended after ${have} of ${size} bytes`);
     }
@@ -310,6 +393,19 @@ export class BlobStore {
       throw new DigestMismatchError(`Cannot fetch blob ${digest} from ${repo}`, digest, got);
     }
   }
+}
+
+/** Sleeps, waking early (without throwing) when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }
 
 function contentRangeStart(res: Response): number | undefined {

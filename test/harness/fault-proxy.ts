@@ -4,9 +4,10 @@
  * connections it accepted, and breaks things on demand:
  *
  * - queued faults (`inject`), applied in order, one per connection that has carried
- *   `afterBytes` server→client bytes: `drop` resets both sides, `truncate` ends the client
+ *   `afterBytes` server→client bytes since the fault reached the head of the queue (so a
+ *   kept-alive connection that carried much before still gets the full count): `drop` resets both sides, `truncate` ends the client
  *   side cleanly (FIN, as if the response were complete), `stall` stops forwarding for
- *   `stallMs` and then carries on;
+ *   `stallMs` and then carries on, `down` takes the whole proxy down for `downMs` (below);
  * - `down(ms)`: the gateway disappears: open connections are reset and the port refuses
  *   connections (ECONNREFUSED) for `ms`, then it listens again on the same port.
  *
@@ -14,13 +15,15 @@
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
 
-export type FaultKind = "drop" | "truncate" | "stall";
+export type FaultKind = "drop" | "truncate" | "stall" | "down";
 export interface Fault {
   kind: FaultKind;
-  /** Server→client bytes the connection carries before the fault. */
+  /** Server→client bytes the connection carries (after the fault is next in line) before the fault. */
   afterBytes: number;
   /** For `stall`: how long nothing is forwarded (default 3 s). */
   stallMs?: number;
+  /** For `down`: how long connections are refused (default 3 s). */
+  downMs?: number;
 }
 
 export interface FaultProxy {
@@ -45,6 +48,8 @@ export interface FaultProxy {
   drained(timeoutMs?: number): Promise<boolean>;
   /** Resets every open connection and refuses new ones for `ms`; resolves when listening again. */
   down(ms: number): Promise<void>;
+  /** True while down. */
+  readonly isDown: boolean;
   /** Where to forward (can be set after start). */
   target: number;
   close(): Promise<void>;
@@ -64,11 +69,15 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
   const queue: Fault[] = [];
   const applied: Fault[] = [];
   const sockets = new Set<Socket>();
+  /** Bumped whenever another fault becomes the head of the queue. */
+  let epoch = 0;
   let bytesDown = 0;
   let bytesUp = 0;
   let connections = 0;
   let open = 0;
   let server: Server;
+  let isDown = false;
+  let closed = false;
 
   const onConnection = (client: Socket) => {
     connections++;
@@ -76,6 +85,8 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
     const upstream = connect(proxy.target, "127.0.0.1");
     sockets.add(client).add(upstream);
     let carried = 0;
+    let connEpoch = epoch;
+    let base = 0; // `carried` when the current head fault was armed for this connection
     let stalled = false;
     let closed = false;
     const kill = () => {
@@ -96,15 +107,22 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
     });
     upstream.on("data", (d: Buffer) => {
       const f = queue[0];
-      if (f && !stalled && carried + d.length >= f.afterBytes) {
+      if (connEpoch !== epoch) {
+        connEpoch = epoch;
+        base = carried;
+      }
+      if (f && !stalled && carried - base + d.length >= f.afterBytes) {
         queue.shift();
+        epoch++;
         applied.push(f);
-        const head = d.subarray(0, Math.max(0, f.afterBytes - carried));
+        const head = d.subarray(0, Math.max(0, f.afterBytes - (carried - base)));
         const rest = d.subarray(head.length);
         client.write(head);
         carried += head.length;
         bytesDown += head.length;
-        if (f.kind === "drop") {
+        if (f.kind === "down") {
+          void proxy.down(f.downMs ?? 3000);
+        } else if (f.kind === "drop") {
           client.resetAndDestroy();
           upstream.destroy();
         } else if (f.kind === "truncate") {
@@ -157,10 +175,14 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
     get open() {
       return open;
     },
-    inject: (...f) => void queue.push(...f),
-    dropRepeatedly: (afterBytes, times) => {
-      for (let i = 0; i < times; i++) queue.push({ kind: "drop", afterBytes });
+    get isDown() {
+      return isDown;
     },
+    inject: (...f) => {
+      if (queue.length === 0) epoch++;
+      queue.push(...f);
+    },
+    dropRepeatedly: (afterBytes, times) => proxy.inject(...Array.from({ length: times }, () => ({ kind: "drop" as const, afterBytes }))),
     async drained(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       while (queue.length > 0) {
@@ -170,15 +192,18 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
       return true;
     },
     async down(ms) {
+      isDown = true;
       await new Promise<void>((res) => {
         server.close(() => res());
         for (const s of sockets) s.resetAndDestroy();
       });
       await Bun.sleep(ms);
+      if (closed) return;
       // The port may be briefly held by a client's connect attempt: retry for a moment.
       for (let i = 0; ; i++) {
         try {
           await listen(proxy.port);
+          isDown = false;
           return;
         } catch (err) {
           if (i >= 50) throw err;
@@ -188,6 +213,7 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
     },
     close: () =>
       new Promise<void>((res) => {
+        closed = true;
         for (const s of sockets) s.destroy();
         if (!server.listening) return res();
         server.close(() => res());
