@@ -24,7 +24,7 @@ export const SignedRoot = Type.Object({
   signatures: Type.Array(Type.Object({ keyid: Type.String({ maxLength: 128 }), sig: Type.String({ maxLength: 1024 }) }), { maxItems: 64 }),
   signed: Type.Object({ _type: Type.Literal("root") }, { additionalProperties: true }),
 });
-export const RootInstalled = Type.Object({ rootVersion: Type.Integer(), refreshed: Type.Array(Type.String()) });
+export { RootInstalled } from "../../lib/api/admin.ts";
 
 const ROOT_BY_TOKEN =
   "Root rotation needs the offline root key(s): draft the next root with `gateway keys init-root`, sign it offline with `gateway keys sign-root`, install it with `gateway keys push-root` (docs/keys.md)";

@@ -9,6 +9,7 @@
  */
 import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
+import { TargetsList } from "../../lib/api/admin.ts";
 import { TargetEntry } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { TargetsVersionConflictError } from "../ota/repo.ts";
@@ -21,7 +22,7 @@ export const TargetsBody = Type.Object({
   /** The targets.json version these targets were made from; 409 if it is no longer the latest. */
   expectedVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
 });
-export const TargetsList = Type.Object({ targets: Type.Record(Type.String(), TargetEntry), version: Type.Integer() });
+export { TargetsList };
 
 export const adminTargets = new Hono<GatewayEnv>()
   .get("/targets", async (c) => c.json(await c.var.gw.tuf.targets()))

@@ -72,7 +72,7 @@ export class TufKeyStore {
     // Stable keys first, so a key present under both names is used from `<role>.json`.
     names.sort((a, b) => Number(a.endsWith(".next.json")) - Number(b.endsWith(".next.json")) || a.localeCompare(b));
     for (const name of names) {
-      if (!name.endsWith(".json") || name.includes(".tmp-")) continue;
+      if (!name.endsWith(".json") || name.startsWith(".") || name.includes(".tmp-")) continue;
       const path = join(this.dir, name);
       try {
         const pair = await loadKeyFile(path);

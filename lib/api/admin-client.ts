@@ -17,7 +17,9 @@ import {
   DeviceDetail,
   DeviceList,
   DeviceRow,
+  RootInstalled,
   RotateResult,
+  SignedRootDocument,
   TargetsList,
   TokenCreated,
   TokenList,
@@ -169,9 +171,13 @@ export class AdminClient {
     return this.request(TargetsList, "GET", "/admin/targets");
   }
 
-  /** `POST /admin/targets`: adds or replaces these targets in one signed version, all or nothing. */
-  addTargets(targets: Record<string, TargetEntry>) {
-    return this.request(TargetsList, "POST", "/admin/targets", { targets });
+  /**
+   * `POST /admin/targets`: adds or replaces these targets in one signed version, all or nothing.
+   * With `expectedVersion` (the `version` of the `targets()` they were made from) the gateway
+   * answers 409 if another writer signed a version since: read again and retry.
+   */
+  addTargets(targets: Record<string, TargetEntry>, expectedVersion?: number) {
+    return this.request(TargetsList, "POST", "/admin/targets", { targets, ...(expectedVersion === undefined ? {} : { expectedVersion }) });
   }
 
   /** `DELETE /admin/targets/:name` */
@@ -192,6 +198,16 @@ export class AdminClient {
   /** `POST /admin/tokens/:id/revoke` (a registration or an API token). */
   revokeToken(id: string) {
     return this.request(TokenRevoked, "POST", `/admin/tokens/${encodeURIComponent(id)}/revoke`);
+  }
+
+  /** `GET /admin/keys/root`: the current signed root.json. */
+  root() {
+    return this.request(SignedRootDocument, "GET", "/admin/keys/root");
+  }
+
+  /** `POST /admin/keys/root`: installs a root.json signed offline (docs/keys.md). */
+  installRoot(root: unknown) {
+    return this.request(RootInstalled, "POST", "/admin/keys/root", root);
   }
 
   /** `POST /admin/keys/rotate` */

@@ -160,6 +160,13 @@ export type TokenRevoked = Static<typeof TokenRevoked>;
 export const TargetsList = Type.Object({ targets: Type.Record(Type.String(), TargetEntry), version: Type.Integer() });
 export type TargetsList = Static<typeof TargetsList>;
 
+/** POST /admin/keys/root answer: the root version now served and the roles re-signed with it. */
+export const RootInstalled = Type.Object({ rootVersion: Type.Integer(), refreshed: Type.Array(Type.String()) });
+export type RootInstalled = Static<typeof RootInstalled>;
+
+/** GET /admin/keys/root: the current signed root.json (checked by the caller's TUF code, not here). */
+export const SignedRootDocument = Type.Object({ signed: Type.Object({ _type: Type.Literal("root") }, { additionalProperties: true }), signatures: Type.Array(Type.Unknown()) });
+
 /** POST /admin/keys/rotate answer. */
 export const RotateResult = Type.Object({ role: Type.String(), rootVersion: Type.Union([Type.Integer(), Type.Null()]) });
 export type RotateResult = Static<typeof RotateResult>;

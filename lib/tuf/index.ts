@@ -5,3 +5,4 @@ export * from "./fetcher.ts";
 export * from "./verification-errors.ts";
 export * from "./verify-targets.ts";
 export * from "./select-target.ts";
+export * from "./root-ceremony.ts";

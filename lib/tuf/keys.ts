@@ -10,8 +10,9 @@
  * @module
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as cryptoSign, type KeyObject } from "node:crypto";
-import { chmod, readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { Key, Signature } from "@tufjs/models";
+import { writeFileAtomic } from "../fs/atomic-write.ts";
 import { canonicalJson } from "./canonical-json.ts";
 
 /** The public key object as TUF root.json lists it (without the key id). */
@@ -118,7 +119,7 @@ export function parseKey(text: string, path = "key file"): TufKeyPair {
 }
 
 /**
- * Writes a key file atomically (temp file + rename), mode 0600.
+ * Writes a key file atomically and durably (lib/fs's writeFileAtomic), mode 0600.
  *
  * @example
  * ```ts
@@ -126,10 +127,7 @@ export function parseKey(text: string, path = "key file"): TufKeyPair {
  * ```
  */
 export async function saveKeyFile(path: string, pair: TufKeyPair): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  await writeFile(tmp, serializeKey(pair), { mode: 0o600, flag: "wx" });
-  await chmod(tmp, 0o600);
-  await rename(tmp, path);
+  await writeFileAtomic(path, serializeKey(pair), { mode: 0o600 });
 }
 
 /**
@@ -145,4 +143,39 @@ export async function loadKeyFile(path: string): Promise<TufKeyPair> {
     throw new KeyFileError(path, (cause as NodeJS.ErrnoException).code ?? String(cause), { cause });
   }
   return parseKey(text, path);
+}
+
+/** A public key with its TUF id: what a key holder shares, and what root.json lists. */
+export type TufPublicKeyWithId = Pick<TufKeyPair, "keyId" | "publicKey">;
+
+/** The public key file text for a key (`{keytype, scheme, keyval, keyid}`: no private part). */
+export const serializePublicKey = (pair: TufPublicKeyWithId): string => `${JSON.stringify({ ...pair.publicKey, keyid: pair.keyId }, null, 2)}\n`;
+
+/**
+ * Reads the public key from a public key file or a private key file (its public part).
+ *
+ * @example
+ * ```ts
+ * parsePublicKey(serializePublicKey(generateKey())).keyId.length; // 64
+ * ```
+ * @throws {KeyFileError} If it holds no ed25519 public key, or its key id does not match it.
+ */
+export function parsePublicKey(text: string, path = "key file"): TufPublicKeyWithId {
+  let d: { private?: unknown; keyid?: unknown; keytype?: unknown; scheme?: unknown; keyval?: { public?: unknown } };
+  try {
+    d = JSON.parse(text);
+  } catch (cause) {
+    throw new KeyFileError(path, "not JSON", { cause });
+  }
+  if (typeof d?.private === "string") {
+    const pair = parseKey(text, path);
+    return { keyId: pair.keyId, publicKey: pair.publicKey };
+  }
+  const hex = d?.keyval?.public;
+  if (d?.keytype !== "ed25519" || d.scheme !== "ed25519" || typeof hex !== "string" || !/^[0-9a-f]{64}$/.test(hex))
+    throw new KeyFileError(path, "not an ed25519 public key ({keytype, scheme, keyval: {public: <64 hex>}})");
+  const publicKey: TufPublicKey = { keytype: "ed25519", scheme: "ed25519", keyval: { public: hex } };
+  const keyId = keyIdOf(publicKey);
+  if (d.keyid !== undefined && d.keyid !== keyId) throw new KeyFileError(path, `key id ${String(d.keyid)} does not match the key (${keyId})`);
+  return { keyId, publicKey };
 }
