@@ -24,7 +24,7 @@ import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platfo
 import { parseReference, type Reference } from "../../lib/oci/reference.ts";
 import { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
-import { AdminClient } from "../../lib/api/admin-client.ts";
+import { AdminApiError, AdminClient } from "../../lib/api/admin-client.ts";
 import { copyImage } from "./copy-image.ts";
 import { dockerCredentials } from "./credentials.ts";
 import { discover, type AppDir, type BuildDir } from "./discover.ts";
@@ -333,14 +333,26 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       });
     }
 
-    // ---- targets: last, in one call -------------------------------------------------------------
-    const existing = (await admin.targets()).targets;
-    const version = opts.version ?? nextVersion(existing);
-    const targets = makeTargets(
-      { hwids, tags, version, apps: Object.fromEntries(published.map((a) => [a.name, a.uri])), containersSha: git.sha },
-      existing,
-    );
-    if (!dryRun) await admin.addTargets(targets);
+    // ---- targets: last, in one call; made again from a fresh read if another publish signed first (409) ----
+    let version: number;
+    let targets: Record<string, TargetEntry>;
+    for (let attempt = 1; ; attempt++) {
+      const current = await admin.targets();
+      version = opts.version ?? nextVersion(current.targets);
+      targets = makeTargets(
+        { hwids, tags, version, apps: Object.fromEntries(published.map((a) => [a.name, a.uri])), containersSha: git.sha },
+        current.targets,
+      );
+      if (dryRun) break;
+      try {
+        await admin.addTargets(targets, current.version);
+        break;
+      } catch (e) {
+        if (!(e instanceof AdminApiError && e.status === 409) || attempt >= 10) throw e;
+        if ((await admin.targets()).version === current.version) throw e; // refused for another reason (e.g. targets key offline)
+        log(`targets: another publish signed targets.json meanwhile; numbering again from the new version`);
+      }
+    }
     log(`targets: ${dryRun ? "would add" : "added"} ${Object.keys(targets).join(", ")}`);
     return {
       factory,
