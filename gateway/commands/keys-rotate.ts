@@ -4,11 +4,12 @@ import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 const ROLES = ["root", "targets", "snapshot", "timestamp"] as const;
 
 export default defineCommand({
-  summary: "Rotate a TUF role's signing key (root, targets, snapshot or timestamp)",
+  summary: "Rotate an online TUF key (targets, snapshot or timestamp) with the root key held in the data dir",
   description:
-    "Asks the running gateway to make a new key, publish a new root.json listing it (signed by the root key;\n" +
-    "by old and new root keys for a root rotation) and re-sign the role. Devices follow via N.root.json.\n" +
-    "The root key (DIR/tuf/keys/root.json) must be present while rotating." +
+    "Asks the running gateway to make a new key, publish a new root.json listing it (signed by the root key in\n" +
+    "DIR/tuf/keys/) and re-sign the role. Devices follow via N.root.json. The gateway refuses `root` here, and\n" +
+    "any role when the root key is offline: then draft, sign and install the new root with\n" +
+    "gateway keys init-root / sign-root / push-root (docs/keys.md)." +
     "\n\n" +
     ADMIN_HELP,
   usage: "<role>",

@@ -1,0 +1,28 @@
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { generateKey, serializeKey, serializePublicKey } from "../../lib/tuf/keys.ts";
+
+export default defineCommand({
+  summary: "Make a TUF signing key (ed25519): PREFIX.json is the private key, PREFIX.pub.json what others may see",
+  description: [
+    "Run it where the key will live: an offline machine for a root key (each key holder makes their own),",
+    "or the gateway for an online key (then move PREFIX.json into DIR/tuf/keys/). Hand PREFIX.pub.json to",
+    "whoever drafts the root (gateway keys init-root --key ROLE=PREFIX.pub.json). Never overwrites a file.",
+    "See docs/keys.md for the whole ceremony.",
+  ].join("\n"),
+  flags: {
+    out: { type: "string", description: "Writes PREFIX.json (private, mode 0600) and PREFIX.pub.json (public)", placeholder: "PREFIX" },
+    ...formatFlag,
+  },
+  async run({ flags, out }) {
+    if (!flags.out) throw new UsageError("--out PREFIX is required");
+    const prefix = flags.out.replace(/\.json$/, "");
+    const key = generateKey();
+    await writeFileAtomic(`${prefix}.json`, serializeKey(key), { mode: 0o600, noReplace: true });
+    await writeFileAtomic(`${prefix}.pub.json`, serializePublicKey(key), { noReplace: true });
+    out.result(
+      { keyId: key.keyId, private: `${prefix}.json`, public: `${prefix}.pub.json` },
+      (r) => `key ${r.keyId}\nwrote ${r.private} (private: keep it where it signs) and ${r.public} (public: give it to the root drafter)`,
+    );
+  },
+});

@@ -1,0 +1,46 @@
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { loadKeyFile } from "../../lib/tuf/keys.ts";
+import { parseMetadata } from "../../lib/tuf/metadata.ts";
+import { rootSignatureStatus, signRoot } from "../../lib/tuf/root-ceremony.ts";
+
+export default defineCommand({
+  summary: "Add one key's signature to a root.json draft, and say which signatures it still needs",
+  description: [
+    "Run by each root key holder, on the machine that holds their key (offline): the key file never reaches",
+    "the gateway. The draft is rewritten in place with the signature added. A new root counts only when it",
+    "carries a threshold of the previous root's root keys and a threshold of its own; the previous root is",
+    "--previous, or <N-1>.root.json beside the draft (gateway keys init-root writes it there). See docs/keys.md.",
+  ].join("\n"),
+  usage: "<draft.json>",
+  flags: {
+    key: { type: "string", description: "The private key file to sign with", placeholder: "KEYFILE" },
+    previous: { type: "string", description: "The previous root.json (default: <N-1>.root.json beside the draft)", placeholder: "FILE" },
+    ...formatFlag,
+  },
+  async run({ flags, args, out }) {
+    if (args.length !== 1) throw new UsageError("give the draft file: gateway keys sign-root <draft.json> --key KEYFILE");
+    if (!flags.key) throw new UsageError("--key KEYFILE is required");
+    const file = args[0]!;
+    const draft = await readFile(file, "utf8");
+    const version = parseMetadata("root", draft).signed.version;
+    const previousPath = flags.previous ?? join(dirname(file), `${version - 1}.root.json`);
+    const previous = await readFile(previousPath, "utf8").catch((e: NodeJS.ErrnoException) => {
+      if (flags.previous || e.code !== "ENOENT") throw e;
+      return undefined;
+    });
+    const key = await loadKeyFile(flags.key);
+    const signed = signRoot(draft, key, previous);
+    await writeFileAtomic(file, signed);
+    const status = rootSignatureStatus(signed, previous);
+    out.result({ draft: file, keyId: key.keyId, thresholds: status, ready: previous !== undefined && status.every((s) => s.met) }, (r) =>
+      [
+        `signed ${r.draft} (v${version}) with ${r.keyId}`,
+        ...r.thresholds.map((s) => `  ${s.of === "new" ? "new root keys     " : "previous root keys"}: ${s.signed.length} of ${s.threshold} needed${s.met ? " (met)" : `; unsigned: ${s.unsigned.join(", ")}`}`),
+        previous === undefined ? `  (no ${previousPath}: the previous root's threshold was not checked)` : r.ready ? `ready: gateway keys push-root ${r.draft}` : "not ready yet: more signatures needed",
+      ].join("\n"),
+    );
+  },
+});
