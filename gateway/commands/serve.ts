@@ -1,5 +1,14 @@
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
 import { startGatewayServer } from "../gateway.ts";
+import { DEFAULT_LIMITS } from "../transport/index.ts";
+
+/** A flag holding a positive number (seconds may have a fraction); the caller names the flag in the error. */
+function positive(flag: string, value: string, integer: boolean): number {
+  const n = Number(value);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !(n > 0) || (integer && !Number.isInteger(n)))
+    throw new UsageError(`--${flag} must be a positive ${integer ? "integer" : "number"}, got "${value}"`);
+  return n;
+}
 
 export default defineCommand({
   summary: "Run the gateway: device API, TUF repository, registry and admin API on one HTTPS port",
@@ -11,6 +20,13 @@ export default defineCommand({
     "TLS-terminating proxy, pass --trust-proxy with the proxy's addresses: the client certificate it forwards",
     "in --client-cert-header (URL-encoded PEM) is honoured from those addresses only, and is still checked",
     "against the factory CA and the device's revocation.",
+    "",
+    "Slow or idle clients: a client without a valid certificate or token has --head-timeout seconds to send a",
+    "request head (from connect, TLS handshake included) and --body-timeout seconds for the body; authenticated",
+    "clients may be idle or stall for --idle-timeout seconds. A request to a device endpoint without a device",
+    "certificate, or to /admin or /v2 without a token, is answered 401 before its body is read. Past",
+    "--max-connections, or --max-connections-per-address unauthenticated ones from one address (trusted proxies",
+    "exempt), the oldest unauthenticated connection is closed.",
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Data directory (created on first start)", placeholder: "DIR" },
@@ -22,6 +38,11 @@ export default defineCommand({
     "tls-key": { type: "string", description: "Key of --tls-cert", placeholder: "FILE" },
     "trust-proxy": { type: "string", description: "Proxy addresses whose forwarded client certificate is trusted", placeholder: "CIDRS" },
     "client-cert-header": { type: "string", description: "Header carrying the forwarded client certificate", default: "x-client-cert", placeholder: "NAME" },
+    "head-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request head", default: String(DEFAULT_LIMITS.headTimeoutMs / 1000), placeholder: "SECONDS" },
+    "body-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request body", default: String(DEFAULT_LIMITS.bodyTimeoutMs / 1000), placeholder: "SECONDS" },
+    "idle-timeout": { type: "string", description: "Seconds an authenticated client may be idle or stall", default: String(DEFAULT_LIMITS.idleTimeoutMs / 1000), placeholder: "SECONDS" },
+    "max-connections": { type: "string", description: "Open connections in all", default: String(DEFAULT_LIMITS.maxConnections), placeholder: "N" },
+    "max-connections-per-address": { type: "string", description: "Unauthenticated connections from one address", default: String(DEFAULT_LIMITS.maxConnectionsPerAddress), placeholder: "N" },
     "polling-seconds": { type: "string", description: "Polling interval written into new devices' sota.toml", default: "300", placeholder: "N" },
   },
   async run({ flags, out }) {
@@ -29,6 +50,13 @@ export default defineCommand({
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
     const polling = Number(flags["polling-seconds"]);
     if (!Number.isInteger(polling) || polling < 1) throw new UsageError("--polling-seconds must be a positive integer");
+    const limits = {
+      headTimeoutMs: positive("head-timeout", flags["head-timeout"], false) * 1000,
+      bodyTimeoutMs: positive("body-timeout", flags["body-timeout"], false) * 1000,
+      idleTimeoutMs: positive("idle-timeout", flags["idle-timeout"], false) * 1000,
+      maxConnections: positive("max-connections", flags["max-connections"], true),
+      maxConnectionsPerAddress: positive("max-connections-per-address", flags["max-connections-per-address"], true),
+    };
     const running = await startGatewayServer({
       dataDir: flags.data,
       listen: flags.listen,
@@ -39,6 +67,7 @@ export default defineCommand({
       ...(flags["trust-proxy"] ? { trustProxy: flags["trust-proxy"] } : {}),
       clientCertHeader: flags["client-cert-header"],
       pollingSeconds: polling,
+      limits,
       log: (line) => out.info(line),
     });
     await new Promise<void>((resolve) => {

@@ -3,13 +3,12 @@ import { Hono } from "hono";
 import { AppsStates, MAX_DEVICE_BODY } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
-import { jsonBody, limit } from "./_validate.ts";
+import { jsonBody } from "./_validate.ts";
 
 export const deviceAppsStates = new Hono<GatewayEnv>().post(
   "/apps-states",
   requireDevice,
-  limit(MAX_DEVICE_BODY),
-  jsonBody(AppsStates),
+  jsonBody(AppsStates, { maxBytes: MAX_DEVICE_BODY }),
   async (c) => {
     await c.var.gw.store.putAppsStates(c.var.device.uuid, c.req.valid("json"));
     return c.body(null, 204);

@@ -3,13 +3,12 @@ import { Hono } from "hono";
 import { EventBatch, MAX_DEVICE_BODY } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
-import { jsonBody, limit } from "./_validate.ts";
+import { jsonBody } from "./_validate.ts";
 
 export const deviceEvents = new Hono<GatewayEnv>().post(
   "/events",
   requireDevice,
-  limit(MAX_DEVICE_BODY),
-  jsonBody(EventBatch),
+  jsonBody(EventBatch, { maxBytes: MAX_DEVICE_BODY }),
   async (c) => {
     const events = c.req.valid("json");
     const stored = await c.var.gw.store.appendEvents(c.var.device.uuid, events);

@@ -5,10 +5,10 @@ import { MAX_DEVICE_BODY, NetworkInfo, SystemConfig, SystemInfo } from "../../li
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
 import type { SystemInfoKind } from "../store/types.ts";
-import { jsonBody, limit } from "./_validate.ts";
+import { jsonBody } from "./_validate.ts";
 
 const inventory = <T extends TSchema>(app: Hono<GatewayEnv>, path: string, kind: SystemInfoKind, schema: T) =>
-  app.put(path, requireDevice, limit(MAX_DEVICE_BODY), jsonBody(schema), async (c) => {
+  app.put(path, requireDevice, jsonBody(schema, { maxBytes: MAX_DEVICE_BODY }), async (c) => {
     await c.var.gw.store.putSystemInfo(c.var.device.uuid, kind, c.req.valid("json"));
     return c.body(null, 204);
   });

@@ -58,11 +58,29 @@ export type AppState = Static<typeof AppState>;
 
 export const AppsStates = Type.Object({
   deviceTime: Type.String({ maxLength: 64 }),
-  apps: Type.Record(Type.String({ maxLength: 128 }), AppState),
+  apps: Type.Record(Type.String({ maxLength: 128 }), AppState, { maxProperties: 256 }),
 });
 export type AppsStates = Static<typeof AppsStates>;
 
-export const SystemInfo = Type.Record(Type.String({ maxLength: 128 }), Type.Unknown());
+/**
+ * A device-supplied inventory value: any JSON, but bounded: strings up to 4 KiB, arrays up to 256
+ * items, objects up to 256 keys of up to 128 characters. (The JSON reader bounds the nesting depth.)
+ */
+export const InventoryValue = Type.Recursive(
+  (Self) =>
+    Type.Union([
+      Type.String({ maxLength: 4096 }),
+      Type.Number(),
+      Type.Boolean(),
+      Type.Null(),
+      Type.Array(Self, { maxItems: 256 }),
+      Type.Record(Type.String({ maxLength: 128 }), Self, { maxProperties: 256 }),
+    ]),
+  { $id: "InventoryValue" },
+);
+
+/** PUT /system_info: hardware inventory (fioup sends flat facts; lshw-style trees fit too). */
+export const SystemInfo = Type.Record(Type.String({ maxLength: 128 }), InventoryValue, { maxProperties: 256 });
 
 export const NetworkInfo = Type.Object({
   hostname: Type.String({ maxLength: 255 }),
@@ -72,7 +90,7 @@ export const NetworkInfo = Type.Object({
 export type NetworkInfo = Static<typeof NetworkInfo>;
 
 /** PUT /system_info/config: the device's merged config, as TOML text or a JSON object. */
-export const SystemConfig = Type.Union([Type.String({ maxLength: 65536 }), Type.Record(Type.String(), Type.Unknown())]);
+export const SystemConfig = Type.Union([Type.String({ maxLength: 65536 }), Type.Record(Type.String({ maxLength: 128 }), InventoryValue, { maxProperties: 256 })]);
 
 /** GET /device */
 export const DeviceInfo = Type.Object({

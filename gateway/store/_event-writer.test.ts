@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { DeviceEvent } from "../../lib/api/index.ts";
+import { EventWriteError, EventWriter } from "./_event-writer.ts";
+
+let dir: string;
+let path: string;
+let writer: EventWriter;
+
+const ev = (id: string, extra: Record<string, unknown> = {}): DeviceEvent => ({
+  id,
+  deviceTime: "2026-01-01T00:00:00Z",
+  eventType: { id: "EcuDownloadStarted", version: 2 },
+  event: { correlationId: "c", ...extra },
+});
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "event-writer-"));
+  path = join(dir, "db.sqlite");
+  const db = new Database(path);
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, device_uuid TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (device_uuid, id))");
+  // Stands for any per-row failure inside the worker's transaction.
+  db.exec("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.device_uuid = 'dev-refused' BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END");
+  db.close();
+  writer = new EventWriter(path);
+});
+
+afterAll(async () => {
+  await writer.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("EventWriter", () => {
+  test("an event that cannot be serialised rejects its own call; concurrent calls all commit", async () => {
+    const deep: Record<string, unknown> = {};
+    deep.self = deep; // JSON.stringify throws, as it does on a 100,000-deep value
+    const good = Array.from({ length: 200 }, (_, i) => writer.append("dev-b", [ev(`b-${i}`)]));
+    const bad = writer.append("dev-a", [ev("a-1", { deep })]);
+    const more = Array.from({ length: 200 }, (_, i) => writer.append("dev-b", [ev(`c-${i}`)]));
+    await expect(bad).rejects.toThrow(EventWriteError);
+    expect(await Promise.all([...good, ...more])).toEqual(Array(400).fill(1));
+    const db = new Database(path, { readonly: true });
+    const n = db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM events WHERE device_uuid = ?").get("dev-b")!.n;
+    const a = db.query<{ n: number }, [string]>("SELECT count(*) AS n FROM events WHERE device_uuid = ?").get("dev-a")!.n;
+    db.close();
+    expect(n).toBe(400);
+    expect(a).toBe(0);
+  });
+
+  test("an item the database refuses fails alone; the rest of its batch commits", async () => {
+    const before = Array.from({ length: 50 }, (_, i) => writer.append("dev-y", [ev(`y-${i}`)]));
+    const refused = writer.append("dev-refused", [ev("r-1")]);
+    const after = Array.from({ length: 50 }, (_, i) => writer.append("dev-y", [ev(`z-${i}`)]));
+    await expect(refused).rejects.toThrow("refused by trigger");
+    expect(await Promise.all([...before, ...after])).toEqual(Array(100).fill(1));
+    expect(await writer.append("dev-y", [ev("y-1")])).toBe(0); // a duplicate id is stored once
+  });
+});
