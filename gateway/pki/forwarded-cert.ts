@@ -1,8 +1,11 @@
 /**
  * Proxy mode: a TLS-terminating proxy forwards the client certificate it
- * verified in a header (URL-encoded PEM). We still check it was issued by our
- * device CA and is in its validity period; results are cached by header value
- * so a check-in costs one map lookup.
+ * verified in a header. Two spellings exist in the proxies users run: nginx's
+ * `$ssl_client_escaped_cert` (URL-encoded PEM) and HAProxy's
+ * `%[ssl_c_der,base64]` (one line of base64 DER; HAProxy 2.6 has no PEM
+ * fetch). Both are accepted. We still check it was issued by our device CA and
+ * is in its validity period; results are cached by header value so a check-in
+ * costs one map lookup.
  *
  * @module
  */
@@ -29,8 +32,7 @@ export class ForwardedCertVerifier {
     let peer: PeerIdentity | undefined;
     let notAfter = now + 60_000;
     try {
-      const pem = decodeURIComponent(headerValue.replace(/\+/g, " ")).replace(/\t/g, "\n");
-      const cert = new x509.X509Certificate(pem);
+      const cert = new x509.X509Certificate(certificateBytes(headerValue));
       const valid = cert.notBefore.getTime() <= now && cert.notAfter.getTime() > now;
       const signed = valid && (await cert.verify({ publicKey: this.#ca.cert.publicKey, signatureOnly: true }));
       const cn = cert.subjectName.getField("CN")[0];
@@ -45,4 +47,11 @@ export class ForwardedCertVerifier {
     this.#cache.set(headerValue, { peer, notAfter });
     return peer;
   }
+}
+
+/** The certificate in a forwarded header: URL-encoded PEM (nginx) or base64 DER (HAProxy). */
+export function certificateBytes(headerValue: string): string | Buffer {
+  const v = headerValue.trim();
+  if (/^[A-Za-z0-9+/]+={0,2}$/.test(v)) return Buffer.from(v, "base64");
+  return decodeURIComponent(v.replace(/\+/g, " ")).replace(/\t/g, "\n");
 }

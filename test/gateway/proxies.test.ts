@@ -1,0 +1,143 @@
+/**
+ * The example load-balancer configs in deploy/, run for real in front of the gateway: HAProxy and
+ * nginx terminating device TLS and forwarding the client certificate (HAProxy as base64 DER,
+ * nginx as URL-encoded PEM), and HAProxy in TCP mode passing TLS through to the gateway. Through
+ * each, a device registers, is recognised by its certificate, posts events and reads TUF metadata;
+ * a made-up certificate header never gets through, and a certificate of another CA fails the
+ * handshake.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { createCa, signDeviceCsr } from "../../gateway/pki/ca.ts";
+import { x509 } from "../../gateway/pki/x509.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
+import { freePort } from "../harness/tmp.ts";
+import { post, tlsFetch } from "./_client.ts";
+import { makeDeviceCsr } from "./_device.ts";
+import { anEvent } from "./_fixture.ts";
+
+const stops: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const s of stops.reverse()) await s();
+}, 60_000);
+
+let gw: GatewayHandle;
+let proxyPort: number;
+beforeAll(async () => {
+  proxyPort = await freePort();
+  gw = await startGateway({
+    args: ["--public-url", `https://127.0.0.1:${proxyPort}`, "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"],
+  });
+  stops.push(() => gw.stop());
+});
+
+/** Registers a device through `url` with a fresh registration token; returns its mTLS fetch. */
+async function registerThrough(url: string) {
+  const tokenRes = await gw.adminFetch("/admin/tokens", post({ tags: ["main"] }));
+  expect(tokenRes.status).toBeLessThan(300);
+  const { token } = (await tokenRes.json()) as { token: string };
+  const k = await makeDeviceCsr();
+  const reg = await tlsFetch({ ca: gw.caPem })(`${url}/devices`, {
+    ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+  });
+  expect(reg.status).toBe(201);
+  const { certificate } = (await reg.json()) as RegistrationResponse;
+  return { uuid: k.uuid, cert: certificate, key: k.keyPem, fetch: tlsFetch({ ca: gw.caPem, cert: certificate, key: k.keyPem }) };
+}
+
+async function deviceWorksThrough(url: string) {
+  const dev = await registerThrough(url);
+  const me = await dev.fetch(`${url}/device`);
+  expect(me.status).toBe(200);
+  expect(((await me.json()) as { uuid: string }).uuid).toBe(dev.uuid);
+  expect((await dev.fetch(`${url}/events`, post([anEvent(`through-${dev.uuid}`)]))).status).toBe(200);
+  expect((await dev.fetch(`${url}/repo/timestamp.json`)).status).toBe(200);
+  return dev;
+}
+
+async function spoofRefused(url: string, header: string) {
+  // No client certificate, but a certificate header claiming to be the device.
+  // A connection of its own (keepalive off), so it cannot ride on a device's pooled TLS session.
+  const res = await tlsFetch({ ca: gw.caPem })(`${url}/device`, { headers: { "x-ssl-client-cert": header }, keepalive: false });
+  expect(res.status).toBe(401);
+}
+
+async function foreignCertRefused(url: string) {
+  const other = await createCa("main");
+  const k = await makeDeviceCsr();
+  const { certPem } = await signDeviceCsr(other, k.csrPem, { uuid: k.uuid, factory: "main" });
+  const outcome = await tlsFetch({ ca: gw.caPem, cert: certPem, key: k.keyPem })(`${url}/device`).then(
+    (r) => r.status,
+    () => "handshake failed",
+  );
+  expect([400, 401, 403, "handshake failed"]).toContain(outcome);
+  expect(outcome).not.toBe(200);
+}
+
+describe("HAProxy terminating TLS (deploy/haproxy/gateway.cfg)", () => {
+  let proxy: ProxyHandle;
+  beforeAll(async () => {
+    proxy = await startHaproxy({ dataDir: gw.dataDir, replicas: [gw.host], port: proxyPort });
+    stops.push(() => proxy.stop());
+  });
+
+  test("a device registers, is known by its certificate (base64 DER header), posts events and reads metadata", async () => {
+    await deviceWorksThrough(proxy.url);
+  });
+
+  test("a certificate header sent by a client is dropped; a certificate of another CA fails", async () => {
+    const dev = await registerThrough(proxy.url);
+    await spoofRefused(proxy.url, Buffer.from(new x509.X509Certificate(dev.cert).rawData).toString("base64"));
+    await spoofRefused(proxy.url, encodeURIComponent(dev.cert));
+    await foreignCertRefused(proxy.url);
+  });
+});
+
+describe("nginx terminating TLS (deploy/nginx/gateway.conf)", () => {
+  let proxy: ProxyHandle;
+  beforeAll(async () => {
+    proxy = await startNginx({ dataDir: gw.dataDir, replicas: [gw.host], replicaName: "127.0.0.1" });
+    stops.push(() => proxy.stop());
+  });
+
+  test("a device registers, is known by its certificate (URL-encoded PEM header), posts events and reads metadata", async () => {
+    await deviceWorksThrough(proxy.url);
+  });
+
+  test("a certificate header sent by a client is replaced; a certificate of another CA fails", async () => {
+    const dev = await registerThrough(proxy.url);
+    await spoofRefused(proxy.url, encodeURIComponent(dev.cert));
+    await foreignCertRefused(proxy.url);
+  });
+});
+
+describe("HAProxy in TCP mode (deploy/haproxy/gateway-tcp.cfg): TLS passes through to the gateway", () => {
+  let direct: GatewayHandle;
+  let proxy: ProxyHandle;
+  beforeAll(async () => {
+    // No --trust-proxy: in TCP mode the gateway verifies device certificates itself.
+    const port = await freePort();
+    direct = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`] });
+    stops.push(() => direct.stop());
+    proxy = await startHaproxy({ file: "gateway-tcp.cfg", dataDir: direct.dataDir, replicas: [direct.host], port });
+    stops.push(() => proxy.stop());
+  });
+
+  test("a device registers and checks in through the passthrough, and a header claims nothing", async () => {
+    const tokenRes = await direct.adminFetch("/admin/tokens", post({ tags: ["main"] }));
+    const { token } = (await tokenRes.json()) as { token: string };
+    const k = await makeDeviceCsr();
+    const reg = await tlsFetch({ ca: direct.caPem })(`${proxy.url}/devices`, {
+      ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    });
+    expect(reg.status).toBe(201);
+    const { certificate } = (await reg.json()) as RegistrationResponse;
+    const me = await tlsFetch({ ca: direct.caPem, cert: certificate, key: k.keyPem })(`${proxy.url}/device`);
+    expect(me.status).toBe(200);
+    const spoof = await tlsFetch({ ca: direct.caPem })(`${proxy.url}/device`, { headers: { "x-ssl-client-cert": encodeURIComponent(certificate) } });
+    expect(spoof.status).toBe(401);
+  });
+});

@@ -1,0 +1,93 @@
+/**
+ * Debian's HAProxy and nginx, started privately on 127.0.0.1 from the example configs the project
+ * ships in deploy/ (placeholders filled in), in front of gateways started by the harness. Neither
+ * runs as a system service here: each runs in the foreground under the harness and is stopped by PID.
+ *
+ * @module
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { freePort, portAnswers, Proc, tempDir } from "./tmp.ts";
+
+const REPO = resolve(import.meta.dir, "../..");
+
+export interface ProxyHandle {
+  /** `https://127.0.0.1:PORT` (devices' URL) */
+  url: string;
+  port: number;
+  pid: number;
+  config: string;
+  stop(): Promise<void>;
+}
+
+/** Reads deploy/<path> and replaces each `@NAME@`; a placeholder left unfilled is an error. */
+export function renderDeployConfig(path: string, values: Record<string, string>): string {
+  let text = readFileSync(join(REPO, "deploy", path), "utf8");
+  for (const [k, v] of Object.entries(values)) text = text.replaceAll(`@${k}@`, v);
+  // Only config lines count: comments mention placeholders too.
+  const left = text.split("\n").filter((l) => !l.trim().startsWith("#")).join("\n").match(/@[A-Z_0-9]+@/g);
+  if (left) throw new Error(`deploy/${path}: placeholders left unfilled: ${[...new Set(left)].join(", ")}`);
+  return text;
+}
+
+/** The PEM files a proxy needs from a gateway data dir. */
+function gatewayPems(dir: string, dataDir: string) {
+  const cert = readFileSync(join(dataDir, "pki", "server.pem"), "utf8");
+  const key = readFileSync(join(dataDir, "pki", "server.key"), "utf8");
+  const files = { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key"), both: join(dir, "server-both.pem") };
+  writeFileSync(files.ca, readFileSync(join(dataDir, "pki", "ca.pem")));
+  writeFileSync(files.cert, cert);
+  writeFileSync(files.key, key, { mode: 0o600 });
+  writeFileSync(files.both, cert.trimEnd() + "\n" + key, { mode: 0o600 });
+  return files;
+}
+
+async function run(name: string, dir: string, cmd: string[], port: number, config: string): Promise<ProxyHandle> {
+  const proc = Proc.start({ name, cmd, logFile: join(dir, `${name}.log`) });
+  await proc.waitUntil(() => portAnswers(port), `port ${port}`, 20_000);
+  return { url: `https://127.0.0.1:${port}`, port, pid: proc.pid, config, stop: () => proc.stop(5000) };
+}
+
+/**
+ * HAProxy from deploy/haproxy/<file> in front of the replicas (`host:port` each), with the TLS
+ * material of `dataDir`. Pass `port` when the gateway's --public-url was chosen before.
+ */
+export async function startHaproxy(opts: { file?: string; dataDir: string; replicas: string[]; port?: number }): Promise<ProxyHandle> {
+  const dir = await tempDir("haproxy-");
+  const port = opts.port ?? (await freePort());
+  const pems = gatewayPems(dir, opts.dataDir);
+  let text = renderDeployConfig(`haproxy/${opts.file ?? "gateway.cfg"}`, {
+    LISTEN: `127.0.0.1:${port}`,
+    SERVER_PEM: pems.both,
+    CA_PEM: pems.ca,
+    REPLICA_1: opts.replicas[0]!,
+  });
+  // More replicas: repeat the example's server line for each.
+  const line = text.split("\n").find((l) => l.trim().startsWith("server replica1 "))!;
+  text = text.replace(line, opts.replicas.map((r, i) => line.replace("replica1", `replica${i + 1}`).replace(opts.replicas[0]!, r)).join("\n"));
+  const config = join(dir, "haproxy.cfg");
+  writeFileSync(config, text);
+  return run("haproxy", dir, ["haproxy", "-db", "-f", config], port, config);
+}
+
+/** nginx from deploy/nginx/gateway.conf in front of the replicas, like {@link startHaproxy}. */
+export async function startNginx(opts: { dataDir: string; replicas: string[]; replicaName: string; port?: number }): Promise<ProxyHandle> {
+  const dir = await tempDir("nginx-");
+  const port = opts.port ?? (await freePort());
+  const pems = gatewayPems(dir, opts.dataDir);
+  for (const d of ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(dir, d));
+  let text = renderDeployConfig("nginx/gateway.conf", {
+    LISTEN: `127.0.0.1:${port}`,
+    SERVER_CERT: pems.cert,
+    SERVER_KEY: pems.key,
+    CA_PEM: pems.ca,
+    REPLICA_1: opts.replicas[0]!,
+    REPLICA_NAME: opts.replicaName,
+    PREFIX: dir,
+  });
+  const line = text.split("\n").find((l) => l.trim().startsWith(`server ${opts.replicas[0]};`))!;
+  text = text.replace(line, opts.replicas.map((r) => line.replace(opts.replicas[0]!, r)).join("\n"));
+  const config = join(dir, "nginx.conf");
+  writeFileSync(config, text);
+  return run("nginx", dir, ["nginx", "-e", "stderr", "-p", dir, "-c", config], port, config);
+}
