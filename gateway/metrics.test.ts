@@ -1,16 +1,37 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Metrics, routeLabel } from "./metrics.ts";
+import { testGateway } from "../test/gateway/_fixture.ts";
 
 describe("metrics", () => {
-  test("route labels stay bounded: ids and digests collapse", () => {
-    expect(routeLabel("/admin/devices/0b7e-uuid/updates")).toBe("/admin/devices/:id/updates");
-    expect(routeLabel("/admin/devices/0b7e-uuid")).toBe("/admin/devices/:id");
-    expect(routeLabel("/admin/keys/rotate")).toBe("/admin/keys/rotate");
-    expect(routeLabel("/v2/main/app/blobs/sha256:abc")).toBe("/v2/*");
-    expect(routeLabel("/repo/12.root.json")).toBe("/repo/*");
-    expect(routeLabel("/repo/timestamp.json")).toBe("/repo/timestamp.json");
-    expect(routeLabel("/events")).toBe("/events");
-    expect(routeLabel("/random/thing")).toBe("other");
+  let t: Awaited<ReturnType<typeof testGateway>>;
+  beforeAll(async () => {
+    t = await testGateway();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const routes = (text: string) => new Set([...text.matchAll(/gateway_requests_total\{route="([^"]*)"/g)].map((m) => m[1]));
+
+  test("route labels are route patterns: unknown paths and ids never make new labels", async () => {
+    const auth = t.admin();
+    for (let i = 0; i < 50; i++) {
+      await t.app.request(`/admin/keys/unknown-${i}`, { ...auth, method: "POST" });
+      await t.app.request(`/admin/keys/${i}/x/y`, auth);
+      await t.app.request(`/nowhere/${i}`);
+      await t.app.request(`/repo/${i}.root.json`);
+      await t.app.request(`/admin/devices/${crypto.randomUUID()}`, auth);
+    }
+    const text = await (await t.app.request("/metrics")).text();
+    const labels = routes(text);
+    for (const l of labels) expect(l).not.toMatch(/unknown-|nowhere|[0-9a-f]{8}-/);
+    expect(labels).toContain("/admin/devices/:uuid");
+    expect(labels.size).toBeLessThan(8);
+  });
+
+  test("a path with no route at all is labelled other", () => {
+    expect(routeLabel("/*")).toBe("other");
+    expect(routeLabel("/repo/:file")).toBe("/repo/:file");
   });
 
   test("render() prints Prometheus text with counters and gauges", () => {

@@ -39,19 +39,11 @@ export class Metrics {
   }
 }
 
-const DEVICE_PATHS = new Set(["/events", "/apps-states", "/system_info", "/system_info/network", "/system_info/config", "/device", "/devices"]);
-const PUBLIC_PATHS = new Set(["/healthz", "/metrics", "/openapi.json", "/ca.pem", "/token"]);
-
-/** A bounded route label for a path, so metrics never grow with uuids or digests. */
-export function routeLabel(path: string): string {
-  if (DEVICE_PATHS.has(path) || PUBLIC_PATHS.has(path)) return path;
-  if (path.startsWith("/repo/")) return path.endsWith("timestamp.json") ? "/repo/timestamp.json" : "/repo/*";
-  if (path.startsWith("/v2/") || path === "/v2") return "/v2/*";
-  if (path.startsWith("/admin/")) {
-    const parts = path.split("/"); // ["", "admin", resource, id?, action?]
-    const res = parts[2] ?? "";
-    if (!["devices", "targets", "tokens", "keys"].includes(res)) return "/admin/other";
-    return ["", "admin", res, ...(parts[3] ? [res === "keys" ? parts[3] : ":id"] : []), ...(parts[4] ? [parts[4]] : [])].join("/").slice(0, 64);
-  }
-  return "other";
+/**
+ * The label of a request for its route pattern (Hono's `routePath`): the pattern itself, "other"
+ * when nothing but the catch-all middleware matched. Never built from the raw path, so unknown
+ * paths (`/admin/keys/<anything>`) cannot create new label values.
+ */
+export function routeLabel(routePath: string): string {
+  return routePath === "/*" || routePath === "*" || routePath === "" ? "other" : routePath;
 }
