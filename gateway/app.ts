@@ -1,13 +1,13 @@
 /**
  * The gateway's Hono app: mounts one route file per resource and translates
- * errors once. Independent of the transport: server.ts feeds it requests with
- * the verified peer in `env`, tests call `app.request(path, init, { peer })`.
+ * errors once. Independent of the transport: gateway/transport/ feeds it
+ * requests with the verified peer in `env`, tests call `app.request(path, init, { peer })`.
  *
  * @module
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { adminDevices, adminKeys, adminTargets, adminTokens, requireAdmin } from "./admin/index.ts";
+import { adminDevices, adminKeys, adminTargets, adminTokens, requireApiToken } from "./admin/index.ts";
 import type { Gateway, GatewayEnv } from "./env.ts";
 import { routeLabel } from "./metrics.ts";
 import { CsrRejectedError } from "./pki/ca.ts";
@@ -37,11 +37,12 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
   app.use(async (c, next) => {
     c.set("gw", gw);
     await next();
-    gw.metrics.count(routeLabel(c.req.path), c.res.status);
+    // The matched route's pattern ("/admin/devices/:uuid"), never the raw path: labels stay a fixed set.
+    gw.metrics.count(routeLabel(c.req.routePath), c.res.status);
   });
 
   const admin = new Hono<GatewayEnv>()
-    .use(requireAdmin)
+    .use(requireApiToken) // roles: gateway/admin/auth.ts
     .route("/", adminDevices)
     .route("/", adminTargets)
     .route("/", adminTokens)

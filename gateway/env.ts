@@ -7,6 +7,8 @@
  * @module
  */
 import type { TargetEntry } from "../lib/api/index.ts";
+import type { ApiTokenCache } from "./admin/api-tokens.ts";
+import type { Caller } from "./admin/auth.ts";
 import type { DeviceCache } from "./devices/cache.ts";
 import type { Sightings } from "./devices/sightings.ts";
 import type { Metrics } from "./metrics.ts";
@@ -51,6 +53,8 @@ export interface Gateway {
   publicUrl: string;
   tuf: TufService;
   devices: DeviceCache;
+  /** Publish and admin tokens (gateway/admin/api-tokens.ts). */
+  apiTokens: ApiTokenCache;
   sightings: Sightings;
   metrics: Metrics;
   /** [uptane] polling_seconds written into new devices' sota.toml. */
@@ -59,5 +63,13 @@ export interface Gateway {
 
 export interface GatewayEnv {
   Bindings: Bindings;
-  Variables: { gw: Gateway; device: DeviceRow; admin?: boolean; registrationToken?: RegistrationTokenRow };
+  Variables: {
+    gw: Gateway;
+    device: DeviceRow;
+    /** Set for any authenticated API caller (the registry reads it). */
+    admin?: boolean;
+    /** The API token's role, set by requireApiToken (gateway/admin/auth.ts). */
+    caller?: Caller;
+    registrationToken?: RegistrationTokenRow;
+  };
 }

@@ -8,7 +8,9 @@
 import type { Context } from "hono";
 import { hostname } from "node:os";
 import { isIP } from "node:net";
-import { isAdmin } from "./admin/auth.ts";
+import { ApiTokenCache } from "./admin/api-tokens.ts";
+import { requestCaller } from "./admin/auth.ts";
+import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
 import { openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
@@ -18,8 +20,9 @@ import { Metrics } from "./metrics.ts";
 import { TufRepo } from "./ota/repo.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
-import { createRegistry, createTokenEndpoint, type RegistryAction } from "./registry/index.ts";
-import { listen, type Listening } from "./transport/index.ts";
+import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
+import { listen, type Listening, type TransportLimits } from "./transport/index.ts";
+import { createAdmission } from "./admission.ts";
 import { openStore } from "./store/open.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
@@ -39,6 +42,8 @@ export interface ServeOptions {
   trustProxy?: string;
   clientCertHeader?: string;
   pollingSeconds?: number;
+  /** Connection deadlines and caps (gateway/transport/options.ts has the defaults). */
+  limits?: Partial<TransportLimits>;
   log?: (line: string) => void;
 }
 
@@ -107,44 +112,30 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       publicUrl: "", // set once the port is known
       tuf,
       devices: new DeviceCache(store),
+      apiTokens: new ApiTokenCache(store),
       sightings,
       metrics: new Metrics(),
       pollingSeconds: opts.pollingSeconds ?? 300,
     };
 
-    /** Who is calling the registry: the admin token, or a valid device certificate. */
-    const identify = async (c: Context<GatewayEnv>): Promise<"admin" | { device: string } | undefined> => {
-      if (isAdmin(c.req.header("authorization"), data.adminToken)) {
-        c.set("admin", true);
-        return "admin";
-      }
-      const peer = c.env?.peer;
-      if (!peer) return undefined;
-      const d = await gw.devices.get(peer.cn);
-      if (!d || d.revokedAt || d.certSerial !== peer.serial) return undefined;
-      c.set("device", d);
-      return { device: d.uuid };
-    };
-    /** Admin: everything. Device: pull only its factory's repositories. */
-    const allowed = (who: "admin" | { device: string }, repository: string, action: RegistryAction) =>
-      who === "admin" || (action === "pull" && (repository === "" || repository.startsWith(`${data.factory}/`)));
-
+    const access = registryAccess(gw);
     const registryApps = (realm: string) => [
-      createTokenEndpoint<"admin" | { device: string }>({
+      createTokenEndpoint<RegistryIdentity>({
         secret: data.registrySecret,
-        identify: (c) => identify(c as Context<GatewayEnv>),
-        checkCredentials: (_user, password) => (isAdmin(`Bearer ${password}`, data.adminToken) ? "admin" : undefined),
-        allowed,
-        subject: (who) => (who === "admin" ? "admin" : `device:${who.device}`),
+        identify: (c) => access.identify(c as Context<GatewayEnv>),
+        checkCredentials: access.checkCredentials,
+        allowed: access.allowed,
+        subject: access.subject,
       }),
       createRegistry({
         root: data.registryDir,
         tokenSecret: data.registrySecret,
         tokenRealm: realm,
         served: gw.metrics.registryBytes,
-        authorize: async (c, access) => {
-          const who = await identify(c as Context<GatewayEnv>);
-          return who !== undefined && allowed(who, access.repository, access.action);
+        tokenRevoked: access.tokenRevoked,
+        authorize: async (c, want) => {
+          const who = await access.identify(c as Context<GatewayEnv>);
+          return who !== undefined && access.allowed(who, want.repository, want.action);
         },
       }),
     ];
@@ -161,6 +152,14 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
       forwardedCerts: new ForwardedCertVerifier(data.ca),
       fetch: (req, env) => app!.fetch(req, env),
+      admit: createAdmission({
+        devices: gw.devices,
+        tokenValid: async (auth) => {
+          const bearer = bearerToken(auth);
+          return (bearer !== undefined && verifyRegistryToken(data.registrySecret, bearer) !== undefined) || (await requestCaller(gw, auth)) !== undefined;
+        },
+      }),
+      ...(opts.limits ? { limits: opts.limits } : {}),
     });
     const publicBase = publicUrl
       ? publicUrl.origin

@@ -1,10 +1,37 @@
-/** The admin token guards /admin: `Authorization: Bearer <admin token>`, compared in constant time. */
+/**
+ * Who may call /admin (and push to the registry): the data dir's admin token,
+ * or a publish/admin API token made with `gateway tokens create --role`.
+ * Secrets are compared as sha256 hashes (constant time for the admin token).
+ *
+ * | role | may |
+ * |---|---|
+ * | publish | GET and POST /admin/targets; push and pull `<factory>/...` in the registry |
+ * | admin | all of /admin (devices, tokens, targets, key rotation); the whole registry |
+ *
+ * Rotating the root key needs the offline root key, which no token carries.
+ *
+ * @module
+ */
 import { createMiddleware } from "hono/factory";
 import { HTTPException } from "hono/http-exception";
-import type { GatewayEnv } from "../env.ts";
-import { sameSecret } from "../pki/tokens.ts";
+import type { ApiRole } from "../../lib/api/admin.ts";
+import type { Gateway, GatewayEnv } from "../env.ts";
+import { hashSecret, sameSecret, tokenSecret } from "../pki/tokens.ts";
+import { apiTokenUsable } from "./api-tokens.ts";
 
-/** The admin token in a request: Bearer, or Basic with any user and the token as password (docker, skopeo). */
+/** An authenticated API caller; `tokenId` null for the data dir's admin token. */
+export interface Caller {
+  role: ApiRole;
+  tokenId: string | null;
+}
+
+/** What a publish token may call under /admin: read the targets and add new ones. Everything else needs admin. */
+const PUBLISH_ROUTES: readonly (readonly [method: string, path: string])[] = [
+  ["GET", "/admin/targets"],
+  ["POST", "/admin/targets"],
+];
+
+/** The token in a request: Bearer, or Basic with any user and the token as password (docker, skopeo). */
 export function presentedAdminToken(authorization: string | undefined): string | undefined {
   if (!authorization) return undefined;
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
@@ -18,15 +45,46 @@ export function presentedAdminToken(authorization: string | undefined): string |
   return undefined;
 }
 
+/** True for the data dir's admin token (synchronous: no API token lookup). */
 export const isAdmin = (authorization: string | undefined, adminToken: string) => {
   const t = presentedAdminToken(authorization);
   return t !== undefined && sameSecret(t, adminToken);
 };
 
-export const requireAdmin = createMiddleware<GatewayEnv>(async (c, next) => {
+/** The caller a token names, or undefined (unknown, revoked or expired). */
+export async function callerOf(gw: Gateway, token: string): Promise<Caller | undefined> {
+  if (sameSecret(token, gw.adminToken)) return { role: "admin", tokenId: null };
+  const row = await gw.apiTokens.byHash(hashSecret(tokenSecret(token)));
+  return apiTokenUsable(row) ? { role: row.role, tokenId: row.id } : undefined;
+}
+
+/** The caller of a request (Bearer or Basic credentials), or undefined. */
+export async function requestCaller(gw: Gateway, authorization: string | undefined): Promise<Caller | undefined> {
+  const token = presentedAdminToken(authorization);
+  return token === undefined ? undefined : callerOf(gw, token);
+}
+
+/**
+ * Guards /admin: 401 without a token, 403 for an unknown one or a role that may not make this
+ * call (publish tokens: {@link PUBLISH_ROUTES} only). Sets `caller`.
+ */
+export const requireApiToken = createMiddleware<GatewayEnv>(async (c, next) => {
   const auth = c.req.header("authorization");
   if (!auth) throw new HTTPException(401, { message: "Admin token required: send Authorization: Bearer <admin token>" });
-  if (!/^Bearer\s/i.test(auth) || !isAdmin(auth, c.var.gw.adminToken))
-    throw new HTTPException(403, { message: "Admin token refused" });
+  const caller = /^Bearer\s/i.test(auth) ? await requestCaller(c.var.gw, auth) : undefined;
+  if (!caller) throw new HTTPException(403, { message: "Admin token refused" });
+  c.set("caller", caller);
+  c.set("admin", true);
+  if (caller.role !== "admin" && !PUBLISH_ROUTES.some(([m, p]) => m === c.req.method && p === c.req.path))
+    throw new HTTPException(403, { message: `A ${caller.role} token may not ${c.req.method} ${c.req.path}: it needs an admin token` });
   await next();
 });
+
+/** For a route that needs one of these roles (after {@link requireApiToken}); 403 otherwise. */
+export const requireRole = (...roles: ApiRole[]) =>
+  createMiddleware<GatewayEnv>(async (c, next) => {
+    const caller = c.var.caller;
+    if (!caller || !roles.includes(caller.role))
+      throw new HTTPException(403, { message: `This needs a token with role ${roles.join(" or ")}` });
+    await next();
+  });

@@ -1,47 +1,13 @@
-/** /admin/devices: list, show, update history and revocation. */
-import { Type } from "@sinclair/typebox";
+/** /admin/devices: list, show, update history, tags and revocation (bodies: lib/api/admin.ts). */
 import { Hono } from "hono";
-import { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
+import { DeviceTagsRequest, type Update } from "../../lib/api/admin.ts";
+import type { DeviceEvent } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
-
-export const DeviceRowSchema = Type.Object({
-  uuid: Type.String(),
-  name: Type.String(),
-  hardwareId: Type.String(),
-  factory: Type.String(),
-  tags: Type.Array(Type.String()),
-  certSerial: Type.String(),
-  createdAt: Type.String(),
-  lastSeen: Type.Union([Type.String(), Type.Null()]),
-  currentTarget: Type.Union([Type.String(), Type.Null()]),
-  apps: Type.Union([Type.Array(Type.String()), Type.Null()]),
-  revokedAt: Type.Union([Type.String(), Type.Null()]),
-});
-
-export const DeviceList = Type.Object({ devices: Type.Array(DeviceRowSchema), next: Type.Optional(Type.String()) });
-
-export const DeviceDetail = Type.Intersect([
-  DeviceRowSchema,
-  Type.Object({
-    appsStates: Type.Union([AppsStates, Type.Null()]),
-    systemInfo: Type.Record(Type.String(), Type.Unknown()),
-  }),
-]);
-
-export const Update = Type.Object({
-  correlationId: Type.String(),
-  targetName: Type.Optional(Type.String()),
-  version: Type.Optional(Type.String()),
-  events: Type.Array(DeviceEvent),
-  success: Type.Optional(Type.Boolean()),
-});
-export const UpdateList = Type.Object({ updates: Type.Array(Update) });
-
-type UpdateT = { correlationId: string; targetName?: string; version?: string; events: DeviceEvent[]; success?: boolean };
+import { jsonBody, limit } from "../routes/_validate.ts";
 
 /** Groups a device's events by correlation id, in arrival order; success comes from EcuInstallationCompleted. */
-export function groupUpdates(events: DeviceEvent[]): UpdateT[] {
-  const byId = new Map<string, UpdateT>();
+export function groupUpdates(events: DeviceEvent[]): Update[] {
+  const byId = new Map<string, Update>();
   for (const e of events) {
     const id = e.event.correlationId;
     let u = byId.get(id);
@@ -84,4 +50,12 @@ export const adminDevices = new Hono<GatewayEnv>()
     if (!(await store.revokeDevice(uuid, new Date().toISOString()))) return c.json({ error: `Device "${uuid}" not found` }, 404);
     devices.invalidate(uuid);
     return c.json(await store.getDevice(uuid));
+  })
+  .put("/devices/:uuid/tags", limit(16 * 1024), jsonBody(DeviceTagsRequest), async (c) => {
+    const uuid = c.req.param("uuid");
+    const { store, devices } = c.var.gw;
+    const row = await store.setDeviceTags(uuid, c.req.valid("json").tags);
+    if (!row) return c.json({ error: `Device "${uuid}" not found` }, 404);
+    devices.invalidate(uuid);
+    return c.json(row);
   });

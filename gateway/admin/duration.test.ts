@@ -15,3 +15,10 @@ describe("parseDuration", () => {
     for (const bad of ["soon", "0", "-5m", "1y", "", 0, 1.5]) expect(() => parseDuration(bad as string)).toThrow(InvalidDurationError);
   });
 });
+
+describe("parseDuration limits", () => {
+  test("refuses lifetimes past 100 years instead of overflowing a date", () => {
+    for (const huge of ["999999999w", 1e300, Number.MAX_SAFE_INTEGER]) expect(() => parseDuration(huge as string)).toThrow(/100 years/);
+    expect(parseDuration("5200w")).toBe(5200 * 604800);
+  });
+});

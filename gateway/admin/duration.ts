@@ -1,19 +1,35 @@
-/** Durations for token lifetimes: "30d", "12h", "90m", "3600s", "2w" or a number of seconds. */
+/** Durations for token lifetimes: "30d", "12h", "90m", "3600s", "2w" or a number of seconds, at most 100 years. */
 export class InvalidDurationError extends Error {
   override name = "InvalidDurationError";
-  constructor(value: string) {
-    super(`Invalid duration "${value}": expected a number with an optional unit s, m, h, d or w (e.g. 30d)`);
+  constructor(value: string, why = "expected a number with an optional unit s, m, h, d or w (e.g. 30d)") {
+    super(`Invalid duration "${value}": ${why}`);
   }
 }
 
 const UNIT: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 
+/** Longer than any token should live, short enough that now + it is a valid date. */
+export const MAX_DURATION_SECONDS = 100 * 365 * 86400;
+
+/**
+ * Seconds in a duration.
+ *
+ * @example
+ * ```ts
+ * parseDuration("30d"); // 2592000
+ * ```
+ * @throws {InvalidDurationError} If it is malformed, not positive, or longer than 100 years.
+ */
 export function parseDuration(value: string | number): number {
+  let seconds: number;
   if (typeof value === "number") {
     if (!Number.isInteger(value) || value < 1) throw new InvalidDurationError(String(value));
-    return value;
+    seconds = value;
+  } else {
+    const m = /^([0-9]{1,9})([smhdw]?)$/.exec(value.trim());
+    if (!m || Number(m[1]) < 1) throw new InvalidDurationError(value);
+    seconds = Number(m[1]) * UNIT[m[2] || "s"]!;
   }
-  const m = /^([0-9]{1,9})([smhdw]?)$/.exec(value.trim());
-  if (!m || Number(m[1]) < 1) throw new InvalidDurationError(value);
-  return Number(m[1]) * UNIT[m[2] || "s"]!;
+  if (seconds > MAX_DURATION_SECONDS) throw new InvalidDurationError(String(value), "longer than 100 years");
+  return seconds;
 }

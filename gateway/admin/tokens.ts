@@ -1,62 +1,94 @@
-/** /admin/tokens: registration tokens (the secret is shown once, only its hash is kept). */
-import { Type } from "@sinclair/typebox";
+/**
+ * /admin/tokens: registration tokens and publish/admin API tokens (bodies:
+ * lib/api/admin.ts). The secret is shown once; only its sha256 is kept.
+ *
+ * @module
+ */
 import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { TokenRequest, type ApiTokenInfo, type RegistrationTokenInfo, type TokenCreated, type TokenList } from "../../lib/api/admin.ts";
 import type { GatewayEnv } from "../env.ts";
 import { newToken } from "../pki/tokens.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 import { parseDuration } from "./duration.ts";
 
-export const TokenRequest = Type.Object({
-  tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 32 })),
-  hwid: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-  /** "30d", "12h", "90m", "3600s" or seconds; default 30 days. */
-  expiresIn: Type.Optional(Type.Union([Type.String({ pattern: "^[0-9]{1,9}[smhdw]?$" }), Type.Integer({ minimum: 1 })])),
-});
-export const TokenCreated = Type.Object({ id: Type.String(), token: Type.String(), expiresAt: Type.String() });
-export const TokenList = Type.Object({
-  tokens: Type.Array(
-    Type.Object({
-      id: Type.String(),
-      tags: Type.Array(Type.String()),
-      hwid: Type.Union([Type.String(), Type.Null()]),
-      createdAt: Type.String(),
-      expiresAt: Type.String(),
-      uses: Type.Integer(),
-      expired: Type.Boolean(),
-    }),
-  ),
-});
+const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d" } as const;
 
 export const adminTokens = new Hono<GatewayEnv>()
   .post("/tokens", limit(16 * 1024), jsonBody(TokenRequest), async (c) => {
     const req = c.req.valid("json");
-    const { store, ca } = c.var.gw;
-    const seconds = parseDuration(req.expiresIn ?? "30d");
+    const { store, ca, apiTokens } = c.var.gw;
+    const role = req.role ?? "registration";
+    if (role !== "registration" && (req.tags || req.hwid || req.maxUses !== undefined || req.allowDeviceTags !== undefined))
+      throw new HTTPException(400, { message: "tags, hwid, maxUses and allowDeviceTags are for registration tokens" });
+    const seconds = parseDuration(req.expiresIn ?? DEFAULT_LIFETIME[role]);
     const issued = newToken(ca.fingerprint);
     const now = new Date();
-    const row = {
+    const common = {
       id: crypto.randomUUID(),
       secretHash: issued.secretHash,
-      tags: req.tags ?? [],
-      hardwareId: req.hwid ?? null,
+      name: req.name ?? null,
       createdAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + seconds * 1000).toISOString(),
     };
-    await store.createRegistrationToken(row);
-    return c.json({ id: row.id, token: issued.token, expiresAt: row.expiresAt }, 201);
+    if (role === "registration")
+      await store.createRegistrationToken({
+        ...common,
+        tags: req.tags ?? [],
+        hardwareId: req.hwid ?? null,
+        maxUses: req.maxUses ?? 1,
+        allowDeviceTags: req.allowDeviceTags ?? false,
+      });
+    else {
+      await store.createApiToken({ ...common, role });
+      apiTokens.invalidate(); // a cached "unknown" for this hash must not outlive its creation
+    }
+    const body: TokenCreated = { id: common.id, role, token: issued.token, expiresAt: common.expiresAt };
+    return c.json(body, 201);
   })
   .get("/tokens", async (c) => {
-    const rows = await c.var.gw.store.listRegistrationTokens();
+    const { store } = c.var.gw;
+    const [registration, api] = await Promise.all([store.listRegistrationTokens(), store.listApiTokens()]);
     const now = Date.now();
-    return c.json({
-      tokens: rows.map((t) => ({
+    const tokens = registration.map(
+      (t): RegistrationTokenInfo => ({
         id: t.id,
+        name: t.name,
         tags: t.tags,
         hwid: t.hardwareId,
         createdAt: t.createdAt,
         expiresAt: t.expiresAt,
         uses: t.uses,
+        maxUses: t.maxUses,
+        allowDeviceTags: t.allowDeviceTags,
+        revokedAt: t.revokedAt,
         expired: Date.parse(t.expiresAt) <= now,
-      })),
-    });
+      }),
+    );
+    const apiTokens = api.map(
+      (t): ApiTokenInfo => ({
+        id: t.id,
+        role: t.role,
+        name: t.name,
+        createdAt: t.createdAt,
+        expiresAt: t.expiresAt,
+        revokedAt: t.revokedAt,
+        expired: Date.parse(t.expiresAt) <= now,
+      }),
+    );
+    return c.json({ tokens, apiTokens } satisfies TokenList);
+  })
+  .post("/tokens/:id/revoke", async (c) => {
+    const id = c.req.param("id");
+    const { store, apiTokens } = c.var.gw;
+    const at = new Date().toISOString();
+    if (await store.revokeRegistrationToken(id, at)) {
+      const row = (await store.listRegistrationTokens()).find((t) => t.id === id);
+      return c.json({ id, revokedAt: row?.revokedAt ?? at });
+    }
+    if (await store.revokeApiToken(id, at)) {
+      apiTokens.invalidate();
+      return c.json({ id, revokedAt: (await store.getApiToken(id))?.revokedAt ?? at });
+    }
+    return c.json({ error: `Token "${id}" not found` }, 404);
   });

@@ -7,20 +7,42 @@
  */
 import { createMiddleware } from "hono/factory";
 import { HTTPException } from "hono/http-exception";
-import type { GatewayEnv } from "../env.ts";
+import type { GatewayEnv, PeerIdentity } from "../env.ts";
+import type { DeviceRow } from "../store/types.ts";
+import type { DeviceCache } from "./cache.ts";
+
+/** Why a verified certificate is not accepted as a device, or the device it belongs to. */
+export type DeviceCheck = { device: DeviceRow } | { refused: string };
+
+/**
+ * The one device-identity check: the certificate's subject must be a registered device, not
+ * revoked, and the certificate must be its current one (same serial).
+ */
+export async function checkDevice(devices: DeviceCache, peer: PeerIdentity): Promise<DeviceCheck> {
+  const device = await devices.get(peer.cn);
+  if (!device) return { refused: "Device not registered: unknown certificate subject" };
+  if (device.revokedAt) return { refused: "Device revoked: this certificate is no longer accepted" };
+  if (device.certSerial !== peer.serial) return { refused: "Device certificate superseded: the device registered again with a new certificate" };
+  return { device };
+}
+
+/** The device a verified certificate belongs to, if it is registered, not revoked and the certificate is its current one. */
+export async function deviceInGoodStanding(devices: DeviceCache, peer: PeerIdentity): Promise<DeviceRow | undefined> {
+  const r = await checkDevice(devices, peer);
+  return "device" in r ? r.device : undefined;
+}
 
 export const requireDevice = createMiddleware<GatewayEnv>(async (c, next) => {
   const peer = c.env?.peer;
   if (!peer) throw new HTTPException(401, { message: "Device authentication required: no verified client certificate" });
   const gw = c.var.gw;
-  const device = await gw.devices.get(peer.cn);
-  if (!device) throw new HTTPException(403, { message: "Device not registered: unknown certificate subject" });
-  if (device.revokedAt) throw new HTTPException(403, { message: "Device revoked: this certificate is no longer accepted" });
-  if (device.certSerial !== peer.serial)
-    throw new HTTPException(403, { message: "Device certificate superseded: the device registered again with a new certificate" });
+  const r = await checkDevice(gw.devices, peer);
+  if ("refused" in r) throw new HTTPException(403, { message: r.refused });
+  const device = r.device;
   c.set("device", device);
   gw.sightings.note(device.uuid, {
-    tags: c.req.header("x-ats-tags"),
+    // Tags come from the registration token or the admin; a device reports its own only if its token allowed it.
+    tags: device.tagsFromDevice ? c.req.header("x-ats-tags") : undefined,
     target: c.req.header("x-ats-target"),
     apps: c.req.header("x-ats-dockerapps"),
   });

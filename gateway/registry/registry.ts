@@ -31,6 +31,8 @@ export interface RegistryOptions {
   tokenRealm?: string;
   /** HMAC key of the tokens issued by {@link createTokenEndpoint}; without it Bearer tokens are not checked here. */
   tokenSecret?: string | Uint8Array;
+  /** Whether the holder of a valid token (its `sub`) has been revoked since it was issued. */
+  tokenRevoked?: (claims: TokenClaims) => Promise<boolean> | boolean;
   /** `service` in challenges; default "gateway". */
   service?: string;
   /** Counts the blob and manifest bytes served, per client (the token's `sub`, `device:<uuid>`, `admin`). */
@@ -62,7 +64,8 @@ export function createRegistry(opts: RegistryOptions): Hono {
     if (opts.tokenSecret) {
       const token = bearerToken(c.req.header("authorization"));
       claims = token ? verifyRegistryToken(opts.tokenSecret, token) : undefined;
-      if (claims && tokenAllows(claims, { repository, action })) return claims.sub;
+      // A token outlives nothing it was issued to: revoked devices and tokens lose it at once.
+      if (claims && tokenAllows(claims, { repository, action }) && !(await opts.tokenRevoked?.(claims))) return claims.sub;
     }
     if (await opts.authorize(c, { repository, action })) {
       const device = c.get("device") as { uuid?: string } | undefined;

@@ -2,7 +2,9 @@
  * Registry bearer tokens (the Docker token flow): `GET /token` takes Basic credentials (or an
  * identity the gateway already established, e.g. a device certificate) and returns a
  * short-lived token scoped to `repository:<name>:<actions>`. Tokens are HMAC-SHA256 signed
- * with a gateway secret, so verifying one is a local computation: no token table.
+ * with a gateway secret, so verifying one is a local computation: no token table. The gateway
+ * still asks, on every use, whether the holder named in `sub` was revoked since (see
+ * `tokenRevoked` in registry.ts), so a token does not outlive its device or API token.
  *
  * Format: `<base64url(JSON claims)>.<base64url(HMAC)>`.
  *
@@ -76,15 +78,6 @@ export function tokenAllows(claims: TokenClaims, access: RegistryAccess): boolea
 export function bearerToken(authorization: string | undefined | null): string | undefined {
   const m = authorization ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
   return m?.[1];
-}
-
-/**
- * For the gateway: the verified claims of a request's registry bearer token, or `undefined`
- * (no bearer header, another kind of bearer such as the admin token, forged or expired).
- */
-export function requestTokenClaims(secret: string | Uint8Array, c: Context): TokenClaims | undefined {
-  const token = bearerToken(c.req.header("authorization"));
-  return token ? verifyRegistryToken(secret, token) : undefined;
 }
 
 /** Parses `repository:<name>:<a,b>` scopes; ignores other resource types and unknown actions. */

@@ -12,10 +12,9 @@ import {
   SystemConfig,
   SystemInfo,
 } from "../../lib/api/index.ts";
-import { DeviceDetail, DeviceList, UpdateList } from "../admin/devices.ts";
+import { DeviceDetail, DeviceList, DeviceRow, DeviceTagsRequest, TokenCreated, TokenList, TokenRequest, TokenRevoked, UpdateList } from "../../lib/api/admin.ts";
 import { RotateRequest } from "../admin/keys.ts";
 import { TargetsBody, TargetsList } from "../admin/targets.ts";
-import { TokenCreated, TokenList, TokenRequest } from "../admin/tokens.ts";
 import type { GatewayEnv } from "../env.ts";
 
 type Sec = "device" | "admin" | "registration" | "none";
@@ -47,16 +46,18 @@ const OPS: Record<string, Record<string, Op>> = {
   "/admin/devices": { get: { summary: "List devices (?limit, ?after)", sec: "admin", res: DeviceList } },
   "/admin/devices/{uuid}": { get: { summary: "One device with app states and inventory", sec: "admin", res: DeviceDetail } },
   "/admin/devices/{uuid}/updates": { get: { summary: "A device's updates, events grouped by correlation id", sec: "admin", res: UpdateList } },
-  "/admin/devices/{uuid}/revoke": { post: { summary: "Revoke a device", sec: "admin" } },
+  "/admin/devices/{uuid}/revoke": { post: { summary: "Revoke a device", sec: "admin", res: DeviceRow } },
+  "/admin/devices/{uuid}/tags": { put: { summary: "Set a device's tags", sec: "admin", body: DeviceTagsRequest, res: DeviceRow } },
   "/admin/targets": {
     get: { summary: "The signed targets", sec: "admin", res: TargetsList },
     post: { summary: "Add or replace targets in one signed version", sec: "admin", body: TargetsBody, res: TargetsList },
   },
   "/admin/targets/{name}": { delete: { summary: "Remove a target", sec: "admin", res: TargetsList } },
   "/admin/tokens": {
-    get: { summary: "List registration tokens", sec: "admin", res: TokenList },
-    post: { summary: "Create a registration token", sec: "admin", body: TokenRequest, res: TokenCreated, status: 201 },
+    get: { summary: "List registration and API tokens", sec: "admin", res: TokenList },
+    post: { summary: "Create a registration, publish or admin token", sec: "admin", body: TokenRequest, res: TokenCreated, status: 201 },
   },
+  "/admin/tokens/{id}/revoke": { post: { summary: "Revoke a registration or API token", sec: "admin", res: TokenRevoked } },
   "/admin/keys/rotate": { post: { summary: "Rotate a TUF role key", sec: "admin", body: RotateRequest } },
 };
 

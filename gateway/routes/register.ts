@@ -1,18 +1,27 @@
 /**
  * POST /devices: registration (fioup's flow). The caller proves it holds a
- * registration token (or the admin token); we sign its CSR with the factory
+ * registration token (or an admin token); we sign its CSR with the factory
  * CA and return the certificate, the CA, the current root.json and sota.toml.
+ *
+ * A registration token registers at most `maxUses` devices, counted
+ * atomically in the store, so of concurrent registrations for its last use
+ * exactly one succeeds. The device's tags come from the token (or from the
+ * admin registering it); the device picks its own only when the token allows it.
  *
  * @module
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { isDeviceUuid } from "../../lib/api/admin.ts";
 import { MAX_DEVICE_BODY, RegistrationRequest, type RegistrationResponse } from "../../lib/api/index.ts";
+import { callerOf } from "../admin/auth.ts";
 import type { GatewayEnv } from "../env.ts";
 import { sotaToml } from "../devices/sota-toml.ts";
 import { signDeviceCsr } from "../pki/ca.ts";
-import { hashSecret, sameSecret, tokenSecret } from "../pki/tokens.ts";
+import { hashSecret, tokenSecret } from "../pki/tokens.ts";
 import { jsonBody, limit } from "./_validate.ts";
+
+const refused = (why: string) => new HTTPException(401, { message: `Registration refused: ${why}` });
 
 export const register = new Hono<GatewayEnv>().post(
   "/devices",
@@ -20,12 +29,16 @@ export const register = new Hono<GatewayEnv>().post(
   async (c, next) => {
     const auth = c.req.header("authorization") ?? "";
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
-    if (!m) throw new HTTPException(401, { message: "Registration refused: a registration token is required (Authorization: Bearer)" });
+    if (!m) throw refused("a registration token is required (Authorization: Bearer)");
     const gw = c.var.gw;
-    if (sameSecret(m[1]!, gw.adminToken)) return next();
+    const caller = await callerOf(gw, m[1]!);
+    if (caller?.role === "admin") return next();
+    if (caller) throw new HTTPException(403, { message: `Registration refused: a ${caller.role} token cannot register devices` });
     const token = await gw.store.getRegistrationTokenByHash(hashSecret(tokenSecret(m[1]!)));
-    if (!token) throw new HTTPException(401, { message: "Registration refused: unknown registration token" });
-    if (Date.parse(token.expiresAt) <= Date.now()) throw new HTTPException(401, { message: "Registration refused: the token has expired" });
+    if (!token) throw refused("unknown registration token");
+    if (token.revokedAt) throw refused("the token was revoked");
+    if (Date.parse(token.expiresAt) <= Date.now()) throw refused("the token has expired");
+    if (token.maxUses !== null && token.uses >= token.maxUses) throw refused(`the token has been used ${token.uses} of ${token.maxUses} times`);
     c.set("registrationToken", token);
     await next();
   },
@@ -34,30 +47,35 @@ export const register = new Hono<GatewayEnv>().post(
     const gw = c.var.gw;
     const req = c.req.valid("json");
     const token = c.var.registrationToken;
+    // One spelling per device: an upper-case or undashed look-alike of a uuid is not that uuid.
+    if (!isDeviceUuid(req.uuid))
+      return c.json({ error: `Registration refused: "${req.uuid}" is not a canonical lower-case RFC 4122 uuid` }, 400);
     if (token?.hardwareId && token.hardwareId !== req["hardware-id"])
       return c.json({ error: `Registration refused: this token is for hardware id "${token.hardwareId}"` }, 403);
     const existing = await gw.store.getDevice(req.uuid);
     if (existing?.revokedAt) return c.json({ error: `Registration refused: device "${req.uuid}" was revoked` }, 403);
-    // Taking over a registered uuid needs that device's current certificate or the admin token,
+    // Taking over a registered uuid needs that device's current certificate or an admin token,
     // so a fleet registration token cannot be used to impersonate an existing device.
     const peer = c.env?.peer;
     const isOwner = peer?.cn === req.uuid && peer.serial === existing?.certSerial;
     if (existing && token && !isOwner)
-      return c.json({ error: `Registration refused: device "${req.uuid}" is already registered (re-register with its current certificate or the admin token)` }, 409);
+      return c.json({ error: `Registration refused: device "${req.uuid}" is already registered (re-register with its current certificate or an admin token)` }, 409);
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });
-    // The token's tags, when it has any, decide the fleet the device joins.
-    const tags = token?.tags.length ? token.tags : (req.tags ?? []);
+    // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.
+    if (token && !(await gw.store.claimTokenUse(token.id, new Date().toISOString()))) throw refused("the token has been used up");
+    const tagsFromDevice = token?.allowDeviceTags ?? false;
+    const tags = token?.tags.length ? token.tags : !token || tagsFromDevice ? (req.tags ?? []) : [];
     await gw.store.putDevice({
       uuid: req.uuid,
       name: req.name,
       hardwareId: req["hardware-id"],
       factory: gw.factory,
       tags,
+      tagsFromDevice,
       certSerial: issued.serial,
       apps: req.apps ?? null,
     });
     gw.devices.invalidate(req.uuid);
-    if (token) await gw.store.countTokenUse(token.id);
     const root = await gw.tuf.metadata("root.json");
     const body: RegistrationResponse = {
       certificate: issued.certPem,

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { tufStorageContract } from "../ota/_storage-contract.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
-import { DeviceRevokedError, type NewDevice, type Store } from "./types.ts";
+import { DeviceRevokedError, type NewDevice, type NewRegistrationToken, type Store } from "./types.ts";
 
 let n = 0;
 const uniq = () => `${Date.now().toString(16)}-${(n++).toString(16).padStart(4, "0")}`;
@@ -78,7 +78,7 @@ export function storeContract(open: () => Promise<Store>) {
 
   test("recordSightings() updates last_seen, tags, target and apps in one batch", async () => {
     const s = await open();
-    const a = aDevice();
+    const a = aDevice({ tagsFromDevice: true });
     const b = aDevice();
     await s.putDevice(a);
     await s.putDevice(b);
@@ -94,6 +94,17 @@ export function storeContract(open: () => Promise<Store>) {
       apps: ["x", "y"],
     });
     expect(await s.getDevice(b.uuid)).toMatchObject({ lastSeen: "2025-05-06T00:00:00.000Z", tags: ["main"], currentTarget: null });
+  });
+
+  test("recordSightings() never changes the tags of a device that may not choose them; setDeviceTags() does", async () => {
+    const s = await open();
+    const d = aDevice({ tags: ["prod"] });
+    await s.putDevice(d);
+    await s.recordSightings([{ uuid: d.uuid, at: "2025-05-05T00:00:00.000Z", tags: ["hacked"], currentTarget: "t-1" }]);
+    expect(await s.getDevice(d.uuid)).toMatchObject({ tags: ["prod"], tagsFromDevice: false, currentTarget: "t-1" });
+    expect((await s.setDeviceTags(d.uuid, ["beta", "qa"]))!.tags).toEqual(["beta", "qa"]);
+    expect((await s.getDevice(d.uuid))!.tags).toEqual(["beta", "qa"]);
+    expect(await s.setDeviceTags("unknown-uuid", ["x"])).toBeUndefined();
   });
 
   test("appendEvents() is idempotent by event id and keeps order", async () => {
@@ -154,21 +165,71 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.claimMeta(key, "b")).toBe("a");
   });
 
-  test("registration tokens are found by hash and count their uses", async () => {
+  const aToken = (over: Partial<NewRegistrationToken> = {}): NewRegistrationToken => ({
+    id: `tok-${uniq()}`,
+    secretHash: `h-${uniq()}`,
+    name: null,
+    tags: ["main"],
+    hardwareId: null,
+    createdAt: new Date().toISOString(),
+    expiresAt: "2099-01-01T00:00:00.000Z",
+    maxUses: 1,
+    allowDeviceTags: false,
+    ...over,
+  });
+  const now = () => new Date().toISOString();
+
+  test("registration tokens are found by hash and count their uses up to their limit", async () => {
     const s = await open();
-    const id = `tok-${uniq()}`;
-    const hash = `h-${uniq()}`;
-    await s.createRegistrationToken({
-      id,
-      secretHash: hash,
-      tags: ["main"],
-      hardwareId: null,
-      createdAt: new Date().toISOString(),
-      expiresAt: "2099-01-01T00:00:00.000Z",
+    const t = aToken({ maxUses: 2, name: "line 3", allowDeviceTags: true });
+    await s.createRegistrationToken(t);
+    expect(await s.claimTokenUse(t.id, now())).toBe(true);
+    expect(await s.getRegistrationTokenByHash(t.secretHash)).toMatchObject({
+      id: t.id, name: "line 3", tags: ["main"], hardwareId: null, uses: 1, maxUses: 2, allowDeviceTags: true, revokedAt: null,
     });
-    await s.countTokenUse(id);
-    expect(await s.getRegistrationTokenByHash(hash)).toMatchObject({ id, tags: ["main"], hardwareId: null, uses: 1 });
+    expect(await s.claimTokenUse(t.id, now())).toBe(true);
+    expect(await s.claimTokenUse(t.id, now())).toBe(false);
+    expect((await s.getRegistrationTokenByHash(t.secretHash))!.uses).toBe(2);
     expect(await s.getRegistrationTokenByHash("nope")).toBeUndefined();
-    expect((await s.listRegistrationTokens()).some((t) => t.id === id)).toBe(true);
+    expect((await s.listRegistrationTokens()).some((x) => x.id === t.id)).toBe(true);
+  });
+
+  test("claimTokenUse() on the last use: of concurrent claims exactly one wins", async () => {
+    const s = await open();
+    const t = aToken({ maxUses: 1 });
+    await s.createRegistrationToken(t);
+    const wins = await Promise.all(Array.from({ length: 12 }, () => s.claimTokenUse(t.id, now())));
+    expect(wins.filter(Boolean)).toHaveLength(1);
+    expect((await s.getRegistrationTokenByHash(t.secretHash))!.uses).toBe(1);
+  });
+
+  test("claimTokenUse() refuses a revoked or expired token; no limit means unlimited", async () => {
+    const s = await open();
+    const revoked = aToken({ maxUses: 5 });
+    await s.createRegistrationToken(revoked);
+    expect(await s.revokeRegistrationToken(revoked.id, "2025-01-01T00:00:00.000Z")).toBe(true);
+    expect(await s.claimTokenUse(revoked.id, now())).toBe(false);
+    expect((await s.getRegistrationTokenByHash(revoked.secretHash))!.revokedAt).toBe("2025-01-01T00:00:00.000Z");
+    expect(await s.revokeRegistrationToken("unknown", now())).toBe(false);
+    const expired = aToken({ expiresAt: "2020-01-01T00:00:00.000Z" });
+    await s.createRegistrationToken(expired);
+    expect(await s.claimTokenUse(expired.id, now())).toBe(false);
+    const unlimited = aToken({ maxUses: null });
+    await s.createRegistrationToken(unlimited);
+    for (let i = 0; i < 5; i++) expect(await s.claimTokenUse(unlimited.id, now())).toBe(true);
+  });
+
+  test("API tokens are found by hash and id, listed and revoked", async () => {
+    const s = await open();
+    const t = { id: `api-${uniq()}`, secretHash: `ah-${uniq()}`, role: "publish" as const, name: "ci", createdAt: now(), expiresAt: "2099-01-01T00:00:00.000Z" };
+    await s.createApiToken(t);
+    expect(await s.getApiTokenByHash(t.secretHash)).toEqual({ ...t, revokedAt: null });
+    expect(await s.getApiToken(t.id)).toEqual({ ...t, revokedAt: null });
+    expect((await s.listApiTokens()).some((x) => x.id === t.id)).toBe(true);
+    expect(await s.revokeApiToken(t.id, "2025-02-02T00:00:00.000Z")).toBe(true);
+    expect(await s.revokeApiToken(t.id, "2026-02-02T00:00:00.000Z")).toBe(true);
+    expect((await s.getApiToken(t.id))!.revokedAt).toBe("2025-02-02T00:00:00.000Z");
+    expect(await s.revokeApiToken("unknown", now())).toBe(false);
+    expect(await s.getApiTokenByHash("nope")).toBeUndefined();
   });
 }

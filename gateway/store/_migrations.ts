@@ -65,6 +65,23 @@ CREATE TABLE tuf_metadata (
 );
 `;
 
+const v3Tokens = `
+ALTER TABLE registration_tokens ADD COLUMN name TEXT;
+ALTER TABLE registration_tokens ADD COLUMN max_uses INTEGER;
+ALTER TABLE registration_tokens ADD COLUMN allow_device_tags INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE registration_tokens ADD COLUMN revoked_at TEXT;
+ALTER TABLE devices ADD COLUMN tags_from_device INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL UNIQUE,
+  role TEXT NOT NULL,
+  name TEXT,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  revoked_at TEXT
+)
+`;
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -77,6 +94,13 @@ export const MIGRATIONS: Migration[] = [
     description: "gateway_meta: facts the database is bound to (the CA it was created with)",
     sqlite: "CREATE TABLE gateway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     postgres: "CREATE TABLE gateway_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+  },
+  {
+    version: 3,
+    // Tokens made before this keep no use limit (max_uses NULL) and devices keep their tags fixed.
+    description: "registration token limits, labels and revocation; device-chosen tags; publish/admin API tokens",
+    sqlite: v3Tokens,
+    postgres: v3Tokens,
   },
 ];
 

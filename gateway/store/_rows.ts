@@ -1,5 +1,6 @@
 /** Row <-> object mapping shared by both backends (column names are the same). */
-import type { DeviceRow, RegistrationTokenRow } from "./types.ts";
+import type { ApiRole } from "../../lib/api/admin.ts";
+import type { ApiTokenRow, DeviceRow, RegistrationTokenRow } from "./types.ts";
 
 export interface DeviceRecord {
   uuid: string;
@@ -13,6 +14,7 @@ export interface DeviceRecord {
   current_target: string | null;
   apps: string | null;
   revoked_at: string | null;
+  tags_from_device: number | string;
 }
 
 export const toDevice = (r: DeviceRecord): DeviceRow => ({
@@ -21,6 +23,7 @@ export const toDevice = (r: DeviceRecord): DeviceRow => ({
   hardwareId: r.hardware_id,
   factory: r.factory,
   tags: JSON.parse(r.tags),
+  tagsFromDevice: Number(r.tags_from_device) === 1,
   certSerial: r.cert_serial,
   createdAt: r.created_at,
   lastSeen: r.last_seen,
@@ -37,6 +40,10 @@ export interface TokenRecord {
   created_at: string;
   expires_at: string;
   uses: number | string;
+  name: string | null;
+  max_uses: number | string | null;
+  allow_device_tags: number | string;
+  revoked_at: string | null;
 }
 
 export const toToken = (r: TokenRecord): RegistrationTokenRow => ({
@@ -47,6 +54,30 @@ export const toToken = (r: TokenRecord): RegistrationTokenRow => ({
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   uses: Number(r.uses),
+  name: r.name,
+  maxUses: r.max_uses === null ? null : Number(r.max_uses),
+  allowDeviceTags: Number(r.allow_device_tags) === 1,
+  revokedAt: r.revoked_at,
+});
+
+export interface ApiTokenRecord {
+  id: string;
+  secret_hash: string;
+  role: string;
+  name: string | null;
+  created_at: string;
+  expires_at: string;
+  revoked_at: string | null;
+}
+
+export const toApiToken = (r: ApiTokenRecord): ApiTokenRow => ({
+  id: r.id,
+  secretHash: r.secret_hash,
+  role: r.role as ApiRole,
+  name: r.name,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
 });
 
 export const clampLimit = (n: number | undefined, max = 1000) => Math.max(1, Math.min(n ?? max, max));

@@ -9,13 +9,14 @@ import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
-import { clampLimit, toDevice, toToken, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
+  type ApiTokenRow,
   type DeviceRow,
   type ListOptions,
   type NewDevice,
-  type RegistrationTokenRow,
+  type NewRegistrationToken,
   type Sighting,
   type Store,
   type StoredEvent,
@@ -73,10 +74,11 @@ export class PostgresStore implements Store {
 
   async putDevice(d: NewDevice): Promise<DeviceRow> {
     const rows = (await this.#sql.unsafe(
-      `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+      `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
-         factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps
+         factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
+         tags_from_device = excluded.tags_from_device
        WHERE devices.revoked_at IS NULL
        RETURNING *`,
       [
@@ -88,6 +90,7 @@ export class PostgresStore implements Store {
         d.certSerial,
         d.createdAt ?? new Date().toISOString(),
         d.apps ? JSON.stringify(d.apps) : null,
+        d.tagsFromDevice ? 1 : 0,
       ],
     )) as DeviceRecord[];
     if (!rows[0]) throw new DeviceRevokedError(d.uuid);
@@ -120,12 +123,21 @@ export class PostgresStore implements Store {
     return rows.length > 0;
   }
 
+  async setDeviceTags(uuid: string, tags: string[]) {
+    const rows = (await this.#sql.unsafe("UPDATE devices SET tags = $1 WHERE uuid = $2 RETURNING *", [
+      JSON.stringify(tags),
+      uuid,
+    ])) as DeviceRecord[];
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
   async recordSightings(batch: Sighting[]) {
     if (!batch.length) return;
-    // One statement for the whole batch: the arrays are zipped by unnest.
+    // One statement for the whole batch: the arrays are zipped by unnest. Tags from a check-in
+    // count only for devices whose registration token let them choose.
     await this.#sql.unsafe(
       `UPDATE devices d SET last_seen = s.at,
-         tags = coalesce(s.tags, d.tags), current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
+         tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)
        WHERE d.uuid = s.uuid`,
       [
@@ -200,10 +212,11 @@ export class PostgresStore implements Store {
     return rows[0]!.value;
   }
 
-  async createRegistrationToken(t: Omit<RegistrationTokenRow, "uses">) {
+  async createRegistrationToken(t: NewRegistrationToken) {
     await this.#sql.unsafe(
-      "INSERT INTO registration_tokens (id, secret_hash, tags, hardware_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-      [t.id, t.secretHash, JSON.stringify(t.tags), t.hardwareId, t.createdAt, t.expiresAt],
+      `INSERT INTO registration_tokens (id, secret_hash, name, tags, hardware_id, created_at, expires_at, max_uses, allow_device_tags)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [t.id, t.secretHash, t.name, JSON.stringify(t.tags), t.hardwareId, t.createdAt, t.expiresAt, t.maxUses, t.allowDeviceTags ? 1 : 0],
     );
   }
 
@@ -219,8 +232,51 @@ export class PostgresStore implements Store {
     return rows[0] ? toToken(rows[0]) : undefined;
   }
 
-  async countTokenUse(id: string) {
-    await this.#sql.unsafe("UPDATE registration_tokens SET uses = uses + 1 WHERE id = $1", [id]);
+  async claimTokenUse(id: string, now: string) {
+    // One UPDATE: the row lock makes concurrent claims of the last use serialise, and the loser's
+    // re-checked WHERE no longer matches.
+    const rows = await this.#sql.unsafe(
+      `UPDATE registration_tokens SET uses = uses + 1
+       WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)
+       RETURNING id`,
+      [id, now],
+    );
+    return rows.length === 1;
+  }
+
+  async revokeRegistrationToken(id: string, at: string) {
+    const rows = await this.#sql.unsafe(
+      "UPDATE registration_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2 RETURNING id",
+      [at, id],
+    );
+    return rows.length > 0;
+  }
+
+  async createApiToken(t: Omit<ApiTokenRow, "revokedAt">) {
+    await this.#sql.unsafe(
+      "INSERT INTO api_tokens (id, secret_hash, role, name, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+      [t.id, t.secretHash, t.role, t.name, t.createdAt, t.expiresAt],
+    );
+  }
+
+  async listApiTokens() {
+    const rows = (await this.#sql.unsafe("SELECT * FROM api_tokens ORDER BY created_at")) as ApiTokenRecord[];
+    return rows.map(toApiToken);
+  }
+
+  async getApiTokenByHash(secretHash: string) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM api_tokens WHERE secret_hash = $1", [secretHash])) as ApiTokenRecord[];
+    return rows[0] ? toApiToken(rows[0]) : undefined;
+  }
+
+  async getApiToken(id: string) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM api_tokens WHERE id = $1", [id])) as ApiTokenRecord[];
+    return rows[0] ? toApiToken(rows[0]) : undefined;
+  }
+
+  async revokeApiToken(id: string, at: string) {
+    const rows = await this.#sql.unsafe("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2 RETURNING id", [at, id]);
+    return rows.length > 0;
   }
 }
 

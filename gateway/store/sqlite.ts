@@ -10,13 +10,14 @@ import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { EventWriter } from "./_event-writer.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
-import { clampLimit, toDevice, toToken, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
+  type ApiTokenRow,
   type DeviceRow,
   type ListOptions,
   type NewDevice,
-  type RegistrationTokenRow,
+  type NewRegistrationToken,
   type Sighting,
   type Store,
   type StoredEvent,
@@ -86,10 +87,11 @@ export class SqliteStore implements Store {
     if (existing?.revokedAt) throw new DeviceRevokedError(d.uuid);
     this.#db
       .query(
-        `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
-           factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps
+           factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
+           tags_from_device = excluded.tags_from_device
          WHERE devices.revoked_at IS NULL`,
       )
       .run(
@@ -101,6 +103,7 @@ export class SqliteStore implements Store {
         d.certSerial,
         d.createdAt ?? new Date().toISOString(),
         d.apps ? JSON.stringify(d.apps) : null,
+        d.tagsFromDevice ? 1 : 0,
       );
     const row = await this.getDevice(d.uuid);
     if (!row || row.revokedAt) throw new DeviceRevokedError(d.uuid);
@@ -130,11 +133,18 @@ export class SqliteStore implements Store {
     return res.changes > 0;
   }
 
+  async setDeviceTags(uuid: string, tags: string[]) {
+    this.#db.query("UPDATE devices SET tags = ? WHERE uuid = ?").run(JSON.stringify(tags), uuid);
+    return this.getDevice(uuid);
+  }
+
   async recordSightings(batch: Sighting[]) {
     if (!batch.length) return;
+    // Tags from a check-in count only for devices whose registration token let them choose.
     const q = this.#db.query(
       `UPDATE devices SET last_seen = ?1,
-         tags = coalesce(?2, tags), current_target = coalesce(?3, current_target), apps = coalesce(?4, apps)
+         tags = CASE WHEN tags_from_device = 1 THEN coalesce(?2, tags) ELSE tags END,
+         current_target = coalesce(?3, current_target), apps = coalesce(?4, apps)
        WHERE uuid = ?5`,
     );
     this.#db.transaction(() => {
@@ -236,12 +246,13 @@ export class SqliteStore implements Store {
     return this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(key)!.value;
   }
 
-  async createRegistrationToken(t: Omit<RegistrationTokenRow, "uses">) {
+  async createRegistrationToken(t: NewRegistrationToken) {
     this.#db
       .query(
-        "INSERT INTO registration_tokens (id, secret_hash, tags, hardware_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        `INSERT INTO registration_tokens (id, secret_hash, name, tags, hardware_id, created_at, expires_at, max_uses, allow_device_tags)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(t.id, t.secretHash, JSON.stringify(t.tags), t.hardwareId, t.createdAt, t.expiresAt);
+      .run(t.id, t.secretHash, t.name, JSON.stringify(t.tags), t.hardwareId, t.createdAt, t.expiresAt, t.maxUses, t.allowDeviceTags ? 1 : 0);
   }
 
   async listRegistrationTokens() {
@@ -253,8 +264,42 @@ export class SqliteStore implements Store {
     return r ? toToken(r) : undefined;
   }
 
-  async countTokenUse(id: string) {
-    this.#db.query("UPDATE registration_tokens SET uses = uses + 1 WHERE id = ?").run(id);
+  async claimTokenUse(id: string, now: string) {
+    const res = this.#db
+      .query(
+        `UPDATE registration_tokens SET uses = uses + 1
+         WHERE id = ? AND revoked_at IS NULL AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)`,
+      )
+      .run(id, now);
+    return res.changes === 1;
+  }
+
+  async revokeRegistrationToken(id: string, at: string) {
+    return this.#db.query("UPDATE registration_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?").run(at, id).changes > 0;
+  }
+
+  async createApiToken(t: Omit<ApiTokenRow, "revokedAt">) {
+    this.#db
+      .query("INSERT INTO api_tokens (id, secret_hash, role, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)")
+      .run(t.id, t.secretHash, t.role, t.name, t.createdAt, t.expiresAt);
+  }
+
+  async listApiTokens() {
+    return this.#db.query<ApiTokenRecord, []>("SELECT * FROM api_tokens ORDER BY created_at").all().map(toApiToken);
+  }
+
+  async getApiTokenByHash(secretHash: string) {
+    const r = this.#db.query<ApiTokenRecord, [string]>("SELECT * FROM api_tokens WHERE secret_hash = ?").get(secretHash);
+    return r ? toApiToken(r) : undefined;
+  }
+
+  async getApiToken(id: string) {
+    const r = this.#db.query<ApiTokenRecord, [string]>("SELECT * FROM api_tokens WHERE id = ?").get(id);
+    return r ? toApiToken(r) : undefined;
+  }
+
+  async revokeApiToken(id: string, at: string) {
+    return this.#db.query("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?").run(at, id).changes > 0;
   }
 }
 

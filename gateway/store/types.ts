@@ -5,34 +5,25 @@
  *
  * @module
  */
+import type { ApiRole, DeviceRow } from "../../lib/api/admin.ts";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import type { TufStorage } from "../ota/storage.ts";
 
-/** A registered device as the gateway keeps it. */
-export interface DeviceRow {
-  uuid: string;
-  name: string;
-  hardwareId: string;
-  factory: string;
-  tags: string[];
-  /** Serial (hex, upper case) of the device's current client certificate. */
-  certSerial: string;
-  createdAt: string;
-  lastSeen: string | null;
-  currentTarget: string | null;
-  apps: string[] | null;
-  revokedAt: string | null;
-}
+/** A registered device as the gateway keeps it: one declaration, shared with the admin API. */
+export type { DeviceRow } from "../../lib/api/admin.ts";
 
 export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factory" | "tags" | "certSerial"> & {
   createdAt?: string;
   apps?: string[] | null;
+  /** The device may change its tags with x-ats-tags (its registration token allowed it); default false. */
+  tagsFromDevice?: boolean;
 };
 
 /** What a check-in tells us about a device; written coalesced, not per request. */
 export interface Sighting {
   uuid: string;
   at: string;
+  /** Applied only to devices whose `tagsFromDevice` is true. */
   tags?: string[];
   currentTarget?: string;
   apps?: string[];
@@ -51,11 +42,30 @@ export type SystemInfoKind = "hardware" | "network" | "config";
 export interface RegistrationTokenRow {
   id: string;
   secretHash: string;
+  name: string | null;
   tags: string[];
   hardwareId: string | null;
   createdAt: string;
   expiresAt: string;
   uses: number;
+  /** null: unlimited (tokens made before use limits existed). */
+  maxUses: number | null;
+  /** Devices registered with it choose their tags and may change them with x-ats-tags. */
+  allowDeviceTags: boolean;
+  revokedAt: string | null;
+}
+
+export type NewRegistrationToken = Omit<RegistrationTokenRow, "uses" | "revokedAt">;
+
+/** A publish or admin token (lib/api/admin.ts TOKEN_ROLES): only the sha256 of its secret is kept. */
+export interface ApiTokenRow {
+  id: string;
+  secretHash: string;
+  role: ApiRole;
+  name: string | null;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt: string | null;
 }
 
 export interface ListOptions {
@@ -83,6 +93,8 @@ export interface Store {
   countDevices(): Promise<number>;
   /** Marks a device revoked; false when the uuid is unknown. Idempotent. */
   revokeDevice(uuid: string, at: string): Promise<boolean>;
+  /** Replaces a device's tags; undefined when the uuid is unknown. */
+  setDeviceTags(uuid: string, tags: string[]): Promise<DeviceRow | undefined>;
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
 
@@ -97,10 +109,23 @@ export interface Store {
   putSystemInfo(uuid: string, kind: SystemInfoKind, value: unknown): Promise<void>;
   getSystemInfo(uuid: string): Promise<Partial<Record<SystemInfoKind, unknown>>>;
 
-  createRegistrationToken(row: Omit<RegistrationTokenRow, "uses">): Promise<void>;
+  createRegistrationToken(row: NewRegistrationToken): Promise<void>;
   listRegistrationTokens(): Promise<RegistrationTokenRow[]>;
   getRegistrationTokenByHash(secretHash: string): Promise<RegistrationTokenRow | undefined>;
-  countTokenUse(id: string): Promise<void>;
+  /**
+   * Counts one use, atomically: true only if the token is unrevoked, unexpired at `now` and
+   * under its use limit. Of concurrent claims for the last use, exactly one wins.
+   */
+  claimTokenUse(id: string, now: string): Promise<boolean>;
+  /** Marks a registration token revoked; false when the id is unknown. Idempotent. */
+  revokeRegistrationToken(id: string, at: string): Promise<boolean>;
+
+  createApiToken(row: Omit<ApiTokenRow, "revokedAt">): Promise<void>;
+  listApiTokens(): Promise<ApiTokenRow[]>;
+  getApiTokenByHash(secretHash: string): Promise<ApiTokenRow | undefined>;
+  getApiToken(id: string): Promise<ApiTokenRow | undefined>;
+  /** Marks an API token revoked; false when the id is unknown. Idempotent. */
+  revokeApiToken(id: string, at: string): Promise<boolean>;
 
   /** Stores `value` under `key` unless a value is there already; returns the stored value. */
   claimMeta(key: string, value: string): Promise<string>;

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { ApiTokenCache } from "../../gateway/admin/api-tokens.ts";
 import { createApp } from "../../gateway/app.ts";
 import { DeviceCache } from "../../gateway/devices/cache.ts";
 import { Sightings } from "../../gateway/devices/sightings.ts";
@@ -34,6 +35,7 @@ export async function testGateway() {
     publicUrl: "https://gw.test:8443",
     tuf,
     devices: new DeviceCache(store),
+    apiTokens: new ApiTokenCache(store),
     sightings: new Sightings(store, 0),
     metrics: new Metrics(),
     pollingSeconds: 60,

@@ -42,16 +42,19 @@ describe("registration", () => {
     await t.gw.store.createRegistrationToken({
       id: "old",
       secretHash: (await import("../../gateway/pki/tokens.ts")).hashSecret("expiredsecret"),
+      name: null,
       tags: [],
       hardwareId: null,
       createdAt: "2020-01-01T00:00:00Z",
       expiresAt: "2020-01-02T00:00:00Z",
+      maxUses: null,
+      allowDeviceTags: false,
     });
     await expect(t.register({}, "expiredsecret.x")).rejects.toThrow(/expired/);
   }, 60_000);
 
   test("re-registering an existing uuid needs its current certificate or the admin token", async () => {
-    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({}) }));
+    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ maxUses: 5 }) }));
     const { token } = (await res.json()) as { token: string };
     const d = await t.register({}, token);
     await expect(t.register({ uuid: d.uuid }, token)).rejects.toThrow(/409/);
@@ -71,7 +74,7 @@ describe("registration", () => {
 
   test("a CSR whose CN is not the uuid and a malformed body are refused with 400", async () => {
     const res = await t.app.request("/devices", {
-      ...json({ name: "x", uuid: "0123456789abcdef", csr: "-".repeat(80), "hardware-id": "h" }),
+      ...json({ name: "x", uuid: crypto.randomUUID(), csr: "-".repeat(80), "hardware-id": "h" }),
       headers: { authorization: `Bearer ${t.gw.adminToken}`, "content-type": "application/json" },
     });
     expect(res.status).toBe(400);
@@ -86,7 +89,7 @@ describe("registration", () => {
 });
 
 describe("device API", () => {
-  test("a device reads TUF metadata and its own record; headers update tags and target", async () => {
+  test("a device reads TUF metadata and its own record; headers update its target but not its tags", async () => {
     const d = await t.register();
     const ts = await t.app.request("/repo/timestamp.json", {}, { peer: d.peer });
     expect(ts.status).toBe(200);
@@ -96,7 +99,7 @@ describe("device API", () => {
     expect((await t.app.request("/repo/evil.json", {}, { peer: d.peer })).status).toBe(404);
     await t.app.request("/repo/targets.json", { headers: { "x-ats-tags": "main,beta", "x-ats-target": "amd64-linux-3" } }, { peer: d.peer });
     const me = (await (await t.app.request("/device", {}, { peer: d.peer })).json()) as Record<string, unknown>;
-    expect(me).toMatchObject({ uuid: d.uuid, tags: ["main", "beta"], currentTarget: "amd64-linux-3", hardwareId: "amd64-linux" });
+    expect(me).toMatchObject({ uuid: d.uuid, tags: [], currentTarget: "amd64-linux-3", hardwareId: "amd64-linux" });
     expect(me.last_seen).toBeString();
   }, 60_000);
 
