@@ -1,7 +1,7 @@
 /**
  * The HTTP/1.1-over-TLS transport seen from the wire: keep-alive, pipelining, HEAD,
- * 100-continue, chunked bodies both ways, malformed requests, and the verified client
- * certificate reaching the handler.
+ * 100-continue, chunked bodies both ways, malformed requests, the verified client
+ * certificate reaching the handler; deadlines, connection caps and the admission hook.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:tls";
@@ -160,5 +160,112 @@ describe("HTTP/1.1 transport", () => {
     expect(await withCert.json()).toEqual({ peer: { cn: device.uuid, serial: device.serial } });
     const without = await fetch(`${server.url}/whoami`, { tls: { ca: caPem } } as RequestInit);
     expect(await without.json()).toEqual({ peer: null });
+  });
+});
+
+describe("deadlines, caps and admission", () => {
+  let tight: Listening;
+  let bodiesRead = 0;
+  beforeAll(async () => {
+    const ca = await createCa("main");
+    const tls = await issueServerCert(ca, ["127.0.0.1"]);
+    tight = await listen({
+      host: "127.0.0.1",
+      port: 0,
+      cert: tls.certPem,
+      key: tls.keyPem,
+      clientCa: caPem,
+      limits: { headTimeoutMs: 400, bodyTimeoutMs: 800, idleTimeoutMs: 5000, maxConnections: 1000, maxConnectionsPerAddress: 20 },
+      admit: (req, env) => ({
+        authenticated: env.peer !== undefined || req.header("authorization") === "Bearer good",
+        refuse: req.path === "/private" && !env.peer,
+      }),
+      async fetch(req) {
+        if (new URL(req.url).pathname === "/private") return Response.json({ error: "no certificate" }, { status: 401 });
+        const body = await req.arrayBuffer();
+        bodiesRead++;
+        return new Response(`read ${body.byteLength}`);
+      },
+    });
+    caPem2 = ca.certPem;
+  });
+  afterAll(async () => {
+    await tight?.close(500);
+  });
+  let caPem2 = "";
+
+  /** Opens a connection to `tight`, writes `parts` `gapMs` apart; resolves with what came back and when it closed. */
+  const slow = (parts: string[], gapMs: number, cert = false) =>
+    new Promise<{ text: string; ms: number }>((resolve) => {
+      const t0 = performance.now();
+      const sock = connect({ host: "127.0.0.1", port: tight.port, ca: caPem2, ...(cert ? { cert: device.cert, key: device.key } : {}) });
+      let text = "";
+      let timer: Timer | undefined;
+      sock.on("secureConnect", () => {
+        let i = 0;
+        const step = () => {
+          if (i < parts.length && !sock.destroyed) sock.write(parts[i++]!);
+          timer = setTimeout(step, gapMs);
+        };
+        step();
+      });
+      sock.on("data", (d: Buffer) => (text += d.toString("latin1")));
+      sock.on("error", () => {});
+      sock.on("close", () => {
+        clearTimeout(timer);
+        resolve({ text, ms: performance.now() - t0 });
+      });
+      setTimeout(() => sock.destroy(), 5000);
+    });
+
+  test("a head sent one byte at a time is cut at the head deadline with 408", async () => {
+    const r = await slow("GET / HTTP/1.1\r\nHost: x\r\n\r\n".split(""), 100);
+    expect(r.text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(r.ms).toBeGreaterThan(350);
+    expect(r.ms).toBeLessThan(1500);
+  });
+
+  test("a connection that sends nothing is closed at the head deadline", async () => {
+    const r = await slow([], 1000);
+    expect(r.text).toBe("");
+    expect(r.ms).toBeLessThan(1500);
+  });
+
+  test("an unauthenticated body must be complete by the body deadline, however steadily it trickles", async () => {
+    const r = await slow(["POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", ...Array(100).fill("a")], 50);
+    expect(r.text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(r.text).toContain("request body was not complete");
+    expect(r.ms).toBeLessThan(2000);
+  });
+
+  test("an authenticated client (token) may send a slow body, as long as it does not stall", async () => {
+    const r = await slow(["POST /up HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\nConnection: close\r\nContent-Length: 20\r\n\r\n", ...Array(20).fill("a")], 70);
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(r.text).toContain("read 20");
+  });
+
+  test("a client with a verified certificate gets the idle deadline for its head", async () => {
+    const r = await slow(["GET / HTTP/1.1\r\n", "Host: x\r\n", "Connection: close\r\n", "\r\n"], 300, true);
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  test("a refused request is answered before its body is read, and the connection closes", async () => {
+    const before = bodiesRead;
+    const r = await slow(["POST /private HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n"], 10_000);
+    expect(r.text).toMatch(/^HTTP\/1\.1 401 /); // no 100 Continue first: the body is not wanted
+    expect(r.text).toMatch(/connection: close/);
+    expect(r.ms).toBeLessThan(1000);
+    expect(bodiesRead).toBe(before);
+  });
+
+  test("past the per-address cap the oldest unauthenticated connection is closed; a certificate holder still gets in", async () => {
+    const held = Array.from({ length: 30 }, () => slow(["G"], 10_000));
+    await Bun.sleep(150);
+    const served = await slow(["GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"], 10_000, true);
+    expect(served.text).toMatch(/^HTTP\/1\.1 200 /);
+    const results = await Promise.all(held);
+    const early = results.filter((r) => r.ms < 300).length; // evicted at once, not at the head deadline
+    expect(early).toBeGreaterThanOrEqual(10);
+    expect(tight.stats().capped).toBeGreaterThanOrEqual(10);
   });
 });

@@ -1,0 +1,41 @@
+import { describe, expect, test } from "bun:test";
+import { FakeSocket } from "./_fake-socket.ts";
+import { Connection } from "./connection.ts";
+import { ConnectionCaps } from "./connection-caps.ts";
+
+const conn = (addr: string) => new Connection(new FakeSocket(), addr);
+
+describe("ConnectionCaps", () => {
+  test("past the per-address cap, that address's oldest unauthenticated connection is closed", () => {
+    const caps = new ConnectionCaps(100, 2);
+    const [a1, a2, a3, b1] = [conn("10.0.0.1"), conn("10.0.0.1"), conn("10.0.0.1"), conn("10.0.0.2")];
+    for (const c of [a1, a2, b1, a3]) expect(caps.accept(c)).toBe(true);
+    expect((a1.sock as FakeSocket).terminated).toBe(true);
+    expect((a2.sock as FakeSocket).terminated).toBe(false);
+    expect((b1.sock as FakeSocket).terminated).toBe(false);
+    expect(caps.capped).toBe(1);
+  });
+
+  test("authenticated connections leave the per-address count and are never evicted; when all are, a new one is refused", () => {
+    const caps = new ConnectionCaps(2, 1);
+    const dev = conn("10.0.0.1");
+    expect(caps.accept(dev)).toBe(true);
+    caps.authenticated(dev);
+    const anon = conn("10.0.0.1");
+    expect(caps.accept(anon)).toBe(true);
+    expect((dev.sock as FakeSocket).terminated).toBe(false);
+    const next = conn("10.0.0.3"); // global cap: the unauthenticated one goes
+    expect(caps.accept(next)).toBe(true);
+    expect((anon.sock as FakeSocket).terminated).toBe(true);
+    caps.authenticated(next);
+    expect(caps.accept(conn("10.0.0.4"))).toBe(false);
+    expect(caps.size).toBe(2);
+  });
+
+  test("exempt addresses (trusted proxies) have no per-address cap", () => {
+    const caps = new ConnectionCaps(100, 1, (a) => a === "10.9.9.9");
+    const cs = Array.from({ length: 5 }, () => conn("10.9.9.9"));
+    for (const c of cs) expect(caps.accept(c)).toBe(true);
+    expect(cs.some((c) => (c.sock as FakeSocket).terminated)).toBe(false);
+  });
+});
