@@ -7,6 +7,7 @@
  */
 import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { CaFetchError, CaPinMismatchError } from "../lib/tls/pin.ts";
+import { PUBLISH_EXIT_CODES } from "./publish/exit-codes.ts";
 
 type ErrorClass = new (...args: any[]) => Error;
 
@@ -15,6 +16,7 @@ const BY_CLASS: [ErrorClass, number][] = [
   [GatewayUnreachableError, 4],
   [CaFetchError, 4],
   [AdminApiError, 3],
+  ...PUBLISH_EXIT_CODES.flatMap(([classes, code]) => classes.map((cls): [ErrorClass, number] => [cls, code])),
 ];
 
 /** [code, meaning] as `--help` shows them. */
@@ -25,6 +27,7 @@ export const EXIT_CODES = [
   [3, "the gateway refused the request (its reason is printed)"],
   [4, "the gateway could not be reached (connection refused, timeout, TLS failure)"],
   [5, "the gateway's CA does not match the token's pin: not the gateway the token was made for"],
+  ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => [code, meaning] as const),
 ] as const;
 
 const UNREACHABLE_CODES = new Set(["ConnectionRefused", "ECONNREFUSED", "FailedToOpenSocket", "ETIMEDOUT", "TimeoutError"]);

@@ -9,7 +9,8 @@
  * @module
  */
 import { parseReference } from "../lib/oci/reference.ts";
-import { RegistryClient } from "../lib/oci/registry-client.ts";
+import type { RegistryClient } from "../lib/oci/registry-client.ts";
+import { registryClients } from "../lib/oci/registry-clients.ts";
 import { CaFetchError, fetchPinnedCa, parsePinnedToken } from "../lib/tls/pin.ts";
 
 /** A registry's TLS certificate was not trusted. */
@@ -30,8 +31,18 @@ export interface RegistryAccessOptions {
 
 /** Picks and caches one client per registry host. */
 export class RegistryAccess {
-  private readonly clients = new Map<string, RegistryClient>();
   private readonly pinnedCas = new Map<string, string>();
+  /** One client per host; {@link prepare} runs before the first one is made. */
+  readonly client = registryClients((host) => {
+    const gw = this.o.gateway;
+    if (gw && host === gw.host) return { auth: { token: gw.token }, tls: { ca: gw.ca } };
+    const ca = this.pinnedCas.get(host) ?? this.o.ca;
+    return {
+      scheme: this.o.insecure.has(host) ? "http" : "https",
+      ...(this.o.token ? { auth: { token: this.o.token } } : {}),
+      ...(ca ? { tls: { ca } } : {}),
+    };
+  }, { userAgent: "preload" });
 
   constructor(private readonly o: RegistryAccessOptions) {}
 
@@ -53,26 +64,6 @@ export class RegistryAccess {
         if (!(err instanceof CaFetchError)) throw err;
       }
     }
-  }
-
-  client(host: string): RegistryClient {
-    let c = this.clients.get(host);
-    if (!c) {
-      const gw = this.o.gateway;
-      if (gw && host === gw.host) {
-        c = new RegistryClient({ registry: host, auth: { token: gw.token }, tls: { ca: gw.ca } });
-      } else {
-        const ca = this.pinnedCas.get(host) ?? this.o.ca;
-        c = new RegistryClient({
-          registry: host,
-          scheme: this.o.insecure.has(host) ? "http" : "https",
-          ...(this.o.token ? { auth: { token: this.o.token } } : {}),
-          ...(ca ? { tls: { ca } } : {}),
-        });
-      }
-      this.clients.set(host, c);
-    }
-    return c;
   }
 }
 

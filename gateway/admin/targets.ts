@@ -15,7 +15,7 @@ import type { GatewayEnv } from "../env.ts";
 import { TargetsVersionConflictError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
-const TARGET_NAME = "^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$";
+import { TARGET_NAME_PATTERN as TARGET_NAME } from "../../lib/api/target.ts";
 
 export const TargetsBody = Type.Object({
   targets: Type.Record(Type.String({ pattern: TARGET_NAME }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),

@@ -11,7 +11,7 @@
  */
 import { Root, Snapshot, Timestamp, type Metadata } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
-import { TargetEntry } from "../../lib/api/target.ts";
+import { TARGET_NAME, TARGET_NAME_RULE, TargetEntry } from "../../lib/api/target.ts";
 import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
 import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, serializeMetadata, signJson, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
 import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
@@ -106,7 +106,6 @@ export class TufRepoStateError extends Error {
   override name = "TufRepoStateError";
 }
 
-const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/;
 const FILE_NAME = /^(?:([1-9][0-9]{0,9})\.)?(root|timestamp|snapshot|targets)\.json$/;
 const encoder = new TextEncoder();
 /** Another process (sharing the database) wrote the same version: reload and retry, with jitter. */
@@ -230,7 +229,7 @@ export class TufRepo {
    */
   async addTargets(add: Record<string, TargetEntry>, opts: { expectedVersion?: number } = {}): Promise<{ version: number; pruned: string[] }> {
     for (const [name, entry] of Object.entries(add)) {
-      if (!TARGET_NAME.test(name)) throw new InvalidTargetError(name, "names are 1-255 of A-Z a-z 0-9 . _ + - and start with a letter or digit");
+      if (!TARGET_NAME.test(name)) throw new InvalidTargetError(name, TARGET_NAME_RULE);
       if (!Value.Check(TargetEntry, entry)) {
         const first = Value.Errors(TargetEntry, entry).First();
         throw new InvalidTargetError(name, `${first?.path || "entry"} ${first?.message ?? "is invalid"}`);

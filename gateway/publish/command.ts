@@ -6,33 +6,49 @@
  * @module
  */
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { PUBLISH_EXIT_CODES } from "./exit-codes.ts";
 import { publish } from "./publish.ts";
 import { renderPublish } from "./render.ts";
 
 export default defineCommand({
   summary: "Build, pin and push the compose apps of a containers checkout, then add their targets",
   description: [
-    "Every top-level directory of --containers holding a docker-compose.yml (or compose.yml/compose.yaml)",
-    "is an app; a top-level directory with a Dockerfile is built (docker build, DOCKER_HOST honoured) and",
-    "pushed as <registry>/<factory>/<dir>:<git short hash>. Other images are resolved in their registry",
-    "(credentials from ~/.docker/config.json) and copied into the factory registry. Each compose file is",
-    "pinned to image digests and pushed as a reproducible bundle; then one target per hardware id,",
-    "tagged per factory-config.yml containers.tagging (default: the branch name), is added in one call.",
-    "Nothing is published half-way: on any error no target is added.",
+    "Every top-level directory of --containers holding a docker-compose.yml, compose.yml or compose.yaml",
+    "is an app. ${VAR}, ${VAR:-default}, ${VAR:?error}, $$ ... are interpolated at publish time from the",
+    "environment and the app's .env, and the resolved file is what devices run. A top-level directory with",
+    "a Dockerfile, and every service's build: context inside the repo, is built (docker build, DOCKER_HOST",
+    "honoured) and pushed as <registry>/<factory>/<name>:<git short hash>. An image the local engine holds",
+    "is pushed from there; others are copied from their registry (credentials from ~/.docker/config.json).",
+    "Every image must offer the platform of each --hwid (amd64-linux: linux/amd64, arm64-linux: linux/arm64,",
+    "arm-linux: linux/arm/v7...; see --hwid-platform). HEAD must be the commit --ref names (or --commit).",
+    "Each compose file is pinned to image digests and pushed as a reproducible bundle; then one target per",
+    "hardware id, tagged per factory-config.yml containers.tagging (default: the branch name), is added in",
+    "one call. Nothing is published half-way: on any error no target is added.",
     "",
     "The token is the gateway's admin token (<secret>.<CA fingerprint>): the server's /ca.pem is checked",
-    "against it and then trusted alone.",
+    "against it and then trusted alone. See docs/publishing.md.",
+    "",
+    "Exit codes:",
+    "    0  success",
+    "    1  any other error",
+    "    2  bad usage (unknown or missing flag)",
+    "    3  the gateway refused the request (its reason is printed)",
+    "    4  the gateway could not be reached",
+    "    5  the gateway's CA does not match the token's pin",
+    ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => `  ${String(code).padStart(3)}  ${meaning.replace(/^publish: /, "")}`),
   ].join("\n"),
   flags: {
     containers: { type: "string", description: "The containers repo checkout (a git work tree)", placeholder: "DIR" },
-    ref: { type: "string", description: "The git ref being published, e.g. refs/heads/master", placeholder: "REF" },
+    ref: { type: "string", description: "The git ref being published, e.g. refs/heads/master (HEAD must be its commit)", placeholder: "REF" },
+    commit: { type: "string", description: "The commit being published, when the checkout has no --ref to compare HEAD with", placeholder: "SHA" },
     server: { type: "string", description: "The gateway URL, e.g. https://gateway.example:8443", placeholder: "URL" },
     token: { type: "string", description: "The admin token (or env GATEWAY_TOKEN)", placeholder: "TOKEN" },
     factory: { type: "string", description: "Factory name, the first path part of every repository (default: the one the gateway CA names, else main)", placeholder: "NAME" },
     "factory-config": { type: "string", description: "factory-config.yml (containers.tagging)", placeholder: "FILE" },
     hwid: { type: "strings", description: "Hardware id to make a target for (default from --platform or this machine)", placeholder: "HWID" },
     version: { type: "string", description: "Target version (default: one above the highest existing)", placeholder: "N" },
-    platform: { type: "string", description: "Platform of third-party images to copy, e.g. linux/arm64 (default: all of an index)", placeholder: "OS/ARCH" },
+    platform: { type: "string", description: "Platform of third-party images to copy, e.g. linux/arm64 (default: all of an index); also the platform of hwids the map does not know", placeholder: "OS/ARCH" },
+    "hwid-platform": { type: "strings", description: "Platform a hardware id runs, over factory-config.yml containers.platforms and the built-in map", placeholder: "HWID=OS/ARCH" },
     registry: { type: "string", description: "Push to this registry (host:port) instead of the gateway's", placeholder: "HOST" },
     "insecure-registry": { type: "strings", description: "Registry (host:port) to talk plain http to", placeholder: "HOST" },
     mirror: { type: "strings", description: "Resolve a registry's images elsewhere: REGISTRY=HOST, e.g. docker.io=127.0.0.1:5000", placeholder: "R=HOST" },
@@ -55,9 +71,17 @@ export default defineCommand({
       if (!from || !to) throw new UsageError(`--mirror must be REGISTRY=HOST, not "${m}"`);
       mirrors[from] = to;
     }
+    const hwidPlatforms: Record<string, string> = {};
+    for (const m of flags["hwid-platform"]) {
+      const [hwid, platform] = m.split("=");
+      if (!hwid || !platform || !/^[\w.-]+\/[\w.-]+(\/[\w.-]+)?$/.test(platform)) throw new UsageError(`--hwid-platform must be HWID=OS/ARCH, not "${m}"`);
+      hwidPlatforms[hwid] = platform;
+    }
     const result = await publish({
       containersDir: flags.containers!,
       ref: flags.ref!,
+      ...(flags.commit ? { commit: flags.commit } : {}),
+      hwidPlatforms,
       server: flags.server!,
       token: token!,
       ...(flags.factory ? { factory: flags.factory } : {}),

@@ -12,7 +12,14 @@ import { parseManifest } from "../../lib/oci/manifest.ts";
 import type { Platform } from "../../lib/oci/platform.ts";
 import { registrySource } from "../../lib/oci/push.ts";
 import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
+import { platformOfConfig } from "./platforms.ts";
 import { ensureBlobs, ensureManifest, stagingStore, type Destination } from "./transfer.ts";
+
+/** What a copy pinned: the manifest (or index) and the platforms it offers. */
+export interface CopiedImage {
+  manifest: FetchedManifest;
+  platforms: Platform[];
+}
 
 /**
  * Copies `srcRepo@ref` from `src` into `dstRepo` of the destination; returns the manifest pinned.
@@ -27,21 +34,25 @@ export async function copyImage(
   dst: Destination,
   dstRepo: string,
   opts: { platform?: Platform } = {},
-): Promise<FetchedManifest> {
+): Promise<CopiedImage> {
   const m = await src.getManifest(srcRepo, ref);
   const parsed = parseManifest(m.bytes, m.mediaType);
+  let platforms: Platform[];
   if (parsed.kind === "index") {
     if (opts.platform) {
       const child = selectPlatformManifest(parsed.index, opts.platform);
       return await copyImage(src, srcRepo, child.digest, dst, dstRepo, {});
     }
     for (const child of parsed.index.manifests) await copyImage(src, srcRepo, child.digest, dst, dstRepo, {});
+    platforms = parsed.index.manifests.flatMap((c) => (c.platform && c.platform.os !== "unknown" ? [c.platform] : []));
   } else {
     const sameRegistry = src.registry === dst.client.registry && src.baseUrl === dst.client.baseUrl;
     // Foreign layers stay where their URLs say.
     const blobs = [parsed.manifest.config, ...parsed.manifest.layers].filter((b) => !b.urls?.length);
     await ensureBlobs(dst, dstRepo, blobs, registrySource(src, srcRepo, stagingStore(dst)), sameRegistry ? { mountFrom: [srcRepo] } : {});
+    const p = platformOfConfig(await src.getBlobBytes(srcRepo, parsed.manifest.config.digest, { maxBytes: 4 * 1024 * 1024 }));
+    platforms = p ? [p] : [];
   }
   await ensureManifest(dst, dstRepo, m);
-  return { ...m, mediaType: parsed.mediaType };
+  return { manifest: { ...m, mediaType: parsed.mediaType }, platforms };
 }

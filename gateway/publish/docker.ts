@@ -1,7 +1,9 @@
 /**
- * The two docker CLI calls publish makes for an app's Dockerfile: `docker
- * build` and `docker save`. DOCKER_HOST (and the rest of the environment) is
- * passed through, so CI points publish at whichever engine it likes.
+ * The docker CLI calls publish makes: `docker build` for a Dockerfile,
+ * `docker image inspect` to see whether the local engine holds an image, and
+ * `docker save` to take an image out of it. DOCKER_HOST (and the rest of the
+ * environment) is passed through, so CI points publish at whichever engine it
+ * likes.
  *
  * @module
  */
@@ -45,17 +47,68 @@ async function docker(args: string[], what: string, env: Record<string, string |
   return lines.join("\n");
 }
 
-/** `docker build -t TAG [--platform P] DIR`. @throws {DockerCommandError} */
-export async function dockerBuild(
-  dir: string,
-  tag: string,
-  opts: { platform?: string; env?: Record<string, string | undefined>; onLine?: (line: string) => void } = {},
-): Promise<void> {
-  const args = ["build", "-t", tag, ...(opts.platform ? ["--platform", opts.platform] : []), dir];
+/** Options of {@link dockerBuild}. */
+export interface DockerBuildOptions {
+  platform?: string;
+  /** Absolute path of the Dockerfile (default `<dir>/Dockerfile`). */
+  dockerfile?: string;
+  /** The stage to build (`--target`). */
+  target?: string;
+  buildArgs?: Record<string, string>;
+  env?: Record<string, string | undefined>;
+  onLine?: (line: string) => void;
+}
+
+/** `docker build -t TAG [--platform P] [-f FILE] [--target T] [--build-arg K=V...] DIR`. @throws {DockerCommandError} */
+export async function dockerBuild(dir: string, tag: string, opts: DockerBuildOptions = {}): Promise<void> {
+  const args = [
+    "build",
+    "-t",
+    tag,
+    ...(opts.platform ? ["--platform", opts.platform] : []),
+    ...(opts.dockerfile ? ["-f", opts.dockerfile] : []),
+    ...(opts.target ? ["--target", opts.target] : []),
+    ...Object.entries(opts.buildArgs ?? {}).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]),
+    dir,
+  ];
   await docker(args, `build ${dir}`, opts.env ?? process.env, opts.onLine);
 }
 
-/** `docker save -o OUT TAG`. @throws {DockerCommandError} */
-export async function dockerSave(tag: string, out: string, opts: { env?: Record<string, string | undefined> } = {}): Promise<void> {
-  await docker(["save", "-o", out, tag], `save image ${tag}`, opts.env ?? process.env);
+/** What the local engine says about an image it holds. */
+export interface LocalImage {
+  /** The image ID (config digest). */
+  id: string;
+  repoTags: string[];
+  repoDigests: string[];
+}
+
+/** Where the local engine is, for messages: DOCKER_HOST or docker's default socket. */
+export function engineName(env: Record<string, string | undefined> = process.env): string {
+  return env.DOCKER_HOST ? `the local engine at ${env.DOCKER_HOST}` : "the local engine (unix:///var/run/docker.sock)";
+}
+
+/**
+ * Looks an image up in the local engine (`docker image inspect`).
+ *
+ * @returns The image, or `{ missing: reason }` when the engine does not hold it or cannot be asked.
+ */
+export async function dockerInspectImage(ref: string, opts: { env?: Record<string, string | undefined> } = {}): Promise<LocalImage | { missing: string }> {
+  let out: string;
+  try {
+    out = await docker(["image", "inspect", "--format", "{{json .}}", ref], `inspect image ${ref}`, opts.env ?? process.env);
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/no such image|not found/i.test(msg)) return { missing: "not there" };
+    if (/Cannot connect|Is the docker daemon running|error during connect/i.test(msg)) return { missing: "unreachable" };
+    if (/not installed or not runnable/.test(msg)) return { missing: "docker is not installed" };
+    return { missing: msg.split("\n").slice(-1)[0]!.slice(0, 200) };
+  }
+  const j = JSON.parse(out.trim().split("\n").find((l) => l.startsWith("{")) ?? "{}") as { Id?: string; RepoTags?: string[] | null; RepoDigests?: string[] | null };
+  if (!j.Id) return { missing: "docker image inspect gave no image ID" };
+  return { id: j.Id, repoTags: j.RepoTags ?? [], repoDigests: j.RepoDigests ?? [] };
+}
+
+/** `docker save -o OUT REF` (a tag, or an image ID). @throws {DockerCommandError} */
+export async function dockerSave(ref: string, out: string, opts: { env?: Record<string, string | undefined> } = {}): Promise<void> {
+  await docker(["save", "-o", out, ref], `save image ${ref}`, opts.env ?? process.env);
 }

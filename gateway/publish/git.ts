@@ -1,13 +1,20 @@
 /**
  * What publish needs from the containers repo's git checkout: the commit (for
- * `containers-sha` and the image/app tags) and whether the tree is dirty (a
- * dirty tree must not reuse images already pushed for that commit).
+ * `containers-sha` and the image/app tags), whether the tree is dirty (a
+ * dirty tree must not reuse images already pushed for that commit), and that
+ * HEAD is the commit the published ref names, so targets never carry content
+ * from another commit than the one their tags claim.
  *
  * @module
  */
 
 export class GitError extends Error {
   override name = "GitError";
+}
+
+/** HEAD is not the commit `--ref` (or `--commit`) names. */
+export class RefMismatchError extends GitError {
+  override name = "RefMismatchError";
 }
 
 export interface GitInfo {
@@ -43,4 +50,40 @@ export async function gitInfo(dir: string): Promise<GitInfo> {
   const shortSha = await git(dir, ["rev-parse", "--short=7", "HEAD"]);
   const status = await git(dir, ["status", "--porcelain", "--untracked-files=normal"]);
   return { sha, shortSha, dirty: status !== "" };
+}
+
+/**
+ * Checks that HEAD of the checkout is what is being published: the commit
+ * `commit` names if given (a full or abbreviated hash), else the commit `ref`
+ * points at in the checkout (`refs/heads/x`, or `refs/remotes/origin/x` in a
+ * CI checkout that has only the remote branch).
+ *
+ * @example
+ * ```ts
+ * await checkHead("containers", "refs/heads/master", (await gitInfo("containers")).sha);
+ * ```
+ * @throws {RefMismatchError} If HEAD is another commit, or the ref is not in the checkout.
+ */
+export async function checkHead(dir: string, ref: string, headSha: string, commit?: string): Promise<void> {
+  const resolve = async (name: string) => await git(dir, ["rev-parse", "--verify", "--quiet", `${name}^{commit}`]).catch(() => undefined);
+  if (commit !== undefined) {
+    const want = await resolve(commit);
+    if (!want) throw new RefMismatchError(`Cannot publish ${dir}: --commit ${commit} is not a commit of this checkout`);
+    if (want !== headSha) throw new RefMismatchError(`Cannot publish ${dir}: HEAD is ${headSha.slice(0, 12)}, but --commit names ${want.slice(0, 12)}; check out ${commit} first`);
+    return;
+  }
+  const full = ref.startsWith("refs/") ? ref : `refs/heads/${ref}`;
+  const branch = /^refs\/heads\/(.+)$/.exec(full)?.[1];
+  const candidates = [full, ...(branch ? [`refs/remotes/origin/${branch}`] : [])];
+  for (const c of candidates) {
+    const sha = await resolve(c);
+    if (sha === undefined) continue;
+    if (sha !== headSha) {
+      throw new RefMismatchError(
+        `Cannot publish ${dir} as ${ref}: HEAD is ${headSha.slice(0, 12)}, but ${c} is ${sha.slice(0, 12)}; check out ${ref}, or pass --commit with the commit to publish`,
+      );
+    }
+    return;
+  }
+  throw new RefMismatchError(`Cannot publish ${dir} as ${ref}: the checkout has no ${candidates.join(" or ")} to check HEAD against; pass --commit <sha> to say which commit this is`);
 }

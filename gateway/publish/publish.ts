@@ -1,10 +1,12 @@
 /**
- * `gateway publish`, the CI job of SPEC §1 as a library call: find the apps of
- * a containers checkout, build their images, copy third-party images into the
- * factory registry, pin every compose file, push reproducible bundles as
- * compose-app artifacts, and only when all of that succeeded, add the targets
- * in one atomic call. Everything is validated before the first push, so bad
- * input fails fast and loses nothing; on any error no target is made.
+ * `gateway publish`, the CI job as a library call: find the apps of a
+ * containers checkout, interpolate their compose files, build their images,
+ * push images the local engine holds, copy third-party images into the
+ * factory registry, check every image runs on every hardware id, pin every
+ * compose file, push reproducible bundles as compose-app artifacts, and only
+ * when all of that succeeded, add the targets in one atomic call. Everything
+ * that can be checked before the first push is, so bad input fails fast and
+ * loses nothing; on any error no target is made.
  *
  * @module
  */
@@ -16,38 +18,35 @@ import type { TargetEntry } from "../../lib/api/target.ts";
 import { appManifest } from "../../lib/compose/app-manifest.ts";
 import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } from "../../lib/compose/app-format.ts";
 import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
-import { parseCompose, type ComposeFile, type ComposeService } from "../../lib/compose/compose-file.ts";
+import { parseCompose, type ComposeFile } from "../../lib/compose/compose-file.ts";
+import { parseDotEnv } from "../../lib/compose/interpolate.ts";
 import { pinCompose } from "../../lib/compose/pin.ts";
-import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
-import { parseManifest } from "../../lib/oci/manifest.ts";
+import { readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
+import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
-import { parseReference, type Reference } from "../../lib/oci/reference.ts";
-import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
-import { AdminApiError, AdminClient } from "../../lib/api/admin-client.ts";
-import { copyImage } from "./copy-image.ts";
+import { AdminClient } from "../../lib/api/admin-client.ts";
 import { dockerCredentials } from "./credentials.ts";
-import { discover, type AppDir, type BuildDir } from "./discover.ts";
-import { dockerBuild, dockerSave } from "./docker.ts";
-import { tagsForRef } from "./factory-config.ts";
-import { gitInfo } from "./git.ts";
-import { defaultHwid, makeTargets, nextVersion } from "./targets.ts";
+import { discover, type AppDir } from "./discover.ts";
+import { checkHead, gitInfo } from "./git.ts";
+import { ImageResolver, type ResolvedImage } from "./images.ts";
+import { ImageResolveError, planService, topLevelBuild, type ServicePlan } from "./plan.ts";
+import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
+import { makeTargets, nextVersion } from "./targets.ts";
 import { ensureBlobs, ensureManifest, localSource, PushStats, type Destination } from "./transfer.ts";
 
 export class PublishError extends Error {
   override name = "PublishError";
 }
 
-/** A service image that cannot be resolved: names the app, the service and the reference. */
-export class ImageResolveError extends PublishError {
-  override name = "ImageResolveError";
-}
-
 export interface PublishOptions {
   /** The containers repo checkout (a git work tree). */
   containersDir: string;
-  /** The git ref being published, e.g. `refs/heads/master`. */
+  /** The git ref being published, e.g. `refs/heads/master`: HEAD must be the commit it names. */
   ref: string;
+  /** The commit being published, when the checkout has no `ref` to compare HEAD with (detached CI checkouts). */
+  commit?: string;
   /** The gateway's URL, e.g. `https://127.0.0.1:8443`. */
   server: string;
   /** The admin token `<secret>.<CA pin>`. */
@@ -61,8 +60,10 @@ export interface PublishOptions {
   /** Target version; default one above the highest existing. */
   version?: number;
   dryRun?: boolean;
-  /** `linux/amd64`...: narrows third-party image indexes to one platform and sets the default hwid. */
+  /** `linux/amd64`...: narrows third-party image indexes to one platform, sets the default hwid and the platform of unmapped hwids. */
   platform?: string;
+  /** Hardware id → `os/arch[/variant]`, over factory-config.yml `containers.platforms` and the built-in map. */
+  hwidPlatforms?: Record<string, string>;
   /** Push images and apps here (host:port) instead of the gateway's embedded registry. */
   registry?: string;
   /** Registries (host:port) spoken to over plain http. */
@@ -94,9 +95,11 @@ export interface PublishedApp {
 
 export interface PublishedImage {
   name: string;
-  source: "build" | "registry";
+  source: "build" | "local" | "registry";
   from: string;
   pinned: string;
+  /** Platforms the pinned image offers (`linux/amd64`...). */
+  platforms: string[];
   reused?: boolean;
 }
 
@@ -107,6 +110,8 @@ export interface PublishResult {
   commit: string;
   tags: string[];
   hardwareIds: string[];
+  /** The platform each hardware id was checked against. */
+  platforms: Record<string, string>;
   version: number;
   dryRun: boolean;
   apps: PublishedApp[];
@@ -118,20 +123,6 @@ export interface PublishResult {
 
 /** App manifests are tagged `app-<git short hash>`; built images `<git short hash>`. */
 export const APP_TAG_PREFIX = "app-";
-
-/** The image already pushed under `tag` for this commit, if it is an image (not an app artifact). */
-async function builtImageFor(client: RegistryClient, repo: string, tag: string): Promise<{ digest: string } | undefined> {
-  const head = await client.headManifest(repo, tag).catch(() => undefined);
-  if (!head) return undefined;
-  try {
-    const m = await client.getManifest(repo, head.digest);
-    const p = parseManifest(m.bytes, m.mediaType);
-    if (p.kind === "manifest" && p.manifest.artifactType === undefined && !p.manifest.config.mediaType.includes("empty")) return { digest: m.digest };
-  } catch {
-    // unreadable: rebuild
-  }
-  return undefined;
-}
 
 const FACTORY = /^[a-z0-9][a-z0-9_.-]*$/;
 
@@ -170,36 +161,37 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   } catch {
     throw new PublishError(`Invalid --server "${opts.server}": not a URL`);
   }
-  const platform: Platform | undefined = opts.platform ? parsePlatform(opts.platform) : undefined;
-  const hwids = opts.hwids?.length ? [...new Set(opts.hwids)] : [defaultHwid(platform ?? hostPlatform())];
+  let platform: Platform | undefined;
+  try {
+    platform = opts.platform ? parsePlatform(opts.platform) : undefined;
+  } catch (err) {
+    throw new PublishError(`Invalid --platform: ${(err as Error).message}`);
+  }
+  const hwids = opts.hwids?.length ? [...new Set(opts.hwids)] : [hwidForPlatform(platform ?? hostPlatform())];
   for (const h of hwids) if (!HWID.test(h)) throw new PublishError(`Invalid hardware id "${h}"`);
   if (opts.version !== undefined && !(Number.isSafeInteger(opts.version) && opts.version > 0)) {
     throw new PublishError(`Invalid version ${opts.version}: a positive integer is required`);
   }
-  const factoryConfigText = opts.factoryConfig ? await readFile(opts.factoryConfig, "utf8").catch((cause) => {
-    throw new PublishError(`Cannot read the factory config ${opts.factoryConfig}`, { cause });
-  }) : undefined;
-  const tags = tagsForRef(factoryConfigText, opts.ref, opts.factoryConfig);
+  const config: FactoryConfig = opts.factoryConfig ? await readFactoryConfig(opts.factoryConfig) : {};
+  const { tags } = tagsForRef(config, opts.ref, "containers", opts.factoryConfig);
+  const platforms = hwidPlatforms(hwids, { ...config.containers?.platforms, ...opts.hwidPlatforms }, platform ?? (opts.hwids?.length ? undefined : hostPlatform()));
   const git = await gitInfo(containersDir);
+  await checkHead(containersDir, opts.ref, git.sha, opts.commit);
   const imageTag = git.dirty ? `${git.shortSha}-dirty` : git.shortSha;
   if (git.dirty) log(`warning: ${containersDir} has uncommitted changes: images and apps are tagged ${imageTag} and rebuilt`);
   const { apps, builds } = await discover(containersDir);
 
   const composes = new Map<string, ComposeFile>();
-  for (const app of apps) {
-    const file = join(app.dir, app.composeFileName);
-    composes.set(app.name, parseCompose(await readFile(file), join(app.name, app.composeFileName)));
-    await listBundleFiles(app.dir, app.composeFileName); // ignore rules parse, and spare the compose file
-  }
+  for (const app of apps) composes.set(app.name, await readAppCompose(app, env));
 
   const ca = serverUrl.protocol === "https:" ? await fetchPinnedCa(serverUrl.toString(), opts.token) : undefined;
   // The gateway's CA names its factory (OU); devices may pull only <factory>/..., so default to it.
   if (opts.factory === undefined && ca) factory = factoryOfCa(ca) ?? factory;
-  // Which services are built here and which come from a registry: decided (and references checked) up front.
-  const plan = new Map<string, { build?: BuildDir; ref?: Reference }>();
+  // Which services are built here and which come from elsewhere: decided (and references checked) up front.
+  const plan = new Map<string, ServicePlan>();
   for (const app of apps) {
     for (const svc of composes.get(app.name)!.services) {
-      plan.set(`${app.name}/${svc.name}`, planService(app, svc, builds, factory));
+      plan.set(`${app.name}/${svc.name}`, planService(containersDir, app, svc, builds, factory));
     }
   }
   const registryHost = opts.registry ?? serverUrl.host;
@@ -209,104 +201,78 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const admin = await AdminClient.connect({ server: serverUrl.toString(), token: opts.token, ...(ca ? { ca } : {}) });
   await admin.targets(); // the token works before anything is built
 
-  const clients = new Map<string, RegistryClient>();
-  const clientFor = (host: string): RegistryClient => {
-    let c = clients.get(host);
-    if (!c) {
+  const clientFor = registryClients(
+    (host) => {
       const own = host === registryHost && onGateway;
       const creds = own ? { token: opts.token } : dockerCredentials(host, env);
-      c = new RegistryClient({
-        registry: host,
+      return {
         scheme: insecure.has(host) || (own && serverUrl.protocol === "http:") ? "http" : "https",
         ...(creds ? { auth: creds } : {}),
         ...(own && ca ? { tls: { ca } } : {}),
-        userAgent: "gateway-publish",
-      });
-      clients.set(host, c);
-    }
-    return c;
-  };
+      };
+    },
+    { userAgent: "gateway-publish" },
+  );
 
   const tmp = await mkdtemp(join(tmpdir(), "gateway-publish-"));
   const stats = new PushStats();
   const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp };
   try {
-    const images: PublishedImage[] = [];
-    // ---- third-party images first: a reference that does not resolve fails before any build ----
-    const copied = new Map<string, Promise<string>>();
-    const resolveRegistryImage = (ref: Reference): Promise<string> => {
-      const key = `${ref.registry}/${ref.repository}:${ref.tag ?? ""}@${ref.digest ?? ""}`;
-      let p = copied.get(key);
-      if (!p) {
-        p = (async () => {
-          const srcHost = opts.mirrors?.[ref.registry] ?? ref.registry;
-          // Already in the factory registry: pin in place. Otherwise <factory>/<path without library/>.
-          const dstRepo = ref.registry === registryHost ? ref.repository : `${factory}/${ref.repository.replace(/^library\//, "")}`;
-          const m = await copyImage(clientFor(srcHost), ref.repository, ref.digest ?? ref.tag ?? "latest", dst, dstRepo, platform ? { platform } : {});
-          const pinned = `${registryHost}/${dstRepo}@${m.digest}`;
-          const from = `${ref.registry}/${ref.repository}${ref.tag ? `:${ref.tag}` : ""}${ref.digest ? `@${ref.digest}` : ""}`;
-          log(`image ${from}: ${dryRun ? "resolved" : "copied"} to ${pinned}`);
-          images.push({ name: ref.repository.replace(/^library\//, ""), source: "registry", from, pinned });
-          return pinned;
-        })();
-        copied.set(key, p);
+    const images = new ImageResolver({
+      dst,
+      registryHost,
+      factory,
+      imageTag,
+      reuseBuilds: !git.dirty,
+      clientFor,
+      mirrors: opts.mirrors ?? {},
+      ...(platform ? { platform } : {}),
+      env,
+      tmpDir: tmp,
+      log,
+    });
+    const resolveService = async (app: AppDir, svcName: string): Promise<ResolvedImage> => {
+      const p = plan.get(`${app.name}/${svcName}`)!;
+      const svc = composes.get(app.name)!.services.find((s) => s.name === svcName)!;
+      try {
+        return "build" in p ? await images.build(p.build) : await images.image(svc.image!, p.ref);
+      } catch (err) {
+        if (err instanceof ImageResolveError) throw new ImageResolveError(`${err.message} (service "${svcName}" in app "${app.name}")`, { cause: err });
+        throw err;
       }
-      return p;
     };
 
+    // ---- referenced images first: one that cannot be found fails before any build ----------------
     for (const app of apps) {
       for (const svc of composes.get(app.name)!.services) {
-        const p = plan.get(`${app.name}/${svc.name}`)!;
-        if (!p.ref) continue;
-        try {
-          await resolveRegistryImage(p.ref);
-        } catch (cause) {
-          throw new ImageResolveError(
-            `Cannot copy image "${svc.image}" of service "${svc.name}" in app "${app.name}" into ${registryHost}: ${(cause as Error).message}`,
-            { cause },
-          );
-        }
+        if (!("build" in plan.get(`${app.name}/${svc.name}`)!)) await resolveService(app, svc.name);
       }
+    }
+    // ---- images built here: every top-level Dockerfile, then services' own build contexts --------
+    for (const b of builds) await images.build(topLevelBuild(b));
+    const byService = new Map<string, ResolvedImage>();
+    for (const app of apps) {
+      for (const svc of composes.get(app.name)!.services) byService.set(`${app.name}/${svc.name}`, await resolveService(app, svc.name));
     }
 
-    // ---- images built here ---------------------------------------------------------------------
-    const built = new Map<string, string>();
-    for (const b of builds) {
-      const repo = `${factory}/${b.name}`;
-      const have = git.dirty ? undefined : await builtImageFor(dst.client, repo, imageTag);
-      if (have) {
-        const pinned = `${registryHost}/${repo}@${have.digest}`;
-        log(`image ${b.name}: ${registryHost}/${repo}:${imageTag} already pushed for this commit (${have.digest})`);
-        built.set(b.name, pinned);
-        images.push({ name: b.name, source: "build", from: `${b.name}/Dockerfile`, pinned, reused: true });
-        continue;
-      }
-      const localTag = `${registryHost}/${repo}:${imageTag}`;
-      log(`image ${b.name}: docker build ${b.dir}`);
-      await dockerBuild(b.dir, localTag, { env, ...(opts.platform ? { platform: opts.platform } : {}) });
-      const tarPath = join(tmp, `${b.name}.tar`);
-      await dockerSave(localTag, tarPath, { env });
-      const img = await readDockerArchiveImage(tarPath, { tmpDir: tmp });
-      try {
-        await ensureBlobs(dst, repo, [img.manifest.config, ...img.manifest.layers], img.source);
-        await ensureManifest(dst, repo, { bytes: img.manifestBytes, mediaType: img.manifest.mediaType!, digest: img.digest }, imageTag);
-      } finally {
-        await img.close();
-      }
-      const pinned = `${registryHost}/${repo}@${img.digest}`;
-      log(`image ${b.name}: ${dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${imageTag} (${img.digest})`);
-      built.set(b.name, pinned);
-      images.push({ name: b.name, source: "build", from: `${b.name}/Dockerfile`, pinned });
-    }
+    // ---- every image runs on every hardware id, before any app or target is pushed -----------------
+    checkPlatforms(
+      [...byService.entries()].map(([where, img]) => {
+        const [app, service] = where.split("/") as [string, string];
+        return { image: img.from === img.pinned ? img.pinned : `${img.from} (${img.source})`, where: `app "${app}" service "${service}"`, platforms: img.platforms };
+      }),
+      platforms,
+    );
 
     // ---- apps ----------------------------------------------------------------------------------
     const published: PublishedApp[] = [];
+    const layerSizes: Record<string, Record<string, number>> = {};
     for (const app of apps) {
       const compose = composes.get(app.name)!;
-      const pinned = await pinCompose(compose, async (svc) => {
-        const p = plan.get(`${app.name}/${svc.name}`)!;
-        return p.build ? built.get(p.build.name)! : await resolveRegistryImage(p.ref!);
-      });
+      const pinned = await pinCompose(compose, async (svc) => byService.get(`${app.name}/${svc.name}`)!.pinned);
+      const sizes: Record<string, number> = {};
+      for (const svc of compose.services) Object.assign(sizes, byService.get(`${app.name}/${svc.name}`)!.uncompressedSizes);
+      layerSizes[app.name] = sizes;
       const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`) });
       const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };
       const manifest = appManifest({ digest: bundle.digest, size: bundle.size }, index);
@@ -333,27 +299,23 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       });
     }
 
-    // ---- targets: last, in one call; made again from a fresh read if another publish signed first (409) ----
-    let version: number;
-    let targets: Record<string, TargetEntry>;
-    for (let attempt = 1; ; attempt++) {
-      const current = await admin.targets();
-      version = opts.version ?? nextVersion(current.targets);
-      targets = makeTargets(
-        { hwids, tags, version, apps: Object.fromEntries(published.map((a) => [a.name, a.uri])), containersSha: git.sha },
-        current.targets,
-      );
-      if (dryRun) break;
-      try {
-        await admin.addTargets(targets, current.version);
-        break;
-      } catch (e) {
-        if (!(e instanceof AdminApiError && e.status === 409) || attempt >= 10) throw e;
-        if ((await admin.targets()).version === current.version) throw e; // refused for another reason (e.g. targets key offline)
-        log(`targets: another publish signed targets.json meanwhile; numbering again from the new version`);
-      }
-    }
+    // ---- targets: last, in one call -------------------------------------------------------------
+    const existing = (await admin.targets()).targets;
+    const version = opts.version ?? nextVersion(existing);
+    const targets = makeTargets(
+      {
+        hwids,
+        tags,
+        version,
+        apps: Object.fromEntries(published.map((a) => [a.name, a.uri])),
+        uncompressedLayerSizes: layerSizes,
+        containersSha: git.sha,
+      },
+      existing,
+    );
+    if (!dryRun) await admin.addTargets(targets);
     log(`targets: ${dryRun ? "would add" : "added"} ${Object.keys(targets).join(", ")}`);
+    const resolved = await images.all();
     return {
       factory,
       registry: registryHost,
@@ -361,10 +323,13 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       commit: git.sha,
       tags,
       hardwareIds: hwids,
+      platforms: Object.fromEntries([...platforms].map(([h, p]) => [h, describePlatform(p)])),
       version,
       dryRun,
       apps: published,
-      images: images.sort((a, b) => a.pinned.localeCompare(b.pinned)),
+      images: resolved
+        .map((i) => ({ name: i.name, source: i.source, from: i.from, pinned: i.pinned, platforms: i.platforms.map(describePlatform), ...(i.reused ? { reused: true } : {}) }))
+        .sort((a, b) => a.pinned.localeCompare(b.pinned)),
       targets,
       pushed: { bytes: stats.bytesPushed, blobs: stats.blobsPushed, blobsPresent: stats.blobsPresent, blobsMounted: stats.blobsMounted, manifests: stats.manifestsPushed },
       durationMs: Math.round(performance.now() - started),
@@ -374,31 +339,20 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   }
 }
 
-/** Decides where a service's image comes from: a Dockerfile built here, or a registry. */
-function planService(app: AppDir, svc: ComposeService, builds: BuildDir[], factory: string): { build?: BuildDir; ref?: Reference } {
-  const where = `service "${svc.name}" in app "${app.name}"`;
-  if (svc.build && svc.buildContext !== undefined) {
-    const ctx = resolvePath(app.dir, svc.buildContext);
-    const b = builds.find((x) => resolvePath(x.dir) === ctx);
-    if (b) return { build: b };
-  }
-  if (!svc.image) {
-    throw new ImageResolveError(`Cannot publish ${where}: its build context is not a top-level directory with a Dockerfile, and it names no image`);
-  }
-  let ref: Reference;
-  try {
-    ref = parseReference(svc.image);
-  } catch (err) {
-    throw new ImageResolveError(`Cannot publish ${where}: ${(err as Error).message}`);
-  }
-  const last = ref.repository.split("/").pop()!;
-  const b = builds.find((x) => x.name === last);
-  if (b && !ref.digest) {
-    const bare = ref.registry === "docker.io" && ref.repository === `library/${last}` && !svc.image.includes("/");
-    if (bare || ref.repository === `${factory}/${last}`) return { build: b };
-  }
-  if (svc.build) {
-    throw new ImageResolveError(`Cannot publish ${where}: its build context is not a top-level directory with a Dockerfile`);
-  }
-  return { ref };
+/**
+ * Reads and interpolates an app's compose file: variables from the
+ * publishing environment, then the app's `.env`; `.composeappignores` parses
+ * and spares the compose file.
+ */
+async function readAppCompose(app: AppDir, env: Record<string, string | undefined>): Promise<ComposeFile> {
+  const rel = join(app.name, app.composeFileName);
+  const dotEnvText = await readFile(join(app.dir, ".env"), "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw new PublishError(`Cannot read ${join(app.name, ".env")}: ${err.message}`);
+  });
+  const dotEnv = dotEnvText === undefined ? {} : parseDotEnv(dotEnvText, join(app.name, ".env"), env);
+  const variables = (n: string) => env[n] ?? (Object.hasOwn(dotEnv, n) ? dotEnv[n] : undefined);
+  const compose = parseCompose(await readFile(join(app.dir, app.composeFileName)), rel, { variables });
+  await listBundleFiles(app.dir, app.composeFileName);
+  return compose;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Value } from "@sinclair/typebox/value";
 import { EMPTY_SHA256, TargetEntry } from "../../lib/api/target.ts";
-import { defaultHwid, makeTargets, nextVersion, TargetVersionError } from "./targets.ts";
+import { makeTargets, nextVersion, TargetVersionError } from "./targets.ts";
 
 describe("targets", () => {
   test("one target per hardware id with every tag, valid against the shared schema", () => {
@@ -23,8 +23,14 @@ describe("targets", () => {
     const existing = makeTargets({ hwids: ["h"], tags: [], version: 3, apps: {}, containersSha: "x" });
     expect(() => makeTargets({ hwids: ["h"], tags: [], version: 3, apps: {}, containersSha: "y" }, existing)).toThrow(TargetVersionError);
   });
-  test("default hardware ids follow the platform", () => {
-    expect(defaultHwid({ architecture: "amd64" })).toBe("x86_64-linux");
-    expect(defaultHwid({ architecture: "arm64" })).toBe("arm64-linux");
+  test("records each app's unpacked layer sizes when publish knows them, and nothing otherwise", () => {
+    const layer = "sha256:" + "b".repeat(64);
+    const t = makeTargets({ hwids: ["h"], tags: [], version: 1, apps: { a: "r/main/a@sha256:" + "a".repeat(64), b: "r/main/b@sha256:" + "c".repeat(64) }, uncompressedLayerSizes: { a: { [layer]: 1234 }, b: {} }, containersSha: "x" });
+    expect(t["h-1"]!.custom.docker_compose_apps.a).toEqual({ uri: "r/main/a@sha256:" + "a".repeat(64), uncompressedLayerSizes: { [layer]: 1234 } });
+    expect(t["h-1"]!.custom.docker_compose_apps.b).toEqual({ uri: "r/main/b@sha256:" + "c".repeat(64) });
+    expect(Value.Check(TargetEntry, t["h-1"]!)).toBe(true);
+  });
+  test("refuses a target name over the one limit (200 characters)", () => {
+    expect(() => makeTargets({ hwids: ["h".repeat(199)], tags: [], version: 1, apps: {}, containersSha: "x" })).toThrow("names are 1-200");
   });
 });

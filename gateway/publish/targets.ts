@@ -1,12 +1,13 @@
 /**
- * The targets a publish makes (SPEC §2): one per hardware id, named
- * `<hwid>-<version>`, carrying every tag the git ref maps to, the apps' pinned
- * URIs and the containers commit. The version is one more than the highest
+ * The targets a publish makes: one per hardware id, named `<hwid>-<version>`,
+ * carrying every tag the git ref maps to, the apps' pinned URIs (with the
+ * unpacked size of each image layer where publish knows it) and the
+ * containers commit. The version is one more than the highest
  * existing one (numerically), unless the user names it.
  *
  * @module
  */
-import { EMPTY_SHA256, targetName, type TargetEntry } from "../../lib/api/target.ts";
+import { EMPTY_SHA256, TARGET_NAME, TARGET_NAME_RULE, targetName, type TargetEntry } from "../../lib/api/target.ts";
 
 export class TargetVersionError extends Error {
   override name = "TargetVersionError";
@@ -22,17 +23,13 @@ export function nextVersion(existing: Record<string, TargetEntry>): number {
   return max + 1;
 }
 
-/** The default hardware id for a platform (`linux/amd64` → `x86_64-linux`, `linux/arm64` → `arm64-linux`). */
-export function defaultHwid(platform: { architecture: string }): string {
-  const a = platform.architecture;
-  return a === "amd64" ? "x86_64-linux" : a === "arm64" ? "arm64-linux" : a === "arm" ? "arm-linux" : `${a}-linux`;
-}
-
 export interface TargetSpec {
   hwids: string[];
   tags: string[];
   version: number;
   apps: Record<string, string>;
+  /** Per app: layer digest → unpacked bytes (recorded as `uncompressedLayerSizes` when not empty). */
+  uncompressedLayerSizes?: Record<string, Record<string, number>>;
   containersSha: string;
   createdAt?: string;
 }
@@ -50,10 +47,14 @@ export interface TargetSpec {
 export function makeTargets(spec: TargetSpec, existing: Record<string, TargetEntry> = {}): Record<string, TargetEntry> {
   const createdAt = spec.createdAt ?? new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
   const out: Record<string, TargetEntry> = {};
-  const apps: Record<string, { uri: string }> = {};
-  for (const name of Object.keys(spec.apps).sort()) apps[name] = { uri: spec.apps[name]! };
+  const apps: Record<string, { uri: string; uncompressedLayerSizes?: Record<string, number> }> = {};
+  for (const name of Object.keys(spec.apps).sort()) {
+    const sizes = spec.uncompressedLayerSizes?.[name];
+    apps[name] = { uri: spec.apps[name]!, ...(sizes && Object.keys(sizes).length ? { uncompressedLayerSizes: sizes } : {}) };
+  }
   for (const hwid of spec.hwids) {
     const name = targetName(hwid, spec.version);
+    if (!TARGET_NAME.test(name)) throw new TargetVersionError(`Cannot make target ${name}: ${TARGET_NAME_RULE}`);
     if (existing[name]) throw new TargetVersionError(`Cannot make target ${name}: it already exists; choose another --version`);
     out[name] = {
       length: 0,

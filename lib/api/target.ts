@@ -9,7 +9,14 @@ import { Type, type Static } from "@sinclair/typebox";
 /** sha256 of zero bytes: container-only targets download nothing through TUF. */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-export const ComposeAppRef = Type.Object({ uri: Type.String({ maxLength: 1024 }) }, { additionalProperties: true });
+export const ComposeAppRef = Type.Object(
+  {
+    uri: Type.String({ maxLength: 1024 }),
+    /** Layer digest → its unpacked size in bytes, for the layers publish saw unpacked (optional; see docs/publishing.md). */
+    uncompressedLayerSizes: Type.Optional(Type.Record(Type.String({ pattern: "^sha256:[0-9a-f]{64}$" }), Type.Integer({ minimum: 0 }))),
+  },
+  { additionalProperties: true },
+);
 
 export const TargetCustom = Type.Object(
   {
@@ -37,6 +44,11 @@ export interface Target {
   name: string;
   entry: TargetEntry;
 }
+
+/** What a target name may be: 1-200 of A-Z a-z 0-9 . _ + -, starting with a letter or digit (the one limit everywhere). */
+export const TARGET_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$";
+export const TARGET_NAME = new RegExp(TARGET_NAME_PATTERN);
+export const TARGET_NAME_RULE = "names are 1-200 of A-Z a-z 0-9 . _ + - and start with a letter or digit";
 
 /** `<hwid>-<version>`: the target name convention. */
 export const targetName = (hwid: string, version: string | number) => `${hwid}-${version}`;

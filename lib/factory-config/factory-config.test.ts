@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { decidePreload, FactoryConfigError, parseFactoryConfig } from "./factory-config.ts";
+import { decidePreload, FactoryConfigError, parseFactoryConfig, tagsForRef } from "./index.ts";
 
-// The seed's "Common Advanced Scenario" (seed 002), as a factory would write it.
+// A factory's usual advanced setup: master publishes two tags, devel preloads a debug app, experimental builds no image.
 const SEED_EXAMPLE = `
 lmp:
   tagging:
@@ -27,7 +27,7 @@ containers:
         ASSEMBLE_SYSTEM_IMAGE: "0"
 `;
 
-describe("decidePreload on the seed's worked example", () => {
+describe("decidePreload on the usual advanced setup", () => {
   const config = parseFactoryConfig(SEED_EXAMPLE);
 
   test("devel preloads money-making-app and debug-tools", () => {
@@ -89,5 +89,34 @@ describe("parseFactoryConfig", () => {
   });
   test("rejects a non-boolean enabled with the path", () => {
     expect(() => parseFactoryConfig(`containers:\n  preloaded_images:\n    enabled: "yes"\n`)).toThrow(FactoryConfigError);
+  });
+});
+
+describe("tagsForRef", () => {
+  const config = parseFactoryConfig(SEED_EXAMPLE);
+  test("maps master to master and production; a bare branch name is refs/heads/<name>", () => {
+    expect(tagsForRef(config, "refs/heads/master").tags).toEqual(["master", "production"]);
+    expect(tagsForRef(config, "devel").tags).toEqual(["devel"]);
+  });
+  test("defaults to the branch name", () => {
+    expect(tagsForRef(config, "refs/heads/feature-x").tags).toEqual(["feature-x"]);
+    expect(tagsForRef(parseFactoryConfig(""), "refs/heads/main")).toEqual({ tags: ["main"], reason: 'no containers.tagging rule for refs/heads/main: the tag is the branch name "main"' });
+  });
+  test("refuses a ref that is not a branch and has no entry", () => {
+    expect(() => tagsForRef(parseFactoryConfig(""), "refs/tags/v1")).toThrow(FactoryConfigError);
+    expect(() => tagsForRef(parseFactoryConfig(""), "refs/tags/v1")).toThrow("not a branch usable as a tag");
+  });
+});
+
+describe("parseFactoryConfig shape checks", () => {
+  test("an invalid tag names the key and the value", () => {
+    expect(() => parseFactoryConfig("containers:\n  tagging:\n    refs/heads/x: [{tag: 'a b'}]\n", "f.yml")).toThrow(
+      'Invalid f.yml: containers.tagging["refs/heads/x"][0].tag: "a b" is not a valid tag',
+    );
+  });
+  test("platforms map hardware ids to os/arch", () => {
+    expect(parseFactoryConfig("containers:\n  platforms:\n    rpi4: linux/arm64\n").containers?.platforms).toEqual({ rpi4: "linux/arm64" });
+    expect(() => parseFactoryConfig("containers:\n  platforms:\n    rpi4: arm64\n")).toThrow(FactoryConfigError);
+    expect(parseFactoryConfig("containers:\nlmp:\n  tagging:\n")).toEqual({ lmp: {} });
   });
 });

@@ -114,6 +114,10 @@ export interface DockerArchiveImageContent {
   digest: string;
   /** The config digest: the image ID `docker` reports. */
   configDigest: string;
+  /** The config's bytes (platform, diff_ids...). */
+  configBytes: Uint8Array;
+  /** Layer digest → its size unpacked (a tar's size), for every layer whose size the archive shows. */
+  uncompressedSizes: Record<string, number>;
   /** The config and layers, for {@link pushBlobs} / {@link pushManifest}. */
   source: BlobSource;
   /** Removes the staged layers and any temp copy of the archive. */
@@ -154,6 +158,7 @@ export async function readDockerArchiveImage(tarPath: string, opts: ReadDockerAr
     }
     const contents = new Map<string, Blob | { path: string } | Uint8Array>([[configDigest, configBytes]]);
     const layers: Descriptor[] = [];
+    const uncompressedSizes: Record<string, number> = {};
     for (const [i, name] of img.Layers.entries()) {
       const blob = archive.file(name);
       const compression = sniffCompression(new Uint8Array(await blob.slice(0, 4).arrayBuffer()));
@@ -181,6 +186,7 @@ export async function readDockerArchiveImage(tarPath: string, opts: ReadDockerAr
         if (diff !== diffIds[i]) throw new DockerArchiveError(`Invalid docker archive ${tarPath}: layer ${name} hashes to ${diff}, config says ${diffIds[i]}`);
         const digest = outHash.digest();
         layers.push({ mediaType: MediaType.OciLayerGzip, digest, size: outHash.size });
+        uncompressedSizes[digest] = inHash.size;
         contents.set(digest, { path: out });
       } else {
         const { digest, size } = await digestBlob(blob);
@@ -189,6 +195,7 @@ export async function readDockerArchiveImage(tarPath: string, opts: ReadDockerAr
         }
         const mediaType = compression === "gzip" ? MediaType.OciLayerGzip : compression === "zstd" ? MediaType.OciLayerZstd : MediaType.OciLayer;
         layers.push({ mediaType, digest, size });
+        if (compression === "none") uncompressedSizes[digest] = size;
         contents.set(digest, blob);
       }
     }
@@ -211,7 +218,7 @@ export async function readDockerArchiveImage(tarPath: string, opts: ReadDockerAr
         return c;
       },
     };
-    return { manifest, manifestBytes, digest: sha256(manifestBytes), configDigest, source, close };
+    return { manifest, manifestBytes, digest: sha256(manifestBytes), configDigest, configBytes, uncompressedSizes, source, close };
   } catch (err) {
     await close();
     throw err;

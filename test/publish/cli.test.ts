@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { startGateway, type GatewayHandle } from "./_gateway.ts";
 import { signedTargets } from "./_inspect.ts";
-import { containersRepo, pushUpstreamNginx } from "./_setup.ts";
+import { containersRepo, git, pushUpstreamNginx } from "./_setup.ts";
 
 const GATEWAY_MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let upstream: DockerRegistryHandle;
@@ -21,6 +21,7 @@ beforeAll(async () => {
     "httpd/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine # pinned at publish\n",
     "httpd/nginx.conf": "server {}\n",
   });
+  await git(repo, "branch", "main");
 }, 180_000);
 
 afterAll(async () => {
@@ -60,22 +61,30 @@ describe("gateway publish CLI", () => {
     expect(r.stdout).toContain("Dry run: nothing pushed, no targets added");
   });
 
-  test("missing flags are usage errors (exit 2); failures exit 1 with the reason", async () => {
+  test("missing flags are usage errors (exit 2); failures exit with their code from the table and the reason", async () => {
     const usage = await cli("--containers", repo);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("--ref is required");
     const bad = await cli(...common(), "--version", "x");
     expect(bad.code).toBe(2);
     const fail = await cli(...common().map((a) => (a === repo ? join(repo, "nope") : a)));
-    expect(fail.code).toBe(1);
+    expect(fail.code).toBe(11);
     expect(fail.stderr).toMatch(/gateway publish: Cannot run git/);
+    const wrongRef = await cli(...common().map((a) => (a === "refs/heads/main" ? "refs/heads/elsewhere" : a)));
+    expect(wrongRef.code).toBe(11);
+    expect(wrongRef.stderr).toContain("pass --commit");
+    const noImage = await cli(...common(), "--dry-run", "--mirror", "docker.io=127.0.0.1:9");
+    expect(noImage.code).toBe(12);
+    expect(noImage.stderr).toContain('Cannot find image "nginx:alpine"');
   });
 
-  test("--help lists the flags", async () => {
+  test("--help lists the flags and the exit codes", async () => {
     const r = await cli("--help");
     expect(r.code).toBe(0);
-    for (const f of ["--containers", "--ref", "--server", "--token", "--factory-config", "--hwid", "--version", "--dry-run", "--format", "--platform"]) {
+    for (const f of ["--containers", "--ref", "--commit", "--server", "--token", "--factory-config", "--hwid", "--hwid-platform", "--version", "--dry-run", "--format", "--platform"]) {
       expect(r.stdout).toContain(f);
     }
+    expect(r.stdout).toContain("Exit codes:");
+    for (const code of [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16]) expect(r.stdout).toMatch(new RegExp(`^ +${code}  \\S`, "m"));
   });
 });

@@ -45,8 +45,9 @@ describe("copyImage", () => {
   test("copies a whole index byte-exact, then a second copy pushes nothing", async () => {
     const src = new RegistryClient({ registry: upstream.host, scheme: "http" });
     const d = await dest();
-    const m = await copyImage(src, "library/nginx", "alpine", d, "main/nginx");
+    const { manifest: m, platforms } = await copyImage(src, "library/nginx", "alpine", d, "main/nginx");
     expect(m.digest).toBe(upstreamIndex);
+    expect(platforms.map((p) => p.architecture).sort()).toEqual(["amd64", "arm64"]);
     expect(d.stats.bytesPushed).toBeGreaterThan(0);
     const got = await d.client.getManifest("main/nginx", upstreamIndex);
     expect(parseManifest(got.bytes).kind).toBe("index");
@@ -60,7 +61,8 @@ describe("copyImage", () => {
   test("with a platform, pins that platform's manifest", async () => {
     const src = new RegistryClient({ registry: upstream.host, scheme: "http" });
     const d = await dest();
-    const m = await copyImage(src, "library/nginx", "alpine", d, "main/nginx-arm", { platform: { os: "linux", architecture: "arm64" } });
+    const { manifest: m, platforms } = await copyImage(src, "library/nginx", "alpine", d, "main/nginx-arm", { platform: { os: "linux", architecture: "arm64" } });
+    expect(platforms).toEqual([{ os: "linux", architecture: "arm64" }]);
     const p = parseManifest(m.bytes);
     expect(p.kind).toBe("manifest");
     const cfg = JSON.parse(new TextDecoder().decode(await d.client.getBlobBytes("main/nginx-arm", (p as { manifest: { config: { digest: string } } }).manifest.config.digest)));
@@ -70,7 +72,7 @@ describe("copyImage", () => {
   test("a dry run resolves the digest and writes nothing", async () => {
     const src = new RegistryClient({ registry: upstream.host, scheme: "http" });
     const d = await dest(true);
-    const m = await copyImage(src, "library/nginx", "alpine", d, "main/never");
+    const { manifest: m } = await copyImage(src, "library/nginx", "alpine", d, "main/never");
     expect(m.digest).toBe(upstreamIndex);
     expect(await d.client.headManifest("main/never", upstreamIndex)).toBeUndefined();
   });

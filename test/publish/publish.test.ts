@@ -139,11 +139,36 @@ describe("gateway publish of the seed apps", () => {
   });
 
   test("another branch and several hardware ids: one target per hwid, tagged with the branch", async () => {
-    const r = await publish(opts({ ref: "refs/heads/feature-x", hwids: ["x86_64-linux", "arm64-linux"], version: 1000 }));
-    expect(Object.keys(r.targets).sort()).toEqual(["arm64-linux-1000", "x86_64-linux-1000"]);
+    await git(repo, "branch", "-f", "feature-x", "HEAD");
+    const r = await publish(opts({ ref: "refs/heads/feature-x", hwids: ["x86_64-linux", "intel-corei7-64"], version: 1000 }));
+    expect(Object.keys(r.targets).sort()).toEqual(["intel-corei7-64-1000", "x86_64-linux-1000"]);
+    expect(r.platforms).toEqual({ "x86_64-linux": "linux/amd64", "intel-corei7-64": "linux/amd64" });
     const { targets } = await signedTargets(gw);
-    expect(targets["arm64-linux-1000"]!.custom.tags).toEqual(["feature-x"]);
-    expect(targets["arm64-linux-1000"]!.custom.hardwareIds).toEqual(["arm64-linux"]);
+    expect(targets["intel-corei7-64-1000"]!.custom.tags).toEqual(["feature-x"]);
+    expect(targets["intel-corei7-64-1000"]!.custom.hardwareIds).toEqual(["intel-corei7-64"]);
+  });
+
+  test("a hardware id whose platform the built images lack is refused, listing every gap", async () => {
+    const before = await signedTargets(gw);
+    const err = await publish(opts({ hwids: ["x86_64-linux", "arm64-linux"] })).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    const msg = (err as Error).message;
+    // The built images are amd64 only; nginx:alpine offers arm64 too.
+    expect(msg).toContain('app "simple-app" service "app": simple-app/Dockerfile (build) offers linux/amd64; arm64-linux needs linux/arm64/v8');
+    expect(msg).toContain('app "hello-world-app" service "app": hello-world/Dockerfile (build) offers linux/amd64; arm64-linux needs linux/arm64/v8');
+    expect(msg).not.toContain("nginx");
+    expect(msg).not.toContain("x86_64-linux needs");
+    expect(await signedTargets(gw)).toEqual(before);
+  });
+
+  test("HEAD must be the commit --ref names; --commit names it directly", async () => {
+    const head = await commit(repo, { "NOTES.md": "not an app\n" });
+    await git(repo, "branch", "-f", "stale", "HEAD~1");
+    await expect(publish(opts({ ref: "refs/heads/stale", dryRun: true }))).rejects.toThrow(/HEAD is [0-9a-f]{12}, but refs\/heads\/stale is [0-9a-f]{12}/);
+    await expect(publish(opts({ ref: "refs/heads/nowhere", dryRun: true }))).rejects.toThrow("pass --commit");
+    await expect(publish(opts({ ref: "refs/heads/nowhere", commit: (await git(repo, "rev-parse", "HEAD~1")), dryRun: true }))).rejects.toThrow("but --commit names");
+    const r = await publish(opts({ ref: "refs/heads/nowhere", commit: head, dryRun: true }));
+    expect(r.commit).toBe(head);
   });
 
   test("--dry-run shows the new app digests but pushes and posts nothing", async () => {
@@ -199,7 +224,11 @@ describe("gateway publish errors publish nothing", () => {
 
   test("an image that does not resolve names the service and the reference", async () => {
     const r = await containersRepo({ "web/docker-compose.yml": "services:\n  front:\n    image: nginx:no-such-tag\n" });
-    await expectNothingPublished(publish(opts({ containersDir: r })), /Cannot copy image "nginx:no-such-tag" of service "front" in app "web" into .*404/);
+    const err = await publish(opts({ containersDir: r })).catch((e: Error) => e);
+    // One sentence: where publish looked (the local engine, then the registry through its mirror), once each.
+    expect((err as Error).message).toMatch(/^Cannot find image "nginx:no-such-tag"\. Looked in the local engine at .*: not there; and in docker\.io through its mirror .*: .*404.* \(service "front" in app "web"\)$/);
+    expect((err as Error).message.match(/404/g)).toHaveLength(1);
+    await expectNothingPublished(publish(opts({ containersDir: r })), "Cannot find image");
   });
 
   test("an ignore rule that removes the compose file", async () => {

@@ -1,0 +1,188 @@
+/**
+ * Turning every planned image into a pinned reference in the factory
+ * registry, each at most once per publish:
+ *
+ * - a build: `docker build`, `docker save`, pushed as `<factory>/<name>:<git
+ *   short hash>` (reused when a clean checkout already pushed it);
+ * - an image the local engine holds (by name or digest): saved from there and
+ *   pushed as `<factory>/<repository>`; air-gapped CI needs no registry for it;
+ * - anything else: copied byte-exact from its registry (or its `--mirror`).
+ *
+ * An image found nowhere is one error that says where publish looked. Each
+ * result carries the platforms it offers (for the hardware-id check) and the
+ * unpacked size of each layer publish saw (for the device's space check).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
+import { parseManifest } from "../../lib/oci/manifest.ts";
+import type { Platform } from "../../lib/oci/platform.ts";
+import { formatReference, referenceTarget, type Reference } from "../../lib/oci/reference.ts";
+import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { copyImage } from "./copy-image.ts";
+import { dockerBuild, dockerInspectImage, dockerSave, engineName } from "./docker.ts";
+import type { BuildSpec } from "./plan.ts";
+import { ImageResolveError } from "./plan.ts";
+import { platformOfConfig } from "./platforms.ts";
+import { ensureBlobs, ensureManifest, type Destination } from "./transfer.ts";
+
+/** An image that is neither in the local engine nor in its registry: says where publish looked. */
+export class ImageNotFoundError extends ImageResolveError {
+  override name = "ImageNotFoundError";
+}
+
+/** One image as pinned. */
+export interface ResolvedImage {
+  /** `<registry>/<repo>@sha256:...` */
+  pinned: string;
+  /** What was built or referenced. */
+  from: string;
+  source: "build" | "local" | "registry";
+  /** The repository name under the factory, for the report. */
+  name: string;
+  platforms: Platform[];
+  /** Layer digest → unpacked bytes, where publish knows it. */
+  uncompressedSizes: Record<string, number>;
+  /** True when a build was already pushed for this commit and reused. */
+  reused?: boolean;
+}
+
+export interface ImageResolverOptions {
+  dst: Destination;
+  /** The factory registry host (`host:port`). */
+  registryHost: string;
+  factory: string;
+  /** Tag for builds: the git short hash (`-dirty` on an unclean tree). */
+  imageTag: string;
+  /** Built images may be reused from the registry (a clean checkout). */
+  reuseBuilds: boolean;
+  clientFor(host: string): RegistryClient;
+  mirrors: Record<string, string>;
+  /** Narrow third-party indexes to this platform. */
+  platform?: Platform;
+  env: Record<string, string | undefined>;
+  tmpDir: string;
+  log(line: string): void;
+}
+
+/** Resolves and pushes images, each once. */
+export class ImageResolver {
+  private readonly done = new Map<string, Promise<ResolvedImage>>();
+  constructor(private readonly o: ImageResolverOptions) {}
+
+  /** All images resolved so far (after every promise settled). */
+  async all(): Promise<ResolvedImage[]> {
+    return await Promise.all(this.done.values());
+  }
+
+  private once(key: string, make: () => Promise<ResolvedImage>): Promise<ResolvedImage> {
+    let p = this.done.get(key);
+    if (!p) {
+      p = make();
+      this.done.set(key, p);
+    }
+    return p;
+  }
+
+  /** Builds (or reuses) a build spec's image. @throws {DockerCommandError | RegistryError} */
+  build(b: BuildSpec): Promise<ResolvedImage> {
+    return this.once(`build\0${b.key}`, async () => {
+      const { dst, registryHost, factory } = this.o;
+      const repo = `${factory}/${b.name}`;
+      const tag = b.variant ? `${this.o.imageTag}-${b.variant}` : this.o.imageTag;
+      if (this.o.reuseBuilds) {
+        const have = await builtImageFor(dst.client, repo, tag);
+        if (have) {
+          this.o.log(`image ${b.name}: ${registryHost}/${repo}:${tag} already pushed for this commit (${have.digest})`);
+          return { pinned: `${registryHost}/${repo}@${have.digest}`, from: b.from, source: "build", name: b.name, platforms: have.platforms, uncompressedSizes: {}, reused: true };
+        }
+      }
+      const localTag = `${registryHost}/${repo}:${tag}`;
+      this.o.log(`image ${b.name}: docker build ${b.from}`);
+      await dockerBuild(b.dir, localTag, {
+        env: this.o.env,
+        ...(this.o.platform ? { platform: `${this.o.platform.os}/${this.o.platform.architecture}${this.o.platform.variant ? `/${this.o.platform.variant}` : ""}` } : {}),
+        ...(b.dockerfile ? { dockerfile: b.dockerfile } : {}),
+        ...(b.target ? { target: b.target } : {}),
+        ...(b.buildArgs ? { buildArgs: b.buildArgs } : {}),
+      });
+      const r = await this.pushSaved(localTag, repo, tag, `${b.name.replaceAll("/", "_")}-build`);
+      this.o.log(`image ${b.name}: ${dst.dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${tag} (${r.digest})`);
+      return { pinned: `${registryHost}/${repo}@${r.digest}`, from: b.from, source: "build", name: b.name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes };
+    });
+  }
+
+  /**
+   * Pins an image reference: from the local engine if it holds it, else copied from its registry.
+   *
+   * @throws {ImageNotFoundError} If neither has it, saying where publish looked.
+   */
+  image(written: string, ref: Reference): Promise<ResolvedImage> {
+    return this.once(`ref\0${formatReference(ref)}`, async () => {
+      const { dst, registryHost, factory } = this.o;
+      // Already in the factory registry: pin in place. Otherwise <factory>/<path without library/>.
+      const dstRepo = ref.registry === registryHost ? ref.repository : `${factory}/${ref.repository.replace(/^library\//, "")}`;
+      const name = ref.repository.replace(/^library\//, "");
+      const from = formatReference(ref);
+      let localWhy: string | undefined;
+      if (ref.registry !== registryHost) {
+        const local = await dockerInspectImage(written, { env: this.o.env });
+        if (!("missing" in local)) {
+          const tag = ref.digest ? undefined : ref.tag;
+          const r = await this.pushSaved(written, dstRepo, tag, `${name.replaceAll("/", "_")}-local`);
+          const pinned = `${registryHost}/${dstRepo}@${r.digest}`;
+          this.o.log(`image ${written}: from the local engine (${local.id.slice(0, 19)}), ${dst.dryRun ? "would push" : "pushed"} as ${pinned}`);
+          return { pinned, from, source: "local", name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes };
+        }
+        localWhy = `${engineName(this.o.env)}: ${local.missing}`;
+      }
+      const mirror = this.o.mirrors[ref.registry];
+      const srcHost = mirror ?? ref.registry;
+      try {
+        const c = await copyImage(this.o.clientFor(srcHost), ref.repository, referenceTarget(ref), dst, dstRepo, this.o.platform ? { platform: this.o.platform } : {});
+        const pinned = `${registryHost}/${dstRepo}@${c.manifest.digest}`;
+        this.o.log(`image ${from}: ${dst.dryRun ? "resolved" : "copied"} to ${pinned}`);
+        return { pinned, from, source: "registry", name, platforms: c.platforms, uncompressedSizes: {} };
+      } catch (cause) {
+        const regWhere = mirror ? `${ref.registry} through its mirror ${mirror}` : ref.registry;
+        const why = (cause as Error).message.replace(/^Cannot /, "cannot ");
+        const looked = [...(localWhy ? [localWhy] : []), `${regWhere}: ${why}`];
+        throw new ImageNotFoundError(`Cannot find image "${written}". Looked in ${looked.join("; and in ")}`, { cause });
+      }
+    });
+  }
+
+  /** `docker save` of a local image, pushed as `repo[:tag]`; returns its digest, platform and layer sizes. */
+  private async pushSaved(localRef: string, repo: string, tag: string | undefined, file: string) {
+    const { dst } = this.o;
+    const tarPath = join(this.o.tmpDir, `${file}.tar`);
+    await dockerSave(localRef, tarPath, { env: this.o.env });
+    const img = await readDockerArchiveImage(tarPath, { tmpDir: this.o.tmpDir });
+    try {
+      await ensureBlobs(dst, repo, [img.manifest.config, ...img.manifest.layers], img.source);
+      await ensureManifest(dst, repo, { bytes: img.manifestBytes, mediaType: img.manifest.mediaType!, digest: img.digest }, tag);
+      const p = platformOfConfig(img.configBytes);
+      return { digest: img.digest, platforms: p ? [p] : [], uncompressedSizes: img.uncompressedSizes };
+    } finally {
+      await img.close();
+    }
+  }
+}
+
+/** The image already pushed under `tag` for this commit, if it is an image (not an app artifact). */
+async function builtImageFor(client: RegistryClient, repo: string, tag: string): Promise<{ digest: string; platforms: Platform[] } | undefined> {
+  const head = await client.headManifest(repo, tag).catch(() => undefined);
+  if (!head) return undefined;
+  try {
+    const m = await client.getManifest(repo, head.digest);
+    const p = parseManifest(m.bytes, m.mediaType);
+    if (p.kind === "manifest" && p.manifest.artifactType === undefined && !p.manifest.config.mediaType.includes("empty")) {
+      const platform = platformOfConfig(await client.getBlobBytes(repo, p.manifest.config.digest, { maxBytes: 4 * 1024 * 1024 }));
+      return { digest: m.digest, platforms: platform ? [platform] : [] };
+    }
+  } catch {
+    // unreadable: rebuild
+  }
+  return undefined;
+}

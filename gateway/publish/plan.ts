@@ -1,0 +1,117 @@
+/**
+ * Where each service's image comes from, decided before anything is built or
+ * pushed: a build (a top-level directory with a Dockerfile, or a service's
+ * own `build:` with a context inside the repository) or an image reference
+ * (looked up in the local engine, then in its registry). A build context
+ * outside the repository is refused: CI would build something the commit
+ * does not hold.
+ *
+ * @module
+ */
+import { realpathSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { isAbsolute, join, relative, resolve as resolvePath, sep } from "node:path";
+import type { ComposeService } from "../../lib/compose/compose-file.ts";
+import { parseReference, type Reference } from "../../lib/oci/reference.ts";
+import type { AppDir, BuildDir } from "./discover.ts";
+
+/** A service whose image cannot be planned: names the app, the service and the reason. */
+export class ImageResolveError extends Error {
+  override name = "ImageResolveError";
+}
+
+/** A `build:` whose context or Dockerfile lies outside the repository. */
+export class BuildContextError extends ImageResolveError {
+  override name = "BuildContextError";
+}
+
+/** One image to build. */
+export interface BuildSpec {
+  /** Dedup key: same context, Dockerfile, target and args build once. */
+  key: string;
+  /** Repository under the factory: `<dir>` for a top-level build, `<app>/<service>` for a service's own. */
+  name: string;
+  dir: string;
+  /** Absolute Dockerfile path when not `<dir>/Dockerfile`. */
+  dockerfile?: string;
+  target?: string;
+  buildArgs?: Record<string, string>;
+  /** For messages and the report: `api/Dockerfile`. */
+  from: string;
+  /** Extra tag suffix when args/target/dockerfile vary the result (same commit, other image). */
+  variant?: string;
+}
+
+export type ServicePlan = { build: BuildSpec } | { ref: Reference };
+
+const real = (p: string) => {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolvePath(p);
+  }
+};
+
+const inside = (root: string, p: string) => {
+  const r = relative(root, p);
+  return r === "" || (!r.startsWith(`..${sep}`) && r !== ".." && !isAbsolute(r));
+};
+
+/** The build of a top-level directory. */
+export function topLevelBuild(b: BuildDir): BuildSpec {
+  return { key: `${real(b.dir)}\0Dockerfile\0\0`, name: b.name, dir: b.dir, from: `${b.name}/Dockerfile` };
+}
+
+/**
+ * Decides where a service's image comes from.
+ *
+ * @throws {BuildContextError} If its build context or Dockerfile is outside `repoDir`.
+ * @throws {ImageResolveError} If it has no usable build and no valid image reference.
+ */
+export function planService(repoDir: string, app: AppDir, svc: ComposeService, builds: BuildDir[], factory: string): ServicePlan {
+  const where = `service "${svc.name}" in app "${app.name}"`;
+  if (svc.build) {
+    const root = real(repoDir);
+    const ctx = real(resolvePath(app.dir, svc.buildContext ?? "."));
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(svc.buildContext ?? "") || !inside(root, ctx)) {
+      throw new BuildContextError(`Cannot publish ${where}: its build context "${svc.buildContext}" is outside the repository; CI builds only what the commit holds`);
+    }
+    const dockerfile = svc.dockerfile ? real(resolvePath(ctx, svc.dockerfile)) : undefined;
+    if (dockerfile && !inside(root, dockerfile)) {
+      throw new BuildContextError(`Cannot publish ${where}: its Dockerfile "${svc.dockerfile}" is outside the repository`);
+    }
+    const custom = dockerfile !== undefined || svc.buildTarget !== undefined || (svc.buildArgs && Object.keys(svc.buildArgs).length > 0);
+    const top = builds.find((b) => real(b.dir) === ctx);
+    if (top && !custom) return { build: topLevelBuild(top) };
+    const args = svc.buildArgs ?? {};
+    const key = `${ctx}\0${dockerfile ?? "Dockerfile"}\0${svc.buildTarget ?? ""}\0${JSON.stringify(Object.entries(args).sort())}`;
+    const rel = relative(root, ctx) || ".";
+    return {
+      build: {
+        key,
+        name: `${app.name}/${svc.name.toLowerCase()}`,
+        dir: ctx,
+        ...(dockerfile ? { dockerfile } : {}),
+        ...(svc.buildTarget ? { target: svc.buildTarget } : {}),
+        ...(Object.keys(args).length ? { buildArgs: args } : {}),
+        from: join(rel, svc.dockerfile ?? "Dockerfile"),
+        ...(custom ? { variant: createHash("sha256").update(key.slice(ctx.length)).digest("hex").slice(0, 8) } : {}),
+      },
+    };
+  }
+  if (!svc.image) throw new ImageResolveError(`Cannot publish ${where}: it has neither an image nor a build section`);
+  let ref: Reference;
+  try {
+    ref = parseReference(svc.image);
+  } catch (err) {
+    throw new ImageResolveError(`Cannot publish ${where}: ${(err as Error).message}`);
+  }
+  // `image: <dir>` or `image: <anything>/<factory>/<dir>` names the image a top-level directory builds.
+  const last = ref.repository.split("/").pop()!;
+  const b = builds.find((x) => x.name === last);
+  if (b && !ref.digest) {
+    const bare = ref.registry === "docker.io" && ref.repository === `library/${last}` && !svc.image.includes("/");
+    if (bare || ref.repository === `${factory}/${last}`) return { build: topLevelBuild(b) };
+  }
+  return { ref };
+}
