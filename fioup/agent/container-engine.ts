@@ -1,6 +1,6 @@
 /**
  * The container calls the agent needs, on top of the runtime's one Docker
- * Engine client (create, start, stop, rename, update, remove, full inspect).
+ * Engine client (create, start, rename, update, remove, full inspect; stop is the runtime's).
  *
  * @module
  */
@@ -41,12 +41,6 @@ export class ContainerEngine extends DockerEngine {
   /** POST /containers/{id}/start (already running is fine). @throws {EngineError} */
   async startContainer(id: string): Promise<void> {
     await this.simple(`Cannot start container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/start`, [304]);
-  }
-
-  /** POST /containers/{id}/stop (already stopped or gone is fine). @throws {EngineError} */
-  async stopContainer(id: string, timeoutSeconds?: number): Promise<void> {
-    const q = timeoutSeconds === undefined ? "" : `?t=${timeoutSeconds}`;
-    await this.simple(`Cannot stop container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/stop${q}`, [304, 404]);
   }
 
   /** POST /containers/{id}/rename?name=. @throws {EngineError} */

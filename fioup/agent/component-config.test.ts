@@ -1,0 +1,46 @@
+import { describe, expect, test } from "bun:test";
+import { componentSpec, InvalidComponentError, parsePort, parseSize, recreateKey, updateKey } from "./component-config.ts";
+
+const comp = (config: { key: string; value: string }[], id = "app") => ({ id, version: "1", config: [{ key: "image", value: "reg.example/app:1" }, ...config] });
+
+describe("componentSpec", () => {
+  test("applies Kanto's defaults", () => {
+    const s = componentSpec(comp([]));
+    expect(s.restart).toEqual({ policy: "unless-stopped", maxRetries: 0, timeout: 0 });
+    expect(s.network).toBe("bridge");
+    expect(s.log).toEqual({ driver: "json-file", maxFiles: 2, maxSize: "100M" });
+  });
+
+  test("refuses an unknown key, a repeated single key and a missing image, naming the entry", () => {
+    expect(() => componentSpec(comp([{ key: "colour", value: "x" }]))).toThrow(/config\[1\] colour="x": unknown key/);
+    expect(() => componentSpec(comp([{ key: "network", value: "host" }, { key: "network", value: "bridge" }]))).toThrow(/config\[2\] network.*more than once/);
+    expect(() => componentSpec({ id: "x", config: [{ key: "env", value: "A=1" }] })).toThrow(InvalidComponentError);
+  });
+
+  test("refuses bad ports, mounts, devices, sizes and policies with the reason", () => {
+    expect(() => componentSpec(comp([{ key: "port", value: "80:99999" }]))).toThrow(/container port "99999"/);
+    expect(() => componentSpec(comp([{ key: "port", value: "80" }]))).toThrow(/expected \[hostIP:\]hostPort/);
+    expect(() => componentSpec(comp([{ key: "mount", value: "relative:/data" }]))).toThrow(/absolute paths/);
+    expect(() => componentSpec(comp([{ key: "mount", value: "/a:/b:sideways" }]))).toThrow(/propagation "sideways"/);
+    expect(() => componentSpec(comp([{ key: "device", value: "/dev/x:/dev/y:rwx" }]))).toThrow(/permissions/);
+    expect(() => componentSpec(comp([{ key: "memory", value: "lots" }]))).toThrow(/not a size/);
+    expect(() => componentSpec(comp([{ key: "restartPolicy", value: "sometimes" }]))).toThrow(/must be one of/);
+    expect(() => componentSpec(comp([{ key: "restartMaxRetries", value: "3" }]))).toThrow(/needs restartPolicy on-failure/);
+  });
+
+  test("parses port ranges and protocols", () => {
+    expect(parsePort("127.0.0.1:8000-8010:80/udp")).toEqual({ hostIp: "127.0.0.1", hostPort: "8000-8010", containerPort: 80, proto: "udp" });
+    expect(parsePort("8080:80")).toEqual({ hostIp: "", hostPort: "8080", containerPort: 80, proto: "tcp" });
+    expect(parseSize("1G")).toBe(1 << 30);
+    expect(parseSize("512kb")).toBe(512 << 10);
+  });
+
+  test("a restart policy or memory change touches only the in-place key", () => {
+    const a = componentSpec(comp([]));
+    const b = componentSpec(comp([{ key: "restartPolicy", value: "always" }, { key: "memory", value: "64M" }]));
+    expect(recreateKey(a)).toBe(recreateKey(b));
+    expect(updateKey(a)).not.toBe(updateKey(b));
+    expect(recreateKey(componentSpec(comp([{ key: "env", value: "A=1" }])))).not.toBe(recreateKey(a));
+  });
+});
+
