@@ -1,4 +1,5 @@
 import { defineCommand } from "../../lib/cli/command.ts";
+import { startAgentIfConfigured } from "../agent/beside-daemon.ts";
 import { runDaemon } from "../daemon.ts";
 import { progressHooks } from "../progress.ts";
 import { openSession } from "../session.ts";
@@ -16,14 +17,19 @@ export default defineCommand({
     const stop = () => ac.abort(new Error("SIGTERM"));
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
+    const log = (l: string) => out.info(`${new Date().toISOString()} ${l}`);
+    // With an [mqtt] table the Kanto-compatible agent runs beside the polling loop.
+    const agent = startAgentIfConfigured(s.cfg, ac.signal, log);
     try {
       await runDaemon(s, {
         signal: ac.signal,
-        log: (l) => out.info(`${new Date().toISOString()} ${l}`),
+        log,
         hooks: progressHooks(),
         cycles: flags.cycles ? Number(flags.cycles) : undefined,
       });
     } finally {
+      ac.abort(new Error("daemon stopped"));
+      await agent;
       process.off("SIGTERM", stop);
       process.off("SIGINT", stop);
       s.close();

@@ -1,0 +1,22 @@
+/**
+ * `fioup daemon` on a device whose config has an `[mqtt]` table with a url
+ * also runs the agent, in the same process: compose-app targets from the
+ * gateway and Kanto desired states side by side (the agent treats every
+ * compose container as a system container).
+ *
+ * @module
+ */
+import type { Config } from "../config.ts";
+import { FIOUP_VERSION } from "../version.ts";
+import { Agent } from "./agent.ts";
+import { agentConfig, hasMqttConfig } from "./config.ts";
+
+/**
+ * Starts the agent when the config asks for it; resolves when `signal` aborts and the agent has stopped.
+ * @throws {ConfigError} A wrong `[mqtt]` table (at once, before the daemon starts).
+ */
+export function startAgentIfConfigured(cfg: Config, signal: AbortSignal, log: (line: string) => void): Promise<void> | undefined {
+  if (!hasMqttConfig(cfg)) return undefined;
+  const agent = new Agent({ cfg: agentConfig(cfg), signal, version: FIOUP_VERSION, log: (l) => log(`agent: ${l}`) });
+  return agent.run().catch((err) => log(`agent: stopped: ${(err as Error).message}`));
+}
