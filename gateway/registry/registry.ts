@@ -65,7 +65,8 @@ export function createRegistry(opts: RegistryOptions): Hono {
       const token = bearerToken(c.req.header("authorization"));
       claims = token ? verifyRegistryToken(opts.tokenSecret, token) : undefined;
       // A token outlives nothing it was issued to: revoked devices and tokens lose it at once.
-      if (claims && tokenAllows(claims, { repository, action }) && !(await opts.tokenRevoked?.(claims))) return claims.sub;
+      if (claims && (await opts.tokenRevoked?.(claims))) claims = undefined;
+      if (claims && tokenAllows(claims, { repository, action })) return claims.sub;
     }
     if (await opts.authorize(c, { repository, action })) {
       const device = c.get("device") as { uuid?: string } | undefined;

@@ -16,7 +16,7 @@ import { isDeviceUuid } from "../../lib/api/admin.ts";
 import { MAX_DEVICE_BODY, RegistrationRequest, type RegistrationResponse } from "../../lib/api/index.ts";
 import { callerOf } from "../admin/auth.ts";
 import type { GatewayEnv } from "../env.ts";
-import { sotaToml } from "../devices/sota-toml.ts";
+import { sotaToml } from "../../lib/device/sota-toml.ts";
 import { signDeviceCsr } from "../pki/ca.ts";
 import { hashSecret, tokenSecret } from "../pki/tokens.ts";
 import { jsonBody, limit } from "./_validate.ts";
@@ -38,7 +38,6 @@ export const register = new Hono<GatewayEnv>().post(
     if (!token) throw refused("unknown registration token");
     if (token.revokedAt) throw refused("the token was revoked");
     if (Date.parse(token.expiresAt) <= Date.now()) throw refused("the token has expired");
-    if (token.maxUses !== null && token.uses >= token.maxUses) throw refused(`the token has been used ${token.uses} of ${token.maxUses} times`);
     c.set("registrationToken", token);
     await next();
   },
@@ -62,7 +61,8 @@ export const register = new Hono<GatewayEnv>().post(
       return c.json({ error: `Registration refused: device "${req.uuid}" is already registered (re-register with its current certificate or an admin token)` }, 409);
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });
     // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.
-    if (token && !(await gw.store.claimTokenUse(token.id, new Date().toISOString()))) throw refused("the token has been used up");
+    if (token && !(await gw.store.claimTokenUse(token.id, new Date().toISOString())))
+      throw refused(`the token has been used up (${token.maxUses} uses), revoked or has expired`);
     const tagsFromDevice = token?.allowDeviceTags ?? false;
     const tags = token?.tags.length ? token.tags : !token || tagsFromDevice ? (req.tags ?? []) : [];
     await gw.store.putDevice({

@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { tufStorageContract } from "../ota/_storage-contract.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
+import { STORED_TOO_DEEP } from "./_rows.ts";
 import { DeviceRevokedError, type NewDevice, type NewRegistrationToken, type Store } from "./types.ts";
 
 let n = 0;
@@ -30,6 +31,27 @@ export const anEvent = (over: Partial<DeviceEvent> = {}): DeviceEvent => ({
 
 export function storeContract(open: () => Promise<Store>) {
   describe("tuf (TufStorage)", () => tufStorageContract(async () => (await open()).tuf));
+
+  test("tryLease(): one holder at a time, renewed by its holder, taken over once expired, released at once", async () => {
+    const s = await open();
+    const name = `job-${uniq()}`;
+    const t0 = new Date("2030-01-01T00:00:00.000Z");
+    const at = (ms: number) => new Date(t0.getTime() + ms);
+    expect(await s.tryLease(name, "a", 5000, t0)).toBe(true);
+    expect(await s.tryLease(name, "b", 5000, at(1000))).toBe(false);
+    expect(await s.tryLease(name, "a", 5000, at(4000))).toBe(true); // renewed until 9 s
+    expect(await s.tryLease(name, "b", 5000, at(8000))).toBe(false);
+    expect(await s.tryLease(name, "b", 5000, at(9500))).toBe(true); // a stopped renewing
+    expect(await s.tryLease(name, "a", 5000, at(9600))).toBe(false);
+    await s.releaseLease(name, "a"); // not a's: nothing happens
+    expect(await s.tryLease(name, "a", 5000, at(9700))).toBe(false);
+    await s.releaseLease(name, "b");
+    expect(await s.tryLease(name, "a", 5000, at(9800))).toBe(true);
+    // Concurrent claims on a free lease: exactly one wins.
+    const free = `job-${uniq()}`;
+    const wins = await Promise.all(["p", "q", "r", "s"].map((h) => s.tryLease(free, h, 5000, t0)));
+    expect(wins.filter(Boolean).length).toBe(1);
+  });
 
   test("getDevice() returns undefined for an unknown uuid", async () => {
     expect(await (await open()).getDevice("nope")).toBeUndefined();
@@ -156,6 +178,16 @@ export function storeContract(open: () => Promise<Store>) {
       config: "[tls]\nserver = 'x'\n",
     });
     expect(await s.getSystemInfo("other")).toEqual({});
+  });
+
+  test("device data stored nested deeper than 64 levels reads back as a marker, not the value", async () => {
+    const s = await open();
+    const d = aDevice();
+    let deep: unknown = "bottom";
+    for (let i = 0; i < 100; i++) deep = [deep];
+    await s.putSystemInfo(d.uuid, "hardware", { cpu: deep });
+    await s.putSystemInfo(d.uuid, "network", { hostname: "h", mac: "m", local_ipv4: "1.2.3.4" });
+    expect(await s.getSystemInfo(d.uuid)).toEqual({ hardware: STORED_TOO_DEEP, network: { hostname: "h", mac: "m", local_ipv4: "1.2.3.4" } });
   });
 
   test("claimMeta() keeps the first value", async () => {

@@ -1,5 +1,6 @@
 /** Row <-> object mapping shared by both backends (column names are the same). */
 import type { ApiRole } from "../../lib/api/admin.ts";
+import { jsonDepth } from "../../lib/api/json-body.ts";
 import type { ApiTokenRow, DeviceRow, RegistrationTokenRow } from "./types.ts";
 
 export interface DeviceRecord {
@@ -81,3 +82,17 @@ export const toApiToken = (r: ApiTokenRecord): ApiTokenRow => ({
 });
 
 export const clampLimit = (n: number | undefined, max = 1000) => Math.max(1, Math.min(n ?? max, max));
+
+/** Device-supplied JSON read back deeper than this is not returned (older rows predate the intake cap). */
+export const MAX_STORED_DEPTH = 64;
+export const STORED_TOO_DEEP = `[not shown: stored value nested deeper than ${MAX_STORED_DEPTH} levels]`;
+
+/**
+ * Parses device-supplied JSON text from the database, or returns `tooDeep` when it nests
+ * deeper than {@link MAX_STORED_DEPTH}: such a value would cost seconds to serialise and
+ * overflow the stack of every reader after us (the admin API, the CLI).
+ */
+export function storedJson<T = unknown>(text: string, tooDeep: T | string = STORED_TOO_DEEP): T {
+  if (jsonDepth(Buffer.from(text), MAX_STORED_DEPTH) > MAX_STORED_DEPTH) return tooDeep as T;
+  return JSON.parse(text) as T;
+}

@@ -9,7 +9,7 @@ import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
-import { clampLimit, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
   type ApiTokenRow,
@@ -167,7 +167,11 @@ export class PostgresStore implements Store {
       "SELECT id, device_uuid, received_at, body FROM events WHERE device_uuid = $1 ORDER BY seq LIMIT $2",
       [uuid, clampLimit(opts.limit, 10000)],
     )) as { id: string; device_uuid: string; received_at: string; body: string }[];
-    return rows.map((r) => ({ id: r.id, deviceUuid: r.device_uuid, receivedAt: r.received_at, event: JSON.parse(r.body) }));
+    return rows.flatMap((r) => {
+        // An event stored before the intake depth cap and nested too deep is left out of listings.
+        const event = storedJson<DeviceEvent | undefined>(r.body, undefined);
+        return event ? [{ id: r.id, deviceUuid: r.device_uuid, receivedAt: r.received_at, event }] : [];
+      });
   }
 
   async countEvents() {
@@ -185,7 +189,7 @@ export class PostgresStore implements Store {
 
   async getAppsStates(uuid: string) {
     const rows = (await this.#sql.unsafe("SELECT body FROM apps_states WHERE device_uuid = $1", [uuid])) as { body: string }[];
-    return rows[0] ? (JSON.parse(rows[0].body) as AppsStates) : undefined;
+    return rows[0] ? storedJson<AppsStates | undefined>(rows[0].body, undefined) : undefined;
   }
 
   async putSystemInfo(uuid: string, kind: SystemInfoKind, value: unknown) {
@@ -202,8 +206,23 @@ export class PostgresStore implements Store {
       body: string;
     }[];
     const out: Partial<Record<SystemInfoKind, unknown>> = {};
-    for (const r of rows) out[r.kind] = JSON.parse(r.body);
+    for (const r of rows) out[r.kind] = storedJson(r.body);
     return out;
+  }
+
+  async tryLease(name: string, holder: string, ttlMs: number, now = new Date()) {
+    const rows = (await this.#sql.unsafe(
+      `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+       WHERE leases.holder = excluded.holder OR leases.expires_at < $4
+       RETURNING holder`,
+      [name, holder, new Date(now.getTime() + ttlMs).toISOString(), now.toISOString()],
+    )) as { holder: string }[];
+    return rows[0]?.holder === holder;
+  }
+
+  async releaseLease(name: string, holder: string) {
+    await this.#sql.unsafe("DELETE FROM leases WHERE name = $1 AND holder = $2", [name, holder]);
   }
 
   async claimMeta(key: string, value: string) {

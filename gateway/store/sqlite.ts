@@ -10,7 +10,7 @@ import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { EventWriter } from "./_event-writer.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
-import { clampLimit, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
   type ApiTokenRow,
@@ -202,7 +202,11 @@ export class SqliteStore implements Store {
         "SELECT id, device_uuid, received_at, body FROM events WHERE device_uuid = ? ORDER BY seq LIMIT ?",
       )
       .all(uuid, clampLimit(opts.limit, 10000))
-      .map((r) => ({ id: r.id, deviceUuid: r.device_uuid, receivedAt: r.received_at, event: JSON.parse(r.body) }));
+      .flatMap((r) => {
+        // An event stored before the intake depth cap and nested too deep is left out of listings.
+        const event = storedJson<DeviceEvent | undefined>(r.body, undefined);
+        return event ? [{ id: r.id, deviceUuid: r.device_uuid, receivedAt: r.received_at, event }] : [];
+      });
   }
 
   async countEvents() {
@@ -220,7 +224,7 @@ export class SqliteStore implements Store {
 
   async getAppsStates(uuid: string) {
     const r = this.#db.query<{ body: string }, [string]>("SELECT body FROM apps_states WHERE device_uuid = ?").get(uuid);
-    return r ? (JSON.parse(r.body) as AppsStates) : undefined;
+    return r ? storedJson<AppsStates | undefined>(r.body, undefined) : undefined;
   }
 
   async putSystemInfo(uuid: string, kind: SystemInfoKind, value: unknown) {
@@ -237,8 +241,25 @@ export class SqliteStore implements Store {
     for (const r of this.#db
       .query<{ kind: SystemInfoKind; body: string }, [string]>("SELECT kind, body FROM system_info WHERE device_uuid = ?")
       .all(uuid))
-      out[r.kind] = JSON.parse(r.body);
+      out[r.kind] = storedJson(r.body);
     return out;
+  }
+
+  async tryLease(name: string, holder: string, ttlMs: number, now = new Date()) {
+    // One statement: insert, or take over an expired lease, or renew our own; RETURNING tells who holds it.
+    const row = this.#db
+      .query<{ holder: string }, [string, string, string, string]>(
+        `INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE leases.holder = excluded.holder OR leases.expires_at < ?4
+         RETURNING holder`,
+      )
+      .get(name, holder, new Date(now.getTime() + ttlMs).toISOString(), now.toISOString());
+    return row?.holder === holder;
+  }
+
+  async releaseLease(name: string, holder: string) {
+    this.#db.query("DELETE FROM leases WHERE name = ? AND holder = ?").run(name, holder);
   }
 
   async claimMeta(key: string, value: string) {

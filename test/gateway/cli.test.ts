@@ -1,5 +1,6 @@
 /** The gateway CLI against a running gateway, the way an operator uses it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { makeDeviceCsr } from "./_device.ts";
@@ -69,8 +70,10 @@ describe("gateway CLI", () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out).rootVersion).toBe(2);
     const badPin = cli("targets", "list", "--server", g.url, "--token", `${token.split(".")[0]}.${"0".repeat(64)}`);
-    expect(badPin.code).toBe(4);
-    expect(badPin.err).toContain("does not match the pin");
+    expect(badPin.code).toBe(5); // not "unreachable": it answered, with another CA
+    expect(badPin.err).toContain("does not match the token");
+    const down = cli("targets", "list", "--server", "https://127.0.0.1:1", "--token", token);
+    expect(down.code).toBe(4);
   }, 60_000);
 
   test("errors: wrong token exits 3 with the gateway's reason; bad usage exits 2", async () => {
@@ -82,6 +85,91 @@ describe("gateway CLI", () => {
     expect(cli("keys", "rotate", "bogus", "--data", dir).code).toBe(2);
     expect(cli("tokens", "create", "--data", dir, "--expires", "soon").code).toBe(1);
     expect(cli("serve").code).toBe(2);
+  }, 60_000);
+
+  test("--help shows the exit-code table", () => {
+    const help = cli("--help");
+    expect(help.code).toBe(0);
+    expect(help.out).toContain("Exit codes:");
+    expect(help.out).toMatch(/ 4 +the gateway could not be reached/);
+    expect(help.out).toMatch(/ 5 +the gateway's CA does not match the token's pin/);
+  });
+
+  test("devices list and show strip control characters a device put in its name", async () => {
+    const ca = await readFile(join(dir, "pki", "ca.pem"), "utf8");
+    const admin = (await readFile(join(dir, "admin-token"), "utf8")).trim();
+    const k = await makeDeviceCsr();
+    const name = "evil\x1b[2J\x1b[H\r\nFORGED 00000000-0000-4000-8000-000000000000 fine\x9b\u202e";
+    const reg = await tlsFetch({ ca })(`${g.url}/devices`, {
+      ...post({ name, uuid: k.uuid, csr: k.csrPem, "hardware-id": "arm64-linux" }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },
+    });
+    expect(reg.status).toBe(201);
+    const list = cli("devices", "list", "--data", dir);
+    expect(list.code).toBe(0);
+    const lines = list.out.trimEnd().split("\n");
+    const devices = (JSON.parse(cli("devices", "list", "--data", dir, "--format", "json").out) as { devices: unknown[] }).devices;
+    expect(lines).toHaveLength(1 + devices.length); // no line forged by the name
+    for (const out of [list.out, cli("devices", "show", k.uuid, "--data", dir).out])
+      expect(out.replaceAll("\n", "")).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
+    expect(list.out).toContain("evil[2J[HFORGED");
+    // JSON keeps the value as it is (escaped), for scripts.
+    expect(JSON.stringify(devices)).toContain("\\u001b[2J");
+  }, 60_000);
+
+  test("devices show --format json is compact and fast on a 40,000-deep stored value", async () => {
+    const ca = await readFile(join(dir, "pki", "ca.pem"), "utf8");
+    const admin = (await readFile(join(dir, "admin-token"), "utf8")).trim();
+    const k = await makeDeviceCsr();
+    const reg = await tlsFetch({ ca })(`${g.url}/devices`, {
+      ...post({ name: "deep", uuid: k.uuid, csr: k.csrPem, "hardware-id": "arm64-linux" }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },
+    });
+    expect(reg.status).toBe(201);
+    // Stored before intake capped nesting: written straight into the gateway's database.
+    const db = new Database(join(dir, "gateway.db"));
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.query("INSERT INTO system_info (device_uuid, kind, body, updated_at) VALUES (?, 'hardware', ?, ?)").run(
+      k.uuid,
+      `{"cpu":${"[".repeat(40_000)}${"]".repeat(40_000)}}`,
+      new Date().toISOString(),
+    );
+    db.close();
+    const t0 = Date.now();
+    const show = cli("devices", "show", k.uuid, "--data", dir, "--format", "json");
+    expect(show.code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(show.out.trimEnd().split("\n")).toHaveLength(1);
+    expect(show.out.length).toBeLessThan(64 * 1024);
+    expect(JSON.parse(show.out).systemInfo.hardware).toMatch(/not shown/);
+  }, 60_000);
+
+  test("tokens create --role publish: the token lists targets but not devices; tokens revoke ends it", async () => {
+    const created = cli("tokens", "create", "--data", dir, "--role", "publish", "--name", "ci", "--format", "json");
+    expect(created.code).toBe(0);
+    const pub = JSON.parse(created.out) as { id: string; token: string; role: string };
+    expect(pub.role).toBe("publish");
+    expect(cli("targets", "list", "--server", g.url, "--token", pub.token).code).toBe(0);
+    const devices = cli("devices", "list", "--server", g.url, "--token", pub.token);
+    expect(devices.code).toBe(3);
+    expect(devices.err).toContain("needs an admin token");
+    expect(cli("keys", "rotate", "targets", "--server", g.url, "--token", pub.token).code).toBe(3);
+    expect(cli("tokens", "list", "--data", dir).out).toMatch(new RegExp(`${pub.id}\\s+publish\\s+ci`));
+    expect(cli("tokens", "revoke", pub.id, "--data", dir).code).toBe(0);
+    expect(cli("targets", "list", "--server", g.url, "--token", pub.token).code).toBe(3);
+    expect(cli("tokens", "create", "--data", dir, "--role", "publish", "--tag", "x").code).toBe(2);
+    expect(cli("tokens", "create", "--data", dir, "--role", "root").code).toBe(2);
+    expect(cli("tokens", "create", "--data", dir, "--max-uses", "0").code).toBe(2);
+  }, 60_000);
+
+  test("devices tag sets a device's tags", async () => {
+    const { devices } = JSON.parse(cli("devices", "list", "--data", dir, "--format", "json").out) as { devices: { uuid: string; revokedAt: string | null }[] };
+    const uuid = devices.find((d) => !d.revokedAt)!.uuid;
+    const r = cli("devices", "tag", uuid, "qa,prod", "--data", dir);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("qa,prod");
+    expect(JSON.parse(cli("devices", "show", uuid, "--data", dir, "--format", "json").out).tags).toEqual(["qa", "prod"]);
+    expect(cli("devices", "tag", uuid, "--data", dir).code).toBe(2);
   }, 60_000);
 
   test("SIGTERM stops the gateway gracefully", async () => {
