@@ -1,0 +1,113 @@
+/**
+ * The offline root ceremony with the real CLI against a real `gateway serve` over TLS
+ * (docs/keys.md): keys made with `gateway keys generate` outside the data dir, the next root
+ * drafted with `init-root`, signed with `sign-root`, installed with `push-root`. Then the
+ * gateway, restarted with neither the root nor the targets key in its data dir, keeps serving
+ * signed metadata that a registered device verifies with its TUF client.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { EMPTY_SHA256, type RegistrationResponse, type TargetEntry } from "../../lib/api/index.ts";
+import { parseMetadata, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { run, tempDir } from "../harness/tmp.ts";
+import { makeDeviceCsr } from "./_device.ts";
+
+const MAIN = resolve(import.meta.dir, "../../gateway/main.ts");
+const cli = (...args: string[]) => run([process.execPath, MAIN, ...args], { allowFail: true });
+const entry = (version: number): TargetEntry => ({
+  length: 0,
+  hashes: { sha256: EMPTY_SHA256 },
+  custom: { version: String(version), hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `127.0.0.1:1/main/web@sha256:${"a".repeat(64)}` } } },
+});
+
+let gw: GatewayHandle;
+let offline: string;
+let device: { dir: string; tls: { ca: string; cert: string; key: string } };
+
+async function register(): Promise<typeof device> {
+  const k = await makeDeviceCsr();
+  const res = await gw.adminFetch("/devices", {
+    method: "POST",
+    headers: { authorization: `Bearer ${gw.adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "d", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux", tags: ["main"] }),
+  });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as RegistrationResponse;
+  const dir = join(offline, `device-${k.uuid}`);
+  await mkdir(dir);
+  await writeFile(join(dir, "root.json"), JSON.stringify(body.root));
+  return { dir, tls: { ca: body.ca, cert: body.certificate, key: k.keyPem } };
+}
+const verify = (d: typeof device) => verifyAndLoadTargets({ metadataDir: d.dir, metadataBaseUrl: `${gw.url}/repo/`, fetch: { tls: d.tls } });
+const deviceRoot = async (d: typeof device) => parseMetadata("root", await Bun.file(join(d.dir, "root.json")).text()).signed;
+const keysDir = () => join(gw.dataDir, "tuf", "keys");
+
+beforeAll(async () => {
+  gw = await startGateway();
+  offline = await tempDir("offline-keys-");
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.stop();
+}, 60_000);
+
+describe("gateway keys: the offline root ceremony", () => {
+  test("a root moved to 2 of 3 offline keys is refused with one holder's signature and installed with two", async () => {
+    device = await register(); // trusts root v1, signed by the online root key
+    expect((await deviceRoot(device)).version).toBe(1);
+    for (const who of ["alice", "bob", "carol"]) expect((await cli("keys", "generate", "--out", join(offline, who))).code).toBe(0);
+
+    const init = await cli("keys", "init-root", "--data", gw.dataDir, "--format", "json", "--out", join(offline, "2.root.json"),
+      ...["alice", "bob", "carol"].flatMap((w) => ["--key", `root=${join(offline, `${w}.pub.json`)}`]), "--threshold", "root=2");
+    expect(init.code).toBe(0);
+    expect(JSON.parse(init.stdout)).toMatchObject({ version: 2, roles: { root: { threshold: 2 } }, previousRoot: { threshold: 1 } });
+
+    // The current (online) root key signs its successor once; then it is never needed again.
+    const sign = (key: string) => cli("keys", "sign-root", join(offline, "2.root.json"), "--key", key, "--format", "json");
+    expect((await sign(join(keysDir(), "root.json"))).code).toBe(0);
+    const one = await sign(join(offline, "alice.json"));
+    expect(JSON.parse(one.stdout)).toMatchObject({ ready: false, thresholds: [{ of: "new", threshold: 2, met: false }, { of: "previous", met: true }] });
+    const refused = await cli("keys", "push-root", "--data", gw.dataDir, join(offline, "2.root.json"));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/403: Cannot install root\.json: it is not signed by 2 of the 3 new root keys/);
+
+    const two = await sign(join(offline, "bob.json"));
+    expect(JSON.parse(two.stdout)).toMatchObject({ ready: true });
+    const pushed = await cli("keys", "push-root", "--data", gw.dataDir, join(offline, "2.root.json"));
+    expect(pushed.stderr).toBe("");
+    expect(pushed.stdout).toMatch(/root\.json is now version 2/);
+    expect(await readdir(keysDir())).not.toContain("root.json");
+  });
+
+  test("no token can rotate root, and online keys cannot rotate while root is offline", async () => {
+    const root = await cli("keys", "rotate", "root", "--data", gw.dataDir);
+    expect(root.stderr).toMatch(/403: Root rotation needs the offline root key/);
+    const ts = await cli("keys", "rotate", "timestamp", "--data", gw.dataDir);
+    expect(ts.stderr).toMatch(/409: Cannot sign TUF root metadata .* absent/);
+  });
+
+  test("restarted with no root and no targets key, the gateway serves metadata devices verify", async () => {
+    const add = await gw.adminFetch("/admin/targets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets: { "amd64-linux-1": entry(1) } }) });
+    expect(add.status).toBe(200);
+    await rename(join(keysDir(), "targets.json"), join(offline, "targets.json")); // targets signed offline from now on
+    expect((await readdir(keysDir())).sort()).toEqual(["snapshot.json", "timestamp.json"]);
+    await gw.stop();
+    gw = await startGateway({ dataDir: gw.dataDir });
+
+    const got = await verify(device);
+    expect(Object.keys(got.targets)).toEqual(["amd64-linux-1"]);
+    const root = await deviceRoot(device);
+    expect([root.version, root.roles.root!.threshold, root.roles.root!.keyIDs.length]).toEqual([2, 2, 3]);
+    const fresh = await register(); // new devices get the 2-of-3 root at registration
+    expect((await deviceRoot(fresh)).version).toBe(2);
+    expect(Object.keys((await verify(fresh)).targets)).toEqual(["amd64-linux-1"]);
+
+    // Adding a target needs the offline targets key: refused, saying which key.
+    const refused = await gw.adminFetch("/admin/targets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets: { "amd64-linux-2": entry(2) } }) });
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as { error: string }).error).toMatch(/targets .*absent \(offline\?\)/);
+    expect(await Bun.file(gw.logFile).text()).not.toMatch(/cannot refresh TUF metadata/);
+  });
+});
