@@ -4,13 +4,10 @@
  *
  * @module
  */
+import { table as printTable } from "../../lib/cli/table.ts";
 import type { PublishResult } from "./publish.ts";
 
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
-  return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
-}
+const table = (head: string[], rows: string[][]): string => printTable(head, rows, { rule: true });
 
 function size(n: number): string {
   if (n < 1024) return `${n} B`;
