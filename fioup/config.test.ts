@@ -24,25 +24,33 @@ describe("loadConfig", () => {
     expect(c.server).toBeUndefined();
   });
 
-  test("merges sota.toml, then /usr/lib/sota/conf.d, then /etc/sota/conf.d, in name order", () => {
+  test("merges /usr/lib/sota/conf.d, then sota.toml, then /etc/sota/conf.d, in name order", () => {
     write("var/sota/sota.toml", `[tls]\nserver = "https://gw:1/"\n[pacman]\ntags = "main"\ncompose_apps = "a,b"\nstorage_watermark = 80\n[provision]\nprimary_ecu_hardware_id = "hw"\n`);
     write("usr/lib/sota/conf.d/10-a.toml", `[pacman]\ntags = "lib"\n[uptane]\npolling_seconds = 10\n`);
     write("usr/lib/sota/conf.d/20-b.toml", `[uptane]\npolling_seconds = 20\n`);
     write("etc/sota/conf.d/50-x.toml", `[pacman]\ncompose_apps = ["c"]\n`);
     const c = loadConfig({ root });
     expect(c.server).toBe("https://gw:1");
-    expect(c.tags).toEqual(["lib"]);
+    expect(c.tags).toEqual(["main"]); // sota.toml (registration) beats the image's defaults
     expect(c.shortlist).toEqual(["c"]);
     expect(c.storageWatermark).toBe(80);
     expect(c.pollingSeconds).toBe(20);
     expect(c.hardwareId).toBe("hw");
     expect(c.certPath).toBe(join(root, "var/sota/client.pem"));
     expect(c.sources.map((s) => s.slice(root.length))).toEqual([
-      "/var/sota/sota.toml",
       "/usr/lib/sota/conf.d/10-a.toml",
       "/usr/lib/sota/conf.d/20-b.toml",
+      "/var/sota/sota.toml",
       "/etc/sota/conf.d/50-x.toml",
     ]);
+  });
+
+  test("device paths in config files are put under FIOUP_ROOT; host paths from older configs are kept", () => {
+    write("rel/var/sota/sota.toml", `[storage]\npath = "/var/sota"\n[pacman]\nreset_apps_root = "/data/blobs"\ncompose_apps_root = "${join(root, "rel/apps")}"\n`);
+    const c = loadConfig({ root: join(root, "rel") });
+    expect(c.storagePath).toBe(join(root, "rel/var/sota"));
+    expect(c.resetAppsRoot).toBe(join(root, "rel/data/blobs"));
+    expect(c.composeAppsRoot).toBe(join(root, "rel/apps"));
   });
 
   test("an empty compose_apps is an empty shortlist, not 'all apps'", () => {
@@ -50,9 +58,12 @@ describe("loadConfig", () => {
     expect(loadConfig({ root: join(root, "e") }).shortlist).toEqual([]);
   });
 
-  test("rejects a value of the wrong type with its path", () => {
+  test("rejects a value of the wrong type naming the file and the key", () => {
     write("bad/var/sota/sota.toml", `[uptane]\npolling_seconds = true\n`);
     expect(() => loadConfig({ root: join(root, "bad") })).toThrow(ConfigError);
+    expect(() => loadConfig({ root: join(root, "bad") })).toThrow(`${join(root, "bad/var/sota/sota.toml")}: uptane.polling_seconds`);
+    write("bad3/etc/sota/conf.d/10-x.toml", `[pacman]\ntags = "a"\ntags = "b"\n`);
+    expect(() => loadConfig({ root: join(root, "bad3") })).toThrow(`Cannot read ${join(root, "bad3/etc/sota/conf.d/10-x.toml")}: not valid TOML`);
     write("bad2/var/sota/sota.toml", `[pacman]\nstorage_watermark = 0\n`);
     expect(() => loadConfig({ root: join(root, "bad2") })).toThrow(/storage_watermark/);
   });

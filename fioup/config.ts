@@ -1,59 +1,16 @@
 /**
- * The device's configuration (SPEC §4): sota.toml merged with the drop-in
- * directories `/usr/lib/sota/conf.d/*.toml` then `/etc/sota/conf.d/*.toml`
- * (later files win, table by table). Every absolute default is under
- * `FIOUP_ROOT` (empty in production), so tests run a whole device in a temp dir.
+ * The device's configuration: the image's drop-ins `/usr/lib/sota/conf.d/*.toml`,
+ * then sota.toml, then the owner's drop-ins `/etc/sota/conf.d/*.toml` (later
+ * files win, key by key; see loadConfig). Paths in config files are device
+ * paths: every one is put under `FIOUP_ROOT` (empty in production), so tests
+ * run a whole device in a temp dir and a device directory can be moved.
  *
  * @module
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { Type, type Static } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
-import { DEFAULT_DEVICE_PATHS, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
-import { parseToml, type TomlTable, type TomlValue } from "./toml.ts";
-
-/** The raw sota.toml shape fioup reads (unknown keys are kept and ignored). */
-const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
-const IntLike = Type.Union([Type.Integer(), Type.String({ pattern: "^[0-9]+$" })]);
-export const SotaToml = Type.Object(
-  {
-    tls: Type.Optional(Type.Object({ server: Type.Optional(Type.String()) }, { additionalProperties: true })),
-    import: Type.Optional(
-      Type.Object(
-        {
-          base_path: Type.Optional(Type.String()),
-          tls_cacert_path: Type.Optional(Type.String()),
-          tls_clientcert_path: Type.Optional(Type.String()),
-          tls_pkey_path: Type.Optional(Type.String()),
-        },
-        { additionalProperties: true },
-      ),
-    ),
-    provision: Type.Optional(
-      Type.Object({ primary_ecu_hardware_id: Type.Optional(Type.String()) }, { additionalProperties: true }),
-    ),
-    pacman: Type.Optional(
-      Type.Object(
-        {
-          tags: Type.Optional(CsvOrList),
-          compose_apps: Type.Optional(CsvOrList),
-          compose_apps_root: Type.Optional(Type.String()),
-          reset_apps_root: Type.Optional(Type.String()),
-          storage_watermark: Type.Optional(IntLike),
-        },
-        { additionalProperties: true },
-      ),
-    ),
-    uptane: Type.Optional(Type.Object({ polling_seconds: Type.Optional(IntLike) }, { additionalProperties: true })),
-    storage: Type.Optional(Type.Object({ path: Type.Optional(Type.String()) }, { additionalProperties: true })),
-    fioup: Type.Optional(
-      Type.Object({ docker_host: Type.Optional(Type.String()) }, { additionalProperties: true }),
-    ),
-  },
-  { additionalProperties: true },
-);
-export type SotaToml = Static<typeof SotaToml>;
+import { DEFAULT_DEVICE_PATHS, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
+import { checkSotaToml, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 
 /** The merged config with defaults applied and paths resolved. */
 export interface Config {
@@ -99,20 +56,6 @@ export function configLocation(flags: { "sota-dir"?: string }): Required<ConfigL
   return { root, sotaDir };
 }
 
-/** Deep-merges `b` over `a`: tables merge key by key, anything else is replaced. */
-export function mergeToml(a: TomlTable, b: TomlTable): TomlTable {
-  const out: TomlTable = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const prev = out[k];
-    out[k] = isTable(prev) && isTable(v) ? mergeToml(prev, v) : v;
-  }
-  return out;
-}
-
-function isTable(v: TomlValue | undefined): v is TomlTable {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 function tomlFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
@@ -122,10 +65,17 @@ function tomlFiles(dir: string): string[] {
 }
 
 function readToml(path: string): TomlTable {
+  let text: string;
   try {
-    return parseToml(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (cause) {
     throw new ConfigError(`Cannot read config ${path}: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    return parseSotaToml(text, path);
+  } catch (cause) {
+    if (cause instanceof TomlError) throw new ConfigError(cause.message, { cause });
+    throw cause;
   }
 }
 
@@ -137,8 +87,11 @@ const csv = (v: string | string[] | undefined): string[] | undefined =>
         .filter((s) => s !== "");
 
 /**
- * Loads and merges the config files: `<sotaDir>/sota.toml`, then
- * `<root>/usr/lib/sota/conf.d/*.toml`, then `<root>/etc/sota/conf.d/*.toml`.
+ * Loads and merges the config files, later ones winning key by key:
+ * `<root>/usr/lib/sota/conf.d/*.toml` (defaults shipped with the image, such as
+ * preload's 50-preload.toml), then `<sotaDir>/sota.toml` (what registration
+ * decided: `fioup register --apps` beats the image's app list), then
+ * `<root>/etc/sota/conf.d/*.toml` (the device owner's overrides).
  *
  * @throws {ConfigError} If a file is not valid TOML or a value has the wrong type.
  */
@@ -146,8 +99,8 @@ export function loadConfig(loc: ConfigLocation = {}): Config {
   const root = loc.root ?? process.env.FIOUP_ROOT ?? "";
   const sotaDir = loc.sotaDir ?? underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
   const files = [
-    join(sotaDir, "sota.toml"),
     ...tomlFiles(underRoot(root, SYSTEM_CONF_DIR)),
+    join(sotaDir, "sota.toml"),
     ...tomlFiles(underRoot(root, LOCAL_CONF_DIR)),
   ].filter((f) => existsSync(f));
   let raw: TomlTable = {};
@@ -157,18 +110,19 @@ export function loadConfig(loc: ConfigLocation = {}): Config {
 
 /** Applies defaults and resolves paths of an already merged TOML table. */
 export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: string; sources?: string[] }): Config {
-  if (!Value.Check(SotaToml, raw)) {
-    const first = [...Value.Errors(SotaToml, raw)][0];
-    throw new ConfigError(`Invalid config at ${first?.path || "/"}: ${first?.message ?? "wrong type"}`);
+  try {
+    checkSotaToml(raw, opts.sources?.length ? opts.sources.join(" + ") : "the merged config");
+  } catch (cause) {
+    throw new ConfigError((cause as Error).message, { cause });
   }
-  const t = raw as SotaToml;
-  const storagePath = t.storage?.path ? rooted(opts.root, t.storage.path) : opts.sotaDir;
-  const base = t.import?.base_path ? rooted(opts.root, t.import.base_path) : storagePath;
-  const inBase = (p: string | undefined, def: string) => (p ? (isAbsolute(p) ? rooted(opts.root, p) : join(base, p)) : join(base, def));
+  const t: SotaToml = raw;
+  const storagePath = t.storage?.path ? hostPath(opts.root, t.storage.path) : opts.sotaDir;
+  const base = t.import?.base_path ? hostPath(opts.root, t.import.base_path) : storagePath;
+  const inBase = (p: string | undefined, def: string) => (p ? (isAbsolute(p) ? hostPath(opts.root, p) : join(base, p)) : join(base, def));
   const watermark = Number(t.pacman?.storage_watermark ?? 95);
-  if (!(watermark >= 1 && watermark <= 100)) throw new ConfigError(`Invalid config at /pacman/storage_watermark: ${watermark} is not 1..100`);
+  if (!(watermark >= 1 && watermark <= 100)) throw new ConfigError(`Invalid config: pacman.storage_watermark: ${watermark} is not 1..100`);
   const polling = Number(t.uptane?.polling_seconds ?? 300);
-  if (!(polling >= 1)) throw new ConfigError(`Invalid config at /uptane/polling_seconds: must be at least 1`);
+  if (!(polling >= 1)) throw new ConfigError(`Invalid config: uptane.polling_seconds: must be at least 1`);
   const dockerHost = t.fioup?.docker_host ?? process.env.DOCKER_HOST;
   return {
     server: t.tls?.server?.replace(/\/+$/, ""),
@@ -178,8 +132,8 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
     hardwareId: t.provision?.primary_ecu_hardware_id,
     tags: csv(t.pacman?.tags) ?? [],
     shortlist: csv(t.pacman?.compose_apps),
-    composeAppsRoot: t.pacman?.compose_apps_root ? rooted(opts.root, t.pacman.compose_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
-    resetAppsRoot: t.pacman?.reset_apps_root ? rooted(opts.root, t.pacman.reset_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.resetAppsRoot),
+    composeAppsRoot: t.pacman?.compose_apps_root ? hostPath(opts.root, t.pacman.compose_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
+    resetAppsRoot: t.pacman?.reset_apps_root ? hostPath(opts.root, t.pacman.reset_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.resetAppsRoot),
     storageWatermark: watermark,
     pollingSeconds: polling,
     storagePath,
@@ -190,8 +144,4 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   };
 }
 
-/** Absolute config paths are system paths: put them under FIOUP_ROOT unless already there. */
-function rooted(root: string, p: string): string {
-  if (!root || !isAbsolute(p) || p === root || p.startsWith(root.replace(/\/$/, "") + "/")) return p;
-  return join(root, p);
-}
+

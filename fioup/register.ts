@@ -15,10 +15,9 @@ import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index
 import { fetchPinnedCa, InvalidTokenError } from "../lib/tls/pin.ts";
 import { loadX509 } from "../lib/x509/index.ts";
 import { toPem } from "../lib/x509/pem.ts";
-import { DEFAULT_DEVICE_PATHS, trustedRootPath, underRoot } from "../lib/device/paths.ts";
+import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
+import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
-import { mergeToml } from "./config.ts";
-import { parseToml, stringifyToml, type TomlTable } from "./toml.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 export class AlreadyRegisteredError extends Error {
@@ -125,20 +124,20 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
 
   let fromGateway: TomlTable = {};
   try {
-    fromGateway = parseToml(reply.config);
+    fromGateway = parseToml(reply.config, "the gateway's config");
   } catch {
     // a config we cannot read is replaced by ours below
   }
-  const root = opts.root ?? "";
-  const gwPacman = (fromGateway.pacman ?? {}) as TomlTable;
+  // Device paths (relative to FIOUP_ROOT), so the device directory can be moved or copied.
+  // Blob store and apps roots are left to the config defaults and the image's drop-ins
+  // (preload's 50-preload.toml), which sota.toml would otherwise override.
+  const sotaDir = devicePath(opts.root ?? "", opts.sotaDir);
   const local: TomlTable = {
     tls: { server },
-    import: { base_path: opts.sotaDir, tls_cacert_path: "root.crt", tls_clientcert_path: "client.pem", tls_pkey_path: "pkey.pem" },
+    import: { base_path: sotaDir, tls_cacert_path: "root.crt", tls_clientcert_path: "client.pem", tls_pkey_path: "pkey.pem" },
     provision: { primary_ecu_hardware_id: hwid },
-    storage: { path: opts.sotaDir },
+    storage: { path: sotaDir },
     pacman: {
-      compose_apps_root: (gwPacman.compose_apps_root as string | undefined) ?? underRoot(root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
-      reset_apps_root: (gwPacman.reset_apps_root as string | undefined) ?? underRoot(root, DEFAULT_DEVICE_PATHS.resetAppsRoot),
       ...(opts.tags?.length ? { tags: opts.tags.join(",") } : {}),
       ...(opts.apps?.length ? { compose_apps: opts.apps.join(",") } : {}),
     },

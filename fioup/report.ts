@@ -1,7 +1,7 @@
 /**
  * What the device tells the gateway besides update events: apps-states (only
  * when they changed since the last accepted report), and at start the system
- * info, network info and merged config. All best effort: the update engine
+ * info, network info and merged config. All best effort: an update
  * never waits on them.
  *
  * @module
@@ -12,7 +12,7 @@ import type { Session } from "./session.ts";
 import { flushEvents } from "./events/sender.ts";
 import { wantedApps } from "./update/context.ts";
 import { currentTarget } from "./update/current-target.ts";
-import { stringifyToml } from "./toml.ts";
+import { stringifyToml } from "../lib/device/sota-toml.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 /** Sends apps-states when they differ from the last accepted report. Returns true when sent. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 
 /** Where fioup keeps its state, blobs and extracted apps (`[storage] path`, `[pacman] reset_apps_root`, `compose_apps_root`). */
 export interface DevicePaths {
@@ -45,3 +45,36 @@ export const trustedRootPath = (storagePath: string): string => join(storagePath
  * ```
  */
 export const underRoot = (root: string, devicePath: string): string => join(root || "/", devicePath.replace(/^\/+/, ""));
+
+/**
+ * Where a device path from a config file is on this host: absolute paths are
+ * device paths, so they go under `root` (FIOUP_ROOT) unless a config written by
+ * an older fioup already holds the host path.
+ *
+ * @example
+ * ```ts
+ * hostPath("/tmp/dev1", "/var/sota"); // "/tmp/dev1/var/sota"
+ * hostPath("/tmp/dev1", "/tmp/dev1/var/sota"); // unchanged
+ * ```
+ */
+export function hostPath(root: string, p: string): string {
+  if (!root || !isAbsolute(p) || p === root || p.startsWith(root.replace(/\/$/, "") + "/")) return p;
+  return join(root, p);
+}
+
+/**
+ * The device path of a host path: what config files store, so a device
+ * directory can be moved or copied. The inverse of {@link hostPath}.
+ *
+ * @example
+ * ```ts
+ * devicePath("/tmp/dev1", "/tmp/dev1/var/sota"); // "/var/sota"
+ * devicePath("", "/var/sota"); // "/var/sota"
+ * ```
+ */
+export function devicePath(root: string, p: string): string {
+  const r = root.replace(/\/+$/, "");
+  if (!r || !isAbsolute(p)) return p;
+  if (p === r) return "/";
+  return p.startsWith(r + "/") ? p.slice(r.length) : p;
+}

@@ -1,0 +1,46 @@
+import { describe, expect, test } from "bun:test";
+import { mergeToml, parseSotaToml, parseToml, sotaToml, stringifyToml, TomlError } from "./sota-toml.ts";
+
+describe("sotaToml", () => {
+  test("writes a TOML file fioup reads: server, hwid, polling, tags and shortlist", () => {
+    const text = sotaToml({ server: "https://gw:8443", hardwareId: "arm64-linux", tags: ["main", "beta"], apps: ["a", "b"], pollingSeconds: 30 });
+    expect(Bun.TOML.parse(text)).toMatchObject({
+      tls: { server: "https://gw:8443" },
+      provision: { primary_ecu_hardware_id: "arm64-linux" },
+      uptane: { polling_seconds: 30 },
+      pacman: { tags: "main,beta", compose_apps: "a,b" },
+    });
+  });
+
+  test("leaves compose_apps out when the device runs all apps, and escapes quotes", () => {
+    const parsed = Bun.TOML.parse(sotaToml({ server: "https://x", hardwareId: 'we"ird', tags: [], pollingSeconds: 300 })) as any;
+    expect(parsed.pacman.compose_apps).toBeUndefined();
+    expect(parsed.provision.primary_ecu_hardware_id).toBe('we"ird');
+  });
+});
+
+describe("parseToml / parseSotaToml", () => {
+  test("reads TOML and round-trips what stringifyToml writes", () => {
+    const v = { a: "1", tls: { server: "https://x", n: 3, b: false }, pacman: { l: ["x", 'y"z'] }, deep: { er: { k: "v" } } };
+    expect(parseToml(stringifyToml(v), "x.toml")).toEqual(v);
+  });
+
+  test("a syntax error names the file and the reason", () => {
+    expect(() => parseToml("a = 1\na = 2\n", "/etc/sota/conf.d/10-x.toml")).toThrow(TomlError);
+    expect(() => parseToml("a = 1\na = 2\n", "/etc/sota/conf.d/10-x.toml")).toThrow(/^Cannot read \/etc\/sota\/conf.d\/10-x.toml: not valid TOML: .*'a'/);
+  });
+
+  test("a value of the wrong type names the file and the key", () => {
+    expect(() => parseSotaToml("[uptane]\npolling_seconds = true\n", "/var/sota/sota.toml")).toThrow(
+      /^Cannot read \/var\/sota\/sota.toml: uptane.polling_seconds: /,
+    );
+    expect(parseSotaToml('[pacman]\ncompose_apps = ["a", "b"]\nextra = 1\n', "f").pacman?.compose_apps).toEqual(["a", "b"]);
+  });
+
+  test("mergeToml: tables merge key by key, later values win", () => {
+    expect(mergeToml({ pacman: { tags: "a", compose_apps: "x" }, tls: { server: "s" } }, { pacman: { compose_apps: "y" } })).toEqual({
+      pacman: { tags: "a", compose_apps: "y" },
+      tls: { server: "s" },
+    });
+  });
+});

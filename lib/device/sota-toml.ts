@@ -1,0 +1,164 @@
+/**
+ * sota.toml, the device's config file, in one place: its schema (what fioup
+ * reads), the file the gateway hands a newly registered device, parsing with
+ * Bun's TOML 1.1 parser and writing with smol-toml. Errors name the file and,
+ * for a value of the wrong type, the key.
+ *
+ * @module
+ */
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { stringify } from "smol-toml";
+
+export type TomlValue = string | number | boolean | TomlValue[] | TomlTable;
+export interface TomlTable {
+  [key: string]: TomlValue;
+}
+
+/** A file is not valid TOML, or a key holds a value of the wrong type. */
+export class TomlError extends Error {
+  override name = "TomlError";
+  constructor(
+    readonly file: string,
+    why: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Cannot read ${file}: ${why}`, options);
+  }
+}
+
+const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
+const IntLike = Type.Union([Type.Integer(), Type.String({ pattern: "^[0-9]+$" })]);
+const Open = { additionalProperties: true };
+
+/** The sota.toml keys fioup reads (every key optional; unknown keys are kept and ignored). */
+export const SotaToml = Type.Object(
+  {
+    tls: Type.Optional(Type.Object({ server: Type.Optional(Type.String()) }, Open)),
+    import: Type.Optional(
+      Type.Object(
+        {
+          base_path: Type.Optional(Type.String()),
+          tls_cacert_path: Type.Optional(Type.String()),
+          tls_clientcert_path: Type.Optional(Type.String()),
+          tls_pkey_path: Type.Optional(Type.String()),
+        },
+        Open,
+      ),
+    ),
+    provision: Type.Optional(Type.Object({ primary_ecu_hardware_id: Type.Optional(Type.String()) }, Open)),
+    pacman: Type.Optional(
+      Type.Object(
+        {
+          tags: Type.Optional(CsvOrList),
+          compose_apps: Type.Optional(CsvOrList),
+          compose_apps_root: Type.Optional(Type.String()),
+          reset_apps_root: Type.Optional(Type.String()),
+          storage_watermark: Type.Optional(IntLike),
+        },
+        Open,
+      ),
+    ),
+    uptane: Type.Optional(Type.Object({ polling_seconds: Type.Optional(IntLike) }, Open)),
+    storage: Type.Optional(Type.Object({ path: Type.Optional(Type.String()) }, Open)),
+    fioup: Type.Optional(Type.Object({ docker_host: Type.Optional(Type.String()) }, Open)),
+  },
+  Open,
+);
+export type SotaToml = Static<typeof SotaToml>;
+
+/**
+ * Parses TOML text; `file` names it in errors.
+ *
+ * @example
+ * ```ts
+ * parseToml('[pacman]\ntags = "main"\n', "sota.toml").pacman; // { tags: "main" }
+ * ```
+ * @throws {TomlError} If the text is not TOML.
+ */
+export function parseToml(text: string, file: string): TomlTable {
+  try {
+    return Bun.TOML.parse(text) as TomlTable;
+  } catch (cause) {
+    throw new TomlError(file, (cause as Error).message.replace(/^TOML Parse error: /, "not valid TOML: "), { cause });
+  }
+}
+
+/**
+ * Parses a sota.toml or a config drop-in and checks the keys fioup reads.
+ *
+ * @example
+ * ```ts
+ * parseSotaToml("[uptane]\npolling_seconds = 30\n", "/etc/sota/conf.d/10-poll.toml").uptane?.polling_seconds; // 30
+ * ```
+ * @throws {TomlError} If the text is not TOML, or names the first key with a wrong type (`pacman.tags: ...`).
+ */
+export function parseSotaToml(text: string, file: string): SotaToml & TomlTable {
+  const t = parseToml(text, file);
+  checkSotaToml(t, file);
+  return t;
+}
+
+/** Throws a {@link TomlError} naming the first key of `t` whose value has the wrong type. */
+export function checkSotaToml(t: TomlTable, file: string): asserts t is SotaToml & TomlTable {
+  if (Value.Check(SotaToml, t)) return;
+  const first = [...Value.Errors(SotaToml, t)][0];
+  const key = (first?.path ?? "").split("/").filter(Boolean).join(".");
+  throw new TomlError(file, `${key || "the document"}: ${first?.message ?? "wrong type"}`);
+}
+
+/**
+ * Writes nested plain objects as TOML.
+ *
+ * @example
+ * ```ts
+ * stringifyToml({ pacman: { tags: "main" } }); // '[pacman]\ntags = "main"\n'
+ * ```
+ */
+export function stringifyToml(t: TomlTable): string {
+  const text = stringify(t);
+  return text.endsWith("\n") ? text : `${text}\n`;
+}
+
+/** Deep-merges `b` over `a`: tables merge key by key, anything else is replaced (later config files win). */
+export function mergeToml(a: TomlTable, b: TomlTable): TomlTable {
+  const out: TomlTable = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = isTable(prev) && isTable(v) ? mergeToml(prev, v) : v;
+  }
+  return out;
+}
+
+export function isTable(v: TomlValue | undefined): v is TomlTable {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** What the gateway tells a device it just registered. */
+export interface SotaConfig {
+  server: string;
+  hardwareId: string;
+  tags: string[];
+  /** The app shortlist; absent = every app of the target. */
+  apps?: string[];
+  pollingSeconds: number;
+}
+
+/**
+ * The sota.toml the gateway returns to a newly registered device: where the
+ * gateway is, its hardware id, tags and app shortlist, and how often to poll.
+ *
+ * @example
+ * ```ts
+ * sotaToml({ server: "https://gw:8443", hardwareId: "intel-corei7-64", tags: ["main"], pollingSeconds: 300 });
+ * ```
+ */
+export function sotaToml(c: SotaConfig): string {
+  return stringifyToml({
+    tls: { server: c.server, ca_source: "file", pkey_source: "file", cert_source: "file" },
+    provision: { primary_ecu_hardware_id: c.hardwareId },
+    uptane: { polling_seconds: c.pollingSeconds },
+    pacman: { tags: c.tags.join(","), ...(c.apps ? { compose_apps: c.apps.join(",") } : {}) },
+    import: { tls_cacert_path: "root.crt", tls_clientcert_path: "client.pem", tls_pkey_path: "pkey.pem" },
+  });
+}
