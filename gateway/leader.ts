@@ -1,0 +1,80 @@
+/**
+ * Singleton jobs across replicas. Several `gateway serve` replicas share one database, but some
+ * work must run on exactly one of them at a time: re-signing the TUF timestamp and snapshot (two
+ * signers would race to publish the same version). Each replica tries to hold a lease in the
+ * database (Store.tryLease) and renews it well before it runs out; the holder runs the job. When
+ * the holder dies, its lease expires and another replica takes it within `ttlMs` plus one renewal
+ * interval. A lease, not a PostgreSQL advisory lock: it works the same on SQLite, needs no
+ * connection held for life, and the contract suite tests it on both backends.
+ *
+ * @module
+ */
+import { hostname } from "node:os";
+import type { Store } from "./store/types.ts";
+
+export interface LeaderOptions {
+  /** How long a lease lasts without renewal (default 6 s: a dead holder is replaced within ~8 s). */
+  ttlMs?: number;
+  /** How often to renew or try (default ttl / 3). */
+  renewMs?: number;
+  /** Called when this replica becomes the holder. */
+  onAcquire?: () => void;
+  /** Called when this replica stops being the holder (renewal failed or another replica holds it). */
+  onLose?: () => void;
+  onError?: (err: unknown) => void;
+}
+
+export class LeaderLease {
+  /** Who this replica is in the leases table: host, pid and a random part (PIDs repeat across containers). */
+  readonly holder = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
+  #leader = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #tick: Promise<void> = Promise.resolve();
+  readonly #ttl: number;
+
+  constructor(
+    private readonly store: Pick<Store, "tryLease" | "releaseLease">,
+    readonly name: string,
+    private readonly opts: LeaderOptions = {},
+  ) {
+    this.#ttl = opts.ttlMs ?? 6000;
+  }
+
+  get isLeader(): boolean {
+    return this.#leader;
+  }
+
+  /** Tries once now, then keeps renewing or trying in the background. */
+  async start(): Promise<this> {
+    await this.#try();
+    this.#timer = setInterval(() => (this.#tick = this.#try()), this.opts.renewMs ?? Math.floor(this.#ttl / 3));
+    this.#timer.unref?.();
+    return this;
+  }
+
+  async #try(): Promise<void> {
+    let held = false;
+    try {
+      held = await this.store.tryLease(this.name, this.holder, this.#ttl);
+    } catch (err) {
+      this.opts.onError?.(err); // cannot tell: step down, so two replicas never both act
+    }
+    if (held && !this.#leader) {
+      this.#leader = true;
+      this.opts.onAcquire?.();
+    } else if (!held && this.#leader) {
+      this.#leader = false;
+      this.opts.onLose?.();
+    }
+  }
+
+  /** Stops trying and hands the lease over at once (on a clean shutdown). */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#tick;
+    if (this.#leader) {
+      this.#leader = false;
+      await this.store.releaseLease(this.name, this.holder).catch((e) => this.opts.onError?.(e));
+    }
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Replicas on one PostgreSQL: exactly one is the TUF signer at a time (a lease in the database),
+ * and when it dies (SIGKILL, no clean hand-over) another takes the role within 10 s. State lives
+ * in the database: a target published through one replica is served, signed, by every replica.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { cpSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { EMPTY_SHA256 } from "../../lib/api/target.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
+import { tempDir } from "../harness/tmp.ts";
+import { post } from "./_client.ts";
+
+let pg: PostgresHandle;
+const replicas: GatewayHandle[] = [];
+beforeAll(async () => {
+  pg = await startPostgres();
+  const db = await pg.createDatabase("replicas");
+  const first = await startGateway({ db });
+  replicas.push(first);
+  // Every replica runs with the same data dir content (CA, keys), as copied by the operator.
+  for (let i = 0; i < 2; i++) {
+    const dataDir = join(await tempDir("replica-"), "data");
+    cpSync(first.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(".harness-port") && !src.endsWith("serve.json") });
+    replicas.push(await startGateway({ db, dataDir }));
+  }
+}, 120_000);
+
+afterAll(async () => {
+  for (const r of replicas) await r.stop();
+  await pg?.stop();
+}, 120_000);
+
+const SIGNER = "gateway: this replica is the TUF signer";
+const signers = () => replicas.filter((r) => readFileSync(r.logFile, "utf8").includes(SIGNER));
+
+async function timestampVersion(r: GatewayHandle): Promise<number> {
+  // Read as the admin (the TUF repo is public to the admin token too): the signed timestamp's version.
+  const res = await r.adminFetch("/repo/timestamp.json");
+  expect(res.status).toBe(200);
+  const doc = (await res.json()) as { signed: { version: number; expires: string } };
+  expect(new Date(doc.signed.expires).getTime()).toBeGreaterThan(Date.now());
+  return doc.signed.version;
+}
+
+test("one signer at a time; a killed signer is replaced within 10 s; every replica serves the same signed state", async () => {
+  expect(signers().length).toBe(1);
+  const leader = signers()[0]!;
+  const others = replicas.filter((r) => r !== leader);
+
+  await leader.kill();
+  const killedAt = Date.now();
+  let next: GatewayHandle[] = [];
+  while (Date.now() - killedAt < 10_000) {
+    next = others.filter((r) => readFileSync(r.logFile, "utf8").includes(SIGNER));
+    if (next.length) break;
+    await Bun.sleep(100);
+  }
+  expect(next.length).toBe(1);
+  console.log(`signer role moved in ${Date.now() - killedAt} ms`);
+
+  // A publish through one survivor: the other serves the new signed timestamp too.
+  const before = await timestampVersion(others[1]!);
+  const uri = `${others[0]!.host}/main/web@sha256:${"c".repeat(64)}`;
+  const res = await others[0]!.adminFetch(
+    "/admin/targets",
+    post({ targets: { "amd64-linux-7": { length: 0, hashes: { sha256: EMPTY_SHA256 }, custom: { version: "7", hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri } } } } } }),
+  );
+  expect(res.status).toBeLessThan(300);
+  let after = before;
+  for (let i = 0; i < 40 && after === before; i++) {
+    await Bun.sleep(100);
+    after = await timestampVersion(others[1]!);
+  }
+  expect(after).toBeGreaterThan(before);
+  rmSync(leader.dataDir, { recursive: true, force: true });
+});
