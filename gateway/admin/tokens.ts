@@ -50,32 +50,19 @@ export const adminTokens = new Hono<GatewayEnv>()
     const { store } = c.var.gw;
     const [registration, api] = await Promise.all([store.listRegistrationTokens(), store.listApiTokens()]);
     const now = Date.now();
+    // What both kinds show: never the secret's hash.
+    const shown = (t: { id: string; name: string | null; createdAt: string; expiresAt: string; revokedAt: string | null }) => ({
+      id: t.id,
+      name: t.name,
+      createdAt: t.createdAt,
+      expiresAt: t.expiresAt,
+      revokedAt: t.revokedAt,
+      expired: Date.parse(t.expiresAt) <= now,
+    });
     const tokens = registration.map(
-      (t): RegistrationTokenInfo => ({
-        id: t.id,
-        name: t.name,
-        tags: t.tags,
-        hwid: t.hardwareId,
-        createdAt: t.createdAt,
-        expiresAt: t.expiresAt,
-        uses: t.uses,
-        maxUses: t.maxUses,
-        allowDeviceTags: t.allowDeviceTags,
-        revokedAt: t.revokedAt,
-        expired: Date.parse(t.expiresAt) <= now,
-      }),
+      (t): RegistrationTokenInfo => ({ ...shown(t), tags: t.tags, hwid: t.hardwareId, uses: t.uses, maxUses: t.maxUses, allowDeviceTags: t.allowDeviceTags }),
     );
-    const apiTokens = api.map(
-      (t): ApiTokenInfo => ({
-        id: t.id,
-        role: t.role,
-        name: t.name,
-        createdAt: t.createdAt,
-        expiresAt: t.expiresAt,
-        revokedAt: t.revokedAt,
-        expired: Date.parse(t.expiresAt) <= now,
-      }),
-    );
+    const apiTokens = api.map((t): ApiTokenInfo => ({ ...shown(t), role: t.role }));
     return c.json({ tokens, apiTokens } satisfies TokenList);
   })
   .post("/tokens/:id/revoke", async (c) => {
