@@ -26,7 +26,7 @@ import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.t
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
-import { AdminClient } from "../../lib/api/admin-client.ts";
+import { AdminApiError, AdminClient } from "../../lib/api/admin-client.ts";
 import { dockerCredentials } from "./credentials.ts";
 import { discover, type AppDir } from "./discover.ts";
 import { checkHead, gitInfo } from "./git.ts";
@@ -299,21 +299,33 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       });
     }
 
-    // ---- targets: last, in one call -------------------------------------------------------------
-    const existing = (await admin.targets()).targets;
-    const version = opts.version ?? nextVersion(existing);
-    const targets = makeTargets(
-      {
-        hwids,
-        tags,
-        version,
-        apps: Object.fromEntries(published.map((a) => [a.name, a.uri])),
-        uncompressedLayerSizes: layerSizes,
-        containersSha: git.sha,
-      },
-      existing,
-    );
-    if (!dryRun) await admin.addTargets(targets);
+    // ---- targets: last, in one call; made again from a fresh read if another publish signed first (409) ----
+    let version: number;
+    let targets: Record<string, TargetEntry>;
+    for (let attempt = 1; ; attempt++) {
+      const current = await admin.targets();
+      version = opts.version ?? nextVersion(current.targets);
+      targets = makeTargets(
+        {
+          hwids,
+          tags,
+          version,
+          apps: Object.fromEntries(published.map((a) => [a.name, a.uri])),
+          uncompressedLayerSizes: layerSizes,
+          containersSha: git.sha,
+        },
+        current.targets,
+      );
+      if (dryRun) break;
+      try {
+        await admin.addTargets(targets, current.version);
+        break;
+      } catch (e) {
+        if (!(e instanceof AdminApiError && e.status === 409) || attempt >= 10) throw e;
+        if ((await admin.targets()).version === current.version) throw e; // refused for another reason (e.g. targets key offline)
+        log(`targets: another publish signed targets.json meanwhile; numbering again from the new version`);
+      }
+    }
     log(`targets: ${dryRun ? "would add" : "added"} ${Object.keys(targets).join(", ")}`);
     const resolved = await images.all();
     return {
