@@ -15,24 +15,13 @@ import { parseManifest, type Descriptor, type ImageManifest } from "../../lib/oc
 import { BlobStore } from "../../lib/oci/blob-store.ts";
 import { dockerArchiveStream } from "../../lib/oci/docker-archive.ts";
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../../lib/oci/platform.ts";
+import { UnpinnedImageError } from "../../lib/compose/pin.ts";
+import { NoMatchingPlatformError } from "../../lib/oci/image.ts";
 import { BlobNotInStoreError, hasBlob, readSmallBlob } from "./_store.ts";
 import type { DockerEngine } from "./docker-engine.ts";
 
-/** A service image is not pinned by digest, so it cannot be loaded from the store. */
-export class UnpinnedImageError extends Error {
-  override name = "UnpinnedImageError";
-  constructor(ref: string) {
-    super(`Cannot load image "${ref}": it is not pinned by digest (repo@sha256:...)`);
-  }
-}
-
-/** The store holds an index for the image, but no manifest for this device's platform. */
-export class NoMatchingPlatformError extends Error {
-  override name = "NoMatchingPlatformError";
-  constructor(ref: string, platform: Platform) {
-    super(`Cannot load image "${ref}": no manifest for ${formatPlatform(platform)} in its index (or not fetched into the store)`);
-  }
-}
+// A service image not pinned by digest, or an index without (a fetched) manifest for this platform: declared once, in lib.
+export { NoMatchingPlatformError, UnpinnedImageError };
 
 /** The engine refused the image tar (corrupt layer, diff_id mismatch, no space...). */
 export class ImageLoadError extends Error {
@@ -88,7 +77,7 @@ export async function resolveStoredImage(storeRoot: string, ref: string, platfor
     const child = parseManifest(await readSmallBlob(storeRoot, d.digest, `manifest of image "${ref}"`));
     if (child.kind === "manifest") return { manifestDigest: d.digest, manifest: child.manifest };
   }
-  throw new NoMatchingPlatformError(ref, platform);
+  throw new NoMatchingPlatformError(platform, parsed.index.manifests.flatMap((m) => (m.platform ? [formatPlatform(m.platform)] : [])), ref);
 }
 
 export interface LoadedImage {

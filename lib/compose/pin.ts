@@ -11,8 +11,15 @@ import { visit } from "yaml";
 import type { ComposeFile, ComposeService } from "./compose-file.ts";
 import { escapeInterpolation } from "./interpolate.ts";
 
+/** An image reference is not pinned by digest: publish cannot pin a service to it, and a device cannot load it. */
 export class UnpinnedImageError extends Error {
   override name = "UnpinnedImageError";
+  constructor(
+    readonly ref: string,
+    context = "Cannot load image",
+  ) {
+    super(`${context} "${ref}": it is not pinned by digest (<registry>/<path>@sha256:<digest>)`);
+  }
 }
 
 /** Resolves one service's image to its pinned reference `<registry>/<path>@sha256:<hex>`. */
@@ -43,9 +50,7 @@ export async function pinCompose(compose: ComposeFile, resolve: ImageResolver): 
   for (const svc of compose.services) {
     const to = await resolve(svc);
     if (!PINNED.test(to)) {
-      throw new UnpinnedImageError(
-        `Cannot pin service "${svc.name}" of ${compose.file}: "${to}" is not a <registry>/<path>@sha256:<digest> reference`,
-      );
+      throw new UnpinnedImageError(to, `Cannot pin service "${svc.name}" of ${compose.file} to`);
     }
     doc.setIn(["services", svc.name, "image"], to);
     if (svc.build) doc.deleteIn(["services", svc.name, "build"]);

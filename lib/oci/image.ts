@@ -11,12 +11,14 @@ import { isManifestMediaType } from "./media-types.ts";
 import { formatPlatform, hostPlatform, normalizePlatform, platformMatches, type Platform } from "./platform.ts";
 import type { RegistryClient } from "./registry-client.ts";
 
-/** Thrown when an index has no manifest for the wanted platform. */
+/** An index has no manifest for the wanted platform (`image`: the reference, when the caller knows it). */
 export class NoMatchingPlatformError extends Error {
   override name = "NoMatchingPlatformError";
   readonly available: string[];
-  constructor(want: Platform, available: string[]) {
-    super(`No manifest for platform ${formatPlatform(normalizePlatform(want))}: the index offers ${available.length ? available.join(", ") : "none"}`);
+  constructor(want: Platform, available: string[], image?: string) {
+    const offers = `the index offers ${available.length ? available.join(", ") : "none"}`;
+    const platform = formatPlatform(normalizePlatform(want));
+    super(image ? `Cannot use image "${image}": no manifest for ${platform} (${offers})` : `No manifest for platform ${platform}: ${offers}`);
     this.available = available;
   }
 }
