@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Database } from "bun:sqlite";
 import { storeContract, aDevice } from "./_contract.ts";
+import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
 import { SqliteStore } from "./sqlite.ts";
 
 describe("SqliteStore", () => {
@@ -40,5 +42,24 @@ describe("SqliteStore on a file (events committed by the writer thread)", () => 
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("SqliteStore migration 3 (token limits, device-chosen tags, API tokens)", () => {
+  test("tokens made before it keep no use limit; devices keep their tags fixed", async () => {
+    const db = new Database(":memory:", { strict: true });
+    db.exec(MIGRATIONS_TABLE);
+    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) {
+      db.exec(m.sqlite);
+      db.query("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)").run(m.version, m.description, "t");
+    }
+    db.query("INSERT INTO registration_tokens (id, secret_hash, tags, hardware_id, created_at, expires_at, uses) VALUES ('old', 'h', '[]', NULL, 't', '2099-01-01T00:00:00.000Z', 11)").run();
+    db.query("INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at) VALUES ('d', 'n', 'hw', 'main', '[\"prod\"]', '01', 't')").run();
+    const s = new SqliteStore(db);
+    expect(await s.getRegistrationTokenByHash("h")).toMatchObject({ uses: 11, maxUses: null, allowDeviceTags: false, revokedAt: null, name: null });
+    expect(await s.claimTokenUse("old", new Date().toISOString())).toBe(true);
+    expect(await s.getDevice("d")).toMatchObject({ tags: ["prod"], tagsFromDevice: false });
+    expect(await s.listApiTokens()).toEqual([]);
+    await s.close();
   });
 });
