@@ -250,6 +250,21 @@ export class DockerEngine {
     return out.map((b) => new TextDecoder().decode(b)).join("");
   }
 
+  /**
+   * POST /containers/{id}/stop: sends the container's stop signal, and SIGKILL after
+   * `timeoutSeconds` (default: the container's own stop timeout, else 10 s). A container
+   * already stopped or gone is fine. @throws {EngineError}
+   */
+  async stopContainer(id: string, timeoutSeconds?: number): Promise<void> {
+    const q = timeoutSeconds === undefined ? "" : `?t=${Math.max(0, Math.ceil(timeoutSeconds))}`;
+    const res = await this.call("POST", `/containers/${encodeURIComponent(id)}/stop${q}`);
+    if (res.status === 304 || res.status === 404 || res.ok) {
+      await res.body?.cancel();
+      return;
+    }
+    return this.fail(`Cannot stop container "${id}"`, res);
+  }
+
   /** POST /containers/prune: removes stopped containers. @throws {EngineError} */
   async pruneContainers(): Promise<void> {
     await this.json("Cannot prune containers", "POST", "/containers/prune");

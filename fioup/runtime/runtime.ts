@@ -25,7 +25,8 @@ import { parseCompose } from "../../lib/compose/compose-file.ts";
 import { extractBundle } from "../../lib/compose/extract.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
 import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
-import { Compose, findCompose, OVERRIDE_FILE } from "./compose.ts";
+import { composeFacts, startWaves, type ComposeFacts } from "./_compose-facts.ts";
+import { Compose, findCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
 import { DockerEngine } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
 import { loadImageFromStore, UnpinnedImageError } from "./images.ts";
@@ -81,6 +82,19 @@ export interface StartResult {
   state: AppState;
   /** Why it failed, for the event's details. */
   error?: string;
+}
+
+/** How stopping one app went: its time, and the service that took longest. */
+export interface StopResult {
+  name: string;
+  ms: number;
+  slowest?: {
+    service: string;
+    ms: number;
+    /** It did not stop on its stop signal and was killed when its grace period ran out. */
+    killed: boolean;
+    graceSeconds?: number;
+  };
 }
 
 export interface InstallOptions {
@@ -143,17 +157,35 @@ export class Runtime {
   }
 
   /**
-   * Installs one app from the store: loads and tags its images (verifying
-   * each image ID equals the pinned config digest), extracts the bundle
-   * (checked against the bundle index) into `<composeAppsRoot>/<name>/` by
-   * atomic rename, writes `.fioup/images.yml` and `.fioup/app.json`. The app is
-   * not started; an app of the same name is replaced (stop it first). Images
-   * are loaded before the new dir replaces the old one, so a failure leaves
-   * the previous install as it was.
+   * Installs one app from the store: {@link stageApp} then {@link swapApp}.
+   * The app is not started; an app of the same name is replaced (stop it first).
    * @throws {InvalidAppUriError | InvalidAppManifestError | InvalidAppComposeError | BlobNotInStoreError | CorruptBlobError | ImageLoadError | ImageIdMismatchError | UnsafeBundleError | BundleIndexMismatchError | EngineError}
    */
   async installApp(app: AppRef, opts: InstallOptions = {}): Promise<InstalledApp> {
-    const dest = this.appDir(app.name);
+    const staged = await this.stageApp(app, opts);
+    await this.swapApp(app.name);
+    return staged;
+  }
+
+  /** Where an app is staged before the swap: a hidden sibling of its dir. */
+  private stagedDir(name: string): string {
+    return join(this.config.composeAppsRoot, `.${name}.staged`);
+  }
+
+  /**
+   * Prepares one app from the store without touching the running one: loads
+   * and tags its images (verifying each image ID equals the pinned config
+   * digest), extracts the bundle (checked against the bundle index) into a
+   * staging dir beside the app's dir, and writes `.fioup/images.yml` and
+   * `.fioup/app.json` there. Idempotent: an app already staged from this URI
+   * is kept. {@link swapApp} then puts it in place.
+   * @throws {InvalidAppUriError | InvalidAppManifestError | InvalidAppComposeError | BlobNotInStoreError | CorruptBlobError | ImageLoadError | ImageIdMismatchError | UnsafeBundleError | BundleIndexMismatchError | EngineError}
+   */
+  async stageApp(app: AppRef, opts: InstallOptions = {}): Promise<InstalledApp> {
+    const finalDir = this.appDir(app.name);
+    const dest = this.stagedDir(app.name);
+    const already = await this.readMeta(dest, app.name);
+    if (already?.uri === app.uri && (await this.imagesPresent(already))) return { ...already, dir: finalDir };
     let ref;
     try {
       ref = parseReference(app.uri);
@@ -182,7 +214,7 @@ export class Runtime {
     if (!(await Bun.file(bundle).exists())) throw new BlobNotInStoreError(layer.digest, `bundle of app "${app.name}"`);
 
     let installed: InstalledApp | undefined;
-    opts.onProgress?.(`Installing app ${app.name}`);
+    opts.onProgress?.(`Staging app ${app.name}`);
     await extractBundle({
       bundle,
       index,
@@ -218,7 +250,7 @@ export class Runtime {
         };
         await mkdir(join(dir, ".fioup"), { recursive: true });
         await writeFile(join(dir, OVERRIDE_FILE), `# Written by fioup: runs each service from its image loaded from the store.\n${JSON.stringify(override, null, 2)}\n`);
-        installed = { name: app.name, uri: app.uri, dir: dest, composeFile, images };
+        installed = { name: app.name, uri: app.uri, dir: finalDir, composeFile, images };
         const meta = { ...installed, indexDigest, bundleDigest: layer.digest } as Record<string, unknown>;
         delete meta.dir;
         await writeFile(join(dir, META_FILE), `${JSON.stringify(meta, null, 2)}\n`);
@@ -227,9 +259,35 @@ export class Runtime {
     return installed!;
   }
 
-  /** Reads `.fioup/app.json` of an app, or undefined when it is not installed. */
-  private async readInstalled(name: string): Promise<InstalledApp | undefined> {
-    const dir = this.appDir(name);
+  /**
+   * Puts the staged dir of `name` in place of the installed one (rename aside,
+   * rename in, delete the old). Returns false when nothing is staged (already
+   * swapped by an earlier run). The app must be stopped: its bind mounts
+   * point into the old dir.
+   */
+  async swapApp(name: string): Promise<boolean> {
+    const dest = this.appDir(name);
+    const staged = this.stagedDir(name);
+    if (!(await this.readMeta(staged, name))) return false;
+    const old = join(this.config.composeAppsRoot, `.${name}.old`);
+    await rm(old, { recursive: true, force: true });
+    try {
+      await rename(dest, old);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    // A crash here leaves no dir under the name but the staged one: the next swap finishes.
+    await rename(staged, dest);
+    await rm(old, { recursive: true, force: true });
+    return true;
+  }
+
+  /** Deletes the staged dirs of `names` (after a failed or canceled update). */
+  async discardStaged(names: string[]): Promise<void> {
+    for (const n of names) if (APP_NAME.test(n)) await rm(this.stagedDir(n), { recursive: true, force: true });
+  }
+
+  private async readMeta(dir: string, name: string): Promise<InstalledApp | undefined> {
     let meta: Omit<InstalledApp, "dir">;
     try {
       meta = JSON.parse(await readFile(join(dir, META_FILE), "utf8"));
@@ -240,16 +298,25 @@ export class Runtime {
     return { name, uri: meta.uri, dir, composeFile: meta.composeFile, images: meta.images };
   }
 
+  private async imagesPresent(inst: InstalledApp): Promise<boolean> {
+    for (const img of inst.images) {
+      if ((await this.engine.inspectImage(img.tag))?.Id !== img.imageId) return false;
+    }
+    return true;
+  }
+
+  /** Reads `.fioup/app.json` of an app, or undefined when it is not installed. */
+  private async readInstalled(name: string): Promise<InstalledApp | undefined> {
+    return await this.readMeta(this.appDir(name), name);
+  }
+
   /** True when `<name>` is installed from exactly this URI and all its tagged images are in the engine. */
   async isInstalled(app: AppRef): Promise<boolean> {
     if (!APP_NAME.test(app.name)) return false;
     const inst = await this.readInstalled(app.name);
     if (!inst || inst.uri !== app.uri) return false;
     if (!(await Bun.file(join(inst.dir, inst.composeFile)).exists())) return false;
-    for (const img of inst.images) {
-      if ((await this.engine.inspectImage(img.tag))?.Id !== img.imageId) return false;
-    }
-    return true;
+    return await this.imagesPresent(inst);
   }
 
   /** The apps under composeAppsRoot that have a `.fioup/app.json`, by name. */
@@ -273,30 +340,45 @@ export class Runtime {
     return inst.images.map((i) => ({ name: i.service, image: i.ref }));
   }
 
+  /** The facts the runtime needs from an installed app's compose file (empty when unreadable). */
+  private async facts(inst: InstalledApp): Promise<ComposeFacts> {
+    try {
+      const c = parseCompose(await readFile(join(inst.dir, inst.composeFile)), `${inst.name}/${inst.composeFile}`);
+      return composeFacts(c.doc, projectName(inst.name));
+    } catch {
+      return { stopGrace: new Map(), creates: new Set(), needs: new Set() };
+    }
+  }
+
   /**
-   * `compose up -d --remove-orphans` for each app (in order), then waits until
-   * each app's services run (or are healthy / exited 0) or fail, at most
-   * `timeoutMs` per app (default 120 s). Never throws for an app that fails to
-   * start (not installed, compose error, unhealthy): that is `ok: false` with `error`.
+   * `compose up -d --remove-orphans` for each app, then waits until each app's
+   * services run (or are healthy / exited 0) or fail, at most `timeoutMs` per
+   * app (default 120 s). Apps start at once, except that an app needing an
+   * external network or volume that another app creates waits for that app.
+   * Never throws for an app that fails to start (not installed, compose error,
+   * unhealthy): that is `ok: false` with `error`. Results are in `names` order.
    * @throws {ComposeNotFoundError | EngineError} when nothing can be started at all
    */
   async startApps(names: string[], opts: { timeoutMs?: number; settleMs?: number } = {}): Promise<StartResult[]> {
     const compose = await this.composeCli();
-    const results: StartResult[] = [];
+    const results = new Map<string, StartResult>();
+    const apps: { name: string; inst: InstalledApp; facts: ComposeFacts }[] = [];
     for (const name of names) {
       const inst = APP_NAME.test(name) ? await this.readInstalled(name) : undefined;
       if (!inst) {
-        results.push({ name, ok: false, state: { uri: "", state: "unhealthy", services: [] }, error: `Cannot start app "${name}": not installed` });
+        results.set(name, { name, ok: false, state: { uri: "", state: "unhealthy", services: [] }, error: `Cannot start app "${name}": not installed` });
         continue;
       }
+      apps.push({ name, inst, facts: await this.facts(inst) });
+    }
+    const startOne = async ({ name, inst }: { name: string; inst: InstalledApp }): Promise<StartResult> => {
       const started = Date.now();
       try {
         // compose itself gets its own, longer bound: creating containers is not the readiness wait.
         await compose.up(name, inst.dir, inst.composeFile, { timeoutMs: Math.max(opts.timeoutMs ?? 0, 5 * 60_000) });
       } catch (err) {
         const reports = await serviceReports(this.engine, name, this.services(inst));
-        results.push({ name, ok: false, state: appState(inst.uri, reports), error: (err as Error).message });
-        continue;
+        return { name, ok: false, state: appState(inst.uri, reports), error: (err as Error).message };
       }
       const left = Math.max(1000, (opts.timeoutMs ?? 120_000) - (Date.now() - started));
       const waited = await waitForApp(this.engine, name, this.services(inst), {
@@ -305,18 +387,51 @@ export class Runtime {
       });
       const r: StartResult = { name, ok: waited.ok, state: appState(inst.uri, waited.reports) };
       if (waited.error) r.error = waited.error;
-      results.push(r);
+      return r;
+    };
+    for (const wave of startWaves(apps)) {
+      for (const r of await Promise.all(wave.map(startOne))) results.set(r.name, r);
     }
-    return results;
+    return names.map((n) => results.get(n)!);
   }
 
-  /** `compose stop` for each installed app in `names`; unknown names are ignored. @throws {ComposeError} */
-  async stopApps(names: string[]): Promise<void> {
+  /**
+   * Stops the containers of each installed app in `names` (unknown names are
+   * ignored), all at once, each with its service's stop signal and
+   * `stop_grace_period` (the engine's default where none is set). Says for each
+   * app how long it took and which service held the stop up.
+   * @throws {EngineError}
+   */
+  async stopApps(names: string[]): Promise<StopResult[]> {
+    const apps: InstalledApp[] = [];
     for (const name of names) {
       const inst = APP_NAME.test(name) ? await this.readInstalled(name) : undefined;
-      if (!inst) continue;
-      await (await this.composeCli()).stop(name, inst.dir, inst.composeFile);
+      if (inst) apps.push(inst);
     }
+    return await Promise.all(
+      apps.map(async (inst): Promise<StopResult> => {
+        const started = Date.now();
+        const { stopGrace } = await this.facts(inst);
+        const containers = (await this.engine.listContainers([`com.docker.compose.project=${projectName(inst.name)}`])).filter(
+          (c) => c.State === "running" || c.State === "restarting" || c.State === "paused",
+        );
+        const services = await Promise.all(
+          containers.map(async (c) => {
+            const service = c.Labels["com.docker.compose.service"] ?? c.Names[0] ?? c.Id;
+            const grace = stopGrace.get(service);
+            const t0 = Date.now();
+            await this.engine.stopContainer(c.Id, grace);
+            const ms = Date.now() - t0;
+            const after = await this.engine.inspectContainer(c.Id);
+            // Exit code 137 after waiting out the grace period: it ignored its stop signal.
+            const killed = after?.State.ExitCode === 137 && ms >= (grace ?? 10) * 1000 - 50;
+            return { service, ms, killed, ...(grace !== undefined ? { graceSeconds: grace } : {}) };
+          }),
+        );
+        const slowest = services.sort((x, y) => y.ms - x.ms)[0];
+        return { name: inst.name, ms: Date.now() - started, ...(slowest ? { slowest } : {}) };
+      }),
+    );
   }
 
   /** `compose down --remove-orphans`, then deletes the app dir. Unknown names are ignored. @throws {ComposeError} */

@@ -12,6 +12,7 @@ import { NoUpdateInProgressError } from "./check-step.ts";
 import { currentTarget } from "./current-target.ts";
 import { tryPlanOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
+import { forgetTouched, savedTouched } from "./touched.ts";
 import { InvalidStateError, reached } from "./states.ts";
 
 export async function cancelUpdate(ctx: UpdateContext): Promise<UpdateRow> {
@@ -22,10 +23,13 @@ export async function cancelUpdate(ctx: UpdateContext): Promise<UpdateRow> {
   let details: Record<string, unknown> = { canceled: true };
   if (u.state === "installing" || u.state === "installed") {
     // An unreadable plan (another fioup's format) must not block a cancel: then restore every app.
-    const names = tryPlanOf(u)?.apps.map((a) => a.name) ?? (await ctx.runtime.installedApps()).map((a) => a.name);
+    const t = savedTouched(ctx, u);
+    const names = t ? [...t.changed, ...t.removed] : (tryPlanOf(u)?.apps.map((a) => a.name) ?? (await ctx.runtime.installedApps()).map((a) => a.name));
     const r = await restorePrevious(ctx, names, currentTarget(ctx.cfg, ctx.db));
+    await ctx.runtime.discardStaged(tryPlanOf(u)?.apps.map((a) => a.name) ?? names).catch(() => {});
     details = { ...details, restoredTo: r.restoredTo ?? null, restoreOk: r.ok, ...(r.error ? { restoreError: r.error } : {}) };
   }
+  forgetTouched(ctx, u);
   ctx.db.setState(u.id, "canceled", {
     error: "canceled by the user",
     events: [eventFor(u, "EcuInstallationCompleted", { success: false, details })],

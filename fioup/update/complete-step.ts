@@ -9,6 +9,7 @@ import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { planOf } from "./plan.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
+import { forgetTouched } from "./touched.ts";
 
 export const completeStep: Step = {
   name: "complete",
@@ -28,6 +29,7 @@ export const completeStep: Step = {
     await ctx.runtime.pruneImages();
     const pruned = new DeviceBlobStore(ctx.cfg.resetAppsRoot).prune(new Set(plan.blobs.map((b) => b.digest)));
     if (pruned.removed) ctx.hooks.onInfo?.(`Pruned ${pruned.removed} blobs (${pruned.bytes} bytes)`);
+    forgetTouched(ctx, u);
     ctx.db.setState(u.id, "completed", { step: "complete" });
   },
 };

@@ -23,7 +23,10 @@ export interface UpdateHooks {
 }
 
 /** The subset of the runtime the steps use (the real Runtime, or a stand-in for unit tests). */
-export type AppRuntime = Pick<Runtime, "installApp" | "startApps" | "stopApps" | "removeApp" | "appsState" | "pruneImages" | "installedApps" | "isInstalled">;
+export type AppRuntime = Pick<
+  Runtime,
+  "installApp" | "stageApp" | "swapApp" | "discardStaged" | "startApps" | "stopApps" | "removeApp" | "appsState" | "pruneImages" | "installedApps" | "isInstalled"
+>;
 
 export interface UpdateContext {
   cfg: Config;

@@ -11,12 +11,11 @@ import { initStep } from "./init-step.ts";
 import { installStep } from "./install-step.ts";
 import { startStep } from "./start-step.ts";
 import type { Step } from "./step.ts";
-import { stopStep } from "./stop-step.ts";
 
 export const plans = {
-  update: (o: CheckStepOptions = {}): Step[] => [checkStep(o), initStep, fetchStep, stopStep, installStep, startStep, completeStep],
+  update: (o: CheckStepOptions = {}): Step[] => [checkStep(o), initStep, fetchStep, installStep, startStep, completeStep],
   fetch: (o: CheckStepOptions = {}): Step[] => [checkStep(o), initStep, fetchStep],
-  install: (): Step[] => [pendingStep("install"), stopStep, installStep],
+  install: (): Step[] => [pendingStep("install"), installStep],
   start: (): Step[] => [pendingStep("start"), startStep, completeStep],
-  resume: (): Step[] => [pendingStep("resume"), initStep, fetchStep, stopStep, installStep, startStep, completeStep],
+  resume: (): Step[] => [pendingStep("resume"), initStep, fetchStep, installStep, startStep, completeStep],
 };

@@ -1,9 +1,10 @@
 /**
  * Puts the previous target's apps back (SPEC §4, done better than fioup: at
- * once, no retries): stop the new apps, remove the ones the previous target
- * did not have, reinstall the previous apps from the store (their blobs are
- * only pruned after an update completes) and start them. Used by rollback and
- * cancel.
+ * once, no retries) for the apps an update touched: stop the new ones, remove
+ * those the previous target did not have, reinstall the previous ones from the
+ * store where they are not installed as they were (their blobs are only pruned
+ * after an update completes) and start them. Apps the update never touched
+ * kept running and are left alone. Used by rollback and cancel.
  *
  * @module
  */
@@ -17,12 +18,13 @@ export interface RestoreResult {
   error?: string;
 }
 
-export async function restorePrevious(ctx: UpdateContext, newApps: string[], previous: Target | undefined): Promise<RestoreResult> {
-  const prevApps = wantedApps(ctx.cfg, previous);
-  const prevNames = new Set(prevApps.map((a) => a.name));
+/** Restores the apps named in `touched` to what `previous` had. */
+export async function restorePrevious(ctx: UpdateContext, touched: string[], previous: Target | undefined): Promise<RestoreResult> {
+  const prevApps = wantedApps(ctx.cfg, previous).filter((a) => touched.includes(a.name));
+  const prevNames = new Set(wantedApps(ctx.cfg, previous).map((a) => a.name));
   try {
-    await ctx.runtime.stopApps(newApps);
-    for (const name of newApps) if (!prevNames.has(name)) await ctx.runtime.removeApp(name);
+    await ctx.runtime.stopApps(touched);
+    for (const name of touched) if (!prevNames.has(name)) await ctx.runtime.removeApp(name);
     // An app still installed as it was needs no reinstall (and no disk space).
     for (const app of prevApps) if (!(await ctx.runtime.isInstalled(app))) await ctx.runtime.installApp(app, { signal: ctx.signal });
     const results = prevApps.length ? await ctx.runtime.startApps(prevApps.map((a) => a.name), { timeoutMs: 120_000 }) : [];

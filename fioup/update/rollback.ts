@@ -11,6 +11,7 @@ import { eventFor } from "./_events.ts";
 import { currentTarget } from "./current-target.ts";
 import { planOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
+import { forgetTouched, savedTouched } from "./touched.ts";
 
 export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install" | "start", error: string): Promise<void> {
   const plan = planOf(u);
@@ -18,10 +19,15 @@ export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install
   // Restore first, write after: the failure may be a full disk that also refuses database
   // writes, and the previous target must come back whatever the bookkeeping manages.
   const prev = currentTarget(ctx.cfg, ctx.db);
-  const r = await restorePrevious(ctx, plan.apps.map((a) => a.name), prev);
+  // The apps this update touched (all of them if it had not decided yet).
+  const t = savedTouched(ctx, u);
+  const touched = t ? [...t.changed, ...t.removed] : plan.apps.map((a) => a.name);
+  const r = await restorePrevious(ctx, touched, prev);
+  await ctx.runtime.discardStaged(plan.apps.map((a) => a.name)).catch(() => {});
   ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
+  forgetTouched(ctx, u);
   ctx.db.setState(u.id, "failed", {
     error: `${phase} failed: ${error}`,
     events: [

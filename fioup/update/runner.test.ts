@@ -83,15 +83,32 @@ const target = (version: string, apps: Record<string, string>): Target => ({
 
 class FakeRuntime implements AppRuntime {
   installed = new Map<string, string>();
+  staged = new Map<string, string>();
   running = new Set<string>();
   calls: string[] = [];
   failStart = new Set<string>();
   onInstall?: (name: string) => void;
   async installApp(app: { name: string; uri: string }) {
+    await this.stageApp(app);
+    await this.swapApp(app.name);
+    return { name: app.name, uri: app.uri, dir: "", composeFile: "docker-compose.yml", images: [] };
+  }
+  async stageApp(app: { name: string; uri: string }) {
     this.calls.push(`install ${app.name}`);
     this.onInstall?.(app.name);
-    this.installed.set(app.name, app.uri);
+    this.staged.set(app.name, app.uri);
     return { name: app.name, uri: app.uri, dir: "", composeFile: "docker-compose.yml", images: [] };
+  }
+  async swapApp(name: string) {
+    const uri = this.staged.get(name);
+    if (uri === undefined) return false;
+    if (this.running.has(name)) throw new Error(`swap of running app ${name}`);
+    this.installed.set(name, uri);
+    this.staged.delete(name);
+    return true;
+  }
+  async discardStaged(names: string[]) {
+    for (const n of names) this.staged.delete(n);
   }
   async startApps(names: string[]): Promise<StartResult[]> {
     this.calls.push(`start ${names.join(",")}`);
@@ -104,6 +121,7 @@ class FakeRuntime implements AppRuntime {
   async stopApps(names: string[]) {
     this.calls.push(`stop ${names.join(",")}`);
     for (const n of names) this.running.delete(n);
+    return names.map((name) => ({ name, ms: 0 }));
   }
   async removeApp(name: string) {
     this.calls.push(`remove ${name}`);
@@ -158,7 +176,7 @@ describe("update engine", () => {
     await updateTo(target("1", { app: uri }));
     const u = ctx.db.lastUpdate()!;
     expect(u.state).toBe("completed");
-    expect(u.steps.map((s) => s.step)).toEqual(["init", "fetch", "stop", "install", "start", "complete"]);
+    expect(u.steps.map((s) => s.step)).toEqual(["init", "fetch", "install", "start", "complete"]);
     expect(ctx.db.currentTarget()?.name).toBe("hw-1");
     expect(rt.running.has("app")).toBe(true);
     expect(eventTypes()).toEqual([
@@ -172,6 +190,21 @@ describe("update engine", () => {
       "EcuInstallationCompleted",
     ]);
     expect(new Set(ctx.db.peekEvents(1000).map((e) => e.event.event.correlationId))).toEqual(new Set([u.id]));
+  });
+
+  test("an update stages, stops and starts only the app whose URI changed; the same apps again touch nothing", async () => {
+    const a1 = await storeApp(store, "a", "a1");
+    const b1 = await storeApp(store, "b", "b1");
+    await updateTo(target("1", { a: a1, b: b1 }));
+    const b2 = await storeApp(store, "b", "b2");
+    rt.calls = [];
+    await updateTo(target("2", { a: a1, b: b2 }));
+    expect(rt.calls).toEqual(["install b", "stop b", "start b"]);
+    expect(rt.running).toEqual(new Set(["a", "b"]));
+    rt.calls = [];
+    await updateTo(target("3", { a: a1, b: b2 }));
+    expect(rt.calls).toEqual([]);
+    expect(ctx.db.currentTarget()?.name).toBe("hw-3");
   });
 
   test("a no-space refusal fails the update with the download events still in SPEC order", async () => {
@@ -215,7 +248,8 @@ describe("update engine", () => {
     expect(ctx.db.currentTarget()?.name).toBe("hw-1");
     expect(rt.installed.get("app")).toBe(v1);
     expect(rt.running.has("app")).toBe(true);
-    expect(rt.calls).toEqual(["stop app", "install app", "start app", "stop app", "install app", "start app"]);
+    // Staged while v1 ran, stopped only to swap; the rollback stops v2 and puts v1 back.
+    expect(rt.calls).toEqual(["install app", "stop app", "start app", "stop app", "install app", "start app"]);
     expect(eventTypes().at(-1)).toBe("EcuInstallationCompleted:fail");
   });
 
@@ -258,7 +292,7 @@ describe("update engine", () => {
     await updateTo(target("1", { app: v1 }));
     const v2 = await storeApp(store, "app", "v2");
     ctx.updateId = createUpdate(ctx, target("2", { app: v2 }), false);
-    await runSteps(plans.resume().slice(0, 5), ctx); // through install
+    await runSteps(plans.resume().slice(0, 4), ctx); // through install
     expect(rt.installed.get("app")).toBe(v2);
     const c = await cancelUpdate(ctx);
     expect(c.state).toBe("canceled");
@@ -268,7 +302,7 @@ describe("update engine", () => {
     expect(ctx.db.badTargets()).toEqual([]);
 
     ctx.updateId = createUpdate(ctx, target("3", { app: v2 }), false);
-    await runSteps(plans.resume().slice(0, 5), ctx);
+    await runSteps(plans.resume().slice(0, 4), ctx);
     ctx.db.setState(ctx.updateId, "starting");
     await expect(cancelUpdate(ctx)).rejects.toThrow(InvalidStateError);
   });

@@ -1,5 +1,6 @@
 /**
- * The start step: `compose up` every app and wait until it runs. Success makes
+ * The start step: `compose up` every app the update changed (in parallel where
+ * they do not depend on each other) and wait until they run. Success makes
  * the new target current; failure rolls back at once.
  *
  * @module
@@ -9,6 +10,7 @@ import { eventFor } from "./_events.ts";
 import { planOf } from "./plan.ts";
 import { rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
+import { savedTouched } from "./touched.ts";
 import type { Step } from "./step.ts";
 
 export class StartFailedError extends Error {
@@ -30,9 +32,11 @@ export const startStep: Step = {
     if (u.state === "installed") ctx.db.setState(u.id, "starting");
     const plan = planOf(u);
     const names = plan.apps.map((a) => a.name);
+    // Only the apps this update changed: the others never stopped.
+    const start = savedTouched(ctx, u)?.changed ?? names;
     let why: string | undefined;
     try {
-      const results = names.length ? await ctx.runtime.startApps(names, { timeoutMs: START_TIMEOUT_MS }) : [];
+      const results = start.length ? await ctx.runtime.startApps(start, { timeoutMs: START_TIMEOUT_MS }) : [];
       const bad = results.filter((r) => !r.ok);
       if (bad.length) why = bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ");
     } catch (e) {
