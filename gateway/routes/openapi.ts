@@ -13,7 +13,7 @@ import {
   SystemInfo,
 } from "../../lib/api/index.ts";
 import { DeviceDetail, DeviceList, DeviceRow, DeviceTagsRequest, TokenCreated, TokenList, TokenRequest, TokenRevoked, UpdateList } from "../../lib/api/admin.ts";
-import { RotateRequest } from "../admin/keys.ts";
+import { RootInstalled, RotateRequest, SignedRoot } from "../admin/keys.ts";
 import { TargetsBody, TargetsList } from "../admin/targets.ts";
 import type { GatewayEnv } from "../env.ts";
 
@@ -58,7 +58,11 @@ const OPS: Record<string, Record<string, Op>> = {
     post: { summary: "Create a registration, publish or admin token", sec: "admin", body: TokenRequest, res: TokenCreated, status: 201 },
   },
   "/admin/tokens/{id}/revoke": { post: { summary: "Revoke a registration or API token", sec: "admin", res: TokenRevoked } },
-  "/admin/keys/rotate": { post: { summary: "Rotate a TUF role key", sec: "admin", body: RotateRequest } },
+  "/admin/keys/rotate": { post: { summary: "Rotate an online TUF key with the root key in the data dir (never root: 403)", sec: "admin", body: RotateRequest } },
+  "/admin/keys/root": {
+    get: { summary: "The current root.json", sec: "admin" },
+    post: { summary: "Install a root.json signed offline (threshold of the current and the new root keys)", sec: "admin", body: SignedRoot, res: RootInstalled },
+  },
 };
 
 const SECURITY: Record<Sec, unknown[]> = {
