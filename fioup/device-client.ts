@@ -1,6 +1,6 @@
 /**
  * HTTPS to the gateway as this device: the client certificate, the gateway CA
- * as the only trust anchor, and the x-ats-* headers on every request (SPEC §3).
+ * as the only trust anchor, and the x-ats-* headers on every request.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * Early start (SPEC §7): on a device that is not registered yet, start the
+ * Early start: on a device that is not registered yet, start the
  * preloaded apps from the local store as soon as the engine is up, offline.
  * Which apps: `/var/lmp/default-apps` (one per line or comma-separated), else
  * every preloaded app: the `apps` preload wrote beside the target (or the

@@ -1,28 +1,7 @@
 /**
- * fioup's exit-code contract, in one table (STYLE §3). Scripts and the e2e
- * tests rely on these numbers: never renumber, only add.
- *
- * | code | meaning |
- * |---|---|
- * | 0 | success |
- * | 1 | any other error |
- * | 2 | bad usage (unknown flag, missing argument) |
- * | 3 | no update available (check/fetch/update found nothing newer) |
- * | 10 | invalid action for the update's current state, or a saved plan this fioup cannot read |
- * | 11 | not registered |
- * | 12 | already registered (use --force) |
- * | 13 | another fioup holds the update lock |
- * | 20 | config invalid |
- * | 22 | no matching target (hwid/tags/version) |
- * | 24 | no update in progress (install/start/cancel) |
- * | 30 | TUF metadata verification failed (signature, rollback, expiry...) |
- * | 31 | gateway unreachable or refused a request |
- * | 32 | registration failed |
- * | 39 | init failed (app manifest/bundle/compose resolution) |
- * | 40 | fetch failed (network, registry, digest mismatch) |
- * | 41 | not enough space (storage watermark) |
- * | 50 | install failed (rolled back) |
- * | 51 | start failed (rolled back) |
+ * fioup's exit-code contract, in one table shown by `fioup --help` (STYLE §3).
+ * Scripts and the e2e tests rely on these numbers: never renumber, only add.
+ * Within the table, list subclasses before their parents.
  *
  * @module
  */
@@ -63,26 +42,37 @@ export const EXIT = {
   START_FAILED: 51,
 } as const;
 
-// Subclasses before their parents.
-const EXIT_CODES: [new (...args: any[]) => Error, number][] = [
-  [NoUpdateError, EXIT.NO_UPDATE],
-  [InvalidStateError, EXIT.INVALID_STATE],
-  [PlanFormatError, EXIT.INVALID_STATE],
-  [NotRegisteredError, EXIT.NOT_REGISTERED],
-  [AlreadyRegisteredError, EXIT.ALREADY_REGISTERED],
-  [LockedError, EXIT.LOCKED],
-  [ConfigError, EXIT.CONFIG],
-  [TargetNotFoundError, EXIT.NO_MATCHING_TARGET],
-  [NoUpdateInProgressError, EXIT.NO_UPDATE_IN_PROGRESS],
+type ErrorClass = new (...args: any[]) => Error;
+
+const TABLE = [
+  [EXIT.OK, "success", []],
+  [EXIT.ERROR, "any other error", []],
+  [EXIT.USAGE, "bad usage (unknown flag, missing or invalid argument)", []],
+  [EXIT.NO_UPDATE, "no update available (check/fetch/update found nothing newer)", [NoUpdateError]],
+  [EXIT.INVALID_STATE, "invalid action for the update's current state, or a saved plan this fioup cannot read", [InvalidStateError, PlanFormatError]],
+  [EXIT.NOT_REGISTERED, "not registered", [NotRegisteredError]],
+  [EXIT.ALREADY_REGISTERED, "already registered (use --force)", [AlreadyRegisteredError]],
+  [EXIT.LOCKED, "another fioup holds the update lock", [LockedError]],
+  [EXIT.CONFIG, "config invalid", [ConfigError]],
+  [EXIT.NO_MATCHING_TARGET, "no matching target (hwid/tags/version)", [TargetNotFoundError]],
+  [EXIT.NO_UPDATE_IN_PROGRESS, "no update in progress (install/start/cancel)", [NoUpdateInProgressError]],
+  [EXIT.TUF_VERIFICATION, "TUF metadata verification failed (signature, rollback, expiry...)", [TufVerificationError]],
+  [EXIT.GATEWAY, "gateway unreachable or refused a request", [GatewayError]],
+  [EXIT.REGISTRATION, "registration failed", [RegistrationError]],
+  [EXIT.INIT_FAILED, "init failed (app manifest/bundle/compose resolution)", [InitFailedError]],
+  [EXIT.FETCH_FAILED, "fetch failed (network, registry, digest mismatch)", [FetchFailedError]],
+  [EXIT.NO_SPACE, "not enough space (storage watermark)", [NoSpaceError]],
+  [EXIT.INSTALL_FAILED, "install failed (rolled back)", [InstallFailedError]],
+  [EXIT.START_FAILED, "start failed (rolled back)", [StartFailedError]],
+] as const satisfies readonly (readonly [number, string, readonly ErrorClass[]])[];
+
+/** [code, meaning], as `fioup --help` shows them. */
+export const EXIT_CODES: readonly (readonly [number, string])[] = TABLE.map(([code, meaning]) => [code, meaning] as const);
+
+// A metadata fetch failure is a TufVerificationError subclass but means "unreachable": it comes first.
+const BY_CLASS: [ErrorClass, number][] = [
   [MetadataFetchError, EXIT.GATEWAY],
-  [TufVerificationError, EXIT.TUF_VERIFICATION],
-  [GatewayError, EXIT.GATEWAY],
-  [RegistrationError, EXIT.REGISTRATION],
-  [InitFailedError, EXIT.INIT_FAILED],
-  [NoSpaceError, EXIT.NO_SPACE],
-  [FetchFailedError, EXIT.FETCH_FAILED],
-  [InstallFailedError, EXIT.INSTALL_FAILED],
-  [StartFailedError, EXIT.START_FAILED],
+  ...TABLE.flatMap(([code, , errors]) => errors.map((cls): [ErrorClass, number] => [cls, code])),
 ];
 
-export const exitCodeFor = (err: unknown): number => EXIT_CODES.find(([cls]) => err instanceof cls)?.[1] ?? EXIT.ERROR;
+export const exitCodeFor = (err: unknown): number => BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? EXIT.ERROR;

@@ -7,11 +7,11 @@
  */
 import { runCli } from "../lib/cli/command.ts";
 import { commands } from "./commands/index.ts";
-import { exitCodeFor } from "./exit-codes.ts";
+import { EXIT_CODES, exitCodeFor } from "./exit-codes.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 const code = await runCli(
-  { name: "fioup", version: FIOUP_VERSION, summary: "over-the-air updates of Docker Compose apps", commands, exitCodeFor },
+  { name: "fioup", version: FIOUP_VERSION, summary: "over-the-air updates of Docker Compose apps", commands, exitCodeFor, exitCodes: EXIT_CODES },
   process.argv.slice(2),
 );
 process.exit(code);

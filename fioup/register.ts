@@ -1,5 +1,5 @@
 /**
- * Device registration (SPEC §3, fioup's flow): trust the gateway CA pinned by
+ * Device registration: trust the gateway CA pinned by
  * the token, make a P-256 key that never leaves the device, send a CSR, and
  * write the certificate, key, CA, TUF root and sota.toml atomically, sota.toml
  * last (its presence with a certificate means "registered").

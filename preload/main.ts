@@ -1,18 +1,19 @@
 #!/usr/bin/env bun
-/** preload: system images with compose apps baked in. `preload --help` lists the flags. */
+/**
+ * preload: system images with compose apps baked in. `preload --help` lists
+ * the commands and the exit codes (preload/exit-codes.ts).
+ *
+ * @module
+ */
 import pkg from "../package.json" with { type: "json" };
 import { runCli } from "../lib/cli/command.ts";
-
-const cli = {
-  name: "preload",
-  version: pkg.version,
-  summary: "assemble system images with compose apps preloaded",
-  commands: {
-    assemble: () => import("./commands/assemble.ts"),
-  },
-};
+import { commands } from "./commands/index.ts";
+import { EXIT_CODES, exitCodeFor } from "./exit-codes.ts";
 
 // `preload --flags...` is `preload assemble --flags...`: the tool has one job.
 let argv = process.argv.slice(2);
-if (argv.length > 0 && argv[0]!.startsWith("-") && !["--version", "-v"].includes(argv[0]!)) argv = ["assemble", ...argv];
-process.exitCode = await runCli(cli, argv);
+if (argv.length > 0 && argv[0]!.startsWith("-") && !["--version", "-v", "--help", "-h"].includes(argv[0]!)) argv = ["assemble", ...argv];
+process.exitCode = await runCli(
+  { name: "preload", version: pkg.version, summary: "assemble system images with compose apps preloaded", commands, exitCodeFor, exitCodes: EXIT_CODES },
+  argv,
+);

@@ -9,7 +9,7 @@ export default defineCommand({
   summary: "Poll for updates and apply them, forever (SIGTERM stops cleanly; the next start resumes)",
   flags: {
     ...sotaDirFlag,
-    cycles: { type: "string", description: "Stop after N polling cycles (for tests)", placeholder: "N" },
+    cycles: { type: "number", min: 1, description: "Stop after N polling cycles (for tests)", placeholder: "N" },
   },
   async run({ flags, out }) {
     const s = openSession({ ...flags, requireRegistration: true });
@@ -25,7 +25,7 @@ export default defineCommand({
         signal: ac.signal,
         log,
         hooks: progressHooks(),
-        cycles: flags.cycles ? Number(flags.cycles) : undefined,
+        cycles: flags.cycles,
       });
     } finally {
       ac.abort(new Error("daemon stopped"));

@@ -1,5 +1,5 @@
 /**
- * Builds the update events of SPEC §3 (eventType version 2), one correlation
+ * Builds the update events the gateway accepts (eventType version 2; lib/api/device.ts), one correlation
  * id per update.
  *
  * @module

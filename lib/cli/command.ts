@@ -12,14 +12,20 @@ import { compactJson } from "./json.ts";
 export type FlagSpec =
   | { type: "string"; description: string; default?: string; short?: string; placeholder?: string }
   | { type: "boolean"; description: string; default?: boolean; short?: string }
-  | { type: "strings"; description: string; short?: string; placeholder?: string };
+  | { type: "strings"; description: string; short?: string; placeholder?: string }
+  /** A whole number (decimal digits), checked against `min`/`max`: anything else is a usage error. */
+  | { type: "number"; description: string; default?: number; min?: number; max?: number; short?: string; placeholder?: string };
 
 export type FlagValues<F extends Record<string, FlagSpec>> = {
   [K in keyof F]: F[K] extends { type: "boolean" }
     ? boolean
     : F[K] extends { type: "strings" }
       ? string[]
-      : F[K] extends { default: string }
+      : F[K] extends { type: "number" }
+        ? F[K] extends { default: number }
+          ? number
+          : number | undefined
+        : F[K] extends { default: string }
         ? string
         : string | undefined;
 };
@@ -168,7 +174,7 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
       type: spec.type === "boolean" ? "boolean" : "string",
       ...(spec.short ? { short: spec.short } : {}),
       ...(spec.type === "strings" ? { multiple: true, default: [] } : {}),
-      ...("default" in spec && spec.default !== undefined ? { default: spec.default } : {}),
+      ...("default" in spec && spec.default !== undefined ? { default: spec.type === "number" ? String(spec.default) : spec.default } : {}),
     };
   }
   let parsed;
@@ -181,6 +187,16 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   const values = parsed.values as Record<string, unknown>;
   for (const [flag, spec] of Object.entries(cmd.flags as Record<string, FlagSpec>)) {
     if (spec.type === "boolean" && values[flag] === undefined) values[flag] = false;
+    if (spec.type === "number" && values[flag] !== undefined) {
+      const text = String(values[flag]);
+      const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+      const range = `${spec.min ?? 0}${spec.max !== undefined ? `..${spec.max}` : " or more"}`;
+      if (!Number.isSafeInteger(n) || n < (spec.min ?? 0) || (spec.max !== undefined && n > spec.max)) {
+        process.stderr.write(`${cli.name} ${name}: --${flag} must be a whole number ${range}, got "${text}"\nRun '${cli.name} ${name} --help' for usage.\n`);
+        return 2;
+      }
+      values[flag] = n;
+    }
   }
   // Only commands that take the shared --format flag speak JSON; others may use --format for their own ends.
   const fmt = (cmd.flags as Record<string, FlagSpec>).format === formatFlag.format ? values.format : undefined;

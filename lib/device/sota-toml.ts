@@ -130,7 +130,7 @@ export function mergeToml(a: TomlTable, b: TomlTable): TomlTable {
   return out;
 }
 
-export function isTable(v: TomlValue | undefined): v is TomlTable {
+function isTable(v: TomlValue | undefined): v is TomlTable {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 

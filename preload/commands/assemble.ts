@@ -1,4 +1,4 @@
-/** `preload`: assemble a system image with compose apps baked in (seed 002, SPEC §7). */
+/** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";

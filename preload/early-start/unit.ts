@@ -1,5 +1,5 @@
 /**
- * The early-start service (seed 002): a one-shot systemd unit that starts the
+ * The early-start service: a one-shot systemd unit that starts the
  * preloaded compose apps as soon as the container engine is up, only on a
  * device that is not registered yet. Generated rather than shipped as a fixed
  * file so its paths follow the fioup config the image was assembled with.

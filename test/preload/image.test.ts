@@ -108,7 +108,7 @@ describe("preload refuses bad input and writes no image", () => {
     writeFileSync(join(dir, "targets.json"), JSON.stringify(doc));
     const out = join(work, "tampered");
     const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), ...files, "--out", out]);
-    expect(r.code).not.toBe(0);
+    expect(r.code, r.stderr).toBe(21); // preload/exit-codes.ts: targets do not verify
     expect(r.stderr).toContain("is not signed by the targets keys of");
     expect(existsSync(out)).toBe(false);
     expect(leftovers(out)).toEqual([]);
@@ -118,7 +118,7 @@ describe("preload refuses bad input and writes no image", () => {
     const out = join(work, "missing-app");
     const fc = await factoryConfig(preloadConfig(`${A},no-such-app`));
     const r = await preload(["--factory-config", fc, ...fromGateway(), "--out", out]);
-    expect(r.code).not.toBe(0);
+    expect(r.code, r.stderr).toBe(20); // no such target or app
     expect(r.stderr).toContain(`Target amd64-linux-1 has no app "no-such-app" (it has: ${A}, ${B})`);
     expect(existsSync(out)).toBe(false);
     expect(leftovers(out)).toEqual([]);
@@ -140,7 +140,7 @@ describe("preload refuses bad input and writes no image", () => {
 
     const out = join(work, `cached-${name}-2`);
     const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--cache", cache, "--out", out]);
-    expect(r.code).not.toBe(0);
+    expect(r.code, r.stderr).toBe(40); // corrupt cache
     expect(r.stderr).toContain(`Cached blob sha256:${hex} is corrupt`);
     expect(r.stderr).toContain(`remove it from ${cache}`);
     expect(existsSync(out)).toBe(false);
@@ -162,7 +162,7 @@ describe("preload refuses bad input and writes no image", () => {
     const out = await tempDir("precious-");
     writeFileSync(join(out, "keep.txt"), "mine");
     const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--out", out]);
-    expect(r.code).not.toBe(0);
+    expect(r.code, r.stderr).toBe(50); // the image cannot be written
     expect(r.stderr).toContain("is not empty and holds no earlier preload image");
     expect(readdirSync(out)).toEqual(["keep.txt"]);
   }, 120_000);
@@ -212,7 +212,7 @@ describe("targets from files, without --server", () => {
     const files = ["--factory-config", shortlistAB, "--ref", "refs/heads/master", "--hwid", "amd64-linux", "--targets", join(dir, "targets.json"), "--root", join(dir, "root.json")];
 
     const none = await preload([...files, "--out", join(dir, "none")]);
-    expect(none.code).not.toBe(0);
+    expect(none.code, none.stderr).toBe(30); // the registry's TLS identity cannot be checked
     expect(none.stderr).toContain("--ca FILE");
     expect(none.stderr).toContain("--token");
     expect(existsSync(join(dir, "none"))).toBe(false);

@@ -1,0 +1,28 @@
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+
+const BUN = process.execPath;
+const MAIN = join(import.meta.dir, "main.ts");
+
+function fioup(...args: string[]) {
+  const p = Bun.spawnSync([BUN, MAIN, ...args], { env: { ...process.env, FIOUP_ROOT: "/nonexistent-fioup-root" } });
+  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
+
+describe("fioup CLI", () => {
+  test("a number flag that is not a whole number is a usage error (exit 2), before anything runs", () => {
+    for (const bad of ["abc", "1.5", "-3", "0", ""]) {
+      const r = fioup("daemon", "--cycles", bad);
+      expect(r.code, `--cycles ${bad}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`fioup daemon: --cycles must be a whole number 1 or more, got "${bad}"`);
+    }
+  });
+
+  test("--help shows the exit-code table", () => {
+    const r = fioup("--help");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("Exit codes:");
+    expect(r.stdout).toMatch(/^ +41 +not enough space/m);
+    expect(r.stdout).toMatch(/^ +10 +invalid action .*saved plan/m);
+  });
+});

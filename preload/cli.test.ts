@@ -1,0 +1,32 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const BUN = process.execPath;
+const MAIN = join(import.meta.dir, "main.ts");
+const dir = mkdtempSync(join(tmpdir(), "preload-cli-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function preload(...args: string[]) {
+  const p = Bun.spawnSync([BUN, MAIN, ...args]);
+  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
+
+describe("preload CLI", () => {
+  test("--help lists the commands and the exit-code table", () => {
+    const r = preload("--help");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("assemble");
+    expect(r.stdout).toContain("Exit codes:");
+    expect(r.stdout).toMatch(/^ +10 +factory-config.yml is invalid/m);
+  });
+
+  test("an invalid factory-config.yml exits 10, naming the file", () => {
+    const fc = join(dir, "factory-config.yml");
+    writeFileSync(fc, "containers: [not, a, table]\n");
+    const r = preload("--factory-config", fc, "--ref", "refs/heads/main", "--explain");
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stderr).toContain(fc);
+  });
+});
