@@ -11,7 +11,7 @@
  */
 import { Root, Snapshot, Timestamp, type Metadata } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
-import { TARGET_NAME, TARGET_NAME_RULE, TargetEntry } from "../../lib/api/target.ts";
+import { TARGET_NAME, TARGET_NAME_RULE, TargetEntry, TargetNotFoundError } from "../../lib/api/target.ts";
 import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
 import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, serializeMetadata, signJson, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
 import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
@@ -58,13 +58,8 @@ export class InvalidRoleError extends Error {
   }
 }
 
-/** `removeTargets` named a target that is not in targets.json. */
-export class TargetNotFoundError extends Error {
-  override name = "TargetNotFoundError";
-  constructor(readonly targetName: string) {
-    super(`Cannot remove target "${targetName}": it is not in targets.json`);
-  }
-}
+// `removeTargets` naming a target that is not in targets.json throws lib/api's TargetNotFoundError.
+export { TargetNotFoundError };
 
 /** The new targets.json would exceed the size devices accept. */
 export class TargetsTooLargeError extends Error {
@@ -256,7 +251,7 @@ export class TufRepo {
   async removeTargets(names: string[]): Promise<{ version: number }> {
     return this.#write(async (s) => {
       const current = targetsOf(s);
-      for (const n of names) if (!Object.hasOwn(current, n)) throw new TargetNotFoundError(n);
+      for (const n of names) if (!Object.hasOwn(current, n)) throw new TargetNotFoundError(`Cannot remove target "${n}": it is not in targets.json`);
       if (names.length === 0) return { records: [], result: { version: s.targets.signed.version } };
       for (const n of names) delete current[n];
       return { records: await this.#chainFromTargets(s, current), result: { version: s.targets.signed.version + 1 } };

@@ -50,5 +50,13 @@ export const TARGET_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$";
 export const TARGET_NAME = new RegExp(TARGET_NAME_PATTERN);
 export const TARGET_NAME_RULE = "names are 1-200 of A-Z a-z 0-9 . _ + - and start with a letter or digit";
 
+/**
+ * No target by that name, or none that matches what was asked (hardware id,
+ * tags, version): the gateway when asked to remove one, fioup when selecting.
+ */
+export class TargetNotFoundError extends Error {
+  override name = "TargetNotFoundError";
+}
+
 /** `<hwid>-<version>`: the target name convention. */
 export const targetName = (hwid: string, version: string | number) => `${hwid}-${version}`;
