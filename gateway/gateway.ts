@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { Context } from "hono";
 import { hostname } from "node:os";
 import { isIP } from "node:net";
@@ -19,6 +20,8 @@ import type { Gateway, GatewayEnv } from "./env.ts";
 import { Metrics } from "./metrics.ts";
 import { TufRepo } from "./ota/repo.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
+import { LeaderLease } from "./leader.ts";
+import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
 import { listen, type Listening, type TransportLimits } from "./transport/index.ts";
@@ -44,6 +47,11 @@ export interface ServeOptions {
   pollingSeconds?: number;
   /** Connection deadlines and caps (gateway/transport/options.ts has the defaults). */
   limits?: Partial<TransportLimits>;
+  /**
+   * The `auth.token.service` of an external registry that uses this gateway as its token realm:
+   * its tokens are JWTs signed by DATA/pki/registry-token.key (registry/jwt.ts).
+   */
+  externalRegistryService?: string;
   log?: (line: string) => void;
 }
 
@@ -93,12 +101,23 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await store.close();
     throw new DataDirMismatchError(opts.dataDir);
   }
-  let tufTimer: { stop(): Promise<void> } | undefined;
+  let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
+  // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.
+  const signer = new LeaderLease(store, "tuf-signer", {
+    onAcquire: () => {
+      log("gateway: this replica is the TUF signer");
+      tufTimer?.runNow();
+    },
+    onLose: () => log("gateway: another replica is the TUF signer now"),
+    onError: (e) => log(`gateway: cannot renew the signer lease: ${(e as Error).message}`),
+  });
   let server: Listening | undefined;
   const sightings = new Sightings(store);
   try {
     const tuf = await TufRepo.open({ storage: new CachedTufStorage(store.tuf), keysDir: data.keysDir });
+    await signer.start();
     tufTimer = startTufRefreshTimer(tuf, {
+      shouldRun: () => signer.isLeader,
       onError: (e) => log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`),
       onRefresh: (r) => {
         if (r.needsOfflineKey.length) log(`gateway: TUF roles near expiry need their offline key: ${r.needsOfflineKey.join(", ")}`);
@@ -119,8 +138,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     };
 
     const access = registryAccess(gw);
+    const jwt = opts.externalRegistryService ? await RegistryJwtSigner.open(join(data.dir, "pki"), data.factory) : undefined;
     const registryApps = (realm: string) => [
       createTokenEndpoint<RegistryIdentity>({
+        ...(jwt ? { external: { service: opts.externalRegistryService!, sign: (claims) => jwt.sign(claims) } } : {}),
         secret: data.registrySecret,
         identify: (c) => access.identify(c as Context<GatewayEnv>),
         checkCredentials: access.checkCredentials,
@@ -180,6 +201,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         (stopping ??= (async () => {
           await server!.close(5000);
           await tufTimer?.stop();
+          await signer.stop();
           await sightings.stop();
           await store.close();
           await rm(serveInfoPath(data.dir), { force: true });
@@ -188,6 +210,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   } catch (err) {
     await server?.close(0);
     await tufTimer?.stop();
+    await signer.stop();
     await sightings.stop().catch(() => {});
     await store.close();
     throw err;

@@ -43,6 +43,11 @@ export default defineCommand({
     "idle-timeout": { type: "string", description: "Seconds an authenticated client may be idle or stall", default: String(DEFAULT_LIMITS.idleTimeoutMs / 1000), placeholder: "SECONDS" },
     "max-connections": { type: "string", description: "Open connections in all", default: String(DEFAULT_LIMITS.maxConnections), placeholder: "N" },
     "max-connections-per-address": { type: "string", description: "Unauthenticated connections from one address", default: String(DEFAULT_LIMITS.maxConnectionsPerAddress), placeholder: "N" },
+    "external-registry-service": {
+      type: "string",
+      description: "Issue tokens for an external registry whose auth.token.service is NAME (deploy/docker-registry/config.yml)",
+      placeholder: "NAME",
+    },
     "polling-seconds": { type: "string", description: "Polling interval written into new devices' sota.toml", default: "300", placeholder: "N" },
   },
   async run({ flags, out }) {
@@ -67,6 +72,7 @@ export default defineCommand({
       ...(flags["trust-proxy"] ? { trustProxy: flags["trust-proxy"] } : {}),
       clientCertHeader: flags["client-cert-header"],
       pollingSeconds: polling,
+      ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,
       log: (line) => out.info(line),
     });

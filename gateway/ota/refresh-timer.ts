@@ -13,6 +13,8 @@ export interface RefreshTimerOptions {
   onError?: (err: unknown) => void;
   /** Called after each check that re-signed something or found an offline key needed. */
   onRefresh?: (result: RefreshResult) => void;
+  /** Checked before each run: false skips it (another replica holds the signer lease). */
+  shouldRun?: () => boolean;
 }
 
 /**
@@ -24,11 +26,14 @@ export interface RefreshTimerOptions {
  * // on shutdown: await timer.stop();
  * ```
  */
-export function startTufRefreshTimer(repo: Pick<TufRepo, "refreshTimestamp">, opts: RefreshTimerOptions = {}): { stop(): Promise<void> } {
+export function startTufRefreshTimer(
+  repo: Pick<TufRepo, "refreshTimestamp">,
+  opts: RefreshTimerOptions = {},
+): { stop(): Promise<void>; runNow(): void } {
   let running: Promise<void> = Promise.resolve();
   let stopped = false;
   const tick = () => {
-    if (stopped) return;
+    if (stopped || opts.shouldRun?.() === false) return;
     running = repo.refreshTimestamp().then(
       (r) => {
         if (r.refreshed.length > 0 || r.needsOfflineKey.length > 0) opts.onRefresh?.(r);
@@ -40,6 +45,8 @@ export function startTufRefreshTimer(repo: Pick<TufRepo, "refreshTimestamp">, op
   const handle = setInterval(tick, opts.intervalMs ?? 5 * 60_000);
   handle.unref?.();
   return {
+    /** Runs a check now (e.g. when this replica has just become the signer). */
+    runNow: () => void running.then(tick),
     async stop() {
       stopped = true;
       clearInterval(handle);

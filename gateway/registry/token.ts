@@ -113,6 +113,12 @@ export interface TokenEndpointOptions<I> {
   service?: string;
   /** Token lifetime; default 300 s. */
   ttlSeconds?: number;
+  /**
+   * An external registry that uses this endpoint as its token realm: a request whose `service`
+   * is `external.service` gets a JSON Web Token signed by `external.sign` (jwt.ts) instead of the
+   * embedded registry's HMAC token, with the same identity checks and the same granted access.
+   */
+  external?: { service: string; sign(claims: TokenClaims): Promise<string> };
 }
 
 /** Parses `Authorization: Basic ...`, or `undefined`. */
@@ -159,7 +165,9 @@ export function createTokenEndpoint<I>(opts: TokenEndpointOptions<I>): Hono {
     }
     const iat = Math.floor(Date.now() / 1000);
     const sub = opts.subject?.(identity) ?? (typeof identity === "string" ? identity : "client");
-    const token = signRegistryToken(opts.secret, { sub, aud: service, iat, exp: iat + ttl, access });
+    const external = opts.external && c.req.query("service") === opts.external.service ? opts.external : undefined;
+    const claims = { sub, aud: external?.service ?? service, iat, exp: iat + ttl, access };
+    const token = external ? await external.sign(claims) : signRegistryToken(opts.secret, claims);
     return c.json({ token, access_token: token, expires_in: ttl, issued_at: new Date(iat * 1000).toISOString() });
   });
 }

@@ -102,6 +102,13 @@ export const MIGRATIONS: Migration[] = [
     sqlite: v3Tokens,
     postgres: v3Tokens,
   },
+  {
+    // Numbered apart from the others so parallel work on the schema does not collide; order is by position.
+    version: 20,
+    description: "leases: which replica holds a singleton job (the TUF signer), until when",
+    sqlite: "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL)",
+    postgres: "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL)",
+  },
 ];
 
 export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (

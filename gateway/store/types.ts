@@ -127,6 +127,15 @@ export interface Store {
   /** Marks an API token revoked; false when the id is unknown. Idempotent. */
   revokeApiToken(id: string, at: string): Promise<boolean>;
 
+  /**
+   * Takes or renews the lease `name` for `holder` until `now + ttlMs`: true when `holder` holds it
+   * afterwards (it was free, expired, or already `holder`'s). Of concurrent claims on a free
+   * lease exactly one wins. Replicas use it so a singleton job runs on one of them at a time.
+   */
+  tryLease(name: string, holder: string, ttlMs: number, now?: Date): Promise<boolean>;
+  /** Gives the lease up at once if `holder` holds it, so another replica can take it without waiting. */
+  releaseLease(name: string, holder: string): Promise<void>;
+
   /** Stores `value` under `key` unless a value is there already; returns the stored value. */
   claimMeta(key: string, value: string): Promise<string>;
 

@@ -1,0 +1,109 @@
+/**
+ * An external registry (Debian's docker-registry, CNCF distribution) that uses the gateway as its
+ * token realm, configured from deploy/docker-registry/config.yml: CI pushes with an admin token,
+ * a device pulls its factory's repositories with its own certificate and nothing else, and a
+ * token a device signs itself (with its factory-CA certificate) is refused by the registry.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { digestBytes } from "../../lib/oci/digest.ts";
+import { RegistryClient, RegistryError } from "../../lib/oci/registry-client.ts";
+import { privateKeyFromPem, SIGN_ALG } from "../../gateway/pki/keys.ts";
+import { x509 } from "../../gateway/pki/x509.ts";
+import { post, tlsFetch } from "../gateway/_client.ts";
+import { makeDeviceCsr } from "../gateway/_device.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { renderDeployConfig } from "../harness/proxies.ts";
+import { freePort, Proc, portAnswers, tempDir } from "../harness/tmp.ts";
+
+let gw: GatewayHandle;
+let registry: Proc;
+let regHost: string;
+let device: { cert: string; key: string };
+
+beforeAll(async () => {
+  gw = await startGateway({ args: ["--external-registry-service", "fleet-registry"] });
+  const dir = await tempDir("ext-registry-");
+  const port = await freePort();
+  regHost = `127.0.0.1:${port}`;
+  mkdirSync(join(dir, "data"));
+  writeFileSync(join(dir, "token.pem"), readFileSync(join(gw.dataDir, "pki", "registry-token.pem")));
+  const config = join(dir, "config.yml");
+  writeFileSync(
+    config,
+    renderDeployConfig("docker-registry/config.yml", {
+      LISTEN: regHost,
+      DATA: join(dir, "data"),
+      GATEWAY_URL: gw.url,
+      SERVICE: "fleet-registry",
+      ISSUER: "main-gateway",
+      TOKEN_CERT: join(dir, "token.pem"),
+    }),
+  );
+  registry = Proc.start({ name: "docker-registry", cmd: ["docker-registry", "serve", config], logFile: join(dir, "registry.log"), env: { OTEL_TRACES_EXPORTER: "none" } });
+  await registry.waitUntil(() => portAnswers(port), `port ${port}`);
+
+  const tokenRes = await gw.adminFetch("/admin/tokens", post({ tags: ["main"] }));
+  const { token } = (await tokenRes.json()) as { token: string };
+  const k = await makeDeviceCsr();
+  const reg = await tlsFetch({ ca: gw.caPem })(`${gw.url}/devices`, {
+    ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+  });
+  expect(reg.status).toBe(201);
+  device = { cert: ((await reg.json()) as RegistrationResponse).certificate, key: k.keyPem };
+}, 120_000);
+
+afterAll(async () => {
+  await registry?.stop();
+  await gw?.stop();
+}, 60_000);
+
+const ci = () => new RegistryClient({ registry: regHost, scheme: "http", auth: { username: "ci", password: gw.adminToken }, tls: { ca: gw.caPem } });
+const asDevice = () => new RegistryClient({ registry: regHost, scheme: "http", tls: { ca: gw.caPem, cert: device.cert, key: device.key } });
+
+/** Pushes a one-layer image to `repo:tag` as CI; returns its manifest digest. */
+async function pushImage(repo: string, tag: string): Promise<string> {
+  const client = ci();
+  const config = new TextEncoder().encode(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }));
+  const layer = crypto.getRandomValues(new Uint8Array(4096));
+  await client.pushBlob(repo, config);
+  await client.pushBlob(repo, layer);
+  const manifest = new TextEncoder().encode(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: digestBytes(config), size: config.byteLength },
+      layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: digestBytes(layer), size: layer.byteLength }],
+    }),
+  );
+  return client.putManifest(repo, tag, manifest, "application/vnd.oci.image.manifest.v1+json");
+}
+
+test("CI pushes with a gateway token; the device pulls its factory's image with its certificate", async () => {
+  const digest = await pushImage("main/web", "v1");
+  const m = await asDevice().getManifest("main/web", "v1");
+  expect(m.digest).toBe(digest);
+});
+
+test("the device cannot pull another factory's repository, nor push to its own", async () => {
+  await pushImage("other/web", "v1");
+  const denied = await asDevice().getManifest("other/web", "v1").then(() => undefined, (e: unknown) => e);
+  expect(denied).toBeInstanceOf(RegistryError);
+  expect([401, 403]).toContain((denied as RegistryError).status);
+  const push = await asDevice().pushBlob("main/web", new Uint8Array([1, 2, 3])).then(() => undefined, (e: unknown) => e);
+  expect(push).toBeInstanceOf(RegistryError);
+});
+
+test("a token a device signs itself with its factory-CA certificate is refused by the registry", async () => {
+  const cert = new x509.X509Certificate(device.cert);
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const header = b64({ typ: "JWT", alg: "ES256", x5c: [Buffer.from(cert.rawData).toString("base64")] });
+  const payload = b64({ iss: "main-gateway", sub: "me", aud: "fleet-registry", iat: now, nbf: now - 5, exp: now + 300, jti: "x", access: [{ type: "repository", name: "other/web", actions: ["pull", "push"] }] });
+  const sig = await crypto.subtle.sign(SIGN_ALG, await privateKeyFromPem(device.key), new TextEncoder().encode(`${header}.${payload}`));
+  const res = await fetch(`http://${regHost}/v2/other/web/manifests/v1`, { headers: { authorization: `Bearer ${header}.${payload}.${Buffer.from(sig).toString("base64url")}` } });
+  expect(res.status).toBe(401);
+});
