@@ -10,26 +10,6 @@ import { Type, type Static } from "@sinclair/typebox";
 import { AppsStates, DeviceEvent } from "./device.ts";
 import { TargetEntry } from "./target.ts";
 
-/**
- * A device uuid as the gateway accepts it: canonical lower-case RFC 4122 text
- * (version 1 to 8, variant 10xx). One spelling per device, so an upper-case
- * or undashed look-alike of a registered uuid is a different, refused string.
- */
-export const DEVICE_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
-const DEVICE_UUID = new RegExp(DEVICE_UUID_PATTERN);
-
-/**
- * True for a canonical device uuid.
- *
- * @example
- * ```ts
- * isDeviceUuid("0f8fad5b-d9cb-469f-a165-70867728950e"); // true
- * isDeviceUuid("0F8FAD5B-D9CB-469F-A165-70867728950E"); // false: not canonical
- * isDeviceUuid("--------"); // false
- * ```
- */
-export const isDeviceUuid = (value: string): boolean => DEVICE_UUID.test(value);
-
 /** A tag as devices and targets carry it. */
 const Tag = Type.String({ minLength: 1, maxLength: 128, pattern: "^[^,\\s]+$" });
 export const Tags = Type.Array(Tag, { maxItems: 32 });

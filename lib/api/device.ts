@@ -107,12 +107,19 @@ export const DeviceInfo = Type.Object({
 export type DeviceInfo = Static<typeof DeviceInfo>;
 
 /**
+ * A device uuid as the gateway accepts it: canonical lower-case RFC 4122 text
+ * (version 1 to 8, variant 10xx). One spelling per device, so an upper-case
+ * or undashed look-alike of a registered uuid is refused, not a second device.
+ */
+export const DEVICE_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
+
+/**
  * POST /devices with `Authorization: Bearer <registration token>` (no client
  * certificate yet). The CSR's CN must equal `uuid`.
  */
 export const RegistrationRequest = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
-  uuid: Type.String({ pattern: "^[0-9a-fA-F-]{8,64}$" }),
+  uuid: Type.String({ pattern: DEVICE_UUID_PATTERN }),
   csr: Type.String({ minLength: 64, maxLength: 16384 }),
   "hardware-id": Type.String({ minLength: 1, maxLength: 128 }),
   tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 32 })),
