@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 
 const NAME_COMPONENT = "[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*";
 const NAME_RE = new RegExp(`^${NAME_COMPONENT}(?:/${NAME_COMPONENT})*$`);
@@ -19,7 +19,7 @@ export function isRepositoryName(name: string): boolean {
 
 /** Throws NAME_INVALID unless `name` is a valid repository name. */
 export function checkRepositoryName(name: string): string {
-  if (!isRepositoryName(name)) throw new RegistryError(400, "NAME_INVALID", `Invalid repository name "${name.slice(0, 300)}": must match the OCI name grammar`);
+  if (!isRepositoryName(name)) throw new RegistryRequestError(400, "NAME_INVALID", `Invalid repository name "${name.slice(0, 300)}": must match the OCI name grammar`);
   return name;
 }
 
@@ -38,7 +38,7 @@ export function looksLikeDigest(ref: string): boolean {
  */
 export function checkDigest(digest: string | undefined | null): string {
   if (!digest || !DIGEST_RE.test(digest)) {
-    throw new RegistryError(400, "DIGEST_INVALID", `Invalid digest "${String(digest).slice(0, 200)}": expected sha256:<64 lowercase hex>`);
+    throw new RegistryRequestError(400, "DIGEST_INVALID", `Invalid digest "${String(digest).slice(0, 200)}": expected sha256:<64 lowercase hex>`);
   }
   return digest.slice(7);
 }

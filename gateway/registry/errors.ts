@@ -26,8 +26,8 @@ export type RegistryErrorCode =
   | "RANGE_INVALID";
 
 /** A request the registry refuses; `status` is the HTTP status, `code` the OCI error code. */
-export class RegistryError extends Error {
-  override name = "RegistryError";
+export class RegistryRequestError extends Error {
+  override name = "RegistryRequestError";
   constructor(
     readonly status: 400 | 401 | 403 | 404 | 405 | 413 | 416 | 429,
     readonly code: RegistryErrorCode,
@@ -45,8 +45,8 @@ export class RegistryError extends Error {
   }
 }
 
-/** Builds the JSON error response for a {@link RegistryError}. */
-export function errorResponse(err: RegistryError, extraHeaders: Record<string, string> = {}): Response {
+/** Builds the JSON error response for a {@link RegistryRequestError}. */
+export function errorResponse(err: RegistryRequestError, extraHeaders: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(err.toBody()), {
     status: err.status,
     headers: { "Content-Type": "application/json", ...err.headers, ...extraHeaders },

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 import { DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, parseManifest } from "./manifest.ts";
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
@@ -24,7 +24,7 @@ describe("parseManifest", () => {
     expect(parseManifest(enc({ schemaVersion: 2, manifests: [] }), "application/json").mediaType).toBe(OCI_INDEX);
   });
   test("refuses a Content-Type that contradicts the body", () => {
-    expect(() => parseManifest(enc(image({ mediaType: OCI_MANIFEST })), DOCKER_MANIFEST)).toThrow(RegistryError);
+    expect(() => parseManifest(enc(image({ mediaType: OCI_MANIFEST })), DOCKER_MANIFEST)).toThrow(RegistryRequestError);
   });
   test("refuses schema 1, unknown types and bad descriptors", () => {
     expect(() => parseManifest(enc({ schemaVersion: 1 }), undefined)).toThrow(/schemaVersion/);

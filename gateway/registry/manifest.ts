@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 import { isSha256Digest } from "./_names.ts";
 
 export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
@@ -30,7 +30,7 @@ export interface ParsedManifest {
   annotations?: Record<string, string>;
 }
 
-const invalid = (why: string, detail?: unknown) => new RegistryError(400, "MANIFEST_INVALID", `Invalid manifest: ${why}`, detail);
+const invalid = (why: string, detail?: unknown) => new RegistryRequestError(400, "MANIFEST_INVALID", `Invalid manifest: ${why}`, detail);
 
 function descriptor(value: unknown, where: string): { mediaType: string; digest: string; size: number; urls?: unknown } {
   const d = value as Record<string, unknown> | null;
@@ -45,7 +45,7 @@ function descriptor(value: unknown, where: string): { mediaType: string; digest:
  * Parses and checks a manifest body. The media type comes from the body's `mediaType`, else
  * from the request's Content-Type, else from its shape; the two must agree when both are set.
  *
- * @throws {RegistryError} 400 MANIFEST_INVALID for anything malformed or of an unknown type.
+ * @throws {RegistryRequestError} 400 MANIFEST_INVALID for anything malformed or of an unknown type.
  */
 export function parseManifest(bytes: Uint8Array, contentType: string | undefined): ParsedManifest {
   let doc: Record<string, unknown>;
@@ -84,7 +84,7 @@ export function parseManifest(bytes: Uint8Array, contentType: string | undefined
     });
     if (typeof doc.artifactType === "string") out.artifactType = doc.artifactType;
   } else {
-    throw new RegistryError(400, "MANIFEST_INVALID", `Unsupported manifest media type "${mediaType}": expected OCI or Docker schema2 image manifest or index`);
+    throw new RegistryRequestError(400, "MANIFEST_INVALID", `Unsupported manifest media type "${mediaType}": expected OCI or Docker schema2 image manifest or index`);
   }
   if (doc.subject !== undefined) out.subject = descriptor(doc.subject, "subject").digest;
   if (doc.annotations && typeof doc.annotations === "object" && !Array.isArray(doc.annotations)) {

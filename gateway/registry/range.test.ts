@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 import { parseRange, parseUploadRange } from "./range.ts";
 
 describe("parseRange", () => {
@@ -24,9 +24,9 @@ describe("parseRange", () => {
         parseRange(h, 10);
         throw new Error("no throw");
       } catch (err) {
-        expect(err).toBeInstanceOf(RegistryError);
-        expect((err as RegistryError).status).toBe(416);
-        expect((err as RegistryError).headers).toEqual({ "Content-Range": "bytes */10" });
+        expect(err).toBeInstanceOf(RegistryRequestError);
+        expect((err as RegistryRequestError).status).toBe(416);
+        expect((err as RegistryRequestError).headers).toEqual({ "Content-Range": "bytes */10" });
       }
     }
   });
@@ -39,7 +39,7 @@ describe("parseUploadRange", () => {
     expect(parseUploadRange(undefined)).toBeUndefined();
   });
   test("throws 416 for a malformed header", () => {
-    expect(() => parseUploadRange("abc")).toThrow(RegistryError);
-    expect(() => parseUploadRange("9-1")).toThrow(RegistryError);
+    expect(() => parseUploadRange("abc")).toThrow(RegistryRequestError);
+    expect(() => parseUploadRange("9-1")).toThrow(RegistryRequestError);
   });
 });

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 
 /** An inclusive byte range within a blob. */
 export interface ByteRange {
@@ -23,7 +23,7 @@ export interface ByteRange {
  * ```
  * @returns the range, or `undefined` when the header is absent or not a single byte range
  *   (the caller then serves the whole blob).
- * @throws {RegistryError} 416 RANGE_INVALID when the range cannot be satisfied.
+ * @throws {RegistryRequestError} 416 RANGE_INVALID when the range cannot be satisfied.
  */
 export function parseRange(header: string | undefined | null, size: number): ByteRange | undefined {
   if (!header) return undefined;
@@ -32,7 +32,7 @@ export function parseRange(header: string | undefined | null, size: number): Byt
   const [, a = "", b = ""] = m;
   if (a === "" && b === "") return undefined;
   const unsatisfiable = () =>
-    new RegistryError(416, "RANGE_INVALID", `Range "${header}" is not satisfiable: the blob has ${size} bytes`, undefined, {
+    new RegistryRequestError(416, "RANGE_INVALID", `Range "${header}" is not satisfiable: the blob has ${size} bytes`, undefined, {
       "Content-Range": `bytes */${size}`,
     });
   if (a === "") {
@@ -51,14 +51,14 @@ export function parseRange(header: string | undefined | null, size: number): Byt
  * Parses an upload chunk's `Content-Range` (`<start>-<end>`, optionally prefixed `bytes `),
  * as sent with PATCH by OCI clients.
  *
- * @throws {RegistryError} 416 if the header is malformed.
+ * @throws {RegistryRequestError} 416 if the header is malformed.
  */
 export function parseUploadRange(header: string | undefined | null): ByteRange | undefined {
   if (!header) return undefined;
   const m = /^\s*(?:bytes[ =])?\s*(\d+)-(\d+)(?:\/(?:\d+|\*))?\s*$/.exec(header);
-  if (!m) throw new RegistryError(416, "BLOB_UPLOAD_INVALID", `Invalid Content-Range "${header}": expected <start>-<end>`);
+  if (!m) throw new RegistryRequestError(416, "BLOB_UPLOAD_INVALID", `Invalid Content-Range "${header}": expected <start>-<end>`);
   const start = Number(m[1]);
   const end = Number(m[2]);
-  if (end < start) throw new RegistryError(416, "BLOB_UPLOAD_INVALID", `Invalid Content-Range "${header}": end before start`);
+  if (end < start) throw new RegistryRequestError(416, "BLOB_UPLOAD_INVALID", `Invalid Content-Range "${header}": end before start`);
   return { start, end };
 }

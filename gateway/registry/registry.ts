@@ -10,7 +10,7 @@
  * @module
  */
 import { Hono, type Context } from "hono";
-import { RegistryError, errorResponse } from "./errors.ts";
+import { RegistryRequestError, errorResponse } from "./errors.ts";
 import { checkDigest, checkRepositoryName, isRepositoryName } from "./_names.ts";
 import { parseRange, parseUploadRange } from "./range.ts";
 import { MAX_MANIFEST_BYTES, RegistryStorage } from "./storage.ts";
@@ -74,10 +74,10 @@ export function createRegistry(opts: RegistryOptions): Hono {
     }
     const authenticated = claims !== undefined || Boolean(c.get("device")) || c.get("admin") === true;
     const what = repository ? `${action} on "${repository}"` : "registry access";
-    if (authenticated) throw new RegistryError(403, "DENIED", `Access denied: ${what} is not allowed for this client`, { repository, action });
+    if (authenticated) throw new RegistryRequestError(403, "DENIED", `Access denied: ${what} is not allowed for this client`, { repository, action });
     const scope = repository ? `,scope="repository:${repository}:${action === "push" ? "pull,push" : action}"` : "";
     const challenge = opts.tokenRealm ? `Bearer realm="${opts.tokenRealm}",service="${service}"${scope}` : `Basic realm="${service}"`;
-    throw new RegistryError(401, "UNAUTHORIZED", `Authentication required: ${what}`, { repository, action }, { "WWW-Authenticate": challenge });
+    throw new RegistryRequestError(401, "UNAUTHORIZED", `Authentication required: ${what}`, { repository, action }, { "WWW-Authenticate": challenge });
   }
 
   // ---- manifests ----
@@ -119,7 +119,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
       const client = await authorize(c, repo, "pull");
       checkDigest(digest);
       const size = await store.blobSize(repo, digest);
-      if (size === undefined) throw new RegistryError(404, "BLOB_UNKNOWN", `Blob "${digest}" not found in repository "${repo}"`, { digest });
+      if (size === undefined) throw new RegistryRequestError(404, "BLOB_UNKNOWN", `Blob "${digest}" not found in repository "${repo}"`, { digest });
       const headers: Record<string, string> = {
         "Content-Type": "application/octet-stream",
         "Docker-Content-Digest": digest,
@@ -140,7 +140,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
     if (method === "DELETE") {
       await authorize(c, repo, "delete");
       checkDigest(digest);
-      if (!(await store.unlinkBlob(repo, digest))) throw new RegistryError(404, "BLOB_UNKNOWN", `Blob "${digest}" not found in repository "${repo}"`, { digest });
+      if (!(await store.unlinkBlob(repo, digest))) throw new RegistryRequestError(404, "BLOB_UNKNOWN", `Blob "${digest}" not found in repository "${repo}"`, { digest });
       return new Response(null, { status: 202 });
     }
     return unsupported(method);
@@ -170,7 +170,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
         try {
           await authorize(c, from, "pull");
         } catch (err) {
-          if (!(err instanceof RegistryError)) throw err;
+          if (!(err instanceof RegistryRequestError)) throw err;
           mayRead = false; // fall back to an ordinary upload, as the spec asks
         }
         if (mayRead && (await store.blobSize(from, mount)) !== undefined) {
@@ -240,7 +240,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
     const headers: Record<string, string> = { ...JSON_HEADERS };
     if (nParam !== undefined) {
       const n = Number(nParam);
-      if (!Number.isSafeInteger(n) || n < 0) throw new RegistryError(400, "UNSUPPORTED", `Invalid n "${nParam}": expected a non-negative integer`);
+      if (!Number.isSafeInteger(n) || n < 0) throw new RegistryRequestError(400, "UNSUPPORTED", `Invalid n "${nParam}": expected a non-negative integer`);
       if (list.length > n) {
         list = list.slice(0, n);
         if (n > 0) headers.Link = `</v2/${repo}/tags/list?n=${n}&last=${encodeURIComponent(list[n - 1]!)}>; rel="next"`;
@@ -284,9 +284,9 @@ export function createRegistry(opts: RegistryOptions): Hono {
         const m = re.exec(path);
         if (m) return withApiVersion(await handler(c, m));
       }
-      throw new RegistryError(404, "NAME_UNKNOWN", `Not found: ${path.slice(0, 300)} is not a registry endpoint`);
+      throw new RegistryRequestError(404, "NAME_UNKNOWN", `Not found: ${path.slice(0, 300)} is not a registry endpoint`);
     } catch (err) {
-      if (err instanceof RegistryError) return withApiVersion(errorResponse(err));
+      if (err instanceof RegistryRequestError) return withApiVersion(errorResponse(err));
       throw err;
     }
   };
@@ -309,7 +309,7 @@ function withApiVersion(res: Response): Response {
 }
 
 function unsupported(method: string): Response {
-  return errorResponse(new RegistryError(405, "UNSUPPORTED", `Method ${method} is not supported on this endpoint`));
+  return errorResponse(new RegistryRequestError(405, "UNSUPPORTED", `Method ${method} is not supported on this endpoint`));
 }
 
 function contentLength(c: Context): number | undefined {
@@ -319,7 +319,7 @@ function contentLength(c: Context): number | undefined {
 
 /** Reads a request body of at most `limit` bytes (413 beyond). */
 async function readLimited(c: Context, limit: number): Promise<Uint8Array> {
-  const tooBig = () => new RegistryError(413, "SIZE_INVALID", `Manifest refused: larger than ${limit} bytes`);
+  const tooBig = () => new RegistryRequestError(413, "SIZE_INVALID", `Manifest refused: larger than ${limit} bytes`);
   const declared = contentLength(c);
   if (declared !== undefined && declared > limit) throw tooBig();
   const body = c.req.raw.body;

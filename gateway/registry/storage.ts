@@ -19,7 +19,7 @@
  */
 import { mkdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fileSize, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
@@ -92,7 +92,7 @@ export class RegistryStorage {
   /** Makes an already stored blob visible in `repo`. */
   async linkBlob(repo: string, digest: string): Promise<void> {
     if ((await fileSize(this.blobPath(digest))) === undefined) {
-      throw new RegistryError(404, "BLOB_UNKNOWN", `Cannot link blob "${digest}": it is not stored`);
+      throw new RegistryRequestError(404, "BLOB_UNKNOWN", `Cannot link blob "${digest}": it is not stored`);
     }
     await writeFileAtomic(this.layerLink(repo, digest), digest);
     await touch(this.blobPath(digest));
@@ -127,16 +127,16 @@ export class RegistryStorage {
   async resolve(repo: string, ref: string): Promise<{ digest: string; link: ManifestLink }> {
     let digest = ref;
     if (!looksLikeDigest(ref)) {
-      if (!isTag(ref)) throw new RegistryError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
+      if (!isTag(ref)) throw new RegistryRequestError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
       const target = (await readTextOrUndefined(this.tagFile(repo, ref)))?.trim();
-      if (!target) throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}:${ref}" not found: no such tag`);
+      if (!target) throw new RegistryRequestError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}:${ref}" not found: no such tag`);
       digest = target;
     }
     if (!isSha256Digest(digest)) {
-      throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest.slice(0, 200)}" not found: only sha256 is stored`);
+      throw new RegistryRequestError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest.slice(0, 200)}" not found: only sha256 is stored`);
     }
     const text = await readTextOrUndefined(this.revisionLink(repo, digest));
-    if (text === undefined) throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest}" not found`);
+    if (text === undefined) throw new RegistryRequestError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest}" not found`);
     return { digest, link: JSON.parse(text) as ManifestLink };
   }
 
@@ -144,7 +144,7 @@ export class RegistryStorage {
   async getManifest(repo: string, ref: string): Promise<{ digest: string; link: ManifestLink; bytes: Uint8Array }> {
     const { digest, link } = await this.resolve(repo, ref);
     const file = Bun.file(this.blobPath(digest));
-    if (!(await file.exists())) throw new RegistryError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest}" not found: content missing`);
+    if (!(await file.exists())) throw new RegistryRequestError(404, "MANIFEST_UNKNOWN", `Manifest "${repo}@${digest}" not found: content missing`);
     return { digest, link, bytes: new Uint8Array(await file.arrayBuffer()) };
   }
 
@@ -152,31 +152,31 @@ export class RegistryStorage {
    * Stores a manifest byte-exact under its digest, links it into `repo` and points `ref` at it
    * when `ref` is a tag. Every blob and child manifest it references must already be in `repo`.
    *
-   * @throws {RegistryError} MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN, DIGEST_INVALID, TAG_INVALID.
+   * @throws {RegistryRequestError} MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN, DIGEST_INVALID, TAG_INVALID.
    */
   async putManifest(repo: string, ref: string, bytes: Uint8Array, contentType: string | undefined): Promise<{ digest: string; manifest: ParsedManifest }> {
     const digest = `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
     const byDigest = looksLikeDigest(ref);
     if (byDigest) {
-      if (!isSha256Digest(ref)) throw new RegistryError(400, "DIGEST_INVALID", `Cannot store manifest under "${ref.slice(0, 200)}": only sha256 digests are supported`);
-      if (ref !== digest) throw new RegistryError(400, "DIGEST_INVALID", `Cannot store manifest under "${ref}": its content has digest ${digest}`);
+      if (!isSha256Digest(ref)) throw new RegistryRequestError(400, "DIGEST_INVALID", `Cannot store manifest under "${ref.slice(0, 200)}": only sha256 digests are supported`);
+      if (ref !== digest) throw new RegistryRequestError(400, "DIGEST_INVALID", `Cannot store manifest under "${ref}": its content has digest ${digest}`);
     } else if (!isTag(ref)) {
-      throw new RegistryError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
+      throw new RegistryRequestError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
     }
     const manifest = parseManifest(bytes, contentType);
     for (const d of manifest.blobs) {
       const size = await this.blobSize(repo, d.digest);
       if (size === undefined) {
-        throw new RegistryError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: blob ${d.digest} is not in repository "${repo}"`, { digest: d.digest });
+        throw new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: blob ${d.digest} is not in repository "${repo}"`, { digest: d.digest });
       }
       if (size !== d.size) {
-        throw new RegistryError(400, "MANIFEST_INVALID", `Manifest refused: blob ${d.digest} has ${size} bytes, the manifest says ${d.size}`, { digest: d.digest });
+        throw new RegistryRequestError(400, "MANIFEST_INVALID", `Manifest refused: blob ${d.digest} has ${size} bytes, the manifest says ${d.size}`, { digest: d.digest });
       }
     }
     for (const d of manifest.manifests) {
       const known = await readTextOrUndefined(this.revisionLink(repo, d.digest));
       if (known === undefined) {
-        throw new RegistryError(400, "MANIFEST_BLOB_UNKNOWN", `Index refused: manifest ${d.digest} is not in repository "${repo}"`, { digest: d.digest });
+        throw new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Index refused: manifest ${d.digest} is not in repository "${repo}"`, { digest: d.digest });
       }
     }
     const blob = this.blobPath(digest);
@@ -194,7 +194,7 @@ export class RegistryStorage {
   /**
    * Deletes a tag (ref is a tag) or a manifest and every tag pointing at it (ref is a digest).
    *
-   * @throws {RegistryError} 404 MANIFEST_UNKNOWN if there is nothing to delete.
+   * @throws {RegistryRequestError} 404 MANIFEST_UNKNOWN if there is nothing to delete.
    */
   async deleteManifest(repo: string, ref: string): Promise<void> {
     if (!looksLikeDigest(ref)) {
@@ -213,7 +213,7 @@ export class RegistryStorage {
 
   /** All tags of `repo`, sorted; throws NAME_UNKNOWN for an unknown repository. */
   async listTags(repo: string): Promise<string[]> {
-    if (!(await this.repoExists(repo))) throw new RegistryError(404, "NAME_UNKNOWN", `Repository "${repo}" not found`);
+    if (!(await this.repoExists(repo))) throw new RegistryRequestError(404, "NAME_UNKNOWN", `Repository "${repo}" not found`);
     const tags = (await listDir(join(this.repoDir(repo), "_manifests", "tags"))).filter((t) => !t.startsWith(".")); // ".": a write in progress (lib/fs temp file)
     return tags.sort();
   }

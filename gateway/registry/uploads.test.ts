@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 import { RegistryStorage } from "./storage.ts";
 import { UploadSessions } from "./uploads.ts";
 
@@ -49,8 +49,8 @@ describe("UploadSessions", () => {
     await withSessions(async (u) => {
       const id = await u.start("r");
       const err = await u.append("r", id, stream(new Uint8Array(10)), { start: 0, end: 99 }).catch((e) => e);
-      expect(err).toBeInstanceOf(RegistryError);
-      expect((err as RegistryError).code).toBe("BLOB_UPLOAD_INVALID");
+      expect(err).toBeInstanceOf(RegistryRequestError);
+      expect((err as RegistryRequestError).code).toBe("BLOB_UPLOAD_INVALID");
       expect(await u.size("r", id)).toBe(0);
     });
   });
@@ -58,8 +58,8 @@ describe("UploadSessions", () => {
   test("a session belongs to its repository", async () => {
     await withSessions(async (u) => {
       const id = await u.start("r");
-      await expect(u.size("other", id)).rejects.toThrow(RegistryError);
-      await expect(u.size("r", "../../etc")).rejects.toThrow(RegistryError);
+      await expect(u.size("other", id)).rejects.toThrow(RegistryRequestError);
+      await expect(u.size("r", "../../etc")).rejects.toThrow(RegistryRequestError);
     });
   });
 

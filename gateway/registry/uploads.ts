@@ -9,7 +9,7 @@
  */
 import { mkdir, open, rm, stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
-import { RegistryError } from "./errors.ts";
+import { RegistryRequestError } from "./errors.ts";
 import { checkDigest } from "./_names.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { hashFile, isNotFound, readTextOrUndefined } from "./_fs.ts";
@@ -67,10 +67,10 @@ export class UploadSessions {
   /**
    * Bytes received so far by a session of `repo`.
    *
-   * @throws {RegistryError} 404 BLOB_UPLOAD_UNKNOWN for an unknown session or another repository's.
+   * @throws {RegistryRequestError} 404 BLOB_UPLOAD_UNKNOWN for an unknown session or another repository's.
    */
   async size(repo: string, id: string): Promise<number> {
-    const unknown = () => new RegistryError(404, "BLOB_UPLOAD_UNKNOWN", `Upload "${id.slice(0, 100)}" not found in repository "${repo}"`);
+    const unknown = () => new RegistryRequestError(404, "BLOB_UPLOAD_UNKNOWN", `Upload "${id.slice(0, 100)}" not found in repository "${repo}"`);
     if (!ID_RE.test(id)) throw unknown();
     const text = await readTextOrUndefined(join(this.sessionDir(id), "info.json"));
     if (text === undefined) throw unknown();
@@ -95,11 +95,11 @@ export class UploadSessions {
     return await this.serial(id, async () => {
       const size = await this.size(repo, id);
       if (range && range.start !== size) {
-        throw new RegistryError(416, "BLOB_UPLOAD_INVALID", `Chunk refused: it starts at byte ${range.start} but the upload has ${size} bytes`, undefined, rangeHeaders(size));
+        throw new RegistryRequestError(416, "BLOB_UPLOAD_INVALID", `Chunk refused: it starts at byte ${range.start} but the upload has ${size} bytes`, undefined, rangeHeaders(size));
       }
       const expected = range ? range.end - range.start + 1 : contentLength;
       if (range && contentLength !== undefined && contentLength !== expected) {
-        throw new RegistryError(400, "BLOB_UPLOAD_INVALID", `Chunk refused: Content-Range announces ${expected} bytes but Content-Length is ${contentLength}`);
+        throw new RegistryRequestError(400, "BLOB_UPLOAD_INVALID", `Chunk refused: Content-Range announces ${expected} bytes but Content-Length is ${contentLength}`);
       }
       return await this.write(id, size, body, expected);
     });
@@ -120,7 +120,7 @@ export class UploadSessions {
         }
       }
       if (expected !== undefined && written !== expected) {
-        throw new RegistryError(400, "BLOB_UPLOAD_INVALID", `Chunk refused: expected ${expected} bytes, received ${written}`);
+        throw new RegistryRequestError(400, "BLOB_UPLOAD_INVALID", `Chunk refused: expected ${expected} bytes, received ${written}`);
       }
     } catch (err) {
       await fh.close();
@@ -147,7 +147,7 @@ export class UploadSessions {
       const actual = state && state.offset === size ? state.hasher.digest("hex") : (await hashFile(this.dataFile(id))).hex;
       if (actual !== hex) {
         await this.remove(id);
-        throw new RegistryError(400, "DIGEST_INVALID", `Upload refused: its content has digest sha256:${actual}, not ${digest}`, { expected: digest, actual: `sha256:${actual}` });
+        throw new RegistryRequestError(400, "DIGEST_INVALID", `Upload refused: its content has digest sha256:${actual}, not ${digest}`, { expected: digest, actual: `sha256:${actual}` });
       }
       await this.store.commitBlobFile(this.dataFile(id), digest);
       await this.store.linkBlob(repo, digest);
