@@ -8,7 +8,6 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MetaFile, Snapshot, Targets, Timestamp } from "@tufjs/models";
-import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
 import {
   BadSignatureError,
   ExpiredMetadataError,
@@ -25,45 +24,31 @@ import {
   verifyAndLoadTargets,
 } from "../../lib/tuf/index.ts";
 import { MemoryTufStorage, TufRepo } from "../../gateway/ota/index.ts";
+import { serveRepo, targetEntry, type RepoServer } from "./_repo-server.ts";
 
-const entry = (version: number, hwid = "rpi"): TargetEntry => ({
-  length: 0,
-  hashes: { sha256: EMPTY_SHA256 },
-  custom: { version: String(version), hardwareIds: [hwid], tags: ["main"], docker_compose_apps: { web: { uri: `127.0.0.1:5000/main/web@sha256:${"a".repeat(64)}` } } },
-});
+const entry = targetEntry;
 
 let work: string;
 let keysDir: string;
 let clock = () => new Date();
 let repo: TufRepo;
-let server: ReturnType<typeof Bun.serve>;
+let server: RepoServer;
 let baseUrl: string;
 /** Files the server answers with instead of the repository's (an attacker's view). */
-const overrides = new Map<string, Uint8Array | (() => Response)>();
-const seenHeaders: Record<string, string>[] = [];
+let overrides: RepoServer["overrides"];
+let seenHeaders: RepoServer["seenHeaders"];
 let clients = 0;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "tuf-client-"));
   keysDir = join(work, "keys");
   repo = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir, now: () => clock() });
-  server = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req) {
-      seenHeaders.push(Object.fromEntries(req.headers));
-      const name = new URL(req.url).pathname.replace(/^\/repo\//, "");
-      const o = overrides.get(name);
-      if (typeof o === "function") return o();
-      const bytes = o ?? (await repo.metadata(name));
-      return bytes ? new Response(bytes, { headers: { "content-type": "application/json" } }) : new Response("not found", { status: 404 });
-    },
-  });
-  baseUrl = `http://127.0.0.1:${server.port}/repo/`;
+  server = serveRepo(() => repo);
+  ({ baseUrl, overrides, seenHeaders } = server);
 });
 
 afterAll(async () => {
-  await server?.stop(true);
+  await server?.stop();
   await rm(work, { recursive: true, force: true });
 });
 

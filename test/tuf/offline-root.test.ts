@@ -13,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, setSystemTime, test } from "bun:
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
 import {
   BadSignatureError,
   ExpiredMetadataError,
@@ -29,21 +28,18 @@ import {
   type TufKeyPair,
 } from "../../lib/tuf/index.ts";
 import { MemoryTufStorage, RootNotTrustedError, SigningKeyUnavailableError, TufRepo } from "../../gateway/ota/index.ts";
+import { serveRepo, targetEntry, type RepoServer } from "./_repo-server.ts";
 
-const entry = (version: number): TargetEntry => ({
-  length: 0,
-  hashes: { sha256: EMPTY_SHA256 },
-  custom: { version: String(version), hardwareIds: ["rpi"], tags: ["main"], docker_compose_apps: { web: { uri: `127.0.0.1:5000/main/web@sha256:${"a".repeat(64)}` } } },
-});
+const entry = (version: number) => targetEntry(version);
 
 let work: string;
 let keysDir: string;
 let offlineDir: string;
 let repo: TufRepo;
-let server: ReturnType<typeof Bun.serve>;
+let server: RepoServer;
 let baseUrl: string;
 /** Files a compromised server answers with instead of the repository's. */
-const overrides = new Map<string, Uint8Array>();
+let overrides: RepoServer["overrides"];
 let devices = 0;
 // Root keys of three holders: generated and kept outside the gateway's keys dir.
 const [alice, bob, carol, mallory] = [generateKey(), generateKey(), generateKey(), generateKey()];
@@ -54,21 +50,13 @@ beforeAll(async () => {
   offlineDir = join(work, "offline");
   await mkdir(offlineDir, { recursive: true });
   repo = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir });
-  server = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req) {
-      const name = new URL(req.url).pathname.replace(/^\/repo\//, "");
-      const bytes = overrides.get(name) ?? (await repo.metadata(name));
-      return bytes ? new Response(bytes, { headers: { "content-type": "application/json" } }) : new Response("not found", { status: 404 });
-    },
-  });
-  baseUrl = `http://127.0.0.1:${server.port}/repo/`;
+  server = serveRepo(() => repo);
+  ({ baseUrl, overrides } = server);
 });
 
 afterAll(async () => {
   setSystemTime();
-  await server?.stop(true);
+  await server?.stop();
   await rm(work, { recursive: true, force: true });
 });
 
