@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { defineCommand, UsageError } from "../../lib/cli/command.ts";
+import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
@@ -101,7 +102,7 @@ export default defineCommand({
     await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
     const platform = flags.platform
       ? parsePlatform(flags.platform)
-      : { os: "linux", architecture: /arm64|aarch64/.test(flags.hwid) ? "arm64" : "amd64" };
+      : (platformForHwid(flags.hwid, config.containers?.platforms) ?? { os: "linux", architecture: "amd64" });
 
     const outPath = resolve(flags.out);
     await mkdir(dirname(outPath), { recursive: true });
