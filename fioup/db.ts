@@ -7,6 +7,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
+import { faultPoint } from "./fault.ts";
 import type { DeviceEvent, Target } from "../lib/api/index.ts";
 import type { UpdatePlan } from "./update/plan.ts";
 import type { UpdateState } from "./update/states.ts";
@@ -123,6 +124,7 @@ export class DeviceDb {
       if (extra.step) this.db.query("INSERT OR REPLACE INTO update_steps (update_id, step, at) VALUES (?, ?, ?)").run(id, extra.step, now);
       if (extra.events?.length) this.enqueueEvents(extra.events);
     })();
+    faultPoint(`state:${state}`); // power-cut tests: FIOUP_FAULT=state:<state> (fioup/fault.ts)
   }
 
   setPlan(id: string, plan: UpdatePlan, bytesTotal: number): void {

@@ -1,15 +1,25 @@
 /**
- * The fetch step: check free space, then pull every blob the store lacks
- * (Range resume, size + digest verified before commit). A rerun after a kill
- * skips committed blobs and resumes partial ones.
+ * The fetch step: check free space on every filesystem that will receive
+ * bytes, then pull every blob the store lacks (Range resume, size + digest
+ * verified before commit, retried while attempts make progress, a stalled
+ * connection resumed after `fioup.download_stall_seconds`). A rerun after a
+ * kill skips committed blobs and resumes partial ones. Bytes are counted as
+ * they arrive, failed attempts included. A failure that cannot heal (a blob
+ * that never matches its digest, a target that does not fit) marks the target
+ * bad the second time it happens, so the daemon stops fetching it.
  *
  * @module
  */
-import { currentUpdate } from "./context.ts";
-import { eventFor } from "./_events.ts";
+import type { UpdateRow } from "../db.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
+import type { AppBlob } from "../../lib/device/resolve.ts";
+import { BlobTooLargeError } from "../../lib/oci/blob-store.ts";
+import { DigestMismatchError } from "../../lib/oci/digest.ts";
+import { layerCompression } from "../../lib/oci/media-types.ts";
+import { currentUpdate, type UpdateContext } from "./context.ts";
+import { eventFor } from "./_events.ts";
 import { planOf } from "./plan.ts";
-import { checkSpace, NoSpaceError, unpackedEstimate } from "./space.ts";
+import { checkSpace, NoSpaceError, onDisk, unpackedEstimate, type SpaceNeed } from "./space.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 
@@ -22,6 +32,65 @@ export class FetchFailedError extends Error {
 
 /** Blobs downloaded at once. */
 export const FETCH_CONCURRENCY = 4;
+/** Received bytes are added to the update's count at least this often (and at each blob's end). */
+const COUNT_EVERY_BYTES = 1 << 20;
+
+/** Why a failure will happen again on every try (same words each time), or undefined if it may heal. */
+export function permanentReason(err: unknown): string | undefined {
+  if (err instanceof DigestMismatchError) return `blob ${err.expected} does not match its digest`;
+  if (err instanceof BlobTooLargeError) return err.message;
+  if (err instanceof NoSpaceError) return `the update does not fit in ${err.where}`;
+  return undefined;
+}
+
+/**
+ * Records a failure; the second identical permanent failure of a target marks it bad
+ * (checks skip it from then on) and says so.
+ */
+function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unknown): void {
+  const reason = permanentReason(err);
+  if (!reason) return;
+  const key = `permanent-failure:${u.toTarget}`;
+  if (ctx.db.get<string>(key) === reason) {
+    ctx.db.markBad(u.toTarget, `${reason} (failed twice)`);
+    ctx.db.delete(key);
+    ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);
+  } else ctx.db.set(key, reason);
+}
+
+/** Each missing layer's unpacked size: recorded in the target, else its gzip trailer, else a guess. */
+async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]): Promise<number[]> {
+  const recorded = new Map<string, number>();
+  for (const app of Object.values(u.target.entry.custom.docker_compose_apps)) {
+    for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) recorded.set(d, n);
+  }
+  return await Promise.all(
+    layers.map(async (b) => {
+      const known = recorded.get(b.digest);
+      if (known !== undefined) return known;
+      if (layerCompression(b.mediaType) === "gzip") {
+        const n = await ctx.registry(b.registry).gzipUncompressedSize(b.repo, b.digest, b.size, { signal: ctx.signal }).catch(() => undefined);
+        // The trailer holds the size modulo 4 GiB: never believe it below the compressed size.
+        if (n !== undefined) return n >= b.size * 0.5 ? n : n + 2 ** 32;
+      }
+      return unpackedEstimate(b);
+    }),
+  );
+}
+
+/** What the blob store and Docker's data root will each receive. */
+async function spaceNeeds(ctx: UpdateContext, u: UpdateRow, store: DeviceBlobStore, missing: AppBlob[]): Promise<SpaceNeed[]> {
+  const needs: SpaceNeed[] = [{ path: ctx.cfg.resetAppsRoot, what: "the blob store", bytes: missing.reduce((s, b) => s + onDisk(b.size - store.partialSize(b.digest)), 0) }];
+  const layers = missing.filter((b) => b.kind === "layer");
+  const dataRoot = layers.length ? await ctx.runtime.dataRoot().catch(() => undefined) : undefined;
+  if (dataRoot) {
+    const unpacked = await unpackedSizes(ctx, u, layers);
+    // Unpacked layers, plus the compressed copy `docker load` stages under the data root.
+    const bytes = unpacked.reduce((s, n) => s + onDisk(n), 0) + layers.reduce((s, b) => s + onDisk(b.size), 0);
+    needs.push({ path: dataRoot, what: "Docker's data root", bytes });
+  }
+  return needs;
+}
 
 export const fetchStep: Step = {
   name: "fetch",
@@ -32,11 +101,12 @@ export const fetchStep: Step = {
     const plan = planOf(u);
     const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
     const missing = plan.blobs.filter((b) => !store.has(b.digest));
-    const fail = (cause: unknown) => {
+    const fail = (cause: unknown, raw: unknown) => {
       u = currentUpdate(ctx);
       const msg = cause instanceof Error ? `${cause.message}${cause.cause instanceof Error ? `: ${cause.cause.message}` : ""}` : String(cause);
       // SPEC §3 order: a refusal before the first byte still opens the download it closes.
       const started = u.state === "initialized" ? [eventFor(u, "EcuDownloadStarted")] : [];
+      notePermanentFailure(ctx, u, raw);
       ctx.db.setState(u.id, "failed", {
         error: msg,
         events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
@@ -44,14 +114,9 @@ export const fetchStep: Step = {
     };
     // Space first: refuse before the first byte.
     try {
-      await checkSpace(
-        ctx.cfg.resetAppsRoot,
-        missing.map((b) => b.size - store.partialSize(b.digest)),
-        missing.reduce((s, b) => s + unpackedEstimate(b), 0),
-        ctx.cfg.storageWatermark,
-      );
+      if (missing.length) await checkSpace(await spaceNeeds(ctx, u, store, missing), ctx.cfg.storageWatermark);
     } catch (e) {
-      if (e instanceof NoSpaceError) fail(e);
+      if (e instanceof NoSpaceError) fail(e, e);
       throw e;
     }
     if (u.state === "initialized") ctx.db.setState(u.id, "fetching", { events: [eventFor(u, "EcuDownloadStarted")] });
@@ -60,6 +125,12 @@ export const fetchStep: Step = {
     const onOuterAbort = () => inner.abort(ctx.signal?.reason);
     ctx.signal?.addEventListener("abort", onOuterAbort, { once: true });
     const fetchTotal = missing.reduce((n, b) => n + b.size, 0);
+    const stallTimeoutMs = (ctx.cfg.downloadStallSeconds ?? 15) * 1000;
+    let uncounted = 0;
+    const count = () => {
+      if (uncounted > 0) ctx.db.addBytesFetched(u.id, uncounted);
+      uncounted = 0;
+    };
     let next = 0;
     let firstError: unknown;
     const worker = async () => {
@@ -67,16 +138,22 @@ export const fetchStep: Step = {
         const index = ++next;
         const b = missing[index - 1]!;
         try {
-          const got = await store.pull(ctx.registry(b.registry), b.repo, b, {
+          await store.pull(ctx.registry(b.registry), b.repo, b, {
             signal: inner.signal,
+            stallTimeoutMs,
+            onReceived: (n) => {
+              uncounted += n;
+              if (uncounted >= COUNT_EVERY_BYTES) count();
+            },
             onProgress: (done) =>
               ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length, committed: false, fetchTotal }),
           });
-          ctx.db.addBytesFetched(u.id, got);
           ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index, count: missing.length, committed: true, fetchTotal });
         } catch (e) {
           if (firstError === undefined) firstError = e;
           inner.abort(e);
+        } finally {
+          count();
         }
       }
     };
@@ -87,10 +164,11 @@ export const fetchStep: Step = {
     }
     if (firstError !== undefined) {
       if (ctx.signal?.aborted) throw firstError; // shutting down: resume later
-      fail(new FetchFailedError(firstError));
+      fail(new FetchFailedError(firstError), firstError);
       throw new FetchFailedError(firstError);
     }
     u = currentUpdate(ctx);
+    ctx.db.delete(`permanent-failure:${u.toTarget}`);
     ctx.db.setState(u.id, "fetched", {
       step: "fetch",
       events: [eventFor(u, "EcuDownloadCompleted", { success: true, details: { bytesFetched: u.bytesFetched } })],
