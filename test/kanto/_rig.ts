@@ -59,11 +59,21 @@ export class KantoRig {
     public client: MqttClient,
   ) {}
 
-  static async start(name: string): Promise<KantoRig> {
-    const [dockerd, broker, registry, dir] = await Promise.all([startDockerd(), startMosquitto(), startDockerRegistry(), tempDir("kanto-")]);
+  /** A second registry that wants Basic credentials, which the agent's config gives it. */
+  authRegistry?: DockerRegistryHandle;
+
+  static async start(name: string, opts: { authRegistry?: boolean } = {}): Promise<KantoRig> {
+    const [dockerd, broker, registry, dir, authRegistry] = await Promise.all([
+      startDockerd(),
+      startMosquitto(),
+      startDockerRegistry(),
+      tempDir("kanto-"),
+      opts.authRegistry ? startDockerRegistry({ htpasswd: { user: "robot", password: "s3cret" } }) : undefined,
+    ]);
     const tag = `k${process.pid}${name}`;
     const client = await mqtt.connectAsync(broker.url, { clientId: `backend-${tag}`, reconnectPeriod: 200 });
     const rig = new KantoRig(dockerd, broker, registry, dir, tag, client);
+    rig.authRegistry = authRegistry;
     rig.listen();
     await client.subscribeAsync(["containersupdate/desiredstatefeedback", "containersupdate/currentstate"], { qos: 1 });
     mkdirSync(join(dir, "var/sota"), { recursive: true });
@@ -76,6 +86,7 @@ export class KantoRig {
         `url = "${broker.url}"`,
         `instance = "${tag}"`,
         `insecure_registries = ["${registry.host}"]`,
+        ...(authRegistry ? [`[mqtt.registries."${authRegistry.host}"]`, `username = "robot"`, `password = "s3cret"`] : []),
         "",
       ].join("\n"),
     );
@@ -179,7 +190,7 @@ export class KantoRig {
     await this.client.endAsync(true).catch(() => {});
     const ids = (await this.dockerd.docker("ps", "-aq", "--filter", `name=^/${this.tag}-`).catch(() => "")).trim();
     if (ids) await this.dockerd.docker("rm", "-f", ...ids.split("\n")).catch(() => {});
-    await Promise.all([this.broker.stop(), this.registry.stop()]);
+    await Promise.all([this.broker.stop(), this.registry.stop(), this.authRegistry?.stop()]);
     await this.dockerd.stop();
   }
 }

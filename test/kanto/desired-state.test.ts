@@ -3,6 +3,8 @@
  * on loopback: one agent process serves every test of this file, in order.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeOciLayout } from "../harness/images.ts";
+import { run, tempDir } from "../harness/tmp.ts";
 import { actionTrail, component, helloImage, KantoRig, squash } from "./_rig.ts";
 
 let rig: KantoRig;
@@ -11,7 +13,7 @@ let other: string;
 const n = (x: string) => rig.name(x);
 
 beforeAll(async () => {
-  rig = await KantoRig.start("ds");
+  rig = await KantoRig.start("ds", { authRegistry: true });
   [hello, other] = await Promise.all([rig.push("library/hello-world", helloImage()), rig.push("kanto/other", helloImage("other"))]);
   await rig.startAgent();
 }, 120_000);
@@ -55,6 +57,18 @@ describe("fioup agent applies desired states", () => {
     const f3 = await rig.apply("hello-3", [component(n("hello"), hello, [{ key: "env", value: "FOO=BAR" }], "latest")]);
     expect(f3).toMatchObject({ status: "COMPLETED", actions: [] });
     expect((await rig.containers()).get(n("hello"))?.id).toBe(c2!.id);
+  });
+
+  test("an image from a registry that wants credentials is pulled with those of the agent's config", async () => {
+    const reg = rig.authRegistry!;
+    const dir = await tempDir("kanto-auth-img-");
+    await writeOciLayout(dir, { ...helloImage("private"), tag: "private/app:1" });
+    await run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "robot:s3cret", `oci:${dir}:1`, `docker://${reg.host}/private/app:1`]);
+    const noCreds = await fetch(`${reg.url}/v2/private/app/manifests/1`);
+    expect(noCreds.status).toBe(401);
+    const f = await rig.apply("auth-1", [component(n("hello"), hello, [{ key: "env", value: "FOO=BAR" }], "latest"), component(n("private"), `${reg.host}/private/app:1`)]);
+    expect(f.status).toBe("COMPLETED");
+    expect(await rig.dockerd.docker("logs", n("private"))).toContain("private");
   });
 
   test("a restart policy change updates the container in place (same ID)", async () => {
