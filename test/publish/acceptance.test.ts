@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cp } from "node:fs/promises";
 import { join } from "node:path";
 import { busyboxImageTar } from "../harness/images.ts";
-import { asTestGateway, Device, freePort, httpGet, ROOT, startDockerd, type DockerdHandle, type TestGateway } from "../fioup/_setup.ts";
+import { asTestGateway, collectCli, Device, freePort, httpGet, ROOT, startDockerd, type CliResult, type DockerdHandle, type TestGateway } from "../fioup/_setup.ts";
 import { startGateway, type GatewayHandle } from "./_gateway.ts";
 import { fetchApp, gatewayRegistry, signedTargets } from "./_inspect.ts";
 import { FIXTURES, git } from "./_setup.ts";
@@ -23,21 +23,24 @@ let device: Device;
 let repo: string;
 let webPort: number;
 let apiPort: number;
-let published: { code: number; stdout: string; stderr: string; json: any };
+let published: CliResult;
 
-async function publishCli(env: Record<string, string>): Promise<typeof published> {
+/** `gateway publish` as CI runs it: where and what, nothing else; variables from `env`. */
+async function publishCli(env: Record<string, string>, dir = repo): Promise<CliResult> {
   const p = Bun.spawn(
-    [process.execPath, join(ROOT, "gateway/main.ts"), "publish", "--containers", repo, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--format", "json"],
+    [process.execPath, join(ROOT, "gateway/main.ts"), "publish", "--containers", dir, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--format", "json"],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...dockerd.env, ...env } },
   );
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  let json: any;
-  try {
-    json = JSON.parse(stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code, stdout, stderr, json };
+  return await collectCli(p, "gateway publish");
+}
+
+/** A copy of the repo with one file edited and committed: its path. */
+async function editedCopy(file: string, from: string, to: string): Promise<string> {
+  const dir = await tempDir("three-apps-edited-");
+  await cp(repo, dir, { recursive: true });
+  await Bun.write(join(dir, file), (await Bun.file(join(repo, file)).text()).replace(from, to));
+  await git(dir, "commit", "-qam", `edit ${file}`);
+  return dir;
 }
 
 async function containerOf(project: string, service: string): Promise<string> {
@@ -136,35 +139,15 @@ describe("publishing a repo as a new user writes it", () => {
   });
 
   test("an unset variable without a default stops publish naming the file, line and variable", async () => {
-    const bad = await tempDir("three-apps-bad-");
-    await cp(repo, bad, { recursive: true });
-    await Bun.write(join(bad, "web/compose.yaml"), (await Bun.file(join(repo, "web/compose.yaml")).text()).replace("${WEB_PORT:-8080}", "${WEB_PORT}"));
-    await git(bad, "commit", "-qam", "port without default");
-    const saved = repo;
-    repo = bad;
-    try {
-      const r = await publishCli({ GREETING: "x" });
-      expect(r.code).toBe(10);
-      expect(r.stderr).toContain('Cannot interpolate web/compose.yaml:7: variable "WEB_PORT" is not set and has no default');
-    } finally {
-      repo = saved;
-    }
+    const r = await publishCli({ GREETING: "x" }, await editedCopy("web/compose.yaml", "${WEB_PORT:-8080}", "${WEB_PORT}"));
+    expect(r.code).toBe(10);
+    expect(r.stderr).toContain('Cannot interpolate web/compose.yaml:7: variable "WEB_PORT" is not set and has no default');
   });
 
   test("a build context outside the repository is refused before anything is built", async () => {
-    const bad = await tempDir("three-apps-outside-");
-    await cp(repo, bad, { recursive: true });
-    await Bun.write(join(bad, "worker/docker-compose.yml"), (await Bun.file(join(repo, "worker/docker-compose.yml")).text()).replace("context: ./api", "context: ../../elsewhere"));
-    await git(bad, "commit", "-qam", "context outside");
-    const saved = repo;
-    repo = bad;
-    try {
-      const r = await publishCli({ WEB_PORT: "1" });
-      expect(r.code).toBe(12);
-      expect(r.stderr).toContain('its build context "../../elsewhere" is outside the repository');
-      expect(r.stderr).not.toContain("docker build");
-    } finally {
-      repo = saved;
-    }
+    const r = await publishCli({ WEB_PORT: "1" }, await editedCopy("worker/docker-compose.yml", "context: ./api", "context: ../../elsewhere"));
+    expect(r.code).toBe(12);
+    expect(r.stderr).toContain('its build context "../../elsewhere" is outside the repository');
+    expect(r.stderr).not.toContain("docker build");
   });
 });
