@@ -1,0 +1,67 @@
+/**
+ * Between update checks the daemon waits for news instead of sleeping blind: it holds a long
+ * poll (GET /repo/wait) that the gateway answers as soon as a timestamp newer than the one this
+ * device trusts is signed, so a publish reaches the device in about a second rather than at its
+ * next poll. The poll interval stays the upper bound: without news, the daemon checks anyway.
+ * A gateway without push (404) means plain sleeping; a dropped connection is retried after a
+ * random 1 to 5 s, so a replica restart does not bring every device back in the same instant.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { setTimeout as delay } from "node:timers/promises";
+import { join } from "node:path";
+import type { DeviceClient } from "./device-client.ts";
+
+/** The longest single hold; the gateway accepts up to 60 s and cuts idle connections later. */
+const HOLD_SECONDS = 55;
+
+/** The version of the timestamp this device verified last (0 before its first check). */
+export function trustedTimestampVersion(storagePath: string): number {
+  try {
+    const doc = JSON.parse(readFileSync(join(storagePath, "tuf", "timestamp.json"), "utf8")) as { signed?: { version?: unknown } };
+    return typeof doc.signed?.version === "number" ? doc.signed.version : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Sleeps `ms`, or less if `signal` aborts first (never throws). */
+export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  ms <= 0 ? Promise.resolve() : delay(ms, undefined, { signal }).catch(() => {});
+
+/**
+ * Waits up to `ms` for the gateway to say there is something new. Returns "news" as soon as it
+ * does, "timeout" when the time is up (or the gateway has no push), "aborted" on `signal`.
+ */
+export async function waitForNews(
+  client: DeviceClient | undefined,
+  storagePath: string,
+  ms: number,
+  signal: AbortSignal,
+): Promise<"news" | "timeout" | "aborted"> {
+  const deadline = Date.now() + ms;
+  const left = () => deadline - Date.now();
+  while (!signal.aborted && left() > 0) {
+    if (!client) {
+      await sleep(left(), signal);
+      break;
+    }
+    const after = trustedTimestampVersion(storagePath);
+    const hold = Math.max(0, Math.min(HOLD_SECONDS, Math.floor(left() / 1000)));
+    try {
+      const res = await client.fetch(`/repo/wait?after=${after}&timeout=${hold}`, {
+        signal: AbortSignal.any([signal, AbortSignal.timeout(hold * 1000 + 15_000)]),
+      });
+      await res.arrayBuffer().catch(() => {});
+      if (res.status === 200) return "news";
+      if (res.status === 204) continue;
+      // No push on this gateway (404), or it refuses: plain polling.
+      await sleep(left(), signal);
+    } catch {
+      if (signal.aborted) break;
+      await sleep(Math.min(left(), 1000 + Math.random() * 4000), signal);
+    }
+  }
+  return signal.aborted ? "aborted" : "timeout";
+}
