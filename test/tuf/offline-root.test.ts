@@ -5,6 +5,8 @@
  * - a root moved to 2-of-3 offline keys is installed only with two signatures
  *   (and the old root's), and devices follow it; a next root signed by one key
  *   is refused by the gateway and, served by a compromised server, by devices;
+ * - targets moved to 2-of-2 keys: the gateway signs with both, and neither it
+ *   nor a device accepts targets signed by one;
  * - with neither the root nor the targets key in the keys dir, eight days of
  *   timestamp and snapshot re-signing (clock faked for gateway and devices
  *   alike) keep every device verifying; skipping the re-signing breaks them.
@@ -12,6 +14,7 @@
 import { afterAll, beforeAll, describe, expect, setSystemTime, test } from "bun:test";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { Snapshot, Timestamp } from "@tufjs/models";
 import { join } from "node:path";
 import {
   BadSignatureError,
@@ -20,9 +23,12 @@ import {
   expiresAt,
   generateKey,
   loadKeyFile,
+  metaFileFor,
   parseMetadata,
   rootSignatureStatus,
   saveKeyFile,
+  signJson,
+  signMetadata,
   signRoot,
   verifyAndLoadTargets,
   type TufKeyPair,
@@ -126,23 +132,48 @@ describe("root kept offline with threshold 2 of 3", () => {
     }
   });
 
-  test("a root v3 signed by two of the three keys rotates the targets key; devices verify targets signed by it", async () => {
+  test("a root v3 signed by two of the three keys moves targets to 2 of 2 keys; devices need both signatures", async () => {
     const v2 = await repo.trustedRoot();
-    const newTargets = generateKey();
-    await saveKeyFile(join(keysDir, "targets-2.json"), newTargets); // the new online targets key, put in place first
-    const v3 = sign(draftNextRoot(v2, { keys: { targets: [newTargets] }, expires: expiresAt(new Date(), 365 * 86400) }), [bob, carol], v2);
+    const [t1, t2] = [generateKey(), generateKey()];
+    // The new targets keys are put in place first: the gateway refuses a root naming keys it cannot use.
+    const v3 = sign(draftNextRoot(v2, { keys: { targets: [t1, t2] }, thresholds: { targets: 2 }, expires: expiresAt(new Date(), 365 * 86400) }), [bob, carol], v2);
+    await saveKeyFile(join(keysDir, "targets-a.json"), t1);
+    await expect(repo.updateRoot(v3)).rejects.toThrow(/does not hold 2 of the targets keys/);
+    await saveKeyFile(join(keysDir, "targets-b.json"), t2);
     expect(await repo.updateRoot(v3)).toEqual({ version: 3, refreshed: ["root", "targets", "snapshot", "timestamp"] });
     await rm(join(keysDir, "targets.json")); // the old targets key: no longer trusted
     await repo.addTargets({ "rpi-2": entry(2) });
+    const targets = parseMetadata("targets", (await repo.metadata("targets.json"))!);
+    expect(Object.keys(targets.signatures).sort()).toEqual([t1.keyId, t2.keyId].sort());
     expect(Object.keys((await verify(deviceOnV1)).targets).sort()).toEqual(["rpi-1", "rpi-2"]);
     expect(await deviceRootVersion(deviceOnV1)).toBe(3);
+
+    // One targets key alone signs nothing, on the gateway or for devices.
+    await rename(join(keysDir, "targets-b.json"), join(offlineDir, "targets-b.json"));
+    await expect(repo.addTargets({ "rpi-3": entry(3) })).rejects.toThrow(/only 1 of the 2 targets keys/);
+    const s = await repo.versions();
+    const oneKey = signJson({ ...(targets.signed.toJSON() as Record<string, unknown>), version: s.targets + 1 }, [t1]);
+    overrides.set(`${s.targets + 1}.targets.json`, oneKey);
+    const snap = await loadKeyFile(join(keysDir, "snapshot.json"));
+    const ts = await loadKeyFile(join(keysDir, "timestamp.json"));
+    const evilSnapshot = signMetadata(new Snapshot({ version: s.snapshot + 1, specVersion: "1.0.31", expires: expiresAt(new Date(), 86400), meta: { "targets.json": metaFileFor(oneKey, s.targets + 1) } }), [snap]);
+    overrides.set(`${s.snapshot + 1}.snapshot.json`, evilSnapshot);
+    overrides.set("timestamp.json", signMetadata(new Timestamp({ version: s.timestamp + 1, specVersion: "1.0.31", expires: expiresAt(new Date(), 3600), snapshotMeta: metaFileFor(evilSnapshot, s.snapshot + 1) }), [ts]));
+    try {
+      const err = await verify(deviceOnV1).catch((e) => e);
+      expect(err).toBeInstanceOf(BadSignatureError);
+      expect(err.message).toMatch(/targets/);
+    } finally {
+      overrides.clear();
+    }
+    await rename(join(offlineDir, "targets-b.json"), join(keysDir, "targets-b.json"));
   });
 });
 
 describe("no root or targets key on the gateway", () => {
   test("eight days of re-signing keep devices verifying; a day without it expires them", async () => {
     // Targets signed offline from here on: the key leaves the gateway.
-    await rename(join(keysDir, "targets-2.json"), join(offlineDir, "targets.json"));
+    for (const f of ["targets-a.json", "targets-b.json"]) await rename(join(keysDir, f), join(offlineDir, f));
     expect((await readdir(keysDir)).sort()).toEqual(["snapshot.json", "timestamp.json"]);
     await expect(repo.addTargets({ "rpi-3": entry(3) })).rejects.toThrow(SigningKeyUnavailableError);
 
