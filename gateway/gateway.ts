@@ -52,6 +52,8 @@ export interface ServeOptions {
    * its tokens are JWTs signed by DATA/pki/registry-token.key (registry/jwt.ts).
    */
   externalRegistryService?: string;
+  /** Where the embedded registry keeps blobs and manifests; default DIR/registry. Replicas share one (e.g. NFS). */
+  registryDir?: string;
   log?: (line: string) => void;
 }
 
@@ -149,7 +151,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         subject: access.subject,
       }),
       createRegistry({
-        root: data.registryDir,
+        root: opts.registryDir ?? data.registryDir,
         tokenSecret: data.registrySecret,
         tokenRealm: realm,
         served: gw.metrics.registryBytes,

@@ -9,6 +9,7 @@ export default defineCommand({
     "Safe while the gateway runs: blobs younger than --grace are kept, so a push in progress is not collected.",
   flags: {
     data: { type: "string", description: "Gateway data dir", placeholder: "DIR" },
+    "registry-dir": { type: "string", description: "Registry storage, if serve was given --registry-dir", placeholder: "DIR" },
     grace: { type: "string", description: "Keep blobs and uploads younger than this", default: "1h", placeholder: "DURATION" },
     "dry-run": { type: "boolean", description: "Report what would be removed, remove nothing" },
     ...formatFlag,
@@ -16,7 +17,7 @@ export default defineCommand({
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
     const graceMs = parseDuration(flags.grace) * 1000;
-    const res = await gc(join(flags.data, "registry"), { graceMs, dryRun: flags["dry-run"] });
+    const res = await gc(flags["registry-dir"] ?? join(flags.data, "registry"), { graceMs, dryRun: flags["dry-run"] });
     out.result(res, (r) =>
       `${flags["dry-run"] ? "would remove" : "removed"} ${r.blobsRemoved} blobs (${r.bytesFreed} bytes) and ${r.uploadsRemoved} stale uploads; kept ${r.blobsKept}`,
     );

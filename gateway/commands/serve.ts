@@ -43,6 +43,11 @@ export default defineCommand({
     "idle-timeout": { type: "string", description: "Seconds an authenticated client may be idle or stall", default: String(DEFAULT_LIMITS.idleTimeoutMs / 1000), placeholder: "SECONDS" },
     "max-connections": { type: "string", description: "Open connections in all", default: String(DEFAULT_LIMITS.maxConnections), placeholder: "N" },
     "max-connections-per-address": { type: "string", description: "Unauthenticated connections from one address", default: String(DEFAULT_LIMITS.maxConnectionsPerAddress), placeholder: "N" },
+    "registry-dir": {
+      type: "string",
+      description: "Embedded registry storage (default DIR/registry); replicas share one directory",
+      placeholder: "DIR",
+    },
     "external-registry-service": {
       type: "string",
       description: "Issue tokens for an external registry whose auth.token.service is NAME (deploy/docker-registry/config.yml)",
@@ -72,6 +77,7 @@ export default defineCommand({
       ...(flags["trust-proxy"] ? { trustProxy: flags["trust-proxy"] } : {}),
       clientCertHeader: flags["client-cert-header"],
       pollingSeconds: polling,
+      ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,
       log: (line) => out.info(line),

@@ -1,10 +1,12 @@
 /**
  * Replicas on one PostgreSQL: exactly one is the TUF signer at a time (a lease in the database),
  * and when it dies (SIGKILL, no clean hand-over) another takes the role within 10 s. State lives
- * in the database: a target published through one replica is served, signed, by every replica.
+ * in the database: a target published through one replica is served, signed, by every replica;
+ * a blob pushed through one replica downloads from another, and a download cut short on one
+ * resumes with Range on another (the registry storage is shared).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cpSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -17,13 +19,15 @@ const replicas: GatewayHandle[] = [];
 beforeAll(async () => {
   pg = await startPostgres();
   const db = await pg.createDatabase("replicas");
-  const first = await startGateway({ db });
+  // One registry storage for all (in production a shared filesystem, or an external registry).
+  const args = ["--registry-dir", join(await tempDir("shared-registry-"), "registry")];
+  const first = await startGateway({ db, args });
   replicas.push(first);
   // Every replica runs with the same data dir content (CA, keys), as copied by the operator.
   for (let i = 0; i < 2; i++) {
     const dataDir = join(await tempDir("replica-"), "data");
     cpSync(first.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(".harness-port") && !src.endsWith("serve.json") });
-    replicas.push(await startGateway({ db, dataDir }));
+    replicas.push(await startGateway({ db, dataDir, args }));
   }
 }, 120_000);
 
@@ -33,6 +37,7 @@ afterAll(async () => {
 }, 120_000);
 
 const SIGNER = "gateway: this replica is the TUF signer";
+let killed: GatewayHandle | undefined;
 const signers = () => replicas.filter((r) => readFileSync(r.logFile, "utf8").includes(SIGNER));
 
 async function timestampVersion(r: GatewayHandle): Promise<number> {
@@ -50,6 +55,7 @@ test("one signer at a time; a killed signer is replaced within 10 s; every repli
   const others = replicas.filter((r) => r !== leader);
 
   await leader.kill();
+  killed = leader;
   const killedAt = Date.now();
   let next: GatewayHandle[] = [];
   while (Date.now() - killedAt < 10_000) {
@@ -74,5 +80,20 @@ test("one signer at a time; a killed signer is replaced within 10 s; every repli
     after = await timestampVersion(others[1]!);
   }
   expect(after).toBeGreaterThan(before);
-  rmSync(leader.dataDir, { recursive: true, force: true });
+});
+
+test("a blob pushed through one replica is served by the others, and a download resumes across replicas", async () => {
+  // The replicas still running (the first test killed its signer).
+  const [up, down] = replicas.filter((r) => r !== killed);
+  const blob = crypto.getRandomValues(new Uint8Array(256 * 1024));
+  const digest = `sha256:${new Bun.CryptoHasher("sha256").update(blob).digest("hex")}`;
+  const res = await up!.adminFetch(`/v2/main/shared/blobs/uploads/?digest=${digest}`, { method: "POST", body: blob, headers: { "content-type": "application/octet-stream" } });
+  expect(res.status).toBe(201);
+  const half = blob.length / 2;
+  const first = await down!.adminFetch(`/v2/main/shared/blobs/${digest}`, { headers: { range: `bytes=0-${half - 1}` } });
+  expect(first.status).toBe(206);
+  const rest = await up!.adminFetch(`/v2/main/shared/blobs/${digest}`, { headers: { range: `bytes=${half}-` } });
+  expect(rest.status).toBe(206);
+  const joined = Buffer.concat([Buffer.from(await first.arrayBuffer()), Buffer.from(await rest.arrayBuffer())]);
+  expect(Buffer.compare(joined, Buffer.from(blob))).toBe(0);
 });
