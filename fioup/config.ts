@@ -32,6 +32,8 @@ export interface Config {
   root: string;
   /** Docker socket (unix path) from fioup.docker_host or DOCKER_HOST. */
   dockerHost?: string;
+  /** fioup.download_stall_seconds: a blob download that receives nothing this long is resumed (default 15). */
+  downloadStallSeconds?: number;
   /** Files merged, in order. */
   sources: string[];
   /** The merged raw TOML, for PUT /system_info/config. */
@@ -124,6 +126,8 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   const polling = Number(t.uptane?.polling_seconds ?? 300);
   if (!(polling >= 1)) throw new ConfigError(`Invalid config: uptane.polling_seconds: must be at least 1`);
   const dockerHost = t.fioup?.docker_host ?? process.env.DOCKER_HOST;
+  const stall = t.fioup?.download_stall_seconds === undefined ? undefined : Number(t.fioup.download_stall_seconds);
+  if (stall !== undefined && !(stall >= 1)) throw new ConfigError(`Invalid config: fioup.download_stall_seconds: must be at least 1`);
   return {
     server: t.tls?.server?.replace(/\/+$/, ""),
     caPath: inBase(t.import?.tls_cacert_path, "root.crt"),
@@ -139,6 +143,7 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
     storagePath,
     root: opts.root,
     dockerHost: dockerHost?.replace(/^unix:\/\//, ""),
+    ...(stall !== undefined ? { downloadStallSeconds: stall } : {}),
     sources: opts.sources ?? [],
     raw,
   };

@@ -134,6 +134,11 @@ export class DockerEngine {
     }
   }
 
+  /** GET /info: the engine's data root (`DockerRootDir`), where loaded layers land. @throws {EngineError} */
+  info(): Promise<{ DockerRootDir: string; Driver?: string }> {
+    return this.json("Cannot get the Docker Engine info", "GET", "/info");
+  }
+
   /** GET /version. @throws {EngineError} */
   version(): Promise<EngineVersion> {
     return this.json("Cannot get the Docker Engine version", "GET", "/version");

@@ -151,6 +151,11 @@ export class Runtime {
     return join(this.config.composeAppsRoot, name);
   }
 
+  /** Where the engine keeps image layers (`docker info` DockerRootDir). @throws {EngineError} */
+  async dataRoot(): Promise<string> {
+    return (await this.engine.info()).DockerRootDir;
+  }
+
   /** Checks the engine answers; returns its version (e.g. "20.10.24"). @throws {EngineError} */
   async ping(): Promise<string> {
     return (await this.engine.version()).Version;

@@ -25,7 +25,7 @@ export interface UpdateHooks {
 /** The subset of the runtime the steps use (the real Runtime, or a stand-in for unit tests). */
 export type AppRuntime = Pick<
   Runtime,
-  "installApp" | "stageApp" | "swapApp" | "discardStaged" | "startApps" | "stopApps" | "removeApp" | "appsState" | "pruneImages" | "installedApps" | "isInstalled"
+  "installApp" | "stageApp" | "swapApp" | "discardStaged" | "dataRoot" | "startApps" | "stopApps" | "removeApp" | "appsState" | "pruneImages" | "installedApps" | "isInstalled"
 >;
 
 export interface UpdateContext {

@@ -107,6 +107,9 @@ class FakeRuntime implements AppRuntime {
     this.staged.delete(name);
     return true;
   }
+  async dataRoot() {
+    return dir;
+  }
   async discardStaged(names: string[]) {
     for (const n of names) this.staged.delete(n);
   }

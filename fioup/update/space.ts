@@ -1,11 +1,14 @@
 /**
- * The free-space check before the first byte of a fetch (SPEC §4):
- * required = missing blob bytes rounded up to whole blocks + the unpacked size
- * of missing layers; available = free − (100 − watermark)% of the filesystem.
+ * The free-space check before the first byte of a fetch, on every filesystem
+ * that will receive bytes: the blob store gets the missing blobs (rounded up
+ * to whole blocks); Docker's data root gets each missing layer unpacked (its
+ * real size: from the target, else the gzip trailer) plus the compressed
+ * copy `docker load` stages there. Where both are one filesystem the needs
+ * add up. Available = free − (100 − watermark)% of the filesystem.
  *
  * @module
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { AppBlob } from "../../lib/device/resolve.ts";
@@ -16,11 +19,12 @@ export class NoSpaceError extends Error {
   constructor(
     readonly required: number,
     readonly available: number,
-    path: string,
+    /** Where it does not fit ("the blob store /var/sota/reset-apps"...). */
+    readonly where: string,
     watermark: number,
   ) {
     super(
-      `Not enough space to fetch the update in ${path}: need ${fmtBytes(required)}, available ${fmtBytes(Math.max(0, available))} ` +
+      `Not enough space for the update in ${where}: need ${fmtBytes(required)}, available ${fmtBytes(Math.max(0, available))} ` +
         `(free space above the ${watermark}% storage watermark)`,
     );
   }
@@ -39,27 +43,65 @@ export function fmtBytes(n: number): string {
   return i ? `${v.toFixed(1)} ${units[i]} (${n} bytes)` : `${n} B`;
 }
 
+/** Bytes that will land under `path`; `what` names it for the error message. */
+export interface SpaceNeed {
+  path: string;
+  bytes: number;
+  what: string;
+}
+
 export interface SpaceCheck {
+  /** The needs that share this filesystem, e.g. "the blob store /x and Docker's data root /y". */
+  where: string;
   required: number;
   available: number;
   blockSize: number;
 }
 
-/** Measures; throws NoSpaceError when `required > available`. */
-export async function checkSpace(path: string, blobSizes: number[], unpacked: number, watermark: number): Promise<SpaceCheck> {
+/** The nearest existing ancestor of `path` (the store may not exist yet). */
+function existing(path: string): string {
   let p = path;
   while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
-  const fs = await statfs(p);
-  const bsize = Number(fs.bsize) || 4096;
-  const required = blobSizes.reduce((s, n) => s + Math.ceil(n / bsize) * bsize, 0) + unpacked;
-  const total = Number(fs.blocks) * bsize;
-  const free = Number(fs.bavail) * bsize;
-  const available = Math.floor(free - ((100 - watermark) / 100) * total);
-  if (required > available) throw new NoSpaceError(required, available, path, watermark);
-  return { required, available, blockSize: bsize };
+  return p;
 }
 
-/** A rough unpacked size of a layer in the engine (gzip/zstd layers expand about 2.5×). */
+/**
+ * Measures each filesystem the needs fall on; throws for the first that lacks room.
+ *
+ * @throws {NoSpaceError} When `required > available` on one of them.
+ */
+export async function checkSpace(needs: SpaceNeed[], watermark: number): Promise<SpaceCheck[]> {
+  const byDevice = new Map<number, { path: string; needs: SpaceNeed[] }>();
+  for (const n of needs) {
+    const p = existing(n.path);
+    const dev = statSync(p).dev;
+    const g = byDevice.get(dev) ?? { path: p, needs: [] };
+    g.needs.push(n);
+    byDevice.set(dev, g);
+  }
+  const out: SpaceCheck[] = [];
+  for (const g of byDevice.values()) {
+    const fs = await statfs(g.path);
+    const bsize = Number(fs.bsize) || 4096;
+    const required = g.needs.reduce((s, n) => s + n.bytes, 0);
+    const total = Number(fs.blocks) * bsize;
+    const free = Number(fs.bavail) * bsize;
+    const available = Math.floor(free - ((100 - watermark) / 100) * total);
+    const where = g.needs.map((n) => `${n.what} ${n.path}`).join(" and ");
+    if (required > available) throw new NoSpaceError(required, available, where, watermark);
+    out.push({ where, required, available, blockSize: bsize });
+  }
+  return out;
+}
+
+/** `n` rounded up to whole 4 KiB blocks (what a file of n bytes takes on disk, near enough). */
+export const onDisk = (n: number) => Math.ceil(n / 4096) * 4096;
+
+/**
+ * A layer's unpacked size when nothing better is known: an uncompressed layer is its size;
+ * a compressed one is guessed at 2.5×. Callers prefer the target's recorded size or the
+ * gzip trailer.
+ */
 export function unpackedEstimate(b: AppBlob): number {
   if (b.kind !== "layer") return 0;
   return layerCompression(b.mediaType) === "none" ? b.size : Math.ceil(b.size * 2.5);

@@ -61,7 +61,7 @@ export const SotaToml = Type.Object(
     ),
     uptane: Type.Optional(Type.Object({ polling_seconds: Type.Optional(IntLike) }, Open)),
     storage: Type.Optional(Type.Object({ path: Type.Optional(Type.String()) }, Open)),
-    fioup: Type.Optional(Type.Object({ docker_host: Type.Optional(Type.String()) }, Open)),
+    fioup: Type.Optional(Type.Object({ docker_host: Type.Optional(Type.String()), download_stall_seconds: Type.Optional(IntLike) }, Open)),
   },
   Open,
 );

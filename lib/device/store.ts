@@ -76,13 +76,15 @@ export class DeviceBlobStore {
     reg: RegistryClient,
     repo: string,
     desc: { digest: string; size: number },
-    opts: { signal?: AbortSignal; onProgress?: (done: number) => void } = {},
+    opts: { signal?: AbortSignal; onProgress?: (done: number) => void; onReceived?: (bytes: number) => void; stallTimeoutMs?: number } = {},
   ): Promise<number> {
     if (this.has(desc.digest)) return 0;
     const resumed = this.partialSize(desc.digest);
     const { fetched } = await this.lib.pull(reg, repo, desc, {
       signal: opts.signal,
       onProgress: (done) => opts.onProgress?.(done),
+      ...(opts.onReceived ? { onReceived: opts.onReceived } : {}),
+      ...(opts.stallTimeoutMs !== undefined ? { stallTimeoutMs: opts.stallTimeoutMs } : {}),
     });
     // If the registry ignored Range the partial was refetched whole: count the blob once.
     return Math.min(desc.size, fetched + resumed);

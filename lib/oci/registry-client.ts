@@ -361,17 +361,37 @@ export class RegistryClient {
 
   /**
    * Starts downloading a blob; the caller streams `res.body` and must check the status:
-   * with `start` the registry should answer 206 with `Content-Range`, but may send 200 and the
-   * whole blob.
+   * with `start` (and `end`, inclusive) the registry should answer 206 with `Content-Range`,
+   * but may send 200 and the whole blob.
    *
    * @throws {RegistryError} On a non-2xx answer (416 if `start` is past the end).
    */
-  async fetchBlob(repo: string, digest: string, opts: { start?: number; signal?: AbortSignal } = {}): Promise<Response> {
+  async fetchBlob(repo: string, digest: string, opts: { start?: number; end?: number; signal?: AbortSignal } = {}): Promise<Response> {
     const headers: Record<string, string> = {};
-    if (opts.start) headers.range = `bytes=${opts.start}-`;
+    if (opts.end !== undefined) headers.range = `bytes=${opts.start ?? 0}-${opts.end}`;
+    else if (opts.start) headers.range = `bytes=${opts.start}-`;
     const res = await this.request("GET", `/v2/${repo}/blobs/${digest}`, { headers, scopes: [pullScope(repo)], signal: opts.signal });
     if (!res.ok) throw await this.errorFrom(res, `fetch blob ${digest} from ${repo}`);
     return res;
+  }
+
+  /**
+   * The uncompressed size a gzip blob declares in its trailer (ISIZE: the last 4 bytes, the
+   * size modulo 2^32), read with one 4-byte Range request.
+   *
+   * @returns The size, or `undefined` if the registry does not serve ranges.
+   * @throws {RegistryError | RegistryUnreachableError}
+   */
+  async gzipUncompressedSize(repo: string, digest: string, size: number, opts: { signal?: AbortSignal } = {}): Promise<number | undefined> {
+    if (size < 18) return undefined; // smaller than an empty gzip member
+    const res = await this.fetchBlob(repo, digest, { start: size - 4, end: size - 1, ...(opts.signal ? { signal: opts.signal } : {}) });
+    if (res.status !== 206) {
+      await res.body?.cancel().catch(() => {});
+      return undefined;
+    }
+    const tail = await readLimited(res, 4, `Trailer of ${digest}`);
+    if (tail.byteLength !== 4) return undefined;
+    return new DataView(tail.buffer, tail.byteOffset, 4).getUint32(0, true);
   }
 
   /** Fetches a small blob into memory, verified against its digest. */

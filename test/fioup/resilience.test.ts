@@ -83,8 +83,11 @@ describe("fioup resilience", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.toTarget).toBe("amd64-linux-2");
     expect(r.json.state).toBe("completed");
-    // Every byte came once: resumed with Range, committed blobs not fetched again.
-    expect(r.json.bytesFetched).toBe(r.json.bytesTotal);
+    // Bytes are counted as they arrive (a killed run loses at most the last MiB of its count,
+    // and bytes in flight at the kill come twice); resumed with Range, committed blobs not
+    // fetched again: well under the total plus the partial that was kept.
+    expect(r.json.bytesFetched).toBeGreaterThan(r.json.bytesTotal - (4 << 20));
+    expect(r.json.bytesFetched).toBeLessThan(r.json.bytesTotal + partial);
     expect(await httpGet(port)).toBe("kill v2");
     const containers = (await dockerd.docker("ps", "-a", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.Image}} {{.State}}")).trim().split("\n");
     expect(containers).toHaveLength(1);
