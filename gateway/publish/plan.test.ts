@@ -1,0 +1,64 @@
+import { describe, expect, test } from "bun:test";
+import { mkdir, mkdtemp, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ComposeService } from "../../lib/compose/compose-file.ts";
+import { BuildContextError, ImageResolveError, planService } from "./plan.ts";
+
+async function repoDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "plan-"));
+  await mkdir(join(dir, "web", "api"), { recursive: true });
+  await mkdir(join(dir, "hello"), { recursive: true });
+  return dir;
+}
+
+const svc = (s: Partial<ComposeService>): ComposeService => ({ name: "api", build: false, ...s });
+
+describe("planService", () => {
+  test("a build context in the app's subdirectory is its own build, named <app>/<service>", async () => {
+    const dir = await repoDir();
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const p = planService(dir, app, svc({ build: true, buildContext: "./api" }), [], "main");
+    expect(p).toEqual({ build: expect.objectContaining({ name: "web/api", dir: join(dir, "web", "api"), from: "web/api/Dockerfile" }) });
+    expect("build" in p && p.build.variant).toBeFalsy();
+  });
+
+  test("args, target or dockerfile give the build a variant tag; the same spec is the same key", async () => {
+    const dir = await repoDir();
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const a = planService(dir, app, svc({ build: true, buildContext: "api", buildArgs: { V: "1" } }), [], "main");
+    const b = planService(dir, app, svc({ name: "other", build: true, buildContext: "./api/", buildArgs: { V: "1" } }), [], "main");
+    const c = planService(dir, app, svc({ build: true, buildContext: "api", buildArgs: { V: "2" } }), [], "main");
+    if (!("build" in a && "build" in b && "build" in c)) throw new Error("expected builds");
+    expect(a.build.variant).toMatch(/^[0-9a-f]{8}$/);
+    expect(a.build.key).toBe(b.build.key);
+    expect(c.build.variant).not.toBe(a.build.variant);
+  });
+
+  test("a context naming a top-level image directory uses that build", async () => {
+    const dir = await repoDir();
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const p = planService(dir, app, svc({ build: true, buildContext: "../hello" }), [{ name: "hello", dir: join(dir, "hello") }], "main");
+    expect(p).toEqual({ build: expect.objectContaining({ name: "hello", from: "hello/Dockerfile" }) });
+  });
+
+  test("a context or Dockerfile outside the repository is refused, through .. or a symlink", async () => {
+    const dir = await repoDir();
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "../.." }), [], "main")).toThrow(BuildContextError);
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "https://example.com/repo.git" }), [], "main")).toThrow(BuildContextError);
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "api", dockerfile: "../../../Dockerfile" }), [], "main")).toThrow("its Dockerfile");
+    await symlink(tmpdir(), join(dir, "web", "out"));
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "out" }), [], "main")).toThrow('build context "out" is outside the repository');
+  });
+
+  test("an image is a reference unless it names a top-level image directory", async () => {
+    const dir = await repoDir();
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const builds = [{ name: "hello", dir: join(dir, "hello") }];
+    expect(planService(dir, app, svc({ image: "local/busybox:1" }), builds, "main")).toEqual({ ref: { registry: "docker.io", repository: "local/busybox", tag: "1" } });
+    expect("build" in planService(dir, app, svc({ image: "hello" }), builds, "main")).toBe(true);
+    expect("build" in planService(dir, app, svc({ image: "r.example:5000/main/hello" }), builds, "main")).toBe(true);
+    expect(() => planService(dir, app, svc({ image: "Bad Ref" }), builds, "main")).toThrow(ImageResolveError);
+  });
+});
