@@ -4,11 +4,13 @@ import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
-import { parseMetadata } from "../../lib/tuf/metadata.ts";
+import { generateKey, loadKeyFile } from "../../lib/tuf/keys.ts";
+import { expiresAt, parseMetadata } from "../../lib/tuf/metadata.ts";
+import { draftNextRoot, signRoot, type RootChanges } from "../../lib/tuf/root-ceremony.ts";
 import { SigningKeyUnavailableError } from "./key-store.ts";
 import { MemoryTufStorage } from "./memory-storage.ts";
 import { startTufRefreshTimer } from "./refresh-timer.ts";
-import { InvalidRoleError, InvalidTargetError, TargetNotFoundError, TargetsTooLargeError, TufRepo, type TufRepoOptions } from "./repo.ts";
+import { InvalidRoleError, InvalidRootError, InvalidTargetError, TargetNotFoundError, TargetsTooLargeError, TufRepo, type TufRepoOptions } from "./repo.ts";
 
 const entry = (version: number, hwid = "rpi"): TargetEntry => ({
   length: 0,
@@ -207,6 +209,24 @@ describe("TufRepo", () => {
     expect(await repo.metadata("4.snapshot.json")).toBeUndefined();
     expect(await repo.metadata("1.root.json")).toBeDefined();
     expect(await repo.metadata("2.root.json")).toBeDefined();
+    await expectConsistent(repo);
+  });
+
+  test("updateRoot() refuses a root that is not the next version, has expired, or names keys the gateway lacks", async () => {
+    const repo = await open();
+    const v1 = await repo.trustedRoot();
+    const rootKey = await loadKeyFile(join(keysDir, "root.json"));
+    const expires = expiresAt(new Date(), 86400);
+    const next = (changes: Partial<RootChanges> = {}) => signRoot(draftNextRoot(v1, { expires, ...changes }), rootKey);
+    await expect(repo.updateRoot("{}")).rejects.toThrow(InvalidRootError);
+    const v2 = next();
+    const v3 = signRoot(draftNextRoot(v2, { expires }), rootKey);
+    await expect(repo.updateRoot(v3)).rejects.toThrow(/it is version 3; the next root version is 2/);
+    await expect(repo.updateRoot(next({ expires: "2020-01-01T00:00:00Z" }))).rejects.toThrow(/expired/);
+    await expect(repo.updateRoot(next({ keys: { timestamp: [generateKey()] } }))).rejects.toThrow(/does not hold 1 of the timestamp keys/);
+    expect(await repo.versions()).toEqual({ root: 1, targets: 1, snapshot: 1, timestamp: 1 });
+    expect((await repo.updateRoot(v2)).version).toBe(2);
+    await expect(repo.updateRoot(v2)).rejects.toThrow(/the next root version is 3/);
     await expectConsistent(repo);
   });
 
