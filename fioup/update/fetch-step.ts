@@ -11,6 +11,7 @@
  * @module
  */
 import type { UpdateRow } from "../db.ts";
+import { faultMidBlob, faultPoint } from "../fault.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { BlobTooLargeError } from "../../lib/oci/blob-store.ts";
@@ -145,9 +146,12 @@ export const fetchStep: Step = {
               uncounted += n;
               if (uncounted >= COUNT_EVERY_BYTES) count();
             },
-            onProgress: (done) =>
-              ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length, committed: false, fetchTotal }),
+            onProgress: (done) => {
+              faultMidBlob(b.digest, done, b.size); // power-cut tests (fioup/fault.ts)
+              ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length, committed: false, fetchTotal });
+            },
           });
+          faultPoint("blob-committed", { digest: b.digest }); // power-cut tests (fioup/fault.ts)
           ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index, count: missing.length, committed: true, fetchTotal });
         } catch (e) {
           if (firstError === undefined) firstError = e;
