@@ -1,6 +1,7 @@
 /**
  * The human-readable publish report: apps, their services and pinned images,
- * app digests, the targets made and what was pushed.
+ * where each image came from and its platforms, app digests, the targets made
+ * and what was pushed.
  *
  * @module
  */
@@ -23,6 +24,8 @@ export function renderPublish(r: PublishResult): string {
       r.apps.flatMap((a) => a.services.map((s) => [a.name, s.name, s.image ?? "(build)", s.pinned])),
     ),
   );
+  out.push("");
+  out.push(table(["IMAGE", "FROM", "SOURCE", "PLATFORMS"], r.images.map((i) => [i.name, i.from, i.reused ? `${i.source} (reused)` : i.source, i.platforms.join(",")])));
   out.push("");
   out.push(table(["APP", "URI", "BUNDLE"], r.apps.map((a) => [a.name, a.uri, `${size(a.bundleSize)}, ${a.files.length} files`])));
   out.push("");
