@@ -53,6 +53,18 @@ describe("loadConfig", () => {
     expect(c.composeAppsRoot).toBe(join(root, "rel/apps"));
   });
 
+  test("the app shortlist: register --apps (sota.toml) beats preload's 50-preload.toml; /etc/sota/conf.d beats both", () => {
+    const preload = `[pacman]\ncompose_apps = "a,b"\nreset_apps_root = "/var/sota/reset-apps"\n`;
+    write("p1/usr/lib/sota/conf.d/50-preload.toml", preload);
+    write("p1/var/sota/sota.toml", `[tls]\nserver = "https://gw"\n`); // registered without --apps
+    expect(loadConfig({ root: join(root, "p1") }).shortlist).toEqual(["a", "b"]);
+    write("p2/usr/lib/sota/conf.d/50-preload.toml", preload);
+    write("p2/var/sota/sota.toml", `[pacman]\ncompose_apps = "a"\n`); // registered with --apps a
+    expect(loadConfig({ root: join(root, "p2") }).shortlist).toEqual(["a"]);
+    write("p2/etc/sota/conf.d/90-owner.toml", `[pacman]\ncompose_apps = "b"\n`);
+    expect(loadConfig({ root: join(root, "p2") }).shortlist).toEqual(["b"]);
+  });
+
   test("an empty compose_apps is an empty shortlist, not 'all apps'", () => {
     write("e/var/sota/sota.toml", `[pacman]\ncompose_apps = ""\n`);
     expect(loadConfig({ root: join(root, "e") }).shortlist).toEqual([]);

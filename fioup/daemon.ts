@@ -1,14 +1,18 @@
 /**
- * The daemon loop: every `uptane.polling_seconds` (± 10% jitter so a fleet
- * does not poll in step) resume any interrupted update, else check and update
- * to a newer target; report events and app states. One update at a time
+ * The daemon loop: at start, converge (start the shortlisted apps of the
+ * current target that are not up, stop those no longer wanted); then every
+ * `uptane.polling_seconds` (± 10% jitter so a fleet does not poll in step)
+ * resume any interrupted update, else check and update to a newer target;
+ * report events and app states. One update at a time
  * through the shared lock; SIGTERM stops between (or inside, abortably) steps
  * and the next start resumes.
  *
  * @module
  */
 import { describeError } from "../lib/cli/command.ts";
+import { converge, describeConverge } from "./converge.ts";
 import { LockedError, acquireLock } from "./lock.ts";
+import { waitForNews } from "./push.ts";
 import { reportAll, reportSystemInfo } from "./report.ts";
 import type { Session } from "./session.ts";
 import { NoUpdateError } from "./update/check-step.ts";
@@ -22,19 +26,6 @@ export interface DaemonOptions {
   hooks: UpdateHooks;
   /** Stop after this many cycles (tests); default forever. */
   cycles?: number;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** One cycle: resume or check+update. Returns what happened, for the log. */
@@ -71,6 +62,11 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
   } catch (e) {
     o.log(`cannot send system info: ${(e as Error).message}`);
   }
+  try {
+    o.log(describeConverge(await converge(s, o.log)));
+  } catch (e) {
+    o.log(`cannot converge the apps: ${describeError(e)}`);
+  }
   for (let i = 0; !o.signal.aborted && (o.cycles === undefined || i < o.cycles); i++) {
     try {
       o.log(await daemonCycle(s, o));
@@ -79,7 +75,9 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     }
     if (o.signal.aborted || (o.cycles !== undefined && i + 1 >= o.cycles)) break;
     const base = s.cfg.pollingSeconds * 1000;
-    await sleep(base + (Math.random() * 0.2 - 0.1) * base, o.signal);
+    // Until the next poll, listen for news: a publish wakes the daemon at once (push.ts).
+    if ((await waitForNews(s.client, s.cfg.storagePath, base + (Math.random() * 0.2 - 0.1) * base, o.signal)) === "news")
+      o.log("the gateway signed something new: checking now");
   }
   o.log("fioup daemon stopped");
 }

@@ -1,19 +1,23 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { configLocation } from "../config.ts";
+import { converge, describeConverge } from "../converge.ts";
 import { register } from "../register.ts";
+import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 
 export default defineCommand({
   summary: "Register this device with a gateway (writes sota.toml, client.pem, pkey.pem, root.crt, the TUF root)",
   description:
-    "The token is <secret>.<sha256 of the gateway CA>: the CA is fetched from the server, checked against the pin and then trusted alone.\nThe private key is made here and never leaves the device.",
+    "The token is <secret>.<sha256 of the gateway CA>: the CA is fetched from the server, checked against the pin and then trusted alone.\nThe private key is made here and never leaves the device.\n" +
+    "On a preloaded device the shortlisted apps of the preloaded target are then started. --apps is written to sota.toml,\n" +
+    "which wins over the image's defaults in /usr/lib/sota/conf.d (preload's list) and loses to /etc/sota/conf.d.",
   flags: {
     server: { type: "string", description: "Gateway URL (https://host:port)", placeholder: "URL" },
     token: { type: "string", description: "Registration token (or $FIOUP_TOKEN)", placeholder: "TOKEN" },
     name: { type: "string", description: "Device name (default: hostname)", placeholder: "NAME" },
     tag: { type: "strings", description: "Tag to follow", placeholder: "TAG" },
     hwid: { type: "string", description: "Hardware id (default: <arch>-linux)", placeholder: "HWID" },
-    apps: { type: "string", description: "Comma-separated app shortlist (default: all apps)", placeholder: "A,B" },
+    apps: { type: "string", description: "Comma-separated app shortlist (default: the image's list from preload, else all apps)", placeholder: "A,B" },
     force: { type: "boolean", description: "Register again even if already registered" },
     ...sotaDirFlag,
     ...formatFlag,
@@ -35,6 +39,15 @@ export default defineCommand({
       apps: flags.apps?.split(",").map((a) => a.trim()).filter(Boolean),
       force: flags.force,
     });
+    // A preloaded device runs its shortlist from now on, without waiting for a new target.
+    const s = openSession(flags);
+    try {
+      out.info(describeConverge(await converge(s, (l) => out.info(l))));
+    } catch (e) {
+      out.info(`registered, but cannot start the apps yet: ${(e as Error).message} (the daemon retries at its start)`);
+    } finally {
+      s.close();
+    }
     out.result(r, (x) => `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) with ${x.server}; config in ${x.sotaDir}`);
   },
 });

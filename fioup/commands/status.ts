@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { openSession } from "../session.ts";
+import { appStatuses, type AppStatusReport } from "../converge.ts";
 import { currentTarget } from "../update/current-target.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { renderSummary, summarize, type UpdateSummary } from "./_summary.ts";
@@ -19,12 +20,15 @@ interface StatusOutput {
   updates: UpdateSummary[];
   badTargets: string[];
   queuedEvents: number;
+  /** The installed apps as the gateway sees them (apps-states). */
   apps?: Record<string, unknown>;
+  /** Each app of the current target: running, stopped, or outside the shortlist. */
+  targetApps?: AppStatusReport[];
   appsError?: string;
 }
 
 export default defineCommand({
-  summary: "Show the running target, the pending or last update (with bytes fetched) and app states",
+  summary: "Show the running target, the pending or last update (with bytes fetched) and each app: running, stopped or outside the shortlist",
   flags: {
     ...sotaDirFlag,
     ...formatFlag,
@@ -61,10 +65,8 @@ export default defineCommand({
       };
       if (!flags["no-apps"]) {
         try {
-          result.apps = await Promise.race([
-            s.runtime.appsState(),
-            new Promise<never>((_, rej) => setTimeout(() => rej(new Error("the container engine did not answer in 10 s")), 10_000).unref()),
-          ]);
+          const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error("the container engine did not answer in 10 s")), 10_000).unref());
+          [result.apps, result.targetApps] = await Promise.race([Promise.all([s.runtime.appsState(), appStatuses(s)]), timeout]);
         } catch (e) {
           result.appsError = (e as Error).message;
         }
@@ -77,8 +79,8 @@ export default defineCommand({
           ...(o.pending ? ["Pending:", renderSummary(o.pending)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
           ...(o.badTargets.length ? [`Bad targets: ${o.badTargets.join(", ")}`] : []),
           ...(o.queuedEvents ? [`Events waiting to be sent: ${o.queuedEvents}`] : []),
-          ...(o.apps
-            ? Object.entries(o.apps).map(([n, a]) => `App ${n}: ${(a as { state: string }).state}`)
+          ...(o.targetApps
+            ? o.targetApps.map((a) => `App ${a.name}: ${a.status}${a.status === "outside the shortlist" && a.containersRunning ? " (still running)" : ""}`)
             : o.appsError
               ? [`Apps: unknown (${o.appsError})`]
               : []),

@@ -4,15 +4,16 @@
  * no gateway and no registry reachable the early-start path (`fioup
  * early-start`, FIOUP_ROOT = the image) starts exactly the preloaded apps (or
  * those /var/lmp/default-apps names) from the image's store. Once the gateway
- * is back, the device registers, runs the preloaded target as its current one,
- * and its first update fetches only the blobs that changed.
+ * is back, the device registers, brings up the rest of its shortlist at once
+ * (no new target needed), runs the preloaded target as its current one, and
+ * its first update fetches only the blobs that changed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
 import {
-  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd,
+  Device, Publisher, collectCli, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd,
   type DockerRegistryHandle, type DockerdHandle,
 } from "../fioup/_setup.ts";
 import { asTestGateway, factoryConfig, preload, preloadConfig, startTestGateway } from "./_setup.ts";
@@ -92,9 +93,36 @@ describe("a preloaded image on first boot", () => {
     expect(await running()).toEqual({ [A]: undefined, [B]: `${B} v1`, [C]: undefined });
   }, 120_000);
 
-  test("once online, the device registers on the preloaded target and its first update fetches only what changed", async () => {
+  test("once registered, the device brings up the rest of its shortlist without a new target", async () => {
+    // Early start ran B only (default-apps). The shortlist is preload's: A and B.
+    expect(await running()).toEqual({ [A]: undefined, [B]: `${B} v1`, [C]: undefined });
     gw = await startTestGateway(gw.dataDir); // same URL, keys and targets
     await device.register(asTestGateway(gw));
+    expect(await running()).toEqual({ [A]: `${A} v1`, [B]: `${B} v1`, [C]: undefined });
+    // sota.toml holds device paths, not this test's temp dir: the device directory can be moved.
+    const sota = readFileSync(join(device.sotaDir, "sota.toml"), "utf8");
+    expect(sota).not.toContain(device.root);
+    expect(Bun.TOML.parse(sota)).toMatchObject({ storage: { path: "/var/sota" }, import: { base_path: "/var/sota" } });
+    const st = await device.fioup("status");
+    expect(st.code, st.stderr).toBe(0);
+    expect(st.json.targetApps.map((a: { name: string; status: string }) => [a.name, a.status])).toEqual([
+      [A, "running"],
+      [B, "running"],
+      [C, "outside the shortlist"],
+    ]);
+    const none = await device.fioup("update");
+    expect(none.code).toBe(3); // nothing newer: the apps came up without an update
+
+    // A stopped by hand comes back at the next daemon start.
+    await device.cleanup([A]);
+    expect(await httpGet(port[A]!)).toBeUndefined();
+    const d = await collectCli(device.spawn(["daemon", "--cycles", "1"]), "fioup daemon --cycles 1");
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stderr).toContain(`started ${A}`);
+    expect(await running()).toEqual({ [A]: `${A} v1`, [B]: `${B} v1`, [C]: undefined });
+  }, 180_000);
+
+  test("once online, the device runs the preloaded target and its first update fetches only what changed", async () => {
     const skipped = await device.fioup("early-start");
     expect(skipped.json.skipped).toContain("registered");
     const check = await device.fioup("check");
