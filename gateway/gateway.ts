@@ -45,6 +45,8 @@ export interface ServeOptions {
   trustProxy?: string;
   clientCertHeader?: string;
   pollingSeconds?: number;
+  /** Lifetimes of TUF metadata in seconds, over the defaults (root and targets 1 year, snapshot 7 days, timestamp 1 day). */
+  tufExpiries?: Partial<Record<"root" | "targets" | "snapshot" | "timestamp", number>>;
   /** Connection deadlines and caps (gateway/transport/options.ts has the defaults). */
   limits?: Partial<TransportLimits>;
   /**
@@ -116,7 +118,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let server: Listening | undefined;
   const sightings = new Sightings(store);
   try {
-    const tuf = await TufRepo.open({ storage: new CachedTufStorage(store.tuf), keysDir: data.keysDir });
+    const tuf = await TufRepo.open({ storage: new CachedTufStorage(store.tuf), keysDir: data.keysDir, ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}) });
     await signer.start();
     tufTimer = startTufRefreshTimer(tuf, {
       shouldRun: () => signer.isLeader,

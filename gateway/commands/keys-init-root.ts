@@ -6,14 +6,8 @@ import { parsePublicKey, type TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot } from "../../lib/tuf/root-ceremony.ts";
 import { parseDuration } from "../admin/duration.ts";
+import { parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-
-const roleOf = (value: string, flag: string): [RoleName, string] => {
-  const eq = value.indexOf("=");
-  const role = value.slice(0, eq) as RoleName;
-  if (eq < 1 || !ROLE_NAMES.includes(role)) throw new UsageError(`${flag} takes ROLE=VALUE with ROLE one of ${ROLE_NAMES.join(", ")}: got "${value}"`);
-  return [role, value.slice(eq + 1)];
-};
 
 export default defineCommand({
   summary: "Draft the next root.json (unsigned): new root keys and thresholds, or new keys for any role",
@@ -46,12 +40,12 @@ export default defineCommand({
       : JSON.stringify(await (await adminClient(flags)).root());
     const keys: Partial<Record<RoleName, TufPublicKeyWithId[]>> = {};
     for (const v of flags.key) {
-      const [role, file] = roleOf(v, "--key");
+      const [role, file] = parseRoleValue(v, "--key");
       (keys[role] ??= []).push(parsePublicKey(await readFile(file, "utf8"), file));
     }
     const thresholds: Partial<Record<RoleName, number>> = {};
     for (const v of flags.threshold) {
-      const [role, n] = roleOf(v, "--threshold");
+      const [role, n] = parseRoleValue(v, "--threshold");
       if (!/^[1-9][0-9]{0,2}$/.test(n)) throw new UsageError(`--threshold ${role}=${n}: expected a positive integer`);
       thresholds[role] = Number(n);
     }

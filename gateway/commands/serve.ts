@@ -1,4 +1,5 @@
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
+import { parseTufExpiries } from "../ota/role-flag.ts";
 import { startGatewayServer } from "../gateway.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 
@@ -54,6 +55,7 @@ export default defineCommand({
       placeholder: "NAME",
     },
     "polling-seconds": { type: "string", description: "Polling interval written into new devices' sota.toml", default: "300", placeholder: "N" },
+    "tuf-expiry": { type: "strings", description: "Lifetime of a TUF role's metadata, e.g. timestamp=1h (defaults root=365d targets=365d snapshot=7d timestamp=1d)", placeholder: "ROLE=DURATION" },
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
@@ -77,6 +79,7 @@ export default defineCommand({
       ...(flags["trust-proxy"] ? { trustProxy: flags["trust-proxy"] } : {}),
       clientCertHeader: flags["client-cert-header"],
       pollingSeconds: polling,
+      tufExpiries: parseTufExpiries(flags["tuf-expiry"]),
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,

@@ -7,7 +7,7 @@
 import type { RefreshResult, TufRepo } from "./repo.ts";
 
 export interface RefreshTimerOptions {
-  /** How often to check. Default 5 minutes (the default timestamp margin is 6 hours). */
+  /** How often to check. Default the repository's `refreshIntervalMs`, else 5 minutes (the default timestamp margin is 6 hours). */
   intervalMs?: number;
   /** Called with each failure (the timer keeps running). */
   onError?: (err: unknown) => void;
@@ -27,7 +27,7 @@ export interface RefreshTimerOptions {
  * ```
  */
 export function startTufRefreshTimer(
-  repo: Pick<TufRepo, "refreshTimestamp">,
+  repo: Pick<TufRepo, "refreshTimestamp"> & Partial<Pick<TufRepo, "refreshIntervalMs">>,
   opts: RefreshTimerOptions = {},
 ): { stop(): Promise<void>; runNow(): void } {
   let running: Promise<void> = Promise.resolve();
@@ -42,7 +42,7 @@ export function startTufRefreshTimer(
     );
   };
   tick();
-  const handle = setInterval(tick, opts.intervalMs ?? 5 * 60_000);
+  const handle = setInterval(tick, opts.intervalMs ?? repo.refreshIntervalMs ?? 5 * 60_000);
   handle.unref?.();
   return {
     /** Runs a check now (e.g. when this replica has just become the signer). */

@@ -174,6 +174,14 @@ export class TufRepo {
     return repo;
   }
 
+  /**
+   * How often a refresh timer should call {@link refreshTimestamp}: a quarter of the shortest
+   * re-signing margin, at most 5 minutes (so a shortened timestamp lifetime is still kept fresh).
+   */
+  get refreshIntervalMs(): number {
+    return Math.max(50, Math.min(300_000, ...ROLE_NAMES.map((r) => (this.#margins[r] * 1000) / 4)));
+  }
+
   // ---- reading ----
 
   /**
@@ -266,7 +274,11 @@ export class TufRepo {
   async refreshTimestamp(): Promise<RefreshResult> {
     return this.#write(async (s) => {
       const now = this.#now().getTime();
-      const due = (role: RoleName, signed: { expires: string }) => new Date(signed.expires).getTime() - now <= this.#margins[role] * 1000;
+      // Due near expiry, or when it outlives a fresh signature (its lifetime was shortened since).
+      const due = (role: RoleName, signed: { expires: string }) => {
+        const left = new Date(signed.expires).getTime() - now;
+        return left <= this.#margins[role] * 1000 || left > this.#expiries[role] * 1000;
+      };
       const out: RefreshResult = { refreshed: [], needsOfflineKey: [] };
       const records: TufRecord[] = [];
       const tryKey = async (role: RoleName) => {

@@ -3,7 +3,8 @@
  * (docs/keys.md): keys made with `gateway keys generate` outside the data dir, the next root
  * drafted with `init-root`, signed with `sign-root`, installed with `push-root`. Then the
  * gateway, restarted with neither the root nor the targets key in its data dir, keeps serving
- * signed metadata that a registered device verifies with its TUF client.
+ * signed metadata that a registered device verifies with its TUF client, re-signing timestamp
+ * and snapshot on its own (their lifetimes shortened so the test covers several of each).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
@@ -88,13 +89,14 @@ describe("gateway keys: the offline root ceremony", () => {
     expect(ts.stderr).toMatch(/409: Cannot sign TUF root metadata .* absent/);
   });
 
-  test("restarted with no root and no targets key, the gateway serves metadata devices verify", async () => {
+  test("restarted with no root and no targets key, it keeps re-signing timestamp and snapshot, and devices keep verifying", async () => {
     const add = await gw.adminFetch("/admin/targets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets: { "amd64-linux-1": entry(1) } }) });
     expect(add.status).toBe(200);
     await rename(join(keysDir(), "targets.json"), join(offline, "targets.json")); // targets signed offline from now on
     expect((await readdir(keysDir())).sort()).toEqual(["snapshot.json", "timestamp.json"]);
     await gw.stop();
-    gw = await startGateway({ dataDir: gw.dataDir });
+    // Lifetimes shortened so that the run covers several of each (timestamp: 1 day -> 4 s, snapshot: 7 days -> 8 s).
+    gw = await startGateway({ dataDir: gw.dataDir, args: ["--tuf-expiry", "timestamp=4", "--tuf-expiry", "snapshot=8"] });
 
     const got = await verify(device);
     expect(Object.keys(got.targets)).toEqual(["amd64-linux-1"]);
@@ -103,6 +105,20 @@ describe("gateway keys: the offline root ceremony", () => {
     const fresh = await register(); // new devices get the 2-of-3 root at registration
     expect((await deviceRoot(fresh)).version).toBe(2);
     expect(Object.keys((await verify(fresh)).targets)).toEqual(["amd64-linux-1"]);
+
+    const versionOf = async (file: string) => (JSON.parse(await (await gw.adminFetch(`/repo/${file}`)).text()) as { signed: { version: number } }).signed.version;
+    const [ts0, sn0] = [await versionOf("timestamp.json"), await versionOf("snapshot.json")];
+    const started = Date.now();
+    let checks = 0;
+    while (Date.now() - started < 14_000) {
+      expect(Object.keys((await verify(device)).targets)).toEqual(["amd64-linux-1"]); // fails once a timestamp expires
+      checks++;
+      await Bun.sleep(1000);
+    }
+    expect(checks).toBeGreaterThanOrEqual(10);
+    expect((await versionOf("timestamp.json")) - ts0).toBeGreaterThanOrEqual(3);
+    expect((await versionOf("snapshot.json")) - sn0).toBeGreaterThanOrEqual(1);
+    expect((await readdir(keysDir())).sort()).toEqual(["snapshot.json", "timestamp.json"]);
 
     // Adding a target needs the offline targets key: refused, saying which key.
     const refused = await gw.adminFetch("/admin/targets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets: { "amd64-linux-2": entry(2) } }) });
