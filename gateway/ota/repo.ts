@@ -274,10 +274,11 @@ export class TufRepo {
   async refreshTimestamp(): Promise<RefreshResult> {
     return this.#write(async (s) => {
       const now = this.#now().getTime();
-      // Due near expiry, or when it outlives a fresh signature (its lifetime was shortened since).
+      // Due near expiry; snapshot and timestamp also when they outlive a fresh signature (their
+      // lifetime was shortened since). Root may be signed offline for longer on purpose.
       const due = (role: RoleName, signed: { expires: string }) => {
         const left = new Date(signed.expires).getTime() - now;
-        return left <= this.#margins[role] * 1000 || left > this.#expiries[role] * 1000;
+        return left <= this.#margins[role] * 1000 || ((role === "snapshot" || role === "timestamp") && left > this.#expiries[role] * 1000);
       };
       const out: RefreshResult = { refreshed: [], needsOfflineKey: [] };
       const records: TufRecord[] = [];
