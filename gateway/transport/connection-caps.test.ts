@@ -9,7 +9,10 @@ describe("ConnectionCaps", () => {
   test("past the per-address cap, that address's oldest unauthenticated connection is closed", () => {
     const caps = new ConnectionCaps(100, 2);
     const [a1, a2, a3, b1] = [conn("10.0.0.1"), conn("10.0.0.1"), conn("10.0.0.1"), conn("10.0.0.2")];
-    for (const c of [a1, a2, b1, a3]) expect(caps.accept(c)).toBe(true);
+    for (const c of [a1, a2, b1, a3]) {
+      expect(caps.accept(c)).toBe(true);
+      caps.handshaken(c, false);
+    }
     expect((a1.sock as FakeSocket).terminated).toBe(true);
     expect((a2.sock as FakeSocket).terminated).toBe(false);
     expect((b1.sock as FakeSocket).terminated).toBe(false);
@@ -20,9 +23,10 @@ describe("ConnectionCaps", () => {
     const caps = new ConnectionCaps(2, 1);
     const dev = conn("10.0.0.1");
     expect(caps.accept(dev)).toBe(true);
-    caps.authenticated(dev);
+    caps.handshaken(dev, true);
     const anon = conn("10.0.0.1");
     expect(caps.accept(anon)).toBe(true);
+    caps.handshaken(anon, false);
     expect((dev.sock as FakeSocket).terminated).toBe(false);
     const next = conn("10.0.0.3"); // global cap: the unauthenticated one goes
     expect(caps.accept(next)).toBe(true);
@@ -32,10 +36,21 @@ describe("ConnectionCaps", () => {
     expect(caps.size).toBe(2);
   });
 
+  test("connections still in their TLS handshake do not count against the per-address cap", () => {
+    const caps = new ConnectionCaps(1000, 2);
+    const burst = Array.from({ length: 50 }, () => conn("10.0.0.7"));
+    for (const c of burst) expect(caps.accept(c)).toBe(true);
+    for (const c of burst) caps.handshaken(c, true); // a device's 50 parallel connections
+    expect(burst.some((c) => (c.sock as FakeSocket).terminated)).toBe(false);
+  });
+
   test("exempt addresses (trusted proxies) have no per-address cap", () => {
     const caps = new ConnectionCaps(100, 1, (a) => a === "10.9.9.9");
     const cs = Array.from({ length: 5 }, () => conn("10.9.9.9"));
-    for (const c of cs) expect(caps.accept(c)).toBe(true);
+    for (const c of cs) {
+      expect(caps.accept(c)).toBe(true);
+      caps.handshaken(c, false);
+    }
     expect(cs.some((c) => (c.sock as FakeSocket).terminated)).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The connection caps: at most `maxConnections` in all and
- * `maxConnectionsPerAddress` unauthenticated ones from one address. A new
- * connection past a cap closes the oldest unauthenticated one (of that
+ * `maxConnectionsPerAddress` unauthenticated ones (counted once their TLS
+ * handshake is done) from one address. A new connection past a cap closes the oldest unauthenticated one (of that
  * address, for the per-address cap) rather than being refused, so clients
  * that hold connections without credentials cannot lock out a device that
  * connects meanwhile. Authenticated connections are never evicted; when all
@@ -34,7 +34,10 @@ export class ConnectionCaps {
     return this.#unauth.size;
   }
 
-  /** Counts a new (unauthenticated) connection; returns false if it must be refused. Evicted connections are terminated. */
+  /**
+   * Counts a new connection at accept (unauthenticated until its handshake says otherwise);
+   * returns false if it must be refused. An evicted connection is terminated.
+   */
   accept(c: Connection): boolean {
     if (this.#all.size >= this.maxConnections) {
       const victim = first(this.#unauth);
@@ -44,15 +47,23 @@ export class ConnectionCaps {
       }
       this.#evict(victim);
     }
-    if (!this.exempt(c.remoteAddr)) {
-      let mine = this.#byAddress.get(c.remoteAddr);
-      if (!mine) this.#byAddress.set(c.remoteAddr, (mine = new Set()));
-      if (mine.size >= this.maxPerAddress) this.#evict(first(mine)!);
-      mine.add(c);
-    }
     this.#all.add(c);
     this.#unauth.add(c);
     return true;
+  }
+
+  /**
+   * The TLS handshake finished. The per-address cap counts from here, not from accept: a burst of
+   * connections from one device (or one NAT) is not cut while it is still handshaking, and a client
+   * with a certificate never counts.
+   */
+  handshaken(c: Connection, authenticated: boolean): void {
+    if (authenticated) return this.authenticated(c);
+    if (!this.#unauth.has(c) || this.exempt(c.remoteAddr)) return;
+    let mine = this.#byAddress.get(c.remoteAddr);
+    if (!mine) this.#byAddress.set(c.remoteAddr, (mine = new Set()));
+    if (mine.size >= this.maxPerAddress) this.#evict(first(mine)!);
+    mine.add(c);
   }
 
   /** The connection's client proved who it is: it no longer counts against the per-address cap and is never evicted. */

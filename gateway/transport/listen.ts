@@ -105,9 +105,9 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             const c = sock.data;
             if (!c || c.closed) return;
             c.peer = peerOf(sock);
+            caps.handshaken(c, c.peer !== null);
             if (c.peer) {
               c.authenticated = true;
-              caps.authenticated(c);
               loop.awaitHead(c);
             }
           },
