@@ -9,19 +9,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { EMPTY_SHA256, type RegistrationResponse, type TargetEntry } from "../../lib/api/index.ts";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { parseMetadata, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { run, tempDir } from "../harness/tmp.ts";
+import { targetEntry } from "../tuf/_repo-server.ts";
 import { makeDeviceCsr } from "./_device.ts";
 
 const MAIN = resolve(import.meta.dir, "../../gateway/main.ts");
 const cli = (...args: string[]) => run([process.execPath, MAIN, ...args], { allowFail: true });
-const entry = (version: number): TargetEntry => ({
-  length: 0,
-  hashes: { sha256: EMPTY_SHA256 },
-  custom: { version: String(version), hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `127.0.0.1:1/main/web@sha256:${"a".repeat(64)}` } } },
-});
+const entry = (version: number) => targetEntry(version, "amd64-linux");
 
 let gw: GatewayHandle;
 let offline: string;
