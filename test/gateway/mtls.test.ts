@@ -1,6 +1,7 @@
 /** The gateway over real TLS: client certificates decide who a request is from. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
+import { connect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
@@ -163,5 +164,25 @@ describe("gateway over mTLS", () => {
     const got = new Uint8Array(await (await admin(`${gw.url}/v2/main/big/blobs/${digest}`, { headers: auth })).arrayBuffer());
     expect(got.byteLength).toBe(size);
     expect("sha256:" + new Bun.CryptoHasher("sha256").update(got).digest("hex")).toBe(digest);
+  }, 60_000);
+  test("without credentials, device, admin, registry and registration requests are answered 401 before their body is read", async () => {
+    /** Sends only a head announcing a 64 KiB body (small enough to be read whole before the handler runs) over raw TLS; resolves with the answer and how long it took. */
+    const headOnly = (head: string) =>
+      new Promise<{ text: string; ms: number }>((resolve, reject) => {
+        const t0 = performance.now();
+        const sock = connect({ host: "127.0.0.1", port: Number(new URL(gw.url).port), ca });
+        let text = "";
+        sock.on("secureConnect", () => sock.write(`${head}Host: x\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n`));
+        sock.on("data", (d: Buffer) => (text += d.toString("latin1")));
+        sock.on("close", () => resolve({ text, ms: performance.now() - t0 }));
+        sock.on("error", reject);
+        setTimeout(() => sock.destroy(), 5000);
+      });
+    for (const head of ["POST /events HTTP/1.1\r\n", "PUT /system_info HTTP/1.1\r\n", "POST /admin/targets HTTP/1.1\r\n", "PATCH /v2/main/app/blobs/uploads/x HTTP/1.1\r\n", "POST /devices HTTP/1.1\r\n"]) {
+      const r = await headOnly(head);
+      expect({ head, status: r.text.slice(0, 12) }).toEqual({ head, status: "HTTP/1.1 401" });
+      expect(r.text).toContain("connection: close");
+      expect(r.ms).toBeLessThan(2000); // answered at once, not after a body or a deadline
+    }
   }, 60_000);
 });
