@@ -8,12 +8,17 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { startPostgres, type PostgresHandle } from "./postgres.ts";
 import { freePort, Proc, tempDir } from "./tmp.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 
 export interface GatewayOptions {
-  /** `--db` (e.g. a startPostgres() URL); default the sqlite file in the data dir. */
+  /**
+   * `--db` (e.g. a startPostgres() URL). Default: the sqlite file in the data dir, or, when
+   * `OTA_TEST_DB=postgres`, a fresh database in one private PostgreSQL cluster per test process
+   * (the switch that runs every gateway test on PostgreSQL).
+   */
   db?: string;
   /** Extra `serve` arguments, e.g. ["--factory", "acme"]. */
   args?: string[];
@@ -70,13 +75,14 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<GatewayHa
   const host = `127.0.0.1:${port}`;
   const url = `https://${host}`;
   const logFile = join(await tempDir("gateway-log-"), "gateway.log");
+  const db = opts.db ?? (process.env.OTA_TEST_DB === "postgres" ? await databaseFor(dataDir) : undefined);
   const cmd = [
     ...(opts.command ?? [process.execPath, join(REPO, "gateway/main.ts")]),
     "serve",
     "--data", dataDir,
     "--listen", host,
     "--public-url", url,
-    ...(opts.db ? ["--db", opts.db] : []),
+    ...(db ? ["--db", db] : []),
     ...(opts.args ?? []),
   ];
   const proc = Proc.start({ name: "gateway", cmd, cwd: REPO, env: opts.env, logFile });
@@ -100,4 +106,34 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<GatewayHa
     stop: () => proc.stop(10_000),
     kill: () => proc.kill(),
   };
+}
+
+let sharedPostgres: Promise<PostgresHandle> | undefined;
+const DB_FILE = ".harness-db";
+
+/** One database per gateway data dir (a restart with the same dir gets the same one). */
+async function databaseFor(dataDir: string): Promise<string> {
+  const file = join(dataDir, DB_FILE);
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  sharedPostgres ??= startPostgres();
+  const pg = await sharedPostgres;
+  const url = await pg.createDatabase(`gw_${process.pid}_${Math.random().toString(36).slice(2, 10)}`);
+  writeFileSync(file, url);
+  return url;
+}
+
+/** Which store the harness gateways use: "postgres" with `OTA_TEST_DB=postgres`, else "sqlite". */
+export const testDbKind = (): "postgres" | "sqlite" => (process.env.OTA_TEST_DB === "postgres" ? "postgres" : "sqlite");
+
+/**
+ * Registry bytes the gateway served to one client (`device:<uuid>`, `admin`), read from its
+ * /metrics: the count kept by the gateway, independent of what the device reports.
+ */
+export async function servedBytes(gw: Pick<GatewayHandle, "adminFetch">, client: string): Promise<{ blob: number; manifest: number }> {
+  const text = await (await gw.adminFetch("/metrics")).text();
+  const read = (kind: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`gateway_registry_bytes_served_total{kind="${kind}",client="${client}"} `));
+    return line ? Number(line.split(" ").pop()) : 0;
+  };
+  return { blob: read("blob"), manifest: read("manifest") };
 }

@@ -8,13 +8,20 @@
  */
 import { appendFileSync } from "node:fs";
 
-export type Outcome = "refused" | "survived" | "failed";
+/**
+ * refused: bad input or access rejected for the right reason; survived: the fault happened and
+ * the system ended whole; failed: neither; not-tried: the fault did not land where the case
+ * meant it to (a kill point never reached), so the case proves nothing and counts as no pass.
+ */
+export type Outcome = "refused" | "survived" | "failed" | "not-tried";
 
 export interface CaseResult {
   suite: string;
   name: string;
   outcome: Outcome;
   detail: string;
+  /** Figures for the summary table (bytes over the wire, events, status codes...). */
+  figures?: Record<string, number | string | boolean>;
 }
 
 /** Long runs (load, 50+ power cuts) only when RELIABILITY_FULL=1. */
@@ -25,8 +32,8 @@ export class Tally {
   constructor(readonly suite: string) {}
 
   /** Records one case and prints it: `[suite] name -> outcome: detail`. */
-  record(name: string, outcome: Outcome, detail = ""): void {
-    const r = { suite: this.suite, name, outcome, detail: detail.replace(/\s+/g, " ").slice(0, 300) };
+  record(name: string, outcome: Outcome, detail = "", figures?: CaseResult["figures"]): void {
+    const r: CaseResult = { suite: this.suite, name, outcome, detail: detail.replace(/\s+/g, " ").slice(0, 300), ...(figures ? { figures } : {}) };
     this.results.push(r);
     process.stderr.write(`[${this.suite}] ${name} -> ${outcome}${r.detail ? `: ${r.detail}` : ""}\n`);
     const out = process.env.RELIABILITY_RESULTS;
@@ -52,14 +59,14 @@ export class Tally {
     throw new Error(`${name}: expected ${expected.name}, got ${err ? `${(err as Error).name}: ${(err as Error).message}` : "success"}`);
   }
 
-  counts(): { tried: number; refused: number; survived: number; failed: number } {
+  counts(): { tried: number; refused: number; survived: number; failed: number; notTried: number } {
     const n = (o: Outcome) => this.results.filter((r) => r.outcome === o).length;
-    return { tried: this.results.length, refused: n("refused"), survived: n("survived"), failed: n("failed") };
+    return { tried: this.results.length - n("not-tried"), refused: n("refused"), survived: n("survived"), failed: n("failed"), notTried: n("not-tried") };
   }
 
   /** Prints the counts line (call from afterAll). */
   print(): void {
     const c = this.counts();
-    process.stderr.write(`[${this.suite}] tried ${c.tried} / refused ${c.refused} / survived ${c.survived}${c.failed ? ` / FAILED ${c.failed}` : ""}\n`);
+    process.stderr.write(`[${this.suite}] tried ${c.tried} / refused ${c.refused} / survived ${c.survived}${c.failed ? ` / FAILED ${c.failed}` : ""}${c.notTried ? ` / not tried ${c.notTried}` : ""}\n`);
   }
 }
