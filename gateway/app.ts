@@ -21,6 +21,7 @@ import { metrics } from "./routes/metrics.ts";
 import { openapi } from "./routes/openapi.ts";
 import { register } from "./routes/register.ts";
 import { repo } from "./routes/repo.ts";
+import { repoWait } from "./routes/repo-wait.ts";
 import { DeviceRevokedError } from "./store/types.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
 import { SigningKeyUnavailableError } from "./ota/key-store.ts";
@@ -54,6 +55,7 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
     .route("/", openapi)
     .route("/", caPem)
     .route("/", register)
+    .route("/", repoWait) // before /repo/:file
     .route("/", repo)
     .route("/", deviceEvents)
     .route("/", deviceAppsStates)
