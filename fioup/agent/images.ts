@@ -11,7 +11,8 @@
 import { BlobStore } from "../../lib/oci/blob-store.ts";
 import { pullImage } from "../../lib/oci/image.ts";
 import { parseReference, referenceTarget } from "../../lib/oci/reference.ts";
-import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { registryClients } from "../../lib/oci/registry-clients.ts";
 import type { Platform } from "../../lib/oci/platform.ts";
 import { loadImageFromStore, localTag } from "../runtime/images.ts";
 import type { DockerEngine } from "../runtime/docker-engine.ts";
@@ -37,30 +38,24 @@ export interface ImageSourceOptions {
 
 /** Pulls into the store and loads into the engine; one instance per agent (it caches registry tokens). */
 export class ImageSource {
-  private readonly clients = new Map<string, RegistryClient>();
   private readonly store: BlobStore;
 
   constructor(private readonly o: ImageSourceOptions) {
     this.store = new BlobStore(o.storeRoot);
   }
 
-  /** The registry client for a host, with the credentials and transport of the agent's config. */
-  client(host: string): RegistryClient {
-    let c = this.clients.get(host);
-    if (!c) {
+  /** The registry client for a host (one per host), with the credentials and transport of the agent's config. */
+  readonly client: (host: string) => RegistryClient = registryClients(
+    (host) => {
       const access = this.o.registries[host] ?? {};
-      const insecure = access.insecure ?? LOOPBACK.test(host);
-      c = new RegistryClient({
-        registry: host,
-        scheme: insecure ? "http" : "https",
+      return {
+        scheme: (access.insecure ?? LOOPBACK.test(host)) ? "http" : "https",
         ...(access.username !== undefined ? { auth: { username: access.username, password: access.password ?? "" } } : {}),
         ...(access.ca ? { tls: { ca: access.ca } } : {}),
-        userAgent: `fioup-agent/${FIOUP_VERSION}`,
-      });
-      this.clients.set(host, c);
-    }
-    return c;
-  }
+      };
+    },
+    { userAgent: `fioup-agent/${FIOUP_VERSION}` },
+  );
 
   /** The name the engine knows the image by when it has it, without pulling. */
   async local(ref: string): Promise<string | undefined> {
