@@ -4,35 +4,19 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { connect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { createCa, signDeviceCsr } from "../../gateway/pki/ca.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
 import { post, tlsFetch } from "./_client.ts";
+import { registerDevice, type TlsDevice } from "./_register.ts";
 
 let dir: string;
 let gw: RunningGateway;
 let ca: string;
 let admin: ReturnType<typeof tlsFetch>;
 
-interface Dev {
-  uuid: string;
-  cert: string;
-  key: string;
-  fetch: ReturnType<typeof tlsFetch>;
-}
-
-async function register(tags: string[] = ["main"]): Promise<Dev> {
-  const k = await makeDeviceCsr();
-  const res = await admin(`${gw.url}/devices`, {
-    ...post({ name: "d", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux", tags }),
-    headers: { "content-type": "application/json", authorization: `Bearer ${gw.data.adminToken}` },
-  });
-  expect(res.status).toBe(201);
-  const body = (await res.json()) as RegistrationResponse;
-  return { uuid: k.uuid, cert: body.certificate, key: k.keyPem, fetch: tlsFetch({ ca: body.ca, cert: body.certificate, key: k.keyPem }) };
-}
+const register = (tags: string[] = ["main"]): Promise<TlsDevice> => registerDevice(gw.url, gw.data.adminToken, ca, tags);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "gw-mtls-"));

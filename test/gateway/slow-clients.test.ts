@@ -2,16 +2,20 @@
  * Slow clients cannot hold the gateway: 500 TLS clients without a certificate, sending one byte
  * every 10 s (half still in their request head, half in a body they declared 64 KiB long), are
  * all closed by the head or body deadline, while a registered device checks in within 1 s.
- * Deadlines are shortened with the `gateway serve` flags so the test stays short; the per-address
- * cap is raised so the deadlines, not the cap, are what closes them.
+ * Deadlines are shortened with the `gateway serve` flags so the test stays short (the long variant
+ * with the defaults: SLOW_CLIENTS_DEFAULTS=1); the per-address cap is raised so the deadlines, not
+ * the cap, are what closes them.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connect } from "node:tls";
+import { DEFAULT_LIMITS } from "../../gateway/transport/index.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { registerDevice, type TlsDevice } from "./_register.ts";
 
-const HEAD_S = 2;
-const BODY_S = 4;
+/** Shortened deadlines; SLOW_CLIENTS_DEFAULTS=1 runs the long variant with the gateway's defaults (10 s, 30 s). */
+const DEFAULTS = process.env.SLOW_CLIENTS_DEFAULTS === "1";
+const HEAD_S = DEFAULTS ? DEFAULT_LIMITS.headTimeoutMs / 1000 : 2;
+const BODY_S = DEFAULTS ? DEFAULT_LIMITS.bodyTimeoutMs / 1000 : 4;
 const CLIENTS = 500;
 /** Sweep granularity, scheduling on a loaded 2-core machine. */
 const SLACK_MS = 2_000;
@@ -21,7 +25,7 @@ let device: TlsDevice;
 
 beforeAll(async () => {
   gw = await startGateway({
-    args: ["--head-timeout", String(HEAD_S), "--body-timeout", String(BODY_S), "--max-connections-per-address", String(CLIENTS * 2)],
+    args: [...(DEFAULTS ? [] : ["--head-timeout", String(HEAD_S), "--body-timeout", String(BODY_S)]), "--max-connections-per-address", String(CLIENTS * 2)],
   });
   device = await registerDevice(gw.url, gw.adminToken, gw.caPem);
 }, 120_000);
@@ -71,7 +75,7 @@ function slowClient(kind: "head" | "body"): { connected: Promise<void>; done: Pr
     setTimeout(() => {
       if (!sock.destroyed) resolve({ kind, text });
       sock.destroy();
-    }, 30_000);
+    }, (BODY_S + 26) * 1000);
   });
   return { connected, done };
 }
@@ -108,5 +112,5 @@ test(
     expect(bodies.filter((r) => /^HTTP\/1\.1 408 /.test(r.text)).length).toBeGreaterThan(CLIENTS / 2 - 10);
     expect(Math.max(...checkins)).toBeLessThan(1000);
   },
-  90_000,
+  (BODY_S + 60) * 1000,
 );
