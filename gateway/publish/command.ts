@@ -44,7 +44,7 @@ export default defineCommand({
     server: { type: "string", description: "The gateway URL, e.g. https://gateway.example:8443", placeholder: "URL" },
     token: { type: "string", description: "The admin token (or env GATEWAY_TOKEN)", placeholder: "TOKEN" },
     factory: { type: "string", description: "Factory name, the first path part of every repository (default: the one the gateway CA names, else main)", placeholder: "NAME" },
-    "factory-config": { type: "string", description: "factory-config.yml (containers.tagging)", placeholder: "FILE" },
+    "factory-config": { type: "string", description: "factory-config.yml (containers.tagging, containers.platforms)", placeholder: "FILE" },
     hwid: { type: "strings", description: "Hardware id to make a target for (default from --platform or this machine)", placeholder: "HWID" },
     version: { type: "string", description: "Target version (default: one above the highest existing)", placeholder: "N" },
     platform: { type: "string", description: "Platform of third-party images to copy, e.g. linux/arm64 (default: all of an index); also the platform of hwids the map does not know", placeholder: "OS/ARCH" },

@@ -35,7 +35,7 @@ export const PUBLISH_EXIT_CODES: [ErrorClass[], number, string][] = [
   ],
   [[RefMismatchError, GitError], 11, "publish: HEAD is not the commit --ref (or --commit) names, or the checkout is not a git work tree"],
   [[ImageNotFoundError, ImageResolveError], 12, "publish: an image is in neither the local engine nor its registry, or a build context is outside the repo"],
-  [[MissingPlatformError, UnknownHwidPlatformError, NoMatchingPlatformError], 13, "publish: an image lacks the platform a hardware id needs"],
+  [[MissingPlatformError, UnknownHwidPlatformError, NoMatchingPlatformError], 13, "publish: an image lacks the platform a hardware id needs, or a hardware id's platform is unknown"],
   [[DockerCommandError, DockerArchiveError], 14, "publish: docker build or save failed"],
   [[RegistryError, RegistryUnreachableError], 15, "publish: a registry refused or could not be reached while pushing"],
   [[TargetVersionError], 16, "publish: a target of that version already exists (choose another --version)"],

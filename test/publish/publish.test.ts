@@ -12,6 +12,7 @@ import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { startGateway, type GatewayHandle } from "./_gateway.ts";
 import { fetchApp, gatewayRegistry, signedTargets } from "./_inspect.ts";
+import { tempDir } from "../harness/tmp.ts";
 import { commit, containersRepo, git, loadBaseImage, pushUpstreamNginx } from "./_setup.ts";
 
 let dockerd: DockerdHandle;
@@ -163,6 +164,17 @@ describe("gateway publish of the seed apps", () => {
     expect(msg).not.toContain("nginx");
     expect(msg).not.toContain("x86_64-linux needs");
     expect(await signedTargets(gw)).toEqual(before);
+  });
+
+  test("an unknown hardware id is refused until mapped, by factory-config.yml containers.platforms or --hwid-platform", async () => {
+    await expect(publish(opts({ hwids: ["board-x"], dryRun: true }))).rejects.toThrow('Cannot tell which platform hardware id "board-x" runs');
+    const fc = join(await tempDir("fc-"), "factory-config.yml");
+    await Bun.write(fc, "containers:\n  platforms:\n    board-x: linux/amd64\n    board-y: linux/arm64\n");
+    const r = await publish(opts({ hwids: ["board-x"], factoryConfig: fc, dryRun: true }));
+    expect(r.platforms).toEqual({ "board-x": "linux/amd64" });
+    await expect(publish(opts({ hwids: ["board-y"], factoryConfig: fc, dryRun: true }))).rejects.toThrow("board-y needs linux/arm64/v8");
+    const flag = await publish(opts({ hwids: ["board-y"], factoryConfig: fc, hwidPlatforms: { "board-y": "linux/amd64" }, dryRun: true }));
+    expect(flag.platforms).toEqual({ "board-y": "linux/amd64" });
   });
 
   test("HEAD must be the commit --ref names; --commit names it directly", async () => {
