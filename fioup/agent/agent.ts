@@ -52,6 +52,7 @@ export class Agent {
   /** A phase of the active activity is running. */
   private working = false;
   private lastFinished?: string;
+  private commands: Promise<void> = Promise.resolve();
   private lastProgressAt = 0;
   private progressTimer?: ReturnType<typeof setTimeout>;
 
@@ -80,11 +81,8 @@ export class Agent {
       // Before the broker: a device that lost power mid-apply is made whole even offline.
       this.o.log(`found activity ${pending.activityId} interrupted in phase ${pending.phase}`);
       this.active = pending;
-      try {
-        await recoverActivity(this.deps(), pending);
-      } catch (err) {
-        this.o.log(`cannot recover activity ${pending.activityId}: ${(err as Error).message}`);
-      }
+      // A failure here (engine gone) ends the process: the service manager starts it again to retry.
+      await recoverActivity(this.deps(), pending);
       this.recovered = pending;
     }
     const { cfg } = this.o;
@@ -179,13 +177,28 @@ export class Agent {
     this.feedback(a.activityId, feedbackOf(a));
   }
 
-  /** Closes the activity: the persisted record goes once its final feedback is acknowledged. */
+  /**
+   * An apply that failed outside its phases (the engine went away): roll back
+   * now if possible; else the persisted activity stays for the next start.
+   */
+  private async unexpected(d: ApplyDeps, a: Activity, err: unknown): Promise<void> {
+    const why = (err as Error)?.message ?? String(err);
+    this.o.log(`activity ${a.activityId} failed: ${why}`);
+    try {
+      await rollback(d, a, why);
+    } catch (err2) {
+      a.status = "INCOMPLETE";
+      a.message = `${why}; rollback failed (${(err2 as Error).message}): the agent finishes it when it next starts`;
+    }
+  }
+
+  /** Closes the activity: the persisted record goes once its final feedback is acknowledged (if it is done). */
   private finish(a: Activity): void {
     this.active = undefined;
     this.lastFinished = a.activityId;
     this.o.log(`activity ${a.activityId}: ${a.status}${a.message ? ` (${a.message})` : ""}`);
     this.feedback(a.activityId, feedbackOf(a), () => {
-      if (this.store.load()?.activityId === a.activityId) this.store.clear();
+      if (a.phase === "done" && this.store.load()?.activityId === a.activityId) this.store.clear();
     });
     void this.publishCurrentState(a.activityId);
   }
@@ -215,7 +228,11 @@ export class Agent {
       } else if (topic === TOPICS.desiredState) {
         await this.desired(parseMessage(DesiredStateMessage, payload));
       } else if (topic === TOPICS.command) {
-        await this.command(parseMessage(CommandMessage, payload));
+        const m = parseMessage(CommandMessage, payload);
+        // One command at a time, in arrival order: the next waits for the phase the last one ran.
+        const run = this.commands.then(() => this.command(m));
+        this.commands = run.catch(() => {});
+        await run;
       }
     } catch (err) {
       if (err instanceof InvalidMessageError) return this.refuse(err.activityId ?? `invalid-message-${Date.now()}`, err.message);
@@ -248,6 +265,8 @@ export class Agent {
     }
     try {
       await applyAll(d, a);
+    } catch (err) {
+      await this.unexpected(d, a, err);
     } finally {
       this.working = false;
     }
@@ -283,8 +302,8 @@ export class Agent {
       else await rollback(d, a, "rolled back on command");
       if (a.phase !== "done") this.changed(a);
     } catch (err) {
-      if (!(err instanceof ApplyFailedError)) throw err;
-      if (cmd === "DOWNLOAD") {
+      if (!(err instanceof ApplyFailedError)) await this.unexpected(d, a, err);
+      else if (cmd === "DOWNLOAD") {
         a.status = "INCOMPLETE";
         a.message = `${err.message}; nothing was changed`;
         a.phase = "done";

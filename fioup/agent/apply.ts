@@ -183,7 +183,7 @@ export async function update(d: ApplyDeps, a: Activity): Promise<void> {
       set(d, a, x, x.kind === "destroy" ? "REMOVING" : "UPDATING");
       try {
         if (x.kind === "destroy" || x.kind === "recreate") {
-          await d.engine.stopContainer(x.old!.id, x.spec?.restart.timeout || undefined);
+          await d.engine.stopContainer(x.old!.id);
           await d.engine.renameContainer(x.old!.id, oldName(x.name, a.activityId));
         }
         if (x.kind === "create" || x.kind === "recreate") {
