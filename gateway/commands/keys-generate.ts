@@ -1,6 +1,6 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
-import { generateKey, serializeKey, serializePublicKey } from "../../lib/tuf/keys.ts";
+import { generateKey } from "../../lib/tuf/keys.ts";
+import { writeKeyFiles } from "../ota/ceremony-files.ts";
 
 export default defineCommand({
   summary: "Make a TUF signing key (ed25519): PREFIX.json is the private key, PREFIX.pub.json what others may see",
@@ -18,10 +18,9 @@ export default defineCommand({
     if (!flags.out) throw new UsageError("--out PREFIX is required");
     const prefix = flags.out.replace(/\.json$/, "");
     const key = generateKey();
-    await writeFileAtomic(`${prefix}.json`, serializeKey(key), { mode: 0o600, noReplace: true });
-    await writeFileAtomic(`${prefix}.pub.json`, serializePublicKey(key), { noReplace: true });
+    const files = await writeKeyFiles(prefix, key);
     out.result(
-      { keyId: key.keyId, private: `${prefix}.json`, public: `${prefix}.pub.json` },
+      { keyId: key.keyId, ...files },
       (r) => `key ${r.keyId}\nwrote ${r.private} (private: keep it where it signs) and ${r.public} (public: give it to the root drafter)`,
     );
   },

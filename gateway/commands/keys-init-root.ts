@@ -1,11 +1,11 @@
-import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
-import { parsePublicKey, type TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
+import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot } from "../../lib/tuf/root-ceremony.ts";
 import { parseDuration } from "../admin/duration.ts";
+import { readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
 import { parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -35,13 +35,11 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out FILE is required");
-    const current = flags.current
-      ? await readFile(flags.current, "utf8")
-      : JSON.stringify(await (await adminClient(flags)).root());
+    const current = flags.current ? await readRootFile(flags.current) : JSON.stringify(await (await adminClient(flags)).root());
     const keys: Partial<Record<RoleName, TufPublicKeyWithId[]>> = {};
     for (const v of flags.key) {
       const [role, file] = parseRoleValue(v, "--key");
-      (keys[role] ??= []).push(parsePublicKey(await readFile(file, "utf8"), file));
+      (keys[role] ??= []).push(await readPublicKeyFile(file));
     }
     const thresholds: Partial<Record<RoleName, number>> = {};
     for (const v of flags.threshold) {

@@ -1,5 +1,5 @@
-import { readFile } from "node:fs/promises";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { readRootFile } from "../ota/ceremony-files.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -16,7 +16,7 @@ export default defineCommand({
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {
     if (args.length !== 1) throw new UsageError("give the signed root file: gateway keys push-root <root.json>");
-    const root = JSON.parse(await readFile(args[0]!, "utf8")) as unknown;
+    const root = JSON.parse(await readRootFile(args[0]!)) as unknown;
     const res = await (await adminClient(flags)).installRoot(root);
     out.result(res, (r) => `root.json is now version ${r.rootVersion}${r.refreshed.length > 1 ? `; re-signed ${r.refreshed.filter((x) => x !== "root").join(", ")}` : ""}`);
   },

@@ -1,10 +1,10 @@
-import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { loadKeyFile } from "../../lib/tuf/keys.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { rootSignatureStatus, signRoot } from "../../lib/tuf/root-ceremony.ts";
+import { readRootFile } from "../ota/ceremony-files.ts";
 
 export default defineCommand({
   summary: "Add one key's signature to a root.json draft, and say which signatures it still needs",
@@ -24,13 +24,10 @@ export default defineCommand({
     if (args.length !== 1) throw new UsageError("give the draft file: gateway keys sign-root <draft.json> --key KEYFILE");
     if (!flags.key) throw new UsageError("--key KEYFILE is required");
     const file = args[0]!;
-    const draft = await readFile(file, "utf8");
+    const draft = await readRootFile(file);
     const version = parseMetadata("root", draft).signed.version;
     const previousPath = flags.previous ?? join(dirname(file), `${version - 1}.root.json`);
-    const previous = await readFile(previousPath, "utf8").catch((e: NodeJS.ErrnoException) => {
-      if (flags.previous || e.code !== "ENOENT") throw e;
-      return undefined;
-    });
+    const previous = flags.previous || (await Bun.file(previousPath).exists()) ? await readRootFile(previousPath) : undefined;
     const key = await loadKeyFile(flags.key);
     const signed = signRoot(draft, key, previous);
     await writeFileAtomic(file, signed);

@@ -53,7 +53,7 @@ export function draftNextRoot(current: Uint8Array | string, changes: RootChanges
   try {
     cur = parseMetadata("root", current);
   } catch (cause) {
-    throw new RootDraftError(`the current root is not root metadata: ${(cause as Error).message}`, { cause });
+    throw new RootDraftError("the current root is not root metadata", { cause });
   }
   const json = structuredClone(cur.signed.toJSON()) as {
     version: number;
@@ -83,7 +83,7 @@ export function draftNextRoot(current: Uint8Array | string, changes: RootChanges
   try {
     root = Root.fromJSON(json as unknown as Parameters<typeof Root.fromJSON>[0]);
   } catch (cause) {
-    throw new RootDraftError((cause as Error).message, { cause });
+    throw new RootDraftError("the result is not valid root metadata", { cause });
   }
   return serializeMetadata(new Metadata(root));
 }

@@ -1,0 +1,65 @@
+/**
+ * The files of the offline root ceremony as the `gateway keys` commands read and write them:
+ * root.json drafts, public and private key files. Every failure names the file and why, and a
+ * key file is never overwritten (losing a root key to a typo is not recoverable).
+ *
+ * @module
+ */
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { parsePublicKey, serializeKey, serializePublicKey, type TufKeyPair, type TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
+import { parseMetadata } from "../../lib/tuf/metadata.ts";
+
+/** A ceremony file cannot be read, is not what it should be, or would overwrite a key. */
+export class CeremonyFileError extends Error {
+  override name = "CeremonyFileError";
+  constructor(path: string, why: string, options?: ErrorOptions) {
+    super(`Cannot use ${path}: ${why}`, options);
+  }
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new CeremonyFileError(path, code === "ENOENT" ? "no such file" : (code ?? "unreadable"), { cause });
+  }
+}
+
+/**
+ * Reads a root.json (draft or signed) and checks that it is root metadata.
+ *
+ * @throws {CeremonyFileError} If it cannot be read or is not root metadata.
+ */
+export async function readRootFile(path: string): Promise<string> {
+  const text = await readText(path);
+  try {
+    parseMetadata("root", text);
+  } catch (cause) {
+    throw new CeremonyFileError(path, "not TUF root metadata", { cause });
+  }
+  return text;
+}
+
+/**
+ * Reads the public key of a public or private key file.
+ *
+ * @throws {CeremonyFileError} If it cannot be read. @throws {KeyFileError} If it holds no ed25519 key.
+ */
+export async function readPublicKeyFile(path: string): Promise<TufPublicKeyWithId> {
+  return parsePublicKey(await readText(path), path);
+}
+
+/**
+ * Writes `<prefix>.json` (private, 0600) and `<prefix>.pub.json`, refusing to replace either.
+ *
+ * @throws {CeremonyFileError} If either file exists.
+ */
+export async function writeKeyFiles(prefix: string, key: TufKeyPair): Promise<{ private: string; public: string }> {
+  const files = { private: `${prefix}.json`, public: `${prefix}.pub.json` };
+  for (const path of Object.values(files)) if (await Bun.file(path).exists()) throw new CeremonyFileError(path, "it exists (key files are never overwritten)");
+  await writeFileAtomic(files.private, serializeKey(key), { mode: 0o600, noReplace: true });
+  await writeFileAtomic(files.public, serializePublicKey(key), { noReplace: true });
+  return files;
+}
