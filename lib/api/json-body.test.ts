@@ -18,7 +18,7 @@ describe("JSON body reader", () => {
     expect(jsonDepth(enc("1"), 32)).toBe(0);
   });
 
-  test("refuses 100,000-deep JSON in well under a millisecond per level of work", () => {
+  test("refuses 100,000-deep JSON within milliseconds, before parsing", () => {
     const deep = enc("[".repeat(100_000) + "]".repeat(100_000));
     const t0 = performance.now();
     expect(() => parseJsonBytes(deep)).toThrow("nested deeper than 32 levels");
