@@ -1,12 +1,18 @@
 /**
- * Preloaded devices, end to end: `fioup early-start` starts the preloaded apps
- * offline from the local store on an unregistered device (only those named in
- * /var/lmp/default-apps); after registration the preloaded target is the
- * current one and the first update fetches only what changed.
+ * A device preloaded by hand (a store copied from a device that fetched v1,
+ * the preloaded target written with lib/device, no preload config, so no
+ * shortlist): `fioup early-start` starts only the apps of /var/lmp/default-apps
+ * offline; registration brings up every app of the target (no shortlist = all);
+ * the preloaded target is the current one and the first update fetches only
+ * what changed. test/preload/first-boot.test.ts does the same with a real
+ * preload image and a shortlist.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { TargetEntry } from "../../lib/api/index.ts";
+import { preloadedTargetPath } from "../../lib/device/paths.ts";
+import { writePreloadedTarget } from "../../lib/device/preloaded-target.ts";
 import {
   Device, httpdCompose, httpdImage, httpGet, Publisher, pushImage, startTwoAppFleet,
   type DockerRegistryHandle, type DockerdHandle, type TestGateway, type TwoAppFleet,
@@ -35,9 +41,8 @@ beforeAll(async () => {
   if (f.code !== 0) throw new Error(`fetch failed: ${f.stderr}`);
   preloaded = await Device.create(dockerd);
   cpSync(join(factory.storeDir, "blobs"), join(preloaded.storeDir, "blobs"), { recursive: true });
-  const { targets } = await gw.admin<{ targets: Record<string, unknown> }>("/admin/targets");
-  mkdirSync(join(preloaded.sotaDir, "preload"), { recursive: true });
-  writeFileSync(join(preloaded.sotaDir, "preload/target.json"), JSON.stringify({ name: "amd64-linux-1", entry: targets["amd64-linux-1"] }));
+  const { targets } = await gw.admin<{ targets: Record<string, TargetEntry> }>("/admin/targets");
+  await writePreloadedTarget(preloadedTargetPath(preloaded.sotaDir), { name: "amd64-linux-1", entry: targets["amd64-linux-1"]! });
   mkdirSync(join(preloaded.root, "var/lmp"), { recursive: true });
   writeFileSync(join(preloaded.root, "var/lmp/default-apps"), `${A}\n`);
 }, 120_000);
@@ -57,8 +62,10 @@ describe("fioup early-start and preload", () => {
     expect(await httpGet(portB)).toBeUndefined();
   }, 120_000);
 
-  test("after registration the preloaded target is current and the first update fetches only what changed", async () => {
+  test("after registration every app of the preloaded target runs (no shortlist), and the first update fetches only what changed", async () => {
     await preloaded.register(gw);
+    expect(await httpGet(portA)).toBe("esa v1");
+    expect(await httpGet(portB)).toBe("esb v1"); // brought up by registration, without a new target
     const skipped = await preloaded.fioup("early-start");
     expect(skipped.json.skipped).toContain("registered");
 
