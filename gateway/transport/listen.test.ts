@@ -258,6 +258,11 @@ describe("deadlines, caps and admission", () => {
     expect(bodiesRead).toBe(before);
   });
 
+  test("a refused request without a body keeps the connection: the pipelined request after it is answered", async () => {
+    const r = await slow(["GET /private HTTP/1.1\r\nHost: x\r\n\r\nGET /open HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"], 10_000);
+    expect([...r.text.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(["401", "200"]);
+  });
+
   test("past the per-address cap the oldest unauthenticated connection is closed; a certificate holder still gets in", async () => {
     const held = Array.from({ length: 30 }, () => slow(["G"], 10_000));
     await Bun.sleep(150);

@@ -158,7 +158,14 @@ export class RequestLoop {
       if (admission.refuse) {
         // Answered without its body, which is never read: the connection closes after the answer.
         c.bodyUnread = hasBody(head);
-        if (!c.bodyUnread) c.disarm();
+        if (!c.bodyUnread) {
+          // No body: what came after the head is the next (pipelined) request.
+          const more = c.buf;
+          c.buf = undefined;
+          const next = more ? (rest.byteLength ? concat(rest, more) : more) : rest;
+          if (next.byteLength) c.buf = Buffer.from(next);
+          c.disarm();
+        }
         request = new Request(url, { method, headers: head.headers });
       } else {
         if (c.buf) {
