@@ -101,9 +101,19 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
     };
     client.on("error", kill).on("close", kill);
     upstream.on("error", kill).on("close", kill);
+    // Backpressure both ways: bytes counted as carried are at most a socket buffer ahead of
+    // the receiver, so "in flight at a fault" stays what a real link would have in flight.
+    const send = (to: Socket, from: Socket, d: Buffer) => {
+      if (!to.write(d)) {
+        from.pause();
+        to.once("drain", () => {
+          if (!stalled || from === client) from.resume();
+        });
+      }
+    };
     client.on("data", (d: Buffer) => {
       bytesUp += d.length;
-      upstream.write(d);
+      send(upstream, client, d);
     });
     upstream.on("data", (d: Buffer) => {
       const f = queue[0];
@@ -145,7 +155,7 @@ export async function startFaultProxy(port: number, target: number): Promise<Fau
       }
       carried += d.length;
       bytesDown += d.length;
-      client.write(d);
+      send(client, upstream, d);
     });
   };
 
