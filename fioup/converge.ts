@@ -89,7 +89,8 @@ export async function converge(s: Parts & Pick<Session, "lockPath">, log: (line:
     const names = new Set(wanted.map((a) => a.name));
     const states = await s.runtime.appsState();
 
-    const unwanted = (await s.runtime.installedApps()).filter((a) => !names.has(a.name) && anyRunning(states[a.name])).map((a) => a.name);
+    const installedApps = await s.runtime.installedApps();
+    const unwanted = installedApps.filter((a) => !names.has(a.name) && anyRunning(states[a.name])).map((a) => a.name);
     if (unwanted.length) {
       log(`stopping ${unwanted.join(", ")}: not in the shortlist of ${target.name}`);
       await s.runtime.stopApps(unwanted);
@@ -100,6 +101,12 @@ export async function converge(s: Parts & Pick<Session, "lockPath">, log: (line:
     for (const app of wanted) {
       if (isUp(states[app.name], app.uri)) continue;
       if (!(await s.runtime.isInstalled(app))) {
+        // Another version of it runs: its containers bind-mount the directory a reinstall replaces.
+        const other = installedApps.find((a) => a.name === app.name && a.uri !== app.uri);
+        if (other && anyRunning(states[app.name])) {
+          await s.runtime.stopApps([app.name]);
+          result.stopped.push(app.name);
+        }
         try {
           await s.runtime.installApp(app, { onProgress: log });
           result.installed.push(app.name);
