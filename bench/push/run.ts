@@ -1,0 +1,175 @@
+/**
+ * bench/push: devices held by push against the same devices polling.
+ *
+ * N simulated devices (each its own key and certificate, registered like fioup) wait for news:
+ * - push (ours): each holds GET /repo/wait; we measure the gateway's RSS with no device held and
+ *   with all of them held (MB per 1,000 held connections; goal under 10), and the time from the
+ *   publish being signed to the last device told (goal under 2 s for 10,000);
+ * - polling (the peer: what a fleet without push does): each polls /repo/timestamp.json every
+ *   P seconds (default 5 s, far more often than the usual 300 s); we measure the same time to the
+ *   last device told, and the requests per second the gateway serves meanwhile, idle or not.
+ * The two sides run one after the other in the same run, order alternating over the rounds, with
+ * `sync` between them; best (lowest) of the rounds for each side.
+ *
+ * Run: bun bench/push/run.ts [--devices 10000] [--rounds 3] [--poll-seconds 5]
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { EMPTY_SHA256 } from "../../lib/api/target.ts";
+import { makeDeviceCsr } from "../../test/gateway/_device.ts";
+import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
+
+// Bun's fetch runs at most BUN_CONFIG_MAX_HTTP_REQUESTS (default 256) requests at once, read at
+// start-up: holding thousands of long polls from one process needs it raised before we start.
+if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], { env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }, stdio: ["inherit", "inherit", "inherit"] });
+  process.exit(await child.exited);
+}
+
+const { values } = parseArgs({
+  options: { devices: { type: "string", default: "10000" }, rounds: { type: "string", default: "3" }, "poll-seconds": { type: "string", default: "5" } },
+});
+const N = Number(values.devices);
+const ROUNDS = Number(values.rounds);
+const POLL = Number(values["poll-seconds"]);
+if (!(N > 0 && ROUNDS > 0 && POLL > 0)) throw new Error("--devices, --rounds and --poll-seconds must be positive numbers");
+const log = (l: string) => process.stderr.write(`${l}\n`);
+
+interface Dev {
+  cert: string;
+  key: string;
+}
+
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+
+async function pool<T>(n: number, items: T[], fn: (t: T, i: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(Array.from({ length: n }, async () => { while (next < items.length) { const i = next++; await fn(items[i]!, i); } }));
+}
+
+// Every simulated device comes from 127.0.0.1: lift the per-address cap (meant for unauthenticated
+// clients during their handshake) and the total cap, which a fleet on push must size to its devices.
+const gw: GatewayHandle = await startGateway({
+  args: ["--max-connections", String(N * 2 + 1000), "--max-connections-per-address", String(N * 2 + 1000)],
+});
+try {
+  const tokenRes = await gw.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ tags: ["main"], maxUses: N }) });
+  const { token } = (await tokenRes.json()) as { token: string };
+  const devs: Dev[] = new Array(N);
+  const t0 = performance.now();
+  await pool(32, Array.from({ length: N }, (_, i) => i), async (i) => {
+    const k = await makeDeviceCsr();
+    const res = await fetch(`${gw.url}/devices`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ name: `push-${i}`, uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+      tls: { ca: gw.caPem },
+    } as RequestInit);
+    if (res.status !== 201) throw new Error(`register ${i}: HTTP ${res.status} ${await res.text()}`);
+    devs[i] = { cert: ((await res.json()) as RegistrationResponse).certificate, key: k.keyPem };
+    if ((i + 1) % 2000 === 0) log(`registered ${i + 1}/${N}`);
+  });
+  log(`registered ${N} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  let version = 100;
+  const publish = async () => {
+    const v = String(version++);
+    const res = await gw.adminFetch("/admin/targets", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ targets: { [`amd64-linux-${v}`]: { length: 0, hashes: { sha256: EMPTY_SHA256 }, custom: { version: v, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `${gw.host}/main/web@sha256:${"e".repeat(64)}` } } } } } }),
+    });
+    if (res.status >= 300) throw new Error(`publish: HTTP ${res.status} ${await res.text()}`);
+  };
+  const currentVersion = async () => ((await (await gw.adminFetch("/repo/timestamp.json", { headers: { "x-bench": "1" } })).json()) as { signed: { version: number } }).signed.version;
+  const devFetch = (d: Dev, path: string, signal?: AbortSignal) => fetch(`${gw.url}${path}`, { tls: { ca: gw.caPem, cert: d.cert, key: d.key }, signal } as RequestInit);
+
+  async function pushRound() {
+    const after = await currentVersion();
+    const idle = rssMb(gw.pid);
+    let told = 0;
+    let lastTold = 0;
+    let failed = 0;
+    const held = devs.map((d) =>
+      devFetch(d, `/repo/wait?after=${after}&timeout=55`).then(
+        async (r) => {
+          await r.arrayBuffer();
+          if (r.status === 200) { told++; lastTold = performance.now(); } else failed++;
+        },
+        () => failed++,
+      ),
+    );
+    // Wait until the connections are up: RSS settles.
+    let prev = 0;
+    for (let i = 0; i < 60; i++) {
+      await Bun.sleep(1000);
+      const now = rssMb(gw.pid);
+      if (i > 3 && Math.abs(now - prev) < 1) break;
+      prev = now;
+    }
+    const heldRss = rssMb(gw.pid);
+    const t = performance.now();
+    await publish();
+    const signedAt = performance.now();
+    await Promise.all(held);
+    return { idleRssMb: idle, heldRssMb: heldRss, mbPer1000: ((heldRss - idle) / N) * 1000, toldMs: lastTold - signedAt, publishMs: signedAt - t, told, failed };
+  }
+
+  async function pollRound() {
+    const after = await currentVersion();
+    let told = 0;
+    let lastTold = 0;
+    let requests = 0;
+    const stop = new AbortController();
+    let signedAt = Infinity;
+    const loops = devs.map(async (d, i) => {
+      await Bun.sleep((i / N) * POLL * 1000); // spread, as jittered devices are
+      for (;;) {
+        if (stop.signal.aborted) return;
+        try {
+          const r = await devFetch(d, "/repo/timestamp.json", stop.signal);
+          requests++;
+          const v = ((await r.json()) as { signed: { version: number } }).signed.version;
+          if (v > after && performance.now() >= signedAt) { told++; lastTold = performance.now(); return; }
+        } catch {
+          if (stop.signal.aborted) return;
+        }
+        await Bun.sleep(POLL * 1000);
+      }
+    });
+    await Bun.sleep(POLL * 1000 * 2);
+    const r0 = requests;
+    const w0 = performance.now();
+    await publish();
+    signedAt = performance.now();
+    const idleRps = ((requests - r0) / (signedAt - w0)) * 1000;
+    const deadline = performance.now() + POLL * 1000 * 3;
+    while (told < N && performance.now() < deadline) await Bun.sleep(100);
+    stop.abort();
+    await Promise.all(loops);
+    return { toldMs: lastTold - signedAt, told, requestsPerSecond: idleRps };
+  }
+
+  const push: Awaited<ReturnType<typeof pushRound>>[] = [];
+  const poll: Awaited<ReturnType<typeof pollRound>>[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const side of r % 2 === 0 ? ["push", "poll"] : ["poll", "push"]) {
+      Bun.spawnSync(["sync"]);
+      if (side === "push") push.push(await pushRound());
+      else poll.push(await pollRound());
+      log(`round ${r + 1} ${side}: ${JSON.stringify(side === "push" ? push.at(-1) : poll.at(-1))}`);
+    }
+  }
+  const best = <T>(xs: T[], key: (x: T) => number) => xs.reduce((a, b) => (key(b) < key(a) ? b : a));
+  const bp = best(push, (x) => x.toldMs);
+  const bq = best(poll, (x) => x.toldMs);
+  const mb = Math.min(...push.map((x) => x.mbPer1000));
+  console.log(`push (ours):   ${N} devices held; all told ${bp.toldMs.toFixed(0)} ms after signing (goal < 2000); gateway RSS ${bp.idleRssMb.toFixed(0)} MB idle, ${bp.heldRssMb.toFixed(0)} MB held: ${mb.toFixed(1)} MB per 1,000 held (goal < 10); ${bp.failed} failed`);
+  console.log(`polling every ${POLL}s (peer): all told ${bq.toldMs.toFixed(0)} ms after signing, ${bq.told}/${N}; ${bq.requestsPerSecond.toFixed(0)} requests/s while nothing changes`);
+  console.log(`ratio (time to all told, push/poll): ${(bp.toldMs / bq.toldMs).toFixed(3)}`);
+} finally {
+  await gw.stop();
+}
