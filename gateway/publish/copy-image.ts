@@ -19,6 +19,8 @@ import { ensureBlobs, ensureManifest, stagingStore, type Destination } from "./t
 export interface CopiedImage {
   manifest: FetchedManifest;
   platforms: Platform[];
+  /** Layer digests of a single image; empty for an index. */
+  layers: string[];
 }
 
 /**
@@ -38,6 +40,7 @@ export async function copyImage(
   const m = await src.getManifest(srcRepo, ref);
   const parsed = parseManifest(m.bytes, m.mediaType);
   let platforms: Platform[];
+  let layers: string[] = [];
   if (parsed.kind === "index") {
     if (opts.platform) {
       const child = selectPlatformManifest(parsed.index, opts.platform);
@@ -52,7 +55,8 @@ export async function copyImage(
     await ensureBlobs(dst, dstRepo, blobs, registrySource(src, srcRepo, stagingStore(dst)), sameRegistry ? { mountFrom: [srcRepo] } : {});
     const p = platformOfConfig(await src.getBlobBytes(srcRepo, parsed.manifest.config.digest, { maxBytes: 4 * 1024 * 1024 }));
     platforms = p ? [p] : [];
+    layers = parsed.manifest.layers.map((l) => l.digest);
   }
   await ensureManifest(dst, dstRepo, m);
-  return { manifest: { ...m, mediaType: parsed.mediaType }, platforms };
+  return { manifest: { ...m, mediaType: parsed.mediaType }, platforms, layers };
 }

@@ -44,6 +44,8 @@ export interface ResolvedImage {
   platforms: Platform[];
   /** Layer digest → unpacked bytes, where publish knows it. */
   uncompressedSizes: Record<string, number>;
+  /** Digests of the image's layers, when it is a single image (not an index). */
+  layers: string[];
   /** True when a build was already pushed for this commit and reused. */
   reused?: boolean;
 }
@@ -95,7 +97,7 @@ export class ImageResolver {
         const have = await builtImageFor(dst.client, repo, tag);
         if (have) {
           this.o.log(`image ${b.name}: ${registryHost}/${repo}:${tag} already pushed for this commit (${have.digest})`);
-          return { pinned: `${registryHost}/${repo}@${have.digest}`, from: b.from, source: "build", name: b.name, platforms: have.platforms, uncompressedSizes: {}, reused: true };
+          return { pinned: `${registryHost}/${repo}@${have.digest}`, from: b.from, source: "build", name: b.name, platforms: have.platforms, uncompressedSizes: {}, layers: have.layers, reused: true };
         }
       }
       const localTag = `${registryHost}/${repo}:${tag}`;
@@ -109,7 +111,7 @@ export class ImageResolver {
       });
       const r = await this.pushSaved(localTag, repo, tag, `${b.name.replaceAll("/", "_")}-build`);
       this.o.log(`image ${b.name}: ${dst.dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${tag} (${r.digest})`);
-      return { pinned: `${registryHost}/${repo}@${r.digest}`, from: b.from, source: "build", name: b.name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes };
+      return { pinned: `${registryHost}/${repo}@${r.digest}`, from: b.from, source: "build", name: b.name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes, layers: r.layers };
     });
   }
 
@@ -133,7 +135,7 @@ export class ImageResolver {
           const r = await this.pushSaved(written, dstRepo, tag, `${name.replaceAll("/", "_")}-local`);
           const pinned = `${registryHost}/${dstRepo}@${r.digest}`;
           this.o.log(`image ${written}: from the local engine (${local.id.slice(0, 19)}), ${dst.dryRun ? "would push" : "pushed"} as ${pinned}`);
-          return { pinned, from, source: "local", name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes };
+          return { pinned, from, source: "local", name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes, layers: r.layers };
         }
         localWhy = `${engineName(this.o.env)}: ${local.missing}`;
       }
@@ -143,7 +145,7 @@ export class ImageResolver {
         const c = await copyImage(this.o.clientFor(srcHost), ref.repository, referenceTarget(ref), dst, dstRepo, this.o.platform ? { platform: this.o.platform } : {});
         const pinned = `${registryHost}/${dstRepo}@${c.manifest.digest}`;
         this.o.log(`image ${from}: ${dst.dryRun ? "resolved" : "copied"} to ${pinned}`);
-        return { pinned, from, source: "registry", name, platforms: c.platforms, uncompressedSizes: {} };
+        return { pinned, from, source: "registry", name, platforms: c.platforms, uncompressedSizes: {}, layers: c.layers };
       } catch (cause) {
         const regWhere = mirror ? `${ref.registry} through its mirror ${mirror}` : ref.registry;
         const why = (cause as Error).message.replace(/^Cannot /, "cannot ");
@@ -163,7 +165,7 @@ export class ImageResolver {
       await ensureBlobs(dst, repo, [img.manifest.config, ...img.manifest.layers], img.source);
       await ensureManifest(dst, repo, { bytes: img.manifestBytes, mediaType: img.manifest.mediaType!, digest: img.digest }, tag);
       const p = platformOfConfig(img.configBytes);
-      return { digest: img.digest, platforms: p ? [p] : [], uncompressedSizes: img.uncompressedSizes };
+      return { digest: img.digest, platforms: p ? [p] : [], uncompressedSizes: img.uncompressedSizes, layers: img.manifest.layers.map((l) => l.digest) };
     } finally {
       await img.close();
     }
@@ -171,7 +173,7 @@ export class ImageResolver {
 }
 
 /** The image already pushed under `tag` for this commit, if it is an image (not an app artifact). */
-async function builtImageFor(client: RegistryClient, repo: string, tag: string): Promise<{ digest: string; platforms: Platform[] } | undefined> {
+async function builtImageFor(client: RegistryClient, repo: string, tag: string): Promise<{ digest: string; platforms: Platform[]; layers: string[] } | undefined> {
   const head = await client.headManifest(repo, tag).catch(() => undefined);
   if (!head) return undefined;
   try {
@@ -179,7 +181,7 @@ async function builtImageFor(client: RegistryClient, repo: string, tag: string):
     const p = parseManifest(m.bytes, m.mediaType);
     if (p.kind === "manifest" && p.manifest.artifactType === undefined && !p.manifest.config.mediaType.includes("empty")) {
       const platform = platformOfConfig(await client.getBlobBytes(repo, p.manifest.config.digest, { maxBytes: 4 * 1024 * 1024 }));
-      return { digest: m.digest, platforms: platform ? [platform] : [] };
+      return { digest: m.digest, platforms: platform ? [platform] : [], layers: p.manifest.layers.map((l) => l.digest) };
     }
   } catch {
     // unreadable: rebuild

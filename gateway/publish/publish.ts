@@ -267,12 +267,17 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     // ---- apps ----------------------------------------------------------------------------------
     const published: PublishedApp[] = [];
     const layerSizes: Record<string, Record<string, number>> = {};
+    // Layers whose unpacked size this run did not see (a reused build, a registry copy): earlier targets may know it.
+    const missingSizes: [string, string][] = [];
     for (const app of apps) {
       const compose = composes.get(app.name)!;
       const pinned = await pinCompose(compose, async (svc) => byService.get(`${app.name}/${svc.name}`)!.pinned);
-      const sizes: Record<string, number> = {};
-      for (const svc of compose.services) Object.assign(sizes, byService.get(`${app.name}/${svc.name}`)!.uncompressedSizes);
-      layerSizes[app.name] = sizes;
+      layerSizes[app.name] = {};
+      for (const svc of compose.services) {
+        const img = byService.get(`${app.name}/${svc.name}`)!;
+        Object.assign(layerSizes[app.name]!, img.uncompressedSizes);
+        for (const d of img.layers) if (!(d in img.uncompressedSizes)) missingSizes.push([app.name, d]);
+      }
       const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`) });
       const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };
       const manifest = appManifest({ digest: bundle.digest, size: bundle.size }, index);
@@ -304,6 +309,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     let targets: Record<string, TargetEntry>;
     for (let attempt = 1; ; attempt++) {
       const current = await admin.targets();
+      const known = knownLayerSizes(current.targets);
+      for (const [app, d] of missingSizes) if (known.has(d)) layerSizes[app]![d] = known.get(d)!;
       version = opts.version ?? nextVersion(current.targets);
       targets = makeTargets(
         {
@@ -349,6 +356,17 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** Layer digest → unpacked size, as earlier targets recorded them (a digest names the same bytes everywhere). */
+function knownLayerSizes(targets: Record<string, TargetEntry>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const t of Object.values(targets)) {
+    for (const app of Object.values(t.custom.docker_compose_apps ?? {})) {
+      for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) out.set(d, n);
+    }
+  }
+  return out;
 }
 
 /**

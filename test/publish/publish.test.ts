@@ -137,6 +137,11 @@ describe("gateway publish of the seed apps", () => {
     expect(again.pushed.blobs).toBe(0);
     expect(again.pushed.manifests).toBe(0);
     expect(again.version).toBeGreaterThan(first.version);
+    // The build was reused, not unpacked again: the unpacked layer sizes come from the earlier target.
+    expect(again.images.find((i) => i.name === "simple-app")!.reused).toBe(true);
+    const sizes = (r: PublishResult) => Object.values(r.targets)[0]!.custom.docker_compose_apps["simple-app"]!.uncompressedLayerSizes;
+    expect(Object.keys(sizes(first) ?? {}).length).toBeGreaterThan(0);
+    expect(sizes(again)).toEqual(sizes(first));
     const client = gatewayRegistry(gw);
     const a1 = await fetchApp(client, first.apps[0]!.uri);
     const a2 = await fetchApp(client, again.apps[0]!.uri);
