@@ -1,7 +1,7 @@
 /**
  * Loads a digest-pinned image from the blob store into the Docker Engine.
  *
- * `docker load` drops the registry digest (SPEC §5), so `repo@sha256:...` would
+ * `docker load` drops the registry digest, so `repo@sha256:...` would
  * never resolve offline and compose would try to pull. Instead each image gets
  * a local tag derived from its pinned digest, `<repository>:fioup-<32 hex>`,
  * which the app's `.fioup/images.yml` override points the service at. The

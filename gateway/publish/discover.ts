@@ -1,5 +1,5 @@
 /**
- * Finding what a containers repo publishes (SPEC §1): every top-level
+ * Finding what a containers repo publishes: every top-level
  * directory holding a compose file is an app named after the directory; every
  * top-level directory holding a Dockerfile builds an image of the same name.
  *

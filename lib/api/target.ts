@@ -1,5 +1,5 @@
 /**
- * The signed target entry (SPEC §2): what `gateway publish` makes, the gateway
+ * The signed target entry: what `gateway publish` makes, the gateway
  * signs into targets.json, and fioup and preload select from.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The compose-app format in the registry (SPEC §1), in one place so the
+ * The compose-app format in the registry, in one place so the
  * publisher (`gateway publish`) and the device (fioup, preload) agree on every
  * media type, annotation name and size limit. Shaped like Foundries.io's
  * composeapp so tooling that knows it can read ours.

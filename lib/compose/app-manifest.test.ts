@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { appManifest } from "./app-manifest.ts";
 
 describe("appManifest", () => {
-  test("has the exact composeapp shape of SPEC §1", () => {
+  test("has the exact shape of a composeapp app manifest", () => {
     const bundle = { digest: "sha256:" + "1".repeat(64), size: 1234 };
     const index = { digest: "sha256:" + "2".repeat(64), size: 56 };
     const { manifest, bytes, digest } = appManifest(bundle, index);

@@ -1,5 +1,5 @@
 /**
- * The compose-app artifact manifest (SPEC §1): an OCI image manifest with
+ * The compose-app artifact manifest: an OCI image manifest with
  * artifactType `application/vnd.fio+compose-app`, the empty config, and one
  * layer — the bundle — annotated with the bundle index's digest and size.
  * Serialised with a fixed key order so the same bundle gives the same app digest.

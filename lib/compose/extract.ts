@@ -1,5 +1,5 @@
 /**
- * Device-side bundle extraction (SPEC §4 Install): a bundle tgz is untrusted
+ * Device-side bundle extraction (the install step): a bundle tgz is untrusted
  * input until every file in it is checked against the bundle index, whose
  * digest the signed app manifest pins. Extraction streams the tgz into a temp
  * dir beside the destination and renames it into place only when everything
@@ -53,7 +53,7 @@ export interface ExtractBundleOptions {
   dest: string;
   /** Largest single file, bytes. Default 256 MiB. */
   maxFileSize?: number;
-  /** Largest sum of file sizes, bytes. Default 1 GiB (the bundle limit of SPEC §1). */
+  /** Largest sum of file sizes, bytes. Default 1 GiB (the bundle limit, MAX_BUNDLE_BYTES). */
   maxTotalSize?: number;
   /** Most entries. Default 10 000. */
   maxEntries?: number;

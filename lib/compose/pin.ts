@@ -1,5 +1,5 @@
 /**
- * Pinning makes an app version immutable (SPEC §1): every service image is
+ * Pinning makes an app version immutable: every service image is
  * rewritten to `<registry>/<path>@sha256:<manifest digest>` as resolved at
  * publish time, and `build:` sections are dropped (the device never builds).
  * An interpolated file keeps its resolved values, with `$` written as `$$`.
