@@ -1,5 +1,5 @@
 /**
- * `gateway publish` end to end: the three seed apps from test/fixtures/containers published to
+ * `gateway publish` end to end: the three example apps from test/fixtures/containers published to
  * a real gateway (embedded registry, TUF targets), with images built by a real dockerd and a
  * "third-party" nginx:alpine served by a real docker-registry.
  */
@@ -54,7 +54,7 @@ afterAll(async () => {
   await Promise.all([gw?.stop(), upstream?.stop(), dockerd?.stop()]);
 }, 180_000);
 
-describe("gateway publish of the seed apps", () => {
+describe("gateway publish of the example apps", () => {
   test("every top-level dir with a compose file is an app, with a digest-pinned URI in the factory registry", () => {
     expect(first.apps.map((a) => a.name)).toEqual(["hello-world-app", "httpd", "simple-app"]);
     for (const a of first.apps) expect(a.uri).toMatch(new RegExp(`^${gw.host.replace(/\./g, "\\.")}/main/${a.name}@sha256:[0-9a-f]{64}$`));
