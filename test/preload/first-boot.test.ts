@@ -9,7 +9,7 @@
  * its first update fetches only the blobs that changed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
 import {
@@ -119,6 +119,19 @@ describe("a preloaded image on first boot", () => {
     const d = await collectCli(device.spawn(["daemon", "--cycles", "1"]), "fioup daemon --cycles 1");
     expect(d.code, d.stderr).toBe(0);
     expect(d.stderr).toContain(`started ${A}`);
+    expect(await running()).toEqual({ [A]: `${A} v1`, [B]: `${B} v1`, [C]: undefined });
+
+    // The owner narrows the shortlist in /etc/sota/conf.d: the next daemon start stops B; widening it brings B back.
+    const owner = join(device.root, "etc/sota/conf.d/90-owner.toml");
+    mkdirSync(join(owner, ".."), { recursive: true });
+    writeFileSync(owner, `[pacman]\ncompose_apps = "${A}"\n`);
+    const narrowed = await collectCli(device.spawn(["daemon", "--cycles", "1"]), "fioup daemon --cycles 1");
+    expect(narrowed.stderr).toContain(`stopped ${B}`);
+    expect(await running()).toEqual({ [A]: `${A} v1`, [B]: undefined, [C]: undefined });
+    const st2 = await device.fioup("status");
+    expect(st2.json.targetApps.find((a: { name: string }) => a.name === B)).toMatchObject({ status: "outside the shortlist", containersRunning: false });
+    rmSync(owner);
+    await collectCli(device.spawn(["daemon", "--cycles", "1"]), "fioup daemon --cycles 1");
     expect(await running()).toEqual({ [A]: `${A} v1`, [B]: `${B} v1`, [C]: undefined });
   }, 180_000);
 
