@@ -186,6 +186,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       }),
       ...(opts.limits ? { limits: opts.limits } : {}),
     });
+    gw.metrics.connections = server.stats;
     const publicBase = publicUrl
       ? publicUrl.origin
       : `https://${wildcard ? urlHost(certHosts[0]!) : urlHost(server.host)}:${server.port}`;

@@ -43,5 +43,10 @@ describe("metrics", () => {
     expect(text).toContain('gateway_requests_total{route="/events",status="200"} 2');
     expect(text).toContain('gateway_requests_total{route="/events",status="400"} 1');
     expect(text).toContain("# TYPE gateway_devices gauge\ngateway_devices 7");
+    expect(text).not.toContain("gateway_connections_open");
+    m.connections = () => ({ open: 3, unauthenticated: 1, capped: 5, timedOut: 2 });
+    const withConns = m.render({});
+    expect(withConns).toContain("# TYPE gateway_connections_open gauge\ngateway_connections_open 3");
+    expect(withConns).toContain("# TYPE gateway_connections_timed_out_total counter\ngateway_connections_timed_out_total 2");
   });
 });

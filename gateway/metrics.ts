@@ -1,13 +1,31 @@
 /**
  * Prometheus counters kept in memory: requests by route and status. Gauges
- * (devices, events) are read from the store when /metrics is scraped.
+ * (devices, events) are read from the store when /metrics is scraped, and the
+ * transport's connection counts from the function it was given.
  *
  * @module
  */
 import { ServedBytes } from "./registry/served-bytes.ts";
 
+/** What the transport reports about its connections (gateway/transport's `Listening.stats`). */
+export interface ConnectionCounts {
+  open: number;
+  unauthenticated: number;
+  capped: number;
+  timedOut: number;
+}
+
+/** A value for render(): a gauge unless said to be a counter. */
+export interface Sample {
+  help: string;
+  value: number;
+  type?: "gauge" | "counter";
+}
+
 export class Metrics {
   readonly #requests = new Map<string, number>();
+  /** Set by whoever runs a transport; /metrics shows its connection counts. */
+  connections: (() => ConnectionCounts) | undefined;
   /** Registry bytes served per client: what devices downloaded, counted by the gateway. */
   readonly registryBytes = new ServedBytes();
   readonly started = Date.now();
@@ -21,7 +39,7 @@ export class Metrics {
     return this.#requests.get(`${route}\u0000${status}`) ?? 0;
   }
 
-  render(gauges: Record<string, { help: string; value: number }>): string {
+  render(gauges: Record<string, Sample>): string {
     const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
     const lines = ["# HELP gateway_requests_total HTTP requests by route and status", "# TYPE gateway_requests_total counter"];
     for (const [key, n] of this.#requests) {
@@ -29,11 +47,21 @@ export class Metrics {
       lines.push(`gateway_requests_total{route="${esc(route!)}",status="${status}"} ${n}`);
     }
     lines.push(...this.registryBytes.render());
-    for (const [name, g] of Object.entries({
+    const conns = this.connections?.();
+    const samples: Record<string, Sample> = {
       gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (Date.now() - this.started) / 1000 },
+      ...(conns
+        ? {
+            gateway_connections_open: { help: "Open client connections", value: conns.open },
+            gateway_connections_unauthenticated: { help: "Open connections whose client has not authenticated", value: conns.unauthenticated },
+            gateway_connections_capped_total: { help: "Connections closed by a connection cap", value: conns.capped, type: "counter" },
+            gateway_connections_timed_out_total: { help: "Connections cut by a head, body or stall deadline", value: conns.timedOut, type: "counter" },
+          }
+        : {}),
       ...gauges,
-    })) {
-      lines.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.value}`);
+    };
+    for (const [name, g] of Object.entries(samples)) {
+      lines.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} ${g.type ?? "gauge"}`, `${name} ${g.value}`);
     }
     return lines.join("\n") + "\n";
   }

@@ -111,6 +111,9 @@ test(
     // The ones that got as far as a request were told why.
     expect(bodies.filter((r) => /^HTTP\/1\.1 408 /.test(r.text)).length).toBeGreaterThan(CLIENTS / 2 - 10);
     expect(Math.max(...checkins)).toBeLessThan(1000);
+    // What an operator sees: the cut connections are counted on /metrics.
+    const metrics = await (await fetch(`${gw.url}/metrics`, { tls: { ca: gw.caPem } } as RequestInit)).text();
+    expect(Number(/^gateway_connections_timed_out_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(CLIENTS);
   },
   (BODY_S + 60) * 1000,
 );
