@@ -119,6 +119,17 @@ export class RequestLoop {
     if (!c.responding) c.disarm(); // the client delivered; the time the handler takes is ours
   }
 
+  /** The app's verdict; if the hook fails (its store is down), the request goes on unauthenticated and the app answers it. */
+  async #admit(head: RequestHead, env: Bindings, c: Connection): Promise<Admission> {
+    if (!this.#opts.admit) return { authenticated: c.authenticated };
+    try {
+      return await this.#opts.admit(requestInfo(head), env);
+    } catch (err) {
+      console.error("gateway: admission failed:", err);
+      return { authenticated: false };
+    }
+  }
+
   async #handle(c: Connection, head: RequestHead, rest: Uint8Array): Promise<void> {
     const method = head.method;
     const bodyMethod = method !== "GET" && method !== "HEAD";
@@ -147,7 +158,7 @@ export class RequestLoop {
         if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
       }
       if (peer) env.peer = peer;
-      const admission: Admission = this.#opts.admit ? await this.#opts.admit(requestInfo(head), env) : { authenticated: c.authenticated };
+      const admission = await this.#admit(head, env, c);
       if (c.closed || c.ending) return;
       if (admission.authenticated && !c.authenticated) {
         c.authenticated = true;
