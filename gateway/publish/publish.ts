@@ -237,7 +237,11 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       try {
         return "build" in p ? await images.build(p.build) : await images.image(svc.image!, p.ref);
       } catch (err) {
-        if (err instanceof ImageResolveError) throw new ImageResolveError(`${err.message} (service "${svcName}" in app "${app.name}")`, { cause: err });
+        if (err instanceof ImageResolveError) {
+          // Same class (ImageNotFoundError stays one), now saying which service wanted it.
+          const Same = err.constructor as new (message: string, options?: ErrorOptions) => ImageResolveError;
+          throw new Same(`${err.message} (service "${svcName}" in app "${app.name}")`, { cause: err.cause ?? err });
+        }
         throw err;
       }
     };

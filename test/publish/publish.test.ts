@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { ImageNotFoundError } from "../../gateway/publish/images.ts";
 import { publish, type PublishOptions, type PublishResult } from "../../gateway/publish/publish.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
@@ -246,6 +247,7 @@ describe("gateway publish errors publish nothing", () => {
   test("an image that does not resolve names the service and the reference", async () => {
     const r = await containersRepo({ "web/docker-compose.yml": "services:\n  front:\n    image: nginx:no-such-tag\n" });
     const err = await publish(opts({ containersDir: r })).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(ImageNotFoundError);
     // One sentence: where publish looked (the local engine, then the registry through its mirror), once each.
     expect((err as Error).message).toMatch(/^Cannot find image "nginx:no-such-tag"\. Looked in the local engine at .*: not there; and in docker\.io through its mirror .*: .*404.* \(service "front" in app "web"\)$/);
     expect((err as Error).message.match(/404/g)).toHaveLength(1);
