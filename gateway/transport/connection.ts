@@ -23,11 +23,11 @@ export interface WireSocket {
  * - `head`: the next request head must be complete by then (answered 408 if part of it came).
  * - `body`: the current request's body must be complete by then (408).
  * - `stall`: progress must be made by then; re-armed on each read (body) or write (answer), suspended while we paused reading.
- * - `closing`: the connection is ending; cut it if the client has not closed by then.
+ * - `closing`: the connection is ending; cut it if the client has not closed by then (re-armed while the last answer is still flushing).
  */
 export type DeadlineKind = "head" | "body" | "stall" | "closing";
 
-/** How long an ending connection may take to flush and close before it is cut. */
+/** How long an ending connection may go without taking any of its last answer, or without closing, before it is cut. */
 export const CLOSING_MS = 2_000;
 
 export class Connection {
@@ -71,13 +71,13 @@ export class Connection {
   /** Sets the one deadline of this connection. */
   arm(kind: DeadlineKind, ms: number): void {
     this.deadlineKind = kind;
-    if (kind === "stall") this.stallMs = ms;
+    if (kind === "stall" || kind === "closing") this.stallMs = ms;
     this.deadline = Date.now() + ms;
   }
 
-  /** Bytes moved: a `stall` deadline starts over. */
+  /** Bytes moved: a `stall` deadline starts over, and so does `closing` while the last answer still flushes. */
   progress(): void {
-    if (this.deadlineKind === "stall") this.deadline = Date.now() + this.stallMs;
+    if (this.deadlineKind === "stall" || this.deadlineKind === "closing") this.deadline = Date.now() + this.stallMs;
   }
 
   disarm(): void {
