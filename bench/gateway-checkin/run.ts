@@ -7,7 +7,7 @@
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll] [--rounds 2]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll] [--rounds 2]
  * (each server is run --rounds times, servers alternating, and its best round counts: the machine is shared)
  * (with --db, an empty database: the gateway is bound to this run's CA).
  */
@@ -26,6 +26,7 @@ const { values } = parseArgs({
   options: {
     devices: { type: "string", default: "1000000" },
     clients: { type: "string", default: "32" },
+    certs: { type: "string", default: "10000" },
     seconds: { type: "string", default: "10" },
     db: { type: "string" },
     modes: { type: "string", default: "keepalive,newconn,poll" },
@@ -34,6 +35,8 @@ const { values } = parseArgs({
 });
 const SEEDED = Number(values.devices);
 const CLIENTS = Number(values.clients);
+/** Distinct device certificates the clients cycle through (a fleet's cache misses, not 32 hot devices). */
+const CERTS = Math.max(Number(values.certs), CLIENTS);
 const SECONDS = Number(values.seconds);
 const here = import.meta.dir;
 const bun = process.execPath;
@@ -92,7 +95,8 @@ try {
     await sql.close();
   }
   const devices: { cert: string; key: string }[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
+  for (let i = 0; i < CERTS; i++) {
+    if (i && i % 2000 === 0) log(`issued ${i}/${CERTS} device certificates`);
     const k = await makeDeviceCsr();
     const issued = await signDeviceCsr(data.ca, k.csrPem, { uuid: k.uuid, factory: "main" });
     await store.putDevice({ uuid: k.uuid, name: `bench-${i}`, hardwareId: "amd64-linux", factory: "main", tags: ["main"], certSerial: issued.serial });
@@ -103,7 +107,7 @@ try {
   log(`seeded ${seededCount} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   // 2. Servers, each in its own process.
-  const gwProc = Bun.spawn([bun, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", ...(values.db ? ["--db", values.db] : [])], {
+  const gwProc = Bun.spawn([bun, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000), ...(values.db ? ["--db", values.db] : [])], {
     stderr: "pipe",
     stdout: "ignore",
   });
@@ -154,7 +158,7 @@ try {
     for (const [name] of servers) rows.push(`${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(results[name]!)}  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve`);
   }
   console.log(
-    `devices in DB: ${seededCount}; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
+    `devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
       `newconn = a new TLS connection per request; poll = the GET alone, kept alive; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
   for (const r of rows) console.log(r);
