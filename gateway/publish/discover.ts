@@ -65,7 +65,7 @@ export async function discover(containersDir: string): Promise<{ apps: AppDir[];
     if (hasDockerfile) builds.push({ name, dir });
   }
   if (apps.length === 0) {
-    throw new NothingToPublishError(`Nothing to publish in ${containersDir}: no top-level directory holds a docker-compose.yml`);
+    throw new NothingToPublishError(`Nothing to publish in ${containersDir}: no top-level directory holds a docker-compose.yml, compose.yml or compose.yaml`);
   }
   return { apps, builds };
 }
