@@ -1,10 +1,13 @@
 /**
  * Load: many simulated devices, each with its own key and client certificate
  * (registered through POST /devices like fioup does), check in and post
- * events over real mTLS against one gateway for a fixed time. Afterwards:
- * no 5xx, and every event the gateway acknowledged is in its database; then
- * the gateway is SIGKILLed, restarted on the same data dir, and everything
- * acknowledged is still there (and served by the admin API).
+ * events over real mTLS against one gateway for a fixed time. Halfway through,
+ * while requests are in flight, the gateway is SIGKILLed and restarted on the
+ * same data dir and port. A device whose post was not acknowledged (connection
+ * cut, refused while down, 5xx) sends the same batch again, as fioup's event
+ * queue does. Afterwards: every acknowledged event is stored, none is stored
+ * twice, and the admin API serves them. The database is read directly
+ * (SQLite file, or PostgreSQL with OTA_TEST_DB=postgres).
  *
  * Run: `bun bench/reliability/load.ts [--devices N] [--seconds S] [--concurrency C]`
  * (defaults 10000 devices, 60 s, 64 in flight). Prints a JSON summary on stdout.
@@ -12,9 +15,11 @@
  * @module
  */
 import { Database } from "bun:sqlite";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
+import { run } from "../../test/harness/tmp.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 
 export interface LoadOptions {
@@ -42,6 +47,15 @@ export interface LoadResult {
   /** Acked events missing from the database before and after the SIGKILL + restart. */
   lostBeforeKill: number;
   lostAfterRestart: number;
+  /** Events stored (rows) for the simulated devices after the run, and rows beyond one per event id. */
+  eventsStored: number;
+  duplicates: number;
+  /** Posts that failed while the gateway was being killed and restarted, all sent again. */
+  retriedPosts: number;
+  /** Batches still unacknowledged at the end (sent again until acknowledged, for up to 60 s). */
+  unacked: number;
+  /** Seconds from the SIGKILL until the restarted gateway listened. */
+  downSeconds: number;
   /** Devices sampled through the admin API after the restart, and how many showed all their events. */
   adminSampled: number;
   adminComplete: number;
@@ -52,6 +66,24 @@ interface Dev {
   cert: string;
   key: string;
   acked: string[];
+  /** A batch sent but not acknowledged: sent again, unchanged, on the device's next turn. */
+  pending?: { ids: string[]; body: string };
+  /** A request of this device is in flight (a real device sends one batch at a time). */
+  busy?: boolean;
+}
+
+let seq = 0;
+/** A new batch of 1 to 5 events for `d` (ids unique across the run). */
+function newBatch(d: Dev): { ids: string[]; body: string } {
+  const n = 1 + (seq % 5);
+  const ids = Array.from({ length: n }, () => `ev-${++seq}`);
+  const evs = ids.map((id) => ({
+    id,
+    deviceTime: new Date().toISOString(),
+    eventType: { id: "EcuDownloadStarted", version: 0 },
+    event: { correlationId: `load-${d.uuid.slice(0, 8)}`, targetName: "amd64-linux-1", version: "1" },
+  }));
+  return { ids, body: JSON.stringify(evs) };
 }
 
 function tlsFetch(gw: GatewayHandle, d: Dev | undefined, path: string, init: RequestInit = {}): Promise<Response> {
@@ -74,16 +106,28 @@ async function pool<T>(items: T[], n: number, fn: (t: T, i: number) => Promise<v
   );
 }
 
-function ackedMissing(dataDir: string, devs: Dev[]): number {
+/** Every stored event of the gateway as `device/id` (one entry per row). */
+async function storedEvents(dataDir: string): Promise<string[]> {
+  const pgFile = join(dataDir, ".harness-db");
+  if (existsSync(pgFile)) {
+    const url = readFileSync(pgFile, "utf8").trim();
+    const r = await run(["psql", url, "-At", "-c", "SELECT device_uuid || '/' || id FROM events"]);
+    return r.stdout.split("\n").filter(Boolean);
+  }
   const db = new Database(join(dataDir, "gateway.db"), { readonly: true });
   try {
-    const have = new Set(db.query<{ k: string }, []>("SELECT device_uuid || '/' || id AS k FROM events").all().map((r) => r.k));
-    let missing = 0;
-    for (const d of devs) for (const id of d.acked) if (!have.has(`${d.uuid}/${id}`)) missing++;
-    return missing;
+    return db.query<{ k: string }, []>("SELECT device_uuid || '/' || id AS k FROM events").all().map((r) => r.k);
   } finally {
     db.close();
   }
+}
+
+async function ackedMissing(dataDir: string, devs: Dev[]): Promise<{ missing: number; stored: number; duplicates: number }> {
+  const rows = (await storedEvents(dataDir)).filter((k) => k.includes("/ev-"));
+  const have = new Set(rows);
+  let missing = 0;
+  for (const d of devs) for (const id of d.acked) if (!have.has(`${d.uuid}/${id}`)) missing++;
+  return { missing, stored: rows.length, duplicates: rows.length - have.size };
 }
 
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
@@ -114,14 +158,34 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     let networkErrors = 0;
     let checkIns = 0;
     let eventPosts = 0;
-    let seq = 0;
-    const end = Date.now() + opts.seconds * 1000;
+    let retriedPosts = 0;
+    let down = false;
+    const started = Date.now();
+    const end = started + opts.seconds * 1000;
+    // Halfway: SIGKILL with requests in flight, restart on the same data dir and port.
+    let downSeconds = 0;
+    let lostBeforeKill = 0;
+    const killer = (async () => {
+      await Bun.sleep((opts.seconds * 1000) / 2);
+      down = true;
+      const k0 = performance.now();
+      await gw.kill();
+      gw = await startGateway({ dataDir: gw.dataDir });
+      downSeconds = (performance.now() - k0) / 1000;
+      down = false;
+      log(`gateway SIGKILLed under load and restarted in ${downSeconds.toFixed(1)} s`);
+    })();
     await Promise.all(
       Array.from({ length: opts.concurrency }, async (_, w) => {
         let turn = 0;
         while (Date.now() < end) {
           const d = devs[(w + turn * opts.concurrency) % devs.length]!;
           turn++;
+          if (d.busy) {
+            await Bun.sleep(0);
+            continue;
+          }
+          d.busy = true;
           const s = performance.now();
           try {
             let res: Response;
@@ -129,37 +193,59 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
               res = await tlsFetch(gw, d, "/repo/timestamp.json", { headers: { "x-ats-target": "amd64-linux-1" } });
               checkIns++;
             } else {
-              const n = 1 + (seq % 5);
-              const ids = Array.from({ length: n }, () => `ev-${++seq}`);
-              const evs = ids.map((id) => ({
-                id,
-                deviceTime: new Date().toISOString(),
-                eventType: { id: "EcuDownloadStarted", version: 0 },
-                event: { correlationId: `load-${d.uuid.slice(0, 8)}`, targetName: "amd64-linux-1", version: "1" },
-              }));
-              res = await tlsFetch(gw, d, "/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(evs) });
+              if (d.pending) retriedPosts++;
+              d.pending ??= newBatch(d);
+              const batch = d.pending;
+              res = await tlsFetch(gw, d, "/events", { method: "POST", headers: { "content-type": "application/json" }, body: batch.body });
               eventPosts++;
-              if (res.ok) d.acked.push(...ids);
+              if (res.ok) {
+                d.acked.push(...batch.ids);
+                d.pending = undefined;
+              }
             }
             await res.arrayBuffer();
             status[res.status] = (status[res.status] ?? 0) + 1;
             lat.push(performance.now() - s);
           } catch {
             networkErrors++;
+            if (down) await Bun.sleep(50);
+          } finally {
+            d.busy = false;
           }
         }
       }),
     );
+    await killer;
+    // Devices send what was not acknowledged until it is (as fioup's queue does), for up to 60 s.
+    const resendUntil = Date.now() + 60_000;
+    for (let left = devs.filter((d) => d.pending); left.length && Date.now() < resendUntil; left = devs.filter((d) => d.pending)) {
+      await pool(left, opts.concurrency, async (d) => {
+        retriedPosts++;
+        try {
+          const res = await tlsFetch(gw, d, "/events", { method: "POST", headers: { "content-type": "application/json" }, body: d.pending!.body });
+          await res.arrayBuffer();
+          if (res.ok) {
+            d.acked.push(...d.pending!.ids);
+            d.pending = undefined;
+          }
+        } catch {
+          networkErrors++;
+        }
+      });
+    }
+    const unacked = devs.filter((d) => d.pending).length;
     lat.sort((a, b) => a - b);
     const requests = lat.length;
     const eventsAcked = devs.reduce((n, d) => n + d.acked.length, 0);
     log(`${requests} requests in ${opts.seconds} s; ${eventsAcked} events acknowledged; statuses ${JSON.stringify(status)}; network errors ${networkErrors}`);
 
-    // 3. Everything acknowledged is in the database; SIGKILL; restart; still there.
-    const lostBeforeKill = ackedMissing(gw.dataDir, devs);
+    // 3. Everything acknowledged is in the database once; SIGKILL again (idle); restart; still there.
+    const live = await ackedMissing(gw.dataDir, devs);
+    lostBeforeKill = live.missing;
     await gw.kill();
     gw = await startGateway({ dataDir: gw.dataDir });
-    const lostAfterRestart = ackedMissing(gw.dataDir, devs);
+    const after = await ackedMissing(gw.dataDir, devs);
+    const lostAfterRestart = after.missing;
     const sample = devs.filter((d) => d.acked.length > 0).slice(0, 50);
     let adminComplete = 0;
     for (const d of sample) {
@@ -184,6 +270,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       p99ms: Math.round(lat[Math.floor(requests * 0.99)] ?? 0),
       lostBeforeKill,
       lostAfterRestart,
+      eventsStored: after.stored,
+      duplicates: after.duplicates,
+      retriedPosts,
+      unacked,
+      downSeconds: Math.round(downSeconds * 10) / 10,
       adminSampled: sample.length,
       adminComplete,
     };
@@ -199,5 +290,5 @@ if (import.meta.main) {
   };
   const r = await runLoad({ devices: arg("devices", 10_000), seconds: arg("seconds", 60), concurrency: arg("concurrency", 64) });
   console.log(JSON.stringify(r, null, 2));
-  process.exit(r.serverErrors === 0 && r.lostBeforeKill === 0 && r.lostAfterRestart === 0 ? 0 : 1);
+  process.exit(r.lostBeforeKill === 0 && r.lostAfterRestart === 0 && r.duplicates === 0 && r.unacked === 0 ? 0 : 1);
 }
