@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeFileAtomic, writeFileAtomicSync } from "./atomic-write.ts";
+import { renameDurable, writeFileAtomic, writeFileAtomicSync } from "./atomic-write.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "atomic-write-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -46,5 +46,16 @@ describe.each([
     await expect(Promise.resolve().then(() => write(join(sub, "dir-in-the-way", "x"), "new"))).rejects.toThrow();
     expect(readFileSync(join(sub, "f"), "utf8")).toBe("old");
     expect(readdirSync(sub).sort()).toEqual(["dir-in-the-way", "f"]);
+  });
+});
+
+describe("renameDurable", () => {
+  test("moves a finished file over the destination", async () => {
+    const src = join(dir, "finished.tmp");
+    writeFileSync(src, "blob");
+    writeFileSync(join(dir, "blob"), "old");
+    await renameDurable(src, join(dir, "blob"));
+    expect(readFileSync(join(dir, "blob"), "utf8")).toBe("blob");
+    expect(readdirSync(dir)).not.toContain("finished.tmp");
   });
 });

@@ -93,6 +93,28 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, opt
   }
 }
 
+/**
+ * Moves a finished file (written by the caller, e.g. a verified download) over
+ * `dest` durably: fsync the file, rename it, fsync the directory. Both must be
+ * on the same filesystem.
+ *
+ * @example
+ * ```ts
+ * await renameDurable("/var/sota/reset-apps/ingest/abc.partial", "/var/sota/reset-apps/blobs/sha256/abc");
+ * ```
+ * @throws {NodeJS.ErrnoException} If the file cannot be opened or renamed.
+ */
+export async function renameDurable(file: string, dest: string): Promise<void> {
+  const fh = await open(file, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(file, dest);
+  await syncDir(dirname(dest));
+}
+
 /** Makes a rename or a new entry in `dir` durable. Never throws: some filesystems refuse a directory fsync. */
 export async function syncDir(dir: string): Promise<void> {
   try {

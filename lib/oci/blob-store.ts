@@ -6,8 +6,9 @@
  *
  * @module
  */
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { renameDurable, writeFileAtomic } from "../fs/atomic-write.ts";
 import { Digester, digestBytes, digestFile, DigestMismatchError, parseDigest } from "./digest.ts";
 import { RegistryError, type RegistryClient } from "./registry-client.ts";
 
@@ -160,14 +161,7 @@ export class BlobStore {
     const digest = digestBytes(bytes, algorithm);
     if (expected && digest !== expected) throw new DigestMismatchError("Cannot store blob", expected, digest);
     if (await this.has(digest)) return digest;
-    await mkdir(this.ingestDir, { recursive: true });
-    const tmp = join(this.ingestDir, `${crypto.randomUUID()}.tmp`);
-    try {
-      await Bun.write(tmp, bytes);
-      await this.moveIn(tmp, digest);
-    } finally {
-      await rm(tmp, { force: true });
-    }
+    await writeFileAtomic(this.path(digest), bytes);
     return digest;
   }
 
@@ -191,11 +185,11 @@ export class BlobStore {
     await this.moveIn(tmpPath, digest);
   }
 
-  /** Renames a verified file into place (atomic; an existing blob is the same content). */
+  /** Moves a verified file into place, atomically and durably (an existing blob is the same content). */
   private async moveIn(tmpPath: string, digest: string): Promise<void> {
     const dest = this.path(digest);
     await mkdir(join(dest, ".."), { recursive: true });
-    await rename(tmpPath, dest);
+    await renameDurable(tmpPath, dest);
   }
 
   /** Deletes a blob (and any partial download of it). */
