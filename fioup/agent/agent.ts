@@ -13,7 +13,11 @@
  */
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { feedbackOf, ActivityStore, type Activity } from "./activity.ts";
-import { activate, applyAll, cleanup, download, identify, IdentificationError, recoverActivity, rollback, update, ApplyFailedError, type ApplyDeps } from "./apply.ts";
+import { ApplyFailedError, type ApplyDeps } from "./_phase.ts";
+import { identify, IdentificationError } from "./identify.ts";
+import { activate, applyAll, cleanup, download, update } from "./phases.ts";
+import { recoverActivity } from "./recover.ts";
+import { rollback } from "./rollback.ts";
 import type { AgentConfig } from "./config.ts";
 import { ContainerEngine } from "./container-engine.ts";
 import { currentState, readContainers } from "./current-state.ts";

@@ -39,6 +39,7 @@ export interface ImageSourceOptions {
 /** Pulls into the store and loads into the engine; one instance per agent (it caches registry tokens). */
 export class ImageSource {
   private readonly store: BlobStore;
+  private readonly inflight = new Map<string, { promise: Promise<string>; listeners: Set<(done: number, total: number) => void> }>();
 
   constructor(private readonly o: ImageSourceOptions) {
     this.store = new BlobStore(o.storeRoot);
@@ -71,6 +72,23 @@ export class ImageSource {
    * @throws {ImagePullError}
    */
   async ensure(ref: string, opts: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<string> {
+    // Components often share an image: one pull per reference, its progress to every caller.
+    let pending = this.inflight.get(ref);
+    if (!pending) {
+      const listeners = new Set<(done: number, total: number) => void>();
+      const promise = this.fetch(ref, { ...(opts.signal ? { signal: opts.signal } : {}), onProgress: (d, t) => listeners.forEach((l) => l(d, t)) });
+      pending = { promise, listeners };
+      this.inflight.set(ref, pending);
+      promise.then(
+        () => this.inflight.delete(ref),
+        () => this.inflight.delete(ref),
+      );
+    }
+    if (opts.onProgress) pending.listeners.add(opts.onProgress);
+    return await pending.promise;
+  }
+
+  private async fetch(ref: string, opts: { signal?: AbortSignal; onProgress: (done: number, total: number) => void }): Promise<string> {
     try {
       const have = await this.local(ref);
       if (have) return have;
@@ -78,7 +96,7 @@ export class ImageSource {
       const pulled = await pullImage(this.client(parsed.registry), parsed.repository, referenceTarget(parsed), this.store, {
         ...(this.o.platform ? { platform: this.o.platform } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        onProgress: opts.onProgress,
         retries: 2,
       });
       // The reference as written, pinned to what was pulled: the loader's local tag comes from it.

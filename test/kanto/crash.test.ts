@@ -43,7 +43,7 @@ async function versions(): Promise<(string | undefined)[]> {
 
 describe("fioup agent after a crash or a broker restart", () => {
   test("SIGKILL mid-apply, then restart: the containers are all new or all old, and the feedback says which", async () => {
-    expect((await rig.apply("crash-base", desired("v0"))).status).toBe("COMPLETED");
+    expect(await rig.apply("crash-base", desired("v0"))).toMatchObject({ status: "COMPLETED" });
     let current = "v0";
     const outcomes: string[] = [];
     // Kill after more and more feedback messages: early (identify/download), during update, during activation.
@@ -76,7 +76,7 @@ describe("fioup agent after a crash or a broker restart", () => {
     }
     console.error(`kill outcomes: ${outcomes.join(", ")}`);
     // The next desired state applies normally after all that.
-    expect((await rig.apply("crash-after", desired("final"))).status).toBe("COMPLETED");
+    expect(await rig.apply("crash-after", desired("final"))).toMatchObject({ status: "COMPLETED" });
     expect(new Set(await versions())).toEqual(new Set(["final"]));
   }, 240_000);
 
@@ -106,7 +106,7 @@ describe("fioup agent after a crash or a broker restart", () => {
         );
         await client.subscribeAsync("containersupdate/desiredstatefeedback", { qos: 1 });
         await client.publishAsync("containersupdate/desiredstate", JSON.stringify({ activityId: id, payload: { domains: [{ id: "containers", components: desired("final") }] } }), { qos: 1 });
-        expect((await done).status).toBe("COMPLETED");
+        expect(await done).toMatchObject({ status: "COMPLETED" });
       } finally {
         await client.endAsync(true);
       }

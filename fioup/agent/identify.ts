@@ -1,0 +1,86 @@
+/**
+ * The first phase of an apply: read the desired state's containers domain
+ * (its config and components), diff it against the engine, and persist the
+ * activity with what it found (the old containers' IDs, whether they ran,
+ * their in-place settings) before anything changes.
+ *
+ * @module
+ */
+import { componentSpec, InvalidComponentError, type ContainerSpec } from "./component-config.ts";
+import { readContainers } from "./current-state.ts";
+import { ConflictError, diffContainers } from "./diff.ts";
+import { CONTAINERS_DOMAIN, type DesiredStateMessage } from "./messages.ts";
+import type { Activity } from "./activity.ts";
+import type { ApplyDeps } from "./_phase.ts";
+
+/** The desired state cannot be applied as sent: answered with IDENTIFICATION_FAILED and this message. */
+export class IdentificationError extends Error {
+  override name = "IdentificationError";
+}
+
+const DOMAIN_KEYS = ["systemContainers", "commandFlow"];
+
+/**
+ * Reads the desired state and plans it against the engine; persists the activity.
+ * @throws {IdentificationError} Bad domain config, bad component, duplicate names, a name owned by someone else.
+ */
+export async function identify(
+  d: ApplyDeps,
+  msg: DesiredStateMessage,
+  defaults: { systemContainers: string[]; commandFlow: boolean },
+): Promise<Activity> {
+  const domains = msg.payload.domains;
+  const di = domains.findIndex((x) => x.id === CONTAINERS_DOMAIN);
+  if (di < 0) throw new IdentificationError(`Cannot apply the desired state: it has no "${CONTAINERS_DOMAIN}" domain`);
+  const domain = domains[di]!;
+  let systemContainers = defaults.systemContainers;
+  let commandFlow = defaults.commandFlow;
+  (domain.config ?? []).forEach(({ key, value }, i) => {
+    const where = `payload.domains[${di}].config[${i}]`;
+    if (!DOMAIN_KEYS.includes(key)) throw new IdentificationError(`Cannot apply the desired state: ${where}: unknown key "${key}" (known: ${DOMAIN_KEYS.join(", ")})`);
+    if (key === "systemContainers") systemContainers = value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (key === "commandFlow") {
+      if (value !== "true" && value !== "false") throw new IdentificationError(`Cannot apply the desired state: ${where}: commandFlow must be true or false`);
+      commandFlow = value === "true";
+    }
+  });
+  const specs: ContainerSpec[] = [];
+  const names = new Set<string>();
+  for (const [i, c] of (domain.components ?? []).entries()) {
+    const where = `payload.domains[${di}].components[${i}] ("${c.id}")`;
+    if (names.has(c.id)) throw new IdentificationError(`Cannot apply the desired state: ${where}: the id appears twice`);
+    names.add(c.id);
+    try {
+      specs.push(componentSpec(c, where));
+    } catch (err) {
+      if (err instanceof InvalidComponentError) throw new IdentificationError(err.message.replace(/^Cannot use /, "Cannot apply the desired state: "));
+      throw err;
+    }
+  }
+  const current = await readContainers(d.engine, d.instance);
+  let planned;
+  try {
+    planned = diffContainers(specs, current, { instance: d.instance, systemContainers });
+  } catch (err) {
+    if (err instanceof ConflictError) throw new IdentificationError(err.message);
+    throw err;
+  }
+  const a: Activity = {
+    activityId: msg.activityId,
+    startedAt: new Date().toISOString(),
+    commandFlow,
+    phase: "identified",
+    status: "IDENTIFIED",
+    actions: planned.map((p) => ({
+      kind: p.kind,
+      name: p.name,
+      version: p.version,
+      ...(p.spec ? { spec: p.spec } : {}),
+      ...(p.current ? { old: { id: p.current.id, running: p.current.running, ...(p.current.update ? { update: p.current.update } : {}) } } : {}),
+      status: "IDENTIFIED",
+    })),
+  };
+  d.store.save(a);
+  return a;
+}
+

@@ -1,0 +1,57 @@
+/**
+ * Undoing an apply, from what identify recorded and the activity label only,
+ * so it is idempotent: run again after a crash in the middle of it, it ends
+ * the same.
+ *
+ * @module
+ */
+import { forEachLimit } from "../../lib/oci/image.ts";
+import { LABELS } from "./create-body.ts";
+import type { Activity } from "./activity.ts";
+import { CONCURRENCY, reason, setPhase, type ApplyDeps } from "./_phase.ts";
+
+/**
+ * Undoes whatever update and activate did: removes the activity's new
+ * containers, gives the old ones their names back, starts those that ran,
+ * restores in-place settings. The activity ends INCOMPLETE with `why`.
+ * Safe to run again after a crash in the middle of it.
+ */
+export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<void> {
+  setPhase(d, a, "rolling-back");
+  const errors: string[] = [];
+  const attempt = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(`${what}: ${reason(err)}`);
+    }
+  };
+  const created = (await d.engine.listContainers([`${LABELS.activity}=${a.activityId}`])).filter((c) => c.Labels?.[LABELS.owner] === d.instance);
+  await forEachLimit(created, CONCURRENCY, (c) => attempt(`remove ${c.Names[0] ?? c.Id}`, () => d.engine.removeContainer(c.Id)));
+  await forEachLimit(a.actions.filter((x) => x.old && x.kind !== "keep"), CONCURRENCY, async (x) => {
+    const old = x.old!;
+    await attempt(`restore ${x.name}`, async () => {
+      const s = await d.engine.containerDetails(old.id);
+      if (!s) throw new Error("the old container is gone");
+      if (s.Name.replace(/^\//, "") !== x.name) await d.engine.renameContainer(old.id, x.name);
+      if (x.kind === "update" && old.update) {
+        await d.engine.updateContainer(old.id, {
+          RestartPolicy: { Name: old.update.policy, MaximumRetryCount: old.update.maxRetries },
+          ...(old.update.memory ? { Memory: old.update.memory, MemorySwap: old.update.swap } : {}),
+          ...(old.update.reservation ? { MemoryReservation: old.update.reservation } : {}),
+        });
+      }
+      if (old.running && !s.State.Running) await d.engine.startContainer(old.id);
+    });
+  });
+  for (const x of a.actions) {
+    if (x.kind === "keep") continue;
+    if (x.status.endsWith("_FAILURE")) continue;
+    if (x.status !== "IDENTIFIED" && x.status !== "DOWNLOAD_SUCCESS") x.message = x.message ?? "rolled back";
+  }
+  a.status = "INCOMPLETE";
+  a.message = errors.length ? `${why}; rollback incomplete: ${errors.join("; ")}` : `${why}; the previous containers were restored`;
+  setPhase(d, a, "done");
+  d.onChange(a);
+}
+
