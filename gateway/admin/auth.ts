@@ -7,6 +7,7 @@
  * |---|---|
  * | publish | GET and POST /admin/targets; push and pull `<factory>/...` in the registry |
  * | admin | all of /admin (devices, tokens, targets, key rotation); the whole registry |
+ * | viewer | every GET under /admin (read-only: the dashboard's viewer sign-in); pull `<factory>/...` |
  *
  * Rotating the root key needs the offline root key, which no token carries.
  *
@@ -75,7 +76,8 @@ export const requireApiToken = createMiddleware<GatewayEnv>(async (c, next) => {
   if (!caller) throw new HTTPException(403, { message: "Admin token refused" });
   c.set("caller", caller);
   c.set("admin", true);
-  if (caller.role !== "admin" && !PUBLISH_ROUTES.some(([m, p]) => m === c.req.method && p === c.req.path))
+  const readOnly = caller.role === "viewer" && (c.req.method === "GET" || c.req.method === "HEAD");
+  if (caller.role !== "admin" && !readOnly && (caller.role !== "publish" || !PUBLISH_ROUTES.some(([m, p]) => m === c.req.method && p === c.req.path)))
     throw new HTTPException(403, { message: `A ${caller.role} token may not ${c.req.method} ${c.req.path}: it needs an admin token` });
   await next();
 });

@@ -39,6 +39,7 @@ export function registryAccess(gw: Gateway) {
   function allowed(who: RegistryIdentity, repository: string, action: RegistryAction): boolean {
     if ("device" in who) return action === "pull" && ownRepo(repository);
     if (who.role === "admin") return true;
+    if (who.role === "viewer") return action === "pull" && ownRepo(repository);
     return (action === "pull" || action === "push") && ownRepo(repository);
   }
 

@@ -12,7 +12,7 @@ import { newToken } from "../pki/tokens.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 import { parseDuration } from "./duration.ts";
 
-const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d" } as const;
+const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d", viewer: "365d" } as const;
 
 export const adminTokens = new Hono<GatewayEnv>()
   .post("/tokens", limit(16 * 1024), jsonBody(TokenRequest), async (c) => {

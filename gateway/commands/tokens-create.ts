@@ -19,7 +19,7 @@ export default defineCommand({
   ].join("\n"),
   flags: {
     ...adminFlags,
-    role: { type: "string", description: "registration, publish or admin", default: "registration", placeholder: "ROLE" },
+    role: { type: "string", description: "registration, publish, admin or viewer (read-only)", default: "registration", placeholder: "ROLE" },
     name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT" },
     tag: { type: "strings", description: "Registration: a tag registered devices get", placeholder: "T" },
     hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H" },

@@ -264,4 +264,47 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.revokeApiToken("unknown", now())).toBe(false);
     expect(await s.getApiTokenByHash("nope")).toBeUndefined();
   });
+
+  test("searchDevices(): status follows the latest update event (via the database), filters combine, pages and counts", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    const past = new Date(Date.now() - 3600_000).toISOString();
+    const [ok, failing, rolled, busy, quiet] = await Promise.all(
+      ["ok", "failing", "rolled", "busy", "quiet"].map((name) => s.putDevice(aDevice({ name: `${name}-${hw}`, hardwareId: hw, tags: [name === "ok" ? "prod" : "production"] }))),
+    );
+    await s.recordSightings([ok!, failing!, rolled!, busy!].map((d) => ({ uuid: d.uuid, at: new Date().toISOString(), currentTarget: `${hw}-2` })));
+    await s.recordSightings([{ uuid: quiet!.uuid, at: "2000-01-01T00:00:00.000Z" }]);
+    const ev = (type: string, event: Record<string, unknown> = {}) =>
+      anEvent({ eventType: { id: type, version: 2 }, event: { correlationId: "c", targetName: `${hw}-2`, ...event } });
+    await s.appendEvents(ok!.uuid, [ev("EcuDownloadStarted"), ev("EcuInstallationCompleted", { success: true })]);
+    await s.appendEvents(failing!.uuid, [ev("EcuDownloadStarted"), ev("EcuDownloadCompleted", { success: false, details: "registry said 404" })]);
+    await s.appendEvents(rolled!.uuid, [ev("EcuInstallationCompleted", { success: false, details: '{"phase":"start","rollbackOk":true}' })]);
+    await s.appendEvents(busy!.uuid, [ev("EcuInstallationCompleted", { success: true }), ev("EcuDownloadStarted", { correlationId: "d" })]);
+
+    const all = await s.searchDevices({ hardwareId: hw, offlineBefore: past, sort: "name" });
+    expect(all.total).toBe(5);
+    expect(Object.fromEntries(all.devices.map((d) => [d.name.split("-")[0], d.status]))).toEqual({
+      ok: "up-to-date", failing: "failed", rolled: "rolled-back", busy: "updating", quiet: "offline",
+    });
+    expect(all.devices.find((d) => d.uuid === failing!.uuid)!.statusDetail).toBe("registry said 404");
+
+    const failed = await s.searchDevices({ hardwareId: hw, status: "failed", offlineBefore: past });
+    expect(failed.devices.map((d) => d.uuid)).toEqual([failing!.uuid]);
+    expect((await s.searchDevices({ hardwareId: hw, tag: "prod", offlineBefore: past })).devices.map((d) => d.uuid)).toEqual([ok!.uuid]);
+    expect((await s.searchDevices({ text: `ROLLED-${hw}`.toUpperCase(), offlineBefore: past })).total).toBe(1);
+    expect((await s.searchDevices({ hardwareId: hw, target: `${hw}-2`, offlineBefore: past })).total).toBe(4);
+    // Everyone is offline when the cut-off is in the future.
+    expect((await s.searchDevices({ hardwareId: hw, status: "offline", offlineBefore: later })).total).toBe(5);
+    const page = await s.searchDevices({ hardwareId: hw, offlineBefore: past, sort: "name", desc: true, limit: 2, offset: 1 });
+    expect(page.devices.map((d) => d.name.split("-")[0])).toEqual(["quiet", "ok"]); // rolled, quiet, ok, failing, busy
+    expect(page.total).toBe(5);
+
+    await s.revokeDevice(busy!.uuid, new Date().toISOString());
+    expect((await s.searchDevices({ hardwareId: hw, status: "revoked", offlineBefore: past })).devices.map((d) => d.uuid)).toEqual([busy!.uuid]);
+    const sum = await s.fleetSummary(past, 1000);
+    expect(sum.recentFailures.map((d) => d.uuid)).toEqual(expect.arrayContaining([failing!.uuid, rolled!.uuid]));
+    expect(sum.versions.find((v) => v.target === `${hw}-2`)?.devices).toBe(3);
+    expect(sum.total).toBeGreaterThanOrEqual(5);
+  });
 }

@@ -82,6 +82,74 @@ CREATE TABLE api_tokens (
 )
 `;
 
+/**
+ * A device's update status from the event just stored: the steps of an update make it "updating",
+ * a successful EcuInstallationCompleted "up-to-date", a failed download or install "failed", and a
+ * failed install that restored the previous target ("rollbackOk":true in its details) "rolled-back".
+ * status_detail keeps the failure's details text, status_at when the event arrived.
+ */
+const statusOf = (body: string) => `CASE
+      WHEN ${body('type')} = 'EcuInstallationCompleted' AND ${body('success')} THEN 'up-to-date'
+      WHEN ${body('type')} = 'EcuInstallationCompleted' AND ${body('details')} LIKE '%"rollbackOk":true%' THEN 'rolled-back'
+      WHEN ${body('type')} IN ('EcuInstallationCompleted', 'EcuDownloadCompleted') AND ${body('failed')} THEN 'failed'
+      WHEN ${body('type')} IN ('EcuDownloadStarted', 'EcuDownloadCompleted', 'EcuInstallationStarted', 'EcuInstallationApplied') THEN 'updating'
+    END`;
+
+const v30Indexes = `
+CREATE INDEX devices_status ON devices (status, last_seen);
+CREATE INDEX devices_last_seen ON devices (last_seen);
+CREATE INDEX devices_name ON devices (name);
+CREATE INDEX devices_hardware_id ON devices (hardware_id);
+CREATE INDEX devices_current_target ON devices (current_target);
+CREATE INDEX devices_status_at ON devices (status_at)`;
+
+const v30Status = {
+  sqlite: `
+ALTER TABLE devices ADD COLUMN status TEXT NOT NULL DEFAULT 'registered';
+ALTER TABLE devices ADD COLUMN status_detail TEXT;
+ALTER TABLE devices ADD COLUMN status_at TEXT;
+${v30Indexes};
+CREATE TRIGGER events_device_status AFTER INSERT ON events
+WHEN ${statusOf((f) => sqliteField(f))} IS NOT NULL
+BEGIN
+  UPDATE devices SET status = ${statusOf((f) => sqliteField(f))},
+    status_detail = CASE WHEN json_extract(NEW.body, '$.event.success') = 0 THEN json_extract(NEW.body, '$.event.details') END,
+    status_at = NEW.received_at
+  WHERE uuid = NEW.device_uuid;
+END`,
+  // Split by splitStatements(): the semicolons inside the dollar-quoted function body stay in it.
+  postgres: `
+ALTER TABLE devices ADD COLUMN status TEXT NOT NULL DEFAULT 'registered';
+ALTER TABLE devices ADD COLUMN status_detail TEXT;
+ALTER TABLE devices ADD COLUMN status_at TEXT;
+${v30Indexes};
+CREATE FUNCTION events_device_status() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE b jsonb := NEW.body::jsonb; s text;
+BEGIN
+  s := ${statusOf((f) => pgField(f))};
+  IF s IS NOT NULL THEN
+    UPDATE devices SET status = s, status_detail = CASE WHEN (b->'event'->>'success') = 'false' THEN b->'event'->>'details' END,
+      status_at = NEW.received_at WHERE uuid = NEW.device_uuid;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER events_device_status AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_device_status()`,
+};
+
+function sqliteField(f: string): string {
+  if (f === "type") return "json_extract(NEW.body, '$.eventType.id')";
+  if (f === "success") return "json_extract(NEW.body, '$.event.success') = 1";
+  if (f === "failed") return "json_extract(NEW.body, '$.event.success') = 0";
+  return "coalesce(json_extract(NEW.body, '$.event.details'), '')";
+}
+
+function pgField(f: string): string {
+  if (f === "type") return "(b->'eventType'->>'id')";
+  if (f === "success") return "(b->'event'->>'success') = 'true'";
+  if (f === "failed") return "(b->'event'->>'success') = 'false'";
+  return "coalesce(b->'event'->>'details', '')";
+}
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -109,7 +177,32 @@ export const MIGRATIONS: Migration[] = [
     sqlite: "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL)",
     postgres: "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL)",
   },
+  {
+    // The dashboard filters 100,000 devices by status: a column kept current by the database itself
+    // (whichever process stores the events: the route, the event-writer worker, another replica).
+    version: 30,
+    description: "device update status (from the latest update event) and indexes for the dashboard's device list",
+    sqlite: v30Status.sqlite,
+    postgres: v30Status.postgres,
+  },
 ];
+
+/** The statements of a migration: split at semicolons outside $$-quoted bodies (PostgreSQL functions). */
+export function splitStatements(sql: string): string[] {
+  return sql
+    .split(/(\$\$[\s\S]*?\$\$)/)
+    .reduce<string[]>((out, part, i) => {
+      if (i % 2 === 1) out[out.length - 1] += part; // a $$...$$ body: part of the current statement
+      else {
+        const [first = "", ...rest] = part.split(";");
+        out[out.length - 1] += first;
+        out.push(...rest);
+      }
+      return out;
+    }, [""])
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
 
 export const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
   version INTEGER PRIMARY KEY,

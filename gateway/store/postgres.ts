@@ -8,12 +8,15 @@
 import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
-import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
+import { MIGRATIONS, MIGRATIONS_TABLE, splitStatements } from "./_migrations.ts";
+import { POSTGRES, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
   type ApiTokenRow,
   type DeviceRow,
+  type DeviceSearch,
+  type FleetCounts,
   type ListOptions,
   type NewDevice,
   type NewRegistrationToken,
@@ -58,7 +61,7 @@ export class PostgresStore implements Store {
       );
       for (const m of MIGRATIONS) {
         if (applied.has(m.version)) continue;
-        for (const stmt of m.postgres.split(";").map((s) => s.trim()).filter(Boolean)) await tx.unsafe(stmt);
+        for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
         await tx.unsafe("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)", [
           m.version,
           m.description,
@@ -114,6 +117,31 @@ export class PostgresStore implements Store {
     const rows = (await this.#sql.unsafe("SELECT count(*)::int AS n FROM devices")) as { n: number }[];
     return Number(rows[0]!.n);
   }
+  async searchDevices(search: DeviceSearch) {
+    const q = searchSql(POSTGRES, search);
+    const [rows, counts] = await Promise.all([
+      this.#sql.unsafe(q.page.sql, q.page.params) as Promise<StatusRecord[]>,
+      this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int"), q.count.params) as Promise<{ n: number }[]>,
+    ]);
+    return { devices: rows.map(toFleetDevice), total: Number(counts[0]!.n) };
+  }
+
+  async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {
+    const q = summarySql(POSTGRES);
+    const [statuses, versions, recent] = await Promise.all([
+      this.#sql.unsafe(q.byStatus.replace("count(*)", "count(*)::int"), [offlineBefore]) as Promise<{ s: string; n: number }[]>,
+      this.#sql.unsafe(q.versions.replace("count(*)", "count(*)::int")) as Promise<{ target: string | null; n: number }[]>,
+      this.#sql.unsafe(q.failures, [offlineBefore, failures]) as Promise<StatusRecord[]>,
+    ]);
+    const byStatus = Object.fromEntries(statuses.map((r) => [r.s, Number(r.n)]));
+    return {
+      total: Object.values(byStatus).reduce((a, b) => a + b, 0),
+      byStatus,
+      versions: versions.map((r) => ({ target: r.target, devices: Number(r.n) })),
+      recentFailures: recent.map(toFleetDevice),
+    };
+  }
+
 
   async revokeDevice(uuid: string, at: string) {
     const rows = await this.#sql.unsafe(

@@ -9,12 +9,15 @@ import { Database } from "bun:sqlite";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { EventWriter } from "./_event-writer.ts";
+import { SQLITE, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
 import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
   type ApiTokenRow,
   type DeviceRow,
+  type DeviceSearch,
+  type FleetCounts,
   type ListOptions,
   type NewDevice,
   type NewRegistrationToken,
@@ -124,6 +127,24 @@ export class SqliteStore implements Store {
 
   async countDevices() {
     return this.#db.query<{ n: number }, []>("SELECT count(*) AS n FROM devices").get()!.n;
+  }
+
+  async searchDevices(search: DeviceSearch) {
+    const q = searchSql(SQLITE, search);
+    const devices = this.#db.query<StatusRecord, any[]>(q.page.sql).all(...(q.page.params as any[])).map(toFleetDevice);
+    const total = this.#db.query<{ n: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!.n;
+    return { devices, total };
+  }
+
+  async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {
+    const q = summarySql(SQLITE);
+    const byStatus = Object.fromEntries(
+      this.#db.query<{ s: string; n: number }, [string]>(q.byStatus).all(offlineBefore).map((r) => [r.s, r.n]),
+    );
+    const versions = this.#db.query<{ target: string | null; n: number }, []>(q.versions).all().map((r) => ({ target: r.target, devices: r.n }));
+    const recentFailures = this.#db.query<StatusRecord, [string, number]>(q.failures).all(offlineBefore, failures).map(toFleetDevice);
+    const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
+    return { total, byStatus, versions, recentFailures };
   }
 
   async revokeDevice(uuid: string, at: string) {

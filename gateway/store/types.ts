@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ApiRole, DeviceRow } from "../../lib/api/admin.ts";
+import type { ApiRole, DeviceRow, DeviceStatus, FleetDevice } from "../../lib/api/admin.ts";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import type { TufStorage } from "../ota/storage.ts";
 
@@ -74,6 +74,33 @@ export interface ListOptions {
   after?: string;
 }
 
+/** What the dashboard's device list asks for (searchDevices); strings are matched as given. */
+export interface DeviceSearch {
+  /** Part of the name or uuid, case-insensitive. */
+  text?: string;
+  tag?: string;
+  hardwareId?: string;
+  target?: string;
+  status?: DeviceStatus;
+  /** Last seen at or after / before this ISO time (never seen counts as before). */
+  seenSince?: string;
+  unseenSince?: string;
+  /** Devices last seen before this ISO time are "offline". */
+  offlineBefore: string;
+  sort?: "name" | "uuid" | "lastSeen" | "createdAt" | "hardwareId" | "target" | "status";
+  desc?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
+/** The fleet at a glance (fleetSummary). */
+export interface FleetCounts {
+  total: number;
+  byStatus: Partial<Record<DeviceStatus, number>>;
+  versions: { target: string | null; devices: number }[];
+  recentFailures: FleetDevice[];
+}
+
 /** Thrown when registering a uuid that was revoked: a revoked identity stays revoked. */
 export class DeviceRevokedError extends Error {
   override name = "DeviceRevokedError";
@@ -97,6 +124,11 @@ export interface Store {
   setDeviceTags(uuid: string, tags: string[]): Promise<DeviceRow | undefined>;
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
+
+  /** One page of devices matching `search`, with their status, and how many match in all. */
+  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total: number }>;
+  /** Devices by status, devices per target, the latest failures (up to `failures`). */
+  fleetSummary(offlineBefore: string, failures?: number): Promise<FleetCounts>;
 
   /** Stores events idempotently by id; resolves only once they are durable. Returns how many were new. */
   appendEvents(uuid: string, events: DeviceEvent[]): Promise<number>;

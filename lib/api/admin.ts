@@ -70,9 +70,10 @@ export type DeviceTagsRequest = Static<typeof DeviceTagsRequest>;
  * nothing else. `publish`: push images to the factory's registry
  * repositories, read the targets and add targets. `admin`: everything else
  * too (devices, tokens, targets, key rotation) except rotating the root key,
- * which needs the offline root key.
+ * which needs the offline root key. `viewer`: read-only: every GET under
+ * /admin (the dashboard's read-only sign-in), pull from the registry.
  */
-export const TOKEN_ROLES = ["registration", "publish", "admin"] as const;
+export const TOKEN_ROLES = ["registration", "publish", "admin", "viewer"] as const;
 export type TokenRole = (typeof TOKEN_ROLES)[number];
 export type ApiRole = Exclude<TokenRole, "registration">;
 
@@ -119,7 +120,7 @@ export type RegistrationTokenInfo = Static<typeof RegistrationTokenInfo>;
 
 export const ApiTokenInfo = Type.Object({
   id: Type.String(),
-  role: Type.Union([Type.Literal("publish"), Type.Literal("admin")]),
+  role: Type.Union([Type.Literal("publish"), Type.Literal("admin"), Type.Literal("viewer")]),
   name: Type.Union([Type.String(), Type.Null()]),
   createdAt: Type.String(),
   expiresAt: Type.String(),
@@ -150,6 +151,62 @@ export const SignedRootDocument = Type.Object({ signed: Type.Object({ _type: Typ
 /** POST /admin/keys/rotate answer. */
 export const RotateResult = Type.Object({ role: Type.String(), rootVersion: Type.Union([Type.Integer(), Type.Null()]) });
 export type RotateResult = Static<typeof RotateResult>;
+
+/**
+ * A device's status on the dashboard: from its latest update event (`registered` before any),
+ * `offline` when it has not checked in for a while, `revoked` once revoked.
+ */
+export const DEVICE_STATUSES = ["registered", "up-to-date", "updating", "failed", "rolled-back", "offline", "revoked"] as const;
+export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
+const DeviceStatusSchema = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)));
+
+/** GET /admin/fleet/devices query: filters (all optional, combined with AND), sort and a page. */
+export const FLEET_SORTS = ["name", "uuid", "lastSeen", "createdAt", "hardwareId", "target", "status"] as const;
+export const FleetDeviceQuery = Type.Object({
+  /** Part of the name or uuid (case-insensitive). */
+  q: Type.Optional(Type.String({ maxLength: 128 })),
+  tag: Type.Optional(Type.String({ maxLength: 128 })),
+  hwid: Type.Optional(Type.String({ maxLength: 128 })),
+  target: Type.Optional(Type.String({ maxLength: 256 })),
+  status: Type.Optional(DeviceStatusSchema),
+  /** Last check-in within this many seconds ("seen"), or not within ("unseen"). */
+  seenWithin: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
+  unseenFor: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
+  sort: Type.Optional(Type.Union(FLEET_SORTS.map((s) => Type.Literal(s)))),
+  dir: Type.Optional(Type.Union([Type.Literal("asc"), Type.Literal("desc")])),
+  limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
+  offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
+});
+export type FleetDeviceQuery = Static<typeof FleetDeviceQuery>;
+
+export const FleetDevice = Type.Intersect([
+  DeviceRow,
+  Type.Object({
+    status: DeviceStatusSchema,
+    /** The details of the failure that set a failed or rolled-back status. */
+    statusDetail: Type.Union([Type.String(), Type.Null()]),
+    statusAt: Type.Union([Type.String(), Type.Null()]),
+  }),
+]);
+export type FleetDevice = Static<typeof FleetDevice>;
+
+/** GET /admin/fleet/devices: one page and how many devices match in all. */
+export const FleetDeviceList = Type.Object({ devices: Type.Array(FleetDevice), total: Type.Integer(), offset: Type.Integer(), limit: Type.Integer() });
+export type FleetDeviceList = Static<typeof FleetDeviceList>;
+
+/** GET /admin/fleet/summary: the dashboard's overview. */
+export const FleetSummary = Type.Object({
+  total: Type.Integer(),
+  byStatus: Type.Record(Type.String(), Type.Integer()),
+  /** Devices per current target (null: not reported yet), most first. */
+  versions: Type.Array(Type.Object({ target: Type.Union([Type.String(), Type.Null()]), devices: Type.Integer() })),
+  recentFailures: Type.Array(FleetDevice),
+  /** Device check-ins this gateway served per minute, oldest first; the last entry is the current minute. */
+  checkinsPerMinute: Type.Array(Type.Integer()),
+  /** A device is offline after this many seconds without a check-in. */
+  offlineAfterSeconds: Type.Integer(),
+});
+export type FleetSummary = Static<typeof FleetSummary>;
 
 /** Every error answer: `{error}`. */
 export const ErrorBody = Type.Object({ error: Type.String() });

@@ -1,0 +1,112 @@
+/**
+ * The dashboard's device queries (searchDevices, fleetSummary) as SQL both
+ * backends share: only the placeholders and the case-insensitive LIKE differ.
+ * The status filter reads the `status` column the events trigger keeps
+ * current (migration 30), so it costs an index lookup, not a scan of events.
+ *
+ * @module
+ */
+import type { DeviceStatus, FleetDevice } from "../../lib/api/admin.ts";
+import { toDevice, type DeviceRecord } from "./_rows.ts";
+import type { DeviceSearch } from "./types.ts";
+
+export interface Dialect {
+  /** The placeholder of the n-th (1-based) parameter: "?n" or "$n". */
+  param(n: number): string;
+  /** Case-insensitive LIKE with a backslash escape. */
+  ilike: string;
+}
+
+export const SQLITE: Dialect = { param: (n) => `?${n}`, ilike: "LIKE" };
+export const POSTGRES: Dialect = { param: (n) => `$${n}`, ilike: "ILIKE" };
+
+const SORT_COLUMNS: Record<NonNullable<DeviceSearch["sort"]>, string> = {
+  name: "name",
+  uuid: "uuid",
+  lastSeen: "last_seen",
+  createdAt: "created_at",
+  hardwareId: "hardware_id",
+  target: "current_target",
+  status: "status",
+};
+
+export interface StatusRecord extends DeviceRecord {
+  status: string;
+  status_detail: string | null;
+  status_at: string | null;
+  effective: string;
+}
+
+export const toFleetDevice = (r: StatusRecord): FleetDevice => ({
+  ...toDevice(r),
+  status: r.effective as DeviceStatus,
+  statusDetail: r.status === "failed" || r.status === "rolled-back" ? r.status_detail : null,
+  statusAt: r.status_at,
+});
+
+const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+/** SQL for a device's effective status given the offline cut-off at parameter `off`. */
+const effective = (off: string) =>
+  `CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+        WHEN coalesce(last_seen, created_at) < ${off} THEN 'offline'
+        ELSE status END`;
+
+/**
+ * Builds the WHERE clause and parameters of a search. The offline cut-off becomes a parameter only
+ * when used (PostgreSQL refuses a parameter the statement does not mention); `off()` names it.
+ */
+function where(d: Dialect, s: DeviceSearch) {
+  const params: unknown[] = [];
+  const p = (v: unknown) => {
+    params.push(v);
+    return d.param(params.length);
+  };
+  let offName: string | undefined;
+  const off = () => (offName ??= p(s.offlineBefore));
+  const conds: string[] = [];
+  if (s.text) {
+    const v = p(`%${likeEscape(s.text)}%`);
+    conds.push(`(name ${d.ilike} ${v} ESCAPE '\\' OR uuid ${d.ilike} ${v} ESCAPE '\\')`);
+  }
+  // tags is a JSON array: match the tag with its quotes, so "prod" does not match "production".
+  if (s.tag) conds.push(`tags LIKE ${p(`%${likeEscape(JSON.stringify(s.tag))}%`)} ESCAPE '\\'`);
+  if (s.hardwareId) conds.push(`hardware_id = ${p(s.hardwareId)}`);
+  if (s.target) conds.push(`current_target = ${p(s.target)}`);
+  if (s.seenSince) conds.push(`last_seen >= ${p(s.seenSince)}`);
+  if (s.unseenSince) conds.push(`(last_seen IS NULL OR last_seen < ${p(s.unseenSince)})`);
+  if (s.status === "revoked") conds.push("revoked_at IS NOT NULL");
+  else if (s.status === "offline") conds.push(`revoked_at IS NULL AND coalesce(last_seen, created_at) < ${off()}`);
+  else if (s.status) conds.push(`status = ${p(s.status)} AND revoked_at IS NULL AND coalesce(last_seen, created_at) >= ${off()}`);
+  return { sql: conds.length ? `WHERE ${conds.join(" AND ")}` : "", params, off };
+}
+
+/** The page query and the count query of a search. */
+export function searchSql(d: Dialect, s: DeviceSearch) {
+  const w = where(d, s);
+  const count = { sql: `SELECT count(*) AS n FROM devices ${w.sql}`, params: [...w.params] };
+  const off = w.off();
+  const col = SORT_COLUMNS[s.sort ?? "name"];
+  const dir = s.desc ? "DESC" : "ASC";
+  const limit = Math.max(1, Math.min(s.limit ?? 50, 500));
+  const offset = Math.max(0, s.offset ?? 0);
+  return {
+    page: {
+      sql: `SELECT *, ${effective(off)} AS effective FROM devices ${w.sql}
+            ORDER BY ${col} ${dir}, uuid ${dir} LIMIT ${limit} OFFSET ${offset}`,
+      params: w.params,
+    },
+    count,
+  };
+}
+
+/** The queries of fleetSummary; each takes [offlineBefore] or [limit]. */
+export function summarySql(d: Dialect) {
+  return {
+    byStatus: `SELECT ${effective(d.param(1))} AS s, count(*) AS n FROM devices GROUP BY 1`,
+    versions: `SELECT current_target AS target, count(*) AS n FROM devices WHERE revoked_at IS NULL
+               GROUP BY current_target ORDER BY 2 DESC, 1 LIMIT 100`,
+    failures: `SELECT *, ${effective(d.param(1))} AS effective FROM devices
+               WHERE status IN ('failed', 'rolled-back') AND revoked_at IS NULL ORDER BY status_at DESC LIMIT ${d.param(2)}`,
+  };
+}
