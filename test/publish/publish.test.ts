@@ -208,6 +208,31 @@ describe("gateway publish of the example apps", () => {
   });
 });
 
+describe("gateway publish of a service's own build", () => {
+  test("context, dockerfile, target and args are built as written, pushed under <factory>/<app>/<service> and pinned", async () => {
+    const r = await containersRepo({
+      "shop/docker-compose.yml":
+        "services:\n  api:\n    build:\n      context: ./api\n      dockerfile: Dockerfile.multi\n      target: run\n      args:\n        GREETING: ${GREETING:-hello}\n",
+      "shop/api/Dockerfile.multi":
+        "FROM fixtures/busybox:latest AS base\nARG GREETING\nRUN echo \"$GREETING from the build\" > /greeting\nFROM base AS run\nLABEL stage=run\nCMD [\"cat\", \"/greeting\"]\nFROM base AS never\nLABEL stage=never\n",
+    });
+    const res = await publish(opts({ containersDir: r, env: { ...process.env, ...dockerd.env, GREETING: "hi" } }));
+    const img = res.images.find((i) => i.name === "shop/api")!;
+    expect(img).toMatchObject({ source: "build", from: "shop/api/Dockerfile.multi", platforms: ["linux/amd64"] });
+    const pinned = res.apps[0]!.services[0]!.pinned;
+    expect(pinned).toBe(img.pinned);
+    expect(pinned).toMatch(/\/main\/shop\/api@sha256:[0-9a-f]{64}$/);
+    const client = gatewayRegistry(gw);
+    const [name, digest] = pinned.slice(gw.host.length + 1).split("@") as [string, string];
+    const m = JSON.parse(new TextDecoder().decode((await client.getManifest(name, digest)).bytes));
+    const cfg = JSON.parse(new TextDecoder().decode(await client.getBlobBytes(name, m.config.digest)));
+    expect(cfg.config.Labels).toEqual({ stage: "run" });
+    expect(cfg.config.Cmd).toEqual(["cat", "/greeting"]);
+    // The arg reached the build: the RUN line that used it is in the history.
+    expect(JSON.stringify(cfg.history)).toContain("GREETING=hi");
+  });
+});
+
 describe("gateway publish to another OCI registry", () => {
   test("--registry pushes images and apps to a docker-registry and the targets point there", async () => {
     const other = await startDockerRegistry();
