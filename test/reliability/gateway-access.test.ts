@@ -6,7 +6,10 @@
  * certificate, another device's certificate, device credentials on admin
  * endpoints and registration tokens as admin tokens; then malformed, wrong
  * and oversized JSON bodies to every endpoint that takes one. Every attempt
- * is refused with a 4xx and a JSON error, and nothing in the gateway changes.
+ * is refused for the right reason: the status and error that credential
+ * deserves on that kind of endpoint (expectedRefusal), not just any 401/403 or
+ * a dropped connection; bad bodies get a 4xx with a JSON error; and nothing in
+ * the gateway changes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
@@ -77,6 +80,30 @@ async function state(): Promise<unknown> {
 const concrete = (path: string) =>
   path.replace("{uuid}", devB.uuid!).replace("{file}", "timestamp.json").replace("{name}", "amd64-linux-1").replace(/\{[^}]+\}/g, "x");
 
+type Kind = "admin" | "device" | "register" | "registry";
+const kindOf = (path: string): Kind =>
+  path.startsWith("/admin") ? "admin" : path === "/devices" ? "register" : path.startsWith("/v2") ? "registry" : "device";
+
+/** Each endpoint kind's refusal when no valid credential of its kind is presented. */
+const MISSING: Record<Kind, [number, string]> = {
+  admin: [401, "Admin token required"],
+  device: [401, "no verified client certificate"],
+  register: [401, "a registration token is required"],
+  registry: [401, '"code":"UNAUTHORIZED"'],
+};
+
+/**
+ * The refusal the gateway owes each credential on each kind of endpoint: status and a phrase of
+ * the error. A certificate from another CA is no certificate at all; a revoked one is named as
+ * revoked where devices are served; a wrong token is refused (403) where tokens are checked.
+ */
+function expectedRefusal(kind: Kind, who: string): [number, string] {
+  if (who === "revoked device certificate" && kind === "device") return [403, "Device revoked"];
+  if (["a wrong admin token", "Basic auth with a wrong password", "a registration token used as admin token"].includes(who) && kind === "admin") return [403, "Admin token refused"];
+  if (who === "a wrong admin token" && kind === "register") return [401, "unknown registration token"];
+  return MISSING[kind];
+}
+
 /** A body that would be valid-looking for this endpoint, so a refusal is about the credentials. */
 function plausibleBody(e: Endpoint): string | undefined {
   if (!e.hasBody) return e.method === "GET" ? undefined : "";
@@ -145,9 +172,15 @@ describe("gateway access control", () => {
         const res = await call(id, e.method, concrete(e.path), plausibleBody(e));
         const text = await res.text();
         tried++;
-        const ok = res.status === 401 || res.status === 403;
-        tally.record(`${e.method} ${e.path} with ${id.name}`, ok ? "refused" : "failed", `HTTP ${res.status} ${text.slice(0, 120)}`);
-        expect(`${e.method} ${e.path} ${id.name}: ${res.status}`).toBe(`${e.method} ${e.path} ${id.name}: ${ok ? res.status : "401|403"}`);
+        const [status, phrase] = expectedRefusal(kindOf(e.path), id.name);
+        const ok = res.status === status && text.includes(phrase);
+        tally.record(`${e.method} ${e.path} with ${id.name}`, ok ? "refused" : "failed", `HTTP ${res.status} ${text.slice(0, 120)}`, {
+          reason: id.name,
+          endpoint: kindOf(e.path),
+          got: `${res.status} ${ok ? phrase : text.slice(0, 60)}`,
+          expected: `${status} ${phrase}`,
+        });
+        expect(`${e.method} ${e.path} ${id.name}: ${res.status} ${ok ? phrase : text}`).toBe(`${e.method} ${e.path} ${id.name}: ${status} ${phrase}`);
       }
     }
     expect(tried).toBeGreaterThan(80);
