@@ -20,7 +20,7 @@ export const ADMIN_HELP =
 export const adminFlags = {
   data: { type: "string", description: "Gateway data dir: read the admin token, URL and CA from it", placeholder: "DIR" },
   server: { type: "string", description: "Gateway URL (default: the one DIR/serve.json records)", placeholder: "URL" },
-  token: { type: "string", description: "Admin token (default: DIR/admin-token; env GATEWAY_TOKEN)", placeholder: "TOKEN" },
+  token: { type: "string", description: "Admin (or publish) token (default: DIR/admin-token; env GATEWAY_TOKEN)", placeholder: "TOKEN" },
 } as const satisfies Record<string, FlagSpec>;
 
 /**
