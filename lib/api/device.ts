@@ -1,5 +1,5 @@
 /**
- * Bodies of the device-facing API (SPEC §3), shared by the gateway (which
+ * Bodies of the device-facing API (docs/formats.md), shared by the gateway (which
  * validates them) and fioup (which builds them).
  *
  * @module
