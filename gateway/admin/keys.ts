@@ -12,6 +12,7 @@
 import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import type { GatewayEnv } from "../env.ts";
+import { requireRole } from "./auth.ts";
 import { InvalidRootError, RootNotTrustedError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
@@ -31,7 +32,7 @@ const ROOT_BY_TOKEN =
 
 export const adminKeys = new Hono<GatewayEnv>()
   .get("/keys/root", async (c) => c.body(new TextDecoder().decode(await c.var.gw.tuf.trustedRoot()), 200, { "content-type": "application/json" }))
-  .post("/keys/root", limit(64 * 1024), jsonBody(SignedRoot), async (c) => {
+  .post("/keys/root", requireRole("admin"), limit(64 * 1024), jsonBody(SignedRoot), async (c) => {
     try {
       const r = await c.var.gw.tuf.updateRoot(JSON.stringify(c.req.valid("json")));
       return c.json({ rootVersion: r.version, refreshed: r.refreshed });
@@ -41,7 +42,7 @@ export const adminKeys = new Hono<GatewayEnv>()
       throw e;
     }
   })
-  .post("/keys/rotate", limit(4096), jsonBody(RotateRequest), async (c) => {
+  .post("/keys/rotate", requireRole("admin"), limit(4096), jsonBody(RotateRequest), async (c) => {
     const { role } = c.req.valid("json");
     if (role === "root") return c.json({ error: ROOT_BY_TOKEN }, 403);
     const { rootVersion } = await c.var.gw.tuf.rotate(role);

@@ -207,6 +207,3 @@ export const FleetSummary = Type.Object({
   offlineAfterSeconds: Type.Integer(),
 });
 export type FleetSummary = Static<typeof FleetSummary>;
-
-/** Every error answer: `{error}`. */
-export const ErrorBody = Type.Object({ error: Type.String() });
