@@ -4,8 +4,13 @@
  * app dir, always with the `.fioup/images.yml` override so services use the
  * local tags loaded from the store and compose never has to pull.
  *
+ * A compose command outlives a fioup killed with SIGKILL (it is not fioup's
+ * thread, so no parent-death signal reaches it): each one is listed in a PID
+ * file while it runs, and the next fioup kills what is left there.
+ *
  * @module
  */
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 
 /** Neither `docker compose` nor `docker-compose` runs on this machine. */
 export class ComposeNotFoundError extends Error {
@@ -64,14 +69,72 @@ export interface ComposeRunOptions {
   timeoutMs?: number;
 }
 
+/** `/proc/<pid>/stat` start time (field 22): with the PID, names one process for its whole life. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Kills the compose commands a killed fioup left running (listed in `pidFile` as
+ * `<pid> <start time> <fioup pid>` lines; a reused PID never matches its start time, and
+ * a command whose fioup still runs is left alone), then empties it.
+ * Returns how many were killed.
+ */
+export function killLeftoverCompose(pidFile: string): number {
+  let text = "";
+  try {
+    text = readFileSync(pidFile, "utf8");
+  } catch {
+    return 0;
+  }
+  let killed = 0;
+  for (const line of text.split("\n")) {
+    const [pid, start, owner] = line.trim().split(" ");
+    const n = Number(pid);
+    if (!(n > 0) || !start || startTime(n) !== start) continue;
+    if (Number(owner) > 0 && Number(owner) !== process.pid && startTime(Number(owner)) !== undefined) continue; // its fioup still runs
+    try {
+      process.kill(n, "SIGKILL");
+      killed++;
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(pidFile, { force: true });
+  return killed;
+}
+
 /** One compose binary bound to one engine. */
 export class Compose {
+  private readonly live = new Map<number, string>();
+
   constructor(
     /** `["docker", "compose"]` or `["docker-compose"]`. */
     readonly command: string[],
     /** `unix://...` of the engine. */
     readonly dockerHost: string,
+    /**
+     * Where running compose commands are listed, so the next fioup can kill those a killed
+     * fioup left behind ({@link killLeftoverCompose}); none when undefined.
+     */
+    readonly pidFile?: string,
   ) {}
+
+  private track(pid: number, alive: boolean): void {
+    if (!this.pidFile) return;
+    if (alive) this.live.set(pid, startTime(pid) ?? "");
+    else this.live.delete(pid);
+    try {
+      writeFileSync(this.pidFile, [...this.live].map(([p, st]) => `${p} ${st} ${process.pid}\n`).join(""));
+    } catch {
+      // best effort: the list only helps clean up after a crash
+    }
+  }
 
   /** Version 1 (`docker-compose`) or 2 (`docker compose`). */
   get major(): 1 | 2 {
@@ -93,6 +156,8 @@ export class Compose {
     } catch (cause) {
       throw new ComposeError(app, action, "", `cannot run ${this.command.join(" ")}: ${(cause as Error).message}`);
     }
+    this.track(proc.pid, true);
+    void proc.exited.then(() => this.track(proc.pid, false));
     const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
     let timedOut = false;
     const timer = setTimeout(() => {

@@ -26,7 +26,7 @@ import { extractBundle } from "../../lib/compose/extract.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
 import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
 import { composeFacts, startWaves, type ComposeFacts } from "./_compose-facts.ts";
-import { Compose, findCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
+import { Compose, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
 import { DockerEngine } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
 import { loadImageFromStore, UnpinnedImageError } from "./images.ts";
@@ -124,6 +124,8 @@ export class InvalidAppComposeError extends Error {
 const META_FILE = ".fioup/app.json";
 /** Beside the apps: every local tag this runtime created, so pruning removes only its own. */
 const LEDGER_FILE = ".fioup-images.json";
+/** Beside the apps: compose commands running now (killed by the next fioup if this one dies). */
+const COMPOSE_PID_FILE = ".fioup-compose.pids";
 const APP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 /** Ties engine, images, compose, extraction and health together. */
@@ -139,7 +141,10 @@ export class Runtime {
   private composeCli(): Promise<Compose> {
     this.compose ??= (async () => {
       const cmd = this.config.composeCommand ?? (await findCompose());
-      return new Compose(cmd, this.engine.host);
+      const pidFile = join(this.config.composeAppsRoot, COMPOSE_PID_FILE);
+      killLeftoverCompose(pidFile);
+      await mkdir(this.config.composeAppsRoot, { recursive: true });
+      return new Compose(cmd, this.engine.host, pidFile);
     })();
     // A failed detection is retried next time (compose may get installed).
     this.compose.catch(() => (this.compose = undefined));

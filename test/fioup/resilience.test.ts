@@ -8,7 +8,7 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateKey, loadKeyFile } from "../../lib/tuf/keys.ts";
 import { signJson } from "../../lib/tuf/metadata.ts";
@@ -77,11 +77,30 @@ describe("fioup resilience", () => {
     expect(partial).toBeGreaterThan(0);
 
     expect(await killWhen(() => device.updateState()?.state === "installing")).toBe(true);
-    expect(await killWhen(() => device.updateState()?.state === "starting")).toBe(true);
+    // Killed while `compose up` runs: the compose child outlives it until the next run kills it.
+    const pidFile = join(device.root, "var/sota/compose-apps/.fioup-compose.pids");
+    const composePids = () => {
+      try {
+        return readFileSync(pidFile, "utf8").split("\n").map((l) => Number(l.split(" ")[0])).filter((p) => p > 0);
+      } catch {
+        return [];
+      }
+    };
+    expect(await killWhen(() => device.updateState()?.state === "starting" && composePids().length > 0)).toBe(true);
+    const orphans = composePids();
+    expect(orphans.length).toBeGreaterThan(0);
 
     const r = await device.fioup("update");
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.toTarget).toBe("amd64-linux-2");
+    const alive = (pid: number) => {
+      try {
+        return !readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.startsWith("Z");
+      } catch {
+        return false;
+      }
+    };
+    expect(orphans.filter(alive)).toEqual([]);
     expect(r.json.state).toBe("completed");
     // Bytes are counted as they arrive (a killed run loses at most the last MiB of its count,
     // and bytes in flight at the kill come twice); resumed with Range, committed blobs not
