@@ -72,6 +72,23 @@ describe("gateway on PostgreSQL", () => {
     expect(status).toBe(403);
   }, 30_000);
 
+  test("a one-use registration token raced through two gateways registers exactly one device", async () => {
+    const ca = a.data.ca.certPem;
+    const adminHeaders = { "content-type": "application/json", authorization: `Bearer ${a.data.adminToken}` };
+    const made = await tlsFetch({ ca })(`${a.url}/admin/tokens`, { ...post({ maxUses: 1 }), headers: adminHeaders });
+    const { token } = (await made.json()) as { token: string };
+    const attempt = async (url: string) => {
+      const k = await makeDeviceCsr();
+      const res = await tlsFetch({ ca })(`${url}/devices`, {
+        ...post({ name: "d", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      });
+      return res.status;
+    };
+    const codes = await Promise.all([a.url, b.url, a.url, b.url, a.url, b.url].map(attempt));
+    expect(codes.sort()).toEqual([201, 401, 401, 401, 401, 401]);
+  }, 60_000);
+
   test("a database created with another data dir (another CA) is refused", async () => {
     const other = await mkdtemp(join(tmpdir(), "gw-pg-other-"));
     try {
