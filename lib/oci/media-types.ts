@@ -42,11 +42,6 @@ export function isManifestMediaType(mt: string | undefined): boolean {
   return mt === MediaType.OciManifest || mt === MediaType.DockerManifest;
 }
 
-/** True for image config blobs (OCI or Docker). */
-export function isImageConfigMediaType(mt: string | undefined): boolean {
-  return mt === MediaType.OciConfig || mt === MediaType.DockerConfig;
-}
-
 /** How a layer blob is compressed, from its media type. */
 export type LayerCompression = "none" | "gzip" | "zstd";
 
@@ -68,11 +63,6 @@ export function layerCompression(mt: string | undefined): LayerCompression | und
     default:
       return undefined;
   }
-}
-
-/** True for any known image layer media type. */
-export function isLayerMediaType(mt: string | undefined): boolean {
-  return layerCompression(mt) !== undefined;
 }
 
 /** Detects layer compression from the first bytes of a blob (gzip or zstd magic). */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { mkdir, readdir, rmdir, stat } from "node:fs/promises";
+import { mkdir, readdir, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../fs/atomic-write.ts";
 import { BlobStore } from "./blob-store.ts";
@@ -117,10 +117,4 @@ export class OciLayout {
       // absent or in use
     }
   }
-}
-
-
-/** True if `dir` looks like an OCI layout (has an `oci-layout` file). */
-export async function isOciLayout(dir: string): Promise<boolean> {
-  return await stat(join(dir, "oci-layout")).then((s) => s.isFile(), () => false);
 }
