@@ -140,18 +140,22 @@ export class ImageResolver {
         localWhy = `${engineName(this.o.env)}: ${local.missing}`;
       }
       const mirror = this.o.mirrors[ref.registry];
-      const srcHost = mirror ?? ref.registry;
+      const src = this.o.clientFor(mirror ?? ref.registry);
+      // Only the lookup decides "not found": a copy that fails later (a refused push) is a registry error.
+      let why: string | undefined;
       try {
-        const c = await copyImage(this.o.clientFor(srcHost), ref.repository, referenceTarget(ref), dst, dstRepo, this.o.platform ? { platform: this.o.platform } : {});
-        const pinned = `${registryHost}/${dstRepo}@${c.manifest.digest}`;
-        this.o.log(`image ${from}: ${dst.dryRun ? "resolved" : "copied"} to ${pinned}`);
-        return { pinned, from, source: "registry", name, platforms: c.platforms, uncompressedSizes: {}, layers: c.layers };
+        if (!(await src.headManifest(ref.repository, referenceTarget(ref)))) why = `registry ${src.registry} answered 404: no manifest ${ref.repository}:${referenceTarget(ref)}`;
       } catch (cause) {
-        const regWhere = mirror ? `${ref.registry} through its mirror ${mirror}` : ref.registry;
-        const why = (cause as Error).message.replace(/^Cannot /, "cannot ");
-        const looked = [...(localWhy ? [localWhy] : []), `${regWhere}: ${why}`];
-        throw new ImageNotFoundError(`Cannot find image "${written}". Looked in ${looked.join("; and in ")}`, { cause });
+        why = (cause as Error).message.replace(/^Cannot /, "cannot ");
       }
+      if (why !== undefined) {
+        const looked = [...(localWhy ? [localWhy] : []), `${mirror ? `${ref.registry} through its mirror ${mirror}` : ref.registry}: ${why}`];
+        throw new ImageNotFoundError(`Cannot find image "${written}". Looked in ${looked.join("; and in ")}`);
+      }
+      const c = await copyImage(src, ref.repository, referenceTarget(ref), dst, dstRepo, this.o.platform ? { platform: this.o.platform } : {});
+      const pinned = `${registryHost}/${dstRepo}@${c.manifest.digest}`;
+      this.o.log(`image ${from}: ${dst.dryRun ? "resolved" : "copied"} to ${pinned}`);
+      return { pinned, from, source: "registry", name, platforms: c.platforms, uncompressedSizes: {}, layers: c.layers };
     });
   }
 

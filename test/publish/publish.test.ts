@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { sha256 } from "../../lib/oci/digest.ts";
-import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { RegistryClient, RegistryError } from "../../lib/oci/registry-client.ts";
 import { ImageNotFoundError } from "../../gateway/publish/images.ts";
 import { publish, type PublishOptions, type PublishResult } from "../../gateway/publish/publish.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
@@ -287,7 +287,10 @@ describe("gateway publish errors publish nothing", () => {
   test("a registry that refuses the push", async () => {
     const locked = await startDockerRegistry({ htpasswd: { user: "ci", password: "s3cret" } });
     try {
-      await expectNothingPublished(publish(opts({ registry: locked.host, insecureRegistries: [upstream.host, locked.host] })), /401|UNAUTHORIZED/);
+      const p = publish(opts({ registry: locked.host, insecureRegistries: [upstream.host, locked.host] }));
+      // The image exists upstream: a refused push is a registry error (exit 15), not "image not found".
+      await expect(p).rejects.toBeInstanceOf(RegistryError);
+      await expectNothingPublished(p, /401|UNAUTHORIZED/);
     } finally {
       await locked.stop();
     }
