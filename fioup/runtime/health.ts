@@ -31,6 +31,19 @@ const LABEL_PROJECT = "com.docker.compose.project";
 const LABEL_SERVICE = "com.docker.compose.service";
 const LABEL_HASH = "com.docker.compose.config-hash";
 
+/**
+ * What the last healthcheck said: its exit code and output (the last check with output, if
+ * the very last printed nothing), so an unhealthy service's failure says why.
+ */
+function lastCheck(c: ContainerInspect): string {
+  const log = c.State.Health?.Log ?? [];
+  const last = log.at(-1);
+  if (!last) return "";
+  const said = [...log].reverse().find((l) => l.Output.trim() !== "");
+  const out = said ? said.Output.trim().slice(-300) : "no output";
+  return ` (last healthcheck exit code ${last.ExitCode}: ${out})`;
+}
+
 function judge(c: ContainerInspect | undefined, svc: string): { verdict: Verdict; reason?: string } {
   if (!c) return { verdict: "waiting", reason: `service "${svc}" has no container yet` };
   const s = c.State;
@@ -38,8 +51,8 @@ function judge(c: ContainerInspect | undefined, svc: string): { verdict: Verdict
     case "running": {
       const h = s.Health?.Status;
       if (!h || h === "none" || h === "healthy") return { verdict: "ok" };
-      if (h === "starting") return { verdict: "waiting", reason: `service "${svc}" health is starting` };
-      return { verdict: "failed", reason: `service "${svc}" is ${h}${s.Health?.Log?.length ? `: ${s.Health.Log[s.Health.Log.length - 1]!.Output.trim().slice(0, 300)}` : ""}` };
+      if (h === "starting") return { verdict: "waiting", reason: `service "${svc}" health is starting${lastCheck(c)}` };
+      return { verdict: "failed", reason: `service "${svc}" is ${h}${lastCheck(c)}` };
     }
     case "exited":
       return s.ExitCode === 0

@@ -179,7 +179,7 @@ describe.concurrent("Runtime", () => {
     await rt.installApp(a);
     const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
     expect(res?.ok).toBe(false);
-    expect(res?.error).toContain("unhealthy");
+    expect(res?.error).toContain("unhealthy (last healthcheck exit code 1: no output)");
     expect(res?.state.services[0]?.health).toBe("unhealthy");
   });
 
