@@ -5,7 +5,7 @@ import { Sightings } from "./sightings.ts";
 describe("Sightings", () => {
   test("coalesces check-ins and writes them in one flush", async () => {
     const store = SqliteStore.open(":memory:");
-    await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1" });
+    await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1", tagsFromDevice: true });
     const s = new Sightings(store, 0);
     s.note("d1", { tags: "main, beta", target: "h-1" });
     s.note("d1", { apps: "a,b" });
@@ -15,6 +15,21 @@ describe("Sightings", () => {
     expect(s.pending).toBe(0);
     expect(await store.getDevice("d1")).toMatchObject({ tags: ["main", "beta"], currentTarget: "h-1", apps: ["a", "b"] });
     expect((await store.getDevice("d1"))!.lastSeen).toBeString();
+    await s.stop();
+    await store.close();
+  });
+
+  test("keeps at most 32 list items of at most 128 characters, without control characters or spaces", async () => {
+    const store = SqliteStore.open(":memory:");
+    await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: [], certSerial: "1", tagsFromDevice: true });
+    const s = new Sightings(store, 0);
+    const many = Array.from({ length: 40 }, (_, i) => `t${i}`).join(",");
+    s.note("d1", { tags: `${many},${"x".repeat(129)}`, apps: "ok,bad\x1b[2J,a b" });
+    await s.flush();
+    const d = (await store.getDevice("d1"))!;
+    expect(d.tags).toHaveLength(32);
+    expect(d.tags[0]).toBe("t0");
+    expect(d.apps).toEqual(["ok"]);
     await s.stop();
     await store.close();
   });

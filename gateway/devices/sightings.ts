@@ -8,6 +8,12 @@
  */
 import type { Sighting, Store } from "../store/types.ts";
 
+const MAX_ITEMS = 32;
+// eslint-disable-next-line no-control-regex
+const ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
+// eslint-disable-next-line no-control-regex
+const TARGET = /^[^\s\u0000-\u001f\u007f-\u009f]{1,256}$/;
+
 export class Sightings {
   readonly #store: Store;
   #pending = new Map<string, Sighting>();
@@ -25,9 +31,15 @@ export class Sightings {
   /** Notes a check-in; headers are fioup's x-ats-* values (absent = unchanged). */
   note(uuid: string, headers: { tags?: string | null; target?: string | null; apps?: string | null }) {
     const s: Sighting = { uuid, at: new Date().toISOString() };
-    const list = (v: string) => v.split(",").map((t) => t.trim()).filter(Boolean);
+    // Header lists are device-supplied: bounded, and no item an operator's terminal would act on.
+    const list = (v: string) =>
+      v
+        .split(",")
+        .map((t) => t.trim())
+        .filter((t) => ITEM.test(t))
+        .slice(0, MAX_ITEMS);
     if (headers.tags != null) s.tags = list(headers.tags);
-    if (headers.target) s.currentTarget = headers.target;
+    if (headers.target && TARGET.test(headers.target)) s.currentTarget = headers.target;
     if (headers.apps != null) s.apps = list(headers.apps);
     const prev = this.#pending.get(uuid);
     this.#pending.set(uuid, prev ? { ...prev, ...s } : s);
