@@ -1,0 +1,38 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError, resolveConfig } from "../config.ts";
+import { agentConfig, hasMqttConfig } from "./config.ts";
+
+const cfg = (mqtt: Record<string, unknown>) => resolveConfig({ mqtt } as any, { root: "/tmp/dev", sotaDir: "/tmp/dev/var/sota" });
+
+describe("agentConfig", () => {
+  test("reads the [mqtt] table: broker, system containers, registries, insecure registries", () => {
+    const c = agentConfig(
+      cfg({
+        url: "mqtt://127.0.0.1:1883",
+        system_containers: "a, b",
+        insecure_registries: ["10.0.0.5:5000"],
+        registries: { "reg.example.com": { username: "robot", password: "pw" } },
+      }),
+    );
+    expect(c).toMatchObject({ url: "mqtt://127.0.0.1:1883", systemContainers: ["a", "b"], instance: "default", commandFlow: false, stateDir: "/tmp/dev/var/sota/agent" });
+    expect(c.registries).toEqual({ "reg.example.com": { username: "robot", password: "pw", ca: undefined }, "10.0.0.5:5000": { insecure: true } });
+  });
+
+  test("flags win over the table", () => {
+    const c = agentConfig(cfg({ url: "mqtt://a:1", system_containers: "x" }), { mqtt: "mqtts://b:8883", "system-containers": "y", "insecure-registry": ["h:1"], "command-flow": true });
+    expect(c).toMatchObject({ url: "mqtts://b:8883", systemContainers: ["y"], commandFlow: true });
+    expect(c.registries["h:1"]).toEqual({ insecure: true });
+  });
+
+  test("refuses a missing broker, a wrong URL and an unknown key, naming it", () => {
+    expect(() => agentConfig(cfg({}))).toThrow(ConfigError);
+    expect(() => agentConfig(cfg({ url: "http://x" }))).toThrow(/Invalid MQTT URL/);
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1", sytem_containers: "a" }))).toThrow(/mqtt\.sytem_containers/);
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1", client_cert: "/nonexistent.pem" }))).toThrow(/Cannot read the client certificate/);
+  });
+
+  test("the daemon runs the agent only with an [mqtt] url", () => {
+    expect(hasMqttConfig(cfg({ url: "mqtt://x:1" }))).toBe(true);
+    expect(hasMqttConfig(resolveConfig({}, { root: "", sotaDir: "/tmp" }))).toBe(false);
+  });
+});
