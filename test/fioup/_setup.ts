@@ -160,7 +160,7 @@ export class Publisher {
   async publish(version: number, extra: string[] = []): Promise<void> {
     await run(
       [
-        BUN, join(ROOT, "gateway/main.ts"), "publish", "--containers", this.dir, "--ref", "refs/heads/master",
+        ...(process.env.GATEWAY_BIN ? [process.env.GATEWAY_BIN] : [BUN, join(ROOT, "gateway/main.ts")]), "publish", "--containers", this.dir, "--ref", "refs/heads/master",
         "--server", this.gw.url, "--token", this.gw.adminToken, "--hwid", "amd64-linux", "--version", String(version),
         "--insecure-registry", this.upstream.host, "--platform", "linux/amd64", ...extra,
       ],

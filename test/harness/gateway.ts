@@ -26,7 +26,7 @@ export interface GatewayOptions {
   dataDir?: string;
   /** Port on 127.0.0.1; default the port this dataDir used last, else a free one. */
   port?: number;
-  /** Run this instead of `bun gateway/main.ts` (e.g. ["dist/gateway-linux-x64"]). */
+  /** Run this instead of `bun gateway/main.ts` (e.g. ["dist/gateway-linux-x64"]); default $GATEWAY_BIN when set. */
   command?: string[];
   env?: Record<string, string | undefined>;
 }
@@ -77,7 +77,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<GatewayHa
   const logFile = join(await tempDir("gateway-log-"), "gateway.log");
   const db = opts.db ?? (process.env.OTA_TEST_DB === "postgres" ? await databaseFor(dataDir) : undefined);
   const cmd = [
-    ...(opts.command ?? [process.execPath, join(REPO, "gateway/main.ts")]),
+    ...(opts.command ?? (process.env.GATEWAY_BIN ? [process.env.GATEWAY_BIN] : [process.execPath, join(REPO, "gateway/main.ts")])),
     "serve",
     "--data", dataDir,
     "--listen", host,

@@ -49,10 +49,11 @@ export function parseTrace(text: string): Call[] {
   const calls: Call[] = [];
   const pending = new Map<number, string>();
   for (const raw of text.split("\n")) {
-    let m = /^(\d+) (.*)$/.exec(raw);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    let line = m[2]!;
+    // "PID call(...)" with -o and -f; "[pid PID] call(...)" on a terminal; no prefix before the first fork.
+    let m = /^(?:\[pid\s+(\d+)\]|(\d+))?\s*(.*)$/.exec(raw);
+    if (!m || !m[3]) continue;
+    const pid = Number(m[1] ?? m[2] ?? 0);
+    let line = m[3];
     if (line.endsWith("<unfinished ...>")) {
       pending.set(pid, line.slice(0, -"<unfinished ...>".length));
       continue;

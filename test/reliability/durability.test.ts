@@ -73,7 +73,9 @@ beforeAll(async () => {
   if (r2.code !== 0) throw new Error(`traced v2 update failed: ${r2.stderr}`);
   const trace = readFileSync(traceFile, "utf8");
   if (!trace.trim()) throw new Error(`strace recorded nothing: ${r2.stderr.slice(-500)}`);
-  x = explore(device.root, initial, parseTrace(trace), { stateFiles: /(^|\/)fioup\.db(-wal)?$/ });
+  const calls = parseTrace(trace);
+  if (!calls.length) throw new Error(`Cannot read the strace output (${trace.length} bytes): ${trace.slice(0, 300)}`);
+  x = explore(device.root, initial, calls, { stateFiles: /(^|\/)fioup\.db(-wal)?$/ });
 }, 300_000);
 
 afterAll(async () => {

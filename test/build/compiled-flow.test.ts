@@ -1,0 +1,58 @@
+/**
+ * What ships is what is tested: the fioup end-to-end flow (test/fioup/update.test.ts: register,
+ * update to v1, a v2 that changes one service, a v3 that crashes and is rolled back, then
+ * fetch / install / start step by step and a cancel) run again with the compiled binaries in
+ * place of `bun <entry>.ts`:
+ *
+ * - dist/fioup-linux-x64 against dist/gateway-linux-x64 (serve and publish);
+ * - dist/fioup-linux-arm64 under qemu-aarch64-static (Debian's arm64 libc as sysroot) against
+ *   the same x64 gateway.
+ *
+ * The harness picks the binaries up from $FIOUP_BIN and $GATEWAY_BIN, so the flow is the one
+ * the source tree is tested with, not a second copy of it.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { binaryPath, build } from "../../scripts/build.ts";
+import { ensureSysroot } from "../../scripts/sysroot.ts";
+import { tempDir } from "../harness/tmp.ts";
+
+const ROOT = join(import.meta.dir, "../..");
+let sysroot: string;
+
+beforeAll(async () => {
+  [, sysroot] = await Promise.all([build({ ifStale: true, log: (l) => console.error(l) }), ensureSysroot((l) => console.error(l))]);
+}, 900_000);
+
+/** Runs the fioup e2e file with the given binaries; returns its exit code and summary lines. */
+async function flow(env: Record<string, string>): Promise<{ code: number; summary: string; out: string }> {
+  const proc = Bun.spawn([process.execPath, "test", "--timeout", "600000", "test/fioup/update.test.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, BUN_BE_BUN: undefined },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const all = out + err;
+  return { code, summary: all.split("\n").filter((l) => /^\s*\d+ (pass|fail)$|^\((pass|fail)\)/.test(l)).join("\n"), out: all };
+}
+
+describe("the compiled binaries run the whole update flow", () => {
+  test("fioup-linux-x64 against gateway-linux-x64: register, update, change, update, rollback", async () => {
+    const r = await flow({ FIOUP_BIN: binaryPath("fioup", "x64"), GATEWAY_BIN: binaryPath("gateway", "x64") });
+    expect(r.summary).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
+    expect(r.summary, r.out.slice(-3000)).toMatch(/^\s*0 fail$/m);
+    expect(r.code).toBe(0);
+  }, 900_000);
+
+  test("fioup-linux-arm64 under qemu-user against the x64 gateway: the same flow", async () => {
+    const wrapper = join(await tempDir("fioup-arm64-"), "fioup");
+    writeFileSync(wrapper, `#!/bin/sh\nexec qemu-aarch64-static -L ${sysroot} ${binaryPath("fioup", "arm64")} "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const r = await flow({ FIOUP_BIN: wrapper, GATEWAY_BIN: binaryPath("gateway", "x64") });
+    expect(r.summary).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
+    expect(r.summary, r.out.slice(-3000)).toMatch(/^\s*0 fail$/m);
+    expect(r.code).toBe(0);
+  }, 1_800_000);
+});
