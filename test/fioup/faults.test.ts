@@ -94,6 +94,17 @@ async function updateThrough(faults: Fault[]) {
   return { r, wire: proxy.bytesDown - down0, ms: Date.now() - t0 };
 }
 
+describe("fioup update on a good network", () => {
+  test("reuses a few kept-alive connections", async () => {
+    const { body } = await publishBig(4 * MiB);
+    const c0 = proxy.connections;
+    const { r } = await updateThrough([]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await httpGet(port)).toBe(body);
+    expect(proxy.connections - c0).toBeLessThanOrEqual(8);
+  }, 120_000);
+});
+
 describe("fioup update on a bad network: one run completes", () => {
   test("the gateway down for 20 s in the middle of a blob", async () => {
     const { body } = await publishBig(24 * MiB);
