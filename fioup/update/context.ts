@@ -6,7 +6,8 @@
  * @module
  */
 import type { Target } from "../../lib/api/index.ts";
-import { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import { registryClients } from "../../lib/oci/registry-clients.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb, UpdateRow } from "../db.ts";
 import type { DeviceClient } from "../device-client.ts";
@@ -53,23 +54,12 @@ export function wantedApps(cfg: Config, target: Target | undefined): { name: str
 
 /** Registry clients: the gateway's registry with the device certificate, others anonymously. */
 export function registryFactory(cfg: Config, client: DeviceClient | undefined): (host: string) => RegistryClient {
-  const cache = new Map<string, RegistryClient>();
   const gatewayHost = cfg.server ? new URL(cfg.server).host : undefined;
-  return (host) => {
-    let c = cache.get(host);
-    if (!c) {
-      const isGateway = host === gatewayHost && client;
-      const loopback = /^(127\.0\.0\.1|localhost|\[::1\])(:|$)/.test(host);
-      c = new RegistryClient({
-        registry: host,
-        scheme: isGateway || !loopback ? "https" : "http",
-        ...(isGateway ? { tls: { ca: client.tls.ca, cert: client.tls.cert, key: client.tls.key } } : {}),
-        userAgent: `fioup/${FIOUP_VERSION}`,
-      });
-      cache.set(host, c);
-    }
-    return c;
-  };
+  return registryClients((host) => {
+    const isGateway = host === gatewayHost && client;
+    const loopback = /^(127\.0\.0\.1|localhost|\[::1\])(:|$)/.test(host);
+    return { scheme: isGateway || !loopback ? "https" : "http", ...(isGateway ? { tls: { ca: client.tls.ca, cert: client.tls.cert, key: client.tls.key } } : {}) };
+  }, { userAgent: `fioup/${FIOUP_VERSION}` });
 }
 
 export function currentUpdate(ctx: UpdateContext): UpdateRow {

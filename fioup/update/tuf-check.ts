@@ -7,13 +7,12 @@
  */
 import { join } from "node:path";
 import type { Target, TargetEntry } from "../../lib/api/index.ts";
+import { TargetNotFoundError } from "../../lib/api/target.ts";
 import { selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import type { Config } from "../config.ts";
 import type { DeviceClient } from "../device-client.ts";
 
-export class TargetNotFoundError extends Error {
-  override name = "TargetNotFoundError";
-}
+export { TargetNotFoundError }; // declared once, in lib/api/target.ts
 
 export interface CheckResult {
   /** targets.json version. */
