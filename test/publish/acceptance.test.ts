@@ -15,7 +15,7 @@ import { fetchApp, gatewayRegistry, signedTargets } from "./_inspect.ts";
 import { FIXTURES, git } from "./_setup.ts";
 import { tempDir } from "../harness/tmp.ts";
 
-const APPS = ["oneshot", "web", "worker"];
+const APPS = ["db-migrate", "orders", "static-site"];
 let dockerd: DockerdHandle;
 let handle: GatewayHandle;
 let gw: TestGateway;
@@ -78,7 +78,7 @@ describe("publishing a repo as a new user writes it", () => {
     expect(r.hardwareIds).toEqual(["x86_64-linux"]);
     expect(r.platforms).toEqual({ "x86_64-linux": "linux/amd64" });
     const bySource = Object.fromEntries(r.images.map((i: { name: string; source: string }) => [i.name, i.source]));
-    expect(bySource).toEqual({ "local/busybox": "local", "worker/api": "build" });
+    expect(bySource).toEqual({ "local/busybox": "local", "orders/api": "build" });
     // Once, though three services use it.
     expect(published.stderr.match(/image local\/busybox:1: from the local engine/g)).toHaveLength(1);
   });
@@ -89,20 +89,20 @@ describe("publishing a repo as a new user writes it", () => {
     const pinnedBase = published.json.images.find((i: { name: string }) => i.name === "local/busybox").pinned;
     expect(pinnedBase).toMatch(new RegExp(`^${handle.host.replace(/\./g, "\\.")}/main/local/busybox@sha256:[0-9a-f]{64}$`));
 
-    const web = apps.web!;
+    const web = apps["static-site"]!;
     expect(web.entries.sort()).toEqual(["docker-compose.yml", "www/", "www/index.html"]);
     expect(web.compose.services.site.image).toBe(pinnedBase);
     expect(web.compose.services.site.ports).toEqual([`127.0.0.1:${webPort}:80`]);
     expect(web.files["docker-compose.yml"]).toContain("# A static site"); // comments survive
 
-    const worker = apps.worker!;
+    const worker = apps.orders!;
     expect(worker.compose.services.sidecar.image).toBe(pinnedBase);
     expect(worker.compose.services.sidecar.command).toEqual(["sh", "-c", 'echo "sidecar says the fleet"; exec sleep 3600']);
-    expect(worker.compose.services.api.image).toMatch(/\/main\/worker\/api@sha256:[0-9a-f]{64}$/);
+    expect(worker.compose.services.api.image).toMatch(/\/main\/orders\/api@sha256:[0-9a-f]{64}$/);
     expect(worker.compose.services.api.build).toBeUndefined();
     expect(worker.compose.services.api.ports).toEqual([`127.0.0.1:${apiPort}:80`]);
 
-    const oneshot = apps.oneshot!;
+    const oneshot = apps["db-migrate"]!;
     expect(oneshot.compose.services.init.command).toEqual(["sh", "-c", 'echo "one-shot ran in $$(hostname) for the fleet"']);
     for (const a of Object.values(apps)) expect(a.files["docker-compose.yml"]).not.toMatch(/\$\{(?!\$)/);
   });
@@ -126,26 +126,26 @@ describe("publishing a repo as a new user writes it", () => {
     expect(r.json.state).toBe("completed");
     expect(await httpGet(webPort)).toBe("hello from web v1\n");
     expect(await httpGet(apiPort)).toBe("hello from the api\n");
-    const site = await containerOf("web", "site");
+    const site = await containerOf("static-site", "site");
     expect((await dockerd.docker("inspect", "--format", "{{.State.Health.Status}}", site)).trim()).toBe("healthy");
-    const init = await containerOf("oneshot", "init");
+    const init = await containerOf("db-migrate", "init");
     expect((await dockerd.docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", init)).trim()).toBe("exited 0");
     // $$(hostname) reached the shell as $(hostname): the container's own id-based hostname.
     expect((await dockerd.docker("logs", init)).trim()).toMatch(/^one-shot ran in [0-9a-f]{12} for the fleet$/);
-    const side = await containerOf("worker", "sidecar");
+    const side = await containerOf("orders", "sidecar");
     expect((await dockerd.docker("logs", side)).trim()).toBe("sidecar says the fleet");
     const st = await device.fioup("status");
     expect(st.code).toBe(0);
   });
 
   test("an unset variable without a default stops publish naming the file, line and variable", async () => {
-    const r = await publishCli({ GREETING: "x" }, await editedCopy("web/compose.yaml", "${WEB_PORT:-8080}", "${WEB_PORT}"));
+    const r = await publishCli({ GREETING: "x" }, await editedCopy("static-site/compose.yaml", "${WEB_PORT:-8080}", "${WEB_PORT}"));
     expect(r.code).toBe(10);
-    expect(r.stderr).toContain('Cannot interpolate web/compose.yaml:7: variable "WEB_PORT" is not set and has no default');
+    expect(r.stderr).toContain('Cannot interpolate static-site/compose.yaml:7: variable "WEB_PORT" is not set and has no default');
   });
 
   test("a build context outside the repository is refused before anything is built", async () => {
-    const r = await publishCli({ WEB_PORT: "1" }, await editedCopy("worker/docker-compose.yml", "context: ./api", "context: ../../elsewhere"));
+    const r = await publishCli({ WEB_PORT: "1" }, await editedCopy("orders/docker-compose.yml", "context: ./api", "context: ../../elsewhere"));
     expect(r.code).toBe(12);
     expect(r.stderr).toContain('its build context "../../elsewhere" is outside the repository');
     expect(r.stderr).not.toContain("docker build");
