@@ -6,8 +6,9 @@
  * points tried / hit / survived by name, raw bytes over the wire per case,
  * events acknowledged / stored after the gateway kill, refusals by reason.
  * With --write, writes them to bench/reliability/RESULTS.md. `--quick` runs
- * the default (npm test) subset; `--db postgres` runs every gateway on
- * PostgreSQL (OTA_TEST_DB=postgres). Exit status: that of `bun test`
+ * the default (npm test) subset. Without `--db`, the load, power-cut and fioup
+ * end-to-end files run a second time with every gateway on PostgreSQL
+ * (OTA_TEST_DB=postgres); `--db postgres|sqlite` runs everything on one store. Exit status: that of `bun test`
  * (a case "not tried", e.g. a kill point never reached, fails it too).
  *
  * @module
@@ -42,6 +43,8 @@ const AREAS: Record<string, string> = {
   network: "Bad network (fault-injecting TCP proxy)",
   disk: "Disk full (48 MiB loop-mounted ext4)",
   load: "Load (devices with own certs, gateway SIGKILLed under load)",
+  "load@postgres": "Load on PostgreSQL (same run, OTA_TEST_DB=postgres)",
+  "power-cut@postgres": "Power cuts with the gateway on PostgreSQL",
 };
 
 const started = Date.now();
@@ -51,7 +54,17 @@ const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/r
   stdout: "inherit",
   stderr: "inherit",
 });
-const code = await proc.exited;
+let code = await proc.exited;
+// The same flow with every gateway on PostgreSQL: publish, register, update, events, the load and its kill.
+if (!db) {
+  const pg = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability/load.test.ts", "test/reliability/power-cuts.test.ts", "test/fioup/update.test.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, RELIABILITY_RESULTS: results, OTA_TEST_DB: "postgres", ...(quick ? {} : { RELIABILITY_FULL: "1" }) },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  code = (await pg.exited) || code;
+}
 const minutes = ((Date.now() - started) / 60_000).toFixed(1);
 
 const rows: CaseResult[] = existsSync(results)

@@ -29,7 +29,11 @@ export const FULL = process.env.RELIABILITY_FULL === "1";
 
 export class Tally {
   readonly results: CaseResult[] = [];
-  constructor(readonly suite: string) {}
+  readonly suite: string;
+  /** `suite`, tagged `@postgres` when the harness gateways run on PostgreSQL (OTA_TEST_DB=postgres). */
+  constructor(suite: string) {
+    this.suite = process.env.OTA_TEST_DB === "postgres" ? `${suite}@postgres` : suite;
+  }
 
   /** Records one case and prints it: `[suite] name -> outcome: detail`. */
   record(name: string, outcome: Outcome, detail = "", figures?: CaseResult["figures"]): void {
