@@ -17,7 +17,7 @@ import {
   startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "./_setup.ts";
 
-const APP = "fioupkill";
+const APP = `fioupkill${process.pid}`;
 let dockerd: DockerdHandle;
 let upstream: DockerRegistryHandle;
 let gw: TestGateway;

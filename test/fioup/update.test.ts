@@ -10,7 +10,7 @@ import {
   type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "./_setup.ts";
 
-const APP = "fioupe2e";
+const APP = `fioupe2e${process.pid}`;
 let dockerd: DockerdHandle;
 let upstream: DockerRegistryHandle;
 let gw: TestGateway;
