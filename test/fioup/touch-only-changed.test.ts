@@ -22,6 +22,7 @@ let device: Device;
 let pub: Publisher;
 let port: number;
 let busybox: string;
+let uuid: string;
 
 const webCompose = (image: string, port: number) => `services:
   web:
@@ -80,14 +81,15 @@ function pollWeb(port: number) {
 beforeAll(async () => {
   [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
   port = await freePort();
-  [busybox] = await Promise.all([pushImage(upstream, `touch/web${process.pid}`, "v1", httpdImage("baked into the image"))]);
+  // No STOPSIGNAL: busybox httpd as PID 1 ignores SIGTERM, so a stop waits out the grace period.
+  busybox = await pushImage(upstream, `touch/web${process.pid}`, "v1", { ...httpdImage("baked into the image"), stopSignal: null });
   pub = await Publisher.create(gw, upstream, {
     [`${WEB}/docker-compose.yml`]: webCompose(busybox!, port),
     [`${WEB}/www/index.html`]: "served from the app dir",
     [`${JOB}/docker-compose.yml`]: jobCompose(busybox!, "one"),
   });
   device = await Device.create(dockerd);
-  await device.register(gw);
+  uuid = await device.register(gw);
   await pub.publish(1);
   const r = await device.fioup("update");
   if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
@@ -135,5 +137,24 @@ describe("an update touches only what changed", () => {
     const st = await device.fioup("status");
     expect(st.json.current.name).toBe("amd64-linux-3");
     expect(st.json.apps[WEB].state).toBe("healthy");
+  }, 120_000);
+
+  test("an app that ignores SIGTERM stops within its 1 s grace period; the event names the service that held the stop up", async () => {
+    await pub.commit({ [`${WEB}/www/index.html`]: "the second page" });
+    await pub.publish(4);
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    expect(await res.text()).toBe("the second page");
+    type Ev = { eventType: { id: string }; event: { details?: string } };
+    const { updates } = await gw.admin<{ updates: { targetName: string; events: Ev[] }[] }>(`/admin/devices/${uuid}/updates`);
+    const applied = updates.find((u) => u.targetName === "amd64-linux-4")?.events.find((e) => e.eventType.id === "EcuInstallationApplied");
+    const details = JSON.parse(applied?.event.details ?? "{}") as { changed: string[]; stopped: string[] };
+    expect(details.changed).toEqual([WEB]);
+    expect(details.stopped).toHaveLength(1);
+    expect(details.stopped[0]).toMatch(new RegExp(`^${WEB}: stopped in \\d+ ms, held up by service "web" \\(\\d+ ms, killed after its 1 s grace period`));
+    const ms = Number(/stopped in (\d+) ms/.exec(details.stopped[0]!)![1]);
+    expect(ms).toBeGreaterThanOrEqual(900);
+    expect(ms).toBeLessThan(3000); // not Docker's 10 s default
   }, 120_000);
 });
