@@ -67,6 +67,12 @@ describe("space on Docker's data root", () => {
     expect(await device.ingestBytes()).toBe(0);
     const st = await device.fioup("status", "--no-apps");
     expect(st.json.current.name).toBe("amd64-linux-1");
+
+    // It cannot heal: the second identical refusal marks the target bad, and polling stops trying.
+    expect((await device.fioup("update")).code).toBe(41);
+    expect((await device.fioup("update")).code).toBe(3);
+    const after = await device.fioup("status", "--no-apps");
+    expect(after.json.badTargets).toContain(`amd64-linux-${version}`);
   }, 180_000);
 
   test("an update that fits with 10% to spare goes through", async () => {
