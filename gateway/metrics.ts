@@ -39,6 +39,16 @@ export class Metrics {
     return this.#requests.get(`${route}\u0000${status}`) ?? 0;
   }
 
+  /** Requests so far, all statuses, whose route label passes `match` (the dashboard's check-ins per minute). */
+  requestsWhere(match: (route: string, status: number) => boolean): number {
+    let n = 0;
+    for (const [key, count] of this.#requests) {
+      const [route, status] = key.split("\u0000");
+      if (match(route!, Number(status))) n += count;
+    }
+    return n;
+  }
+
   render(gauges: Record<string, Sample>): string {
     const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
     const lines = ["# HELP gateway_requests_total HTTP requests by route and status", "# TYPE gateway_requests_total counter"];

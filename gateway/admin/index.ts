@@ -1,5 +1,6 @@
 export * from "./auth.ts";
 export * from "./devices.ts";
+export * from "./fleet.ts";
 export * from "./keys.ts";
 export * from "./targets.ts";
 export * from "./tokens.ts";

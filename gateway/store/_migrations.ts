@@ -88,7 +88,7 @@ CREATE TABLE api_tokens (
  * failed install that restored the previous target ("rollbackOk":true in its details) "rolled-back".
  * status_detail keeps the failure's details text, status_at when the event arrived.
  */
-const statusOf = (body: string) => `CASE
+const statusOf = (body: (field: "type" | "success" | "failed" | "details") => string) => `CASE
       WHEN ${body('type')} = 'EcuInstallationCompleted' AND ${body('success')} THEN 'up-to-date'
       WHEN ${body('type')} = 'EcuInstallationCompleted' AND ${body('details')} LIKE '%"rollbackOk":true%' THEN 'rolled-back'
       WHEN ${body('type')} IN ('EcuInstallationCompleted', 'EcuDownloadCompleted') AND ${body('failed')} THEN 'failed'
@@ -136,14 +136,14 @@ END $$;
 CREATE TRIGGER events_device_status AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_device_status()`,
 };
 
-function sqliteField(f: string): string {
+function sqliteField(f: "type" | "success" | "failed" | "details"): string {
   if (f === "type") return "json_extract(NEW.body, '$.eventType.id')";
   if (f === "success") return "json_extract(NEW.body, '$.event.success') = 1";
   if (f === "failed") return "json_extract(NEW.body, '$.event.success') = 0";
   return "coalesce(json_extract(NEW.body, '$.event.details'), '')";
 }
 
-function pgField(f: string): string {
+function pgField(f: "type" | "success" | "failed" | "details"): string {
   if (f === "type") return "(b->'eventType'->>'id')";
   if (f === "success") return "(b->'event'->>'success') = 'true'";
   if (f === "failed") return "(b->'event'->>'success') = 'false'";

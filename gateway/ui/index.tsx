@@ -1,0 +1,236 @@
+/**
+ * The fleet dashboard at /ui/: server-rendered pages (hono/jsx) over the
+ * gateway's own admin API, called in process with the signed-in user's token
+ * (gateway/ui/api.ts), so the API's role checks are the one authority. Every
+ * POST needs the session's CSRF token and a same-origin Origin (when sent).
+ *
+ * @module
+ */
+import { Hono, type Context } from "hono";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import type { FleetDeviceList, FleetSummary, DeviceDetail, TokenCreated, TokenList, TargetsList, UpdateList } from "../../lib/api/admin.ts";
+import { callerOf } from "../admin/auth.ts";
+import type { GatewayEnv } from "../env.ts";
+import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
+import { Page } from "./layout.tsx";
+import { DevicePage } from "./pages/device.tsx";
+import { DevicesPage, LIST_PARAMS, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
+import { LoginPage } from "./pages/login.tsx";
+import { Overview } from "./pages/overview.tsx";
+import { TargetsPage } from "./pages/targets.tsx";
+import { TokensPage } from "./pages/tokens.tsx";
+import { csrfToken, csrfValid, openSession, seal, sealSession, SESSION_COOKIE, SESSION_SECONDS, unseal, type Session } from "./session.ts";
+
+/** The one-time notice of a token just created: shown by the next GET /ui/tokens of the same session. */
+const CREATED_COOKIE = "ota_ui_created";
+type CreatedNotice = TokenCreated & { hwid?: string; sid: string };
+
+interface UiEnv extends GatewayEnv {
+  Variables: GatewayEnv["Variables"] & { session: Session; csrf: string; api: AdminApi };
+}
+
+/** Content-Security-Policy: only the page's own inline style and script, requests to itself. */
+const CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; " +
+  "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const sameOrigin = (c: Context) => {
+  const origin = c.req.header("origin");
+  if (!origin || origin === "null") return origin === undefined;
+  try {
+    const host = new URL(origin).host;
+    // Host header over HTTP/1.1, :authority (the request URL) over HTTP/2.
+    return host === (c.req.header("host") ?? new URL(c.req.url).host);
+  } catch {
+    return false;
+  }
+};
+
+/** The dashboard; `app` is the gateway app whose /admin API the pages call. */
+export function dashboard(app: Hono<any>) {
+  const ui = new Hono<UiEnv>();
+
+  ui.use(async (c, next) => {
+    await next();
+    c.header("content-security-policy", CSP);
+    c.header("x-content-type-options", "nosniff");
+    // same-origin, not no-referrer: with no-referrer the browser sends "Origin: null" on form posts.
+    c.header("referrer-policy", "same-origin");
+    c.header("cache-control", "no-store");
+  });
+
+  // Cross-site form posts are refused before anything else (SameSite=Strict already keeps the cookie away).
+  ui.use(async (c, next) => {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD" && !sameOrigin(c)) return c.text("Cross-origin request refused", 403);
+    await next();
+  });
+
+  const render = (c: Context<UiEnv>, title: string, body: unknown, status = 200) => {
+    const user = c.var.session ? { role: c.var.session.role, csrf: c.var.csrf } : undefined;
+    return c.html(
+      <Page title={title} path={c.req.path} user={user}>
+        {body as any}
+      </Page>,
+      status as 200,
+    );
+  };
+
+  const overview = async (c: Context<UiEnv>) => {
+    const { body } = await c.var.api<FleetSummary>("GET", "/admin/fleet/summary");
+    return render(c, "Overview", <Overview s={body} />);
+  };
+
+  ui.get("/login", (c) => render(c, "Sign in", <LoginPage />));
+
+  ui.post("/login", async (c) => {
+    const form = await c.req.parseBody();
+    const token = typeof form.token === "string" ? form.token.trim() : "";
+    const caller = token ? await callerOf(c.var.gw, token) : undefined;
+    if (!caller || (caller.role !== "admin" && caller.role !== "viewer"))
+      return render(c, "Sign in", <LoginPage error="That token cannot sign in: it needs an unrevoked admin or viewer token." />, 401);
+    const { value } = await sealSession(c.var.gw, token, caller.role);
+    setCookie(c, SESSION_COOKIE, value, { path: "/", httpOnly: true, secure: true, sameSite: "Strict", maxAge: SESSION_SECONDS });
+    return c.redirect("/ui/", 303);
+  });
+
+  // Everything else needs a session; POSTs also its CSRF token (form field or x-csrf-token header).
+  ui.use(async (c, next) => {
+    const session = await openSession(c.var.gw, getCookie(c, SESSION_COOKIE));
+    if (!session) {
+      if (c.req.method === "GET") return c.redirect("/ui/login", 303);
+      return c.text("Sign in first", 401);
+    }
+    c.set("session", session);
+    c.set("csrf", await csrfToken(c.var.gw, session));
+    if (c.req.method === "POST") {
+      const ct = c.req.header("content-type") ?? "";
+      const form = /form/.test(ct) ? await c.req.parseBody() : {};
+      const given = c.req.header("x-csrf-token") ?? (typeof form._csrf === "string" ? form._csrf : undefined);
+      if (!(await csrfValid(c.var.gw, session, given))) return c.text("Missing or wrong CSRF token: reload the page and try again", 403);
+    }
+    c.set("api", adminApi(app, session.token, c.env));
+    // "/ui/" and "/ui" are both the overview (a mounted sub-app's "/" is only "/ui").
+    if (c.req.method === "GET" && c.req.path === "/ui/") return overview(c);
+    await next();
+  });
+
+  // The admin API's refusals, shown as a page with the API's status and words.
+  ui.onError(async (err, c) => {
+    if (!(err instanceof ApiCallError)) throw err;
+    // The token itself no longer works (revoked, expired): the session ends with it.
+    if (err.status === 401 || err.message === "Admin token refused") {
+      deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
+      return c.redirect("/ui/login", 303);
+    }
+    return render(c, "Refused", <p class="msg error" role="alert">{`The gateway refused this: ${err.message}`}</p>, err.status);
+  });
+
+  ui.post("/logout", (c) => {
+    deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
+    return c.redirect("/ui/login", 303);
+  });
+
+  ui.get("/", overview);
+
+  ui.get("/devices", async (c) => {
+    const p: ListParams = {};
+    for (const k of [...LIST_PARAMS, "page"] as const) {
+      const v = c.req.query(k);
+      if (v) p[k] = v;
+    }
+    const page = Math.max(1, Number(p.page ?? 1) || 1);
+    const q = new URLSearchParams();
+    for (const k of LIST_PARAMS) if (p[k]) q.set(k, p[k]!);
+    q.set("limit", String(PAGE_SIZE));
+    q.set("offset", String((page - 1) * PAGE_SIZE));
+    const { body, timing } = await c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`);
+    if (timing) c.header("server-timing", timing);
+    const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
+    return render(c, "Devices", <DevicesPage p={p} list={body} ms={ms} />);
+  });
+
+  ui.get("/devices/:uuid", async (c) => {
+    const uuid = c.req.param("uuid");
+    const api = c.var.api;
+    const path = `/admin/devices/${encodeURIComponent(uuid)}`;
+    const [d, updates, status] = await Promise.all([
+      api<DeviceDetail>("GET", path),
+      api<UpdateList>("GET", `${path}/updates`),
+      api<FleetDeviceList>("GET", `/admin/fleet/devices?q=${encodeURIComponent(uuid)}&limit=5`),
+    ]);
+    const canWrite = c.var.session.role === "admin";
+    return render(
+      c,
+      d.body.name,
+      <DevicePage d={d.body} updates={updates.body.updates} status={status.body.devices.find((x) => x.uuid === uuid)} csrf={c.var.csrf} canWrite={canWrite} />,
+    );
+  });
+
+  ui.post("/devices/:uuid/revoke", async (c) => {
+    const uuid = c.req.param("uuid");
+    await c.var.api("POST", `/admin/devices/${encodeURIComponent(uuid)}/revoke`);
+    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+  });
+
+  ui.post("/devices/:uuid/tags", async (c) => {
+    const uuid = c.req.param("uuid");
+    const form = await c.req.parseBody();
+    const tags = String(form.tags ?? "")
+      .split(",")
+      .map((t) => t.trim())
+      .filter(Boolean);
+    await c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
+    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+  });
+
+  ui.get("/targets", async (c) => {
+    const [targets, summary] = await Promise.all([
+      c.var.api<TargetsList>("GET", "/admin/targets"),
+      c.var.api<FleetSummary>("GET", "/admin/fleet/summary"),
+    ]);
+    const running = new Map(summary.body.versions.flatMap((v) => (v.target ? [[v.target, v.devices] as const] : [])));
+    return render(c, "Targets", <TargetsPage targets={targets.body} running={running} />);
+  });
+
+  const tokensPage = async (c: Context<UiEnv>, created?: TokenCreated & { hwid?: string }) => {
+    const { body } = await c.var.api<TokenList>("GET", "/admin/tokens");
+    return render(
+      c,
+      "Tokens",
+      <TokensPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} created={created} publicUrl={c.var.gw.publicUrl} />,
+    );
+  };
+
+  ui.get("/tokens", async (c) => {
+    const created = await unseal<CreatedNotice>(c.var.gw, getCookie(c, CREATED_COOKIE));
+    if (created) deleteCookie(c, CREATED_COOKIE, { path: "/ui/tokens", secure: true });
+    return tokensPage(c, created?.sid === c.var.session.sid ? created : undefined);
+  });
+
+  ui.post("/tokens", async (c) => {
+    const form = await c.req.parseBody();
+    const text = (k: string) => (typeof form[k] === "string" && (form[k] as string).trim() ? (form[k] as string).trim() : undefined);
+    const tags = text("tags")?.split(",").map((t) => t.trim()).filter(Boolean);
+    const req = {
+      role: "registration",
+      ...(text("name") ? { name: text("name") } : {}),
+      ...(tags?.length ? { tags } : {}),
+      ...(text("hwid") ? { hwid: text("hwid") } : {}),
+      ...(text("maxUses") ? { maxUses: Number(text("maxUses")) } : {}),
+      ...(text("expiresIn") ? { expiresIn: text("expiresIn") } : {}),
+    };
+    const { body } = await c.var.api<TokenCreated>("POST", "/admin/tokens", req);
+    // The secret travels to the next page in a sealed one-minute cookie, not in a URL, and a reload
+    // of that page neither re-posts the form nor shows the secret again.
+    const created: CreatedNotice = { ...body, hwid: text("hwid"), sid: c.var.session.sid };
+    setCookie(c, CREATED_COOKIE, await seal(c.var.gw, created), { path: "/ui/tokens", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+    return c.redirect("/ui/tokens", 303);
+  });
+
+  ui.post("/tokens/:id/revoke", async (c) => {
+    await c.var.api("POST", `/admin/tokens/${encodeURIComponent(c.req.param("id"))}/revoke`);
+    return c.redirect("/ui/tokens", 303);
+  });
+
+  return ui;
+}

@@ -1,0 +1,144 @@
+/**
+ * The page frame every dashboard page shares: navigation, one inline style
+ * sheet (light and dark by `prefers-color-scheme`, one column at phone width)
+ * and the small client script (live refresh, copy button, confirmations).
+ * Nothing is loaded from anywhere else: the binary serves it all.
+ *
+ * @module
+ */
+import type { Child } from "hono/jsx";
+import { raw } from "hono/html";
+
+const CSS = `
+:root{--bg:#fff;--fg:#1b1f24;--muted:#57606a;--line:#d0d7de;--card:#f6f8fa;--accent:#0a58ca;
+--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--info:#0969da;--off:#6e7781;color-scheme:light dark}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9da7b3;--line:#30363d;--card:#161b22;
+--accent:#58a6ff;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--info:#58a6ff;--off:#8b949e}}
+*{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,sans-serif;background:var(--bg);color:var(--fg)}
+a{color:var(--accent)}a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
+header{display:flex;flex-wrap:wrap;gap:.25rem 1rem;align-items:center;padding:.6rem 1rem;border-bottom:1px solid var(--line);background:var(--card)}
+header .brand{font-weight:700;margin-right:auto}header nav{display:flex;flex-wrap:wrap;gap:.25rem .9rem}
+header nav a{text-decoration:none;padding:.2rem 0}header nav a[aria-current=page]{font-weight:700;border-bottom:2px solid var(--accent)}
+main{padding:1rem;max-width:1200px;margin:0 auto}h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.4rem 0 .5rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:1rem}
+.card{border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem;background:var(--card)}
+.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
+th a{color:inherit}td code,dd code{word-break:break-all}
+.badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85em;border:1px solid currentColor;white-space:nowrap}
+.s-up-to-date{color:var(--ok)}.s-updating{color:var(--info)}.s-failed,.s-rolled-back,.s-unhealthy{color:var(--bad)}
+.s-offline,.s-revoked,.s-registered{color:var(--off)}.s-healthy{color:var(--ok)}
+form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin-bottom:1rem}
+label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}
+input,select,button,textarea{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.35rem .5rem}
+button{cursor:pointer;background:var(--card)}button.danger{color:var(--bad);border-color:var(--bad)}button.primary{background:var(--accent);color:#fff;border-color:var(--accent)}
+.muted{color:var(--muted)}.error{color:var(--bad)}.msg{padding:.5rem .8rem;border-radius:6px;border:1px solid var(--line);margin-bottom:1rem}
+.msg.error{border-color:var(--bad)}.pager{display:flex;gap:1rem;align-items:center;margin-top:.8rem}
+ol.timeline{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)}ol.timeline li{margin:0 0 .6rem .9rem;position:relative}
+ol.timeline li::before{content:"";position:absolute;left:-1.33rem;top:.45rem;width:.6rem;height:.6rem;border-radius:50%;background:var(--line)}
+ol.timeline li.ok::before{background:var(--ok)}ol.timeline li.bad::before{background:var(--bad)}
+pre{white-space:pre-wrap;word-break:break-word;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.5rem;margin:.3rem 0;max-height:20rem;overflow:auto}
+dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
+svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
+.secret{font-family:ui-monospace,monospace;word-break:break-all}
+@media (max-width:640px){main{padding:.6rem}th.opt,td.opt{display:none}form.filters>*{flex:1 1 45%}}
+`;
+
+/**
+ * Client script: refreshes each `[data-live]` region from the same URL every few seconds while the
+ * tab is visible and no field in it has focus (one request per page per interval); copy buttons;
+ * confirmation of dangerous actions.
+ */
+const SCRIPT = `
+(() => {
+  const every = 5000;
+  async function refresh() {
+    if (document.visibilityState !== "visible") return;
+    const regions = [...document.querySelectorAll("[data-live]")].filter((r) => !r.contains(document.activeElement));
+    if (!regions.length) return;
+    try {
+      const res = await fetch(location.href, { headers: { "x-ui-live": "1" }, credentials: "same-origin" });
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      for (const r of regions) { const n = doc.getElementById(r.id); if (n) r.replaceWith(n); }
+      document.body.dataset.refreshed = String(Date.now());
+    } catch {}
+  }
+  if (document.querySelector("[data-live]")) setInterval(refresh, every);
+  document.addEventListener("click", (e) => {
+    const b = e.target.closest("[data-copy]");
+    if (b) { navigator.clipboard?.writeText(document.getElementById(b.dataset.copy).textContent); b.textContent = "Copied"; }
+  });
+  document.addEventListener("submit", (e) => {
+    const m = e.target.dataset.confirm;
+    if (m && !confirm(m)) e.preventDefault();
+  });
+})();
+`;
+
+const NAV = [
+  ["/ui/", "Overview"],
+  ["/ui/devices", "Devices"],
+  ["/ui/targets", "Targets"],
+  ["/ui/tokens", "Tokens"],
+] as const;
+
+export interface PageProps {
+  title: string;
+  /** Current path, to mark the navigation entry. */
+  path: string;
+  /** Signed-in role and the CSRF token for the sign-out form; absent on the sign-in page. */
+  user?: { role: string; csrf: string };
+  children?: Child;
+}
+
+export function Page({ title, path, user, children }: PageProps) {
+  const current = (href: string) => (href === "/ui/" ? path === "/ui/" || path === "/ui" : path.startsWith(href));
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="color-scheme" content="light dark" />
+        <title>{`${title} · OTA gateway`}</title>
+        <style>{raw(CSS)}</style>
+      </head>
+      <body>
+        <header>
+          <span class="brand">OTA gateway</span>
+          {user && (
+            <nav aria-label="Main">
+              {NAV.map(([href, label]) => (
+                <a href={href} aria-current={current(href) ? "page" : undefined}>
+                  {label}
+                </a>
+              ))}
+            </nav>
+          )}
+          {user && (
+            <form method="post" action="/ui/logout">
+              <input type="hidden" name="_csrf" value={user.csrf} />
+              <span class="muted">{user.role} </span>
+              <button type="submit">Sign out</button>
+            </form>
+          )}
+        </header>
+        <main id="main">{children}</main>
+        <script>{raw(SCRIPT)}</script>
+      </body>
+    </html>
+  );
+}
+
+/** A status as a coloured badge (text too, never colour alone). */
+export const Badge = ({ status }: { status: string }) => <span class={`badge s-${status}`}>{status}</span>;
+
+/** The hidden CSRF field every form that POSTs carries. */
+export const Csrf = ({ token }: { token: string }) => <input type="hidden" name="_csrf" value={token} />;
+
+/** "3 min ago" for an ISO time, with the exact time in a tooltip. */
+export function Ago({ at }: { at: string | null | undefined }) {
+  if (!at) return <span class="muted">never</span>;
+  const s = Math.round((Date.now() - Date.parse(at)) / 1000);
+  const text = s < 60 ? `${Math.max(s, 0)} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : s < 172800 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86400)} d ago`;
+  return <time datetime={at} title={at}>{text}</time>;
+}

@@ -1,0 +1,127 @@
+/** One device: identity, status, current target, apps with their health, update timeline, inventory, actions. */
+import type { DeviceDetail, FleetDevice, Update } from "../../../lib/api/admin.ts";
+import { Ago, Badge, Csrf } from "../layout.tsx";
+import { failureReason, Timeline } from "./timeline.tsx";
+
+export interface DeviceProps {
+  d: DeviceDetail;
+  status: FleetDevice | undefined;
+  updates: Update[];
+  csrf: string;
+  canWrite: boolean;
+}
+
+const json = (v: unknown) => JSON.stringify(v, null, 2);
+
+export function DevicePage({ d, status, updates, csrf, canWrite }: DeviceProps) {
+  const apps = Object.entries(d.appsStates?.apps ?? {});
+  return (
+    <>
+      <p>
+        <a href="/ui/devices">← Devices</a>
+      </p>
+      <h1>{d.name}</h1>
+      <div id="device" data-live>
+        <div class="grid">
+          <section class="card" aria-labelledby="h-id">
+            <h2 id="h-id">Identity</h2>
+            <dl class="kv">
+              <dt>Status</dt>
+              <dd>{status ? <Badge status={status.status} /> : "-"}</dd>
+              <dt>UUID</dt>
+              <dd>
+                <code>{d.uuid}</code>
+              </dd>
+              <dt>Hardware id</dt>
+              <dd>{d.hardwareId}</dd>
+              <dt>Tags</dt>
+              <dd>{d.tags.join(", ") || "-"}</dd>
+              <dt>Current target</dt>
+              <dd data-current-target>{d.currentTarget ?? "-"}</dd>
+              <dt>Last seen</dt>
+              <dd>
+                <Ago at={d.lastSeen} />
+              </dd>
+              <dt>Registered</dt>
+              <dd>
+                <Ago at={d.createdAt} />
+              </dd>
+              <dt>Certificate serial</dt>
+              <dd>
+                <code>{d.certSerial}</code>
+              </dd>
+              {d.revokedAt && (
+                <>
+                  <dt>Revoked</dt>
+                  <dd class="error">{d.revokedAt}</dd>
+                </>
+              )}
+            </dl>
+            {status?.statusDetail && <p class="error">Last failure: {failureReason(status.statusDetail)}</p>}
+          </section>
+          <section class="card" aria-labelledby="h-apps">
+            <h2 id="h-apps">Apps</h2>
+            {apps.length ? (
+              <table>
+                <tbody>
+                  {apps.map(([name, a]) => (
+                    <tr>
+                      <td>
+                        <strong>{name}</strong>
+                        <div class="muted">
+                          {a.services.map((s) => `${s.name}: ${s.state}${s.health ? ` (${s.health})` : ""}`).join(", ")}
+                        </div>
+                      </td>
+                      <td>
+                        <Badge status={a.state} />
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            ) : (
+              <p class="muted">{d.apps?.length ? `Running: ${d.apps.join(", ")} (no health reported)` : "No app states reported."}</p>
+            )}
+          </section>
+        </div>
+        <section aria-labelledby="h-history">
+          <h2 id="h-history">Update history</h2>
+          <Timeline updates={updates} />
+        </section>
+        <section aria-labelledby="h-inv">
+          <h2 id="h-inv">Inventory</h2>
+          {(["hardware", "network", "config"] as const).map((k) => (
+            <details>
+              <summary>{k === "hardware" ? "System info" : k === "network" ? "Network" : "Config"}</summary>
+              {d.systemInfo[k] === undefined ? <p class="muted">Not reported.</p> : <pre>{json(d.systemInfo[k]).slice(0, 20000)}</pre>}
+            </details>
+          ))}
+        </section>
+      </div>
+      {canWrite && !d.revokedAt && (
+        <section aria-labelledby="h-actions">
+          <h2 id="h-actions">Actions</h2>
+          <div class="grid">
+            <form method="post" action={`/ui/devices/${d.uuid}/tags`} class="card">
+              <Csrf token={csrf} />
+              <label>
+                Tags (comma-separated)
+                <input name="tags" value={d.tags.join(",")} />
+              </label>
+              <p>
+                <button type="submit">Set tags</button>
+              </p>
+            </form>
+            <form method="post" action={`/ui/devices/${d.uuid}/revoke`} class="card" data-confirm={`Revoke ${d.name}? It can no longer check in or register again.`}>
+              <Csrf token={csrf} />
+              <p>The device's certificate stops working at once; it cannot register again under this uuid.</p>
+              <button type="submit" class="danger">
+                Revoke device
+              </button>
+            </form>
+          </div>
+        </section>
+      )}
+    </>
+  );
+}

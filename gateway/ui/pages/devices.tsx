@@ -1,0 +1,160 @@
+/** The device list: filters in a GET form (bookmarkable), sortable columns, server-side pages. */
+import { DEVICE_STATUSES, type FleetDeviceList } from "../../../lib/api/admin.ts";
+import { Ago, Badge } from "../layout.tsx";
+
+/** The list's query parameters, as the page URL and the admin API share them. */
+export const LIST_PARAMS = ["q", "tag", "hwid", "target", "status", "seenWithin", "unseenFor", "sort", "dir"] as const;
+export type ListParams = Partial<Record<(typeof LIST_PARAMS)[number] | "page", string>>;
+
+export const PAGE_SIZE = 50;
+
+const SEEN = [
+  ["", "any time"],
+  ["3600", "seen in the last hour"],
+  ["86400", "seen in the last day"],
+] as const;
+const UNSEEN = [
+  ["", "-"],
+  ["3600", "not seen for an hour"],
+  ["86400", "not seen for a day"],
+  ["604800", "not seen for a week"],
+] as const;
+
+const qs = (p: ListParams) =>
+  Object.entries(p)
+    .filter(([, v]) => v)
+    .map(([k, v]) => `${k}=${encodeURIComponent(v!)}`)
+    .join("&");
+
+function SortLink({ p, col, label }: { p: ListParams; col: string; label: string }) {
+  const active = (p.sort ?? "name") === col;
+  const dir = active && p.dir !== "desc" ? "desc" : "asc";
+  const arrow = active ? (p.dir === "desc" ? " ↓" : " ↑") : "";
+  return (
+    <a href={`/ui/devices?${qs({ ...p, sort: col, dir, page: undefined })}`} aria-sort={active ? (p.dir === "desc" ? "descending" : "ascending") : undefined}>
+      {label + arrow}
+    </a>
+  );
+}
+
+export function DevicesPage({ p, list, ms }: { p: ListParams; list: FleetDeviceList; ms: string }) {
+  const page = Number(p.page ?? 1);
+  const from = list.total ? list.offset + 1 : 0;
+  const to = list.offset + list.devices.length;
+  return (
+    <>
+      <h1>Devices</h1>
+      <form class="filters" method="get" action="/ui/devices" role="search">
+        <label>
+          Name or uuid
+          <input name="q" value={p.q ?? ""} type="search" />
+        </label>
+        <label>
+          Tag
+          <input name="tag" value={p.tag ?? ""} />
+        </label>
+        <label>
+          Hardware id
+          <input name="hwid" value={p.hwid ?? ""} />
+        </label>
+        <label>
+          Target
+          <input name="target" value={p.target ?? ""} />
+        </label>
+        <label>
+          Status
+          <select name="status">
+            <option value="">any</option>
+            {DEVICE_STATUSES.map((s) => (
+              <option value={s} selected={p.status === s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Last seen
+          <select name="seenWithin">
+            {SEEN.map(([v, l]) => (
+              <option value={v} selected={(p.seenWithin ?? "") === v}>
+                {l}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Not seen
+          <select name="unseenFor">
+            {UNSEEN.map(([v, l]) => (
+              <option value={v} selected={(p.unseenFor ?? "") === v}>
+                {l}
+              </option>
+            ))}
+          </select>
+        </label>
+        {p.sort && <input type="hidden" name="sort" value={p.sort} />}
+        {p.dir && <input type="hidden" name="dir" value={p.dir} />}
+        <button type="submit" class="primary">
+          Filter
+        </button>
+        <a href="/ui/devices">Clear</a>
+      </form>
+      <div id="device-list" data-live>
+        <p class="muted" data-total={String(list.total)}>
+          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${list.total.toLocaleString("en")} devices` : "No devices match."}{" "}
+          <span title="store time">({ms} ms)</span>
+        </p>
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th>
+                  <SortLink p={p} col="name" label="Name" />
+                </th>
+                <th>
+                  <SortLink p={p} col="status" label="Status" />
+                </th>
+                <th>
+                  <SortLink p={p} col="target" label="Target" />
+                </th>
+                <th class="opt">
+                  <SortLink p={p} col="hardwareId" label="Hardware id" />
+                </th>
+                <th class="opt">Tags</th>
+                <th>
+                  <SortLink p={p} col="lastSeen" label="Last seen" />
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.devices.map((d) => (
+                <tr data-uuid={d.uuid}>
+                  <td>
+                    <a href={`/ui/devices/${d.uuid}`}>{d.name}</a>
+                    <div class="muted opt" style="font-size:.8em">
+                      {d.uuid}
+                    </div>
+                  </td>
+                  <td>
+                    <Badge status={d.status} />
+                  </td>
+                  <td>{d.currentTarget ?? "-"}</td>
+                  <td class="opt">{d.hardwareId}</td>
+                  <td class="opt">{d.tags.join(", ")}</td>
+                  <td>
+                    <Ago at={d.lastSeen} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        <nav class="pager" aria-label="Pages">
+          {page > 1 && <a href={`/ui/devices?${qs({ ...p, page: String(page - 1) })}`}>← Previous</a>}
+          <span>Page {page}</span>
+          {to < list.total && <a href={`/ui/devices?${qs({ ...p, page: String(page + 1) })}`}>Next →</a>}
+        </nav>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,157 @@
+/** Tokens: create a registration token (its secret shown once, with the `fioup register` command), list, revoke. */
+import type { TokenCreated, TokenList } from "../../../lib/api/admin.ts";
+import { Ago, Csrf } from "../layout.tsx";
+
+export interface TokensProps {
+  list: TokenList;
+  csrf: string;
+  canWrite: boolean;
+  created?: TokenCreated & { hwid?: string };
+  publicUrl: string;
+}
+
+const stateOf = (t: { revokedAt: string | null; expired: boolean }) => (t.revokedAt ? "revoked" : t.expired ? "expired" : "active");
+
+export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensProps) {
+  const command = created && `fioup register --server ${publicUrl} --token ${created.token}${created.hwid ? ` --hwid ${created.hwid}` : ""}`;
+  return (
+    <>
+      <h1>Tokens</h1>
+      {created && (
+        <section class="card" aria-labelledby="h-new" role="status">
+          <h2 id="h-new">New registration token</h2>
+          <p>Copy it now: it is not shown again.</p>
+          <p class="secret" id="new-token">
+            {created.token}
+          </p>
+          <button type="button" data-copy="new-token">
+            Copy token
+          </button>
+          <p>Register a device with:</p>
+          <pre id="register-command">{command}</pre>
+          <button type="button" data-copy="register-command">
+            Copy command
+          </button>
+        </section>
+      )}
+      {canWrite && (
+        <form method="post" action="/ui/tokens" class="filters card" aria-label="Create a registration token">
+          <Csrf token={csrf} />
+          <label>
+            Name
+            <input name="name" maxlength={128} />
+          </label>
+          <label>
+            Tags (comma-separated)
+            <input name="tags" />
+          </label>
+          <label>
+            Hardware id
+            <input name="hwid" />
+          </label>
+          <label>
+            Devices it may register
+            <input name="maxUses" type="number" min="1" value="1" />
+          </label>
+          <label>
+            Expires in
+            <select name="expiresIn">
+              <option value="1d">1 day</option>
+              <option value="7d">7 days</option>
+              <option value="30d" selected>
+                30 days
+              </option>
+              <option value="365d">1 year</option>
+            </select>
+          </label>
+          <button type="submit" class="primary">
+            Create registration token
+          </button>
+        </form>
+      )}
+      <h2>Registration tokens</h2>
+      <div class="scroll">
+        <table>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>State</th>
+              <th class="opt">Tags / hardware id</th>
+              <th>Uses</th>
+              <th class="opt">Expires</th>
+              <th></th>
+            </tr>
+          </thead>
+          <tbody>
+            {[...list.tokens].reverse().map((t) => (
+              <tr data-token={t.id}>
+                <td>{t.name ?? <span class="muted">{t.id.slice(0, 8)}</span>}</td>
+                <td>
+                  <span class={`badge s-${stateOf(t) === "active" ? "up-to-date" : "offline"}`}>{stateOf(t)}</span>
+                </td>
+                <td class="opt">
+                  {t.tags.join(", ") || "-"} / {t.hwid ?? "any"}
+                </td>
+                <td>
+                  {t.uses} / {t.maxUses ?? "∞"}
+                </td>
+                <td class="opt">
+                  <Ago at={t.expiresAt} />
+                </td>
+                <td>
+                  {canWrite && stateOf(t) === "active" && (
+                    <form method="post" action={`/ui/tokens/${t.id}/revoke`} data-confirm="Revoke this token?">
+                      <Csrf token={csrf} />
+                      <button type="submit" class="danger">
+                        Revoke
+                      </button>
+                    </form>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <h2>API tokens</h2>
+      <div class="scroll">
+        <table>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Role</th>
+              <th>State</th>
+              <th class="opt">Expires</th>
+              <th></th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.apiTokens.map((t) => (
+              <tr data-token={t.id}>
+                <td>{t.name ?? <span class="muted">{t.id.slice(0, 8)}</span>}</td>
+                <td>{t.role}</td>
+                <td>{stateOf(t)}</td>
+                <td class="opt">
+                  <Ago at={t.expiresAt} />
+                </td>
+                <td>
+                  {canWrite && stateOf(t) === "active" && (
+                    <form method="post" action={`/ui/tokens/${t.id}/revoke`} data-confirm="Revoke this token?">
+                      <Csrf token={csrf} />
+                      <button type="submit" class="danger">
+                        Revoke
+                      </button>
+                    </form>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <p class="muted">
+        API tokens (publish, admin, viewer) are made with <code>gateway tokens create --role ROLE</code>.
+      </p>
+    </>
+  );
+}

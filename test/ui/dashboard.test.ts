@@ -1,0 +1,223 @@
+/**
+ * The fleet dashboard in a real browser (Debian's chromium driven by playwright-core, nothing
+ * downloaded) against a real gateway: sign in, see the registered devices and the failed
+ * update's timeline, filter the list, create a token, revoke a device, sign out; an action
+ * without the CSRF token is refused; a viewer cannot revoke. Screenshots of each page at
+ * desktop and phone width land in the test's temp dir (printed), for a reviewer to look at.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { tempDir } from "../harness/tmp.ts";
+import { FETCH_ERROR, makeFleet, type Fleet } from "./_fleet.ts";
+
+let gw: GatewayHandle;
+let fleet: Fleet;
+let browser: Browser;
+let shots: string;
+let viewerToken: string;
+
+const VIEWPORTS = { desktop: { width: 1280, height: 900 }, phone: { width: 390, height: 844 } } as const;
+
+beforeAll(async () => {
+  gw = await startGateway();
+  fleet = await makeFleet(gw);
+  const res = await gw.adminFetch("/admin/tokens", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ role: "viewer", name: "support desk" }),
+  });
+  expect(res.status).toBe(201);
+  viewerToken = ((await res.json()) as { token: string }).token;
+  shots = await tempDir("ui-screenshots-");
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await gw?.stop();
+  if (shots) console.error(`dashboard screenshots: ${shots}`);
+});
+
+async function signedIn(token: string, viewport: { width: number; height: number } = VIEWPORTS.desktop): Promise<{ ctx: BrowserContext; page: Page }> {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const page = await ctx.newPage();
+  await page.goto(`${gw.url}/ui/`);
+  expect(page.url()).toEndWith("/ui/login");
+  await page.getByLabel(/API token/).fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`${gw.url}/ui/`);
+  return { ctx, page };
+}
+
+const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+
+describe("dashboard at /ui/", () => {
+  test("an admin signs in with a session cookie that is HttpOnly, Secure, SameSite=Strict and expires", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    const [cookie] = await ctx.cookies();
+    expect(cookie).toMatchObject({ httpOnly: true, secure: true, sameSite: "Strict" });
+    expect(cookie!.expires).toBeGreaterThan(Date.now() / 1000);
+    expect(cookie!.expires).toBeLessThan(Date.now() / 1000 + 24 * 3600);
+    // The cookie carries the token encrypted, never in clear.
+    expect(cookie!.value).not.toContain(gw.adminToken);
+    await expect(page.locator("[data-status-count=failed]").textContent()).resolves.toBe("1");
+    await expect(page.locator("[data-status-count=up-to-date]").textContent()).resolves.toBe("1");
+    await expect(page.getByText(FETCH_ERROR).first().isVisible()).resolves.toBe(true);
+    await shot(page, "overview-desktop");
+    await ctx.close();
+  }, 60_000);
+
+  test("the device list shows the registered devices and filters by name, status and target", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    await page.getByRole("link", { name: "Devices" }).click();
+    for (const name of ["kiosk-good", "kiosk-bad", "spare-1"]) await expect(page.getByRole("link", { name }).count()).resolves.toBe(1);
+    await shot(page, "devices-desktop");
+
+    await page.getByLabel("Name or uuid").fill("kiosk");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/q=kiosk/);
+    await expect(page.locator("tbody tr[data-uuid]").count()).resolves.toBe(2);
+
+    await page.getByLabel("Status").selectOption("failed");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/status=failed/);
+    await expect(page.locator("tbody tr[data-uuid]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-uuid")))).resolves.toEqual([fleet.bad.uuid]);
+
+    await page.goto(`${gw.url}/ui/devices?target=amd64-linux-2`);
+    await expect(page.locator("tbody tr[data-uuid]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-uuid")))).resolves.toEqual([fleet.good.uuid]);
+    await ctx.close();
+  }, 60_000);
+
+  test("a device's page shows its update timeline: each step, bytes fetched, the failure's error text", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    await page.goto(`${gw.url}/ui/devices?q=kiosk`);
+    await page.getByRole("link", { name: "kiosk-bad" }).click();
+    await page.waitForURL(`${gw.url}/ui/devices/${fleet.bad.uuid}`);
+    const steps = await page.locator("ol.timeline li").evaluateAll((li) => li.map((l) => l.querySelector("strong")!.textContent));
+    expect(steps).toEqual(["Download started", "Download failed"]);
+    await expect(page.locator("ol.timeline pre.error").textContent()).resolves.toBe(FETCH_ERROR);
+    await shot(page, "device-failed-desktop");
+
+    await page.goto(`${gw.url}/ui/devices/${fleet.good.uuid}`);
+    const good = await page.locator("ol.timeline li strong").allTextContents();
+    expect(good).toEqual(["Download started", "Download completed", "Installation started", "Installation applied", "Installation completed"]);
+    await expect(page.getByText("Fetched 5.0 MiB").isVisible()).resolves.toBe(true);
+    await expect(page.locator("[data-current-target]").textContent()).resolves.toBe("amd64-linux-2");
+    await expect(page.getByText("web: running (healthy)").isVisible()).resolves.toBe(true);
+    await page.getByText("Network").click();
+    await expect(page.getByText("10.0.0.9").isVisible()).resolves.toBe(true);
+    await shot(page, "device-desktop");
+    await ctx.close();
+  }, 60_000);
+
+  test("an admin creates a registration token: shown once with the fioup register command, then listed", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    await page.getByRole("link", { name: "Tokens" }).click();
+    await page.getByLabel("Name").fill("line 3");
+    await page.getByLabel("Devices it may register").fill("25");
+    await page.getByRole("button", { name: "Create registration token" }).click();
+    const token = (await page.locator("#new-token").textContent())!.trim();
+    expect(token.length).toBeGreaterThan(20);
+    await expect(page.locator("#register-command").textContent()).resolves.toBe(`fioup register --server ${gw.url} --token ${token}`);
+    await shot(page, "tokens-created-desktop");
+    // The token works: a device registers with it.
+    const list = (await (await gw.adminFetch("/admin/tokens")).json()) as { tokens: { name: string; maxUses: number }[] };
+    expect(list.tokens.find((t) => t.name === "line 3")?.maxUses).toBe(25);
+    // And is not shown again.
+    await page.reload();
+    await expect(page.locator("#new-token").count()).resolves.toBe(0);
+    await expect(page.getByRole("cell", { name: "line 3" }).count()).resolves.toBe(1);
+    await ctx.close();
+  }, 60_000);
+
+  test("an action without the CSRF token is refused and changes nothing", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    const res = await page.request.post(`${gw.url}/ui/devices/${fleet.spare.uuid}/revoke`, { form: { nothing: "here" } });
+    expect(res.status()).toBe(403);
+    const wrong = await page.request.post(`${gw.url}/ui/devices/${fleet.spare.uuid}/revoke`, { form: { _csrf: "forged" } });
+    expect(wrong.status()).toBe(403);
+    const d = (await (await gw.adminFetch(`/admin/devices/${fleet.spare.uuid}`)).json()) as { revokedAt: string | null };
+    expect(d.revokedAt).toBeNull();
+    await ctx.close();
+  }, 60_000);
+
+  test("a viewer sees the fleet but cannot revoke: no button, and the API refuses the POST", async () => {
+    const { ctx, page } = await signedIn(viewerToken);
+    await page.goto(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await expect(page.getByRole("button", { name: "Revoke device" }).count()).resolves.toBe(0);
+    // Forge the action with the viewer's own valid CSRF token: the admin API itself says no.
+    const csrf = await page.locator("input[name=_csrf]").first().getAttribute("value");
+    const res = await page.request.post(`${gw.url}/ui/devices/${fleet.spare.uuid}/revoke`, { form: { _csrf: csrf! } });
+    expect(res.status()).toBe(403);
+    expect(await res.text()).toContain("viewer token may not POST");
+    const d = (await (await gw.adminFetch(`/admin/devices/${fleet.spare.uuid}`)).json()) as { revokedAt: string | null };
+    expect(d.revokedAt).toBeNull();
+    await page.goto(`${gw.url}/ui/tokens`);
+    await expect(page.getByRole("button", { name: "Create registration token" }).count()).resolves.toBe(0);
+    await ctx.close();
+  }, 60_000);
+
+  test("an admin revokes a device from its page, then signs out", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    page.on("dialog", (d) => void d.accept());
+    await page.goto(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await page.getByRole("button", { name: "Revoke device" }).click();
+    await page.waitForURL(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await expect(page.locator(".badge").first().textContent()).resolves.toBe("revoked");
+    const d = (await (await gw.adminFetch(`/admin/devices/${fleet.spare.uuid}`)).json()) as { revokedAt: string | null };
+    expect(d.revokedAt).not.toBeNull();
+    // The revoked device's certificate no longer works.
+    expect((await fleet.spare.fetch(`${gw.url}/repo/timestamp.json`)).status).toBe(403);
+
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.waitForURL(`${gw.url}/ui/login`);
+    await page.goto(`${gw.url}/ui/devices`);
+    expect(page.url()).toEndWith("/ui/login");
+    await ctx.close();
+  }, 60_000);
+
+  test("pages refresh their data without a reload", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    await page.goto(`${gw.url}/ui/devices/${fleet.good.uuid}`);
+    const before = await page.locator("ol.timeline li").count();
+    const res = await fleet.good.fetch(`${gw.url}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([{ id: `live-${Date.now()}`, deviceTime: new Date().toISOString(), eventType: { id: "EcuDownloadStarted", version: 2 }, event: { correlationId: "upd-3", targetName: "amd64-linux-3", version: "3" } }]),
+    });
+    expect(res.ok).toBe(true);
+    await page.waitForFunction((n) => document.querySelectorAll("ol.timeline li").length > n, before, { timeout: 15_000 });
+    await ctx.close();
+  }, 60_000);
+
+  test("every page renders at phone width without horizontal scrolling of the page", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken, VIEWPORTS.phone);
+    for (const [name, path] of [
+      ["overview", "/ui/"],
+      ["devices", "/ui/devices"],
+      ["device", `/ui/devices/${fleet.bad.uuid}`],
+      ["targets", "/ui/targets"],
+      ["tokens", "/ui/tokens"],
+    ] as const) {
+      await page.goto(`${gw.url}${path}`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      expect(overflow).toBeLessThanOrEqual(1);
+      await shot(page, `${name}-phone`);
+    }
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.goto(`${gw.url}/ui/`);
+    await shot(page, "overview-phone-dark");
+    const { ctx: desk, page: dp } = await signedIn(gw.adminToken);
+    for (const [name, path] of [["targets", "/ui/targets"], ["tokens", "/ui/tokens"]] as const) {
+      await dp.goto(`${gw.url}${path}`);
+      await shot(dp, `${name}-desktop`);
+    }
+    await dp.emulateMedia({ colorScheme: "dark" });
+    await dp.goto(`${gw.url}/ui/devices/${fleet.bad.uuid}`);
+    await shot(dp, "device-failed-desktop-dark");
+    await desk.close();
+    await ctx.close();
+  }, 90_000);
+});
