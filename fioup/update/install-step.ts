@@ -54,7 +54,8 @@ export const installStep: Step = {
       }
     } catch (cause) {
       if (ctx.signal?.aborted) throw cause;
-      await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message);
+      // Nothing was stopped yet (unless a killed run got that far): the old apps run on untouched.
+      await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message, { appsTouched: ctx.db.stepDone(u.id, "stop") });
       throw new InstallFailedError(u.toTarget, cause);
     }
 
@@ -62,6 +63,7 @@ export const installStep: Step = {
     let stopped: StopResult[] = [];
     try {
       const stop = [...touched.changed, ...touched.removed];
+      ctx.db.setState(u.id, "installing", { step: "stop" }); // from here a failure must restore the old apps
       if (stop.length) {
         ctx.hooks.onInfo?.(`Stopping ${stop.join(", ")}`);
         stopped = await ctx.runtime.stopApps(stop);

@@ -13,7 +13,12 @@ import { planOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
 import { forgetTouched, savedTouched } from "./touched.ts";
 
-export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install" | "start", error: string): Promise<void> {
+/**
+ * Marks the target bad, restores the previous target's touched apps and fails the update.
+ * With `appsTouched: false` (staging failed before any app was stopped, in this run or an
+ * earlier one) the running apps are left exactly as they are.
+ */
+export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install" | "start", error: string, opts: { appsTouched?: boolean } = {}): Promise<void> {
   const plan = planOf(u);
   ctx.hooks.onInfo?.(`${phase === "install" ? "Install" : "Start"} of ${u.toTarget} failed: ${error}; rolling back`);
   // Restore first, write after: the failure may be a full disk that also refuses database
@@ -22,7 +27,7 @@ export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install
   // The apps this update touched (all of them if it had not decided yet).
   const t = savedTouched(ctx, u);
   const touched = t ? [...t.changed, ...t.removed] : plan.apps.map((a) => a.name);
-  const r = await restorePrevious(ctx, touched, prev);
+  const r = opts.appsTouched === false ? { restoredTo: prev?.name, ok: true } : await restorePrevious(ctx, touched, prev);
   await ctx.runtime.discardStaged(plan.apps.map((a) => a.name)).catch(() => {});
   ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);

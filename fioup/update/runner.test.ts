@@ -179,7 +179,7 @@ describe("update engine", () => {
     await updateTo(target("1", { app: uri }));
     const u = ctx.db.lastUpdate()!;
     expect(u.state).toBe("completed");
-    expect(u.steps.map((s) => s.step)).toEqual(["init", "fetch", "install", "start", "complete"]);
+    expect(u.steps.map((s) => s.step)).toEqual(["init", "fetch", "stop", "install", "start", "complete"]);
     expect(ctx.db.currentTarget()?.name).toBe("hw-1");
     expect(rt.running.has("app")).toBe(true);
     expect(eventTypes()).toEqual([
@@ -256,16 +256,20 @@ describe("update engine", () => {
     expect(eventTypes().at(-1)).toBe("EcuInstallationCompleted:fail");
   });
 
-  test("an install failure rolls back too, and an app the old target lacked is removed", async () => {
+  test("an install failure while staging fails the update without stopping anything", async () => {
     const v1 = await storeApp(store, "app", "v1");
     await updateTo(target("1", { app: v1 }));
     const other = await storeApp(store, "other", "o1");
     rt.onInstall = (name) => {
       if (name === "other") throw new Error("image ID mismatch");
     };
+    rt.calls = [];
     await expect(updateTo(target("2", { app: v1, other }))).rejects.toThrow(InstallFailedError);
     rt.onInstall = undefined;
     expect([...rt.installed.keys()]).toEqual(["app"]);
+    // Staging failed before anything was stopped: the running app was never touched.
+    expect(rt.calls).toEqual(["install other"]);
+    expect(rt.running.has("app")).toBe(true);
     expect(ctx.db.badTargets()).toEqual(["hw-2"]);
   });
 
