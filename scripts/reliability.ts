@@ -45,6 +45,7 @@ const AREAS: Record<string, string> = {
   load: "Load (devices with own certs, gateway SIGKILLed under load)",
   "load@postgres": "Load on PostgreSQL (same run, OTA_TEST_DB=postgres)",
   "power-cut@postgres": "Power cuts with the gateway on PostgreSQL",
+  "early-start": "Early start booted by systemd (systemd-nspawn, mmdebstrap root)",
 };
 
 const started = Date.now();
