@@ -103,6 +103,12 @@ CREATE INDEX devices_hardware_id ON devices (hardware_id);
 CREATE INDEX devices_current_target ON devices (current_target);
 CREATE INDEX devices_status_at ON devices (status_at)`;
 
+const v31Indexes = `
+DROP INDEX devices_current_target;
+CREATE INDEX devices_current_target_revoked ON devices (current_target, revoked_at);
+DROP INDEX devices_status;
+CREATE INDEX devices_status_seen ON devices (status, revoked_at, last_seen, created_at)`;
+
 const v30Status = {
   sqlite: `
 ALTER TABLE devices ADD COLUMN status TEXT NOT NULL DEFAULT 'registered';
@@ -184,6 +190,14 @@ export const MIGRATIONS: Migration[] = [
     description: "device update status (from the latest update event) and indexes for the dashboard's device list",
     sqlite: v30Status.sqlite,
     postgres: v30Status.postgres,
+  },
+  {
+    // Measured with 100,000 devices: counting by target or status read every table row for revoked_at
+    // (250 ms); indexes that hold the columns those counts read answer from the index alone.
+    version: 31,
+    description: "covering indexes for the dashboard's counts by target and by status",
+    sqlite: v31Indexes,
+    postgres: v31Indexes,
   },
 ];
 

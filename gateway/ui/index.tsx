@@ -51,7 +51,11 @@ export function dashboard(app: Hono<any>) {
   const ui = new Hono<UiEnv>();
 
   ui.use(async (c, next) => {
+    const t0 = performance.now();
     await next();
+    // The whole server time of the page next to the store time the API reported (`db`).
+    const api = c.res.headers.get("server-timing");
+    c.header("server-timing", `${api ? `${api}, ` : ""}ui;dur=${(performance.now() - t0).toFixed(1)}`);
     c.header("content-security-policy", CSP);
     c.header("x-content-type-options", "nosniff");
     // same-origin, not no-referrer: with no-referrer the browser sends "Origin: null" on form posts.
