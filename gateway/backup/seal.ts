@@ -191,7 +191,7 @@ function nonceOf(prefix: Buffer, counter: bigint): Buffer {
 
 /** Reads exact byte counts from an async iterable of chunks. */
 class ByteReader {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private done = false;
   private it: AsyncIterator<Uint8Array>;
   constructor(src: AsyncIterable<Uint8Array>) {

@@ -121,7 +121,7 @@ test("a backup taken under load restores onto a fresh dir and port, and the devi
   const verified = await verifyAndLoadTargets({
     metadataDir: tufDir,
     metadataBaseUrl: `${gw2.url}/repo/`,
-    fetch: { tls: { ca, cert, key: k.keyPem } } as RequestInit,
+    fetch: { tls: { ca, cert, key: k.keyPem } },
   });
   expect(Object.keys(verified.targets).sort()).toEqual(["amd64-linux-1", "amd64-linux-2"]);
 });
