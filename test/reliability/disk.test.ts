@@ -1,9 +1,14 @@
 /**
- * Disk: the device's /var/sota is a small ext4 filesystem (an image made with
- * mkfs.ext4 and loop-mounted; this needs root, which the test machine has).
+ * Disk: the device's /var/sota and the container engine's data root share one
+ * small ext4 filesystem (an image made with mkfs.ext4 and loop-mounted; this
+ * needs root, which the test machine has), so a full disk hits fioup's store
+ * and database, image load and layer extraction alike. The engine is a private
+ * dockerd (test/harness/dockerd-private.ts) with its data root there.
  * An update larger than the free space is refused before a byte is
  * downloaded; a disk that fills up while the update installs leaves the
- * running target serving, and once space is freed the next run completes.
+ * running target serving, and once space is freed the next run completes; an
+ * update that needs within 10% of the free space either completes or is
+ * refused whole, never half done.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { closeSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
@@ -11,8 +16,9 @@ import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import {
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerRegistry,
-  startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+  startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "../fioup/_setup.ts";
+import { startPrivateDockerd } from "../harness/dockerd-private.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 import { Tally } from "./_tally.ts";
 
@@ -28,18 +34,25 @@ let pub: Publisher;
 let port: number;
 let mnt: string | undefined;
 let image: string;
+let disk: string | undefined;
 
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  device = await Device.create(dockerd);
+  [upstream, gw] = await Promise.all([startDockerRegistry(), startTestGateway()]);
   const dir = await tempDir("rel-disk-img-");
   image = join(dir, "sota.ext4");
-  await run(["truncate", "-s", "48M", image]);
+  await run(["truncate", "-s", "64M", image]);
   await run(["mkfs.ext4", "-q", "-F", "-m", "0", image]);
+  // One small disk: the engine's data root and /var/sota (bind-mounted into the device root).
+  disk = join(dir, "disk");
+  mkdirSync(disk, { recursive: true });
+  await run(["mount", "-o", "loop", image, disk]);
+  rmSync(join(disk, "lost+found"), { recursive: true, force: true });
+  dockerd = await startPrivateDockerd(join(disk, "docker"));
+  device = await Device.create(dockerd);
   mnt = device.sotaDir;
   mkdirSync(mnt, { recursive: true });
-  await run(["mount", "-o", "loop", image, mnt]);
-  rmSync(join(mnt, "lost+found"), { recursive: true, force: true });
+  mkdirSync(join(disk, "sota"), { recursive: true });
+  await run(["mount", "--bind", join(disk, "sota"), mnt]);
   port = await freePort();
   const { ref } = await pushImageDetailed(upstream, `rel/disk${process.pid}`, "v1", httpdImage("disk v1"));
   pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
@@ -55,6 +68,7 @@ afterAll(async () => {
   if (mnt) await run(["umount", mnt]).catch((e) => process.stderr.write(`umount ${mnt}: ${e}\n`));
   await Promise.all([gw?.stop(), upstream?.stop()]);
   await dockerd?.stop();
+  if (disk) await run(["umount", "-l", disk]).catch((e) => process.stderr.write(`umount ${disk}: ${e}\n`));
 });
 
 async function publishVersion(version: number, bigBytes: number): Promise<string> {
@@ -105,7 +119,7 @@ describe("a small disk", () => {
     const partial = await device.ingestBytes();
     const served = await httpGet(port);
     const ok = r.code === 41 && /Not enough space/.test(r.stderr) && partial === 0 && served === "disk v1";
-    tally.record("update of 64 MiB onto a 48 MiB ext4 /var/sota", ok ? "refused" : "failed", `exit ${r.code}; ${r.stderr.split("\n").find((l) => /space/i.test(l)) ?? r.stderr.slice(-200)}; partial bytes ${partial}; new blobs ${blobsAfter.length - blobsBefore.length}; serving "${served}"`);
+    tally.record("update of 64 MiB onto a 64 MiB ext4 shared by /var/sota and the engine", ok ? "refused" : "failed", `exit ${r.code}; ${r.stderr.split("\n").find((l) => /space/i.test(l)) ?? r.stderr.slice(-200)}; partial bytes ${partial}; new blobs ${blobsAfter.length - blobsBefore.length}; serving "${served}"`);
     expect(r.code, r.stderr).toBe(41);
     expect(r.stderr).toMatch(/Not enough space/);
     expect(partial).toBe(0);
@@ -158,4 +172,27 @@ describe("a small disk", () => {
     expect(st.json.current.name).toBe("amd64-linux-3");
     expect(served).toBe(body);
   }, 180_000);
+
+  test("an update that needs within 10% of the free space completes or is refused whole, never half done", async () => {
+    const df = (await run(["df", "-B1", "--output=avail,size", disk!])).stdout.trim().split("\n")[1]!.trim().split(/\s+/).map(Number);
+    const [avail, size] = [df[0]!, df[1]!];
+    // On one filesystem the update needs each layer three times (blob, unpacked, docker load's staging copy),
+    // above a 5% reserve: aim at 93% of what is left for it.
+    const layer = Math.floor((0.93 * (avail - 0.05 * size)) / 3);
+    const body = await publishVersion(4, layer);
+    const r = await device.fioup("update");
+    const st = await device.fioup("status", "--no-apps");
+    const served = await httpGet(port);
+    const running = (await dockerd.docker("ps", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.Image}}")).trim().split("\n").filter(Boolean);
+    const partial = await device.ingestBytes();
+    const completed = r.code === 0 && st.json?.current?.name === "amd64-linux-4" && served === body;
+    const refused = r.code === 41 && /Not enough space/.test(r.stderr) && st.json?.current?.name === "amd64-linux-3" && served === "disk v3" && partial === 0;
+    tally.record(
+      `update of ${(layer / MiB).toFixed(1)} MiB layer with ${(avail / MiB).toFixed(1)} MiB free (within 10% of the limit)`,
+      completed ? "survived" : refused ? "refused" : "failed",
+      `exit ${r.code}; current ${st.json?.current?.name}; serving "${served}"; ${running.length} container(s); partial bytes ${partial}; ${r.stderr.trim().split("\n").at(-1)?.slice(0, 160)}`,
+    );
+    expect(completed || refused, r.stderr).toBe(true);
+    expect(running).toHaveLength(1);
+  }, 300_000);
 });
