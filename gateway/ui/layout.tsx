@@ -38,7 +38,7 @@ ol.timeline li::before{content:"";position:absolute;left:-1.33rem;top:.45rem;wid
 ol.timeline li.ok::before{background:var(--ok)}ol.timeline li.bad::before{background:var(--bad)}
 pre{white-space:pre-wrap;word-break:break-word;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.5rem;margin:.3rem 0;max-height:20rem;overflow:auto}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
-svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
+svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
 .secret{font-family:ui-monospace,monospace;word-break:break-all}
 @media (max-width:640px){main{padding:.6rem}th.opt,td.opt{display:none}form.filters>*{flex:1 1 45%}}
 `;

@@ -4,6 +4,7 @@
  * succeeded on one and failed on another, with inventory and app states.
  */
 import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { post, tlsFetch } from "../gateway/_client.ts";
 import { makeDeviceCsr } from "../gateway/_device.ts";
 import type { TlsDevice } from "../gateway/_register.ts";
@@ -50,6 +51,17 @@ export async function makeFleet(gw: GatewayHandle): Promise<Fleet> {
     body: JSON.stringify({ name: "test fleet", maxUses: 10, tags: ["main"] }),
   });
   const { token } = (await res.json()) as { token: string };
+  const entry = (version: string) => ({
+    length: 0,
+    hashes: { sha256: EMPTY_SHA256 },
+    custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { shop: { uri: `${gw.host}/main/shop@sha256:${version.repeat(64)}` } } },
+  });
+  const published = await gw.adminFetch("/admin/targets", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ targets: { "amd64-linux-1": entry("1"), "amd64-linux-2": entry("2") } }),
+  });
+  if (!published.ok) throw new Error(`Cannot publish test targets: ${published.status} ${await published.text()}`);
   const good = await register(gw, token, "kiosk-good");
   const bad = await register(gw, token, "kiosk-bad");
   const spare = await register(gw, token, "spare-1");

@@ -6,6 +6,7 @@
  * desktop and phone width land in the test's temp dir (printed), for a reviewer to look at.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -30,7 +31,9 @@ beforeAll(async () => {
   });
   expect(res.status).toBe(201);
   viewerToken = ((await res.json()) as { token: string }).token;
-  shots = await tempDir("ui-screenshots-");
+  // UI_SCREENSHOTS=<dir> keeps them (e.g. to refresh docs/img/); by default they go with the temp dir.
+  shots = process.env.UI_SCREENSHOTS ?? (await tempDir("ui-screenshots-"));
+  mkdirSync(shots, { recursive: true });
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 }, 120_000);
 
@@ -188,7 +191,7 @@ describe("dashboard at /ui/", () => {
       body: JSON.stringify([{ id: `live-${Date.now()}`, deviceTime: new Date().toISOString(), eventType: { id: "EcuDownloadStarted", version: 2 }, event: { correlationId: "upd-3", targetName: "amd64-linux-3", version: "3" } }]),
     });
     expect(res.ok).toBe(true);
-    await page.waitForFunction((n) => document.querySelectorAll("ol.timeline li").length > n, before, { timeout: 15_000 });
+    await page.waitForFunction((n) => (globalThis as any).document.querySelectorAll("ol.timeline li").length > n, before, { timeout: 15_000 });
     await ctx.close();
   }, 60_000);
 
@@ -202,7 +205,10 @@ describe("dashboard at /ui/", () => {
       ["tokens", "/ui/tokens"],
     ] as const) {
       await page.goto(`${gw.url}${path}`);
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      const overflow = await page.evaluate(() => {
+        const root = (globalThis as any).document.documentElement; // runs in the page
+        return root.scrollWidth - root.clientWidth;
+      });
       expect(overflow).toBeLessThanOrEqual(1);
       await shot(page, `${name}-phone`);
     }
@@ -214,6 +220,10 @@ describe("dashboard at /ui/", () => {
       await dp.goto(`${gw.url}${path}`);
       await shot(dp, `${name}-desktop`);
     }
+    await dp.goto(`${gw.url}/ui/targets`);
+    // amd64-linux-2 runs on kiosk-good; amd64-linux-1 on kiosk-bad.
+    await expect(dp.locator("tr[data-target=amd64-linux-2] td").last().textContent()).resolves.toBe("1");
+    await expect(dp.locator("tr[data-target=amd64-linux-1] td").nth(2).textContent()).resolves.toContain("shop");
     await dp.emulateMedia({ colorScheme: "dark" });
     await dp.goto(`${gw.url}/ui/devices/${fleet.bad.uuid}`);
     await shot(dp, "device-failed-desktop-dark");
