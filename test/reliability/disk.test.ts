@@ -3,7 +3,8 @@
  * small ext4 filesystem (an image made with mkfs.ext4 and loop-mounted; this
  * needs root, which the test machine has), so a full disk hits fioup's store
  * and database, image load and layer extraction alike. The engine is a private
- * dockerd (test/harness/dockerd-private.ts) with its data root there.
+ * dockerd whose data root is that filesystem (test/harness/loop-dockerd.ts); /var/sota is a
+ * directory on it, bind-mounted into the device root.
  * An update larger than the free space is refused before a byte is
  * downloaded; a disk that fills up while the update installs leaves the
  * running target serving, and once space is freed the next run completes; an
@@ -16,43 +17,35 @@ import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import {
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerRegistry,
-  startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+  startTestGateway, type DockerRegistryHandle, type TestGateway,
 } from "../fioup/_setup.ts";
-import { startPrivateDockerd } from "../harness/dockerd-private.ts";
-import { run, tempDir } from "../harness/tmp.ts";
+import { startLoopDockerd, type LoopDockerdHandle } from "../harness/loop-dockerd.ts";
+import { run } from "../harness/tmp.ts";
 import { Tally } from "./_tally.ts";
 
 const tally = new Tally("disk");
 const APP = `reldisk${process.pid}`;
 const MiB = 1 << 20;
 const FILL_AT = process.env.REL_FILL_AT ?? "installing";
-let dockerd: DockerdHandle;
+let dockerd: LoopDockerdHandle;
 let upstream: DockerRegistryHandle;
 let gw: TestGateway;
 let device: Device;
 let pub: Publisher;
 let port: number;
 let mnt: string | undefined;
-let image: string;
 let disk: string | undefined;
 
 beforeAll(async () => {
   [upstream, gw] = await Promise.all([startDockerRegistry(), startTestGateway()]);
-  const dir = await tempDir("rel-disk-img-");
-  image = join(dir, "sota.ext4");
-  await run(["truncate", "-s", "64M", image]);
-  await run(["mkfs.ext4", "-q", "-F", "-m", "0", image]);
-  // One small disk: the engine's data root and /var/sota (bind-mounted into the device root).
-  disk = join(dir, "disk");
-  mkdirSync(disk, { recursive: true });
-  await run(["mount", "-o", "loop", image, disk]);
-  rmSync(join(disk, "lost+found"), { recursive: true, force: true });
-  dockerd = await startPrivateDockerd(join(disk, "docker"));
+  // One small disk: the engine's data root, and /var/sota on it (bind-mounted into the device root).
+  dockerd = await startLoopDockerd({ sizeMiB: 64 });
+  disk = dockerd.dataRoot;
   device = await Device.create(dockerd);
   mnt = device.sotaDir;
   mkdirSync(mnt, { recursive: true });
-  mkdirSync(join(disk, "sota"), { recursive: true });
-  await run(["mount", "--bind", join(disk, "sota"), mnt]);
+  mkdirSync(join(disk, "ota-sota"), { recursive: true });
+  await run(["mount", "--bind", join(disk, "ota-sota"), mnt]);
   port = await freePort();
   const { ref } = await pushImageDetailed(upstream, `rel/disk${process.pid}`, "v1", httpdImage("disk v1"));
   pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
@@ -68,7 +61,6 @@ afterAll(async () => {
   if (mnt) await run(["umount", mnt]).catch((e) => process.stderr.write(`umount ${mnt}: ${e}\n`));
   await Promise.all([gw?.stop(), upstream?.stop()]);
   await dockerd?.stop();
-  if (disk) await run(["umount", "-l", disk]).catch((e) => process.stderr.write(`umount ${disk}: ${e}\n`));
 });
 
 async function publishVersion(version: number, bigBytes: number): Promise<string> {
