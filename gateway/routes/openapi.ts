@@ -12,7 +12,7 @@ import {
   SystemConfig,
   SystemInfo,
 } from "../../lib/api/index.ts";
-import { DeviceDetail, DeviceList, DeviceRow, DeviceTagsRequest, TokenCreated, TokenList, TokenRequest, TokenRevoked, UpdateList } from "../../lib/api/admin.ts";
+import { DeviceDetail, DeviceList, DeviceRow, DeviceTagsRequest, FleetDeviceList, FleetSummary, TokenCreated, TokenList, TokenRequest, TokenRevoked, UpdateList } from "../../lib/api/admin.ts";
 import { RootInstalled, RotateRequest, SignedRoot } from "../admin/keys.ts";
 import { TargetsBody, TargetsList } from "../admin/targets.ts";
 import type { GatewayEnv } from "../env.ts";
@@ -57,6 +57,8 @@ const OPS: Record<string, Record<string, Op>> = {
     get: { summary: "List registration and API tokens", sec: "admin", res: TokenList },
     post: { summary: "Create a registration, publish or admin token", sec: "admin", body: TokenRequest, res: TokenCreated, status: 201 },
   },
+  "/admin/fleet/devices": { get: { summary: "A page of devices with their status, filtered and sorted (the dashboard's list; admin or viewer)", sec: "admin", res: FleetDeviceList } },
+  "/admin/fleet/summary": { get: { summary: "Devices by status and target, recent failures, check-ins per minute (admin or viewer)", sec: "admin", res: FleetSummary } },
   "/admin/tokens/{id}/revoke": { post: { summary: "Revoke a registration or API token", sec: "admin", res: TokenRevoked } },
   "/admin/keys/rotate": { post: { summary: "Rotate an online TUF key with the root key in the data dir (never root: 403)", sec: "admin", body: RotateRequest } },
   "/admin/keys/root": {

@@ -162,10 +162,15 @@ describe("dashboard at /ui/", () => {
     await ctx.close();
   }, 60_000);
 
-  test("an admin revokes a device from its page, then signs out", async () => {
+  test("an admin sets a device's tags and revokes it from its page, then signs out", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     page.on("dialog", (d) => void d.accept());
     await page.goto(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await page.getByLabel("Tags (comma-separated)").fill("lab, spare");
+    await page.getByRole("button", { name: "Set tags" }).click();
+    await page.waitForURL(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    const tagged = (await (await gw.adminFetch(`/admin/devices/${fleet.spare.uuid}`)).json()) as { tags: string[] };
+    expect(tagged.tags).toEqual(["lab", "spare"]);
     await page.getByRole("button", { name: "Revoke device" }).click();
     await page.waitForURL(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await expect(page.locator(".badge").first().textContent()).resolves.toBe("revoked");
