@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { FleetDeviceList, FleetSummary } from "../../lib/api/admin.ts";
+import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
+
+let t: Awaited<ReturnType<typeof testGateway>>;
+const tokens: Record<"viewer" | "publish", string> = { viewer: "", publish: "" };
+
+beforeAll(async () => {
+  t = await testGateway();
+  for (const role of ["viewer", "publish"] as const) {
+    const res = await t.app.request("/admin/tokens", t.admin(json({ role })));
+    tokens[role] = ((await res.json()) as { token: string }).token;
+  }
+});
+afterAll(() => t.close());
+
+const as = (token: string, init: RequestInit = {}): RequestInit => ({
+  ...init,
+  headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...(init.headers as object) },
+});
+
+describe("GET /admin/fleet/devices", () => {
+  test("answers a device's status from its events, with the store time in Server-Timing", async () => {
+    const d = await t.register({ name: "fleet-failing" });
+    const ev = await t.app.request(
+      "/events",
+      json([anEvent("f1", "EcuDownloadStarted"), anEvent("f2", "EcuDownloadCompleted", { success: false, details: "disk full" })]),
+      { peer: d.peer },
+    );
+    expect(ev.status).toBeLessThan(300);
+    const res = await t.app.request("/admin/fleet/devices?status=failed&q=fleet-fail", t.admin());
+    expect(res.status).toBe(200);
+    expect(res.headers.get("server-timing")).toMatch(/^db;dur=[0-9.]+$/);
+    const body = (await res.json()) as FleetDeviceList;
+    expect(body.devices.map((x) => [x.uuid, x.status, x.statusDetail])).toEqual([[d.uuid, "failed", "disk full"]]);
+    expect(body.total).toBe(1);
+  });
+
+  test("refuses an unknown status or sort with 400", async () => {
+    expect((await t.app.request("/admin/fleet/devices?status=broken", t.admin())).status).toBe(400);
+    expect((await t.app.request("/admin/fleet/devices?sort=secret", t.admin())).status).toBe(400);
+    expect((await t.app.request("/admin/fleet/devices?limit=-1", t.admin())).status).toBe(400);
+  });
+});
+
+describe("viewer tokens", () => {
+  test("read the fleet, devices, targets and tokens", async () => {
+    for (const path of ["/admin/fleet/summary", "/admin/fleet/devices", "/admin/devices", "/admin/targets", "/admin/tokens"])
+      expect([path, (await t.app.request(path, as(tokens.viewer))).status]).toEqual([path, 200]);
+    const s = (await (await t.app.request("/admin/fleet/summary", as(tokens.viewer))).json()) as FleetSummary;
+    expect(s.checkinsPerMinute).toHaveLength(30);
+  });
+
+  test("change nothing: revoke, tags, tokens and targets are refused with 403", async () => {
+    const d = await t.register();
+    const attempts: [string, RequestInit][] = [
+      [`/admin/devices/${d.uuid}/revoke`, { method: "POST" }],
+      [`/admin/devices/${d.uuid}/tags`, json({ tags: ["x"] }, "PUT")],
+      ["/admin/tokens", json({ role: "admin" })],
+      ["/admin/targets", json({ targets: {} })],
+    ];
+    for (const [path, init] of attempts) expect([path, (await t.app.request(path, as(tokens.viewer, init))).status]).toEqual([path, 403]);
+    expect((await t.gw.store.getDevice(d.uuid))?.revokedAt).toBeNull();
+  });
+
+  test("a publish token may not read the fleet (it reads targets only)", async () => {
+    expect((await t.app.request("/admin/fleet/devices", as(tokens.publish))).status).toBe(403);
+    expect((await t.app.request("/admin/targets", as(tokens.publish))).status).toBe(200);
+  });
+});
