@@ -39,6 +39,7 @@ ol.timeline li.ok::before{background:var(--ok)}ol.timeline li.bad::before{backgr
 pre{white-space:pre-wrap;word-break:break-word;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.5rem;margin:.3rem 0;max-height:20rem;overflow:auto}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
+.skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:var(--bg);padding:.3rem .6rem;z-index:1}
 .secret{font-family:ui-monospace,monospace;word-break:break-all}
 @media (max-width:640px){main{padding:.6rem}th.opt,td.opt{display:none}form.filters>*{flex:1 1 45%}}
 `;
@@ -103,6 +104,9 @@ export function Page({ title, path, user, children }: PageProps) {
         <style>{raw(CSS)}</style>
       </head>
       <body>
+        <a class="skip" href="#main">
+          Skip to content
+        </a>
         <header>
           <span class="brand">OTA gateway</span>
           {user && (
@@ -122,7 +126,7 @@ export function Page({ title, path, user, children }: PageProps) {
             </form>
           )}
         </header>
-        <main id="main">{children}</main>
+        <main id="main" tabindex={-1}>{children}</main>
         <script>{raw(SCRIPT)}</script>
       </body>
     </html>
