@@ -7,12 +7,14 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { adminDevices, adminFleet, adminKeys, adminTargets, adminTokens, requireApiToken } from "./admin/index.ts";
 import type { Gateway, GatewayEnv } from "./env.ts";
 import { dashboard } from "./ui/index.tsx";
 import { routeLabel } from "./metrics.ts";
 import { CsrRejectedError } from "./pki/ca.ts";
 import { caPem } from "./routes/ca.ts";
+import { jsonResponse, withCheckinFastPath } from "./routes/checkin.ts";
 import { deviceAppsStates } from "./routes/device-apps-states.ts";
 import { deviceEvents } from "./routes/device-events.ts";
 import { deviceInfo } from "./routes/device-info.ts";
@@ -31,6 +33,23 @@ import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError } from ".
 export interface AppOptions {
   /** Sub-apps serving `/v2/...` and `/token` (the embedded registry), mounted at "/". */
   registry?: Hono<any>[];
+}
+
+/** The answer to an error a handler threw: its HTTP status and `{error}`; a 500 for anything unexpected (logged). */
+function errorAnswer(err: unknown, method: string, path: string, json: (body: { error: string }, status: ContentfulStatusCode) => Response): Response {
+  if (err instanceof HTTPException) {
+    if (err.res) return err.getResponse();
+    return json({ error: err.message || "Bad request" }, err.status);
+  }
+  if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return json({ error: err.message }, 400);
+  if (err instanceof DeviceRevokedError) return json({ error: err.message }, 403);
+  if (err instanceof InvalidTargetError) return json({ error: err.message }, 400);
+  if (err instanceof TargetNotFoundError) return json({ error: err.message }, 404);
+  if (err instanceof TargetsTooLargeError) return json({ error: err.message }, 413);
+  // An offline key is an operator decision, not a server fault: say which key is needed.
+  if (err instanceof SigningKeyUnavailableError) return json({ error: err.message }, 409);
+  console.error(`gateway: ${method} ${path} failed:`, err);
+  return json({ error: "Internal error" }, 500);
 }
 
 export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> {
@@ -68,20 +87,9 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
   for (const sub of opts.registry ?? []) app.route("/", sub);
 
   app.notFound((c) => c.json({ error: `Not found: ${c.req.method} ${c.req.path}` }, 404));
-  app.onError((err, c) => {
-    if (err instanceof HTTPException) {
-      if (err.res) return err.getResponse();
-      return c.json({ error: err.message || "Bad request" }, err.status);
-    }
-    if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return c.json({ error: err.message }, 400);
-    if (err instanceof DeviceRevokedError) return c.json({ error: err.message }, 403);
-    if (err instanceof InvalidTargetError) return c.json({ error: err.message }, 400);
-    if (err instanceof TargetNotFoundError) return c.json({ error: err.message }, 404);
-    if (err instanceof TargetsTooLargeError) return c.json({ error: err.message }, 413);
-    // An offline key is an operator decision, not a server fault: say which key is needed.
-    if (err instanceof SigningKeyUnavailableError) return c.json({ error: err.message }, 409);
-    console.error(`gateway: ${c.req.method} ${c.req.path} failed:`, err);
-    return c.json({ error: "Internal error" }, 500);
-  });
+  app.onError((err, c) => errorAnswer(err, c.req.method, c.req.path, (body, status) => c.json(body, status)));
+  // Check-ins (GET /repo/<metadata>.json, POST /events) skip the router: routes/checkin.ts.
+  const fetch = app.fetch;
+  app.fetch = withCheckinFastPath(gw, fetch, (err, req, path) => errorAnswer(err, req.method, path, jsonResponse));
   return app;
 }

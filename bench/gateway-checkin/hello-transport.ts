@@ -5,7 +5,17 @@
 import { listen } from "../../gateway/transport/index.ts";
 
 const cfg = (await Bun.file(process.argv[2]!).json()) as { cert: string; key: string; ca: string };
-const server = await listen({ host: "127.0.0.1", port: 0, cert: cfg.cert, key: cfg.key, clientCa: cfg.ca, fetch: () => new Response("hello") });
+// Like the gateway with its devices: every client counts as authenticated (kept-alive deadlines, no per-address cap).
+const server = await listen({
+  host: "127.0.0.1",
+  port: 0,
+  cert: cfg.cert,
+  key: cfg.key,
+  clientCa: cfg.ca,
+  fetch: () => new Response("hello"),
+  admit: () => ({ authenticated: true }),
+  limits: { maxConnections: 100_000 },
+});
 console.error(`hello listening on ${server.url}`);
 process.on("SIGTERM", () => {
   void server.close(0).then(() => process.exit(0));

@@ -4,6 +4,7 @@ const cfg = (await Bun.file(process.argv[2]!).json()) as { cert: string; key: st
 const server = Bun.serve({
   hostname: "127.0.0.1",
   port: 0,
+  idleTimeout: 120, // seconds: kept-alive devices wait their turn
   tls: { cert: cfg.cert, key: cfg.key, ca: cfg.ca, requestCert: true, rejectUnauthorized: true },
   fetch: () => new Response("hello"),
 });

@@ -7,7 +7,7 @@
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll] [--rounds 2]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll] [--rounds 2] [--servers gateway,transport,node,bun]
  * (each server is run --rounds times, servers alternating, and its best round counts: the machine is shared)
  * (with --db, an empty database: the gateway is bound to this run's CA).
  */
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     db: { type: "string" },
     modes: { type: "string", default: "keepalive,newconn,poll" },
     rounds: { type: "string", default: "2" },
+    servers: { type: "string", default: "gateway,transport,bun" },
   },
 });
 const SEEDED = Number(values.devices);
@@ -115,15 +116,16 @@ try {
   const gwUrl = await waitLine(gwProc, /gateway listening on (https:\/\/\S+)/);
   const helloCfg = join(dir, "hello.json");
   await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem }));
-  const helloProc = Bun.spawn([bun, join(here, "hello.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
-  children.push(helloProc);
-  const helloUrl = await waitLine(helloProc, /hello listening on (https:\/\/\S+)/);
-  const transportProc = Bun.spawn([bun, join(here, "hello-transport.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
-  children.push(transportProc);
-  const transportUrl = await waitLine(transportProc, /hello listening on (https:\/\/\S+)/);
-  const nodeHttpProc = Bun.spawn([bun, join(here, "hello-node-http.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
-  children.push(nodeHttpProc);
-  const nodeHttpUrl = await waitLine(nodeHttpProc, /hello listening on (https:\/\/\S+)/);
+  const wanted = new Set(values.servers!.split(","));
+  const helloServer = async (file: string) => {
+    const p = Bun.spawn([bun, join(here, file), helloCfg], { stderr: "pipe", stdout: "ignore" });
+    children.push(p);
+    return waitLine(p, /hello listening on (https:\/\/\S+)/);
+  };
+  const servers: [string, string][] = [["gateway", gwUrl]];
+  if (wanted.has("transport")) servers.push(["transport hello", await helloServer("hello-transport.ts")]);
+  if (wanted.has("node")) servers.push(["node:http hello", await helloServer("hello-node-http.ts")]);
+  servers.push(["Bun.serve hello", await helloServer("hello.ts")]);
 
   // 3. Load, one run at a time.
   async function load(url: string, mode: "keepalive" | "newconn" | "poll", seconds = SECONDS) {
@@ -132,21 +134,16 @@ try {
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
     const out = await new Response(p.stdout).text();
     await p.exited;
-    return JSON.parse(out.trim()) as { requests: number; errors: number; rps: number; p50: number; p99: number };
+    return JSON.parse(out.trim()) as { requests: number; errors: number; rps: number; p50: number; p99: number; connections: number };
   }
   const rows: string[] = [];
-  log(`gateway ${gwUrl}, hello ${helloUrl}; ${CLIENTS} clients, ${SECONDS} s per run`);
-  const servers = [
-    ["gateway", gwUrl],
-    ["transport hello", transportUrl],
-    ["node:http hello", nodeHttpUrl],
-    ["Bun.serve hello", helloUrl],
-  ] as const;
+  log(`gateway ${gwUrl}; ${CLIENTS} clients, ${CERTS} device certificates, ${SECONDS} s per run`);
   const fmt = (r: { rps: number; p50: number; p99: number; errors: number }) =>
     `${r.rps.toFixed(0).padStart(6)} req/s p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms${r.errors ? ` (${r.errors} errors)` : ""}`;
   for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll")[]) {
     const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
-    for (const [, url] of servers) await load(url, mode, 2).catch(() => undefined); // warm-up (JIT, caches)
+    // Warm-up (JIT, caches); kept-alive runs warm up anyway while connecting every device.
+    if (mode === "newconn") for (const [, url] of servers) await load(url, mode, 2).catch(() => undefined);
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const [name, url] of servers) {
         const r = await load(url, mode);
@@ -159,7 +156,7 @@ try {
   }
   console.log(
     `devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
-      `newconn = a new TLS connection per request; poll = the GET alone, kept alive; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
+      `keepalive = one connection per device, all connected before the clock starts; newconn = a new TLS connection per request; poll = the GET alone, kept alive; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
   for (const r of rows) console.log(r);
 } finally {

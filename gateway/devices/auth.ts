@@ -10,6 +10,7 @@ import { HTTPException } from "hono/http-exception";
 import type { GatewayEnv, PeerIdentity } from "../env.ts";
 import type { DeviceRow } from "../store/types.ts";
 import type { DeviceCache } from "./cache.ts";
+import type { Sightings } from "./sightings.ts";
 
 /** Why a verified certificate is not accepted as a device, or the device it belongs to. */
 export type DeviceCheck = { device: DeviceRow } | { refused: string };
@@ -26,8 +27,26 @@ export async function checkDevice(devices: DeviceCache, peer: PeerIdentity): Pro
   return { device };
 }
 
+/** checkDevice's verdict when the device cache has a fresh row (no await, no allocation): the device, or undefined for "ask checkDevice". */
+export function cachedDeviceInGoodStanding(devices: DeviceCache, peer: PeerIdentity): DeviceRow | undefined {
+  const device = devices.fresh(peer.cn)?.row;
+  return device && !device.revokedAt && device.certSerial === peer.serial ? device : undefined;
+}
+
+/** Records a device's check-in headers (fioup's x-ats-*) for the batched last-seen write. */
+export function noteCheckIn(sightings: Sightings, device: DeviceRow, header: (name: string) => string | undefined) {
+  sightings.note(device.uuid, {
+    // Tags come from the registration token or the admin; a device reports its own only if its token allowed it.
+    tags: device.tagsFromDevice ? header("x-ats-tags") : undefined,
+    target: header("x-ats-target"),
+    apps: header("x-ats-dockerapps"),
+  });
+}
+
 /** The device a verified certificate belongs to, if it is registered, not revoked and the certificate is its current one. */
 export async function deviceInGoodStanding(devices: DeviceCache, peer: PeerIdentity): Promise<DeviceRow | undefined> {
+  const cached = cachedDeviceInGoodStanding(devices, peer);
+  if (cached) return cached;
   const r = await checkDevice(devices, peer);
   return "device" in r ? r.device : undefined;
 }
@@ -40,11 +59,6 @@ export const requireDevice = createMiddleware<GatewayEnv>(async (c, next) => {
   if ("refused" in r) throw new HTTPException(403, { message: r.refused });
   const device = r.device;
   c.set("device", device);
-  gw.sightings.note(device.uuid, {
-    // Tags come from the registration token or the admin; a device reports its own only if its token allowed it.
-    tags: device.tagsFromDevice ? c.req.header("x-ats-tags") : undefined,
-    target: c.req.header("x-ats-target"),
-    apps: c.req.header("x-ats-dockerapps"),
-  });
+  noteCheckIn(gw.sightings, device, (name) => c.req.header(name));
   await next();
 });

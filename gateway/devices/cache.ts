@@ -25,6 +25,12 @@ export class DeviceCache {
     this.#max = opts.max ?? 200_000;
   }
 
+  /** The cached entry if still fresh, without a database read (the check-in fast path); else get(). */
+  fresh(uuid: string): { readonly row: DeviceRow | undefined } | undefined {
+    const hit = this.#map.get(uuid);
+    return hit && hit.until > Date.now() ? hit : undefined;
+  }
+
   async get(uuid: string): Promise<DeviceRow | undefined> {
     const now = Date.now();
     const hit = this.#map.get(uuid);

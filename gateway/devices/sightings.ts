@@ -4,9 +4,21 @@
  * request. A crash loses at most one interval of last-seen times: nothing a
  * device was promised.
  *
+ * A check-in only stores the header values as they came, in the device's
+ * pending entry (one object per device per interval, reused); timestamps and
+ * lists are built once per device at flush.
+ *
  * @module
  */
 import type { Sighting, Store } from "../store/types.ts";
+
+/** What one device's check-ins said since the last flush (raw header values). */
+interface Pending {
+  at: number;
+  tags: string | undefined;
+  target: string | undefined;
+  apps: string | undefined;
+}
 
 const MAX_ITEMS = 32;
 // eslint-disable-next-line no-control-regex
@@ -14,9 +26,18 @@ const ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
 // eslint-disable-next-line no-control-regex
 const TARGET = /^[^\s\u0000-\u001f\u007f-\u009f]{1,256}$/;
 
+// Header lists are device-supplied: bounded, and no item an operator's terminal would act on.
+const list = (v: string) =>
+  v
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => ITEM.test(t))
+    .slice(0, MAX_ITEMS);
+const validTarget = (v: string | null | undefined): v is string => !!v && TARGET.test(v);
+
 export class Sightings {
   readonly #store: Store;
-  #pending = new Map<string, Sighting>();
+  #pending = new Map<string, Pending>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
@@ -30,19 +51,21 @@ export class Sightings {
 
   /** Notes a check-in; headers are fioup's x-ats-* values (absent = unchanged). */
   note(uuid: string, headers: { tags?: string | null; target?: string | null; apps?: string | null }) {
-    const s: Sighting = { uuid, at: new Date().toISOString() };
-    // Header lists are device-supplied: bounded, and no item an operator's terminal would act on.
-    const list = (v: string) =>
-      v
-        .split(",")
-        .map((t) => t.trim())
-        .filter((t) => ITEM.test(t))
-        .slice(0, MAX_ITEMS);
-    if (headers.tags != null) s.tags = list(headers.tags);
-    if (headers.target && TARGET.test(headers.target)) s.currentTarget = headers.target;
-    if (headers.apps != null) s.apps = list(headers.apps);
-    const prev = this.#pending.get(uuid);
-    this.#pending.set(uuid, prev ? { ...prev, ...s } : s);
+    const at = Date.now();
+    const p = this.#pending.get(uuid);
+    if (p) {
+      p.at = at;
+      if (headers.tags != null) p.tags = headers.tags;
+      if (validTarget(headers.target)) p.target = headers.target;
+      if (headers.apps != null) p.apps = headers.apps;
+    } else {
+      this.#pending.set(uuid, {
+        at,
+        tags: headers.tags ?? undefined,
+        target: validTarget(headers.target) ? headers.target : undefined,
+        apps: headers.apps ?? undefined,
+      });
+    }
   }
 
   get pending() {
@@ -53,8 +76,16 @@ export class Sightings {
   flush(): Promise<void> {
     this.#flushing = this.#flushing.then(async () => {
       if (!this.#pending.size) return;
-      const batch = [...this.#pending.values()];
+      const pending = this.#pending;
       this.#pending = new Map();
+      const batch: Sighting[] = [];
+      for (const [uuid, p] of pending) {
+        const s: Sighting = { uuid, at: new Date(p.at).toISOString() };
+        if (p.tags !== undefined) s.tags = list(p.tags);
+        if (p.target !== undefined) s.currentTarget = p.target;
+        if (p.apps !== undefined) s.apps = list(p.apps);
+        batch.push(s);
+      }
       await this.#store.recordSightings(batch);
     });
     return this.#flushing;

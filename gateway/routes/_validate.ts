@@ -12,6 +12,35 @@ import type { Env, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { JsonBodyError, type JsonLimits, readJsonBody } from "../../lib/api/json-body.ts";
 
+/** Why a body was refused: the answer's status and `{error}` message. */
+export interface BodyProblem {
+  status: 400 | 413;
+  error: string;
+}
+
+/**
+ * A compiled reader for one schema: reads the JSON body of a request (at most `limits.maxBytes`,
+ * nested at most `limits.maxDepth` deep) and checks it; resolves to the value, or to the problem.
+ */
+export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits = {}) => {
+  const check = TypeCompiler.Compile(schema);
+  return async (req: Request): Promise<{ value: Static<T> } | { problem: BodyProblem }> => {
+    let value: unknown;
+    try {
+      value = await readJsonBody(req, limits);
+    } catch (err) {
+      if (err instanceof JsonBodyError) return { problem: { status: err.status, error: err.message } };
+      throw err;
+    }
+    if (!check.Check(value)) {
+      const e = check.Errors(value).First();
+      const where = e?.path ? ` at ${e.path}` : "";
+      return { problem: { status: 400, error: `Invalid request body${where}: ${e?.message ?? "does not match the schema"}` } };
+    }
+    return { value };
+  };
+};
+
 /**
  * Reads the JSON body (at most `limits.maxBytes`, nested at most `limits.maxDepth` deep) and
  * validates it against `schema`; the handler gets it from `c.req.valid("json")`.
@@ -20,21 +49,11 @@ export const jsonBody = <T extends TSchema, E extends Env = any>(
   schema: T,
   limits: JsonLimits = {},
 ): MiddlewareHandler<E, string, { in: { json: Static<T> }; out: { json: Static<T> } }> => {
-  const check = TypeCompiler.Compile(schema);
+  const read = jsonBodyReader(schema, limits);
   return async (c, next) => {
-    let value: unknown;
-    try {
-      value = await readJsonBody(c.req.raw, limits);
-    } catch (err) {
-      if (err instanceof JsonBodyError) return c.json({ error: err.message }, err.status);
-      throw err;
-    }
-    if (!check.Check(value)) {
-      const e = check.Errors(value).First();
-      const where = e?.path ? ` at ${e.path}` : "";
-      return c.json({ error: `Invalid request body${where}: ${e?.message ?? "does not match the schema"}` }, 400);
-    }
-    c.req.addValidatedData("json", value as object);
+    const r = await read(c.req.raw);
+    if ("problem" in r) return c.json({ error: r.problem.error }, r.problem.status);
+    c.req.addValidatedData("json", r.value as object);
     await next();
   };
 };

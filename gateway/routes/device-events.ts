@@ -3,15 +3,15 @@ import { Hono } from "hono";
 import { EventBatch, MAX_DEVICE_BODY } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
-import { jsonBody } from "./_validate.ts";
+import { jsonBody, jsonBodyReader } from "./_validate.ts";
 
-export const deviceEvents = new Hono<GatewayEnv>().post(
-  "/events",
-  requireDevice,
-  jsonBody(EventBatch, { maxBytes: MAX_DEVICE_BODY }),
-  async (c) => {
-    const events = c.req.valid("json");
-    const stored = await c.var.gw.store.appendEvents(c.var.device.uuid, events);
-    return c.json({ received: events.length, stored }, 200);
-  },
-);
+const limits = { maxBytes: MAX_DEVICE_BODY };
+
+/** The compiled reader of an event batch (the check-in fast path in ./checkin.ts reads with it too). */
+export const readEventBatch = jsonBodyReader(EventBatch, limits);
+
+export const deviceEvents = new Hono<GatewayEnv>().post("/events", requireDevice, jsonBody(EventBatch, limits), async (c) => {
+  const events = c.req.valid("json");
+  const stored = await c.var.gw.store.appendEvents(c.var.device.uuid, events);
+  return c.json({ received: events.length, stored }, 200);
+});

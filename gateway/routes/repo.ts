@@ -5,7 +5,11 @@ import type { GatewayEnv } from "../env.ts";
 import { isAdmin } from "../admin/auth.ts";
 import { requireDevice } from "../devices/auth.ts";
 
-const METADATA_FILE = /^(?:[1-9][0-9]{0,9}\.)?(?:root|timestamp|snapshot|targets)\.json$/;
+/** The file names served under /repo/ (checked before any lookup). */
+export const METADATA_FILE = /^(?:[1-9][0-9]{0,9}\.)?(?:root|timestamp|snapshot|targets)\.json$/;
+
+/** The headers of a metadata answer. */
+export const METADATA_HEADERS = { "content-type": "application/json", "cache-control": "no-store" } as const;
 
 /** A device certificate, or (for preload, which builds images before any device exists) the admin bearer token. */
 const deviceOrAdmin = createMiddleware<GatewayEnv>(async (c, next) => {
@@ -19,5 +23,5 @@ export const repo = new Hono<GatewayEnv>().get("/repo/:file", deviceOrAdmin, asy
   if (!METADATA_FILE.test(file)) return c.json({ error: `Unknown metadata file "${file}"` }, 404);
   const bytes = await c.var.gw.tuf.metadata(file);
   if (!bytes) return c.json({ error: `Metadata "${file}" not found` }, 404);
-  return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/json", "cache-control": "no-store" });
+  return c.body(bytes as Uint8Array<ArrayBuffer>, 200, METADATA_HEADERS);
 });

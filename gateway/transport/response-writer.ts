@@ -12,6 +12,16 @@ import { dateHeader, type RequestHead, statusLine } from "./http1.ts";
 const EMPTY = new Uint8Array(0);
 const CRLF = Buffer.from("\r\n");
 const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+/** Answers up to this size that say their length are read in one go rather than through a stream reader. */
+const SMALL_BODY = 64 * 1024;
+
+/** Head and body in one TLS write. */
+function sendWhole(c: Connection, head: string, body: Uint8Array) {
+  const out = Buffer.allocUnsafe(head.length + body.byteLength);
+  out.write(head, 0, "latin1");
+  out.set(body, head.length);
+  c.send(out);
+}
 
 /**
  * Writes the answer to `req`; returns whether the connection can take another request.
@@ -34,6 +44,20 @@ export async function writeResponse(c: Connection, response: Response, req: Requ
   if (!keepAlive) head += "connection: close\r\n";
   else if (req.minor === 0) head += "connection: keep-alive\r\n";
   const noBody = isHead || status === 204 || status === 304 || status < 200;
+  if (!noBody && length !== undefined && Number(length) <= SMALL_BODY) {
+    // A small answer that says its length (a check-in's): read whole, without a stream reader, one write.
+    let body: Uint8Array;
+    try {
+      body = await response.bytes();
+    } catch (err) {
+      console.error("gateway: response body failed:", err);
+      c.sock.terminate();
+      return false;
+    }
+    head += `content-length: ${body.byteLength}\r\n\r\n`;
+    sendWhole(c, head, body);
+    return keepAlive;
+  }
   if (noBody || !response.body) {
     if (length !== undefined && (isHead || status === 304)) head += `content-length: ${length}\r\n`;
     else if (!noBody) head += "content-length: 0\r\n";
@@ -48,10 +72,7 @@ export async function writeResponse(c: Connection, response: Response, req: Requ
     if (second.done) {
       const body = first.done ? EMPTY : first.value;
       head += `content-length: ${length ?? body.byteLength}\r\n\r\n`;
-      const out = Buffer.allocUnsafe(head.length + body.byteLength);
-      out.write(head, 0, "latin1");
-      out.set(body, head.length);
-      c.send(out);
+      sendWhole(c, head, body);
       return keepAlive;
     }
     const chunked = length === undefined;
