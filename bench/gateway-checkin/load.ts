@@ -4,7 +4,7 @@
  * the other, each as the next of its devices (w, w + C, w + 2C, ...), so with
  * thousands of certificates the gateway's device cache misses as in a fleet.
  * A check-in is GET /repo/timestamp.json then POST /events with one event
- * ("poll" mode: only the GET).
+ * ("poll" and "newconn-poll" modes: only the GET).
  *
  * The client is a raw HTTP/1.1 client on Bun.connect TLS sockets, one per device: Bun's fetch
  * keeps only a few idle connections, so with 10,000 client certificates "kept alive" would
@@ -23,15 +23,15 @@ interface Config {
   url: string;
   ca: string;
   devices: { cert: string; key: string }[];
-  mode: "keepalive" | "newconn" | "poll";
+  mode: "keepalive" | "newconn" | "poll" | "newconn-poll";
   seconds: number;
   concurrency: number;
 }
 
 const cfg = (await Bun.file(process.argv[2]!).json()) as Config;
 const { hostname, port } = new URL(cfg.url);
-const keepalive = cfg.mode !== "newconn";
-const pollOnly = cfg.mode === "poll";
+const keepalive = !cfg.mode.startsWith("newconn");
+const pollOnly = cfg.mode === "poll" || cfg.mode === "newconn-poll";
 const HEAD_END = Buffer.from("\r\n\r\n");
 
 class ConnectionLostError extends Error {

@@ -128,7 +128,7 @@ try {
   servers.push(["Bun.serve hello", await helloServer("hello.ts")]);
 
   // 3. Load, one run at a time.
-  async function load(url: string, mode: "keepalive" | "newconn" | "poll", seconds = SECONDS) {
+  async function load(url: string, mode: "keepalive" | "newconn" | "poll" | "newconn-poll", seconds = SECONDS) {
     const cfg = join(dir, `load-${mode}.json`);
     await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds, concurrency: CLIENTS }));
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
@@ -140,10 +140,10 @@ try {
   log(`gateway ${gwUrl}; ${CLIENTS} clients, ${CERTS} device certificates, ${SECONDS} s per run`);
   const fmt = (r: { rps: number; p50: number; p99: number; errors: number }) =>
     `${r.rps.toFixed(0).padStart(6)} req/s p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms${r.errors ? ` (${r.errors} errors)` : ""}`;
-  for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll")[]) {
+  for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll" | "newconn-poll")[]) {
     const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
     // Warm-up (JIT, caches); kept-alive runs warm up anyway while connecting every device.
-    if (mode === "newconn") for (const [, url] of servers) await load(url, mode, 2).catch(() => undefined);
+    if (mode.startsWith("newconn")) for (const [, url] of servers) await load(url, mode, 2).catch(() => undefined);
     for (let round = 0; round < Number(values.rounds); round++) {
       for (const [name, url] of servers) {
         const r = await load(url, mode);

@@ -10,7 +10,7 @@ import type { Static, TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { Env, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { JsonBodyError, type JsonLimits, readJsonBody } from "../../lib/api/json-body.ts";
+import { JsonBodyError, type JsonLimits, MAX_JSON_BYTES, parseJsonBytes, readJsonBody } from "../../lib/api/json-body.ts";
 
 /** Why a body was refused: the answer's status and `{error}` message. */
 export interface BodyProblem {
@@ -24,10 +24,13 @@ export interface BodyProblem {
  */
 export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits = {}) => {
   const check = TypeCompiler.Compile(schema);
+  const maxBytes = limits.maxBytes ?? MAX_JSON_BYTES;
   return async (req: Request): Promise<{ value: Static<T> } | { problem: BodyProblem }> => {
     let value: unknown;
     try {
-      value = await readJsonBody(req, limits);
+      // A body of declared length within the limit (the transport holds it to that length) is read whole, without a stream reader.
+      const declared = Number(req.headers.get("content-length") ?? Number.NaN);
+      value = declared > 0 && declared <= maxBytes ? parseJsonBytes(await req.bytes(), limits) : await readJsonBody(req, limits);
     } catch (err) {
       if (err instanceof JsonBodyError) return { problem: { status: err.status, error: err.message } };
       throw err;
