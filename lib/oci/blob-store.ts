@@ -271,10 +271,13 @@ export class BlobStore {
     const counter = { fetched: 0 };
     const patienceMs = opts.patienceMs ?? PULL_DEFAULTS.patienceMs;
     let lastProgress = Date.now();
-    let idle = 0; // failed attempts in a row that brought no byte
+    let idle = 0; // failed attempts in a row that brought the download no further
     let restartedAfterMismatch = false;
+    // Progress is the verified partial growing past its best length so far, not bytes received:
+    // a server that sends the same short answer on every attempt (a truncated blob, a range it
+    // refuses so the download starts over) brings bytes each time but never gets further.
+    let best = await this.partialSize(desc.digest);
     for (;;) {
-      const before = counter.fetched;
       const resumed = (await this.partialSize(desc.digest)) > 0;
       try {
         await this.attempt(client, repo, desc, opts, counter);
@@ -288,7 +291,9 @@ export class BlobStore {
           continue;
         }
         if (!isRetryable(err) || opts.retries === 0) throw err;
-        if (counter.fetched > before) {
+        const now = await this.partialSize(desc.digest);
+        if (now > best) {
+          best = now;
           idle = 0;
           lastProgress = Date.now();
         } else idle++;
