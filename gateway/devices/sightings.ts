@@ -21,6 +21,8 @@ interface Pending {
 }
 
 const MAX_ITEMS = 32;
+/** Devices written per transaction at flush. */
+const CHUNK = 256;
 // eslint-disable-next-line no-control-regex
 const ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
 // eslint-disable-next-line no-control-regex
@@ -78,13 +80,20 @@ export class Sightings {
       if (!this.#pending.size) return;
       const pending = this.#pending;
       this.#pending = new Map();
-      const batch: Sighting[] = [];
+      // In chunks, yielding between them: SQLite writes on the event loop, and one transaction of
+      // thousands of updates would hold every request waiting behind it.
+      let batch: Sighting[] = [];
       for (const [uuid, p] of pending) {
         const s: Sighting = { uuid, at: new Date(p.at).toISOString() };
         if (p.tags !== undefined) s.tags = list(p.tags);
         if (p.target !== undefined) s.currentTarget = p.target;
         if (p.apps !== undefined) s.apps = list(p.apps);
         batch.push(s);
+        if (batch.length === CHUNK) {
+          await this.#store.recordSightings(batch);
+          batch = [];
+          await new Promise((r) => setImmediate(r));
+        }
       }
       await this.#store.recordSightings(batch);
     });
