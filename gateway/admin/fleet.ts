@@ -81,6 +81,7 @@ export function adminFleet(gw: Gateway) {
       const t0 = performance.now();
       const page = await c.var.gw.store.searchDevices({
         text: q.q || undefined,
+        uuid: q.uuid || undefined,
         tag: q.tag || undefined,
         hardwareId: q.hwid || undefined,
         target: q.target || undefined,

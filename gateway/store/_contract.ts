@@ -293,6 +293,7 @@ export function storeContract(open: () => Promise<Store>) {
     expect(failed.devices.map((d) => d.uuid)).toEqual([failing!.uuid]);
     expect((await s.searchDevices({ hardwareId: hw, tag: "prod", offlineBefore: past })).devices.map((d) => d.uuid)).toEqual([ok!.uuid]);
     expect((await s.searchDevices({ text: `ROLLED-${hw}`.toUpperCase(), offlineBefore: past })).total).toBe(1);
+    expect((await s.searchDevices({ uuid: rolled!.uuid, offlineBefore: past })).devices.map((d) => d.status)).toEqual(["rolled-back"]);
     expect((await s.searchDevices({ hardwareId: hw, target: `${hw}-2`, offlineBefore: past })).total).toBe(4);
     // Everyone is offline when the cut-off is in the future.
     expect((await s.searchDevices({ hardwareId: hw, status: "offline", offlineBefore: later })).total).toBe(5);

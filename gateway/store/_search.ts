@@ -71,6 +71,7 @@ function where(d: Dialect, s: DeviceSearch) {
   }
   // tags is a JSON array: match the tag with its quotes, so "prod" does not match "production".
   if (s.tag) conds.push(`tags LIKE ${p(`%${likeEscape(JSON.stringify(s.tag))}%`)} ESCAPE '\\'`);
+  if (s.uuid) conds.push(`uuid = ${p(s.uuid)}`);
   if (s.hardwareId) conds.push(`hardware_id = ${p(s.hardwareId)}`);
   if (s.target) conds.push(`current_target = ${p(s.target)}`);
   if (s.seenSince) conds.push(`last_seen >= ${p(s.seenSince)}`);

@@ -78,6 +78,7 @@ export interface ListOptions {
 export interface DeviceSearch {
   /** Part of the name or uuid, case-insensitive. */
   text?: string;
+  uuid?: string;
   tag?: string;
   hardwareId?: string;
   target?: string;

@@ -160,7 +160,7 @@ export function dashboard(app: Hono<any>) {
     const [d, updates, status] = await Promise.all([
       api<DeviceDetail>("GET", path),
       api<UpdateList>("GET", `${path}/updates`),
-      api<FleetDeviceList>("GET", `/admin/fleet/devices?q=${encodeURIComponent(uuid)}&limit=5`),
+      api<FleetDeviceList>("GET", `/admin/fleet/devices?uuid=${encodeURIComponent(uuid)}&limit=1`),
     ]);
     const canWrite = c.var.session.role === "admin";
     return render(

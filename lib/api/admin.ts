@@ -165,6 +165,8 @@ export const FLEET_SORTS = ["name", "uuid", "lastSeen", "createdAt", "hardwareId
 export const FleetDeviceQuery = Type.Object({
   /** Part of the name or uuid (case-insensitive). */
   q: Type.Optional(Type.String({ maxLength: 128 })),
+  /** Exactly this device. */
+  uuid: Type.Optional(Type.String({ maxLength: 128 })),
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   hwid: Type.Optional(Type.String({ maxLength: 128 })),
   target: Type.Optional(Type.String({ maxLength: 256 })),

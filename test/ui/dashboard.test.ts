@@ -46,12 +46,26 @@ afterAll(async () => {
 async function signedIn(token: string, viewport: { width: number; height: number } = VIEWPORTS.desktop): Promise<{ ctx: BrowserContext; page: Page }> {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
   const page = await ctx.newPage();
-  await page.goto(`${gw.url}/ui/`);
+  await goto(page, `${gw.url}/ui/`);
   expect(page.url()).toEndWith("/ui/login");
   await page.getByLabel(/API token/).fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL(`${gw.url}/ui/`);
   return { ctx, page };
+}
+
+/**
+ * page.goto, again when Chromium aborts it with ERR_NETWORK_CHANGED: it does so whenever a network
+ * interface appears or goes on the machine (other tests' dockerd bridges), even for 127.0.0.1.
+ */
+async function goto(page: Page, url: string) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(url);
+    } catch (err) {
+      if (attempt >= 4 || !String(err).includes("ERR_NETWORK_CHANGED")) throw err;
+    }
+  }
 }
 
 const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
@@ -88,14 +102,14 @@ describe("dashboard at /ui/", () => {
     await page.waitForURL(/status=failed/);
     await expect(page.locator("tbody tr[data-uuid]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-uuid")))).resolves.toEqual([fleet.bad.uuid]);
 
-    await page.goto(`${gw.url}/ui/devices?target=amd64-linux-2`);
+    await goto(page, `${gw.url}/ui/devices?target=amd64-linux-2`);
     await expect(page.locator("tbody tr[data-uuid]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-uuid")))).resolves.toEqual([fleet.good.uuid]);
     await ctx.close();
   }, 60_000);
 
   test("a device's page shows its update timeline: each step, bytes fetched, the failure's error text", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
-    await page.goto(`${gw.url}/ui/devices?q=kiosk`);
+    await goto(page, `${gw.url}/ui/devices?q=kiosk`);
     await page.getByRole("link", { name: "kiosk-bad" }).click();
     await page.waitForURL(`${gw.url}/ui/devices/${fleet.bad.uuid}`);
     const steps = await page.locator("ol.timeline li").evaluateAll((li) => li.map((l) => l.querySelector("strong")!.textContent));
@@ -103,7 +117,7 @@ describe("dashboard at /ui/", () => {
     await expect(page.locator("ol.timeline pre.error").textContent()).resolves.toBe(FETCH_ERROR);
     await shot(page, "device-failed-desktop");
 
-    await page.goto(`${gw.url}/ui/devices/${fleet.good.uuid}`);
+    await goto(page, `${gw.url}/ui/devices/${fleet.good.uuid}`);
     const good = await page.locator("ol.timeline li strong").allTextContents();
     expect(good).toEqual(["Download started", "Download completed", "Installation started", "Installation applied", "Installation completed"]);
     await expect(page.getByText("Fetched 5.0 MiB").isVisible()).resolves.toBe(true);
@@ -148,7 +162,7 @@ describe("dashboard at /ui/", () => {
 
   test("a viewer sees the fleet but cannot revoke: no button, and the API refuses the POST", async () => {
     const { ctx, page } = await signedIn(viewerToken);
-    await page.goto(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await expect(page.getByRole("button", { name: "Revoke device" }).count()).resolves.toBe(0);
     // Forge the action with the viewer's own valid CSRF token: the admin API itself says no.
     const csrf = await page.locator("input[name=_csrf]").first().getAttribute("value");
@@ -157,7 +171,7 @@ describe("dashboard at /ui/", () => {
     expect(await res.text()).toContain("viewer token may not POST");
     const d = (await (await gw.adminFetch(`/admin/devices/${fleet.spare.uuid}`)).json()) as { revokedAt: string | null };
     expect(d.revokedAt).toBeNull();
-    await page.goto(`${gw.url}/ui/tokens`);
+    await goto(page, `${gw.url}/ui/tokens`);
     await expect(page.getByRole("button", { name: "Create registration token" }).count()).resolves.toBe(0);
     await ctx.close();
   }, 60_000);
@@ -165,7 +179,7 @@ describe("dashboard at /ui/", () => {
   test("an admin sets a device's tags and revokes it from its page, then signs out", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     page.on("dialog", (d) => void d.accept());
-    await page.goto(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await page.getByLabel("Tags (comma-separated)").fill("lab, spare");
     await page.getByRole("button", { name: "Set tags" }).click();
     await page.waitForURL(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
@@ -181,14 +195,14 @@ describe("dashboard at /ui/", () => {
 
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.waitForURL(`${gw.url}/ui/login`);
-    await page.goto(`${gw.url}/ui/devices`);
+    await goto(page, `${gw.url}/ui/devices`);
     expect(page.url()).toEndWith("/ui/login");
     await ctx.close();
   }, 60_000);
 
   test("pages refresh their data without a reload", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
-    await page.goto(`${gw.url}/ui/devices/${fleet.good.uuid}`);
+    await goto(page, `${gw.url}/ui/devices/${fleet.good.uuid}`);
     const before = await page.locator("ol.timeline li").count();
     const res = await fleet.good.fetch(`${gw.url}/events`, {
       method: "POST",
@@ -209,7 +223,7 @@ describe("dashboard at /ui/", () => {
       ["targets", "/ui/targets"],
       ["tokens", "/ui/tokens"],
     ] as const) {
-      await page.goto(`${gw.url}${path}`);
+      await goto(page, `${gw.url}${path}`);
       const overflow = await page.evaluate(() => {
         const root = (globalThis as any).document.documentElement; // runs in the page
         return root.scrollWidth - root.clientWidth;
@@ -218,19 +232,19 @@ describe("dashboard at /ui/", () => {
       await shot(page, `${name}-phone`);
     }
     await page.emulateMedia({ colorScheme: "dark" });
-    await page.goto(`${gw.url}/ui/`);
+    await goto(page, `${gw.url}/ui/`);
     await shot(page, "overview-phone-dark");
     const { ctx: desk, page: dp } = await signedIn(gw.adminToken);
     for (const [name, path] of [["targets", "/ui/targets"], ["tokens", "/ui/tokens"]] as const) {
-      await dp.goto(`${gw.url}${path}`);
+      await goto(dp, `${gw.url}${path}`);
       await shot(dp, `${name}-desktop`);
     }
-    await dp.goto(`${gw.url}/ui/targets`);
+    await goto(dp, `${gw.url}/ui/targets`);
     // amd64-linux-2 runs on kiosk-good; amd64-linux-1 on kiosk-bad.
     await expect(dp.locator("tr[data-target=amd64-linux-2] td").last().textContent()).resolves.toBe("1");
     await expect(dp.locator("tr[data-target=amd64-linux-1] td").nth(2).textContent()).resolves.toContain("shop");
     await dp.emulateMedia({ colorScheme: "dark" });
-    await dp.goto(`${gw.url}/ui/devices/${fleet.bad.uuid}`);
+    await goto(dp, `${gw.url}/ui/devices/${fleet.bad.uuid}`);
     await shot(dp, "device-failed-desktop-dark");
     await desk.close();
     await ctx.close();
