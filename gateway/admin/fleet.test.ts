@@ -43,6 +43,20 @@ describe("GET /admin/fleet/devices", () => {
   });
 });
 
+describe("GET /admin/fleet/summary", () => {
+  test("counts this minute's device check-ins from the gateway's own request counters", async () => {
+    const d = await t.register();
+    const series = async () => ((await (await t.app.request("/admin/fleet/summary", t.admin())).json()) as FleetSummary).checkinsPerMinute;
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const before = await series();
+    for (let i = 0; i < 3; i++) expect((await t.app.request("/repo/timestamp.json", {}, { peer: d.peer })).status).toBe(200);
+    const after = await series();
+    expect(after).toHaveLength(30);
+    // Summed over the 30 minutes, so a minute turning between the reads does not matter (the gateway is younger than 30 min).
+    expect(sum(after) - sum(before)).toBe(3);
+  });
+});
+
 describe("viewer tokens", () => {
   test("read the fleet, devices, targets and tokens", async () => {
     for (const path of ["/admin/fleet/summary", "/admin/fleet/devices", "/admin/devices", "/admin/targets", "/admin/tokens"])
