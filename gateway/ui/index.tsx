@@ -10,6 +10,7 @@ import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { FleetDeviceList, FleetSummary, DeviceDetail, TokenCreated, TokenList, TargetsList, UpdateList } from "../../lib/api/admin.ts";
 import { callerOf } from "../admin/auth.ts";
+import { limit } from "../routes/_validate.ts";
 import type { GatewayEnv } from "../env.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { Page } from "./layout.tsx";
@@ -83,6 +84,9 @@ export function dashboard(app: Hono<any>) {
     const { body } = await c.var.api<FleetSummary>("GET", "/admin/fleet/summary");
     return render(c, "Overview", <Overview s={body} />);
   };
+
+  // Forms are small; nobody, signed in or not, makes the gateway read more.
+  ui.post("*", limit(64 * 1024));
 
   ui.get("/login", (c) => render(c, "Sign in", <LoginPage />));
 

@@ -160,7 +160,7 @@ describe("dashboard at /ui/", () => {
     await ctx.close();
   }, 60_000);
 
-  test("a viewer sees the fleet but cannot revoke: no button, and the API refuses the POST", async () => {
+  test("a viewer sees the fleet but cannot revoke: no button, the API refuses the POST; revoking the token ends the session", async () => {
     const { ctx, page } = await signedIn(viewerToken);
     await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await expect(page.getByRole("button", { name: "Revoke device" }).count()).resolves.toBe(0);
@@ -173,6 +173,14 @@ describe("dashboard at /ui/", () => {
     expect(d.revokedAt).toBeNull();
     await goto(page, `${gw.url}/ui/tokens`);
     await expect(page.getByRole("button", { name: "Create registration token" }).count()).resolves.toBe(0);
+    await shot(page, "tokens-viewer-desktop");
+
+    // Revoking the token ends the session that carries it, at the next page.
+    const list = (await (await gw.adminFetch("/admin/tokens")).json()) as { apiTokens: { id: string; role: string }[] };
+    const id = list.apiTokens.find((t) => t.role === "viewer")!.id;
+    expect((await gw.adminFetch(`/admin/tokens/${id}/revoke`, { method: "POST" })).status).toBe(200);
+    await goto(page, `${gw.url}/ui/devices`);
+    expect(page.url()).toEndWith("/ui/login");
     await ctx.close();
   }, 60_000);
 
