@@ -14,6 +14,13 @@ describe("dashboard session cookie", () => {
     expect(await openSession(gw, value)).toMatchObject({ token: "secret-token-123", role: "viewer" });
   });
 
+  test("another replica sharing the database opens it (the key's secret lives in the database)", async () => {
+    const store = SqliteStore.open(":memory:");
+    const [a, b] = [{ store }, { store }] as unknown as Gateway[];
+    const { value } = await sealSession(a!, "shared", "admin");
+    expect((await openSession(b!, value))?.token).toBe("shared");
+  });
+
   test("refuses a tampered, expired or foreign cookie", async () => {
     const gw = gateway();
     const now = Date.now();
