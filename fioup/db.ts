@@ -10,8 +10,7 @@ import { Database } from "bun:sqlite";
 import { faultPoint } from "./fault.ts";
 import type { DeviceEvent, Target } from "../lib/api/index.ts";
 import type { UpdatePlan } from "./update/plan.ts";
-import type { UpdateState } from "./update/states.ts";
-import type { StepName } from "./update/step.ts";
+import type { StepName, UpdateState } from "./update/states.ts";
 
 export interface UpdateRow {
   id: string;

@@ -6,9 +6,9 @@
  *
  * @module
  */
+import type { ApiRole } from "../lib/api/admin.ts";
 import type { TargetEntry } from "../lib/api/index.ts";
 import type { ApiTokenCache } from "./admin/api-tokens.ts";
-import type { Caller } from "./admin/auth.ts";
 import type { DeviceCache } from "./devices/cache.ts";
 import type { Sightings } from "./devices/sightings.ts";
 import type { Metrics } from "./metrics.ts";
@@ -59,6 +59,12 @@ export interface Gateway {
   metrics: Metrics;
   /** [uptane] polling_seconds written into new devices' sota.toml. */
   pollingSeconds: number;
+}
+
+/** An authenticated API caller; `tokenId` null for the data dir's admin token. */
+export interface Caller {
+  role: ApiRole;
+  tokenId: string | null;
 }
 
 export interface GatewayEnv {

@@ -12,7 +12,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ResolvedApps } from "../../lib/device/resolve.ts";
-import type { UpdateRow } from "../db.ts";
 
 /** The plan format this fioup writes and reads. Bump it when the shape changes, and read older ones here. */
 export const PLAN_FORMAT = 1;
@@ -33,12 +32,18 @@ export function newPlan(resolved: ResolvedApps): UpdatePlan {
   return { format: PLAN_FORMAT, apps: resolved.apps, blobs: resolved.blobs, resolveBytes: resolved.resolveBytes };
 }
 
+/** What planOf reads of an update row (fioup/db.ts UpdateRow): its id and the plan as stored. */
+export interface SavedUpdate {
+  id: string;
+  plan: unknown;
+}
+
 /**
  * The checked plan of an update that passed init.
  *
  * @throws {PlanFormatError} If there is no plan, it has another format, or it does not match the format's shape.
  */
-export function planOf(u: UpdateRow): UpdatePlan {
+export function planOf(u: SavedUpdate): UpdatePlan {
   const raw = u.plan;
   if (raw === null || typeof raw !== "object") throw new PlanFormatError(u.id, "it has no saved plan");
   const format = (raw as { format?: unknown }).format ?? PLAN_FORMAT; // plans from before the field: same shape as 1
@@ -52,7 +57,7 @@ export function planOf(u: UpdateRow): UpdatePlan {
 }
 
 /** Like {@link planOf}, but returns `undefined` instead of throwing. */
-export function tryPlanOf(u: UpdateRow): UpdatePlan | undefined {
+export function tryPlanOf(u: SavedUpdate): UpdatePlan | undefined {
   try {
     return planOf(u);
   } catch {

@@ -31,3 +31,6 @@ export class InvalidStateError extends Error {
     super(`Cannot ${action}: the update is ${state === "none" ? "not started" : state}`);
   }
 }
+
+/** The steps of an update, by the one name each has in code, progress lines and the database. */
+export type StepName = "check" | "resume" | "init" | "fetch" | "stop" | "install" | "start" | "complete";

@@ -6,8 +6,10 @@
  * @module
  */
 import { currentUpdate, type UpdateContext } from "./context.ts";
+import type { StepName } from "./states.ts";
 
-export type StepName = "check" | "resume" | "init" | "fetch" | "stop" | "install" | "start" | "complete";
+export type { StepName };
+
 
 export interface Step {
   /** Its one name: in progress lines, and in the database's update_steps ("fetch"). */

@@ -16,15 +16,10 @@
 import { createMiddleware } from "hono/factory";
 import { HTTPException } from "hono/http-exception";
 import type { ApiRole } from "../../lib/api/admin.ts";
-import type { Gateway, GatewayEnv } from "../env.ts";
+import type { Caller, Gateway, GatewayEnv } from "../env.ts";
 import { hashSecret, sameSecret, tokenSecret } from "../pki/tokens.ts";
 import { apiTokenUsable } from "./api-tokens.ts";
 
-/** An authenticated API caller; `tokenId` null for the data dir's admin token. */
-export interface Caller {
-  role: ApiRole;
-  tokenId: string | null;
-}
 
 /** What a publish token may call under /admin: read the targets and add new ones. Everything else needs admin. */
 const PUBLISH_ROUTES: readonly (readonly [method: string, path: string])[] = [

@@ -12,7 +12,8 @@ import type { Gateway, GatewayEnv } from "../env.ts";
 import { deviceInGoodStanding } from "../devices/auth.ts";
 import type { RegistryAction, TokenClaims } from "../registry/token.ts";
 import { apiTokenUsable } from "./api-tokens.ts";
-import { callerOf, requestCaller, type Caller } from "./auth.ts";
+import type { Caller } from "../env.ts";
+import { callerOf, requestCaller } from "./auth.ts";
 
 export type RegistryIdentity = Caller | { device: string };
 
