@@ -1,5 +1,5 @@
 /**
- * Decides whether a started app is up (SPEC §4 Start): every service runs, or
+ * Decides whether a started app is up (docs/formats.md, the start step): every service runs, or
  * is healthy where it has a healthcheck, or exited 0 (one-shot); restarting,
  * dead, unhealthy or exited non-zero is a failure. The result doubles as the
  * app's entry in POST /apps-states.

@@ -105,7 +105,7 @@ export const fetchStep: Step = {
     const fail = (cause: unknown, raw: unknown) => {
       u = currentUpdate(ctx);
       const msg = cause instanceof Error ? `${cause.message}${cause.cause instanceof Error ? `: ${cause.cause.message}` : ""}` : String(cause);
-      // SPEC §3 order: a refusal before the first byte still opens the download it closes.
+      // The documented event order (docs/formats.md): a refusal before the first byte still opens the download it closes.
       const started = u.state === "initialized" ? [eventFor(u, "EcuDownloadStarted")] : [];
       notePermanentFailure(ctx, u, raw);
       ctx.db.setState(u.id, "failed", {

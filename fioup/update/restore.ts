@@ -1,5 +1,5 @@
 /**
- * Puts the previous target's apps back (SPEC §4, done better than fioup: at
+ * Puts the previous target's apps back (docs/formats.md; done better than Foundries' fioup: at
  * once, no retries) for the apps an update touched: stop the new ones, remove
  * those the previous target did not have, reinstall the previous ones from the
  * store where they are not installed as they were (their blobs are only pruned

@@ -174,7 +174,7 @@ async function updateTo(t: Target): Promise<void> {
 }
 
 describe("update engine", () => {
-  test("an update runs every step, sends the events in SPEC order and makes the target current", async () => {
+  test("an update runs every step, sends the events in the documented order and makes the target current", async () => {
     const uri = await storeApp(store, "app", "v1");
     await updateTo(target("1", { app: uri }));
     const u = ctx.db.lastUpdate()!;
@@ -210,7 +210,7 @@ describe("update engine", () => {
     expect(ctx.db.currentTarget()?.name).toBe("hw-3");
   });
 
-  test("a no-space refusal fails the update with the download events still in SPEC order", async () => {
+  test("a no-space refusal fails the update with the download events still in the documented order", async () => {
     const uri = await storeApp(store, "app", "big");
     rmSync(store.path(digestBytes(enc("big"))));
     ctx.cfg = { ...ctx.cfg, storageWatermark: 1 };

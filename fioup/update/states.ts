@@ -1,5 +1,5 @@
 /**
- * The states an update goes through (SPEC §4), in order. A step compares the
+ * The states an update goes through (docs/formats.md), in order. A step compares the
  * saved state with `reached()` to know whether its work is already done.
  *
  * @module

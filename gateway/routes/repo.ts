@@ -1,4 +1,4 @@
-/** GET /repo/<file>.json: the signed TUF metadata devices poll (SPEC §2, §3); preload reads it with the admin token. */
+/** GET /repo/<file>.json: the signed TUF metadata devices poll (docs/formats.md); preload reads it with the admin token. */
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { GatewayEnv } from "../env.ts";

@@ -1,5 +1,5 @@
 /**
- * Device-side target selection (SPEC §2, aktualizr-lite's rules), shared by
+ * Device-side target selection (docs/formats.md, aktualizr-lite's rules), shared by
  * fioup and preload so both pick the same target from the same targets.json.
  *
  * @module

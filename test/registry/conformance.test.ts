@@ -1,5 +1,5 @@
 /**
- * Our own walk through the OCI distribution-spec conformance checklist (SPEC §6: the official
+ * Our own walk through the OCI distribution-spec conformance checklist (docs/formats.md; the official
  * Go suite cannot be built here), against the embedded registry served by a real Bun.serve on
  * 127.0.0.1 and mounted the way the gateway mounts it.
  */
