@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { copyFile, readFile, rename } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../fs/atomic-write.ts";
 import { join } from "node:path";
 import { Value } from "@sinclair/typebox/value";
 import { Updater } from "tuf-js";
@@ -63,16 +64,18 @@ async function protectRoot(dir: string): Promise<void> {
       throw new TrustedRootError("root.json", `no trusted root in ${dir}: the device needs its initial root.json`, { cause });
     }
     // Unreadable or torn root.json: fall back to the last good copy, if any.
+    let good: Uint8Array;
     try {
-      await copyFile(backup, `${root}.restore`);
-      await rename(`${root}.restore`, root);
-      return;
+      good = await readFile(backup);
     } catch {
       throw new TrustedRootError("root.json", `the trusted root in ${dir} is unreadable and there is no backup`, { cause });
     }
+    await writeFileAtomic(root, good);
+    return;
   }
-  await copyFile(root, `${backup}.tmp`);
-  await rename(`${backup}.tmp`, backup);
+  // Unchanged since the last run: nothing to write (and nothing to fsync on every check).
+  const prior = await readFile(backup, "utf8").catch(() => undefined);
+  if (prior !== text) await writeFileAtomic(backup, text);
 }
 
 /**
