@@ -136,21 +136,34 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   try {
     // 1. Register every device with its own key and certificate.
     const t0 = performance.now();
+    let registerRetries = 0;
     const devs: Dev[] = new Array(opts.devices);
     await pool(Array.from({ length: opts.devices }, (_, i) => i), 32, async (i) => {
       const k = await makeDeviceCsr();
-      const res = await tlsFetch(gw, undefined, "/devices", {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${gw.adminToken}` },
-        body: JSON.stringify({ name: `load-${i}`, uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux", tags: ["main"] }),
-      });
+      const register = () =>
+        tlsFetch(gw, undefined, "/devices", {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${gw.adminToken}` },
+          body: JSON.stringify({ name: `load-${i}`, uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux", tags: ["main"] }),
+        });
+      // A connection the gateway sheds under the registration burst is retried, as fioup register would be rerun.
+      let res: Response | undefined;
+      for (let attempt = 1; !res; attempt++) {
+        try {
+          res = await register();
+        } catch (err) {
+          if (attempt >= 5) throw err;
+          registerRetries++;
+          await Bun.sleep(100 * attempt);
+        }
+      }
       if (res.status !== 201) throw new Error(`register device ${i}: HTTP ${res.status} ${await res.text()}`);
       const body = (await res.json()) as RegistrationResponse;
       devs[i] = { uuid: k.uuid, cert: body.certificate, key: k.keyPem, acked: [] };
       if ((i + 1) % 1000 === 0) log(`registered ${i + 1}/${opts.devices}`);
     });
     const registerSeconds = (performance.now() - t0) / 1000;
-    log(`registered ${opts.devices} devices in ${registerSeconds.toFixed(1)} s`);
+    log(`registered ${opts.devices} devices in ${registerSeconds.toFixed(1)} s (${registerRetries} connection(s) retried)`);
 
     // 2. Check-ins and event posts for `seconds`.
     const status: Record<string, number> = {};
