@@ -384,6 +384,10 @@ export class Runtime {
     const startOne = async ({ name, inst }: { name: string; inst: InstalledApp }): Promise<StartResult> => {
       const started = Date.now();
       try {
+        // The engine's image store is not the app dir's: a power cut can keep the swapped dir
+        // and lose the loaded images (or someone pruned them). Load them again from the blob
+        // store rather than let compose try to pull a local tag from a registry.
+        if (!(await this.imagesPresent(inst))) inst = await this.installApp({ name, uri: inst.uri });
         // compose itself gets its own, longer bound: creating containers is not the readiness wait.
         await compose.up(name, inst.dir, inst.composeFile, { timeoutMs: Math.max(opts.timeoutMs ?? 0, 5 * 60_000) });
       } catch (err) {

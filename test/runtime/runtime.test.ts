@@ -326,3 +326,21 @@ async function storeRawBundle(name: string, entries: { name: string; content?: s
 }
 
 const shaOfBytes = (b: Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
+
+// Alone, after the concurrent tests: it removes an image tag those tests share.
+describe("Runtime recovery", () => {
+  test("an installed app whose images the engine lost (a power cut, a prune) starts: they are loaded again from the store", async () => {
+    const port = await freePort();
+    const a = await app("lostimg", { web: HTTPD }, (r) => `services:\n${svc("web", r.web!)}    ports:\n      - "127.0.0.1:${port}:8080"\n`);
+    const inst = await rt.installApp(a);
+    const tag = inst.images[0]!.tag;
+    await rt.engine.removeImage(tag, { force: true });
+    expect(await rt.engine.inspectImage(tag)).toBeUndefined();
+    const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
+    expect(res?.error).toBeUndefined();
+    expect(res?.ok).toBe(true);
+    expect((await rt.engine.inspectImage(tag))?.Id).toBe(a.imageIds.web!);
+    expect(await get(port)).toBe("hello from the store\n");
+    await rt.stopApps([a.name]);
+  });
+});
