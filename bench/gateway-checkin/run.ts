@@ -7,7 +7,7 @@
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll] [--rounds 2] [--servers gateway,transport,node,bun]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll] [--rounds 2] [--servers gateway,transport,node,bun] [--profile DIR]
  * (each server is run --rounds times, servers alternating, and its best round counts: the machine is shared)
  * (with --db, an empty database: the gateway is bound to this run's CA).
  */
@@ -32,6 +32,8 @@ const { values } = parseArgs({
     modes: { type: "string", default: "keepalive,newconn,poll" },
     rounds: { type: "string", default: "2" },
     servers: { type: "string", default: "gateway,transport,bun" },
+    /** Write a CPU profile of `gateway serve` (bun --cpu-prof-md) into this directory. */
+    profile: { type: "string" },
   },
 });
 const SEEDED = Number(values.devices);
@@ -108,7 +110,8 @@ try {
   log(`seeded ${seededCount} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   // 2. Servers, each in its own process.
-  const gwProc = Bun.spawn([bun, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000), ...(values.db ? ["--db", values.db] : [])], {
+  const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${values.profile}`] : [];
+  const gwProc = Bun.spawn([bun, ...profile, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000), ...(values.db ? ["--db", values.db] : [])], {
     stderr: "pipe",
     stdout: "ignore",
   });

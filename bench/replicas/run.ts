@@ -10,7 +10,7 @@
  * --rounds counts: the machine is shared. On a 2-core machine this shows HAProxy's overhead, not
  * scaling (every replica and HAProxy share the same two cores).
  *
- * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3]
+ * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3] [--haproxy-config gateway.cfg]
  */
 import { cpSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -32,6 +32,8 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "6" },
     rounds: { type: "string", default: "3" },
     "max-replicas": { type: "string", default: "3" },
+    /** Another HAProxy config under deploy/haproxy/ (to compare a tuning). */
+    "haproxy-config": { type: "string", default: "gateway.cfg" },
   },
 });
 const CERTS = Number(values.certs);
@@ -82,7 +84,7 @@ try {
 
   const proxies: ProxyHandle[] = [];
   for (let n = 1; n <= MAX; n++) {
-    const p = await startHaproxy({ dataDir: replicas[0]!.dataDir, replicas: replicas.slice(0, n).map((r) => r.host) });
+    const p = await startHaproxy({ file: values["haproxy-config"], dataDir: replicas[0]!.dataDir, replicas: replicas.slice(0, n).map((r) => r.host) });
     proxies.push(p);
     stops.push(() => p.stop());
   }
