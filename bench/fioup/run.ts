@@ -7,27 +7,19 @@
  *  3. publish-to-running time with 1 s polling (small app, daemon).
  * Everything runs on loopback: private dockerd, gateway, upstream docker-registry.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, randomBytes, startDockerRegistry, startDockerd, startTestGateway,
 } from "../../test/fioup/_setup.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
+import { rssKb } from "../_proc.ts";
 
 const { values } = parseArgs({ options: { mb: { type: "string", default: "500" } } });
 const totalMb = Number(values.mb);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
-function rssKb(pid: number): { rss: number; hwm: number } {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, "utf8");
-    const get = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
-    return { rss: get("VmRSS"), hwm: get("VmHWM") };
-  } catch {
-    return { rss: 0, hwm: 0 };
-  }
-}
 
 const dockerd = await startDockerd();
 const upstream = await startDockerRegistry();

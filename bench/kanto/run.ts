@@ -11,12 +11,13 @@
  * Also: fioup agent's RSS idle and during the applies. Goal: ours within 1.2x of docker-compose.
  * Everything runs on loopback (private dockerd, mosquitto, docker-registry, gateway).
  */
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Device, Publisher, pushImageDetailed, randomBytes, startTestGateway } from "../../test/fioup/_setup.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 import { component, KantoRig } from "../../test/kanto/_rig.ts";
+import { rssKb } from "../_proc.ts";
 
 const { values } = parseArgs({
   options: { components: { type: "string", default: "10" }, kb: { type: "string", default: "2048" }, trials: { type: "string", default: "3" } },
@@ -26,15 +27,6 @@ const KB = Number(values.kb);
 const TRIALS = Number(values.trials);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
-function rssKb(pid: number): { rss: number; hwm: number } {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, "utf8");
-    const get = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
-    return { rss: get("VmRSS"), hwm: get("VmHWM") };
-  } catch {
-    return { rss: 0, hwm: 0 };
-  }
-}
 
 const rig = await KantoRig.start("bench");
 const gw = await startTestGateway();

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { rssKb } from "../_proc.ts";
 import { parseArgs } from "node:util";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
@@ -43,7 +43,7 @@ interface Dev {
   key: string;
 }
 
-const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+const rssMb = (pid: number) => rssKb(pid).rss / 1024;
 
 async function pool<T>(n: number, items: T[], fn: (t: T, i: number) => Promise<void>) {
   let next = 0;

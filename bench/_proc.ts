@@ -1,0 +1,16 @@
+/**
+ * Memory of a process the benchmarks watch, from /proc/PID/status: resident now (VmRSS) and the
+ * high-water mark (VmHWM), in kB; zeros once the process is gone. The one reader the benchmarks
+ * share.
+ */
+import { readFileSync } from "node:fs";
+
+export function rssKb(pid: number): { rss: number; hwm: number } {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, "utf8");
+    const get = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+    return { rss: get("VmRSS"), hwm: get("VmHWM") };
+  } catch {
+    return { rss: 0, hwm: 0 };
+  }
+}
