@@ -33,6 +33,7 @@ const { hostname, port } = new URL(cfg.url);
 const keepalive = !cfg.mode.startsWith("newconn");
 const pollOnly = cfg.mode === "poll" || cfg.mode === "newconn-poll";
 const HEAD_END = Buffer.from("\r\n\r\n");
+const REQUEST_TIMEOUT_MS = 20_000;
 
 class ConnectionLostError extends Error {
   override name = "ConnectionLostError";
@@ -63,7 +64,15 @@ class Conn {
         connectError: () => c.#lost(),
       },
     });
-    await promise;
+    const timer = setTimeout(() => reject(new ConnectionLostError("TLS handshake timed out")), REQUEST_TIMEOUT_MS);
+    try {
+      await promise;
+    } catch (err) {
+      c.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
     c.#waitHandshake = undefined;
     return c;
   }
@@ -103,7 +112,16 @@ class Conn {
   request(raw: string): Promise<number> {
     if (this.closed) return Promise.reject(new ConnectionLostError("connection closed"));
     return new Promise((resolve, reject) => {
-      this.#waiting = { resolve, reject };
+      // An answer that never comes counts as an error (and the connection is dropped), not a hang.
+      const timer = setTimeout(() => {
+        this.#waiting = undefined;
+        this.close();
+        reject(new ConnectionLostError(`no answer within ${REQUEST_TIMEOUT_MS} ms`));
+      }, REQUEST_TIMEOUT_MS);
+      this.#waiting = {
+        resolve: (status) => (clearTimeout(timer), resolve(status)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      };
       this.sock!.write(raw);
     });
   }
