@@ -258,6 +258,29 @@ export class Device {
 }
 
 /** GET http://127.0.0.1:port/ body, or undefined if nothing answers. */
+/**
+ * The common start of the update tests: a one-service httpd app `app` at v1 (image `repo:v1`
+ * saying `body`), published through `gw` and installed on `device`, which this registers.
+ * Returns the publisher for the next versions and the device's uuid.
+ */
+export async function deviceOnV1(o: {
+  gw: TestGateway;
+  upstream: DockerRegistryHandle;
+  device: Device;
+  app: string;
+  repo: string;
+  port: number;
+  body: string;
+}): Promise<{ pub: Publisher; uuid: string }> {
+  const { ref } = await pushImageDetailed(o.upstream, o.repo, "v1", httpdImage(o.body));
+  const pub = await Publisher.create(o.gw, o.upstream, { [`${o.app}/docker-compose.yml`]: httpdCompose(ref, o.port) });
+  const uuid = await o.device.register(o.gw);
+  await pub.publish(1);
+  const r = await o.device.fioup("update");
+  if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
+  return { pub, uuid };
+}
+
 export async function httpGet(port: number): Promise<string | undefined> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) });

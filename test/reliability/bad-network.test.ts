@@ -16,6 +16,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import {
+  deviceOnV1,
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerRegistry,
   startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "../fioup/_setup.ts";
@@ -55,13 +56,8 @@ beforeAll(async () => {
   proxy.target = Number(new URL(gw.url).port);
   const viaProxy: TestGateway = { ...gw, url: proxyUrl, host: `127.0.0.1:${proxy.port}` };
   port = await freePort();
-  const { ref } = await pushImageDetailed(upstream, `rel/net${process.pid}`, "v1", httpdImage("net v1"));
-  pub = await Publisher.create(viaProxy, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
   device = await Device.create(dockerd);
-  await device.register(viaProxy);
-  await pub.publish(1);
-  const r = await device.fioup("update");
-  if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
+  ({ pub } = await deviceOnV1({ gw: viaProxy, upstream, device, app: APP, repo: `rel/net${process.pid}`, port, body: "net v1" }));
 }, 180_000);
 
 afterAll(async () => {

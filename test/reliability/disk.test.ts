@@ -16,6 +16,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSyn
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import {
+  deviceOnV1,
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerRegistry,
   startTestGateway, type DockerRegistryHandle, type TestGateway,
 } from "../fioup/_setup.ts";
@@ -47,12 +48,7 @@ beforeAll(async () => {
   mkdirSync(join(disk, "ota-sota"), { recursive: true });
   await run(["mount", "--bind", join(disk, "ota-sota"), mnt]);
   port = await freePort();
-  const { ref } = await pushImageDetailed(upstream, `rel/disk${process.pid}`, "v1", httpdImage("disk v1"));
-  pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
-  await device.register(gw);
-  await pub.publish(1);
-  const r = await device.fioup("update");
-  if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
+  ({ pub } = await deviceOnV1({ gw, upstream, device, app: APP, repo: `rel/disk${process.pid}`, port, body: "disk v1" }));
 }, 180_000);
 
 afterAll(async () => {

@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  deviceOnV1,
   Device, Publisher, collectCli, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, startDockerRegistry,
   startDockerd, startTestGateway, ROOT, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "../fioup/_setup.ts";
@@ -44,13 +45,8 @@ let initial: Map<string, Buffer>;
 beforeAll(async () => {
   [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
   port = await freePort();
-  const v1 = await pushImageDetailed(upstream, `rel/dur${process.pid}`, "v1", httpdImage("dur v1"));
-  const pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(v1.ref, port) });
   device = await Device.create(dockerd);
-  await device.register(gw);
-  await pub.publish(1);
-  const r1 = await device.fioup("update");
-  if (r1.code !== 0) throw new Error(`v1 update failed: ${r1.stderr}`);
+  const { pub } = await deviceOnV1({ gw, upstream, device, app: APP, repo: `rel/dur${process.pid}`, port, body: "dur v1" });
 
   const v2 = await pushImageDetailed(upstream, `rel/dur${process.pid}`, "v2", {
     ...httpdImage("dur v2"),

@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
+  deviceOnV1,
   Device, Publisher, ROOT, asTestGateway, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes,
   startDockerRegistry, startDockerd, type DockerRegistryHandle, type DockerdHandle,
 } from "../fioup/_setup.ts";
@@ -78,13 +79,10 @@ beforeAll(async () => {
   const gw = asTestGateway(gwh);
   port = await freePort();
   reportDir = await tempDir("rel-cut-report-");
-  const { ref } = await pushImageDetailed(upstream, `rel/cut${process.pid}`, "v1", httpdImage("cut v1"));
-  pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
   device = await Device.create(dockerd);
-  client = `device:${await device.register(gw)}`;
-  await pub.publish(1);
-  const r = await device.fioup("update");
-  if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
+  const v1 = await deviceOnV1({ gw, upstream, device, app: APP, repo: `rel/cut${process.pid}`, port, body: "cut v1" });
+  pub = v1.pub;
+  client = `device:${v1.uuid}`;
 }, 180_000);
 
 afterAll(async () => {
