@@ -11,7 +11,7 @@ describe("acquireLock", () => {
   test("writes the holder's PID and removes the file on release", () => {
     const p = join(dir, "a.lock");
     const l = acquireLock(p);
-    expect(readFileSync(p, "utf8").trim()).toBe(String(process.pid));
+    expect(readFileSync(p, "utf8").trim().split(" ")[0]).toBe(String(process.pid));
     l.release();
     expect(existsSync(p)).toBe(false);
   });
@@ -28,7 +28,38 @@ describe("acquireLock", () => {
     }
     // Now the holder is dead: the stale lock is taken over.
     const l = acquireLock(p);
-    expect(readFileSync(p, "utf8").trim()).toBe(String(process.pid));
+    expect(readFileSync(p, "utf8").trim().split(" ")[0]).toBe(String(process.pid));
     l.release();
+  });
+
+  test("a live process holding it (start time and boot match) is respected", async () => {
+    const p = join(dir, "c.lock");
+    const child = Bun.spawn(["sleep", "30"]);
+    const start = readFileSync(`/proc/${child.pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")[19];
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    writeFileSync(p, `${child.pid} ${start} ${boot}\n`);
+    try {
+      expect(() => acquireLock(p)).toThrow(LockedError);
+    } finally {
+      child.kill();
+      await child.exited;
+    }
+  });
+
+  test("a lock from before a power cut is stale even when its PID is alive now (another boot, or a reused PID)", async () => {
+    const child = Bun.spawn(["sleep", "30"]); // a live process that is not the holder
+    try {
+      const start = readFileSync(`/proc/${child.pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")[19];
+      const otherBoot = join(dir, "d.lock");
+      writeFileSync(otherBoot, `${child.pid} ${start} 00000000-0000-0000-0000-000000000000\n`);
+      acquireLock(otherBoot).release();
+      const reused = join(dir, "e.lock");
+      const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+      writeFileSync(reused, `${child.pid} 1 ${boot}\n`);
+      acquireLock(reused).release();
+    } finally {
+      child.kill();
+      await child.exited;
+    }
   });
 });

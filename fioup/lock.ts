@@ -1,7 +1,9 @@
 /**
- * One updater at a time: `<storage.path>/update.lock` holds the holder's PID.
- * A lock left by a dead process (power cut, SIGKILL) is taken over, so a crash
- * never wedges the device.
+ * One updater at a time: `<storage.path>/update.lock` holds the holder's PID,
+ * its start time and the boot it ran in. A lock left by a dead process (power
+ * cut, SIGKILL) is taken over, so a crash never wedges the device: after a
+ * reboot, or when the PID now belongs to another process (PIDs are reused,
+ * and low ones at every boot), the lock is stale.
  *
  * @module
  */
@@ -27,6 +29,30 @@ function alive(pid: number): boolean {
   }
 }
 
+const read = (p: string) => {
+  try {
+    return readFileSync(p, "utf8").trim();
+  } catch {
+    return "";
+  }
+};
+/** This boot's id: a lock written in another boot is stale whatever its PID. */
+const bootId = () => read("/proc/sys/kernel/random/boot_id");
+/** A process's start time (clock ticks since boot, /proc/PID/stat field 22): tells a reused PID apart. */
+const startTime = (pid: number) => read(`/proc/${pid}/stat`).replace(/^.*\) /, "").split(" ")[19] ?? "";
+
+/** The lock file's content: `pid start-time boot-id`. */
+const lockLine = (pid: number) => `${pid} ${startTime(pid)} ${bootId()}\n`;
+
+/** Whether the process a lock file names still holds it (a file of the old `pid` form: is that PID alive). */
+function holds(content: string): boolean {
+  const [pidText, start, boot] = content.split(/\s+/);
+  const pid = Number(pidText);
+  if (!alive(pid)) return false;
+  if (start === undefined || boot === undefined) return true;
+  return boot === bootId() && start === startTime(pid);
+}
+
 export interface Lock {
   readonly path: string;
   release(): void;
@@ -41,13 +67,13 @@ export function acquireLock(path: string, pid = process.pid): Lock {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const fd = openSync(path, "wx", 0o644);
-      writeSync(fd, `${pid}\n`);
+      writeSync(fd, lockLine(pid));
       closeSync(fd);
       return {
         path,
         release() {
           try {
-            if (Number(readFileSync(path, "utf8").trim()) === pid) unlinkSync(path);
+            if (Number(readFileSync(path, "utf8").trim().split(/\s+/)[0]) === pid) unlinkSync(path);
           } catch {
             // already gone
           }
@@ -56,17 +82,18 @@ export function acquireLock(path: string, pid = process.pid): Lock {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
-    let holder = NaN;
+    let content: string;
     try {
-      holder = Number(readFileSync(path, "utf8").trim());
+      content = readFileSync(path, "utf8").trim();
     } catch {
       continue; // removed meanwhile: retry
     }
-    if (holder === pid) {
-      // Re-entrant for the same process (e.g. daemon after a crash with the same PID).
+    const holder = Number(content.split(/\s+/)[0]);
+    if (holder === pid && holds(content)) {
+      // Re-entrant for the same process.
       return { path, release: () => { try { unlinkSync(path); } catch {} } };
     }
-    if (alive(holder)) throw new LockedError(path, holder);
+    if (holder !== pid && holds(content)) throw new LockedError(path, holder);
     try {
       unlinkSync(path); // stale: the holder died
     } catch {
