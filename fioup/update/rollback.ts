@@ -1,6 +1,6 @@
 /**
  * After a failed install or start: mark the target bad (never retried unless
- * named), restore the previous target at once, and report
+ * named; not when the cause was a full disk), restore the previous target at once, and report
  * EcuInstallationCompleted{success:false}.
  *
  * @module
@@ -13,8 +13,11 @@ import { planOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
 import { forgetTouched, savedTouched } from "./touched.ts";
 
+/** Failures that mean the disk (or Docker's) was full, in the words of the OS, the engine and SQLite. */
+const DISK_FULL = /ENOSPC|no space left on device|database or disk is full/i;
+
 /**
- * Marks the target bad, restores the previous target's touched apps and fails the update.
+ * Marks the target bad (unless the disk was full), restores the previous target's touched apps and fails the update.
  * With `appsTouched: false` (staging failed before any app was stopped, in this run or an
  * earlier one) the running apps are left exactly as they are.
  */
@@ -29,7 +32,9 @@ export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install
   const touched = t ? [...t.changed, ...t.removed] : plan.apps.map((a) => a.name);
   const r = opts.appsTouched === false ? { restoredTo: prev?.name, ok: true } : await restorePrevious(ctx, touched, prev);
   await ctx.runtime.discardStaged(plan.apps.map((a) => a.name)).catch(() => {});
-  ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
+  // A full disk is the device's trouble, not the target's: roll back, but let the next run try
+  // the target again once there is room (the space check refuses it before any download).
+  if (!DISK_FULL.test(error)) ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
   forgetTouched(ctx, u);

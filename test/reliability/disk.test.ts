@@ -145,6 +145,7 @@ describe("a small disk", () => {
     const whole = (servedDuring === "disk v1" && code !== 0) || (servedDuring === body && code === 0);
     rmSync(filler, { force: true });
     const again = code === 0 ? { code: 0, stderr: "" } : await device.fioup("update");
+    if (again.code !== 0) process.stderr.write(`[disk] first run:\n${stderr}\n[disk] run after freeing space:\n${again.stderr}\n`);
     const st = await device.fioup("status", "--no-apps");
     const served = await httpGet(port);
     const ok = whole && running.length === 1 && again.code === 0 && st.json.current.name === "amd64-linux-3" && served === body;
