@@ -1,4 +1,4 @@
-import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -7,13 +7,12 @@ export default defineCommand({
   description: ADMIN_HELP,
   flags: {
     ...adminFlags,
-    limit: { type: "string", description: "At most this many", default: "1000", placeholder: "N" },
+    limit: { type: "number", description: "At most this many", default: 1000, min: 1, max: 1000, placeholder: "N" },
     after: { type: "string", description: "Start after this uuid (paging)", placeholder: "UUID" },
     ...formatFlag,
   },
   async run({ flags, out }) {
-    const limit = Number(flags.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError("--limit must be an integer from 1 to 1000");
+    const limit = flags.limit;
     const client = await adminClient(flags);
     const res = await client.devices({ limit, ...(flags.after ? { after: flags.after } : {}) });
     out.result(res, (r) =>

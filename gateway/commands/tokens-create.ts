@@ -23,7 +23,7 @@ export default defineCommand({
     name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT" },
     tag: { type: "strings", description: "Registration: a tag registered devices get", placeholder: "T" },
     hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H" },
-    "max-uses": { type: "string", description: "Registration: how many devices may register with it", default: "1", placeholder: "N" },
+    "max-uses": { type: "number", description: "Registration: how many devices may register with it", default: 1, min: 1, max: 1_000_000, placeholder: "N" },
     "allow-device-tags": { type: "boolean", description: "Registration: devices choose and change their own tags" },
     expires: { type: "string", description: "Lifetime: 30d, 12h, 90m, 3600s, 2w (default: 30d; 365d for publish and admin)", placeholder: "DURATION" },
     ...formatFlag,
@@ -31,9 +31,8 @@ export default defineCommand({
   async run({ flags, out }) {
     const role = flags.role as TokenRole;
     if (!TOKEN_ROLES.includes(role)) throw new UsageError(`--role must be one of ${TOKEN_ROLES.join(", ")}`);
-    const maxUses = Number(flags["max-uses"]);
-    if (!Number.isInteger(maxUses) || maxUses < 1 || maxUses > 1_000_000) throw new UsageError("--max-uses must be an integer from 1 to 1000000");
-    if (role !== "registration" && (flags.tag.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== "1"))
+    const maxUses = flags["max-uses"];
+    if (role !== "registration" && (flags.tag.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== 1))
       throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
     if (flags.expires !== undefined) parseDuration(flags.expires); // fail before any network call
     const client = await adminClient(flags);
