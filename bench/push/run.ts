@@ -45,6 +45,17 @@ interface Dev {
 
 const rssMb = (pid: number) => rssKb(pid).rss / 1024;
 
+async function retry<T>(fn: () => Promise<T>, tries = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= tries) throw err;
+      await Bun.sleep(500 * i);
+    }
+  }
+}
+
 async function pool<T>(n: number, items: T[], fn: (t: T, i: number) => Promise<void>) {
   let next = 0;
   await Promise.all(Array.from({ length: n }, async () => { while (next < items.length) { const i = next++; await fn(items[i]!, i); } }));
@@ -77,14 +88,17 @@ try {
   let version = 100;
   const publish = async () => {
     const v = String(version++);
-    const res = await gw.adminFetch("/admin/targets", {
+    // A fresh connection each time, retried: while 10,000 devices poll, the gateway's deadlines can
+    // cut a handshake that waits too long for the CPU.
+    const res = await retry(() => gw.adminFetch("/admin/targets", {
+      keepalive: false,
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ targets: { [`amd64-linux-${v}`]: { length: 0, hashes: { sha256: EMPTY_SHA256 }, custom: { version: v, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `${gw.host}/main/web@sha256:${"e".repeat(64)}` } } } } } }),
-    });
+    }));
     if (res.status >= 300) throw new Error(`publish: HTTP ${res.status} ${await res.text()}`);
   };
-  const currentVersion = async () => ((await (await gw.adminFetch("/repo/timestamp.json", { headers: { "x-bench": "1" } })).json()) as { signed: { version: number } }).signed.version;
+  const currentVersion = async () => ((await (await gw.adminFetch("/repo/timestamp.json", { headers: { "x-bench": "1" }, keepalive: false })).json()) as { signed: { version: number } }).signed.version;
   const devFetch = (d: Dev, path: string, signal?: AbortSignal) => fetch(`${gw.url}${path}`, { tls: { ca: gw.caPem, cert: d.cert, key: d.key }, signal } as RequestInit);
 
   async function pushRound() {
