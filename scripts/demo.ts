@@ -188,6 +188,7 @@ async function main(): Promise<void> {
   note(`npm run gateway -- devices list --data ${data}`);
   note(`npm run gateway -- devices show ${uuid ?? "<uuid>"} --data ${data}    (update history, app states)`);
   note(`npm run gateway -- targets list --data ${data}`);
+  note(`${server}/ui/   the fleet dashboard in a browser: sign in with the admin token in ${join(data, "admin-token")}`);
   note(`FIOUP_ROOT=${device} DOCKER_HOST=${dockerd.host} npm run fioup -- status`);
   note("npm run build   (dist/gateway-linux-x64, dist/fioup-linux-arm64, ...)");
   if (process.stdin.isTTY) {
