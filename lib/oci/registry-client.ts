@@ -65,6 +65,26 @@ interface Challenge {
   params: Record<string, string>;
 }
 
+/**
+ * One scope per resource, its actions merged and sorted: our `repository:a:pull,push` and the
+ * registry's challenge `repository:a:push,pull` are one request for one token, not two strings.
+ */
+export function mergeScopes(scopes: string[]): string[] {
+  const byResource = new Map<string, Set<string>>();
+  for (const s of scopes) {
+    const last = s.lastIndexOf(":");
+    if (last <= 0 || s.indexOf(":") === last) {
+      byResource.set(s, byResource.get(s) ?? new Set());
+      continue;
+    }
+    const resource = s.slice(0, last);
+    const actions = byResource.get(resource) ?? new Set<string>();
+    for (const a of s.slice(last + 1).split(",")) if (a) actions.add(a);
+    byResource.set(resource, actions);
+  }
+  return [...byResource].map(([r, a]) => (a.size ? `${r}:${[...a].sort().join(",")}` : r)).sort();
+}
+
 /** Parses a `WWW-Authenticate` header (one challenge: Basic or Bearer with quoted params). */
 export function parseWwwAuthenticate(header: string | null): Challenge | undefined {
   if (!header) return undefined;
@@ -142,9 +162,8 @@ export class RegistryClient {
     if (!realm) throw new RegistryError(`Cannot authenticate to ${this.registry}: Bearer challenge has no realm`, 401, "UNAUTHORIZED");
     const url = new URL(realm);
     if (ch.params.service) url.searchParams.set("service", ch.params.service);
-    const all = new Set(scopes);
-    if (ch.params.scope) for (const s of ch.params.scope.split(" ")) if (s) all.add(s);
-    for (const s of [...all].sort()) url.searchParams.append("scope", s);
+    const all = [...scopes, ...(ch.params.scope?.split(" ").filter(Boolean) ?? [])];
+    for (const s of mergeScopes(all)) url.searchParams.append("scope", s);
     const headers: Record<string, string> = { ...this.opts.headers };
     if (this.opts.userAgent) headers["user-agent"] = this.opts.userAgent;
     const basic = this.basicHeader();
