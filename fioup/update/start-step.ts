@@ -36,6 +36,12 @@ export const startStep: Step = {
     const start = savedTouched(ctx, u)?.changed ?? names;
     let why: string | undefined;
     try {
+      // Start exactly what the target pins: a power cut can undo the swap of an app's dir (the
+      // old version is back) or lose its loaded images. Such an app is installed again from the
+      // store first, so the device never records the new target while running the old one.
+      for (const app of plan.apps.filter((a) => start.includes(a.name))) {
+        if (!(await ctx.runtime.isInstalled(app))) await ctx.runtime.installApp(app, { signal: ctx.signal });
+      }
       const results = start.length ? await ctx.runtime.startApps(start, { timeoutMs: START_TIMEOUT_MS }) : [];
       const bad = results.filter((r) => !r.ok);
       if (bad.length) why = bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ");
