@@ -1,5 +1,5 @@
 /**
- * fioup's exit-code contract, in one table shown by `fioup --help` (STYLE §3).
+ * fioup's exit-code contract, in one table shown by `fioup --help`.
  * Scripts and the e2e tests rely on these numbers: never renumber, only add.
  * Within the table, list subclasses before their parents.
  *

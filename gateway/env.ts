@@ -1,5 +1,5 @@
 /**
- * What every gateway request can see (STYLE §2): the transport's facts in
+ * What every gateway request can see: the transport's facts in
  * Hono `Bindings` (the verified peer certificate, the remote address), the
  * gateway's long-lived services and the authenticated device in `Variables`.
  * Tests call `app.request(path, init, { peer })` to be a device without TLS.

@@ -1,5 +1,5 @@
 /**
- * The `gateway` binary's exit-code contract, in one table (STYLE §3) that
+ * The `gateway` binary's exit-code contract, in one table that
  * `gateway --help` prints. Scripts rely on these numbers: never renumber, only
  * add. Subclasses come before their parents.
  *

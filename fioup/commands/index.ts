@@ -1,4 +1,4 @@
-/** fioup's command table (STYLE §5): one file per command, imported lazily. */
+/** fioup's command table: one file per command, imported lazily. */
 import type { Command } from "../../lib/cli/command.ts";
 
 export const commands = {

@@ -1,5 +1,5 @@
 /**
- * Which steps each command runs (STYLE §4). Every list can resume a saved
+ * Which steps each command runs. Every list can resume a saved
  * update: steps whose work is done return at once.
  *
  * @module

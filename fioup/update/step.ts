@@ -1,5 +1,5 @@
 /**
- * An update is a list of steps (STYLE §4): each reads the saved state first,
+ * An update is a list of steps: each reads the saved state first,
  * so a rerun after a crash skips finished work, and saves its result before
  * the next step begins.
  *

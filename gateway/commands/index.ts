@@ -1,4 +1,4 @@
-/** The gateway CLI's command table (STYLE §5): one file per command, loaded lazily. */
+/** The gateway CLI's command table: one file per command, loaded lazily. */
 import type { Command } from "../../lib/cli/command.ts";
 
 export const commands = {

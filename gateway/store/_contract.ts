@@ -1,5 +1,5 @@
 /**
- * The contract every Store backend meets (STYLE §7): run by sqlite.test.ts and
+ * The contract every Store backend meets: run by sqlite.test.ts and
  * postgres.test.ts. No `.test` suffix, so bun test does not run it alone.
  */
 import { describe, expect, test } from "bun:test";

@@ -1,5 +1,5 @@
 /**
- * The gateway's one persistence interface (STYLE §7). Two backends implement
+ * The gateway's one persistence interface. Two backends implement
  * it (bun:sqlite by default, PostgreSQL to scale out) and one contract suite
  * (`_contract.ts`) runs against both, so routes never know which is in use.
  *

@@ -1,5 +1,5 @@
 /**
- * A CLI is a table of commands, one file each (STYLE §5). This module is the
+ * A CLI is a table of commands, one file each. This module is the
  * small shared runner used by all three binaries: flags are data, `--help` is
  * generated from them, `--format json` is a shared flag, and errors are turned
  * into exit codes in one place by the binary's own table.
