@@ -98,16 +98,7 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
                 <td class="opt">
                   <Ago at={t.expiresAt} />
                 </td>
-                <td>
-                  {canWrite && stateOf(t) === "active" && (
-                    <form method="post" action={`/ui/tokens/${t.id}/revoke`} data-confirm="Revoke this token?">
-                      <Csrf token={csrf} />
-                      <button type="submit" class="danger">
-                        Revoke
-                      </button>
-                    </form>
-                  )}
-                </td>
+                <td>{canWrite && stateOf(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
               </tr>
             ))}
           </tbody>
@@ -134,16 +125,7 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
                 <td class="opt">
                   <Ago at={t.expiresAt} />
                 </td>
-                <td>
-                  {canWrite && stateOf(t) === "active" && (
-                    <form method="post" action={`/ui/tokens/${t.id}/revoke`} data-confirm="Revoke this token?">
-                      <Csrf token={csrf} />
-                      <button type="submit" class="danger">
-                        Revoke
-                      </button>
-                    </form>
-                  )}
-                </td>
+                <td>{canWrite && stateOf(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
               </tr>
             ))}
           </tbody>
@@ -153,5 +135,17 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
         API tokens (publish, admin, viewer) are made with <code>gateway tokens create --role ROLE</code>.
       </p>
     </>
+  );
+}
+
+/** The one revoke action of a token row (registration or API token alike). */
+function RevokeButton({ id, csrf }: { id: string; csrf: string }) {
+  return (
+    <form method="post" action={`/ui/tokens/${id}/revoke`} data-confirm="Revoke this token?">
+      <Csrf token={csrf} />
+      <button type="submit" class="danger">
+        Revoke
+      </button>
+    </form>
   );
 }
