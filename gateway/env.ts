@@ -6,12 +6,13 @@
  *
  * @module
  */
-import type { ApiRole } from "../lib/api/admin.ts";
+import type { ApiRole, RolloutDetail, RolloutRequest } from "../lib/api/admin.ts";
 import type { TargetEntry } from "../lib/api/index.ts";
 import type { ApiTokenCache } from "./admin/api-tokens.ts";
 import type { DeviceCache } from "./devices/cache.ts";
 import type { Sightings } from "./devices/sightings.ts";
 import type { Metrics } from "./metrics.ts";
+import type { View, ViewLookup } from "./ota/views.ts";
 import type { CertificateAuthority } from "./pki/ca.ts";
 import type { DeviceRow, RegistrationTokenRow, Store } from "./store/types.ts";
 
@@ -30,8 +31,13 @@ export interface Bindings {
 
 /** The TUF repository as the routes need it (implemented over gateway/ota's TufRepo). */
 export interface TufService {
-  /** Bytes of a metadata file as served under /repo/ ("timestamp.json", "3.root.json", "root.json"...). */
-  metadata(fileName: string): Promise<Uint8Array | undefined>;
+  /**
+   * Bytes of a metadata file as served under /repo/ ("timestamp.json", "3.root.json", "root.json"...);
+   * with `view`, the requesting device's signed view of it (gateway/ota/views.ts).
+   */
+  metadata(fileName: string, view?: ViewLookup): Promise<Uint8Array | undefined>;
+  /** New targets, snapshot and timestamp versions, same content: devices whose view changed see it (gateway/ota/repo.ts). */
+  bumpViews(): Promise<{ version: number }>;
   /** The signed targets.json content. */
   targets(): Promise<{ targets: Record<string, TargetEntry>; version: number }>;
   addTargets(targets: Record<string, TargetEntry>, opts?: { expectedVersion?: number }): Promise<unknown>;
@@ -41,6 +47,20 @@ export interface TufService {
   trustedRoot(): Promise<Uint8Array>;
   /** Installs a root.json signed offline (gateway/ota/repo.ts). */
   updateRoot(bytes: string): Promise<{ version: number; refreshed: string[] }>;
+}
+
+/**
+ * Staged rollouts as the admin routes need them (gateway/admin/rollouts.ts; implemented by
+ * gateway/rollouts/service.ts). Each action answers the rollout as `GET /admin/rollouts/:id` shows it.
+ */
+export interface RolloutService {
+  create(req: RolloutRequest): Promise<RolloutDetail>;
+  /** undefined: no rollout with this id. */
+  show(id: string): Promise<RolloutDetail | undefined>;
+  pause(id: string): Promise<RolloutDetail>;
+  resume(id: string): Promise<RolloutDetail>;
+  advance(id: string): Promise<RolloutDetail>;
+  cancel(id: string): Promise<RolloutDetail>;
 }
 
 /** Long-lived services shared by all requests. */
@@ -59,6 +79,8 @@ export interface Gateway {
   metrics: Metrics;
   /** [uptane] polling_seconds written into new devices' sota.toml. */
   pollingSeconds: number;
+  /** Staged rollouts (gateway/rollouts/); /admin/rollouts answers 503 without them. */
+  rollouts?: RolloutService;
 }
 
 /** An authenticated API caller; `tokenId` null for the data dir's admin token. */

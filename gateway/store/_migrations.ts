@@ -156,6 +156,71 @@ function pgField(f: "type" | "success" | "failed" | "details"): string {
   return "coalesce(b->'event'->>'details', '')";
 }
 
+/**
+ * Labels, groups and staged rollouts (docs/rollouts.md). The group table is `device_groups`: GROUPS
+ * is a keyword in both dialects' window syntax. At most one active rollout per target version: a
+ * partial unique index, so two replicas creating the same rollout cannot both win.
+ */
+const v32Rollouts = (d: { serial: string; labels: string; real: string; labelsIndex?: string }) => `
+ALTER TABLE devices ADD COLUMN labels ${d.labels};
+${d.labelsIndex ? `${d.labelsIndex};` : ""}
+CREATE TABLE device_groups (
+  name TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  query TEXT,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE group_members (
+  group_name TEXT NOT NULL REFERENCES device_groups (name) ON DELETE CASCADE,
+  device_uuid TEXT NOT NULL,
+  PRIMARY KEY (group_name, device_uuid)
+);
+CREATE TABLE rollouts (
+  id TEXT PRIMARY KEY,
+  target_version TEXT NOT NULL,
+  group_name TEXT,
+  tag TEXT,
+  waves TEXT NOT NULL,
+  soak_s INTEGER NOT NULL,
+  max_failures_pct ${d.real} NOT NULL,
+  health_window_s INTEGER NOT NULL,
+  pending_timeout_s INTEGER NOT NULL,
+  install_window TEXT,
+  max_hold_s INTEGER,
+  rollback_on_halt INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  wave INTEGER NOT NULL,
+  wave_started_at TEXT NOT NULL,
+  reason TEXT,
+  revision INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX rollouts_state ON rollouts (state, created_at);
+CREATE UNIQUE INDEX rollouts_one_active ON rollouts (target_version) WHERE state IN ('running', 'paused', 'halted');
+CREATE TABLE rollout_devices (
+  rollout_id TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+  device_uuid TEXT NOT NULL,
+  wave INTEGER NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  reason TEXT,
+  healthy_since TEXT,
+  hold TEXT,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (rollout_id, device_uuid)
+);
+CREATE INDEX rollout_devices_wave ON rollout_devices (rollout_id, wave, status);
+CREATE TABLE rollout_events (
+  id ${d.serial},
+  rollout_id TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+  at TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  wave INTEGER,
+  device_uuid TEXT,
+  reason TEXT NOT NULL
+);
+CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id, id)`;
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -198,6 +263,23 @@ export const MIGRATIONS: Migration[] = [
     description: "covering indexes for the dashboard's counts by target and by status",
     sqlite: v31Indexes,
     postgres: v31Indexes,
+  },
+  {
+    version: 32,
+    description: "device labels, static and dynamic device groups, staged rollouts with their devices and events",
+    sqlite: v32Rollouts({
+      serial: "INTEGER PRIMARY KEY AUTOINCREMENT",
+      labels: "TEXT NOT NULL DEFAULT '{}'",
+      real: "REAL",
+      // No index: SQLite reads labels with json_extract while it scans devices (tens of ms per 100,000).
+    }),
+    postgres: v32Rollouts({
+      serial: "BIGSERIAL PRIMARY KEY",
+      labels: "JSONB NOT NULL DEFAULT '{}'",
+      real: "DOUBLE PRECISION",
+      // Label queries are containment (labels @> '{"k":"v"}'): answered by this index.
+      labelsIndex: "CREATE INDEX devices_labels ON devices USING GIN (labels jsonb_path_ops)",
+    }),
   },
 ];
 

@@ -16,7 +16,13 @@ export interface DeviceRecord {
   apps: string | null;
   revoked_at: string | null;
   tags_from_device: number | string;
+  /** JSON text (SQLite) or an object (PostgreSQL jsonb); undefined only in rows selected without it. */
+  labels?: string | Record<string, string> | null;
 }
+
+/** A JSON column as either dialect returns it: text (SQLite) or already parsed (PostgreSQL jsonb). */
+export const jsonColumn = <T>(v: string | T | null | undefined, empty: T): T =>
+  v === null || v === undefined ? empty : typeof v === "string" ? (JSON.parse(v) as T) : v;
 
 export const toDevice = (r: DeviceRecord): DeviceRow => ({
   uuid: r.uuid,
@@ -24,6 +30,7 @@ export const toDevice = (r: DeviceRecord): DeviceRow => ({
   hardwareId: r.hardware_id,
   factory: r.factory,
   tags: JSON.parse(r.tags),
+  labels: jsonColumn<Record<string, string>>(r.labels, {}),
   tagsFromDevice: Number(r.tags_from_device) === 1,
   certSerial: r.cert_serial,
   createdAt: r.created_at,

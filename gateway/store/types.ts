@@ -5,12 +5,26 @@
  *
  * @module
  */
-import type { ApiRole, DeviceRow, DeviceStatus, FleetDevice } from "../../lib/api/admin.ts";
+import type {
+  ApiRole,
+  DeviceRow,
+  DeviceStatus,
+  FleetDevice,
+  GroupRow,
+  RolloutCount,
+  RolloutDeviceRow,
+  RolloutDeviceStatus,
+  RolloutEventRow,
+  RolloutHold,
+  RolloutRow,
+} from "../../lib/api/admin.ts";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import type { TufStorage } from "../ota/storage.ts";
 
 /** A registered device as the gateway keeps it: one declaration, shared with the admin API. */
 export type { DeviceRow } from "../../lib/api/admin.ts";
+/** Groups and rollouts as kept and as the admin API shows them: declared once, in lib/api/admin.ts. */
+export type { GroupRow, RolloutCount, RolloutDeviceRow, RolloutDeviceStatus, RolloutEventRow, RolloutHold, RolloutRow } from "../../lib/api/admin.ts";
 
 export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factory" | "tags" | "certSerial"> & {
   createdAt?: string;
@@ -102,6 +116,73 @@ export interface FleetCounts {
   recentFailures: FleetDevice[];
 }
 
+/**
+ * Which devices a dynamic group or a rollout audience means: every field given must match (AND).
+ * Revoked devices never match. Parsed from text by gateway/fleet/query.ts.
+ */
+export interface FleetQuery {
+  /** Each label key must have exactly this value. */
+  labels?: Record<string, string>;
+  /** The device must carry every one of these tags. */
+  tags?: string[];
+  hardwareId?: string;
+  /** Part of the device name, case-insensitive. */
+  nameContains?: string;
+}
+
+/** One member of a new rollout and the (0-based) wave it belongs to. */
+export interface RolloutMember {
+  uuid: string;
+  wave: number;
+}
+
+/** What may change on a rollout: everything but its id, revision and creation time. */
+export type RolloutPatch = Partial<Omit<RolloutRow, "id" | "revision" | "createdAt">>;
+
+/** A change to one rollout member; fields left out stay as they are, `null` clears. */
+export interface RolloutDeviceChange {
+  uuid: string;
+  status?: RolloutDeviceStatus;
+  reason?: string | null;
+  healthySince?: string | null;
+  hold?: RolloutHold | null;
+  /** Default: now. */
+  updatedAt?: string;
+}
+
+/**
+ * What the rollout engine decides a pending member's status from: the device row's facts, its events
+ * received since the rollout was created (oldest first) and its latest app states with when they arrived.
+ */
+export interface RolloutEvidence {
+  uuid: string;
+  wave: number;
+  currentTarget: string | null;
+  /** The device's update status column (registered, updating, up-to-date, failed, rolled-back). */
+  deviceStatus: string;
+  lastSeen: string | null;
+  revokedAt: string | null;
+  events: StoredEvent[];
+  appsStates: AppsStates | null;
+  appsStatesAt: string | null;
+}
+
+/** Thrown when a group of that name exists already. */
+export class GroupExistsError extends Error {
+  override name = "GroupExistsError";
+  constructor(name: string) {
+    super(`Cannot create group "${name}": a group of that name exists`);
+  }
+}
+
+/** Thrown by createRollout when an active rollout (running, paused or halted) already releases that version. */
+export class RolloutConflictError extends Error {
+  override name = "RolloutConflictError";
+  constructor(version: string) {
+    super(`Cannot create a rollout of version "${version}": an active rollout of it exists (cancel it first)`);
+  }
+}
+
 /** Thrown when registering a uuid that was revoked: a revoked identity stays revoked. */
 export class DeviceRevokedError extends Error {
   override name = "DeviceRevokedError";
@@ -123,6 +204,15 @@ export interface Store {
   revokeDevice(uuid: string, at: string): Promise<boolean>;
   /** Replaces a device's tags; undefined when the uuid is unknown. */
   setDeviceTags(uuid: string, tags: string[]): Promise<DeviceRow | undefined>;
+  /**
+   * Sets labels (adding or replacing keys) and removes keys, in one write; undefined when the uuid
+   * is unknown. Devices never change labels: only the admin API calls this.
+   */
+  setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[]): Promise<DeviceRow | undefined>;
+  /** The uuids of the non-revoked devices matching every field of `q`, sorted. */
+  queryDevices(q: FleetQuery): Promise<string[]>;
+  /** Which of these uuids are registered devices (revoked ones included). */
+  knownDevices(uuids: string[]): Promise<string[]>;
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
 
@@ -168,6 +258,52 @@ export interface Store {
   tryLease(name: string, holder: string, ttlMs: number, now?: Date): Promise<boolean>;
   /** Gives the lease up at once if `holder` holds it, so another replica can take it without waiting. */
   releaseLease(name: string, holder: string): Promise<void>;
+
+  /** @throws {GroupExistsError} If a group of that name exists. */
+  createGroup(row: GroupRow): Promise<void>;
+  getGroup(name: string): Promise<GroupRow | undefined>;
+  /** Every group with its number of static members (0 for dynamic groups), by name. */
+  listGroups(): Promise<(GroupRow & { members: number })[]>;
+  /** Deletes a group and its member list; false when unknown. */
+  deleteGroup(name: string): Promise<boolean>;
+  /** Adds registered devices to a static group (unknown uuids are skipped); returns how many were new. */
+  addGroupMembers(name: string, uuids: string[]): Promise<number>;
+  /** Returns how many were members. */
+  removeGroupMembers(name: string, uuids: string[]): Promise<number>;
+  /** A static group's members, sorted. */
+  listGroupMembers(name: string): Promise<string[]>;
+
+  /**
+   * Creates a rollout and its members in one transaction (members inserted in batches).
+   * @throws {RolloutConflictError} If an active rollout of the same target version exists.
+   */
+  createRollout(row: RolloutRow, members: RolloutMember[]): Promise<void>;
+  getRollout(id: string): Promise<RolloutRow | undefined>;
+  /** Newest first; `active`: running, paused or halted only. */
+  listRollouts(opts?: { active?: boolean; limit?: number }): Promise<RolloutRow[]>;
+  /** Running, paused and halted rollouts (they decide who sees their target). */
+  activeRollouts(): Promise<RolloutRow[]>;
+  /**
+   * Applies `patch` only if the rollout is still at `expectedRevision`, and bumps the revision (and
+   * updatedAt: the patch's or now). undefined: someone else changed it first (or it does not exist).
+   */
+  updateRollout(id: string, expectedRevision: number, patch: RolloutPatch): Promise<RolloutRow | undefined>;
+  /** Every member and its wave (100,000 rows is fine). */
+  rolloutMembers(id: string): Promise<RolloutMember[]>;
+  /** Members, by uuid, filtered; `held`: only those with a hold; `after`: keyset paging by uuid. */
+  rolloutDeviceStates(
+    id: string,
+    opts?: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; limit?: number; after?: string },
+  ): Promise<RolloutDeviceRow[]>;
+  /** Applies many member changes in one write. */
+  updateRolloutDevices(id: string, changes: RolloutDeviceChange[]): Promise<void>;
+  /** Members per wave and status (only the pairs that exist), by wave then status. */
+  rolloutCounts(id: string): Promise<RolloutCount[]>;
+  appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]): Promise<void>;
+  /** Newest first; default the latest 100. */
+  listRolloutEvents(id: string, opts?: { limit?: number }): Promise<RolloutEventRow[]>;
+  /** Pending members of waves 0..maxWave with what their status depends on (see {@link RolloutEvidence}). */
+  pendingRolloutEvidence(id: string, maxWave: number): Promise<RolloutEvidence[]>;
 
   /** Stores `value` under `key` unless a value is there already; returns the stored value. */
   claimMeta(key: string, value: string): Promise<string>;

@@ -21,6 +21,8 @@ export const DeviceRow = Type.Object({
   hardwareId: Type.String(),
   factory: Type.String(),
   tags: Type.Array(Type.String()),
+  /** key=value labels set by the admin (`gateway devices label`); a device never changes them. */
+  labels: Type.Record(Type.String(), Type.String()),
   /** True when the registration token let the device choose its tags (x-ats-tags updates them). */
   tagsFromDevice: Type.Boolean(),
   /** Serial (hex, upper case) of the device's current client certificate. */
@@ -209,3 +211,188 @@ export const FleetSummary = Type.Object({
   offlineAfterSeconds: Type.Integer(),
 });
 export type FleetSummary = Static<typeof FleetSummary>;
+
+/** A device label key: lower case, digits and `._/-`, starting with a letter or digit. */
+export const LABEL_KEY_PATTERN = "^[a-z0-9][a-z0-9._/-]{0,62}$";
+const LabelKey = Type.String({ pattern: LABEL_KEY_PATTERN });
+const LabelValue = Type.String({ maxLength: 128 });
+/** A device's labels (key=value), set by the admin only. */
+export const Labels = Type.Record(LabelKey, LabelValue);
+
+/** PUT /admin/devices/:uuid/labels: labels to set (or replace) and keys to remove (answers the device row). */
+export const DeviceLabelsRequest = Type.Object({
+  set: Type.Optional(Type.Record(LabelKey, LabelValue, { maxProperties: 64 })),
+  remove: Type.Optional(Type.Array(LabelKey, { maxItems: 64 })),
+});
+export type DeviceLabelsRequest = Static<typeof DeviceLabelsRequest>;
+
+/** A group name: like a label key, so it reads well in a command line. */
+export const GROUP_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+
+/** A device group: static (a list of devices) or dynamic (a query evaluated when used, gateway/fleet/query.ts). */
+export const GroupRow = Type.Object({
+  name: Type.String(),
+  kind: Type.Union([Type.Literal("static"), Type.Literal("dynamic")]),
+  /** Dynamic groups only: e.g. `region=eu tag=prod hwid=rpi4 name~kiosk`. */
+  query: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+});
+export type GroupRow = Static<typeof GroupRow>;
+
+/** POST /admin/groups: without `query` a static group. */
+export const GroupRequest = Type.Object({
+  name: Type.String({ pattern: GROUP_NAME_PATTERN }),
+  query: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  /** Static groups: the first members. */
+  devices: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 10_000 })),
+});
+export type GroupRequest = Static<typeof GroupRequest>;
+
+/** GET /admin/groups */
+export const GroupList = Type.Object({ groups: Type.Array(Type.Intersect([GroupRow, Type.Object({ devices: Type.Integer() })])) });
+export type GroupList = Static<typeof GroupList>;
+
+/** GET /admin/groups/:name?limit&after: the group and one page of its members (static) or of its current evaluation (dynamic). */
+export const GroupDetail = Type.Intersect([
+  GroupRow,
+  Type.Object({ devices: Type.Integer(), members: Type.Array(Type.String()), next: Type.Optional(Type.String()) }),
+]);
+export type GroupDetail = Static<typeof GroupDetail>;
+
+/** POST /admin/groups/:name/members: static groups only. */
+export const GroupMembersRequest = Type.Object({
+  add: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 10_000 })),
+  remove: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 10_000 })),
+});
+export type GroupMembersRequest = Static<typeof GroupMembersRequest>;
+
+/** The answer to POST /admin/groups/:name/members. */
+export const GroupMembersChanged = Type.Object({ name: Type.String(), added: Type.Integer(), removed: Type.Integer(), devices: Type.Integer() });
+export type GroupMembersChanged = Static<typeof GroupMembersChanged>;
+
+/** DELETE /admin/groups/:name */
+export const GroupDeleted = Type.Object({ name: Type.String() });
+
+/** A rollout's life: active (running, paused, halted: it still decides who sees its target) until completed or cancelled. */
+export const ROLLOUT_STATES = ["running", "paused", "halted", "completed", "cancelled"] as const;
+export type RolloutState = (typeof ROLLOUT_STATES)[number];
+export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ["running", "paused", "halted"];
+
+export const ROLLOUT_EVENT_KINDS = [
+  "created", "wave-started", "wave-advanced", "halted", "paused", "resumed", "cancelled", "completed",
+  "device-succeeded", "device-failed", "device-deferred", "rolled-back",
+] as const;
+export type RolloutEventKind = (typeof ROLLOUT_EVENT_KINDS)[number];
+
+export const ROLLOUT_DEVICE_STATUSES = ["pending", "succeeded", "failed"] as const;
+export type RolloutDeviceStatus = (typeof ROLLOUT_DEVICE_STATUSES)[number];
+
+/** A staged release of one target version to a group or a tag, wave by wave. */
+export const RolloutRow = Type.Object({
+  id: Type.String(),
+  /** custom.version of the targets it releases. */
+  targetVersion: Type.String(),
+  groupName: Type.Union([Type.String(), Type.Null()]),
+  tag: Type.Union([Type.String(), Type.Null()]),
+  /** Cumulative percents of the audience, increasing, the last 100: [1, 10, 100]. */
+  waves: Type.Array(Type.Number()),
+  soakS: Type.Integer(),
+  maxFailuresPct: Type.Number(),
+  healthWindowS: Type.Integer(),
+  pendingTimeoutS: Type.Integer(),
+  /** e.g. "Sat 02:00-04:00 Europe/Berlin": devices install only inside it. */
+  installWindow: Type.Union([Type.String(), Type.Null()]),
+  maxHoldS: Type.Union([Type.Integer(), Type.Null()]),
+  rollbackOnHalt: Type.Boolean(),
+  state: Type.Union(ROLLOUT_STATES.map((s) => Type.Literal(s))),
+  /** 0-based index of the newest released wave. */
+  wave: Type.Integer(),
+  waveStartedAt: Type.String(),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  /** Bumped by every change (optimistic concurrency between replicas). */
+  revision: Type.Integer(),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type RolloutRow = Static<typeof RolloutRow>;
+
+/** A device's last reported deferral: an update lock or the maintenance window, until when (null: unknown). */
+export const RolloutHold = Type.Object({
+  kind: Type.Union([Type.Literal("lock"), Type.Literal("window")]),
+  until: Type.Union([Type.String(), Type.Null()]),
+  at: Type.String(),
+});
+export type RolloutHold = Static<typeof RolloutHold>;
+
+/** One member of a rollout. */
+export const RolloutDeviceRow = Type.Object({
+  rolloutId: Type.String(),
+  uuid: Type.String(),
+  wave: Type.Integer(),
+  status: Type.Union(ROLLOUT_DEVICE_STATUSES.map((s) => Type.Literal(s))),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  healthySince: Type.Union([Type.String(), Type.Null()]),
+  hold: Type.Union([RolloutHold, Type.Null()]),
+  updatedAt: Type.String(),
+});
+export type RolloutDeviceRow = Static<typeof RolloutDeviceRow>;
+
+/** One transition of a rollout or of one of its devices, with its reason. */
+export const RolloutEventRow = Type.Object({
+  id: Type.Integer(),
+  rolloutId: Type.String(),
+  at: Type.String(),
+  kind: Type.Union(ROLLOUT_EVENT_KINDS.map((k) => Type.Literal(k))),
+  wave: Type.Union([Type.Integer(), Type.Null()]),
+  deviceUuid: Type.Union([Type.String(), Type.Null()]),
+  reason: Type.String(),
+});
+export type RolloutEventRow = Static<typeof RolloutEventRow>;
+
+/** Members per wave and status. */
+export const RolloutCount = Type.Object({ wave: Type.Integer(), status: Type.Union(ROLLOUT_DEVICE_STATUSES.map((s) => Type.Literal(s))), devices: Type.Integer() });
+export type RolloutCount = Static<typeof RolloutCount>;
+
+/** GET /admin/rollouts/:id (and the answer of every rollout action). */
+export const RolloutDetail = Type.Intersect([
+  RolloutRow,
+  Type.Object({
+    counts: Type.Array(RolloutCount),
+    /** Devices deferring the install (lock or window), at most 100. */
+    holds: Type.Array(RolloutDeviceRow),
+    /** Failed devices with their reasons, at most 100. */
+    failures: Type.Array(RolloutDeviceRow),
+    /** The latest events, newest first. */
+    events: Type.Array(RolloutEventRow),
+  }),
+]);
+export type RolloutDetail = Static<typeof RolloutDetail>;
+
+/** GET /admin/rollouts?active=1 */
+export const RolloutList = Type.Object({ rollouts: Type.Array(RolloutRow) });
+export type RolloutList = Static<typeof RolloutList>;
+
+/** POST /admin/rollouts: release `target` (a custom.version) to a group or a tag in waves. */
+export const RolloutRequest = Type.Object({
+  target: Type.String({ minLength: 1, maxLength: 256 }),
+  group: Type.Optional(Type.String({ pattern: GROUP_NAME_PATTERN })),
+  tag: Type.Optional(Tag),
+  /** Cumulative percents, increasing, ending in 100: [1, 10, 100]. */
+  waves: Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), { minItems: 1, maxItems: 20 }),
+  /** Time a wave runs before the next starts; default 30m. */
+  soak: Type.Optional(Duration),
+  /** Halt when more than this percent of the released devices failed; default 5. */
+  maxFailures: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+  /** How long every app must stay healthy after the update; default 10m. */
+  healthWindow: Type.Optional(Duration),
+  /** A device still pending this long after its wave started counts as failed; default 1h. */
+  pendingTimeout: Type.Optional(Duration),
+  /** Maintenance window in the device's time zone, e.g. "Sat 02:00-04:00 Europe/Berlin". */
+  window: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  /** Longest an update lock may defer the install. */
+  maxHold: Type.Optional(Duration),
+  rollbackOnHalt: Type.Optional(Type.Boolean()),
+  /** Devices that go first (wave 1), in this order. */
+  first: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 1000 })),
+});
+export type RolloutRequest = Static<typeof RolloutRequest>;
