@@ -11,16 +11,13 @@
  * (each server is run --rounds times, servers alternating, and its best round counts: the machine is shared)
  * (with --db, an empty database: the gateway is bound to this run's CA).
  */
-import { Database } from "bun:sqlite";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openDataDir } from "../../gateway/data-dir.ts";
-import { signDeviceCsr } from "../../gateway/pki/ca.ts";
-import { SqliteStore } from "../../gateway/store/sqlite.ts";
 import { openStore } from "../../gateway/store/open.ts";
-import { makeDeviceCsr } from "../../test/gateway/_device.ts";
+import { issueDevices, seedFillerDevices } from "../_seed.ts";
 
 const { values } = parseArgs({
   options: {
@@ -69,42 +66,10 @@ try {
   // 1. Data dir, CA and schema; N filler devices seeded in bulk, CLIENTS real devices with certificates.
   const data = await openDataDir(dir, { hosts: ["127.0.0.1"] });
   const t0 = performance.now();
-  if (!values.db) {
-    (await SqliteStore.open(data.dbPath)).close();
-    const db = new Database(data.dbPath);
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF");
-    const ins = db.prepare(
-      "INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at) VALUES (?, ?, 'amd64-linux', 'main', '[\"main\"]', ?, ?)",
-    );
-    const now = new Date().toISOString();
-    const BATCH = 50_000;
-    for (let i = 0; i < SEEDED; i += BATCH) {
-      db.transaction(() => {
-        for (let j = i; j < Math.min(SEEDED, i + BATCH); j++) ins.run(`seed-${j.toString(16).padStart(8, "0")}`, `seed-${j}`, (j + 1).toString(16).toUpperCase(), now);
-      })();
-    }
-    db.close();
-  }
+  if (!values.db) await seedFillerDevices(data.dbPath, SEEDED);
   const store = await openStore(values.db ?? data.dbPath);
-  if (values.db) {
-    const { SQL } = await import("bun");
-    const sql = new SQL({ url: values.db, max: 1 });
-    await sql.unsafe(
-      `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at)
-       SELECT 'seed-' || lpad(to_hex(g), 8, '0'), 'seed-' || g, 'amd64-linux', 'main', '["main"]', upper(to_hex(g + 1)), now()::text
-       FROM generate_series(0, $1::int - 1) AS g ON CONFLICT DO NOTHING`,
-      [SEEDED],
-    );
-    await sql.close();
-  }
-  const devices: { cert: string; key: string }[] = [];
-  for (let i = 0; i < CERTS; i++) {
-    if (i && i % 2000 === 0) log(`issued ${i}/${CERTS} device certificates`);
-    const k = await makeDeviceCsr();
-    const issued = await signDeviceCsr(data.ca, k.csrPem, { uuid: k.uuid, factory: "main" });
-    await store.putDevice({ uuid: k.uuid, name: `bench-${i}`, hardwareId: "amd64-linux", factory: "main", tags: ["main"], certSerial: issued.serial });
-    devices.push({ cert: issued.certPem, key: k.keyPem });
-  }
+  if (values.db) await seedFillerDevices(values.db, SEEDED);
+  const devices = await issueDevices(store, data.ca, CERTS, log);
   const seededCount = await store.countDevices();
   await store.close();
   log(`seeded ${seededCount} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
