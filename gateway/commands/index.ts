@@ -21,4 +21,5 @@ export const commands = {
   "backup keygen": () => import("./backup-keygen.ts"),
   restore: () => import("./restore.ts"),
   publish: () => import("../publish/command.ts"),
+  export: () => import("./export.ts"),
 } satisfies Record<string, () => Promise<{ default: Command<any> }>>;

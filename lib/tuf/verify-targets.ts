@@ -37,6 +37,20 @@ export interface VerifyTargetsOptions {
   headers?: () => Record<string, string>;
   sizeCaps?: Partial<TufSizeCaps>;
   timeoutMs?: number;
+  /**
+   * Seconds an expired role is still accepted (default 0: none). For devices without a trusted
+   * clock that install offline bundles: expiry is then checked against `now - grace`, for every
+   * role alike. Bounded by {@link MAX_EXPIRY_GRACE_SECONDS}.
+   */
+  expiryGraceSeconds?: number;
+}
+
+/** The largest expiry grace a caller may ask for: 30 days. */
+export const MAX_EXPIRY_GRACE_SECONDS = 30 * 24 * 3600;
+
+/** An expiry grace outside 0..{@link MAX_EXPIRY_GRACE_SECONDS}. */
+export class InvalidExpiryGraceError extends Error {
+  override name = "InvalidExpiryGraceError";
 }
 
 export interface VerifiedTargets {
@@ -96,6 +110,7 @@ async function protectRoot(dir: string): Promise<void> {
  * @throws {MetadataTooLargeError} A file over its size cap.
  * @throws {MetadataFetchError} Network or HTTP errors.
  * @throws {InvalidMetadataError} Anything else wrong with the metadata.
+ * @throws {InvalidExpiryGraceError} An `expiryGraceSeconds` out of bounds.
  */
 export async function verifyAndLoadTargets(opts: VerifyTargetsOptions): Promise<VerifiedTargets> {
   const caps = { ...DEFAULT_SIZE_CAPS, ...opts.sizeCaps };
@@ -126,6 +141,18 @@ export async function verifyAndLoadTargets(opts: VerifyTargetsOptions): Promise<
     });
   } catch (cause) {
     throw new TrustedRootError("root.json", `the trusted root in ${opts.metadataDir} is invalid: ${(cause as Error).message}`, { cause });
+  }
+  const grace = opts.expiryGraceSeconds ?? 0;
+  if (!(Number.isInteger(grace) && grace >= 0 && grace <= MAX_EXPIRY_GRACE_SECONDS)) {
+    throw new InvalidExpiryGraceError(`Invalid expiry grace ${grace}: it must be a whole number of seconds from 0 to ${MAX_EXPIRY_GRACE_SECONDS}`);
+  }
+  // TUF §5.1 fixes the update's reference time; tuf-js records it when the Updater is built and
+  // has no option for it, so a grace moves that one recorded instant back (every expiry check reads it).
+  if (grace > 0) {
+    const set = (updater as unknown as { trustedSet?: { referenceTime?: unknown } }).trustedSet;
+    // Never silently verify without the grace asked for (or with none when one was asked) after a tuf-js upgrade.
+    if (!(set?.referenceTime instanceof Date)) throw new InvalidExpiryGraceError("Cannot apply an expiry grace: this tuf-js keeps no reference time");
+    set.referenceTime = new Date(Date.now() - grace * 1000);
   }
   try {
     await updater.refresh();

@@ -1,0 +1,57 @@
+/** `gateway export`: write an offline bundle for devices without a network (docs/offline.md). */
+import { resolve } from "node:path";
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
+import { parsePlatform } from "../../lib/oci/platform.ts";
+import { readAdminToken } from "../data-dir.ts";
+import { exportBundle } from "../export/export-bundle.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+
+export default defineCommand({
+  summary: "Write an offline bundle: TUF metadata, blobs and index for one target",
+  description: [
+    "Writes into --out (a new or empty directory) everything a device needs to update to the target",
+    "--target VERSION for --hwid without a network: the TUF metadata chain from root 1 (so a device on",
+    "any older root can verify it), the target's blobs (with --from VERSION only those that target",
+    "lacks), and index.json. The device runs `fioup update --offline DIR` (or watches a mount point).",
+    "Reads the metadata and blobs from a running gateway with the admin token, as devices see them.",
+    ADMIN_HELP,
+  ].join("\n"),
+  flags: {
+    ...adminFlags,
+    target: { type: "string", description: "Target version to bundle", placeholder: "VERSION" },
+    hwid: { type: "string", description: "Hardware id of the devices the bundle is for", placeholder: "HWID" },
+    from: { type: "string", description: "Version the devices run: leave out the blobs it already has", placeholder: "VERSION" },
+    out: { type: "string", description: "Bundle directory to write (must not exist or be empty)", placeholder: "DIR" },
+    platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
+    "insecure-registry": { type: "strings", description: "Registry host:port (other than the gateway) to reach over plain HTTP, loopback only", placeholder: "HOST" },
+    ...formatFlag,
+  },
+  async run({ flags, out }) {
+    if (!flags.target) throw new UsageError("--target VERSION is required");
+    if (!flags.hwid) throw new UsageError("--hwid is required");
+    if (!flags.out) throw new UsageError("--out DIR is required");
+    for (const [name, v] of [["target", flags.target], ["from", flags.from]] as const) {
+      if (v !== undefined && !/^[0-9]{1,15}$/.test(v)) throw new UsageError(`--${name} must be a version number, got "${v}"`);
+    }
+    if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
+    const platform = flags.platform ? parsePlatform(flags.platform) : platformForHwid(flags.hwid);
+    if (!platform) throw new UsageError(`cannot tell the image platform of hardware id ${flags.hwid}: give --platform OS/ARCH`);
+    const client = await adminClient(flags);
+    const token = flags.token ?? process.env.GATEWAY_TOKEN ?? (flags.data ? await readAdminToken(flags.data) : undefined);
+    if (!token) throw new UsageError("say which gateway: --data DIR, or --server URL with --token TOKEN");
+    const r = await exportBundle({
+      server: client.server,
+      token,
+      ...(client.ca ? { ca: client.ca } : {}),
+      version: flags.target,
+      hwid: flags.hwid,
+      ...(flags.from !== undefined ? { from: flags.from } : {}),
+      platform,
+      out: resolve(flags.out),
+      insecureRegistries: flags["insecure-registry"],
+      onProgress: (l) => out.info(l),
+    });
+    out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs (${(x.bytes / 1e6).toFixed(1)} MB), ${x.tuf.length} metadata files`);
+  },
+});

@@ -1,0 +1,211 @@
+/**
+ * Writes an offline bundle (format: lib/bundle/format.ts, docs/offline.md) from a running
+ * gateway, with the admin token: the TUF metadata exactly as devices get it from /repo/ (every
+ * root version, so a device on any older root walks the chain), then the blobs of the target's
+ * apps from the registry, leaving out those the `from` target already had. The metadata is
+ * verified (from 1.root.json, as a new device would) before a blob is copied, and index.json is
+ * written last, so an interrupted export leaves no bundle a device would take.
+ *
+ * @module
+ */
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { Target } from "../../lib/api/index.ts";
+import { BUNDLE_FORMAT, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { resolveApps, type AppBlob } from "../../lib/device/resolve.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { REF_NAME_ANNOTATION } from "../../lib/oci/oci-layout.ts";
+import { formatPlatform, type Platform } from "../../lib/oci/platform.ts";
+import { registryClients } from "../../lib/oci/registry-clients.ts";
+import { MediaType } from "../../lib/oci/media-types.ts";
+import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+
+/** The export cannot be made as asked (no such target, an output dir in use, metadata refused...). */
+export class ExportError extends Error {
+  override name = "ExportError";
+}
+
+export interface ExportOptions {
+  /** Gateway URL, its admin token and the CA its TLS certificate chains to. */
+  server: string;
+  token: string;
+  ca?: string;
+  /** Target version to bundle, and the hardware id it is for. */
+  version: string;
+  hwid: string;
+  /** Leave out the blobs this version's target (same hwid) already has. */
+  from?: string;
+  platform: Platform;
+  /** The bundle directory: must not exist yet or be empty. */
+  out: string;
+  /** Registries other than the gateway's reached over plain HTTP (loopback only). */
+  insecureRegistries?: string[];
+  onProgress?(line: string): void;
+}
+
+export interface ExportResult {
+  out: string;
+  target: string;
+  from?: string;
+  blobs: number;
+  bytes: number;
+  /** Blobs of the target left out because the `from` target has them. */
+  skipped: number;
+  tuf: string[];
+}
+
+/** Blobs copied at once. */
+const PARALLEL_BLOBS = 4;
+
+async function getMetadata(o: ExportOptions, file: string): Promise<Uint8Array | undefined> {
+  const url = new URL(`/repo/${file}`, o.server);
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { authorization: `Bearer ${o.token}` }, ...(o.ca ? { tls: { ca: o.ca } } : {}), signal: AbortSignal.timeout(30_000) });
+  } catch (e) {
+    throw new ExportError(`Cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
+  }
+  if (res.status === 404) return undefined;
+  if (!res.ok) throw new ExportError(`Cannot fetch ${url}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+const versionOf = (bytes: Uint8Array, role: string, what: string): number => {
+  const v = (JSON.parse(new TextDecoder().decode(bytes)) as { signed?: { meta?: Record<string, { version?: number }> } }).signed?.meta?.[`${role}.json`]?.version;
+  if (!Number.isSafeInteger(v)) throw new ExportError(`Cannot read the ${role} version from ${what}`);
+  return v!;
+};
+
+/** Copies the gateway's metadata chain into `tufDir`; returns the file names. */
+async function copyMetadata(o: ExportOptions, tufDir: string): Promise<string[]> {
+  const files: string[] = [];
+  const put = async (name: string, bytes: Uint8Array) => {
+    await writeFile(join(tufDir, name), bytes);
+    files.push(name);
+  };
+  for (let n = 1; ; n++) {
+    const root = await getMetadata(o, `${n}.root.json`);
+    if (!root) {
+      if (n === 1) throw new ExportError(`Cannot export: ${o.server} serves no 1.root.json`);
+      break;
+    }
+    await put(`${n}.root.json`, root);
+  }
+  const timestamp = await getMetadata(o, "timestamp.json");
+  if (!timestamp) throw new ExportError(`Cannot export: ${o.server} serves no timestamp.json`);
+  await put("timestamp.json", timestamp);
+  // The gateway's root sets consistent_snapshot: clients ask for N.snapshot.json and N.targets.json.
+  const snapshotName = `${versionOf(timestamp, "snapshot", "timestamp.json")}.snapshot.json`;
+  const snapshot = await getMetadata(o, snapshotName);
+  if (!snapshot) throw new ExportError(`Cannot export: ${o.server} serves no ${snapshotName} (it changed during the export? try again)`);
+  await put(snapshotName, snapshot);
+  const targetsName = `${versionOf(snapshot, "targets", snapshotName)}.targets.json`;
+  const targets = await getMetadata(o, targetsName);
+  if (!targets) throw new ExportError(`Cannot export: ${o.server} serves no ${targetsName} (it changed during the export? try again)`);
+  await put(targetsName, targets);
+  return files;
+}
+
+/** Verifies the bundle's own metadata from its 1.root.json, as a device that trusts only that would. */
+async function verifyMetadata(out: string, work: string): Promise<Record<string, Target["entry"]>> {
+  const dir = join(work, "tuf");
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "root.json"), await Bun.file(join(out, BUNDLE_TUF_DIR, "1.root.json")).bytes());
+  try {
+    return (await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: BUNDLE_METADATA_BASE_URL, fetch: bundleMetadataFetch(out) })).targets;
+  } catch (e) {
+    throw new ExportError(`Cannot export: the gateway's TUF metadata does not verify: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps).map(([name, a]) => ({ name, uri: a.uri }));
+
+/**
+ * Exports a bundle.
+ *
+ * @throws {ExportError} No target `version` for `hwid`, an output dir in use, metadata that does not verify.
+ * @throws {AppResolveError | RegistryError | DigestMismatchError} The registry refused or served other bytes.
+ */
+export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
+  const log = o.onProgress ?? (() => {});
+  const existing = await readdir(o.out).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? [] : Promise.reject(e)));
+  if (existing.length) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
+  await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
+  const work = await mkdtemp(join(dirname(o.out), ".export-"));
+  try {
+    log(`copying the TUF metadata from ${o.server}/repo/`);
+    const tuf = await copyMetadata(o, join(o.out, BUNDLE_TUF_DIR));
+    const targets = await verifyMetadata(o.out, work);
+    const pick = (version: string) => {
+      const t = selectTarget(targets, { hwid: o.hwid, tags: [], version });
+      if (!t) throw new ExportError(`No target with version ${version} for hardware id ${o.hwid} in the gateway's targets.json`);
+      return t;
+    };
+    const target = pick(o.version);
+    const from = o.from !== undefined ? pick(o.from) : undefined;
+
+    const gatewayHost = new URL(o.server).host;
+    const insecure = new Set(o.insecureRegistries ?? []);
+    const registry = registryClients(
+      (host) =>
+        host === gatewayHost
+          ? { auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) }
+          : { scheme: insecure.has(host) ? "http" : "https" },
+      { userAgent: "gateway-export" },
+    );
+    // Resolution fetches the manifests and compose bundles it walks into the bundle's store;
+    // what the bundle must not hold is pruned before index.json is written.
+    const store = new DeviceBlobStore(o.out);
+    log(`resolving the apps of ${target.name}${from ? ` and of ${from.name}` : ""} for ${formatPlatform(o.platform)}`);
+    const want = await resolveApps(appsOf(target), { registry, store, platform: o.platform });
+    const had = from ? new Set((await resolveApps(appsOf(from), { registry, store, platform: o.platform })).blobs.map((b) => b.digest)) : new Set<string>();
+    const blobs: AppBlob[] = want.blobs.filter((b) => !had.has(b.digest));
+    const bytes = blobs.reduce((n, b) => n + b.size, 0);
+    log(`copying ${blobs.length} blobs (${(bytes / 1e6).toFixed(1)} MB)${from ? `, leaving out ${want.blobs.length - blobs.length} that ${from.name} has` : ""}`);
+    let next = 0;
+    let done = 0;
+    const worker = async () => {
+      while (next < blobs.length) {
+        const b = blobs[next++]!;
+        await store.pull(registry(b.registry), b.repo, b);
+        done++;
+        if (b.size > 1 << 20 || done === blobs.length) log(`  ${done}/${blobs.length} ${b.digest.slice(0, 19)} (${(b.size / 1e6).toFixed(1)} MB)`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_BLOBS, blobs.length) }, worker));
+    store.prune(new Set(blobs.map((b) => b.digest)));
+    await writeFile(join(o.out, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+
+    const appManifests = blobs.filter((b) => b.kind === "app-manifest");
+    const names = new Map(appsOf(target).map((a) => [a.uri.split("@")[1], a.name]));
+    const index: BundleIndex = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciIndex,
+      manifests: appManifests.map((b) => ({
+        mediaType: b.mediaType,
+        digest: b.digest,
+        size: b.size,
+        annotations: { [REF_NAME_ANNOTATION]: names.get(b.digest) ?? b.repo.split("/").pop()!, "io.fioup.bundle.repository": `${b.registry}/${b.repo}` },
+      })),
+      annotations: { "org.opencontainers.image.created": new Date().toISOString(), "io.fioup.bundle.target": target.name },
+      bundle: {
+        format: BUNDLE_FORMAT,
+        target: target.name,
+        version: String(target.entry.custom.version),
+        hwid: o.hwid,
+        platform: formatPlatform(o.platform),
+        ...(from ? { from: String(from.entry.custom.version) } : {}),
+        createdAt: new Date().toISOString(),
+        tuf,
+        blobs,
+        bytes,
+      },
+    };
+    // Last, and atomically: a bundle without index.json is unfinished and refused by readers.
+    await writeFileAtomic(join(o.out, "index.json"), JSON.stringify(index, null, 1));
+    return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, skipped: want.blobs.length - blobs.length, tuf };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * An offline bundle seen as a registry: a {@link RegistryClient} whose requests are answered
+ * from the bundle's blobs/ instead of the network. Everything above `request()` is the real
+ * client (manifest digest checks, Range resume, the blob store's size and digest checks), so a
+ * blob from a bundle goes through exactly the verification a blob from the gateway does, and
+ * the update steps need no second code path. Only pulls by digest exist here: a bundle has
+ * no tags and takes no pushes.
+ *
+ * @module
+ */
+import { tryParseDigest } from "../oci/digest.ts";
+import { RegistryClient } from "../oci/registry-client.ts";
+import type { RegistryClients } from "../oci/registry-clients.ts";
+import { bundleBlobPath, type Bundle } from "./format.ts";
+
+type RequestInitOf = Parameters<RegistryClient["request"]>[2];
+
+const ociError = (status: number, code: string, message: string) =>
+  Response.json({ errors: [{ code, message }] }, { status, headers: { "content-type": "application/json" } });
+
+/**
+ * A registry client for one host whose content comes from a bundle.
+ *
+ * @example
+ * ```ts
+ * const reg = new BundleRegistry(await openBundle(dir), "gw.example:8443");
+ * await deviceStore.pull(reg, "main/app", { digest, size });
+ * ```
+ */
+export class BundleRegistry extends RegistryClient {
+  readonly #bundle: Bundle;
+  readonly #mediaTypes: Map<string, string>;
+
+  constructor(bundle: Bundle, host: string) {
+    super({ registry: host });
+    this.#bundle = bundle;
+    this.#mediaTypes = new Map(bundle.index.bundle.blobs.map((b) => [b.digest, b.mediaType]));
+  }
+
+  override async request(method: string, pathOrUrl: string | URL, init: RequestInitOf): Promise<Response> {
+    init.signal?.throwIfAborted();
+    const path = typeof pathOrUrl === "string" ? new URL(pathOrUrl, "http://bundle").pathname : pathOrUrl.pathname;
+    const m = /^\/v2\/(.+)\/(blobs|manifests)\/([^/]+)$/.exec(path);
+    if (!m || (method !== "GET" && method !== "HEAD")) return ociError(405, "UNSUPPORTED", `An offline bundle only serves pulls by digest, not ${method} ${path}`);
+    const [, , kind, ref] = m as unknown as [string, string, "blobs" | "manifests", string];
+    const unknown = kind === "blobs" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN";
+    if (!tryParseDigest(ref)) return ociError(404, unknown, `An offline bundle has no tags: ${ref}`);
+    const file = Bun.file(bundleBlobPath(this.#bundle.dir, ref));
+    if (!(await file.exists())) {
+      const from = this.#bundle.index.bundle.from;
+      return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} lacks ${ref}${from ? ` (it was made for devices on version ${from})` : ""}`);
+    }
+    const size = file.size;
+    const headers: Record<string, string> = { "docker-content-digest": ref, "accept-ranges": "bytes" };
+    if (kind === "manifests") {
+      headers["content-type"] = this.#mediaTypes.get(ref) ?? "application/vnd.oci.image.manifest.v1+json";
+    } else headers["content-type"] = "application/octet-stream";
+    const range = /^bytes=(\d+)-(\d*)$/.exec(init.headers?.range ?? "");
+    if (range && kind === "blobs") {
+      const start = Number(range[1]);
+      const end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+      if (start >= size || end < start) return ociError(416, "RANGE_INVALID", `Range ${init.headers!.range} is outside the ${size} bytes of ${ref}`);
+      headers["content-range"] = `bytes ${start}-${end}/${size}`;
+      headers["content-length"] = String(end - start + 1);
+      return new Response(method === "HEAD" ? null : file.slice(start, end + 1).stream(), { status: 206, headers });
+    }
+    headers["content-length"] = String(size);
+    return new Response(method === "HEAD" ? null : file.stream(), { status: 200, headers });
+  }
+}
+
+/**
+ * Registry clients that answer every host from the bundle (the bundle is content-addressed:
+ * the host and repository an app names only matter for the messages).
+ */
+export function bundleRegistries(bundle: Bundle): RegistryClients {
+  const cache = new Map<string, BundleRegistry>();
+  return (host) => {
+    let c = cache.get(host);
+    if (!c) cache.set(host, (c = new BundleRegistry(bundle, host)));
+    return c;
+  };
+}

@@ -1,0 +1,3 @@
+export * from "./format.ts";
+export * from "./bundle-registry.ts";
+export * from "./bundle-metadata.ts";
