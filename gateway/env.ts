@@ -61,6 +61,10 @@ export interface RolloutService {
   resume(id: string): Promise<RolloutDetail>;
   advance(id: string): Promise<RolloutDetail>;
   cancel(id: string): Promise<RolloutDetail>;
+  /** The signed view a device is served (gateway/ota/views.ts), from the in-memory rollout cache. */
+  view(deviceUuid: string): View;
+  /** Reloads that cache if a rollout changed; called once per new timestamp version, before views sign it. */
+  refreshViews(): Promise<void>;
 }
 
 /** Long-lived services shared by all requests. */

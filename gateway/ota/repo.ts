@@ -6,6 +6,8 @@
  * byte for byte to the `/repo/` route. Writes are serialised in-process and
  * stored atomically (one `TufStorage.put` per change), so a client never sees
  * a timestamp pointing at a snapshot or targets version that is not stored.
+ * A device in a rollout may be served its signed view of the chain instead
+ * (./views.ts): derived from these stored versions, never stored itself.
  *
  * @module
  */
@@ -18,6 +20,7 @@ import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
 import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
 import { targetEntryProblem } from "./target-policy.ts";
 import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
+import { SignedViews, type ViewLookup } from "./views.ts";
 
 const DAY = 86_400;
 
@@ -152,6 +155,9 @@ export class TufRepo {
   readonly #now: () => Date;
   readonly #keepVersions: number;
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #views: SignedViews;
+  /** Keys that sign views, per role, for the root version they were looked up under. */
+  readonly #viewKeys = new Map<RoleName, { rootVersion: number; keys: Promise<TufKeyPair[]> }>();
 
   private constructor(opts: TufRepoOptions) {
     this.#storage = opts.storage;
@@ -165,6 +171,10 @@ export class TufRepo {
     this.#maxTargetsBytes = opts.maxTargetsBytes ?? 4 << 20;
     this.#now = opts.now ?? (() => new Date());
     this.#keepVersions = Math.max(2, opts.keepVersions ?? 32);
+    this.#views = new SignedViews({
+      record: (role, version) => this.#storage.get(role, version),
+      keys: (role) => this.#keysForViews(role),
+    });
   }
 
   /** Opens the repository, creating keys and version 1 of every role if the storage is empty. */
@@ -188,14 +198,25 @@ export class TufRepo {
    * A metadata file as served under `/repo/`: `N.root.json`, `root.json` (latest),
    * `timestamp.json`, `snapshot.json`, `N.snapshot.json`, `targets.json`, `N.targets.json`.
    * Returns `undefined` for unknown names and absent versions (the route answers 404).
+   *
+   * With `view`, timestamp, snapshot and targets are the requesting device's signed view of
+   * them (./views.ts): `view` is asked with the latest timestamp version, and a view whose key
+   * is "" (or no view) gets the main chain.
+   *
+   * @throws {SigningKeyUnavailableError} A view must be signed and a key is offline.
+   * @throws {ViewUnavailableError} The main metadata a view derives from is gone.
    */
-  async metadata(fileName: string): Promise<Uint8Array | undefined> {
+  async metadata(fileName: string, view?: ViewLookup): Promise<Uint8Array | undefined> {
     const m = FILE_NAME.exec(fileName);
     if (!m) return undefined;
     const role = m[2] as RoleName;
     if (m[1] !== undefined && role === "timestamp") return undefined; // timestamp is never versioned
-    const rec = m[1] === undefined ? await this.#storage.getLatest(role) : await this.#storage.get(role, Number(m[1]));
-    return rec ? encoder.encode(rec.json) : undefined;
+    const latest = view && role !== "root" ? await this.#storage.getLatest("timestamp") : undefined;
+    const rec =
+      role === "timestamp" ? latest ?? (await this.#storage.getLatest(role)) : m[1] === undefined ? await this.#storage.getLatest(role) : await this.#storage.get(role, Number(m[1]));
+    if (!rec) return undefined;
+    const v = latest ? await view!(latest.version) : undefined;
+    return v?.key ? this.#views.bytes(rec, v) : encoder.encode(rec.json);
   }
 
   /** The latest root.json bytes: the trust anchor given to devices at registration and to preload. */
@@ -264,6 +285,17 @@ export class TufRepo {
       for (const n of names) delete current[n];
       return { records: await this.#chainFromTargets(s, current), result: { version: s.targets.signed.version + 1 } };
     });
+  }
+
+  /**
+   * Re-signs targets (same content), snapshot and timestamp with new versions, so that a device
+   * whose view changed (a rollout moved) sees a higher version: TUF clients ignore metadata of
+   * the version they already trust, whatever its content.
+   *
+   * @throws {SigningKeyUnavailableError} The targets key is offline.
+   */
+  async bumpViews(): Promise<{ version: number }> {
+    return this.#write(async (s) => ({ records: await this.#chainFromTargets(s, targetsOf(s)), result: { version: s.timestamp.signed.version + 1 } }));
   }
 
   /**
@@ -523,6 +555,19 @@ export class TufRepo {
     for (const r of records) {
       if (r.role !== "root" && r.version > this.#keepVersions) await this.#storage.deleteBefore(r.role, r.version - this.#keepVersions + 1);
     }
+  }
+
+  /** The keys that sign views of `role`: those the latest root trusts, looked up once per root version. */
+  async #keysForViews(role: RoleName): Promise<TufKeyPair[]> {
+    const rec = await this.#storage.getLatest("root");
+    if (!rec) throw new TufRepoStateError("Cannot load TUF root.json: the repository is not initialised");
+    const hit = this.#viewKeys.get(role);
+    if (hit?.rootVersion === rec.version) return hit.keys;
+    const r = parseMetadata("root", rec.json).signed.roles[role];
+    const keys = this.#keys.signingKeys(role, r?.keyIDs ?? [], r?.threshold ?? 1);
+    this.#viewKeys.set(role, { rootVersion: rec.version, keys });
+    keys.catch(() => this.#viewKeys.get(role)?.keys === keys && this.#viewKeys.delete(role)); // offline now: look again next time
+    return keys;
   }
 
   /** The held keys root trusts for `role`, as many as its threshold needs. */
