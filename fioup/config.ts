@@ -10,7 +10,9 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { DEFAULT_DEVICE_PATHS, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
+import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
 import { checkSotaToml, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
+import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 
 /** The merged config with defaults applied and paths resolved. */
 export interface Config {
@@ -34,6 +36,18 @@ export interface Config {
   dockerHost?: string;
   /** fioup.download_stall_seconds: a blob download that receives nothing this long is resumed (default 15). */
   downloadStallSeconds?: number;
+  /** fioup.install_window: install only inside this maintenance window (lib/schedule syntax); a rollout's window wins. */
+  installWindow?: string;
+  /** fioup.time_zone: the zone of a window that names none (default: the system's). */
+  timeZone?: string;
+  /** fioup.max_hold_seconds: how long update locks may defer an update (default 86400); a rollout's maxHold wins. */
+  maxHoldSeconds: number;
+  /**
+   * fioup.offline_expiry_grace_seconds: how long past its expiry TUF metadata from an offline
+   * bundle is still accepted, for devices without a trusted clock (default 0, at most 30 days;
+   * docs/offline.md). Never applies to updates from the gateway.
+   */
+  offlineExpiryGraceSeconds: number;
   /** Files merged, in order. */
   sources: string[];
   /** The merged raw TOML, for PUT /system_info/config. */
@@ -128,6 +142,27 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   const dockerHost = t.fioup?.docker_host ?? process.env.DOCKER_HOST;
   const stall = t.fioup?.download_stall_seconds === undefined ? undefined : Number(t.fioup.download_stall_seconds);
   if (stall !== undefined && !(stall >= 1)) throw new ConfigError(`Invalid config: fioup.download_stall_seconds: must be at least 1`);
+  const window = t.fioup?.install_window?.trim() || undefined;
+  if (window !== undefined) {
+    try {
+      parseWindow(window);
+    } catch (e) {
+      throw new ConfigError(`Invalid config: fioup.install_window: ${(e as Error).message}`);
+    }
+  }
+  let timeZone = t.fioup?.time_zone?.trim() || undefined;
+  if (timeZone !== undefined) {
+    try {
+      timeZone = checkTimeZone(timeZone);
+    } catch (e) {
+      throw new ConfigError(`Invalid config: fioup.time_zone: ${(e as Error).message}`);
+    }
+  }
+  const maxHold = Number(t.fioup?.max_hold_seconds ?? 86400);
+  if (!(maxHold >= 0)) throw new ConfigError(`Invalid config: fioup.max_hold_seconds: must be 0 or more`);
+  const grace = Number(t.fioup?.offline_expiry_grace_seconds ?? 0);
+  if (!(Number.isInteger(grace) && grace >= 0 && grace <= MAX_EXPIRY_GRACE_SECONDS))
+    throw new ConfigError(`Invalid config: fioup.offline_expiry_grace_seconds: must be 0..${MAX_EXPIRY_GRACE_SECONDS} (30 days)`);
   return {
     server: t.tls?.server?.replace(/\/+$/, ""),
     caPath: inBase(t.import?.tls_cacert_path, "root.crt"),
@@ -144,6 +179,10 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
     root: opts.root,
     dockerHost: dockerHost?.replace(/^unix:\/\//, ""),
     ...(stall !== undefined ? { downloadStallSeconds: stall } : {}),
+    ...(window !== undefined ? { installWindow: window } : {}),
+    ...(timeZone !== undefined ? { timeZone } : {}),
+    maxHoldSeconds: maxHold,
+    offlineExpiryGraceSeconds: grace,
     sources: opts.sources ?? [],
     raw,
   };

@@ -3,12 +3,16 @@
  * current target that are not up, stop those no longer wanted); then every
  * `uptane.polling_seconds` (± 10% jitter so a fleet does not poll in step)
  * resume any interrupted update, else check and update to a newer target;
- * report events and app states. One update at a time
+ * report events and app states. An install deferred by the maintenance window
+ * or update locks (update/hold.ts) waits, its bytes fetched, until the window
+ * opens, a lock file goes or the maximum hold time ends, whichever comes
+ * first (or the next poll). One update at a time
  * through the shared lock; SIGTERM stops between (or inside, abortably) steps
  * and the next start resumes.
  *
  * @module
  */
+import { mkdirSync, watch, type FSWatcher } from "node:fs";
 import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
 import { LockedError, acquireLock } from "./lock.ts";
@@ -17,6 +21,7 @@ import { reportAll, reportSystemInfo } from "./report.ts";
 import type { Session } from "./session.ts";
 import { NoUpdateError } from "./update/check-step.ts";
 import type { UpdateHooks } from "./update/context.ts";
+import { holdClock, UpdateDeferredError, updateLocksDir } from "./update/hold.ts";
 import { plans } from "./update/plans.ts";
 import { runSteps } from "./update/step.ts";
 
@@ -28,8 +33,8 @@ export interface DaemonOptions {
   cycles?: number;
 }
 
-/** One cycle: resume or check+update. Returns what happened, for the log. */
-export async function daemonCycle(s: Session, o: DaemonOptions): Promise<string> {
+/** One cycle: resume or check+update. Returns what happened, for the log; a deferral also lands in `seen`. */
+export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred?: UpdateDeferredError } = {}): Promise<string> {
   let lock;
   try {
     lock = acquireLock(s.lockPath);
@@ -44,6 +49,10 @@ export async function daemonCycle(s: Session, o: DaemonOptions): Promise<string>
       await runSteps(pending ? plans.resume() : plans.update(), ctx);
     } catch (e) {
       if (e instanceof NoUpdateError) return "up to date";
+      if (e instanceof UpdateDeferredError) {
+        seen.deferred = e;
+        return e.message.replace(/\. The update is fetched; use --force.*$/, " (fetched)");
+      }
       if (o.signal.aborted) return "interrupted";
       return `update failed: ${describeError(e)}`;
     }
@@ -68,16 +77,42 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     o.log(`cannot converge the apps: ${describeError(e)}`);
   }
   for (let i = 0; !o.signal.aborted && (o.cycles === undefined || i < o.cycles); i++) {
+    const seen: { deferred?: UpdateDeferredError } = {};
     try {
-      o.log(await daemonCycle(s, o));
+      o.log(await daemonCycle(s, o, seen));
     } catch (e) {
       o.log(`cycle failed: ${describeError(e)}`);
     }
     if (o.signal.aborted || (o.cycles !== undefined && i + 1 >= o.cycles)) break;
     const base = s.cfg.pollingSeconds * 1000;
-    // Until the next poll, listen for news: a publish wakes the daemon at once (push.ts).
-    if ((await waitForNews(s.client, s.cfg.storagePath, base + (Math.random() * 0.2 - 0.1) * base, o.signal)) === "news")
-      o.log("the gateway signed something new: checking now");
+    let wait = base + (Math.random() * 0.2 - 0.1) * base;
+    // A deferred install: also wake when the window opens or max hold ends, and when a lock file comes or goes.
+    const held = seen.deferred ? holdWake(s, seen.deferred) : undefined;
+    if (held?.at !== undefined) wait = Math.min(wait, Math.max(1000, held.at - holdClock()));
+    try {
+      // Until the next poll, listen for news: a publish wakes the daemon at once (push.ts).
+      const r = await waitForNews(s.client, s.cfg.storagePath, wait, held ? AbortSignal.any([o.signal, held.signal]) : o.signal);
+      if (r === "news") o.log("the gateway signed something new: checking now");
+      else if (held?.signal.aborted && !o.signal.aborted) o.log("the update locks changed: checking the hold now");
+    } finally {
+      held?.close();
+    }
   }
   o.log("fioup daemon stopped");
+}
+
+/** What a held install waits for: the hold's end (window opening, max-hold deadline) and changes in the lock directory. */
+function holdWake(s: Session, e: UpdateDeferredError): { at?: number; signal: AbortSignal; close(): void } {
+  const ac = new AbortController();
+  let w: FSWatcher | undefined;
+  if (e.decision.reason === "lock") {
+    const dir = updateLocksDir(s.cfg);
+    try {
+      mkdirSync(dir, { recursive: true });
+      w = watch(dir, () => ac.abort());
+    } catch {
+      // no watch: the poll and the deadline still end the wait
+    }
+  }
+  return { ...(e.decision.until !== undefined ? { at: e.decision.until } : {}), signal: ac.signal, close: () => w?.close() };
 }

@@ -12,6 +12,7 @@ import { LockedError } from "./lock.ts";
 import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
 import { NoUpdateError, NoUpdateInProgressError } from "./update/check-step.ts";
 import { FetchFailedError } from "./update/fetch-step.ts";
+import { UpdateDeferredError } from "./update/hold.ts";
 import { InitFailedError } from "./update/init-step.ts";
 import { PlanFormatError } from "./update/plan.ts";
 import { InstallFailedError } from "./update/install-step.ts";
@@ -29,6 +30,7 @@ export const EXIT = {
   NOT_REGISTERED: 11,
   ALREADY_REGISTERED: 12,
   LOCKED: 13,
+  DEFERRED: 14,
   CONFIG: 20,
   NO_MATCHING_TARGET: 22,
   NO_UPDATE_IN_PROGRESS: 24,
@@ -53,6 +55,7 @@ const TABLE = [
   [EXIT.NOT_REGISTERED, "not registered", [NotRegisteredError]],
   [EXIT.ALREADY_REGISTERED, "already registered (use --force)", [AlreadyRegisteredError]],
   [EXIT.LOCKED, "another fioup holds the update lock", [LockedError]],
+  [EXIT.DEFERRED, "install deferred: outside the maintenance window or held by an update lock (fetched; --force installs)", [UpdateDeferredError]],
   [EXIT.CONFIG, "config invalid", [ConfigError]],
   [EXIT.NO_MATCHING_TARGET, "no matching target (hwid/tags/version)", [TargetNotFoundError]],
   [EXIT.NO_UPDATE_IN_PROGRESS, "no update in progress (install/start/cancel)", [NoUpdateInProgressError]],

@@ -8,3 +8,11 @@ export const sotaDirFlag = {
     placeholder: "DIR",
   },
 } as const satisfies Record<string, FlagSpec>;
+
+/** Overrides the install gate (maintenance window, update locks: fioup/update/hold.ts). */
+export const forceHoldFlag = {
+  force: {
+    type: "boolean",
+    description: "Install now even outside the maintenance window or while update locks are held (else the install waits: exit 14)",
+  },
+} as const satisfies Record<string, FlagSpec>;

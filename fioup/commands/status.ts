@@ -4,6 +4,7 @@ import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts"
 import { openSession } from "../session.ts";
 import { appStatuses, type AppStatusReport } from "../converge.ts";
 import { currentTarget } from "../update/current-target.ts";
+import { holdStatus, listUpdateLocks, updateLocksDir, type UpdateLockInfo } from "../update/hold.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { renderSummary, summarize, type UpdateSummary } from "./_summary.ts";
 
@@ -20,6 +21,10 @@ interface StatusOutput {
   updates: UpdateSummary[];
   badTargets: string[];
   queuedEvents: number;
+  /** The pending update's install is deferred (maintenance window or update locks): why and until when. */
+  hold: ReturnType<typeof holdStatus> | null;
+  /** Update locks held now (<storage>/update-locks/). */
+  updateLocks: UpdateLockInfo[];
   /** The installed apps as the gateway sees them (apps-states). */
   apps?: Record<string, unknown>;
   /** Each app of the current target: running, stopped, or outside the shortlist. */
@@ -62,6 +67,8 @@ export default defineCommand({
         updates: s.db.listUpdates(10).map(summarize),
         badTargets: s.db.badTargets(),
         queuedEvents: s.db.queuedEventCount(),
+        hold: (pending && holdStatus(s.cfg, s.db, pending)) || null,
+        updateLocks: listUpdateLocks(updateLocksDir(s.cfg)),
       };
       if (!flags["no-apps"]) {
         try {
@@ -77,6 +84,14 @@ export default defineCommand({
           `Hardware id: ${o.hardwareId ?? "-"}  tags: ${o.tags.join(",") || "-"}  apps: ${o.shortlist?.join(",") ?? "all"}`,
           `Running: ${o.current ? `${o.current.name} (version ${o.current.version}; ${o.current.apps.join(", ")})` : "(none)"}`,
           ...(o.pending ? ["Pending:", renderSummary(o.pending)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
+          ...(o.hold
+            ? [
+                o.hold.reason === "window"
+                  ? `Install deferred since ${o.hold.heldSince}: outside the maintenance window "${o.hold.window}" (${o.hold.zone}), opens ${o.hold.until ?? "not in the next 8 days"}`
+                  : `Install deferred since ${o.hold.heldSince}: held by update locks ${o.hold.locks?.join(", ")} until released or ${o.hold.until} (maximum hold time)`,
+              ]
+            : []),
+          ...(o.updateLocks.length ? [`Update locks: ${o.updateLocks.map((l) => `${l.name}${l.reason ? ` (${l.reason})` : ""}`).join(", ")}`] : []),
           ...(o.badTargets.length ? [`Bad targets: ${o.badTargets.join(", ")}`] : []),
           ...(o.queuedEvents ? [`Events waiting to be sent: ${o.queuedEvents}`] : []),
           ...(o.targetApps

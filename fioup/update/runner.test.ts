@@ -299,7 +299,7 @@ describe("update engine", () => {
     await updateTo(target("1", { app: v1 }));
     const v2 = await storeApp(store, "app", "v2");
     ctx.updateId = createUpdate(ctx, target("2", { app: v2 }), false);
-    await runSteps(plans.resume().slice(0, 4), ctx); // through install
+    await runSteps(plans.resume().slice(0, 5), ctx); // through install (after the hold gate)
     expect(rt.installed.get("app")).toBe(v2);
     const c = await cancelUpdate(ctx);
     expect(c.state).toBe("canceled");
@@ -309,7 +309,7 @@ describe("update engine", () => {
     expect(ctx.db.badTargets()).toEqual([]);
 
     ctx.updateId = createUpdate(ctx, target("3", { app: v2 }), false);
-    await runSteps(plans.resume().slice(0, 4), ctx);
+    await runSteps(plans.resume().slice(0, 5), ctx);
     ctx.db.setState(ctx.updateId, "starting");
     await expect(cancelUpdate(ctx)).rejects.toThrow(InvalidStateError);
   });

@@ -33,4 +33,4 @@ export class InvalidStateError extends Error {
 }
 
 /** The steps of an update, by the one name each has in code, progress lines and the database. */
-export type StepName = "check" | "resume" | "init" | "fetch" | "stop" | "install" | "start" | "complete";
+export type StepName = "check" | "resume" | "init" | "fetch" | "hold" | "stop" | "install" | "start" | "complete";

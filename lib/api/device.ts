@@ -17,6 +17,10 @@ export const EVENT_TYPES = [
   "EcuInstallationStarted",
   "EcuInstallationApplied",
   "EcuInstallationCompleted",
+  /** Install deferred by a maintenance window or update locks; details: {reason, until, heldSince, ...} (docs/formats.md). */
+  "UpdateDeferred",
+  /** A deferred install goes ahead; details: {heldSince, releasedBy: window|lock|max-hold|force}. */
+  "UpdateHoldReleased",
 ] as const;
 export type EventTypeId = (typeof EVENT_TYPES)[number];
 

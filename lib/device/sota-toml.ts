@@ -61,7 +61,19 @@ export const SotaToml = Type.Object(
     ),
     uptane: Type.Optional(Type.Object({ polling_seconds: Type.Optional(IntLike) }, Open)),
     storage: Type.Optional(Type.Object({ path: Type.Optional(Type.String()) }, Open)),
-    fioup: Type.Optional(Type.Object({ docker_host: Type.Optional(Type.String()), download_stall_seconds: Type.Optional(IntLike) }, Open)),
+    fioup: Type.Optional(
+      Type.Object(
+        {
+          docker_host: Type.Optional(Type.String()),
+          download_stall_seconds: Type.Optional(IntLike),
+          install_window: Type.Optional(Type.String()),
+          time_zone: Type.Optional(Type.String()),
+          max_hold_seconds: Type.Optional(IntLike),
+          offline_expiry_grace_seconds: Type.Optional(IntLike),
+        },
+        Open,
+      ),
+    ),
   },
   Open,
 );

@@ -1,0 +1,31 @@
+import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { configLocation, loadConfig } from "../config.ts";
+import { LOCK_NAME, listUpdateLocks, removeUpdateLock, updateLocksDir } from "../update/hold.ts";
+import { sotaDirFlag } from "./_flags.ts";
+import { DEFAULT_LOCK_NAME } from "./lock.ts";
+
+export default defineCommand({
+  summary: "Release an update lock taken with `fioup lock` (or any lock file, by name)",
+  description: "A daemon waiting on the lock notices at once and installs the deferred update (inside the maintenance window).",
+  flags: {
+    ...sotaDirFlag,
+    ...formatFlag,
+    name: { type: "string", description: `Lock name (default "${DEFAULT_LOCK_NAME}")`, placeholder: "NAME" },
+    all: { type: "boolean", description: "Release every update lock, whoever took it" },
+  },
+  run({ flags, args, out }) {
+    if (args.length) throw new UsageError("unlock takes no arguments");
+    if (flags.all && flags.name) throw new UsageError("give --name or --all, not both");
+    const dir = updateLocksDir(loadConfig(configLocation(flags)));
+    const names = flags.all ? listUpdateLocks(dir).map((l) => l.name) : [flags.name ?? DEFAULT_LOCK_NAME];
+    for (const n of names) if (!LOCK_NAME.test(n) && !flags.all) throw new UsageError(`invalid lock name "${n}"`);
+    const released = names.filter((n) => removeUpdateLock(dir, n));
+    const left = listUpdateLocks(dir).map((l) => l.name);
+    out.result({ released, held: left }, (r) =>
+      [
+        r.released.length ? `Released ${r.released.map((n) => `"${n}"`).join(", ")}` : `No such update lock${names.length === 1 ? ` "${names[0]}"` : "s"}`,
+        ...(r.held.length ? [`Still held: ${r.held.join(", ")}`] : []),
+      ].join("\n"),
+    );
+  },
+});

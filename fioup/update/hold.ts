@@ -1,0 +1,268 @@
+/**
+ * The gate before the install step: the bytes are fetched whenever the update
+ * is found, but installing waits for the maintenance window and for the update
+ * locks to go (docs/formats.md, "Maintenance windows and update locks").
+ *
+ * - Window: the selected target's signed `custom.rollout.window` (the gateway puts
+ *   it there for devices in a rollout), else `fioup.install_window`. Its time zone:
+ *   the one the spec names, else `fioup.time_zone`, else the system's.
+ * - Update locks: any file in `<storage.path>/update-locks/` (names starting with
+ *   "." are ignored, for atomic writes). Apps bind-mount that directory and drop a
+ *   file while they must not be interrupted; `fioup lock`/`fioup unlock` do the same
+ *   by hand. Locks defer an update for at most the maximum hold time
+ *   (`custom.rollout.maxHold` seconds, else `fioup.max_hold_seconds`, default 24 h)
+ *   counted from the first time a lock deferred that target; then the update
+ *   proceeds and says so. The window has no maximum: it opens by itself.
+ * - Each change of a hold (reason, until, lock names) queues one `UpdateDeferred`
+ *   event; the end of a hold queues `UpdateHoldReleased`, so the gateway sees both.
+ *
+ * @module
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Target } from "../../lib/api/index.ts";
+import { isWindowOpen, nextWindowOpening, parseWindow, systemTimeZone, windowZone, type Window } from "../../lib/schedule/index.ts";
+import type { Config } from "../config.ts";
+import type { DeviceDb, UpdateRow } from "../db.ts";
+import { currentUpdate } from "./context.ts";
+import { eventFor } from "./_events.ts";
+import type { Step } from "./step.ts";
+
+/** The directory of update locks, under the storage path. */
+export const UPDATE_LOCKS_DIR = "update-locks";
+export const updateLocksDir = (cfg: Pick<Config, "storagePath">): string => join(cfg.storagePath, UPDATE_LOCKS_DIR);
+
+/**
+ * Now, for holds: the real clock, or (tests only) the ISO time written in the file that
+ * `FIOUP_TEST_NOW_FILE` names, read at every call so a test can move time while fioup runs.
+ */
+export function holdClock(): number {
+  const f = process.env.FIOUP_TEST_NOW_FILE;
+  if (f) {
+    const t = Date.parse(readFileSync(f, "utf8").trim());
+    if (Number.isFinite(t)) return t;
+  }
+  return Date.now();
+}
+
+export interface UpdateLockInfo {
+  name: string;
+  /** The file's first line, if any. */
+  reason?: string;
+  /** When the file was last written. */
+  since: string;
+}
+
+/** The update locks held now, by name. */
+export function listUpdateLocks(dir: string): UpdateLockInfo[] {
+  if (!existsSync(dir)) return [];
+  const out: UpdateLockInfo[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    if (name.startsWith(".")) continue;
+    try {
+      const st = statSync(join(dir, name));
+      const reason = st.isFile() ? readFileSync(join(dir, name), "utf8").split("\n")[0]!.trim().slice(0, 256) : "";
+      out.push({ name, ...(reason ? { reason } : {}), since: st.mtime.toISOString() });
+    } catch {
+      // removed while we looked: not held
+    }
+  }
+  return out;
+}
+
+/** What an update lock may be called: a file name of 1-64 of A-Z a-z 0-9 . _ - not starting with ".". */
+export const LOCK_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
+
+/** Takes (or renews) update lock `name` with an optional reason; returns its path. Written atomically. */
+export function writeUpdateLock(dir: string, name: string, reason = ""): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
+  writeFileSync(tmp, reason ? `${reason.replace(/\n/g, " ")}\n` : "");
+  renameSync(tmp, path);
+  return path;
+}
+
+/** Removes update lock `name`; false when it was not held. */
+export function removeUpdateLock(dir: string, name: string): boolean {
+  try {
+    rmSync(join(dir, name), { recursive: true });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw e;
+  }
+}
+
+/** What the gateway may add to a target for the devices of a rollout (custom.rollout). */
+interface RolloutAnnotation {
+  rollout?: string;
+  window?: string;
+  /** Seconds. */
+  maxHold?: number;
+}
+
+const rolloutOf = (t: Target): RolloutAnnotation => {
+  const r = (t.entry.custom as { rollout?: unknown }).rollout;
+  return r && typeof r === "object" ? (r as RolloutAnnotation) : {};
+};
+
+/** Where the hold rules for a target come from, resolved. */
+export interface HoldPolicy {
+  window?: Window;
+  /** The zone the window is read in. */
+  zone: string;
+  maxHoldSeconds: number;
+  /** A window in the target that does not parse (the config's applies instead). */
+  badWindow?: string;
+}
+
+export function holdPolicy(cfg: Config, target: Target): HoldPolicy {
+  const r = rolloutOf(target);
+  let window: Window | undefined;
+  let badWindow: string | undefined;
+  if (typeof r.window === "string" && r.window.trim()) {
+    try {
+      window = parseWindow(r.window);
+    } catch (e) {
+      badWindow = (e as Error).message;
+    }
+  }
+  if (!window && cfg.installWindow) window = parseWindow(cfg.installWindow); // checked by loadConfig
+  const maxHoldSeconds = typeof r.maxHold === "number" && r.maxHold >= 0 ? r.maxHold : cfg.maxHoldSeconds;
+  const zone = window ? windowZone(window, cfg.timeZone ?? systemTimeZone()) : (cfg.timeZone ?? systemTimeZone());
+  return { ...(window ? { window } : {}), zone, maxHoldSeconds, ...(badWindow ? { badWindow } : {}) };
+}
+
+export type HoldDecision =
+  | { hold: true; reason: "window"; until?: number }
+  | { hold: true; reason: "lock"; until: number; locks: UpdateLockInfo[] }
+  | { hold: false; overriddenLocks?: UpdateLockInfo[] };
+
+/**
+ * Whether to install now: a closed window holds until it opens; locks hold until
+ * `lockSince + maxHold` (`lockSince` = the first lock deferral, or now), then are overridden.
+ */
+export function decideHold(p: HoldPolicy, locks: UpdateLockInfo[], now: number, lockSince?: number): HoldDecision {
+  if (p.window && !isWindowOpen(p.window, now, p.zone)) {
+    const until = nextWindowOpening(p.window, now, p.zone);
+    return { hold: true, reason: "window", ...(until !== undefined ? { until } : {}) };
+  }
+  if (!locks.length) return { hold: false };
+  const deadline = (lockSince ?? now) + p.maxHoldSeconds * 1000;
+  if (now < deadline) return { hold: true, reason: "lock", until: deadline, locks };
+  return { hold: false, overriddenLocks: locks };
+}
+
+/** What fioup remembers of a target's hold (device DB, key `hold:<target>`). */
+export interface HoldRecord {
+  heldSince: string;
+  lockSince?: string;
+  reason: "window" | "lock";
+  until?: string;
+  locks?: string[];
+}
+
+const holdKey = (target: string) => `hold:${target}`;
+export const holdRecord = (db: DeviceDb, target: string): HoldRecord | undefined => db.get<HoldRecord>(holdKey(target));
+
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString().replace(/\.\d+Z$/, "Z"));
+
+/** Installing is deferred: by the window (until it opens) or by update locks (until released or max hold). */
+export class UpdateDeferredError extends Error {
+  override name = "UpdateDeferredError";
+  constructor(
+    readonly target: string,
+    readonly decision: Extract<HoldDecision, { hold: true }>,
+    readonly policy: HoldPolicy,
+  ) {
+    const until = iso(decision.until);
+    super(
+      decision.reason === "window"
+        ? `Install of ${target} deferred: outside the maintenance window "${policy.window!.spec}" (${policy.zone}); it opens ${until ?? "never in the next 8 days"}. The update is fetched; use --force to install now`
+        : `Install of ${target} deferred: held by update lock${decision.locks.length > 1 ? "s" : ""} ${decision.locks.map((l) => `"${l.name}"${l.reason ? ` (${l.reason})` : ""}`).join(", ")} until released, or until ${until} (maximum hold time). The update is fetched; use --force to install now`,
+    );
+  }
+}
+
+/** The hold of a fetched update as `fioup status` shows it (nothing is saved or sent). */
+export function holdStatus(cfg: Config, db: DeviceDb, u: UpdateRow): (HoldRecord & { window?: string; zone: string }) | undefined {
+  if (u.state !== "fetched") return undefined;
+  const policy = holdPolicy(cfg, u.target);
+  const rec = holdRecord(db, u.toTarget);
+  const d = decideHold(policy, listUpdateLocks(updateLocksDir(cfg)), holdClock(), rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
+  if (!d.hold) return undefined;
+  return {
+    heldSince: rec?.heldSince ?? iso(holdClock())!,
+    ...(rec?.lockSince ? { lockSince: rec.lockSince } : {}),
+    reason: d.reason,
+    ...(d.until !== undefined ? { until: iso(d.until) } : {}),
+    ...(d.reason === "lock" ? { locks: d.locks.map((l) => l.name) } : {}),
+    ...(policy.window ? { window: policy.window.spec } : {}),
+    zone: policy.zone,
+  };
+}
+
+export interface HoldOptions {
+  /** Install whatever the window and the locks say (`--force`). */
+  force?: boolean;
+}
+
+/** The gate: returns when the update may install, else throws UpdateDeferredError (after queuing the event). */
+export function holdStep(opts: HoldOptions = {}): Step {
+  return {
+    name: "hold",
+    async run(ctx) {
+      const u = currentUpdate(ctx);
+      if (u.state !== "fetched") return; // past the gate already (a resumed install), or not fetched (install refuses)
+      const now = holdClock();
+      const key = holdKey(u.toTarget);
+      const rec = ctx.db.get<HoldRecord>(key);
+      mkdirSync(updateLocksDir(ctx.cfg), { recursive: true });
+      const release = (releasedBy: string) => {
+        if (!rec) return;
+        ctx.db.enqueueEvents([eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy } })]);
+        ctx.db.delete(key);
+      };
+      if (opts.force) {
+        if (rec) ctx.hooks.onInfo?.(`Installing now (--force): the update was deferred by ${rec.reason === "window" ? "the maintenance window" : "update locks"} since ${rec.heldSince}`);
+        release("force");
+        return;
+      }
+      const policy = holdPolicy(ctx.cfg, u.target);
+      if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);
+      const d = decideHold(policy, listUpdateLocks(updateLocksDir(ctx.cfg)), now, rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
+      if (!d.hold) {
+        if (d.overriddenLocks) {
+          ctx.hooks.onInfo?.(
+            `Update lock${d.overriddenLocks.length > 1 ? "s" : ""} ${d.overriddenLocks.map((l) => `"${l.name}"`).join(", ")} held ${u.toTarget} past the maximum hold time of ${policy.maxHoldSeconds} s: installing anyway`,
+          );
+          release("max-hold");
+        } else release(rec?.reason ?? "window");
+        return;
+      }
+      const next: HoldRecord = {
+        heldSince: rec?.heldSince ?? iso(now)!,
+        ...(rec?.lockSince || d.reason === "lock" ? { lockSince: rec?.lockSince ?? iso(now)! } : {}),
+        reason: d.reason,
+        ...(d.until !== undefined ? { until: iso(d.until) } : {}),
+        ...(d.reason === "lock" ? { locks: d.locks.map((l) => l.name) } : {}),
+      };
+      if (!rec || rec.reason !== next.reason || rec.until !== next.until || String(rec.locks) !== String(next.locks)) {
+        ctx.db.enqueueEvents([
+          eventFor(u, "UpdateDeferred", {
+            details: {
+              reason: d.reason,
+              until: next.until ?? null,
+              heldSince: next.heldSince,
+              ...(policy.window ? { window: policy.window.spec, timeZone: policy.zone } : {}),
+              ...(d.reason === "lock" ? { locks: d.locks.map((l) => ({ name: l.name, ...(l.reason ? { reason: l.reason } : {}) })), maxHoldUntil: next.until } : {}),
+            },
+          }),
+        ]);
+      }
+      ctx.db.set(key, next);
+      throw new UpdateDeferredError(u.toTarget, d, policy);
+    },
+  };
+}
