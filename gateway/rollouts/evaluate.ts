@@ -1,0 +1,193 @@
+/**
+ * One device's standing in a rollout, decided from what it reported: its update events for the
+ * rollout's version, its apps' states and its deferrals. Pure: no I/O, the clock is a parameter.
+ *
+ * - failed: an EcuInstallationCompleted with success false for the version (install or start
+ *   failure, or a rollback), an app of the target unhealthy or exited after the update, or still
+ *   pending `pendingTimeoutS` after its wave started (after its last hold ended, if it was held);
+ * - succeeded: the update to the version completed and every app of the target reported healthy
+ *   (running with a passing or no healthcheck, or a one-shot exited 0) for `healthWindowS`;
+ * - pending otherwise.
+ *
+ * @module
+ */
+import type { AppState, AppsStates, DeviceEvent } from "../../lib/api/device.ts";
+import type { RolloutDeviceStatus, RolloutHold, RolloutRow } from "../../lib/api/admin.ts";
+
+/** What the store gives about one pending member (Store.pendingRolloutEvidence). */
+export interface DeviceEvidence {
+  uuid: string;
+  wave: number;
+  healthySince: string | null;
+  hold: RolloutHold | null;
+  currentTarget: string | null;
+  /** EcuInstallationCompleted, UpdateDeferred and UpdateHoldReleased events since the rollout began, oldest first. */
+  events: { receivedAt: string; event: DeviceEvent }[];
+  appsStates: AppsStates | null;
+  appsStatesAt: string | null;
+}
+
+/** What the engine knows of the published targets: name -> version and app uris. */
+export interface TargetInfo {
+  version: string;
+  /** app name -> pinned uri */
+  apps: Record<string, string>;
+}
+
+export interface EvaluateContext {
+  rollout: Pick<RolloutRow, "targetVersion" | "healthWindowS" | "pendingTimeoutS" | "maxHoldS" | "waveStartedAt">;
+  /** Published targets by name. */
+  targets: ReadonlyMap<string, TargetInfo>;
+  now: number;
+}
+
+/** What changed for the device; undefined fields are unchanged. */
+export interface DeviceChange {
+  uuid: string;
+  status?: RolloutDeviceStatus;
+  reason?: string | null;
+  healthySince?: string | null;
+  hold?: RolloutHold | null;
+}
+
+export const COMPLETED = "EcuInstallationCompleted";
+export const DEFERRED = "UpdateDeferred";
+export const HOLD_RELEASED = "UpdateHoldReleased";
+
+/** details of an event as an object (fioup sends JSON text), or the text itself. */
+function details(e: DeviceEvent): Record<string, unknown> | string | undefined {
+  const d = e.event.details;
+  if (typeof d !== "string") return d;
+  try {
+    const v = JSON.parse(d);
+    return v && typeof v === "object" ? v : d;
+  } catch {
+    return d;
+  }
+}
+
+const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : NaN);
+
+/** A short reason for a failed update event. */
+function failureReason(e: DeviceEvent): string {
+  const d = details(e);
+  if (d && typeof d === "object") {
+    const why = typeof d.error === "string" ? d.error : JSON.stringify(d);
+    if ("rolledBackTo" in d) return `rolled back${d.phase ? ` at ${d.phase}` : ""}: ${why}`.slice(0, 300);
+    return `update failed: ${why}`.slice(0, 300);
+  }
+  return `update failed${d ? `: ${d}` : ""}`.slice(0, 300);
+}
+
+type AppVerdict = { kind: "healthy" } | { kind: "waiting"; why: string } | { kind: "failed"; why: string };
+
+/** Whether one app is healthy, still coming up (health starting, container created), or failing. */
+export function appVerdict(name: string, app: AppState): AppVerdict {
+  if (app.state === "healthy") return { kind: "healthy" };
+  for (const s of app.services) {
+    const coming = s.health === "starting" || s.state === "created" || s.state === "missing";
+    const fine = s.state === "running" && (!s.health || s.health === "healthy" || s.health === "none");
+    if (!coming && !fine) return { kind: "failed", why: `app "${name}" is unhealthy: service "${s.name}" is ${s.health && s.health !== "none" ? s.health : s.state}` };
+  }
+  return { kind: "waiting", why: `app "${name}" is starting` };
+}
+
+/** The apps of the target as the device reports them, judged: undefined when the report is not of the target yet. */
+function appsVerdict(ev: DeviceEvidence, target: TargetInfo | undefined, completedAt: number): AppVerdict | undefined {
+  const report = ev.appsStates;
+  if (!report) return undefined;
+  const names = Object.keys(report.apps);
+  if (target) {
+    // The report is of the new target when every reported app of it runs the target's uri.
+    const ofTarget = names.filter((n) => n in target.apps);
+    if (Object.keys(target.apps).length > 0 && ofTarget.length === 0) return undefined;
+    if (ofTarget.some((n) => report.apps[n]!.uri !== target.apps[n])) return undefined;
+  } else if (!(ms(ev.appsStatesAt) >= completedAt)) return undefined; // target unknown: only a report sent after the update counts
+  let waiting: AppVerdict | undefined;
+  for (const n of names) {
+    const v = appVerdict(n, report.apps[n]!);
+    if (v.kind === "failed") return v;
+    if (v.kind === "waiting") waiting ??= v;
+  }
+  return waiting ?? { kind: "healthy" };
+}
+
+/**
+ * The hold the events say is current (the latest deferral, unless a release came after it), and
+ * when the last released hold ended.
+ */
+function currentHold(ev: DeviceEvidence, version: string, prev: RolloutHold | null): { hold: RolloutHold | null; endedAt: number } {
+  let hold = prev;
+  let endedAt = NaN;
+  for (const { receivedAt, event } of ev.events) {
+    if (event.event.version !== undefined && event.event.version !== version) continue;
+    const id = event.eventType.id;
+    if (id === DEFERRED) {
+      const d = details(event);
+      const o = d && typeof d === "object" ? d : {};
+      const kind = o.reason === "window" ? "window" : "lock";
+      hold = { kind, until: typeof o.until === "string" ? o.until : null, at: receivedAt };
+    } else if (id === HOLD_RELEASED || id === COMPLETED) {
+      if (hold && ms(receivedAt) >= ms(hold.at)) hold = null;
+      if (id === HOLD_RELEASED) endedAt = ms(receivedAt);
+    }
+  }
+  return { hold, endedAt };
+}
+
+const sameHold = (a: RolloutHold | null, b: RolloutHold | null) => a?.kind === b?.kind && a?.until === b?.until && a?.at === b?.at;
+
+/** When the device's pending timeout ends: wave start (or the end of its last hold) + pendingTimeoutS. */
+export function pendingDeadline(ctx: EvaluateContext, hold: RolloutHold | null, holdEndedAt = NaN): number {
+  let from = ms(ctx.rollout.waveStartedAt);
+  if (holdEndedAt > from) from = holdEndedAt;
+  if (hold) {
+    let end = hold.until ? ms(hold.until) : NaN;
+    if (Number.isNaN(end)) end = ctx.rollout.maxHoldS && hold.kind === "lock" ? ms(hold.at) + ctx.rollout.maxHoldS * 1000 : Infinity;
+    from = Math.max(from, end);
+  }
+  return from + ctx.rollout.pendingTimeoutS * 1000;
+}
+
+/** Decides one pending member; returns what changed (undefined: nothing). */
+export function evaluateDevice(ev: DeviceEvidence, ctx: EvaluateContext): DeviceChange | undefined {
+  const version = ctx.rollout.targetVersion;
+  const { hold, endedAt } = currentHold(ev, version, ev.hold);
+  const change: DeviceChange = { uuid: ev.uuid };
+  if (!sameHold(hold, ev.hold)) change.hold = hold;
+  const done = (c: DeviceChange) => (Object.keys(c).length > 1 ? c : undefined);
+
+  // Update results for this version: the first failure decides; else the latest success.
+  let completed: { at: number; target: string | undefined } | undefined;
+  for (const { receivedAt, event } of ev.events) {
+    if (event.eventType.id !== COMPLETED || event.event.version !== version) continue;
+    if (event.event.success === false) {
+      const d = details(event);
+      if (d && typeof d === "object" && d.canceled === true) continue; // cancelled on the device, not a failure of the update
+      return { ...change, status: "failed", reason: failureReason(event), hold: null };
+    }
+    if (event.event.success === true) completed = { at: ms(receivedAt), target: event.event.targetName };
+  }
+  const current = ev.currentTarget ? ctx.targets.get(ev.currentTarget) : undefined;
+  if (!completed && current?.version === version) completed = { at: ms(ev.appsStatesAt) || ms(ctx.rollout.waveStartedAt), target: ev.currentTarget! };
+
+  if (completed) {
+    const target = completed.target ? ctx.targets.get(completed.target) : undefined;
+    const apps = appsVerdict(ev, target, completed.at);
+    if (apps?.kind === "failed") return { ...change, status: "failed", reason: apps.why, healthySince: null, hold: null };
+    if (apps?.kind === "healthy") {
+      const since = ev.healthySince ?? new Date(Math.max(completed.at, ms(ev.appsStatesAt) || completed.at)).toISOString();
+      if (ev.healthySince !== since) change.healthySince = since;
+      if (ctx.now - ms(since) >= ctx.rollout.healthWindowS * 1000) {
+        return { ...change, status: "succeeded", reason: `every app healthy for ${ctx.rollout.healthWindowS} s`, hold: null };
+      }
+      return done(change);
+    }
+    if (ev.healthySince !== null) change.healthySince = null; // starting again or not reported yet: the window restarts
+  }
+  if (ctx.now >= pendingDeadline(ctx, hold, endedAt)) {
+    const why = completed ? "timeout: updated, but its apps did not report healthy in time" : "timeout: the update did not complete in time";
+    return { ...change, status: "failed", reason: why };
+  }
+  return done(change);
+}
