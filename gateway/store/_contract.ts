@@ -6,7 +6,15 @@ import { describe, expect, test } from "bun:test";
 import { tufStorageContract } from "../ota/_storage-contract.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import { STORED_TOO_DEEP } from "./_rows.ts";
-import { DeviceRevokedError, type NewDevice, type NewRegistrationToken, type Store } from "./types.ts";
+import {
+  DeviceRevokedError,
+  GroupExistsError,
+  RolloutConflictError,
+  type NewDevice,
+  type NewRegistrationToken,
+  type RolloutRow,
+  type Store,
+} from "./types.ts";
 
 let n = 0;
 const uniq = () => `${Date.now().toString(16)}-${(n++).toString(16).padStart(4, "0")}`;
@@ -307,5 +315,220 @@ export function storeContract(open: () => Promise<Store>) {
     expect(sum.recentFailures.map((d) => d.uuid)).toEqual(expect.arrayContaining([failing!.uuid, rolled!.uuid]));
     expect(sum.versions.find((v) => v.target === `${hw}-2`)?.devices).toBe(3);
     expect(sum.total).toBeGreaterThanOrEqual(5);
+  });
+
+  test("setDeviceLabels() sets, replaces and removes labels; re-registration and check-ins keep them", async () => {
+    const s = await open();
+    const d = aDevice({ tagsFromDevice: true });
+    expect((await s.putDevice(d)).labels).toEqual({});
+    expect((await s.setDeviceLabels(d.uuid, { region: "eu", "site/floor": "3" }, []))!.labels).toEqual({ region: "eu", "site/floor": "3" });
+    expect((await s.setDeviceLabels(d.uuid, { region: "us", ring: "canary" }, ["site/floor", "absent"]))!.labels).toEqual({ region: "us", ring: "canary" });
+    await s.putDevice({ ...d, certSerial: "CAFE" });
+    await s.recordSightings([{ uuid: d.uuid, at: new Date().toISOString(), tags: ["x"] }]);
+    expect((await s.getDevice(d.uuid))!.labels).toEqual({ region: "us", ring: "canary" });
+    expect(await s.setDeviceLabels("unknown-uuid", { a: "b" }, [])).toBeUndefined();
+  });
+
+  test("queryDevices() ANDs labels, tags, hardware id and name; revoked devices never match", async () => {
+    const s = await open();
+    const hw = `hwq-${uniq()}`;
+    const mk = async (name: string, tags: string[], labels: Record<string, string>) => {
+      const row = await s.putDevice(aDevice({ name, hardwareId: hw, tags }));
+      await s.setDeviceLabels(row.uuid, labels, []);
+      return row.uuid;
+    };
+    const a = await mk("Kiosk-Berlin", ["prod", "beta"], { region: "eu", "ring.v2": "canary" });
+    const b = await mk("kiosk-paris", ["production"], { region: "eu" });
+    const c = await mk("sign-boston", ["prod"], { region: "us", "ring.v2": "canary" });
+    const gone = await mk("kiosk-gone", ["prod"], { region: "eu" });
+    await s.revokeDevice(gone, new Date().toISOString());
+    const sorted = (l: string[]) => [...l].sort();
+    expect(await s.queryDevices({ hardwareId: hw })).toEqual(sorted([a, b, c]));
+    expect(await s.queryDevices({ hardwareId: hw, labels: { region: "eu" } })).toEqual(sorted([a, b]));
+    expect(await s.queryDevices({ hardwareId: hw, labels: { region: "eu", "ring.v2": "canary" } })).toEqual([a]);
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["prod"] })).toEqual(sorted([a, c]));
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["prod", "beta"] })).toEqual([a]);
+    expect(await s.queryDevices({ hardwareId: hw, nameContains: "KIOSK" })).toEqual(sorted([a, b]));
+    expect(await s.queryDevices({ hardwareId: hw, nameContains: "%" })).toEqual([]);
+    expect(await s.queryDevices({ hardwareId: hw, labels: { region: "mars" } })).toEqual([]);
+    expect(await s.knownDevices([a, gone, "nope", a])).toEqual(sorted([a, gone]));
+  });
+
+  test("groups: created once, static members of registered devices only, listed with counts, deleted with their members", async () => {
+    const s = await open();
+    const name = `g-${uniq()}`;
+    const at = "2026-01-01T00:00:00.000Z";
+    await s.createGroup({ name, kind: "static", query: null, createdAt: at });
+    await expect(s.createGroup({ name, kind: "dynamic", query: "a=b", createdAt: at })).rejects.toThrow(GroupExistsError);
+    expect(await s.getGroup(name)).toEqual({ name, kind: "static", query: null, createdAt: at });
+    const [d1, d2] = [aDevice(), aDevice()];
+    await s.putDevice(d1);
+    await s.putDevice(d2);
+    expect(await s.addGroupMembers(name, [d1.uuid, d2.uuid, "not-registered"])).toBe(2);
+    expect(await s.addGroupMembers(name, [d1.uuid])).toBe(0);
+    expect(await s.listGroupMembers(name)).toEqual([d1.uuid, d2.uuid].sort());
+    expect((await s.listGroups()).find((g) => g.name === name)?.members).toBe(2);
+    expect(await s.removeGroupMembers(name, [d1.uuid, "not-registered"])).toBe(1);
+    expect(await s.listGroupMembers(name)).toEqual([d2.uuid]);
+    const dyn = `dyn-${uniq()}`;
+    await s.createGroup({ name: dyn, kind: "dynamic", query: "region=eu", createdAt: at });
+    expect((await s.listGroups()).find((g) => g.name === dyn)).toMatchObject({ kind: "dynamic", query: "region=eu", members: 0 });
+    expect(await s.deleteGroup(name)).toBe(true);
+    expect(await s.deleteGroup(name)).toBe(false);
+    expect(await s.getGroup(name)).toBeUndefined();
+    // A group made again under the same name starts empty.
+    await s.createGroup({ name, kind: "static", query: null, createdAt: at });
+    expect(await s.listGroupMembers(name)).toEqual([]);
+  });
+
+  const aRollout = (over: Partial<RolloutRow> = {}): RolloutRow => {
+    const at = new Date().toISOString();
+    return {
+      id: `r-${uniq()}`,
+      targetVersion: `v-${uniq()}`,
+      groupName: null,
+      tag: "prod",
+      waves: [1, 33.5, 100],
+      soakS: 1800,
+      maxFailuresPct: 5.5,
+      healthWindowS: 600,
+      pendingTimeoutS: 3600,
+      installWindow: "Sat 02:00-04:00 Europe/Berlin",
+      maxHoldS: null,
+      rollbackOnHalt: true,
+      state: "running",
+      wave: 0,
+      waveStartedAt: at,
+      reason: null,
+      revision: 1,
+      createdAt: at,
+      updatedAt: at,
+      ...over,
+    };
+  };
+
+  test("createRollout() stores the rollout and its members; one active rollout per version", async () => {
+    const s = await open();
+    const r = aRollout();
+    const members = Array.from({ length: 2500 }, (_, i) => ({ uuid: `m-${String(i).padStart(5, "0")}`, wave: i < 25 ? 0 : i < 800 ? 1 : 2 }));
+    await s.createRollout(r, members);
+    expect(await s.getRollout(r.id)).toEqual(r);
+    expect((await s.rolloutMembers(r.id)).length).toBe(2500);
+    expect(await s.rolloutCounts(r.id)).toEqual([
+      { wave: 0, status: "pending", devices: 25 },
+      { wave: 1, status: "pending", devices: 775 },
+      { wave: 2, status: "pending", devices: 1700 },
+    ]);
+    // A second active rollout of the same version is refused, and leaves nothing behind.
+    const twin = aRollout({ targetVersion: r.targetVersion });
+    await expect(s.createRollout(twin, [{ uuid: "x", wave: 0 }])).rejects.toThrow(RolloutConflictError);
+    expect(await s.getRollout(twin.id)).toBeUndefined();
+    expect(await s.rolloutMembers(twin.id)).toEqual([]);
+    expect((await s.activeRollouts()).map((x) => x.id)).toContain(r.id);
+    // Once completed, the version may be rolled out again.
+    expect(await s.updateRollout(r.id, 1, { state: "completed" })).toMatchObject({ state: "completed", revision: 2 });
+    await s.createRollout(twin, [{ uuid: "x", wave: 0 }]);
+    expect((await s.activeRollouts()).map((x) => x.id)).toEqual(expect.arrayContaining([twin.id]));
+    expect((await s.activeRollouts()).map((x) => x.id)).not.toContain(r.id);
+    expect((await s.listRollouts()).map((x) => x.id)).toEqual(expect.arrayContaining([r.id, twin.id]));
+    expect((await s.listRollouts({ active: true })).map((x) => x.id)).not.toContain(r.id);
+  });
+
+  test("updateRollout() applies a patch only at the expected revision (of two racing writers one wins)", async () => {
+    const s = await open();
+    const r = aRollout();
+    await s.createRollout(r, []);
+    const next = await s.updateRollout(r.id, 1, { wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", reason: "soaked", updatedAt: "2030-01-01T00:00:01.000Z" });
+    expect(next).toMatchObject({ wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", reason: "soaked", revision: 2, updatedAt: "2030-01-01T00:00:01.000Z" });
+    expect(await s.updateRollout(r.id, 1, { state: "paused" })).toBeUndefined();
+    const race = await Promise.all([s.updateRollout(r.id, 2, { state: "paused" }), s.updateRollout(r.id, 2, { state: "halted", reason: "x" })]);
+    expect(race.filter(Boolean)).toHaveLength(1);
+    expect((await s.getRollout(r.id))!.revision).toBe(3);
+    expect(await s.updateRollout("unknown", 1, { state: "paused" })).toBeUndefined();
+  });
+
+  test("rollout devices: changes in one batch, fields left out kept, null clears; filtered states and counts", async () => {
+    const s = await open();
+    const r = aRollout();
+    await s.createRollout(r, [
+      { uuid: "a", wave: 0 },
+      { uuid: "b", wave: 1 },
+      { uuid: "c", wave: 1 },
+    ]);
+    const hold = { kind: "lock" as const, until: "2030-01-01T00:00:00.000Z", at: "2029-12-31T00:00:00.000Z" };
+    await s.updateRolloutDevices(r.id, [
+      { uuid: "a", status: "succeeded", healthySince: "2029-01-01T00:00:00.000Z" },
+      { uuid: "b", status: "failed", reason: "app httpd unhealthy" },
+      { uuid: "c", hold, updatedAt: "2029-12-31T00:00:01.000Z" },
+      { uuid: "not-a-member", status: "failed" },
+    ]);
+    const rows = await s.rolloutDeviceStates(r.id);
+    expect(rows.map((x) => [x.uuid, x.status, x.reason, x.healthySince, x.hold])).toEqual([
+      ["a", "succeeded", null, "2029-01-01T00:00:00.000Z", null],
+      ["b", "failed", "app httpd unhealthy", null, null],
+      ["c", "pending", null, null, hold],
+    ]);
+    expect(rows[2]).toMatchObject({ rolloutId: r.id, wave: 1, updatedAt: "2029-12-31T00:00:01.000Z" });
+    await s.updateRolloutDevices(r.id, [{ uuid: "a", reason: "still fine" }, { uuid: "c", hold: null }]);
+    expect((await s.rolloutDeviceStates(r.id, { wave: 0 }))[0]).toMatchObject({ status: "succeeded", reason: "still fine", healthySince: "2029-01-01T00:00:00.000Z" });
+    expect((await s.rolloutDeviceStates(r.id, { held: true })).map((x) => x.uuid)).toEqual([]);
+    expect((await s.rolloutDeviceStates(r.id, { status: "failed" })).map((x) => x.uuid)).toEqual(["b"]);
+    expect((await s.rolloutDeviceStates(r.id, { limit: 1, after: "a" })).map((x) => x.uuid)).toEqual(["b"]);
+    expect(await s.rolloutCounts(r.id)).toEqual([
+      { wave: 0, status: "succeeded", devices: 1 },
+      { wave: 1, status: "failed", devices: 1 },
+      { wave: 1, status: "pending", devices: 1 },
+    ]);
+  });
+
+  test("rollout events are kept in order and listed newest first", async () => {
+    const s = await open();
+    const r = aRollout();
+    await s.createRollout(r, []);
+    await s.appendRolloutEvents([
+      { rolloutId: r.id, at: "2030-01-01T00:00:00.000Z", kind: "created", wave: null, deviceUuid: null, reason: "by admin" },
+      { rolloutId: r.id, at: "2030-01-01T00:00:01.000Z", kind: "wave-started", wave: 0, deviceUuid: null, reason: "1% (1 device)" },
+    ]);
+    await s.appendRolloutEvents([{ rolloutId: r.id, at: "2030-01-01T00:00:02.000Z", kind: "device-failed", wave: 0, deviceUuid: "a", reason: "timeout" }]);
+    const events = await s.listRolloutEvents(r.id);
+    expect(events.map((e) => [e.kind, e.wave, e.deviceUuid, e.reason])).toEqual([
+      ["device-failed", 0, "a", "timeout"],
+      ["wave-started", 0, null, "1% (1 device)"],
+      ["created", null, null, "by admin"],
+    ]);
+    expect(events[0]!.id).toBeGreaterThan(events[1]!.id);
+    expect((await s.listRolloutEvents(r.id, { limit: 1 })).map((e) => e.kind)).toEqual(["device-failed"]);
+  });
+
+  test("pendingRolloutEvidence(): pending members of released waves with device facts, events since the rollout began, app states", async () => {
+    const s = await open();
+    const [a, b, c, late] = [aDevice(), aDevice(), aDevice(), aDevice()];
+    for (const d of [a, b, c, late]) await s.putDevice(d);
+    const old = anEvent({ eventType: { id: "EcuInstallationCompleted", version: 2 }, event: { correlationId: "old", success: false } });
+    await s.appendEvents(a.uuid, [old]);
+    await Bun.sleep(5); // received_at is a millisecond timestamp
+    const r = aRollout({ createdAt: new Date().toISOString() });
+    await s.createRollout(r, [
+      { uuid: a.uuid, wave: 0 },
+      { uuid: b.uuid, wave: 0 },
+      { uuid: c.uuid, wave: 0 },
+      { uuid: late.uuid, wave: 1 },
+    ]);
+    const started = anEvent({ eventType: { id: "EcuInstallationStarted", version: 2 }, event: { correlationId: "n" } });
+    const done = anEvent({ eventType: { id: "EcuInstallationCompleted", version: 2 }, event: { correlationId: "n", success: true } });
+    await s.appendEvents(a.uuid, [started, done]);
+    await s.appendEvents(late.uuid, [anEvent()]);
+    await s.recordSightings([{ uuid: a.uuid, at: "2030-01-01T00:00:00.000Z", currentTarget: "t-2" }]);
+    const states = { deviceTime: "t", apps: { httpd: { uri: "r/x@sha256:1", state: "healthy" as const, services: [] } } };
+    await s.putAppsStates(a.uuid, states);
+    await s.updateRolloutDevices(r.id, [{ uuid: c.uuid, status: "succeeded" }]);
+    const ev = await s.pendingRolloutEvidence(r.id, 0);
+    expect(ev.map((e) => e.uuid).sort()).toEqual([a.uuid, b.uuid].sort());
+    const ea = ev.find((e) => e.uuid === a.uuid)!;
+    expect(ea).toMatchObject({ wave: 0, currentTarget: "t-2", deviceStatus: "up-to-date", lastSeen: "2030-01-01T00:00:00.000Z", revokedAt: null, appsStates: states });
+    expect(ea.events.map((e) => e.event)).toEqual([started, done]);
+    expect(typeof ea.appsStatesAt).toBe("string");
+    expect(ev.find((e) => e.uuid === b.uuid)).toMatchObject({ events: [], appsStates: null, appsStatesAt: null, deviceStatus: "registered" });
+    expect((await s.pendingRolloutEvidence(r.id, 1)).map((e) => e.uuid)).toContain(late.uuid);
   });
 }

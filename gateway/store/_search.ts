@@ -44,7 +44,7 @@ export const toFleetDevice = (r: StatusRecord): FleetDevice => ({
   statusAt: r.status_at,
 });
 
-const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+export const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /** SQL for a device's effective status given the offline cut-off at parameter `off`. */
 const effective = (off: string) =>

@@ -10,9 +10,39 @@ import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE, splitStatements } from "./_migrations.ts";
 import { POSTGRES, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
+import {
+  EVIDENCE_EVENTS,
+  EVIDENCE_MEMBERS,
+  chunks,
+  fleetWhere,
+  isActiveRolloutConflict,
+  rolloutColumns,
+  toEvidence,
+  toGroup,
+  toRollout,
+  toRolloutDevice,
+  toRolloutEvent,
+  type EvidenceEventRecord,
+  type EvidenceMemberRecord,
+  type GroupRecord,
+  type RolloutDeviceRecord,
+  type RolloutEventRecord,
+  type RolloutRecord,
+} from "./_rollouts.ts";
 import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
+  GroupExistsError,
+  RolloutConflictError,
+  type FleetQuery,
+  type GroupRow,
+  type RolloutCount,
+  type RolloutDeviceChange,
+  type RolloutDeviceStatus,
+  type RolloutEventRow,
+  type RolloutMember,
+  type RolloutPatch,
+  type RolloutRow,
   type ApiTokenRow,
   type DeviceRow,
   type DeviceSearch,
@@ -157,6 +187,223 @@ export class PostgresStore implements Store {
       uuid,
     ])) as DeviceRecord[];
     return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[]) {
+    // One statement: jsonb merge (||) then key removal (- text[]); jsonb keeps keys sorted itself.
+    const rows = (await this.#sql.unsafe(
+      "UPDATE devices SET labels = (labels || $1::text::jsonb) - $2::text[] WHERE uuid = $3 RETURNING *",
+      [JSON.stringify(set), remove, uuid],
+    )) as DeviceRecord[];
+    return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async queryDevices(q: FleetQuery) {
+    // Containment of every label at once: answered by the GIN index devices_labels.
+    const w = fleetWhere(POSTGRES, q, (p, labels) => [`labels @> ${p(JSON.stringify(labels))}::text::jsonb`]);
+    const rows = (await this.#sql.unsafe(`SELECT uuid FROM devices WHERE ${w.sql} ORDER BY uuid`, w.params)) as { uuid: string }[];
+    return rows.map((r) => r.uuid);
+  }
+
+  async knownDevices(uuids: string[]) {
+    const rows = (await this.#sql.unsafe("SELECT uuid FROM devices WHERE uuid = ANY($1::text[]) ORDER BY uuid", [
+      [...new Set(uuids)],
+    ])) as { uuid: string }[];
+    return rows.map((r) => r.uuid);
+  }
+
+  async createGroup(g: GroupRow) {
+    const rows = await this.#sql.unsafe(
+      "INSERT INTO device_groups (name, kind, query, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING name",
+      [g.name, g.kind, g.query, g.createdAt],
+    );
+    if (!rows.length) throw new GroupExistsError(g.name);
+  }
+
+  async getGroup(name: string) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM device_groups WHERE name = $1", [name])) as GroupRecord[];
+    return rows[0] ? toGroup(rows[0]) : undefined;
+  }
+
+  async listGroups() {
+    const rows = (await this.#sql.unsafe(
+      `SELECT g.*, (SELECT count(*)::int FROM group_members m WHERE m.group_name = g.name) AS members
+       FROM device_groups g ORDER BY g.name`,
+    )) as GroupRecord[];
+    return rows.map((r) => ({ ...toGroup(r), members: Number(r.members ?? 0) }));
+  }
+
+  async deleteGroup(name: string) {
+    const rows = await this.#sql.unsafe("DELETE FROM device_groups WHERE name = $1 RETURNING name", [name]);
+    return rows.length > 0;
+  }
+
+  async addGroupMembers(name: string, uuids: string[]) {
+    const rows = await this.#sql.unsafe(
+      `INSERT INTO group_members (group_name, device_uuid)
+       SELECT $1, uuid FROM devices WHERE uuid = ANY($2::text[]) ON CONFLICT DO NOTHING RETURNING device_uuid`,
+      [name, [...new Set(uuids)]],
+    );
+    return rows.length;
+  }
+
+  async removeGroupMembers(name: string, uuids: string[]) {
+    const rows = await this.#sql.unsafe(
+      "DELETE FROM group_members WHERE group_name = $1 AND device_uuid = ANY($2::text[]) RETURNING device_uuid",
+      [name, [...new Set(uuids)]],
+    );
+    return rows.length;
+  }
+
+  async listGroupMembers(name: string) {
+    const rows = (await this.#sql.unsafe("SELECT device_uuid FROM group_members WHERE group_name = $1 ORDER BY device_uuid", [
+      name,
+    ])) as { device_uuid: string }[];
+    return rows.map((r) => r.device_uuid);
+  }
+
+  async createRollout(row: RolloutRow, members: RolloutMember[]) {
+    const { columns, values } = rolloutColumns(row);
+    try {
+      await this.#sql.begin(async (tx) => {
+        await tx.unsafe(`INSERT INTO rollouts (${columns.join(", ")}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(", ")})`, values);
+        // 10,000 members per statement: arrays zipped by unnest.
+        for (const part of chunks(members, 10_000))
+          await tx.unsafe(
+            `INSERT INTO rollout_devices (rollout_id, device_uuid, wave, status, updated_at)
+             SELECT $1, u, w, 'pending', $2 FROM unnest($3::text[], $4::int[]) AS m(u, w)`,
+            [row.id, row.createdAt, part.map((m) => m.uuid), part.map((m) => m.wave)],
+          );
+      });
+    } catch (err) {
+      if (isActiveRolloutConflict(err)) throw new RolloutConflictError(row.targetVersion);
+      throw err;
+    }
+  }
+
+  async getRollout(id: string) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM rollouts WHERE id = $1", [id])) as RolloutRecord[];
+    return rows[0] ? toRollout(rows[0]) : undefined;
+  }
+
+  async listRollouts(opts: { active?: boolean; limit?: number } = {}) {
+    const where = opts.active ? "WHERE state IN ('running', 'paused', 'halted')" : "";
+    const rows = (await this.#sql.unsafe(`SELECT * FROM rollouts ${where} ORDER BY created_at DESC, id DESC LIMIT $1`, [
+      clampLimit(opts.limit),
+    ])) as RolloutRecord[];
+    return rows.map(toRollout);
+  }
+
+  async activeRollouts() {
+    return this.listRollouts({ active: true });
+  }
+
+  async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch) {
+    const { columns, values } = rolloutColumns({ ...patch, updatedAt: patch.updatedAt ?? new Date().toISOString() });
+    const n = values.length;
+    const rows = (await this.#sql.unsafe(
+      `UPDATE rollouts SET ${columns.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = revision + 1
+       WHERE id = $${n + 1} AND revision = $${n + 2} RETURNING *`,
+      [...values, id, expectedRevision],
+    )) as RolloutRecord[];
+    return rows[0] ? toRollout(rows[0]) : undefined;
+  }
+
+  async rolloutMembers(id: string) {
+    const rows = (await this.#sql.unsafe(
+      "SELECT device_uuid AS uuid, wave FROM rollout_devices WHERE rollout_id = $1 ORDER BY wave, device_uuid",
+      [id],
+    )) as { uuid: string; wave: number }[];
+    return rows.map((r) => ({ uuid: r.uuid, wave: Number(r.wave) }));
+  }
+
+  async rolloutDeviceStates(
+    id: string,
+    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; limit?: number; after?: string } = {},
+  ) {
+    const params: unknown[] = [id, opts.after ?? ""];
+    const conds = ["rollout_id = $1", "device_uuid > $2"];
+    if (opts.wave !== undefined) params.push(opts.wave), conds.push(`wave = $${params.length}`);
+    if (opts.status) params.push(opts.status), conds.push(`status = $${params.length}`);
+    if (opts.held) conds.push("hold IS NOT NULL");
+    params.push(clampLimit(opts.limit, 100_000));
+    const rows = (await this.#sql.unsafe(
+      `SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT $${params.length}`,
+      params,
+    )) as RolloutDeviceRecord[];
+    return rows.map(toRolloutDevice);
+  }
+
+  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[]) {
+    if (!changes.length) return;
+    const now = new Date().toISOString();
+    // One statement for the batch; per field a "given" flag, so a change can clear it (null) or leave it alone.
+    const given = (f: keyof RolloutDeviceChange) => changes.map((c) => (c[f] !== undefined ? 1 : 0));
+    await this.#sql.unsafe(
+      `UPDATE rollout_devices d SET
+         status = CASE WHEN s.gs = 1 THEN s.status ELSE d.status END,
+         reason = CASE WHEN s.gr = 1 THEN s.reason ELSE d.reason END,
+         healthy_since = CASE WHEN s.gh = 1 THEN s.healthy ELSE d.healthy_since END,
+         hold = CASE WHEN s.gd = 1 THEN s.hold ELSE d.hold END,
+         updated_at = s.at
+       FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[], $9::int[], $10::text[], $11::text[])
+         AS s(uuid, gs, status, gr, reason, gh, healthy, gd, hold, at)
+       WHERE d.rollout_id = $1 AND d.device_uuid = s.uuid`,
+      [
+        id,
+        changes.map((c) => c.uuid),
+        given("status"),
+        changes.map((c) => c.status ?? null),
+        given("reason"),
+        changes.map((c) => c.reason ?? null),
+        given("healthySince"),
+        changes.map((c) => c.healthySince ?? null),
+        given("hold"),
+        changes.map((c) => (c.hold ? JSON.stringify(c.hold) : null)),
+        changes.map((c) => c.updatedAt ?? now),
+      ],
+    );
+  }
+
+  async rolloutCounts(id: string) {
+    const rows = (await this.#sql.unsafe(
+      "SELECT wave, status, count(*)::int AS devices FROM rollout_devices WHERE rollout_id = $1 GROUP BY wave, status ORDER BY wave, status",
+      [id],
+    )) as RolloutCount[];
+    return rows.map((r) => ({ wave: Number(r.wave), status: r.status, devices: Number(r.devices) }));
+  }
+
+  async appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]) {
+    if (!events.length) return;
+    await this.#sql.unsafe(
+      `INSERT INTO rollout_events (rollout_id, at, kind, wave, device_uuid, reason)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])`,
+      [
+        events.map((e) => e.rolloutId),
+        events.map((e) => e.at),
+        events.map((e) => e.kind),
+        events.map((e) => e.wave),
+        events.map((e) => e.deviceUuid),
+        events.map((e) => e.reason),
+      ],
+    );
+  }
+
+  async listRolloutEvents(id: string, opts: { limit?: number } = {}) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM rollout_events WHERE rollout_id = $1 ORDER BY id DESC LIMIT $2", [
+      id,
+      clampLimit(opts.limit ?? 100, 10_000),
+    ])) as RolloutEventRecord[];
+    return rows.map(toRolloutEvent);
+  }
+
+  async pendingRolloutEvidence(id: string, maxWave: number) {
+    // One snapshot for both reads, so an event and the status it set are seen together.
+    return this.#sql.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY", async (tx) => {
+      const members = (await tx.unsafe(EVIDENCE_MEMBERS(POSTGRES), [id, maxWave])) as EvidenceMemberRecord[];
+      const events = (await tx.unsafe(EVIDENCE_EVENTS(POSTGRES), [id, maxWave])) as EvidenceEventRecord[];
+      return toEvidence(members, events);
+    });
   }
 
   async recordSightings(batch: Sighting[]) {

@@ -11,9 +11,39 @@ import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage
 import { EventWriter } from "./_event-writer.ts";
 import { SQLITE, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
+import {
+  EVIDENCE_EVENTS,
+  EVIDENCE_MEMBERS,
+  chunks,
+  fleetWhere,
+  isActiveRolloutConflict,
+  mergeLabels,
+  rolloutColumns,
+  toEvidence,
+  toGroup,
+  toRollout,
+  toRolloutDevice,
+  toRolloutEvent,
+  type EvidenceEventRecord,
+  type EvidenceMemberRecord,
+  type GroupRecord,
+  type RolloutDeviceRecord,
+  type RolloutEventRecord,
+  type RolloutRecord,
+} from "./_rollouts.ts";
 import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
+  GroupExistsError,
+  RolloutConflictError,
+  type FleetQuery,
+  type GroupRow,
+  type RolloutDeviceChange,
+  type RolloutDeviceStatus,
+  type RolloutEventRow,
+  type RolloutMember,
+  type RolloutPatch,
+  type RolloutRow,
   type ApiTokenRow,
   type DeviceRow,
   type DeviceSearch,
@@ -157,6 +187,231 @@ export class SqliteStore implements Store {
   async setDeviceTags(uuid: string, tags: string[]) {
     this.#db.query("UPDATE devices SET tags = ? WHERE uuid = ?").run(JSON.stringify(tags), uuid);
     return this.getDevice(uuid);
+  }
+
+  async setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[]) {
+    const found = this.#db.transaction(() => {
+      const r = this.#db.query<{ labels: string }, [string]>("SELECT labels FROM devices WHERE uuid = ?").get(uuid);
+      if (!r) return false;
+      const labels = mergeLabels(JSON.parse(r.labels), set, remove);
+      this.#db.query("UPDATE devices SET labels = ? WHERE uuid = ?").run(JSON.stringify(labels), uuid);
+      return true;
+    }).immediate();
+    return found ? this.getDevice(uuid) : undefined;
+  }
+
+  async queryDevices(q: FleetQuery) {
+    // Keys match ^[a-z0-9][a-z0-9._/-]*$ (lib/api/admin.ts), so quoting them in the JSON path is enough.
+    const w = fleetWhere(SQLITE, q, (p, labels) =>
+      Object.entries(labels).map(([k, v]) => `json_extract(labels, ${p(`$."${k}"`)}) = ${p(v)}`),
+    );
+    return this.#db
+      .query<{ uuid: string }, any[]>(`SELECT uuid FROM devices WHERE ${w.sql} ORDER BY uuid`)
+      .all(...(w.params as any[]))
+      .map((r) => r.uuid);
+  }
+
+  async knownDevices(uuids: string[]) {
+    const out: string[] = [];
+    for (const part of chunks([...new Set(uuids)], 500))
+      for (const r of this.#db
+        .query<{ uuid: string }, string[]>(`SELECT uuid FROM devices WHERE uuid IN (${part.map(() => "?").join(",")})`)
+        .all(...part))
+        out.push(r.uuid);
+    return out.sort();
+  }
+
+  async createGroup(g: GroupRow) {
+    const res = this.#db
+      .query("INSERT INTO device_groups (name, kind, query, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING")
+      .run(g.name, g.kind, g.query, g.createdAt);
+    if (res.changes === 0) throw new GroupExistsError(g.name);
+  }
+
+  async getGroup(name: string) {
+    const r = this.#db.query<GroupRecord, [string]>("SELECT * FROM device_groups WHERE name = ?").get(name);
+    return r ? toGroup(r) : undefined;
+  }
+
+  async listGroups() {
+    return this.#db
+      .query<GroupRecord, []>(
+        `SELECT g.*, (SELECT count(*) FROM group_members m WHERE m.group_name = g.name) AS members
+         FROM device_groups g ORDER BY g.name`,
+      )
+      .all()
+      .map((r) => ({ ...toGroup(r), members: Number(r.members ?? 0) }));
+  }
+
+  async deleteGroup(name: string) {
+    return this.#db.transaction(() => {
+      this.#db.query("DELETE FROM group_members WHERE group_name = ?").run(name);
+      return this.#db.query("DELETE FROM device_groups WHERE name = ?").run(name).changes > 0;
+    }).immediate();
+  }
+
+  async addGroupMembers(name: string, uuids: string[]) {
+    return this.#db.transaction(() => {
+      let n = 0;
+      for (const part of chunks([...new Set(uuids)], 500))
+        n += this.#db
+          .query(
+            `INSERT INTO group_members (group_name, device_uuid)
+             SELECT ?, uuid FROM devices WHERE uuid IN (${part.map(() => "?").join(",")}) ON CONFLICT DO NOTHING`,
+          )
+          .run(name, ...part).changes;
+      return n;
+    }).immediate();
+  }
+
+  async removeGroupMembers(name: string, uuids: string[]) {
+    return this.#db.transaction(() => {
+      let n = 0;
+      for (const part of chunks([...new Set(uuids)], 500))
+        n += this.#db
+          .query(`DELETE FROM group_members WHERE group_name = ? AND device_uuid IN (${part.map(() => "?").join(",")})`)
+          .run(name, ...part).changes;
+      return n;
+    }).immediate();
+  }
+
+  async listGroupMembers(name: string) {
+    return this.#db
+      .query<{ device_uuid: string }, [string]>("SELECT device_uuid FROM group_members WHERE group_name = ? ORDER BY device_uuid")
+      .all(name)
+      .map((r) => r.device_uuid);
+  }
+
+  async createRollout(row: RolloutRow, members: RolloutMember[]) {
+    const { columns, values } = rolloutColumns(row);
+    const member = this.#db.query(
+      "INSERT INTO rollout_devices (rollout_id, device_uuid, wave, status, updated_at) VALUES (?, ?, ?, 'pending', ?)",
+    );
+    try {
+      this.#db.transaction(() => {
+        this.#db
+          .query(`INSERT INTO rollouts (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`)
+          .run(...(values as any[]));
+        for (const m of members) member.run(row.id, m.uuid, m.wave, row.createdAt);
+      }).immediate();
+    } catch (err) {
+      if (isActiveRolloutConflict(err)) throw new RolloutConflictError(row.targetVersion);
+      throw err;
+    }
+  }
+
+  async getRollout(id: string) {
+    const r = this.#db.query<RolloutRecord, [string]>("SELECT * FROM rollouts WHERE id = ?").get(id);
+    return r ? toRollout(r) : undefined;
+  }
+
+  async listRollouts(opts: { active?: boolean; limit?: number } = {}) {
+    const where = opts.active ? "WHERE state IN ('running', 'paused', 'halted')" : "";
+    return this.#db
+      .query<RolloutRecord, [number]>(`SELECT * FROM rollouts ${where} ORDER BY created_at DESC, id DESC LIMIT ?`)
+      .all(clampLimit(opts.limit))
+      .map(toRollout);
+  }
+
+  async activeRollouts() {
+    return this.listRollouts({ active: true });
+  }
+
+  async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch) {
+    const { columns, values } = rolloutColumns({ ...patch, updatedAt: patch.updatedAt ?? new Date().toISOString() });
+    const r = this.#db
+      .query<RolloutRecord, any[]>(
+        `UPDATE rollouts SET ${columns.map((c) => `${c} = ?`).join(", ")}, revision = revision + 1
+         WHERE id = ? AND revision = ? RETURNING *`,
+      )
+      .get(...(values as any[]), id, expectedRevision);
+    return r ? toRollout(r) : undefined;
+  }
+
+  async rolloutMembers(id: string) {
+    return this.#db
+      .query<{ uuid: string; wave: number }, [string]>(
+        "SELECT device_uuid AS uuid, wave FROM rollout_devices WHERE rollout_id = ? ORDER BY wave, device_uuid",
+      )
+      .all(id);
+  }
+
+  async rolloutDeviceStates(
+    id: string,
+    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; limit?: number; after?: string } = {},
+  ) {
+    const conds = ["rollout_id = ?", "device_uuid > ?"];
+    const params: (string | number)[] = [id, opts.after ?? ""];
+    if (opts.wave !== undefined) conds.push("wave = ?"), params.push(opts.wave);
+    if (opts.status) conds.push("status = ?"), params.push(opts.status);
+    if (opts.held) conds.push("hold IS NOT NULL");
+    return this.#db
+      .query<RolloutDeviceRecord, any[]>(`SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ?`)
+      .all(...params, clampLimit(opts.limit, 100_000))
+      .map(toRolloutDevice);
+  }
+
+  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[]) {
+    if (!changes.length) return;
+    // Each field: a "given" flag and its value, so a change can clear a field (null) or leave it alone.
+    const q = this.#db.query(
+      `UPDATE rollout_devices SET
+         status = CASE WHEN ?2 THEN ?3 ELSE status END,
+         reason = CASE WHEN ?4 THEN ?5 ELSE reason END,
+         healthy_since = CASE WHEN ?6 THEN ?7 ELSE healthy_since END,
+         hold = CASE WHEN ?8 THEN ?9 ELSE hold END,
+         updated_at = ?10
+       WHERE rollout_id = ?1 AND device_uuid = ?11`,
+    );
+    const now = new Date().toISOString();
+    this.#db.transaction(() => {
+      for (const c of changes)
+        q.run(
+          id,
+          c.status !== undefined ? 1 : 0,
+          c.status ?? null,
+          c.reason !== undefined ? 1 : 0,
+          c.reason ?? null,
+          c.healthySince !== undefined ? 1 : 0,
+          c.healthySince ?? null,
+          c.hold !== undefined ? 1 : 0,
+          c.hold ? JSON.stringify(c.hold) : null,
+          c.updatedAt ?? now,
+          c.uuid,
+        );
+    }).immediate();
+  }
+
+  async rolloutCounts(id: string) {
+    return this.#db
+      .query<{ wave: number; status: RolloutDeviceStatus; devices: number }, [string]>(
+        "SELECT wave, status, count(*) AS devices FROM rollout_devices WHERE rollout_id = ? GROUP BY wave, status ORDER BY wave, status",
+      )
+      .all(id);
+  }
+
+  async appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]) {
+    if (!events.length) return;
+    const q = this.#db.query("INSERT INTO rollout_events (rollout_id, at, kind, wave, device_uuid, reason) VALUES (?, ?, ?, ?, ?, ?)");
+    this.#db.transaction(() => {
+      for (const e of events) q.run(e.rolloutId, e.at, e.kind, e.wave, e.deviceUuid, e.reason);
+    }).immediate();
+  }
+
+  async listRolloutEvents(id: string, opts: { limit?: number } = {}) {
+    return this.#db
+      .query<RolloutEventRecord, [string, number]>("SELECT * FROM rollout_events WHERE rollout_id = ? ORDER BY id DESC LIMIT ?")
+      .all(id, clampLimit(opts.limit ?? 100, 10_000))
+      .map(toRolloutEvent);
+  }
+
+  async pendingRolloutEvidence(id: string, maxWave: number) {
+    return this.#db.transaction(() =>
+      toEvidence(
+        this.#db.query<EvidenceMemberRecord, [string, number]>(EVIDENCE_MEMBERS(SQLITE)).all(id, maxWave),
+        this.#db.query<EvidenceEventRecord, [string, number]>(EVIDENCE_EVENTS(SQLITE)).all(id, maxWave),
+      ),
+    )();
   }
 
   async recordSightings(batch: Sighting[]) {

@@ -1,0 +1,264 @@
+/**
+ * Rows and SQL that both backends share for labels, groups and rollouts:
+ * record mappers, the rollout column list, and the WHERE clause of a
+ * {@link FleetQuery} (only the label test differs: json_extract per row on
+ * SQLite, jsonb containment answered by a GIN index on PostgreSQL).
+ *
+ * @module
+ */
+import type { AppsStates } from "../../lib/api/index.ts";
+import { likeEscape, type Dialect } from "./_search.ts";
+import { jsonColumn, storedJson } from "./_rows.ts";
+import type {
+  FleetQuery,
+  GroupRow,
+  RolloutDeviceRow,
+  RolloutEventRow,
+  RolloutEvidence,
+  RolloutHold,
+  RolloutPatch,
+  RolloutRow,
+  StoredEvent,
+} from "./types.ts";
+import type { DeviceEvent } from "../../lib/api/index.ts";
+
+export interface GroupRecord {
+  name: string;
+  kind: string;
+  query: string | null;
+  created_at: string;
+  members?: number | string;
+}
+
+export const toGroup = (r: GroupRecord): GroupRow => ({
+  name: r.name,
+  kind: r.kind === "dynamic" ? "dynamic" : "static",
+  query: r.query,
+  createdAt: r.created_at,
+});
+
+export interface RolloutRecord {
+  id: string;
+  target_version: string;
+  group_name: string | null;
+  tag: string | null;
+  waves: string;
+  soak_s: number | string;
+  max_failures_pct: number | string;
+  health_window_s: number | string;
+  pending_timeout_s: number | string;
+  install_window: string | null;
+  max_hold_s: number | string | null;
+  rollback_on_halt: number | string;
+  state: string;
+  wave: number | string;
+  wave_started_at: string;
+  reason: string | null;
+  revision: number | string;
+  created_at: string;
+  updated_at: string;
+}
+
+export const toRollout = (r: RolloutRecord): RolloutRow => ({
+  id: r.id,
+  targetVersion: r.target_version,
+  groupName: r.group_name,
+  tag: r.tag,
+  waves: JSON.parse(r.waves),
+  soakS: Number(r.soak_s),
+  maxFailuresPct: Number(r.max_failures_pct),
+  healthWindowS: Number(r.health_window_s),
+  pendingTimeoutS: Number(r.pending_timeout_s),
+  installWindow: r.install_window,
+  maxHoldS: r.max_hold_s === null ? null : Number(r.max_hold_s),
+  rollbackOnHalt: Number(r.rollback_on_halt) === 1,
+  state: r.state as RolloutRow["state"],
+  wave: Number(r.wave),
+  waveStartedAt: r.wave_started_at,
+  reason: r.reason,
+  revision: Number(r.revision),
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+/** Each RolloutRow field's column and how its value is stored. */
+const ROLLOUT_COLUMNS: { [K in keyof RolloutRow]-?: [column: string, encode?: (v: RolloutRow[K]) => unknown] } = {
+  id: ["id"],
+  targetVersion: ["target_version"],
+  groupName: ["group_name"],
+  tag: ["tag"],
+  waves: ["waves", (v) => JSON.stringify(v)],
+  soakS: ["soak_s"],
+  maxFailuresPct: ["max_failures_pct"],
+  healthWindowS: ["health_window_s"],
+  pendingTimeoutS: ["pending_timeout_s"],
+  installWindow: ["install_window"],
+  maxHoldS: ["max_hold_s"],
+  rollbackOnHalt: ["rollback_on_halt", (v) => (v ? 1 : 0)],
+  state: ["state"],
+  wave: ["wave"],
+  waveStartedAt: ["wave_started_at"],
+  reason: ["reason"],
+  revision: ["revision"],
+  createdAt: ["created_at"],
+  updatedAt: ["updated_at"],
+};
+
+/** The columns and stored values of the fields present in `row` (a whole row or a patch). */
+export function rolloutColumns(row: RolloutPatch | RolloutRow): { columns: string[]; values: unknown[] } {
+  const columns: string[] = [];
+  const values: unknown[] = [];
+  for (const [field, value] of Object.entries(row)) {
+    if (value === undefined) continue;
+    const spec = ROLLOUT_COLUMNS[field as keyof RolloutRow] as [string, ((v: unknown) => unknown)?] | undefined;
+    if (!spec) continue;
+    columns.push(spec[0]);
+    values.push(spec[1] ? spec[1](value) : value);
+  }
+  return { columns, values };
+}
+
+export interface RolloutDeviceRecord {
+  rollout_id: string;
+  device_uuid: string;
+  wave: number | string;
+  status: string;
+  reason: string | null;
+  healthy_since: string | null;
+  hold: string | null;
+  updated_at: string;
+}
+
+export const toRolloutDevice = (r: RolloutDeviceRecord): RolloutDeviceRow => ({
+  rolloutId: r.rollout_id,
+  uuid: r.device_uuid,
+  wave: Number(r.wave),
+  status: r.status as RolloutDeviceRow["status"],
+  reason: r.reason,
+  healthySince: r.healthy_since,
+  hold: jsonColumn<RolloutHold | null>(r.hold, null),
+  updatedAt: r.updated_at,
+});
+
+export interface RolloutEventRecord {
+  id: number | string;
+  rollout_id: string;
+  at: string;
+  kind: string;
+  wave: number | string | null;
+  device_uuid: string | null;
+  reason: string;
+}
+
+export const toRolloutEvent = (r: RolloutEventRecord): RolloutEventRow => ({
+  id: Number(r.id),
+  rolloutId: r.rollout_id,
+  at: r.at,
+  kind: r.kind as RolloutEventRow["kind"],
+  wave: r.wave === null ? null : Number(r.wave),
+  deviceUuid: r.device_uuid,
+  reason: r.reason,
+});
+
+/**
+ * The WHERE clause (without "WHERE") and parameters of a fleet query over `devices`, numbered from
+ * `first`; `labels` writes the label test with the dialect's JSON functions.
+ */
+export function fleetWhere(
+  d: Dialect,
+  q: FleetQuery,
+  labels: (param: (v: unknown) => string, labels: Record<string, string>) => string[],
+  first = 1,
+): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const p = (v: unknown) => {
+    params.push(v);
+    return d.param(first + params.length - 1);
+  };
+  const conds = ["revoked_at IS NULL"];
+  if (q.hardwareId !== undefined) conds.push(`hardware_id = ${p(q.hardwareId)}`);
+  // tags is a JSON array: match the tag with its quotes, so "prod" does not match "production".
+  for (const t of q.tags ?? []) conds.push(`tags LIKE ${p(`%${likeEscape(JSON.stringify(t))}%`)} ESCAPE '\\'`);
+  if (q.nameContains !== undefined) conds.push(`name ${d.ilike} ${p(`%${likeEscape(q.nameContains)}%`)} ESCAPE '\\'`);
+  if (q.labels && Object.keys(q.labels).length) conds.push(...labels(p, q.labels));
+  return { sql: conds.join(" AND "), params };
+}
+
+/** The members' part of pendingRolloutEvidence: one row per pending member of waves 0..maxWave. */
+export const EVIDENCE_MEMBERS = (d: Dialect) => `
+  SELECT m.device_uuid AS uuid, m.wave, d.current_target, d.status, d.last_seen, d.revoked_at, a.body AS apps_body, a.updated_at AS apps_at
+  FROM rollout_devices m
+  LEFT JOIN devices d ON d.uuid = m.device_uuid
+  LEFT JOIN apps_states a ON a.device_uuid = m.device_uuid
+  WHERE m.rollout_id = ${d.param(1)} AND m.wave <= ${d.param(2)} AND m.status = 'pending'`;
+
+/** Their events received since the rollout was created, oldest first. */
+export const EVIDENCE_EVENTS = (d: Dialect) => `
+  SELECT e.device_uuid, e.id, e.received_at, e.body
+  FROM rollout_devices m
+  JOIN rollouts r ON r.id = m.rollout_id
+  JOIN events e ON e.device_uuid = m.device_uuid AND e.received_at >= r.created_at
+  WHERE m.rollout_id = ${d.param(1)} AND m.wave <= ${d.param(2)} AND m.status = 'pending'
+  ORDER BY e.seq`;
+
+export interface EvidenceMemberRecord {
+  uuid: string;
+  wave: number | string;
+  current_target: string | null;
+  status: string | null;
+  last_seen: string | null;
+  revoked_at: string | null;
+  apps_body: string | null;
+  apps_at: string | null;
+}
+
+export interface EvidenceEventRecord {
+  device_uuid: string;
+  id: string;
+  received_at: string;
+  body: string;
+}
+
+/** Joins the two evidence queries' rows into one record per member. */
+export function toEvidence(members: EvidenceMemberRecord[], events: EvidenceEventRecord[]): RolloutEvidence[] {
+  const byUuid = new Map<string, StoredEvent[]>();
+  for (const e of events) {
+    const event = storedJson<DeviceEvent | undefined>(e.body, undefined);
+    if (!event) continue;
+    let list = byUuid.get(e.device_uuid);
+    if (!list) byUuid.set(e.device_uuid, (list = []));
+    list.push({ id: e.id, deviceUuid: e.device_uuid, receivedAt: e.received_at, event });
+  }
+  return members.map((m) => ({
+    uuid: m.uuid,
+    wave: Number(m.wave),
+    currentTarget: m.current_target,
+    deviceStatus: m.status ?? "registered",
+    lastSeen: m.last_seen,
+    revokedAt: m.revoked_at,
+    events: byUuid.get(m.uuid) ?? [],
+    appsStates: m.apps_body === null ? null : (storedJson<AppsStates | undefined>(m.apps_body, undefined) ?? null),
+    appsStatesAt: m.apps_at,
+  }));
+}
+
+/** Label keys and values are merged then removed in this order; keys are kept sorted so rows compare equal. */
+export function mergeLabels(current: Record<string, string>, set: Record<string, string>, remove: string[]): Record<string, string> {
+  const merged: Record<string, string> = { ...current, ...set };
+  for (const k of remove) delete merged[k];
+  return Object.fromEntries(Object.entries(merged).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Splits a list into slices of at most `size` (batched inserts and IN lists). */
+export function chunks<T>(list: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+  return out;
+}
+
+/** True when `err` is a unique-constraint violation of the one-active-rollout-per-version index. */
+export function isActiveRolloutConflict(err: unknown): boolean {
+  const e = err as { message?: string; constraint?: string; detail?: string };
+  const text = `${e.message ?? ""} ${e.constraint ?? ""} ${e.detail ?? ""}`;
+  return /rollouts_one_active|rollouts\.target_version/.test(text);
+}
