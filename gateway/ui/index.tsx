@@ -8,7 +8,9 @@
  */
 import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
-import type { FleetDeviceList, FleetSummary, DeviceDetail, TokenCreated, TokenList, TargetsList, UpdateList } from "../../lib/api/admin.ts";
+import type {
+  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
+} from "../../lib/api/admin.ts";
 import { callerOf } from "../admin/auth.ts";
 import { limit } from "../routes/_validate.ts";
 import type { GatewayEnv } from "../env.ts";
@@ -16,8 +18,10 @@ import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { Page } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
 import { DevicesPage, LIST_PARAMS, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
+import { GroupPage, GroupsPage } from "./pages/groups.tsx";
 import { LoginPage } from "./pages/login.tsx";
 import { Overview } from "./pages/overview.tsx";
+import { RolloutPage, RolloutsPage } from "./pages/rollouts.tsx";
 import { TargetsPage } from "./pages/targets.tsx";
 import { TokensPage } from "./pages/tokens.tsx";
 import { csrfToken, csrfValid, openSession, seal, sealSession, SESSION_COOKIE, SESSION_SECONDS, unseal, type Session } from "./session.ts";
@@ -161,16 +165,25 @@ export function dashboard(app: Hono<any>) {
     const uuid = c.req.param("uuid");
     const api = c.var.api;
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
-    const [d, updates, status] = await Promise.all([
+    const [d, updates, status, groups] = await Promise.all([
       api<DeviceDetail>("GET", path),
       api<UpdateList>("GET", `${path}/updates`),
       api<FleetDeviceList>("GET", `/admin/fleet/devices?uuid=${encodeURIComponent(uuid)}&limit=1`),
+      api<GroupList>("GET", "/admin/groups"),
     ]);
     const canWrite = c.var.session.role === "admin";
+    const staticGroups = groups.body.groups.filter((g) => g.kind === "static").map((g) => g.name);
     return render(
       c,
       d.body.name,
-      <DevicePage d={d.body} updates={updates.body.updates} status={status.body.devices.find((x) => x.uuid === uuid)} csrf={c.var.csrf} canWrite={canWrite} />,
+      <DevicePage
+        d={d.body}
+        updates={updates.body.updates}
+        status={status.body.devices.find((x) => x.uuid === uuid)}
+        groups={staticGroups}
+        csrf={c.var.csrf}
+        canWrite={canWrite}
+      />,
     );
   });
 
@@ -189,6 +202,72 @@ export function dashboard(app: Hono<any>) {
       .filter(Boolean);
     await c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
     return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+  });
+
+  ui.post("/devices/:uuid/labels", async (c) => {
+    const uuid = c.req.param("uuid");
+    const form = await c.req.parseBody();
+    // "key=value, key2=value2" replaces the labels: what the field no longer names is removed.
+    const set: Record<string, string> = {};
+    for (const part of String(form.labels ?? "").split(",").map((p) => p.trim()).filter(Boolean)) {
+      const eq = part.indexOf("=");
+      if (eq <= 0) throw new ApiCallError(400, `"${part}" is not key=value`);
+      set[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+    }
+    const path = `/admin/devices/${encodeURIComponent(uuid)}`;
+    const { body } = await c.var.api<DeviceDetail>("GET", path);
+    const remove = Object.keys(body.labels ?? {}).filter((k) => !(k in set));
+    await c.var.api("PUT", `${path}/labels`, { set, remove });
+    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+  });
+
+  ui.post("/devices/:uuid/group", async (c) => {
+    const uuid = c.req.param("uuid");
+    const form = await c.req.parseBody();
+    const group = String(form.group ?? "");
+    await c.var.api("POST", `/admin/groups/${encodeURIComponent(group)}/members`, { add: [uuid] });
+    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+  });
+
+  ui.get("/groups", async (c) => {
+    const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
+    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
+  });
+
+  ui.post("/groups", async (c) => {
+    const form = await c.req.parseBody();
+    const name = String(form.name ?? "").trim();
+    const query = String(form.query ?? "").trim();
+    await c.var.api("POST", "/admin/groups", { name, ...(query ? { query } : {}) });
+    return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+  });
+
+  ui.get("/groups/:name", async (c) => {
+    const { body } = await c.var.api<GroupDetail>("GET", `/admin/groups/${encodeURIComponent(c.req.param("name"))}?limit=200`);
+    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
+  });
+
+  ui.post("/groups/:name/remove", async (c) => {
+    const name = c.req.param("name");
+    const form = await c.req.parseBody();
+    await c.var.api("POST", `/admin/groups/${encodeURIComponent(name)}/members`, { remove: [String(form.uuid ?? "")] });
+    return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+  });
+
+  ui.get("/rollouts", async (c) => {
+    const { body } = await c.var.api<RolloutList>("GET", "/admin/rollouts");
+    return render(c, "Rollouts", <RolloutsPage list={body} />);
+  });
+
+  ui.get("/rollouts/:id", async (c) => {
+    const { body } = await c.var.api<RolloutDetail>("GET", `/admin/rollouts/${encodeURIComponent(c.req.param("id"))}`);
+    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
+  });
+
+  ui.post("/rollouts/:id/:action{pause|resume|advance|cancel}", async (c) => {
+    const id = encodeURIComponent(c.req.param("id"));
+    await c.var.api("POST", `/admin/rollouts/${id}/${c.req.param("action")}`);
+    return c.redirect(`/ui/rollouts/${id}`, 303);
   });
 
   ui.get("/targets", async (c) => {

@@ -40,6 +40,11 @@ pre{white-space:pre-wrap;word-break:break-word;background:var(--card);border:1px
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
 .skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:var(--bg);padding:.3rem .6rem;z-index:1}
+.s-running{color:var(--info)}.s-paused{color:var(--warn)}.s-halted{color:var(--bad)}.s-completed{color:var(--ok)}.s-cancelled{color:var(--off)}
+ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
+.bar{display:flex;height:.8rem;border-radius:4px;overflow:hidden;background:var(--line);margin:.2rem 0}
+.bar .ok{background:var(--ok)}.bar .bad{background:var(--bad)}.bar .pending{background:var(--off);opacity:.5}
+.actions{display:flex;flex-wrap:wrap;gap:.5rem}
 .secret{font-family:ui-monospace,monospace;word-break:break-all}
 @media (max-width:640px){main{padding:.6rem}th.opt,td.opt{display:none}form.filters>*{flex:1 1 45%}}
 `;
@@ -80,6 +85,8 @@ const NAV = [
   ["/ui/", "Overview"],
   ["/ui/devices", "Devices"],
   ["/ui/targets", "Targets"],
+  ["/ui/rollouts", "Rollouts"],
+  ["/ui/groups", "Groups"],
   ["/ui/tokens", "Tokens"],
 ] as const;
 

@@ -7,13 +7,20 @@ export interface DeviceProps {
   d: DeviceDetail;
   status: FleetDevice | undefined;
   updates: Update[];
+  /** Static groups the device may be added to. */
+  groups: string[];
   csrf: string;
   canWrite: boolean;
 }
 
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
-export function DevicePage({ d, status, updates, csrf, canWrite }: DeviceProps) {
+const labelsText = (labels: Record<string, string>) =>
+  Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(", ");
+
+export function DevicePage({ d, status, updates, groups, csrf, canWrite }: DeviceProps) {
   const apps = Object.entries(d.appsStates?.apps ?? {});
   return (
     <>
@@ -36,6 +43,8 @@ export function DevicePage({ d, status, updates, csrf, canWrite }: DeviceProps) 
               <dd>{d.hardwareId}</dd>
               <dt>Tags</dt>
               <dd>{d.tags.join(", ") || "-"}</dd>
+              <dt>Labels</dt>
+              <dd data-labels>{labelsText(d.labels ?? {}) || "-"}</dd>
               <dt>Current target</dt>
               <dd data-current-target>{d.currentTarget ?? "-"}</dd>
               <dt>Last seen</dt>
@@ -112,6 +121,32 @@ export function DevicePage({ d, status, updates, csrf, canWrite }: DeviceProps) 
                 <button type="submit">Set tags</button>
               </p>
             </form>
+            <form method="post" action={`/ui/devices/${d.uuid}/labels`} class="card">
+              <Csrf token={csrf} />
+              <label>
+                Labels (key=value, comma-separated)
+                <input name="labels" value={labelsText(d.labels ?? {})} />
+              </label>
+              <p>
+                <button type="submit">Set labels</button>
+              </p>
+            </form>
+            {groups.length > 0 && (
+              <form method="post" action={`/ui/devices/${d.uuid}/group`} class="card">
+                <Csrf token={csrf} />
+                <label>
+                  Static group
+                  <select name="group">
+                    {groups.map((g) => (
+                      <option value={g}>{g}</option>
+                    ))}
+                  </select>
+                </label>
+                <p>
+                  <button type="submit">Add to group</button>
+                </p>
+              </form>
+            )}
             <form method="post" action={`/ui/devices/${d.uuid}/revoke`} class="card" data-confirm={`Revoke ${d.name}? It can no longer check in or register again.`}>
               <Csrf token={csrf} />
               <p>The device's certificate stops working at once; it cannot register again under this uuid.</p>

@@ -3,7 +3,7 @@ import { DEVICE_STATUSES, type FleetDeviceList } from "../../../lib/api/admin.ts
 import { Ago, Badge } from "../layout.tsx";
 
 /** The list's query parameters, as the page URL and the admin API share them. */
-export const LIST_PARAMS = ["q", "tag", "hwid", "target", "status", "seenWithin", "unseenFor", "sort", "dir"] as const;
+export const LIST_PARAMS = ["q", "tag", "label", "group", "hwid", "target", "status", "seenWithin", "unseenFor", "sort", "dir"] as const;
 export type ListParams = Partial<Record<(typeof LIST_PARAMS)[number] | "page", string>>;
 
 export const PAGE_SIZE = 50;
@@ -52,6 +52,14 @@ export function DevicesPage({ p, list, ms }: { p: ListParams; list: FleetDeviceL
         <label>
           Tag
           <input name="tag" value={p.tag ?? ""} />
+        </label>
+        <label>
+          Label
+          <input name="label" value={p.label ?? ""} placeholder="key=value" />
+        </label>
+        <label>
+          Group
+          <input name="group" value={p.group ?? ""} />
         </label>
         <label>
           Hardware id

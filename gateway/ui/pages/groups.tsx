@@ -1,0 +1,114 @@
+/** Groups: static lists of devices and dynamic queries, their sizes, members, and a form to make one. */
+import type { GroupDetail, GroupList } from "../../../lib/api/admin.ts";
+import { Ago, Csrf } from "../layout.tsx";
+
+export function GroupsPage({ list, csrf, canWrite }: { list: GroupList; csrf: string; canWrite: boolean }) {
+  return (
+    <>
+      <h1>Groups</h1>
+      <div id="groups" data-live class="scroll">
+        {list.groups.length === 0 ? (
+          <p class="muted">No groups yet.</p>
+        ) : (
+          <table>
+            <thead>
+              <tr>
+                <th>Group</th>
+                <th>Kind</th>
+                <th>Query</th>
+                <th>Devices</th>
+                <th class="opt">Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.groups.map((g) => (
+                <tr data-group={g.name}>
+                  <td>
+                    <a href={`/ui/groups/${encodeURIComponent(g.name)}`}>{g.name}</a>
+                  </td>
+                  <td>{g.kind}</td>
+                  <td>{g.query ? <code>{g.query}</code> : "-"}</td>
+                  <td>
+                    <a href={`/ui/devices?group=${encodeURIComponent(g.name)}`}>{String(g.devices)}</a>
+                  </td>
+                  <td class="opt">
+                    <Ago at={g.createdAt} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </div>
+      {canWrite && (
+        <section aria-labelledby="h-new-group">
+          <h2 id="h-new-group">New group</h2>
+          <form method="post" action="/ui/groups" class="card filters">
+            <Csrf token={csrf} />
+            <label>
+              Group name
+              <input name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,62}" />
+            </label>
+            <label>
+              Query (empty: a static group)
+              <input name="query" placeholder="region=eu tag=prod hwid=rpi4" />
+            </label>
+            <button type="submit" class="primary">
+              Create group
+            </button>
+          </form>
+          <p class="muted">
+            A query's terms must all match: <code>key=value</code> (a label), <code>tag=T</code>, <code>hwid=H</code>, <code>name~text</code>. Add
+            devices to a static group from a device's page.
+          </p>
+        </section>
+      )}
+    </>
+  );
+}
+
+export function GroupPage({ g, csrf, canWrite }: { g: GroupDetail; csrf: string; canWrite: boolean }) {
+  return (
+    <>
+      <p>
+        <a href="/ui/groups">← Groups</a>
+      </p>
+      <h1>{`Group ${g.name}`}</h1>
+      <p class="muted">
+        {g.kind === "dynamic" ? (
+          <>
+            Dynamic: <code>{g.query}</code>, evaluated now: {String(g.devices)} devices.
+          </>
+        ) : (
+          `Static: ${g.devices} devices.`
+        )}{" "}
+        <a href={`/ui/devices?group=${encodeURIComponent(g.name)}`}>Show them in the device list</a>
+      </p>
+      <div id="group" data-live class="scroll">
+        <table>
+          <tbody>
+            {g.members.map((uuid) => (
+              <tr data-member={uuid}>
+                <td>
+                  <a href={`/ui/devices/${uuid}`}>
+                    <code>{uuid}</code>
+                  </a>
+                </td>
+                {canWrite && g.kind === "static" && (
+                  <td>
+                    <form method="post" action={`/ui/groups/${encodeURIComponent(g.name)}/remove`}>
+                      <Csrf token={csrf} />
+                      <input type="hidden" name="uuid" value={uuid} />
+                      <button type="submit">Remove</button>
+                    </form>
+                  </td>
+                )}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {g.next && <p class="muted">{`Showing the first ${g.members.length}.`}</p>}
+      </div>
+    </>
+  );
+}
