@@ -9,6 +9,7 @@
 import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { renameDurable, writeFileAtomic } from "../fs/atomic-write.ts";
+import { BatchedWriter, WRITE_BATCH_BYTES } from "./_batched-writer.ts";
 import { Digester, digestBytes, digestFile, DigestMismatchError, parseDigest } from "./digest.ts";
 import { RegistryError, type RegistryClient } from "./registry-client.ts";
 
@@ -354,7 +355,12 @@ export class BlobStore {
           have = 0;
           hasher = new Digester(algorithm);
         }
+        // Received bytes are hashed at once and written in large batches while the next ones
+        // arrive; `onProgress` reports bytes whose write completed. Every byte received is
+        // written before the file closes (even on failure), so a retry resumes after it.
         const fh = await open(partial, have > 0 ? "a" : "w");
+        const base = have;
+        const out = new BatchedWriter(fh, { batch: Math.min(WRITE_BATCH_BYTES, size - have), onWritten: (n) => opts.onProgress?.(base + n, size) });
         try {
           if (res.body) {
             try {
@@ -363,22 +369,24 @@ export class BlobStore {
                 counter.fetched += chunk.byteLength;
                 opts.onReceived?.(chunk.byteLength);
                 if (have + chunk.byteLength > size) {
+                  await out.discard();
                   await fh.close().catch(() => {});
                   await rm(partial, { force: true });
                   throw new BlobTooLargeError(`Cannot fetch blob ${digest} from ${repo}: registry sent more than the expected ${size} bytes`);
                 }
-                await fh.write(chunk);
                 hasher.update(chunk);
                 have += chunk.byteLength;
-                opts.onProgress?.(have, size);
+                await out.write(chunk);
               }
             } catch (err) {
               if (err instanceof BlobTooLargeError || opts.signal?.aborted) throw err;
               rethrow(new IncompleteBlobError(`Cannot fetch blob ${digest} from ${repo}: connection lost after ${have} of ${size} bytes: ${(err as Error)?.message ?? err}`, { cause: err }));
             }
           }
-          if (have === size) await fh.sync();
+          await out.flush();
+          if (have === size) await fh.sync(); // once, at the end: durable before the rename
         } finally {
+          await out.flush().catch(() => {});
           await fh.close().catch(() => {});
         }
       } finally {
