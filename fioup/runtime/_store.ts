@@ -6,6 +6,7 @@
  * @module
  */
 import { BlobStore } from "../../lib/oci/blob-store.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { digestBytes, tryParseDigest } from "../../lib/oci/digest.ts";
 
 /** A blob the runtime needs is not in the store (fetch did not bring it, or it was pruned). */
@@ -54,7 +55,7 @@ export async function readJsonBlob<T>(storeRoot: string, digest: string, what: s
   }
 }
 
-/** True when the blob is in the store. */
-export function hasBlob(storeRoot: string, digest: string): Promise<boolean> {
-  return Bun.file(blobPath(storeRoot, digest)).exists();
+/** True when the blob is in the store (a layer also when it is held as its rebuilt uncompressed tar). */
+export async function hasBlob(storeRoot: string, digest: string): Promise<boolean> {
+  return new DeviceBlobStore(storeRoot).has(digest);
 }

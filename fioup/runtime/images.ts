@@ -12,7 +12,7 @@
  */
 import { formatReference, parseReference } from "../../lib/oci/reference.ts";
 import { parseManifest, type Descriptor, type ImageManifest } from "../../lib/oci/manifest.ts";
-import { BlobStore } from "../../lib/oci/blob-store.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { dockerArchiveStream } from "../../lib/oci/docker-archive.ts";
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../../lib/oci/platform.ts";
 import { UnpinnedImageError } from "../../lib/compose/pin.ts";
@@ -116,7 +116,7 @@ export async function loadImageFromStore(
       if (!(await hasBlob(storeRoot, d.digest))) throw new BlobNotInStoreError(d.digest, `blob of image "${ref}"`);
     }
     try {
-      const tar = await dockerArchiveStream(new BlobStore(storeRoot), [{ manifestDigest, repoTags: [lt.full] }]);
+      const tar = await dockerArchiveStream(new DeviceBlobStore(storeRoot), [{ manifestDigest, repoTags: [lt.full] }]);
       await engine.loadImages(tar, opts.signal);
     } catch (cause) {
       throw new ImageLoadError(ref, cause);

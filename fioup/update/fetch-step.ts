@@ -8,6 +8,11 @@
  * that never matches its digest, a target that does not fit) marks the target
  * bad the second time it happens, so the daemon stops fetching it.
  *
+ * A missing layer of an image path the device already holds an older layer of is first asked
+ * for as a delta (_layer-deltas.ts); the layer is fetched whole if no delta comes or it does
+ * not rebuild the pinned bytes. `EcuDownloadCompleted` reports the bytes a full fetch would
+ * take (`bytesFull`), the bytes fetched, and the layers that came as deltas.
+ *
  * @module
  */
 import type { UpdateRow } from "../db.ts";
@@ -19,6 +24,7 @@ import { DigestMismatchError } from "../../lib/oci/digest.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
+import { deltaCandidates, fetchLayerDelta, type DeltaReport } from "./_layer-deltas.ts";
 import { planOf } from "./plan.ts";
 import { checkSpace, NoSpaceError, onDisk, unpackedEstimate, type SpaceNeed } from "./space.ts";
 import { InvalidStateError, reached } from "./states.ts";
@@ -126,6 +132,14 @@ export const fetchStep: Step = {
     const onOuterAbort = () => inner.abort(ctx.signal?.reason);
     ctx.signal?.addEventListener("abort", onOuterAbort, { once: true });
     const fetchTotal = missing.reduce((n, b) => n + b.size, 0);
+    // What this update reports about its fetch, kept across reruns (a resumed run misses fewer blobs).
+    const reportKey = `fetch-report:${u.id}`;
+    const report = ctx.db.get<{ bytesFull: number; deltas: DeltaReport[] }>(reportKey) ?? { bytesFull: fetchTotal, deltas: [] };
+    ctx.db.set(reportKey, report);
+    const candidates = deltaCandidates(ctx.db, u.id, plan, store, missing);
+    // Configs first (a delta is checked against its config), layers that may come as deltas last.
+    const rank = (b: AppBlob) => (b.kind === "config" ? 0 : candidates.has(b.digest) ? 2 : 1);
+    missing.sort((a, b) => rank(a) - rank(b));
     const stallTimeoutMs = (ctx.cfg.downloadStallSeconds ?? 15) * 1000;
     let uncounted = 0;
     const count = () => {
@@ -139,13 +153,26 @@ export const fetchStep: Step = {
         const index = ++next;
         const b = missing[index - 1]!;
         try {
-          await store.pull(ctx.registry(b.registry), b.repo, b, {
+          const onReceived = (n: number) => {
+            uncounted += n;
+            if (uncounted >= COUNT_EVERY_BYTES) count();
+          };
+          const candidate = candidates.get(b.digest);
+          const delta = candidate
+            ? await fetchLayerDelta(ctx.registry(b.registry), store, candidate, {
+                signal: inner.signal,
+                stallTimeoutMs,
+                onReceived,
+                onRefused: (why) => ctx.hooks.onInfo?.(`Layer ${b.digest}: no delta (${why}); fetching it whole`),
+              })
+            : undefined;
+          if (delta) {
+            report.deltas.push(delta);
+            ctx.db.set(reportKey, report);
+          } else await store.pull(ctx.registry(b.registry), b.repo, b, {
             signal: inner.signal,
             stallTimeoutMs,
-            onReceived: (n) => {
-              uncounted += n;
-              if (uncounted >= COUNT_EVERY_BYTES) count();
-            },
+            onReceived,
             onProgress: (done) => {
               faultMidBlob(b.digest, done, b.size); // power-cut tests (fioup/fault.ts)
               ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length, committed: false, fetchTotal });
@@ -173,9 +200,12 @@ export const fetchStep: Step = {
     }
     u = currentUpdate(ctx);
     ctx.db.delete(`permanent-failure:${u.toTarget}`);
+    ctx.db.delete(reportKey);
+    // Events carry at most 16 kB of details: the first 40 deltas by name, all of them counted.
+    const deltas = report.deltas.slice(0, 40).map((d) => ({ layer: d.layer, from: d.from, deltaBytes: d.deltaBytes, layerBytes: d.layerBytes }));
     ctx.db.setState(u.id, "fetched", {
       step: "fetch",
-      events: [eventFor(u, "EcuDownloadCompleted", { success: true, details: { bytesFetched: u.bytesFetched } })],
+      events: [eventFor(u, "EcuDownloadCompleted", { success: true, details: { bytesFetched: u.bytesFetched, bytesFull: report.bytesFull, deltaLayers: report.deltas.length, deltas } })],
     });
   },
 };

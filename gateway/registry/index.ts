@@ -6,3 +6,4 @@ export * from "./gc.ts";
 export * from "./range.ts";
 export * from "./manifest.ts";
 export * from "./served-bytes.ts";
+export * from "./deltas.ts";

@@ -17,6 +17,7 @@ import { MAX_MANIFEST_BYTES, RegistryStorage } from "./storage.ts";
 import { UploadSessions, rangeHeaders } from "./uploads.ts";
 import { OCI_INDEX } from "./manifest.ts";
 import { ServedBytes } from "./served-bytes.ts";
+import { LayerDeltas, type DeltaOptions } from "./deltas.ts";
 import { bearerToken, tokenAllows, verifyRegistryToken, type RegistryAccess, type TokenClaims } from "./token.ts";
 
 export interface RegistryOptions {
@@ -37,6 +38,8 @@ export interface RegistryOptions {
   service?: string;
   /** Counts the blob and manifest bytes served, per client (the token's `sub`, `device:<uuid>`, `admin`). */
   served?: ServedBytes;
+  /** Layer deltas (`GET /v2/<name>/deltas`, deltas.ts): their budgets, or false to turn them off. */
+  deltas?: DeltaOptions | false;
 }
 
 type Handler = (c: Context, m: RegExpExecArray) => Promise<Response>;
@@ -57,6 +60,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
   const uploads = new UploadSessions(store);
   const service = opts.service ?? "gateway";
   const served = opts.served ?? new ServedBytes();
+  const deltas = opts.deltas === false ? undefined : new LayerDeltas(store, opts.deltas);
 
   /** Throws 401/403 unless the request may do `action` on `repository`; returns who the caller is. */
   async function authorize(c: Context, repository: string, action: RegistryAccess["action"]): Promise<string> {
@@ -129,13 +133,14 @@ export function createRegistry(opts: RegistryOptions): Hono {
       };
       const range = method === "GET" ? parseRange(c.req.header("range"), size) : undefined;
       const file = Bun.file(store.blobPath(digest));
+      const kind = method === "GET" && (await deltas?.isDelta(digest)) ? "delta" : "blob";
       if (range) {
         headers["Content-Range"] = `bytes ${range.start}-${range.end}/${size}`;
         headers["Content-Length"] = String(range.end - range.start + 1);
-        return new Response(served.counted(file.slice(range.start, range.end + 1).stream(), client, "blob"), { status: 206, headers });
+        return new Response(served.counted(file.slice(range.start, range.end + 1).stream(), client, kind), { status: 206, headers });
       }
       headers["Content-Length"] = String(size);
-      return new Response(method === "HEAD" ? null : served.counted(file.stream(), client, "blob"), { status: 200, headers });
+      return new Response(method === "HEAD" ? null : served.counted(file.stream(), client, kind), { status: 200, headers });
     }
     if (method === "DELETE") {
       await authorize(c, repo, "delete");
@@ -262,6 +267,19 @@ export function createRegistry(opts: RegistryOptions): Hono {
     return new Response(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: list }), { status: 200, headers });
   };
 
+  /** `GET /v2/<name>/deltas?from=&to=`: the delta's descriptor (made on demand), or 404 with the reason. */
+  const delta: Handler = async (c, m) => {
+    const repo = checkRepositoryName(m[1]!);
+    if (c.req.method !== "GET") return unsupported(c.req.method);
+    await authorize(c, repo, "pull");
+    const from = c.req.query("from") ?? "";
+    const to = c.req.query("to") ?? "";
+    if (!deltas) throw new RegistryRequestError(404, "BLOB_UNKNOWN", "No delta: deltas are turned off on this registry");
+    const outcome = await deltas.get(repo, from, to);
+    if ("refused" in outcome) throw new RegistryRequestError(404, "BLOB_UNKNOWN", `No delta from ${from} to ${to}: ${outcome.refused}`);
+    return new Response(JSON.stringify(outcome.descriptor), { status: 200, headers: JSON_HEADERS });
+  };
+
   const ping: Handler = async (c) => {
     await authorize(c, "", "pull");
     return new Response("{}", { status: 200, headers: { ...JSON_HEADERS, "Docker-Distribution-API-Version": "registry/2.0" } });
@@ -275,6 +293,7 @@ export function createRegistry(opts: RegistryOptions): Hono {
     [/^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs],
     [/^\/v2\/(.+)\/tags\/list$/, tags],
     [/^\/v2\/(.+)\/referrers\/([^/]+)$/, referrers],
+    [/^\/v2\/(.+)\/deltas$/, delta],
   ];
 
   const dispatch = async (c: Context): Promise<Response> => {

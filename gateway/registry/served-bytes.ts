@@ -8,7 +8,8 @@
  * @module
  */
 
-export type ServedKind = "blob" | "manifest";
+/** "delta": a layer delta blob (deltas.ts), counted apart from full blobs. */
+export type ServedKind = "blob" | "manifest" | "delta";
 
 export class ServedBytes {
   readonly #by = new Map<string, number>();

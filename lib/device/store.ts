@@ -6,9 +6,15 @@
  * this adds what the update steps need: sync lookups, in-memory manifests,
  * byte accounting across interrupted runs, and pruning.
  *
+ * A layer that came as a delta (lib/oci/delta.ts) is kept as its uncompressed tar, stored
+ * under its own digest (the diff_id), with `layers/<alg>/<hex of the layer digest>` holding
+ * that diff_id: {@link DeviceBlobStore.has}, {@link DeviceBlobStore.open} and
+ * {@link DeviceBlobStore.prune} follow it, so the runtime loads either form (docker load takes
+ * both) and nothing under blobs/ is ever named by a digest it does not hash to.
+ *
  * @module
  */
-import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomicSync } from "../fs/atomic-write.ts";
 import { BlobStore } from "../oci/blob-store.ts";
@@ -40,7 +46,52 @@ export class DeviceBlobStore {
   }
 
   has(digest: string): boolean {
-    return existsSync(this.path(digest));
+    return this.holder(digest) !== undefined;
+  }
+
+  private aliasPath(digest: string): string {
+    const d = parseDigest(digest);
+    return join(this.root, "layers", d.algorithm, d.hex);
+  }
+
+  /**
+   * The digest of the stored blob holding `digest`'s content: `digest` itself, or for a layer
+   * rebuilt from a delta, its uncompressed tar (the diff_id); `undefined` if neither is stored.
+   */
+  holder(digest: string): string | undefined {
+    if (existsSync(this.path(digest))) return digest;
+    let diffId: string;
+    try {
+      diffId = readFileSync(this.aliasPath(digest), "utf8").trim();
+      parseDigest(diffId);
+    } catch {
+      return undefined;
+    }
+    return existsSync(this.path(diffId)) ? diffId : undefined;
+  }
+
+  /** A lazy handle on a blob's content, following a rebuilt layer's alias. @throws {BlobNotFoundError} */
+  async open(digest: string): Promise<ReturnType<typeof Bun.file>> {
+    return await this.lib.open(this.holder(digest) ?? digest);
+  }
+
+  /** Reads a whole blob (following a rebuilt layer's alias). @throws {BlobNotFoundError} */
+  async read(digest: string): Promise<Uint8Array> {
+    return new Uint8Array(await (await this.open(digest)).arrayBuffer());
+  }
+
+  /** A scratch path for rebuilding layer `digest`, on the store's filesystem. */
+  rebuildPath(digest: string): string {
+    return join(this.lib.ingestDir, `${parseDigest(digest).hex}.rebuild`);
+  }
+
+  /**
+   * Commits a layer rebuilt uncompressed at `tmpPath` (checked to hash to `diffId`) and records
+   * that it stands for layer `digest`. @throws {DigestMismatchError}
+   */
+  async putRebuiltLayer(digest: string, tmpPath: string, diffId: string): Promise<void> {
+    await this.lib.commit(tmpPath, diffId);
+    writeFileAtomicSync(this.aliasPath(digest), diffId);
   }
 
   /** Bytes of a partial download already on disk. */
@@ -90,10 +141,21 @@ export class DeviceBlobStore {
     return Math.min(desc.size, fetched + resumed);
   }
 
-  /** Deletes every blob not in `keep` and every partial download; returns bytes freed. */
+  /** Deletes every blob not in `keep` (a kept layer keeps its rebuilt tar) and every partial download; returns bytes freed. */
   prune(keep: Set<string>): { removed: number; bytes: number } {
     let removed = 0;
     let bytes = 0;
+    keep = new Set(keep);
+    const aliases = join(this.root, "layers");
+    if (existsSync(aliases)) {
+      for (const alg of readdirSync(aliases)) {
+        for (const hex of readdirSync(join(aliases, alg))) {
+          const held = keep.has(`${alg}:${hex}`) ? this.holder(`${alg}:${hex}`) : undefined;
+          if (held) keep.add(held);
+          else rmSync(join(aliases, alg, hex), { force: true });
+        }
+      }
+    }
     const base = join(this.root, "blobs");
     if (!existsSync(base)) return { removed, bytes };
     for (const alg of readdirSync(base)) {

@@ -265,7 +265,8 @@ export interface DockerArchiveStreamImage {
 /**
  * Streams a `docker save`-format tar of images held in a BlobStore, for `docker load` /
  * `POST /images/load`. Files are read from disk as the consumer pulls; nothing is built in
- * memory. Layers go as stored (gzip, zstd or plain: docker load decompresses them), so the
+ * memory. Layers go as stored (gzip, zstd or plain: docker load decompresses them; a device
+ * store may hold a layer as its uncompressed tar and hand that out under the layer's name), so the
  * image ID docker reports equals the manifest's config digest.
  *
  * @example
@@ -276,7 +277,7 @@ export interface DockerArchiveStreamImage {
  * @throws {BlobNotFoundError} Before any byte is produced, if a blob is missing from the store.
  * @throws {SyntaxError} If a repo tag is not `repository:tag`.
  */
-export async function dockerArchiveStream(store: BlobStore, images: DockerArchiveStreamImage[]): Promise<ReadableStream<Uint8Array>> {
+export async function dockerArchiveStream(store: Pick<BlobStore, "read" | "open">, images: DockerArchiveStreamImage[]): Promise<ReadableStream<Uint8Array>> {
   const files: TarSource[] = [];
   const seen = new Set<string>();
   const entries: DockerArchiveImage[] = [];

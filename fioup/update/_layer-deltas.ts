@@ -1,0 +1,135 @@
+/**
+ * The fetch step's layer deltas: for a layer the store lacks, find a layer of the same image
+ * path (registry and repository) that an earlier update brought and the store still holds,
+ * ask the gateway for a delta between the two, and rebuild the layer from it
+ * (lib/oci/delta.ts). The rebuilt tar must hash to the diff_id of the image config, which the
+ * signed target pins through the app and the manifest; every failure (no delta, a delta that
+ * does not download, decode or verify) returns false and the caller fetches the full layer.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import type { DeviceBlobStore } from "../../lib/device/store.ts";
+import type { AppBlob } from "../../lib/device/resolve.ts";
+import { applyLayerDelta, parseDeltaDescriptor, type DeltaDescriptor } from "../../lib/oci/delta.ts";
+import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
+import { readLimited, type RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { DeviceDb } from "../db.ts";
+import { tryPlanOf, type UpdatePlan } from "./plan.ts";
+
+/** A missing layer and the held layer to rebuild it from. */
+export interface DeltaCandidate {
+  layer: AppBlob;
+  /** The held layer of the same image path (registry digest). */
+  base: string;
+  /** The image config listing the layer's diff_id, and the layer's index there. */
+  config: { digest: string; size: number; mediaType: string };
+  index: number;
+}
+
+/** One layer that came as a delta, as reported in the update's events. */
+export interface DeltaReport {
+  layer: string;
+  from: string;
+  delta: string;
+  deltaBytes: number;
+  layerBytes: number;
+}
+
+/** Image manifests of a plan that the store holds, parsed, with their image path. */
+function storedImages(plan: UpdatePlan, store: DeviceBlobStore): { at: string; manifest: ImageManifest }[] {
+  const out: { at: string; manifest: ImageManifest }[] = [];
+  for (const b of plan.blobs) {
+    if (b.kind !== "manifest" || !store.has(b.digest)) continue;
+    try {
+      const p = parseManifest(new Uint8Array(readFileSync(store.path(b.digest))));
+      if (p.kind === "manifest") out.push({ at: `${b.registry}/${b.repo}`, manifest: p.manifest });
+    } catch {
+      // a manifest we cannot read offers no base
+    }
+  }
+  return out;
+}
+
+/**
+ * For each missing layer, the held layer of the same image path to ask a delta from: the layer
+ * at the same position in an earlier image of that path if the store holds it, else the
+ * largest held layer of that path. Earlier images are those of the device's recent updates.
+ */
+export function deltaCandidates(db: DeviceDb, updateId: string, plan: UpdatePlan, store: DeviceBlobStore, missing: AppBlob[]): Map<string, DeltaCandidate> {
+  const want = new Set(missing.filter((b) => b.kind === "layer").map((b) => b.digest));
+  const out = new Map<string, DeltaCandidate>();
+  if (!want.size) return out;
+  const old = new Map<string, ImageManifest[]>();
+  for (const u of db.listUpdates(20)) {
+    if (u.id === updateId) continue;
+    const p = tryPlanOf(u);
+    if (!p) continue;
+    for (const img of storedImages(p, store)) old.set(img.at, [...(old.get(img.at) ?? []), img.manifest]);
+  }
+  const byDigest = new Map(missing.map((b) => [b.digest, b]));
+  for (const img of storedImages(plan, store)) {
+    const earlier = old.get(img.at) ?? [];
+    img.manifest.layers.forEach((l, index) => {
+      if (!want.has(l.digest) || out.has(l.digest)) return;
+      const held = (d: string | undefined) => d !== undefined && d !== l.digest && store.has(d);
+      let base = earlier.map((m) => m.layers[index]?.digest).find(held);
+      if (!base) {
+        const all = earlier.flatMap((m) => m.layers).filter((x) => held(x.digest));
+        base = all.sort((a, b) => b.size - a.size)[0]?.digest;
+      }
+      if (base) out.set(l.digest, { layer: byDigest.get(l.digest)!, base, config: img.manifest.config, index });
+    });
+  }
+  return out;
+}
+
+/** Options of {@link fetchLayerDelta}. */
+export interface FetchDeltaOptions {
+  signal?: AbortSignal;
+  stallTimeoutMs?: number;
+  onReceived?: (n: number) => void;
+  /** Why a delta was not used (for the log); the caller then fetches the layer whole. */
+  onRefused?: (why: string) => void;
+}
+
+/**
+ * Tries to bring `c.layer` into the store as a delta. Returns what came, or undefined when
+ * the layer must be fetched whole (the reason goes to `onRefused`). Aborts are rethrown.
+ */
+export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStore, c: DeltaCandidate, o: FetchDeltaOptions): Promise<DeltaReport | undefined> {
+  const repo = c.layer.repo;
+  let desc: DeltaDescriptor | undefined;
+  const rebuilt = store.rebuildPath(c.layer.digest);
+  try {
+    // The config names the diff_id to verify against; it is small and needed anyway.
+    await store.pull(reg, repo, c.config, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
+    const config = JSON.parse(new TextDecoder().decode(await store.read(c.config.digest))) as { rootfs?: { diff_ids?: unknown[] } };
+    const diffId = config.rootfs?.diff_ids?.[c.index];
+    if (typeof diffId !== "string") throw new Error(`the image config lists no diff_id for layer ${c.index}`);
+    const res = await reg.request("GET", `/v2/${repo}/deltas?from=${encodeURIComponent(c.base)}&to=${encodeURIComponent(c.layer.digest)}`, {
+      scopes: [`repository:${repo}:pull`],
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    if (!res.ok) throw await reg.errorFrom(res, "get a delta");
+    const body = await readLimited(res, 64 * 1024, "Delta descriptor");
+    o.onReceived?.(body.byteLength);
+    desc = parseDeltaDescriptor(JSON.parse(new TextDecoder().decode(body)));
+    if (desc.from !== c.base || desc.to !== c.layer.digest) throw new Error("the registry answered a delta for another pair");
+    if (desc.size >= c.layer.size) throw new Error(`the delta (${desc.size} bytes) is not smaller than the layer (${c.layer.size} bytes)`);
+    await store.pull(reg, repo, desc, {
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.onReceived ? { onReceived: o.onReceived } : {}),
+      ...(o.stallTimeoutMs !== undefined ? { stallTimeoutMs: o.stallTimeoutMs } : {}),
+    });
+    await applyLayerDelta({ base: await store.open(c.base), delta: await store.open(desc.digest), diffId, out: rebuilt, maxBytes: desc.toSize });
+    await store.putRebuiltLayer(c.layer.digest, rebuilt, diffId);
+    return { layer: c.layer.digest, from: c.base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size };
+  } catch (err) {
+    await rm(rebuilt, { force: true });
+    if (o.signal?.aborted) throw err;
+    o.onRefused?.(`${(err as Error).message ?? String(err)}`);
+    return undefined;
+  }
+}

@@ -1,0 +1,109 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { applyLayerDelta, DeltaApplyError, DeltaMismatchError } from "../../lib/oci/delta.ts";
+import { sha256 } from "../../lib/oci/digest.ts";
+import { LayerDeltas } from "./deltas.ts";
+import { RegistryStorage } from "./storage.ts";
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** A registry dir holding two gzip layers in repo "main/app", and a zstd wrapper that logs each run. */
+async function setup(old: Uint8Array, next: Uint8Array) {
+  const dir = await mkdtemp(join(tmpdir(), "deltas-"));
+  dirs.push(dir);
+  const storage = new RegistryStorage(join(dir, "registry"));
+  const put = async (tar: Uint8Array) => {
+    const gz = gzipSync(tar);
+    const digest = sha256(gz);
+    const tmp = join(dir, "blob");
+    await writeFile(tmp, gz);
+    await storage.commitBlobFile(tmp, digest);
+    await storage.linkBlob("main/app", digest);
+    return { digest, gz, diffId: sha256(tar) };
+  };
+  const log = join(dir, "zstd.log");
+  const zstd = join(dir, "zstd");
+  await writeFile(zstd, `#!/bin/sh\necho run >> ${log}\nexec zstd "$@"\n`);
+  await chmod(zstd, 0o755);
+  return { dir, storage, from: await put(old), to: await put(next), zstd, runs: async () => (await readFile(log, "utf8").catch(() => "")).split("\n").filter(Boolean).length };
+}
+
+/** 8 MB of incompressible "files" and a copy with 256 kB in the middle changed. */
+function layers() {
+  const old = new Uint8Array(8 << 20);
+  crypto.getRandomValues(old.subarray(0, 65536));
+  for (let i = 65536; i < old.length; i += 65536) old.set(crypto.getRandomValues(new Uint8Array(65536)), i);
+  const next = old.slice();
+  next.set(crypto.getRandomValues(new Uint8Array(65536)), 4 << 20);
+  next.set(crypto.getRandomValues(new Uint8Array(65536)), (4 << 20) + 65536);
+  next.set(crypto.getRandomValues(new Uint8Array(65536)), (4 << 20) + 131072);
+  next.set(crypto.getRandomValues(new Uint8Array(65536)), (4 << 20) + 196608);
+  return { old, next };
+}
+
+describe("LayerDeltas", () => {
+  test("computes a pair once for concurrent requests from two replicas, and the delta rebuilds the layer", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next);
+    const a = new LayerDeltas(s.storage, { zstd: s.zstd });
+    const b = new LayerDeltas(new RegistryStorage(s.storage.root), { zstd: s.zstd });
+    const outcomes = await Promise.all([a.get("main/app", s.from.digest, s.to.digest), a.get("main/app", s.from.digest, s.to.digest), b.get("main/app", s.from.digest, s.to.digest)]);
+    expect(await s.runs()).toBe(1);
+    const first = outcomes[0]!;
+    if (!("descriptor" in first)) throw new Error(`refused: ${first.refused}`);
+    for (const o of outcomes) expect(o).toEqual(first);
+    const d = first.descriptor;
+    expect(d.size).toBeLessThan(400_000); // 256 kB changed out of 8 MB
+    expect(await a.isDelta(d.digest)).toBe(true);
+    expect(await a.isDelta(s.to.digest)).toBe(false);
+    expect(await s.storage.blobSize("main/app", d.digest)).toBe(d.size);
+    // A later request is served from the cache.
+    await a.get("main/app", s.from.digest, s.to.digest);
+    expect(await s.runs()).toBe(1);
+
+    const out = join(s.dir, "rebuilt.tar");
+    const r = await applyLayerDelta({ base: Bun.file(s.storage.blobPath(s.from.digest)), delta: Bun.file(s.storage.blobPath(d.digest)), diffId: s.to.diffId, out });
+    expect(r.digest).toBe(s.to.diffId);
+    expect(sha256(new Uint8Array(await readFile(out)))).toBe(s.to.diffId);
+  });
+
+  test("a delta checked against another diff_id, or a damaged frame, is refused and leaves no file", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next);
+    const o = await new LayerDeltas(s.storage, { zstd: s.zstd }).get("main/app", s.from.digest, s.to.digest);
+    if (!("descriptor" in o)) throw new Error(o.refused);
+    const out = join(s.dir, "rebuilt.tar");
+    const delta = Bun.file(s.storage.blobPath(o.descriptor.digest));
+    const base = Bun.file(s.storage.blobPath(s.from.digest));
+    await expect(applyLayerDelta({ base, delta, diffId: s.from.diffId, out })).rejects.toThrow(DeltaMismatchError);
+    expect(await Bun.file(out).exists()).toBe(false);
+    const bytes = new Uint8Array(await delta.arrayBuffer());
+    bytes[bytes.length >> 1] ^= 0xff;
+    await expect(applyLayerDelta({ base, delta: new Blob([bytes]), diffId: s.to.diffId, out })).rejects.toThrow(DeltaApplyError);
+    expect(await Bun.file(out).exists()).toBe(false);
+  });
+
+  test("refuses (and remembers) a delta that is not clearly smaller than the layer", async () => {
+    const a = crypto.getRandomValues(new Uint8Array(1 << 20).fill(0).map((_, i) => i & 0xff)).slice();
+    const unrelated = new Uint8Array(1 << 20);
+    for (let i = 0; i < unrelated.length; i += 65536) unrelated.set(crypto.getRandomValues(new Uint8Array(65536)), i);
+    const s = await setup(a, unrelated);
+    const deltas = new LayerDeltas(s.storage, { zstd: s.zstd });
+    const o = await deltas.get("main/app", s.from.digest, s.to.digest);
+    expect("refused" in o && o.refused).toContain("not clearly smaller");
+    await deltas.get("main/app", s.from.digest, s.to.digest);
+    expect(await s.runs()).toBe(1);
+  });
+
+  test("a layer not in the repository is a 404", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next);
+    await expect(new LayerDeltas(s.storage).get("other/app", s.from.digest, s.to.digest)).rejects.toMatchObject({ status: 404 });
+  });
+});

@@ -1,0 +1,241 @@
+/**
+ * Layer deltas for the embedded registry: `GET /v2/<name>/deltas?from=<layer>&to=<layer>`
+ * answers a {@link DeltaDescriptor} (or 404), and the delta itself is then an ordinary blob of
+ * that repository (`GET /v2/<name>/blobs/<delta digest>`, Range and byte counting included).
+ *
+ * A delta is `zstd --patch-from=<from tar> --long=<w> <to tar>` over the two layers'
+ * uncompressed tars (docs/deltas.md says why this method). It is made on demand, once per
+ * pair, and kept:
+ *
+ * ```
+ * <root>/deltas/<from hex>-<to hex>.json   the outcome: {"descriptor": ...} or {"refused": why}
+ * <root>/deltas/<from hex>-<to hex>.lock   held while one process computes the pair
+ * <root>/deltas/blobs/<delta hex>          marks a stored blob as a delta (for byte counting)
+ * <root>/blobs/sha256/<delta hex>          the delta, linked into the repository
+ * ```
+ *
+ * Concurrent requests for one pair wait for one computation: in one process through a shared
+ * promise, across replicas sharing the registry directory through the lock file (created with
+ * O_EXCL; one older than the time budget plus a minute is taken to be a crashed holder's).
+ * Budgets: a delta is kept only if it is at most `maxRatio` of the target layer's blob, zstd is
+ * stopped after `timeoutMs`, layers over `maxLayerBytes` unpacked are not tried; each refusal is
+ * remembered, so a pair is never computed twice. Deltas are unreferenced blobs, so registry gc
+ * removes them after its grace period; the next request then makes the delta again.
+ *
+ * @module
+ */
+import { createWriteStream } from "node:fs";
+import { mkdir, mkdtemp, open, rm, stat, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { DELTA_MEDIA_TYPE, deltaWindowLog, MAX_DELTA_BASE_BYTES, type DeltaDescriptor } from "../../lib/oci/delta.ts";
+import { sniffCompression } from "../../lib/oci/media-types.ts";
+import { RegistryRequestError } from "./errors.ts";
+import { checkDigest } from "./_names.ts";
+import { fileSize, hashFile, readTextOrUndefined } from "./_fs.ts";
+import type { RegistryStorage } from "./storage.ts";
+
+/** Budgets and tools of {@link LayerDeltas}. */
+export interface DeltaOptions {
+  /** Keep a delta only if it is at most this fraction of the target layer's blob size; default 0.5. */
+  maxRatio?: number;
+  /** Stop zstd after this long and refuse the pair; default 120 s. */
+  timeoutMs?: number;
+  /** Do not try layers larger than this unpacked; default the device's dictionary limit (512 MiB). */
+  maxLayerBytes?: number;
+  /** zstd compression level; default 3 (higher levels cost much more time for little gain with --patch-from). */
+  level?: number;
+  /** The zstd binary; default "zstd" on PATH. */
+  zstd?: string;
+}
+
+/** The outcome of a pair, as kept on disk. */
+export type DeltaOutcome = { descriptor: DeltaDescriptor } | { refused: string };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const hexOf = (digest: string) => checkDigest(digest);
+
+/**
+ * The delta cache of one registry directory.
+ *
+ * @example
+ * ```ts
+ * const deltas = new LayerDeltas(storage);
+ * const outcome = await deltas.get("main/app", oldLayer, newLayer); // { descriptor } or { refused }
+ * ```
+ */
+export class LayerDeltas {
+  private readonly inflight = new Map<string, Promise<DeltaOutcome>>();
+  private readonly opts: Required<DeltaOptions>;
+
+  constructor(
+    private readonly storage: RegistryStorage,
+    opts: DeltaOptions = {},
+  ) {
+    this.opts = {
+      maxRatio: opts.maxRatio ?? 0.5,
+      timeoutMs: opts.timeoutMs ?? 120_000,
+      maxLayerBytes: opts.maxLayerBytes ?? MAX_DELTA_BASE_BYTES,
+      level: opts.level ?? 3,
+      zstd: opts.zstd ?? "zstd",
+    };
+  }
+
+  private get dir(): string {
+    return join(this.storage.root, "deltas");
+  }
+
+  /** True if `digest` names a delta this registry made (its bytes are counted as "delta"). */
+  async isDelta(digest: string): Promise<boolean> {
+    return (await fileSize(join(this.dir, "blobs", hexOf(digest)))) !== undefined;
+  }
+
+  /**
+   * The delta from layer `from` to layer `to` of `repo`, made now if no replica made it yet.
+   *
+   * @throws {RegistryRequestError} 404 BLOB_UNKNOWN if either layer is not in `repo`; 400 for the same layer twice.
+   */
+  async get(repo: string, from: string, to: string): Promise<DeltaOutcome> {
+    checkDigest(from);
+    checkDigest(to);
+    if (from === to) throw new RegistryRequestError(400, "DIGEST_INVALID", "Cannot make a delta from a layer to itself");
+    for (const d of [from, to]) {
+      if ((await this.storage.blobSize(repo, d)) === undefined) throw new RegistryRequestError(404, "BLOB_UNKNOWN", `Blob "${d}" not found in repository "${repo}"`, { digest: d });
+    }
+    const key = `${hexOf(from)}-${hexOf(to)}`;
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.outcome(key, from, to).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    const outcome = await p;
+    // Each repository that asks gets the delta linked (and its gc clock reset).
+    if ("descriptor" in outcome) await this.storage.linkBlob(repo, outcome.descriptor.digest);
+    return outcome;
+  }
+
+  /** A stored outcome whose delta blob (if any) is still there. */
+  private async stored(key: string): Promise<DeltaOutcome | undefined> {
+    const text = await readTextOrUndefined(join(this.dir, `${key}.json`));
+    if (text === undefined) return undefined;
+    let outcome: DeltaOutcome;
+    try {
+      outcome = JSON.parse(text) as DeltaOutcome;
+    } catch {
+      return undefined; // damaged: make it again
+    }
+    if ("descriptor" in outcome && (await fileSize(this.storage.blobPath(outcome.descriptor.digest))) === undefined) return undefined; // collected by gc
+    return outcome;
+  }
+
+  private async outcome(key: string, from: string, to: string): Promise<DeltaOutcome> {
+    await mkdir(join(this.dir, "blobs"), { recursive: true });
+    const lock = join(this.dir, `${key}.lock`);
+    const staleMs = this.opts.timeoutMs + 60_000;
+    const deadline = Date.now() + staleMs + 5_000;
+    for (;;) {
+      const done = await this.stored(key);
+      if (done) return done;
+      let fh;
+      try {
+        fh = await open(lock, "wx");
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        if (age > staleMs) await rm(lock, { force: true }); // its holder died mid-way
+        else if (Date.now() > deadline) return { refused: "another replica is still computing this delta" };
+        else await sleep(200);
+        continue;
+      }
+      try {
+        await fh.writeFile(`${process.pid}\n`);
+        await fh.close();
+        const again = await this.stored(key); // made while we waited for the lock
+        if (again) return again;
+        const outcome = await this.compute(from, to);
+        await writeFileAtomic(join(this.dir, `${key}.json`), JSON.stringify(outcome));
+        return outcome;
+      } finally {
+        await rm(lock, { force: true });
+      }
+    }
+  }
+
+  /** Unpacks both layers into a scratch dir and runs zstd --patch-from within the budgets. */
+  private async compute(from: string, to: string): Promise<DeltaOutcome> {
+    await mkdir(this.storage.tmpDir, { recursive: true });
+    const tmp = await mkdtemp(join(this.storage.tmpDir, "delta-"));
+    try {
+      const fromTar = await this.unpack(from, join(tmp, "from.tar"));
+      const toTar = await this.unpack(to, join(tmp, "to.tar"));
+      if (fromTar === undefined || toTar === undefined) return { refused: `a layer is larger than ${this.opts.maxLayerBytes} bytes unpacked` };
+      const toBlob = (await fileSize(this.storage.blobPath(to)))!;
+      const windowLog = deltaWindowLog(fromTar.size, toTar.size);
+      const out = join(tmp, "delta.zst");
+      const args = [this.opts.zstd, "-q", "-f", `-${this.opts.level}`, `--long=${windowLog}`, `--patch-from=${fromTar.path}`, toTar.path, "-o", out];
+      let proc;
+      try {
+        proc = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
+      } catch (err) {
+        return { refused: `cannot run ${this.opts.zstd}: ${(err as Error).message}` };
+      }
+      const timer = setTimeout(() => proc.kill(), this.opts.timeoutMs);
+      const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]).finally(() => clearTimeout(timer));
+      if (proc.signalCode) return { refused: `zstd took longer than ${this.opts.timeoutMs} ms` };
+      if (code !== 0) return { refused: `zstd failed (${code}): ${stderr.trim().slice(0, 300)}` };
+      const { hex, size } = await hashFile(out);
+      if (size > toBlob * this.opts.maxRatio) return { refused: `the delta (${size} bytes) is not clearly smaller than the layer (${toBlob} bytes)` };
+      const digest = `sha256:${hex}`;
+      await writeFileAtomic(join(this.dir, "blobs", hex), "");
+      await this.storage.commitBlobFile(out, digest);
+      const now = new Date();
+      await utimes(this.storage.blobPath(digest), now, now).catch(() => undefined);
+      return { descriptor: { mediaType: DELTA_MEDIA_TYPE, digest, size, from, to, fromSize: fromTar.size, toSize: toTar.size, windowLog } };
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  /** A layer's uncompressed tar as a file (the blob itself when it is not compressed); undefined past the size limit. */
+  private async unpack(digest: string, dest: string): Promise<{ path: string; size: number } | undefined> {
+    const src = this.storage.blobPath(digest);
+    const head = new Uint8Array(await Bun.file(src).slice(0, 4).arrayBuffer());
+    const kind = sniffCompression(head);
+    if (kind === "none") {
+      const size = (await fileSize(src))!;
+      return size > this.opts.maxLayerBytes ? undefined : { path: src, size };
+    }
+    const max = this.opts.maxLayerBytes;
+    let size = 0;
+    const limit = async function* (chunks: AsyncIterable<Uint8Array>) {
+      for await (const c of chunks) {
+        size += c.byteLength;
+        if (size > max) throw new LayerTooLargeForDelta();
+        yield c;
+      }
+    };
+    try {
+      if (kind === "gzip") {
+        await pipeline(Readable.fromWeb(Bun.file(src).stream() as never), createGunzip(), limit, createWriteStream(dest));
+      } else {
+        const proc = Bun.spawn([this.opts.zstd, "-d", "-q", "-c", "--long=31", src], { stdout: "pipe", stderr: "ignore" });
+        await pipeline(Readable.fromWeb(proc.stdout as never), limit, createWriteStream(dest)).catch((e) => {
+          proc.kill();
+          throw e;
+        });
+        if ((await proc.exited) !== 0) throw new Error(`zstd -d failed on ${digest}`);
+      }
+    } catch (err) {
+      if (err instanceof LayerTooLargeForDelta) return undefined;
+      throw err;
+    }
+    return { path: dest, size };
+  }
+}
+
+class LayerTooLargeForDelta extends Error {
+  override name = "LayerTooLargeForDelta";
+}

@@ -1,0 +1,157 @@
+/**
+ * Layer deltas: what the gateway advertises for a pair of layers of one image path, and how a
+ * device turns a delta plus a layer it already holds into the layer it lacks.
+ *
+ * A delta is a zstd frame made with `zstd --patch-from=<old layer tar>` on the *uncompressed*
+ * tars (the old tar is the dictionary, long-range matching finds what did not change). The
+ * device decodes it in-process with node:zlib, so it needs no zstd binary. A delta is never
+ * trusted by itself: the rebuilt tar must hash to the diff_id that the image config lists for
+ * that layer (the config is pinned by the manifest digest, the manifest by the app, the app by
+ * the signed target); anything else is refused and the caller fetches the full layer.
+ *
+ * Memory on the device: the old uncompressed layer is held whole as the dictionary, plus the
+ * decoder's window (at most the larger of the two layers, `windowLog` of the descriptor); the
+ * rebuilt layer streams to disk while it is hashed. {@link MAX_DELTA_BASE_BYTES} bounds it.
+ *
+ * @module
+ */
+import { createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { constants, createZstdDecompress, gunzipSync, zstdDecompressSync } from "node:zlib";
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+import { Digester } from "./digest.ts";
+import { sniffCompression } from "./media-types.ts";
+
+/** Media type of a layer delta blob (a zstd frame to decode with the old layer's tar as dictionary). */
+export const DELTA_MEDIA_TYPE = "application/vnd.fioup.layer.delta.v1.tar+zstd-patch";
+
+/** Largest old layer (uncompressed) a device takes as a dictionary by default: it is held in memory. */
+export const MAX_DELTA_BASE_BYTES = 512 * 1024 * 1024;
+
+/** The answer of `GET /v2/<name>/deltas?from=<layer digest>&to=<layer digest>`. */
+export const DeltaDescriptor = Type.Object({
+  mediaType: Type.Literal(DELTA_MEDIA_TYPE),
+  /** The delta blob, served at `/v2/<name>/blobs/<digest>` like any blob. */
+  digest: Type.String({ pattern: "^sha256:[a-f0-9]{64}$" }),
+  size: Type.Integer({ minimum: 0 }),
+  /** The layer (registry digest) whose uncompressed tar is the dictionary. */
+  from: Type.String({ pattern: "^sha256:[a-f0-9]{64}$" }),
+  /** The layer (registry digest) the delta rebuilds, uncompressed. */
+  to: Type.String({ pattern: "^sha256:[a-f0-9]{64}$" }),
+  /** Uncompressed sizes of both tars. */
+  fromSize: Type.Integer({ minimum: 0 }),
+  toSize: Type.Integer({ minimum: 0 }),
+  /** log2 of the decoder window the frame needs. */
+  windowLog: Type.Integer({ minimum: 10, maximum: 31 }),
+});
+export type DeltaDescriptor = Static<typeof DeltaDescriptor>;
+
+/** Thrown when a delta descriptor from the registry does not have the documented shape. */
+export class InvalidDeltaDescriptorError extends Error {
+  override name = "InvalidDeltaDescriptorError";
+}
+
+/** Thrown when a delta cannot be applied (a frame that does not decode, a base too large). */
+export class DeltaApplyError extends Error {
+  override name = "DeltaApplyError";
+}
+
+/** Thrown when the rebuilt layer does not hash to the diff_id the image config pins. */
+export class DeltaMismatchError extends Error {
+  override name = "DeltaMismatchError";
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`Delta refused: the rebuilt layer hashes to ${actual}, the image config pins ${expected}`);
+  }
+}
+
+/** Checks a parsed JSON value as a delta descriptor. @throws {InvalidDeltaDescriptorError} */
+export function parseDeltaDescriptor(value: unknown): DeltaDescriptor {
+  if (!Value.Check(DeltaDescriptor, value)) {
+    const first = [...Value.Errors(DeltaDescriptor, value)][0];
+    throw new InvalidDeltaDescriptorError(`Invalid delta descriptor: ${first?.path || "/"} ${first?.message ?? "wrong shape"}`);
+  }
+  return value;
+}
+
+/** The window log a frame rebuilding `toSize` bytes from a `fromSize` dictionary needs (zstd minimum 10, CLI default 27). */
+export function deltaWindowLog(fromSize: number, toSize: number): number {
+  return Math.min(31, Math.max(27, Math.ceil(Math.log2(Math.max(fromSize, toSize, 1)))));
+}
+
+/** A layer's uncompressed tar in memory, from its stored blob (gzip, zstd or plain). */
+export async function uncompressedLayer(blob: Blob, maxBytes = MAX_DELTA_BASE_BYTES): Promise<Uint8Array> {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const kind = sniffCompression(bytes.subarray(0, 4));
+  const limit = { maxOutputLength: maxBytes };
+  try {
+    if (kind === "gzip") return gunzipSync(bytes, limit);
+    if (kind === "zstd") return zstdDecompressSync(bytes, { ...limit, params: { [constants.ZSTD_d_windowLogMax]: 31 } } as never);
+  } catch (cause) {
+    throw new DeltaApplyError(`Cannot use the old layer as a delta base: ${(cause as Error).message}`, { cause });
+  }
+  if (bytes.byteLength > maxBytes) throw new DeltaApplyError(`Cannot use the old layer as a delta base: ${bytes.byteLength} bytes, more than ${maxBytes}`);
+  return bytes;
+}
+
+/** Options of {@link applyLayerDelta}. */
+export interface ApplyDeltaOptions {
+  /** The old layer as stored (compressed or not): its uncompressed tar is the dictionary. */
+  base: Blob;
+  /** The delta blob (already checked against its own digest by the download). */
+  delta: Blob;
+  /** The diff_id the image config lists for the layer to rebuild. */
+  diffId: string;
+  /** Where to write the rebuilt tar (removed again on any failure). */
+  out: string;
+  /** Largest old layer accepted as dictionary; default {@link MAX_DELTA_BASE_BYTES}. */
+  maxBaseBytes?: number;
+  /** Largest rebuilt layer accepted (the descriptor's `toSize`); the frame may not write more. */
+  maxBytes?: number;
+}
+
+/**
+ * Rebuilds a layer's uncompressed tar from a delta and the old layer, streaming it to `out`
+ * while hashing it, and checks it against the pinned diff_id.
+ *
+ * @example
+ * ```ts
+ * await applyLayerDelta({ base: Bun.file(oldBlob), delta: Bun.file(deltaPath), diffId: config.rootfs.diff_ids[i], out: tmp });
+ * ```
+ * @throws {DeltaApplyError} If the base or the frame cannot be decoded, or the output grows past `maxBytes`.
+ * @throws {DeltaMismatchError} If the rebuilt tar is not the pinned layer.
+ */
+export async function applyLayerDelta(o: ApplyDeltaOptions): Promise<{ digest: string; size: number }> {
+  const dictionary = await uncompressedLayer(o.base, o.maxBaseBytes);
+  const hash = new Digester();
+  const max = o.maxBytes ?? Number.MAX_SAFE_INTEGER;
+  try {
+    await pipeline(
+      Readable.fromWeb(o.delta.stream() as never),
+      createZstdDecompress({ dictionary, params: { [constants.ZSTD_d_windowLogMax]: 31 } } as never),
+      async function* (src: AsyncIterable<Uint8Array>) {
+        for await (const c of src) {
+          hash.update(c);
+          if (hash.size > max) throw new DeltaApplyError(`Delta refused: it rebuilds more than the ${max} bytes announced`);
+          yield c;
+        }
+      },
+      createWriteStream(o.out),
+    );
+  } catch (cause) {
+    await rm(o.out, { force: true });
+    if (cause instanceof DeltaApplyError) throw cause;
+    throw new DeltaApplyError(`Cannot apply delta: ${(cause as Error).message}`, { cause });
+  }
+  const digest = hash.digest();
+  if (digest !== o.diffId) {
+    await rm(o.out, { force: true });
+    throw new DeltaMismatchError(o.diffId, digest);
+  }
+  return { digest, size: hash.size };
+}
