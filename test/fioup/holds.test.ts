@@ -1,0 +1,213 @@
+/**
+ * Maintenance windows and update locks on a real device (private dockerd, real gateway):
+ * - with the window closed the daemon fetches every byte of the new target (the gateway's own
+ *   count of registry bytes served) but installs nothing, reports the deferral, and installs
+ *   once the window opens (the device's clock is moved through FIOUP_TEST_NOW_FILE, the
+ *   tests-only clock of fioup/update/hold.ts), without fetching anything more;
+ * - `fioup lock` defers the daemon's install until `fioup unlock`, which wakes it at once;
+ * - a lock file an app left behind defers `fioup update` (exit 14) only until the maximum hold
+ *   time, then the update proceeds and says so; every deferral reaches the gateway as an event.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { tempDir } from "../harness/tmp.ts";
+import {
+  asTestGateway, deviceOnV1, Device, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerd, startDockerRegistry,
+  type DockerdHandle, type DockerRegistryHandle, type Publisher, type TestGateway,
+} from "./_setup.ts";
+
+const APP = `hold${process.pid}`;
+const REPO = `holds/app${process.pid}`;
+const MiB = 1 << 20;
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let handle: GatewayHandle;
+let gw: TestGateway;
+let device: Device;
+let pub: Publisher;
+let uuid: string;
+let port: number;
+let version = 1;
+/** The device's clock for holds (FIOUP_TEST_NOW_FILE), when a test sets one. */
+let clockFile: string | undefined;
+
+beforeAll(async () => {
+  [dockerd, upstream, handle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
+  gw = asTestGateway(handle);
+  port = await freePort();
+  device = await Device.create(dockerd);
+  const env = device.env.bind(device);
+  device.env = () => ({ ...env(), ...(clockFile ? { FIOUP_TEST_NOW_FILE: clockFile } : {}) });
+  ({ pub, uuid } = await deviceOnV1({ gw, upstream, device, app: APP, repo: REPO, port, body: "hold v1" }));
+}, 180_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => {});
+  await Promise.all([handle?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+/** The device owner's drop-in with the hold settings (replaces the previous one). */
+function holdConfig(toml: string) {
+  const dir = join(device.root, "etc/sota/conf.d");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "60-hold.toml"), `[fioup]\n${toml}\n`);
+}
+
+/** Publishes the next version: a new image with a `size`-byte random layer. Returns its body and new layer size. */
+async function publishNext(size: number): Promise<{ body: string; name: string }> {
+  version++;
+  const body = `hold v${version}`;
+  await pushImageDetailed(upstream, REPO, `v${version}`, { ...httpdImage(body), layers: [{ "/www/index.html": body }, { "/big.bin": randomBytes(size) }] });
+  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(`${upstream.host}/${REPO}:v${version}`, port) });
+  await pub.publish(version);
+  return { body, name: `amd64-linux-${version}` };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(200);
+  }
+}
+
+/** The gateway's record of this device's hold events for `target`, in order. */
+async function holdEvents(target: string): Promise<{ type: string; details: any }[]> {
+  const r = await gw.admin<{ updates: { targetName?: string; events: any[] }[] }>(`/admin/devices/${uuid}/updates`);
+  return r.updates
+    .filter((u) => u.targetName === target)
+    .flatMap((u) => u.events)
+    .filter((e) => e.eventType.id === "UpdateDeferred" || e.eventType.id === "UpdateHoldReleased")
+    .map((e) => ({ type: e.eventType.id, details: JSON.parse(e.event.details) }));
+}
+
+function startDaemon() {
+  const p = device.spawn(["daemon"]);
+  let log = "";
+  const reading = (async () => {
+    for await (const chunk of p.stderr) log += new TextDecoder().decode(chunk);
+  })();
+  return {
+    log: () => log,
+    async stop() {
+      p.kill("SIGTERM");
+      await Promise.race([p.exited, Bun.sleep(30_000)]);
+      if (p.exitCode === null) p.kill("SIGKILL");
+      await reading.catch(() => {});
+    },
+  };
+}
+
+describe("install holds", () => {
+  test("a closed window: every byte is fetched, nothing installed; the install happens when the window opens", async () => {
+    clockFile = join(await tempDir("fioup-clock-"), "now");
+    writeFileSync(clockFile, "2026-12-05T10:00:00Z");
+    holdConfig(`install_window = "daily 02:00-04:00 UTC"`);
+    const before = await servedBytes(handle, `device:${uuid}`);
+    const v = await publishNext(4 * MiB);
+    const daemon = startDaemon();
+    try {
+      const fetched = await until("the update to be fetched", () => (device.updateState()?.state === "fetched" ? device.updateState() : undefined));
+      const afterFetch = await servedBytes(handle, `device:${uuid}`);
+      // Every byte of the new target crossed the wire before the window: the gateway counted them.
+      expect(afterFetch.blob - before.blob).toBeGreaterThanOrEqual(4 * MiB);
+      expect(fetched.bytesFetched).toBeGreaterThanOrEqual(4 * MiB);
+      // The gateway hears why, and until when.
+      const [deferred] = await until("the deferral at the gateway", async () => ((await holdEvents(v.name)).length ? holdEvents(v.name) : undefined));
+      expect(deferred!.type).toBe("UpdateDeferred");
+      expect(deferred!.details).toMatchObject({ reason: "window", until: "2026-12-06T02:00:00Z", heldSince: "2026-12-05T10:00:00Z", window: "daily 02:00-04:00 UTC", timeZone: "UTC" });
+      // Several polls later: still waiting, the old version still serves, and the deferral was sent once.
+      await until("three more cycles", () => (daemon.log().split("deferred: outside the maintenance window").length > 4 ? true : undefined), 30_000);
+      expect(device.updateState()?.state).toBe("fetched");
+      expect(await httpGet(port)).toBe(`hold v${version - 1}`);
+      const st = await device.fioup("status", "--no-apps");
+      expect(st.json.hold).toMatchObject({ reason: "window", until: "2026-12-06T02:00:00Z", window: "daily 02:00-04:00 UTC" });
+      expect((await holdEvents(v.name)).filter((e) => e.type === "UpdateDeferred")).toHaveLength(1);
+
+      writeFileSync(clockFile, "2026-12-06T02:30:00Z"); // the window opens
+      await until("the new version to serve", async () => ((await httpGet(port)) === v.body ? true : undefined));
+      await until("the update to complete", () => (device.updateState()?.state === "completed" ? true : undefined));
+      // Installing fetched nothing more.
+      expect((await servedBytes(handle, `device:${uuid}`)).blob).toBe(afterFetch.blob);
+      const released = await until("the release at the gateway", async () => (await holdEvents(v.name)).find((e) => e.type === "UpdateHoldReleased"));
+      expect(released.details).toEqual({ heldSince: "2026-12-05T10:00:00Z", releasedBy: "window" });
+    } finally {
+      await daemon.stop();
+      clockFile = undefined;
+    }
+  }, 180_000);
+
+  test("fioup lock defers the daemon's install until fioup unlock", async () => {
+    holdConfig(`max_hold_seconds = 3600`);
+    const lock = await device.fioup("lock", "--reason", "backup running");
+    expect(lock.code).toBe(0);
+    const v = await publishNext(64 * 1024);
+    const daemon = startDaemon();
+    try {
+      await until("the update to be fetched", () => (device.updateState()?.state === "fetched" ? true : undefined));
+      const [deferred] = await until("the deferral at the gateway", async () => ((await holdEvents(v.name)).length ? holdEvents(v.name) : undefined));
+      expect(deferred!.details).toMatchObject({ reason: "lock", locks: [{ name: "fioup", reason: "backup running" }] });
+      expect(Date.parse(deferred!.details.until) - Date.parse(deferred!.details.heldSince)).toBe(3600_000);
+      await until("two more cycles", () => (daemon.log().split("held by update lock").length > 3 ? true : undefined), 30_000);
+      expect(await httpGet(port)).toBe(`hold v${version - 1}`);
+      const st = await device.fioup("status", "--no-apps");
+      expect(st.json.hold).toMatchObject({ reason: "lock", locks: ["fioup"] });
+      expect(st.json.updateLocks).toMatchObject([{ name: "fioup", reason: "backup running" }]);
+
+      const unlocked = Date.now();
+      expect((await device.fioup("unlock")).json).toEqual({ released: ["fioup"], held: [] });
+      await until("the new version to serve", async () => ((await httpGet(port)) === v.body ? true : undefined));
+      // The daemon noticed the release by itself (polling is 1 s here; the lock directory is watched).
+      expect(Date.now() - unlocked).toBeLessThan(30_000);
+      const released = await until("the release at the gateway", async () => (await holdEvents(v.name)).find((e) => e.type === "UpdateHoldReleased"));
+      expect(released.details.releasedBy).toBe("lock");
+    } finally {
+      await daemon.stop();
+    }
+  }, 180_000);
+
+  test("a lock file held past the maximum hold time is overridden, and the update says so", async () => {
+    holdConfig(`max_hold_seconds = 4`);
+    const locks = join(device.sotaDir, "update-locks");
+    mkdirSync(locks, { recursive: true });
+    writeFileSync(join(locks, "app-busy"), "transaction in flight\n"); // what an app writes through its bind mount
+    const v = await publishNext(64 * 1024);
+    const first = await device.fioup("update");
+    expect(first.code, first.stderr).toBe(14);
+    expect(first.stderr).toContain(`Install of ${v.name} deferred: held by update lock "app-busy" (transaction in flight)`);
+    expect(device.updateState()?.state).toBe("fetched");
+    const again = await device.fioup("install");
+    expect(again.code, again.stderr).toBe(14);
+    expect(await httpGet(port)).toBe(`hold v${version - 1}`);
+
+    await Bun.sleep(4_500);
+    const last = await device.fioup("update");
+    expect(last.code, last.stderr).toBe(0);
+    expect(last.stderr).toContain(`Update lock "app-busy" held ${v.name} past the maximum hold time of 4 s: installing anyway`);
+    expect(await httpGet(port)).toBe(v.body);
+    const events = await holdEvents(v.name);
+    expect(events.map((e) => e.type)).toEqual(["UpdateDeferred", "UpdateHoldReleased"]); // one deferral for two refusals
+    expect(events[0]!.details).toMatchObject({ reason: "lock", locks: [{ name: "app-busy", reason: "transaction in flight" }] });
+    expect(events[1]!.details.releasedBy).toBe("max-hold");
+  }, 180_000);
+
+  test("--force installs through a hold", async () => {
+    clockFile = join(await tempDir("fioup-clock-"), "now");
+    writeFileSync(clockFile, "2026-12-05T10:00:00Z");
+    holdConfig(`install_window = "daily 02:00-04:00 UTC"\nmax_hold_seconds = 3600`); // and the app-busy lock is still there
+    try {
+      const v = await publishNext(64 * 1024);
+      const r = await device.fioup("update", "--force");
+      expect(r.code, r.stderr).toBe(0);
+      expect(await httpGet(port)).toBe(v.body);
+      expect((await holdEvents(v.name)).length).toBe(0); // never deferred
+    } finally {
+      clockFile = undefined;
+    }
+  }, 180_000);
+});
