@@ -12,7 +12,7 @@ import type { Bindings, Gateway } from "../env.ts";
 import { cachedDeviceInGoodStanding, checkDevice, noteCheckIn } from "../devices/auth.ts";
 import type { DeviceRow } from "../store/types.ts";
 import { readEventBatch } from "./device-events.ts";
-import { METADATA_FILE, METADATA_HEADERS } from "./repo.ts";
+import { deviceView, METADATA_FILE, METADATA_HEADERS } from "./repo.ts";
 
 type Fetch = (req: Request, env?: Bindings, ctx?: any) => Response | Promise<Response>;
 /** The app's error answer for what a handler threw (app.ts's onError). */
@@ -51,7 +51,7 @@ export function withCheckinFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer
     note(d, req);
     let res: Response;
     try {
-      const bytes = await gw.tuf.metadata(file);
+      const bytes = await gw.tuf.metadata(file, deviceView(gw, d.uuid)); // the device's signed view, as the route answers
       res = bytes
         ? new Response(bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: { ...METADATA_HEADERS, "content-length": String(bytes.byteLength) } })
         : jsonResponse({ error: `Metadata "${file}" not found` }, 404);
