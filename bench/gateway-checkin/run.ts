@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { openStore } from "../../gateway/store/open.ts";
 import { issueDevices, seedFillerDevices } from "../_seed.ts";
+import { waitLine } from "../_spawn.ts";
 
 const { values } = parseArgs({
   options: {
@@ -44,23 +45,6 @@ const bun = process.execPath;
 const dir = await mkdtemp(join(tmpdir(), "bench-checkin-"));
 const log = (s: string) => process.stderr.write(s + "\n");
 const children: ReturnType<typeof Bun.spawn>[] = [];
-
-async function waitLine(proc: ReturnType<typeof Bun.spawn>, re: RegExp): Promise<string> {
-  const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error(`process exited: ${text}`);
-    text += new TextDecoder().decode(value);
-    const m = re.exec(text);
-    if (m) {
-      void (async () => {
-        while (!(await reader.read()).done);
-      })();
-      return m[1]!;
-    }
-  }
-}
 
 try {
   // 1. Data dir, CA and schema; N filler devices seeded in bulk, CLIENTS real devices with certificates.

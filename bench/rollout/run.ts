@@ -31,6 +31,7 @@ import { openDataDir } from "../../gateway/data-dir.ts";
 import { assignWaves } from "../../gateway/rollouts/membership.ts";
 import { openStore } from "../../gateway/store/open.ts";
 import { issueDevices, seedFillerDevices } from "../_seed.ts";
+import { waitLine } from "../_spawn.ts";
 
 const { values } = parseArgs({
   options: {
@@ -56,23 +57,6 @@ const here = import.meta.dir;
 const log = (s: string) => process.stderr.write(s + "\n");
 const dir = await mkdtemp(join(tmpdir(), "bench-rollout-"));
 let gwProc: ReturnType<typeof Bun.spawn> | undefined;
-
-async function waitLine(proc: ReturnType<typeof Bun.spawn>, re: RegExp): Promise<string> {
-  const reader = (proc.stderr as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error(`gateway exited: ${text}`);
-    text += new TextDecoder().decode(value);
-    const m = re.exec(text);
-    if (m) {
-      void (async () => {
-        while (!(await reader.read()).done);
-      })();
-      return m[1]!;
-    }
-  }
-}
 
 const ms = (t0: number) => performance.now() - t0;
 
