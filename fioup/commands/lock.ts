@@ -9,7 +9,7 @@ export default defineCommand({
   summary: "Hold off installing updates: take an update lock (any file in <storage>/update-locks/ does the same)",
   description:
     "While any update lock is held, updates are fetched but not installed, for at most the maximum hold time\n" +
-    "(fioup.max_hold_seconds, or the rollout's; default 24 h from the first deferral), after which they install anyway.\n" +
+    "(fioup.max_hold_seconds, or the rollout's; default 24 h, counted from the first time a lock deferred that target), then install anyway.\n" +
     "Apps can bind-mount <storage>/update-locks/ and create or delete a file there instead. `fioup unlock` releases.",
   flags: {
     ...sotaDirFlag,
