@@ -368,6 +368,8 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.addGroupMembers(name, [d1.uuid])).toBe(0);
     expect(await s.listGroupMembers(name)).toEqual([d1.uuid, d2.uuid].sort());
     expect((await s.listGroups()).find((g) => g.name === name)?.members).toBe(2);
+    await s.revokeDevice(d2.uuid, new Date().toISOString());
+    expect(await s.queryDevices({ group: name })).toEqual([d1.uuid]); // revoked members are no audience
     expect(await s.removeGroupMembers(name, [d1.uuid, "not-registered"])).toBe(1);
     expect(await s.listGroupMembers(name)).toEqual([d2.uuid]);
     const dyn = `dyn-${uniq()}`;
@@ -401,6 +403,7 @@ export function storeContract(open: () => Promise<Store>) {
       waveStartedAt: at,
       reason: null,
       revision: 1,
+      acknowledgedFailures: 0,
       createdAt: at,
       updatedAt: at,
       ...over,
@@ -440,10 +443,11 @@ export function storeContract(open: () => Promise<Store>) {
     await s.createRollout(r, []);
     const next = await s.updateRollout(r.id, 1, { wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", reason: "soaked", updatedAt: "2030-01-01T00:00:01.000Z" });
     expect(next).toMatchObject({ wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", reason: "soaked", revision: 2, updatedAt: "2030-01-01T00:00:01.000Z" });
+    expect(await s.updateRollout(r.id, 2, { acknowledgedFailures: 3 })).toMatchObject({ acknowledgedFailures: 3, revision: 3 });
     expect(await s.updateRollout(r.id, 1, { state: "paused" })).toBeUndefined();
-    const race = await Promise.all([s.updateRollout(r.id, 2, { state: "paused" }), s.updateRollout(r.id, 2, { state: "halted", reason: "x" })]);
+    const race = await Promise.all([s.updateRollout(r.id, 3, { state: "paused" }), s.updateRollout(r.id, 3, { state: "halted", reason: "x" })]);
     expect(race.filter(Boolean)).toHaveLength(1);
-    expect((await s.getRollout(r.id))!.revision).toBe(3);
+    expect((await s.getRollout(r.id))!.revision).toBe(4);
     expect(await s.updateRollout("unknown", 1, { state: "paused" })).toBeUndefined();
   });
 
@@ -516,19 +520,22 @@ export function storeContract(open: () => Promise<Store>) {
     ]);
     const started = anEvent({ eventType: { id: "EcuInstallationStarted", version: 2 }, event: { correlationId: "n" } });
     const done = anEvent({ eventType: { id: "EcuInstallationCompleted", version: 2 }, event: { correlationId: "n", success: true } });
-    await s.appendEvents(a.uuid, [started, done]);
+    const deferred = anEvent({ eventType: { id: "UpdateDeferred", version: 1 }, event: { correlationId: "n" } });
+    await s.appendEvents(a.uuid, [started, deferred, done]);
     await s.appendEvents(late.uuid, [anEvent()]);
+    await s.appendEvents(b.uuid, [anEvent({ eventType: { id: "EcuDownloadStarted", version: 2 } })]); // not evidence
     await s.recordSightings([{ uuid: a.uuid, at: "2030-01-01T00:00:00.000Z", currentTarget: "t-2" }]);
     const states = { deviceTime: "t", apps: { httpd: { uri: "r/x@sha256:1", state: "healthy" as const, services: [] } } };
     await s.putAppsStates(a.uuid, states);
-    await s.updateRolloutDevices(r.id, [{ uuid: c.uuid, status: "succeeded" }]);
+    const hold = { kind: "window" as const, until: null, at: "2030-01-01T00:00:00.000Z" };
+    await s.updateRolloutDevices(r.id, [{ uuid: c.uuid, status: "succeeded" }, { uuid: a.uuid, healthySince: "2030-01-01T00:00:00.000Z", hold }]);
     const ev = await s.pendingRolloutEvidence(r.id, 0);
-    expect(ev.map((e) => e.uuid).sort()).toEqual([a.uuid, b.uuid].sort());
+    expect(ev.map((e) => e.uuid)).toEqual([a.uuid, b.uuid].sort());
     const ea = ev.find((e) => e.uuid === a.uuid)!;
-    expect(ea).toMatchObject({ wave: 0, currentTarget: "t-2", deviceStatus: "up-to-date", lastSeen: "2030-01-01T00:00:00.000Z", revokedAt: null, appsStates: states });
-    expect(ea.events.map((e) => e.event)).toEqual([started, done]);
+    expect(ea).toMatchObject({ wave: 0, healthySince: "2030-01-01T00:00:00.000Z", hold, currentTarget: "t-2", deviceStatus: "up-to-date", lastSeen: "2030-01-01T00:00:00.000Z", revokedAt: null, appsStates: states });
+    expect(ea.events.map((e) => e.event)).toEqual([deferred, done]); // install outcomes and deferrals only
     expect(typeof ea.appsStatesAt).toBe("string");
-    expect(ev.find((e) => e.uuid === b.uuid)).toMatchObject({ events: [], appsStates: null, appsStatesAt: null, deviceStatus: "registered" });
+    expect(ev.find((e) => e.uuid === b.uuid)).toMatchObject({ events: [], appsStates: null, appsStatesAt: null, deviceStatus: "updating" });
     expect((await s.pendingRolloutEvidence(r.id, 1)).map((e) => e.uuid)).toContain(late.uuid);
   });
 }

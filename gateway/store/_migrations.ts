@@ -193,6 +193,7 @@ CREATE TABLE rollouts (
   wave_started_at TEXT NOT NULL,
   reason TEXT,
   revision INTEGER NOT NULL,
+  acknowledged_failures INTEGER NOT NULL DEFAULT 0,
   created_at TEXT NOT NULL,
   updated_at TEXT NOT NULL
 );

@@ -16,6 +16,7 @@ import type {
   RolloutEventRow,
   RolloutEvidence,
   RolloutHold,
+  NewRollout,
   RolloutPatch,
   RolloutRow,
   StoredEvent,
@@ -55,6 +56,7 @@ export interface RolloutRecord {
   wave_started_at: string;
   reason: string | null;
   revision: number | string;
+  acknowledged_failures: number | string;
   created_at: string;
   updated_at: string;
 }
@@ -77,6 +79,7 @@ export const toRollout = (r: RolloutRecord): RolloutRow => ({
   waveStartedAt: r.wave_started_at,
   reason: r.reason,
   revision: Number(r.revision),
+  acknowledgedFailures: Number(r.acknowledged_failures),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -100,12 +103,13 @@ const ROLLOUT_COLUMNS: { [K in keyof RolloutRow]-?: [column: string, encode?: (v
   waveStartedAt: ["wave_started_at"],
   reason: ["reason"],
   revision: ["revision"],
+  acknowledgedFailures: ["acknowledged_failures"],
   createdAt: ["created_at"],
   updatedAt: ["updated_at"],
 };
 
 /** The columns and stored values of the fields present in `row` (a whole row or a patch). */
-export function rolloutColumns(row: RolloutPatch | RolloutRow): { columns: string[]; values: unknown[] } {
+export function rolloutColumns(row: RolloutPatch | NewRollout): { columns: string[]; values: unknown[] } {
   const columns: string[] = [];
   const values: unknown[] = [];
   for (const [field, value] of Object.entries(row)) {
@@ -181,29 +185,42 @@ export function fleetWhere(
   for (const t of q.tags ?? []) conds.push(`tags LIKE ${p(`%${likeEscape(JSON.stringify(t))}%`)} ESCAPE '\\'`);
   if (q.nameContains !== undefined) conds.push(`name ${d.ilike} ${p(`%${likeEscape(q.nameContains)}%`)} ESCAPE '\\'`);
   if (q.labels && Object.keys(q.labels).length) conds.push(...labels(p, q.labels));
+  if (q.group !== undefined) conds.push(`uuid IN (SELECT device_uuid FROM group_members WHERE group_name = ${p(q.group)})`);
   return { sql: conds.join(" AND "), params };
 }
 
 /** The members' part of pendingRolloutEvidence: one row per pending member of waves 0..maxWave. */
 export const EVIDENCE_MEMBERS = (d: Dialect) => `
-  SELECT m.device_uuid AS uuid, m.wave, d.current_target, d.status, d.last_seen, d.revoked_at, a.body AS apps_body, a.updated_at AS apps_at
+  SELECT m.device_uuid AS uuid, m.wave, m.healthy_since, m.hold, d.current_target, d.status, d.last_seen, d.revoked_at, a.body AS apps_body, a.updated_at AS apps_at
   FROM rollout_devices m
   LEFT JOIN devices d ON d.uuid = m.device_uuid
   LEFT JOIN apps_states a ON a.device_uuid = m.device_uuid
-  WHERE m.rollout_id = ${d.param(1)} AND m.wave <= ${d.param(2)} AND m.status = 'pending'`;
+  WHERE m.rollout_id = ${d.param(1)} AND m.wave <= ${d.param(2)} AND m.status = 'pending'
+  ORDER BY m.device_uuid`;
+
+/** The event types a member's rollout status depends on: the install's outcome and the device's deferrals. */
+export const EVIDENCE_EVENT_TYPES = ["EcuInstallationCompleted", "UpdateDeferred", "UpdateHoldReleased"];
+/** At most this many of a member's latest such events. */
+export const EVIDENCE_EVENTS_PER_DEVICE = 50;
 
 /** Their events received since the rollout was created, oldest first. */
 export const EVIDENCE_EVENTS = (d: Dialect) => `
-  SELECT e.device_uuid, e.id, e.received_at, e.body
-  FROM rollout_devices m
-  JOIN rollouts r ON r.id = m.rollout_id
-  JOIN events e ON e.device_uuid = m.device_uuid AND e.received_at >= r.created_at
-  WHERE m.rollout_id = ${d.param(1)} AND m.wave <= ${d.param(2)} AND m.status = 'pending'
-  ORDER BY e.seq`;
+  SELECT device_uuid, id, received_at, body FROM (
+    SELECT e.device_uuid, e.id, e.received_at, e.body, e.seq,
+      row_number() OVER (PARTITION BY e.device_uuid ORDER BY e.seq DESC) AS nth
+    FROM rollout_devices m
+    JOIN rollouts r ON r.id = m.rollout_id
+    JOIN events e ON e.device_uuid = m.device_uuid AND e.received_at >= r.created_at
+    WHERE m.rollout_id = ${d.param(1)} AND m.wave <= ${d.param(2)} AND m.status = 'pending'
+      AND ${d.eventType("e.body")} IN (${EVIDENCE_EVENT_TYPES.map((t) => `'${t}'`).join(", ")})
+  ) latest WHERE nth <= ${EVIDENCE_EVENTS_PER_DEVICE}
+  ORDER BY seq`;
 
 export interface EvidenceMemberRecord {
   uuid: string;
   wave: number | string;
+  healthy_since: string | null;
+  hold: string | null;
   current_target: string | null;
   status: string | null;
   last_seen: string | null;
@@ -232,6 +249,8 @@ export function toEvidence(members: EvidenceMemberRecord[], events: EvidenceEven
   return members.map((m) => ({
     uuid: m.uuid,
     wave: Number(m.wave),
+    healthySince: m.healthy_since,
+    hold: jsonColumn<RolloutHold | null>(m.hold, null),
     currentTarget: m.current_target,
     deviceStatus: m.status ?? "registered",
     lastSeen: m.last_seen,

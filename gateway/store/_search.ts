@@ -15,10 +15,12 @@ export interface Dialect {
   param(n: number): string;
   /** Case-insensitive LIKE with a backslash escape. */
   ilike: string;
+  /** The eventType.id of a stored event's JSON text column. */
+  eventType(column: string): string;
 }
 
-export const SQLITE: Dialect = { param: (n) => `?${n}`, ilike: "LIKE" };
-export const POSTGRES: Dialect = { param: (n) => `$${n}`, ilike: "ILIKE" };
+export const SQLITE: Dialect = { param: (n) => `?${n}`, ilike: "LIKE", eventType: (c) => `json_extract(${c}, '$.eventType.id')` };
+export const POSTGRES: Dialect = { param: (n) => `$${n}`, ilike: "ILIKE", eventType: (c) => `(${c}::jsonb -> 'eventType' ->> 'id')` };
 
 const SORT_COLUMNS: Record<NonNullable<DeviceSearch["sort"]>, string> = {
   name: "name",

@@ -42,7 +42,7 @@ import {
   type RolloutEventRow,
   type RolloutMember,
   type RolloutPatch,
-  type RolloutRow,
+  type NewRollout,
   type ApiTokenRow,
   type DeviceRow,
   type DeviceSearch,
@@ -262,7 +262,7 @@ export class PostgresStore implements Store {
     return rows.map((r) => r.device_uuid);
   }
 
-  async createRollout(row: RolloutRow, members: RolloutMember[]) {
+  async createRollout(row: NewRollout, members: RolloutMember[]) {
     const { columns, values } = rolloutColumns(row);
     try {
       await this.#sql.begin(async (tx) => {

@@ -43,7 +43,7 @@ import {
   type RolloutEventRow,
   type RolloutMember,
   type RolloutPatch,
-  type RolloutRow,
+  type NewRollout,
   type ApiTokenRow,
   type DeviceRow,
   type DeviceSearch,
@@ -282,7 +282,7 @@ export class SqliteStore implements Store {
       .map((r) => r.device_uuid);
   }
 
-  async createRollout(row: RolloutRow, members: RolloutMember[]) {
+  async createRollout(row: NewRollout, members: RolloutMember[]) {
     const { columns, values } = rolloutColumns(row);
     const member = this.#db.query(
       "INSERT INTO rollout_devices (rollout_id, device_uuid, wave, status, updated_at) VALUES (?, ?, ?, 'pending', ?)",

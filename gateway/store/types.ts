@@ -128,6 +128,8 @@ export interface FleetQuery {
   hardwareId?: string;
   /** Part of the device name, case-insensitive. */
   nameContains?: string;
+  /** A member of this static group. */
+  group?: string;
 }
 
 /** One member of a new rollout and the (0-based) wave it belongs to. */
@@ -135,6 +137,9 @@ export interface RolloutMember {
   uuid: string;
   wave: number;
 }
+
+/** A rollout as createRollout takes it: acknowledgedFailures defaults to 0. */
+export type NewRollout = Omit<RolloutRow, "acknowledgedFailures"> & { acknowledgedFailures?: number };
 
 /** What may change on a rollout: everything but its id, revision and creation time. */
 export type RolloutPatch = Partial<Omit<RolloutRow, "id" | "revision" | "createdAt">>;
@@ -151,12 +156,16 @@ export interface RolloutDeviceChange {
 }
 
 /**
- * What the rollout engine decides a pending member's status from: the device row's facts, its events
- * received since the rollout was created (oldest first) and its latest app states with when they arrived.
+ * What the rollout engine decides a pending member's status from: the device row's facts, its install
+ * outcomes and deferrals (EcuInstallationCompleted, UpdateDeferred, UpdateHoldReleased) received since
+ * the rollout was created (the latest 50, oldest first) and its latest app states with when they arrived.
  */
 export interface RolloutEvidence {
   uuid: string;
   wave: number;
+  /** The member's own row: since when it has been healthy, its last deferral. */
+  healthySince: string | null;
+  hold: RolloutHold | null;
   currentTarget: string | null;
   /** The device's update status column (registered, updating, up-to-date, failed, rolled-back). */
   deviceStatus: string;
@@ -277,7 +286,7 @@ export interface Store {
    * Creates a rollout and its members in one transaction (members inserted in batches).
    * @throws {RolloutConflictError} If an active rollout of the same target version exists.
    */
-  createRollout(row: RolloutRow, members: RolloutMember[]): Promise<void>;
+  createRollout(row: NewRollout, members: RolloutMember[]): Promise<void>;
   getRollout(id: string): Promise<RolloutRow | undefined>;
   /** Newest first; `active`: running, paused or halted only. */
   listRollouts(opts?: { active?: boolean; limit?: number }): Promise<RolloutRow[]>;

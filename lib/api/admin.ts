@@ -311,6 +311,8 @@ export const RolloutRow = Type.Object({
   reason: Type.Union([Type.String(), Type.Null()]),
   /** Bumped by every change (optimistic concurrency between replicas). */
   revision: Type.Integer(),
+  /** Failures already counted when a halted rollout was resumed: the halt rule counts only newer ones. */
+  acknowledgedFailures: Type.Integer(),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
