@@ -271,8 +271,10 @@ export async function deviceOnV1(o: {
   repo: string;
   port: number;
   body: string;
+  /** The v1 image; default httpdImage(body). */
+  image?: BusyboxImageOptions;
 }): Promise<{ pub: Publisher; uuid: string }> {
-  const { ref } = await pushImageDetailed(o.upstream, o.repo, "v1", httpdImage(o.body));
+  const { ref } = await pushImageDetailed(o.upstream, o.repo, "v1", o.image ?? httpdImage(o.body));
   const pub = await Publisher.create(o.gw, o.upstream, { [`${o.app}/docker-compose.yml`]: httpdCompose(ref, o.port) });
   const uuid = await o.device.register(o.gw);
   await pub.publish(1);

@@ -129,11 +129,11 @@ export const testDbKind = (): "postgres" | "sqlite" => (process.env.OTA_TEST_DB 
  * Registry bytes the gateway served to one client (`device:<uuid>`, `admin`), read from its
  * /metrics: the count kept by the gateway, independent of what the device reports.
  */
-export async function servedBytes(gw: Pick<GatewayHandle, "adminFetch">, client: string): Promise<{ blob: number; manifest: number }> {
+export async function servedBytes(gw: Pick<GatewayHandle, "adminFetch">, client: string): Promise<{ blob: number; manifest: number; delta: number }> {
   const text = await (await gw.adminFetch("/metrics")).text();
   const read = (kind: string) => {
     const line = text.split("\n").find((l) => l.startsWith(`gateway_registry_bytes_served_total{kind="${kind}",client="${client}"} `));
     return line ? Number(line.split(" ").pop()) : 0;
   };
-  return { blob: read("blob"), manifest: read("manifest") };
+  return { blob: read("blob"), manifest: read("manifest"), delta: read("delta") };
 }

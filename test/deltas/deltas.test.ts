@@ -1,0 +1,156 @@
+/**
+ * Image deltas end to end: an app whose image has a ~100 MB layer of real files (shared
+ * libraries). Version 2 changes one 1 MB file: the device fetches a delta for that layer
+ * (counted by the gateway's registry apart from full blobs), rebuilds it, docker loads it and
+ * runs the new image, and the update's events say what came as a delta. Version 3's delta is
+ * planted by the test: a well-formed delta, with a correct digest, that rebuilds *other* bytes;
+ * the device refuses it (diff_id mismatch) and fetches the full layer instead.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { mkdir, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { DeviceEvent } from "../../lib/api/index.ts";
+import { RegistryStorage } from "../../gateway/registry/storage.ts";
+import { DELTA_MEDIA_TYPE, deltaWindowLog } from "../../lib/oci/delta.ts";
+import { sha256 } from "../../lib/oci/digest.ts";
+import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import type { BusyboxImageOptions, BuiltImage, ImageFile } from "../harness/images.ts";
+import { run, tempDir } from "../harness/tmp.ts";
+import {
+  Device, Publisher, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd,
+  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+} from "../fioup/_setup.ts";
+import { fileNear, realFilePaths, realFiles } from "./_real-files.ts";
+
+const APP = `deltaapp${process.pid}`;
+const REPO = "test/deltas";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: TestGateway;
+let gwHandle: GatewayHandle;
+let device: Device;
+let pub: Publisher;
+let port: number;
+let uuid: string;
+let files: Record<string, ImageFile>;
+let paths: string[];
+
+/** The app's image: busybox httpd serving `body`, over one big layer of real files (with `changes`). */
+const image = (body: string, changes: Record<string, ImageFile>): BusyboxImageOptions => ({
+  cmd: ["httpd", "-f", "-p", "80", "-h", "/www"],
+  exposedPorts: ["80/tcp"],
+  layers: [{ ...files, ...changes, "/www/index.html": body }],
+});
+
+async function release(version: number, body: string, changes: Record<string, ImageFile>): Promise<BuiltImage> {
+  const { ref, image: built } = await pushImageDetailed(upstream, REPO, `v${version}`, image(body, changes));
+  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
+  await pub.publish(version);
+  return built;
+}
+
+/** The EcuDownloadCompleted details of the device's update to `version`. */
+async function downloadReport(version: number): Promise<{ bytesFetched: number; bytesFull: number; deltaLayers: number; deltas: { layer: string; deltaBytes: number }[] }> {
+  const { updates } = await gw.admin<{ updates: { version?: string; events: DeviceEvent[] }[] }>(`/admin/devices/${uuid}/updates`);
+  const done = updates.find((u) => u.version === String(version))?.events.find((e) => e.eventType.id === "EcuDownloadCompleted");
+  if (!done?.event.details) throw new Error(`no EcuDownloadCompleted for version ${version}`);
+  return JSON.parse(done.event.details);
+}
+
+/** The embedded registry's repository holding `digest` (publish copies images under the factory's name). */
+async function repoHolding(root: string, digest: string): Promise<string> {
+  const walk = async (dir: string, name: string): Promise<string | undefined> => {
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    if (entries.includes("_layers") && (await Bun.file(join(dir, "_layers/sha256", digest.slice(7))).exists())) return name;
+    for (const e of entries.filter((x) => !x.startsWith("_"))) {
+      const found = await walk(join(dir, e), name ? `${name}/${e}` : e);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  const repo = await walk(join(root, "repositories"), "");
+  if (!repo) throw new Error(`no repository holds ${digest}`);
+  return repo;
+}
+
+beforeAll(async () => {
+  [dockerd, upstream, gwHandle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
+  gw = asTestGateway(gwHandle);
+  device = await Device.create(dockerd);
+  port = await freePort();
+  paths = realFilePaths(100_000_000);
+  files = realFiles(paths);
+  ({ pub, uuid } = await deviceOnV1({ gw, upstream, device, app: APP, repo: REPO, port, body: "v1", image: image("v1", {}) }));
+}, 180_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => undefined);
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+describe("image deltas", () => {
+  let v2: BuiltImage;
+
+  test("one changed 1 MB file in a 100 MB layer comes as a delta, and the device runs the new image", async () => {
+    const changed = `/data/lib/${fileNear(paths, 1 << 20)}`;
+    v2 = await release(2, "v2", { [changed]: randomBytes(1 << 20) });
+    const big = v2.layers.at(-1)!;
+    expect(big.tar.byteLength).toBeGreaterThan(100_000_000);
+    const before = await servedBytes(gwHandle, `device:${uuid}`);
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await httpGet(port)).toBe("v2");
+    const after = await servedBytes(gwHandle, `device:${uuid}`);
+    const deltaBytes = after.delta - before.delta;
+    const blobBytes = after.blob - before.blob;
+    console.error(`v2: layer ${big.gz.byteLength} B gzip (${big.tar.byteLength} B tar); registry served ${deltaBytes} B of delta, ${blobBytes} B of full blobs`);
+    expect(deltaBytes).toBeGreaterThan(1 << 20); // the new file is random: it travels whole
+    expect(deltaBytes * 10).toBeLessThan(big.gz.byteLength);
+    expect(blobBytes).toBeLessThan(64 * 1024); // config and bundle only: no full layer
+    const report = await downloadReport(2);
+    expect(report.deltaLayers).toBe(1);
+    expect(report.deltas[0]!.layer).toBe(big.digest);
+    expect(report.bytesFull).toBeGreaterThan(big.gz.byteLength);
+    expect(report.bytesFetched).toBeLessThan(report.bytesFull / 10);
+  }, 120_000);
+
+  test("a delta that rebuilds other bytes than the config pins is refused and the full layer fetched", async () => {
+    const changed = `/data/lib/${fileNear(paths, 2 << 20)}`;
+    const v3 = await release(3, "v3", { [changed]: randomBytes(1 << 20) });
+    const from = v2.layers.at(-1)!;
+    const to = v3.layers.at(-1)!;
+    // Plant the pair's outcome as the gateway would keep it, with a delta made to other bytes.
+    const root = join(gw.dataDir, "registry");
+    const storage = new RegistryStorage(root);
+    const repo = await repoHolding(root, to.digest);
+    const work = await tempDir("bad-delta-");
+    const wrong = to.tar.slice();
+    wrong[wrong.length >> 1] ^= 0xff;
+    writeFileSync(join(work, "from.tar"), from.tar);
+    writeFileSync(join(work, "wrong.tar"), wrong);
+    const windowLog = deltaWindowLog(from.tar.byteLength, to.tar.byteLength);
+    await run(["zstd", "-q", "-f", `--long=${windowLog}`, `--patch-from=${join(work, "from.tar")}`, join(work, "wrong.tar"), "-o", join(work, "bad.zst")]);
+    const bad = new Uint8Array(await Bun.file(join(work, "bad.zst")).arrayBuffer());
+    const digest = sha256(bad);
+    await storage.commitBlobFile(join(work, "bad.zst"), digest);
+    await storage.linkBlob(repo, digest);
+    await mkdir(join(root, "deltas/blobs"), { recursive: true });
+    writeFileSync(join(root, "deltas/blobs", digest.slice(7)), "");
+    const descriptor = { mediaType: DELTA_MEDIA_TYPE, digest, size: bad.byteLength, from: from.digest, to: to.digest, fromSize: from.tar.byteLength, toSize: to.tar.byteLength, windowLog };
+    writeFileSync(join(root, "deltas", `${from.digest.slice(7)}-${to.digest.slice(7)}.json`), JSON.stringify({ descriptor }));
+
+    const before = await servedBytes(gwHandle, `device:${uuid}`);
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await httpGet(port)).toBe("v3");
+    const after = await servedBytes(gwHandle, `device:${uuid}`);
+    console.error(`v3: planted delta ${bad.byteLength} B; registry served ${after.delta - before.delta} B of delta, ${after.blob - before.blob} B of full blobs (layer ${to.gz.byteLength} B)`);
+    expect(after.delta - before.delta).toBe(bad.byteLength); // it was fetched...
+    expect(after.blob - before.blob).toBeGreaterThanOrEqual(to.gz.byteLength); // ...refused, and the layer came whole
+    const report = await downloadReport(3);
+    expect(report.deltaLayers).toBe(0);
+    expect(r.stderr).toContain("no delta");
+  }, 120_000);
+});
