@@ -18,9 +18,10 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Target } from "../../lib/api/index.ts";
+import { writeFileAtomicSync } from "../../lib/fs/atomic-write.ts";
 import { isWindowOpen, nextWindowOpening, parseWindow, systemTimeZone, windowZone, type Window } from "../../lib/schedule/index.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb, UpdateRow } from "../db.ts";
@@ -75,11 +76,8 @@ export const LOCK_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
 
 /** Takes (or renews) update lock `name` with an optional reason; returns its path. Written atomically. */
 export function writeUpdateLock(dir: string, name: string, reason = ""): string {
-  mkdirSync(dir, { recursive: true });
   const path = join(dir, name);
-  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-  writeFileSync(tmp, reason ? `${reason.replace(/\n/g, " ")}\n` : "");
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, reason ? `${reason.replace(/\n/g, " ")}\n` : "");
   return path;
 }
 
