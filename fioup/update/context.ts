@@ -37,8 +37,15 @@ export interface UpdateContext {
   runtime: AppRuntime;
   hooks: UpdateHooks;
   signal?: AbortSignal;
-  /** Registry client for a host (cached). */
+  /**
+   * Where update content comes from: the registry client for a host (cached). Online, the
+   * gateway's registry (and others the apps name); for `fioup update --offline` the offline
+   * check step swaps in an offline bundle's clients ({@link useBundle}), so init and fetch read
+   * the bundle through the same client interface and the same digest checks.
+   */
   registry(host: string): RegistryClient;
+  /** Set when the content comes from an offline bundle: its directory and id (the sha256 of its index.json). */
+  bundle?: { dir: string; id: string };
   /** The update being run (set by the check step or by resuming). */
   updateId?: string;
 }
@@ -60,6 +67,12 @@ export function registryFactory(cfg: Config, client: DeviceClient | undefined): 
     const loopback = /^(127\.0\.0\.1|localhost|\[::1\])(:|$)/.test(host);
     return { scheme: isGateway || !loopback ? "https" : "http", ...(isGateway ? { tls: { ca: client.tls.ca, cert: client.tls.cert, key: client.tls.key } } : {}) };
   }, { userAgent: `fioup/${FIOUP_VERSION}` });
+}
+
+/** Makes the steps read content from an offline bundle instead of the network. */
+export function useBundle(ctx: UpdateContext, bundle: { dir: string; id: string }, registry: (host: string) => RegistryClient): void {
+  ctx.registry = registry;
+  ctx.bundle = { dir: bundle.dir, id: bundle.id };
 }
 
 export function currentUpdate(ctx: UpdateContext): UpdateRow {

@@ -4,5 +4,6 @@ export * from "./metadata.ts";
 export * from "./fetcher.ts";
 export * from "./verification-errors.ts";
 export * from "./verify-targets.ts";
+export * from "./expiry-grace.ts";
 export * from "./select-target.ts";
 export * from "./root-ceremony.ts";

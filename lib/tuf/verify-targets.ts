@@ -14,6 +14,7 @@ import { Value } from "@sinclair/typebox/value";
 import { Updater } from "tuf-js";
 import { TargetEntry } from "../api/target.ts";
 import { TufFetcher, type FetchLike, type TlsOptions } from "./fetcher.ts";
+import { MAX_EXPIRY_GRACE_SECONDS } from "./expiry-grace.ts";
 import { classifyTufError, InvalidMetadataError, TrustedRootError } from "./verification-errors.ts";
 
 /** Size caps (bytes) per metadata file. */
@@ -44,9 +45,6 @@ export interface VerifyTargetsOptions {
    */
   expiryGraceSeconds?: number;
 }
-
-/** The largest expiry grace a caller may ask for: 30 days. */
-export const MAX_EXPIRY_GRACE_SECONDS = 30 * 24 * 3600;
 
 /** An expiry grace outside 0..{@link MAX_EXPIRY_GRACE_SECONDS}. */
 export class InvalidExpiryGraceError extends Error {

@@ -1,0 +1,44 @@
+/**
+ * What `fioup update --offline DIR` runs: one bundle through the update command's usual
+ * machinery (lock, progress, summary, events queued and sent when the gateway answers), or,
+ * with `--watch`, the watch loop until SIGTERM.
+ *
+ * @module
+ */
+import { resolve } from "node:path";
+import type { Output } from "../../lib/cli/command.ts";
+import { openBundle } from "../../lib/bundle/index.ts";
+import { runUpdateCommand } from "../commands/_run-update.ts";
+import { progressHooks } from "../progress.ts";
+import { openSession } from "../session.ts";
+import { offlinePlan } from "./plan.ts";
+import { watchBundles } from "./watch.ts";
+
+/** Applies the bundle in `dir`. @throws {InvalidBundleError} and whatever the update steps throw. */
+export async function runOfflineUpdate(flags: { "sota-dir"?: string; force?: boolean }, dir: string, out: Output): Promise<void> {
+  const bundle = await openBundle(resolve(dir));
+  out.info(`offline bundle ${bundle.dir}: ${bundle.index.bundle.target}${bundle.index.bundle.from ? ` (made for devices on version ${bundle.index.bundle.from})` : ""}`);
+  await runUpdateCommand(flags, offlinePlan(bundle, { force: flags.force }), out);
+}
+
+/** Watches `dir` for bundles until SIGTERM or SIGINT. */
+export async function runOfflineWatch(flags: { "sota-dir"?: string; force?: boolean }, dir: string, intervalSeconds: number, out: Output): Promise<void> {
+  const s = openSession({ ...flags, requireRegistration: true });
+  const ac = new AbortController();
+  const stop = () => ac.abort(new Error("stopped"));
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  try {
+    await watchBundles(s, resolve(dir), {
+      signal: ac.signal,
+      intervalMs: intervalSeconds * 1000,
+      log: (l) => out.info(`${new Date().toISOString()} ${l}`),
+      hooks: progressHooks(),
+      hold: { force: flags.force },
+    });
+  } finally {
+    process.off("SIGTERM", stop);
+    process.off("SIGINT", stop);
+    s.close();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Watch mode for offline bundles (`fioup update --offline DIR --watch`): polls DIR, typically
+ * where a USB stick is mounted, and applies each bundle that appears there once. A bundle is
+ * known by the sha256 of its index.json and that file's mtime, so leaving the stick in does not
+ * apply it again, while a fresh copy of the same bundle is tried again. Queued events are
+ * sent whenever the gateway is reachable.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { describeError } from "../../lib/cli/command.ts";
+import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
+import { LockedError, acquireLock } from "../lock.ts";
+import { reportAll } from "../report.ts";
+import type { Session } from "../session.ts";
+import { NoUpdateError } from "../update/check-step.ts";
+import type { UpdateHooks } from "../update/context.ts";
+import type { HoldOptions } from "../update/hold.ts";
+import { runSteps } from "../update/step.ts";
+import { offlinePlan } from "./plan.ts";
+
+/** The device DB key holding the last bundle handled in watch mode. */
+const LAST_BUNDLE_KEY = "offline:last-bundle";
+
+export interface WatchOptions {
+  signal: AbortSignal;
+  intervalMs: number;
+  log(line: string): void;
+  hooks: UpdateHooks;
+  /** The install gate's options (maintenance window, update locks), as for online updates. */
+  hold?: HoldOptions;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+/** One look at `dir`: applies a bundle not handled yet. Returns what happened, or undefined if nothing did. */
+export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promise<string | undefined> {
+  const index = Bun.file(join(dir, "index.json"));
+  if (!(await index.exists())) return undefined;
+  let bundle;
+  let key: string;
+  try {
+    bundle = await openBundle(dir);
+    key = `${bundle.id}@${(await index.stat()).mtimeMs}`;
+  } catch (e) {
+    // A copy still in progress looks like a broken bundle: say so once, try again next time.
+    if (!(e instanceof InvalidBundleError)) throw e;
+    const seen = `invalid:${e.message}`;
+    if (s.db.get<string>(LAST_BUNDLE_KEY) === seen) return undefined;
+    s.db.set(LAST_BUNDLE_KEY, seen);
+    return e.message;
+  }
+  if (s.db.get<string>(LAST_BUNDLE_KEY) === key) return undefined;
+  let lock;
+  try {
+    lock = acquireLock(s.lockPath);
+  } catch (e) {
+    if (e instanceof LockedError) return `bundle ${bundle.index.bundle.target} waits: ${e.message}`;
+    throw e;
+  }
+  const ctx = s.ctx(o.hooks, o.signal);
+  let outcome: string;
+  try {
+    await runSteps(offlinePlan(bundle, o.hold), ctx);
+    const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
+    outcome = `bundle ${dir}: updated to ${u?.toTarget} (${u?.state})`;
+  } catch (e) {
+    if (o.signal.aborted) return "interrupted";
+    outcome = e instanceof NoUpdateError ? e.message : `bundle ${dir}: update failed: ${describeError(e)}`;
+  } finally {
+    lock.release();
+  }
+  s.db.set(LAST_BUNDLE_KEY, key);
+  return outcome;
+}
+
+/** Watches `dir` until the signal aborts. */
+export async function watchBundles(s: Session, dir: string, o: WatchOptions): Promise<void> {
+  o.log(`watching ${dir} for offline bundles every ${o.intervalMs / 1000}s`);
+  while (!o.signal.aborted) {
+    try {
+      const what = await watchOnce(s, dir, o);
+      if (what) o.log(what);
+    } catch (e) {
+      o.log(`cannot read ${dir}: ${describeError(e)}`);
+    }
+    // Queued events leave as soon as the gateway answers (quietly: offline is the normal case here).
+    if (s.client && s.db.peekEvents(1).length) await reportAll(s).catch(() => {});
+    await sleep(o.intervalMs, o.signal);
+  }
+  o.log("stopped watching");
+}
