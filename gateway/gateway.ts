@@ -28,6 +28,7 @@ import { listen, type Listening, type TransportLimits } from "./transport/index.
 import { createAdmission } from "./admission.ts";
 import { openStore } from "./store/open.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
+import { Rollouts } from "./rollouts/service.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
 import { rm } from "node:fs/promises";
 
@@ -56,6 +57,10 @@ export interface ServeOptions {
   externalRegistryService?: string;
   /** Where the embedded registry keeps blobs and manifests; default DIR/registry. Replicas share one (e.g. NFS). */
   registryDir?: string;
+  /** How often the signer-lease holder moves rollouts on (default 5000 ms; 0: never, tests tick by hand). */
+  rolloutTickMs?: number;
+  /** How often each replica looks for changed rollouts for its device views (default 2000 ms). */
+  rolloutViewPollMs?: number;
   log?: (line: string) => void;
 }
 
@@ -116,6 +121,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     onError: (e) => log(`gateway: cannot renew the signer lease: ${(e as Error).message}`),
   });
   let server: Listening | undefined;
+  let rollouts: Rollouts | undefined;
   const sightings = new Sightings(store);
   try {
     const tuf = await TufRepo.open({ storage: new CachedTufStorage(store.tuf), keysDir: data.keysDir, ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}) });
@@ -140,6 +146,19 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       metrics: new Metrics(),
       pollingSeconds: opts.pollingSeconds ?? 300,
     };
+    // Rollouts: every replica answers device views from its cache; only the signer moves rollouts on.
+    rollouts = new Rollouts({
+      store,
+      tuf,
+      isLeader: () => signer.isLeader,
+      ...(opts.rolloutTickMs !== undefined ? { tickMs: opts.rolloutTickMs } : {}),
+      ...(opts.rolloutViewPollMs !== undefined ? { viewPollMs: opts.rolloutViewPollMs } : {}),
+      counted: (kind) => gw.metrics.rollouts.count(kind),
+      log,
+    });
+    await rollouts.start();
+    gw.rollouts = rollouts;
+    gw.metrics.rollouts.source = () => rollouts!.gauges();
 
     const access = registryAccess(gw);
     const jwt = opts.externalRegistryService ? await RegistryJwtSigner.open(join(data.dir, "pki"), data.factory) : undefined;
@@ -205,6 +224,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       stop: () =>
         (stopping ??= (async () => {
           await server!.close(5000);
+          await rollouts?.stop();
           await tufTimer?.stop();
           await signer.stop();
           await sightings.stop();
@@ -214,6 +234,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     };
   } catch (err) {
     await server?.close(0);
+    await rollouts?.stop();
     await tufTimer?.stop();
     await signer.stop();
     await sightings.stop().catch(() => {});

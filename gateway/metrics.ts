@@ -22,8 +22,56 @@ export interface Sample {
   type?: "gauge" | "counter";
 }
 
+/** One active rollout as /metrics shows it. */
+export interface RolloutGauge {
+  rollout: string;
+  /** 1-based number of the newest released wave. */
+  wave: number;
+  devices: { pending: number; succeeded: number; failed: number };
+}
+
+/**
+ * Rollout figures: transitions counted as this replica makes them (the tick runs on one replica
+ * at a time), and per active rollout its wave and members by status, read from the store when
+ * /metrics is scraped (`refresh()`), so every replica shows the same gauges.
+ */
+export class RolloutMetrics {
+  readonly #transitions = new Map<string, number>();
+  #gauges: RolloutGauge[] = [];
+  /** Set by the gateway: reads the active rollouts' gauges. */
+  source: (() => Promise<RolloutGauge[]>) | undefined;
+
+  /** Counts one transition or device event of `kind` (created, halted, device-failed...). */
+  count(kind: string): void {
+    this.#transitions.set(kind, (this.#transitions.get(kind) ?? 0) + 1);
+  }
+
+  transitions(kind: string): number {
+    return this.#transitions.get(kind) ?? 0;
+  }
+
+  /** Reads the gauges again (the /metrics route awaits it before rendering). */
+  async refresh(): Promise<void> {
+    if (this.source) this.#gauges = await this.source();
+  }
+
+  render(): string[] {
+    const esc = (v: string) => v.replace(/[\\"\n]/g, "_");
+    const lines = ["# HELP rollout_transitions_total Rollout transitions and device verdicts by kind", "# TYPE rollout_transitions_total counter"];
+    for (const [kind, n] of this.#transitions) lines.push(`rollout_transitions_total{kind="${esc(kind)}"} ${n}`);
+    lines.push("# HELP rollout_wave Newest released wave of an active rollout (1-based)", "# TYPE rollout_wave gauge");
+    for (const g of this.#gauges) lines.push(`rollout_wave{rollout="${esc(g.rollout)}"} ${g.wave}`);
+    lines.push("# HELP rollout_devices Members of an active rollout by status", "# TYPE rollout_devices gauge");
+    for (const g of this.#gauges)
+      for (const [status, n] of Object.entries(g.devices)) lines.push(`rollout_devices{rollout="${esc(g.rollout)}",status="${status}"} ${n}`);
+    return lines;
+  }
+}
+
 export class Metrics {
   readonly #requests = new Map<string, number>();
+  /** Rollout transitions and gauges. */
+  readonly rollouts = new RolloutMetrics();
   /** Set by whoever runs a transport; /metrics shows its connection counts. */
   connections: (() => ConnectionCounts) | undefined;
   /** Registry bytes served per client: what devices downloaded, counted by the gateway. */
@@ -57,6 +105,7 @@ export class Metrics {
       lines.push(`gateway_requests_total{route="${esc(route!)}",status="${status}"} ${n}`);
     }
     lines.push(...this.registryBytes.render());
+    lines.push(...this.rollouts.render());
     const conns = this.connections?.();
     const samples: Record<string, Sample> = {
       gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (Date.now() - this.started) / 1000 },

@@ -55,6 +55,7 @@ export default defineCommand({
       placeholder: "NAME",
     },
     "polling-seconds": { type: "string", description: "Polling interval written into new devices' sota.toml", default: "300", placeholder: "N" },
+    "rollout-tick": { type: "string", description: "Seconds between rollout checks (halt, advance, complete) on the signer replica", default: "5", placeholder: "SECONDS" },
     "tuf-expiry": { type: "strings", description: "Lifetime of a TUF role's metadata, e.g. timestamp=1h (defaults root=365d targets=365d snapshot=7d timestamp=1d)", placeholder: "ROLE=DURATION" },
   },
   async run({ flags, out }) {
@@ -83,6 +84,7 @@ export default defineCommand({
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,
+      rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false) * 1000,
       log: (line) => out.info(line),
     });
     await new Promise<void>((resolve) => {

@@ -4,7 +4,7 @@ import type { GatewayEnv } from "../env.ts";
 
 export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
   const { store, metrics, sightings } = c.var.gw;
-  const [devices, events] = await Promise.all([store.countDevices(), store.countEvents()]);
+  const [devices, events] = await Promise.all([store.countDevices(), store.countEvents(), metrics.rollouts.refresh()]);
   const text = metrics.render({
     gateway_devices: { help: "Registered devices", value: devices },
     gateway_events: { help: "Stored device events", value: events },

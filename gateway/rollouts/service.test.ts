@@ -1,0 +1,216 @@
+/**
+ * The rollout engine over real stores (SQLite, and PostgreSQL from the harness) and a real TUF
+ * repository; devices report through the store as the device routes would. The clock is injected
+ * so soak and health windows pass in milliseconds.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { DeviceEvent } from "../../lib/api/device.ts";
+import type { TargetEntry } from "../../lib/api/target.ts";
+import { startPostgres, type PostgresHandle } from "../../test/harness/postgres.ts";
+import { MemoryTufStorage } from "../ota/memory-storage.ts";
+import { TufRepo } from "../ota/repo.ts";
+import { PostgresStore } from "../store/postgres.ts";
+import { SqliteStore } from "../store/sqlite.ts";
+import type { Store } from "../store/types.ts";
+import { RolloutNotFoundError, RolloutStateError } from "./errors.ts";
+import { Rollouts } from "./service.ts";
+
+const min = 60_000;
+let dir: string;
+let pg: PostgresHandle;
+const stores: Store[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "gw-rollouts-"));
+  pg = await startPostgres();
+});
+afterAll(async () => {
+  for (const s of stores) await s.close();
+  await pg?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const entry = (version: string): TargetEntry => ({
+  length: 0,
+  hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+  custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `reg.example/main/web@sha256:${version.padStart(64, "0")}` } } },
+});
+
+let n = 0;
+const uuid = (i: number) => `00000000-0000-4000-8000-${String(n * 1000 + i).padStart(12, "0")}`;
+
+/** A fresh fleet of `count` devices tagged main, a TUF repo with targets 1 and 2, and the service on a movable clock. */
+async function setup(open: () => Promise<Store>, count: number) {
+  n++;
+  const store = await open();
+  stores.push(store);
+  const tuf = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir: join(dir, `keys${n}`) });
+  await tuf.addTargets({ "hw-1": entry("1"), "hw-2": entry("2") });
+  const devices = Array.from({ length: count }, (_, i) => uuid(i));
+  for (const d of devices) await store.putDevice({ uuid: d, name: d.slice(-4), hardwareId: "amd64-linux", factory: "main", tags: ["main"], certSerial: "01" });
+  const clock = { now: Date.now() };
+  const counted: string[] = [];
+  const rollouts = new Rollouts({ store, tuf, tickMs: 0, viewPollMs: 0, now: () => clock.now, counted: (k) => counted.push(k) });
+  await rollouts.start();
+  const timestamp = async () => JSON.parse(new TextDecoder().decode(await tuf.metadata("timestamp.json"))).signed.version as number;
+  let e = 0;
+  const ev = (type: string, extra: Partial<DeviceEvent["event"]> = {}): DeviceEvent => ({
+    id: `e${e++}`,
+    deviceTime: new Date().toISOString(),
+    eventType: { id: type, version: 2 },
+    event: { correlationId: "u", targetName: "hw-2", version: "2", ...extra },
+  });
+  /** The device installs version 2 and its app runs healthy (or fails its start and rolls back). */
+  const report = {
+    updated: async (d: string) => {
+      await store.appendEvents(d, [ev("EcuInstallationCompleted", { success: true })]);
+      await store.putAppsStates(d, { deviceTime: new Date().toISOString(), apps: { web: { uri: entry("2").custom.docker_compose_apps.web!.uri, state: "healthy", services: [{ name: "web", state: "running" }] } } });
+      await store.recordSightings([{ uuid: d, at: new Date().toISOString(), currentTarget: "hw-2" }]);
+    },
+    rolledBack: (d: string) =>
+      store.appendEvents(d, [ev("EcuInstallationCompleted", { success: false, details: JSON.stringify({ phase: "start", error: 'service "web" is unhealthy', rolledBackTo: "hw-1" }) })]),
+    deferred: (d: string, until: string) => store.appendEvents(d, [ev("UpdateDeferred", { details: JSON.stringify({ reason: "window", until, heldSince: new Date().toISOString() }) })]),
+  };
+  return { store, tuf, rollouts, clock, devices, counted, timestamp, report };
+}
+
+function suite(open: () => Promise<Store>) {
+  test("waves advance by themselves once soaked and settled; views release the version wave by wave; it completes", async () => {
+    const { rollouts, clock, devices, counted, timestamp, report, store } = await setup(open, 20);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [10, 50, 100], soak: "30m", healthWindow: "10m", maxFailures: 10 });
+    expect(created).toMatchObject({ state: "running", wave: 0, counts: [ { wave: 0, status: "pending", devices: 2 }, { wave: 1, status: "pending", devices: 8 }, { wave: 2, status: "pending", devices: 10 } ] });
+    const members = await store.rolloutMembers(created.id);
+    const inWave = (w: number) => members.filter((m) => m.wave === w).map((m) => m.uuid);
+    expect(members).toHaveLength(20);
+    expect(rollouts.view(inWave(0)[0]!)).toMatchObject({ hideVersions: [], annotate: { "2": { rollout: created.id } } });
+    expect(rollouts.view(inWave(1)[0]!)).toMatchObject({ hideVersions: ["2"], annotate: {} });
+    expect(rollouts.view("not-a-member")).toMatchObject({ hideVersions: ["2"] });
+
+    for (const d of inWave(0)) await report.updated(d);
+    await rollouts.tick();
+    expect((await rollouts.show(created.id))!.wave).toBe(0); // healthy, but not for 10 minutes yet
+    clock.now += 11 * min;
+    await rollouts.tick();
+    let r = (await rollouts.show(created.id))!;
+    expect(r.counts.find((c) => c.wave === 0 && c.status === "succeeded")?.devices).toBe(2);
+    expect(r.wave).toBe(0); // settled, soak (30 min) not over
+    const before = await timestamp();
+    clock.now += 20 * min;
+    await rollouts.tick();
+    r = (await rollouts.show(created.id))!;
+    expect(r).toMatchObject({ state: "running", wave: 1, reason: "wave 1 settled and soaked 1800 s: 2 succeeded, 0 failed (0%)" });
+    expect(r.events.map((e) => e.kind).slice(0, 2)).toEqual(["wave-started", "wave-advanced"]);
+    expect(await timestamp()).toBeGreaterThan(before); // devices see their new view at the next check
+    expect(rollouts.view(inWave(1)[0]!).annotate["2"]?.rollout).toBe(created.id);
+    expect(rollouts.view(inWave(2)[0]!).hideVersions).toEqual(["2"]);
+
+    for (const w of [1, 2]) {
+      for (const d of inWave(w)) await report.updated(d);
+      clock.now += 11 * min;
+      await rollouts.tick(); // succeeded
+      clock.now += 30 * min;
+      await rollouts.tick(); // advanced or completed
+    }
+    r = (await rollouts.show(created.id))!;
+    expect(r).toMatchObject({ state: "completed", reason: "completed: all 20 devices settled, 20 succeeded, 0 failed (0%)" });
+    expect(rollouts.view(inWave(2)[0]!).key).toBe(""); // a completed rollout gates nobody
+    expect(counted.filter((k) => k === "device-succeeded")).toHaveLength(20);
+    expect(counted).toContain("completed");
+  });
+
+  test("a failure over the limit halts the rollout within its first wave, says why, and the next wave never sees the version", async () => {
+    const { rollouts, clock, store, report } = await setup(open, 30);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [10, 100], soak: "1m", healthWindow: "1m", maxFailures: 5 });
+    const members = await store.rolloutMembers(created.id);
+    const first = members.filter((m) => m.wave === 0).map((m) => m.uuid);
+    expect(first).toHaveLength(3);
+    await report.rolledBack(first[0]!); // the other two are still pending: halted while the wave is in progress
+    await rollouts.tick();
+    let r = (await rollouts.show(created.id))!;
+    expect(r).toMatchObject({ state: "halted", wave: 0, reason: "halted at 33.3% failures (1 of 3 devices in wave 1), over the 5% limit" });
+    expect(r.failures).toEqual([expect.objectContaining({ uuid: first[0], status: "failed", reason: 'rolled back at start: service "web" is unhealthy' })]);
+    expect(r.events.map((e) => e.kind)).toContain("device-failed");
+    for (const d of first.slice(1)) await report.updated(d);
+    clock.now += 60 * min;
+    await rollouts.tick();
+    r = (await rollouts.show(created.id))!;
+    expect(r).toMatchObject({ state: "halted", wave: 0 }); // halted stays halted
+    const later = members.find((m) => m.wave === 1)!.uuid;
+    expect(rollouts.view(later).hideVersions).toEqual(["2"]);
+
+    // An operator accepts the failure: resume counts only new failures, so it advances.
+    await expect(rollouts.advance(created.id)).rejects.toThrow(new RolloutStateError(`Cannot advance rollout "${created.id}": it is halted (resume it first)`));
+    r = await rollouts.resume(created.id);
+    expect(r).toMatchObject({ state: "running", acknowledgedFailures: 1 });
+    await rollouts.tick();
+    expect((await rollouts.show(created.id))!).toMatchObject({ state: "running", wave: 1 });
+    expect(rollouts.view(later).annotate["2"]?.rollout).toBe(created.id);
+  });
+
+  test("pending past the timeout fails with reason timeout; a device held by its window does not time out", async () => {
+    const { rollouts, clock, store, report } = await setup(open, 2);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [100], pendingTimeout: "1h", maxFailures: 100, window: "Sat 02:00-04:00 Europe/Berlin", maxHold: "1d" });
+    const [a, b] = (await store.rolloutMembers(created.id)).map((m) => m.uuid);
+    expect(rollouts.view(a!).annotate["2"]).toEqual({ rollout: created.id, window: "Sat 02:00-04:00 Europe/Berlin", maxHold: 86400 });
+    const until = new Date(clock.now + 3 * 60 * min).toISOString();
+    await report.deferred(b!, until);
+    await rollouts.tick();
+    let r = (await rollouts.show(created.id))!;
+    expect(r.holds).toEqual([expect.objectContaining({ uuid: b, hold: expect.objectContaining({ kind: "window", until }) })]);
+    expect(r.events.find((e) => e.kind === "device-deferred")?.reason).toBe(`deferred to the maintenance window until ${until}`);
+    clock.now += 61 * min;
+    await rollouts.tick();
+    r = (await rollouts.show(created.id))!;
+    expect(r.failures).toEqual([expect.objectContaining({ uuid: a, reason: "timeout: the update did not complete in time" })]);
+    expect(r.counts.find((c) => c.status === "pending")?.devices).toBe(1); // b is held: still pending
+    clock.now += 3 * 60 * min;
+    await rollouts.tick();
+    r = (await rollouts.show(created.id))!;
+    expect(r.state).toBe("completed");
+    expect(r.counts).toEqual([{ wave: 0, status: "failed", devices: 2 }]);
+  });
+
+  test("pause, resume, cancel: operator actions check the state, and a restarted service resumes the same rollout", async () => {
+    const { rollouts, clock, store, tuf, report } = await setup(open, 10);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [50, 100], soak: "1m", healthWindow: "1m" });
+    await expect(rollouts.create({ target: "2", tag: "main", waves: [100] })).rejects.toThrow(/active rollout/);
+    await expect(rollouts.resume(created.id)).rejects.toThrow(RolloutStateError);
+    await expect(rollouts.pause("nope")).rejects.toThrow(new RolloutNotFoundError("nope"));
+    expect(await rollouts.pause(created.id)).toMatchObject({ state: "paused", reason: "paused by an operator in wave 1" });
+    for (const m of await store.rolloutMembers(created.id)) if (m.wave === 0) await report.updated(m.uuid);
+    clock.now += 10 * min;
+    await rollouts.tick();
+    expect(await rollouts.show(created.id)).toMatchObject({ state: "paused", wave: 0 }); // devices settle, the rollout does not move
+
+    // A new service over the same database (a restarted gateway) carries on from the stored state.
+    await rollouts.stop();
+    const again = new Rollouts({ store, tuf, tickMs: 0, viewPollMs: 0, now: () => clock.now });
+    await again.start();
+    expect(again.view((await store.rolloutMembers(created.id)).find((m) => m.wave === 1)!.uuid).hideVersions).toEqual(["2"]);
+    await again.resume(created.id);
+    await again.tick();
+    expect(await again.show(created.id)).toMatchObject({ state: "running", wave: 1 });
+    expect(await again.cancel(created.id)).toMatchObject({ state: "cancelled" });
+    await expect(again.cancel(created.id)).rejects.toThrow(RolloutStateError);
+    expect(again.view(uuid(0)).key).toBe("");
+    await again.stop();
+  });
+
+  test("bad requests are refused with a clear reason", async () => {
+    const { rollouts } = await setup(open, 1);
+    await expect(rollouts.create({ target: "2", tag: "main", waves: [10, 50] })).rejects.toThrow(/last wave must be 100%/);
+    await expect(rollouts.create({ target: "2", tag: "nobody", waves: [100] })).rejects.toThrow('No devices in tag "nobody": nothing to roll out to');
+    await expect(rollouts.create({ target: "2", group: "none", waves: [100] })).rejects.toThrow('Unknown group "none"');
+    await expect(rollouts.create({ target: "v2", tag: "main", waves: [100] })).rejects.toThrow(/Invalid target "v2"/);
+    await expect(rollouts.create({ target: "2", tag: "main", waves: [100], window: "Someday 02:00" })).rejects.toThrow(/Someday/);
+  });
+}
+
+describe("rollouts on SQLite", () => suite(async () => SqliteStore.open(":memory:")));
+describe("rollouts on PostgreSQL", () => {
+  let k = 0;
+  suite(async () => PostgresStore.connect(await pg.createDatabase(`rollouts_${process.pid}_${k++}`), { max: 4 }));
+});

@@ -1,0 +1,276 @@
+/**
+ * The rollouts as the admin API and the gateway use them: create, pause, resume, advance, cancel
+ * and show (gateway/admin/rollouts.ts validates and calls these), each device's view for the
+ * signed metadata, and the tick that moves rollouts on by themselves (engine.ts), run only on the
+ * replica that holds the signer lease.
+ *
+ * @module
+ */
+import type { RolloutDetail, RolloutEventKind, RolloutRequest } from "../../lib/api/admin.ts";
+import { parseWindow, WindowSpecError } from "../../lib/schedule/window.ts";
+import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
+import type { RolloutService, TufService } from "../env.ts";
+import type { RolloutGauge } from "../metrics.ts";
+import { groupAudience } from "../fleet/query.ts";
+import type { RolloutPatch, RolloutRow, Store } from "../store/types.ts";
+import { RolloutEngine, tally, waveStartedReason, wavesLabel } from "./engine.ts";
+import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./errors.ts";
+import { assignWaves, checkWaves } from "./membership.ts";
+import { RolloutViews } from "./view-cache.ts";
+import type { View } from "./view.ts";
+
+/** Defaults of a rollout request's optional settings. */
+export const ROLLOUT_DEFAULTS = { soakS: 30 * 60, maxFailuresPct: 5, healthWindowS: 10 * 60, pendingTimeoutS: 60 * 60 } as const;
+
+/** What a target version may be: targets' custom.version (digits). */
+const VERSION_PATTERN = /^[0-9]{1,15}$/;
+
+export interface RolloutsOptions {
+  store: Store;
+  tuf: Pick<TufService, "targets"> & { bumpViews?: () => Promise<unknown> };
+  /** Whether this replica runs the tick (the signer lease holder). Default: always. */
+  isLeader?: () => boolean;
+  /** Tick interval (default 5000 ms; 0: no timer, call tick() yourself). */
+  tickMs?: number;
+  /** How often every replica looks for changed rollouts (default 2000 ms). */
+  viewPollMs?: number;
+  counted?: (kind: RolloutEventKind) => void;
+  log?: (line: string) => void;
+  /** The clock (tests move it to pass soak and health windows). */
+  now?: () => number;
+}
+
+/** Short, sortable ids: 10 characters of time (ms, Crockford base32) and 6 random ones. */
+export function newRolloutId(now: number): string {
+  const abc = "0123456789abcdefghjkmnpqrstvwxyz";
+  let t = "";
+  for (let n = now, i = 0; i < 10; i++, n = Math.floor(n / 32)) t = abc[n % 32] + t;
+  const rnd = crypto.getRandomValues(new Uint8Array(6));
+  return t + Array.from(rnd, (b) => abc[b % 32]).join("");
+}
+
+function seconds(name: string, value: string | number | undefined, fallback: number | null): number | null {
+  if (value === undefined) return fallback;
+  try {
+    return parseDuration(value);
+  } catch (e) {
+    if (e instanceof InvalidDurationError) throw new InvalidRolloutError(`Invalid ${name}: ${e.message}`);
+    throw e;
+  }
+}
+
+type Action = { patch: RolloutPatch; events: { kind: RolloutEventKind; wave: number | null; reason: string }[] };
+
+export class Rollouts implements RolloutService {
+  readonly views: RolloutViews;
+  readonly engine: RolloutEngine;
+  readonly #now: () => number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #ticking: Promise<unknown> | undefined;
+
+  constructor(private readonly opts: RolloutsOptions) {
+    this.#now = opts.now ?? Date.now;
+    this.views = new RolloutViews(opts.store, { pollMs: opts.viewPollMs ?? 2000, onError: (e) => opts.log?.(`rollouts: cannot reload views: ${(e as Error).message}`) });
+    this.engine = new RolloutEngine({
+      store: opts.store,
+      targets: () => opts.tuf.targets(),
+      changed: () => this.#changed(),
+      ...(opts.counted ? { counted: opts.counted } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+      now: this.#now,
+    });
+  }
+
+  /** Loads the views and starts the tick (it acts only while isLeader()). */
+  async start(): Promise<this> {
+    await this.views.start();
+    const every = this.opts.tickMs ?? 5000;
+    if (every > 0) {
+      this.#timer = setInterval(() => void this.tick(), every);
+      this.#timer.unref?.();
+    }
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.views.stop();
+    await this.#ticking;
+  }
+
+  /** One engine pass if this replica leads (never two at once); errors are logged, not thrown. */
+  tick(): Promise<unknown> {
+    if (this.opts.isLeader && !this.opts.isLeader()) return Promise.resolve(0);
+    this.#ticking ??= this.engine
+      .tick()
+      .catch((e) => this.opts.log?.(`rollouts: tick failed: ${(e as Error).message}`))
+      .finally(() => (this.#ticking = undefined));
+    return this.#ticking;
+  }
+
+  /** After any transition: this replica's views first, then new signed views for every device. */
+  async #changed(): Promise<void> {
+    await this.views.refresh();
+    await this.opts.tuf.bumpViews?.();
+  }
+
+  /** Per active rollout: its wave (1-based) and members by status (for /metrics). */
+  async gauges(): Promise<RolloutGauge[]> {
+    const { store } = this.opts;
+    return Promise.all(
+      (await store.activeRollouts()).map(async (r) => {
+        const devices = { pending: 0, succeeded: 0, failed: 0 };
+        for (const c of await store.rolloutCounts(r.id)) devices[c.status] += c.devices;
+        return { rollout: r.id, wave: r.wave + 1, devices };
+      }),
+    );
+  }
+
+  view(uuid: string): View {
+    return this.views.rolloutView(uuid);
+  }
+
+  refreshViews(): Promise<void> {
+    return this.views.refresh();
+  }
+
+  async create(req: RolloutRequest): Promise<RolloutDetail> {
+    const { store } = this.opts;
+    if (!VERSION_PATTERN.test(req.target)) throw new InvalidRolloutError(`Invalid target "${req.target}": give the target version (custom.version, digits)`);
+    if ((req.group === undefined) === (req.tag === undefined)) throw new InvalidRolloutError("Give exactly one of group or tag");
+    checkWaves(req.waves);
+    if (req.window !== undefined) {
+      try {
+        parseWindow(req.window);
+      } catch (e) {
+        if (e instanceof WindowSpecError) throw new InvalidRolloutError(e.message);
+        throw e;
+      }
+    }
+    const soakS = seconds("soak", req.soak, ROLLOUT_DEFAULTS.soakS)!;
+    const healthWindowS = seconds("health window", req.healthWindow, ROLLOUT_DEFAULTS.healthWindowS)!;
+    const pendingTimeoutS = seconds("pending timeout", req.pendingTimeout, ROLLOUT_DEFAULTS.pendingTimeoutS)!;
+    const maxHoldS = seconds("max hold", req.maxHold, null);
+    let audience: string[];
+    if (req.group !== undefined) {
+      const group = await store.getGroup(req.group);
+      if (!group) throw new InvalidRolloutError(`Unknown group "${req.group}"`);
+      audience = await groupAudience(store, group);
+    } else {
+      audience = await store.queryDevices({ tags: [req.tag!] });
+    }
+    if (audience.length === 0) throw new InvalidRolloutError(`No devices in ${req.group !== undefined ? `group "${req.group}"` : `tag "${req.tag}"`}: nothing to roll out to`);
+    const members = assignWaves(audience, req.waves, req.first ?? []);
+    const now = this.#now();
+    const at = new Date(now).toISOString();
+    const row: RolloutRow = {
+      id: newRolloutId(now),
+      targetVersion: req.target,
+      groupName: req.group ?? null,
+      tag: req.tag ?? null,
+      waves: req.waves,
+      soakS,
+      maxFailuresPct: req.maxFailures ?? ROLLOUT_DEFAULTS.maxFailuresPct,
+      healthWindowS,
+      pendingTimeoutS,
+      installWindow: req.window ?? null,
+      maxHoldS,
+      rollbackOnHalt: req.rollbackOnHalt ?? false,
+      state: "running",
+      wave: 0,
+      waveStartedAt: at,
+      reason: null,
+      acknowledgedFailures: 0,
+      revision: 1,
+      createdAt: at,
+      updatedAt: at,
+    };
+    await store.createRollout(row, members);
+    const counts = members.reduce<Map<number, number>>((m, x) => m.set(x.wave, (m.get(x.wave) ?? 0) + 1), new Map());
+    const countRows = [...counts].map(([wave, devices]) => ({ wave, status: "pending" as const, devices }));
+    const audienceName = req.group !== undefined ? `group "${req.group}"` : `tag "${req.tag}"`;
+    await store.appendRolloutEvents([
+      { rolloutId: row.id, at, kind: "created", wave: null, deviceUuid: null, reason: `version ${row.targetVersion} to ${members.length} devices of ${audienceName} in waves ${row.waves.map((w) => `${w}%`).join(",")}` },
+      { rolloutId: row.id, at, kind: "wave-started", wave: 0, deviceUuid: null, reason: waveStartedReason(countRows, 0, row.waves[0]!) },
+    ]);
+    this.opts.counted?.("created");
+    this.opts.counted?.("wave-started");
+    await this.#changed();
+    return (await this.show(row.id))!;
+  }
+
+  async show(id: string): Promise<RolloutDetail | undefined> {
+    const { store } = this.opts;
+    const row = await store.getRollout(id);
+    if (!row) return undefined;
+    const [counts, holds, failures, events] = await Promise.all([
+      store.rolloutCounts(id),
+      store.rolloutDeviceStates(id, { held: true, limit: 100 }),
+      store.rolloutDeviceStates(id, { status: "failed", limit: 100 }),
+      store.listRolloutEvents(id, { limit: 50 }),
+    ]);
+    return { ...row, counts, holds, failures, events };
+  }
+
+  /** Applies an operator's action with the rollout's revision, retrying when the tick moved it meanwhile. */
+  async #act(
+    id: string,
+    decide: (r: RolloutRow) => Action | Promise<Action>,
+  ): Promise<RolloutDetail> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const r = await this.opts.store.getRollout(id);
+      if (!r) throw new RolloutNotFoundError(id);
+      const { patch, events } = await decide(r);
+      if (await this.engine.transition(r, patch, events)) {
+        await this.#changed();
+        return (await this.show(id))!;
+      }
+    }
+    throw new RolloutStateError(`Rollout "${id}" keeps changing: try again`);
+  }
+
+  pause(id: string): Promise<RolloutDetail> {
+    return this.#act(id, (r) => {
+      if (r.state !== "running") throw new RolloutStateError(`Cannot pause rollout "${id}": it is ${r.state}`);
+      const reason = `paused by an operator in ${wavesLabel(r.wave)}`;
+      return { patch: { state: "paused", reason }, events: [{ kind: "paused", wave: r.wave, reason }] };
+    });
+  }
+
+  resume(id: string): Promise<RolloutDetail> {
+    return this.#act(id, async (r) => {
+      if (r.state !== "paused" && r.state !== "halted") throw new RolloutStateError(`Cannot resume rollout "${id}": it is ${r.state}`);
+      const patch: RolloutPatch = { state: "running", reason: null };
+      let reason = `resumed by an operator from ${r.state}`;
+      if (r.state === "halted") {
+        // The failures that halted it are accepted: only new ones count against the limit.
+        const failed = tally(await this.opts.store.rolloutCounts(id), r.waves.length).failed;
+        patch.acknowledgedFailures = failed;
+        reason += `; the ${failed} failure${failed === 1 ? "" : "s"} so far are accepted, new ones count against the limit`;
+      }
+      return { patch, events: [{ kind: "resumed", wave: r.wave, reason }] };
+    });
+  }
+
+  advance(id: string): Promise<RolloutDetail> {
+    return this.#act(id, (r) => {
+      if (r.state !== "running" && r.state !== "paused") throw new RolloutStateError(`Cannot advance rollout "${id}": it is ${r.state}${r.state === "halted" ? " (resume it first)" : ""}`);
+      if (r.wave >= r.waves.length - 1) throw new RolloutStateError(`Cannot advance rollout "${id}": wave ${r.wave + 1} is its last`);
+      const next = r.wave + 1;
+      const reason = `advanced by an operator to wave ${next + 1}`;
+      return {
+        patch: { wave: next, waveStartedAt: new Date(this.#now()).toISOString(), reason },
+        events: [{ kind: "wave-advanced", wave: r.wave, reason }, { kind: "wave-started", wave: next, reason: `wave ${next + 1} released by an operator` }],
+      };
+    });
+  }
+
+  cancel(id: string): Promise<RolloutDetail> {
+    return this.#act(id, (r) => {
+      if (r.state === "completed" || r.state === "cancelled") throw new RolloutStateError(`Cannot cancel rollout "${id}": it is ${r.state}`);
+      const reason = `cancelled by an operator in ${wavesLabel(r.wave)}`;
+      return { patch: { state: "cancelled", reason }, events: [{ kind: "cancelled", wave: r.wave, reason }] };
+    });
+  }
+}
+

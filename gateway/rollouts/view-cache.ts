@@ -1,0 +1,122 @@
+/**
+ * Each device's view of the targets while rollouts are active, answered from memory: it is asked
+ * on every check-in. The cache holds the active rollouts and, per rollout, uuid -> wave (membership
+ * never changes after creation, so members are read once per rollout). It is reloaded when an
+ * active rollout's revision changes: polled every `pollMs` (cheap: one small query), at once after
+ * a transition on this replica, and by the signed-views routes before they serve a timestamp
+ * newer than the cache (refresh()), so no replica signs a new timestamp over an old view.
+ *
+ * A device sees a rollout's version annotated (custom.rollout: id, window, max hold) when it is a
+ * member of a released wave; otherwise the version is hidden from it. Completed and cancelled
+ * rollouts gate nobody.
+ *
+ * @module
+ */
+import type { RolloutRow, Store } from "../store/types.ts";
+import { EMPTY_VIEW, type RolloutAnnotation, type View } from "./view.ts";
+
+interface Cached {
+  row: RolloutRow;
+  members: Map<string, number>;
+  annotation: RolloutAnnotation;
+}
+
+export interface ViewCacheOptions {
+  /** How often to look for changed rollouts (default 2000 ms); 0: only on refresh(). */
+  pollMs?: number;
+  onError?: (err: unknown) => void;
+}
+
+export class RolloutViews {
+  #rollouts: Cached[] = [];
+  /** Views by signature (one character per active rollout): at most 2^k distinct ones. */
+  #views = new Map<string, View>();
+  #fingerprint = "";
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly store: Pick<Store, "activeRollouts" | "rolloutMembers">,
+    private readonly opts: ViewCacheOptions = {},
+  ) {}
+
+  /** Loads once, then polls in the background. */
+  async start(): Promise<this> {
+    await this.refresh();
+    const every = this.opts.pollMs ?? 2000;
+    if (every > 0) {
+      this.#timer = setInterval(() => void this.refresh().catch((e) => this.opts.onError?.(e)), every);
+      this.#timer.unref?.();
+    }
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The active rollouts as last loaded. */
+  get active(): readonly RolloutRow[] {
+    return this.#rollouts.map((r) => r.row);
+  }
+
+  /**
+   * Reloads from the store if any active rollout changed. Concurrent calls share one load; a call
+   * made while a load runs gets the next one (which started after the call, so it sees every commit
+   * made before the call).
+   */
+  refresh(): Promise<void> {
+    if (this.#running) return (this.#next ??= this.#running.catch(() => {}).then(() => ((this.#next = undefined), this.refresh())));
+    this.#running = this.#load().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  async #load(): Promise<void> {
+    const rows = (await this.store.activeRollouts()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const fingerprint = rows.map((r) => `${r.id}.${r.revision}`).join(",");
+    if (fingerprint === this.#fingerprint) return;
+    const known = new Map(this.#rollouts.map((r) => [r.row.id, r.members]));
+    const next: Cached[] = [];
+    for (const row of rows) {
+      let members = known.get(row.id);
+      if (!members) {
+        members = new Map();
+        for (const m of await this.store.rolloutMembers(row.id)) members.set(m.uuid, m.wave);
+      }
+      const annotation: RolloutAnnotation = { rollout: row.id };
+      if (row.installWindow) annotation.window = row.installWindow;
+      if (row.maxHoldS) annotation.maxHold = row.maxHoldS;
+      next.push({ row, members, annotation });
+    }
+    this.#rollouts = next;
+    this.#views = new Map();
+    this.#fingerprint = fingerprint;
+  }
+
+  /** The device's view now (synchronous, from memory). */
+  rolloutView(uuid: string): View {
+    const rollouts = this.#rollouts;
+    if (rollouts.length === 0) return EMPTY_VIEW;
+    let sig = "";
+    for (const r of rollouts) {
+      const wave = r.members.get(uuid);
+      sig += wave !== undefined && wave <= r.row.wave ? "a" : "h";
+    }
+    let view = this.#views.get(sig);
+    if (!view) {
+      const hideVersions: string[] = [];
+      const annotate: Record<string, RolloutAnnotation> = {};
+      const key: string[] = [];
+      for (const [i, r] of rollouts.entries()) {
+        if (sig[i] === "a") annotate[r.row.targetVersion] = r.annotation;
+        else hideVersions.push(r.row.targetVersion);
+        key.push(`${r.row.id}:${sig[i]}`);
+      }
+      view = Object.freeze({ key: key.join(","), hideVersions, annotate });
+      this.#views.set(sig, view);
+    }
+    return view;
+  }
+}
