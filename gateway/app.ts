@@ -8,7 +8,7 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { adminDevices, adminFleet, adminKeys, adminTargets, adminTokens, requireApiToken } from "./admin/index.ts";
+import { adminDevices, adminFleet, adminGroups, adminKeys, adminRollouts, adminTargets, adminTokens, requireApiToken } from "./admin/index.ts";
 import type { Gateway, GatewayEnv } from "./env.ts";
 import { dashboard } from "./ui/index.tsx";
 import { routeLabel } from "./metrics.ts";
@@ -25,7 +25,9 @@ import { openapi } from "./routes/openapi.ts";
 import { register } from "./routes/register.ts";
 import { repo } from "./routes/repo.ts";
 import { repoWait } from "./routes/repo-wait.ts";
-import { DeviceRevokedError } from "./store/types.ts";
+import { DeviceRevokedError, GroupExistsError, RolloutConflictError } from "./store/types.ts";
+import { InvalidFleetQueryError } from "./fleet/query.ts";
+import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./rollouts/errors.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
 import { SigningKeyUnavailableError } from "./ota/key-store.ts";
 import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError } from "./ota/repo.ts";
@@ -43,6 +45,9 @@ function errorAnswer(err: unknown, method: string, path: string, json: (body: { 
   }
   if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return json({ error: err.message }, 400);
   if (err instanceof DeviceRevokedError) return json({ error: err.message }, 403);
+  if (err instanceof InvalidFleetQueryError || err instanceof InvalidRolloutError) return json({ error: err.message }, 400);
+  if (err instanceof RolloutNotFoundError) return json({ error: err.message }, 404);
+  if (err instanceof GroupExistsError || err instanceof RolloutConflictError || err instanceof RolloutStateError) return json({ error: err.message }, 409);
   if (err instanceof InvalidTargetError) return json({ error: err.message }, 400);
   if (err instanceof TargetNotFoundError) return json({ error: err.message }, 404);
   if (err instanceof TargetsTooLargeError) return json({ error: err.message }, 413);
@@ -68,6 +73,8 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
     .route("/", adminTargets)
     .route("/", adminTokens)
     .route("/", adminKeys)
+    .route("/", adminGroups)
+    .route("/", adminRollouts)
     .route("/", adminFleet(gw));
 
   app

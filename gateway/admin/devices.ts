@@ -1,8 +1,10 @@
-/** /admin/devices: list, show, update history, tags and revocation (bodies: lib/api/admin.ts). */
+/** /admin/devices: list, show, update history, tags, labels and revocation (bodies: lib/api/admin.ts). */
 import { Hono } from "hono";
-import { DeviceTagsRequest, type Update } from "../../lib/api/admin.ts";
+import { HTTPException } from "hono/http-exception";
+import { DeviceLabelsRequest, DeviceTagsRequest, type Update } from "../../lib/api/admin.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
+import { checkLabel } from "../fleet/query.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
 /** Groups a device's events by correlation id, in arrival order; success comes from EcuInstallationCompleted. */
@@ -55,6 +57,19 @@ export const adminDevices = new Hono<GatewayEnv>()
     const uuid = c.req.param("uuid");
     const { store, devices } = c.var.gw;
     const row = await store.setDeviceTags(uuid, c.req.valid("json").tags);
+    if (!row) return c.json({ error: `Device "${uuid}" not found` }, 404);
+    devices.invalidate(uuid);
+    return c.json(row);
+  })
+  .put("/devices/:uuid/labels", limit(64 * 1024), jsonBody(DeviceLabelsRequest), async (c) => {
+    const uuid = c.req.param("uuid");
+    const { set = {}, remove = [] } = c.req.valid("json");
+    for (const [k, v] of Object.entries(set)) checkLabel(k, v);
+    for (const k of remove) checkLabel(k, "");
+    const both = remove.find((k) => Object.hasOwn(set, k));
+    if (both !== undefined) throw new HTTPException(400, { message: `Label "${both}" is both set and removed` });
+    const { store, devices } = c.var.gw;
+    const row = await store.setDeviceLabels(uuid, set, remove);
     if (!row) return c.json({ error: `Device "${uuid}" not found` }, 404);
     devices.invalidate(uuid);
     return c.json(row);

@@ -4,3 +4,5 @@ export * from "./fleet.ts";
 export * from "./keys.ts";
 export * from "./targets.ts";
 export * from "./tokens.ts";
+export * from "./groups.ts";
+export * from "./rollouts.ts";

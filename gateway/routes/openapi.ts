@@ -12,7 +12,29 @@ import {
   SystemConfig,
   SystemInfo,
 } from "../../lib/api/index.ts";
-import { DeviceDetail, DeviceList, DeviceRow, DeviceTagsRequest, FleetDeviceList, FleetSummary, TokenCreated, TokenList, TokenRequest, TokenRevoked, UpdateList } from "../../lib/api/admin.ts";
+import {
+  DeviceDetail,
+  DeviceLabelsRequest,
+  DeviceList,
+  DeviceRow,
+  DeviceTagsRequest,
+  FleetDeviceList,
+  FleetSummary,
+  GroupDeleted,
+  GroupDetail,
+  GroupList,
+  GroupMembersChanged,
+  GroupMembersRequest,
+  GroupRequest,
+  RolloutDetail,
+  RolloutList,
+  RolloutRequest,
+  TokenCreated,
+  TokenList,
+  TokenRequest,
+  TokenRevoked,
+  UpdateList,
+} from "../../lib/api/admin.ts";
 import { RootInstalled, RotateRequest, SignedRoot } from "../admin/keys.ts";
 import { TargetsBody, TargetsList } from "../admin/targets.ts";
 import type { GatewayEnv } from "../env.ts";
@@ -48,6 +70,25 @@ const OPS: Record<string, Record<string, Op>> = {
   "/admin/devices/{uuid}/updates": { get: { summary: "A device's updates, events grouped by correlation id", sec: "admin", res: UpdateList } },
   "/admin/devices/{uuid}/revoke": { post: { summary: "Revoke a device", sec: "admin", res: DeviceRow } },
   "/admin/devices/{uuid}/tags": { put: { summary: "Set a device's tags", sec: "admin", body: DeviceTagsRequest, res: DeviceRow } },
+  "/admin/devices/{uuid}/labels": { put: { summary: "Set and remove a device's labels (key=value)", sec: "admin", body: DeviceLabelsRequest, res: DeviceRow } },
+  "/admin/groups": {
+    get: { summary: "List device groups with their number of devices (admin or viewer)", sec: "admin", res: GroupList },
+    post: { summary: "Create a static group (devices) or a dynamic one (query)", sec: "admin", body: GroupRequest, res: GroupDetail, status: 201 },
+  },
+  "/admin/groups/{name}": {
+    get: { summary: "A group and one page of its members or current devices (?limit, ?after; admin or viewer)", sec: "admin", res: GroupDetail },
+    delete: { summary: "Delete a group", sec: "admin", res: GroupDeleted },
+  },
+  "/admin/groups/{name}/members": { post: { summary: "Add and remove members of a static group", sec: "admin", body: GroupMembersRequest, res: GroupMembersChanged } },
+  "/admin/rollouts": {
+    get: { summary: "List rollouts, newest first (?active=1, ?limit; admin or viewer)", sec: "admin", res: RolloutList },
+    post: { summary: "Start a rollout of a target version to a group or tag in waves", sec: "admin", body: RolloutRequest, res: RolloutDetail, status: 201 },
+  },
+  "/admin/rollouts/{id}": { get: { summary: "A rollout: counts per wave and status, holds, failures, recent events (admin or viewer)", sec: "admin", res: RolloutDetail } },
+  "/admin/rollouts/{id}/pause": { post: { summary: "Pause a rollout (no wave advances; released devices keep the target)", sec: "admin", res: RolloutDetail } },
+  "/admin/rollouts/{id}/resume": { post: { summary: "Resume a paused or halted rollout", sec: "admin", res: RolloutDetail } },
+  "/admin/rollouts/{id}/advance": { post: { summary: "Release the next wave now", sec: "admin", res: RolloutDetail } },
+  "/admin/rollouts/{id}/cancel": { post: { summary: "Cancel a rollout: it ends and gates nobody from then on (to stop a bad version, keep it halted or remove its targets)", sec: "admin", res: RolloutDetail } },
   "/admin/targets": {
     get: { summary: "The signed targets", sec: "admin", res: TargetsList },
     post: { summary: "Add or replace targets in one signed version", sec: "admin", body: TargetsBody, res: TargetsList },

@@ -17,6 +17,12 @@ import {
   DeviceDetail,
   DeviceList,
   DeviceRow,
+  GroupDeleted,
+  GroupDetail,
+  GroupList,
+  GroupMembersChanged,
+  RolloutDetail,
+  RolloutList,
   RootInstalled,
   RotateResult,
   SignedRootDocument,
@@ -25,6 +31,8 @@ import {
   TokenList,
   TokenRevoked,
   UpdateList,
+  type GroupRequest,
+  type RolloutRequest,
   type TokenRequest,
 } from "./admin.ts";
 import type { TargetEntry } from "./target.ts";
@@ -164,6 +172,58 @@ export class AdminClient {
   /** `PUT /admin/devices/:uuid/tags`: replaces the device's tags. */
   setDeviceTags(uuid: string, tags: string[]) {
     return this.request(DeviceRow, "PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
+  }
+
+  /** `PUT /admin/devices/:uuid/labels`: sets (adds or replaces) and removes labels. */
+  setDeviceLabels(uuid: string, change: { set?: Record<string, string>; remove?: string[] }) {
+    return this.request(DeviceRow, "PUT", `/admin/devices/${encodeURIComponent(uuid)}/labels`, change);
+  }
+
+  /** `GET /admin/groups`: every group with its number of devices. */
+  groups() {
+    return this.request(GroupList, "GET", "/admin/groups");
+  }
+
+  /** `GET /admin/groups/:name`: one page of a static group's members or of a dynamic group's current devices. */
+  group(name: string, opts: { limit?: number; after?: string } = {}) {
+    const q = new URLSearchParams({ ...(opts.limit ? { limit: String(opts.limit) } : {}), ...(opts.after ? { after: opts.after } : {}) });
+    return this.request(GroupDetail, "GET", `/admin/groups/${encodeURIComponent(name)}${q.size ? `?${q}` : ""}`);
+  }
+
+  /** `POST /admin/groups`: static (optionally with devices) or dynamic (with a query). */
+  createGroup(req: GroupRequest) {
+    return this.request(GroupDetail, "POST", "/admin/groups", req);
+  }
+
+  /** `POST /admin/groups/:name/members`: static groups only. */
+  changeGroupMembers(name: string, change: { add?: string[]; remove?: string[] }) {
+    return this.request(GroupMembersChanged, "POST", `/admin/groups/${encodeURIComponent(name)}/members`, change);
+  }
+
+  /** `DELETE /admin/groups/:name` */
+  deleteGroup(name: string) {
+    return this.request(GroupDeleted, "DELETE", `/admin/groups/${encodeURIComponent(name)}`);
+  }
+
+  /** `GET /admin/rollouts`: newest first; `active`: running, paused and halted only. */
+  rollouts(opts: { active?: boolean; limit?: number } = {}) {
+    const q = new URLSearchParams({ ...(opts.active ? { active: "1" } : {}), ...(opts.limit ? { limit: String(opts.limit) } : {}) });
+    return this.request(RolloutList, "GET", `/admin/rollouts${q.size ? `?${q}` : ""}`);
+  }
+
+  /** `GET /admin/rollouts/:id`: counts per wave and status, holds, failures, recent events. */
+  rollout(id: string) {
+    return this.request(RolloutDetail, "GET", `/admin/rollouts/${encodeURIComponent(id)}`);
+  }
+
+  /** `POST /admin/rollouts` */
+  createRollout(req: RolloutRequest) {
+    return this.request(RolloutDetail, "POST", "/admin/rollouts", req);
+  }
+
+  /** `POST /admin/rollouts/:id/(pause|resume|advance|cancel)` */
+  rolloutAction(id: string, action: "pause" | "resume" | "advance" | "cancel") {
+    return this.request(RolloutDetail, "POST", `/admin/rollouts/${encodeURIComponent(id)}/${action}`);
   }
 
   /** `GET /admin/targets`: the signed targets.json content. */
