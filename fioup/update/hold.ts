@@ -15,6 +15,9 @@
  *   proceeds and says so. The window has no maximum: it opens by itself.
  * - Each change of a hold (reason, until, lock names) queues one `UpdateDeferred`
  *   event; the end of a hold queues `UpdateHoldReleased`, so the gateway sees both.
+ * - When a hold ends, the signed metadata is checked again first: a target the gateway
+ *   no longer offers this device (withdrawn while the device waited) is not installed;
+ *   the update is canceled instead (a gateway out of reach does not block the install).
  *
  * @module
  */
@@ -25,7 +28,9 @@ import { writeFileAtomicSync } from "../../lib/fs/atomic-write.ts";
 import { isWindowOpen, nextWindowOpening, parseWindow, systemTimeZone, windowZone, type Window } from "../../lib/schedule/index.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb, UpdateRow } from "../db.ts";
-import { currentUpdate } from "./context.ts";
+import { currentUpdate, type UpdateContext } from "./context.ts";
+import { currentTarget } from "./current-target.ts";
+import { checkTargets } from "./tuf-check.ts";
 import { eventFor } from "./_events.ts";
 import type { Step } from "./step.ts";
 
@@ -183,6 +188,25 @@ export class UpdateDeferredError extends Error {
   }
 }
 
+/** The gateway stopped offering a target while its install was deferred: the update was canceled. */
+export class UpdateWithdrawnError extends Error {
+  override name = "UpdateWithdrawnError";
+  constructor(readonly target: string) {
+    super(`Cannot install ${target}: the gateway stopped offering it while the install was deferred; the update is canceled`);
+  }
+}
+
+/** Whether the freshly verified metadata still offers `target` to this device (undefined: cannot tell). */
+async function stillOffered(ctx: UpdateContext, target: string): Promise<boolean | undefined> {
+  if (!ctx.client) return undefined;
+  try {
+    const r = await checkTargets(ctx.cfg, ctx.client, { current: currentTarget(ctx.cfg, ctx.db), badTargets: ctx.db.badTargets() });
+    return target in r.matching;
+  } catch {
+    return undefined; // out of reach: the hold is over, install what was verified when it was fetched
+  }
+}
+
 /** The hold of a fetched update as `fioup status` shows it (nothing is saved or sent). */
 export function holdStatus(cfg: Config, db: DeviceDb, u: UpdateRow): (HoldRecord & { window?: string; zone: string }) | undefined {
   if (u.state !== "fetched") return undefined;
@@ -231,6 +255,14 @@ export function holdStep(opts: HoldOptions = {}): Step {
       if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);
       const d = decideHold(policy, listUpdateLocks(updateLocksDir(ctx.cfg)), now, rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
       if (!d.hold) {
+        if (rec && (await stillOffered(ctx, u.toTarget)) === false) {
+          ctx.db.delete(key);
+          ctx.db.setState(u.id, "canceled", {
+            error: "withdrawn by the gateway while deferred",
+            events: [eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy: "withdrawn" } })],
+          });
+          throw new UpdateWithdrawnError(u.toTarget);
+        }
         if (d.overriddenLocks) {
           ctx.hooks.onInfo?.(
             `Update lock${d.overriddenLocks.length > 1 ? "s" : ""} ${d.overriddenLocks.map((l) => `"${l.name}"`).join(", ")} held ${u.toTarget} past the maximum hold time of ${policy.maxHoldSeconds} s: installing anyway`,

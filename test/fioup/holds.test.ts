@@ -9,7 +9,7 @@
  *   time, then the update proceeds and says so; every deferral reaches the gateway as an event.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -206,6 +206,28 @@ describe("install holds", () => {
       expect(r.code, r.stderr).toBe(0);
       expect(await httpGet(port)).toBe(v.body);
       expect((await holdEvents(v.name)).length).toBe(0); // never deferred
+    } finally {
+      clockFile = undefined;
+    }
+  }, 180_000);
+
+  test("a target the gateway withdraws while the install waits is not installed", async () => {
+    rmSync(join(device.sotaDir, "update-locks", "app-busy"), { force: true }); // left by the max-hold test
+    clockFile = join(await tempDir("fioup-clock-"), "now");
+    writeFileSync(clockFile, "2026-12-05T10:00:00Z");
+    holdConfig(`install_window = "daily 02:00-04:00 UTC"`);
+    try {
+      const v = await publishNext(64 * 1024);
+      expect((await device.fioup("update")).code).toBe(14);
+      await gw.admin(`/admin/targets/${v.name}`, { method: "DELETE" });
+      writeFileSync(clockFile, "2026-12-06T02:30:00Z"); // the window opens
+      const r = await device.fioup("update");
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`Cannot install ${v.name}: the gateway stopped offering it while the install was deferred`);
+      expect(device.updateState()?.state).toBe("canceled");
+      expect(await httpGet(port)).toBe(`hold v${version - 1}`);
+      const events = await holdEvents(v.name);
+      expect(events.at(-1)).toMatchObject({ type: "UpdateHoldReleased", details: { releasedBy: "withdrawn" } });
     } finally {
       clockFile = undefined;
     }
