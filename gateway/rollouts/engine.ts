@@ -93,7 +93,12 @@ export class RolloutEngine {
     const targets = await this.#targetInfo();
     let transitions = 0;
     for (const r of rollouts) {
-      if (await this.#step(r, targets)) transitions++;
+      try {
+        if (await this.#step(r, targets)) transitions++;
+      } catch (e) {
+        // One rollout's trouble (a database hiccup) must not stop the others; the next tick retries.
+        this.deps.log?.(`rollout ${r.id}: tick failed: ${(e as Error).message}`);
+      }
     }
     if (transitions) await this.deps.changed();
     return transitions;
