@@ -7,8 +7,12 @@
  * newer than the cache (refresh()), so no replica signs a new timestamp over an old view.
  *
  * A device sees a rollout's version annotated (custom.rollout: id, window, max hold) when it is a
- * member of a released wave; otherwise the version is hidden from it. Completed and cancelled
- * rollouts gate nobody.
+ * member of a released wave; otherwise the version is hidden from it. While a rollout is halted,
+ * its released members that are still pending (not installed yet, held by a window or a lock)
+ * no longer see it either: a halt stops installs that have not happened. The set is read when
+ * the rollout changes; a member settling meanwhile stays hidden, which only errs on the safe side
+ * (the device keeps what it runs: fioup never downgrades). Completed and cancelled rollouts gate
+ * nobody.
  *
  * @module
  */
@@ -18,6 +22,8 @@ import { EMPTY_VIEW, type RolloutAnnotation, type View } from "./view.ts";
 interface Cached {
   row: RolloutRow;
   members: Map<string, number>;
+  /** Halted rollouts: released members still pending (they no longer see the version). */
+  withheld: Set<string> | undefined;
   annotation: RolloutAnnotation;
 }
 
@@ -37,7 +43,7 @@ export class RolloutViews {
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
-    private readonly store: Pick<Store, "activeRollouts" | "rolloutMembers">,
+    private readonly store: Pick<Store, "activeRollouts" | "rolloutMembers" | "rolloutDeviceStates">,
     private readonly opts: ViewCacheOptions = {},
   ) {}
 
@@ -88,11 +94,26 @@ export class RolloutViews {
       const annotation: RolloutAnnotation = { rollout: row.id };
       if (row.installWindow) annotation.window = row.installWindow;
       if (row.maxHoldS) annotation.maxHold = row.maxHoldS;
-      next.push({ row, members, annotation });
+      next.push({ row, members, withheld: row.state === "halted" ? await this.#pendingReleased(row) : undefined, annotation });
     }
     this.#rollouts = next;
     this.#views = new Map();
     this.#fingerprint = fingerprint;
+  }
+
+  /** A halted rollout's pending members of its released waves. */
+  async #pendingReleased(row: RolloutRow): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (let wave = 0; wave <= row.wave; wave++) {
+      let after: string | undefined;
+      for (;;) {
+        const page = await this.store.rolloutDeviceStates(row.id, { wave, status: "pending", limit: 10_000, ...(after ? { after } : {}) });
+        for (const d of page) out.add(d.uuid);
+        if (page.length < 10_000) break;
+        after = page.at(-1)!.uuid;
+      }
+    }
+    return out;
   }
 
   /** The device's view now (synchronous, from memory). */
@@ -102,7 +123,7 @@ export class RolloutViews {
     let sig = "";
     for (const r of rollouts) {
       const wave = r.members.get(uuid);
-      sig += wave !== undefined && wave <= r.row.wave ? "a" : "h";
+      sig += wave !== undefined && wave <= r.row.wave && !r.withheld?.has(uuid) ? "a" : "h";
     }
     let view = this.#views.get(sig);
     if (!view) {
