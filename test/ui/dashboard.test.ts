@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { type Browser, type BrowserContext, type Page } from "playwright-core";
+import { goto, launchChromium } from "./_browser.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { FETCH_ERROR, makeFleet, type Fleet } from "./_fleet.ts";
@@ -34,7 +35,7 @@ beforeAll(async () => {
   // UI_SCREENSHOTS=<dir> keeps them (e.g. to refresh docs/img/); by default they go with the temp dir.
   shots = process.env.UI_SCREENSHOTS ?? (await tempDir("ui-screenshots-"));
   mkdirSync(shots, { recursive: true });
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+  browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {
@@ -52,20 +53,6 @@ async function signedIn(token: string, viewport: { width: number; height: number
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL(`${gw.url}/ui/`);
   return { ctx, page };
-}
-
-/**
- * page.goto, again when Chromium aborts it with ERR_NETWORK_CHANGED: it does so whenever a network
- * interface appears or goes on the machine (other tests' dockerd bridges), even for 127.0.0.1.
- */
-async function goto(page: Page, url: string) {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await page.goto(url);
-    } catch (err) {
-      if (attempt >= 4 || !String(err).includes("ERR_NETWORK_CHANGED")) throw err;
-    }
-  }
 }
 
 const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });

@@ -4,7 +4,8 @@
  * running, and its update's timeline step by step, in Debian's chromium.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { type Browser, type Page } from "playwright-core";
+import { goto, launchChromium } from "./_browser.ts";
 import {
   Device, deviceOnV1, freePort, httpdCompose, httpdImage, pushImageDetailed, startDockerd, startDockerRegistry, startTestGateway,
   type DockerRegistryHandle, type DockerdHandle, type TestGateway,
@@ -29,7 +30,7 @@ beforeAll(async () => {
   await v1.pub.publish(2);
   const r = await device.fioup("update");
   if (r.code !== 0) throw new Error(`v2 update failed: ${r.stderr}`);
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+  browser = await launchChromium();
 }, 240_000);
 
 afterAll(async () => {
@@ -37,17 +38,6 @@ afterAll(async () => {
   await device?.cleanup([APP]);
   await Promise.allSettled([gw?.stop(), upstream?.stop(), dockerd?.stop()]);
 });
-
-/** page.goto, again when Chromium aborts it because another test's bridge came or went. */
-async function goto(page: Page, url: string) {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await page.goto(url);
-    } catch (err) {
-      if (attempt >= 4 || !String(err).includes("ERR_NETWORK_CHANGED")) throw err;
-    }
-  }
-}
 
 test("a device registered and updated by a real fioup shows its target, its app and each step of its update", async () => {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true });

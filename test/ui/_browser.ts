@@ -1,0 +1,25 @@
+/**
+ * What the browser tests share: Debian's chromium through playwright-core (nothing downloaded),
+ * and a page.goto that survives Chromium's own network-change aborts.
+ */
+import { chromium, type Browser, type Page } from "playwright-core";
+
+/** Debian's chromium, headless; playwright adds --no-sandbox for root itself, we say it too. */
+export const launchChromium = (): Promise<Browser> => chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+
+/**
+ * page.goto, again when Chromium aborts it because a network interface appeared or went on the
+ * machine (other tests' dockerd bridges and namespaces), even for 127.0.0.1: it then fails with
+ * ERR_NETWORK_CHANGED or is "interrupted by another navigation to chrome-error://".
+ */
+export async function goto(page: Page, url: string) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(url);
+    } catch (err) {
+      const changed = /ERR_NETWORK_CHANGED|chrome-error:\/\//.test(String(err));
+      if (attempt >= 4 || !changed) throw err;
+      await Bun.sleep(200);
+    }
+  }
+}
