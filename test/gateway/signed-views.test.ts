@@ -7,7 +7,7 @@
  * the version bump.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { EMPTY_SHA256, TargetNotFoundError, type TargetEntry } from "../../lib/api/target.ts";
@@ -18,7 +18,7 @@ import type { FetchLike } from "../../lib/tuf/fetcher.ts";
 import type { Config } from "../../fioup/config.ts";
 import { DeviceClient } from "../../fioup/device-client.ts";
 import { checkTargets } from "../../fioup/update/tuf-check.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { post } from "./_client.ts";
@@ -50,10 +50,7 @@ beforeAll(async () => {
   pg = await startPostgres();
   const db = await pg.createDatabase("signed_views");
   a = await startGateway({ db });
-  // A second replica with the same data dir content (CA, TUF keys), as an operator copies it.
-  const dataDir = join(await tempDir("views-replica-"), "data");
-  cpSync(a.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(".harness-port") && !src.endsWith("serve.json") });
-  b = await startGateway({ db, dataDir });
+  b = await startReplica(a, { db });
   inside = await registerDevice(a.url, a.adminToken, a.caPem, [TAG]);
   outside = await registerDevice(a.url, a.adminToken, a.caPem, [TAG]);
   await admin(a, "/admin/targets", post({ targets: { [`${HWID}-1`]: entry(1) } }));

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startPostgres, type PostgresHandle } from "./postgres.ts";
 import { freePort, Proc, tempDir } from "./tmp.ts";
@@ -106,6 +106,16 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<GatewayHa
     stop: () => proc.stop(10_000),
     kill: () => proc.kill(),
   };
+}
+
+/**
+ * Another replica of `first` on the same database: a new data dir with the same content (CA, TUF
+ * keys, tokens), as an operator copies it, and its own port.
+ */
+export async function startReplica(first: GatewayHandle, opts: Omit<GatewayOptions, "dataDir" | "port"> & { db: string }): Promise<GatewayHandle> {
+  const dataDir = join(await tempDir("replica-"), "data");
+  cpSync(first.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(PORT_FILE) && !src.endsWith("serve.json") });
+  return startGateway({ ...opts, dataDir });
 }
 
 let sharedPostgres: Promise<PostgresHandle> | undefined;

@@ -1,0 +1,76 @@
+/**
+ * The order that keeps replicas from signing a new timestamp over an old view: a replica that
+ * has not heard of a rollout transition (its view cache does not poll here) reloads it before it
+ * serves views of a timestamp version newer than the one it last loaded for.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
+import { testGateway } from "../../test/gateway/_fixture.ts";
+import type { Gateway } from "../env.ts";
+import { MemoryTufStorage } from "../ota/memory-storage.ts";
+import { TufRepo } from "../ota/repo.ts";
+import { Rollouts } from "../rollouts/service.ts";
+import { deviceView } from "./repo.ts";
+
+const entry = (version: number): TargetEntry => ({
+  length: 0,
+  hashes: { sha256: EMPTY_SHA256 },
+  custom: { version: String(version), hardwareIds: ["amd64-linux"], tags: ["fresh"], docker_compose_apps: {} },
+});
+
+let t: Awaited<ReturnType<typeof testGateway>>;
+let dir: string;
+let a: Rollouts;
+let b: Rollouts;
+let gwB: Gateway;
+beforeAll(async () => {
+  t = await testGateway();
+  dir = await mkdtemp(join(tmpdir(), "views-order-"));
+  // Two replicas: one database (the fixture's store, one TUF storage), the same key files.
+  const storage = new MemoryTufStorage();
+  const tufA = await TufRepo.open({ storage, keysDir: join(dir, "keys-a") });
+  await cp(join(dir, "keys-a"), join(dir, "keys-b"), { recursive: true });
+  const tufB = await TufRepo.open({ storage, keysDir: join(dir, "keys-b") });
+  // Neither replica polls for changed rollouts here: B learns of A's transition only through the route's reload.
+  a = await new Rollouts({ store: t.gw.store, tuf: tufA, tickMs: 0, viewPollMs: 0 }).start();
+  b = await new Rollouts({ store: t.gw.store, tuf: tufB, tickMs: 0, viewPollMs: 0 }).start();
+  t.gw.tuf = tufA;
+  t.gw.rollouts = a;
+  gwB = { ...t.gw, tuf: tufB, rollouts: b };
+});
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  await t?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const targetsSeen = async (gw: Gateway, uuid: string) => {
+  const bytes = await gw.tuf.metadata("targets.json", deviceView(gw, uuid));
+  return Object.keys(JSON.parse(new TextDecoder().decode(bytes)).signed.targets).sort();
+};
+const timestampVersion = async (gw: Gateway, uuid: string) =>
+  JSON.parse(new TextDecoder().decode(await gw.tuf.metadata("timestamp.json", deviceView(gw, uuid)))).signed.version as number;
+
+test("a replica that missed a transition reloads before serving the newer timestamp's views", async () => {
+  const inside = await t.register({ tags: ["fresh"] });
+  const outside = await t.register({ tags: ["fresh"] });
+  await t.gw.tuf.addTargets({ "amd64-linux-1": entry(1) });
+  const r = await a.create({ target: "2", tag: "fresh", waves: [50, 100], soak: "1h", first: [inside.uuid] });
+  await t.gw.tuf.addTargets({ "amd64-linux-2": entry(2) });
+  expect(await targetsSeen(gwB, outside.uuid)).toEqual(["amd64-linux-1"]);
+  expect(await targetsSeen(gwB, inside.uuid)).toEqual(["amd64-linux-1", "amd64-linux-2"]);
+  const before = await timestampVersion(gwB, outside.uuid);
+
+  await a.advance(r.id); // on replica A: the wave in the database, A's views, then the version bump
+  expect(await timestampVersion(gwB, outside.uuid)).toBe(before + 1);
+  expect(await targetsSeen(gwB, outside.uuid)).toEqual(["amd64-linux-1", "amd64-linux-2"]);
+  // Both replicas sign the same bytes for that version.
+  for (const f of ["timestamp.json", "snapshot.json", "targets.json"])
+    expect(new TextDecoder().decode(await gwB.tuf.metadata(f, deviceView(gwB, outside.uuid)))).toBe(
+      new TextDecoder().decode(await t.gw.tuf.metadata(f, deviceView(t.gw, outside.uuid))),
+    );
+});
