@@ -21,7 +21,9 @@ import { reportAll, reportSystemInfo } from "./report.ts";
 import type { Session } from "./session.ts";
 import { NoUpdateError } from "./update/check-step.ts";
 import type { UpdateHooks } from "./update/context.ts";
-import { holdClock, UpdateDeferredError, updateLocksDir } from "./update/hold.ts";
+import { UpdateDeferredError } from "./update/hold.ts";
+import { holdClock } from "./update/hold-policy.ts";
+import { updateLocksDir } from "./update/update-locks.ts";
 import { plans } from "./update/plans.ts";
 import { runSteps } from "./update/step.ts";
 

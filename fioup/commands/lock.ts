@@ -1,6 +1,6 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { configLocation, loadConfig } from "../config.ts";
-import { LOCK_NAME, updateLocksDir, writeUpdateLock } from "../update/hold.ts";
+import { LOCK_NAME, updateLocksDir, writeUpdateLock } from "../update/update-locks.ts";
 import { sotaDirFlag } from "./_flags.ts";
 
 export const DEFAULT_LOCK_NAME = "fioup";

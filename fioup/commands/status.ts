@@ -4,7 +4,8 @@ import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts"
 import { openSession } from "../session.ts";
 import { appStatuses, type AppStatusReport } from "../converge.ts";
 import { currentTarget } from "../update/current-target.ts";
-import { holdStatus, listUpdateLocks, updateLocksDir, type UpdateLockInfo } from "../update/hold.ts";
+import { holdStatus } from "../update/hold.ts";
+import { listUpdateLocks, updateLocksDir, type UpdateLockInfo } from "../update/update-locks.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { renderSummary, summarize, type UpdateSummary } from "./_summary.ts";
 

@@ -1,6 +1,6 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { configLocation, loadConfig } from "../config.ts";
-import { LOCK_NAME, listUpdateLocks, removeUpdateLock, updateLocksDir } from "../update/hold.ts";
+import { LOCK_NAME, listUpdateLocks, removeUpdateLock, updateLocksDir } from "../update/update-locks.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { DEFAULT_LOCK_NAME } from "./lock.ts";
 

@@ -21,141 +21,16 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
-import type { Target } from "../../lib/api/index.ts";
-import { writeFileAtomicSync } from "../../lib/fs/atomic-write.ts";
-import { isWindowOpen, nextWindowOpening, parseWindow, systemTimeZone, windowZone, type Window } from "../../lib/schedule/index.ts";
+import { mkdirSync } from "node:fs";
 import type { Config } from "../config.ts";
 import type { DeviceDb, UpdateRow } from "../db.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { currentTarget } from "./current-target.ts";
+import { decideHold, holdClock, holdPolicy, type HoldDecision, type HoldPolicy } from "./hold-policy.ts";
 import { checkTargets } from "./tuf-check.ts";
+import { listUpdateLocks, updateLocksDir } from "./update-locks.ts";
 import { eventFor } from "./_events.ts";
 import type { Step } from "./step.ts";
-
-/** The directory of update locks, under the storage path. */
-export const UPDATE_LOCKS_DIR = "update-locks";
-export const updateLocksDir = (cfg: Pick<Config, "storagePath">): string => join(cfg.storagePath, UPDATE_LOCKS_DIR);
-
-/**
- * Now, for holds: the real clock, or (tests only) the ISO time written in the file that
- * `FIOUP_TEST_NOW_FILE` names, read at every call so a test can move time while fioup runs.
- */
-export function holdClock(): number {
-  const f = process.env.FIOUP_TEST_NOW_FILE;
-  if (f) {
-    const t = Date.parse(readFileSync(f, "utf8").trim());
-    if (Number.isFinite(t)) return t;
-  }
-  return Date.now();
-}
-
-export interface UpdateLockInfo {
-  name: string;
-  /** The file's first line, if any. */
-  reason?: string;
-  /** When the file was last written. */
-  since: string;
-}
-
-/** The update locks held now, by name. */
-export function listUpdateLocks(dir: string): UpdateLockInfo[] {
-  if (!existsSync(dir)) return [];
-  const out: UpdateLockInfo[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    if (name.startsWith(".")) continue;
-    try {
-      const st = statSync(join(dir, name));
-      const reason = st.isFile() ? readFileSync(join(dir, name), "utf8").split("\n")[0]!.trim().slice(0, 256) : "";
-      out.push({ name, ...(reason ? { reason } : {}), since: st.mtime.toISOString() });
-    } catch {
-      // removed while we looked: not held
-    }
-  }
-  return out;
-}
-
-/** What an update lock may be called: a file name of 1-64 of A-Z a-z 0-9 . _ - not starting with ".". */
-export const LOCK_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
-
-/** Takes (or renews) update lock `name` with an optional reason; returns its path. Written atomically. */
-export function writeUpdateLock(dir: string, name: string, reason = ""): string {
-  const path = join(dir, name);
-  writeFileAtomicSync(path, reason ? `${reason.replace(/\n/g, " ")}\n` : "");
-  return path;
-}
-
-/** Removes update lock `name`; false when it was not held. */
-export function removeUpdateLock(dir: string, name: string): boolean {
-  try {
-    rmSync(join(dir, name), { recursive: true });
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw e;
-  }
-}
-
-/** What the gateway may add to a target for the devices of a rollout (custom.rollout). */
-interface RolloutAnnotation {
-  rollout?: string;
-  window?: string;
-  /** Seconds. */
-  maxHold?: number;
-}
-
-const rolloutOf = (t: Target): RolloutAnnotation => {
-  const r = (t.entry.custom as { rollout?: unknown }).rollout;
-  return r && typeof r === "object" ? (r as RolloutAnnotation) : {};
-};
-
-/** Where the hold rules for a target come from, resolved. */
-export interface HoldPolicy {
-  window?: Window;
-  /** The zone the window is read in. */
-  zone: string;
-  maxHoldSeconds: number;
-  /** A window in the target that does not parse (the config's applies instead). */
-  badWindow?: string;
-}
-
-export function holdPolicy(cfg: Config, target: Target): HoldPolicy {
-  const r = rolloutOf(target);
-  let window: Window | undefined;
-  let badWindow: string | undefined;
-  if (typeof r.window === "string" && r.window.trim()) {
-    try {
-      window = parseWindow(r.window);
-    } catch (e) {
-      badWindow = (e as Error).message;
-    }
-  }
-  if (!window && cfg.installWindow) window = parseWindow(cfg.installWindow); // checked by loadConfig
-  const maxHoldSeconds = typeof r.maxHold === "number" && r.maxHold >= 0 ? r.maxHold : cfg.maxHoldSeconds;
-  const zone = window ? windowZone(window, cfg.timeZone ?? systemTimeZone()) : (cfg.timeZone ?? systemTimeZone());
-  return { ...(window ? { window } : {}), zone, maxHoldSeconds, ...(badWindow ? { badWindow } : {}) };
-}
-
-export type HoldDecision =
-  | { hold: true; reason: "window"; until?: number }
-  | { hold: true; reason: "lock"; until: number; locks: UpdateLockInfo[] }
-  | { hold: false; overriddenLocks?: UpdateLockInfo[] };
-
-/**
- * Whether to install now: a closed window holds until it opens; locks hold until
- * `lockSince + maxHold` (`lockSince` = the first lock deferral, or now), then are overridden.
- */
-export function decideHold(p: HoldPolicy, locks: UpdateLockInfo[], now: number, lockSince?: number): HoldDecision {
-  if (p.window && !isWindowOpen(p.window, now, p.zone)) {
-    const until = nextWindowOpening(p.window, now, p.zone);
-    return { hold: true, reason: "window", ...(until !== undefined ? { until } : {}) };
-  }
-  if (!locks.length) return { hold: false };
-  const deadline = (lockSince ?? now) + p.maxHoldSeconds * 1000;
-  if (now < deadline) return { hold: true, reason: "lock", until: deadline, locks };
-  return { hold: false, overriddenLocks: locks };
-}
 
 /** What fioup remembers of a target's hold (device DB, key `hold:<target>`). */
 export interface HoldRecord {

@@ -1,10 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Target } from "../../lib/api/index.ts";
 import { resolveConfig } from "../config.ts";
-import { decideHold, holdPolicy, listUpdateLocks, removeUpdateLock, writeUpdateLock } from "./hold.ts";
+import { decideHold, holdPolicy } from "./hold-policy.ts";
 
 const cfg = (fioup: Record<string, string | number> = {}) => resolveConfig({ fioup }, { root: "", sotaDir: "/tmp/none" });
 const target = (rollout?: unknown): Target => ({
@@ -57,16 +54,4 @@ describe("decideHold", () => {
     expect(decideHold(p, lock, now, now - 599_000)).toMatchObject({ hold: true, reason: "lock" });
     expect(decideHold(p, lock, now, now - 600_000)).toEqual({ hold: false, overriddenLocks: lock });
   });
-});
-
-test("update locks: any file but dot files, with its first line as the reason", () => {
-  const dir = join(mkdtempSync(join(tmpdir(), "locks-")), "update-locks");
-  expect(listUpdateLocks(dir)).toEqual([]);
-  writeUpdateLock(dir, "fioup", "backup running");
-  writeFileSync(join(dir, "app"), "");
-  writeFileSync(join(dir, ".tmp-write"), "ignored");
-  expect(listUpdateLocks(dir).map(({ name, reason }) => ({ name, reason }))).toEqual([{ name: "app", reason: undefined }, { name: "fioup", reason: "backup running" }]);
-  expect(removeUpdateLock(dir, "fioup")).toBe(true);
-  expect(removeUpdateLock(dir, "fioup")).toBe(false);
-  expect(listUpdateLocks(dir).map((l) => l.name)).toEqual(["app"]);
 });

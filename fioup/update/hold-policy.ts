@@ -1,0 +1,88 @@
+/**
+ * What holds an install back, decided: the maintenance window (the target's signed
+ * `custom.rollout.window`, else `fioup.install_window`; its own zone, else
+ * `fioup.time_zone`, else the system's) is checked first, then the update locks,
+ * which hold for at most the maximum hold time (`custom.rollout.maxHold` seconds,
+ * else `fioup.max_hold_seconds`) counted from the first lock deferral.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import type { Target } from "../../lib/api/index.ts";
+import { isWindowOpen, nextWindowOpening, parseWindow, systemTimeZone, windowZone, type Window } from "../../lib/schedule/index.ts";
+import type { Config } from "../config.ts";
+import type { UpdateLockInfo } from "./update-locks.ts";
+
+/**
+ * Now, for holds: the real clock, or (tests only) the ISO time written in the file that
+ * `FIOUP_TEST_NOW_FILE` names, read at every call so a test can move time while fioup runs.
+ */
+export function holdClock(): number {
+  const f = process.env.FIOUP_TEST_NOW_FILE;
+  if (f) {
+    const t = Date.parse(readFileSync(f, "utf8").trim());
+    if (Number.isFinite(t)) return t;
+  }
+  return Date.now();
+}
+
+/** What the gateway may add to a target for the devices of a rollout (custom.rollout). */
+interface RolloutAnnotation {
+  rollout?: string;
+  window?: string;
+  /** Seconds. */
+  maxHold?: number;
+}
+
+const rolloutOf = (t: Target): RolloutAnnotation => {
+  const r = (t.entry.custom as { rollout?: unknown }).rollout;
+  return r && typeof r === "object" ? (r as RolloutAnnotation) : {};
+};
+
+/** Where the hold rules for a target come from, resolved. */
+export interface HoldPolicy {
+  window?: Window;
+  /** The zone the window is read in. */
+  zone: string;
+  maxHoldSeconds: number;
+  /** A window in the target that does not parse (the config's applies instead). */
+  badWindow?: string;
+}
+
+export function holdPolicy(cfg: Config, target: Target): HoldPolicy {
+  const r = rolloutOf(target);
+  let window: Window | undefined;
+  let badWindow: string | undefined;
+  if (typeof r.window === "string" && r.window.trim()) {
+    try {
+      window = parseWindow(r.window);
+    } catch (e) {
+      badWindow = (e as Error).message;
+    }
+  }
+  if (!window && cfg.installWindow) window = parseWindow(cfg.installWindow); // checked by loadConfig
+  const maxHoldSeconds = typeof r.maxHold === "number" && r.maxHold >= 0 ? r.maxHold : cfg.maxHoldSeconds;
+  const zone = window ? windowZone(window, cfg.timeZone ?? systemTimeZone()) : (cfg.timeZone ?? systemTimeZone());
+  return { ...(window ? { window } : {}), zone, maxHoldSeconds, ...(badWindow ? { badWindow } : {}) };
+}
+
+export type HoldDecision =
+  | { hold: true; reason: "window"; until?: number }
+  | { hold: true; reason: "lock"; until: number; locks: UpdateLockInfo[] }
+  | { hold: false; overriddenLocks?: UpdateLockInfo[] };
+
+/**
+ * Whether to install now: a closed window holds until it opens; locks hold until
+ * `lockSince + maxHold` (`lockSince` = the first lock deferral, or now), then are overridden.
+ */
+export function decideHold(p: HoldPolicy, locks: UpdateLockInfo[], now: number, lockSince?: number): HoldDecision {
+  if (p.window && !isWindowOpen(p.window, now, p.zone)) {
+    const until = nextWindowOpening(p.window, now, p.zone);
+    return { hold: true, reason: "window", ...(until !== undefined ? { until } : {}) };
+  }
+  if (!locks.length) return { hold: false };
+  const deadline = (lockSince ?? now) + p.maxHoldSeconds * 1000;
+  if (now < deadline) return { hold: true, reason: "lock", until: deadline, locks };
+  return { hold: false, overriddenLocks: locks };
+}
+

@@ -1,0 +1,17 @@
+import { expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { listUpdateLocks, removeUpdateLock, writeUpdateLock } from "./update-locks.ts";
+
+test("update locks: any file but dot files, with its first line as the reason", () => {
+  const dir = join(mkdtempSync(join(tmpdir(), "locks-")), "update-locks");
+  expect(listUpdateLocks(dir)).toEqual([]);
+  writeUpdateLock(dir, "fioup", "backup running");
+  writeFileSync(join(dir, "app"), "");
+  writeFileSync(join(dir, ".tmp-write"), "ignored");
+  expect(listUpdateLocks(dir).map(({ name, reason }) => ({ name, reason }))).toEqual([{ name: "app", reason: undefined }, { name: "fioup", reason: "backup running" }]);
+  expect(removeUpdateLock(dir, "fioup")).toBe(true);
+  expect(removeUpdateLock(dir, "fioup")).toBe(false);
+  expect(listUpdateLocks(dir).map((l) => l.name)).toEqual(["app"]);
+});
