@@ -21,6 +21,7 @@ export default defineCommand({
         `name:        ${cell(d.name)}`,
         `hardware id: ${cell(d.hardwareId)}`,
         `tags:        ${cell(d.tags)}${d.tagsFromDevice ? " (set by the device)" : ""}`,
+        `labels:      ${cell(Object.entries(d.labels).map(([k, v]) => `${k}=${v}`))}`,
         `target:      ${cell(d.currentTarget)}`,
         `apps:        ${d.apps ? cell(d.apps) : "(all)"}`,
         `created:     ${cell(d.createdAt)}`,

@@ -1,0 +1,25 @@
+/** What the `gateway groups` commands share: the group name argument and the text of a group. */
+import type { GroupDetail } from "../../lib/api/admin.ts";
+import { UsageError } from "../../lib/cli/command.ts";
+import { cell } from "../../lib/cli/table.ts";
+
+/** The one group name a command takes first, then the rest of its arguments. */
+export function groupArgs(args: string[], rest: "none" | "uuids"): { name: string; uuids: string[] } {
+  const [name, ...uuids] = args;
+  if (!name) throw new UsageError(rest === "uuids" ? "give a group name, then device uuids" : "give a group name");
+  if (rest === "none" && uuids.length) throw new UsageError(`unexpected argument "${uuids[0]}"`);
+  if (rest === "uuids" && !uuids.length) throw new UsageError("give at least one device uuid after the group name");
+  return { name, uuids };
+}
+
+/** A group as `groups show` and `groups create` print it. */
+export function renderGroup(g: GroupDetail): string {
+  return [
+    `group:   ${cell(g.name)} (${g.kind})`,
+    ...(g.query ? [`query:   ${cell(g.query)}`] : []),
+    `created: ${cell(g.createdAt)}`,
+    `devices: ${g.devices}${g.kind === "dynamic" ? " (matching now)" : ""}`,
+    ...g.members.map((u) => `  ${cell(u)}`),
+    ...(g.next ? [`(more: --after ${g.next})`] : []),
+  ].join("\n");
+}

@@ -1,0 +1,111 @@
+/**
+ * What the `gateway rollouts` commands share: reading wave and percent
+ * flags, and the text rendering of a rollout (`show` and every action print it).
+ *
+ * @module
+ */
+import type { RolloutDetail, RolloutRow } from "../../lib/api/admin.ts";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { cell, table } from "../../lib/cli/table.ts";
+import { InvalidRolloutError } from "../rollouts/errors.ts";
+import { checkWaves } from "../rollouts/membership.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+
+/**
+ * A percent as the CLI takes it: "5%", "5" or "0.5%".
+ *
+ * @throws {UsageError} If it is not a number from 0 to 100.
+ */
+export function parsePercent(flag: string, text: string): number {
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*%?\s*$/.exec(text);
+  const n = m ? Number(m[1]) : Number.NaN;
+  if (!(n >= 0 && n <= 100)) throw new UsageError(`--${flag} must be a percent from 0 to 100 (e.g. 5%), got "${text}"`);
+  return n;
+}
+
+/**
+ * Cumulative wave percents: "1%,10%,100%".
+ *
+ * @throws {UsageError} If a wave is not a percent above 0, the waves do not increase, or the last is not 100%.
+ */
+export function parseWaves(text: string): number[] {
+  const waves = text.split(",").map((w) => w.trim()).filter(Boolean).map((w) => parsePercent("waves", w));
+  try {
+    checkWaves(waves); // the gateway's own rule, checked before any network call
+  } catch (err) {
+    if (err instanceof InvalidRolloutError) throw new UsageError(`--waves: ${err.message}`);
+    throw err;
+  }
+  return waves;
+}
+
+/** Seconds as the shortest exact unit: 1800 -> "30m". */
+export function formatSeconds(s: number): string {
+  for (const [unit, n] of [["d", 86400], ["h", 3600], ["m", 60]] as const) if (s >= n && s % n === 0) return `${s / n}${unit}`;
+  return `${s}s`;
+}
+
+const audienceOf = (r: RolloutRow) => (r.groupName !== null ? `group ${cell(r.groupName)}` : `tag ${cell(r.tag)}`);
+
+/** One line per rollout (`rollouts list`). */
+export const renderRolloutList = (rollouts: RolloutRow[]) =>
+  table(
+    ["ID", "TARGET", "AUDIENCE", "STATE", "WAVE", "WAVES", "UPDATED", "REASON"],
+    rollouts.map((r) => [r.id, r.targetVersion, audienceOf(r), r.state, `${r.wave + 1}/${r.waves.length}`, r.waves.map((w) => `${w}%`), r.updatedAt, r.reason]),
+    { empty: "(no rollouts)" },
+  );
+
+/** A rollout as `rollouts show` prints it: settings, devices per wave, holds, failures, recent events. */
+export function renderRollout(d: RolloutDetail): string {
+  const settings = [
+    `soak ${formatSeconds(d.soakS)}`,
+    `max failures ${d.maxFailuresPct}%`,
+    `health window ${formatSeconds(d.healthWindowS)}`,
+    `pending timeout ${formatSeconds(d.pendingTimeoutS)}`,
+    ...(d.installWindow ? [`window ${cell(d.installWindow)}`] : []),
+    ...(d.maxHoldS !== null ? [`max hold ${formatSeconds(d.maxHoldS)}`] : []),
+    ...(d.rollbackOnHalt ? ["rollback on halt"] : []),
+  ];
+  const waves = d.waves.map((pct, i) => {
+    const n = (status: string) => d.counts.filter((c) => c.wave === i && c.status === status).reduce((a, c) => a + c.devices, 0);
+    const released = i <= d.wave ? (i === d.wave ? "current" : "released") : "waiting";
+    return [i + 1, `${pct}%`, released, n("succeeded") + n("failed") + n("pending"), n("succeeded"), n("failed"), n("pending")];
+  });
+  const lines = [
+    `rollout:  ${cell(d.id)}  ${d.state.toUpperCase()}`,
+    `target:   version ${cell(d.targetVersion)} to ${audienceOf(d)}`,
+    `wave:     ${d.wave + 1} of ${d.waves.length} (${d.waves[d.wave]}%), started ${cell(d.waveStartedAt)}`,
+    `settings: ${settings.join(", ")}`,
+    ...(d.reason ? [`reason:   ${cell(d.reason)}`] : []),
+    "",
+    table(["WAVE", "PERCENT", "STATE", "DEVICES", "SUCCEEDED", "FAILED", "PENDING"], waves),
+  ];
+  if (d.holds.length)
+    lines.push("", "Deferred installs:", table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold?.kind, h.hold?.until ?? "unknown", h.hold?.at])));
+  if (d.failures.length) lines.push("", "Failures:", table(["DEVICE", "WAVE", "REASON"], d.failures.map((f) => [f.uuid, f.wave + 1, f.reason])));
+  if (d.events.length)
+    lines.push("", "Events (newest first):", table(["AT", "EVENT", "WAVE", "DEVICE", "REASON"], d.events.map((e) => [e.at, e.kind, e.wave === null ? null : e.wave + 1, e.deviceUuid, e.reason])));
+  return lines.join("\n");
+}
+
+const ACTION_HELP = {
+  pause: "Pause a rollout: no wave advances until resumed; devices already released keep the target",
+  resume: "Resume a paused or halted rollout (failures counted before a halt no longer count against it)",
+  advance: "Release the next wave now, without waiting for the soak time",
+  cancel: "Cancel a rollout: it ends and stops gating its version (to stop a bad version, keep it halted or remove its targets)",
+} as const;
+
+/** The command of one rollout action: `rollouts pause|resume|advance|cancel ID`. */
+export const rolloutActionCommand = (action: keyof typeof ACTION_HELP) =>
+  defineCommand({
+    summary: ACTION_HELP[action],
+    usage: "<id>",
+    description: ADMIN_HELP,
+    flags: { ...adminFlags, ...formatFlag },
+    async run({ flags, args, out }) {
+      const [id] = args;
+      if (!id || args.length > 1) throw new UsageError("give exactly one rollout id (see `gateway rollouts list`)");
+      const client = await adminClient(flags);
+      out.result(await client.rolloutAction(id, action), renderRollout);
+    },
+  });

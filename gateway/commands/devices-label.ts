@@ -1,0 +1,46 @@
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { cell } from "../../lib/cli/table.ts";
+import { InvalidFleetQueryError, checkLabel, parseLabel } from "../fleet/query.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+
+/** Label problems are usage errors: nothing was sent. */
+function checked<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof InvalidFleetQueryError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+export default defineCommand({
+  summary: "Set or remove a device's labels (key=value), which groups and rollouts select devices by",
+  usage: "<uuid> [key=value...]",
+  description: [
+    "Sets each key=value (adding or replacing that key) and removes each --remove key; other labels stay.",
+    "Keys: lower-case letters, digits and . _ / - (at most 63, starting with a letter or digit); values: at",
+    "most 128 characters. Only the admin sets labels: a device never changes them.",
+    "",
+    "Example: gateway devices label 3f1c... region=eu site=berlin-2 --remove ring",
+    "",
+    ADMIN_HELP,
+  ].join("\n"),
+  flags: {
+    ...adminFlags,
+    remove: { type: "strings", description: "Remove this label key", placeholder: "KEY" },
+    ...formatFlag,
+  },
+  async run({ flags, args, out }) {
+    const [uuid, ...assignments] = args;
+    if (!uuid) throw new UsageError("give a device uuid, then key=value labels and/or --remove KEY");
+    if (!assignments.length && !flags.remove.length) throw new UsageError("nothing to change: give key=value labels or --remove KEY");
+    const set = Object.fromEntries(checked(() => assignments.map(parseLabel)));
+    checked(() => flags.remove.forEach((k) => checkLabel(k, "")));
+    const both = flags.remove.find((k) => Object.hasOwn(set, k));
+    if (both !== undefined) throw new UsageError(`label "${both}" is both set and removed`);
+    const client = await adminClient(flags);
+    const d = await client.setDeviceLabels(uuid, { set, remove: flags.remove });
+    const labels = Object.entries(d.labels).map(([k, v]) => `${k}=${v}`);
+    out.result(d, (r) => `${cell(r.uuid)}: labels ${labels.length ? cell(labels) : "(none)"}`);
+  },
+});

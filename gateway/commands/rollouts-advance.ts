@@ -1,0 +1,3 @@
+import { rolloutActionCommand } from "./_rollouts.ts";
+
+export default rolloutActionCommand("advance");

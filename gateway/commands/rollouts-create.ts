@@ -1,0 +1,82 @@
+import type { RolloutRequest } from "../../lib/api/admin.ts";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
+
+/** A duration flag checked before any network call (the gateway checks it again). */
+function duration(flag: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    parseDuration(value);
+  } catch (err) {
+    if (err instanceof InvalidDurationError) throw new UsageError(`--${flag}: ${err.message}`);
+    throw err;
+  }
+  return value;
+}
+
+export default defineCommand({
+  summary: "Roll a target version out to a group or a tag in waves that advance, or halt, on their own",
+  description: [
+    "Devices of the group (or with the tag) are ordered by a hash of their uuid, so the same devices come",
+    "first every time (--first puts named devices ahead). Wave k releases the version to the first --waves[k]",
+    "percent of them; devices outside the released waves are served signed metadata without it.",
+    "",
+    "A device succeeds when its update completed and every app of the target stayed healthy for",
+    "--health-window; it fails on an install or start failure, a rollback, an unhealthy app within the",
+    "window, or when still pending --pending-timeout after its wave started. The next wave starts after",
+    "--soak once every device of the current wave settled; the rollout halts by itself as soon as more",
+    "than --max-failures of the released devices failed.",
+    "",
+    "Create the rollout before publishing the version's targets, so no device sees them early.",
+    "",
+    "Examples:",
+    "  gateway rollouts create --target 42 --group eu-kiosks --waves 1%,10%,50%,100% --soak 30m --max-failures 5%",
+    '  gateway rollouts create --target 42 --tag prod --waves 10%,100% --window "Sat 02:00-04:00 Europe/Berlin" --max-hold 24h',
+    "",
+    ADMIN_HELP,
+  ].join("\n"),
+  flags: {
+    ...adminFlags,
+    target: { type: "string", description: "The target version to release (custom.version)", placeholder: "VERSION" },
+    group: { type: "string", description: "Release to this device group (gateway groups list)", placeholder: "GROUP" },
+    tag: { type: "string", description: "Release to the devices with this tag", placeholder: "TAG" },
+    waves: { type: "string", description: "Cumulative percents of the devices, increasing, ending in 100%", placeholder: "1%,10%,100%" },
+    soak: { type: "string", description: "Time each wave runs before the next one (default 30m)", placeholder: "DURATION" },
+    "max-failures": { type: "string", description: "Halt when more than this share of released devices failed (default 5%)", placeholder: "PERCENT" },
+    "health-window": { type: "string", description: "How long every app must stay healthy after the update (default 10m)", placeholder: "DURATION" },
+    "pending-timeout": { type: "string", description: "A device still pending this long after its wave started fails (default 1h)", placeholder: "DURATION" },
+    window: { type: "string", description: 'Devices install only inside this window, in their time zone, e.g. "Sat 02:00-04:00 Europe/Berlin"', placeholder: "WINDOW" },
+    "max-hold": { type: "string", description: "Longest an app's update lock may defer the install", placeholder: "DURATION" },
+    "rollback-on-halt": { type: "boolean", description: "Record that a halt should move updated devices back (stored and shown; not acted upon yet: docs/rollouts.md)" },
+    first: { type: "strings", description: "Devices that go first (comma-separated uuids)", placeholder: "UUID,..." },
+    ...formatFlag,
+  },
+  async run({ flags, args, out }) {
+    if (args.length) throw new UsageError(`unexpected argument "${args[0]}": every setting is a flag`);
+    if (!flags.target) throw new UsageError("--target VERSION is required");
+    if (!flags.group === !flags.tag) throw new UsageError("give exactly one of --group GROUP or --tag TAG");
+    if (!flags.waves) throw new UsageError("--waves is required, e.g. --waves 1%,10%,100%");
+    const first = flags.first.flatMap((f) => f.split(",")).map((f) => f.trim()).filter(Boolean);
+    const req: RolloutRequest = {
+      target: flags.target,
+      ...(flags.group ? { group: flags.group } : { tag: flags.tag! }),
+      waves: parseWaves(flags.waves),
+    };
+    const soak = duration("soak", flags.soak);
+    const healthWindow = duration("health-window", flags["health-window"]);
+    const pendingTimeout = duration("pending-timeout", flags["pending-timeout"]);
+    const maxHold = duration("max-hold", flags["max-hold"]);
+    if (soak) req.soak = soak;
+    if (healthWindow) req.healthWindow = healthWindow;
+    if (pendingTimeout) req.pendingTimeout = pendingTimeout;
+    if (maxHold) req.maxHold = maxHold;
+    if (flags["max-failures"] !== undefined) req.maxFailures = parsePercent("max-failures", flags["max-failures"]);
+    if (flags.window) req.window = flags.window;
+    if (flags["rollback-on-halt"]) req.rollbackOnHalt = true;
+    if (first.length) req.first = first;
+    const client = await adminClient(flags);
+    out.result(await client.createRollout(req), renderRollout);
+  },
+});
