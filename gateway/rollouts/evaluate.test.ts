@@ -44,6 +44,7 @@ describe("a rollout member's status", () => {
   test("pending with nothing reported, failed with reason timeout once the pending timeout passed", () => {
     expect(evaluateDevice(evidence(), ctx(T0 + 59 * min))).toBeUndefined();
     expect(evaluateDevice(evidence(), ctx(T0 + 60 * min))).toMatchObject({ status: "failed", reason: expect.stringMatching(/^timeout/) });
+    expect(evaluateDevice(evidence(), ctx(T0 + 600 * min, { state: "halted" }))).toBeUndefined(); // a halted rollout may be withholding the version
   });
 
   test("succeeded only after every app of the target stayed healthy for the health window", () => {

@@ -4,7 +4,8 @@
  *
  * - failed: an EcuInstallationCompleted with success false for the version (install or start
  *   failure, or a rollback), an app of the target unhealthy or exited after the update, or still
- *   pending `pendingTimeoutS` after its wave started (after its last hold ended, if it was held);
+ *   pending `pendingTimeoutS` after its wave started (after its last hold ended, if it was held)
+ *   while the rollout runs;
  * - succeeded: the update to the version completed and every app of the target reported healthy
  *   (running with a passing or no healthcheck, or a one-shot exited 0) for `healthWindowS`;
  * - pending otherwise.
@@ -35,7 +36,10 @@ export interface TargetInfo {
 }
 
 export interface EvaluateContext {
-  rollout: Pick<RolloutRow, "targetVersion" | "healthWindowS" | "pendingTimeoutS" | "maxHoldS" | "waveStartedAt">;
+  rollout: Pick<RolloutRow, "targetVersion" | "healthWindowS" | "pendingTimeoutS" | "maxHoldS" | "waveStartedAt"> & {
+    /** Only a running rollout times devices out: a paused or halted one may be withholding its version. */
+    state?: RolloutRow["state"];
+  };
   /** Published targets by name. */
   targets: ReadonlyMap<string, TargetInfo>;
   now: number;
@@ -185,7 +189,7 @@ export function evaluateDevice(ev: DeviceEvidence, ctx: EvaluateContext): Device
     }
     if (ev.healthySince !== null) change.healthySince = null; // starting again or not reported yet: the window restarts
   }
-  if (ctx.now >= pendingDeadline(ctx, hold, endedAt)) {
+  if ((ctx.rollout.state ?? "running") === "running" && ctx.now >= pendingDeadline(ctx, hold, endedAt)) {
     const why = completed ? "timeout: updated, but its apps did not report healthy in time" : "timeout: the update did not complete in time";
     return { ...change, status: "failed", reason: why };
   }

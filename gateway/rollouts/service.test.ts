@@ -147,7 +147,10 @@ function suite(open: () => Promise<Store>) {
     // An operator accepts the failure: resume counts only new failures, so it advances.
     await expect(rollouts.advance(created.id)).rejects.toThrow(new RolloutStateError(`Cannot advance rollout "${created.id}": it is halted (resume it first)`));
     r = await rollouts.resume(created.id);
-    expect(r).toMatchObject({ state: "running", acknowledgedFailures: 1 });
+    expect(r).toMatchObject({ state: "running", acknowledgedFailures: 1, waveStartedAt: new Date(clock.now).toISOString() });
+    await rollouts.tick();
+    expect((await rollouts.show(created.id))!).toMatchObject({ state: "running", wave: 0 }); // the wave soaks again
+    clock.now += 1 * min;
     await rollouts.tick();
     expect((await rollouts.show(created.id))!).toMatchObject({ state: "running", wave: 1 });
     expect(rollouts.view(later).annotate["2"]?.rollout).toBe(created.id);
@@ -194,6 +197,7 @@ function suite(open: () => Promise<Store>) {
     await again.start();
     expect(again.view((await store.rolloutMembers(created.id)).find((m) => m.wave === 1)!.uuid).hideVersions).toEqual(["2"]);
     await again.resume(created.id);
+    clock.now += 1 * min;
     await again.tick();
     expect(await again.show(created.id)).toMatchObject({ state: "running", wave: 1 });
     expect(await again.cancel(created.id)).toMatchObject({ state: "cancelled" });

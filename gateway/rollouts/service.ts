@@ -240,7 +240,8 @@ export class Rollouts implements RolloutService {
   resume(id: string): Promise<RolloutDetail> {
     return this.#act(id, async (r) => {
       if (r.state !== "paused" && r.state !== "halted") throw new RolloutStateError(`Cannot resume rollout "${id}": it is ${r.state}`);
-      const patch: RolloutPatch = { state: "running", reason: null };
+      // The wave's clock starts again: its soak, and the pending timeout of devices it kept waiting.
+      const patch: RolloutPatch = { state: "running", reason: null, waveStartedAt: new Date(this.#now()).toISOString() };
       let reason = `resumed by an operator from ${r.state}`;
       if (r.state === "halted") {
         // The failures that halted it are accepted: only new ones count against the limit.
