@@ -1,11 +1,11 @@
 /**
  * Real files for delta tests and benchmarks: the first `bytes` of regular files under
- * /usr/lib/x86_64-linux-gnu (shared libraries, sorted by path, each under 8 MB), as an image
+ * /usr/lib/x86_64-linux-gnu (shared libraries, sorted by path, each under 8 MB, no symlinks), as an image
  * layer's file map, plus ways to change them as a release would.
  *
  * @module
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ImageFile } from "../harness/images.ts";
 
@@ -18,12 +18,13 @@ export function realFilePaths(bytes: number, root = REAL_FILES_ROOT): string[] {
   const walk = (dir: string, rel: string): boolean => {
     for (const name of readdirSync(dir).sort()) {
       const abs = join(dir, name);
-      const st = statSync(abs, { throwIfNoEntry: false });
+      // lstat: symlinks are skipped, so a copy never writes through one into the system's files.
+      const st = lstatSync(abs, { throwIfNoEntry: false });
       if (!st) continue;
       const r = rel ? `${rel}/${name}` : name;
       if (st.isDirectory()) {
         if (walk(abs, r)) return true;
-      } else if (st.isFile() && st.size < 8 << 20 && !st.isSymbolicLink()) {
+      } else if (st.isFile() && st.size < 8 << 20) {
         out.push(r);
         total += st.size;
         if (total > bytes) return true;

@@ -127,7 +127,7 @@ describe("image deltas", () => {
     const repo = await repoHolding(root, to.digest);
     const work = await tempDir("bad-delta-");
     const wrong = to.tar.slice();
-    wrong[wrong.length >> 1] ^= 0xff;
+    wrong[wrong.length >> 1]! ^= 0xff;
     writeFileSync(join(work, "from.tar"), from.tar);
     writeFileSync(join(work, "wrong.tar"), wrong);
     const windowLog = deltaWindowLog(from.tar.byteLength, to.tar.byteLength);
