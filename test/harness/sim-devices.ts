@@ -48,6 +48,8 @@ export interface SimFleetOptions {
   initialTarget?: string;
   /** Outcome of installing `target` on `device` (default "healthy"). */
   behaviour?: (device: SimDevice, target: Target) => SimOutcome;
+  /** Pull the app manifests of a target before installing it (default true; false when the apps are not in the registry). */
+  pullManifests?: boolean;
 }
 
 export class SimDeviceError extends Error {
@@ -78,6 +80,7 @@ export class SimDevice {
     readonly key: string,
     readonly tufDir: string,
     readonly behaviour: (device: SimDevice, target: Target) => SimOutcome,
+    readonly pullsManifests = true,
   ) {}
 
   /** `fetch` with this device's client certificate, trusting only the gateway CA. */
@@ -189,7 +192,7 @@ export class SimDevice {
       this.#event("UpdateInitCompleted", t, cid, { success: true }),
       this.#event("EcuDownloadStarted", t, cid),
     ]);
-    await this.pullManifests(t.entry);
+    if (this.pullsManifests) await this.pullManifests(t.entry);
     const applied = [
       this.#event("EcuDownloadCompleted", t, cid, { success: true, details: { bytesFetched: 0 } }),
       this.#event("EcuInstallationStarted", t, cid),
@@ -276,7 +279,7 @@ export class SimFleet {
       const tufDir = join(root, k.uuid);
       mkdirSync(tufDir, { recursive: true });
       writeFileSync(join(tufDir, "root.json"), JSON.stringify(body.root));
-      const d = new SimDevice(gw, k.uuid, name, hwid, tags, body.certificate, k.keyPem, tufDir, behaviour);
+      const d = new SimDevice(gw, k.uuid, name, hwid, tags, body.certificate, k.keyPem, tufDir, behaviour, opts.pullManifests ?? true);
       d.current = opts.initialTarget;
       devices[i] = d;
     });

@@ -1,0 +1,283 @@
+/**
+ * Rollouts end to end over real TLS, on SQLite and on PostgreSQL: 200 simulated devices (own
+ * certificates, TUF verified with lib/tuf, real events and apps-states) and 2 real fioup
+ * devices on the private dockerd, against `gateway serve` with a 1 s rollout tick.
+ *
+ * 1. Version 2 in waves 1%, 10%, 100% advances wave by wave; at every moment the signed
+ *    metadata a device verifies offers version 2 only if its wave is released (computed here
+ *    from the documented order: `first`, then sha256 of the uuid), and a real fioup outside
+ *    the released waves refuses `fioup update 2`.
+ * 2. Version 3, whose app fails its healthcheck, halts in its first wave (both real devices
+ *    roll back, a simulated one reports its app unhealthy); no other device is ever offered
+ *    it and the gateway's registry served none of them a manifest.
+ * 3. Version 4 to a dynamic group: SIGKILL of the gateway in the middle of wave 2; after the
+ *    restart the rollout is in the same state (wave, counts, wave start), then completes.
+ * 4. Version 5 to the real devices with a maintenance window and a max hold: one device's
+ *    window is closed (its hold clock, FIOUP_TEST_NOW_FILE), the other holds `fioup lock`;
+ *    both download, neither installs, and `gateway rollouts show` reports each hold and until
+ *    when; the max hold passes and the window opens: both install, nothing fetched again.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import type { RolloutDetail } from "../../lib/api/admin.ts";
+import { servedBytes } from "../harness/gateway.ts";
+import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
+import type { SimDevice } from "../harness/sim-devices.ts";
+import { tempDir } from "../harness/tmp.ts";
+import { httpGet, ROOT } from "../fioup/_setup.ts";
+import { expectedWaves, HEALTH_WINDOW_S, manifestBytesByDevice, RolloutFleet, SOAK_S, statusCounts, TAG, type DbKind } from "./_fleet.ts";
+
+const WAVES = [1, 10, 100];
+const name = (v: string) => `amd64-linux-${v}`;
+/** Whether the device's last verified targets offer version `v`. */
+const offers = (d: SimDevice, v: string) => Object.values(d.lastTargets?.targets ?? {}).some((e) => e.custom.version === v);
+const sorted = (xs: Iterable<string>) => [...xs].sort();
+
+for (const kind of ["sqlite", "postgres"] as DbKind[]) {
+  describe(`rollouts on ${kind}`, () => {
+    let pg: PostgresHandle | undefined;
+    let fleet: RolloutFleet;
+
+    beforeAll(async () => {
+      if (kind === "postgres") pg = await startPostgres();
+      fleet = await RolloutFleet.start(kind, pg);
+    }, 240_000);
+
+    afterAll(async () => {
+      await fleet?.stop();
+      await pg?.stop();
+    }, 120_000);
+
+    test("waves 1%, 10%, 100% advance one by one; devices outside the released waves are not offered the target, and fioup refuses it", async () => {
+      const [a, b] = fleet.real;
+      const sims = fleet.sims.devices;
+      // A real device and two simulated ones go first: wave 1 is exactly them, so B is outside it.
+      const first = [a.uuid, sims[0]!.uuid, sims[1]!.uuid];
+      const exp = expectedWaves(fleet.uuids, WAVES, first);
+      expect(exp.get(b.uuid)).toBeGreaterThan(0);
+      // Safe order: the rollout first, then the version is published.
+      const created = await fleet.createRollout({ target: "2", tag: TAG, waves: WAVES, soak: SOAK_S, healthWindow: HEALTH_WINDOW_S, first });
+      expect(created.state).toBe("running");
+      expect(created.wave).toBe(0);
+      expect(statusCounts(created).pending).toBe(202);
+      await fleet.publish("2");
+
+      const seenWaves: number[] = [];
+      let bUpdated = false;
+      const refusals: number[] = [];
+      /** The wave the rollout was at (before the round) when each simulated device was first offered version 2. */
+      const firstOffered = new Map<string, number>();
+      const deadline = Date.now() + 150_000;
+      for (let round = 0; ; round++) {
+        const before = await fleet.show(created.id);
+        if (before.state === "completed") break;
+        expect(before.state, `${before.reason}`).toBe("running");
+        if (seenWaves.at(-1) !== before.wave) seenWaves.push(before.wave);
+        if (Date.now() > deadline) throw new Error(`rollout stuck at wave ${before.wave}: ${JSON.stringify(before.counts)}`);
+        const real = (async () => {
+          if (round === 0) {
+            const r = await a.device.fioup("update");
+            expect(r.code, r.stderr).toBe(0);
+          }
+          if (bUpdated) return;
+          // B asks for version 2 by name. Refused while its wave is not released (its verified metadata
+          // does not offer it); once it installs, the rollout must have released B's wave by then.
+          const forced = await b.device.fioup("update", "2");
+          if (forced.code === 0) {
+            const now = await fleet.show(created.id);
+            expect(now.state === "completed" || now.wave >= exp.get(b.uuid)!, `B got version 2 at wave ${now.wave}`).toBe(true);
+            bUpdated = true;
+            return;
+          }
+          expect(forced.stderr).toMatch(/Cannot select version 2/);
+          expect((await b.device.fioup("status")).json.current.name).toBe(name("1"));
+          const check = await b.device.fioup("check");
+          if (check.code === 3) expect(check.json?.update ?? null).toBeNull(); // nothing newer offered
+          refusals.push(before.wave);
+        })();
+        await Promise.all([fleet.sims.cycle(), real]);
+        const after = await fleet.show(created.id);
+        const releasedUpTo = after.state === "completed" ? WAVES.length - 1 : after.wave;
+        for (const d of sims) {
+          if (!offers(d, "2")) continue;
+          // Never before its wave; and first offered in its own wave, not later: a wave advances only once all of it succeeded.
+          expect(exp.get(d.uuid)!, `${d.name} was offered version 2 before its wave`).toBeLessThanOrEqual(releasedUpTo);
+          if (!firstOffered.has(d.uuid)) {
+            firstOffered.set(d.uuid, before.wave);
+            expect(exp.get(d.uuid)!, `${d.name} was first offered version 2 after its wave`).toBeGreaterThanOrEqual(before.wave);
+          }
+        }
+        await Bun.sleep(300);
+      }
+      expect(seenWaves).toEqual([0, 1, 2]);
+      expect(sims.every((d) => d.current === name("2"))).toBe(true);
+      expect(bUpdated).toBe(true);
+      // Refused at least while wave 1 (only the `first` devices) ran.
+      expect(refusals).toContain(0);
+      for (const r of fleet.real) expect(await httpGet(r.port)).toBe("hello v2");
+      const done = await fleet.show(created.id);
+      expect(statusCounts(done)).toEqual({ succeeded: 202 });
+      // The engine's waves hold exactly as many devices as the documented order gives.
+      for (const [k] of WAVES.entries()) {
+        const engine = done.counts.filter((c) => c.wave === k).reduce((n, c) => n + c.devices, 0);
+        expect(engine).toBe([...exp.values()].filter((w) => w === k).length);
+      }
+      // Every transition is an event with its reason, in order.
+      const kinds = fleet.eventKinds(created.id).filter((k) => !k.startsWith("device-"));
+      expect(kinds).toEqual(["created", "wave-started", "wave-advanced", "wave-started", "wave-advanced", "wave-started", "completed"]);
+    }, 240_000);
+
+    test("a target whose app fails its healthcheck halts the rollout within its first wave; no device outside it ever fetches it", async () => {
+      const [a, b] = fleet.real;
+      const sims = fleet.sims.devices;
+      const manifestsBefore = await manifestBytesByDevice(fleet.gw);
+      fleet.simOutcome.set("3", "unhealthy");
+      const first = [a.uuid, b.uuid];
+      const exp = expectedWaves(fleet.uuids, WAVES, first);
+      const wave0 = fleet.uuids.filter((u) => exp.get(u) === 0);
+      expect(wave0.length).toBe(3);
+      const created = await fleet.createRollout({ target: "3", tag: TAG, waves: WAVES, soak: SOAK_S, healthWindow: HEALTH_WINDOW_S, first });
+      await fleet.publish("3", { imageVersion: "2", failingHealthcheck: true });
+
+      // Both real devices try it: the healthcheck fails after start and fioup rolls back.
+      const [ra, rb] = await Promise.all([a.device.fioup("update"), b.device.fioup("update"), fleet.sims.cycle()]);
+      for (const r of [ra!, rb!]) {
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(/unhealthy|healthcheck/);
+      }
+      let detail: RolloutDetail = await fleet.show(created.id);
+      const deadline = Date.now() + 60_000;
+      while ((detail.state !== "halted" || detail.failures.length < 3) && Date.now() < deadline) {
+        await fleet.sims.cycle();
+        await Bun.sleep(500);
+        detail = await fleet.show(created.id);
+      }
+      expect(detail.state).toBe("halted");
+      expect(detail.wave).toBe(0);
+      expect(detail.reason).toMatch(/fail/);
+      expect(sorted(detail.failures.map((f) => f.uuid))).toEqual(sorted(wave0));
+      expect(detail.events.map((e) => e.kind)).toContain("halted");
+      // A few more check-ins of everyone after the halt: still nobody else is offered it.
+      await fleet.sims.cycle();
+      await fleet.sims.cycle();
+      for (const d of sims) expect(d.seen.has(name("3")), d.name).toBe(exp.get(d.uuid) === 0);
+      const manifestsAfter = await manifestBytesByDevice(fleet.gw);
+      for (const u of fleet.uuids) {
+        if (exp.get(u) === 0) expect(manifestsAfter.get(u) ?? 0, `wave 1 device ${u} pulled the apps`).toBeGreaterThan(manifestsBefore.get(u) ?? 0);
+        else expect(manifestsAfter.get(u) ?? 0, `device ${u} outside wave 1 pulled a manifest`).toBe(manifestsBefore.get(u) ?? 0);
+      }
+      // The real devices run version 2 again; fioup's own check no longer offers 3 (marked bad, and gated for others).
+      for (const r of fleet.real) {
+        expect((await r.device.fioup("status")).json.current.name).toBe(name("2"));
+        expect(await httpGet(r.port)).toBe("hello v2");
+      }
+    }, 180_000);
+
+    test("SIGKILL of the gateway mid-rollout: after the restart the rollout is in the same state, then it completes", async () => {
+      const sims = fleet.sims.devices;
+      const group = `sims-${kind}`;
+      await fleet.t.admin("/admin/groups", { method: "POST", body: JSON.stringify({ name: group, query: "name~sim-" }) });
+      const exp = expectedWaves(sims.map((d) => d.uuid), WAVES);
+      const created = await fleet.createRollout({ target: "4", group, waves: WAVES, soak: SOAK_S, healthWindow: HEALTH_WINDOW_S });
+      expect(statusCounts(created).pending).toBe(200);
+      await fleet.publish("4");
+      // Waves 1 and 2 released; half of wave 2 installs, the other half has not checked in yet.
+      const wave2 = sims.filter((d) => exp.get(d.uuid) === 1);
+      const notYet = new Set(wave2.slice(0, Math.floor(wave2.length / 2)));
+      let detail = await fleet.show(created.id);
+      const deadline = Date.now() + 60_000;
+      while (detail.wave < 1 && Date.now() < deadline) {
+        await fleet.sims.cycle(sims.filter((d) => !notYet.has(d)));
+        await Bun.sleep(300);
+        detail = await fleet.show(created.id);
+      }
+      expect(detail.wave).toBe(1);
+      await fleet.sims.cycle(sims.filter((d) => !notYet.has(d)));
+      // Quiet: those that installed have passed their health window; the rest stay pending.
+      await Bun.sleep((HEALTH_WINDOW_S + 2) * 1000);
+      const beforeKill = await fleet.show(created.id);
+      expect(beforeKill.state).toBe("running");
+      expect(beforeKill.wave).toBe(1);
+      expect(statusCounts(beforeKill).pending).toBe(notYet.size + sims.filter((d) => exp.get(d.uuid) === 2).length);
+
+      await fleet.killAndRestart();
+      const afterRestart = await fleet.show(created.id);
+      for (const k of ["state", "wave", "waveStartedAt", "counts"] as const) expect(afterRestart[k]).toEqual(beforeKill[k]);
+      // Still gated after the restart: wave 3 devices are not offered version 4.
+      await fleet.sims.cycle(sims.filter((d) => exp.get(d.uuid) === 2).slice(0, 20));
+      for (const d of sims) if (exp.get(d.uuid) === 2) expect(offers(d, "4"), d.name).toBe(false);
+
+      // Everyone checks in again: it continues and completes.
+      const end = Date.now() + 90_000;
+      while (detail.state !== "completed" && Date.now() < end) {
+        await fleet.sims.cycle();
+        await Bun.sleep(300);
+        detail = await fleet.show(created.id);
+        expect(detail.state).not.toBe("halted");
+      }
+      expect(detail.state).toBe("completed");
+      expect(statusCounts(detail)).toEqual({ succeeded: 200 });
+      expect(sims.every((d) => d.current === name("4"))).toBe(true);
+    }, 240_000);
+
+    test("a maintenance window defers the install but not the download, an update lock until the max hold; rollouts show reports both", async () => {
+      const [a, b] = fleet.real;
+      // Version 4's rollout completed: it gates nobody, so the real devices (not in its group) take it now.
+      const upd = await Promise.all(fleet.real.map((r) => r.device.fioup("update")));
+      for (const r of upd) expect(r.code, r.stderr).toBe(0);
+      // A's clock (fioup's hold clock) is a Tuesday noon, outside the window.
+      const clock = `${await tempDir("rollout-clock-")}/now`;
+      writeFileSync(clock, "2026-12-01T12:00:00Z");
+      const env = a.device.env.bind(a.device);
+      a.device.env = () => ({ ...env(), FIOUP_TEST_NOW_FILE: clock });
+      const group = `real-${kind}`;
+      await fleet.t.admin("/admin/groups", { method: "POST", body: JSON.stringify({ name: group, devices: [a.uuid, b.uuid] }) });
+      const created = await fleet.createRollout({ target: "5", group, waves: [100], soak: SOAK_S, healthWindow: HEALTH_WINDOW_S, window: "Sat 02:00-04:00 UTC", maxHold: 4 });
+      expect(created.installWindow).toBe("Sat 02:00-04:00 UTC");
+      await fleet.publish("5");
+      const blobsBefore = await servedBytes(fleet.gw, `device:${a.uuid}`);
+
+      expect((await b.device.fioup("lock", "--reason", "busy")).code).toBe(0);
+      const [deferredA, deferredB] = await Promise.all([a.device.fioup("update"), b.device.fioup("update")]);
+      expect(deferredA!.code, deferredA!.stderr).toBe(14);
+      expect(deferredB!.code, deferredB!.stderr).toBe(14);
+      // Downloaded already (the gateway's own count), installed not.
+      const blobsFetched = await servedBytes(fleet.gw, `device:${a.uuid}`);
+      expect(blobsFetched.blob).toBeGreaterThan(blobsBefore.blob);
+      expect(await httpGet(a.port)).toBe("hello v4");
+
+      // What the operator sees: `gateway rollouts show`.
+      const cli = (...args: string[]) => Bun.spawnSync([process.execPath, `${ROOT}/gateway/main.ts`, ...args, "--data", fleet.gw.dataDir, "--format", "json"], { stdout: "pipe", stderr: "pipe" });
+      let shown: RolloutDetail | undefined;
+      const deadline = Date.now() + 20_000;
+      for (; Date.now() < deadline; await Bun.sleep(500)) {
+        const r = cli("rollouts", "show", created.id);
+        expect(r.exitCode, r.stderr.toString()).toBe(0);
+        shown = JSON.parse(r.stdout.toString()) as RolloutDetail;
+        if (shown.holds.length === 2) break;
+      }
+      const hold = (uuid: string) => shown!.holds.find((h) => h.uuid === uuid)?.hold;
+      expect(hold(a.uuid)?.kind).toBe("window");
+      expect(Date.parse(hold(a.uuid)!.until!)).toBe(Date.parse("2026-12-05T02:00:00Z"));
+      expect(hold(b.uuid)?.kind).toBe("lock");
+      const lockUntil = Date.parse(hold(b.uuid)!.until!);
+      expect(lockUntil - Date.now()).toBeLessThanOrEqual(4_000);
+      expect(shown!.events.some((e) => e.kind === "device-deferred")).toBe(true);
+      expect(statusCounts(shown!)).toEqual({ pending: 2 });
+
+      // The max hold passes with B's lock still held: its update proceeds. A's window opens: it installs, fetching nothing more.
+      await Bun.sleep(Math.max(0, lockUntil - Date.now()) + 500);
+      writeFileSync(clock, "2026-12-05T03:00:00Z");
+      const [doneA, doneB] = await Promise.all([a.device.fioup("update"), b.device.fioup("update")]);
+      expect(doneA!.code, doneA!.stderr).toBe(0);
+      expect(doneB!.code, doneB!.stderr).toBe(0);
+      expect((await servedBytes(fleet.gw, `device:${a.uuid}`)).blob).toBe(blobsFetched.blob);
+      for (const r of fleet.real) expect(await httpGet(r.port)).toBe("hello v5");
+      let detail = await fleet.show(created.id);
+      for (const end = Date.now() + 30_000; detail.state !== "completed" && Date.now() < end; await Bun.sleep(500)) detail = await fleet.show(created.id);
+      expect(detail.state).toBe("completed");
+      expect(detail.holds).toEqual([]);
+      expect((await b.device.fioup("unlock")).code).toBe(0);
+    }, 180_000);
+  });
+}
