@@ -1,0 +1,74 @@
+/**
+ * Two gateway replicas on one PostgreSQL database: only the signer-lease holder moves a rollout
+ * on (no transition is made twice), devices served by the other replica get their new views, and
+ * when the lease holder is killed (SIGKILL) mid-rollout the other replica takes over and finishes it.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { RolloutDetail } from "../../lib/api/admin.ts";
+import type { TargetEntry } from "../../lib/api/target.ts";
+import { startGateway, startReplica, type GatewayHandle } from "../../test/harness/gateway.ts";
+import { startPostgres, type PostgresHandle } from "../../test/harness/postgres.ts";
+import { SimFleet } from "../../test/harness/sim-devices.ts";
+
+let pg: PostgresHandle;
+let a: GatewayHandle;
+let b: GatewayHandle;
+const args = ["--rollout-tick", "0.2"];
+
+beforeAll(async () => {
+  pg = await startPostgres();
+  const db = await pg.createDatabase("rollout_replicas");
+  a = await startGateway({ db, args });
+  b = await startReplica(a, { db, args });
+});
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  await pg?.stop();
+});
+
+const entry = (version: string): TargetEntry => ({
+  length: 0,
+  hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+  custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `${b.host}/main/web@sha256:${version.padStart(64, "0")}` } } },
+});
+
+async function admin<T>(gw: GatewayHandle, path: string, body?: unknown): Promise<T> {
+  const res = await gw.adminFetch(path, body === undefined ? {} : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+test("only the lease holder moves the rollout; after it is SIGKILLed the other replica carries the rollout to completion", async () => {
+  const fleet = await SimFleet.register(b, { count: 20, initialTarget: "hw-1", pullManifests: false });
+  await admin(b, "/admin/targets", { targets: { "hw-1": entry("1") } });
+  const created = await admin<RolloutDetail>(b, "/admin/rollouts", { target: "2", tag: "main", waves: [10, 50, 100], soak: "1s", healthWindow: "1s" });
+  await admin(b, "/admin/targets", { targets: { "hw-2": entry("2") } });
+
+  const waveOf = new Map((await admin<RolloutDetail>(b, `/admin/rollouts/${created.id}`)).counts.map((c) => [c.wave, c.devices]));
+  expect([...waveOf.values()]).toEqual([2, 8, 10]);
+  let killed = false;
+  let r = created;
+  const end = Date.now() + 90_000;
+  while (r.state !== "completed") {
+    if (Date.now() > end) throw new Error(`Rollout did not complete: ${JSON.stringify(r).slice(0, 600)}`);
+    await fleet.cycle(); // every device checks in through replica b
+    // Nobody outside the released waves has been offered version 2.
+    const offered = fleet.devices.filter((d) => d.seen.has("hw-2")).length;
+    r = await admin<RolloutDetail>(b, `/admin/rollouts/${created.id}`);
+    expect(offered).toBeLessThanOrEqual(r.counts.filter((c) => c.wave <= r.wave).reduce((n, c) => n + c.devices, 0));
+    if (!killed && r.wave === 1) {
+      // The replica that started first holds the signer lease: it made the transition, b did not.
+      const advanced = async (gw: GatewayHandle) => /rollout_transitions_total\{kind="wave-advanced"\} (\d+)/.exec(await (await gw.adminFetch("/metrics")).text())?.[1] ?? "0";
+      expect(await advanced(a)).toBe("1");
+      expect(await advanced(b)).toBe("0");
+      await a.kill();
+      killed = true;
+    }
+    await Bun.sleep(300);
+  }
+  expect(killed).toBe(true);
+  expect(fleet.devices.every((d) => d.current === "hw-2")).toBe(true);
+  const kinds = r.events.filter((e) => e.deviceUuid === null).map((e) => `${e.kind}@${e.wave}`).reverse();
+  expect(kinds).toEqual(["created@null", "wave-started@0", "wave-advanced@0", "wave-started@1", "wave-advanced@1", "wave-started@2", "completed@2"]);
+}, 150_000);
