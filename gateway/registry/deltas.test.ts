@@ -84,7 +84,7 @@ describe("LayerDeltas", () => {
     await expect(applyLayerDelta({ base, delta, diffId: s.from.diffId, out })).rejects.toThrow(DeltaMismatchError);
     expect(await Bun.file(out).exists()).toBe(false);
     const bytes = new Uint8Array(await delta.arrayBuffer());
-    bytes[bytes.length >> 1] ^= 0xff;
+    bytes[bytes.length >> 1]! ^= 0xff;
     await expect(applyLayerDelta({ base, delta: new Blob([bytes]), diffId: s.to.diffId, out })).rejects.toThrow(DeltaApplyError);
     expect(await Bun.file(out).exists()).toBe(false);
   });
