@@ -41,7 +41,9 @@ export class BundleRegistry extends RegistryClient {
     init.signal?.throwIfAborted();
     const path = typeof pathOrUrl === "string" ? new URL(pathOrUrl, "http://bundle").pathname : pathOrUrl.pathname;
     const m = /^\/v2\/(.+)\/(blobs|manifests)\/([^/]+)$/.exec(path);
-    if (!m || (method !== "GET" && method !== "HEAD")) return ociError(405, "UNSUPPORTED", `An offline bundle only serves pulls by digest, not ${method} ${path}`);
+    if (method !== "GET" && method !== "HEAD") return ociError(405, "UNSUPPORTED", `An offline bundle only serves pulls, not ${method} ${path}`);
+    // Anything else a client may ask a registry (a delta, a tag list) is simply not in the bundle.
+    if (!m) return ociError(404, "NAME_UNKNOWN", `An offline bundle serves blobs and manifests by digest only, not ${path}`);
     const [, , kind, ref] = m as unknown as [string, string, "blobs" | "manifests", string];
     const unknown = kind === "blobs" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN";
     if (!tryParseDigest(ref)) return ociError(404, unknown, `An offline bundle has no tags: ${ref}`);

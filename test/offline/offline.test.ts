@@ -1,0 +1,183 @@
+/**
+ * Offline bundles end to end: `gateway export` on the gateway, `fioup update --offline` on a
+ * device whose gateway URL points at a closed loopback port (no route to the gateway). The
+ * bundle updates the device, a failing app from a bundle rolls back, a tampered blob and
+ * expired metadata are refused (expired metadata is taken within a configured grace), and the
+ * queued events reach the gateway once the device can reach it again.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { servedBytes, startGateway } from "../harness/gateway.ts";
+import { run, sleep, tempDir } from "../harness/tmp.ts";
+import {
+  Device, ROOT, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
+  type DockerRegistryHandle, type DockerdHandle, type Publisher, type TestGateway,
+} from "../fioup/_setup.ts";
+
+const APP = `offline${process.pid}`;
+const HWID = "amd64-linux";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: TestGateway;
+let device: Device;
+let pub: Publisher;
+let port: number;
+let uuid: string;
+let bundles: string;
+let servedBefore: Awaited<ReturnType<typeof servedBytes>>;
+
+/** `gateway export` on the gateway host (its data dir names the gateway and the admin token). */
+async function exportBundle(target: number, from: number, name: string): Promise<string> {
+  const out = join(bundles, name);
+  await run(
+    [process.execPath, join(ROOT, "gateway/main.ts"), "export", "--data", gw.dataDir, "--target", String(target), "--from", String(from), "--hwid", HWID,
+      "--out", out, "--insecure-registry", upstream.host],
+    { cwd: ROOT },
+  );
+  return out;
+}
+
+/** An owner drop-in (later files win): the device's gateway URL, or an expiry grace. */
+const dropIn = (name: string, toml: string | undefined) => {
+  const dir = join(device.root, "etc/sota/conf.d");
+  mkdirSync(dir, { recursive: true });
+  if (toml === undefined) rmSync(join(dir, name), { force: true });
+  else writeFileSync(join(dir, name), toml);
+};
+
+/** Registry bytes the gateway served to the device (its own count). */
+const served = () =>
+  servedBytes({ adminFetch: (p, i) => fetch(`${gw.url}${p}`, { ...i, headers: { authorization: `Bearer ${gw.adminToken}` }, tls: { ca: readFileSync(join(gw.dataDir, "pki/ca.pem"), "utf8") } } as RequestInit) }, `device:${uuid}`);
+
+const publishApp = async (version: number, image: string) => {
+  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(image, port) });
+  await pub.publish(version);
+};
+
+beforeAll(async () => {
+  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  port = await freePort();
+  device = await Device.create(dockerd);
+  bundles = await tempDir("offline-bundles-");
+  ({ pub, uuid } = await deviceOnV1({ gw, upstream, device, app: APP, repo: "offline/web", port, body: "offline v1" }));
+  await publishApp(2, await pushImage(upstream, "offline/web", "v2", httpdImage("offline v2")));
+  await publishApp(3, await pushImage(upstream, "offline/web", "v3", { cmd: ["sh", "-c", "exit 3"], layers: [{ "/www/index.html": "v3" }] }));
+  await exportBundle(2, 1, "v2");
+  await exportBundle(3, 2, "v3");
+  // From here the device has no route to the gateway: its URL is a loopback port nobody listens on.
+  dropIn("90-offline.toml", `[tls]\nserver = "https://127.0.0.1:${await freePort()}"\n`);
+  servedBefore = await served();
+}, 120_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => {});
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+describe("offline bundles", () => {
+  test("a bundle with a tampered blob is refused and the device keeps running v1", async () => {
+    const bad = join(bundles, "v2-tampered");
+    cpSync(join(bundles, "v2"), bad, { recursive: true });
+    const index = JSON.parse(readFileSync(join(bad, "index.json"), "utf8"));
+    const layer = index.bundle.blobs.filter((b: { kind: string }) => b.kind === "layer").sort((a: { size: number }, b: { size: number }) => b.size - a.size)[0];
+    const file = join(bad, "blobs/sha256", layer.digest.slice(7));
+    const bytes = readFileSync(file);
+    bytes[bytes.length >> 1]! ^= 0xff; // same size, other bytes
+    writeFileSync(file, bytes);
+    const r = await device.fioup("update", "--offline", bad);
+    expect(r.code, r.stderr).toBe(40); // fetch failed: digest mismatch
+    expect(r.stderr).toContain(layer.digest);
+    expect((await device.blobs()).has(layer.digest)).toBe(false);
+    expect(await httpGet(port)).toBe("offline v1");
+    expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-1`);
+  }, 60_000);
+
+  test("a bundle made on the gateway updates a device that cannot reach the gateway", async () => {
+    const r = await device.fioup("update", "--offline", join(bundles, "v2"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.state).toBe("completed");
+    expect(r.json.toTarget).toBe(`${HWID}-2`);
+    expect(await httpGet(port)).toBe("offline v2");
+    expect(r.stderr).toContain("cannot report to the gateway"); // it is offline: the events wait
+    const again = await device.fioup("update", "--offline", join(bundles, "v2"));
+    expect(again.code).toBe(3); // nothing newer in that bundle
+  }, 60_000);
+
+  test("an app from a bundle that fails to start is rolled back and its target marked bad", async () => {
+    const r = await device.fioup("update", "--offline", join(bundles, "v3"));
+    expect(r.code, r.stderr).toBe(51);
+    expect(await httpGet(port)).toBe("offline v2");
+    const st = await device.fioup("status");
+    expect(st.json.current.name).toBe(`${HWID}-2`);
+    expect(st.json.badTargets).toEqual([`${HWID}-3`]);
+    expect(st.json.queuedEvents).toBeGreaterThan(0);
+    // Not one byte came from the gateway's registry while the device was offline.
+    expect(await served()).toEqual(servedBefore);
+  }, 90_000);
+
+  test("expired metadata is refused, and accepted within a configured grace (from a watched mount point)", async () => {
+    // A gateway whose timestamps live 3 s: the bundle's copy is stale soon after the export.
+    await gw.stop();
+    gw = asTestGateway(await startGateway({ dataDir: gw.dataDir, args: ["--polling-seconds", "1", "--tuf-expiry", "timestamp=3"] }));
+    // Same data dir, port and admin token: the publisher and the device reach it as before.
+    await publishApp(4, await pushImage(upstream, "offline/web", "v4", httpdImage("offline v4")));
+    const dir = await exportBundle(4, 2, "v4");
+    const expires = Date.parse(JSON.parse(readFileSync(join(dir, "tuf/timestamp.json"), "utf8")).signed.expires);
+    await sleep(Math.max(0, expires - Date.now()) + 1000);
+
+    const stale = await device.fioup("update", "--offline", dir);
+    expect(stale.code, stale.stderr).toBe(30); // TUF verification failed
+    expect(stale.stderr).toMatch(/expired/i);
+    expect(await httpGet(port)).toBe("offline v2");
+
+    // With a grace, and through watch mode: the bundle is copied onto a watched "USB stick" mount point.
+    dropIn("91-grace.toml", `[fioup]\noffline_expiry_grace_seconds = 3600\n`);
+    const stick = join(bundles, "usb");
+    mkdirSync(stick);
+    const watcher = device.spawn(["update", "--offline", stick, "--watch", "--interval", "1"]);
+    try {
+      await sleep(1500);
+      cpSync(dir, stick, { recursive: true });
+      // Until the update is done, steps and all (the app answers before the start step ends).
+      const deadline = Date.now() + 60_000;
+      while (device.updateState()?.state !== "completed" && Date.now() < deadline) await sleep(500);
+      expect(await httpGet(port)).toBe("offline v4");
+    } finally {
+      watcher.kill("SIGTERM");
+    }
+    expect(await watcher.exited).toBe(0);
+    const log = await new Response(watcher.stderr).text();
+    expect(log).toContain(`updated to ${HWID}-4 (completed)`);
+    expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-4`);
+    dropIn("91-grace.toml", undefined);
+  }, 90_000);
+
+  test("back online, the offline updates and the rollback reach the gateway", async () => {
+    dropIn("90-offline.toml", undefined);
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(3); // already on v4; the queue is flushed on the way
+    expect((await device.fioup("status")).json.queuedEvents).toBe(0);
+    type Updates = { updates: { targetName: string; success?: boolean; events: { eventType: { id: string }; event: { details?: unknown } }[] }[] };
+    const { updates } = await gw.admin<Updates>(`/admin/devices/${uuid}/updates`);
+    const v2 = updates.find((u) => u.targetName === `${HWID}-2` && u.success === true);
+    expect(v2?.events.map((e) => e.eventType.id)).toEqual([
+      "MetadataUpdateCompleted",
+      "UpdateInitStarted",
+      "UpdateInitCompleted",
+      "EcuDownloadStarted",
+      "EcuDownloadCompleted",
+      "EcuInstallationStarted",
+      "EcuInstallationApplied",
+      "EcuInstallationCompleted",
+    ]);
+    const v3 = updates.find((u) => u.targetName === `${HWID}-3`);
+    expect(v3?.success).toBe(false);
+    const failed = v3?.events.find((e) => e.eventType.id === "EcuInstallationCompleted");
+    expect(JSON.parse(String(failed?.event.details))).toMatchObject({ phase: "start", rolledBackTo: `${HWID}-2`, rollbackOk: true });
+    expect(updates.find((u) => u.targetName === `${HWID}-4`)?.success).toBe(true);
+    // The tampered bundle's attempt is there too, as a failed download.
+    expect(updates.some((u) => u.targetName === `${HWID}-2` && u.success === false)).toBe(true);
+  }, 60_000);
+});
