@@ -1,7 +1,7 @@
 /**
  * What holds an install back, decided: the maintenance window (the target's signed
  * `custom.rollout.window`, else `fioup.install_window`; its own zone, else
- * `fioup.time_zone`, else the system's) is checked first, then the update locks,
+ * `fioup.time_zone`, else the device's `timezone` label, else the system's) is checked first, then the update locks,
  * which hold for at most the maximum hold time (`custom.rollout.maxHold` seconds,
  * else `fioup.max_hold_seconds`) counted from the first lock deferral.
  *
@@ -49,7 +49,14 @@ export interface HoldPolicy {
   badWindow?: string;
 }
 
-export function holdPolicy(cfg: Config, target: Target): HoldPolicy {
+/** The label an admin sets on a device to give it a time zone (`gateway devices label UUID timezone=Europe/Berlin`). */
+export const TIME_ZONE_LABEL = "timezone";
+
+/** Whether the zone of the policy would come from the device's label: a window without its own zone and no fioup.time_zone. */
+export const zoneFromLabel = (p: HoldPolicy, cfg: Config): boolean => !!p.window && !p.window.zone && !cfg.timeZone;
+
+/** The hold rules for `target`; `labelZone` = the device's `timezone` label, when known. */
+export function holdPolicy(cfg: Config, target: Target, labelZone?: string): HoldPolicy {
   const r = rolloutOf(target);
   let window: Window | undefined;
   let badWindow: string | undefined;
@@ -62,7 +69,8 @@ export function holdPolicy(cfg: Config, target: Target): HoldPolicy {
   }
   if (!window && cfg.installWindow) window = parseWindow(cfg.installWindow); // checked by loadConfig
   const maxHoldSeconds = typeof r.maxHold === "number" && r.maxHold >= 0 ? r.maxHold : cfg.maxHoldSeconds;
-  const zone = window ? windowZone(window, cfg.timeZone ?? systemTimeZone()) : (cfg.timeZone ?? systemTimeZone());
+  const deviceZone = cfg.timeZone ?? labelZone ?? systemTimeZone();
+  const zone = window ? windowZone(window, deviceZone) : deviceZone;
   return { ...(window ? { window } : {}), zone, maxHoldSeconds, ...(badWindow ? { badWindow } : {}) };
 }
 

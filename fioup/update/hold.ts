@@ -5,7 +5,8 @@
  *
  * - Window: the selected target's signed `custom.rollout.window` (the gateway puts
  *   it there for devices in a rollout), else `fioup.install_window`. Its time zone:
- *   the one the spec names, else `fioup.time_zone`, else the system's.
+ *   the one the spec names, else `fioup.time_zone`, else the device's `timezone`
+ *   label (GET /device, remembered for when the gateway is out of reach), else the system's.
  * - Update locks: any file in `<storage.path>/update-locks/` (names starting with
  *   "." are ignored, for atomic writes). Apps bind-mount that directory and drop a
  *   file while they must not be interrupted; `fioup lock`/`fioup unlock` do the same
@@ -26,7 +27,9 @@ import type { Config } from "../config.ts";
 import type { DeviceDb, UpdateRow } from "../db.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { currentTarget } from "./current-target.ts";
-import { decideHold, holdClock, holdPolicy, type HoldDecision, type HoldPolicy } from "./hold-policy.ts";
+import type { DeviceInfo } from "../../lib/api/index.ts";
+import { checkTimeZone } from "../../lib/schedule/index.ts";
+import { decideHold, holdClock, holdPolicy, TIME_ZONE_LABEL, zoneFromLabel, type HoldDecision, type HoldPolicy } from "./hold-policy.ts";
 import { checkTargets } from "./tuf-check.ts";
 import { listUpdateLocks, updateLocksDir } from "./update-locks.ts";
 import { eventFor } from "./_events.ts";
@@ -82,10 +85,37 @@ async function stillOffered(ctx: UpdateContext, target: string): Promise<boolean
   }
 }
 
+const LABEL_ZONE_KEY = "label_time_zone";
+
+/**
+ * The device's `timezone` label, asked of the gateway (GET /device) and remembered for when it
+ * is out of reach; a label that is no time zone is ignored with a warning.
+ */
+async function labelTimeZone(ctx: UpdateContext): Promise<string | undefined> {
+  if (ctx.client) {
+    try {
+      const label = (await ctx.client.json<DeviceInfo>("GET", "/device"))?.labels?.[TIME_ZONE_LABEL];
+      let zone: string | null = null;
+      if (label) {
+        try {
+          zone = checkTimeZone(label);
+        } catch (e) {
+          ctx.hooks.onInfo?.(`warning: ignoring the device label ${TIME_ZONE_LABEL}: ${(e as Error).message}`);
+        }
+      }
+      ctx.db.set(LABEL_ZONE_KEY, zone);
+      return zone ?? undefined;
+    } catch {
+      // out of reach: the last label seen
+    }
+  }
+  return ctx.db.get<string | null>(LABEL_ZONE_KEY) ?? undefined;
+}
+
 /** The hold of a fetched update as `fioup status` shows it (nothing is saved or sent). */
 export function holdStatus(cfg: Config, db: DeviceDb, u: UpdateRow): (HoldRecord & { window?: string; zone: string }) | undefined {
   if (u.state !== "fetched") return undefined;
-  const policy = holdPolicy(cfg, u.target);
+  const policy = holdPolicy(cfg, u.target, db.get<string | null>(LABEL_ZONE_KEY) ?? undefined);
   const rec = holdRecord(db, u.toTarget);
   const d = decideHold(policy, listUpdateLocks(updateLocksDir(cfg)), holdClock(), rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
   if (!d.hold) return undefined;
@@ -126,7 +156,8 @@ export function holdStep(opts: HoldOptions = {}): Step {
         release("force");
         return;
       }
-      const policy = holdPolicy(ctx.cfg, u.target);
+      let policy = holdPolicy(ctx.cfg, u.target);
+      if (zoneFromLabel(policy, ctx.cfg)) policy = holdPolicy(ctx.cfg, u.target, await labelTimeZone(ctx));
       if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);
       const d = decideHold(policy, listUpdateLocks(updateLocksDir(ctx.cfg)), now, rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
       if (!d.hold) {

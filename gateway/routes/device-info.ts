@@ -18,6 +18,7 @@ export const deviceInfo = new Hono<GatewayEnv>().get("/device", requireDevice, a
     last_seen: d.lastSeen,
     currentTarget: d.currentTarget,
     apps: d.apps,
+    labels: d.labels ?? {},
   };
   return c.json(body);
 });

@@ -107,6 +107,8 @@ export const DeviceInfo = Type.Object({
   last_seen: Type.Union([Type.String(), Type.Null()]),
   currentTarget: Type.Union([Type.String(), Type.Null()]),
   apps: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  /** The labels the admin set (fioup reads `timezone` for a maintenance window that names no zone). */
+  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
 });
 export type DeviceInfo = Static<typeof DeviceInfo>;
 

@@ -6,7 +6,9 @@
  *   tests-only clock of fioup/update/hold.ts), without fetching anything more;
  * - `fioup lock` defers the daemon's install until `fioup unlock`, which wakes it at once;
  * - a lock file an app left behind defers `fioup update` (exit 14) only until the maximum hold
- *   time, then the update proceeds and says so; every deferral reaches the gateway as an event.
+ *   time, then the update proceeds and says so; every deferral reaches the gateway as an event;
+ * - `--force` installs through a hold; a window without a zone follows the device's `timezone`
+ *   label; a target withdrawn while its install waited is canceled, not installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -212,6 +214,26 @@ describe("install holds", () => {
       expect((await holdEvents(v.name)).length).toBe(0); // never deferred
     } finally {
       clockFile = undefined;
+    }
+  }, 180_000);
+
+  test("a window without a zone is read in the zone of the device's timezone label", async () => {
+    clockFile = join(await tempDir("fioup-clock-"), "now");
+    writeFileSync(clockFile, "2026-12-05T16:30:00Z"); // 01:30 in Tokyo
+    holdConfig(`install_window = "daily 02:00-04:00"`);
+    await gw.admin(`/admin/devices/${uuid}/labels`, { method: "PUT", body: JSON.stringify({ set: { timezone: "Asia/Tokyo" } }) });
+    try {
+      const v = await publishNext(64 * 1024);
+      const held = await device.fioup("update");
+      expect(held.code, held.stderr).toBe(14);
+      expect(held.stderr).toContain(`outside the maintenance window "daily 02:00-04:00" (Asia/Tokyo); it opens 2026-12-05T17:00:00Z`);
+      writeFileSync(clockFile, "2026-12-05T17:30:00Z"); // 02:30 in Tokyo
+      const r = await device.fioup("update");
+      expect(r.code, r.stderr).toBe(0);
+      expect(await httpGet(port)).toBe(v.body);
+    } finally {
+      clockFile = undefined;
+      await gw.admin(`/admin/devices/${uuid}/labels`, { method: "PUT", body: JSON.stringify({ remove: ["timezone"] }) });
     }
   }, 180_000);
 
