@@ -67,6 +67,7 @@ export class Rollouts implements RolloutService {
   readonly #now: () => number;
   #timer: ReturnType<typeof setInterval> | undefined;
   #ticking: Promise<unknown> | undefined;
+  #lastTick = { end: 0, took: 0 };
 
   constructor(private readonly opts: RolloutsOptions) {
     this.#now = opts.now ?? Date.now;
@@ -86,7 +87,10 @@ export class Rollouts implements RolloutService {
     await this.views.start();
     const every = this.opts.tickMs ?? 5000;
     if (every > 0) {
-      this.#timer = setInterval(() => void this.tick(), every);
+      // A tick over a huge pending wave can take a while: leave at least 4 times its length between ticks.
+      this.#timer = setInterval(() => {
+        if (Date.now() - this.#lastTick.end >= 4 * this.#lastTick.took) void this.tick();
+      }, every);
       this.#timer.unref?.();
     }
     return this;
@@ -101,10 +105,16 @@ export class Rollouts implements RolloutService {
   /** One engine pass if this replica leads (never two at once); errors are logged, not thrown. */
   tick(): Promise<unknown> {
     if (this.opts.isLeader && !this.opts.isLeader()) return Promise.resolve(0);
-    this.#ticking ??= this.engine
-      .tick()
-      .catch((e) => this.opts.log?.(`rollouts: tick failed: ${(e as Error).message}`))
-      .finally(() => (this.#ticking = undefined));
+    if (!this.#ticking) {
+      const started = Date.now();
+      this.#ticking = this.engine
+        .tick()
+        .catch((e) => this.opts.log?.(`rollouts: tick failed: ${(e as Error).message}`))
+        .finally(() => {
+          this.#ticking = undefined;
+          this.#lastTick = { end: Date.now(), took: Date.now() - started };
+        });
+    }
     return this.#ticking;
   }
 
