@@ -215,7 +215,8 @@ export class TufRepo {
     const rec =
       role === "timestamp" ? latest ?? (await this.#storage.getLatest(role)) : m[1] === undefined ? await this.#storage.getLatest(role) : await this.#storage.get(role, Number(m[1]));
     if (!rec) return undefined;
-    const v = latest ? await view!(latest.version) : undefined;
+    let v = latest ? view!(latest.version) : undefined;
+    if (v instanceof Promise) v = await v; // only when the rollout state is being reloaded
     return v?.key ? this.#views.bytes(rec, v) : encoder.encode(rec.json);
   }
 

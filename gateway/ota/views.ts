@@ -92,8 +92,8 @@ export class SignedViews {
   readonly #source: ViewSource;
   readonly #maxBytes: number;
   readonly #maxEntries: number;
-  /** Insertion order is age: a hit moves an entry to the end. */
-  readonly #cache = new Map<string, Promise<Made>>();
+  /** Made views (and the ones being made), oldest first: eviction follows insertion, as old versions go out of use. */
+  readonly #cache = new Map<string, Made | Promise<Made>>();
   readonly #sizes = new Map<string, number>();
   #bytes = 0;
 
@@ -110,37 +110,36 @@ export class SignedViews {
 
   /**
    * The view's bytes of a main timestamp, snapshot or targets record (`rec` itself when the
-   * view changes nothing in it).
+   * view changes nothing in it). Synchronous when the view is cached: this is on every check-in.
    *
    * @throws {SigningKeyUnavailableError} A key the view must be signed with is offline.
    * @throws {ViewUnavailableError} The main metadata the view derives from is gone.
    */
-  async bytes(rec: TufRecord, view: View): Promise<Uint8Array> {
+  bytes(rec: TufRecord, view: View): Uint8Array | Promise<Uint8Array> {
     if (!view.key || rec.role === "root") return encoder.encode(rec.json);
-    const made = await this.#made(rec, view);
-    return made.bytes ?? encoder.encode(rec.json);
+    const made = this.#made(rec, view);
+    if (!(made instanceof Promise)) return made.bytes ?? encoder.encode(rec.json);
+    return made.then((m) => m.bytes ?? encoder.encode(rec.json));
   }
 
   /** The view of one main record, from the cache or made now (one computation per key, shared). */
-  #made(rec: TufRecord, view: View): Promise<Made> {
+  #made(rec: TufRecord, view: View): Made | Promise<Made> {
     const id = `${rec.role}/${rec.version}/${view.key}`;
     const hit = this.#cache.get(id);
-    if (hit) {
-      this.#cache.delete(id);
-      this.#cache.set(id, hit);
-      return hit;
-    }
+    if (hit) return hit;
     const p = this.#make(rec as TufRecord & { role: ViewRole }, view);
     this.#cache.set(id, p);
     p.then(
-      (m) => this.#account(id, p, m.bytes?.byteLength ?? 0),
+      (m) => this.#keep(id, p, m),
       () => this.#cache.get(id) === p && this.#cache.delete(id), // not cached: the next request tries again
     );
     return p;
   }
 
-  #account(id: string, p: Promise<Made>, size: number) {
-    if (this.#cache.get(id) !== p) return;
+  #keep(id: string, p: Promise<Made>, made: Made) {
+    if (this.#cache.get(id) !== p) return; // evicted while being made
+    this.#cache.set(id, made);
+    const size = made.bytes?.byteLength ?? 0;
     this.#sizes.set(id, size);
     this.#bytes += size;
     for (const [old] of this.#cache) {
