@@ -12,6 +12,8 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { FleetDeviceQuery, type FleetDeviceList, type FleetSummary } from "../../lib/api/admin.ts";
 import type { Gateway, GatewayEnv } from "../env.ts";
+import { parseFleetQuery, parseLabel } from "../fleet/query.ts";
+import type { FleetQuery } from "../store/types.ts";
 
 /** How many minutes of check-in history the summary keeps. */
 const MINUTES = 30;
@@ -78,8 +80,19 @@ export function adminFleet(gw: Gateway) {
       const ago = (s: string | undefined) => (s === undefined ? undefined : new Date(now - Number(s) * 1000).toISOString());
       const limit = Math.min(Number(q.limit ?? 50) || 50, 500);
       const offset = Number(q.offset ?? 0);
+      const fleet: FleetQuery[] = [];
+      if (q.label) {
+        const [key, value] = parseLabel(q.label);
+        fleet.push({ labels: { [key]: value } });
+      }
+      if (q.group) {
+        const g = await c.var.gw.store.getGroup(q.group);
+        if (!g) throw new HTTPException(400, { message: `Unknown group "${q.group}"` });
+        fleet.push(g.kind === "dynamic" ? parseFleetQuery(g.query ?? "") : { group: g.name });
+      }
       const t0 = performance.now();
       const page = await c.var.gw.store.searchDevices({
+        fleet,
         text: q.q || undefined,
         uuid: q.uuid || undefined,
         tag: q.tag || undefined,

@@ -352,6 +352,12 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.queryDevices({ hardwareId: hw, nameContains: "%" })).toEqual([]);
     expect(await s.queryDevices({ hardwareId: hw, labels: { region: "mars" } })).toEqual([]);
     expect(await s.knownDevices([a, gone, "nope", a])).toEqual(sorted([a, gone]));
+    // The dashboard's list takes the same queries as filters, ANDed with its own.
+    const past = new Date(Date.now() - 3600_000).toISOString();
+    const listed = await s.searchDevices({ hardwareId: hw, fleet: [{ labels: { region: "eu" } }, { tags: ["prod"] }], offlineBefore: past, sort: "uuid" });
+    expect(listed.devices.map((x) => x.uuid)).toEqual(sorted([a, gone])); // the dashboard lists revoked devices too
+    expect(listed.devices.find((x) => x.uuid === a)!.labels).toEqual({ region: "eu", "ring.v2": "canary" });
+    expect((await s.searchDevices({ hardwareId: hw, tag: "prod", fleet: [{ nameContains: "boston" }], offlineBefore: past })).total).toBe(1);
   });
 
   test("groups: created once, static members of registered devices only, listed with counts, deleted with their members", async () => {
@@ -370,6 +376,7 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.listGroups()).find((g) => g.name === name)?.members).toBe(2);
     await s.revokeDevice(d2.uuid, new Date().toISOString());
     expect(await s.queryDevices({ group: name })).toEqual([d1.uuid]); // revoked members are no audience
+    expect((await s.searchDevices({ fleet: [{ group: name }], offlineBefore: new Date(0).toISOString() })).total).toBe(2);
     expect(await s.removeGroupMembers(name, [d1.uuid, "not-registered"])).toBe(1);
     expect(await s.listGroupMembers(name)).toEqual([d2.uuid]);
     const dyn = `dyn-${uniq()}`;

@@ -1,16 +1,14 @@
 /**
- * Rows and SQL that both backends share for labels, groups and rollouts:
- * record mappers, the rollout column list, and the WHERE clause of a
- * {@link FleetQuery} (only the label test differs: json_extract per row on
- * SQLite, jsonb containment answered by a GIN index on PostgreSQL).
+ * Rows and SQL that both backends share for groups and rollouts: record
+ * mappers, the rollout column list, the queries of pendingRolloutEvidence.
+ * (Fleet queries over devices are in _search.ts, with the device searches.)
  *
  * @module
  */
 import type { AppsStates } from "../../lib/api/index.ts";
-import { likeEscape, type Dialect } from "./_search.ts";
+import type { Dialect } from "./_search.ts";
 import { jsonColumn, storedJson } from "./_rows.ts";
 import type {
-  FleetQuery,
   GroupRow,
   RolloutDeviceRow,
   RolloutEventRow,
@@ -163,31 +161,6 @@ export const toRolloutEvent = (r: RolloutEventRecord): RolloutEventRow => ({
   deviceUuid: r.device_uuid,
   reason: r.reason,
 });
-
-/**
- * The WHERE clause (without "WHERE") and parameters of a fleet query over `devices`, numbered from
- * `first`; `labels` writes the label test with the dialect's JSON functions.
- */
-export function fleetWhere(
-  d: Dialect,
-  q: FleetQuery,
-  labels: (param: (v: unknown) => string, labels: Record<string, string>) => string[],
-  first = 1,
-): { sql: string; params: unknown[] } {
-  const params: unknown[] = [];
-  const p = (v: unknown) => {
-    params.push(v);
-    return d.param(first + params.length - 1);
-  };
-  const conds = ["revoked_at IS NULL"];
-  if (q.hardwareId !== undefined) conds.push(`hardware_id = ${p(q.hardwareId)}`);
-  // tags is a JSON array: match the tag with its quotes, so "prod" does not match "production".
-  for (const t of q.tags ?? []) conds.push(`tags LIKE ${p(`%${likeEscape(JSON.stringify(t))}%`)} ESCAPE '\\'`);
-  if (q.nameContains !== undefined) conds.push(`name ${d.ilike} ${p(`%${likeEscape(q.nameContains)}%`)} ESCAPE '\\'`);
-  if (q.labels && Object.keys(q.labels).length) conds.push(...labels(p, q.labels));
-  if (q.group !== undefined) conds.push(`uuid IN (SELECT device_uuid FROM group_members WHERE group_name = ${p(q.group)})`);
-  return { sql: conds.join(" AND "), params };
-}
 
 /** The members' part of pendingRolloutEvidence: one row per pending member of waves 0..maxWave. */
 export const EVIDENCE_MEMBERS = (d: Dialect) => `

@@ -9,12 +9,11 @@ import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE, splitStatements } from "./_migrations.ts";
-import { POSTGRES, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
+import { POSTGRES, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
   chunks,
-  fleetWhere,
   isActiveRolloutConflict,
   rolloutColumns,
   toEvidence,
@@ -199,9 +198,8 @@ export class PostgresStore implements Store {
   }
 
   async queryDevices(q: FleetQuery) {
-    // Containment of every label at once: answered by the GIN index devices_labels.
-    const w = fleetWhere(POSTGRES, q, (p, labels) => [`labels @> ${p(JSON.stringify(labels))}::text::jsonb`]);
-    const rows = (await this.#sql.unsafe(`SELECT uuid FROM devices WHERE ${w.sql} ORDER BY uuid`, w.params)) as { uuid: string }[];
+    const w = queryDevicesSql(POSTGRES, q);
+    const rows = (await this.#sql.unsafe(w.sql, w.params)) as { uuid: string }[];
     return rows.map((r) => r.uuid);
   }
 

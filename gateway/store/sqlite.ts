@@ -9,13 +9,12 @@ import { Database } from "bun:sqlite";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { EventWriter } from "./_event-writer.ts";
-import { SQLITE, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
+import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
   chunks,
-  fleetWhere,
   isActiveRolloutConflict,
   mergeLabels,
   rolloutColumns,
@@ -201,12 +200,9 @@ export class SqliteStore implements Store {
   }
 
   async queryDevices(q: FleetQuery) {
-    // Keys match ^[a-z0-9][a-z0-9._/-]*$ (lib/api/admin.ts), so quoting them in the JSON path is enough.
-    const w = fleetWhere(SQLITE, q, (p, labels) =>
-      Object.entries(labels).map(([k, v]) => `json_extract(labels, ${p(`$."${k}"`)}) = ${p(v)}`),
-    );
+    const w = queryDevicesSql(SQLITE, q);
     return this.#db
-      .query<{ uuid: string }, any[]>(`SELECT uuid FROM devices WHERE ${w.sql} ORDER BY uuid`)
+      .query<{ uuid: string }, any[]>(w.sql)
       .all(...(w.params as any[]))
       .map((r) => r.uuid);
   }

@@ -97,6 +97,8 @@ export interface DeviceSearch {
   hardwareId?: string;
   target?: string;
   status?: DeviceStatus;
+  /** Fleet queries the device must also match, all of them (labels, a group: the dashboard's filters). */
+  fleet?: FleetQuery[];
   /** Last seen at or after / before this ISO time (never seen counts as before). */
   seenSince?: string;
   unseenSince?: string;

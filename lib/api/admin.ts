@@ -172,6 +172,10 @@ export const FleetDeviceQuery = Type.Object({
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   hwid: Type.Optional(Type.String({ maxLength: 128 })),
   target: Type.Optional(Type.String({ maxLength: 256 })),
+  /** A label the device has: "key=value". */
+  label: Type.Optional(Type.String({ maxLength: 256 })),
+  /** Devices of this group (a dynamic group: those its query matches now). */
+  group: Type.Optional(Type.String({ maxLength: 128 })),
   status: Type.Optional(DeviceStatusSchema),
   /** Last check-in within this many seconds ("seen"), or not within ("unseen"). */
   seenWithin: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),

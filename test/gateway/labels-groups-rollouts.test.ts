@@ -53,7 +53,7 @@ describe("gateway devices label", () => {
 });
 
 describe("gateway groups", () => {
-  test("a static group holds registered devices only; a dynamic group follows its query when used", () => {
+  test("a static group holds registered devices only; a dynamic group follows its query when used", async () => {
     const [a, b, c] = prod;
     json("devices", "label", b!.uuid, "region=eu");
     json("devices", "label", dev[0]!.uuid, "region=eu");
@@ -74,6 +74,14 @@ describe("gateway groups", () => {
     const dynAdd = cli("groups", "add", "eu-prod", a!.uuid);
     expect(dynAdd.code).toBe(3);
     expect(dynAdd.err).toContain("is dynamic");
+
+    // The dashboard's device list filters by label and by group the same way.
+    const fleet = async (q: string) =>
+      ((await (await g.adminFetch(`/admin/fleet/devices?${q}`)).json()) as { devices: { uuid: string }[] }).devices.map((d) => d.uuid).sort();
+    expect(await fleet("group=eu-prod")).toEqual([a!.uuid, b!.uuid, c!.uuid].sort());
+    expect(await fleet(`group=eu-prod&label=${encodeURIComponent("site=berlin 2")}`)).toEqual([a!.uuid]);
+    expect(await fleet("group=pilot")).toEqual([a!.uuid, b!.uuid].sort());
+    expect((await g.adminFetch("/admin/fleet/devices?group=nope")).status).toBe(400);
 
     const list = json("groups", "list").groups as { name: string; devices: number }[];
     expect(list.map((x) => [x.name, x.devices])).toEqual([["eu-prod", 3], ["pilot", 2]]);
