@@ -159,7 +159,9 @@ function pgField(f: "type" | "success" | "failed" | "details"): string {
 /**
  * Labels, groups and staged rollouts (docs/rollouts.md). The group table is `device_groups`: GROUPS
  * is a keyword in both dialects' window syntax. At most one active rollout per target version: a
- * partial unique index, so two replicas creating the same rollout cannot both win.
+ * partial unique index, so two replicas creating the same rollout cannot both win. rollout_devices
+ * has no foreign key to rollouts: createRollout writes both in one transaction, rollouts are never
+ * deleted, and the per-row check cost 60% of creating a 100,000-device rollout on PostgreSQL.
  */
 const v32Rollouts = (d: { serial: string; labels: string; real: string; labelsIndex?: string }) => `
 ALTER TABLE devices ADD COLUMN labels ${d.labels};
@@ -200,7 +202,7 @@ CREATE TABLE rollouts (
 CREATE INDEX rollouts_state ON rollouts (state, created_at);
 CREATE UNIQUE INDEX rollouts_one_active ON rollouts (target_version) WHERE state IN ('running', 'paused', 'halted');
 CREATE TABLE rollout_devices (
-  rollout_id TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+  rollout_id TEXT NOT NULL,
   device_uuid TEXT NOT NULL,
   wave INTEGER NOT NULL,
   status TEXT NOT NULL DEFAULT 'pending',
