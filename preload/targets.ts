@@ -12,6 +12,7 @@ import { join } from "node:path";
 import type { Metadata, Root, Targets } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../lib/api/index.ts";
+import { BUNDLE_METADATA_BASE_URL, bundleMetadataFetch, type Bundle } from "../lib/bundle/index.ts";
 import { parseMetadata } from "../lib/tuf/metadata.ts";
 import { verifyAndLoadTargets } from "../lib/tuf/verify-targets.ts";
 
@@ -70,6 +71,27 @@ function ourTargets(t: Targets): Record<string, TargetEntry> {
     if (Value.Check(TargetEntry, entry)) out[name] = entry;
   }
   return out;
+}
+
+/**
+ * Runs the TUF client workflow on an offline bundle's metadata (from `gateway export`),
+ * starting from `rootFile`: a bundle cannot vouch for its own first root, so the caller
+ * names the root it trusts. Only a full bundle (made without `--from`) can be preloaded.
+ *
+ * @throws {TargetsVerificationError} A bundle made with --from. @throws {InvalidBundleError} Not a complete bundle.
+ */
+export async function targetsFromBundle(bundle: Bundle, rootFile: string): Promise<VerifiedTargetSet> {
+  if (bundle.index.bundle.from !== undefined) {
+    throw new TargetsVerificationError(`Cannot preload from ${bundle.dir}: it was made --from ${bundle.index.bundle.from} and lacks what that version had; export one without --from`);
+  }
+  const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
+  try {
+    await writeFile(join(dir, "root.json"), await readFile(rootFile, "utf8"));
+    const verified = await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: BUNDLE_METADATA_BASE_URL, fetch: bundleMetadataFetch(bundle.dir) });
+    return { targets: verified.targets, rootJson: await readFile(join(dir, "root.json"), "utf8"), source: `the bundle ${bundle.dir}` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**

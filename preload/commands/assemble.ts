@@ -13,7 +13,8 @@ import { decidePreload, parseFactoryConfig, type BuildKind } from "../../lib/fac
 import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
-import { targetsFromFiles, targetsFromGateway } from "../targets.ts";
+import { targetsFromBundle, targetsFromFiles, targetsFromGateway } from "../targets.ts";
+import { bundleRegistries, openBundle } from "../../lib/bundle/index.ts";
 
 export class NoTargetError extends Error {
   override name = "NoTargetError";
@@ -29,10 +30,12 @@ export default defineCommand({
     "filesystem holding the apps' blobs in fioup's store, the preloaded target, the TUF root,",
     "fioup config defaults and the early-start systemd service.",
     "",
-    "Targets come from the gateway (--server and --token: the token's CA pin secures TLS) or",
-    "from files (--targets targets.json --root root.json). With ASSEMBLE_SYSTEM_IMAGE: \"0\" for",
-    "the ref, it says so and exits 0 without writing an image. Without --server, blobs come from",
-    "the registries the target names, with --registry-token (default --token) and --ca; a token",
+    "Targets come from the gateway (--server and --token: the token's CA pin secures TLS), from",
+    "files (--targets targets.json --root root.json), or with their blobs from an offline bundle",
+    "(--bundle DIR --root root.json; a bundle made by `gateway export` without --from). With",
+    "ASSEMBLE_SYSTEM_IMAGE: \"0\" for the ref, it says so and exits 0 without writing an image.",
+    "Without --server or --bundle, blobs come from the registries the target names, with",
+    "--registry-token (default --token) and --ca; a token",
     "with a CA pin makes --ca unnecessary for the gateway's registry.",
   ].join("\n"),
   flags: {
@@ -42,7 +45,8 @@ export default defineCommand({
     server: { type: "string", description: "Gateway URL to read targets and blobs from", placeholder: "URL" },
     token: { type: "string", description: "Gateway admin token (or env PRELOAD_TOKEN)", placeholder: "TOKEN" },
     targets: { type: "string", description: "A signed targets.json to use instead of the gateway", placeholder: "FILE" },
-    root: { type: "string", description: "Trusted root.json (required with --targets)", placeholder: "FILE" },
+    bundle: { type: "string", description: "An offline bundle (gateway export, without --from) to take the target and blobs from; needs --root", placeholder: "DIR" },
+    root: { type: "string", description: "Trusted root.json (required with --targets and --bundle)", placeholder: "FILE" },
     target: { type: "string", description: "Target version to preload (default: the latest for the tag)", placeholder: "VERSION" },
     tag: { type: "string", description: "Target tag (default: the first tag the ref maps to)", placeholder: "TAG" },
     hwid: { type: "string", description: "Hardware id of the device", default: "x86_64-linux", placeholder: "HWID" },
@@ -78,19 +82,28 @@ export default defineCommand({
     await checkOutputPath(resolve(flags.out), flags.format as OutputFormat);
     const token = flags.token ?? process.env.PRELOAD_TOKEN;
     if (flags.targets && !flags.root) throw new UsageError("--targets needs --root (the trusted root.json)");
-    if (!flags.targets && !(flags.server && token)) throw new UsageError("give --server and --token, or --targets and --root");
+    if (flags.bundle && !flags.root) throw new UsageError("--bundle needs --root (the trusted root.json: a bundle cannot vouch for itself)");
+    if (flags.targets && flags.bundle) throw new UsageError("give --targets or --bundle, not both");
+    if (!flags.targets && !flags.bundle && !(flags.server && token)) throw new UsageError("give --server and --token, --targets and --root, or --bundle and --root");
+    const bundle = flags.bundle ? await openBundle(resolve(flags.bundle)) : undefined;
 
     const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
-    out.info(`verifying targets against the TUF root (${flags.targets ? flags.targets : flags.server})`);
-    const verified = flags.targets
-      ? await targetsFromFiles(flags.targets, flags.root!)
-      : await targetsFromGateway(flags.server!, token!, ca!, flags.root);
+    out.info(`verifying targets against the TUF root (${flags.targets ?? flags.bundle ?? flags.server})`);
+    const verified = bundle
+      ? await targetsFromBundle(bundle, flags.root!)
+      : flags.targets
+        ? await targetsFromFiles(flags.targets, flags.root!)
+        : await targetsFromGateway(flags.server!, token!, ca!, flags.root);
     const tag = flags.tag ?? decision.tags[0]!;
-    const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target });
+    // A bundle holds the blobs of one target: that version, unless another is named (and then refused below).
+    const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target ?? bundle?.index.bundle.version });
     if (!target) {
       throw new NoTargetError(
         `No target for hardware id ${flags.hwid} and tag ${tag}${flags.target ? ` with version ${flags.target}` : ""} in ${verified.source}`,
       );
+    }
+    if (bundle && target.name !== bundle.index.bundle.target) {
+      throw new NoTargetError(`The bundle ${bundle.dir} holds ${bundle.index.bundle.target}, not ${target.name}`);
     }
 
     const access = new RegistryAccess({
@@ -119,7 +132,7 @@ export default defineCommand({
         target,
         apps: decision.apps,
         rootJson: verified.rootJson,
-        registry: (host) => access.client(host),
+        registry: bundle ? bundleRegistries(bundle) : (host) => access.client(host),
         tree,
         cacheDir,
         paths: DEFAULT_DEVICE_PATHS,

@@ -10,6 +10,7 @@ import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path";
 import { servedBytes, startGateway } from "../harness/gateway.ts";
 import { run, sleep, tempDir } from "../harness/tmp.ts";
+import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
 import {
   Device, ROOT, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
   type DockerRegistryHandle, type DockerdHandle, type Publisher, type TestGateway,
@@ -28,11 +29,11 @@ let bundles: string;
 let servedBefore: Awaited<ReturnType<typeof servedBytes>>;
 
 /** `gateway export` on the gateway host (its data dir names the gateway and the admin token). */
-async function exportBundle(target: number, from: number, name: string): Promise<string> {
+async function exportBundle(target: number, from: number | undefined, name: string): Promise<string> {
   const out = join(bundles, name);
   await run(
-    [process.execPath, join(ROOT, "gateway/main.ts"), "export", "--data", gw.dataDir, "--target", String(target), "--from", String(from), "--hwid", HWID,
-      "--out", out, "--insecure-registry", upstream.host],
+    [process.execPath, join(ROOT, "gateway/main.ts"), "export", "--data", gw.dataDir, "--target", String(target), ...(from ? ["--from", String(from)] : []),
+      "--hwid", HWID, "--out", out, "--insecure-registry", upstream.host],
     { cwd: ROOT },
   );
   return out;
@@ -65,6 +66,9 @@ beforeAll(async () => {
   await publishApp(3, await pushImage(upstream, "offline/web", "v3", { cmd: ["sh", "-c", "exit 3"], layers: [{ "/www/index.html": "v3" }] }));
   await exportBundle(2, 1, "v2");
   await exportBundle(3, 2, "v3");
+  await exportBundle(2, undefined, "v2-full");
+  // The root a factory holds (preload needs it: a bundle cannot vouch for its own first root).
+  writeFileSync(join(bundles, "root.json"), await (await fetch(`${gw.url}/repo/1.root.json`, { headers: { authorization: `Bearer ${gw.adminToken}` }, tls: { ca: readFileSync(join(gw.dataDir, "pki/ca.pem"), "utf8") } } as RequestInit)).text());
   // From here the device has no route to the gateway: its URL is a loopback port nobody listens on.
   dropIn("90-offline.toml", `[tls]\nserver = "https://127.0.0.1:${await freePort()}"\n`);
   servedBefore = await served();
@@ -153,6 +157,22 @@ describe("offline bundles", () => {
     expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-4`);
     dropIn("91-grace.toml", undefined);
   }, 90_000);
+
+  test("preload takes a full bundle as its source, and refuses one made --from a version", async () => {
+    const fc = await factoryConfig(preloadConfig(APP));
+    const args = (bundle: string, out: string) =>
+      ["--factory-config", fc, "--ref", "refs/heads/master", "--hwid", HWID, "--bundle", join(bundles, bundle), "--root", join(bundles, "root.json"), "--out", join(bundles, out), "--json"];
+    const r = await preload(args("v2-full", "image"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ target: `${HWID}-2`, apps: [APP] });
+    const index = JSON.parse(readFileSync(join(bundles, "v2-full/index.json"), "utf8"));
+    expect(r.json.blobs).toBe(index.bundle.blobs.length);
+    const target = JSON.parse(readFileSync(join(bundles, "image/var/sota/preload/target.json"), "utf8"));
+    expect(target.name).toBe(`${HWID}-2`);
+    const partial = await preload(args("v2", "image-partial"));
+    expect(partial.code).toBe(21);
+    expect(partial.stderr).toContain("--from 1");
+  }, 60_000);
 
   test("back online, the offline updates and the rollback reach the gateway", async () => {
     dropIn("90-offline.toml", undefined);
