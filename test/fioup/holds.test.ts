@@ -200,12 +200,14 @@ describe("install holds", () => {
     expect(events.map((e) => e.type)).toEqual(["UpdateDeferred", "UpdateHoldReleased"]); // one deferral for two refusals
     expect(events[0]!.details).toMatchObject({ reason: "lock", locks: [{ name: "app-busy", reason: "transaction in flight" }] });
     expect(events[1]!.details.releasedBy).toBe("max-hold");
+    rmSync(join(locks, "app-busy")); // the app is done
   }, 180_000);
 
   test("--force installs through a hold", async () => {
     clockFile = join(await tempDir("fioup-clock-"), "now");
     writeFileSync(clockFile, "2026-12-05T10:00:00Z");
-    holdConfig(`install_window = "daily 02:00-04:00 UTC"\nmax_hold_seconds = 3600`); // and the app-busy lock is still there
+    holdConfig(`install_window = "daily 02:00-04:00 UTC"\nmax_hold_seconds = 3600`);
+    await device.fioup("lock", "--name", "busy");
     try {
       const v = await publishNext(64 * 1024);
       const r = await device.fioup("update", "--force");
@@ -214,6 +216,7 @@ describe("install holds", () => {
       expect((await holdEvents(v.name)).length).toBe(0); // never deferred
     } finally {
       clockFile = undefined;
+      await device.fioup("unlock", "--name", "busy");
     }
   }, 180_000);
 
@@ -238,7 +241,6 @@ describe("install holds", () => {
   }, 180_000);
 
   test("a target the gateway withdraws while the install waits is not installed", async () => {
-    rmSync(join(device.sotaDir, "update-locks", "app-busy"), { force: true }); // left by the max-hold test
     clockFile = join(await tempDir("fioup-clock-"), "now");
     writeFileSync(clockFile, "2026-12-05T10:00:00Z");
     holdConfig(`install_window = "daily 02:00-04:00 UTC"`);
