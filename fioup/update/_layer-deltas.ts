@@ -123,7 +123,7 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
       ...(o.onReceived ? { onReceived: o.onReceived } : {}),
       ...(o.stallTimeoutMs !== undefined ? { stallTimeoutMs: o.stallTimeoutMs } : {}),
     });
-    await applyLayerDelta({ base: await store.open(c.base), delta: await store.open(desc.digest), diffId, out: rebuilt, maxBytes: desc.toSize });
+    await applyLayerDelta({ base: await store.open(c.base), baseSize: desc.fromSize, delta: await store.open(desc.digest), diffId, out: rebuilt, maxBytes: desc.toSize });
     await store.putRebuiltLayer(c.layer.digest, rebuilt, diffId);
     return { layer: c.layer.digest, from: c.base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size };
   } catch (err) {

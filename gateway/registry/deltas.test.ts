@@ -68,7 +68,7 @@ describe("LayerDeltas", () => {
     expect(await s.runs()).toBe(1);
 
     const out = join(s.dir, "rebuilt.tar");
-    const r = await applyLayerDelta({ base: Bun.file(s.storage.blobPath(s.from.digest)), delta: Bun.file(s.storage.blobPath(d.digest)), diffId: s.to.diffId, out });
+    const r = await applyLayerDelta({ base: Bun.file(s.storage.blobPath(s.from.digest)), baseSize: d.fromSize, delta: Bun.file(s.storage.blobPath(d.digest)), diffId: s.to.diffId, out });
     expect(r.digest).toBe(s.to.diffId);
     expect(sha256(new Uint8Array(await readFile(out)))).toBe(s.to.diffId);
   });
@@ -81,11 +81,11 @@ describe("LayerDeltas", () => {
     const out = join(s.dir, "rebuilt.tar");
     const delta = Bun.file(s.storage.blobPath(o.descriptor.digest));
     const base = Bun.file(s.storage.blobPath(s.from.digest));
-    await expect(applyLayerDelta({ base, delta, diffId: s.from.diffId, out })).rejects.toThrow(DeltaMismatchError);
+    await expect(applyLayerDelta({ base, baseSize: o.descriptor.fromSize, delta, diffId: s.from.diffId, out })).rejects.toThrow(DeltaMismatchError);
     expect(await Bun.file(out).exists()).toBe(false);
     const bytes = new Uint8Array(await delta.arrayBuffer());
     bytes[bytes.length >> 1]! ^= 0xff;
-    await expect(applyLayerDelta({ base, delta: new Blob([bytes]), diffId: s.to.diffId, out })).rejects.toThrow(DeltaApplyError);
+    await expect(applyLayerDelta({ base, baseSize: o.descriptor.fromSize, delta: new Blob([bytes]), diffId: s.to.diffId, out })).rejects.toThrow(DeltaApplyError);
     expect(await Bun.file(out).exists()).toBe(false);
   });
 

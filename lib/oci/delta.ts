@@ -19,7 +19,7 @@ import { createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { constants, createZstdDecompress, gunzipSync, zstdDecompressSync } from "node:zlib";
+import { constants, createGunzip, createZstdDecompress } from "node:zlib";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { Digester } from "./digest.ts";
@@ -84,19 +84,38 @@ export function deltaWindowLog(fromSize: number, toSize: number): number {
   return Math.min(31, Math.max(27, Math.ceil(Math.log2(Math.max(fromSize, toSize, 1)))));
 }
 
-/** A layer's uncompressed tar in memory, from its stored blob (gzip, zstd or plain). */
-export async function uncompressedLayer(blob: Blob, maxBytes = MAX_DELTA_BASE_BYTES): Promise<Uint8Array> {
-  const bytes = new Uint8Array(await blob.arrayBuffer());
-  const kind = sniffCompression(bytes.subarray(0, 4));
-  const limit = { maxOutputLength: maxBytes };
+/**
+ * A layer's uncompressed tar in memory, from its stored blob (gzip, zstd or plain), streamed
+ * into one buffer of the expected size (the compressed blob is never held whole).
+ *
+ * @throws {DeltaApplyError} If it does not decode, or is not `size` bytes, or `size` is over `maxBytes`.
+ */
+export async function uncompressedLayer(blob: Blob, size: number, maxBytes = MAX_DELTA_BASE_BYTES): Promise<Uint8Array> {
+  const fail = (why: string, cause?: unknown) => new DeltaApplyError(`Cannot use the old layer as a delta base: ${why}`, { cause });
+  if (size > maxBytes) throw fail(`${size} bytes unpacked, more than ${maxBytes}`);
+  const kind = sniffCompression(new Uint8Array(await blob.slice(0, 4).arrayBuffer()));
+  const out = new Uint8Array(size);
+  let at = 0;
   try {
-    if (kind === "gzip") return gunzipSync(bytes, limit);
-    if (kind === "zstd") return zstdDecompressSync(bytes, { ...limit, params: { [constants.ZSTD_d_windowLogMax]: 31 } } as never);
+    const src = Readable.fromWeb(blob.stream() as never);
+    const decode = kind === "gzip" ? [createGunzip()] : kind === "zstd" ? [createZstdDecompress({ params: { [constants.ZSTD_d_windowLogMax]: 31 } } as never)] : [];
+    await pipeline([
+      src,
+      ...decode,
+      async function (chunks: AsyncIterable<Uint8Array>) {
+        for await (const c of chunks) {
+          if (at + c.byteLength > size) throw fail(`more than the ${size} bytes announced`);
+          out.set(c, at);
+          at += c.byteLength;
+        }
+      },
+    ] as never);
   } catch (cause) {
-    throw new DeltaApplyError(`Cannot use the old layer as a delta base: ${(cause as Error).message}`, { cause });
+    if (cause instanceof DeltaApplyError) throw cause;
+    throw fail((cause as Error).message, cause);
   }
-  if (bytes.byteLength > maxBytes) throw new DeltaApplyError(`Cannot use the old layer as a delta base: ${bytes.byteLength} bytes, more than ${maxBytes}`);
-  return bytes;
+  if (at !== size) throw fail(`${at} bytes, not the ${size} announced`);
+  return out;
 }
 
 /** Options of {@link applyLayerDelta}. */
@@ -109,6 +128,8 @@ export interface ApplyDeltaOptions {
   diffId: string;
   /** Where to write the rebuilt tar (removed again on any failure). */
   out: string;
+  /** The old layer's uncompressed size (the descriptor's `fromSize`). */
+  baseSize: number;
   /** Largest old layer accepted as dictionary; default {@link MAX_DELTA_BASE_BYTES}. */
   maxBaseBytes?: number;
   /** Largest rebuilt layer accepted (the descriptor's `toSize`); the frame may not write more. */
@@ -121,13 +142,13 @@ export interface ApplyDeltaOptions {
  *
  * @example
  * ```ts
- * await applyLayerDelta({ base: Bun.file(oldBlob), delta: Bun.file(deltaPath), diffId: config.rootfs.diff_ids[i], out: tmp });
+ * await applyLayerDelta({ base: Bun.file(oldBlob), baseSize: desc.fromSize, delta: Bun.file(deltaPath), diffId: config.rootfs.diff_ids[i], out: tmp });
  * ```
  * @throws {DeltaApplyError} If the base or the frame cannot be decoded, or the output grows past `maxBytes`.
  * @throws {DeltaMismatchError} If the rebuilt tar is not the pinned layer.
  */
 export async function applyLayerDelta(o: ApplyDeltaOptions): Promise<{ digest: string; size: number }> {
-  const dictionary = await uncompressedLayer(o.base, o.maxBaseBytes);
+  const dictionary = await uncompressedLayer(o.base, o.baseSize, o.maxBaseBytes);
   const hash = new Digester();
   const max = o.maxBytes ?? Number.MAX_SAFE_INTEGER;
   try {
