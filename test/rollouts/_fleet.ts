@@ -183,3 +183,11 @@ export async function manifestBytesByDevice(gw: GatewayHandle): Promise<Map<stri
   for (const m of text.matchAll(/^gateway_registry_bytes_served_total\{kind="manifest",client="device:([0-9a-f-]+)"\} (\d+)$/gm)) out.set(m[1]!, Number(m[2]));
   return out;
 }
+
+/** The gateway's rollout_transitions_total counters from /metrics, by kind. */
+export async function transitionCounts(gw: GatewayHandle): Promise<Record<string, number>> {
+  const text = await (await gw.adminFetch("/metrics")).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^rollout_transitions_total\{kind="([a-z-]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}
