@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
-import type { TargetEntry } from "../../lib/api/target.ts";
 import { startGateway, startReplica, type GatewayHandle } from "../../test/harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../../test/harness/postgres.ts";
 import { SimFleet } from "../../test/harness/sim-devices.ts";
+import { adminJson, targetEntry } from "./_fixtures.ts";
 
 let pg: PostgresHandle;
 let a: GatewayHandle;
@@ -27,25 +27,13 @@ afterAll(async () => {
   await pg?.stop();
 });
 
-const entry = (version: string): TargetEntry => ({
-  length: 0,
-  hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
-  custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `${b.host}/main/web@sha256:${version.padStart(64, "0")}` } } },
-});
-
-async function admin<T>(gw: GatewayHandle, path: string, body?: unknown): Promise<T> {
-  const res = await gw.adminFetch(path, body === undefined ? {} : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
 test("only the lease holder moves the rollout; after it is SIGKILLed the other replica carries the rollout to completion", async () => {
   const fleet = await SimFleet.register(b, { count: 20, initialTarget: "hw-1", pullManifests: false });
-  await admin(b, "/admin/targets", { targets: { "hw-1": entry("1") } });
-  const created = await admin<RolloutDetail>(b, "/admin/rollouts", { target: "2", tag: "main", waves: [10, 50, 100], soak: "1s", healthWindow: "1s" });
-  await admin(b, "/admin/targets", { targets: { "hw-2": entry("2") } });
+  await adminJson(b, "/admin/targets", { targets: { "hw-1": targetEntry("1", b.host) } });
+  const created = await adminJson<RolloutDetail>(b, "/admin/rollouts", { target: "2", tag: "main", waves: [10, 50, 100], soak: "1s", healthWindow: "1s" });
+  await adminJson(b, "/admin/targets", { targets: { "hw-2": targetEntry("2", b.host) } });
 
-  const waveOf = new Map((await admin<RolloutDetail>(b, `/admin/rollouts/${created.id}`)).counts.map((c) => [c.wave, c.devices]));
+  const waveOf = new Map((await adminJson<RolloutDetail>(b, `/admin/rollouts/${created.id}`)).counts.map((c) => [c.wave, c.devices]));
   expect([...waveOf.values()]).toEqual([2, 8, 10]);
   let killed = false;
   let r = created;
@@ -55,7 +43,7 @@ test("only the lease holder moves the rollout; after it is SIGKILLed the other r
     await fleet.cycle(); // every device checks in through replica b
     // Nobody outside the released waves has been offered version 2.
     const offered = fleet.devices.filter((d) => d.seen.has("hw-2")).length;
-    r = await admin<RolloutDetail>(b, `/admin/rollouts/${created.id}`);
+    r = await adminJson<RolloutDetail>(b, `/admin/rollouts/${created.id}`);
     expect(offered).toBeLessThanOrEqual(r.counts.filter((c) => c.wave <= r.wave).reduce((n, c) => n + c.devices, 0));
     if (!killed && r.wave === 1) {
       // The replica that started first holds the signer lease: it made the transition, b did not.

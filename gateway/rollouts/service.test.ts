@@ -8,13 +8,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DeviceEvent } from "../../lib/api/device.ts";
-import type { TargetEntry } from "../../lib/api/target.ts";
 import { startPostgres, type PostgresHandle } from "../../test/harness/postgres.ts";
 import { MemoryTufStorage } from "../ota/memory-storage.ts";
 import { TufRepo } from "../ota/repo.ts";
 import { PostgresStore } from "../store/postgres.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/types.ts";
+import { targetEntry } from "./_fixtures.ts";
 import { RolloutNotFoundError, RolloutStateError } from "./errors.ts";
 import { Rollouts } from "./service.ts";
 
@@ -33,12 +33,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const entry = (version: string): TargetEntry => ({
-  length: 0,
-  hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
-  custom: { version, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri: `reg.example/main/web@sha256:${version.padStart(64, "0")}` } } },
-});
-
 let n = 0;
 const uuid = (i: number) => `00000000-0000-4000-8000-${String(n * 1000 + i).padStart(12, "0")}`;
 
@@ -48,7 +42,7 @@ async function setup(open: () => Promise<Store>, count: number) {
   const store = await open();
   stores.push(store);
   const tuf = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir: join(dir, `keys${n}`) });
-  await tuf.addTargets({ "hw-1": entry("1"), "hw-2": entry("2") });
+  await tuf.addTargets({ "hw-1": targetEntry("1"), "hw-2": targetEntry("2") });
   const devices = Array.from({ length: count }, (_, i) => uuid(i));
   for (const d of devices) await store.putDevice({ uuid: d, name: d.slice(-4), hardwareId: "amd64-linux", factory: "main", tags: ["main"], certSerial: "01" });
   const clock = { now: Date.now() };
@@ -67,7 +61,7 @@ async function setup(open: () => Promise<Store>, count: number) {
   const report = {
     updated: async (d: string) => {
       await store.appendEvents(d, [ev("EcuInstallationCompleted", { success: true })]);
-      await store.putAppsStates(d, { deviceTime: new Date().toISOString(), apps: { web: { uri: entry("2").custom.docker_compose_apps.web!.uri, state: "healthy", services: [{ name: "web", state: "running" }] } } });
+      await store.putAppsStates(d, { deviceTime: new Date().toISOString(), apps: { web: { uri: targetEntry("2").custom.docker_compose_apps.web!.uri, state: "healthy", services: [{ name: "web", state: "running" }] } } });
       await store.recordSightings([{ uuid: d, at: new Date().toISOString(), currentTarget: "hw-2" }]);
     },
     rolledBack: (d: string) =>
