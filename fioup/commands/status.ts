@@ -88,8 +88,8 @@ export default defineCommand({
           ...(o.hold
             ? [
                 o.hold.reason === "window"
-                  ? `Install deferred since ${o.hold.heldSince}: outside the maintenance window "${o.hold.window}" (${o.hold.zone}), opens ${o.hold.until ?? "not in the next 8 days"}`
-                  : `Install deferred since ${o.hold.heldSince}: held by update locks ${o.hold.locks?.join(", ")} until released or ${o.hold.until} (maximum hold time)`,
+                  ? `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: outside the maintenance window "${o.hold.window}" (${o.hold.zone}), opens ${o.hold.until ?? "not in the next 8 days"}`
+                  : `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: held by update locks ${o.hold.locks?.join(", ")} until released or ${o.hold.until} (maximum hold time)`,
               ]
             : []),
           ...(o.updateLocks.length ? [`Update locks: ${o.updateLocks.map((l) => `${l.name}${l.reason ? ` (${l.reason})` : ""}`).join(", ")}`] : []),

@@ -112,15 +112,18 @@ async function labelTimeZone(ctx: UpdateContext): Promise<string | undefined> {
   return ctx.db.get<string | null>(LABEL_ZONE_KEY) ?? undefined;
 }
 
+/** A hold as `fioup status` shows it: `heldSince` once an update step has deferred the install. */
+export type HoldStatus = Omit<HoldRecord, "heldSince"> & { heldSince?: string; window?: string; zone: string };
+
 /** The hold of a fetched update as `fioup status` shows it (nothing is saved or sent). */
-export function holdStatus(cfg: Config, db: DeviceDb, u: UpdateRow): (HoldRecord & { window?: string; zone: string }) | undefined {
+export function holdStatus(cfg: Config, db: DeviceDb, u: UpdateRow): HoldStatus | undefined {
   if (u.state !== "fetched") return undefined;
   const policy = holdPolicy(cfg, u.target, db.get<string | null>(LABEL_ZONE_KEY) ?? undefined);
   const rec = holdRecord(db, u.toTarget);
   const d = decideHold(policy, listUpdateLocks(updateLocksDir(cfg)), holdClock(), rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
   if (!d.hold) return undefined;
   return {
-    heldSince: rec?.heldSince ?? iso(holdClock())!,
+    ...(rec ? { heldSince: rec.heldSince } : {}),
     ...(rec?.lockSince ? { lockSince: rec.lockSince } : {}),
     reason: d.reason,
     ...(d.until !== undefined ? { until: iso(d.until) } : {}),
