@@ -11,6 +11,7 @@ import { MetaFile, Snapshot, Targets, Timestamp } from "@tufjs/models";
 import {
   BadSignatureError,
   ExpiredMetadataError,
+  InvalidExpiryGraceError,
   MetadataFetchError,
   MetadataMismatchError,
   MetadataTooLargeError,
@@ -152,6 +153,20 @@ describe("verifyAndLoadTargets against TufRepo", () => {
     expect(err.message).toMatch(/timestamp\.json/);
     await repo.addTargets({ "rpi-6": entry(6) }); // a fresh signature heals it
     expect(Object.keys((await verify(dir)).targets)).toContain("rpi-6");
+  });
+
+  test("an expiry grace (offline bundles) accepts metadata expired within it, never beyond, and is bounded", async () => {
+    const dir = await newDevice();
+    clock = () => new Date(Date.now() - 3 * 86400_000);
+    try {
+      await repo.addTargets({ "rpi-g": entry(7) }); // signed "3 days ago": the timestamp expired 2 days ago
+    } finally {
+      clock = () => new Date();
+    }
+    expect(await verify(dir, { expiryGraceSeconds: 86400 }).catch((e) => e)).toBeInstanceOf(ExpiredMetadataError);
+    expect(await verify(dir, { expiryGraceSeconds: 31 * 86400 }).catch((e) => e)).toBeInstanceOf(InvalidExpiryGraceError);
+    expect(Object.keys((await verify(dir, { expiryGraceSeconds: 3 * 86400 })).targets)).toContain("rpi-g");
+    await repo.addTargets({ "rpi-h": entry(8) }); // heal for the tests after this one
   });
 
   test("refuses targets signed by a key root does not trust", async () => {

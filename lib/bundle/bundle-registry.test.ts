@@ -1,0 +1,86 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DeviceBlobStore } from "../device/store.ts";
+import { digestBytes, DigestMismatchError } from "../oci/digest.ts";
+import { RegistryError } from "../oci/registry-client.ts";
+import { bundleMetadataFetch, BUNDLE_METADATA_BASE_URL } from "./bundle-metadata.ts";
+import { BundleRegistry } from "./bundle-registry.ts";
+import type { Bundle } from "./format.ts";
+
+const root = mkdtempSync(join(tmpdir(), "bundle-registry-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const layer = new TextEncoder().encode("0123456789abcdef");
+const manifest = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json" }));
+const put = (dir: string, bytes: Uint8Array) => writeFileSync(join(dir, "blobs/sha256", digestBytes(bytes).slice(7)), bytes);
+
+function bundle(name: string): Bundle {
+  const dir = join(root, name);
+  mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
+  mkdirSync(join(dir, "tuf"), { recursive: true });
+  put(dir, layer);
+  put(dir, manifest);
+  writeFileSync(join(dir, "tuf/timestamp.json"), '{"signed":{}}');
+  const blobs = [
+    { digest: digestBytes(layer), size: layer.byteLength, kind: "layer" as const, mediaType: "application/octet-stream", registry: "gw", repo: "main/app" },
+    { digest: digestBytes(manifest), size: manifest.byteLength, kind: "manifest" as const, mediaType: "application/vnd.oci.image.manifest.v1+json", registry: "gw", repo: "main/app" },
+  ];
+  return {
+    dir,
+    id: "x",
+    index: {
+      schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [],
+      bundle: { format: 1, target: "t-1", version: "1", hwid: "h", platform: "linux/amd64", from: "0", createdAt: "", tuf: ["timestamp.json"], blobs, bytes: 0 },
+    },
+  };
+}
+
+describe("BundleRegistry", () => {
+  const b = bundle("one");
+  const reg = new BundleRegistry(b, "gw:8443");
+
+  test("serves manifests by digest, verified by the real client", async () => {
+    const m = await reg.getManifest("main/app", digestBytes(manifest));
+    expect(m.bytes).toEqual(manifest);
+    expect(m.mediaType).toBe("application/vnd.oci.image.manifest.v1+json");
+  });
+
+  test("answers Range requests with 206 and the slice", async () => {
+    const res = await reg.fetchBlob("main/app", digestBytes(layer), { start: 4, end: 7 });
+    expect(res.status).toBe(206);
+    expect(res.headers.get("content-range")).toBe(`bytes 4-7/${layer.byteLength}`);
+    expect(await res.text()).toBe("4567");
+  });
+
+  test("a blob it lacks is a 404 naming the --from version; tags and deltas are not there", async () => {
+    const err = await reg.fetchBlob("main/app", `sha256:${"1".repeat(64)}`).catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.status).toBe(404);
+    expect(err.message).toContain("version 0");
+    expect((await reg.getManifest("main/app", "latest").catch((e) => e)).status).toBe(404);
+    expect((await reg.request("GET", "/v2/main/app/deltas/x", { scopes: [] })).status).toBe(404);
+  });
+
+  test("a tampered blob never reaches the device store", async () => {
+    const t = bundle("tampered");
+    const d = digestBytes(layer);
+    writeFileSync(join(t.dir, "blobs/sha256", d.slice(7)), new TextEncoder().encode("0123456789abcdeX"));
+    const store = new DeviceBlobStore(join(root, "store"));
+    const err = await store.pull(new BundleRegistry(t, "gw"), "main/app", { digest: d, size: layer.byteLength }, { stallTimeoutMs: 2000 }).catch((e) => e);
+    expect(err).toBeInstanceOf(DigestMismatchError);
+    expect(store.has(d)).toBe(false);
+    await store.pull(reg, "main/app", { digest: d, size: layer.byteLength });
+    expect(store.has(d)).toBe(true);
+  });
+});
+
+describe("bundleMetadataFetch", () => {
+  test("serves tuf/ files by name and 404 for anything else", async () => {
+    const f = bundleMetadataFetch(bundle("meta").dir);
+    expect(await (await f(`${BUNDLE_METADATA_BASE_URL}timestamp.json`, {})).text()).toBe('{"signed":{}}');
+    expect((await f(`${BUNDLE_METADATA_BASE_URL}2.root.json`, {})).status).toBe(404);
+    expect((await f(`${BUNDLE_METADATA_BASE_URL}..%2Findex.json`, {})).status).toBe(404);
+  });
+});

@@ -1,0 +1,60 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { digestBytes } from "../oci/digest.ts";
+import { BUNDLE_FORMAT, InvalidBundleError, openBundle, type BundleIndex } from "./format.ts";
+
+const root = mkdtempSync(join(tmpdir(), "bundle-format-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const blob = new TextEncoder().encode("layer bytes");
+const digest = digestBytes(blob);
+
+/** A small valid bundle; `edit` changes its index before it is written. */
+function makeBundle(name: string, edit: (i: BundleIndex) => void = () => {}): string {
+  const dir = join(root, name);
+  mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
+  mkdirSync(join(dir, "tuf"), { recursive: true });
+  writeFileSync(join(dir, "blobs/sha256", digest.slice(7)), blob);
+  writeFileSync(join(dir, "tuf/1.root.json"), "{}");
+  const index: BundleIndex = {
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.index.v1+json",
+    manifests: [],
+    bundle: {
+      format: BUNDLE_FORMAT, target: "amd64-linux-2", version: "2", hwid: "amd64-linux", platform: "linux/amd64", createdAt: new Date().toISOString(),
+      tuf: ["1.root.json"],
+      blobs: [{ digest, size: blob.byteLength, kind: "layer", mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", registry: "gw:8443", repo: "main/app" }],
+      bytes: blob.byteLength,
+    },
+  };
+  edit(index);
+  writeFileSync(join(dir, "index.json"), JSON.stringify(index));
+  return dir;
+}
+
+describe("openBundle", () => {
+  test("opens a complete bundle and names it by the sha256 of its index.json", async () => {
+    const b = await openBundle(makeBundle("ok"));
+    expect(b.index.bundle.target).toBe("amd64-linux-2");
+    expect(b.id).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test("refuses a directory without index.json (an unfinished copy)", async () => {
+    const dir = join(root, "empty");
+    mkdirSync(dir);
+    await expect(openBundle(dir)).rejects.toThrow(/no index\.json/);
+  });
+
+  test("refuses another format, a missing blob, and a blob of another size", async () => {
+    await expect(openBundle(makeBundle("fmt", (i) => ((i.bundle as { format: number }).format = 2)))).rejects.toThrow(InvalidBundleError);
+    await expect(openBundle(makeBundle("missing", (i) => (i.bundle.blobs[0]!.digest = `sha256:${"0".repeat(64)}`)))).rejects.toThrow(/is missing/);
+    await expect(openBundle(makeBundle("size", (i) => (i.bundle.blobs[0]!.size = 3)))).rejects.toThrow(/has 11 bytes/);
+    await expect(openBundle(makeBundle("tuf", (i) => (i.bundle.tuf = ["2.root.json"])))).rejects.toThrow(/tuf\/2\.root\.json is missing/);
+  });
+
+  test("refuses metadata file names outside what the gateway serves", async () => {
+    await expect(openBundle(makeBundle("names", (i) => (i.bundle.tuf = ["../../etc/passwd"])))).rejects.toThrow(InvalidBundleError);
+  });
+});
