@@ -1,7 +1,8 @@
 /** What the `gateway groups` commands share: the group name argument and the text of a group. */
 import type { GroupDetail } from "../../lib/api/admin.ts";
-import { UsageError } from "../../lib/cli/command.ts";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { cell } from "../../lib/cli/table.ts";
+import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 /** The one group name a command takes first, then the rest of its arguments. */
 export function groupArgs(args: string[], rest: "none" | "uuids"): { name: string; uuids: string[] } {
@@ -23,3 +24,19 @@ export function renderGroup(g: GroupDetail): string {
     ...(g.next ? [`(more: --after ${g.next})`] : []),
   ].join("\n");
 }
+
+/** `groups add NAME UUID...` and `groups remove NAME UUID...`: static groups only. */
+export const groupMembersCommand = (change: "add" | "remove", summary: string) =>
+  defineCommand({
+    summary,
+    usage: "<name> <uuid...>",
+    description: ADMIN_HELP,
+    flags: { ...adminFlags, ...formatFlag },
+    async run({ flags, args, out }) {
+      const { name, uuids } = groupArgs(args, "uuids");
+      const client = await adminClient(flags);
+      out.result(await client.changeGroupMembers(name, { [change]: uuids }), (r) =>
+        change === "add" ? `${r.name}: ${r.added} added, ${r.devices} devices` : `${r.name}: ${r.removed} removed, ${r.devices} devices`,
+      );
+    },
+  });

@@ -5,11 +5,13 @@
  * @module
  */
 import type { RolloutDetail, RolloutRow } from "../../lib/api/admin.ts";
+import type { AdminClient } from "../../lib/api/admin-client.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { cell, table } from "../../lib/cli/table.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { checkWaves } from "../rollouts/membership.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { asUsage } from "./_usage.ts";
 
 /**
  * A percent as the CLI takes it: "5%", "5" or "0.5%".
@@ -30,12 +32,7 @@ export function parsePercent(flag: string, text: string): number {
  */
 export function parseWaves(text: string): number[] {
   const waves = text.split(",").map((w) => w.trim()).filter(Boolean).map((w) => parsePercent("waves", w));
-  try {
-    checkWaves(waves); // the gateway's own rule, checked before any network call
-  } catch (err) {
-    if (err instanceof InvalidRolloutError) throw new UsageError(`--waves: ${err.message}`);
-    throw err;
-  }
+  asUsage([InvalidRolloutError], () => checkWaves(waves), "--waves: "); // the gateway's own rule
   return waves;
 }
 
@@ -95,10 +92,10 @@ const ACTION_HELP = {
   cancel: "Cancel a rollout: it ends and stops gating its version (to stop a bad version, keep it halted or remove its targets)",
 } as const;
 
-/** The command of one rollout action: `rollouts pause|resume|advance|cancel ID`. */
-export const rolloutActionCommand = (action: keyof typeof ACTION_HELP) =>
+/** A command that takes one rollout id and prints the rollout it answers (show and the actions). */
+export const rolloutCommand = (summary: string, call: (client: AdminClient, id: string) => Promise<RolloutDetail>) =>
   defineCommand({
-    summary: ACTION_HELP[action],
+    summary,
     usage: "<id>",
     description: ADMIN_HELP,
     flags: { ...adminFlags, ...formatFlag },
@@ -106,6 +103,10 @@ export const rolloutActionCommand = (action: keyof typeof ACTION_HELP) =>
       const [id] = args;
       if (!id || args.length > 1) throw new UsageError("give exactly one rollout id (see `gateway rollouts list`)");
       const client = await adminClient(flags);
-      out.result(await client.rolloutAction(id, action), renderRollout);
+      out.result(await call(client, id), renderRollout);
     },
   });
+
+/** The command of one rollout action: `rollouts pause|resume|advance|cancel ID`. */
+export const rolloutActionCommand = (action: keyof typeof ACTION_HELP) =>
+  rolloutCommand(ACTION_HELP[action], (client, id) => client.rolloutAction(id, action));

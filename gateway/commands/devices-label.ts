@@ -2,16 +2,7 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { cell } from "../../lib/cli/table.ts";
 import { InvalidFleetQueryError, checkLabel, parseLabel } from "../fleet/query.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-
-/** Label problems are usage errors: nothing was sent. */
-function checked<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (err) {
-    if (err instanceof InvalidFleetQueryError) throw new UsageError(err.message);
-    throw err;
-  }
-}
+import { asUsage } from "./_usage.ts";
 
 export default defineCommand({
   summary: "Set or remove a device's labels (key=value), which groups and rollouts select devices by",
@@ -34,8 +25,8 @@ export default defineCommand({
     const [uuid, ...assignments] = args;
     if (!uuid) throw new UsageError("give a device uuid, then key=value labels and/or --remove KEY");
     if (!assignments.length && !flags.remove.length) throw new UsageError("nothing to change: give key=value labels or --remove KEY");
-    const set = Object.fromEntries(checked(() => assignments.map(parseLabel)));
-    checked(() => flags.remove.forEach((k) => checkLabel(k, "")));
+    const set = Object.fromEntries(asUsage([InvalidFleetQueryError], () => assignments.map(parseLabel)));
+    asUsage([InvalidFleetQueryError], () => flags.remove.forEach((k) => checkLabel(k, "")));
     const both = flags.remove.find((k) => Object.hasOwn(set, k));
     if (both !== undefined) throw new UsageError(`label "${both}" is both set and removed`);
     const client = await adminClient(flags);

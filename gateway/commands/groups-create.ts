@@ -3,6 +3,7 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { InvalidFleetQueryError, parseFleetQuery } from "../fleet/query.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { renderGroup } from "./_groups.ts";
+import { asUsage } from "./_usage.ts";
 
 export default defineCommand({
   summary: "Create a device group: static (a list of devices) or dynamic (--query, evaluated when used)",
@@ -33,14 +34,7 @@ export default defineCommand({
     if (!new RegExp(GROUP_NAME_PATTERN).test(name))
       throw new UsageError(`invalid group name "${name}": letters, digits and . _ - (at most 63, starting with a letter or digit)`);
     if (flags.query !== undefined && devices.length) throw new UsageError("a dynamic group (--query) takes no device list");
-    if (flags.query !== undefined) {
-      try {
-        parseFleetQuery(flags.query);
-      } catch (err) {
-        if (err instanceof InvalidFleetQueryError) throw new UsageError(err.message);
-        throw err;
-      }
-    }
+    if (flags.query !== undefined) asUsage([InvalidFleetQueryError], () => parseFleetQuery(flags.query!));
     const client = await adminClient(flags);
     const g = await client.createGroup({ name, ...(flags.query !== undefined ? { query: flags.query } : {}), ...(devices.length ? { devices } : {}) });
     out.result(g, renderGroup);

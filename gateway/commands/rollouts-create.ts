@@ -3,16 +3,11 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
+import { asUsage } from "./_usage.ts";
 
 /** A duration flag checked before any network call (the gateway checks it again). */
 function duration(flag: string, value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  try {
-    parseDuration(value);
-  } catch (err) {
-    if (err instanceof InvalidDurationError) throw new UsageError(`--${flag}: ${err.message}`);
-    throw err;
-  }
+  if (value !== undefined) asUsage([InvalidDurationError], () => parseDuration(value), `--${flag}: `);
   return value;
 }
 
