@@ -68,6 +68,8 @@ export class SimDevice {
   readonly pulled: string[] = [];
   /** Last verified targets. */
   lastTargets: VerifiedTargets | undefined;
+  /** Refreshes that failed verification and succeeded when tried again (as fioup's next poll would). */
+  readonly transientErrors: string[] = [];
   #correlation = 0;
 
   constructor(
@@ -216,10 +218,18 @@ export class SimDevice {
 
   /**
    * One daemon cycle: refresh, and install what the verified metadata offers when it is newer
-   * than the running target. Returns the target installed, if any.
+   * than the running target. Returns the target installed, if any. A refresh that fails is tried
+   * once more (fioup's next poll) and recorded in `transientErrors`.
    */
   async cycle(): Promise<{ installed?: Target; outcome?: SimOutcome }> {
-    await this.refresh();
+    try {
+      await this.refresh();
+    } catch (err) {
+      // fioup's daemon logs a failed check and tries again at its next poll; a second failure is an error.
+      await Bun.sleep(1000);
+      await this.refresh();
+      this.transientErrors.push((err as Error).message);
+    }
     const t = this.selected();
     if (!t || t.name === this.current) return {};
     return { installed: t, outcome: await this.install(t) };
@@ -304,6 +314,11 @@ export class SimFleet {
   /** One daemon cycle on every device (or `subset`): refresh, then install what is offered. */
   cycle(subset?: SimDevice[]) {
     return this.each((d) => d.cycle(), subset);
+  }
+
+  /** Every device's transient refresh errors, as `name: message`. */
+  transientErrors(): string[] {
+    return this.devices.flatMap((d) => d.transientErrors.map((m) => `${d.name}: ${m}`));
   }
 
   byUuid(uuid: string): SimDevice | undefined {
