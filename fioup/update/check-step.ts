@@ -37,7 +37,9 @@ export function createUpdate(ctx: UpdateContext, target: Target, explicit: boole
   const id = ulid();
   const from = currentTarget(ctx.cfg, ctx.db);
   const row = ctx.db.createUpdate({ id, fromTarget: from?.name ?? null, target, explicit });
-  ctx.db.enqueueEvents([eventFor(row, "MetadataUpdateCompleted", { success: true })]);
+  // An update from an offline bundle says so, so the server can tell it from one it served.
+  const details = ctx.bundle ? { details: { source: "offline-bundle", bundle: ctx.bundle.id } } : {};
+  ctx.db.enqueueEvents([eventFor(row, "MetadataUpdateCompleted", { success: true, ...details })]);
   return id;
 }
 

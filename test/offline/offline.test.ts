@@ -192,6 +192,8 @@ describe("offline bundles", () => {
       "EcuInstallationApplied",
       "EcuInstallationCompleted",
     ]);
+    // The server can tell an offline update from one it served.
+    expect(JSON.parse(String(v2?.events[0]?.event.details))).toMatchObject({ source: "offline-bundle" });
     const v3 = updates.find((u) => u.targetName === `${HWID}-3`);
     expect(v3?.success).toBe(false);
     const failed = v3?.events.find((e) => e.eventType.id === "EcuInstallationCompleted");
