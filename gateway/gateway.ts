@@ -59,7 +59,7 @@ export interface ServeOptions {
   registryDir?: string;
   /** How often the signer-lease holder moves rollouts on (default 5000 ms; 0: never, tests tick by hand). */
   rolloutTickMs?: number;
-  /** How often each replica looks for changed rollouts for its device views (default 2000 ms). */
+  /** Background reload of each replica's device views (default 0: only when a new timestamp version appears). */
   rolloutViewPollMs?: number;
   log?: (line: string) => void;
 }

@@ -32,7 +32,11 @@ export interface RolloutsOptions {
   isLeader?: () => boolean;
   /** Tick interval (default 5000 ms; 0: no timer, call tick() yourself). */
   tickMs?: number;
-  /** How often every replica looks for changed rollouts (default 2000 ms). */
+  /**
+   * How often to reload the views in the background (default 0: never). Off by default: views
+   * reload when a new timestamp version appears (the signed-views routes call refreshViews()),
+   * and a reload between versions would change a device's view under the version it is fetching.
+   */
   viewPollMs?: number;
   counted?: (kind: RolloutEventKind) => void;
   log?: (line: string) => void;
@@ -71,7 +75,7 @@ export class Rollouts implements RolloutService {
 
   constructor(private readonly opts: RolloutsOptions) {
     this.#now = opts.now ?? Date.now;
-    this.views = new RolloutViews(opts.store, { pollMs: opts.viewPollMs ?? 2000, onError: (e) => opts.log?.(`rollouts: cannot reload views: ${(e as Error).message}`) });
+    this.views = new RolloutViews(opts.store, { pollMs: opts.viewPollMs ?? 0, onError: (e) => opts.log?.(`rollouts: cannot reload views: ${(e as Error).message}`) });
     this.engine = new RolloutEngine({
       store: opts.store,
       targets: () => opts.tuf.targets(),
@@ -118,10 +122,15 @@ export class Rollouts implements RolloutService {
     return this.#ticking;
   }
 
-  /** After any transition: this replica's views first, then new signed views for every device. */
+  /**
+   * After any transition (already committed): new metadata versions first, then this replica's
+   * views. Views change only at a new timestamp version (this one, or one the signed-views routes
+   * see and reload for): a view swapped under a version a device is still fetching would serve it
+   * a targets.json its snapshot did not pin.
+   */
   async #changed(): Promise<void> {
-    await this.views.refresh();
     await this.opts.tuf.bumpViews?.();
+    await this.views.refresh();
   }
 
   /** Per active rollout: its wave (1-based) and members by status (for /metrics). */

@@ -1,10 +1,13 @@
 /**
  * Each device's view of the targets while rollouts are active, answered from memory: it is asked
  * on every check-in. The cache holds the active rollouts and, per rollout, uuid -> wave (membership
- * never changes after creation, so members are read once per rollout). It is reloaded when an
- * active rollout's revision changes: polled every `pollMs` (cheap: one small query), at once after
- * a transition on this replica, and by the signed-views routes before they serve a timestamp
- * newer than the cache (refresh()), so no replica signs a new timestamp over an old view.
+ * never changes after creation, so members are read once per rollout). refresh() reloads it when an
+ * active rollout's revision changed (one small query otherwise). It is called when a timestamp
+ * version newer than the cache appears (by the signed-views routes before they serve it, and
+ * after a transition on this replica, once its new version is signed): a view then changes only
+ * together with the metadata versions, never under a version a device is still fetching, and no
+ * replica signs a new timestamp over an old view. (`pollMs` adds a background reload; off in the
+ * gateway for that reason.)
  *
  * A device sees a rollout's version annotated (custom.rollout: id, window, max hold) when it is a
  * member of a released wave; otherwise the version is hidden from it. While a rollout is halted,
@@ -28,7 +31,7 @@ interface Cached {
 }
 
 export interface ViewCacheOptions {
-  /** How often to look for changed rollouts (default 2000 ms); 0: only on refresh(). */
+  /** How often to reload in the background (default 0: only on refresh()). */
   pollMs?: number;
   onError?: (err: unknown) => void;
 }
@@ -50,7 +53,7 @@ export class RolloutViews {
   /** Loads once, then polls in the background. */
   async start(): Promise<this> {
     await this.refresh();
-    const every = this.opts.pollMs ?? 2000;
+    const every = this.opts.pollMs ?? 0;
     if (every > 0) {
       this.#timer = setInterval(() => void this.refresh().catch((e) => this.opts.onError?.(e)), every);
       this.#timer.unref?.();
