@@ -9,6 +9,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { freemem } from "node:os";
 import { rm } from "node:fs/promises";
 import type { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
@@ -118,6 +119,9 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
     desc = parseDeltaDescriptor(JSON.parse(new TextDecoder().decode(body)));
     if (desc.from !== c.base || desc.to !== c.layer.digest) throw new Error("the registry answered a delta for another pair");
     if (desc.size >= c.layer.size) throw new Error(`the delta (${desc.size} bytes) is not smaller than the layer (${c.layer.size} bytes)`);
+    // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of the new one.
+    const needs = 2 * desc.fromSize + desc.toSize;
+    if (needs > freemem() / 2) throw new Error(`rebuilding needs about ${needs >> 20} MiB of memory, more than half of the ${freemem() >> 20} MiB free`);
     await store.pull(reg, repo, desc, {
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onReceived ? { onReceived: o.onReceived } : {}),

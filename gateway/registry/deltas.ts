@@ -40,7 +40,7 @@ import type { RegistryStorage } from "./storage.ts";
 
 /** Budgets and tools of {@link LayerDeltas}. */
 export interface DeltaOptions {
-  /** Keep a delta only if it is at most this fraction of the target layer's blob size; default 0.5. */
+  /** Keep a delta only if it is at most this fraction of the target layer's blob size; default 0.75. */
   maxRatio?: number;
   /** Stop zstd after this long and refuse the pair; default 120 s. */
   timeoutMs?: number;
@@ -76,7 +76,7 @@ export class LayerDeltas {
     opts: DeltaOptions = {},
   ) {
     this.opts = {
-      maxRatio: opts.maxRatio ?? 0.5,
+      maxRatio: opts.maxRatio ?? 0.75,
       timeoutMs: opts.timeoutMs ?? 120_000,
       maxLayerBytes: opts.maxLayerBytes ?? MAX_DELTA_BASE_BYTES,
       level: opts.level ?? 3,
