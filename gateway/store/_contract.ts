@@ -327,6 +327,8 @@ export function storeContract(open: () => Promise<Store>) {
     await s.recordSightings([{ uuid: d.uuid, at: new Date().toISOString(), tags: ["x"] }]);
     expect((await s.getDevice(d.uuid))!.labels).toEqual({ region: "us", ring: "canary" });
     expect(await s.setDeviceLabels("unknown-uuid", { a: "b" }, [])).toBeUndefined();
+    // Keys read back in code-point order on both backends (jsonb orders them by length first).
+    expect(Object.keys((await s.setDeviceLabels(d.uuid, { zz: "1", aaa: "2" }, []))!.labels)).toEqual(["aaa", "region", "ring", "zz"]);
   });
 
   test("queryDevices() ANDs labels, tags, hardware id and name; revoked devices never match", async () => {
@@ -490,6 +492,18 @@ export function storeContract(open: () => Promise<Store>) {
       { wave: 1, status: "failed", devices: 1 },
       { wave: 1, status: "pending", devices: 1 },
     ]);
+  });
+
+  test("a rollout's transition and its events commit together: none when the revision no longer matches", async () => {
+    const s = await open();
+    const r = aRollout();
+    const ev = (kind: "created" | "paused" | "halted", reason: string) => ({ rolloutId: r.id, at: new Date().toISOString(), kind, wave: 0, deviceUuid: null, reason });
+    await s.createRollout(r, [{ uuid: "a", wave: 0 }], [ev("created", "c")]);
+    await expect(s.createRollout(aRollout({ id: `${r.id}-twin`, targetVersion: r.targetVersion }), [], [ev("created", "twin")])).rejects.toThrow(RolloutConflictError);
+    expect(await s.updateRollout(r.id, 1, { state: "paused" }, [ev("paused", "by an operator")])).toMatchObject({ state: "paused", revision: 2 });
+    expect(await s.updateRollout(r.id, 1, { state: "halted" }, [ev("halted", "stale tick")])).toBeUndefined();
+    expect((await s.listRolloutEvents(r.id)).map((e) => e.reason)).toEqual(["by an operator", "c"]);
+    expect(await s.listRolloutEvents(`${r.id}-twin`)).toEqual([]);
   });
 
   test("rollout events are kept in order and listed newest first", async () => {

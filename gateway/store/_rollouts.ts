@@ -7,7 +7,7 @@
  */
 import type { AppsStates } from "../../lib/api/index.ts";
 import type { Dialect } from "./_search.ts";
-import { jsonColumn, storedJson } from "./_rows.ts";
+import { jsonColumn, sortedKeys, storedJson } from "./_rows.ts";
 import type {
   GroupRow,
   RolloutDeviceRow,
@@ -234,11 +234,11 @@ export function toEvidence(members: EvidenceMemberRecord[], events: EvidenceEven
   }));
 }
 
-/** Label keys and values are merged then removed in this order; keys are kept sorted so rows compare equal. */
+/** Labels set (added or replaced), then removed. */
 export function mergeLabels(current: Record<string, string>, set: Record<string, string>, remove: string[]): Record<string, string> {
   const merged: Record<string, string> = { ...current, ...set };
   for (const k of remove) delete merged[k];
-  return Object.fromEntries(Object.entries(merged).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return sortedKeys(merged);
 }
 
 /** Splits a list into slices of at most `size` (batched inserts and IN lists). */

@@ -24,13 +24,17 @@ export interface DeviceRecord {
 export const jsonColumn = <T>(v: string | T | null | undefined, empty: T): T =>
   v === null || v === undefined ? empty : typeof v === "string" ? (JSON.parse(v) as T) : v;
 
+/** An object with its keys in code-point order (PostgreSQL's jsonb orders keys by length first). */
+export const sortedKeys = <T>(o: Record<string, T>): Record<string, T> =>
+  Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
 export const toDevice = (r: DeviceRecord): DeviceRow => ({
   uuid: r.uuid,
   name: r.name,
   hardwareId: r.hardware_id,
   factory: r.factory,
   tags: JSON.parse(r.tags),
-  labels: jsonColumn<Record<string, string>>(r.labels, {}),
+  labels: sortedKeys(jsonColumn<Record<string, string>>(r.labels, {})),
   tagsFromDevice: Number(r.tags_from_device) === 1,
   certSerial: r.cert_serial,
   createdAt: r.created_at,

@@ -260,7 +260,7 @@ export class PostgresStore implements Store {
     return rows.map((r) => r.device_uuid);
   }
 
-  async createRollout(row: NewRollout, members: RolloutMember[]) {
+  async createRollout(row: NewRollout, members: RolloutMember[], events: Omit<RolloutEventRow, "id">[] = []) {
     const { columns, values } = rolloutColumns(row);
     try {
       await this.#sql.begin(async (tx) => {
@@ -272,6 +272,7 @@ export class PostgresStore implements Store {
              SELECT $1, u, w, 'pending', $2 FROM unnest($3::text[], $4::int[]) AS m(u, w)`,
             [row.id, row.createdAt, part.map((m) => m.uuid), part.map((m) => m.wave)],
           );
+        await insertRolloutEvents(tx, events);
       });
     } catch (err) {
       if (isActiveRolloutConflict(err)) throw new RolloutConflictError(row.targetVersion);
@@ -296,15 +297,18 @@ export class PostgresStore implements Store {
     return this.listRollouts({ active: true });
   }
 
-  async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch) {
+  async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events: Omit<RolloutEventRow, "id">[] = []) {
     const { columns, values } = rolloutColumns({ ...patch, updatedAt: patch.updatedAt ?? new Date().toISOString() });
     const n = values.length;
-    const rows = (await this.#sql.unsafe(
-      `UPDATE rollouts SET ${columns.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = revision + 1
-       WHERE id = $${n + 1} AND revision = $${n + 2} RETURNING *`,
-      [...values, id, expectedRevision],
-    )) as RolloutRecord[];
-    return rows[0] ? toRollout(rows[0]) : undefined;
+    const sql = `UPDATE rollouts SET ${columns.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = revision + 1
+       WHERE id = $${n + 1} AND revision = $${n + 2} RETURNING *`;
+    const run = async (tx: SQL) => {
+      const rows = (await tx.unsafe(sql, [...values, id, expectedRevision])) as RolloutRecord[];
+      if (rows[0]) await insertRolloutEvents(tx, events);
+      return rows[0];
+    };
+    const r = events.length ? await this.#sql.begin(run) : await run(this.#sql);
+    return r ? toRollout(r) : undefined;
   }
 
   async rolloutMembers(id: string) {
@@ -372,19 +376,7 @@ export class PostgresStore implements Store {
   }
 
   async appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]) {
-    if (!events.length) return;
-    await this.#sql.unsafe(
-      `INSERT INTO rollout_events (rollout_id, at, kind, wave, device_uuid, reason)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])`,
-      [
-        events.map((e) => e.rolloutId),
-        events.map((e) => e.at),
-        events.map((e) => e.kind),
-        events.map((e) => e.wave),
-        events.map((e) => e.deviceUuid),
-        events.map((e) => e.reason),
-      ],
-    );
+    await insertRolloutEvents(this.#sql, events);
   }
 
   async listRolloutEvents(id: string, opts: { limit?: number } = {}) {
@@ -570,6 +562,23 @@ export class PostgresStore implements Store {
     const rows = await this.#sql.unsafe("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2 RETURNING id", [at, id]);
     return rows.length > 0;
   }
+}
+
+/** Rollout events in one statement (arrays zipped by unnest), on a connection or inside a transaction. */
+async function insertRolloutEvents(sql: SQL, events: Omit<RolloutEventRow, "id">[]) {
+  if (!events.length) return;
+  await sql.unsafe(
+    `INSERT INTO rollout_events (rollout_id, at, kind, wave, device_uuid, reason)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])`,
+    [
+      events.map((e) => e.rolloutId),
+      events.map((e) => e.at),
+      events.map((e) => e.kind),
+      events.map((e) => e.wave),
+      events.map((e) => e.deviceUuid),
+      events.map((e) => e.reason),
+    ],
+  );
 }
 
 /** TufStorage on PostgreSQL: a unique violation (23505) on put means another gateway won that version. */

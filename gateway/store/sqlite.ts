@@ -278,7 +278,7 @@ export class SqliteStore implements Store {
       .map((r) => r.device_uuid);
   }
 
-  async createRollout(row: NewRollout, members: RolloutMember[]) {
+  async createRollout(row: NewRollout, members: RolloutMember[], events: Omit<RolloutEventRow, "id">[] = []) {
     const { columns, values } = rolloutColumns(row);
     const member = this.#db.query(
       "INSERT INTO rollout_devices (rollout_id, device_uuid, wave, status, updated_at) VALUES (?, ?, ?, 'pending', ?)",
@@ -289,6 +289,7 @@ export class SqliteStore implements Store {
           .query(`INSERT INTO rollouts (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`)
           .run(...(values as any[]));
         for (const m of members) member.run(row.id, m.uuid, m.wave, row.createdAt);
+        this.#insertRolloutEvents(events);
       }).immediate();
     } catch (err) {
       if (isActiveRolloutConflict(err)) throw new RolloutConflictError(row.targetVersion);
@@ -313,14 +314,17 @@ export class SqliteStore implements Store {
     return this.listRollouts({ active: true });
   }
 
-  async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch) {
+  async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events: Omit<RolloutEventRow, "id">[] = []) {
     const { columns, values } = rolloutColumns({ ...patch, updatedAt: patch.updatedAt ?? new Date().toISOString() });
-    const r = this.#db
-      .query<RolloutRecord, any[]>(
-        `UPDATE rollouts SET ${columns.map((c) => `${c} = ?`).join(", ")}, revision = revision + 1
-         WHERE id = ? AND revision = ? RETURNING *`,
-      )
-      .get(...(values as any[]), id, expectedRevision);
+    const q = this.#db.query<RolloutRecord, any[]>(
+      `UPDATE rollouts SET ${columns.map((c) => `${c} = ?`).join(", ")}, revision = revision + 1
+       WHERE id = ? AND revision = ? RETURNING *`,
+    );
+    const r = this.#db.transaction(() => {
+      const row = q.get(...(values as any[]), id, expectedRevision);
+      if (row) this.#insertRolloutEvents(events);
+      return row;
+    }).immediate();
     return r ? toRollout(r) : undefined;
   }
 
@@ -387,11 +391,13 @@ export class SqliteStore implements Store {
   }
 
   async appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]) {
-    if (!events.length) return;
+    if (events.length) this.#db.transaction(() => this.#insertRolloutEvents(events)).immediate();
+  }
+
+  /** Inside a transaction. */
+  #insertRolloutEvents(events: Omit<RolloutEventRow, "id">[]) {
     const q = this.#db.query("INSERT INTO rollout_events (rollout_id, at, kind, wave, device_uuid, reason) VALUES (?, ?, ?, ?, ?, ?)");
-    this.#db.transaction(() => {
-      for (const e of events) q.run(e.rolloutId, e.at, e.kind, e.wave, e.deviceUuid, e.reason);
-    }).immediate();
+    for (const e of events) q.run(e.rolloutId, e.at, e.kind, e.wave, e.deviceUuid, e.reason);
   }
 
   async listRolloutEvents(id: string, opts: { limit?: number } = {}) {

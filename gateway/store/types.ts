@@ -285,10 +285,10 @@ export interface Store {
   listGroupMembers(name: string): Promise<string[]>;
 
   /**
-   * Creates a rollout and its members in one transaction (members inserted in batches).
+   * Creates a rollout, its members and `events` in one transaction (members inserted in batches).
    * @throws {RolloutConflictError} If an active rollout of the same target version exists.
    */
-  createRollout(row: NewRollout, members: RolloutMember[]): Promise<void>;
+  createRollout(row: NewRollout, members: RolloutMember[], events?: Omit<RolloutEventRow, "id">[]): Promise<void>;
   getRollout(id: string): Promise<RolloutRow | undefined>;
   /** Newest first; `active`: running, paused or halted only. */
   listRollouts(opts?: { active?: boolean; limit?: number }): Promise<RolloutRow[]>;
@@ -296,9 +296,10 @@ export interface Store {
   activeRollouts(): Promise<RolloutRow[]>;
   /**
    * Applies `patch` only if the rollout is still at `expectedRevision`, and bumps the revision (and
-   * updatedAt: the patch's or now). undefined: someone else changed it first (or it does not exist).
+   * updatedAt: the patch's or now), and appends `events` in the same transaction. undefined: someone
+   * else changed it first (or it does not exist): nothing was written, events neither.
    */
-  updateRollout(id: string, expectedRevision: number, patch: RolloutPatch): Promise<RolloutRow | undefined>;
+  updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events?: Omit<RolloutEventRow, "id">[]): Promise<RolloutRow | undefined>;
   /** Every member and its wave (100,000 rows is fine). */
   rolloutMembers(id: string): Promise<RolloutMember[]>;
   /** Members, by uuid, filtered; `held`: only those with a hold; `after`: keyset paging by uuid. */
