@@ -10,6 +10,7 @@ import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { renameDurable, writeFileAtomic } from "../fs/atomic-write.ts";
 import { BatchedWriter, WRITE_BATCH_BYTES } from "./_batched-writer.ts";
+import { releaseChunks } from "./_memory.ts";
 import { Digester, digestBytes, digestFile, DigestMismatchError, parseDigest } from "./digest.ts";
 import { RegistryError, type RegistryClient } from "./registry-client.ts";
 
@@ -377,6 +378,7 @@ export class BlobStore {
                 hasher.update(chunk);
                 have += chunk.byteLength;
                 await out.write(chunk);
+                releaseChunks(chunk.byteLength);
               }
             } catch (err) {
               if (err instanceof BlobTooLargeError || opts.signal?.aborted) throw err;

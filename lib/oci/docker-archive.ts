@@ -15,6 +15,7 @@ import { createGunzip, createGzip } from "node:zlib";
 import { indexTar, tarChunks, toReadableStream, type TarEntry, type TarSource } from "./_tar.ts";
 import type { BlobStore } from "./blob-store.ts";
 import { Digester, digestBlob, sha256 } from "./digest.ts";
+import { releaseChunks } from "./_memory.ts";
 import { parseManifest, type Descriptor, type ImageManifest } from "./manifest.ts";
 import { MediaType, sniffCompression } from "./media-types.ts";
 import { pushManifest, type BlobSource, type PushOptions, type PushResult } from "./push.ts";
@@ -299,5 +300,13 @@ export async function dockerArchiveStream(store: Pick<BlobStore, "read" | "open"
     entries.push({ Config: blobName(parsed.manifest.config.digest), RepoTags: img.repoTags, Layers: parsed.manifest.layers.map((l) => blobName(l.digest)) });
   }
   files.push({ name: "manifest.json", content: new TextEncoder().encode(JSON.stringify(entries)) });
-  return toReadableStream(tarChunks(files));
+  return toReadableStream(countReleased(tarChunks(files)));
+}
+
+/** Passes chunks through, telling {@link releaseChunks} how many bytes went by (bounded RSS while the engine loads). */
+async function* countReleased(chunks: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const c of chunks) {
+    yield c;
+    releaseChunks(c.byteLength);
+  }
 }

@@ -1,0 +1,97 @@
+/**
+ * fioup daemon memory (`bun bench/fioup/rss.ts [--mb 500] [--bin dist/fioup-linux-x64]`):
+ * resident memory (VmRSS, sampled every 50 ms) idle and through a whole update of `--mb` MB of
+ * images (2 images x 2 random layers: fetching, installing, starting), and the process's
+ * high-water mark (VmHWM) at the end (`--mb 0`: idle only). Goals: under 60 MB idle, under 100 MB through the update.
+ *
+ * fioup runs as `bun fioup/main.ts`, or as the compiled binary given with `--bin` (or
+ * $FIOUP_BIN), which is what devices run. Everything on loopback: a private dockerd, the
+ * gateway with its embedded registry, an upstream docker-registry the images are pushed to.
+ * Prints progress on stderr and one JSON result on stdout.
+ */
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, randomBytes, startDockerRegistry, startDockerd, startTestGateway } from "../../test/fioup/_setup.ts";
+import { rssKb } from "../_proc.ts";
+
+const { values } = parseArgs({ options: { mb: { type: "string", default: "500" }, bin: { type: "string" } } });
+const totalMb = Number(values.mb);
+if (values.bin) process.env.FIOUP_BIN = resolve(values.bin);
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+const mb = (kb: number) => Math.round(kb / 1024);
+
+const dockerd = await startDockerd();
+const upstream = await startDockerRegistry();
+const gw = await startTestGateway();
+const SMALL = "rsssmall";
+const BIG = "rssbig";
+const device = await Device.create(dockerd);
+try {
+  const port = await freePort();
+  const small = await pushImage(upstream, "bench/rss-small", "v1", httpdImage("rss v1"));
+  const pub = await Publisher.create(gw, upstream, { [`${SMALL}/docker-compose.yml`]: httpdCompose(small, port) });
+  await pub.publish(1);
+  await device.register(gw);
+  const daemon = device.spawn(["daemon"]);
+  void new Response(daemon.stderr).text();
+  const until = async (what: string, ok: () => Promise<boolean> | boolean, ms = 600_000) => {
+    for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(100)) if (await ok()) return;
+    throw new Error(`Timed out waiting for ${what}`);
+  };
+  await until("v1 to answer", async () => (await httpGet(port)) === "rss v1");
+
+  // Idle: the daemon polls (every second in the test config) with nothing to do.
+  await Bun.sleep(5000);
+  let idlePeak = 0;
+  let idleLast = 0;
+  for (const end = Date.now() + 10_000; Date.now() < end; await Bun.sleep(50)) {
+    idleLast = rssKb(daemon.pid).rss;
+    idlePeak = Math.max(idlePeak, idleLast);
+  }
+  log(`idle: RSS ${mb(idleLast)} MB (peak over 10 s ${mb(idlePeak)} MB), VmHWM since start ${mb(rssKb(daemon.pid).hwm)} MB`);
+
+  const idle = { idleMb: mb(idleLast), idlePeakMb: mb(idlePeak) };
+  const updating = totalMb > 0 ? await measureUpdate() : {};
+  daemon.kill("SIGTERM");
+  await daemon.exited;
+  process.stdout.write(`${JSON.stringify({ bench: "fioup/rss", fioup: process.env.FIOUP_BIN ?? "bun fioup/main.ts", ...idle, ...updating }, null, 2)}\n`);
+
+  async function measureUpdate() {
+    const layerBytes = Math.floor((totalMb * 1_000_000) / 4);
+    log(`pushing 2 images with 2 x ${Math.round(layerBytes / 1e6)} MB random layers`);
+    const refs: string[] = [];
+    for (const i of [1, 2]) refs.push(await pushImage(upstream, `bench/rss-big${i}`, "v1", { cmd: ["sleep", "3600"], layers: [{ "/a.bin": randomBytes(layerBytes) }, { "/b.bin": randomBytes(layerBytes) }] }));
+    await pub.commit({ [`${BIG}/docker-compose.yml`]: `services:\n${refs.map((r, i) => `  s${i}:\n    image: ${r}\n    stop_grace_period: 1s\n`).join("")}` });
+    const before = device.updateState();
+    await pub.publish(2);
+    const peakByState: Record<string, number> = {};
+    let peak = 0;
+    let seen = false;
+    const t0 = Date.now();
+    for (const end = Date.now() + 900_000; Date.now() < end; await Bun.sleep(50)) {
+      const rss = rssKb(daemon.pid).rss;
+      const st = device.updateState();
+      peak = Math.max(peak, rss);
+      if (st && (st.state !== before?.state || st.bytesFetched !== before?.bytesFetched)) seen = true;
+      if (seen && st) peakByState[st.state] = Math.max(peakByState[st.state] ?? 0, rss);
+      if (seen && st?.state === "completed") break;
+  }
+  if (!seen || device.updateState()?.state !== "completed") throw new Error(`The update did not complete: ${JSON.stringify(device.updateState())}`);
+  const updateSeconds = (Date.now() - t0) / 1000;
+  const hwm = rssKb(daemon.pid).hwm;
+  log(`update of ${totalMb} MB in ${updateSeconds.toFixed(1)} s: sampled peak RSS ${mb(peak)} MB, VmHWM ${mb(hwm)} MB, by state ${JSON.stringify(Object.fromEntries(Object.entries(peakByState).map(([k, v]) => [k, mb(v)])))}`);
+  return {
+    updateMb: totalMb,
+    updatingPeakMb: mb(peak),
+    hwmMb: mb(hwm),
+    peakByStateMb: Object.fromEntries(Object.entries(peakByState).map(([k, v]) => [k, mb(v)])),
+    updateSeconds: Number(updateSeconds.toFixed(1)),
+    goals: { idleUnder60: idle.idleMb < 60, updateUnder100: mb(Math.max(peak, hwm)) < 100 },
+  };
+  }
+} finally {
+  await device.cleanup([SMALL, BIG]).catch(() => {});
+  await gw.stop();
+  await upstream.stop();
+  await dockerd.stop();
+}
