@@ -165,7 +165,7 @@ try {
   for (const mode of MODES) {
     const { without, with: withR } = best[mode]!;
     const ratio = withR!.rps / without!.rps;
-    console.log(`${mode.padEnd(9)} without rollout ${fmt(without!)} | with rollout ${fmt(withR!)} | ratio ${ratio.toFixed(3)} (${((1 - ratio) * 100).toFixed(1)}% lower; goal < 10%: ${ratio > 0.9 ? "met" : "NOT met"})`);
+    console.log(`${mode.padEnd(9)} without rollout ${fmt(without!)} | with rollout ${fmt(withR!)} | ratio ${ratio.toFixed(3)} (${Math.abs((1 - ratio) * 100).toFixed(1)}% ${ratio <= 1 ? "lower" : "higher"}; goal under 10% lower: ${ratio > 0.9 ? "met" : "NOT met"})`);
   }
 } finally {
   if (gwProc) {
