@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { InvalidBundleError } from "../lib/bundle/errors.ts";
 import { MetadataFetchError, TufVerificationError } from "../lib/tuf/verification-errors.ts";
 import { ConfigError } from "./config.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
@@ -49,7 +50,7 @@ type ErrorClass = new (...args: any[]) => Error;
 const TABLE = [
   [EXIT.OK, "success", []],
   [EXIT.ERROR, "any other error", []],
-  [EXIT.USAGE, "bad usage (unknown flag, missing or invalid argument)", []],
+  [EXIT.USAGE, "bad usage (unknown flag, missing or invalid argument, --offline DIR not a complete bundle)", [InvalidBundleError]],
   [EXIT.NO_UPDATE, "no update available (check/fetch/update found nothing newer)", [NoUpdateError]],
   [EXIT.INVALID_STATE, "invalid action for the update's current state, or a saved plan this fioup cannot read", [InvalidStateError, PlanFormatError]],
   [EXIT.NOT_REGISTERED, "not registered", [NotRegisteredError]],

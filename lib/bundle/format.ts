@@ -24,6 +24,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { AppBlob } from "../device/resolve.ts";
 import { MediaType } from "../oci/media-types.ts";
+import { InvalidBundleError } from "./errors.ts";
 
 /** The format version in index.json's `bundle.format`; a reader refuses any other. */
 export const BUNDLE_FORMAT = 1;
@@ -82,10 +83,7 @@ export const BundleIndex = Type.Object(
 );
 export type BundleIndex = Static<typeof BundleIndex>;
 
-/** A directory that is not a complete, readable offline bundle of this format. */
-export class InvalidBundleError extends Error {
-  override name = "InvalidBundleError";
-}
+export { InvalidBundleError }; // declared once, in ./errors.ts
 
 /** An opened bundle: its directory and what its index.json says. */
 export interface Bundle {

@@ -90,6 +90,9 @@ describe("offline bundles", () => {
     const bytes = readFileSync(file);
     bytes[bytes.length >> 1]! ^= 0xff; // same size, other bytes
     writeFileSync(file, bytes);
+    const unfinished = join(bundles, "unfinished");
+    mkdirSync(unfinished); // a copy cut short before its index.json
+    expect((await device.fioup("update", "--offline", unfinished)).code).toBe(2);
     const r = await device.fioup("update", "--offline", bad);
     expect(r.code, r.stderr).toBe(40); // fetch failed: digest mismatch
     expect(r.stderr).toContain(layer.digest);
