@@ -19,6 +19,9 @@ import type { HoldOptions } from "../update/hold.ts";
 import { runSteps } from "../update/step.ts";
 import { offlinePlan } from "./plan.ts";
 
+/** How often watch mode tries to send queued events. */
+const REPORT_EVERY_MS = 30_000;
+
 /** The device DB key holding the last bundle handled in watch mode. */
 const LAST_BUNDLE_KEY = "offline:last-bundle";
 
@@ -86,6 +89,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
 /** Watches `dir` until the signal aborts. */
 export async function watchBundles(s: Session, dir: string, o: WatchOptions): Promise<void> {
   o.log(`watching ${dir} for offline bundles every ${o.intervalMs / 1000}s`);
+  let lastReport = 0;
   while (!o.signal.aborted) {
     try {
       const what = await watchOnce(s, dir, o);
@@ -93,8 +97,12 @@ export async function watchBundles(s: Session, dir: string, o: WatchOptions): Pr
     } catch (e) {
       o.log(`cannot read ${dir}: ${describeError(e)}`);
     }
-    // Queued events leave as soon as the gateway answers (quietly: offline is the normal case here).
-    if (s.client && s.db.peekEvents(1).length) await reportAll(s).catch(() => {});
+    // Queued events leave once the gateway answers: tried quietly (offline is the normal case
+    // here) and at most every REPORT_EVERY_MS, so an unreachable gateway does not slow the watch.
+    if (s.client && s.db.peekEvents(1).length && Date.now() - lastReport >= REPORT_EVERY_MS) {
+      lastReport = Date.now();
+      await reportAll(s).catch(() => {});
+    }
     await sleep(o.intervalMs, o.signal);
   }
   o.log("stopped watching");
