@@ -153,14 +153,14 @@ export class RolloutEngine {
   }
 
   /**
-   * Applies a transition if nobody changed the rollout since `r` was read, then records its events.
-   * false: the rollout moved meanwhile (the next tick sees the new state).
+   * Applies a transition and records its events, in one transaction, if nobody changed the rollout
+   * since `r` was read. false: the rollout moved meanwhile (the next tick sees the new state).
    */
   async transition(r: RolloutRow, patch: RolloutPatch, events: Omit<RolloutEventInput, "rolloutId" | "at" | "deviceUuid">[]): Promise<boolean> {
     const at = patch.updatedAt ?? new Date(this.#now()).toISOString();
-    const updated = await this.deps.store.updateRollout(r.id, r.revision, { ...patch, updatedAt: at });
+    const rows = events.map((e) => ({ ...e, rolloutId: r.id, at, deviceUuid: null }));
+    const updated = await this.deps.store.updateRollout(r.id, r.revision, { ...patch, updatedAt: at }, rows);
     if (!updated) return false;
-    await this.deps.store.appendRolloutEvents(events.map((e) => ({ ...e, rolloutId: r.id, at, deviceUuid: null })));
     for (const e of events) {
       this.deps.counted?.(e.kind);
       this.deps.log?.(`rollout ${r.id}: ${e.kind}: ${e.reason}`);

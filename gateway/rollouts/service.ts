@@ -204,11 +204,10 @@ export class Rollouts implements RolloutService {
       createdAt: at,
       updatedAt: at,
     };
-    await store.createRollout(row, members);
     const counts = members.reduce<Map<number, number>>((m, x) => m.set(x.wave, (m.get(x.wave) ?? 0) + 1), new Map());
     const countRows = [...counts].map(([wave, devices]) => ({ wave, status: "pending" as const, devices }));
     const audienceName = req.group !== undefined ? `group "${req.group}"` : `tag "${req.tag}"`;
-    await store.appendRolloutEvents([
+    await store.createRollout(row, members, [
       { rolloutId: row.id, at, kind: "created", wave: null, deviceUuid: null, reason: `version ${row.targetVersion} to ${members.length} devices of ${audienceName} in waves ${row.waves.map((w) => `${w}%`).join(",")}` },
       { rolloutId: row.id, at, kind: "wave-started", wave: 0, deviceUuid: null, reason: waveStartedReason(countRows, 0, row.waves[0]!) },
     ]);
