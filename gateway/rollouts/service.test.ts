@@ -200,6 +200,34 @@ function suite(open: () => Promise<Store>) {
     await again.stop();
   });
 
+  test("an operator's pause racing the tick's completion: one wins, the other applies after it or is refused, never both on the same revision", async () => {
+    const { rollouts, clock, store, report } = await setup(open, 4);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [50, 100], soak: "1m", healthWindow: "1m" });
+    for (const m of await store.rolloutMembers(created.id)) if (m.wave === 0) await report.updated(m.uuid);
+    clock.now += 2 * min;
+    await rollouts.tick(); // healthy since 2 minutes: succeeded, and the soak is over: advances
+    const r0 = (await rollouts.show(created.id))!;
+    expect(r0.wave).toBe(1);
+    for (const m of await store.rolloutMembers(created.id)) if (m.wave === 1) await report.updated(m.uuid);
+    clock.now += 2 * min;
+    await rollouts.tick(); // wave 2 devices succeed; the next tick would complete it
+    const [, paused] = await Promise.all([rollouts.tick(), rollouts.pause(created.id).catch((e: Error) => e)]);
+    const r = (await rollouts.show(created.id))!;
+    const kinds = r.events.filter((e) => e.deviceUuid === null).map((e) => e.kind);
+    if (paused instanceof Error) {
+      // The tick completed it first: a completed rollout cannot be paused.
+      expect(paused).toBeInstanceOf(RolloutStateError);
+      expect(r.state).toBe("completed");
+      expect(kinds.filter((k) => k === "paused")).toHaveLength(0);
+    } else {
+      expect(r.state).toBe("paused");
+      expect(kinds.filter((k) => k === "completed")).toHaveLength(0);
+      expect(kinds.filter((k) => k === "paused")).toHaveLength(1);
+    }
+    expect(kinds.filter((k) => k === "wave-advanced")).toHaveLength(1);
+    expect(r.revision).toBe(created.revision + 1 + 1); // one advance, then exactly one of pause or complete
+  });
+
   test("bad requests are refused with a clear reason", async () => {
     const { rollouts } = await setup(open, 1);
     await expect(rollouts.create({ target: "2", tag: "main", waves: [10, 50] })).rejects.toThrow(/last wave must be 100%/);
