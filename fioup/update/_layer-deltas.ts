@@ -13,7 +13,7 @@ import { freemem } from "node:os";
 import { rm } from "node:fs/promises";
 import type { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
-import { applyLayerDelta, parseDeltaDescriptor, type DeltaDescriptor } from "../../lib/oci/delta.ts";
+import { applyLayerDelta, MIN_DELTA_LAYER_BYTES, parseDeltaDescriptor, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import { readLimited, type RegistryClient } from "../../lib/oci/registry-client.ts";
 import type { DeviceDb } from "../db.ts";
@@ -54,12 +54,12 @@ function storedImages(plan: UpdatePlan, store: DeviceBlobStore): { at: string; m
 }
 
 /**
- * For each missing layer, the held layer of the same image path to ask a delta from: the layer
+ * For each missing layer of at least {@link MIN_DELTA_LAYER_BYTES}, the held layer of the same image path to ask a delta from: the layer
  * at the same position in an earlier image of that path if the store holds it, else the
  * largest held layer of that path. Earlier images are those of the device's recent updates.
  */
 export function deltaCandidates(db: DeviceDb, updateId: string, plan: UpdatePlan, store: DeviceBlobStore, missing: AppBlob[]): Map<string, DeltaCandidate> {
-  const want = new Set(missing.filter((b) => b.kind === "layer").map((b) => b.digest));
+  const want = new Set(missing.filter((b) => b.kind === "layer" && b.size >= MIN_DELTA_LAYER_BYTES).map((b) => b.digest));
   const out = new Map<string, DeltaCandidate>();
   if (!want.size) return out;
   const old = new Map<string, ImageManifest[]>();

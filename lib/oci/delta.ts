@@ -28,6 +28,12 @@ import { sniffCompression } from "./media-types.ts";
 /** Media type of a layer delta blob (a zstd frame to decode with the old layer's tar as dictionary). */
 export const DELTA_MEDIA_TYPE = "application/vnd.fioup.layer.delta.v1.tar+zstd-patch";
 
+/**
+ * Smallest layer blob a device asks a delta for: below it the extra round trip, the gateway's
+ * work and the rebuild cost more than the bytes they save.
+ */
+export const MIN_DELTA_LAYER_BYTES = 1 << 20;
+
 /** Largest old layer (uncompressed) a device takes as a dictionary by default: it is held in memory. */
 export const MAX_DELTA_BASE_BYTES = 512 * 1024 * 1024;
 
