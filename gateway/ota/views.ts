@@ -95,6 +95,8 @@ export class SignedViews {
   /** Made views (and the ones being made), oldest first: eviction follows insertion, as old versions go out of use. */
   readonly #cache = new Map<string, Made | Promise<Made>>();
   readonly #sizes = new Map<string, number>();
+  /** Per view key, the timestamp it was last served with: a hit costs one map lookup. */
+  readonly #last = new Map<string, { rec: TufRecord; bytes: Uint8Array }>();
   #bytes = 0;
 
   constructor(source: ViewSource, opts: SignedViewsOptions = {}) {
@@ -117,9 +119,21 @@ export class SignedViews {
    */
   bytes(rec: TufRecord, view: View): Uint8Array | Promise<Uint8Array> {
     if (!view.key || rec.role === "root") return encoder.encode(rec.json);
+    // Most check-ins ask for the latest timestamp, the same record object as the last check-in of this view.
+    const last = this.#last.get(view.key);
+    if (last?.rec === rec) return last.bytes;
     const made = this.#made(rec, view);
-    if (!(made instanceof Promise)) return made.bytes ?? encoder.encode(rec.json);
+    if (!(made instanceof Promise)) {
+      const bytes = made.bytes ?? encoder.encode(rec.json);
+      if (rec.role === "timestamp") this.#remember(view.key, rec, bytes);
+      return bytes;
+    }
     return made.then((m) => m.bytes ?? encoder.encode(rec.json));
+  }
+
+  #remember(key: string, rec: TufRecord, bytes: Uint8Array) {
+    if (this.#last.size >= 1024 && !this.#last.has(key)) this.#last.clear();
+    this.#last.set(key, { rec, bytes });
   }
 
   /** The view of one main record, from the cache or made now (one computation per key, shared). */
