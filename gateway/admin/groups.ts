@@ -13,9 +13,12 @@ import { parseFleetQuery } from "../fleet/query.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 import type { Store } from "../store/types.ts";
 
-/** A static group's member list, or the devices a dynamic group's query matches now. */
-const devicesOf = (store: Store, g: GroupRow) =>
-  g.kind === "dynamic" ? store.queryDevices(parseFleetQuery(g.query ?? "")) : store.listGroupMembers(g.name);
+/**
+ * A static group's member list, or the devices a dynamic group's query matches now; sorted here by
+ * code unit, as paging compares (a PostgreSQL collation may order uuids otherwise).
+ */
+const devicesOf = async (store: Store, g: GroupRow) =>
+  (g.kind === "dynamic" ? await store.queryDevices(parseFleetQuery(g.query ?? "")) : await store.listGroupMembers(g.name)).sort();
 
 /** 400 naming up to five uuids that are not registered devices. */
 async function refuseUnknown(store: Store, uuids: string[]) {
