@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
 import { LockedError, acquireLock } from "../lock.ts";
+import { sleep } from "../push.ts";
 import { reportAll } from "../report.ts";
 import type { Session } from "../session.ts";
 import { NoUpdateError } from "../update/check-step.ts";
@@ -33,17 +34,6 @@ export interface WatchOptions {
   /** The install gate's options (maintenance window, update locks), as for online updates. */
   hold?: HoldOptions;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 /** One look at `dir`: applies a bundle not handled yet. Returns what happened, or undefined if nothing did. */
 export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promise<string | undefined> {
