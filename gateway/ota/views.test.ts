@@ -7,6 +7,7 @@ import { loadKeyFile } from "../../lib/tuf/keys.ts";
 import { metaFileFor, parseMetadata } from "../../lib/tuf/metadata.ts";
 import { BadSignatureError, MetadataMismatchError, MetadataTooLargeError } from "../../lib/tuf/verification-errors.ts";
 import { verifyAndLoadTargets } from "../../lib/tuf/verify-targets.ts";
+import { SigningKeyUnavailableError } from "./key-store.ts";
 import { MemoryTufStorage } from "./memory-storage.ts";
 import { TufRepo } from "./repo.ts";
 import { SignedViews, type View, type ViewSource } from "./views.ts";
@@ -151,6 +152,12 @@ describe("signed views", () => {
     e.serve = async (f) =>
       f.endsWith("targets.json") ? targets : f.endsWith("snapshot.json") ? snapshot : f === "timestamp.json" ? repin(await repo.metadata(f, view), "snapshot.json", snapshot, sv) : repo.metadata(f);
     await expect(e.refresh()).rejects.toBeInstanceOf(BadSignatureError);
+  });
+
+  test("with the targets key offline a view is refused, never replaced by the main chain", async () => {
+    await rm(join(dir, "keys", "targets.json"));
+    await expect(repo.metadata("timestamp.json", () => hide("r1.1:h", "2"))).rejects.toBeInstanceOf(SigningKeyUnavailableError);
+    expect(await repo.metadata("timestamp.json", () => hide("r9.1:h", "77"))).toEqual((await repo.metadata("timestamp.json"))!); // nothing to hide: main
   });
 
   test("the cache is bounded in bytes and entries and makes each file once", async () => {
