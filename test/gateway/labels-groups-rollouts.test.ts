@@ -1,7 +1,8 @@
 /**
  * Labels, groups and rollouts the way an operator drives them: the `gateway` CLI against a running
  * gateway over TLS (PostgreSQL with OTA_TEST_DB=postgres), with devices registered with their own
- * certificates.
+ * certificates. The tests build on each other in file order (labels, then groups from them, then
+ * rollouts to a group), as an operator's session would.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -71,6 +72,13 @@ describe("gateway groups", () => {
     json("devices", "label", c!.uuid, "region=eu"); // counts from its next use on
     expect(json("groups", "show", "eu-prod").members).toEqual([a!.uuid, b!.uuid, c!.uuid].sort());
     expect(cli("groups", "show", "eu-prod").out).toContain("devices: 3 (matching now)");
+    const page = async (q: string) => (await (await g.adminFetch(`/admin/groups/eu-prod?${q}`)).json()) as { members: string[]; next?: string; devices: number };
+    const three = [a!.uuid, b!.uuid, c!.uuid].sort();
+    const p1 = await page("limit=2");
+    expect(p1).toMatchObject({ members: three.slice(0, 2), next: three[1], devices: 3 });
+    const p2 = await page(`limit=2&after=${p1.next}`);
+    expect(p2.members).toEqual(three.slice(2));
+    expect(p2.next).toBeUndefined();
     const dynAdd = cli("groups", "add", "eu-prod", a!.uuid);
     expect(dynAdd.code).toBe(3);
     expect(dynAdd.err).toContain("is dynamic");
