@@ -523,6 +523,8 @@ export function storeContract(open: () => Promise<Store>) {
     ]);
     expect(events[0]!.id).toBeGreaterThan(events[1]!.id);
     expect((await s.listRolloutEvents(r.id, { limit: 1 })).map((e) => e.kind)).toEqual(["device-failed"]);
+    expect((await s.listRolloutEvents(r.id, { device: false })).map((e) => e.kind)).toEqual(["wave-started", "created"]);
+    expect((await s.listRolloutEvents(r.id, { device: true })).map((e) => e.kind)).toEqual(["device-failed"]);
   });
 
   test("pendingRolloutEvidence(): pending members of released waves with device facts, events since the rollout began, app states", async () => {

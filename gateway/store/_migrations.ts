@@ -222,7 +222,8 @@ CREATE TABLE rollout_events (
   device_uuid TEXT,
   reason TEXT NOT NULL
 );
-CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id, id)`;
+CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id, id);
+CREATE INDEX rollout_events_transitions ON rollout_events (rollout_id, id) WHERE device_uuid IS NULL`;
 
 export const MIGRATIONS: Migration[] = [
   {

@@ -162,6 +162,10 @@ export const toRolloutEvent = (r: RolloutEventRecord): RolloutEventRow => ({
   reason: r.reason,
 });
 
+/** The condition of listRolloutEvents' `device` option (partial index rollout_events_transitions for false). */
+export const eventsOf = (device: boolean | undefined) =>
+  device === undefined ? "" : device ? "AND device_uuid IS NOT NULL" : "AND device_uuid IS NULL";
+
 /** The members' part of pendingRolloutEvidence: one row per pending member of waves 0..maxWave. */
 export const EVIDENCE_MEMBERS = (d: Dialect) => `
   SELECT m.device_uuid AS uuid, m.wave, m.healthy_since, m.hold, d.current_target, d.status, d.last_seen, d.revoked_at, a.body AS apps_body, a.updated_at AS apps_at

@@ -14,6 +14,7 @@ import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
   chunks,
+  eventsOf,
   isActiveRolloutConflict,
   rolloutColumns,
   toEvidence,
@@ -379,8 +380,8 @@ export class PostgresStore implements Store {
     await insertRolloutEvents(this.#sql, events);
   }
 
-  async listRolloutEvents(id: string, opts: { limit?: number } = {}) {
-    const rows = (await this.#sql.unsafe("SELECT * FROM rollout_events WHERE rollout_id = $1 ORDER BY id DESC LIMIT $2", [
+  async listRolloutEvents(id: string, opts: { limit?: number; device?: boolean } = {}) {
+    const rows = (await this.#sql.unsafe(`SELECT * FROM rollout_events WHERE rollout_id = $1 ${eventsOf(opts.device)} ORDER BY id DESC LIMIT $2`, [
       id,
       clampLimit(opts.limit ?? 100, 10_000),
     ])) as RolloutEventRecord[];

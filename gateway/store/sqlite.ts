@@ -15,6 +15,7 @@ import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
   chunks,
+  eventsOf,
   isActiveRolloutConflict,
   mergeLabels,
   rolloutColumns,
@@ -400,9 +401,9 @@ export class SqliteStore implements Store {
     for (const e of events) q.run(e.rolloutId, e.at, e.kind, e.wave, e.deviceUuid, e.reason);
   }
 
-  async listRolloutEvents(id: string, opts: { limit?: number } = {}) {
+  async listRolloutEvents(id: string, opts: { limit?: number; device?: boolean } = {}) {
     return this.#db
-      .query<RolloutEventRecord, [string, number]>("SELECT * FROM rollout_events WHERE rollout_id = ? ORDER BY id DESC LIMIT ?")
+      .query<RolloutEventRecord, [string, number]>(`SELECT * FROM rollout_events WHERE rollout_id = ? ${eventsOf(opts.device)} ORDER BY id DESC LIMIT ?`)
       .all(id, clampLimit(opts.limit ?? 100, 10_000))
       .map(toRolloutEvent);
   }

@@ -312,8 +312,11 @@ export interface Store {
   /** Members per wave and status (only the pairs that exist), by wave then status. */
   rolloutCounts(id: string): Promise<RolloutCount[]>;
   appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]): Promise<void>;
-  /** Newest first; default the latest 100. */
-  listRolloutEvents(id: string, opts?: { limit?: number }): Promise<RolloutEventRow[]>;
+  /**
+   * Newest first; default the latest 100. `device`: false, only the rollout's own transitions
+   * (no device uuid); true, only device events.
+   */
+  listRolloutEvents(id: string, opts?: { limit?: number; device?: boolean }): Promise<RolloutEventRow[]>;
   /** Pending members of waves 0..maxWave with what their status depends on (see {@link RolloutEvidence}). */
   pendingRolloutEvidence(id: string, maxWave: number): Promise<RolloutEvidence[]>;
 
