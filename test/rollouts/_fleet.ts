@@ -23,8 +23,8 @@ export type DbKind = "sqlite" | "postgres";
 export const TAG = "master";
 
 /** How long each wave soaks and each device must stay healthy, in seconds (short: tests). */
-export const SOAK_S = 2;
-export const HEALTH_WINDOW_S = 2;
+export const SOAK_S = 1;
+export const HEALTH_WINDOW_S = 1;
 
 export interface RealDevice {
   device: Device;
@@ -80,7 +80,7 @@ export class RolloutFleet {
     let fleet!: RolloutFleet;
     const behaviour = (_d: SimDevice, target: { entry: { custom: { version: string } } }) => fleet.simOutcome.get(target.entry.custom.version) ?? "healthy";
     const [simFleet, real] = await Promise.all([
-      SimFleet.register(gw, { count: sims, tags: [TAG], behaviour }),
+      SimFleet.register(gw, { count: sims, tags: [TAG], behaviour, concurrency: 24 }),
       (async () => {
         const devices = await Promise.all(apps.map(() => Device.create(dockerd)));
         const uuids = await Promise.all(devices.map((d, i) => d.register(t, ["--tag", TAG, "--apps", apps[i]!])));
