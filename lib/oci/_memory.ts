@@ -8,8 +8,8 @@
  * @module
  */
 
-/** Bytes streamed between two collections: 32 MiB (about 2 ms of GC per 32 MiB on a small heap). */
-export const GC_EVERY_BYTES = 32 << 20;
+/** Bytes streamed between two collections: 16 MiB. For a 500 MB fetch by the compiled fioup: peak RSS 136 MB without, 116 MB at 32 MiB, 101 MB at 16 MiB, for 4% and 12% more CPU time. */
+export const GC_EVERY_BYTES = 16 << 20;
 
 let since = 0;
 
