@@ -200,12 +200,12 @@ export const fetchStep: Step = {
     }
     u = currentUpdate(ctx);
     ctx.db.delete(`permanent-failure:${u.toTarget}`);
-    ctx.db.delete(reportKey);
     // Events carry at most 16 kB of details: the first 40 deltas by name, all of them counted.
     const deltas = report.deltas.slice(0, 40).map((d) => ({ layer: d.layer, from: d.from, deltaBytes: d.deltaBytes, layerBytes: d.layerBytes }));
     ctx.db.setState(u.id, "fetched", {
       step: "fetch",
       events: [eventFor(u, "EcuDownloadCompleted", { success: true, details: { bytesFetched: u.bytesFetched, bytesFull: report.bytesFull, deltaLayers: report.deltas.length, deltas } })],
     });
+    ctx.db.delete(reportKey); // after the state: a crash in between reruns nothing but still finds the report
   },
 };
