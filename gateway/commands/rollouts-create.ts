@@ -1,5 +1,6 @@
 import type { RolloutRequest } from "../../lib/api/admin.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
@@ -68,7 +69,7 @@ export default defineCommand({
     if (pendingTimeout) req.pendingTimeout = pendingTimeout;
     if (maxHold) req.maxHold = maxHold;
     if (flags["max-failures"] !== undefined) req.maxFailures = parsePercent("max-failures", flags["max-failures"]);
-    if (flags.window) req.window = flags.window;
+    if (flags.window) req.window = asUsage([WindowSpecError], () => (parseWindow(flags.window!), flags.window!), "--window: ");
     if (flags["rollback-on-halt"]) req.rollbackOnHalt = true;
     if (first.length) req.first = first;
     const client = await adminClient(flags);

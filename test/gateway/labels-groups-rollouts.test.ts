@@ -139,6 +139,7 @@ describe("gateway rollouts", () => {
     }
     expect(cli("rollouts", "create", "--target", "8", "--waves", "100%").err).toContain("exactly one of --group GROUP or --tag TAG");
     expect(cli("rollouts", "create", "--target", "8", "--tag", "prod", "--waves", "100%", "--soak", "soon").err).toContain('Invalid duration "soon"');
+    expect(cli("rollouts", "create", "--target", "8", "--tag", "prod", "--waves", "100%", "--window", "Sat 25:00-26:00").code).toBe(2);
     const noGroup = cli("rollouts", "create", "--target", "8", "--group", "nope", "--waves", "100%");
     expect(noGroup.code).toBe(3);
     expect(noGroup.err).toContain('Unknown group "nope"');
