@@ -228,6 +228,18 @@ function suite(open: () => Promise<Store>) {
     expect(r.revision).toBe(created.revision + 1 + 1); // one advance, then exactly one of pause or complete
   });
 
+  test("show keeps the transitions in sight when device events outnumber them", async () => {
+    const { rollouts, clock, store, report } = await setup(open, 60);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [100], healthWindow: "1m", soak: "1m" });
+    for (const m of await store.rolloutMembers(created.id)) await report.updated(m.uuid);
+    clock.now += 2 * min;
+    await rollouts.tick(); // 60 device-succeeded events
+    await rollouts.tick(); // completed
+    const kinds = (await rollouts.show(created.id))!.events.map((e) => e.kind);
+    expect(kinds.filter((k) => k === "device-succeeded")).toHaveLength(50);
+    expect(kinds.filter((k) => !k.startsWith("device-"))).toEqual(["completed", "wave-started", "created"]);
+  });
+
   test("bad requests are refused with a clear reason", async () => {
     const { rollouts } = await setup(open, 1);
     await expect(rollouts.create({ target: "2", tag: "main", waves: [10, 50] })).rejects.toThrow(/last wave must be 100%/);

@@ -221,12 +221,15 @@ export class Rollouts implements RolloutService {
     const { store } = this.opts;
     const row = await store.getRollout(id);
     if (!row) return undefined;
-    const [counts, holds, failures, events] = await Promise.all([
+    // Transitions and device events apart: 100,000 device verdicts must not bury the transitions.
+    const [counts, holds, failures, transitions, deviceEvents] = await Promise.all([
       store.rolloutCounts(id),
       store.rolloutDeviceStates(id, { held: true, limit: 100 }),
       store.rolloutDeviceStates(id, { status: "failed", limit: 100 }),
-      store.listRolloutEvents(id, { limit: 50 }),
+      store.listRolloutEvents(id, { limit: 50, device: false }),
+      store.listRolloutEvents(id, { limit: 50, device: true }),
     ]);
+    const events = [...transitions, ...deviceEvents].sort((a, b) => b.id - a.id);
     return { ...row, counts, holds, failures, events };
   }
 
