@@ -156,6 +156,8 @@ export class LayerDeltas {
         const again = await this.stored(key); // made while we waited for the lock
         if (again) return again;
         const outcome = await this.compute(from, to);
+        // A missing zstd is the host's state, not the pair's: ask again once it is installed.
+        if ("refused" in outcome && outcome.refused.startsWith("cannot run")) return outcome;
         await writeFileAtomic(join(this.dir, `${key}.json`), JSON.stringify(outcome));
         return outcome;
       } finally {
