@@ -193,6 +193,8 @@ test("device B: the replica streaming its layer is SIGKILLed mid-blob; the other
   // The switch happened mid-blob: the survivor sent part of the layer, not only small blobs.
   expect(fromSurvivor).toBeGreaterThan(SMALL);
   expect(total).toBeLessThan(1.5 * LAYER);
+  // The device's own count agrees: no byte of the layer received twice.
+  expect(r.json?.bytesFetched).toBeLessThan(LAYER + SMALL);
 
   // Both devices' events reached the database, read through the replica left.
   for (const { uuid: u } of Object.values(devices)) {
