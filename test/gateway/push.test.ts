@@ -4,13 +4,13 @@
  * through fioup's own waiting code; without news the wait ends when the poll interval is up.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cpSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { DeviceClient } from "../../fioup/device-client.ts";
 import { waitForNews } from "../../fioup/push.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
@@ -26,9 +26,7 @@ beforeAll(async () => {
   pg = await startPostgres();
   const db = await pg.createDatabase("push");
   a = await startGateway({ db });
-  const dataDir = join(await tempDir("push-replica-"), "data");
-  cpSync(a.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(".harness-port") && !src.endsWith("serve.json") });
-  b = await startGateway({ db, dataDir });
+  b = await startReplica(a, { db });
 
   const { token } = (await (await a.adminFetch("/admin/tokens", post({ tags: ["main"] }))).json()) as { token: string };
   const k = await makeDeviceCsr();

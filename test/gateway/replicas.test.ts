@@ -6,10 +6,10 @@
  * resumes with Range on another (the registry storage is shared).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cpSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { post } from "./_client.ts";
@@ -24,11 +24,7 @@ beforeAll(async () => {
   const first = await startGateway({ db, args });
   replicas.push(first);
   // Every replica runs with the same data dir content (CA, keys), as copied by the operator.
-  for (let i = 0; i < 2; i++) {
-    const dataDir = join(await tempDir("replica-"), "data");
-    cpSync(first.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(".harness-port") && !src.endsWith("serve.json") });
-    replicas.push(await startGateway({ db, dataDir, args }));
-  }
+  for (let i = 0; i < 2; i++) replicas.push(await startReplica(first, { db, args }));
 }, 120_000);
 
 afterAll(async () => {

@@ -15,10 +15,10 @@
  */
 import { SQL } from "bun";
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cpSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DeviceEvent } from "../../lib/api/index.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { startHaproxy, type ProxyHandle } from "../harness/proxies.ts";
 import { SimFleet, type SimDevice } from "../harness/sim-devices.ts";
@@ -58,11 +58,7 @@ beforeAll(async () => {
   ];
   const first = await startGateway({ db: dbUrl, args });
   replicas.push(first);
-  for (let i = 0; i < 2; i++) {
-    const dataDir = join(await tempDir("replica-"), "data");
-    cpSync(first.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(".harness-port") && !src.endsWith("serve.json") });
-    replicas.push(await startGateway({ db: dbUrl, dataDir, args }));
-  }
+  for (let i = 0; i < 2; i++) replicas.push(await startReplica(first, { db: dbUrl, args }));
   proxy = await startHaproxy({ dataDir: first.dataDir, replicas: replicas.map((r) => r.host), port: proxyPort });
   fleet = await SimFleet.register({ url: proxy.url, caPem: first.caPem, adminToken: first.adminToken }, { count: DEVICES, concurrency: 32, pullManifests: false });
 }, 300_000);
