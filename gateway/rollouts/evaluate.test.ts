@@ -57,6 +57,13 @@ describe("a rollout member's status", () => {
     expect(evaluateDevice(later, ctx(T0 + 16 * min))).toMatchObject({ status: "succeeded" });
   });
 
+  test("a target without apps succeeds once installed and the health window passed", () => {
+    const done = event("EcuInstallationCompleted", T0 + 5 * min, { success: true });
+    done.event.event.targetName = "hw-42-noapps";
+    const c = { ...ctx(T0 + 16 * min), targets: new Map([...targets, ["hw-42-noapps", { version: "42", apps: {} }]]) };
+    expect(evaluateDevice(evidence({ events: [done], healthySince: iso(T0 + 5 * min) }), c)).toMatchObject({ status: "succeeded" });
+  });
+
   test("an apps report of the old target does not count as healthy for the new one", () => {
     const done = event("EcuInstallationCompleted", T0 + 5 * min, { success: true });
     const old = { deviceTime: iso(T0), apps: { web: app("reg/web@sha256:41", "healthy") } };

@@ -98,6 +98,7 @@ export function appVerdict(name: string, app: AppState): AppVerdict {
 
 /** The apps of the target as the device reports them, judged: undefined when the report is not of the target yet. */
 function appsVerdict(ev: DeviceEvidence, target: TargetInfo | undefined, completedAt: number): AppVerdict | undefined {
+  if (target && Object.keys(target.apps).length === 0) return { kind: "healthy" }; // no apps: nothing to watch
   const report = ev.appsStates;
   if (!report) return undefined;
   const names = Object.keys(report.apps);
