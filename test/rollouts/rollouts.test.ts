@@ -77,11 +77,7 @@ for (const kind of ["sqlite", "postgres"] as DbKind[]) {
         expect(before.state, `${before.reason}`).toBe("running");
         if (seenWaves.at(-1) !== before.wave) seenWaves.push(before.wave);
         if (Date.now() > deadline) throw new Error(`rollout stuck at wave ${before.wave}: ${JSON.stringify(before.counts)}`);
-        const real = (async () => {
-          if (round === 0) {
-            const r = await a.device.fioup("update");
-            expect(r.code, r.stderr).toBe(0);
-          }
+        const bStep = async () => {
           if (bUpdated) return;
           // B's verified metadata offers version 2 only once its wave is released; asked by name before
           // that, fioup refuses it. (Each answer is compared with the rollout read right after it.)
@@ -107,6 +103,14 @@ for (const kind of ["sqlite", "postgres"] as DbKind[]) {
           expect(forced.stderr).toMatch(/Cannot select version 2/);
           expect((await b.device.fioup("status")).json.current.name).toBe(name("1"));
           refusals.push(before.wave);
+        };
+        // B first: in round 1 wave 1 cannot end before A (one of its devices) has updated.
+        const real = (async () => {
+          await bStep();
+          if (round === 0) {
+            const r = await a.device.fioup("update");
+            expect(r.code, r.stderr).toBe(0);
+          }
         })();
         // The rollout as it is right after the simulated devices checked in (not after the slower real ones).
         const [after] = await Promise.all([fleet.sims.cycle().then(() => fleet.show(created.id)), real]);
