@@ -14,8 +14,10 @@
  * its released members that are still pending (not installed yet, held by a window or a lock)
  * no longer see it either: a halt stops installs that have not happened. The set is read when
  * the rollout changes; a member settling meanwhile stays hidden, which only errs on the safe side
- * (the device keeps what it runs: fioup never downgrades). Completed and cancelled rollouts gate
- * nobody.
+ * (the device keeps what it runs: fioup never downgrades). A cancelled rollout keeps gating as
+ * it was when cancelled (halted devices stay withheld), so cancelling never releases a version to
+ * the rest of the fleet; a completed rollout gates nobody. Per version only its newest rollout
+ * counts: a new rollout of a cancelled version decides from then on.
  *
  * @module
  */
@@ -46,7 +48,7 @@ export class RolloutViews {
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
-    private readonly store: Pick<Store, "activeRollouts" | "rolloutMembers" | "rolloutDeviceStates">,
+    private readonly store: Pick<Store, "listRollouts" | "rolloutMembers" | "rolloutDeviceStates">,
     private readonly opts: ViewCacheOptions = {},
   ) {}
 
@@ -66,7 +68,7 @@ export class RolloutViews {
     this.#timer = undefined;
   }
 
-  /** The active rollouts as last loaded. */
+  /** The rollouts that gate devices, as last loaded. */
   get active(): readonly RolloutRow[] {
     return this.#rollouts.map((r) => r.row);
   }
@@ -83,7 +85,7 @@ export class RolloutViews {
   }
 
   async #load(): Promise<void> {
-    const rows = (await this.store.activeRollouts()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const rows = (await this.#gating()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const fingerprint = rows.map((r) => `${r.id}.${r.revision}`).join(",");
     if (fingerprint === this.#fingerprint) return;
     const known = new Map(this.#rollouts.map((r) => [r.row.id, r.members]));
@@ -97,14 +99,22 @@ export class RolloutViews {
       const annotation: RolloutAnnotation = { rollout: row.id };
       if (row.installWindow) annotation.window = row.installWindow;
       if (row.maxHoldS) annotation.maxHold = row.maxHoldS;
-      next.push({ row, members, withheld: row.state === "halted" ? await this.#pendingReleased(row) : undefined, annotation });
+      const withholds = row.state === "halted" || row.state === "cancelled";
+      next.push({ row, members, withheld: withholds ? await this.#pendingReleased(row) : undefined, annotation });
     }
     this.#rollouts = next;
     this.#views = new Map();
     this.#fingerprint = fingerprint;
   }
 
-  /** A halted rollout's pending members of its released waves. */
+  /** Per target version its newest rollout (newest first from the store), unless it completed. */
+  async #gating(): Promise<RolloutRow[]> {
+    const newest = new Map<string, RolloutRow>();
+    for (const r of await this.store.listRollouts({ limit: 1000 })) if (!newest.has(r.targetVersion)) newest.set(r.targetVersion, r);
+    return [...newest.values()].filter((r) => r.state !== "completed");
+  }
+
+  /** A halted or cancelled rollout's pending members of its released waves. */
   async #pendingReleased(row: RolloutRow): Promise<Set<string>> {
     const out = new Set<string>();
     for (let wave = 0; wave <= row.wave; wave++) {
