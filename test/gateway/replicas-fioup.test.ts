@@ -13,17 +13,16 @@
  * show the survivor served only the rest of the layer, the device's whole fetch well under twice it.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { join } from "node:path";
 import {
   asTestGateway, collectCli, Device, httpdCompose, httpdImage, httpGet, Publisher, pushImageDetailed, randomBytes,
   type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "../fioup/_setup.ts";
 import { startDockerd } from "../harness/dockerd.ts";
 import { startDockerRegistry } from "../harness/docker-registry.ts";
-import { servedBytes, startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
+import { servedBytes, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
-import { startHaproxy, type ProxyHandle } from "../harness/proxies.ts";
-import { freePort, tempDir } from "../harness/tmp.ts";
+import { startReplicasBehindHaproxy, type ProxyHandle } from "../harness/proxies.ts";
+import { freePort } from "../harness/tmp.ts";
 
 const MiB = 1 << 20;
 /**
@@ -52,17 +51,10 @@ const devices: Record<string, { device: Device; uuid: string }> = {};
 beforeAll(async () => {
   [pg, dockerd, upstream] = await Promise.all([startPostgres(), startDockerd(), startDockerRegistry()]);
   const db = await pg.createDatabase("replicasfioup");
-  const proxyPort = await freePort();
-  const args = [
-    "--registry-dir", join(await tempDir("shared-registry-"), "registry"),
-    "--public-url", `https://127.0.0.1:${proxyPort}`,
-    "--trust-proxy", "127.0.0.1",
-    "--client-cert-header", "x-ssl-client-cert",
-    "--polling-seconds", "1",
-  ];
-  const first = await startGateway({ db, args });
-  replicas.push(first, await startReplica(first, { db, args }));
-  proxy = await startHaproxy({ dataDir: first.dataDir, replicas: replicas.map((r) => r.host), port: proxyPort });
+  const started = await startReplicasBehindHaproxy({ db, count: 2, args: ["--polling-seconds", "1"] });
+  replicas.push(...started.replicas);
+  proxy = started.proxy;
+  const first = replicas[0]!;
   // Devices, the publisher and the admin reach the replicas only through the proxy.
   gw = { ...asTestGateway(first), url: proxy.url, host: `127.0.0.1:${proxy.port}` };
 

@@ -7,6 +7,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { startGateway, startReplica, type GatewayHandle } from "./gateway.ts";
 import { freePort, portAnswers, Proc, tempDir } from "./tmp.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
@@ -90,4 +91,25 @@ export async function startNginx(opts: { dataDir: string; replicas: string[]; re
   const config = join(dir, "nginx.conf");
   writeFileSync(config, text);
   return run("nginx", dir, ["nginx", "-e", "stderr", "-p", dir, "-c", config], port, config);
+}
+
+/**
+ * `count` gateway replicas on database `db`, sharing one registry directory, behind HAProxy from
+ * deploy/haproxy/gateway.cfg: the replicas trust the proxy's forwarded certificates and name the
+ * proxy as their public URL. `args` are added to every replica's `gateway serve`.
+ */
+export async function startReplicasBehindHaproxy(opts: { db: string; count: number; args?: string[] }): Promise<{ replicas: GatewayHandle[]; proxy: ProxyHandle }> {
+  const proxyPort = await freePort();
+  const args = [
+    "--registry-dir", join(await tempDir("shared-registry-"), "registry"),
+    "--public-url", `https://127.0.0.1:${proxyPort}`,
+    "--trust-proxy", "127.0.0.1",
+    "--client-cert-header", "x-ssl-client-cert",
+    ...(opts.args ?? []),
+  ];
+  const first = await startGateway({ db: opts.db, args });
+  const replicas = [first];
+  for (let i = 1; i < opts.count; i++) replicas.push(await startReplica(first, { db: opts.db, args }));
+  const proxy = await startHaproxy({ dataDir: first.dataDir, replicas: replicas.map((r) => r.host), port: proxyPort });
+  return { replicas, proxy };
 }

@@ -18,11 +18,10 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DeviceEvent } from "../../lib/api/index.ts";
-import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
+import { type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
-import { startHaproxy, type ProxyHandle } from "../harness/proxies.ts";
+import { startReplicasBehindHaproxy, type ProxyHandle } from "../harness/proxies.ts";
 import { SimFleet, type SimDevice } from "../harness/sim-devices.ts";
-import { freePort, tempDir } from "../harness/tmp.ts";
 import { FULL, Tally } from "./_tally.ts";
 
 const tally = new Tally("replica-kill");
@@ -48,18 +47,11 @@ let fleet: SimFleet;
 beforeAll(async () => {
   pg = await startPostgres();
   dbUrl = await pg.createDatabase("replicakill");
-  const proxyPort = await freePort();
-  const args = [
-    "--registry-dir", join(await tempDir("shared-registry-"), "registry"),
-    "--public-url", `https://127.0.0.1:${proxyPort}`,
-    "--trust-proxy", "127.0.0.1",
-    "--client-cert-header", "x-ssl-client-cert",
-    "--tuf-expiry", "timestamp=40s",
-  ];
-  const first = await startGateway({ db: dbUrl, args });
-  replicas.push(first);
-  for (let i = 0; i < 2; i++) replicas.push(await startReplica(first, { db: dbUrl, args }));
-  proxy = await startHaproxy({ dataDir: first.dataDir, replicas: replicas.map((r) => r.host), port: proxyPort });
+  // Timestamps live 40 s: the survivors must keep re-signing them during the run.
+  const started = await startReplicasBehindHaproxy({ db: dbUrl, count: 3, args: ["--tuf-expiry", "timestamp=40s"] });
+  replicas.push(...started.replicas);
+  proxy = started.proxy;
+  const first = replicas[0]!;
   fleet = await SimFleet.register({ url: proxy.url, caPem: first.caPem, adminToken: first.adminToken }, { count: DEVICES, concurrency: 32, pullManifests: false });
 }, 300_000);
 
