@@ -217,11 +217,10 @@ export class SimDevice {
   }
 
   /**
-   * One daemon cycle: refresh, and install what the verified metadata offers when it is newer
-   * than the running target. Returns the target installed, if any. A refresh that fails is tried
-   * once more (fioup's next poll) and recorded in `transientErrors`.
+   * `fioup check`: refresh, install nothing. A refresh that fails is tried once more (fioup's
+   * next poll) and recorded in `transientErrors`. Returns what fioup would install.
    */
-  async cycle(): Promise<{ installed?: Target; outcome?: SimOutcome }> {
+  async check(): Promise<Target | undefined> {
     try {
       await this.refresh();
     } catch (err) {
@@ -230,7 +229,15 @@ export class SimDevice {
       await this.refresh();
       this.transientErrors.push((err as Error).message);
     }
-    const t = this.selected();
+    return this.selected();
+  }
+
+  /**
+   * One daemon cycle: check, and install what the verified metadata offers when it is newer
+   * than the running target. Returns the target installed, if any.
+   */
+  async cycle(): Promise<{ installed?: Target; outcome?: SimOutcome }> {
+    const t = await this.check();
     if (!t || t.name === this.current) return {};
     return { installed: t, outcome: await this.install(t) };
   }
