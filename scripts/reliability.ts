@@ -6,7 +6,7 @@
  * points tried / hit / survived by name, raw bytes over the wire per case,
  * events acknowledged / stored after the gateway kill, refusals by reason.
  * With --write, writes them to bench/reliability/RESULTS.md. `--quick` runs
- * the default (npm test) subset. Without `--db`, the load, power-cut, rollout-kills and fioup
+ * the default (npm test) subset. Without `--db`, the load, power-cut, rollout-kills, rollout acceptance and fioup
  * end-to-end files run a second time with every gateway on PostgreSQL
  * (OTA_TEST_DB=postgres); `--db postgres|sqlite` runs everything on one store. Exit status: that of `bun test`
  * (a case "not tried", e.g. a kill point never reached, fails it too).
@@ -60,7 +60,7 @@ const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/r
 let code = await proc.exited;
 // The same flow with every gateway on PostgreSQL: publish, register, update, events, the load and its kill.
 if (!db) {
-  const pg = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability/load.test.ts", "test/reliability/power-cuts.test.ts", "test/reliability/rollout-kills.test.ts", "test/fioup/update.test.ts"], {
+  const pg = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability/load.test.ts", "test/reliability/power-cuts.test.ts", "test/reliability/rollout-kills.test.ts", "test/rollouts/rollouts.test.ts", "test/fioup/update.test.ts"], {
     cwd: ROOT,
     env: { ...process.env, RELIABILITY_RESULTS: results, OTA_TEST_DB: "postgres", ...(quick ? {} : { RELIABILITY_FULL: "1" }) },
     stdout: "inherit",

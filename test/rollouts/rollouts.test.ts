@@ -1,5 +1,6 @@
 /**
- * Rollouts end to end over real TLS, on SQLite and on PostgreSQL: 200 simulated devices (own
+ * Rollouts end to end over real TLS, on SQLite (npm test) and on PostgreSQL (OTA_TEST_DB=postgres,
+ * as `npm run reliability` runs it): 200 simulated devices (own
  * certificates, TUF verified with lib/tuf, real events and apps-states) and 2 real fioup
  * devices on the private dockerd, against `gateway serve` with a 1 s rollout tick.
  *
@@ -20,7 +21,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
-import { servedBytes } from "../harness/gateway.ts";
+import { servedBytes, testDbKind } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import type { SimDevice } from "../harness/sim-devices.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -33,7 +34,14 @@ const name = (v: string) => `amd64-linux-${v}`;
 const offers = (d: SimDevice, v: string) => Object.values(d.lastTargets?.targets ?? {}).some((e) => e.custom.version === v);
 const sorted = (xs: Iterable<string>) => [...xs].sort();
 
-for (const kind of ["sqlite", "postgres"] as DbKind[]) {
+/**
+ * The harness's store: SQLite in npm test (two minutes on both stores would be a tenth of the suite;
+ * the store contract and the engine's own tests run on both there), PostgreSQL in the reliability
+ * suite's second run (OTA_TEST_DB=postgres).
+ */
+const KINDS: DbKind[] = [testDbKind()];
+
+for (const kind of KINDS) {
   describe(`rollouts on ${kind}`, () => {
     let pg: PostgresHandle | undefined;
     let fleet: RolloutFleet;
