@@ -58,7 +58,9 @@ async function killWhen(when: () => Promise<boolean> | boolean, timeoutMs = 60_0
     await Bun.sleep(5);
   }
   p.kill("SIGKILL");
-  await p.exited;
+  const code = await p.exited;
+  // The run ended before the moment came: say how, for whoever reads the failure.
+  console.error(`killWhen: fioup update exited ${code} before the kill point; state ${device.updateState()?.state}; stderr:\n${(await new Response(p.stderr).text()).slice(-2000)}`);
   return false;
 }
 
