@@ -2,7 +2,7 @@
  * What the browser tests share: Debian's chromium through playwright-core (nothing downloaded),
  * and a page.goto that survives Chromium's own network-change aborts.
  */
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
 /** Debian's chromium, headless; playwright adds --no-sandbox for root itself, we say it too. */
 export const launchChromium = (): Promise<Browser> => chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
@@ -22,4 +22,25 @@ export async function goto(page: Page, url: string) {
       await Bun.sleep(200);
     }
   }
+}
+
+/**
+ * A new browser context signed in to the dashboard at `url` with `token`: /ui/ first sends it to
+ * the sign-in page (throws if it does not), then the form. Confirmation dialogs are accepted.
+ */
+export async function signIn(
+  browser: Browser,
+  url: string,
+  token: string,
+  viewport: { width: number; height: number } = { width: 1280, height: 900 },
+): Promise<{ ctx: BrowserContext; page: Page }> {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const page = await ctx.newPage();
+  page.on("dialog", (d) => void d.accept());
+  await goto(page, `${url}/ui/`);
+  if (!page.url().endsWith("/ui/login")) throw new Error(`/ui/ without a session went to ${page.url()}, not the sign-in page`);
+  await page.getByLabel(/API token/).fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`${url}/ui/`);
+  return { ctx, page };
 }

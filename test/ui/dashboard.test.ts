@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser, type BrowserContext, type Page } from "playwright-core";
-import { goto, launchChromium } from "./_browser.ts";
+import { type Browser, type Page } from "playwright-core";
+import { goto, launchChromium, signIn } from "./_browser.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { FETCH_ERROR, makeFleet, type Fleet } from "./_fleet.ts";
@@ -44,16 +44,7 @@ afterAll(async () => {
   if (shots) console.error(`dashboard screenshots: ${shots}`);
 });
 
-async function signedIn(token: string, viewport: { width: number; height: number } = VIEWPORTS.desktop): Promise<{ ctx: BrowserContext; page: Page }> {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
-  const page = await ctx.newPage();
-  await goto(page, `${gw.url}/ui/`);
-  expect(page.url()).toEndWith("/ui/login");
-  await page.getByLabel(/API token/).fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${gw.url}/ui/`);
-  return { ctx, page };
-}
+const signedIn = (token: string, viewport: { width: number; height: number } = VIEWPORTS.desktop) => signIn(browser, gw.url, token, viewport);
 
 const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
 
@@ -173,7 +164,6 @@ describe("dashboard at /ui/", () => {
 
   test("an admin sets a device's tags and revokes it from its page, then signs out", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
-    page.on("dialog", (d) => void d.accept());
     await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await page.getByLabel("Tags (comma-separated)").fill("lab, spare");
     await page.getByRole("button", { name: "Set tags" }).click();

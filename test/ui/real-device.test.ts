@@ -4,8 +4,8 @@
  * running, and its update's timeline step by step, in Debian's chromium.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type Browser, type Page } from "playwright-core";
-import { goto, launchChromium } from "./_browser.ts";
+import { type Browser } from "playwright-core";
+import { goto, launchChromium, signIn } from "./_browser.ts";
 import {
   Device, deviceOnV1, freePort, httpdCompose, httpdImage, pushImageDetailed, startDockerd, startDockerRegistry, startTestGateway,
   type DockerRegistryHandle, type DockerdHandle, type TestGateway,
@@ -40,12 +40,7 @@ afterAll(async () => {
 });
 
 test("a device registered and updated by a real fioup shows its target, its app and each step of its update", async () => {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
-  const page = await ctx.newPage();
-  await goto(page, `${gw.url}/ui/login`);
-  await page.getByLabel(/API token/).fill(gw.adminToken);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${gw.url}/ui/`);
+  const { ctx, page } = await signIn(browser, gw.url, gw.adminToken);
 
   await goto(page, `${gw.url}/ui/devices?q=test-device`);
   await page.getByRole("link", { name: "test-device" }).click();

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, type Page } from "playwright-core";
-import { goto, launchChromium } from "./_browser.ts";
+import { goto, launchChromium, signIn } from "./_browser.ts";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -49,16 +49,7 @@ afterAll(async () => {
   if (shots) console.error(`rollout screenshots: ${shots}`);
 });
 
-async function signedIn(token: string, width = 1280) {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width, height: 900 } });
-  const page = await ctx.newPage();
-  page.on("dialog", (d) => void d.accept());
-  await goto(page, `${gw.url}/ui/login`);
-  await page.getByLabel(/API token/).fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${gw.url}/ui/`);
-  return { ctx, page };
-}
+const signedIn = (token: string, width = 1280) => signIn(browser, gw.url, token, { width, height: 900 });
 
 const rowUuids = (page: Page) => page.locator("tbody tr[data-uuid]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-uuid")).sort());
 const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
