@@ -85,6 +85,24 @@ export function parseDeltaDescriptor(value: unknown): DeltaDescriptor {
   return value;
 }
 
+/**
+ * The held layer to rebuild layer `index` of an image from: the layer at the same position in
+ * the first of `earlier` (older images of the same registry and repository, most recent first)
+ * whose layer there is held, else the largest held layer of those images. fioup's fetch step and
+ * `gateway export` choose alike, so an offline bundle's delta is from the base a device asks for.
+ *
+ * @example
+ * ```ts
+ * pickDeltaBase([v1Manifest], 2, v2Manifest.layers[2].digest, (d) => store.has(d)); // v1's layer 2, if held
+ * ```
+ */
+export function pickDeltaBase(earlier: readonly { layers: readonly { digest: string; size: number }[] }[], index: number, layer: string, held: (digest: string) => boolean): string | undefined {
+  const ok = (d: string | undefined): d is string => d !== undefined && d !== layer && held(d);
+  const same = earlier.map((m) => m.layers[index]?.digest).find(ok);
+  if (same) return same;
+  return earlier.flatMap((m) => m.layers).filter((x) => ok(x.digest)).sort((a, b) => b.size - a.size)[0]?.digest;
+}
+
 /** The window log a frame rebuilding `toSize` bytes from a `fromSize` dictionary needs (zstd minimum 10, CLI default 27). */
 export function deltaWindowLog(fromSize: number, toSize: number): number {
   return Math.min(31, Math.max(27, Math.ceil(Math.log2(Math.max(fromSize, toSize, 1)))));
@@ -140,6 +158,8 @@ export interface ApplyDeltaOptions {
   maxBaseBytes?: number;
   /** Largest rebuilt layer accepted (the descriptor's `toSize`); the frame may not write more. */
   maxBytes?: number;
+  /** Called as the rebuilt tar grows, with the bytes decoded so far. */
+  onProgress?: (done: number) => void;
 }
 
 /**
@@ -166,6 +186,7 @@ export async function applyLayerDelta(o: ApplyDeltaOptions): Promise<{ digest: s
           hash.update(c);
           if (hash.size > max) throw new DeltaApplyError(`Delta refused: it rebuilds more than the ${max} bytes announced`);
           yield c;
+          o.onProgress?.(hash.size);
         }
       },
       createWriteStream(o.out),
