@@ -76,4 +76,24 @@ describe("DeviceDb", () => {
     expect(db.currentTarget()?.name).toBe("hw-2");
     db.close();
   });
+
+  test("opening waits for a lock another process holds instead of failing with 'database is locked'", async () => {
+    const path = join(dir, "locked.db");
+    new DeviceDb(path).close();
+    // Another process (a `fioup status`, or the first opener recovering the WAL after a power
+    // cut) holds the database exclusively for a moment while fioup opens it.
+    const holder = Bun.spawn([process.execPath, "-e", `
+      const { Database } = require("bun:sqlite");
+      const db = new Database(${JSON.stringify(path)});
+      db.exec("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE");
+      console.log("held");
+      setTimeout(() => { db.exec("COMMIT"); db.exec("PRAGMA journal_mode = WAL"); db.close(); }, 400);
+    `], { stdout: "pipe" });
+    const reader = holder.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("held");
+    const db = new DeviceDb(path);
+    expect(db.pendingUpdate()).toBeUndefined();
+    db.close();
+    expect(await holder.exited).toBe(0);
+  });
 });

@@ -65,7 +65,9 @@ export class DeviceDb {
 
   constructor(path: string) {
     this.db = new Database(path, { create: true, strict: true });
-    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+    // busy_timeout first: the pragmas after it take locks too, and another process may hold one
+    // (`fioup status` reading while the daemon writes, or recovering the WAL after a power cut).
+    this.db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
     this.db.exec(SCHEMA);
   }
 

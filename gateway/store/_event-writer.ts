@@ -21,9 +21,9 @@ self.onmessage = (e) => {
   try {
     if (m.open) {
       db = new Database(m.open);
+      db.exec("PRAGMA busy_timeout = 10000");
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = FULL");
-      db.exec("PRAGMA busy_timeout = 10000");
       insert = db.query("INSERT INTO events (id, device_uuid, received_at, body) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING");
       postMessage({ id: m.id, counts: [] });
       return;

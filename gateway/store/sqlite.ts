@@ -83,10 +83,12 @@ export class SqliteStore implements Store {
 
   constructor(db: Database, eventWriterPath?: string) {
     this.#db = db;
+    // busy_timeout first: the pragmas after it take locks too (the event writer's connection,
+    // a backup or a second process may hold one).
+    db.exec("PRAGMA busy_timeout = 5000");
     db.exec("PRAGMA journal_mode = WAL");
     // FULL: a commit survives power loss, which is what "acknowledged" promises devices.
     db.exec("PRAGMA synchronous = FULL");
-    db.exec("PRAGMA busy_timeout = 5000");
     db.exec("PRAGMA foreign_keys = ON");
     this.#migrate();
     this.tuf = new SqliteTufStorage(db);
