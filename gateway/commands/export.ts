@@ -14,6 +14,9 @@ export default defineCommand({
     "--target VERSION for --hwid without a network: the TUF metadata chain from root 1 (so a device on",
     "any older root can verify it), the target's blobs (with --from VERSION only those that target",
     "lacks), and index.json. The device runs `fioup update --offline DIR` (or watches a mount point).",
+    "With --from, a changed layer is carried as a delta from that version's layer when the gateway",
+    "makes one and it rebuilds the exact layer here (checked against the image config's diff_id);",
+    "a device then needs that version's layer to rebuild it. --no-deltas carries whole layers only.",
     "Reads the metadata and blobs from a running gateway with the admin token, as devices see them.",
     ADMIN_HELP,
   ].join("\n"),
@@ -22,6 +25,7 @@ export default defineCommand({
     target: { type: "string", description: "Target version to bundle", placeholder: "VERSION" },
     hwid: { type: "string", description: "Hardware id of the devices the bundle is for", placeholder: "HWID" },
     from: { type: "string", description: "Version the devices run: leave out the blobs it already has", placeholder: "VERSION" },
+    "no-deltas": { type: "boolean", description: "With --from: carry changed layers whole, never as deltas" },
     out: { type: "string", description: "Bundle directory to write (must not exist or be empty)", placeholder: "DIR" },
     platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
     "insecure-registry": { type: "strings", description: "Registry host:port (other than the gateway) to reach over plain HTTP, loopback only", placeholder: "HOST" },
@@ -35,6 +39,7 @@ export default defineCommand({
       if (v !== undefined && !/^[0-9]{1,15}$/.test(v)) throw new UsageError(`--${name} must be a version number, got "${v}"`);
     }
     if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
+    if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");
     const platform = flags.platform ? parsePlatform(flags.platform) : platformForHwid(flags.hwid);
     if (!platform) throw new UsageError(`cannot tell the image platform of hardware id ${flags.hwid}: give --platform OS/ARCH`);
     const client = await adminClient(flags);
@@ -47,11 +52,12 @@ export default defineCommand({
       version: flags.target,
       hwid: flags.hwid,
       ...(flags.from !== undefined ? { from: flags.from } : {}),
+      deltas: !flags["no-deltas"],
       platform,
       out: resolve(flags.out),
       insecureRegistries: flags["insecure-registry"],
       onProgress: (l) => out.info(l),
     });
-    out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs (${(x.bytes / 1e6).toFixed(1)} MB), ${x.tuf.length} metadata files`);
+    out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs${x.deltas ? ` and ${x.deltas} layer deltas` : ""} (${(x.bytes / 1e6).toFixed(1)} MB${x.deltas ? `, ${(x.bytesWithoutDeltas / 1e6).toFixed(1)} MB with whole layers` : ""}), ${x.tuf.length} metadata files`);
   },
 });

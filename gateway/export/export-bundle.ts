@@ -2,7 +2,9 @@
  * Writes an offline bundle (format: lib/bundle/format.ts, docs/offline.md) from a running
  * gateway, with the admin token: the TUF metadata exactly as devices get it from /repo/ (every
  * root version, so a device on any older root walks the chain), then the blobs of the target's
- * apps from the registry, leaving out those the `from` target already had. The metadata is
+ * apps from the registry, leaving out those the `from` target already had, and carrying a layer
+ * as a delta from the `from` target's layer when one verifiably rebuilds it (_bundle-deltas.ts).
+ * The metadata is
  * verified (from 1.root.json, as a new device would) before a blob is copied, and index.json is
  * written last, so an interrupted export leaves no bundle a device would take.
  *
@@ -11,7 +13,7 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Target } from "../../lib/api/index.ts";
-import { BUNDLE_FORMAT, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
+import { BUNDLE_FORMAT, BUNDLE_FORMAT_DELTAS, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { resolveApps, type AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
@@ -20,6 +22,7 @@ import { formatPlatform, type Platform } from "../../lib/oci/platform.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { bundleDeltas } from "./_bundle-deltas.ts";
 
 /** The export cannot be made as asked (no such target, an output dir in use, metadata refused...). */
 export class ExportError extends Error {
@@ -36,6 +39,8 @@ export interface ExportOptions {
   hwid: string;
   /** Leave out the blobs this version's target (same hwid) already has. */
   from?: string;
+  /** With `from`: carry layers as deltas where one verifiably rebuilds them (default true). */
+  deltas?: boolean;
   platform: Platform;
   /** The bundle directory: must not exist yet or be empty. */
   out: string;
@@ -50,6 +55,9 @@ export interface ExportResult {
   from?: string;
   blobs: number;
   bytes: number;
+  /** Layers carried as deltas, and what the bundle would weigh with those layers whole. */
+  deltas: number;
+  bytesWithoutDeltas: number;
   /** Blobs of the target left out because the `from` target has them. */
   skipped: number;
   tuf: string[];
@@ -159,10 +167,20 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const store = new DeviceBlobStore(o.out);
     log(`resolving the apps of ${target.name}${from ? ` and of ${from.name}` : ""} for ${formatPlatform(o.platform)}`);
     const want = await resolveApps(appsOf(target), { registry, store, platform: o.platform });
-    const had = from ? new Set((await resolveApps(appsOf(from), { registry, store, platform: o.platform })).blobs.map((b) => b.digest)) : new Set<string>();
-    const blobs: AppBlob[] = want.blobs.filter((b) => !had.has(b.digest));
-    const bytes = blobs.reduce((n, b) => n + b.size, 0);
-    log(`copying ${blobs.length} blobs (${(bytes / 1e6).toFixed(1)} MB)${from ? `, leaving out ${want.blobs.length - blobs.length} that ${from.name} has` : ""}`);
+    const fromBlobs = from ? (await resolveApps(appsOf(from), { registry, store, platform: o.platform })).blobs : [];
+    const had = new Set(fromBlobs.map((b) => b.digest));
+    const whole: AppBlob[] = want.blobs.filter((b) => !had.has(b.digest));
+    const bytesWithoutDeltas = whole.reduce((n, b) => n + b.size, 0);
+    if (from && o.deltas !== false) log(`asking ${gatewayHost} for layer deltas from ${from.name}`);
+    const deltas =
+      from && o.deltas !== false
+        ? await bundleDeltas({ registry, gatewayHost, store, work, want: want.blobs, had: fromBlobs, carry: whole, log })
+        : [];
+    const asDelta = new Set(deltas.map((d) => d.to));
+    const blobs = whole.filter((b) => !asDelta.has(b.digest));
+    const deltaBytes = deltas.reduce((n, d) => n + d.size, 0);
+    const bytes = blobs.reduce((n, b) => n + b.size, 0) + deltaBytes;
+    log(`copying ${blobs.length} blobs (${((bytes - deltaBytes) / 1e6).toFixed(1)} MB)${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length} layers as deltas (${(deltaBytes / 1e6).toFixed(1)} MB instead of ${(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0) / 1e6).toFixed(1)} MB)` : ""}`);
     let next = 0;
     let done = 0;
     const worker = async () => {
@@ -174,7 +192,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_BLOBS, blobs.length) }, worker));
-    store.prune(new Set(blobs.map((b) => b.digest)));
+    store.prune(new Set([...blobs.map((b) => b.digest), ...deltas.map((d) => d.digest)]));
     await writeFile(join(o.out, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
 
     const appManifests = blobs.filter((b) => b.kind === "app-manifest");
@@ -190,7 +208,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
       })),
       annotations: { "org.opencontainers.image.created": new Date().toISOString(), "io.fioup.bundle.target": target.name },
       bundle: {
-        format: BUNDLE_FORMAT,
+        format: deltas.length ? BUNDLE_FORMAT_DELTAS : BUNDLE_FORMAT,
         target: target.name,
         version: String(target.entry.custom.version),
         hwid: o.hwid,
@@ -199,12 +217,13 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
         createdAt: new Date().toISOString(),
         tuf,
         blobs,
+        ...(deltas.length ? { deltas } : {}),
         bytes,
       },
     };
     // Last, and atomically: a bundle without index.json is unfinished and refused by readers.
     await writeFileAtomic(join(o.out, "index.json"), JSON.stringify(index, null, 1));
-    return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, skipped: want.blobs.length - blobs.length, tuf };
+    return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, deltas: deltas.length, bytesWithoutDeltas, skipped: want.blobs.length - whole.length, tuf };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeviceBlobStore } from "../device/store.ts";
+import { DELTA_MEDIA_TYPE } from "../oci/delta.ts";
 import { digestBytes, DigestMismatchError } from "../oci/digest.ts";
 import { RegistryError } from "../oci/registry-client.ts";
 import { bundleMetadataFetch, BUNDLE_METADATA_BASE_URL } from "./bundle-metadata.ts";
@@ -73,6 +74,34 @@ describe("BundleRegistry", () => {
     expect(store.has(d)).toBe(false);
     await store.pull(reg, "main/app", { digest: d, size: layer.byteLength });
     expect(store.has(d)).toBe(true);
+  });
+});
+
+describe("BundleRegistry with layer deltas", () => {
+  const delta = new TextEncoder().encode("a zstd frame");
+  const from = `sha256:${"a".repeat(64)}`;
+  const to = `sha256:${"b".repeat(64)}`;
+  const b = bundle("deltas");
+  put(b.dir, delta);
+  b.index.bundle.format = 2;
+  b.index.bundle.deltas = [{ mediaType: DELTA_MEDIA_TYPE, digest: digestBytes(delta), size: delta.byteLength, from, to, fromSize: 100, toSize: 100, windowLog: 27, registry: "gw", repo: "main/app" }];
+  const reg = new BundleRegistry(b, "gw");
+  const ask = (f: string, t: string) => reg.request("GET", `/v2/main/app/deltas?from=${encodeURIComponent(f)}&to=${encodeURIComponent(t)}`, { scopes: [] });
+
+  test("answers the deltas endpoint with the descriptor for the pair it carries, 404 for any other", async () => {
+    const res = await ask(from, to);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ mediaType: DELTA_MEDIA_TYPE, digest: digestBytes(delta), size: delta.byteLength, from, to, fromSize: 100, toSize: 100, windowLog: 27 });
+    expect((await ask(`sha256:${"c".repeat(64)}`, to)).status).toBe(404);
+    expect((await ask(from, `sha256:${"c".repeat(64)}`)).status).toBe(404);
+    expect((await reg.fetchBlob("main/app", digestBytes(delta))).status).toBe(200);
+  });
+
+  test("asking for the full layer it carries only as a delta says there is none to fall back to", async () => {
+    const err = await reg.fetchBlob("main/app", to).catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.status).toBe(404);
+    expect(err.message).toContain(`carries layer ${to} only as a delta from layer ${from}`);
   });
 });
 

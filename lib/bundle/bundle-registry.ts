@@ -6,12 +6,17 @@
  * the update steps need no second code path. Only pulls by digest exist here: a bundle has
  * no tags and takes no pushes.
  *
+ * A bundle that carries a layer as a delta answers the registry's deltas endpoint
+ * (`GET /v2/<name>/deltas?from=&to=`) for that pair with the delta's descriptor, as the gateway
+ * does, so fioup's fetch step rebuilds the layer exactly as online (and checks it against the
+ * config's diff_id). Such a bundle has no full layer to fall back to: asking for it says so.
+ *
  * @module
  */
 import { tryParseDigest } from "../oci/digest.ts";
 import { RegistryClient } from "../oci/registry-client.ts";
 import type { RegistryClients } from "../oci/registry-clients.ts";
-import { bundleBlobPath, type Bundle } from "./format.ts";
+import { bundleBlobPath, type Bundle, type BundleDelta } from "./format.ts";
 
 type RequestInitOf = Parameters<RegistryClient["request"]>[2];
 
@@ -30,18 +35,31 @@ const ociError = (status: number, code: string, message: string) =>
 export class BundleRegistry extends RegistryClient {
   readonly #bundle: Bundle;
   readonly #mediaTypes: Map<string, string>;
+  /** The deltas the bundle carries, by the layer they rebuild. */
+  readonly #deltas: Map<string, BundleDelta>;
 
   constructor(bundle: Bundle, host: string) {
     super({ registry: host });
     this.#bundle = bundle;
     this.#mediaTypes = new Map(bundle.index.bundle.blobs.map((b) => [b.digest, b.mediaType]));
+    this.#deltas = new Map((bundle.index.bundle.deltas ?? []).map((d) => [d.to, d]));
+  }
+
+  /** `GET /v2/<name>/deltas?from=&to=`: the descriptor of a delta the bundle carries for that pair, else 404. */
+  #delta(search: URLSearchParams): Response {
+    const d = this.#deltas.get(search.get("to") ?? "");
+    if (!d || d.from !== search.get("from")) return ociError(404, "BLOB_UNKNOWN", "The offline bundle carries no delta for that pair");
+    const { registry: _r, repo: _p, ...descriptor } = d;
+    return Response.json(descriptor);
   }
 
   override async request(method: string, pathOrUrl: string | URL, init: RequestInitOf): Promise<Response> {
     init.signal?.throwIfAborted();
-    const path = typeof pathOrUrl === "string" ? new URL(pathOrUrl, "http://bundle").pathname : pathOrUrl.pathname;
+    const url = typeof pathOrUrl === "string" ? new URL(pathOrUrl, "http://bundle") : pathOrUrl;
+    const path = url.pathname;
     const m = /^\/v2\/(.+)\/(blobs|manifests)\/([^/]+)$/.exec(path);
     if (method !== "GET" && method !== "HEAD") return ociError(405, "UNSUPPORTED", `An offline bundle only serves pulls, not ${method} ${path}`);
+    if (method === "GET" && /^\/v2\/.+\/deltas$/.test(path)) return this.#delta(url.searchParams);
     // Anything else a client may ask a registry (a delta, a tag list) is simply not in the bundle.
     if (!m) return ociError(404, "NAME_UNKNOWN", `An offline bundle serves blobs and manifests by digest only, not ${path}`);
     const [, , kind, ref] = m as unknown as [string, string, "blobs" | "manifests", string];
@@ -50,6 +68,10 @@ export class BundleRegistry extends RegistryClient {
     const file = Bun.file(bundleBlobPath(this.#bundle.dir, ref));
     if (!(await file.exists())) {
       const from = this.#bundle.index.bundle.from;
+      const d = this.#deltas.get(ref);
+      if (d) {
+        return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), and it did not rebuild here: the device does not hold that layer, or the rebuilt bytes did not match the image config's diff_id; the bundle has no full layer to fall back to (export one with --no-deltas)`);
+      }
       return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} lacks ${ref}${from ? ` (it was made for devices on version ${from})` : ""}`);
     }
     const size = file.size;

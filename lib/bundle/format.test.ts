@@ -2,8 +2,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DELTA_MEDIA_TYPE } from "../oci/delta.ts";
 import { digestBytes } from "../oci/digest.ts";
-import { BUNDLE_FORMAT, InvalidBundleError, openBundle, type BundleIndex } from "./format.ts";
+import { BUNDLE_FORMAT, BUNDLE_FORMAT_DELTAS, InvalidBundleError, openBundle, type BundleIndex } from "./format.ts";
 
 const root = mkdtempSync(join(tmpdir(), "bundle-format-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -48,10 +49,26 @@ describe("openBundle", () => {
   });
 
   test("refuses another format, a missing blob, and a blob of another size", async () => {
-    await expect(openBundle(makeBundle("fmt", (i) => ((i.bundle as { format: number }).format = 2)))).rejects.toThrow(InvalidBundleError);
+    await expect(openBundle(makeBundle("fmt", (i) => ((i.bundle as { format: number }).format = 3)))).rejects.toThrow(InvalidBundleError);
     await expect(openBundle(makeBundle("missing", (i) => (i.bundle.blobs[0]!.digest = `sha256:${"0".repeat(64)}`)))).rejects.toThrow(/is missing/);
     await expect(openBundle(makeBundle("size", (i) => (i.bundle.blobs[0]!.size = 3)))).rejects.toThrow(/has 11 bytes/);
     await expect(openBundle(makeBundle("tuf", (i) => (i.bundle.tuf = ["2.root.json"])))).rejects.toThrow(/tuf\/2\.root\.json is missing/);
+  });
+
+  test("opens a format 2 bundle with layer deltas, and checks their files as it checks blobs", async () => {
+    const withDeltas = (from: string | undefined, format: number, size = blob.byteLength) => (i: BundleIndex) => {
+      i.bundle.format = format as typeof BUNDLE_FORMAT;
+      if (from) i.bundle.from = from;
+      else delete i.bundle.from;
+      const [layer] = i.bundle.blobs.splice(0, 1);
+      // The test's one file stands in for the delta (the reader checks presence and size only).
+      i.bundle.deltas = [{ mediaType: DELTA_MEDIA_TYPE, digest, size, from: `sha256:${"a".repeat(64)}`, to: `sha256:${"b".repeat(64)}`, fromSize: 1, toSize: 1, windowLog: 27, registry: layer!.registry, repo: layer!.repo }];
+    };
+    const b = await openBundle(makeBundle("deltas", withDeltas("1", BUNDLE_FORMAT_DELTAS)));
+    expect(b.index.bundle.deltas?.[0]?.to).toBe(`sha256:${"b".repeat(64)}`);
+    await expect(openBundle(makeBundle("deltas-v1", withDeltas("1", BUNDLE_FORMAT)))).rejects.toThrow(/not a format 2 bundle made --from/);
+    await expect(openBundle(makeBundle("deltas-nofrom", withDeltas(undefined, BUNDLE_FORMAT_DELTAS)))).rejects.toThrow(/not a format 2 bundle made --from/);
+    await expect(openBundle(makeBundle("deltas-size", withDeltas("1", BUNDLE_FORMAT_DELTAS, 5)))).rejects.toThrow(/has 11 bytes/);
   });
 
   test("refuses metadata file names outside what the gateway serves", async () => {

@@ -8,7 +8,8 @@
  * DIR/index.json            an OCI image index (the app manifests, named by app) with a `bundle` member
  * DIR/tuf/<N>.root.json     every root version from 1 (so a device on any older root walks the chain)
  * DIR/tuf/timestamp.json <N>.snapshot.json <N>.targets.json   as the gateway serves them under /repo/
- * DIR/blobs/sha256/<hex>    app manifests, compose bundles and indexes, image manifests, configs, layers
+ * DIR/blobs/sha256/<hex>    app manifests, compose bundles and indexes, image manifests, configs, layers,
+ *                           and layer deltas (a bundle made --from may carry a layer as a delta from a layer of that version)
  * ```
  *
  * Nothing here is trusted because it is in the bundle: the device verifies the TUF metadata
@@ -23,11 +24,30 @@ import { join } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { AppBlob } from "../device/resolve.ts";
+import { DeltaDescriptor } from "../oci/delta.ts";
 import { MediaType } from "../oci/media-types.ts";
 import { InvalidBundleError } from "./errors.ts";
 
-/** The format version in index.json's `bundle.format`; a reader refuses any other. */
+/** The format version of a bundle of whole blobs (index.json's `bundle.format`). */
 export const BUNDLE_FORMAT = 1;
+
+/**
+ * The format version of a bundle that carries layer deltas: a reader of format 1 only refuses it
+ * (it could not rebuild those layers), while this reader takes both.
+ */
+export const BUNDLE_FORMAT_DELTAS = 2;
+
+/**
+ * A layer the bundle carries as a delta instead of whole: the delta's descriptor (the answer of
+ * the registry's deltas endpoint: delta digest and size, `from` and `to` layer digests, both
+ * unpacked sizes) and where the target's apps name the layer.
+ */
+export const BundleDelta = Type.Object({
+  ...DeltaDescriptor.properties,
+  registry: Type.String(),
+  repo: Type.String(),
+});
+export type BundleDelta = Static<typeof BundleDelta>;
 
 /** Where the TUF metadata sits inside a bundle. */
 export const BUNDLE_TUF_DIR = "tuf";
@@ -40,7 +60,7 @@ export const BUNDLE_TUF_FILE = /^(?:[1-9][0-9]{0,9}\.)?(?:root|timestamp|snapsho
 
 /** What index.json says about the bundle (unsigned: a hint, checked against the signed metadata). */
 export const BundleInfo = Type.Object({
-  format: Type.Literal(BUNDLE_FORMAT),
+  format: Type.Union([Type.Literal(BUNDLE_FORMAT), Type.Literal(BUNDLE_FORMAT_DELTAS)]),
   /** The target name the bundle updates to, e.g. `amd64-linux-42`. */
   target: Type.String({ minLength: 1, maxLength: 256 }),
   version: Type.String({ pattern: "^[0-9]{1,15}$" }),
@@ -54,7 +74,12 @@ export const BundleInfo = Type.Object({
   tuf: Type.Array(Type.String({ pattern: BUNDLE_TUF_FILE.source }), { maxItems: 1000 }),
   /** Every blob under blobs/, and where the target's apps name it. */
   blobs: Type.Array(AppBlob, { maxItems: 100_000 }),
-  /** Total bytes of `blobs`. */
+  /**
+   * Layers carried as deltas (format 2, only with `from`): their files are under blobs/ too, and
+   * the layers they rebuild (`to`) are not. The device rebuilds each from the layer `from` it holds.
+   */
+  deltas: Type.Optional(Type.Array(BundleDelta, { maxItems: 100_000 })),
+  /** Total bytes of `blobs` and `deltas`. */
   bytes: Type.Integer({ minimum: 0 }),
 });
 export type BundleInfo = Static<typeof BundleInfo>;
@@ -117,7 +142,9 @@ export async function openBundle(dir: string): Promise<Bundle> {
     throw new InvalidBundleError(`Cannot open the bundle ${dir}: index.json is not JSON (${(e as Error).message})`);
   }
   const format = (doc as { bundle?: { format?: unknown } })?.bundle?.format;
-  if (format !== undefined && format !== BUNDLE_FORMAT) throw new InvalidBundleError(`Cannot open the bundle ${dir}: format ${JSON.stringify(format)}, this reader knows ${BUNDLE_FORMAT}`);
+  if (format !== undefined && format !== BUNDLE_FORMAT && format !== BUNDLE_FORMAT_DELTAS) {
+    throw new InvalidBundleError(`Cannot open the bundle ${dir}: format ${JSON.stringify(format)}, this reader knows ${BUNDLE_FORMAT} and ${BUNDLE_FORMAT_DELTAS}`);
+  }
   if (!Value.Check(BundleIndex, doc)) {
     const first = Value.Errors(BundleIndex, doc).First();
     throw new InvalidBundleError(`Cannot open the bundle ${dir}: index.json is not a bundle index (${first ? `${first.path || "/"}: ${first.message}` : "invalid"})`);
@@ -125,7 +152,11 @@ export async function openBundle(dir: string): Promise<Bundle> {
   for (const f of doc.bundle.tuf) {
     if (!(await Bun.file(join(dir, BUNDLE_TUF_DIR, f)).exists())) throw new InvalidBundleError(`Cannot open the bundle ${dir}: ${BUNDLE_TUF_DIR}/${f} is missing`);
   }
-  for (const b of doc.bundle.blobs) {
+  const deltas = doc.bundle.deltas ?? [];
+  if (deltas.length && (doc.bundle.format !== BUNDLE_FORMAT_DELTAS || doc.bundle.from === undefined)) {
+    throw new InvalidBundleError(`Cannot open the bundle ${dir}: it lists layer deltas but is not a format ${BUNDLE_FORMAT_DELTAS} bundle made --from a version`);
+  }
+  for (const b of [...doc.bundle.blobs, ...deltas]) {
     const p = bundleBlobPath(dir, b.digest);
     const f = Bun.file(p);
     if (!(await f.exists())) throw new InvalidBundleError(`Cannot open the bundle ${dir}: blob ${b.digest} is missing`);

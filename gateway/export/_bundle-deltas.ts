@@ -1,0 +1,109 @@
+/**
+ * Layer deltas for a bundle made `--from` a version: for each layer the bundle would carry whole,
+ * ask the gateway's registry for a delta from the layer the `from` target has at the same place
+ * (the base a device on that version asks for: {@link pickDeltaBase}), and carry the delta
+ * instead only if it rebuilds, here and now, the exact bytes the image config's diff_id pins.
+ * A device offline has no full layer to fall back to, so a delta that would not rebuild must
+ * never replace one. The gateway makes the delta (gateway/registry/deltas.ts: budgets, cache per
+ * pair); the rebuild is the device's own (lib/oci/delta.ts).
+ *
+ * @module
+ */
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { BundleDelta } from "../../lib/bundle/format.ts";
+import type { AppBlob } from "../../lib/device/resolve.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { applyLayerDelta, MIN_DELTA_LAYER_BYTES, parseDeltaDescriptor, pickDeltaBase } from "../../lib/oci/delta.ts";
+import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
+import { readLimited } from "../../lib/oci/registry-client.ts";
+import type { RegistryClients } from "../../lib/oci/registry-clients.ts";
+
+/** An image of a target: its path (`registry/repo`) and manifest. */
+interface Image {
+  at: string;
+  registry: string;
+  repo: string;
+  manifest: ImageManifest;
+}
+
+/** The image manifests among `blobs`, read from `store` (resolution put them there). */
+async function imagesOf(blobs: AppBlob[], store: DeviceBlobStore): Promise<Image[]> {
+  const out: Image[] = [];
+  for (const b of blobs) {
+    if (b.kind !== "manifest") continue;
+    const p = parseManifest(await store.read(b.digest));
+    if (p.kind === "manifest") out.push({ at: `${b.registry}/${b.repo}`, registry: b.registry, repo: b.repo, manifest: p.manifest });
+  }
+  return out;
+}
+
+export interface BundleDeltaOptions {
+  registry: RegistryClients;
+  /** The only registry that makes deltas: the gateway's. */
+  gatewayHost: string;
+  /** The bundle's blob store (deltas and configs go there). */
+  store: DeviceBlobStore;
+  /** Scratch directory for the base layers and rebuilt tars. */
+  work: string;
+  /** Every blob of the target, and every blob of the `from` target. */
+  want: AppBlob[];
+  had: AppBlob[];
+  /** What the bundle would carry whole (the target's blobs the `from` target lacks). */
+  carry: AppBlob[];
+  log(line: string): void;
+}
+
+/**
+ * The deltas to carry instead of whole layers, each verified by rebuilding its layer. A pair
+ * the gateway refuses (no zstd, over its budgets, not smaller) or a delta that does not
+ * rebuild the pinned bytes is logged and its layer carried whole.
+ */
+export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]> {
+  const carry = new Map(o.carry.filter((b) => b.kind === "layer" && b.size >= MIN_DELTA_LAYER_BYTES && b.registry === o.gatewayHost).map((b) => [b.digest, b]));
+  if (!carry.size) return [];
+  const held = new Set(o.had.filter((b) => b.kind === "layer").map((b) => b.digest));
+  const earlier = new Map<string, ImageManifest[]>();
+  for (const img of await imagesOf(o.had, o.store)) earlier.set(img.at, [...(earlier.get(img.at) ?? []), img.manifest]);
+  const bases = new DeviceBlobStore(join(o.work, "bases"));
+  const out: BundleDelta[] = [];
+  const seen = new Set<string>();
+  for (const img of await imagesOf(o.want, o.store)) {
+    for (const [index, l] of img.manifest.layers.entries()) {
+      const layer = carry.get(l.digest);
+      if (!layer || seen.has(l.digest)) continue;
+      seen.add(l.digest);
+      const base = pickDeltaBase(earlier.get(img.at) ?? [], index, l.digest, (d) => held.has(d));
+      if (!base) continue;
+      const baseSize = [...(earlier.get(img.at) ?? [])].flatMap((m) => m.layers).find((x) => x.digest === base)!.size;
+      const short = `${l.digest.slice(0, 19)} (${(l.size / 1e6).toFixed(1)} MB)`;
+      try {
+        const reg = o.registry(img.registry);
+        const res = await reg.request("GET", `/v2/${img.repo}/deltas?from=${encodeURIComponent(base)}&to=${encodeURIComponent(l.digest)}`, { scopes: [`repository:${img.repo}:pull`] });
+        if (!res.ok) throw await reg.errorFrom(res, "get a delta");
+        const desc = parseDeltaDescriptor(JSON.parse(new TextDecoder().decode(await readLimited(res, 64 * 1024, "Delta descriptor"))));
+        if (desc.from !== base || desc.to !== l.digest) throw new Error("the registry answered a delta for another pair");
+        if (desc.size >= l.size) throw new Error(`the delta (${desc.size} bytes) is not smaller than the layer`);
+        await o.store.pull(reg, img.repo, desc);
+        // Rebuild it as the device will, and keep it only if it is the layer the config pins.
+        await o.store.pull(reg, img.repo, img.manifest.config);
+        const config = JSON.parse(new TextDecoder().decode(await o.store.read(img.manifest.config.digest))) as { rootfs?: { diff_ids?: unknown[] } };
+        const diffId = config.rootfs?.diff_ids?.[index];
+        if (typeof diffId !== "string") throw new Error(`the image config lists no diff_id for layer ${index}`);
+        await bases.pull(reg, img.repo, { digest: base, size: baseSize });
+        const rebuilt = join(o.work, "rebuilt.tar");
+        try {
+          await applyLayerDelta({ base: await bases.open(base), baseSize: desc.fromSize, delta: await o.store.open(desc.digest), diffId, out: rebuilt, maxBytes: desc.toSize });
+        } finally {
+          await rm(rebuilt, { force: true });
+        }
+        out.push({ ...desc, registry: layer.registry, repo: layer.repo });
+        o.log(`  layer ${short}: a delta of ${(desc.size / 1e6).toFixed(2)} MB from ${base.slice(0, 19)}, rebuilt and checked against its diff_id`);
+      } catch (e) {
+        o.log(`  layer ${short}: carried whole (no usable delta: ${(e as Error).message})`);
+      }
+    }
+  }
+  await rm(join(o.work, "bases"), { recursive: true, force: true });
+  return out;
+}
