@@ -13,6 +13,9 @@ export interface ConnectionCounts {
   unauthenticated: number;
   capped: number;
   timedOut: number;
+  /** TLS handshakes completed, and how many of them resumed a session. */
+  handshakes?: number;
+  resumed?: number;
 }
 
 /** A value for render(): a gauge unless said to be a counter. */
@@ -69,7 +72,8 @@ export class RolloutMetrics {
 }
 
 export class Metrics {
-  readonly #requests = new Map<string, number>();
+  /** Requests by route label, then by status: counting one allocates nothing once both are known. */
+  readonly #requests = new Map<string, Map<number, number>>();
   /** Rollout transitions and gauges. */
   readonly rollouts = new RolloutMetrics();
   /** Set by whoever runs a transport; /metrics shows its connection counts. */
@@ -79,31 +83,27 @@ export class Metrics {
   readonly started = Date.now();
 
   count(route: string, status: number) {
-    const key = `${route}\u0000${status}`;
-    this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+    let byStatus = this.#requests.get(route);
+    if (!byStatus) this.#requests.set(route, (byStatus = new Map()));
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   }
 
   requests(route: string, status: number): number {
-    return this.#requests.get(`${route}\u0000${status}`) ?? 0;
+    return this.#requests.get(route)?.get(status) ?? 0;
   }
 
   /** Requests so far, all statuses, whose route label passes `match` (the dashboard's check-ins per minute). */
   requestsWhere(match: (route: string, status: number) => boolean): number {
     let n = 0;
-    for (const [key, count] of this.#requests) {
-      const [route, status] = key.split("\u0000");
-      if (match(route!, Number(status))) n += count;
-    }
+    for (const [route, byStatus] of this.#requests) for (const [status, count] of byStatus) if (match(route, status)) n += count;
     return n;
   }
 
   render(gauges: Record<string, Sample>): string {
     const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
     const lines = ["# HELP gateway_requests_total HTTP requests by route and status", "# TYPE gateway_requests_total counter"];
-    for (const [key, n] of this.#requests) {
-      const [route, status] = key.split("\u0000");
-      lines.push(`gateway_requests_total{route="${esc(route!)}",status="${status}"} ${n}`);
-    }
+    for (const [route, byStatus] of this.#requests)
+      for (const [status, n] of byStatus) lines.push(`gateway_requests_total{route="${esc(route)}",status="${status}"} ${n}`);
     lines.push(...this.registryBytes.render());
     lines.push(...this.rollouts.render());
     const conns = this.connections?.();
@@ -115,6 +115,12 @@ export class Metrics {
             gateway_connections_unauthenticated: { help: "Open connections whose client has not authenticated", value: conns.unauthenticated },
             gateway_connections_capped_total: { help: "Connections closed by a connection cap", value: conns.capped, type: "counter" },
             gateway_connections_timed_out_total: { help: "Connections cut by a head, body or stall deadline", value: conns.timedOut, type: "counter" },
+            ...(conns.handshakes !== undefined
+              ? {
+                  gateway_tls_handshakes_total: { help: "TLS handshakes completed, full and resumed", value: conns.handshakes, type: "counter" as const },
+                  gateway_tls_resumed_total: { help: "TLS handshakes that resumed a session (no certificate exchange)", value: conns.resumed ?? 0, type: "counter" as const },
+                }
+              : {}),
           }
         : {}),
       ...gauges,

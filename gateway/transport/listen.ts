@@ -12,6 +12,14 @@
  * Here an answer with a small body is one write, and a request body is a
  * stream that pauses the socket when the handler falls behind.
  *
+ * TLS sessions resume (TLS 1.3 tickets, 48 h lifetime hint; TLS 1.2 tickets and
+ * session IDs, 2 h): a resumed connection keeps the identity of the certificate
+ * verified in the full handshake it came from (`getPeerCertificate` and
+ * `authorized` are restored from the session), so `env.peer` is the same device
+ * and the app's per-request checks (registered, not revoked) still apply. The
+ * ticket key is random per process: resumption works per replica and until a
+ * restart (Bun cannot be given shared ticket keys, oven-sh/bun#14604).
+ *
  * Slow clients: each connection has one deadline at a time (connection.ts);
  * a sweep a few times a second cuts the ones past it. Unauthenticated clients
  * get short ones (head, whole body), authenticated ones an idle/stall limit.
@@ -32,6 +40,8 @@ export function listen(opts: TransportOptions): Promise<Listening> {
   let stopping = false;
   let allClosed: (() => void) | undefined;
   let timedOut = 0;
+  let handshakes = 0;
+  let resumed = 0;
   const loop = new RequestLoop(opts, limits, {
     stopping: () => stopping,
     authenticated: (c) => caps.authenticated(c),
@@ -104,6 +114,8 @@ export function listen(opts: TransportOptions): Promise<Listening> {
           handshake(sock) {
             const c = sock.data;
             if (!c || c.closed) return;
+            handshakes++;
+            if (sock.isSessionReused()) resumed++;
             c.peer = peerOf(sock);
             caps.handshaken(c, c.peer !== null);
             if (c.peer) {
@@ -143,7 +155,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
       host: listener.hostname,
       port: listener.port,
       url: `https://${host}:${listener.port}`,
-      stats: () => ({ open: conns.size, unauthenticated: caps.unauthenticated, capped: caps.capped, timedOut }),
+      stats: () => ({ open: conns.size, unauthenticated: caps.unauthenticated, capped: caps.capped, timedOut, handshakes, resumed }),
       close: (graceMs = 10_000) =>
         new Promise<void>((done) => {
           stopping = true;

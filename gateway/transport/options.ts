@@ -75,6 +75,10 @@ export interface TransportStats {
   capped: number;
   /** Connections cut by a head, body or stall deadline. */
   timedOut: number;
+  /** TLS handshakes completed (full and resumed). */
+  handshakes: number;
+  /** Of those, resumed from a session ticket or cached session (no certificate exchange). */
+  resumed: number;
 }
 
 export interface Listening {
