@@ -115,12 +115,7 @@ export async function deltaCandidates(db: DeviceDb, updateId: string, plan: Upda
     const earlier = old.get(img.at) ?? [];
     img.manifest.layers.forEach((l, index) => {
       if (!want.has(l.digest) || out.has(l.digest)) return;
-      const held = (d: string | undefined) => d !== undefined && d !== l.digest && store.has(d);
-      let base = earlier.map((m) => m.layers[index]?.digest).find(held);
-      if (!base) {
-        const all = earlier.flatMap((m) => m.layers).filter((x) => held(x.digest));
-        base = all.sort((a, b) => b.size - a.size)[0]?.digest;
-      }
+      const base = pickDeltaBase(earlier, index, l.digest, (d) => store.has(d));
       if (base) out.set(l.digest, { layer: byDigest.get(l.digest)!, base, config: img.manifest.config, index });
     });
   }

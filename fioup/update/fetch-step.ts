@@ -136,7 +136,7 @@ export const fetchStep: Step = {
     const reportKey = `fetch-report:${u.id}`;
     const report = ctx.db.get<{ bytesFull: number; deltas: DeltaReport[] }>(reportKey) ?? { bytesFull: fetchTotal, deltas: [] };
     ctx.db.set(reportKey, report);
-    const candidates = deltaCandidates(ctx.db, u.id, plan, store, missing);
+    const candidates = await deltaCandidates(ctx.db, u.id, plan, store, missing, ctx.cfg);
     // Configs first (a delta is checked against its config), layers that may come as deltas last.
     const rank = (b: AppBlob) => (b.kind === "config" ? 0 : candidates.has(b.digest) ? 2 : 1);
     missing.sort((a, b) => rank(a) - rank(b));
