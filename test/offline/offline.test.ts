@@ -6,15 +6,16 @@
  * queued events reach the gateway once the device can reach it again.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { servedBytes, startGateway } from "../harness/gateway.ts";
-import { run, sleep, tempDir } from "../harness/tmp.ts";
+import { sleep, tempDir } from "../harness/tmp.ts";
 import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
 import {
-  Device, ROOT, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
+  Device, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
   type DockerRegistryHandle, type DockerdHandle, type Publisher, type TestGateway,
 } from "../fioup/_setup.ts";
+import { dropIn as setDropIn, gatewayExport, OFFLINE_DROP_IN, offlineToml } from "./_setup.ts";
 
 const APP = `offline${process.pid}`;
 const HWID = "amd64-linux";
@@ -28,24 +29,15 @@ let uuid: string;
 let bundles: string;
 let servedBefore: Awaited<ReturnType<typeof servedBytes>>;
 
-/** `gateway export` on the gateway host (its data dir names the gateway and the admin token). */
+/** `gateway export` on the gateway host into the bundles dir. */
 async function exportBundle(target: number, from: number | undefined, name: string): Promise<string> {
   const out = join(bundles, name);
-  await run(
-    [process.execPath, join(ROOT, "gateway/main.ts"), "export", "--data", gw.dataDir, "--target", String(target), ...(from ? ["--from", String(from)] : []),
-      "--hwid", HWID, "--out", out, "--insecure-registry", upstream.host],
-    { cwd: ROOT },
-  );
+  await gatewayExport(gw, { target, ...(from ? { from } : {}), hwid: HWID, out, args: ["--insecure-registry", upstream.host] });
   return out;
 }
 
 /** An owner drop-in (later files win): the device's gateway URL, or an expiry grace. */
-const dropIn = (name: string, toml: string | undefined) => {
-  const dir = join(device.root, "etc/sota/conf.d");
-  mkdirSync(dir, { recursive: true });
-  if (toml === undefined) rmSync(join(dir, name), { force: true });
-  else writeFileSync(join(dir, name), toml);
-};
+const dropIn = (name: string, toml: string | undefined) => setDropIn(device, name, toml);
 
 /** Registry bytes the gateway served to the device (its own count). */
 const served = () =>
@@ -70,7 +62,7 @@ beforeAll(async () => {
   // The root a factory holds (preload needs it: a bundle cannot vouch for its own first root).
   writeFileSync(join(bundles, "root.json"), await (await fetch(`${gw.url}/repo/1.root.json`, { headers: { authorization: `Bearer ${gw.adminToken}` }, tls: { ca: readFileSync(join(gw.dataDir, "pki/ca.pem"), "utf8") } } as RequestInit)).text());
   // From here the device has no route to the gateway: its URL is a loopback port nobody listens on.
-  dropIn("90-offline.toml", `[tls]\nserver = "https://127.0.0.1:${await freePort()}"\n`);
+  dropIn(OFFLINE_DROP_IN, offlineToml(await freePort()));
   servedBefore = await served();
 }, 120_000);
 
@@ -178,7 +170,7 @@ describe("offline bundles", () => {
   }, 60_000);
 
   test("back online, the offline updates and the rollback reach the gateway", async () => {
-    dropIn("90-offline.toml", undefined);
+    dropIn(OFFLINE_DROP_IN, undefined);
     const r = await device.fioup("update");
     expect(r.code, r.stderr).toBe(3); // already on v4; the queue is flushed on the way
     expect((await device.fioup("status")).json.queuedEvents).toBe(0);

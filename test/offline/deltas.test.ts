@@ -1,0 +1,153 @@
+/**
+ * Offline bundles with layer deltas, end to end: an app whose image has a ~20 MB layer of real
+ * files (shared libraries); version 2 changes one 1 MB file. `gateway export --from 1` carries
+ * that layer as a delta (made by the gateway's registry, rebuilt and checked at export time)
+ * and weighs a fraction of the `--no-deltas` bundle. A device with no route to the gateway
+ * refuses a bundle whose delta was replaced by one that rebuilds other bytes (the update fails
+ * naming the layer, v1 keeps running), then rebuilds the layer from the real bundle and runs
+ * v2; its download event reports the delta as an online update does.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { RegistryStorage } from "../../gateway/registry/storage.ts";
+import type { DeviceEvent } from "../../lib/api/index.ts";
+import { deltaWindowLog } from "../../lib/oci/delta.ts";
+import { sha256 } from "../../lib/oci/digest.ts";
+import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import type { BusyboxImageOptions, BuiltImage, ImageFile } from "../harness/images.ts";
+import { run, tempDir } from "../harness/tmp.ts";
+import {
+  Device, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd,
+  type DockerRegistryHandle, type DockerdHandle, type Publisher, type TestGateway,
+} from "../fioup/_setup.ts";
+import { fileNear, realFilePaths, realFiles } from "../deltas/_real-files.ts";
+import { bundleIndex, dropIn, gatewayExport, OFFLINE_DROP_IN, offlineToml } from "./_setup.ts";
+
+const APP = `offdelta${process.pid}`;
+const REPO = "test/offline-deltas";
+const HWID = "amd64-linux";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gwHandle: GatewayHandle;
+let gw: TestGateway;
+let device: Device;
+let pub: Publisher;
+let port: number;
+let uuid: string;
+let bundles: string;
+let files: Record<string, ImageFile>;
+let v2: BuiltImage;
+
+/** busybox httpd serving `body`, over one big layer of real files (with `changes`). */
+const image = (body: string, changes: Record<string, ImageFile> = {}): BusyboxImageOptions => ({
+  cmd: ["httpd", "-f", "-p", "80", "-h", "/www"],
+  exposedPorts: ["80/tcp"],
+  layers: [{ ...files, ...changes, "/www/index.html": body }],
+});
+
+/** Bytes of the files under a bundle's blobs/ (what a USB stick must hold). */
+const blobBytes = (dir: string) => readdirSync(join(dir, "blobs/sha256")).reduce((n, f) => n + statSync(join(dir, "blobs/sha256", f)).size, 0);
+
+beforeAll(async () => {
+  [dockerd, upstream, gwHandle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
+  gw = asTestGateway(gwHandle);
+  device = await Device.create(dockerd);
+  port = await freePort();
+  bundles = await tempDir("offline-deltas-");
+  const paths = realFilePaths(20_000_000);
+  files = realFiles(paths);
+  ({ pub, uuid } = await deviceOnV1({ gw, upstream, device, app: APP, repo: REPO, port, body: "v1", image: image("v1") }));
+  const changed = `/data/lib/${fileNear(paths, 1 << 20)}`;
+  const pushed = await pushImageDetailed(upstream, REPO, "v2", image("v2", { [changed]: randomBytes(1 << 20) }));
+  v2 = pushed.image;
+  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(pushed.ref, port) });
+  await pub.publish(2);
+  await Promise.all([
+    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "deltas") }),
+    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "whole"), args: ["--no-deltas"] }),
+  ]);
+  dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+}, 120_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => undefined);
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+  if (bundles) rmSync(bundles, { recursive: true, force: true });
+});
+
+describe("offline bundles with layer deltas", () => {
+  test("a bundle made --from carries the changed big layer as a delta, a fraction of the whole-layer bundle", () => {
+    const big = v2.layers.at(-1)!;
+    expect(big.gz.byteLength).toBeGreaterThan(5_000_000);
+    const withDeltas = bundleIndex(join(bundles, "deltas")).bundle;
+    const whole = bundleIndex(join(bundles, "whole")).bundle;
+    expect(whole.format).toBe(1); // no deltas: readable by any reader of format 1
+    expect(whole.deltas).toBeUndefined();
+    expect(whole.blobs.map((b: { digest: string }) => b.digest)).toContain(big.digest);
+    expect(withDeltas.format).toBe(2);
+    expect(withDeltas.deltas).toHaveLength(1);
+    expect(withDeltas.deltas[0]).toMatchObject({ to: big.digest, repo: expect.any(String) });
+    expect(withDeltas.blobs.map((b: { digest: string }) => b.digest)).not.toContain(big.digest);
+    const [d, w] = [blobBytes(join(bundles, "deltas")), blobBytes(join(bundles, "whole"))];
+    console.error(`bundle v1 -> v2: ${d} B with deltas, ${w} B with whole layers (layer ${big.gz.byteLength} B gzip)`);
+    expect(d).toBe(withDeltas.bytes);
+    expect(w).toBe(whole.bytes);
+    expect(d).toBeGreaterThan(1 << 20); // the changed file is random: it travels whole
+    expect(d * 4).toBeLessThan(w);
+  });
+
+  test("a bundle whose delta rebuilds other bytes than the config pins is refused, and the device keeps v1", async () => {
+    const bad = join(bundles, "tampered");
+    cpSync(join(bundles, "deltas"), bad, { recursive: true });
+    const index = bundleIndex(bad);
+    const delta = index.bundle.deltas[0];
+    const to = v2.layers.at(-1)!;
+    // A well-formed delta from the layer the device holds, with its digest and size in the index: only the diff_id check can catch it.
+    const work = await tempDir("offline-bad-delta-");
+    const base = Bun.gunzipSync(await Bun.file(new RegistryStorage(join(gw.dataDir, "registry")).blobPath(delta.from)).bytes());
+    const wrong = to.tar.slice();
+    wrong[wrong.length >> 1]! ^= 0xff;
+    writeFileSync(join(work, "from.tar"), base);
+    writeFileSync(join(work, "wrong.tar"), wrong);
+    await run(["zstd", "-q", "-f", `--long=${deltaWindowLog(base.byteLength, wrong.byteLength)}`, `--patch-from=${join(work, "from.tar")}`, join(work, "wrong.tar"), "-o", join(work, "bad.zst")]);
+    const bytes = await Bun.file(join(work, "bad.zst")).bytes();
+    rmSync(join(bad, "blobs/sha256", delta.digest.slice(7)));
+    writeFileSync(join(bad, "blobs/sha256", sha256(bytes).slice(7)), bytes);
+    index.bundle.bytes += bytes.byteLength - delta.size;
+    Object.assign(delta, { digest: sha256(bytes), size: bytes.byteLength });
+    writeFileSync(join(bad, "index.json"), JSON.stringify(index));
+    rmSync(work, { recursive: true, force: true });
+
+    const r = await device.fioup("update", "--offline", bad);
+    expect(r.code, r.stderr).toBe(40); // the fetch failed
+    expect(r.stderr).toContain(`carries layer ${to.digest} only as a delta`);
+    expect(r.stderr).toMatch(/the image config pins sha256:/); // why: the diff_id check
+    expect((await device.blobs()).has(to.digest)).toBe(false);
+    expect(await httpGet(port)).toBe("v1");
+    expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-1`);
+  }, 60_000);
+
+  test("the bundle with a delta updates a device without a route to the gateway, which reports it as online", async () => {
+    const before = await servedBytes(gwHandle, `device:${uuid}`);
+    const r = await device.fioup("update", "--offline", join(bundles, "deltas"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.toTarget).toBe(`${HWID}-2`);
+    expect(await httpGet(port)).toBe("v2");
+    expect(await servedBytes(gwHandle, `device:${uuid}`)).toEqual(before); // nothing came from the gateway
+
+    // Back online: the queued events reach the gateway, with the same download report as online.
+    dropIn(device, OFFLINE_DROP_IN, undefined);
+    expect((await device.fioup("update")).code).toBe(3);
+    const { updates } = await gw.admin<{ updates: { version?: string; success?: boolean; events: DeviceEvent[] }[] }>(`/admin/devices/${uuid}/updates`);
+    const done = updates.find((u) => u.version === "2" && u.success === true)?.events.find((e) => e.eventType.id === "EcuDownloadCompleted");
+    const report = JSON.parse(String(done?.event.details));
+    const big = v2.layers.at(-1)!;
+    const delta = bundleIndex(join(bundles, "deltas")).bundle.deltas[0];
+    expect(report.deltaLayers).toBe(1);
+    expect(report.deltas[0]).toMatchObject({ layer: big.digest, from: delta.from, deltaBytes: delta.size, layerBytes: big.gz.byteLength });
+    expect(report.bytesFull).toBeGreaterThanOrEqual(big.gz.byteLength); // the refused attempt left the config and manifests in the store
+    expect(report.bytesFetched).toBeLessThan(report.bytesFull / 4);
+  }, 60_000);
+});
