@@ -7,9 +7,10 @@
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db postgres://...] [--modes keepalive,newconn,poll] [--rounds 2] [--servers gateway,transport,node,bun] [--profile DIR]
- * (each server is run --rounds times, servers alternating, and its best round counts: the machine is shared)
- * (with --db, an empty database: the gateway is bound to this run's CA).
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db sqlite|postgres|postgres://...] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun] [--profile DIR]
+ * (each server is run --rounds times, servers alternating, `sync` before each run, and its best round counts: the machine is shared)
+ * (--db postgres starts a private PostgreSQL cluster for the run; a postgres:// URL must name an empty
+ * database: the gateway is bound to this run's CA).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,6 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { openStore } from "../../gateway/store/open.ts";
+import { startPostgres } from "../../test/harness/postgres.ts";
 import { issueDevices, seedFillerDevices } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
@@ -28,7 +30,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "10" },
     db: { type: "string" },
     modes: { type: "string", default: "keepalive,newconn,poll" },
-    rounds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "3" },
     servers: { type: "string", default: "gateway,transport,bun" },
     /** Write a CPU profile of `gateway serve` (bun --cpu-prof-md) into this directory. */
     profile: { type: "string" },
@@ -45,8 +47,16 @@ const bun = process.execPath;
 const dir = await mkdtemp(join(tmpdir(), "bench-checkin-"));
 const log = (s: string) => process.stderr.write(s + "\n");
 const children: ReturnType<typeof Bun.spawn>[] = [];
+let stopPostgres: (() => Promise<void>) | undefined;
 
 try {
+  if (values.db === "sqlite") values.db = undefined;
+  else if (values.db === "postgres") {
+    const pg = await startPostgres();
+    stopPostgres = () => pg.stop();
+    values.db = await pg.createDatabase("bench_checkin");
+    log(`private PostgreSQL: ${values.db}`);
+  }
   // 1. Data dir, CA and schema; N filler devices seeded in bulk, CLIENTS real devices with certificates.
   const data = await openDataDir(dir, { hosts: ["127.0.0.1"] });
   const t0 = performance.now();
@@ -83,6 +93,7 @@ try {
   async function load(url: string, mode: "keepalive" | "newconn" | "poll" | "newconn-poll", seconds = SECONDS) {
     const cfg = join(dir, `load-${mode}.json`);
     await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds, concurrency: CLIENTS }));
+    Bun.spawnSync(["sync"]); // the previous run's writes do not land on this one
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
     const out = await new Response(p.stdout).text();
     await p.exited;
@@ -107,7 +118,7 @@ try {
     for (const [name] of servers) rows.push(`${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(results[name]!)}  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve`);
   }
   console.log(
-    `devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
+    `${values.db ? "postgresql" : "sqlite"}; devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
       `keepalive = one connection per device, all connected before the clock starts; newconn = a new TLS connection per request; poll = the GET alone, kept alive; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
   for (const r of rows) console.log(r);
@@ -116,5 +127,6 @@ try {
     c.kill("SIGTERM");
     await c.exited;
   }
+  await stopPostgres?.();
   await rm(dir, { recursive: true, force: true });
 }

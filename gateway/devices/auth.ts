@@ -34,13 +34,14 @@ export function cachedDeviceInGoodStanding(devices: DeviceCache, peer: PeerIdent
 }
 
 /** Records a device's check-in headers (fioup's x-ats-*) for the batched last-seen write. */
-export function noteCheckIn(sightings: Sightings, device: DeviceRow, header: (name: string) => string | undefined) {
-  sightings.note(device.uuid, {
+export function noteCheckIn(sightings: Sightings, device: DeviceRow, headers: Headers) {
+  sightings.note(
+    device.uuid,
     // Tags come from the registration token or the admin; a device reports its own only if its token allowed it.
-    tags: device.tagsFromDevice ? header("x-ats-tags") : undefined,
-    target: header("x-ats-target"),
-    apps: header("x-ats-dockerapps"),
-  });
+    device.tagsFromDevice ? headers.get("x-ats-tags") : null,
+    headers.get("x-ats-target"),
+    headers.get("x-ats-dockerapps"),
+  );
 }
 
 /** The device a verified certificate belongs to, if it is registered, not revoked and the certificate is its current one. */
@@ -59,6 +60,6 @@ export const requireDevice = createMiddleware<GatewayEnv>(async (c, next) => {
   if ("refused" in r) throw new HTTPException(403, { message: r.refused });
   const device = r.device;
   c.set("device", device);
-  noteCheckIn(gw.sightings, device, (name) => c.req.header(name));
+  noteCheckIn(gw.sightings, device, c.req.raw.headers);
   await next();
 });

@@ -7,8 +7,8 @@ describe("Sightings", () => {
     const store = SqliteStore.open(":memory:");
     await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1", tagsFromDevice: true });
     const s = new Sightings(store, 0);
-    s.note("d1", { tags: "main, beta", target: "h-1" });
-    s.note("d1", { apps: "a,b" });
+    s.note("d1", "main, beta", "h-1", null);
+    s.note("d1", null, null, "a,b");
     expect(s.pending).toBe(1);
     expect((await store.getDevice("d1"))!.lastSeen).toBeNull();
     await s.flush();
@@ -24,7 +24,7 @@ describe("Sightings", () => {
     await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: [], certSerial: "1", tagsFromDevice: true });
     const s = new Sightings(store, 0);
     const many = Array.from({ length: 40 }, (_, i) => `t${i}`).join(",");
-    s.note("d1", { tags: `${many},${"x".repeat(129)}`, apps: "ok,bad\x1b[2J,a b" });
+    s.note("d1", `${many},${"x".repeat(129)}`, null, "ok,bad\x1b[2J,a b");
     await s.flush();
     const d = (await store.getDevice("d1"))!;
     expect(d.tags).toHaveLength(32);

@@ -51,22 +51,17 @@ export class Sightings {
     }
   }
 
-  /** Notes a check-in; headers are fioup's x-ats-* values (absent = unchanged). */
-  note(uuid: string, headers: { tags?: string | null; target?: string | null; apps?: string | null }) {
+  /** Notes a check-in; the values are fioup's x-ats-tags, x-ats-target and x-ats-dockerapps headers (null or undefined = unchanged). */
+  note(uuid: string, tags: string | null | undefined, target: string | null | undefined, apps: string | null | undefined) {
     const at = Date.now();
     const p = this.#pending.get(uuid);
     if (p) {
       p.at = at;
-      if (headers.tags != null) p.tags = headers.tags;
-      if (validTarget(headers.target)) p.target = headers.target;
-      if (headers.apps != null) p.apps = headers.apps;
+      if (tags != null) p.tags = tags;
+      if (validTarget(target)) p.target = target;
+      if (apps != null) p.apps = apps;
     } else {
-      this.#pending.set(uuid, {
-        at,
-        tags: headers.tags ?? undefined,
-        target: validTarget(headers.target) ? headers.target : undefined,
-        apps: headers.apps ?? undefined,
-      });
+      this.#pending.set(uuid, { at, tags: tags ?? undefined, target: validTarget(target) ? target : undefined, apps: apps ?? undefined });
     }
   }
 

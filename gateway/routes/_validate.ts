@@ -22,10 +22,10 @@ export interface BodyProblem {
  * A compiled reader for one schema: reads the JSON body of a request (at most `limits.maxBytes`,
  * nested at most `limits.maxDepth` deep) and checks it; resolves to the value, or to the problem.
  */
-export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits = {}) => {
+export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits = {}): JsonBodyReader<Static<T>> => {
   const check = TypeCompiler.Compile(schema);
   const maxBytes = limits.maxBytes ?? MAX_JSON_BYTES;
-  return async (req: Request): Promise<{ value: Static<T> } | { problem: BodyProblem }> => {
+  return async (req) => {
     let value: unknown;
     try {
       // A body of declared length within the limit (the transport holds it to that length) is read whole, without a stream reader.
@@ -44,22 +44,28 @@ export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits 
   };
 };
 
+/** A compiled body reader (jsonBodyReader's result). */
+export type JsonBodyReader<T> = (req: Request) => Promise<{ value: T } | { problem: BodyProblem }>;
+
 /**
  * Reads the JSON body (at most `limits.maxBytes`, nested at most `limits.maxDepth` deep) and
- * validates it against `schema`; the handler gets it from `c.req.valid("json")`.
+ * validates it against `schema`; the handler gets it from `c.req.valid("json")`. Given a reader
+ * from jsonBodyReader instead of a schema, uses it (one compiled check shared with a fast path).
  */
-export const jsonBody = <T extends TSchema, E extends Env = any>(
+export function jsonBody<T extends TSchema, E extends Env = any>(
   schema: T,
-  limits: JsonLimits = {},
-): MiddlewareHandler<E, string, { in: { json: Static<T> }; out: { json: Static<T> } }> => {
-  const read = jsonBodyReader(schema, limits);
+  limits?: JsonLimits,
+): MiddlewareHandler<E, string, { in: { json: Static<T> }; out: { json: Static<T> } }>;
+export function jsonBody<V, E extends Env = any>(reader: JsonBodyReader<V>): MiddlewareHandler<E, string, { in: { json: V }; out: { json: V } }>;
+export function jsonBody(schemaOrReader: TSchema | JsonBodyReader<unknown>, limits: JsonLimits = {}): MiddlewareHandler {
+  const read = typeof schemaOrReader === "function" ? schemaOrReader : jsonBodyReader(schemaOrReader, limits);
   return async (c, next) => {
     const r = await read(c.req.raw);
     if ("problem" in r) return c.json({ error: r.problem.error }, r.problem.status);
     c.req.addValidatedData("json", r.value as object);
     await next();
   };
-};
+}
 
 /** 413 `{error}` for bodies over `maxSize` bytes (checked while streaming, not after buffering): for bodies that are not JSON. */
 export const limit = (maxSize: number) =>

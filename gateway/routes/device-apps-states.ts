@@ -3,12 +3,17 @@ import { Hono } from "hono";
 import { AppsStates, MAX_DEVICE_BODY } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
-import { jsonBody } from "./_validate.ts";
+import { jsonBody, jsonBodyReader } from "./_validate.ts";
+
+const limits = { maxBytes: MAX_DEVICE_BODY };
+
+/** The compiled reader of an apps-states body (the check-in fast path in ./checkin.ts reads with it too). */
+export const readAppsStates = jsonBodyReader(AppsStates, limits);
 
 export const deviceAppsStates = new Hono<GatewayEnv>().post(
   "/apps-states",
   requireDevice,
-  jsonBody(AppsStates, { maxBytes: MAX_DEVICE_BODY }),
+  jsonBody(readAppsStates),
   async (c) => {
     await c.var.gw.store.putAppsStates(c.var.device.uuid, c.req.valid("json"));
     return c.body(null, 204);

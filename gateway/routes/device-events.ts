@@ -10,7 +10,7 @@ const limits = { maxBytes: MAX_DEVICE_BODY };
 /** The compiled reader of an event batch (the check-in fast path in ./checkin.ts reads with it too). */
 export const readEventBatch = jsonBodyReader(EventBatch, limits);
 
-export const deviceEvents = new Hono<GatewayEnv>().post("/events", requireDevice, jsonBody(EventBatch, limits), async (c) => {
+export const deviceEvents = new Hono<GatewayEnv>().post("/events", requireDevice, jsonBody(readEventBatch), async (c) => {
   const events = c.req.valid("json");
   const stored = await c.var.gw.store.appendEvents(c.var.device.uuid, events);
   return c.json({ received: events.length, stored }, 200);
