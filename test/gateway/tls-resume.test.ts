@@ -3,6 +3,8 @@
  * certificate exchanged) is still the device whose certificate the full
  * handshake verified, a revoked device is refused on it, and a session taken
  * from device A makes its holder A, never the device whose certificate it offers.
+ * Also through HAProxy terminating TLS (deploy/haproxy/gateway.cfg): it resumes on
+ * its side and still forwards the certificate of the resumed session.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -11,6 +13,9 @@ import { join } from "node:path";
 import { DeviceClient } from "../../fioup/device-client.ts";
 import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { exchange, type RawRequest } from "../../lib/tls/resumable-connection.ts";
+import { startGateway } from "../harness/gateway.ts";
+import { startHaproxy } from "../harness/proxies.ts";
+import { freePort } from "../harness/tmp.ts";
 import { anEvent } from "./_fixture.ts";
 import { registerDevice, type TlsDevice } from "./_register.ts";
 
@@ -92,4 +97,27 @@ describe("TLS session resumption", () => {
     const metrics = await (await fetch(`${gw.url}/metrics`, { tls: { ca: gw.data.ca.certPem } } as RequestInit)).text();
     expect(metrics).toMatch(/^gateway_tls_resumed_total [1-9]\d*$/m);
   }, 20_000);
+
+  test("through HAProxy (TLS terminated there), a resumed session still forwards the device's certificate, and a revoked device is refused", async () => {
+    const proxyPort = await freePort();
+    const g = await startGateway({ args: ["--public-url", `https://127.0.0.1:${proxyPort}`, "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"] });
+    const proxy = await startHaproxy({ dataDir: g.dataDir, replicas: [g.host], port: proxyPort });
+    try {
+      const d = await registerDevice(g.url, g.adminToken, g.caPem);
+      const me = { ca: g.caPem, cert: d.cert, key: d.key };
+      const full = await exchange("127.0.0.1", proxyPort, me, [whoAmI]);
+      expect(full.resumed).toBe(false);
+      const again = await exchange("127.0.0.1", proxyPort, me, [whoAmI], { session: full.session });
+      expect(again.resumed).toBe(true);
+      expect(again.responses[0]!.status).toBe(200);
+      expect(uuidOf(again.responses[0]!.body)).toBe(d.uuid);
+      expect((await g.adminFetch(`/admin/devices/${d.uuid}/revoke`, { method: "POST" })).status).toBe(200);
+      const after = await exchange("127.0.0.1", proxyPort, me, [whoAmI], { session: again.session });
+      expect(after.resumed).toBe(true);
+      expect(after.responses[0]!.status).toBe(403);
+    } finally {
+      await proxy.stop();
+      await g.stop();
+    }
+  }, 30_000);
 });
