@@ -14,9 +14,9 @@ import { freemem } from "node:os";
 import { rm } from "node:fs/promises";
 import type { DeviceBlobStore } from "../../lib/device/store.ts";
 import { resolveApps, type AppBlob, type ResolvedApps } from "../../lib/device/resolve.ts";
-import { applyLayerDelta, MIN_DELTA_LAYER_BYTES, parseDeltaDescriptor, pickDeltaBase, type DeltaDescriptor } from "../../lib/oci/delta.ts";
+import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
-import { readLimited, type RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { RegistryClient } from "../../lib/oci/registry-client.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb } from "../db.ts";
 import { faultMidBlob } from "../fault.ts";
@@ -142,19 +142,8 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
   try {
     // The config names the diff_id to verify against; it is small and needed anyway.
     await store.pull(reg, repo, c.config, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
-    const config = JSON.parse(new TextDecoder().decode(await store.read(c.config.digest))) as { rootfs?: { diff_ids?: unknown[] } };
-    const diffId = config.rootfs?.diff_ids?.[c.index];
-    if (typeof diffId !== "string") throw new Error(`the image config lists no diff_id for layer ${c.index}`);
-    const res = await reg.request("GET", `/v2/${repo}/deltas?from=${encodeURIComponent(c.base)}&to=${encodeURIComponent(c.layer.digest)}`, {
-      scopes: [`repository:${repo}:pull`],
-      ...(o.signal ? { signal: o.signal } : {}),
-    });
-    if (!res.ok) throw await reg.errorFrom(res, "get a delta");
-    const body = await readLimited(res, 64 * 1024, "Delta descriptor");
-    o.onReceived?.(body.byteLength);
-    desc = parseDeltaDescriptor(JSON.parse(new TextDecoder().decode(body)));
-    if (desc.from !== c.base || desc.to !== c.layer.digest) throw new Error("the registry answered a delta for another pair");
-    if (desc.size >= c.layer.size) throw new Error(`the delta (${desc.size} bytes) is not smaller than the layer (${c.layer.size} bytes)`);
+    const diffId = configDiffId(await store.read(c.config.digest), c.index);
+    desc = await requestDelta(reg, repo, c.base, c.layer, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
     // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of the new one.
     const needs = 2 * desc.fromSize + desc.toSize;
     if (needs > freemem() / 2) throw new Error(`rebuilding needs about ${needs >> 20} MiB of memory, more than half of the ${freemem() >> 20} MiB free`);

@@ -14,9 +14,8 @@ import { join } from "node:path";
 import type { BundleDelta } from "../../lib/bundle/format.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
-import { applyLayerDelta, MIN_DELTA_LAYER_BYTES, parseDeltaDescriptor, pickDeltaBase } from "../../lib/oci/delta.ts";
+import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
-import { readLimited } from "../../lib/oci/registry-client.ts";
 import type { RegistryClients } from "../../lib/oci/registry-clients.ts";
 
 /** An image of a target: its path (`registry/repo`) and manifest. */
@@ -79,17 +78,11 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
       const short = `${l.digest.slice(0, 19)} (${(l.size / 1e6).toFixed(1)} MB)`;
       try {
         const reg = o.registry(img.registry);
-        const res = await reg.request("GET", `/v2/${img.repo}/deltas?from=${encodeURIComponent(base)}&to=${encodeURIComponent(l.digest)}`, { scopes: [`repository:${img.repo}:pull`] });
-        if (!res.ok) throw await reg.errorFrom(res, "get a delta");
-        const desc = parseDeltaDescriptor(JSON.parse(new TextDecoder().decode(await readLimited(res, 64 * 1024, "Delta descriptor"))));
-        if (desc.from !== base || desc.to !== l.digest) throw new Error("the registry answered a delta for another pair");
-        if (desc.size >= l.size) throw new Error(`the delta (${desc.size} bytes) is not smaller than the layer`);
+        const desc = await requestDelta(reg, img.repo, base, l);
         await o.store.pull(reg, img.repo, desc);
         // Rebuild it as the device will, and keep it only if it is the layer the config pins.
         await o.store.pull(reg, img.repo, img.manifest.config);
-        const config = JSON.parse(new TextDecoder().decode(await o.store.read(img.manifest.config.digest))) as { rootfs?: { diff_ids?: unknown[] } };
-        const diffId = config.rootfs?.diff_ids?.[index];
-        if (typeof diffId !== "string") throw new Error(`the image config lists no diff_id for layer ${index}`);
+        const diffId = configDiffId(await o.store.read(img.manifest.config.digest), index);
         await bases.pull(reg, img.repo, { digest: base, size: baseSize });
         const rebuilt = join(o.work, "rebuilt.tar");
         try {

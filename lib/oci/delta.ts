@@ -24,6 +24,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { Digester } from "./digest.ts";
 import { sniffCompression } from "./media-types.ts";
+import { readLimited, type RegistryClient } from "./registry-client.ts";
 
 /** Media type of a layer delta blob (a zstd frame to decode with the old layer's tar as dictionary). */
 export const DELTA_MEDIA_TYPE = "application/vnd.fioup.layer.delta.v1.tar+zstd-patch";
@@ -101,6 +102,60 @@ export function pickDeltaBase(earlier: readonly { layers: readonly { digest: str
   const same = earlier.map((m) => m.layers[index]?.digest).find(ok);
   if (same) return same;
   return earlier.flatMap((m) => m.layers).filter((x) => ok(x.digest)).sort((a, b) => b.size - a.size)[0]?.digest;
+}
+
+/**
+ * Asks a registry for the delta from layer `from` to layer `to` of `repo`
+ * (`GET /v2/<repo>/deltas?from=&to=`) and checks the answer: a descriptor of that very pair,
+ * smaller than the layer. Used by fioup's fetch step and by `gateway export`.
+ *
+ * @example
+ * ```ts
+ * const desc = await requestDelta(reg, "main/app", heldLayer, { digest: layer.digest, size: layer.size });
+ * ```
+ * @throws {RegistryError} The registry has no delta for the pair (404 with its reason) or failed.
+ * @throws {InvalidDeltaDescriptorError} An answer that is not a descriptor of that pair, or not smaller than the layer.
+ */
+export async function requestDelta(
+  reg: RegistryClient,
+  repo: string,
+  from: string,
+  to: { digest: string; size: number },
+  o: { signal?: AbortSignal; onReceived?: (bytes: number) => void } = {},
+): Promise<DeltaDescriptor> {
+  const res = await reg.request("GET", `/v2/${repo}/deltas?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to.digest)}`, {
+    scopes: [`repository:${repo}:pull`],
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  if (!res.ok) throw await reg.errorFrom(res, "get a delta");
+  const body = await readLimited(res, 64 * 1024, "Delta descriptor");
+  o.onReceived?.(body.byteLength);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    throw new InvalidDeltaDescriptorError("Invalid delta descriptor: not JSON");
+  }
+  const desc = parseDeltaDescriptor(doc);
+  if (desc.from !== from || desc.to !== to.digest) throw new InvalidDeltaDescriptorError("the registry answered a delta for another pair");
+  if (desc.size >= to.size) throw new InvalidDeltaDescriptorError(`the delta (${desc.size} bytes) is not smaller than the layer (${to.size} bytes)`);
+  return desc;
+}
+
+/**
+ * The diff_id an image config lists for layer `index`: the sha256 a rebuilt layer must have.
+ *
+ * @throws {DeltaApplyError} A config that is not JSON or lists no diff_id there.
+ */
+export function configDiffId(config: Uint8Array, index: number): string {
+  let diffId: unknown;
+  try {
+    diffId = (JSON.parse(new TextDecoder().decode(config)) as { rootfs?: { diff_ids?: unknown[] } }).rootfs?.diff_ids?.[index];
+  } catch {
+    throw new DeltaApplyError("the image config is not JSON");
+  }
+  if (typeof diffId !== "string") throw new DeltaApplyError(`the image config lists no diff_id for layer ${index}`);
+  return diffId;
 }
 
 /** The window log a frame rebuilding `toSize` bytes from a `fromSize` dictionary needs (zstd minimum 10, CLI default 27). */
