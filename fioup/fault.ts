@@ -8,7 +8,8 @@
  * - `FIOUP_FAULT_NTH=<n>`: fire on the n-th time this process reaches the point (default 1),
  *   e.g. after the second blob commit.
  * - `FIOUP_FAULT_OFFSET=<bytes>`: for `mid-blob`, fire once a blob bigger than this has at
- *   least this many of its bytes written to its partial file (each blob counts as one hit).
+ *   least this many of its bytes written to its partial file (each blob counts as one hit); a layer's delta
+ *   downloading, and the layer being rebuilt from it (its uncompressed tar), count as blobs too.
  * - `FIOUP_FAULT_REPORT=<file>`: where to append one JSON line before dying
  *   (`{"point", "nth", "detail", "pid"}`), so a test knows the kill landed where it meant it to.
  *

@@ -1,13 +1,16 @@
 /**
  * Real files for delta tests and benchmarks: the first `bytes` of regular files under
  * /usr/lib/x86_64-linux-gnu (shared libraries, sorted by path, each under 8 MB, no symlinks), as an image
- * layer's file map, plus ways to change them as a release would.
+ * layer's file map, plus ways to change them as a release would, the app image the delta tests
+ * build on them, and the download report they read back from the gateway.
  *
  * @module
  */
 import { lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { ImageFile } from "../harness/images.ts";
+import type { DeviceEvent } from "../../lib/api/index.ts";
+import type { BusyboxImageOptions, ImageFile } from "../harness/images.ts";
+import type { TestGateway } from "../fioup/_setup.ts";
 
 export const REAL_FILES_ROOT = "/usr/lib/x86_64-linux-gnu";
 
@@ -46,3 +49,28 @@ export function fileNear(paths: string[], size: number, root = REAL_FILES_ROOT):
   return paths.map((p) => ({ p, d: Math.abs(statSync(join(root, p)).size - size) })).sort((a, b) => a.d - b.d)[0]!.p;
 }
 
+
+/** An httpd app image (busybox httpd serving `body`) over one big layer: `files` with `changes` applied. */
+export function realFilesImage(files: Record<string, ImageFile>, body: string, changes: Record<string, ImageFile> = {}): BusyboxImageOptions {
+  return {
+    cmd: ["httpd", "-f", "-p", "80", "-h", "/www"],
+    exposedPorts: ["80/tcp"],
+    layers: [{ ...files, ...changes, "/www/index.html": body }],
+  };
+}
+
+/** What a device's update to `version` reported in its EcuDownloadCompleted event, as the gateway keeps it. */
+export interface DownloadReport {
+  bytesFetched: number;
+  bytesFull: number;
+  deltaLayers: number;
+  deltas: { layer: string; from: string; deltaBytes: number; layerBytes: number }[];
+}
+
+/** The EcuDownloadCompleted details of device `uuid`'s update to `version` (from the gateway's admin API). */
+export async function downloadReport(gw: TestGateway, uuid: string, version: number): Promise<DownloadReport> {
+  const { updates } = await gw.admin<{ updates: { version?: string; events: DeviceEvent[] }[] }>(`/admin/devices/${uuid}/updates`);
+  const done = updates.find((u) => u.version === String(version))?.events.find((e) => e.eventType.id === "EcuDownloadCompleted");
+  if (!done?.event.details) throw new Error(`no EcuDownloadCompleted for version ${version}`);
+  return JSON.parse(done.event.details) as DownloadReport;
+}

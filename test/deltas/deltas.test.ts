@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { DeviceEvent } from "../../lib/api/index.ts";
 import { RegistryStorage } from "../../gateway/registry/storage.ts";
 import { DELTA_MEDIA_TYPE, deltaWindowLog } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
@@ -21,7 +20,7 @@ import {
   Device, Publisher, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd,
   type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "../fioup/_setup.ts";
-import { fileNear, realFilePaths, realFiles } from "./_real-files.ts";
+import { downloadReport, fileNear, realFilePaths, realFiles, realFilesImage } from "./_real-files.ts";
 
 const APP = `deltaapp${process.pid}`;
 const REPO = "test/deltas";
@@ -37,25 +36,13 @@ let files: Record<string, ImageFile>;
 let paths: string[];
 
 /** The app's image: busybox httpd serving `body`, over one big layer of real files (with `changes`). */
-const image = (body: string, changes: Record<string, ImageFile>): BusyboxImageOptions => ({
-  cmd: ["httpd", "-f", "-p", "80", "-h", "/www"],
-  exposedPorts: ["80/tcp"],
-  layers: [{ ...files, ...changes, "/www/index.html": body }],
-});
+const image = (body: string, changes: Record<string, ImageFile>): BusyboxImageOptions => realFilesImage(files, body, changes);
 
 async function release(version: number, body: string, changes: Record<string, ImageFile>): Promise<BuiltImage> {
   const { ref, image: built } = await pushImageDetailed(upstream, REPO, `v${version}`, image(body, changes));
   await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
   await pub.publish(version);
   return built;
-}
-
-/** The EcuDownloadCompleted details of the device's update to `version`. */
-async function downloadReport(version: number): Promise<{ bytesFetched: number; bytesFull: number; deltaLayers: number; deltas: { layer: string; deltaBytes: number }[] }> {
-  const { updates } = await gw.admin<{ updates: { version?: string; events: DeviceEvent[] }[] }>(`/admin/devices/${uuid}/updates`);
-  const done = updates.find((u) => u.version === String(version))?.events.find((e) => e.eventType.id === "EcuDownloadCompleted");
-  if (!done?.event.details) throw new Error(`no EcuDownloadCompleted for version ${version}`);
-  return JSON.parse(done.event.details);
 }
 
 /** The embedded registry's repository holding `digest` (publish copies images under the factory's name). */
@@ -109,7 +96,7 @@ describe("image deltas", () => {
     expect(deltaBytes).toBeGreaterThan(1 << 20); // the new file is random: it travels whole
     expect(deltaBytes * 10).toBeLessThan(big.gz.byteLength);
     expect(blobBytes).toBeLessThan(64 * 1024); // config and bundle only: no full layer
-    const report = await downloadReport(2);
+    const report = await downloadReport(gw, uuid, 2);
     expect(report.deltaLayers).toBe(1);
     expect(report.deltas[0]!.layer).toBe(big.digest);
     expect(report.bytesFull).toBeGreaterThan(big.gz.byteLength);
@@ -149,7 +136,7 @@ describe("image deltas", () => {
     console.error(`v3: planted delta ${bad.byteLength} B; registry served ${after.delta - before.delta} B of delta, ${after.blob - before.blob} B of full blobs (layer ${to.gz.byteLength} B)`);
     expect(after.delta - before.delta).toBe(bad.byteLength); // it was fetched...
     expect(after.blob - before.blob).toBeGreaterThanOrEqual(to.gz.byteLength); // ...refused, and the layer came whole
-    const report = await downloadReport(3);
+    const report = await downloadReport(gw, uuid, 3);
     expect(report.deltaLayers).toBe(0);
     expect(r.stderr).toContain("no delta");
   }, 120_000);

@@ -8,7 +8,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { DeviceEvent } from "../../lib/api/index.ts";
 import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import type { BusyboxImageOptions, ImageFile } from "../harness/images.ts";
 import {
@@ -16,7 +15,7 @@ import {
   type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "../fioup/_setup.ts";
 import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
-import { fileNear, realFilePaths, realFiles } from "./_real-files.ts";
+import { downloadReport, fileNear, realFilePaths, realFiles, realFilesImage } from "./_real-files.ts";
 
 const APP = `deltapre${process.pid}`;
 const REPO = "test/deltas-preloaded";
@@ -30,12 +29,7 @@ let port: number;
 let files: Record<string, ImageFile>;
 let paths: string[];
 
-/** The app's image: busybox httpd serving `body`, over one big layer of real files (with `changes`). */
-const image = (body: string, changes: Record<string, ImageFile>): BusyboxImageOptions => ({
-  cmd: ["httpd", "-f", "-p", "80", "-h", "/www"],
-  exposedPorts: ["80/tcp"],
-  layers: [{ ...files, ...changes, "/www/index.html": body }],
-});
+const image = (body: string, changes: Record<string, ImageFile>): BusyboxImageOptions => realFilesImage(files, body, changes);
 
 beforeAll(async () => {
   [dockerd, upstream, gwHandle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
@@ -88,9 +82,7 @@ describe("image deltas on a preloaded device", () => {
     expect(deltaBytes * 4).toBeLessThan(big.gz.byteLength);
     expect(blobBytes).toBeLessThan(64 * 1024); // config and bundle only: no full layer
 
-    const { updates } = await gw.admin<{ updates: { version?: string; events: DeviceEvent[] }[] }>(`/admin/devices/${uuid}/updates`);
-    const done = updates.find((u) => u.version === "2")?.events.find((e) => e.eventType.id === "EcuDownloadCompleted");
-    const report = JSON.parse(done!.event.details!) as { deltaLayers: number; deltas: { layer: string }[] };
+    const report = await downloadReport(gw, uuid, 2);
     expect(report.deltaLayers).toBe(1);
     expect(report.deltas[0]!.layer).toBe(big.digest);
   }, 180_000);

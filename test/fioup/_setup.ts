@@ -7,7 +7,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
@@ -246,6 +246,12 @@ export class Device {
     const dir = join(this.storeDir, "blobs/sha256");
     for (const f of await readdir(dir).catch(() => [] as string[])) out.set(`sha256:${f}`, (await stat(join(dir, f))).size);
     return out;
+  }
+
+  /** Blobs of the store that do not hash to their name (none, whatever was cut when). */
+  corruptBlobs(): string[] {
+    const dir = join(this.storeDir, "blobs/sha256");
+    return readdirSync(dir).filter((f) => new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, f))).digest("hex") !== f);
   }
 
   /** Removes every container, network and app of this device's projects. */

@@ -90,11 +90,6 @@ function dbIntegrity(): string {
   }
 }
 
-function corruptBlobs(): string[] {
-  const dir = join(device.storeDir, "blobs/sha256");
-  return readdirSync(dir).filter((f) => new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, f))).digest("hex") !== f);
-}
-
 describe("fioup update under strace", () => {
   test("fsyncs each file before renaming it into place and its directory after, and each state write before the next step", () => {
     const byKind = (k: string) => x.violations.filter((v) => v.kind === k).map((v) => `${v.path}: ${v.detail}`);
@@ -121,7 +116,7 @@ describe("fioup update under strace", () => {
       const running = (await dockerd.docker("ps", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.ID}}")).trim().split("\n").filter(Boolean);
       const images = await Promise.all(running.map(async (id) => (await dockerd.docker("inspect", "--format", "{{.Image}}", id)).trim()));
       const served = await httpGet(port);
-      const bad = corruptBlobs();
+      const bad = device.corruptBlobs();
       const integrity = dbIntegrity();
       const ok =
         (r.code === 0 || r.code === 3) &&

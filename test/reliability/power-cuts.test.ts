@@ -92,12 +92,6 @@ afterAll(async () => {
   await dockerd?.stop();
 });
 
-/** Every committed blob still hashes to its name. */
-function corruptBlobs(): string[] {
-  const dir = join(device.storeDir, "blobs/sha256");
-  return readdirSync(dir).filter((f) => new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, f))).digest("hex") !== f);
-}
-
 function dbIntegrity(): string {
   const db = new Database(join(device.sotaDir, "fioup.db"), { readonly: true });
   try {
@@ -171,7 +165,7 @@ describe("fioup killed with SIGKILL at named points", () => {
       const running = (await dockerd.docker("ps", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.ID}}")).trim().split("\n").filter(Boolean);
       const imageIds = await Promise.all(running.map(async (id) => (await dockerd.docker("inspect", "--format", "{{.Image}}", id)).trim()));
       const served = await httpGet(port);
-      const bad = corruptBlobs();
+      const bad = device.corruptBlobs();
       const integrity = dbIntegrity();
 
       // The update's size as the disk shows it: blobs new since before the cut, fetched through /blobs.
