@@ -47,8 +47,14 @@ export async function waitForNews(
       await sleep(left(), signal);
       break;
     }
+    const hold = Math.min(HOLD_SECONDS, Math.floor(left() / 1000));
+    // Under a second left: sleep it out. A hold of 0 is answered at once, so asking again and
+    // again would spin (thousands of requests, and their garbage, in that last second).
+    if (hold < 1) {
+      await sleep(left(), signal);
+      break;
+    }
     const after = trustedTimestampVersion(storagePath);
-    const hold = Math.max(0, Math.min(HOLD_SECONDS, Math.floor(left() / 1000)));
     try {
       const res = await client.fetch(`/repo/wait?after=${after}&timeout=${hold}`, {
         signal: AbortSignal.any([signal, AbortSignal.timeout(hold * 1000 + 15_000)]),

@@ -9,14 +9,17 @@
  * gateway with its embedded registry, an upstream docker-registry the images are pushed to.
  * Prints progress on stderr and one JSON result on stdout.
  */
+import { readFileSync, readlinkSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, randomBytes, startDockerRegistry, startDockerd, startTestGateway } from "../../test/fioup/_setup.ts";
 import { rssKb } from "../_proc.ts";
 
-const { values } = parseArgs({ options: { mb: { type: "string", default: "500" }, bin: { type: "string" } } });
+const { values } = parseArgs({ options: { mb: { type: "string", default: "500" }, bin: { type: "string" }, env: { type: "string", multiple: true }, "idle-seconds": { type: "string", default: "10" } } });
 const totalMb = Number(values.mb);
 if (values.bin) process.env.FIOUP_BIN = resolve(values.bin);
+// --env K=V (repeatable): extra environment for fioup, e.g. a BUN_JSC_* option to try.
+for (const kv of values.env ?? []) process.env[kv.slice(0, kv.indexOf("="))] = kv.slice(kv.indexOf("=") + 1);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 const mb = (kb: number) => Math.round(kb / 1024);
 
@@ -26,6 +29,7 @@ const gw = await startTestGateway();
 const SMALL = "rsssmall";
 const BIG = "rssbig";
 const device = await Device.create(dockerd);
+let stopDaemon = () => {};
 try {
   const port = await freePort();
   const small = await pushImage(upstream, "bench/rss-small", "v1", httpdImage("rss v1"));
@@ -33,24 +37,30 @@ try {
   await pub.publish(1);
   await device.register(gw);
   const daemon = device.spawn(["daemon"]);
-  void new Response(daemon.stderr).text();
+  stopDaemon = () => daemon.kill("SIGKILL");
+  const daemonLog = new Response(daemon.stderr).text();
   const until = async (what: string, ok: () => Promise<boolean> | boolean, ms = 600_000) => {
     for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(100)) if (await ok()) return;
     throw new Error(`Timed out waiting for ${what}`);
   };
-  await until("v1 to answer", async () => (await httpGet(port)) === "rss v1");
+  await until("v1 to answer", async () => (await httpGet(port)) === "rss v1", 180_000).catch(async (e) => {
+    daemon.kill("SIGTERM");
+    throw new Error(`${(e as Error).message}; the daemon said:\n${await daemonLog}`);
+  });
 
   // Idle: the daemon polls (every second in the test config) with nothing to do.
   await Bun.sleep(5000);
   let idlePeak = 0;
   let idleLast = 0;
-  for (const end = Date.now() + 10_000; Date.now() < end; await Bun.sleep(50)) {
+  for (const end = Date.now() + Number(values["idle-seconds"]) * 1000; Date.now() < end; await Bun.sleep(50)) {
     idleLast = rssKb(daemon.pid).rss;
     idlePeak = Math.max(idlePeak, idleLast);
   }
-  log(`idle: RSS ${mb(idleLast)} MB (peak over 10 s ${mb(idlePeak)} MB), VmHWM since start ${mb(rssKb(daemon.pid).hwm)} MB`);
+  log(`idle: RSS ${mb(idleLast)} MB (peak over ${values["idle-seconds"]} s ${mb(idlePeak)} MB), VmHWM since start ${mb(rssKb(daemon.pid).hwm)} MB`);
+  const idleSplit = residentBySource(daemon.pid);
+  log(`idle resident by source (MB): ${JSON.stringify(idleSplit)}`);
 
-  const idle = { idleMb: mb(idleLast), idlePeakMb: mb(idlePeak) };
+  const idle = { idleMb: mb(idleLast), idlePeakMb: mb(idlePeak), idleSplitMb: idleSplit };
   const updating = totalMb > 0 ? await measureUpdate() : {};
   daemon.kill("SIGTERM");
   await daemon.exited;
@@ -90,8 +100,40 @@ try {
   };
   }
 } finally {
+  stopDaemon();
   await device.cleanup([SMALL, BIG]).catch(() => {});
   await gw.stop();
   await upstream.stop();
   await dockerd.stop();
+}
+
+/**
+ * Where a process's resident memory is, from /proc/PID/smaps, in MB: the executable's own pages
+ * (code, read-only data, writable data), shared libraries, anonymous memory (JavaScript heap,
+ * malloc arenas, JIT code, thread stacks) and the rest.
+ */
+function residentBySource(pid: number): Record<string, number> {
+  const exe = (() => {
+    try {
+      return readlinkSync(`/proc/${pid}/exe`);
+    } catch {
+      return "";
+    }
+  })();
+  const kb: Record<string, number> = {};
+  let key = "";
+  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (m) {
+      const [, perms, path] = m as unknown as [string, string, string];
+      key = path === exe ? (perms.includes("x") ? "binaryCode" : perms.includes("w") ? "binaryData" : "binaryReadOnly")
+        : path.startsWith("/") ? "libraries"
+        : path === "" || path === "[heap]" || path.startsWith("[anon") ? "anonymous"
+        : path.startsWith("[stack") ? "stack" : "other";
+      continue;
+    }
+    const r = /^Rss:\s+(\d+) kB/.exec(line);
+    if (r) kb[key] = (kb[key] ?? 0) + Number(r[1]);
+  }
+  return Object.fromEntries(Object.entries(kb).map(([k, v]) => [k, Math.round(v / 102.4) / 10]));
 }

@@ -63,6 +63,16 @@ test("without news the wait lasts until the poll interval is up", async () => {
   expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
 });
 
+test("the last second of a wait is slept, not asked for again and again", async () => {
+  let asked = 0;
+  const counting = Object.assign(Object.create(client) as DeviceClient, {
+    fetch: (...args: Parameters<DeviceClient["fetch"]>) => (asked++, client.fetch(...args)),
+  });
+  expect(await waitForNews(counting, storage, 1500, new AbortController().signal)).toBe("timeout");
+  // One 1 s hold, then the remaining half second asleep (a 0 s hold is answered at once).
+  expect(asked).toBeLessThanOrEqual(2);
+});
+
 test("a publish through replica a wakes a device held by replica b within 1 s of the signing", async () => {
   const waiting = waitForNews(client, storage, 60_000, new AbortController().signal).then((r) => ({ r, at: Date.now() }));
   await Bun.sleep(500); // the device is holding its request
