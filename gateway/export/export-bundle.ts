@@ -180,7 +180,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const blobs = whole.filter((b) => !asDelta.has(b.digest));
     const deltaBytes = deltas.reduce((n, d) => n + d.size, 0);
     const bytes = blobs.reduce((n, b) => n + b.size, 0) + deltaBytes;
-    log(`copying ${blobs.length} blobs (${((bytes - deltaBytes) / 1e6).toFixed(1)} MB)${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length} layers as deltas (${(deltaBytes / 1e6).toFixed(1)} MB instead of ${(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0) / 1e6).toFixed(1)} MB)` : ""}`);
+    log(`copying ${blobs.length} blobs (${((bytes - deltaBytes) / 1e6).toFixed(1)} MB)${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length} layer${deltas.length === 1 ? "" : "s"} as deltas (${(deltaBytes / 1e6).toFixed(1)} MB instead of ${(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0) / 1e6).toFixed(1)} MB)` : ""}`);
     let next = 0;
     let done = 0;
     const worker = async () => {

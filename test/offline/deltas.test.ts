@@ -38,6 +38,7 @@ let uuid: string;
 let bundles: string;
 let files: Record<string, ImageFile>;
 let v2: BuiltImage;
+let exportLog: string;
 
 /** busybox httpd serving `body`, over one big layer of real files (with `changes`). */
 const image = (body: string, changes: Record<string, ImageFile> = {}): BusyboxImageOptions => ({
@@ -45,6 +46,24 @@ const image = (body: string, changes: Record<string, ImageFile> = {}): BusyboxIm
   exposedPorts: ["80/tcp"],
   layers: [{ ...files, ...changes, "/www/index.html": body }],
 });
+
+/**
+ * A well-formed delta from v1's big layer (which the device holds) that rebuilds *other* bytes than
+ * v2's layer: its own digest is right, only the diff_id check can catch it.
+ */
+async function wrongDelta(): Promise<{ file: string; bytes: Uint8Array; digest: string; from: string }> {
+  const from = bundleIndex(join(bundles, "deltas")).bundle.deltas[0].from as string;
+  const work = await tempDir("offline-bad-delta-");
+  const base = Bun.gunzipSync(await Bun.file(new RegistryStorage(join(gw.dataDir, "registry")).blobPath(from)).bytes());
+  const wrong = v2.layers.at(-1)!.tar.slice();
+  wrong[wrong.length >> 1]! ^= 0xff;
+  writeFileSync(join(work, "from.tar"), base);
+  writeFileSync(join(work, "wrong.tar"), wrong);
+  const file = join(work, "bad.zst");
+  await run(["zstd", "-q", "-f", `--long=${deltaWindowLog(base.byteLength, wrong.byteLength)}`, `--patch-from=${join(work, "from.tar")}`, join(work, "wrong.tar"), "-o", file]);
+  const bytes = await Bun.file(file).bytes();
+  return { file, bytes, digest: sha256(bytes), from };
+}
 
 /** Bytes of the files under a bundle's blobs/ (what a USB stick must hold). */
 const blobBytes = (dir: string) => readdirSync(join(dir, "blobs/sha256")).reduce((n, f) => n + statSync(join(dir, "blobs/sha256", f)).size, 0);
@@ -63,7 +82,7 @@ beforeAll(async () => {
   v2 = pushed.image;
   await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(pushed.ref, port) });
   await pub.publish(2);
-  await Promise.all([
+  [exportLog] = await Promise.all([
     gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "deltas") }),
     gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "whole"), args: ["--no-deltas"] }),
   ]);
@@ -96,6 +115,9 @@ describe("offline bundles with layer deltas", () => {
     expect(w).toBe(whole.bytes);
     expect(d).toBeGreaterThan(1 << 20); // the changed file is random: it travels whole
     expect(d * 4).toBeLessThan(w);
+    // The export rebuilt the layer from the delta before it chose to carry the delta.
+    expect(exportLog).toContain(`layer ${big.digest.slice(0, 19)}`);
+    expect(exportLog).toContain("rebuilt and checked against its diff_id");
   });
 
   test("a bundle whose delta rebuilds other bytes than the config pins is refused, and the device keeps v1", async () => {
@@ -104,21 +126,13 @@ describe("offline bundles with layer deltas", () => {
     const index = bundleIndex(bad);
     const delta = index.bundle.deltas[0];
     const to = v2.layers.at(-1)!;
-    // A well-formed delta from the layer the device holds, with its digest and size in the index: only the diff_id check can catch it.
-    const work = await tempDir("offline-bad-delta-");
-    const base = Bun.gunzipSync(await Bun.file(new RegistryStorage(join(gw.dataDir, "registry")).blobPath(delta.from)).bytes());
-    const wrong = to.tar.slice();
-    wrong[wrong.length >> 1]! ^= 0xff;
-    writeFileSync(join(work, "from.tar"), base);
-    writeFileSync(join(work, "wrong.tar"), wrong);
-    await run(["zstd", "-q", "-f", `--long=${deltaWindowLog(base.byteLength, wrong.byteLength)}`, `--patch-from=${join(work, "from.tar")}`, join(work, "wrong.tar"), "-o", join(work, "bad.zst")]);
-    const bytes = await Bun.file(join(work, "bad.zst")).bytes();
+    // Swapped in with its digest and size in the index: only the diff_id check can catch it.
+    const { bytes, digest } = await wrongDelta();
     rmSync(join(bad, "blobs/sha256", delta.digest.slice(7)));
-    writeFileSync(join(bad, "blobs/sha256", sha256(bytes).slice(7)), bytes);
+    writeFileSync(join(bad, "blobs/sha256", digest.slice(7)), bytes);
     index.bundle.bytes += bytes.byteLength - delta.size;
-    Object.assign(delta, { digest: sha256(bytes), size: bytes.byteLength });
+    Object.assign(delta, { digest, size: bytes.byteLength });
     writeFileSync(join(bad, "index.json"), JSON.stringify(index));
-    rmSync(work, { recursive: true, force: true });
 
     const r = await device.fioup("update", "--offline", bad);
     expect(r.code, r.stderr).toBe(40); // the fetch failed
@@ -127,6 +141,30 @@ describe("offline bundles with layer deltas", () => {
     expect((await device.blobs()).has(to.digest)).toBe(false);
     expect(await httpGet(port)).toBe("v1");
     expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-1`);
+  }, 60_000);
+
+  test("a delta from the gateway that does not rebuild the layer is never put into a bundle: the layer travels whole", async () => {
+    // Plant the pair's outcome in the gateway's delta cache, as test/deltas does, with the wrong delta.
+    const { file, bytes, digest, from } = await wrongDelta();
+    const good = bundleIndex(join(bundles, "deltas")).bundle.deltas[0];
+    const root = join(gw.dataDir, "registry");
+    const storage = new RegistryStorage(root);
+    await storage.commitBlobFile(file, digest);
+    await storage.linkBlob(good.repo, digest);
+    writeFileSync(join(root, "deltas/blobs", digest.slice(7)), "");
+    const planted = { ...good, digest, size: bytes.byteLength };
+    delete planted.registry;
+    delete planted.repo;
+    writeFileSync(join(root, "deltas", `${from.slice(7)}-${good.to.slice(7)}.json`), JSON.stringify({ descriptor: planted }));
+
+    const out = join(bundles, "planted");
+    const log = await gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out });
+    const index = bundleIndex(out).bundle;
+    expect(log).toContain("carried whole (no usable delta: Delta refused: the rebuilt layer hashes to");
+    expect(index.format).toBe(1);
+    expect(index.deltas).toBeUndefined();
+    expect(index.blobs.map((b: { digest: string }) => b.digest)).toContain(good.to);
+    expect(blobBytes(out)).toBe(blobBytes(join(bundles, "whole")));
   }, 60_000);
 
   test("the bundle with a delta updates a device without a route to the gateway, which reports it as online", async () => {
