@@ -24,7 +24,7 @@ import { metrics } from "./routes/metrics.ts";
 import { openapi } from "./routes/openapi.ts";
 import { register } from "./routes/register.ts";
 import { repo } from "./routes/repo.ts";
-import { repoWait } from "./routes/repo-wait.ts";
+import { repoWait, withPushFastPath } from "./routes/repo-wait.ts";
 import { DeviceRevokedError, GroupExistsError, RolloutConflictError } from "./store/types.ts";
 import { InvalidFleetQueryError } from "./fleet/query.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./rollouts/errors.ts";
@@ -97,6 +97,6 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
   app.onError((err, c) => errorAnswer(err, c.req.method, c.req.path, (body, status) => c.json(body, status)));
   // Check-ins (GET /repo/<metadata>.json, POST /events) skip the router: routes/checkin.ts.
   const fetch = app.fetch;
-  app.fetch = withCheckinFastPath(gw, fetch, (err, req, path) => errorAnswer(err, req.method, path, jsonResponse));
+  app.fetch = withPushFastPath(gw, withCheckinFastPath(gw, fetch, (err, req, path) => errorAnswer(err, req.method, path, jsonResponse)));
   return app;
 }

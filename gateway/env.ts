@@ -27,6 +27,17 @@ export interface PeerIdentity {
 export interface Bindings {
   peer?: PeerIdentity;
   remoteAddr?: string;
+  /** The client's connection, from the gateway's transport: a handler holding a request without a body (GET /repo/wait) learns when the client leaves. */
+  connection?: ClientConnection;
+}
+
+/** What a handler may see of its client's connection. */
+export interface ClientConnection {
+  readonly closed: boolean;
+  /** Called once if the connection closes before the answer is out; only for requests without a body (the transport uses it for uploads). */
+  onClose: (() => void) | undefined;
+  /** Asks to hold this request open for long (a long poll); false: the transport keeps its remaining connections for other requests, answer now. */
+  hold(): boolean;
 }
 
 /** The TUF repository as the routes need it (implemented over gateway/ota's TufRepo). */

@@ -6,18 +6,35 @@
  * about a quarter of a second. (PostgreSQL's LISTEN/NOTIFY would save the query but needs a
  * connection of its own per replica and does not exist on SQLite; polling serves both.)
  *
+ * Memory: tens of thousands of devices may wait on one replica, so a waiter is one small object
+ * in a bucket of waiters whose time is up in the same tick. The tick that reads the database
+ * also answers the buckets that are due: no timer, no abort listener and no closure per waiter.
+ *
  * @module
  */
 import type { TufStorage } from "./ota/storage.ts";
 
-interface Waiter {
-  after: number;
-  resolve(version: number | undefined): void;
+/** How a wait ends: the newest version, or undefined (time is up, or the wait was cancelled). */
+type Settle = (version: number | undefined) => void;
+
+/** One waiting device. */
+export class Waiter {
+  /** The bucket it is in; undefined once settled. */
+  bucket: Set<Waiter> | undefined;
+  constructor(
+    readonly after: number,
+    readonly settle: Settle,
+  ) {}
 }
 
 export class TimestampWatch {
+  /** Devices waiting in this process, over every watch (bench/push reads it). */
+  static waitingInProcess = 0;
+
   #version = 0;
-  #waiters = new Set<Waiter>();
+  /** Waiters by due tick (deadline / pollMs, rounded up): a wait ends at most one tick late. */
+  readonly #due = new Map<number, Set<Waiter>>();
+  #waiting = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #reading: Promise<void> | undefined;
 
@@ -26,44 +43,78 @@ export class TimestampWatch {
     private readonly pollMs = 250,
   ) {}
 
-  /** Resolves with the newest version once it is above `after`, or undefined after `timeoutMs` or on abort. */
-  async waitAfter(after: number, timeoutMs: number, signal?: AbortSignal): Promise<number | undefined> {
-    await this.#read();
-    if (this.#version > after) return this.#version;
-    if (timeoutMs <= 0 || signal?.aborted) return undefined;
-    return new Promise((resolve) => {
-      const waiter: Waiter = {
-        after,
-        resolve: (v) => {
-          clearTimeout(timer);
-          signal?.removeEventListener("abort", abort);
-          this.#waiters.delete(waiter);
-          if (!this.#waiters.size) this.#stop();
-          resolve(v);
-        },
-      };
-      const abort = () => waiter.resolve(undefined);
-      const timer = setTimeout(abort, timeoutMs);
-      signal?.addEventListener("abort", abort, { once: true });
-      this.#waiters.add(waiter);
-      this.#start();
+  /**
+   * Resolves with the newest version once it is above `after`, or undefined after `timeoutMs`
+   * or when `cancel(waiter)` is called with the waiter handed to `onWaiter` (e.g. when the
+   * client's connection closes).
+   */
+  waitAfter(after: number, timeoutMs: number, onWaiter?: (w: Waiter) => void): Promise<number | undefined> {
+    if (this.#version > after) return Promise.resolve(this.#version);
+    // While devices wait, the tick reads the database every pollMs: the version here is that fresh.
+    if (this.#timer && timeoutMs > 0) return this.#enqueue(after, timeoutMs, onWaiter);
+    return this.#read().then(() => {
+      if (this.#version > after) return this.#version;
+      if (timeoutMs <= 0) return undefined;
+      return this.#enqueue(after, timeoutMs, onWaiter);
     });
+  }
+
+  #enqueue(after: number, timeoutMs: number, onWaiter: ((w: Waiter) => void) | undefined): Promise<number | undefined> {
+    return new Promise<number | undefined>((resolve) => {
+      const w = new Waiter(after, resolve);
+      const tick = Math.ceil((Date.now() + timeoutMs) / this.pollMs);
+      let bucket = this.#due.get(tick);
+      if (!bucket) this.#due.set(tick, (bucket = new Set()));
+      bucket.add(w);
+      w.bucket = bucket;
+      this.#waiting++;
+      TimestampWatch.waitingInProcess++;
+      this.#start();
+      onWaiter?.(w);
+    });
+  }
+
+  /** Ends a wait now (undefined); nothing if it has ended already. */
+  cancel(w: Waiter): void {
+    this.#settle(w, undefined);
   }
 
   /** How many devices are waiting on this replica (for /metrics and tests). */
   get waiting(): number {
-    return this.#waiters.size;
+    return this.#waiting;
+  }
+
+  #settle(w: Waiter, version: number | undefined): void {
+    const bucket = w.bucket;
+    if (!bucket) return;
+    w.bucket = undefined;
+    bucket.delete(w);
+    this.#waiting--;
+    TimestampWatch.waitingInProcess--;
+    if (!this.#waiting) this.#stop();
+    w.settle(version);
   }
 
   #start() {
     if (this.#timer) return;
-    this.#timer = setInterval(() => void this.#read(), this.pollMs);
+    this.#timer = setInterval(() => this.#tick(), this.pollMs);
     this.#timer.unref?.();
   }
 
   #stop() {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#due.clear();
+  }
+
+  #tick() {
+    const now = Date.now() / this.pollMs;
+    for (const [tick, bucket] of this.#due) {
+      if (tick > now) continue;
+      this.#due.delete(tick);
+      for (const w of bucket) this.#settle(w, undefined);
+    }
+    if (this.#waiting) void this.#read();
   }
 
   /** One read at a time, shared by everyone asking meanwhile. */
@@ -72,7 +123,8 @@ export class TimestampWatch {
       .getLatest("timestamp")
       .then((rec) => {
         if (rec && rec.version > this.#version) this.#version = rec.version;
-        for (const w of [...this.#waiters]) if (this.#version > w.after) w.resolve(this.#version);
+        const v = this.#version;
+        for (const bucket of this.#due.values()) for (const w of bucket) if (v > w.after) this.#settle(w, v);
       })
       .catch(() => {
         // the database is away for a moment: waiters keep waiting, the next tick tries again

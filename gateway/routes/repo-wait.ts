@@ -8,12 +8,18 @@
  * Every replica learns of a new timestamp from the database (TimestampWatch), so a device held
  * by one replica hears of a publish made through another.
  *
+ * A replica holds thousands of these at once, so a held request keeps little: its waiter in the
+ * shared TimestampWatch (no timer of its own), and the connection's close hook so that a device
+ * that goes away stops being held at once (bench/push measures the memory per held request).
+ * Held requests may take only a share of the transport's --max-connections (connection-caps.ts):
+ * past it the device is answered 503 at once and polls, and check-ins still find a connection.
+ *
  * @module
  */
 import { Hono } from "hono";
-import { requireDevice } from "../devices/auth.ts";
-import type { Gateway, GatewayEnv } from "../env.ts";
-import { TimestampWatch } from "../push.ts";
+import { cachedDeviceInGoodStanding, noteCheckIn, requireDevice } from "../devices/auth.ts";
+import type { Bindings, ClientConnection, Gateway, GatewayEnv } from "../env.ts";
+import { TimestampWatch, type Waiter } from "../push.ts";
 
 export const MAX_WAIT_SECONDS = 60;
 
@@ -24,14 +30,65 @@ const watchOf = (gw: Gateway) => {
   return w;
 };
 
-export const repoWait = new Hono<GatewayEnv>().get("/repo/wait", requireDevice, async (c) => {
-  const after = Number(c.req.query("after") ?? "0");
-  const timeout = Number(c.req.query("timeout") ?? "30");
-  if (!Number.isInteger(after) || after < 0) return c.json({ error: "Invalid after: expected the timestamp version the device trusts" }, 400);
+const WAIT_HEADERS = { "x-push": "long-poll", "cache-control": "no-store" };
+const noNews = () => new Response(null, { status: 204, headers: WAIT_HEADERS });
+const news = (version: number) => {
+  const text = `{"version":${version}}`;
+  return new Response(text, { status: 200, headers: { ...WAIT_HEADERS, "content-type": "application/json", "content-length": String(text.length) } });
+};
+
+/**
+ * Holds until news or the timeout; the request is over when the connection closes first (its
+ * answer then goes nowhere). A 400 for a bad query.
+ */
+export function waitForNews(gw: Gateway, afterParam: string | undefined, timeoutParam: string | undefined, conn: ClientConnection | undefined): Response | Promise<Response> {
+  const after = Number(afterParam ?? "0");
+  const timeout = Number(timeoutParam ?? "30");
+  if (!Number.isInteger(after) || after < 0) return Response.json({ error: "Invalid after: expected the timestamp version the device trusts" }, { status: 400 });
   if (!Number.isFinite(timeout) || timeout < 0 || timeout > MAX_WAIT_SECONDS)
-    return c.json({ error: `Invalid timeout: expected 0 to ${MAX_WAIT_SECONDS} seconds` }, 400);
-  const version = await watchOf(c.var.gw).waitAfter(after, timeout * 1000, c.req.raw.signal);
-  c.header("x-push", "long-poll");
-  c.header("cache-control", "no-store");
-  return version === undefined ? c.body(null, 204) : c.json({ version });
-});
+    return Response.json({ error: `Invalid timeout: expected 0 to ${MAX_WAIT_SECONDS} seconds` }, { status: 400 });
+  // The transport keeps a share of its connections for check-ins: past it, the device polls instead.
+  if (conn && !conn.hold())
+    return Response.json({ error: "This gateway holds as many push connections as it may: poll instead" }, { status: 503, headers: { ...WAIT_HEADERS, "retry-after": String(MAX_WAIT_SECONDS) } });
+  const watch = watchOf(gw);
+  const onWaiter = conn ? (w: Waiter) => (conn.closed ? watch.cancel(w) : (conn.onClose = () => watch.cancel(w))) : undefined;
+  return watch.waitAfter(after, timeout * 1000, onWaiter).then((v) => (v === undefined ? noNews() : news(v)));
+}
+
+type Fetch = (req: Request, env?: Bindings, ctx?: any) => Response | Promise<Response>;
+
+/** The query of a `/repo/wait` request URL ("" without one), or undefined for any other path. */
+function waitQuery(url: string): string | undefined {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  if (start < 0 || !url.startsWith("/repo/wait", start)) return undefined;
+  const end = start + 10;
+  if (end === url.length) return "";
+  return url.charCodeAt(end) === 63 /* ? */ ? url.slice(end + 1) : undefined;
+}
+
+/**
+ * Wraps the app's fetch: GET /repo/wait from a device in good standing (device cache hit) is
+ * held here, before Hono's dispatch, so a held request keeps no router context or middleware
+ * frames (a few kB each, times the devices held). Same answers, sightings and metrics as the
+ * route below, which serves everything else (no certificate, a cache miss, a refused device).
+ */
+export function withPushFastPath(gw: Gateway, app: Fetch): Fetch {
+  const count = (res: Response) => {
+    gw.metrics.count("/repo/wait", res.status);
+    return res;
+  };
+  return (req, env, ctx) => {
+    const peer = env?.peer;
+    if (!peer || req.method !== "GET") return app(req, env, ctx);
+    const query = waitQuery(req.url);
+    if (query === undefined) return app(req, env, ctx);
+    const device = cachedDeviceInGoodStanding(gw.devices, peer);
+    if (!device) return app(req, env, ctx);
+    noteCheckIn(gw.sightings, device, req.headers);
+    const q = new URLSearchParams(query);
+    const res = waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
+    return res instanceof Response ? count(res) : res.then(count);
+  };
+}
+
+export const repoWait = new Hono<GatewayEnv>().get("/repo/wait", requireDevice, (c) => waitForNews(c.var.gw, c.req.query("after"), c.req.query("timeout"), c.env?.connection));

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { FakeSocket } from "./_fake-socket.ts";
 import { Connection } from "./connection.ts";
-import { ConnectionCaps } from "./connection-caps.ts";
+import { ConnectionCaps, HELD_SHARE } from "./connection-caps.ts";
 
 const conn = (addr: string) => new Connection(new FakeSocket(), addr);
 
@@ -42,6 +42,28 @@ describe("ConnectionCaps", () => {
     for (const c of burst) expect(caps.accept(c)).toBe(true);
     for (const c of burst) caps.handshaken(c, true); // a device's 50 parallel connections
     expect(burst.some((c) => (c.sock as FakeSocket).terminated)).toBe(false);
+  });
+
+  test("held requests (push) take at most their share of the cap: the rest stays free for check-ins", () => {
+    const caps = new ConnectionCaps(20, 128);
+    const devices = Array.from({ length: 20 }, () => conn("10.0.0.5"));
+    const held = devices.filter((c) => {
+      caps.accept(c);
+      caps.handshaken(c, true);
+      return c.hold();
+    });
+    expect(held.length).toBe(Math.floor(20 * HELD_SHARE));
+    expect(caps.held).toBe(held.length);
+    expect(caps.holdsRefused).toBe(20 - held.length);
+    // An answered hold, or a closed connection, gives its place back.
+    caps.release(held[0]!);
+    caps.closed(held[1]!);
+    expect(caps.held).toBe(held.length - 2);
+    const later = devices.slice(held.length);
+    expect(later[0]!.hold()).toBe(true);
+    expect(later[1]!.hold()).toBe(true);
+    expect(held[0]!.hold()).toBe(false); // full again
+    expect(held[1]!.hold()).toBe(false); // closed
   });
 
   test("exempt addresses (trusted proxies) have no per-address cap", () => {

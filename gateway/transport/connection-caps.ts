@@ -7,9 +7,17 @@
  * connects meanwhile. Authenticated connections are never evicted; when all
  * of them are, the new connection is refused.
  *
+ * Held requests (a device's push long poll, GET /repo/wait) may take at most HELD_SHARE of
+ * `maxConnections`: past it a handler asking to hold is told no (the device polls instead), so
+ * the rest stays free for check-ins, registrations and the admin API however many devices hold
+ * push. A held connection is never evicted either: the slots are kept, not taken back.
+ *
  * @module
  */
 import type { Connection } from "./connection.ts";
+
+/** The share of `maxConnections` that held requests may take. */
+export const HELD_SHARE = 0.9;
 
 export class ConnectionCaps {
   readonly #all = new Set<Connection>();
@@ -18,13 +26,20 @@ export class ConnectionCaps {
   readonly #byAddress = new Map<string, Set<Connection>>();
   /** Connections closed at accept or evicted. */
   capped = 0;
+  /** Connections holding a request now (see `hold`), and the most there may be. */
+  held = 0;
+  readonly maxHeld: number;
+  /** Holds refused because `maxHeld` were held. */
+  holdsRefused = 0;
 
   constructor(
     readonly maxConnections: number,
     readonly maxPerAddress: number,
     /** Addresses the per-address cap does not apply to (trusted proxies). */
     private readonly exempt: (address: string) => boolean = () => false,
-  ) {}
+  ) {
+    this.maxHeld = Math.max(1, Math.floor(maxConnections * HELD_SHARE));
+  }
 
   get size(): number {
     return this.#all.size;
@@ -49,7 +64,27 @@ export class ConnectionCaps {
     }
     this.#all.add(c);
     this.#unauth.add(c);
+    c.caps = this;
     return true;
+  }
+
+  /** The connection's current request is to be held open (a long poll): false when `maxHeld` are held already. */
+  hold(c: Connection): boolean {
+    if (c.held) return true;
+    if (this.held >= this.maxHeld || !this.#all.has(c)) {
+      this.holdsRefused++;
+      return false;
+    }
+    c.held = true;
+    this.held++;
+    return true;
+  }
+
+  /** The held request is answered (or its connection closed). */
+  release(c: Connection): void {
+    if (!c.held) return;
+    c.held = false;
+    this.held--;
   }
 
   /**
@@ -73,6 +108,7 @@ export class ConnectionCaps {
   }
 
   closed(c: Connection): void {
+    this.release(c);
     this.#all.delete(c);
     this.authenticated(c);
   }

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import type { PeerIdentity } from "../env.ts";
+import type { ClientConnection, PeerIdentity } from "../env.ts";
+import type { ConnectionCaps } from "./connection-caps.ts";
 import { type BodyDecoder, dateHeader, statusLine } from "./http1.ts";
 
 /** What a connection needs of its socket (Bun's TLS socket; a fake in unit tests). */
@@ -30,7 +31,7 @@ export type DeadlineKind = "head" | "body" | "stall" | "closing";
 /** How long an ending connection may go without taking any of its last answer, or without closing, before it is cut. */
 export const CLOSING_MS = 2_000;
 
-export class Connection {
+export class Connection implements ClientConnection {
   /** Received bytes not parsed yet (the next request's head). */
   buf: Buffer | undefined;
   /** A request is being handled; further bytes wait in `buf`. */
@@ -62,11 +63,19 @@ export class Connection {
   deadlineKind: DeadlineKind = "head";
   /** The length of a `stall` deadline, to re-arm it. */
   stallMs = 0;
+  /** The caps that counted this connection in (set at accept), and whether its request is held (`hold`). */
+  caps: ConnectionCaps | undefined;
+  held = false;
 
   constructor(
     readonly sock: WireSocket,
     readonly remoteAddr: string,
   ) {}
+
+  /** The current request is to be held open (a long poll): false if the caps keep the remaining slots for other requests. */
+  hold(): boolean {
+    return this.caps ? this.caps.hold(this) : !this.closed;
+  }
 
   /** Sets the one deadline of this connection. */
   arm(kind: DeadlineKind, ms: number): void {

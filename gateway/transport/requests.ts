@@ -16,6 +16,7 @@ import { writeResponse } from "./response-writer.ts";
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 const EMPTY = new Uint8Array(0);
+const NO_HEADERS: [string, string][] = [];
 
 export class ClientGoneError extends Error {
   override name = "ClientGoneError";
@@ -149,7 +150,8 @@ export class RequestLoop {
     }
     const env: Bindings = {};
     if (c.remoteAddr) env.remoteAddr = c.remoteAddr;
-    let request: Request;
+    if (!hasBody(head)) env.connection = c; // a held request (GET /repo/wait) learns when its client leaves: c.onClose
+    let request: Request | undefined;
     try {
       // Until the body's decoder is set up below, bytes that arrive wait in c.buf (c.busy is set).
       let peer = c.peer ?? undefined;
@@ -196,7 +198,12 @@ export class RequestLoop {
     }
     let response: Response;
     try {
-      response = await this.#opts.fetch(request, env);
+      // What a held request (a long poll) keeps while it waits is this frame: drop the request
+      // and the parsed header list (the Request has its own copy) before waiting for the answer.
+      head.headers = NO_HEADERS;
+      const answer = this.#opts.fetch(request, env);
+      request = undefined;
+      response = await answer;
     } catch (err) {
       if (c.closed || c.ending) return;
       console.error("gateway: unhandled error:", err);
@@ -213,6 +220,7 @@ export class RequestLoop {
     const keepAlive = await writeResponse(c, response, head, reusable);
     finished = true;
     c.onClose = undefined;
+    c.caps?.release(c);
     if (c.closed || c.ending) return;
     if (!keepAlive) {
       c.end();

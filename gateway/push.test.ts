@@ -1,0 +1,76 @@
+/**
+ * TimestampWatch: waiters end on news, on their timeout (from the shared tick, no timer each)
+ * or when cancelled (the client left), and leave nothing behind.
+ */
+import { expect, test } from "bun:test";
+import { TimestampWatch, type Waiter } from "./push.ts";
+
+function storage(start = 1) {
+  const s = {
+    version: start,
+    reads: 0,
+    getLatest: async () => {
+      s.reads++;
+      return { version: s.version } as never;
+    },
+  };
+  return s;
+}
+
+test("news wakes every waiter whose version is older, and only those", async () => {
+  const db = storage(3);
+  const watch = new TimestampWatch(db, 20);
+  const old = watch.waitAfter(3, 5_000);
+  const newer = watch.waitAfter(4, 5_000);
+  await Bun.sleep(30);
+  expect(watch.waiting).toBe(2);
+  db.version = 4;
+  expect(await old).toBe(4);
+  expect(watch.waiting).toBe(1);
+  db.version = 5;
+  expect(await newer).toBe(5);
+  expect(watch.waiting).toBe(0);
+  // Already behind: answered at once.
+  expect(await watch.waitAfter(2, 5_000)).toBe(5);
+});
+
+test("a wait without news ends after its timeout, within one tick", async () => {
+  const watch = new TimestampWatch(storage(1), 20);
+  const t0 = Date.now();
+  const waits = [watch.waitAfter(1, 100), watch.waitAfter(1, 200), watch.waitAfter(1, 200)];
+  expect(await waits[0]).toBeUndefined();
+  const first = Date.now() - t0;
+  expect(first).toBeGreaterThanOrEqual(95);
+  expect(first).toBeLessThan(180);
+  expect(watch.waiting).toBe(2);
+  expect(await Promise.all(waits.slice(1))).toEqual([undefined, undefined]);
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(195);
+  expect(watch.waiting).toBe(0);
+  expect(await watch.waitAfter(1, 0)).toBeUndefined();
+});
+
+test("a cancelled wait (the client left) ends at once and is no longer counted", async () => {
+  const watch = new TimestampWatch(storage(1), 20);
+  let waiter: Waiter | undefined;
+  const wait = watch.waitAfter(1, 60_000, (w) => (waiter = w));
+  await Bun.sleep(30);
+  expect(watch.waiting).toBe(1);
+  watch.cancel(waiter!);
+  expect(await wait).toBeUndefined();
+  expect(watch.waiting).toBe(0);
+  watch.cancel(waiter!); // twice: nothing
+  expect(watch.waiting).toBe(0);
+});
+
+test("the database is read once per tick whatever the number of waiters, and not at all without them", async () => {
+  const db = storage(1);
+  const watch = new TimestampWatch(db, 50);
+  const waits = Array.from({ length: 1000 }, () => watch.waitAfter(1, 300));
+  await Bun.sleep(10);
+  const before = db.reads;
+  await Promise.all(waits);
+  expect(db.reads - before).toBeLessThanOrEqual(8); // about 300 / 50 ticks
+  const after = db.reads;
+  await Bun.sleep(200);
+  expect(db.reads).toBe(after);
+});
