@@ -85,7 +85,9 @@ afterAll(async () => {
 
 const inStore = (digest: string) => existsSync(join(device.storeDir, "blobs/sha256", parseDigest(digest).hex));
 const aliased = (digest: string) => existsSync(join(device.storeDir, "layers/sha256", parseDigest(digest).hex));
-const partial = (digest: string) => statSync(join(device.storeDir, "ingest", `${parseDigest(digest).hex}.partial`), { throwIfNoEntry: false })?.size ?? 0;
+/** Bytes in the store's ingest dir for `digest`: its partial download, or (`.rebuild`) the layer being rebuilt. */
+const ingestBytes = (digest: string, ext: "partial" | "rebuild") =>
+  statSync(join(device.storeDir, "ingest", `${parseDigest(digest).hex}.${ext}`), { throwIfNoEntry: false })?.size ?? 0;
 
 /** The delta the gateway made to `to` (its cache record `<from hex>-<to hex>.json`). */
 function gatewayDelta(to: string): { digest: string; size: number } {
@@ -127,7 +129,8 @@ describe("fioup killed with SIGKILL on the delta path", () => {
       const badAtCut = device.corruptBlobs();
       const layerAtCut = inStore(layer.digest) || inStore(diffId) || aliased(layer.digest);
       const deltaAtCut = inStore(delta.digest);
-      const deltaPartial = partial(delta.digest);
+      const deltaPartial = ingestBytes(delta.digest, "partial");
+      const rebuildPartial = ingestBytes(layer.digest, "rebuild");
       const s1 = await servedBytes(gwh, `device:${uuid}`);
 
       const r = await device.fioup("update");
@@ -149,7 +152,7 @@ describe("fioup killed with SIGKILL on the delta path", () => {
         c.name,
         !hit ? "not-tried" : survived ? "survived" : "failed",
         `${hit ? `killed in the ${c.in} at ${marker!.detail.onDisk} B` : `no kill in the ${c.in} (exit ${cut.exitCode ?? cut.signalCode})`}; ` +
-          `delta ${delta.size} B (committed at the cut: ${deltaAtCut}, partial ${deltaPartial} B); run 1 wire ${s1.delta - s0.delta} B delta + ${s1.blob - s0.blob} B blobs; ` +
+          `delta ${delta.size} B (committed at the cut: ${deltaAtCut}, partial ${deltaPartial} B; rebuilt tar partial ${rebuildPartial} of ${layer.tar.byteLength} B); run 1 wire ${s1.delta - s0.delta} B delta + ${s1.blob - s0.blob} B blobs; ` +
           `rerun exit ${r.code}, wire ${rerunDelta} B delta + ${rerunBlob} B blobs; layer ${layer.gz.byteLength} B; blobs ok: ${badAtCut.length + bad.length === 0}`,
         { point: c.name, hit, survived, deltaBytes: delta.size, deltaPartial, rerunDelta, rerunBlob, layerBytes: layer.gz.byteLength },
       );
@@ -157,7 +160,9 @@ describe("fioup killed with SIGKILL on the delta path", () => {
       expect(badAtCut).toEqual([]);
       expect(layerAtCut).toBe(false);
       expect(deltaAtCut).toBe(c.in === "layer");
-      if (c.in === "delta") expect(deltaPartial).toBeGreaterThan(0);
+      // Seen from outside: the cut left the delta, or the rebuilt tar, partly written in ingest/.
+      if (c.in === "delta") expect(deltaPartial > 0 && deltaPartial < delta.size).toBe(true);
+      else expect(rebuildPartial > 0 && rebuildPartial < layer.tar.byteLength).toBe(true);
       expect(r.code, r.stderr).toBe(0);
       expect(st.json?.current?.name).toBe(`amd64-linux-${version}`);
       expect(imageIds).toEqual([built.configDigest]);
