@@ -15,13 +15,13 @@ import type { DeviceEvent } from "../../lib/api/index.ts";
 import { deltaWindowLog } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import type { BusyboxImageOptions, BuiltImage, ImageFile } from "../harness/images.ts";
+import type { BuiltImage, ImageFile } from "../harness/images.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 import {
   Device, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd,
   type DockerRegistryHandle, type DockerdHandle, type Publisher, type TestGateway,
 } from "../fioup/_setup.ts";
-import { fileNear, realFilePaths, realFiles } from "../deltas/_real-files.ts";
+import { fileNear, realFilePaths, realFiles, realFilesImage, type DownloadReport } from "../deltas/_real-files.ts";
 import { bundleIndex, dropIn, gatewayExport, OFFLINE_DROP_IN, offlineToml } from "./_setup.ts";
 
 const APP = `offdelta${process.pid}`;
@@ -41,11 +41,7 @@ let v2: BuiltImage;
 let exportLog: string;
 
 /** busybox httpd serving `body`, over one big layer of real files (with `changes`). */
-const image = (body: string, changes: Record<string, ImageFile> = {}): BusyboxImageOptions => ({
-  cmd: ["httpd", "-f", "-p", "80", "-h", "/www"],
-  exposedPorts: ["80/tcp"],
-  layers: [{ ...files, ...changes, "/www/index.html": body }],
-});
+const image = (body: string, changes: Record<string, ImageFile> = {}) => realFilesImage(files, body, changes);
 
 /**
  * A well-formed delta from v1's big layer (which the device holds) that rebuilds *other* bytes than
@@ -180,7 +176,7 @@ describe("offline bundles with layer deltas", () => {
     expect((await device.fioup("update")).code).toBe(3);
     const { updates } = await gw.admin<{ updates: { version?: string; success?: boolean; events: DeviceEvent[] }[] }>(`/admin/devices/${uuid}/updates`);
     const done = updates.find((u) => u.version === "2" && u.success === true)?.events.find((e) => e.eventType.id === "EcuDownloadCompleted");
-    const report = JSON.parse(String(done?.event.details));
+    const report = JSON.parse(String(done?.event.details)) as DownloadReport; // the update to 2 that succeeded (an earlier one failed)
     const big = v2.layers.at(-1)!;
     const delta = bundleIndex(join(bundles, "deltas")).bundle.deltas[0];
     expect(report.deltaLayers).toBe(1);
