@@ -1,11 +1,13 @@
 /**
  * TLS session resumption benchmark: check-ins with a new TLS connection each, full handshake
  * against resumed, for `gateway serve` (sqlite, database seeded with many devices) and the bare
- * Bun.serve mTLS hello-world (bench/gateway-checkin/hello.ts), in one run. Sides (server x mode)
+ * Bun.serve mTLS hello-world (bench/gateway-checkin/hello.ts), and between them the gateway's
+ * transport answering "hello" (bench/gateway-checkin/hello-transport.ts: our TLS listener, no app),
+ * in one run. Sides (server x mode)
  * alternate in order between rounds, `sync` runs between sides, each side's best round counts.
  * The gateway's own counters (/metrics gateway_tls_resumed_total) confirm what resumed.
  *
- * Usage: bun bench/tls-resume/run.ts [--devices 100000] [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--poll]
+ * Usage: bun bench/tls-resume/run.ts [--devices 100000] [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--poll] [--servers gateway,transport,bun] [--modes full,resumed] [--profile DIR]
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -27,6 +29,9 @@ against resumed session, for gateway serve and a bare Bun.serve mTLS hello-world
   --seconds N   length of each timed run (default 6)
   --rounds N    rounds; sides alternate in order, best round counts (default 3)
   --poll        a check-in is the GET alone (a poll that finds nothing new)
+  --servers L   any of gateway,transport,bun (default all; Bun.serve hello always runs)
+  --modes L     full,resumed (default both)
+  --profile DIR write a CPU profile of gateway serve (bun --cpu-prof-md) into DIR
   --help        this text
 `;
 
@@ -38,6 +43,9 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "6" },
     rounds: { type: "string", default: "3" },
     poll: { type: "boolean", default: false },
+    servers: { type: "string", default: "gateway,transport,bun" },
+    modes: { type: "string", default: "full,resumed" },
+    profile: { type: "string" },
     help: { type: "boolean" },
   },
 });
@@ -80,7 +88,8 @@ try {
   await store.close();
   log(`seeded ${seeded} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-  const gw = Bun.spawn([bun, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CLIENTS * 4 + 1000)], {
+  const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${values.profile}`] : [];
+  const gw = Bun.spawn([bun, ...profile, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CLIENTS * 4 + 1000)], {
     stderr: "pipe",
     stdout: "ignore",
   });
@@ -88,9 +97,17 @@ try {
   const gwUrl = await waitLine(gw, /gateway listening on (https:\/\/\S+)/);
   const helloCfg = join(dir, "hello.json");
   await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem }));
-  const hello = Bun.spawn([bun, join(here, "../gateway-checkin/hello.ts"), helloCfg], { stderr: "pipe", stdout: "ignore" });
-  children.push(hello);
-  const helloUrl = await waitLine(hello, /hello listening on (https:\/\/\S+)/);
+  const helloServer = async (file: string) => {
+    const p = Bun.spawn([bun, join(here, "../gateway-checkin", file), helloCfg], { stderr: "pipe", stdout: "ignore" });
+    children.push(p);
+    return waitLine(p, /hello listening on (https:\/\/\S+)/);
+  };
+  const wanted = new Set(values.servers!.split(","));
+  for (const w of wanted) if (!["gateway", "transport", "bun"].includes(w)) throw new Error(`Unknown server "${w}" in --servers: expected gateway, transport or bun`);
+  const servers: [string, string][] = [];
+  if (wanted.has("gateway")) servers.push(["gateway", gwUrl]);
+  if (wanted.has("transport")) servers.push(["transport hello", await helloServer("hello-transport.ts")]);
+  servers.push(["Bun.serve hello", await helloServer("hello.ts")]);
 
   /** The gateway's TLS counters from /metrics. */
   const gwCounters = async () => {
@@ -109,9 +126,11 @@ try {
   }
 
   const sides: { server: string; url: string; mode: Mode }[] = [];
-  for (const [server, url] of [["gateway", gwUrl], ["Bun.serve hello", helloUrl]] as const) for (const mode of ["full", "resumed"] as const) sides.push({ server, url, mode });
+  const modes = values.modes!.split(",") as Mode[];
+  for (const m of modes) if (m !== "full" && m !== "resumed") throw new Error(`Unknown mode "${m}" in --modes: expected full or resumed`);
+  for (const [server, url] of servers) for (const mode of modes) sides.push({ server, url, mode });
   const key = (s: { server: string; mode: Mode }) => `${s.server} ${s.mode}`;
-  log(`gateway ${gwUrl}, hello ${helloUrl}; ${CLIENTS} clients, ${CERTS} device certificates, ${SECONDS} s per run, ${ROUNDS} rounds`);
+  log(`${servers.map(([n, u]) => `${n} ${u}`).join(", ")}; ${CLIENTS} clients, ${CERTS} device certificates, ${SECONDS} s per run, ${ROUNDS} rounds`);
   for (const s of sides) await load(s.url, s.mode, 2); // warm-up (JIT, caches)
 
   const best: Record<string, LoadResult & { serverResumed?: number }> = {};
@@ -143,11 +162,14 @@ try {
     return `${key(s).padEnd(24)} ${r.cps.toFixed(0).padStart(5)} check-ins/s  p50 ${r.p50.toFixed(1).padStart(6)}  p99 ${r.p99.toFixed(1).padStart(6)} ms  resumed ${((r.resumed / Math.max(1, r.checkins)) * 100).toFixed(0)}%${r.errors ? `  (${r.errors} errors)` : ""}`;
   };
   for (const s of sides) console.log(row(s));
-  const cps = (server: string, mode: Mode) => best[`${server} ${mode}`]!.cps;
+  const cps = (server: string, mode: Mode) => best[`${server} ${mode}`]?.cps ?? NaN;
   const x = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
-  console.log(`gateway / Bun.serve hello: full ${x(cps("gateway", "full"), cps("Bun.serve hello", "full"))}, resumed ${x(cps("gateway", "resumed"), cps("Bun.serve hello", "resumed"))}`);
-  console.log(`resumed / full: gateway ${x(cps("gateway", "resumed"), cps("gateway", "full"))}, Bun.serve hello ${x(cps("Bun.serve hello", "resumed"), cps("Bun.serve hello", "full"))}`);
-  console.log(`gateway resumed vs Bun.serve hello full (a resuming fleet against the issue's baseline): ${x(cps("gateway", "resumed"), cps("Bun.serve hello", "full"))}`);
+  const bare = "Bun.serve hello";
+  for (const [server] of servers) {
+    if (server === bare) continue;
+    console.log(`${server} / ${bare}: full ${x(cps(server, "full"), cps(bare, "full"))}, resumed ${x(cps(server, "resumed"), cps(bare, "resumed"))}; ${server} resumed / ${bare} full ${x(cps(server, "resumed"), cps(bare, "full"))}`);
+  }
+  console.log(`resumed / full: ${servers.map(([server]) => `${server} ${x(cps(server, "resumed"), cps(server, "full"))}`).join(", ")}`);
 } finally {
   for (const c of children) {
     c.kill("SIGTERM");
