@@ -13,7 +13,7 @@
  * starts (a fleet's devices are connected already); `newconn` makes each request with Bun's
  * fetch on a new connection (keepalive: false), handshake included in the latency.
  *
- * Prints one JSON line: requests, errors, seconds, req/s, p50/p99 ms, and the connections opened.
+ * Prints "started" when the clock starts, then one JSON line: requests, errors, seconds, req/s, p50/p99 ms, and the connections opened.
  *
  * Usage: bun load.ts <config.json>
  */
@@ -194,6 +194,7 @@ if (keepalive) {
   );
 }
 
+console.log("started"); // the driver measures the server's CPU from here
 const lat: number[] = [];
 let errors = 0;
 let requests = 0;

@@ -7,7 +7,7 @@
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32] [--seconds 10] [--db sqlite|postgres|postgres://...] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun] [--profile DIR]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun] [--baseline DIR] [--profile DIR]
  * (each server is run --rounds times, servers alternating, `sync` before each run, and its best round counts: the machine is shared)
  * (--db postgres starts a private PostgreSQL cluster for the run; a postgres:// URL must name an empty
  * database: the gateway is bound to this run's CA).
@@ -32,12 +32,16 @@ const { values } = parseArgs({
     modes: { type: "string", default: "keepalive,newconn,poll" },
     rounds: { type: "string", default: "3" },
     servers: { type: "string", default: "gateway,transport,bun" },
+    /** Another checkout (e.g. `git archive` of an older commit): its `gateway serve` runs too, on the same database, as "gateway (baseline)". */
+    baseline: { type: "string" },
     /** Write a CPU profile of `gateway serve` (bun --cpu-prof-md) into this directory. */
     profile: { type: "string" },
   },
 });
 const SEEDED = Number(values.devices);
-const CLIENTS = Number(values.clients);
+/** Concurrent clients: a list ("32,256") runs every mode at each (the same servers and database). */
+const CLIENT_COUNTS = values.clients!.split(",").map(Number);
+const CLIENTS = Math.max(...CLIENT_COUNTS);
 /** Distinct device certificates the clients cycle through (a fleet's cache misses, not 32 hot devices). */
 const CERTS = Math.max(Number(values.certs), CLIENTS);
 const SECONDS = Number(values.seconds);
@@ -54,6 +58,15 @@ try {
   else if (values.db === "postgres") {
     const pg = await startPostgres();
     stopPostgres = () => pg.stop();
+    // The test cluster skips fsync; a gateway's database does not, and POST /events waits for its commit.
+    const admin = new Bun.SQL({ url: pg.url, max: 1 });
+    for (const setting of ["fsync", "synchronous_commit", "full_page_writes"]) await admin.unsafe(`ALTER SYSTEM SET ${setting} = on`);
+    await admin.unsafe("SELECT pg_reload_conf()");
+    await admin.close();
+    await Bun.sleep(500);
+    const check = new Bun.SQL({ url: pg.url, max: 1 });
+    log(`PostgreSQL fsync = ${((await check.unsafe("SHOW fsync")) as { fsync: string }[])[0]!.fsync}`);
+    await check.close();
     values.db = await pg.createDatabase("bench_checkin");
     log(`private PostgreSQL: ${values.db}`);
   }
@@ -70,55 +83,81 @@ try {
 
   // 2. Servers, each in its own process.
   const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${values.profile}`] : [];
-  const gwProc = Bun.spawn([bun, ...profile, join(here, "../../gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000), ...(values.db ? ["--db", values.db] : [])], {
-    stderr: "pipe",
-    stdout: "ignore",
-  });
-  children.push(gwProc);
-  const gwUrl = await waitLine(gwProc, /gateway listening on (https:\/\/\S+)/);
+  const gateway = async (root: string, extra: string[] = []) => {
+    const cmd = [bun, ...extra, join(root, "gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000)];
+    const p = Bun.spawn([...cmd, ...(values.db ? ["--db", values.db] : [])], { stderr: "pipe", stdout: "ignore" });
+    children.push(p);
+    return [await waitLine(p, /gateway listening on (https:\/\/\S+)/), p.pid] as const;
+  };
+  const [gwUrl, gwPid] = await gateway(join(here, "../.."), profile);
   const helloCfg = join(dir, "hello.json");
   await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem }));
   const wanted = new Set(values.servers!.split(","));
   const helloServer = async (file: string) => {
     const p = Bun.spawn([bun, join(here, file), helloCfg], { stderr: "pipe", stdout: "ignore" });
     children.push(p);
-    return waitLine(p, /hello listening on (https:\/\/\S+)/);
+    return [await waitLine(p, /hello listening on (https:\/\/\S+)/), p.pid] as const;
   };
-  const servers: [string, string][] = [["gateway", gwUrl]];
-  if (wanted.has("transport")) servers.push(["transport hello", await helloServer("hello-transport.ts")]);
-  if (wanted.has("node")) servers.push(["node:http hello", await helloServer("hello-node-http.ts")]);
-  servers.push(["Bun.serve hello", await helloServer("hello.ts")]);
+  /** Name, URL and process id of each server. */
+  const servers: [string, string, number][] = [["gateway", gwUrl, gwPid]];
+  if (values.baseline) servers.push(["gateway (baseline)", ...(await gateway(values.baseline))]);
+  if (wanted.has("transport")) servers.push(["transport hello", ...(await helloServer("hello-transport.ts"))]);
+  if (wanted.has("node")) servers.push(["node:http hello", ...(await helloServer("hello-node-http.ts"))]);
+  servers.push(["Bun.serve hello", ...(await helloServer("hello.ts"))]);
 
   // 3. Load, one run at a time.
-  async function load(url: string, mode: "keepalive" | "newconn" | "poll" | "newconn-poll", seconds = SECONDS) {
+  /** CPU seconds (user + system) a process has used so far. */
+  const cpuSeconds = async (pid: number) => {
+    const f = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  };
+  const loadAverage = async () => (await Bun.file("/proc/loadavg").text()).split(" ")[0]!;
+  async function load(url: string, pid: number, mode: "keepalive" | "newconn" | "poll" | "newconn-poll", clients: number, seconds = SECONDS) {
     const cfg = join(dir, `load-${mode}.json`);
-    await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds, concurrency: CLIENTS }));
+    await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds, concurrency: clients }));
     Bun.spawnSync(["sync"]); // the previous run's writes do not land on this one
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
-    const out = await new Response(p.stdout).text();
-    await p.exited;
-    return JSON.parse(out.trim()) as { requests: number; errors: number; rps: number; p50: number; p99: number; connections: number };
-  }
-  const rows: string[] = [];
-  log(`gateway ${gwUrl}; ${CLIENTS} clients, ${CERTS} device certificates, ${SECONDS} s per run`);
-  const fmt = (r: { rps: number; p50: number; p99: number; errors: number }) =>
-    `${r.rps.toFixed(0).padStart(6)} req/s p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms${r.errors ? ` (${r.errors} errors)` : ""}`;
-  for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll" | "newconn-poll")[]) {
-    const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
-    // Warm-up (JIT, caches); kept-alive runs warm up anyway while connecting every device.
-    if (mode.startsWith("newconn")) for (const [, url] of servers) await load(url, mode, 2).catch(() => undefined);
-    for (let round = 0; round < Number(values.rounds); round++) {
-      for (const [name, url] of servers) {
-        const r = await load(url, mode);
-        log(`${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(r)}`);
-        if (!results[name] || r.rps > results[name]!.rps) results[name] = r;
+    // The server's CPU over the timed part (kept-alive runs first connect every device, untimed).
+    let cpu0 = await cpuSeconds(pid);
+    const t0 = performance.now();
+    let timedFrom = t0;
+    const lines = p.stdout.pipeThrough(new TextDecoderStream());
+    let out = "";
+    for await (const chunk of lines) {
+      out += chunk;
+      if (timedFrom === t0 && out.includes("\n")) {
+        // load.ts prints "started" when the clock starts.
+        cpu0 = await cpuSeconds(pid);
+        timedFrom = performance.now();
       }
     }
-    const bare = results["Bun.serve hello"]!.rps;
-    for (const [name] of servers) rows.push(`${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(results[name]!)}  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve`);
+    const cpu = ((await cpuSeconds(pid)) - cpu0) / ((performance.now() - timedFrom) / 1000);
+    await p.exited;
+    const last = out.trim().split("\n").at(-1)!;
+    return { ...(JSON.parse(last) as { requests: number; errors: number; rps: number; p50: number; p99: number; connections: number }), cpu, load: await loadAverage() };
   }
+  const rows: string[] = [];
+  log(`gateway ${gwUrl}; ${CLIENT_COUNTS.join(", ")} clients, ${CERTS} device certificates, ${SECONDS} s per run`);
+  // A check-in is two requests (GET + POST) except in the poll modes.
+  const fmt = (mode: string, r: Awaited<ReturnType<typeof load>>) =>
+    `${r.rps.toFixed(0).padStart(6)} req/s${mode.endsWith("poll") ? "" : ` (${(r.rps / 2).toFixed(0)} check-ins/s)`} p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms, server CPU ${(r.cpu * 100).toFixed(0)}%, load ${r.load}${r.errors ? ` (${r.errors} errors)` : ""}`;
+  for (const clients of CLIENT_COUNTS)
+    for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll" | "newconn-poll")[]) {
+      const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
+      // Warm-up (JIT, caches); kept-alive runs warm up anyway while connecting every device.
+      if (mode.startsWith("newconn")) for (const [, url, pid] of servers) await load(url, pid, mode, clients, 2).catch(() => undefined);
+      for (let round = 0; round < Number(values.rounds); round++) {
+        for (const [name, url, pid] of servers) {
+          const r = await load(url, pid, mode, clients);
+          log(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(mode, r)}`);
+          if (!results[name] || r.rps > results[name]!.rps) results[name] = r;
+        }
+      }
+      const bare = results["Bun.serve hello"]!.rps;
+      for (const [name] of servers) rows.push(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(mode, results[name]!)}  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve`);
+    }
   console.log(
-    `${values.db ? "postgresql" : "sqlite"}; devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENTS}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
+    `${values.db ? "postgresql" : "sqlite"}; devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENT_COUNTS.join(", ")}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
       `keepalive = one connection per device, all connected before the clock starts; newconn = a new TLS connection per request; poll = the GET alone, kept alive; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
   for (const r of rows) console.log(r);

@@ -21,8 +21,12 @@ interface Pending {
 }
 
 const MAX_ITEMS = 32;
-/** Devices written per transaction at flush. */
-const CHUNK = 256;
+/**
+ * Devices written per transaction at flush. Each transaction is a commit (an fsync on SQLite) that
+ * holds the database's one write lock, which POST /events' group commit then waits for: few large
+ * transactions, each short enough (about 12 µs per device on SQLite) not to hold the event loop long.
+ */
+const CHUNK = 2048;
 // eslint-disable-next-line no-control-regex
 const ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
 // eslint-disable-next-line no-control-regex
