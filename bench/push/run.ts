@@ -152,18 +152,25 @@ try {
     };
     // Devices connect in batches, each once the previous one is held: a fleet's devices come
     // and go spread over time, not all in the same second (and the handshakes need the CPU).
+    // A wait that ends without news (204: its timeout, if connecting the rest took that long) is
+    // asked again, as fioup's daemon does.
+    let published = false;
+    const hold = async (d: Dev): Promise<void> => {
+      for (;;) {
+        try {
+          const r = await devFetch(d, `/repo/wait?after=${after}&timeout=55`);
+          await r.arrayBuffer();
+          if (r.status === 204 && !published) continue;
+          if (r.status === 200) { told++; lastTold = performance.now(); } else fail(`HTTP ${r.status}`);
+        } catch (err) {
+          fail((err as Error).message ?? String(err));
+        }
+        return;
+      }
+    };
     const held: Promise<void>[] = [];
     for (let start = 0; start < N; start += BATCH) {
-      for (const d of devs.slice(start, start + BATCH))
-        held.push(
-          devFetch(d, `/repo/wait?after=${after}&timeout=55`).then(
-            async (r) => {
-              await r.arrayBuffer();
-              if (r.status === 200) { told++; lastTold = performance.now(); } else fail(`HTTP ${r.status}`);
-            },
-            (err: Error) => fail(err.message ?? String(err)),
-          ),
-        );
+      for (const d of devs.slice(start, start + BATCH)) held.push(hold(d));
       const want = Math.min(N, start + BATCH) - failed;
       for (let i = 0; i < 200 && waiting() < want; i++) await Bun.sleep(50);
     }
@@ -171,6 +178,7 @@ try {
     const heldProbe = await probe(gw.pid);
     log(`held ${heldNow}; grown: ${grown(idle, heldProbe)}; JS heap ${((heldProbe.heapSize - idle.heapSize) / MB).toFixed(1)} MB more, extra ${((heldProbe.extraMemorySize - idle.extraMemorySize) / MB).toFixed(1)} MB`);
     const t = performance.now();
+    published = true;
     await publish();
     const signedAt = performance.now();
     await Promise.all(held);
