@@ -8,7 +8,6 @@
  */
 import type { Config } from "../config.ts";
 import { FIOUP_VERSION } from "../version.ts";
-import { Agent } from "./agent.ts";
 import { agentConfig, hasMqttConfig } from "./config.ts";
 
 /**
@@ -17,6 +16,9 @@ import { agentConfig, hasMqttConfig } from "./config.ts";
  */
 export function startAgentIfConfigured(cfg: Config, signal: AbortSignal, log: (line: string) => void): Promise<void> | undefined {
   if (!hasMqttConfig(cfg)) return undefined;
-  const agent = new Agent({ cfg: agentConfig(cfg), signal, version: FIOUP_VERSION, log: (l) => log(`agent: ${l}`) });
-  return agent.run().catch((err) => log(`agent: stopped: ${(err as Error).message}`));
+  const c = agentConfig(cfg);
+  // The agent and its MQTT client load only here: a daemon without [mqtt] never holds their code.
+  return import("./agent.ts")
+    .then(({ Agent }) => new Agent({ cfg: c, signal, version: FIOUP_VERSION, log: (l) => log(`agent: ${l}`) }).run())
+    .catch((err) => log(`agent: stopped: ${(err as Error).message}`));
 }
