@@ -14,3 +14,13 @@ export function rssKb(pid: number): { rss: number; hwm: number } {
     return { rss: 0, hwm: 0 };
   }
 }
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc/PID/stat; NaN once it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}

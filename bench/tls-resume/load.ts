@@ -9,12 +9,14 @@
  * server in the same state. Each of `concurrency` workers checks in as the next of its
  * devices (w, w + C, ...).
  *
- * Prints one JSON line: check-ins, errors, seconds, check-ins/s, p50/p99 ms, and how many
- * connections the client saw resumed.
+ * Prints one JSON line: check-ins, errors, seconds, check-ins/s, p50/p99 ms, how many
+ * connections the client saw resumed, and the server's CPU ms per check-in over the timed run
+ * (user + system of its process; unlike check-ins/s it barely moves with other jobs' load).
  *
  * Usage: bun load.ts <config.json>
  */
 import { exchange, type RawRequest } from "../../lib/tls/resumable-connection.ts";
+import { cpuSeconds } from "../_proc.ts";
 
 interface Config {
   url: string;
@@ -25,6 +27,8 @@ interface Config {
   concurrency: number;
   /** Only the GET (a poll that finds nothing new). */
   poll?: boolean;
+  /** The server's process: its CPU time over the timed run is reported per check-in. */
+  serverPid?: number;
 }
 
 const cfg = (await Bun.file(process.argv[2]!).json()) as Config;
@@ -71,6 +75,7 @@ resumed = 0;
 const lat: number[] = [];
 let errors = 0;
 let checkins = 0;
+const cpu0 = cfg.serverPid ? cpuSeconds(cfg.serverPid) : NaN;
 const start = performance.now();
 const deadline = start + cfg.seconds * 1000;
 await Promise.all(
@@ -86,7 +91,8 @@ await Promise.all(
   }),
 );
 const seconds = (performance.now() - start) / 1000;
+const serverCpuMs = ((cfg.serverPid ? cpuSeconds(cfg.serverPid) : NaN) - cpu0) * 1000 / Math.max(1, checkins);
 lat.sort((a, b) => a - b);
 const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? 0;
-console.log(JSON.stringify({ checkins, errors, seconds, cps: checkins / seconds, p50: q(0.5), p99: q(0.99), resumed }));
+console.log(JSON.stringify({ checkins, errors, seconds, cps: checkins / seconds, p50: q(0.5), p99: q(0.99), resumed, serverCpuMs }));
 process.exit(0);

@@ -75,6 +75,7 @@ interface LoadResult {
   p50: number;
   p99: number;
   resumed: number;
+  serverCpuMs: number;
 }
 type Mode = "full" | "resumed";
 
@@ -97,17 +98,17 @@ try {
   const gwUrl = await waitLine(gw, /gateway listening on (https:\/\/\S+)/);
   const helloCfg = join(dir, "hello.json");
   await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem }));
-  const helloServer = async (file: string) => {
+  const helloServer = async (file: string): Promise<[string, number]> => {
     const p = Bun.spawn([bun, join(here, "../gateway-checkin", file), helloCfg], { stderr: "pipe", stdout: "ignore" });
     children.push(p);
-    return waitLine(p, /hello listening on (https:\/\/\S+)/);
+    return [await waitLine(p, /hello listening on (https:\/\/\S+)/), p.pid];
   };
   const wanted = new Set(values.servers!.split(","));
   for (const w of wanted) if (!["gateway", "transport", "bun"].includes(w)) throw new Error(`Unknown server "${w}" in --servers: expected gateway, transport or bun`);
-  const servers: [string, string][] = [];
-  if (wanted.has("gateway")) servers.push(["gateway", gwUrl]);
-  if (wanted.has("transport")) servers.push(["transport hello", await helloServer("hello-transport.ts")]);
-  servers.push(["Bun.serve hello", await helloServer("hello.ts")]);
+  const servers: [string, string, number][] = [];
+  if (wanted.has("gateway")) servers.push(["gateway", gwUrl, gw.pid]);
+  if (wanted.has("transport")) servers.push(["transport hello", ...(await helloServer("hello-transport.ts"))]);
+  servers.push(["Bun.serve hello", ...(await helloServer("hello.ts"))]);
 
   /** The gateway's TLS counters from /metrics. */
   const gwCounters = async () => {
@@ -116,39 +117,41 @@ try {
     return { handshakes: read("gateway_tls_handshakes_total"), resumed: read("gateway_tls_resumed_total") };
   };
 
-  async function load(url: string, mode: Mode, seconds = SECONDS): Promise<LoadResult> {
+  async function load(url: string, pid: number, mode: Mode, seconds = SECONDS): Promise<LoadResult> {
     const cfg = join(dir, "load.json");
-    await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds, concurrency: CLIENTS, poll: values.poll }));
+    await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds, concurrency: CLIENTS, poll: values.poll, serverPid: pid }));
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
     const out = await new Response(p.stdout).text();
     if ((await p.exited) !== 0) throw new Error(`load generator failed (exit ${p.exitCode})`);
     return JSON.parse(out.trim()) as LoadResult;
   }
 
-  const sides: { server: string; url: string; mode: Mode }[] = [];
+  const sides: { server: string; url: string; pid: number; mode: Mode }[] = [];
   const modes = values.modes!.split(",") as Mode[];
   for (const m of modes) if (m !== "full" && m !== "resumed") throw new Error(`Unknown mode "${m}" in --modes: expected full or resumed`);
-  for (const [server, url] of servers) for (const mode of modes) sides.push({ server, url, mode });
+  for (const [server, url, pid] of servers) for (const mode of modes) sides.push({ server, url, pid, mode });
   const key = (s: { server: string; mode: Mode }) => `${s.server} ${s.mode}`;
   log(`${servers.map(([n, u]) => `${n} ${u}`).join(", ")}; ${CLIENTS} clients, ${CERTS} device certificates, ${SECONDS} s per run, ${ROUNDS} rounds`);
-  for (const s of sides) await load(s.url, s.mode, 2); // warm-up (JIT, caches)
+  for (const s of sides) await load(s.url, s.pid, s.mode, 2); // warm-up (JIT, caches)
 
   const best: Record<string, LoadResult & { serverResumed?: number }> = {};
+  const cpuRuns: Record<string, number[]> = {};
   for (let round = 0; round < ROUNDS; round++) {
     // Alternate the order: forwards, backwards, then rotated, so no side always runs first or last.
     const order = round % 2 ? [...sides].reverse() : sides.map((_, i) => sides[(i + round) % sides.length]!);
     for (const s of order) {
       Bun.spawnSync(["sync"]);
       const before = s.server === "gateway" ? await gwCounters() : undefined;
-      const r = await load(s.url, s.mode);
+      const r = await load(s.url, s.pid, s.mode);
       const after = s.server === "gateway" ? await gwCounters() : undefined;
       // Server side, timed run and its untimed first pass together: the share of handshakes that resumed.
       const serverResumed = before && after ? (after.resumed - before.resumed) / Math.max(1, after.handshakes - before.handshakes) : undefined;
       log(
-        `round ${round + 1} ${key(s).padEnd(24)} ${r.cps.toFixed(0).padStart(5)} check-ins/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms` +
+        `round ${round + 1} ${key(s).padEnd(24)} ${r.cps.toFixed(0).padStart(5)} check-ins/s p50 ${r.p50.toFixed(1)} p99 ${r.p99.toFixed(1)} ms, server CPU ${r.serverCpuMs.toFixed(2)} ms/check-in` +
           `, client saw ${r.resumed}/${r.checkins} resumed${serverResumed !== undefined ? `, gateway counted ${(serverResumed * 100).toFixed(0)}% resumed` : ""}${r.errors ? ` (${r.errors} errors)` : ""}`,
       );
       if (!best[key(s)] || r.cps > best[key(s)]!.cps) best[key(s)] = { ...r, serverResumed };
+      (cpuRuns[key(s)] ??= []).push(r.serverCpuMs);
     }
   }
 
@@ -157,9 +160,11 @@ try {
     `devices in DB: ${seeded}; ${CERTS} device certificates; ${CLIENTS} clients; ${SECONDS} s per run; best of ${ROUNDS}; ` +
       `check-in = ${values.poll ? "GET /repo/timestamp.json" : "GET /repo/timestamp.json + POST /events"} on one new TLS connection; load average ${load1}`,
   );
+  /** Server CPU per check-in: the lowest of the rounds (the least disturbed by other jobs). */
+  const cpuOf = (server: string, mode: Mode) => Math.min(...Object.values(cpuRuns[`${server} ${mode}`] ?? [NaN]));
   const row = (s: (typeof sides)[number]) => {
     const r = best[key(s)]!;
-    return `${key(s).padEnd(24)} ${r.cps.toFixed(0).padStart(5)} check-ins/s  p50 ${r.p50.toFixed(1).padStart(6)}  p99 ${r.p99.toFixed(1).padStart(6)} ms  resumed ${((r.resumed / Math.max(1, r.checkins)) * 100).toFixed(0)}%${r.errors ? `  (${r.errors} errors)` : ""}`;
+    return `${key(s).padEnd(24)} ${r.cps.toFixed(0).padStart(5)} check-ins/s  p50 ${r.p50.toFixed(1).padStart(6)}  p99 ${r.p99.toFixed(1).padStart(6)} ms  server CPU ${cpuOf(s.server, s.mode).toFixed(2)} ms/check-in  resumed ${((r.resumed / Math.max(1, r.checkins)) * 100).toFixed(0)}%${r.errors ? `  (${r.errors} errors)` : ""}`;
   };
   for (const s of sides) console.log(row(s));
   const cps = (server: string, mode: Mode) => best[`${server} ${mode}`]?.cps ?? NaN;
@@ -170,6 +175,7 @@ try {
     console.log(`${server} / ${bare}: full ${x(cps(server, "full"), cps(bare, "full"))}, resumed ${x(cps(server, "resumed"), cps(bare, "resumed"))}; ${server} resumed / ${bare} full ${x(cps(server, "resumed"), cps(bare, "full"))}`);
   }
   console.log(`resumed / full: ${servers.map(([server]) => `${server} ${x(cps(server, "resumed"), cps(server, "full"))}`).join(", ")}`);
+  console.log(`server CPU per check-in, full / resumed: ${servers.map(([server]) => `${server} ${x(cpuOf(server, "full"), cpuOf(server, "resumed"))}`).join(", ")}`);
 } finally {
   for (const c of children) {
     c.kill("SIGTERM");
