@@ -185,7 +185,7 @@ try {
     const idleRssMb = idle.rss / MB;
     const heldRssMb = heldProbe.rss / MB;
     if (why.size) log(`failed: ${JSON.stringify(Object.fromEntries(why))}`);
-    return { idleRssMb, heldRssMb, mbPer1000: ((heldRssMb - idleRssMb) / N) * 1000, heapMbPer1000: ((heldProbe.heapSize - idle.heapSize) / MB / N) * 1000, toldMs: lastTold - signedAt, publishMs: signedAt - t, told, failed };
+    return { idleRssMb, heldRssMb, held: heldNow, mbPer1000: ((heldRssMb - idleRssMb) / heldNow) * 1000, heapMbPer1000: ((heldProbe.heapSize - idle.heapSize) / MB / heldNow) * 1000, toldMs: lastTold - signedAt, publishMs: signedAt - t, told, failed };
   }
 
   async function pollRound() {
@@ -239,7 +239,7 @@ try {
   if (push.length) {
     const bp = best(push, (x) => x.toldMs);
     const mb = Math.min(...push.map((x) => x.mbPer1000));
-    console.log(`push (ours):   ${N} devices held; all told ${bp.toldMs.toFixed(0)} ms after signing (goal < 2000); gateway RSS after GC ${bp.idleRssMb.toFixed(0)} MB idle, ${bp.heldRssMb.toFixed(0)} MB held: ${mb.toFixed(1)} MB per 1,000 held (goal < 10), JS heap ${bp.heapMbPer1000.toFixed(1)} MB of it; ${bp.failed} failed`);
+    console.log(`push (ours):   ${bp.held} of ${N} devices held; all told ${bp.toldMs.toFixed(0)} ms after signing (goal < 2000); gateway RSS after GC ${bp.idleRssMb.toFixed(0)} MB idle, ${bp.heldRssMb.toFixed(0)} MB held: ${mb.toFixed(1)} MB per 1,000 held (goal < 10), JS heap ${bp.heapMbPer1000.toFixed(1)} MB of it; ${bp.failed} failed`);
   }
   if (poll.length) {
     const bq = best(poll, (x) => x.toldMs);

@@ -31,7 +31,7 @@ afterAll(async () => {
 }, 30_000);
 
 test("holds take at most 90% of the connections; past it a hold is answered 503 and check-ins still get through", async () => {
-  const { version } = (await (await devFetch(`${gw.url}/repo/timestamp.json`)).json()).signed as { version: number };
+  const { version } = ((await (await devFetch(`${gw.url}/repo/timestamp.json`)).json()) as { signed: { version: number } }).signed;
   const stop = new AbortController();
   // Nine holds on nine connections (parallel requests do not share one).
   const holds = Array.from({ length: 9 }, () => devFetch(`${gw.url}/repo/wait?after=${version}&timeout=20`, { signal: stop.signal }).then((r) => r.status, () => 0));
