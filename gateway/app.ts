@@ -97,6 +97,6 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
   app.onError((err, c) => errorAnswer(err, c.req.method, c.req.path, (body, status) => c.json(body, status)));
   // Check-ins (GET /repo/<metadata>.json, POST /events) skip the router: routes/checkin.ts.
   const fetch = app.fetch;
-  app.fetch = withPushFastPath(gw, withCheckinFastPath(gw, fetch, (err, req, path) => errorAnswer(err, req.method, path, jsonResponse)));
+  app.fetch = withCheckinFastPath(gw, withPushFastPath(gw, fetch), (err, req, path) => errorAnswer(err, req.method, path, jsonResponse)); // push: routes/repo-wait.ts
   return app;
 }

@@ -17,8 +17,9 @@
  * @module
  */
 import { Hono } from "hono";
-import { cachedDeviceInGoodStanding, noteCheckIn, requireDevice } from "../devices/auth.ts";
+import { cachedDeviceInGoodStanding, deviceInGoodStanding, noteCheckIn, requireDevice } from "../devices/auth.ts";
 import type { Bindings, ClientConnection, Gateway, GatewayEnv } from "../env.ts";
+import type { DeviceRow } from "../store/types.ts";
 import { TimestampWatch, type Waiter } from "../push.ts";
 
 export const MAX_WAIT_SECONDS = 60;
@@ -67,10 +68,10 @@ function waitQuery(url: string): string | undefined {
 }
 
 /**
- * Wraps the app's fetch: GET /repo/wait from a device in good standing (device cache hit) is
- * held here, before Hono's dispatch, so a held request keeps no router context or middleware
- * frames (a few kB each, times the devices held). Same answers, sightings and metrics as the
- * route below, which serves everything else (no certificate, a cache miss, a refused device).
+ * Wraps the app's fetch: GET /repo/wait from a device in good standing is held here, before
+ * Hono's dispatch, so a held request keeps no router context or middleware frames (a few kB
+ * each, times the devices held). Same answers, sightings and metrics as the route below, which
+ * answers everything else (no certificate, a refused device).
  */
 export function withPushFastPath(gw: Gateway, app: Fetch): Fetch {
   const count = (res: Response) => {
@@ -82,12 +83,15 @@ export function withPushFastPath(gw: Gateway, app: Fetch): Fetch {
     if (!peer || req.method !== "GET") return app(req, env, ctx);
     const query = waitQuery(req.url);
     if (query === undefined) return app(req, env, ctx);
+    const hold = (device: DeviceRow) => {
+      noteCheckIn(gw.sightings, device, req.headers);
+      const q = new URLSearchParams(query);
+      const res = waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
+      return res instanceof Response ? count(res) : res.then(count);
+    };
     const device = cachedDeviceInGoodStanding(gw.devices, peer);
-    if (!device) return app(req, env, ctx);
-    noteCheckIn(gw.sightings, device, req.headers);
-    const q = new URLSearchParams(query);
-    const res = waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
-    return res instanceof Response ? count(res) : res.then(count);
+    if (device) return hold(device);
+    return deviceInGoodStanding(gw.devices, peer).then((d) => (d ? hold(d) : app(req, env, ctx)));
   };
 }
 
