@@ -238,8 +238,12 @@ try {
   const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   if (push.length) {
     const bp = best(push, (x) => x.toldMs);
-    const mb = Math.min(...push.map((x) => x.mbPer1000));
-    console.log(`push (ours):   ${bp.held} of ${N} devices held; all told ${bp.toldMs.toFixed(0)} ms after signing (goal < 2000); gateway RSS after GC ${bp.idleRssMb.toFixed(0)} MB idle, ${bp.heldRssMb.toFixed(0)} MB held: ${mb.toFixed(1)} MB per 1,000 held (goal < 10), JS heap ${bp.heapMbPer1000.toFixed(1)} MB of it; ${bp.failed} failed`);
+    const range = (f: (x: (typeof push)[number]) => number) => {
+      const xs = push.map(f);
+      return `${Math.min(...xs).toFixed(1)} to ${Math.max(...xs).toFixed(1)}`;
+    };
+    console.log(`push (ours):   ${bp.held} of ${N} devices held; all told ${bp.toldMs.toFixed(0)} ms after signing at best, ${range((x) => x.toldMs / 1000)} s over the rounds (goal < 2 s); ${bp.failed} failed`);
+    console.log(`  gateway RSS after GC per 1,000 held: ${range((x) => x.mbPer1000)} MB over the rounds, ${push[0]!.mbPer1000.toFixed(1)} MB in the first (goal < 10); JS heap ${range((x) => x.heapMbPer1000)} MB of it; idle ${range((x) => x.idleRssMb)} MB, held ${range((x) => x.heldRssMb)} MB`);
   }
   if (poll.length) {
     const bq = best(poll, (x) => x.toldMs);
