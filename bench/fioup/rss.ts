@@ -73,14 +73,17 @@ try {
     for (const i of [1, 2]) refs.push(await pushImage(upstream, `bench/rss-big${i}`, "v1", { cmd: ["sleep", "3600"], layers: [{ "/a.bin": randomBytes(layerBytes) }, { "/b.bin": randomBytes(layerBytes) }] }));
     await pub.commit({ [`${BIG}/docker-compose.yml`]: `services:\n${refs.map((r, i) => `  s${i}:\n    image: ${r}\n    stop_grace_period: 1s\n`).join("")}` });
     const before = device.updateState();
+    const cpuIdle = cpuSeconds(daemon.pid);
     await pub.publish(2);
     const peakByState: Record<string, number> = {};
     let peak = 0;
+    let peakSplit: Record<string, number> = {};
     let seen = false;
     const t0 = Date.now();
     for (const end = Date.now() + 900_000; Date.now() < end; await Bun.sleep(50)) {
       const rss = rssKb(daemon.pid).rss;
       const st = device.updateState();
+      if (rss > peak) peakSplit = residentBySource(daemon.pid);
       peak = Math.max(peak, rss);
       if (st && (st.state !== before?.state || st.bytesFetched !== before?.bytesFetched)) seen = true;
       if (seen && st) peakByState[st.state] = Math.max(peakByState[st.state] ?? 0, rss);
@@ -89,13 +92,16 @@ try {
   if (!seen || device.updateState()?.state !== "completed") throw new Error(`The update did not complete: ${JSON.stringify(device.updateState())}`);
   const updateSeconds = (Date.now() - t0) / 1000;
   const hwm = rssKb(daemon.pid).hwm;
+  const cpu = cpuSeconds(daemon.pid);
   log(`update of ${totalMb} MB in ${updateSeconds.toFixed(1)} s: sampled peak RSS ${mb(peak)} MB, VmHWM ${mb(hwm)} MB, by state ${JSON.stringify(Object.fromEntries(Object.entries(peakByState).map(([k, v]) => [k, mb(v)])))}`);
   return {
     updateMb: totalMb,
     updatingPeakMb: mb(peak),
     hwmMb: mb(hwm),
+    peakSplitMb: peakSplit,
     peakByStateMb: Object.fromEntries(Object.entries(peakByState).map(([k, v]) => [k, mb(v)])),
     updateSeconds: Number(updateSeconds.toFixed(1)),
+    daemonCpuSeconds: Number((cpu - cpuIdle).toFixed(2)),
     goals: { idleUnder60: idle.idleMb < 60, updateUnder100: mb(Math.max(peak, hwm)) < 100 },
   };
   }
@@ -136,4 +142,10 @@ function residentBySource(pid: number): Record<string, number> {
     if (r) kb[key] = (kb[key] ?? 0) + Number(r[1]);
   }
   return Object.fromEntries(Object.entries(kb).map(([k, v]) => [k, Math.round(v / 102.4) / 10]));
+}
+
+/** User plus system CPU time of a process so far, in seconds (/proc/PID/stat, 100 ticks a second). */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
 }
