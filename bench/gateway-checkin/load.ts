@@ -203,8 +203,11 @@ const deadline = start + cfg.seconds * 1000;
 
 async function worker(w: number) {
   let n = 0;
+  // Each worker only its own devices (w, w + C, w + 2C, ... below N): two requests at once on one
+  // device's connection would take each other's answers.
+  const own = Math.max(1, Math.floor(cfg.devices.length / cfg.concurrency));
   for (let k = 0; performance.now() < deadline; k++) {
-    const i = (w + k * cfg.concurrency) % cfg.devices.length;
+    const i = w + cfg.concurrency * (k % own);
     for (const post of pollOnly ? [false] : [false, true]) {
       const t0 = performance.now();
       try {
