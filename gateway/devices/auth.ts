@@ -56,9 +56,12 @@ export const requireDevice = createMiddleware<GatewayEnv>(async (c, next) => {
   const peer = c.env?.peer;
   if (!peer) throw new HTTPException(401, { message: "Device authentication required: no verified client certificate" });
   const gw = c.var.gw;
-  const r = await checkDevice(gw.devices, peer);
-  if ("refused" in r) throw new HTTPException(403, { message: r.refused });
-  const device = r.device;
+  let device = cachedDeviceInGoodStanding(gw.devices, peer);
+  if (!device) {
+    const r = await checkDevice(gw.devices, peer);
+    if ("refused" in r) throw new HTTPException(403, { message: r.refused });
+    device = r.device;
+  }
   c.set("device", device);
   noteCheckIn(gw.sightings, device, c.req.raw.headers);
   await next();
