@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { FakeSocket } from "./_fake-socket.ts";
 import { Connection } from "./connection.ts";
-import { ConnectionCaps, HELD_SHARE } from "./connection-caps.ts";
+import { ConnectionCaps, FD_RESERVE, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
 
 const conn = (addr: string) => new Connection(new FakeSocket(), addr);
 
@@ -64,6 +64,15 @@ describe("ConnectionCaps", () => {
     expect(later[1]!.hold()).toBe(true);
     expect(held[0]!.hold()).toBe(false); // full again
     expect(held[1]!.hold()).toBe(false); // closed
+  });
+
+  test("the cap never exceeds what the open-file limit allows (else accept would fail before any eviction)", () => {
+    expect(new ConnectionCaps(50_000, 128, undefined, 20_000).maxConnections).toBe(20_000 - FD_RESERVE);
+    expect(new ConnectionCaps(10_000, 128, undefined, 1_048_576).maxConnections).toBe(10_000);
+    expect(new ConnectionCaps(10_000, 128, undefined, undefined).maxConnections).toBe(10_000);
+    const limit = openFileLimit();
+    if (process.platform === "linux") expect(limit).toBeGreaterThan(0);
+    expect(new ConnectionCaps(Number.MAX_SAFE_INTEGER, 128).maxConnections).toBe(limit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(64, limit - FD_RESERVE));
   });
 
   test("exempt addresses (trusted proxies) have no per-address cap", () => {

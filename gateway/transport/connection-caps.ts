@@ -14,10 +14,24 @@
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import type { Connection } from "./connection.ts";
 
 /** The share of `maxConnections` that held requests may take. */
 export const HELD_SHARE = 0.9;
+
+/** File descriptors kept for everything but client connections (database, blobs being served, logs). */
+export const FD_RESERVE = 512;
+
+/** The process's open-file limit (Linux, /proc/self/limits; Bun raises it to the hard limit at start), or undefined when unknown or unlimited. */
+export function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export class ConnectionCaps {
   readonly #all = new Set<Connection>();
@@ -32,13 +46,20 @@ export class ConnectionCaps {
   /** Holds refused because `maxHeld` were held. */
   holdsRefused = 0;
 
+  /** The cap in force: `maxConnections` as asked, or fewer if the open-file limit would run out first. */
+  readonly maxConnections: number;
+
   constructor(
-    readonly maxConnections: number,
+    maxConnections: number,
     readonly maxPerAddress: number,
     /** Addresses the per-address cap does not apply to (trusted proxies). */
     private readonly exempt: (address: string) => boolean = () => false,
+    fdLimit = openFileLimit(),
   ) {
-    this.maxHeld = Math.max(1, Math.floor(maxConnections * HELD_SHARE));
+    // Past the open-file limit accept fails before the cap could close an unauthenticated connection
+    // to make room: the cap must come first, or clients without credentials could lock devices out.
+    this.maxConnections = fdLimit === undefined ? maxConnections : Math.min(maxConnections, Math.max(64, fdLimit - FD_RESERVE));
+    this.maxHeld = Math.max(1, Math.floor(this.maxConnections * HELD_SHARE));
   }
 
   get size(): number {

@@ -28,7 +28,9 @@ export const DEFAULT_LIMITS: Readonly<TransportLimits> = Object.freeze({
   headTimeoutMs: 10_000,
   bodyTimeoutMs: 30_000,
   idleTimeoutMs: 75_000,
-  maxConnections: 10_000,
+  // Devices holding push (GET /repo/wait) keep a connection each, ~10-20 MB per 1,000: 50,000 is
+  // about 1 GB and 45,000 held devices (docs/capacity.md). Lowered to fit the open-file limit (connection-caps.ts).
+  maxConnections: 50_000,
   maxConnectionsPerAddress: 128,
 });
 
