@@ -8,7 +8,7 @@
 import { Database } from "bun:sqlite";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
-import { EventWriter } from "./_event-writer.ts";
+import { EventWriter, LEASE_SQL, SIGHTING_SQL, type SightingParams } from "./_event-writer.ts";
 import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
 import {
@@ -421,23 +421,18 @@ export class SqliteStore implements Store {
 
   async recordSightings(batch: Sighting[]) {
     if (!batch.length) return;
-    // Tags from a check-in count only for devices whose registration token let them choose.
-    const q = this.#db.query(
-      `UPDATE devices SET last_seen = ?1,
-         tags = CASE WHEN tags_from_device = 1 THEN coalesce(?2, tags) ELSE tags END,
-         current_target = coalesce(?3, current_target), apps = coalesce(?4, apps)
-       WHERE uuid = ?5`,
-    );
+    const rows = batch.map((s): SightingParams => [
+      s.at,
+      s.tags ? JSON.stringify(s.tags) : null,
+      s.currentTarget ?? null,
+      s.apps ? JSON.stringify(s.apps) : null,
+      s.uuid,
+    ]);
+    // On a file, on the event writer's connection: the main thread never waits for the write lock.
+    if (this.#writer) return this.#writer.recordSightings(rows);
+    const q = this.#db.query(SIGHTING_SQL);
     this.#db.transaction(() => {
-      for (const s of batch) {
-        q.run(
-          s.at,
-          s.tags ? JSON.stringify(s.tags) : null,
-          s.currentTarget ?? null,
-          s.apps ? JSON.stringify(s.apps) : null,
-          s.uuid,
-        );
-      }
+      for (const r of rows) q.run(...r);
     })();
   }
 
@@ -526,20 +521,17 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async tryLease(name: string, holder: string, ttlMs: number, now = new Date()) {
-    // One statement: insert, or take over an expired lease, or renew our own; RETURNING tells who holds it.
+  async tryLease(name: string, holder: string, ttlMs: number, now?: Date) {
+    if (this.#writer) return this.#writer.tryLease(name, holder, ttlMs, now?.getTime());
+    const t = now ?? new Date();
     const row = this.#db
-      .query<{ holder: string }, [string, string, string, string]>(
-        `INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-         WHERE leases.holder = excluded.holder OR leases.expires_at < ?4
-         RETURNING holder`,
-      )
-      .get(name, holder, new Date(now.getTime() + ttlMs).toISOString(), now.toISOString());
+      .query<{ holder: string }, [string, string, string, string]>(LEASE_SQL)
+      .get(name, holder, new Date(t.getTime() + ttlMs).toISOString(), t.toISOString());
     return row?.holder === holder;
   }
 
   async releaseLease(name: string, holder: string) {
+    if (this.#writer) return this.#writer.releaseLease(name, holder);
     this.#db.query("DELETE FROM leases WHERE name = ? AND holder = ?").run(name, holder);
   }
 
