@@ -10,11 +10,17 @@
  * --rounds counts: the machine is shared. On a 2-core machine this shows HAProxy's overhead, not
  * scaling (every replica and HAProxy share the same two cores).
  *
- * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3] [--haproxy-config gateway.cfg]
+ * Several --haproxy-config files (comma-separated) make one side per config and replica count, so
+ * a tuning is compared with the shipped config in the same run. Each side also reports where the
+ * CPU went over its timed part: HAProxy's, the replicas' and the load generator's CPU time per
+ * check-in request (ms), and the load average when it ended.
+ *
+ * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3]
+ *          [--replicas 1,2,3] [--haproxy-config gateway.cfg[,other.cfg...]]
  */
 import { cpSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { signDeviceCsr } from "../../gateway/pki/ca.ts";
@@ -32,7 +38,9 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "6" },
     rounds: { type: "string", default: "3" },
     "max-replicas": { type: "string", default: "3" },
-    /** Another HAProxy config under deploy/haproxy/ (to compare a tuning). */
+    /** HAProxy sides with these replica counts (default 1 to --max-replicas). */
+    replicas: { type: "string" },
+    /** HAProxy configs, comma-separated: names under deploy/haproxy/ or paths with a "/" (to compare a tuning). */
     "haproxy-config": { type: "string", default: "gateway.cfg" },
   },
 });
@@ -41,6 +49,12 @@ const CLIENTS = Number(values.clients);
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
 const MAX = Number(values["max-replicas"]);
+const COUNTS = values.replicas ? values.replicas.split(",").map(Number) : Array.from({ length: MAX }, (_, i) => i + 1);
+const CONFIGS = values["haproxy-config"].split(",");
+for (const n of COUNTS) if (!(n >= 1 && n <= MAX)) throw new Error(`--replicas: ${n} is not between 1 and --max-replicas ${MAX}`);
+/** A config's path as startHaproxy takes it: relative to deploy/haproxy/. */
+const DEPLOY_HAPROXY = resolve(import.meta.dir, "../../deploy/haproxy");
+const configFile = (c: string) => (c.includes("/") ? relative(DEPLOY_HAPROXY, resolve(c)) : c);
 const log = (s: string) => process.stderr.write(s + "\n");
 const stops: (() => Promise<void>)[] = [];
 
@@ -50,7 +64,20 @@ interface LoadResult {
   rps: number;
   p50: number;
   p99: number;
+  /** CPU ms per request over the timed part: HAProxy's, the replicas' (all of them), the load generator's. */
+  cpu: { haproxy: number; replicas: number; load: number };
+  /** 1-minute load average when the side ended. */
+  loadavg: string;
 }
+
+/** CPU seconds (user + system) a process has used so far (NaN once it is gone). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Bun.file(`/proc/${pid}/stat`).text().catch(() => undefined);
+  if (!stat) return NaN;
+  const f = stat.split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+const sum = async (pids: number[]) => (await Promise.all(pids.map(cpuSeconds))).reduce((a, b) => a + b, 0);
 
 try {
   const pg = await startPostgres();
@@ -82,41 +109,68 @@ try {
   }
   await store.close();
 
-  const proxies: ProxyHandle[] = [];
-  for (let n = 1; n <= MAX; n++) {
-    const p = await startHaproxy({ file: values["haproxy-config"], dataDir: replicas[0]!.dataDir, replicas: replicas.slice(0, n).map((r) => r.host) });
-    proxies.push(p);
-    stops.push(() => p.stop());
-  }
-  const sides: [string, string][] = [["1 replica, no HAProxy", replicas[0]!.url], ...proxies.map((p, i): [string, string] => [`HAProxy + ${i + 1} replica${i ? "s" : ""}`, p.url])];
+  /** A side: its name, the URL devices use, and the HAProxy process in front (none for the bare replica). */
+  const sides: { name: string; url: string; haproxy?: number }[] = [{ name: "1 replica, no HAProxy", url: replicas[0]!.url }];
+  for (const c of CONFIGS)
+    for (const n of COUNTS) {
+      const p: ProxyHandle = await startHaproxy({ file: configFile(c), dataDir: replicas[0]!.dataDir, replicas: replicas.slice(0, n).map((r) => r.host) });
+      stops.push(() => p.stop());
+      const label = CONFIGS.length > 1 ? `${basename(c, ".cfg")} + ` : "HAProxy + ";
+      sides.push({ name: `${label}${n} replica${n > 1 ? "s" : ""}`, url: p.url, haproxy: p.pid });
+    }
+  const width = Math.max(...sides.map((s) => s.name.length));
 
   const dir = await tempDir("bench-replicas-load-");
-  async function load(url: string): Promise<LoadResult> {
+  async function load(side: (typeof sides)[number]): Promise<LoadResult> {
     const cfg = join(dir, "load.json");
-    await writeFile(cfg, JSON.stringify({ url, ca: replicas[0]!.caPem, devices, mode: "keepalive", seconds: SECONDS, concurrency: CLIENTS }));
+    await writeFile(cfg, JSON.stringify({ url: side.url, ca: replicas[0]!.caPem, devices, mode: "keepalive", seconds: SECONDS, concurrency: CLIENTS }));
     const p = Bun.spawn([process.execPath, join(import.meta.dir, "../gateway-checkin/load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
-    const out = await new Response(p.stdout).text();
+    const pids = { haproxy: side.haproxy ? [side.haproxy] : [], replicas: replicas.map((r) => r.pid), load: [p.pid] };
+    const cpuNow = async () => ({ haproxy: await sum(pids.haproxy), replicas: await sum(pids.replicas), load: await sum(pids.load) });
+    // load.ts prints "started" when the clock starts (after connecting every device), then its result.
+    let cpu0 = await cpuNow();
+    let cpu1 = cpu0;
+    let started = false;
+    let ended = false;
+    let out = "";
+    for await (const chunk of p.stdout.pipeThrough(new TextDecoderStream())) {
+      out += chunk;
+      if (!started && out.includes("\n")) {
+        started = true;
+        cpu0 = await cpuNow();
+      }
+      // Read the load generator's CPU before it exits (its /proc entry goes with it).
+      if (started && !ended && out.trim().split("\n").length > 1) {
+        ended = true;
+        cpu1 = await cpuNow();
+      }
+    }
     await p.exited;
-    return JSON.parse(out.trim()) as LoadResult;
+    const r = JSON.parse(out.trim().split("\n").at(-1)!) as Omit<LoadResult, "cpu" | "loadavg">;
+    const per = (k: keyof typeof cpu0) => ((cpu1[k] - cpu0[k]) * 1000) / Math.max(1, r.requests);
+    return { ...r, cpu: { haproxy: per("haproxy"), replicas: per("replicas"), load: per("load") }, loadavg: (await Bun.file("/proc/loadavg").text()).split(" ")[0]! };
   }
   const fmt = (r: LoadResult) =>
-    `${r.rps.toFixed(0).padStart(6)} check-in requests/s p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(7)} ms${r.errors ? ` (${r.errors} errors)` : ""}`;
+    `${r.rps.toFixed(0).padStart(6)} req/s (${(r.rps / 2).toFixed(0).padStart(5)} check-ins/s) p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(7)} ms, ` +
+    `CPU ms/req haproxy ${r.cpu.haproxy.toFixed(3)} replicas ${r.cpu.replicas.toFixed(3)} load ${r.cpu.load.toFixed(3)}, load avg ${r.loadavg}${r.errors ? ` (${r.errors} ERRORS)` : ""}`;
   const best: Record<string, LoadResult> = {};
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 ? [...sides].reverse() : sides;
-    for (const [name, url] of order) {
+    for (const side of order) {
       Bun.spawnSync(["sync"]);
-      const r = await load(url);
-      log(`round ${round + 1} ${name.padEnd(24)} ${fmt(r)}`);
-      if (!best[name] || r.rps > best[name]!.rps) best[name] = r;
+      const r = await load(side);
+      log(`round ${round + 1} ${side.name.padEnd(width)} ${fmt(r)}`);
+      // A round with errors counts only if no round of this side was clean.
+      const prev = best[side.name];
+      if (!prev || (prev.errors > 0 && r.errors === 0) || ((prev.errors > 0) === (r.errors > 0) && r.rps > prev.rps)) best[side.name] = r;
     }
   }
-  const base = best[sides[0]![0]]!.rps;
+  const base = best[sides[0]!.name]!.rps;
   console.log(
     `PostgreSQL, ${MAX} replicas, ${CERTS} device certificates, ${CLIENTS} clients kept alive, ${SECONDS} s per side, best of ${ROUNDS}; ` +
-      `a check-in = GET /repo/timestamp.json + POST /events; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
+      `a check-in = GET /repo/timestamp.json + POST /events; HAProxy configs ${CONFIGS.join(", ")}; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
-  for (const [name] of sides) console.log(`${name.padEnd(24)} ${fmt(best[name]!)}  ${(best[name]!.rps / base).toFixed(2)}x one replica without HAProxy`);
+  for (const { name } of sides) console.log(`${name.padEnd(width)} ${fmt(best[name]!)}  ${(best[name]!.rps / base).toFixed(2)}x one replica without HAProxy`);
 } finally {
   for (const stop of stops.reverse()) await stop().catch((e) => log(`stop failed: ${(e as Error).message}`));
 }
