@@ -7,7 +7,10 @@
  * fioup runs as `bun fioup/main.ts`, or as the compiled binary given with `--bin` (or
  * $FIOUP_BIN), which is what devices run. Everything on loopback: a private dockerd, the
  * gateway with its embedded registry, an upstream docker-registry the images are pushed to.
- * Prints progress on stderr and one JSON result on stdout.
+ * Prints progress on stderr and one JSON result on stdout: RSS idle and by update state, where
+ * the resident memory is (the binary's code and data, anonymous, libraries) idle and at the
+ * peak, and the daemon's CPU seconds through the update. `--env BUN_JSC_useJIT=0` runs the
+ * daemon as fioup/systemd/fioup.service does.
  */
 import { readFileSync, readlinkSync } from "node:fs";
 import { resolve } from "node:path";
