@@ -16,7 +16,7 @@ import { readFileSync, readlinkSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, randomBytes, startDockerRegistry, startDockerd, startTestGateway } from "../../test/fioup/_setup.ts";
-import { rssKb } from "../_proc.ts";
+import { cpuSeconds, rssKb } from "../_proc.ts";
 
 const { values } = parseArgs({ options: { mb: { type: "string", default: "500" }, bin: { type: "string" }, env: { type: "string", multiple: true }, "idle-seconds": { type: "string", default: "10" } } });
 const totalMb = Number(values.mb);
@@ -145,10 +145,4 @@ function residentBySource(pid: number): Record<string, number> {
     if (r) kb[key] = (kb[key] ?? 0) + Number(r[1]);
   }
   return Object.fromEntries(Object.entries(kb).map(([k, v]) => [k, Math.round(v / 102.4) / 10]));
-}
-
-/** User plus system CPU time of a process so far, in seconds (/proc/PID/stat, 100 ticks a second). */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
 }
