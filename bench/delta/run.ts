@@ -29,7 +29,11 @@ import { applyLayerDelta } from "../../lib/oci/delta.ts";
 import { digestFile } from "../../lib/oci/digest.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 import { fileNear, realFilePaths, REAL_FILES_ROOT } from "../../test/deltas/_real-files.ts";
+import { benchArgs } from "../_args.ts";
 import { randomBytes } from "../../test/fioup/_setup.ts";
+
+// Options are read from process.argv below; this only answers --help.
+benchArgs({ strict: false, allowPositionals: true });
 
 const APT = "/var/cache/apt/archives";
 const MB = 1e6;

@@ -10,11 +10,11 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { Device, Publisher, freePort, httpGet, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway } from "../../test/fioup/_setup.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
+const { values } = benchArgs({ options: { runs: { type: "string", default: "3" } } });
 const runs = Number(values.runs);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 const APPS = ["benchweb1", "benchweb2", "benchweb3", "benchweb4", "benchweb5"];

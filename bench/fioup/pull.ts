@@ -14,11 +14,11 @@
  */
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { RegistryClient, copyRegistryToLayout } from "../../lib/oci/index.ts";
 import { run, stopPid, tempDir } from "../../test/harness/tmp.ts";
 
-const { values } = parseArgs({ options: { mb: { type: "string", default: "100,1000" }, runs: { type: "string", default: "3" } } });
+const { values } = benchArgs({ options: { mb: { type: "string", default: "100,1000" }, runs: { type: "string", default: "3" } } });
 const MB = 1_000_000;
 const sizes = values.mb.split(",").map((s) => Number(s) * MB);
 const runs = Number(values.runs);

@@ -14,11 +14,11 @@
  */
 import { readFileSync, readlinkSync } from "node:fs";
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, randomBytes, startDockerRegistry, startDockerd, startTestGateway } from "../../test/fioup/_setup.ts";
 import { cpuSeconds, rssKb } from "../_proc.ts";
 
-const { values } = parseArgs({ options: { mb: { type: "string", default: "500" }, bin: { type: "string" }, env: { type: "string", multiple: true }, "idle-seconds": { type: "string", default: "10" } } });
+const { values } = benchArgs({ options: { mb: { type: "string", default: "500" }, bin: { type: "string" }, env: { type: "string", multiple: true }, "idle-seconds": { type: "string", default: "10" } } });
 const totalMb = Number(values.mb);
 if (values.bin) process.env.FIOUP_BIN = resolve(values.bin);
 // --env K=V (repeatable): extra environment for fioup, e.g. a BUN_JSC_* option to try.

@@ -9,14 +9,14 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import {
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, randomBytes, startDockerRegistry, startDockerd, startTestGateway,
 } from "../../test/fioup/_setup.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 import { rssKb } from "../_proc.ts";
 
-const { values } = parseArgs({ options: { mb: { type: "string", default: "500" } } });
+const { values } = benchArgs({ options: { mb: { type: "string", default: "500" } } });
 const totalMb = Number(values.mb);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 

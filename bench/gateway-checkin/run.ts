@@ -15,14 +15,14 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { openStore } from "../../gateway/store/open.ts";
 import { startPostgres } from "../../test/harness/postgres.ts";
 import { issueDevices, seedFillerDevices } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     devices: { type: "string", default: "1000000" },
     clients: { type: "string", default: "32" },

@@ -13,13 +13,13 @@
  */
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { Device, Publisher, pushImageDetailed, randomBytes, startTestGateway } from "../../test/fioup/_setup.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 import { component, KantoRig } from "../../test/kanto/_rig.ts";
 import { rssKb } from "../_proc.ts";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: { components: { type: "string", default: "10" }, kb: { type: "string", default: "2048" }, trials: { type: "string", default: "3" } },
 });
 const N = Number(values.components);

@@ -11,13 +11,13 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { parse as parseYaml } from "yaml";
 import { Publisher, httpdCompose, pushImage, randomBytes, startDockerRegistry } from "../../test/fioup/_setup.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 import { asTestGateway, factoryConfig, preload, preloadConfig, startTestGateway } from "../../test/preload/_setup.ts";
 
-const { values } = parseArgs({ options: { mb: { type: "string", default: "150" }, rounds: { type: "string", default: "3" } } });
+const { values } = benchArgs({ options: { mb: { type: "string", default: "150" }, rounds: { type: "string", default: "3" } } });
 const totalMb = Number(values.mb);
 const rounds = Math.max(1, Number(values.rounds));
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);

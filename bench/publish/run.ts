@@ -11,7 +11,11 @@ import { startDockerRegistry } from "../../test/harness/docker-registry.ts";
 import { writeOciLayout } from "../../test/harness/images.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 import { startGateway } from "../../test/publish/_gateway.ts";
+import { benchArgs } from "../_args.ts";
 import { containersRepo, loadBaseImage } from "../../test/publish/_setup.ts";
+
+// Options are read from process.argv below; this only answers --help.
+benchArgs({ strict: false, allowPositionals: true });
 
 const sizeArg = process.argv.indexOf("--size");
 const sizeMb = sizeArg > 0 ? Number(process.argv[sizeArg + 1]) : 32;

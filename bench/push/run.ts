@@ -21,7 +21,7 @@
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
@@ -34,7 +34,7 @@ if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
   process.exit(await child.exited);
 }
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: { devices: { type: "string", default: "10000" }, rounds: { type: "string", default: "3" }, "poll-seconds": { type: "string", default: "5" }, sides: { type: "string", default: "both" } },
 });
 const N = Number(values.devices);

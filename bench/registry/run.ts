@@ -18,7 +18,11 @@ import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { startDockerRegistry } from "../../test/harness/docker-registry.ts";
 import { run, sleep, stopPid, tempDir } from "../../test/harness/tmp.ts";
+import { benchArgs } from "../_args.ts";
 import { RegistryClient, copyRegistryToLayout } from "../../lib/oci/index.ts";
+
+// Options are read from process.argv below; this only answers --help.
+benchArgs({ strict: false, allowPositionals: true });
 
 const MB = 1_000_000;
 const small = process.argv.includes("--small");

@@ -21,7 +21,7 @@
 import { cpSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { basename, join, relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { signDeviceCsr } from "../../gateway/pki/ca.ts";
 import { openStore } from "../../gateway/store/open.ts";
@@ -31,7 +31,7 @@ import { startHaproxy, type ProxyHandle } from "../../test/harness/proxies.ts";
 import { tempDir } from "../../test/harness/tmp.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     certs: { type: "string", default: "2000" },
     clients: { type: "string", default: "32" },

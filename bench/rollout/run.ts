@@ -24,7 +24,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { openDataDir } from "../../gateway/data-dir.ts";
@@ -33,7 +33,7 @@ import { openStore } from "../../gateway/store/open.ts";
 import { issueDevices, seedFillerDevices } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     devices: { type: "string", default: "100000" },
     certs: { type: "string", default: "2000" },

@@ -14,7 +14,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "../_args.ts";
 import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
 import { MemoryTufStorage } from "../../gateway/ota/memory-storage.ts";
 import { TufRepo } from "../../gateway/ota/repo.ts";
@@ -23,7 +23,7 @@ import { CachedTufStorage } from "../../gateway/store/tuf-cache.ts";
 import { withCheckinFastPath } from "../../gateway/routes/checkin.ts";
 import { testGateway } from "../../test/gateway/_fixture.ts";
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     devices: { type: "string", default: "1000" },
     targets: { type: "string", default: "50" },
