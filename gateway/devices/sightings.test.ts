@@ -33,4 +33,23 @@ describe("Sightings", () => {
     await s.stop();
     await store.close();
   });
+
+  test("a failed write keeps what it did not write for the next flush, and later flushes still run", async () => {
+    const store = SqliteStore.open(":memory:");
+    await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1" });
+    const s = new Sightings(store, 0);
+    const write = store.recordSightings.bind(store);
+    let failures = 1;
+    store.recordSightings = async (batch) => {
+      if (failures-- > 0) throw new Error("disk full");
+      return await write(batch);
+    };
+    s.note("d1", null, "h-1", null);
+    await expect(s.flush()).rejects.toThrow("disk full");
+    await s.flush();
+    expect(await store.getDevice("d1")).toMatchObject({ currentTarget: "h-1" });
+    expect((await store.getDevice("d1"))!.lastSeen).toBeString();
+    await s.stop();
+    await store.close();
+  });
 });

@@ -73,12 +73,21 @@ export class Sightings {
     return this.#pending.size;
   }
 
-  /** Writes everything noted so far. */
+  /**
+   * Writes everything noted so far. A failed write rejects this call only: what it did not write
+   * is kept for the next flush (unless a newer check-in replaced it), and later flushes run.
+   */
   flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(async () => {
-      if (!this.#pending.size) return;
-      const pending = this.#pending;
-      this.#pending = new Map();
+    const run = this.#flushing.then(() => this.#write());
+    this.#flushing = run.catch(() => {});
+    return run;
+  }
+
+  async #write(): Promise<void> {
+    if (!this.#pending.size) return;
+    const pending = this.#pending;
+    this.#pending = new Map();
+    try {
       // In chunks, yielding between them: SQLite writes on the event loop, and one transaction of
       // thousands of updates would hold every request waiting behind it.
       let batch: Sighting[] = [];
@@ -95,8 +104,10 @@ export class Sightings {
         }
       }
       await this.#store.recordSightings(batch);
-    });
-    return this.#flushing;
+    } catch (err) {
+      for (const [uuid, p] of pending) if (!this.#pending.has(uuid)) this.#pending.set(uuid, p);
+      throw err;
+    }
   }
 
   async stop() {
