@@ -28,6 +28,8 @@ export class LeaderLease {
   /** Who this replica is in the leases table: host, pid and a random part (PIDs repeat across containers). */
   readonly holder = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
   #leader = false;
+  /** Until when (monotonic ms) the last renewal that succeeded holds the lease for certain. */
+  #validUntil = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #tick: Promise<void> = Promise.resolve();
   readonly #ttl: number;
@@ -40,8 +42,13 @@ export class LeaderLease {
     this.#ttl = opts.ttlMs ?? 6000;
   }
 
+  /**
+   * True while this replica holds the lease for certain: a renewal that has not answered within
+   * the lease's life (a database that hangs, a write queued behind others) may have let it expire
+   * and another replica take it, so the holder stops acting before that can happen.
+   */
   get isLeader(): boolean {
-    return this.#leader;
+    return this.#leader && performance.now() < this.#validUntil;
   }
 
   /** Tries once now, then keeps renewing or trying in the background. */
@@ -54,8 +61,11 @@ export class LeaderLease {
 
   async #try(): Promise<void> {
     let held = false;
+    const sent = performance.now();
     try {
       held = await this.store.tryLease(this.name, this.holder, this.#ttl);
+      // The database counts the lease from when the statement ran, never before it was sent.
+      if (held) this.#validUntil = sent + this.#ttl;
     } catch (err) {
       this.opts.onError?.(err); // cannot tell: step down, so two replicas never both act
     }
