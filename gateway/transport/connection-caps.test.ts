@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { FakeSocket } from "./_fake-socket.ts";
 import { Connection } from "./connection.ts";
-import { ConnectionCaps, FD_RESERVE, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
+import { ConnectionCaps, fdReserve, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
 
 const conn = (addr: string) => new Connection(new FakeSocket(), addr);
 
@@ -67,12 +67,12 @@ describe("ConnectionCaps", () => {
   });
 
   test("the cap never exceeds what the open-file limit allows (else accept would fail before any eviction)", () => {
-    expect(new ConnectionCaps(50_000, 128, undefined, 20_000).maxConnections).toBe(20_000 - FD_RESERVE);
+    expect(new ConnectionCaps(50_000, 128, undefined, 20_000).maxConnections).toBe(20_000 - 5_000);
     expect(new ConnectionCaps(10_000, 128, undefined, 1_048_576).maxConnections).toBe(10_000);
     expect(new ConnectionCaps(10_000, 128, undefined, undefined).maxConnections).toBe(10_000);
     const limit = openFileLimit();
     if (process.platform === "linux") expect(limit).toBeGreaterThan(0);
-    expect(new ConnectionCaps(Number.MAX_SAFE_INTEGER, 128).maxConnections).toBe(limit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(64, limit - FD_RESERVE));
+    expect(new ConnectionCaps(Number.MAX_SAFE_INTEGER, 128).maxConnections).toBe(limit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(64, limit - fdReserve(limit)));
   });
 
   test("exempt addresses (trusted proxies) have no per-address cap", () => {

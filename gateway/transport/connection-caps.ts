@@ -20,8 +20,11 @@ import type { Connection } from "./connection.ts";
 /** The share of `maxConnections` that held requests may take. */
 export const HELD_SHARE = 0.9;
 
-/** File descriptors kept for everything but client connections (database, blobs being served, logs). */
-export const FD_RESERVE = 512;
+/**
+ * File descriptors kept for everything but client connections (database, logs, and the blob files
+ * being served: each download holds one besides its socket): a quarter of the limit, at least 512.
+ */
+export const fdReserve = (fdLimit: number): number => Math.max(512, Math.floor(fdLimit / 4));
 
 /** The process's open-file limit (Linux, /proc/self/limits; Bun raises it to the hard limit at start), or undefined when unknown or unlimited. */
 export function openFileLimit(): number | undefined {
@@ -58,7 +61,7 @@ export class ConnectionCaps {
   ) {
     // Past the open-file limit accept fails before the cap could close an unauthenticated connection
     // to make room: the cap must come first, or clients without credentials could lock devices out.
-    this.maxConnections = fdLimit === undefined ? maxConnections : Math.min(maxConnections, Math.max(64, fdLimit - FD_RESERVE));
+    this.maxConnections = fdLimit === undefined ? maxConnections : Math.min(maxConnections, Math.max(64, fdLimit - fdReserve(fdLimit)));
     this.maxHeld = Math.max(1, Math.floor(this.maxConnections * HELD_SHARE));
   }
 
