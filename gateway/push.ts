@@ -62,7 +62,7 @@ export class TimestampWatch {
   #enqueue(after: number, timeoutMs: number, onWaiter: ((w: Waiter) => void) | undefined): Promise<number | undefined> {
     return new Promise<number | undefined>((resolve) => {
       const w = new Waiter(after, resolve);
-      const tick = Math.ceil((Date.now() + timeoutMs) / this.pollMs);
+      const tick = Math.ceil((performance.now() + timeoutMs) / this.pollMs);
       let bucket = this.#due.get(tick);
       if (!bucket) this.#due.set(tick, (bucket = new Set()));
       bucket.add(w);
@@ -108,7 +108,7 @@ export class TimestampWatch {
   }
 
   #tick() {
-    const now = Date.now() / this.pollMs;
+    const now = performance.now() / this.pollMs; // monotonic: a wall-clock step never holds a wait past its timeout
     for (const [tick, bucket] of this.#due) {
       if (tick > now) continue;
       this.#due.delete(tick);
@@ -122,8 +122,10 @@ export class TimestampWatch {
     this.#reading ??= this.storage
       .getLatest("timestamp")
       .then((rec) => {
-        if (rec && rec.version > this.#version) this.#version = rec.version;
-        const v = this.#version;
+        // A waiter is queued only while its `after` is at least the version known then, so only a
+        // newer version can answer anyone: no walk over every held device on the other reads.
+        if (!rec || rec.version <= this.#version) return;
+        const v = (this.#version = rec.version);
         for (const bucket of this.#due.values()) for (const w of bucket) if (v > w.after) this.#settle(w, v);
       })
       .catch(() => {
