@@ -14,6 +14,7 @@ import { freemem } from "node:os";
 import { rm } from "node:fs/promises";
 import type { DeviceBlobStore } from "../../lib/device/store.ts";
 import { resolveApps, type AppBlob, type ResolvedApps } from "../../lib/device/resolve.ts";
+import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
@@ -139,14 +140,24 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
   const repo = c.layer.repo;
   let desc: DeltaDescriptor | undefined;
   const rebuilt = store.rebuildPath(c.layer.digest);
+  // A bundle carries one delta per layer, from the layer of its `--from` version, and no whole
+  // layer: its base is the one to use whenever the store holds it, whatever this device's history
+  // suggests (e.g. a newer update that was rolled back brought another layer of that path).
+  const carried = reg instanceof BundleRegistry ? reg.deltaBaseOf(c.layer.digest) : undefined;
+  const base = carried !== undefined && store.has(carried) ? carried : c.base;
+  let lowMemory: string | undefined;
   try {
     // The config names the diff_id to verify against; it is small and needed anyway.
     await store.pull(reg, repo, c.config, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
     const diffId = configDiffId(await store.read(c.config.digest), c.index);
-    desc = await requestDelta(reg, repo, c.base, c.layer, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
+    desc = await requestDelta(reg, repo, base, c.layer, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
     // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of the new one.
     const needs = 2 * desc.fromSize + desc.toSize;
-    if (needs > freemem() / 2) throw new Error(`rebuilding needs about ${needs >> 20} MiB of memory, more than half of the ${freemem() >> 20} MiB free`);
+    if (needs > freemem() / 2) {
+      lowMemory = `rebuilding needs about ${needs >> 20} MiB of memory, more than half of the ${freemem() >> 20} MiB free`;
+      // Online the layer comes whole instead; a bundle has no whole layer, so try the rebuild anyway.
+      if (carried === undefined) throw new Error(lowMemory);
+    }
     const delta = desc;
     await store.pull(reg, repo, delta, {
       ...(o.signal ? { signal: o.signal } : {}),
@@ -155,7 +166,7 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
       onProgress: (done) => faultMidBlob(delta.digest, done, delta.size), // power-cut tests (fioup/fault.ts)
     });
     await applyLayerDelta({
-      base: await store.open(c.base),
+      base: await store.open(base),
       baseSize: desc.fromSize,
       delta: await store.open(desc.digest),
       diffId,
@@ -164,11 +175,12 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
       onProgress: (done) => faultMidBlob(c.layer.digest, done, delta.toSize), // a cut while the layer is rebuilt
     });
     await store.putRebuiltLayer(c.layer.digest, rebuilt, diffId);
-    return { layer: c.layer.digest, from: c.base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size };
+    return { layer: c.layer.digest, from: base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size };
   } catch (err) {
     await rm(rebuilt, { force: true });
     if (o.signal?.aborted) throw err;
-    o.onRefused?.(`${(err as Error).message ?? String(err)}`);
+    const why = `${(err as Error).message ?? String(err)}`;
+    o.onRefused?.(lowMemory && carried !== undefined ? `${why}; low memory: ${lowMemory}` : why);
     return undefined;
   }
 }

@@ -10,6 +10,9 @@
  * (`GET /v2/<name>/deltas?from=&to=`) for that pair with the delta's descriptor, as the gateway
  * does, so fioup's fetch step rebuilds the layer exactly as online (and checks it against the
  * config's diff_id). Such a bundle has no full layer to fall back to: asking for it says so.
+ * Its delta is from the layer the `--from` version has, which need not be the base a device would
+ * pick from its own history (a rolled-back update, say), so fioup asks {@link BundleRegistry.deltaBaseOf}
+ * and, if it holds that base, asks for the bundle's pair.
  *
  * @module
  */
@@ -45,6 +48,11 @@ export class BundleRegistry extends RegistryClient {
     this.#deltas = new Map((bundle.index.bundle.deltas ?? []).map((d) => [d.to, d]));
   }
 
+  /** The layer the bundle's delta for `layer` rebuilds it from, if the bundle carries `layer` only as a delta. */
+  deltaBaseOf(layer: string): string | undefined {
+    return this.#deltas.get(layer)?.from;
+  }
+
   /** `GET /v2/<name>/deltas?from=&to=`: the descriptor of a delta the bundle carries for that pair, else 404. */
   #delta(search: URLSearchParams): Response {
     const d = this.#deltas.get(search.get("to") ?? "");
@@ -70,7 +78,7 @@ export class BundleRegistry extends RegistryClient {
       const from = this.#bundle.index.bundle.from;
       const d = this.#deltas.get(ref);
       if (d) {
-        return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), and it did not rebuild here: the device does not hold that layer, or the rebuilt bytes did not match the image config's diff_id; the bundle has no full layer to fall back to (export one with --no-deltas)`);
+        return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), and it did not rebuild here: the device does not hold that layer, had too little free memory to rebuild it, or the rebuilt bytes did not match the image config's diff_id; the bundle has no full layer to fall back to (export one with --no-deltas)`);
       }
       return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} lacks ${ref}${from ? ` (it was made for devices on version ${from})` : ""}`);
     }

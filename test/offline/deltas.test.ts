@@ -5,7 +5,9 @@
  * and weighs a fraction of the `--no-deltas` bundle. A device with no route to the gateway
  * refuses a bundle whose delta was replaced by one that rebuilds other bytes (the update fails
  * naming the layer, v1 keeps running), then rebuilds the layer from the real bundle and runs
- * v2; its download event reports the delta as an online update does.
+ * v2; its download event reports the delta as an online update does. A device whose newest
+ * update (fetched, then cancelled) brought another layer of that image path still uses the
+ * bundle's delta, from the `--from` version's layer it holds.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -184,4 +186,32 @@ describe("offline bundles with layer deltas", () => {
     expect(report.bytesFull).toBeGreaterThanOrEqual(big.gz.byteLength); // the refused attempt left the config and manifests in the store
     expect(report.bytesFetched).toBeLessThan(report.bytesFull / 4);
   }, 60_000);
+
+  test("a device whose newest update (cancelled) brought another layer still rebuilds from the --from version's layer", async () => {
+    // Online again (the previous test): v3 is fetched, then cancelled; its layer stays in the store,
+    // so the base the device's own history suggests is v3's layer, not v2's (the bundle's).
+    const v3 = await pushImageDetailed(upstream, REPO, "v3", image("v3"));
+    const v4 = await pushImageDetailed(upstream, REPO, "v4", image("v4"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(v3.ref, port) });
+    await pub.publish(3);
+    const f = await device.fioup("fetch");
+    expect(f.code, f.stderr).toBe(0);
+    const c = await device.fioup("cancel");
+    expect(c.code, c.stderr).toBe(0);
+    expect(await httpGet(port)).toBe("v2");
+
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(v4.ref, port) });
+    await pub.publish(4);
+    const out = join(bundles, "from2");
+    await gatewayExport(gw, { target: 4, from: 2, hwid: HWID, out });
+    const delta = bundleIndex(out).bundle.deltas?.[0];
+    expect(delta).toMatchObject({ from: v2.layers.at(-1)!.digest, to: v4.image.layers.at(-1)!.digest });
+
+    dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+    const r = await device.fioup("update", "--offline", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.toTarget).toBe(`${HWID}-4`);
+    expect(r.stderr).not.toContain("no delta");
+    expect(await httpGet(port)).toBe("v4");
+  }, 90_000);
 });
