@@ -15,7 +15,6 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import type { Connection } from "./connection.ts";
 
 /** The share of `maxConnections` that held requests may take. */
 export const HELD_SHARE = 0.9;
@@ -25,6 +24,17 @@ export const HELD_SHARE = 0.9;
  * being served: each download holds one besides its socket): a quarter of the limit, at least 512.
  */
 export const fdReserve = (fdLimit: number): number => Math.max(512, Math.floor(fdLimit / 4));
+
+/**
+ * What the caps need of a connection. Declared here, not imported: connection.ts's Connection has
+ * these members and refers to its caps, so the two files would import each other.
+ */
+export interface CountedConnection {
+  readonly sock: { terminate(): void };
+  readonly remoteAddr: string;
+  held: boolean;
+  caps: ConnectionCaps | undefined;
+}
 
 /** The process's open-file limit (Linux, /proc/self/limits; Bun raises it to the hard limit at start), or undefined when unknown or unlimited. */
 export function openFileLimit(): number | undefined {
@@ -37,10 +47,10 @@ export function openFileLimit(): number | undefined {
 }
 
 export class ConnectionCaps {
-  readonly #all = new Set<Connection>();
+  readonly #all = new Set<CountedConnection>();
   /** Unauthenticated connections, oldest first. */
-  readonly #unauth = new Set<Connection>();
-  readonly #byAddress = new Map<string, Set<Connection>>();
+  readonly #unauth = new Set<CountedConnection>();
+  readonly #byAddress = new Map<string, Set<CountedConnection>>();
   /** Connections closed at accept or evicted. */
   capped = 0;
   /** Connections holding a request now (see `hold`), and the most there may be. */
@@ -77,7 +87,7 @@ export class ConnectionCaps {
    * Counts a new connection at accept (unauthenticated until its handshake says otherwise);
    * returns false if it must be refused. An evicted connection is terminated.
    */
-  accept(c: Connection): boolean {
+  accept(c: CountedConnection): boolean {
     if (this.#all.size >= this.maxConnections) {
       const victim = first(this.#unauth);
       if (!victim) {
@@ -93,7 +103,7 @@ export class ConnectionCaps {
   }
 
   /** The connection's current request is to be held open (a long poll): false when `maxHeld` are held already. */
-  hold(c: Connection): boolean {
+  hold(c: CountedConnection): boolean {
     if (c.held) return true;
     if (this.held >= this.maxHeld || !this.#all.has(c)) {
       this.holdsRefused++;
@@ -105,7 +115,7 @@ export class ConnectionCaps {
   }
 
   /** The held request is answered (or its connection closed). */
-  release(c: Connection): void {
+  release(c: CountedConnection): void {
     if (!c.held) return;
     c.held = false;
     this.held--;
@@ -116,7 +126,7 @@ export class ConnectionCaps {
    * connections from one device (or one NAT) is not cut while it is still handshaking, and a client
    * with a certificate never counts.
    */
-  handshaken(c: Connection, authenticated: boolean): void {
+  handshaken(c: CountedConnection, authenticated: boolean): void {
     if (authenticated) return this.authenticated(c);
     if (!this.#unauth.has(c) || this.exempt(c.remoteAddr)) return;
     let mine = this.#byAddress.get(c.remoteAddr);
@@ -126,24 +136,24 @@ export class ConnectionCaps {
   }
 
   /** The connection's client proved who it is: it no longer counts against the per-address cap and is never evicted. */
-  authenticated(c: Connection): void {
+  authenticated(c: CountedConnection): void {
     this.#unauth.delete(c);
     this.#leaveAddress(c);
   }
 
-  closed(c: Connection): void {
+  closed(c: CountedConnection): void {
     this.release(c);
     this.#all.delete(c);
     this.authenticated(c);
   }
 
-  #evict(c: Connection): void {
+  #evict(c: CountedConnection): void {
     this.capped++;
     this.closed(c);
     c.sock.terminate();
   }
 
-  #leaveAddress(c: Connection): void {
+  #leaveAddress(c: CountedConnection): void {
     const mine = this.#byAddress.get(c.remoteAddr);
     if (mine?.delete(c) && mine.size === 0) this.#byAddress.delete(c.remoteAddr);
   }
