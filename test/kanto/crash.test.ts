@@ -34,6 +34,12 @@ async function versions(): Promise<(string | undefined)[]> {
   const out: (string | undefined)[] = [];
   for (let i = 0; i < COUNT; i++) {
     const c = ps.get(rig.name(`c${i}`));
+    if (c?.state !== "running") {
+      // Say why, for whoever reads the failure: how the container ended, its last output, and the agent's feedback.
+      const how = await rig.dockerd.docker("inspect", "-f", "{{.State.ExitCode}} {{.State.Error}} started {{.State.StartedAt}} finished {{.State.FinishedAt}} {{json .Config.Env}}", rig.name(`c${i}`)).catch((e) => String(e));
+      const logs = await rig.dockerd.docker("logs", "--tail", "20", rig.name(`c${i}`)).catch((e) => String(e));
+      console.error(`container c${i} is ${c?.state}: ${how}\nlogs: ${logs}\nlast messages: ${JSON.stringify(rig.msgs.slice(-6).map((m) => ({ topic: m.topic, activityId: m.activityId, payload: m.payload }))).slice(0, 3000)}`);
+    }
     expect(c?.state).toBe("running");
     const env = await rig.dockerd.docker("inspect", "-f", "{{json .Config.Env}}", rig.name(`c${i}`));
     out.push((JSON.parse(env) as string[]).find((e) => e.startsWith("V="))?.slice(2));
