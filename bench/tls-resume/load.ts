@@ -15,7 +15,7 @@
  *
  * Usage: bun load.ts <config.json>
  */
-import { exchange, type RawRequest } from "../../lib/tls/resumable-connection.ts";
+import { exchange, type RawRequest } from "../../test/harness/resumable-tls.ts";
 import { cpuSeconds } from "../_proc.ts";
 
 interface Config {

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeviceClient } from "../../fioup/device-client.ts";
 import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
-import { exchange, type RawRequest } from "../../lib/tls/resumable-connection.ts";
+import { exchange, type RawRequest } from "../harness/resumable-tls.ts";
 import { startGateway } from "../harness/gateway.ts";
 import { startHaproxy } from "../harness/proxies.ts";
 import { freePort } from "../harness/tmp.ts";
