@@ -11,6 +11,7 @@
  * @module
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { childEnv } from "../child-env.ts";
 
 /** Neither `docker compose` nor `docker-compose` runs on this machine. */
 export class ComposeNotFoundError extends Error {
@@ -58,7 +59,7 @@ async function runs(cmd: string[], env: Record<string, string>): Promise<boolean
  * Finds the compose command: `docker compose` if the plugin answers, else
  * `docker-compose`. @throws {ComposeNotFoundError}
  */
-export async function findCompose(env: Record<string, string> = process.env as Record<string, string>): Promise<string[]> {
+export async function findCompose(env: Record<string, string> = childEnv()): Promise<string[]> {
   if (await runs(["docker", "compose", "version"], env)) return ["docker", "compose"];
   if (await runs(["docker-compose", "version"], env)) return ["docker-compose"];
   throw new ComposeNotFoundError();
@@ -143,13 +144,12 @@ export class Compose {
 
   private async run(app: string, dir: string, composeFile: string, action: string, args: string[], opts: ComposeRunOptions = {}): Promise<string> {
     const cmd = [...this.command, "-p", projectName(app), "-f", composeFile, "-f", OVERRIDE_FILE, ...args];
-    const env: Record<string, string> = {
-      ...(process.env as Record<string, string>),
+    const env = childEnv({
       DOCKER_HOST: this.dockerHost,
       // Never prompt, never colour: output goes into error messages.
       COMPOSE_INTERACTIVE_NO_CLI: "1",
       NO_COLOR: "1",
-    };
+    });
     let proc: ReturnType<typeof Bun.spawn>;
     try {
       proc = Bun.spawn({ cmd, cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
