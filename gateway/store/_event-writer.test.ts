@@ -4,7 +4,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DeviceEvent } from "../../lib/api/index.ts";
-import { EventWriteError, EventWriter } from "./_event-writer.ts";
+import { EventWriter } from "./_event-writer.ts";
+import { EventWriteError } from "./_writer-thread.ts";
 
 let dir: string;
 let path: string;

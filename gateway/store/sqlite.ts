@@ -8,7 +8,8 @@
 import { Database } from "bun:sqlite";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
-import { EventWriter, LEASE_SQL, SIGHTING_SQL, type SightingParams } from "./_event-writer.ts";
+import { EventWriter } from "./_event-writer.ts";
+import { APPS_STATES_SQL, LEASE_SQL, RELEASE_LEASE_SQL, SIGHTING_SQL, SYSTEM_INFO_SQL, type SightingParams } from "./_writer-thread.ts";
 import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
 import {
@@ -74,8 +75,9 @@ export class SqliteStore implements Store {
   readonly #writer: EventWriter | undefined;
 
   /**
-   * Opens (creating if needed) and migrates a database file, or ":memory:". For a file, event
-   * inserts commit on a worker thread (see _event-writer.ts).
+   * Opens (creating if needed) and migrates a database file, or ":memory:". For a file, the
+   * device path's writes (events, sightings, the lease, apps-states, system info) commit on a
+   * worker thread (see _event-writer.ts).
    */
   static open(path: string): SqliteStore {
     return new SqliteStore(new Database(path, { create: true, strict: true }), path === ":memory:" ? undefined : path);
@@ -490,12 +492,10 @@ export class SqliteStore implements Store {
   }
 
   async putAppsStates(uuid: string, states: AppsStates) {
-    this.#db
-      .query(
-        `INSERT INTO apps_states (device_uuid, body, updated_at) VALUES (?, ?, ?)
-         ON CONFLICT (device_uuid) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
-      )
-      .run(uuid, JSON.stringify(states), new Date().toISOString());
+    const row = [uuid, JSON.stringify(states), new Date().toISOString()];
+    // On a file, on the writer's connection, like sightings: the main thread never waits for the write lock.
+    if (this.#writer) return this.#writer.run("appsStates", [row], "Cannot store apps-states");
+    this.#db.query(APPS_STATES_SQL).run(...row);
   }
 
   async getAppsStates(uuid: string) {
@@ -504,12 +504,9 @@ export class SqliteStore implements Store {
   }
 
   async putSystemInfo(uuid: string, kind: SystemInfoKind, value: unknown) {
-    this.#db
-      .query(
-        `INSERT INTO system_info (device_uuid, kind, body, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (device_uuid, kind) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
-      )
-      .run(uuid, kind, JSON.stringify(value), new Date().toISOString());
+    const row = [uuid, kind, JSON.stringify(value), new Date().toISOString()];
+    if (this.#writer) return this.#writer.run("systemInfo", [row], `Cannot store system info (${kind})`);
+    this.#db.query(SYSTEM_INFO_SQL).run(...row);
   }
 
   async getSystemInfo(uuid: string) {
@@ -532,7 +529,7 @@ export class SqliteStore implements Store {
 
   async releaseLease(name: string, holder: string) {
     if (this.#writer) return this.#writer.releaseLease(name, holder);
-    this.#db.query("DELETE FROM leases WHERE name = ? AND holder = ?").run(name, holder);
+    this.#db.query(RELEASE_LEASE_SQL).run(name, holder);
   }
 
   async claimMeta(key: string, value: string) {

@@ -1,0 +1,231 @@
+/**
+ * One SQLite writer thread: a Bun worker with its own connection to the database file, answering
+ * numbered messages in the order sent. EventWriter (./_event-writer.ts) decides what to send and
+ * starts a new thread when one dies; this file knows the worker's statements and how a death
+ * looks from the main thread (an uncaught error, an exit, a terminate).
+ *
+ * The worker is built from a string (a Blob URL) so `bun build --compile` needs no extra entry
+ * point.
+ *
+ * @module
+ */
+
+/**
+ * One sighting: last_seen, tags, current target and apps of a device. Tags from a check-in
+ * count only for devices whose registration token let them choose.
+ */
+export const SIGHTING_SQL = `UPDATE devices SET last_seen = ?1,
+  tags = CASE WHEN tags_from_device = 1 THEN coalesce(?2, tags) ELSE tags END,
+  current_target = coalesce(?3, current_target), apps = coalesce(?4, apps)
+WHERE uuid = ?5`;
+
+/** Insert, or take over an expired lease, or renew our own, in one statement; RETURNING tells who holds it. */
+export const LEASE_SQL = `INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+  ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+  WHERE leases.holder = excluded.holder OR leases.expires_at < ?4
+  RETURNING holder`;
+
+export const RELEASE_LEASE_SQL = "DELETE FROM leases WHERE name = ?1 AND holder = ?2";
+
+/** A device's apps-states: parameters (uuid, body, updated_at). */
+export const APPS_STATES_SQL = `INSERT INTO apps_states (device_uuid, body, updated_at) VALUES (?1, ?2, ?3)
+  ON CONFLICT (device_uuid) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`;
+
+/** One kind of a device's inventory: parameters (uuid, kind, body, updated_at). */
+export const SYSTEM_INFO_SQL = `INSERT INTO system_info (device_uuid, kind, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+  ON CONFLICT (device_uuid, kind) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`;
+
+const EVENT_SQL = "INSERT INTO events (id, device_uuid, received_at, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
+
+/** The statements a `run` message may name (the worker holds their text; messages carry only names and rows). */
+const STATEMENTS = {
+  sighting: SIGHTING_SQL,
+  releaseLease: RELEASE_LEASE_SQL,
+  appsStates: APPS_STATES_SQL,
+  systemInfo: SYSTEM_INFO_SQL,
+};
+export type StatementName = keyof typeof STATEMENTS;
+export type SqlValue = string | number | null;
+
+/** A sighting as the parameters of SIGHTING_SQL. */
+export type SightingParams = [at: string, tags: string | null, target: string | null, apps: string | null, uuid: string];
+
+/** One caller's events in a batch, each serialised when it was queued. */
+export interface EventItem {
+  uuid: string;
+  ids: string[];
+  bodies: string[];
+}
+
+/**
+ * Where the worker crashes for a test (see the fault point in ./_event-writer.ts): on receiving
+ * a batch, before it commits, or after it committed and before it answers.
+ */
+export type CrashPoint = "before-commit" | "after-commit";
+
+export type WriterMessage =
+  | { op: "open"; path: string }
+  | { op: "run"; sql: StatementName; rows: SqlValue[][] }
+  | { op: "lease"; name: string; holder: string; ttlMs: number; now?: number }
+  | { op: "events"; items: EventItem[]; now: string; crash?: CrashPoint }
+  | { op: "close" };
+
+export interface Reply {
+  id: number;
+  counts: number[];
+  /** Per item: why it was not stored (absent: stored). */
+  errors?: (string | undefined)[];
+  error?: string;
+}
+
+const WORKER_SOURCE = `
+import { Database } from "bun:sqlite";
+const STATEMENTS = ${JSON.stringify(STATEMENTS)};
+const LEASE_SQL = ${JSON.stringify(LEASE_SQL)};
+const EVENT_SQL = ${JSON.stringify(EVENT_SQL)};
+let db;
+const handlers = {
+  open(m) {
+    db = new Database(m.path);
+    db.exec("PRAGMA busy_timeout = 10000");
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = FULL");
+    return [];
+  },
+  // Each row of a named statement, all in one transaction (a sightings flush; one apps-states).
+  run(m) {
+    const q = db.query(STATEMENTS[m.sql]);
+    db.transaction(() => { for (const r of m.rows) q.run(...r); })();
+    return [];
+  },
+  lease(m) {
+    // The clock is read here, when the statement runs: a lease answered late still lasts ttl from now.
+    const now = m.now ?? Date.now();
+    const row = db.query(LEASE_SQL).get(m.name, m.holder, new Date(now + m.ttlMs).toISOString(), new Date(now).toISOString());
+    return [row && row.holder === m.holder ? 1 : 0];
+  },
+  close() {
+    db?.close();
+    db = undefined;
+    return [];
+  },
+};
+self.onmessage = (e) => {
+  const m = e.data;
+  if (m.crash === "before-commit") throw new Error("fault point writer-crash: the writer thread crashed before committing");
+  let reply;
+  try {
+    if (m.op === "events") reply = events(m);
+    else reply = { counts: handlers[m.op](m) };
+  } catch (err) {
+    reply = { error: String((err && err.message) || err) };
+  }
+  if (m.crash === "after-commit") throw new Error("fault point writer-crash-after-commit: the writer thread crashed after committing");
+  postMessage({ id: m.id, ...reply });
+};
+// One transaction for the batch, a savepoint per caller's item: a failing item is rolled back
+// and reported alone, the others commit.
+function events(m) {
+  const insert = db.query(EVENT_SQL);
+  const one = db.transaction((it) => {
+    let n = 0;
+    for (let i = 0; i < it.ids.length; i++) n += insert.run(it.ids[i], it.uuid, m.now, it.bodies[i]).changes;
+    return n;
+  });
+  const errors = [];
+  const counts = db.transaction(() =>
+    m.items.map((it, i) => {
+      try {
+        return one(it);
+      } catch (err) {
+        errors[i] = String((err && err.message) || err);
+        return 0;
+      }
+    }),
+  )();
+  return { counts, errors };
+}
+`;
+
+/** A write the writer thread refused, or that could not be sent. */
+export class EventWriteError extends Error {
+  override name = "EventWriteError";
+}
+
+/**
+ * The writer thread stopped (crashed, exited or was terminated) before answering, or is being
+ * restarted: the write may or may not have committed, and retrying it is safe (events are
+ * deduplicated by id; the other writes are upserts).
+ */
+export class WriterUnavailableError extends EventWriteError {
+  override name = "WriterUnavailableError";
+  constructor(what: string, reason: string) {
+    super(`${what}: the SQLite writer thread is unavailable (${reason}); retry`);
+  }
+}
+
+/** The line that names the error in Bun's worker error message (which also quotes the source). */
+function errorLine(message: string | undefined): string {
+  if (!message) return "an uncaught error";
+  return /^error: (.*)$/m.exec(message)?.[1] ?? message.split("\n")[0]!;
+}
+
+/**
+ * One worker and its connection. `onDeath` is called once if the worker stops without
+ * {@link WriterThread.stop} (its pending calls are rejected first).
+ */
+export class WriterThread {
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, { what: string; resolve(reply: Reply): void; reject(e: unknown): void }>();
+  #seq = 0;
+  #dead: string | undefined;
+  readonly #onDeath: (reason: string) => void;
+
+  constructor(path: string, onDeath: (reason: string) => void) {
+    this.#onDeath = onDeath;
+    this.#worker = new Worker(URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" })));
+    this.#worker.onmessage = (e: MessageEvent<Reply>) => {
+      const w = this.#waiting.get(e.data.id);
+      this.#waiting.delete(e.data.id);
+      if (e.data.error !== undefined) w?.reject(new EventWriteError(`${w.what}: ${e.data.error}`));
+      else w?.resolve(e.data);
+    };
+    // Bun reports an uncaught error, then closes the worker; an exit or a terminate only closes it.
+    this.#worker.onerror = (e) => this.#die(errorLine(e.message));
+    this.#worker.addEventListener("close", (e) => this.#die(`it exited with code ${(e as CloseEvent).code}`));
+    this.#worker.unref();
+    // Messages are handled in order, so nothing waits for the open; a failed open stops the thread.
+    this.call({ op: "open", path }, "Cannot open the database on the writer thread").catch((e: Error) => this.#die(e.message));
+  }
+
+  /** Whether the thread stopped (then every call rejects at once). */
+  get dead(): boolean {
+    return this.#dead !== undefined;
+  }
+
+  call(msg: WriterMessage, what: string): Promise<Reply> {
+    if (this.#dead !== undefined) return Promise.reject(new WriterUnavailableError(what, this.#dead));
+    const id = ++this.#seq;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { what, resolve, reject });
+      this.#worker.postMessage({ ...msg, id });
+    });
+  }
+
+  /** Closes the connection and ends the worker; not a death. */
+  async stop() {
+    if (this.#dead !== undefined) return;
+    await this.call({ op: "close" }, "Cannot close the writer thread's database").catch(() => {});
+    this.#dead = "the store is closed";
+    this.#worker.terminate();
+  }
+
+  #die(reason: string) {
+    if (this.#dead !== undefined) return;
+    this.#dead = reason;
+    this.#worker.terminate(); // after an uncaught error its state is unknown: never reuse it
+    for (const w of this.#waiting.values()) w.reject(new WriterUnavailableError(w.what, `it stopped: ${reason}`));
+    this.#waiting.clear();
+    this.#onDeath(reason);
+  }
+}
