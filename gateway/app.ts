@@ -14,7 +14,7 @@ import { dashboard } from "./ui/index.tsx";
 import { routeLabel } from "./metrics.ts";
 import { CsrRejectedError } from "./pki/ca.ts";
 import { caPem } from "./routes/ca.ts";
-import { jsonResponse, withCheckinFastPath } from "./routes/checkin.ts";
+import { jsonResponse, withDeviceFastPath } from "./routes/checkin.ts";
 import { deviceAppsStates } from "./routes/device-apps-states.ts";
 import { deviceEvents } from "./routes/device-events.ts";
 import { deviceInfo } from "./routes/device-info.ts";
@@ -24,7 +24,7 @@ import { metrics } from "./routes/metrics.ts";
 import { openapi } from "./routes/openapi.ts";
 import { register } from "./routes/register.ts";
 import { repo } from "./routes/repo.ts";
-import { repoWait, withPushFastPath } from "./routes/repo-wait.ts";
+import { repoWait } from "./routes/repo-wait.ts";
 import { DeviceRevokedError, GroupExistsError, RolloutConflictError } from "./store/types.ts";
 import { InvalidFleetQueryError } from "./fleet/query.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./rollouts/errors.ts";
@@ -95,8 +95,8 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
 
   app.notFound((c) => c.json({ error: `Not found: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => errorAnswer(err, c.req.method, c.req.path, (body, status) => c.json(body, status)));
-  // Check-ins (GET /repo/<metadata>.json, POST /events) skip the router: routes/checkin.ts.
+  // A device's check-ins and push waits skip the router (same answers): routes/checkin.ts.
   const fetch = app.fetch;
-  app.fetch = withCheckinFastPath(gw, withPushFastPath(gw, fetch), (err, req, path) => errorAnswer(err, req.method, path, jsonResponse)); // push: routes/repo-wait.ts
+  app.fetch = withDeviceFastPath(gw, fetch, (err, method, path) => errorAnswer(err, method, path, jsonResponse));
   return app;
 }

@@ -1,5 +1,5 @@
 /**
- * Signed views: the CPU a device's `GET /repo/timestamp.json` costs on the check-in fast path
+ * Signed views: the CPU a device's `GET /repo/timestamp.json` costs on the device fast path
  * (gateway/routes/checkin.ts) with an active rollout (each device served its signed view, from
  * the cache) against the path without views, in one process: the real app, store (SQLite in
  * memory), TUF repository (over the read cache, as gateway.ts opens it) and rollout service, requests handed to the fast path as the transport
@@ -20,7 +20,7 @@ import { MemoryTufStorage } from "../../gateway/ota/memory-storage.ts";
 import { TufRepo } from "../../gateway/ota/repo.ts";
 import { Rollouts } from "../../gateway/rollouts/service.ts";
 import { CachedTufStorage } from "../../gateway/store/tuf-cache.ts";
-import { withCheckinFastPath } from "../../gateway/routes/checkin.ts";
+import { withDeviceFastPath } from "../../gateway/routes/checkin.ts";
 import { testGateway } from "../../test/gateway/_fixture.ts";
 
 const { values } = benchArgs({
@@ -59,7 +59,7 @@ try {
   const next = TARGETS + 1;
   const rollout = await rollouts.create({ target: String(next), tag: "main", waves: [10, 100], soak: "1h" });
   await t.gw.tuf.addTargets({ [`amd64-linux-${next}`]: entry(next) });
-  const fetch = withCheckinFastPath(t.gw, (req, env) => t.app.fetch(req, env), (err) => {
+  const fetch = withDeviceFastPath(t.gw, (req, env) => t.app.fetch(req, env), (err) => {
     throw err;
   });
 

@@ -1,7 +1,8 @@
 /**
- * The check-in fast path (./checkin.ts) keeps the routes' behaviour: a device whose cache entry
+ * The device fast path (./checkin.ts) keeps the routes' behaviour: a device whose cache entry
  * is fresh is still refused once revoked, events are stored once, apps-states land, sightings
- * record the headers, and /metrics counts each answer under its route and status.
+ * record the headers, and /metrics counts each answer under its route and status; a poll and a
+ * push wait each look the device up once.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
@@ -56,4 +57,34 @@ test("check-in routes: answers, events once, apps-states, sightings and metrics;
   expect((await t.app.request("/apps-states", json(states), { peer: d.peer })).status).toBe(403);
   expect((await t.gw.store.listEvents(d.uuid)).map((e) => e.id)).toEqual([`once-${d.uuid}`]);
   expect(m.requests("/events", 403) - before.refused).toBe(1);
+}, 60_000);
+
+test("a metadata GET and a push wait each look their device up once, cached or not", async () => {
+  const d = await t.register();
+  const version = ((await (await t.app.request("/repo/timestamp.json", {}, { peer: d.peer })).json()) as { signed: { version: number } }).signed.version;
+  const devices = t.gw.devices;
+  const { fresh, get } = devices;
+  const calls = { fresh: 0, get: 0 };
+  devices.fresh = (uuid) => (calls.fresh++, fresh.call(devices, uuid));
+  devices.get = (uuid) => (calls.get++, get.call(devices, uuid));
+  const m = t.gw.metrics;
+  try {
+    for (const [path, status] of [["/repo/timestamp.json", 200], [`/repo/wait?after=${version}&timeout=0`, 204]] as const) {
+      const label = path.startsWith("/repo/wait") ? "/repo/wait" : "/repo/:file";
+      const counted = m.requests(label, status);
+      // Cache entry gone: one look at the cache, one read through it.
+      devices.invalidate(d.uuid);
+      calls.fresh = calls.get = 0;
+      expect((await t.app.request(path, {}, { peer: d.peer })).status).toBe(status);
+      expect(calls).toEqual({ fresh: 1, get: 1 });
+      // Fresh entry: the cache's row, nothing else.
+      calls.fresh = calls.get = 0;
+      expect((await t.app.request(path, {}, { peer: d.peer })).status).toBe(status);
+      expect(calls).toEqual({ fresh: 1, get: 0 });
+      expect(m.requests(label, status) - counted).toBe(2);
+    }
+  } finally {
+    devices.fresh = fresh;
+    devices.get = get;
+  }
 }, 60_000);

@@ -1,10 +1,19 @@
 /**
- * The check-in without the router: `GET /repo/<metadata>.json`, `POST /events` and `POST /apps-states` from a device
- * in good standing are answered here, before Hono's dispatch, middleware chain and context, which
- * cost more than the work itself. Same answers, same sightings, same metrics as the routes in
- * ./repo.ts, ./device-events.ts and ./device-apps-states.ts; anything else (no certificate, a refused device, a file name
- * the route would refuse, admin access to /repo/) goes to the app unchanged, so errors keep one
- * source.
+ * The device fast path: what a fleet sends all day is answered here, before Hono's dispatch,
+ * middleware chain and context, which cost more than the work itself (bench/gateway-checkin) and,
+ * for a held push request, would stay alive for as long as it is held (bench/push). The routes,
+ * one table below:
+ * - `GET /repo/<metadata>.json`: the device's signed view (./repo.ts);
+ * - `GET /repo/wait`: push, held until news (the policy is ./repo-wait.ts's `waitForNews`);
+ * - `POST /events`, `POST /apps-states` (read with ./device-events.ts's and
+ *   ./device-apps-states.ts's compiled readers).
+ *
+ * One dispatcher for all of them, so each request is parsed once (path and query), the device
+ * is looked up once (the cache's fresh row, else one checkDevice), its sighting is noted once and
+ * its answer counted once in /metrics, under the same route label and status as the Hono route.
+ * Anything else (a path not in the table, a path that needs decoding, no certificate, a refused
+ * device) goes to the app unchanged, so refusals and errors keep one source: the routes in
+ * ./repo.ts, ./repo-wait.ts, ./device-events.ts and ./device-apps-states.ts, and app.ts's onError.
  *
  * @module
  */
@@ -14,11 +23,12 @@ import type { DeviceRow } from "../store/types.ts";
 import { readAppsStates } from "./device-apps-states.ts";
 import { readEventBatch } from "./device-events.ts";
 import { deviceView, METADATA_FILE, METADATA_HEADERS } from "./repo.ts";
+import { waitForNews } from "./repo-wait.ts";
 import type { JsonBodyReader } from "./_validate.ts";
 
 type Fetch = (req: Request, env?: Bindings, ctx?: any) => Response | Promise<Response>;
-/** The app's error answer for what a handler threw (app.ts's onError). */
-export type ErrorAnswer = (err: unknown, req: Request, path: string) => Response;
+/** The app's error answer for what a handler threw (app.ts's onError), by method and path. */
+export type ErrorAnswer = (err: unknown, method: string, path: string) => Response;
 
 /** A JSON answer that says its length (the transport then writes it without a stream reader). */
 export const jsonResponse = (body: unknown, status: number) => {
@@ -41,61 +51,53 @@ function metadataInit(length: number): ResponseInit {
 }
 const NO_CONTENT: ResponseInit = { status: 204 };
 
-/** The path of a request URL (what Hono routes on), or undefined when it needs decoding. */
-function pathOf(url: string): string | undefined {
+/** A request URL's path (what Hono routes on) and query ("" without one); undefined when the path needs decoding. */
+export function requestTarget(url: string): { path: string; query: string } | undefined {
   const start = url.indexOf("/", url.indexOf(":") + 3);
   if (start < 0) return undefined;
   const q = url.indexOf("?", start);
   const path = q < 0 ? url.slice(start) : url.slice(start, q);
-  return path.includes("%") ? undefined : path;
+  return path.includes("%") ? undefined : { path, query: q < 0 ? "" : url.slice(q + 1) };
 }
 
-/** Wraps the app's fetch with the check-in fast path. */
-export function withCheckinFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): Fetch {
-  const device = async (req: Request, env: Bindings | undefined): Promise<DeviceRow | undefined> => {
-    const peer = env?.peer;
-    if (!peer) return undefined;
-    const d = cachedDeviceInGoodStanding(gw.devices, peer);
-    if (d) return d;
-    const r = await checkDevice(gw.devices, peer);
-    return "device" in r ? r.device : undefined;
-  };
-  const note = (d: DeviceRow, req: Request) => noteCheckIn(gw.sightings, d, req.headers);
+/**
+ * One device route: the label /metrics counts its answers under (the Hono route's pattern) and
+ * the handler, given the device in good standing. A held handler's promise should keep no more
+ * than it needs: the request is dropped by the transport while held.
+ */
+interface DeviceRoute {
+  readonly label: string;
+  readonly handle: (d: DeviceRow, req: Request, env: Bindings, path: string, query: string) => Response | Promise<Response>;
+}
 
-  async function metadata(req: Request, env: Bindings | undefined, file: string, ctx: any): Promise<Response> {
-    const d = await device(req, env);
-    if (!d) return app(req, env, ctx);
-    note(d, req);
-    let res: Response;
-    try {
+/**
+ * Wraps the app's fetch with the device fast path; `failed` is the app's answer to what a
+ * handler threw.
+ */
+export function withDeviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): Fetch {
+  const metadata: DeviceRoute = {
+    label: "/repo/:file",
+    async handle(d, _req, _env, path) {
+      const file = path.slice(6);
       const bytes = await gw.tuf.metadata(file, deviceView(gw, d.uuid)); // the device's signed view, as the route answers
-      res = bytes
-        ? new Response(bytes as Uint8Array<ArrayBuffer>, metadataInit(bytes.byteLength))
-        : jsonResponse({ error: `Metadata "${file}" not found` }, 404);
-    } catch (err) {
-      res = failed(err, req, `/repo/${file}`);
-    }
-    gw.metrics.count("/repo/:file", res.status);
-    return res;
-  }
-
+      return bytes ? new Response(bytes as Uint8Array<ArrayBuffer>, metadataInit(bytes.byteLength)) : jsonResponse({ error: `Metadata "${file}" not found` }, 404);
+    },
+  };
+  const wait: DeviceRoute = {
+    label: "/repo/wait",
+    handle(_d, _req, env, _path, query) {
+      const q = new URLSearchParams(query);
+      return waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
+    },
+  };
   /** A device POST of a JSON body: read with the route's compiled reader, then `act` on the value. */
-  const posted =
-    <V>(route: string, read: JsonBodyReader<V>, act: (d: DeviceRow, value: V) => Promise<Response>) =>
-    async (req: Request, env: Bindings | undefined, ctx: any): Promise<Response> => {
-      const d = await device(req, env);
-      if (!d) return app(req, env, ctx);
-      note(d, req);
-      let res: Response;
-      try {
-        const r = await read(req);
-        res = "problem" in r ? jsonResponse({ error: r.problem.error }, r.problem.status) : await act(d, r.value);
-      } catch (err) {
-        res = failed(err, req, route);
-      }
-      gw.metrics.count(route, res.status);
-      return res;
-    };
+  const posted = <V>(label: string, read: JsonBodyReader<V>, act: (d: DeviceRow, value: V) => Promise<Response>): DeviceRoute => ({
+    label,
+    async handle(d, req) {
+      const r = await read(req);
+      return "problem" in r ? jsonResponse({ error: r.problem.error }, r.problem.status) : act(d, r.value);
+    },
+  });
   const events = posted("/events", readEventBatch, async (d, batch) => {
     const stored = await gw.store.appendEvents(d.uuid, batch);
     return jsonResponse({ received: batch.length, stored }, 200);
@@ -105,15 +107,54 @@ export function withCheckinFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer
     return new Response(null, NO_CONTENT);
   });
 
+  /** The device routes by method and path; under /repo/, a metadata file name (checked before any lookup). */
+  const table: Record<string, Map<string, DeviceRoute>> = {
+    GET: new Map([["/repo/wait", wait]]),
+    POST: new Map([
+      ["/events", events],
+      ["/apps-states", appsStates],
+    ]),
+  };
+  const routeOf = (method: string, path: string): DeviceRoute | undefined =>
+    table[method]?.get(path) ?? (method === "GET" && path.startsWith("/repo/") && METADATA_FILE.test(path.slice(6)) ? metadata : undefined);
+
+  /** Answers with the route's handler: one sighting, one count, errors through the app's answer. */
+  function answer(route: DeviceRoute, d: DeviceRow, req: Request, env: Bindings, path: string, query: string): Response | Promise<Response> {
+    noteCheckIn(gw.sightings, d, req.headers);
+    const method = req.method;
+    const label = route.label;
+    let res: Response | Promise<Response>;
+    try {
+      res = route.handle(d, req, env, path, query);
+    } catch (err) {
+      res = failed(err, method, path);
+    }
+    if (res instanceof Response) {
+      gw.metrics.count(label, res.status);
+      return res;
+    }
+    // Held (a push wait) for up to a minute: these callbacks keep the label and path, not the request.
+    return res.then(
+      (r) => (gw.metrics.count(label, r.status), r),
+      (err) => {
+        const r = failed(err, method, path);
+        gw.metrics.count(label, r.status);
+        return r;
+      },
+    );
+  }
+
   return (req, env, ctx) => {
+    const peer = env?.peer;
+    if (!peer) return app(req, env, ctx);
     const method = req.method;
     if (method !== "GET" && method !== "POST") return app(req, env, ctx);
-    const path = pathOf(req.url);
-    if (path === undefined) return app(req, env, ctx);
-    if (method === "GET") {
-      if (path.startsWith("/repo/") && METADATA_FILE.test(path.slice(6))) return metadata(req, env, path.slice(6), ctx);
-    } else if (path === "/events") return events(req, env, ctx);
-    else if (path === "/apps-states") return appsStates(req, env, ctx);
-    return app(req, env, ctx);
+    const target = requestTarget(req.url);
+    const route = target && routeOf(method, target.path);
+    if (!route) return app(req, env, ctx);
+    const { path, query } = target;
+    const cached = cachedDeviceInGoodStanding(gw.devices, peer);
+    if (cached) return answer(route, cached, req, env, path, query);
+    return checkDevice(gw.devices, peer).then((r) => ("device" in r ? answer(route, r.device, req, env, path, query) : app(req, env, ctx)));
   };
 }

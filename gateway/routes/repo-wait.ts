@@ -8,18 +8,21 @@
  * Every replica learns of a new timestamp from the database (TimestampWatch), so a device held
  * by one replica hears of a publish made through another.
  *
- * A replica holds thousands of these at once, so a held request keeps little: its waiter in the
- * shared TimestampWatch (no timer of its own), and the connection's close hook so that a device
- * that goes away stops being held at once (bench/push measures the memory per held request).
+ * A replica holds thousands of these at once, so a held request keeps little: a device's wait is
+ * answered by the device fast path (./checkin.ts), which calls `waitForNews` without Hono's
+ * router context or middleware frames (a few kB each, times the devices held); the route below
+ * answers only what the fast path hands the app (no certificate, a refused device). While held,
+ * a wait keeps its waiter in the shared TimestampWatch (no timer of its own) and the connection's
+ * close hook, so that a device that goes away stops being held at once (bench/push measures the
+ * memory per held request).
  * Held requests may take only a share of the transport's --max-connections (connection-caps.ts):
  * past it the device is answered 503 at once and polls, and check-ins still find a connection.
  *
  * @module
  */
 import { Hono } from "hono";
-import { cachedDeviceInGoodStanding, deviceInGoodStanding, noteCheckIn, requireDevice } from "../devices/auth.ts";
-import type { Bindings, ClientConnection, Gateway, GatewayEnv } from "../env.ts";
-import type { DeviceRow } from "../store/types.ts";
+import { requireDevice } from "../devices/auth.ts";
+import type { ClientConnection, Gateway, GatewayEnv } from "../env.ts";
 import { TimestampWatch, type Waiter } from "../push.ts";
 
 export const MAX_WAIT_SECONDS = 60;
@@ -54,45 +57,6 @@ export function waitForNews(gw: Gateway, afterParam: string | undefined, timeout
   const watch = watchOf(gw);
   const onWaiter = conn ? (w: Waiter) => (conn.closed ? watch.cancel(w) : (conn.onClose = () => watch.cancel(w))) : undefined;
   return watch.waitAfter(after, timeout * 1000, onWaiter).then((v) => (v === undefined ? noNews() : news(v)));
-}
-
-type Fetch = (req: Request, env?: Bindings, ctx?: any) => Response | Promise<Response>;
-
-/** The query of a `/repo/wait` request URL ("" without one), or undefined for any other path. */
-function waitQuery(url: string): string | undefined {
-  const start = url.indexOf("/", url.indexOf("://") + 3);
-  if (start < 0 || !url.startsWith("/repo/wait", start)) return undefined;
-  const end = start + 10;
-  if (end === url.length) return "";
-  return url.charCodeAt(end) === 63 /* ? */ ? url.slice(end + 1) : undefined;
-}
-
-/**
- * Wraps the app's fetch: GET /repo/wait from a device in good standing is held here, before
- * Hono's dispatch, so a held request keeps no router context or middleware frames (a few kB
- * each, times the devices held). Same answers, sightings and metrics as the route below, which
- * answers everything else (no certificate, a refused device).
- */
-export function withPushFastPath(gw: Gateway, app: Fetch): Fetch {
-  const count = (res: Response) => {
-    gw.metrics.count("/repo/wait", res.status);
-    return res;
-  };
-  return (req, env, ctx) => {
-    const peer = env?.peer;
-    if (!peer || req.method !== "GET") return app(req, env, ctx);
-    const query = waitQuery(req.url);
-    if (query === undefined) return app(req, env, ctx);
-    const hold = (device: DeviceRow) => {
-      noteCheckIn(gw.sightings, device, req.headers);
-      const q = new URLSearchParams(query);
-      const res = waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
-      return res instanceof Response ? count(res) : res.then(count);
-    };
-    const device = cachedDeviceInGoodStanding(gw.devices, peer);
-    if (device) return hold(device);
-    return deviceInGoodStanding(gw.devices, peer).then((d) => (d ? hold(d) : app(req, env, ctx)));
-  };
 }
 
 export const repoWait = new Hono<GatewayEnv>().get("/repo/wait", requireDevice, (c) => waitForNews(c.var.gw, c.req.query("after"), c.req.query("timeout"), c.env?.connection));
