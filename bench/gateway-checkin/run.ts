@@ -7,10 +7,10 @@
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun] [--baseline DIR] [--profile DIR]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun] [--baseline DIR] [--profile DIR]
  * (each server is run --rounds times, servers alternating, `sync` before each run, and its best round counts: the machine is shared)
- * (--db postgres starts a private PostgreSQL cluster for the run; a postgres:// URL must name an empty
- * database: the gateway is bound to this run's CA).
+ * (--db postgres starts a private PostgreSQL cluster for the run, with fsync off like the tests' unless
+ * --pg-durable; a postgres:// URL must name an empty database: the gateway is bound to this run's CA).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -29,6 +29,8 @@ const { values } = benchArgs({
     certs: { type: "string", default: "10000" },
     seconds: { type: "string", default: "10" },
     db: { type: "string" },
+    /** With --db postgres: the private cluster keeps fsync and synchronous_commit on (a commit waits for its WAL flush, as in production). */
+    "pg-durable": { type: "boolean", default: false },
     modes: { type: "string", default: "keepalive,newconn,poll" },
     rounds: { type: "string", default: "3" },
     servers: { type: "string", default: "gateway,transport,bun" },
@@ -52,17 +54,20 @@ const dir = await mkdtemp(join(tmpdir(), "bench-checkin-"));
 const log = (s: string) => process.stderr.write(s + "\n");
 const children: ReturnType<typeof Bun.spawn>[] = [];
 let stopPostgres: (() => Promise<void>) | undefined;
+/** The private cluster's durability settings, for the summary line. */
+let pgSettings = "";
 
 try {
   if (values.db === "sqlite") values.db = undefined;
   else if (values.db === "postgres") {
-    const pg = await startPostgres();
+    // The test harness's cluster runs with fsync and synchronous_commit off unless asked to be durable:
+    // without --pg-durable, POST /events does not wait for a disk flush, unlike SQLite here or a production PostgreSQL.
+    const pg = await startPostgres({ durable: values["pg-durable"] });
     stopPostgres = () => pg.stop();
-    // The test harness's cluster runs with fsync and synchronous_commit off (set on its command line,
-    // which ALTER SYSTEM cannot override): POST /events there does not wait for a disk flush, unlike
-    // SQLite here or a production PostgreSQL. For durable figures pass a postgres:// URL of your own.
     const check = new Bun.SQL({ url: pg.url, max: 1 });
-    log(`private PostgreSQL, fsync = ${((await check.unsafe("SHOW fsync")) as { fsync: string }[])[0]!.fsync}`);
+    const [settings] = (await check.unsafe("SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sync")) as { fsync: string; sync: string }[];
+    pgSettings = `fsync ${settings!.fsync}, synchronous_commit ${settings!.sync}`;
+    log(`private PostgreSQL: ${pgSettings}`);
     await check.close();
     values.db = await pg.createDatabase("bench_checkin");
   }
@@ -153,7 +158,7 @@ try {
       for (const [name] of servers) rows.push(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(mode, results[name]!)}  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve`);
     }
   console.log(
-    `${values.db ? (stopPostgres ? "postgresql (private test cluster: fsync off)" : "postgresql") : "sqlite"}; devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENT_COUNTS.join(", ")}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
+    `${values.db ? (stopPostgres ? `postgresql (private cluster: ${pgSettings})` : "postgresql") : "sqlite"}; devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENT_COUNTS.join(", ")}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
       `keepalive = one connection per device, all connected before the clock starts; newconn = a new TLS connection per request; poll = the GET alone, kept alive; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
   for (const r of rows) console.log(r);

@@ -69,7 +69,7 @@ function postgresIds(): { uid: number; gid: number } {
  * ```
  * @throws {ServiceStartError} If the server is not ready within 30 s (message has its log tail).
  */
-export async function startPostgres(): Promise<PostgresHandle> {
+export async function startPostgres(opts: { durable?: boolean } = {}): Promise<PostgresHandle> {
   const dir = await tempDir("postgres-");
   chmodSync(dir, 0o755);
   const data = join(dir, "data");
@@ -103,9 +103,8 @@ export async function startPostgres(): Promise<PostgresHandle> {
       "-p", String(port),
       "-k", sock,
       "-c", "listen_addresses=127.0.0.1",
-      "-c", "fsync=off",
-      "-c", "synchronous_commit=off",
-      "-c", "full_page_writes=off",
+      // Tests need no durability; `durable` (benchmarks) keeps PostgreSQL's defaults: a commit waits for its WAL flush.
+      ...(opts.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
       "-c", "max_connections=200",
       "-c", "shared_buffers=32MB",
     ],
