@@ -3,7 +3,7 @@
  * or when cancelled (the client left), and leave nothing behind.
  */
 import { expect, test } from "bun:test";
-import { TimestampWatch, type Waiter } from "./push.ts";
+import { type Leaving, TimestampWatch } from "./push.ts";
 
 function storage(start = 1) {
   const s = {
@@ -49,16 +49,20 @@ test("a wait without news ends after its timeout, within one tick", async () => 
   expect(await watch.waitAfter(1, 0)).toBeUndefined();
 });
 
-test("a cancelled wait (the client left) ends at once and is no longer counted", async () => {
+test("a wait whose client leaves ends at once and is no longer counted", async () => {
   const watch = new TimestampWatch(storage(1), 20);
-  let waiter: Waiter | undefined;
-  const wait = watch.waitAfter(1, 60_000, (w) => (waiter = w));
+  const client: Leaving = { closed: false, onClose: undefined };
+  const wait = watch.waitAfter(1, 60_000, client);
   await Bun.sleep(30);
   expect(watch.waiting).toBe(1);
-  watch.cancel(waiter!);
+  client.onClose!();
   expect(await wait).toBeUndefined();
   expect(watch.waiting).toBe(0);
-  watch.cancel(waiter!); // twice: nothing
+  client.onClose!(); // twice: nothing
+  expect(watch.waiting).toBe(0);
+  // A client gone before its wait is queued is not held at all.
+  const gone: Leaving = { closed: true, onClose: undefined };
+  expect(await watch.waitAfter(1, 60_000, gone)).toBeUndefined();
   expect(watch.waiting).toBe(0);
 });
 

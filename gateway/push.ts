@@ -8,7 +8,8 @@
  *
  * Memory: tens of thousands of devices may wait on one replica, so a waiter is one small object
  * in a bucket of waiters whose time is up in the same tick. The tick that reads the database
- * also answers the buckets that are due: no timer, no abort listener and no closure per waiter.
+ * also answers the buckets that are due: no timer and no abort listener per waiter, and one
+ * closure (the client's close hook) only when the wait has a client that can leave.
  *
  * @module
  */
@@ -17,8 +18,15 @@ import type { TufStorage } from "./ota/storage.ts";
 /** How a wait ends: the newest version, or undefined (time is up, or the wait was cancelled). */
 type Settle = (version: number | undefined) => void;
 
+/** What a wait may be told by: the client going away (the transport's connection, env.connection). */
+export interface Leaving {
+  readonly closed: boolean;
+  /** Set by the watch while the wait is queued; called (once) when the client leaves. */
+  onClose: (() => void) | undefined;
+}
+
 /** One waiting device. */
-export class Waiter {
+class Waiter {
   /** The bucket it is in; undefined once settled. */
   bucket: Set<Waiter> | undefined;
   constructor(
@@ -45,38 +53,38 @@ export class TimestampWatch {
 
   /**
    * Resolves with the newest version once it is above `after`, or undefined after `timeoutMs`
-   * or when `cancel(waiter)` is called with the waiter handed to `onWaiter` (e.g. when the
-   * client's connection closes).
+   * or as soon as `client` leaves (its close hook ends the wait).
    */
-  waitAfter(after: number, timeoutMs: number, onWaiter?: (w: Waiter) => void): Promise<number | undefined> {
+  waitAfter(after: number, timeoutMs: number, client?: Leaving): Promise<number | undefined> {
     if (this.#version > after) return Promise.resolve(this.#version);
     // While devices wait, the tick reads the database every pollMs: the version here is that fresh.
-    if (this.#timer && timeoutMs > 0) return this.#enqueue(after, timeoutMs, onWaiter);
+    if (this.#timer && timeoutMs > 0) return this.#enqueue(after, timeoutMs, client);
     return this.#read().then(() => {
       if (this.#version > after) return this.#version;
       if (timeoutMs <= 0) return undefined;
-      return this.#enqueue(after, timeoutMs, onWaiter);
+      return this.#enqueue(after, timeoutMs, client);
     });
   }
 
-  #enqueue(after: number, timeoutMs: number, onWaiter: ((w: Waiter) => void) | undefined): Promise<number | undefined> {
-    return new Promise<number | undefined>((resolve) => {
-      const w = new Waiter(after, resolve);
-      const tick = Math.ceil((performance.now() + timeoutMs) / this.pollMs);
-      let bucket = this.#due.get(tick);
-      if (!bucket) this.#due.set(tick, (bucket = new Set()));
-      bucket.add(w);
-      w.bucket = bucket;
-      this.#waiting++;
-      TimestampWatch.waitingInProcess++;
-      this.#start();
-      onWaiter?.(w);
-    });
+  #enqueue(after: number, timeoutMs: number, client: Leaving | undefined): Promise<number | undefined> {
+    const { promise, resolve } = Promise.withResolvers<number | undefined>();
+    const w = new Waiter(after, resolve);
+    const tick = Math.ceil((performance.now() + timeoutMs) / this.pollMs);
+    let bucket = this.#due.get(tick);
+    if (!bucket) this.#due.set(tick, (bucket = new Set()));
+    bucket.add(w);
+    w.bucket = bucket;
+    this.#waiting++;
+    TimestampWatch.waitingInProcess++;
+    this.#start();
+    if (client) this.#endWhenLeaving(w, client);
+    return promise;
   }
 
-  /** Ends a wait now (undefined); nothing if it has ended already. */
-  cancel(w: Waiter): void {
-    this.#settle(w, undefined);
+  /** Its own scope, so the close hook keeps the waiter and the watch, nothing else of the request. */
+  #endWhenLeaving(w: Waiter, client: Leaving): void {
+    if (client.closed) this.#settle(w, undefined);
+    else client.onClose = () => this.#settle(w, undefined);
   }
 
   /** How many devices are waiting on this replica (for /metrics and tests). */

@@ -60,14 +60,23 @@ export function requestTarget(url: string): { path: string; query: string } | un
   return path.includes("%") ? undefined : { path, query: q < 0 ? "" : url.slice(q + 1) };
 }
 
+/** A device route's handler, given the device in good standing. */
+type DeviceHandler = (d: DeviceRow, req: Request, env: Bindings, path: string, query: string) => Response | Promise<Response>;
+
 /**
- * One device route: the label /metrics counts its answers under (the Hono route's pattern) and
- * the handler, given the device in good standing. A held handler's promise should keep no more
- * than it needs: the request is dropped by the transport while held.
+ * One device route: its method, the label /metrics counts its answers under (the Hono route's
+ * pattern), its handler, and what to do with the handler's answer or error. Those two are made
+ * once per route, not per request: a push wait is held for up to a minute, and a closure per
+ * request would stay with it (the transport drops the request itself while it waits).
  */
 interface DeviceRoute {
+  readonly method: "GET" | "POST";
   readonly label: string;
-  readonly handle: (d: DeviceRow, req: Request, env: Bindings, path: string, query: string) => Response | Promise<Response>;
+  readonly handle: DeviceHandler;
+  /** Counts the answer in /metrics and returns it. */
+  readonly counted: (res: Response) => Response;
+  /** The app's answer to what the handler threw, counted. */
+  readonly failed: (err: unknown) => Response;
 }
 
 /**
@@ -75,29 +84,26 @@ interface DeviceRoute {
  * handler threw.
  */
 export function withDeviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): Fetch {
-  const metadata: DeviceRoute = {
-    label: "/repo/:file",
-    async handle(d, _req, _env, path) {
-      const file = path.slice(6);
-      const bytes = await gw.tuf.metadata(file, deviceView(gw, d.uuid)); // the device's signed view, as the route answers
-      return bytes ? new Response(bytes as Uint8Array<ArrayBuffer>, metadataInit(bytes.byteLength)) : jsonResponse({ error: `Metadata "${file}" not found` }, 404);
-    },
+  const route = (method: "GET" | "POST", label: string, handle: DeviceHandler): DeviceRoute => {
+    const counted = (res: Response) => (gw.metrics.count(label, res.status), res);
+    // Logged under the route's pattern (as /metrics counts it), not the request's path.
+    return { method, label, handle, counted, failed: (err) => counted(failed(err, method, label)) };
   };
-  const wait: DeviceRoute = {
-    label: "/repo/wait",
-    handle(_d, _req, env, _path, query) {
-      const q = new URLSearchParams(query);
-      return waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
-    },
-  };
+  const metadata = route("GET", "/repo/:file", async (d, _req, _env, path) => {
+    const file = path.slice(6);
+    const bytes = await gw.tuf.metadata(file, deviceView(gw, d.uuid)); // the device's signed view, as the route answers
+    return bytes ? new Response(bytes as Uint8Array<ArrayBuffer>, metadataInit(bytes.byteLength)) : jsonResponse({ error: `Metadata "${file}" not found` }, 404);
+  });
+  const wait = route("GET", "/repo/wait", (_d, _req, env, _path, query) => {
+    const q = new URLSearchParams(query);
+    return waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
+  });
   /** A device POST of a JSON body: read with the route's compiled reader, then `act` on the value. */
-  const posted = <V>(label: string, read: JsonBodyReader<V>, act: (d: DeviceRow, value: V) => Promise<Response>): DeviceRoute => ({
-    label,
-    async handle(d, req) {
+  const posted = <V>(label: string, read: JsonBodyReader<V>, act: (d: DeviceRow, value: V) => Promise<Response>) =>
+    route("POST", label, async (d, req) => {
       const r = await read(req);
       return "problem" in r ? jsonResponse({ error: r.problem.error }, r.problem.status) : act(d, r.value);
-    },
-  });
+    });
   const events = posted("/events", readEventBatch, async (d, batch) => {
     const stored = await gw.store.appendEvents(d.uuid, batch);
     return jsonResponse({ received: batch.length, stored }, 200);
@@ -107,41 +113,22 @@ export function withDeviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer)
     return new Response(null, NO_CONTENT);
   });
 
-  /** The device routes by method and path; under /repo/, a metadata file name (checked before any lookup). */
-  const table: Record<string, Map<string, DeviceRoute>> = {
-    GET: new Map([["/repo/wait", wait]]),
-    POST: new Map([
-      ["/events", events],
-      ["/apps-states", appsStates],
-    ]),
-  };
-  const routeOf = (method: string, path: string): DeviceRoute | undefined =>
-    table[method]?.get(path) ?? (method === "GET" && path.startsWith("/repo/") && METADATA_FILE.test(path.slice(6)) ? metadata : undefined);
+  /** The device routes by method and exact path; under /repo/, a metadata file name (checked before any lookup). */
+  const exact = { GET: new Map<string, DeviceRoute>(), POST: new Map<string, DeviceRoute>() };
+  for (const r of [wait, events, appsStates]) exact[r.method].set(r.label, r);
+  const routeOf = (method: "GET" | "POST", path: string): DeviceRoute | undefined =>
+    exact[method].get(path) ?? (method === "GET" && path.startsWith("/repo/") && METADATA_FILE.test(path.slice(6)) ? metadata : undefined);
 
   /** Answers with the route's handler: one sighting, one count, errors through the app's answer. */
   function answer(route: DeviceRoute, d: DeviceRow, req: Request, env: Bindings, path: string, query: string): Response | Promise<Response> {
     noteCheckIn(gw.sightings, d, req.headers);
-    const method = req.method;
-    const label = route.label;
     let res: Response | Promise<Response>;
     try {
       res = route.handle(d, req, env, path, query);
     } catch (err) {
-      res = failed(err, method, path);
+      return route.failed(err);
     }
-    if (res instanceof Response) {
-      gw.metrics.count(label, res.status);
-      return res;
-    }
-    // Held (a push wait) for up to a minute: these callbacks keep the label and path, not the request.
-    return res.then(
-      (r) => (gw.metrics.count(label, r.status), r),
-      (err) => {
-        const r = failed(err, method, path);
-        gw.metrics.count(label, r.status);
-        return r;
-      },
-    );
+    return res instanceof Response ? route.counted(res) : res.then(route.counted, route.failed);
   }
 
   return (req, env, ctx) => {

@@ -23,7 +23,7 @@
 import { Hono } from "hono";
 import { requireDevice } from "../devices/auth.ts";
 import type { ClientConnection, Gateway, GatewayEnv } from "../env.ts";
-import { TimestampWatch, type Waiter } from "../push.ts";
+import { TimestampWatch } from "../push.ts";
 
 export const MAX_WAIT_SECONDS = 60;
 
@@ -40,6 +40,8 @@ const news = (version: number) => {
   const text = `{"version":${version}}`;
   return new Response(text, { status: 200, headers: { ...WAIT_HEADERS, "content-type": "application/json", "content-length": String(text.length) } });
 };
+/** One function for every wait (not a closure per held request). */
+const answerOf = (version: number | undefined) => (version === undefined ? noNews() : news(version));
 
 /**
  * Holds until news or the timeout; the request is over when the connection closes first (its
@@ -54,9 +56,7 @@ export function waitForNews(gw: Gateway, afterParam: string | undefined, timeout
   // The transport keeps a share of its connections for check-ins: past it, the device polls instead.
   if (conn && !conn.hold())
     return Response.json({ error: "This gateway holds as many push connections as it may: poll instead" }, { status: 503, headers: { ...WAIT_HEADERS, "retry-after": String(MAX_WAIT_SECONDS) } });
-  const watch = watchOf(gw);
-  const onWaiter = conn ? (w: Waiter) => (conn.closed ? watch.cancel(w) : (conn.onClose = () => watch.cancel(w))) : undefined;
-  return watch.waitAfter(after, timeout * 1000, onWaiter).then((v) => (v === undefined ? noNews() : news(v)));
+  return watchOf(gw).waitAfter(after, timeout * 1000, conn).then(answerOf);
 }
 
 export const repoWait = new Hono<GatewayEnv>().get("/repo/wait", requireDevice, (c) => waitForNews(c.var.gw, c.req.query("after"), c.req.query("timeout"), c.env?.connection));
