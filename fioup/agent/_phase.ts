@@ -9,6 +9,7 @@ import { forEachLimit } from "../../lib/oci/image.ts";
 import type { Activity, ActivityAction, ActivityStore, Phase } from "./activity.ts";
 import type { ContainerEngine } from "./container-engine.ts";
 import type { ImageSource } from "./images.ts";
+import { faultPoint } from "../fault.ts";
 
 /** A phase failed; the activity says which action and why. */
 export class ApplyFailedError extends Error {
@@ -22,6 +23,8 @@ export interface ApplyDeps {
   instance: string;
   /** Called after every change of a status; `progressOnly` for download progress ticks. */
   onChange(a: Activity, progressOnly?: boolean): void;
+  /** A line for the operator's log (what a recovery or rollback did to each container). */
+  log?(line: string): void;
   signal?: AbortSignal;
 }
 
@@ -31,6 +34,7 @@ export const CONCURRENCY = 4;
 export function setPhase(d: ApplyDeps, a: Activity, phase: Phase): void {
   a.phase = phase;
   d.store.save(a);
+  faultPoint(`agent:${phase}`); // kill-point tests: FIOUP_FAULT=agent:<phase> (fioup/fault.ts)
 }
 
 export function set(d: ApplyDeps, a: Activity, x: ActivityAction, status: ActivityAction["status"], message?: string): void {

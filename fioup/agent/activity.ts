@@ -14,8 +14,11 @@ import type { ContainerSpec } from "./component-config.ts";
 import type { ActionKind, CurrentContainer } from "./diff.ts";
 import { componentId, type ActionStatus, type ActivityStatus, type Feedback } from "./feedback.ts";
 
-/** Where an apply is: each phase is written before its first change to the engine. */
-export type Phase = "identified" | "downloading" | "downloaded" | "updating" | "updated" | "activating" | "activated" | "rolling-back" | "done";
+/**
+ * Where an apply is: each phase is written before its first change to the engine.
+ * `received`: the desired state arrived and is being identified (nothing planned yet).
+ */
+export type Phase = "received" | "identified" | "downloading" | "downloaded" | "updating" | "updated" | "activating" | "activated" | "rolling-back" | "done";
 
 export interface ActivityAction {
   kind: ActionKind;
@@ -28,6 +31,12 @@ export interface ActivityAction {
   image?: string;
   /** The container created by this activity. */
   newId?: string;
+  /**
+   * The old container's stop was requested (persisted before the request). A stop outlives an
+   * agent killed while it waits (the engine ends the container after its stop timeout), so a
+   * recovery that finds such a container still running waits for that stop before starting it.
+   */
+  stopping?: boolean;
   status: ActionStatus;
   progress?: number;
   message?: string;

@@ -22,6 +22,7 @@ import type { AgentConfig } from "./config.ts";
 import { ContainerEngine } from "./container-engine.ts";
 import { currentState, readContainers } from "./current-state.ts";
 import { envelope, type Feedback } from "./feedback.ts";
+import { faultPoint } from "../fault.ts";
 import { ImageSource } from "./images.ts";
 import {
   CommandMessage,
@@ -74,6 +75,7 @@ export class Agent {
       instance: this.o.cfg.instance,
       signal: this.o.signal,
       onChange: (a, progressOnly) => this.changed(a, progressOnly),
+      log: (line) => this.o.log(line),
     };
   }
 
@@ -249,15 +251,19 @@ export class Agent {
     if (this.active) return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: activity ${this.active.activityId} is in progress`);
     const d = this.deps();
     this.working = true;
-    const placeholder: Activity = { activityId: m.activityId, startedAt: "", commandFlow: false, phase: "identified", status: "IDENTIFYING", actions: [] };
+    const placeholder: Activity = { activityId: m.activityId, startedAt: new Date().toISOString(), commandFlow: false, phase: "received", status: "IDENTIFYING", actions: [] };
     this.active = placeholder;
+    // Persisted before the broker hears of it: an agent killed while identifying still closes the activity on its next start.
+    this.store.save(placeholder);
     this.feedback(m.activityId, feedbackOf(placeholder));
+    faultPoint("agent:received"); // kill-point tests (fioup/fault.ts)
     let a: Activity;
     try {
       a = await identify(d, m, { systemContainers: this.o.cfg.systemContainers, commandFlow: this.o.cfg.commandFlow });
     } catch (err) {
       this.working = false;
       this.active = undefined;
+      this.store.clear();
       if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message);
       return this.refuse(m.activityId, `Cannot identify the changes: ${(err as Error).message}`);
     }

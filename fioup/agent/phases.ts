@@ -27,6 +27,7 @@ import { createBody, LABELS, updateBody } from "./create-body.ts";
 import { oldName, type Activity, type ActivityAction } from "./activity.ts";
 import { CONCURRENCY, eachAction, reason, set, setPhase, type ApplyDeps } from "./_phase.ts";
 import { rollback } from "./rollback.ts";
+import { faultPoint } from "../fault.ts";
 
 const needsImage = (x: ActivityAction) => x.kind === "create" || x.kind === "recreate";
 
@@ -67,11 +68,16 @@ export async function update(d: ApplyDeps, a: Activity): Promise<void> {
   await eachAction(d, a, changing, CONCURRENCY, (x) => (x.kind === "destroy" ? "REMOVAL_FAILURE" : "UPDATE_FAILURE"), async (x) => {
     set(d, a, x, x.kind === "destroy" ? "REMOVING" : "UPDATING");
     if (x.kind === "destroy" || x.kind === "recreate") {
+      x.stopping = true;
+      d.store.save(a);
       await d.engine.stopContainer(x.old!.id);
+      faultPoint("agent:stopped", { name: x.name }); // kill-point tests (fioup/fault.ts)
       await d.engine.renameContainer(x.old!.id, oldName(x.name, a.activityId));
+      faultPoint("agent:renamed", { name: x.name });
     }
     if (x.kind === "create" || x.kind === "recreate") {
       x.newId = await d.engine.createContainer(x.name, createBody(x.spec!, x.image ?? x.spec!.image, labelsFor(d, a, x.spec!)));
+      faultPoint("agent:created", { name: x.name });
     }
     if (x.kind === "update") await d.engine.updateContainer(x.old!.id, updateBody(x.spec!));
     if (x.kind !== "destroy") set(d, a, x, "UPDATE_SUCCESS");
@@ -87,6 +93,7 @@ export async function activate(d: ApplyDeps, a: Activity): Promise<void> {
     set(d, a, x, "ACTIVATING");
     if (x.kind !== "update") {
       await d.engine.startContainer(x.newId!);
+      faultPoint("agent:started", { name: x.name });
       const s = await d.engine.containerDetails(x.newId!);
       if (!s) throw new Error("the container vanished after start");
       if (!s.State.Running && s.State.ExitCode !== 0) throw new Error(`the container exited with code ${s.State.ExitCode}${s.State.Error ? `: ${s.State.Error}` : ""}`);
@@ -101,6 +108,7 @@ export async function cleanup(d: ApplyDeps, a: Activity, message?: string): Prom
   await forEachLimit(a.actions.filter((x) => x.kind === "recreate" || x.kind === "destroy"), CONCURRENCY, async (x) => {
     try {
       await d.engine.removeContainer(x.old!.id);
+      faultPoint("agent:removed", { name: x.name });
       if (x.kind === "destroy") set(d, a, x, "REMOVAL_SUCCESS");
     } catch (err) {
       if (x.kind === "destroy") set(d, a, x, "REMOVAL_FAILURE", reason(err));

@@ -20,6 +20,7 @@ export async function recoverActivity(d: ApplyDeps, a: Activity): Promise<void> 
   switch (a.phase) {
     case "done":
       return;
+    case "received":
     case "identified":
     case "downloading":
     case "downloaded":

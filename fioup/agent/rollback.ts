@@ -12,7 +12,8 @@ import { CONCURRENCY, reason, setPhase, type ApplyDeps } from "./_phase.ts";
 
 /**
  * Undoes whatever update and activate did: removes the activity's new
- * containers, gives the old ones their names back, starts those that ran,
+ * containers, gives the old ones their names back, starts those that ran
+ * (after any stop a killed agent left under way in the engine has ended),
  * restores in-place settings. The activity ends INCOMPLETE with `why`.
  * Safe to run again after a crash in the middle of it.
  */
@@ -41,7 +42,15 @@ export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<
           ...(old.update.reservation ? { MemoryReservation: old.update.reservation } : {}),
         });
       }
-      if (old.running && !s.State.Running) await d.engine.startContainer(old.id);
+      let running = s.State.Running;
+      if (old.running && running && x.stopping) {
+        // The stop a killed agent asked for may still be under way in the engine: it would end the
+        // container after we leave it running. Stopping it too returns once that stop is over.
+        await d.engine.stopContainer(old.id);
+        running = false;
+        d.log?.(`rollback ${x.name}: waited for the stop it had been asked for`);
+      }
+      if (old.running && !running) await d.engine.startContainer(old.id);
     });
   });
   for (const x of a.actions) {
