@@ -8,7 +8,9 @@
  * With --write, writes them to bench/reliability/RESULTS.md. `--quick` runs
  * the default (npm test) subset. Without `--db`, the load, power-cut, rollout-kills, rollout acceptance and fioup
  * end-to-end files run a second time with every gateway on PostgreSQL
- * (OTA_TEST_DB=postgres); `--db postgres|sqlite` runs everything on one store. Exit status: that of `bun test`
+ * (OTA_TEST_DB=postgres); `--db postgres|sqlite` runs everything on one store. It also runs
+ * test/build/compiled-flow.test.ts, whose arm64 binary goes through the whole update flow under
+ * qemu only here (npm test: its first case). Exit status: that of `bun test`
  * (a case "not tried", e.g. a kill point never reached, fails it too).
  *
  * @module
@@ -51,7 +53,8 @@ const AREAS: Record<string, string> = {
 };
 
 const started = Date.now();
-const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability"], {
+// compiled-flow: in full length, the whole update flow also with the arm64 fioup under qemu (npm test runs its first case).
+const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability", "test/build/compiled-flow.test.ts"], {
   cwd: ROOT,
   env: { ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }), ...(db ? { OTA_TEST_DB: db } : {}) },
   stdout: "inherit",

@@ -4,9 +4,13 @@
  * fetch / install / start step by step and a cancel) run again with the compiled binaries in
  * place of `bun <entry>.ts`:
  *
- * - dist/fioup-linux-x64 against dist/gateway-linux-x64 (serve and publish);
+ * - dist/fioup-linux-x64 against dist/gateway-linux-x64 (serve and publish): the whole flow;
  * - dist/fioup-linux-arm64 under qemu-aarch64-static (Debian's arm64 libc as sysroot) against
- *   the same x64 gateway.
+ *   the same x64 gateway: in npm test its first case (register over TLS with the token, check,
+ *   the whole update to v1 with TUF, blobs, SQLite and docker compose, status, events), which
+ *   exercises every part of the arm64 runtime the flow uses; the later cases run the same code
+ *   paths again (already proven by the x64 binary) and take a minute under emulation, so the
+ *   whole flow on arm64 runs in `npm run reliability` (RELIABILITY_FULL=1).
  *
  * The harness picks the binaries up from $FIOUP_BIN and $GATEWAY_BIN, so the flow is the one
  * the source tree is tested with, not a second copy of it.
@@ -17,17 +21,25 @@ import { join } from "node:path";
 import { binaryPath, build } from "../../scripts/build.ts";
 import { ensureSysroot } from "../../scripts/sysroot.ts";
 import { tempDir } from "../harness/tmp.ts";
+import { FULL } from "../reliability/_tally.ts";
 
 const ROOT = join(import.meta.dir, "../..");
+const FIRST_CASE = "register, then update to v1";
 let sysroot: string;
 
 beforeAll(async () => {
-  [, sysroot] = await Promise.all([build({ ifStale: true, log: (l) => console.error(l) }), ensureSysroot((l) => console.error(l))]);
+  const log = (l: string) => console.error(l);
+  // Only what this file runs: gateway and fioup for x64, fioup for arm64 (binaries.test.ts builds the rest).
+  [, , sysroot] = await Promise.all([
+    build({ names: ["gateway", "fioup"], arches: ["x64"], ifStale: true, log }),
+    build({ names: ["fioup"], arches: ["arm64"], ifStale: true, log }),
+    ensureSysroot(log),
+  ]);
 }, 900_000);
 
-/** Runs the fioup e2e file with the given binaries; returns its exit code and summary lines. */
-async function flow(env: Record<string, string>): Promise<{ code: number; summary: string; out: string }> {
-  const proc = Bun.spawn([process.execPath, "test", "--timeout", "600000", "test/fioup/update.test.ts"], {
+/** Runs the fioup e2e file (only the cases matching `only`, if given) with the given binaries. */
+async function flow(env: Record<string, string>, only?: string): Promise<{ code: number; summary: string; out: string }> {
+  const proc = Bun.spawn([process.execPath, "test", "--timeout", "600000", ...(only ? ["-t", only] : []), "test/fioup/update.test.ts"], {
     cwd: ROOT,
     env: { ...process.env, ...env, BUN_BE_BUN: undefined },
     stdout: "pipe",
@@ -41,17 +53,19 @@ async function flow(env: Record<string, string>): Promise<{ code: number; summar
 describe("the compiled binaries run the whole update flow", () => {
   test("fioup-linux-x64 against gateway-linux-x64: register, update, change, update, rollback", async () => {
     const r = await flow({ FIOUP_BIN: binaryPath("fioup", "x64"), GATEWAY_BIN: binaryPath("gateway", "x64") });
-    expect(r.summary).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
+    expect(r.summary, r.out.slice(-3000)).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
     expect(r.summary, r.out.slice(-3000)).toMatch(/^\s*0 fail$/m);
     expect(r.code).toBe(0);
   }, 900_000);
 
-  test("fioup-linux-arm64 under qemu-user against the x64 gateway: the same flow", async () => {
+  test(`fioup-linux-arm64 under qemu-user against the x64 gateway: ${FULL ? "the same flow" : "register and the first update"}`, async () => {
     const wrapper = join(await tempDir("fioup-arm64-"), "fioup");
     writeFileSync(wrapper, `#!/bin/sh\nexec qemu-aarch64-static -L ${sysroot} ${binaryPath("fioup", "arm64")} "$@"\n`);
     chmodSync(wrapper, 0o755);
-    const r = await flow({ FIOUP_BIN: wrapper, GATEWAY_BIN: binaryPath("gateway", "x64") });
-    expect(r.summary).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
+    const r = await flow({ FIOUP_BIN: wrapper, GATEWAY_BIN: binaryPath("gateway", "x64") }, FULL ? undefined : FIRST_CASE);
+    expect(r.summary, r.out.slice(-3000)).toContain(`(pass) fioup update > ${FIRST_CASE}`);
+    if (FULL) expect(r.summary, r.out.slice(-3000)).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
+    expect(r.summary, r.out.slice(-3000)).toMatch(FULL ? /^\s*[1-9]\d* pass$/m : /^\s*1 pass$/m);
     expect(r.summary, r.out.slice(-3000)).toMatch(/^\s*0 fail$/m);
     expect(r.code).toBe(0);
   }, 1_800_000);
