@@ -25,6 +25,7 @@ import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
 import { listen, type Listening, type TransportLimits } from "./transport/index.ts";
+import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
 import { openStore } from "./store/open.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
@@ -45,6 +46,8 @@ export interface ServeOptions {
   tlsKey?: string;
   trustProxy?: string;
   clientCertHeader?: string;
+  /** `--proxy-listen`: HOST:PORT or unix:/path, plain HTTP for the trusted proxies (transport/plain.ts). */
+  proxyListen?: string;
   pollingSeconds?: number;
   /** Lifetimes of TUF metadata in seconds, over the defaults (root and targets 1 year, snapshot 7 days, timestamp 1 day). */
   tufExpiries?: Partial<Record<"root" | "targets" | "snapshot" | "timestamp", number>>;
@@ -95,6 +98,8 @@ const urlHost = (host: string) => (isIP(host) === 6 ? `[${host}]` : host);
 export async function startGatewayServer(opts: ServeOptions): Promise<RunningGateway> {
   const log = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const { host, port } = parseListen(opts.listen ?? "127.0.0.1:8443");
+  const proxyAddress = opts.proxyListen ? parseProxyListen(opts.proxyListen) : undefined;
+  const trustedProxies = new TrustedProxies(opts.trustProxy);
   let publicUrl = opts.publicUrl ? new URL(opts.publicUrl) : undefined;
   if (publicUrl && publicUrl.protocol !== "https:") throw new InvalidListenError(`Invalid --public-url "${opts.publicUrl}": it must be https://`);
   const wildcard = host === "0.0.0.0" || host === "::";
@@ -121,6 +126,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     onError: (e) => log(`gateway: cannot renew the signer lease: ${(e as Error).message}`),
   });
   let server: Listening | undefined;
+  let plain: PlainListening | undefined;
   let rollouts: Rollouts | undefined;
   const sightings = new Sightings(store);
   try {
@@ -186,23 +192,25 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
 
     // The app needs the public URL (token realm, sota.toml) and the port may be 0: build it lazily.
     let app: ReturnType<typeof createApp> | undefined;
+    const forwardedCerts = new ForwardedCertVerifier(data.ca);
+    const admit = createAdmission({
+      devices: gw.devices,
+      tokenValid: async (auth) => {
+        const bearer = bearerToken(auth);
+        return (bearer !== undefined && verifyRegistryToken(data.registrySecret, bearer) !== undefined) || (await requestCaller(gw, auth)) !== undefined;
+      },
+    });
     server = await listen({
       host,
       port,
       cert: opts.tlsCert ?? data.serverCertPem,
       key: opts.tlsKey ?? data.serverKeyPem,
       clientCa: data.ca.certPem,
-      trustedProxies: new TrustedProxies(opts.trustProxy),
+      trustedProxies,
       ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
-      forwardedCerts: new ForwardedCertVerifier(data.ca),
+      forwardedCerts,
       fetch: (req, env) => app!.fetch(req, env),
-      admit: createAdmission({
-        devices: gw.devices,
-        tokenValid: async (auth) => {
-          const bearer = bearerToken(auth);
-          return (bearer !== undefined && verifyRegistryToken(data.registrySecret, bearer) !== undefined) || (await requestCaller(gw, auth)) !== undefined;
-        },
-      }),
+      admit,
       ...(opts.limits ? { limits: opts.limits } : {}),
     });
     gw.metrics.connections = server.stats;
@@ -211,6 +219,19 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       : `https://${wildcard ? urlHost(certHosts[0]!) : urlHost(server.host)}:${server.port}`;
     gw.publicUrl = publicBase;
     app = createApp(gw, { registry: registryApps(`${publicBase}/token`) });
+    if (proxyAddress) {
+      // The same app, verifier and admission as the TLS port's proxy mode, without the TLS hop.
+      plain = listenPlain({
+        address: proxyAddress,
+        trustedProxies,
+        ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
+        forwardedCerts,
+        fetch: (req, env) => app!.fetch(req, env),
+        admit,
+        ...(opts.limits ? { limits: opts.limits } : {}),
+      });
+      log(`gateway: plain HTTP for trusted proxies on ${plain.url}`);
+    }
     const url = `https://${urlHost(server.host)}:${server.port}`;
     await writeServeInfo(data.dir, { url, publicUrl: publicBase, pid: process.pid });
     log(`gateway listening on ${url}`);
@@ -223,7 +244,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       gw,
       stop: () =>
         (stopping ??= (async () => {
-          await server!.close(5000);
+          await Promise.all([server!.close(5000), plain?.close(5000)]);
           await rollouts?.stop();
           await tufTimer?.stop();
           await signer.stop();
@@ -234,6 +255,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     };
   } catch (err) {
     await server?.close(0);
+    await plain?.close(0);
     await rollouts?.stop();
     await tufTimer?.stop();
     await signer.stop();

@@ -2,6 +2,7 @@ import { UsageError, defineCommand } from "../../lib/cli/command.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { startGatewayServer } from "../gateway.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
+import { parseProxyListen } from "../transport/plain.ts";
 
 /** A flag holding a positive number (seconds may have a fraction); the caller names the flag in the error. */
 function positive(flag: string, value: string, integer: boolean): number {
@@ -22,6 +23,12 @@ export default defineCommand({
     "in --client-cert-header (URL-encoded PEM) is honoured from those addresses only, and is still checked",
     "against the factory CA and the device's revocation.",
     "",
+    "--proxy-listen ADDR adds a plain-HTTP listener for that proxy (HOST:PORT, or unix:/path on the same host),",
+    "so the hop from the proxy costs no second TLS session. Use it only on a private network or the same host:",
+    "a TCP address needs --trust-proxy, and a request from any other address is refused (403) unread; a unix",
+    "socket is trusted, its file permissions decide who may connect. Identities come only from the forwarded",
+    "certificate header, checked as on the TLS port.",
+    "",
     "Slow or idle clients: a client without a valid certificate or token has --head-timeout seconds to send a",
     "request head (from connect, TLS handshake included) and --body-timeout seconds for the body; authenticated",
     "clients may be idle or stall for --idle-timeout seconds. A request to a device endpoint without a device",
@@ -38,6 +45,7 @@ export default defineCommand({
     "tls-cert": { type: "string", description: "Use this PEM server certificate instead of one issued by the factory CA", placeholder: "FILE" },
     "tls-key": { type: "string", description: "Key of --tls-cert", placeholder: "FILE" },
     "trust-proxy": { type: "string", description: "Proxy addresses whose forwarded client certificate is trusted", placeholder: "CIDRS" },
+    "proxy-listen": { type: "string", description: "Also serve plain HTTP to the trusted proxies here (needs --trust-proxy unless unix:)", placeholder: "HOST:PORT|unix:PATH" },
     "client-cert-header": { type: "string", description: "Header carrying the forwarded client certificate", default: "x-client-cert", placeholder: "NAME" },
     "head-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request head", default: String(DEFAULT_LIMITS.headTimeoutMs / 1000), placeholder: "SECONDS" },
     "body-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request body", default: String(DEFAULT_LIMITS.bodyTimeoutMs / 1000), placeholder: "SECONDS" },
@@ -61,6 +69,15 @@ export default defineCommand({
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
+    if (flags["proxy-listen"]) {
+      try {
+        parseProxyListen(flags["proxy-listen"]);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    }
+    if (flags["proxy-listen"] && !flags["proxy-listen"].startsWith("unix:") && !flags["trust-proxy"])
+      throw new UsageError("--proxy-listen on a TCP address needs --trust-proxy with the proxy's addresses: anyone who could connect could claim to be any device");
     const polling = Number(flags["polling-seconds"]);
     if (!Number.isInteger(polling) || polling < 1) throw new UsageError("--polling-seconds must be a positive integer");
     const limits = {
@@ -79,6 +96,7 @@ export default defineCommand({
       ...(flags["tls-cert"] ? { tlsCert: await Bun.file(flags["tls-cert"]).text(), tlsKey: await Bun.file(flags["tls-key"]!).text() } : {}),
       ...(flags["trust-proxy"] ? { trustProxy: flags["trust-proxy"] } : {}),
       clientCertHeader: flags["client-cert-header"],
+      ...(flags["proxy-listen"] ? { proxyListen: flags["proxy-listen"] } : {}),
       pollingSeconds: polling,
       tufExpiries: parseTufExpiries(flags["tuf-expiry"]),
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),

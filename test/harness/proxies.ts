@@ -71,19 +71,19 @@ export async function startHaproxy(opts: { file?: string; dataDir: string; repli
   return run("haproxy", dir, ["haproxy", "-db", "-f", config], port, config);
 }
 
-/** nginx from deploy/nginx/gateway.conf in front of the replicas, like {@link startHaproxy}. */
-export async function startNginx(opts: { dataDir: string; replicas: string[]; replicaName: string; port?: number }): Promise<ProxyHandle> {
+/** nginx from deploy/nginx/<file> (default gateway.conf) in front of the replicas, like {@link startHaproxy}. */
+export async function startNginx(opts: { file?: string; dataDir: string; replicas: string[]; replicaName?: string; port?: number }): Promise<ProxyHandle> {
   const dir = await tempDir("nginx-");
   const port = opts.port ?? (await freePort());
   const pems = gatewayPems(dir, opts.dataDir);
   for (const d of ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(dir, d));
-  let text = renderDeployConfig("nginx/gateway.conf", {
+  let text = renderDeployConfig(`nginx/${opts.file ?? "gateway.conf"}`, {
     LISTEN: `127.0.0.1:${port}`,
     SERVER_CERT: pems.cert,
     SERVER_KEY: pems.key,
     CA_PEM: pems.ca,
     REPLICA_1: opts.replicas[0]!,
-    REPLICA_NAME: opts.replicaName,
+    ...(opts.replicaName ? { REPLICA_NAME: opts.replicaName } : {}),
     PREFIX: dir,
   });
   const line = text.split("\n").find((l) => l.trim().startsWith(`server ${opts.replicas[0]};`))!;

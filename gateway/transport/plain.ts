@@ -1,0 +1,267 @@
+/**
+ * `gateway serve --proxy-listen ADDR`: a plain-HTTP listener for a TLS-terminating proxy
+ * (HAProxy, nginx) on a trusted network or on the same host, the way app servers usually sit
+ * behind one. The proxy verifies the device's certificate and forwards it in a header; the hop to
+ * the gateway then costs no second TLS session (bench/replicas measures the difference).
+ *
+ * Bun.serve carries it: it cannot give a handler the client certificate, but here there is none
+ * to give, and its native HTTP parser costs less per request than our TLS transport.
+ *
+ * Who may talk to it: only the trusted proxies (`--trust-proxy`). A request from any other
+ * address is answered 403 and the connection closed, before anything of it reaches the app
+ * (its body is never read). A unix socket (`unix:/path`) has no address: it counts as trusted,
+ * and its file permissions decide who may connect (Bun creates it with the process's umask).
+ *
+ * What each request gets is what the TLS transport gives a request from a trusted proxy
+ * (requests.ts): `env.peer` from the forwarded certificate header, checked by the same
+ * `ForwardedCertVerifier`; the same admission hook before the body (a refused request reaches
+ * the app without its body, and the connection closes after the answer); `env.connection` so a
+ * held request (GET /repo/wait) may take its share of `maxConnections` (connection-caps.ts) and
+ * learns through `req.signal` when the proxy gives up on it. Slow clients are the proxy's job:
+ * it buffers request heads and enforces its own timeouts, so only an idle limit applies here,
+ * longer than the longest push wait.
+ *
+ * @module
+ */
+import type { Server } from "bun";
+import type { Bindings, ClientConnection } from "../env.ts";
+import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
+import type { TrustedProxies } from "../trusted-proxies.ts";
+import { ConnectionCaps } from "./connection-caps.ts";
+import { DEFAULT_LIMITS, type Admission, type RequestInfo, type TransportLimits } from "./options.ts";
+
+/** The longest push wait the app holds (routes/repo-wait.ts MAX_WAIT_SECONDS) plus a margin: the idle limit may not be shorter. */
+const MIN_IDLE_SECONDS = 75;
+/** Bun.serve's largest idleTimeout. */
+const MAX_IDLE_SECONDS = 255;
+
+export class InvalidProxyListenError extends Error {
+  override name = "InvalidProxyListenError";
+}
+
+/** Where the plain listener listens: a TCP address or a unix socket path. */
+export type ProxyListenAddress = { host: string; port: number } | { unix: string };
+
+/**
+ * Parses `--proxy-listen`: `HOST:PORT` (`[::1]:PORT` for IPv6; port 0 picks a free one) or `unix:/path`.
+ *
+ * @example
+ * ```ts
+ * parseProxyListen("10.0.0.11:8080"); // { host: "10.0.0.11", port: 8080 }
+ * parseProxyListen("unix:/run/gateway/proxy.sock"); // { unix: "/run/gateway/proxy.sock" }
+ * ```
+ * @throws {InvalidProxyListenError} If it is neither.
+ */
+export function parseProxyListen(value: string): ProxyListenAddress {
+  if (value.startsWith("unix:")) {
+    const path = value.slice(5);
+    if (!path.startsWith("/")) throw new InvalidProxyListenError(`Invalid --proxy-listen "${value}": a unix socket needs an absolute path, e.g. unix:/run/gateway/proxy.sock`);
+    return { unix: path };
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(value);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new InvalidProxyListenError(`Invalid --proxy-listen "${value}": expected HOST:PORT (e.g. 10.0.0.11:8080) or unix:/path`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+export interface PlainListenOptions {
+  address: ProxyListenAddress;
+  /** The proxies allowed to connect over TCP (required for a TCP address; unix sockets are trusted). */
+  trustedProxies: TrustedProxies;
+  /** Default `x-client-cert`. */
+  clientCertHeader?: string;
+  forwardedCerts: ForwardedCertVerifier;
+  fetch(request: Request, env: Bindings): Response | Promise<Response>;
+  admit?(request: RequestInfo, env: Bindings): Admission | Promise<Admission>;
+  /** `maxConnections` sets the held share (push); `idleTimeoutMs` the idle limit (raised to 75 s, at most 255 s). */
+  limits?: Partial<TransportLimits>;
+}
+
+export interface PlainListening {
+  /** `http://host:port` or `unix:/path` */
+  url: string;
+  /** Requests refused because they did not come from a trusted proxy. */
+  refused(): number;
+  /** Stops accepting; in-flight requests get `graceMs` to finish, then every connection is closed. */
+  close(graceMs?: number): Promise<void>;
+}
+
+const NO_SOCKET = { terminate() {} };
+
+/** One request's connection as a handler sees it (env.connection): the proxy's request, cancelled through `req.signal`. */
+class ProxiedRequest implements ClientConnection {
+  held = false;
+  caps: ConnectionCaps | undefined;
+  /** For the caps: there is no socket of ours to cut (a held request is never evicted). */
+  readonly sock = NO_SOCKET;
+  #onClose: (() => void) | undefined;
+  #listening = false;
+  constructor(
+    readonly req: Request,
+    readonly remoteAddr: string,
+    readonly pool: ConnectionCaps,
+  ) {}
+
+  get closed(): boolean {
+    return this.req.signal.aborted;
+  }
+
+  get onClose(): (() => void) | undefined {
+    return this.#onClose;
+  }
+
+  set onClose(fn: (() => void) | undefined) {
+    this.#onClose = fn;
+    if (!fn || this.#listening) return;
+    // Subscribed only when a handler asks: most requests never touch req.signal.
+    this.#listening = true;
+    this.req.signal.addEventListener("abort", () => this.#onClose?.(), { once: true });
+  }
+
+  hold(): boolean {
+    const caps = this.pool;
+    if (this.closed || !caps.accept(this)) return false;
+    caps.authenticated(this); // counted for the held share only; never a candidate for eviction
+    if (caps.hold(this)) return true;
+    caps.closed(this);
+    return false;
+  }
+
+  /** The answer is handed to the server (or the request ended): its held slot is free. */
+  done(): void {
+    if (this.caps) this.caps.closed(this);
+  }
+}
+
+/** The path of a request URL, without the query. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  if (start < 0) return "/";
+  const q = url.indexOf("?", start);
+  return q < 0 ? url.slice(start) : url.slice(start, q);
+}
+
+/** The answer with `connection: close`: the server closes the connection after it (a body left unread must not be taken for the next request). */
+function closing(res: Response): Response {
+  const headers = new Headers(res.headers);
+  headers.set("connection", "close");
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
+/**
+ * Starts the plain-HTTP listener.
+ *
+ * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then claim any device).
+ */
+export function listenPlain(opts: PlainListenOptions): PlainListening {
+  const unix = "unix" in opts.address;
+  if (!unix && opts.trustedProxies.size === 0)
+    throw new InvalidProxyListenError("--proxy-listen on a TCP address needs --trust-proxy with the proxy's addresses: anyone who can connect could claim to be any device");
+  const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, () => true);
+  const certHeader = (opts.clientCertHeader ?? "x-client-cert").toLowerCase();
+  const idleTimeout = Math.min(MAX_IDLE_SECONDS, Math.max(MIN_IDLE_SECONDS, Math.ceil(limits.idleTimeoutMs / 1000)));
+  // The proxies are few: remember each address's verdict instead of asking the BlockList per request.
+  const verdicts = new Map<string, boolean>();
+  const trusted = (address: string) => {
+    let v = verdicts.get(address);
+    if (v === undefined) {
+      v = opts.trustedProxies.has(address);
+      if (verdicts.size >= 1024) verdicts.clear();
+      verdicts.set(address, v);
+    }
+    return v;
+  };
+  let refused = 0;
+  const hostName = "unix" in opts.address ? "localhost" : opts.address.host.includes(":") ? `[${opts.address.host}]` : opts.address.host;
+
+  const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
+    const ip = unix ? null : server.requestIP(req);
+    const remoteAddr = ip?.address ?? "";
+    if (!unix && !trusted(remoteAddr)) {
+      refused++;
+      return Response.json(
+        { error: `Forbidden: ${remoteAddr || "this client"} is not a trusted proxy (--trust-proxy); this port serves only the TLS-terminating proxy, devices connect to the proxy` },
+        { status: 403, headers: { connection: "close" } },
+      );
+    }
+    let request = req;
+    if (req.url.charCodeAt(0) !== 104 /* h */) {
+      // Without a Host header (HTTP/1.0: HAProxy's health check) Bun gives the target alone, which
+      // the app cannot route: name this listener, as the TLS transport names its own host.
+      if (req.url.charCodeAt(0) !== 47 /* / */) return Response.json({ error: "Bad request: no Host header" }, { status: 400, headers: { connection: "close" } });
+      request = new Request(`http://${hostName}${req.url}`, req);
+    }
+    const env: Bindings = {};
+    if (remoteAddr) env.remoteAddr = remoteAddr;
+    const forwarded = req.headers.get(certHeader);
+    if (forwarded !== null) {
+      const peer = await opts.forwardedCerts.verify(forwarded);
+      if (peer) env.peer = peer;
+    }
+    // As the TLS transport: only a request without a body may be held (GET /repo/wait).
+    const bodyless = req.method === "GET" || req.method === "HEAD";
+    const conn = bodyless ? new ProxiedRequest(req, remoteAddr, caps) : undefined;
+    if (conn) env.connection = conn;
+    let refuse = false;
+    if (opts.admit) {
+      let admission: Admission;
+      try {
+        admission = await opts.admit(requestInfo(request), env);
+      } catch (err) {
+        console.error("gateway: admission failed:", err);
+        admission = { authenticated: false };
+      }
+      // Refused whatever its body: the app answers from the head alone, the body is never read,
+      // and the connection closes after the answer (what is left of the body is not a request).
+      if (admission.refuse && !bodyless && req.body !== null) {
+        refuse = true;
+        request = new Request(request.url, { method: req.method, headers: req.headers });
+      }
+    }
+    try {
+      const res = await opts.fetch(request, env);
+      return refuse ? closing(res) : res;
+    } catch (err) {
+      console.error("gateway: unhandled error:", err);
+      return Response.json({ error: "Internal error" }, { status: 500 });
+    } finally {
+      conn?.done();
+    }
+  };
+
+  const common = {
+    idleTimeout,
+    // Registry uploads pass through whole: the app and the registry set their own limits.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    fetch: handle,
+    error(err: Error) {
+      console.error("gateway: unhandled error:", err);
+      return Response.json({ error: "Internal error" }, { status: 500 });
+    },
+  };
+  const address = opts.address;
+  // Bun's types leave idleTimeout out for unix sockets, but Bun applies it there too (a held
+  // request is cut after it, as over TCP): the cast keeps it.
+  const server = "unix" in address
+    ? Bun.serve({ ...common, unix: address.unix } as unknown as Parameters<typeof Bun.serve>[0])
+    : Bun.serve({ ...common, hostname: address.host, port: address.port });
+  const url = "unix" in address ? `unix:${address.unix}` : `http://${server.hostname!.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
+  return {
+    url,
+    refused: () => refused,
+    close: async (graceMs = 10_000) => {
+      const t = setTimeout(() => void server.stop(true), graceMs);
+      await server.stop(false);
+      clearTimeout(t);
+    },
+  };
+}
+
+function requestInfo(req: Request): RequestInfo {
+  return {
+    method: req.method,
+    path: pathOf(req.url),
+    header: (name) => req.headers.get(name) ?? undefined,
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * `gateway serve --proxy-listen`: a TLS-terminating proxy talks plain HTTP to the gateway
+ * (deploy/haproxy/gateway-plain.cfg over TCP, deploy/nginx/gateway-plain.conf over a unix
+ * socket). Through each, a device registers, is known by its forwarded certificate, posts events
+ * and gets push; a held push request takes its share of the connections and is let go when the
+ * device goes away. The plain port answers nobody but the trusted proxy: a client from another
+ * address is refused unread, even with a genuine certificate in the header, and a header a client
+ * sends through the proxy is stripped.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { chmodSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { EMPTY_SHA256 } from "../../lib/api/target.ts";
+import { x509 } from "../../gateway/pki/x509.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
+import { freePort, tempDir } from "../harness/tmp.ts";
+import { post, tlsFetch } from "./_client.ts";
+import { anEvent } from "./_fixture.ts";
+import { registerDevice, type TlsDevice } from "./_register.ts";
+
+const stops: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const s of stops.reverse()) await s();
+}, 60_000);
+
+const proxyArgs = (publicPort: number, listen: string) => [
+  "--public-url", `https://127.0.0.1:${publicPort}`,
+  "--trust-proxy", "127.0.0.1",
+  "--client-cert-header", "x-ssl-client-cert",
+  "--proxy-listen", listen,
+];
+
+/** The device's certificate as HAProxy forwards it: one line of base64 DER. */
+const derHeader = (dev: TlsDevice) => Buffer.from(new x509.X509Certificate(dev.cert).rawData).toString("base64");
+
+async function timestampVersion(dev: TlsDevice, url: string): Promise<number> {
+  const res = await dev.fetch(`${url}/repo/timestamp.json`);
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { signed: { version: number } }).signed.version;
+}
+
+let targetSeq = 0;
+/** A new signed targets version (a publish), through the gateway's own TLS port. */
+async function publish(gw: GatewayHandle) {
+  const v = String(100 + ++targetSeq);
+  const uri = `${gw.host}/main/web@sha256:${"c".repeat(64)}`;
+  const res = await gw.adminFetch(
+    "/admin/targets",
+    post({ targets: { [`amd64-linux-${v}`]: { length: 0, hashes: { sha256: EMPTY_SHA256 }, custom: { version: v, hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri } } } } } }),
+  );
+  expect(res.status).toBeLessThan(300);
+}
+
+/** Whether `p` is still pending after `ms`. */
+const pendingAfter = (p: Promise<unknown>, ms: number) => Promise.race([p.then(() => false, () => false), Bun.sleep(ms).then(() => true)]);
+
+/** One raw HTTP/1.1 exchange from `localAddress`: the answer's status line and body, and whether the server closed the connection (within 5 s). */
+function raw(port: number, localAddress: string, request: string): Promise<{ status: number; body: string; closedByServer: boolean }> {
+  return new Promise((resolve, reject) => {
+    let got = "";
+    const sock = connect({ host: "127.0.0.1", port, localAddress }, () => sock.write(request));
+    const done = (closedByServer: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      const [head = "", body = ""] = got.split("\r\n\r\n");
+      resolve({ status: Number(head.split(" ")[1]), body, closedByServer });
+    };
+    const timer = setTimeout(() => done(false), 5000);
+    sock.on("data", (d) => (got += d.toString("latin1")));
+    sock.on("end", () => done(true));
+    sock.on("error", reject);
+  });
+}
+
+describe("HAProxy with a plain-HTTP hop (deploy/haproxy/gateway-plain.cfg)", () => {
+  let gw: GatewayHandle;
+  let proxy: ProxyHandle;
+  let plainPort: number;
+  let dev: TlsDevice;
+  beforeAll(async () => {
+    const proxyPort = await freePort();
+    plainPort = await freePort();
+    gw = await startGateway({ args: proxyArgs(proxyPort, `127.0.0.1:${plainPort}`) });
+    stops.push(() => gw.stop());
+    proxy = await startHaproxy({ file: "gateway-plain.cfg", dataDir: gw.dataDir, replicas: [`127.0.0.1:${plainPort}`], port: proxyPort });
+    stops.push(() => proxy.stop());
+    dev = await registerDevice(proxy.url, gw.adminToken, gw.caPem);
+  });
+
+  test("a device registered through the proxy is known by its certificate, posts events and is told of a publish by push", async () => {
+    const me = await dev.fetch(`${proxy.url}/device`);
+    expect(me.status).toBe(200);
+    expect(((await me.json()) as { uuid: string }).uuid).toBe(dev.uuid);
+    expect((await dev.fetch(`${proxy.url}/events`, post([anEvent(`plain-${dev.uuid}`)]))).status).toBe(200);
+    const before = await timestampVersion(dev, proxy.url);
+
+    const wait = dev.fetch(`${proxy.url}/repo/wait?after=${before}&timeout=30`);
+    expect(await pendingAfter(wait, 700)).toBe(true); // held: nothing new yet
+    const published = Date.now();
+    await publish(gw);
+    const told = await wait;
+    expect(told.status).toBe(200);
+    expect(((await told.json()) as { version: number }).version).toBeGreaterThan(before);
+    expect(Date.now() - published).toBeLessThan(5000);
+    expect(await timestampVersion(dev, proxy.url)).toBeGreaterThan(before);
+  });
+
+  test("a certificate header a client sends through the proxy is stripped", async () => {
+    // No client certificate of its own, the device's certificate in the header (both spellings of the name).
+    for (const name of ["X-SSL-Client-Cert", "x-ssl-client-cert"]) {
+      const res = await tlsFetch({ ca: gw.caPem })(`${proxy.url}/device`, { headers: { [name]: derHeader(dev) }, keepalive: false });
+      expect(res.status).toBe(401);
+    }
+  });
+
+  test("the plain port refuses a client that is not a trusted proxy, unread, even with a genuine certificate header", async () => {
+    const get = `GET /device HTTP/1.1\r\nhost: gw\r\nx-ssl-client-cert: ${derHeader(dev)}\r\n\r\n`;
+    // From 127.0.0.1, a trusted proxy, this request is the device: the header is all the identity there is.
+    const trusted = await raw(plainPort, "127.0.0.1", get.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n"));
+    expect(trusted.status).toBe(200);
+    expect(JSON.parse(trusted.body).uuid).toBe(dev.uuid);
+    // From 127.0.0.2 the same bytes are refused, and the connection closed.
+    const untrusted = await raw(plainPort, "127.0.0.2", get);
+    expect(untrusted.status).toBe(403);
+    expect(JSON.parse(untrusted.body).error).toContain("127.0.0.2 is not a trusted proxy");
+    expect(untrusted.closedByServer).toBe(true);
+    // A body is never read: the answer comes while the 10 MB it announces are still unsent.
+    const upload = await raw(plainPort, "127.0.0.2", `POST /events HTTP/1.1\r\nhost: gw\r\nx-ssl-client-cert: ${derHeader(dev)}\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\n\r\n[`);
+    expect(upload.status).toBe(403);
+    expect(upload.closedByServer).toBe(true);
+  });
+
+  test("a device request without a certificate is answered 401 before its body is read", async () => {
+    const upload = await raw(plainPort, "127.0.0.1", `POST /events HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\n\r\n[`);
+    expect(upload.status).toBe(401);
+    expect(upload.closedByServer).toBe(true);
+  });
+});
+
+describe("nginx with a plain-HTTP hop over a unix socket (deploy/nginx/gateway-plain.conf)", () => {
+  let gw: GatewayHandle;
+  let proxy: ProxyHandle;
+  let dev: TlsDevice;
+  beforeAll(async () => {
+    const proxyPort = await freePort();
+    const socket = join(await tempDir("plain-sock-"), "proxy.sock");
+    // --max-connections 2: held push requests may take 90% of it, one.
+    gw = await startGateway({ args: [...proxyArgs(proxyPort, `unix:${socket}`), "--max-connections", "2"] });
+    stops.push(() => gw.stop());
+    // The socket's permissions decide who may connect: let nginx's workers (user nobody) in, as
+    // an operator gives the proxy's user access to the socket's directory.
+    chmodSync(dirname(socket), 0o711);
+    chmodSync(socket, 0o666);
+    proxy = await startNginx({ file: "gateway-plain.conf", dataDir: gw.dataDir, replicas: [`unix:${socket}`], port: proxyPort });
+    stops.push(() => proxy.stop());
+    dev = await registerDevice(proxy.url, gw.adminToken, gw.caPem);
+  });
+
+  test("a device checks in through nginx; a held push takes its share of the connections and is let go when the device leaves", async () => {
+    expect((await dev.fetch(`${proxy.url}/events`, post([anEvent(`unix-${dev.uuid}`)]))).status).toBe(200);
+    const after = await timestampVersion(dev, proxy.url);
+    const waitUrl = `${proxy.url}/repo/wait?after=${after}&timeout=30`;
+
+    const first = new AbortController();
+    const held = dev.fetch(waitUrl, { signal: first.signal });
+    held.catch(() => {});
+    expect(await pendingAfter(held, 700)).toBe(true);
+    // The one slot for held requests is taken: a second device is told to poll at once.
+    const second = await dev.fetch(waitUrl);
+    expect(second.status).toBe(503);
+
+    // The device goes away: nginx closes its request to the gateway, which lets the slot go.
+    first.abort();
+    let again: Promise<Response> | undefined;
+    const deadline = Date.now() + 5000;
+    let status = 0;
+    while (Date.now() < deadline) {
+      const ac = new AbortController();
+      again = dev.fetch(waitUrl, { signal: ac.signal });
+      again.catch(() => {});
+      if (await pendingAfter(again, 500)) {
+        ac.abort(); // held: the slot came back (well before the first wait's 30 s)
+        status = 0;
+        break;
+      }
+      status = (await again).status;
+      await Bun.sleep(200);
+    }
+    expect(status).toBe(0);
+  });
+});
