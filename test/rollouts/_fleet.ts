@@ -73,7 +73,9 @@ export class RolloutFleet {
     const ports = [await freePort(), await freePort()];
     const apps = [`${tag}a`, `${tag}b`];
     const images = new Map<string, string>();
-    for (const v of ["1", "2", "4", "5"]) images.set(v, await pushImage(upstream, `test/${tag}`, `v${v}`, httpdImage(`hello v${v}`)));
+    const versions = ["1", "2", "4", "5"];
+    const refs = await Promise.all(versions.map((v) => pushImage(upstream, `test/${tag}`, `v${v}`, httpdImage(`hello v${v}`))));
+    versions.forEach((v, i) => images.set(v, refs[i]!));
     const compose = (v: string, failing = false) =>
       Object.fromEntries(apps.map((a, i) => [`${a}/docker-compose.yml`, appCompose(images.get(v)!, ports[i]!, failing)]));
     const pub = await Publisher.create(t, upstream, compose("1"));
