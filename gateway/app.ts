@@ -25,7 +25,7 @@ import { openapi } from "./routes/openapi.ts";
 import { register } from "./routes/register.ts";
 import { repo } from "./routes/repo.ts";
 import { repoWait } from "./routes/repo-wait.ts";
-import { DeviceRevokedError, GroupExistsError, RolloutConflictError } from "./store/types.ts";
+import { DeviceRevokedError, GroupExistsError, RolloutConflictError, StoreUnavailableError } from "./store/types.ts";
 import { InvalidFleetQueryError } from "./fleet/query.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./rollouts/errors.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
@@ -45,6 +45,8 @@ function errorAnswer(err: unknown, method: string, path: string, json: (body: { 
   }
   if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return json({ error: err.message }, 400);
   if (err instanceof DeviceRevokedError) return json({ error: err.message }, 403);
+  // Transient (a restarting SQLite writer thread): the device retries, no stack trace per request.
+  if (err instanceof StoreUnavailableError) return json({ error: err.message }, 503);
   if (err instanceof InvalidFleetQueryError || err instanceof InvalidRolloutError) return json({ error: err.message }, 400);
   if (err instanceof RolloutNotFoundError) return json({ error: err.message }, 404);
   if (err instanceof GroupExistsError || err instanceof RolloutConflictError || err instanceof RolloutStateError) return json({ error: err.message }, 409);

@@ -6,9 +6,10 @@ import { join } from "node:path";
 import { aDevice } from "./_contract.ts";
 import { SqliteStore } from "./sqlite.ts";
 
-// The sightings flush and the leader lease write on SQLite; on a database file they run on the
-// event writer's connection, so while another connection holds the write lock the main thread
-// (every check-in) keeps running instead of sleeping in SQLite's busy handler.
+// The sightings flush, the leader lease, apps-states and system info write on SQLite; on a
+// database file they run on the event writer's connection, so while another connection holds the
+// write lock the main thread (every check-in) keeps running instead of sleeping in SQLite's busy
+// handler.
 
 let dir: string;
 let path: string;
@@ -45,8 +46,8 @@ async function loopStall<T>(work: () => Promise<T>): Promise<{ result: T; stallM
   }
 }
 
-describe("SqliteStore on a file: sightings and lease writes off the main thread", () => {
-  test("with the write lock held 300 ms elsewhere, a sightings flush, a lease renewal and an event neither stall the event loop nor get lost", async () => {
+describe("SqliteStore on a file: device writes off the main thread", () => {
+  test("with the write lock held 300 ms elsewhere, a sightings flush, a lease renewal, an event, apps-states and system info neither stall the event loop nor get lost", async () => {
     const d = await store.putDevice(aDevice({ tags: ["a"] }));
     expect(await store.tryLease("timestamp", "me", 6000)).toBe(true);
 
@@ -58,6 +59,8 @@ describe("SqliteStore on a file: sightings and lease writes off the main thread"
 
     const at = "2031-01-01T00:00:00.000Z";
     const event = { id: "e-1", deviceTime: at, eventType: { id: "EcuDownloadStarted", version: 2 }, event: { correlationId: "c" } };
+    const states = { deviceTime: at, apps: { httpd: { uri: "r/x@sha256:1", state: "healthy" as const, services: [] } } };
+    const network = { hostname: "h", mac: "m", local_ipv4: "1.2.3.4" };
     const { result, stallMs } = await loopStall(async () => {
       const started = performance.now();
       const writes = Promise.all([
@@ -66,6 +69,8 @@ describe("SqliteStore on a file: sightings and lease writes off the main thread"
         ),
         store.tryLease("timestamp", "me", 6000),
         store.appendEvents(d.uuid, [event]),
+        store.putAppsStates(d.uuid, states),
+        store.putSystemInfo(d.uuid, "network", network),
       ]);
       const [, held, stored] = await writes;
       return { held, stored, waitedMs: performance.now() - started };
@@ -83,6 +88,8 @@ describe("SqliteStore on a file: sightings and lease writes off the main thread"
     expect(await store.getDevice(d.uuid)).toMatchObject({ lastSeen: at, currentTarget: "t-9" });
     expect((await store.listEvents(d.uuid)).map((e) => e.id)).toEqual(["e-1"]);
     expect(await store.appendEvents(d.uuid, [event])).toBe(0); // stored once
+    expect(await store.getAppsStates(d.uuid)).toEqual(states);
+    expect(await store.getSystemInfo(d.uuid)).toEqual({ network });
   });
 
   test("two stores on one file never both hold a lease; release hands it over at once", async () => {

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { StoreUnavailableError } from "./types.ts";
 
 /**
  * One sighting: last_seen, tags, current target and apps of a device. Tags from a check-in
@@ -90,6 +91,7 @@ const handlers = {
     db.exec("PRAGMA busy_timeout = 10000");
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA foreign_keys = ON"); // as on the main connection
     return [];
   },
   // Each row of a named statement, all in one transaction (a sightings flush; one apps-states).
@@ -157,7 +159,7 @@ export class EventWriteError extends Error {
  * restarted: the write may or may not have committed, and retrying it is safe (events are
  * deduplicated by id; the other writes are upserts).
  */
-export class WriterUnavailableError extends EventWriteError {
+export class WriterUnavailableError extends StoreUnavailableError {
   override name = "WriterUnavailableError";
   constructor(what: string, reason: string) {
     super(`${what}: the SQLite writer thread is unavailable (${reason}); retry`);

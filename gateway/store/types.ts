@@ -202,6 +202,15 @@ export class DeviceRevokedError extends Error {
   }
 }
 
+/**
+ * Thrown by a write the store cannot take right now (SQLite: its writer thread died and is being
+ * restarted). The write may or may not have committed; retrying it is safe (events are
+ * deduplicated by id, the other device writes are upserts), so the gateway answers 503.
+ */
+export class StoreUnavailableError extends Error {
+  override name = "StoreUnavailableError";
+}
+
 export interface Store {
   readonly kind: "sqlite" | "postgres";
   close(): Promise<void>;

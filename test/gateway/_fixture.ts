@@ -22,9 +22,10 @@ import { x509 } from "../../gateway/pki/x509.ts";
 import { SqliteStore } from "../../gateway/store/sqlite.ts";
 import { makeDeviceCsr } from "./_device.ts";
 
-export async function testGateway() {
+/** `dbFile`: SQLite on a file in the temp dir (device writes on the writer thread) instead of in memory. */
+export async function testGateway(opts: { dbFile?: boolean } = {}) {
   const dir = await mkdtemp(join(tmpdir(), "gw-app-"));
-  const store = SqliteStore.open(":memory:");
+  const store = SqliteStore.open(opts.dbFile ? join(dir, "gateway.db") : ":memory:");
   const ca = await createCa("main");
   const tuf = await TufRepo.open({ storage: store.tuf, keysDir: join(dir, "keys") });
   const gw: Gateway = {

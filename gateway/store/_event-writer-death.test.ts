@@ -1,0 +1,171 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { PeerIdentity } from "../env.ts";
+import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
+import { EventWriter } from "./_event-writer.ts";
+import { WriterUnavailableError } from "./_writer-thread.ts";
+
+// The SQLite writer thread dies (the GATEWAY_FAULT fault point throws an uncaught error in it, as
+// a bug would): devices posting events through the gateway's app get a prompt 503 for the calls it
+// had not answered, retry as fioup does, and the gateway goes on storing; every acknowledged event
+// is in the database exactly once.
+
+const logged: string[] = [];
+const consoleError = console.error;
+afterEach(() => {
+  console.error = consoleError;
+  logged.length = 0;
+});
+/** Collects stderr lines of the gateway (the restart line goes there). */
+function captureLog() {
+  console.error = (...args: unknown[]) => void logged.push(args.map(String).join(" "));
+}
+
+/** A gateway on a SQLite file whose writer thread crashes at `fault` on the n-th event batch. */
+async function gatewayWithFault(fault: string, nth: number) {
+  process.env.GATEWAY_FAULT = fault;
+  process.env.GATEWAY_FAULT_NTH = String(nth);
+  try {
+    return await testGateway({ dbFile: true });
+  } finally {
+    delete process.env.GATEWAY_FAULT;
+    delete process.env.GATEWAY_FAULT_NTH;
+  }
+}
+
+type Gw = Awaited<ReturnType<typeof testGateway>>;
+interface Tally {
+  acked: Set<string>;
+  /** Each refused attempt: its status and how long the device waited for the answer. */
+  refused: { status: number; ms: number }[];
+  /** Sum of `stored` over the acknowledged answers. */
+  stored: number;
+  hung: number;
+}
+
+/** One device posting `batches` batches of 5 events, retrying a refused batch as fioup does. */
+async function device(t: Gw, peer: PeerIdentity, uuid: string, batches: number, tally: Tally) {
+  for (let b = 0; b < batches; b++) {
+    const events = Array.from({ length: 5 }, (_, i) => anEvent(`${uuid}-${b}-${i}`));
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const started = performance.now();
+      const res = await Promise.race([t.app.request("/events", json(events), { peer }), Bun.sleep(3000).then(() => undefined)]);
+      if (!res) {
+        tally.hung++; // a call the dead writer never answered
+        return;
+      }
+      if (res.status === 200) {
+        const { stored } = (await res.json()) as { stored: number };
+        tally.stored += stored;
+        for (const e of events) tally.acked.add(`${uuid}/${e.id}`);
+        break;
+      }
+      tally.refused.push({ status: res.status, ms: performance.now() - started });
+      await Bun.sleep(10);
+    }
+  }
+}
+
+/** Every stored event of these devices as "uuid/id", as often as it is stored. */
+async function storedEvents(t: Gw, uuids: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const uuid of uuids) for (const e of await t.gw.store.listEvents(uuid, { limit: 10_000 })) out.push(`${uuid}/${e.id}`);
+  return out.sort();
+}
+
+async function crashScenario(fault: string) {
+  const t = await gatewayWithFault(fault, 3);
+  try {
+    const devices = await Promise.all(Array.from({ length: 4 }, () => t.register()));
+    captureLog();
+    const tally: Tally = { acked: new Set(), refused: [], stored: 0, hung: 0 };
+    await Promise.all(devices.map((d) => device(t, d.peer, d.uuid, 8, tally)));
+    // The next POST /events after the death is stored.
+    const d = devices[0]!;
+    const res = await t.app.request("/events", json([anEvent(`${d.uuid}-after`)]), { peer: d.peer });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ received: 1, stored: 1 });
+    tally.acked.add(`${d.uuid}/${d.uuid}-after`);
+
+    expect(tally.hung).toBe(0);
+    expect(tally.refused.length).toBeGreaterThan(0); // the fault fired on a batch in flight
+    for (const r of tally.refused) {
+      expect(r.status).toBe(503);
+      expect(r.ms).toBeLessThan(1000);
+    }
+    expect(tally.acked.size).toBe(4 * 8 * 5 + 1);
+    expect(await storedEvents(t, devices.map((x) => x.uuid))).toEqual([...tally.acked].sort()); // each once
+    // One line per restart, naming the cause.
+    const restarts = logged.filter((l) => l.includes("SQLite writer thread stopped"));
+    expect(restarts).toHaveLength(1);
+    expect(restarts[0]).toContain("fault point writer-crash");
+    expect(restarts[0]).toContain("restart 1 in 0 ms");
+    return tally;
+  } finally {
+    console.error = consoleError;
+    await t.close();
+  }
+}
+
+describe("SQLite writer thread death", () => {
+  test("a crash before the commit: the batch in flight gets 503 within a second, devices retry, every acknowledged event is stored once", async () => {
+    const tally = await crashScenario("writer-crash");
+    expect(tally.stored).toBe(4 * 8 * 5); // nothing of the crashed batch had committed
+  }, 60_000);
+
+  test("a crash after the commit: the retried events are recognised as stored, not doubled", async () => {
+    const tally = await crashScenario("writer-crash-after-commit");
+    expect(tally.stored).toBeLessThan(4 * 8 * 5); // the crashed batch had committed: its retry stored nothing new
+  }, 60_000);
+
+  test("apps-states and sightings after a death go to the new thread", async () => {
+    const t = await gatewayWithFault("writer-crash", 1);
+    try {
+      const d = await t.register();
+      captureLog();
+      const first = await t.app.request("/events", json([anEvent("x-1")]), { peer: d.peer });
+      expect(first.status).toBe(503);
+      const states = { deviceTime: "t", apps: { httpd: { uri: "r/x@sha256:1", state: "healthy" as const, services: [] } } };
+      expect((await t.app.request("/apps-states", json(states), { peer: d.peer })).status).toBe(204);
+      expect(await t.gw.store.getAppsStates(d.uuid)).toEqual(states);
+      await t.gw.store.recordSightings([{ uuid: d.uuid, at: "2031-01-01T00:00:00.000Z", currentTarget: "t-2" }]);
+      expect(await t.gw.store.getDevice(d.uuid)).toMatchObject({ lastSeen: "2031-01-01T00:00:00.000Z", currentTarget: "t-2" });
+    } finally {
+      console.error = consoleError;
+      await t.close();
+    }
+  }, 60_000);
+
+  test("a thread that keeps dying is restarted at a bounded rate, and calls meanwhile fail at once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "writer-death-"));
+    const lines: string[] = [];
+    // A directory is no database: every thread's open fails and the thread stops.
+    const w = new EventWriter(dir, { log: (l) => lines.push(l) });
+    try {
+      const started = performance.now();
+      await expect(w.append("d", [anEvent("e-1")])).rejects.toThrow(WriterUnavailableError);
+      expect(performance.now() - started).toBeLessThan(1000);
+      await Bun.sleep(1600);
+      // Deaths at about 0, 0, 0.5 s, 1.5 s: restarts at once, then after 0.5, 1 and 2 s.
+      expect(lines.length).toBeGreaterThanOrEqual(3);
+      expect(lines.length).toBeLessThanOrEqual(4);
+      expect(lines[0]).toContain("restart 1 in 0 ms");
+      expect(lines[1]).toContain("restart 2 in 500 ms");
+      expect(lines.at(-1)).toMatch(/unable to open database file/);
+      // While a restart waits, a call fails at once, naming why.
+      const t0 = performance.now();
+      const err = await w.tryLease("l", "me", 1000).catch((e: unknown) => e);
+      expect(performance.now() - t0).toBeLessThan(50);
+      expect(err).toBeInstanceOf(WriterUnavailableError);
+      expect((err as Error).message).toMatch(/Cannot take the lease l: the SQLite writer thread is unavailable \(it stopped .* and restarts in \d+ ms\)/);
+    } finally {
+      await w.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    const after = lines.length;
+    await Bun.sleep(2500);
+    expect(lines.length).toBe(after); // a closed writer restarts nothing
+  }, 30_000);
+});
