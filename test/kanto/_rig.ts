@@ -118,14 +118,14 @@ export class KantoRig {
     return pushImage(this.registry, repo, tag, opts);
   }
 
-  /** Starts `fioup agent` (a real process) and waits for its first current state. */
-  async startAgent(args: string[] = []): Promise<Proc> {
+  /** Starts `fioup agent` (a real process) and waits for its first current state; `env` adds to its environment (e.g. FIOUP_FAULT). */
+  async startAgent(args: string[] = [], env: Record<string, string> = {}): Promise<Proc> {
     const since = this.msgs.length;
     const logFile = join(this.dir, "agent.log");
     this.agent = Proc.start({
       name: "fioup agent",
       cmd: [process.execPath, join(ROOT, "fioup/main.ts"), "agent", "--sota-dir", join(this.dir, "var/sota"), ...args],
-      env: { FIOUP_ROOT: this.dir, DOCKER_HOST: this.dockerd.host },
+      env: { FIOUP_ROOT: this.dir, DOCKER_HOST: this.dockerd.host, ...env },
       cwd: ROOT,
       logFile,
     });
