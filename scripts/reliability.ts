@@ -50,11 +50,12 @@ const AREAS: Record<string, string> = {
   "early-start": "Early start booted by systemd (systemd-nspawn, mmdebstrap root)",
   "rollout-kills": "Rollouts (gateway SIGKILLed in every wave, simulated devices)",
   "rollout-kills@postgres": "Rollouts with the gateway SIGKILLed, on PostgreSQL",
+  "kanto-kill": "Kanto agent (fioup agent SIGKILLed at named points of an apply)",
 };
 
 const started = Date.now();
 // compiled-flow: in full length, the whole update flow also with the arm64 fioup under qemu (npm test runs its first case).
-const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability", "test/build/compiled-flow.test.ts"], {
+const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability", "test/build/compiled-flow.test.ts", "test/kanto/crash.test.ts"], {
   cwd: ROOT,
   env: { ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }), ...(db ? { OTA_TEST_DB: db } : {}) },
   stdout: "inherit",
