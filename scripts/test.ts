@@ -3,12 +3,13 @@
 // (`npm test` runs scripts/setup.sh first, as its pretest step, so the real components exist.)
 //   bun scripts/test.ts [bun test args...]   e.g. bun scripts/test.ts test/gateway
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 
 const dir = mkdtempSync(join(tmpdir(), "ota-test-report-"));
 const report = join(dir, "junit.xml");
 const started = performance.now();
+const loadAtStart = loadavg();
 const proc = Bun.spawn(
   [process.execPath, "test", "--timeout", "120000", "--reporter=junit", `--reporter-outfile=${report}`, ...process.argv.slice(2)],
   { stdio: ["inherit", "inherit", "inherit"] },
@@ -21,6 +22,11 @@ try {
 } catch (err) {
   console.error(`test times: no report (${(err as Error).message})`);
 }
+// Wall times mean little on a machine busy with other work: the CPU the run used and the load beside it tell.
+const cpu = proc.resourceUsage()?.cpuTime;
+const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
+if (cpu) console.error(`cpu: ${(Number(cpu.user) / 1e6).toFixed(1)} s user, ${(Number(cpu.system) / 1e6).toFixed(1)} s system (bun test and the processes it waited for)`);
+console.error(`load average: ${load(loadAtStart)} at the start, ${load(loadavg())} at the end`);
 rmSync(dir, { recursive: true, force: true });
 process.exit(code);
 
