@@ -1,0 +1,39 @@
+/**
+ * The ceiling of bench/push: a bare `Bun.listen` server with the gateway's TLS setup (its server
+ * certificate, client certificates requested and verified against the factory CA) that holds
+ * every request it is sent and never answers, keeping nothing per connection but a flag. What a
+ * held connection costs here is what TLS sockets cost in Bun, with no HTTP layer and no app.
+ *
+ * Started by bench/push/run.ts with bench/push/_probe.ts preloaded (the same memory probe as the
+ * gateway's); prints its port on stdout. Usage: bun _bare.ts SERVER.pem SERVER.key CA.pem
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+
+const [cert, key, ca] = process.argv.slice(2).map((f) => readFileSync(f, "utf8"));
+if (!cert || !key || !ca) throw new Error("Usage: bun _bare.ts SERVER.pem SERVER.key CA.pem");
+let held = 0;
+const listener = Bun.listen<{ held: boolean }>({
+  hostname: "127.0.0.1",
+  port: 0,
+  tls: { cert, key, ca, requestCert: true, rejectUnauthorized: false },
+  socket: {
+    open(sock) {
+      sock.data = { held: false };
+    },
+    data(sock, data) {
+      // A request head (a GET without a body) has come: held from now on.
+      if (!sock.data.held && data.includes("\r\n\r\n")) {
+        sock.data.held = true;
+        held++;
+      }
+    },
+    close(sock) {
+      if (sock.data?.held) held--;
+    },
+    error() {},
+  },
+});
+(globalThis as { pushBenchHeld?: () => number }).pushBenchHeld = () => held;
+console.log(listener.port);
