@@ -24,3 +24,13 @@ export function cpuSeconds(pid: number): number {
     return NaN;
   }
 }
+
+/** Page faults a process has taken so far (minor: the page was in memory; major: read from disk), from /proc/PID/stat; NaN once it is gone. */
+export function pageFaults(pid: number): { minor: number; major: number } {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return { minor: Number(f[7]), major: Number(f[9]) };
+  } catch {
+    return { minor: NaN, major: NaN };
+  }
+}

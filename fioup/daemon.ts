@@ -16,6 +16,7 @@ import { mkdirSync, watch, type FSWatcher } from "node:fs";
 import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
 import { LockedError, acquireLock } from "./lock.ts";
+import { releaseExecutablePages } from "./memory.ts";
 import { waitForNews } from "./push.ts";
 import { reportAll, reportSystemInfo } from "./report.ts";
 import type { Session } from "./session.ts";
@@ -81,16 +82,28 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
   } catch (e) {
     o.log(`cannot converge the apps: ${describeError(e)}`);
   }
+  // The start (converge, system info) touched code the idle loop does not run: released after the first cycle.
+  let touchedMore = true;
   for (let i = 0; !o.signal.aborted && (o.cycles === undefined || i < o.cycles); i++) {
     const seen: { deferred?: UpdateDeferredError } = {};
     try {
-      o.log(await daemonCycle(s, o, seen));
+      const result = await daemonCycle(s, o, seen);
+      o.log(result);
+      if (result !== "up to date" && !result.startsWith("skipped")) touchedMore = true;
     } catch (e) {
       o.log(`cycle failed: ${describeError(e)}`);
+      touchedMore = true;
     }
     // The cycle's garbage (TUF documents, responses, an update's buffers) goes before the wait,
     // not at some later allocation: a few ms per poll for several MB less resident while idle.
     Bun.gc(true);
+    // After a cycle that did more than check (an update, a failure), the executable's pages it
+    // touched go back too: an idle cycle reads back only the few it uses (memory.ts).
+    if (touchedMore) {
+      touchedMore = false;
+      const r = await releaseExecutablePages();
+      if (!r.released && i === 0) o.log(`resident code stays resident: ${r.reason}`);
+    }
     if (o.signal.aborted || (o.cycles !== undefined && i + 1 >= o.cycles)) break;
     const base = s.cfg.pollingSeconds * 1000;
     let wait = base + (Math.random() * 0.2 - 0.1) * base;

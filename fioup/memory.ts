@@ -1,0 +1,65 @@
+/**
+ * Gives back the resident pages of fioup's own executable that an idle daemon does not use.
+ *
+ * The daemon's start (system info, converging the apps) and every update touch code of the Bun
+ * runtime that the idle loop never runs again: SQLite's schema code, compose spawning, image
+ * loading, registry pulls. Those pages are clean copies of the executable file, so they stay
+ * resident (counted in RSS) until the kernel needs the memory. `MADV_PAGEOUT` on the
+ * executable's read-only mappings asks the kernel to reclaim them now; whatever the next cycle
+ * touches is read back from the file (one major fault per page, once). Writable mappings are
+ * left alone, and nothing anonymous is touched: the advice never changes what a page holds.
+ *
+ * madvise is reached through bun:ffi, which needs the JIT enabled (`BUN_JSC_useJIT=0` refuses
+ * it; `BUN_JSC_useBaselineJIT=0`, which fioup.service sets, keeps JavaScript interpreted and
+ * allows it). Where it is unavailable, or the kernel is older than 5.4, nothing happens.
+ *
+ * @module
+ */
+import { readFileSync, readlinkSync } from "node:fs";
+
+/** Linux's MADV_PAGEOUT (since 5.4): reclaim these pages now. */
+const MADV_PAGEOUT = 21;
+
+type Madvise = (addr: number, length: number, advice: number) => number;
+
+/** What {@link releaseExecutablePages} did. */
+export type ReleaseResult = { released: true; bytes: number } | { released: false; reason: string };
+
+let madvise: Madvise | undefined;
+let unavailable: string | undefined;
+
+async function loadMadvise(): Promise<Madvise> {
+  const { dlopen, FFIType } = await import("bun:ffi");
+  const libc = dlopen("libc.so.6", { madvise: { args: [FFIType.u64, FFIType.u64, FFIType.i32], returns: FFIType.i32 } });
+  return (addr, length, advice) => libc.symbols.madvise(addr, length, advice) as number;
+}
+
+/** The executable's mappings that are never written: code and read-only data, from /proc/self/maps. */
+export function readOnlyExecutableMappings(maps = readFileSync("/proc/self/maps", "utf8"), exe = readlinkSync("/proc/self/exe")): { start: number; length: number }[] {
+  const out: { start: number; length: number }[] = [];
+  for (const line of maps.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \d+\s+(.*)$/.exec(line);
+    if (!m || m[4] !== exe || m[3]!.includes("w")) continue;
+    const start = Number.parseInt(m[1]!, 16);
+    out.push({ start, length: Number.parseInt(m[2]!, 16) - start });
+  }
+  return out;
+}
+
+/**
+ * Asks the kernel to reclaim the resident pages of this executable's read-only mappings.
+ * Never throws: without bun:ffi (JIT disabled), libc or the advice, it says why and does nothing.
+ */
+export async function releaseExecutablePages(): Promise<ReleaseResult> {
+  if (unavailable) return { released: false, reason: unavailable };
+  try {
+    madvise ??= await loadMadvise();
+    let bytes = 0;
+    for (const { start, length } of readOnlyExecutableMappings()) if (madvise(start, length, MADV_PAGEOUT) === 0) bytes += length;
+    if (bytes === 0) unavailable = "madvise(MADV_PAGEOUT) refused (Linux before 5.4?)";
+    return unavailable ? { released: false, reason: unavailable } : { released: true, bytes };
+  } catch (e) {
+    unavailable = (e as Error).message;
+    return { released: false, reason: unavailable };
+  }
+}
