@@ -75,7 +75,7 @@ async function storedEvents(t: Gw, uuids: string[]): Promise<string[]> {
   return out.sort();
 }
 
-async function crashScenario(fault: string) {
+async function crashScenario(fault: string, reason: string) {
   const t = await gatewayWithFault(fault, 3);
   try {
     const devices = await Promise.all(Array.from({ length: 4 }, () => t.register()));
@@ -100,7 +100,7 @@ async function crashScenario(fault: string) {
     // One line per restart, naming the cause.
     const restarts = logged.filter((l) => l.includes("SQLite writer thread stopped"));
     expect(restarts).toHaveLength(1);
-    expect(restarts[0]).toContain("fault point writer-crash");
+    expect(restarts[0]).toContain(reason);
     expect(restarts[0]).toContain("restart 1 in 0 ms");
     return tally;
   } finally {
@@ -111,13 +111,18 @@ async function crashScenario(fault: string) {
 
 describe("SQLite writer thread death", () => {
   test("a crash before the commit: the batch in flight gets 503 within a second, devices retry, every acknowledged event is stored once", async () => {
-    const tally = await crashScenario("writer-crash");
+    const tally = await crashScenario("writer-crash", "stopped: fault point writer-crash: the writer thread crashed before committing");
     expect(tally.stored).toBe(4 * 8 * 5); // nothing of the crashed batch had committed
   }, 60_000);
 
   test("a crash after the commit: the retried events are recognised as stored, not doubled", async () => {
-    const tally = await crashScenario("writer-crash-after-commit");
+    const tally = await crashScenario("writer-crash-after-commit", "fault point writer-crash-after-commit");
     expect(tally.stored).toBeLessThan(4 * 8 * 5); // the crashed batch had committed: its retry stored nothing new
+  }, 60_000);
+
+  test("an exit of the thread (no error) is a death too: the batch in flight gets 503, the writer restarts", async () => {
+    const tally = await crashScenario("writer-exit", "stopped: it exited with code 70");
+    expect(tally.stored).toBe(4 * 8 * 5);
   }, 60_000);
 
   test("apps-states and sightings after a death go to the new thread", async () => {

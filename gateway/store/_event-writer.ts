@@ -21,7 +21,8 @@
  * Fault point (for tests; nothing happens unless the environment asks, read when the store
  * opens): `GATEWAY_FAULT=writer-crash` makes the writer thread throw an uncaught error on
  * receiving the n-th event batch, before committing it; `GATEWAY_FAULT=writer-crash-after-commit`
- * after committing it, before answering. `GATEWAY_FAULT_NTH=<n>` picks the batch (default 1).
+ * after committing it, before answering; `GATEWAY_FAULT=writer-exit` makes the thread exit
+ * (code 70) on receiving it. `GATEWAY_FAULT_NTH=<n>` picks the batch (default 1).
  * It fires once per store.
  *
  * @module
@@ -59,10 +60,16 @@ export function restartDelayMs(recentDeaths: number): number {
   return Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** (recentDeaths - 2));
 }
 
+const FAULT_POINTS: Record<string, CrashPoint> = {
+  "writer-crash": "before-commit",
+  "writer-crash-after-commit": "after-commit",
+  "writer-exit": "exit",
+};
+
 /** The crash the fault point asks for, from the environment (see the module comment). */
 function faultFromEnv(): { point: CrashPoint; nth: number } | undefined {
   const name = process.env.GATEWAY_FAULT;
-  const point = name === "writer-crash" ? "before-commit" : name === "writer-crash-after-commit" ? "after-commit" : undefined;
+  const point = name === undefined ? undefined : FAULT_POINTS[name];
   return point && { point, nth: Number(process.env.GATEWAY_FAULT_NTH ?? "1") };
 }
 

@@ -60,9 +60,10 @@ export interface EventItem {
 
 /**
  * Where the worker crashes for a test (see the fault point in ./_event-writer.ts): on receiving
- * a batch, before it commits, or after it committed and before it answers.
+ * a batch, before it commits, or after it committed and before it answers; or it exits (code 70)
+ * on receiving it, without an error.
  */
-export type CrashPoint = "before-commit" | "after-commit";
+export type CrashPoint = "before-commit" | "after-commit" | "exit";
 
 export type WriterMessage =
   | { op: "open"; path: string }
@@ -114,6 +115,7 @@ const handlers = {
 };
 self.onmessage = (e) => {
   const m = e.data;
+  if (m.crash === "exit") process.exit(70); // the fault point writer-exit
   if (m.crash === "before-commit") throw new Error("fault point writer-crash: the writer thread crashed before committing");
   let reply;
   try {
