@@ -1,0 +1,38 @@
+import { expect, test } from "bun:test";
+import { aDevice } from "../store/_contract.ts";
+import { SqliteStore } from "../store/sqlite.ts";
+import { DeviceCache } from "./cache.ts";
+
+test("DeviceCache: expired rows are dropped as new devices arrive, not kept until the size cap", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const devices = await Promise.all([1, 2, 3, 4].map(() => store.putDevice(aDevice())));
+    const cache = new DeviceCache(store, { ttlMs: 50 });
+    for (const d of devices.slice(0, 3)) expect((await cache.get(d.uuid))?.uuid).toBe(d.uuid);
+    expect(cache.size).toBe(3);
+    expect(cache.fresh(devices[0]!.uuid)?.row?.uuid).toBe(devices[0]!.uuid);
+    await Bun.sleep(80);
+    expect(cache.fresh(devices[0]!.uuid)).toBeUndefined();
+    expect((await cache.get(devices[3]!.uuid))?.uuid).toBe(devices[3]!.uuid);
+    expect(cache.size).toBe(1); // the three expired rows went with this insert
+    // A fresh entry is served without a read, and a re-read moves it to the back.
+    expect((await cache.get(devices[0]!.uuid))?.uuid).toBe(devices[0]!.uuid);
+    expect(cache.size).toBe(2);
+  } finally {
+    await store.close();
+  }
+});
+
+test("DeviceCache: the size cap drops the oldest entry", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const devices = await Promise.all([1, 2, 3].map(() => store.putDevice(aDevice())));
+    const cache = new DeviceCache(store, { ttlMs: 60_000, max: 2 });
+    for (const d of devices) await cache.get(d.uuid);
+    expect(cache.size).toBe(2);
+    expect(cache.fresh(devices[0]!.uuid)).toBeUndefined();
+    expect(cache.fresh(devices[2]!.uuid)?.row?.uuid).toBe(devices[2]!.uuid);
+  } finally {
+    await store.close();
+  }
+});
