@@ -102,11 +102,6 @@ export class EventWriter {
     this.#start();
   }
 
-  /** How many times the thread was started again after a death. */
-  get restarts(): number {
-    return this.#restarts;
-  }
-
   #start() {
     this.#restartTimer = undefined;
     const thread: WriterThread = new WriterThread(this.#path, (reason) => this.#died(thread, reason));
