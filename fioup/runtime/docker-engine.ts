@@ -63,6 +63,8 @@ export interface ImageInspect {
   RepoTags: string[] | null;
   RepoDigests: string[] | null;
   Size: number;
+  /** The image's layers as diff_ids (sha256 of each uncompressed layer tar), bottom first. */
+  RootFS?: { Type: string; Layers?: string[] };
 }
 
 export interface ImageSummary {
@@ -187,6 +189,16 @@ export class DockerEngine {
     }
     if (!res.ok) return this.fail(`Cannot inspect image "${ref}"`, res);
     return (await res.json()) as ImageInspect;
+  }
+
+  /**
+   * GET /images/{ref}/get: the image as a `docker save` tar, streamed (layers uncompressed).
+   * @throws {EngineError}
+   */
+  async saveImage(ref: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.call("GET", `/images/${encodeURIComponent(ref)}/get`, signal ? { signal } : {});
+    if (!res.ok || !res.body) return this.fail(`Cannot export image "${ref}"`, res);
+    return res.body;
   }
 
   /** GET /images/json (all tagged images). @throws {EngineError} */

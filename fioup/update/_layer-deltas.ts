@@ -1,9 +1,9 @@
 /**
  * The fetch step's layer deltas: for a layer the store lacks, find a layer of the same image
- * path (registry and repository) that an earlier update brought (or, before the device's first
- * update, that preload baked into its store) and the store still holds, ask the gateway for a
- * delta between the two, and rebuild the layer from it
- * (lib/oci/delta.ts). The rebuilt tar must hash to the diff_id of the image config, which the
+ * path (registry and repository) that the device holds, in its blob store or in its Docker
+ * Engine (named by an earlier update, by its current or preloaded target, or by an offline
+ * bundle's own delta), ask the gateway (or the bundle) for a delta between the two, and rebuild
+ * the layer from it (lib/oci/delta.ts). The rebuilt tar must hash to the diff_id of the image config, which the
  * signed target pins through the app and the manifest; every failure (no delta, a delta that
  * does not download, decode or verify) returns false and the caller fetches the full layer.
  *
@@ -21,6 +21,8 @@ import type { RegistryClient } from "../../lib/oci/registry-client.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb } from "../db.ts";
 import { faultMidBlob } from "../fault.ts";
+import { DockerEngine } from "../runtime/docker-engine.ts";
+import { exportEngineLayer, type EngineLayer } from "./_engine-layer.ts";
 import { preloadedTargetFile } from "./current-target.ts";
 import { tryPlanOf, type UpdatePlan } from "./plan.ts";
 
@@ -32,6 +34,8 @@ export interface DeltaCandidate {
   /** The image config listing the layer's diff_id, and the layer's index there. */
   config: { digest: string; size: number; mediaType: string };
   index: number;
+  /** Set when the blob store lacks the base and the Docker Engine holds it. */
+  engine?: EngineBase;
 }
 
 /** One layer that came as a delta, as reported in the update's events. */
@@ -41,6 +45,8 @@ export interface DeltaReport {
   delta: string;
   deltaBytes: number;
   layerBytes: number;
+  /** The base came from the Docker Engine (the blob store lacked it). */
+  baseFromEngine?: boolean;
 }
 
 /** Image manifests of a plan that the store holds, parsed, with their image path. */
@@ -58,28 +64,26 @@ function storedImages(plan: Pick<ResolvedApps, "blobs">, store: DeviceBlobStore)
   return out;
 }
 
-/** Thrown by the registry of {@link preloadedPlan}: resolving the preloaded apps must not fetch anything. */
-class NotPreloadedError extends Error {
-  override name = "NotPreloadedError";
+/** Thrown by the registry of {@link heldPlan}: resolving the held apps must not fetch anything. */
+class NotHeldError extends Error {
+  override name = "NotHeldError";
 }
 
 /**
- * Before the device's first update, its current target is the preloaded one, whose blobs
- * preload put in the store without any plan in the DB: that target's apps resolved from the
- * store alone (the same walk as the init step, with no registry), so their layers can be bases.
- * Apps the store cannot resolve (outside preload's list) are left out. Undefined once the device
- * has completed an update (its plan is in the DB) or if it was not preloaded.
+ * The apps of the device's current target (the last completed update's, or before the first
+ * update the preloaded one) resolved from the store alone (the init step's walk, with no
+ * registry), so their layers can be bases whatever the update history says: preload bakes blobs
+ * into the store without any plan in the DB, and the DB keeps only the last 20 updates. Apps the
+ * store cannot resolve (their manifests gone, outside preload's list) are left out.
  */
-export async function preloadedPlan(cfg: Config, db: DeviceDb, store: DeviceBlobStore): Promise<ResolvedApps | undefined> {
-  if (db.currentTarget()) return undefined;
-  const t = preloadedTargetFile(cfg);
+export async function heldPlan(cfg: Config, db: DeviceDb, store: DeviceBlobStore): Promise<ResolvedApps | undefined> {
+  const t = db.currentTarget() ?? preloadedTargetFile(cfg);
   if (!t) return undefined;
-  const apps = Object.entries(t.entry.custom.docker_compose_apps).filter(([name]) => !t.apps || t.apps.includes(name));
   const offline = (host: string): never => {
-    throw new NotPreloadedError(`${host}: not in the preloaded store`);
+    throw new NotHeldError(`${host}: not in the store`);
   };
   const plan: ResolvedApps = { apps: [], blobs: [], resolveBytes: 0 };
-  for (const [name, { uri }] of apps) {
+  for (const [name, { uri }] of Object.entries(t.entry.custom.docker_compose_apps)) {
     try {
       const r = await resolveApps([{ name, uri }], { registry: offline, store });
       plan.apps.push(...r.apps);
@@ -91,13 +95,80 @@ export async function preloadedPlan(cfg: Config, db: DeviceDb, store: DeviceBlob
   return plan;
 }
 
+/** Where a base layer the blob store lacks is held in the Docker Engine: its image (config digest), position and diff_id. */
+export interface EngineBase {
+  engine: DockerEngine;
+  image: string;
+  index: number;
+  diffId: string;
+}
+
+/** The device's Docker Engine (fioup's config keeps the socket path without `unix://`), if its address is usable. */
+function engineOf(cfg: Config): DockerEngine | undefined {
+  try {
+    return new DockerEngine(cfg.dockerHost ? `unix://${cfg.dockerHost}` : undefined);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * For each missing layer of at least {@link MIN_DELTA_LAYER_BYTES}, the held layer of the same image path to ask a delta from: the layer
- * at the same position in an earlier image of that path if the store holds it, else the
- * largest held layer of that path. Earlier images are those of the device's recent updates,
- * and, given `cfg`, before its first update those of the preloaded target ({@link preloadedPlan}).
+ * Layers of `images` the store lacks but the engine holds (its image ID is the config digest,
+ * so an image it has by that ID has exactly the config's layers). Empty when there is no engine.
  */
-export async function deltaCandidates(db: DeviceDb, updateId: string, plan: UpdatePlan, store: DeviceBlobStore, missing: AppBlob[], cfg?: Config): Promise<Map<string, DeltaCandidate>> {
+async function engineHeld(engine: DockerEngine | undefined, images: ImageManifest[], store: DeviceBlobStore): Promise<Map<string, EngineBase>> {
+  const out = new Map<string, EngineBase>();
+  if (!engine) return out;
+  const seen = new Set<string>();
+  for (const m of images) {
+    if (seen.has(m.config.digest) || m.layers.every((l) => store.has(l.digest))) continue;
+    seen.add(m.config.digest);
+    try {
+      const img = await engine.inspectImage(m.config.digest);
+      const diffIds = img?.RootFS?.Layers;
+      if (!img || img.Id !== m.config.digest || diffIds?.length !== m.layers.length) continue;
+      m.layers.forEach((l, index) => {
+        if (!store.has(l.digest) && !out.has(l.digest)) out.set(l.digest, { engine, image: m.config.digest, index, diffId: diffIds[index]! });
+      });
+    } catch {
+      // no engine (or it failed): the store is all there is
+    }
+  }
+  return out;
+}
+
+/** An image in the engine with a layer of diff_id `diffId`, found by listing its images. */
+async function engineImageWith(engine: DockerEngine | undefined, diffId: string): Promise<EngineBase | undefined> {
+  if (!engine) return undefined;
+  try {
+    for (const s of await engine.listImages()) {
+      const index = (await engine.inspectImage(s.Id))?.RootFS?.Layers?.indexOf(diffId) ?? -1;
+      if (index >= 0) return { engine, image: s.Id, index, diffId };
+    }
+  } catch {
+    // no engine
+  }
+  return undefined;
+}
+
+/**
+ * For each missing layer of at least {@link MIN_DELTA_LAYER_BYTES}, the layer the device holds
+ * (in its blob store, else in its Docker Engine) to ask a delta from: an offline bundle's own
+ * base for that layer whenever the device holds it; otherwise the layer at the same position in
+ * an earlier image of the same path, else the largest held layer of that path. Earlier images
+ * are those of the device's recent updates and of its current target as the store holds it
+ * ({@link heldPlan}). A base in the engine only is exported when used, and checked against its
+ * diff_id (_engine-layer.ts).
+ */
+export async function deltaCandidates(
+  db: DeviceDb,
+  updateId: string,
+  plan: UpdatePlan,
+  store: DeviceBlobStore,
+  missing: AppBlob[],
+  cfg?: Config,
+  registry?: (host: string) => RegistryClient,
+): Promise<Map<string, DeltaCandidate>> {
   const want = new Set(missing.filter((b) => b.kind === "layer" && b.size >= MIN_DELTA_LAYER_BYTES).map((b) => b.digest));
   const out = new Map<string, DeltaCandidate>();
   if (!want.size) return out;
@@ -105,20 +176,33 @@ export async function deltaCandidates(db: DeviceDb, updateId: string, plan: Upda
     .listUpdates(20)
     .filter((u) => u.id !== updateId)
     .flatMap((u) => tryPlanOf(u) ?? []);
-  const preloaded = cfg && (await preloadedPlan(cfg, db, store));
-  if (preloaded) earlierPlans.push(preloaded);
+  const current = cfg && (await heldPlan(cfg, db, store));
+  if (current) earlierPlans.push(current);
   const old = new Map<string, ImageManifest[]>();
   for (const p of earlierPlans) {
     for (const img of storedImages(p, store)) old.set(img.at, [...(old.get(img.at) ?? []), img.manifest]);
   }
+  const engine = cfg && engineOf(cfg);
+  const inEngine = await engineHeld(engine, [...old.values()].flat(), store);
+  const held = (d: string) => store.has(d) || inEngine.has(d);
   const byDigest = new Map(missing.map((b) => [b.digest, b]));
   for (const img of storedImages(plan, store)) {
     const earlier = old.get(img.at) ?? [];
-    img.manifest.layers.forEach((l, index) => {
-      if (!want.has(l.digest) || out.has(l.digest)) return;
-      const base = pickDeltaBase(earlier, index, l.digest, (d) => store.has(d));
-      if (base) out.set(l.digest, { layer: byDigest.get(l.digest)!, base, config: img.manifest.config, index });
-    });
+    for (const [index, l] of img.manifest.layers.entries()) {
+      if (!want.has(l.digest) || out.has(l.digest)) continue;
+      const c = { layer: byDigest.get(l.digest)!, config: img.manifest.config, index };
+      // A bundle carries one delta per layer, from the layer of its `--from` version, and no whole
+      // layer: its base is the one to use whenever the device holds it, whatever its history says.
+      const reg = registry?.(c.layer.registry);
+      const carried = reg instanceof BundleRegistry ? reg.deltaBaseOf(l.digest) : undefined;
+      if (carried) {
+        const engineBase = store.has(carried.digest) ? undefined : (inEngine.get(carried.digest) ?? (carried.diffId ? await engineImageWith(engine, carried.diffId) : undefined));
+        if (store.has(carried.digest) || engineBase) out.set(l.digest, { ...c, base: carried.digest, ...(engineBase ? { engine: engineBase } : {}) });
+        continue;
+      }
+      const base = pickDeltaBase(earlier, index, l.digest, held);
+      if (base) out.set(l.digest, { ...c, base, ...(store.has(base) ? {} : { engine: inEngine.get(base)! }) });
+    }
   }
   return out;
 }
@@ -130,6 +214,8 @@ export interface FetchDeltaOptions {
   onReceived?: (n: number) => void;
   /** Why a delta was not used (for the log); the caller then fetches the layer whole. */
   onRefused?: (why: string) => void;
+  /** Notes for the log (a base exported from the engine, and what it cost). */
+  onInfo?: (line: string) => void;
 }
 
 /**
@@ -140,12 +226,11 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
   const repo = c.layer.repo;
   let desc: DeltaDescriptor | undefined;
   const rebuilt = store.rebuildPath(c.layer.digest);
-  // A bundle carries one delta per layer, from the layer of its `--from` version, and no whole
-  // layer: its base is the one to use whenever the store holds it, whatever this device's history
-  // suggests (e.g. a newer update that was rolled back brought another layer of that path).
-  const carried = reg instanceof BundleRegistry ? reg.deltaBaseOf(c.layer.digest) : undefined;
-  const base = carried !== undefined && store.has(carried) ? carried : c.base;
+  // A bundle has no whole layer to fall back to: its delta is rebuilt even when memory is short.
+  const carried = reg instanceof BundleRegistry && reg.deltaBaseOf(c.layer.digest)?.digest === c.base;
+  const base = c.base;
   let lowMemory: string | undefined;
+  let fromEngine: EngineLayer | undefined;
   try {
     // The config names the diff_id to verify against; it is small and needed anyway.
     await store.pull(reg, repo, c.config, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
@@ -156,7 +241,7 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
     if (needs > freemem() / 2) {
       lowMemory = `rebuilding needs about ${needs >> 20} MiB of memory, more than half of the ${freemem() >> 20} MiB free`;
       // Online the layer comes whole instead; a bundle has no whole layer, so try the rebuild anyway.
-      if (carried === undefined) throw new Error(lowMemory);
+      if (!carried) throw new Error(lowMemory);
     }
     const delta = desc;
     await store.pull(reg, repo, delta, {
@@ -165,8 +250,14 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
       ...(o.stallTimeoutMs !== undefined ? { stallTimeoutMs: o.stallTimeoutMs } : {}),
       onProgress: (done) => faultMidBlob(delta.digest, done, delta.size), // power-cut tests (fioup/fault.ts)
     });
+    // The base in the blob store, else exported from the engine and checked against its diff_id.
+    if (c.engine && !store.has(base)) {
+      const started = performance.now();
+      fromEngine = await exportEngineLayer(c.engine.engine, c.engine.image, c.engine.index, c.engine.diffId, `${rebuilt}.save`, o.signal);
+      o.onInfo?.(`Layer ${c.layer.digest}: delta base ${base} exported from the Docker Engine (${(fromEngine.size / 1e6).toFixed(1)} MB unpacked, checked against its diff_id) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    }
     await applyLayerDelta({
-      base: await store.open(base),
+      base: fromEngine?.tar ?? (await store.open(base)),
       baseSize: desc.fromSize,
       delta: await store.open(desc.digest),
       diffId,
@@ -175,12 +266,14 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
       onProgress: (done) => faultMidBlob(c.layer.digest, done, delta.toSize), // a cut while the layer is rebuilt
     });
     await store.putRebuiltLayer(c.layer.digest, rebuilt, diffId);
-    return { layer: c.layer.digest, from: base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size };
+    return { layer: c.layer.digest, from: base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size, ...(fromEngine ? { baseFromEngine: true } : {}) };
   } catch (err) {
     await rm(rebuilt, { force: true });
     if (o.signal?.aborted) throw err;
     const why = `${(err as Error).message ?? String(err)}`;
-    o.onRefused?.(lowMemory && carried !== undefined ? `${why}; low memory: ${lowMemory}` : why);
+    o.onRefused?.(lowMemory && carried ? `${why}; low memory: ${lowMemory}` : why);
     return undefined;
+  } finally {
+    await fromEngine?.remove();
   }
 }

@@ -136,7 +136,7 @@ export const fetchStep: Step = {
     const reportKey = `fetch-report:${u.id}`;
     const report = ctx.db.get<{ bytesFull: number; deltas: DeltaReport[] }>(reportKey) ?? { bytesFull: fetchTotal, deltas: [] };
     ctx.db.set(reportKey, report);
-    const candidates = await deltaCandidates(ctx.db, u.id, plan, store, missing, ctx.cfg);
+    const candidates = await deltaCandidates(ctx.db, u.id, plan, store, missing, ctx.cfg, (host) => ctx.registry(host));
     // Configs first (a delta is checked against its config), layers that may come as deltas last.
     const rank = (b: AppBlob) => (b.kind === "config" ? 0 : candidates.has(b.digest) ? 2 : 1);
     missing.sort((a, b) => rank(a) - rank(b));
@@ -164,6 +164,7 @@ export const fetchStep: Step = {
                 stallTimeoutMs,
                 onReceived,
                 onRefused: (why) => ctx.hooks.onInfo?.(`Layer ${b.digest}: no delta (${why}); fetching it whole`),
+                onInfo: (line) => ctx.hooks.onInfo?.(line),
               })
             : undefined;
           if (delta) {

@@ -90,7 +90,11 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
         } finally {
           await rm(rebuilt, { force: true });
         }
-        out.push({ ...desc, registry: layer.registry, repo: layer.repo });
+        // The base's diff_id (from the `from` image's config) lets a device find the base in its Docker Engine.
+        const fromImage = (earlier.get(img.at) ?? []).find((m) => m.layers.some((x) => x.digest === base))!;
+        await o.store.pull(reg, img.repo, fromImage.config);
+        const fromDiffId = configDiffId(await o.store.read(fromImage.config.digest), fromImage.layers.findIndex((x) => x.digest === base));
+        out.push({ ...desc, registry: layer.registry, repo: layer.repo, fromDiffId });
         o.log(`  layer ${short}: a delta of ${(desc.size / 1e6).toFixed(2)} MB from ${base.slice(0, 19)}, rebuilt and checked against its diff_id`);
       } catch (e) {
         o.log(`  layer ${short}: carried whole (no usable delta: ${(e as Error).message})`);

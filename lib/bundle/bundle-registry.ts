@@ -48,16 +48,20 @@ export class BundleRegistry extends RegistryClient {
     this.#deltas = new Map((bundle.index.bundle.deltas ?? []).map((d) => [d.to, d]));
   }
 
-  /** The layer the bundle's delta for `layer` rebuilds it from, if the bundle carries `layer` only as a delta. */
-  deltaBaseOf(layer: string): string | undefined {
-    return this.#deltas.get(layer)?.from;
+  /**
+   * The layer the bundle's delta for `layer` rebuilds it from (its digest, and its diff_id when
+   * the bundle records it), if the bundle carries `layer` only as a delta.
+   */
+  deltaBaseOf(layer: string): { digest: string; diffId?: string } | undefined {
+    const d = this.#deltas.get(layer);
+    return d && { digest: d.from, ...(d.fromDiffId ? { diffId: d.fromDiffId } : {}) };
   }
 
   /** `GET /v2/<name>/deltas?from=&to=`: the descriptor of a delta the bundle carries for that pair, else 404. */
   #delta(search: URLSearchParams): Response {
     const d = this.#deltas.get(search.get("to") ?? "");
     if (!d || d.from !== search.get("from")) return ociError(404, "BLOB_UNKNOWN", "The offline bundle carries no delta for that pair");
-    const { registry: _r, repo: _p, ...descriptor } = d;
+    const { registry: _r, repo: _p, fromDiffId: _f, ...descriptor } = d;
     return Response.json(descriptor);
   }
 
@@ -78,7 +82,7 @@ export class BundleRegistry extends RegistryClient {
       const from = this.#bundle.index.bundle.from;
       const d = this.#deltas.get(ref);
       if (d) {
-        return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), and it did not rebuild here: the device does not hold that layer, had too little free memory to rebuild it, or the rebuilt bytes did not match the image config's diff_id; the bundle has no full layer to fall back to (export one with --no-deltas)`);
+        return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), and it did not rebuild here: the device holds that layer neither in its blob store nor in its Docker Engine, had too little free memory to rebuild it, or the rebuilt bytes did not match the image config's diff_id; the bundle has no full layer to fall back to (export one with --no-deltas)`);
       }
       return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} lacks ${ref}${from ? ` (it was made for devices on version ${from})` : ""}`);
     }

@@ -46,6 +46,11 @@ export const BundleDelta = Type.Object({
   ...DeltaDescriptor.properties,
   registry: Type.String(),
   repo: Type.String(),
+  /**
+   * The diff_id of the base layer `from` (sha256 of its uncompressed tar), so a device that holds
+   * it only in its Docker Engine finds it there; absent in bundles from before it was written.
+   */
+  fromDiffId: Type.Optional(Type.String({ pattern: "^sha256:[a-f0-9]{64}$" })),
 });
 export type BundleDelta = Static<typeof BundleDelta>;
 

@@ -7,13 +7,18 @@
  * naming the layer, v1 keeps running), then rebuilds the layer from the real bundle and runs
  * v2; its download event reports the delta as an online update does. A device whose newest
  * update (fetched, then cancelled) brought another layer of that image path still uses the
- * bundle's delta, from the `--from` version's layer it holds.
+ * bundle's delta, from the `--from` version's layer it holds. So does a device whose update
+ * records no longer name that image path (the DB keeps its last 20 updates): the base is what
+ * it holds, in its blob store or, once the store lost the layer, in its Docker Engine (exported
+ * and checked against the layer's diff_id).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { cpSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RegistryStorage } from "../../gateway/registry/storage.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { deltaWindowLog } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -213,5 +218,68 @@ describe("offline bundles with layer deltas", () => {
     expect(r.json.toTarget).toBe(`${HWID}-4`);
     expect(r.stderr).not.toContain("no delta");
     expect(await httpGet(port)).toBe("v4");
+  }, 90_000);
+
+  /** Forgets the device's update history, as when more than 20 updates went by since it named that image path. */
+  const forgetHistory = () => {
+    const db = new Database(join(device.sotaDir, "fioup.db"));
+    try {
+      db.run("DELETE FROM updates");
+    } finally {
+      db.close();
+    }
+  };
+
+  /** Publishes version `n` with a new image and exports a bundle to it `--from` version `n - 1`. */
+  let v5Image: BuiltImage;
+  async function nextBundle(n: number): Promise<{ out: string; image: BuiltImage }> {
+    const next = await pushImageDetailed(upstream, REPO, `v${n}`, image(`v${n}`));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(next.ref, port) });
+    await pub.publish(n);
+    const out = join(bundles, `to${n}`);
+    await gatewayExport(gw, { target: n, from: n - 1, hwid: HWID, out });
+    return { out, image: next.image };
+  }
+
+  test("a device whose update records no longer name the image still rebuilds from the --from layer in its blob store", async () => {
+    const before = (await device.fioup("status")).json.current.name;
+    expect(before).toBe(`${HWID}-4`); // the previous test
+    const { out, image: v5 } = await nextBundle(5);
+    v5Image = v5;
+    const delta = bundleIndex(out).bundle.deltas?.[0];
+    expect(delta).toMatchObject({ to: v5.layers.at(-1)!.digest, fromDiffId: expect.stringMatching(/^sha256:/) });
+    expect(new DeviceBlobStore(device.storeDir).has(delta.from)).toBe(true); // v4's layer, rebuilt from a delta
+    forgetHistory();
+
+    const r = await device.fioup("update", "--offline", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.toTarget).toBe(`${HWID}-5`);
+    expect(r.stderr).not.toContain("no delta");
+    expect(await httpGet(port)).toBe("v5");
+  }, 90_000);
+
+  test("a device that holds the --from layer only in its Docker Engine rebuilds from the engine's copy, checked against its diff_id", async () => {
+    const { out, image: v6 } = await nextBundle(6);
+    const delta = bundleIndex(out).bundle.deltas?.[0];
+    expect(delta).toMatchObject({ to: v6.layers.at(-1)!.digest });
+    // The store lost v5's layer (and the manifests that name it): only the engine, which runs v5, has it.
+    const store = new DeviceBlobStore(device.storeDir);
+    const stored = store.holder(delta.from); // it came as a delta: its uncompressed tar
+    expect(stored).toBeDefined();
+    rmSync(store.path(stored!));
+    rmSync(join(device.storeDir, "layers/sha256", delta.from.slice(7)), { force: true });
+    rmSync(store.path(v5Image.manifestDigest));
+    expect(store.has(delta.from)).toBe(false);
+    forgetHistory();
+
+    const r = await device.fioup("update", "--offline", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.toTarget).toBe(`${HWID}-6`);
+    console.error(r.stderr.split("\n").find((l) => l.includes("exported from the Docker Engine")));
+    expect(r.stderr).toContain(`delta base ${delta.from} exported from the Docker Engine`);
+    expect(r.stderr).not.toContain("no delta");
+    expect(await httpGet(port)).toBe("v6");
+    // Nothing of the export is left behind.
+    expect((readdirSync(device.storeDir, { recursive: true }) as string[]).filter((f) => f.endsWith(".save"))).toEqual([]);
   }, 90_000);
 });
