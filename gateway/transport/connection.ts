@@ -115,7 +115,18 @@ export class Connection implements ClientConnection {
       }
       this.out.shift();
     }
-    for (const w of this.flushed.splice(0)) w();
+    this.#wake();
+  }
+
+  /** Resolves the `whenFlushed` waiters (the queue is empty or the connection is gone). */
+  #wake(): void {
+    if (this.flushed.length) for (const w of this.flushed.splice(0)) w();
+  }
+
+  /** The socket closed: waiters on the output are released. */
+  gone(): void {
+    this.closed = true;
+    this.#wake();
   }
 
   whenFlushed(): Promise<void> {
@@ -144,6 +155,11 @@ export class Connection implements ClientConnection {
     this.ending = true;
     this.resume();
     this.arm("closing", CLOSING_MS); // a client that never reads or closes its side is cut off
+    // Usually the last answer went out whole (a new connection per request): end now, no promise.
+    if (!this.out.length) {
+      if (!this.closed) this.sock.end();
+      return;
+    }
     void this.whenFlushed().then(() => {
       if (!this.closed) this.sock.end();
     });

@@ -141,7 +141,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             if (!conns.delete(c)) return;
             c.onClose?.();
             if (c.body && !c.body.done) c.bodyFailed?.(new ClientGoneError());
-            for (const w of c.flushed.splice(0)) w();
+            c.gone();
             if (conns.size === 0) allClosed?.();
           },
           error() {

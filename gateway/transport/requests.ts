@@ -251,7 +251,8 @@ function requestInfo(head: RequestHead): RequestInfo {
     path,
     header(name: string) {
       const n = name.toLowerCase();
-      return head.headers.find(([k]) => k.toLowerCase() === n)?.[1];
+      for (const [k, v] of head.headers) if (k.length === n.length && k.toLowerCase() === n) return v; // lower-casing only same-length names
+      return undefined;
     },
   };
 }

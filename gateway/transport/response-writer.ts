@@ -34,11 +34,11 @@ export async function writeResponse(c: Connection, response: Response, req: Requ
   const status = response.status;
   let head = statusLine(status);
   let length: string | undefined;
+  // forEach gives each Set-Cookie value on its own (never joined), so no getSetCookie() array per answer.
   response.headers.forEach((v, k) => {
     if (k === "content-length") length = v;
-    else if (k !== "set-cookie" && k !== "transfer-encoding" && k !== "connection" && k !== "keep-alive") head += `${k}: ${v}\r\n`;
+    else if (k !== "transfer-encoding" && k !== "connection" && k !== "keep-alive") head += `${k}: ${v}\r\n`;
   });
-  for (const cookie of response.headers.getSetCookie()) head += `set-cookie: ${cookie}\r\n`;
   head += dateHeader();
   const keepAlive = req.keepAlive && reusable;
   if (!keepAlive) head += "connection: close\r\n";
