@@ -221,7 +221,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     app = createApp(gw, { registry: registryApps(`${publicBase}/token`) });
     if (proxyAddress) {
       // The same app, verifier and admission as the TLS port's proxy mode, without the TLS hop.
-      plain = listenPlain({
+      plain = await listenPlain({
         address: proxyAddress,
         trustedProxies,
         ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),

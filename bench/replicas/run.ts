@@ -11,14 +11,16 @@
  * scaling (every replica and HAProxy share the same two cores).
  *
  * Several --haproxy-config files (comma-separated) make one side per config and replica count, so
- * a tuning is compared with the shipped config in the same run. Each side also reports where the
+ * a tuning is compared with the shipped config in the same run. By default both shipped hops run:
+ * gateway.cfg (HTTPS from HAProxy to the replicas) and gateway-plain.cfg (plain HTTP to each
+ * replica's `--proxy-listen` port); a config whose server line has no `ssl` gets the plain ports. Each side also reports where the
  * CPU went over its timed part: HAProxy's, the replicas' and the load generator's CPU time per
  * check-in request (ms), and the load average when it ended.
  *
  * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3]
- *          [--replicas 1,2,3] [--haproxy-config gateway.cfg[,other.cfg...]]
+ *          [--replicas 1,2,3] [--haproxy-config gateway.cfg,gateway-plain.cfg[,other.cfg...]]
  */
-import { cpSync } from "node:fs";
+import { cpSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { basename, join, relative, resolve } from "node:path";
 import { benchArgs } from "../_args.ts";
@@ -28,7 +30,7 @@ import { openStore } from "../../gateway/store/open.ts";
 import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
 import { startPostgres } from "../../test/harness/postgres.ts";
 import { startHaproxy, type ProxyHandle } from "../../test/harness/proxies.ts";
-import { tempDir } from "../../test/harness/tmp.ts";
+import { freePort, tempDir } from "../../test/harness/tmp.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 
 const { values } = benchArgs({
@@ -41,7 +43,7 @@ const { values } = benchArgs({
     /** HAProxy sides with these replica counts (default 1 to --max-replicas). */
     replicas: { type: "string" },
     /** HAProxy configs, comma-separated: names under deploy/haproxy/ or paths with a "/" (to compare a tuning). */
-    "haproxy-config": { type: "string", default: "gateway.cfg" },
+    "haproxy-config": { type: "string", default: "gateway.cfg,gateway-plain.cfg" },
   },
 });
 const CERTS = Number(values.certs);
@@ -55,6 +57,9 @@ for (const n of COUNTS) if (!(n >= 1 && n <= MAX)) throw new Error(`--replicas: 
 /** A config's path as startHaproxy takes it: relative to deploy/haproxy/. */
 const DEPLOY_HAPROXY = resolve(import.meta.dir, "../../deploy/haproxy");
 const configFile = (c: string) => (c.includes("/") ? relative(DEPLOY_HAPROXY, resolve(c)) : c);
+/** A config whose backend talks plain HTTP (no `ssl` on its server line): its replicas are the --proxy-listen ports. */
+const plainHop = (c: string) => !/^\s*server\s.*\sssl\b/m.test(readFileSync(resolve(DEPLOY_HAPROXY, configFile(c)), "utf8"));
+const LABELS: Record<string, string> = { "gateway.cfg": "HAProxy TLS hop", "gateway-plain.cfg": "HAProxy plain hop" };
 const log = (s: string) => process.stderr.write(s + "\n");
 const stops: (() => Promise<void>)[] = [];
 
@@ -85,12 +90,18 @@ try {
   const db = await pg.createDatabase("bench_replicas");
   const registryDir = join(await tempDir("bench-registry-"), "registry");
   const args = ["--registry-dir", registryDir, "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert", "--max-connections", String(CERTS * 2 + 1000)];
-  const replicas: GatewayHandle[] = [await startGateway({ db, args })];
+  /** Each replica's plain-HTTP port for the trusted proxy (--proxy-listen), beside its TLS port. */
+  const plainPorts: string[] = [];
+  const withPlain = async () => {
+    plainPorts.push(`127.0.0.1:${await freePort()}`);
+    return [...args, "--proxy-listen", plainPorts.at(-1)!];
+  };
+  const replicas: GatewayHandle[] = [await startGateway({ db, args: await withPlain() })];
   stops.push(() => replicas[0]!.stop());
   for (let i = 1; i < MAX; i++) {
     const dataDir = join(await tempDir("bench-replica-"), "data");
     cpSync(replicas[0]!.dataDir, dataDir, { recursive: true, filter: (src) => !src.endsWith(".harness-port") && !src.endsWith("serve.json") });
-    const r = await startGateway({ db, dataDir, args });
+    const r = await startGateway({ db, dataDir, args: await withPlain() });
     replicas.push(r);
     stops.push(() => r.stop());
   }
@@ -113,9 +124,10 @@ try {
   const sides: { name: string; url: string; haproxy?: number }[] = [{ name: "1 replica, no HAProxy", url: replicas[0]!.url }];
   for (const c of CONFIGS)
     for (const n of COUNTS) {
-      const p: ProxyHandle = await startHaproxy({ file: configFile(c), dataDir: replicas[0]!.dataDir, replicas: replicas.slice(0, n).map((r) => r.host) });
+      const backends = plainHop(c) ? plainPorts.slice(0, n) : replicas.slice(0, n).map((r) => r.host);
+      const p: ProxyHandle = await startHaproxy({ file: configFile(c), dataDir: replicas[0]!.dataDir, replicas: backends });
       stops.push(() => p.stop());
-      const label = CONFIGS.length > 1 ? `${basename(c, ".cfg")} + ` : "HAProxy + ";
+      const label = `${LABELS[c] ?? (CONFIGS.length > 1 ? basename(c, ".cfg") : "HAProxy")} + `;
       sides.push({ name: `${label}${n} replica${n > 1 ? "s" : ""}`, url: p.url, haproxy: p.pid });
     }
   const width = Math.max(...sides.map((s) => s.name.length));

@@ -24,6 +24,8 @@
  * @module
  */
 import type { Server } from "bun";
+import { lstat, unlink } from "node:fs/promises";
+import { connect } from "node:net";
 import type { Bindings, ClientConnection } from "../env.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
@@ -153,7 +155,7 @@ function closing(res: Response): Response {
  *
  * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then claim any device).
  */
-export function listenPlain(opts: PlainListenOptions): PlainListening {
+export async function listenPlain(opts: PlainListenOptions): Promise<PlainListening> {
   const unix = "unix" in opts.address;
   if (!unix && opts.trustedProxies.size === 0)
     throw new InvalidProxyListenError("--proxy-listen on a TCP address needs --trust-proxy with the proxy's addresses: anyone who can connect could claim to be any device");
@@ -243,9 +245,21 @@ export function listenPlain(opts: PlainListenOptions): PlainListening {
   const address = opts.address;
   // Bun's types leave idleTimeout out for unix sockets, but Bun applies it there too (a held
   // request is cut after it, as over TCP): the cast keeps it.
-  const server = "unix" in address
-    ? Bun.serve({ ...common, unix: address.unix } as unknown as Parameters<typeof Bun.serve>[0])
-    : Bun.serve({ ...common, hostname: address.host, port: address.port });
+  const serve = () =>
+    "unix" in address
+      ? Bun.serve({ ...common, unix: address.unix } as unknown as Parameters<typeof Bun.serve>[0])
+      : Bun.serve({ ...common, hostname: address.host, port: address.port });
+  let server: Server<undefined>;
+  try {
+    server = serve();
+  } catch (err) {
+    // A socket file left by a gateway that did not stop cleanly: take it over if nobody answers on it.
+    if (!("unix" in address) || (err as { code?: string }).code !== "EADDRINUSE") throw err;
+    const isSocket = await lstat(address.unix).then((st) => st.isSocket(), () => false);
+    if (!isSocket || (await socketAnswers(address.unix))) throw err;
+    await unlink(address.unix);
+    server = serve();
+  }
   const url = "unix" in address ? `unix:${address.unix}` : `http://${server.hostname!.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
   return {
     url,
@@ -256,6 +270,17 @@ export function listenPlain(opts: PlainListenOptions): PlainListening {
       clearTimeout(t);
     },
   };
+}
+
+/** Whether a process accepts connections on the unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(path, () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.on("error", () => resolve(false));
+  });
 }
 
 function requestInfo(req: Request): RequestInfo {
