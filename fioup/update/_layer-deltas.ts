@@ -45,8 +45,6 @@ export interface DeltaReport {
   delta: string;
   deltaBytes: number;
   layerBytes: number;
-  /** The base came from the Docker Engine (the blob store lacked it). */
-  baseFromEngine?: boolean;
 }
 
 /** Image manifests of a plan that the store holds, parsed, with their image path. */
@@ -266,7 +264,7 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
       onProgress: (done) => faultMidBlob(c.layer.digest, done, delta.toSize), // a cut while the layer is rebuilt
     });
     await store.putRebuiltLayer(c.layer.digest, rebuilt, diffId);
-    return { layer: c.layer.digest, from: base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size, ...(fromEngine ? { baseFromEngine: true } : {}) };
+    return { layer: c.layer.digest, from: base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size };
   } catch (err) {
     await rm(rebuilt, { force: true });
     if (o.signal?.aborted) throw err;
