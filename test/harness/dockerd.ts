@@ -4,10 +4,11 @@
  * or $OTA_TEST_DOCKERD_DIR), guarded by a lock and reference-counted by the PIDs of the test
  * processes using it: the first user starts it (on a fresh data root), the last one stops it.
  * A process keeps its reference until it exits, though its test files dropped theirs: in `npm test`
- * (one `bun test` process over every file) the next file reuses the daemon, emptied of the
- * previous file's containers, images, networks and volumes when no other process uses it, instead
- * of waiting for a stop and a fresh start (about 2 s each time); the exit hook stops it when the
- * process ends, or the reaper once the process is gone.
+ * (one `bun test` process over every file) the last `stop()` of a file empties the daemon of
+ * containers, images, networks and volumes when no other process uses it, as a stop and a fresh
+ * start would leave it, and the next file reuses it instead of waiting for that stop and start
+ * (about 2 s each time); the exit hook stops it when the process ends, or the reaper once the
+ * process is gone.
  *
  * The daemon has its own bridge (`ota-test0`, 10.200.0.1/24), `--iptables=false` and no
  * registry mirrors: published ports on 127.0.0.1 work through docker-proxy, compose networks
@@ -266,8 +267,8 @@ async function stopDaemon(): Promise<void> {
   for (const p of leftoverPids()) await stopPid(p, 3000);
 }
 
-/** Brings the running daemon back to the state of a fresh one (no containers, images, networks, volumes), else restarts it. */
-async function emptyOrRestart(): Promise<void> {
+/** Brings the running daemon back to the state of a fresh one (no containers, images, networks, volumes), else stops it. */
+async function emptyOrStop(): Promise<void> {
   const env = { DOCKER_HOST: `unix://${SOCKET}` };
   try {
     const ids = (await run(["docker", "ps", "-aq"], { env })).stdout.trim().split("\n").filter(Boolean);
@@ -275,7 +276,6 @@ async function emptyOrRestart(): Promise<void> {
     await run(["docker", "system", "prune", "-af", "--volumes"], { env });
   } catch {
     await stopDaemon();
-    await startDaemon();
   }
 }
 
@@ -327,15 +327,10 @@ function installExitHook(): void {
 export async function startDockerd(): Promise<DockerdHandle> {
   installExitHook();
   const pid = await withLock(async () => {
-    // Left running for this process by its earlier test files (see the module comment).
-    const ours = registered && localRefs === 0;
     registerUserSync();
     localRefs++;
     try {
-      if (await ping()) {
-        if (ours && liveUsers().every((p) => p === process.pid)) await emptyOrRestart();
-        return daemonPid();
-      }
+      if (await ping()) return daemonPid();
       // A daemon still starting (another process died mid-start) or hung: give it a moment, then replace it.
       const old = daemonPid();
       if (old && pidAlive(old)) {
@@ -370,7 +365,10 @@ export async function startDockerd(): Promise<DockerdHandle> {
       if (stopped) return;
       stopped = true;
       // The user entry stays until this process exits (see the module comment): the next test file reuses the daemon.
-      localRefs--;
+      await withLock(async () => {
+        localRefs--;
+        if (localRefs === 0 && liveUsers().every((p) => p === process.pid)) await emptyOrStop();
+      });
     },
   };
 }
