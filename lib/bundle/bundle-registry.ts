@@ -12,7 +12,8 @@
  * config's diff_id). Such a bundle has no full layer to fall back to: asking for it says so.
  * Its delta is from the layer the `--from` version has, which need not be the base a device would
  * pick from its own history (a rolled-back update, say), so fioup asks {@link BundleRegistry.deltaBaseOf}
- * and, if it holds that base, asks for the bundle's pair.
+ * and, if it holds that base (in its blob store, or in its Docker Engine: found by the base's
+ * diff_id, which the bundle records), asks for the bundle's pair.
  *
  * @module
  */
