@@ -58,6 +58,34 @@ function postgresIds(): { uid: number; gid: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
+/** The data dir of a cluster initdb made and nobody started: made once per process, copied by each start. */
+let pristine: Promise<string> | undefined;
+function pristineCluster(bin: string, asPostgres: string[], ids: { uid: number; gid: number } | undefined): Promise<string> {
+  pristine ??= (async () => {
+    const dir = await tempDir("postgres-initdb-");
+    chmodSync(dir, 0o755);
+    const data = join(dir, "data");
+    mkdirSync(data, { mode: 0o700 });
+    if (ids) chownSync(data, ids.uid, ids.gid);
+    await run([
+      ...asPostgres,
+      join(bin, "initdb"),
+      "-D", data,
+      "-U", "postgres",
+      "-A", "trust",
+      "-E", "UTF8",
+      "--locale=C",
+      "--no-sync",
+      "--no-instructions",
+    ], { env: { HOME: dir } });
+    return data;
+  })().catch((err) => {
+    pristine = undefined;
+    throw err;
+  });
+  return pristine;
+}
+
 /**
  * Starts a fresh cluster and waits until it accepts connections.
  *
@@ -82,17 +110,8 @@ export async function startPostgres(opts: { durable?: boolean } = {}): Promise<P
   }
   const bin = postgresBinDir();
   const asPostgres = ids ? ["setpriv", `--reuid=${ids.uid}`, `--regid=${ids.gid}`, "--init-groups"] : [];
-  await run([
-    ...asPostgres,
-    join(bin, "initdb"),
-    "-D", data,
-    "-U", "postgres",
-    "-A", "trust",
-    "-E", "UTF8",
-    "--locale=C",
-    "--no-sync",
-    "--no-instructions",
-  ], { env: { HOME: dir } });
+  // A copy of this process's one initdb'd cluster (owner and modes kept): the same fresh cluster, in a tenth of the time.
+  await run(["cp", "-a", `${await pristineCluster(bin, asPostgres, ids)}/.`, data]);
   const port = await freePort();
   const proc = Proc.start({
     name: "postgres",
