@@ -82,8 +82,6 @@ export interface PlainListenOptions {
 export interface PlainListening {
   /** `http://host:port` or `unix:/path` */
   url: string;
-  /** Requests refused because they did not come from a trusted proxy. */
-  refused(): number;
   /** Stops accepting; in-flight requests get `graceMs` to finish, then every connection is closed. */
   close(graceMs?: number): Promise<void>;
 }
@@ -174,14 +172,12 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
     }
     return v;
   };
-  let refused = 0;
   const hostName = "unix" in opts.address ? "localhost" : opts.address.host.includes(":") ? `[${opts.address.host}]` : opts.address.host;
 
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
     const ip = unix ? null : server.requestIP(req);
     const remoteAddr = ip?.address ?? "";
     if (!unix && !trusted(remoteAddr)) {
-      refused++;
       return Response.json(
         { error: `Forbidden: ${remoteAddr || "this client"} is not a trusted proxy (--trust-proxy); this port serves only the TLS-terminating proxy, devices connect to the proxy` },
         { status: 403, headers: { connection: "close" } },
@@ -205,8 +201,11 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
     const bodyless = req.method === "GET" || req.method === "HEAD";
     const conn = bodyless ? new ProxiedRequest(req, remoteAddr, caps) : undefined;
     if (conn) env.connection = conn;
+    // The admission hook only matters for a request with a body, which it may refuse unread: without
+    // one the app gets the same request either way, and the deadlines an authenticated client
+    // earns on the TLS port are the proxy's business here.
     let refuse = false;
-    if (opts.admit) {
+    if (!bodyless && opts.admit) {
       let admission: Admission;
       try {
         admission = await opts.admit(requestInfo(request), env);
@@ -216,7 +215,7 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
       }
       // Refused whatever its body: the app answers from the head alone, the body is never read,
       // and the connection closes after the answer (what is left of the body is not a request).
-      if (admission.refuse && !bodyless && req.body !== null) {
+      if (admission.refuse && req.body !== null) {
         refuse = true;
         request = new Request(request.url, { method: req.method, headers: req.headers });
       }
@@ -263,7 +262,6 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
   const url = "unix" in address ? `unix:${address.unix}` : `http://${server.hostname!.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
   return {
     url,
-    refused: () => refused,
     close: async (graceMs = 10_000) => {
       const t = setTimeout(() => void server.stop(true), graceMs);
       await server.stop(false);
