@@ -189,18 +189,25 @@ try {
     // Devices connect in batches, each once the previous one is held: a fleet's devices come
     // and go spread over time, not all in the same second (and the handshakes need the CPU).
     // A wait that ends without news (204: its timeout, if connecting the rest took that long) is
-    // asked again, as fioup's daemon does. The bare server never answers: its waits end when we leave.
+    // asked again, as fioup's daemon does; so is a connection cut before it was held (on a loaded
+    // machine a handshake can outlast the gateway's 10 s head deadline), after a pause, up to 3
+    // times. The bare server never answers: its waits end when we leave.
     let published = false;
     const leave = new AbortController();
     const hold = async (d: Dev): Promise<void> => {
-      for (;;) {
+      for (let cut = 0; ; ) {
         try {
           const r = await devFetch(h.url, d, `/repo/wait?after=${after}&timeout=55`, leave.signal);
           await r.arrayBuffer();
           if (r.status === 204 && !published) continue;
           if (r.status === 200) { told++; lastTold = performance.now(); } else fail(`HTTP ${r.status}`);
         } catch (err) {
-          if (!leave.signal.aborted) fail((err as Error).message ?? String(err));
+          if (leave.signal.aborted) return;
+          if (!published && ++cut <= 3) {
+            await Bun.sleep(1000 + Math.random() * 2000);
+            continue;
+          }
+          fail((err as Error).message ?? String(err));
         }
         return;
       }
