@@ -127,12 +127,19 @@ try {
   const updateSeconds = (Date.now() - t0) / 1000;
   const hwm = rssKb(daemon.pid).hwm;
   const cpu = cpuSeconds(daemon.pid);
+  // Back to idle: the cycle that ran the update ends (report, GC, give back pages), then it polls.
+  await Bun.sleep(10_000);
+  const afterUpdate = rssKb(daemon.pid).rss;
+  const afterSplit = residentBySource(daemon.pid);
+  log(`idle again 10 s after the update: RSS ${mb(afterUpdate)} MB, by source ${JSON.stringify(afterSplit)}`);
   log(`update of ${totalMb} MB in ${updateSeconds.toFixed(1)} s: sampled peak RSS ${mb(peak)} MB, VmHWM ${mb(hwm)} MB, by state ${JSON.stringify(Object.fromEntries(Object.entries(peakByState).map(([k, v]) => [k, mb(v)])))}`);
   return {
     updateMb: totalMb,
     updatingPeakMb: mb(peak),
     hwmMb: mb(hwm),
     peakSplitMb: peakSplit,
+    idleAfterUpdateMb: mb(afterUpdate),
+    idleAfterUpdateSplitMb: afterSplit,
     peakByStateMb: Object.fromEntries(Object.entries(peakByState).map(([k, v]) => [k, mb(v)])),
     updateSeconds: Number(updateSeconds.toFixed(1)),
     daemonCpuSeconds: Number((cpu - cpuIdle).toFixed(2)),
