@@ -102,7 +102,7 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     if (touchedMore) {
       touchedMore = false;
       const r = await releaseExecutablePages();
-      if (!r.released && i === 0) o.log(`resident code stays resident: ${r.reason}`);
+      if (!r.released && i === 0) o.log(`cannot give back the executable's idle pages: ${r.reason}`);
     }
     if (o.signal.aborted || (o.cycles !== undefined && i + 1 >= o.cycles)) break;
     const base = s.cfg.pollingSeconds * 1000;
