@@ -17,6 +17,9 @@
  * no `finally`, no exit handler, no buffered write runs, as in a power cut seen by the process.
  * Points: `mid-blob`, `blob-committed`, and `state:<state>` right after each state is saved
  * (initialized, fetching, fetched, installing, installed, starting, started, completing).
+ * `fioup agent` (docs/kanto.md): `agent:received`, `agent:<phase>` once each phase is saved, and
+ * `agent:stopped`, `agent:renamed`, `agent:created`, `agent:started`, `agent:removed` after each
+ * container call.
  *
  * @module
  */
