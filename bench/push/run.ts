@@ -316,9 +316,10 @@ try {
     console.log(memory(results.bare));
   }
   if (results.push.length && results.bare.length) {
-    const med = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    const m = (k: "mbPer1000" | "slopeMbPer1000") => `${(med(results.push.map((x) => x[k])) - med(results.bare.map((x) => x[k]))).toFixed(1)} MB`;
-    console.log(`ours above the floor (medians over the rounds, per 1,000 held): held-idle ${m("mbPer1000")}, slope ${m("slopeMbPer1000")}`);
+    // Round by round (the same round's two sides ran back to back, under the same load).
+    const rounds = Math.min(results.push.length, results.bare.length);
+    const m = (k: "mbPer1000" | "slopeMbPer1000") => Array.from({ length: rounds }, (_, i) => (results.push[i]![k] - results.bare[i]![k]).toFixed(1)).join(", ");
+    console.log(`ours above the floor per 1,000 held, round by round: held-idle ${m("mbPer1000")} MB; slope ${m("slopeMbPer1000")} MB`);
   }
   if (results.poll.length) {
     const bq = results.poll.reduce((a, b) => (b.toldMs < a.toldMs ? b : a));
