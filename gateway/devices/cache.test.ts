@@ -7,11 +7,11 @@ test("DeviceCache: expired rows are dropped as new devices arrive, not kept unti
   const store = await SqliteStore.open(":memory:");
   try {
     const devices = await Promise.all([1, 2, 3, 4].map(() => store.putDevice(aDevice())));
-    const cache = new DeviceCache(store, { ttlMs: 50 });
+    const cache = new DeviceCache(store, { ttlMs: 1000 });
     for (const d of devices.slice(0, 3)) expect((await cache.get(d.uuid))?.uuid).toBe(d.uuid);
     expect(cache.size).toBe(3);
     expect(cache.fresh(devices[0]!.uuid)?.row?.uuid).toBe(devices[0]!.uuid);
-    await Bun.sleep(80);
+    await Bun.sleep(1100);
     expect(cache.fresh(devices[0]!.uuid)).toBeUndefined();
     expect((await cache.get(devices[3]!.uuid))?.uuid).toBe(devices[3]!.uuid);
     expect(cache.size).toBe(1); // the three expired rows went with this insert

@@ -202,11 +202,6 @@ export class WriterThread {
     this.call({ op: "open", path }, "Cannot open the database on the writer thread").catch((e: Error) => this.#die(e.message));
   }
 
-  /** Whether the thread stopped (then every call rejects at once). */
-  get dead(): boolean {
-    return this.#dead !== undefined;
-  }
-
   call(msg: WriterMessage, what: string): Promise<Reply> {
     if (this.#dead !== undefined) return Promise.reject(new WriterUnavailableError(what, this.#dead));
     const id = ++this.#seq;
