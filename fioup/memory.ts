@@ -6,8 +6,11 @@
  * loading, registry pulls. Those pages are clean copies of the executable file, so they stay
  * resident (counted in RSS) until the kernel needs the memory. `MADV_PAGEOUT` on the
  * executable's read-only mappings asks the kernel to reclaim them now; whatever the next cycle
- * touches is read back from the file (one major fault per page, once). Writable mappings are
- * left alone, and nothing anonymous is touched: the advice never changes what a page holds.
+ * touches is read back from the file (one major fault per page, once). Only clean file-backed
+ * mappings are advised: writable ones are left alone, and so is any read-only mapping that holds
+ * anonymous memory (the relocated read-only data, written once at load and then made read-only, is
+ * a private copy-on-write copy, not the file's pages), which would otherwise go to swap or zram.
+ * The advice never changes what a page holds.
  *
  * madvise is reached through bun:ffi, which needs the JIT enabled (`BUN_JSC_useJIT=0` refuses
  * it; `BUN_JSC_useBaselineJIT=0`, which fioup.service sets, keeps JavaScript interpreted and
@@ -36,15 +39,31 @@ async function loadMadvise(): Promise<Madvise> {
   return (addr, length, advice) => libc.symbols.madvise(addr, length, advice) as number;
 }
 
-/** The executable's mappings that are never written: code and read-only data, from /proc/self/maps. */
-export function readOnlyExecutableMappings(maps = readFileSync("/proc/self/maps", "utf8"), exe = readlinkSync("/proc/self/exe")): { start: number; length: number }[] {
+/**
+ * The executable's mappings that are never written and hold no anonymous memory (code and
+ * read-only data still backed by the file), from /proc/self/smaps. A read-only mapping with
+ * anonymous or swapped pages (relocated data) is skipped.
+ */
+export function readOnlyExecutableMappings(smaps = readFileSync("/proc/self/smaps", "utf8"), exe = readlinkSync("/proc/self/exe")): { start: number; length: number }[] {
   const out: { start: number; length: number }[] = [];
-  for (const line of maps.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \d+\s+(.*)$/.exec(line);
-    if (!m || m[4] !== exe || m[3]!.includes("w")) continue;
-    const start = Number.parseInt(m[1]!, 16);
-    out.push({ start, length: Number.parseInt(m[2]!, 16) - start });
+  let current: { start: number; length: number; anonymous: boolean } | undefined;
+  const flush = () => {
+    if (current && !current.anonymous) out.push({ start: current.start, length: current.length });
+    current = undefined;
+  };
+  for (const line of smaps.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (m) {
+      flush();
+      if (m[4] !== exe || m[3]!.includes("w")) continue;
+      const start = Number.parseInt(m[1]!, 16);
+      current = { start, length: Number.parseInt(m[2]!, 16) - start, anonymous: false };
+      continue;
+    }
+    const field = /^(Anonymous|Swap):\s+(\d+) kB/.exec(line);
+    if (current && field && Number(field[2]) > 0) current.anonymous = true;
   }
+  flush();
   return out;
 }
 
