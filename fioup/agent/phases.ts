@@ -71,6 +71,10 @@ export async function update(d: ApplyDeps, a: Activity): Promise<void> {
       x.stopping = true;
       d.store.save(a);
       await d.engine.stopContainer(x.old!.id);
+      // The stop is over: a later rollback must not wait for it again (it would stop the container
+      // it has already restored).
+      delete x.stopping;
+      d.store.save(a);
       faultPoint("agent:stopped", { name: x.name }); // kill-point tests (fioup/fault.ts)
       await d.engine.renameContainer(x.old!.id, oldName(x.name, a.activityId));
       faultPoint("agent:renamed", { name: x.name });

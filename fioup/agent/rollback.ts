@@ -49,8 +49,16 @@ export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<
         await d.engine.stopContainer(old.id);
         running = false;
         d.log?.(`rollback ${x.name}: waited for the stop it had been asked for`);
+        // That stop is over: a rollback run again (killed after the start below) must not stop the
+        // restored container once more.
+        delete x.stopping;
+        d.store.save(a);
       }
       if (old.running && !running) await d.engine.startContainer(old.id);
+      if (x.stopping) {
+        delete x.stopping;
+        d.store.save(a);
+      }
     });
   });
   for (const x of a.actions) {
