@@ -2,7 +2,8 @@ import { UsageError, defineCommand } from "../../lib/cli/command.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { startGatewayServer } from "../gateway.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
-import { parseProxyListen } from "../transport/plain.ts";
+import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
+import { TrustedProxies } from "../trusted-proxies.ts";
 
 /** A flag holding a positive number (seconds may have a fraction); the caller names the flag in the error. */
 function positive(flag: string, value: string, integer: boolean): number {
@@ -70,14 +71,14 @@ export default defineCommand({
     if (!flags.data) throw new UsageError("--data DIR is required");
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
     if (flags["proxy-listen"]) {
+      // The listener's own check, before anything starts.
       try {
-        parseProxyListen(flags["proxy-listen"]);
+        checkProxyListen(parseProxyListen(flags["proxy-listen"]), new TrustedProxies(flags["trust-proxy"]));
       } catch (e) {
-        throw new UsageError((e as Error).message);
+        if (e instanceof InvalidProxyListenError) throw new UsageError(e.message);
+        throw e;
       }
     }
-    if (flags["proxy-listen"] && !flags["proxy-listen"].startsWith("unix:") && !flags["trust-proxy"])
-      throw new UsageError("--proxy-listen on a TCP address needs --trust-proxy with the proxy's addresses: anyone who could connect could claim to be any device");
     const polling = Number(flags["polling-seconds"]);
     if (!Number.isInteger(polling) || polling < 1) throw new UsageError("--polling-seconds must be a positive integer");
     const limits = {

@@ -10,12 +10,14 @@
  * Who may talk to it: only the trusted proxies (`--trust-proxy`). A request from any other
  * address is answered 403 and the connection closed, before anything of it reaches the app
  * (its body is never read). A unix socket (`unix:/path`) has no address: it counts as trusted,
- * and its file permissions decide who may connect (Bun creates it with the process's umask).
+ * and its file permissions decide who may connect: it is created with mode 0660 (`socketMode`),
+ * owner and group only, whatever the process's umask, so the proxy's user must own it or be in
+ * its group.
  *
  * What each request gets is what the TLS transport gives a request from a trusted proxy
  * (requests.ts): `env.peer` from the forwarded certificate header, checked by the same
- * `ForwardedCertVerifier`; the same admission hook before the body (a refused request reaches
- * the app without its body, and the connection closes after the answer); `env.connection` so a
+ * `ForwardedCertVerifier`; the same admission hook before the body (a refused request with a
+ * body reaches the app without it, and the connection closes after the answer); `env.connection` so a
  * held request (GET /repo/wait) may take its share of `maxConnections` (connection-caps.ts) and
  * learns through `req.signal` when the proxy gives up on it. Slow clients are the proxy's job:
  * it buffers request heads and enforces its own timeouts, so only an idle limit applies here,
@@ -24,7 +26,7 @@
  * @module
  */
 import type { Server } from "bun";
-import { lstat, unlink } from "node:fs/promises";
+import { chmod, lstat, stat, unlink } from "node:fs/promises";
 import { connect } from "node:net";
 import type { Bindings, ClientConnection } from "../env.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
@@ -75,6 +77,8 @@ export interface PlainListenOptions {
   forwardedCerts: ForwardedCertVerifier;
   fetch(request: Request, env: Bindings): Response | Promise<Response>;
   admit?(request: RequestInfo, env: Bindings): Admission | Promise<Admission>;
+  /** Mode of the unix socket (default 0660: the gateway's user and group; never world-writable unless asked). */
+  socketMode?: number;
   /** `maxConnections` sets the held share (push); `idleTimeoutMs` the idle limit (raised to 75 s, at most 255 s). */
   limits?: Partial<TransportLimits>;
 }
@@ -148,15 +152,29 @@ function closing(res: Response): Response {
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
 }
 
+/** The default mode of the unix socket: the gateway's user and group may connect, nobody else. */
+export const DEFAULT_SOCKET_MODE = 0o660;
+
 /**
- * Starts the plain-HTTP listener.
+ * The requirement on who may use the listener, checked before anything starts (`gateway serve`
+ * raises it as a usage error) and again by {@link listenPlain}.
  *
  * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then claim any device).
  */
-export async function listenPlain(opts: PlainListenOptions): Promise<PlainListening> {
-  const unix = "unix" in opts.address;
-  if (!unix && opts.trustedProxies.size === 0)
+export function checkProxyListen(address: ProxyListenAddress, trustedProxies: TrustedProxies): void {
+  if (!("unix" in address) && trustedProxies.size === 0)
     throw new InvalidProxyListenError("--proxy-listen on a TCP address needs --trust-proxy with the proxy's addresses: anyone who can connect could claim to be any device");
+}
+
+/**
+ * Starts the plain-HTTP listener.
+ *
+ * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then
+ *   claim any device), or a unix socket left world-writable that could not be chmod-ed.
+ */
+export async function listenPlain(opts: PlainListenOptions): Promise<PlainListening> {
+  checkProxyListen(opts.address, opts.trustedProxies);
+  const unix = "unix" in opts.address;
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, () => true);
   const certHeader = (opts.clientCertHeader ?? "x-client-cert").toLowerCase();
@@ -244,10 +262,17 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
   const address = opts.address;
   // Bun's types leave idleTimeout out for unix sockets, but Bun applies it there too (a held
   // request is cut after it, as over TCP): the cast keeps it.
-  const serve = () =>
-    "unix" in address
-      ? Bun.serve({ ...common, unix: address.unix } as unknown as Parameters<typeof Bun.serve>[0])
-      : Bun.serve({ ...common, hostname: address.host, port: address.port });
+  const serve = () => {
+    if (!("unix" in address)) return Bun.serve({ ...common, hostname: address.host, port: address.port });
+    // The socket is fully trusted: bind it with others shut out (umask 0117, so never wider than
+    // 0660 even for a moment), then give it exactly the mode asked for.
+    const umask = process.umask(0o117);
+    try {
+      return Bun.serve({ ...common, unix: address.unix } as unknown as Parameters<typeof Bun.serve>[0]);
+    } finally {
+      process.umask(umask);
+    }
+  };
   let server: Server<undefined>;
   try {
     server = serve();
@@ -258,6 +283,19 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
     if (!isSocket || (await socketAnswers(address.unix))) throw err;
     await unlink(address.unix);
     server = serve();
+  }
+  if ("unix" in address) {
+    const mode = opts.socketMode ?? DEFAULT_SOCKET_MODE;
+    try {
+      await chmod(address.unix, mode);
+    } catch (err) {
+      // Without the chmod the umask decided: a socket anyone may write to lets anyone be any device.
+      const st = await stat(address.unix).catch(() => undefined);
+      if (!st || (st.mode & 0o002 && !(mode & 0o002))) {
+        void server.stop(true);
+        throw new InvalidProxyListenError(`Cannot set mode ${mode.toString(8)} on ${address.unix} (${(err as Error).message}) and it is world-writable: refusing to serve on it`);
+      }
+    }
   }
   const url = "unix" in address ? `unix:${address.unix}` : `http://${server.hostname!.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
   return {

@@ -5,11 +5,12 @@
  * and gets push; a held push request takes its share of the connections and is let go when the
  * device goes away. The plain port answers nobody but the trusted proxy: a client from another
  * address is refused unread, even with a genuine certificate in the header, and a header a client
- * sends through the proxy is stripped.
+ * sends through the proxy is stripped, the gateway's default `x-client-cert` as well. The unix
+ * socket is created 0660: the proxy gets in through the socket's group.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { chmodSync } from "node:fs";
+import { chmodSync, chownSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { x509 } from "../../gateway/pki/x509.ts";
@@ -139,6 +140,39 @@ describe("HAProxy with a plain-HTTP hop (deploy/haproxy/gateway-plain.cfg)", () 
   });
 });
 
+describe("a gateway left with the default certificate header (x-client-cert) behind the shipped plain-hop configs", () => {
+  let gw: GatewayHandle;
+  let plainPort: number;
+  let dev: TlsDevice;
+  const proxies: [string, ProxyHandle][] = [];
+  beforeAll(async () => {
+    plainPort = await freePort();
+    // No --client-cert-header: the operator forgot `x-ssl-client-cert`, so the gateway reads x-client-cert.
+    gw = await startGateway({ args: ["--trust-proxy", "127.0.0.1", "--proxy-listen", `127.0.0.1:${plainPort}`] });
+    stops.push(() => gw.stop());
+    dev = await registerDevice(gw.url, gw.adminToken, gw.caPem);
+    const haproxy = await startHaproxy({ file: "gateway-plain.cfg", dataDir: gw.dataDir, replicas: [`127.0.0.1:${plainPort}`] });
+    stops.push(() => haproxy.stop());
+    const nginx = await startNginx({ file: "gateway-plain.conf", dataDir: gw.dataDir, replicas: [`127.0.0.1:${plainPort}`] });
+    stops.push(() => nginx.stop());
+    proxies.push(["HAProxy", haproxy], ["nginx", nginx]);
+  });
+
+  test("a client's own x-client-cert header (another device's certificate) does not pass the proxy", async () => {
+    const forged = encodeURIComponent(dev.cert);
+    // Straight from the proxy's address the header is the device: what a client could be if it passed.
+    const direct = await raw(plainPort, "127.0.0.1", `GET /device HTTP/1.1\r\nhost: gw\r\nx-client-cert: ${forged}\r\nconnection: close\r\n\r\n`);
+    expect(direct.status).toBe(200);
+    expect(JSON.parse(direct.body).uuid).toBe(dev.uuid);
+    for (const [name, proxy] of proxies) {
+      for (const header of ["X-Client-Cert", "x-client-cert"]) {
+        const res = await tlsFetch({ ca: gw.caPem })(`${proxy.url}/device`, { headers: { [header]: forged }, keepalive: false });
+        expect(`${name} ${header}: ${res.status}`).toBe(`${name} ${header}: 401`);
+      }
+    }
+  });
+});
+
 describe("nginx with a plain-HTTP hop over a unix socket (deploy/nginx/gateway-plain.conf)", () => {
   let gw: GatewayHandle;
   let proxy: ProxyHandle;
@@ -149,10 +183,13 @@ describe("nginx with a plain-HTTP hop over a unix socket (deploy/nginx/gateway-p
     // --max-connections 2: held push requests may take 90% of it, one.
     gw = await startGateway({ args: [...proxyArgs(proxyPort, `unix:${socket}`), "--max-connections", "2"] });
     stops.push(() => gw.stop());
-    // The socket's permissions decide who may connect: let nginx's workers (user nobody) in, as
-    // an operator gives the proxy's user access to the socket's directory.
+    // The gateway makes the socket 0660 whatever its umask: owner and group only.
+    expect((statSync(socket).mode & 0o777).toString(8)).toBe("660");
+    // nginx's workers run as nobody:nogroup here (no `user` line): let them in as an operator
+    // would, through the socket's group and a directory they may enter (others: no access).
+    const nogroup = Number(/^nogroup:[^:]*:([0-9]+):/m.exec(readFileSync("/etc/group", "utf8"))![1]);
     chmodSync(dirname(socket), 0o711);
-    chmodSync(socket, 0o666);
+    chownSync(socket, process.getuid!(), nogroup);
     proxy = await startNginx({ file: "gateway-plain.conf", dataDir: gw.dataDir, replicas: [`unix:${socket}`], port: proxyPort });
     stops.push(() => proxy.stop());
     dev = await registerDevice(proxy.url, gw.adminToken, gw.caPem);
