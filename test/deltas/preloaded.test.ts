@@ -113,7 +113,6 @@ describe("image deltas on a preloaded device", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(await httpGet(port)).toBe("v3");
     const line = r.stderr.split("\n").find((l) => l.includes("exported from the Docker Engine"));
-    console.error(line);
     expect(line).toContain(`delta base ${base.digest}`);
     const after = await servedBytes(gwHandle, `device:${uuid}`);
     expect((after.delta - before.delta) * 4).toBeLessThan(big.gz.byteLength);

@@ -185,26 +185,29 @@ describe("install holds", () => {
     const locks = join(device.sotaDir, "update-locks");
     mkdirSync(locks, { recursive: true });
     writeFileSync(join(locks, "app-busy"), "transaction in flight\n"); // what an app writes through its bind mount
-    const v = await publishNext(64 * 1024);
-    const first = await device.fioup("update");
-    expect(first.code, first.stderr).toBe(14);
-    expect(first.stderr).toContain(`Install of ${v.name} deferred: held by update lock "app-busy" (transaction in flight)`);
-    expect(device.updateState()?.state).toBe("fetched");
-    const again = await device.fioup("install");
-    expect(again.code, again.stderr).toBe(14);
-    expect(await httpGet(port)).toBe(`hold v${version - 1}`);
+    try {
+      const v = await publishNext(64 * 1024);
+      const first = await device.fioup("update");
+      expect(first.code, first.stderr).toBe(14);
+      expect(first.stderr).toContain(`Install of ${v.name} deferred: held by update lock "app-busy" (transaction in flight)`);
+      expect(device.updateState()?.state).toBe("fetched");
+      const again = await device.fioup("install");
+      expect(again.code, again.stderr).toBe(14);
+      expect(await httpGet(port)).toBe(`hold v${version - 1}`);
 
-    writeFileSync(clockFile, "2026-12-05T10:00:04.500Z");
-    const last = await device.fioup("update");
-    expect(last.code, last.stderr).toBe(0);
-    expect(last.stderr).toContain(`Update lock "app-busy" held ${v.name} past the maximum hold time of 4 s: installing anyway`);
-    expect(await httpGet(port)).toBe(v.body);
-    const events = await holdEvents(v.name);
-    expect(events.map((e) => e.type)).toEqual(["UpdateDeferred", "UpdateHoldReleased"]); // one deferral for two refusals
-    expect(events[0]!.details).toMatchObject({ reason: "lock", locks: [{ name: "app-busy", reason: "transaction in flight" }] });
-    expect(events[1]!.details).toMatchObject({ releasedBy: "max-hold", heldSince: "2026-12-05T10:00:00Z" });
-    rmSync(join(locks, "app-busy")); // the app is done
-    clockFile = undefined;
+      writeFileSync(clockFile, "2026-12-05T10:00:04.500Z");
+      const last = await device.fioup("update");
+      expect(last.code, last.stderr).toBe(0);
+      expect(last.stderr).toContain(`Update lock "app-busy" held ${v.name} past the maximum hold time of 4 s: installing anyway`);
+      expect(await httpGet(port)).toBe(v.body);
+      const events = await holdEvents(v.name);
+      expect(events.map((e) => e.type)).toEqual(["UpdateDeferred", "UpdateHoldReleased"]); // one deferral for two refusals
+      expect(events[0]!.details).toMatchObject({ reason: "lock", locks: [{ name: "app-busy", reason: "transaction in flight" }] });
+      expect(events[1]!.details).toMatchObject({ releasedBy: "max-hold", heldSince: "2026-12-05T10:00:00Z" });
+    } finally {
+      rmSync(join(locks, "app-busy"), { force: true }); // the app is done
+      clockFile = undefined;
+    }
   }, 180_000);
 
   test("--force installs through a hold", async () => {

@@ -275,7 +275,6 @@ describe("offline bundles with layer deltas", () => {
     const r = await device.fioup("update", "--offline", out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.toTarget).toBe(`${HWID}-6`);
-    console.error(r.stderr.split("\n").find((l) => l.includes("exported from the Docker Engine")));
     expect(r.stderr).toContain(`delta base ${delta.from} exported from the Docker Engine`);
     expect(r.stderr).not.toContain("no delta");
     expect(await httpGet(port)).toBe("v6");
