@@ -16,7 +16,7 @@ import { createApp } from "./app.ts";
 import { openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
-import type { Gateway, GatewayEnv } from "./env.ts";
+import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
 import { Metrics } from "./metrics.ts";
 import { TufRepo } from "./ota/repo.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
@@ -200,18 +200,22 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         return (bearer !== undefined && verifyRegistryToken(data.registrySecret, bearer) !== undefined) || (await requestCaller(gw, auth)) !== undefined;
       },
     });
+    // What both listeners share: the app, the proxies trusted, the forwarded-cert verifier, admission and limits.
+    const common = {
+      trustedProxies,
+      ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
+      forwardedCerts,
+      fetch: (req: Request, env: Bindings) => app!.fetch(req, env),
+      admit,
+      ...(opts.limits ? { limits: opts.limits } : {}),
+    };
     server = await listen({
       host,
       port,
       cert: opts.tlsCert ?? data.serverCertPem,
       key: opts.tlsKey ?? data.serverKeyPem,
       clientCa: data.ca.certPem,
-      trustedProxies,
-      ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
-      forwardedCerts,
-      fetch: (req, env) => app!.fetch(req, env),
-      admit,
-      ...(opts.limits ? { limits: opts.limits } : {}),
+      ...common,
     });
     gw.metrics.connections = server.stats;
     const publicBase = publicUrl
@@ -221,15 +225,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     app = createApp(gw, { registry: registryApps(`${publicBase}/token`) });
     if (proxyAddress) {
       // The same app, verifier and admission as the TLS port's proxy mode, without the TLS hop.
-      plain = await listenPlain({
-        address: proxyAddress,
-        trustedProxies,
-        ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
-        forwardedCerts,
-        fetch: (req, env) => app!.fetch(req, env),
-        admit,
-        ...(opts.limits ? { limits: opts.limits } : {}),
-      });
+      plain = await listenPlain({ address: proxyAddress, ...common });
       log(`gateway: plain HTTP for trusted proxies on ${plain.url}`);
     }
     const url = `https://${urlHost(server.host)}:${server.port}`;
