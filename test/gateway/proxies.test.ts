@@ -3,7 +3,8 @@
  * nginx terminating device TLS and forwarding the client certificate (HAProxy as base64 DER,
  * nginx as URL-encoded PEM), and HAProxy in TCP mode passing TLS through to the gateway. Through
  * each, a device registers, is recognised by its certificate, posts events and reads TUF metadata;
- * a made-up certificate header never gets through, and a certificate of another CA fails the
+ * a made-up certificate header never gets through (the gateway's default `x-client-cert` too,
+ * for an operator who left out --client-cert-header), and a certificate of another CA fails the
  * handshake.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -110,6 +111,47 @@ describe("nginx terminating TLS (deploy/nginx/gateway.conf)", () => {
     const dev = await registerThrough(proxy.url);
     await spoofRefused(proxy.url, encodeURIComponent(dev.cert));
     await foreignCertRefused(proxy.url);
+  });
+});
+
+describe("the TLS-hop configs in front of a gateway left with the default certificate header (x-client-cert)", () => {
+  let plainGw: GatewayHandle;
+  let cert: string;
+  let uuid: string;
+  const proxies: [string, ProxyHandle][] = [];
+  beforeAll(async () => {
+    const port = await freePort();
+    // No --client-cert-header: the operator forgot `x-ssl-client-cert`, so the gateway reads x-client-cert.
+    plainGw = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`, "--trust-proxy", "127.0.0.1"] });
+    stops.push(() => plainGw.stop());
+    const { token } = (await (await plainGw.adminFetch("/admin/tokens", post({ tags: ["main"] }))).json()) as { token: string };
+    const k = await makeDeviceCsr();
+    const reg = await tlsFetch({ ca: plainGw.caPem })(`${plainGw.url}/devices`, {
+      ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    });
+    expect(reg.status).toBe(201);
+    ({ certificate: cert } = (await reg.json()) as RegistrationResponse);
+    uuid = k.uuid;
+    const haproxy = await startHaproxy({ dataDir: plainGw.dataDir, replicas: [plainGw.host], port });
+    stops.push(() => haproxy.stop());
+    const nginx = await startNginx({ dataDir: plainGw.dataDir, replicas: [plainGw.host], replicaName: "127.0.0.1" });
+    stops.push(() => nginx.stop());
+    proxies.push(["HAProxy", haproxy], ["nginx", nginx]);
+  });
+
+  test("a client's own x-client-cert header (another device's certificate) does not pass the proxy", async () => {
+    const forged = encodeURIComponent(cert);
+    // Straight from the proxy's address the header is the device: what a client would be if it passed.
+    const direct = await tlsFetch({ ca: plainGw.caPem })(`${plainGw.url}/device`, { headers: { "x-client-cert": forged }, keepalive: false });
+    expect(direct.status).toBe(200);
+    expect(((await direct.json()) as { uuid: string }).uuid).toBe(uuid);
+    for (const [name, proxy] of proxies) {
+      for (const header of ["X-Client-Cert", "x-client-cert"]) {
+        const res = await tlsFetch({ ca: plainGw.caPem })(`${proxy.url}/device`, { headers: { [header]: forged }, keepalive: false });
+        expect(`${name} ${header}: ${res.status}`).toBe(`${name} ${header}: 401`);
+      }
+    }
   });
 });
 
