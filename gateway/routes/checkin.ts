@@ -20,6 +20,7 @@
 import type { Bindings, Gateway } from "../env.ts";
 import { cachedDeviceInGoodStanding, checkDevice, noteCheckIn } from "../devices/auth.ts";
 import type { DeviceRow } from "../store/types.ts";
+import { urlTarget } from "../transport/url.ts";
 import { readAppsStates } from "./device-apps-states.ts";
 import { readEventBatch } from "./device-events.ts";
 import { deviceView, METADATA_FILE, METADATA_HEADERS } from "./repo.ts";
@@ -50,15 +51,6 @@ function metadataInit(length: number): ResponseInit {
   return init;
 }
 const NO_CONTENT: ResponseInit = { status: 204 };
-
-/** A request URL's path (what Hono routes on) and query ("" without one); undefined when the path needs decoding. */
-export function requestTarget(url: string): { path: string; query: string } | undefined {
-  const start = url.indexOf("/", url.indexOf(":") + 3);
-  if (start < 0) return undefined;
-  const q = url.indexOf("?", start);
-  const path = q < 0 ? url.slice(start) : url.slice(start, q);
-  return path.includes("%") ? undefined : { path, query: q < 0 ? "" : url.slice(q + 1) };
-}
 
 /** A device route's handler, given the device in good standing. */
 type DeviceHandler = (d: DeviceRow, req: Request, env: Bindings, path: string, query: string) => Response | Promise<Response>;
@@ -136,10 +128,10 @@ export function withDeviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer)
     if (!peer) return app(req, env, ctx);
     const method = req.method;
     if (method !== "GET" && method !== "POST") return app(req, env, ctx);
-    const target = requestTarget(req.url);
-    const route = target && routeOf(method, target.path);
+    const { path, query } = urlTarget(req.url);
+    // A path that needs decoding goes to the app, which routes on the decoded path.
+    const route = path.includes("%") ? undefined : routeOf(method, path);
     if (!route) return app(req, env, ctx);
-    const { path, query } = target;
     const cached = cachedDeviceInGoodStanding(gw.devices, peer);
     if (cached) return answer(route, cached, req, env, path, query);
     return checkDevice(gw.devices, peer).then((r) => ("device" in r ? answer(route, r.device, req, env, path, query) : app(req, env, ctx)));

@@ -1,2 +1,3 @@
 export * from "./listen.ts";
 export * from "./options.ts";
+export * from "./url.ts";

@@ -33,6 +33,7 @@ import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
 import { ConnectionCaps } from "./connection-caps.ts";
 import { DEFAULT_LIMITS, type Admission, type RequestInfo, type TransportLimits } from "./options.ts";
+import { urlTarget } from "./url.ts";
 
 /** The longest push wait the app holds (routes/repo-wait.ts MAX_WAIT_SECONDS) plus a margin: the idle limit may not be shorter. */
 const MIN_IDLE_SECONDS = 75;
@@ -135,14 +136,6 @@ class ProxiedRequest implements ClientConnection {
   done(): void {
     if (this.caps) this.caps.closed(this);
   }
-}
-
-/** The path of a request URL, without the query. */
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("://") + 3);
-  if (start < 0) return "/";
-  const q = url.indexOf("?", start);
-  return q < 0 ? url.slice(start) : url.slice(start, q);
 }
 
 /** The answer with `connection: close`: the server closes the connection after it (a body left unread must not be taken for the next request). */
@@ -322,7 +315,7 @@ function socketAnswers(path: string): Promise<boolean> {
 function requestInfo(req: Request): RequestInfo {
   return {
     method: req.method,
-    path: pathOf(req.url),
+    path: urlTarget(req.url).path,
     header: (name) => req.headers.get(name) ?? undefined,
   };
 }

@@ -1,0 +1,15 @@
+/**
+ * The path and query of a request's URL, cut out without a `URL` object (the device routes and
+ * the plain listener's admission read them on every request). The path is left as sent, not
+ * percent-decoded: callers that route on it decide what a `%` means.
+ *
+ * @module
+ */
+
+/** A request URL's path (as sent, "/" without one) and query ("" without one). */
+export function urlTarget(url: string): { path: string; query: string } {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  if (start < 0) return { path: "/", query: "" };
+  const q = url.indexOf("?", start);
+  return q < 0 ? { path: url.slice(start), query: "" } : { path: url.slice(start, q), query: url.slice(q + 1) };
+}
