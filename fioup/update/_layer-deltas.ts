@@ -135,18 +135,25 @@ async function engineHeld(engine: DockerEngine | undefined, images: ImageManifes
   return out;
 }
 
-/** An image in the engine with a layer of diff_id `diffId`, found by listing its images. */
-async function engineImageWith(engine: DockerEngine | undefined, diffId: string): Promise<EngineBase | undefined> {
-  if (!engine) return undefined;
+/**
+ * The engine's layers by diff_id (each with an image that holds it), from one listing of its
+ * images: asked only when a bundle's base is in neither the store nor an image the device knows,
+ * and then built once for all such layers of the update.
+ */
+async function engineLayersByDiffId(engine: DockerEngine | undefined): Promise<Map<string, EngineBase>> {
+  const out = new Map<string, EngineBase>();
+  if (!engine) return out;
   try {
     for (const s of await engine.listImages()) {
-      const index = (await engine.inspectImage(s.Id))?.RootFS?.Layers?.indexOf(diffId) ?? -1;
-      if (index >= 0) return { engine, image: s.Id, index, diffId };
+      const layers = (await engine.inspectImage(s.Id))?.RootFS?.Layers ?? [];
+      layers.forEach((diffId, index) => {
+        if (!out.has(diffId)) out.set(diffId, { engine, image: s.Id, index, diffId });
+      });
     }
   } catch {
     // no engine
   }
-  return undefined;
+  return out;
 }
 
 /**
@@ -182,6 +189,7 @@ export async function deltaCandidates(
   }
   const engine = cfg && engineOf(cfg);
   const inEngine = await engineHeld(engine, [...old.values()].flat(), store);
+  let byDiffId: Promise<Map<string, EngineBase>> | undefined; // listed once, when first needed
   const held = (d: string) => store.has(d) || inEngine.has(d);
   const byDigest = new Map(missing.map((b) => [b.digest, b]));
   for (const img of storedImages(plan, store)) {
@@ -194,7 +202,9 @@ export async function deltaCandidates(
       const reg = registry?.(c.layer.registry);
       const carried = reg instanceof BundleRegistry ? reg.deltaBaseOf(l.digest) : undefined;
       if (carried) {
-        const engineBase = store.has(carried.digest) ? undefined : (inEngine.get(carried.digest) ?? (carried.diffId ? await engineImageWith(engine, carried.diffId) : undefined));
+        const engineBase = store.has(carried.digest)
+          ? undefined
+          : (inEngine.get(carried.digest) ?? (carried.diffId ? (await (byDiffId ??= engineLayersByDiffId(engine))).get(carried.diffId) : undefined));
         if (store.has(carried.digest) || engineBase) out.set(l.digest, { ...c, base: carried.digest, ...(engineBase ? { engine: engineBase } : {}) });
         continue;
       }
