@@ -1,8 +1,7 @@
 /**
- * Replicas benchmark: check-ins/s through HAProxy (deploy/haproxy/gateway.cfg, terminating device
- * TLS and forwarding the certificate) in front of 1, 2 and 3 `gateway serve` replicas on one
- * PostgreSQL, and one replica without HAProxy, all in the same run. The replicas share a copy of
- * one data dir (CA, TUF keys) and one --registry-dir, as an operator would set them up.
+ * Replicas benchmark: check-ins/s through HAProxy (the configs in deploy/haproxy/) in front of 1, 2
+ * and 3 `gateway serve` replicas on one PostgreSQL, and one replica without HAProxy, all in the
+ * same run. The replicas share a copy of one data dir (CA, TUF keys) and one --registry-dir, as an operator would set them up.
  *
  * A check-in is GET /repo/timestamp.json then POST /events (one event), from simulated devices
  * with their own certificates, each with its connection kept alive (bench/gateway-checkin/load.ts).
@@ -11,14 +10,17 @@
  * scaling (every replica and HAProxy share the same two cores).
  *
  * Several --haproxy-config files (comma-separated) make one side per config and replica count, so
- * a tuning is compared with the shipped config in the same run. By default both shipped hops run:
- * gateway.cfg (HTTPS from HAProxy to the replicas) and gateway-plain.cfg (plain HTTP to each
- * replica's `--proxy-listen` port); a config whose server line has no `ssl` gets the plain ports. Each side also reports where the
+ * a tuning is compared with the shipped config in the same run. By default the three shipped
+ * configs run: gateway.cfg (HAProxy terminates TLS, HTTPS to the replicas), gateway-plain.cfg
+ * (plain HTTP to each replica's `--proxy-listen` port) and gateway-tcp.cfg (`mode tcp`: the device's
+ * TLS bytes go through to the replicas' TLS port). A config in `mode tcp` gets the TLS ports, any
+ * other config whose server line has no `ssl` the plain ports. Each side also reports where the
  * CPU went over its timed part: HAProxy's, the replicas' and the load generator's CPU time per
- * check-in request (ms), and the load average when it ended.
+ * check-in request (ms), the load average when it ended, and how the requests spread over the
+ * replicas (each replica's device requests in /metrics, before and after the side).
  *
  * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3]
- *          [--replicas 1,2,3] [--haproxy-config gateway.cfg,gateway-plain.cfg[,other.cfg...]]
+ *          [--replicas 1,2,3] [--haproxy-config gateway.cfg,gateway-plain.cfg,gateway-tcp.cfg[,other.cfg...]]
  */
 import { cpSync, readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -43,7 +45,7 @@ const { values } = benchArgs({
     /** HAProxy sides with these replica counts (default 1 to --max-replicas). */
     replicas: { type: "string" },
     /** HAProxy configs, comma-separated: names under deploy/haproxy/ or paths with a "/" (to compare a tuning). */
-    "haproxy-config": { type: "string", default: "gateway.cfg,gateway-plain.cfg" },
+    "haproxy-config": { type: "string", default: "gateway.cfg,gateway-plain.cfg,gateway-tcp.cfg" },
   },
 });
 const CERTS = Number(values.certs);
@@ -57,9 +59,13 @@ for (const n of COUNTS) if (!(n >= 1 && n <= MAX)) throw new Error(`--replicas: 
 /** A config's path as startHaproxy takes it: relative to deploy/haproxy/. */
 const DEPLOY_HAPROXY = resolve(import.meta.dir, "../../deploy/haproxy");
 const configFile = (c: string) => (c.includes("/") ? relative(DEPLOY_HAPROXY, resolve(c)) : c);
-/** A config whose backend talks plain HTTP (no `ssl` on its server line): its replicas are the --proxy-listen ports. */
-const plainHop = (c: string) => !/^\s*server\s.*\sssl\b/m.test(readFileSync(resolve(DEPLOY_HAPROXY, configFile(c)), "utf8"));
-const LABELS: Record<string, string> = { "gateway.cfg": "HAProxy TLS hop", "gateway-plain.cfg": "HAProxy plain hop" };
+/** A config's lines without comments. */
+const configText = (c: string) => readFileSync(resolve(DEPLOY_HAPROXY, configFile(c)), "utf8").replace(/#.*$/gm, "");
+/** A config in `mode tcp` passes the device's TLS through: its replicas are their TLS ports. */
+const tcpMode = (c: string) => /^\s*mode\s+tcp\b/m.test(configText(c));
+/** A config whose backend talks plain HTTP (not TCP mode, no `ssl` on its server line): its replicas are the --proxy-listen ports. */
+const plainHop = (c: string) => !tcpMode(c) && !/^\s*server\s.*\sssl\b/m.test(configText(c));
+const LABELS: Record<string, string> = { "gateway.cfg": "HAProxy TLS hop", "gateway-plain.cfg": "HAProxy plain hop", "gateway-tcp.cfg": "HAProxy TCP mode" };
 const log = (s: string) => process.stderr.write(s + "\n");
 const stops: (() => Promise<void>)[] = [];
 
@@ -73,6 +79,8 @@ interface LoadResult {
   cpu: { haproxy: number; replicas: number; load: number };
   /** 1-minute load average when the side ended. */
   loadavg: string;
+  /** Device requests each replica behind the side answered while it ran (connecting check-in included). */
+  spread: number[];
 }
 
 /** CPU seconds (user + system) a process has used so far (NaN once it is gone). */
@@ -83,6 +91,14 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 const sum = async (pids: number[]) => (await Promise.all(pids.map(cpuSeconds))).reduce((a, b) => a + b, 0);
+
+/** Requests a replica has answered so far, by its /metrics, leaving out HAProxy's health checks and the scrapes. */
+async function answered(r: GatewayHandle): Promise<number> {
+  const text = await (await r.adminFetch("/metrics")).text();
+  let n = 0;
+  for (const m of text.matchAll(/^gateway_requests_total\{route="([^"]*)",status="\d+"\} (\d+)$/gm)) if (m[1] !== "/healthz" && m[1] !== "/metrics") n += Number(m[2]);
+  return n;
+}
 
 try {
   const pg = await startPostgres();
@@ -121,14 +137,14 @@ try {
   await store.close();
 
   /** A side: its name, the URL devices use, and the HAProxy process in front (none for the bare replica). */
-  const sides: { name: string; url: string; haproxy?: number }[] = [{ name: "1 replica, no HAProxy", url: replicas[0]!.url }];
+  const sides: { name: string; url: string; haproxy?: number; replicas: GatewayHandle[] }[] = [{ name: "1 replica, no HAProxy", url: replicas[0]!.url, replicas: replicas.slice(0, 1) }];
   for (const c of CONFIGS)
     for (const n of COUNTS) {
       const backends = plainHop(c) ? plainPorts.slice(0, n) : replicas.slice(0, n).map((r) => r.host);
       const p: ProxyHandle = await startHaproxy({ file: configFile(c), dataDir: replicas[0]!.dataDir, replicas: backends });
       stops.push(() => p.stop());
       const label = `${LABELS[c] ?? (CONFIGS.length > 1 ? basename(c, ".cfg") : "HAProxy")} + `;
-      sides.push({ name: `${label}${n} replica${n > 1 ? "s" : ""}`, url: p.url, haproxy: p.pid });
+      sides.push({ name: `${label}${n} replica${n > 1 ? "s" : ""}`, url: p.url, haproxy: p.pid, replicas: replicas.slice(0, n) });
     }
   const width = Math.max(...sides.map((s) => s.name.length));
 
@@ -136,6 +152,7 @@ try {
   async function load(side: (typeof sides)[number]): Promise<LoadResult> {
     const cfg = join(dir, "load.json");
     await writeFile(cfg, JSON.stringify({ url: side.url, ca: replicas[0]!.caPem, devices, mode: "keepalive", seconds: SECONDS, concurrency: CLIENTS }));
+    const answered0 = await Promise.all(side.replicas.map(answered));
     const p = Bun.spawn([process.execPath, join(import.meta.dir, "../gateway-checkin/load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
     const pids = { haproxy: side.haproxy ? [side.haproxy] : [], replicas: replicas.map((r) => r.pid), load: [p.pid] };
     const cpuNow = async () => ({ haproxy: await sum(pids.haproxy), replicas: await sum(pids.replicas), load: await sum(pids.load) });
@@ -158,13 +175,20 @@ try {
       }
     }
     await p.exited;
-    const r = JSON.parse(out.trim().split("\n").at(-1)!) as Omit<LoadResult, "cpu" | "loadavg">;
+    const loadavg = (await Bun.file("/proc/loadavg").text()).split(" ")[0]!;
+    const spread = (await Promise.all(side.replicas.map(answered))).map((n, i) => n - answered0[i]!);
+    const r = JSON.parse(out.trim().split("\n").at(-1)!) as Omit<LoadResult, "cpu" | "loadavg" | "spread">;
     const per = (k: keyof typeof cpu0) => ((cpu1[k] - cpu0[k]) * 1000) / Math.max(1, r.requests);
-    return { ...r, cpu: { haproxy: per("haproxy"), replicas: per("replicas"), load: per("load") }, loadavg: (await Bun.file("/proc/loadavg").text()).split(" ")[0]! };
+    return { ...r, cpu: { haproxy: per("haproxy"), replicas: per("replicas"), load: per("load") }, loadavg, spread };
   }
+  /** Each replica's share of the side's requests, e.g. "34/33/33%" (nothing for one replica). */
+  const shares = (spread: number[]) => {
+    const all = spread.reduce((a, b) => a + b, 0);
+    return spread.length < 2 ? "" : `, spread ${spread.map((n) => ((100 * n) / Math.max(1, all)).toFixed(0)).join("/")}%`;
+  };
   const fmt = (r: LoadResult) =>
     `${r.rps.toFixed(0).padStart(6)} req/s (${(r.rps / 2).toFixed(0).padStart(5)} check-ins/s) p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(7)} ms, ` +
-    `CPU ms/req haproxy ${r.cpu.haproxy.toFixed(3)} replicas ${r.cpu.replicas.toFixed(3)} load ${r.cpu.load.toFixed(3)}, load avg ${r.loadavg}${r.errors ? ` (${r.errors} ERRORS)` : ""}`;
+    `CPU ms/req haproxy ${r.cpu.haproxy.toFixed(3)} replicas ${r.cpu.replicas.toFixed(3)} load ${r.cpu.load.toFixed(3)}, load avg ${r.loadavg}${shares(r.spread)}${r.errors ? ` (${r.errors} ERRORS)` : ""}`;
   const best: Record<string, LoadResult> = {};
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 ? [...sides].reverse() : sides;
