@@ -36,3 +36,25 @@ test("DeviceCache: the size cap drops the oldest entry", async () => {
     await store.close();
   }
 });
+
+test("DeviceCache: entries invalidated or read again are dropped once, and the cache stays bounded through many rounds", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const devices = await Promise.all(Array.from({ length: 50 }, () => store.putDevice(aDevice())));
+    const cache = new DeviceCache(store, { ttlMs: 500 });
+    for (let round = 0; round < 4; round++) {
+      for (const d of devices) {
+        expect((await cache.get(d.uuid))?.uuid).toBe(d.uuid);
+        if (round % 2) cache.invalidate(d.uuid); // gone now, its place in the order left behind
+      }
+      expect(cache.size).toBe(round % 2 ? 0 : 50);
+      await Bun.sleep(550);
+    }
+    // All expired: one more insert drops every one of them, and an invalidated uuid read again is served.
+    expect((await cache.get(devices[0]!.uuid))?.uuid).toBe(devices[0]!.uuid);
+    expect(cache.size).toBe(1);
+    expect(cache.fresh(devices[0]!.uuid)?.row?.uuid).toBe(devices[0]!.uuid);
+  } finally {
+    await store.close();
+  }
+});

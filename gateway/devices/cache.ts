@@ -4,19 +4,23 @@
  * invalidate at once; another gateway sharing the database sees them within
  * the TTL.
  *
- * Expired entries are dropped as new ones arrive, not kept until the size cap: every entry
- * lives the same TTL and a miss re-inserts its uuid at the end, so the Map's order is expiry
- * order and the stale ones are always at its front. Without that, every device ever seen kept
- * its row (about 0.7 KB) until 200,000 devices had been seen, which for a replica holding tens
- * of thousands of push waits was tens of MB for nothing.
+ * Expired entries are dropped as new ones arrive, not kept until the size cap: without that,
+ * every device ever seen kept its row (about 0.7 KB) until 200,000 devices had been seen, which
+ * for a replica holding tens of thousands of push waits was tens of MB for nothing. Every entry
+ * lives the same TTL, so the order of insertion is the order of expiry: a queue beside the Map
+ * holds the entries in that order and the expired ones leave from its front. Not the Map's own
+ * order: a Map keeps a deleted entry's slot until it rehashes, so walking it from the front after
+ * many deletes steps over every one of them again (measured: 20 µs per insert at 10,000 devices,
+ * against under 1 µs with the queue).
  *
  * @module
  */
 import type { DeviceRow, Store } from "../store/types.ts";
 
 interface Entry {
-  row: DeviceRow | undefined;
-  until: number;
+  readonly uuid: string;
+  readonly row: DeviceRow | undefined;
+  readonly until: number;
 }
 
 export class DeviceCache {
@@ -24,6 +28,9 @@ export class DeviceCache {
   readonly #ttlMs: number;
   readonly #max: number;
   readonly #map = new Map<string, Entry>();
+  /** Entries in insertion (= expiry) order from #head on; one no longer in the Map is skipped. */
+  #queue: (Entry | undefined)[] = [];
+  #head = 0;
 
   constructor(store: Store, opts: { ttlMs?: number; max?: number } = {}) {
     this.#store = store;
@@ -38,14 +45,15 @@ export class DeviceCache {
   }
 
   async get(uuid: string): Promise<DeviceRow | undefined> {
-    const now = Date.now();
     const hit = this.#map.get(uuid);
-    if (hit && hit.until > now) return hit.row;
+    if (hit && hit.until > Date.now()) return hit.row;
     const row = await this.#store.getDevice(uuid);
-    this.#map.delete(uuid);
-    this.#dropExpired(Date.now());
-    if (this.#map.size >= this.#max) this.#map.delete(this.#map.keys().next().value!);
-    this.#map.set(uuid, { row, until: Date.now() + this.#ttlMs });
+    const now = Date.now();
+    this.#drop((e) => e.until <= now);
+    if (this.#map.size >= this.#max) this.#drop(() => this.#map.size >= this.#max);
+    const entry: Entry = { uuid, row, until: now + this.#ttlMs };
+    this.#map.set(uuid, entry);
+    this.#queue.push(entry);
     return row;
   }
 
@@ -54,11 +62,23 @@ export class DeviceCache {
     return this.#map.size;
   }
 
-  /** Drops the expired entries at the front (amortized one per insert). */
-  #dropExpired(now: number) {
-    for (const [uuid, e] of this.#map) {
-      if (e.until > now) return;
-      this.#map.delete(uuid);
+  /** Drops entries from the front of the queue while `more` says so (amortized one per insert). */
+  #drop(more: (e: Entry) => boolean) {
+    const q = this.#queue;
+    while (this.#head < q.length) {
+      const e = q[this.#head]!;
+      if (this.#map.get(e.uuid) !== e) {
+        q[this.#head++] = undefined; // invalidated or replaced since: nothing to drop
+        continue;
+      }
+      if (!more(e)) break;
+      this.#map.delete(e.uuid);
+      q[this.#head++] = undefined;
+    }
+    // The front's free slots are given back once they are half the queue.
+    if (this.#head > 1024 && this.#head * 2 > q.length) {
+      this.#queue = q.slice(this.#head);
+      this.#head = 0;
     }
   }
 
