@@ -8,9 +8,10 @@ import { EventWriter } from "./_event-writer.ts";
 import { WriterUnavailableError } from "./_writer-thread.ts";
 
 // The SQLite writer thread dies (the GATEWAY_FAULT fault point throws an uncaught error in it, as
-// a bug would): devices posting events through the gateway's app get a prompt 503 for the calls it
-// had not answered, retry as fioup does, and the gateway goes on storing; every acknowledged event
-// is in the database exactly once.
+// a bug would) or hangs (never answers, never dies): devices posting events through the gateway's
+// app get a prompt 503 for the calls it had not answered (after a hang, once the watchdog's bound
+// has passed), retry as fioup does, and the gateway goes on storing; every acknowledged event is
+// in the database exactly once.
 
 const logged: string[] = [];
 const consoleError = console.error;
@@ -23,15 +24,20 @@ function captureLog() {
   console.error = (...args: unknown[]) => void logged.push(args.map(String).join(" "));
 }
 
-/** A gateway on a SQLite file whose writer thread crashes at `fault` on the n-th event batch. */
+/** The writer watchdog's bound in these tests (the default, 30 s, would outlast a device's patience here). */
+const WATCHDOG_MS = 1000;
+
+/** A gateway on a SQLite file whose writer thread crashes (or hangs) at `fault` on the n-th event batch. */
 async function gatewayWithFault(fault: string, nth: number) {
   process.env.GATEWAY_FAULT = fault;
   process.env.GATEWAY_FAULT_NTH = String(nth);
+  process.env.GATEWAY_WRITER_WATCHDOG_MS = String(WATCHDOG_MS);
   try {
     return await testGateway({ dbFile: true });
   } finally {
     delete process.env.GATEWAY_FAULT;
     delete process.env.GATEWAY_FAULT_NTH;
+    delete process.env.GATEWAY_WRITER_WATCHDOG_MS;
   }
 }
 
@@ -53,7 +59,7 @@ async function device(t: Gw, peer: PeerIdentity, uuid: string, batches: number, 
       const started = performance.now();
       const res = await Promise.race([t.app.request("/events", json(events), { peer }), Bun.sleep(3000).then(() => undefined)]);
       if (!res) {
-        tally.hung++; // a call the dead writer never answered
+        tally.hung++; // a call the dead (or hung) writer never answered
         return;
       }
       if (res.status === 200) {
@@ -75,7 +81,8 @@ async function storedEvents(t: Gw, uuids: string[]): Promise<string[]> {
   return out.sort();
 }
 
-async function crashScenario(fault: string, reason: string) {
+/** `refusedWithin`: how long a refused call may wait for its 503 (a crash: at once; a hang: the watchdog's bound). */
+async function crashScenario(fault: string, reason: string, refusedWithin = 1000) {
   const t = await gatewayWithFault(fault, 3);
   try {
     const devices = await Promise.all(Array.from({ length: 4 }, () => t.register()));
@@ -93,7 +100,7 @@ async function crashScenario(fault: string, reason: string) {
     expect(tally.refused.length).toBeGreaterThan(0); // the fault fired on a batch in flight
     for (const r of tally.refused) {
       expect(r.status).toBe(503);
-      expect(r.ms).toBeLessThan(1000);
+      expect(r.ms).toBeLessThan(refusedWithin);
     }
     expect(tally.acked.size).toBe(4 * 8 * 5 + 1);
     expect(await storedEvents(t, devices.map((x) => x.uuid))).toEqual([...tally.acked].sort()); // each once
@@ -123,6 +130,17 @@ describe("SQLite writer thread death", () => {
   test("an exit of the thread (no error) is a death too: the batch in flight gets 503, the writer restarts", async () => {
     const tally = await crashScenario("writer-exit", "stopped: it exited with code 70");
     expect(tally.stored).toBe(4 * 8 * 5);
+  }, 60_000);
+
+  test("a hang after the commit (the answer never comes): the watchdog ends the thread after its bound, the batch in flight gets 503, its retry is recognised as stored, not doubled", async () => {
+    const tally = await crashScenario("writer-hang", "stopped: it did not answer for 1.", WATCHDOG_MS + 1500);
+    expect(tally.refused.some((r) => r.ms >= WATCHDOG_MS)).toBe(true); // the hung call waited for the bound, no less
+    expect(tally.stored).toBeLessThan(4 * 8 * 5); // the hung batch had committed: its retry stored nothing new
+  }, 60_000);
+
+  test("a hang inside the transaction, holding the write lock: the lock is free after the watchdog ends the thread, the new thread stores the retries", async () => {
+    const tally = await crashScenario("writer-hang-before-commit", "(hung) and was terminated", WATCHDOG_MS + 1500);
+    expect(tally.stored).toBe(4 * 8 * 5); // nothing of the hung batch had committed
   }, 60_000);
 
   test("apps-states and sightings after a death go to the new thread", async () => {

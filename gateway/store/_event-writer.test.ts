@@ -60,4 +60,32 @@ describe("EventWriter", () => {
     expect(await Promise.all([...before, ...after])).toEqual(Array(100).fill(1));
     expect(await writer.append("dev-y", [ev("y-1")])).toBe(0); // a duplicate id is stored once
   });
+
+  test("the hang watchdog leaves alone a thread that only waits for the write lock, and a thread kept busy past the bound by calls each answered in time", async () => {
+    const lines: string[] = [];
+    const w = new EventWriter(path, { watchdogMs: 1500, log: (l) => lines.push(l) });
+    const other = new Database(path);
+    try {
+      expect(await w.append("dev-w", [ev("w-0")])).toBe(1); // the thread is up
+      // Another connection (a backup, a second process) holds the write lock for 1 s, under the bound.
+      other.exec("BEGIN IMMEDIATE");
+      const waiting = w.append("dev-w", [ev("w-1")]);
+      await Bun.sleep(1000);
+      other.exec("COMMIT");
+      expect(await waiting).toBe(1);
+      // Then calls keep it busy for longer than the bound, each answered within it: progress, not a hang.
+      const started = performance.now();
+      for (let i = 2; performance.now() - started < 2500; i++) {
+        other.exec("BEGIN IMMEDIATE");
+        const next = w.append("dev-w", [ev(`w-${i}`)]);
+        await Bun.sleep(200);
+        other.exec("COMMIT");
+        expect(await next).toBe(1);
+      }
+      expect(lines).toEqual([]); // never counted as hung, never restarted
+    } finally {
+      other.close();
+      await w.close();
+    }
+  }, 30_000);
 });

@@ -11,7 +11,9 @@
  * worker held it, and SQLite's busy handler waits by sleeping, so the whole event loop slept
  * 1-26 ms at a time.
  *
- * If the thread dies (an uncaught error, an exit, a terminate), every call it had not answered,
+ * If the thread dies (an uncaught error, an exit, a terminate), or hangs (the call it is on goes
+ * 30 s without an answer: the watchdog in ./_writer-thread.ts, which says why 30 s, terminates it
+ * and it counts as dead; `GATEWAY_WRITER_WATCHDOG_MS` sets another bound), every call it had not answered,
  * and every call made while none runs, rejects at once with {@link WriterUnavailableError}: the
  * device gets a 5xx and retries, and as events are deduplicated by id and the other writes are
  * upserts, a write that did commit before the death is not doubled. A new thread is started at
@@ -22,7 +24,9 @@
  * opens): `GATEWAY_FAULT=writer-crash` makes the writer thread throw an uncaught error on
  * receiving the n-th event batch, before committing it; `GATEWAY_FAULT=writer-crash-after-commit`
  * after committing it, before answering; `GATEWAY_FAULT=writer-exit` makes the thread exit
- * (code 70) on receiving it. `GATEWAY_FAULT_NTH=<n>` picks the batch (default 1).
+ * (code 70) on receiving it; `GATEWAY_FAULT=writer-hang` makes it hang for ever (never answer,
+ * never die) after committing it, before answering, and `GATEWAY_FAULT=writer-hang-before-commit`
+ * inside its transaction, holding the write lock. `GATEWAY_FAULT_NTH=<n>` picks the batch (default 1).
  * It fires once per store.
  *
  * @module
@@ -64,6 +68,8 @@ const FAULT_POINTS: Record<string, CrashPoint> = {
   "writer-crash": "before-commit",
   "writer-crash-after-commit": "after-commit",
   "writer-exit": "exit",
+  "writer-hang": "hang-after-commit",
+  "writer-hang-before-commit": "hang-before-commit",
 };
 
 /** The crash the fault point asks for, from the environment (see the module comment). */
@@ -76,11 +82,20 @@ function faultFromEnv(): { point: CrashPoint; nth: number } | undefined {
 export interface EventWriterOptions {
   /** Where the restart line goes (default: stderr). */
   log?: (line: string) => void;
+  /** How long the writer thread's call may go unanswered before it counts as hung (default: `GATEWAY_WRITER_WATCHDOG_MS`, else WATCHDOG_MS, 30 s). */
+  watchdogMs?: number;
+}
+
+/** The watchdog bound from the environment, if set to a positive number of milliseconds. */
+function watchdogFromEnv(): number | undefined {
+  const ms = Number(process.env.GATEWAY_WRITER_WATCHDOG_MS);
+  return ms > 0 ? ms : undefined;
 }
 
 export class EventWriter {
   readonly #path: string;
   readonly #log: (line: string) => void;
+  readonly #watchdogMs: number | undefined;
   #thread: WriterThread | undefined;
   /** Why no thread runs (while a restart waits). */
   #down = "";
@@ -99,12 +114,13 @@ export class EventWriter {
     this.#path = path;
     this.#log = opts.log ?? ((line) => console.error(line));
     this.#fault = faultFromEnv();
+    this.#watchdogMs = opts.watchdogMs ?? watchdogFromEnv();
     this.#start();
   }
 
   #start() {
     this.#restartTimer = undefined;
-    const thread: WriterThread = new WriterThread(this.#path, (reason) => this.#died(thread, reason));
+    const thread: WriterThread = new WriterThread(this.#path, (reason) => this.#died(thread, reason), this.#watchdogMs);
     this.#thread = thread;
   }
 

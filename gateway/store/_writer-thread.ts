@@ -2,7 +2,29 @@
  * One SQLite writer thread: a Bun worker with its own connection to the database file, answering
  * numbered messages in the order sent. EventWriter (./_event-writer.ts) decides what to send and
  * starts a new thread when one dies; this file knows the worker's statements and how a death
- * looks from the main thread (an uncaught error, an exit, a terminate).
+ * looks from the main thread (an uncaught error, an exit, a terminate, or a hang).
+ *
+ * A hang (the thread is alive but never answers: a bug looping, a wait that never ends) would
+ * leave every write waiting for ever, as nothing else ends the call. A watchdog notices it: when
+ * the call the thread is on (the oldest unanswered one) has gone `watchdogMs` without an answer,
+ * counted from when it was sent or from the previous answer, whichever is later (a backlog of
+ * calls each answered in time is progress, not a hang), the worker is terminated and the thread
+ * counts as dead: its calls fail at once and EventWriter restarts it as after a crash.
+ *
+ * The bound, {@link WATCHDOG_MS} = 30 s: the longest a legitimate call goes without an answer is
+ * a wait for SQLite's write lock, which the connection's busy_timeout ends after 10 s (SQLite then
+ * answers SQLITE_BUSY, an answer like any other), plus the write itself, milliseconds, at worst a
+ * few seconds for a WAL checkpoint on a slow disk. Three times the lock wait leaves room for that
+ * and for a starved CPU; a shorter bound would risk killing a thread that only waits for a lock,
+ * taken by a backup or a second process, and the write it kills is lost and retried anyway.
+ * fioup gives up on a request after 30 s and retries it, so what the bound shortens is the wait of
+ * the writes queued behind the hung one (events, sightings, the signer lease), not the device's.
+ *
+ * Terminating stops JavaScript anywhere, and a wait in Atomics; the connection is closed with the
+ * thread, and its open transaction rolled back, so the write lock it held is free for the new one.
+ * A thread stuck inside SQLite's own C code (an fsync on a dead disk) cannot be stopped that way:
+ * it is abandoned, still holding its lock, and the new thread's writes fail with SQLITE_BUSY
+ * after their 10 s (an error, not a hang) until the disk answers.
  *
  * The worker is built from a string (a Blob URL) so `bun build --compile` needs no extra entry
  * point.
@@ -58,12 +80,16 @@ export interface EventItem {
   bodies: string[];
 }
 
+/** How long the call a writer thread is on may go without an answer before the thread counts as hung (module comment). */
+export const WATCHDOG_MS = 30_000;
+
 /**
  * Where the worker crashes for a test (see the fault point in ./_event-writer.ts): on receiving
  * a batch, before it commits, or after it committed and before it answers; or it exits (code 70)
- * on receiving it, without an error.
+ * on receiving it, without an error; or it hangs for ever (never answers, never dies) inside the
+ * batch's transaction, holding the write lock, or after the commit, before answering.
  */
-export type CrashPoint = "before-commit" | "after-commit" | "exit";
+export type CrashPoint = "before-commit" | "after-commit" | "exit" | "hang-before-commit" | "hang-after-commit";
 
 export type WriterMessage =
   | { op: "open"; path: string }
@@ -86,6 +112,8 @@ const STATEMENTS = ${JSON.stringify(STATEMENTS)};
 const LEASE_SQL = ${JSON.stringify(LEASE_SQL)};
 const EVENT_SQL = ${JSON.stringify(EVENT_SQL)};
 let db;
+// The fault points writer-hang*: blocks the thread for ever, without using the CPU.
+const hang = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
 const handlers = {
   open(m) {
     db = new Database(m.path);
@@ -125,6 +153,7 @@ self.onmessage = (e) => {
     reply = { error: String((err && err.message) || err) };
   }
   if (m.crash === "after-commit") throw new Error("fault point writer-crash-after-commit: the writer thread crashed after committing");
+  if (m.crash === "hang-after-commit") hang();
   postMessage({ id: m.id, ...reply });
 };
 // One transaction for the batch, a savepoint per caller's item: a failing item is rolled back
@@ -137,16 +166,18 @@ function events(m) {
     return n;
   });
   const errors = [];
-  const counts = db.transaction(() =>
-    m.items.map((it, i) => {
+  const counts = db.transaction(() => {
+    const counts = m.items.map((it, i) => {
       try {
         return one(it);
       } catch (err) {
         errors[i] = String((err && err.message) || err);
         return 0;
       }
-    }),
-  )();
+    });
+    if (m.crash === "hang-before-commit") hang();
+    return counts;
+  })();
   return { counts, errors };
 }
 `;
@@ -176,19 +207,27 @@ function errorLine(message: string | undefined): string {
 
 /**
  * One worker and its connection. `onDeath` is called once if the worker stops without
- * {@link WriterThread.stop} (its pending calls are rejected first).
+ * {@link WriterThread.stop} (its pending calls are rejected first), or hangs: its call goes
+ * `watchdogMs` without an answer (default {@link WATCHDOG_MS}; see the module comment).
  */
 export class WriterThread {
   readonly #worker: Worker;
-  readonly #waiting = new Map<number, { what: string; resolve(reply: Reply): void; reject(e: unknown): void }>();
+  /** In the order sent, which is the order answered: the first is the call the thread is on. */
+  readonly #waiting = new Map<number, { what: string; sentAt: number; resolve(reply: Reply): void; reject(e: unknown): void }>();
   #seq = 0;
   #dead: string | undefined;
   readonly #onDeath: (reason: string) => void;
+  readonly #watchdogMs: number;
+  readonly #watchdog: Timer;
+  /** When the last answer came (performance.now()). */
+  #answeredAt = performance.now();
 
-  constructor(path: string, onDeath: (reason: string) => void) {
+  constructor(path: string, onDeath: (reason: string) => void, watchdogMs = WATCHDOG_MS) {
     this.#onDeath = onDeath;
+    this.#watchdogMs = watchdogMs;
     this.#worker = new Worker(URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" })));
     this.#worker.onmessage = (e: MessageEvent<Reply>) => {
+      this.#answeredAt = performance.now();
       const w = this.#waiting.get(e.data.id);
       this.#waiting.delete(e.data.id);
       if (e.data.error !== undefined) w?.reject(new EventWriteError(`${w.what}: ${e.data.error}`));
@@ -198,6 +237,8 @@ export class WriterThread {
     this.#worker.onerror = (e) => this.#die(errorLine(e.message));
     this.#worker.addEventListener("close", (e) => this.#die(`it exited with code ${(e as CloseEvent).code}`));
     this.#worker.unref();
+    this.#watchdog = setInterval(() => this.#check(), Math.max(10, Math.min(1000, watchdogMs / 4)));
+    this.#watchdog.unref();
     // Messages are handled in order, so nothing waits for the open; a failed open stops the thread.
     this.call({ op: "open", path }, "Cannot open the database on the writer thread").catch((e: Error) => this.#die(e.message));
   }
@@ -206,7 +247,7 @@ export class WriterThread {
     if (this.#dead !== undefined) return Promise.reject(new WriterUnavailableError(what, this.#dead));
     const id = ++this.#seq;
     return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { what, resolve, reject });
+      this.#waiting.set(id, { what, sentAt: performance.now(), resolve, reject });
       this.#worker.postMessage({ ...msg, id });
     });
   }
@@ -216,12 +257,22 @@ export class WriterThread {
     if (this.#dead !== undefined) return;
     await this.call({ op: "close" }, "Cannot close the writer thread's database").catch(() => {});
     this.#dead = "the store is closed";
+    clearInterval(this.#watchdog);
     this.#worker.terminate();
+  }
+
+  /** The watchdog: the call the thread is on went `watchdogMs` without an answer (since it was sent, or since the previous answer). */
+  #check() {
+    const oldest = this.#waiting.values().next().value;
+    if (!oldest) return;
+    const silent = performance.now() - Math.max(oldest.sentAt, this.#answeredAt);
+    if (silent > this.#watchdogMs) this.#die(`it did not answer for ${(silent / 1000).toFixed(1)} s (hung) and was terminated`);
   }
 
   #die(reason: string) {
     if (this.#dead !== undefined) return;
     this.#dead = reason;
+    clearInterval(this.#watchdog);
     this.#worker.terminate(); // after an uncaught error its state is unknown: never reuse it
     for (const w of this.#waiting.values()) w.reject(new WriterUnavailableError(w.what, `it stopped: ${reason}`));
     this.#waiting.clear();
