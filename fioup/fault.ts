@@ -19,7 +19,7 @@
  * (initialized, fetching, fetched, installing, installed, starting, started, completing).
  * `fioup agent` (docs/kanto.md): `agent:received`, `agent:<phase>` once each phase is saved, and
  * `agent:stopped`, `agent:renamed`, `agent:created`, `agent:started`, `agent:removed` after each
- * container call.
+ * container call, and `agent:restored` once a rollback has restored an old container.
  *
  * @module
  */

@@ -9,6 +9,7 @@ import { forEachLimit } from "../../lib/oci/image.ts";
 import { LABELS } from "./create-body.ts";
 import type { Activity } from "./activity.ts";
 import { CONCURRENCY, reason, setPhase, type ApplyDeps } from "./_phase.ts";
+import { faultPoint } from "../fault.ts";
 
 /**
  * Undoes whatever update and activate did: removes the activity's new
@@ -49,16 +50,16 @@ export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<
         await d.engine.stopContainer(old.id);
         running = false;
         d.log?.(`rollback ${x.name}: waited for the stop it had been asked for`);
-        // That stop is over: a rollback run again (killed after the start below) must not stop the
-        // restored container once more.
+      }
+      if (x.stopping) {
+        // Any stop asked for is over now (waited for above, or the container was found stopped).
+        // Cleared before the start: a rollback run again after a kill that lands once the container
+        // is restored must not stop it once more.
         delete x.stopping;
         d.store.save(a);
       }
       if (old.running && !running) await d.engine.startContainer(old.id);
-      if (x.stopping) {
-        delete x.stopping;
-        d.store.save(a);
-      }
+      faultPoint("agent:restored", { name: x.name }); // kill-point tests (fioup/fault.ts)
     });
   });
   for (const x of a.actions) {

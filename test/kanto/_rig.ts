@@ -118,8 +118,11 @@ export class KantoRig {
     return pushImage(this.registry, repo, tag, opts);
   }
 
-  /** Starts `fioup agent` (a real process) and waits for its first current state; `env` adds to its environment (e.g. FIOUP_FAULT). */
-  async startAgent(args: string[] = [], env: Record<string, string> = {}): Promise<Proc> {
+  /**
+   * Starts `fioup agent` (a real process) and waits for its first current state; `env` adds to its environment (e.g. FIOUP_FAULT).
+   * `connected: false` returns at once (an agent meant to die while it recovers never connects).
+   */
+  async startAgent(args: string[] = [], env: Record<string, string> = {}, { connected = true } = {}): Promise<Proc> {
     const since = this.msgs.length;
     const logFile = join(this.dir, "agent.log");
     this.agent = Proc.start({
@@ -129,6 +132,7 @@ export class KantoRig {
       cwd: ROOT,
       logFile,
     });
+    if (!connected) return this.agent;
     await this.waitFor((m) => m.topic === "containersupdate/currentstate" && m.activityId.startsWith("initial-current-state-"), 30_000, since);
     return this.agent;
   }
