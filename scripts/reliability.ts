@@ -13,11 +13,17 @@
  * qemu only here (npm test: its first case). Exit status: that of `bun test`
  * (a case "not tried", e.g. a kill point never reached, fails it too).
  *
+ * Test files named on the command line run alone instead of the whole suite (the
+ * PostgreSQL pass only for those of them it normally covers): the way to rerun one
+ * area, e.g. to tell a failure caused by a loaded machine from a real one. The
+ * written results name the commit the run started on and the machine's load
+ * average during the run (sampled every 30 s).
+ *
  * @module
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { loadavg, tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
 import type { CaseResult } from "../test/reliability/_tally.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -30,8 +36,26 @@ if (db !== undefined && db !== "postgres" && db !== "sqlite") {
   process.exit(2);
 }
 if (process.argv.includes("--help")) {
-  process.stdout.write("Usage: bun scripts/reliability.ts [--quick] [--write] [--db postgres|sqlite]\n");
+  process.stdout.write(
+    "Usage: bun scripts/reliability.ts [--quick] [--write] [--db postgres|sqlite] [test files...]\n" +
+      "  --quick   the default (npm test) subset instead of RELIABILITY_FULL=1\n" +
+      "  --write   store the tables in bench/reliability/RESULTS.md (whole suite only)\n" +
+      "  --db      run everything on one store, no second pass on PostgreSQL\n" +
+      "  files     run only these test files (e.g. test/reliability/load.test.ts) to rerun one area\n",
+  );
   process.exit(0);
+}
+/** Test files named on the command line, relative to the repository (bun test runs there). */
+const only = process.argv.slice(2).filter((a, i, all) => !a.startsWith("--") && all[i - 1] !== "--db").map((f) => {
+  if (!existsSync(resolve(f))) {
+    process.stderr.write(`reliability: no test file ${f}\n`);
+    process.exit(2);
+  }
+  return `./${relative(ROOT, resolve(f))}`;
+});
+if (only.length && write) {
+  process.stderr.write("reliability: --write stores the whole suite's results; leave it out when naming files\n");
+  process.exit(2);
 }
 const results = join(mkdtempSync(join(tmpdir(), "reliability-")), "results.jsonl");
 
@@ -53,9 +77,22 @@ const AREAS: Record<string, string> = {
   "kanto-kill": "Kanto agent (fioup agent SIGKILLed at named points of an apply)",
 };
 
+/** The files of the whole suite; the second list runs again with every gateway on PostgreSQL. */
+const SUITE = ["test/reliability", "test/build/compiled-flow.test.ts", "test/kanto/crash.test.ts"];
+const ON_POSTGRES = ["test/reliability/load.test.ts", "test/reliability/power-cuts.test.ts", "test/reliability/rollout-kills.test.ts", "test/rollouts/rollouts.test.ts", "test/fioup/update.test.ts"].map((f) => `./${f}`);
+
+/** What the run ran on: the commit, and whether the working tree had uncommitted changes to tracked files. */
+const git = (...args: string[]) => Bun.spawnSync(["git", ...args], { cwd: ROOT }).stdout.toString().trim();
+const commit = git("rev-parse", "--short=12", "HEAD") || "unknown";
+const dirty = git("status", "--porcelain", "--untracked-files=no").split("\n").filter(Boolean).length;
+/** The 1-minute load average, sampled every 30 s while the tests run. */
+const loadSamples: number[] = [loadavg()[0]!];
+const sampler = setInterval(() => loadSamples.push(loadavg()[0]!), 30_000);
+
 const started = Date.now();
 // compiled-flow: in full length, the whole update flow also with the arm64 fioup under qemu (npm test runs its first case).
-const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability", "test/build/compiled-flow.test.ts", "test/kanto/crash.test.ts"], {
+const first = only.length ? only : SUITE;
+const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...first], {
   cwd: ROOT,
   env: { ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }), ...(db ? { OTA_TEST_DB: db } : {}) },
   stdout: "inherit",
@@ -63,8 +100,9 @@ const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/r
 });
 let code = await proc.exited;
 // The same flow with every gateway on PostgreSQL: publish, register, update, events, the load and its kill.
-if (!db) {
-  const pg = Bun.spawn([process.execPath, "test", "--timeout", "900000", "test/reliability/load.test.ts", "test/reliability/power-cuts.test.ts", "test/reliability/rollout-kills.test.ts", "test/rollouts/rollouts.test.ts", "test/fioup/update.test.ts"], {
+const second = only.length ? only.filter((f) => ON_POSTGRES.includes(f)) : ON_POSTGRES;
+if (!db && second.length) {
+  const pg = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...second], {
     cwd: ROOT,
     env: { ...process.env, RELIABILITY_RESULTS: results, OTA_TEST_DB: "postgres", ...(quick ? {} : { RELIABILITY_FULL: "1" }) },
     stdout: "inherit",
@@ -72,6 +110,10 @@ if (!db) {
   });
   code = (await pg.exited) || code;
 }
+clearInterval(sampler);
+loadSamples.push(loadavg()[0]!);
+const loadLine = `load average (1 min, sampled every 30 s) ${(loadSamples.reduce((a, b) => a + b, 0) / loadSamples.length).toFixed(1)} on average, ` +
+  `${Math.min(...loadSamples).toFixed(1)} to ${Math.max(...loadSamples).toFixed(1)}`;
 const minutes = ((Date.now() - started) / 60_000).toFixed(1);
 
 const rows: CaseResult[] = existsSync(results)
@@ -134,7 +176,7 @@ const table = [areaTable, "", "Kill points:", "", killTable, "", "Bad network:",
 const failed = rows.filter((r) => r.outcome === "failed");
 const notable = (s: string) => rows.filter((r) => r.suite === s).map((r) => `- ${r.name}: ${r.outcome}; ${r.detail}`);
 
-process.stderr.write(`\n${table}\n\n`);
+process.stderr.write(`\n${table}\n\n${minutes} min on ${commit}${dirty ? ` (+${dirty} changed files)` : ""}, ${loadLine}\n`);
 for (const f of failed) process.stderr.write(`FAILED [${f.suite}] ${f.name}: ${f.detail}\n`);
 const notTried = rows.filter((r) => r.outcome === "not-tried");
 for (const f of notTried) process.stderr.write(`NOT TRIED [${f.suite}] ${f.name}: ${f.detail}\n`);
@@ -144,7 +186,8 @@ if (write) {
     "# Reliability and security results",
     "",
     `\`bun scripts/reliability.ts${quick ? " --quick" : ""} --write\` on ${new Date().toISOString().slice(0, 16)}Z, ${quick ? "default subset" : "RELIABILITY_FULL=1"}, ` +
-      `${minutes} min, \`bun test\` exit ${code}. Machine: ${navigator.hardwareConcurrency} CPUs, Bun ${Bun.version}.`,
+      `${minutes} min, \`bun test\` exit ${code}. Machine: ${navigator.hardwareConcurrency} CPUs, Bun ${Bun.version}, ${loadLine}.`,
+    `Commit ${commit}${dirty ? ` (the working tree had uncommitted changes in ${dirty} tracked file(s))` : ""}.`,
     "",
     "Refused = bad input or access rejected with the status and error that case deserves, nothing changed.",
     "Survived = the fault happened and the system ended in a whole, correct state. Failed = neither (a bug:",
