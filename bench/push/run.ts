@@ -8,6 +8,14 @@
  * - bare (the floor): the same devices hold the same request on a bare `Bun.listen` server with
  *   the gateway's TLS setup that keeps nothing per connection (bench/push/_bare.ts): what TLS
  *   sockets cost in Bun, measured the same way in the same run;
+ * - proxied (ours behind HAProxy, the fleet's deployment): devices hold the same request through
+ *   HAProxy run from deploy/haproxy/gateway-plain.cfg (it terminates device TLS and forwards the
+ *   certificate in a header) to the gateway's plain `--proxy-listen` port (loopback TCP, or a unix
+ *   socket with --proxy-hop unix). Memory is counted for the gateway and for HAProxy (the RSS of
+ *   all its threads) and their sum; HAProxy is started afresh for each round (its pools keep what
+ *   it freed, so a second round in the same process would hide what connections cost).
+ *   `proxied-NAME` runs the same with one of the TUNINGS below added to HAProxy's global section,
+ *   to compare a setting with the shipped config in the same run;
  * - polling (the peer: what a fleet without push does): each polls /repo/timestamp.json every
  *   P seconds (default 5 s, far more often than the usual 300 s); we measure the same time to the
  *   last device told, and the requests per second the gateway serves meanwhile, idle or not.
@@ -24,36 +32,77 @@
  * types that grew the most while held go to stderr. With PUSH_PROBE_SNAPSHOT=1 the probe also
  * writes heap snapshots (compare two with bench/push/heap-diff.ts).
  *
- * Run: bun bench/push/run.ts [--devices 10000] [--rounds 3] [--poll-seconds 5] [--sides push,bare,poll]
+ * Run: bun bench/push/run.ts [--devices 10000] [--rounds 3] [--poll-seconds 5]
+ *        [--sides push,proxied,bare,poll,proxied-NAME...] [--proxy-hop tcp|unix]
+ *        [--wait-seconds 55] [--linger 0]
+ * --linger S keeps every device held S seconds before the publish, so waits run out (204) and
+ * are asked again meanwhile; each side counts them and the connections cut, with the shortest
+ * time a wait that ran out was held (a proxy whose timeouts are too short shows here).
+ * Every side's figures come with the load average when it ended (the machine may be shared).
  *
  * @module
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { benchArgs } from "../_args.ts";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
+import { startHaproxy, type ProxyHandle } from "../../test/harness/proxies.ts";
+import { freePort, tempDir } from "../../test/harness/tmp.ts";
 
 // Bun's fetch runs at most BUN_CONFIG_MAX_HTTP_REQUESTS (default 256) requests at once, read at
 // start-up: holding thousands of long polls from one process needs it raised before we start.
+// HAProxy holds two descriptors per proxied device (the device's and the gateway's side): with
+// 10,000 devices that is above a common 20,000 open-file limit, and HAProxy refuses to start
+// when it cannot raise its limit to what its maxconn needs. Raised here (root may), inherited by
+// every process we start.
 if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
+  const raised = Bun.spawnSync(["prlimit", "--pid", String(process.pid), "--nofile=1048576:1048576"]);
+  if (raised.exitCode !== 0) process.stderr.write(`could not raise the open-file limit (prlimit: ${raised.stderr.toString().trim()}); proxied sides need about 2 per device plus 1,000 for HAProxy\n`);
   const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], { env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }, stdio: ["inherit", "inherit", "inherit"] });
   process.exit(await child.exited);
 }
 
 const { values } = benchArgs({
-  options: { devices: { type: "string", default: "10000" }, rounds: { type: "string", default: "3" }, "poll-seconds": { type: "string", default: "5" }, sides: { type: "string", default: "push,bare,poll" } },
+  options: { devices: { type: "string", default: "10000" }, rounds: { type: "string", default: "3" }, "poll-seconds": { type: "string", default: "5" }, sides: { type: "string", default: "push,proxied,bare,poll" }, "proxy-hop": { type: "string", default: "tcp" }, "wait-seconds": { type: "string", default: "55" }, linger: { type: "string", default: "0" } },
 });
 const N = Number(values.devices);
 const ROUNDS = Number(values.rounds);
 const POLL = Number(values["poll-seconds"]);
+/** Each wait's timeout: fioup asks for 55 s (fioup/push.ts HOLD_SECONDS); the gateway takes up to 60. */
+const WAIT = Number(values["wait-seconds"]);
+/** Seconds to keep every device held before the publish (waits run out and are asked again meanwhile). */
+const LINGER = Number(values.linger);
+if (!(WAIT >= 1 && WAIT <= 60 && LINGER >= 0)) throw new Error("--wait-seconds must be 1 to 60 and --linger 0 or more");
 const BATCH = 250;
 if (!(N > 1 && ROUNDS > 0 && POLL > 0)) throw new Error("--devices (at least 2), --rounds and --poll-seconds must be positive numbers");
-type Side = "push" | "bare" | "poll";
+/**
+ * Settings tried on HAProxy's side of a held connection (added to the shipped config's global
+ * section; side `proxied-NAME`). HAProxy allocates its buffers only while data passes and asks
+ * OpenSSL to release its record buffers between reads, so what stays with a held connection is
+ * mostly OpenSSL's per-connection state (the SSL object, the session with the device's
+ * certificate) and HAProxy's connection and stream structures on both sides of it.
+ */
+const TUNINGS: Record<string, string[]> = {
+  /** No server-side TLS session cache (a shared block of 20,000 sessions by default, filled as devices connect). */
+  nocache: ["tune.ssl.cachesize 0"],
+  /** Buffers of 8 KB instead of 16 KB (request heads with the certificate header still fit). */
+  buf8k: ["tune.bufsize 8192"],
+  /** Both, and TLS 1.3 only without session tickets (nothing about a session is kept for resumption). */
+  lean: ["tune.ssl.cachesize 0", "tune.bufsize 8192", "ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets"],
+};
+type Side = string;
 const SIDES = values.sides!.split(",") as Side[];
-if (!SIDES.length || !SIDES.every((s) => s === "push" || s === "bare" || s === "poll")) throw new Error(`Invalid --sides "${values.sides}": expected a comma-separated list of push, bare and poll`);
+const isProxied = (s: Side) => s === "proxied" || (s.startsWith("proxied-") && s.slice(8) in TUNINGS);
+if (!SIDES.length || !SIDES.every((s) => s === "push" || s === "bare" || s === "poll" || isProxied(s)))
+  throw new Error(`Invalid --sides "${values.sides}": expected a comma-separated list of push, proxied, bare, poll and proxied-NAME (NAME one of ${Object.keys(TUNINGS).join(", ")})`);
+const HOP = values["proxy-hop"];
+if (HOP !== "tcp" && HOP !== "unix") throw new Error(`Invalid --proxy-hop "${HOP}": expected tcp or unix`);
+const PROXIED = SIDES.some(isProxied);
+/** 1, 5 and 15 minute load averages. */
+const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const log = (l: string) => process.stderr.write(`${l}\n`);
 
 interface Dev {
@@ -63,6 +112,8 @@ interface Dev {
 
 interface Probe {
   rss: number;
+  /** RSS of the proxy in front (0 without one). */
+  proxyRss: number;
   heapSize: number;
   extraMemorySize: number;
   objectCount: number;
@@ -74,6 +125,24 @@ interface Holder {
   url: string;
   pid: number;
   probeOut: string;
+  /** A proxy in front of it (its RSS is read at each probe too). */
+  proxyPid?: number;
+  /** At most this many devices (what the proxy's open-file limit lets it hold). */
+  maxDevices?: number;
+}
+/** Resident memory of `pid` and its child processes (all threads share a process's), in bytes; 0 once gone. */
+function rssOf(pid: number): number {
+  let kb = 0;
+  try {
+    kb = Number(/^Rss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+  let children: number[] = [];
+  try {
+    children = readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch {}
+  return kb * 1024 + children.reduce((a, c) => a + rssOf(c), 0);
 }
 const probeOut = (name: string) => join(process.env.TMPDIR ?? "/tmp", `push-probe-${process.pid}-${name}.json`);
 
@@ -82,7 +151,7 @@ async function probe(h: Holder): Promise<Probe> {
   rmSync(h.probeOut, { force: true });
   process.kill(h.pid, "SIGUSR2");
   for (let i = 0; i < 600 && !existsSync(h.probeOut); i++) await Bun.sleep(100);
-  return JSON.parse(readFileSync(h.probeOut, "utf8")) as Probe;
+  return { ...(JSON.parse(readFileSync(h.probeOut, "utf8")) as Probe), proxyRss: h.proxyPid ? rssOf(h.proxyPid) : 0 };
 }
 /** Requests the process holds (the probe writes the count every 250 ms). */
 const heldBy = (h: Holder) => Number(existsSync(`${h.probeOut}.waiting`) ? readFileSync(`${h.probeOut}.waiting`, "utf8") || 0 : 0);
@@ -115,13 +184,43 @@ async function pool<T>(n: number, items: T[], fn: (t: T, i: number) => Promise<v
 }
 
 const PROBE = join(import.meta.dir, "_probe.ts");
+const DEPLOY_HAPROXY = join(import.meta.dir, "../../deploy/haproxy");
+// The gateway's plain port for HAProxy (deploy/haproxy/gateway-plain.cfg's @REPLICA_1@): loopback
+// TCP from the trusted proxy, or a unix socket (trusted by who may open it).
+const hopDir = PROXIED ? await tempDir("push-hop-") : "";
+const hop = !PROXIED ? undefined : HOP === "unix" ? { listen: `unix:${join(hopDir, "proxy.sock")}`, server: join(hopDir, "proxy.sock") } : await freePort().then((p) => ({ listen: `127.0.0.1:${p}`, server: `127.0.0.1:${p}` }));
+const proxyArgs = hop ? ["--proxy-listen", hop.listen, "--client-cert-header", "x-ssl-client-cert", ...(HOP === "tcp" ? ["--trust-proxy", "127.0.0.1"] : [])] : [];
 // Every simulated device comes from 127.0.0.1: lift the per-address cap (meant for unauthenticated
 // clients during their handshake) and the total cap, which a fleet on push must size to its devices.
 const gw: GatewayHandle = await startGateway({
   command: [process.execPath, "--preload", PROBE, join(import.meta.dir, "../../gateway/main.ts")],
   env: { PUSH_PROBE_OUT: probeOut("gateway"), PUSH_PROBE_SNAPSHOT: process.env.PUSH_PROBE_SNAPSHOT },
-  args: ["--max-connections", String(N * 2 + 1000), "--max-connections-per-address", String(N * 2 + 1000)],
+  args: ["--max-connections", String(N * 2 + 1000), "--max-connections-per-address", String(N * 2 + 1000), ...proxyArgs],
 });
+
+/**
+ * HAProxy needs two descriptors per device (its side and the gateway's) plus a few, and will not
+ * start with a maxconn its open-file limit cannot carry. Where the hard limit cannot be raised
+ * (a container without CAP_SYS_RESOURCE: 20,000 here), the proxied sides hold as many devices as it allows.
+ */
+const fileLimit = Number(/^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1] ?? Infinity);
+const PROXY_MAXCONN = Math.min(N + 1000, Math.floor((fileLimit - 40) / 2));
+const PROXY_DEVICES = Math.min(N, PROXY_MAXCONN - 10);
+if (PROXIED && PROXY_DEVICES < N) log(`open-file limit ${fileLimit}: HAProxy can carry ${PROXY_MAXCONN} connections, so proxied sides hold ${PROXY_DEVICES} of the ${N} devices`);
+
+/**
+ * HAProxy from deploy/haproxy/gateway-plain.cfg in front of the gateway's plain port, with the
+ * global lines of `tuning` added, and `maxconn` raised for N devices as the config's comment
+ * tells a large fleet to.
+ */
+async function startProxy(tuning: string[]): Promise<ProxyHandle> {
+  const dir = await tempDir("push-haproxy-");
+  const text = readFileSync(join(DEPLOY_HAPROXY, "gateway-plain.cfg"), "utf8").replace(/^global\n/m, `global\n    maxconn ${PROXY_MAXCONN}\n${tuning.map((l) => `    ${l}\n`).join("")}`);
+  const file = join(dir, "haproxy.cfg");
+  writeFileSync(file, text);
+  // startHaproxy takes a path under deploy/haproxy/: a relative path from there to ours.
+  return startHaproxy({ file: relative(DEPLOY_HAPROXY, file), dataDir: gw.dataDir, replicas: [hop!.server] });
+}
 let bareProc: ReturnType<typeof Bun.spawn> | undefined;
 try {
   const ours: Holder = { url: gw.url, pid: gw.pid, probeOut: probeOut("gateway") };
@@ -192,17 +291,28 @@ try {
     // asked again, as fioup's daemon does; so is a connection cut before it was held (on a loaded
     // machine a handshake can outlast the gateway's 10 s head deadline), after a pause, up to 3
     // times. The bare server never answers: its waits end when we leave.
+    // Waits that ran to their timeout (204) and connections cut are counted, with the shortest
+    // time a wait that ran out was held: through a proxy, every wait must run its whole timeout.
     let published = false;
+    let expired = 0;
+    let cuts = 0;
+    let shortestExpiredS = Infinity;
     const leave = new AbortController();
     const hold = async (d: Dev): Promise<void> => {
       for (let cut = 0; ; ) {
+        const asked = performance.now();
         try {
-          const r = await devFetch(h.url, d, `/repo/wait?after=${after}&timeout=55`, leave.signal);
+          const r = await devFetch(h.url, d, `/repo/wait?after=${after}&timeout=${WAIT}`, leave.signal);
           await r.arrayBuffer();
-          if (r.status === 204 && !published) continue;
+          if (r.status === 204) {
+            expired++;
+            shortestExpiredS = Math.min(shortestExpiredS, (performance.now() - asked) / 1000);
+            if (!published) continue;
+          }
           if (r.status === 200) { told++; lastTold = performance.now(); } else fail(`HTTP ${r.status}`);
         } catch (err) {
           if (leave.signal.aborted) return;
+          cuts++;
           if (!published && ++cut <= 3) {
             await Bun.sleep(1000 + Math.random() * 2000);
             continue;
@@ -214,11 +324,12 @@ try {
     };
     const held: Promise<void>[] = [];
     let mid: { probe: Probe; held: number } | undefined;
-    for (let start = 0; start < N; start += BATCH) {
-      for (const d of devs.slice(start, start + BATCH)) held.push(hold(d));
-      const want = Math.min(N, start + BATCH) - failed;
+    const n = Math.min(N, h.maxDevices ?? N);
+    for (let start = 0; start < n; start += BATCH) {
+      for (const d of devs.slice(start, Math.min(n, start + BATCH))) held.push(hold(d));
+      const want = Math.min(n, start + BATCH) - failed;
       for (let i = 0; i < 200 && heldBy(h) < want; i++) await Bun.sleep(50);
-      if (!mid && start + BATCH >= N / 2) {
+      if (!mid && start + BATCH >= n / 2) {
         const n = heldBy(h);
         mid = { probe: await probe(h), held: n };
       }
@@ -228,6 +339,10 @@ try {
     log(`held ${heldNow}; grown: ${grown(idle, all)}; JS heap ${((all.heapSize - idle.heapSize) / MB).toFixed(1)} MB more, extra ${((all.extraMemorySize - idle.extraMemorySize) / MB).toFixed(1)} MB`);
     let publishMs = 0;
     let signedAt = 0;
+    if (LINGER) {
+      log(`holding ${LINGER} s before the publish`);
+      await Bun.sleep(LINGER * 1000);
+    }
     if (isOurs) {
       const t = performance.now();
       published = true;
@@ -245,8 +360,20 @@ try {
       mbPer1000: per1000(all.rss - idle.rss, heldNow),
       slopeMbPer1000: per1000(all.rss - mid!.probe.rss, heldNow - mid!.held),
       heapMbPer1000: per1000(all.heapSize - idle.heapSize, heldNow),
+      ...(h.proxyPid
+        ? {
+            proxyIdleRssMb: idle.proxyRss / MB,
+            proxyHeldRssMb: all.proxyRss / MB,
+            proxyMbPer1000: per1000(all.proxyRss - idle.proxyRss, heldNow),
+            proxySlopeMbPer1000: per1000(all.proxyRss - mid!.probe.proxyRss, heldNow - mid!.held),
+          }
+        : {}),
       ...(isOurs ? { toldMs: lastTold - signedAt, publishMs, told } : {}),
       failed,
+      expired,
+      cuts,
+      ...(expired ? { shortestExpiredS } : {}),
+      load: load(),
     };
   }
 
@@ -283,48 +410,77 @@ try {
     while (told < N && performance.now() < deadline) await Bun.sleep(100);
     stop.abort();
     await Promise.all(loops);
-    return { toldMs: lastTold - signedAt, told, requestsPerSecond: idleRps };
+    return { toldMs: lastTold - signedAt, told, requestsPerSecond: idleRps, load: load() };
   }
 
   type HoldResult = Awaited<ReturnType<typeof holdRound>>;
-  const results: { push: HoldResult[]; bare: HoldResult[]; poll: Awaited<ReturnType<typeof pollRound>>[] } = { push: [], bare: [], poll: [] };
+  const held = new Map<Side, HoldResult[]>();
+  const polls: Awaited<ReturnType<typeof pollRound>>[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     for (const side of r % 2 === 0 ? SIDES : SIDES.toReversed()) {
       Bun.spawnSync(["sync"]);
-      if (side === "push") results.push.push(await holdRound(ours, true));
-      else if (side === "bare") results.bare.push(await holdRound(bare!, false));
-      else results.poll.push(await pollRound());
-      log(`round ${r + 1} ${side}: ${JSON.stringify(results[side].at(-1))}`);
+      if (side === "poll") {
+        polls.push(await pollRound());
+        log(`round ${r + 1} poll: ${JSON.stringify(polls.at(-1))}`);
+        continue;
+      }
+      let res: HoldResult;
+      if (side === "push") res = await holdRound(ours, true);
+      else if (side === "bare") res = await holdRound(bare!, false);
+      else {
+        const proxy = await startProxy(side === "proxied" ? [] : TUNINGS[side.slice(8)]!);
+        try {
+          res = await holdRound({ ...ours, url: proxy.url, proxyPid: proxy.pid, maxDevices: PROXY_DEVICES }, true);
+        } finally {
+          await proxy.stop();
+        }
+      }
+      held.set(side, [...(held.get(side) ?? []), res]);
+      log(`round ${r + 1} ${side}: ${JSON.stringify(res)}`);
     }
   }
-  const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   const range = (xs: number[], digits = 1) => (xs.length ? `${Math.min(...xs).toFixed(digits)} to ${Math.max(...xs).toFixed(digits)}` : "-");
-  /** First round ("cold": the process's first N connections) apart from the others ("warm"). */
+  const per = (xs: HoldResult[], f: (x: HoldResult) => number, g: (x: HoldResult) => number) =>
+    `held-idle ${range(xs.map(f))}, slope N/2->N ${range(xs.map(g))}`;
+  /** First round ("cold": the process's first N connections) apart from the others ("warm"); the load average when each ended. */
   const memory = (xs: HoldResult[]) => {
     const [first, ...rest] = xs;
-    const line = (x: HoldResult[]) => `held-idle ${range(x.map((y) => y.mbPer1000))}, slope N/2->N ${range(x.map((y) => y.slopeMbPer1000))}, JS heap ${range(x.map((y) => y.heapMbPer1000))}; idle ${range(x.map((y) => y.idleRssMb), 0)} MB, held ${range(x.map((y) => y.heldRssMb), 0)} MB`;
-    return `  MB of RSS per 1,000 held, first round: ${line([first!])}\n  later rounds: ${rest.length ? line(rest) : "(one round only)"}`;
+    const line = (x: HoldResult[]) => {
+      let out = `${per(x, (y) => y.mbPer1000, (y) => y.slopeMbPer1000)}, JS heap ${range(x.map((y) => y.heapMbPer1000))}; idle ${range(x.map((y) => y.idleRssMb), 0)} MB, held ${range(x.map((y) => y.heldRssMb), 0)} MB`;
+      if (x[0]!.proxyMbPer1000 !== undefined) {
+        out += `\n      HAProxy: ${per(x, (y) => y.proxyMbPer1000!, (y) => y.proxySlopeMbPer1000!)}; idle ${range(x.map((y) => y.proxyIdleRssMb!), 0)} MB, held ${range(x.map((y) => y.proxyHeldRssMb!), 0)} MB`;
+        out += `\n      gateway + HAProxy: ${per(x, (y) => y.mbPer1000 + y.proxyMbPer1000!, (y) => y.slopeMbPer1000 + y.proxySlopeMbPer1000!)}`;
+      }
+      return `${out}\n      load average at the end: ${x.map((y) => y.load).join("; ")}`;
+    };
+    return `  MB of RSS per 1,000 held, first round: gateway ${line([first!])}\n  later rounds: ${rest.length ? `gateway ${line(rest)}` : "(one round only)"}`;
   };
-  if (results.push.length) {
-    const xs = results.push;
-    const held = Math.min(...xs.map((x) => x.held));
-    console.log(`push (ours):   at least ${held} of ${N} devices held; all told ${range(xs.map((x) => x.toldMs! / 1000), 2)} s after signing over the rounds (goal < 2 s); ${xs.reduce((n, x) => n + x.failed, 0)} failed`);
+  for (const [side, xs] of held) {
+    const least = Math.min(...xs.map((x) => x.held));
+    const failed = xs.reduce((n, x) => n + x.failed, 0);
+    const expired = xs.reduce((n, x) => n + x.expired, 0);
+    const shortest = Math.min(...xs.map((x) => x.shortestExpiredS ?? Infinity));
+    const waits = `; ${expired} waits ran out (204) and were asked again${expired ? ` (shortest held ${shortest.toFixed(1)} s of ${WAIT})` : ""}, ${xs.reduce((n, x) => n + x.cuts, 0)} connections cut`;
+    if (side === "bare") console.log(`bare Bun.listen mTLS (floor): at least ${least} of ${N} held; ${failed} failed${waits}`);
+    else {
+      const name = side === "push" ? "push (ours, devices on the gateway's TLS port)" : `${side} (ours behind HAProxy, gateway-plain.cfg${side === "proxied" ? "" : ` + ${TUNINGS[side.slice(8)]!.join("; ")}`}, ${HOP} hop)`;
+      const n = side === "push" ? N : PROXY_DEVICES;
+      console.log(`${name}: at least ${least} of ${n} held${n < N ? ` (HAProxy's open-file limit ${fileLimit} carries no more)` : ""}; all told ${range(xs.map((x) => x.toldMs! / 1000), 2)} s after signing (goal < 2 s); told ${xs.map((x) => x.told).join(", ")} of ${n}; ${failed} failed${waits}`);
+    }
     console.log(memory(xs));
   }
-  if (results.bare.length) {
-    console.log(`bare Bun.listen mTLS (floor): at least ${Math.min(...results.bare.map((x) => x.held))} of ${N} held`);
-    console.log(memory(results.bare));
-  }
-  if (results.push.length && results.bare.length) {
+  const push = held.get("push");
+  const bareXs = held.get("bare");
+  if (push && bareXs) {
     // Round by round (the same round's two sides ran back to back, under the same load).
-    const rounds = Math.min(results.push.length, results.bare.length);
-    const m = (k: "mbPer1000" | "slopeMbPer1000") => Array.from({ length: rounds }, (_, i) => (results.push[i]![k] - results.bare[i]![k]).toFixed(1)).join(", ");
+    const rounds = Math.min(push.length, bareXs.length);
+    const m = (k: "mbPer1000" | "slopeMbPer1000") => Array.from({ length: rounds }, (_, i) => (push[i]![k] - bareXs[i]![k]).toFixed(1)).join(", ");
     console.log(`ours above the floor per 1,000 held, round by round: held-idle ${m("mbPer1000")} MB; slope ${m("slopeMbPer1000")} MB`);
   }
-  if (results.poll.length) {
-    const bq = results.poll.reduce((a, b) => (b.toldMs < a.toldMs ? b : a));
-    console.log(`polling every ${POLL}s (peer): all told ${bq.toldMs.toFixed(0)} ms after signing, ${bq.told}/${N}; ${bq.requestsPerSecond.toFixed(0)} requests/s while nothing changes`);
-    if (results.push.length) console.log(`ratio (time to all told, best push/best poll): ${(Math.min(...results.push.map((x) => x.toldMs!)) / bq.toldMs).toFixed(3)}`);
+  if (polls.length) {
+    const bq = polls.reduce((a, b) => (b.toldMs < a.toldMs ? b : a));
+    console.log(`polling every ${POLL}s (peer): all told ${bq.toldMs.toFixed(0)} ms after signing, ${bq.told}/${N}; ${bq.requestsPerSecond.toFixed(0)} requests/s while nothing changes; load ${bq.load}`);
+    if (push) console.log(`ratio (time to all told, best push/best poll): ${(Math.min(...push.map((x) => x.toldMs!)) / bq.toldMs).toFixed(3)}`);
   }
   console.log(`load average ${load()} (1, 5, 15 min)`);
 } finally {
