@@ -226,6 +226,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     if (proxyAddress) {
       // The same app, verifier and admission as the TLS port's proxy mode, without the TLS hop.
       plain = await listenPlain({ address: proxyAddress, ...common });
+      gw.metrics.proxyConnections = plain.stats;
       log(`gateway: plain HTTP for trusted proxies on ${plain.url}`);
     }
     const url = `https://${urlHost(server.host)}:${server.port}`;

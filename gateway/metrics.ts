@@ -6,6 +6,7 @@
  * @module
  */
 import { ServedBytes } from "./registry/served-bytes.ts";
+import type { PlainListenerStats } from "./transport/plain.ts";
 
 /** What the transport reports about its connections (gateway/transport's `Listening.stats`). */
 export interface ConnectionCounts {
@@ -78,6 +79,8 @@ export class Metrics {
   readonly rollouts = new RolloutMetrics();
   /** Set by whoever runs a transport; /metrics shows its connection counts. */
   connections: (() => ConnectionCounts) | undefined;
+  /** Set when `--proxy-listen` runs; /metrics shows its connections beside the TLS port's. */
+  proxyConnections: (() => PlainListenerStats) | undefined;
   /** Registry bytes served per client: what devices downloaded, counted by the gateway. */
   readonly registryBytes = new ServedBytes();
   readonly started = Date.now();
@@ -107,6 +110,7 @@ export class Metrics {
     lines.push(...this.registryBytes.render());
     lines.push(...this.rollouts.render());
     const conns = this.connections?.();
+    const proxied = this.proxyConnections?.();
     const samples: Record<string, Sample> = {
       gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (Date.now() - this.started) / 1000 },
       ...(conns
@@ -121,6 +125,12 @@ export class Metrics {
                   gateway_tls_resumed_total: { help: "TLS handshakes that resumed a session (no certificate exchange)", value: conns.resumed ?? 0, type: "counter" as const },
                 }
               : {}),
+          }
+        : {}),
+      ...(proxied
+        ? {
+            gateway_proxy_connections_busy: { help: "Connections from the TLS-terminating proxy (--proxy-listen) with a request in flight; idle kept-alive ones are not seen", value: proxied.busy },
+            gateway_proxy_connections_capped_total: { help: "Requests on the --proxy-listen listener refused by its cap (--max-connections busy)", value: proxied.capped, type: "counter" as const },
           }
         : {}),
       ...gauges,

@@ -23,6 +23,18 @@
  * it buffers request heads and enforces its own timeouts, so only an idle limit applies here,
  * longer than the longest push wait.
  *
+ * The cap: `maxConnections` (`--max-connections`, as ConnectionCaps lowers it for the open-file
+ * limit) bounds the proxy's connections busy with a request here, Bun's count of requests in
+ * flight (`server.pendingRequests`: from the head until the answer's last byte is sent, a held push
+ * and a download included). Past it a request is answered 503 with `retry-after` and its
+ * connection closed (the proxy retries or tells the device, which retries), counted in `stats()`
+ * for /metrics. Bun.serve shows no connection before its first request and none between
+ * requests: a kept-alive connection of the proxy's pool is not counted while idle (the proxy's own
+ * limits bound its pool: HAProxy's `maxconn` on the server line, nginx's `keepalive`), nor is a
+ * client that never finishes a request head; TCP connections that send nothing are not even
+ * accepted (Bun defers accept to the first byte). That is why the port must be reachable by the
+ * proxy alone.
+ *
  * @module
  */
 import type { Server } from "bun";
@@ -84,9 +96,18 @@ export interface PlainListenOptions {
   limits?: Partial<TransportLimits>;
 }
 
+/** What /metrics shows of the listener (gateway_proxy_connections_*). */
+export interface PlainListenerStats {
+  /** Connections with a request in flight (the cap counts these). */
+  busy: number;
+  /** Requests refused by the cap since the start. */
+  capped: number;
+}
+
 export interface PlainListening {
   /** `http://host:port` or `unix:/path` */
   url: string;
+  stats(): PlainListenerStats;
   /** Stops accepting; in-flight requests get `graceMs` to finish, then every connection is closed. */
   close(graceMs?: number): Promise<void>;
 }
@@ -183,6 +204,8 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
     }
     return v;
   };
+  /** Requests refused by the cap (module comment). */
+  let capped = 0;
   const hostName = "unix" in opts.address ? "localhost" : opts.address.host.includes(":") ? `[${opts.address.host}]` : opts.address.host;
 
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
@@ -192,6 +215,14 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
       return Response.json(
         { error: `Forbidden: ${remoteAddr || "this client"} is not a trusted proxy (--trust-proxy); this port serves only the TLS-terminating proxy, devices connect to the proxy` },
         { status: 403, headers: { connection: "close" } },
+      );
+    }
+    // The cap; this request is among those pending.
+    if (server.pendingRequests > caps.maxConnections) {
+      capped++;
+      return Response.json(
+        { error: `Service unavailable: ${caps.maxConnections} requests are in flight on this listener (--max-connections); retry` },
+        { status: 503, headers: { connection: "close", "retry-after": "1" } },
       );
     }
     let request = req;
@@ -293,6 +324,7 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
   const url = "unix" in address ? `unix:${address.unix}` : `http://${server.hostname!.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
   return {
     url,
+    stats: () => ({ busy: server.pendingRequests, capped }),
     close: async (graceMs = 10_000) => {
       const t = setTimeout(() => void server.stop(true), graceMs);
       await server.stop(false);

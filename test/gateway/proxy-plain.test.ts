@@ -6,10 +6,12 @@
  * device goes away. The plain port answers nobody but the trusted proxy: a client from another
  * address is refused unread, even with a genuine certificate in the header, and a header a client
  * sends through the proxy is stripped, the gateway's default `x-client-cert` as well. The unix
- * socket is created 0660: the proxy gets in through the socket's group.
+ * socket is created 0660: the proxy gets in through the socket's group. The listener has a cap of
+ * its own (`--max-connections` busy connections; past it 503 and the connection closed), and
+ * /metrics counts its busy connections and refusals beside the TLS port's connections.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { chmodSync, chownSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
@@ -74,6 +76,62 @@ function raw(port: number, localAddress: string, request: string): Promise<{ sta
     sock.on("error", reject);
   });
 }
+
+/** A connection from the proxy's address whose request stays in flight: its head sent, its body not. */
+function stuckUpload(port: number, head: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: "127.0.0.1", port }, () => sock.write(head + "["));
+    sock.on("error", reject);
+    sock.on("connect", () => resolve(sock));
+  });
+}
+
+/** The value of one sample in /metrics (NaN when absent). */
+async function metric(gw: GatewayHandle, name: string): Promise<number> {
+  const text = await (await gw.adminFetch("/metrics")).text();
+  return Number(text.split("\n").find((l) => l.startsWith(`${name} `))?.split(" ")[1]);
+}
+
+describe("the plain listener's own cap and its connections in /metrics", () => {
+  const CAP = 4;
+  let gw: GatewayHandle;
+  let plainPort: number;
+  let dev: TlsDevice;
+  beforeAll(async () => {
+    plainPort = await freePort();
+    gw = await startGateway({ args: ["--trust-proxy", "127.0.0.1", "--proxy-listen", `127.0.0.1:${plainPort}`, "--max-connections", String(CAP)] });
+    stops.push(() => gw.stop());
+    dev = await registerDevice(gw.url, gw.adminToken, gw.caPem);
+  });
+
+  test("at most --max-connections of the proxy's connections are busy here: the next request is answered 503 and closed, counted; the slots come back", async () => {
+    const get = `GET /device HTTP/1.1\r\nhost: gw\r\nx-client-cert: ${encodeURIComponent(dev.cert)}\r\nconnection: close\r\n\r\n`;
+    expect((await raw(plainPort, "127.0.0.1", get)).status).toBe(200);
+    expect(await metric(gw, "gateway_proxy_connections_busy")).toBe(0); // scraped on the TLS port
+    expect(await metric(gw, "gateway_connections_open")).toBeGreaterThanOrEqual(0); // beside the TLS port's
+    // CAP uploads from the proxy's address that never finish: each keeps its connection busy.
+    const upload = `POST /events HTTP/1.1\r\nhost: gw\r\nx-client-cert: ${encodeURIComponent(dev.cert)}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`;
+    const stuck = await Promise.all(Array.from({ length: CAP }, () => stuckUpload(plainPort, upload)));
+    try {
+      const deadline = Date.now() + 5000;
+      while ((await metric(gw, "gateway_proxy_connections_busy")) < CAP && Date.now() < deadline) await Bun.sleep(50);
+      expect(await metric(gw, "gateway_proxy_connections_busy")).toBe(CAP);
+      const refused = await raw(plainPort, "127.0.0.1", get);
+      expect(refused.status).toBe(503);
+      expect(JSON.parse(refused.body).error).toContain("--max-connections");
+      expect(refused.closedByServer).toBe(true);
+      expect(await metric(gw, "gateway_proxy_connections_capped_total")).toBe(1);
+    } finally {
+      for (const s of stuck) s.destroy();
+    }
+    // The proxy gave up on the uploads: their slots are free again.
+    const deadline = Date.now() + 5000;
+    while ((await metric(gw, "gateway_proxy_connections_busy")) > 0 && Date.now() < deadline) await Bun.sleep(50);
+    expect(await metric(gw, "gateway_proxy_connections_busy")).toBe(0);
+    expect((await raw(plainPort, "127.0.0.1", get)).status).toBe(200);
+    expect(await metric(gw, "gateway_proxy_connections_capped_total")).toBe(1);
+  });
+});
 
 describe("HAProxy with a plain-HTTP hop (deploy/haproxy/gateway-plain.cfg)", () => {
   let gw: GatewayHandle;
