@@ -42,6 +42,7 @@
  *
  * @module
  */
+import { createConnection } from "node:net";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { benchArgs } from "../_args.ts";
@@ -129,6 +130,8 @@ interface Holder {
   proxyPid?: number;
   /** At most this many devices (what the proxy's open-file limit lets it hold). */
   maxDevices?: number;
+  /** The proxy's stats socket (HAProxy's pools). */
+  proxyStats?: string;
 }
 /** Resident memory of `pid` and its child processes (all threads share a process's), in bytes; 0 once gone. */
 function rssOf(pid: number): number {
@@ -213,13 +216,34 @@ if (PROXIED && PROXY_DEVICES < N) log(`open-file limit ${fileLimit}: HAProxy can
  * global lines of `tuning` added, and `maxconn` raised for N devices as the config's comment
  * tells a large fleet to.
  */
-async function startProxy(tuning: string[]): Promise<ProxyHandle> {
+async function startProxy(tuning: string[]): Promise<ProxyHandle & { stats: string }> {
   const dir = await tempDir("push-haproxy-");
-  const text = readFileSync(join(DEPLOY_HAPROXY, "gateway-plain.cfg"), "utf8").replace(/^global\n/m, `global\n    maxconn ${PROXY_MAXCONN}\n${tuning.map((l) => `    ${l}\n`).join("")}`);
+  // Also a stats socket of the bench's own: `show pools` says how much of HAProxy's memory its pools hold.
+  const stats = join(dir, "stats.sock");
+  const text = readFileSync(join(DEPLOY_HAPROXY, "gateway-plain.cfg"), "utf8").replace(/^global\n/m, `global\n    maxconn ${PROXY_MAXCONN}\n    stats socket ${stats} mode 600\n${tuning.map((l) => `    ${l}\n`).join("")}`);
   const file = join(dir, "haproxy.cfg");
   writeFileSync(file, text);
   // startHaproxy takes a path under deploy/haproxy/: a relative path from there to ours.
-  return startHaproxy({ file: relative(DEPLOY_HAPROXY, file), dataDir: gw.dataDir, replicas: [hop!.server] });
+  return { ...(await startHaproxy({ file: relative(DEPLOY_HAPROXY, file), dataDir: gw.dataDir, replicas: [hop!.server] })), stats };
+}
+
+/** One command on HAProxy's stats socket, its answer. */
+function haproxyCommand(socket: string, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const c = createConnection(socket, () => c.end(`${command}\n`));
+    c.setEncoding("utf8");
+    c.on("data", (d) => (out += d));
+    c.on("end", () => resolve(out));
+    c.on("error", reject);
+  });
+}
+/** Bytes HAProxy's pools hold (`show pools`), and the pools that hold the most. */
+async function haproxyPools(socket: string): Promise<{ bytes: number; pools: Map<string, number> }> {
+  const text = await haproxyCommand(socket, "show pools");
+  const pools = new Map<string, number>();
+  for (const m of text.matchAll(/Pool (\S+) \((\d+) bytes\) : (\d+) allocated \((\d+) bytes\)/g)) pools.set(`${m[1]}(${m[2]})`, Number(m[4]));
+  return { bytes: Number(/Total: \d+ pools, (\d+) bytes allocated/.exec(text)?.[1] ?? NaN), pools };
 }
 let bareProc: ReturnType<typeof Bun.spawn> | undefined;
 try {
@@ -277,6 +301,7 @@ try {
     const after = isOurs ? await currentVersion() : 0;
     await Bun.sleep(500); // the last round's waiters are gone
     const idle = await probe(h);
+    const idlePools = h.proxyStats ? await haproxyPools(h.proxyStats) : undefined;
     let told = 0;
     let lastTold = 0;
     let failed = 0;
@@ -336,6 +361,13 @@ try {
     }
     const heldNow = heldBy(h);
     const all = await probe(h);
+    let poolsMbPer1000: number | undefined;
+    if (h.proxyStats) {
+      const p = await haproxyPools(h.proxyStats);
+      poolsMbPer1000 = ((p.bytes - idlePools!.bytes) / MB / heldNow) * 1000;
+      const grew = [...p.pools].map(([k, v]) => [k, v - (idlePools!.pools.get(k) ?? 0)] as const).filter(([, d]) => d > 0).sort((a, b) => b[1] - a[1]);
+      log(`HAProxy's pools: ${(p.bytes / MB).toFixed(1)} MB (${((p.bytes - idlePools!.bytes) / heldNow).toFixed(0)} bytes per held); grew per held: ${grew.slice(0, 12).map(([k, d]) => `${k} ${(d / heldNow).toFixed(0)}`).join(", ")}`);
+    }
     log(`held ${heldNow}; grown: ${grown(idle, all)}; JS heap ${((all.heapSize - idle.heapSize) / MB).toFixed(1)} MB more, extra ${((all.extraMemorySize - idle.extraMemorySize) / MB).toFixed(1)} MB`);
     let publishMs = 0;
     let signedAt = 0;
@@ -366,6 +398,7 @@ try {
             proxyHeldRssMb: all.proxyRss / MB,
             proxyMbPer1000: per1000(all.proxyRss - idle.proxyRss, heldNow),
             proxySlopeMbPer1000: per1000(all.proxyRss - mid!.probe.proxyRss, heldNow - mid!.held),
+            proxyPoolsMbPer1000: poolsMbPer1000,
           }
         : {}),
       ...(isOurs ? { toldMs: lastTold - signedAt, publishMs, told } : {}),
@@ -430,7 +463,7 @@ try {
       else {
         const proxy = await startProxy(side === "proxied" ? [] : TUNINGS[side.slice(8)]!);
         try {
-          res = await holdRound({ ...ours, url: proxy.url, proxyPid: proxy.pid, maxDevices: PROXY_DEVICES }, true);
+          res = await holdRound({ ...ours, url: proxy.url, proxyPid: proxy.pid, maxDevices: PROXY_DEVICES, proxyStats: proxy.stats }, true);
         } finally {
           await proxy.stop();
         }
@@ -448,7 +481,7 @@ try {
     const line = (x: HoldResult[]) => {
       let out = `${per(x, (y) => y.mbPer1000, (y) => y.slopeMbPer1000)}, JS heap ${range(x.map((y) => y.heapMbPer1000))}; idle ${range(x.map((y) => y.idleRssMb), 0)} MB, held ${range(x.map((y) => y.heldRssMb), 0)} MB`;
       if (x[0]!.proxyMbPer1000 !== undefined) {
-        out += `\n      HAProxy: ${per(x, (y) => y.proxyMbPer1000!, (y) => y.proxySlopeMbPer1000!)}; idle ${range(x.map((y) => y.proxyIdleRssMb!), 0)} MB, held ${range(x.map((y) => y.proxyHeldRssMb!), 0)} MB`;
+        out += `\n      HAProxy: ${per(x, (y) => y.proxyMbPer1000!, (y) => y.proxySlopeMbPer1000!)}, of which its pools ${range(x.map((y) => y.proxyPoolsMbPer1000!))}; idle ${range(x.map((y) => y.proxyIdleRssMb!), 0)} MB, held ${range(x.map((y) => y.proxyHeldRssMb!), 0)} MB`;
         out += `\n      gateway + HAProxy: ${per(x, (y) => y.mbPer1000 + y.proxyMbPer1000!, (y) => y.slopeMbPer1000 + y.proxySlopeMbPer1000!)}`;
       }
       return `${out}\n      load average at the end: ${x.map((y) => y.load).join("; ")}`;
