@@ -17,7 +17,8 @@
  * other config whose server line has no `ssl` the plain ports. Each side also reports where the
  * CPU went over its timed part: HAProxy's, the replicas' and the load generator's CPU time per
  * check-in request (ms), the load average when it ended, and how the requests spread over the
- * replicas (each replica's device requests in /metrics, before and after the side).
+ * replicas (each replica's device requests in /metrics, before and after the side, and the TCP
+ * connections open to it when the clock started).
  *
  * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3]
  *          [--replicas 1,2,3] [--haproxy-config gateway.cfg,gateway-plain.cfg,gateway-tcp.cfg[,other.cfg...]]
@@ -81,6 +82,8 @@ interface LoadResult {
   loadavg: string;
   /** Device requests each replica behind the side answered while it ran (connecting check-in included). */
   spread: number[];
+  /** Connections open to each replica behind the side when the clock started (HAProxy's, or the devices' in TCP mode). */
+  conns: number[];
 }
 
 /** CPU seconds (user + system) a process has used so far (NaN once it is gone). */
@@ -98,6 +101,17 @@ async function answered(r: GatewayHandle): Promise<number> {
   let n = 0;
   for (const m of text.matchAll(/^gateway_requests_total\{route="([^"]*)",status="\d+"\} (\d+)$/gm)) if (m[1] !== "/healthz" && m[1] !== "/metrics") n += Number(m[2]);
   return n;
+}
+
+/** Established TCP connections to each local port, from /proc/net/tcp (read without asking the replicas anything). */
+async function established(ports: number[]): Promise<number[]> {
+  const counts = new Map(ports.map((p) => [p, 0]));
+  for (const line of (await Bun.file("/proc/net/tcp").text()).split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    const port = parseInt(f[1]?.split(":")[1] ?? "", 16);
+    if (f[3] === "01" && counts.has(port)) counts.set(port, counts.get(port)! + 1);
+  }
+  return ports.map((p) => counts.get(p)!);
 }
 
 try {
@@ -137,14 +151,18 @@ try {
   await store.close();
 
   /** A side: its name, the URL devices use, and the HAProxy process in front (none for the bare replica). */
-  const sides: { name: string; url: string; haproxy?: number; replicas: GatewayHandle[] }[] = [{ name: "1 replica, no HAProxy", url: replicas[0]!.url, replicas: replicas.slice(0, 1) }];
+  /** A side's replicas, and the ports its devices' requests reach them on. */
+  const portOf = (hostPort: string) => Number(hostPort.split(":").at(-1));
+  const sides: { name: string; url: string; haproxy?: number; replicas: GatewayHandle[]; ports: number[] }[] = [
+    { name: "1 replica, no HAProxy", url: replicas[0]!.url, replicas: replicas.slice(0, 1), ports: [replicas[0]!.port] },
+  ];
   for (const c of CONFIGS)
     for (const n of COUNTS) {
       const backends = plainHop(c) ? plainPorts.slice(0, n) : replicas.slice(0, n).map((r) => r.host);
       const p: ProxyHandle = await startHaproxy({ file: configFile(c), dataDir: replicas[0]!.dataDir, replicas: backends });
       stops.push(() => p.stop());
       const label = `${LABELS[c] ?? (CONFIGS.length > 1 ? basename(c, ".cfg") : "HAProxy")} + `;
-      sides.push({ name: `${label}${n} replica${n > 1 ? "s" : ""}`, url: p.url, haproxy: p.pid, replicas: replicas.slice(0, n) });
+      sides.push({ name: `${label}${n} replica${n > 1 ? "s" : ""}`, url: p.url, haproxy: p.pid, replicas: replicas.slice(0, n), ports: backends.map(portOf) });
     }
   const width = Math.max(...sides.map((s) => s.name.length));
 
@@ -160,6 +178,7 @@ try {
     let cpu0 = await cpuNow();
     let cpu1 = cpu0;
     let started = false;
+    let conns: number[] = [];
     let ended = false;
     let out = "";
     for await (const chunk of p.stdout.pipeThrough(new TextDecoderStream())) {
@@ -167,6 +186,7 @@ try {
       if (!started && out.includes("\n")) {
         started = true;
         cpu0 = await cpuNow();
+        conns = await established(side.ports);
       }
       // Read the load generator's CPU before it exits (its /proc entry goes with it).
       if (started && !ended && out.trim().split("\n").length > 1) {
@@ -177,18 +197,18 @@ try {
     await p.exited;
     const loadavg = (await Bun.file("/proc/loadavg").text()).split(" ")[0]!;
     const spread = (await Promise.all(side.replicas.map(answered))).map((n, i) => n - answered0[i]!);
-    const r = JSON.parse(out.trim().split("\n").at(-1)!) as Omit<LoadResult, "cpu" | "loadavg" | "spread">;
+    const r = JSON.parse(out.trim().split("\n").at(-1)!) as Omit<LoadResult, "cpu" | "loadavg" | "spread" | "conns">;
     const per = (k: keyof typeof cpu0) => ((cpu1[k] - cpu0[k]) * 1000) / Math.max(1, r.requests);
-    return { ...r, cpu: { haproxy: per("haproxy"), replicas: per("replicas"), load: per("load") }, loadavg, spread };
+    return { ...r, cpu: { haproxy: per("haproxy"), replicas: per("replicas"), load: per("load") }, loadavg, spread, conns };
   }
-  /** Each replica's share of the side's requests, e.g. "34/33/33%" (nothing for one replica). */
-  const shares = (spread: number[]) => {
-    const all = spread.reduce((a, b) => a + b, 0);
-    return spread.length < 2 ? "" : `, spread ${spread.map((n) => ((100 * n) / Math.max(1, all)).toFixed(0)).join("/")}%`;
+  /** Each replica's share of the side's requests and of its connections, e.g. "34/33/33% (conns 667/667/667)" (nothing for one replica). */
+  const shares = (r: LoadResult) => {
+    const all = r.spread.reduce((a, b) => a + b, 0);
+    return r.spread.length < 2 ? "" : `, spread ${r.spread.map((n) => ((100 * n) / Math.max(1, all)).toFixed(0)).join("/")}% (conns ${r.conns.join("/")})`;
   };
   const fmt = (r: LoadResult) =>
     `${r.rps.toFixed(0).padStart(6)} req/s (${(r.rps / 2).toFixed(0).padStart(5)} check-ins/s) p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(7)} ms, ` +
-    `CPU ms/req haproxy ${r.cpu.haproxy.toFixed(3)} replicas ${r.cpu.replicas.toFixed(3)} load ${r.cpu.load.toFixed(3)}, load avg ${r.loadavg}${shares(r.spread)}${r.errors ? ` (${r.errors} ERRORS)` : ""}`;
+    `CPU ms/req haproxy ${r.cpu.haproxy.toFixed(3)} replicas ${r.cpu.replicas.toFixed(3)} load ${r.cpu.load.toFixed(3)}, load avg ${r.loadavg}${shares(r)}${r.errors ? ` (${r.errors} ERRORS)` : ""}`;
   const best: Record<string, LoadResult> = {};
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 ? [...sides].reverse() : sides;
