@@ -369,6 +369,9 @@ try {
         mid = { probe: await probe(h), held: n };
       }
     }
+    // Waits that ran out while the rest connected are being asked again: let them settle (up to
+    // 30 s) so the probe sees every device held.
+    for (let i = 0; i < 600 && heldBy(h) < n - failed; i++) await Bun.sleep(50);
     const heldNow = heldBy(h);
     const all = await probe(h);
     let poolsMbPer1000: number | undefined;
