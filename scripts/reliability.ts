@@ -75,6 +75,8 @@ const AREAS: Record<string, string> = {
   "rollout-kills": "Rollouts (gateway SIGKILLed in every wave, simulated devices)",
   "rollout-kills@postgres": "Rollouts with the gateway SIGKILLed, on PostgreSQL",
   "kanto-kill": "Kanto agent (fioup agent SIGKILLed at named points of an apply)",
+  attacks: "Gateway attacks found by a probe (slow clients, deep JSON, scoped tokens...)",
+  "replica-kill": "Signer replica SIGKILLed behind HAProxy under load (PostgreSQL)",
 };
 
 /** The files of the whole suite; the second list runs again with every gateway on PostgreSQL. */
@@ -89,26 +91,31 @@ const dirty = git("status", "--porcelain", "--untracked-files=no").split("\n").f
 const loadSamples: number[] = [loadavg()[0]!];
 const sampler = setInterval(() => loadSamples.push(loadavg()[0]!), 30_000);
 
+/** Tests bun reported as failed, `(fail) ...` lines, including files that keep no tally (compiled-flow). */
+const failedTests: string[] = [];
+/** Runs `bun test` with its output passed through as it comes, noting its `(fail)` lines; returns its exit code. */
+async function bunTest(files: string[], env: Record<string, string | undefined>): Promise<number> {
+  const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...files], { cwd: ROOT, env, stdout: "inherit", stderr: "pipe" });
+  let rest = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of proc.stderr) {
+    process.stderr.write(chunk);
+    const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+    rest = lines.pop()!;
+    failedTests.push(...lines.filter((l) => l.startsWith("(fail) ")).map((l) => `${env.OTA_TEST_DB === "postgres" ? "[postgres] " : ""}${l.slice(7)}`));
+  }
+  return await proc.exited;
+}
+
 const started = Date.now();
 // compiled-flow: in full length, the whole update flow also with the arm64 fioup under qemu (npm test runs its first case).
-const first = only.length ? only : SUITE;
-const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...first], {
-  cwd: ROOT,
-  env: { ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }), ...(db ? { OTA_TEST_DB: db } : {}) },
-  stdout: "inherit",
-  stderr: "inherit",
+let code = await bunTest(only.length ? only : SUITE, {
+  ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }), ...(db ? { OTA_TEST_DB: db } : {}),
 });
-let code = await proc.exited;
 // The same flow with every gateway on PostgreSQL: publish, register, update, events, the load and its kill.
 const second = only.length ? only.filter((f) => ON_POSTGRES.includes(f)) : ON_POSTGRES;
 if (!db && second.length) {
-  const pg = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...second], {
-    cwd: ROOT,
-    env: { ...process.env, RELIABILITY_RESULTS: results, OTA_TEST_DB: "postgres", ...(quick ? {} : { RELIABILITY_FULL: "1" }) },
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  code = (await pg.exited) || code;
+  code = (await bunTest(second, { ...process.env, RELIABILITY_RESULTS: results, OTA_TEST_DB: "postgres", ...(quick ? {} : { RELIABILITY_FULL: "1" }) })) || code;
 }
 clearInterval(sampler);
 loadSamples.push(loadavg()[0]!);
@@ -178,6 +185,7 @@ const notable = (s: string) => rows.filter((r) => r.suite === s).map((r) => `- $
 
 process.stderr.write(`\n${table}\n\n${minutes} min on ${commit}${dirty ? ` (+${dirty} changed files)` : ""}, ${loadLine}\n`);
 for (const f of failed) process.stderr.write(`FAILED [${f.suite}] ${f.name}: ${f.detail}\n`);
+for (const t of failedTests) process.stderr.write(`FAILED TEST ${t}\n`);
 const notTried = rows.filter((r) => r.outcome === "not-tried");
 for (const f of notTried) process.stderr.write(`NOT TRIED [${f.suite}] ${f.name}: ${f.detail}\n`);
 
@@ -196,6 +204,7 @@ if (write) {
     table,
     "",
     ...(failed.length ? ["## Failed", "", ...failed.map((f) => `- [${f.suite}] ${f.name}: ${f.detail}`), ""] : []),
+    ...(failedTests.length ? ["## Tests bun reported failed", "", ...failedTests.map((t) => `- ${t}`), ""] : []),
     "## Details",
     "",
     ...suites.flatMap((s) => [`### ${AREAS[s] ?? s}`, "", ...(s === "access" ? notable(s).slice(0, 12).concat([`- ... ${count(s)} cases in all`]) : notable(s)), ""]),
