@@ -76,15 +76,19 @@ const POLL = Number(values["poll-seconds"]);
 const WAIT = Number(values["wait-seconds"]);
 /** Seconds to keep every device held before the publish (waits run out and are asked again meanwhile). */
 const LINGER = Number(values.linger);
-if (!(WAIT >= 1 && WAIT <= 60 && LINGER >= 0)) throw new Error("--wait-seconds must be 1 to 60 and --linger 0 or more");
+/** A bad option: says which and stops (no stack trace). */
+function badOption(message: string): never {
+  process.stderr.write(`${message}\nRun with --help for the options.\n`);
+  process.exit(2);
+}
+if (!(WAIT >= 1 && WAIT <= 60 && LINGER >= 0)) badOption("--wait-seconds must be 1 to 60 and --linger 0 or more");
 const BATCH = 250;
-if (!(N > 1 && ROUNDS > 0 && POLL > 0)) throw new Error("--devices (at least 2), --rounds and --poll-seconds must be positive numbers");
+if (!(N > 1 && ROUNDS > 0 && POLL > 0)) badOption("--devices (at least 2), --rounds and --poll-seconds must be positive numbers");
 /**
  * Settings tried on HAProxy's side of a held connection (added to the shipped config's global
- * section; side `proxied-NAME`). HAProxy allocates its buffers only while data passes and asks
- * OpenSSL to release its record buffers between reads, so what stays with a held connection is
- * mostly OpenSSL's per-connection state (the SSL object, the session with the device's
- * certificate) and HAProxy's connection and stream structures on both sides of it.
+ * section; side `proxied-NAME`). Measured (README): a held request keeps one HAProxy buffer
+ * (tune.bufsize, 16 KB), its stream and the connections on both sides (about 4 KB more), and
+ * outside HAProxy's pools about 25 KB of OpenSSL's per-connection state and malloc's overhead.
  */
 const TUNINGS: Record<string, string[]> = {
   /** No server-side TLS session cache (a shared block of 20,000 sessions by default, filled as devices connect). */
@@ -98,9 +102,9 @@ type Side = string;
 const SIDES = values.sides!.split(",") as Side[];
 const isProxied = (s: Side) => s === "proxied" || (s.startsWith("proxied-") && s.slice(8) in TUNINGS);
 if (!SIDES.length || !SIDES.every((s) => s === "push" || s === "bare" || s === "poll" || isProxied(s)))
-  throw new Error(`Invalid --sides "${values.sides}": expected a comma-separated list of push, proxied, bare, poll and proxied-NAME (NAME one of ${Object.keys(TUNINGS).join(", ")})`);
+  badOption(`Invalid --sides "${values.sides}": expected a comma-separated list of push, proxied, bare, poll and proxied-NAME (NAME one of ${Object.keys(TUNINGS).join(", ")})`);
 const HOP = values["proxy-hop"];
-if (HOP !== "tcp" && HOP !== "unix") throw new Error(`Invalid --proxy-hop "${HOP}": expected tcp or unix`);
+if (HOP !== "tcp" && HOP !== "unix") badOption(`Invalid --proxy-hop "${HOP}": expected tcp or unix`);
 const PROXIED = SIDES.some(isProxied);
 /** 1, 5 and 15 minute load averages. */
 const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
