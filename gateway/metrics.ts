@@ -6,7 +6,6 @@
  * @module
  */
 import { ServedBytes } from "./registry/served-bytes.ts";
-import type { PlainListenerStats } from "./transport/plain.ts";
 
 /** What the transport reports about its connections (gateway/transport's `Listening.stats`). */
 export interface ConnectionCounts {
@@ -17,6 +16,14 @@ export interface ConnectionCounts {
   /** TLS handshakes completed, and how many of them resumed a session. */
   handshakes?: number;
   resumed?: number;
+}
+
+/** What the plain listener for a TLS-terminating proxy reports (gateway/transport/plain.ts, `--proxy-listen`). */
+export interface PlainListenerStats {
+  /** Connections with a request in flight (its cap counts these). */
+  busy: number;
+  /** Requests refused by the cap since the start. */
+  capped: number;
 }
 
 /** A value for render(): a gauge unless said to be a counter. */

@@ -41,6 +41,7 @@ import type { Server } from "bun";
 import { chmod, lstat, stat, unlink } from "node:fs/promises";
 import { connect } from "node:net";
 import type { Bindings, ClientConnection } from "../env.ts";
+import type { PlainListenerStats } from "../metrics.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
 import { ConnectionCaps } from "./connection-caps.ts";
@@ -94,14 +95,6 @@ export interface PlainListenOptions {
   socketMode?: number;
   /** `maxConnections` sets the held share (push); `idleTimeoutMs` the idle limit (raised to 75 s, at most 255 s). */
   limits?: Partial<TransportLimits>;
-}
-
-/** What /metrics shows of the listener (gateway_proxy_connections_*). */
-export interface PlainListenerStats {
-  /** Connections with a request in flight (the cap counts these). */
-  busy: number;
-  /** Requests refused by the cap since the start. */
-  capped: number;
 }
 
 export interface PlainListening {
