@@ -192,7 +192,10 @@ test("SIGKILL of the signer replica under load: devices lose nothing, events sto
   expect(twice).toBe(0);
   expect(rows.length).toBe(acked);
   expect(stale).toBe(0);
-  expect(fetched).toBeGreaterThan(DEVICES * 3);
+  // The fleet kept cycling: a device starts at a random point of its first period, then checks in
+  // every PERIOD_MS ± 50% until LOAD_MS, about 2.5 times at 2,000 devices (25 s over 62.5 s) and
+  // 17 times at 200; more than 2 per device on average means it did not stall after the kill.
+  expect(fetched).toBeGreaterThan(DEVICES * 2);
   expect(movedMs).toBeGreaterThanOrEqual(0);
   expect(movedMs).toBeLessThanOrEqual(10_000);
 }, 300_000);
