@@ -58,3 +58,21 @@ test("DeviceCache: entries invalidated or read again are dropped once, and the c
     await store.close();
   }
 });
+
+test("DeviceCache: a device read again after an invalidate keeps its new entry when its old one expires", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const [a, b] = await Promise.all([1, 2].map(() => store.putDevice(aDevice())));
+    const cache = new DeviceCache(store, { ttlMs: 500 });
+    await cache.get(a!.uuid);
+    await Bun.sleep(300);
+    cache.invalidate(a!.uuid); // re-registered, say: its first entry is left behind in the expiry order
+    await cache.get(a!.uuid);
+    await Bun.sleep(250); // the first entry has expired, the second has not
+    await cache.get(b!.uuid); // this insert drops what expired: not a's new entry
+    expect(cache.fresh(a!.uuid)?.row?.uuid).toBe(a!.uuid);
+    expect(cache.size).toBe(2);
+  } finally {
+    await store.close();
+  }
+});

@@ -179,6 +179,9 @@ export function checkProxyListen(address: ProxyListenAddress, trustedProxies: Tr
  * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then
  *   claim any device), or a unix socket left world-writable that could not be chmod-ed.
  */
+/** GET /healthz (the proxy's health check, with or without a Host header). */
+const isHealthCheck = (url: string) => url.startsWith("/healthz") || urlTarget(url).path === "/healthz";
+
 export async function listenPlain(opts: PlainListenOptions): Promise<PlainListening> {
   checkProxyListen(opts.address, opts.trustedProxies);
   const unix = "unix" in opts.address;
@@ -210,8 +213,9 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
         { status: 403, headers: { connection: "close" } },
       );
     }
-    // The cap; this request is among those pending.
-    if (server.pendingRequests > caps.maxConnections) {
+    // The cap; this request is among those pending. The proxy's health check passes: a replica at
+    // its cap is busy, not down, and failing the check would take every full replica out at once.
+    if (server.pendingRequests > caps.maxConnections && !isHealthCheck(req.url)) {
       capped++;
       return Response.json(
         { error: `Service unavailable: ${caps.maxConnections} requests are in flight on this listener (--max-connections); retry` },

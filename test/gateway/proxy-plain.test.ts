@@ -121,6 +121,9 @@ describe("the plain listener's own cap and its connections in /metrics", () => {
       expect(JSON.parse(refused.body).error).toContain("--max-connections");
       expect(refused.closedByServer).toBe(true);
       expect(await metric(gw, "gateway_proxy_connections_capped_total")).toBe(1);
+      // The proxy's health check still passes at the cap (HTTP/1.0 without a Host header, as HAProxy sends it): busy, not down.
+      expect((await raw(plainPort, "127.0.0.1", "GET /healthz HTTP/1.0\r\n\r\n")).status).toBe(200);
+      expect(await metric(gw, "gateway_proxy_connections_capped_total")).toBe(1);
     } finally {
       for (const s of stuck) s.destroy();
     }

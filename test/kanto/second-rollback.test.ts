@@ -19,7 +19,7 @@ let rig: KantoRig;
 let fast: string;
 let slow: string;
 /** The slow container's stop timeout: busybox sleep as PID 1 ignores SIGTERM, so each stop lasts this long. */
-const STOP_S = 4;
+const STOP_S = 6;
 const n = (x: string) => rig.name(x);
 
 beforeAll(async () => {
@@ -109,6 +109,8 @@ async function killTwice(svc: string, when: "still under way" | "over"): Promise
   const died = await Promise.race([second.exitedPromise.then(() => true), Bun.sleep(60_000).then(() => false)]);
   if (!died || !existsSync(report)) throw new Error(`The recovering agent never reached agent:restored; its log:\n${second.logTail(3000)}`);
   expect(readFileSync(report, "utf8")).toContain(`"name":"${svc}"`);
+  // The case is the one named: the recovering agent found the killed agent's stop still under way and waited for it.
+  if (when === "still under way") expect(second.logTail(20_000)).toContain("waited for the stop it had been asked for");
   const restoredAt = await inspect(svc, "{{.State.StartedAt}}");
   expect(await inspect(svc, "{{.State.Running}}")).toBe("true");
 

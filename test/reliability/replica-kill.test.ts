@@ -193,9 +193,10 @@ test("SIGKILL of the signer replica under load: devices lose nothing, events sto
   expect(rows.length).toBe(acked);
   expect(stale).toBe(0);
   // The fleet kept cycling: a device starts at a random point of its first period, then checks in
-  // every PERIOD_MS ± 50% until LOAD_MS, about 2.5 times at 2,000 devices (25 s over 62.5 s) and
-  // 17 times at 200; more than 2 per device on average means it did not stall after the kill.
-  expect(fetched).toBeGreaterThan(DEVICES * 2);
+  // every PERIOD_MS ± 50% until LOAD_MS, about LOAD_MS / PERIOD_MS times: 2.5 at 2,000 devices
+  // (25 s over 62.5 s), 18 at 200. Half of that means the fleet did not stall after the kill (the
+  // kill comes a third of the way in).
+  expect(fetched).toBeGreaterThan(DEVICES * 0.5 * (LOAD_MS / PERIOD_MS));
   expect(movedMs).toBeGreaterThanOrEqual(0);
   expect(movedMs).toBeLessThanOrEqual(10_000);
 }, 300_000);
