@@ -93,7 +93,8 @@ export type CrashPoint = "before-commit" | "after-commit" | "exit" | "hang-befor
 
 export type WriterMessage =
   | { op: "open"; path: string }
-  | { op: "run"; sql: StatementName; rows: SqlValue[][] }
+  /** `slowMs`: tests only, the thread sleeps that long after the write (a slow disk, for the watchdog's tests). */
+  | { op: "run"; sql: StatementName; rows: SqlValue[][]; slowMs?: number }
   | { op: "lease"; name: string; holder: string; ttlMs: number; now?: number }
   | { op: "events"; items: EventItem[]; now: string; crash?: CrashPoint }
   | { op: "close" };
@@ -127,6 +128,7 @@ const handlers = {
   run(m) {
     const q = db.query(STATEMENTS[m.sql]);
     db.transaction(() => { for (const r of m.rows) q.run(...r); })();
+    if (m.slowMs) Bun.sleepSync(m.slowMs);
     return [];
   },
   lease(m) {
