@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import type { CaseResult } from "../test/reliability/_tally.ts";
@@ -57,7 +57,8 @@ if (only.length && write) {
   process.stderr.write("reliability: --write stores the whole suite's results; leave it out when naming files\n");
   process.exit(2);
 }
-const results = join(mkdtempSync(join(tmpdir(), "reliability-")), "results.jsonl");
+const resultsDir = mkdtempSync(join(tmpdir(), "reliability-"));
+const results = join(resultsDir, "results.jsonl");
 
 const AREAS: Record<string, string> = {
   tuf: "TUF attacks (real client vs TufRepo)",
@@ -212,4 +213,5 @@ if (write) {
   writeFileSync(join(ROOT, "bench/reliability/RESULTS.md"), md);
   process.stderr.write("wrote bench/reliability/RESULTS.md\n");
 }
+rmSync(resultsDir, { recursive: true, force: true }); // the tallies are read: the summary above and RESULTS.md hold them
 process.exit(code !== 0 ? code : notTried.length || failed.length ? 1 : 0);
