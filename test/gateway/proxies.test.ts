@@ -17,6 +17,7 @@ import { freePort } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
+import { registerDevice } from "./_register.ts";
 
 const stops: (() => Promise<void>)[] = [];
 afterAll(async () => {
@@ -124,15 +125,7 @@ describe("the TLS-hop configs in front of a gateway left with the default certif
     // No --client-cert-header: the operator forgot `x-ssl-client-cert`, so the gateway reads x-client-cert.
     plainGw = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`, "--trust-proxy", "127.0.0.1"] });
     stops.push(() => plainGw.stop());
-    const { token } = (await (await plainGw.adminFetch("/admin/tokens", post({ tags: ["main"] }))).json()) as { token: string };
-    const k = await makeDeviceCsr();
-    const reg = await tlsFetch({ ca: plainGw.caPem })(`${plainGw.url}/devices`, {
-      ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    });
-    expect(reg.status).toBe(201);
-    ({ certificate: cert } = (await reg.json()) as RegistrationResponse);
-    uuid = k.uuid;
+    ({ cert, uuid } = await registerDevice(plainGw.url, plainGw.adminToken, plainGw.caPem));
     const haproxy = await startHaproxy({ dataDir: plainGw.dataDir, replicas: [plainGw.host], port });
     stops.push(() => haproxy.stop());
     const nginx = await startNginx({ dataDir: plainGw.dataDir, replicas: [plainGw.host], replicaName: "127.0.0.1" });
