@@ -162,6 +162,9 @@ function closing(res: Response): Response {
 /** The default mode of the unix socket: the gateway's user and group may connect, nobody else. */
 export const DEFAULT_SOCKET_MODE = 0o660;
 
+/** GET /healthz, the proxy's health check: a full URL, or the target alone when it came without a Host header. */
+const isHealthCheck = (url: string) => urlTarget(url).path === "/healthz";
+
 /**
  * The requirement on who may use the listener, checked before anything starts (`gateway serve`
  * raises it as a usage error) and again by {@link listenPlain}.
@@ -179,9 +182,6 @@ export function checkProxyListen(address: ProxyListenAddress, trustedProxies: Tr
  * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then
  *   claim any device), or a unix socket left world-writable that could not be chmod-ed.
  */
-/** GET /healthz (the proxy's health check, with or without a Host header). */
-const isHealthCheck = (url: string) => url.startsWith("/healthz") || urlTarget(url).path === "/healthz";
-
 export async function listenPlain(opts: PlainListenOptions): Promise<PlainListening> {
   checkProxyListen(opts.address, opts.trustedProxies);
   const unix = "unix" in opts.address;

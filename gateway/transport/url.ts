@@ -6,9 +6,9 @@
  * @module
  */
 
-/** A request URL's path (as sent, "/" without one) and query ("" without one). */
+/** A request URL's path (as sent, "/" without one) and query ("" without one); the URL may also be a target alone ("/path?query"). */
 export function urlTarget(url: string): { path: string; query: string } {
-  const start = url.indexOf("/", url.indexOf("://") + 3);
+  const start = url.charCodeAt(0) === 47 /* / */ ? 0 : url.indexOf("/", url.indexOf("://") + 3);
   if (start < 0) return { path: "/", query: "" };
   const q = url.indexOf("?", start);
   return q < 0 ? { path: url.slice(start), query: "" } : { path: url.slice(start, q), query: url.slice(q + 1) };
