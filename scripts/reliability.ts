@@ -99,24 +99,26 @@ async function bunTest(files: string[], env: Record<string, string | undefined>)
   const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...files], { cwd: ROOT, env, stdout: "inherit", stderr: "pipe" });
   let rest = "";
   const decoder = new TextDecoder();
+  const note = (lines: string[]) =>
+    failedTests.push(...lines.filter((l) => l.startsWith("(fail) ")).map((l) => `${env.OTA_TEST_DB === "postgres" ? "[postgres] " : ""}${l.slice(7)}`));
   for await (const chunk of proc.stderr) {
     process.stderr.write(chunk);
     const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
     rest = lines.pop()!;
-    failedTests.push(...lines.filter((l) => l.startsWith("(fail) ")).map((l) => `${env.OTA_TEST_DB === "postgres" ? "[postgres] " : ""}${l.slice(7)}`));
+    note(lines);
   }
+  note([rest]); // a last line without its newline
   return await proc.exited;
 }
 
 const started = Date.now();
 // compiled-flow: in full length, the whole update flow also with the arm64 fioup under qemu (npm test runs its first case).
-let code = await bunTest(only.length ? only : SUITE, {
-  ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }), ...(db ? { OTA_TEST_DB: db } : {}),
-});
+const testEnv = { ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }) };
+let code = await bunTest(only.length ? only : SUITE, { ...testEnv, ...(db ? { OTA_TEST_DB: db } : {}) });
 // The same flow with every gateway on PostgreSQL: publish, register, update, events, the load and its kill.
 const second = only.length ? only.filter((f) => ON_POSTGRES.includes(f)) : ON_POSTGRES;
 if (!db && second.length) {
-  code = (await bunTest(second, { ...process.env, RELIABILITY_RESULTS: results, OTA_TEST_DB: "postgres", ...(quick ? {} : { RELIABILITY_FULL: "1" }) })) || code;
+  code = (await bunTest(second, { ...testEnv, OTA_TEST_DB: "postgres" })) || code;
 }
 clearInterval(sampler);
 loadSamples.push(loadavg()[0]!);
