@@ -13,8 +13,8 @@
  * qemu only here (npm test: its first case). Exit status: that of `bun test`
  * (a case "not tried", e.g. a kill point never reached, fails it too).
  *
- * Test files named on the command line run alone instead of the whole suite (the
- * PostgreSQL pass only for those of them it normally covers): the way to rerun one
+ * Test files or directories named on the command line run alone instead of the whole
+ * suite (the PostgreSQL pass only for the files among them, or under them, that it normally covers): the way to rerun one
  * area, e.g. to tell a failure caused by a loaded machine from a real one. The
  * written results name the commit the run started on and the machine's load
  * average during the run (sampled every 30 s).
@@ -41,14 +41,14 @@ if (process.argv.includes("--help")) {
       "  --quick   the default (npm test) subset instead of RELIABILITY_FULL=1\n" +
       "  --write   store the tables in bench/reliability/RESULTS.md (whole suite only)\n" +
       "  --db      run everything on one store, no second pass on PostgreSQL\n" +
-      "  files     run only these test files (e.g. test/reliability/load.test.ts) to rerun one area\n",
+      "  files     run only these test files or directories (e.g. test/reliability/load.test.ts) to rerun one area\n",
   );
   process.exit(0);
 }
 /** Test files named on the command line, relative to the repository (bun test runs there). */
 const only = process.argv.slice(2).filter((a, i, all) => !a.startsWith("--") && all[i - 1] !== "--db").map((f) => {
   if (!existsSync(resolve(f))) {
-    process.stderr.write(`reliability: no test file ${f}\n`);
+    process.stderr.write(`reliability: no test file or directory ${f}\n`);
     process.exit(2);
   }
   return `./${relative(ROOT, resolve(f))}`;
@@ -99,8 +99,11 @@ async function bunTest(files: string[], env: Record<string, string | undefined>)
   const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...files], { cwd: ROOT, env, stdout: "inherit", stderr: "pipe" });
   let rest = "";
   const decoder = new TextDecoder();
+  // With FORCE_COLOR set, bun colours "(fail)": the escape codes go before matching.
   const note = (lines: string[]) =>
-    failedTests.push(...lines.filter((l) => l.startsWith("(fail) ")).map((l) => `${env.OTA_TEST_DB === "postgres" ? "[postgres] " : ""}${l.slice(7)}`));
+    failedTests.push(
+      ...lines.map((l) => l.replace(/\x1b\[[0-9;]*m/g, "")).filter((l) => l.startsWith("(fail) ")).map((l) => `${env.OTA_TEST_DB === "postgres" ? "[postgres] " : ""}${l.slice(7)}`),
+    );
   for await (const chunk of proc.stderr) {
     process.stderr.write(chunk);
     const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
@@ -116,7 +119,8 @@ const started = Date.now();
 const testEnv = { ...process.env, RELIABILITY_RESULTS: results, ...(quick ? {} : { RELIABILITY_FULL: "1" }) };
 let code = await bunTest(only.length ? only : SUITE, { ...testEnv, ...(db ? { OTA_TEST_DB: db } : {}) });
 // The same flow with every gateway on PostgreSQL: publish, register, update, events, the load and its kill.
-const second = only.length ? only.filter((f) => ON_POSTGRES.includes(f)) : ON_POSTGRES;
+// A directory named on the command line stands for the files under it (test/reliability: load, power cuts, rollout kills).
+const second = only.length ? ON_POSTGRES.filter((f) => only.some((o) => f === o || f.startsWith(`${o.replace(/\/+$/, "")}/`))) : ON_POSTGRES;
 if (!db && second.length) {
   code = (await bunTest(second, { ...testEnv, OTA_TEST_DB: "postgres" })) || code;
 }
