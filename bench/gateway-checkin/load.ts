@@ -13,7 +13,7 @@
  * starts (a fleet's devices are connected already); `newconn` makes each request with Bun's
  * fetch on a new connection (keepalive: false), handshake included in the latency.
  *
- * Prints "started" when the clock starts, then one JSON line: requests, errors, seconds, req/s, p50/p99 ms, and the connections opened.
+ * Prints "started" when the clock starts, then one JSON line: requests, errors, seconds, req/s, p50/p99 ms, the connections opened, and its own CPU seconds over the timed part.
  *
  * Usage: bun load.ts <config.json>
  */
@@ -199,6 +199,7 @@ const lat: number[] = [];
 let errors = 0;
 let requests = 0;
 const start = performance.now();
+const cpuStart = process.cpuUsage();
 const deadline = start + cfg.seconds * 1000;
 
 async function worker(w: number) {
@@ -224,8 +225,9 @@ async function worker(w: number) {
 
 await Promise.all(Array.from({ length: cfg.concurrency }, (_, i) => worker(i)));
 const secs = (performance.now() - start) / 1000;
+const cpu = process.cpuUsage(cpuStart);
 for (const c of conns) c?.close();
 lat.sort((a, b) => a - b);
 const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? 0;
-console.log(JSON.stringify({ requests, errors, seconds: secs, rps: requests / secs, p50: q(0.5), p99: q(0.99), connections: opened }));
+console.log(JSON.stringify({ requests, errors, seconds: secs, rps: requests / secs, p50: q(0.5), p99: q(0.99), connections: opened, cpu: (cpu.user + cpu.system) / 1e6 }));
 process.exit(0);

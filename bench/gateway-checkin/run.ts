@@ -7,18 +7,26 @@
  * with a trivial handler, the previous node:tls + node:http transport, and a bare
  * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun] [--baseline DIR] [--profile DIR]
+ * Behind HAProxy (`--servers ...,haproxy-gateway,haproxy-gateway-unix,haproxy-hello`): Debian's
+ * haproxy with deploy/haproxy/gateway-plain.cfg (or the configs of `--haproxy-config`) terminates
+ * the devices' TLS and forwards each request with its certificate in a header to
+ * `gateway serve --proxy-listen` over TCP loopback or a unix socket, or to a plain Bun.serve hello
+ * (that topology's ceiling). HAProxy's CPU is counted apart from the server's.
+ *
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun,haproxy-gateway,haproxy-gateway-unix,haproxy-hello] [--haproxy-config gateway-plain.cfg[,/tmp/tuned.cfg]] [--baseline DIR] [--profile DIR]
  * (each server is run --rounds times, servers alternating, `sync` before each run, and its best round counts: the machine is shared)
  * (--db postgres starts a private PostgreSQL cluster for the run, with fsync off like the tests' unless
  * --pg-durable; a postgres:// URL must name an empty database: the gateway is bound to this run's CA).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { benchArgs } from "../_args.ts";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { openStore } from "../../gateway/store/open.ts";
 import { startPostgres } from "../../test/harness/postgres.ts";
+import { startHaproxy } from "../../test/harness/proxies.ts";
+import { freePort } from "../../test/harness/tmp.ts";
 import { issueDevices, seedFillerDevices } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
@@ -33,7 +41,10 @@ const { values } = benchArgs({
     "pg-durable": { type: "boolean", default: false },
     modes: { type: "string", default: "keepalive,newconn,poll" },
     rounds: { type: "string", default: "3" },
+    /** Sides: gateway (its own TLS transport), transport, node, bun (hello servers), haproxy-gateway (HAProxy, then the gateway's --proxy-listen on TCP loopback), haproxy-gateway-unix (the same on a unix socket), haproxy-hello (HAProxy, then a plain Bun.serve hello). */
     servers: { type: "string", default: "gateway,transport,bun" },
+    /** HAProxy configs for the haproxy-* sides, comma-separated: names under deploy/haproxy/ or paths with a "/" (a tuned copy); one side per config. */
+    "haproxy-config": { type: "string", default: "gateway-plain.cfg" },
     /** Another checkout (e.g. `git archive` of an older commit): its `gateway serve` runs too, on the same database, as "gateway (baseline)". */
     baseline: { type: "string" },
     /** Write a CPU profile of `gateway serve` (bun --cpu-prof-md) into this directory. */
@@ -53,6 +64,8 @@ const bun = process.execPath;
 const dir = await mkdtemp(join(tmpdir(), "bench-checkin-"));
 const log = (s: string) => process.stderr.write(s + "\n");
 const children: ReturnType<typeof Bun.spawn>[] = [];
+/** The HAProxy processes (started by the test harness, stopped by PID). */
+const proxyStops: (() => Promise<void>)[] = [];
 let stopPostgres: (() => Promise<void>) | undefined;
 /** The private cluster's durability settings, for the summary line. */
 let pgSettings = "";
@@ -83,79 +96,155 @@ try {
   log(`seeded ${seededCount} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   // 2. Servers, each in its own process.
+  const wanted = new Set(values.servers!.split(","));
+  const known = ["gateway", "transport", "node", "bun", "haproxy-gateway", "haproxy-gateway-unix", "haproxy-hello"];
+  for (const w of wanted) if (!known.includes(w)) throw new Error(`--servers: unknown side "${w}" (known: ${known.join(", ")})`);
   const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${values.profile}`] : [];
-  const gateway = async (root: string, extra: string[] = []) => {
+  /** The gateway's plain listener for HAProxy: a free loopback port, or a unix socket in the run's dir. */
+  const tcpPlain = wanted.has("haproxy-gateway") ? `127.0.0.1:${await freePort()}` : undefined;
+  const gateway = async (root: string, extra: string[] = [], proxyListen?: string) => {
     const cmd = [bun, ...extra, join(root, "gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000)];
-    const p = Bun.spawn([...cmd, ...(values.db ? ["--db", values.db] : [])], { stderr: "pipe", stdout: "ignore" });
+    // The forwarded certificate header HAProxy sets (deploy/haproxy/gateway-plain.cfg); trusting the
+    // loopback leaves the TLS side as it is: a TLS peer's own certificate comes first.
+    const proxy = proxyListen ? ["--proxy-listen", proxyListen, "--client-cert-header", "x-ssl-client-cert", ...(proxyListen.startsWith("unix:") ? [] : ["--trust-proxy", "127.0.0.1"])] : [];
+    const p = Bun.spawn([...cmd, ...proxy, ...(values.db ? ["--db", values.db] : [])], { stderr: "pipe", stdout: "ignore" });
     children.push(p);
     return [await waitLine(p, /gateway listening on (https:\/\/\S+)/), p.pid] as const;
   };
-  const [gwUrl, gwPid] = await gateway(join(here, "../.."), profile);
+  const [gwUrl, gwPid] = await gateway(join(here, "../.."), profile, tcpPlain);
   const helloCfg = join(dir, "hello.json");
   await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem }));
-  const wanted = new Set(values.servers!.split(","));
-  const helloServer = async (file: string) => {
-    const p = Bun.spawn([bun, join(here, file), helloCfg], { stderr: "pipe", stdout: "ignore" });
+  const helloServer = async (file: string, ...args: string[]) => {
+    const p = Bun.spawn([bun, join(here, file), helloCfg, ...args], { stderr: "pipe", stdout: "ignore" });
     children.push(p);
-    return [await waitLine(p, /hello listening on (https:\/\/\S+)/), p.pid] as const;
+    return [await waitLine(p, /hello listening on (\S+)/), p.pid] as const;
   };
-  /** Name, URL and process id of each server. */
-  const servers: [string, string, number][] = [["gateway", gwUrl, gwPid]];
-  if (values.baseline) servers.push(["gateway (baseline)", ...(await gateway(values.baseline))]);
-  if (wanted.has("transport")) servers.push(["transport hello", ...(await helloServer("hello-transport.ts"))]);
-  if (wanted.has("node")) servers.push(["node:http hello", ...(await helloServer("hello-node-http.ts"))]);
-  servers.push(["Bun.serve hello", ...(await helloServer("hello.ts"))]);
+  /** One side: its URL (what the load generator connects to) and the processes whose CPU it costs. */
+  interface Side {
+    name: string;
+    url: string;
+    /** The server behind (gateway or hello). */
+    server: number;
+    /** HAProxy in front, if any. */
+    proxy?: number;
+  }
+  const servers: Side[] = [];
+  if (wanted.has("gateway")) servers.push({ name: "gateway", url: gwUrl, server: gwPid });
+  if (values.baseline) {
+    const [url, pid] = await gateway(values.baseline);
+    servers.push({ name: "gateway (baseline)", url, server: pid });
+  }
+  if (wanted.has("transport")) {
+    const [url, pid] = await helloServer("hello-transport.ts");
+    servers.push({ name: "transport hello", url, server: pid });
+  }
+  if (wanted.has("node")) {
+    const [url, pid] = await helloServer("hello-node-http.ts");
+    servers.push({ name: "node:http hello", url, server: pid });
+  }
+  if (wanted.has("bun")) {
+    const [url, pid] = await helloServer("hello.ts");
+    servers.push({ name: "Bun.serve hello", url, server: pid });
+  }
+  // HAProxy sides: one HAProxy per config and backend, with this run's CA and server certificate.
+  const DEPLOY_HAPROXY = resolve(here, "../../deploy/haproxy");
+  const configs = values["haproxy-config"]!.split(",");
+  /** Backends of the HAProxy sides: label, address as HAProxy's server line takes it, pid. */
+  const backends: [string, string, number][] = [];
+  if (tcpPlain) backends.push(["gw tcp", tcpPlain, gwPid]);
+  if (wanted.has("haproxy-gateway-unix")) {
+    const sock = join(dir, "gateway-plain.sock");
+    const [, pid] = await gateway(join(here, "../.."), profile, `unix:${sock}`);
+    backends.push(["gw unix", sock, pid]);
+  }
+  if (wanted.has("haproxy-hello")) {
+    const [url, pid] = await helloServer("hello.ts", `127.0.0.1:${await freePort()}`);
+    backends.push(["hello", url.replace("http://", ""), pid]);
+  }
+  for (const c of configs)
+    for (const [label, address, pid] of backends) {
+      const file = c.includes("/") ? relative(DEPLOY_HAPROXY, resolve(c)) : c;
+      const h = await startHaproxy({ file, dataDir: dir, replicas: [address] });
+      proxyStops.push(() => h.stop());
+      const tag = configs.length > 1 ? ` ${c.split("/").at(-1)!.replace(/\.cfg$/, "")}` : "";
+      servers.push({ name: `HAProxy>${label}${tag}`, url: h.url, server: pid, proxy: h.pid });
+    }
+  if (servers.length === 0) throw new Error("--servers: no side to run");
 
   // 3. Load, one run at a time.
-  /** CPU seconds (user + system) a process has used so far. */
-  const cpuSeconds = async (pid: number) => {
+  /** CPU seconds (user + system, all threads) a process has used so far; 0 for none. */
+  const cpuSeconds = async (pid: number | undefined) => {
+    if (pid === undefined) return 0;
     const f = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
     return (Number(f[11]) + Number(f[12])) / 100;
   };
   const loadAverage = async () => (await Bun.file("/proc/loadavg").text()).split(" ")[0]!;
-  async function load(url: string, pid: number, mode: "keepalive" | "newconn" | "poll" | "newconn-poll", clients: number, seconds = SECONDS) {
+  type Mode = "keepalive" | "newconn" | "poll" | "newconn-poll";
+  async function load(side: Side, mode: Mode, clients: number, seconds = SECONDS) {
     const cfg = join(dir, `load-${mode}.json`);
-    await writeFile(cfg, JSON.stringify({ url, ca: data.ca.certPem, devices, mode, seconds, concurrency: clients }));
+    await writeFile(cfg, JSON.stringify({ url: side.url, ca: data.ca.certPem, devices, mode, seconds, concurrency: clients }));
     Bun.spawnSync(["sync"]); // the previous run's writes do not land on this one
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
-    // The server's CPU over the timed part (kept-alive runs first connect every device, untimed).
-    let cpu0 = await cpuSeconds(pid);
+    // CPU over the timed part (kept-alive runs first connect every device, untimed): the server's and HAProxy's (the load generator reports its own).
+    const sample = async () => Promise.all([cpuSeconds(side.server), cpuSeconds(side.proxy)]);
+    let cpu0 = await sample();
     const t0 = performance.now();
     let timedFrom = t0;
     const lines = p.stdout.pipeThrough(new TextDecoderStream());
     let out = "";
+    let cpu1 = cpu0;
     for await (const chunk of lines) {
       out += chunk;
       if (timedFrom === t0 && out.includes("\n")) {
         // load.ts prints "started" when the clock starts.
-        cpu0 = await cpuSeconds(pid);
+        cpu0 = await sample();
         timedFrom = performance.now();
       }
+      // The result line: the load generator is done (its CPU read before it exits).
+      if (out.trimEnd().endsWith("}")) cpu1 = await sample();
     }
-    const cpu = ((await cpuSeconds(pid)) - cpu0) / ((performance.now() - timedFrom) / 1000);
+    const elapsed = (performance.now() - timedFrom) / 1000;
+    if (cpu1 === cpu0) cpu1 = await sample();
     await p.exited;
     const last = out.trim().split("\n").at(-1)!;
-    return { ...(JSON.parse(last) as { requests: number; errors: number; rps: number; p50: number; p99: number; connections: number }), cpu, load: await loadAverage() };
+    const r = JSON.parse(last) as { requests: number; errors: number; rps: number; p50: number; p99: number; connections: number; cpu: number; seconds: number };
+    /** Share of a core over the timed part, and CPU µs per request. */
+    const use = (seconds: number, over: number) => ({ share: seconds / over, us: (seconds * 1e6) / Math.max(1, r.requests) });
+    return {
+      ...r,
+      server: use(cpu1[0]! - cpu0[0]!, elapsed),
+      proxy: side.proxy === undefined ? undefined : use(cpu1[1]! - cpu0[1]!, elapsed),
+      loadgen: use(r.cpu, r.seconds),
+      load: await loadAverage(),
+    };
   }
   const rows: string[] = [];
   log(`gateway ${gwUrl}; ${CLIENT_COUNTS.join(", ")} clients, ${CERTS} device certificates, ${SECONDS} s per run`);
   // A check-in is two requests (GET + POST) except in the poll modes.
-  const fmt = (mode: string, r: Awaited<ReturnType<typeof load>>) =>
-    `${r.rps.toFixed(0).padStart(6)} req/s${mode.endsWith("poll") ? "" : ` (${(r.rps / 2).toFixed(0)} check-ins/s)`} p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms, server CPU ${(r.cpu * 100).toFixed(0)}%, load ${r.load}${r.errors ? ` (${r.errors} errors)` : ""}`;
+  type Result = Awaited<ReturnType<typeof load>>;
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+  const fmt = (mode: string, r: Result) => {
+    const cpu = r.proxy
+      ? `CPU server ${pct(r.server.share)} + HAProxy ${pct(r.proxy.share)} = ${pct(r.server.share + r.proxy.share)}, µs/req ${r.server.us.toFixed(0)} + ${r.proxy.us.toFixed(0)} = ${(r.server.us + r.proxy.us).toFixed(0)}`
+      : `CPU server ${pct(r.server.share)}, µs/req ${r.server.us.toFixed(0)}`;
+    return `${r.rps.toFixed(0).padStart(6)} req/s${mode.endsWith("poll") ? "" : ` (${(r.rps / 2).toFixed(0)} check-ins/s)`} p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms, ${cpu}, load gen ${pct(r.loadgen.share)} ${r.loadgen.us.toFixed(0)} µs/req, load ${r.load}${r.errors ? ` (${r.errors} errors)` : ""}`;
+  };
+  const width = Math.max(...servers.map((s) => s.name.length));
   for (const clients of CLIENT_COUNTS)
-    for (const mode of values.modes!.split(",") as ("keepalive" | "newconn" | "poll" | "newconn-poll")[]) {
-      const results: Record<string, Awaited<ReturnType<typeof load>>> = {};
+    for (const mode of values.modes!.split(",") as Mode[]) {
+      const results: Record<string, Result> = {};
       // Warm-up (JIT, caches); kept-alive runs warm up anyway while connecting every device.
-      if (mode.startsWith("newconn")) for (const [, url, pid] of servers) await load(url, pid, mode, clients, 2).catch(() => undefined);
+      if (mode.startsWith("newconn")) for (const side of servers) await load(side, mode, clients, 2).catch(() => undefined);
       for (let round = 0; round < Number(values.rounds); round++) {
-        for (const [name, url, pid] of servers) {
-          const r = await load(url, pid, mode, clients);
-          log(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(mode, r)}`);
-          if (!results[name] || r.rps > results[name]!.rps) results[name] = r;
+        for (const side of servers) {
+          const r = await load(side, mode, clients);
+          log(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${side.name.padEnd(width)} ${fmt(mode, r)}`);
+          if (!results[side.name] || r.rps > results[side.name]!.rps) results[side.name] = r;
         }
       }
-      const bare = results["Bun.serve hello"]!.rps;
-      for (const [name] of servers) rows.push(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${name.padEnd(16)} ${fmt(mode, results[name]!)}  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve`);
+      const bare = results["Bun.serve hello"]?.rps;
+      for (const { name } of servers)
+        rows.push(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${name.padEnd(width)} ${fmt(mode, results[name]!)}${bare ? `  ${(results[name]!.rps / bare).toFixed(2)}x Bun.serve` : ""}`);
     }
   console.log(
     `${values.db ? (stopPostgres ? `postgresql (private cluster: ${pgSettings})` : "postgresql") : "sqlite"}; devices in DB: ${seededCount}; ${CERTS} distinct device certificates; clients: ${CLIENT_COUNTS.join(", ")}; ${SECONDS} s per run; check-in = GET /repo/timestamp.json + POST /events (1 event); ` +
@@ -163,6 +252,7 @@ try {
   );
   for (const r of rows) console.log(r);
 } finally {
+  for (const stop of proxyStops) await stop();
   for (const c of children) {
     c.kill("SIGTERM");
     await c.exited;
