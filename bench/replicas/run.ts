@@ -24,8 +24,9 @@
  *          [--replicas 1,2,3] [--haproxy-config gateway.cfg,gateway-plain.cfg,gateway-tcp.cfg[,other.cfg...]]
  */
 import { cpSync, readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readdir, readlink, writeFile } from "node:fs/promises";
 import { basename, join, relative, resolve } from "node:path";
+import { SQL } from "bun";
 import { benchArgs } from "../_args.ts";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { signDeviceCsr } from "../../gateway/pki/ca.ts";
@@ -47,6 +48,8 @@ const { values } = benchArgs({
     replicas: { type: "string" },
     /** HAProxy configs, comma-separated: names under deploy/haproxy/ or paths with a "/" (to compare a tuning). */
     "haproxy-config": { type: "string", default: "gateway.cfg,gateway-plain.cfg,gateway-tcp.cfg" },
+    /** Seconds of the idle measurement before the sides (every replica's background work alone). */
+    "idle-seconds": { type: "string", default: "10" },
   },
 });
 const CERTS = Number(values.certs);
@@ -56,6 +59,7 @@ const ROUNDS = Number(values.rounds);
 const MAX = Number(values["max-replicas"]);
 const COUNTS = values.replicas ? values.replicas.split(",").map(Number) : Array.from({ length: MAX }, (_, i) => i + 1);
 const CONFIGS = values["haproxy-config"].split(",");
+const IDLE_SECONDS = Number(values["idle-seconds"]);
 for (const n of COUNTS) if (!(n >= 1 && n <= MAX)) throw new Error(`--replicas: ${n} is not between 1 and --max-replicas ${MAX}`);
 /** A config's path as startHaproxy takes it: relative to deploy/haproxy/. */
 const DEPLOY_HAPROXY = resolve(import.meta.dir, "../../deploy/haproxy");
@@ -84,16 +88,81 @@ interface LoadResult {
   spread: number[];
   /** Connections open to each replica behind the side when the clock started (HAProxy's, or the devices' in TCP mode). */
   conns: number[];
+  split: Split;
 }
 
-/** CPU seconds (user + system) a process has used so far (NaN once it is gone). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await Bun.file(`/proc/${pid}/stat`).text().catch(() => undefined);
-  if (!stat) return NaN;
-  const f = stat.split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
+interface Use {
+  cpu: number;
+  ctx: number;
 }
-const sum = async (pids: number[]) => (await Promise.all(pids.map(cpuSeconds))).reduce((a, b) => a + b, 0);
+interface PgCounters {
+  xacts: number;
+  device_reads: number;
+  tuf_reads: number;
+  reads: number;
+  rows_written: number;
+}
+interface Snapshot {
+  at: number;
+  haproxy: Use;
+  load: Use;
+  pg: Use;
+  perReplica: Use[];
+  counters: PgCounters;
+  pgConns: number[];
+}
+/** Where a side's work went, per request: each process group's CPU ms and context switches, PostgreSQL's counters. */
+interface Split {
+  haproxy: Use;
+  load: Use;
+  pg: Use;
+  replicas: Use;
+  perReplica: Use[];
+  counters: PgCounters;
+  /** Each replica's PostgreSQL connections when the side ended. */
+  pgConns: number[];
+}
+
+/** CPU seconds (user + system) a process has used so far, and its context switches over all its threads (zeros once it is gone). */
+async function usage(pid: number): Promise<{ cpu: number; ctx: number }> {
+  const stat = await Bun.file(`/proc/${pid}/stat`).text().catch(() => undefined);
+  if (!stat) return { cpu: 0, ctx: 0 };
+  const f = stat.split(") ")[1]!.split(" ");
+  let ctx = 0;
+  for (const t of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const status = await Bun.file(`/proc/${pid}/task/${t}/status`).text().catch(() => "");
+    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) ctx += Number(m[1]);
+  }
+  return { cpu: (Number(f[11]) + Number(f[12])) / 100, ctx };
+}
+const sum = async (pids: number[]) =>
+  (await Promise.all(pids.map(usage))).reduce((a, b) => ({ cpu: a.cpu + b.cpu, ctx: a.ctx + b.ctx }), { cpu: 0, ctx: 0 });
+
+/** A process and its children (PostgreSQL's postmaster and its backends), read from /proc now: backends come and go. */
+async function withChildren(pid: number): Promise<number[]> {
+  const kids: number[] = [];
+  for (const d of await readdir("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    const stat = await Bun.file(`/proc/${d}/stat`).text().catch(() => "");
+    if (Number(stat.split(") ")[1]?.split(" ")[1]) === pid) kids.push(Number(d));
+  }
+  return [pid, ...kids];
+}
+
+/** How many TCP connections a process holds to `port` (its PostgreSQL pool), by its sockets' inodes in /proc/net/tcp. */
+async function connectionsTo(pid: number, port: number): Promise<number> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
+    const m = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ""));
+    if (m) inodes.add(m[1]!);
+  }
+  let n = 0;
+  for (const line of (await Bun.file("/proc/net/tcp").text()).split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] === "01" && parseInt(f[2]?.split(":")[1] ?? "", 16) === port && inodes.has(f[9]!)) n++;
+  }
+  return n;
+}
 
 /** Requests a replica has answered so far, by its /metrics, leaving out HAProxy's health checks and the scrapes. */
 async function answered(r: GatewayHandle): Promise<number> {
@@ -166,17 +235,71 @@ try {
     }
   const width = Math.max(...sides.map((s) => s.name.length));
 
+  /** PostgreSQL's own counters for the bench database: transactions, reads of the device and TUF tables, rows written. */
+  const stats = new SQL({ url: db, max: 1 });
+  stops.push(() => stats.close());
+  async function pgCounters(): Promise<PgCounters> {
+    const rows = (await stats.unsafe(
+      `SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database())::float8 AS xacts,
+         coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)) FILTER (WHERE relname = 'devices'), 0)::float8 AS device_reads,
+         coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)) FILTER (WHERE relname = 'tuf_metadata'), 0)::float8 AS tuf_reads,
+         coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)::float8 AS reads,
+         coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::float8 AS rows_written
+       FROM pg_stat_user_tables`,
+    )) as Record<keyof PgCounters, number>[];
+    return { ...rows[0]! };
+  }
+  /** Every process's CPU and context switches, PostgreSQL's counters, and each replica's PostgreSQL connections, now. */
+  async function snapshot(haproxy: number[], load: number[]): Promise<Snapshot> {
+    const [h, l, pgu, perReplica, counters, pgConns] = await Promise.all([
+      sum(haproxy),
+      sum(load),
+      withChildren(pg.pid).then(sum),
+      Promise.all(replicas.map((r) => usage(r.pid))),
+      pgCounters(),
+      Promise.all(replicas.map((r) => connectionsTo(r.pid, pg.port))),
+    ]);
+    return { at: performance.now(), haproxy: h, load: l, pg: pgu, perReplica, counters, pgConns };
+  }
+  /** Per request (or per second when `requests` is 0): CPU ms and context switches of each process group, PostgreSQL's counters. */
+  function delta(a: Snapshot, b: Snapshot, requests: number): Split {
+    const n = requests || (b.at - a.at) / 1000;
+    const d = (x: Use, y: Use) => ({ cpu: ((y.cpu - x.cpu) * 1000) / n, ctx: (y.ctx - x.ctx) / n });
+    const replicaUse = b.perReplica.map((u, i) => d(a.perReplica[i]!, u));
+    const counters = Object.fromEntries(Object.entries(b.counters).map(([k, v]) => [k, (v - a.counters[k as keyof PgCounters]) / n])) as unknown as PgCounters;
+    return {
+      haproxy: d(a.haproxy, b.haproxy),
+      load: d(a.load, b.load),
+      pg: d(a.pg, b.pg),
+      perReplica: replicaUse,
+      replicas: replicaUse.reduce((x, y) => ({ cpu: x.cpu + y.cpu, ctx: x.ctx + y.ctx }), { cpu: 0, ctx: 0 }),
+      counters,
+      pgConns: b.pgConns,
+    };
+  }
+  /** "cpu ms (ctx switches)" of each group, PostgreSQL's transactions and reads, per request (or per second). */
+  const fmtSplit = (x: Split) =>
+    `CPU ms / ctx sw: haproxy ${x.haproxy.cpu.toFixed(3)}/${x.haproxy.ctx.toFixed(2)} replicas ${x.perReplica.map((u) => `${u.cpu.toFixed(3)}/${u.ctx.toFixed(2)}`).join(" ")} ` +
+    `postgres ${x.pg.cpu.toFixed(3)}/${x.pg.ctx.toFixed(2)} load ${x.load.cpu.toFixed(3)}/${x.load.ctx.toFixed(2)}; ` +
+    `PG xacts ${x.counters.xacts.toFixed(3)} reads ${x.counters.reads.toFixed(3)} (devices ${x.counters.device_reads.toFixed(3)}, tuf ${x.counters.tuf_reads.toFixed(3)}) rows written ${x.counters.rows_written.toFixed(3)}; ` +
+    `PG conns ${x.pgConns.join("/")}`;
+
+  // Idle: what the replicas cost with no device checking in (background work only), per second.
+  await Bun.sleep(3000);
+  const idle0 = await snapshot([], []);
+  await Bun.sleep(IDLE_SECONDS * 1000);
+  log(`idle ${IDLE_SECONDS} s, per second: ${fmtSplit(delta(idle0, await snapshot([], []), 0))}`);
+
   const dir = await tempDir("bench-replicas-load-");
   async function load(side: (typeof sides)[number]): Promise<LoadResult> {
     const cfg = join(dir, "load.json");
     await writeFile(cfg, JSON.stringify({ url: side.url, ca: replicas[0]!.caPem, devices, mode: "keepalive", seconds: SECONDS, concurrency: CLIENTS }));
     const answered0 = await Promise.all(side.replicas.map(answered));
     const p = Bun.spawn([process.execPath, join(import.meta.dir, "../gateway-checkin/load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
-    const pids = { haproxy: side.haproxy ? [side.haproxy] : [], replicas: replicas.map((r) => r.pid), load: [p.pid] };
-    const cpuNow = async () => ({ haproxy: await sum(pids.haproxy), replicas: await sum(pids.replicas), load: await sum(pids.load) });
+    const sample = () => snapshot(side.haproxy ? [side.haproxy] : [], [p.pid]);
     // load.ts prints "started" when the clock starts (after connecting every device), then its result.
-    let cpu0 = await cpuNow();
-    let cpu1 = cpu0;
+    let s0 = await sample();
+    let s1 = s0;
     let started = false;
     let conns: number[] = [];
     let ended = false;
@@ -185,21 +308,21 @@ try {
       out += chunk;
       if (!started && out.includes("\n")) {
         started = true;
-        cpu0 = await cpuNow();
+        s0 = await sample();
         conns = await established(side.ports);
       }
       // Read the load generator's CPU before it exits (its /proc entry goes with it).
       if (started && !ended && out.trim().split("\n").length > 1) {
         ended = true;
-        cpu1 = await cpuNow();
+        s1 = await sample();
       }
     }
     await p.exited;
     const loadavg = (await Bun.file("/proc/loadavg").text()).split(" ")[0]!;
     const spread = (await Promise.all(side.replicas.map(answered))).map((n, i) => n - answered0[i]!);
-    const r = JSON.parse(out.trim().split("\n").at(-1)!) as Omit<LoadResult, "cpu" | "loadavg" | "spread" | "conns">;
-    const per = (k: keyof typeof cpu0) => ((cpu1[k] - cpu0[k]) * 1000) / Math.max(1, r.requests);
-    return { ...r, cpu: { haproxy: per("haproxy"), replicas: per("replicas"), load: per("load") }, loadavg, spread, conns };
+    const r = JSON.parse(out.trim().split("\n").at(-1)!) as Omit<LoadResult, "cpu" | "loadavg" | "spread" | "conns" | "split">;
+    const split = delta(s0, s1, r.requests);
+    return { ...r, cpu: { haproxy: split.haproxy.cpu, replicas: split.replicas.cpu, load: split.load.cpu }, loadavg, spread, conns, split };
   }
   /** Each replica's share of the side's requests and of its connections, e.g. "34/33/33% (conns 667/667/667)" (nothing for one replica). */
   const shares = (r: LoadResult) => {
@@ -216,6 +339,7 @@ try {
       Bun.spawnSync(["sync"]);
       const r = await load(side);
       log(`round ${round + 1} ${side.name.padEnd(width)} ${fmt(r)}`);
+      log(`  per request: ${fmtSplit(r.split)}`);
       // A round with errors counts only if no round of this side was clean.
       const prev = best[side.name];
       if (!prev || (prev.errors > 0 && r.errors === 0) || ((prev.errors > 0) === (r.errors > 0) && r.rps > prev.rps)) best[side.name] = r;
@@ -226,7 +350,10 @@ try {
     `PostgreSQL, ${MAX} replicas, ${CERTS} device certificates, ${CLIENTS} clients kept alive, ${SECONDS} s per side, best of ${ROUNDS}; ` +
       `a check-in = GET /repo/timestamp.json + POST /events; HAProxy configs ${CONFIGS.join(", ")}; load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
   );
-  for (const { name } of sides) console.log(`${name.padEnd(width)} ${fmt(best[name]!)}  ${(best[name]!.rps / base).toFixed(2)}x one replica without HAProxy`);
+  for (const { name } of sides) {
+    console.log(`${name.padEnd(width)} ${fmt(best[name]!)}  ${(best[name]!.rps / base).toFixed(2)}x one replica without HAProxy`);
+    console.log(`${"".padEnd(width)}   per request: ${fmtSplit(best[name]!.split)}`);
+  }
 } finally {
   for (const stop of stops.reverse()) await stop().catch((e) => log(`stop failed: ${(e as Error).message}`));
 }

@@ -63,10 +63,12 @@ export class PostgresStore implements Store {
   readonly kind = "postgres";
   readonly #sql: SQL;
   readonly tuf: TufStorage;
+  readonly #events: EventGroupCommit;
 
   private constructor(sql: SQL) {
     this.#sql = sql;
     this.tuf = new PostgresTufStorage(sql);
+    this.#events = new EventGroupCommit(sql);
   }
 
   /** Connects and migrates. */
@@ -102,6 +104,7 @@ export class PostgresStore implements Store {
   }
 
   async close() {
+    await this.#events.drained();
     await this.#sql.close();
   }
 
@@ -416,16 +419,8 @@ export class PostgresStore implements Store {
     );
   }
 
-  async appendEvents(uuid: string, events: DeviceEvent[]) {
-    if (!events.length) return 0;
-    const now = new Date().toISOString();
-    const rows = await this.#sql.unsafe(
-      `INSERT INTO events (id, device_uuid, received_at, body)
-       SELECT id, $2, $3, body FROM unnest($1::text[], $4::text[]) AS e(id, body)
-       ON CONFLICT DO NOTHING RETURNING id`,
-      [events.map((e) => e.id), uuid, now, events.map((e) => JSON.stringify(e))],
-    );
-    return rows.length;
+  appendEvents(uuid: string, events: DeviceEvent[]): Promise<number> {
+    return this.#events.append(uuid, events);
   }
 
   async listEvents(uuid: string, opts: { limit?: number } = {}): Promise<StoredEvent[]> {
@@ -580,6 +575,110 @@ async function insertRolloutEvents(sql: SQL, events: Omit<RolloutEventRow, "id">
       events.map((e) => e.reason),
     ],
   );
+}
+
+/** One device's POST /events waiting in EventGroupCommit's queue. */
+interface QueuedEvents {
+  uuid: string;
+  events: DeviceEvent[];
+  /** When it arrived (received_at of its events). */
+  at: string;
+  resolve: (stored: number) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit of device events: the events of concurrent POST /events go to PostgreSQL in one
+ * INSERT (one transaction, one round trip, one wakeup of one backend) instead of one each. A
+ * statement is sent at once while fewer than `inFlight` are running; whatever arrives meanwhile
+ * waits and goes in the next one, so a lone check-in waits for nothing and a busy replica sends
+ * a few large statements. Each caller is answered only after the statement holding its events has
+ * committed (an acknowledged event is stored). If a statement of several devices fails, each
+ * device's events are tried alone, so one device's bad row cannot fail another's request.
+ *
+ * Measured by bench/replicas (3 replicas, 32 devices in flight): one transaction per check-in
+ * made PostgreSQL the largest CPU user, more than the replica itself.
+ */
+export class EventGroupCommit {
+  #queue: QueuedEvents[] = [];
+  #running = 0;
+
+  constructor(
+    private readonly sql: SQL,
+    private readonly inFlight = 2,
+    /** Devices per statement at most (a statement's arrays stay small). */
+    private readonly maxDevices = 256,
+  ) {}
+
+  append(uuid: string, events: DeviceEvent[]): Promise<number> {
+    if (!events.length) return Promise.resolve(0);
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    this.#queue.push({ uuid, events, at: new Date().toISOString(), resolve, reject });
+    if (this.#running < this.inFlight) this.#send();
+    return promise;
+  }
+
+  /** Resolves once every queued and running statement has answered. */
+  async drained(): Promise<void> {
+    while (this.#running || this.#queue.length) await Bun.sleep(5);
+  }
+
+  #send(): void {
+    const batch = this.#queue.splice(0, this.maxDevices);
+    if (!batch.length) return;
+    this.#running++;
+    void this.#write(batch).finally(() => {
+      this.#running--;
+      this.#send();
+    });
+  }
+
+  async #write(batch: QueuedEvents[]): Promise<void> {
+    try {
+      const stored = await this.#insert(batch);
+      batch.forEach((q, i) => q.resolve(stored[i]!));
+    } catch (err) {
+      if (batch.length === 1) return batch[0]!.reject(err);
+      for (const q of batch) await this.#insert([q]).then(([n]) => q.resolve(n!), q.reject);
+    }
+  }
+
+  /** Inserts the batch's events in one statement; how many each caller's stored (an id seen before counts as not stored). */
+  async #insert(batch: QueuedEvents[]): Promise<number[]> {
+    // Device order: concurrent statements (other replicas, the status trigger's device updates) lock device rows in one order.
+    const order = batch.map((_, i) => i).sort((a, b) => (batch[a]!.uuid < batch[b]!.uuid ? -1 : batch[a]!.uuid > batch[b]!.uuid ? 1 : a - b));
+    const ids: string[] = [], uuids: string[] = [], ats: string[] = [], bodies: string[] = [];
+    for (const i of order) {
+      const q = batch[i]!;
+      for (const e of q.events) {
+        ids.push(e.id);
+        uuids.push(q.uuid);
+        ats.push(q.at);
+        bodies.push(JSON.stringify(e));
+      }
+    }
+    const rows = (await this.sql.unsafe(
+      `INSERT INTO events (id, device_uuid, received_at, body)
+       SELECT id, uuid, at, body FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(id, uuid, at, body, n) ORDER BY n
+       ON CONFLICT DO NOTHING RETURNING device_uuid, id`,
+      [ids, uuids, ats, bodies],
+    )) as { device_uuid: string; id: string }[];
+    if (batch.length === 1) return [rows.length];
+    // A row stored counts for the first caller of the batch that sent that device and id.
+    const stored = new Map<string, number>();
+    for (const r of rows) stored.set(`${r.device_uuid} ${r.id}`, 1);
+    return batch.map((q) => {
+      let n = 0;
+      for (const e of q.events) {
+        const k = `${q.uuid} ${e.id}`;
+        if (stored.get(k) === 1) {
+          stored.set(k, 0);
+          n++;
+        }
+      }
+      return n;
+    });
+  }
 }
 
 /** TufStorage on PostgreSQL: a unique violation (23505) on put means another gateway won that version. */
