@@ -14,7 +14,7 @@ import { dashboard } from "./ui/index.tsx";
 import { routeLabel } from "./metrics.ts";
 import { CsrRejectedError } from "./pki/ca.ts";
 import { caPem } from "./routes/ca.ts";
-import { jsonResponse, withDeviceFastPath } from "./routes/checkin.ts";
+import { deviceFastPath, type FetchHead, jsonResponse } from "./routes/checkin.ts";
 import { deviceAppsStates } from "./routes/device-apps-states.ts";
 import { deviceEvents } from "./routes/device-events.ts";
 import { deviceInfo } from "./routes/device-info.ts";
@@ -59,7 +59,7 @@ function errorAnswer(err: unknown, method: string, path: string, json: (body: { 
   return json({ error: "Internal error" }, 500);
 }
 
-export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> {
+export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> & { fetchHead: FetchHead } {
   const app = new Hono<GatewayEnv>();
 
   app.use(async (c, next) => {
@@ -97,8 +97,8 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
 
   app.notFound((c) => c.json({ error: `Not found: ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => errorAnswer(err, c.req.method, c.req.path, (body, status) => c.json(body, status)));
-  // A device's check-ins and push waits skip the router (same answers): routes/checkin.ts.
-  const fetch = app.fetch;
-  app.fetch = withDeviceFastPath(gw, fetch, (err, method, path) => errorAnswer(err, method, path, jsonResponse));
-  return app;
+  // A device's check-ins and push waits skip the router (same answers): routes/checkin.ts; fetchHead is their way from the TLS transport.
+  const device = deviceFastPath(gw, app.fetch, (err, method, path) => errorAnswer(err, method, path, jsonResponse));
+  app.fetch = device.fetch;
+  return Object.assign(app, { fetchHead: device.fetchHead });
 }

@@ -216,6 +216,8 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       key: opts.tlsKey ?? data.serverKeyPem,
       clientCa: data.ca.certPem,
       ...common,
+      // The device routes' way in without a web Request (routes/checkin.ts).
+      fetchHead: (req, env) => app!.fetchHead(req, env),
     });
     gw.metrics.connections = server.stats;
     const publicBase = publicUrl

@@ -33,8 +33,8 @@ export function cachedDeviceInGoodStanding(devices: DeviceCache, peer: PeerIdent
   return device && !device.revokedAt && device.certSerial === peer.serial ? device : undefined;
 }
 
-/** Records a device's check-in headers (fioup's x-ats-*) for the batched last-seen write. */
-export function noteCheckIn(sightings: Sightings, device: DeviceRow, headers: Headers) {
+/** Records a device's check-in headers (fioup's x-ats-*) for the batched last-seen write; `headers`: a web Request's, or the transport's parsed head's. */
+export function noteCheckIn(sightings: Sightings, device: DeviceRow, headers: { get(name: string): string | null }) {
   sightings.note(
     device.uuid,
     // Tags come from the registration token or the admin; a device reports its own only if its token allowed it.

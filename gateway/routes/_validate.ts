@@ -25,16 +25,7 @@ export interface BodyProblem {
 export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits = {}): JsonBodyReader<Static<T>> => {
   const check = TypeCompiler.Compile(schema);
   const maxBytes = limits.maxBytes ?? MAX_JSON_BYTES;
-  return async (req) => {
-    let value: unknown;
-    try {
-      // A body of declared length within the limit (the transport holds it to that length) is read whole, without a stream reader.
-      const declared = Number(req.headers.get("content-length") ?? Number.NaN);
-      value = declared > 0 && declared <= maxBytes ? parseJsonBytes(await req.bytes(), limits) : await readJsonBody(req, limits);
-    } catch (err) {
-      if (err instanceof JsonBodyError) return { problem: { status: err.status, error: err.message } };
-      throw err;
-    }
+  const checked = (value: unknown): BodyRead<Static<T>> => {
     if (!check.Check(value)) {
       const e = check.Errors(value).First();
       const where = e?.path ? ` at ${e.path}` : "";
@@ -42,10 +33,43 @@ export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits 
     }
     return { value };
   };
+  const problem = (err: unknown): BodyRead<never> => {
+    if (err instanceof JsonBodyError) return { problem: { status: err.status, error: err.message } };
+    throw err;
+  };
+  const read = async (req: Request): Promise<BodyRead<Static<T>>> => {
+    let value: unknown;
+    try {
+      // A body of declared length within the limit (the transport holds it to that length) is read whole, without a stream reader.
+      const declared = Number(req.headers.get("content-length") ?? Number.NaN);
+      value = declared > 0 && declared <= maxBytes ? parseJsonBytes(await req.bytes(), limits) : await readJsonBody(req, limits);
+    } catch (err) {
+      return problem(err);
+    }
+    return checked(value);
+  };
+  return Object.assign(read, {
+    bytes(body: Uint8Array): BodyRead<Static<T>> {
+      let value: unknown;
+      try {
+        value = parseJsonBytes(body, limits); // over the limit: the same 413 as readJsonBody's for a declared length
+      } catch (err) {
+        return problem(err);
+      }
+      return checked(value);
+    },
+  });
 };
 
-/** A compiled body reader (jsonBodyReader's result). */
-export type JsonBodyReader<T> = (req: Request) => Promise<{ value: T } | { problem: BodyProblem }>;
+/** A body read and checked: the value, or why it was refused. */
+export type BodyRead<T> = { value: T } | { problem: BodyProblem };
+
+/** A compiled body reader (jsonBodyReader's result): of a web Request, or of a body already read whole. */
+export interface JsonBodyReader<T> {
+  (req: Request): Promise<BodyRead<T>>;
+  /** The same check of a non-empty body already read whole, as the call above answers a Request with that body and its length. */
+  bytes(body: Uint8Array): BodyRead<T>;
+}
 
 /**
  * Reads the JSON body (at most `limits.maxBytes`, nested at most `limits.maxDepth` deep) and

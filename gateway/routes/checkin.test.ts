@@ -3,9 +3,21 @@
  * is fresh is still refused once revoked, events are stored once, apps-states land, sightings
  * record the headers, and /metrics counts each answer under its route and status; a poll and a
  * push wait each look the device up once.
+ *
+ * Reached from the TLS transport's parsed head (fetchHead: no web Request, no Response), the
+ * routes answer the same bytes as through a web Request (the transport with `fetch` alone):
+ * status line, headers and body, for answers, refusals and errors alike, counted once in /metrics
+ * under the same label, with the sighting noted. A device that is not in good standing, a head a
+ * Request would not take as is and a body that streams still go to the app.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
+import { createAdmission } from "../admission.ts";
+import type { Bindings } from "../env.ts";
+import { Connection } from "../transport/connection.ts";
+import { FakeSocket } from "../transport/_fake-socket.ts";
+import { DEFAULT_LIMITS, type HeadRequest } from "../transport/options.ts";
+import { RequestLoop } from "../transport/requests.ts";
 
 let t: Awaited<ReturnType<typeof testGateway>>;
 beforeAll(async () => {
@@ -87,4 +99,114 @@ test("a metadata GET and a push wait each look their device up once, cached or n
     devices.fresh = fresh;
     devices.get = get;
   }
+}, 60_000);
+
+/** What reached the app's web fetch, and what the head handler answered itself. */
+const seen = { fetch: 0, head: 0 };
+
+/** The transport's request loop over the test gateway, with the head handler or without it. */
+function loopOf(withHead: boolean) {
+  return new RequestLoop(
+    {
+      host: "gw.test",
+      port: 8443,
+      cert: "",
+      key: "",
+      clientCa: "",
+      fetch: (req: Request, env: Bindings) => (seen.fetch++, t.app.fetch(req, env)),
+      ...(withHead
+        ? {
+            fetchHead: (req: HeadRequest, env: Bindings) => {
+              const answer = t.app.fetchHead(req, env);
+              if (answer !== undefined) seen.head++;
+              return answer;
+            },
+          }
+        : {}),
+      admit: createAdmission({ devices: t.gw.devices, tokenValid: () => false }),
+    },
+    DEFAULT_LIMITS,
+    { stopping: () => false, authenticated: () => {} },
+  );
+}
+
+/** Sends one request's bytes on a kept-alive connection of `peer` and returns the answer's bytes, the date line blanked. */
+async function exchange(loop: RequestLoop, peer: Bindings["peer"], request: string): Promise<string> {
+  const sock = new FakeSocket();
+  const c = new Connection(sock, "127.0.0.1");
+  c.peer = peer ?? null;
+  c.authenticated = peer !== undefined;
+  loop.onData(c, Buffer.from(request, "latin1"));
+  for (let i = 0; c.busy && !c.ending && i < 2000; i++) await Bun.sleep(1);
+  expect(c.busy && !c.ending).toBe(false); // answered: ready for the next request, or closing
+  return sock.text().replace(/\r\ndate: [^\r]*\r\n/, "\r\ndate: -\r\n");
+}
+
+const get = (target: string, extra = "") => `GET ${target} HTTP/1.1\r\nhost: gw.test:8443\r\nx-ats-target: amd64-linux-3\r\n${extra}\r\n`;
+const post = (target: string, body: string) =>
+  `POST ${target} HTTP/1.1\r\nhost: gw.test:8443\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+test("device routes answer the same bytes from the parsed head as through a Request, counted once, sighting noted", async () => {
+  const d = await t.register();
+  const viaHead = loopOf(true);
+  const viaRequest = loopOf(false);
+  const version = ((await (await t.app.request("/repo/timestamp.json", {}, { peer: d.peer })).json()) as { signed: { version: number } }).signed.version;
+  const states = JSON.stringify({ deviceTime: "t", apps: {} });
+  const cases: [string, (n: number) => string, number][] = [
+    ["poll", () => get("/repo/timestamp.json"), 200],
+    ["missing metadata", () => get("/repo/9.root.json"), 404],
+    ["push wait, no news", () => get(`/repo/wait?after=${version}&timeout=0`), 204],
+    ["push wait, news", () => get("/repo/wait?after=0&timeout=0"), 200],
+    ["push wait, bad query", () => get("/repo/wait?after=x"), 400],
+    ["event", (n) => post("/events", JSON.stringify([anEvent(`head-${n}-${d.uuid}`)])), 200],
+    ["event, invalid", () => post("/events", JSON.stringify([{ id: 1 }])), 400],
+    ["event, not JSON", () => post("/events", "[{"), 400],
+    ["event, too large", () => post("/events", `[${" ".repeat(300 * 1024)}]`), 413],
+    ["apps-states", () => post("/apps-states", states), 204],
+    ["HTTP/1.0", () => get("/repo/timestamp.json").replace("HTTP/1.1", "HTTP/1.0"), 200],
+  ];
+  const m = t.gw.metrics;
+  for (const [name, request, status] of cases) {
+    const label = name.startsWith("push") ? "/repo/wait" : name.includes("metadata") || name === "poll" || name === "HTTP/1.0" ? "/repo/:file" : name.startsWith("event") ? "/events" : "/apps-states";
+    const counted = m.requests(label, status);
+    seen.fetch = seen.head = 0;
+    const a = await exchange(viaHead, d.peer, request(1));
+    // A body over 64 KiB streams: the Request's way even with the head handler.
+    expect({ name, ...seen }).toEqual({ name, fetch: name.includes("too large") ? 1 : 0, head: name.includes("too large") ? 0 : 1 });
+    const b = await exchange(viaRequest, d.peer, request(2));
+    expect({ name, a }).toEqual({ name, a: b });
+    expect(a.startsWith(`HTTP/1.1 ${status} `)).toBe(true);
+    expect(m.requests(label, status) - counted).toBe(2);
+  }
+  expect(await exchange(viaHead, d.peer, get("/repo/timestamp.json"))).toContain("cache-control: no-store\r\ncontent-type: application/json\r\ndate: -\r\ncontent-length: ");
+  // The parsed head's sighting: its headers read in any case, as Headers.get reads them.
+  await exchange(viaHead, d.peer, "GET /repo/timestamp.json HTTP/1.1\r\nhost: gw.test\r\nX-ATS-Target: amd64-linux-9\r\n\r\n");
+  await t.gw.sightings.flush();
+  expect((await t.gw.store.getDevice(d.uuid))!.currentTarget).toBe("amd64-linux-9");
+}, 60_000);
+
+test("a device not in good standing, a head a Request would not take as is, and other paths go to the app", async () => {
+  const d = await t.register();
+  const stranger = await t.register();
+  const viaHead = loopOf(true);
+  const viaRequest = loopOf(false);
+  expect((await t.app.request(`/admin/devices/${d.uuid}/revoke`, t.admin({ method: "POST" }))).status).toBe(200);
+  const cases: [string, Bindings["peer"], string, number][] = [
+    ["revoked, poll", d.peer, get("/repo/timestamp.json"), 403],
+    ["revoked, event", d.peer, post("/events", JSON.stringify([anEvent(`revoked-${d.uuid}`)])), 403],
+    ["no certificate", undefined, get("/repo/timestamp.json"), 401],
+    ["not registered", { cn: crypto.randomUUID(), serial: stranger.peer.serial }, get("/repo/timestamp.json"), 403],
+    ["empty event body", stranger.peer, post("/events", ""), 400],
+    ["path not in the table", stranger.peer, get("/repo/timestamp.json/x"), 404],
+    ["a header the Headers class refuses", stranger.peer, get("/repo/timestamp.json", "bad header: 1\r\n"), 400],
+  ];
+  for (const [name, peer, request, status] of cases) {
+    seen.fetch = seen.head = 0;
+    const a = await exchange(viaHead, peer, request);
+    expect({ name, head: seen.head }).toEqual({ name, head: 0 });
+    const b = await exchange(viaRequest, peer, request);
+    expect({ name, a }).toEqual({ name, a: b });
+    expect({ name, status: a.slice(9, 12) }).toEqual({ name, status: String(status) });
+  }
+  expect((await t.gw.store.listEvents(d.uuid)).length).toBe(0);
 }, 60_000);

@@ -36,7 +36,8 @@ export interface RequestHead {
 }
 
 export const MAX_HEAD_BYTES = 64 * 1024;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** An HTTP token (a method, a header name). */
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Parses the head (without the final CRLF CRLF), latin1-decoded. */
 export function parseHead(text: string): RequestHead {
@@ -185,8 +186,12 @@ const REASONS: Record<number, string> = {
   500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 };
 
+const statusLines = new Map<number, string>();
+/** "HTTP/1.1 200 OK\r\n", built once per status. */
 export function statusLine(status: number): string {
-  return `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`;
+  let line = statusLines.get(status);
+  if (line === undefined) statusLines.set(status, (line = `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\n`));
+  return line;
 }
 
 let dateSecond = 0;

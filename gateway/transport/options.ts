@@ -43,6 +43,32 @@ export interface RequestInfo {
   header(name: string): string | undefined;
 }
 
+/**
+ * A request as the app's head handler sees it (TransportOptions.fetchHead): the parsed head and
+ * its whole body, with no web `Request` built. `headers.get` is case-insensitive, the first value.
+ */
+export interface HeadRequest {
+  readonly method: string;
+  /** The path of the request target as sent (not decoded), without the query. */
+  readonly path: string;
+  /** The query string without its "?" ("" without one). */
+  readonly query: string;
+  readonly headers: { get(name: string): string | null };
+  /** The body, read whole before the call (empty without one). */
+  readonly body: Uint8Array;
+}
+
+/**
+ * An answer the transport writes as is: the status line, `head` (the answer's own header lines,
+ * each ending in CRLF, without date, connection or content-length, which the transport adds) and
+ * the body. A handler that answers the same few shapes all day builds each `head` once.
+ */
+export interface HeadAnswer {
+  readonly status: number;
+  readonly head: string;
+  readonly body: Uint8Array | null;
+}
+
 /** The app's verdict on a request head, before its body is read. */
 export interface Admission {
   /** The client proved who it is (a certificate of a device in good standing, a valid token): the longer deadlines apply to this connection from now on. */
@@ -61,6 +87,15 @@ export interface TransportOptions {
   fetch(request: Request, env: Bindings): Response | Promise<Response>;
   /** Asked once per request, after its head and before its body; without it every client counts as unauthenticated and nothing is refused early. */
   admit?(request: RequestInfo, env: Bindings): Admission | Promise<Admission>;
+  /**
+   * Optional: tried before `fetch` for an admitted request whose body is small enough to be read
+   * whole; answers from the parsed head (a `HeadAnswer`, or a `Response`) without a web `Request`,
+   * or returns undefined at once (not from a promise: the header list is dropped while a held
+   * answer is awaited), and the request goes to `fetch` as usual. For the few routes a fleet calls
+   * all day (the device check-in), where building a `Request` and reading a `Response` cost more
+   * than the work.
+   */
+  fetchHead?(request: HeadRequest, env: Bindings): HeadAnswer | Response | Promise<HeadAnswer | Response> | undefined;
   /** Proxy mode: addresses whose forwarded certificate header is honoured. */
   trustedProxies?: TrustedProxies;
   /** Default `x-client-cert`. */

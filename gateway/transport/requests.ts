@@ -9,10 +9,10 @@
  */
 import type { Bindings } from "../env.ts";
 import type { Connection } from "./connection.ts";
-import { BadRequestError, MAX_HEAD_BYTES, parseHead, type RequestHead } from "./http1.ts";
-import type { Admission, RequestInfo, TransportLimits, TransportOptions } from "./options.ts";
+import { BadRequestError, MAX_HEAD_BYTES, parseHead, type RequestHead, TOKEN } from "./http1.ts";
+import type { Admission, HeadAnswer, HeadRequest, RequestInfo, TransportLimits, TransportOptions } from "./options.ts";
 import { hasBody, startBody, streamsBody } from "./request-body.ts";
-import { writeResponse } from "./response-writer.ts";
+import { writeHeadAnswer, writeResponse } from "./response-writer.ts";
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 const EMPTY = new Uint8Array(0);
@@ -139,19 +139,17 @@ export class RequestLoop {
     if (hasBody(head)) c.arm(c.authenticated ? "stall" : "body", c.authenticated ? limits.idleTimeoutMs : limits.bodyTimeoutMs);
     else c.disarm();
     let signal: AbortSignal | undefined;
-    let finished = false;
     if (bodyMethod && streamsBody(head)) {
-      // Uploads can be long: let handlers see a client that went away.
+      // Uploads can be long: let handlers see a client that went away (until the answer is out: #answered clears it).
       const ac = new AbortController();
-      c.onClose = () => {
-        if (!finished) ac.abort(new ClientGoneError());
-      };
+      c.onClose = () => ac.abort(new ClientGoneError());
       signal = ac.signal;
     }
     const env: Bindings = {};
     if (c.remoteAddr) env.remoteAddr = c.remoteAddr;
     if (!hasBody(head)) env.connection = c; // a held request (GET /repo/wait) learns when its client leaves: c.onClose
     let request: Request | undefined;
+    let headAnswer: HeadAnswer | Response | Promise<HeadAnswer | Response> | undefined;
     try {
       // Until the body's decoder is set up below, bytes that arrive wait in c.buf (c.busy is set).
       let peer = c.peer ?? undefined;
@@ -167,7 +165,6 @@ export class RequestLoop {
         this.#hooks.authenticated(c);
         if (hasBody(head)) c.arm("stall", limits.idleTimeoutMs);
       }
-      const url = head.target.charCodeAt(0) === 47 /* / */ ? `https://${head.host || this.#opts.host}${head.target}` : head.target;
       if (admission.refuse) {
         // Answered without its body, which is never read: the connection closes after the answer.
         c.bodyUnread = hasBody(head);
@@ -179,7 +176,7 @@ export class RequestLoop {
           if (next.byteLength) c.buf = Buffer.from(next);
           c.disarm();
         }
-        request = new Request(url, { method, headers: head.headers });
+        request = new Request(this.#url(head), { method, headers: head.headers });
       } else {
         if (c.buf) {
           rest = rest.byteLength ? concat(rest, c.buf) : c.buf;
@@ -189,36 +186,50 @@ export class RequestLoop {
         const started = startBody(c, head, rest, bodyMethod);
         if (!c.body || c.body.done) c.disarm();
         const body = started instanceof Promise ? await started : started;
-        request = new Request(url, (bodyMethod ? { method, headers: head.headers, body, duplex: "half", ...(signal ? { signal } : {}) } : { method, headers: head.headers }) as RequestInit);
+        // The app's head handler first, when the body is whole (not a stream) and the head is one a Request would take as is.
+        const fetchHead = this.#opts.fetchHead;
+        if (fetchHead && !(body instanceof ReadableStream) && takenAsIs(head)) headAnswer = fetchHead(new ParsedRequest(head, body ?? EMPTY), env);
+        if (headAnswer === undefined)
+          request = new Request(this.#url(head), (bodyMethod ? { method, headers: head.headers, body, duplex: "half", ...(signal ? { signal } : {}) } : { method, headers: head.headers }) as RequestInit);
       }
     } catch (err) {
       // A malformed body, a target or header the Request constructor refuses, a deadline; or the client left.
       c.fail(err instanceof BadRequestError ? err.status : err instanceof RequestTimeoutError ? 408 : 400, `Bad request: ${(err as Error).message}`);
       return;
     }
-    let response: Response;
+    let response: HeadAnswer | Response;
     try {
       // What a held request (a long poll) keeps while it waits is this frame: drop the request
       // and the parsed header list (the Request has its own copy) before waiting for the answer.
       head.headers = NO_HEADERS;
-      const answer = this.#opts.fetch(request, env);
-      request = undefined;
-      response = await answer;
+      const answer = headAnswer ?? this.#opts.fetch(request!, env);
+      request = headAnswer = undefined;
+      response = answer instanceof Promise ? await answer : answer;
     } catch (err) {
       if (c.closed || c.ending) return;
       console.error("gateway: unhandled error:", err);
       response = Response.json({ error: "Internal error" }, { status: 500 });
     }
+    return this.#answered(c, head, response);
+  }
+
+  /** The URL of the web Request: an origin-form target joined to the Host header (or the listen host). */
+  #url(head: RequestHead): string {
+    return head.target.charCodeAt(0) === 47 /* / */ ? `https://${head.host || this.#opts.host}${head.target}` : head.target;
+  }
+
+  /** Writes the app's answer, then readies the connection for the next request (or ends it). */
+  async #answered(c: Connection, head: RequestHead, answer: HeadAnswer | Response): Promise<void> {
     if (c.closed || c.ending) {
-      await response.body?.cancel().catch(() => {});
+      if (answer instanceof Response) await answer.body?.cancel().catch(() => {});
       return;
     }
+    const limits = this.#limits;
     // The client must keep reading the answer: a stalled reader is cut.
     c.arm("stall", c.authenticated ? limits.idleTimeoutMs : limits.bodyTimeoutMs);
     // Keep the connection only if this request's body was read to its end (else its rest would be taken for a request).
     const reusable = !this.#hooks.stopping() && !c.bodyUnread && (!c.body || c.body.done);
-    const keepAlive = await writeResponse(c, response, head, reusable);
-    finished = true;
+    const keepAlive = answer instanceof Response ? await writeResponse(c, answer, head, reusable) : writeHeadAnswer(c, answer, head, reusable);
     c.onClose = undefined;
     c.caps?.release(c);
     if (c.closed || c.ending) return;
@@ -233,6 +244,51 @@ export class RequestLoop {
     c.resume();
     this.awaitHead(c);
     this.next(c);
+  }
+}
+
+const HEADER_VALUE_REFUSED = /[\0\r\n]/;
+const TARGET_NOT_AS_IS = /[\x00-\x20\x7f#]/;
+
+/**
+ * Whether a web Request would take this head as is: an origin-form target without a fragment
+ * and header names and values the Headers class accepts. Anything else goes the Request's way,
+ * whose constructor refuses it (400) or normalises it as it always did.
+ */
+function takenAsIs(head: RequestHead): boolean {
+  // (The URL parser drops tabs and newlines from a target and cuts it at "#": such a target is not taken as is.)
+  if (head.target.charCodeAt(0) !== 47 /* / */ || TARGET_NOT_AS_IS.test(head.target)) return false;
+  for (const [k, v] of head.headers) if (!TOKEN.test(k) || HEADER_VALUE_REFUSED.test(v)) return false;
+  return true;
+}
+
+/** A request head and its whole body as the app's head handler reads them (HeadRequest), with no web Request built. */
+class ParsedRequest implements HeadRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  readonly headers: HeaderList;
+  constructor(
+    head: RequestHead,
+    readonly body: Uint8Array,
+  ) {
+    this.method = head.method;
+    const t = head.target;
+    const q = t.indexOf("?");
+    this.path = q < 0 ? t : t.slice(0, q);
+    this.query = q < 0 ? "" : t.slice(q + 1);
+    this.headers = new HeaderList(head.headers);
+  }
+}
+
+/** Header lookup over the parsed list as the Headers class answers it: any case, repeated values joined by ", ". */
+class HeaderList {
+  constructor(private readonly list: [string, string][]) {}
+  get(name: string): string | null {
+    const n = name.toLowerCase();
+    let value: string | null = null;
+    for (const [k, v] of this.list) if (k.length === n.length && k.toLowerCase() === n) value = value === null ? v : `${value}, ${v}`; // lower-casing only same-length names
+    return value;
   }
 }
 

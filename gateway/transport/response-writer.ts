@@ -8,6 +8,7 @@
  */
 import type { Connection } from "./connection.ts";
 import { dateHeader, type RequestHead, statusLine } from "./http1.ts";
+import type { HeadAnswer } from "./options.ts";
 
 const EMPTY = new Uint8Array(0);
 const CRLF = Buffer.from("\r\n");
@@ -21,6 +22,28 @@ function sendWhole(c: Connection, head: string, body: Uint8Array) {
   out.write(head, 0, "latin1");
   out.set(body, head.length);
   c.send(out);
+}
+
+/** The connection header an answer needs: none on a kept-alive HTTP/1.1 connection. */
+function connectionHeader(keepAlive: boolean, req: RequestHead): string {
+  return !keepAlive ? "connection: close\r\n" : req.minor === 0 ? "connection: keep-alive\r\n" : "";
+}
+
+/**
+ * Writes an answer the app serialised itself (TransportOptions.fetchHead) in one write: the same
+ * bytes as writeResponse writes for a Response of that status, headers (in Headers' order) and
+ * body. Returns whether the connection can take another request.
+ */
+export function writeHeadAnswer(c: Connection, answer: HeadAnswer, req: RequestHead, reusable: boolean): boolean {
+  c.responding = true;
+  const status = answer.status;
+  const keepAlive = req.keepAlive && reusable;
+  const head = statusLine(status) + answer.head + dateHeader() + connectionHeader(keepAlive, req);
+  const body = answer.body;
+  if (status === 204 || status === 304 || status < 200) c.send(Buffer.from(`${head}\r\n`, "latin1"));
+  else if (!body || req.method === "HEAD") c.send(Buffer.from(`${head}content-length: ${body?.byteLength ?? 0}\r\n\r\n`, "latin1"));
+  else sendWhole(c, `${head}content-length: ${body.byteLength}\r\n\r\n`, body);
+  return keepAlive;
 }
 
 /**
@@ -39,10 +62,8 @@ export async function writeResponse(c: Connection, response: Response, req: Requ
     if (k === "content-length") length = v;
     else if (k !== "transfer-encoding" && k !== "connection" && k !== "keep-alive") head += `${k}: ${v}\r\n`;
   });
-  head += dateHeader();
   const keepAlive = req.keepAlive && reusable;
-  if (!keepAlive) head += "connection: close\r\n";
-  else if (req.minor === 0) head += "connection: keep-alive\r\n";
+  head += dateHeader() + connectionHeader(keepAlive, req);
   const noBody = isHead || status === 204 || status === 304 || status < 200;
   if (!noBody && length !== undefined && Number(length) <= SMALL_BODY) {
     // A small answer that says its length (a check-in's): read whole, without a stream reader, one write.
