@@ -15,7 +15,7 @@
  * each state starts with v2 running, as the traced update left it; after a state that ended
  * elsewhere, the device is brought back there (pre-update tree, then a clean update) so one
  * failure does not leak into the next state.
- * Default: the order check and 6 crash states spread over the update; RELIABILITY_FULL=1: all.
+ * Default: the order check and 4 crash states spread over the update; RELIABILITY_FULL=1: all.
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -32,7 +32,7 @@ import { FULL, Tally } from "./_tally.ts";
 
 const tally = new Tally("durability");
 const APP = `reldur${process.pid}`;
-const SAMPLE = 6;
+const SAMPLE = 4;
 let dockerd: DockerdHandle;
 let upstream: DockerRegistryHandle;
 let gw: TestGateway;
