@@ -96,10 +96,12 @@ const sampler = setInterval(() => loadSamples.push(loadavg()[0]!), 30_000);
 const failedTests: string[] = [];
 /** Runs `bun test` with its output passed through as it comes, noting its `(fail)` lines; returns its exit code. */
 async function bunTest(files: string[], env: Record<string, string | undefined>): Promise<number> {
-  const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...files], { cwd: ROOT, env, stdout: "inherit", stderr: "pipe" });
+  // Coloured (FORCE_COLOR, a terminal) bun marks a failed test "✗" instead of "(fail)": the child writes plain text.
+  const plain = { ...env, FORCE_COLOR: undefined, NO_COLOR: "1" };
+  const proc = Bun.spawn([process.execPath, "test", "--timeout", "900000", ...files], { cwd: ROOT, env: plain, stdout: "inherit", stderr: "pipe" });
   let rest = "";
   const decoder = new TextDecoder();
-  // With FORCE_COLOR set, bun colours "(fail)": the escape codes go before matching.
+  // Escape codes, should any remain, go before matching.
   const note = (lines: string[]) =>
     failedTests.push(
       ...lines.map((l) => l.replace(/\x1b\[[0-9;]*m/g, "")).filter((l) => l.startsWith("(fail) ")).map((l) => `${env.OTA_TEST_DB === "postgres" ? "[postgres] " : ""}${l.slice(7)}`),
