@@ -16,6 +16,10 @@
  *   it freed, so a second round in the same process would hide what connections cost).
  *   `proxied-NAME` runs the same with one of the TUNINGS below added to HAProxy's global section,
  *   to compare a setting with the shipped config in the same run;
+ * - nginx: the same through nginx run from deploy/nginx/gateway-plain.conf (its RSS: master and
+ *   worker); `nginx-NAME` adds one of the NGINX_TUNINGS to its http block;
+ * - tcp: HAProxy in TCP mode (deploy/haproxy/gateway-tcp.cfg) in front of the gateway's own TLS
+ *   port: the gateway holds the TLS sockets, HAProxy only copies bytes;
  * - polling (the peer: what a fleet without push does): each polls /repo/timestamp.json every
  *   P seconds (default 5 s, far more often than the usual 300 s); we measure the same time to the
  *   last device told, and the requests per second the gateway serves meanwhile, idle or not.
@@ -33,7 +37,7 @@
  * writes heap snapshots (compare two with bench/push/heap-diff.ts).
  *
  * Run: bun bench/push/run.ts [--devices 10000] [--rounds 3] [--poll-seconds 5]
- *        [--sides push,proxied,bare,poll,proxied-NAME...] [--proxy-hop tcp|unix]
+ *        [--sides push,proxied,nginx,tcp,bare,poll,proxied-NAME,nginx-NAME...] [--proxy-hop tcp|unix]
  *        [--wait-seconds 55] [--linger 0]
  * --linger S keeps every device held S seconds before the publish, so waits run out (204) and
  * are asked again meanwhile; each side counts them and the connections cut, with the shortest
@@ -50,7 +54,7 @@ import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
-import { startHaproxy, type ProxyHandle } from "../../test/harness/proxies.ts";
+import { startHaproxy, startNginx, type ProxyHandle } from "../../test/harness/proxies.ts";
 import { freePort, tempDir } from "../../test/harness/tmp.ts";
 
 // Bun's fetch runs at most BUN_CONFIG_MAX_HTTP_REQUESTS (default 256) requests at once, read at
@@ -98,11 +102,27 @@ const TUNINGS: Record<string, string[]> = {
   /** Both, and TLS 1.3 only without session tickets (nothing about a session is kept for resumption). */
   lean: ["tune.ssl.cachesize 0", "tune.bufsize 8192", "ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets"],
 };
+/**
+ * Settings tried on nginx's side (added to deploy/nginx/gateway-plain.conf's http block; side
+ * `nginx-NAME`).
+ */
+const NGINX_TUNINGS: Record<string, string[]> = {
+  /** Smaller TLS write buffer (16 KB by default; only allocated while an answer is being sent). */
+  buf4k: ["ssl_buffer_size 4k"],
+  /** A request's memory pool grows from 1 KB blocks instead of 4 KB. */
+  pool1k: ["request_pool_size 1k"],
+};
 type Side = string;
 const SIDES = values.sides!.split(",") as Side[];
-const isProxied = (s: Side) => s === "proxied" || (s.startsWith("proxied-") && s.slice(8) in TUNINGS);
+const isHaproxy = (s: Side) => s === "proxied" || (s.startsWith("proxied-") && s.slice(8) in TUNINGS);
+const isNginx = (s: Side) => s === "nginx" || (s.startsWith("nginx-") && s.slice(6) in NGINX_TUNINGS);
+/** HAProxy in TCP mode (deploy/haproxy/gateway-tcp.cfg): TLS passes through to the gateway's own port. */
+const isTcp = (s: Side) => s === "tcp";
+const isProxied = (s: Side) => isHaproxy(s) || isNginx(s) || isTcp(s);
+/** The settings a proxied side adds to its shipped config. */
+const tuningOf = (s: Side) => (s === "proxied" || s === "nginx" || s === "tcp" ? [] : isHaproxy(s) ? TUNINGS[s.slice(8)]! : NGINX_TUNINGS[s.slice(6)]!);
 if (!SIDES.length || !SIDES.every((s) => s === "push" || s === "bare" || s === "poll" || isProxied(s)))
-  badOption(`Invalid --sides "${values.sides}": expected a comma-separated list of push, proxied, bare, poll and proxied-NAME (NAME one of ${Object.keys(TUNINGS).join(", ")})`);
+  badOption(`Invalid --sides "${values.sides}": expected a comma-separated list of push, proxied, nginx, tcp, bare, poll, proxied-NAME (NAME one of ${Object.keys(TUNINGS).join(", ")}) and nginx-NAME (NAME one of ${Object.keys(NGINX_TUNINGS).join(", ")})`);
 const HOP = values["proxy-hop"];
 if (HOP !== "tcp" && HOP !== "unix") badOption(`Invalid --proxy-hop "${HOP}": expected tcp or unix`);
 const PROXIED = SIDES.some(isProxied);
@@ -132,6 +152,8 @@ interface Holder {
   probeOut: string;
   /** A proxy in front of it (its RSS is read at each probe too). */
   proxyPid?: number;
+  /** Which proxy: HAProxy is asked to free what its pools keep before each reading. */
+  proxyKind?: "haproxy" | "nginx";
   /** At most this many devices (what the proxy's open-file limit lets it hold). */
   maxDevices?: number;
   /** The proxy's stats socket (HAProxy's pools). */
@@ -160,10 +182,13 @@ async function probe(h: Holder): Promise<Probe> {
   for (let i = 0; i < 600 && !existsSync(h.probeOut); i++) await Bun.sleep(100);
   let proxyRss = 0;
   if (h.proxyPid) {
-    // HAProxy's counterpart of the full GC: SIGQUIT makes it give back what its pools keep
+    // (nginx keeps no pools of freed objects to give back: read as it is.)
+    if (h.proxyKind === "haproxy") {
+      // HAProxy's counterpart of the full GC: SIGQUIT makes it give back what its pools keep
     // unused (and malloc's free pages), so its RSS counts what the held connections use.
-    process.kill(h.proxyPid, "SIGQUIT");
-    await Bun.sleep(500);
+      process.kill(h.proxyPid, "SIGQUIT");
+      await Bun.sleep(500);
+    }
     proxyRss = rssOf(h.proxyPid);
   }
   return { ...(JSON.parse(readFileSync(h.probeOut, "utf8")) as Probe), proxyRss };
@@ -200,6 +225,7 @@ async function pool<T>(n: number, items: T[], fn: (t: T, i: number) => Promise<v
 
 const PROBE = join(import.meta.dir, "_probe.ts");
 const DEPLOY_HAPROXY = join(import.meta.dir, "../../deploy/haproxy");
+const DEPLOY_NGINX = join(import.meta.dir, "../../deploy/nginx");
 // The gateway's plain port for HAProxy (deploy/haproxy/gateway-plain.cfg's @REPLICA_1@): loopback
 // TCP from the trusted proxy, or a unix socket (trusted by who may open it).
 const hopDir = PROXIED ? await tempDir("push-hop-") : "";
@@ -228,15 +254,31 @@ if (PROXIED && PROXY_DEVICES < N) log(`open-file limit ${fileLimit}: HAProxy can
  * global lines of `tuning` added, and `maxconn` raised for N devices as the config's comment
  * tells a large fleet to.
  */
-async function startProxy(tuning: string[]): Promise<ProxyHandle & { stats: string }> {
+async function startProxy(tuning: string[], config = "gateway-plain.cfg"): Promise<ProxyHandle & { stats: string }> {
   const dir = await tempDir("push-haproxy-");
   // Also a stats socket of the bench's own: `show pools` says how much of HAProxy's memory its pools hold.
   const stats = join(dir, "stats.sock");
-  const text = readFileSync(join(DEPLOY_HAPROXY, "gateway-plain.cfg"), "utf8").replace(/^global\n/m, `global\n    maxconn ${PROXY_MAXCONN}\n    stats socket ${stats} mode 600\n${tuning.map((l) => `    ${l}\n`).join("")}`);
+  const text = readFileSync(join(DEPLOY_HAPROXY, config), "utf8").replace(/^global\n/m, `global\n    maxconn ${PROXY_MAXCONN}\n    stats socket ${stats} mode 600\n${tuning.map((l) => `    ${l}\n`).join("")}`);
   const file = join(dir, "haproxy.cfg");
   writeFileSync(file, text);
   // startHaproxy takes a path under deploy/haproxy/: a relative path from there to ours.
-  return { ...(await startHaproxy({ file: relative(DEPLOY_HAPROXY, file), dataDir: gw.dataDir, replicas: [hop!.server] })), stats };
+  return { ...(await startHaproxy({ file: relative(DEPLOY_HAPROXY, file), dataDir: gw.dataDir, replicas: [config === "gateway-tcp.cfg" ? gw.host : hop!.server] })), stats };
+}
+
+/**
+ * nginx from deploy/nginx/gateway-plain.conf in front of the gateway's plain port, with the lines
+ * of `tuning` added to its http block, and `worker_connections` raised for N devices (2 per
+ * device: the device's and the gateway's side) as the config's comment tells a large fleet to.
+ */
+async function startNginxFront(tuning: string[]): Promise<ProxyHandle> {
+  const dir = await tempDir("push-nginx-");
+  const text = readFileSync(join(DEPLOY_NGINX, "gateway-plain.conf"), "utf8")
+    .replace(/worker_connections \d+;/, `worker_connections ${PROXY_MAXCONN * 2};`)
+    .replace(/^worker_rlimit_nofile \d+;/m, `worker_rlimit_nofile ${Math.min(fileLimit, PROXY_MAXCONN * 2 + 40)};`)
+    .replace(/^http \{\n/m, `http {\n${tuning.map((l) => `    ${l};\n`).join("")}`);
+  const file = join(dir, "nginx.conf");
+  writeFileSync(file, text);
+  return startNginx({ file: relative(DEPLOY_NGINX, file), dataDir: gw.dataDir, replicas: [hop!.server.startsWith("/") ? `unix:${hop!.server}` : hop!.server] });
 }
 
 /** One command on HAProxy's stats socket, its answer. */
@@ -280,12 +322,13 @@ try {
   const t0 = performance.now();
   await pool(32, Array.from({ length: N }, (_, i) => i), async (i) => {
     const k = await makeDeviceCsr();
-    const res = await fetch(`${gw.url}/devices`, {
+    // Retried: on a loaded machine the gateway's handshake deadline can cut a connection.
+    const res = await retry(() => fetch(`${gw.url}/devices`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: JSON.stringify({ name: `push-${i}`, uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
       tls: { ca: gw.caPem },
-    } as RequestInit);
+    } as RequestInit));
     if (res.status !== 201) throw new Error(`register ${i}: HTTP ${res.status} ${await res.text()}`);
     devs[i] = { cert: ((await res.json()) as RegistrationResponse).certificate, key: k.keyPem };
     if ((i + 1) % 2000 === 0) log(`registered ${i + 1}/${N}`);
@@ -480,9 +523,10 @@ try {
       if (side === "push") res = await holdRound(ours, true);
       else if (side === "bare") res = await holdRound(bare!, false);
       else {
-        const proxy = await startProxy(side === "proxied" ? [] : TUNINGS[side.slice(8)]!);
+        const nginx = isNginx(side);
+        const proxy: ProxyHandle & { stats?: string } = nginx ? await startNginxFront(tuningOf(side)) : await startProxy(tuningOf(side), isTcp(side) ? "gateway-tcp.cfg" : undefined);
         try {
-          res = await holdRound({ ...ours, url: proxy.url, proxyPid: proxy.pid, maxDevices: PROXY_DEVICES, proxyStats: proxy.stats }, true);
+          res = await holdRound({ ...ours, url: proxy.url, proxyPid: proxy.pid, proxyKind: nginx ? "nginx" : "haproxy", maxDevices: PROXY_DEVICES, proxyStats: proxy.stats }, true);
         } finally {
           await proxy.stop();
         }
@@ -495,13 +539,13 @@ try {
   const per = (xs: HoldResult[], f: (x: HoldResult) => number, g: (x: HoldResult) => number) =>
     `held-idle ${range(xs.map(f))}, slope N/2->N ${range(xs.map(g))}`;
   /** First round ("cold": the process's first N connections) apart from the others ("warm"); the load average when each ended. */
-  const memory = (xs: HoldResult[]) => {
+  const memory = (xs: HoldResult[], proxy: string) => {
     const [first, ...rest] = xs;
     const line = (x: HoldResult[]) => {
       let out = `${per(x, (y) => y.mbPer1000, (y) => y.slopeMbPer1000)}, JS heap ${range(x.map((y) => y.heapMbPer1000))}; idle ${range(x.map((y) => y.idleRssMb), 0)} MB, held ${range(x.map((y) => y.heldRssMb), 0)} MB`;
       if (x[0]!.proxyMbPer1000 !== undefined) {
-        out += `\n      HAProxy: ${per(x, (y) => y.proxyMbPer1000!, (y) => y.proxySlopeMbPer1000!)}, of which its pools ${range(x.map((y) => y.proxyPoolsMbPer1000!))}; idle ${range(x.map((y) => y.proxyIdleRssMb!), 0)} MB, held ${range(x.map((y) => y.proxyHeldRssMb!), 0)} MB`;
-        out += `\n      gateway + HAProxy: ${per(x, (y) => y.mbPer1000 + y.proxyMbPer1000!, (y) => y.slopeMbPer1000 + y.proxySlopeMbPer1000!)}`;
+        out += `\n      ${proxy}: ${per(x, (y) => y.proxyMbPer1000!, (y) => y.proxySlopeMbPer1000!)}${x[0]!.proxyPoolsMbPer1000 === undefined ? "" : `, of which its pools ${range(x.map((y) => y.proxyPoolsMbPer1000!))}`}; idle ${range(x.map((y) => y.proxyIdleRssMb!), 0)} MB, held ${range(x.map((y) => y.proxyHeldRssMb!), 0)} MB`;
+        out += `\n      gateway + ${proxy}: ${per(x, (y) => y.mbPer1000 + y.proxyMbPer1000!, (y) => y.slopeMbPer1000 + y.proxySlopeMbPer1000!)}`;
       }
       return `${out}\n      load average at the end: ${x.map((y) => y.load).join("; ")}`;
     };
@@ -515,11 +559,12 @@ try {
     const waits = `; ${expired} waits ran out (204) and were asked again${expired ? ` (shortest held ${shortest.toFixed(1)} s of ${WAIT})` : ""}, ${xs.reduce((n, x) => n + x.cuts, 0)} connections cut`;
     if (side === "bare") console.log(`bare Bun.listen mTLS (floor): at least ${least} of ${N} held; ${failed} failed${waits}`);
     else {
-      const name = side === "push" ? "push (ours, devices on the gateway's TLS port)" : `${side} (ours behind HAProxy, gateway-plain.cfg${side === "proxied" ? "" : ` + ${TUNINGS[side.slice(8)]!.join("; ")}`}, ${HOP} hop)`;
+      const config = isNginx(side) ? "nginx, deploy/nginx/gateway-plain.conf" : isTcp(side) ? "HAProxy in TCP mode, deploy/haproxy/gateway-tcp.cfg: TLS on the gateway" : "HAProxy, deploy/haproxy/gateway-plain.cfg";
+      const name = side === "push" ? "push (ours, devices on the gateway's TLS port)" : `${side} (ours behind ${config}${tuningOf(side).length ? ` + ${tuningOf(side).join("; ")}` : ""}${isTcp(side) ? "" : `, ${HOP} hop`})`;
       const n = side === "push" ? N : PROXY_DEVICES;
-      console.log(`${name}: at least ${least} of ${n} held${n < N ? ` (HAProxy's open-file limit ${fileLimit} carries no more)` : ""}; all told ${range(xs.map((x) => x.toldMs! / 1000), 2)} s after signing (goal < 2 s); told ${xs.map((x) => x.told).join(", ")} of ${n}; ${failed} failed${waits}`);
+      console.log(`${name}: at least ${least} of ${n} held${n < N ? ` (the proxy's open-file limit ${fileLimit} carries no more)` : ""}; all told ${range(xs.map((x) => x.toldMs! / 1000), 2)} s after signing (goal < 2 s); told ${xs.map((x) => x.told).join(", ")} of ${n}; ${failed} failed${waits}`);
     }
-    console.log(memory(xs));
+    console.log(memory(xs, isNginx(side) ? "nginx" : "HAProxy"));
   }
   const push = held.get("push");
   const bareXs = held.get("bare");
