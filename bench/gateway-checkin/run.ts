@@ -11,9 +11,10 @@
  * haproxy with deploy/haproxy/gateway-plain.cfg (or the configs of `--haproxy-config`) terminates
  * the devices' TLS and forwards each request with its certificate in a header to
  * `gateway serve --proxy-listen` over TCP loopback or a unix socket, or to a plain Bun.serve hello
- * (that topology's ceiling). HAProxy's CPU is counted apart from the server's.
+ * (that topology's ceiling), or to the gateway's plain listener with a "hello" handler (`haproxy-listener`:
+ * the listener's own cost). HAProxy's CPU is counted apart from the server's.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun,haproxy-gateway,haproxy-gateway-unix,haproxy-hello] [--haproxy-config gateway-plain.cfg[,/tmp/tuned.cfg]] [--baseline DIR] [--profile DIR]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun,haproxy-gateway,haproxy-gateway-unix,haproxy-hello,haproxy-listener] [--haproxy-config gateway-plain.cfg[,/tmp/tuned.cfg]] [--baseline DIR] [--profile DIR]
  * (each server is run --rounds times, servers alternating, `sync` before each run, and its best round counts: the machine is shared)
  * (--db postgres starts a private PostgreSQL cluster for the run, with fsync off like the tests' unless
  * --pg-durable; a postgres:// URL must name an empty database: the gateway is bound to this run's CA).
@@ -41,7 +42,7 @@ const { values } = benchArgs({
     "pg-durable": { type: "boolean", default: false },
     modes: { type: "string", default: "keepalive,newconn,poll" },
     rounds: { type: "string", default: "3" },
-    /** Sides: gateway (its own TLS transport), transport, node, bun (hello servers), haproxy-gateway (HAProxy, then the gateway's --proxy-listen on TCP loopback), haproxy-gateway-unix (the same on a unix socket), haproxy-hello (HAProxy, then a plain Bun.serve hello). */
+    /** Sides: gateway (its own TLS transport), transport, node, bun (hello servers), haproxy-gateway (HAProxy, then the gateway's --proxy-listen on TCP loopback), haproxy-gateway-unix (the same on a unix socket), haproxy-hello (HAProxy, then a plain Bun.serve hello), haproxy-listener (HAProxy, then the gateway's plain listener answering hello). */
     servers: { type: "string", default: "gateway,transport,bun" },
     /** HAProxy configs for the haproxy-* sides, comma-separated: names under deploy/haproxy/ or paths with a "/" (a tuned copy); one side per config. */
     "haproxy-config": { type: "string", default: "gateway-plain.cfg" },
@@ -97,8 +98,15 @@ try {
 
   // 2. Servers, each in its own process.
   const wanted = new Set(values.servers!.split(","));
-  const known = ["gateway", "transport", "node", "bun", "haproxy-gateway", "haproxy-gateway-unix", "haproxy-hello"];
+  const known = ["gateway", "transport", "node", "bun", "haproxy-gateway", "haproxy-gateway-unix", "haproxy-hello", "haproxy-listener"];
   for (const w of wanted) if (!known.includes(w)) throw new Error(`--servers: unknown side "${w}" (known: ${known.join(", ")})`);
+  if ([...wanted].some((w) => w.startsWith("haproxy-"))) {
+    // HAProxy takes its connection limit from the open-file limit (two files per connection): a
+    // device past it waits in the accept queue, and the run would measure timeouts.
+    const nofile = Number(/^Max open files\s+(\d+)/m.exec(await Bun.file("/proc/self/limits").text())?.[1] ?? Infinity);
+    const maxconn = Math.floor((nofile - 26) / 2) - 32;
+    if (CERTS > maxconn) throw new Error(`--certs ${CERTS}: under this process's open-file limit (${nofile}) HAProxy holds about ${maxconn} device connections; pass --certs ${Math.floor(maxconn / 100) * 100} or raise the limit (ulimit -n)`);
+  }
   const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${values.profile}`] : [];
   /** The gateway's plain listener for HAProxy: a free loopback port, or a unix socket in the run's dir. */
   const tcpPlain = wanted.has("haproxy-gateway") ? `127.0.0.1:${await freePort()}` : undefined;
@@ -113,7 +121,7 @@ try {
   };
   const [gwUrl, gwPid] = await gateway(join(here, "../.."), profile, tcpPlain);
   const helloCfg = join(dir, "hello.json");
-  await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem }));
+  await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem, dataDir: dir }));
   const helloServer = async (file: string, ...args: string[]) => {
     const p = Bun.spawn([bun, join(here, file), helloCfg, ...args], { stderr: "pipe", stdout: "ignore" });
     children.push(p);
@@ -160,6 +168,10 @@ try {
   if (wanted.has("haproxy-hello")) {
     const [url, pid] = await helloServer("hello.ts", `127.0.0.1:${await freePort()}`);
     backends.push(["hello", url.replace("http://", ""), pid]);
+  }
+  if (wanted.has("haproxy-listener")) {
+    const [url, pid] = await helloServer("hello.ts", `127.0.0.1:${await freePort()}`, "--listener");
+    backends.push(["listener hello", url.replace("http://", ""), pid]);
   }
   for (const c of configs)
     for (const [label, address, pid] of backends) {
