@@ -97,10 +97,10 @@ if (!(N > 1 && ROUNDS > 0 && POLL > 0)) badOption("--devices (at least 2), --rou
 const TUNINGS: Record<string, string[]> = {
   /** No server-side TLS session cache (a shared block of 20,000 sessions by default, filled as devices connect). */
   nocache: ["tune.ssl.cachesize 0"],
-  /** Buffers of 8 KB instead of 16 KB (request heads with the certificate header still fit). */
-  buf8k: ["tune.bufsize 8192"],
-  /** Both, and TLS 1.3 only without session tickets (nothing about a session is kept for resumption). */
-  lean: ["tune.ssl.cachesize 0", "tune.bufsize 8192", "ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets"],
+  /** HAProxy's default 16 KB buffers (the shipped config sets 8 KB since 2026-12-02; runs before that had 16 KB as `proxied`). */
+  buf16k: ["tune.bufsize 16384"],
+  /** No session cache, and TLS 1.3 only without session tickets (nothing about a session is kept for resumption). */
+  lean: ["tune.ssl.cachesize 0", "ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets"],
 };
 /**
  * Settings tried on nginx's side (added to deploy/nginx/gateway-plain.conf's http block; side
@@ -258,7 +258,10 @@ async function startProxy(tuning: string[], config = "gateway-plain.cfg"): Promi
   const dir = await tempDir("push-haproxy-");
   // Also a stats socket of the bench's own: `show pools` says how much of HAProxy's memory its pools hold.
   const stats = join(dir, "stats.sock");
-  const text = readFileSync(join(DEPLOY_HAPROXY, config), "utf8").replace(/^global\n/m, `global\n    maxconn ${PROXY_MAXCONN}\n    stats socket ${stats} mode 600\n${tuning.map((l) => `    ${l}\n`).join("")}`);
+  const text = readFileSync(join(DEPLOY_HAPROXY, config), "utf8")
+    .replace(/^global\n/m, `global\n    maxconn ${PROXY_MAXCONN}\n    stats socket ${stats} mode 600\n`)
+    // At the end of the global section, so a setting overrides the shipped config's own.
+    .replace(/^defaults\n/m, `${tuning.map((l) => `    ${l}\n`).join("")}\ndefaults\n`);
   const file = join(dir, "haproxy.cfg");
   writeFileSync(file, text);
   // startHaproxy takes a path under deploy/haproxy/: a relative path from there to ours.
