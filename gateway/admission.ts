@@ -18,6 +18,7 @@
 import { deviceInGoodStanding } from "./devices/auth.ts";
 import type { DeviceCache } from "./devices/cache.ts";
 import type { Bindings } from "./env.ts";
+import type { DeviceRow } from "./store/types.ts";
 import type { Admission, RequestInfo } from "./transport/index.ts";
 
 const DEVICE_PATHS = new Set(["/events", "/apps-states", "/system_info", "/system_info/network", "/system_info/config", "/device"]);
@@ -32,16 +33,26 @@ export interface AdmissionOptions {
 }
 
 export function createAdmission(opts: AdmissionOptions) {
-  return async (req: RequestInfo, env: Bindings): Promise<Admission> => {
-    const device = env.peer ? await deviceInGoodStanding(opts.devices, env.peer) : undefined;
+  /** The verdict once the device is known; a token is checked only without a device. */
+  const verdict = (req: RequestInfo, device: DeviceRow | undefined): Admission | Promise<Admission> => {
     const authorization = req.header("authorization");
-    const authenticated = device !== undefined || (authorization !== undefined && (await opts.tokenValid(authorization)));
-    const path = req.path;
-    const refuse =
-      (isDevicePath(path) && !device) ||
-      (under(path, "/admin") && authorization === undefined) ||
-      (under(path, "/v2") && authorization === undefined && !device) ||
-      (path === "/devices" && req.method === "POST" && authorization === undefined);
-    return { authenticated, refuse };
+    if (device !== undefined || authorization === undefined) return decide(req, device, authorization, device !== undefined);
+    const valid = opts.tokenValid(authorization);
+    return valid instanceof Promise ? valid.then((ok) => decide(req, device, authorization, ok)) : decide(req, device, authorization, valid);
   };
+  // A check-in from a device in the cache is answered without a promise (the transport then goes on at once).
+  return (req: RequestInfo, env: Bindings): Admission | Promise<Admission> => {
+    const device = env.peer ? deviceInGoodStanding(opts.devices, env.peer) : undefined;
+    return device instanceof Promise ? device.then((d) => verdict(req, d)) : verdict(req, device);
+  };
+}
+
+function decide(req: RequestInfo, device: DeviceRow | undefined, authorization: string | undefined, authenticated: boolean): Admission {
+  const path = req.path;
+  const refuse =
+    (isDevicePath(path) && !device) ||
+    (under(path, "/admin") && authorization === undefined) ||
+    (under(path, "/v2") && authorization === undefined && !device) ||
+    (path === "/devices" && req.method === "POST" && authorization === undefined);
+  return { authenticated, refuse };
 }

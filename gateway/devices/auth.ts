@@ -44,13 +44,16 @@ export function noteCheckIn(sightings: Sightings, device: DeviceRow, headers: { 
   );
 }
 
-/** The device a verified certificate belongs to, if it is registered, not revoked and the certificate is its current one. */
-export async function deviceInGoodStanding(devices: DeviceCache, peer: PeerIdentity): Promise<DeviceRow | undefined> {
+/**
+ * The device a verified certificate belongs to, if it is registered, not revoked and the certificate
+ * is its current one: at once from a fresh cache entry (no promise per check-in), else through checkDevice.
+ */
+export function deviceInGoodStanding(devices: DeviceCache, peer: PeerIdentity): DeviceRow | undefined | Promise<DeviceRow | undefined> {
   const cached = cachedDeviceInGoodStanding(devices, peer);
   if (cached) return cached;
-  const r = await checkDevice(devices, peer);
-  return "device" in r ? r.device : undefined;
+  return checkDevice(devices, peer).then(deviceOf);
 }
+const deviceOf = (r: DeviceCheck) => ("device" in r ? r.device : undefined);
 
 export const requireDevice = createMiddleware<GatewayEnv>(async (c, next) => {
   const peer = c.env?.peer;

@@ -39,6 +39,13 @@ export interface RequestLoopHooks {
 
 const concat = (a: Uint8Array, b: Uint8Array): Buffer => Buffer.concat([a, b]);
 
+const AUTHENTICATED: Admission = Object.freeze({ authenticated: true });
+const NOT_AUTHENTICATED: Admission = Object.freeze({ authenticated: false });
+const admissionFailed = (err: unknown): Admission => {
+  console.error("gateway: admission failed:", err);
+  return NOT_AUTHENTICATED;
+};
+
 export class RequestLoop {
   readonly #opts: TransportOptions;
   readonly #limits: TransportLimits;
@@ -120,14 +127,17 @@ export class RequestLoop {
     if (!c.responding) c.disarm(); // the client delivered; the time the handler takes is ours
   }
 
-  /** The app's verdict; if the hook fails (its store is down), the request goes on unauthenticated and the app answers it. */
-  async #admit(head: RequestHead, env: Bindings, c: Connection): Promise<Admission> {
-    if (!this.#opts.admit) return { authenticated: c.authenticated };
+  /**
+   * The app's verdict, without a promise when the hook answers at once (a cached device's check-in);
+   * if the hook fails (its store is down), the request goes on unauthenticated and the app answers it.
+   */
+  #admit(head: RequestHead, env: Bindings, c: Connection): Admission | Promise<Admission> {
+    if (!this.#opts.admit) return c.authenticated ? AUTHENTICATED : NOT_AUTHENTICATED;
     try {
-      return await this.#opts.admit(requestInfo(head), env);
+      const verdict = this.#opts.admit(requestInfo(head), env);
+      return verdict instanceof Promise ? verdict.catch(admissionFailed) : verdict;
     } catch (err) {
-      console.error("gateway: admission failed:", err);
-      return { authenticated: false };
+      return admissionFailed(err);
     }
   }
 
@@ -158,7 +168,8 @@ export class RequestLoop {
         if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
       }
       if (peer) env.peer = peer;
-      const admission = await this.#admit(head, env, c);
+      const admitted = this.#admit(head, env, c);
+      const admission = admitted instanceof Promise ? await admitted : admitted;
       if (c.closed || c.ending) return;
       if (admission.authenticated && !c.authenticated) {
         c.authenticated = true;
