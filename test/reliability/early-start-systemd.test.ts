@@ -9,6 +9,8 @@
  * The container engine is the harness's private dockerd: its socket is bound to
  * /run/docker.sock inside, and docker.service inside is a one-shot stand-in that only says
  * "the engine is up" (a second dockerd inside nspawn would need its own cgroups and bridge).
+ * The booted tree is an overlay on the cached root file system (writes go to a temp dir, the
+ * cache stays as built), a copy of it where overlayfs cannot be mounted.
  * Slow (root file system, boot): this runs in the reliability suite.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -31,7 +33,10 @@ const port: Record<string, number> = {};
 let dockerd: DockerdHandle;
 let upstream: DockerRegistryHandle;
 let gw: GatewayHandle;
+let work: string | undefined;
 let root: string;
+/** The overlay mounted at `root`, if the tree is one. */
+let overlay: string | undefined;
 let nspawn: { pid: number } | undefined;
 
 /** The cached root file system: minbase + systemd + dbus + docker-compose, built once. */
@@ -43,6 +48,16 @@ async function rootfs(): Promise<string> {
   await run(["mmdebstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus,docker-compose", "bookworm", tmp, "http://deb.debian.org/debian"]);
   renameSync(tmp, ROOTFS);
   return ROOTFS;
+}
+
+/** The tree to boot under `dir`: an overlay on `lower` (nothing copied), or a copy where overlayfs cannot be mounted. */
+async function bootTree(lower: string, dir: string): Promise<string> {
+  const [upper, scratch, tree] = ["upper", "overlay-work", "root"].map((d) => join(dir, d)) as [string, string, string];
+  for (const d of [upper, scratch, tree]) mkdirSync(d);
+  const m = await run(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${lower},upperdir=${upper},workdir=${scratch}`, tree], { allowFail: true });
+  if (m.code === 0) overlay = tree;
+  else await run(["cp", "-a", "--reflink=auto", `${lower}/.`, tree]);
+  return tree;
 }
 
 /** The container's init: the child of systemd-nspawn. */
@@ -67,10 +82,9 @@ beforeAll(async () => {
   const pub = await Publisher.create(asTestGateway(gw), upstream, Object.fromEntries([A, B, C].map((n, i) => [`${n}/docker-compose.yml`, httpdCompose(refs[i]!, port[n]!)])));
   await pub.publish(1);
 
-  const work = await tempDir("early-start-root-");
-  root = join(work, "root");
+  work = await tempDir("early-start-root-");
+  root = await bootTree(fs, work);
   const image = join(work, "image");
-  await run(["cp", "-a", "--reflink=auto", fs, root]);
   const fc = await factoryConfig(preloadConfig(`${A},${B}`));
   const r = await preload(["--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux", "--out", image, "--format", "dir", "--json"]);
   if (r.code !== 0) throw new Error(`preload failed: ${r.stderr}`);
@@ -94,7 +108,8 @@ afterAll(async () => {
   }
   await upstream?.stop();
   await dockerd?.stop();
-  if (root) rmSync(root, { recursive: true, force: true });
+  if (overlay) await run(["umount", overlay], { allowFail: true });
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 describe("early start under systemd", () => {
