@@ -1,10 +1,12 @@
 /**
  * The gateway's transport: `Bun.listen` terminates TLS (client certificates
  * requested, not required, verified against the device CA) and a small
- * HTTP/1.1 server turns each request into a web `Request` for the app. The
+ * HTTP/1.1 server turns each request into a web `Request` for the app (or
+ * hands the parsed head to the app's optional head handler first: the device
+ * check-ins, where a `Request` and a `Response` cost more than the work). The
  * verified peer certificate (or, from a trusted proxy, the forwarded one) is
  * passed as `env.peer`. Nothing here knows the app: it is a `fetch` function
- * plus an optional admission hook, so another transport can replace this one.
+ * plus optional admission and head hooks, so another transport can replace this one.
  *
  * Why not Bun.serve: it cannot hand the client certificate to a handler
  * (oven-sh/bun#14097). Why not node:http over node:tls: it ran at a quarter of
