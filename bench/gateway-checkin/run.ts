@@ -46,7 +46,7 @@ const { values } = benchArgs({
     servers: { type: "string", default: "gateway,transport,bun" },
     /** HAProxy configs for the haproxy-* sides, comma-separated: names under deploy/haproxy/ or paths with a "/" (a tuned copy); one side per config. */
     "haproxy-config": { type: "string", default: "gateway-plain.cfg" },
-    /** Another checkout (e.g. `git archive` of an older commit): its `gateway serve` runs too, on the same database, as "gateway (baseline)". */
+    /** Another checkout (e.g. `git archive` of an older commit): its `gateway serve` runs too, on the same database, as "gateway (baseline)", and behind HAProxy and as the listener hello when those sides are asked for. */
     baseline: { type: "string" },
     /** Write a CPU profile of `gateway serve` (bun --cpu-prof-md) into this directory. */
     profile: { type: "string" },
@@ -68,6 +68,16 @@ const children: ReturnType<typeof Bun.spawn>[] = [];
 /** The HAProxy processes (started by the test harness, stopped by PID). */
 const proxyStops: (() => Promise<void>)[] = [];
 let stopPostgres: (() => Promise<void>) | undefined;
+// Stopped by a signal (SIGTERM to this PID, or ^C): stop what it started and remove its directory, as at the end.
+for (const signal of ["SIGTERM", "SIGINT"] as const)
+  process.once(signal, async () => {
+    for (const stop of proxyStops) await stop().catch(() => undefined);
+    for (const c of children) c.kill("SIGTERM");
+    await Promise.all(children.map((c) => c.exited));
+    await stopPostgres?.();
+    await rm(dir, { recursive: true, force: true });
+    process.exit(130);
+  });
 /** The private cluster's durability settings, for the summary line. */
 let pgSettings = "";
 
@@ -122,8 +132,9 @@ try {
   const [gwUrl, gwPid] = await gateway(join(here, "../.."), profile, tcpPlain);
   const helloCfg = join(dir, "hello.json");
   await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem, dataDir: dir }));
-  const helloServer = async (file: string, ...args: string[]) => {
-    const p = Bun.spawn([bun, join(here, file), helloCfg, ...args], { stderr: "pipe", stdout: "ignore" });
+  const helloServer = async (file: string, ...args: string[]) => helloFrom(here, file, ...args);
+  const helloFrom = async (root: string, file: string, ...args: string[]) => {
+    const p = Bun.spawn([bun, join(root, file), helloCfg, ...args], { stderr: "pipe", stdout: "ignore" });
     children.push(p);
     return [await waitLine(p, /hello listening on (\S+)/), p.pid] as const;
   };
@@ -138,8 +149,12 @@ try {
   }
   const servers: Side[] = [];
   if (wanted.has("gateway")) servers.push({ name: "gateway", url: gwUrl, server: gwPid });
+  /** The baseline's gateway, with its plain listener on TCP loopback when haproxy-gateway is asked for. */
+  const baseTcpPlain = values.baseline && wanted.has("haproxy-gateway") ? `127.0.0.1:${await freePort()}` : undefined;
+  let basePid = 0;
   if (values.baseline) {
-    const [url, pid] = await gateway(values.baseline);
+    const [url, pid] = await gateway(values.baseline, [], baseTcpPlain);
+    basePid = pid;
     servers.push({ name: "gateway (baseline)", url, server: pid });
   }
   if (wanted.has("transport")) {
@@ -160,19 +175,22 @@ try {
   /** Backends of the HAProxy sides: label, address as HAProxy's server line takes it, pid. */
   const backends: [string, string, number][] = [];
   if (tcpPlain) backends.push(["gw tcp", tcpPlain, gwPid]);
-  if (wanted.has("haproxy-gateway-unix")) {
-    const sock = join(dir, "gateway-plain.sock");
-    const [, pid] = await gateway(join(here, "../.."), profile, `unix:${sock}`);
-    backends.push(["gw unix", sock, pid]);
-  }
+  if (baseTcpPlain) backends.push(["gw tcp (baseline)", baseTcpPlain, basePid]);
+  for (const [root, tag] of [[join(here, "../.."), ""], ...(values.baseline ? [[values.baseline, " (baseline)"]] : [])] as [string, string][])
+    if (wanted.has("haproxy-gateway-unix")) {
+      const sock = join(dir, `gateway-plain${tag ? "-baseline" : ""}.sock`);
+      const [, pid] = await gateway(root, tag ? [] : profile, `unix:${sock}`);
+      backends.push([`gw unix${tag}`, sock, pid]);
+    }
   if (wanted.has("haproxy-hello")) {
     const [url, pid] = await helloServer("hello.ts", `127.0.0.1:${await freePort()}`);
     backends.push(["hello", url.replace("http://", ""), pid]);
   }
-  if (wanted.has("haproxy-listener")) {
-    const [url, pid] = await helloServer("hello.ts", `127.0.0.1:${await freePort()}`, "--listener");
-    backends.push(["listener hello", url.replace("http://", ""), pid]);
-  }
+  if (wanted.has("haproxy-listener"))
+    for (const [root, tag] of [[here, ""], ...(values.baseline ? [[join(values.baseline, "bench/gateway-checkin"), " (baseline)"]] : [])] as [string, string][]) {
+      const [url, pid] = await helloFrom(root, "hello.ts", `127.0.0.1:${await freePort()}`, "--listener");
+      backends.push([`listener hello${tag}`, url.replace("http://", ""), pid]);
+    }
   for (const c of configs)
     for (const [label, address, pid] of backends) {
       const file = c.includes("/") ? relative(DEPLOY_HAPROXY, resolve(c)) : c;
