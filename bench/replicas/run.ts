@@ -123,10 +123,10 @@ interface Split {
   pgConns: number[];
 }
 
-/** CPU seconds (user + system) a process has used so far, and its context switches over all its threads (zeros once it is gone). */
+/** CPU seconds (user + system) a process has used so far, and its context switches over all its threads (NaN once it is gone). */
 async function usage(pid: number): Promise<{ cpu: number; ctx: number }> {
   const stat = await Bun.file(`/proc/${pid}/stat`).text().catch(() => undefined);
-  if (!stat) return { cpu: 0, ctx: 0 };
+  if (!stat) return { cpu: NaN, ctx: NaN };
   const f = stat.split(") ")[1]!.split(" ");
   let ctx = 0;
   for (const t of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
@@ -135,8 +135,11 @@ async function usage(pid: number): Promise<{ cpu: number; ctx: number }> {
   }
   return { cpu: (Number(f[11]) + Number(f[12])) / 100, ctx };
 }
-const sum = async (pids: number[]) =>
-  (await Promise.all(pids.map(usage))).reduce((a, b) => ({ cpu: a.cpu + b.cpu, ctx: a.ctx + b.ctx }), { cpu: 0, ctx: 0 });
+/** The processes' usage added up; `skipGone` leaves out one that exited meanwhile (a PostgreSQL backend), else the sum is NaN. */
+const sum = async (pids: number[], skipGone = false) =>
+  (await Promise.all(pids.map(usage)))
+    .filter((u) => !skipGone || !Number.isNaN(u.cpu))
+    .reduce((a, b) => ({ cpu: a.cpu + b.cpu, ctx: a.ctx + b.ctx }), { cpu: 0, ctx: 0 });
 
 /** A process and its children (PostgreSQL's postmaster and its backends), read from /proc now: backends come and go. */
 async function withChildren(pid: number): Promise<number[]> {
@@ -254,7 +257,7 @@ try {
     const [h, l, pgu, perReplica, counters, pgConns] = await Promise.all([
       sum(haproxy),
       sum(load),
-      withChildren(pg.pid).then(sum),
+      withChildren(pg.pid).then((pids) => sum(pids, true)),
       Promise.all(replicas.map((r) => usage(r.pid))),
       pgCounters(),
       Promise.all(replicas.map((r) => connectionsTo(r.pid, pg.port))),
