@@ -18,9 +18,13 @@
  * CPU went over its timed part: HAProxy's, the replicas' and the load generator's CPU time per
  * check-in request (ms), the load average when it ended, and how the requests spread over the
  * replicas (each replica's device requests in /metrics, before and after the side, and the TCP
- * connections open to it when the clock started).
+ * connections open to it when the clock started). A second line per side splits the CPU and
+ * context switches per request by process (each replica, every PostgreSQL process, HAProxy, the
+ * load generator) and gives PostgreSQL's transactions, reads and rows written per request and each
+ * replica's PostgreSQL connections; an idle measurement before the sides gives the same per
+ * second with no device checking in (the replicas' background work).
  *
- * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3]
+ * Usage: bun bench/replicas/run.ts [--certs 2000] [--clients 32] [--seconds 6] [--rounds 3] [--max-replicas 3] [--idle-seconds 10]
  *          [--replicas 1,2,3] [--haproxy-config gateway.cfg,gateway-plain.cfg,gateway-tcp.cfg[,other.cfg...]]
  */
 import { cpSync, readFileSync } from "node:fs";
