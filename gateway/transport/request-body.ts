@@ -28,7 +28,8 @@ export const streamsBody = (head: RequestHead) => head.chunked || (head.contentL
 /**
  * Sets up the body of `head` on `c` (the socket's later reads go to its decoder) and returns it:
  * bytes, a promise of bytes, a stream, or undefined when the handler does not want it (GET, HEAD:
- * the body is skipped, keeping the framing). `rest` holds the bytes read after the head. Must run
+ * the body is skipped, keeping the framing). `rest` holds the bytes read after the head, in a buffer
+ * of the caller's own (a body that came whole is returned as a view of it). Must run
  * synchronously after the head is taken off `c.buf`, before any await.
  */
 export function startBody(c: Connection, head: RequestHead, rest: Uint8Array, wanted: boolean): StartedBody | Promise<Uint8Array> {
@@ -48,7 +49,13 @@ export function startBody(c: Connection, head: RequestHead, rest: Uint8Array, wa
     return undefined;
   }
   if (!streamsBody(head)) {
-    const bytes = new Uint8Array(head.contentLength!);
+    const length = head.contentLength!;
+    if (rest.byteLength >= length) {
+      // The whole body came with the head (a check-in's): its bytes as they are (`rest` is the transport's own copy), no decoder.
+      if (rest.byteLength > length) c.buf = Buffer.from(rest.subarray(length));
+      return rest.subarray(0, length);
+    }
+    const bytes = new Uint8Array(length);
     let off = 0;
     const decoder = new BodyDecoder(head, (chunk) => {
       bytes.set(chunk, off);

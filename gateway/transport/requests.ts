@@ -229,18 +229,20 @@ export class RequestLoop {
     return head.target.charCodeAt(0) === 47 /* / */ ? `https://${head.host || this.#opts.host}${head.target}` : head.target;
   }
 
-  /** Writes the app's answer, then readies the connection for the next request (or ends it). */
-  async #answered(c: Connection, head: RequestHead, answer: HeadAnswer | Response): Promise<void> {
-    if (c.closed || c.ending) {
-      if (answer instanceof Response) await answer.body?.cancel().catch(() => {});
-      return;
-    }
+  /** Writes the app's answer, then readies the connection for the next request (or ends it); no promise for a HeadAnswer. */
+  #answered(c: Connection, head: RequestHead, answer: HeadAnswer | Response): void | Promise<void> {
+    if (c.closed || c.ending) return answer instanceof Response ? answer.body?.cancel().catch(() => {}) : undefined;
     const limits = this.#limits;
     // The client must keep reading the answer: a stalled reader is cut.
     c.arm("stall", c.authenticated ? limits.idleTimeoutMs : limits.bodyTimeoutMs);
     // Keep the connection only if this request's body was read to its end (else its rest would be taken for a request).
     const reusable = !this.#hooks.stopping() && !c.bodyUnread && (!c.body || c.body.done);
-    const keepAlive = answer instanceof Response ? await writeResponse(c, answer, head, reusable) : writeHeadAnswer(c, answer, head, reusable);
+    if (answer instanceof Response) return writeResponse(c, answer, head, reusable).then((keepAlive) => this.#after(c, keepAlive));
+    this.#after(c, writeHeadAnswer(c, answer, head, reusable));
+  }
+
+  /** The answer is written (or queued): next request, or the end of the connection. */
+  #after(c: Connection, keepAlive: boolean): void {
     c.onClose = undefined;
     c.caps?.release(c);
     if (c.closed || c.ending) return;
