@@ -403,11 +403,17 @@ export class PostgresStore implements Store {
   async recordSightings(batch: Sighting[]) {
     if (!batch.length) return;
     // One statement for the whole batch: the arrays are zipped by unnest. Tags from a check-in
-    // count only for devices whose registration token let them choose.
+    // count only for devices whose registration token let them choose. The rows are locked first,
+    // in uuid order, the order every statement that updates several devices takes (another
+    // replica's sightings, the events group commit through its status trigger): without it two
+    // such statements could each hold a row the other waits for, a deadlock PostgreSQL breaks only
+    // after a second.
     await this.#sql.unsafe(
-      `UPDATE devices d SET last_seen = s.at,
+      `WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)),
+       locked AS MATERIALIZED (SELECT d.uuid FROM devices d WHERE d.uuid IN (SELECT uuid FROM s) ORDER BY d.uuid FOR UPDATE OF d)
+       UPDATE devices d SET last_seen = s.at,
          tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)
+       FROM s JOIN locked USING (uuid)
        WHERE d.uuid = s.uuid`,
       [
         batch.map((s) => s.uuid),
