@@ -146,7 +146,7 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
   test("gives up once nothing arrived for patienceMs, keeping the partial for the next call", async () => {
     const { digest, size } = await randomBlob("t/gone", 12 * MiB);
     const store = await newStore();
-    proxy.inject({ kind: "down", afterBytes: 6 * MiB, downMs: 2500 });
+    proxy.inject({ kind: "down", afterBytes: 6 * MiB, downMs: 3000 });
     const err = await store.pull(viaProxy, "t/gone", { digest, size }, { patienceMs: 1000 }).catch((e) => e);
     while (proxy.isDown) await Bun.sleep(50);
     expect(err).toBeInstanceOf(RegistryUnreachableError);
