@@ -1,11 +1,11 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../../test/harness/tmp.ts";
 import { listUpdateLocks, removeUpdateLock, writeUpdateLock } from "./update-locks.ts";
 
-test("update locks: any file but dot files, with its first line as the reason", () => {
-  const dir = join(mkdtempSync(join(tmpdir(), "locks-")), "update-locks");
+test("update locks: any file but dot files, with its first line as the reason", async () => {
+  const dir = join(await tempDir("locks-"), "update-locks");
   expect(listUpdateLocks(dir)).toEqual([]);
   writeUpdateLock(dir, "fioup", "backup running");
   writeFileSync(join(dir, "app"), "");

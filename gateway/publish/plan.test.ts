@@ -1,12 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import { mkdir, mkdtemp, symlink } from "node:fs/promises";
+import { mkdir, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { tempDir } from "../../test/harness/tmp.ts";
 import type { ComposeService } from "../../lib/compose/compose-file.ts";
 import { BuildContextError, ImageResolveError, planService } from "./plan.ts";
 
 async function repoDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "plan-"));
+  const dir = await tempDir("plan-");
   await mkdir(join(dir, "web", "api"), { recursive: true });
   await mkdir(join(dir, "hello"), { recursive: true });
   return dir;

@@ -1,12 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { tempDir } from "../../test/harness/tmp.ts";
 import { indexTar, tarChunks, toReadableStream } from "./_tar.ts";
 
 describe("tar", () => {
   test("what tarChunks writes, tar(1) lists and indexTar finds at the right offsets", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "tar-"));
+    const dir = await tempDir("tar-");
     const big = crypto.getRandomValues(new Uint8Array(70_000));
     await Bun.write(join(dir, "big"), big);
     const long = `${"d".repeat(90)}/${"f".repeat(60)}`;
@@ -30,7 +29,7 @@ describe("tar", () => {
   });
 
   test("indexTar reads GNU tar output with long names", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "tar-"));
+    const dir = await tempDir("tar-");
     const name = `${"x".repeat(120)}.txt`;
     await Bun.write(join(dir, "src", name), "content");
     Bun.spawnSync(["tar", "-cf", join(dir, "gnu.tar"), "-C", join(dir, "src"), "."]);

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { tempDir } from "../../test/harness/tmp.ts";
 import { Digester, digestBlob, digestFile, isDigest, parseDigest, sha256, tryParseDigest } from "./digest.ts";
 
 const EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -33,7 +33,7 @@ describe("hashing", () => {
     expect(d.digest()).toBe(sha256(data));
   });
   test("digestFile and digestBlob hash a file and a byte range of it", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "digest-"));
+    const dir = await tempDir("digest-");
     const data = crypto.getRandomValues(new Uint8Array(300_000));
     const p = join(dir, "f");
     await writeFile(p, data);
