@@ -2,6 +2,11 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startGateway } from "../../test/harness/gateway.ts";
+import { tempDir } from "../../test/harness/tmp.ts";
+import { anEvent } from "../../test/gateway/_fixture.ts";
+import { registerDevice } from "../../test/gateway/_register.ts";
+import { x509 } from "../pki/x509.ts";
 import { TrustedProxies } from "../trusted-proxies.ts";
 import { checkProxyListen, InvalidProxyListenError, listenPlain, parseProxyListen } from "./plain.ts";
 
@@ -43,3 +48,30 @@ test("the unix socket is made 0660 (owner and group) even under umask 0, or the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a device revoked after its forwarded certificate was verified (and cached) is refused on the plain listener at once", async () => {
+  const sock = join(await tempDir("plain-revoke-"), "proxy.sock");
+  const gw = await startGateway({ args: ["--client-cert-header", "x-ssl-client-cert", "--proxy-listen", `unix:${sock}`] });
+  try {
+    const dev = await registerDevice(gw.url, gw.adminToken, gw.caPem);
+    // As HAProxy forwards it: one line of base64 DER.
+    const cert = Buffer.from(new x509.X509Certificate(dev.cert).rawData).toString("base64");
+    const get = () => fetch("http://localhost/repo/timestamp.json", { unix: sock, headers: { "x-ssl-client-cert": cert } } as RequestInit);
+    let n = 0;
+    const postEvent = () =>
+      fetch("http://localhost/events", {
+        unix: sock,
+        method: "POST",
+        headers: { "x-ssl-client-cert": cert, "content-type": "application/json" },
+        body: JSON.stringify([anEvent(`revoke-${n++}`)]),
+      } as RequestInit);
+    expect((await get()).status).toBe(200);
+    expect((await postEvent()).status).toBe(200);
+    expect((await gw.adminFetch(`/admin/devices/${dev.uuid}/revoke`, { method: "POST" })).status).toBeLessThan(300);
+    // The certificate is still the listener's cached verdict; the device check behind it is not cached past a revocation.
+    expect((await get()).status).toBe(403);
+    expect((await postEvent()).status).toBe(403);
+  } finally {
+    await gw.stop();
+  }
+}, 60_000);
