@@ -27,4 +27,40 @@ describe("ForwardedCertVerifier", () => {
     expect(await v.verify("bm90IGEgY2VydGlmaWNhdGU=")).toBeUndefined();
     expect(await v.verify("%%%")).toBeUndefined();
   });
+
+  /**
+   * A device certificate valid only between the two dates (ms from now), from the factory CA, or
+   * in its name but signed with another key, or signed with its key under another issuer name.
+   */
+  async function issued(fromMs: number, toMs: number, by: { signingKey?: CryptoKey; issuer?: string } = {}): Promise<string> {
+    const csr = new x509.Pkcs10CertificateRequest(dev.csrPem);
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: "0a1b2c",
+      subject: `CN=${dev.uuid}, OU=main`,
+      issuer: by.issuer ?? ca.cert.subject,
+      notBefore: new Date(Date.now() + fromMs),
+      notAfter: new Date(Date.now() + toMs),
+      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+      publicKey: csr.publicKey,
+      signingKey: by.signingKey ?? ca.key,
+    });
+    return Buffer.from(cert.rawData).toString("base64");
+  }
+
+  test("refuses a certificate of ours outside its validity period, takes one inside it", async () => {
+    const v = new ForwardedCertVerifier(ca);
+    const day = 86_400_000;
+    expect(await v.verify(await issued(-2 * day, -day))).toBeUndefined(); // expired
+    expect(await v.verify(await issued(day, 2 * day))).toBeUndefined(); // not yet valid
+    expect(await v.verify(await issued(-day, day))).toEqual({ cn: dev.uuid, serial: "A1B2C" });
+  });
+
+  test("refuses a certificate in the CA's name signed with another key, and one the CA's key signed under another issuer name", async () => {
+    const v = new ForwardedCertVerifier(ca);
+    const day = 86_400_000;
+    const other = await createCa("main"); // the same subject as ours, another key
+    expect(other.cert.subject).toBe(ca.cert.subject);
+    expect(await v.verify(await issued(-day, day, { signingKey: other.key }))).toBeUndefined();
+    expect(await v.verify(await issued(-day, day, { issuer: "CN=other factory CA, O=compose-ota, OU=main" }))).toBeUndefined();
+  });
 });

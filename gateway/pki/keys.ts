@@ -1,9 +1,10 @@
 /**
  * ECDSA P-256 keys on WebCrypto, and the PEM forms node:tls and the data dir
- * use.
+ * use; certificate serials, and the device a certificate names.
  *
  * @module
  */
+import type { X509Certificate } from "node:crypto";
 import { fromPem, toPem } from "../../lib/x509/pem.ts";
 
 export const EC_ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
@@ -24,6 +25,19 @@ export async function privateKeyFromPem(pem: string): Promise<CryptoKey> {
 
 /** Normalised certificate serial: upper-case hex without leading zeros (as node:tls reports it). */
 export const normalizeSerial = (hex: string) => hex.replace(/[^0-9a-fA-F]/g, "").toUpperCase().replace(/^0+(?=.)/, "");
+
+/**
+ * The device a certificate names, read from node:crypto's native X509Certificate (the form a TLS
+ * socket hands over, and the cheap one to parse a forwarded certificate with): exactly one CN, as
+ * a device certificate has, and its serial. Null for anything else. The certificate's issuer and
+ * signature are the caller's to check.
+ */
+export function deviceIdentity(cert: X509Certificate): { cn: string; serial: string } | null {
+  if (!cert.serialNumber) return null;
+  // One line per attribute ("CN=...\nOU=main").
+  const cns = cert.subject.split("\n").filter((l) => l.startsWith("CN="));
+  return cns.length === 1 ? { cn: cns[0]!.slice(3), serial: normalizeSerial(cert.serialNumber) } : null;
+}
 
 /** A random positive 128-bit serial whose first byte is never zero (no sign or padding ambiguity). */
 export function randomSerial(): string {
