@@ -185,6 +185,22 @@ test("device routes answer the same bytes from the parsed head as through a Requ
   expect((await t.gw.store.getDevice(d.uuid))!.currentTarget).toBe("amd64-linux-9");
 }, 60_000);
 
+test("pipelined check-ins in one read are answered in order from the parsed heads, as through Requests", async () => {
+  const d = await t.register();
+  const event = (n: string) => post("/events", JSON.stringify([anEvent(`pipelined-${n}-${d.uuid}`)]));
+  const answers = async (withHead: boolean, n: string) => {
+    seen.fetch = seen.head = 0;
+    const text = await exchange(loopOf(withHead), d.peer, get("/repo/timestamp.json") + event(n) + get("/repo/9.root.json"));
+    return { text: text.replaceAll(/\r\ndate: [^\r]*\r\n/g, "\r\ndate: -\r\n"), ...seen };
+  };
+  const a = await answers(true, "a");
+  const b = await answers(false, "b");
+  expect(a.text.match(/HTTP\/1\.1 \d+/g)).toEqual(["HTTP/1.1 200", "HTTP/1.1 200", "HTTP/1.1 404"]);
+  expect(a.text).toBe(b.text);
+  expect({ head: a.head, fetch: a.fetch }).toEqual({ head: 3, fetch: 0 });
+  expect({ head: b.head, fetch: b.fetch }).toEqual({ head: 0, fetch: 3 });
+}, 60_000);
+
 test("a device not in good standing, a head a Request would not take as is, and other paths go to the app", async () => {
   const d = await t.register();
   const stranger = await t.register();
