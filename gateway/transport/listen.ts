@@ -29,7 +29,7 @@
  * @module
  */
 import type { Socket, TCPSocketListener } from "bun";
-import { normalizeSerial } from "../pki/keys.ts";
+import { deviceIdentity } from "../pki/keys.ts";
 import { Connection } from "./connection.ts";
 import { ConnectionCaps } from "./connection-caps.ts";
 import { DEFAULT_LIMITS, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
@@ -91,10 +91,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
   const peerOf = (sock: Socket<Connection>) => {
     if (!sock.authorized) return null;
     const cert = sock.getPeerX509Certificate();
-    if (!cert?.serialNumber) return null;
-    // One line per attribute ("CN=...\nOU=main"); exactly one CN, as a device certificate has.
-    const cns = cert.subject.split("\n").filter((l) => l.startsWith("CN="));
-    return cns.length === 1 ? { cn: cns[0]!.slice(3), serial: normalizeSerial(cert.serialNumber) } : null;
+    return cert ? deviceIdentity(cert) : null;
   };
 
   return new Promise((resolve, reject) => {
