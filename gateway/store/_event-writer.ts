@@ -106,6 +106,8 @@ export class EventWriter {
   #batches = 0;
   #queue: Pending[] = [];
   #inFlight = false;
+  /** A pump is due at the end of this turn of the event loop. */
+  #scheduled = false;
   #closed = false;
   /** Calls other than event batches not yet answered. */
   #others = 0;
@@ -163,7 +165,15 @@ export class EventWriter {
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ uuid, ids: events.map((e) => e.id), bodies, resolve, reject });
-      if (!this.#inFlight) void this.#pump();
+      // The first batch after a quiet moment goes at the end of this turn of the event loop, so
+      // the POSTs read in the same turn share its message and its commit.
+      if (!this.#inFlight && !this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => {
+          this.#scheduled = false;
+          if (!this.#inFlight) void this.#pump();
+        });
+      }
     });
   }
 
@@ -219,7 +229,7 @@ export class EventWriter {
           const reply = await this.#call({ op: "events", items, now: new Date().toISOString(), crash: this.#crashFor() }, "Cannot store events");
           batch.forEach((p, i) => {
             const error = reply.errors?.[i];
-            if (error !== undefined) p.reject(new EventWriteError(`Cannot store events: ${error}`));
+            if (error != null) p.reject(new EventWriteError(`Cannot store events: ${error}`));
             else p.resolve(reply.counts[i] ?? 0);
           });
         } catch (err) {

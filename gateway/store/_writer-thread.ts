@@ -102,8 +102,8 @@ export type WriterMessage =
 export interface Reply {
   id: number;
   counts: number[];
-  /** Per item: why it was not stored (absent: stored). */
-  errors?: (string | undefined)[];
+  /** Per item: why it was not stored (null or absent: stored). */
+  errors?: (string | null | undefined)[];
   error?: string;
 }
 
@@ -144,7 +144,7 @@ const handlers = {
   },
 };
 self.onmessage = (e) => {
-  const m = e.data;
+  const m = JSON.parse(e.data);
   if (m.crash === "exit") process.exit(70); // the fault point writer-exit
   if (m.crash === "before-commit") throw new Error("fault point writer-crash: the writer thread crashed before committing");
   let reply;
@@ -156,7 +156,7 @@ self.onmessage = (e) => {
   }
   if (m.crash === "after-commit") throw new Error("fault point writer-crash-after-commit: the writer thread crashed after committing");
   if (m.crash === "hang-after-commit") hang();
-  postMessage({ id: m.id, ...reply });
+  postMessage(JSON.stringify({ id: m.id, ...reply }));
 };
 // One transaction for the batch, a savepoint per caller's item: a failing item is rolled back
 // and reported alone, the others commit.
@@ -167,20 +167,20 @@ function events(m) {
     for (let i = 0; i < it.ids.length; i++) n += insert.run(it.ids[i], it.uuid, m.now, it.bodies[i]).changes;
     return n;
   });
-  const errors = [];
+  let errors;
   const counts = db.transaction(() => {
     const counts = m.items.map((it, i) => {
       try {
         return one(it);
       } catch (err) {
-        errors[i] = String((err && err.message) || err);
+        (errors ??= [])[i] = String((err && err.message) || err);
         return 0;
       }
     });
     if (m.crash === "hang-before-commit") hang();
     return counts;
   })();
-  return { counts, errors };
+  return errors ? { counts, errors } : { counts };
 }
 `;
 
@@ -228,12 +228,14 @@ export class WriterThread {
     this.#onDeath = onDeath;
     this.#watchdogMs = watchdogMs;
     this.#worker = new Worker(URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" })));
-    this.#worker.onmessage = (e: MessageEvent<Reply>) => {
+    this.#worker.onmessage = (e: MessageEvent<string>) => {
       this.#answeredAt = performance.now();
-      const w = this.#waiting.get(e.data.id);
-      this.#waiting.delete(e.data.id);
-      if (e.data.error !== undefined) w?.reject(new EventWriteError(`${w.what}: ${e.data.error}`));
-      else w?.resolve(e.data);
+      const reply = JSON.parse(e.data) as Reply;
+      const w = this.#waiting.get(reply.id);
+      this.#waiting.delete(reply.id);
+      if (!this.#waiting.size) this.#worker.unref();
+      if (reply.error !== undefined) w?.reject(new EventWriteError(`${w.what}: ${reply.error}`));
+      else w?.resolve(reply);
     };
     // Bun reports an uncaught error, then closes the worker; an exit or a terminate only closes it.
     this.#worker.onerror = (e) => this.#die(errorLine(e.message));
@@ -249,8 +251,9 @@ export class WriterThread {
     if (this.#dead !== undefined) return Promise.reject(new WriterUnavailableError(what, this.#dead));
     const id = ++this.#seq;
     return new Promise((resolve, reject) => {
+      if (!this.#waiting.size) this.#worker.ref();
       this.#waiting.set(id, { what, sentAt: performance.now(), resolve, reject });
-      this.#worker.postMessage({ ...msg, id });
+      this.#worker.postMessage(JSON.stringify({ ...msg, id }));
     });
   }
 
