@@ -2,8 +2,10 @@
  * Durable writes for SqliteStore on a file without stalling the event loop: a synchronous=FULL
  * commit costs an fsync (about 2 ms on a VM disk), and bun:sqlite is synchronous, so commits
  * run on a worker thread with its own connection (./_writer-thread.ts). While one event batch
- * commits, new events queue up and go in the next transaction (group commit). Each caller's
- * promise resolves only after the commit holding its events returned.
+ * commits, new events queue up and go in the next transaction (group commit); the first batch
+ * after a quiet moment is sent at the end of the event loop's turn (setImmediate), so the POSTs
+ * read in the same turn share one message and one commit. Each caller's promise resolves only
+ * after the commit holding its events returned.
  *
  * The other writes of the device path run there too: the sightings flush (last_seen, tags,
  * target, apps; a transaction per call, between event batches), the leader lease, apps-states

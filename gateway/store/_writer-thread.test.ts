@@ -66,3 +66,26 @@ test("a call that goes the bound without an answer ends the thread as hung", asy
     await t.stop();
   }
 }, 30_000);
+
+test("a process that has nothing but a call to the writer thread to wait for sleeps while it waits (its main thread does not spin)", async () => {
+  // A script of its own: the test runner's handles would keep the event loop asleep anyway.
+  const script = `
+    import { WriterThread } from ${JSON.stringify(join(import.meta.dir, "_writer-thread.ts"))};
+    const t = new WriterThread(${JSON.stringify(path)}, () => {});
+    const write = (slowMs) => t.call({ op: "run", sql: "sighting", rows: [[new Date().toISOString(), null, null, null, "nobody"]], slowMs }, "test write");
+    await write(0);
+    const before = process.threadCpuUsage();
+    await write(600);
+    const used = process.threadCpuUsage(before);
+    await t.stop();
+    console.log(JSON.stringify({ ms: (used.user + used.system) / 1000 }));
+  `;
+  const file = join(await tempDir("writer-thread-spin-"), "wait.ts");
+  await Bun.write(file, script);
+  const proc = Bun.spawn([process.execPath, file], { stdout: "pipe", stderr: "inherit" });
+  const out = await new Response(proc.stdout).text();
+  expect(await proc.exited).toBe(0);
+  const { ms } = JSON.parse(out) as { ms: number };
+  // Spinning, the main thread burns most of the 600 ms the write takes; asleep, a few ms.
+  expect(ms).toBeLessThan(150);
+}, 30_000);

@@ -26,6 +26,12 @@
  * it is abandoned, still holding its lock, and the new thread's writes fail with SQLITE_BUSY
  * after their 10 s (an error, not a hang) until the disk answers.
  *
+ * Messages both ways are JSON strings: a structured clone of an object graph costs per string
+ * in it (an event batch is many small strings), a string is copied once. The worker is unref'd
+ * while no call waits (an idle store does not keep the process alive) and ref'd while one does:
+ * a process with no other handle, waiting on an unref'd worker, spins its main thread instead
+ * of sleeping (Bun 1.4; hundreds of microseconds of CPU per millisecond of wait).
+ *
  * The worker is built from a string (a Blob URL) so `bun build --compile` needs no extra entry
  * point.
  *
