@@ -20,7 +20,7 @@ import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
 import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
 import { targetEntryProblem } from "./target-policy.ts";
 import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
-import { SignedViews, type ViewLookup } from "./views.ts";
+import { SignedViews, type View, type ViewLookup } from "./views.ts";
 
 const DAY = 86_400;
 
@@ -145,8 +145,13 @@ export interface RefreshResult {
  * const bytes = await repo.metadata("timestamp.json"); // what GET /repo/timestamp.json returns
  * ```
  */
+/** A storage that can tell at once the latest record it holds in memory (gateway/store/tuf-cache.ts): `{ rec }`, else undefined. */
+interface LatestAtHand {
+  latestNow?(role: RoleName): { rec: TufRecord | undefined } | undefined;
+}
+
 export class TufRepo {
-  readonly #storage: TufStorage;
+  readonly #storage: TufStorage & LatestAtHand;
   readonly #keys: TufKeyStore;
   readonly #expiries: Record<RoleName, number>;
   readonly #margins: Record<RoleName, number>;
@@ -201,12 +206,35 @@ export class TufRepo {
    *
    * With `view`, timestamp, snapshot and targets are the requesting device's signed view of
    * them (./views.ts): `view` is asked with the latest timestamp version, and a view whose key
-   * is "" (or no view) gets the main chain.
+   * is "" (or no view) gets the main chain. The bytes, or a promise of them; an error is thrown
+   * or rejects the promise.
    *
    * @throws {SigningKeyUnavailableError} A view must be signed and a key is offline.
    * @throws {ViewUnavailableError} The main metadata a view derives from is gone.
    */
-  async metadata(fileName: string, view?: ViewLookup): Promise<Uint8Array | undefined> {
+  metadata(fileName: string, view?: ViewLookup): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    // Answered without a promise when all it needs is at hand: timestamp.json while the storage
+    // holds the latest one in memory (CachedTufStorage.latestNow), its view's bytes cached and the
+    // rollout state fresh. That is the check-in's poll, every device, all day.
+    if (fileName === "timestamp.json") {
+      const hit = this.#storage.latestNow?.("timestamp");
+      if (hit) {
+        const rec = hit.rec;
+        if (!rec) return undefined;
+        const v = view?.(rec.version);
+        return v instanceof Promise ? v.then((v) => this.#viewBytes(rec, v)) : this.#viewBytes(rec, v);
+      }
+    }
+    return this.#read(fileName, view);
+  }
+
+  /** The bytes served for a record under a view (none, or one whose key is "": the record itself). */
+  #viewBytes(rec: TufRecord, v: View | undefined): Uint8Array | Promise<Uint8Array> {
+    return v?.key ? this.#views.bytes(rec, v) : encoder.encode(rec.json);
+  }
+
+  /** {@link metadata} read through the storage's promises. */
+  async #read(fileName: string, view?: ViewLookup): Promise<Uint8Array | undefined> {
     const m = FILE_NAME.exec(fileName);
     if (!m) return undefined;
     const role = m[2] as RoleName;
@@ -217,7 +245,7 @@ export class TufRepo {
     if (!rec) return undefined;
     let v = latest ? view!(latest.version) : undefined;
     if (v instanceof Promise) v = await v; // only when the rollout state is being reloaded
-    return v?.key ? this.#views.bytes(rec, v) : encoder.encode(rec.json);
+    return this.#viewBytes(rec, v);
   }
 
   /** The latest root.json bytes: the trust anchor given to devices at registration and to preload. */

@@ -19,9 +19,15 @@ export class CachedTufStorage implements TufStorage {
     this.#ttlMs = ttlMs;
   }
 
-  async getLatest(role: RoleName) {
+  /** The latest record of `role` when the cache holds it fresh (`{ rec }`), else undefined: read it with getLatest. */
+  latestNow(role: RoleName): { rec: TufRecord | undefined } | undefined {
     const hit = this.#latest.get(role);
-    if (hit && hit.until > Date.now()) return hit.rec;
+    return hit && hit.until > Date.now() ? hit : undefined;
+  }
+
+  async getLatest(role: RoleName) {
+    const hit = this.latestNow(role);
+    if (hit) return hit.rec;
     const rec = await this.#inner.getLatest(role);
     this.#latest.set(role, { rec, until: Date.now() + this.#ttlMs });
     return rec;
