@@ -44,9 +44,10 @@ export interface ClientConnection {
 export interface TufService {
   /**
    * Bytes of a metadata file as served under /repo/ ("timestamp.json", "3.root.json", "root.json"...);
-   * with `view`, the requesting device's signed view of it (gateway/ota/views.ts).
+   * with `view`, the requesting device's signed view of it (gateway/ota/views.ts). Without a
+   * promise when they are at hand (a check-in's poll); an error is thrown or rejects the promise.
    */
-  metadata(fileName: string, view?: ViewLookup): Promise<Uint8Array | undefined>;
+  metadata(fileName: string, view?: ViewLookup): Uint8Array | undefined | Promise<Uint8Array | undefined>;
   /** New targets, snapshot and timestamp versions, same content: devices whose view changed see it (gateway/ota/repo.ts). */
   bumpViews(): Promise<{ version: number }>;
   /** The signed targets.json content. */

@@ -44,7 +44,7 @@ async function device(name: string) {
     return bytes ? new Response(bytes as Uint8Array<ArrayBuffer>) : new Response("not found", { status: 404 });
   };
   return {
-    set serve(fn: (file: string) => Promise<Uint8Array | undefined>) {
+    set serve(fn: (file: string) => Uint8Array | undefined | Promise<Uint8Array | undefined>) {
       serve = fn;
     },
     refresh: () => verifyAndLoadTargets({ metadataDir, metadataBaseUrl: "https://gw.invalid/repo/", fetch }),

@@ -134,10 +134,12 @@ export function deviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): De
     // Logged under the route's pattern (as /metrics counts it), not the request's path.
     return { method, label, handle, counted, failed: (err) => counted(failed(err, method, label)) };
   };
-  const metadata = route("GET", "/repo/:file", async (d, _req, _env, path) => {
+  const metadata = route("GET", "/repo/:file", (d, _req, _env, path) => {
     const file = path.slice(6);
-    const bytes = await gw.tuf.metadata(file, deviceView(gw, d.uuid)); // the device's signed view, as the route answers
-    return bytes ? METADATA.reply(bytes) : jsonResponse({ error: `Metadata "${file}" not found` }, 404);
+    const found = (bytes: Uint8Array | undefined) => (bytes ? METADATA.reply(bytes) : jsonResponse({ error: `Metadata "${file}" not found` }, 404));
+    // The device's signed view, as the route answers; at hand (no promise) on a poll of timestamp.json.
+    const bytes = gw.tuf.metadata(file, deviceView(gw, d.uuid));
+    return bytes instanceof Promise ? bytes.then(found) : found(bytes);
   });
   const wait = route("GET", "/repo/wait", (_d, _req, env, _path, query) => {
     const q = new URLSearchParams(query);
