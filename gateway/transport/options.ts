@@ -39,13 +39,13 @@ export interface RequestInfo {
   method: string;
   /** The path of the request target, without the query. */
   path: string;
-  /** A header's value (the first one), case-insensitive name. */
+  /** A header's value, case-insensitive name; a repeated header's values joined by ", " (as the Headers class does). */
   header(name: string): string | undefined;
 }
 
 /**
  * A request as the app's head handler sees it (TransportOptions.fetchHead): the parsed head and
- * its whole body, with no web `Request` built. `headers.get` is case-insensitive, the first value.
+ * its whole body, with no web `Request` built. `headers.get` is case-insensitive, and joins a repeated header's values with ", " as the Headers class does.
  */
 export interface HeadRequest {
   readonly method: string;

@@ -164,7 +164,7 @@ export class RequestLoop {
       // Until the body's decoder is set up below, bytes that arrive wait in c.buf (c.busy is set).
       let peer = c.peer ?? undefined;
       if (!peer && this.#opts.forwardedCerts && this.#opts.trustedProxies?.has(c.remoteAddr)) {
-        const forwarded = head.headers.find(([k]) => k.toLowerCase() === this.#certHeader)?.[1];
+        const forwarded = new HeaderList(head.headers).get(this.#certHeader) ?? undefined;
         if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
       }
       if (peer) env.peer = peer;
@@ -199,7 +199,13 @@ export class RequestLoop {
         const body = started instanceof Promise ? await started : started;
         // The app's head handler first, when the body is whole (not a stream) and the head is one a Request would take as is.
         const fetchHead = this.#opts.fetchHead;
-        if (fetchHead && !(body instanceof ReadableStream) && takenAsIs(head)) headAnswer = fetchHead(new ParsedRequest(head, body ?? EMPTY), env);
+        if (fetchHead && !(body instanceof ReadableStream) && takenAsIs(head)) {
+          try {
+            headAnswer = fetchHead(new ParsedRequest(head, body ?? EMPTY), env);
+          } catch (err) {
+            headAnswer = Promise.reject(err); // the handler's error, answered below as fetch's would be (500), not as a bad request
+          }
+        }
         if (headAnswer === undefined)
           request = new Request(this.#url(head), (bodyMethod ? { method, headers: head.headers, body, duplex: "half", ...(signal ? { signal } : {}) } : { method, headers: head.headers }) as RequestInit);
       }
@@ -262,6 +268,8 @@ export class RequestLoop {
 
 const HEADER_VALUE_REFUSED = /[\0\r\n]/;
 const TARGET_NOT_AS_IS = /[\x00-\x20\x7f#]/;
+/** A Host the URL parser takes as is: a name or an IPv4 address, or a bracketed IPv6 one, and a port. */
+const PLAIN_HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /**
  * Whether a web Request would take this head as is: an origin-form target without a fragment
@@ -271,6 +279,8 @@ const TARGET_NOT_AS_IS = /[\x00-\x20\x7f#]/;
 function takenAsIs(head: RequestHead): boolean {
   // (The URL parser drops tabs and newlines from a target and cuts it at "#": such a target is not taken as is.)
   if (head.target.charCodeAt(0) !== 47 /* / */ || TARGET_NOT_AS_IS.test(head.target)) return false;
+  // The Request's URL joins the Host to the target: a Host it would refuse (400) or that would move the path ("gw/x") is not as is.
+  if (head.host !== undefined && !PLAIN_HOST.test(head.host)) return false;
   for (const [k, v] of head.headers) if (!TOKEN.test(k) || HEADER_VALUE_REFUSED.test(v)) return false;
   return true;
 }
@@ -294,7 +304,11 @@ class ParsedRequest implements HeadRequest {
   }
 }
 
-/** Header lookup over the parsed list as the Headers class answers it: any case, repeated values joined by ", ". */
+/**
+ * Header lookup over the parsed list as the Headers class answers it: any case, repeated values
+ * joined by ", ". The one lookup of the transport (the admission hook's, the forwarded
+ * certificate's, the head handler's), so each reads a repeated header as the app's Request does.
+ */
 class HeaderList {
   constructor(private readonly list: [string, string][]) {}
   get(name: string): string | null {
@@ -315,13 +329,6 @@ function requestInfo(head: RequestHead): RequestInfo {
       path = "/";
     }
   }
-  return {
-    method: head.method,
-    path,
-    header(name: string) {
-      const n = name.toLowerCase();
-      for (const [k, v] of head.headers) if (k.length === n.length && k.toLowerCase() === n) return v; // lower-casing only same-length names
-      return undefined;
-    },
-  };
+  const headers = new HeaderList(head.headers);
+  return { method: head.method, path, header: (name: string) => headers.get(name) ?? undefined };
 }
