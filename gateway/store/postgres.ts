@@ -410,7 +410,7 @@ export class PostgresStore implements Store {
     // after a second.
     await this.#sql.unsafe(
       `WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)),
-       locked AS MATERIALIZED (SELECT d.uuid FROM devices d WHERE d.uuid IN (SELECT uuid FROM s) ORDER BY d.uuid FOR UPDATE OF d)
+       locked AS MATERIALIZED (SELECT d.uuid FROM devices d WHERE d.uuid IN (SELECT uuid FROM s) ORDER BY d.uuid COLLATE "C" FOR UPDATE OF d)
        UPDATE devices d SET last_seen = s.at,
          tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
        FROM s JOIN locked USING (uuid)
@@ -583,6 +583,12 @@ async function insertRolloutEvents(sql: SQL, events: Omit<RolloutEventRow, "id">
   );
 }
 
+/** Whether PostgreSQL refused a statement for its data (SQLSTATE class 22 or 23), not for a failure of its own or of the connection. */
+function refusedForData(err: unknown): boolean {
+  const state = (err as { errno?: unknown }).errno;
+  return typeof state === "string" && /^2[23]/.test(state);
+}
+
 /** One device's POST /events waiting in EventGroupCommit's queue. */
 interface QueuedEvents {
   uuid: string;
@@ -653,8 +659,15 @@ export class EventGroupCommit {
       const stored = await this.#insert(batch);
       batch.forEach((q, i) => q.resolve(stored[i]!));
     } catch (err) {
-      if (batch.length === 1) return batch[0]!.reject(err);
-      for (const q of batch) await this.#insert([q]).then(([n]) => q.resolve(n!), q.reject);
+      // Refused for what a row holds (data exception 22xxx, integrity constraint 23xxx): try each
+      // device alone, at once, so one device's bad row fails only its own request. Anything else
+      // (the connection lost, a timeout, the server going away) fails the whole batch at once:
+      // retrying up to maxDevices statements one by one would only make each caller wait longer.
+      if (batch.length === 1 || !refusedForData(err)) {
+        for (const q of batch) q.reject(err);
+        return;
+      }
+      await Promise.all(batch.map((q) => this.#insert([q]).then(([n]) => q.resolve(n!), q.reject)));
     }
   }
 
