@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDockerRegistry, type DockerRegistryHandle } from "../../test/harness/docker-registry.ts";
 import { startFaultProxy, type FaultProxy } from "../../test/harness/fault-proxy.ts";
-import { BlobNotFoundError, BlobSizeMismatchError, BlobStore, IncompleteBlobError, type PullBlobOptions } from "./blob-store.ts";
+import { backoffMs, BlobNotFoundError, BlobSizeMismatchError, BlobStore, IncompleteBlobError, type PullBlobOptions } from "./blob-store.ts";
 import { DigestMismatchError, sha256 } from "./digest.ts";
 import { RegistryClient, RegistryUnreachableError } from "./registry-client.ts";
 
@@ -146,7 +146,8 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
   test("gives up once nothing arrived for patienceMs, keeping the partial for the next call", async () => {
     const { digest, size } = await randomBlob("t/gone", 12 * MiB);
     const store = await newStore();
-    proxy.inject({ kind: "down", afterBytes: 6 * MiB, downMs: 3000 });
+    // Down well past the 1 s of patience (about 1.8 s with the backoff's steps), so a loaded machine's late timers cannot make it come back first.
+    proxy.inject({ kind: "down", afterBytes: 6 * MiB, downMs: 4000 });
     const err = await store.pull(viaProxy, "t/gone", { digest, size }, { patienceMs: 1000 }).catch((e) => e);
     while (proxy.isDown) await Bun.sleep(50);
     expect(err).toBeInstanceOf(RegistryUnreachableError);
@@ -208,4 +209,10 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
     expect((await store.list()).length).toBe(20);
     expect(proxy.connections - c0).toBeLessThanOrEqual(4);
   }, 60_000);
+});
+
+test("retries without progress back off from 250 ms by doubling, never more than 5 s apart", () => {
+  const waits = Array.from({ length: 12 }, (_, i) => backoffMs(i + 1));
+  expect(waits.slice(0, 6)).toEqual([250, 500, 1000, 2000, 4000, 5000]);
+  expect(Math.max(...waits)).toBe(5000);
 });

@@ -82,8 +82,11 @@ const isRetryable = (err: unknown): boolean => {
   return true; // connection resets, early EOF, DNS hiccups
 };
 
-/** Backoff before retry `n` (1-based) of a run of attempts that made no progress. */
-const backoffMs = (n: number) => Math.min(5000, 250 * 2 ** Math.max(0, n - 1));
+/**
+ * Backoff before retry `n` (1-based) of a run of attempts that made no progress: doubling from
+ * 250 ms, at most 5 s, so a pull notices a registry that came back within 5 s however long it was away.
+ */
+export const backoffMs = (n: number) => Math.min(5000, 250 * 2 ** Math.max(0, n - 1));
 
 /**
  * A directory of blobs addressed by digest.

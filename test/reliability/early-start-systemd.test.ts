@@ -101,16 +101,39 @@ beforeAll(async () => {
 
 afterAll(async () => {
   tally.print();
-  if (nspawn) await stopPid(nspawn.pid, 20_000);
+  try {
+    if (nspawn) await stopPid(nspawn.pid, 20_000);
+  } finally {
+    await unmountTree();
+  }
   for (const p of [A, B, C]) {
     const ids = (await dockerd?.docker("ps", "-aq", "--filter", `label=com.docker.compose.project=${p}`).catch(() => ""))?.trim();
     if (ids) await dockerd.docker("rm", "-f", ...ids.split("\n")).catch(() => {});
   }
   await upstream?.stop();
   await dockerd?.stop();
-  if (overlay) await run(["umount", overlay], { allowFail: true });
-  if (work) rmSync(work, { recursive: true, force: true });
 });
+
+/**
+ * Unmounts the overlay (once more after a second if it is still busy, then lazily), then removes
+ * the work dir: never while the overlay is mounted, as removing through it would only whiteout
+ * files and leave the mount behind.
+ */
+async function unmountTree(): Promise<void> {
+  if (overlay) {
+    let r = await run(["umount", overlay], { allowFail: true });
+    if (r.code !== 0) {
+      await Bun.sleep(1000);
+      r = await run(["umount", overlay], { allowFail: true });
+    }
+    if (r.code !== 0) {
+      console.error(`early-start test: ${overlay} still busy, unmounted lazily: ${r.stderr.trim()}`);
+      await run(["umount", "-l", overlay], { allowFail: true });
+    }
+    overlay = undefined;
+  }
+  if (work) rmSync(work, { recursive: true, force: true });
+}
 
 describe("early start under systemd", () => {
   test("booted in systemd-nspawn, systemd runs compose-apps-early-start and only the preloaded apps come up", async () => {
