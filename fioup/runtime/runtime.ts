@@ -27,7 +27,7 @@ import { parseReference } from "../../lib/oci/reference.ts";
 import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
 import { composeFacts, startWaves, type ComposeFacts } from "./_compose-facts.ts";
 import { Compose, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
-import { DockerEngine } from "./docker-engine.ts";
+import { DockerEngine, EngineError } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
 import { loadImageFromStore, UnpinnedImageError } from "./images.ts";
 
@@ -503,7 +503,8 @@ export class Runtime {
   /**
    * Removes the local tags this runtime loaded (its ledger) that no installed
    * app uses and that are not in `keepTags`, then prunes dangling images.
-   * Tags still used by a container are kept. Returns the removed tags.
+   * Tags still used by a container are kept; a prune another client is running already is left to
+   * it. Returns the removed tags.
    * @throws {EngineError}
    */
   async pruneImages(keepTags: string[] = []): Promise<string[]> {
@@ -523,7 +524,14 @@ export class Runtime {
       }
       return gone;
     });
-    await this.engine.pruneImages();
+    try {
+      await this.engine.pruneImages();
+    } catch (err) {
+      // 409: another prune runs on this engine (a second client of it, an operator's `docker image
+      // prune`). The dangling images are that prune's, or the next one's; an update that reached
+      // its cleanup stays complete.
+      if (!(err instanceof EngineError && err.status === 409)) throw err;
+    }
     return removed;
   }
 }

@@ -19,6 +19,7 @@ import {
   Runtime,
   UnsafeBundleError,
 } from "../../fioup/runtime/index.ts";
+import type { EngineError } from "../../fioup/runtime/docker-engine.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { freePort, tempDir } from "../harness/tmp.ts";
 import { storeApp, uniq, type FixtureApp } from "./_fixtures.ts";
@@ -290,6 +291,23 @@ describe("Runtime.pruneImages", () => {
     expect((await rt.engine.inspectImage(ia.images[0]!.tag))?.Id).toBe(ia.images[0]!.imageId);
   });
 
+  test("a prune another client runs at the same time (the engine answers 409) leaves pruneImages succeeding", async () => {
+    // The engine runs one prune at a time and answers the others 409 ("a prune operation is
+    // already running"), as when two clients share it: an update's cleanup must not fail for that.
+    let seen409 = 0;
+    let done = false;
+    // Three other clients pruning back to back, so a prune is nearly always running.
+    const others = Array.from({ length: 3 }, async () => {
+      while (!done) await rt.engine.pruneImages().catch((e: EngineError) => (e.status === 409 ? seen409++ : Promise.reject(e)));
+    });
+    try {
+      for (let i = 0; i < 200; i++) await rt.pruneImages();
+    } finally {
+      done = true;
+      await Promise.all(others);
+    }
+    expect(seen409).toBeGreaterThan(0); // the engine did refuse concurrent prunes
+  });
 });
 
 const shaOf = (s: string) => `sha256:${new Bun.CryptoHasher("sha256").update(s).digest("hex")}`;
