@@ -31,20 +31,11 @@ export class ForwardedCertVerifier {
     this.#max = max;
   }
 
-  /**
-   * The cached verdict on a header value, without waiting: the identity, null for "not one of
-   * ours", or undefined when there is no fresh verdict and {@link verify} must be asked.
-   */
-  cached(headerValue: string): PeerIdentity | null | undefined {
-    const hit = this.#cache.get(headerValue);
-    return hit && hit.notAfter > Date.now() ? (hit.peer ?? null) : undefined;
-  }
-
   /** The identity in a forwarded certificate header, or undefined if it is not one of ours. */
   async verify(headerValue: string): Promise<PeerIdentity | undefined> {
-    const known = this.cached(headerValue);
-    if (known !== undefined) return known ?? undefined;
     const now = Date.now();
+    const hit = this.#cache.get(headerValue);
+    if (hit && hit.notAfter > now) return hit.peer;
     let peer: PeerIdentity | undefined;
     let notAfter = now + 60_000;
     try {

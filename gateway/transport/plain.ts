@@ -204,29 +204,18 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
   let capped = 0;
   const hostName = "unix" in opts.address ? "localhost" : opts.address.host.includes(":") ? `[${opts.address.host}]` : opts.address.host;
 
-  const internalError = (err: unknown) => {
-    console.error("gateway: unhandled error:", err);
-    return Response.json({ error: "Internal error" }, { status: 500 });
-  };
-
-  // The handler does its checks without waiting (a device's forwarded certificate is verified once,
-  // then known: ForwardedCertVerifier.cached), so a request waits only where the app or the
-  // admission hook makes it wait, not for a promise per step of its own.
-  const handle = (req: Request, server: Server<undefined>): Response | Promise<Response> => {
-    let remoteAddr = "";
-    if (!unix) {
-      remoteAddr = server.requestIP(req)?.address ?? "";
-      if (!trusted(remoteAddr)) {
-        return Response.json(
-          { error: `Forbidden: ${remoteAddr || "this client"} is not a trusted proxy (--trust-proxy); this port serves only the TLS-terminating proxy, devices connect to the proxy` },
-          { status: 403, headers: { connection: "close" } },
-        );
-      }
+  const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
+    const ip = unix ? null : server.requestIP(req);
+    const remoteAddr = ip?.address ?? "";
+    if (!unix && !trusted(remoteAddr)) {
+      return Response.json(
+        { error: `Forbidden: ${remoteAddr || "this client"} is not a trusted proxy (--trust-proxy); this port serves only the TLS-terminating proxy, devices connect to the proxy` },
+        { status: 403, headers: { connection: "close" } },
+      );
     }
-    const url = req.url;
     // The cap; this request is among those pending. The proxy's health check passes: a replica at
     // its cap is busy, not down, and failing the check would take every full replica out at once.
-    if (server.pendingRequests > caps.maxConnections && !isHealthCheck(url)) {
+    if (server.pendingRequests > caps.maxConnections && !isHealthCheck(req.url)) {
       capped++;
       return Response.json(
         { error: `Service unavailable: ${caps.maxConnections} requests are in flight on this listener (--max-connections); retry` },
@@ -234,79 +223,51 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
       );
     }
     let request = req;
-    if (url.charCodeAt(0) !== 104 /* h */) {
+    if (req.url.charCodeAt(0) !== 104 /* h */) {
       // Without a Host header (HTTP/1.0: HAProxy's health check) Bun gives the target alone, which
       // the app cannot route: name this listener, as the TLS transport names its own host.
-      if (url.charCodeAt(0) !== 47 /* / */) return Response.json({ error: "Bad request: no Host header" }, { status: 400, headers: { connection: "close" } });
-      request = new Request(`http://${hostName}${url}`, req);
+      if (req.url.charCodeAt(0) !== 47 /* / */) return Response.json({ error: "Bad request: no Host header" }, { status: 400, headers: { connection: "close" } });
+      request = new Request(`http://${hostName}${req.url}`, req);
     }
     const env: Bindings = {};
     if (remoteAddr) env.remoteAddr = remoteAddr;
     const forwarded = req.headers.get(certHeader);
     if (forwarded !== null) {
-      const known = opts.forwardedCerts.cached(forwarded);
-      if (known === undefined)
-        return opts.forwardedCerts.verify(forwarded).then((peer) => {
-          if (peer) env.peer = peer;
-          return admitted(req, request, env, remoteAddr);
-        });
-      if (known) env.peer = known;
+      const peer = await opts.forwardedCerts.verify(forwarded);
+      if (peer) env.peer = peer;
     }
-    return admitted(req, request, env, remoteAddr);
-  };
-
-  /** The request with its identity known: admission for a request with a body, then the app. */
-  const admitted = (req: Request, request: Request, env: Bindings, remoteAddr: string): Response | Promise<Response> => {
     // As the TLS transport: only a request without a body may be held (GET /repo/wait).
-    if (req.method === "GET" || req.method === "HEAD") {
-      const conn = new ProxiedRequest(req, remoteAddr, caps);
-      env.connection = conn;
-      return answer(request, env, conn, false);
-    }
+    const bodyless = req.method === "GET" || req.method === "HEAD";
+    const conn = bodyless ? new ProxiedRequest(req, remoteAddr, caps) : undefined;
+    if (conn) env.connection = conn;
     // The admission hook only matters for a request with a body, which it may refuse unread: without
     // one the app gets the same request either way, and the deadlines an authenticated client
     // earns on the TLS port are the proxy's business here.
-    if (!opts.admit) return answer(request, env, undefined, false);
-    return admit(req, request, env);
-  };
-
-  const admit = async (req: Request, request: Request, env: Bindings): Promise<Response> => {
-    let admission: Admission;
-    try {
-      admission = await opts.admit!(requestInfo(request), env);
-    } catch (err) {
-      console.error("gateway: admission failed:", err);
-      admission = { authenticated: false };
+    let refuse = false;
+    if (!bodyless && opts.admit) {
+      let admission: Admission;
+      try {
+        admission = await opts.admit(requestInfo(request), env);
+      } catch (err) {
+        console.error("gateway: admission failed:", err);
+        admission = { authenticated: false };
+      }
+      // Refused whatever its body: the app answers from the head alone, the body is never read,
+      // and the connection closes after the answer (what is left of the body is not a request).
+      if (admission.refuse && req.body !== null) {
+        refuse = true;
+        request = new Request(request.url, { method: req.method, headers: req.headers });
+      }
     }
-    // Refused whatever its body: the app answers from the head alone, the body is never read,
-    // and the connection closes after the answer (what is left of the body is not a request).
-    if (admission.refuse && req.body !== null) return answer(new Request(request.url, { method: req.method, headers: req.headers }), env, undefined, true);
-    return answer(request, env, undefined, false);
-  };
-
-  /** The app's answer (`connection: close` after a refusal); a held request's slot is freed once the answer is handed over. */
-  const answer = (request: Request, env: Bindings, conn: ProxiedRequest | undefined, refuse: boolean): Response | Promise<Response> => {
-    let res: Response | Promise<Response>;
     try {
-      res = opts.fetch(request, env);
-    } catch (err) {
-      conn?.done();
-      return internalError(err);
-    }
-    if (res instanceof Response) {
-      conn?.done();
+      const res = await opts.fetch(request, env);
       return refuse ? closing(res) : res;
+    } catch (err) {
+      console.error("gateway: unhandled error:", err);
+      return Response.json({ error: "Internal error" }, { status: 500 });
+    } finally {
+      conn?.done();
     }
-    return res.then(
-      (r) => {
-        conn?.done();
-        return refuse ? closing(r) : r;
-      },
-      (err) => {
-        conn?.done();
-        return internalError(err);
-      },
-    );
   };
 
   const common = {
@@ -314,7 +275,10 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
     // Registry uploads pass through whole: the app and the registry set their own limits.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     fetch: handle,
-    error: internalError,
+    error(err: Error) {
+      console.error("gateway: unhandled error:", err);
+      return Response.json({ error: "Internal error" }, { status: 500 });
+    },
   };
   const address = opts.address;
   // Bun's types leave idleTimeout out for unix sockets, but Bun applies it there too (a held
