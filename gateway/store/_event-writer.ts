@@ -7,6 +7,13 @@
  * read in the same turn share one message and one commit. Each caller's promise resolves only
  * after the commit holding its events returned.
  *
+ * The queue is bounded: while a commit stalls (another process holds the write lock, a slow
+ * disk, a hung thread until the watchdog ends it) new events queue behind it; once `maxQueued`
+ * events wait (EVENT_QUEUE_MAX in ./types.ts, 10,000, or `GATEWAY_EVENT_QUEUE_MAX`; the batch on
+ * the thread not counted), a new append is refused at once with EventQueueFullError, which the
+ * gateway answers 503 with `Retry-After`, as on PostgreSQL: the device keeps its events and sends
+ * them later; what was queued before stays queued. It also bounds the next transaction's size.
+ *
  * The other writes of the device path run there too: the sightings flush (last_seen, tags,
  * target, apps; a transaction per call, between event batches), the leader lease, apps-states
  * and system info. On the main thread they waited for SQLite's one write lock whenever the
@@ -45,6 +52,7 @@ import {
   type StatementName,
   type WriterMessage,
 } from "./_writer-thread.ts";
+import { EventQueueFullError, eventQueueMaxFromEnv } from "./types.ts";
 
 interface Pending {
   uuid: string;
@@ -86,6 +94,8 @@ export interface EventWriterOptions {
   log?: (line: string) => void;
   /** How long the writer thread's call may go unanswered before it counts as hung (default: `GATEWAY_WRITER_WATCHDOG_MS`, else WATCHDOG_MS, 30 s). */
   watchdogMs?: number;
+  /** Events queued and not yet sent at most; past it append refuses (default: `GATEWAY_EVENT_QUEUE_MAX`, else EVENT_QUEUE_MAX, 10,000). */
+  maxQueued?: number;
 }
 
 /** The watchdog bound from the environment, if set to a positive number of milliseconds. */
@@ -98,6 +108,7 @@ export class EventWriter {
   readonly #path: string;
   readonly #log: (line: string) => void;
   readonly #watchdogMs: number | undefined;
+  readonly #maxQueued: number;
   #thread: WriterThread | undefined;
   /** Why no thread runs (while a restart waits). */
   #down = "";
@@ -107,6 +118,8 @@ export class EventWriter {
   #fault: { point: CrashPoint; nth: number } | undefined;
   #batches = 0;
   #queue: Pending[] = [];
+  /** Events in #queue. */
+  #queued = 0;
   #inFlight = false;
   /** A pump is due at the end of this turn of the event loop. */
   #scheduled = false;
@@ -119,6 +132,7 @@ export class EventWriter {
     this.#log = opts.log ?? ((line) => console.error(line));
     this.#fault = faultFromEnv();
     this.#watchdogMs = opts.watchdogMs ?? watchdogFromEnv();
+    this.#maxQueued = opts.maxQueued ?? eventQueueMaxFromEnv();
     this.#start();
   }
 
@@ -156,9 +170,11 @@ export class EventWriter {
    * a cycle) rejects this call alone.
    *
    * @throws {WriterUnavailableError} If the writer thread died before answering, or is down.
+   * @throws {EventQueueFullError} At once, queuing nothing, if `maxQueued` events already wait (a commit is stalled).
    */
   append(uuid: string, events: DeviceEvent[]): Promise<number> {
     if (this.#closed) return Promise.reject(new EventWriteError("Cannot store events: the store is closed"));
+    if (this.#queued && this.#queued + events.length > this.#maxQueued) return Promise.reject(new EventQueueFullError(this.#queued, this.#maxQueued));
     let bodies: string[];
     try {
       bodies = events.map((e) => JSON.stringify(e));
@@ -167,6 +183,7 @@ export class EventWriter {
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ uuid, ids: events.map((e) => e.id), bodies, resolve, reject });
+      this.#queued += events.length;
       // The first batch after a quiet moment goes at the end of this turn of the event loop, so
       // the POSTs read in the same turn share its message and its commit.
       if (!this.#inFlight && !this.#scheduled) {
@@ -226,6 +243,7 @@ export class EventWriter {
       while (this.#queue.length) {
         const batch = this.#queue;
         this.#queue = [];
+        this.#queued = 0;
         const items = batch.map((p) => ({ uuid: p.uuid, ids: p.ids, bodies: p.bodies }));
         try {
           const reply = await this.#call({ op: "events", items, now: new Date().toISOString(), crash: this.#crashFor() }, "Cannot store events");

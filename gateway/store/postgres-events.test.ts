@@ -1,20 +1,25 @@
 /**
  * The PostgreSQL store's group commit of device events (EventGroupCommit): concurrent
- * POST /events of many devices share statements, and each caller still gets its own answer.
+ * POST /events of many devices share statements, and each caller still gets its own answer;
+ * while PostgreSQL stalls, the events waiting are bounded and the excess is refused at once.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { SQL } from "bun";
 import { startPostgres } from "../../test/harness/postgres.ts";
 import { aDevice, anEvent } from "./_contract.ts";
 import { PostgresStore } from "./postgres.ts";
+import { EventQueueFullError, STORE_RETRY_AFTER_S, StoreUnavailableError } from "./types.ts";
 
 let pg: Awaited<ReturnType<typeof startPostgres>>;
+let url: string;
 let store: PostgresStore;
 
 beforeAll(async () => {
   pg = await startPostgres();
-  store = await PostgresStore.connect(await pg.createDatabase("group_commit"), { max: 4 });
+  url = await pg.createDatabase("group_commit");
+  store = await PostgresStore.connect(url, { max: 4 });
 });
 
 afterAll(async () => {
@@ -67,3 +72,65 @@ test("sightings and grouped events of the same devices at once never deadlock (b
   expect(readFileSync(join(pg.dir, "postgres.log"), "utf8")).not.toContain("deadlock detected");
   expect((await store.getDevice(devices[0]!.uuid))?.lastSeen).toBeDefined();
 });
+
+test("while PostgreSQL stalls, events waiting beyond the bound are refused at once (503, Retry-After); the queued ones are all stored once it answers", async () => {
+  const MAX = 20;
+  const bounded = await PostgresStore.connect(url, { max: 4, eventQueueMax: MAX });
+  const locker = new SQL({ url, max: 2 }); // one holds the lock, one looks at who waits
+  const devices = await Promise.all(Array.from({ length: 8 }, () => bounded.putDevice(aDevice())));
+  const release = Promise.withResolvers<void>();
+  const locked = Promise.withResolvers<void>();
+  // Another session holds the events table (a migration, a long maintenance statement): every INSERT waits.
+  const holding = locker.begin(async (tx) => {
+    await tx.unsafe("LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
+    locked.resolve();
+    await release.promise;
+  });
+  const settled = (p: Promise<number>) => p.then((n) => ({ n }), (err: unknown) => ({ err, at: performance.now() }));
+  try {
+    await locked.promise;
+    // Two statements sent (the most in flight), both waiting for the lock: not counted as queued.
+    const sent = [0, 1].map((i) => ({ d: devices[i]!, events: [anEvent(), anEvent()] }));
+    const running: Promise<number>[] = [];
+    for (const c of sent) {
+      running.push(bounded.appendEvents(c.d.uuid, c.events));
+      await Bun.sleep(150);
+    }
+    const waiting = (await locker.unsafe(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%'",
+    )) as { n: number }[];
+    expect(waiting[0]!.n).toBe(2);
+    // Then 13 posts of 2, 1, 2, 1 ... events: 20 events, the bound, all queued and waiting.
+    const calls = Array.from({ length: 13 }, (_, i) => ({ d: devices[2 + (i % 6)]!, events: i % 2 ? [anEvent()] : [anEvent(), anEvent()] }));
+    expect(calls.reduce((n, c) => n + c.events.length, 0)).toBe(MAX);
+    const results = calls.map((c) => settled(bounded.appendEvents(c.d.uuid, c.events)));
+    expect(await Promise.race([Promise.any([...running, ...results]).then(() => "answered"), Bun.sleep(300).then(() => "waiting")])).toBe("waiting");
+    // Past the bound: a post of 1 event and one of 2 are refused, at once.
+    const started = performance.now();
+    const over = [settled(bounded.appendEvents(devices[7]!.uuid, [anEvent()])), settled(bounded.appendEvents(devices[6]!.uuid, [anEvent(), anEvent()]))];
+    for (const r of await Promise.all(over.map((p) => Promise.race([p, Bun.sleep(1000).then(() => ({ stillWaiting: true }))])))) {
+      expect(Object.keys(r)).toEqual(["err", "at"]);
+      const { err, at } = r as { err: unknown; at: number };
+      expect(err).toBeInstanceOf(EventQueueFullError);
+      expect(err).toBeInstanceOf(StoreUnavailableError); // app.ts: 503 with Retry-After
+      expect((err as StoreUnavailableError).retryAfterSeconds).toBe(STORE_RETRY_AFTER_S);
+      expect(at - started).toBeLessThan(200); // at once, not after the stall
+    }
+    release.resolve();
+    await holding;
+    // Nothing queued was failed or lost: every accepted call answered, and its events stored exactly once.
+    expect(await Promise.all(running)).toEqual([2, 2]);
+    expect((await Promise.all(results)).map((r) => ("n" in r ? r.n : r.err))).toEqual(calls.map((c) => c.events.length));
+    for (const d of devices) {
+      const mine = [...sent, ...calls].filter((c) => c.d.uuid === d.uuid).flatMap((c) => c.events.map((e) => e.id));
+      expect((await bounded.listEvents(d.uuid)).map((e) => e.id).sort()).toEqual(mine.sort());
+    }
+    // The queue drained: the device that was refused sends again and is taken.
+    expect(await bounded.appendEvents(devices[7]!.uuid, [anEvent()])).toBe(1);
+  } finally {
+    release.resolve();
+    await holding.catch(() => {});
+    await locker.close();
+    await bounded.close();
+  }
+}, 20_000);

@@ -32,6 +32,8 @@ import {
 import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
+  EventQueueFullError,
+  eventQueueMaxFromEnv,
   GroupExistsError,
   RolloutConflictError,
   type FleetQuery,
@@ -65,16 +67,17 @@ export class PostgresStore implements Store {
   readonly tuf: TufStorage;
   readonly #events: EventGroupCommit;
 
-  private constructor(sql: SQL) {
+  private constructor(sql: SQL, eventQueueMax?: number) {
     this.#sql = sql;
     this.tuf = new PostgresTufStorage(sql);
-    this.#events = new EventGroupCommit(sql);
+    this.#events = new EventGroupCommit(sql, undefined, undefined, eventQueueMax);
   }
 
   /** Connects and migrates. */
-  static async connect(url: string, opts: { max?: number } = {}): Promise<PostgresStore> {
+  /** `max`: pool connections (16); `eventQueueMax`: events waiting to be sent at most (EVENT_QUEUE_MAX, ./types.ts). */
+  static async connect(url: string, opts: { max?: number; eventQueueMax?: number } = {}): Promise<PostgresStore> {
     const sql = new SQL({ url, max: opts.max ?? 16 });
-    const store = new PostgresStore(sql);
+    const store = new PostgresStore(sql, opts.eventQueueMax);
     try {
       await store.#migrate();
     } catch (err) {
@@ -609,11 +612,20 @@ interface QueuedEvents {
  * the end of the event loop's turn, so the requests read in the same turn share it. If a statement of several devices fails, each
  * device's events are tried alone, so one device's bad row cannot fail another's request.
  *
+ * The queue is bounded: while PostgreSQL stalls (a lock, a slow disk, a failover) the running
+ * statements wait and new events queue behind them; once `maxQueued` events wait (EVENT_QUEUE_MAX,
+ * 10,000, or `GATEWAY_EVENT_QUEUE_MAX`; the running statements not counted), a new append is
+ * refused at once with EventQueueFullError, which the gateway answers 503 with `Retry-After`, so
+ * the device keeps its events and sends them later; what was queued before stays queued and is
+ * written once PostgreSQL answers.
+ *
  * Measured by bench/replicas (3 replicas, 32 devices in flight): one transaction per check-in
  * made PostgreSQL the largest CPU user, more than the replica itself.
  */
 export class EventGroupCommit {
   #queue: QueuedEvents[] = [];
+  /** Events in #queue. */
+  #queued = 0;
   #running = 0;
   #scheduled = false;
 
@@ -622,12 +634,21 @@ export class EventGroupCommit {
     private readonly inFlight = 2,
     /** Devices per statement at most (a statement's arrays stay small). */
     private readonly maxDevices = 256,
+    /** Events queued and not yet sent at most; past it a new append is refused (EVENT_QUEUE_MAX in ./types.ts). */
+    private readonly maxQueued = eventQueueMaxFromEnv(),
   ) {}
 
+  /**
+   * Queues a device's events for the next statement; resolves with how many were new once it committed.
+   *
+   * @throws {EventQueueFullError} At once, queuing nothing, if `maxQueued` events already wait (the database is slow or stalled).
+   */
   append(uuid: string, events: DeviceEvent[]): Promise<number> {
     if (!events.length) return Promise.resolve(0);
+    if (this.#queued && this.#queued + events.length > this.maxQueued) return Promise.reject(new EventQueueFullError(this.#queued, this.maxQueued));
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#queue.push({ uuid, events, at: new Date().toISOString(), resolve, reject });
+    this.#queued += events.length;
     // Sent after the requests read in this turn of the event loop have queued theirs too.
     if (this.#running < this.inFlight && !this.#scheduled) {
       this.#scheduled = true;
@@ -647,6 +668,7 @@ export class EventGroupCommit {
   #send(): void {
     const batch = this.#queue.splice(0, this.maxDevices);
     if (!batch.length) return;
+    for (const q of batch) this.#queued -= q.events.length;
     this.#running++;
     void this.#write(batch).finally(() => {
       this.#running--;

@@ -202,13 +202,57 @@ export class DeviceRevokedError extends Error {
   }
 }
 
+/** The `Retry-After` (seconds) of a 503 for a write the store cannot take right now. */
+export const STORE_RETRY_AFTER_S = 5;
+
 /**
  * Thrown by a write the store cannot take right now (SQLite: its writer thread died and is being
- * restarted). The write may or may not have committed; retrying it is safe (events are
- * deduplicated by id, the other device writes are upserts), so the gateway answers 503.
+ * restarted; either store: too many events wait for the database, {@link EventQueueFullError}).
+ * The write may or may not have committed; retrying it is safe (events are deduplicated by id,
+ * the other device writes are upserts), so the gateway answers 503 with `Retry-After:
+ * retryAfterSeconds`.
  */
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = STORE_RETRY_AFTER_S,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * How many events may wait for the database in one gateway process, queued but not yet sent
+ * (the statements or the transaction already running are not counted). While the database
+ * stalls (a lock, a slow disk, a failover) events queue up; past this bound a new POST /events
+ * is refused at once with {@link EventQueueFullError} (503, `Retry-After`) instead of holding
+ * the device and growing memory without end. Counted in events, not callers: memory, the size of
+ * the statements that drain the backlog and the time they take grow with events, and a POST holds
+ * 1 to 500. 10,000 typical events (a few hundred bytes each) are a few MB, and a few hundred ms
+ * of writes once the database answers; a healthy gateway never comes near it (its queue holds
+ * what arrives during one statement). A caller is always taken when nothing waits, so a POST
+ * larger than the bound is never refused for good. Stores take another bound as an option;
+ * `GATEWAY_EVENT_QUEUE_MAX` sets it for the process.
+ */
+export const EVENT_QUEUE_MAX = 10_000;
+
+/** The bound on queued events: `GATEWAY_EVENT_QUEUE_MAX` if a positive number, else {@link EVENT_QUEUE_MAX}. */
+export function eventQueueMaxFromEnv(): number {
+  const n = Number(process.env.GATEWAY_EVENT_QUEUE_MAX);
+  return n > 0 ? Math.floor(n) : EVENT_QUEUE_MAX;
+}
+
+/**
+ * A POST /events refused because `max` events already wait for the database (see
+ * {@link EVENT_QUEUE_MAX}): nothing of it was written, nothing queued before it is affected;
+ * the device keeps its events and sends them again later.
+ */
+export class EventQueueFullError extends StoreUnavailableError {
+  override name = "EventQueueFullError";
+  constructor(queued: number, max: number) {
+    super(`Cannot store events now: ${queued} events are waiting for the database (at most ${max}); retry later`);
+  }
 }
 
 export interface Store {
