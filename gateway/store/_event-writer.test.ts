@@ -6,6 +6,8 @@ import { join } from "node:path";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import { EventWriter } from "./_event-writer.ts";
 import { EventWriteError } from "./_writer-thread.ts";
+import { refusals } from "./_queue-full.ts";
+import { STORE_RETRY_AFTER_S } from "./types.ts";
 
 let dir: string;
 let path: string;
@@ -60,6 +62,40 @@ describe("EventWriter", () => {
     expect(await Promise.all([...before, ...after])).toEqual(Array(100).fill(1));
     expect(await writer.append("dev-y", [ev("y-1")])).toBe(0); // a duplicate id is stored once
   });
+
+  test("while another connection holds the write lock, events waiting beyond the bound are refused at once; the queued ones all commit once it is free", async () => {
+    const MAX = 20;
+    const w = new EventWriter(path, { maxQueued: MAX });
+    const other = new Database(path);
+    const settled = (p: Promise<number>) => p.then((n) => ({ n }), (err: unknown) => ({ err }));
+    try {
+      expect(await w.append("dev-q", [ev("q-warm")])).toBe(1); // the thread is up
+      other.exec("BEGIN IMMEDIATE"); // a backup or a second process: the writer's commit waits (busy_timeout, 10 s)
+      const running = w.append("dev-q", [ev("q-run-1"), ev("q-run-2")]);
+      await Bun.sleep(150); // sent to the thread, which waits for the lock: not counted as queued
+      // 13 posts of 2, 1, 2, 1 ... events: 20, the bound, all queued.
+      const calls = Array.from({ length: 13 }, (_, i) => (i % 2 ? [ev(`q-${i}-a`)] : [ev(`q-${i}-a`), ev(`q-${i}-b`)]));
+      expect(calls.flat().length).toBe(MAX);
+      const results = calls.map((events) => settled(w.append("dev-q", events)));
+      expect(await Promise.race([Promise.any([running, ...results]).then(() => "answered"), Bun.sleep(300).then(() => "waiting")])).toBe("waiting");
+      // Past the bound: a post of 1 event and one of 2, refused at once with the error app.ts answers 503 with Retry-After.
+      const refused = { outcome: "EventQueueFullError", retryAfterSeconds: STORE_RETRY_AFTER_S, atOnce: true };
+      expect(await refusals([() => w.append("dev-q", [ev("q-over-1")]), () => w.append("dev-r", [ev("q-over-2"), ev("q-over-3")])])).toEqual([refused, refused]);
+      other.exec("COMMIT");
+      expect(await running).toBe(2);
+      expect((await Promise.all(results)).map((r) => ("n" in r ? r.n : r.err))).toEqual(calls.map((c) => c.length));
+      const db = new Database(path, { readonly: true });
+      const ids = db.query<{ id: string }, [string]>("SELECT id FROM events WHERE device_uuid = ? ORDER BY id").all("dev-q").map((r) => r.id);
+      const overStored = db.query<{ n: number }, []>("SELECT count(*) AS n FROM events WHERE id LIKE 'q-over-%'").get()!.n;
+      db.close();
+      expect(ids).toEqual(["q-warm", "q-run-1", "q-run-2", ...calls.flat().map((e) => e.id)].sort());
+      expect(overStored).toBe(0);
+      expect(await w.append("dev-q", [ev("q-over-1")])).toBe(1); // drained: the refused device is taken when it retries
+    } finally {
+      other.close();
+      await w.close();
+    }
+  }, 20_000);
 
   test("the hang watchdog leaves alone a thread that only waits for the write lock, and a thread kept busy past the bound by calls each answered in time", async () => {
     const lines: string[] = [];
