@@ -14,10 +14,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
 import { createAdmission } from "../admission.ts";
 import type { Bindings } from "../env.ts";
-import { Connection } from "../transport/connection.ts";
-import { FakeSocket } from "../transport/_fake-socket.ts";
-import { DEFAULT_LIMITS, type HeadRequest } from "../transport/options.ts";
-import { RequestLoop } from "../transport/requests.ts";
+import type { HeadRequest } from "../transport/options.ts";
+import type { RequestLoop } from "../transport/requests.ts";
+import { exchange as exchangeOn, testLoop } from "../transport/_test-loop.ts";
 
 let t: Awaited<ReturnType<typeof testGateway>>;
 beforeAll(async () => {
@@ -105,42 +104,23 @@ test("a metadata GET and a push wait each look their device up once, cached or n
 const seen = { fetch: 0, head: 0 };
 
 /** The transport's request loop over the test gateway, with the head handler or without it. */
-function loopOf(withHead: boolean) {
-  return new RequestLoop(
-    {
-      host: "gw.test",
-      port: 8443,
-      cert: "",
-      key: "",
-      clientCa: "",
-      fetch: (req: Request, env: Bindings) => (seen.fetch++, t.app.fetch(req, env)),
-      ...(withHead
-        ? {
-            fetchHead: (req: HeadRequest, env: Bindings) => {
-              const answer = t.app.fetchHead(req, env);
-              if (answer !== undefined) seen.head++;
-              return answer;
-            },
-          }
-        : {}),
-      admit: createAdmission({ devices: t.gw.devices, tokenValid: () => false }),
-    },
-    DEFAULT_LIMITS,
-    { stopping: () => false, authenticated: () => {} },
-  );
-}
+const loopOf = (withHead: boolean) =>
+  testLoop({
+    fetch: (req: Request, env: Bindings) => (seen.fetch++, t.app.fetch(req, env)),
+    ...(withHead
+      ? {
+          fetchHead: (req: HeadRequest, env: Bindings) => {
+            const answer = t.app.fetchHead(req, env);
+            if (answer !== undefined) seen.head++;
+            return answer;
+          },
+        }
+      : {}),
+    admit: createAdmission({ devices: t.gw.devices, tokenValid: () => false }),
+  });
 
 /** Sends one request's bytes on a kept-alive connection of `peer` and returns the answer's bytes, the date line blanked. */
-async function exchange(loop: RequestLoop, peer: Bindings["peer"], request: string): Promise<string> {
-  const sock = new FakeSocket();
-  const c = new Connection(sock, "127.0.0.1");
-  c.peer = peer ?? null;
-  c.authenticated = peer !== undefined;
-  loop.onData(c, Buffer.from(request, "latin1"));
-  for (const until = Date.now() + 20_000; c.busy && !c.ending && Date.now() < until; ) await Bun.sleep(1);
-  expect(c.busy && !c.ending).toBe(false); // answered: ready for the next request, or closing
-  return sock.text().replace(/\r\ndate: [^\r]*\r\n/, "\r\ndate: -\r\n");
-}
+const exchange = async (loop: RequestLoop, peer: Bindings["peer"], request: string) => (await exchangeOn(loop, request, peer)).text;
 
 const get = (target: string, extra = "", host = "gw.test:8443") => `GET ${target} HTTP/1.1\r\nhost: ${host}\r\nx-ats-target: amd64-linux-3\r\n${extra}\r\n`;
 const post = (target: string, body: string) =>
