@@ -173,7 +173,7 @@ describe("HAProxy with a plain-HTTP hop (deploy/haproxy/gateway-plain.cfg)", () 
   test("a device's request head may be up to about 7 KB (tune.bufsize 8192): over it HAProxy answers 400 and the next request is served", async () => {
     // A device's own head as fioup sends it, padded to `bytes` with app names in x-ats-dockerapps
     // (the header that grows with the apps a device runs); HAProxy adds X-SSL-Client-Cert (about
-    // 650 B) to it on the way in. Measured on HAProxy 2.6.12: 7,081 B pass with 3 headers, 7,005 B with 22.
+    // 650 B) to it on the way in. Measured on HAProxy 2.6.12: 7,081 B pass with 2 headers, 7,005 B with 21.
     const id = { ca: gw.caPem, cert: dev.cert, key: dev.key };
     const ask = async (bytes: number) => {
       const fixed = `GET /device HTTP/1.1\r\nhost: 127.0.0.1:${proxy.port}\r\nconnection: close\r\nuser-agent: fioup/1\r\nx-ats-tags: main\r\nx-ats-dockerapps: \r\n\r\n`;
