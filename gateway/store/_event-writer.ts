@@ -16,7 +16,10 @@
  *
  * The other writes of the device path run there too: the sightings flush (last_seen, tags,
  * target, apps; a transaction per call, between event batches), the leader lease, apps-states
- * and system info. On the main thread they waited for SQLite's one write lock whenever the
+ * and system info. The last two are bounded the same way (putState: at most STATE_WRITES_MAX,
+ * 500, or `GATEWAY_STATE_WRITES_MAX`, waiting until answered; past it StateWritesFullError, 503
+ * with `Retry-After`), with ./_waiting-writes.ts as the events are; the sightings flush (the
+ * gateway's own, batched) and the lease (never to be refused) are not. On the main thread they waited for SQLite's one write lock whenever the
  * worker held it, and SQLite's busy handler waits by sleeping, so the whole event loop slept
  * 1-26 ms at a time.
  *
@@ -52,7 +55,8 @@ import {
   type StatementName,
   type WriterMessage,
 } from "./_writer-thread.ts";
-import { EventQueueFullError, eventQueueMaxFromEnv } from "./types.ts";
+import { EventQueueFullError, eventQueueMaxFromEnv, StateWritesFullError, stateWritesMaxFromEnv } from "./types.ts";
+import { WaitingWrites } from "./_waiting-writes.ts";
 
 interface Pending {
   uuid: string;
@@ -96,6 +100,8 @@ export interface EventWriterOptions {
   watchdogMs?: number;
   /** Events queued and not yet sent at most; past it append refuses (default: `GATEWAY_EVENT_QUEUE_MAX`, else EVENT_QUEUE_MAX, 10,000). */
   maxQueued?: number;
+  /** Apps-states and system-info upserts waiting at most; past it putState refuses (default: `GATEWAY_STATE_WRITES_MAX`, else STATE_WRITES_MAX, 500). */
+  maxStateWrites?: number;
 }
 
 /** The watchdog bound from the environment, if set to a positive number of milliseconds. */
@@ -108,7 +114,10 @@ export class EventWriter {
   readonly #path: string;
   readonly #log: (line: string) => void;
   readonly #watchdogMs: number | undefined;
-  readonly #maxQueued: number;
+  /** Events in #queue, at most `maxQueued`. */
+  readonly #queued: WaitingWrites;
+  /** Apps-states and system-info upserts not yet answered, at most `maxStateWrites`. */
+  readonly #stateWrites: WaitingWrites;
   #thread: WriterThread | undefined;
   /** Why no thread runs (while a restart waits). */
   #down = "";
@@ -118,8 +127,6 @@ export class EventWriter {
   #fault: { point: CrashPoint; nth: number } | undefined;
   #batches = 0;
   #queue: Pending[] = [];
-  /** Events in #queue. */
-  #queued = 0;
   #inFlight = false;
   /** A pump is due at the end of this turn of the event loop. */
   #scheduled = false;
@@ -132,7 +139,8 @@ export class EventWriter {
     this.#log = opts.log ?? ((line) => console.error(line));
     this.#fault = faultFromEnv();
     this.#watchdogMs = opts.watchdogMs ?? watchdogFromEnv();
-    this.#maxQueued = opts.maxQueued ?? eventQueueMaxFromEnv();
+    this.#queued = new WaitingWrites(opts.maxQueued ?? eventQueueMaxFromEnv(), (waiting, max) => new EventQueueFullError(waiting, max));
+    this.#stateWrites = new WaitingWrites(opts.maxStateWrites ?? stateWritesMaxFromEnv(), (waiting, max, what) => new StateWritesFullError(waiting, max, what));
     this.#start();
   }
 
@@ -174,16 +182,16 @@ export class EventWriter {
    */
   append(uuid: string, events: DeviceEvent[]): Promise<number> {
     if (this.#closed) return Promise.reject(new EventWriteError("Cannot store events: the store is closed"));
-    if (this.#queued && this.#queued + events.length > this.#maxQueued) return Promise.reject(new EventQueueFullError(this.#queued, this.#maxQueued));
     let bodies: string[];
     try {
       bodies = events.map((e) => JSON.stringify(e));
     } catch (err) {
       return Promise.reject(new EventWriteError(`Cannot store events: ${(err as Error).message}`));
     }
+    const refused = this.#queued.admit(events.length, "Cannot store events");
+    if (refused) return Promise.reject(refused);
     return new Promise((resolve, reject) => {
       this.#queue.push({ uuid, ids: events.map((e) => e.id), bodies, resolve, reject });
-      this.#queued += events.length;
       // The first batch after a quiet moment goes at the end of this turn of the event loop, so
       // the POSTs read in the same turn share its message and its commit.
       if (!this.#inFlight && !this.#scheduled) {
@@ -210,6 +218,15 @@ export class EventWriter {
   /** Runs `sql` once per row in one transaction of its own (an event batch never waits for more than one). */
   async run(sql: StatementName, rows: SqlValue[][], what: string): Promise<void> {
     if (rows.length) await this.#other({ op: "run", sql, rows }, what);
+  }
+
+  /**
+   * An upsert of a device's latest state (apps-states, system info), like {@link run}, but
+   * refused at once with StateWritesFullError while `maxStateWrites` of them wait (a commit is
+   * stalled): the device sends it again.
+   */
+  putState(sql: "appsStates" | "systemInfo", row: SqlValue[], what: string): Promise<void> {
+    return this.#stateWrites.run(what, () => this.run(sql, [row], what));
   }
 
   /** Applies a sightings flush in one transaction. */
@@ -243,7 +260,7 @@ export class EventWriter {
       while (this.#queue.length) {
         const batch = this.#queue;
         this.#queue = [];
-        this.#queued = 0;
+        this.#queued.done(batch.reduce((n, p) => n + p.ids.length, 0));
         const items = batch.map((p) => ({ uuid: p.uuid, ids: p.ids, bodies: p.bodies }));
         try {
           const reply = await this.#call({ op: "events", items, now: new Date().toISOString(), crash: this.#crashFor() }, "Cannot store events");

@@ -1,6 +1,7 @@
 /**
- * For the stores' tests of the bound on queued events (EVENT_QUEUE_MAX in ./types.ts): how
- * appends made past the bound ended, waiting at most 1 s for each.
+ * For the stores' tests of the bounds on writes waiting for the database (./_waiting-writes.ts:
+ * EVENT_QUEUE_MAX, STATE_WRITES_MAX in ./types.ts): how writes made past the bound ended,
+ * waiting at most 1 s for each.
  */
 import { StoreUnavailableError } from "./types.ts";
 
@@ -13,7 +14,7 @@ export interface Refusal {
   atOnce: boolean;
 }
 
-export async function refusals(calls: (() => Promise<number>)[]): Promise<Refusal[]> {
+export async function refusals(calls: (() => Promise<unknown>)[]): Promise<Refusal[]> {
   return Promise.all(
     calls.map(async (call) => {
       const started = performance.now();

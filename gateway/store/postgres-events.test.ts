@@ -1,7 +1,8 @@
 /**
  * The PostgreSQL store's group commit of device events (EventGroupCommit): concurrent
  * POST /events of many devices share statements, and each caller still gets its own answer;
- * while PostgreSQL stalls, the events waiting are bounded and the excess is refused at once.
+ * while PostgreSQL stalls, the events waiting are bounded and the excess is refused at once, and
+ * so are the apps-states and system-info upserts (STATE_WRITES_MAX; SQLite's: ./_waiting-writes.test.ts).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -74,22 +75,30 @@ test("sightings and grouped events of the same devices at once never deadlock (b
   expect((await store.getDevice(devices[0]!.uuid))?.lastSeen).toBeDefined();
 });
 
+/**
+ * Another session holding `tables` (a migration, a long maintenance statement): every write to
+ * them waits until `release()`; `ended` settles once the lock is given back.
+ */
+async function holdTables(locker: SQL, tables: string) {
+  const release = Promise.withResolvers<void>();
+  const locked = Promise.withResolvers<void>();
+  const ended = locker.begin(async (tx) => {
+    await tx.unsafe(`LOCK TABLE ${tables} IN ACCESS EXCLUSIVE MODE`);
+    locked.resolve();
+    await release.promise;
+  });
+  await Promise.race([locked.promise, ended]);
+  return { release: () => release.resolve(), ended: ended.then(() => {}) };
+}
+
 test("while PostgreSQL stalls, events waiting beyond the bound are refused at once (503, Retry-After); the queued ones are all stored once it answers", async () => {
   const MAX = 20;
   const bounded = await PostgresStore.connect(url, { max: 4, eventQueueMax: MAX });
   const locker = new SQL({ url, max: 2 }); // one holds the lock, one looks at who waits
   const devices = await Promise.all(Array.from({ length: 8 }, () => bounded.putDevice(aDevice())));
-  const release = Promise.withResolvers<void>();
-  const locked = Promise.withResolvers<void>();
-  // Another session holds the events table (a migration, a long maintenance statement): every INSERT waits.
-  const holding = locker.begin(async (tx) => {
-    await tx.unsafe("LOCK TABLE events IN ACCESS EXCLUSIVE MODE");
-    locked.resolve();
-    await release.promise;
-  });
+  const lock = await holdTables(locker, "events"); // every INSERT waits
   const settled = (p: Promise<number>) => p.then((n) => ({ n }), (err: unknown) => ({ err }));
   try {
-    await locked.promise;
     // Two statements sent (the most in flight), both waiting for the lock: not counted as queued.
     const sent = [0, 1].map((i) => ({ d: devices[i]!, events: [anEvent(), anEvent()] }));
     const running: Promise<number>[] = [];
@@ -109,8 +118,8 @@ test("while PostgreSQL stalls, events waiting beyond the bound are refused at on
     // Past the bound: a post of 1 event and one of 2, refused at once with the error app.ts answers 503 with Retry-After.
     const refused = { outcome: "EventQueueFullError", retryAfterSeconds: STORE_RETRY_AFTER_S, atOnce: true };
     expect(await refusals([() => bounded.appendEvents(devices[7]!.uuid, [anEvent()]), () => bounded.appendEvents(devices[6]!.uuid, [anEvent(), anEvent()])])).toEqual([refused, refused]);
-    release.resolve();
-    await holding;
+    lock.release();
+    await lock.ended;
     // Nothing queued was failed or lost: every accepted call answered, and its events stored exactly once.
     expect(await Promise.all(running)).toEqual([2, 2]);
     expect((await Promise.all(results)).map((r) => ("n" in r ? r.n : r.err))).toEqual(calls.map((c) => c.events.length));
@@ -121,8 +130,50 @@ test("while PostgreSQL stalls, events waiting beyond the bound are refused at on
     // The queue drained: the device that was refused sends again and is taken.
     expect(await bounded.appendEvents(devices[7]!.uuid, [anEvent()])).toBe(1);
   } finally {
-    release.resolve();
-    await holding.catch(() => {});
+    lock.release();
+    await lock.ended.catch(() => {});
+    await locker.close();
+    await bounded.close();
+  }
+}, 20_000);
+
+test("while PostgreSQL stalls, apps-states and system-info upserts waiting beyond the bound are refused at once (503, Retry-After); the ones taken are stored once it answers", async () => {
+  const MAX = 6;
+  // 4 connections: 4 upserts wait for the lock on them, 2 more for a free connection; all count.
+  const bounded = await PostgresStore.connect(url, { max: 4, stateWritesMax: MAX });
+  const locker = new SQL({ url, max: 1 });
+  const devices = await Promise.all(Array.from({ length: 3 }, () => bounded.putDevice(aDevice())));
+  const apps = (tag: string) => ({ deviceTime: "2026-12-02T00:00:00Z", apps: { [`app-${tag}`]: { uri: "hub.test/a@sha256:0", state: "healthy" as const, services: [] } } });
+  const writes = [
+    (d: number, tag: string) => bounded.putAppsStates(devices[d]!.uuid, apps(tag)),
+    (d: number, tag: string) => bounded.putSystemInfo(devices[d]!.uuid, "hardware", { hostname: `host-${tag}` }),
+    (d: number, tag: string) => bounded.putSystemInfo(devices[d]!.uuid, "network", { hostname: `host-${tag}` }),
+    (d: number, tag: string) => bounded.putSystemInfo(devices[d]!.uuid, "config", `tags = "${tag}"`),
+  ];
+  const lock = await holdTables(locker, "apps_states, system_info"); // every upsert waits
+  try {
+    const taken = Array.from({ length: MAX }, (_, i) => ({ d: i % 3, kind: i % 4, tag: `taken-${i}` }));
+    const answers = taken.map((w) => writes[w.kind]!(w.d, w.tag));
+    expect(await Promise.race([Promise.any(answers).then(() => "answered", () => "failed"), Bun.sleep(300).then(() => "waiting")])).toBe("waiting");
+    // Past the bound: every kind refused at once with the error app.ts answers 503 with Retry-After.
+    const refused = { outcome: "StateWritesFullError", retryAfterSeconds: STORE_RETRY_AFTER_S, atOnce: true };
+    expect(await refusals(writes.map((write, kind) => () => write(kind % 3, `refused-${kind}`)))).toEqual([refused, refused, refused, refused]);
+    lock.release();
+    await lock.ended;
+    await Promise.all(answers);
+    // What each device had taken last of each kind is stored; nothing refused was.
+    expect(await Promise.all(devices.map(async (d) => Object.keys((await bounded.getAppsStates(d.uuid))?.apps ?? {})))).toEqual([["app-taken-0"], ["app-taken-4"], []]);
+    expect(await Promise.all(devices.map((d) => bounded.getSystemInfo(d.uuid)))).toEqual([
+      { config: 'tags = "taken-3"' },
+      { hardware: { hostname: "host-taken-1" } },
+      { network: { hostname: "host-taken-2" }, hardware: { hostname: "host-taken-5" } },
+    ]);
+    // Nothing waits now: the refused device sends again and is taken.
+    await writes[0]!(0, "again");
+    expect(Object.keys((await bounded.getAppsStates(devices[0]!.uuid))?.apps ?? {})).toEqual(["app-again"]);
+  } finally {
+    lock.release();
+    await lock.ended.catch(() => {});
     await locker.close();
     await bounded.close();
   }

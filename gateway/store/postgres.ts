@@ -29,11 +29,14 @@ import {
   type RolloutEventRecord,
   type RolloutRecord,
 } from "./_rollouts.ts";
+import { WaitingWrites } from "./_waiting-writes.ts";
 import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
   EventQueueFullError,
   eventQueueMaxFromEnv,
+  StateWritesFullError,
+  stateWritesMaxFromEnv,
   GroupExistsError,
   RolloutConflictError,
   type FleetQuery,
@@ -66,18 +69,24 @@ export class PostgresStore implements Store {
   readonly #sql: SQL;
   readonly tuf: TufStorage;
   readonly #events: EventGroupCommit;
+  /** Apps-states and system-info upserts waiting for a connection of the pool or for PostgreSQL's answer. */
+  readonly #stateWrites: WaitingWrites;
 
-  private constructor(sql: SQL, eventQueueMax?: number) {
+  private constructor(sql: SQL, opts: { eventQueueMax?: number; stateWritesMax?: number }) {
     this.#sql = sql;
     this.tuf = new PostgresTufStorage(sql);
-    this.#events = new EventGroupCommit(sql, undefined, undefined, eventQueueMax);
+    this.#events = new EventGroupCommit(sql, undefined, undefined, opts.eventQueueMax);
+    this.#stateWrites = new WaitingWrites(opts.stateWritesMax ?? stateWritesMaxFromEnv(), (waiting, max, what) => new StateWritesFullError(waiting, max, what));
   }
 
-  /** Connects and migrates. */
-  /** `max`: pool connections (16); `eventQueueMax`: events waiting to be sent at most (EVENT_QUEUE_MAX, ./types.ts). */
-  static async connect(url: string, opts: { max?: number; eventQueueMax?: number } = {}): Promise<PostgresStore> {
+  /**
+   * Connects and migrates. `max`: pool connections (16); `eventQueueMax`: events waiting to be
+   * sent at most (EVENT_QUEUE_MAX, ./types.ts); `stateWritesMax`: apps-states and system-info
+   * upserts waiting at most (STATE_WRITES_MAX).
+   */
+  static async connect(url: string, opts: { max?: number; eventQueueMax?: number; stateWritesMax?: number } = {}): Promise<PostgresStore> {
     const sql = new SQL({ url, max: opts.max ?? 16 });
-    const store = new PostgresStore(sql, opts.eventQueueMax);
+    const store = new PostgresStore(sql, opts);
     try {
       await store.#migrate();
     } catch (err) {
@@ -450,10 +459,13 @@ export class PostgresStore implements Store {
   }
 
   async putAppsStates(uuid: string, states: AppsStates) {
-    await this.#sql.unsafe(
-      `INSERT INTO apps_states (device_uuid, body, updated_at) VALUES ($1, $2, $3)
-       ON CONFLICT (device_uuid) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
-      [uuid, JSON.stringify(states), new Date().toISOString()],
+    // Bounded while PostgreSQL stalls (StateWritesFullError, STATE_WRITES_MAX): the device sends it again.
+    await this.#stateWrites.run("Cannot store apps-states", () =>
+      this.#sql.unsafe(
+        `INSERT INTO apps_states (device_uuid, body, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (device_uuid) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
+        [uuid, JSON.stringify(states), new Date().toISOString()],
+      ),
     );
   }
 
@@ -463,10 +475,12 @@ export class PostgresStore implements Store {
   }
 
   async putSystemInfo(uuid: string, kind: SystemInfoKind, value: unknown) {
-    await this.#sql.unsafe(
-      `INSERT INTO system_info (device_uuid, kind, body, updated_at) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (device_uuid, kind) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
-      [uuid, kind, JSON.stringify(value), new Date().toISOString()],
+    await this.#stateWrites.run(`Cannot store system info (${kind})`, () =>
+      this.#sql.unsafe(
+        `INSERT INTO system_info (device_uuid, kind, body, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (device_uuid, kind) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`,
+        [uuid, kind, JSON.stringify(value), new Date().toISOString()],
+      ),
     );
   }
 
@@ -624,8 +638,8 @@ interface QueuedEvents {
  */
 export class EventGroupCommit {
   #queue: QueuedEvents[] = [];
-  /** Events in #queue. */
-  #queued = 0;
+  /** Events in #queue, at most `maxQueued`. */
+  readonly #queued: WaitingWrites;
   #running = 0;
   #scheduled = false;
 
@@ -635,8 +649,10 @@ export class EventGroupCommit {
     /** Devices per statement at most (a statement's arrays stay small). */
     private readonly maxDevices = 256,
     /** Events queued and not yet sent at most; past it a new append is refused (EVENT_QUEUE_MAX in ./types.ts). */
-    private readonly maxQueued = eventQueueMaxFromEnv(),
-  ) {}
+    maxQueued = eventQueueMaxFromEnv(),
+  ) {
+    this.#queued = new WaitingWrites(maxQueued, (waiting, max) => new EventQueueFullError(waiting, max));
+  }
 
   /**
    * Queues a device's events for the next statement; resolves with how many were new once it committed.
@@ -645,10 +661,10 @@ export class EventGroupCommit {
    */
   append(uuid: string, events: DeviceEvent[]): Promise<number> {
     if (!events.length) return Promise.resolve(0);
-    if (this.#queued && this.#queued + events.length > this.maxQueued) return Promise.reject(new EventQueueFullError(this.#queued, this.maxQueued));
+    const refused = this.#queued.admit(events.length, "Cannot store events");
+    if (refused) return Promise.reject(refused);
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#queue.push({ uuid, events, at: new Date().toISOString(), resolve, reject });
-    this.#queued += events.length;
     // Sent after the requests read in this turn of the event loop have queued theirs too.
     if (this.#running < this.inFlight && !this.#scheduled) {
       this.#scheduled = true;
@@ -668,7 +684,7 @@ export class EventGroupCommit {
   #send(): void {
     const batch = this.#queue.splice(0, this.maxDevices);
     if (!batch.length) return;
-    for (const q of batch) this.#queued -= q.events.length;
+    this.#queued.done(batch.reduce((n, q) => n + q.events.length, 0));
     this.#running++;
     void this.#write(batch).finally(() => {
       this.#running--;

@@ -494,7 +494,7 @@ export class SqliteStore implements Store {
   async putAppsStates(uuid: string, states: AppsStates) {
     const row = [uuid, JSON.stringify(states), new Date().toISOString()];
     // On a file, on the writer's connection, like sightings: the main thread never waits for the write lock.
-    if (this.#writer) return this.#writer.run("appsStates", [row], "Cannot store apps-states");
+    if (this.#writer) return this.#writer.putState("appsStates", row, "Cannot store apps-states"); // bounded while a commit stalls
     this.#db.query(APPS_STATES_SQL).run(...row);
   }
 
@@ -505,7 +505,7 @@ export class SqliteStore implements Store {
 
   async putSystemInfo(uuid: string, kind: SystemInfoKind, value: unknown) {
     const row = [uuid, kind, JSON.stringify(value), new Date().toISOString()];
-    if (this.#writer) return this.#writer.run("systemInfo", [row], `Cannot store system info (${kind})`);
+    if (this.#writer) return this.#writer.putState("systemInfo", row, `Cannot store system info (${kind})`);
     this.#db.query(SYSTEM_INFO_SQL).run(...row);
   }
 

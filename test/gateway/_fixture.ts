@@ -66,6 +66,8 @@ export async function testGateway(opts: { dbFile?: boolean } = {}) {
     app,
     gw,
     admin,
+    /** The store's file with `dbFile` (a second connection may hold its write lock), else undefined. */
+    dbPath: opts.dbFile ? join(dir, "gateway.db") : undefined,
     register,
     async close() {
       await store.close();
