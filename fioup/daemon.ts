@@ -72,11 +72,9 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred
 
 export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
   o.log(`fioup daemon started: polling every ${s.cfg.pollingSeconds}s`);
-  try {
-    await reportSystemInfo(s);
-  } catch (e) {
-    o.log(`cannot send system info: ${(e as Error).message}`);
-  }
+  // Sent at the start, and again after each cycle until the gateway took it: refused (a 503 while
+  // its database stalls) or unreachable at the start, it would otherwise wait for the next start.
+  let systemInfoSent = await sendSystemInfo(s, o);
   try {
     o.log(describeConverge(await converge(s, o.log)));
   } catch (e) {
@@ -94,6 +92,7 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
       o.log(`cycle failed: ${describeError(e)}`);
       touchedMore = true;
     }
+    if (!systemInfoSent) systemInfoSent = await sendSystemInfo(s, o);
     // The cycle's garbage (TUF documents, responses, an update's buffers) goes before the wait,
     // not at some later allocation: a few ms per poll for several MB less resident while idle.
     Bun.gc(true);
@@ -120,6 +119,17 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     }
   }
   o.log("fioup daemon stopped");
+}
+
+/** reportSystemInfo, its failure logged; whether the gateway took it. */
+async function sendSystemInfo(s: Session, o: DaemonOptions): Promise<boolean> {
+  try {
+    await reportSystemInfo(s);
+    return true;
+  } catch (e) {
+    o.log(`cannot send system info: ${(e as Error).message}`);
+    return false;
+  }
 }
 
 /** What a held install waits for: the hold's end (window opening, max-hold deadline) and changes in the lock directory. */
