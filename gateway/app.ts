@@ -45,8 +45,8 @@ function errorAnswer(err: unknown, method: string, path: string, json: (body: { 
   }
   if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return json({ error: err.message }, 400);
   if (err instanceof DeviceRevokedError) return json({ error: err.message }, 403);
-  // Transient (a restarting SQLite writer thread, too many events waiting for the database): the
-  // device keeps its data and retries, no stack trace per request.
+  // Transient (a restarting SQLite writer thread, too many events or state writes waiting for the
+  // database): the device keeps its data and retries, no stack trace per request.
   if (err instanceof StoreUnavailableError) {
     const res = json({ error: err.message }, 503);
     res.headers.set("retry-after", String(err.retryAfterSeconds));
