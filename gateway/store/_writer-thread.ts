@@ -164,28 +164,40 @@ self.onmessage = (e) => {
   if (m.crash === "hang-after-commit") hang();
   postMessage(JSON.stringify({ id: m.id, ...reply }));
 };
-// One transaction for the batch, a savepoint per caller's item: a failing item is rolled back
-// and reported alone, the others commit.
+// One transaction for the batch. Tried first without a savepoint per caller's item: a repeated
+// id is no error (ON CONFLICT DO NOTHING), so a batch almost always commits whole, and the two
+// statements of a savepoint per item were about a quarter of the thread's CPU per event (13 of
+// 52 µs user in batches of 25, 100,000 devices). If anything fails, the batch is rolled back and
+// done again with a savepoint per item: a failing item is rolled back and reported alone, the
+// others commit.
 function events(m) {
   const insert = db.query(EVENT_SQL);
-  const one = db.transaction((it) => {
+  const store = (it) => {
     let n = 0;
     for (let i = 0; i < it.ids.length; i++) n += insert.run(it.ids[i], it.uuid, m.now, it.bodies[i]).changes;
     return n;
-  });
+  };
+  try {
+    return { counts: db.transaction(() => {
+      const counts = m.items.map(store);
+      if (m.crash === "hang-before-commit") hang();
+      return counts;
+    })() };
+  } catch {
+    // Rolled back: each item again, alone.
+  }
+  const one = db.transaction(store);
   let errors;
-  const counts = db.transaction(() => {
-    const counts = m.items.map((it, i) => {
+  const counts = db.transaction(() =>
+    m.items.map((it, i) => {
       try {
         return one(it);
       } catch (err) {
         (errors ??= [])[i] = String((err && err.message) || err);
         return 0;
       }
-    });
-    if (m.crash === "hang-before-commit") hang();
-    return counts;
-  })();
+    }),
+  )();
   return errors ? { counts, errors } : { counts };
 }
 `;
