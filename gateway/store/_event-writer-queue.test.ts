@@ -11,10 +11,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
 import { createAdmission } from "../admission.ts";
 import type { Bindings } from "../env.ts";
-import { Connection } from "../transport/connection.ts";
-import { FakeSocket } from "../transport/_fake-socket.ts";
-import { DEFAULT_LIMITS, type HeadRequest } from "../transport/options.ts";
-import { RequestLoop } from "../transport/requests.ts";
+import type { HeadRequest } from "../transport/options.ts";
+import type { RequestLoop } from "../transport/requests.ts";
+import { exchange as exchangeOn, testLoop } from "../transport/_test-loop.ts";
 import { STORE_RETRY_AFTER_S } from "./types.ts";
 
 const MAX = 10;
@@ -38,33 +37,17 @@ afterAll(async () => {
 /** The transport's request loop over the test gateway, answering from the parsed head (fetchHead) or through a Request. */
 function loopOf(withHead: boolean) {
   const seen = { head: 0 };
-  const loop = new RequestLoop(
-    {
-      host: "gw.test",
-      port: 8443,
-      cert: "",
-      key: "",
-      clientCa: "",
-      fetch: (req: Request, env: Bindings) => t.app.fetch(req, env),
-      ...(withHead ? { fetchHead: (req: HeadRequest, env: Bindings) => (seen.head++, t.app.fetchHead(req, env)) } : {}),
-      admit: createAdmission({ devices: t.gw.devices, tokenValid: () => false }),
-    },
-    DEFAULT_LIMITS,
-    { stopping: () => false, authenticated: () => {} },
-  );
+  const loop = testLoop({
+    fetch: (req: Request, env: Bindings) => t.app.fetch(req, env),
+    ...(withHead ? { fetchHead: (req: HeadRequest, env: Bindings) => (seen.head++, t.app.fetchHead(req, env)) } : {}),
+    admit: createAdmission({ devices: t.gw.devices, tokenValid: () => false }),
+  });
   return { loop, seen };
 }
 
 /** One POST /events on a kept-alive connection of `peer`; the answer's bytes, the date blanked. */
-async function exchange(loop: RequestLoop, peer: Bindings["peer"], body: string): Promise<string> {
-  const sock = new FakeSocket();
-  const c = new Connection(sock, "127.0.0.1");
-  c.peer = peer ?? null;
-  c.authenticated = true;
-  loop.onData(c, Buffer.from(`POST /events HTTP/1.1\r\nhost: gw.test:8443\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`));
-  for (const until = Date.now() + 10_000; c.busy && !c.ending && Date.now() < until; ) await Bun.sleep(1);
-  return sock.text().replace(/\r\ndate: [^\r]*\r\n/, "\r\ndate: -\r\n");
-}
+const exchange = async (loop: RequestLoop, peer: Bindings["peer"], body: string) =>
+  (await exchangeOn(loop, `POST /events HTTP/1.1\r\nhost: gw.test:8443\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, peer)).text;
 
 test("a stalled commit: POST /events past the bound get 503 with Retry-After at once, via fetch and via the parsed head alike; nothing queued is lost", async () => {
   const devices = await Promise.all(Array.from({ length: 4 }, () => t.register()));
