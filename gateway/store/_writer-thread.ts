@@ -183,8 +183,11 @@ function events(m) {
       if (m.crash === "hang-before-commit") hang();
       return counts;
     })() };
-  } catch {
-    // Rolled back: each item again, alone.
+  } catch (err) {
+    // Rolled back. What fails the whole database (the write lock not had within busy_timeout, a
+    // full disk, an I/O error) fails the batch now: item by item it would wait again per item.
+    // Anything else may be one item's: each item again, alone.
+    if (/^SQLITE_(BUSY|LOCKED|IOERR|FULL|CORRUPT|NOMEM|READONLY|CANTOPEN|NOTADB)/.test(String((err && err.code) || ""))) throw err;
   }
   const one = db.transaction(store);
   let errors;
