@@ -15,6 +15,7 @@
 import { mkdirSync, watch, type FSWatcher } from "node:fs";
 import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
+import { isRejection } from "./events/sender.ts";
 import { LockedError, acquireLock } from "./lock.ts";
 import { releaseExecutablePages } from "./memory.ts";
 import { waitForNews } from "./push.ts";
@@ -92,7 +93,7 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
       o.log(`cycle failed: ${describeError(e)}`);
       touchedMore = true;
     }
-    if (!systemInfoSent) systemInfoSent = await sendSystemInfo(s, o);
+    if (!systemInfoSent && !o.signal.aborted) systemInfoSent = await sendSystemInfo(s, o);
     // The cycle's garbage (TUF documents, responses, an update's buffers) goes before the wait,
     // not at some later allocation: a few ms per poll for several MB less resident while idle.
     Bun.gc(true);
@@ -121,14 +122,14 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
   o.log("fioup daemon stopped");
 }
 
-/** reportSystemInfo, its failure logged; whether the gateway took it. */
+/** reportSystemInfo, its failure logged; whether it is done with: taken, or refused for its content (sending it again cannot help). */
 async function sendSystemInfo(s: Session, o: DaemonOptions): Promise<boolean> {
   try {
     await reportSystemInfo(s);
     return true;
   } catch (e) {
     o.log(`cannot send system info: ${(e as Error).message}`);
-    return false;
+    return isRejection(e);
   }
 }
 

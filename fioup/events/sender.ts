@@ -12,7 +12,7 @@ export interface EventPoster {
 }
 
 /** The gateway refused the content itself (400/413/422): retrying the same bytes cannot help. */
-const isRejection = (e: unknown) => [400, 413, 422].includes((e as { status?: number })?.status ?? 0);
+export const isRejection = (e: unknown) => [400, 413, 422].includes((e as { status?: number })?.status ?? 0);
 
 /**
  * Sends everything queued; returns how many were delivered. Stops quietly at the first
