@@ -65,7 +65,7 @@ describe("EventWriter", () => {
 
   test("while another connection holds the write lock, events waiting beyond the bound are refused at once; the queued ones all commit once it is free", async () => {
     const MAX = 20;
-    const w = new EventWriter(path, { maxQueued: MAX });
+    const w = new EventWriter(path, { eventQueueMax: MAX });
     const other = new Database(path);
     const settled = (p: Promise<number>) => p.then((n) => ({ n }), (err: unknown) => ({ err }));
     try {

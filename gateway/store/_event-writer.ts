@@ -8,8 +8,8 @@
  * after the commit holding its events returned.
  *
  * The queue is bounded: while a commit stalls (another process holds the write lock, a slow
- * disk, a hung thread until the watchdog ends it) new events queue behind it; once `maxQueued`
- * events wait (EVENT_QUEUE_MAX in ./types.ts, 10,000, or `GATEWAY_EVENT_QUEUE_MAX`; the batch on
+ * disk, a hung thread until the watchdog ends it) new events queue behind it; once `eventQueueMax`
+ * events wait (EVENT_QUEUE_MAX in ./_waiting-writes.ts, 10,000, or `GATEWAY_EVENT_QUEUE_MAX`; the batch on
  * the thread not counted), a new append is refused at once with EventQueueFullError, which the
  * gateway answers 503 with `Retry-After`, as on PostgreSQL: the device keeps its events and sends
  * them later; what was queued before stays queued. It also bounds the next transaction's size.
@@ -55,8 +55,7 @@ import {
   type StatementName,
   type WriterMessage,
 } from "./_writer-thread.ts";
-import { EventQueueFullError, eventQueueMaxFromEnv, StateWritesFullError, stateWritesMaxFromEnv } from "./types.ts";
-import { WaitingWrites } from "./_waiting-writes.ts";
+import { eventQueueBound, stateWritesBound, type WaitingWrites } from "./_waiting-writes.ts";
 
 interface Pending {
   uuid: string;
@@ -99,9 +98,9 @@ export interface EventWriterOptions {
   /** How long the writer thread's call may go unanswered before it counts as hung (default: `GATEWAY_WRITER_WATCHDOG_MS`, else WATCHDOG_MS, 30 s). */
   watchdogMs?: number;
   /** Events queued and not yet sent at most; past it append refuses (default: `GATEWAY_EVENT_QUEUE_MAX`, else EVENT_QUEUE_MAX, 10,000). */
-  maxQueued?: number;
+  eventQueueMax?: number;
   /** Apps-states and system-info upserts waiting at most; past it putState refuses (default: `GATEWAY_STATE_WRITES_MAX`, else STATE_WRITES_MAX, 500). */
-  maxStateWrites?: number;
+  stateWritesMax?: number;
 }
 
 /** The watchdog bound from the environment, if set to a positive number of milliseconds. */
@@ -114,9 +113,9 @@ export class EventWriter {
   readonly #path: string;
   readonly #log: (line: string) => void;
   readonly #watchdogMs: number | undefined;
-  /** Events in #queue, at most `maxQueued`. */
+  /** Events in #queue, at most `eventQueueMax`. */
   readonly #queued: WaitingWrites;
-  /** Apps-states and system-info upserts not yet answered, at most `maxStateWrites`. */
+  /** Apps-states and system-info upserts not yet answered, at most `stateWritesMax`. */
   readonly #stateWrites: WaitingWrites;
   #thread: WriterThread | undefined;
   /** Why no thread runs (while a restart waits). */
@@ -139,8 +138,8 @@ export class EventWriter {
     this.#log = opts.log ?? ((line) => console.error(line));
     this.#fault = faultFromEnv();
     this.#watchdogMs = opts.watchdogMs ?? watchdogFromEnv();
-    this.#queued = new WaitingWrites(opts.maxQueued ?? eventQueueMaxFromEnv(), (waiting, max) => new EventQueueFullError(waiting, max));
-    this.#stateWrites = new WaitingWrites(opts.maxStateWrites ?? stateWritesMaxFromEnv(), (waiting, max, what) => new StateWritesFullError(waiting, max, what));
+    this.#queued = eventQueueBound(opts.eventQueueMax);
+    this.#stateWrites = stateWritesBound(opts.stateWritesMax);
     this.#start();
   }
 
@@ -178,7 +177,7 @@ export class EventWriter {
    * a cycle) rejects this call alone.
    *
    * @throws {WriterUnavailableError} If the writer thread died before answering, or is down.
-   * @throws {EventQueueFullError} At once, queuing nothing, if `maxQueued` events already wait (a commit is stalled).
+   * @throws {EventQueueFullError} At once, queuing nothing, if `eventQueueMax` events already wait (a commit is stalled).
    */
   append(uuid: string, events: DeviceEvent[]): Promise<number> {
     if (this.#closed) return Promise.reject(new EventWriteError("Cannot store events: the store is closed"));
@@ -222,7 +221,7 @@ export class EventWriter {
 
   /**
    * An upsert of a device's latest state (apps-states, system info), like {@link run}, but
-   * refused at once with StateWritesFullError while `maxStateWrites` of them wait (a commit is
+   * refused at once with StateWritesFullError while `stateWritesMax` of them wait (a commit is
    * stalled): the device sends it again.
    */
   putState(sql: "appsStates" | "systemInfo", row: SqlValue[], what: string): Promise<void> {

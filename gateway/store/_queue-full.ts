@@ -1,6 +1,6 @@
 /**
  * For the stores' tests of the bounds on writes waiting for the database (./_waiting-writes.ts:
- * EVENT_QUEUE_MAX, STATE_WRITES_MAX in ./types.ts): how writes made past the bound ended,
+ * EVENT_QUEUE_MAX, STATE_WRITES_MAX in ./_waiting-writes.ts): how writes made past the bound ended,
  * waiting at most 1 s for each.
  */
 import { StoreUnavailableError } from "./types.ts";

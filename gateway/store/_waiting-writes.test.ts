@@ -8,6 +8,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { json, testGateway } from "../../test/gateway/_fixture.ts";
 import { STORE_RETRY_AFTER_S } from "./types.ts";
+import { EventQueueFullError, eventQueueBound } from "./_waiting-writes.ts";
 
 const MAX = 6;
 
@@ -75,3 +76,14 @@ test("a held write lock: apps-states and system info past the bound get 503 with
   expect((await writes[0]!(0, "again")).status).toBe(204);
   expect(Object.keys((await t.gw.store.getAppsStates(devices[0]!.uuid))?.apps ?? {})).toEqual(["app-again"]);
 }, 20_000);
+
+test("the bound: a write larger than it is taken when nothing waits, refused while anything does; counts given back", () => {
+  const bound = eventQueueBound(10);
+  expect(bound.admit(25, "events")).toBeUndefined(); // nothing waits: a POST of 25 events is never refused for good
+  expect(bound.admit(1, "events")).toBeInstanceOf(EventQueueFullError);
+  bound.done(25);
+  expect(bound.admit(10, "events")).toBeUndefined();
+  expect(bound.admit(1, "events")).toBeInstanceOf(EventQueueFullError);
+  bound.done(10);
+  expect(bound.waiting).toBe(0);
+});

@@ -29,14 +29,10 @@ import {
   type RolloutEventRecord,
   type RolloutRecord,
 } from "./_rollouts.ts";
-import { WaitingWrites } from "./_waiting-writes.ts";
+import { eventQueueBound, stateWritesBound, type WaitingWrites } from "./_waiting-writes.ts";
 import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
-  EventQueueFullError,
-  eventQueueMaxFromEnv,
-  StateWritesFullError,
-  stateWritesMaxFromEnv,
   GroupExistsError,
   RolloutConflictError,
   type FleetQuery,
@@ -76,12 +72,12 @@ export class PostgresStore implements Store {
     this.#sql = sql;
     this.tuf = new PostgresTufStorage(sql);
     this.#events = new EventGroupCommit(sql, undefined, undefined, opts.eventQueueMax);
-    this.#stateWrites = new WaitingWrites(opts.stateWritesMax ?? stateWritesMaxFromEnv(), (waiting, max, what) => new StateWritesFullError(waiting, max, what));
+    this.#stateWrites = stateWritesBound(opts.stateWritesMax);
   }
 
   /**
    * Connects and migrates. `max`: pool connections (16); `eventQueueMax`: events waiting to be
-   * sent at most (EVENT_QUEUE_MAX, ./types.ts); `stateWritesMax`: apps-states and system-info
+   * sent at most (EVENT_QUEUE_MAX, ./_waiting-writes.ts); `stateWritesMax`: apps-states and system-info
    * upserts waiting at most (STATE_WRITES_MAX).
    */
   static async connect(url: string, opts: { max?: number; eventQueueMax?: number; stateWritesMax?: number } = {}): Promise<PostgresStore> {
@@ -648,10 +644,10 @@ export class EventGroupCommit {
     private readonly inFlight = 2,
     /** Devices per statement at most (a statement's arrays stay small). */
     private readonly maxDevices = 256,
-    /** Events queued and not yet sent at most; past it a new append is refused (EVENT_QUEUE_MAX in ./types.ts). */
-    maxQueued = eventQueueMaxFromEnv(),
+    /** Events queued and not yet sent at most; past it a new append is refused (EVENT_QUEUE_MAX in ./_waiting-writes.ts). */
+    maxQueued?: number,
   ) {
-    this.#queued = new WaitingWrites(maxQueued, (waiting, max) => new EventQueueFullError(waiting, max));
+    this.#queued = eventQueueBound(maxQueued);
   }
 
   /**

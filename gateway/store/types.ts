@@ -207,8 +207,8 @@ export const STORE_RETRY_AFTER_S = 5;
 
 /**
  * Thrown by a write the store cannot take right now (SQLite: its writer thread died and is being
- * restarted; either store: too many writes wait for the database, {@link EventQueueFullError} and
-{@link StateWritesFullError}, counted by ./_waiting-writes.ts).
+ * restarted; either store: too many writes wait for the database, EventQueueFullError and
+ * StateWritesFullError in ./_waiting-writes.ts).
  * The write may or may not have committed; retrying it is safe (events are deduplicated by id,
  * the other device writes are upserts), so the gateway answers 503 with `Retry-After:
  * retryAfterSeconds`.
@@ -220,76 +220,6 @@ export class StoreUnavailableError extends Error {
     readonly retryAfterSeconds = STORE_RETRY_AFTER_S,
   ) {
     super(message);
-  }
-}
-
-/**
- * How many events may wait for the database in one gateway process, queued but not yet sent
- * (the statements or the transaction already running are not counted). While the database
- * stalls (a lock, a slow disk, a failover) events queue up; past this bound a new POST /events
- * is refused at once with {@link EventQueueFullError} (503, `Retry-After`) instead of holding
- * the device and growing memory without end. Counted in events, not callers: memory, the size of
- * the statements that drain the backlog and the time they take grow with events, and a POST holds
- * 1 to 500. 10,000 typical events (a few hundred bytes each) are a few MB, and a few hundred ms
- * of writes once the database answers; a healthy gateway never comes near it (its queue holds
- * what arrives during one statement). A caller is always taken when nothing waits, so a POST
- * larger than the bound is never refused for good. Stores take another bound as an option;
- * `GATEWAY_EVENT_QUEUE_MAX` sets it for the process.
- */
-export const EVENT_QUEUE_MAX = 10_000;
-
-/** The bound on queued events: `GATEWAY_EVENT_QUEUE_MAX` if a positive number, else {@link EVENT_QUEUE_MAX}. */
-export function eventQueueMaxFromEnv(): number {
-  return boundFromEnv("GATEWAY_EVENT_QUEUE_MAX", EVENT_QUEUE_MAX);
-}
-
-/** The environment variable `name` if a positive number, else `fallback`. */
-function boundFromEnv(name: string, fallback: number): number {
-  const n = Number(process.env[name]);
-  return n > 0 ? Math.floor(n) : fallback;
-}
-
-/**
- * A POST /events refused because `max` events already wait for the database (see
- * {@link EVENT_QUEUE_MAX}): nothing of it was written, nothing queued before it is affected;
- * the device keeps its events and sends them again later.
- */
-export class EventQueueFullError extends StoreUnavailableError {
-  override name = "EventQueueFullError";
-  constructor(queued: number, max: number) {
-    super(`Cannot store events now: ${queued} events are waiting for the database (at most ${max}); retry later`);
-  }
-}
-
-/**
- * How many upserts of a device's latest state (POST /apps-states; PUT /system_info,
- * /system_info/network, /system_info/config) may wait for the database in one gateway process,
- * counted from the call until the database answered. While it stalls each one holds its request,
- * its body (up to 256 KB) and a promise; past this bound a new one is refused at once with
- * {@link StateWritesFullError} (503, `Retry-After`). Refusing costs little: each write replaces
- * the device's previous copy, the device sends it again (fioup at its next cycle), and all that
- * is lost meanwhile is that the gateway shows the stale copy a little longer. 500: a healthy
- * gateway has a few in flight (each takes 1-2 ms, a commit's fsync, and a device sends them at
- * its start and when its apps change), and 500 are a second or more of SQLite's commits, one
- * after another on its writer thread, so only a stall or a sustained overload reaches it; 500
- * waiting bodies are a few MB at their usual size (1-5 KB), at most 128 MB at the largest allowed. Stores take another bound as an option;
- * `GATEWAY_STATE_WRITES_MAX` sets it for the process.
- */
-export const STATE_WRITES_MAX = 500;
-
-/** The bound on waiting state upserts: `GATEWAY_STATE_WRITES_MAX` if a positive number, else {@link STATE_WRITES_MAX}. */
-export function stateWritesMaxFromEnv(): number {
-  return boundFromEnv("GATEWAY_STATE_WRITES_MAX", STATE_WRITES_MAX);
-}
-
-/**
- * An apps-states or system-info upsert refused because `max` of them already wait for the
- * database (see {@link STATE_WRITES_MAX}): nothing of it was written, the device sends it again.
- */
-export class StateWritesFullError extends StoreUnavailableError {
-  override name = "StateWritesFullError";
-  constructor(waiting: number, max: number, what: string) {
-    super(`${what} now: ${waiting} device state writes are waiting for the database (at most ${max}); retry later`);
   }
 }
 
