@@ -5,6 +5,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { checkinList } from "../lib/api/index.ts";
 import type { Config } from "./config.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
@@ -70,8 +71,9 @@ export class DeviceClient {
   headers(extra?: ConstructorParameters<typeof Headers>[0]): Headers {
     const h = new Headers(extra);
     h.set("user-agent", `fioup/${FIOUP_VERSION}`);
-    h.set("x-ats-tags", this.ats.tags.join(","));
-    h.set("x-ats-dockerapps", this.ats.apps.join(","));
+    // What the gateway keeps of each list, and no more (a long head is refused by proxies: lib/api/device.ts).
+    h.set("x-ats-tags", checkinList(this.ats.tags));
+    h.set("x-ats-dockerapps", checkinList(this.ats.apps));
     if (this.ats.target) h.set("x-ats-target", this.ats.target);
     return h;
   }

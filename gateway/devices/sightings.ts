@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { readCheckinList } from "../../lib/api/index.ts";
 import type { Sighting, Store } from "../store/types.ts";
 
 /** What one device's check-ins said since the last flush (raw header values). */
@@ -20,25 +21,16 @@ interface Pending {
   apps: string | undefined;
 }
 
-const MAX_ITEMS = 32;
 /**
  * Devices written per transaction at flush. Each transaction is a commit (an fsync on SQLite) that
  * holds the database's one write lock, which POST /events' group commit then waits for: few large
  * transactions, each short enough (about 12 µs per device on SQLite) not to hold the event loop long.
  */
 const CHUNK = 2048;
-// eslint-disable-next-line no-control-regex
-const ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
+// A device-supplied target name: bounded, and nothing an operator's terminal would act on (as the lists: lib/api/device.ts).
 // eslint-disable-next-line no-control-regex
 const TARGET = /^[^\s\u0000-\u001f\u007f-\u009f]{1,256}$/;
 
-// Header lists are device-supplied: bounded, and no item an operator's terminal would act on.
-const list = (v: string) =>
-  v
-    .split(",")
-    .map((t) => t.trim())
-    .filter((t) => ITEM.test(t))
-    .slice(0, MAX_ITEMS);
 const validTarget = (v: string | null | undefined): v is string => !!v && TARGET.test(v);
 
 export class Sightings {
@@ -93,9 +85,9 @@ export class Sightings {
       let batch: Sighting[] = [];
       for (const [uuid, p] of pending) {
         const s: Sighting = { uuid, at: new Date(p.at).toISOString() };
-        if (p.tags !== undefined) s.tags = list(p.tags);
+        if (p.tags !== undefined) s.tags = readCheckinList(p.tags);
         if (p.target !== undefined) s.currentTarget = p.target;
-        if (p.apps !== undefined) s.apps = list(p.apps);
+        if (p.apps !== undefined) s.apps = readCheckinList(p.apps);
         batch.push(s);
         if (batch.length === CHUNK) {
           await this.#store.recordSightings(batch);

@@ -112,6 +112,41 @@ export const DeviceInfo = Type.Object({
 });
 export type DeviceInfo = Static<typeof DeviceInfo>;
 
+
+/**
+ * The lists a device reports in its check-in headers (`x-ats-tags`, `x-ats-dockerapps`): comma-
+ * separated items, each 1-128 characters with no whitespace, comma or control character (nothing
+ * an operator's terminal would act on). The gateway keeps the first CHECKIN_LIST_MAX_ITEMS valid
+ * items; the device sends at most those, and at most CHECKIN_LIST_MAX_BYTES per header, so a
+ * check-in's head stays well inside what a proxy takes (the shipped HAProxy plain-hop config takes
+ * about 7 KB of head: deploy/haproxy/gateway-plain.cfg). A device with more apps than fit reports
+ * the first ones; its update is not affected (only what the gateway shows of it).
+ */
+export const CHECKIN_LIST_MAX_ITEMS = 32;
+export const CHECKIN_LIST_MAX_BYTES = 2048;
+// eslint-disable-next-line no-control-regex
+const CHECKIN_ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
+
+/** A check-in header's list as the gateway reads it: the valid items, trimmed, the first CHECKIN_LIST_MAX_ITEMS. */
+export function readCheckinList(value: string): string[] {
+  return value
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => CHECKIN_ITEM.test(t))
+    .slice(0, CHECKIN_LIST_MAX_ITEMS);
+}
+
+/** A check-in header's value for `items`: what the gateway would keep of them, cut at CHECKIN_LIST_MAX_BYTES. */
+export function checkinList(items: readonly string[]): string {
+  let value = "";
+  for (const item of readCheckinList(items.join(","))) {
+    const next = value ? `${value},${item}` : item;
+    if (Buffer.byteLength(next) > CHECKIN_LIST_MAX_BYTES) break;
+    value = next;
+  }
+  return value;
+}
+
 /**
  * A device uuid as the gateway accepts it: canonical lower-case RFC 4122 text
  * (version 1 to 8, variant 10xx). One spelling per device, so an upper-case

@@ -14,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type Socket } from "node:net";
 import { chmodSync, chownSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { CHECKIN_LIST_MAX_BYTES, CHECKIN_LIST_MAX_ITEMS } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
+import { DeviceClient } from "../../fioup/device-client.ts";
 import { x509 } from "../../gateway/pki/x509.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
@@ -194,6 +196,19 @@ describe("HAProxy with a plain-HTTP hop (deploy/haproxy/gateway-plain.cfg)", () 
       expect(next.status).toBe(200);
       expect(JSON.parse(next.body).uuid).toBe(dev.uuid);
     }
+  });
+
+  test("fioup's own client with 300 apps and 40 long tags checks in through it: its lists are cut to what the gateway keeps", async () => {
+    const apps = Array.from({ length: 300 }, (_, i) => `app-${String(i).padStart(3, "0")}-collector-agent`);
+    const tags = Array.from({ length: 40 }, (_, i) => `tag-${i}-`.padEnd(128, "x"));
+    const client = new DeviceClient(proxy.url, { ca: gw.caPem, cert: dev.cert, key: dev.key }, { tags, apps, target: "amd64-linux-1" });
+    const res = await client.fetch("/repo/timestamp.json");
+    expect(res.status).toBe(200); // uncut, these lists make a 12.7 KB head: HAProxy's 400 on every check-in
+    const sent = client.headers();
+    const sentApps = sent.get("x-ats-dockerapps")!.split(",");
+    expect(sentApps).toEqual(apps.slice(0, CHECKIN_LIST_MAX_ITEMS));
+    expect(Buffer.byteLength(sent.get("x-ats-tags")!)).toBeLessThanOrEqual(CHECKIN_LIST_MAX_BYTES);
+    expect(sent.get("x-ats-tags")!.split(",")).toEqual(tags.slice(0, sent.get("x-ats-tags")!.split(",").length));
   });
 
   test("a certificate header a client sends through the proxy is stripped", async () => {
