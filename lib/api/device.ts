@@ -112,7 +112,6 @@ export const DeviceInfo = Type.Object({
 });
 export type DeviceInfo = Static<typeof DeviceInfo>;
 
-
 /**
  * The lists a device reports in its check-in headers (`x-ats-tags`, `x-ats-dockerapps`): comma-
  * separated items, each 1-128 characters with no whitespace, comma or control character (nothing
