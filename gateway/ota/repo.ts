@@ -145,13 +145,8 @@ export interface RefreshResult {
  * const bytes = await repo.metadata("timestamp.json"); // what GET /repo/timestamp.json returns
  * ```
  */
-/** A storage that can tell at once the latest record it holds in memory (gateway/store/tuf-cache.ts): `{ rec }`, else undefined. */
-interface LatestAtHand {
-  latestNow?(role: RoleName): { rec: TufRecord | undefined } | undefined;
-}
-
 export class TufRepo {
-  readonly #storage: TufStorage & LatestAtHand;
+  readonly #storage: TufStorage;
   readonly #keys: TufKeyStore;
   readonly #expiries: Record<RoleName, number>;
   readonly #margins: Record<RoleName, number>;

@@ -55,6 +55,13 @@ export interface TufStorage {
    * Returns how many were deleted.
    */
   deleteBefore?(role: Exclude<RoleName, "root">, version: number): Promise<number>;
+  /**
+   * Optional: the latest record of `role` if the storage holds it in memory now (`{ rec }`, rec
+   * undefined before the repository exists), else undefined; then ask getLatest. Lets a
+   * timestamp.json poll be answered without a promise (a cache in front of a database:
+   * gateway/store/tuf-cache.ts).
+   */
+  latestNow?(role: RoleName): { rec: TufRecord | undefined } | undefined;
 }
 
 /** Thrown by {@link TufStorage.put} when a `(role, version)` exists: a concurrent writer got there first. */

@@ -8,20 +8,21 @@
  * after the commit holding its events returned.
  *
  * The queue is bounded: while a commit stalls (another process holds the write lock, a slow
- * disk, a hung thread until the watchdog ends it) new events queue behind it; once `eventQueueMax`
- * events wait (EVENT_QUEUE_MAX in ./_waiting-writes.ts, 10,000, or `GATEWAY_EVENT_QUEUE_MAX`; the batch on
- * the thread not counted), a new append is refused at once with EventQueueFullError, which the
- * gateway answers 503 with `Retry-After`, as on PostgreSQL: the device keeps its events and sends
- * them later; what was queued before stays queued. It also bounds the next transaction's size.
+ * disk, a hung thread until the watchdog ends it) new events queue behind it; once
+ * `eventQueueMax` events wait (EVENT_QUEUE_MAX in ./_waiting-writes.ts, 10,000, or
+ * `GATEWAY_EVENT_QUEUE_MAX`; the batch on the thread not counted), a new append is refused at
+ * once with EventQueueFullError, which the gateway answers 503 with `Retry-After`, as on
+ * PostgreSQL: the device keeps its events and sends them later; what was queued before stays
+ * queued. It also bounds the next transaction's size.
  *
  * The other writes of the device path run there too: the sightings flush (last_seen, tags,
  * target, apps; a transaction per call, between event batches), the leader lease, apps-states
- * and system info. The last two are bounded the same way (putState: at most STATE_WRITES_MAX,
- * 500, or `GATEWAY_STATE_WRITES_MAX`, waiting until answered; past it StateWritesFullError, 503
- * with `Retry-After`), with ./_waiting-writes.ts as the events are; the sightings flush (the
- * gateway's own, batched) and the lease (never to be refused) are not. On the main thread they waited for SQLite's one write lock whenever the
+ * and system info. On the main thread they waited for SQLite's one write lock whenever the
  * worker held it, and SQLite's busy handler waits by sleeping, so the whole event loop slept
- * 1-26 ms at a time.
+ * 1-26 ms at a time. Apps-states and system info are bounded like the events (putState: at most
+ * STATE_WRITES_MAX, 500, or `GATEWAY_STATE_WRITES_MAX`, waiting until answered; past it
+ * StateWritesFullError, 503 with `Retry-After`); the sightings flush (the gateway's own, batched)
+ * and the lease (never to be refused) are not.
  *
  * If the thread dies (an uncaught error, an exit, a terminate), or hangs (the call it is on goes
  * 30 s without an answer: the watchdog in ./_writer-thread.ts, which says why 30 s, terminates it

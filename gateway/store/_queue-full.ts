@@ -1,7 +1,7 @@
 /**
- * For the stores' tests of the bounds on writes waiting for the database (./_waiting-writes.ts:
- * EVENT_QUEUE_MAX, STATE_WRITES_MAX in ./_waiting-writes.ts): how writes made past the bound ended,
- * waiting at most 1 s for each.
+ * For the stores' tests of the bounds on writes waiting for the database (EVENT_QUEUE_MAX and
+ * STATE_WRITES_MAX in ./_waiting-writes.ts): how writes made past the bound ended, waiting at
+ * most 1 s for each.
  */
 import { StoreUnavailableError } from "./types.ts";
 
