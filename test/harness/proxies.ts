@@ -109,7 +109,8 @@ export async function startReplicasBehindHaproxy(opts: { db: string; count: numb
   ];
   const first = await startGateway({ db: opts.db, args });
   const replicas = [first];
-  for (let i = 1; i < opts.count; i++) replicas.push(await startReplica(first, { db: opts.db, args }));
+  // The first replica has set the database up; the others start together.
+  replicas.push(...(await Promise.all(Array.from({ length: opts.count - 1 }, () => startReplica(first, { db: opts.db, args })))));
   const proxy = await startHaproxy({ dataDir: first.dataDir, replicas: replicas.map((r) => r.host), port: proxyPort });
   return { replicas, proxy };
 }
