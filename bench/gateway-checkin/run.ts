@@ -4,8 +4,9 @@
  * database seeded with many devices), kept alive and with a new TLS
  * connection per request. Same load, same run, against three "hello" servers
  * that show where the time goes: the gateway's own transport (gateway/transport/)
- * with a trivial handler, the previous node:tls + node:http transport, and a bare
- * Bun.serve with mTLS. Servers, load generator and this driver are separate processes.
+ * with a trivial handler, a bare Bun.listen TLS hello (what Bun.listen costs before our code),
+ * the previous node:tls + node:http transport, and a bare Bun.serve with mTLS. Each line splits
+ * the server's CPU by thread (event loop, SQLite writer, the rest) with the sleeps per request. Servers, load generator and this driver are separate processes.
  *
  * Behind HAProxy (`--servers ...,haproxy-gateway,haproxy-gateway-unix,haproxy-hello`): Debian's
  * haproxy with deploy/haproxy/gateway-plain.cfg (or the configs of `--haproxy-config`) terminates
@@ -14,12 +15,12 @@
  * (that topology's ceiling), or to the gateway's plain listener with a "hello" handler (`haproxy-listener`:
  * the listener's own cost). HAProxy's CPU is counted apart from the server's.
  *
- * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,node,bun,haproxy-gateway,haproxy-gateway-unix,haproxy-hello,haproxy-listener] [--haproxy-config gateway-plain.cfg[,/tmp/tuned.cfg]] [--baseline DIR] [--profile DIR]
+ * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,listen,node,bun,haproxy-gateway,haproxy-gateway-unix,haproxy-hello,haproxy-listener] [--haproxy-config gateway-plain.cfg[,/tmp/tuned.cfg]] [--baseline DIR] [--profile DIR]
  * (each server is run --rounds times, servers alternating, `sync` before each run, and its best round counts: the machine is shared)
  * (--db postgres starts a private PostgreSQL cluster for the run, with fsync off like the tests' unless
  * --pg-durable; a postgres:// URL must name an empty database: the gateway is bound to this run's CA).
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { benchArgs } from "../_args.ts";
@@ -42,7 +43,7 @@ const { values } = benchArgs({
     "pg-durable": { type: "boolean", default: false },
     modes: { type: "string", default: "keepalive,newconn,poll" },
     rounds: { type: "string", default: "3" },
-    /** Sides: gateway (its own TLS transport), transport, node, bun (hello servers), haproxy-gateway (HAProxy, then the gateway's --proxy-listen on TCP loopback), haproxy-gateway-unix (the same on a unix socket), haproxy-hello (HAProxy, then a plain Bun.serve hello), haproxy-listener (HAProxy, then the gateway's plain listener answering hello). */
+    /** Sides: gateway (its own TLS transport), transport, listen, node, bun (hello servers; listen: a bare Bun.listen TLS hello, hello-listen.ts), haproxy-gateway (HAProxy, then the gateway's --proxy-listen on TCP loopback), haproxy-gateway-unix (the same on a unix socket), haproxy-hello (HAProxy, then a plain Bun.serve hello), haproxy-listener (HAProxy, then the gateway's plain listener answering hello). */
     servers: { type: "string", default: "gateway,transport,bun" },
     /** HAProxy configs for the haproxy-* sides, comma-separated: names under deploy/haproxy/ or paths with a "/" (a tuned copy); one side per config. */
     "haproxy-config": { type: "string", default: "gateway-plain.cfg" },
@@ -108,7 +109,7 @@ try {
 
   // 2. Servers, each in its own process.
   const wanted = new Set(values.servers!.split(","));
-  const known = ["gateway", "transport", "node", "bun", "haproxy-gateway", "haproxy-gateway-unix", "haproxy-hello", "haproxy-listener"];
+  const known = ["gateway", "transport", "listen", "node", "bun", "haproxy-gateway", "haproxy-gateway-unix", "haproxy-hello", "haproxy-listener"];
   for (const w of wanted) if (!known.includes(w)) throw new Error(`--servers: unknown side "${w}" (known: ${known.join(", ")})`);
   if ([...wanted].some((w) => w.startsWith("haproxy-"))) {
     // HAProxy takes its connection limit from the open-file limit (two files per connection): a
@@ -161,6 +162,10 @@ try {
     const [url, pid] = await helloServer("hello-transport.ts");
     servers.push({ name: "transport hello", url, server: pid });
   }
+  if (wanted.has("listen")) {
+    const [url, pid] = await helloServer("hello-listen.ts");
+    servers.push({ name: "Bun.listen hello", url, server: pid });
+  }
   if (wanted.has("node")) {
     const [url, pid] = await helloServer("hello-node-http.ts");
     servers.push({ name: "node:http hello", url, server: pid });
@@ -208,6 +213,27 @@ try {
     const f = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
     return (Number(f[11]) + Number(f[12])) / 100;
   };
+  /**
+   * The server's CPU by thread (ns-precise run time from /proc/PID/task/TID/schedstat) and how
+   * often each slept (voluntary context switches), grouped: the event loop (the main thread), the
+   * SQLite writer (a Worker), and the rest (GC, JIT, allocator threads). On this VM a sleep and the
+   * wake that ends it cost tens of µs of CPU, so the wakes per request explain much of a gap.
+   */
+  const threadCpu = async (pid: number) => {
+    const byGroup: Record<string, { s: number; sleeps: number }> = {};
+    for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[]))
+      try {
+        const [stat, schedstat, status] = await Promise.all(["stat", "schedstat", "status"].map((f) => Bun.file(`/proc/${pid}/task/${tid}/${f}`).text()));
+        const name = stat!.slice(stat!.indexOf("(") + 1, stat!.lastIndexOf(")"));
+        const group = tid === String(pid) ? "main" : name === "Worker" ? "writer" : "other";
+        const g = (byGroup[group] ??= { s: 0, sleeps: 0 });
+        g.s += Number(schedstat!.split(" ")[0]) / 1e9;
+        g.sleeps += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status!)?.[1] ?? 0);
+      } catch {
+        // the thread ended meanwhile
+      }
+    return byGroup;
+  };
   const loadAverage = async () => (await Bun.file("/proc/loadavg").text()).split(" ")[0]!;
   type Mode = "keepalive" | "newconn" | "poll" | "newconn-poll";
   async function load(side: Side, mode: Mode, clients: number, seconds = SECONDS) {
@@ -216,7 +242,7 @@ try {
     Bun.spawnSync(["sync"]); // the previous run's writes do not land on this one
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
     // CPU over the timed part (kept-alive runs first connect every device, untimed): the server's and HAProxy's (the load generator reports its own).
-    const sample = async () => Promise.all([cpuSeconds(side.server), cpuSeconds(side.proxy)]);
+    const sample = async () => Promise.all([cpuSeconds(side.server), cpuSeconds(side.proxy), threadCpu(side.server)] as const);
     let cpu0 = await sample();
     const t0 = performance.now();
     let timedFrom = t0;
@@ -243,6 +269,8 @@ try {
     return {
       ...r,
       server: use(cpu1[0]! - cpu0[0]!, elapsed),
+      /** µs of CPU and sleeps per request, by thread group. */
+      threads: Object.entries(cpu1[2]).map(([group, t]) => ({ group, us: ((t.s - (cpu0[2][group]?.s ?? 0)) * 1e6) / Math.max(1, r.requests), sleeps: (t.sleeps - (cpu0[2][group]?.sleeps ?? 0)) / Math.max(1, r.requests) })),
       proxy: side.proxy === undefined ? undefined : use(cpu1[1]! - cpu0[1]!, elapsed),
       loadgen: use(r.cpu, r.seconds),
       load: await loadAverage(),
@@ -256,7 +284,7 @@ try {
   const fmt = (mode: string, r: Result) => {
     const cpu = r.proxy
       ? `CPU server ${pct(r.server.share)} + HAProxy ${pct(r.proxy.share)} = ${pct(r.server.share + r.proxy.share)}, µs/req ${r.server.us.toFixed(0)} + ${r.proxy.us.toFixed(0)} = ${(r.server.us + r.proxy.us).toFixed(0)}`
-      : `CPU server ${pct(r.server.share)}, µs/req ${r.server.us.toFixed(0)}`;
+      : `CPU server ${pct(r.server.share)}, µs/req ${r.server.us.toFixed(0)} (${r.threads.map((t) => `${t.group} ${t.us.toFixed(0)}/${t.sleeps.toFixed(2)} sleeps`).join(", ")})`;
     return `${r.rps.toFixed(0).padStart(6)} req/s${mode.endsWith("poll") ? "" : ` (${(r.rps / 2).toFixed(0)} check-ins/s)`} p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms, ${cpu}, load gen ${pct(r.loadgen.share)} ${r.loadgen.us.toFixed(0)} µs/req, load ${r.load}${r.errors ? ` (${r.errors} errors)` : ""}`;
   };
   const width = Math.max(...servers.map((s) => s.name.length));
