@@ -7,6 +7,8 @@
  *
  * Usage: bun hello-listen.ts <config.json>
  */
+export {}; // a module (top-level await)
+
 const cfg = (await Bun.file(process.argv[2]!).json()) as { cert: string; key: string; ca: string };
 const HELLO = Buffer.from("HTTP/1.1 200 OK\r\ncontent-type: text/plain;charset=utf-8\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
 const listener = Bun.listen({
