@@ -9,7 +9,7 @@
  * (TLS, TUF metadata, manifests, headers), so the faulty update may carry only its new blobs,
  * that overhead per run, and a slack per connection-cutting fault for the bytes in flight when
  * it cut. A fault that restarted a blob from zero carries its offset again (see SLACK_PER_FAULT)
- * and breaks the bound of the single-cut case (cut at twice the in-flight bound; the mixed case checks completion with
+ * and breaks the bound of the single-cut case (cut 4 MiB beyond the in-flight bound; the mixed case checks completion with
  * the same per-cut slack, which several cuts add up, so only the single cut is tight). fioup's own count of bytes received is printed beside the proxy's, raw:
  * it shows the device got no byte twice; the difference is what was in flight.
  */
@@ -41,13 +41,15 @@ let overheadPerRun = 0;
  * sent by the proxy but never read by the device. They sit in the two loopback socket buffers,
  * which Linux autotunes up to the maxima of net.ipv4.tcp_wmem and tcp_rmem (measured up to 9 MiB
  * for one cut here), plus the cut TLS record and the retried request's head (1 MiB allowed). So
- * the bound is the kernel's, read from this machine; the single-cut case lands its cut at twice
- * it, so a blob restarted from zero there always breaks the bound.
+ * the bound is the kernel's, read from this machine; the single-cut case lands its cut 4 MiB
+ * beyond it, so a blob restarted from zero there (carrying again the DEEP_CUT bytes sent before
+ * the cut, where a resume carries again only what was in flight) always breaks the bound.
  */
 const kernelMax = (f: string) => Number(readFileSync(`/proc/sys/net/ipv4/${f}`, "utf8").trim().split(/\s+/)[2]);
 const SLACK_PER_FAULT = kernelMax("tcp_rmem") + kernelMax("tcp_wmem") + MiB;
-/** Where the single cut lands, and the blob it cuts. */
-const DEEP_CUT = Math.ceil((2 * SLACK_PER_FAULT) / MiB) * MiB;
+/** Where the single cut lands; the blob it cuts goes on 8 MiB past it. */
+const DEEP_CUT = Math.ceil((SLACK_PER_FAULT + 4 * MiB) / MiB) * MiB;
+const DEEP_BLOB = DEEP_CUT + 8 * MiB;
 
 beforeAll(async () => {
   proxy = await startFaultProxy(0, 1);
@@ -124,7 +126,7 @@ describe("fioup through a faulty network", () => {
   }, 180_000);
 
   test("one connection dropped deep into a blob: the rerun resumes, nothing durable crosses the wire again", async () => {
-    await updateThrough(`one drop at ${DEEP_CUT / MiB} MiB of a ${(2 * DEEP_CUT) / MiB} MiB blob`, [{ kind: "drop", afterBytes: DEEP_CUT }], 2 * DEEP_CUT);
+    await updateThrough(`one drop at ${DEEP_CUT / MiB} MiB of a ${DEEP_BLOB / MiB} MiB blob`, [{ kind: "drop", afterBytes: DEEP_CUT }], DEEP_BLOB);
   }, 180_000);
 
   test("connections dropped, truncated and stalled mid-blob: the update still completes", async () => {
