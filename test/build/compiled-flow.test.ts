@@ -13,7 +13,10 @@
  *   whole flow on arm64 runs in `npm run reliability` (RELIABILITY_FULL=1).
  *
  * The harness picks the binaries up from $FIOUP_BIN and $GATEWAY_BIN, so the flow is the one
- * the source tree is tested with, not a second copy of it.
+ * the source tree is tested with, not a second copy of it. The two runs go at the same time (own
+ * gateway, registry, device and app each; the shared dockerd): most of a run is waiting on
+ * docker-compose and the apps' settle time, so side by side they take little more than the
+ * longer one.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, writeFileSync } from "node:fs";
@@ -50,19 +53,32 @@ async function flow(env: Record<string, string>, only?: string): Promise<{ code:
   return { code, summary: all.split("\n").filter((l) => /^\s*\d+ (pass|fail)$|^\((pass|fail)\)/.test(l)).join("\n"), out: all };
 }
 
+type Flow = Awaited<ReturnType<typeof flow>>;
+let running: { x64: Promise<Flow>; arm64: Promise<Flow> } | undefined;
+/** Both runs, started together by whichever test asks first. */
+function runs(): { x64: Promise<Flow>; arm64: Promise<Flow> } {
+  running ??= {
+    x64: flow({ FIOUP_BIN: binaryPath("fioup", "x64"), GATEWAY_BIN: binaryPath("gateway", "x64") }),
+    arm64: (async () => {
+      const wrapper = join(await tempDir("fioup-arm64-"), "fioup");
+      writeFileSync(wrapper, `#!/bin/sh\nexec qemu-aarch64-static -L ${sysroot} ${binaryPath("fioup", "arm64")} "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      return await flow({ FIOUP_BIN: wrapper, GATEWAY_BIN: binaryPath("gateway", "x64") }, FULL ? undefined : FIRST_CASE);
+    })(),
+  };
+  return running;
+}
+
 describe("the compiled binaries run the whole update flow", () => {
   test("fioup-linux-x64 against gateway-linux-x64: register, update, change, update, rollback", async () => {
-    const r = await flow({ FIOUP_BIN: binaryPath("fioup", "x64"), GATEWAY_BIN: binaryPath("gateway", "x64") });
+    const r = await runs().x64;
     expect(r.summary, r.out.slice(-3000)).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
     expect(r.summary, r.out.slice(-3000)).toMatch(/^\s*0 fail$/m);
     expect(r.code).toBe(0);
   }, 900_000);
 
   test(`fioup-linux-arm64 under qemu-user against the x64 gateway: ${FULL ? "the same flow" : "register and the first update"}`, async () => {
-    const wrapper = join(await tempDir("fioup-arm64-"), "fioup");
-    writeFileSync(wrapper, `#!/bin/sh\nexec qemu-aarch64-static -L ${sysroot} ${binaryPath("fioup", "arm64")} "$@"\n`);
-    chmodSync(wrapper, 0o755);
-    const r = await flow({ FIOUP_BIN: wrapper, GATEWAY_BIN: binaryPath("gateway", "x64") }, FULL ? undefined : FIRST_CASE);
+    const r = await runs().arm64;
     expect(r.summary, r.out.slice(-3000)).toContain(`(pass) fioup update > ${FIRST_CASE}`);
     if (FULL) expect(r.summary, r.out.slice(-3000)).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
     expect(r.summary, r.out.slice(-3000)).toMatch(FULL ? /^\s*[1-9]\d* pass$/m : /^\s*1 pass$/m);
