@@ -285,6 +285,20 @@ export const MIGRATIONS: Migration[] = [
       labelsIndex: "CREATE INDEX devices_labels ON devices USING GIN (labels jsonb_path_ops)",
     }),
   },
+  {
+    // Every stored event went into two indexes keyed by device first: the unique (device_uuid, id)
+    // that deduplicates, and events_device (device_uuid, seq). With thousands of devices each new
+    // event lands on its own page of each, so each index costs a page written (and on SQLite a WAL
+    // frame fsynced at commit, then checkpointed) per event: on SQLite with 1,000,000 devices,
+    // 10,000 of them posting, dropping events_device cut the writer's CPU per event by about a
+    // third (measured in batches of 64). A device's events are still found through the unique
+    // index; listing them in arrival order (the admin API) now sorts that device's rows: about
+    // 100 ms instead of 10 for a device with 20,000 events.
+    version: 33,
+    description: "events: one index per event (the (device_uuid, id) dedupe key), not two",
+    sqlite: "DROP INDEX IF EXISTS events_device",
+    postgres: "DROP INDEX IF EXISTS events_device",
+  },
 ];
 
 /** The statements of a migration: split at semicolons outside $$-quoted bodies (PostgreSQL functions). */
