@@ -270,7 +270,12 @@ try {
       ...r,
       server: use(cpu1[0]! - cpu0[0]!, elapsed),
       /** µs of CPU and sleeps per request, by thread group. */
-      threads: Object.entries(cpu1[2]).map(([group, t]) => ({ group, us: ((t.s - (cpu0[2][group]?.s ?? 0)) * 1e6) / Math.max(1, r.requests), sleeps: (t.sleeps - (cpu0[2][group]?.sleeps ?? 0)) / Math.max(1, r.requests) })),
+      // (A thread that ended between the two samples takes its counts with it: never below zero.)
+      threads: Object.entries(cpu1[2]).map(([group, t]) => ({
+        group,
+        us: Math.max(0, ((t.s - (cpu0[2][group]?.s ?? 0)) * 1e6) / Math.max(1, r.requests)),
+        sleeps: Math.max(0, (t.sleeps - (cpu0[2][group]?.sleeps ?? 0)) / Math.max(1, r.requests)),
+      })),
       proxy: side.proxy === undefined ? undefined : use(cpu1[1]! - cpu0[1]!, elapsed),
       loadgen: use(r.cpu, r.seconds),
       load: await loadAverage(),
