@@ -77,7 +77,8 @@ test("sightings and grouped events of the same devices at once never deadlock (b
 
 /**
  * Another session holding `tables` (a migration, a long maintenance statement): every write to
- * them waits until `release()`; `ended` settles once the lock is given back.
+ * them waits until `release()`; `ended` settles once the lock is given back. `done(...handles)`
+ * (a test's finally) releases it, waits for that, and closes the test's connections.
  */
 async function holdTables(locker: SQL, tables: string) {
   const release = Promise.withResolvers<void>();
@@ -88,7 +89,13 @@ async function holdTables(locker: SQL, tables: string) {
     await release.promise;
   });
   await Promise.race([locked.promise, ended]);
-  return { release: () => release.resolve(), ended: ended.then(() => {}) };
+  const lock = { release: () => release.resolve(), ended: ended.then(() => {}) };
+  const done = async (...handles: { close(): Promise<unknown> }[]) => {
+    lock.release();
+    await lock.ended.catch(() => {});
+    for (const h of handles) await h.close();
+  };
+  return { ...lock, done };
 }
 
 test("while PostgreSQL stalls, events waiting beyond the bound are refused at once (503, Retry-After); the queued ones are all stored once it answers", async () => {
@@ -130,10 +137,7 @@ test("while PostgreSQL stalls, events waiting beyond the bound are refused at on
     // The queue drained: the device that was refused sends again and is taken.
     expect(await bounded.appendEvents(devices[7]!.uuid, [anEvent()])).toBe(1);
   } finally {
-    lock.release();
-    await lock.ended.catch(() => {});
-    await locker.close();
-    await bounded.close();
+    await lock.done(locker, bounded);
   }
 }, 20_000);
 
@@ -172,9 +176,6 @@ test("while PostgreSQL stalls, apps-states and system-info upserts waiting beyon
     await writes[0]!(0, "again");
     expect(Object.keys((await bounded.getAppsStates(devices[0]!.uuid))?.apps ?? {})).toEqual(["app-again"]);
   } finally {
-    lock.release();
-    await lock.ended.catch(() => {});
-    await locker.close();
-    await bounded.close();
+    await lock.done(locker, bounded);
   }
 }, 20_000);
