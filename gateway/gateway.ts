@@ -62,6 +62,8 @@ export interface ServeOptions {
   registryDir?: string;
   /** How often the signer-lease holder moves rollouts on (default 5000 ms; 0: never, tests tick by hand). */
   rolloutTickMs?: number;
+  /** How long the signer lease outlives a holder that stopped renewing it (default 6000 ms; renewed every third of it). */
+  signerLeaseMs?: number;
   /** Background reload of each replica's device views (default 0: only when a new timestamp version appears). */
   rolloutViewPollMs?: number;
   log?: (line: string) => void;
@@ -118,6 +120,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
   // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.
   const signer = new LeaderLease(store, "tuf-signer", {
+    ...(opts.signerLeaseMs !== undefined ? { ttlMs: opts.signerLeaseMs } : {}),
     onAcquire: () => {
       log("gateway: this replica is the TUF signer");
       tufTimer?.runNow();

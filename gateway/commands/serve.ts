@@ -65,6 +65,12 @@ export default defineCommand({
     },
     "polling-seconds": { type: "string", description: "Polling interval written into new devices' sota.toml", default: "300", placeholder: "N" },
     "rollout-tick": { type: "string", description: "Seconds between rollout checks (halt, advance, complete) on the signer replica", default: "5", placeholder: "SECONDS" },
+    "signer-lease": {
+      type: "string",
+      description: "Seconds the signer role (TUF re-signing, rollout checks) outlives a replica that stopped renewing it: a replica, or a restarted single gateway, takes it over within about 1.3 times this",
+      default: "6",
+      placeholder: "SECONDS",
+    },
     "tuf-expiry": { type: "strings", description: "Lifetime of a TUF role's metadata, e.g. timestamp=1h (defaults root=365d targets=365d snapshot=7d timestamp=1d)", placeholder: "ROLE=DURATION" },
   },
   async run({ flags, out }) {
@@ -104,6 +110,7 @@ export default defineCommand({
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,
       rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false) * 1000,
+      signerLeaseMs: positive("signer-lease", flags["signer-lease"], false) * 1000,
       log: (line) => out.info(line),
     });
     await new Promise<void>((resolve) => {

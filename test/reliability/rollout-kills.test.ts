@@ -21,7 +21,12 @@ afterAll(() => tally.print());
 
 const devices = Number(process.env.RELIABILITY_ROLLOUT_DEVICES ?? (FULL ? 1000 : 40));
 const WAVES = [10, 50, 100];
-const ARGS = ["--polling-seconds", "1", "--rollout-tick", "1"];
+/**
+ * A rollout check every 0.25 s, well under the 1 s soak and health window: a wave moves on soon
+ * after its time is up. The restarted gateway must wait out the killed one's signer lease before
+ * it moves the rollout on: 2 s instead of the default 6.
+ */
+const ARGS = ["--polling-seconds", "1", "--rollout-tick", "0.25", "--signer-lease", "2"];
 
 test(`a rollout to ${devices} devices, the gateway SIGKILLed in every wave: same state after each restart, then it completes`, async () => {
   let gw: GatewayHandle = await startGateway({ args: ARGS });
