@@ -296,8 +296,11 @@ try {
   for (const clients of CLIENT_COUNTS)
     for (const mode of values.modes!.split(",") as Mode[]) {
       const results: Record<string, Result> = {};
-      // Warm-up (JIT, caches); kept-alive runs warm up anyway while connecting every device.
-      if (mode.startsWith("newconn")) for (const side of servers) await load(side, mode, clients, 2).catch(() => undefined);
+      // Warm-up (JIT, caches); kept-alive runs warm up anyway while connecting every device. 6 s, not
+      // 2: the gateway's code was still being compiled well into the first timed round (about 600
+      // JIT compiles in the first 6 s of new-connection load, 21 in the next 6 s), its JIT thread
+      // adding 10-50 µs per request that a long-running server does not pay.
+      if (mode.startsWith("newconn")) for (const side of servers) await load(side, mode, clients, 6).catch(() => undefined);
       for (let round = 0; round < Number(values.rounds); round++) {
         for (const side of servers) {
           const r = await load(side, mode, clients);
