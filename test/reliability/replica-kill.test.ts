@@ -9,14 +9,16 @@
  * - every acknowledged event stored exactly once (the database is read directly);
  * - the signer role moves to a survivor within 10 s, and every timestamp a device fetched was
  *   unexpired (timestamps live 40 s here and are re-signed 10 s before they expire, so the
- *   survivors must take over re-signing within the run).
+ *   survivors must take over re-signing within the run; npm test's quick form below: 24 s and 6 s).
  *
  * 200 devices by default, 2,000 with RELIABILITY_FULL=1 (REPLICA_KILL_DEVICES=N sets another size).
  * The load lasts until the old signer's last timestamp has run out with devices still checking in,
  * and a timestamp a survivor signed after the kill has reached them (both asserted); and at least
- * 45 s with RELIABILITY_FULL=1 (issue 17's acceptance run: kill at 8 s) or 20 s in npm test's quick
- * form (kill at 5 s). The quick form thus ends 2 s after the old timestamp expired, about 30 s of
- * load instead of a fixed 45 s, and still checks every point above.
+ * 45 s with RELIABILITY_FULL=1 (issue 17's acceptance run: kill at 8 s, the default 6 s signer
+ * lease, timestamps of 40 s). npm test's quick form checks every point above in about 20 s of load:
+ * the replicas run with a 2 s signer lease (`--signer-lease`: the role moves within ~3 s) and 24 s
+ * timestamps, and the kill comes at 5 s or later, once the old signer's current timestamp has 12 s
+ * or more to live (so its last one surely outlives the takeover and the survivors must replace it).
  */
 import { SQL } from "bun";
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -40,10 +42,13 @@ const PERIOD_MS = Math.max(2500, DEVICES * 12.5);
 /** The least the load lasts; it goes on past that until devices have fetched a timestamp a survivor signed after the kill. */
 const MIN_LOAD_MS = FULL ? Math.max(45_000, PERIOD_MS * 2.5) : 20_000;
 const KILL_AT_MS = FULL ? 8_000 : 5_000;
-/** The timestamp lifetime (--tuf-expiry): re-signed 10 s (a quarter) before it runs out. */
-const TIMESTAMP_S = 40;
+/** The timestamp lifetime (--tuf-expiry): re-signed a quarter of it before it runs out. */
+const TIMESTAMP_S = FULL ? 40 : 24;
+/** The kill waits until the newest timestamp devices fetched has this long to live (the quick form's margin over its 3 s takeover). */
+const KILL_LEFT_MS = FULL ? 0 : 12_000;
+const REPLICA_ARGS = ["--tuf-expiry", `timestamp=${TIMESTAMP_S}s`, ...(FULL ? [] : ["--signer-lease", "2"])];
 /** Past this the load stops anyway (and the re-signing checks fail): the old signer's last timestamp has surely run out. */
-const MAX_LOAD_MS = Math.max(MIN_LOAD_MS, KILL_AT_MS + TIMESTAMP_S * 1000 + 15_000);
+const MAX_LOAD_MS = Math.max(MIN_LOAD_MS, KILL_AT_MS + 2 * TIMESTAMP_S * 1000 + 15_000);
 /** After the kill, the proxy needs its health checks to mark the replica down; failures after this are not allowed. */
 const SETTLE_MS = 8_000;
 const SIGNER = "gateway: this replica is the TUF signer";
@@ -57,8 +62,8 @@ let fleet: SimFleet;
 beforeAll(async () => {
   pg = await startPostgres();
   dbUrl = await pg.createDatabase("replicakill");
-  // Timestamps live 40 s: the survivors must keep re-signing them during the run.
-  const started = await startReplicasBehindHaproxy({ db: dbUrl, count: 3, args: ["--tuf-expiry", `timestamp=${TIMESTAMP_S}s`] });
+  // Short-lived timestamps: the survivors must keep re-signing them during the run.
+  const started = await startReplicasBehindHaproxy({ db: dbUrl, count: 3, args: REPLICA_ARGS });
   replicas.push(...started.replicas);
   proxy = started.proxy;
   const first = replicas[0]!;
@@ -141,6 +146,7 @@ test("SIGKILL of the signer replica under load: devices lose nothing, events sto
   let movedMs = -1;
   const killer = (async () => {
     await Bun.sleep(KILL_AT_MS);
+    while (seen.oldExpires - Date.now() < KILL_LEFT_MS && Date.now() - t0 < MAX_LOAD_MS) await Bun.sleep(50);
     await signer.kill();
     seen.killAt = Date.now();
     killedAt = seen.killAt - t0;
