@@ -280,9 +280,13 @@ export async function deviceOnV1(o: {
   /** The v1 image; default httpdImage(body). */
   image?: BusyboxImageOptions;
 }): Promise<{ pub: Publisher; uuid: string }> {
-  const { ref } = await pushImageDetailed(o.upstream, o.repo, "v1", o.image ?? httpdImage(o.body));
-  const pub = await Publisher.create(o.gw, o.upstream, { [`${o.app}/docker-compose.yml`]: httpdCompose(ref, o.port) });
-  const uuid = await o.device.register(o.gw);
+  // The device registers while the image is built and pushed (neither needs the other).
+  const [pub, uuid] = await Promise.all([
+    pushImageDetailed(o.upstream, o.repo, "v1", o.image ?? httpdImage(o.body)).then(({ ref }) =>
+      Publisher.create(o.gw, o.upstream, { [`${o.app}/docker-compose.yml`]: httpdCompose(ref, o.port) }),
+    ),
+    o.device.register(o.gw),
+  ]);
   await pub.publish(1);
   const r = await o.device.fioup("update");
   if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
