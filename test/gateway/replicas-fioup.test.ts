@@ -36,6 +36,8 @@ const CUT_AT = 8 * MiB;
 /** What a replica serves a device for an update beyond the big layer (config, small layers). */
 const SMALL = MiB;
 const APP_A = `repla${process.pid}`;
+/** What v2 serves, on each app's own port. */
+const V2_PAGE = "repl v2";
 const APP_B = `replb${process.pid}`;
 
 let pg: PostgresHandle;
@@ -80,16 +82,11 @@ beforeAll(async () => {
   expect(await httpGet(ports[APP_A]!)).toBe(`${APP_A} v1`);
   expect(await httpGet(ports[APP_B]!)).toBe(`${APP_B} v1`);
 
-  // v2: the same big layer under each app's new page.
-  const big = randomBytes(LAYER);
-  const v2 = await Promise.all(
-    [APP_A, APP_B].map((app) =>
-      pushImageDetailed(upstream, `repl/${app}`, "v2", { ...httpdImage(`${app} v2`), layers: [{ "/www/index.html": `${app} v2` }, { "/big.bin": big }] }),
-    ),
-  );
+  // v2: one image with the big layer for both apps (built and pushed once; each device fetches it into its own store).
+  const v2 = await pushImageDetailed(upstream, "repl/big", "v2", { ...httpdImage(V2_PAGE), layers: [{ "/www/index.html": V2_PAGE }, { "/big.bin": randomBytes(LAYER) }] });
   await pub.commit({
-    [`${APP_A}/docker-compose.yml`]: httpdCompose(v2[0]!.ref, ports[APP_A]!),
-    [`${APP_B}/docker-compose.yml`]: httpdCompose(v2[1]!.ref, ports[APP_B]!),
+    [`${APP_A}/docker-compose.yml`]: httpdCompose(v2.ref, ports[APP_A]!),
+    [`${APP_B}/docker-compose.yml`]: httpdCompose(v2.ref, ports[APP_B]!),
   });
   await pub.publish(2);
 }, 180_000);
@@ -120,7 +117,7 @@ test("device A updates to v2 through the replicas", async () => {
   const before = await blobBytes(uuid);
   const r = await device.fioup("update");
   expect(r.code, r.stderr).toBe(0);
-  expect(await httpGet(ports[APP_A]!)).toBe(`${APP_A} v2`);
+  expect(await httpGet(ports[APP_A]!)).toBe(V2_PAGE);
   const after = await blobBytes(uuid);
   const served = after.reduce((n, b, i) => n + b - before[i]!, 0);
   console.log(`device A: replicas served ${after.map((b, i) => b - before[i]!).join(" + ")} blob bytes (layer ${LAYER})`);
@@ -171,7 +168,7 @@ test("device B: the replica streaming its layer is SIGKILLed mid-blob; the other
     runs.push(r.code);
   }
   expect(r.code, r.stderr).toBe(0);
-  expect(await httpGet(ports[APP_B]!)).toBe(`${APP_B} v2`);
+  expect(await httpGet(ports[APP_B]!)).toBe(V2_PAGE);
 
   const fromSurvivor = (await servedBytes(survivor, `device:${uuid}`)).blob - before[replicas.indexOf(survivor)]!;
   const total = victimServed + fromSurvivor;
