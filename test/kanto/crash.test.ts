@@ -168,7 +168,8 @@ describe("fioup agent after a crash or a broker restart", () => {
   test("the broker stopped and restarted: the agent reconnects and republishes the retained current state", async () => {
     const conf = join(rig.broker.dir, "mosquitto.conf");
     await rig.broker.stop();
-    await Bun.sleep(1500);
+    // The agent saw the connection close and backs off (its first retry comes 1 s later).
+    await rig.agent!.waitForLog("reconnecting in", 15_000);
     const broker = Proc.start({ name: "mosquitto", cmd: ["mosquitto", "-c", conf], logFile: join(rig.broker.dir, "mosquitto-2.log") });
     try {
       await broker.waitUntil(() => portAnswers(rig.broker.port), "listener", 15_000);
