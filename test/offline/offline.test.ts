@@ -54,11 +54,13 @@ beforeAll(async () => {
   device = await Device.create(dockerd);
   bundles = await tempDir("offline-bundles-");
   ({ pub, uuid } = await deviceOnV1({ gw, upstream, device, app: APP, repo: "offline/web", port, body: "offline v1" }));
-  await publishApp(2, await pushImage(upstream, "offline/web", "v2", httpdImage("offline v2")));
-  await publishApp(3, await pushImage(upstream, "offline/web", "v3", { cmd: ["sh", "-c", "exit 3"], layers: [{ "/www/index.html": "v3" }] }));
-  await exportBundle(2, 1, "v2");
-  await exportBundle(3, 2, "v3");
-  await exportBundle(2, undefined, "v2-full");
+  const [v2, v3] = await Promise.all([
+    pushImage(upstream, "offline/web", "v2", httpdImage("offline v2")),
+    pushImage(upstream, "offline/web", "v3", { cmd: ["sh", "-c", "exit 3"], layers: [{ "/www/index.html": "v3" }] }),
+  ]);
+  await publishApp(2, v2);
+  await publishApp(3, v3);
+  await Promise.all([exportBundle(2, 1, "v2"), exportBundle(3, 2, "v3"), exportBundle(2, undefined, "v2-full")]);
   // The root a factory holds (preload needs it: a bundle cannot vouch for its own first root).
   writeFileSync(join(bundles, "root.json"), await (await fetch(`${gw.url}/repo/1.root.json`, { headers: { authorization: `Bearer ${gw.adminToken}` }, tls: { ca: readFileSync(join(gw.dataDir, "pki/ca.pem"), "utf8") } } as RequestInit)).text());
   // From here the device has no route to the gateway: its URL is a loopback port nobody listens on.
@@ -124,7 +126,7 @@ describe("offline bundles", () => {
     await publishApp(4, await pushImage(upstream, "offline/web", "v4", httpdImage("offline v4")));
     const dir = await exportBundle(4, 2, "v4");
     const expires = Date.parse(JSON.parse(readFileSync(join(dir, "tuf/timestamp.json"), "utf8")).signed.expires);
-    await sleep(Math.max(0, expires - Date.now()) + 1000);
+    await sleep(Math.max(0, expires - Date.now()) + 250);
 
     const stale = await device.fioup("update", "--offline", dir);
     expect(stale.code, stale.stderr).toBe(30); // TUF verification failed
@@ -141,7 +143,7 @@ describe("offline bundles", () => {
       cpSync(dir, stick, { recursive: true });
       // Until the update is done, steps and all (the app answers before the start step ends).
       const deadline = Date.now() + 60_000;
-      while (device.updateState()?.state !== "completed" && Date.now() < deadline) await sleep(500);
+      while (device.updateState()?.state !== "completed" && Date.now() < deadline) await sleep(100);
       expect(await httpGet(port)).toBe("offline v4");
     } finally {
       watcher.kill("SIGTERM");
