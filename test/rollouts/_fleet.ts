@@ -25,6 +25,12 @@ export const TAG = "master";
 /** How long each wave soaks and each device must stay healthy, in seconds (short: tests). */
 export const SOAK_S = 1;
 export const HEALTH_WINDOW_S = 1;
+/**
+ * Seconds between the gateway's rollout checks: well under the soak and health window, so a
+ * wave advances (or a rollout halts or completes) soon after its time is up, not up to a
+ * second later at every step.
+ */
+const ROLLOUT_TICK_S = "0.25";
 
 export interface RealDevice {
   device: Device;
@@ -67,7 +73,7 @@ export class RolloutFleet {
     const [dockerd, upstream, gw] = await Promise.all([
       startDockerd(),
       startDockerRegistry(),
-      startGateway({ ...(db ? { db } : {}), args: ["--polling-seconds", "1", "--rollout-tick", "1"] }),
+      startGateway({ ...(db ? { db } : {}), args: ["--polling-seconds", "1", "--rollout-tick", ROLLOUT_TICK_S] }),
     ]);
     const t = asTestGateway(gw);
     const ports = [await freePort(), await freePort()];
@@ -135,7 +141,7 @@ export class RolloutFleet {
   /** SIGKILLs the gateway and starts it again on the same data dir, port and database. */
   async killAndRestart(): Promise<void> {
     await this.gw.kill();
-    this.gw = await startGateway({ dataDir: this.gw.dataDir, ...(this.db ? { db: this.db } : {}), args: ["--polling-seconds", "1", "--rollout-tick", "1"] });
+    this.gw = await startGateway({ dataDir: this.gw.dataDir, ...(this.db ? { db: this.db } : {}), args: ["--polling-seconds", "1", "--rollout-tick", ROLLOUT_TICK_S] });
     this.t = asTestGateway(this.gw);
   }
 

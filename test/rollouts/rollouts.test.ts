@@ -2,7 +2,7 @@
  * Rollouts end to end over real TLS, on SQLite (npm test) and on PostgreSQL (OTA_TEST_DB=postgres,
  * as `npm run reliability` runs it): 200 simulated devices (own
  * certificates, TUF verified with lib/tuf, real events and apps-states) and 2 real fioup
- * devices on the private dockerd, against `gateway serve` with a 1 s rollout tick.
+ * devices on the private dockerd, against `gateway serve` with a 0.25 s rollout tick.
  *
  * 1. Version 2 in waves 1%, 10%, 100% advances wave by wave; at every moment the signed
  *    metadata a device verifies offers version 2 only if its wave is released (computed here
@@ -181,7 +181,7 @@ for (const kind of KINDS) {
       const deadline = Date.now() + 60_000;
       while ((detail.state !== "halted" || detail.failures.length < 3) && Date.now() < deadline) {
         await fleet.sims.cycle();
-        await Bun.sleep(500);
+        await Bun.sleep(200);
         detail = await fleet.show(created.id);
       }
       expect(detail.state).toBe("halted");
@@ -288,7 +288,7 @@ for (const kind of KINDS) {
       const cli = (...args: string[]) => Bun.spawnSync([process.execPath, `${ROOT}/gateway/main.ts`, ...args, "--data", fleet.gw.dataDir, "--format", "json"], { stdout: "pipe", stderr: "pipe" });
       let shown: RolloutDetail | undefined;
       const deadline = Date.now() + 20_000;
-      for (; Date.now() < deadline; await Bun.sleep(500)) {
+      for (; Date.now() < deadline; await Bun.sleep(200)) {
         const r = cli("rollouts", "show", created.id);
         expect(r.exitCode, r.stderr.toString()).toBe(0);
         shown = JSON.parse(r.stdout.toString()) as RolloutDetail;
@@ -312,7 +312,7 @@ for (const kind of KINDS) {
       expect((await servedBytes(fleet.gw, `device:${a.uuid}`)).blob).toBe(blobsFetched.blob);
       for (const r of fleet.real) expect(await httpGet(r.port)).toBe("hello v5");
       let detail = await fleet.show(created.id);
-      for (const end = Date.now() + 30_000; detail.state !== "completed" && Date.now() < end; await Bun.sleep(500)) detail = await fleet.show(created.id);
+      for (const end = Date.now() + 30_000; detail.state !== "completed" && Date.now() < end; await Bun.sleep(100)) detail = await fleet.show(created.id);
       expect(detail.state).toBe("completed");
       expect(detail.holds).toEqual([]);
       expect((await b.device.fioup("unlock")).code).toBe(0);
