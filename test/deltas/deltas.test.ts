@@ -1,6 +1,6 @@
 /**
  * Image deltas end to end: an app whose image has a ~50 MB layer of real files (shared
- * libraries; ~19 MB gzipped, so a 1 MB delta is well under a tenth of it, and the whole-layer
+ * libraries; ~25 MB gzipped at level 1, so a 1 MB delta is well under a tenth of it, and the whole-layer
  * fallback is large enough to tell apart from the delta). Version 2 changes one 1 MB file: the device fetches a delta for that layer
  * (counted by the gateway's registry apart from full blobs), rebuilds it, docker loads it and
  * runs the new image, and the update's events say what came as a delta. Version 3's delta is
