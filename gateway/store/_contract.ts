@@ -152,6 +152,21 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.countEvents()).toBe(total + 2);
   });
 
+  test("listEvents() gives a device's events in arrival order, whatever their ids, and honours the limit", async () => {
+    const s = await open();
+    const d = aDevice();
+    const other = aDevice();
+    const sent: ReturnType<typeof anEvent>[] = [];
+    for (let i = 0; i < 5; i++) {
+      const batch = Array.from({ length: 6 }, () => anEvent({ id: crypto.randomUUID() })); // id order is not arrival order
+      sent.push(...batch);
+      await s.appendEvents(d.uuid, batch);
+      await s.appendEvents(other.uuid, [anEvent()]);
+    }
+    expect((await s.listEvents(d.uuid)).map((e) => e.event.id)).toEqual(sent.map((e) => e.id));
+    expect((await s.listEvents(d.uuid, { limit: 7 })).map((e) => e.event.id)).toEqual(sent.slice(0, 7).map((e) => e.id));
+  });
+
   test("appendEvents() keeps events of different devices apart, even with equal ids", async () => {
     const s = await open();
     const a = aDevice();

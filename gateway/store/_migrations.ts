@@ -292,8 +292,9 @@ export const MIGRATIONS: Migration[] = [
     // frame fsynced at commit, then checkpointed) per event: on SQLite with 1,000,000 devices,
     // 10,000 of them posting, dropping events_device cut the writer's CPU per event by about a
     // third (measured in batches of 64). A device's events are still found through the unique
-    // index; listing them in arrival order (the admin API) now sorts that device's rows: about
-    // 100 ms instead of 10 for a device with 20,000 events.
+    // index; listing them in arrival order (the admin API) reads their seqs from it and the rows by
+    // rowid on SQLite (31 ms instead of 22 for a device with 20,000 events), and sorts the device's
+    // rows on PostgreSQL.
     version: 33,
     description: "events: one index per event (the (device_uuid, id) dedupe key), not two",
     sqlite: "DROP INDEX IF EXISTS events_device",
