@@ -349,12 +349,26 @@ export class Proc {
     }
   }
 
-  /** Waits until the log contains `pattern`. */
-  async waitForLog(pattern: string | RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+  /** The log's size in bytes now: pass it as `from` to look only at what is written after this point. */
+  logSize(): number {
+    return existsSync(this.logFile) ? statSync(this.logFile).size : 0;
+  }
+
+  /** What the log gained since byte offset `from` (a `logSize()` taken earlier). */
+  logSince(from: number): string {
+    return tailFile(this.logFile, Math.max(0, this.logSize() - from));
+  }
+
+  /**
+   * Waits until the log contains `pattern`: in its last MiB, or, given `from` (a `logSize()`
+   * taken earlier), only in what was written after that offset. The log file is opened in
+   * append mode, so without `from` a line from an earlier run of the same service matches too.
+   */
+  async waitForLog(pattern: string | RegExp, timeoutMs = 30_000, from?: number): Promise<RegExpMatchArray> {
     let match: RegExpMatchArray | null = null;
     await this.waitUntil(
       () => {
-        const text = tailFile(this.logFile, 1 << 20);
+        const text = from === undefined ? tailFile(this.logFile, 1 << 20) : this.logSince(from);
         match = typeof pattern === "string" ? (text.includes(pattern) ? [pattern] : null) : text.match(pattern);
         return match !== null;
       },
