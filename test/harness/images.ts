@@ -23,8 +23,9 @@ export interface BusyboxImageOptions {
   layers?: Record<string, ImageFile>[];
   /**
    * gzip level of the `layers` on top (default 6). 1 packs tens of MB 3-5x faster, for tests
-   * whose big layers' compression is not what they check. The busybox base layer is always
-   * level 6, so its digest is the same in every image.
+   * whose big layers' compression is not what they check. The busybox base layer (busybox
+   * plus `files`) is always level 6, whatever this says: images with the same `files` (e.g.
+   * none) share its digest, with or without `gzipLevel`.
    */
   gzipLevel?: number;
   cmd?: string[];
