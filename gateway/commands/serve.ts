@@ -67,7 +67,7 @@ export default defineCommand({
     "rollout-tick": { type: "string", description: "Seconds between rollout checks (halt, advance, complete) on the signer replica", default: "5", placeholder: "SECONDS" },
     "signer-lease": {
       type: "string",
-      description: "Seconds the signer role (TUF re-signing, rollout checks) outlives a replica that stopped renewing it: a replica, or a restarted single gateway, takes it over within about 1.3 times this",
+      description: "Seconds the signer role (TUF re-signing, rollout checks) outlives a replica that stopped renewing it: a replica, or a restarted single gateway, takes it over within about 1.3 times this (at least 1; 1.3 times it should stay under a quarter of the timestamp's --tuf-expiry)",
       default: "6",
       placeholder: "SECONDS",
     },
@@ -87,6 +87,19 @@ export default defineCommand({
     }
     const polling = Number(flags["polling-seconds"]);
     if (!Number.isInteger(polling) || polling < 1) throw new UsageError("--polling-seconds must be a positive integer");
+    // The lease is renewed every third of it by a database write: under a second, a renewal's own
+    // round trip can outlast it, and then no replica ever holds the role and nothing is re-signed.
+    const signerLeaseMs = positive("signer-lease", flags["signer-lease"], false) * 1000;
+    if (signerLeaseMs < 1000) throw new UsageError(`--signer-lease must be at least 1 second, got "${flags["signer-lease"]}"`);
+    const tufExpiries = parseTufExpiries(flags["tuf-expiry"]);
+    // A timestamp is re-signed a quarter of its lifetime before it expires; a takeover after the
+    // signer dies takes up to about 1.3 leases, so a shorter margin lets devices see it expire.
+    if (tufExpiries.timestamp !== undefined && (tufExpiries.timestamp * 1000) / 4 <= (signerLeaseMs * 4) / 3)
+      out.info(
+        `gateway: warning: timestamps live ${tufExpiries.timestamp} s and are re-signed ${tufExpiries.timestamp / 4} s before they expire, ` +
+          `less than a signer takeover (up to ${((signerLeaseMs * 4) / 3000).toFixed(1)} s with --signer-lease ${signerLeaseMs / 1000}): ` +
+          "devices may see an expired timestamp when the signer dies",
+      );
     const limits = {
       headTimeoutMs: positive("head-timeout", flags["head-timeout"], false) * 1000,
       bodyTimeoutMs: positive("body-timeout", flags["body-timeout"], false) * 1000,
@@ -105,12 +118,12 @@ export default defineCommand({
       clientCertHeader: flags["client-cert-header"],
       ...(flags["proxy-listen"] ? { proxyListen: flags["proxy-listen"] } : {}),
       pollingSeconds: polling,
-      tufExpiries: parseTufExpiries(flags["tuf-expiry"]),
+      tufExpiries,
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,
       rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false) * 1000,
-      signerLeaseMs: positive("signer-lease", flags["signer-lease"], false) * 1000,
+      signerLeaseMs,
       log: (line) => out.info(line),
     });
     await new Promise<void>((resolve) => {

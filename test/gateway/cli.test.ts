@@ -187,4 +187,14 @@ describe("gateway CLI", () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toMatchObject({ blobsRemoved: 0 });
   }, 60_000);
+
+  test("serve refuses a signer lease under a second before touching the data dir", async () => {
+    const fresh = join(dir, "never-created");
+    for (const lease of ["0.5", "abc"]) {
+      const r = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--signer-lease", lease);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain("--signer-lease must be");
+    }
+    expect(await Bun.file(join(fresh, "factory.json")).exists()).toBe(false);
+  }, 60_000);
 });
