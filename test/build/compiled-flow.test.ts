@@ -13,17 +13,17 @@
  *   whole flow on arm64 runs in `npm run reliability` (RELIABILITY_FULL=1).
  *
  * The harness picks the binaries up from $FIOUP_BIN and $GATEWAY_BIN, so the flow is the one
- * the source tree is tested with, not a second copy of it. The two runs go at the same time (own
- * gateway, registry, device and app each; the shared dockerd): most of a run is waiting on
- * docker-compose and the apps' settle time, so side by side they take little more than the
- * longer one.
+ * the source tree is tested with, not a second copy of it. The two tests are concurrent, each
+ * starting its own run (own gateway, registry, device and app; the shared dockerd): most of a run
+ * is waiting on docker-compose and the apps' settle time, so side by side they take little more
+ * than the longer one, and a `-t` that selects one test starts only that run.
  */
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { binaryPath, build } from "../../scripts/build.ts";
 import { ensureSysroot } from "../../scripts/sysroot.ts";
-import { tempDir } from "../harness/tmp.ts";
+import { stopPid, tempDir } from "../harness/tmp.ts";
 import { FULL } from "../reliability/_tally.ts";
 
 const ROOT = join(import.meta.dir, "../..");
@@ -40,6 +40,14 @@ beforeAll(async () => {
   ]);
 }, 900_000);
 
+/** The runs still going: a test that timed out leaves its run here, and afterAll stops it. */
+const live = new Set<number>();
+
+afterAll(async () => {
+  // SIGTERM, then SIGKILL: the run's own watchdog then stops the services it started.
+  await Promise.all([...live].map((pid) => stopPid(pid, 10_000)));
+});
+
 /** Runs the fioup e2e file (only the cases matching `only`, if given) with the given binaries. */
 async function flow(env: Record<string, string>, only?: string): Promise<{ code: number; summary: string; out: string }> {
   const proc = Bun.spawn([process.execPath, "test", "--timeout", "600000", ...(only ? ["-t", only] : []), "test/fioup/update.test.ts"], {
@@ -48,37 +56,27 @@ async function flow(env: Record<string, string>, only?: string): Promise<{ code:
     stdout: "pipe",
     stderr: "pipe",
   });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  live.add(proc.pid);
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]).finally(() =>
+    live.delete(proc.pid),
+  );
   const all = out + err;
   return { code, summary: all.split("\n").filter((l) => /^\s*\d+ (pass|fail)$|^\((pass|fail)\)/.test(l)).join("\n"), out: all };
 }
 
-type Flow = Awaited<ReturnType<typeof flow>>;
-let running: { x64: Promise<Flow>; arm64: Promise<Flow> } | undefined;
-/** Both runs, started together by whichever test asks first. */
-function runs(): { x64: Promise<Flow>; arm64: Promise<Flow> } {
-  running ??= {
-    x64: flow({ FIOUP_BIN: binaryPath("fioup", "x64"), GATEWAY_BIN: binaryPath("gateway", "x64") }),
-    arm64: (async () => {
-      const wrapper = join(await tempDir("fioup-arm64-"), "fioup");
-      writeFileSync(wrapper, `#!/bin/sh\nexec qemu-aarch64-static -L ${sysroot} ${binaryPath("fioup", "arm64")} "$@"\n`);
-      chmodSync(wrapper, 0o755);
-      return await flow({ FIOUP_BIN: wrapper, GATEWAY_BIN: binaryPath("gateway", "x64") }, FULL ? undefined : FIRST_CASE);
-    })(),
-  };
-  return running;
-}
-
 describe("the compiled binaries run the whole update flow", () => {
-  test("fioup-linux-x64 against gateway-linux-x64: register, update, change, update, rollback", async () => {
-    const r = await runs().x64;
+  test.concurrent("fioup-linux-x64 against gateway-linux-x64: register, update, change, update, rollback", async () => {
+    const r = await flow({ FIOUP_BIN: binaryPath("fioup", "x64"), GATEWAY_BIN: binaryPath("gateway", "x64") });
     expect(r.summary, r.out.slice(-3000)).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
     expect(r.summary, r.out.slice(-3000)).toMatch(/^\s*0 fail$/m);
     expect(r.code).toBe(0);
   }, 900_000);
 
-  test(`fioup-linux-arm64 under qemu-user against the x64 gateway: ${FULL ? "the same flow" : "register and the first update"}`, async () => {
-    const r = await runs().arm64;
+  test.concurrent(`fioup-linux-arm64 under qemu-user against the x64 gateway: ${FULL ? "the same flow" : "register and the first update"}`, async () => {
+    const wrapper = join(await tempDir("fioup-arm64-"), "fioup");
+    writeFileSync(wrapper, `#!/bin/sh\nexec qemu-aarch64-static -L ${sysroot} ${binaryPath("fioup", "arm64")} "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const r = await flow({ FIOUP_BIN: wrapper, GATEWAY_BIN: binaryPath("gateway", "x64") }, FULL ? undefined : FIRST_CASE);
     expect(r.summary, r.out.slice(-3000)).toContain(`(pass) fioup update > ${FIRST_CASE}`);
     if (FULL) expect(r.summary, r.out.slice(-3000)).toContain("(pass) fioup update > v3 whose container exits at once rolls back");
     expect(r.summary, r.out.slice(-3000)).toMatch(FULL ? /^\s*[1-9]\d* pass$/m : /^\s*1 pass$/m);
