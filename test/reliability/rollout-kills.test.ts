@@ -13,7 +13,7 @@ import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { startGateway, testDbKind, type GatewayHandle } from "../harness/gateway.ts";
 import { SimFleet } from "../harness/sim-devices.ts";
-import { expectedWaves, statusCounts } from "../rollouts/_fleet.ts";
+import { expectedWaves, ROLLOUT_TICK_S, statusCounts } from "../rollouts/_fleet.ts";
 import { FULL, Tally } from "./_tally.ts";
 
 const tally = new Tally("rollout-kills");
@@ -22,12 +22,13 @@ afterAll(() => tally.print());
 const devices = Number(process.env.RELIABILITY_ROLLOUT_DEVICES ?? (FULL ? 1000 : 40));
 const WAVES = [10, 50, 100];
 /**
- * npm test: a rollout check every 0.25 s, well under the 1 s soak and health window, so a wave
- * moves on soon after its time is up; and a 2 s signer lease instead of the default 6, which the
- * restarted gateway must wait out (the killed one's) before it moves the rollout on. With
+ * npm test: a rollout check every 0.25 s (ROLLOUT_TICK_S, test/rollouts' tick), well under the
+ * 1 s soak and health window, so a wave moves on soon after its time is up; and a 2 s signer lease
+ * instead of the default 6, which the restarted gateway must wait out (the killed one's) before it
+ * moves the rollout on. With
  * RELIABILITY_FULL=1 (1,000 devices, where a tick costs more) a 1 s tick and the default lease.
  */
-const ARGS = ["--polling-seconds", "1", ...(FULL ? ["--rollout-tick", "1"] : ["--rollout-tick", "0.25", "--signer-lease", "2"])];
+const ARGS = ["--polling-seconds", "1", ...(FULL ? ["--rollout-tick", "1"] : ["--rollout-tick", ROLLOUT_TICK_S, "--signer-lease", "2"])];
 
 test(`a rollout to ${devices} devices, the gateway SIGKILLed in every wave: same state after each restart, then it completes`, async () => {
   let gw: GatewayHandle = await startGateway({ args: ARGS });

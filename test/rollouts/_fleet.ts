@@ -30,7 +30,7 @@ export const HEALTH_WINDOW_S = 1;
  * wave advances (or a rollout halts or completes) soon after its time is up, not up to a
  * second later at every step.
  */
-const ROLLOUT_TICK_S = "0.25";
+export const ROLLOUT_TICK_S = "0.25";
 
 export interface RealDevice {
   device: Device;
