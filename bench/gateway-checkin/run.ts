@@ -20,7 +20,7 @@
  * (--db postgres starts a private PostgreSQL cluster for the run, with fsync off like the tests' unless
  * --pg-durable; a postgres:// URL must name an empty database: the gateway is bound to this run's CA).
  */
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { benchArgs } from "../_args.ts";
@@ -29,6 +29,7 @@ import { openStore } from "../../gateway/store/open.ts";
 import { startPostgres } from "../../test/harness/postgres.ts";
 import { startHaproxy } from "../../test/harness/proxies.ts";
 import { freePort } from "../../test/harness/tmp.ts";
+import { cpuSeconds, threadCpu } from "../_proc.ts";
 import { issueDevices, seedFillerDevices } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
@@ -208,32 +209,7 @@ try {
 
   // 3. Load, one run at a time.
   /** CPU seconds (user + system, all threads) a process has used so far; 0 for none. */
-  const cpuSeconds = async (pid: number | undefined) => {
-    if (pid === undefined) return 0;
-    const f = (await Bun.file(`/proc/${pid}/stat`).text()).split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  };
-  /**
-   * The server's CPU by thread (ns-precise run time from /proc/PID/task/TID/schedstat) and how
-   * often each slept (voluntary context switches), grouped: the event loop (the main thread), the
-   * SQLite writer (a Worker), and the rest (GC, JIT, allocator threads). On this VM a sleep and the
-   * wake that ends it cost tens of µs of CPU, so the wakes per request explain much of a gap.
-   */
-  const threadCpu = async (pid: number) => {
-    const byGroup: Record<string, { s: number; sleeps: number }> = {};
-    for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[]))
-      try {
-        const [stat, schedstat, status] = await Promise.all(["stat", "schedstat", "status"].map((f) => Bun.file(`/proc/${pid}/task/${tid}/${f}`).text()));
-        const name = stat!.slice(stat!.indexOf("(") + 1, stat!.lastIndexOf(")"));
-        const group = tid === String(pid) ? "main" : name === "Worker" ? "writer" : "other";
-        const g = (byGroup[group] ??= { s: 0, sleeps: 0 });
-        g.s += Number(schedstat!.split(" ")[0]) / 1e9;
-        g.sleeps += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status!)?.[1] ?? 0);
-      } catch {
-        // the thread ended meanwhile
-      }
-    return byGroup;
-  };
+  const cpuOf = (pid: number | undefined) => (pid === undefined ? 0 : cpuSeconds(pid));
   const loadAverage = async () => (await Bun.file("/proc/loadavg").text()).split(" ")[0]!;
   type Mode = "keepalive" | "newconn" | "poll" | "newconn-poll";
   async function load(side: Side, mode: Mode, clients: number, seconds = SECONDS) {
@@ -242,7 +218,7 @@ try {
     Bun.spawnSync(["sync"]); // the previous run's writes do not land on this one
     const p = Bun.spawn([bun, join(here, "load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
     // CPU over the timed part (kept-alive runs first connect every device, untimed): the server's and HAProxy's (the load generator reports its own).
-    const sample = async () => Promise.all([cpuSeconds(side.server), cpuSeconds(side.proxy), threadCpu(side.server)] as const);
+    const sample = () => [cpuOf(side.server), cpuOf(side.proxy), threadCpu(side.server)] as const;
     let cpu0 = await sample();
     const t0 = performance.now();
     let timedFrom = t0;
@@ -271,11 +247,14 @@ try {
       server: use(cpu1[0]! - cpu0[0]!, elapsed),
       /** µs of CPU and sleeps per request, by thread group. */
       // (A thread that ended between the two samples takes its counts with it: never below zero.)
-      threads: Object.entries(cpu1[2]).map(([group, t]) => ({
-        group,
-        us: Math.max(0, ((t.s - (cpu0[2][group]?.s ?? 0)) * 1e6) / Math.max(1, r.requests)),
-        sleeps: Math.max(0, (t.sleeps - (cpu0[2][group]?.sleeps ?? 0)) / Math.max(1, r.requests)),
-      })),
+      // (The gateway's only Worker is its SQLite writer; a group with no thread is left out.)
+      threads: (["main", "other", "worker"] as const)
+        .filter((g) => cpu1[2][g].s > 0)
+        .map((g) => ({
+          group: g === "worker" ? "writer" : g,
+          us: Math.max(0, ((cpu1[2][g].s - cpu0[2][g].s) * 1e6) / Math.max(1, r.requests)),
+          sleeps: Math.max(0, (cpu1[2][g].sleeps - cpu0[2][g].sleeps) / Math.max(1, r.requests)),
+        })),
       proxy: side.proxy === undefined ? undefined : use(cpu1[1]! - cpu0[1]!, elapsed),
       loadgen: use(r.cpu, r.seconds),
       load: await loadAverage(),
