@@ -25,8 +25,8 @@ const WAVES = [10, 50, 100];
  * npm test: a rollout check every 0.25 s (ROLLOUT_TICK_S, test/rollouts' tick), well under the
  * 1 s soak and health window, so a wave moves on soon after its time is up; and a 2 s signer lease
  * instead of the default 6, which the restarted gateway must wait out (the killed one's) before it
- * moves the rollout on. With
- * RELIABILITY_FULL=1 (1,000 devices, where a tick costs more) a 1 s tick and the default lease.
+ * moves the rollout on. With RELIABILITY_FULL=1 (1,000 devices, where a tick costs more) a 1 s
+ * tick and the default lease.
  */
 const ARGS = ["--polling-seconds", "1", ...(FULL ? ["--rollout-tick", "1"] : ["--rollout-tick", ROLLOUT_TICK_S, "--signer-lease", "2"])];
 

@@ -31,6 +31,8 @@ export const HEALTH_WINDOW_S = 1;
  * second later at every step.
  */
 export const ROLLOUT_TICK_S = "0.25";
+/** The fleet's gateway flags, at its first start and every restart. */
+const GATEWAY_ARGS = ["--polling-seconds", "1", "--rollout-tick", ROLLOUT_TICK_S];
 
 export interface RealDevice {
   device: Device;
@@ -73,7 +75,7 @@ export class RolloutFleet {
     const [dockerd, upstream, gw] = await Promise.all([
       startDockerd(),
       startDockerRegistry(),
-      startGateway({ ...(db ? { db } : {}), args: ["--polling-seconds", "1", "--rollout-tick", ROLLOUT_TICK_S] }),
+      startGateway({ ...(db ? { db } : {}), args: GATEWAY_ARGS }),
     ]);
     const t = asTestGateway(gw);
     const ports = [await freePort(), await freePort()];
@@ -141,7 +143,7 @@ export class RolloutFleet {
   /** SIGKILLs the gateway and starts it again on the same data dir, port and database. */
   async killAndRestart(): Promise<void> {
     await this.gw.kill();
-    this.gw = await startGateway({ dataDir: this.gw.dataDir, ...(this.db ? { db: this.db } : {}), args: ["--polling-seconds", "1", "--rollout-tick", ROLLOUT_TICK_S] });
+    this.gw = await startGateway({ dataDir: this.gw.dataDir, ...(this.db ? { db: this.db } : {}), args: GATEWAY_ARGS });
     this.t = asTestGateway(this.gw);
   }
 
