@@ -202,7 +202,24 @@ async function ensureBridge(): Promise<void> {
   await run(["ip", "link", "set", BRIDGE, "up"]);
 }
 
+/**
+ * Starts the daemon on a wiped root; once more if dockerd died during its start. A dockerd
+ * that exited before answering its first ping failed one CI run on a fresh machine (the
+ * test file's beforeAll, 59 ms in), and the run kept no log of why: the first failure and its
+ * log tail go to stderr, so the next one shows the cause, and the second try's error is thrown.
+ */
 async function startDaemon(): Promise<number> {
+  try {
+    return await startDaemonOnce();
+  } catch (err) {
+    if (!(err instanceof ServiceStartError) || ourDockerdRunning()) throw err;
+    console.error(`test dockerd: ${err.message}\ntest dockerd: starting it once more`);
+    await stopDaemon();
+    return await startDaemonOnce();
+  }
+}
+
+async function startDaemonOnce(): Promise<number> {
   await wipe();
   await ensureBridge();
   mkdirSync(DATA, { recursive: true });
@@ -274,7 +291,8 @@ async function emptyOrStop(): Promise<void> {
     const ids = (await run(["docker", "ps", "-aq"], { env })).stdout.trim().split("\n").filter(Boolean);
     if (ids.length) await run(["docker", "rm", "-f", "-v", ...ids], { env });
     await run(["docker", "system", "prune", "-af", "--volumes"], { env });
-  } catch {
+  } catch (err) {
+    console.error(`test dockerd: cannot empty it for the next test file, stopping it: ${(err as Error).message}`);
     await stopDaemon();
   }
 }
