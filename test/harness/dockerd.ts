@@ -203,17 +203,18 @@ async function ensureBridge(): Promise<void> {
 }
 
 /**
- * Starts the daemon on a wiped root; once more if dockerd died during its start. A dockerd
- * that exited before answering its first ping failed one CI run on a fresh machine (the
- * test file's beforeAll, 59 ms in), and the run kept no log of why: the first failure and its
- * log tail go to stderr, so the next one shows the cause, and the second try's error is thrown.
+ * Starts the daemon on a wiped root; once more if the start failed with no dockerd of ours
+ * left running. One CI run on a fresh machine failed in the first test file that starts the
+ * daemon, 59 ms into its beforeAll (too soon for a daemon that started), and kept no log of
+ * why: the first failure and its log tail go to stderr, so a next one shows the cause, and
+ * the second try's error is thrown.
  */
 async function startDaemon(): Promise<number> {
   try {
     return await startDaemonOnce();
   } catch (err) {
-    if (!(err instanceof ServiceStartError) || ourDockerdRunning()) throw err;
-    console.error(`test dockerd: ${err.message}\ntest dockerd: starting it once more`);
+    if (ourDockerdRunning()) throw err; // it runs but does not answer: a second one would not help
+    console.error(`test dockerd: ${(err as Error).message}\ntest dockerd: starting it once more`);
     await stopDaemon();
     return await startDaemonOnce();
   }
