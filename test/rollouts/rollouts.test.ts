@@ -171,8 +171,19 @@ for (const kind of KINDS) {
       const created = await fleet.createRollout({ target: "3", tag: TAG, waves: WAVES, soak: SOAK_S, healthWindow: HEALTH_WINDOW_S, first });
       await fleet.publish("3", { imageVersion: "2", failingHealthcheck: true });
 
-      // Both real devices try it: the healthcheck fails after start and fioup rolls back.
-      const [ra, rb] = await Promise.all([a.device.fioup("update"), b.device.fioup("update"), fleet.sims.cycle()]);
+      // Both real devices try it: the healthcheck fails after start and fioup rolls back. The first
+      // failure halts the rollout at the next 0.25 s tick, and a halt hides the version from members
+      // that have not fetched it yet, so all three members of wave 0 must have it first: the
+      // simulated one (which fails within milliseconds) checks in once both real ones are pulling
+      // the version's app manifests; the real ones fail seconds later, after their healthcheck.
+      let settled = false;
+      const updates = Promise.all([a.device.fioup("update"), b.device.fioup("update")]).finally(() => (settled = true));
+      for (const end = Date.now() + 60_000; !settled && Date.now() < end; await Bun.sleep(100)) {
+        const m = await manifestBytesByDevice(fleet.gw);
+        if ([a, b].every((r) => (m.get(r.uuid) ?? 0) > (manifestsBefore.get(r.uuid) ?? 0))) break;
+      }
+      await fleet.sims.cycle();
+      const [ra, rb] = await updates;
       for (const r of [ra!, rb!]) {
         expect(r.code).not.toBe(0);
         expect(r.stderr).toMatch(/unhealthy|healthcheck/);
