@@ -98,6 +98,30 @@ async function holdTables(locker: SQL, tables: string) {
   return { ...lock, done };
 }
 
+/** How many `INSERT INTO events` wait for a lock now, as PostgreSQL sees them (`sql`: a connection not holding it). */
+async function insertsWaiting(sql: SQL): Promise<number> {
+  const rows = (await sql.unsafe(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%'",
+  )) as { n: number }[];
+  return rows[0]!.n;
+}
+
+/**
+ * Polls `read` every 20 ms until `reached` holds for what it returned; past `timeoutMs` throws
+ * naming `what` and the last value read. For what the test cannot await: a statement reaching
+ * PostgreSQL and blocking takes as long as the machine takes, so no fixed sleep is long enough on
+ * a loaded one.
+ */
+async function until<T>(what: string, read: () => Promise<T>, reached: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (reached(v)) return v;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what} (last seen: ${JSON.stringify(v)})`);
+    await Bun.sleep(20);
+  }
+}
+
 test("while PostgreSQL stalls, events waiting beyond the bound are refused at once (503, Retry-After); the queued ones are all stored once it answers", async () => {
   const MAX = 20;
   const bounded = await PostgresStore.connect(url, { max: 4, eventQueueMax: MAX });
@@ -107,16 +131,14 @@ test("while PostgreSQL stalls, events waiting beyond the bound are refused at on
   const settled = (p: Promise<number>) => p.then((n) => ({ n }), (err: unknown) => ({ err }));
   try {
     // Two statements sent (the most in flight), both waiting for the lock: not counted as queued.
+    // Each call's statement is seen blocked before the next call, so the two are not one statement.
     const sent = [0, 1].map((i) => ({ d: devices[i]!, events: [anEvent(), anEvent()] }));
     const running: Promise<number>[] = [];
-    for (const c of sent) {
+    for (const [i, c] of sent.entries()) {
       running.push(bounded.appendEvents(c.d.uuid, c.events));
-      await Bun.sleep(150);
+      await until(`${i + 1} INSERT INTO events waiting for the lock in pg_stat_activity`, () => insertsWaiting(locker), (n) => n >= i + 1);
     }
-    const waiting = (await locker.unsafe(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%'",
-    )) as { n: number }[];
-    expect(waiting[0]!.n).toBe(2);
+    expect(await insertsWaiting(locker)).toBe(2);
     // Then 13 posts of 2, 1, 2, 1 ... events: 20 events, the bound, all queued and waiting.
     const calls = Array.from({ length: 13 }, (_, i) => ({ d: devices[2 + (i % 6)]!, events: i % 2 ? [anEvent()] : [anEvent(), anEvent()] }));
     expect(calls.reduce((n, c) => n + c.events.length, 0)).toBe(MAX);
