@@ -190,14 +190,21 @@ describe("TufRepo", () => {
     await Bun.sleep(80);
     expect(seen).toEqual([]); // nothing due with a fresh timestamp
     offset = 20 * 3600_000;
-    await Bun.sleep(80);
+    // Waits for the first refresh rather than a fixed time (a check signs, and a slow machine takes
+    // longer), then a few more intervals so a second refresh, if any, would show.
+    const deadline = Date.now() + 5000;
+    while (!seen.length) {
+      if (Date.now() > deadline) throw new Error(`No refresh within 5 s of the timestamp falling due (errors: ${errors.length ? errors.map(String).join("; ") : "none"})`);
+      await Bun.sleep(20);
+    }
+    await Bun.sleep(100);
     await timer.stop();
     expect(seen).toEqual([["timestamp"]]); // once: the new one is fresh again
     expect(errors).toEqual([]);
     const v = (await repo.versions()).timestamp;
     await Bun.sleep(60);
     expect((await repo.versions()).timestamp).toBe(v); // stopped
-  });
+  }, 15_000); // more than the 5 s the refresh is waited for
 
   test("old targets, snapshot and timestamp versions are dropped; the root chain is kept", async () => {
     const repo = await open({ keepVersions: 3 });
