@@ -332,6 +332,48 @@ export function storeContract(open: () => Promise<Store>) {
     expect(sum.total).toBeGreaterThanOrEqual(5);
   });
 
+  test("statusAt is when the device took its status: events that leave status and detail as they are change nothing", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const d = (await s.putDevice(aDevice({ name: `at-${hw}`, hardwareId: hw })))!;
+    const ev = (type: string, event: Record<string, unknown> = {}) =>
+      anEvent({ eventType: { id: type, version: 2 }, event: { correlationId: "c", targetName: `${hw}-2`, ...event } });
+    const state = async () => {
+      const x = (await s.searchDevices({ uuid: d.uuid, offlineBefore: "2000-01-01T00:00:00.000Z" })).devices[0]!;
+      return { status: x.status, detail: x.statusDetail, at: x.statusAt };
+    };
+    const later = () => Bun.sleep(5); // received_at has millisecond resolution
+    await s.appendEvents(d.uuid, [ev("EcuDownloadStarted")]);
+    const started = await state();
+    expect(started.status).toBe("updating");
+    expect(started.at).not.toBeNull();
+    await later();
+    await s.appendEvents(d.uuid, [ev("EcuDownloadCompleted", { success: true })]);
+    await later();
+    await s.appendEvents(d.uuid, [ev("EcuInstallationStarted"), ev("EcuInstallationApplied")]);
+    expect(await state()).toEqual(started);
+    await later();
+    await s.appendEvents(d.uuid, [ev("EcuInstallationCompleted", { success: false, details: "app httpd unhealthy" })]);
+    const failed = await state();
+    expect(failed.status).toBe("failed");
+    expect(failed.detail).toBe("app httpd unhealthy");
+    expect(failed.at! > started.at!).toBe(true);
+    // The same failure again: unchanged; another reason: a new detail, a new time.
+    await later();
+    await s.appendEvents(d.uuid, [ev("EcuInstallationCompleted", { success: false, details: "app httpd unhealthy" })]);
+    expect(await state()).toEqual(failed);
+    await later();
+    await s.appendEvents(d.uuid, [ev("EcuDownloadCompleted", { success: false, details: "registry said 404" })]);
+    const again = await state();
+    expect(again).toMatchObject({ status: "failed", detail: "registry said 404" });
+    expect(again.at! > failed.at!).toBe(true);
+    await later();
+    await s.appendEvents(d.uuid, [ev("EcuDownloadStarted", { correlationId: "d" })]);
+    const next = await state();
+    expect(next).toMatchObject({ status: "updating", detail: null });
+    expect(next.at! > again.at!).toBe(true);
+  });
+
   test("setDeviceLabels() sets, replaces and removes labels; re-registration and check-ins keep them", async () => {
     const s = await open();
     const d = aDevice({ tagsFromDevice: true });

@@ -193,6 +193,7 @@ export const FleetDevice = Type.Intersect([
     status: DeviceStatusSchema,
     /** The details of the failure that set a failed or rolled-back status. */
     statusDetail: Type.Union([Type.String(), Type.Null()]),
+    /** When the device took this status (and detail): its update began, it failed; null while "registered". */
     statusAt: Type.Union([Type.String(), Type.Null()]),
   }),
 ]);
