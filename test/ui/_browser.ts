@@ -25,6 +25,19 @@ export async function goto(page: Page, url: string) {
 }
 
 /**
+ * Clicks the submit button `name` of a form that posts and is answered with a page (a redirect,
+ * often back to the page it is on), and waits until that page has loaded. page.waitForURL is no
+ * wait for a form that comes back to its own URL (it resolves at once, the URL already matches):
+ * a test then went on with the old page, filled a field that the arriving page replaced, and
+ * waited in vain for what its button should have shown.
+ */
+export async function submit(page: Page, name: string | RegExp): Promise<void> {
+  const loaded = page.waitForEvent("load");
+  await page.getByRole("button", { name }).click();
+  await loaded;
+}
+
+/**
  * A new browser context signed in to the dashboard at `url` with `token`: /ui/ first sends it to
  * the sign-in page (throws if it does not), then the form. Confirmation dialogs are accepted.
  */

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, type Page } from "playwright-core";
-import { goto, launchChromium, signIn } from "./_browser.ts";
+import { goto, launchChromium, signIn, submit } from "./_browser.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { FETCH_ERROR, makeFleet, type Fleet } from "./_fleet.ts";
@@ -166,20 +166,20 @@ describe("dashboard at /ui/", () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await page.getByLabel("Tags (comma-separated)").fill("lab, spare");
-    await page.getByRole("button", { name: "Set tags" }).click();
-    await page.waitForURL(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await submit(page, "Set tags");
+    expect(page.url()).toBe(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
     const tagged = (await (await gw.adminFetch(`/admin/devices/${fleet.spare.uuid}`)).json()) as { tags: string[] };
     expect(tagged.tags).toEqual(["lab", "spare"]);
-    await page.getByRole("button", { name: "Revoke device" }).click();
-    await page.waitForURL(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await submit(page, "Revoke device");
+    expect(page.url()).toBe(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await expect(page.locator(".badge").first().textContent()).resolves.toBe("revoked");
     const d = (await (await gw.adminFetch(`/admin/devices/${fleet.spare.uuid}`)).json()) as { revokedAt: string | null };
     expect(d.revokedAt).not.toBeNull();
     // The revoked device's certificate no longer works.
     expect((await fleet.spare.fetch(`${gw.url}/repo/timestamp.json`)).status).toBe(403);
 
-    await page.getByRole("button", { name: "Sign out" }).click();
-    await page.waitForURL(`${gw.url}/ui/login`);
+    await submit(page, "Sign out");
+    expect(page.url()).toBe(`${gw.url}/ui/login`);
     await goto(page, `${gw.url}/ui/devices`);
     expect(page.url()).toEndWith("/ui/login");
     await ctx.close();

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, type Page } from "playwright-core";
-import { goto, launchChromium, signIn } from "./_browser.ts";
+import { goto, launchChromium, signIn, submit } from "./_browser.ts";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -59,32 +59,32 @@ describe("dashboard: labels, groups, rollouts", () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     await goto(page, `${gw.url}/ui/devices/${fleet.good.uuid}`);
     await page.getByLabel(/^Labels/).fill("region=eu, site=berlin");
-    await page.getByRole("button", { name: "Set labels" }).click();
-    await page.waitForURL(`${gw.url}/ui/devices/${fleet.good.uuid}`);
+    await submit(page, "Set labels");
+    expect(page.url()).toBe(`${gw.url}/ui/devices/${fleet.good.uuid}`);
     await expect(page.locator("[data-labels]").textContent()).resolves.toBe("region=eu, site=berlin");
     expect((await admin<{ labels: Record<string, string> }>(`/admin/devices/${fleet.good.uuid}`)).labels).toEqual({ region: "eu", site: "berlin" });
 
     // Removing a label from the field removes it from the device.
     await page.getByLabel(/^Labels/).fill("region=eu");
-    await page.getByRole("button", { name: "Set labels" }).click();
-    await page.waitForURL(`${gw.url}/ui/devices/${fleet.good.uuid}`);
+    await submit(page, "Set labels");
+    expect(page.url()).toBe(`${gw.url}/ui/devices/${fleet.good.uuid}`);
     expect((await admin<{ labels: Record<string, string> }>(`/admin/devices/${fleet.good.uuid}`)).labels).toEqual({ region: "eu" });
 
     // A label without "=" is refused with the reason, and changes nothing.
     await page.getByLabel(/^Labels/).fill("oops");
-    await page.getByRole("button", { name: "Set labels" }).click();
+    await submit(page, "Set labels");
     await expect(page.getByRole("alert").textContent()).resolves.toContain('"oops" is not key=value');
     expect((await admin<{ labels: Record<string, string> }>(`/admin/devices/${fleet.good.uuid}`)).labels).toEqual({ region: "eu" });
 
     await goto(page, `${gw.url}/ui/groups`);
     await page.getByLabel("Group name").fill("pilot");
-    await page.getByRole("button", { name: "Create group" }).click();
-    await page.waitForURL(`${gw.url}/ui/groups/pilot`);
+    await submit(page, "Create group");
+    expect(page.url()).toBe(`${gw.url}/ui/groups/pilot`);
 
     await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await page.getByLabel("Static group").selectOption("pilot");
-    await page.getByRole("button", { name: "Add to group" }).click();
-    await page.waitForURL(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    await submit(page, "Add to group");
+    expect(page.url()).toBe(`${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await goto(page, `${gw.url}/ui/groups/pilot`);
     await expect(page.locator("tr[data-member]").evaluateAll((r) => r.map((x) => x.getAttribute("data-member")))).resolves.toEqual([fleet.spare.uuid]);
     await shot(page, "group-desktop");
@@ -107,12 +107,12 @@ describe("dashboard: labels, groups, rollouts", () => {
     await expect(page.locator("li[data-wave='2'] [data-wave-counts]").textContent()).resolves.toBe("0 succeeded · 0 failed · 2 pending");
     await shot(page, "rollout-desktop");
 
-    await page.getByRole("button", { name: "Pause" }).click();
-    await page.waitForURL(`${gw.url}/ui/rollouts/${rolloutId}`);
+    await submit(page, "Pause");
+    expect(page.url()).toBe(`${gw.url}/ui/rollouts/${rolloutId}`);
     await expect(page.locator(".badge").first().textContent()).resolves.toBe("paused");
     expect((await admin<RolloutDetail>(`/admin/rollouts/${rolloutId}`)).state).toBe("paused");
-    await page.getByRole("button", { name: "Resume" }).click();
-    await page.waitForURL(`${gw.url}/ui/rollouts/${rolloutId}`);
+    await submit(page, "Resume");
+    expect(page.url()).toBe(`${gw.url}/ui/rollouts/${rolloutId}`);
     expect((await admin<RolloutDetail>(`/admin/rollouts/${rolloutId}`)).state).toBe("running");
     await ctx.close();
 
