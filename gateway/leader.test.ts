@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { LeaderLease } from "./leader.ts";
 import { SqliteStore } from "./store/sqlite.ts";
+import { until } from "../test/harness/tmp.ts";
 
 describe("LeaderLease", () => {
   test("one of two replicas leads, and a clean stop hands the lease over at once", async () => {
@@ -8,9 +9,12 @@ describe("LeaderLease", () => {
     const a = await new LeaderLease(store, "signer", { ttlMs: 3000 }).start();
     const b = await new LeaderLease(store, "signer", { ttlMs: 3000, renewMs: 50 }).start();
     expect([a.isLeader, b.isLeader]).toEqual([true, false]);
+    const stopped = performance.now();
     await a.stop();
-    await Bun.sleep(150);
-    expect(b.isLeader).toBe(true);
+    // b tries every 50 ms: it takes the released lease at its next try (polled: a loaded machine delays
+    // timers), well before a's unreleased lease would have expired (3 s).
+    await until("b to take the lease a released", () => b.isLeader, (v) => v, 5000);
+    expect(performance.now() - stopped).toBeLessThan(2000);
     await b.stop();
     await store.close();
   });
@@ -23,11 +27,12 @@ describe("LeaderLease", () => {
     const lease = await new LeaderLease(store, "signer", { ttlMs: 300, renewMs: 100 }).start();
     expect(lease.isLeader).toBe(true);
     hang = true; // the database stops answering: the lease may expire there and another replica take it
+    // No wait for a timer here: isLeader compares the clock with the last answered renewal's send time
+    // plus the lease's life, so 450 ms after the hang began (more than the 300 ms life) it is false.
     await Bun.sleep(450);
     expect(lease.isLeader).toBe(false);
     hang = false;
-    await Bun.sleep(250);
-    expect(lease.isLeader).toBe(true);
+    await until("the lease renewed once the database answers again", () => lease.isLeader, (v) => v, 5000);
     await store.close();
   });
 });

@@ -16,6 +16,9 @@ export interface ConnectionCounts {
   /** TLS handshakes completed, and how many of them resumed a session. */
   handshakes?: number;
   resumed?: number;
+  /** Requests held open now (push waits), and holds refused because the held share of the connections was taken. */
+  held?: number;
+  holdsRefused?: number;
 }
 
 /** What the plain listener for a TLS-terminating proxy reports (gateway/transport/plain.ts, `--proxy-listen`). */
@@ -24,6 +27,9 @@ export interface PlainListenerStats {
   busy: number;
   /** Requests refused by the cap since the start. */
   capped: number;
+  /** Push waits held now on this listener, and refused because its held share was taken. */
+  held: number;
+  holdsRefused: number;
 }
 
 /** A value for render(): a gauge unless said to be a counter. */
@@ -118,6 +124,8 @@ export class Metrics {
     lines.push(...this.rollouts.render());
     const conns = this.connections?.();
     const proxied = this.proxyConnections?.();
+    const held = (conns?.held ?? 0) + (proxied?.held ?? 0);
+    const holdsRefused = (conns?.holdsRefused ?? 0) + (proxied?.holdsRefused ?? 0);
     const samples: Record<string, Sample> = {
       gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (Date.now() - this.started) / 1000 },
       ...(conns
@@ -138,6 +146,16 @@ export class Metrics {
         ? {
             gateway_proxy_connections_busy: { help: "Connections from the TLS-terminating proxy (--proxy-listen) with a request in flight; idle kept-alive ones are not seen", value: proxied.busy },
             gateway_proxy_connections_capped_total: { help: "Requests on the --proxy-listen listener refused by its cap (--max-connections busy)", value: proxied.capped, type: "counter" as const },
+          }
+        : {}),
+      ...(conns || proxied
+        ? {
+            gateway_push_waits_held: { help: "Push waits (GET /repo/wait) held open now, on the TLS port and --proxy-listen together", value: held },
+            gateway_push_waits_refused_total: {
+              help: "Push waits answered 503 at once because the held share (90%) of the connection limit was taken: those devices poll",
+              value: holdsRefused,
+              type: "counter" as const,
+            },
           }
         : {}),
       ...gauges,

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SQL } from "bun";
 import { startPostgres } from "../../test/harness/postgres.ts";
+import { until } from "../../test/harness/tmp.ts";
 import { aDevice, anEvent } from "./_contract.ts";
 import { PostgresStore } from "./postgres.ts";
 import { refusals } from "./_queue-full.ts";
@@ -104,22 +105,6 @@ async function insertsWaiting(sql: SQL): Promise<number> {
     "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%'",
   )) as { n: number }[];
   return rows[0]!.n;
-}
-
-/**
- * Polls `read` every 20 ms until `reached` holds for what it returned; past `timeoutMs` throws
- * naming `what` and the last value read. For what the test cannot await: a statement reaching
- * PostgreSQL and blocking takes as long as the machine takes, so no fixed sleep is long enough on
- * a loaded one.
- */
-async function until<T>(what: string, read: () => Promise<T>, reached: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (reached(v)) return v;
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what} (last seen: ${JSON.stringify(v)})`);
-    await Bun.sleep(20);
-  }
 }
 
 test("while PostgreSQL stalls, events waiting beyond the bound are refused at once (503, Retry-After); the queued ones are all stored once it answers", async () => {

@@ -116,6 +116,9 @@ export interface TransportStats {
   handshakes: number;
   /** Of those, resumed from a session ticket or cached session (no certificate exchange). */
   resumed: number;
+  /** Requests held open now (push waits), and holds refused since the start because the held share was taken. */
+  held: number;
+  holdsRefused: number;
 }
 
 export interface Listening {

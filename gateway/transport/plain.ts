@@ -321,7 +321,7 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
   const url = "unix" in address ? `unix:${address.unix}` : `http://${server.hostname!.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
   return {
     url,
-    stats: () => ({ busy: server.pendingRequests, capped }),
+    stats: () => ({ busy: server.pendingRequests, capped, held: caps.held, holdsRefused: caps.holdsRefused }),
     close: async (graceMs = 10_000) => {
       const t = setTimeout(() => void server.stop(true), graceMs);
       await server.stop(false);

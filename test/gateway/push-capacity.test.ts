@@ -1,11 +1,13 @@
 /**
- * Held push requests never take every connection: with `--max-connections 10`, nine devices'
- * connections may hold GET /repo/wait, a tenth hold is answered 503 at once (the device polls
- * instead), and check-ins still get a connection and their answer.
+ * Held push requests never take every connection: with `--max-connections 11`, nine devices'
+ * connections (90%, rounded down) may hold GET /repo/wait, a tenth hold is answered 503 at once
+ * (the device polls instead), and check-ins still get a connection and their answer. The eleventh
+ * connection is the test's own to /metrics, which counts the held waits and the refused one.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
 
@@ -13,7 +15,7 @@ let gw: GatewayHandle;
 let devFetch: ReturnType<typeof tlsFetch>;
 
 beforeAll(async () => {
-  gw = await startGateway({ args: ["--max-connections", "10"] });
+  gw = await startGateway({ args: ["--max-connections", "11"] });
   const { token } = (await (await gw.adminFetch("/admin/tokens", { ...post({ tags: ["main"] }), keepalive: false })).json()) as { token: string };
   const k = await makeDeviceCsr();
   const reg = await tlsFetch({ ca: gw.caPem })(`${gw.url}/devices`, {
@@ -35,13 +37,26 @@ test("holds take at most 90% of the connections; past it a hold is answered 503 
   const stop = new AbortController();
   // Nine holds on nine connections (parallel requests do not share one).
   const holds = Array.from({ length: 9 }, () => devFetch(`${gw.url}/repo/wait?after=${version}&timeout=20`, { signal: stop.signal }).then((r) => r.status, () => 0));
-  await Bun.sleep(1500);
+  // Until the gateway holds all nine (on a loaded machine their handshakes take as long as they take).
+  await until("nine push waits held (gateway_push_waits_held on /metrics)", heldWaits, (n) => n === 9, 20_000);
   const t0 = Date.now();
   const extra = await devFetch(`${gw.url}/repo/wait?after=${version}&timeout=20`);
   expect(extra.status).toBe(503);
   expect(extra.headers.get("retry-after")).toBe("60");
   expect(Date.now() - t0).toBeLessThan(1000);
   for (let i = 0; i < 5; i++) expect((await devFetch(`${gw.url}/repo/timestamp.json`)).status).toBe(200);
+  expect(await metric("gateway_push_waits_refused_total")).toBe(1);
+  expect(await heldWaits()).toBe(9);
   stop.abort();
   expect((await Promise.all(holds)).every((s) => s === 0)).toBe(true); // all of them were still held
+  await until("the aborted waits released", heldWaits, (n) => n === 0);
 }, 60_000);
+
+/** A sample of the gateway's /metrics (asked on the one kept-alive connection the connection limit leaves for it). */
+async function metric(name: string): Promise<number> {
+  const text = await (await gw.adminFetch("/metrics")).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`/metrics has no ${name}`);
+  return Number(line.slice(name.length + 1));
+}
+const heldWaits = () => metric("gateway_push_waits_held");
