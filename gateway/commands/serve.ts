@@ -21,7 +21,7 @@ export default defineCommand({
     "",
     "Devices authenticate with client certificates issued by the factory CA at registration. Behind a",
     "TLS-terminating proxy, pass --trust-proxy with the proxy's addresses: the client certificate it forwards",
-    "in --client-cert-header (URL-encoded PEM) is honoured from those addresses only, and is still checked",
+    "in --client-cert-header (nginx's URL-encoded PEM or HAProxy's base64 DER) is honoured from those addresses only, and is still checked",
     "against the factory CA and the device's revocation.",
     "",
     "--proxy-listen ADDR adds a plain-HTTP listener for that proxy (HOST:PORT, or unix:/path on the same host),",

@@ -4,12 +4,13 @@ import { parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
-  summary: "Create a token: registration (default), publish or admin (printed once; only its hash is kept)",
+  summary: "Create a token: registration (default), publish, admin or viewer (printed once; only its hash is kept)",
   description: [
     "Roles:",
     "  registration  devices register with it (`fioup register --token TOKEN`), nothing else",
     "  publish       push images to the factory registry and add targets: what `gateway publish` in CI needs",
     "  admin         devices, tokens, targets and key rotation (not the root key: that one stays offline)",
+    "  viewer        read-only: the dashboard and the admin API's lists and details, no change",
     "",
     "A registration token registers --max-uses devices (default 1), counted atomically, until it expires.",
     "Devices get the token's --tag tags; only with --allow-device-tags may a device pick its own (when the",
@@ -25,7 +26,7 @@ export default defineCommand({
     hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H" },
     "max-uses": { type: "number", description: "Registration: how many devices may register with it", default: 1, min: 1, max: 1_000_000, placeholder: "N" },
     "allow-device-tags": { type: "boolean", description: "Registration: devices choose and change their own tags" },
-    expires: { type: "string", description: "Lifetime: 30d, 12h, 90m, 3600s, 2w (default: 30d; 365d for publish and admin)", placeholder: "DURATION" },
+    expires: { type: "string", description: "Lifetime: 30d, 12h, 90m, 3600s, 2w (default: 30d; 365d for publish, admin and viewer)", placeholder: "DURATION" },
     ...formatFlag,
   },
   async run({ flags, out }) {

@@ -5,7 +5,7 @@ import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 const status = (t: { revokedAt: string | null; expired: boolean }) => (t.revokedAt ? "revoked" : t.expired ? "expired" : "active");
 
 export default defineCommand({
-  summary: "List tokens: registration tokens and publish/admin tokens (ids, expiry, uses; never the secrets)",
+  summary: "List tokens: registration tokens and publish, admin and viewer tokens (ids, expiry, uses; never the secrets)",
   description: ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, out }) {

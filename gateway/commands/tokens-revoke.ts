@@ -2,7 +2,7 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
-  summary: "Revoke a token by id (registration, publish or admin): refused from now on, with the registry tokens it got",
+  summary: "Revoke a token by id (registration, publish, admin or viewer): refused from now on, with the registry tokens it got",
   usage: "<id>",
   description: ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },

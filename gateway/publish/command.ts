@@ -42,7 +42,7 @@ export default defineCommand({
     ref: { type: "string", description: "The git ref being published, e.g. refs/heads/master (HEAD must be its commit)", placeholder: "REF" },
     commit: { type: "string", description: "The commit being published, when the checkout has no --ref to compare HEAD with", placeholder: "SHA" },
     server: { type: "string", description: "The gateway URL, e.g. https://gateway.example:8443", placeholder: "URL" },
-    token: { type: "string", description: "The admin token (or env GATEWAY_TOKEN)", placeholder: "TOKEN" },
+    token: { type: "string", description: "A publish (or admin) token (or env GATEWAY_TOKEN)", placeholder: "TOKEN" },
     factory: { type: "string", description: "Factory name, the first path part of every repository (default: the one the gateway CA names, else main)", placeholder: "NAME" },
     "factory-config": { type: "string", description: "factory-config.yml (containers.tagging, containers.platforms)", placeholder: "FILE" },
     hwid: { type: "strings", description: "Hardware id to make a target for (default from --platform or this machine)", placeholder: "HWID" },

@@ -99,22 +99,36 @@ function commandHelp(cli: CliSpec, name: string, cmd: Command<any>): string {
   return [usage, "", cmd.summary, ...(cmd.description ? ["", cmd.description] : []), "", "Flags:", flagHelp(cmd.flags)].join("\n");
 }
 
-async function mainHelp(cli: CliSpec): Promise<string> {
-  const entries = await Promise.all(
-    Object.entries(cli.commands).map(async ([name, load]) => [name, (await load()).default.summary] as const),
-  );
+/** One line per command, its name and summary, the summaries aligned. */
+async function commandLines(cli: CliSpec, names: string[]): Promise<string[]> {
+  const entries = await Promise.all(names.map(async (name) => [name, (await cli.commands[name]!()).default.summary] as const));
   const width = Math.max(...entries.map(([n]) => n.length)) + 4;
+  return entries.map(([n, s]) => `  ${n.padEnd(width)}${s}`);
+}
+
+async function mainHelp(cli: CliSpec): Promise<string> {
   return [
     `${cli.name} ${cli.version}: ${cli.summary}`,
     "",
     `Usage: ${cli.name} <command> [flags]`,
     "",
     "Commands:",
-    ...entries.map(([n, s]) => `  ${n.padEnd(width)}${s}`),
+    ...(await commandLines(cli, Object.keys(cli.commands))),
     "",
     `Run '${cli.name} <command> --help' for a command's flags.`,
     `      --version   Print the version`,
     ...(cli.exitCodes?.length ? ["", "Exit codes:", ...cli.exitCodes.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`)] : []),
+  ].join("\n");
+}
+
+async function groupHelp(cli: CliSpec, group: string, names: string[]): Promise<string> {
+  return [
+    `Usage: ${cli.name} ${group} <command> [flags]`,
+    "",
+    "Commands:",
+    ...(await commandLines(cli, names)),
+    "",
+    `Run '${cli.name} ${group} <command> --help' for a command's flags.`,
   ].join("\n");
 }
 
@@ -157,6 +171,11 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   if (!name) {
     const group = Object.keys(cli.commands).filter((c) => c.startsWith(argv[0] + " "));
     if (group.length) {
+      // `gateway keys --help`: the group's commands with their summaries, as the main help lists them.
+      if (argv[1] === "--help" || argv[1] === "-h") {
+        process.stdout.write((await groupHelp(cli, argv[0]!, group)) + "\n");
+        return 0;
+      }
       process.stderr.write(`${cli.name} ${argv[0]}: choose one of: ${group.map((g) => g.split(" ").slice(1).join(" ")).join(", ")}\n`);
       return 2;
     }

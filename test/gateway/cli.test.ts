@@ -95,6 +95,18 @@ describe("gateway CLI", () => {
     expect(help.out).toMatch(/ 5 +the gateway's CA does not match the token's pin/);
   });
 
+  test("a group of commands has --help too: its commands and what each does", () => {
+    const help = cli("keys", "--help");
+    expect(help.code).toBe(0);
+    expect(help.out).toContain("Usage: gateway keys <command> [flags]");
+    expect(help.out).toMatch(/ keys rotate +Rotate an online TUF key/);
+    expect(help.out).toMatch(/ keys push-root +/);
+    // Without --help the group name alone is still a usage error that names the choices.
+    const bare = cli("keys");
+    expect(bare.code).toBe(2);
+    expect(bare.err).toContain("choose one of: rotate");
+  });
+
   test("devices list and show strip control characters a device put in its name", async () => {
     const ca = await readFile(join(dir, "pki", "ca.pem"), "utf8");
     const admin = (await readFile(join(dir, "admin-token"), "utf8")).trim();
