@@ -32,15 +32,11 @@ import { fileNear, realFilePaths, REAL_FILES_ROOT } from "../../test/deltas/_rea
 import { benchArgs } from "../_args.ts";
 import { randomBytes } from "../../test/fioup/_setup.ts";
 
-// Options are read from process.argv below; this only answers --help.
-benchArgs({ strict: false, allowPositionals: true });
+const { values } = benchArgs({ options: { only: { type: "string" } } });
 
 const APT = "/var/cache/apt/archives";
 const MB = 1e6;
-const only = (() => {
-  const i = process.argv.indexOf("--only");
-  return i > 0 ? new Set(process.argv[i + 1]!.split(",")) : undefined;
-})();
+const only = values.only === undefined ? undefined : new Set(values.only.split(","));
 
 /** Unpacks .deb files into `dir` (what a Dockerfile's apt-get install leaves in a layer). */
 async function unpackDebs(debs: string[], dir: string): Promise<void> {

@@ -14,11 +14,8 @@ import { startGateway } from "../../test/publish/_gateway.ts";
 import { benchArgs } from "../_args.ts";
 import { containersRepo, loadBaseImage } from "../../test/publish/_setup.ts";
 
-// Options are read from process.argv below; this only answers --help.
-benchArgs({ strict: false, allowPositionals: true });
-
-const sizeArg = process.argv.indexOf("--size");
-const sizeMb = sizeArg > 0 ? Number(process.argv[sizeArg + 1]) : 32;
+const { values } = benchArgs({ options: { size: { type: "string", default: "32" } } });
+const sizeMb = Number(values.size);
 if (!Number.isFinite(sizeMb) || sizeMb <= 0) throw new Error("--size must be a positive number of MB");
 
 const random = (mb: number) => {

@@ -21,11 +21,10 @@ import { run, sleep, stopPid, tempDir } from "../../test/harness/tmp.ts";
 import { benchArgs } from "../_args.ts";
 import { RegistryClient, copyRegistryToLayout } from "../../lib/oci/index.ts";
 
-// Options are read from process.argv below; this only answers --help.
-benchArgs({ strict: false, allowPositionals: true });
+const { values } = benchArgs({ options: { small: { type: "boolean", default: false } } });
 
 const MB = 1_000_000;
-const small = process.argv.includes("--small");
+const small = values.small;
 const SIZES = small ? [10 * MB, 100 * MB] : [100 * MB, 1000 * MB];
 const RUNS = 3;
 const REPO_ROOT = join(import.meta.dir, "..", "..");
