@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
 import { certificateHosts, createCa, issueServerCert, loadCa, type CertificateAuthority } from "./pki/ca.ts";
@@ -97,11 +97,20 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     await writeFileAtomic(tokenFile, adminToken + "\n", { mode: 0o600 });
   }
 
-  const secretFile = join(pki, "registry-token.key");
+  // The built-in registry's bearer-token secret. It used to be pki/registry-token.key, the name
+  // the external registry's JWT signer (registry/jwt.ts) gives its own key: with
+  // --external-registry-service the signer overwrote it, and after a restart the secret was the
+  // signer's key text, so every registry token issued before stopped verifying. A data dir from
+  // then whose registry-token.key still holds a secret (not a PEM key) has it moved here.
+  const secretFile = join(pki, "registry-secret.key");
   let registrySecret = (await readOr(secretFile))?.trim();
   if (!registrySecret) {
-    registrySecret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+    const legacyFile = join(pki, "registry-token.key");
+    const legacy = (await readOr(legacyFile))?.trim();
+    const moved = legacy && !legacy.startsWith("-----BEGIN") ? legacy : undefined;
+    registrySecret = moved ?? Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
     await writeFileAtomic(secretFile, registrySecret + "\n", { mode: 0o600 });
+    if (moved) await rm(legacyFile, { force: true });
   }
 
   return {

@@ -1,0 +1,34 @@
+import { expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "../test/harness/tmp.ts";
+import { openDataDir } from "./data-dir.ts";
+import { RegistryJwtSigner } from "./registry/jwt.ts";
+
+const hosts = ["127.0.0.1"];
+
+test("the built-in registry's token secret survives the external registry's signer and a restart", async () => {
+  const dir = await tempDir("data-dir-");
+  const first = await openDataDir(dir, { factory: "main", hosts });
+  // --external-registry-service: the JWT signer makes its key and certificate in pki/ on first use.
+  await RegistryJwtSigner.open(join(dir, "pki"), "main");
+  const again = await openDataDir(dir, { factory: "main", hosts });
+  // Bearer tokens the registry issued before the restart still verify with the same secret.
+  expect(again.registrySecret).toBe(first.registrySecret);
+  expect(again.registrySecret).not.toContain("BEGIN");
+  // And the signer's key is still its own (the registry trusts its certificate).
+  expect(readFileSync(join(dir, "pki", "registry-token.key"), "utf8")).toContain("PRIVATE KEY");
+});
+
+test("a data dir from before keeps its registry token secret", async () => {
+  const dir = await tempDir("data-dir-");
+  await openDataDir(dir, { factory: "main", hosts });
+  // The layout before: the secret in pki/registry-token.key, no JWT signer.
+  const secretFile = join(dir, "pki", "registry-secret.key");
+  const old = readFileSync(secretFile, "utf8").trim();
+  writeFileSync(join(dir, "pki", "registry-token.key"), old + "\n", { mode: 0o600 });
+  await Bun.file(secretFile).delete();
+  const d = await openDataDir(dir, { factory: "main", hosts });
+  expect(d.registrySecret).toBe(old);
+  expect(existsSync(join(dir, "pki", "registry-token.key"))).toBe(false); // moved, so the signer never reads it as its key
+});
