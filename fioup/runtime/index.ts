@@ -27,4 +27,4 @@ export {
 } from "./images.ts";
 export { Compose, ComposeError, ComposeNotFoundError, findCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
 export { appState, serviceReports, waitForApp, type ServiceReport, type WaitOptions } from "./health.ts";
-export { BundleIndexMismatchError, InvalidBundleError, UnsafeBundleError } from "../../lib/compose/extract.ts";
+export { BundleIndexMismatchError, InvalidComposeBundleError, UnsafeBundleError } from "../../lib/compose/extract.ts";

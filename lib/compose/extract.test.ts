@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { claimingTgz, sha, tgz, type TarEntrySpec as E } from "../../test/fixtures/tar-builders.ts";
 import { createBundle } from "./bundle.ts";
-import { BundleIndexMismatchError, extractBundle, InvalidBundleError, UnsafeBundleError } from "./extract.ts";
+import { BundleIndexMismatchError, extractBundle, InvalidComposeBundleError, UnsafeBundleError } from "./extract.ts";
 
 
 const work = mkdtempSync(join(tmpdir(), "extract-test-"));
@@ -199,10 +199,10 @@ describe("extractBundle", () => {
 
   test("refuses a bundle that is not a gzipped tar, or an index that is not path → digest", async () => {
     const { parent, dest } = fresh();
-    await expect(extractBundle({ bundle: write(new TextEncoder().encode("not gzip at all")), index: {}, dest })).rejects.toThrow(InvalidBundleError);
+    await expect(extractBundle({ bundle: write(new TextEncoder().encode("not gzip at all")), index: {}, dest })).rejects.toThrow(InvalidComposeBundleError);
     const truncated = (await tgz([{ name: "a", content: "A".repeat(5000) }])).slice(0, 40);
-    await expect(extractBundle({ bundle: write(truncated), index: { a: sha("A".repeat(5000)) }, dest })).rejects.toThrow(InvalidBundleError);
-    await expect(extractBundle({ bundle: write(await tgz([])), index: { a: "md5:x" }, dest })).rejects.toThrow(InvalidBundleError);
+    await expect(extractBundle({ bundle: write(truncated), index: { a: sha("A".repeat(5000)) }, dest })).rejects.toThrow(InvalidComposeBundleError);
+    await expect(extractBundle({ bundle: write(await tgz([])), index: { a: "md5:x" }, dest })).rejects.toThrow(InvalidComposeBundleError);
     await expect(extractBundle({ bundle: write(await tgz([])), index: { "../a": sha("") }, dest })).rejects.toThrow(UnsafeBundleError);
     expectUntouched(parent);
   });

@@ -39,8 +39,8 @@ export class BundleIndexMismatchError extends Error {
 }
 
 /** The bundle is not a readable gzipped tar, or the index is not `{path: "sha256:<hex>"}`. */
-export class InvalidBundleError extends Error {
-  override name = "InvalidBundleError";
+export class InvalidComposeBundleError extends Error {
+  override name = "InvalidComposeBundleError";
 }
 
 
@@ -81,12 +81,12 @@ function cleanPath(raw: string): { path: string } | { unsafe: string } {
 }
 
 function checkIndex(index: BundleIndex): Map<string, string> {
-  if (!index || typeof index !== "object" || Array.isArray(index)) throw new InvalidBundleError("Cannot use bundle index: not a JSON object");
+  if (!index || typeof index !== "object" || Array.isArray(index)) throw new InvalidComposeBundleError("Cannot use bundle index: not a JSON object");
   const out = new Map<string, string>();
   for (const [raw, digest] of Object.entries(index)) {
     const c = cleanPath(raw);
     if ("unsafe" in c || c.path === "") throw new UnsafeBundleError(raw, `bundle index lists an unsafe path (${"unsafe" in c ? c.unsafe : "empty"})`);
-    if (typeof digest !== "string" || !DIGEST.test(digest)) throw new InvalidBundleError(`Cannot use bundle index: "${raw.slice(0, 300)}" has no sha256 digest`);
+    if (typeof digest !== "string" || !DIGEST.test(digest)) throw new InvalidComposeBundleError(`Cannot use bundle index: "${raw.slice(0, 300)}" has no sha256 digest`);
     out.set(c.path, digest);
   }
   return out;
@@ -103,7 +103,7 @@ function checkIndex(index: BundleIndex): Map<string, string> {
  * const index = JSON.parse(await Bun.file(indexBlob).text());
  * await extractBundle({ bundle: bundleBlob, index, dest: "/var/sota/compose-apps/httpd" });
  * ```
- * @throws {UnsafeBundleError | BundleIndexMismatchError | InvalidBundleError}
+ * @throws {UnsafeBundleError | BundleIndexMismatchError | InvalidComposeBundleError}
  */
 export async function extractBundle(opts: ExtractBundleOptions): Promise<ExtractResult> {
   const expected = checkIndex(opts.index);
@@ -123,7 +123,7 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
   const extract = tar.extract();
   const fail = (err: Error) => extract.destroy(err);
   src.on("error", fail);
-  gunzip.on("error", (err) => fail(new InvalidBundleError(`Cannot read bundle: not a gzipped tar (${err.message})`)));
+  gunzip.on("error", (err) => fail(new InvalidComposeBundleError(`Cannot read bundle: not a gzipped tar (${err.message})`)));
   src.pipe(gunzip).pipe(extract);
 
   const seen = new Map<string, "file" | "dir" | "symlink">();
@@ -281,9 +281,9 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
     gunzip.destroy();
     extract.destroy();
     await rm(tmp, { recursive: true, force: true });
-    if (err instanceof UnsafeBundleError || err instanceof BundleIndexMismatchError || err instanceof InvalidBundleError) throw err;
+    if (err instanceof UnsafeBundleError || err instanceof BundleIndexMismatchError || err instanceof InvalidComposeBundleError) throw err;
     if (err instanceof Error && /tar|header|Unexpected end/i.test(err.message)) {
-      throw new InvalidBundleError(`Cannot read bundle: ${err.message}`, { cause: err });
+      throw new InvalidComposeBundleError(`Cannot read bundle: ${err.message}`, { cause: err });
     }
     throw err;
   }

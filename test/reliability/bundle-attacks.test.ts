@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { claimingTgz, sha, tgz, type TarEntrySpec as E } from "../fixtures/tar-builders.ts";
-import { BundleIndexMismatchError, extractBundle, InvalidBundleError, UnsafeBundleError } from "../../lib/compose/extract.ts";
+import { BundleIndexMismatchError, extractBundle, InvalidComposeBundleError, UnsafeBundleError } from "../../lib/compose/extract.ts";
 import { ComposeFileError, parseCompose } from "../../lib/compose/compose-file.ts";
 import { Tally } from "./_tally.ts";
 
@@ -106,9 +106,9 @@ describe("malicious bundles are refused and leave the installed app as it was", 
     await refusedBundle("file content differs from its index digest", BundleIndexMismatchError, await tgz([base]), { "docker-compose.yml": sha("other") });
     await refusedBundle("file not listed in the index", BundleIndexMismatchError, await tgz([base, { name: "extra", content: "x" }]), idx);
     await refusedBundle("index lists a file the bundle lacks", BundleIndexMismatchError, await tgz([base]), { ...idx, missing: sha("m") });
-    await refusedBundle("index digest not sha256", InvalidBundleError, await tgz([base]), { "docker-compose.yml": "md5:abc" });
-    await refusedBundle("not a gzip", InvalidBundleError, new TextEncoder().encode("hello, not a tarball"), idx);
-    await refusedBundle("truncated gzip", InvalidBundleError, (await tgz([base, { name: "f", content: "y".repeat(10000) }])).slice(0, 60), { ...idx, f: sha("y".repeat(10000)) });
+    await refusedBundle("index digest not sha256", InvalidComposeBundleError, await tgz([base]), { "docker-compose.yml": "md5:abc" });
+    await refusedBundle("not a gzip", InvalidComposeBundleError, new TextEncoder().encode("hello, not a tarball"), idx);
+    await refusedBundle("truncated gzip", InvalidComposeBundleError, (await tgz([base, { name: "f", content: "y".repeat(10000) }])).slice(0, 60), { ...idx, f: sha("y".repeat(10000)) });
   });
 });
 
