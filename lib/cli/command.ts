@@ -151,6 +151,8 @@ function makeOutput(json: boolean): Output {
  * space in their name ("devices list"): the longest matching prefix wins.
  */
 export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
+  // `fioup help update` is `fioup update --help`.
+  if (argv[0] === "help" && argv.length > 1) argv = [...argv.slice(1), "--help"];
   if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
     process.stdout.write((await mainHelp(cli)) + "\n");
     return argv.length === 0 ? 2 : 0;

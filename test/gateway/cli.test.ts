@@ -105,6 +105,10 @@ describe("gateway CLI", () => {
     const bare = cli("keys");
     expect(bare.code).toBe(2);
     expect(bare.err).toContain("choose one of: rotate");
+    // `help COMMAND` is `COMMAND --help`.
+    const viaHelp = cli("help", "keys", "rotate");
+    expect(viaHelp.code).toBe(0);
+    expect(viaHelp.out).toContain("Usage: gateway keys rotate");
   });
 
   test("devices list and show strip control characters a device put in its name", async () => {
