@@ -9,6 +9,11 @@ describe("LeaderLease", () => {
     const a = await new LeaderLease(store, "signer", { ttlMs: 3000 }).start();
     const b = await new LeaderLease(store, "signer", { ttlMs: 3000, renewMs: 50 }).start();
     expect([a.isLeader, b.isLeader]).toEqual([true, false]);
+    // b must not take the lease while a holds it. Nothing can be polled for what must not happen, so a
+    // fixed wait: 300 ms is six of b's 50 ms tries (fewer on a loaded machine: that weakens the check,
+    // never fails it falsely) and a tenth of a's 3 s lease (a renews every 1 s), so a still holds it.
+    await Bun.sleep(300);
+    expect([a.isLeader, b.isLeader]).toEqual([true, false]);
     const stopped = performance.now();
     await a.stop();
     // b tries every 50 ms: it takes the released lease at its next try (polled: a loaded machine delays
@@ -28,7 +33,8 @@ describe("LeaderLease", () => {
     expect(lease.isLeader).toBe(true);
     hang = true; // the database stops answering: the lease may expire there and another replica take it
     // No wait for a timer here: isLeader compares the clock with the last answered renewal's send time
-    // plus the lease's life, so 450 ms after the hang began (more than the 300 ms life) it is false.
+    // plus the lease's life, so 450 ms after the hang began (more than the 300 ms life) it is false; a
+    // loaded machine only sleeps longer, which keeps it false.
     await Bun.sleep(450);
     expect(lease.isLeader).toBe(false);
     hang = false;
