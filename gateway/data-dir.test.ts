@@ -20,6 +20,21 @@ test("the built-in registry's token secret survives the external registry's sign
   expect(readFileSync(join(dir, "pki", "registry-token.key"), "utf8")).toContain("PRIVATE KEY");
 });
 
+test("copies of a data dir whose old secret file the signer had taken agree on the new secret, and keep the signer's key", async () => {
+  const dir = await tempDir("data-dir-");
+  await openDataDir(dir, { factory: "main", hosts });
+  await RegistryJwtSigner.open(join(dir, "pki"), "main");
+  // The layout before, after the signer overwrote the secret's file: no registry-secret.key.
+  await Bun.file(join(dir, "pki", "registry-secret.key")).delete();
+  const keyPem = readFileSync(join(dir, "pki", "registry-token.key"), "utf8");
+  const copy = await tempDir("data-dir-copy-");
+  await Bun.$`cp -a ${dir}/. ${copy}/`.quiet();
+  const [a, b] = [await openDataDir(dir, { factory: "main", hosts }), await openDataDir(copy, { factory: "main", hosts })];
+  expect(a.registrySecret).toBe(b.registrySecret);
+  expect(a.registrySecret).not.toContain("BEGIN");
+  expect(readFileSync(join(dir, "pki", "registry-token.key"), "utf8")).toBe(keyPem);
+});
+
 test("a data dir from before keeps its registry token secret", async () => {
   const dir = await tempDir("data-dir-");
   await openDataDir(dir, { factory: "main", hosts });

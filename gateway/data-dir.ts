@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
@@ -101,14 +102,20 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   // the external registry's JWT signer (registry/jwt.ts) gives its own key: with
   // --external-registry-service the signer overwrote it, and after a restart the secret was the
   // signer's key text, so every registry token issued before stopped verifying. A data dir from
-  // then whose registry-token.key still holds a secret (not a PEM key) has it moved here.
+  // then whose registry-token.key still holds a secret (not a PEM key) has it moved here; one
+  // whose file the signer had taken gets a secret derived from that key, so replicas running
+  // from copies of one data dir still share their secret (a random one each would make a token
+  // from one replica unknown to the others).
   const secretFile = join(pki, "registry-secret.key");
   let registrySecret = (await readOr(secretFile))?.trim();
   if (!registrySecret) {
     const legacyFile = join(pki, "registry-token.key");
     const legacy = (await readOr(legacyFile))?.trim();
     const moved = legacy && !legacy.startsWith("-----BEGIN") ? legacy : undefined;
-    registrySecret = moved ?? Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+    registrySecret =
+      moved ??
+      (legacy ? createHash("sha256").update(`registry bearer-token secret\n${legacy}`).digest("base64url") : undefined) ??
+      Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
     await writeFileAtomic(secretFile, registrySecret + "\n", { mode: 0o600 });
     if (moved) await rm(legacyFile, { force: true });
   }
