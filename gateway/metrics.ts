@@ -6,6 +6,7 @@
  * @module
  */
 import { ServedBytes } from "./registry/served-bytes.ts";
+import { HELD_SHARE } from "./transport/connection-caps.ts";
 
 /** What the transport reports about its connections (gateway/transport's `Listening.stats`). */
 export interface ConnectionCounts {
@@ -152,7 +153,7 @@ export class Metrics {
         ? {
             gateway_push_waits_held: { help: "Push waits (GET /repo/wait) held open now, on the TLS port and --proxy-listen together", value: held },
             gateway_push_waits_refused_total: {
-              help: "Push waits answered 503 at once because the held share (90%) of the connection limit was taken: those devices poll",
+              help: `Push waits answered 503 at once because the held share (${Math.round(HELD_SHARE * 100)}%) of the connection limit was taken: those devices poll`,
               value: holdsRefused,
               type: "counter" as const,
             },

@@ -38,7 +38,7 @@ test("holds take at most 90% of the connections; past it a hold is answered 503 
   // Nine holds on nine connections (parallel requests do not share one).
   const holds = Array.from({ length: 9 }, () => devFetch(`${gw.url}/repo/wait?after=${version}&timeout=20`, { signal: stop.signal }).then((r) => r.status, () => 0));
   // Until the gateway holds all nine (on a loaded machine their handshakes take as long as they take).
-  await until("nine push waits held (gateway_push_waits_held on /metrics)", heldWaits, (n) => n === 9, 20_000);
+  await until("nine push waits held (gateway_push_waits_held on /metrics)", heldWaits, (n) => n === 9, 15_000); // under the holds' own 20 s, so none ran out meanwhile
   const t0 = Date.now();
   const extra = await devFetch(`${gw.url}/repo/wait?after=${version}&timeout=20`);
   expect(extra.status).toBe(503);

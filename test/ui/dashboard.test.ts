@@ -67,6 +67,7 @@ describe("dashboard at /ui/", () => {
   test("the device list shows the registered devices and filters by name, status and target", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     await page.getByRole("link", { name: "Devices" }).click();
+    await page.waitForURL(`${gw.url}/ui/devices`);
     for (const name of ["kiosk-good", "kiosk-bad", "spare-1"]) await expect(page.getByRole("link", { name }).count()).resolves.toBe(1);
     await shot(page, "devices-desktop");
 
