@@ -111,13 +111,12 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   if (!registrySecret) {
     const legacyFile = join(pki, "registry-token.key");
     const legacy = (await readOr(legacyFile))?.trim();
-    const moved = legacy && !legacy.startsWith("-----BEGIN") ? legacy : undefined;
-    registrySecret =
-      moved ??
-      (legacy ? createHash("sha256").update(`registry bearer-token secret\n${legacy}`).digest("base64url") : undefined) ??
-      Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+    const signerKey = legacy?.startsWith("-----BEGIN");
+    if (!legacy) registrySecret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+    else if (signerKey) registrySecret = createHash("sha256").update(`registry bearer-token secret\n${legacy}`).digest("base64url");
+    else registrySecret = legacy;
     await writeFileAtomic(secretFile, registrySecret + "\n", { mode: 0o600 });
-    if (moved) await rm(legacyFile, { force: true });
+    if (legacy && !signerKey) await rm(legacyFile, { force: true }); // moved: the signer may take the name
   }
 
   return {

@@ -18,7 +18,7 @@ import { CHECKIN_LIST_MAX_BYTES, CHECKIN_LIST_MAX_ITEMS } from "../../lib/api/in
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { DeviceClient } from "../../fioup/device-client.ts";
 import { x509 } from "../../gateway/pki/x509.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { metricSample, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
 import { exchange } from "../harness/resumable-tls.ts";
 import { freePort, tempDir } from "../harness/tmp.ts";
@@ -89,12 +89,6 @@ function stuckUpload(port: number, head: string): Promise<Socket> {
   });
 }
 
-/** The value of one sample in /metrics (NaN when absent). */
-async function metric(gw: GatewayHandle, name: string): Promise<number> {
-  const text = await (await gw.adminFetch("/metrics")).text();
-  return Number(text.split("\n").find((l) => l.startsWith(`${name} `))?.split(" ")[1]);
-}
-
 describe("the plain listener's own cap and its connections in /metrics", () => {
   const CAP = 4;
   let gw: GatewayHandle;
@@ -110,32 +104,32 @@ describe("the plain listener's own cap and its connections in /metrics", () => {
   test("at most --max-connections of the proxy's connections are busy here: the next request is answered 503 and closed, counted; the slots come back", async () => {
     const get = `GET /device HTTP/1.1\r\nhost: gw\r\nx-client-cert: ${encodeURIComponent(dev.cert)}\r\nconnection: close\r\n\r\n`;
     expect((await raw(plainPort, "127.0.0.1", get)).status).toBe(200);
-    expect(await metric(gw, "gateway_proxy_connections_busy")).toBe(0); // scraped on the TLS port
-    expect(await metric(gw, "gateway_connections_open")).toBeGreaterThanOrEqual(0); // beside the TLS port's
+    expect(await metricSample(gw, "gateway_proxy_connections_busy")).toBe(0); // scraped on the TLS port
+    expect(await metricSample(gw, "gateway_connections_open")).toBeGreaterThanOrEqual(0); // beside the TLS port's
     // CAP uploads from the proxy's address that never finish: each keeps its connection busy.
     const upload = `POST /events HTTP/1.1\r\nhost: gw\r\nx-client-cert: ${encodeURIComponent(dev.cert)}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`;
     const stuck = await Promise.all(Array.from({ length: CAP }, () => stuckUpload(plainPort, upload)));
     try {
       const deadline = Date.now() + 5000;
-      while ((await metric(gw, "gateway_proxy_connections_busy")) < CAP && Date.now() < deadline) await Bun.sleep(50);
-      expect(await metric(gw, "gateway_proxy_connections_busy")).toBe(CAP);
+      while ((await metricSample(gw, "gateway_proxy_connections_busy")) < CAP && Date.now() < deadline) await Bun.sleep(50);
+      expect(await metricSample(gw, "gateway_proxy_connections_busy")).toBe(CAP);
       const refused = await raw(plainPort, "127.0.0.1", get);
       expect(refused.status).toBe(503);
       expect(JSON.parse(refused.body).error).toContain("--max-connections");
       expect(refused.closedByServer).toBe(true);
-      expect(await metric(gw, "gateway_proxy_connections_capped_total")).toBe(1);
+      expect(await metricSample(gw, "gateway_proxy_connections_capped_total")).toBe(1);
       // The proxy's health check still passes at the cap (HTTP/1.0 without a Host header, as HAProxy sends it): busy, not down.
       expect((await raw(plainPort, "127.0.0.1", "GET /healthz HTTP/1.0\r\n\r\n")).status).toBe(200);
-      expect(await metric(gw, "gateway_proxy_connections_capped_total")).toBe(1);
+      expect(await metricSample(gw, "gateway_proxy_connections_capped_total")).toBe(1);
     } finally {
       for (const s of stuck) s.destroy();
     }
     // The proxy gave up on the uploads: their slots are free again.
     const deadline = Date.now() + 5000;
-    while ((await metric(gw, "gateway_proxy_connections_busy")) > 0 && Date.now() < deadline) await Bun.sleep(50);
-    expect(await metric(gw, "gateway_proxy_connections_busy")).toBe(0);
+    while ((await metricSample(gw, "gateway_proxy_connections_busy")) > 0 && Date.now() < deadline) await Bun.sleep(50);
+    expect(await metricSample(gw, "gateway_proxy_connections_busy")).toBe(0);
     expect((await raw(plainPort, "127.0.0.1", get)).status).toBe(200);
-    expect(await metric(gw, "gateway_proxy_connections_capped_total")).toBe(1);
+    expect(await metricSample(gw, "gateway_proxy_connections_capped_total")).toBe(1);
   });
 });
 

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { metricSample, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
@@ -45,18 +45,12 @@ test("holds take at most 90% of the connections; past it a hold is answered 503 
   expect(extra.headers.get("retry-after")).toBe("60");
   expect(Date.now() - t0).toBeLessThan(1000);
   for (let i = 0; i < 5; i++) expect((await devFetch(`${gw.url}/repo/timestamp.json`)).status).toBe(200);
-  expect(await metric("gateway_push_waits_refused_total")).toBe(1);
+  expect(await metricSample(gw, "gateway_push_waits_refused_total")).toBe(1);
   expect(await heldWaits()).toBe(9);
   stop.abort();
   expect((await Promise.all(holds)).every((s) => s === 0)).toBe(true); // all of them were still held
   await until("the aborted waits released", heldWaits, (n) => n === 0);
 }, 60_000);
 
-/** A sample of the gateway's /metrics (asked on the one kept-alive connection the connection limit leaves for it). */
-async function metric(name: string): Promise<number> {
-  const text = await (await gw.adminFetch("/metrics")).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  if (!line) throw new Error(`/metrics has no ${name}`);
-  return Number(line.slice(name.length + 1));
-}
-const heldWaits = () => metric("gateway_push_waits_held");
+// /metrics is asked on the one kept-alive connection the connection limit leaves for it.
+const heldWaits = () => metricSample(gw, "gateway_push_waits_held");

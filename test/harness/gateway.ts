@@ -135,6 +135,14 @@ async function databaseFor(dataDir: string): Promise<string> {
 /** Which store the harness gateways use: "postgres" with `OTA_TEST_DB=postgres`, else "sqlite". */
 export const testDbKind = (): "postgres" | "sqlite" => (process.env.OTA_TEST_DB === "postgres" ? "postgres" : "sqlite");
 
+/** The value of one unlabelled sample in the gateway's /metrics; throws naming it when /metrics has none. */
+export async function metricSample(gw: Pick<GatewayHandle, "adminFetch">, name: string): Promise<number> {
+  const text = await (await gw.adminFetch("/metrics")).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`/metrics has no ${name}`);
+  return Number(line.slice(name.length + 1));
+}
+
 /**
  * Registry bytes the gateway served to one client (`device:<uuid>`, `admin`), read from its
  * /metrics: the count kept by the gateway, independent of what the device reports.
