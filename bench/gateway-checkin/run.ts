@@ -239,7 +239,7 @@ try {
     if (cpu1 === cpu0) cpu1 = await sample();
     await p.exited;
     const last = out.trim().split("\n").at(-1)!;
-    const r = JSON.parse(last) as { requests: number; errors: number; rps: number; p50: number; p99: number; connections: number; cpu: number; seconds: number };
+    const r = JSON.parse(last) as { requests: number; errors: number; rps: number; p50: number; p99: number; checkinP99?: number; connections: number; cpu: number; seconds: number };
     /** Share of a core over the timed part, and CPU µs per request. */
     const use = (seconds: number, over: number) => ({ share: seconds / over, us: (seconds * 1e6) / Math.max(1, r.requests) });
     return {
@@ -269,7 +269,7 @@ try {
     const cpu = r.proxy
       ? `CPU server ${pct(r.server.share)} + HAProxy ${pct(r.proxy.share)} = ${pct(r.server.share + r.proxy.share)}, µs/req ${r.server.us.toFixed(0)} + ${r.proxy.us.toFixed(0)} = ${(r.server.us + r.proxy.us).toFixed(0)}`
       : `CPU server ${pct(r.server.share)}, µs/req ${r.server.us.toFixed(0)} (${r.threads.map((t) => `${t.group} ${t.us.toFixed(0)}/${t.sleeps.toFixed(2)} sleeps`).join(", ")})`;
-    return `${r.rps.toFixed(0).padStart(6)} req/s${mode.endsWith("poll") ? "" : ` (${(r.rps / 2).toFixed(0)} check-ins/s)`} p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms, ${cpu}, load gen ${pct(r.loadgen.share)} ${r.loadgen.us.toFixed(0)} µs/req, load ${r.load}${r.errors ? ` (${r.errors} errors)` : ""}`;
+    return `${r.rps.toFixed(0).padStart(6)} req/s${mode.endsWith("poll") ? "" : ` (${(r.rps / 2).toFixed(0)} check-ins/s)`} p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(6)} ms${r.checkinP99 === undefined ? "" : ` (check-in p99 ${r.checkinP99.toFixed(2)} ms)`}, ${cpu}, load gen ${pct(r.loadgen.share)} ${r.loadgen.us.toFixed(0)} µs/req, load ${r.load}${r.errors ? ` (${r.errors} errors)` : ""}`;
   };
   const width = Math.max(...servers.map((s) => s.name.length));
   for (const clients of CLIENT_COUNTS)

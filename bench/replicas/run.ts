@@ -84,6 +84,8 @@ interface LoadResult {
   rps: number;
   p50: number;
   p99: number;
+  /** p99 of a check-in, its GET and POST together (ms). */
+  checkinP99: number;
   /** CPU ms per request over the timed part: HAProxy's, the replicas' (all of them), the load generator's. */
   cpu: { haproxy: number; replicas: number; load: number };
   /** 1-minute load average when the side ended. */
@@ -337,7 +339,7 @@ try {
     return r.spread.length < 2 ? "" : `, spread ${r.spread.map((n) => ((100 * n) / Math.max(1, all)).toFixed(0)).join("/")}% (conns ${r.conns.join("/")})`;
   };
   const fmt = (r: LoadResult) =>
-    `${r.rps.toFixed(0).padStart(6)} req/s (${(r.rps / 2).toFixed(0).padStart(5)} check-ins/s) p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(7)} ms, ` +
+    `${r.rps.toFixed(0).padStart(6)} req/s (${(r.rps / 2).toFixed(0).padStart(5)} check-ins/s) p50 ${r.p50.toFixed(2).padStart(6)} p99 ${r.p99.toFixed(2).padStart(7)} ms (check-in p99 ${r.checkinP99.toFixed(2)}), ` +
     `CPU ms/req haproxy ${r.cpu.haproxy.toFixed(3)} replicas ${r.cpu.replicas.toFixed(3)} load ${r.cpu.load.toFixed(3)}, load avg ${r.loadavg}${shares(r)}${r.errors ? ` (${r.errors} ERRORS)` : ""}`;
   const best: Record<string, LoadResult> = {};
   for (let round = 0; round < ROUNDS; round++) {
