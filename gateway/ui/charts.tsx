@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** Charts as inline SVG (no script, no library), each with a text alternative. */
 
 export interface Bar {

@@ -1,8 +1,14 @@
+/* @jsxImportSource hono/jsx */
 /**
  * The fleet dashboard at /ui/: server-rendered pages (hono/jsx) over the
  * gateway's own admin API, called in process with the signed-in user's token
  * (gateway/ui/api.ts), so the API's role checks are the one authority. Every
  * POST needs the session's CSRF token and a same-origin Origin (when sent).
+ *
+ * Every .tsx file names its JSX runtime (hono/jsx) in a pragma on its first line: bun takes
+ * tsconfig.json's from the working directory's project, so `bun /path/to/gateway/main.ts` run
+ * from elsewhere looked for React and failed to start. (Bun reads that pragma anywhere in a
+ * file's comments, so no other comment may spell it out.)
  *
  * @module
  */

@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /**
  * The page frame every dashboard page shares: navigation, one inline style
  * sheet (light and dark by `prefers-color-scheme`, one column at phone width)

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -212,5 +212,15 @@ describe("gateway CLI", () => {
       expect(r.err).toContain("--signer-lease must be");
     }
     expect(await Bun.file(join(fresh, "factory.json")).exists()).toBe(false);
+  }, 60_000);
+
+  test("runs from any working directory, not only the checkout's (the dashboard's JSX names its runtime)", () => {
+    // bun takes tsconfig.json from the working directory's project: outside the checkout the
+    // dashboard's .tsx files compiled against React, which is not installed, and nothing started.
+    const elsewhere = dirname(dir);
+    for (const args of [["--help"], ["tokens", "list", "--data", dir]]) {
+      const r = Bun.spawnSync([process.execPath, MAIN, ...args], { cwd: elsewhere, stdout: "pipe", stderr: "pipe" });
+      expect({ args, code: r.exitCode, err: r.stderr.toString() }).toEqual({ args, code: 0, err: "" });
+    }
   }, 60_000);
 });

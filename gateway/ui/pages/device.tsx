@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** One device: identity, status, current target, apps with their health, update timeline, inventory, actions. */
 import type { DeviceDetail, FleetDevice, Update } from "../../../lib/api/admin.ts";
 import { Ago, Badge, Csrf } from "../layout.tsx";

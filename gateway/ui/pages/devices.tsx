@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** The device list: filters in a GET form (bookmarkable), sortable columns, server-side pages. */
 import { DEVICE_STATUSES, type FleetDeviceList } from "../../../lib/api/admin.ts";
 import { Ago, Badge } from "../layout.tsx";

@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** Groups: static lists of devices and dynamic queries, their sizes, members, and a form to make one. */
 import type { GroupDetail, GroupList } from "../../../lib/api/admin.ts";
 import { Ago, Csrf } from "../layout.tsx";

@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** Sign-in: an admin or viewer API token becomes a session cookie (gateway/ui/session.ts). */
 export function LoginPage({ error }: { error?: string }) {
   return (

@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** The fleet overview: devices by status, versions across the fleet, check-ins per minute, recent failures. */
 import { DEVICE_STATUSES, type FleetSummary } from "../../../lib/api/admin.ts";
 import { BarChart, ColumnChart } from "../charts.tsx";

@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** Rollouts: the list, and one rollout's waves as progress bars with its counts, halt reason, holds, events and actions. */
 import type { RolloutDetail, RolloutList, RolloutRow } from "../../../lib/api/admin.ts";
 import { Ago, Badge, Csrf } from "../layout.tsx";

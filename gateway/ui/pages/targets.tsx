@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** Targets: versions per hardware id and tag, their apps pinned by digest, how many devices run each. */
 import type { TargetsList } from "../../../lib/api/admin.ts";
 

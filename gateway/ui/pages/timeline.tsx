@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** A device's update history as a timeline: each step of each update, bytes fetched, the error text of a failure. */
 import type { Update } from "../../../lib/api/admin.ts";
 import type { DeviceEvent } from "../../../lib/api/index.ts";

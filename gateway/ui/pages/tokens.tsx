@@ -1,3 +1,4 @@
+/* @jsxImportSource hono/jsx */
 /** Tokens: create a registration token (its secret shown once, with the `fioup register` command), list, revoke. */
 import type { TokenCreated, TokenList } from "../../../lib/api/admin.ts";
 import { Ago, Csrf } from "../layout.tsx";
