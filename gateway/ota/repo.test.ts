@@ -3,6 +3,7 @@ import { copyFile, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { until } from "../../test/harness/tmp.ts";
 import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
 import { generateKey, loadKeyFile } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata } from "../../lib/tuf/metadata.ts";
@@ -192,11 +193,7 @@ describe("TufRepo", () => {
     offset = 20 * 3600_000;
     // Waits for the first refresh rather than a fixed time (a check signs, and a slow machine takes
     // longer), then a few more intervals so a second refresh, if any, would show.
-    const deadline = Date.now() + 5000;
-    while (!seen.length) {
-      if (Date.now() > deadline) throw new Error(`No refresh within 5 s of the timestamp falling due (errors: ${errors.length ? errors.map(String).join("; ") : "none"})`);
-      await Bun.sleep(20);
-    }
+    await until("a refresh once the timestamp fell due", () => ({ refreshes: seen.length, errors: errors.map(String) }), (v) => v.refreshes > 0, 5000);
     await Bun.sleep(100);
     await timer.stop();
     expect(seen).toEqual([["timestamp"]]); // once: the new one is fresh again

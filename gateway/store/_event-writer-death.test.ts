@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PeerIdentity } from "../env.ts";
 import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
+import { until } from "../../test/harness/tmp.ts";
 import { EventWriter } from "./_event-writer.ts";
 import { WriterUnavailableError } from "./_writer-thread.ts";
 
@@ -173,8 +174,7 @@ describe("SQLite writer thread death", () => {
       expect(performance.now() - started).toBeLessThan(1000);
       // Deaths at about 0, 0, 0.5 s, 1.5 s: restarts at once, then after 0.5, 1 and 2 s. Waits for
       // the 4th death (not a fixed sleep: on a loaded machine each thread takes longer to die).
-      const fourth = performance.now() + 15_000;
-      while (lines.length < 4 && performance.now() < fourth) await Bun.sleep(20);
+      await until("the writer thread's 4th death logged", () => lines.length, (n) => n >= 4, 15_000);
       const spread = performance.now() - started;
       expect(lines.length).toBe(4);
       expect(spread).toBeGreaterThanOrEqual(1400); // 0.5 + 1 s of waits at least: the rate is bounded

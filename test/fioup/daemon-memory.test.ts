@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, existsSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
-import { removeTempDir, tempDir } from "../harness/tmp.ts";
+import { removeTempDir, tempDir, until } from "../harness/tmp.ts";
 import { Device, ROOT, startDockerd, startTestGateway, type DockerdHandle, type TestGateway } from "./_setup.ts";
 
 let dockerd: DockerdHandle;
@@ -122,8 +122,7 @@ test("after its first cycle the daemon gives back the executable's clean pages a
     }
     if (!pid || before === 0) throw new Error(`The daemon's memory was never sampled before its first cycle ended; its log:\n${log.slice(-3000)}`);
     // The release follows at once: the pages leave within moments.
-    let after = exeMappings(pid!);
-    for (const until = Date.now() + 10_000; fileRss(after) >= before / 2 && Date.now() < until; after = exeMappings(pid!)) await Bun.sleep(25);
+    const after = await until(`the executable's resident file pages under half the ${before} kB sampled while starting`, () => exeMappings(pid!), (ms) => fileRss(ms) < before / 2, 10_000);
     const now = fileRss(after);
     console.error(`executable's resident file pages: ${before} kB while starting, ${now} kB after the first cycle`);
     expect(now).toBeLessThan(before / 2);

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import { tempDir } from "../harness/tmp.ts";
+import { tempDir, until } from "../harness/tmp.ts";
 import {
   asTestGateway, deviceOnV1, Device, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerd, startDockerRegistry,
   type DockerdHandle, type DockerRegistryHandle, type Publisher, type TestGateway,
@@ -68,15 +68,22 @@ async function publishNext(size: number): Promise<{ body: string; name: string }
   return { body, name: `amd64-linux-${version}` };
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(100);
-  }
+/** How long the waits below give the daemon, and how often they look (the device's database, the gateway's API). */
+const WAIT_MS = 60_000;
+const POLL_MS = 100;
+
+/** The device's update state, once it is `state`. */
+const stateReached = (what: string, state: string) => until(what, () => device.updateState(), (s) => s?.state === state, WAIT_MS, POLL_MS);
+/** This device's hold events for `target` at the gateway, once there are any. */
+const holdEventsSeen = (target: string) => until(`the deferral of ${target} at the gateway`, () => holdEvents(target), (es) => es.length > 0, WAIT_MS, POLL_MS);
+/** The gateway's UpdateHoldReleased event for `target`. */
+async function releaseSeen(target: string) {
+  const released = (e: { type: string }) => e.type === "UpdateHoldReleased";
+  const events = await until(`the release of ${target} at the gateway`, () => holdEvents(target), (es) => es.some(released), WAIT_MS, POLL_MS);
+  return events.find(released)!;
 }
+/** The app's page serving `body`. */
+const serving = (body: string) => until(`the app to serve "${body}"`, () => httpGet(port), (b) => b === body, WAIT_MS, POLL_MS);
 
 /** The gateway's record of this device's hold events for `target`, in order. */
 async function holdEvents(target: string): Promise<{ type: string; details: any }[]> {
@@ -114,17 +121,18 @@ describe("install holds", () => {
     const v = await publishNext(4 * MiB);
     const daemon = startDaemon();
     try {
-      const fetched = await until("the update to be fetched", () => (device.updateState()?.state === "fetched" ? device.updateState() : undefined));
+      const fetched = (await stateReached("the update to be fetched", "fetched"))!;
       const afterFetch = await servedBytes(handle, `device:${uuid}`);
       // Every byte of the new target crossed the wire before the window: the gateway counted them.
       expect(afterFetch.blob - before.blob).toBeGreaterThanOrEqual(4 * MiB);
       expect(fetched.bytesFetched).toBeGreaterThanOrEqual(4 * MiB);
       // The gateway hears why, and until when.
-      const [deferred] = await until("the deferral at the gateway", async () => ((await holdEvents(v.name)).length ? holdEvents(v.name) : undefined));
+      const [deferred] = await holdEventsSeen(v.name);
       expect(deferred!.type).toBe("UpdateDeferred");
       expect(deferred!.details).toMatchObject({ reason: "window", until: "2026-12-06T02:00:00Z", heldSince: "2026-12-05T10:00:00Z", window: "daily 02:00-04:00 UTC", timeZone: "UTC" });
       // Later polls: still waiting, the old version still serves, and the deferral was sent once.
-      await until("two more cycles", () => (daemon.log().split("deferred: outside the maintenance window").length > 3 ? true : undefined), 30_000);
+      const deferrals = () => daemon.log().split("deferred: outside the maintenance window").length - 1;
+      await until("two more cycles (3 window deferrals in the daemon's log)", deferrals, (n) => n >= 3, 30_000, POLL_MS);
       expect(device.updateState()?.state).toBe("fetched");
       expect(await httpGet(port)).toBe(`hold v${version - 1}`);
       const st = await device.fioup("status", "--no-apps");
@@ -132,11 +140,11 @@ describe("install holds", () => {
       expect((await holdEvents(v.name)).filter((e) => e.type === "UpdateDeferred")).toHaveLength(1);
 
       writeFileSync(clockFile, "2026-12-06T02:30:00Z"); // the window opens
-      await until("the new version to serve", async () => ((await httpGet(port)) === v.body ? true : undefined));
-      await until("the update to complete", () => (device.updateState()?.state === "completed" ? true : undefined));
+      await serving(v.body);
+      await stateReached("the update to complete", "completed");
       // Installing fetched nothing more.
       expect((await servedBytes(handle, `device:${uuid}`)).blob).toBe(afterFetch.blob);
-      const released = await until("the release at the gateway", async () => (await holdEvents(v.name)).find((e) => e.type === "UpdateHoldReleased"));
+      const released = await releaseSeen(v.name);
       expect(released.details).toEqual({ heldSince: "2026-12-05T10:00:00Z", releasedBy: "window" });
     } finally {
       await daemon.stop();
@@ -152,11 +160,11 @@ describe("install holds", () => {
     const v = await publishNext(64 * 1024);
     const daemon = startDaemon();
     try {
-      await until("the update to be fetched", () => (device.updateState()?.state === "fetched" ? true : undefined));
-      const [deferred] = await until("the deferral at the gateway", async () => ((await holdEvents(v.name)).length ? holdEvents(v.name) : undefined));
+      await stateReached("the update to be fetched", "fetched");
+      const [deferred] = await holdEventsSeen(v.name);
       expect(deferred!.details).toMatchObject({ reason: "lock", locks: [{ name: "fioup", reason: "backup running" }] });
       expect(Date.parse(deferred!.details.until) - Date.parse(deferred!.details.heldSince)).toBe(3600_000);
-      await until("the daemon to log the hold", () => (daemon.log().includes("held by update lock") ? true : undefined), 30_000);
+      await until("the daemon to log the hold", () => daemon.log().includes("held by update lock"), (logged) => logged, 30_000, POLL_MS);
       await Bun.sleep(1_000);
       expect(device.updateState()?.state).toBe("fetched");
       expect(await httpGet(port)).toBe(`hold v${version - 1}`);
@@ -166,11 +174,11 @@ describe("install holds", () => {
 
       const unlocked = Date.now();
       expect((await device.fioup("unlock")).json).toEqual({ released: ["fioup"], held: [] });
-      await until("the new version to serve", async () => ((await httpGet(port)) === v.body ? true : undefined));
+      await serving(v.body);
       // The daemon noticed the release at once, long before its next poll.
       expect(Date.now() - unlocked).toBeLessThan(20_000);
       expect(daemon.log()).toContain("the update locks changed: checking the hold now");
-      const released = await until("the release at the gateway", async () => (await holdEvents(v.name)).find((e) => e.type === "UpdateHoldReleased"));
+      const released = await releaseSeen(v.name);
       expect(released.details.releasedBy).toBe("lock");
     } finally {
       await daemon.stop();

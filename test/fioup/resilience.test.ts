@@ -16,6 +16,7 @@ import {
   Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImage, pushImageDetailed, randomBytes, startDockerRegistry,
   startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
 } from "./_setup.ts";
+import { until } from "../harness/tmp.ts";
 
 const APP = `fioupkill${process.pid}`;
 let dockerd: DockerdHandle;
@@ -43,25 +44,25 @@ afterAll(async () => {
   await dockerd?.stop();
 });
 
-/** Runs `fioup update` and SIGKILLs it as soon as `when()` holds; returns whether it was killed. */
+/**
+ * Runs `fioup update` and SIGKILLs it as soon as `when()` holds; returns whether it was killed
+ * (false: the run ended first). Throws if neither happens within `timeoutMs`.
+ */
 async function killWhen(when: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<boolean> {
   const p = device.spawn(["update"]);
-  const deadline = Date.now() + timeoutMs;
   let exited = false;
   void p.exited.then(() => (exited = true));
-  while (!exited && Date.now() < deadline) {
-    if (await when()) {
-      p.kill("SIGKILL");
-      await p.exited;
-      return true;
-    }
-    await Bun.sleep(5);
+  let killed = false;
+  try {
+    // Asked every 5 ms: the kill lands as soon as the moment comes.
+    killed = await until("fioup update to reach the kill point", async () => !exited && (await when()), (hit) => hit || exited, timeoutMs, 5);
+  } finally {
+    p.kill("SIGKILL");
+    const code = await p.exited;
+    // The run ended (or ran out of time) before the moment came: say how, for whoever reads the failure.
+    if (!killed) console.error(`killWhen: fioup update exited ${code} before the kill point; state ${device.updateState()?.state}; stderr:\n${(await new Response(p.stderr).text()).slice(-2000)}`);
   }
-  p.kill("SIGKILL");
-  const code = await p.exited;
-  // The run ended before the moment came: say how, for whoever reads the failure.
-  console.error(`killWhen: fioup update exited ${code} before the kill point; state ${device.updateState()?.state}; stderr:\n${(await new Response(p.stderr).text()).slice(-2000)}`);
-  return false;
+  return killed;
 }
 
 describe("fioup resilience", () => {

@@ -10,6 +10,7 @@ import {
   Device, httpdCompose, httpdImage, httpGet, Publisher, pushImage, startTwoAppFleet,
   type DockerRegistryHandle, type DockerdHandle, type TestGateway, type TwoAppFleet,
 } from "./_setup.ts";
+import { until } from "../harness/tmp.ts";
 
 const A = "fioupsela";
 const B = "fioupselb";
@@ -79,20 +80,13 @@ describe("fioup selection", () => {
     await d.register(gw);
     const daemon = d.spawn(["daemon"]);
     try {
-      const waitFor = async (port: number, body: string) => {
-        const deadline = Date.now() + 60_000;
-        while (Date.now() < deadline) {
-          if ((await httpGet(port)) === body) return true;
-          await Bun.sleep(200);
-        }
-        return false;
-      };
-      expect(await waitFor(portA, "a v1")).toBe(true);
+      const serving = (port: number, body: string) => until(`port ${port} to serve "${body}"`, () => httpGet(port), (b) => b === body, 60_000, 200);
+      await serving(portA, "a v1");
       const a2 = await pushImage(upstream, "test/sela", "v2", httpdImage("a v2"));
       await pub.commit({ [`${A}/docker-compose.yml`]: httpdCompose(a2, portA) });
       const published = Date.now();
       await pub.publish(2);
-      expect(await waitFor(portA, "a v2")).toBe(true);
+      await serving(portA, "a v2");
       console.error(`publish-to-running with 1 s polling: ${Date.now() - published} ms`);
       expect(await httpGet(portB)).toBe("b v1");
     } finally {

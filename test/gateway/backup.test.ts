@@ -12,7 +12,7 @@ import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import { removeTempDir, tempDir } from "../harness/tmp.ts";
+import { removeTempDir, tempDir, until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
@@ -72,7 +72,7 @@ test("a backup taken under load restores onto a fresh dir and port, and the devi
       if (res.status === 200) acked.push(`before-${i}`);
     }
   })();
-  while (acked.length < 20) await Bun.sleep(5);
+  await until("20 events acknowledged before the backup", () => acked.length, (n) => n >= 20, 30_000);
   const file = join(work, "gw.backup");
   const b = await run(["backup", "--data", gw.dataDir, "--out", file, "--format", "json"]);
   stop = true;
@@ -137,7 +137,7 @@ test("an interrupted backup leaves the last good one in place; restore refuses a
   writeFileSync(join(gw.dataDir, "registry", "big.bin"), crypto.getRandomValues(new Uint8Array(64 << 10)).join(",").repeat(60));
   const p = gatewayCli(["backup", "--data", gw.dataDir, "--out", file, "--with-registry"]);
   const writing = () => readdirSync(work).some((f) => f.startsWith(".keep.backup.") && f.endsWith(".tmp"));
-  while (!writing() && p.exitCode === null) await Bun.sleep(2);
+  await until("the backup writing its temp file (or exiting)", () => writing() || p.exitCode !== null, (v) => v, 30_000, 2);
   p.kill("SIGKILL");
   expect(await p.exited).not.toBe(0); // killed mid-write, not finished
   await p.exited;

@@ -5,6 +5,7 @@
 import { afterAll, expect, test } from "bun:test";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { until } from "../harness/tmp.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
 import { post, tlsFetch } from "./_client.ts";
@@ -45,7 +46,7 @@ test("every acknowledged event survives SIGKILL of the gateway", async () => {
     }
   };
   const workers = Array.from({ length: 8 }, (_, w) => poster(w));
-  while (acked.length < 200) await Bun.sleep(10);
+  await until("200 events acknowledged before the kill", () => acked.length, (n) => n >= 200, 30_000);
   await first.kill();
   stop = true;
   await Promise.all(workers);

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { DataDirMismatchError, startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { startPostgres } from "../harness/postgres.ts";
+import { until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
@@ -66,9 +67,7 @@ describe("gateway on PostgreSQL", () => {
     expect(rev.status).toBe(200);
     expect((await dev(`${a.url}/device`)).status).toBe(403);
     // B sees it once its device cache entry expires (5 s).
-    const deadline = Date.now() + 8000;
-    let status = 200;
-    while (Date.now() < deadline && (status = (await dev(`${b.url}/device`)).status) === 200) await Bun.sleep(250);
+    const status = await until("B to stop answering the revoked device 200", async () => (await dev(`${b.url}/device`)).status, (s) => s !== 200, 8000, 250);
     expect(status).toBe(403);
   }, 30_000);
 

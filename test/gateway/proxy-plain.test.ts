@@ -21,7 +21,7 @@ import { x509 } from "../../gateway/pki/x509.ts";
 import { metricSample, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
 import { exchange } from "../harness/resumable-tls.ts";
-import { freePort, tempDir } from "../harness/tmp.ts";
+import { freePort, tempDir, until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { anEvent } from "./_fixture.ts";
 import { registerDevice, type TlsDevice } from "./_register.ts";
@@ -110,8 +110,7 @@ describe("the plain listener's own cap and its connections in /metrics", () => {
     const upload = `POST /events HTTP/1.1\r\nhost: gw\r\nx-client-cert: ${encodeURIComponent(dev.cert)}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`;
     const stuck = await Promise.all(Array.from({ length: CAP }, () => stuckUpload(plainPort, upload)));
     try {
-      const deadline = Date.now() + 5000;
-      while ((await metricSample(gw, "gateway_proxy_connections_busy")) < CAP && Date.now() < deadline) await Bun.sleep(50);
+      await until(`the ${CAP} stuck uploads busy (gateway_proxy_connections_busy)`, () => metricSample(gw, "gateway_proxy_connections_busy"), (n) => n >= CAP, 5000);
       expect(await metricSample(gw, "gateway_proxy_connections_busy")).toBe(CAP);
       const refused = await raw(plainPort, "127.0.0.1", get);
       expect(refused.status).toBe(503);
@@ -125,8 +124,7 @@ describe("the plain listener's own cap and its connections in /metrics", () => {
       for (const s of stuck) s.destroy();
     }
     // The proxy gave up on the uploads: their slots are free again.
-    const deadline = Date.now() + 5000;
-    while ((await metricSample(gw, "gateway_proxy_connections_busy")) > 0 && Date.now() < deadline) await Bun.sleep(50);
+    await until("the given-up uploads' slots free (gateway_proxy_connections_busy)", () => metricSample(gw, "gateway_proxy_connections_busy"), (n) => n === 0, 5000);
     expect(await metricSample(gw, "gateway_proxy_connections_busy")).toBe(0);
     expect((await raw(plainPort, "127.0.0.1", get)).status).toBe(200);
     expect(await metricSample(gw, "gateway_proxy_connections_capped_total")).toBe(1);
@@ -307,21 +305,17 @@ describe("nginx with a plain-HTTP hop over a unix socket (deploy/nginx/gateway-p
 
     // The device goes away: nginx closes its request to the gateway, which lets the slot go.
     first.abort();
-    let again: Promise<Response> | undefined;
-    const deadline = Date.now() + 5000;
-    let status = 0;
-    while (Date.now() < deadline) {
+    // A try answers the status it got, or 0 if held (then let go).
+    const tryWait = async () => {
       const ac = new AbortController();
-      again = dev.fetch(waitUrl, { signal: ac.signal });
+      const again = dev.fetch(waitUrl, { signal: ac.signal });
       again.catch(() => {});
       if (await pendingAfter(again, 500)) {
         ac.abort(); // held: the slot came back (well before the first wait's 30 s)
-        status = 0;
-        break;
+        return 0;
       }
-      status = (await again).status;
-      await Bun.sleep(200);
-    }
-    expect(status).toBe(0);
+      return (await again).status;
+    };
+    expect(await until("a new push wait held once the device left (0), not refused", tryWait, (status) => status === 0, 5000, 200)).toBe(0);
   });
 });

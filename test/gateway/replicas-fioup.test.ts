@@ -22,7 +22,7 @@ import { startDockerRegistry } from "../harness/docker-registry.ts";
 import { servedBytes, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { startReplicasBehindHaproxy, type ProxyHandle } from "../harness/proxies.ts";
-import { freePort } from "../harness/tmp.ts";
+import { freePort, until } from "../harness/tmp.ts";
 
 const MiB = 1 << 20;
 /**
@@ -132,18 +132,19 @@ test("device B: the replica streaming its layer is SIGKILLed mid-blob; the other
   const proc = device.spawn(["update", "--format", "json"]);
   const result = collectCli(proc, "fioup update", process.env.FIOUP_TEST_VERBOSE);
 
-  // Wait until enough of the layer is on the device's disk, then freeze fioup there.
-  const deadline = Date.now() + 60_000;
-  let onDisk = 0;
-  while (Date.now() < deadline && proc.exitCode === null) {
-    onDisk = await device.ingestBytes();
-    if (onDisk >= CUT_AT) break;
-    await Bun.sleep(10);
-  }
+  // Wait until enough of the layer is on the device's disk (or fioup ended), then freeze fioup there.
+  await until(
+    `${CUT_AT} B of the layer in device B's ingest dir`,
+    async () => ({ onDisk: await device.ingestBytes(), exitCode: proc.exitCode }),
+    (v) => v.onDisk >= CUT_AT || v.exitCode !== null,
+    60_000,
+    10,
+  );
   expect(proc.exitCode).toBeNull();
   process.kill(proc.pid, "SIGSTOP");
   let victim: GatewayHandle | undefined;
   let victimServed = 0;
+  let onDisk = 0;
   try {
     // The replica streaming the layer is the one whose count for B grew by megabytes.
     await Bun.sleep(50);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
-import { tempDir } from "../harness/tmp.ts";
+import { tempDir, until } from "../harness/tmp.ts";
 import { post } from "./_client.ts";
 
 let pg: PostgresHandle;
@@ -53,12 +53,7 @@ test("one signer at a time; a killed signer is replaced within 10 s; every repli
   await leader.kill();
   killed = leader;
   const killedAt = Date.now();
-  let next: GatewayHandle[] = [];
-  while (Date.now() - killedAt < 10_000) {
-    next = others.filter((r) => readFileSync(r.logFile, "utf8").includes(SIGNER));
-    if (next.length) break;
-    await Bun.sleep(100);
-  }
+  const next = await until("a survivor to log that it is the signer", () => others.filter((r) => readFileSync(r.logFile, "utf8").includes(SIGNER)), (n) => n.length > 0, 10_000, 100);
   expect(next.length).toBe(1);
   console.log(`signer role moved in ${Date.now() - killedAt} ms`);
 
@@ -70,11 +65,7 @@ test("one signer at a time; a killed signer is replaced within 10 s; every repli
     post({ targets: { "amd64-linux-7": { length: 0, hashes: { sha256: EMPTY_SHA256 }, custom: { version: "7", hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri } } } } } }),
   );
   expect(res.status).toBeLessThan(300);
-  let after = before;
-  for (let i = 0; i < 40 && after === before; i++) {
-    await Bun.sleep(100);
-    after = await timestampVersion(others[1]!);
-  }
+  const after = await until("the other survivor to serve a new timestamp", () => timestampVersion(others[1]!), (v) => v !== before, 4000, 100);
   expect(after).toBeGreaterThan(before);
 });
 

@@ -20,7 +20,7 @@ import { DeviceClient } from "../../fioup/device-client.ts";
 import { checkTargets } from "../../fioup/update/tuf-check.ts";
 import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
-import { tempDir } from "../harness/tmp.ts";
+import { tempDir, until } from "../harness/tmp.ts";
 import { post } from "./_client.ts";
 import { registerDevice, type TlsDevice } from "./_register.ts";
 
@@ -169,11 +169,7 @@ describe("signed views", () => {
     expect(advanced.wave).toBe(1);
     // Through the other replica, with the trust store that already holds the old view: polling, as the device does
     // (a replica reads the newest timestamp from the database at most once a second).
-    let seen = await refresh(outside, outsideStore, b);
-    for (let i = 0; i < 50 && !seen.targets[`${HWID}-2`]; i++) {
-      await Bun.sleep(100);
-      seen = await refresh(outside, outsideStore, b);
-    }
+    const seen = await until(`${HWID}-2 in the targets verified through replica b`, () => refresh(outside, outsideStore, b), (v) => v.targets[`${HWID}-2`] !== undefined, 5000, 100);
     expect(Object.keys(seen.targets).sort()).toEqual([`${HWID}-1`, `${HWID}-2`]);
     expect((seen.targets[`${HWID}-2`]!.custom as { rollout?: { rollout: string } }).rollout?.rollout).toBe(rollout.id);
     expect(JSON.parse(text(await served(outside, b, "timestamp.json"))).signed.version).toBeGreaterThan(before);

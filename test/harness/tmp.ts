@@ -250,15 +250,17 @@ export async function waitFor(opts: {
  * Polls `read` every 20 ms until `reached` holds for what it returned, and returns that; past
  * `timeoutMs` throws naming `what` and the last value read. For what a test cannot await (a
  * statement reaching PostgreSQL and blocking, a lease taken over, a request being held): it takes
- * as long as the machine takes, so no fixed sleep is long enough on a loaded one.
+ * as long as the machine takes, so no fixed sleep is long enough on a loaded one. `intervalMs`
+ * (default 20) is the pause between reads, for a read too costly to repeat that often (a round of
+ * device check-ins, a `docker` command, a request that is itself held for a while).
  */
-export async function until<T>(what: string, read: () => Promise<T> | T, reached: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
+export async function until<T>(what: string, read: () => Promise<T> | T, reached: (v: T) => boolean, timeoutMs = 5000, intervalMs = 20): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await read();
     if (reached(v)) return v;
     if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what} (last seen: ${JSON.stringify(v)})`);
-    await sleep(20);
+    await sleep(intervalMs);
   }
 }
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { Device, freePort, httpdCompose, httpdImage, httpGet, Publisher, ROOT, startTestGateway, type TestGateway } from "../fioup/_setup.ts";
-import { Proc } from "../harness/tmp.ts";
+import { Proc, until } from "../harness/tmp.ts";
 import { component, helloImage, KantoRig } from "./_rig.ts";
 
 let rig: KantoRig;
@@ -40,8 +40,7 @@ test("the daemon runs the agent beside the compose apps; a desired state leaves 
   rig.agent = daemon; // its log in error messages
   await rig.waitFor((m) => m.topic === "containersupdate/currentstate" && m.activityId.startsWith("initial-current-state-"), 60_000, since);
   // The compose app comes from the gateway.
-  const deadline = Date.now() + 90_000;
-  while ((await httpGet(port)) !== "compose app" && Date.now() < deadline) await Bun.sleep(250);
+  await until("the compose app to serve", () => httpGet(port), (body) => body === "compose app", 90_000, 250);
   expect(await httpGet(port)).toBe("compose app");
   const composeIds = async () => (await rig.dockerd.docker("ps", "-q", "--no-trunc", "--filter", `label=com.docker.compose.project=${APP}`)).trim();
   const before = await composeIds();

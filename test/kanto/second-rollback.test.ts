@@ -13,6 +13,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { until } from "../harness/tmp.ts";
 import { component, KantoRig, helloImage } from "./_rig.ts";
 
 let rig: KantoRig;
@@ -55,15 +56,14 @@ const versionOf = async (name: string) => (JSON.parse(await inspect(name, "{{jso
  * `since`, in seconds): true, or false once `gaveUp()` says to stop looking.
  */
 async function stopBegun(id: string, since: string, gaveUp = () => false): Promise<boolean> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const until = (Date.now() / 1000 + 1).toFixed(3);
-    const signals = await rig.dockerd.docker("events", "--since", since, "--until", until, "--filter", `container=${id}`, "--filter", "event=kill", "--format", "{{.Actor.Attributes.signal}}");
-    if (signals.split("\n").includes("15")) return true;
-    if (gaveUp()) return false;
-    if (Date.now() > deadline) throw new Error(`The engine never began stopping ${id}; agent log:\n${rig.agent?.logTail(3000)}`);
-    await Bun.sleep(100);
-  }
+  const termSent = async () => {
+    const to = (Date.now() / 1000 + 1).toFixed(3);
+    const signals = await rig.dockerd.docker("events", "--since", since, "--until", to, "--filter", `container=${id}`, "--filter", "event=kill", "--format", "{{.Actor.Attributes.signal}}");
+    return signals.split("\n").includes("15");
+  };
+  return await until(`the engine to begin stopping ${id} (SIGTERM in docker events)`, termSent, (sent) => sent || gaveUp(), 60_000, 100).catch((err: Error) => {
+    throw new Error(`${err.message}; agent log:\n${rig.agent?.logTail(3000)}`);
+  });
 }
 
 describe("fioup agent rolls back a second time", () => {
@@ -107,11 +107,7 @@ async function killTwice(svc: string, when: "still under way" | "over"): Promise
   await rig.agent!.exitedPromise;
   const afterKill = (Date.now() / 1000).toFixed(3);
   if (when === "over") {
-    const deadline = Date.now() + (STOP_S + 10) * 1000;
-    while ((await inspect(svc, "{{.State.Running}}")) === "true") {
-      if (Date.now() > deadline) throw new Error(`${svc} still runs ${STOP_S + 10} s after its stop began`);
-      await Bun.sleep(100);
-    }
+    await until(`${svc} to stop within ${STOP_S + 10} s of its stop beginning`, () => inspect(svc, "{{.State.Running}}"), (running) => running !== "true", (STOP_S + 10) * 1000, 100);
   }
 
   const report = join(rig.dir, "fault-rb2.jsonl");

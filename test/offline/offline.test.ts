@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { servedBytes, startGateway } from "../harness/gateway.ts";
-import { sleep, tempDir } from "../harness/tmp.ts";
+import { sleep, tempDir, until } from "../harness/tmp.ts";
 import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
 import {
   Device, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
@@ -142,8 +142,7 @@ describe("offline bundles", () => {
       await sleep(1500);
       cpSync(dir, stick, { recursive: true });
       // Until the update is done, steps and all (the app answers before the start step ends).
-      const deadline = Date.now() + 60_000;
-      while (device.updateState()?.state !== "completed" && Date.now() < deadline) await sleep(100);
+      await until("the update from the watched mount point to complete", () => device.updateState()?.state, (state) => state === "completed", 60_000, 100);
       expect(await httpGet(port)).toBe("offline v4");
     } finally {
       watcher.kill("SIGTERM");

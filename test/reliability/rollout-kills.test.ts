@@ -13,6 +13,7 @@ import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { startGateway, testDbKind, type GatewayHandle } from "../harness/gateway.ts";
 import { SimFleet } from "../harness/sim-devices.ts";
+import { until } from "../harness/tmp.ts";
 import { expectedWaves, ROLLOUT_TICK_S, statusCounts } from "../rollouts/_fleet.ts";
 import { FULL, Tally } from "./_tally.ts";
 
@@ -64,10 +65,9 @@ test(`a rollout to ${devices} devices, the gateway SIGKILLed in every wave: same
         await fleet.cycle(left.slice(0, Math.ceil(left.length / 2)));
         // Quiet first: every device that installed has passed its health window; the rest stay pending.
         const installed = fleet.devices.filter((d) => d.current === "amd64-linux-2").length;
-        let before = await admin<RolloutDetail>(`/admin/rollouts/${created.id}`);
-        for (const end = Date.now() + 30_000; statusCounts(before).succeeded !== installed && Date.now() < end; await Bun.sleep(300)) {
-          before = await admin<RolloutDetail>(`/admin/rollouts/${created.id}`);
-        }
+        const show = () => admin<RolloutDetail>(`/admin/rollouts/${created.id}`);
+        await until(`the rollout quiet: all ${installed} installed devices succeeded`, async () => statusCounts(await show()), (c) => c.succeeded === installed, 30_000, 300);
+        const before = await show();
         await gw.kill();
         gw = await startGateway({ dataDir: gw.dataDir, args: ARGS });
         const after = await admin<RolloutDetail>(`/admin/rollouts/${created.id}`);

@@ -24,7 +24,7 @@ import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { servedBytes, testDbKind } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import type { SimDevice } from "../harness/sim-devices.ts";
-import { tempDir } from "../harness/tmp.ts";
+import { tempDir, until } from "../harness/tmp.ts";
 import { httpGet, ROOT } from "../fioup/_setup.ts";
 import { expectedWaves, type RealDevice, HEALTH_WINDOW_S, manifestBytesByDevice, RolloutFleet, SOAK_S, statusCounts, TAG, transitionCounts, type DbKind } from "./_fleet.ts";
 
@@ -186,10 +186,12 @@ for (const kind of KINDS) {
       // pulling the version's app manifests; the real ones fail seconds later, after their healthcheck.
       let settled = false;
       const updates = Promise.all([a.device.fioup("update"), b.device.fioup("update")]).finally(() => (settled = true));
-      for (const end = Date.now() + 60_000; !settled && Date.now() < end; await Bun.sleep(100)) {
+      const pulling = async () => {
+        if (settled) return { settled, manifestBytes: [] as number[] };
         const m = await manifestBytesByDevice(fleet.gw);
-        if ([a, b].every((r) => (m.get(r.uuid) ?? 0) > (manifestsBefore.get(r.uuid) ?? 0))) break;
-      }
+        return { settled, manifestBytes: [a, b].map((r) => (m.get(r.uuid) ?? 0) - (manifestsBefore.get(r.uuid) ?? 0)) };
+      };
+      await until("both real devices pulling version 3's app manifests (or their updates ended)", pulling, (v) => v.settled || v.manifestBytes.every((n) => n > 0), 60_000, 100);
       await fleet.sims.cycle(sims.filter((d) => exp.get(d.uuid) === 0));
       const [ra, rb] = await updates;
       for (const r of [ra!, rb!]) {
@@ -245,10 +247,8 @@ for (const kind of KINDS) {
       await fleet.sims.cycle(sims.filter((d) => !notYet.has(d)));
       // Quiet: every device that installed has passed its health window (succeeded); the rest stay pending.
       const installed = sims.filter((d) => d.current === name("4")).length;
-      let beforeKill = await fleet.show(created.id);
-      for (const end = Date.now() + 30_000; statusCounts(beforeKill).succeeded !== installed && Date.now() < end; await Bun.sleep(300)) {
-        beforeKill = await fleet.show(created.id);
-      }
+      await until(`the rollout quiet: all ${installed} installed devices succeeded`, async () => statusCounts(await fleet.show(created.id)), (c) => c.succeeded === installed, 30_000, 300);
+      const beforeKill = await fleet.show(created.id);
       expect(beforeKill.state).toBe("running");
       expect(beforeKill.wave).toBe(1);
       expect(statusCounts(beforeKill).pending).toBe(notYet.size + sims.filter((d) => exp.get(d.uuid) === 2).length);
@@ -305,21 +305,19 @@ for (const kind of KINDS) {
 
       // What the operator sees: `gateway rollouts show`.
       const cli = (...args: string[]) => Bun.spawnSync([process.execPath, `${ROOT}/gateway/main.ts`, ...args, "--data", fleet.gw.dataDir, "--format", "json"], { stdout: "pipe", stderr: "pipe" });
-      let shown: RolloutDetail | undefined;
-      const deadline = Date.now() + 20_000;
-      for (; Date.now() < deadline; await Bun.sleep(200)) {
+      const show = () => {
         const r = cli("rollouts", "show", created.id);
         expect(r.exitCode, r.stderr.toString()).toBe(0);
-        shown = JSON.parse(r.stdout.toString()) as RolloutDetail;
-        if (shown.holds.length === 2) break;
-      }
-      const hold = (uuid: string) => shown!.holds.find((h) => h.uuid === uuid)?.hold;
+        return JSON.parse(r.stdout.toString()) as RolloutDetail;
+      };
+      const shown = await until("both real devices' holds in `gateway rollouts show`", show, (d) => d.holds.length === 2, 20_000, 200);
+      const hold = (uuid: string) => shown.holds.find((h) => h.uuid === uuid)?.hold;
       expect(hold(a.uuid)?.kind).toBe("window");
       expect(Date.parse(hold(a.uuid)!.until!)).toBe(Date.parse("2026-12-05T02:00:00Z"));
       expect(hold(b.uuid)?.kind).toBe("lock");
       expect(Date.parse(hold(b.uuid)!.until!)).toBe(Date.parse("2026-12-05T03:00:04Z")); // first deferral + max hold
-      expect(shown!.events.some((e) => e.kind === "device-deferred")).toBe(true);
-      expect(statusCounts(shown!)).toEqual({ pending: 2 });
+      expect(shown.events.some((e) => e.kind === "device-deferred")).toBe(true);
+      expect(statusCounts(shown)).toEqual({ pending: 2 });
 
       // The max hold passes on B's clock with its lock still held: its update proceeds. A's window opens: it
       // installs, fetching nothing more.
@@ -330,8 +328,7 @@ for (const kind of KINDS) {
       expect(doneB!.code, doneB!.stderr).toBe(0);
       expect((await servedBytes(fleet.gw, `device:${a.uuid}`)).blob).toBe(blobsFetched.blob);
       for (const r of fleet.real) expect(await httpGet(r.port)).toBe("hello v5");
-      let detail = await fleet.show(created.id);
-      for (const end = Date.now() + 30_000; detail.state !== "completed" && Date.now() < end; await Bun.sleep(100)) detail = await fleet.show(created.id);
+      const detail = await until("version 5's rollout completed", () => fleet.show(created.id), (d) => d.state === "completed", 30_000, 100);
       expect(detail.state).toBe("completed");
       expect(detail.holds).toEqual([]);
       expect((await b.device.fioup("unlock")).code).toBe(0);
