@@ -27,6 +27,8 @@ export const adminDevices = new Hono<GatewayEnv>()
   .get("/devices", async (c) => {
     const limit = Number(c.req.query("limit") ?? 1000);
     if (!Number.isInteger(limit) || limit < 1) return c.json({ error: "Invalid limit: expected a positive integer" }, 400);
+    // Check-ins are written once a second in a batch: write them now, so the list agrees with `devices show`.
+    await c.var.gw.sightings.flush();
     const devices = await c.var.gw.store.listDevices({ limit, after: c.req.query("after") });
     return c.json(devices.length === Math.min(limit, 1000) ? { devices, next: devices.at(-1)!.uuid } : { devices });
   })

@@ -103,6 +103,14 @@ describe("device API", () => {
     expect(me.last_seen).toBeString();
   }, 60_000);
 
+  test("the admin's device list shows a check-in at once, as the device's own page does", async () => {
+    // Sightings are written in batches; the list and `devices show` must not disagree in between.
+    const d = await t.register();
+    await t.app.request("/repo/timestamp.json", { headers: { "x-ats-target": "amd64-linux-4" } }, { peer: d.peer });
+    const list = (await (await t.app.request("/admin/devices", t.admin())).json()) as { devices: { uuid: string; currentTarget: string | null; lastSeen: string | null }[] };
+    expect(list.devices.find((x) => x.uuid === d.uuid)).toMatchObject({ currentTarget: "amd64-linux-4", lastSeen: expect.any(String) });
+  }, 60_000);
+
   test("requests without a verified certificate get 401; unknown or superseded certificates 403", async () => {
     expect((await t.app.request("/repo/timestamp.json")).status).toBe(401);
     expect((await t.app.request("/events", json([]))).status).toBe(401);
