@@ -10,7 +10,7 @@
  * @module
  */
 import type { AppState } from "../lib/api/device.ts";
-import { acquireLock, LockedError } from "./lock.ts";
+import { acquireLock, LockedError } from "../lib/fs/pid-lock.ts";
 import type { Session } from "./session.ts";
 import { wantedApps } from "./update/context.ts";
 import { currentTarget } from "./update/current-target.ts";

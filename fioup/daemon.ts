@@ -16,7 +16,7 @@ import { mkdirSync, watch, type FSWatcher } from "node:fs";
 import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
 import { isRejection } from "./events/sender.ts";
-import { LockedError, acquireLock } from "./lock.ts";
+import { LockedError, acquireLock } from "../lib/fs/pid-lock.ts";
 import { releaseExecutablePages } from "./memory.ts";
 import { waitForNews } from "./push.ts";
 import { reportAll, reportSystemInfo } from "./report.ts";

@@ -9,7 +9,7 @@ import { InvalidBundleError } from "../lib/bundle/errors.ts";
 import { MetadataFetchError, TufVerificationError } from "../lib/tuf/verification-errors.ts";
 import { ConfigError } from "./config.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
-import { LockedError } from "./lock.ts";
+import { LockedError } from "../lib/fs/pid-lock.ts";
 import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
 import { NoUpdateError, NoUpdateInProgressError } from "./update/check-step.ts";
 import { FetchFailedError } from "./update/fetch-step.ts";

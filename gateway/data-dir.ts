@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
+import { acquireLock, LockedError, lockHolder, type Lock } from "../lib/fs/pid-lock.ts";
 import { certificateHosts, createCa, issueServerCert, loadCa, type CertificateAuthority } from "./pki/ca.ts";
 import { newToken } from "./pki/tokens.ts";
 
@@ -36,6 +37,39 @@ export class FactoryMismatchError extends Error {
 export class DataDirError extends Error {
   override name = "DataDirError";
 }
+
+/** Another `gateway serve` runs on this data dir. */
+export class DataDirInUseError extends DataDirError {
+  override name = "DataDirInUseError";
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+  ) {
+    super(`${dir} is in use by the gateway running as PID ${pid}: stop it first (each replica needs its own copy of the data dir)`);
+  }
+}
+
+/** DIR/serve.lock, held by the `gateway serve` running on DIR (lib/fs/pid-lock.ts). */
+const serveLockPath = (dir: string) => join(dir, "serve.lock");
+
+/**
+ * Takes DIR/serve.lock for a `gateway serve`, creating DIR: two gateways on one data dir would
+ * rewrite each other's serve.json and TLS certificate. A lock left by a killed gateway is taken over.
+ *
+ * @throws {DataDirInUseError} If a live gateway holds it.
+ */
+export async function lockDataDir(dir: string): Promise<Lock> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    return acquireLock(serveLockPath(dir));
+  } catch (e) {
+    if (e instanceof LockedError) throw new DataDirInUseError(dir, e.pid);
+    throw e;
+  }
+}
+
+/** The PID of the `gateway serve` running on DIR, if one is. */
+export const servingPid = (dir: string): number | undefined => lockHolder(serveLockPath(dir));
 
 async function readOr(path: string): Promise<string | undefined> {
   try {

@@ -13,7 +13,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { lockDataDir, openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -106,15 +106,25 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   if (publicUrl && publicUrl.protocol !== "https:") throw new InvalidListenError(`Invalid --public-url "${opts.publicUrl}": it must be https://`);
   const wildcard = host === "0.0.0.0" || host === "::";
   const certHosts = [publicUrl?.hostname.replace(/^\[|\]$/g, "") ?? (wildcard ? hostname() : host), ...(wildcard ? ["127.0.0.1", "localhost"] : [host])];
-  const data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
-  const store = await openStore(opts.db ?? data.dbPath);
+  const dirLock = await lockDataDir(opts.dataDir);
+  let data: DataDir;
+  let store: Awaited<ReturnType<typeof openStore>>;
+  try {
+    data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
+    store = await openStore(opts.db ?? data.dbPath);
+  } catch (e) {
+    dirLock.release();
+    throw e;
+  }
   // A database belongs to one CA (and its TUF keys): refuse a data dir / --db mix-up early.
   const boundTo = await store.claimMeta("ca_fingerprint", data.ca.fingerprint).catch(async (e) => {
     await store.close();
+    dirLock.release();
     throw e;
   });
   if (boundTo !== data.ca.fingerprint) {
     await store.close();
+    dirLock.release();
     throw new DataDirMismatchError(opts.dataDir);
   }
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
@@ -253,6 +263,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
           await sightings.stop();
           await store.close();
           await rm(serveInfoPath(data.dir), { force: true });
+          dirLock.release();
         })()),
     };
   } catch (err) {
@@ -263,6 +274,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await signer.stop();
     await sightings.stop().catch(() => {});
     await store.close();
+    dirLock.release();
     throw err;
   }
 }

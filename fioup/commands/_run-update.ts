@@ -6,7 +6,7 @@
  * @module
  */
 import type { Output } from "../../lib/cli/command.ts";
-import { acquireLock } from "../lock.ts";
+import { acquireLock } from "../../lib/fs/pid-lock.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll } from "../report.ts";
 import { openSession } from "../session.ts";

@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
-import { LockedError, acquireLock } from "../lock.ts";
+import { LockedError, acquireLock } from "../../lib/fs/pid-lock.ts";
 import { sleep } from "../push.ts";
 import { reportAll } from "../report.ts";
 import type { Session } from "../session.ts";

@@ -20,6 +20,7 @@ import { dirname, join, posix, relative } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -57,7 +58,7 @@ const isPostgres = (db?: string) => !!db && /^postgres(ql)?:\/\//.test(db);
 /** What never goes into a backup: the live database files (a snapshot goes instead), temp files, in-flight uploads. */
 function skipped(rel: string, withRegistry: boolean): boolean {
   if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
-  if (rel === "serve.json" || rel.endsWith(".tmp") || posix.basename(rel).startsWith(".")) return true;
+  if (rel === "serve.json" || rel === "serve.lock" || rel.endsWith(".tmp") || posix.basename(rel).startsWith(".")) return true;
   if (rel === "registry" || rel.startsWith("registry/")) return !withRegistry || rel.startsWith("registry/uploads/") || rel.startsWith("registry/tmp/");
   return false;
 }
@@ -171,6 +172,12 @@ export interface RestoreOptions {
 export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifest> {
   const existing = await readdir(opts.dataDir).catch(() => undefined);
   if (existing?.length && !opts.force) throw new BackupError(`${opts.dataDir} exists and is not empty: restore into a new dir, or pass --force to replace it`);
+  // --force replaces a data dir, never one a gateway is serving from (it would go on with deleted files).
+  const notServed = () => {
+    const pid = servingPid(opts.dataDir);
+    if (pid !== undefined) throw new BackupError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
+  };
+  notServed();
   const parent = dirname(opts.dataDir);
   await mkdir(parent, { recursive: true });
   const tmp = await mkdtemp(join(parent, ".restore-"));
@@ -206,6 +213,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifes
     if (files !== manifest.files) throw new BackupError(`The backup holds ${files} files, its manifest says ${manifest.files}`);
 
     if (existing) {
+      notServed(); // again: a gateway may have started while the backup was read
       const aside = `${opts.dataDir}.replaced-${Date.now()}`;
       await rename(opts.dataDir, aside);
       await rename(tmp, opts.dataDir);

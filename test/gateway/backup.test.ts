@@ -161,3 +161,34 @@ test("an interrupted backup leaves the last good one in place; restore refuses a
   expect(busy.code).not.toBe(0);
   expect(busy.stderr).toContain("not empty");
 });
+
+test("one gateway per data dir: a second serve and restore --force refuse a dir a gateway is serving, and leave it as it was", async () => {
+  const gw = await startGateway();
+  started.push(gw);
+  const file = join(work, "live.backup");
+  expect((await run(["backup", "--data", gw.dataDir, "--out", file])).code).toBe(0);
+  const serveJson = readFileSync(join(gw.dataDir, "serve.json"), "utf8");
+  const token = readFileSync(join(gw.dataDir, "admin-token"), "utf8");
+
+  // A second serve on the same dir (another port) would rewrite serve.json and the TLS certificate under the first.
+  const second = await run(["serve", "--data", gw.dataDir, "--listen", "127.0.0.1:0"]);
+  expect(second.code).toBe(1);
+  expect(second.stderr).toContain(`${gw.dataDir} is in use by the gateway running as PID ${gw.pid}`);
+  expect(readFileSync(join(gw.dataDir, "serve.json"), "utf8")).toBe(serveJson);
+
+  // restore --force would move the dir from under the running gateway.
+  const forced = await run(["restore", file, "--data", gw.dataDir, "--force"]);
+  expect(forced.code).not.toBe(0);
+  expect(forced.stderr).toContain(`is in use by the gateway running as PID ${gw.pid}: stop it before restoring over it`);
+  expect(readFileSync(join(gw.dataDir, "admin-token"), "utf8")).toBe(token);
+  expect((await gw.adminFetch("/admin/devices")).status).toBe(200);
+
+  // Stopped, the dir is free again: restore --force replaces it and a gateway serves the restored dir.
+  await gw.stop();
+  const restored = await run(["restore", file, "--data", gw.dataDir, "--force"]);
+  expect(restored.stderr).toBe("");
+  expect(restored.code).toBe(0);
+  const again = await startGateway({ dataDir: gw.dataDir });
+  started.push(again);
+  expect((await again.adminFetch("/admin/devices")).status).toBe(200);
+}, 120_000);

@@ -1,8 +1,9 @@
 /**
- * One updater at a time: `<storage.path>/update.lock` holds the holder's PID,
- * its start time and the boot it ran in. A lock left by a dead process (power
- * cut, SIGKILL) is taken over, so a crash never wedges the device: after a
- * reboot, or when the PID now belongs to another process (PIDs are reused,
+ * One process at a time: a lock file holds the holder's PID, its start time and the boot it ran
+ * in. fioup takes `<storage.path>/update.lock` (one updater at a time), `gateway serve` takes
+ * `DIR/serve.lock` (one gateway per data dir; restore refuses to replace a dir a gateway holds).
+ * A lock left by a dead process (power cut, SIGKILL) is taken over, so a crash never wedges
+ * anything: after a reboot, or when the PID now belongs to another process (PIDs are reused,
  * and low ones at every boot), the lock is stale.
  *
  * @module
@@ -15,7 +16,7 @@ export class LockedError extends Error {
     readonly path: string,
     readonly pid: number,
   ) {
-    super(`Cannot take the update lock ${path}: held by running process ${pid}`);
+    super(`Cannot take the lock ${path}: held by running process ${pid}`);
   }
 }
 
@@ -56,6 +57,12 @@ function holds(content: string): boolean {
 export interface Lock {
   readonly path: string;
   release(): void;
+}
+
+/** The PID of the live process holding the lock at `path`, or undefined (no lock, or a stale one). */
+export function lockHolder(path: string): number | undefined {
+  const content = read(path);
+  return content && holds(content) ? Number(content.split(/\s+/)[0]) : undefined;
 }
 
 /**

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { acquireLock, LockedError } from "./lock.ts";
+import { acquireLock, LockedError } from "./pid-lock.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "fioup-lock-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
