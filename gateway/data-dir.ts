@@ -83,6 +83,22 @@ async function readOr(path: string): Promise<string | undefined> {
 
 export const FACTORY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
+/**
+ * The factory of an existing data dir, for the commands that work on one offline (backup,
+ * registry gc): they must not take a typo for an empty gateway.
+ *
+ * @throws {DataDirError} If DIR holds no readable factory.json.
+ */
+export async function readFactoryName(dir: string): Promise<string> {
+  try {
+    const name = (JSON.parse(await readFile(join(dir, "factory.json"), "utf8")) as { name?: unknown }).name;
+    if (typeof name === "string") return name;
+  } catch {
+    // said below
+  }
+  throw new DataDirError(`${dir} is not a gateway data dir (no readable factory.json)`);
+}
+
 /** Opens DIR, creating whatever is missing. `hosts` are the names the TLS certificate must cover. */
 export async function openDataDir(dir: string, opts: { factory?: string; hosts: string[] }): Promise<DataDir> {
   if (opts.factory !== undefined && !FACTORY_NAME.test(opts.factory))

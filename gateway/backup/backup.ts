@@ -20,7 +20,7 @@ import { dirname, join, posix, relative } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
-import { servingPid } from "../data-dir.ts";
+import { readFactoryName, servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -78,13 +78,7 @@ async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; pa
 
 /** Writes a sealed backup of `dataDir` to `out`; returns its manifest. */
 export async function createBackup(opts: BackupOptions): Promise<BackupManifest> {
-  const factoryFile = join(opts.dataDir, "factory.json");
-  let factory: string;
-  try {
-    factory = (JSON.parse(await readFile(factoryFile, "utf8")) as { name: string }).name;
-  } catch {
-    throw new BackupError(`${opts.dataDir} is not a gateway data dir (no readable factory.json)`);
-  }
+  const factory = await readFactoryName(opts.dataDir);
   const withRegistry = !!opts.withRegistry;
   const postgres = isPostgres(opts.db);
   const scratch = await mkdtemp(join(dirname(opts.out), ".backup-"));

@@ -2,13 +2,42 @@
  * Garbage collection for the embedded registry (`gateway registry gc`): removes stored blobs
  * that no manifest of any repository references, the repository links to them, and stale
  * upload sessions. Recently written blobs are spared (`graceMs`), so a push in progress, whose
- * layers arrive before its manifest, is not collected under it.
+ * layers arrive before its manifest, is not collected under it. It deletes only from a directory
+ * laid out as this registry's storage (storage.ts): pointed at anything else by mistake, it
+ * refuses rather than delete files it cannot know are unreferenced.
  *
  * @module
  */
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { listDir, readTextOrUndefined } from "./_fs.ts";
+import { isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
+
+/** `root` is not this registry's storage: nothing was removed. */
+export class NotRegistryStorageError extends Error {
+  override name = "NotRegistryStorageError";
+  constructor(root: string, why: string) {
+    super(`${root} is not the gateway registry's storage (${why}): nothing removed`);
+  }
+}
+
+const HEX64 = /^[a-f0-9]{64}$/;
+
+/**
+ * Checks that `root` is laid out as storage.ts lays it out: blobs under blobs/sha256 named by
+ * their digest, beside repositories/ (created with the first push). An empty or missing
+ * blobs/sha256 is an empty registry.
+ */
+async function checkLayout(root: string): Promise<void> {
+  const st = await stat(root).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
+  if (!st) throw new NotRegistryStorageError(root, "no such directory");
+  if (!st.isDirectory()) throw new NotRegistryStorageError(root, "not a directory");
+  const blobs = await listDir(join(root, "blobs", "sha256"));
+  if (!blobs.length) return;
+  if (!(await stat(join(root, "repositories")).catch(() => undefined))?.isDirectory())
+    throw new NotRegistryStorageError(root, "it has blobs/sha256 but no repositories/");
+  const stranger = blobs.find((b) => !HEX64.test(b) && !b.startsWith("."));
+  if (stranger !== undefined) throw new NotRegistryStorageError(root, `blobs/sha256/${stranger} is not named by a sha256 digest`);
+}
 
 export interface GcOptions {
   /** Blobs and upload sessions younger than this are kept; default 1 hour. */
@@ -45,6 +74,7 @@ async function repositories(root: string): Promise<string[]> {
 /**
  * Mark and sweep over `root`.
  *
+ * @throws {NotRegistryStorageError} If `root` is not laid out as this registry's storage.
  * @example
  * ```ts
  * const { blobsRemoved, bytesFreed } = await gc(`${dataDir}/registry`);
@@ -54,6 +84,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const grace = opts.graceMs ?? 3_600_000;
   const uploadMaxAge = opts.uploadMaxAgeMs ?? 86_400_000;
   const now = Date.now();
+  await checkLayout(root);
   const blobDir = join(root, "blobs", "sha256");
   const marked = new Set<string>();
   const repos = await repositories(root);
@@ -62,7 +93,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   for (const repo of repos) {
     const revDir = join(root, "repositories", repo, "_manifests", "revisions", "sha256");
     for (const hex of await listDir(revDir)) {
-      if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+      if (!HEX64.test(hex)) continue;
       marked.add(hex);
       let doc: Record<string, unknown>;
       try {
@@ -82,6 +113,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const result: GcResult = { blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };
   const removed = new Set<string>();
   for (const hex of await listDir(blobDir)) {
+    if (!HEX64.test(hex)) continue;
     if (marked.has(hex)) {
       result.blobsKept++;
       continue;

@@ -1,7 +1,7 @@
 /** The gateway CLI against a running gateway, the way an operator uses it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { readFile, stat } from "node:fs/promises";
+import { readFile, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
@@ -202,6 +202,27 @@ describe("gateway CLI", () => {
     const r = cli("registry", "gc", "--data", dir, "--format", "json");
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toMatchObject({ blobsRemoved: 0 });
+  }, 60_000);
+
+  test("registry gc deletes nothing outside a registry: a mistyped --data or a --registry-dir that is not registry storage is an error", async () => {
+    const missing = cli("registry", "gc", "--data", join(dir, "no-such-dir"));
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain(`${join(dir, "no-such-dir")} is not a gateway data dir`);
+    expect(missing.out).toBe("");
+
+    // Some other program's content-addressed files, old enough to be past the grace period.
+    const other = join(dirname(dir), "not-a-registry");
+    const file = join(other, "blobs", "sha256", "a".repeat(64));
+    await Bun.write(file, "someone else's data");
+    await utimes(file, new Date(0), new Date(0));
+    const refused = cli("registry", "gc", "--data", dir, "--registry-dir", other, "--grace", "1s");
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain(`${other} is not the gateway registry's storage (it has blobs/sha256 but no repositories/): nothing removed`);
+    expect(await Bun.file(file).text()).toBe("someone else's data");
+
+    const absent = cli("registry", "gc", "--data", dir, "--registry-dir", join(other, "typo"));
+    expect(absent.code).toBe(1);
+    expect(absent.err).toContain("(no such directory): nothing removed");
   }, 60_000);
 
   test("serve refuses a signer lease under a second before touching the data dir", async () => {
