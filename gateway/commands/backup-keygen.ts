@@ -11,6 +11,9 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out PREFIX is required");
+    // Check both first: a half-written pair (a new .key beside an old .pub) opens no backup.
+    for (const path of [`${flags.out}.key`, `${flags.out}.pub`])
+      if (await Bun.file(path).exists()) throw new Error(`Cannot write ${path}: it exists (key files are never overwritten)`);
     const kp = newRecipientKeyPair();
     await writeFileAtomic(`${flags.out}.key`, kp.privatePem, { mode: 0o600, noReplace: true });
     await writeFileAtomic(`${flags.out}.pub`, kp.publicPem, { noReplace: true });

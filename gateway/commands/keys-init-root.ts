@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
@@ -5,7 +6,7 @@ import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot } from "../../lib/tuf/root-ceremony.ts";
 import { parseDuration } from "../admin/duration.ts";
-import { readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
+import { CeremonyFileError, readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
 import { parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -35,6 +36,10 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out FILE is required");
+    // A draft may already carry signatures collected from key holders: never write over one.
+    const existing = await stat(flags.out).catch(() => undefined);
+    if (existing?.isDirectory()) throw new CeremonyFileError(flags.out, "it is a directory: --out names the draft file, e.g. DIR/2.root.json");
+    if (existing) throw new CeremonyFileError(flags.out, "it exists (a draft may hold signatures already): choose another --out or remove it");
     const current = flags.current ? await readRootFile(flags.current) : JSON.stringify(await (await adminClient(flags)).root());
     const keys: Partial<Record<RoleName, TufPublicKeyWithId[]>> = {};
     for (const v of flags.key) {
@@ -51,7 +56,7 @@ export default defineCommand({
     const next = parseMetadata("root", draft).signed;
     const previousPath = join(dirname(flags.out), `${next.version - 1}.root.json`);
     if (basename(flags.out) !== basename(previousPath)) await writeFileAtomic(previousPath, current);
-    await writeFileAtomic(flags.out, draft);
+    await writeFileAtomic(flags.out, draft, { noReplace: true });
     const roles = Object.fromEntries(ROLE_NAMES.map((r) => [r, { keyIds: next.roles[r]!.keyIDs, threshold: next.roles[r]!.threshold }]));
     const prev = parseMetadata("root", current).signed.roles.root!;
     out.result(

@@ -192,3 +192,13 @@ test("one gateway per data dir: a second serve and restore --force refuse a dir 
   started.push(again);
   expect((await again.adminFetch("/admin/devices")).status).toBe(200);
 }, 120_000);
+
+test("backup keygen never leaves a half pair: with PREFIX.pub present it writes nothing", async () => {
+  const prefix = join(work, "half");
+  writeFileSync(`${prefix}.pub`, "the public half of a pair whose key is offline\n");
+  const r = await run(["backup", "keygen", "--out", prefix]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`Cannot write ${prefix}.pub: it exists (key files are never overwritten)`);
+  expect(existsSync(`${prefix}.key`)).toBe(false);
+  expect(readFileSync(`${prefix}.pub`, "utf8")).toBe("the public half of a pair whose key is offline\n");
+});

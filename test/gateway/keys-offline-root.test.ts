@@ -66,6 +66,16 @@ describe("gateway keys: the offline root ceremony", () => {
     const sign = (key: string) => cli("keys", "sign-root", join(offline, "2.root.json"), "--key", key, "--format", "json");
     expect((await sign(join(keysDir(), "root.json"))).code).toBe(0);
     const one = await sign(join(offline, "alice.json"));
+
+    // Drafting again by mistake must not throw away the signatures collected so far, nor write beside a directory.
+    const signedDraft = await Bun.file(join(offline, "2.root.json")).text();
+    const again = await cli("keys", "init-root", "--data", gw.dataDir, "--out", join(offline, "2.root.json"), "--key", `root=${join(offline, "carol.pub.json")}`);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`Cannot use ${join(offline, "2.root.json")}: it exists (a draft may hold signatures already)`);
+    expect(await Bun.file(join(offline, "2.root.json")).text()).toBe(signedDraft);
+    const intoDir = await cli("keys", "init-root", "--data", gw.dataDir, "--out", offline, "--key", `root=${join(offline, "carol.pub.json")}`);
+    expect(intoDir.code).toBe(1);
+    expect(intoDir.stderr).toContain(`Cannot use ${offline}: it is a directory`);
     expect(JSON.parse(one.stdout)).toMatchObject({ ready: false, thresholds: [{ of: "new", threshold: 2, met: false }, { of: "previous", met: true }] });
     const refused = await cli("keys", "push-root", "--data", gw.dataDir, join(offline, "2.root.json"));
     expect(refused.code).not.toBe(0);
