@@ -78,5 +78,8 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ root: join(root, "bad3") })).toThrow(`Cannot read ${join(root, "bad3/etc/sota/conf.d/10-x.toml")}: not valid TOML`);
     write("bad2/var/sota/sota.toml", `[pacman]\nstorage_watermark = 0\n`);
     expect(() => loadConfig({ root: join(root, "bad2") })).toThrow(/storage_watermark/);
+    // Past setTimeout's 24.8 days the daemon's poll timer would fire at once, every time.
+    write("bad4/var/sota/sota.toml", `[uptane]\npolling_seconds = 99999999999\n`);
+    expect(() => loadConfig({ root: join(root, "bad4") })).toThrow("Invalid config: uptane.polling_seconds: must be 1..604800 (a week), got 99999999999");
   });
 });

@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { DEFAULT_DEVICE_PATHS, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
 import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
-import { checkSotaToml, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
+import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 
 /** The merged config with defaults applied and paths resolved. */
@@ -138,7 +138,7 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   const watermark = Number(t.pacman?.storage_watermark ?? 95);
   if (!(watermark >= 1 && watermark <= 100)) throw new ConfigError(`Invalid config: pacman.storage_watermark: ${watermark} is not 1..100`);
   const polling = Number(t.uptane?.polling_seconds ?? 300);
-  if (!(polling >= 1)) throw new ConfigError(`Invalid config: uptane.polling_seconds: must be at least 1`);
+  if (!(polling >= 1 && polling <= MAX_POLLING_SECONDS)) throw new ConfigError(`Invalid config: uptane.polling_seconds: must be 1..${MAX_POLLING_SECONDS} (a week), got ${polling}`);
   const dockerHost = t.fioup?.docker_host ?? process.env.DOCKER_HOST;
   const stall = t.fioup?.download_stall_seconds === undefined ? undefined : Number(t.fioup.download_stall_seconds);
   if (stall !== undefined && !(stall >= 1)) throw new ConfigError(`Invalid config: fioup.download_stall_seconds: must be at least 1`);

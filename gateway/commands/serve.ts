@@ -1,17 +1,28 @@
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
+import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { startGatewayServer } from "../gateway.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
 import { TrustedProxies } from "../trusted-proxies.ts";
 
-/** A flag holding a positive number (seconds may have a fraction); the caller names the flag in the error. */
-function positive(flag: string, value: string, integer: boolean): number {
+/**
+ * A flag holding a positive number (seconds may have a fraction) up to `max`; the caller names the
+ * flag in the error. The bound matters for seconds: past setTimeout's 24.8 days a timer fires at
+ * once, and a renewal or tick that fires at once runs in a busy loop.
+ */
+function positive(flag: string, value: string, integer: boolean, max: number): number {
   const n = Number(value);
   if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !(n > 0) || (integer && !Number.isInteger(n)))
     throw new UsageError(`--${flag} must be a positive ${integer ? "integer" : "number"}, got "${value}"`);
+  if (n > max) throw new UsageError(`--${flag} must be at most ${max}, got "${value}"`);
   return n;
 }
+
+const HOUR = 3600;
+const DAY = 86_400;
+/** Connection counts: far past what one process can hold, only to refuse a typo's extra digits. */
+const MAX_CONNECTIONS = 10_000_000;
 
 export default defineCommand({
   summary: "Run the gateway: device API, TUF repository, registry and admin API on one HTTPS port",
@@ -85,11 +96,10 @@ export default defineCommand({
         throw e;
       }
     }
-    const polling = Number(flags["polling-seconds"]);
-    if (!Number.isInteger(polling) || polling < 1) throw new UsageError("--polling-seconds must be a positive integer");
+    const polling = positive("polling-seconds", flags["polling-seconds"], true, MAX_POLLING_SECONDS);
     // The lease is renewed every third of it by a database write: under a second, a renewal's own
     // round trip can outlast it, and then no replica ever holds the role and nothing is re-signed.
-    const signerLeaseMs = positive("signer-lease", flags["signer-lease"], false) * 1000;
+    const signerLeaseMs = positive("signer-lease", flags["signer-lease"], false, HOUR) * 1000;
     if (signerLeaseMs < 1000) throw new UsageError(`--signer-lease must be at least 1 second, got "${flags["signer-lease"]}"`);
     const tufExpiries = parseTufExpiries(flags["tuf-expiry"]);
     // A timestamp is re-signed a quarter of its lifetime before it expires; a takeover after the
@@ -101,11 +111,11 @@ export default defineCommand({
           "devices may see an expired timestamp when the signer dies",
       );
     const limits = {
-      headTimeoutMs: positive("head-timeout", flags["head-timeout"], false) * 1000,
-      bodyTimeoutMs: positive("body-timeout", flags["body-timeout"], false) * 1000,
-      idleTimeoutMs: positive("idle-timeout", flags["idle-timeout"], false) * 1000,
-      maxConnections: positive("max-connections", flags["max-connections"], true),
-      maxConnectionsPerAddress: positive("max-connections-per-address", flags["max-connections-per-address"], true),
+      headTimeoutMs: positive("head-timeout", flags["head-timeout"], false, DAY) * 1000,
+      bodyTimeoutMs: positive("body-timeout", flags["body-timeout"], false, DAY) * 1000,
+      idleTimeoutMs: positive("idle-timeout", flags["idle-timeout"], false, DAY) * 1000,
+      maxConnections: positive("max-connections", flags["max-connections"], true, MAX_CONNECTIONS),
+      maxConnectionsPerAddress: positive("max-connections-per-address", flags["max-connections-per-address"], true, MAX_CONNECTIONS),
     };
     const running = await startGatewayServer({
       dataDir: flags.data,
@@ -122,7 +132,7 @@ export default defineCommand({
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,
-      rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false) * 1000,
+      rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false, HOUR) * 1000,
       signerLeaseMs,
       log: (line) => out.info(line),
     });

@@ -27,6 +27,13 @@ export class TomlError extends Error {
   }
 }
 
+/**
+ * The longest `uptane.polling_seconds` (a week): the gateway writes no more into a device's
+ * sota.toml and fioup reads no more, since past setTimeout's 24.8 days the poll timer would fire
+ * at once, every time.
+ */
+export const MAX_POLLING_SECONDS = 7 * 86_400;
+
 const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
 const IntLike = Type.Union([Type.Integer(), Type.String({ pattern: "^[0-9]+$" })]);
 const Open = { additionalProperties: true };

@@ -235,6 +235,20 @@ describe("gateway CLI", () => {
     expect(await Bun.file(join(fresh, "factory.json")).exists()).toBe(false);
   }, 60_000);
 
+  test("serve refuses timer values past what a timer can hold (they would fire at once, in a loop) before touching the data dir", async () => {
+    const fresh = join(dir, "never-created-2");
+    for (const [flag, value, most] of [["signer-lease", "1e12", "3600"], ["signer-lease", "99999999", "3600"], ["rollout-tick", "3601", "3600"], ["idle-timeout", "86401", "86400"], ["polling-seconds", "604801", "604800"]] as const) {
+      const r = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", `--${flag}`, value);
+      expect({ flag, value, code: r.code, err: r.err.trim() }).toEqual({
+        flag,
+        value,
+        code: 2,
+        err: expect.stringContaining(value === "1e12" ? `--${flag} must be a positive number, got "1e12"` : `--${flag} must be at most ${most}, got "${value}"`),
+      });
+    }
+    expect(await Bun.file(join(fresh, "factory.json")).exists()).toBe(false);
+  }, 60_000);
+
   test("runs from any working directory, not only the checkout's (the dashboard's JSX names its runtime)", () => {
     // bun takes tsconfig.json from the working directory's project: outside the checkout the
     // dashboard's .tsx files compiled against React, which is not installed, and nothing started.
