@@ -137,10 +137,11 @@ const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps)
  */
 export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   const log = o.onProgress ?? (() => {});
-  const existing = await readdir(o.out).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? [] : Promise.reject(e)));
-  if (existing.length) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
+  const existing = await readdir(o.out).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e)));
+  if (existing?.length) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
   await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
   const work = await mkdtemp(join(dirname(o.out), ".export-"));
+  let finished = false;
   try {
     log(`copying the TUF metadata from ${o.server}/repo/`);
     const tuf = await copyMetadata(o, join(o.out, BUNDLE_TUF_DIR));
@@ -223,8 +224,14 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     };
     // Last, and atomically: a bundle without index.json is unfinished and refused by readers.
     await writeFileAtomic(join(o.out, "index.json"), JSON.stringify(index, null, 1));
+    finished = true;
     return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, deltas: deltas.length, bytesWithoutDeltas, skipped: want.blobs.length - whole.length, tuf };
   } finally {
     await rm(work, { recursive: true, force: true });
+    // A failed export leaves --out as it found it: no half bundle for someone to carry to a device.
+    if (!finished) {
+      if (existing === undefined) await rm(o.out, { recursive: true, force: true });
+      else for (const e of await readdir(o.out).catch(() => [])) await rm(join(o.out, e), { recursive: true, force: true });
+    }
   }
 }

@@ -1,7 +1,8 @@
 /** The gateway CLI against a running gateway, the way an operator uses it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { readFile, stat, utimes } from "node:fs/promises";
+import { existsSync, readdirSync } from "node:fs";
+import { mkdir, readFile, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
@@ -223,6 +224,20 @@ describe("gateway CLI", () => {
     const absent = cli("registry", "gc", "--data", dir, "--registry-dir", join(other, "typo"));
     expect(absent.code).toBe(1);
     expect(absent.err).toContain("(no such directory): nothing removed");
+  }, 60_000);
+
+  test("a failed export leaves --out as it found it: absent, or empty", async () => {
+    const absent = join(dirname(dir), "bundle-new");
+    const empty = join(dirname(dir), "bundle-empty");
+    await mkdir(empty);
+    for (const out of [absent, empty]) {
+      const r = cli("export", "--data", dir, "--target", "99", "--hwid", "amd64-linux", "--out", out);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain("No target with version 99 for hardware id amd64-linux");
+    }
+    expect(await Bun.file(join(absent, "tuf", "1.root.json")).exists()).toBe(false);
+    expect(existsSync(absent)).toBe(false);
+    expect(readdirSync(empty)).toEqual([]);
   }, 60_000);
 
   test("serve refuses a signer lease under a second before touching the data dir", async () => {
