@@ -18,6 +18,14 @@ describe("fioup CLI", () => {
     }
   });
 
+  test("with FIOUP_ROOT, a --sota-dir outside it is a usage error before anything is written (its config would point under the root)", () => {
+    const p = Bun.spawnSync([BUN, MAIN, "register", "--server", "https://127.0.0.1:1", "--token", "t", "--sota-dir", "/var/sota-elsewhere"], {
+      env: { ...process.env, FIOUP_ROOT: "/tmp/fioup-root-test" },
+    });
+    expect(p.exitCode).toBe(2);
+    expect(p.stderr.toString()).toContain("--sota-dir /var/sota-elsewhere is outside FIOUP_ROOT /tmp/fioup-root-test: give a directory under it (e.g. /tmp/fioup-root-test/var/sota)");
+  });
+
   test("--help shows the exit-code table", () => {
     const r = fioup("--help");
     expect(r.code).toBe(0);

@@ -8,8 +8,9 @@
  * @module
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
-import { DEFAULT_DEVICE_PATHS, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
+import { isAbsolute, join, resolve } from "node:path";
+import { UsageError } from "../lib/cli/command.ts";
+import { DEFAULT_DEVICE_PATHS, devicePath, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
 import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
 import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
@@ -65,10 +66,21 @@ export interface ConfigLocation {
   sotaDir?: string;
 }
 
-/** Resolves where config lives from flags and the environment. */
+/**
+ * Resolves where config lives from flags and the environment. `--sota-dir` is a host path; with
+ * FIOUP_ROOT it must lie under the root, since the config stores device paths (relative to the
+ * root): one outside it would be read back as a path under the root, a directory that is not there.
+ *
+ * @throws {UsageError} If the sota dir is outside FIOUP_ROOT.
+ */
 export function configLocation(flags: { "sota-dir"?: string }): Required<ConfigLocation> {
   const root = process.env.FIOUP_ROOT ?? "";
-  const sotaDir = flags["sota-dir"] ?? process.env.FIOUP_SOTA_DIR ?? underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
+  const given = flags["sota-dir"] ?? process.env.FIOUP_SOTA_DIR;
+  const sotaDir = given !== undefined ? resolve(given) : underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
+  if (root && given !== undefined && devicePath(resolve(root), sotaDir) === sotaDir)
+    throw new UsageError(
+      `${flags["sota-dir"] !== undefined ? "--sota-dir" : "FIOUP_SOTA_DIR"} ${given} is outside FIOUP_ROOT ${root}: give a directory under it (e.g. ${underRoot(root, DEFAULT_DEVICE_PATHS.storagePath)})`,
+    );
   return { root, sotaDir };
 }
 
