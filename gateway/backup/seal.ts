@@ -161,7 +161,7 @@ async function keyFor(header: Header, secret: OpenSecret): Promise<Buffer> {
     try {
       priv = createPrivateKey(secret.identityPem);
     } catch (e) {
-      throw new BackupUnreadableError(`Cannot read the identity key: ${(e as Error).message}`);
+      throw new BackupUnreadableError(`Cannot read the identity key: it is not a PEM private key (the PREFIX.key that gateway backup keygen wrote)`, { cause: e });
     }
     const eph = createPublicKey({ key: Buffer.from(header.kdf.ephemeral, "base64url"), format: "der", type: "spki" });
     return deriveKey(diffieHellman({ privateKey: priv, publicKey: eph }), salt);
@@ -174,9 +174,9 @@ function publicKeyOf(pem: string): KeyObject {
   try {
     k = createPublicKey(pem);
   } catch (e) {
-    throw new BackupUnreadableError(`Cannot read the recipient key: ${(e as Error).message}`);
+    throw new BackupUnreadableError(`Cannot read the recipient key: it is not a PEM public key (the PREFIX.pub that gateway backup keygen wrote)`, { cause: e });
   }
-  if (k.asymmetricKeyType !== "x25519") throw new BackupUnreadableError(`The recipient key must be an X25519 public key, not ${k.asymmetricKeyType}`);
+  if (k.asymmetricKeyType !== "x25519") throw new BackupUnreadableError(`The recipient key must be an X25519 public key (made by gateway backup keygen), not ${k.asymmetricKeyType}`);
   return k;
 }
 

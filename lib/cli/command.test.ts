@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { defineCommand, runCli } from "./command.ts";
+import { defineCommand, describeError, runCli } from "./command.ts";
 
 function cliWith(seen: { token?: string; force?: boolean }) {
   const cmd = defineCommand({
@@ -32,4 +32,12 @@ describe("runCli", () => {
   test("an unknown command exits 2", async () => {
     expect(await runCli(cliWith({}), ["nope"])).toBe(2);
   });
+});
+
+test("describeError says each cause once: a wrapper that quotes its cause does not repeat it", () => {
+  const refused = new Error("connect ECONNREFUSED 127.0.0.1:1");
+  const wrapped = new Error(`Cannot GET https://127.0.0.1:1/admin/devices: ${refused.message}`, { cause: refused });
+  expect(describeError(wrapped)).toBe("Cannot GET https://127.0.0.1:1/admin/devices: connect ECONNREFUSED 127.0.0.1:1");
+  const other = new Error("Cannot read the recipient key: not a PEM public key", { cause: new Error("NO_START_LINE") });
+  expect(describeError(other)).toBe("Cannot read the recipient key: not a PEM public key: NO_START_LINE");
 });

@@ -264,12 +264,13 @@ function joinDashValues(argv: string[], options: Record<string, { type: string; 
   return out;
 }
 
-/** "What failed: why" from an error and its causes. */
+/** "What failed: why" from an error and its causes; a cause its wrapper already quotes is not said twice. */
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   let e: unknown = err;
   for (let i = 0; e && i < 5; i++) {
-    parts.push(e instanceof Error ? e.message : String(e));
+    const message = e instanceof Error ? e.message : String(e);
+    if (message && !parts.some((p) => p.includes(message))) parts.push(message);
     e = e instanceof Error ? e.cause : undefined;
   }
   return parts.join(": ");
