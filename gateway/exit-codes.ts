@@ -6,7 +6,8 @@
  * @module
  */
 import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.ts";
-import { CaFetchError, CaPinMismatchError } from "../lib/tls/pin.ts";
+import { CaFetchError, CaPinMismatchError, InvalidTokenError } from "../lib/tls/pin.ts";
+import { InvalidDurationError } from "./admin/duration.ts";
 import { PUBLISH_EXIT_CODES } from "./publish/exit-codes.ts";
 
 type ErrorClass = new (...args: any[]) => Error;
@@ -16,6 +17,9 @@ const BY_CLASS: [ErrorClass, number][] = [
   [GatewayUnreachableError, 4],
   [CaFetchError, 4],
   [AdminApiError, 3],
+  // Flag values the CLI checks itself (the gateway's own refusals arrive as AdminApiError).
+  [InvalidDurationError, 2],
+  [InvalidTokenError, 2],
   ...PUBLISH_EXIT_CODES.flatMap(([classes, code]) => classes.map((cls): [ErrorClass, number] => [cls, code])),
 ];
 

@@ -84,7 +84,11 @@ describe("gateway CLI", () => {
     expect(wrong.err).toContain("Admin token refused");
     expect(cli("devices", "revoke", "--data", dir).code).toBe(2);
     expect(cli("keys", "rotate", "bogus", "--data", dir).code).toBe(2);
-    expect(cli("tokens", "create", "--data", dir, "--expires", "soon").code).toBe(1);
+    // Flag values the CLI checks itself are bad usage too, whatever module parses them.
+    const soon = cli("tokens", "create", "--data", dir, "--expires", "soon");
+    expect({ code: soon.code, err: soon.err }).toEqual({ code: 2, err: expect.stringContaining('Invalid duration "soon"') });
+    const token = cli("tokens", "list", "--server", g.url, "--token", "not-a-token");
+    expect({ code: token.code, err: token.err }).toEqual({ code: 2, err: expect.stringContaining("Invalid token: expected <secret>.<sha256 hex of the CA certificate>") });
     expect(cli("serve").code).toBe(2);
   }, 60_000);
 
