@@ -26,6 +26,13 @@ describe("fioup CLI", () => {
     expect(p.stderr.toString()).toContain("--sota-dir /var/sota-elsewhere is outside FIOUP_ROOT /tmp/fioup-root-test: give a directory under it (e.g. /tmp/fioup-root-test/var/sota)");
   });
 
+  test("register: a --server that is not an https:// URL, or a malformed token, is bad usage (exit 2), not a failed registration", () => {
+    const url = fioup("register", "--server", "notaurl", "--token", "t");
+    expect({ code: url.code, err: url.stderr }).toEqual({ code: 2, err: expect.stringContaining("--server must be an https:// URL, got notaurl") });
+    const token = fioup("register", "--server", "https://127.0.0.1:1", "--token", "no-pin");
+    expect({ code: token.code, err: token.stderr }).toEqual({ code: 2, err: expect.stringContaining("the token (--token or FIOUP_TOKEN) is not <secret>.<sha256 of the CA>") });
+  });
+
   test("--help shows the exit-code table", () => {
     const r = fioup("--help");
     expect(r.code).toBe(0);

@@ -17,6 +17,7 @@ import { loadX509 } from "../lib/x509/index.ts";
 import { toPem } from "../lib/x509/pem.ts";
 import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
+import { UsageError } from "../lib/cli/command.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
@@ -60,20 +61,21 @@ export function isRegistered(sotaDir: string): boolean {
 /**
  * Registers this device with the gateway.
  *
+ * @throws {UsageError} If `server` is not an https:// URL.
  * @throws {AlreadyRegisteredError} Without `force` on a registered device.
  * @throws {RegistrationError} Bad token, CA pin mismatch, or the gateway refused.
  */
 export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   if (!opts.force && isRegistered(opts.sotaDir)) throw new AlreadyRegisteredError(opts.sotaDir);
   const server = opts.server.replace(/\/+$/, "");
-  if (!/^https:\/\//.test(server)) throw new RegistrationError(`Cannot register: --server must be an https:// URL, got ${opts.server}`);
+  if (!URL.canParse(server) || !/^https:\/\//.test(server)) throw new UsageError(`--server must be an https:// URL, got ${opts.server}`);
   // Fetch the CA without verification, then trust it only if it matches the token's pin.
   let caPem: string;
   try {
     caPem = await fetchPinnedCa(server, opts.token, { timeoutMs: 30_000 });
   } catch (cause) {
     // The CLI prints the cause chain: "Cannot register: <what>: <why>".
-    if (cause instanceof InvalidTokenError) throw new RegistrationError("Cannot register: the token is not <secret>.<sha256 of the CA>");
+    if (cause instanceof InvalidTokenError) throw new UsageError("the token (--token or FIOUP_TOKEN) is not <secret>.<sha256 of the CA>");
     throw new RegistrationError("Cannot register", { cause });
   }
   const caCert = new X509Certificate(caPem);
