@@ -1,4 +1,4 @@
-import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { acquireLock } from "../../lib/fs/pid-lock.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll } from "../report.ts";
@@ -10,8 +10,7 @@ import { renderSummary, summarize } from "./_summary.ts";
 export default defineCommand({
   summary: "Cancel the pending update if its apps have not been started (restores the previous apps)",
   flags: { ...sotaDirFlag, ...formatFlag },
-  async run({ flags, args, out }) {
-    if (args.length) throw new UsageError("cancel takes no arguments");
+  async run({ flags, out }) {
     const s = openSession({ ...flags, requireRegistration: true });
     const lock = acquireLock(s.lockPath);
     try {

@@ -1,4 +1,4 @@
-import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { flushEvents } from "../events/sender.ts";
 import { openSession } from "../session.ts";
@@ -17,8 +17,7 @@ export default defineCommand({
   summary: "Refresh the signed metadata and list the targets for this device",
   description: "Exit 0 when an update is available, 3 when the device runs the newest target.",
   flags: { ...sotaDirFlag, ...formatFlag },
-  async run({ flags, args, out }) {
-    if (args.length) throw new UsageError("check takes no arguments");
+  async run({ flags, out }) {
     const s = openSession({ ...flags, requireRegistration: true });
     try {
       const current = currentTarget(s.cfg, s.db);

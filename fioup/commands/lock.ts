@@ -17,8 +17,7 @@ export default defineCommand({
     name: { type: "string", description: `Lock name (a file name; default "${DEFAULT_LOCK_NAME}")`, placeholder: "NAME" },
     reason: { type: "string", description: "Why, shown by `fioup status` and sent to the gateway with the deferral", placeholder: "TEXT" },
   },
-  run({ flags, args, out }) {
-    if (args.length) throw new UsageError("lock takes no arguments");
+  run({ flags, out }) {
     const name = flags.name ?? DEFAULT_LOCK_NAME;
     if (!LOCK_NAME.test(name)) throw new UsageError(`invalid lock name "${name}": use 1-64 of A-Z a-z 0-9 . _ - not starting with "."`);
     const path = writeUpdateLock(updateLocksDir(loadConfig(configLocation(flags))), name, flags.reason);

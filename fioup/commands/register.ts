@@ -22,8 +22,7 @@ export default defineCommand({
     ...sotaDirFlag,
     ...formatFlag,
   },
-  async run({ flags, args, out }) {
-    if (args.length) throw new UsageError("register takes no positional arguments");
+  async run({ flags, out }) {
     const token = flags.token ?? process.env.FIOUP_TOKEN;
     if (!flags.server) throw new UsageError("--server is required");
     if (!token) throw new UsageError("--token (or $FIOUP_TOKEN) is required");

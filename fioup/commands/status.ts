@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
-import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { openSession } from "../session.ts";
 import { appStatuses, type AppStatusReport } from "../converge.ts";
 import { currentTarget } from "../update/current-target.ts";
@@ -40,8 +40,7 @@ export default defineCommand({
     ...formatFlag,
     "no-apps": { type: "boolean", description: "Do not ask the container engine for app states" },
   },
-  async run({ flags, args, out }) {
-    if (args.length) throw new UsageError("status takes no arguments");
+  async run({ flags, out }) {
     const s = openSession(flags);
     try {
       let uuid: string | null = null;

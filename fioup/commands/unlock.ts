@@ -13,8 +13,7 @@ export default defineCommand({
     name: { type: "string", description: `Lock name (default "${DEFAULT_LOCK_NAME}")`, placeholder: "NAME" },
     all: { type: "boolean", description: "Release every update lock, whoever took it" },
   },
-  run({ flags, args, out }) {
-    if (args.length) throw new UsageError("unlock takes no arguments");
+  run({ flags, out }) {
     if (flags.all && flags.name) throw new UsageError("give --name or --all, not both");
     const dir = updateLocksDir(loadConfig(configLocation(flags)));
     const names = flags.all ? listUpdateLocks(dir).map((l) => l.name) : [flags.name ?? DEFAULT_LOCK_NAME];

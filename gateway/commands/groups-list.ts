@@ -1,4 +1,4 @@
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -6,8 +6,7 @@ export default defineCommand({
   summary: "List device groups with their number of devices (dynamic: matching now)",
   description: ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
-  async run({ flags, args, out }) {
-    if (args.length) throw new UsageError("takes no arguments (see `gateway groups show NAME` for one group)");
+  async run({ flags, out }) {
     const client = await adminClient(flags);
     out.result(await client.groups(), (r) =>
       table(["NAME", "KIND", "DEVICES", "QUERY", "CREATED"], r.groups.map((g) => [g.name, g.kind, g.devices, g.query, g.createdAt]), { empty: "(no groups)" }),

@@ -49,8 +49,7 @@ export default defineCommand({
     first: { type: "strings", description: "Devices that go first (comma-separated uuids)", placeholder: "UUID,..." },
     ...formatFlag,
   },
-  async run({ flags, args, out }) {
-    if (args.length) throw new UsageError(`unexpected argument "${args[0]}": every setting is a flag`);
+  async run({ flags, out }) {
     if (!flags.target) throw new UsageError("--target VERSION is required");
     if (!flags.group === !flags.tag) throw new UsageError("give exactly one of --group GROUP or --tag TAG");
     if (!flags.waves) throw new UsageError("--waves is required, e.g. --waves 1%,10%,100%");

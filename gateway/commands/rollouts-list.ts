@@ -1,4 +1,4 @@
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { renderRolloutList } from "./_rollouts.ts";
 
@@ -11,8 +11,7 @@ export default defineCommand({
     limit: { type: "number", description: "At most this many", default: 100, min: 1, max: 1000, placeholder: "N" },
     ...formatFlag,
   },
-  async run({ flags, args, out }) {
-    if (args.length) throw new UsageError("takes no arguments (see `gateway rollouts show ID` for one rollout)");
+  async run({ flags, out }) {
     const client = await adminClient(flags);
     out.result(await client.rollouts({ active: flags.active, limit: flags.limit }), (r) => renderRolloutList(r.rollouts));
   },

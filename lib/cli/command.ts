@@ -47,7 +47,7 @@ export interface CommandContext<F extends Record<string, FlagSpec>> {
 
 export interface Command<F extends Record<string, FlagSpec> = Record<string, FlagSpec>> {
   summary: string;
-  /** Positional arguments, for --help, e.g. "[version]". */
+  /** Positional arguments, for --help, e.g. "[version]". A command without it takes none: any is a usage error. */
   usage?: string;
   /** Longer text shown by --help under the summary. */
   description?: string;
@@ -201,6 +201,8 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({ args: joinDashValues(argv, options), allowPositionals: true, options, strict: true });
+    // Words a command does not take would be silently ignored (`tokens list extra`).
+    if (cmd.usage === undefined && parsed.positionals.length) throw new Error(`unexpected argument '${parsed.positionals[0]}': this command takes flags only`);
   } catch (err) {
     process.stderr.write(`${cli.name} ${name}: ${(err as Error).message}\nRun '${cli.name} ${name} --help' for usage.\n`);
     return 2;

@@ -90,6 +90,10 @@ describe("gateway CLI", () => {
     const token = cli("tokens", "list", "--server", g.url, "--token", "not-a-token");
     expect({ code: token.code, err: token.err }).toEqual({ code: 2, err: expect.stringContaining("Invalid token: expected <secret>.<sha256 hex of the CA certificate>") });
     expect(cli("serve").code).toBe(2);
+    // A stray word is not silently dropped.
+    const stray = cli("tokens", "list", "--data", dir, "extra");
+    expect({ code: stray.code, err: stray.err, out: stray.out }).toEqual({ code: 2, err: expect.stringContaining("unexpected argument 'extra'"), out: "" });
+    expect(cli("devices", "show", "--data", dir, "no-such-uuid").err).not.toContain("unexpected argument"); // commands that take words still do
   }, 60_000);
 
   test("--help shows the exit-code table", () => {
