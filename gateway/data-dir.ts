@@ -17,6 +17,8 @@ export interface DataDir {
   dir: string;
   factory: string;
   adminToken: string;
+  /** True when this open wrote a new admin token (the first start): serve says where it is. */
+  newAdminToken: boolean;
   ca: CertificateAuthority;
   serverCertPem: string;
   serverKeyPem: string;
@@ -143,6 +145,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
 
   const tokenFile = join(dir, "admin-token");
   let adminToken = (await readOr(tokenFile))?.trim();
+  const newAdminToken = !adminToken;
   if (!adminToken) {
     adminToken = newToken(ca.fingerprint).token;
     await writeFileAtomic(tokenFile, adminToken + "\n", { mode: 0o600 });
@@ -173,6 +176,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     dir,
     factory,
     adminToken,
+    newAdminToken,
     ca,
     serverCertPem,
     serverKeyPem,

@@ -246,6 +246,8 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     }
     const url = `https://${urlHost(server.host)}:${server.port}`;
     await writeServeInfo(data.dir, { url, publicUrl: publicBase, pid: process.pid });
+    if (data.newAdminToken)
+      log(`gateway: new data dir ${data.dir}: the admin token is in ${join(data.dir, "admin-token")} (mode 0600; admin commands read it with --data ${data.dir})`);
     log(`gateway listening on ${url}`);
 
     let stopping: Promise<void> | undefined;

@@ -33,6 +33,8 @@ describe("gateway CLI", () => {
     expect((await stat(join(dir, "pki", "ca.key"))).mode & 0o777).toBe(0o600);
     expect(JSON.parse(await readFile(join(dir, "factory.json"), "utf8"))).toEqual({ name: "acme" });
     expect(await readFile(g.logFile, "utf8")).not.toContain(token.split(".")[0]);
+    // ...but says where it is, so a new user can run the admin commands.
+    expect(await readFile(g.logFile, "utf8")).toContain(`the admin token is in ${join(dir, "admin-token")} (mode 0600`);
   }, 60_000);
 
   test("tokens create, a device registers with the token, devices list/show/revoke", async () => {
