@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { stat } from "node:fs/promises";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { PUBLISH_EXIT_CODES } from "./exit-codes.ts";
 import { publish } from "./publish.ts";
@@ -60,6 +61,7 @@ export default defineCommand({
     for (const [name, v] of [["containers", flags.containers], ["ref", flags.ref], ["server", flags.server], ["token", token]] as const) {
       if (!v) throw new UsageError(`--${name} is required`);
     }
+    if (!(await stat(flags.containers!).catch(() => undefined))?.isDirectory()) throw new UsageError(`--containers ${flags.containers}: no such directory (give the containers repo checkout)`);
     let version: number | undefined;
     if (flags.version !== undefined) {
       version = Number(flags.version);

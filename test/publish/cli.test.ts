@@ -3,7 +3,9 @@
  * stderr, exit codes. Uses an app of third-party images only, so no docker build is needed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../harness/tmp.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { startGateway, type GatewayHandle } from "./_gateway.ts";
 import { signedTargets } from "./_inspect.ts";
@@ -67,7 +69,12 @@ describe("gateway publish CLI", () => {
     expect(usage.stderr).toContain("--ref is required");
     const bad = await cli(...common(), "--version", "x");
     expect(bad.code).toBe(2);
-    const fail = await cli(...common().map((a) => (a === repo ? join(repo, "nope") : a)));
+    const missing = await cli(...common().map((a) => (a === repo ? join(repo, "nope") : a)));
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`--containers ${join(repo, "nope")}: no such directory`);
+    const notGit = join(await tempDir("not-a-checkout-"), "containers");
+    mkdirSync(notGit);
+    const fail = await cli(...common().map((a) => (a === repo ? notGit : a)));
     expect(fail.code).toBe(11);
     expect(fail.stderr).toMatch(/gateway publish: Cannot run git/);
     const wrongRef = await cli(...common().map((a) => (a === "refs/heads/main" ? "refs/heads/elsewhere" : a)));
