@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../test/harness/tmp.ts";
-import { openDataDir } from "./data-dir.ts";
+import { DataDirError, lockDataDir, openDataDir, readServeInfo } from "./data-dir.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 
 const hosts = ["127.0.0.1"];
@@ -46,4 +46,13 @@ test("a data dir from before keeps its registry token secret", async () => {
   const d = await openDataDir(dir, { factory: "main", hosts });
   expect(d.registrySecret).toBe(old);
   expect(existsSync(join(dir, "pki", "registry-token.key"))).toBe(false); // moved, so the signer never reads it as its key
+});
+
+test("a data dir that is a file, and a garbled serve.json, are errors that name the path", async () => {
+  const dir = await tempDir("data-dir-");
+  writeFileSync(join(dir, "file"), "");
+  await expect(lockDataDir(join(dir, "file"))).rejects.toThrow(`Cannot use ${join(dir, "file")} as the data dir: it, or a directory above it, is a file`);
+  await expect(lockDataDir(join(dir, "file", "below"))).rejects.toThrow(DataDirError);
+  writeFileSync(join(dir, "serve.json"), "{garbage");
+  await expect(readServeInfo(dir)).rejects.toThrow(`Cannot read ${join(dir, "serve.json")}: it is not JSON`);
 });

@@ -61,7 +61,10 @@ const serveLockPath = (dir: string) => join(dir, "serve.lock");
  * @throws {DataDirInUseError} If a live gateway holds it.
  */
 export async function lockDataDir(dir: string): Promise<Lock> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "EEXIST" || e.code === "ENOTDIR") throw new DataDirError(`Cannot use ${dir} as the data dir: it, or a directory above it, is a file`, { cause: e });
+    throw e;
+  });
   try {
     return acquireLock(serveLockPath(dir));
   } catch (e) {
@@ -202,7 +205,12 @@ export async function writeServeInfo(dir: string, info: ServeInfo) {
 
 export async function readServeInfo(dir: string): Promise<ServeInfo | undefined> {
   const text = await readOr(serveInfoPath(dir));
-  return text ? (JSON.parse(text) as ServeInfo) : undefined;
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as ServeInfo;
+  } catch (cause) {
+    throw new DataDirError(`Cannot read ${serveInfoPath(dir)}: it is not JSON (gateway serve writes it; remove it if no gateway runs on ${dir})`, { cause });
+  }
 }
 
 export async function readAdminToken(dir: string): Promise<string | undefined> {
