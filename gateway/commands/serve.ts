@@ -19,6 +19,15 @@ function positive(flag: string, value: string, integer: boolean, max: number): n
   return n;
 }
 
+/** A PEM file a flag names, or a usage error that says which flag and why. */
+async function readPem(flag: string, path: string): Promise<string> {
+  const text = await Bun.file(path).text().catch((e: NodeJS.ErrnoException) => {
+    throw new UsageError(`--${flag} ${path}: ${e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "a directory, not a PEM file" : e.message}`);
+  });
+  if (!text.includes("-----BEGIN ")) throw new UsageError(`--${flag} ${path}: not a PEM file`);
+  return text;
+}
+
 const HOUR = 3600;
 const DAY = 86_400;
 /** Connection counts: far past what one process can hold, only to refuse a typo's extra digits. */
@@ -123,7 +132,7 @@ export default defineCommand({
       ...(flags.db ? { db: flags.db } : {}),
       ...(flags["public-url"] ? { publicUrl: flags["public-url"] } : {}),
       ...(flags.factory ? { factory: flags.factory } : {}),
-      ...(flags["tls-cert"] ? { tlsCert: await Bun.file(flags["tls-cert"]).text(), tlsKey: await Bun.file(flags["tls-key"]!).text() } : {}),
+      ...(flags["tls-cert"] ? { tlsCert: await readPem("tls-cert", flags["tls-cert"]), tlsKey: await readPem("tls-key", flags["tls-key"]!) } : {}),
       ...(flags["trust-proxy"] ? { trustProxy: flags["trust-proxy"] } : {}),
       clientCertHeader: flags["client-cert-header"],
       ...(flags["proxy-listen"] ? { proxyListen: flags["proxy-listen"] } : {}),

@@ -274,6 +274,15 @@ describe("gateway CLI", () => {
     expect(await Bun.file(join(fresh, "factory.json")).exists()).toBe(false);
   }, 60_000);
 
+  test("serve says which --tls-cert/--tls-key it cannot use, before touching the data dir", async () => {
+    const fresh = join(dir, "never-created-3");
+    const missing = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--tls-cert", join(dir, "nope.pem"), "--tls-key", join(dir, "pki", "server.key"));
+    expect({ code: missing.code, err: missing.err }).toEqual({ code: 2, err: expect.stringContaining(`--tls-cert ${join(dir, "nope.pem")}: no such file`) });
+    const notPem = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--tls-cert", join(dir, "pki", "ca.pem"), "--tls-key", join(dir, "factory.json"));
+    expect({ code: notPem.code, err: notPem.err }).toEqual({ code: 2, err: expect.stringContaining(`--tls-key ${join(dir, "factory.json")}: not a PEM file`) });
+    expect(existsSync(fresh)).toBe(false);
+  }, 60_000);
+
   test("runs from any working directory, not only the checkout's (the dashboard's JSX names its runtime)", () => {
     // bun takes tsconfig.json from the working directory's project: outside the checkout the
     // dashboard's .tsx files compiled against React, which is not installed, and nothing started.
