@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
 import { acquireLock, LockedError, lockHolder, type Lock } from "../lib/fs/pid-lock.ts";
@@ -66,7 +66,7 @@ export async function lockDataDir(dir: string): Promise<Lock> {
     throw e;
   });
   try {
-    return acquireLock(serveLockPath(dir));
+    return acquireLock(serveLockPath(dir), process.pid, await dirIdentity(dir));
   } catch (e) {
     if (e instanceof LockedError) throw new DataDirInUseError(dir, e.pid);
     throw e;
@@ -74,7 +74,19 @@ export async function lockDataDir(dir: string): Promise<Lock> {
 }
 
 /** The PID of the `gateway serve` running on DIR, if one is. */
-export const servingPid = (dir: string): number | undefined => lockHolder(serveLockPath(dir));
+export async function servingPid(dir: string): Promise<number | undefined> {
+  const identity = await dirIdentity(dir).catch(() => undefined);
+  return identity === undefined ? undefined : lockHolder(serveLockPath(dir), identity);
+}
+
+/**
+ * DIR's device and inode: the lock holds for this directory only, so a copy of a data dir taken
+ * while its gateway runs (each replica runs from its own copy) is not "in use" by that gateway.
+ */
+const dirIdentity = async (dir: string) => {
+  const st = await stat(dir);
+  return `${st.dev}:${st.ino}`;
+};
 
 async function readOr(path: string): Promise<string | undefined> {
   try {

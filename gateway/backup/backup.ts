@@ -167,11 +167,11 @@ export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifes
   const existing = await readdir(opts.dataDir).catch(() => undefined);
   if (existing?.length && !opts.force) throw new BackupError(`${opts.dataDir} exists and is not empty: restore into a new dir, or pass --force to replace it`);
   // --force replaces a data dir, never one a gateway is serving from (it would go on with deleted files).
-  const notServed = () => {
-    const pid = servingPid(opts.dataDir);
+  const notServed = async () => {
+    const pid = await servingPid(opts.dataDir);
     if (pid !== undefined) throw new BackupError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
   };
-  notServed();
+  await notServed();
   const parent = dirname(opts.dataDir);
   await mkdir(parent, { recursive: true });
   const tmp = await mkdtemp(join(parent, ".restore-"));
@@ -207,7 +207,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifes
     if (files !== manifest.files) throw new BackupError(`The backup holds ${files} files, its manifest says ${manifest.files}`);
 
     if (existing) {
-      notServed(); // again: a gateway may have started while the backup was read
+      await notServed(); // again: a gateway may have started while the backup was read
       const aside = `${opts.dataDir}.replaced-${Date.now()}`;
       await rename(opts.dataDir, aside);
       await rename(tmp, opts.dataDir);

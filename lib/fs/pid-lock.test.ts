@@ -63,3 +63,26 @@ describe("acquireLock", () => {
     }
   });
 });
+
+test("a lock taken for a place holds only there: the same file copied elsewhere is stale", () => {
+  const d = mkdtempSync(join(tmpdir(), "pid-lock-place-"));
+  try {
+    const p = join(d, "serve.lock");
+    const held = acquireLock(p, process.pid, "1:100");
+    expect(readFileSync(p, "utf8").trim().split(" ")[3]).toBe("1:100");
+    const live = Bun.spawn(["sleep", "30"]);
+    try {
+      // Another live process asking for the same place is refused...
+      expect(() => acquireLock(p, live.pid, "1:100")).toThrow(LockedError);
+      // ...but where the file is a copy (another directory), the lock is not held.
+      const copy = acquireLock(p, live.pid, "1:200");
+      expect(readFileSync(p, "utf8").trim().split(" ")[0]).toBe(String(live.pid));
+      copy.release();
+    } finally {
+      live.kill();
+    }
+    held.release();
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});

@@ -42,14 +42,19 @@ const bootId = () => read("/proc/sys/kernel/random/boot_id");
 /** A process's start time (clock ticks since boot, /proc/PID/stat field 22): tells a reused PID apart. */
 const startTime = (pid: number) => read(`/proc/${pid}/stat`).replace(/^.*\) /, "").split(" ")[19] ?? "";
 
-/** The lock file's content: `pid start-time boot-id`. */
-const lockLine = (pid: number) => `${pid} ${startTime(pid)} ${bootId()}\n`;
+/** The lock file's content: `pid start-time boot-id [place]`. */
+const lockLine = (pid: number, place?: string) => `${pid} ${startTime(pid)} ${bootId()}${place ? ` ${place}` : ""}\n`;
 
-/** Whether the process a lock file names still holds it (a file of the old `pid` form: is that PID alive). */
-function holds(content: string): boolean {
-  const [pidText, start, boot] = content.split(/\s+/);
+/**
+ * Whether the process a lock file names still holds it (a file of the old `pid` form: is that
+ * PID alive). A lock taken with a `place` holds only there: a copy of the directory it guards
+ * (a replica's copy of a data dir, with the lock file in it) is not held by the original's holder.
+ */
+function holds(content: string, place?: string): boolean {
+  const [pidText, start, boot, at] = content.split(/\s+/);
   const pid = Number(pidText);
   if (!alive(pid)) return false;
+  if (place !== undefined && at !== undefined && at !== "" && at !== place) return false;
   if (start === undefined || boot === undefined) return true;
   return boot === bootId() && start === startTime(pid);
 }
@@ -59,22 +64,23 @@ export interface Lock {
   release(): void;
 }
 
-/** The PID of the live process holding the lock at `path`, or undefined (no lock, or a stale one). */
-export function lockHolder(path: string): number | undefined {
+/** The PID of the live process holding the lock at `path` (for `place`), or undefined (no lock, or a stale one). */
+export function lockHolder(path: string, place?: string): number | undefined {
   const content = read(path);
-  return content && holds(content) ? Number(content.split(/\s+/)[0]) : undefined;
+  return content && holds(content, place) ? Number(content.split(/\s+/)[0]) : undefined;
 }
 
 /**
- * Takes the lock or throws.
+ * Takes the lock or throws. `place` (no spaces) names what the lock guards, e.g. its
+ * directory's device and inode: a lock file copied elsewhere along with that directory is stale there.
  *
  * @throws {LockedError} If a live process holds it.
  */
-export function acquireLock(path: string, pid = process.pid): Lock {
+export function acquireLock(path: string, pid = process.pid, place?: string): Lock {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const fd = openSync(path, "wx", 0o644);
-      writeSync(fd, lockLine(pid));
+      writeSync(fd, lockLine(pid, place));
       closeSync(fd);
       return {
         path,
@@ -96,11 +102,11 @@ export function acquireLock(path: string, pid = process.pid): Lock {
       continue; // removed meanwhile: retry
     }
     const holder = Number(content.split(/\s+/)[0]);
-    if (holder === pid && holds(content)) {
+    if (holder === pid && holds(content, place)) {
       // Re-entrant for the same process.
       return { path, release: () => { try { unlinkSync(path); } catch {} } };
     }
-    if (holder !== pid && holds(content)) throw new LockedError(path, holder);
+    if (holder !== pid && holds(content, place)) throw new LockedError(path, holder);
     try {
       unlinkSync(path); // stale: the holder died
     } catch {
