@@ -5,22 +5,14 @@
  *
  * @module
  */
-import { readFile } from "node:fs/promises";
 import { UsageError } from "../../lib/cli/command.ts";
+import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import type { OpenSecret, SealSecret } from "./seal.ts";
 
 export const PASSPHRASE_ENV = "GATEWAY_BACKUP_PASSPHRASE";
 
-async function readSecretFile(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (e) {
-    throw new UsageError(`Cannot read the ${what} ${path}: ${(e as Error).message}`);
-  }
-}
-
 async function passphrase(file: string | undefined): Promise<string | undefined> {
-  const p = file ? (await readSecretFile(file, "passphrase file")).replace(/\r?\n$/, "") : process.env[PASSPHRASE_ENV] || undefined;
+  const p = file ? (await readFlagFile(file, "the passphrase file")).replace(/\r?\n$/, "") : process.env[PASSPHRASE_ENV] || undefined;
   if (p !== undefined && p.length < 8) throw new UsageError("The passphrase must have at least 8 characters");
   return p;
 }
@@ -29,7 +21,7 @@ async function passphrase(file: string | undefined): Promise<string | undefined>
 export async function sealSecret(flags: { "passphrase-file"?: string; recipient?: string }): Promise<SealSecret> {
   const p = await passphrase(flags["passphrase-file"]);
   if (p !== undefined && flags.recipient) throw new UsageError(`Give a passphrase or --recipient, not both`);
-  if (flags.recipient) return { recipientPem: await readSecretFile(flags.recipient, "recipient key") };
+  if (flags.recipient) return { recipientPem: await readFlagFile(flags.recipient, "the recipient key") };
   if (p !== undefined) return { passphrase: p };
   throw new UsageError(
     `A backup holds the factory CA key and the TUF keys, so it is always encrypted: give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --recipient PUBLIC.pem`,
@@ -38,7 +30,7 @@ export async function sealSecret(flags: { "passphrase-file"?: string; recipient?
 
 /** For opening: a passphrase (file or env) or the recipient's private key. */
 export async function openSecret(flags: { "passphrase-file"?: string; identity?: string }): Promise<OpenSecret> {
-  if (flags.identity) return { identityPem: await readSecretFile(flags.identity, "identity key") };
+  if (flags.identity) return { identityPem: await readFlagFile(flags.identity, "the identity key") };
   const p = await passphrase(flags["passphrase-file"]);
   if (p !== undefined) return { passphrase: p };
   throw new UsageError(`Give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --identity PRIVATE.pem`);

@@ -1,4 +1,4 @@
-import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { newRecipientKeyPair } from "../backup/seal.ts";
 
@@ -11,12 +11,15 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out PREFIX is required");
-    // Check both first: a half-written pair (a new .key beside an old .pub) opens no backup.
-    for (const path of [`${flags.out}.key`, `${flags.out}.pub`])
-      if (await Bun.file(path).exists()) throw new Error(`Cannot write ${path}: it exists (key files are never overwritten)`);
     const kp = newRecipientKeyPair();
-    await writeFileAtomic(`${flags.out}.key`, kp.privatePem, { mode: 0o600, noReplace: true });
-    await writeFileAtomic(`${flags.out}.pub`, kp.publicPem, { noReplace: true });
+    // Both or neither: a new .key beside an old .pub opens no backup.
+    await writeNewFilesAtomic(
+      [
+        { path: `${flags.out}.key`, data: kp.privatePem, mode: 0o600 },
+        { path: `${flags.out}.pub`, data: kp.publicPem },
+      ],
+      "key files are never overwritten",
+    );
     out.result({ public: `${flags.out}.pub`, private: `${flags.out}.key` }, (r) => `wrote ${r.public} (give to gateway backup --recipient) and ${r.private} (keep offline)`);
   },
 });

@@ -1,4 +1,5 @@
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
+import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { startGatewayServer } from "../gateway.ts";
@@ -21,9 +22,7 @@ function positive(flag: string, value: string, integer: boolean, max: number): n
 
 /** A PEM file a flag names, or a usage error that says which flag and why. */
 async function readPem(flag: string, path: string): Promise<string> {
-  const text = await Bun.file(path).text().catch((e: NodeJS.ErrnoException) => {
-    throw new UsageError(`--${flag} ${path}: ${e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "a directory, not a PEM file" : e.message}`);
-  });
+  const text = await readFlagFile(path, `--${flag}`);
   if (!text.includes("-----BEGIN ")) throw new UsageError(`--${flag} ${path}: not a PEM file`);
   return text;
 }

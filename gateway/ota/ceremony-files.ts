@@ -6,7 +6,7 @@
  * @module
  */
 import { readFile } from "node:fs/promises";
-import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
 import { parsePublicKey, serializeKey, serializePublicKey, type TufKeyPair, type TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 
@@ -54,12 +54,16 @@ export async function readPublicKeyFile(path: string): Promise<TufPublicKeyWithI
 /**
  * Writes `<prefix>.json` (private, 0600) and `<prefix>.pub.json`, refusing to replace either.
  *
- * @throws {CeremonyFileError} If either file exists.
+ * @throws {FileExistsError} If either file exists (then neither is written).
  */
 export async function writeKeyFiles(prefix: string, key: TufKeyPair): Promise<{ private: string; public: string }> {
   const files = { private: `${prefix}.json`, public: `${prefix}.pub.json` };
-  for (const path of Object.values(files)) if (await Bun.file(path).exists()) throw new CeremonyFileError(path, "it exists (key files are never overwritten)");
-  await writeFileAtomic(files.private, serializeKey(key), { mode: 0o600, noReplace: true });
-  await writeFileAtomic(files.public, serializePublicKey(key), { noReplace: true });
+  await writeNewFilesAtomic(
+    [
+      { path: files.private, data: serializeKey(key), mode: 0o600 },
+      { path: files.public, data: serializePublicKey(key) },
+    ],
+    "key files are never overwritten",
+  );
   return files;
 }

@@ -25,18 +25,19 @@ const HEX64 = /^[a-f0-9]{64}$/;
 /**
  * Checks that `root` is laid out as storage.ts lays it out: blobs under blobs/sha256 named by
  * their digest, beside repositories/ (created with the first push). An empty or missing
- * blobs/sha256 is an empty registry.
+ * blobs/sha256 is an empty registry. Returns the blob names it listed, for the sweep.
  */
-async function checkLayout(root: string): Promise<void> {
+async function checkLayout(root: string): Promise<string[]> {
   const st = await stat(root).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
   if (!st) throw new NotRegistryStorageError(root, "no such directory");
   if (!st.isDirectory()) throw new NotRegistryStorageError(root, "not a directory");
   const blobs = await listDir(join(root, "blobs", "sha256"));
-  if (!blobs.length) return;
+  if (!blobs.length) return blobs;
   if (!(await stat(join(root, "repositories")).catch(() => undefined))?.isDirectory())
     throw new NotRegistryStorageError(root, "it has blobs/sha256 but no repositories/");
   const stranger = blobs.find((b) => !HEX64.test(b) && !b.startsWith("."));
   if (stranger !== undefined) throw new NotRegistryStorageError(root, `blobs/sha256/${stranger} is not named by a sha256 digest`);
+  return blobs;
 }
 
 export interface GcOptions {
@@ -84,7 +85,8 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const grace = opts.graceMs ?? 3_600_000;
   const uploadMaxAge = opts.uploadMaxAgeMs ?? 86_400_000;
   const now = Date.now();
-  await checkLayout(root);
+  // Listed before the mark: a blob that lands later is not swept this time at all.
+  const blobs = await checkLayout(root);
   const blobDir = join(root, "blobs", "sha256");
   const marked = new Set<string>();
   const repos = await repositories(root);
@@ -112,7 +114,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   // Sweep the content store.
   const result: GcResult = { blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };
   const removed = new Set<string>();
-  for (const hex of await listDir(blobDir)) {
+  for (const hex of blobs) {
     if (!HEX64.test(hex)) continue;
     if (marked.has(hex)) {
       result.blobsKept++;

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { renameDurable, writeFileAtomic, writeFileAtomicSync } from "./atomic-write.ts";
+import { FileExistsError, renameDurable, writeFileAtomic, writeFileAtomicSync, writeNewFilesAtomic } from "./atomic-write.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "atomic-write-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -57,5 +57,25 @@ describe("renameDurable", () => {
     await renameDurable(src, join(dir, "blob"));
     expect(readFileSync(join(dir, "blob"), "utf8")).toBe("blob");
     expect(readdirSync(dir)).not.toContain("finished.tmp");
+  });
+});
+
+describe("writeNewFilesAtomic", () => {
+  test("writes a set of new files, each with its mode", async () => {
+    const a = join(dir, "pair-a.key"), b = join(dir, "pair-a.pub");
+    await writeNewFilesAtomic([{ path: a, data: "private", mode: 0o600 }, { path: b, data: "public" }], "keys");
+    expect(readFileSync(a, "utf8")).toBe("private");
+    expect(statSync(a).mode & 0o777).toBe(0o600);
+    expect(readFileSync(b, "utf8")).toBe("public");
+  });
+
+  test("one existing file leaves the whole set unwritten: no half pair", async () => {
+    const a = join(dir, "pair-b.key"), b = join(dir, "pair-b.pub");
+    writeFileSync(b, "old public");
+    const err = await writeNewFilesAtomic([{ path: a, data: "new private" }, { path: b, data: "new public" }], "key files are never overwritten").catch((e) => e);
+    expect(err).toBeInstanceOf(FileExistsError);
+    expect((err as Error).message).toBe(`Cannot write ${b}: it exists (key files are never overwritten)`);
+    expect(readdirSync(dir)).not.toContain("pair-b.key");
+    expect(readFileSync(b, "utf8")).toBe("old public");
   });
 });

@@ -60,6 +60,30 @@ export async function writeFileAtomic(
   await syncDir(dir);
 }
 
+/** A file {@link writeNewFilesAtomic} would have replaced; none of the set was written. */
+export class FileExistsError extends Error {
+  override name = "FileExistsError";
+  constructor(
+    readonly path: string,
+    why: string,
+  ) {
+    super(`Cannot write ${path}: it exists (${why})`);
+  }
+}
+
+/**
+ * Writes files that belong together (a key pair) and must not replace anything: every path is
+ * checked before the first is written, so an existing one leaves the set untouched rather than
+ * half old, half new; each then goes in with `noReplace`. `why` says, in the error, why they
+ * are never overwritten.
+ *
+ * @throws {FileExistsError} If any of them exists.
+ */
+export async function writeNewFilesAtomic(files: { path: string; data: string | Uint8Array; mode?: number }[], why: string): Promise<void> {
+  for (const f of files) if (await Bun.file(f.path).exists()) throw new FileExistsError(f.path, why);
+  for (const f of files) await writeFileAtomic(f.path, f.data, { ...(f.mode !== undefined ? { mode: f.mode } : {}), noReplace: true });
+}
+
 /** Like {@link writeFileAtomic}, but synchronous. */
 export function writeFileAtomicSync(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): void {
   const dir = dirname(path);

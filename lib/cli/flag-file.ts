@@ -1,0 +1,27 @@
+/**
+ * The contents of a file a flag names (a key, a certificate, a passphrase file): one that cannot
+ * be read is bad usage, said with the file and a plain reason rather than a bare errno.
+ *
+ * @module
+ */
+import { readFile } from "node:fs/promises";
+import { UsageError } from "./command.ts";
+
+/**
+ * Reads `path` as UTF-8; `what` names it in the error ("the recipient key", "--tls-cert").
+ *
+ * @example
+ * ```ts
+ * const pem = await readFlagFile(flags["tls-cert"], "--tls-cert");
+ * ```
+ * @throws {UsageError} "Cannot read --tls-cert /x.pem: no such file" and the like.
+ */
+export async function readFlagFile(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : code === "EACCES" ? "permission denied" : (e as Error).message;
+    throw new UsageError(`Cannot read ${what} ${path}: ${why}`);
+  }
+}
