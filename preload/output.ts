@@ -7,6 +7,7 @@
  */
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { DEFAULT_DEVICE_PATHS, preloadedTargetPath } from "../lib/device/paths.ts";
 
 export type OutputFormat = "dir" | "tar" | "ext4";
 
@@ -32,10 +33,23 @@ export async function treeSize(dir: string): Promise<{ bytes: number; entries: n
   return { bytes, entries };
 }
 
+/** The file that marks a tree as a preload image (the preloaded target), relative to the image root. */
+const PRELOADED_TARGET = preloadedTargetPath(DEFAULT_DEVICE_PATHS.storagePath).replace(/^\/+/, "");
+
+/** Whether the tar or ext4 file `out` is an earlier preload image, read without unpacking or mounting it. */
+async function holdsPreloadImage(out: string, format: "tar" | "ext4"): Promise<boolean> {
+  const cmd = format === "tar" ? ["tar", "-tf", out, `./${PRELOADED_TARGET}`] : ["debugfs", "-R", `stat /${PRELOADED_TARGET}`, out];
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "ignore" });
+  const [code, text] = await Promise.all([proc.exited, new Response(proc.stdout).text()]);
+  // debugfs exits 0 whether or not it found the file; its stat prints the inode when it did.
+  return code === 0 && (format === "tar" || /^Inode:/m.test(text));
+}
+
 /**
  * Refuses an output path whose current contents would be lost: a directory
  * that is neither empty nor an earlier preload image (`--out /` must never
- * mean "replace the root filesystem"), or a directory where a file goes.
+ * mean "replace the root filesystem"), a directory where a file goes, or a
+ * file (or device) that is neither empty nor an earlier image of the same format.
  *
  * @throws {OutputError}
  */
@@ -44,11 +58,14 @@ export async function checkOutputPath(out: string, format: OutputFormat): Promis
   if (!s) return;
   if (format !== "dir") {
     if (s.isDirectory()) throw new OutputError(`Cannot write the ${format} image to ${out}: it is a directory`);
+    if (!s.isFile()) throw new OutputError(`Cannot write the ${format} image to ${out}: it is not a regular file (nothing was changed)`);
+    if (s.size > 0 && !(await holdsPreloadImage(out, format)))
+      throw new OutputError(`Cannot write the ${format} image to ${out}: it exists and is no earlier preload ${format} image (nothing was changed)`);
     return;
   }
   if (!s.isDirectory()) throw new OutputError(`Cannot write the image directory to ${out}: a file is in the way`);
   const entries = await readdir(out);
-  const earlier = await stat(join(out, "var/sota/preload/target.json")).then(() => true, () => false);
+  const earlier = await stat(join(out, PRELOADED_TARGET)).then(() => true, () => false);
   if (entries.length > 0 && !earlier) {
     throw new OutputError(`Cannot write the image directory to ${out}: it is not empty and holds no earlier preload image (nothing was changed)`);
   }

@@ -51,7 +51,7 @@ export default defineCommand({
     tag: { type: "string", description: "Target tag (default: the first tag the ref maps to)", placeholder: "TAG" },
     hwid: { type: "string", description: "Hardware id of the device", default: "x86_64-linux", placeholder: "HWID" },
     platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
-    out: { type: "string", description: "Where to write the image", placeholder: "PATH" },
+    out: { type: "string", description: "Where to write the image (replaces only an earlier preload image, or an empty file or directory)", placeholder: "PATH" },
     format: { type: "string", description: "Output: dir, tar or ext4", default: "dir", placeholder: "FORMAT" },
     base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
     cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },

@@ -3,7 +3,8 @@
  * passes `e2fsck -fn` and holds fioup's store, the preloaded target and the
  * early-start unit (read with debugfs, no mount); a tar; and, for bad input
  * (a tampered targets.json, an app the target lacks, a corrupt cache, a
- * non-empty output directory), a clear error and no image. ASSEMBLE_SYSTEM_IMAGE
+ * non-empty output directory, an --out file that is no earlier image), a clear
+ * error and no image. ASSEMBLE_SYSTEM_IMAGE
  * "0" exits 0 writing nothing, and `--explain` prints why.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -165,6 +166,26 @@ describe("preload refuses bad input and writes no image", () => {
     expect(r.code, r.stderr).toBe(50); // the image cannot be written
     expect(r.stderr).toContain("is not empty and holds no earlier preload image");
     expect(readdirSync(out)).toEqual(["keep.txt"]);
+  }, 120_000);
+
+  test.each(["tar", "ext4"])("%s: an --out file that is not an earlier image of that format is never replaced; an earlier one is", async (format) => {
+    const dir = await tempDir(`precious-${format}-`);
+    const precious = join(dir, "disk.img");
+    writeFileSync(precious, "a file that is not a preload image\n");
+    const refused = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", format, "--out", precious]);
+    expect(refused.code, refused.stderr).toBe(50);
+    expect(refused.stderr).toContain(`Cannot write the ${format} image to ${precious}: it exists and is no earlier preload ${format} image (nothing was changed)`);
+    expect(readFileSync(precious, "utf8")).toBe("a file that is not a preload image\n");
+
+    const image = join(dir, `rootfs.${format}`);
+    for (const build of [1, 2]) {
+      const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", format, "--out", image]);
+      expect(r.code, `build ${build}: ${r.stderr}`).toBe(0);
+    }
+    // An image of the other format is not an earlier image of this one.
+    const other = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", format === "tar" ? "ext4" : "tar", "--out", image]);
+    expect(other.code, other.stderr).toBe(50);
+    expect(leftovers(image)).toEqual([]);
   }, 120_000);
 
   test('ASSEMBLE_SYSTEM_IMAGE "0" exits 0 and writes nothing', async () => {
