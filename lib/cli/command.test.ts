@@ -32,6 +32,24 @@ describe("runCli", () => {
   test("an unknown command exits 2", async () => {
     expect(await runCli(cliWith({}), ["nope"])).toBe(2);
   });
+
+  test("a mistyped flag or command is named, with the one most likely meant; a missing value says so", async () => {
+    const said = async (argv: string[]) => {
+      const write = process.stderr.write;
+      let err = "";
+      process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+      try {
+        return { code: await runCli(cliWith({}), argv), err };
+      } finally {
+        process.stderr.write = write;
+      }
+    };
+    expect(await said(["go", "--tokne", "abc"])).toEqual({ code: 2, err: "t go: unknown flag --tokne (did you mean --token?)\nRun 't go --help' for usage.\n" });
+    expect((await said(["go", "--zzz"])).err).toStartWith("t go: unknown flag --zzz\n");
+    expect((await said(["go", "--token"])).err).toStartWith("t go: --token needs a value\n");
+    expect((await said(["go", "--force=yes"])).err).toStartWith("t go: --force takes no value\n");
+    expect(await said(["og"])).toEqual({ code: 2, err: "t: unknown command 'og' (did you mean 'go'?). Run 't --help' for the list.\n" });
+  });
 });
 
 test("describeError says each cause once: a wrapper that quotes its cause does not repeat it", () => {

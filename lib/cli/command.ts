@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { closest } from "./suggest.ts";
 import { compactJson } from "./json.ts";
 
 export type FlagSpec =
@@ -178,10 +179,13 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
         process.stdout.write((await groupHelp(cli, argv[0]!, group)) + "\n");
         return 0;
       }
-      process.stderr.write(`${cli.name} ${argv[0]}: choose one of: ${group.map((g) => g.split(" ").slice(1).join(" ")).join(", ")}\n`);
+      const subs = group.map((g) => g.split(" ").slice(1).join(" "));
+      const meant = argv[1] !== undefined && !argv[1].startsWith("-") ? closest(argv[1], subs) : undefined;
+      process.stderr.write(`${cli.name} ${argv[0]}: ${meant ? `unknown command '${argv[1]}' (did you mean '${meant}'?); ` : ""}choose one of: ${subs.join(", ")}\n`);
       return 2;
     }
-    process.stderr.write(`${cli.name}: unknown command '${argv[0]}'. Run '${cli.name} --help' for the list.\n`);
+    const meant = closest(argv[0] ?? "", Object.keys(cli.commands).map((c) => c.split(" ")[0]!));
+    process.stderr.write(`${cli.name}: unknown command '${argv[0]}'${meant ? ` (did you mean '${meant}'?)` : ""}. Run '${cli.name} --help' for the list.\n`);
     return 2;
   }
   const cmd = (await cli.commands[name]!()).default;
@@ -204,7 +208,7 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     // Words a command does not take would be silently ignored (`tokens list extra`).
     if (cmd.usage === undefined && parsed.positionals.length) throw new Error(`unexpected argument '${parsed.positionals[0]}': this command takes flags only`);
   } catch (err) {
-    process.stderr.write(`${cli.name} ${name}: ${(err as Error).message}\nRun '${cli.name} ${name} --help' for usage.\n`);
+    process.stderr.write(`${cli.name} ${name}: ${parseErrorMessage(err as NodeJS.ErrnoException, Object.keys(options))}\nRun '${cli.name} ${name} --help' for usage.\n`);
     return 2;
   }
   const values = parsed.values as Record<string, unknown>;
@@ -243,6 +247,22 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     if (process.env.DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + "\n");
     return code;
   }
+}
+
+/**
+ * parseArgs' errors in this CLI's words: the flag and what is wrong with it, and for an unknown
+ * flag the known one most likely meant (its own text suggests `--` and positionals instead).
+ */
+function parseErrorMessage(err: NodeJS.ErrnoException, flags: string[]): string {
+  const flag = /'(-{1,2}[^' ]+)/.exec(err.message)?.[1];
+  if (!flag) return err.message;
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const meant = flag.startsWith("--") ? closest(flag.slice(2).split("=")[0]!, flags) : undefined;
+    return `unknown flag ${flag}${meant ? ` (did you mean --${meant}?)` : ""}`;
+  }
+  if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE")
+    return /does not take an argument/.test(err.message) ? `${flag} takes no value` : `${flag} needs a value`;
+  return err.message;
 }
 
 /**
