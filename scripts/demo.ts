@@ -184,7 +184,8 @@ async function main(): Promise<void> {
   const uuid = (list.devices ?? list)[0]?.uuid;
   if (uuid) console.log((await sh([BUN, "gateway/main.ts", "devices", "show", uuid, "--data", data], { quiet: true })).replace(/^/gm, "    "));
 
-  console.log(`\n${bold("Done.")} Where to look next:`);
+  // Off a terminal nobody can press Enter, so everything stops (and the temp dirs go) right after this.
+  console.log(`\n${bold("Done.")} ${process.stdin.isTTY ? "Where to look next:" : "On a terminal, the demo keeps running at this point so you can try:"}`);
   note(`npm run gateway -- devices list --data ${data}`);
   note(`npm run gateway -- devices show ${uuid ?? "<uuid>"} --data ${data}    (update history, app states)`);
   note(`npm run gateway -- targets list --data ${data}`);
@@ -199,6 +200,8 @@ async function main(): Promise<void> {
       process.stdin.resume();
     });
     process.stdin.pause();
+  } else {
+    note("(not a terminal: everything stops and is removed now; run `npm run demo` on a terminal to try them)");
   }
 }
 
