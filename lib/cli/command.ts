@@ -228,7 +228,7 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   // Only commands that take the shared --format flag speak JSON; others may use --format for their own ends.
   const fmt = (cmd.flags as Record<string, FlagSpec>).format === formatFlag.format ? values.format : undefined;
   if (fmt !== undefined && fmt !== "text" && fmt !== "json") {
-    process.stderr.write(`${cli.name} ${name}: --format must be text or json\n`);
+    process.stderr.write(`${cli.name} ${name}: --format must be text or json, got "${fmt}"\nRun '${cli.name} ${name} --help' for usage.\n`);
     return 2;
   }
   const out = makeOutput(fmt === "json");
