@@ -48,6 +48,12 @@ describe("openBundle", () => {
     await expect(openBundle(dir)).rejects.toThrow(/no index\.json/);
   });
 
+  test("a path that is no directory says so: missing, or a file such as the bundle's own index.json", async () => {
+    await expect(openBundle(join(root, "nowhere"))).rejects.toThrow(`Cannot open the bundle ${join(root, "nowhere")}: no such directory`);
+    const index = join(makeBundle("given-a-file"), "index.json");
+    await expect(openBundle(index)).rejects.toThrow(`Cannot open the bundle ${index}: it is a file; give the bundle's directory`);
+  });
+
   test("refuses another format, a missing blob, and a blob of another size", async () => {
     await expect(openBundle(makeBundle("fmt", (i) => ((i.bundle as { format: number }).format = 3)))).rejects.toThrow(InvalidBundleError);
     await expect(openBundle(makeBundle("missing", (i) => (i.bundle.blobs[0]!.digest = `sha256:${"0".repeat(64)}`)))).rejects.toThrow(/is missing/);

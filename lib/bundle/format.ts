@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
@@ -137,7 +138,11 @@ export interface Bundle {
  */
 export async function openBundle(dir: string): Promise<Bundle> {
   const file = Bun.file(join(dir, "index.json"));
-  if (!(await file.exists())) throw new InvalidBundleError(`Cannot open the bundle ${dir}: no index.json (not a bundle, or its copy is unfinished)`);
+  if (!(await file.exists())) {
+    const st = await stat(dir).catch(() => undefined);
+    const why = !st ? "no such directory" : !st.isDirectory() ? "it is a file; give the bundle's directory" : "no index.json (not a bundle, or its copy is unfinished)";
+    throw new InvalidBundleError(`Cannot open the bundle ${dir}: ${why}`);
+  }
   if (file.size > MAX_BUNDLE_INDEX_BYTES) throw new InvalidBundleError(`Cannot open the bundle ${dir}: index.json is over ${MAX_BUNDLE_INDEX_BYTES} bytes`);
   const bytes = new Uint8Array(await file.arrayBuffer());
   let doc: unknown;
