@@ -100,7 +100,14 @@ export class DockerEngine {
     try {
       return await fetch(url, { method, unix: this.socketPath, ...init } as RequestInit);
     } catch (cause) {
-      throw new EngineError(`Cannot reach the Docker Engine at ${this.socketPath}: ${(cause as Error).message}`, undefined, { cause });
+      // Bun's fetch says "ENOENT: Was there a typo in the url or port?" for a socket: say what it means here.
+      const code = (cause as NodeJS.ErrnoException).code;
+      const why =
+        code === "ENOENT" ? "no such socket (is Docker installed and running? DOCKER_HOST names another socket)"
+        : code === "ECONNREFUSED" ? "nothing answers on the socket (is dockerd running?)"
+        : code === "EACCES" ? "permission denied (run as root or as a member of the docker group)"
+        : (cause as Error).message;
+      throw new EngineError(`Cannot reach the Docker Engine at ${this.socketPath}: ${why}`, undefined, { cause });
     }
   }
 
