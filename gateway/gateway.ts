@@ -8,7 +8,6 @@
 import { join } from "node:path";
 import type { Context } from "hono";
 import { hostname } from "node:os";
-import { isIP } from "node:net";
 import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
@@ -24,7 +23,7 @@ import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
-import { listen, type Listening, type TransportLimits } from "./transport/index.ts";
+import { listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
 import { openStore } from "./store/open.ts";
@@ -95,7 +94,6 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
-const urlHost = (host: string) => (isIP(host) === 6 ? `[${host}]` : host);
 
 export async function startGatewayServer(opts: ServeOptions): Promise<RunningGateway> {
   const log = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));

@@ -32,8 +32,9 @@ import type { Socket, TCPSocketListener } from "bun";
 import { deviceIdentity } from "../pki/keys.ts";
 import { Connection } from "./connection.ts";
 import { ConnectionCaps } from "./connection-caps.ts";
-import { DEFAULT_LIMITS, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
+import { DEFAULT_LIMITS, listenError, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
 import { ClientGoneError, RequestLoop, RequestTimeoutError } from "./requests.ts";
+import { urlHost } from "./url.ts";
 
 export function listen(opts: TransportOptions): Promise<Listening> {
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -150,10 +151,10 @@ export function listen(opts: TransportOptions): Promise<Listening> {
       });
     } catch (err) {
       clearInterval(sweep);
-      reject(err);
+      reject(listenError(err, `${urlHost(opts.host)}:${opts.port}`));
       return;
     }
-    const host = listener.hostname.includes(":") ? `[${listener.hostname}]` : listener.hostname;
+    const host = urlHost(listener.hostname);
     resolve({
       host: listener.hostname,
       port: listener.port,

@@ -129,3 +129,27 @@ export interface Listening {
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes every connection. */
   close(graceMs?: number): Promise<void>;
 }
+
+/** The transport could not take its address; the message says which and why, in plain words. */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
+/**
+ * Bun's listen errors in plain words ("Failed to listen at 127.0.0.1" names neither the port
+ * nor the reason): `where` is "127.0.0.1:8443" or a socket path.
+ *
+ * @example
+ * ```ts
+ * listenError(err, "127.0.0.1:8443").message; // "Cannot listen on 127.0.0.1:8443: the port is in use (another gateway, or another program)"
+ * ```
+ */
+export function listenError(err: unknown, where: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === "EADDRINUSE" ? (where.startsWith("/") ? "a server answers on that socket already" : "the port is in use (another gateway, or another program)")
+    : code === "EADDRNOTAVAIL" ? "no network interface of this machine has that address"
+    : code === "EACCES" ? (where.startsWith("/") ? "permission denied" : "permission denied (ports under 1024 need root or CAP_NET_BIND_SERVICE)")
+    : undefined;
+  return why ? new ListenError(`Cannot listen on ${where}: ${why}`) : (err as Error);
+}

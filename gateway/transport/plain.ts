@@ -45,8 +45,8 @@ import type { PlainListenerStats } from "../metrics.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
 import { ConnectionCaps } from "./connection-caps.ts";
-import { DEFAULT_LIMITS, type Admission, type RequestInfo, type TransportLimits } from "./options.ts";
-import { urlTarget } from "./url.ts";
+import { DEFAULT_LIMITS, listenError, type Admission, type RequestInfo, type TransportLimits } from "./options.ts";
+import { urlHost, urlTarget } from "./url.ts";
 
 /** The longest push wait the app holds (routes/repo-wait.ts MAX_WAIT_SECONDS) plus a margin: the idle limit may not be shorter. */
 const MIN_IDLE_SECONDS = 75;
@@ -202,7 +202,7 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
   };
   /** Requests refused by the cap (module comment). */
   let capped = 0;
-  const hostName = "unix" in opts.address ? "localhost" : opts.address.host.includes(":") ? `[${opts.address.host}]` : opts.address.host;
+  const hostName = "unix" in opts.address ? "localhost" : urlHost(opts.address.host);
 
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
     const ip = unix ? null : server.requestIP(req);
@@ -295,13 +295,14 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
     }
   };
   let server: Server<undefined>;
+  const where = "unix" in address ? address.unix : `${urlHost(address.host)}:${address.port}`;
   try {
     server = serve();
   } catch (err) {
     // A socket file left by a gateway that did not stop cleanly: take it over if nobody answers on it.
-    if (!("unix" in address) || (err as { code?: string }).code !== "EADDRINUSE") throw err;
+    if (!("unix" in address) || (err as { code?: string }).code !== "EADDRINUSE") throw listenError(err, where);
     const isSocket = await lstat(address.unix).then((st) => st.isSocket(), () => false);
-    if (!isSocket || (await socketAnswers(address.unix))) throw err;
+    if (!isSocket || (await socketAnswers(address.unix))) throw listenError(err, where);
     await unlink(address.unix);
     server = serve();
   }
@@ -318,7 +319,7 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
       }
     }
   }
-  const url = "unix" in address ? `unix:${address.unix}` : `http://${server.hostname!.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
+  const url = "unix" in address ? `unix:${address.unix}` : `http://${urlHost(server.hostname!)}:${server.port}`;
   return {
     url,
     stats: () => ({ busy: server.pendingRequests, capped, held: caps.held, holdsRefused: caps.holdsRefused }),

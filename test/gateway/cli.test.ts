@@ -4,6 +4,8 @@ import { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { mkdir, readFile, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -281,6 +283,20 @@ describe("gateway CLI", () => {
     const notPem = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--tls-cert", join(dir, "pki", "ca.pem"), "--tls-key", join(dir, "factory.json"));
     expect({ code: notPem.code, err: notPem.err }).toEqual({ code: 2, err: expect.stringContaining(`--tls-key ${join(dir, "factory.json")}: not a PEM file`) });
     expect(existsSync(fresh)).toBe(false);
+  }, 60_000);
+
+  test("serve on a port that is in use says which port and why (Bun said 'Failed to listen at 127.0.0.1')", async () => {
+    const holder = createServer().listen(0, "127.0.0.1");
+    await once(holder, "listening");
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const tls = cli("serve", "--data", join(dir, "port-in-use"), "--listen", `127.0.0.1:${port}`);
+      expect({ code: tls.code, err: tls.err }).toEqual({ code: 1, err: expect.stringContaining(`gateway serve: Cannot listen on 127.0.0.1:${port}: the port is in use (another gateway, or another program)\n`) });
+      const plain = cli("serve", "--data", join(dir, "port-in-use"), "--listen", "127.0.0.1:0", "--proxy-listen", `127.0.0.1:${port}`, "--trust-proxy", "127.0.0.1");
+      expect({ code: plain.code, err: plain.err }).toEqual({ code: 1, err: expect.stringContaining(`gateway serve: Cannot listen on 127.0.0.1:${port}: the port is in use`) });
+    } finally {
+      holder.close();
+    }
   }, 60_000);
 
   test("runs from any working directory, not only the checkout's (the dashboard's JSX names its runtime)", () => {
