@@ -21,6 +21,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fsWhy } from "../../lib/fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
@@ -106,7 +107,7 @@ const readPem = (path: string | undefined, what: string): string | undefined => 
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
-    throw new ConfigError(`Cannot read the ${what} ${path}: ${(err as Error).message}`);
+    throw new ConfigError(`Cannot read the ${what} ${path}: ${fsWhy(err)}`);
   }
 };
 

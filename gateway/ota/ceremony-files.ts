@@ -7,6 +7,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
+import { fsWhy } from "../../lib/fs/why.ts";
 import { parsePublicKey, serializeKey, serializePublicKey, type TufKeyPair, type TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 
@@ -22,8 +23,7 @@ async function readText(path: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    throw new CeremonyFileError(path, code === "ENOENT" ? "no such file" : (code ?? "unreadable"), { cause });
+    throw new CeremonyFileError(path, fsWhy(cause));
   }
 }
 

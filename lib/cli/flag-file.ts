@@ -5,6 +5,7 @@
  * @module
  */
 import { readFile } from "node:fs/promises";
+import { fsWhy } from "../fs/why.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -20,8 +21,6 @@ export async function readFlagFile(path: string, what: string): Promise<string> 
   try {
     return await readFile(path, "utf8");
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : code === "EACCES" ? "permission denied" : (e as Error).message;
-    throw new UsageError(`Cannot read ${what} ${path}: ${why}`);
+    throw new UsageError(`Cannot read ${what} ${path}: ${fsWhy(e)}`);
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decidePreload, FactoryConfigError, parseFactoryConfig, tagsForRef } from "./index.ts";
+import { decidePreload, FactoryConfigError, parseFactoryConfig, readFactoryConfig, tagsForRef } from "./index.ts";
 
 // A factory's usual advanced setup: master publishes two tags, devel preloads a debug app, experimental builds no image.
 const SEED_EXAMPLE = `
@@ -119,4 +119,10 @@ describe("parseFactoryConfig shape checks", () => {
     expect(() => parseFactoryConfig("containers:\n  platforms:\n    rpi4: arm64\n")).toThrow(FactoryConfigError);
     expect(parseFactoryConfig("containers:\nlmp:\n  tagging:\n")).toEqual({ lmp: {} });
   });
+});
+
+test("a factory config that cannot be read names the file and why, as a FactoryConfigError", async () => {
+  const err = await readFactoryConfig("/nonexistent/factory-config.yml").catch((e) => e);
+  expect(err).toBeInstanceOf(FactoryConfigError);
+  expect(err.message).toBe("Cannot read the factory config /nonexistent/factory-config.yml: no such file");
 });

@@ -8,6 +8,7 @@
  * @module
  */
 import { readFile } from "node:fs/promises";
+import { fsWhy } from "../fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
@@ -105,7 +106,7 @@ export async function readFactoryConfig(path: string): Promise<FactoryConfig> {
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new FactoryConfigError(`Cannot read the factory config ${path}: ${(err as Error).message}`);
+    throw new FactoryConfigError(`Cannot read the factory config ${path}: ${fsWhy(err)}`);
   }
   return parseFactoryConfig(text, path);
 }

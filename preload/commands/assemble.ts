@@ -1,15 +1,16 @@
 /** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { defineCommand, UsageError } from "../../lib/cli/command.ts";
+import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
-import { decidePreload, parseFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
+import { decidePreload, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
 import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
@@ -66,7 +67,7 @@ export default defineCommand({
     if (!flags["factory-config"]) throw new UsageError("--factory-config is required");
     if (!flags.ref) throw new UsageError("--ref is required");
     if (flags.kind !== "containers" && flags.kind !== "lmp") throw new UsageError("--kind must be containers or lmp");
-    const config = parseFactoryConfig(await readFile(flags["factory-config"], "utf8"), flags["factory-config"]);
+    const config = await readFactoryConfig(flags["factory-config"]);
     const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
     const print = (data: object, text: string) => (flags.json ? console.log(JSON.stringify(data, null, 2)) : console.log(text));
     if (flags.explain || !decision.assemble) {
@@ -109,7 +110,7 @@ export default defineCommand({
     const access = new RegistryAccess({
       ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca } } : {}),
       token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
-      ...(flags.ca ? { ca: await readFile(resolve(flags.ca), "utf8").catch((e: Error) => Promise.reject(new UsageError(`Cannot read --ca ${flags.ca}: ${e.message}`))) } : {}),
+      ...(flags.ca ? { ca: await readFlagFile(resolve(flags.ca), "--ca") } : {}),
       insecure: new Set(flags["insecure-registry"]),
     });
     await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));

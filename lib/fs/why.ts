@@ -1,0 +1,30 @@
+/**
+ * Why a file could not be read or written, in words for a message ("Cannot read X: no such
+ * file") rather than an errno and the path again ("ENOENT: no such file or directory, open 'X'").
+ *
+ * @module
+ */
+
+/**
+ * The reason behind a file system error; any other error's own message.
+ *
+ * @example
+ * ```ts
+ * await readFile(path).catch((e) => { throw new Error(`Cannot read ${path}: ${fsWhy(e)}`); });
+ * ```
+ */
+export function fsWhy(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException)?.code) {
+    case "ENOENT":
+      return "no such file";
+    case "EISDIR":
+      return "it is a directory";
+    case "ENOTDIR":
+      return "a directory above it is a file";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    default:
+      return (err as Error)?.message ?? String(err);
+  }
+}
