@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { mergeToml, parseSotaToml, parseToml, sotaToml, stringifyToml, TomlError } from "./sota-toml.ts";
+import { describeError } from "../cli/command.ts";
 
 describe("sotaToml", () => {
   test("writes a TOML file fioup reads: server, hwid, polling, tags and shortlist", () => {
@@ -28,12 +29,17 @@ describe("parseToml / parseSotaToml", () => {
   test("a syntax error names the file and the reason", () => {
     expect(() => parseToml("a = 1\na = 2\n", "/etc/sota/conf.d/10-x.toml")).toThrow(TomlError);
     expect(() => parseToml("a = 1\na = 2\n", "/etc/sota/conf.d/10-x.toml")).toThrow(/^Cannot read \/etc\/sota\/conf.d\/10-x.toml: not valid TOML: .*'a'/);
+    // Said once: the error carries no cause for describeError to repeat.
+    const err = (() => { try { parseToml("[uptane\n", "f"); } catch (e) { return e as Error; } })();
+    expect(describeError(err)).toBe("Cannot read f: not valid TOML: Expected ']' to close a table header but found (0x0A)");
   });
 
   test("a value of the wrong type names the file and the key", () => {
     expect(() => parseSotaToml("[uptane]\npolling_seconds = true\n", "/var/sota/sota.toml")).toThrow(
-      /^Cannot read \/var\/sota\/sota.toml: uptane.polling_seconds: /,
+      "Cannot read /var/sota/sota.toml: uptane.polling_seconds: expected a whole number, got true",
     );
+    expect(() => parseSotaToml("[pacman]\ntags = 5\n", "f")).toThrow("Cannot read f: pacman.tags: expected a string (comma-separated) or a list of strings, got 5");
+    expect(() => parseSotaToml("[storage]\npath = 5\n", "f")).toThrow("Cannot read f: storage.path: Expected string, got 5");
     expect(parseSotaToml('[pacman]\ncompose_apps = ["a", "b"]\nextra = 1\n', "f").pacman?.compose_apps).toEqual(["a", "b"]);
   });
 

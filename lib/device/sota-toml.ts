@@ -99,7 +99,8 @@ export function parseToml(text: string, file: string): TomlTable {
   try {
     return Bun.TOML.parse(text) as TomlTable;
   } catch (cause) {
-    throw new TomlError(file, (cause as Error).message.replace(/^TOML Parse error: /, "not valid TOML: "), { cause });
+    // Bun's message says it all; as a cause it would be said twice.
+    throw new TomlError(file, (cause as Error).message.replace(/^TOML Parse error: /, "not valid TOML: "));
   }
 }
 
@@ -123,7 +124,14 @@ export function checkSotaToml(t: TomlTable, file: string): asserts t is SotaToml
   if (Value.Check(SotaToml, t)) return;
   const first = [...Value.Errors(SotaToml, t)][0];
   const key = (first?.path ?? "").split("/").filter(Boolean).join(".");
-  throw new TomlError(file, `${key || "the document"}: ${first?.message ?? "wrong type"}`);
+  // TypeBox says "Expected union value" for both unions: say what they take. (Type.Optional
+  // copies a schema, so they are compared by content.)
+  const schema = JSON.stringify(first?.schema);
+  const why =
+    schema === JSON.stringify(IntLike) ? "expected a whole number"
+    : schema === JSON.stringify(CsvOrList) ? "expected a string (comma-separated) or a list of strings"
+    : (first?.message ?? "wrong type");
+  throw new TomlError(file, `${key || "the document"}: ${why}${first && first.value !== undefined ? `, got ${JSON.stringify(first.value)}` : ""}`);
 }
 
 /**
