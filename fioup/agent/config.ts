@@ -25,7 +25,7 @@ import { fsWhy } from "../../lib/fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
-import { fieldName } from "./messages.ts";
+import { schemaProblem } from "../../lib/api/schema-problem.ts";
 
 const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
 
@@ -124,8 +124,8 @@ export function hasMqttConfig(cfg: Config): boolean {
 export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   const raw = cfg.raw.mqtt ?? {};
   if (!Value.Check(MqttToml, raw)) {
-    const e = [...Value.Errors(MqttToml, raw)][0];
-    throw new ConfigError(`Invalid config at mqtt.${fieldName(e?.path ?? "")}: ${e?.message ?? "wrong type"}`);
+    const p = schemaProblem(MqttToml, raw);
+    throw new ConfigError(`Invalid config at mqtt${p?.field ? `.${p.field}` : ""}: ${p?.message ?? "wrong type"}`);
   }
   const t = raw as MqttToml;
   const url = flags.mqtt ?? t.url;

@@ -12,6 +12,7 @@
  */
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
+import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
 
 /** Topics, in and out. */
 export const TOPICS = {
@@ -104,13 +105,6 @@ export class InvalidMessageError extends Error {
   }
 }
 
-/** `/payload/domains/0/id` → `payload.domains[0].id` */
-export function fieldName(pointer: string): string {
-  const parts = pointer.split("/").filter(Boolean);
-  if (!parts.length) return "the message";
-  return parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
-}
-
 /** The activityId of a message that failed validation, if it has a readable one. */
 function activityOf(doc: unknown): string | undefined {
   const a = (doc as { activityId?: unknown })?.activityId;
@@ -137,11 +131,8 @@ export function parseMessage<T extends TSchema>(schema: T, bytes: Uint8Array | s
     throw new InvalidMessageError(`Cannot read the message: not JSON (${(err as Error).message})`);
   }
   if (!Value.Check(schema, doc)) {
-    const errors = [...Value.Errors(schema, doc)];
-    // The deepest error is the most precise (a union reports its own failure first).
-    const first = errors.sort((a, b) => b.path.split("/").length - a.path.split("/").length)[0];
-    const what = first ? `${fieldName(first.path)}: ${first.message.toLowerCase()}` : "wrong shape";
-    throw new InvalidMessageError(`Cannot read the message: ${what}`, activityOf(doc));
+    // The deepest problem is the most precise (a union reports its own failure first).
+    throw new InvalidMessageError(`Cannot read the message: ${describeSchemaProblem(schema, doc, "the message", { deepest: true })}`, activityOf(doc));
   }
   return doc as Static<T>;
 }

@@ -25,7 +25,7 @@ describe("planOf", () => {
   });
 
   test("refuses a damaged plan and a missing one", () => {
-    expect(() => planOf(row({ ...resolved, blobs: [{ digest: 1 }] }))).toThrow(/damaged \(\/blobs\/0/);
+    expect(() => planOf(row({ ...resolved, blobs: [{ digest: 1 }] }))).toThrow(/damaged \(blobs\[0\]\./);
     expect(() => planOf(row(null))).toThrow(/no saved plan/);
   });
 });

@@ -12,6 +12,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ResolvedApps } from "../../lib/device/resolve.ts";
+import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
 
 /** The plan format this fioup writes and reads. Bump it when the shape changes, and read older ones here. */
 export const PLAN_FORMAT = 1;
@@ -50,8 +51,7 @@ export function planOf(u: SavedUpdate): UpdatePlan {
   if (format !== PLAN_FORMAT) throw new PlanFormatError(u.id, `its saved plan has format ${JSON.stringify(format)} and this fioup reads format ${PLAN_FORMAT}`);
   const plan = { ...raw, format };
   if (!Value.Check(UpdatePlan, plan)) {
-    const first = [...Value.Errors(UpdatePlan, plan)][0];
-    throw new PlanFormatError(u.id, `its saved plan is damaged (${first?.path || "/"}: ${first?.message ?? "wrong shape"})`);
+    throw new PlanFormatError(u.id, `its saved plan is damaged (${describeSchemaProblem(UpdatePlan, plan, "the plan")})`);
   }
   return plan;
 }

@@ -14,6 +14,7 @@ import { FleetDeviceQuery, type FleetDeviceList, type FleetSummary } from "../..
 import type { Gateway, GatewayEnv } from "../env.ts";
 import { parseFleetQuery, parseLabel } from "../fleet/query.ts";
 import type { FleetQuery } from "../store/types.ts";
+import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
 
 /** How many minutes of check-in history the summary keeps. */
 const MINUTES = 30;
@@ -73,8 +74,7 @@ export function adminFleet(gw: Gateway) {
     .get("/fleet/devices", async (c) => {
       const q = c.req.query();
       if (!checkQuery.Check(q)) {
-        const e = checkQuery.Errors(q).First();
-        throw new HTTPException(400, { message: `Invalid query${e?.path ? ` at ${e.path}` : ""}: ${e?.message ?? "bad value"}` });
+        throw new HTTPException(400, { message: `Invalid query: ${describeSchemaProblem(checkQuery, q, "the query")}` });
       }
       const now = Date.now();
       const ago = (s: string | undefined) => (s === undefined ? undefined : new Date(now - Number(s) * 1000).toISOString());

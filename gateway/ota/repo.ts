@@ -21,6 +21,7 @@ import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
 import { targetEntryProblem } from "./target-policy.ts";
 import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
 import { SignedViews, type View, type ViewLookup } from "./views.ts";
+import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
 
 const DAY = 86_400;
 
@@ -279,8 +280,7 @@ export class TufRepo {
     for (const [name, entry] of Object.entries(add)) {
       if (!TARGET_NAME.test(name)) throw new InvalidTargetError(name, TARGET_NAME_RULE);
       if (!Value.Check(TargetEntry, entry)) {
-        const first = Value.Errors(TargetEntry, entry).First();
-        throw new InvalidTargetError(name, `${first?.path || "entry"} ${first?.message ?? "is invalid"}`);
+        throw new InvalidTargetError(name, describeSchemaProblem(TargetEntry, entry, "the entry"));
       }
       const problem = targetEntryProblem(entry);
       if (problem) throw new InvalidTargetError(name, problem);

@@ -11,6 +11,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { Env, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { JsonBodyError, type JsonLimits, MAX_JSON_BYTES, parseJsonBytes, readJsonBody } from "../../lib/api/json-body.ts";
+import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
 
 /** Why a body was refused: the answer's status and `{error}` message. */
 export interface BodyProblem {
@@ -27,9 +28,7 @@ export const jsonBodyReader = <T extends TSchema>(schema: T, limits: JsonLimits 
   const maxBytes = limits.maxBytes ?? MAX_JSON_BYTES;
   const checked = (value: unknown): BodyRead<Static<T>> => {
     if (!check.Check(value)) {
-      const e = check.Errors(value).First();
-      const where = e?.path ? ` at ${e.path}` : "";
-      return { problem: { status: 400, error: `Invalid request body${where}: ${e?.message ?? "does not match the schema"}` } };
+      return { problem: { status: 400, error: `Invalid request body: ${describeSchemaProblem(check, value, "the body")}` } };
     }
     return { value };
   };

@@ -36,6 +36,7 @@ import {
   type TokenRequest,
 } from "./admin.ts";
 import type { TargetEntry } from "./target.ts";
+import { describeSchemaProblem } from "./schema-problem.ts";
 
 /**
  * An admin request failed: `status` is the gateway's HTTP status when it
@@ -142,8 +143,7 @@ export class AdminClient {
       );
     }
     if (!Value.Check(schema, json)) {
-      const first = Value.Errors(schema, json).First();
-      throw new AdminApiError(`Cannot ${method} ${path}: unexpected answer${first ? ` at ${first.path || "/"}: ${first.message}` : ""}`, res.status);
+      throw new AdminApiError(`Cannot ${method} ${path}: unexpected answer (${describeSchemaProblem(schema, json, "the answer")})`, res.status);
     }
     return json as Static<S>;
   }

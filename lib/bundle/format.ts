@@ -28,6 +28,7 @@ import { AppBlob } from "../device/resolve.ts";
 import { DeltaDescriptor } from "../oci/delta.ts";
 import { MediaType } from "../oci/media-types.ts";
 import { InvalidBundleError } from "./errors.ts";
+import { describeSchemaProblem } from "../api/schema-problem.ts";
 
 /** The format version of a bundle of whole blobs (index.json's `bundle.format`). */
 export const BUNDLE_FORMAT = 1;
@@ -156,8 +157,7 @@ export async function openBundle(dir: string): Promise<Bundle> {
     throw new InvalidBundleError(`Cannot open the bundle ${dir}: format ${JSON.stringify(format)}, this reader knows ${BUNDLE_FORMAT} and ${BUNDLE_FORMAT_DELTAS}`);
   }
   if (!Value.Check(BundleIndex, doc)) {
-    const first = Value.Errors(BundleIndex, doc).First();
-    throw new InvalidBundleError(`Cannot open the bundle ${dir}: index.json is not a bundle index (${first ? `${first.path || "/"}: ${first.message}` : "invalid"})`);
+    throw new InvalidBundleError(`Cannot open the bundle ${dir}: index.json is not a bundle index (${describeSchemaProblem(BundleIndex, doc, "the index")})`);
   }
   for (const f of doc.bundle.tuf) {
     if (!(await Bun.file(join(dir, BUNDLE_TUF_DIR, f)).exists())) throw new InvalidBundleError(`Cannot open the bundle ${dir}: ${BUNDLE_TUF_DIR}/${f} is missing`);

@@ -11,6 +11,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../api/target.ts";
 import { writeFileAtomic } from "../fs/atomic-write.ts";
+import { describeSchemaProblem } from "../api/schema-problem.ts";
 
 export const PreloadedTarget = Type.Object(
   {
@@ -55,8 +56,7 @@ export function readPreloadedTarget(path: string): PreloadedTarget | undefined {
     throw new InvalidPreloadedTargetError(path, "not JSON", { cause });
   }
   if (!Value.Check(PreloadedTarget, doc)) {
-    const first = [...Value.Errors(PreloadedTarget, doc)][0];
-    throw new InvalidPreloadedTargetError(path, `${first?.path || "/"} ${first?.message ?? "does not match the schema"}`);
+    throw new InvalidPreloadedTargetError(path, describeSchemaProblem(PreloadedTarget, doc));
   }
   return doc;
 }

@@ -39,7 +39,7 @@ describe("parseToml / parseSotaToml", () => {
       "Cannot read /var/sota/sota.toml: uptane.polling_seconds: expected a whole number, got true",
     );
     expect(() => parseSotaToml("[pacman]\ntags = 5\n", "f")).toThrow("Cannot read f: pacman.tags: expected a string (comma-separated) or a list of strings, got 5");
-    expect(() => parseSotaToml("[storage]\npath = 5\n", "f")).toThrow("Cannot read f: storage.path: Expected string, got 5");
+    expect(() => parseSotaToml("[storage]\npath = 5\n", "f")).toThrow("Cannot read f: storage.path: expected string, got 5");
     expect(parseSotaToml('[pacman]\ncompose_apps = ["a", "b"]\nextra = 1\n', "f").pacman?.compose_apps).toEqual(["a", "b"]);
   });
 

@@ -9,6 +9,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { stringify } from "smol-toml";
+import { describeSchemaProblem } from "../api/schema-problem.ts";
 
 export type TomlValue = string | number | boolean | TomlValue[] | TomlTable;
 export interface TomlTable {
@@ -34,8 +35,8 @@ export class TomlError extends Error {
  */
 export const MAX_POLLING_SECONDS = 7 * 86_400;
 
-const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
-const IntLike = Type.Union([Type.Integer(), Type.String({ pattern: "^[0-9]+$" })]);
+const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())], { expected: "a string (comma-separated) or a list of strings" });
+const IntLike = Type.Union([Type.Integer(), Type.String({ pattern: "^[0-9]+$" })], { expected: "a whole number" });
 const Open = { additionalProperties: true };
 
 /** The sota.toml keys fioup reads (every key optional; unknown keys are kept and ignored). */
@@ -122,16 +123,7 @@ export function parseSotaToml(text: string, file: string): SotaToml & TomlTable 
 /** Throws a {@link TomlError} naming the first key of `t` whose value has the wrong type. */
 export function checkSotaToml(t: TomlTable, file: string): asserts t is SotaToml & TomlTable {
   if (Value.Check(SotaToml, t)) return;
-  const first = [...Value.Errors(SotaToml, t)][0];
-  const key = (first?.path ?? "").split("/").filter(Boolean).join(".");
-  // TypeBox says "Expected union value" for both unions: say what they take. (Type.Optional
-  // copies a schema, so they are compared by content.)
-  const schema = JSON.stringify(first?.schema);
-  const why =
-    schema === JSON.stringify(IntLike) ? "expected a whole number"
-    : schema === JSON.stringify(CsvOrList) ? "expected a string (comma-separated) or a list of strings"
-    : (first?.message ?? "wrong type");
-  throw new TomlError(file, `${key || "the document"}: ${why}${first && first.value !== undefined ? `, got ${JSON.stringify(first.value)}` : ""}`);
+  throw new TomlError(file, describeSchemaProblem(SotaToml, t));
 }
 
 /**

@@ -12,6 +12,7 @@ import { fsWhy } from "../fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
+import { describeSchemaProblem } from "../api/schema-problem.ts";
 
 /** The file is unreadable, not YAML, or has a known key of the wrong shape; the message names the file and key. */
 export class FactoryConfigError extends Error {
@@ -27,7 +28,7 @@ const PreloadedImages = Type.Object(
   { enabled: Type.Optional(Type.Boolean()), shortlist: Type.Optional(Type.String()) },
   { additionalProperties: true },
 );
-const TagRule = Type.Object({ tag: Type.String({ pattern: TAG_PATTERN }), inherit: Type.Optional(Type.String()) }, { additionalProperties: true });
+const TagRule = Type.Object({ tag: Type.String({ pattern: TAG_PATTERN, expected: "a tag (letters, digits, . _ -)" }), inherit: Type.Optional(Type.String()) }, { additionalProperties: true });
 const Section = Type.Object(
   {
     preloaded_images: Type.Optional(PreloadedImages),
@@ -78,22 +79,9 @@ export function parseFactoryConfig(text: string, file = "factory-config.yml"): F
     }
   }
   if (!Value.Check(FactoryConfig, doc)) {
-    const e = Value.Errors(FactoryConfig, doc).First();
-    const where = keyPath(e?.path ?? "") || "the top level";
-    const what = e?.schema.pattern === TAG_PATTERN ? `${JSON.stringify(e.value)} is not a valid tag (letters, digits, . _ -)` : (e?.message ?? "has the wrong shape");
-    throw new FactoryConfigError(`Invalid ${file}: ${where}: ${what}`);
+    throw new FactoryConfigError(`Invalid ${file}: ${describeSchemaProblem(FactoryConfig, doc, "the top level")}`);
   }
   return doc;
-}
-
-/** `/containers/tagging/refs~1heads~1x/0/tag` → `containers.tagging["refs/heads/x"][0].tag`. */
-function keyPath(pointer: string): string {
-  return pointer
-    .split("/")
-    .slice(1)
-    .map((p) => p.replaceAll("~1", "/").replaceAll("~0", "~"))
-    .map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : /^[A-Za-z_][\w-]*$/.test(p) ? `${i ? "." : ""}${p}` : `[${JSON.stringify(p)}]`))
-    .join("");
 }
 
 /**

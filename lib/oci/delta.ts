@@ -25,6 +25,7 @@ import { Value } from "@sinclair/typebox/value";
 import { Digester } from "./digest.ts";
 import { sniffCompression } from "./media-types.ts";
 import { readLimited, type RegistryClient } from "./registry-client.ts";
+import { describeSchemaProblem } from "../api/schema-problem.ts";
 
 /** Media type of a layer delta blob (a zstd frame to decode with the old layer's tar as dictionary). */
 export const DELTA_MEDIA_TYPE = "application/vnd.fioup.layer.delta.v1.tar+zstd-patch";
@@ -80,8 +81,7 @@ export class DeltaMismatchError extends Error {
 /** Checks a parsed JSON value as a delta descriptor. @throws {InvalidDeltaDescriptorError} */
 export function parseDeltaDescriptor(value: unknown): DeltaDescriptor {
   if (!Value.Check(DeltaDescriptor, value)) {
-    const first = [...Value.Errors(DeltaDescriptor, value)][0];
-    throw new InvalidDeltaDescriptorError(`Invalid delta descriptor: ${first?.path || "/"} ${first?.message ?? "wrong shape"}`);
+    throw new InvalidDeltaDescriptorError(`Invalid delta descriptor: ${describeSchemaProblem(DeltaDescriptor, value, "the descriptor")}`);
   }
   return value;
 }
