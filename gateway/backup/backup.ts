@@ -20,6 +20,7 @@ import { dirname, join, posix, relative } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { fsWhy } from "../../lib/fs/why.ts";
 import { readFactoryName, servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
@@ -164,6 +165,8 @@ export interface RestoreOptions {
 
 /** Restores a backup into `dataDir` (which must not exist or be empty unless `force`); returns its manifest. */
 export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifest> {
+  const source = await stat(opts.file).catch((e) => Promise.reject(new BackupError(`Cannot read the backup ${opts.file}: ${fsWhy(e)}`)));
+  if (source.isDirectory()) throw new BackupError(`Cannot read the backup ${opts.file}: it is a directory (give the backup file)`);
   const existing = await readdir(opts.dataDir).catch(() => undefined);
   if (existing?.length && !opts.force) throw new BackupError(`${opts.dataDir} exists and is not empty: restore into a new dir, or pass --force to replace it`);
   // --force replaces a data dir, never one a gateway is serving from (it would go on with deleted files).

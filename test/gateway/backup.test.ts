@@ -202,3 +202,15 @@ test("backup keygen never leaves a half pair: with PREFIX.pub present it writes 
   expect(existsSync(`${prefix}.key`)).toBe(false);
   expect(readFileSync(`${prefix}.pub`, "utf8")).toBe("the public half of a pair whose key is offline\n");
 });
+
+test("restore says which backup it cannot read, and creates nothing", async () => {
+  const into = join(work, "never-restored");
+  for (const [file, why] of [
+    [join(work, "no-such.bak"), "no such file"],
+    [work, "it is a directory (give the backup file)"],
+  ] as const) {
+    const r = await run(["restore", file, "--data", into]);
+    expect({ code: r.code, err: r.stderr }).toEqual({ code: 1, err: `gateway restore: Cannot read the backup ${file}: ${why}\n` });
+  }
+  expect(existsSync(into)).toBe(false);
+});
