@@ -3,6 +3,7 @@ import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { startGatewayServer } from "../gateway.ts";
+import { dbKind, dbKindProblem } from "../store/open.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
 import { TrustedProxies } from "../trusted-proxies.ts";
@@ -95,6 +96,7 @@ export default defineCommand({
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
+    if (flags.db && !dbKind(flags.db)) throw new UsageError(dbKindProblem(flags.db));
     if (flags["proxy-listen"]) {
       // The listener's own check, before anything starts.
       try {

@@ -299,6 +299,25 @@ describe("gateway CLI", () => {
     }
   }, 60_000);
 
+  test("serve says which --db it cannot use and why (Bun said 'Failed to connect' or 'unable to open database file')", async () => {
+    const fresh = join(dir, "never-created-db");
+    const other = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--db", "mysql://u:pw@127.0.0.1/x");
+    expect({ code: other.code, err: other.err }).toEqual({ code: 2, err: expect.stringContaining("Cannot use --db mysql://u:***@127.0.0.1/x: give a postgres:// URL or a SQLite file path") });
+    expect(existsSync(fresh)).toBe(false);
+    const holder = createServer().listen(0, "127.0.0.1");
+    await once(holder, "listening");
+    const closed = (holder.address() as AddressInfo).port;
+    holder.close();
+    await once(holder, "close");
+    const refused = cli("serve", "--data", join(dir, "db-refused"), "--listen", "127.0.0.1:0", "--db", `postgres://gw:secret@127.0.0.1:${closed}/gw`);
+    expect({ code: refused.code, err: refused.err }).toEqual({
+      code: 1,
+      err: expect.stringContaining(`Cannot use the database postgres://gw:***@127.0.0.1:${closed}/gw: connection refused (is PostgreSQL running there?)`),
+    });
+    const noDir = cli("serve", "--data", join(dir, "db-nodir"), "--listen", "127.0.0.1:0", "--db", join(dir, "no-such-dir", "gw.db"));
+    expect({ code: noDir.code, err: noDir.err }).toEqual({ code: 1, err: expect.stringContaining(`Cannot open the SQLite database ${join(dir, "no-such-dir", "gw.db")}: its directory ${join(dir, "no-such-dir")} does not exist`) });
+  }, 60_000);
+
   test("runs from any working directory, not only the checkout's (the dashboard's JSX names its runtime)", () => {
     // bun takes tsconfig.json from the working directory's project: outside the checkout the
     // dashboard's .tsx files compiled against React, which is not installed, and nothing started.
