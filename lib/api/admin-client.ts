@@ -36,6 +36,7 @@ import {
   type TokenRequest,
 } from "./admin.ts";
 import type { TargetEntry } from "./target.ts";
+import { netWhy } from "../net/why.ts";
 import { describeSchemaProblem } from "./schema-problem.ts";
 
 /**
@@ -127,7 +128,8 @@ export class AdminClient {
       });
       text = await res.text();
     } catch (cause) {
-      throw new GatewayUnreachableError(`Cannot ${method} ${url}: ${(cause as Error).message}`, undefined, { cause });
+      // No cause: its text is Bun's, which netWhy has just put in words.
+      throw new GatewayUnreachableError(`Cannot ${method} ${url}: ${netWhy(cause)}`);
     }
     let json: unknown;
     try {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { describeError } from "../cli/command.ts";
 import { CaFetchError, caFingerprint, CaPinMismatchError, fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "./pin.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pin-test-"));
@@ -67,5 +68,8 @@ describe("fetchPinnedCa", () => {
     const port = probe.port;
     probe.stop(true);
     await expect(fetchPinnedCa(`https://127.0.0.1:${port}`, `s.${"a".repeat(64)}`)).rejects.toThrow(CaFetchError);
+    // Said in words, once: not Bun's "ECONNREFUSED: Unable to connect. Is the computer able to access the url?"
+    const err = await fetchPinnedCa(`https://127.0.0.1:${port}`, `s.${"a".repeat(64)}`).catch((e) => e);
+    expect(describeError(err)).toBe(`Cannot fetch https://127.0.0.1:${port}/ca.pem: connection refused (is it running at that address?)`);
   });
 });

@@ -8,6 +8,7 @@
  * @module
  */
 import { X509Certificate } from "node:crypto";
+import { netWhy } from "../net/why.ts";
 
 export class InvalidTokenError extends Error {
   override name = "InvalidTokenError";
@@ -77,7 +78,7 @@ export async function fetchPinnedCa(server: string, token: string, opts: { timeo
     if (!res.ok) throw new Error(`server answered ${res.status}`);
     pem = await res.text();
   } catch (cause) {
-    throw new CaFetchError(`Cannot fetch ${url}`, { cause });
+    throw new CaFetchError(`Cannot fetch ${url}: ${netWhy(cause)}`);
   }
   let actual: string;
   try {
