@@ -26,8 +26,8 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
+import { CsvOrList } from "../../lib/device/sota-toml.ts";
 
-const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())]);
 
 export const MqttToml = Type.Object(
   {
