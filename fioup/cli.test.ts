@@ -31,6 +31,9 @@ describe("fioup CLI", () => {
     expect({ code: url.code, err: url.stderr }).toEqual({ code: 2, err: expect.stringContaining("--server must be an https:// URL, got notaurl") });
     const token = fioup("register", "--server", "https://127.0.0.1:1", "--token", "no-pin");
     expect({ code: token.code, err: token.stderr }).toEqual({ code: 2, err: expect.stringContaining("the token (--token or FIOUP_TOKEN) is not <secret>.<sha256 of the CA>") });
+    // An app name no target can hold would shortlist nothing: said before the gateway is asked.
+    const apps = fioup("register", "--server", "https://127.0.0.1:1", "--token", `s.${"a".repeat(64)}`, "--apps", "web,my app");
+    expect({ code: apps.code, err: apps.stderr }).toEqual({ code: 2, err: expect.stringContaining('--apps: expected an app name (letters, digits, . _ -; at most 128), got "my app"') });
   });
 
   test("--help shows the exit-code table", () => {

@@ -4,6 +4,8 @@ import { converge, describeConverge } from "../converge.ts";
 import { register } from "../register.ts";
 import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
+import { schemaProblem } from "../../lib/api/schema-problem.ts";
+import { AppName } from "../../lib/api/target.ts";
 
 export default defineCommand({
   summary: "Register this device with a gateway (writes sota.toml, client.pem, pkey.pem, root.crt, the TUF root)",
@@ -26,6 +28,12 @@ export default defineCommand({
     const token = flags.token ?? process.env.FIOUP_TOKEN;
     if (!flags.server) throw new UsageError("--server is required");
     if (!token) throw new UsageError("--token (or $FIOUP_TOKEN) is required");
+    // A name no target can hold would shortlist nothing, silently.
+    const apps = flags.apps?.split(",").map((a) => a.trim()).filter(Boolean);
+    for (const app of apps ?? []) {
+      const problem = schemaProblem(AppName, app);
+      if (problem) throw new UsageError(`--apps: ${problem.message}`);
+    }
     const loc = configLocation(flags);
     const r = await register({
       server: flags.server,
@@ -35,7 +43,7 @@ export default defineCommand({
       name: flags.name,
       tags: flags.tag.flatMap((t) => t.split(",")).filter(Boolean),
       hwid: flags.hwid,
-      apps: flags.apps?.split(",").map((a) => a.trim()).filter(Boolean),
+      apps,
       force: flags.force,
     });
     // A preloaded device runs its shortlist from now on, without waiting for a new target.

@@ -9,6 +9,9 @@ import { Type, type Static } from "@sinclair/typebox";
 /** sha256 of zero bytes: container-only targets download nothing through TUF. */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/** A compose app's name in a target (its directory in the containers repo). */
+export const AppName = Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$", expected: "an app name (letters, digits, . _ -; at most 128)" });
+
 export const ComposeAppRef = Type.Object(
   {
     uri: Type.String({ maxLength: 1024 }),
@@ -24,7 +27,7 @@ export const TargetCustom = Type.Object(
     hardwareIds: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64 }),
     tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 64 }),
     targetFormat: Type.Optional(Type.String()),
-    docker_compose_apps: Type.Record(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$" }), ComposeAppRef),
+    docker_compose_apps: Type.Record(AppName, ComposeAppRef),
     createdAt: Type.Optional(Type.String()),
     "containers-sha": Type.Optional(Type.String()),
   },
