@@ -26,7 +26,7 @@ export default defineCommand({
     "hardware id, tagged per factory-config.yml containers.tagging (default: the branch name), is added in",
     "one call. Nothing is published half-way: on any error no target is added.",
     "",
-    "The token is the gateway's admin token (<secret>.<CA fingerprint>): the server's /ca.pem is checked",
+    "The token is a publish (or admin) token of the gateway (<secret>.<CA fingerprint>): the server's /ca.pem is checked",
     "against it and then trusted alone. See docs/publishing.md.",
     "",
     "Exit codes:",
