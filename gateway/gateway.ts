@@ -94,7 +94,6 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
-
 export async function startGatewayServer(opts: ServeOptions): Promise<RunningGateway> {
   const log = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const { host, port } = parseListen(opts.listen ?? "127.0.0.1:8443");

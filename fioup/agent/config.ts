@@ -28,7 +28,6 @@ import { ConfigError, type Config } from "../config.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
 
-
 export const MqttToml = Type.Object(
   {
     url: Type.Optional(Type.String()),

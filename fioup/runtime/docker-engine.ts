@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { netWhy } from "../../lib/net/why.ts";
 
 export const ENGINE_API_VERSION = "v1.41";
 
@@ -106,7 +107,7 @@ export class DockerEngine {
         code === "ENOENT" ? "no such socket (is Docker installed and running? DOCKER_HOST names another socket)"
         : code === "ECONNREFUSED" ? "nothing answers on the socket (is dockerd running?)"
         : code === "EACCES" ? "permission denied (run as root or as a member of the docker group)"
-        : (cause as Error).message;
+        : netWhy(cause);
       throw new EngineError(`Cannot reach the Docker Engine at ${this.socketPath}: ${why}`, undefined, { cause });
     }
   }

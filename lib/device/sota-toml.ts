@@ -38,7 +38,7 @@ export const MAX_POLLING_SECONDS = 7 * 86_400;
 /** A list key of sota.toml (and the agent's [mqtt] table): "a,b" or ["a", "b"]. */
 export const CsvOrList = Type.Union([Type.String(), Type.Array(Type.String())], { expected: "a string (comma-separated) or a list of strings" });
 /** A number key: 30 or "30" (sota.toml files written by other clients quote their numbers). */
-export const IntLike = Type.Union([Type.Integer(), Type.String({ pattern: "^[0-9]+$" })], { expected: "a whole number" });
+const IntLike = Type.Union([Type.Integer(), Type.String({ pattern: "^[0-9]+$" })], { expected: "a whole number" });
 const Open = { additionalProperties: true };
 
 /** The sota.toml keys fioup reads (every key optional; unknown keys are kept and ignored). */
