@@ -20,7 +20,7 @@
  * (--db postgres starts a private PostgreSQL cluster for the run, with fsync off like the tests' unless
  * --pg-durable; a postgres:// URL must name an empty database: the gateway is bound to this run's CA).
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { benchArgs } from "../_args.ts";
@@ -48,7 +48,7 @@ const { values } = benchArgs({
     servers: { type: "string", default: "gateway,transport,bun" },
     /** HAProxy configs for the haproxy-* sides, comma-separated: names under deploy/haproxy/ or paths with a "/" (a tuned copy); one side per config. */
     "haproxy-config": { type: "string", default: "gateway-plain.cfg" },
-    /** Another checkout (e.g. `git archive` of an older commit): its `gateway serve` runs too, on the same database, as "gateway (baseline)", and behind HAProxy and as the listener hello when those sides are asked for. */
+    /** Another checkout (e.g. `git archive` of an older commit): its `gateway serve` runs too, on a copy of the data dir (the same database with --db), as "gateway (baseline)", and behind HAProxy and as the listener hello when those sides are asked for. */
     baseline: { type: "string" },
     /** Write a CPU profile of `gateway serve` (bun --cpu-prof-md) into this directory. */
     profile: { type: "string" },
@@ -65,6 +65,8 @@ const here = import.meta.dir;
 const bun = process.execPath;
 
 const dir = await mkdtemp(join(tmpdir(), "bench-checkin-"));
+/** The baseline gateway's data dir: a copy of `dir` (one gateway per data dir: serve.lock). */
+const baseDir = `${dir}-baseline`;
 const log = (s: string) => process.stderr.write(s + "\n");
 const children: ReturnType<typeof Bun.spawn>[] = [];
 /** The HAProxy processes (started by the test harness, stopped by PID). */
@@ -78,6 +80,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const)
     await Promise.all(children.map((c) => c.exited));
     await stopPostgres?.();
     await rm(dir, { recursive: true, force: true });
+    await rm(baseDir, { recursive: true, force: true });
     process.exit(130);
   });
 /** The private cluster's durability settings, for the summary line. */
@@ -122,8 +125,8 @@ try {
   const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${values.profile}`] : [];
   /** The gateway's plain listener for HAProxy: a free loopback port, or a unix socket in the run's dir. */
   const tcpPlain = wanted.has("haproxy-gateway") ? `127.0.0.1:${await freePort()}` : undefined;
-  const gateway = async (root: string, extra: string[] = [], proxyListen?: string) => {
-    const cmd = [bun, ...extra, join(root, "gateway/main.ts"), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000)];
+  const gateway = async (root: string, extra: string[] = [], proxyListen?: string, dataDir = dir) => {
+    const cmd = [bun, ...extra, join(root, "gateway/main.ts"), "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--max-connections", String(CERTS * 2 + 1000)];
     // The forwarded certificate header HAProxy sets (deploy/haproxy/gateway-plain.cfg); trusting the
     // loopback leaves the TLS side as it is: a TLS peer's own certificate comes first.
     const proxy = proxyListen ? ["--proxy-listen", proxyListen, "--client-cert-header", "x-ssl-client-cert", ...(proxyListen.startsWith("unix:") ? [] : ["--trust-proxy", "127.0.0.1"])] : [];
@@ -131,6 +134,9 @@ try {
     children.push(p);
     return [await waitLine(p, /gateway listening on (https:\/\/\S+)/), p.pid] as const;
   };
+  // The baseline runs from its own copy of the data dir, taken before either gateway starts: the
+  // same CA, keys and devices (on SQLite a copy of the database; --db is shared).
+  if (values.baseline) await cp(dir, baseDir, { recursive: true });
   const [gwUrl, gwPid] = await gateway(join(here, "../.."), profile, tcpPlain);
   const helloCfg = join(dir, "hello.json");
   await writeFile(helloCfg, JSON.stringify({ cert: data.serverCertPem, key: data.serverKeyPem, ca: data.ca.certPem, dataDir: dir }));
@@ -155,7 +161,7 @@ try {
   const baseTcpPlain = values.baseline && wanted.has("haproxy-gateway") ? `127.0.0.1:${await freePort()}` : undefined;
   let basePid = 0;
   if (values.baseline) {
-    const [url, pid] = await gateway(values.baseline, [], baseTcpPlain);
+    const [url, pid] = await gateway(values.baseline, [], baseTcpPlain, baseDir);
     basePid = pid;
     servers.push({ name: "gateway (baseline)", url, server: pid });
   }
@@ -304,4 +310,5 @@ try {
   }
   await stopPostgres?.();
   await rm(dir, { recursive: true, force: true });
+  await rm(baseDir, { recursive: true, force: true });
 }
