@@ -16,7 +16,7 @@
  * the listener's own cost). HAProxy's CPU is counted apart from the server's.
  *
  * Usage: bun bench/gateway-checkin/run.ts [--devices 1000000] [--certs 10000] [--clients 32[,256]] [--seconds 10] [--db sqlite|postgres|postgres://...] [--pg-durable] [--modes keepalive,newconn,poll] [--rounds 3] [--servers gateway,transport,listen,node,bun,haproxy-gateway,haproxy-gateway-unix,haproxy-hello,haproxy-listener] [--haproxy-config gateway-plain.cfg[,/tmp/tuned.cfg]] [--baseline DIR] [--profile DIR]
- * (each server is run --rounds times, servers alternating, `sync` before each run, and its best round counts: the machine is shared)
+ * (each server is run --rounds times, servers alternating and their order reversed every other round, `sync` before each run, and its best round counts: the machine is shared)
  * (--db postgres starts a private PostgreSQL cluster for the run, with fsync off like the tests' unless
  * --pg-durable; a postgres:// URL must name an empty database: the gateway is bound to this run's CA).
  */
@@ -287,7 +287,8 @@ try {
       // adding 10-50 µs per request that a long-running server does not pay.
       if (mode.startsWith("newconn")) for (const side of servers) await load(side, mode, clients, 6).catch(() => undefined);
       for (let round = 0; round < Number(values.rounds); round++) {
-        for (const side of servers) {
+        // Sides alternate their order round by round, so none always runs first (or after the same one).
+        for (const side of round % 2 ? [...servers].reverse() : servers) {
           const r = await load(side, mode, clients);
           log(`${String(clients).padStart(4)} ${mode.padEnd(9)} ${side.name.padEnd(width)} ${fmt(mode, r)}`);
           if (!results[side.name] || r.rps > results[side.name]!.rps) results[side.name] = r;
