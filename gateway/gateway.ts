@@ -141,14 +141,6 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const sightings = new Sightings(store);
   try {
     const tuf = await TufRepo.open({ storage: new CachedTufStorage(store.tuf), keysDir: data.keysDir, ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}) });
-    await signer.start();
-    tufTimer = startTufRefreshTimer(tuf, {
-      shouldRun: () => signer.isLeader,
-      onError: (e) => log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`),
-      onRefresh: (r) => {
-        if (r.needsOfflineKey.length) log(`gateway: TUF roles near expiry need their offline key: ${r.needsOfflineKey.join(", ")}`);
-      },
-    });
     const gw: Gateway = {
       store,
       factory: data.factory,
@@ -241,6 +233,17 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       gw.metrics.proxyConnections = plain.stats;
       log(`gateway: plain HTTP for trusted proxies on ${plain.url}`);
     }
+    // The signer role is sought only once this replica listens: one that cannot (a port in use)
+    // never holds it, even for a moment, nor says it does. Until then isLeader is false, so
+    // neither the re-signing below nor the rollouts' ticks run.
+    await signer.start();
+    tufTimer = startTufRefreshTimer(tuf, {
+      shouldRun: () => signer.isLeader,
+      onError: (e) => log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`),
+      onRefresh: (r) => {
+        if (r.needsOfflineKey.length) log(`gateway: TUF roles near expiry need their offline key: ${r.needsOfflineKey.join(", ")}`);
+      },
+    });
     const url = `https://${urlHost(server.host)}:${server.port}`;
     await writeServeInfo(data.dir, { url, publicUrl: publicBase, pid: process.pid });
     if (data.newAdminToken)

@@ -285,7 +285,7 @@ describe("gateway CLI", () => {
     expect(existsSync(fresh)).toBe(false);
   }, 60_000);
 
-  test("serve on a port that is in use says which port and why (Bun said 'Failed to listen at 127.0.0.1')", async () => {
+  test("serve on a port that is in use says which port and why (Bun said 'Failed to listen at 127.0.0.1'), and never takes the signer role", async () => {
     const holder = createServer().listen(0, "127.0.0.1");
     await once(holder, "listening");
     const port = (holder.address() as AddressInfo).port;
@@ -294,6 +294,8 @@ describe("gateway CLI", () => {
       expect({ code: tls.code, err: tls.err }).toEqual({ code: 1, err: expect.stringContaining(`gateway serve: Cannot listen on 127.0.0.1:${port}: the port is in use (another gateway, or another program)\n`) });
       const plain = cli("serve", "--data", join(dir, "port-in-use"), "--listen", "127.0.0.1:0", "--proxy-listen", `127.0.0.1:${port}`, "--trust-proxy", "127.0.0.1");
       expect({ code: plain.code, err: plain.err }).toEqual({ code: 1, err: expect.stringContaining(`gateway serve: Cannot listen on 127.0.0.1:${port}: the port is in use`) });
+      // A replica that cannot listen never takes the signer role (it used to, and said so, before failing).
+      expect(`${tls.err}${plain.err}`).not.toContain("TUF signer");
     } finally {
       holder.close();
     }
