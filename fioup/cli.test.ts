@@ -34,6 +34,11 @@ describe("fioup CLI", () => {
     // An app name no target can hold would shortlist nothing: said before the gateway is asked.
     const apps = fioup("register", "--server", "https://127.0.0.1:1", "--token", `s.${"a".repeat(64)}`, "--apps", "web,my app");
     expect({ code: apps.code, err: apps.stderr }).toEqual({ code: 2, err: expect.stringContaining('--apps: expected an app name (letters, digits, . _ -; at most 128), got "my app"') });
+    // So would a tag no target can carry (publish makes only plain names).
+    const tag = fioup("register", "--server", "https://127.0.0.1:1", "--token", `s.${"a".repeat(64)}`, "--tag", "main", "--tag", "prod;eu");
+    expect({ code: tag.code, err: tag.stderr }).toEqual({ code: 2, err: expect.stringContaining('--tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "prod;eu"') });
+    const hwid = fioup("register", "--server", "https://127.0.0.1:1", "--token", `s.${"a".repeat(64)}`, "--hwid", "raspberry pi");
+    expect({ code: hwid.code, err: hwid.stderr }).toEqual({ code: 2, err: expect.stringContaining('--hwid: expected a hardware id (letters, digits, . _ -; at most 128, starting with a letter or digit), got "raspberry pi"') });
   });
 
   test("--help shows the exit-code table", () => {

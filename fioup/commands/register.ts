@@ -5,7 +5,7 @@ import { register } from "../register.ts";
 import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
-import { AppName } from "../../lib/api/target.ts";
+import { AppName, HardwareId, Tag } from "../../lib/api/target.ts";
 
 export default defineCommand({
   summary: "Register this device with a gateway (writes sota.toml, client.pem, pkey.pem, root.crt, the TUF root)",
@@ -17,8 +17,8 @@ export default defineCommand({
     server: { type: "string", description: "Gateway URL (https://host:port)", placeholder: "URL" },
     token: { type: "string", description: "Registration token (or $FIOUP_TOKEN)", placeholder: "TOKEN" },
     name: { type: "string", description: "Device name (default: hostname)", placeholder: "NAME" },
-    tag: { type: "strings", description: "Tag to follow", placeholder: "TAG" },
-    hwid: { type: "string", description: "Hardware id (default: <arch>-linux)", placeholder: "HWID" },
+    tag: { type: "strings", description: "Tag to follow (letters, digits, . _ -; several comma-separated)", placeholder: "TAG" },
+    hwid: { type: "string", description: "Hardware id, as targets name it (letters, digits, . _ -; default: <arch>-linux)", placeholder: "HWID" },
     apps: { type: "string", description: "Comma-separated app shortlist (default: the image's list from preload, else all apps)", placeholder: "A,B" },
     force: { type: "boolean", description: "Register again even if already registered" },
     ...sotaDirFlag,
@@ -34,6 +34,14 @@ export default defineCommand({
       const problem = schemaProblem(AppName, app);
       if (problem) throw new UsageError(`--apps: ${problem.message}`);
     }
+    // A tag or hardware id no target can carry would never offer this device an update, silently.
+    const tags = flags.tag.flatMap((t) => t.split(",")).map((t) => t.trim()).filter(Boolean);
+    for (const [flag, schema, values] of [["--tag", Tag, tags], ["--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]]] as const) {
+      for (const value of values) {
+        const problem = schemaProblem(schema, value);
+        if (problem) throw new UsageError(`${flag}: ${problem.message}`);
+      }
+    }
     const loc = configLocation(flags);
     const r = await register({
       server: flags.server,
@@ -41,7 +49,7 @@ export default defineCommand({
       sotaDir: loc.sotaDir,
       root: loc.root,
       name: flags.name,
-      tags: flags.tag.flatMap((t) => t.split(",")).filter(Boolean),
+      tags,
       hwid: flags.hwid,
       apps,
       force: flags.force,

@@ -14,6 +14,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppState } from "../../lib/api/device.ts";
+import { isAppName } from "../../lib/api/target.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import {
   BUNDLE_INDEX_DIGEST_ANNOTATION,
@@ -126,7 +127,6 @@ const META_FILE = ".fioup/app.json";
 const LEDGER_FILE = ".fioup-images.json";
 /** Beside the apps: compose commands running now (killed by the next fioup if this one dies). */
 const COMPOSE_PID_FILE = ".fioup-compose.pids";
-const APP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 /** Ties engine, images, compose, extraction and health together. */
 export class Runtime {
@@ -152,7 +152,7 @@ export class Runtime {
   }
 
   private appDir(name: string): string {
-    if (!APP_NAME.test(name)) throw new InvalidAppUriError(name, "", "not a valid app name");
+    if (!isAppName(name)) throw new InvalidAppUriError(name, "", "not a valid app name");
     return join(this.config.composeAppsRoot, name);
   }
 
@@ -294,7 +294,7 @@ export class Runtime {
 
   /** Deletes the staged dirs of `names` (after a failed or canceled update). */
   async discardStaged(names: string[]): Promise<void> {
-    for (const n of names) if (APP_NAME.test(n)) await rm(this.stagedDir(n), { recursive: true, force: true });
+    for (const n of names) if (isAppName(n)) await rm(this.stagedDir(n), { recursive: true, force: true });
   }
 
   private async readMeta(dir: string, name: string): Promise<InstalledApp | undefined> {
@@ -322,7 +322,7 @@ export class Runtime {
 
   /** True when `<name>` is installed from exactly this URI and all its tagged images are in the engine. */
   async isInstalled(app: AppRef): Promise<boolean> {
-    if (!APP_NAME.test(app.name)) return false;
+    if (!isAppName(app.name)) return false;
     const inst = await this.readInstalled(app.name);
     if (!inst || inst.uri !== app.uri) return false;
     if (!(await Bun.file(join(inst.dir, inst.composeFile)).exists())) return false;
@@ -339,7 +339,7 @@ export class Runtime {
     }
     const out: InstalledApp[] = [];
     for (const n of names) {
-      if (!APP_NAME.test(n)) continue;
+      if (!isAppName(n)) continue;
       const inst = await this.readInstalled(n);
       if (inst) out.push(inst);
     }
@@ -374,7 +374,7 @@ export class Runtime {
     const results = new Map<string, StartResult>();
     const apps: { name: string; inst: InstalledApp; facts: ComposeFacts }[] = [];
     for (const name of names) {
-      const inst = APP_NAME.test(name) ? await this.readInstalled(name) : undefined;
+      const inst = isAppName(name) ? await this.readInstalled(name) : undefined;
       if (!inst) {
         results.set(name, { name, ok: false, state: { uri: "", state: "unhealthy", services: [] }, error: `Cannot start app "${name}": not installed` });
         continue;
@@ -419,7 +419,7 @@ export class Runtime {
   async stopApps(names: string[]): Promise<StopResult[]> {
     const apps: InstalledApp[] = [];
     for (const name of names) {
-      const inst = APP_NAME.test(name) ? await this.readInstalled(name) : undefined;
+      const inst = isAppName(name) ? await this.readInstalled(name) : undefined;
       if (inst) apps.push(inst);
     }
     return await Promise.all(

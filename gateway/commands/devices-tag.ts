@@ -7,7 +7,8 @@ export default defineCommand({
   usage: "<uuid> <tag1,tag2,...>",
   description:
     "The gateway's record of a device's tags comes from its registration token or from this command; a device's\n" +
-    "x-ats-tags header changes it only when its registration token allowed device tags.\n\n" +
+    "x-ats-tags header changes it only when its registration token allowed device tags. A tag is a plain name\n" +
+    "(letters, digits, . _ -; at most 128, starting with a letter or digit), as publish gives targets.\n\n" +
     ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { readCheckinList } from "../../lib/api/index.ts";
+import { isTag, readCheckinList } from "../../lib/api/index.ts";
 import type { Sighting, Store } from "../store/types.ts";
 
 /** What one device's check-ins said since the last flush (raw header values). */
@@ -85,7 +85,8 @@ export class Sightings {
       let batch: Sighting[] = [];
       for (const [uuid, p] of pending) {
         const s: Sighting = { uuid, at: new Date(p.at).toISOString() };
-        if (p.tags !== undefined) s.tags = readCheckinList(p.tags);
+        // Only what could be a target tag: a device may choose its tags (its token allowed it), not make up others.
+        if (p.tags !== undefined) s.tags = readCheckinList(p.tags).filter(isTag);
         if (p.target !== undefined) s.currentTarget = p.target;
         if (p.apps !== undefined) s.apps = readCheckinList(p.apps);
         batch.push(s);

@@ -14,7 +14,8 @@ import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
-import type { TargetEntry } from "../../lib/api/target.ts";
+import { HardwareId, type TargetEntry } from "../../lib/api/target.ts";
+import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { appManifest } from "../../lib/compose/app-manifest.ts";
 import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } from "../../lib/compose/app-format.ts";
 import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
@@ -133,7 +134,6 @@ export function factoryOfCa(pem: string): string | undefined {
   return ou && FACTORY.test(ou) ? ou : undefined;
 }
 
-const HWID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 /**
  * Publishes a containers checkout. See the module doc for the order of things.
@@ -168,7 +168,10 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     throw new PublishError(`Invalid --platform: ${(err as Error).message}`);
   }
   const hwids = opts.hwids?.length ? [...new Set(opts.hwids)] : [hwidForPlatform(platform ?? hostPlatform())];
-  for (const h of hwids) if (!HWID.test(h)) throw new PublishError(`Invalid hardware id "${h}"`);
+  for (const h of hwids) {
+    const problem = schemaProblem(HardwareId, h);
+    if (problem) throw new PublishError(`Invalid --hwid: ${problem.message}`);
+  }
   if (opts.version !== undefined && !(Number.isSafeInteger(opts.version) && opts.version > 0)) {
     throw new PublishError(`Invalid version ${opts.version}: a positive integer is required`);
   }

@@ -34,3 +34,11 @@ describe("targets", () => {
     expect(() => makeTargets({ hwids: ["h".repeat(199)], tags: [], version: 1, apps: {}, containersSha: "x" })).toThrow("names are 1-200");
   });
 });
+
+describe("publish's hardware ids", () => {
+  test("a hardware id no device can register with is refused before anything is read or pushed", async () => {
+    const { publish } = await import("./publish.ts");
+    const run = publish({ containersDir: "/nonexistent", ref: "main", server: "https://127.0.0.1:1", token: "t", hwids: ["amd64-linux", "raspberry pi"] });
+    await expect(run).rejects.toThrow('Invalid --hwid: expected a hardware id (letters, digits, . _ -; at most 128, starting with a letter or digit), got "raspberry pi"');
+  });
+});

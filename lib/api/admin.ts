@@ -8,10 +8,8 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { AppsStates, DeviceEvent } from "./device.ts";
-import { TargetEntry } from "./target.ts";
+import { HardwareId, Tag, TargetEntry } from "./target.ts";
 
-/** A tag as devices and targets carry it. */
-const Tag = Type.String({ minLength: 1, maxLength: 128, pattern: "^[^,\\s]+$" });
 export const Tags = Type.Array(Tag, { maxItems: 32 });
 
 /** A registered device as the gateway keeps it (the store's row and the admin API's answer). */
@@ -90,7 +88,7 @@ export const TokenRequest = Type.Object({
   /** Registration only: the tags registered devices get. */
   tags: Type.Optional(Tags),
   /** Registration only: the one hardware id that may register. */
-  hwid: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  hwid: Type.Optional(HardwareId),
   /** Registration only: how many devices may register with it; default 1. */
   maxUses: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
   /** Registration only: devices choose their own tags (when the token has none) and may change them with x-ats-tags. */

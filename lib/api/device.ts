@@ -5,6 +5,7 @@
  * @module
  */
 import { Type, type Static } from "@sinclair/typebox";
+import { HardwareId, Tag } from "./target.ts";
 
 export const MAX_DEVICE_BODY = 256 * 1024;
 
@@ -161,8 +162,8 @@ export const RegistrationRequest = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
   uuid: Type.String({ pattern: DEVICE_UUID_PATTERN }),
   csr: Type.String({ minLength: 64, maxLength: 16384 }),
-  "hardware-id": Type.String({ minLength: 1, maxLength: 128 }),
-  tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 32 })),
+  "hardware-id": HardwareId,
+  tags: Type.Optional(Type.Array(Tag, { maxItems: 32 })),
   apps: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 256 })),
 });
 export type RegistrationRequest = Static<typeof RegistrationRequest>;

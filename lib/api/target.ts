@@ -9,8 +9,29 @@ import { Type, type Static } from "@sinclair/typebox";
 /** sha256 of zero bytes: container-only targets download nothing through TUF. */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/** What tags and app names are: a name that reads the same in a file, a list, a path and on a terminal. */
+const PLAIN_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/**
+ * A target tag: what a device follows and a target carries (`gateway publish` takes them from
+ * the factory config's tagging, `fioup register --tag`, registration tokens, `gateway devices
+ * tag`). A plain name, so it reads the same in sota.toml's comma-separated list, in the
+ * x-ats-tags header and on a terminal; a device given a tag no target can carry would never be
+ * offered an update, so every way in refuses one.
+ */
+export const Tag = Type.String({ pattern: PLAIN_NAME.source, expected: "a tag (letters, digits, . _ -; at most 128, starting with a letter or digit)" });
+/** Whether `s` is a tag by {@link Tag}'s rule. */
+export const isTag = (s: string): boolean => PLAIN_NAME.test(s);
+
+/** A hardware id: what a target runs on and a device is, by the same plain-name rule and for the same reason as a tag. */
+export const HardwareId = Type.String({ pattern: PLAIN_NAME.source, expected: "a hardware id (letters, digits, . _ -; at most 128, starting with a letter or digit)" });
+/** Whether `s` is a hardware id by {@link HardwareId}'s rule. */
+export const isHardwareId = (s: string): boolean => PLAIN_NAME.test(s);
+
 /** A compose app's name in a target (its directory in the containers repo). */
-export const AppName = Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$", expected: "an app name (letters, digits, . _ -; at most 128)" });
+export const AppName = Type.String({ pattern: PLAIN_NAME.source, expected: "an app name (letters, digits, . _ -; at most 128)" });
+/** Whether `s` is an app name by {@link AppName}'s rule (also a safe directory name). */
+export const isAppName = (s: string): boolean => PLAIN_NAME.test(s);
 
 export const ComposeAppRef = Type.Object(
   {
@@ -24,7 +45,9 @@ export const ComposeAppRef = Type.Object(
 export const TargetCustom = Type.Object(
   {
     version: Type.String({ pattern: "^[0-9]{1,15}$" }),
+    // Read leniently, as tags are below.
     hardwareIds: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64 }),
+    // Not Tag (nor HardwareId above): read leniently, so a target signed before the rule still selects (publish makes only those).
     tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 64 }),
     targetFormat: Type.Optional(Type.String()),
     docker_compose_apps: Type.Record(AppName, ComposeAppRef),

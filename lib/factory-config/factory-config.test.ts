@@ -111,7 +111,7 @@ describe("tagsForRef", () => {
 describe("parseFactoryConfig shape checks", () => {
   test("an invalid tag names the key and the value", () => {
     expect(() => parseFactoryConfig("containers:\n  tagging:\n    refs/heads/x: [{tag: 'a b'}]\n", "f.yml")).toThrow(
-      'Invalid f.yml: containers.tagging["refs/heads/x"][0].tag: expected a tag (letters, digits, . _ -), got "a b"',
+      'Invalid f.yml: containers.tagging["refs/heads/x"][0].tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "a b"',
     );
   });
   test("platforms map hardware ids to os/arch", () => {

@@ -13,14 +13,13 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
 import { describeSchemaProblem } from "../api/schema-problem.ts";
+import { Tag } from "../api/target.ts";
 
 /** The file is unreadable, not YAML, or has a known key of the wrong shape; the message names the file and key. */
 export class FactoryConfigError extends Error {
   override name = "FactoryConfigError";
 }
 
-/** A target tag: what devices follow (`--tag`), so it must be a plain name. */
-export const TAG_PATTERN = "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$";
 
 const Params = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]));
 const RefOptions = Type.Record(Type.String(), Type.Object({ params: Type.Optional(Params) }, { additionalProperties: true }));
@@ -28,7 +27,7 @@ const PreloadedImages = Type.Object(
   { enabled: Type.Optional(Type.Boolean()), shortlist: Type.Optional(Type.String()) },
   { additionalProperties: true },
 );
-const TagRule = Type.Object({ tag: Type.String({ pattern: TAG_PATTERN, expected: "a tag (letters, digits, . _ -)" }), inherit: Type.Optional(Type.String()) }, { additionalProperties: true });
+const TagRule = Type.Object({ tag: Tag, inherit: Type.Optional(Type.String()) }, { additionalProperties: true });
 const Section = Type.Object(
   {
     preloaded_images: Type.Optional(PreloadedImages),

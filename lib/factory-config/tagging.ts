@@ -5,9 +5,8 @@
  *
  * @module
  */
-import { FactoryConfigError, TAG_PATTERN, type BuildKind, type FactoryConfig } from "./factory-config.ts";
-
-const TAG = new RegExp(TAG_PATTERN);
+import { isTag } from "../api/target.ts";
+import { FactoryConfigError, type BuildKind, type FactoryConfig } from "./factory-config.ts";
 
 /** `refs/heads/<branch>` for a bare branch name; full refs as they are. */
 export const fullRef = (ref: string): string => (ref.startsWith("refs/") ? ref : `refs/heads/${ref}`);
@@ -30,7 +29,7 @@ export function tagsForRef(config: FactoryConfig, ref: string, kind: BuildKind =
     return { tags, reason: `${kind}.tagging["${full}"] → ${tags.join(", ")}` };
   }
   const branch = /^refs\/heads\/(.+)$/.exec(full)?.[1];
-  if (!branch || !TAG.test(branch)) {
+  if (!branch || !isTag(branch)) {
     throw new FactoryConfigError(`Cannot choose target tags for ${ref}: not a branch usable as a tag, and ${file} has no ${kind}.tagging entry for it`);
   }
   return { tags: [branch], reason: `no ${kind}.tagging rule for ${full}: the tag is the branch name "${branch}"` };

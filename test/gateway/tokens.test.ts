@@ -165,8 +165,15 @@ describe("registration tokens", () => {
     const cb = (await chooser.res.json()) as RegistrationResponse;
     const dev2 = tlsFetch({ ca, cert: cb.certificate, key: chooser.key.keyPem });
     expect((await (await admin(`/admin/devices/${chooser.key.uuid}`)).json()) as DeviceRow).toMatchObject({ tags: ["beta"], tagsFromDevice: true });
-    await dev2(`${gw.url}/repo/timestamp.json`, { headers: { "x-ats-tags": "devel" } });
+    // Only what a target can carry: a made-up tag in the header is dropped, the others kept.
+    await dev2(`${gw.url}/repo/timestamp.json`, { headers: { "x-ats-tags": "devel,eu/west,a;b" } });
     expect(((await (await admin(`/admin/devices/${chooser.key.uuid}`)).json()) as DeviceRow).tags).toEqual(["devel"]);
+    // A tag no target can carry is refused at registration, as by `gateway devices tag`: the device would never update.
+    const odd = await register(open.token, { tags: ["beta", "eu/west"] });
+    expect({ status: odd.res.status, body: await odd.res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining('tags[1]: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"') } });
+    expect((await admin(`/admin/devices/${uuid}/tags`, post({ tags: ["eu/west"] }, "PUT"))).status).toBe(400);
+    const hwid = await register(open.token, { "hardware-id": "raspberry pi" });
+    expect({ status: hwid.res.status, body: await hwid.res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining('hardware-id: expected a hardware id') } });
   }, 60_000);
 
   test("a device's registry token dies when the device is revoked", async () => {
