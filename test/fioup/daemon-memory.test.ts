@@ -9,7 +9,7 @@
  * holding anonymous pages shows in the trace whether or not they could move.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, existsSync, readFileSync, readlinkSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { removeTempDir, tempDir, until } from "../harness/tmp.ts";
 import { Device, ROOT, startDockerd, startTestGateway, type DockerdHandle, type TestGateway } from "./_setup.ts";
@@ -68,17 +68,25 @@ const readOr = <T>(read: () => T): T | undefined => {
   }
 };
 
-/** The MADV_PAGEOUT calls strace recorded: `[start, length]`. */
-const pageouts = (trace: string) =>
-  [...trace.matchAll(/madvise\((0x[0-9a-f]+), (\d+), MADV_PAGEOUT\) = 0/g)].map((m) => [Number(m[1]), Number(m[2])] as const);
+/**
+ * The MADV_PAGEOUT calls strace recorded: `[start, length]`, from its files `<prefix>.<tid>`, one
+ * per thread (`-ff`). In one shared file a call another thread's madvise interrupted (the GC's,
+ * while a long pageout runs: likely on a loaded machine) is split into `<unfinished ...>` and
+ * `<... madvise resumed>` lines, which the pattern would miss.
+ */
+const pageouts = (dir: string, prefix: string) =>
+  readdirSync(dir)
+    .filter((f) => f.startsWith(`${prefix}.`))
+    .flatMap((f) => [...readFileSync(join(dir, f), "utf8").matchAll(/madvise\((0x[0-9a-f]+), (\d+), MADV_PAGEOUT\) = 0/g)])
+    .map((m) => [Number(m[1]), Number(m[2])] as const);
 
 test("after its first cycle the daemon gives back the executable's clean pages and advises no mapping holding anonymous pages", async () => {
   const dir = await tempDir("fioup-daemon-memory-");
   const bun = join(dir, "bun");
   copyFileSync(process.execPath, bun);
-  const trace = join(dir, "madvise.trace");
+  const trace = join(dir, "madvise.trace"); // strace -ff: madvise.trace.<tid>, one file per thread
   // strace stops the daemon only at madvise (seccomp filter); its first traced process is the daemon.
-  const p = Bun.spawn(["strace", "-f", "--seccomp-bpf", "-e", "trace=madvise", "-e", "signal=none", "-o", trace, bun, join(ROOT, "fioup/main.ts"), "daemon"], {
+  const p = Bun.spawn(["strace", "-f", "--seccomp-bpf", "-e", "trace=madvise", "-e", "signal=none", "-ff", "-o", trace, bun, join(ROOT, "fioup/main.ts"), "daemon"], {
     env: { ...process.env, ...device.env(), BUN_JSC_useBaselineJIT: "0" },
     stdout: "ignore",
     stderr: "pipe",
@@ -129,7 +137,7 @@ test("after its first cycle the daemon gives back the executable's clean pages a
     // strace writes its whole record once the daemon has exited.
     await stopDaemon();
     expect(p.exitCode).toBe(0); // it ran on after the advice and stopped cleanly on SIGTERM
-    const advised = pageouts(readFileSync(trace, "utf8"));
+    const advised = pageouts(dir, "madvise.trace");
     expect(advised.length).toBeGreaterThan(0);
     // Every advised range is a whole read-only mapping of the executable with no anonymous or swapped page.
     for (const [start, length] of advised) {
