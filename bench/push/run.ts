@@ -63,7 +63,8 @@ import { freePort, tempDir } from "../../test/harness/tmp.ts";
 // 10,000 devices that is above a common 20,000 open-file limit, and HAProxy refuses to start
 // when it cannot raise its limit to what its maxconn needs. Raised here (root may), inherited by
 // every process we start.
-if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
+const asksHelp = process.argv.slice(2).some((a) => a === "--help" || a === "-h");
+if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS && !asksHelp) {
   const raised = Bun.spawnSync(["prlimit", "--pid", String(process.pid), "--nofile=1048576:1048576"]);
   if (raised.exitCode !== 0) process.stderr.write(`could not raise the open-file limit (prlimit: ${raised.stderr.toString().trim()}); proxied sides need about 2 per device plus 1,000 for HAProxy\n`);
   const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], { env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }, stdio: ["inherit", "inherit", "inherit"] });
