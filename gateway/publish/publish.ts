@@ -134,7 +134,6 @@ export function factoryOfCa(pem: string): string | undefined {
   return ou && FACTORY.test(ou) ? ou : undefined;
 }
 
-
 /**
  * Publishes a containers checkout. See the module doc for the order of things.
  *
