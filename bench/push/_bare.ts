@@ -5,7 +5,7 @@
  * held connection costs here is what TLS sockets cost in Bun, with no HTTP layer and no app.
  *
  * Started by bench/push/run.ts with bench/push/_probe.ts preloaded (the same memory probe as the
- * gateway's); prints its port on stdout. Usage: bun _bare.ts SERVER.pem SERVER.key CA.pem
+ * gateway's), and by bench/push/tls-floor.ts; prints its port on stdout. Usage: bun _bare.ts SERVER.pem SERVER.key CA.pem
  *
  * @module
  */
@@ -17,7 +17,8 @@ let held = 0;
 const listener = Bun.listen<{ held: boolean }>({
   hostname: "127.0.0.1",
   port: 0,
-  tls: { cert, key, ca, requestCert: true, rejectUnauthorized: false },
+  // PUSH_BARE_LOW_MEMORY=1: Bun's lowMemoryMode (bench/push/tls-floor.ts compares it).
+  tls: { cert, key, ca, requestCert: true, rejectUnauthorized: false, ...(process.env.PUSH_BARE_LOW_MEMORY === "1" ? { lowMemoryMode: true } : {}) },
   socket: {
     open(sock) {
       sock.data = { held: false };
@@ -36,4 +37,12 @@ const listener = Bun.listen<{ held: boolean }>({
   },
 });
 (globalThis as { pushBenchHeld?: () => number }).pushBenchHeld = () => held;
+// For bench/push/tls-floor.ts (which starts it without the probe): SIGUSR2 prints the RSS in bytes
+// after two full garbage collections, one line on stdout.
+if (process.env.PUSH_BARE_RSS_ON_SIGNAL === "1")
+  process.on("SIGUSR2", () => {
+    Bun.gc(true);
+    Bun.gc(true);
+    console.log(process.memoryUsage().rss);
+  });
 console.log(listener.port);
