@@ -9,6 +9,8 @@
  *   CA), every device presenting its own certificate (distinct ones: identical certificates
  *   could share memory);
  * - `mtls-low`: the same with Bun's `lowMemoryMode` (OpenSSL's release-buffers mode);
+ * - `mtls-resumed`: as `mtls`, each device resuming the TLS session (a ticket) it got from this
+ *   server in a full handshake before the idle reading, as fioup does when it reconnects;
  * - `nocert`: the same server, the devices presenting no certificate (what TLS itself costs).
  *
  * Each side is a fresh server process (bench/push/_bare.ts, which keeps nothing per connection
@@ -17,7 +19,7 @@
  * full garbage collections in it, with none held and with all N held: MB per 1,000 held is
  * (held - idle) / N * 1000.
  *
- * Usage: bun bench/push/tls-floor.ts [--devices 4000] [--rounds 2] [--sides mtls,mtls-low,nocert]
+ * Usage: bun bench/push/tls-floor.ts [--devices 4000] [--rounds 2] [--sides mtls,mtls-low,mtls-resumed,nocert]
  *
  * @module
  */
@@ -36,7 +38,7 @@ const { values } = benchArgs({
 const N = Number(values.devices);
 const ROUNDS = Number(values.rounds);
 const SIDES = values.sides!.split(",");
-const KNOWN = ["mtls", "mtls-low", "nocert"];
+const KNOWN = ["mtls", "mtls-low", "mtls-resumed", "nocert"];
 if (!(N > 0) || !(ROUNDS > 0) || !SIDES.every((s) => KNOWN.includes(s))) {
   process.stderr.write(`Invalid options: --devices and --rounds take positive numbers, --sides a comma-separated list of ${KNOWN.join(", ")}\n`);
   process.exit(2);
@@ -72,6 +74,11 @@ try {
   await rm(dir, { recursive: true, force: true });
 }
 
+/** Runs `one(i)` for i in 0..n-1, 250 at a time (a batch once the previous one is done). */
+async function inBatches(n: number, one: (i: number) => Promise<void>): Promise<void> {
+  for (let b = 0; b < n; b += 250) await Promise.all(Array.from({ length: Math.min(250, n - b) }, (_, j) => one(b + j)));
+}
+
 async function measure(side: string, files: { cert: string; key: string; ca: string }, devices?: { key: string; cert: string }[]) {
   const server = Bun.spawn([process.execPath, join(import.meta.dir, "_bare.ts"), files.cert, files.key, files.ca], {
     env: { ...process.env, PUSH_BARE_LOW_MEMORY: side === "mtls-low" ? "1" : "", PUSH_BARE_RSS_ON_SIGNAL: "1" },
@@ -99,22 +106,36 @@ async function measure(side: string, files: { cert: string; key: string; ca: str
   };
   const sockets: tls.TLSSocket[] = [];
   try {
-    const idle = await rss();
     const ca = await Bun.file(files.ca).text();
-    for (let b = 0; b < N; b += 250) {
-      await Promise.all(
-        Array.from({ length: Math.min(250, N - b) }, (_, j) => {
-          const i = b + j;
-          return new Promise<void>((resolve, reject) => {
-            const s = tls.connect({ host: "127.0.0.1", port, ca, ...(devices ? devices[i] : {}) }, () => {
-              s.write("GET /repo/wait HTTP/1.1\r\nhost: gateway\r\n\r\n", () => resolve());
-            });
-            s.on("error", reject);
-            sockets.push(s);
-          });
-        }),
-      );
-    }
+    // Every side first connects each device once, asks GET /hello and closes: the server's first
+    // connections cost more than later ones (its allocator's arenas grow), so the idle reading comes
+    // after them. mtls-resumed keeps each device's session from it, as fioup keeps one.
+    const sessions: (Buffer | undefined)[] = [];
+    await inBatches(N, (i) =>
+      new Promise<void>((resolve, reject) => {
+        const s = tls.connect({ host: "127.0.0.1", port, ca, ...(devices ? devices[i] : {}) }, () => s.write("GET /hello HTTP/1.1\r\nhost: gateway\r\n\r\n"));
+        if (side === "mtls-resumed") s.once("session", (session: Buffer) => (sessions[i] = session));
+        s.once("data", () => {
+          // The answer came after the ticket (TLS 1.3 sends it with the server's first write).
+          s.destroy();
+          resolve();
+        });
+        s.on("error", reject);
+      }),
+    );
+    const idle = await rss();
+    let resumed = 0;
+    await inBatches(N, (i) =>
+      new Promise<void>((resolve, reject) => {
+        const s = tls.connect({ host: "127.0.0.1", port, ca, ...(devices ? devices[i] : {}), ...(sessions[i] ? { session: sessions[i] } : {}) }, () => {
+          if (s.isSessionReused()) resumed++;
+          s.write("GET /repo/wait HTTP/1.1\r\nhost: gateway\r\n\r\n", () => resolve());
+        });
+        s.on("error", reject);
+        sockets.push(s);
+      }),
+    );
+    if (side === "mtls-resumed" && resumed < N) process.stderr.write(`mtls-resumed: only ${resumed} of ${N} connections resumed their session\n`);
     await Bun.sleep(500); // the last heads reach the server
     const held = await rss();
     return { idle, held, per1000: ((held - idle) / N) * 1000 };
