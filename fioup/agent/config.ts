@@ -38,7 +38,7 @@ export const MqttToml = Type.Object(
     username: Type.Optional(Type.String()),
     password: Type.Optional(Type.String()),
     system_containers: Type.Optional(CsvOrList),
-    instance: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$" })),
+    instance: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", expected: "an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit)" })),
     state_dir: Type.Optional(Type.String()),
     command_flow: Type.Optional(Type.Boolean()),
     insecure_registries: Type.Optional(CsvOrList),

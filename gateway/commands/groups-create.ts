@@ -1,4 +1,5 @@
-import { GROUP_NAME_PATTERN } from "../../lib/api/admin.ts";
+import { GroupName } from "../../lib/api/admin.ts";
+import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { InvalidFleetQueryError, parseFleetQuery } from "../fleet/query.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -31,8 +32,8 @@ export default defineCommand({
   async run({ flags, args, out }) {
     const [name, ...devices] = args;
     if (!name) throw new UsageError("give a group name");
-    if (!new RegExp(GROUP_NAME_PATTERN).test(name))
-      throw new UsageError(`invalid group name "${name}": letters, digits and . _ - (at most 63, starting with a letter or digit)`);
+    const bad = schemaProblem(GroupName, name);
+    if (bad) throw new UsageError(`group name: ${bad.message}`);
     if (flags.query !== undefined && devices.length) throw new UsageError("a dynamic group (--query) takes no device list");
     if (flags.query !== undefined) asUsage([InvalidFleetQueryError], () => parseFleetQuery(flags.query!));
     const client = await adminClient(flags);

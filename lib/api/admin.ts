@@ -78,7 +78,9 @@ export type TokenRole = (typeof TOKEN_ROLES)[number];
 export type ApiRole = Exclude<TokenRole, "registration">;
 
 /** A lifetime: "30d", "12h", "90m", "3600s", "2w" or seconds (at most 100 years). */
-const Duration = Type.Union([Type.String({ pattern: "^[0-9]{1,9}[smhdw]?$" }), Type.Integer({ minimum: 1, maximum: 3_153_600_000 })]);
+const Duration = Type.Union([Type.String({ pattern: "^[0-9]{1,9}[smhdw]?$" }), Type.Integer({ minimum: 1, maximum: 3_153_600_000 })], {
+  expected: "a duration: seconds, or a number with s, m, h, d or w (90m, 30d)",
+});
 
 /** POST /admin/tokens: a registration token (default) or an API token of another role. */
 export const TokenRequest = Type.Object({
@@ -176,12 +178,12 @@ export const FleetDeviceQuery = Type.Object({
   group: Type.Optional(Type.String({ maxLength: 128 })),
   status: Type.Optional(DeviceStatusSchema),
   /** Last check-in within this many seconds ("seen"), or not within ("unseen"). */
-  seenWithin: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
-  unseenFor: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
+  seenWithin: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$", expected: "a whole number of seconds" })),
+  unseenFor: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$", expected: "a whole number of seconds" })),
   sort: Type.Optional(Type.Union(FLEET_SORTS.map((s) => Type.Literal(s)))),
   dir: Type.Optional(Type.Union([Type.Literal("asc"), Type.Literal("desc")])),
-  limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
-  offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
+  limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$", expected: "a whole number (at most 4 digits)" })),
+  offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$", expected: "a whole number" })),
 });
 export type FleetDeviceQuery = Static<typeof FleetDeviceQuery>;
 
@@ -217,7 +219,7 @@ export type FleetSummary = Static<typeof FleetSummary>;
 
 /** A device label key: lower case, digits and `._/-`, starting with a letter or digit. */
 export const LABEL_KEY_PATTERN = "^[a-z0-9][a-z0-9._/-]{0,62}$";
-const LabelKey = Type.String({ pattern: LABEL_KEY_PATTERN });
+const LabelKey = Type.String({ pattern: LABEL_KEY_PATTERN, expected: "a label key (lower-case letters, digits, . _ / -; at most 63, starting with a letter or digit)" });
 const LabelValue = Type.String({ maxLength: 128 });
 /** A device's labels (key=value), set by the admin only. */
 export const Labels = Type.Record(LabelKey, LabelValue);
@@ -231,6 +233,7 @@ export type DeviceLabelsRequest = Static<typeof DeviceLabelsRequest>;
 
 /** A group name: like a label key, so it reads well in a command line. */
 export const GROUP_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+export const GroupName = Type.String({ pattern: GROUP_NAME_PATTERN, expected: "a group name (letters, digits, . _ -; at most 63, starting with a letter or digit)" });
 
 /** A device group: static (a list of devices) or dynamic (a query evaluated when used, gateway/fleet/query.ts). */
 export const GroupRow = Type.Object({
@@ -244,7 +247,7 @@ export type GroupRow = Static<typeof GroupRow>;
 
 /** POST /admin/groups: without `query` a static group. */
 export const GroupRequest = Type.Object({
-  name: Type.String({ pattern: GROUP_NAME_PATTERN }),
+  name: GroupName,
   query: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
   /** Static groups: the first members. */
   devices: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 10_000 })),
@@ -380,7 +383,7 @@ export type RolloutList = Static<typeof RolloutList>;
 /** POST /admin/rollouts: release `target` (a custom.version) to a group or a tag in waves. */
 export const RolloutRequest = Type.Object({
   target: Type.String({ minLength: 1, maxLength: 256 }),
-  group: Type.Optional(Type.String({ pattern: GROUP_NAME_PATTERN })),
+  group: Type.Optional(GroupName),
   tag: Type.Optional(Tag),
   /** Cumulative percents, increasing, ending in 100: [1, 10, 100]. */
   waves: Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), { minItems: 1, maxItems: 20 }),

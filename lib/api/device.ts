@@ -160,7 +160,7 @@ export const DEVICE_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[8
  */
 export const RegistrationRequest = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
-  uuid: Type.String({ pattern: DEVICE_UUID_PATTERN }),
+  uuid: Type.String({ pattern: DEVICE_UUID_PATTERN, expected: "a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes)" }),
   csr: Type.String({ minLength: 64, maxLength: 16384 }),
   "hardware-id": HardwareId,
   tags: Type.Optional(Type.Array(Tag, { maxItems: 32 })),

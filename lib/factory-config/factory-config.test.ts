@@ -116,7 +116,9 @@ describe("parseFactoryConfig shape checks", () => {
   });
   test("platforms map hardware ids to os/arch", () => {
     expect(parseFactoryConfig("containers:\n  platforms:\n    rpi4: linux/arm64\n").containers?.platforms).toEqual({ rpi4: "linux/arm64" });
-    expect(() => parseFactoryConfig("containers:\n  platforms:\n    rpi4: arm64\n")).toThrow(FactoryConfigError);
+    expect(() => parseFactoryConfig("containers:\n  platforms:\n    rpi4: arm64\n", "f.yml")).toThrow(
+      'Invalid f.yml: containers.platforms.rpi4: expected a platform: os/arch or os/arch/variant (linux/arm64, linux/arm/v7), got "arm64"',
+    );
     expect(parseFactoryConfig("containers:\nlmp:\n  tagging:\n")).toEqual({ lmp: {} });
   });
 });

@@ -34,7 +34,7 @@ const Section = Type.Object(
     tagging: Type.Optional(Type.Record(Type.String(), Type.Array(TagRule, { minItems: 1 }))),
     ref_options: Type.Optional(RefOptions),
     /** hardware id → `os/arch[/variant]`: what publish checks every image against. */
-    platforms: Type.Optional(Type.Record(Type.String(), Type.String({ pattern: "^[\\w.-]+/[\\w.-]+(/[\\w.-]+)?$" }))),
+    platforms: Type.Optional(Type.Record(Type.String(), Type.String({ pattern: "^[\\w.-]+/[\\w.-]+(/[\\w.-]+)?$", expected: "a platform: os/arch or os/arch/variant (linux/arm64, linux/arm/v7)" }))),
   },
   { additionalProperties: true },
 );

@@ -96,6 +96,8 @@ describe("gateway groups", () => {
     const badQuery = cli("groups", "create", "x", "--query", "region~eu");
     expect(badQuery.code).toBe(2);
     expect(badQuery.err).toContain("only name~text");
+    const badName = cli("groups", "create", "eu prod");
+    expect({ code: badName.code, err: badName.err }).toEqual({ code: 2, err: expect.stringContaining('group name: expected a group name (letters, digits, . _ -; at most 63, starting with a letter or digit), got "eu prod"') });
     expect(cli("groups", "create", "pilot").code).toBe(3); // exists: 409
     expect(json("groups", "delete", "pilot")).toEqual({ name: "pilot" });
     expect(cli("groups", "show", "pilot").err).toContain('Group "pilot" not found');

@@ -132,7 +132,7 @@ describe("registration tokens", () => {
       const key = await makeDeviceCsr(uuid);
       for (const token of [t.token, gw.data.adminToken]) {
         const res = await as(token)("/devices", post({ name: "x", uuid, csr: key.csrPem, "hardware-id": "amd64-linux" }));
-        expect(res.status).toBe(400);
+        expect({ status: res.status, body: await res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining(`uuid: expected a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes), got "${uuid}"`) } });
       }
     }
     expect(((await (await admin("/admin/devices")).json()) as { devices: DeviceRow[] }).devices.filter((d) => d.uuid.toLowerCase() === first.key.uuid)).toHaveLength(1);
