@@ -232,7 +232,7 @@ export const DeviceLabelsRequest = Type.Object({
 export type DeviceLabelsRequest = Static<typeof DeviceLabelsRequest>;
 
 /** A group name: like a label key, so it reads well in a command line. */
-export const GROUP_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+const GROUP_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
 export const GroupName = Type.String({ pattern: GROUP_NAME_PATTERN, expected: "a group name (letters, digits, . _ -; at most 63, starting with a letter or digit)" });
 
 /** A device group: static (a list of devices) or dynamic (a query evaluated when used, gateway/fleet/query.ts). */
