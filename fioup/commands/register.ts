@@ -4,7 +4,7 @@ import { converge, describeConverge } from "../converge.ts";
 import { register } from "../register.ts";
 import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
-import { schemaProblem } from "../../lib/api/schema-problem.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { AppName, HardwareId, Tag } from "../../lib/api/target.ts";
 
 export default defineCommand({
@@ -30,18 +30,11 @@ export default defineCommand({
     if (!token) throw new UsageError("--token (or $FIOUP_TOKEN) is required");
     // A name no target can hold would shortlist nothing, silently.
     const apps = flags.apps?.split(",").map((a) => a.trim()).filter(Boolean);
-    for (const app of apps ?? []) {
-      const problem = schemaProblem(AppName, app);
-      if (problem) throw new UsageError(`--apps: ${problem.message}`);
-    }
+    checkFlagValues("--apps", AppName, apps ?? []);
     // A tag or hardware id no target can carry would never offer this device an update, silently.
     const tags = flags.tag.flatMap((t) => t.split(",")).map((t) => t.trim()).filter(Boolean);
-    for (const [flag, schema, values] of [["--tag", Tag, tags], ["--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]]] as const) {
-      for (const value of values) {
-        const problem = schemaProblem(schema, value);
-        if (problem) throw new UsageError(`${flag}: ${problem.message}`);
-      }
-    }
+    checkFlagValues("--tag", Tag, tags);
+    checkFlagValues("--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]);
     const loc = configLocation(flags);
     const r = await register({
       server: flags.server,

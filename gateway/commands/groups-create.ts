@@ -1,5 +1,5 @@
 import { GroupName } from "../../lib/api/admin.ts";
-import { schemaProblem } from "../../lib/api/schema-problem.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { InvalidFleetQueryError, parseFleetQuery } from "../fleet/query.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -32,8 +32,7 @@ export default defineCommand({
   async run({ flags, args, out }) {
     const [name, ...devices] = args;
     if (!name) throw new UsageError("give a group name");
-    const bad = schemaProblem(GroupName, name);
-    if (bad) throw new UsageError(`group name: ${bad.message}`);
+    checkFlagValues("group name", GroupName, [name]);
     if (flags.query !== undefined && devices.length) throw new UsageError("a dynamic group (--query) takes no device list");
     if (flags.query !== undefined) asUsage([InvalidFleetQueryError], () => parseFleetQuery(flags.query!));
     const client = await adminClient(flags);

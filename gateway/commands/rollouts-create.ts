@@ -1,5 +1,7 @@
-import type { RolloutRequest } from "../../lib/api/admin.ts";
+import { GroupName, type RolloutRequest } from "../../lib/api/admin.ts";
+import { Tag } from "../../lib/api/target.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -53,6 +55,9 @@ export default defineCommand({
     if (!flags.target) throw new UsageError("--target VERSION is required");
     if (!flags.group === !flags.tag) throw new UsageError("give exactly one of --group GROUP or --tag TAG");
     if (!flags.waves) throw new UsageError("--waves is required, e.g. --waves 1%,10%,100%");
+    // A tag or group no device can have would release to nobody.
+    checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
+    checkFlagValues("--group", GroupName, flags.group === undefined ? [] : [flags.group]);
     const first = flags.first.flatMap((f) => f.split(",")).map((f) => f.trim()).filter(Boolean);
     const req: RolloutRequest = {
       target: flags.target,

@@ -1,5 +1,7 @@
 import { TOKEN_ROLES, type TokenRole } from "../../lib/api/admin.ts";
+import { HardwareId, Tag } from "../../lib/api/target.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -22,7 +24,7 @@ export default defineCommand({
     ...adminFlags,
     role: { type: "string", description: "registration, publish, admin or viewer (read-only)", default: "registration", placeholder: "ROLE" },
     name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT" },
-    tag: { type: "strings", description: "Registration: a tag registered devices get", placeholder: "T" },
+    tag: { type: "strings", description: "Registration: a tag registered devices get (letters, digits, . _ -)", placeholder: "T" },
     hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H" },
     "max-uses": { type: "number", description: "Registration: how many devices may register with it", default: 1, min: 1, max: 1_000_000, placeholder: "N" },
     "allow-device-tags": { type: "boolean", description: "Registration: devices choose and change their own tags" },
@@ -36,6 +38,8 @@ export default defineCommand({
     if (role !== "registration" && (flags.tag.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== 1))
       throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
     if (flags.expires !== undefined) parseDuration(flags.expires); // fail before any network call
+    checkFlagValues("--tag", Tag, flags.tag);
+    checkFlagValues("--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]);
     const client = await adminClient(flags);
     const res = await client.createToken({
       role,

@@ -142,6 +142,13 @@ describe("gateway rollouts", () => {
     expect(cli("rollouts", "create", "--target", "8", "--waves", "100%").err).toContain("exactly one of --group GROUP or --tag TAG");
     expect(cli("rollouts", "create", "--target", "8", "--tag", "prod", "--waves", "100%", "--soak", "soon").err).toContain('Invalid duration "soon"');
     expect(cli("rollouts", "create", "--target", "8", "--tag", "prod", "--waves", "100%", "--window", "Sat 25:00-26:00").code).toBe(2);
+    // A tag or group no device can have is bad usage, said before any network call.
+    for (const [flag, value, rule] of [["--tag", "prod eu", "expected a tag"], ["--group", "eu/prod", "expected a group name"]] as const) {
+      const r = cli("rollouts", "create", "--target", "8", flag, value, "--waves", "100%", "--server", "https://127.0.0.1:1", "--token", "x");
+      expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(`${flag}: ${rule}`) });
+    }
+    const badTokenTag = cli("tokens", "create", "--tag", "eu/west", "--server", "https://127.0.0.1:1", "--token", "x");
+    expect({ code: badTokenTag.code, err: badTokenTag.err }).toEqual({ code: 2, err: expect.stringContaining('--tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"') });
     const noGroup = cli("rollouts", "create", "--target", "8", "--group", "nope", "--waves", "100%");
     expect(noGroup.code).toBe(3);
     expect(noGroup.err).toContain('Unknown group "nope"');
