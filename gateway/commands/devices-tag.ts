@@ -1,4 +1,6 @@
+import { Tag } from "../../lib/api/target.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { printable } from "../../lib/cli/printable.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -15,6 +17,7 @@ export default defineCommand({
     const [uuid, list] = args;
     if (!uuid || list === undefined || args.length > 2) throw new UsageError("give a device uuid and a comma-separated tag list");
     const tags = list.split(",").map((t) => t.trim()).filter(Boolean);
+    checkFlagValues("tag", Tag, tags);
     const client = await adminClient(flags);
     const d = await client.setDeviceTags(uuid, tags);
     out.result(d, (r) => `${r.uuid}: tags ${printable(r.tags.join(",")) || "(none)"}`);

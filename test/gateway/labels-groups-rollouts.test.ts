@@ -147,6 +147,8 @@ describe("gateway rollouts", () => {
       const r = cli("rollouts", "create", "--target", "8", flag, value, "--waves", "100%", "--server", "https://127.0.0.1:1", "--token", "x");
       expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(`${flag}: ${rule}`) });
     }
+    const badDeviceTag = cli("devices", "tag", crypto.randomUUID(), "main,eu/west", "--server", "https://127.0.0.1:1", "--token", "x");
+    expect({ code: badDeviceTag.code, err: badDeviceTag.err }).toEqual({ code: 2, err: expect.stringContaining('tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"') });
     const badTokenTag = cli("tokens", "create", "--tag", "eu/west", "--server", "https://127.0.0.1:1", "--token", "x");
     expect({ code: badTokenTag.code, err: badTokenTag.err }).toEqual({ code: 2, err: expect.stringContaining('--tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"') });
     const noGroup = cli("rollouts", "create", "--target", "8", "--group", "nope", "--waves", "100%");
