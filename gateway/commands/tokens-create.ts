@@ -39,7 +39,7 @@ export default defineCommand({
       throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
     if (flags.expires !== undefined) parseDuration(flags.expires); // fail before any network call
     checkFlagValues("--tag", Tag, flags.tag);
-    checkFlagValues("--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]);
+    checkFlagValues("--hwid", HardwareId, flags.hwid ? [flags.hwid] : []); // an empty --hwid restricts nothing
     const client = await adminClient(flags);
     const res = await client.createToken({
       role,

@@ -34,6 +34,20 @@ describe("Sightings", () => {
     await store.close();
   });
 
+  test("keeps only what could be a target tag from x-ats-tags, and a made-up one takes no place among the 32", async () => {
+    const store = SqliteStore.open(":memory:");
+    await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: [], certSerial: "1", tagsFromDevice: true });
+    const s = new Sightings(store, 0);
+    const madeUp = Array.from({ length: 40 }, (_, i) => `eu/${i}`).join(",");
+    s.note("d1", `${madeUp},main,beta`, null, "web/api");
+    await s.flush();
+    const d = (await store.getDevice("d1"))!;
+    expect(d.tags).toEqual(["main", "beta"]);
+    expect(d.apps).toEqual(["web/api"]); // apps are only reported: any item without spaces or controls
+    await s.stop();
+    await store.close();
+  });
+
   test("a failed write keeps what it did not write for the next flush, and later flushes still run", async () => {
     const store = SqliteStore.open(":memory:");
     await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1" });

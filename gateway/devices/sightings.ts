@@ -86,7 +86,7 @@ export class Sightings {
       for (const [uuid, p] of pending) {
         const s: Sighting = { uuid, at: new Date(p.at).toISOString() };
         // Only what could be a target tag: a device may choose its tags (its token allowed it), not make up others.
-        if (p.tags !== undefined) s.tags = readCheckinList(p.tags).filter(isTag);
+        if (p.tags !== undefined) s.tags = readCheckinList(p.tags, isTag);
         if (p.target !== undefined) s.currentTarget = p.target;
         if (p.apps !== undefined) s.apps = readCheckinList(p.apps);
         batch.push(s);

@@ -13,7 +13,8 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { MAX_DEVICE_BODY, RegistrationRequest, type RegistrationResponse } from "../../lib/api/index.ts";
+import { MAX_DEVICE_BODY, RegistrationRequest, Tag, type RegistrationResponse } from "../../lib/api/index.ts";
+import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { callerOf } from "../admin/auth.ts";
 import type { GatewayEnv } from "../env.ts";
 import { sotaToml } from "../../lib/device/sota-toml.ts";
@@ -56,12 +57,18 @@ export const register = new Hono<GatewayEnv>().post(
     const isOwner = peer?.cn === req.uuid && peer.serial === existing?.certSerial;
     if (existing && token && !isOwner)
       return c.json({ error: `Registration refused: device "${req.uuid}" is already registered (re-register with its current certificate or an admin token)` }, 409);
+    const tagsFromDevice = token?.allowDeviceTags ?? false;
+    const tags = token?.tags.length ? token.tags : !token || tagsFromDevice ? (req.tags ?? []) : [];
+    // The device's own tags, where they count, are tags a target can carry (before a token use is spent).
+    if (tags === req.tags)
+      for (const [i, tag] of tags.entries()) {
+        const problem = schemaProblem(Tag, tag);
+        if (problem) return c.json({ error: `Invalid request body: tags[${i}]: ${problem.message}` }, 400);
+      }
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });
     // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.
     if (token && !(await gw.store.claimTokenUse(token.id, new Date().toISOString())))
       throw refused(`the token has been used up (${token.maxUses} uses), revoked or has expired`);
-    const tagsFromDevice = token?.allowDeviceTags ?? false;
-    const tags = token?.tags.length ? token.tags : !token || tagsFromDevice ? (req.tags ?? []) : [];
     await gw.store.putDevice({
       uuid: req.uuid,
       name: req.name,

@@ -5,7 +5,7 @@
  * @module
  */
 import { Type, type Static } from "@sinclair/typebox";
-import { HardwareId, Tag } from "./target.ts";
+import { HardwareId } from "./target.ts";
 
 export const MAX_DEVICE_BODY = 256 * 1024;
 
@@ -127,12 +127,15 @@ export const CHECKIN_LIST_MAX_BYTES = 2048;
 // eslint-disable-next-line no-control-regex
 const CHECKIN_ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
 
-/** A check-in header's list as the gateway reads it: the valid items, trimmed, the first CHECKIN_LIST_MAX_ITEMS. */
-export function readCheckinList(value: string): string[] {
+/**
+ * A check-in header's list as the gateway reads it: the valid items, trimmed, the first
+ * CHECKIN_LIST_MAX_ITEMS; `keep` narrows what is valid (x-ats-tags: only tags, isTag), before the cut.
+ */
+export function readCheckinList(value: string, keep?: (item: string) => boolean): string[] {
   return value
     .split(",")
     .map((t) => t.trim())
-    .filter((t) => CHECKIN_ITEM.test(t))
+    .filter((t) => CHECKIN_ITEM.test(t) && (!keep || keep(t)))
     .slice(0, CHECKIN_LIST_MAX_ITEMS);
 }
 
@@ -163,7 +166,10 @@ export const RegistrationRequest = Type.Object({
   uuid: Type.String({ pattern: DEVICE_UUID_PATTERN, expected: "a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes)" }),
   csr: Type.String({ minLength: 64, maxLength: 16384 }),
   "hardware-id": HardwareId,
-  tags: Type.Optional(Type.Array(Tag, { maxItems: 32 })),
+  // Held to the Tag rule where they are used (gateway/routes/register.ts): a token with tags of its
+  // own, or one that lets no device choose, ignores them, and refusing them there would refuse a
+  // device for what does not count.
+  tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 32 })),
   apps: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 256 })),
 });
 export type RegistrationRequest = Static<typeof RegistrationRequest>;

@@ -60,6 +60,15 @@ describe("scoped tokens", () => {
     const api = as(pub.token);
     expect((await api("/admin/targets")).status).toBe(200);
     expect((await api("/admin/targets", post({ targets: { "amd64-linux-1": entry } }))).status).toBe(200);
+    // A new target with a tag or hardware id no device can have would be offered to nobody: refused, nothing signed.
+    for (const [custom, why] of [
+      [{ tags: ["main", "eu/west"] }, 'custom.tags[1]: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"'],
+      [{ hardwareIds: ["raspberry pi"] }, 'custom.hardwareIds[0]: expected a hardware id'],
+    ] as const) {
+      const odd = await api("/admin/targets", post({ targets: { "amd64-linux-2": { ...entry, custom: { ...entry.custom, version: "2", ...custom } } } }));
+      expect({ status: odd.status, body: await odd.json() }).toEqual({ status: 400, body: { error: expect.stringContaining(`Invalid target "amd64-linux-2": ${why}`) } });
+    }
+    expect(Object.keys(((await (await api("/admin/targets")).json()) as { targets: object }).targets)).toEqual(["amd64-linux-1"]);
     expect((await api("/admin/devices")).status).toBe(403);
     expect((await api("/admin/keys/rotate", post({ role: "targets" }))).status).toBe(403);
     expect((await api("/admin/keys/rotate", post({ role: "root" }))).status).toBe(403);
@@ -172,6 +181,11 @@ describe("registration tokens", () => {
     const odd = await register(open.token, { tags: ["beta", "eu/west"] });
     expect({ status: odd.res.status, body: await odd.res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining('tags[1]: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"') } });
     expect((await admin(`/admin/devices/${uuid}/tags`, post({ tags: ["eu/west"] }, "PUT"))).status).toBe(400);
+    // Tags a token overrides do not count, so they refuse nothing (an older fioup may send any).
+    const prodOnly = await createToken({ tags: ["prod"] });
+    const overridden = await register(prodOnly.token, { tags: ["eu/west"] });
+    expect(overridden.res.status).toBe(201);
+    expect(((await (await admin(`/admin/devices/${overridden.key.uuid}`)).json()) as DeviceRow).tags).toEqual(["prod"]);
     const hwid = await register(open.token, { "hardware-id": "raspberry pi" });
     expect({ status: hwid.res.status, body: await hwid.res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining('hardware-id: expected a hardware id') } });
   }, 60_000);
