@@ -9,7 +9,7 @@ import { Type, type Static } from "@sinclair/typebox";
 /** sha256 of zero bytes: container-only targets download nothing through TUF. */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/** What tags and app names are: a name that reads the same in a file, a list, a path and on a terminal. */
+/** What tags, hardware ids and app names are: a name that reads the same in a file, a list, a path and on a terminal. */
 const PLAIN_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 /**
