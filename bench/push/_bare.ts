@@ -26,14 +26,13 @@ const listener = Bun.listen<{ held: boolean }>({
     data(sock, data) {
       // GET /hello is answered at once (bench/push/tls-floor.ts: a device's first connection, which
       // takes its TLS session ticket with the answer); any other request head is held from now on.
-      if (!sock.data.held && data.includes("\r\n\r\n") && data.toString("latin1", 0, 11) === "GET /hello ") {
+      if (sock.data.held || !data.includes("\r\n\r\n")) return;
+      if (data.toString("latin1", 0, 11) === "GET /hello ") {
         sock.write("HTTP/1.1 204 No Content\r\n\r\n");
         return;
       }
-      if (!sock.data.held && data.includes("\r\n\r\n")) {
-        sock.data.held = true;
-        held++;
-      }
+      sock.data.held = true;
+      held++;
     },
     close(sock) {
       if (sock.data?.held) held--;

@@ -17,22 +17,14 @@ import { TargetsVersionConflictError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
-import { HardwareId, Tag, TARGET_NAME_PATTERN as TARGET_NAME, type TargetEntry as Entry } from "../../lib/api/target.ts";
+import { HardwareId, Tag, TARGET_NAME_PATTERN as TARGET_NAME } from "../../lib/api/target.ts";
 
 /**
- * What is wrong with a new entry's tags or hardware ids: a target signed with one no device can
- * follow or be (the Tag and HardwareId rules registration applies) would be offered to nobody.
- * Stored targets are read leniently (TargetEntry): only what is added here is held to the rule.
+ * A new entry's tags and hardware ids: a target signed with one no device can follow or be (the
+ * Tag and HardwareId rules registration applies) would be offered to nobody. Stored targets are
+ * read leniently (TargetEntry): only what is added here is held to the rule.
  */
-function newEntryProblem(entry: Entry): string | undefined {
-  for (const [field, schema, values] of [["tags", Tag, entry.custom.tags], ["hardwareIds", HardwareId, entry.custom.hardwareIds]] as const) {
-    for (const [i, value] of values.entries()) {
-      const problem = schemaProblem(schema, value);
-      if (problem) return `custom.${field}[${i}]: ${problem.message}`;
-    }
-  }
-  return undefined;
-}
+const NewTargetCustom = Type.Object({ tags: Type.Array(Tag), hardwareIds: Type.Array(HardwareId) });
 
 export const TargetsBody = Type.Object({
   targets: Type.Record(Type.String({ pattern: TARGET_NAME }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),
@@ -48,8 +40,8 @@ export const adminTargets = new Hono<GatewayEnv>()
     for (const name of Object.keys(targets))
       if (!new RegExp(TARGET_NAME).test(name)) return c.json({ error: `Invalid target name "${name}"` }, 400);
     for (const [name, entry] of Object.entries(targets)) {
-      const problem = newEntryProblem(entry);
-      if (problem) return c.json({ error: `Invalid target "${name}": ${problem}` }, 400);
+      const problem = schemaProblem(NewTargetCustom, entry.custom);
+      if (problem) return c.json({ error: `Invalid target "${name}": custom.${problem.field}: ${problem.message}` }, 400);
     }
     try {
       await c.var.gw.tuf.addTargets(targets, expectedVersion === undefined ? {} : { expectedVersion });

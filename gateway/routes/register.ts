@@ -13,7 +13,8 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { MAX_DEVICE_BODY, RegistrationRequest, Tag, type RegistrationResponse } from "../../lib/api/index.ts";
+import { Tags } from "../../lib/api/admin.ts";
+import { MAX_DEVICE_BODY, RegistrationRequest, type RegistrationResponse } from "../../lib/api/index.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { callerOf } from "../admin/auth.ts";
 import type { GatewayEnv } from "../env.ts";
@@ -60,11 +61,8 @@ export const register = new Hono<GatewayEnv>().post(
     const tagsFromDevice = token?.allowDeviceTags ?? false;
     const tags = token?.tags.length ? token.tags : !token || tagsFromDevice ? (req.tags ?? []) : [];
     // The device's own tags, where they count, are tags a target can carry (before a token use is spent).
-    if (tags === req.tags)
-      for (const [i, tag] of tags.entries()) {
-        const problem = schemaProblem(Tag, tag);
-        if (problem) return c.json({ error: `Invalid request body: tags[${i}]: ${problem.message}` }, 400);
-      }
+    const problem = tags === req.tags ? schemaProblem(Tags, tags) : undefined;
+    if (problem) return c.json({ error: `Invalid request body: tags${problem.field}: ${problem.message}` }, 400);
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });
     // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.
     if (token && !(await gw.store.claimTokenUse(token.id, new Date().toISOString())))
