@@ -82,4 +82,15 @@ describe("loadConfig", () => {
     write("bad4/var/sota/sota.toml", `[uptane]\npolling_seconds = 99999999999\n`);
     expect(() => loadConfig({ root: join(root, "bad4") })).toThrow("Invalid config: uptane.polling_seconds: must be 1..604800 (a week), got 99999999999");
   });
+
+  test("a tag, app or hardware id no target can carry is refused with the rule, not followed in silence", () => {
+    write("tag/etc/sota/conf.d/90-owner.toml", `[pacman]\ntags = "main, eu/west"\n`);
+    expect(() => loadConfig({ root: join(root, "tag") })).toThrow('Invalid config: pacman.tags: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"');
+    write("app/var/sota/sota.toml", `[pacman]\ncompose_apps = ["web", "my app"]\n`);
+    expect(() => loadConfig({ root: join(root, "app") })).toThrow('Invalid config: pacman.compose_apps: expected an app name');
+    write("hw/var/sota/sota.toml", `[provision]\nprimary_ecu_hardware_id = "raspberry pi"\n`);
+    expect(() => loadConfig({ root: join(root, "hw") })).toThrow("Invalid config: provision.primary_ecu_hardware_id: expected a hardware id");
+    write("ok/var/sota/sota.toml", `[pacman]\ntags = "main,eu-west_2.a"\ncompose_apps = "web,db"\n[provision]\nprimary_ecu_hardware_id = "rpi4-64"\n`);
+    expect(loadConfig({ root: join(root, "ok") })).toMatchObject({ tags: ["main", "eu-west_2.a"], shortlist: ["web", "db"], hardwareId: "rpi4-64" });
+  });
 });

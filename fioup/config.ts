@@ -14,6 +14,9 @@ import { DEFAULT_DEVICE_PATHS, devicePath, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF
 import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
 import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
+import { AppName, HardwareId, Tag } from "../lib/api/target.ts";
+import { schemaProblem } from "../lib/api/schema-problem.ts";
+import type { TSchema } from "@sinclair/typebox";
 
 /** The merged config with defaults applied and paths resolved. */
 export interface Config {
@@ -107,6 +110,13 @@ function readToml(path: string): TomlTable {
   }
 }
 
+const checkNames = (key: string, schema: TSchema, values: readonly string[]) => {
+  for (const value of values) {
+    const problem = schemaProblem(schema, value);
+    if (problem) throw new ConfigError(`Invalid config: ${key}: ${problem.message}`);
+  }
+};
+
 const csv = (v: string | string[] | undefined): string[] | undefined =>
   v === undefined
     ? undefined
@@ -175,14 +185,22 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   const grace = Number(t.fioup?.offline_expiry_grace_seconds ?? 0);
   if (!(Number.isInteger(grace) && grace >= 0 && grace <= MAX_EXPIRY_GRACE_SECONDS))
     throw new ConfigError(`Invalid config: fioup.offline_expiry_grace_seconds: must be 0..${MAX_EXPIRY_GRACE_SECONDS} (30 days)`);
+  // Names a target can carry (the gateway's rule): a hand-edited tag such as "eu/west" matches no
+  // target ever, so the device would wait for an update that cannot come, and say nothing.
+  const tags = csv(t.pacman?.tags) ?? [];
+  const shortlist = csv(t.pacman?.compose_apps);
+  const hardwareId = t.provision?.primary_ecu_hardware_id;
+  checkNames("pacman.tags", Tag, tags);
+  checkNames("pacman.compose_apps", AppName, shortlist ?? []);
+  if (hardwareId !== undefined) checkNames("provision.primary_ecu_hardware_id", HardwareId, [hardwareId]);
   return {
     server: t.tls?.server?.replace(/\/+$/, ""),
     caPath: inBase(t.import?.tls_cacert_path, "root.crt"),
     certPath: inBase(t.import?.tls_clientcert_path, "client.pem"),
     keyPath: inBase(t.import?.tls_pkey_path, "pkey.pem"),
-    hardwareId: t.provision?.primary_ecu_hardware_id,
-    tags: csv(t.pacman?.tags) ?? [],
-    shortlist: csv(t.pacman?.compose_apps),
+    hardwareId,
+    tags,
+    shortlist,
     composeAppsRoot: t.pacman?.compose_apps_root ? hostPath(opts.root, t.pacman.compose_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
     resetAppsRoot: t.pacman?.reset_apps_root ? hostPath(opts.root, t.pacman.reset_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.resetAppsRoot),
     storageWatermark: watermark,
