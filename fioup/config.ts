@@ -17,6 +17,7 @@ import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 import { AppName, HardwareId, Tag } from "../lib/api/target.ts";
 import { schemaProblem } from "../lib/api/schema-problem.ts";
 import type { TSchema } from "@sinclair/typebox";
+import { commaList } from "../lib/cli/comma-list.ts";
 
 /** The merged config with defaults applied and paths resolved. */
 export interface Config {
@@ -117,12 +118,7 @@ const checkNames = (key: string, schema: TSchema, values: readonly string[]) => 
   }
 };
 
-const csv = (v: string | string[] | undefined): string[] | undefined =>
-  v === undefined
-    ? undefined
-    : (Array.isArray(v) ? v : v.split(","))
-        .map((s) => s.trim())
-        .filter((s) => s !== "");
+const csv = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : commaList(v));
 
 /**
  * Loads and merges the config files, later ones winning key by key:

@@ -5,6 +5,7 @@
  * @module
  */
 import { BlockList, isIP } from "node:net";
+import { commaList } from "../lib/cli/comma-list.ts";
 
 export class InvalidCidrError extends Error {
   override name = "InvalidCidrError";
@@ -18,7 +19,7 @@ export class TrustedProxies {
   readonly size: number;
 
   constructor(spec: string | undefined) {
-    const parts = (spec ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    const parts = commaList(spec);
     for (const p of parts) {
       const [addr, bits] = p.split("/");
       const family = isIP(addr ?? "");

@@ -27,6 +27,7 @@ import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
+import { commaList } from "../../lib/cli/comma-list.ts";
 
 export const MqttToml = Type.Object(
   {
@@ -98,8 +99,6 @@ export interface AgentFlags {
   "command-flow"?: boolean;
 }
 
-const csv = (v: string | string[] | undefined): string[] =>
-  (v === undefined ? [] : Array.isArray(v) ? v : v.split(",")).map((s) => s.trim()).filter(Boolean);
 
 const readPem = (path: string | undefined, what: string): string | undefined => {
   if (!path) return undefined;
@@ -134,7 +133,7 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   for (const [host, r] of Object.entries(t.registries ?? {})) {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };
   }
-  for (const host of [...csv(t.insecure_registries), ...(flags["insecure-registry"] ?? [])]) {
+  for (const host of [...commaList(t.insecure_registries), ...(flags["insecure-registry"] ?? [])]) {
     registries[host] = { ...registries[host], insecure: true };
   }
   const instance = flags.instance ?? t.instance ?? "default";
@@ -149,7 +148,7 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
     },
     username: t.username,
     password: t.password,
-    systemContainers: csv(flags["system-containers"] ?? t.system_containers),
+    systemContainers: commaList(flags["system-containers"] ?? t.system_containers),
     instance,
     stateDir: flags["state-dir"] ?? t.state_dir ?? join(cfg.storagePath, "agent"),
     storeRoot: cfg.resetAppsRoot,

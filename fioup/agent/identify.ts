@@ -12,6 +12,7 @@ import { ConflictError, diffContainers } from "./diff.ts";
 import { CONTAINERS_DOMAIN, type DesiredStateMessage } from "./messages.ts";
 import type { Activity } from "./activity.ts";
 import type { ApplyDeps } from "./_phase.ts";
+import { commaList } from "../../lib/cli/comma-list.ts";
 
 /** The desired state cannot be applied as sent: answered with IDENTIFICATION_FAILED and this message. */
 export class IdentificationError extends Error {
@@ -38,7 +39,7 @@ export async function identify(
   (domain.config ?? []).forEach(({ key, value }, i) => {
     const where = `payload.domains[${di}].config[${i}]`;
     if (!DOMAIN_KEYS.includes(key)) throw new IdentificationError(`Cannot apply the desired state: ${where}: unknown key "${key}" (known: ${DOMAIN_KEYS.join(", ")})`);
-    if (key === "systemContainers") systemContainers = value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (key === "systemContainers") systemContainers = commaList(value);
     if (key === "commandFlow") {
       if (value !== "true" && value !== "false") throw new IdentificationError(`Cannot apply the desired state: ${where}: commandFlow must be true or false`);
       commandFlow = value === "true";

@@ -6,6 +6,7 @@ import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { AppName, HardwareId, Tag } from "../../lib/api/target.ts";
+import { commaList } from "../../lib/cli/comma-list.ts";
 
 export default defineCommand({
   summary: "Register this device with a gateway (writes sota.toml, client.pem, pkey.pem, root.crt, the TUF root)",
@@ -29,10 +30,10 @@ export default defineCommand({
     if (!flags.server) throw new UsageError("--server is required");
     if (!token) throw new UsageError("--token (or $FIOUP_TOKEN) is required");
     // A name no target can hold would shortlist nothing, silently.
-    const apps = flags.apps?.split(",").map((a) => a.trim()).filter(Boolean);
+    const apps = flags.apps === undefined ? undefined : commaList(flags.apps);
     checkFlagValues("--apps", AppName, apps ?? []);
     // A tag or hardware id no target can carry would never offer this device an update, silently.
-    const tags = flags.tag.flatMap((t) => t.split(",")).map((t) => t.trim()).filter(Boolean);
+    const tags = commaList(flags.tag);
     checkFlagValues("--tag", Tag, tags);
     checkFlagValues("--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]);
     const loc = configLocation(flags);

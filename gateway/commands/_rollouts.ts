@@ -12,6 +12,7 @@ import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { checkWaves } from "../rollouts/membership.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { asUsage } from "./_usage.ts";
+import { commaList } from "../../lib/cli/comma-list.ts";
 
 /**
  * A percent as the CLI takes it: "5%", "5" or "0.5%".
@@ -31,7 +32,7 @@ export function parsePercent(flag: string, text: string): number {
  * @throws {UsageError} If a wave is not a percent above 0, the waves do not increase, or the last is not 100%.
  */
 export function parseWaves(text: string): number[] {
-  const waves = text.split(",").map((w) => w.trim()).filter(Boolean).map((w) => parsePercent("waves", w));
+  const waves = commaList(text).map((w) => parsePercent("waves", w));
   asUsage([InvalidRolloutError], () => checkWaves(waves), "--waves: "); // the gateway's own rule
   return waves;
 }

@@ -3,6 +3,7 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { printable } from "../../lib/cli/printable.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { commaList } from "../../lib/cli/comma-list.ts";
 
 export default defineCommand({
   summary: "Set a device's tags (replaces them; an empty list clears them)",
@@ -16,7 +17,7 @@ export default defineCommand({
   async run({ flags, args, out }) {
     const [uuid, list] = args;
     if (!uuid || list === undefined || args.length > 2) throw new UsageError("give a device uuid and a comma-separated tag list");
-    const tags = list.split(",").map((t) => t.trim()).filter(Boolean);
+    const tags = commaList(list);
     checkFlagValues("tag", Tag, tags);
     const client = await adminClient(flags);
     const d = await client.setDeviceTags(uuid, tags);

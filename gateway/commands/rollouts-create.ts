@@ -7,6 +7,7 @@ import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
 import { asUsage } from "./_usage.ts";
+import { commaList } from "../../lib/cli/comma-list.ts";
 
 /** A duration flag checked before any network call (the gateway checks it again). */
 function duration(flag: string, value: string | undefined): string | undefined {
@@ -58,7 +59,7 @@ export default defineCommand({
     // A tag or group no device can have would release to nobody.
     checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
     checkFlagValues("--group", GroupName, flags.group === undefined ? [] : [flags.group]);
-    const first = flags.first.flatMap((f) => f.split(",")).map((f) => f.trim()).filter(Boolean);
+    const first = commaList(flags.first);
     const req: RolloutRequest = {
       target: flags.target,
       ...(flags.group ? { group: flags.group } : { tag: flags.tag! }),

@@ -7,6 +7,7 @@
  */
 import type { BuildKind, FactoryConfig } from "./factory-config.ts";
 import { fullRef, tagsForRef } from "./tagging.ts";
+import { commaList } from "../cli/comma-list.ts";
 
 export interface PreloadDecision {
   /** False: no system image for this ref. */
@@ -18,12 +19,6 @@ export interface PreloadDecision {
   /** One line per rule that decided, with where in the file it came from. */
   reasons: string[];
 }
-
-const splitList = (s: string) =>
-  s
-    .split(",")
-    .map((x) => x.trim())
-    .filter(Boolean);
 
 /**
  * Decides what a system image built for `ref` preloads: `preloaded_images` of
@@ -50,7 +45,7 @@ export function decidePreload(config: FactoryConfig, ref: string, kind: BuildKin
     from = "containers.preloaded_images (inherited by lmp, which sets none)";
   }
   let enabled = pre?.enabled === true;
-  let apps = pre?.shortlist !== undefined ? splitList(pre.shortlist) : undefined;
+  let apps = pre?.shortlist !== undefined ? commaList(pre.shortlist) : undefined;
   if (!pre) reasons.push(`${kind}.preloaded_images is not set${kind === "containers" ? " (containers never inherits from lmp)" : ""}: preloading is off`);
   else reasons.push(`${from}.enabled: ${enabled}${apps ? `, shortlist: ${apps.join(",")}` : ", no shortlist: all apps"}`);
 
@@ -66,7 +61,7 @@ export function decidePreload(config: FactoryConfig, ref: string, kind: BuildKin
   }
   const shortlistParam = opts?.params?.APP_SHORTLIST;
   if (shortlistParam !== undefined) {
-    apps = splitList(String(shortlistParam));
+    apps = commaList(String(shortlistParam));
     reasons.push(`${optsFrom}.params.APP_SHORTLIST overrides the list: ${apps.join(",")}`);
   }
   if (!enabled) return { assemble: false, apps: undefined, tags, reasons };
