@@ -38,6 +38,19 @@ afterAll(async () => {
 });
 
 describe("EventWriter", () => {
+  test("while batches go out often, an event a moment after the last waits for the next to share its commit", async () => {
+    await writer.append("dev-trickle", [ev("t0")]); // a batch just went out: events are coming often
+    const before = writer.batchesSent;
+    for (let i = 1; i <= 10; i++) {
+      const first = writer.append("dev-trickle", [ev(`a${i}`)]);
+      await new Promise((r) => setImmediate(r)); // a later turn of the event loop: a batch sent at once would be on its way
+      const second = writer.append("dev-trickle", [ev(`b${i}`)]);
+      expect(await Promise.all([first, second])).toEqual([1, 1]); // each stored, once
+    }
+    // Sent at the end of each turn, every pair would be two commits (20).
+    expect(writer.batchesSent - before).toBeLessThanOrEqual(14);
+  });
+
   test("an event that cannot be serialised rejects its own call; concurrent calls all commit", async () => {
     const deep: Record<string, unknown> = {};
     deep.self = deep; // JSON.stringify throws, as it does on a 100,000-deep value

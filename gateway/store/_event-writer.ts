@@ -4,8 +4,9 @@
  * run on a worker thread with its own connection (./_writer-thread.ts). While one event batch
  * commits, new events queue up and go in the next transaction (group commit); the first batch
  * after a quiet moment is sent at the end of the event loop's turn (setImmediate), so the POSTs
- * read in the same turn share one message and one commit. Each caller's promise resolves only
- * after the commit holding its events returned.
+ * read in the same turn share one message and one commit, and while batches go out often it
+ * waits 2 ms for more (COMMIT_DELAY_MS). Each caller's promise resolves only after the commit
+ * holding its events returned.
  *
  * The queue is bounded: while a commit stalls (another process holds the write lock, a slow
  * disk, a hung thread until the watchdog ends it) new events queue behind it; once
@@ -66,6 +67,20 @@ interface Pending {
   resolve(n: number): void;
   reject(e: unknown): void;
 }
+
+/**
+ * Group commit's wait. Under a steady trickle of events (each device's POST a millisecond or so
+ * after the last, as when every check-in opens a new connection) each batch held one event, so
+ * each cost the writer thread a wake-up and a commit (an fsync) of its own, and the main thread a
+ * message. Waiting 2 ms for more when the previous batch went out less than BUSY_MS ago lets them
+ * share: in bench/gateway-checkin (README there, 2026-12-04 10:11 UTC, new connection per request)
+ * the writer's CPU fell from 82-91 to 73-75 µs per request and its wake-ups from 0.77 to 0.55, the
+ * server's from 581-617 to 557-588 µs, and the best round rose from 1,752 to 1,844 requests/s. An
+ * event after a quiet moment still goes at once; the wait adds at most 2 ms to a POST that waits
+ * for an fsync anyway.
+ */
+const COMMIT_DELAY_MS = 2;
+const BUSY_MS = 20;
 
 /** Deaths within this window count towards the restart delay. */
 const DEATH_WINDOW_MS = 60_000;
@@ -128,8 +143,10 @@ export class EventWriter {
   #batches = 0;
   #queue: Pending[] = [];
   #inFlight = false;
-  /** A pump is due at the end of this turn of the event loop. */
+  /** A pump is due (at the end of this turn of the event loop, or after COMMIT_DELAY_MS). */
   #scheduled = false;
+  /** When the last event batch went to the thread (performance.now()). */
+  #sentAt = -Infinity;
   #closed = false;
   /** Calls other than event batches not yet answered. */
   #others = 0;
@@ -192,14 +209,17 @@ export class EventWriter {
     if (refused) return Promise.reject(refused);
     return new Promise((resolve, reject) => {
       this.#queue.push({ uuid, ids: events.map((e) => e.id), bodies, resolve, reject });
-      // The first batch after a quiet moment goes at the end of this turn of the event loop, so
-      // the POSTs read in the same turn share its message and its commit.
+      // The first batch after the thread went idle goes at the end of this turn of the event loop,
+      // so the POSTs read in the same turn share its message and its commit; while batches come
+      // often (the last one went out less than BUSY_MS ago) it waits COMMIT_DELAY_MS for more.
       if (!this.#inFlight && !this.#scheduled) {
         this.#scheduled = true;
-        setImmediate(() => {
+        const go = () => {
           this.#scheduled = false;
           if (!this.#inFlight) void this.#pump();
-        });
+        };
+        if (performance.now() - this.#sentAt < BUSY_MS) setTimeout(go, COMMIT_DELAY_MS);
+        else setImmediate(go);
       }
     });
   }
@@ -244,6 +264,11 @@ export class EventWriter {
     return this.run("releaseLease", [[name, holder]], `Cannot release the lease ${name}`);
   }
 
+  /** Event batches sent to the thread so far, each one transaction (group commit: a batch holds every event queued meanwhile). */
+  get batchesSent(): number {
+    return this.#batches;
+  }
+
   /** The fault point's crash for this batch, if it is the one asked for (once). */
   #crashFor(): CrashPoint | undefined {
     this.#batches++;
@@ -262,6 +287,7 @@ export class EventWriter {
         this.#queue = [];
         this.#queued.done(batch.reduce((n, p) => n + p.ids.length, 0));
         const items = batch.map((p) => ({ uuid: p.uuid, ids: p.ids, bodies: p.bodies }));
+        this.#sentAt = performance.now();
         try {
           const reply = await this.#call({ op: "events", items, now: new Date().toISOString(), crash: this.#crashFor() }, "Cannot store events");
           batch.forEach((p, i) => {
