@@ -22,6 +22,9 @@ describe("agentConfig", () => {
     const c = agentConfig(cfg({ url: "mqtt://a:1", system_containers: "x" }), { mqtt: "mqtts://b:8883", "system-containers": "y", "insecure-registry": ["h:1"], "command-flow": true });
     expect(c).toMatchObject({ url: "mqtts://b:8883", systemContainers: ["y"], commandFlow: true });
     expect(c.registries["h:1"]).toEqual({ insecure: true });
+    // A flag's list is read as the config's is: comma-separated, trimmed.
+    const d = agentConfig(cfg({ url: "mqtt://a:1" }), { "insecure-registry": ["h:1, h:2", "h:3"] });
+    expect(Object.keys(d.registries)).toEqual(["h:1", "h:2", "h:3"]);
   });
 
   test("refuses a missing broker, a wrong URL and an unknown key, naming it", () => {

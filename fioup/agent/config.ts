@@ -133,7 +133,7 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   for (const [host, r] of Object.entries(t.registries ?? {})) {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };
   }
-  for (const host of [...commaList(t.insecure_registries), ...(flags["insecure-registry"] ?? [])]) {
+  for (const host of [...commaList(t.insecure_registries), ...commaList(flags["insecure-registry"])]) {
     registries[host] = { ...registries[host], insecure: true };
   }
   const instance = flags.instance ?? t.instance ?? "default";

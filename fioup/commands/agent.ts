@@ -23,7 +23,7 @@ export default defineCommand({
     "system-containers": { type: "string", description: "Containers the agent never touches, comma-separated", placeholder: "a,b" },
     instance: { type: "string", description: "Owner name put on the containers this agent creates (default: default)", placeholder: "NAME" },
     "state-dir": { type: "string", description: "Where the activity in progress is kept (default <storage.path>/agent)", placeholder: "DIR" },
-    "insecure-registry": { type: "strings", description: "A registry reached over plain HTTP", placeholder: "HOST:PORT" },
+    "insecure-registry": { type: "strings", description: "A registry reached over plain HTTP (repeat it, or list several with commas)", placeholder: "HOST:PORT" },
     "command-flow": { type: "boolean", description: "Wait for DOWNLOAD/UPDATE/ACTIVATE/CLEANUP commands after IDENTIFIED (as Kanto does)" },
   },
   async run({ flags, out }) {
