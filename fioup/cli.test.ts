@@ -1,4 +1,6 @@
 import { describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const BUN = process.execPath;
@@ -10,6 +12,26 @@ function fioup(...args: string[]) {
 }
 
 describe("fioup CLI", () => {
+  test("a tag no target can carry stops the commands that choose targets (config invalid, exit 20), not early start or status", () => {
+    const root = mkdtempSync(join(tmpdir(), "fioup-bad-tag-"));
+    try {
+      mkdirSync(join(root, "etc/sota/conf.d"), { recursive: true });
+      writeFileSync(join(root, "etc/sota/conf.d/90-owner.toml"), `[pacman]\ntags = "eu/west"\n`);
+      const run = (...args: string[]) => {
+        const p = Bun.spawnSync([BUN, MAIN, ...args], { env: { ...process.env, FIOUP_ROOT: root } });
+        return { code: p.exitCode, stderr: p.stderr.toString() };
+      };
+      for (const cmd of [["check"], ["update"], ["daemon", "--cycles", "1"]]) {
+        const r = run(...cmd);
+        expect({ cmd, code: r.code, err: r.stderr }).toEqual({ cmd, code: 20, err: expect.stringContaining('Invalid config: pacman.tags: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"') });
+      }
+      const status = run("status");
+      expect(status.stderr).not.toContain("pacman.tags");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   test("a number flag that is not a whole number is a usage error (exit 2), before anything runs", () => {
     for (const bad of ["abc", "1.5", "-3", "0", ""]) {
       const r = fioup("daemon", "--cycles", bad);

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfig } from "./config.ts";
+import { checkTargetNames, ConfigError, loadConfig } from "./config.ts";
 
 const root = mkdtempSync(join(tmpdir(), "fioup-config-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -83,14 +83,17 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ root: join(root, "bad4") })).toThrow("Invalid config: uptane.polling_seconds: must be 1..604800 (a week), got 99999999999");
   });
 
-  test("a tag, app or hardware id no target can carry is refused with the rule, not followed in silence", () => {
+  test("a tag, app or hardware id no target can carry is refused with the rule where targets are chosen; the config still loads", () => {
+    const check = (dir: string) => () => checkTargetNames(loadConfig({ root: join(root, dir) }));
     write("tag/etc/sota/conf.d/90-owner.toml", `[pacman]\ntags = "main, eu/west"\n`);
-    expect(() => loadConfig({ root: join(root, "tag") })).toThrow('Invalid config: pacman.tags: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"');
+    expect(check("tag")).toThrow('Invalid config: pacman.tags: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "eu/west"');
+    expect(loadConfig({ root: join(root, "tag") }).tags).toEqual(["main", "eu/west"]); // early start and status still run
     write("app/var/sota/sota.toml", `[pacman]\ncompose_apps = ["web", "my app"]\n`);
-    expect(() => loadConfig({ root: join(root, "app") })).toThrow('Invalid config: pacman.compose_apps: expected an app name');
+    expect(check("app")).toThrow("Invalid config: pacman.compose_apps: expected an app name");
     write("hw/var/sota/sota.toml", `[provision]\nprimary_ecu_hardware_id = "raspberry pi"\n`);
-    expect(() => loadConfig({ root: join(root, "hw") })).toThrow("Invalid config: provision.primary_ecu_hardware_id: expected a hardware id");
+    expect(check("hw")).toThrow("Invalid config: provision.primary_ecu_hardware_id: expected a hardware id");
     write("ok/var/sota/sota.toml", `[pacman]\ntags = "main,eu-west_2.a"\ncompose_apps = "web,db"\n[provision]\nprimary_ecu_hardware_id = "rpi4-64"\n`);
+    expect(check("ok")).not.toThrow();
     expect(loadConfig({ root: join(root, "ok") })).toMatchObject({ tags: ["main", "eu-west_2.a"], shortlist: ["web", "db"], hardwareId: "rpi4-64" });
   });
 });

@@ -111,6 +111,21 @@ function readToml(path: string): TomlTable {
   }
 }
 
+/**
+ * The hardware id, tags and app shortlist checked against the rule targets follow (the gateway's):
+ * a hand-edited tag such as "eu/west" matches no target ever, so a device following it would wait
+ * for an update that cannot come, and say nothing. Checked by the commands that choose targets
+ * (check, update, daemon, an offline bundle's run), not by loadConfig: early start, status and
+ * update locks do not depend on them, and a device must still start its apps at boot.
+ *
+ * @throws {ConfigError} Naming the key, the rule and the value.
+ */
+export function checkTargetNames(cfg: Config): void {
+  checkNames("pacman.tags", Tag, cfg.tags);
+  checkNames("pacman.compose_apps", AppName, cfg.shortlist ?? []);
+  if (cfg.hardwareId !== undefined) checkNames("provision.primary_ecu_hardware_id", HardwareId, [cfg.hardwareId]);
+}
+
 const checkNames = (key: string, schema: TSchema, values: readonly string[]) => {
   for (const value of values) {
     const problem = schemaProblem(schema, value);
@@ -181,22 +196,14 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   const grace = Number(t.fioup?.offline_expiry_grace_seconds ?? 0);
   if (!(Number.isInteger(grace) && grace >= 0 && grace <= MAX_EXPIRY_GRACE_SECONDS))
     throw new ConfigError(`Invalid config: fioup.offline_expiry_grace_seconds: must be 0..${MAX_EXPIRY_GRACE_SECONDS} (30 days)`);
-  // Names a target can carry (the gateway's rule): a hand-edited tag such as "eu/west" matches no
-  // target ever, so the device would wait for an update that cannot come, and say nothing.
-  const tags = csv(t.pacman?.tags) ?? [];
-  const shortlist = csv(t.pacman?.compose_apps);
-  const hardwareId = t.provision?.primary_ecu_hardware_id;
-  checkNames("pacman.tags", Tag, tags);
-  checkNames("pacman.compose_apps", AppName, shortlist ?? []);
-  if (hardwareId !== undefined) checkNames("provision.primary_ecu_hardware_id", HardwareId, [hardwareId]);
   return {
     server: t.tls?.server?.replace(/\/+$/, ""),
     caPath: inBase(t.import?.tls_cacert_path, "root.crt"),
     certPath: inBase(t.import?.tls_clientcert_path, "client.pem"),
     keyPath: inBase(t.import?.tls_pkey_path, "pkey.pem"),
-    hardwareId,
-    tags,
-    shortlist,
+    hardwareId: t.provision?.primary_ecu_hardware_id,
+    tags: csv(t.pacman?.tags) ?? [],
+    shortlist: csv(t.pacman?.compose_apps),
     composeAppsRoot: t.pacman?.compose_apps_root ? hostPath(opts.root, t.pacman.compose_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
     resetAppsRoot: t.pacman?.reset_apps_root ? hostPath(opts.root, t.pacman.reset_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.resetAppsRoot),
     storageWatermark: watermark,

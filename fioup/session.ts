@@ -7,7 +7,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { configLocation, loadConfig, type Config } from "./config.ts";
+import { checkTargetNames, configLocation, loadConfig, type Config } from "./config.ts";
 import { DeviceDb } from "./db.ts";
 import { DeviceClient, NotRegisteredError } from "./device-client.ts";
 import { isRegistered } from "./register.ts";
@@ -29,11 +29,14 @@ export interface SessionOptions {
   "sota-dir"?: string;
   /** Throw NotRegisteredError when the device is not registered. */
   requireRegistration?: boolean;
+  /** The command chooses targets: a tag, app or hardware id no target can carry is a ConfigError (checkTargetNames). */
+  choosesTargets?: boolean;
 }
 
 export function openSession(opts: SessionOptions): Session {
   const loc = configLocation(opts);
   const cfg = loadConfig(loc);
+  if (opts.choosesTargets) checkTargetNames(cfg);
   const registered = isRegistered(loc.sotaDir) && !!cfg.server;
   if (opts.requireRegistration && !registered) throw new NotRegisteredError(`no registration in ${loc.sotaDir}`);
   mkdirSync(cfg.storagePath, { recursive: true });

@@ -14,7 +14,7 @@ import { runSteps, type Step } from "../update/step.ts";
 import { renderSummary, summarize } from "./_summary.ts";
 
 export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: Step[], out: Output): Promise<void> {
-  const s = openSession({ ...flags, requireRegistration: true });
+  const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
   const lock = acquireLock(s.lockPath);
   const ac = new AbortController();
   const onSignal = () => ac.abort(new Error("interrupted"));

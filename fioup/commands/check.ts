@@ -18,7 +18,7 @@ export default defineCommand({
   description: "Exit 0 when an update is available, 3 when the device runs the newest target.",
   flags: { ...sotaDirFlag, ...formatFlag },
   async run({ flags, out }) {
-    const s = openSession({ ...flags, requireRegistration: true });
+    const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
     try {
       const current = currentTarget(s.cfg, s.db);
       const bad = new Set(s.db.badTargets());

@@ -12,7 +12,7 @@ export default defineCommand({
     cycles: { type: "number", min: 1, description: "Stop after N polling cycles (for tests)", placeholder: "N" },
   },
   async run({ flags, out }) {
-    const s = openSession({ ...flags, requireRegistration: true });
+    const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
     const ac = new AbortController();
     const stop = () => ac.abort(new Error("SIGTERM"));
     process.on("SIGTERM", stop);

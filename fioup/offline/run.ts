@@ -23,7 +23,7 @@ export async function runOfflineUpdate(flags: { "sota-dir"?: string; force?: boo
 
 /** Watches `dir` for bundles until SIGTERM or SIGINT. */
 export async function runOfflineWatch(flags: { "sota-dir"?: string; force?: boolean }, dir: string, intervalSeconds: number, out: Output): Promise<void> {
-  const s = openSession({ ...flags, requireRegistration: true });
+  const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
   const ac = new AbortController();
   const stop = () => ac.abort(new Error("stopped"));
   process.on("SIGTERM", stop);
