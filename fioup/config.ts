@@ -15,8 +15,7 @@ import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
 import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 import { AppName, HardwareId, Tag } from "../lib/api/target.ts";
-import { schemaProblem } from "../lib/api/schema-problem.ts";
-import type { TSchema } from "@sinclair/typebox";
+import { firstValueProblem } from "../lib/api/schema-problem.ts";
 import { commaList } from "../lib/cli/comma-list.ts";
 
 /** The merged config with defaults applied and paths resolved. */
@@ -121,17 +120,16 @@ function readToml(path: string): TomlTable {
  * @throws {ConfigError} Naming the key, the rule and the value.
  */
 export function checkTargetNames(cfg: Config): void {
-  checkNames("pacman.tags", Tag, cfg.tags);
-  checkNames("pacman.compose_apps", AppName, cfg.shortlist ?? []);
-  if (cfg.hardwareId !== undefined) checkNames("provision.primary_ecu_hardware_id", HardwareId, [cfg.hardwareId]);
-}
-
-const checkNames = (key: string, schema: TSchema, values: readonly string[]) => {
-  for (const value of values) {
-    const problem = schemaProblem(schema, value);
-    if (problem) throw new ConfigError(`Invalid config: ${key}: ${problem.message}`);
+  const keys = [
+    ["pacman.tags", Tag, cfg.tags],
+    ["pacman.compose_apps", AppName, cfg.shortlist ?? []],
+    ["provision.primary_ecu_hardware_id", HardwareId, cfg.hardwareId === undefined ? [] : [cfg.hardwareId]],
+  ] as const;
+  for (const [key, schema, values] of keys) {
+    const problem = firstValueProblem(schema, values);
+    if (problem) throw new ConfigError(`Invalid config: ${key}: ${problem}`);
   }
-};
+}
 
 const csv = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : commaList(v));
 

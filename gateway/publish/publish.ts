@@ -15,7 +15,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
 import { HardwareId, type TargetEntry } from "../../lib/api/target.ts";
-import { schemaProblem } from "../../lib/api/schema-problem.ts";
+import { firstValueProblem } from "../../lib/api/schema-problem.ts";
 import { appManifest } from "../../lib/compose/app-manifest.ts";
 import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } from "../../lib/compose/app-format.ts";
 import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
@@ -167,10 +167,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     throw new PublishError(`Invalid --platform: ${(err as Error).message}`);
   }
   const hwids = opts.hwids?.length ? [...new Set(opts.hwids)] : [hwidForPlatform(platform ?? hostPlatform())];
-  for (const h of hwids) {
-    const problem = schemaProblem(HardwareId, h);
-    if (problem) throw new PublishError(`Invalid --hwid: ${problem.message}`);
-  }
+  const hwidProblem = firstValueProblem(HardwareId, hwids);
+  if (hwidProblem) throw new PublishError(`Invalid --hwid: ${hwidProblem}`);
   if (opts.version !== undefined && !(Number.isSafeInteger(opts.version) && opts.version > 0)) {
     throw new PublishError(`Invalid version ${opts.version}: a positive integer is required`);
   }

@@ -71,6 +71,23 @@ export function schemaProblem(schema: TSchema | ErrorLister, value: unknown, opt
 }
 
 /**
+ * The problem of the first of `values` that `schema` refuses, each checked on its own (the items
+ * of a flag's or a config key's list, which the caller names), or undefined if all match.
+ *
+ * @example
+ * ```ts
+ * firstValueProblem(Tag, ["main", "eu/west"]); // 'expected a tag (...), got "eu/west"'
+ * ```
+ */
+export function firstValueProblem(schema: TSchema, values: readonly unknown[]): string | undefined {
+  for (const value of values) {
+    const problem = schemaProblem(schema, value);
+    if (problem) return problem.message;
+  }
+  return undefined;
+}
+
+/**
  * `field: what it should be, got what it is`, for a value that does not match; `root` names the
  * whole value when the problem is there ("the body", "the document").
  *

@@ -7,7 +7,7 @@
  * @module
  */
 import type { TSchema } from "@sinclair/typebox";
-import { schemaProblem } from "../api/schema-problem.ts";
+import { firstValueProblem } from "../api/schema-problem.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -20,8 +20,6 @@ import { UsageError } from "./command.ts";
  * ```
  */
 export function checkFlagValues(what: string, schema: TSchema, values: readonly string[]): void {
-  for (const value of values) {
-    const problem = schemaProblem(schema, value);
-    if (problem) throw new UsageError(`${what}: ${problem.message}`);
-  }
+  const problem = firstValueProblem(schema, values);
+  if (problem) throw new UsageError(`${what}: ${problem}`);
 }
