@@ -32,6 +32,10 @@ describe("agentConfig", () => {
     expect(() => agentConfig(cfg({ url: "http://x" }))).toThrow(/Invalid MQTT URL/);
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", sytem_containers: "a" }))).toThrow(/mqtt\.sytem_containers/);
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", client_cert: "/nonexistent.pem" }))).toThrow(/Cannot read the client certificate/);
+    // One rule for the instance name, in the table and from --instance.
+    const rule = 'expected an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit), got "a/b"';
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1", instance: "a/b" }))).toThrow(`Invalid config at mqtt.instance: ${rule}`);
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { instance: "a/b" })).toThrow(`Invalid agent instance: ${rule}`);
   });
 
   test("the daemon runs the agent only with an [mqtt] url", () => {

@@ -25,9 +25,12 @@ import { fsWhy } from "../../lib/fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
-import { schemaProblem } from "../../lib/api/schema-problem.ts";
+import { firstValueProblem, schemaProblem } from "../../lib/api/schema-problem.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
+
+/** The owner name put on the agent's containers, from `instance` in the config or `--instance`. */
+const AgentInstance = Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", expected: "an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit)" });
 
 export const MqttToml = Type.Object(
   {
@@ -39,7 +42,7 @@ export const MqttToml = Type.Object(
     username: Type.Optional(Type.String()),
     password: Type.Optional(Type.String()),
     system_containers: Type.Optional(CsvOrList),
-    instance: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", expected: "an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit)" })),
+    instance: Type.Optional(AgentInstance),
     state_dir: Type.Optional(Type.String()),
     command_flow: Type.Optional(Type.Boolean()),
     insecure_registries: Type.Optional(CsvOrList),
@@ -137,7 +140,8 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
     registries[host] = { ...registries[host], insecure: true };
   }
   const instance = flags.instance ?? t.instance ?? "default";
-  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/.test(instance)) throw new ConfigError(`Invalid agent instance name "${instance}"`);
+  const badInstance = firstValueProblem(AgentInstance, [instance]);
+  if (badInstance) throw new ConfigError(`Invalid agent instance: ${badInstance}`);
   return {
     url,
     clientId: flags["client-id"] ?? t.client_id ?? `fioup-agent-${instance}-${Math.random().toString(36).slice(2, 8)}`,
