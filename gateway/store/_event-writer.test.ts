@@ -51,6 +51,16 @@ describe("EventWriter", () => {
     expect(writer.batchesSent - before).toBeLessThanOrEqual(14);
   });
 
+  test("after a full batch an event goes at the end of its turn, without the wait: events come faster than commits", async () => {
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writer.append("dev-full", [ev(`f${i}`)]))); // one batch of 20
+    const before = writer.batchesSent;
+    const next = writer.append("dev-full", [ev("g")]);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(writer.batchesSent - before).toBe(1); // on its way, not held for COMMIT_DELAY_MS
+    expect(await next).toBe(1);
+  });
+
   test("an event that cannot be serialised rejects its own call; concurrent calls all commit", async () => {
     const deep: Record<string, unknown> = {};
     deep.self = deep; // JSON.stringify throws, as it does on a 100,000-deep value

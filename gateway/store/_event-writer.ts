@@ -4,8 +4,8 @@
  * run on a worker thread with its own connection (./_writer-thread.ts). While one event batch
  * commits, new events queue up and go in the next transaction (group commit); the first batch
  * after a quiet moment is sent at the end of the event loop's turn (setImmediate), so the POSTs
- * read in the same turn share one message and one commit, and while batches go out often it
- * waits 2 ms for more (COMMIT_DELAY_MS). Each caller's promise resolves only after the commit
+ * read in the same turn share one message and one commit, and while small batches go out often it
+ * waits a few ms for more (COMMIT_DELAY_MS). Each caller's promise resolves only after the commit
  * holding its events returned.
  *
  * The queue is bounded: while a commit stalls (another process holds the write lock, a slow
@@ -72,16 +72,22 @@ interface Pending {
  * Group commit's wait. Under a steady trickle of events (each device's POST a millisecond or so
  * after the last, as when every check-in opens a new connection) each batch held one event, so
  * each cost the writer thread a wake-up and a commit (an fsync) of its own, and the main thread a
- * message. Waiting 2 ms for more when the thread finished the previous batch less than BUSY_MS
- * ago (counted from the end, so a slow commit does not end the wait) lets them share: in
- * bench/gateway-checkin (README there, 2026-12-04 10:11 UTC, new connection per request) the
- * writer's CPU fell from 82-91 to 73-75 µs per request and its wake-ups from 0.77 to 0.55, the
- * server's from 581-617 to 557-588 µs; requests per second moved within the rounds' spread (median
- * 1,761 against 1,729). An event after a quiet moment still goes at once; the wait adds at most
- * 2 ms to a POST that waits for an fsync anyway.
+ * message. Waiting COMMIT_DELAY_MS for more when the thread finished the previous batch less than
+ * BUSY_MS ago (counted from the end, so a slow commit does not end the wait) lets them share.
+ * In bench/gateway-checkin (README there, new connection per request): a 2 ms wait took the
+ * writer's CPU from 82-91 to 73-75 µs per request (2026-12-04 10:11 UTC); 6 ms took it to 53-58,
+ * its wake-ups from 0.55 to 0.37 per request and the rate from 1,493-1,653 to 1,580-1,905 requests/s
+ * in the same run (12:20 UTC); 12 ms was no better than 6.
+ *
+ * No wait after a batch of FULL_BATCH events or more: then events come faster than commits and
+ * share them anyway, and a wait would only hold back devices whose next check-in waits for this
+ * commit (kept alive, 128 devices in flight, a check-in's rate is bound by its POST's latency).
+ * An event after a quiet moment goes at once; the wait adds at most COMMIT_DELAY_MS to a POST that
+ * waits for an fsync anyway.
  */
-const COMMIT_DELAY_MS = 2;
+const COMMIT_DELAY_MS = 6;
 const BUSY_MS = 20;
+const FULL_BATCH = 8;
 
 /** Deaths within this window count towards the restart delay. */
 const DEATH_WINDOW_MS = 60_000;
@@ -148,6 +154,8 @@ export class EventWriter {
   #scheduled = false;
   /** When the thread last finished the event batches it had (performance.now()). */
   #idleSince = -Infinity;
+  /** Events in the last batch sent. */
+  #lastBatch = 0;
   #closed = false;
   /** Calls other than event batches not yet answered. */
   #others = 0;
@@ -212,14 +220,15 @@ export class EventWriter {
       this.#queue.push({ uuid, ids: events.map((e) => e.id), bodies, resolve, reject });
       // The first batch after a quiet moment goes at the end of this turn of the event loop, so the
       // POSTs read in the same turn share its message and its commit; while batches come often
-      // (the thread finished the last one less than BUSY_MS ago) it waits COMMIT_DELAY_MS for more.
+      // (the thread finished the last one less than BUSY_MS ago) and hold few events, it waits
+      // COMMIT_DELAY_MS for more.
       if (!this.#inFlight && !this.#scheduled) {
         this.#scheduled = true;
         const go = () => {
           this.#scheduled = false;
           if (!this.#inFlight) void this.#pump();
         };
-        if (performance.now() - this.#idleSince < BUSY_MS) setTimeout(go, COMMIT_DELAY_MS);
+        if (this.#lastBatch < FULL_BATCH && performance.now() - this.#idleSince < BUSY_MS) setTimeout(go, COMMIT_DELAY_MS);
         else setImmediate(go);
       }
     });
@@ -286,7 +295,8 @@ export class EventWriter {
       while (this.#queue.length) {
         const batch = this.#queue;
         this.#queue = [];
-        this.#queued.done(batch.reduce((n, p) => n + p.ids.length, 0));
+        this.#lastBatch = batch.reduce((n, p) => n + p.ids.length, 0);
+        this.#queued.done(this.#lastBatch);
         const items = batch.map((p) => ({ uuid: p.uuid, ids: p.ids, bodies: p.bodies }));
         try {
           const reply = await this.#call({ op: "events", items, now: new Date().toISOString(), crash: this.#crashFor() }, "Cannot store events");
