@@ -175,7 +175,9 @@ describe.concurrent("Runtime", () => {
     const a = await app(
       "sick",
       { web: { cmd: ["sleep", "600"] } },
-      (r) => `services:\n${svc("web", r.web!)}    healthcheck:\n      test: ["CMD", "false"]\n      interval: 1s\n      timeout: 1s\n      retries: 2\n`,
+      // A 10 s timeout: on a busy machine Docker's exec of `false` once took more than 1 s, and the
+      // last check then said "exceeded timeout" instead of the exit code this test looks for.
+      (r) => `services:\n${svc("web", r.web!)}    healthcheck:\n      test: ["CMD", "false"]\n      interval: 1s\n      timeout: 10s\n      retries: 2\n`,
     );
     await rt.installApp(a);
     const [res] = await rt.startApps([a.name], { timeoutMs: 60_000 });
