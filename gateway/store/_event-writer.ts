@@ -76,7 +76,7 @@ interface Pending {
  * BUSY_MS ago (counted from the end, so a slow commit does not end the wait) lets them share.
  * In bench/gateway-checkin (README there, new connection per request): a 2 ms wait took the
  * writer's CPU from 82-91 to 73-75 µs per request (2026-12-04 10:11 UTC); 6 ms took it to 53-58,
- * its wake-ups from 0.55 to 0.37 per request and the rate from 1,493-1,653 to 1,580-1,905 requests/s
+ * its wake-ups from 0.57-0.59 to 0.37-0.39 per request and the rate from 1,493-1,653 to 1,580-1,905 requests/s
  * in the same run (12:20 UTC); 12 ms was no better than 6.
  *
  * No wait after a batch of FULL_BATCH events or more: then events come faster than commits and
@@ -154,7 +154,7 @@ export class EventWriter {
   #scheduled = false;
   /** When the thread last finished the event batches it had (performance.now()). */
   #idleSince = -Infinity;
-  /** Events in the last batch sent. */
+  /** Events (not POSTs: one POST of a device's backlog may carry up to 100) in the last batch sent. */
   #lastBatch = 0;
   #closed = false;
   /** Calls other than event batches not yet answered. */

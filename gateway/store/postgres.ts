@@ -622,7 +622,7 @@ interface QueuedEvents {
  * the end of the event loop's turn, so the requests read in the same turn share it. It does not wait
  * a few ms for more while small statements go out often, as SQLite's writer does (./_event-writer.ts):
  * tried in bench/gateway-checkin (2026-12-04, PostgreSQL with fsync, 10,000 certificates), a 6 ms wait
- * while a statement ran and the last held under 8 events made 32 devices in flight kept alive 12-18%
+ * while a statement ran and the last held under 8 events made 32 devices in flight kept alive 13-18%
  * slower (its second statement in flight no longer went at once) and a new connection per request
  * no faster beyond the rounds' spread (1,406 against 1,351 requests/s at best). If a statement of several devices fails, each
  * device's events are tried alone, so one device's bad row cannot fail another's request.
