@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError, resolveConfig } from "../config.ts";
 import { agentConfig, hasMqttConfig } from "./config.ts";
+import { UsageError } from "../../lib/cli/command.ts";
 
 const cfg = (mqtt: Record<string, unknown>) => resolveConfig({ mqtt } as any, { root: "/tmp/dev", sotaDir: "/tmp/dev/var/sota" });
 
@@ -35,7 +36,7 @@ describe("agentConfig", () => {
     // One rule for the instance name, in the table and from --instance.
     const rule = 'expected an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit), got "a/b"';
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", instance: "a/b" }))).toThrow(`Invalid config at mqtt.instance: ${rule}`);
-    expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { instance: "a/b" })).toThrow(`Invalid agent instance: ${rule}`);
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { instance: "a/b" })).toThrow(new UsageError(`--instance: ${rule}`));
   });
 
   test("the daemon runs the agent only with an [mqtt] url", () => {

@@ -25,7 +25,8 @@ import { fsWhy } from "../../lib/fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
-import { firstValueProblem, schemaProblem } from "../../lib/api/schema-problem.ts";
+import { schemaProblem } from "../../lib/api/schema-problem.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
@@ -139,9 +140,9 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   for (const host of [...commaList(t.insecure_registries), ...commaList(flags["insecure-registry"])]) {
     registries[host] = { ...registries[host], insecure: true };
   }
+  // The table's instance was checked with MqttToml above; the flag is bad usage (exit 2), named.
+  if (flags.instance !== undefined) checkFlagValues("--instance", AgentInstance, [flags.instance]);
   const instance = flags.instance ?? t.instance ?? "default";
-  const badInstance = firstValueProblem(AgentInstance, [instance]);
-  if (badInstance) throw new ConfigError(`Invalid agent instance: ${badInstance}`);
   return {
     url,
     clientId: flags["client-id"] ?? t.client_id ?? `fioup-agent-${instance}-${Math.random().toString(36).slice(2, 8)}`,

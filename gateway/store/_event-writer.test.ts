@@ -51,7 +51,7 @@ describe("EventWriter", () => {
     expect(writer.batchesSent - before).toBeLessThanOrEqual(14);
   });
 
-  test("after a full batch an event goes at the end of its turn, without the wait: events come faster than commits", async () => {
+  test("after a batch of many POSTs an event goes at the end of its turn, without the wait; after one POST of many events it waits", async () => {
     await Promise.all(Array.from({ length: 20 }, (_, i) => writer.append("dev-full", [ev(`f${i}`)]))); // one batch of 20
     const before = writer.batchesSent;
     const next = writer.append("dev-full", [ev("g")]);
@@ -59,6 +59,17 @@ describe("EventWriter", () => {
     await new Promise((r) => setImmediate(r));
     expect(writer.batchesSent - before).toBe(1); // on its way, not held for COMMIT_DELAY_MS
     expect(await next).toBe(1);
+    // One device's backlog of 20 events in one POST is not many devices: after it, a trickle still shares commits.
+    const start = writer.batchesSent;
+    for (let i = 0; i < 10; i++) {
+      await writer.append("dev-backlog", Array.from({ length: 20 }, (_, j) => ev(`h${i}-${j}`)));
+      const first = writer.append("dev-backlog", [ev(`k${i}`)]);
+      await new Promise((r) => setImmediate(r));
+      const second = writer.append("dev-backlog", [ev(`l${i}`)]);
+      expect(await Promise.all([first, second])).toEqual([1, 1]);
+    }
+    // 10 backlogs + 10 shared pairs = 20; counted by events, each pair would be two commits (30).
+    expect(writer.batchesSent - start).toBeLessThanOrEqual(24);
   });
 
   test("an event that cannot be serialised rejects its own call; concurrent calls all commit", async () => {

@@ -79,7 +79,7 @@ interface Pending {
  * its wake-ups from 0.57-0.59 to 0.37-0.39 per request and the rate from 1,493-1,653 to 1,580-1,905 requests/s
  * in the same run (12:20 UTC); 12 ms was no better than 6.
  *
- * No wait after a batch of FULL_BATCH events or more: then events come faster than commits and
+ * No wait after a batch of FULL_BATCH POSTs or more (devices, not one device's backlog of events): then they come faster than commits and
  * share them anyway, and a wait would only hold back devices whose next check-in waits for this
  * commit (kept alive, 128 devices in flight, a check-in's rate is bound by its POST's latency).
  * An event after a quiet moment goes at once; the wait adds at most COMMIT_DELAY_MS to a POST that
@@ -154,7 +154,7 @@ export class EventWriter {
   #scheduled = false;
   /** When the thread last finished the event batches it had (performance.now()). */
   #idleSince = -Infinity;
-  /** Events (not POSTs: one POST of a device's backlog may carry up to 100) in the last batch sent. */
+  /** POSTs (appends) in the last batch sent: many devices at once, not one device's backlog of events. */
   #lastBatch = 0;
   #closed = false;
   /** Calls other than event batches not yet answered. */
@@ -295,8 +295,8 @@ export class EventWriter {
       while (this.#queue.length) {
         const batch = this.#queue;
         this.#queue = [];
-        this.#lastBatch = batch.reduce((n, p) => n + p.ids.length, 0);
-        this.#queued.done(this.#lastBatch);
+        this.#lastBatch = batch.length;
+        this.#queued.done(batch.reduce((n, p) => n + p.ids.length, 0));
         const items = batch.map((p) => ({ uuid: p.uuid, ids: p.ids, bodies: p.bodies }));
         try {
           const reply = await this.#call({ op: "events", items, now: new Date().toISOString(), crash: this.#crashFor() }, "Cannot store events");
