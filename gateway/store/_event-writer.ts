@@ -220,7 +220,7 @@ export class EventWriter {
       this.#queue.push({ uuid, ids: events.map((e) => e.id), bodies, resolve, reject });
       // The first batch after a quiet moment goes at the end of this turn of the event loop, so the
       // POSTs read in the same turn share its message and its commit; while batches come often
-      // (the thread finished the last one less than BUSY_MS ago) and hold few events, it waits
+      // (the thread finished the last one less than BUSY_MS ago) and hold few POSTs, it waits
       // COMMIT_DELAY_MS for more.
       if (!this.#inFlight && !this.#scheduled) {
         this.#scheduled = true;
