@@ -2,6 +2,16 @@
 // took and the total, slowest first, so a CI log shows where the minutes go.
 // (`npm test` runs scripts/setup.sh first, as its pretest step, so the real components exist.)
 //   bun scripts/test.ts [bun test args...]   e.g. bun scripts/test.ts test/gateway
+//   TEST_WORKERS=1 bun scripts/test.ts       the files one after the other, in one process
+//
+// Two worker processes run the files by default (`bun test --parallel=2`): the suite waits on
+// dockerd, PostgreSQL, timeouts and child processes far more than it computes (one process used
+// 36% of the two cores), so two workers take about 14 minutes where one took 19-20. Workers keep
+// one module registry across their files (`--no-isolate`), as a single `bun test` process does:
+// the harness holds one shared dockerd and one watchdog per test process (test/harness/), and
+// re-evaluating it per file would start a watchdog per file and forget the earlier files' dirs.
+// Files two workers run at once share the machine's dockerd, so each names its images, containers
+// and compose projects uniquely (with the process ID), as test/harness/README.md asks.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,15 +20,18 @@ const dir = mkdtempSync(join(tmpdir(), "ota-test-report-"));
 const report = join(dir, "junit.xml");
 const started = performance.now();
 const loadAtStart = loadavg();
+const args = process.argv.slice(2);
+const workers = testWorkers(process.env.TEST_WORKERS);
+const parallel = workers > 1 && !args.some((a) => a.startsWith("--parallel")) ? [`--parallel=${workers}`, "--no-isolate"] : [];
 const proc = Bun.spawn(
-  [process.execPath, "test", "--timeout", "120000", "--reporter=junit", `--reporter-outfile=${report}`, ...process.argv.slice(2)],
+  [process.execPath, "test", "--timeout", "120000", ...parallel, "--reporter=junit", `--reporter-outfile=${report}`, ...args],
   { stdio: ["inherit", "inherit", "inherit"] },
 );
 const code = await proc.exited;
 const wall = (performance.now() - started) / 1000;
 
 try {
-  printTimes(readFileSync(report, "utf8"), wall);
+  printTimes(readFileSync(report, "utf8"), wall, parallel.length ? workers : 1);
 } catch (err) {
   console.error(`test times: no report (${(err as Error).message})`);
 }
@@ -30,8 +43,19 @@ console.error(`load average: ${load(loadAtStart)} at the start, ${load(loadavg()
 rmSync(dir, { recursive: true, force: true });
 process.exit(code);
 
+/** TEST_WORKERS: how many worker processes run the files (default 2). */
+function testWorkers(value: string | undefined): number {
+  if (value === undefined || value === "") return 2;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) {
+    console.error(`TEST_WORKERS: expected a whole number from 1 to 64, got "${value}"`);
+    process.exit(2);
+  }
+  return n;
+}
+
 /** The file-level <testsuite> elements carry the file's whole time, hooks included. */
-function printTimes(xml: string, wallSeconds: number): void {
+function printTimes(xml: string, wallSeconds: number, workers: number): void {
   const files: { file: string; seconds: number; tests: number; failures: number }[] = [];
   const re = /^ {2}<testsuite name="[^"]*" file="([^"]+)" tests="(\d+)" assertions="\d+" failures="(\d+)"[^>]* time="([\d.]+)"/gm;
   for (const m of xml.matchAll(re)) files.push({ file: m[1]!, tests: +m[2]!, failures: +m[3]!, seconds: +m[4]! });
@@ -39,5 +63,6 @@ function printTimes(xml: string, wallSeconds: number): void {
   const lines = files.map((f) => `${f.seconds.toFixed(1).padStart(8)} s  ${String(f.tests).padStart(4)} tests${f.failures ? `  ${f.failures} FAILED` : ""}  ${f.file}`);
   console.error(`\ntest times per file (slowest first):\n${lines.join("\n")}`);
   const sum = files.reduce((s, f) => s + f.seconds, 0);
-  console.error(`total: ${files.length} files, ${sum.toFixed(1)} s in tests, ${wallSeconds.toFixed(1)} s wall`);
+  const summed = workers > 1 ? ` (summed over ${workers} workers)` : "";
+  console.error(`total: ${files.length} files, ${sum.toFixed(1)} s in tests${summed}, ${wallSeconds.toFixed(1)} s wall`);
 }
