@@ -82,7 +82,7 @@ describe("SqliteStore on a file: device writes off the main thread", () => {
     expect(result.waitedMs).toBeGreaterThan(250);
     // ... while the event loop kept running (a 2 ms timer was never late by more than a scheduling hiccup;
     // on the main thread these writes sleep in the busy handler for the whole 300 ms, or fail after 5 s).
-    expect(stallMs).toBeLessThan(100);
+    expect(stallMs).toBeLessThan(200); // not 300: the writes' whole wait
     expect(result.held).toBe(true);
     expect(result.stored).toBe(1);
     expect(await store.getDevice(d.uuid)).toMatchObject({ lastSeen: at, currentTarget: "t-9" });

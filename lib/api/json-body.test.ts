@@ -22,7 +22,8 @@ describe("JSON body reader", () => {
     const deep = enc("[".repeat(100_000) + "]".repeat(100_000));
     const t0 = performance.now();
     expect(() => parseJsonBytes(deep)).toThrow("nested deeper than 32 levels");
-    expect(performance.now() - t0).toBeLessThan(20);
+    // The scan stops at the 33rd level (microseconds); 100 ms leaves room for a machine busy with other tests.
+    expect(performance.now() - t0).toBeLessThan(100);
     const objects = enc('{"a":'.repeat(100_000) + "1" + "}".repeat(100_000));
     expect(statusOf(() => parseJsonBytes(objects))).toBe(400);
   });

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeOciLayout } from "../harness/images.ts";
-import { run, tempDir } from "../harness/tmp.ts";
+import { freePort, run, tempDir } from "../harness/tmp.ts";
 import { actionTrail, component, helloImage, KantoRig, squash } from "./_rig.ts";
 
 let rig: KantoRig;
@@ -87,7 +87,7 @@ describe("fioup agent applies desired states", () => {
   });
 
   test("every component key maps onto the container", async () => {
-    const port = 20000 + (process.pid % 20000);
+    const port = await freePort(); // not one derived from the PID: that could be a port another test process holds
     const f = await rig.apply("keys-1", [
       component(n("hello"), hello, [{ key: "env", value: "FOO=BAR" }], "latest"),
       component(n("keys"), other, [
