@@ -311,8 +311,10 @@ describe("Runtime.pruneImages", () => {
         throw e;
       });
     try {
-      // Until the engine has refused 5 of our prunes (each one pruneImages had to get past), at most 200 rounds.
-      for (let i = 0; i < 200 && ours409 < 5; i++) await rt.pruneImages();
+      // Until the engine has refused one of our prunes (which pruneImages had to get past), at most
+      // 200 rounds. Not longer: the daemon is shared with the other test worker, whose builds lose
+      // an untagged intermediate image to a prune that lands between two steps.
+      for (let i = 0; i < 200 && ours409 < 1; i++) await rt.pruneImages();
     } finally {
       done = true;
       rt.engine.pruneImages = enginePrune;
