@@ -22,7 +22,7 @@ const started = performance.now();
 const loadAtStart = loadavg();
 const args = process.argv.slice(2);
 const workers = testWorkers(process.env.TEST_WORKERS);
-const parallel = workers > 1 && !args.some((a) => a.startsWith("--parallel")) ? [`--parallel=${workers}`, "--no-isolate"] : [];
+const parallel = workers > 1 && !args.some((a) => a === "--parallel" || a.startsWith("--parallel=")) ? [`--parallel=${workers}`, "--no-isolate"] : [];
 const proc = Bun.spawn(
   [process.execPath, "test", "--timeout", "120000", ...parallel, "--reporter=junit", `--reporter-outfile=${report}`, ...args],
   { stdio: ["inherit", "inherit", "inherit"] },

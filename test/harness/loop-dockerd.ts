@@ -55,8 +55,8 @@ export async function startLoopDockerd(opts: { sizeMiB: number }): Promise<LoopD
     cmd: [
       "dockerd", "--config-file", config, "--data-root", dataRoot, "--exec-root", exec, "--host", `unix://${socket}`,
       "--pidfile", join(dir, "d.pid"), "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-      // A /20 of 10.202.0.0/16 per test process (16 networks each), so two such daemons that npm
-      // test's two workers run at once do not give their networks the same subnet.
+      // A /20 of 10.202.0.0/16 per test process (16 networks each, by PID modulo 16), so two such
+      // daemons that npm test's two workers run at once rarely give their networks the same subnets.
       "--default-address-pool", `base=10.202.${(process.pid % 16) * 16}.0/20,size=24`, "--shutdown-timeout", "3", "--log-level", "warn",
     ],
     env: { HTTP_PROXY: "", HTTPS_PROXY: "", http_proxy: "", https_proxy: "", DOCKER_HOST: "" },
