@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { PostgresStore } from "../../gateway/store/postgres.ts";
+import { POSTGRES, searchSql } from "../../gateway/store/_search.ts";
 import { SqliteStore } from "../../gateway/store/sqlite.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
@@ -74,12 +75,12 @@ for (const backend of ["sqlite", "postgres"] as const)
   describe(`with ${DEVICES} devices in ${backend}`, () => {
     let gw: GatewayHandle;
     let pg: PostgresHandle | undefined;
+    let db: string;
 
     beforeAll(async () => {
       const dataDir = join(await tempDir("ui-perf-"), "data");
       mkdirSync(dataDir, { recursive: true });
       const t0 = performance.now();
-      let db: string;
       if (backend === "sqlite") {
         db = join(dataDir, "fleet.db");
         await SqliteStore.open(db).close(); // creates the schema (migrations)
@@ -151,13 +152,34 @@ for (const backend of ["sqlite", "postgres"] as const)
       } as RequestInit);
       const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
       for (const q of ["", "?q=device-0424", "?status=failed&sort=lastSeen&dir=desc"]) {
-        const res = await fetch(`${gw.url}/ui/devices${q}`, { headers: { cookie }, tls: { ca: gw.caPem } } as RequestInit);
-        expect(res.status).toBe(200);
-        const html = await res.text();
-        expect(html).toContain("device-");
-        const ui = timing(res, "ui");
-        console.error(`/ui/devices${q}: ui ${ui} ms, db ${timing(res, "db")} ms`);
-        expect(ui).toBeLessThan(BUDGET_MS);
+        // The median of three, as above: one stall of a shared machine is not the page's.
+        const uis: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const res = await fetch(`${gw.url}/ui/devices${q}`, { headers: { cookie }, tls: { ca: gw.caPem } } as RequestInit);
+          expect(res.status).toBe(200);
+          const html = await res.text();
+          expect(html).toContain("device-");
+          uis.push(timing(res, "ui"));
+          console.error(`/ui/devices${q}: ui ${uis.at(-1)} ms, db ${timing(res, "db")} ms`);
+        }
+        expect(median(uis)).toBeLessThan(BUDGET_MS);
       }
     }, 60_000);
+
+    if (backend === "postgres")
+      test("a search by part of a name or uuid reads the trigram indexes, not every device", async () => {
+        // Without them (migration 35) PostgreSQL reads all 100,000 rows for the count of a search:
+        // 40-140 ms on a quiet machine, several times that on a busy one, seconds at a million.
+        const sql = new SQL(db);
+        try {
+          const { count } = searchSql(POSTGRES, { text: "device-0424", offlineBefore: new Date().toISOString() });
+          const plan = ((await sql.unsafe(`EXPLAIN ${count.sql}`, count.params)) as { "QUERY PLAN": string }[]).map((r) => r["QUERY PLAN"]).join("\n");
+          expect(plan).toContain("devices_name_trgm");
+          expect(plan).not.toContain("Seq Scan");
+          const rows = (await sql.unsafe(count.sql.replace("count(*)", "count(*)::int"), count.params)) as { n: number }[];
+          expect(rows[0]!.n).toBe(100); // device-042400 ... device-042499
+        } finally {
+          await sql.close();
+        }
+      });
   });
