@@ -169,7 +169,7 @@ for (const backend of ["sqlite", "postgres"] as const)
     if (backend === "postgres")
       test("a search by part of a name or uuid reads the trigram indexes, not every device", async () => {
         // Without them (migration 35) PostgreSQL reads all 100,000 rows for the count of a search:
-        // 40-140 ms on a quiet machine, several times that on a busy one, seconds at a million.
+        // 40-140 ms on a quiet machine, several times that on a busy one, and growing with the fleet.
         const sql = new SQL(db);
         try {
           const { count } = searchSql(POSTGRES, { text: "device-0424", offlineBefore: new Date().toISOString() });
