@@ -12,13 +12,15 @@
 // re-evaluating it per file would start a watchdog per file and forget the earlier files' dirs.
 // Files two workers run at once share the machine's dockerd, so each names its images, containers
 // and compose projects uniquely (with the process ID), as test/harness/README.md asks.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { DOCKERD_HISTORY } from "../test/harness/dockerd.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ota-test-report-"));
 const report = join(dir, "junit.xml");
 const started = performance.now();
+const startedAt = new Date().toISOString();
 const loadAtStart = loadavg();
 const args = process.argv.slice(2);
 const workers = testWorkers(process.env.TEST_WORKERS);
@@ -30,8 +32,10 @@ const proc = Bun.spawn(
 const code = await proc.exited;
 const wall = (performance.now() - started) / 1000;
 
+let xml = "";
 try {
-  printTimes(readFileSync(report, "utf8"), wall, parallel.length ? workers : 1);
+  xml = readFileSync(report, "utf8");
+  printTimes(xml, wall, parallel.length ? workers : 1);
 } catch (err) {
   console.error(`test times: no report (${(err as Error).message})`);
 }
@@ -40,6 +44,9 @@ const cpu = proc.resourceUsage()?.cpuTime;
 const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
 if (cpu) console.error(`cpu: ${(Number(cpu.user) / 1e6).toFixed(1)} s user, ${(Number(cpu.system) / 1e6).toFixed(1)} s system (bun test and the processes it waited for)`);
 console.error(`load average: ${load(loadAtStart)} at the start, ${load(loadavg())} at the end`);
+// Last, so that a CI log's tail holds them: why each test failed, and what the shared dockerd went through.
+if (xml) printFailures(xml);
+if (code !== 0) printDockerdHistory(startedAt);
 rmSync(dir, { recursive: true, force: true });
 process.exit(code);
 
@@ -65,4 +72,31 @@ function printTimes(xml: string, wallSeconds: number, workers: number): void {
   const sum = files.reduce((s, f) => s + f.seconds, 0);
   const summed = workers > 1 ? ` (summed over ${workers} workers)` : "";
   console.error(`total: ${files.length} files, ${sum.toFixed(1)} s in tests${summed}, ${wallSeconds.toFixed(1)} s wall`);
+}
+
+function unescapeXml(s: string): string {
+  return s.replace(/&#10;/g, "\n").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+
+/** Each failed test with the first lines of its error (bun's own output has them too, far up a long log). */
+function printFailures(xml: string): void {
+  const re = /<testcase name="([^"]*)"[^>]* file="([^"]+)"[^>]*>\s*<failure [^>]*>([^<]*)<\/failure>/g;
+  const out: string[] = [];
+  for (const m of xml.matchAll(re)) {
+    if (out.length === 30) {
+      out.push("  (more failures: see the output above)");
+      break;
+    }
+    const lines = unescapeXml(m[3]!).split("\n").filter((l) => l.trim()).slice(0, 8);
+    out.push(`  ${m[2]} > ${unescapeXml(m[1]!)}\n${lines.map((l) => `      ${l.slice(0, 300)}`).join("\n")}`);
+  }
+  if (out.length) console.error(`\nfailures (first lines of each error):\n${out.join("\n")}`);
+}
+
+/** The shared test dockerd's starts and stops during this run (test/harness/dockerd.ts writes them). */
+function printDockerdHistory(since: string): void {
+  if (!existsSync(DOCKERD_HISTORY)) return;
+  const lines = readFileSync(DOCKERD_HISTORY, "utf8").split("\n").filter((l) => l && l >= since);
+  const churn = lines.filter((l) => !l.includes("empties dockerd"));
+  if (churn.length) console.error(`\nthe shared test dockerd during this run:\n${churn.slice(-30).map((l) => `  ${l}`).join("\n")}`);
 }

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { onExit, pidAlive, run, ServiceStartError, sleep, spawnDetached, stopPid, tailFile, waitFor } from "./tmp.ts";
 
@@ -43,6 +43,8 @@ const LOCK = join(ROOT, "lock");
 const USERS = join(ROOT, "users");
 const DATA = join(ROOT, "data");
 const EXEC = join(ROOT, "exec");
+/** One line per start and stop of the daemon, with who did it and why: npm test's summary prints it when a test failed. */
+export const DOCKERD_HISTORY = join(ROOT, "history.log");
 const BRIDGE = process.env.OTA_TEST_DOCKERD_BRIDGE ?? "ota-test0";
 const BRIDGE_CIDR = process.env.OTA_TEST_DOCKERD_BIP ?? "10.200.0.1/24";
 const ADDRESS_POOL = process.env.OTA_TEST_DOCKERD_POOL ?? "10.201.0.0/16";
@@ -178,7 +180,10 @@ while :; do
   owner=$(cat "$root/lock/owner" 2>/dev/null)
   [ -n "$owner" ] && alive "$owner" && busy=1
   if [ $busy = 0 ]; then idle=$((idle+1)); else idle=0; fi
-  if [ $idle -ge 3 ]; then kill -TERM "$pid"; exit 0; fi
+  if [ $idle -ge 3 ]; then
+    echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) reaper: no live user for 6 s: SIGTERM to dockerd $pid" >> "$root/history.log"
+    kill -TERM "$pid"; exit 0
+  fi
   sleep 2
 done
 `;
@@ -215,7 +220,7 @@ async function startDaemon(): Promise<number> {
   } catch (err) {
     if (ourDockerdRunning()) throw err; // it runs but does not answer: a second one would not help
     console.error(`test dockerd: ${(err as Error).message}\ntest dockerd: starting it once more`);
-    await stopDaemon();
+    await stopDaemon(`its first start failed: ${(err as Error).message.split("\n")[0]}`);
     return await startDaemonOnce();
   }
 }
@@ -259,6 +264,7 @@ async function startDaemonOnce(): Promise<number> {
     alive: seenRecently(ourDockerdRunning, 3000),
     timeoutMs: 60_000,
   });
+  history(`started dockerd ${daemonPid()}`);
   return daemonPid();
 }
 
@@ -296,8 +302,19 @@ function ourDockerdRunning(): boolean {
   return false;
 }
 
-async function stopDaemon(): Promise<void> {
+/** Appends to DOCKERD_HISTORY (best effort: a diagnostic, never a reason to fail). */
+function history(what: string): void {
+  try {
+    mkdirSync(ROOT, { recursive: true });
+    appendFileSync(DOCKERD_HISTORY, `${new Date().toISOString()} test process ${process.pid}: ${what}\n`);
+  } catch {
+    // diagnostic only
+  }
+}
+
+async function stopDaemon(why: string): Promise<void> {
   const pid = daemonPid();
+  history(`stops dockerd ${pid || "(no pid)"}: ${why}`);
   if (pid && pidAlive(pid)) await stopPid(pid, 20_000);
   // containerd shims outlive a killed dockerd; they were started for us, so stop them too.
   for (const p of leftoverPids()) await stopPid(p, 3000);
@@ -312,7 +329,7 @@ async function emptyOrStop(): Promise<void> {
     await run(["docker", "system", "prune", "-af", "--volumes"], { env });
   } catch (err) {
     console.error(`test dockerd: cannot empty it for the next test file, stopping it: ${(err as Error).message}`);
-    await stopDaemon();
+    await stopDaemon(`cannot empty it: ${(err as Error).message.split("\n")[0]}`);
   }
 }
 
@@ -340,7 +357,10 @@ function installExitHook(): void {
     try {
       if (liveUsers().length === 0) {
         const pid = daemonPid();
-        if (pid && pidAlive(pid)) process.kill(pid, "SIGTERM");
+        if (pid && pidAlive(pid)) {
+          history(`exits as its last user: SIGTERM to dockerd ${pid}`);
+          process.kill(pid, "SIGTERM");
+        }
       }
     } finally {
       unlockSync();
@@ -376,7 +396,7 @@ export async function startDockerd(): Promise<DockerdHandle> {
           if (await ping()) return old;
           await sleep(200);
         }
-        await stopDaemon();
+        await stopDaemon("it runs but has not answered /_ping for 15 s");
       }
       return await startDaemon();
     } catch (err) {
@@ -404,7 +424,10 @@ export async function startDockerd(): Promise<DockerdHandle> {
       // The user entry stays until this process exits (see the module comment): the next test file reuses the daemon.
       await withLock(async () => {
         localRefs--;
-        if (localRefs === 0 && liveUsers().every((p) => p === process.pid)) await emptyOrStop();
+        if (localRefs === 0 && liveUsers().every((p) => p === process.pid)) {
+          history("empties dockerd for the next test file (its only user)");
+          await emptyOrStop();
+        }
       });
     },
   };
