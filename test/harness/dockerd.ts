@@ -4,11 +4,12 @@
  * or $OTA_TEST_DOCKERD_DIR), guarded by a lock and reference-counted by the PIDs of the test
  * processes using it: the first user starts it (on a fresh data root), the last one stops it.
  * A process keeps its reference until it exits, though its test files dropped theirs: in `npm test`
- * (one `bun test` process over every file) the last `stop()` of a file empties the daemon of
+ * (each of its `bun test` workers is one process over many files) the last `stop()` of a file empties the daemon of
  * containers, images, networks and volumes when no other process uses it, as a stop and a fresh
  * start would leave it, and the next file reuses it instead of waiting for that stop and start
  * (about 2 s each time); the exit hook stops it when the process ends, or the reaper once the
- * process is gone.
+ * process is gone. Whoever stops it removes its containers and networks first, and a start
+ * removes bridges an earlier daemon left in the pool (see bridgesIn).
  *
  * The daemon has its own bridge (`ota-test0`, 10.200.0.1/24), `--iptables=false` and no
  * registry mirrors: published ports on 127.0.0.1 work through docker-proxy, compose networks
@@ -158,31 +159,78 @@ async function wipe(): Promise<void> {
   rmSync(EXEC, { recursive: true, force: true });
   rmSync(SOCKET, { force: true });
   rmSync(PIDFILE, { force: true });
+  const stale = await bridgesIn(ADDRESS_POOL);
+  if (stale.length) history(`removes ${stale.length} bridges an earlier dockerd left in ${ADDRESS_POOL}`);
+  await removeBridges(stale);
+}
+
+/**
+ * The Linux bridges (`br-<network id>`) whose IPv4 address lies in `cidr`. A dockerd that stops
+ * leaves the bridges of its networks behind, and its routes with them; when its data root is
+ * wiped, the next daemon knows nothing of them and avoids their subnets as taken by the host.
+ * Left to pile up over runs they filled the test pool's 256 subnets ("could not find an
+ * available, non-overlapping IPv4 address pool"): a CI run failed 11 tests that way.
+ */
+export async function bridgesIn(cidr: string): Promise<string[]> {
+  const [base = "", bits = "32"] = cidr.split("/");
+  const mask = Number(bits) === 0 ? 0 : (~0 << (32 - Number(bits))) >>> 0;
+  const ip = (a: string) => a.split(".").reduce((n, o) => (n << 8) + Number(o), 0) >>> 0;
+  const res = await run(["ip", "-j", "-4", "addr", "show", "type", "bridge"], { allowFail: true });
+  if (res.code !== 0) return [];
+  const links = JSON.parse(res.stdout || "[]") as { ifname?: string; addr_info?: { local: string }[] }[];
+  return links
+    .filter((l) => l.ifname?.startsWith("br-") && l.addr_info?.some((a) => ((ip(a.local) & mask) >>> 0) === ((ip(base) & mask) >>> 0)))
+    .map((l) => l.ifname!);
+}
+
+/** Deletes network links by name (one already gone is fine). */
+export async function removeBridges(names: string[]): Promise<void> {
+  for (const name of names) await run(["ip", "link", "delete", name], { allowFail: true });
 }
 
 /**
  * Safety net for test processes that die without calling stop() (bun test runs no exit
  * handlers): a detached loop that stops the daemon by PID once no registered user is alive
- * for ~6 s and nobody holds the lock.
+ * for ~6 s and nobody holds the lock. It takes the lock to stop it, so no test process starts
+ * to use a daemon it is emptying; it removes the containers and networks first, as the
+ * daemon then deletes their bridges (a stopped daemon leaves them: see bridgesIn).
  */
 const REAPER_SCRIPT = `
 root=$1; idle=0
+export DOCKER_HOST="unix://$root/docker.sock"
 alive() { [ -r /proc/$1/stat ] && [ "$(cut -d' ' -f3 /proc/$1/stat)" != Z ]; }
+users() {
+  n=0
+  for f in "$root"/users/*; do
+    [ -e "$f" ] || continue
+    if alive "\${f##*/}"; then n=1; else rm -f "$f"; fi
+  done
+  [ $n = 1 ]
+}
 sleep 5
 while :; do
   pid=$(cat "$root/dockerd.pid" 2>/dev/null)
   [ -n "$pid" ] && alive "$pid" || exit 0
   busy=0
-  for f in "$root"/users/*; do
-    [ -e "$f" ] || continue
-    if alive "\${f##*/}"; then busy=1; else rm -f "$f"; fi
-  done
+  users && busy=1
   owner=$(cat "$root/lock/owner" 2>/dev/null)
   [ -n "$owner" ] && alive "$owner" && busy=1
   if [ $busy = 0 ]; then idle=$((idle+1)); else idle=0; fi
-  if [ $idle -ge 3 ]; then
-    echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) reaper: no live user for 6 s: SIGTERM to dockerd $pid" >> "$root/history.log"
-    kill -TERM "$pid"; exit 0
+  if [ $idle -ge 3 ] && mkdir "$root/lock" 2>/dev/null; then
+    echo $$ > "$root/lock/owner"
+    if users; then
+      idle=0
+    else
+      echo "$(date -u +%Y-%m-%dT%H:%M:%S.000Z) reaper: no live user for 6 s: empties and stops dockerd $pid" >> "$root/history.log"
+      ids=$(timeout 20 docker ps -aq 2>/dev/null)
+      [ -n "$ids" ] && timeout 60 docker rm -f -v $ids >/dev/null 2>&1
+      timeout 20 docker network prune -f >/dev/null 2>&1
+      kill -TERM "$pid"
+      i=0; while alive "$pid" && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+      rm -rf "$root/lock"
+      exit 0
+    fi
+    rm -rf "$root/lock"
   fi
   sleep 2
 done
@@ -358,7 +406,12 @@ function installExitHook(): void {
       if (liveUsers().length === 0) {
         const pid = daemonPid();
         if (pid && pidAlive(pid)) {
-          history(`exits as its last user: SIGTERM to dockerd ${pid}`);
+          history(`exits as its last user: empties and stops dockerd ${pid}`);
+          // Its networks first, as the reaper does: the daemon then deletes their bridges.
+          const env = { ...process.env, DOCKER_HOST: `unix://${SOCKET}` };
+          const ids = Bun.spawnSync(["docker", "ps", "-aq"], { env, timeout: 10_000 }).stdout.toString().split("\n").filter(Boolean);
+          if (ids.length) Bun.spawnSync(["docker", "rm", "-f", "-v", ...ids], { env, timeout: 30_000 });
+          Bun.spawnSync(["docker", "network", "prune", "-f"], { env, timeout: 10_000 });
           process.kill(pid, "SIGTERM");
         }
       }

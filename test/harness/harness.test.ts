@@ -1,7 +1,8 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { startDockerRegistry } from "./docker-registry.ts";
-import { startDockerd } from "./dockerd.ts";
+import { bridgesIn, removeBridges, startDockerd } from "./dockerd.ts";
+import { startLoopDockerd } from "./loop-dockerd.ts";
 import { buildBusyboxImage, busyboxImageTar, writeOciLayout } from "./images.ts";
 import { startGateway } from "./gateway.ts";
 import { startMosquitto } from "./mosquitto.ts";
@@ -129,6 +130,39 @@ describe("dockerd", () => {
     } finally {
       await dockerd.stop();
     }
+  });
+});
+
+// A stopped dockerd leaves its networks' bridges, and their routes, behind: left to pile up over
+// runs they filled the test pool and a CI run failed 11 tests ("could not find an available,
+// non-overlapping IPv4 address pool").
+describe("dockerd bridges", () => {
+  test("bridgesIn finds the br-* bridges with an address in a CIDR, and removeBridges deletes them", async () => {
+    const name = `br-h${process.pid}`.slice(0, 15);
+    await run(["ip", "link", "add", name, "type", "bridge"]);
+    try {
+      await run(["ip", "addr", "add", `10.203.${process.pid % 250}.1/24`, "dev", name]);
+      expect(await bridgesIn("10.203.0.0/16")).toContain(name);
+      expect(await bridgesIn(`10.203.${process.pid % 250}.0/24`)).toContain(name);
+      expect(await bridgesIn("10.204.0.0/16")).not.toContain(name);
+      await removeBridges([name]);
+      expect((await run(["ip", "link", "show", name], { allowFail: true })).code).not.toBe(0);
+    } finally {
+      await run(["ip", "link", "delete", name], { allowFail: true });
+    }
+  });
+
+  test("a small-disk dockerd's stop removes the bridges of its networks", async () => {
+    const small = await startLoopDockerd({ sizeMiB: 256 });
+    let bridge = "";
+    try {
+      const id = (await small.docker("network", "create", `h${process.pid}`)).trim();
+      bridge = `br-${id.slice(0, 12)}`;
+      expect((await run(["ip", "link", "show", bridge], { allowFail: true })).code).toBe(0);
+    } finally {
+      await small.stop();
+    }
+    expect((await run(["ip", "link", "show", bridge], { allowFail: true })).code).not.toBe(0);
   });
 });
 

@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { DockerdHandle } from "./dockerd.ts";
+import { bridgesIn, removeBridges, type DockerdHandle } from "./dockerd.ts";
 import { Proc, run, tempDir } from "./tmp.ts";
 
 export interface LoopDockerdHandle extends DockerdHandle {
@@ -48,6 +48,10 @@ export async function startLoopDockerd(opts: { sizeMiB: number }): Promise<LoopD
   await run(["mkfs.ext4", "-q", "-F", "-m", "0", img]);
   await run(["mkdir", "-p", dataRoot, exec]);
   await run(["mount", "-o", "loop", img, dataRoot]);
+  // With no other such daemon running, bridges in 10.202.0.0/16 are ones a stopped daemon left
+  // (a killed test, or an older harness): they would hold subnets of this daemon's small pool.
+  const others = await run(["pgrep", "-f", "dockerd .*--data-root .*/loopd-"], { allowFail: true });
+  if (!others.stdout.trim()) await removeBridges(await bridgesIn("10.202.0.0/16"));
   const config = join(dir, "daemon.json");
   writeFileSync(config, "{}\n");
   const proc = Proc.start({
@@ -63,7 +67,11 @@ export async function startLoopDockerd(opts: { sizeMiB: number }): Promise<LoopD
     logFile: join(dir, "dockerd.log"),
   });
   const stopAll = async () => {
+    // The bridges of its networks outlive a stopped dockerd (see bridgesIn in dockerd.ts): note them to delete after.
+    const nets = await run(["docker", "network", "ls", "-q", "--filter", "driver=bridge"], { env: { DOCKER_HOST: `unix://${socket}` }, allowFail: true });
+    const bridges = nets.code === 0 ? nets.stdout.split("\n").filter(Boolean).map((id) => `br-${id.slice(0, 12)}`) : [];
     await proc.stop();
+    await removeBridges(bridges);
     // containerd shims outlive dockerd; they were started for us (their command line names our dir).
     const ps = await run(["pgrep", "-f", dir], { allowFail: true });
     for (const pid of ps.stdout.split("\n").map(Number).filter((p) => p > 0 && p !== process.pid)) {
