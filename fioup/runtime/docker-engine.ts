@@ -233,9 +233,12 @@ export class DockerEngine {
     await res.body?.cancel();
   }
 
-  /** POST /images/prune (dangling images only unless `all`). Returns reclaimed bytes. @throws {EngineError} */
-  async pruneImages(opts: { all?: boolean } = {}): Promise<number> {
-    const filters = JSON.stringify({ dangling: [opts.all ? "false" : "true"] });
+  /**
+   * POST /images/prune (dangling images only unless `all`; with `olderThan`, e.g. "10m", only
+   * images created before that long ago). Returns reclaimed bytes. @throws {EngineError}
+   */
+  async pruneImages(opts: { all?: boolean; olderThan?: string } = {}): Promise<number> {
+    const filters = JSON.stringify({ dangling: [opts.all ? "false" : "true"], ...(opts.olderThan ? { until: [opts.olderThan] } : {}) });
     const out = await this.json<{ SpaceReclaimed?: number }>("Cannot prune images", "POST", `/images/prune?filters=${encodeURIComponent(filters)}`);
     return out.SpaceReclaimed ?? 0;
   }

@@ -127,6 +127,8 @@ const META_FILE = ".fioup/app.json";
 const LEDGER_FILE = ".fioup-images.json";
 /** Beside the apps: compose commands running now (killed by the next fioup if this one dies). */
 const COMPOSE_PID_FILE = ".fioup-compose.pids";
+/** Dangling images younger than this are left to the next prune (see pruneImages). */
+const DANGLING_GRACE = "10m";
 
 /** Ties engine, images, compose, extraction and health together. */
 export class Runtime {
@@ -502,7 +504,12 @@ export class Runtime {
 
   /**
    * Removes the local tags this runtime loaded (its ledger) that no installed
-   * app uses and that are not in `keepTags`, then prunes dangling images.
+   * app uses and that are not in `keepTags`, then prunes dangling images created
+   * more than DANGLING_GRACE ago: a newer one may be the last step of a build
+   * another client of the engine is running (the legacy builder leaves it
+   * untagged until the next step), and removing it would fail that build.
+   * The images this runtime untags were built long before, and the ones it
+   * removes by tag above go at once.
    * Tags still used by a container are kept; a prune another client is running already is left to
    * it. Returns the removed tags.
    * @throws {EngineError}
@@ -525,7 +532,7 @@ export class Runtime {
       return gone;
     });
     try {
-      await this.engine.pruneImages();
+      await this.engine.pruneImages({ olderThan: DANGLING_GRACE });
     } catch (err) {
       // 409: another prune runs on this engine (a second client of it, an operator's `docker image
       // prune`). The dangling images are that prune's, or the next one's; an update that reached

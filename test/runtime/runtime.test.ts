@@ -21,7 +21,8 @@ import {
 } from "../../fioup/runtime/index.ts";
 import { DockerEngine, type EngineError } from "../../fioup/runtime/docker-engine.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
-import { freePort, tempDir } from "../harness/tmp.ts";
+import { busyboxImageTar } from "../harness/images.ts";
+import { freePort, run, tempDir } from "../harness/tmp.ts";
 import { storeApp, uniq, type FixtureApp } from "./_fixtures.ts";
 
 // bunfig's [test] timeout is not honoured by this Bun: set it here.
@@ -298,10 +299,11 @@ describe("Runtime.pruneImages", () => {
     // already running"), as when two clients share it: an update's cleanup must not fail for that.
     // Three other clients, each its own connection to the engine, prune back to back, so a prune is
     // nearly always running; ours are counted where pruneImages calls the engine.
+    // (Only images older than 10 minutes, as fioup's own prune: the other test worker may be building.)
     let done = false;
     const others = Array.from({ length: 3 }, async () => {
       const other = new DockerEngine(dockerd.host);
-      while (!done) await other.pruneImages().catch((e: EngineError) => (e.status === 409 ? undefined : Promise.reject(e)));
+      while (!done) await other.pruneImages({ olderThan: "10m" }).catch((e: EngineError) => (e.status === 409 ? undefined : Promise.reject(e)));
     });
     let ours409 = 0;
     const enginePrune = rt.engine.pruneImages;
@@ -321,6 +323,27 @@ describe("Runtime.pruneImages", () => {
       await Promise.all(others);
     }
     expect(ours409).toBeGreaterThan(0); // the engine did refuse our prunes, and pruneImages still succeeded
+  });
+
+  test("the prune leaves a dangling image made a moment ago (another client's build step) and removes an old one", async () => {
+    const tag = `rt-dangle/${ns}:x`;
+    await dockerd.docker("load", "-i", await busyboxImageTar({ tag, files: { "/o": uniq() } }));
+    const oldId = (await dockerd.docker("image", "inspect", "-f", "{{.Id}}", tag)).trim();
+    // The tag moves to another image: the first one is dangling, and was created long ago (the harness's images say 1970).
+    await dockerd.docker("load", "-i", await busyboxImageTar({ tag, files: { "/o": uniq() } }));
+    // An untagged image created now, as the legacy builder leaves each step until the next one.
+    const dir = await tempDir("rt-step-");
+    writeFileSync(join(dir, "step"), uniq());
+    await run(["tar", "-cf", join(dir, "step.tar"), "-C", dir, "step"]);
+    const freshId = (await dockerd.docker("import", join(dir, "step.tar"))).trim();
+    try {
+      expect((await rt.engine.inspectImage(oldId))?.RepoTags ?? []).toEqual([]);
+      await rt.pruneImages();
+      expect(await rt.engine.inspectImage(oldId)).toBeUndefined();
+      expect((await rt.engine.inspectImage(freshId))?.Id).toBe(freshId);
+    } finally {
+      await dockerd.docker("rmi", "-f", freshId, tag).catch(() => "");
+    }
   });
 });
 
