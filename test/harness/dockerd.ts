@@ -441,15 +441,18 @@ export async function startDockerd(): Promise<DockerdHandle> {
     localRefs++;
     try {
       if (await ping()) return daemonPid();
-      // A daemon still starting (another process died mid-start) or hung: give it a moment, then replace it.
+      // A daemon still starting (another process died mid-start) or hung: give it a moment, then
+      // replace it. A longer moment while another test process uses it (npm test's other worker):
+      // a busy daemon answers late, and replacing it would fail that process's tests.
       const old = daemonPid();
       if (old && pidAlive(old)) {
-        const deadline = Date.now() + 15_000;
+        const waitS = liveUsers().some((p) => p !== process.pid) ? 60 : 15;
+        const deadline = Date.now() + waitS * 1000;
         while (Date.now() < deadline) {
           if (await ping()) return old;
           await sleep(200);
         }
-        await stopDaemon("it runs but has not answered /_ping for 15 s");
+        await stopDaemon(`it runs but has not answered /_ping for ${waitS} s`);
       }
       return await startDaemon();
     } catch (err) {
