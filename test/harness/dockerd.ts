@@ -19,6 +19,7 @@
  * @module
  */
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { BlockList } from "node:net";
 import { join } from "node:path";
 import { onExit, pidAlive, run, ServiceStartError, sleep, spawnDetached, stopPid, tailFile, waitFor } from "./tmp.ts";
 
@@ -173,14 +174,12 @@ async function wipe(): Promise<void> {
  */
 export async function bridgesIn(cidr: string): Promise<string[]> {
   const [base = "", bits = "32"] = cidr.split("/");
-  const mask = Number(bits) === 0 ? 0 : (~0 << (32 - Number(bits))) >>> 0;
-  const ip = (a: string) => a.split(".").reduce((n, o) => (n << 8) + Number(o), 0) >>> 0;
+  const pool = new BlockList();
+  pool.addSubnet(base, Number(bits), "ipv4");
   const res = await run(["ip", "-j", "-4", "addr", "show", "type", "bridge"], { allowFail: true });
   if (res.code !== 0) return [];
   const links = JSON.parse(res.stdout || "[]") as { ifname?: string; addr_info?: { local: string }[] }[];
-  return links
-    .filter((l) => l.ifname?.startsWith("br-") && l.addr_info?.some((a) => ((ip(a.local) & mask) >>> 0) === ((ip(base) & mask) >>> 0)))
-    .map((l) => l.ifname!);
+  return links.filter((l) => l.ifname?.startsWith("br-") && l.addr_info?.some((a) => pool.check(a.local, "ipv4"))).map((l) => l.ifname!);
 }
 
 /** Deletes network links by name (one already gone is fine). */
