@@ -1,7 +1,7 @@
 /**
  * Coalesces what check-ins tell us (last seen, tags, current target, apps)
- * and writes it once a second in one batch, so polling costs no write per
- * request. A crash loses at most one interval of last-seen times: nothing a
+ * and writes it once a second in batches (CHUNK devices each), so polling
+ * costs no write per request. A crash loses at most one interval of last-seen times: nothing a
  * device was promised.
  *
  * A check-in only stores the header values as they came, in the device's
