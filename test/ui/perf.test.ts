@@ -184,6 +184,13 @@ for (const backend of ["sqlite", "postgres"] as const)
           });
           expect(plan).toContain("devices_name_trgm");
           expect(plan).not.toContain("Seq Scan");
+          // And left to itself the planner takes them, whatever sample ANALYZE drew (migration 36:
+          // with the default statistics it read every row after about one ANALYZE in ten).
+          for (let i = 0; i < 5; i++) {
+            await sql.unsafe("ANALYZE devices");
+            const chosen = ((await sql.unsafe(`EXPLAIN ${count.sql}`, count.params)) as { "QUERY PLAN": string }[]).map((r) => r["QUERY PLAN"]).join("\n");
+            expect(chosen).toContain("devices_name_trgm");
+          }
           const rows = (await sql.unsafe(count.sql.replace("count(*)", "count(*)::int"), count.params)) as { n: number }[];
           expect(rows[0]!.n).toBe(100); // device-042400 ... device-042499
         } finally {
