@@ -170,11 +170,11 @@ for (const backend of ["sqlite", "postgres"] as const)
       test("a search by part of a name or uuid reads the trigram indexes, not every device", async () => {
         // Without them (migration 35) PostgreSQL reads all 100,000 rows for the count of a search:
         // 40-140 ms on a quiet machine, several times that on a busy one, and growing with the fleet.
-        // Whether the planner takes them depends on its estimate of the matches, read from a random
-        // sample of names (ANALYZE): in one CI run it guessed 1,020 rows, not 100, and chose
-        // to read every row, a choice this test cannot hold it to. So the plan is asked with
-        // sequential scans priced out: with the indexes it reads them, without them it still has
-        // to scan. How fast the search is, the dashboard budget above checks.
+        // First the plan with sequential scans priced out: with the indexes it reads them, without
+        // them it still has to scan. Then the plan the planner chooses, which depends on the matches
+        // it expects, guessed from a random sample of names (ANALYZE): in one CI run, before
+        // migration 36, it guessed 1,020 rows, not 100, and read every row. How fast the search
+        // is, the dashboard budget above checks.
         const sql = new SQL(db);
         try {
           const { count } = searchSql(POSTGRES, { text: "device-0424", offlineBefore: new Date().toISOString() });
@@ -184,8 +184,8 @@ for (const backend of ["sqlite", "postgres"] as const)
           });
           expect(plan).toContain("devices_name_trgm");
           expect(plan).not.toContain("Seq Scan");
-          // And left to itself the planner takes them, whatever sample ANALYZE drew (migration 36:
-          // with the default statistics it read every row after about one ANALYZE in ten).
+          // Left to itself the planner takes them too, whatever sample ANALYZE draws (with the
+          // default statistics a scan came within 30 ANALYZEs; with migration 36's, none in 30).
           for (let i = 0; i < 5; i++) {
             await sql.unsafe("ANALYZE devices");
             const chosen = ((await sql.unsafe(`EXPLAIN ${count.sql}`, count.params)) as { "QUERY PLAN": string }[]).map((r) => r["QUERY PLAN"]).join("\n");
