@@ -127,8 +127,8 @@ const META_FILE = ".fioup/app.json";
 const LEDGER_FILE = ".fioup-images.json";
 /** Beside the apps: compose commands running now (killed by the next fioup if this one dies). */
 const COMPOSE_PID_FILE = ".fioup-compose.pids";
-/** Dangling images younger than this are left to the next prune (see pruneImages). */
-const DANGLING_GRACE = "10m";
+/** Dangling images younger than this are left to the next prune (see pruneImages); tests that prune the shared engine use it too. */
+export const DANGLING_GRACE = "10m";
 
 /** Ties engine, images, compose, extraction and health together. */
 export class Runtime {

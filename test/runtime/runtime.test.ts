@@ -13,6 +13,7 @@ import {
   BlobNotInStoreError,
   BundleIndexMismatchError,
   CorruptBlobError,
+  DANGLING_GRACE,
   ImageLoadError,
   InvalidAppUriError,
   localTag,
@@ -299,11 +300,11 @@ describe("Runtime.pruneImages", () => {
     // already running"), as when two clients share it: an update's cleanup must not fail for that.
     // Three other clients, each its own connection to the engine, prune back to back, so a prune is
     // nearly always running; ours are counted where pruneImages calls the engine.
-    // (Only images older than 10 minutes, as fioup's own prune: the other test worker may be building.)
+    // (Only images older than DANGLING_GRACE, as fioup's own prune: the other test worker may be building.)
     let done = false;
     const others = Array.from({ length: 3 }, async () => {
       const other = new DockerEngine(dockerd.host);
-      while (!done) await other.pruneImages({ olderThan: "10m" }).catch((e: EngineError) => (e.status === 409 ? undefined : Promise.reject(e)));
+      while (!done) await other.pruneImages({ olderThan: DANGLING_GRACE }).catch((e: EngineError) => (e.status === 409 ? undefined : Promise.reject(e)));
     });
     let ours409 = 0;
     const enginePrune = rt.engine.pruneImages;
