@@ -48,6 +48,8 @@ describe("runCli", () => {
     expect((await said(["go", "--zzz"])).err).toStartWith("t go: unknown flag --zzz\n");
     expect((await said(["go", "--token"])).err).toStartWith("t go: --token needs a value\n");
     expect((await said(["go", "--force=yes"])).err).toStartWith("t go: --force takes no value\n");
+    expect((await said(["go", "--token", "a", "--token=b"])).err).toStartWith('t go: --token given twice ("a" and "b"): it takes one value\n');
+    expect((await said(["go", "--token", "a", "--token", "a", "--force", "--force"])).code).toBe(0);
     expect(await said(["og"])).toEqual({ code: 2, err: "t: unknown command 'og' (did you mean 'go'?). Run 't --help' for the list.\n" });
   });
 });

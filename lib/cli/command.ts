@@ -204,7 +204,8 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: joinDashValues(argv, options), allowPositionals: true, options, strict: true });
+    parsed = parseArgs({ args: joinDashValues(argv, options), allowPositionals: true, options, strict: true, tokens: true });
+    refuseConflictingRepeats(parsed.tokens, options);
     // Words a command does not take would be silently ignored (`tokens list extra`).
     if (cmd.usage === undefined && parsed.positionals.length) throw new Error(`unexpected argument '${parsed.positionals[0]}': this command takes flags only`);
   } catch (err) {
@@ -263,6 +264,21 @@ function parseErrorMessage(err: NodeJS.ErrnoException, flags: string[]): string 
   if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE")
     return /does not take an argument/.test(err.message) ? `${flag} takes no value` : `${flag} needs a value`;
   return err.message;
+}
+
+/**
+ * A flag that takes one value, given twice with different values (`--port 1 --port 2`), is an
+ * error rather than the last one silently winning: the user meant one of them, and a command
+ * that writes keys or data must not guess which. The same value twice is harmless and allowed.
+ */
+function refuseConflictingRepeats(tokens: ReturnType<typeof parseArgs>["tokens"], options: Record<string, { type: string; multiple?: boolean }>): void {
+  const seen = new Map<string, string | undefined>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== "option" || options[t.name]?.multiple) continue;
+    if (seen.has(t.name) && seen.get(t.name) !== t.value)
+      throw new Error(`--${t.name} given twice ("${seen.get(t.name) ?? ""}" and "${t.value ?? ""}"): it takes one value`);
+    seen.set(t.name, t.value);
+  }
 }
 
 /**

@@ -81,7 +81,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<GatewayHa
     "serve",
     "--data", dataDir,
     "--listen", host,
-    "--public-url", url,
+    ...(opts.args?.includes("--public-url") ? [] : ["--public-url", url]), // a test behind a proxy names the proxy's
     ...(db ? ["--db", db] : []),
     ...(opts.args ?? []),
   ];
