@@ -21,6 +21,7 @@ import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
 import { run } from "../../test/harness/tmp.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
+import { benchArgs } from "../_args.ts";
 
 export interface LoadOptions {
   devices: number;
@@ -297,11 +298,18 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
 }
 
 if (import.meta.main) {
-  const arg = (name: string, def: number) => {
-    const i = process.argv.indexOf(`--${name}`);
-    return i > 0 ? Number(process.argv[i + 1]) : def;
+  const { values } = benchArgs({
+    options: { devices: { type: "string", default: "10000" }, seconds: { type: "string", default: "60" }, concurrency: { type: "string", default: "64" } },
+  });
+  const arg = (name: keyof typeof values) => {
+    const n = /^[0-9]+$/.test(values[name]) ? Number(values[name]) : 0;
+    if (n < 1) {
+      process.stderr.write(`--${name} must be a whole number 1 or more, got "${values[name]}"\nRun with --help for the options.\n`);
+      process.exit(2);
+    }
+    return n;
   };
-  const r = await runLoad({ devices: arg("devices", 10_000), seconds: arg("seconds", 60), concurrency: arg("concurrency", 64) });
+  const r = await runLoad({ devices: arg("devices"), seconds: arg("seconds"), concurrency: arg("concurrency") });
   console.log(JSON.stringify(r, null, 2));
   process.exit(r.lostBeforeKill === 0 && r.lostAfterRestart === 0 && r.duplicates === 0 && r.unacked === 0 ? 0 : 1);
 }
