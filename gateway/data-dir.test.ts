@@ -56,3 +56,20 @@ test("a data dir that is a file, and a garbled serve.json, are errors that name 
   writeFileSync(join(dir, "serve.json"), "{garbage");
   await expect(readServeInfo(dir)).rejects.toThrow(`Cannot read ${join(dir, "serve.json")}: it is not JSON`);
 });
+
+test("a damaged factory.json, CA or server certificate is an error that names the file, and nothing is replaced", async () => {
+  const dir = join(await tempDir("data-dir-"), "data");
+  await openDataDir(dir, { hosts: ["127.0.0.1"] });
+  for (const [file, said] of [
+    ["factory.json", `Cannot read ${join(dir, "factory.json")}: `],
+    ["pki/ca.pem", `Cannot read ${join(dir, "pki", "ca.pem and ca.key")}: `],
+    ["pki/server.pem", `Cannot read ${join(dir, "pki", "server.pem")}: `],
+  ] as const) {
+    const good = readFileSync(join(dir, file));
+    writeFileSync(join(dir, file), "garbage{");
+    await expect(openDataDir(dir, { hosts: ["127.0.0.1"] })).rejects.toThrow(said);
+    expect(readFileSync(join(dir, file), "utf8")).toBe("garbage{");
+    writeFileSync(join(dir, file), good);
+  }
+  await openDataDir(dir, { hosts: ["127.0.0.1"] });
+});

@@ -40,6 +40,19 @@ export class DataDirError extends Error {
   override name = "DataDirError";
 }
 
+/** A --factory that cannot name a factory (bad usage: checked before the data dir is made). */
+export class InvalidFactoryNameError extends DataDirError {
+  override name = "InvalidFactoryNameError";
+  constructor(name: string) {
+    super(`Invalid --factory "${name}": use lower-case letters, digits, _ and - (at most 63, starting with a letter or digit)`);
+  }
+}
+
+/** @throws {InvalidFactoryNameError} */
+export function checkFactoryName(name: string): void {
+  if (!FACTORY_NAME.test(name)) throw new InvalidFactoryNameError(name);
+}
+
 /** Another `gateway serve` runs on this data dir. */
 export class DataDirInUseError extends DataDirError {
   override name = "DataDirInUseError";
@@ -116,10 +129,18 @@ export async function readFactoryName(dir: string): Promise<string> {
   throw new DataDirError(`${dir} is not a gateway data dir (no readable factory.json)`);
 }
 
+/** `read()`, or a DataDirError that names the damaged file instead of the parser's words alone. */
+function damaged<T>(file: string, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    throw new DataDirError(`Cannot read ${file}: ${(e as Error).message}; restore the data dir from a backup`, { cause: e });
+  }
+}
+
 /** Opens DIR, creating whatever is missing. `hosts` are the names the TLS certificate must cover. */
 export async function openDataDir(dir: string, opts: { factory?: string; hosts: string[] }): Promise<DataDir> {
-  if (opts.factory !== undefined && !FACTORY_NAME.test(opts.factory))
-    throw new DataDirError(`Invalid --factory "${opts.factory}": use lower-case letters, digits, _ and -`);
+  if (opts.factory !== undefined) checkFactoryName(opts.factory);
   const pki = join(dir, "pki");
   const keysDir = join(dir, "tuf", "keys");
   const registryDir = join(dir, "registry");
@@ -129,7 +150,8 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   let factory: string;
   const existing = await readOr(factoryFile);
   if (existing) {
-    factory = (JSON.parse(existing) as { name: string }).name;
+    factory = damaged(factoryFile, () => (JSON.parse(existing) as { name: string }).name);
+    if (typeof factory !== "string") throw new DataDirError(`Cannot read ${factoryFile}: it has no factory name; restore it from a backup`);
     if (opts.factory !== undefined && opts.factory !== factory) throw new FactoryMismatchError(dir, factory, opts.factory);
   } else {
     factory = opts.factory ?? "main";
@@ -139,7 +161,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   let caPem = await readOr(join(pki, "ca.pem"));
   let caKey = await readOr(join(pki, "ca.key"));
   let ca: CertificateAuthority;
-  if (caPem && caKey) ca = await loadCa(caPem, caKey);
+  if (caPem && caKey) ca = await loadCa(caPem, caKey).catch((e: unknown) => damaged(join(pki, "ca.pem and ca.key"), () => { throw e; }));
   else if (caPem || caKey) throw new DataDirError(`Cannot open ${pki}: one of ca.pem and ca.key is missing`);
   else {
     ca = await createCa(factory);
@@ -150,7 +172,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   let serverCertPem = await readOr(join(pki, "server.pem"));
   let serverKeyPem = await readOr(join(pki, "server.key"));
   const wanted = [...new Set(opts.hosts)];
-  if (!serverCertPem || !serverKeyPem || !wanted.every((h) => certificateHosts(serverCertPem!).includes(h))) {
+  if (!serverCertPem || !serverKeyPem || !wanted.every((h) => damaged(join(pki, "server.pem"), () => certificateHosts(serverCertPem!)).includes(h))) {
     const issued = await issueServerCert(ca, wanted);
     serverCertPem = issued.certPem;
     serverKeyPem = issued.keyPem;

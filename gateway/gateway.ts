@@ -12,7 +12,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { lockDataDir, openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { checkFactoryName, lockDataDir, openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -23,7 +23,7 @@ import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
-import { listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
+import { checkCanListen, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
 import { openStore } from "./store/open.ts";
@@ -99,17 +99,31 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const { host, port } = parseListen(opts.listen ?? "127.0.0.1:8443");
   const proxyAddress = opts.proxyListen ? parseProxyListen(opts.proxyListen) : undefined;
   const trustedProxies = new TrustedProxies(opts.trustProxy);
-  let publicUrl = opts.publicUrl ? new URL(opts.publicUrl) : undefined;
-  if (publicUrl && publicUrl.protocol !== "https:") throw new InvalidListenError(`Invalid --public-url "${opts.publicUrl}": it must be https://`);
+  let publicUrl = opts.publicUrl ? URL.parse(opts.publicUrl) ?? undefined : undefined;
+  if (opts.publicUrl && publicUrl?.protocol !== "https:") throw new InvalidListenError(`Invalid --public-url "${opts.publicUrl}": expected https://HOST[:PORT], e.g. https://gw.example.com`);
+  if (opts.factory !== undefined) checkFactoryName(opts.factory);
   const wildcard = host === "0.0.0.0" || host === "::";
   const certHosts = [publicUrl?.hostname.replace(/^\[|\]$/g, "") ?? (wildcard ? hostname() : host), ...(wildcard ? ["127.0.0.1", "localhost"] : [host])];
-  const dirLock = await lockDataDir(opts.dataDir);
+  // What can fail for a reason outside the data dir is tried before the data dir is made, so a
+  // busy port or an unreachable database does not leave a fresh CA and keys behind. The ports are
+  // only tried here (taken later, once the server certificate exists); a PostgreSQL --db is opened.
+  checkCanListen({ host, port });
+  if (proxyAddress) checkCanListen(proxyAddress);
+  const external = opts.db ? await openStore(opts.db) : undefined;
+  let dirLock: Awaited<ReturnType<typeof lockDataDir>>;
   let data: DataDir;
   let store: Awaited<ReturnType<typeof openStore>>;
   try {
-    data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
-    store = await openStore(opts.db ?? data.dbPath);
+    dirLock = await lockDataDir(opts.dataDir);
   } catch (e) {
+    await external?.close();
+    throw e;
+  }
+  try {
+    data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
+    store = external ?? (await openStore(data.dbPath));
+  } catch (e) {
+    await external?.close();
     dirLock.release();
     throw e;
   }

@@ -1,12 +1,14 @@
+import { statSync } from "node:fs";
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
-import { startGatewayServer } from "../gateway.ts";
+import { InvalidFactoryNameError } from "../data-dir.ts";
+import { InvalidListenError, startGatewayServer } from "../gateway.ts";
 import { dbKind, dbKindProblem } from "../store/open.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
-import { TrustedProxies } from "../trusted-proxies.ts";
+import { InvalidCidrError, TrustedProxies } from "../trusted-proxies.ts";
 
 /**
  * A flag holding a positive number (seconds may have a fraction) up to `max`; the caller names the
@@ -97,6 +99,9 @@ export default defineCommand({
     if (!flags.data) throw new UsageError("--data DIR is required");
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
     if (flags.db && !dbKind(flags.db)) throw new UsageError(dbKindProblem(flags.db));
+    // The registry makes its directory when it first stores a blob: a file there would fail only then.
+    if (flags["registry-dir"] && statSync(flags["registry-dir"], { throwIfNoEntry: false })?.isDirectory() === false)
+      throw new UsageError(`--registry-dir ${flags["registry-dir"]} is a file, not a folder`);
     if (flags["proxy-listen"]) {
       // The listener's own check, before anything starts.
       try {
@@ -127,6 +132,7 @@ export default defineCommand({
       maxConnections: positive("max-connections", flags["max-connections"], true, MAX_CONNECTIONS),
       maxConnectionsPerAddress: positive("max-connections-per-address", flags["max-connections-per-address"], true, MAX_CONNECTIONS),
     };
+    // A flag value the server refuses before it makes anything is bad usage (exit 2), as the checks above.
     const running = await startGatewayServer({
       dataDir: flags.data,
       listen: flags.listen,
@@ -145,6 +151,9 @@ export default defineCommand({
       rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false, HOUR) * 1000,
       signerLeaseMs,
       log: (line) => out.info(line),
+    }).catch((e: unknown) => {
+      if (e instanceof InvalidListenError || e instanceof InvalidProxyListenError || e instanceof InvalidCidrError || e instanceof InvalidFactoryNameError) throw new UsageError(e.message);
+      throw e;
     });
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {

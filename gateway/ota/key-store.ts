@@ -108,13 +108,17 @@ export class TufKeyStore {
     }
     const path = this.path(role);
     const own = [...held.values()].find((k) => k.path === path);
+    // held() skips files it cannot read; a damaged key file is not an offline key, so say which.
+    const unreadable = own ? undefined : await loadKeyFile(path).then(() => undefined, (e: unknown) => (isMissing(e) ? undefined : (e as Error)));
     const why =
       found.length > 0
         ? `only ${found.length} of the ${threshold} ${role} keys root.json requires are in ${this.dir}`
         : own
           ? `its key ${own.pair.keyId} is not the ${role} key root.json trusts (${trustedIds.join(", ")})`
-          : "the key file is absent (offline?)";
-    throw new SigningKeyUnavailableError(role, path, why);
+          : unreadable
+            ? `the key file is there but cannot be read (${unreadable.message}); restore it from a backup`
+            : "the key file is absent (offline?)";
+    throw new SigningKeyUnavailableError(role, path, why, unreadable ? { cause: unreadable } : undefined);
   }
 
   /** The key to sign `role` with when root requires one signature. @throws {SigningKeyUnavailableError} */

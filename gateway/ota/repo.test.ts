@@ -155,6 +155,16 @@ describe("TufRepo", () => {
     await repo.addTargets({ "rpi-1": entry(1) });
   });
 
+  test("a damaged key file is said to be damaged, not offline", async () => {
+    const repo = await open();
+    await rename(join(keysDir, "targets.json"), join(dir, "targets-good.json"));
+    await expect(repo.addTargets({ "rpi-1": entry(1) })).rejects.toThrow(/targets\.json: the key file is absent \(offline\?\)$/);
+    await Bun.write(join(keysDir, "targets.json"), "garbage{");
+    await expect(repo.addTargets({ "rpi-1": entry(1) })).rejects.toThrow(/targets\.json: the key file is there but cannot be read \(.+\); restore it from a backup$/);
+    await rename(join(dir, "targets-good.json"), join(keysDir, "targets.json"));
+    await repo.addTargets({ "rpi-1": entry(1) });
+  });
+
   test("rotate() replaces the key file and the root lists only the new key", async () => {
     const repo = await open();
     for (const role of ["timestamp", "root"] as const) {

@@ -6,6 +6,9 @@
  *
  * @module
  */
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
+import { urlHost } from "./url.ts";
 import type { Bindings } from "../env.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
@@ -150,6 +153,26 @@ export function listenError(err: unknown, where: string): Error {
     code === "EADDRINUSE" ? (where.startsWith("/") ? "a server answers on that socket already" : "the port is in use (another gateway, or another program)")
     : code === "EADDRNOTAVAIL" ? "no network interface of this machine has that address"
     : code === "EACCES" ? (where.startsWith("/") ? "permission denied" : "permission denied (ports under 1024 need root or CAP_NET_BIND_SERVICE)")
+    : code === "ENOENT" && where.startsWith("/") ? `the folder ${dirname(where)} does not exist`
     : undefined;
   return why ? new ListenError(`Cannot listen on ${where}: ${why}`) : (err as Error);
+}
+
+/**
+ * Fails as the real listener would if an address cannot be taken now (a port in use, no such
+ * address, a privileged port; a socket whose folder is missing), without keeping it: `gateway
+ * serve` asks before it makes a data dir, so a busy port does not leave a fresh CA and keys
+ * behind. Port 0 (any free one) always can.
+ */
+export function checkCanListen(address: { host: string; port: number } | { unix: string }): void {
+  if ("unix" in address) {
+    if (!existsSync(dirname(address.unix))) throw listenError(Object.assign(new Error(`ENOENT: ${address.unix}`), { code: "ENOENT" }), address.unix);
+    return;
+  }
+  if (address.port === 0) return;
+  try {
+    Bun.listen({ hostname: address.host, port: address.port, socket: { data() {} } }).stop(true);
+  } catch (err) {
+    throw listenError(err, `${urlHost(address.host)}:${address.port}`);
+  }
 }

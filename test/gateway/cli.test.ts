@@ -296,8 +296,29 @@ describe("gateway CLI", () => {
       expect({ code: plain.code, err: plain.err }).toEqual({ code: 1, err: expect.stringContaining(`gateway serve: Cannot listen on 127.0.0.1:${port}: the port is in use`) });
       // A replica that cannot listen never takes the signer role (it used to, and said so, before failing).
       expect(`${tls.err}${plain.err}`).not.toContain("TUF signer");
+      // Nor does a start that cannot listen make a data dir: no fresh CA, keys or admin token left behind.
+      expect(existsSync(join(dir, "port-in-use"))).toBe(false);
+      const noFolder = cli("serve", "--data", join(dir, "socket-nodir"), "--listen", "127.0.0.1:0", "--proxy-listen", `unix:${join(dir, "no-such-dir", "proxy.sock")}`);
+      expect({ code: noFolder.code, err: noFolder.err }).toEqual({ code: 1, err: expect.stringContaining(`Cannot listen on ${join(dir, "no-such-dir", "proxy.sock")}: the folder ${join(dir, "no-such-dir")} does not exist`) });
+      expect(existsSync(join(dir, "socket-nodir"))).toBe(false);
     } finally {
       holder.close();
+    }
+  }, 60_000);
+
+  test("serve refuses a bad --listen, --public-url, --trust-proxy, --factory or --registry-dir as bad usage (exit 2), naming the flag, and makes no data dir", () => {
+    const cases: [string[], string][] = [
+      [["--listen", "127.0.0.1:abc"], 'Invalid --listen "127.0.0.1:abc"'],
+      [["--public-url", "notaurl"], 'Invalid --public-url "notaurl": expected https://'],
+      [["--public-url", "http://gw.example.com"], 'Invalid --public-url "http://gw.example.com"'],
+      [["--trust-proxy", "notacidr"], 'Invalid --trust-proxy entry "notacidr"'],
+      [["--factory", "Bad Name!"], 'Invalid --factory "Bad Name!"'],
+      [["--registry-dir", MAIN], `--registry-dir ${MAIN} is a file, not a folder`],
+    ];
+    for (const [flags, said] of cases) {
+      const data = join(dir, `bad-flag-${flags[0]!.slice(2)}`);
+      const r = cli("serve", "--data", data, ...(flags[0] === "--listen" ? [] : ["--listen", "127.0.0.1:0"]), ...flags);
+      expect({ flags, code: r.code, err: r.err, made: existsSync(data) }).toEqual({ flags, code: 2, err: expect.stringContaining(`gateway serve: ${said}`), made: false });
     }
   }, 60_000);
 
@@ -316,6 +337,7 @@ describe("gateway CLI", () => {
       code: 1,
       err: expect.stringContaining(`Cannot use the database postgres://gw:***@127.0.0.1:${closed}/gw: connection refused (is PostgreSQL running there?)`),
     });
+    expect(existsSync(join(dir, "db-refused"))).toBe(false); // no CA and keys made for a database that cannot be reached
     const noDir = cli("serve", "--data", join(dir, "db-nodir"), "--listen", "127.0.0.1:0", "--db", join(dir, "no-such-dir", "gw.db"));
     expect({ code: noDir.code, err: noDir.err }).toEqual({ code: 1, err: expect.stringContaining(`Cannot open the SQLite database ${join(dir, "no-such-dir", "gw.db")}: its directory ${join(dir, "no-such-dir")} does not exist`) });
   }, 60_000);
