@@ -8,9 +8,10 @@
 import { InvalidBundleError } from "../lib/bundle/errors.ts";
 import { MetadataFetchError, TufVerificationError } from "../lib/tuf/verification-errors.ts";
 import { ConfigError } from "./config.ts";
-import { GatewayError, NotRegisteredError } from "./device-client.ts";
+import { GatewayError, GatewayUnreachableError, NotRegisteredError } from "./device-client.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
 import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
+import { NoDeviceStateError } from "./session.ts";
 import { NoUpdateError, NoUpdateInProgressError } from "./update/check-step.ts";
 import { FetchFailedError } from "./update/fetch-step.ts";
 import { UpdateDeferredError } from "./update/hold.ts";
@@ -53,7 +54,7 @@ const TABLE = [
   [EXIT.USAGE, "bad usage (unknown flag, missing or invalid argument, --offline DIR not a complete bundle)", [InvalidBundleError]],
   [EXIT.NO_UPDATE, "no update available (check/fetch/update found nothing newer)", [NoUpdateError]],
   [EXIT.INVALID_STATE, "invalid action for the update's current state, or a saved plan this fioup cannot read", [InvalidStateError, PlanFormatError]],
-  [EXIT.NOT_REGISTERED, "not registered", [NotRegisteredError]],
+  [EXIT.NOT_REGISTERED, "not registered, or no device state where --sota-dir points (the folder does not exist)", [NotRegisteredError, NoDeviceStateError]],
   [EXIT.ALREADY_REGISTERED, "already registered (use --force)", [AlreadyRegisteredError]],
   [EXIT.LOCKED, "another fioup holds the update lock", [LockedError]],
   [EXIT.DEFERRED, "install deferred: outside the maintenance window or held by an update lock (fetched; --force installs)", [UpdateDeferredError]],
@@ -61,7 +62,7 @@ const TABLE = [
   [EXIT.NO_MATCHING_TARGET, "no matching target (hwid/tags/version)", [TargetNotFoundError]],
   [EXIT.NO_UPDATE_IN_PROGRESS, "no update in progress (install/start/cancel)", [NoUpdateInProgressError]],
   [EXIT.TUF_VERIFICATION, "TUF metadata verification failed (signature, rollback, expiry...)", [TufVerificationError]],
-  [EXIT.GATEWAY, "gateway unreachable or refused a request", [GatewayError]],
+  [EXIT.GATEWAY, "gateway unreachable or refused a request", [GatewayError, GatewayUnreachableError]],
   [EXIT.REGISTRATION, "registration failed", [RegistrationError]],
   [EXIT.INIT_FAILED, "init failed (app manifest/bundle/compose resolution)", [InitFailedError]],
   [EXIT.FETCH_FAILED, "fetch failed (network, registry, digest mismatch)", [FetchFailedError]],

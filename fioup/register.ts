@@ -12,13 +12,15 @@ import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
 import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
-import { fetchPinnedCa, InvalidTokenError } from "../lib/tls/pin.ts";
+import { CaFetchError, fetchPinnedCa, InvalidTokenError } from "../lib/tls/pin.ts";
+import { netWhy } from "../lib/net/why.ts";
 import { loadX509 } from "../lib/x509/index.ts";
 import { toPem } from "../lib/x509/pem.ts";
 import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { UsageError } from "../lib/cli/command.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
+import { GatewayUnreachableError } from "./device-client.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 export class AlreadyRegisteredError extends Error {
@@ -63,6 +65,7 @@ export function isRegistered(sotaDir: string): boolean {
  *
  * @throws {UsageError} If `server` is not an https:// URL.
  * @throws {AlreadyRegisteredError} Without `force` on a registered device.
+ * @throws {GatewayUnreachableError} Nothing answers at `server`, or it serves no CA.
  * @throws {RegistrationError} Bad token, CA pin mismatch, or the gateway refused.
  */
 export async function register(opts: RegisterOptions): Promise<RegisterResult> {
@@ -76,6 +79,8 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   } catch (cause) {
     // The CLI prints the cause chain: "Cannot register: <what>: <why>".
     if (cause instanceof InvalidTokenError) throw new UsageError("the token (--token or FIOUP_TOKEN) is not <secret>.<sha256 of the CA>");
+    // Unreachable is the gateway's exit code (31) here as for every other command; a CA that does not match the pin is not.
+    if (cause instanceof CaFetchError) throw new GatewayUnreachableError("Cannot register", { cause });
     throw new RegistrationError("Cannot register", { cause });
   }
   const caCert = new X509Certificate(caPem);
@@ -110,7 +115,8 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
       signal: AbortSignal.timeout(60_000),
     } as RequestInit);
   } catch (cause) {
-    throw new RegistrationError(`Cannot register with ${server}: ${(cause as Error).message}`, { cause });
+    // No cause: its text is Bun's, which netWhy has just put in words.
+    throw new GatewayUnreachableError(`Cannot register with ${server}: ${netWhy(cause)}`);
   }
   const text = await res.text();
   if (!res.ok) throw new RegistrationError(`Cannot register with ${server}: gateway answered ${res.status} ${text.slice(0, 300)}`);

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { checkTargetNames, configLocation, loadConfig, type Config } from "./config.ts";
+import { checkTargetNames, configLocation, loadConfig, type Config, type ConfigLocation } from "./config.ts";
 import { DeviceDb } from "./db.ts";
 import { DeviceClient, NotRegisteredError } from "./device-client.ts";
 import { isRegistered } from "./register.ts";
@@ -31,6 +31,34 @@ export interface SessionOptions {
   requireRegistration?: boolean;
   /** The command chooses targets: a tag, app or hardware id no target can carry is a ConfigError (checkTargetNames). */
   choosesTargets?: boolean;
+  /**
+   * The command only reads the device's state (status; early start, which starts apps but records
+   * nothing): the state folder must exist (requireDeviceState), and a missing fioup.db is read as
+   * empty rather than created, so a mistyped --sota-dir leaves nothing behind.
+   */
+  readOnly?: boolean;
+}
+
+/** The device's state folder is not there: a mistyped --sota-dir, or a device neither preloaded nor registered. */
+export class NoDeviceStateError extends Error {
+  override name = "NoDeviceStateError";
+}
+
+/**
+ * Throws unless the folders a command reads the device from exist: the sota dir when one is named
+ * (--sota-dir or FIOUP_SOTA_DIR), and, given the config, the storage path (fioup.db, the preloaded
+ * target, update locks; the sota dir unless the config moves it). Otherwise a typo would read as an
+ * empty, unregistered device, and a command that writes would start a second device state there.
+ *
+ * @throws {NoDeviceStateError} Naming the folder and where it came from.
+ */
+export function requireDeviceState(flags: { "sota-dir"?: string }, loc: Required<ConfigLocation>, cfg?: Config): void {
+  const named = flags["sota-dir"] !== undefined ? "--sota-dir" : process.env.FIOUP_SOTA_DIR !== undefined ? "FIOUP_SOTA_DIR" : undefined;
+  const hint = (dir: string) =>
+    dir !== loc.sotaDir ? "is storage.path in the config right?" : named ? `is ${named} right?` : "not registered or preloaded yet? Else give --sota-dir";
+  for (const dir of [...(named ? [loc.sotaDir] : []), ...(cfg ? [cfg.storagePath] : [])]) {
+    if (!existsSync(dir)) throw new NoDeviceStateError(`no device state in ${dir}: the folder does not exist (${hint(dir)})`);
+  }
 }
 
 export function openSession(opts: SessionOptions): Session {
@@ -38,9 +66,16 @@ export function openSession(opts: SessionOptions): Session {
   const cfg = loadConfig(loc);
   if (opts.choosesTargets) checkTargetNames(cfg);
   const registered = isRegistered(loc.sotaDir) && !!cfg.server;
-  if (opts.requireRegistration && !registered) throw new NotRegisteredError(`no registration in ${loc.sotaDir}`);
-  mkdirSync(cfg.storagePath, { recursive: true });
-  const db = new DeviceDb(join(cfg.storagePath, "fioup.db"));
+  if (opts.readOnly) requireDeviceState(opts, loc, cfg);
+  if (opts.requireRegistration && !registered) {
+    // A named folder that is not there is said as such: "run 'fioup register'" would register the typo.
+    requireDeviceState(opts, loc);
+    throw new NotRegisteredError(`no registration in ${loc.sotaDir}`);
+  }
+  const dbPath = join(cfg.storagePath, "fioup.db");
+  if (!opts.readOnly) mkdirSync(cfg.storagePath, { recursive: true });
+  // Nothing recorded yet reads as an empty database: a read-only command creates none.
+  const db = new DeviceDb(opts.readOnly && !existsSync(dbPath) ? ":memory:" : dbPath);
   const current = currentTarget(cfg, db);
   const client = registered
     ? DeviceClient.fromConfig(cfg, {

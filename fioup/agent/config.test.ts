@@ -31,6 +31,8 @@ describe("agentConfig", () => {
   test("refuses a missing broker, a wrong URL and an unknown key, naming it", () => {
     expect(() => agentConfig(cfg({}))).toThrow(ConfigError);
     expect(() => agentConfig(cfg({ url: "http://x" }))).toThrow(/Invalid MQTT URL/);
+    // The same from --mqtt is bad usage (exit 2), naming the flag.
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { mqtt: "notaurl" })).toThrow(new UsageError('--mqtt: expected an mqtt://, mqtts://, ws:// or wss:// URL with a host, got "notaurl"'));
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", sytem_containers: "a" }))).toThrow(/mqtt\.sytem_containers/);
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", client_cert: "/nonexistent.pem" }))).toThrow(/Cannot read the client certificate/);
     // One rule for the instance name, in the table and from --instance.

@@ -25,6 +25,7 @@ import { fsWhy } from "../../lib/fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
+import { UsageError } from "../../lib/cli/command.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
@@ -104,6 +105,10 @@ export interface AgentFlags {
 }
 
 
+/** A broker URL mqtt.js can connect to: one of its schemes and a host. */
+const isBrokerUrl = (url: string): boolean => /^(mqtt|mqtts|tcp|tls|ws|wss):\/\/[^/?#]/.test(url) && URL.canParse(url);
+const BROKER_URL_RULE = "expected an mqtt://, mqtts://, ws:// or wss:// URL with a host";
+
 const readPem = (path: string | undefined, what: string): string | undefined => {
   if (!path) return undefined;
   try {
@@ -121,9 +126,12 @@ export function hasMqttConfig(cfg: Config): boolean {
 
 /**
  * Builds the agent config from fioup's config and the command's flags (flags win).
+ * @throws {UsageError} A --mqtt or --instance that cannot be valid.
  * @throws {ConfigError} A wrong `[mqtt]` value, no broker URL, or an unreadable certificate file.
  */
 export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
+  // A flag the user just typed wrong is bad usage (exit 2), named; the table's value is the config's (exit 20).
+  if (flags.mqtt !== undefined && !isBrokerUrl(flags.mqtt)) throw new UsageError(`--mqtt: ${BROKER_URL_RULE}, got "${flags.mqtt}"`);
   const raw = cfg.raw.mqtt ?? {};
   if (!Value.Check(MqttToml, raw)) {
     const p = schemaProblem(MqttToml, raw);
@@ -132,7 +140,7 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   const t = raw as MqttToml;
   const url = flags.mqtt ?? t.url;
   if (!url) throw new ConfigError("No MQTT broker: pass --mqtt URL or set url in the [mqtt] config table");
-  if (!/^(mqtt|mqtts|tcp|tls|ws|wss):\/\//.test(url)) throw new ConfigError(`Invalid MQTT URL "${url}": expected mqtt://, mqtts://, ws:// or wss://`);
+  if (!isBrokerUrl(url)) throw new ConfigError(`Invalid MQTT URL "${url}" at mqtt.url: ${BROKER_URL_RULE}`);
   const registries: Record<string, RegistryAccess> = {};
   for (const [host, r] of Object.entries(t.registries ?? {})) {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };

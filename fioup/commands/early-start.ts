@@ -8,7 +8,8 @@ export default defineCommand({
   description: "Used by the preload image's systemd unit. Apps: /var/lmp/default-apps if present, else all preloaded apps.",
   flags: { ...sotaDirFlag, ...formatFlag },
   async run({ flags, out }) {
-    const s = openSession(flags);
+    // Read-only: at first boot preload's folder is there without a fioup.db, and fioup makes that at its first real run.
+    const s = openSession({ ...flags, readOnly: true });
     try {
       const r = await earlyStart(s, (l) => out.info(l));
       out.result(r, (x) =>

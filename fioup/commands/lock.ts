@@ -1,6 +1,7 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { configLocation, loadConfig } from "../config.ts";
 import { LOCK_NAME, updateLocksDir, writeUpdateLock } from "../update/update-locks.ts";
+import { requireDeviceState } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 
 export const DEFAULT_LOCK_NAME = "fioup";
@@ -20,7 +21,11 @@ export default defineCommand({
   run({ flags, out }) {
     const name = flags.name ?? DEFAULT_LOCK_NAME;
     if (!LOCK_NAME.test(name)) throw new UsageError(`invalid lock name "${name}": use 1-64 of A-Z a-z 0-9 . _ - not starting with "."`);
-    const path = writeUpdateLock(updateLocksDir(loadConfig(configLocation(flags))), name, flags.reason);
+    const loc = configLocation(flags);
+    const cfg = loadConfig(loc);
+    // A lock taken in a mistyped folder would hold nothing back, and say it did.
+    requireDeviceState(flags, loc, cfg);
+    const path = writeUpdateLock(updateLocksDir(cfg), name, flags.reason);
     out.result({ name, path, reason: flags.reason ?? null }, (r) => `Update lock "${r.name}" held (${r.path}); \`fioup unlock${r.name === DEFAULT_LOCK_NAME ? "" : ` --name ${r.name}`}\` releases it`);
   },
 });

@@ -7,6 +7,10 @@ import { sotaDirFlag } from "./_flags.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { AppName, HardwareId, Tag } from "../../lib/api/target.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
+import { RegistrationRequest } from "../../lib/api/device.ts";
+
+/** The gateway's rule for a device name (lib/api/device.ts), in words. */
+const DeviceName = { ...RegistrationRequest.properties.name, expected: "a device name (1-128 characters)" };
 
 export default defineCommand({
   summary: "Register this device with a gateway (writes sota.toml, client.pem, pkey.pem, root.crt, the TUF root)",
@@ -36,6 +40,8 @@ export default defineCommand({
     const tags = commaList(flags.tag);
     checkFlagValues("--tag", Tag, tags);
     checkFlagValues("--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]);
+    // The gateway would refuse it, after the key and the CSR are made: said first.
+    checkFlagValues("--name", DeviceName, flags.name === undefined ? [] : [flags.name]);
     const loc = configLocation(flags);
     const r = await register({
       server: flags.server,

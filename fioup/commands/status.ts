@@ -41,7 +41,7 @@ export default defineCommand({
     "no-apps": { type: "boolean", description: "Do not ask the container engine for app states" },
   },
   async run({ flags, out }) {
-    const s = openSession(flags);
+    const s = openSession({ ...flags, readOnly: true });
     try {
       let uuid: string | null = null;
       if (s.client) {

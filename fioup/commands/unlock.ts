@@ -1,6 +1,7 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { configLocation, loadConfig } from "../config.ts";
 import { LOCK_NAME, listUpdateLocks, removeUpdateLock, updateLocksDir } from "../update/update-locks.ts";
+import { requireDeviceState } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { DEFAULT_LOCK_NAME } from "./lock.ts";
 
@@ -15,7 +16,11 @@ export default defineCommand({
   },
   run({ flags, out }) {
     if (flags.all && flags.name) throw new UsageError("give --name or --all, not both");
-    const dir = updateLocksDir(loadConfig(configLocation(flags)));
+    const loc = configLocation(flags);
+    const cfg = loadConfig(loc);
+    // In a mistyped folder every lock would be "no such update lock", while the real one still holds.
+    requireDeviceState(flags, loc, cfg);
+    const dir = updateLocksDir(cfg);
     const names = flags.all ? listUpdateLocks(dir).map((l) => l.name) : [flags.name ?? DEFAULT_LOCK_NAME];
     for (const n of names) if (!LOCK_NAME.test(n) && !flags.all) throw new UsageError(`invalid lock name "${n}"`);
     const released = names.filter((n) => removeUpdateLock(dir, n));

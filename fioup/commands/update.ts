@@ -1,6 +1,6 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { plans } from "../update/plans.ts";
-import { forceHoldFlag, sotaDirFlag } from "./_flags.ts";
+import { forceHoldFlag, sotaDirFlag, versionArg } from "./_flags.ts";
 import { runUpdateCommand } from "./_run-update.ts";
 
 export default defineCommand({
@@ -20,14 +20,14 @@ export default defineCommand({
     interval: { type: "number", min: 1, max: 3600, default: 2, description: "With --watch: seconds between looks at DIR", placeholder: "S" },
   },
   async run({ flags, args, out }) {
-    if (args.length > 1) throw new UsageError("expected at most one version");
+    const version = versionArg(args);
     if (flags.watch && flags.offline === undefined) throw new UsageError("--watch needs --offline DIR");
     if (flags.offline !== undefined) {
-      if (args.length) throw new UsageError("an offline update takes the bundle's target: give no version");
+      if (version !== undefined) throw new UsageError("an offline update takes the bundle's target: give no version");
       const { runOfflineUpdate, runOfflineWatch } = await import("../offline/run.ts");
       if (flags.watch) return await runOfflineWatch(flags, flags.offline, flags.interval, out);
       return await runOfflineUpdate(flags, flags.offline, out);
     }
-    await runUpdateCommand(flags, plans.update({ version: args[0] }, { force: flags.force }), out);
+    await runUpdateCommand(flags, plans.update({ version }, { force: flags.force }), out);
   },
 });

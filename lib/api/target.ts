@@ -42,9 +42,12 @@ export const ComposeAppRef = Type.Object(
   { additionalProperties: true },
 );
 
+/** A target's version (`custom.version`): what `fioup update VERSION` and `preload --target` name. */
+export const TargetVersion = Type.String({ pattern: "^[0-9]{1,15}$", expected: "a target version: 1-15 digits, as `fioup check` lists them" });
+
 export const TargetCustom = Type.Object(
   {
-    version: Type.String({ pattern: "^[0-9]{1,15}$" }),
+    version: TargetVersion,
     // Read leniently, as tags are below.
     hardwareIds: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 64 }),
     // Not Tag (nor HardwareId above): read leniently, so a target signed before the rule still selects (publish makes only those).

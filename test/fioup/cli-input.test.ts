@@ -1,0 +1,101 @@
+/**
+ * What a user typing fioup commands sees for input that cannot be right, through the real CLI
+ * (`bun fioup/main.ts`, a temp FIOUP_ROOT, no gateway, no container engine): a mistyped
+ * --sota-dir is said and leaves nothing behind, a malformed flag or argument is bad usage (exit 2)
+ * naming it, and a gateway nothing answers for is the exit code `fioup --help` gives it.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, tempDir } from "../harness/tmp.ts";
+
+const BUN = process.execPath;
+const MAIN = join(import.meta.dir, "../../fioup/main.ts");
+const TOKEN = `s.${"a".repeat(64)}`;
+
+function fioup(root: string, ...args: string[]) {
+  const env: Record<string, string | undefined> = { ...process.env, FIOUP_ROOT: root };
+  delete env.FIOUP_SOTA_DIR;
+  delete env.FIOUP_TOKEN;
+  const p = Bun.spawnSync([BUN, MAIN, ...args], { env: env as Record<string, string> });
+  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
+
+/** Every path under `dir`, relative to it. */
+const tree = (dir: string): string[] => readdirSync(dir, { recursive: true }).map(String).sort();
+
+describe("fioup CLI input", () => {
+  test("a --sota-dir that does not exist is said (not registered, exit 11) and nothing is created there", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    const typo = join(root, "var/sotaa");
+    const why = `no device state in ${typo}: the folder does not exist (is --sota-dir right?)`;
+    for (const cmd of [["status", "--no-apps"], ["early-start"], ["lock"], ["unlock"], ["check"], ["update"]]) {
+      const r = fioup(root, ...cmd, "--sota-dir", typo);
+      expect({ cmd, code: r.code, err: r.stderr }).toEqual({ cmd, code: 11, err: expect.stringContaining(why) });
+      expect({ cmd, created: tree(root) }).toEqual({ cmd, created: [] });
+    }
+    // `fioup --help` says what 11 means, this case included.
+    expect(fioup(root, "--help").stdout).toMatch(/^ +11 +not registered, or no device state where --sota-dir points/m);
+    // Without --sota-dir, the default folder missing is a device neither registered nor preloaded.
+    const bare = fioup(root, "status", "--no-apps");
+    expect({ code: bare.code, err: bare.stderr }).toEqual({ code: 11, err: expect.stringContaining(`no device state in ${join(root, "var/sota")}: the folder does not exist (not registered or preloaded yet?`) });
+    expect(tree(root)).toEqual([]);
+  });
+
+  test("status and early start read a device folder without a database yet, and create none", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    const sota = join(root, "var/sota");
+    mkdirSync(sota, { recursive: true });
+    const status = fioup(root, "status", "--no-apps", "--format", "json");
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ registered: false, current: null, updates: [], queuedEvents: 0 });
+    const early = fioup(root, "early-start", "--format", "json");
+    expect(early.code, early.stderr).toBe(0);
+    expect(JSON.parse(early.stdout)).toEqual({ skipped: "no preloaded target", apps: [] });
+    expect(tree(root)).toEqual(["var", "var/sota"]);
+    expect(existsSync(join(sota, "fioup.db"))).toBe(false);
+  });
+
+  test("agent: a --mqtt that is not a broker URL is bad usage (exit 2) naming the flag", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    for (const bad of ["notaurl", "http://broker:1883", "mqtt://", ""]) {
+      const r = fioup(root, "agent", "--mqtt", bad);
+      expect({ bad, code: r.code, err: r.stderr }).toEqual({
+        bad,
+        code: 2,
+        err: expect.stringContaining(`fioup agent: --mqtt: expected an mqtt://, mqtts://, ws:// or wss:// URL with a host, got "${bad}"`),
+      });
+    }
+  });
+
+  test("register: a gateway nothing answers for is 'gateway unreachable' (31, as --help says), not a failed registration", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    const port = await freePort();
+    const r = fioup(root, "register", "--server", `https://127.0.0.1:${port}`, "--token", TOKEN);
+    expect({ code: r.code, err: r.stderr }).toEqual({
+      code: 31,
+      err: expect.stringContaining(`Cannot register: Cannot fetch https://127.0.0.1:${port}/ca.pem: connection refused (is it running at that address?)`),
+    });
+    expect(fioup(root, "--help").stdout).toMatch(/^ +31 +gateway unreachable/m);
+    expect(tree(root)).toEqual([]);
+  });
+
+  test("register --name '' and a version that is not a number are bad usage (exit 2), before anything is asked or written", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    const name = fioup(root, "register", "--server", "https://127.0.0.1:1", "--token", TOKEN, "--name", "");
+    expect({ code: name.code, err: name.stderr }).toEqual({ code: 2, err: expect.stringContaining('fioup register: --name: expected a device name (1-128 characters), got ""') });
+    const long = fioup(root, "register", "--server", "https://127.0.0.1:1", "--token", TOKEN, "--name", "n".repeat(129));
+    expect({ code: long.code, err: long.stderr }).toEqual({ code: 2, err: expect.stringContaining("--name: expected a device name (1-128 characters)") });
+    // Checked before the device is: this root is not even registered (that would be exit 11).
+    for (const [cmd, bad] of [["fetch", "abc"], ["update", "v2"], ["fetch", "1.5"], ["update", ""]] as const) {
+      const r = fioup(root, cmd, bad);
+      expect({ cmd, bad, code: r.code, err: r.stderr }).toEqual({
+        cmd,
+        bad,
+        code: 2,
+        err: expect.stringContaining(`fioup ${cmd}: version: expected a target version: 1-15 digits, as \`fioup check\` lists them, got "${bad}"`),
+      });
+    }
+    expect(tree(root)).toEqual([]);
+  });
+});
