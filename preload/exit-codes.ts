@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { InvalidBundleError } from "../lib/bundle/errors.ts";
 import { FactoryConfigError } from "../lib/factory-config/index.ts";
 import { AppResolveError } from "../lib/device/resolve.ts";
 import { DigestMismatchError } from "../lib/oci/digest.ts";
@@ -23,11 +24,11 @@ type ErrorClass = new (...args: any[]) => Error;
 const TABLE: [code: number, meaning: string, errors: ErrorClass[]][] = [
   [0, "success (also: the ref's rules say no system image)", []],
   [1, "any other error", []],
-  [2, "bad usage (unknown flag, missing or invalid argument)", []],
+  [2, "bad usage (unknown flag, missing or invalid argument, a --token without a CA pin, --bundle DIR not a complete bundle)", [InvalidTokenError, InvalidBundleError]],
   [10, "factory-config.yml is invalid", [FactoryConfigError]],
   [20, "no target for the hardware id, tag and version, or an app asked for is not in it", [NoTargetError, AssembleError]],
   [21, "the targets do not verify against the TUF root (signature, expiry, rollback)", [TargetsVerificationError, TufVerificationError]],
-  [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one", [CaPinMismatchError, CaFetchError, InvalidTokenError, RegistryTlsError, RegistryUnreachableError]],
+  [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one", [CaPinMismatchError, CaFetchError, RegistryTlsError, RegistryUnreachableError]],
   [31, "a registry refused a request or served content that does not match its digest", [RegistryError, DigestMismatchError, AppResolveError]],
   [40, "a blob in the cache is corrupt (remove it and retry)", [CorruptCacheError]],
   [50, "the base rootfs cannot be read or the image cannot be written", [BaseRootfsError, OutputError]],

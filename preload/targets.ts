@@ -20,6 +20,12 @@ export class TargetsVerificationError extends Error {
   override name = "TargetsVerificationError";
 }
 
+/** The trusted root.json `--root` names: its path (for messages) and its text, read once and checked before anything else runs. */
+export interface RootFile {
+  file: string;
+  json: string;
+}
+
 export interface VerifiedTargetSet {
   targets: Record<string, TargetEntry>;
   /** The root the targets were verified with: baked into the image as the device's trust anchor. */
@@ -33,14 +39,14 @@ export interface VerifiedTargetSet {
  *
  * @throws {TargetsVerificationError} If either file is malformed, expired or not signed by the root's targets keys.
  */
-export async function targetsFromFiles(targetsFile: string, rootFile: string, now = new Date()): Promise<VerifiedTargetSet> {
-  const rootJson = await readFile(rootFile, "utf8");
+export async function targetsFromFiles(targetsFile: string, rootFile: RootFile, now = new Date()): Promise<VerifiedTargetSet> {
+  const { file: rootPath, json: rootJson } = rootFile;
   let root: Metadata<Root>;
   let targets: Metadata<Targets>;
   try {
     root = parseMetadata("root", rootJson);
   } catch (err) {
-    throw new TargetsVerificationError(`Cannot read the TUF root ${rootFile}: ${(err as Error).message}`);
+    throw new TargetsVerificationError(`${rootPath} is not TUF root metadata: ${(err as Error).message}`);
   }
   try {
     targets = parseMetadata("targets", await readFile(targetsFile, "utf8"));
@@ -51,14 +57,14 @@ export async function targetsFromFiles(targetsFile: string, rootFile: string, no
   try {
     root.verifyDelegate("root", root);
   } catch {
-    throw new TargetsVerificationError(`${rootFile} is not signed by a threshold of its own root keys`);
+    throw new TargetsVerificationError(`${rootPath} is not signed by a threshold of its own root keys`);
   }
-  if (root.signed.isExpired(now)) throw new TargetsVerificationError(`${rootFile} expired on ${root.signed.expires}`);
+  if (root.signed.isExpired(now)) throw new TargetsVerificationError(`${rootPath} expired on ${root.signed.expires}`);
   // TUF §5.6.3: targets signed by a threshold of the root's targets keys.
   try {
     root.verifyDelegate("targets", targets);
   } catch {
-    throw new TargetsVerificationError(`${targetsFile} is not signed by the targets keys of ${rootFile}`);
+    throw new TargetsVerificationError(`${targetsFile} is not signed by the targets keys of ${rootPath}`);
   }
   if (targets.signed.isExpired(now)) throw new TargetsVerificationError(`${targetsFile} expired on ${targets.signed.expires}`);
   return { targets: ourTargets(targets.signed), rootJson, source: targetsFile };
@@ -80,13 +86,13 @@ function ourTargets(t: Targets): Record<string, TargetEntry> {
  *
  * @throws {TargetsVerificationError} A bundle made with --from. @throws {InvalidBundleError} Not a complete bundle.
  */
-export async function targetsFromBundle(bundle: Bundle, rootFile: string): Promise<VerifiedTargetSet> {
+export async function targetsFromBundle(bundle: Bundle, rootFile: RootFile): Promise<VerifiedTargetSet> {
   if (bundle.index.bundle.from !== undefined) {
     throw new TargetsVerificationError(`Cannot preload from ${bundle.dir}: it was made --from ${bundle.index.bundle.from} and lacks what that version had; export one without --from`);
   }
   const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
   try {
-    await writeFile(join(dir, "root.json"), await readFile(rootFile, "utf8"));
+    await writeFile(join(dir, "root.json"), rootFile.json);
     const verified = await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: BUNDLE_METADATA_BASE_URL, fetch: bundleMetadataFetch(bundle.dir) });
     return { targets: verified.targets, rootJson: await readFile(join(dir, "root.json"), "utf8"), source: `the bundle ${bundle.dir}` };
   } finally {
@@ -99,12 +105,12 @@ export async function targetsFromBundle(bundle: Bundle, rootFile: string): Promi
  * token, starting from `rootFile` if given, else from the gateway's 1.root.json
  * fetched over the CA pinned by the token.
  */
-export async function targetsFromGateway(server: string, token: string, ca: string, rootFile?: string): Promise<VerifiedTargetSet> {
+export async function targetsFromGateway(server: string, token: string, ca: string, rootFile?: RootFile): Promise<VerifiedTargetSet> {
   const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
   try {
     const headers = () => ({ authorization: `Bearer ${token}` });
     let rootJson: string;
-    if (rootFile) rootJson = await readFile(rootFile, "utf8");
+    if (rootFile) rootJson = rootFile.json;
     else {
       const res = await fetch(new URL("/repo/1.root.json", server), { headers: headers(), tls: { ca } });
       if (!res.ok) throw new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);

@@ -1,12 +1,18 @@
 /** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access as accessPath, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { defineCommand, UsageError } from "../../lib/cli/command.ts";
+import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
+import { defineCommand, UsageError, type FlagSpec, type FlagValues } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
+import { fsWhy } from "../../lib/fs/why.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
-import { parsePlatform } from "../../lib/oci/platform.ts";
-import { fetchPinnedCa } from "../../lib/tls/pin.ts";
+import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
+import { parseReference } from "../../lib/oci/reference.ts";
+import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
+import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
@@ -14,7 +20,7 @@ import { decidePreload, readFactoryConfig, type BuildKind } from "../../lib/fact
 import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
-import { targetsFromBundle, targetsFromFiles, targetsFromGateway } from "../targets.ts";
+import { targetsFromBundle, targetsFromFiles, targetsFromGateway, type RootFile } from "../targets.ts";
 import { bundleRegistries, openBundle } from "../../lib/bundle/index.ts";
 
 export class NoTargetError extends Error {
@@ -22,6 +28,31 @@ export class NoTargetError extends Error {
 }
 
 const FORMATS = ["dir", "tar", "ext4"] as const;
+
+const FLAGS = {
+  "factory-config": { type: "string", description: "factory-config.yml of the factory", placeholder: "FILE" },
+  ref: { type: "string", description: "Git ref of the containers build, e.g. refs/heads/master", placeholder: "REF" },
+  kind: { type: "string", description: "Build kind whose rules apply: containers or lmp", default: "containers", placeholder: "KIND" },
+  server: { type: "string", description: "Gateway URL to read targets and blobs from", placeholder: "URL" },
+  token: { type: "string", description: "Gateway admin token (or env PRELOAD_TOKEN)", placeholder: "TOKEN" },
+  targets: { type: "string", description: "A signed targets.json to use instead of the gateway", placeholder: "FILE" },
+  bundle: { type: "string", description: "An offline bundle (gateway export, without --from) to take the target and blobs from; needs --root", placeholder: "DIR" },
+  root: { type: "string", description: "Trusted root.json (required with --targets and --bundle)", placeholder: "FILE" },
+  target: { type: "string", description: "Target version to preload (default: the latest for the tag)", placeholder: "VERSION" },
+  tag: { type: "string", description: "Target tag (default: the first tag the ref maps to)", placeholder: "TAG" },
+  hwid: { type: "string", description: "Hardware id of the device", default: "x86_64-linux", placeholder: "HWID" },
+  platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
+  out: { type: "string", description: "Where to write the image (replaces only an earlier preload image, or an empty file or directory)", placeholder: "PATH" },
+  format: { type: "string", description: "Output: dir, tar or ext4", default: "dir", placeholder: "FORMAT" },
+  base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
+  cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
+  fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
+  "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
+  ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries when there is no --server", placeholder: "FILE" },
+  "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (loopback only)", placeholder: "HOST" },
+  explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit (needs no --out nor source)" },
+  json: { type: "boolean", description: "Print the result as JSON on stdout" },
+} as const satisfies Record<string, FlagSpec>;
 
 export default defineCommand({
   summary: "Assemble a system image with compose apps preloaded",
@@ -34,39 +65,21 @@ export default defineCommand({
     "Targets come from the gateway (--server and --token: the token's CA pin secures TLS), from",
     "files (--targets targets.json --root root.json), or with their blobs from an offline bundle",
     "(--bundle DIR --root root.json; a bundle made by `gateway export` without --from). With",
-    "ASSEMBLE_SYSTEM_IMAGE: \"0\" for the ref, it says so and exits 0 without writing an image.",
+    "ASSEMBLE_SYSTEM_IMAGE: \"0\" for the ref, it says so and exits 0 without writing an image; the",
+    "flags are checked first, so a bad one fails on every ref (exit 2).",
     "Without --server or --bundle, blobs come from the registries the target names, with",
     "--registry-token (default --token) and --ca; a token",
     "with a CA pin makes --ca unnecessary for the gateway's registry.",
   ].join("\n"),
-  flags: {
-    "factory-config": { type: "string", description: "factory-config.yml of the factory", placeholder: "FILE" },
-    ref: { type: "string", description: "Git ref of the containers build, e.g. refs/heads/master", placeholder: "REF" },
-    kind: { type: "string", description: "Build kind whose rules apply: containers or lmp", default: "containers", placeholder: "KIND" },
-    server: { type: "string", description: "Gateway URL to read targets and blobs from", placeholder: "URL" },
-    token: { type: "string", description: "Gateway admin token (or env PRELOAD_TOKEN)", placeholder: "TOKEN" },
-    targets: { type: "string", description: "A signed targets.json to use instead of the gateway", placeholder: "FILE" },
-    bundle: { type: "string", description: "An offline bundle (gateway export, without --from) to take the target and blobs from; needs --root", placeholder: "DIR" },
-    root: { type: "string", description: "Trusted root.json (required with --targets and --bundle)", placeholder: "FILE" },
-    target: { type: "string", description: "Target version to preload (default: the latest for the tag)", placeholder: "VERSION" },
-    tag: { type: "string", description: "Target tag (default: the first tag the ref maps to)", placeholder: "TAG" },
-    hwid: { type: "string", description: "Hardware id of the device", default: "x86_64-linux", placeholder: "HWID" },
-    platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
-    out: { type: "string", description: "Where to write the image (replaces only an earlier preload image, or an empty file or directory)", placeholder: "PATH" },
-    format: { type: "string", description: "Output: dir, tar or ext4", default: "dir", placeholder: "FORMAT" },
-    base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
-    cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
-    fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
-    "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
-    ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries when there is no --server", placeholder: "FILE" },
-    "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (loopback only)", placeholder: "HOST" },
-    explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit" },
-    json: { type: "boolean", description: "Print the result as JSON on stdout" },
-  },
+  flags: FLAGS,
   async run({ flags, out }) {
     if (!flags["factory-config"]) throw new UsageError("--factory-config is required");
     if (!flags.ref) throw new UsageError("--ref is required");
     if (flags.kind !== "containers" && flags.kind !== "lmp") throw new UsageError("--kind must be containers or lmp");
+    const token = flags.token ?? process.env.PRELOAD_TOKEN;
+    // Every flag is checked before the config decides: a CI line with a typo must fail on every
+    // ref, not pass green on the refs that build no image and break on the first one that does.
+    const checked = await checkFlags(flags, token);
     const config = await readFactoryConfig(flags["factory-config"]);
     const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
     const print = (data: object, text: string) => (flags.json ? console.log(JSON.stringify(data, null, 2)) : console.log(text));
@@ -78,23 +91,17 @@ export default defineCommand({
       return 0;
     }
 
-    if (!flags.out) throw new UsageError("--out is required");
-    if (!(FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format must be one of ${FORMATS.join(", ")}`);
-    await checkOutputPath(resolve(flags.out), flags.format as OutputFormat);
-    const token = flags.token ?? process.env.PRELOAD_TOKEN;
-    if (flags.targets && !flags.root) throw new UsageError("--targets needs --root (the trusted root.json)");
-    if (flags.bundle && !flags.root) throw new UsageError("--bundle needs --root (the trusted root.json: a bundle cannot vouch for itself)");
-    if (flags.targets && flags.bundle) throw new UsageError("give --targets or --bundle, not both");
-    if (!flags.targets && !flags.bundle && !(flags.server && token)) throw new UsageError("give --server and --token, --targets and --root, or --bundle and --root");
+    await checkOutputPath(resolve(flags.out!), flags.format as OutputFormat);
     const bundle = flags.bundle ? await openBundle(resolve(flags.bundle)) : undefined;
 
     const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
-    out.info(`verifying targets against the TUF root (${flags.targets ?? flags.bundle ?? flags.server})`);
+    const source = flags.bundle ? `the bundle ${flags.bundle}` : (flags.targets ?? `${flags.server}/repo/`);
+    out.info(`verifying the targets of ${source} against the TUF root ${flags.root ?? `${flags.server}/repo/1.root.json`}`);
     const verified = bundle
-      ? await targetsFromBundle(bundle, flags.root!)
+      ? await targetsFromBundle(bundle, checked.root!)
       : flags.targets
-        ? await targetsFromFiles(flags.targets, flags.root!)
-        : await targetsFromGateway(flags.server!, token!, ca!, flags.root);
+        ? await targetsFromFiles(flags.targets, checked.root!)
+        : await targetsFromGateway(flags.server!, token!, ca!, checked.root);
     const tag = flags.tag ?? decision.tags[0]!;
     // A bundle holds the blobs of one target: that version, unless another is named (and then refused below).
     const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target ?? bundle?.index.bundle.version });
@@ -110,15 +117,13 @@ export default defineCommand({
     const access = new RegistryAccess({
       ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca } } : {}),
       token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
-      ...(flags.ca ? { ca: await readFlagFile(resolve(flags.ca), "--ca") } : {}),
+      ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
       insecure: new Set(flags["insecure-registry"]),
     });
     await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
-    const platform = flags.platform
-      ? parsePlatform(flags.platform)
-      : (platformForHwid(flags.hwid, config.containers?.platforms) ?? { os: "linux", architecture: "amd64" });
+    const platform = checked.platform ?? platformForHwid(flags.hwid, config.containers?.platforms) ?? { os: "linux", architecture: "amd64" };
 
-    const outPath = resolve(flags.out);
+    const outPath = resolve(flags.out!);
     await mkdir(dirname(outPath), { recursive: true });
     const work = await mkdtemp(join(dirname(outPath), ".preload-"));
     const cacheDir = flags.cache ? resolve(flags.cache) : join(work, "cache");
@@ -156,3 +161,97 @@ export default defineCommand({
     }
   },
 });
+
+/** What {@link checkFlags} read and parsed, for the run to use as checked. */
+interface CheckedFlags {
+  root?: RootFile;
+  platform?: Platform;
+  ca?: string;
+}
+
+/**
+ * Checks every flag's value, and every file a flag names, before the factory config is read:
+ * a bad one is bad usage (exit 2) naming the flag, whatever the ref's rules decide. Without
+ * --explain, the flags an image needs (--out and a source of targets) must be given too.
+ *
+ * @throws {UsageError} Naming the flag, and the path for a file.
+ */
+async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undefined): Promise<CheckedFlags> {
+  if (!(FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format must be one of ${FORMATS.join(", ")}, got "${flags.format}"`);
+  // The rules fioup register holds a device to: a value no target can carry only ever finds no target.
+  checkFlagValues("--hwid", HardwareId, [flags.hwid]);
+  checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
+  checkFlagValues("--target", TargetVersion, flags.target === undefined ? [] : [flags.target]);
+  let platform: Platform | undefined;
+  if (flags.platform !== undefined) {
+    try {
+      platform = parsePlatform(flags.platform);
+    } catch (e) {
+      throw new UsageError(`--platform: ${(e as Error).message}`);
+    }
+  }
+  for (const host of flags["insecure-registry"]) checkRegistryHost(host);
+  if (flags.server !== undefined && (!URL.canParse(flags.server) || !/^https:\/\//.test(flags.server))) {
+    throw new UsageError(`--server must be an https:// URL, got ${flags.server}`);
+  }
+  if (flags.server && token) {
+    try {
+      parsePinnedToken(token);
+    } catch (e) {
+      if (e instanceof InvalidTokenError) throw new UsageError("--token (or PRELOAD_TOKEN) is not <secret>.<sha256 of the gateway CA>");
+      throw e;
+    }
+  }
+  if (flags.targets && !flags.root) throw new UsageError("--targets needs --root (the trusted root.json)");
+  if (flags.bundle && !flags.root) throw new UsageError("--bundle needs --root (the trusted root.json: a bundle cannot vouch for itself)");
+  if (flags.targets && flags.bundle) throw new UsageError("give --targets or --bundle, not both");
+  if (!flags.explain) {
+    if (!flags.out) throw new UsageError("--out is required");
+    if (!flags.targets && !flags.bundle && !(flags.server && token)) throw new UsageError("give --server and --token, --targets and --root, or --bundle and --root");
+  }
+  if (flags.targets) await checkPath("--targets", flags.targets, "file");
+  if (flags.bundle) await checkPath("--bundle", flags.bundle, "directory");
+  if (flags.base) await checkPath("--base", flags.base);
+  if (flags.fioup) await checkPath("--fioup", flags.fioup, "file");
+  return {
+    root: flags.root === undefined ? undefined : await readRoot(flags.root),
+    platform,
+    ca: flags.ca === undefined ? undefined : await readFlagFile(resolve(flags.ca), "--ca"),
+  };
+}
+
+/** A path a flag names must be there and readable, and a file or a directory as the flag takes. */
+async function checkPath(flag: string, path: string, kind?: "file" | "directory"): Promise<void> {
+  try {
+    const st = await stat(path);
+    await accessPath(path, constants.R_OK);
+    if (kind === "file" && st.isDirectory()) throw new UsageError(`Cannot read ${flag} ${path}: it is a directory`);
+    if (kind === "directory" && !st.isDirectory()) throw new UsageError(`Cannot read ${flag} ${path}: it is a file, give a directory`);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    const missing = (e as NodeJS.ErrnoException)?.code === "ENOENT";
+    throw new UsageError(`Cannot read ${flag} ${path}: ${missing && kind === "directory" ? "no such directory" : fsWhy(e)}`);
+  }
+}
+
+/** The --root file, read once and checked to be TUF root metadata (its signatures are checked with the targets). */
+async function readRoot(path: string): Promise<RootFile> {
+  const json = await readFlagFile(path, "--root");
+  try {
+    parseMetadata("root", json);
+  } catch (e) {
+    throw new UsageError(`--root ${path} is not TUF root metadata: ${(e as Error).message}`);
+  }
+  return { file: path, json };
+}
+
+/** An --insecure-registry value must name a registry as image references do (host[:port]): any other would never match one, and its registry stay on https. */
+function checkRegistryHost(host: string): void {
+  let registry: string | undefined;
+  try {
+    registry = parseReference(`${host}/x`).registry;
+  } catch {
+    registry = undefined;
+  }
+  if (registry !== host) throw new UsageError(`--insecure-registry: expected a registry host[:port] as image references name it (e.g. 127.0.0.1:5000), got "${host}"`);
+}

@@ -1,0 +1,164 @@
+/**
+ * `preload`'s flags as a factory's CI line gives them, run as the CLI against files in a temp dir
+ * (no gateway, no docker): every flag is checked before the factory config decides, so a broken
+ * line fails with exit 2 naming the flag on every ref, not green on the refs that build no image;
+ * hardware ids, tags and versions follow the rules fioup holds devices to; a missing file or a
+ * root.json that is not TUF root metadata is named with its flag; the log names the right files.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Root } from "@tufjs/models";
+import { generateKey, modelKey } from "../../lib/tuf/keys.ts";
+import { expiresAt, signJson, signMetadata } from "../../lib/tuf/metadata.ts";
+import { run, tempDir } from "../harness/tmp.ts";
+
+const ROOT = join(import.meta.dir, "../..");
+const PIN = "a".repeat(64);
+
+let dir: string;
+/** factory-config.yml files: one that preloads nothing (a key preload does not know), one that preloads. */
+let unrelated: string;
+let enabled: string;
+/** A TUF root and a targets.json it signs, holding no target. */
+let rootJson: string;
+let targetsJson: string;
+
+beforeAll(async () => {
+  dir = await tempDir("preload-flags-");
+  unrelated = join(dir, "unrelated.yml");
+  writeFileSync(unrelated, "foo: bar\n");
+  enabled = join(dir, "enabled.yml");
+  writeFileSync(enabled, "containers:\n  preloaded_images:\n    enabled: true\n");
+  const key = generateKey();
+  const expires = expiresAt(new Date(), 86400);
+  const root = new Root({ version: 1, specVersion: "1.0.31", expires, consistentSnapshot: true });
+  for (const role of ["root", "targets", "snapshot", "timestamp"]) root.addKey(modelKey(key), role);
+  rootJson = join(dir, "root.json");
+  writeFileSync(rootJson, signMetadata(root, [key]));
+  targetsJson = join(dir, "targets.json");
+  writeFileSync(targetsJson, signJson({ _type: "targets", spec_version: "1.0.31", version: 1, expires, targets: {} }, [key]));
+});
+
+async function preload(...args: string[]) {
+  return await run([process.execPath, join(ROOT, "preload/main.ts"), ...args], { cwd: dir, allowFail: true });
+}
+
+/** A complete CI line from files, with `extra` flags (`--flag value` pairs) added or put in place of its own. */
+function line(config: string, ...extra: string[]): string[] {
+  const flags = new Map<string, string>([["--factory-config", config], ["--ref", "refs/heads/main"], ["--out", join(dir, "out")], ["--targets", targetsJson], ["--root", rootJson]]);
+  for (let i = 0; i < extra.length; i += 2) flags.set(extra[i]!, extra[i + 1]!);
+  return [...flags].flat();
+}
+
+describe("preload checks its flags before the factory config decides", () => {
+  test("a config that preloads nothing still exits 0, once the flags are good", async () => {
+    // `foo: bar` is a valid factory-config.yml (unknown keys are allowed, as for gateway publish).
+    const r = await preload(...line(unrelated));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("no system image for refs/heads/main");
+  });
+
+  test("a config that is no factory-config.yml at all exits 10", async () => {
+    const list = join(dir, "list.yml");
+    writeFileSync(list, "- foo\n- bar\n");
+    const r = await preload(...line(list));
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stderr).toContain(list);
+  });
+
+  test("the audit's broken line fails with exit 2 instead of passing green", async () => {
+    const r = await preload(
+      "--factory-config", unrelated, "--ref", "refs/heads/main", "--format", "zip", "--targets", "nope.json", "--root", "nope.json",
+      "--bundle", "/nonexistent", "--hwid", "bad hw", "--platform", "bogus",
+    );
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stdout).not.toContain("no system image");
+  });
+
+  const bad: [what: string, args: string[], says: string][] = [
+    ["--format", ["--format", "zip"], '--format must be one of dir, tar, ext4, got "zip"'],
+    ["--hwid", ["--hwid", "bad hw"], '--hwid: expected a hardware id (letters, digits, . _ -; at most 128, starting with a letter or digit), got "bad hw"'],
+    ["--tag", ["--tag", "bad tag!"], '--tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "bad tag!"'],
+    ["--target", ["--target", "abc"], '--target: expected a target version: 1-15 digits, as `fioup check` lists them, got "abc"'],
+    ["--platform", ["--platform", "bogus"], '--platform: Invalid platform "bogus"'],
+    ["--insecure-registry", ["--insecure-registry", "http://127.0.0.1:5000"], '--insecure-registry: expected a registry host[:port] as image references name it (e.g. 127.0.0.1:5000), got "http://127.0.0.1:5000"'],
+    ["--targets", ["--targets", "nope.json"], "Cannot read --targets nope.json: no such file"],
+    ["--root", ["--root", "nope.json"], "Cannot read --root nope.json: no such file"],
+    ["--base", ["--base", "/nonexistent"], "Cannot read --base /nonexistent: no such file"],
+    ["--fioup", ["--fioup", "/nonexistent"], "Cannot read --fioup /nonexistent: no such file"],
+    ["--ca", ["--ca", "/nonexistent"], "Cannot read --ca /nonexistent: no such file"],
+  ];
+  for (const config of ["preloads nothing", "preloads"]) {
+    for (const [what, args, says] of bad) {
+      test(`a bad ${what} exits 2 naming it, when the config ${config}`, async () => {
+        const r = await preload(...line(config === "preloads" ? enabled : unrelated, ...args));
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stderr).toContain(`preload assemble: ${says}`);
+        expect(r.stdout).toBe("");
+      });
+    }
+  }
+
+  test("without --explain, --out and a source of targets are required even when the config preloads nothing", async () => {
+    const noOut = await preload("--factory-config", unrelated, "--ref", "refs/heads/main", "--targets", targetsJson, "--root", rootJson);
+    expect(noOut.code, noOut.stderr).toBe(2);
+    expect(noOut.stderr).toContain("--out is required");
+    const explained = await preload("--factory-config", unrelated, "--ref", "refs/heads/main", "--explain");
+    expect(explained.code, explained.stderr).toBe(0);
+    expect(explained.stdout).toContain("no system image for refs/heads/main");
+  });
+});
+
+describe("files and tokens a flag names", () => {
+  test("a --token without a CA pin is bad usage (exit 2), not an unreachable gateway", async () => {
+    const r = await preload("--factory-config", enabled, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--server", "https://127.0.0.1:1", "--token", "x");
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("--token (or PRELOAD_TOKEN) is not <secret>.<sha256 of the gateway CA>");
+  });
+
+  test("--server must be an https:// URL", async () => {
+    const r = await preload("--factory-config", enabled, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--server", "gateway:8443", "--token", `x.${PIN}`);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("--server must be an https:// URL, got gateway:8443");
+  });
+
+  test("a --bundle that is not there exits 2 naming the flag and the path", async () => {
+    const r = await preload("--factory-config", enabled, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--bundle", "/nonexistent", "--root", rootJson);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("Cannot read --bundle /nonexistent: no such directory");
+  });
+
+  test("a --bundle directory that is no bundle exits 2, as `fioup update --offline` does", async () => {
+    const r = await preload("--factory-config", enabled, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--bundle", dir, "--root", rootJson);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`Cannot open the bundle ${dir}: no index.json`);
+  });
+
+  test("a --targets file that is not there exits 2 naming the flag and the path", async () => {
+    const r = await preload(...line(enabled, "--targets", join(dir, "nope.json")));
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`Cannot read --targets ${join(dir, "nope.json")}: no such file`);
+  });
+
+  test("a --root that is JSON but not TUF root metadata is named as such", async () => {
+    const shapeless = join(dir, "shapeless.json");
+    writeFileSync(shapeless, JSON.stringify({ hello: "world" }));
+    const r = await preload(...line(enabled, "--root", shapeless));
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`--root ${shapeless} is not TUF root metadata: `);
+    expect(r.stderr).not.toContain("preload assemble: signed is not defined");
+    // A targets.json given as the root is not root metadata either.
+    const swapped = await preload(...line(enabled, "--root", targetsJson));
+    expect(swapped.code, swapped.stderr).toBe(2);
+    expect(swapped.stderr).toContain(`--root ${targetsJson} is not TUF root metadata: `);
+  });
+
+  test("the log names the targets file and the root it is verified against", async () => {
+    const r = await preload(...line(enabled, "--hwid", "amd64-linux"));
+    expect(r.stderr).toContain(`verifying the targets of ${targetsJson} against the TUF root ${rootJson}\n`);
+    // Both verify; the targets hold nothing for this device.
+    expect(r.code, r.stderr).toBe(20);
+    expect(r.stderr).toContain(`No target for hardware id amd64-linux and tag main in ${targetsJson}`);
+  });
+});
