@@ -8,6 +8,11 @@
  * an interrupted backup never replaces the last good one. Restore unpacks into a temp dir beside
  * the target and renames it into place, so it too is all or nothing.
  *
+ * Both name the user's paths in their errors, never their temp names, and check them before
+ * writing anything. `restore --force` replaces only a gateway data dir (or an empty folder), one
+ * no gateway serves, and keeps the old one beside it: a --force aimed at the wrong folder, or at
+ * the data dir a good backup was not made of, must lose nothing.
+ *
  * On PostgreSQL the database is not in the file: it is backed up with the database's own tools
  * (pg_dump or pg_basebackup), and this backup holds the rest (CA, keys, TUF metadata, secrets).
  *
@@ -15,13 +20,15 @@
  */
 import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
-import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { dirname, join, posix, relative } from "node:path";
+import type { Stats } from "node:fs";
+import { access, constants, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, normalize, posix, relative } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
+import { UsageError } from "../../lib/cli/command.ts";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
-import { readFactoryName, servingPid } from "../data-dir.ts";
+import { DataDirInUseError, lockDataDir, readFactoryName, servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -56,6 +63,54 @@ export class BackupError extends Error {
 
 const isPostgres = (db?: string) => !!db && /^postgres(ql)?:\/\//.test(db);
 
+/** What is at `path`: its stat, undefined if nothing is, "blocked" if a folder above it is a file. */
+async function look(path: string): Promise<Stats | undefined | "blocked"> {
+  try {
+    return await stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return undefined;
+    if (code === "ENOTDIR") return "blocked";
+    throw e;
+  }
+}
+
+/** Why nothing can be at `path`: which of the folders above it is a file. */
+async function blocked(path: string): Promise<string> {
+  for (let p = dirname(path); p !== dirname(p); p = dirname(p)) {
+    const st = await look(p).catch(() => undefined);
+    if (st && st !== "blocked" && !st.isDirectory()) return `${p} is a file, not a folder`;
+  }
+  return "a folder above it is a file";
+}
+
+/** A path without a trailing slash ("data/" and "data" are one folder; "data/.replaced-..." would be inside it). */
+const bare = (path: string) => normalize(path).replace(/(.)\/+$/, "$1");
+
+/**
+ * Where the backup goes must be a file in a folder that exists: checked before anything is
+ * written there, so the error names the user's --out, not a temp name beside it.
+ */
+async function checkOut(out: string): Promise<void> {
+  const fail = (why: string) => new BackupError(`Cannot write the backup to ${out}: ${why}`);
+  const folder = dirname(out);
+  const target = await look(out).catch((e) => Promise.reject(fail(fsWhy(e))));
+  if (target === "blocked") throw fail(await blocked(out));
+  if (target?.isDirectory()) throw fail(`${out} is a folder (give a file name, e.g. ${join(out, "gateway.backup")})`);
+  const parent = await look(folder).catch((e) => Promise.reject(fail(fsWhy(e))));
+  if (parent === undefined) throw fail(`the folder ${folder} does not exist`);
+  if (parent === "blocked" || !parent.isDirectory()) throw fail(await blocked(out));
+  await access(folder, constants.W_OK | constants.X_OK).catch(() => Promise.reject(fail(`the folder ${folder} is not writable`)));
+}
+
+/** A file system error about `out` or its temp files (not about a data dir file being read). */
+function aboutOut(err: unknown, out: string): boolean {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code !== "string" || !e.syscall) return false;
+  if (e.path === undefined) return ["write", "fsync", "close"].includes(e.syscall);
+  return e.path === out || (dirname(e.path) === dirname(out) && basename(e.path).startsWith("."));
+}
+
 /** What never goes into a backup: the live database files (a snapshot goes instead), temp files, in-flight uploads. */
 function skipped(rel: string, withRegistry: boolean): boolean {
   if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
@@ -82,7 +137,10 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
   const factory = await readFactoryName(opts.dataDir);
   const withRegistry = !!opts.withRegistry;
   const postgres = isPostgres(opts.db);
-  const scratch = await mkdtemp(join(dirname(opts.out), ".backup-"));
+  await checkOut(opts.out);
+  const scratch = await mkdtemp(join(dirname(opts.out), ".backup-")).catch((e) =>
+    Promise.reject(new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`)),
+  );
   try {
     // The database first: its snapshot is the moment the backup stands for.
     let snapshot: string | undefined;
@@ -146,7 +204,9 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
       pack.finalize();
     })().catch((err) => pack.destroy(err));
 
-    await writeFileAtomic(opts.out, seal(pack as AsyncIterable<Uint8Array>, opts.secret), { mode: 0o600 });
+    await writeFileAtomic(opts.out, seal(pack as AsyncIterable<Uint8Array>, opts.secret), { mode: 0o600 }).catch((e) =>
+      Promise.reject(aboutOut(e, opts.out) ? new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`) : e),
+    );
     await produce;
     return manifest;
   } finally {
@@ -158,26 +218,71 @@ export interface RestoreOptions {
   file: string;
   dataDir: string;
   secret: OpenSecret;
-  /** Replace a data dir that exists and is not empty (it is moved aside first, then removed). */
+  /**
+   * Replace a gateway data dir that exists and is not empty: it is renamed to
+   * `DIR.replaced-<UTC time>` beside it, kept, and named in the result. Any other non-empty
+   * folder is refused.
+   */
   force?: boolean;
   onProgress?: (files: number, bytes: number) => void;
 }
 
+export interface RestoreResult extends BackupManifest {
+  /** Where the data dir that `force` replaced now is. */
+  replaced?: string;
+}
+
+/**
+ * What only a gateway data dir holds (gateway/data-dir.ts writes them at the first start). Any
+ * one is enough: a data dir being restored may be a damaged one.
+ */
+const DATA_DIR_MARKS = ["factory.json", "pki/ca.pem", "pki/ca.key", "admin-token"];
+
+async function isDataDir(dir: string): Promise<boolean> {
+  for (const mark of DATA_DIR_MARKS) if (await lstat(join(dir, mark)).then(() => true, () => false)) return true;
+  return false;
+}
+
+/** `DIR.replaced-20250102T030405Z` (with -2, -3... if that exists): where --force keeps the dir it replaces. */
+async function asideName(dir: string): Promise<string> {
+  const base = `${dir}.replaced-${new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}`;
+  for (let n = 1; ; n++) {
+    const name = n === 1 ? base : `${base}-${n}`;
+    if ((await look(name)) === undefined) return name;
+  }
+}
+
 /** Restores a backup into `dataDir` (which must not exist or be empty unless `force`); returns its manifest. */
-export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifest> {
+export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult> {
   const source = await stat(opts.file).catch((e) => Promise.reject(new BackupError(`Cannot read the backup ${opts.file}: ${fsWhy(e)}`)));
   if (source.isDirectory()) throw new BackupError(`Cannot read the backup ${opts.file}: it is a directory (give the backup file)`);
-  const existing = await readdir(opts.dataDir).catch(() => undefined);
+
+  // Everything about --data is checked before anything is written, and named as the user gave it.
+  const dir = bare(opts.dataDir);
+  const fail = (why: string) => new BackupError(`Cannot restore into --data ${opts.dataDir}: ${why}`);
+  const target = await look(dir).catch((e) => Promise.reject(fail(fsWhy(e))));
+  if (target === "blocked") throw fail(await blocked(dir));
+  if (target && !target.isDirectory()) throw new BackupError(`--data ${opts.dataDir} is a file, not a folder: give the folder to restore the data dir into`);
+  const existing = target ? await readdir(dir).catch((e) => Promise.reject(fail(fsWhy(e)))) : undefined;
   if (existing?.length && !opts.force) throw new BackupError(`${opts.dataDir} exists and is not empty: restore into a new dir, or pass --force to replace it`);
   // --force replaces a data dir, never one a gateway is serving from (it would go on with deleted files).
-  const notServed = async () => {
-    const pid = await servingPid(opts.dataDir);
-    if (pid !== undefined) throw new BackupError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
-  };
-  await notServed();
-  const parent = dirname(opts.dataDir);
-  await mkdir(parent, { recursive: true });
-  const tmp = await mkdtemp(join(parent, ".restore-"));
+  const inUse = (pid: number) => new BackupError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
+  const servedBy = await servingPid(dir);
+  if (servedBy !== undefined) throw inUse(servedBy);
+  if (existing?.length && !(await isDataDir(dir))) {
+    const shown = existing.sort().slice(0, 5).join(", ") + (existing.length > 5 ? ` and ${existing.length - 5} more` : "");
+    throw new UsageError(
+      `--force replaces only a gateway data dir or an empty folder, and ${opts.dataDir} is neither: it holds ${shown} (none of ${DATA_DIR_MARKS.join(", ")}). Nothing was changed: give --data a new folder`,
+    );
+  }
+
+  const parent = dirname(dir);
+  if (!target) {
+    const above = await look(parent).catch((e) => Promise.reject(fail(fsWhy(e))));
+    if (above === "blocked" || (above && !above.isDirectory())) throw fail(await blocked(dir));
+    await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
+  }
+  const tmp = await mkdtemp(join(parent, ".restore-")).catch((e) => Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`)));
   try {
     const extract = tar.extract();
     Readable.from(unseal(createReadStream(opts.file), opts.secret)).on("error", (e) => extract.destroy(e)).pipe(extract);
@@ -209,15 +314,28 @@ export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifes
     if (!manifest) throw new BackupError("The backup is empty");
     if (files !== manifest.files) throw new BackupError(`The backup holds ${files} files, its manifest says ${manifest.files}`);
 
-    if (existing) {
-      await notServed(); // again: a gateway may have started while the backup was read
-      const aside = `${opts.dataDir}.replaced-${Date.now()}`;
-      await rename(opts.dataDir, aside);
-      await rename(tmp, opts.dataDir);
-      await rm(aside, { recursive: true, force: true });
-    } else await rename(tmp, opts.dataDir);
+    let replaced: string | undefined;
+    if (existing?.length) {
+      // The gateway's own lock (DIR/serve.lock), held across the swap: a gateway that started
+      // while the backup was read is refused here, and none can start until the swap is done.
+      const lock = await lockDataDir(dir).catch((e) => Promise.reject(e instanceof DataDirInUseError ? inUse(e.pid) : e));
+      const aside = await asideName(dir);
+      try {
+        await rename(dir, aside);
+      } finally {
+        lock.release();
+      }
+      await rm(join(aside, "serve.lock"), { force: true }); // ours, moved along with the dir
+      try {
+        await rename(tmp, dir);
+      } catch (e) {
+        await rename(aside, dir).catch(() => undefined);
+        throw e;
+      }
+      replaced = aside;
+    } else await rename(tmp, dir);
     await syncDir(parent);
-    return manifest;
+    return replaced ? { ...manifest, replaced } : manifest;
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;

@@ -26,6 +26,10 @@ describe("seal / unseal", () => {
     await expect(opened(file, { identityPem: newRecipientKeyPair().privatePem })).rejects.toThrow("wrong passphrase or key");
   });
 
+  test("a private key is refused as the recipient (its public half would seal, but it must stay offline)", async () => {
+    await expect(sealed(data, { recipientPem: newRecipientKeyPair().privatePem })).rejects.toThrow("The recipient key is a private key");
+  });
+
   test("an empty input still makes a file that opens to nothing", async () => {
     expect((await opened(await sealed(new Uint8Array(0), pass), pass)).length).toBe(0);
   });

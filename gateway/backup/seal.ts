@@ -169,7 +169,20 @@ async function keyFor(header: Header, secret: OpenSecret): Promise<Buffer> {
   throw new BackupUnreadableError("Unsupported key derivation in the backup header");
 }
 
+/** A PEM private key, in any of the forms PEM has for one (encrypted too). */
+export function isPrivateKeyPem(pem: string): boolean {
+  if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(pem)) return true;
+  try {
+    createPrivateKey(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function publicKeyOf(pem: string): KeyObject {
+  // createPublicKey takes a private key too (and derives its public half): a sealing host must not hold one.
+  if (isPrivateKeyPem(pem)) throw new BackupUnreadableError("The recipient key is a private key: seal for the public key (PREFIX.pub), keep the private one offline");
   let k: KeyObject;
   try {
     k = createPublicKey(pem);

@@ -7,7 +7,7 @@
  */
 import { UsageError } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
-import type { OpenSecret, SealSecret } from "./seal.ts";
+import { isPrivateKeyPem, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const PASSPHRASE_ENV = "GATEWAY_BACKUP_PASSPHRASE";
 
@@ -21,7 +21,18 @@ async function passphrase(file: string | undefined): Promise<string | undefined>
 export async function sealSecret(flags: { "passphrase-file"?: string; recipient?: string }): Promise<SealSecret> {
   const p = await passphrase(flags["passphrase-file"]);
   if (p !== undefined && flags.recipient) throw new UsageError(`Give a passphrase or --recipient, not both`);
-  if (flags.recipient) return { recipientPem: await readFlagFile(flags.recipient, "the recipient key") };
+  if (flags.recipient) {
+    const pem = await readFlagFile(flags.recipient, "the recipient key");
+    // A private key would seal too (its public half is derived from it), but it then sits beside
+    // the backups it opens: the very thing --recipient exists to avoid.
+    if (isPrivateKeyPem(pem)) {
+      const pub = flags.recipient.endsWith(".key") ? `${flags.recipient.slice(0, -4)}.pub` : "PREFIX.pub";
+      throw new UsageError(
+        `--recipient ${flags.recipient} is a private key: give the public key (${pub}, from gateway backup keygen) and keep the private key offline`,
+      );
+    }
+    return { recipientPem: pem };
+  }
   if (p !== undefined) return { passphrase: p };
   throw new UsageError(
     `A backup holds the factory CA key and the TUF keys, so it is always encrypted: give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --recipient PUBLIC.pem`,

@@ -9,11 +9,13 @@ export default defineCommand({
     "Checks every record of the backup before anything is kept, unpacks into a temp dir beside",
     "--data and renames it into place, so a failed restore leaves nothing half done. Registered",
     "devices keep working with the restored gateway: same CA, same TUF keys, same device records.",
+    "--force replaces only a gateway data dir (or an empty folder) that no gateway is serving; the",
+    "old one is kept beside it as DIR.replaced-<time>, and the command says where.",
     `Secret: --passphrase-file, ${PASSPHRASE_ENV}, or --identity for a backup made with --recipient.`,
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Data dir to create (must not exist or be empty)", placeholder: "DIR" },
-    force: { type: "boolean", description: "Replace a data dir that exists and is not empty" },
+    force: { type: "boolean", description: "Replace an existing gateway data dir (the old one is kept as DIR.replaced-<time>)" },
     "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
     identity: { type: "string", description: "Private key for a backup made with --recipient", placeholder: "PRIVATE.pem" },
     ...formatFlag,
@@ -24,6 +26,11 @@ export default defineCommand({
     if (!flags.data) throw new UsageError("--data DIR is required");
     const m = await restoreBackup({ file, dataDir: flags.data, secret: await openSecret(flags), force: flags.force });
     if (m.database === "postgres") out.info("restore: the database is PostgreSQL and was not in the backup: pg_restore it before starting the gateway");
-    out.result({ dataDir: flags.data, ...m }, (r) => `restored ${r.files} files of factory ${r.factory} (backup of ${r.createdAt}) into ${r.dataDir}`);
+    out.result(
+      { dataDir: flags.data, ...m },
+      (r) =>
+        `restored ${r.files} files of factory ${r.factory} (backup of ${r.createdAt}) into ${r.dataDir}` +
+        (r.replaced ? `\nthe data dir that was there is kept in ${r.replaced}: remove it once the restored gateway works` : ""),
+    );
   },
 });

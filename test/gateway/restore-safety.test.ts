@@ -1,0 +1,135 @@
+/**
+ * What a mistaken `gateway backup` or `gateway restore` must not do, through the real CLI on real
+ * files: `restore --force` aimed at a folder that is not a gateway data dir changes nothing; aimed
+ * at a data dir it keeps the old one beside it and says where; a bad --out or --data is named as
+ * the user typed it (not as a temp name) and leaves no temp files; a private key given as
+ * --recipient is refused.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { startGateway } from "../harness/gateway.ts";
+import { removeTempDir, tempDir } from "../harness/tmp.ts";
+
+const REPO = resolve(import.meta.dir, "../..");
+const PASS = "a long enough passphrase";
+let work: string;
+let data: string; // a stopped gateway's data dir
+const backup = "gw.backup"; // in work
+
+/** `gateway ARGS` run in `work`, so relative paths are the user's. */
+async function gw(args: string[], env: Record<string, string> = {}) {
+  const p = Bun.spawn([process.execPath, join(REPO, "gateway/main.ts"), ...args], {
+    cwd: work,
+    env: { ...process.env, GATEWAY_BACKUP_PASSPHRASE: PASS, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { stdout, stderr, code };
+}
+
+/** Every file under `dir` with its content: what "nothing touched" is checked against. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }))
+    if (e.isFile()) out[join(e.parentPath, e.name).slice(dir.length + 1)] = readFileSync(join(e.parentPath, e.name), "base64");
+  return out;
+}
+const leftovers = () => readdirSync(work, { recursive: true }).map(String).filter((f) => /(^|\/)\.(restore|backup)-|\.tmp$/.test(f));
+
+beforeAll(async () => {
+  work = await tempDir("restore-safety-");
+  const g = await startGateway();
+  await g.stop();
+  data = join(work, "data");
+  cpSync(g.dataDir, data, { recursive: true });
+  const b = await gw(["backup", "--data", "data", "--out", backup]);
+  expect(b.stderr).toBe("");
+  expect(b.code).toBe(0);
+}, 120_000);
+afterAll(() => removeTempDir(work));
+
+test("restore --force refuses a folder that is not a gateway data dir, names it and what it holds, and touches nothing", async () => {
+  const keys = join(work, "keys");
+  mkdirSync(keys);
+  for (const f of ["id_ed25519", "id_ed25519.pub", "deploy.pem", "notes.txt", "a.key", "b.key", "c.key"]) writeFileSync(join(keys, f), `unrelated ${f}\n`);
+  const before = snapshot(keys);
+  const r = await gw(["restore", backup, "--data", "keys", "--force"]);
+  expect(r.code).toBe(2);
+  expect(r.stdout).toBe("");
+  expect(r.stderr.split("\n")[0]).toBe(
+    "gateway restore: --force replaces only a gateway data dir or an empty folder, and keys is neither: it holds a.key, b.key, c.key, deploy.pem, id_ed25519 and 2 more " +
+      "(none of factory.json, pki/ca.pem, pki/ca.key, admin-token). Nothing was changed: give --data a new folder",
+  );
+  expect(snapshot(keys)).toEqual(before);
+  expect(readdirSync(work).filter((f) => f.startsWith("keys."))).toEqual([]);
+  expect(leftovers()).toEqual([]);
+});
+
+test("restore --force over a gateway data dir keeps the old one beside it and says where; an empty folder is simply used", async () => {
+  const target = join(work, "old-data");
+  cpSync(data, target, { recursive: true });
+  writeFileSync(join(target, "admin-token"), "the token of the data dir being replaced\n");
+  writeFileSync(join(target, "only-in-the-old-dir"), "kept\n");
+  const before = snapshot(target);
+  const r = await gw(["restore", backup, "--data", "old-data/", "--force", "--format", "json"]);
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  const replaced = (JSON.parse(r.stdout) as { replaced?: string }).replaced!;
+  expect(replaced).toMatch(/^old-data\.replaced-\d{8}T\d{6}Z$/);
+  expect(snapshot(join(work, replaced))).toEqual(before);
+  expect(readFileSync(join(target, "admin-token"), "utf8")).toBe(readFileSync(join(data, "admin-token"), "utf8"));
+  expect(existsSync(join(target, "only-in-the-old-dir"))).toBe(false);
+
+  // The text output names the kept dir too.
+  const again = await gw(["restore", backup, "--data", "old-data", "--force"]);
+  expect(again.code).toBe(0);
+  expect(again.stdout).toMatch(/\nthe data dir that was there is kept in old-data\.replaced-\d{8}T\d{6}Z(-2)?: remove it once the restored gateway works\n$/);
+
+  const empty = join(work, "empty");
+  mkdirSync(empty);
+  const e = await gw(["restore", backup, "--data", "empty", "--force", "--format", "json"]);
+  expect(e.code).toBe(0);
+  expect((JSON.parse(e.stdout) as { replaced?: string }).replaced).toBeUndefined();
+  expect(readFileSync(join(empty, "admin-token"), "utf8")).toBe(readFileSync(join(data, "admin-token"), "utf8"));
+  expect(leftovers()).toEqual([]);
+});
+
+test("a bad --out or --data is named as given, with its cause, in one line, and leaves no partial files", async () => {
+  mkdirSync(join(work, "b"));
+  writeFileSync(join(work, "afile"), "not a folder\n");
+  const cases: [string[], string][] = [
+    [["backup", "--data", "data", "--out", "b/nodir/x.bak"], "gateway backup: Cannot write the backup to b/nodir/x.bak: the folder b/nodir does not exist\n"],
+    [["backup", "--data", "data", "--out", "b"], "gateway backup: Cannot write the backup to b: b is a folder (give a file name, e.g. b/gateway.backup)\n"],
+    [["backup", "--data", "data", "--out", "afile/x.bak"], "gateway backup: Cannot write the backup to afile/x.bak: afile is a file, not a folder\n"],
+    [["restore", backup, "--data", "afile"], "gateway restore: --data afile is a file, not a folder: give the folder to restore the data dir into\n"],
+    [["restore", backup, "--data", "afile/data"], "gateway restore: Cannot restore into --data afile/data: afile is a file, not a folder\n"],
+  ];
+  for (const [args, err] of cases) {
+    const r = await gw(args);
+    expect({ args, code: r.code, err: r.stderr }).toEqual({ args, code: 1, err });
+  }
+  expect(readdirSync(join(work, "b"))).toEqual([]);
+  expect(readFileSync(join(work, "afile"), "utf8")).toBe("not a folder\n");
+  expect(leftovers()).toEqual([]);
+});
+
+test("--recipient refuses the private key of a backup key pair; the public key is what it takes", async () => {
+  const k = await gw(["backup", "keygen", "--out", "backup-id"]);
+  expect(k.code).toBe(0);
+  const r = await gw(["backup", "--data", "data", "--out", "sealed.backup", "--recipient", "backup-id.key"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect(r.code).toBe(2);
+  expect(r.stderr.split("\n")[0]).toBe(
+    "gateway backup: --recipient backup-id.key is a private key: give the public key (backup-id.pub, from gateway backup keygen) and keep the private key offline",
+  );
+  expect(existsSync(join(work, "sealed.backup"))).toBe(false);
+  expect(leftovers()).toEqual([]);
+
+  const ok = await gw(["backup", "--data", "data", "--out", "sealed.backup", "--recipient", "backup-id.pub"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect(ok.stderr).toBe("");
+  expect(ok.code).toBe(0);
+  const back = await gw(["restore", "sealed.backup", "--data", "from-recipient", "--identity", "backup-id.key"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect(back.code).toBe(0);
+  expect(readFileSync(join(work, "from-recipient", "admin-token"), "utf8")).toBe(readFileSync(join(data, "admin-token"), "utf8"));
+});
