@@ -6,9 +6,10 @@
  *
  * @module
  */
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { AdminClient } from "../../lib/api/admin-client.ts";
+import { AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import { UsageError, type FlagSpec } from "../../lib/cli/command.ts";
 import { readAdminToken, readServeInfo } from "../data-dir.ts";
 
@@ -33,11 +34,15 @@ export async function adminClient(flags: { data?: string; server?: string; token
   let token = flags.token ?? process.env.GATEWAY_TOKEN;
   let ca: string | undefined;
   if (flags.data) {
+    // A folder that is not there is a typo (bad usage); a data dir whose gateway is stopped is a
+    // gateway that cannot be reached (exit 4), as a --server that does not answer is.
+    if (!existsSync(flags.data)) throw new UsageError(`--data ${flags.data}: no such folder (the gateway's data dir)`);
     token ??= await readAdminToken(flags.data);
     server ??= (await readServeInfo(flags.data))?.url;
     ca = await readFile(join(flags.data, "pki", "ca.pem"), "utf8").catch(() => undefined);
-    if (!server) throw new UsageError(`no gateway is running on ${flags.data} (no serve.json): start it or pass --server`);
+    if (!server) throw new GatewayUnreachableError(`no gateway is running on ${flags.data} (no serve.json): start it, or pass --server`);
   }
+  if (server && !token) throw new UsageError("--server needs --token TOKEN (an admin or publish token; or set GATEWAY_TOKEN)");
   if (!server || !token) throw new UsageError("say which gateway: --data DIR, or --server URL with --token TOKEN");
   return AdminClient.connect({ server, token, ...(ca ? { ca } : {}) });
 }

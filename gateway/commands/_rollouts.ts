@@ -6,12 +6,11 @@
  */
 import type { RolloutDetail, RolloutRow } from "../../lib/api/admin.ts";
 import type { AdminClient } from "../../lib/api/admin-client.ts";
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { cell, table } from "../../lib/cli/table.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { checkWaves } from "../rollouts/membership.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-import { asUsage } from "./_usage.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
 /**

@@ -1,8 +1,7 @@
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { cell } from "../../lib/cli/table.ts";
 import { InvalidFleetQueryError, checkLabel, parseLabel } from "../fleet/query.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-import { asUsage } from "./_usage.ts";
 
 export default defineCommand({
   summary: "Set or remove a device's labels (key=value), which groups and rollouts select devices by",

@@ -1,10 +1,9 @@
 import { GroupName } from "../../lib/api/admin.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { InvalidFleetQueryError, parseFleetQuery } from "../fleet/query.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { renderGroup } from "./_groups.ts";
-import { asUsage } from "./_usage.ts";
 
 export default defineCommand({
   summary: "Create a device group: static (a list of devices) or dynamic (--query, evaluated when used)",

@@ -1,11 +1,11 @@
 import { stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot } from "../../lib/tuf/root-ceremony.ts";
-import { parseDuration } from "../admin/duration.ts";
+import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { CeremonyFileError, readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
 import { parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -52,7 +52,7 @@ export default defineCommand({
       if (!/^[1-9][0-9]{0,2}$/.test(n)) throw new UsageError(`--threshold ${role}=${n}: expected a positive integer`);
       thresholds[role] = Number(n);
     }
-    const draft = draftNextRoot(current, { keys, thresholds, expires: expiresAt(new Date(), parseDuration(flags.expires)) });
+    const draft = draftNextRoot(current, { keys, thresholds, expires: expiresAt(new Date(), asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: ")) });
     const next = parseMetadata("root", draft).signed;
     const previousPath = join(dirname(flags.out), `${next.version - 1}.root.json`);
     if (basename(flags.out) !== basename(previousPath)) await writeFileAtomic(previousPath, current);

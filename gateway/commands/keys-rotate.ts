@@ -16,7 +16,9 @@ export default defineCommand({
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {
     const role = args[0] as (typeof ROLES)[number];
-    if (!ROLES.includes(role) || args.length !== 1) throw new UsageError(`give one role: ${ROLES.join(", ")}`);
+    const online: readonly string[] = ROLES.filter((r) => r !== "root");
+    if ((role as string) === "root") throw new UsageError("the root key is not rotated here: draft, sign and install a new root with gateway keys init-root / sign-root / push-root (docs/keys.md)");
+    if (!online.includes(role) || args.length !== 1) throw new UsageError(`give one role: ${online.join(", ")}`);
     const client = await adminClient(flags);
     const res = await client.rotateKey(role);
     out.result(res, (r) => `rotated ${r.role} key; root.json is now version ${r.rootVersion}`);

@@ -1,6 +1,6 @@
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { join } from "node:path";
-import { parseDuration } from "../admin/duration.ts";
+import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { readFactoryName } from "../data-dir.ts";
 import { gc } from "../registry/gc.ts";
 
@@ -17,7 +17,7 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
-    const graceMs = parseDuration(flags.grace) * 1000;
+    const graceMs = asUsage([InvalidDurationError], () => parseDuration(flags.grace), "--grace: ") * 1000;
     await readFactoryName(flags.data); // a mistyped --data is an error, not "removed 0 blobs"
     const res = await gc(flags["registry-dir"] ?? join(flags.data, "registry"), { graceMs, dryRun: flags["dry-run"] });
     out.result(res, (r) =>

@@ -1,12 +1,11 @@
 import { GroupName, type RolloutRequest } from "../../lib/api/admin.ts";
 import { Tag } from "../../lib/api/target.ts";
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
-import { asUsage } from "./_usage.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
 /** A duration flag checked before any network call (the gateway checks it again). */

@@ -1,8 +1,8 @@
 import { TOKEN_ROLES, type TokenRole } from "../../lib/api/admin.ts";
 import { HardwareId, Tag } from "../../lib/api/target.ts";
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
-import { parseDuration } from "../admin/duration.ts";
+import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -37,7 +37,7 @@ export default defineCommand({
     const maxUses = flags["max-uses"];
     if (role !== "registration" && (flags.tag.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== 1))
       throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
-    if (flags.expires !== undefined) parseDuration(flags.expires); // fail before any network call
+    if (flags.expires !== undefined) asUsage([InvalidDurationError], () => parseDuration(flags.expires!), "--expires: "); // fail before any network call
     checkFlagValues("--tag", Tag, flags.tag);
     checkFlagValues("--hwid", HardwareId, flags.hwid ? [flags.hwid] : []); // an empty --hwid restricts nothing
     const client = await adminClient(flags);

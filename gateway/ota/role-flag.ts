@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { UsageError } from "../../lib/cli/command.ts";
+import { UsageError, asUsage } from "../../lib/cli/command.ts";
 import { ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
-import { parseDuration } from "../admin/duration.ts";
+import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 
 /**
  * Splits `ROLE=VALUE`.
@@ -38,7 +38,7 @@ export function parseTufExpiries(values: string[]): Partial<Record<RoleName, num
   const out: Partial<Record<RoleName, number>> = {};
   for (const v of values) {
     const [role, duration] = parseRoleValue(v, "--tuf-expiry");
-    out[role] = parseDuration(duration);
+    out[role] = asUsage([InvalidDurationError], () => parseDuration(duration), `--tuf-expiry ${role}: `);
   }
   return out;
 }

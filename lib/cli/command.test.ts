@@ -1,6 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { defineCommand, describeError, runCli } from "./command.ts";
 
+function groupCli() {
+  const cmd = defineCommand({ summary: "a sub-command", flags: {}, run() {} });
+  return { name: "t", version: "0", summary: "t", commands: { "keys list": async () => ({ default: cmd }), "keys make": async () => ({ default: cmd }) } };
+}
+
 function cliWith(seen: { token?: string; force?: boolean }) {
   const cmd = defineCommand({
     summary: "test",
@@ -50,6 +55,7 @@ describe("runCli", () => {
     expect((await said(["go", "--force=yes"])).err).toStartWith("t go: --force takes no value\n");
     expect((await said(["go", "--token", "a", "--token=b"])).err).toStartWith('t go: --token given twice ("a" and "b"): it takes one value\n');
     expect((await said(["go", "--token", "a", "--token", "a", "--force", "--force"])).code).toBe(0);
+    expect(await said(["--bogus"])).toEqual({ code: 2, err: "t: unknown flag --bogus: a command comes first. Run 't --help' for the list.\n" });
     expect(await said(["og"])).toEqual({ code: 2, err: "t: unknown command 'og' (did you mean 'go'?). Run 't --help' for the list.\n" });
   });
 });
@@ -60,4 +66,21 @@ test("describeError says each cause once: a wrapper that quotes its cause does n
   expect(describeError(wrapped)).toBe("Cannot GET https://127.0.0.1:1/admin/devices: connect ECONNREFUSED 127.0.0.1:1");
   const other = new Error("Cannot read the recipient key: not a PEM public key", { cause: new Error("NO_START_LINE") });
   expect(describeError(other)).toBe("Cannot read the recipient key: not a PEM public key: NO_START_LINE");
+});
+
+test("a group's unknown sub-command, or a flag before one, is named as such", async () => {
+  const write = process.stderr.write;
+  const said = async (argv: string[]) => {
+    let err = "";
+    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+    try {
+      return { code: await runCli(groupCli(), argv), err };
+    } finally {
+      process.stderr.write = write;
+    }
+  };
+  expect(await said(["keys", "zzzzzz"])).toEqual({ code: 2, err: "t keys: unknown command 'zzzzzz'; choose one of: list, make\n" });
+  expect(await said(["keys", "lst"])).toEqual({ code: 2, err: "t keys: unknown command 'lst' (did you mean 'list'?); choose one of: list, make\n" });
+  expect(await said(["keys", "--force"])).toEqual({ code: 2, err: "t keys: '--force' is a flag, and a command comes first; choose one of: list, make\n" });
+  expect(await said(["keys"])).toEqual({ code: 2, err: "t keys: choose one of: list, make\n" });
 });

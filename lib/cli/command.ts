@@ -117,7 +117,10 @@ async function mainHelp(cli: CliSpec): Promise<string> {
     ...(await commandLines(cli, Object.keys(cli.commands))),
     "",
     `Run '${cli.name} <command> --help' for a command's flags.`,
-    `      --version   Print the version`,
+    "",
+    "Flags:",
+    "  -h, --help      Print this help",
+    "  -v, --version   Print the version",
     ...(cli.exitCodes?.length ? ["", "Exit codes:", ...cli.exitCodes.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`)] : []),
   ].join("\n");
 }
@@ -181,7 +184,12 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
       }
       const subs = group.map((g) => g.split(" ").slice(1).join(" "));
       const meant = argv[1] !== undefined && !argv[1].startsWith("-") ? closest(argv[1], subs) : undefined;
-      process.stderr.write(`${cli.name} ${argv[0]}: ${meant ? `unknown command '${argv[1]}' (did you mean '${meant}'?); ` : ""}choose one of: ${subs.join(", ")}\n`);
+      const unknown = argv[1] === undefined ? "" : argv[1].startsWith("-") ? `'${argv[1]}' is a flag, and a command comes first; ` : `unknown command '${argv[1]}'${meant ? ` (did you mean '${meant}'?)` : ""}; `;
+      process.stderr.write(`${cli.name} ${argv[0]}: ${unknown}choose one of: ${subs.join(", ")}\n`);
+      return 2;
+    }
+    if (argv[0]!.startsWith("-")) {
+      process.stderr.write(`${cli.name}: unknown flag ${argv[0]}: a command comes first. Run '${cli.name} --help' for the list.\n`);
       return 2;
     }
     const meant = closest(argv[0] ?? "", Object.keys(cli.commands).map((c) => c.split(" ")[0]!));
@@ -300,6 +308,20 @@ function joinDashValues(argv: string[], options: Record<string, { type: string; 
     } else out.push(a);
   }
   return out;
+}
+
+/**
+ * Runs `check`; an error of one of `classes` (a parser's, on input the command checks before any
+ * work) becomes a {@link UsageError} (exit 2) with its message after `prefix`, e.g. "--waves: ".
+ * Other errors pass through.
+ */
+export function asUsage<T>(classes: (new (...args: any[]) => Error)[], check: () => T, prefix = ""): T {
+  try {
+    return check();
+  } catch (err) {
+    if (classes.some((c) => err instanceof c)) throw new UsageError(`${prefix}${(err as Error).message}`);
+    throw err;
+  }
 }
 
 /** "What failed: why" from an error and its causes; a cause its wrapper already quotes is not said twice. */

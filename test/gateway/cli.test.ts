@@ -90,7 +90,13 @@ describe("gateway CLI", () => {
     expect(cli("keys", "rotate", "bogus", "--data", dir).code).toBe(2);
     // Flag values the CLI checks itself are bad usage too, whatever module parses them.
     const soon = cli("tokens", "create", "--data", dir, "--expires", "soon");
-    expect({ code: soon.code, err: soon.err }).toEqual({ code: 2, err: expect.stringContaining('Invalid duration "soon"') });
+    expect({ code: soon.code, err: soon.err }).toEqual({ code: 2, err: expect.stringContaining('gateway tokens create: --expires: Invalid duration "soon"') });
+    // ...and the error names the flag, whichever command takes a duration.
+    expect(cli("registry", "gc", "--data", dir, "--grace", "1q").err).toStartWith('gateway registry gc: --grace: Invalid duration "1q"');
+    expect(cli("serve", "--data", join(dir, "never"), "--tuf-expiry", "timestamp=zz").err).toStartWith('gateway serve: --tuf-expiry timestamp: Invalid duration "zz"');
+    // The root key is never rotated online: the command says which ones are, and how root is.
+    expect(cli("keys", "rotate", "bogus", "--data", dir).err).toStartWith("gateway keys rotate: give one role: targets, snapshot, timestamp\n");
+    expect(cli("keys", "rotate", "root", "--data", dir).err).toStartWith("gateway keys rotate: the root key is not rotated here: draft, sign and install a new root with gateway keys init-root / sign-root / push-root");
     const token = cli("tokens", "list", "--server", g.url, "--token", "not-a-token");
     expect({ code: token.code, err: token.err }).toEqual({ code: 2, err: expect.stringContaining("Invalid token: expected <secret>.<sha256 hex of the CA certificate>") });
     expect(cli("serve").code).toBe(2);
@@ -209,6 +215,14 @@ describe("gateway CLI", () => {
     expect(Date.now() - t0).toBeLessThan(9000);
     expect(await readFile(g2.logFile, "utf8")).toContain("gateway: stopped");
     expect(await Bun.file(join(g2.dataDir, "serve.json")).exists()).toBe(false);
+    // An admin command on the stopped gateway's data dir: it cannot be reached (4), as a --server that does not answer;
+    // a data dir that is not there is a typo (2); a --server without a token says which flag is missing.
+    const stopped = cli("tokens", "list", "--data", g2.dataDir);
+    expect({ code: stopped.code, err: stopped.err }).toEqual({ code: 4, err: `gateway tokens list: no gateway is running on ${g2.dataDir} (no serve.json): start it, or pass --server\n` });
+    const typo = cli("tokens", "list", "--data", `${g2.dataDir}-typo`);
+    expect({ code: typo.code, err: typo.err }).toEqual({ code: 2, err: expect.stringContaining(`--data ${g2.dataDir}-typo: no such folder`) });
+    const noToken = Bun.spawnSync([process.execPath, MAIN, "tokens", "list", "--server", g.url], { stdout: "pipe", stderr: "pipe", env: { ...process.env, GATEWAY_TOKEN: "" } });
+    expect(noToken.stderr.toString()).toStartWith("gateway tokens list: --server needs --token TOKEN");
   }, 60_000);
 
   test("registry gc runs on the data dir", () => {
