@@ -1,4 +1,8 @@
+import { statSync } from "node:fs";
+import { dirname } from "node:path";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { FileExistsError } from "../../lib/fs/atomic-write.ts";
+import { fsWhy } from "../../lib/fs/why.ts";
 import { generateKey } from "../../lib/tuf/keys.ts";
 import { writeKeyFiles } from "../ota/ceremony-files.ts";
 
@@ -17,8 +21,14 @@ export default defineCommand({
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out PREFIX is required");
     const prefix = flags.out.replace(/\.json$/, "");
+    // The folder must be there: a mistyped path would otherwise be created and hold a private key nobody finds.
+    const folder = dirname(prefix);
+    if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${flags.out}: the folder ${folder} does not exist`);
     const key = generateKey();
-    const files = await writeKeyFiles(prefix, key);
+    const files = await writeKeyFiles(prefix, key).catch((e: unknown) => {
+      if (e instanceof FileExistsError) throw e;
+      throw new Error(`Cannot write the key files ${prefix}.json and ${prefix}.pub.json: ${fsWhy(e)}`); // not its cause: that names a temp file
+    });
     out.result(
       { keyId: key.keyId, ...files },
       (r) => `key ${r.keyId}\nwrote ${r.private} (private: keep it where it signs) and ${r.public} (public: give it to the root drafter)`,

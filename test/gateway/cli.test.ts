@@ -94,6 +94,9 @@ describe("gateway CLI", () => {
     // ...and the error names the flag, whichever command takes a duration.
     expect(cli("registry", "gc", "--data", dir, "--grace", "1q").err).toStartWith('gateway registry gc: --grace: Invalid duration "1q"');
     expect(cli("serve", "--data", join(dir, "never"), "--tuf-expiry", "timestamp=zz").err).toStartWith('gateway serve: --tuf-expiry timestamp: Invalid duration "zz"');
+    // A key is never written into a folder the user did not make (a typo would hide a private key).
+    const typo = cli("keys", "generate", "--out", join(dir, "no-such-folder", "alice"));
+    expect({ code: typo.code, err: typo.err, made: existsSync(join(dir, "no-such-folder")) }).toEqual({ code: 2, err: expect.stringContaining(`--out ${join(dir, "no-such-folder", "alice")}: the folder ${join(dir, "no-such-folder")} does not exist`), made: false });
     // The root key is never rotated online: the command says which ones are, and how root is.
     expect(cli("keys", "rotate", "bogus", "--data", dir).err).toStartWith("gateway keys rotate: give one role: targets, snapshot, timestamp\n");
     expect(cli("keys", "rotate", "root", "--data", dir).err).toStartWith("gateway keys rotate: the root key is not rotated here: draft, sign and install a new root with gateway keys init-root / sign-root / push-root");
