@@ -53,7 +53,13 @@ export async function signIn(
   await goto(page, `${url}/ui/`);
   if (!page.url().endsWith("/ui/login")) throw new Error(`/ui/ without a session went to ${page.url()}, not the sign-in page`);
   await page.getByLabel(/API token/).fill(token);
+  // Waiting from before the click, and saying where the browser is if it never arrives: once in
+  // a while (one CI run of 2026-12-04) the overview did not come within 30 s, and the bare timeout told nothing.
+  const arrived = page.waitForURL(`${url}/ui/`).catch(async (e: unknown) => {
+    const said = await page.locator("[role=alert]").allTextContents().catch(() => []);
+    throw new Error(`sign-in did not reach ${url}/ui/: the browser is at ${page.url()}${said.length ? `, saying "${said.join(" ")}"` : ""}`, { cause: e });
+  });
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${url}/ui/`);
+  await arrived;
   return { ctx, page };
 }
