@@ -27,14 +27,6 @@ export class GatewayError extends Error {
   }
 }
 
-/**
- * The gateway cannot be reached: nothing answers at its address (connection refused, no such host,
- * no answer in time) or what answers does not serve its CA. Exit 31, as any unreachable gateway.
- */
-export class GatewayUnreachableError extends Error {
-  override name = "GatewayUnreachableError";
-}
-
 export interface DeviceTls {
   cert: string;
   key: string;

@@ -8,7 +8,8 @@
 import { InvalidBundleError } from "../lib/bundle/errors.ts";
 import { MetadataFetchError, TufVerificationError } from "../lib/tuf/verification-errors.ts";
 import { ConfigError } from "./config.ts";
-import { GatewayError, GatewayUnreachableError, NotRegisteredError } from "./device-client.ts";
+import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
+import { GatewayError, NotRegisteredError } from "./device-client.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
 import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
 import { NoDeviceStateError } from "./session.ts";

@@ -20,7 +20,8 @@ import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { UsageError } from "../lib/cli/command.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
-import { GatewayUnreachableError } from "./device-client.ts";
+// The one "gateway cannot be reached" error (nothing answers, or what answers serves no CA): exit 31 here.
+import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 export class AlreadyRegisteredError extends Error {
@@ -80,7 +81,7 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
     // The CLI prints the cause chain: "Cannot register: <what>: <why>".
     if (cause instanceof InvalidTokenError) throw new UsageError("the token (--token or FIOUP_TOKEN) is not <secret>.<sha256 of the CA>");
     // Unreachable is the gateway's exit code (31) here as for every other command; a CA that does not match the pin is not.
-    if (cause instanceof CaFetchError) throw new GatewayUnreachableError("Cannot register", { cause });
+    if (cause instanceof CaFetchError) throw new GatewayUnreachableError("Cannot register", undefined, { cause });
     throw new RegistrationError("Cannot register", { cause });
   }
   const caCert = new X509Certificate(caPem);

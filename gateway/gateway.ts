@@ -12,7 +12,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { checkFactoryName, lockDataDir, openDataDir, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { checkFactoryName, DataDirInUseError, lockDataDir, openDataDir, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -26,7 +26,7 @@ import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken }
 import { checkCanListen, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
-import { openStore } from "./store/open.ts";
+import { dbKind, openStore } from "./store/open.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { Rollouts } from "./rollouts/service.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
@@ -106,10 +106,14 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const certHosts = [publicUrl?.hostname.replace(/^\[|\]$/g, "") ?? (wildcard ? hostname() : host), ...(wildcard ? ["127.0.0.1", "localhost"] : [host])];
   // What can fail for a reason outside the data dir is tried before the data dir is made, so a
   // busy port or an unreachable database does not leave a fresh CA and keys behind. The ports are
-  // only tried here (taken later, once the server certificate exists); a PostgreSQL --db is opened.
+  // only tried here (taken later, once the server certificate exists); a PostgreSQL --db is opened
+  // (a SQLite file may live in the data dir, so it is opened after). A gateway already serving this
+  // data dir is said first: its port would be "in use", which names the wrong cause.
+  const running = await servingPid(opts.dataDir);
+  if (running !== undefined) throw new DataDirInUseError(opts.dataDir, running);
   checkCanListen({ host, port });
   if (proxyAddress) checkCanListen(proxyAddress);
-  const external = opts.db ? await openStore(opts.db) : undefined;
+  const external = opts.db && dbKind(opts.db) === "postgres" ? await openStore(opts.db) : undefined;
   let dirLock: Awaited<ReturnType<typeof lockDataDir>>;
   let data: DataDir;
   let store: Awaited<ReturnType<typeof openStore>>;
@@ -121,7 +125,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   }
   try {
     data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
-    store = external ?? (await openStore(data.dbPath));
+    store = external ?? (await openStore(opts.db ?? data.dbPath));
   } catch (e) {
     await external?.close();
     dirLock.release();

@@ -2,7 +2,8 @@
  * The layers docs/ARCHITECTURE.md promises, checked on the source itself: lib/ imports nothing
  * outside lib/ (its tests may use the harness and fixtures), the three binaries never import each
  * other, `gateway publish` (the CI client) stands on lib/ alone (type-only imports count: a
- * layer depends on what it names), and no module imports itself round a circle. For circles the
+ * layer depends on what it names), no error class is declared twice, and no module imports itself
+ * round a circle. For circles the
  * imports are read with Bun's own transpiler, so type-only imports (erased at build, harmless)
  * do not count, and lazy `import()`s (the command tables) do.
  *
@@ -82,6 +83,14 @@ describe("layers", () => {
         .map((to) => `${f} -> ${to}`),
     );
     expect(bad).toEqual([]);
+  });
+
+  test("no error class is declared twice (one name, one home: exit-code tables match by class)", () => {
+    const homes = new Map<string, string[]>();
+    for (const f of files.filter((f) => !isTest(f)))
+      for (const m of readFileSync(join(ROOT, f), "utf8").matchAll(/\bclass (\w+Error) extends\b/g)) homes.set(m[1]!, [...(homes.get(m[1]!) ?? []), f]);
+    expect([...homes].filter(([, where]) => where.length > 1)).toEqual([]);
+    expect(homes.size).toBeGreaterThan(50);
   });
 
   test("no import circles among the modules (tests aside)", () => {

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import type { Target, TargetEntry } from "../../lib/api/index.ts";
-import { TargetNotFoundError } from "../../lib/api/target.ts";
+import { isTargetVersion, TargetNotFoundError } from "../../lib/api/target.ts";
 import { selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import type { Config } from "../config.ts";
 import type { DeviceClient } from "../device-client.ts";
@@ -41,7 +41,7 @@ export async function checkTargets(
   for (const [name, e] of Object.entries(verified.targets)) {
     if (targetMatchesDevice(e, cfg.hardwareId, cfg.tags)) matching[name] = e;
   }
-  if (opts.version !== undefined && !/^[0-9]{1,15}$/.test(opts.version)) {
+  if (opts.version !== undefined && !isTargetVersion(opts.version)) {
     throw new TargetNotFoundError(`Cannot select version "${opts.version}": a version is a number`);
   }
   const selected = selectTarget(verified.targets, {

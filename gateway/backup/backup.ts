@@ -316,23 +316,28 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
 
     let replaced: string | undefined;
     if (existing?.length) {
-      // The gateway's own lock (DIR/serve.lock), held across the swap: a gateway that started
-      // while the backup was read is refused here, and none can start until the swap is done.
+      // The gateway's own lock (serve.lock, keyed by the folder's inode) on both folders: a gateway
+      // that started while the backup was read is refused here, and one that starts during the
+      // swap finds the restored dir locked too (its lock moves with it). Only between the two
+      // renames is there no DIR at all, for the time of one system call.
       const lock = await lockDataDir(dir).catch((e) => Promise.reject(e instanceof DataDirInUseError ? inUse(e.pid) : e));
       const aside = await asideName(dir);
       try {
+        await lockDataDir(tmp);
         await rename(dir, aside);
+        try {
+          await rename(tmp, dir);
+        } catch (e) {
+          const back = await rename(aside, dir).then(() => true, () => false);
+          throw new BackupError(
+            `Cannot put the restored data dir in place at ${dir}: ${fsWhy(e)}; ` + (back ? `${dir} is as it was` : `the data dir that was there is in ${aside}`),
+          );
+        }
+        replaced = aside;
       } finally {
-        lock.release();
+        lock.release(); // DIR/serve.lock: ours, whichever folder is at DIR now
+        if (replaced) await rm(join(aside, "serve.lock"), { force: true });
       }
-      await rm(join(aside, "serve.lock"), { force: true }); // ours, moved along with the dir
-      try {
-        await rename(tmp, dir);
-      } catch (e) {
-        await rename(aside, dir).catch(() => undefined);
-        throw e;
-      }
-      replaced = aside;
     } else await rename(tmp, dir);
     await syncDir(parent);
     return replaced ? { ...manifest, replaced } : manifest;

@@ -1,4 +1,5 @@
 /** `gateway export`: write an offline bundle for devices without a network (docs/offline.md). */
+import { isTargetVersion } from "../../lib/api/target.ts";
 import { resolve } from "node:path";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
@@ -36,7 +37,7 @@ export default defineCommand({
     if (!flags.hwid) throw new UsageError("--hwid is required");
     if (!flags.out) throw new UsageError("--out DIR is required");
     for (const [name, v] of [["target", flags.target], ["from", flags.from]] as const) {
-      if (v !== undefined && !/^[0-9]{1,15}$/.test(v)) throw new UsageError(`--${name} must be a version number, got "${v}"`);
+      if (v !== undefined && !isTargetVersion(v)) throw new UsageError(`--${name} must be a version number, got "${v}"`);
     }
     if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
     if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");

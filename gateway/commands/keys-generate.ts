@@ -23,7 +23,16 @@ export default defineCommand({
     const prefix = flags.out.replace(/\.json$/, "");
     // The folder must be there: a mistyped path would otherwise be created and hold a private key nobody finds.
     const folder = dirname(prefix);
-    if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${flags.out}: the folder ${folder} does not exist`);
+    let kind: "missing" | "file" | "folder";
+    try {
+      const st = statSync(folder, { throwIfNoEntry: false });
+      kind = !st ? "missing" : st.isDirectory() ? "folder" : "file";
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOTDIR") throw e;
+      kind = "file"; // a folder above it is a file
+    }
+    if (kind === "missing") throw new UsageError(`--out ${flags.out}: the folder ${folder} does not exist`);
+    if (kind === "file") throw new UsageError(`--out ${flags.out}: ${folder}, or a folder above it, is a file, not a folder`);
     const key = generateKey();
     const files = await writeKeyFiles(prefix, key).catch((e: unknown) => {
       if (e instanceof FileExistsError) throw e;

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { isTargetVersion } from "../../lib/api/target.ts";
 import type { RolloutDetail, RolloutEventKind, RolloutRequest } from "../../lib/api/admin.ts";
 import { parseWindow, WindowSpecError } from "../../lib/schedule/window.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
@@ -23,7 +24,6 @@ import type { View } from "./view.ts";
 export const ROLLOUT_DEFAULTS = { soakS: 30 * 60, maxFailuresPct: 5, healthWindowS: 10 * 60, pendingTimeoutS: 60 * 60 } as const;
 
 /** What a target version may be: targets' custom.version (digits). */
-const VERSION_PATTERN = /^[0-9]{1,15}$/;
 
 export interface RolloutsOptions {
   store: Store;
@@ -155,7 +155,7 @@ export class Rollouts implements RolloutService {
 
   async create(req: RolloutRequest): Promise<RolloutDetail> {
     const { store } = this.opts;
-    if (!VERSION_PATTERN.test(req.target)) throw new InvalidRolloutError(`Invalid target "${req.target}": give the target version (custom.version, digits)`);
+    if (!isTargetVersion(req.target)) throw new InvalidRolloutError(`Invalid target "${req.target}": give the target version (custom.version, digits)`);
     if ((req.group === undefined) === (req.tag === undefined)) throw new InvalidRolloutError("Give exactly one of group or tag");
     checkWaves(req.waves);
     if (req.window !== undefined) {

@@ -44,6 +44,9 @@ export const ComposeAppRef = Type.Object(
 
 /** A target's version (`custom.version`): what `fioup update VERSION` and `preload --target` name. */
 export const TargetVersion = Type.String({ pattern: "^[0-9]{1,15}$", expected: "a target version: 1-15 digits, as `fioup check` lists them" });
+const TARGET_VERSION = new RegExp(TargetVersion.pattern!);
+/** Whether `v` is a target version ({@link TargetVersion}), for code that tests a string rather than a message. */
+export const isTargetVersion = (v: string): boolean => TARGET_VERSION.test(v);
 
 export const TargetCustom = Type.Object(
   {

@@ -29,6 +29,7 @@ import { DeltaDescriptor } from "../oci/delta.ts";
 import { MediaType } from "../oci/media-types.ts";
 import { InvalidBundleError } from "./errors.ts";
 import { describeSchemaProblem } from "../api/schema-problem.ts";
+import { TargetVersion } from "../api/target.ts";
 
 /** The format version of a bundle of whole blobs (index.json's `bundle.format`). */
 export const BUNDLE_FORMAT = 1;
@@ -70,12 +71,12 @@ export const BundleInfo = Type.Object({
   format: Type.Union([Type.Literal(BUNDLE_FORMAT), Type.Literal(BUNDLE_FORMAT_DELTAS)]),
   /** The target name the bundle updates to, e.g. `amd64-linux-42`. */
   target: Type.String({ minLength: 1, maxLength: 256 }),
-  version: Type.String({ pattern: "^[0-9]{1,15}$" }),
+  version: TargetVersion,
   hwid: Type.String({ minLength: 1, maxLength: 256 }),
   /** `os/arch[/variant]` of the images in the bundle. */
   platform: Type.String({ maxLength: 64 }),
   /** The version the bundle was made against: blobs that target already had are left out. */
-  from: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$" })),
+  from: Type.Optional(TargetVersion),
   createdAt: Type.String({ maxLength: 64 }),
   /** Files under tuf/. */
   tuf: Type.Array(Type.String({ pattern: BUNDLE_TUF_FILE.source }), { maxItems: 1000 }),

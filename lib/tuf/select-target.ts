@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Target, TargetEntry } from "../api/target.ts";
+import { isTargetVersion, type Target, type TargetEntry } from "../api/target.ts";
 
 export interface SelectTargetOptions {
   /** The device's hardware id: a target must list it in `custom.hardwareIds`. */
@@ -21,7 +21,7 @@ export interface SelectTargetOptions {
 
 const num = (v: unknown): number | undefined => {
   const s = String(v ?? "");
-  return /^[0-9]{1,15}$/.test(s) ? Number(s) : undefined;
+  return isTargetVersion(s) ? Number(s) : undefined;
 };
 
 /** Whether a target is for this device (hardware id and tags), whatever its version. */

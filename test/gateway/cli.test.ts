@@ -339,6 +339,30 @@ describe("gateway CLI", () => {
     }
   }, 60_000);
 
+  test("serve with a SQLite --db inside a new data dir starts; a second serve on that data dir names the running one", async () => {
+    const data = join(dir, "db-inside");
+    const p = Bun.spawn([process.execPath, MAIN, "serve", "--data", data, "--db", join(data, "store.db"), "--listen", "127.0.0.1:0"], { stdout: "pipe", stderr: "pipe" });
+    try {
+      const reader = p.stderr.getReader();
+      let said = "";
+      const deadline = Date.now() + 30_000;
+      while (!/gateway listening on https:\/\/(\S+)\n/.test(said) && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        said += new TextDecoder().decode(value);
+      }
+      reader.releaseLock();
+      const listening = /gateway listening on https:\/\/(\S+)\n/.exec(said);
+      expect({ said: listening ? "listening" : said }).toEqual({ said: "listening" });
+      expect(existsSync(join(data, "store.db"))).toBe(true);
+      const again = cli("serve", "--data", data, "--listen", listening![1]!);
+      expect({ code: again.code, err: again.err }).toEqual({ code: 1, err: expect.stringContaining(`${data} is in use by the gateway running as PID ${p.pid}`) });
+    } finally {
+      p.kill();
+      await p.exited;
+    }
+  }, 60_000);
+
   test("serve says which --db it cannot use and why (Bun said 'Failed to connect' or 'unable to open database file')", async () => {
     const fresh = join(dir, "never-created-db");
     const other = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--db", "mysql://u:pw@127.0.0.1/x");

@@ -81,6 +81,7 @@ test("restore --force over a gateway data dir keeps the old one beside it and sa
   expect(snapshot(join(work, replaced))).toEqual(before);
   expect(readFileSync(join(target, "admin-token"), "utf8")).toBe(readFileSync(join(data, "admin-token"), "utf8"));
   expect(existsSync(join(target, "only-in-the-old-dir"))).toBe(false);
+  expect(existsSync(join(target, "serve.lock"))).toBe(false); // the lock restore held across the swap is gone
 
   // The text output names the kept dir too.
   const again = await gw(["restore", backup, "--data", "old-data", "--force"]);
