@@ -110,7 +110,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   // (a SQLite file may live in the data dir, so it is opened after). A gateway already serving this
   // data dir is said first: its port would be "in use", which names the wrong cause.
   const running = await servingPid(opts.dataDir);
-  if (running !== undefined) throw new DataDirInUseError(opts.dataDir, running);
+  if (running !== undefined && running !== process.pid) throw new DataDirInUseError(opts.dataDir, running); // as the lock: one process may serve twice (tests)
   checkCanListen({ host, port });
   if (proxyAddress) checkCanListen(proxyAddress);
   const external = opts.db && dbKind(opts.db) === "postgres" ? await openStore(opts.db) : undefined;
