@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
 import { acquireLock, LockedError, lockHolder, type Lock } from "../lib/fs/pid-lock.ts";
@@ -129,13 +129,19 @@ export async function readFactoryName(dir: string): Promise<string> {
   throw new DataDirError(`${dir} is not a gateway data dir (no readable factory.json)`);
 }
 
-/** `read()`, or a DataDirError that names the damaged file instead of the parser's words alone. */
-function damaged<T>(file: string, read: () => T): T {
-  try {
-    return read();
-  } catch (e) {
-    throw new DataDirError(`Cannot read ${file}: ${(e as Error).message}; restore the data dir from a backup`, { cause: e });
-  }
+/** The error for a file of the data dir that is there but cannot be read: it names the file, not the parser's words alone. */
+const damaged = (file: string, e: unknown) => new DataDirError(`Cannot read ${file}: ${(e as Error).message}; restore the data dir from a backup`, { cause: e });
+
+/**
+ * Files only a gateway data dir holds (written at its first start): any one of them marks a
+ * folder as one, a damaged data dir too. `gateway restore --force` replaces nothing else.
+ */
+export const DATA_DIR_MARKS = ["factory.json", "pki/ca.pem", "pki/ca.key", "admin-token"] as const;
+
+/** Whether `dir` holds any of {@link DATA_DIR_MARKS}. */
+export async function looksLikeDataDir(dir: string): Promise<boolean> {
+  for (const mark of DATA_DIR_MARKS) if (await lstat(join(dir, mark)).then(() => true, () => false)) return true;
+  return false;
 }
 
 /** Opens DIR, creating whatever is missing. `hosts` are the names the TLS certificate must cover. */
@@ -150,7 +156,11 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   let factory: string;
   const existing = await readOr(factoryFile);
   if (existing) {
-    factory = damaged(factoryFile, () => (JSON.parse(existing) as { name: string }).name);
+    try {
+      factory = (JSON.parse(existing) as { name: string }).name;
+    } catch (e) {
+      throw damaged(factoryFile, e);
+    }
     if (typeof factory !== "string") throw new DataDirError(`Cannot read ${factoryFile}: it has no factory name; restore it from a backup`);
     if (opts.factory !== undefined && opts.factory !== factory) throw new FactoryMismatchError(dir, factory, opts.factory);
   } else {
@@ -161,7 +171,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   let caPem = await readOr(join(pki, "ca.pem"));
   let caKey = await readOr(join(pki, "ca.key"));
   let ca: CertificateAuthority;
-  if (caPem && caKey) ca = await loadCa(caPem, caKey).catch((e: unknown) => damaged(join(pki, "ca.pem and ca.key"), () => { throw e; }));
+  if (caPem && caKey) ca = await loadCa(caPem, caKey).catch((e: unknown) => Promise.reject(damaged(join(pki, "ca.pem and ca.key"), e)));
   else if (caPem || caKey) throw new DataDirError(`Cannot open ${pki}: one of ca.pem and ca.key is missing`);
   else {
     ca = await createCa(factory);
@@ -172,7 +182,13 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   let serverCertPem = await readOr(join(pki, "server.pem"));
   let serverKeyPem = await readOr(join(pki, "server.key"));
   const wanted = [...new Set(opts.hosts)];
-  if (!serverCertPem || !serverKeyPem || !wanted.every((h) => damaged(join(pki, "server.pem"), () => certificateHosts(serverCertPem!)).includes(h))) {
+  let covered: string[] = [];
+  try {
+    covered = serverCertPem ? certificateHosts(serverCertPem) : [];
+  } catch (e) {
+    throw damaged(join(pki, "server.pem"), e);
+  }
+  if (!serverCertPem || !serverKeyPem || !wanted.every((h) => covered.includes(h))) {
     const issued = await issueServerCert(ca, wanted);
     serverCertPem = issued.certPem;
     serverKeyPem = issued.keyPem;

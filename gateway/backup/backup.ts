@@ -28,7 +28,7 @@ import tar from "tar-stream";
 import { UsageError } from "../../lib/cli/command.ts";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
-import { DataDirInUseError, lockDataDir, readFactoryName, servingPid } from "../data-dir.ts";
+import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -232,17 +232,6 @@ export interface RestoreResult extends BackupManifest {
   replaced?: string;
 }
 
-/**
- * What only a gateway data dir holds (gateway/data-dir.ts writes them at the first start). Any
- * one is enough: a data dir being restored may be a damaged one.
- */
-const DATA_DIR_MARKS = ["factory.json", "pki/ca.pem", "pki/ca.key", "admin-token"];
-
-async function isDataDir(dir: string): Promise<boolean> {
-  for (const mark of DATA_DIR_MARKS) if (await lstat(join(dir, mark)).then(() => true, () => false)) return true;
-  return false;
-}
-
 /** `DIR.replaced-20250102T030405Z` (with -2, -3... if that exists): where --force keeps the dir it replaces. */
 async function asideName(dir: string): Promise<string> {
   const base = `${dir}.replaced-${new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}`;
@@ -269,7 +258,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const inUse = (pid: number) => new BackupError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
   const servedBy = await servingPid(dir);
   if (servedBy !== undefined) throw inUse(servedBy);
-  if (existing?.length && !(await isDataDir(dir))) {
+  if (existing?.length && !(await looksLikeDataDir(dir))) {
     const shown = existing.sort().slice(0, 5).join(", ") + (existing.length > 5 ? ` and ${existing.length - 5} more` : "");
     throw new UsageError(
       `--force replaces only a gateway data dir or an empty folder, and ${opts.dataDir} is neither: it holds ${shown} (none of ${DATA_DIR_MARKS.join(", ")}). Nothing was changed: give --data a new folder`,
