@@ -30,6 +30,7 @@ import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
+import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
 
 /** The owner name put on the agent's containers, from `instance` in the config or `--instance`. */
 const AgentInstance = Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", expected: "an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit)" });
@@ -109,13 +110,21 @@ export interface AgentFlags {
 const isBrokerUrl = (url: string): boolean => /^(mqtt|mqtts|tcp|tls|ws|wss):\/\/[^/?#]/.test(url) && URL.canParse(url);
 const BROKER_URL_RULE = "expected an mqtt://, mqtts://, ws:// or wss:// URL with a host";
 
-const readPem = (path: string | undefined, what: string): string | undefined => {
+/**
+ * A PEM file of the agent's TLS: named by a flag it is bad usage (exit 2, the flag named), by the
+ * config a config error; a file that holds no PEM is refused here, not as a TLS error at connect.
+ */
+const readPem = (path: string | undefined, what: string, flag?: string): string | undefined => {
   if (!path) return undefined;
+  const fail = (why: string) => (flag ? new UsageError(`Cannot read ${flag} ${path}: ${why}`) : new ConfigError(`Cannot read the ${what} ${path}: ${why}`));
+  let pem: string;
   try {
-    return readFileSync(path, "utf8");
+    pem = readFileSync(path, "utf8");
   } catch (err) {
-    throw new ConfigError(`Cannot read the ${what} ${path}: ${fsWhy(err)}`);
+    throw fail(fsWhy(err));
   }
+  if (!pem.includes("-----BEGIN ")) throw fail(`it holds no PEM (expected -----BEGIN ...)`);
+  return pem;
 };
 
 /** True when the merged config has an `[mqtt]` table with a url (the daemon then runs the agent too). */
@@ -126,7 +135,7 @@ export function hasMqttConfig(cfg: Config): boolean {
 
 /**
  * Builds the agent config from fioup's config and the command's flags (flags win).
- * @throws {UsageError} A --mqtt or --instance that cannot be valid.
+ * @throws {UsageError} A --mqtt or --instance that cannot be valid, or a --ca/--client-cert/--client-key that cannot be read.
  * @throws {ConfigError} A wrong `[mqtt]` value, no broker URL, or an unreadable certificate file.
  */
 export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
@@ -145,7 +154,13 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   for (const [host, r] of Object.entries(t.registries ?? {})) {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };
   }
-  for (const host of [...commaList(t.insecure_registries), ...commaList(flags["insecure-registry"])]) {
+  const fromFlag = commaList(flags["insecure-registry"]);
+  for (const host of [...commaList(t.insecure_registries), ...fromFlag]) {
+    // A value in another form (a URL) would match no image's registry, which then stays on https.
+    if (!isRegistryHost(host)) {
+      const rule = `${REGISTRY_HOST_RULE}, got "${host}"`;
+      throw fromFlag.includes(host) ? new UsageError(`--insecure-registry: ${rule}`) : new ConfigError(`Invalid config at mqtt.insecure_registries: ${rule}`);
+    }
     registries[host] = { ...registries[host], insecure: true };
   }
   // The table's instance was checked with MqttToml above; the flag is bad usage (exit 2), named.
@@ -155,9 +170,9 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
     url,
     clientId: flags["client-id"] ?? t.client_id ?? `fioup-agent-${instance}-${Math.random().toString(36).slice(2, 8)}`,
     tls: {
-      ca: readPem(flags.ca ?? t.ca, "broker CA"),
-      cert: readPem(flags["client-cert"] ?? t.client_cert, "client certificate"),
-      key: readPem(flags["client-key"] ?? t.client_key, "client key"),
+      ca: readPem(flags.ca ?? t.ca, "broker CA", flags.ca === undefined ? undefined : "--ca"),
+      cert: readPem(flags["client-cert"] ?? t.client_cert, "client certificate", flags["client-cert"] === undefined ? undefined : "--client-cert"),
+      key: readPem(flags["client-key"] ?? t.client_key, "client key", flags["client-key"] === undefined ? undefined : "--client-key"),
     },
     username: t.username,
     password: t.password,

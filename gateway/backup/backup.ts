@@ -20,14 +20,14 @@
  */
 import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
-import type { Stats } from "node:fs";
-import { access, constants, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
 import { UsageError } from "../../lib/cli/command.ts";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
+import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
@@ -63,27 +63,6 @@ export class BackupError extends Error {
 
 const isPostgres = (db?: string) => !!db && /^postgres(ql)?:\/\//.test(db);
 
-/** What is at `path`: its stat, undefined if nothing is, "blocked" if a folder above it is a file. */
-async function look(path: string): Promise<Stats | undefined | "blocked"> {
-  try {
-    return await stat(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return undefined;
-    if (code === "ENOTDIR") return "blocked";
-    throw e;
-  }
-}
-
-/** Why nothing can be at `path`: which of the folders above it is a file. */
-async function blocked(path: string): Promise<string> {
-  for (let p = dirname(path); p !== dirname(p); p = dirname(p)) {
-    const st = await look(p).catch(() => undefined);
-    if (st && st !== "blocked" && !st.isDirectory()) return `${p} is a file, not a folder`;
-  }
-  return "a folder above it is a file";
-}
-
 /** A path without a trailing slash ("data/" and "data" are one folder; "data/.replaced-..." would be inside it). */
 const bare = (path: string) => normalize(path).replace(/(.)\/+$/, "$1");
 
@@ -92,15 +71,8 @@ const bare = (path: string) => normalize(path).replace(/(.)\/+$/, "$1");
  * written there, so the error names the user's --out, not a temp name beside it.
  */
 async function checkOut(out: string): Promise<void> {
-  const fail = (why: string) => new BackupError(`Cannot write the backup to ${out}: ${why}`);
-  const folder = dirname(out);
-  const target = await look(out).catch((e) => Promise.reject(fail(fsWhy(e))));
-  if (target === "blocked") throw fail(await blocked(out));
-  if (target?.isDirectory()) throw fail(`${out} is a folder (give a file name, e.g. ${join(out, "gateway.backup")})`);
-  const parent = await look(folder).catch((e) => Promise.reject(fail(fsWhy(e))));
-  if (parent === undefined) throw fail(`the folder ${folder} does not exist`);
-  if (parent === "blocked" || !parent.isDirectory()) throw fail(await blocked(out));
-  await access(folder, constants.W_OK | constants.X_OK).catch(() => Promise.reject(fail(`the folder ${folder} is not writable`)));
+  const why = await whyCannotWrite(out);
+  if (why) throw new BackupError(`Cannot write the backup to ${out}: ${why}`);
 }
 
 /** A file system error about `out` or its temp files (not about a data dir file being read). */
@@ -250,7 +222,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const dir = bare(opts.dataDir);
   const fail = (why: string) => new BackupError(`Cannot restore into --data ${opts.dataDir}: ${why}`);
   const target = await look(dir).catch((e) => Promise.reject(fail(fsWhy(e))));
-  if (target === "blocked") throw fail(await blocked(dir));
+  if (target === "blocked") throw fail(await blockedBy(dir));
   if (target && !target.isDirectory()) throw new BackupError(`--data ${opts.dataDir} is a file, not a folder: give the folder to restore the data dir into`);
   const existing = target ? await readdir(dir).catch((e) => Promise.reject(fail(fsWhy(e)))) : undefined;
   if (existing?.length && !opts.force) throw new BackupError(`${opts.dataDir} exists and is not empty: restore into a new dir, or pass --force to replace it`);
@@ -268,7 +240,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const parent = dirname(dir);
   if (!target) {
     const above = await look(parent).catch((e) => Promise.reject(fail(fsWhy(e))));
-    if (above === "blocked" || (above && !above.isDirectory())) throw fail(await blocked(dir));
+    if (above === "blocked" || (above && !above.isDirectory())) throw fail(await blockedBy(dir));
     await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
   }
   const tmp = await mkdtemp(join(parent, ".restore-")).catch((e) => Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`)));

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
+import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
 import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -29,7 +30,7 @@ export default defineCommand({
     "no-deltas": { type: "boolean", description: "With --from: carry changed layers whole, never as deltas" },
     out: { type: "string", description: "Bundle directory to write (must not exist or be empty)", placeholder: "DIR" },
     platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
-    "insecure-registry": { type: "strings", description: "Registry host:port (other than the gateway) to reach over plain HTTP, loopback only", placeholder: "HOST" },
+    "insecure-registry": { type: "strings", description: "Registry host:port (other than the gateway) to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
     ...formatFlag,
   },
   async run({ flags, out }) {
@@ -41,6 +42,9 @@ export default defineCommand({
     }
     if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
     if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");
+    for (const host of flags["insecure-registry"]) {
+      if (!isRegistryHost(host)) throw new UsageError(`--insecure-registry: ${REGISTRY_HOST_RULE}, got "${host}"`);
+    }
     const platform = flags.platform ? parsePlatform(flags.platform) : platformForHwid(flags.hwid);
     if (!platform) throw new UsageError(`cannot tell the image platform of hardware id ${flags.hwid}: give --platform OS/ARCH`);
     const client = await adminClient(flags);

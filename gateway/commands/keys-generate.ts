@@ -1,7 +1,6 @@
-import { statSync } from "node:fs";
-import { dirname } from "node:path";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { FileExistsError } from "../../lib/fs/atomic-write.ts";
+import { whyCannotWrite } from "../../lib/fs/paths.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
 import { generateKey } from "../../lib/tuf/keys.ts";
 import { writeKeyFiles } from "../ota/ceremony-files.ts";
@@ -22,17 +21,8 @@ export default defineCommand({
     if (!flags.out) throw new UsageError("--out PREFIX is required");
     const prefix = flags.out.replace(/\.json$/, "");
     // The folder must be there: a mistyped path would otherwise be created and hold a private key nobody finds.
-    const folder = dirname(prefix);
-    let kind: "missing" | "file" | "folder";
-    try {
-      const st = statSync(folder, { throwIfNoEntry: false });
-      kind = !st ? "missing" : st.isDirectory() ? "folder" : "file";
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOTDIR") throw e;
-      kind = "file"; // a folder above it is a file
-    }
-    if (kind === "missing") throw new UsageError(`--out ${flags.out}: the folder ${folder} does not exist`);
-    if (kind === "file") throw new UsageError(`--out ${flags.out}: ${folder}, or a folder above it, is a file, not a folder`);
+    const why = await whyCannotWrite(`${prefix}.json`);
+    if (why) throw new UsageError(`--out ${flags.out}: ${why}`);
     const key = generateKey();
     const files = await writeKeyFiles(prefix, key).catch((e: unknown) => {
       if (e instanceof FileExistsError) throw e;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { formatReference, parseReference, referenceTarget, tryParseReference } from "./reference.ts";
+import { formatReference, isRegistryHost, parseReference, referenceTarget, tryParseReference } from "./reference.ts";
 
 const D = `sha256:${"b".repeat(64)}`;
 
@@ -32,5 +32,9 @@ describe("parseReference", () => {
       expect(formatReference(parseReference(s))).toBe(s);
     }
     expect(formatReference(parseReference("nginx"))).toBe("docker.io/library/nginx:latest");
+  });
+  test("isRegistryHost takes a registry as references name it, nothing else", () => {
+    for (const ok of ["127.0.0.1:5000", "localhost:5000", "registry.example.com", "[::1]:5000"]) expect({ ok, is: isRegistryHost(ok) }).toEqual({ ok, is: true });
+    for (const bad of ["http://127.0.0.1:5000", "127.0.0.1:5000/", "registry", "", "reg.example/path"]) expect({ bad, is: isRegistryHost(bad) }).toEqual({ bad, is: false });
   });
 });

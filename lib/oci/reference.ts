@@ -92,6 +92,24 @@ export function tryParseReference(ref: string): Reference | undefined {
 }
 
 /**
+ * True when `host` names a registry as image references name it (`host[:port]`, e.g.
+ * `127.0.0.1:5000`): a list of plain-HTTP registries is matched against references' registries,
+ * so a value in any other form (a URL, a path) would never match and its registry stay on https.
+ *
+ * @example
+ * ```ts
+ * isRegistryHost("127.0.0.1:5000"); // true
+ * isRegistryHost("http://127.0.0.1:5000"); // false
+ * ```
+ */
+export function isRegistryHost(host: string): boolean {
+  return tryParseReference(`${host}/x`)?.registry === host;
+}
+
+/** What {@link isRegistryHost} takes, for an error message. */
+export const REGISTRY_HOST_RULE = "expected a registry host[:port] as image references name it (e.g. 127.0.0.1:5000)";
+
+/**
  * Formats a reference back to `registry/repository[:tag][@digest]` (always with the registry).
  *
  * @example

@@ -1,16 +1,15 @@
 /** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
-import { constants } from "node:fs";
-import { access as accessPath, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
 import { defineCommand, UsageError, type FlagSpec, type FlagValues } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
-import { fsWhy } from "../../lib/fs/why.ts";
+import { whyCannotRead } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
-import { parseReference } from "../../lib/oci/reference.ts";
+import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
@@ -21,7 +20,7 @@ import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
 import { targetsFromBundle, targetsFromFiles, targetsFromGateway, type RootFile } from "../targets.ts";
-import { bundleRegistries, openBundle } from "../../lib/bundle/index.ts";
+import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
 
 export class NoTargetError extends Error {
   override name = "NoTargetError";
@@ -49,7 +48,7 @@ const FLAGS = {
   fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
   "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
   ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries when there is no --server", placeholder: "FILE" },
-  "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (loopback only)", placeholder: "HOST" },
+  "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
   explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit (needs no --out nor source)" },
   json: { type: "boolean", description: "Print the result as JSON on stdout" },
 } as const satisfies Record<string, FlagSpec>;
@@ -92,7 +91,7 @@ export default defineCommand({
     }
 
     await checkOutputPath(resolve(flags.out!), flags.format as OutputFormat);
-    const bundle = flags.bundle ? await openBundle(resolve(flags.bundle)) : undefined;
+    const bundle = checked.bundle;
 
     const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
     const source = flags.bundle ? `the bundle ${flags.bundle}` : (flags.targets ?? `${flags.server}/repo/`);
@@ -165,6 +164,8 @@ export default defineCommand({
 /** What {@link checkFlags} read and parsed, for the run to use as checked. */
 interface CheckedFlags {
   root?: RootFile;
+  /** --bundle, opened: a folder that is no complete bundle is refused on every ref. */
+  bundle?: Bundle;
   platform?: Platform;
   ca?: string;
 }
@@ -190,7 +191,9 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
       throw new UsageError(`--platform: ${(e as Error).message}`);
     }
   }
-  for (const host of flags["insecure-registry"]) checkRegistryHost(host);
+  for (const host of flags["insecure-registry"]) {
+    if (!isRegistryHost(host)) throw new UsageError(`--insecure-registry: ${REGISTRY_HOST_RULE}, got "${host}"`);
+  }
   if (flags.server !== undefined && (!URL.canParse(flags.server) || !/^https:\/\//.test(flags.server))) {
     throw new UsageError(`--server must be an https:// URL, got ${flags.server}`);
   }
@@ -217,21 +220,14 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
     root: flags.root === undefined ? undefined : await readRoot(flags.root),
     platform,
     ca: flags.ca === undefined ? undefined : await readFlagFile(resolve(flags.ca), "--ca"),
+    bundle: flags.bundle === undefined ? undefined : await openBundle(resolve(flags.bundle)),
   };
 }
 
 /** A path a flag names must be there and readable, and a file or a directory as the flag takes. */
 async function checkPath(flag: string, path: string, kind?: "file" | "directory"): Promise<void> {
-  try {
-    const st = await stat(path);
-    await accessPath(path, constants.R_OK);
-    if (kind === "file" && st.isDirectory()) throw new UsageError(`Cannot read ${flag} ${path}: it is a directory`);
-    if (kind === "directory" && !st.isDirectory()) throw new UsageError(`Cannot read ${flag} ${path}: it is a file, give a directory`);
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const missing = (e as NodeJS.ErrnoException)?.code === "ENOENT";
-    throw new UsageError(`Cannot read ${flag} ${path}: ${missing && kind === "directory" ? "no such directory" : fsWhy(e)}`);
-  }
+  const why = await whyCannotRead(path, kind);
+  if (why) throw new UsageError(`Cannot read ${flag} ${path}: ${why}`);
 }
 
 /** The --root file, read once and checked to be TUF root metadata (its signatures are checked with the targets). */
@@ -243,15 +239,4 @@ async function readRoot(path: string): Promise<RootFile> {
     throw new UsageError(`--root ${path} is not TUF root metadata: ${(e as Error).message}`);
   }
   return { file: path, json };
-}
-
-/** An --insecure-registry value must name a registry as image references do (host[:port]): any other would never match one, and its registry stay on https. */
-function checkRegistryHost(host: string): void {
-  let registry: string | undefined;
-  try {
-    registry = parseReference(`${host}/x`).registry;
-  } catch {
-    registry = undefined;
-  }
-  if (registry !== host) throw new UsageError(`--insecure-registry: expected a registry host[:port] as image references name it (e.g. 127.0.0.1:5000), got "${host}"`);
 }

@@ -5,7 +5,7 @@
  * naming it, and a gateway nothing answers for is the exit code `fioup --help` gives it.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, tempDir } from "../harness/tmp.ts";
 
@@ -65,6 +65,22 @@ describe("fioup CLI input", () => {
         code: 2,
         err: expect.stringContaining(`fioup agent: --mqtt: expected an mqtt://, mqtts://, ws:// or wss:// URL with a host, got "${bad}"`),
       });
+    }
+  });
+
+  test("agent: a TLS file or plain-HTTP registry given as a flag that cannot be used is bad usage (exit 2) naming the flag", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    const notPem = join(root, "not.pem");
+    writeFileSync(notPem, "hello\n");
+    const cases: [string[], string][] = [
+      [["--ca", join(root, "nope.pem")], `--ca ${join(root, "nope.pem")}: no such file`],
+      [["--client-cert", root], `--client-cert ${root}: it is a directory`],
+      [["--client-key", notPem], `--client-key ${notPem}: it holds no PEM`],
+      [["--insecure-registry", "http://127.0.0.1:5000"], `--insecure-registry: expected a registry host[:port] as image references name it (e.g. 127.0.0.1:5000), got "http://127.0.0.1:5000"`],
+    ];
+    for (const [flags, says] of cases) {
+      const r = fioup(root, "agent", "--mqtt", "mqtt://127.0.0.1:1", ...flags);
+      expect({ flags, code: r.code, err: r.stderr }).toEqual({ flags, code: 2, err: expect.stringContaining(`fioup agent: ${says.startsWith("--insecure") ? "" : "Cannot read "}${says}`) });
     }
   });
 

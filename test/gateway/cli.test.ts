@@ -267,6 +267,10 @@ describe("gateway CLI", () => {
     expect(await Bun.file(join(absent, "tuf", "1.root.json")).exists()).toBe(false);
     expect(existsSync(absent)).toBe(false);
     expect(readdirSync(empty)).toEqual([]);
+    // A plain-HTTP registry given as a URL would match no image's registry: refused before anything is asked.
+    const url = cli("export", "--data", dir, "--target", "1", "--hwid", "amd64-linux", "--out", absent, "--insecure-registry", "http://127.0.0.1:5000");
+    expect({ code: url.code, err: url.err }).toEqual({ code: 2, err: expect.stringContaining('--insecure-registry: expected a registry host[:port] as image references name it (e.g. 127.0.0.1:5000), got "http://127.0.0.1:5000"') });
+    expect(existsSync(absent)).toBe(false);
   }, 60_000);
 
   test("serve refuses a signer lease under a second before touching the data dir", async () => {

@@ -102,7 +102,7 @@ test("a bad --out or --data is named as given, with its cause, in one line, and 
   writeFileSync(join(work, "afile"), "not a folder\n");
   const cases: [string[], string][] = [
     [["backup", "--data", "data", "--out", "b/nodir/x.bak"], "gateway backup: Cannot write the backup to b/nodir/x.bak: the folder b/nodir does not exist\n"],
-    [["backup", "--data", "data", "--out", "b"], "gateway backup: Cannot write the backup to b: b is a folder (give a file name, e.g. b/gateway.backup)\n"],
+    [["backup", "--data", "data", "--out", "b"], "gateway backup: Cannot write the backup to b: b is a folder, give a file name\n"],
     [["backup", "--data", "data", "--out", "afile/x.bak"], "gateway backup: Cannot write the backup to afile/x.bak: afile is a file, not a folder\n"],
     [["restore", backup, "--data", "afile"], "gateway restore: --data afile is a file, not a folder: give the folder to restore the data dir into\n"],
     [["restore", backup, "--data", "afile/data"], "gateway restore: Cannot restore into --data afile/data: afile is a file, not a folder\n"],

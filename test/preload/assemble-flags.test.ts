@@ -129,10 +129,12 @@ describe("files and tokens a flag names", () => {
     expect(r.stderr).toContain("Cannot read --bundle /nonexistent: no such directory");
   });
 
-  test("a --bundle directory that is no bundle exits 2, as `fioup update --offline` does", async () => {
-    const r = await preload("--factory-config", enabled, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--bundle", dir, "--root", rootJson);
-    expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr).toContain(`Cannot open the bundle ${dir}: no index.json`);
+  test("a --bundle directory that is no bundle exits 2, as `fioup update --offline` does, also on a ref that builds no image", async () => {
+    for (const config of [enabled, unrelated]) {
+      const r = await preload("--factory-config", config, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--bundle", dir, "--root", rootJson);
+      expect({ config, code: r.code }, r.stderr).toEqual({ config, code: 2 });
+      expect(r.stderr).toContain(`Cannot open the bundle ${dir}: no index.json`);
+    }
   });
 
   test("a --targets file that is not there exits 2 naming the flag and the path", async () => {

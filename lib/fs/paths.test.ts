@@ -1,0 +1,30 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { whyCannotRead, whyCannotWrite } from "./paths.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "fs-paths-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+writeFileSync(join(dir, "file"), "x");
+mkdirSync(join(dir, "folder"));
+
+test("says why a file cannot be written there, naming the user's path", async () => {
+  expect(await whyCannotWrite(join(dir, "new"))).toBeUndefined();
+  expect(await whyCannotWrite(join(dir, "file"))).toBeUndefined(); // replaced: the caller decides whether it may be
+  expect(await whyCannotWrite(join(dir, "nodir", "x"))).toBe(`the folder ${join(dir, "nodir")} does not exist`);
+  expect(await whyCannotWrite(join(dir, "file", "x"))).toBe(`${join(dir, "file")} is a file, not a folder`);
+  expect(await whyCannotWrite(join(dir, "file", "deeper", "x"))).toBe(`${join(dir, "file")} is a file, not a folder`);
+  expect(await whyCannotWrite(join(dir, "folder"))).toBe(`${join(dir, "folder")} is a folder, give a file name`);
+});
+
+test("says why a path cannot be read as the kind a flag takes", async () => {
+  expect(await whyCannotRead(join(dir, "file"), "file")).toBeUndefined();
+  expect(await whyCannotRead(join(dir, "folder"), "directory")).toBeUndefined();
+  expect(await whyCannotRead(join(dir, "folder"))).toBeUndefined();
+  expect(await whyCannotRead(join(dir, "folder"), "file")).toBe("it is a directory");
+  expect(await whyCannotRead(join(dir, "file"), "directory")).toBe("it is a file, give a directory");
+  expect(await whyCannotRead(join(dir, "nope"), "file")).toBe("no such file");
+  expect(await whyCannotRead(join(dir, "nope"), "directory")).toBe("no such directory");
+  expect(await whyCannotRead(join(dir, "file", "x"))).toBe("a directory above it is a file");
+});

@@ -1,0 +1,86 @@
+/**
+ * Whether a path a user named can be used, asked before any work starts: a file to write (a
+ * backup, a key) needs a folder that exists and can be written, and a file or folder to read must
+ * be there and readable, and of the right kind. The answer is a reason in words that names the
+ * user's path ("the folder b/nodir does not exist", "afile is a file, not a folder"), so the
+ * error never names a temp file beside it or a bare errno. Each caller wraps the reason in its
+ * own error (bad usage, a backup error) and its own first words.
+ *
+ * @module
+ */
+import { constants, type Stats } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { fsWhy } from "./why.ts";
+
+/** What is at `path`: its stat, undefined if nothing is, "blocked" if a folder above it is a file. */
+export async function look(path: string): Promise<Stats | undefined | "blocked"> {
+  try {
+    return await stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return undefined;
+    if (code === "ENOTDIR") return "blocked";
+    throw e;
+  }
+}
+
+/** Why nothing can be at `path`: which of the folders above it is a file. */
+export async function blockedBy(path: string): Promise<string> {
+  for (let p = dirname(path); p !== dirname(p); p = dirname(p)) {
+    const st = await look(p).catch(() => undefined);
+    if (st && st !== "blocked" && !st.isDirectory()) return `${p} is a file, not a folder`;
+  }
+  return "a folder above it is a file";
+}
+
+/**
+ * Why a file cannot be written at `path` (made, or replaced if one is there), or undefined if it
+ * can: its folder must exist (a mistyped path is not created: what it would hold could be lost)
+ * and be writable, and `path` must not be a folder.
+ *
+ * @example
+ * ```ts
+ * const why = await whyCannotWrite(flags.out);
+ * if (why) throw new UsageError(`Cannot write --out ${flags.out}: ${why}`);
+ * ```
+ */
+export async function whyCannotWrite(path: string): Promise<string | undefined> {
+  const folder = dirname(path);
+  try {
+    const target = await look(path);
+    if (target === "blocked") return await blockedBy(path);
+    if (target?.isDirectory()) return `${path} is a folder, give a file name`;
+    const parent = await look(folder);
+    if (parent === undefined) return `the folder ${folder} does not exist`;
+    if (parent === "blocked" || !parent.isDirectory()) return await blockedBy(path);
+  } catch (e) {
+    return fsWhy(e);
+  }
+  return access(folder, constants.W_OK | constants.X_OK).then(
+    () => undefined,
+    () => `the folder ${folder} is not writable`,
+  );
+}
+
+/**
+ * Why `path` cannot be read as a `kind` ("file" or "directory"; either if not given), or
+ * undefined if it can.
+ *
+ * @example
+ * ```ts
+ * const why = await whyCannotRead(flags.bundle, "directory");
+ * if (why) throw new UsageError(`Cannot read --bundle ${flags.bundle}: ${why}`);
+ * ```
+ */
+export async function whyCannotRead(path: string, kind?: "file" | "directory"): Promise<string | undefined> {
+  try {
+    const st = await stat(path);
+    await access(path, constants.R_OK);
+    if (kind === "file" && st.isDirectory()) return "it is a directory";
+    if (kind === "directory" && !st.isDirectory()) return "it is a file, give a directory";
+    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException)?.code === "ENOENT" && kind === "directory" ? "no such directory" : fsWhy(e);
+  }
+}
