@@ -27,6 +27,7 @@ import tar from "tar-stream";
 import { UsageError } from "../../lib/cli/command.ts";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
+import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
@@ -244,6 +245,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
   }
   const tmp = await mkdtemp(join(parent, ".restore-")).catch((e) => Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`)));
+  /** Set once the restored dir is in place: `tmp` may then hold the replaced data dir, never to be removed. */
+  let restored = false;
   try {
     const extract = tar.extract();
     Readable.from(unseal(createReadStream(opts.file), opts.secret)).on("error", (e) => extract.destroy(e)).pipe(extract);
@@ -279,31 +282,38 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     if (existing?.length) {
       // The gateway's own lock (serve.lock, keyed by the folder's inode) on both folders: a gateway
       // that started while the backup was read is refused here, and one that starts during the
-      // swap finds the restored dir locked too (its lock moves with it). Only between the two
-      // renames is there no DIR at all, for the time of one system call.
+      // swap finds the restored dir locked too (its lock moves with it). The two folders swap in
+      // one system call, so DIR is never missing (a gateway starting then would make a fresh
+      // one); where that call cannot be made, two renames leave it missing for the time of one.
       const lock = await lockDataDir(dir).catch((e) => Promise.reject(e instanceof DataDirInUseError ? inUse(e.pid) : e));
       const aside = await asideName(dir);
       try {
         await lockDataDir(tmp);
-        await rename(dir, aside);
-        try {
-          await rename(tmp, dir);
-        } catch (e) {
-          const back = await rename(aside, dir).then(() => true, () => false);
-          throw new BackupError(
-            `Cannot put the restored data dir in place at ${dir}: ${fsWhy(e)}; ` + (back ? `${dir} is as it was` : `the data dir that was there is in ${aside}`),
-          );
+        if (await exchangePaths(tmp, dir)) {
+          // The old data dir is at the temp name now: from here on it must not be removed as a temp dir.
+          restored = true;
+          replaced = await rename(tmp, aside).then(() => aside, () => tmp);
+        } else {
+          await rename(dir, aside);
+          try {
+            await rename(tmp, dir);
+          } catch (e) {
+            const back = await rename(aside, dir).then(() => true, () => false);
+            throw new BackupError(
+              `Cannot put the restored data dir in place at ${dir}: ${fsWhy(e)}; ` + (back ? `${dir} is as it was` : `the data dir that was there is in ${aside}`),
+            );
+          }
+          replaced = aside;
         }
-        replaced = aside;
       } finally {
         lock.release(); // DIR/serve.lock: ours, whichever folder is at DIR now
-        if (replaced) await rm(join(aside, "serve.lock"), { force: true });
+        if (replaced) await rm(join(replaced, "serve.lock"), { force: true });
       }
     } else await rename(tmp, dir);
     await syncDir(parent);
     return replaced ? { ...manifest, replaced } : manifest;
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
+    if (!restored) await rm(tmp, { recursive: true, force: true });
     throw err;
   }
 }
