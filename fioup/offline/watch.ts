@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
@@ -35,10 +36,24 @@ export interface WatchOptions {
   hold?: HoldOptions;
 }
 
-/** One look at `dir`: applies a bundle not handled yet. Returns what happened, or undefined if nothing did. */
-export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promise<string | undefined> {
+/** What {@link watchOnce} answers when DIR holds no index.json (no bundle, or one not copied yet). */
+export const NO_BUNDLE = Symbol("no bundle");
+
+/**
+ * Why DIR holds no bundle, said once while it stays so: a bundle's index.json must be in DIR
+ * itself, and a stick whose bundle sits in a folder of its own would otherwise be watched in silence.
+ */
+async function noBundle(dir: string): Promise<string> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const inside = [];
+  for (const e of entries) if (e.isDirectory() && (await Bun.file(join(dir, e.name, "index.json")).exists())) inside.push(join(dir, e.name));
+  return `no bundle in ${dir} yet (no index.json there)` + (inside.length ? `; ${inside.join(", ")} holds one: give that folder to --offline` : "; watching on");
+}
+
+/** One look at `dir`: applies a bundle not handled yet. Returns what happened, NO_BUNDLE, or undefined if nothing did. */
+export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promise<string | typeof NO_BUNDLE | undefined> {
   const index = Bun.file(join(dir, "index.json"));
-  if (!(await index.exists())) return undefined;
+  if (!(await index.exists())) return NO_BUNDLE;
   let bundle;
   let key: string;
   try {
@@ -80,10 +95,17 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
 export async function watchBundles(s: Session, dir: string, o: WatchOptions): Promise<void> {
   o.log(`watching ${dir} for offline bundles every ${o.intervalMs / 1000}s`);
   let lastReport = 0;
+  let saidNoBundle = false;
   while (!o.signal.aborted) {
     try {
       const what = await watchOnce(s, dir, o);
-      if (what) o.log(what);
+      if (what === NO_BUNDLE) {
+        if (!saidNoBundle) o.log(await noBundle(dir));
+        saidNoBundle = true;
+      } else {
+        saidNoBundle = false;
+        if (what) o.log(what);
+      }
     } catch (e) {
       o.log(`cannot read ${dir}: ${describeError(e)}`);
     }

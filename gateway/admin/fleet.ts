@@ -72,7 +72,8 @@ export function adminFleet(gw: Gateway) {
   historyOf(gw);
   return new Hono<GatewayEnv>()
     .get("/fleet/devices", async (c) => {
-      const q = c.req.query();
+      // An empty value is no filter, as a form sends a field left blank (`?status=&sort=`).
+      const q = Object.fromEntries(Object.entries(c.req.query()).filter(([, v]) => v !== ""));
       if (!checkQuery.Check(q)) {
         throw new HTTPException(400, { message: `Invalid query: ${describeSchemaProblem(checkQuery, q, "the query")}` });
       }

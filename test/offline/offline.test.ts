@@ -150,6 +150,8 @@ describe("offline bundles", () => {
     expect(await watcher.exited).toBe(0);
     const log = await new Response(watcher.stderr).text();
     expect(log).toContain(`updated to ${HWID}-4 (completed)`);
+    // The empty stick was said to hold no bundle, once, not in silence and not every second.
+    expect(log.split(`no bundle in ${stick} yet (no index.json there); watching on`).length - 1).toBe(1);
     expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-4`);
     dropIn("91-grace.toml", undefined);
   }, 90_000);
