@@ -27,7 +27,7 @@ import { Value } from "@sinclair/typebox/value";
 import { ConfigError, type Config } from "../config.ts";
 import { UsageError } from "../../lib/cli/command.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
-import { checkFlagValues } from "../../lib/cli/flag-values.ts";
+import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
@@ -155,14 +155,12 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };
   }
   const fromFlag = commaList(flags["insecure-registry"]);
-  for (const host of [...commaList(t.insecure_registries), ...fromFlag]) {
-    // A value in another form (a URL) would match no image's registry, which then stays on https.
-    if (!isRegistryHost(host)) {
-      const rule = `${REGISTRY_HOST_RULE}, got "${host}"`;
-      throw fromFlag.includes(host) ? new UsageError(`--insecure-registry: ${rule}`) : new ConfigError(`Invalid config at mqtt.insecure_registries: ${rule}`);
-    }
-    registries[host] = { ...registries[host], insecure: true };
-  }
+  const fromTable = commaList(t.insecure_registries);
+  // The flag is bad usage (exit 2), named; the table's value is the config's (exit 20).
+  checkRegistryHosts("--insecure-registry", fromFlag);
+  const badInTable = fromTable.find((h) => !isRegistryHost(h));
+  if (badInTable !== undefined) throw new ConfigError(`Invalid config at mqtt.insecure_registries: ${REGISTRY_HOST_RULE}, got "${badInTable}"`);
+  for (const host of [...fromTable, ...fromFlag]) registries[host] = { ...registries[host], insecure: true };
   // The table's instance was checked with MqttToml above; the flag is bad usage (exit 2), named.
   if (flags.instance !== undefined) checkFlagValues("--instance", AgentInstance, [flags.instance]);
   const instance = flags.instance ?? t.instance ?? "default";

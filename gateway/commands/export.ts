@@ -2,9 +2,9 @@
 import { isTargetVersion } from "../../lib/api/target.ts";
 import { resolve } from "node:path";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
-import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
 import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -42,9 +42,7 @@ export default defineCommand({
     }
     if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
     if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");
-    for (const host of flags["insecure-registry"]) {
-      if (!isRegistryHost(host)) throw new UsageError(`--insecure-registry: ${REGISTRY_HOST_RULE}, got "${host}"`);
-    }
+    checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);
     const platform = flags.platform ? parsePlatform(flags.platform) : platformForHwid(flags.hwid);
     if (!platform) throw new UsageError(`cannot tell the image platform of hardware id ${flags.hwid}: give --platform OS/ARCH`);
     const client = await adminClient(flags);

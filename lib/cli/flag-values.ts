@@ -8,6 +8,7 @@
  */
 import type { TSchema } from "@sinclair/typebox";
 import { firstValueProblem } from "../api/schema-problem.ts";
+import { isRegistryHost, REGISTRY_HOST_RULE } from "../oci/reference.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -22,4 +23,19 @@ import { UsageError } from "./command.ts";
 export function checkFlagValues(what: string, schema: TSchema, values: readonly string[]): void {
   const problem = firstValueProblem(schema, values);
   if (problem) throw new UsageError(`${what}: ${problem}`);
+}
+
+/**
+ * Throws a UsageError naming `what` for the first of `hosts` that does not name a registry as
+ * image references do (`host[:port]`, {@link isRegistryHost}): a plain-HTTP registry given as a URL
+ * would match no image's registry, which would then stay on https.
+ *
+ * @example
+ * ```ts
+ * checkRegistryHosts("--insecure-registry", ["http://127.0.0.1:5000"]); // throws: --insecure-registry: expected a registry host[:port] ...
+ * ```
+ */
+export function checkRegistryHosts(what: string, hosts: readonly string[]): void {
+  const bad = hosts.find((h) => !isRegistryHost(h));
+  if (bad !== undefined) throw new UsageError(`${what}: ${REGISTRY_HOST_RULE}, got "${bad}"`);
 }

@@ -5,11 +5,10 @@ import { dirname, join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
 import { defineCommand, UsageError, type FlagSpec, type FlagValues } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
-import { checkFlagValues } from "../../lib/cli/flag-values.ts";
+import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { whyCannotRead } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
-import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
@@ -191,9 +190,7 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
       throw new UsageError(`--platform: ${(e as Error).message}`);
     }
   }
-  for (const host of flags["insecure-registry"]) {
-    if (!isRegistryHost(host)) throw new UsageError(`--insecure-registry: ${REGISTRY_HOST_RULE}, got "${host}"`);
-  }
+  checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);
   if (flags.server !== undefined && (!URL.canParse(flags.server) || !/^https:\/\//.test(flags.server))) {
     throw new UsageError(`--server must be an https:// URL, got ${flags.server}`);
   }
