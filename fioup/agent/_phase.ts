@@ -21,7 +21,11 @@ export interface ApplyDeps {
   images: ImageSource;
   store: ActivityStore;
   instance: string;
-  /** Called after every change of a status; `progressOnly` for download progress ticks. */
+  /**
+   * Called after every change of an action's status; `progressOnly` for
+   * download progress ticks. Not for the activity's end (phase "done"): the
+   * caller reports that once, when the apply returns.
+   */
   onChange(a: Activity, progressOnly?: boolean): void;
   /** A line for the operator's log (what a recovery or rollback did to each container). */
   log?(line: string): void;

@@ -167,6 +167,8 @@ export class Agent {
   }
 
   private changed(a: Activity, progressOnly = false): void {
+    // The end is finish's to report, once (a progress tick may still be due).
+    if (a.phase === "done") return;
     if (progressOnly) {
       const wait = this.lastProgressAt + PROGRESS_EVERY_MS - Date.now();
       if (wait > 0) {
@@ -202,6 +204,8 @@ export class Agent {
   private finish(a: Activity): void {
     this.active = undefined;
     this.lastFinished = a.activityId;
+    clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
     this.o.log(`activity ${a.activityId}: ${a.status}${a.message ? ` (${a.message})` : ""}`);
     this.feedback(a.activityId, feedbackOf(a), () => {
       if (a.phase === "done" && this.store.load()?.activityId === a.activityId) this.store.clear();

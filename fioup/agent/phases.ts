@@ -132,7 +132,6 @@ export async function applyAll(d: ApplyDeps, a: Activity): Promise<void> {
     a.status = "INCOMPLETE";
     a.message = `${reason(err)}; nothing was changed`;
     setPhase(d, a, "done");
-    d.onChange(a);
     return;
   }
   try {
@@ -143,6 +142,5 @@ export async function applyAll(d: ApplyDeps, a: Activity): Promise<void> {
     return;
   }
   await cleanup(d, a);
-  d.onChange(a);
 }
 

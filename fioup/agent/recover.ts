@@ -27,11 +27,9 @@ export async function recoverActivity(d: ApplyDeps, a: Activity): Promise<void> 
       a.status = "INCOMPLETE";
       a.message = "the agent restarted before changing any container; the previous containers are unchanged";
       setPhase(d, a, "done");
-      d.onChange(a);
       return;
     case "activated":
       await cleanup(d, a, "the agent restarted after starting the new containers; the desired state is applied");
-      d.onChange(a);
       return;
     default:
       await rollback(d, a, "the agent restarted in the middle of the apply");

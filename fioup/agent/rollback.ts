@@ -70,6 +70,5 @@ export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<
   a.status = "INCOMPLETE";
   a.message = errors.length ? `${why}; rollback incomplete: ${errors.join("; ")}` : `${why}; the previous containers were restored`;
   setPhase(d, a, "done");
-  d.onChange(a);
 }
 

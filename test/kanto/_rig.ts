@@ -177,6 +177,16 @@ export class KantoRig {
     return m.payload;
   }
 
+  /**
+   * The final feedbacks of an activity the agent finished, counted once the
+   * agent has also published the current state that closes it (after the
+   * last feedback, on the same connection): a back end must be told the end once.
+   */
+  async finalCount(activityId: string): Promise<number> {
+    await this.waitFor((m) => m.topic === "containersupdate/currentstate" && m.activityId === activityId);
+    return this.feedbacks(activityId).filter((f) => ["COMPLETED", "INCOMPLETE"].includes(f?.status)).length;
+  }
+
   /** `docker ps -a` of this rig's containers: name → {id, state, image}. */
   async containers(): Promise<Map<string, { id: string; state: string; image: string }>> {
     const out = await this.dockerd.docker("ps", "-a", "--no-trunc", "--filter", `name=^/${this.tag}-`, "--format", "{{.Names}}\t{{.ID}}\t{{.State}}\t{{.Image}}");

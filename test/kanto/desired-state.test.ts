@@ -30,6 +30,7 @@ describe("fioup agent applies desired states", () => {
     expect(f1.status).toBe("COMPLETED");
     const all1 = rig.feedbacks("hello-1");
     expect(squash(all1.map((f) => f.status))).toEqual(["IDENTIFYING", "IDENTIFIED", "RUNNING", "COMPLETED"]);
+    expect(await rig.finalCount("hello-1")).toBe(1);
     expect(actionTrail(all1, n("hello"))).toEqual(["IDENTIFIED", "DOWNLOADING", "DOWNLOAD_SUCCESS", "UPDATING", "UPDATE_SUCCESS", "ACTIVATING", "ACTIVATION_SUCCESS"]);
     // The image came over the network: progress reached 100 while downloading.
     const progress = all1.flatMap((f) => f.actions).filter((a: any) => a.status === "DOWNLOADING").map((a: any) => a.progress);
@@ -167,6 +168,7 @@ describe("fioup agent applies desired states", () => {
       component(n("missing"), `${rig.registry.host}/kanto/not-there:1`),
     ]);
     expect(f.status).toBe("INCOMPLETE");
+    expect(await rig.finalCount("pull-fail")).toBe(1);
     expect(f.message).toContain("not-there");
     const failed = f.actions.find((a: any) => a.component.id === `containers:${n("missing")}`);
     expect(failed.status).toBe("DOWNLOAD_FAILURE");
@@ -186,6 +188,7 @@ describe("fioup agent applies desired states", () => {
     const a = f.actions.find((x: any) => x.component.id === `containers:${n("hello")}`);
     expect(a.status).toBe("ACTIVATION_FAILURE");
     expect(f.message).toContain("previous containers were restored");
+    expect(await rig.finalCount("activate-fail")).toBe(1);
     const after = await rig.containers();
     expect(after).toEqual(before);
     expect(after.get(n("hello"))?.state).toBe("running");
