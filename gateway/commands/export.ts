@@ -3,6 +3,7 @@ import { isTargetVersion } from "../../lib/api/target.ts";
 import { resolve } from "node:path";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { checkRegistryHosts } from "../../lib/cli/flag-values.ts";
+import { whyCannotFill } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
 import { readAdminToken } from "../data-dir.ts";
@@ -28,7 +29,7 @@ export default defineCommand({
     hwid: { type: "string", description: "Hardware id of the devices the bundle is for", placeholder: "HWID" },
     from: { type: "string", description: "Version the devices run: leave out the blobs it already has", placeholder: "VERSION" },
     "no-deltas": { type: "boolean", description: "With --from: carry changed layers whole, never as deltas" },
-    out: { type: "string", description: "Bundle directory to write (must not exist or be empty)", placeholder: "DIR" },
+    out: { type: "string", description: "Bundle directory to write: a new folder (in one that exists) or an empty one", placeholder: "DIR" },
     platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
     "insecure-registry": { type: "strings", description: "Registry host:port (other than the gateway) to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
     ...formatFlag,
@@ -43,6 +44,8 @@ export default defineCommand({
     if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
     if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");
     checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);
+    const outWhy = await whyCannotFill(resolve(flags.out));
+    if (outWhy) throw new UsageError(`Cannot write the bundle into --out ${flags.out}: ${outWhy}; nothing was exported`);
     const platform = flags.platform ? parsePlatform(flags.platform) : platformForHwid(flags.hwid);
     if (!platform) throw new UsageError(`cannot tell the image platform of hardware id ${flags.hwid}: give --platform OS/ARCH`);
     const client = await adminClient(flags);

@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { whyCannotRead, whyCannotWrite } from "./paths.ts";
+import { whyCannotFill, whyCannotRead, whyCannotWrite } from "./paths.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "fs-paths-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,4 +27,16 @@ test("says why a path cannot be read as the kind a flag takes", async () => {
   expect(await whyCannotRead(join(dir, "nope"), "file")).toBe("no such file");
   expect(await whyCannotRead(join(dir, "nope"), "directory")).toBe("no such directory");
   expect(await whyCannotRead(join(dir, "file", "x"))).toBe("a directory above it is a file");
+});
+
+test("says why a folder cannot be made or filled: it must be new or empty", async () => {
+  mkdirSync(join(dir, "empty"));
+  mkdirSync(join(dir, "full"));
+  writeFileSync(join(dir, "full", "x"), "x");
+  expect(await whyCannotFill(join(dir, "new"))).toBeUndefined();
+  expect(await whyCannotFill(join(dir, "empty"))).toBeUndefined();
+  expect(await whyCannotFill(join(dir, "full"))).toBe(`${join(dir, "full")} is not empty (give a new or empty folder)`);
+  expect(await whyCannotFill(join(dir, "file"))).toBe(`${join(dir, "file")} is a file, give a folder`);
+  expect(await whyCannotFill(join(dir, "nodir", "x"))).toBe(`the folder ${join(dir, "nodir")} does not exist`);
+  expect(await whyCannotFill(join(dir, "file", "x"))).toBe(`${join(dir, "file")} is a file, not a folder`);
 });

@@ -9,7 +9,7 @@
  * @module
  */
 import { constants, type Stats } from "node:fs";
-import { access, stat } from "node:fs/promises";
+import { access, readdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { fsWhy } from "./why.ts";
 
@@ -82,5 +82,31 @@ export async function whyCannotRead(path: string, kind?: "file" | "directory"): 
     return undefined;
   } catch (e) {
     return (e as NodeJS.ErrnoException)?.code === "ENOENT" && kind === "directory" ? "no such directory" : fsWhy(e);
+  }
+}
+
+/**
+ * Why `dir` cannot be made or filled as a new folder, or undefined if it can: it must be absent
+ * (its parent folder existing and writable: a mistyped path is not created) or an empty folder.
+ * Asked before any work, so a folder in use is bad usage, not a failure half-way.
+ *
+ * @example
+ * ```ts
+ * const why = await whyCannotFill(flags.out);
+ * if (why) throw new UsageError(`Cannot write into --out ${flags.out}: ${why}`);
+ * ```
+ */
+export async function whyCannotFill(dir: string): Promise<string | undefined> {
+  try {
+    const st = await look(dir);
+    if (st === undefined || st === "blocked") return await whyCannotWrite(dir);
+    if (!st.isDirectory()) return `${dir} is a file, give a folder`;
+    if ((await readdir(dir)).length) return `${dir} is not empty (give a new or empty folder)`;
+    return await access(dir, constants.W_OK | constants.X_OK).then(
+      () => undefined,
+      () => `the folder ${dir} is not writable`,
+    );
+  } catch (e) {
+    return fsWhy(e);
   }
 }

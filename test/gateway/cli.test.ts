@@ -271,6 +271,14 @@ describe("gateway CLI", () => {
     const url = cli("export", "--data", dir, "--target", "1", "--hwid", "amd64-linux", "--out", absent, "--insecure-registry", "http://127.0.0.1:5000");
     expect({ code: url.code, err: url.err }).toEqual({ code: 2, err: expect.stringContaining('--insecure-registry: expected a registry host[:port] as image references name it (e.g. 127.0.0.1:5000), got "http://127.0.0.1:5000"') });
     expect(existsSync(absent)).toBe(false);
+    // A folder in use, or one whose parent is a typo, is bad usage, said before the gateway is asked.
+    await Bun.write(join(empty, "keep.txt"), "mine");
+    for (const [out, why] of [[empty, `${empty} is not empty`], [join(absent, "deeper"), `the folder ${absent} does not exist`]] as const) {
+      const r = cli("export", "--data", dir, "--target", "1", "--hwid", "amd64-linux", "--out", out);
+      expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(`Cannot write the bundle into --out ${out}: ${why}`) });
+    }
+    expect(readdirSync(empty)).toEqual(["keep.txt"]);
+    expect(existsSync(absent)).toBe(false);
   }, 60_000);
 
   test("serve refuses a signer lease under a second before touching the data dir", async () => {
