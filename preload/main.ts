@@ -11,9 +11,7 @@ import { commands } from "./commands/index.ts";
 import { EXIT_CODES, exitCodeFor } from "./exit-codes.ts";
 
 // `preload --flags...` is `preload assemble --flags...`: the tool has one job.
-let argv = process.argv.slice(2);
-if (argv.length > 0 && argv[0]!.startsWith("-") && !["--version", "-v", "--help", "-h"].includes(argv[0]!)) argv = ["assemble", ...argv];
 process.exitCode = await runCli(
-  { name: "preload", version: pkg.version, summary: "assemble system images with compose apps preloaded", commands, exitCodeFor, exitCodes: EXIT_CODES },
-  argv,
+  { name: "preload", version: pkg.version, summary: "assemble system images with compose apps preloaded", commands, exitCodeFor, exitCodes: EXIT_CODES, defaultCommand: "assemble" },
+  process.argv.slice(2),
 );

@@ -60,6 +60,9 @@ describe("BundleRegistry", () => {
     expect(err).toBeInstanceOf(RegistryError);
     expect(err.status).toBe(404);
     expect(err.message).toContain("version 0");
+    // The bundle's words, not a registry's status line naming a host no one asked.
+    expect(err.message).toStartWith(`Cannot fetch blob sha256:${"1".repeat(64)} from main/app: The offline bundle `);
+    expect(err.code).toBe("BLOB_UNKNOWN");
     expect((await reg.getManifest("main/app", "latest").catch((e) => e)).status).toBe(404);
     expect((await reg.request("GET", "/v2/main/app/deltas/x", { scopes: [] })).status).toBe(404);
   });

@@ -18,7 +18,7 @@
  * @module
  */
 import { tryParseDigest } from "../oci/digest.ts";
-import { RegistryClient } from "../oci/registry-client.ts";
+import { RegistryClient, RegistryError } from "../oci/registry-client.ts";
 import type { RegistryClients } from "../oci/registry-clients.ts";
 import { bundleBlobPath, type Bundle, type BundleDelta } from "./format.ts";
 
@@ -47,6 +47,17 @@ export class BundleRegistry extends RegistryClient {
     this.#bundle = bundle;
     this.#mediaTypes = new Map(bundle.index.bundle.blobs.map((b) => [b.digest, b.mediaType]));
     this.#deltas = new Map((bundle.index.bundle.deltas ?? []).map((d) => [d.to, d]));
+  }
+
+  /**
+   * The bundle's own words for what it lacks, without a registry's "returned 404" before them:
+   * no registry was asked, and the host named is the gateway the device cannot reach. Status
+   * and OCI code stay, so callers decide as they do online.
+   */
+  override async errorFrom(res: Response, what: string): Promise<RegistryError> {
+    const body = (await res.json().catch(() => undefined)) as { errors?: { code?: string; message?: string }[] } | undefined;
+    const e = body?.errors?.[0];
+    return new RegistryError(`Cannot ${what}: ${e?.message ?? `the offline bundle ${this.#bundle.dir} answered ${res.status}`}`, res.status, e?.code);
   }
 
   /**

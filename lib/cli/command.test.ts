@@ -34,6 +34,23 @@ describe("runCli", () => {
     expect(seen.token).toBeUndefined();
   });
 
+  test("a default command runs when the first argument is a flag, and the main help says so", async () => {
+    const seen: { token?: string } = {};
+    const cli = { ...cliWith(seen), defaultCommand: "go" };
+    expect(await runCli(cli, ["--token", "abc"])).toBe(0);
+    expect(seen.token).toBe("abc");
+    const write = process.stdout.write;
+    let out = "";
+    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+    try {
+      expect(await runCli(cli, ["--help"])).toBe(0);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(out).toContain("Usage: t [<command>] [flags]");
+    expect(out).toContain("Without a command, t runs 'go': 't --FLAG ...' is 't go --FLAG ...'.");
+  });
+
   test("an unknown command exits 2", async () => {
     expect(await runCli(cliWith({}), ["nope"])).toBe(2);
   });

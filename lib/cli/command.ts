@@ -80,6 +80,8 @@ export interface CliSpec {
   exitCodeFor?: (err: unknown) => number;
   /** The exit-code table as `--help` shows it: [code, meaning]. */
   exitCodes?: readonly (readonly [number, string])[];
+  /** The command run when the first argument is a flag (`preload --ref x` is `preload assemble --ref x`). */
+  defaultCommand?: string;
 }
 
 function flagHelp(flags: Record<string, FlagSpec>): string {
@@ -111,10 +113,11 @@ async function mainHelp(cli: CliSpec): Promise<string> {
   return [
     `${cli.name} ${cli.version}: ${cli.summary}`,
     "",
-    `Usage: ${cli.name} <command> [flags]`,
+    `Usage: ${cli.name} ${cli.defaultCommand ? "[<command>]" : "<command>"} [flags]`,
     "",
     "Commands:",
     ...(await commandLines(cli, Object.keys(cli.commands))),
+    ...(cli.defaultCommand ? ["", `Without a command, ${cli.name} runs '${cli.defaultCommand}': '${cli.name} --FLAG ...' is '${cli.name} ${cli.defaultCommand} --FLAG ...'.`] : []),
     "",
     `Run '${cli.name} <command> --help' for a command's flags.`,
     "",
@@ -165,6 +168,7 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     process.stdout.write(`${cli.name} ${cli.version}\n`);
     return 0;
   }
+  if (cli.defaultCommand && argv[0]!.startsWith("-")) argv = [cli.defaultCommand, ...argv];
   let name: string | undefined;
   for (let n = Math.min(argv.length, 3); n >= 1; n--) {
     const candidate = argv.slice(0, n).join(" ");
