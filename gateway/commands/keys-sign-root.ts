@@ -36,7 +36,7 @@ export default defineCommand({
       [
         `signed ${r.draft} (v${version}) with ${r.keyId}`,
         ...r.thresholds.map((s) => `  ${s.of === "new" ? "new root keys     " : "previous root keys"}: ${s.signed.length} of ${s.threshold} needed${s.met ? " (met)" : `; unsigned: ${s.unsigned.join(", ")}`}`),
-        previous === undefined ? `  (no ${previousPath}: the previous root's threshold was not checked)` : r.ready ? `ready: gateway keys push-root ${r.draft}` : "not ready yet: more signatures needed",
+        previous === undefined ? `  (no ${previousPath}: the previous root's threshold was not checked)` : r.ready ? `ready: gateway keys push-root --data DIR ${r.draft} (or --server URL --token TOKEN in place of --data)` : "not ready yet: more signatures needed",
       ].join("\n"),
     );
   },
