@@ -22,7 +22,7 @@ export default defineCommand({
   },
   async run({ flags, args, out }) {
     const file = args[0];
-    if (!file || args.length > 1) throw new UsageError("Give one backup FILE");
+    if (!file || args.length > 1) throw new UsageError("give exactly one backup FILE");
     if (!flags.data) throw new UsageError("--data DIR is required");
     const m = await restoreBackup({ file, dataDir: flags.data, secret: await openSecret(flags), force: flags.force });
     if (m.database === "postgres") out.info("restore: the database is PostgreSQL and was not in the backup: pg_restore it before starting the gateway");
