@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, run, tempDir } from "../harness/tmp.ts";
-import { startRegistryProcess } from "./_registry-process.ts";
+import { registryConfig, startRegistryProcess } from "../harness/docker-registry.ts";
 
 export interface TokenRegistry {
   host: string;
@@ -57,14 +57,17 @@ export async function startTokenRegistry(creds: { user: string; password: string
     proc = await startRegistryProcess({
       name: "docker-registry (token auth)",
       dir,
-      host: `127.0.0.1:${port}`,
-      auth: `auth:
+      config: registryConfig({
+        dir,
+        host: `127.0.0.1:${port}`,
+        auth: `auth:
   token:
     realm: http://127.0.0.1:${tokenServer.port}/token
     service: test-registry
     issuer: test-issuer
     rootcertbundle: ${join(dir, "issuer.pem")}
 `,
+      }),
       readyWhat: "answer 401 on /v2/",
       ready: async () => {
         const res = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(1000) });

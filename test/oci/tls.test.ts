@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildBusyboxImage } from "../harness/images.ts";
 import { freePort, run, tempDir, type Proc } from "../harness/tmp.ts";
-import { startRegistryProcess } from "./_registry-process.ts";
+import { registryConfig, startRegistryProcess } from "../harness/docker-registry.ts";
 import { BlobStore, pullImage, pushImageFromStore, RegistryClient, RegistryUnreachableError } from "../../lib/oci/index.ts";
 
 // bunfig.toml's [test] timeout is not applied by bun 1.4.5: these tests start real services.
@@ -33,13 +33,16 @@ beforeAll(async () => {
   proc = await startRegistryProcess({
     name: "docker-registry (mTLS)",
     dir,
-    host,
-    http: `  tls:
+    config: registryConfig({
+      dir,
+      host,
+      http: `  tls:
     certificate: ${join(dir, "server.pem")}
     key: ${join(dir, "server.key")}
     clientcas:
       - ${join(dir, "ca.pem")}
 `,
+    }),
     readyWhat: "answer on /v2/ over TLS",
     ready: async () => {
       const res = await fetch(`https://${host}/v2/`, { tls: { ca: pem("ca.pem"), cert: pem("client.pem"), key: pem("client.key") }, signal: AbortSignal.timeout(1000) });

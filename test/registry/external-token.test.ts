@@ -5,7 +5,7 @@
  * token a device signs itself (with its factory-CA certificate) is refused by the registry.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { digestBytes } from "../../lib/oci/digest.ts";
@@ -16,7 +16,8 @@ import { post, tlsFetch } from "../gateway/_client.ts";
 import { makeDeviceCsr } from "../gateway/_device.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { renderDeployConfig } from "../harness/proxies.ts";
-import { freePort, Proc, portAnswers, tempDir } from "../harness/tmp.ts";
+import { startRegistryProcess } from "../harness/docker-registry.ts";
+import { freePort, portAnswers, tempDir, type Proc } from "../harness/tmp.ts";
 
 let gw: GatewayHandle;
 let registry: Proc;
@@ -28,12 +29,11 @@ beforeAll(async () => {
   const dir = await tempDir("ext-registry-");
   const port = await freePort();
   regHost = `127.0.0.1:${port}`;
-  mkdirSync(join(dir, "data"));
   writeFileSync(join(dir, "token.pem"), readFileSync(join(gw.dataDir, "pki", "registry-token.pem")));
-  const config = join(dir, "config.yml");
-  writeFileSync(
-    config,
-    renderDeployConfig("docker-registry/config.yml", {
+  registry = await startRegistryProcess({
+    name: "docker-registry",
+    dir,
+    config: renderDeployConfig("docker-registry/config.yml", {
       LISTEN: regHost,
       DATA: join(dir, "data"),
       GATEWAY_URL: gw.url,
@@ -41,9 +41,9 @@ beforeAll(async () => {
       ISSUER: "main-gateway",
       TOKEN_CERT: join(dir, "token.pem"),
     }),
-  );
-  registry = Proc.start({ name: "docker-registry", cmd: ["docker-registry", "serve", config], logFile: join(dir, "registry.log"), env: { OTEL_TRACES_EXPORTER: "none" } });
-  await registry.waitUntil(() => portAnswers(port), `port ${port}`);
+    ready: () => portAnswers(port),
+    readyWhat: `port ${port}`,
+  });
 
   const tokenRes = await gw.adminFetch("/admin/tokens", post({ tags: ["main"] }));
   const { token } = (await tokenRes.json()) as { token: string };
