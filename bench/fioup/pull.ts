@@ -12,9 +12,10 @@
  *    and Bun do). Ratios: lib/oci's speed over the faster sha256sum peer, and over the openssl one.
  * Prints one line per side and size, then a JSON summary on stdout.
  */
-import { open, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { benchArgs } from "../_args.ts";
+import { randomFile, startEmbeddedRegistry } from "../registry/_embedded.ts";
 import { RegistryClient, copyRegistryToLayout } from "../../lib/oci/index.ts";
 import { run, stopPid, tempDir } from "../../test/harness/tmp.ts";
 
@@ -24,34 +25,10 @@ const sizes = values.mb.split(",").map((s) => Number(s) * MB);
 const runs = Number(values.runs);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
-/** Writes `size` random bytes to `path` (flat memory); returns its digest. */
-async function randomFile(path: string, size: number): Promise<string> {
-  const fh = await open(path, "w");
-  const hasher = new Bun.CryptoHasher("sha256");
-  const chunk = new Uint8Array(1 << 20);
-  for (let left = size; left > 0; ) {
-    const n = Math.min(left, chunk.length);
-    for (let o = 0; o < n; o += 65536) crypto.getRandomValues(chunk.subarray(o, Math.min(n, o + 65536)));
-    await fh.write(chunk.subarray(0, n));
-    hasher.update(chunk.subarray(0, n));
-    left -= n;
-  }
-  await fh.close();
-  return `sha256:${hasher.digest("hex")}`;
-}
-
 const dir = await tempDir("bench-pull-");
-const server = Bun.spawn({ cmd: [process.execPath, join(import.meta.dir, "../registry/serve.ts"), join(dir, "registry")], stdout: "pipe", stderr: "inherit" });
+const server = await startEmbeddedRegistry(join(dir, "registry"));
 try {
-  const reader = server.stdout.getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("Cannot start the embedded registry: it exited before listening");
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  const url = /listening (\S+)/.exec(text)![1]!;
+  const { url } = server;
   const client = new RegistryClient({ registry: url.replace("http://", ""), scheme: "http" });
   const results: Record<string, unknown>[] = [];
   for (const size of sizes) {

@@ -14,11 +14,12 @@
  * lib/oci `copyRegistryToLayout` vs `skopeo copy docker://... oci:DIR`.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { open, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { startDockerRegistry } from "../../test/harness/docker-registry.ts";
 import { run, sleep, stopPid, tempDir } from "../../test/harness/tmp.ts";
 import { benchArgs } from "../_args.ts";
+import { randomFile, startEmbeddedRegistry } from "./_embedded.ts";
 import { RegistryClient, copyRegistryToLayout } from "../../lib/oci/index.ts";
 
 const { values } = benchArgs({ options: { small: { type: "boolean", default: false } } });
@@ -44,36 +45,10 @@ interface Server {
 
 const log = (line: string) => console.error(line);
 
-/** Writes `size` random bytes to `path` in 1 MiB chunks (flat memory); returns its digest. */
-async function randomFile(path: string, size: number): Promise<string> {
-  const fh = await open(path, "w");
-  const hasher = new Bun.CryptoHasher("sha256");
-  const chunk = new Uint8Array(1 << 20);
-  for (let left = size; left > 0; ) {
-    const n = Math.min(left, chunk.length);
-    for (let o = 0; o < n; o += 65536) crypto.getRandomValues(chunk.subarray(o, Math.min(n, o + 65536)));
-    const part = chunk.subarray(0, n);
-    await fh.write(part);
-    hasher.update(part);
-    left -= n;
-  }
-  await fh.close();
-  return `sha256:${hasher.digest("hex")}`;
-}
-
+/** The embedded registry alone in its own process. */
 async function startOurs(): Promise<Server> {
-  const root = await tempDir("bench-ours-");
-  const proc = Bun.spawn({ cmd: [process.execPath, join(import.meta.dir, "serve.ts"), root], stdout: "pipe", stderr: "inherit" });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("Cannot start the embedded registry: it exited before listening");
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  const url = /listening (\S+)/.exec(text)![1]!;
-  return { name: "ours", url, host: url.replace("http://", ""), pid: proc.pid, headers: {}, stop: () => stopPid(proc.pid) };
+  const { url, pid } = await startEmbeddedRegistry(await tempDir("bench-ours-"));
+  return { name: "ours", url, host: url.replace("http://", ""), pid, headers: {}, stop: () => stopPid(pid) };
 }
 
 /** `gateway serve` on a fresh data dir; undefined (with a log line) if it does not come up. */

@@ -1,7 +1,7 @@
 /**
  * The embedded registry alone in its own process (so its RSS can be measured apart from the
  * benchmark client): `bun bench/registry/serve.ts ROOT` prints `listening http://127.0.0.1:PORT`
- * on stdout. Open access (benchmark only); plain HTTP on loopback.
+ * on stderr (started by ./_embedded.ts). Open access (benchmark only); plain HTTP on loopback.
  */
 import { createRegistry } from "../../gateway/registry/index.ts";
 
@@ -12,7 +12,7 @@ if (!root) {
 }
 const app = createRegistry({ root, authorize: () => true });
 const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch, maxRequestBodySize: 16 * 1024 ** 3, idleTimeout: 0 });
-console.log(`listening http://127.0.0.1:${server.port}`);
+console.error(`listening http://127.0.0.1:${server.port}`);
 process.on("SIGTERM", () => {
   server.stop(true);
   process.exit(0);
