@@ -75,7 +75,8 @@ const serveLockPath = (dir: string) => join(dir, "serve.lock");
  */
 export async function lockDataDir(dir: string): Promise<Lock> {
   await mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "EEXIST" || e.code === "ENOTDIR") throw new DataDirError(`Cannot use ${dir} as the data dir: it, or a directory above it, is a file`, { cause: e });
+    // The reason is said in words; the errno (EEXIST from mkdir) would only say it again, worse.
+    if (e.code === "EEXIST" || e.code === "ENOTDIR") throw new DataDirError(`Cannot use ${dir} as the data dir: it, or a directory above it, is a file`);
     throw e;
   });
   try {
