@@ -6,12 +6,12 @@
  *
  * @module
  */
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import { UsageError, type FlagSpec } from "../../lib/cli/command.ts";
 import { readAdminToken, readServeInfo } from "../data-dir.ts";
+import { checkDataFlag } from "./_data-flag.ts";
 
 /** The --help text every admin command shares. */
 export const ADMIN_HELP =
@@ -36,7 +36,7 @@ export async function adminClient(flags: { data?: string; server?: string; token
   if (flags.data) {
     // A folder that is not there is a typo (bad usage); a data dir whose gateway is stopped is a
     // gateway that cannot be reached (exit 4), as a --server that does not answer is.
-    if (!existsSync(flags.data)) throw new UsageError(`--data ${flags.data}: no such folder (the gateway's data dir)`);
+    checkDataFlag(flags.data);
     token ??= await readAdminToken(flags.data);
     server ??= (await readServeInfo(flags.data))?.url;
     ca = await readFile(join(flags.data, "pki", "ca.pem"), "utf8").catch(() => undefined);

@@ -1,6 +1,7 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { createBackup } from "../backup/backup.ts";
 import { PASSPHRASE_ENV, sealSecret } from "../backup/secret.ts";
+import { checkDataFlag } from "./_data-flag.ts";
 
 export default defineCommand({
   summary: "Write an encrypted, consistent backup of a gateway data dir (safe while the gateway runs)",
@@ -23,6 +24,7 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
+    checkDataFlag(flags.data);
     if (!flags.out) throw new UsageError("--out FILE is required");
     const secret = await sealSecret(flags);
     const postgres = !!flags.db && /^postgres(ql)?:\/\//.test(flags.db);

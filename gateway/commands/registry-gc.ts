@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { readFactoryName } from "../data-dir.ts";
 import { gc } from "../registry/gc.ts";
+import { checkDataFlag } from "./_data-flag.ts";
 
 export default defineCommand({
   summary: "Delete registry blobs no manifest references (works on the data dir directly)",
@@ -17,6 +18,7 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
+    checkDataFlag(flags.data);
     const graceMs = asUsage([InvalidDurationError], () => parseDuration(flags.grace), "--grace: ") * 1000;
     await readFactoryName(flags.data); // a mistyped --data is an error, not "removed 0 blobs"
     const res = await gc(flags["registry-dir"] ?? join(flags.data, "registry"), { graceMs, dryRun: flags["dry-run"] });

@@ -203,6 +203,13 @@ test("backup keygen never leaves a half pair: with PREFIX.pub present it writes 
   expect(readFileSync(`${prefix}.pub`, "utf8")).toBe("the public half of a pair whose key is offline\n");
 });
 
+test("backup of a --data that is not there is bad usage, as for every command that takes --data, and writes nothing", async () => {
+  const out = join(work, "typo.backup");
+  const r = await run(["backup", "--data", join(work, "no-such-dir"), "--out", out]);
+  expect({ code: r.code, err: r.stderr }).toEqual({ code: 2, err: expect.stringContaining(`--data ${join(work, "no-such-dir")}: no such folder (the gateway's data dir)`) });
+  expect(existsSync(out)).toBe(false);
+});
+
 test("restore says which backup it cannot read, and creates nothing", async () => {
   const into = join(work, "never-restored");
   for (const [file, why] of [

@@ -236,8 +236,11 @@ describe("gateway CLI", () => {
 
   test("registry gc deletes nothing outside a registry: a mistyped --data or a --registry-dir that is not registry storage is an error", async () => {
     const missing = cli("registry", "gc", "--data", join(dir, "no-such-dir"));
-    expect(missing.code).toBe(1);
-    expect(missing.err).toContain(`${join(dir, "no-such-dir")} is not a gateway data dir`);
+    expect(missing.code).toBe(2); // as every command that takes --data says it
+    expect(missing.err).toContain(`--data ${join(dir, "no-such-dir")}: no such folder (the gateway's data dir)`);
+    const notOne = cli("registry", "gc", "--data", dirname(dir));
+    expect(notOne.code).toBe(1);
+    expect(notOne.err).toContain(`${dirname(dir)} is not a gateway data dir`);
     expect(missing.out).toBe("");
 
     // Some other program's content-addressed files, old enough to be past the grace period.
