@@ -20,7 +20,7 @@ export default defineCommand({
     if (!flags.data) throw new UsageError("--data DIR is required");
     checkDataFlag(flags.data);
     const graceMs = asUsage([InvalidDurationError], () => parseDuration(flags.grace), "--grace: ") * 1000;
-    await readFactoryName(flags.data); // a mistyped --data is an error, not "removed 0 blobs"
+    await readFactoryName(flags.data); // a folder that is no data dir is an error, not "removed 0 blobs"
     const res = await gc(flags["registry-dir"] ?? join(flags.data, "registry"), { graceMs, dryRun: flags["dry-run"] });
     out.result(res, (r) =>
       `${flags["dry-run"] ? "would remove" : "removed"} ${r.blobsRemoved} blobs (${r.bytesFreed} bytes) and ${r.uploadsRemoved} stale uploads; kept ${r.blobsKept}`,
