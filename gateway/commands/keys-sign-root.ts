@@ -25,16 +25,19 @@ export default defineCommand({
     if (!flags.key) throw new UsageError("--key KEYFILE is required");
     const file = args[0]!;
     const draft = await readRootFile(file);
-    const version = parseMetadata("root", draft).signed.version;
+    const parsed = parseMetadata("root", draft);
+    const version = parsed.signed.version;
     const previousPath = flags.previous ?? join(dirname(file), `${version - 1}.root.json`);
     const previous = flags.previous || (await Bun.file(previousPath).exists()) ? await readRootFile(previousPath) : undefined;
     const key = await loadKeyFile(flags.key);
+    // Signing twice with one key renews its signature; said, so no holder thinks it counted twice.
+    const alreadySigned = key.keyId in parsed.signatures;
     const signed = signRoot(draft, key, previous);
     await writeFileAtomic(file, signed);
     const status = rootSignatureStatus(signed, previous);
-    out.result({ draft: file, keyId: key.keyId, thresholds: status, ready: previous !== undefined && status.every((s) => s.met) }, (r) =>
+    out.result({ draft: file, keyId: key.keyId, alreadySigned, thresholds: status, ready: previous !== undefined && status.every((s) => s.met) }, (r) =>
       [
-        `signed ${r.draft} (v${version}) with ${r.keyId}`,
+        `signed ${r.draft} (v${version}) with ${r.keyId}${r.alreadySigned ? " (it had signed already: its signature is renewed, it counts once)" : ""}`,
         ...r.thresholds.map((s) => `  ${s.of === "new" ? "new root keys     " : "previous root keys"}: ${s.signed.length} of ${s.threshold} needed${s.met ? " (met)" : `; unsigned: ${s.unsigned.join(", ")}`}`),
         previous === undefined ? `  (no ${previousPath}: the previous root's threshold was not checked)` : r.ready ? `ready: gateway keys push-root --data DIR ${r.draft} (or --server URL --token TOKEN in place of --data)` : "not ready yet: more signatures needed",
       ].join("\n"),

@@ -66,6 +66,12 @@ describe("gateway keys: the offline root ceremony", () => {
     const sign = (key: string) => cli("keys", "sign-root", join(offline, "2.root.json"), "--key", key, "--format", "json");
     expect((await sign(join(keysDir(), "root.json"))).code).toBe(0);
     const one = await sign(join(offline, "alice.json"));
+    expect(JSON.parse(one.stdout)).toMatchObject({ alreadySigned: false });
+    // Alice signing again by mistake is said, and still counts once.
+    const twice = await cli("keys", "sign-root", join(offline, "2.root.json"), "--key", join(offline, "alice.json"));
+    expect(twice.code).toBe(0);
+    expect(twice.stdout).toContain("(it had signed already: its signature is renewed, it counts once)");
+    expect(twice.stdout).toContain("new root keys     : 1 of 2 needed");
 
     // Drafting again by mistake must not throw away the signatures collected so far, nor write beside a directory.
     const signedDraft = await Bun.file(join(offline, "2.root.json")).text();
