@@ -119,7 +119,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
     let snapshot: string | undefined;
     if (!postgres) {
       const dbPath = opts.db ?? join(opts.dataDir, DB_FILE);
-      if (!(await stat(dbPath).catch(() => undefined))) throw new BackupError(`No database at ${dbPath}`);
+      if (!(await stat(dbPath).catch(() => undefined))) throw new BackupError(`No database at ${dbPath}: a gateway on PostgreSQL is backed up with --db postgres://... (and pg_dump)`);
       snapshot = join(scratch, DB_FILE);
       const db = new Database(dbPath);
       try {
