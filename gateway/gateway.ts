@@ -17,7 +17,8 @@ import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
 import { Metrics } from "./metrics.ts";
-import { TufRepo } from "./ota/repo.ts";
+import { TufRepo, type AdoptedKey } from "./ota/repo.ts";
+import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
@@ -31,6 +32,9 @@ import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { Rollouts } from "./rollouts/service.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
 import { rm } from "node:fs/promises";
+
+/** How often every replica looks for online keys rotated on another (TufRepo.adoptKeys). */
+const KEY_ADOPT_INTERVAL_MS = 5000;
 
 export interface ServeOptions {
   dataDir: string;
@@ -143,6 +147,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     throw new DataDirMismatchError(opts.dataDir);
   }
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
+  let keysTimer: ReturnType<typeof setInterval> | undefined;
   // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.
   const signer = new LeaderLease(store, "tuf-signer", {
     ...(opts.signerLeaseMs !== undefined ? { ttlMs: opts.signerLeaseMs } : {}),
@@ -158,7 +163,27 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let rollouts: Rollouts | undefined;
   const sightings = new Sightings(store);
   try {
-    const tuf = await TufRepo.open({ storage: new CachedTufStorage(store.tuf), keysDir: data.keysDir, ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}) });
+    const tuf = await TufRepo.open({
+      storage: new CachedTufStorage(store.tuf),
+      keysDir: data.keysDir,
+      ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}),
+      // Online keys rotated on one replica reach the others through the database (ota/key-handoff.ts).
+      handoff: new KeyHandoff(data.ca.keyPem, store),
+      onKeysAdopted: (taken: AdoptedKey[]) => {
+        for (const k of taken) log(`gateway: took the new ${k.role} key ${k.keyId.slice(0, 16)} from the database (made by another replica) into ${k.path}`);
+      },
+    });
+    // A live replica looks for keys rotated elsewhere every few seconds, not only when it next signs.
+    let keysWhy = "";
+    keysTimer = setInterval(() => {
+      tuf.adoptKeys().then(
+        () => (keysWhy = ""),
+        (e: Error) => {
+          if (e.message !== keysWhy) log(`gateway: ${(keysWhy = e.message)}`);
+        },
+      );
+    }, KEY_ADOPT_INTERVAL_MS);
+    keysTimer.unref?.();
     const gw: Gateway = {
       store,
       factory: data.factory,
@@ -279,6 +304,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
           await Promise.all([server!.close(5000), plain?.close(5000)]);
           await rollouts?.stop();
           await tufTimer?.stop();
+          clearInterval(keysTimer);
           await signer.stop();
           await sightings.stop();
           await store.close();
@@ -291,6 +317,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await plain?.close(0);
     await rollouts?.stop();
     await tufTimer?.stop();
+    clearInterval(keysTimer);
     await signer.stop();
     await sightings.stop().catch(() => {});
     await store.close();

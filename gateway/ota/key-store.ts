@@ -7,10 +7,12 @@
  * A rotation stages the new key as `<role>.next.json` before the new root is
  * stored and promotes it after, so a crash in between never loses the key the
  * stored root trusts: whichever of the two files root names is used.
+ * A key another replica rotated arrives through the database (./key-handoff.ts) and is written
+ * here by {@link TufKeyStore.adopt}; `.adopted-root` records the root version whose keys were taken.
  *
  * @module
  */
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { generateKey, loadKeyFile, saveKeyFile, serializeKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
@@ -23,6 +25,9 @@ export class SigningKeyUnavailableError extends Error {
     super(`Cannot sign TUF ${role} metadata with ${path}: ${why}`, options);
   }
 }
+
+/** Dot files are never read as keys (see held()). */
+const ADOPTED = ".adopted-root";
 
 const isMissing = (e: unknown) => (e as { cause?: NodeJS.ErrnoException })?.cause?.code === "ENOENT";
 
@@ -137,6 +142,34 @@ export class TufKeyStore {
       removed.push(k.path);
     }
     return removed;
+  }
+
+  /** The root version whose handed-off keys this dir has taken (`.adopted-root`); 0 before any. */
+  async adoptedRoot(): Promise<number> {
+    const text = await readFile(join(this.dir, ADOPTED), "utf8").catch(() => "");
+    const n = Number(text.trim());
+    return Number.isSafeInteger(n) && n > 0 ? n : 0;
+  }
+
+  /** Records that the keys of root `version` have been taken. */
+  async setAdoptedRoot(version: number): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(join(this.dir, ADOPTED), `${version}\n`, { mode: 0o600 });
+  }
+
+  /**
+   * Writes a key another replica made for `role` (trusted by root under `trustedIds`): as
+   * `<role>.json`, replacing a key root no longer trusts, as the rotating replica's promotion
+   * did; under `<role>-<id>.json` when that file holds a trusted key or cannot be read. Returns
+   * the path written.
+   */
+  async adopt(role: RoleName, pair: TufKeyPair, trustedIds: readonly string[]): Promise<string> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const own = this.path(role);
+    const kept = await loadKeyFile(own).then((k) => trustedIds.includes(k.keyId), (e: unknown) => !isMissing(e));
+    const path = kept ? join(this.dir, `${role}-${pair.keyId.slice(0, 16)}.json`) : own;
+    await saveKeyFile(path, pair);
+    return path;
   }
 
   /** Stages a new key for a rotation (`<role>.next.json`). */

@@ -17,6 +17,7 @@ import { TARGET_NAME, TARGET_NAME_RULE, TargetEntry, TargetNotFoundError } from 
 import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
 import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, serializeMetadata, signJson, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
 import { TufKeyStore, SigningKeyUnavailableError } from "./key-store.ts";
+import type { KeyHandoff } from "./key-handoff.ts";
 import { DEFAULT_MAX_TARGETS_PER_HWID, pruneTargets } from "./retention.ts";
 import { targetEntryProblem } from "./target-policy.ts";
 import { TufVersionConflictError, type TufRecord, type TufStorage } from "./storage.ts";
@@ -44,6 +45,20 @@ export interface TufRepoOptions {
   keepVersions?: number;
   /** The clock (tests move it). */
   now?: () => Date;
+  /**
+   * Replicas sharing the storage: new online keys made here are offered through it, and keys
+   * another replica made are taken from it (./key-handoff.ts). Without it, keys stay in keysDir.
+   */
+  handoff?: KeyHandoff;
+  /** Told which keys were taken from another replica (the gateway logs it). */
+  onKeysAdopted?: (taken: AdoptedKey[]) => void;
+}
+
+/** A key taken from another replica and written into this keys dir. */
+export interface AdoptedKey {
+  role: RoleName;
+  keyId: string;
+  path: string;
 }
 
 /** A target entry or name that cannot go into targets.json. */
@@ -159,6 +174,11 @@ export class TufRepo {
   readonly #views: SignedViews;
   /** Keys that sign views, per role, for the root version they were looked up under. */
   readonly #viewKeys = new Map<RoleName, { rootVersion: number; keys: Promise<TufKeyPair[]> }>();
+  readonly #handoff: KeyHandoff | undefined;
+  readonly #onKeysAdopted: ((taken: AdoptedKey[]) => void) | undefined;
+  /** The root version whose handed-off keys were taken (read from the keys dir once). */
+  #adoptedRoot: number | undefined;
+  #adopting: Promise<AdoptedKey[]> | undefined;
 
   private constructor(opts: TufRepoOptions) {
     this.#storage = opts.storage;
@@ -172,6 +192,8 @@ export class TufRepo {
     this.#maxTargetsBytes = opts.maxTargetsBytes ?? 4 << 20;
     this.#now = opts.now ?? (() => new Date());
     this.#keepVersions = Math.max(2, opts.keepVersions ?? 32);
+    this.#handoff = opts.handoff;
+    this.#onKeysAdopted = opts.onKeysAdopted;
     this.#views = new SignedViews({
       record: (role, version) => this.#storage.get(role, version),
       keys: (role) => this.#keysForViews(role),
@@ -182,7 +204,54 @@ export class TufRepo {
   static async open(opts: TufRepoOptions): Promise<TufRepo> {
     const repo = new TufRepo(opts);
     await repo.#serial(() => repo.#init());
+    await repo.adoptKeys();
     return repo;
+  }
+
+  /**
+   * Takes the online keys that roots newer than the last one seen here trust, that another
+   * replica made and this keys dir lacks (./key-handoff.ts). Each root's keys are taken once:
+   * a key file an operator removes afterwards (to take targets offline) is not brought back.
+   * Runs at open, before every signing change, when views are signed, and on the gateway's
+   * timer, so a live replica has a rotated key within seconds.
+   *
+   * @throws {KeyHandoffError} A handed-off key does not open with this data dir's CA key.
+   */
+  async adoptKeys(): Promise<AdoptedKey[]> {
+    if (!this.#handoff) return [];
+    const rec = await this.#storage.getLatest("root");
+    return rec ? this.#adopt(parseMetadata("root", rec.json).signed) : [];
+  }
+
+  #adopt(root: Root): Promise<AdoptedKey[]> {
+    if (!this.#handoff || (this.#adoptedRoot !== undefined && root.version <= this.#adoptedRoot)) return Promise.resolve([]);
+    // One at a time: a second caller waits for the first, then looks again.
+    const run = async (): Promise<AdoptedKey[]> => {
+      await prior;
+      this.#adoptedRoot ??= await this.#keys.adoptedRoot();
+      if (root.version <= this.#adoptedRoot) return [];
+      const held = await this.#keys.held();
+      const taken: AdoptedKey[] = [];
+      for (const role of ["targets", "snapshot", "timestamp"] as const) {
+        const ids = root.roles[role]?.keyIDs ?? [];
+        for (const keyId of ids) {
+          if (held.has(keyId)) continue;
+          const pair = await this.#handoff!.take(keyId);
+          if (pair) taken.push({ role, keyId, path: await this.#keys.adopt(role, pair, ids) });
+        }
+      }
+      await this.#keys.setAdoptedRoot(root.version);
+      this.#adoptedRoot = root.version;
+      if (taken.length > 0) {
+        this.#viewKeys.clear();
+        this.#onKeysAdopted?.(taken);
+      }
+      return taken;
+    };
+    const prior = this.#adopting ?? Promise.resolve([]);
+    const mine = run();
+    this.#adopting = mine.catch(() => []);
+    return mine;
   }
 
   /**
@@ -388,6 +457,8 @@ export class TufRepo {
         const next = await this.#keys.stageNext(role);
         let records: TufRecord[];
         try {
+          // The other replicas take it from the database once they see the root below (root keys stay here).
+          if (role !== "root") await this.#handoff?.offer(next);
           const rootJson = this.#rootJson(s, { role, key: next });
           records = [this.#sign("root", Root.fromJSON(rootJson), role === "root" ? [...rootKeys, next] : rootKeys)];
           if (role === "targets") {
@@ -478,6 +549,12 @@ export class TufRepo {
         let snapshotRec: TufRecord | undefined;
         if (targetsRec || changed("snapshot")) records.push((snapshotRec = this.#snapshotRecord(s, targetsRec ?? s.targets.record, snapshotKeys)));
         if (snapshotRec || changed("timestamp")) records.push(this.#timestampRecord(s, snapshotRec ?? s.snapshot.record, timestampKeys));
+        // Online keys this root brings (held here only): offered to the other replicas before it is stored.
+        for (const role of ["targets", "snapshot", "timestamp"] as const) {
+          if (role === "targets" && !targetsRec) continue;
+          const keys = role === "targets" ? await held("targets") : role === "snapshot" ? snapshotKeys : timestampKeys;
+          for (const k of keys) if (!cur.roles[role]!.keyIDs.includes(k.keyId)) await this.#handoff?.offer(k);
+        }
         try {
           await this.#storage.put(records);
         } catch (e) {
@@ -570,6 +647,7 @@ export class TufRepo {
       return { record, signed: { ...signed, targets: signed.targets ?? {} } };
     };
     const [root, targets, snapshot, timestamp] = await Promise.all([one("root"), loadTargets(), one("snapshot"), one("timestamp")]);
+    await this.#adopt(root.signed); // keys another replica rotated, before anything is signed
     return { root, targets, snapshot, timestamp };
   }
 
@@ -587,7 +665,9 @@ export class TufRepo {
     if (!rec) throw new TufRepoStateError("Cannot load TUF root.json: the repository is not initialised");
     const hit = this.#viewKeys.get(role);
     if (hit?.rootVersion === rec.version) return hit.keys;
-    const r = parseMetadata("root", rec.json).signed.roles[role];
+    const root = parseMetadata("root", rec.json).signed;
+    await this.#adopt(root);
+    const r = root.roles[role];
     const keys = this.#keys.signingKeys(role, r?.keyIDs ?? [], r?.threshold ?? 1);
     this.#viewKeys.set(role, { rootVersion: rec.version, keys });
     keys.catch(() => this.#viewKeys.get(role)?.keys === keys && this.#viewKeys.delete(role)); // offline now: look again next time

@@ -220,6 +220,14 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.claimMeta(key, "b")).toBe("a");
   });
 
+  test("readMeta() reads what claimMeta() stored, undefined before", async () => {
+    const s = await open();
+    const key = `k-${uniq()}`;
+    expect(await s.readMeta(key)).toBeUndefined();
+    await s.claimMeta(key, "v");
+    expect(await s.readMeta(key)).toBe("v");
+  });
+
   const aToken = (over: Partial<NewRegistrationToken> = {}): NewRegistrationToken => ({
     id: `tok-${uniq()}`,
     secretHash: `h-${uniq()}`,

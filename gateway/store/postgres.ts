@@ -511,6 +511,11 @@ export class PostgresStore implements Store {
     return rows[0]!.value;
   }
 
+  async readMeta(key: string) {
+    const rows = (await this.#sql.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [key])) as { value: string }[];
+    return rows[0]?.value;
+  }
+
   async createRegistrationToken(t: NewRegistrationToken) {
     await this.#sql.unsafe(
       `INSERT INTO registration_tokens (id, secret_hash, name, tags, hardware_id, created_at, expires_at, max_uses, allow_device_tags)

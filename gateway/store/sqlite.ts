@@ -540,6 +540,10 @@ export class SqliteStore implements Store {
     return this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(key)!.value;
   }
 
+  async readMeta(key: string) {
+    return this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(key)?.value;
+  }
+
   async createRegistrationToken(t: NewRegistrationToken) {
     this.#db
       .query(

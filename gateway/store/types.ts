@@ -343,6 +343,8 @@ export interface Store {
 
   /** Stores `value` under `key` unless a value is there already; returns the stored value. */
   claimMeta(key: string, value: string): Promise<string>;
+  /** The value stored under `key` (by {@link claimMeta}), or undefined. */
+  readMeta(key: string): Promise<string | undefined>;
 
   /** Every signed version of every TUF role, for gateway/ota's TufRepo. */
   readonly tuf: TufStorage;

@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { deriveKey, openBytes, sealBytes } from "../../lib/crypto/aead.ts";
 import type { ApiRole } from "../../lib/api/admin.ts";
 import type { Gateway } from "../env.ts";
 
@@ -40,8 +41,7 @@ function keysOf(gw: Gateway): Promise<Keys> {
   if (!keys) {
     keys = gw.store.claimMeta("ui-session-secret", randomBytes(32).toString("base64")).then((secret) => {
       const ikm = Buffer.from(secret, "base64");
-      const derive = (info: string) => Buffer.from(hkdfSync("sha256", ikm, Buffer.alloc(0), info, 32));
-      return { enc: derive("ota dashboard session encryption"), mac: derive("ota dashboard session signature") };
+      return { enc: deriveKey(ikm, "ota dashboard session encryption"), mac: deriveKey(ikm, "ota dashboard session signature") };
     });
     keysByGateway.set(gw, keys);
   }
@@ -54,10 +54,7 @@ const mac = (key: Buffer, text: string) => createHmac("sha256", key).update(text
 /** Encrypts and signs a JSON value for a cookie (session, one-time notices). */
 export async function seal(gw: Gateway, value: unknown): Promise<string> {
   const { enc, mac: macKey } = await keysOf(gw);
-  const iv = randomBytes(12);
-  const cipher = createCipheriv("aes-256-gcm", enc, iv);
-  const body = Buffer.concat([cipher.update(JSON.stringify(value)), cipher.final(), cipher.getAuthTag()]);
-  const payload = `v1.${b64(Buffer.concat([iv, body]))}`;
+  const payload = `v1.${b64(sealBytes(enc, JSON.stringify(value)))}`;
   return `${payload}.${b64(mac(macKey, payload))}`;
 }
 
@@ -72,10 +69,7 @@ export async function unseal<T>(gw: Gateway, value: string | undefined): Promise
   const want = mac(macKey, payload);
   if (given.length !== want.length || !timingSafeEqual(given, want)) return undefined;
   try {
-    const raw = Buffer.from(payload.slice(3), "base64url");
-    const decipher = createDecipheriv("aes-256-gcm", enc, raw.subarray(0, 12));
-    decipher.setAuthTag(raw.subarray(raw.length - 16));
-    return JSON.parse(Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString("utf8")) as T;
+    return JSON.parse(openBytes(enc, Buffer.from(payload.slice(3), "base64url")).toString("utf8")) as T;
   } catch {
     return undefined;
   }

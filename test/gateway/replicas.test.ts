@@ -84,3 +84,28 @@ test("a blob pushed through one replica is served by the others, and a download 
   const joined = Buffer.concat([Buffer.from(await first.arrayBuffer()), Buffer.from(await rest.arrayBuffer())]);
   expect(Buffer.compare(joined, Buffer.from(blob))).toBe(0);
 });
+
+test("an online key rotated through one replica reaches the others within seconds: a publish through another lands", async () => {
+  const live = replicas.filter((r) => r !== killed);
+  const signer = live.find((r) => readFileSync(r.logFile, "utf8").includes(SIGNER))!;
+  const other = live.find((r) => r !== signer)!;
+  const took = (r: GatewayHandle, role: string) => readFileSync(r.logFile, "utf8").includes(`gateway: took the new ${role} key`);
+
+  // targets rotated on the signer; a publish through the other replica signs with the new key.
+  const rotated = await signer.adminFetch("/admin/keys/rotate", post({ role: "targets" }));
+  expect(rotated.status).toBe(200);
+  await until("the other replica to take the new targets key", () => took(other, "targets"), Boolean, 10_000, 100);
+  const uri = `${other.host}/main/web@sha256:${"d".repeat(64)}`;
+  const res = await other.adminFetch(
+    "/admin/targets",
+    post({ targets: { "amd64-linux-8": { length: 0, hashes: { sha256: EMPTY_SHA256 }, custom: { version: "8", hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: { web: { uri } } } } } }),
+  );
+  expect(res.status).toBeLessThan(300);
+
+  // timestamp rotated on the other replica; the signer, which re-signs it, takes the new key.
+  expect((await other.adminFetch("/admin/keys/rotate", post({ role: "timestamp" }))).status).toBe(200);
+  await until("the signer to take the new timestamp key", () => took(signer, "timestamp"), Boolean, 10_000, 100);
+  const keyIds = JSON.parse(readFileSync(join(signer.dataDir, "tuf", "keys", "timestamp.json"), "utf8")) as { keyid: string };
+  const root = (await (await signer.adminFetch("/repo/root.json")).json()) as { signed: { roles: { timestamp: { keyids: string[] } } } };
+  expect(root.signed.roles.timestamp.keyids).toEqual([keyIds.keyid]);
+});
