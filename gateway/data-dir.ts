@@ -241,6 +241,34 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   };
 }
 
+/**
+ * DIR/database: the kind of database the data dir was last served with ("postgres" or
+ * "sqlite"). A PostgreSQL URL is not kept (it may hold a password); the kind is enough for a
+ * start without `--db` to refuse instead of making an empty SQLite database beside the CA and
+ * keys (a restored data dir, a replica's copy, a unit file that lost its --db).
+ */
+export const databaseKindPath = (dir: string) => join(dir, "database");
+
+export async function readDatabaseKind(dir: string): Promise<"postgres" | "sqlite" | undefined> {
+  const kind = (await readOr(databaseKindPath(dir)))?.trim();
+  return kind === "postgres" || kind === "sqlite" ? kind : undefined;
+}
+
+export async function recordDatabaseKind(dir: string, kind: "postgres" | "sqlite"): Promise<void> {
+  if ((await readDatabaseKind(dir)) !== kind) await writeFileAtomic(databaseKindPath(dir), `${kind}\n`, { mode: 0o600 });
+}
+
+/** A start without --db on a data dir served with PostgreSQL. */
+export class DatabaseFlagMissingError extends DataDirError {
+  override name = "DatabaseFlagMissingError";
+  constructor(dir: string) {
+    super(
+      `Cannot serve ${dir} without --db: it was served with a PostgreSQL database; give the same --db postgres://... ` +
+        `(without it a new, empty SQLite database would be made: to do that on purpose, delete ${databaseKindPath(dir)})`,
+    );
+  }
+}
+
 /** DIR/serve.json: where a running `gateway serve` listens, so the admin CLI finds it from --data. */
 export interface ServeInfo {
   url: string;

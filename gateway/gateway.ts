@@ -12,7 +12,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { checkFactoryName, DataDirInUseError, lockDataDir, openDataDir, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, readDatabaseKind, recordDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -129,6 +129,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   }
   try {
     data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
+    if (!opts.db && (await readDatabaseKind(opts.dataDir)) === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
     store = external ?? (await openStore(opts.db ?? data.dbPath));
   } catch (e) {
     await external?.close();
@@ -146,6 +147,11 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     dirLock.release();
     throw new DataDirMismatchError(opts.dataDir);
   }
+  await recordDatabaseKind(opts.dataDir, external ? "postgres" : "sqlite").catch(async (e) => {
+    await store.close();
+    dirLock.release();
+    throw e;
+  });
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
   let keysTimer: ReturnType<typeof setInterval> | undefined;
   // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.

@@ -29,7 +29,7 @@ import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
-import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, servingPid } from "../data-dir.ts";
+import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -277,6 +277,9 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     }
     if (!manifest) throw new BackupError("The backup is empty");
     if (files !== manifest.files) throw new BackupError(`The backup holds ${files} files, its manifest says ${manifest.files}`);
+    // A backup made before data dirs recorded their database still says which it was: a restored
+    // PostgreSQL gateway started without its --db is then refused, not given an empty SQLite one.
+    await recordDatabaseKind(tmp, manifest.database);
 
     let replaced: string | undefined;
     if (existing?.length) {

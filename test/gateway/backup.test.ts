@@ -156,6 +156,12 @@ test("an interrupted backup leaves the last good one in place; restore refuses a
   expect(pg.code).toBe(0);
   expect(pg.stderr).toContain("pg_dump");
   expect((JSON.parse(pg.stdout) as { database: string }).database).toBe("postgres");
+  // Restored, it is refused without its --db instead of being served from a new, empty SQLite database.
+  expect((await run(["restore", join(work, "pg.backup"), "--data", join(work, "pg-restored")])).code).toBe(0);
+  const noDb = await run(["serve", "--data", join(work, "pg-restored"), "--listen", "127.0.0.1:0"]);
+  expect(noDb.code).toBe(1);
+  expect(noDb.stderr).toContain("it was served with a PostgreSQL database; give the same --db postgres://");
+  expect(existsSync(join(work, "pg-restored", "gateway.db"))).toBe(false);
 
   const busy = await run(["restore", file, "--data", gw.dataDir]);
   expect(busy.code).not.toBe(0);

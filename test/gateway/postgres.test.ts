@@ -3,11 +3,12 @@
  * instances share one database, as a scaled-out deployment does.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { DataDirMismatchError, startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
+import { DatabaseFlagMissingError } from "../../gateway/data-dir.ts";
 import { startPostgres } from "../harness/postgres.ts";
 import { until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
@@ -86,6 +87,13 @@ describe("gateway on PostgreSQL", () => {
     };
     const codes = await Promise.all([a.url, b.url, a.url, b.url, a.url, b.url].map(attempt));
     expect(codes.sort()).toEqual([201, 401, 401, 401, 401, 401]);
+  }, 60_000);
+
+  test("its data dir started without --db is refused, not served from a new empty SQLite database", async () => {
+    const started = startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", log: () => {} });
+    await expect(started).rejects.toThrow(DatabaseFlagMissingError);
+    await expect(started).rejects.toThrow(/it was served with a PostgreSQL database; give the same --db postgres:/);
+    expect(await stat(join(dir, "gateway.db")).catch(() => undefined)).toBeUndefined();
   }, 60_000);
 
   test("a database created with another data dir (another CA) is refused", async () => {
