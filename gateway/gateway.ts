@@ -24,7 +24,8 @@ import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
-import { checkCanListen, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
+import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
+import { openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
 import { dbKind, openStore } from "./store/open.ts";
@@ -271,6 +272,13 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       fetchHead: (req, env) => app!.fetchHead(req, env),
     });
     gw.metrics.connections = server.stats;
+    const askedMax = opts.limits?.maxConnections ?? DEFAULT_LIMITS.maxConnections;
+    const max = server.stats().maxConnections;
+    if (max < askedMax)
+      log(
+        `gateway: at most ${max} connections, not ${askedMax} (--max-connections): the open-file limit is ${openFileLimit()}; ` +
+          "raise it (LimitNOFILE= in the systemd unit, ulimit -n) to hold more",
+      );
     const publicBase = publicUrl
       ? publicUrl.origin
       : `https://${wildcard ? urlHost(certHosts[0]!) : urlHost(server.host)}:${server.port}`;

@@ -20,6 +20,8 @@ export interface ConnectionCounts {
   /** Requests held open now (push waits), and holds refused because the held share of the connections was taken. */
   held?: number;
   holdsRefused?: number;
+  /** The connection cap in force (`--max-connections`, or fewer to fit the open-file limit). */
+  maxConnections?: number;
 }
 
 /** What the plain listener for a TLS-terminating proxy reports (gateway/transport/plain.ts, `--proxy-listen`). */
@@ -132,6 +134,9 @@ export class Metrics {
       ...(conns
         ? {
             gateway_connections_open: { help: "Open client connections", value: conns.open },
+            ...(conns.maxConnections !== undefined
+              ? { gateway_connections_max: { help: "The connection cap in force: --max-connections, or fewer to fit the open-file limit", value: conns.maxConnections } }
+              : {}),
             gateway_connections_unauthenticated: { help: "Open connections whose client has not authenticated", value: conns.unauthenticated },
             gateway_connections_capped_total: { help: "Connections closed by a connection cap", value: conns.capped, type: "counter" },
             gateway_connections_timed_out_total: { help: "Connections cut by a head, body or stall deadline", value: conns.timedOut, type: "counter" },

@@ -159,7 +159,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
       host: listener.hostname,
       port: listener.port,
       url: `https://${host}:${listener.port}`,
-      stats: () => ({ open: conns.size, unauthenticated: caps.unauthenticated, capped: caps.capped, timedOut, handshakes, resumed, held: caps.held, holdsRefused: caps.holdsRefused }),
+      stats: () => ({ open: conns.size, unauthenticated: caps.unauthenticated, capped: caps.capped, timedOut, handshakes, resumed, held: caps.held, holdsRefused: caps.holdsRefused, maxConnections: caps.maxConnections }),
       close: (graceMs = 10_000) =>
         new Promise<void>((done) => {
           stopping = true;

@@ -122,6 +122,8 @@ export interface TransportStats {
   /** Requests held open now (push waits), and holds refused since the start because the held share was taken. */
   held: number;
   holdsRefused: number;
+  /** The connection cap in force: `maxConnections` as asked, or fewer to fit the open-file limit. */
+  maxConnections: number;
 }
 
 export interface Listening {
