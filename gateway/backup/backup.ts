@@ -20,7 +20,7 @@
  */
 import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
-import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
@@ -55,6 +55,8 @@ export interface BackupOptions {
   db?: string;
   /** Include the embedded registry's blobs and manifests. */
   withRegistry?: boolean;
+  /** Where the registry is when not in DIR/registry (`serve --registry-dir`, shared by replicas). */
+  registryDir?: string;
   onProgress?: (files: number, bytes: number) => void;
 }
 
@@ -88,9 +90,11 @@ function aboutOut(err: unknown, out: string): boolean {
 function skipped(rel: string, withRegistry: boolean): boolean {
   if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
   if (rel === "serve.json" || rel === "serve.lock" || rel.endsWith(".tmp") || posix.basename(rel).startsWith(".")) return true;
-  if (rel === "registry" || rel.startsWith("registry/")) return !withRegistry || rel.startsWith("registry/uploads/") || rel.startsWith("registry/tmp/");
+  if (isRegistryPath(rel)) return !withRegistry || rel.startsWith("registry/uploads/") || rel.startsWith("registry/tmp/");
   return false;
 }
+
+const isRegistryPath = (rel: string) => rel === "registry" || rel.startsWith("registry/");
 
 async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; path: string; mode: number; size: number; dir: boolean }> {
   for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -131,7 +135,18 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
     }
 
     const entries: { rel: string; path: string; mode: number; size: number; dir: boolean }[] = [];
-    for await (const e of walk(opts.dataDir)) if (!skipped(e.rel, withRegistry)) entries.push(e);
+    // A registry elsewhere (--registry-dir) goes in as registry/, in place of DIR/registry.
+    const registryDir = withRegistry && opts.registryDir ? opts.registryDir : undefined;
+    for await (const e of walk(opts.dataDir)) if (!skipped(e.rel, withRegistry) && !(registryDir && isRegistryPath(e.rel))) entries.push(e);
+    if (registryDir) {
+      const st = await stat(registryDir).catch(() => undefined);
+      if (!st?.isDirectory()) throw new BackupError(`Cannot read the registry at --registry-dir ${registryDir}: ${st ? "it is a file" : "no such folder"}`);
+      entries.push({ rel: "registry", path: registryDir, mode: st.mode & 0o777, size: 0, dir: true });
+      for await (const e of walk(registryDir)) {
+        const rel = `registry/${e.rel}`;
+        if (!skipped(rel, true)) entries.push({ ...e, rel });
+      }
+    }
     if (snapshot) entries.push({ rel: DB_FILE, path: snapshot, mode: 0o600, size: (await stat(snapshot)).size, dir: false });
     const files = entries.filter((e) => !e.dir);
     const manifest: BackupManifest = {
@@ -197,12 +212,16 @@ export interface RestoreOptions {
    * folder is refused.
    */
   force?: boolean;
+  /** Put the backup's registry here (a new or empty folder, e.g. the replicas' shared one) instead of DIR/registry. */
+  registryDir?: string;
   onProgress?: (files: number, bytes: number) => void;
 }
 
 export interface RestoreResult extends BackupManifest {
   /** Where the data dir that `force` replaced now is. */
   replaced?: string;
+  /** Where the registry went, when `registryDir` was given and the backup held one. */
+  registryDir?: string;
 }
 
 /** `DIR.replaced-20250102T030405Z` (with -2, -3... if that exists): where --force keeps the dir it replaces. */
@@ -236,6 +255,20 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     throw new UsageError(
       `--force replaces only a gateway data dir or an empty folder, and ${opts.dataDir} is neither: it holds ${shown} (none of ${DATA_DIR_MARKS.join(", ")}). Nothing was changed: give --data a new folder`,
     );
+  }
+
+  // --registry-dir: checked now, so nothing is unpacked for a restore that could not finish.
+  const registryDir = opts.registryDir ? bare(opts.registryDir) : undefined;
+  if (registryDir) {
+    const failReg = (why: string) => new BackupError(`Cannot restore the registry into --registry-dir ${opts.registryDir}: ${why}`);
+    const at = await look(registryDir).catch((e) => Promise.reject(failReg(fsWhy(e))));
+    if (at === "blocked") throw failReg(await blockedBy(registryDir));
+    if (at && !at.isDirectory()) throw failReg("it is a file");
+    if (at && (await readdir(registryDir)).length > 0) throw failReg("it is not empty (give a new or empty folder)");
+    if (!at) {
+      const up = await look(dirname(registryDir)).catch(() => undefined);
+      if (!up || up === "blocked" || !up.isDirectory()) throw failReg(`its parent ${dirname(registryDir)} is not a folder`);
+    }
   }
 
   const parent = dirname(dir);
@@ -314,9 +347,33 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       }
     } else await rename(tmp, dir);
     await syncDir(parent);
-    return replaced ? { ...manifest, replaced } : manifest;
+    // The registry leaves the restored data dir last: if that fails, the data dir is whole and holds it.
+    let registryMoved: string | undefined;
+    if (registryDir && manifest.registry) {
+      await moveFolder(join(dir, "registry"), registryDir);
+      registryMoved = registryDir;
+    }
+    return { ...manifest, ...(replaced ? { replaced } : {}), ...(registryMoved ? { registryDir: registryMoved } : {}) };
   } catch (err) {
     if (!restored) await rm(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Moves a folder to `to` (new, or empty): a rename on one file system, a copy then a delete
+ * across two (a shared registry folder is often on another mount).
+ */
+async function moveFolder(from: string, to: string): Promise<void> {
+  await rmdir(to).catch(() => {}); // missing, or empty (checked before unpacking)
+  try {
+    await rename(from, to);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw new BackupError(`Cannot put the registry at ${to}: ${fsWhy(e)}`);
+    await cp(from, to, { recursive: true, preserveTimestamps: true, errorOnExist: true }).catch((err) =>
+      Promise.reject(new BackupError(`Cannot copy the registry to ${to}: ${fsWhy(err)}`)),
+    );
+    await rm(from, { recursive: true, force: true });
+  }
+  await syncDir(dirname(to));
 }

@@ -7,7 +7,8 @@ export default defineCommand({
   summary: "Write an encrypted, consistent backup of a gateway data dir (safe while the gateway runs)",
   description: [
     "Holds the factory CA, the TUF keys and metadata, the secrets and the database (a consistent",
-    "SQLite snapshot); registry blobs only with --with-registry. Written to a temp file and renamed",
+    "SQLite snapshot); registry blobs only with --with-registry (from --registry-dir if the gateway",
+    "serves one there). Written to a temp file and renamed",
     "into place when complete, so an interrupted backup never replaces the last good one.",
     `Encrypted with a passphrase (--passphrase-file, or ${PASSPHRASE_ENV}) or for a recipient key`,
     "(--recipient, made by `gateway backup keygen`; the private half can stay offline).",
@@ -18,6 +19,7 @@ export default defineCommand({
     out: { type: "string", description: "Backup file to write", placeholder: "FILE" },
     db: { type: "string", description: "The --db the gateway runs with (default: DIR/gateway.db)", placeholder: "URL|FILE" },
     "with-registry": { type: "boolean", description: "Include the embedded registry's blobs and manifests" },
+    "registry-dir": { type: "string", description: "Where the registry is, as given to serve (default DIR/registry; a folder replicas share)", placeholder: "DIR" },
     "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
     recipient: { type: "string", description: "Encrypt for this X25519 public key", placeholder: "PUBLIC.pem" },
     ...formatFlag,
@@ -26,6 +28,7 @@ export default defineCommand({
     if (!flags.data) throw new UsageError("--data DIR is required");
     checkDataFlag(flags.data);
     if (!flags.out) throw new UsageError("--out FILE is required");
+    if (flags["registry-dir"] && !flags["with-registry"]) throw new UsageError("--registry-dir says where the registry to include is: give it with --with-registry");
     const secret = await sealSecret(flags);
     const postgres = !!flags.db && /^postgres(ql)?:\/\//.test(flags.db);
     if (postgres) {
@@ -45,6 +48,7 @@ export default defineCommand({
       secret,
       db: flags.db,
       withRegistry: flags["with-registry"],
+      ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       onProgress(files, bytes) {
         const now = Date.now();
         if (now - last < 1000) return;

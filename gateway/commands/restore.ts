@@ -15,6 +15,7 @@ export default defineCommand({
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Data dir to create (must not exist or be empty)", placeholder: "DIR" },
+    "registry-dir": { type: "string", description: "Put the backup's registry in this new or empty folder (as serve's --registry-dir) instead of DIR/registry", placeholder: "DIR" },
     force: { type: "boolean", description: "Replace an existing gateway data dir (the old one is kept as DIR.replaced-<time>)" },
     "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
     identity: { type: "string", description: "Private key for a backup made with --recipient", placeholder: "PRIVATE.pem" },
@@ -24,12 +25,20 @@ export default defineCommand({
     const file = args[0];
     if (!file || args.length > 1) throw new UsageError("give exactly one backup FILE");
     if (!flags.data) throw new UsageError("--data DIR is required");
-    const m = await restoreBackup({ file, dataDir: flags.data, secret: await openSecret(flags), force: flags.force });
+    const m = await restoreBackup({
+      file,
+      dataDir: flags.data,
+      secret: await openSecret(flags),
+      force: flags.force,
+      ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
+    });
+    if (flags["registry-dir"] && !m.registry) out.info(`restore: the backup holds no registry (made without --with-registry): nothing was put in ${flags["registry-dir"]}`);
     if (m.database === "postgres") out.info("restore: the database is PostgreSQL and was not in the backup: pg_restore it before starting the gateway");
     out.result(
       { dataDir: flags.data, ...m },
       (r) =>
         `restored ${r.files} files of factory ${r.factory} (backup of ${r.createdAt}) into ${r.dataDir}` +
+        (r.registryDir ? `, the registry into ${r.registryDir} (start serve with --registry-dir ${r.registryDir})` : "") +
         (r.replaced ? `\nthe data dir that was there is kept in ${r.replaced}: remove it once the restored gateway works` : ""),
     );
   },

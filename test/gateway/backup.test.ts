@@ -227,3 +227,38 @@ test("restore says which backup it cannot read, and creates nothing", async () =
   }
   expect(existsSync(into)).toBe(false);
 });
+
+test("a registry outside the data dir (--registry-dir, as replicas share) is backed up and restored to a folder of its own", async () => {
+  const shared = join(work, "shared-registry");
+  const gw = await startGateway({ args: ["--registry-dir", shared] });
+  started.push(gw);
+  const blob = crypto.getRandomValues(new Uint8Array(64 * 1024));
+  const digest = `sha256:${new Bun.CryptoHasher("sha256").update(blob).digest("hex")}`;
+  expect((await gw.adminFetch(`/v2/main/web/blobs/uploads/?digest=${digest}`, { method: "POST", body: blob })).status).toBe(201);
+
+  expect((await run(["backup", "--data", gw.dataDir, "--out", join(work, "r.backup"), "--registry-dir", shared])).code).toBe(2); // without --with-registry
+  const made = await run(["backup", "--data", gw.dataDir, "--out", join(work, "r.backup"), "--with-registry", "--registry-dir", shared, "--format", "json"]);
+  expect(made.stderr).toBe("");
+  expect(made.code).toBe(0);
+  await gw.stop();
+
+  // Into a non-empty folder: refused before anything is unpacked.
+  const busy = join(work, "busy-registry");
+  mkdirSync(busy);
+  writeFileSync(join(busy, "x"), "x");
+  const refused = await run(["restore", join(work, "r.backup"), "--data", join(work, "r-data-0"), "--registry-dir", busy]);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain("it is not empty");
+  expect(existsSync(join(work, "r-data-0"))).toBe(false);
+
+  const newShared = join(work, "restored-registry");
+  const restored = await run(["restore", join(work, "r.backup"), "--data", join(work, "r-data"), "--registry-dir", newShared]);
+  expect(restored.code).toBe(0);
+  expect(restored.stdout).toContain(`the registry into ${newShared}`);
+  expect(existsSync(join(work, "r-data", "registry"))).toBe(false);
+  const again = await startGateway({ dataDir: join(work, "r-data"), args: ["--registry-dir", newShared] });
+  started.push(again);
+  const res = await again.adminFetch(`/v2/main/web/blobs/${digest}`);
+  expect(res.status).toBe(200);
+  expect(new Uint8Array(await res.arrayBuffer())).toEqual(blob);
+}, 120_000);
