@@ -31,7 +31,7 @@ const TABLE: [code: number, meaning: string, errors: ErrorClass[]][] = [
   [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one", [CaPinMismatchError, CaFetchError, RegistryTlsError, RegistryUnreachableError]],
   [31, "a registry refused a request or served content that does not match its digest", [RegistryError, DigestMismatchError, AppResolveError]],
   [40, "a blob in the cache is corrupt (remove it and retry)", [CorruptCacheError]],
-  [50, "the base rootfs cannot be read or the image cannot be written", [BaseRootfsError, OutputError]],
+  [50, "the base rootfs cannot be read (one that is not there is bad usage, 2) or the image cannot be written", [BaseRootfsError, OutputError]],
 ];
 
 /** [code, meaning], as `preload --help` shows them. */
