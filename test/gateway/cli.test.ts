@@ -224,6 +224,9 @@ describe("gateway CLI", () => {
     expect({ code: stopped.code, err: stopped.err }).toEqual({ code: 4, err: `gateway tokens list: no gateway is running on ${g2.dataDir} (no serve.json): start it, or pass --server\n` });
     const typo = cli("tokens", "list", "--data", `${g2.dataDir}-typo`);
     expect({ code: typo.code, err: typo.err }).toEqual({ code: 2, err: expect.stringContaining(`--data ${g2.dataDir}-typo: no such folder`) });
+    // A folder that is no data dir at all is not "a gateway that is not running": it says so (1).
+    const notOne = cli("tokens", "list", "--data", dirname(g2.dataDir));
+    expect({ code: notOne.code, err: notOne.err }).toEqual({ code: 1, err: expect.stringContaining(`${dirname(g2.dataDir)} is not a gateway data dir`) });
     const noToken = Bun.spawnSync([process.execPath, MAIN, "tokens", "list", "--server", g.url], { stdout: "pipe", stderr: "pipe", env: { ...process.env, GATEWAY_TOKEN: "" } });
     expect(noToken.stderr.toString()).toStartWith("gateway tokens list: --server needs --token TOKEN");
   }, 60_000);
