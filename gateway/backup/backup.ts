@@ -350,7 +350,9 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     // The registry leaves the restored data dir last: if that fails, the data dir is whole and holds it.
     let registryMoved: string | undefined;
     if (registryDir && manifest.registry) {
-      await moveFolder(join(dir, "registry"), registryDir);
+      await moveFolder(join(dir, "registry"), registryDir).catch((e: Error) =>
+        Promise.reject(new BackupError(`${e.message}; the data dir is restored at ${dir} and holds the registry in ${join(dir, "registry")}: move it by hand`)),
+      );
       registryMoved = registryDir;
     }
     return { ...manifest, ...(replaced ? { replaced } : {}), ...(registryMoved ? { registryDir: registryMoved } : {}) };
