@@ -41,6 +41,8 @@ export class RegistryAccess {
       scheme: this.o.insecure.has(host) ? "http" : "https",
       ...(this.o.token ? { auth: { token: this.o.token } } : {}),
       ...(ca ? { tls: { ca } } : {}),
+      // An external registry whose token realm is the gateway: its admin token, over the CA its pin vouches for.
+      ...(gw ? { realm: { origin: `https://${gw.host}`, auth: { token: gw.token }, tls: { ca: gw.ca } } } : {}),
     };
   }, { userAgent: "preload" });
 
@@ -80,18 +82,20 @@ const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|TLS|SSL/;
 
 /**
  * If `err` (or an error it wraps) is a failed TLS certificate check, a
- * {@link RegistryTlsError} saying what preload needs; otherwise undefined.
+ * {@link RegistryTlsError} saying what preload needs (only the flags not given
+ * already, `given`); otherwise undefined.
  */
-export function explainTlsFailure(err: unknown): RegistryTlsError | undefined {
+export function explainTlsFailure(err: unknown, given: { ca?: boolean; token?: boolean; server?: boolean } = {}): RegistryTlsError | undefined {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     const code = (e as { code?: unknown }).code;
     if ((typeof code === "string" && TLS_CODES.test(code)) || /certificate/i.test(e.message)) {
       const host = /https:\/\/([^/\s]+)/.exec((err as Error).message)?.[1] ?? "the registry";
-      return new RegistryTlsError(
-        `Cannot reach ${host} over TLS: its certificate is not trusted (${e.message.replace(/^.*: /, "")}). ` +
-          "Give --ca FILE with the CA that signed it (for the gateway's registry, its ca.pem), " +
-          "or --token with the gateway's pinned token so preload fetches that CA and checks it, or --server URL",
-      );
+      const fixes = [
+        given.ca ? "--ca FILE with the CA that signed it (the --ca given did not)" : "--ca FILE with the CA that signed it (for the gateway's registry, its ca.pem)",
+        ...(given.token ? [] : ["--token with the gateway's pinned token so preload fetches that CA and checks it"]),
+        ...(given.server ? [] : ["--server URL"]),
+      ];
+      return new RegistryTlsError(`Cannot reach ${host} over TLS: its certificate is not trusted (${e.message.replace(/^.*: /, "")}). Give ${fixes.join(", or ")}`);
     }
   }
   return undefined;

@@ -59,13 +59,21 @@ export function wantedApps(cfg: Config, target: Target | undefined): { name: str
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Registry clients: the gateway's registry with the device certificate, others anonymously. */
+/**
+ * Registry clients: the gateway's registry with the device certificate; others anonymously,
+ * except that a registry using the gateway as its token realm (an external registry) gets its
+ * device-scoped token there with the device certificate.
+ */
 export function registryFactory(cfg: Config, client: DeviceClient | undefined): (host: string) => RegistryClient {
   const gatewayHost = cfg.server ? new URL(cfg.server).host : undefined;
   return registryClients((host) => {
-    const isGateway = host === gatewayHost && client;
+    const device = client ? { ca: client.tls.ca, cert: client.tls.cert, key: client.tls.key } : undefined;
+    const isGateway = host === gatewayHost && device;
     const loopback = /^(127\.0\.0\.1|localhost|\[::1\])(:|$)/.test(host);
-    return { scheme: isGateway || !loopback ? "https" : "http", ...(isGateway ? { tls: { ca: client.tls.ca, cert: client.tls.cert, key: client.tls.key } } : {}) };
+    return {
+      scheme: isGateway || !loopback ? "https" : "http",
+      ...(isGateway ? { tls: device } : device && cfg.server ? { realm: { origin: cfg.server, tls: device } } : {}),
+    };
   }, { userAgent: `fioup/${FIOUP_VERSION}` });
 }
 

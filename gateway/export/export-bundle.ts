@@ -160,7 +160,8 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
       (host) =>
         host === gatewayHost
           ? { auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) }
-          : { scheme: insecure.has(host) ? "http" : "https" },
+          : // An external registry whose token realm is the gateway: the token goes there, over the gateway's CA.
+            { scheme: insecure.has(host) ? "http" : "https", realm: { origin: new URL(o.server).origin, auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) } },
       { userAgent: "gateway-export" },
     );
     // Resolution fetches the manifests and compose bundles it walks into the bundle's store;

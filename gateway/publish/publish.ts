@@ -209,6 +209,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
         scheme: insecure.has(host) || (own && serverUrl.protocol === "http:") ? "http" : "https",
         ...(creds ? { auth: creds } : {}),
         ...(own && ca ? { tls: { ca } } : {}),
+        // An external registry whose token realm is the gateway: the token goes there, over the factory CA.
+        ...(own ? {} : { realm: { origin: serverUrl.origin, auth: { token: opts.token }, ...(ca ? { tls: { ca } } : {}) } }),
       };
     },
     { userAgent: "gateway-publish" },

@@ -23,6 +23,13 @@ export interface RegistryClientOptions {
   userAgent?: string;
   /** Extra headers sent on every request. */
   headers?: Record<string, string>;
+  /**
+   * A token realm other than the registry that these credentials and TLS options are for (an
+   * external registry using the gateway as its realm: the gateway's token or the device's
+   * certificate, and the factory CA). Used, in place of `auth` and `tls`, only for a realm at
+   * exactly this origin; any other realm gets `auth` and `tls`, as before.
+   */
+  realm?: { origin: string; auth?: RegistryAuth; tls?: RegistryClientOptions["tls"] };
 }
 
 /** A manifest as fetched: its exact bytes, media type and digest. */
@@ -137,8 +144,7 @@ export class RegistryClient {
 
   // ---- auth ---------------------------------------------------------------------------------
 
-  private basicHeader(): string | undefined {
-    const a = this.opts.auth;
+  private basicHeader(a: RegistryAuth | undefined = this.opts.auth): string | undefined {
     if (!a) return undefined;
     const [user, pass] = "token" in a ? ["token", a.token] : [a.username, a.password];
     return `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`;
@@ -166,9 +172,18 @@ export class RegistryClient {
     for (const s of mergeScopes(all)) url.searchParams.append("scope", s);
     const headers: Record<string, string> = { ...this.opts.headers };
     if (this.opts.userAgent) headers["user-agent"] = this.opts.userAgent;
-    const basic = this.basicHeader();
+    const known = this.opts.realm && URL.parse(this.opts.realm.origin)?.origin === url.origin ? this.opts.realm : undefined;
+    const basic = this.basicHeader(known ? known.auth : this.opts.auth);
     if (basic) headers.authorization = basic;
-    const res = await fetch(url, { headers, tls: this.opts.tls, signal });
+    let res: Response;
+    try {
+      res = await fetch(url, { headers, tls: known ? known.tls : this.opts.tls, signal });
+    } catch (err) {
+      const name = (err as Error)?.name;
+      if (name === "AbortError" || name === "TimeoutError") throw err;
+      // Said like a registry that cannot be reached, naming the realm: a TLS failure here is the CA, not the registry.
+      throw new RegistryUnreachableError(`Cannot get a token from ${url.origin}${url.pathname} for ${this.registry}: ${(err as Error)?.message ?? err}`, { cause: err });
+    }
     if (!res.ok) throw await this.errorFrom(res, `get a token from ${url.origin}${url.pathname}`);
     const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
     const token = body.token ?? body.access_token;

@@ -46,7 +46,7 @@ const FLAGS = {
   cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
   fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
   "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
-  ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries when there is no --server", placeholder: "FILE" },
+  ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries other than the --server gateway's (that one comes from the token's pin)", placeholder: "FILE" },
   "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
   explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit (needs no --out nor source)" },
   json: { type: "boolean", description: "Print the result as JSON on stdout" },
@@ -146,7 +146,7 @@ export default defineCommand({
         linkFromCache: flags.format !== "dir" || !flags.cache,
         onProgress: (l) => out.info(l),
       }).catch((err: unknown) => {
-        throw explainTlsFailure(err) ?? err;
+        throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
       });
       out.info(`writing ${flags.format} output to ${outPath}`);
       await writeOutput(tree, outPath, flags.format as OutputFormat);

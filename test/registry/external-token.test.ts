@@ -3,13 +3,21 @@
  * token realm, configured from deploy/docker-registry/config.yml: CI pushes with an admin token,
  * a device pulls its factory's repositories with its own certificate and nothing else, and a
  * token a device signs itself (with its factory-CA certificate) is refused by the registry.
+ * `gateway publish --registry` pushes there with its --token alone (no Docker config), and fioup's
+ * own registry clients pull with the device certificate.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { digestBytes } from "../../lib/oci/digest.ts";
-import { RegistryClient, RegistryError } from "../../lib/oci/registry-client.ts";
+import { RegistryClient, RegistryError, RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
+import type { Config } from "../../fioup/config.ts";
+import type { DeviceClient } from "../../fioup/device-client.ts";
+import { registryFactory } from "../../fioup/update/context.ts";
+import { startDockerRegistry } from "../harness/docker-registry.ts";
+import { containersRepo, git, pushUpstreamNginx } from "../publish/_setup.ts";
+import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
 import { privateKeyFromPem, SIGN_ALG } from "../../gateway/pki/keys.ts";
 import { x509 } from "../../gateway/pki/x509.ts";
 import { post, tlsFetch } from "../gateway/_client.ts";
@@ -106,4 +114,51 @@ test("a token a device signs itself with its factory-CA certificate is refused b
   const sig = await crypto.subtle.sign(SIGN_ALG, await privateKeyFromPem(device.key), new TextEncoder().encode(`${header}.${payload}`));
   const res = await fetch(`http://${regHost}/v2/other/web/manifests/v1`, { headers: { authorization: `Bearer ${header}.${payload}.${Buffer.from(sig).toString("base64url")}` } });
   expect(res.status).toBe(401);
+});
+
+test("gateway publish --registry pushes to it with --token alone (no Docker config); fioup pulls the app with its certificate", async () => {
+  const upstream = await startDockerRegistry();
+  try {
+    await pushUpstreamNginx(upstream);
+    const repo = await containersRepo({ "httpd/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n" });
+    await git(repo, "branch", "main");
+    const noDockerConfig = await tempDir("no-docker-config-");
+    const p = Bun.spawn(
+      [process.execPath, join(import.meta.dir, "..", "..", "gateway", "main.ts"), "publish", "--containers", repo, "--ref", "refs/heads/main", "--server", gw.url, "--token", gw.adminToken,
+        "--registry", regHost, "--insecure-registry", regHost, "--mirror", `docker.io=${upstream.host}`, "--insecure-registry", upstream.host, "--platform", "linux/amd64", "--format", "json"],
+      { stdout: "pipe", stderr: "pipe", env: { ...process.env, DOCKER_CONFIG: noDockerConfig, GATEWAY_TOKEN: "" } },
+    );
+    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect({ code, stderr: code ? stderr : "" }).toEqual({ code: 0, stderr: "" });
+    const uri = (JSON.parse(stdout) as { apps: { uri: string }[] }).apps[0]!.uri;
+    expect(uri.startsWith(`${regHost}/main/httpd@sha256:`)).toBe(true);
+
+    // fioup's registry clients, as its update makes them: the device certificate goes to the gateway realm only.
+    const clients = registryFactory({ server: gw.url } as Config, { tls: { ca: gw.caPem, cert: device.cert, key: device.key } } as DeviceClient);
+    const m = await clients(regHost).getManifest("main/httpd", uri.slice(uri.indexOf("@") + 1));
+    expect(m.digest).toBe(uri.slice(uri.indexOf("@") + 1));
+
+    // preload from the gateway: the app's blobs come from the external registry, its token from the gateway.
+    const out = join(await tempDir("preload-ext-"), "image");
+    const pre = await preload(["--factory-config", await factoryConfig(preloadConfig()), "--ref", "refs/heads/main", "--server", gw.url, "--token", gw.adminToken,
+      "--hwid", "x86_64-linux", "--insecure-registry", regHost, "--out", out, "--format", "dir"]);
+    expect({ code: pre.code, stderr: pre.code ? pre.stderr : "" }).toEqual({ code: 0, stderr: "" });
+    expect(pre.stdout).toContain("preloaded httpd");
+
+    // An offline bundle of that target: its blobs from the external registry too.
+    const bundle = join(await tempDir("export-ext-"), "bundle");
+    const ex = Bun.spawnSync([process.execPath, join(import.meta.dir, "..", "..", "gateway", "main.ts"), "export", "--server", gw.url, "--token", gw.adminToken,
+      "--target", "1", "--hwid", "x86_64-linux", "--insecure-registry", regHost, "--out", bundle], { stdout: "pipe", stderr: "pipe", env: { ...process.env, GATEWAY_TOKEN: "" } });
+    expect({ code: ex.exitCode, stderr: ex.exitCode ? ex.stderr.toString() : "" }).toEqual({ code: 0, stderr: "" });
+    expect(readFileSync(join(bundle, "index.json"), "utf8")).toContain("x86_64-linux-1");
+  } finally {
+    await upstream.stop();
+  }
+}, 180_000);
+
+test("a realm whose certificate is not trusted is said as a realm that cannot be reached, naming it", async () => {
+  const client = new RegistryClient({ registry: regHost, scheme: "http", realm: { origin: gw.url, auth: { token: gw.adminToken } } });
+  const err = await client.getManifest("main/web", "v1").then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(RegistryUnreachableError);
+  expect((err as Error).message).toStartWith(`Cannot get a token from ${gw.url}/token for ${regHost}: `);
 });
