@@ -30,6 +30,7 @@ import { fsWhy } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
+import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -88,11 +89,14 @@ function aboutOut(err: unknown, out: string): boolean {
 
 /** What never goes into a backup: the live database files (a snapshot goes instead), temp files, in-flight uploads. */
 function skipped(rel: string, withRegistry: boolean): boolean {
+  if (rel === ADOPTED_ROOT) return false; // a dot file that is state, not a temp file (gateway/ota/key-store.ts)
   if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
   if (rel === "serve.json" || rel === "serve.lock" || rel.endsWith(".tmp") || posix.basename(rel).startsWith(".")) return true;
   if (isRegistryPath(rel)) return !withRegistry || rel.startsWith("registry/uploads/") || rel.startsWith("registry/tmp/");
   return false;
 }
+
+const ADOPTED_ROOT = `tuf/keys/${ADOPTED_ROOT_FILE}`;
 
 const isRegistryPath = (rel: string) => rel === "registry" || rel.startsWith("registry/");
 

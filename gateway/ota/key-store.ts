@@ -26,8 +26,9 @@ export class SigningKeyUnavailableError extends Error {
   }
 }
 
-/** Dot files are never read as keys (see held()). */
-const ADOPTED = ".adopted-root";
+/** In the keys dir: the root version whose handed-off keys were taken. Dot files are never read as keys (see held()). */
+export const ADOPTED_ROOT_FILE = ".adopted-root";
+const ADOPTED = ADOPTED_ROOT_FILE;
 
 const isMissing = (e: unknown) => (e as { cause?: NodeJS.ErrnoException })?.cause?.code === "ENOENT";
 

@@ -100,6 +100,8 @@ test("a backup taken under load restores onto a fresh dir and port, and the devi
   const r = await run(["restore", file, "--data", restored]);
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
+  // Which root's handed-over keys were taken comes back too: a key taken offline stays offline.
+  expect(readFileSync(join(restored, "tuf", "keys", ".adopted-root"), "utf8")).toMatch(/^[1-9][0-9]*\n$/);
   const gw2 = await startGateway({ dataDir: restored, port: undefined });
   started.push(gw2);
   expect(gw2.port).not.toBe(gw.port);
