@@ -91,7 +91,8 @@ export function explainTlsFailure(err: unknown, given: { ca?: boolean; token?: b
     if ((typeof code === "string" && TLS_CODES.test(code)) || /certificate/i.test(e.message)) {
       const host = /https:\/\/([^/\s]+)/.exec((err as Error).message)?.[1] ?? "the registry";
       const fixes = [
-        given.ca ? "--ca FILE with the CA that signed it (the --ca given did not)" : "--ca FILE with the CA that signed it (for the gateway's registry, its ca.pem)",
+        // The gateway's registry, or a registry's token realm at the gateway (under a name other than --server's): the factory CA.
+        `--ca FILE with the CA that signed it (${given.ca ? "the --ca given did not; " : ""}for the gateway's registry or a token realm at the gateway, the factory CA: its ca.pem)`,
         ...(given.token ? [] : ["--token with the gateway's pinned token so preload fetches that CA and checks it"]),
         ...(given.server ? [] : ["--server URL"]),
       ];

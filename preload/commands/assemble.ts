@@ -46,7 +46,7 @@ const FLAGS = {
   cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
   fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
   "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
-  ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries other than the --server gateway's (that one comes from the token's pin)", placeholder: "FILE" },
+  ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries and their token realms other than the --server gateway (trusted through the token's pin); for a realm at the gateway under another name, the factory CA", placeholder: "FILE" },
   "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
   explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit (needs no --out nor source)" },
   json: { type: "boolean", description: "Print the result as JSON on stdout" },
@@ -67,7 +67,8 @@ export default defineCommand({
     "flags are checked first, so a bad one fails on every ref (exit 2).",
     "Without --server or --bundle, blobs come from the registries the target names, with",
     "--registry-token (default --token) and --ca; a token",
-    "with a CA pin makes --ca unnecessary for the gateway's registry.",
+    "with a CA pin makes --ca unnecessary for the gateway's registry. With --server, a registry whose",
+    "token realm is the gateway (at the --server address) gets the --token there, over the pinned CA.",
   ].join("\n"),
   flags: FLAGS,
   async run({ flags, out }) {

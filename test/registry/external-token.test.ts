@@ -4,9 +4,11 @@
  * a device pulls its factory's repositories with its own certificate and nothing else, and a
  * token a device signs itself (with its factory-CA certificate) is refused by the registry.
  * `gateway publish --registry` pushes there with its --token alone (no Docker config), and fioup's
- * own registry clients pull with the device certificate.
+ * own registry clients pull with the device certificate. A realm the client cannot trust (the
+ * gateway under a name --server does not give) fails publish with exit 15 and preload with 30,
+ * both naming it, preload suggesting only what helps (--ca with the factory CA).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
@@ -15,7 +17,7 @@ import { RegistryClient, RegistryError, RegistryUnreachableError } from "../../l
 import type { Config } from "../../fioup/config.ts";
 import type { DeviceClient } from "../../fioup/device-client.ts";
 import { registryFactory } from "../../fioup/update/context.ts";
-import { startDockerRegistry } from "../harness/docker-registry.ts";
+import { startDockerRegistry, startRegistryProcess, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { containersRepo, git, pushUpstreamNginx } from "../publish/_setup.ts";
 import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
 import { privateKeyFromPem, SIGN_ALG } from "../../gateway/pki/keys.ts";
@@ -24,7 +26,6 @@ import { post, tlsFetch } from "../gateway/_client.ts";
 import { makeDeviceCsr } from "../gateway/_device.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { renderDeployConfig } from "../harness/proxies.ts";
-import { startRegistryProcess } from "../harness/docker-registry.ts";
 import { freePort, portAnswers, tempDir, type Proc } from "../harness/tmp.ts";
 
 let gw: GatewayHandle;
@@ -32,19 +33,19 @@ let registry: Proc;
 let regHost: string;
 let device: { cert: string; key: string };
 
-beforeAll(async () => {
-  gw = await startGateway({ args: ["--external-registry-service", "fleet-registry"] });
+/** A docker-registry from deploy/docker-registry/config.yml whose token realm is `realmUrl`/token. */
+async function startExternalRegistry(realmUrl: string): Promise<{ proc: Proc; host: string }> {
   const dir = await tempDir("ext-registry-");
   const port = await freePort();
-  regHost = `127.0.0.1:${port}`;
+  const host = `127.0.0.1:${port}`;
   writeFileSync(join(dir, "token.pem"), readFileSync(join(gw.dataDir, "pki", "registry-token.pem")));
-  registry = await startRegistryProcess({
+  const proc = await startRegistryProcess({
     name: "docker-registry",
     dir,
     config: renderDeployConfig("docker-registry/config.yml", {
-      LISTEN: regHost,
+      LISTEN: host,
       DATA: join(dir, "data"),
-      GATEWAY_URL: gw.url,
+      GATEWAY_URL: realmUrl,
       SERVICE: "fleet-registry",
       ISSUER: "main-gateway",
       TOKEN_CERT: join(dir, "token.pem"),
@@ -52,6 +53,12 @@ beforeAll(async () => {
     ready: () => portAnswers(port),
     readyWhat: `port ${port}`,
   });
+  return { proc, host };
+}
+
+beforeAll(async () => {
+  gw = await startGateway({ args: ["--external-registry-service", "fleet-registry"] });
+  ({ proc: registry, host: regHost } = await startExternalRegistry(gw.url));
 
   const tokenRes = await gw.adminFetch("/admin/tokens", post({ tags: ["main"] }));
   const { token } = (await tokenRes.json()) as { token: string };
@@ -116,19 +123,27 @@ test("a token a device signs itself with its factory-CA certificate is refused b
   expect(res.status).toBe(401);
 });
 
+/**
+ * Runs `gateway publish --registry <registry> --token <admin token>` with no Docker config, of an
+ * app whose nginx image comes from `upstream`.
+ */
+async function publishTo(registry: string, upstream: DockerRegistryHandle): Promise<{ stdout: string; stderr: string; code: number }> {
+  await pushUpstreamNginx(upstream);
+  const repo = await containersRepo({ "httpd/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n" });
+  await git(repo, "branch", "main");
+  const p = Bun.spawn(
+    [process.execPath, join(import.meta.dir, "..", "..", "gateway", "main.ts"), "publish", "--containers", repo, "--ref", "refs/heads/main", "--server", gw.url, "--token", gw.adminToken,
+      "--registry", registry, "--insecure-registry", registry, "--mirror", `docker.io=${upstream.host}`, "--insecure-registry", upstream.host, "--platform", "linux/amd64", "--format", "json"],
+    { stdout: "pipe", stderr: "pipe", env: { ...process.env, DOCKER_CONFIG: await tempDir("no-docker-config-"), GATEWAY_TOKEN: "" } },
+  );
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { stdout, stderr, code };
+}
+
 test("gateway publish --registry pushes to it with --token alone (no Docker config); fioup pulls the app with its certificate", async () => {
   const upstream = await startDockerRegistry();
   try {
-    await pushUpstreamNginx(upstream);
-    const repo = await containersRepo({ "httpd/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n" });
-    await git(repo, "branch", "main");
-    const noDockerConfig = await tempDir("no-docker-config-");
-    const p = Bun.spawn(
-      [process.execPath, join(import.meta.dir, "..", "..", "gateway", "main.ts"), "publish", "--containers", repo, "--ref", "refs/heads/main", "--server", gw.url, "--token", gw.adminToken,
-        "--registry", regHost, "--insecure-registry", regHost, "--mirror", `docker.io=${upstream.host}`, "--insecure-registry", upstream.host, "--platform", "linux/amd64", "--format", "json"],
-      { stdout: "pipe", stderr: "pipe", env: { ...process.env, DOCKER_CONFIG: noDockerConfig, GATEWAY_TOKEN: "" } },
-    );
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    const { stdout, stderr, code } = await publishTo(regHost, upstream);
     expect({ code, stderr: code ? stderr : "" }).toEqual({ code: 0, stderr: "" });
     const uri = (JSON.parse(stdout) as { apps: { uri: string }[] }).apps[0]!.uri;
     expect(uri.startsWith(`${regHost}/main/httpd@sha256:`)).toBe(true);
@@ -161,4 +176,42 @@ test("a realm whose certificate is not trusted is said as a realm that cannot be
   const err = await client.getManifest("main/web", "v1").then(() => undefined, (e: unknown) => e);
   expect(err).toBeInstanceOf(RegistryUnreachableError);
   expect((err as Error).message).toStartWith(`Cannot get a token from ${gw.url}/token for ${regHost}: `);
+});
+
+// The same gateway as realm under a name --server does not give (its certificate covers 127.0.0.1
+// only): a realm whose certificate the client cannot check, as with a realm behind another CA.
+describe("a token realm at an address other than --server, whose certificate is not trusted", () => {
+  let other: { proc: Proc; host: string };
+  let realm: string;
+  beforeAll(async () => {
+    realm = gw.url.replace("127.0.0.1", "localhost");
+    other = await startExternalRegistry(realm);
+  }, 60_000);
+  afterAll(async () => {
+    await other?.proc.stop();
+  }, 60_000);
+
+  test("gateway publish exits 15 (a registry cannot be reached) naming the realm's URL", async () => {
+    const upstream = await startDockerRegistry();
+    try {
+      const { stderr, code } = await publishTo(other.host, upstream);
+      expect({ code, stderr }).toEqual({ code: 15, stderr: expect.stringContaining(`Cannot get a token from ${realm}/token for ${other.host}: `) });
+    } finally {
+      await upstream.stop();
+    }
+  }, 180_000);
+
+  test("preload with --server and --token says to give --ca with the factory CA, not the flags it has", async () => {
+    const app = `${other.host}/main/httpd@sha256:${"a".repeat(64)}`;
+    const entry = { length: 0, hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" }, custom: { version: "7", hardwareIds: ["arm64-linux"], tags: ["realm"], docker_compose_apps: { httpd: { uri: app } } } };
+    expect((await gw.adminFetch("/admin/targets", post({ targets: { "arm64-linux-7": entry } }))).status).toBeLessThan(300);
+    const out = join(await tempDir("preload-realm-"), "image");
+    const pre = await preload(["--factory-config", await factoryConfig(preloadConfig()), "--ref", "refs/heads/realm", "--server", gw.url, "--token", gw.adminToken,
+      "--hwid", "arm64-linux", "--insecure-registry", other.host, "--out", out, "--format", "dir"]);
+    expect(pre.code, pre.stderr).toBe(30);
+    expect(pre.stderr).toContain(`Cannot reach ${realm.replace("https://", "")} over TLS`);
+    expect(pre.stderr).toContain("Give --ca FILE with the CA that signed it (for the gateway's registry or a token realm at the gateway, the factory CA: its ca.pem)");
+    expect(pre.stderr).not.toContain("--token with");
+    expect(pre.stderr).not.toContain("--server URL");
+  }, 120_000);
 });
