@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { cp, mkdtemp, rm } from "node:fs/promises";
-import { generateKeyPairSync } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
@@ -80,6 +80,14 @@ describe("online keys rotated on one replica reach the others through the databa
     await b.bumpViews();
     const signed = JSON.parse(new TextDecoder().decode((await b.metadata("timestamp.json"))!)) as { signatures: { keyid: string }[] };
     expect(signed.signatures.map((s) => s.keyid)).toEqual([ts.keyId]);
+  });
+
+  test("a copy whose CA key PEM was re-encoded (same key) still opens it", async () => {
+    const { a } = await replicas();
+    const { keyId } = await a.rotate("timestamp");
+    const reencoded = createPrivateKey(secret).export({ type: "sec1", format: "pem" }).toString();
+    expect(reencoded).not.toBe(secret);
+    expect(await new KeyHandoff(reencoded, store).take(keyId)).toMatchObject({ keyId });
   });
 
   test("the database alone does not reveal a key, and another CA cannot open it", async () => {

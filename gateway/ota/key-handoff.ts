@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { createPrivateKey } from "node:crypto";
 import { deriveKey, openBytes, sealBytes } from "../../lib/crypto/aead.ts";
 import { parseKey, serializeKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
 
@@ -31,12 +32,16 @@ const entry = (keyId: string) => `tuf-key:${keyId}`;
 export class KeyHandoff {
   readonly #key: Buffer;
 
-  /** `secret`: the factory CA's private key PEM (the same in every copy of the data dir). */
+  /**
+   * `secret`: the factory CA's private key PEM (the same in every copy of the data dir). The
+   * sealing key comes from the key itself (its PKCS#8 form), so a copy whose PEM was re-encoded
+   * still agrees.
+   */
   constructor(
     secret: string,
     readonly store: HandoffStore,
   ) {
-    this.#key = deriveKey(secret, PURPOSE);
+    this.#key = deriveKey(createPrivateKey(secret).export({ type: "pkcs8", format: "der" }), PURPOSE);
   }
 
   /** Offers a key to the other replicas (before the root that trusts it is stored). */
