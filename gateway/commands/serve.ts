@@ -62,7 +62,7 @@ export default defineCommand({
   flags: {
     data: { type: "string", description: "Data directory (created on first start)", placeholder: "DIR" },
     listen: { type: "string", description: "Address to listen on; port 0 picks a free one", default: "127.0.0.1:8443", placeholder: "HOST:PORT" },
-    db: { type: "string", description: "Database: postgres://... (default: DIR/gateway.db, sqlite)", placeholder: "URL" },
+    db: { type: "string", description: "Database: postgres://... (default: DIR/gateway.db, sqlite; a data dir once served with PostgreSQL needs it every start)", placeholder: "URL" },
     "public-url": { type: "string", description: "https://host:port devices and CI use (default: the listen address)", placeholder: "URL" },
     factory: { type: "string", description: "Factory name, fixed at first start (default: main)", placeholder: "NAME" },
     "tls-cert": { type: "string", description: "Use this PEM server certificate instead of one issued by the factory CA", placeholder: "FILE" },
@@ -73,7 +73,7 @@ export default defineCommand({
     "head-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request head", default: String(DEFAULT_LIMITS.headTimeoutMs / 1000), placeholder: "SECONDS" },
     "body-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request body", default: String(DEFAULT_LIMITS.bodyTimeoutMs / 1000), placeholder: "SECONDS" },
     "idle-timeout": { type: "string", description: "Seconds an authenticated client may be idle or stall", default: String(DEFAULT_LIMITS.idleTimeoutMs / 1000), placeholder: "SECONDS" },
-    "max-connections": { type: "string", description: "Open connections in all", default: String(DEFAULT_LIMITS.maxConnections), placeholder: "N" },
+    "max-connections": { type: "string", description: "Open connections in all (lowered, and logged, to fit the open-file limit)", default: String(DEFAULT_LIMITS.maxConnections), placeholder: "N" },
     "max-connections-per-address": { type: "string", description: "Unauthenticated connections from one address", default: String(DEFAULT_LIMITS.maxConnectionsPerAddress), placeholder: "N" },
     "registry-dir": {
       type: "string",
