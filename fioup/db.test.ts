@@ -77,6 +77,21 @@ describe("DeviceDb", () => {
     db.close();
   });
 
+  test("a target that runs is no longer bad, and a failure noted against it is forgotten", () => {
+    const db = new DeviceDb(join(dir, "d.db"));
+    expect(db.notePermanentFailure("hw-4", "the update does not fit")).toBe(false);
+    expect(db.notePermanentFailure("hw-4", "the update does not fit")).toBe(true); // twice: bad
+    expect(db.badTargets()).toEqual(["hw-4"]);
+    expect(db.notePermanentFailure("hw-5", "blob x does not match its digest")).toBe(false);
+    // Named and installed after all (`fioup update 4`, say once the filesystem was grown).
+    db.setCurrentTarget(target("4"));
+    db.setCurrentTarget(target("5"));
+    expect(db.badTargets()).toEqual([]);
+    // A new failure of hw-5 counts from one again.
+    expect(db.notePermanentFailure("hw-5", "blob x does not match its digest")).toBe(false);
+    db.close();
+  });
+
   test("opening waits for a lock another process holds instead of failing with 'database is locked'", async () => {
     const path = join(dir, "locked.db");
     new DeviceDb(path).close();

@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS bad_targets (name TEXT PRIMARY KEY, reason TEXT, at T
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
+/** The kv key of a target's last permanent failure (DeviceDb.notePermanentFailure). */
+const permanentFailureKey = (target: string) => `permanent-failure:${target}`;
+
 interface RawUpdate {
   id: string;
   from_target: string | null;
@@ -195,6 +198,28 @@ export class DeviceDb {
     this.db.query("INSERT OR REPLACE INTO bad_targets (name, reason, at) VALUES (?, ?, ?)").run(name, reason, new Date().toISOString());
   }
 
+  /**
+   * Notes a failure of `target` that will happen again on every try (same `reason` each time);
+   * the second identical one in a row marks the target bad. Returns true when it did.
+   */
+  notePermanentFailure(target: string, reason: string): boolean {
+    const key = permanentFailureKey(target);
+    if (this.get<string>(key) !== reason) {
+      this.set(key, reason);
+      return false;
+    }
+    this.db.transaction(() => {
+      this.markBad(target, `${reason} (failed twice)`);
+      this.delete(key);
+    })();
+    return true;
+  }
+
+  /** Forgets a noted failure of `target` (it fetched, or it runs). */
+  forgetPermanentFailure(target: string): void {
+    this.delete(permanentFailureKey(target));
+  }
+
   badTargets(): string[] {
     return this.db.query<{ name: string }, []>("SELECT name FROM bad_targets ORDER BY at").all().map((r) => r.name);
   }
@@ -218,7 +243,16 @@ export class DeviceDb {
     return this.get<Target>("current_target");
   }
 
+  /**
+   * The target the device now runs. A target that runs is not bad: a mark from earlier failures
+   * (say, a full disk, then `fioup update N` once there was room) goes, with any failure noted
+   * against it, so `status` does not list the running target as bad.
+   */
   setCurrentTarget(t: Target): void {
-    this.set("current_target", t);
+    this.db.transaction(() => {
+      this.set("current_target", t);
+      this.db.query("DELETE FROM bad_targets WHERE name = ?").run(t.name);
+      this.forgetPermanentFailure(t.name);
+    })();
   }
 }

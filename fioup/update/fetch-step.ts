@@ -46,7 +46,9 @@ const COUNT_EVERY_BYTES = 1 << 20;
 export function permanentReason(err: unknown): string | undefined {
   if (err instanceof DigestMismatchError) return `blob ${err.expected} does not match its digest`;
   if (err instanceof BlobTooLargeError) return err.message;
-  if (err instanceof NoSpaceError) return `the update does not fit in ${err.where}`;
+  // Only an update larger than the whole filesystem: one that lacks free space today fits once
+  // there is room, so it is tried again (the check refuses it before any download meanwhile).
+  if (err instanceof NoSpaceError && err.neverFits) return `the update does not fit in ${err.where}, even empty`;
   return undefined;
 }
 
@@ -57,12 +59,7 @@ export function permanentReason(err: unknown): string | undefined {
 function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unknown): void {
   const reason = permanentReason(err);
   if (!reason) return;
-  const key = `permanent-failure:${u.toTarget}`;
-  if (ctx.db.get<string>(key) === reason) {
-    ctx.db.markBad(u.toTarget, `${reason} (failed twice)`);
-    ctx.db.delete(key);
-    ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);
-  } else ctx.db.set(key, reason);
+  if (ctx.db.notePermanentFailure(u.toTarget, reason)) ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);
 }
 
 /** Each missing layer's unpacked size: recorded in the target, else its gzip trailer, else a guess. */
@@ -200,7 +197,7 @@ export const fetchStep: Step = {
       throw new FetchFailedError(firstError);
     }
     u = currentUpdate(ctx);
-    ctx.db.delete(`permanent-failure:${u.toTarget}`);
+    ctx.db.forgetPermanentFailure(u.toTarget);
     // Events carry at most 16 kB of details: the first 40 deltas by name, all of them counted.
     const deltas = report.deltas.slice(0, 40).map((d) => ({ layer: d.layer, from: d.from, deltaBytes: d.deltaBytes, layerBytes: d.layerBytes }));
     ctx.db.setState(u.id, "fetched", {

@@ -22,11 +22,22 @@ export class NoSpaceError extends Error {
     /** Where it does not fit ("the blob store /var/sota/reset-apps"...). */
     readonly where: string,
     watermark: number,
+    /**
+     * What the filesystem holds below the watermark when empty. An update larger than that can
+     * never fit there (freeing space does not help); a smaller one may, once there is room.
+     */
+    readonly capacity = Infinity,
   ) {
     super(
       `Not enough space for the update in ${where}: need ${fmtBytes(required)}, available ${fmtBytes(Math.max(0, available))} ` +
-        `(free space above the ${watermark}% storage watermark)`,
+        `(free space above the ${watermark}% storage watermark)` +
+        (required > capacity ? `; it would not fit even on the empty filesystem (${fmtBytes(capacity)} below the watermark)` : ""),
     );
+  }
+
+  /** True when no amount of freed space makes the update fit (see `capacity`). */
+  get neverFits(): boolean {
+    return this.required > this.capacity;
   }
 }
 
@@ -88,7 +99,7 @@ export async function checkSpace(needs: SpaceNeed[], watermark: number): Promise
     const free = Number(fs.bavail) * bsize;
     const available = Math.floor(free - ((100 - watermark) / 100) * total);
     const where = g.needs.map((n) => `${n.what} ${n.path}`).join(" and ");
-    if (required > available) throw new NoSpaceError(required, available, where, watermark);
+    if (required > available) throw new NoSpaceError(required, available, where, watermark, Math.floor((watermark / 100) * total));
     out.push({ where, required, available, blockSize: bsize });
   }
   return out;

@@ -4,7 +4,7 @@
  * up a newly published target by itself and stopping cleanly on SIGTERM.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   Device, httpdCompose, httpdImage, httpGet, Publisher, pushImage, startTwoAppFleet,
@@ -73,6 +73,14 @@ describe("fioup selection", () => {
     // No layer came down (only the manifests and bundles init needs to list what is missing).
     expect(Math.max(0, ...(await d.blobs()).values())).toBeLessThan(64 * 1024);
     expect(await d.ingestBytes()).toBe(0);
+    // Space can be freed (here: the watermark raised again), so the target is not marked bad:
+    // refused again while there is no room, installed by the next plain update once there is.
+    expect((await d.fioup("update")).code).toBe(41);
+    expect((await d.fioup("status", "--no-apps")).json.badTargets).toEqual([]);
+    rmSync(join(d.root, "etc/sota/conf.d/50-watermark.toml"));
+    const ok = await d.fioup("update");
+    expect(ok.code, ok.stderr).toBe(0);
+    await d.cleanup([A, B]);
   }, 120_000);
 
   test("the daemon installs a newly published target by itself and stops cleanly on SIGTERM", async () => {

@@ -6,7 +6,9 @@
  * 10% to spare goes through.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { rmSync, writeFileSync } from "node:fs";
 import { statfs } from "node:fs/promises";
+import { join } from "node:path";
 import { startLoopDockerd, type LoopDockerdHandle } from "../harness/loop-dockerd.ts";
 import { Device, Publisher, pushImageDetailed, startDockerRegistry, startTestGateway, type DockerRegistryHandle, type TestGateway } from "./_setup.ts";
 
@@ -56,13 +58,15 @@ afterAll(async () => {
 });
 
 describe("space on Docker's data root", () => {
-  test("an update whose layers would not fit unpacked is refused before they are downloaded", async () => {
-    const layer = await publishWithZeros(Math.floor((await dockerAvailable()) + 16 * MiB));
+  test("an update larger than the whole filesystem is refused before its layers are downloaded, and marked bad the second time", async () => {
+    const fs = await statfs(dockerd.dataRoot);
+    const layer = await publishWithZeros(Number(fs.blocks) * Number(fs.bsize));
     expect(layer.gz.length).toBeLessThan(MiB); // compresses to nearly nothing: only its unpacked size is too big
     const r = await device.fioup("update");
     expect(r.code, r.stderr).toBe(41);
     expect(r.stderr).toContain("Docker's data root");
     expect(r.stderr).toContain(dockerd.dataRoot);
+    expect(r.stderr).toContain("would not fit even on the empty filesystem");
     expect((await device.blobs()).has(layer.digest)).toBe(false);
     expect(await device.ingestBytes()).toBe(0);
     const st = await device.fioup("status", "--no-apps");
@@ -73,6 +77,28 @@ describe("space on Docker's data root", () => {
     expect((await device.fioup("update")).code).toBe(3);
     const after = await device.fioup("status", "--no-apps");
     expect(after.json.badTargets).toContain(`amd64-linux-${version}`);
+  }, 180_000);
+
+  test("an update that lacks free space today is refused before download, not marked bad, and goes through once there is room", async () => {
+    // Something else on the device holds 48 MiB of the filesystem for now.
+    const filler = join(dockerd.dataRoot, "filler.bin");
+    writeFileSync(filler, new Uint8Array(48 * MiB).fill(1));
+    try {
+      const layer = await publishWithZeros(Math.floor((await dockerAvailable()) + 16 * MiB));
+      for (let i = 0; i < 3; i++) {
+        const r = await device.fioup("update");
+        expect(r.code, r.stderr).toBe(41);
+        expect(r.stderr).not.toContain("even on the empty filesystem");
+      }
+      expect((await device.blobs()).has(layer.digest)).toBe(false);
+      expect((await device.fioup("status", "--no-apps")).json.badTargets).not.toContain(`amd64-linux-${version}`);
+    } finally {
+      rmSync(filler, { force: true });
+    }
+    // Room again: the next plain update (no target named) installs it.
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.toTarget).toBe(`amd64-linux-${version}`);
   }, 180_000);
 
   test("an update that fits with 10% to spare goes through", async () => {
