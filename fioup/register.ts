@@ -14,6 +14,7 @@ import { Value } from "@sinclair/typebox/value";
 import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
 import { CaFetchError, fetchPinnedCa, InvalidTokenError } from "../lib/tls/pin.ts";
 import { netWhy } from "../lib/net/why.ts";
+import { rootSignatureStatus } from "../lib/tuf/root-ceremony.ts";
 import { loadX509 } from "../lib/x509/index.ts";
 import { toPem } from "../lib/x509/pem.ts";
 import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
@@ -127,9 +128,29 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   } catch {
     throw new RegistrationError(`Cannot register with ${server}: the answer is not JSON`);
   }
-  if (!Value.Check(RegistrationResponse, reply)) throw new RegistrationError(`Cannot register with ${server}: unexpected answer shape`);
-  const cert = new X509Certificate(reply.certificate);
+  if (!Value.Check(RegistrationResponse, reply)) {
+    const first = [...Value.Errors(RegistrationResponse, reply)][0];
+    throw new RegistrationError(`Cannot register with ${server}: unexpected answer shape${first ? ` (${first.path || "/"}: ${first.message})` : ""}`);
+  }
+  // Nothing is written before the answer is known to be usable: a device left with a certificate
+  // it cannot use, or a root it cannot verify with, would fail every later command.
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(reply.certificate);
+  } catch {
+    throw new RegistrationError(`Cannot register with ${server}: the certificate in the answer is not a PEM certificate`);
+  }
   if (!cert.subject.split("\n").includes(`CN=${uuid}`)) throw new RegistrationError(`Cannot register: the certificate is not for ${uuid} (${cert.subject})`);
+  if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) {
+    throw new RegistrationError(`Cannot register with ${server}: the certificate in the answer is not signed by the gateway's CA (${caCert.subject.replace(/\n/g, ", ")})`);
+  }
+  let rootOk = false;
+  try {
+    rootOk = rootSignatureStatus(JSON.stringify(reply.root)).every((s) => s.met);
+  } catch {
+    // not a TUF root at all: said below
+  }
+  if (!rootOk) throw new RegistrationError(`Cannot register with ${server}: the TUF root in the answer is not a root.json signed by its own root keys`);
 
   let fromGateway: TomlTable = {};
   try {

@@ -7,6 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createCa, issueServerCert, signDeviceCsr } from "../../gateway/pki/ca.ts";
 import { freePort, tempDir } from "../harness/tmp.ts";
 
 const BUN = process.execPath;
@@ -94,6 +95,43 @@ describe("fioup CLI input", () => {
     });
     expect(fioup(root, "--help").stdout).toMatch(/^ +31 +gateway unreachable/m);
     expect(tree(root)).toEqual([]);
+  });
+
+  test("register: an answer with a certificate or TUF root the device could not use is a failed registration (32), and nothing is written", async () => {
+    // A server that holds the pinned CA but answers registrations wrongly (a broken or foreign gateway).
+    const [ca, other] = await Promise.all([createCa("main"), createCa("other")]);
+    const tls = await issueServerCert(ca, ["127.0.0.1"]);
+    let answer: "not-pem" | "other-ca" | "no-root" = "not-pem";
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: tls.certPem, key: tls.keyPem },
+      async fetch(req) {
+        const path = new URL(req.url).pathname;
+        if (path === "/ca.pem") return new Response(ca.certPem);
+        const body = (await req.json()) as { csr: string; uuid: string };
+        const signer = answer === "other-ca" ? other : ca;
+        const cert = answer === "not-pem" ? "garbage" : (await signDeviceCsr(signer, body.csr, { uuid: body.uuid, factory: "main" })).certPem;
+        return Response.json({ certificate: cert, ca: ca.certPem, root: {}, config: "" });
+      },
+    });
+    try {
+      const token = `s.${ca.fingerprint}`;
+      for (const [mode, why] of [
+        ["not-pem", "the certificate in the answer is not a PEM certificate"],
+        ["other-ca", "the certificate in the answer is not signed by the gateway's CA"],
+        ["no-root", "the TUF root in the answer is not a root.json signed by its own root keys"],
+      ] as const) {
+        answer = mode;
+        const root = await tempDir("fioup-cli-input-");
+        const p = Bun.spawn([BUN, MAIN, "register", "--server", server.url.origin, "--token", token], { env: { ...process.env, FIOUP_ROOT: root }, stdout: "pipe", stderr: "pipe" });
+        const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
+        expect({ mode, code, err }).toEqual({ mode, code: 32, err: expect.stringContaining(`Cannot register with ${server.url.origin}: ${why}`) });
+        expect({ mode, written: tree(root) }).toEqual({ mode, written: [] });
+      }
+    } finally {
+      server.stop(true);
+    }
   });
 
   test("register --name '' and a version that is not a number are bad usage (exit 2), before anything is asked or written", async () => {
