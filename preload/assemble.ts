@@ -93,7 +93,7 @@ async function placeBlob(from: string, to: string, linkIt: boolean): Promise<voi
 /**
  * Fills `tree` with everything a preloaded device needs.
  *
- * @throws {AssembleError} An app asked for that the target does not have.
+ * @throws {AssembleError} No app to preload, or an app asked for that the target does not have.
  * @throws {CorruptCacheError} A cached blob whose bytes do not match its digest.
  */
 export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
@@ -101,6 +101,8 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   const say = o.onProgress ?? (() => {});
   const all = o.target.entry.custom.docker_compose_apps;
   const names = o.apps ?? Object.keys(all).sort();
+  // An image with no app would be written with `compose_apps = ""`: every device would run nothing.
+  if (!names.length) throw new AssembleError(o.apps ? "The list of apps to preload is empty" : `Target ${o.target.name} has no app to preload`);
   const missing = names.filter((n) => !(n in all));
   if (missing.length) {
     throw new AssembleError(

@@ -111,13 +111,13 @@ describe("tagsForRef", () => {
 describe("parseFactoryConfig shape checks", () => {
   test("an invalid tag names the key and the value", () => {
     expect(() => parseFactoryConfig("containers:\n  tagging:\n    refs/heads/x: [{tag: 'a b'}]\n", "f.yml")).toThrow(
-      'Invalid f.yml: containers.tagging["refs/heads/x"][0].tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "a b"',
+      'Invalid f.yml: line 3: containers.tagging["refs/heads/x"][0].tag: expected a tag (letters, digits, . _ -; at most 128, starting with a letter or digit), got "a b"',
     );
   });
   test("platforms map hardware ids to os/arch", () => {
     expect(parseFactoryConfig("containers:\n  platforms:\n    rpi4: linux/arm64\n").containers?.platforms).toEqual({ rpi4: "linux/arm64" });
     expect(() => parseFactoryConfig("containers:\n  platforms:\n    rpi4: arm64\n", "f.yml")).toThrow(
-      'Invalid f.yml: containers.platforms.rpi4: expected a platform: os/arch or os/arch/variant (linux/arm64, linux/arm/v7), got "arm64"',
+      'Invalid f.yml: line 3: containers.platforms.rpi4: expected a platform: os/arch or os/arch/variant (linux/arm64, linux/arm/v7), got "arm64"',
     );
     expect(parseFactoryConfig("containers:\nlmp:\n  tagging:\n")).toEqual({ lmp: {} });
   });
@@ -127,4 +127,88 @@ test("a factory config that cannot be read names the file and why, as a FactoryC
   const err = await readFactoryConfig("/nonexistent/factory-config.yml").catch((e) => e);
   expect(err).toBeInstanceOf(FactoryConfigError);
   expect(err.message).toBe("Cannot read the factory config /nonexistent/factory-config.yml: no such file");
+});
+
+describe("shortlists", () => {
+  const at = (shortlist: string) => `containers:\n  preloaded_images:\n    enabled: true\n    shortlist: ${JSON.stringify(shortlist)}\n`;
+  test("an empty shortlist is refused, naming the key and its line, rather than preloading no app", () => {
+    for (const empty of ["", " , "]) {
+      expect(() => parseFactoryConfig(at(empty), "f.yml")).toThrow(
+        "Invalid f.yml: line 4: containers.preloaded_images.shortlist: empty: it would preload no app (remove it to preload all of the target's apps)",
+      );
+    }
+    expect(() => parseFactoryConfig(`ref_options:\n  refs/heads/x:\n    params:\n      APP_SHORTLIST: ""\n`, "f.yml")).toThrow(
+      'Invalid f.yml: line 4: ref_options["refs/heads/x"].params.APP_SHORTLIST: empty',
+    );
+  });
+  test("a shortlist name that is no app name is refused by the rule targets follow", () => {
+    expect(() => parseFactoryConfig(at("a b, c/d"), "f.yml")).toThrow(
+      'Invalid f.yml: line 4: containers.preloaded_images.shortlist: expected an app name (letters, digits, . _ -; at most 128), got "a b"',
+    );
+    expect(() => parseFactoryConfig(`containers:\n  ref_options:\n    refs/heads/x:\n      params:\n        APP_SHORTLIST: "ok,c/d"\n`, "f.yml")).toThrow(
+      'Invalid f.yml: line 5: containers.ref_options["refs/heads/x"].params.APP_SHORTLIST: expected an app name (letters, digits, . _ -; at most 128), got "c/d"',
+    );
+  });
+  test("spaces and a trailing comma around good names are fine", () => {
+    expect(decidePreload(parseFactoryConfig(at(" web, db.1 ,")), "main").apps).toEqual(["web", "db.1"]);
+  });
+});
+
+describe("ASSEMBLE_SYSTEM_IMAGE", () => {
+  const with_ = (value: string) => parseFactoryConfig(`containers:\n  ref_options:\n    refs/heads/main:\n      params:\n        ASSEMBLE_SYSTEM_IMAGE: ${value}\n`, "f.yml");
+  test("0, \"0\" and false mean no image; 1, \"1\" and true mean one", () => {
+    for (const off of ["0", '"0"', "false", '" 0 "']) expect({ off, assemble: decidePreload(with_(off), "main").assemble }).toEqual({ off, assemble: false });
+    for (const on of ["1", '"1"', "true", '"1 "']) expect({ on, assemble: decidePreload(with_(on), "main").assemble }).toEqual({ on, assemble: true });
+  });
+  test("anything else is refused, naming the key and the values it takes", () => {
+    for (const bad of ['"false"', '"no"', "2", '"2"', '""', "yes"]) {
+      expect(() => with_(bad)).toThrow(
+        `Invalid f.yml: line 5: containers.ref_options["refs/heads/main"].params.ASSEMBLE_SYSTEM_IMAGE: expected 0 or 1 ("0", "1", or false, true), got `,
+      );
+    }
+  });
+});
+
+describe("misspelt keys", () => {
+  test("an unknown key in preloaded_images is refused with the one meant, and its line", () => {
+    expect(() => parseFactoryConfig("containers:\n  preloaded_images:\n    enable: true\n", "f.yml")).toThrow(
+      "Invalid f.yml: line 3: containers.preloaded_images.enable: unknown key: did you mean enabled?",
+    );
+    expect(() => parseFactoryConfig("lmp:\n  preloaded_images:\n    enabled: true\n    apps: x\n", "f.yml")).toThrow(
+      "Invalid f.yml: line 4: lmp.preloaded_images.apps: unknown key (known: enabled, shortlist)",
+    );
+  });
+  test("a near miss in a section, a ref_options entry or its params is refused; other CI keys there are not", () => {
+    expect(() => parseFactoryConfig("containers:\n  preload_images:\n    enabled: true\n", "f.yml")).toThrow(
+      "Invalid f.yml: line 2: containers.preload_images: unknown key: did you mean preloaded_images?",
+    );
+    expect(() => parseFactoryConfig("ref_options:\n  refs/heads/x:\n    param:\n      A: 1\n", "f.yml")).toThrow(
+      'Invalid f.yml: line 3: ref_options["refs/heads/x"].param: unknown key: did you mean params?',
+    );
+    expect(() => parseFactoryConfig("lmp:\n  ref_options:\n    refs/heads/x:\n      params:\n        APP_SHORTLST: a\n", "f.yml")).toThrow(
+      'Invalid f.yml: line 5: lmp.ref_options["refs/heads/x"].params.APP_SHORTLST: unknown key: did you mean APP_SHORTLIST?',
+    );
+    const ci = parseFactoryConfig(
+      "containers:\n  docker_build_args:\n    A: b\n  notify:\n    email: x\n  ref_options:\n    refs/heads/x:\n      machines: [a]\n      params:\n        EXTRA_ARTIFACTS: x\n",
+    );
+    expect(ci.containers?.ref_options?.["refs/heads/x"]?.params as object).toEqual({ EXTRA_ARTIFACTS: "x" });
+  });
+  test("a near miss of a top-level section is warned about, once, with its line; other sections are not", () => {
+    const warnings: string[] = [];
+    const c = parseFactoryConfig("lmp:\n  tagging: {}\nnotify:\n  email: x\ntuf:\n  x: 1\nmfg_tools: []\nci_scripts: {}\ncontainerz:\n  preloaded_images:\n    enabled: true\n", "f.yml", { warn: (l) => warnings.push(l) });
+    expect(warnings).toEqual(["f.yml: line 9: containerz: unknown key, ignored: did you mean containers?"]);
+    expect(decidePreload(c, "main").assemble).toBe(false);
+  });
+  test("the usual advanced setup and the publish fixture read without a warning", async () => {
+    const warnings: string[] = [];
+    parseFactoryConfig(SEED_EXAMPLE, "f.yml", { warn: (l) => warnings.push(l) });
+    await readFactoryConfig(`${import.meta.dir}/../../test/publish/factory-config.yml`, { warn: (l) => warnings.push(l) });
+    expect(warnings).toEqual([]);
+  });
+});
+
+test("a type error names the line of the key", () => {
+  expect(() => parseFactoryConfig(`containers:\n  tagging: {}\n  preloaded_images:\n    enabled: "yes"\n`, "f.yml")).toThrow(
+    'Invalid f.yml: line 4: containers.preloaded_images.enabled: expected boolean, got "yes"',
+  );
 });

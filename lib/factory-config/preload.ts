@@ -24,7 +24,7 @@ export interface PreloadDecision {
  * Decides what a system image built for `ref` preloads: `preloaded_images` of
  * the build kind (lmp inherits containers' unless it sets its own; containers
  * never inherits from lmp), then the `ref_options` params
- * `ASSEMBLE_SYSTEM_IMAGE` ("0" = no image) and `APP_SHORTLIST` (overrides the list).
+ * `ASSEMBLE_SYSTEM_IMAGE` (0 or false = no image, 1 or true = an image) and `APP_SHORTLIST` (overrides the list).
  *
  * @example
  * ```ts
@@ -54,8 +54,9 @@ export function decidePreload(config: FactoryConfig, ref: string, kind: BuildKin
   const optsFrom = config[kind]?.ref_options?.[full] ? `${kind}.ref_options["${full}"]` : `ref_options["${full}"]`;
   const assembleParam = opts?.params?.ASSEMBLE_SYSTEM_IMAGE;
   if (assembleParam !== undefined) {
-    const on = String(assembleParam).trim() !== "0";
-    reasons.push(`${optsFrom}.params.ASSEMBLE_SYSTEM_IMAGE: "${String(assembleParam).trim()}" → ${on ? "assemble" : "no system image"}`);
+    // The schema took only 0, 1, "0", "1", false and true.
+    const on = assembleParam === true || String(assembleParam).trim() === "1";
+    reasons.push(`${optsFrom}.params.ASSEMBLE_SYSTEM_IMAGE: ${JSON.stringify(assembleParam)} → ${on ? "assemble" : "no system image"}`);
     if (!on) return { assemble: false, apps: undefined, tags, reasons };
     enabled = true;
   }

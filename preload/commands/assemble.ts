@@ -79,7 +79,7 @@ export default defineCommand({
     // Every flag is checked before the config decides: a CI line with a typo must fail on every
     // ref, not pass green on the refs that build no image and break on the first one that does.
     const checked = await checkFlags(flags, token);
-    const config = await readFactoryConfig(flags["factory-config"]);
+    const config = await readFactoryConfig(flags["factory-config"], { warn: (line) => out.info(`warning: ${line}`) });
     const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
     const print = (data: object, text: string) => (flags.json ? console.log(JSON.stringify(data, null, 2)) : console.log(text));
     if (flags.explain || !decision.assemble) {
@@ -210,6 +210,8 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
     if (!flags.out) throw new UsageError("--out is required");
     if (!flags.targets && !flags.bundle && !(flags.server && token)) throw new UsageError("give --server and --token, --targets and --root, or --bundle and --root");
   }
+  // Not there is bad usage like any missing file a flag names; there but invalid is exit 10.
+  await checkPath("--factory-config", flags["factory-config"]!, "file");
   if (flags.targets) await checkPath("--targets", flags.targets, "file");
   if (flags.bundle) await checkPath("--bundle", flags.bundle, "directory");
   if (flags.base) await checkPath("--base", flags.base);

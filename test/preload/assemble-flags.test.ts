@@ -20,9 +20,10 @@ let dir: string;
 /** factory-config.yml files: one that preloads nothing (a key preload does not know), one that preloads. */
 let unrelated: string;
 let enabled: string;
-/** A TUF root and a targets.json it signs, holding no target. */
+/** A TUF root and a targets.json it signs, holding no target; and one holding a target with no app. */
 let rootJson: string;
 let targetsJson: string;
+let appless: string;
 
 beforeAll(async () => {
   dir = await tempDir("preload-flags-");
@@ -38,6 +39,10 @@ beforeAll(async () => {
   writeFileSync(rootJson, signMetadata(root, [key]));
   targetsJson = join(dir, "targets.json");
   writeFileSync(targetsJson, signJson({ _type: "targets", spec_version: "1.0.31", version: 1, expires, targets: {} }, [key]));
+  appless = join(dir, "appless.json");
+  const custom = { version: "1", hardwareIds: ["x86_64-linux"], tags: ["main"], docker_compose_apps: {} };
+  const target = { length: 0, hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" }, custom };
+  writeFileSync(appless, signJson({ _type: "targets", spec_version: "1.0.31", version: 1, expires, targets: { "x86_64-linux-1": target } }, [key]));
 });
 
 async function preload(...args: string[]) {
@@ -162,5 +167,56 @@ describe("files and tokens a flag names", () => {
     // Both verify; the targets hold nothing for this device.
     expect(r.code, r.stderr).toBe(20);
     expect(r.stderr).toContain(`No target for hardware id amd64-linux and tag main in ${targetsJson}`);
+  });
+});
+
+describe("what the factory config says is checked before an image is built", () => {
+  const config = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const preloading = (shortlist: string) => `containers:\n  preloaded_images:\n    enabled: true\n    shortlist: ${JSON.stringify(shortlist)}\n`;
+
+  const invalid: [what: string, text: string, says: string][] = [
+    ["an empty shortlist", preloading(""), "line 4: containers.preloaded_images.shortlist: empty: it would preload no app"],
+    ["a shortlist of no app names", preloading("a b, c/d"), 'line 4: containers.preloaded_images.shortlist: expected an app name (letters, digits, . _ -; at most 128), got "a b"'],
+    ["an empty APP_SHORTLIST", `ref_options:\n  refs/heads/main:\n    params:\n      APP_SHORTLIST: ""\n      ASSEMBLE_SYSTEM_IMAGE: "1"\n`, 'line 4: ref_options["refs/heads/main"].params.APP_SHORTLIST: empty'],
+    ["ASSEMBLE_SYSTEM_IMAGE: false as a string", `ref_options:\n  refs/heads/main:\n    params:\n      ASSEMBLE_SYSTEM_IMAGE: "false"\n`, 'line 4: ref_options["refs/heads/main"].params.ASSEMBLE_SYSTEM_IMAGE: expected 0 or 1 ("0", "1", or false, true), got "false"'],
+    ["a misspelt enabled", "containers:\n  preloaded_images:\n    enable: true\n", "line 3: containers.preloaded_images.enable: unknown key: did you mean enabled?"],
+  ];
+  for (const [what, text, says] of invalid) {
+    test(`${what} exits 10 naming the file and the key`, async () => {
+      const fc = config("invalid.yml", text);
+      const r = await preload(...line(fc, "--targets", appless));
+      expect(r.code, r.stderr).toBe(10);
+      expect(r.stderr).toContain(`Invalid ${fc}: ${says}`);
+    });
+  }
+
+  test("ASSEMBLE_SYSTEM_IMAGE: false means no image", async () => {
+    const fc = config("off.yml", "containers:\n  preloaded_images:\n    enabled: true\nref_options:\n  refs/heads/main:\n    params:\n      ASSEMBLE_SYSTEM_IMAGE: false\n");
+    const r = await preload(...line(fc, "--targets", appless));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("no system image for refs/heads/main");
+  });
+
+  test("a misspelt top-level section is warned about on stderr, and other sections are left alone", async () => {
+    const fc = config("containerz.yml", "notify:\n  email: x\ncontainerz:\n  preloaded_images:\n    enabled: true\n");
+    const r = await preload(...line(fc));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe(`warning: ${fc}: line 3: containerz: unknown key, ignored: did you mean containers?\n`);
+  });
+
+  test("a target with no app gives no image (exit 20) rather than one that runs nothing", async () => {
+    const r = await preload(...line(enabled, "--targets", appless));
+    expect(r.code, r.stderr).toBe(20);
+    expect(r.stderr).toContain("Target x86_64-linux-1 has no app to preload");
+  });
+
+  test("a --factory-config that is not there is bad usage (exit 2) like any file a flag names", async () => {
+    const r = await preload(...line(join(dir, "nope.yml")));
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`Cannot read --factory-config ${join(dir, "nope.yml")}: no such file`);
   });
 });
