@@ -44,6 +44,25 @@ CREATE TABLE IF NOT EXISTS bad_targets (name TEXT PRIMARY KEY, reason TEXT, at T
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
+/**
+ * The device database cannot be opened: it names the file, and for a file that is not (or no
+ * longer) an SQLite database, what moving it aside costs, since nothing fioup does fixes that.
+ */
+export class DeviceDbError extends Error {
+  override name = "DeviceDbError";
+  constructor(path: string, cause: unknown) {
+    const why = String((cause as Error)?.message ?? cause);
+    const corrupt = /not a database|malformed|corrupt/i.test(why);
+    super(
+      `Cannot open the device database ${path}: ${why}` +
+        (corrupt
+          ? `. It is damaged; move it aside (mv ${path} ${path}.damaged) and fioup starts a new one: the device keeps its registration and running apps, and forgets which target it runs, its update history, queued events and bad targets`
+          : ""),
+      { cause },
+    );
+  }
+}
+
 /** The kv key of a target's last permanent failure (DeviceDb.notePermanentFailure). */
 const permanentFailureKey = (target: string) => `permanent-failure:${target}`;
 
@@ -68,10 +87,15 @@ export class DeviceDb {
 
   constructor(path: string) {
     this.db = new Database(path, { create: true, strict: true });
-    // busy_timeout first: the pragmas after it take locks too, and another process may hold one
-    // (`fioup status` reading while the daemon writes, or recovering the WAL after a power cut).
-    this.db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-    this.db.exec(SCHEMA);
+    try {
+      // busy_timeout first: the pragmas after it take locks too, and another process may hold one
+      // (`fioup status` reading while the daemon writes, or recovering the WAL after a power cut).
+      this.db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+      this.db.exec(SCHEMA);
+    } catch (cause) {
+      this.db.close();
+      throw new DeviceDbError(path, cause);
+    }
   }
 
   close(): void {

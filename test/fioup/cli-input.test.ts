@@ -134,6 +134,18 @@ describe("fioup CLI input", () => {
     }
   });
 
+  test("a damaged device database is named, with what moving it aside costs", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    const db = join(root, "var/sota/fioup.db");
+    mkdirSync(join(root, "var/sota"), { recursive: true });
+    writeFileSync(db, "this is not an SQLite database, but long enough to be read as one ".repeat(20));
+    const r = fioup(root, "status", "--no-apps");
+    expect({ code: r.code, err: r.stderr }).toEqual({
+      code: 1,
+      err: expect.stringContaining(`Cannot open the device database ${db}: file is not a database. It is damaged; move it aside (mv ${db} ${db}.damaged)`),
+    });
+  });
+
   test("register --name '' and a version that is not a number are bad usage (exit 2), before anything is asked or written", async () => {
     const root = await tempDir("fioup-cli-input-");
     const name = fioup(root, "register", "--server", "https://127.0.0.1:1", "--token", TOKEN, "--name", "");
