@@ -17,7 +17,7 @@ import { BaseRootfsError } from "./base.ts";
 import { NoTargetError } from "./commands/assemble.ts";
 import { OutputError } from "./output.ts";
 import { RegistryTlsError } from "./registries.ts";
-import { TargetsVerificationError } from "./targets.ts";
+import { GatewayAccessError, TargetsVerificationError } from "./targets.ts";
 
 type ErrorClass = new (...args: any[]) => Error;
 
@@ -28,7 +28,7 @@ const TABLE: [code: number, meaning: string, errors: ErrorClass[]][] = [
   [10, "factory-config.yml is invalid (one that is not there is bad usage, 2)", [FactoryConfigError]],
   [20, "no target for the hardware id, tag and version, or an app asked for is not in it", [NoTargetError, AssembleError]],
   [21, "the targets do not verify against the TUF root (signature, expiry, rollback)", [TargetsVerificationError, TufVerificationError]],
-  [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one", [CaPinMismatchError, CaFetchError, RegistryTlsError, RegistryUnreachableError]],
+  [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one; the gateway refuses the token or is no gateway", [GatewayAccessError, CaPinMismatchError, CaFetchError, RegistryTlsError, RegistryUnreachableError]],
   [31, "a registry refused a request or served content that does not match its digest", [RegistryError, DigestMismatchError, AppResolveError]],
   [40, "a blob in the cache is corrupt (remove it and retry)", [CorruptCacheError]],
   [50, "the base rootfs cannot be read (one that is not there is bad usage, 2) or the image cannot be written", [BaseRootfsError, OutputError]],

@@ -14,10 +14,24 @@ import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../lib/api/index.ts";
 import { BUNDLE_METADATA_BASE_URL, bundleMetadataFetch, type Bundle } from "../lib/bundle/index.ts";
 import { parseMetadata } from "../lib/tuf/metadata.ts";
+import { MetadataFetchError } from "../lib/tuf/verification-errors.ts";
 import { verifyAndLoadTargets } from "../lib/tuf/verify-targets.ts";
 
 export class TargetsVerificationError extends Error {
   override name = "TargetsVerificationError";
+}
+
+/** The gateway refused the admin token, or the server has no TUF repository: not a verification failure. */
+export class GatewayAccessError extends Error {
+  override name = "GatewayAccessError";
+}
+
+/** What an HTTP status from the gateway's /repo/ means for preload, when it is not about the metadata itself. */
+function accessError(status: number | undefined, url: string, server: string): GatewayAccessError | undefined {
+  if (status === 401 || status === 403)
+    return new GatewayAccessError(`The gateway ${server} refused the admin token (--token, or PRELOAD_TOKEN): HTTP ${status} for ${url}; give a current admin token of that gateway`);
+  if (status === 404) return new GatewayAccessError(`${server} does not look like a gateway: no TUF repository at ${url} (HTTP 404); check --server`);
+  return undefined;
 }
 
 /** The trusted root.json `--root` names: its path (for messages) and its text, read once and checked before anything else runs. */
@@ -104,6 +118,9 @@ export async function targetsFromBundle(bundle: Bundle, rootFile: RootFile): Pro
  * Runs the TUF client workflow against the gateway's /repo/ with the admin
  * token, starting from `rootFile` if given, else from the gateway's 1.root.json
  * fetched over the CA pinned by the token.
+ *
+ * @throws {GatewayAccessError} The token is refused (401, 403) or there is no TUF repository (404).
+ * @throws {TargetsVerificationError} Another HTTP error for 1.root.json.
  */
 export async function targetsFromGateway(server: string, token: string, ca: string, rootFile?: RootFile): Promise<VerifiedTargetSet> {
   const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
@@ -112,16 +129,15 @@ export async function targetsFromGateway(server: string, token: string, ca: stri
     let rootJson: string;
     if (rootFile) rootJson = rootFile.json;
     else {
-      const res = await fetch(new URL("/repo/1.root.json", server), { headers: headers(), tls: { ca } });
-      if (!res.ok) throw new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);
+      const url = new URL("/repo/1.root.json", server).toString();
+      const res = await fetch(url, { headers: headers(), tls: { ca } });
+      if (!res.ok) throw accessError(res.status, url, server) ?? new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);
       rootJson = await res.text();
     }
     await writeFile(join(dir, "root.json"), rootJson);
-    const verified = await verifyAndLoadTargets({
-      metadataDir: dir,
-      metadataBaseUrl: new URL("/repo/", server).toString(),
-      fetch: { tls: { ca } },
-      headers,
+    const base = new URL("/repo/", server).toString();
+    const verified = await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: base, fetch: { tls: { ca } }, headers }).catch((err: unknown) => {
+      throw (err instanceof MetadataFetchError && accessError(err.status, base, server)) || err;
     });
     // The newest trusted root (after any rotation) is what the device should start from.
     const latestRoot = await readFile(join(dir, "root.json"), "utf8");

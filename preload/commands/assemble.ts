@@ -1,4 +1,5 @@
 /** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
+import { X509Certificate } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -11,6 +12,7 @@ import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
+import { fromPem } from "../../lib/x509/pem.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
@@ -219,7 +221,7 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
   return {
     root: flags.root === undefined ? undefined : await readRoot(flags.root),
     platform,
-    ca: flags.ca === undefined ? undefined : await readFlagFile(resolve(flags.ca), "--ca"),
+    ca: flags.ca === undefined ? undefined : await readCa(flags.ca),
     bundle: flags.bundle === undefined ? undefined : await openBundle(resolve(flags.bundle)),
   };
 }
@@ -228,6 +230,17 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
 async function checkPath(flag: string, path: string, kind?: "file" | "directory"): Promise<void> {
   const why = await whyCannotRead(path, kind);
   if (why) throw new UsageError(`Cannot read ${flag} ${path}: ${why}`);
+}
+
+/** The --ca file, checked to hold a certificate: anything else would only fail later as a TLS error at the registry. */
+async function readCa(path: string): Promise<string> {
+  const pem = await readFlagFile(resolve(path), "--ca");
+  try {
+    new X509Certificate(fromPem(pem, "CERTIFICATE"));
+  } catch {
+    throw new UsageError(`--ca ${path} is not a PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return pem;
 }
 
 /** The --root file, read once and checked to be TUF root metadata (its signatures are checked with the targets). */

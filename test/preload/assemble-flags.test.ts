@@ -5,10 +5,11 @@
  * hardware ids, tags and versions follow the rules fioup holds devices to; a missing file or a
  * root.json that is not TUF root metadata is named with its flag; the log names the right files.
  */
-import { beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Root } from "@tufjs/models";
+import { caFingerprint } from "../../lib/tls/pin.ts";
 import { generateKey, modelKey } from "../../lib/tuf/keys.ts";
 import { expiresAt, signJson, signMetadata } from "../../lib/tuf/metadata.ts";
 import { run, tempDir } from "../harness/tmp.ts";
@@ -218,5 +219,65 @@ describe("what the factory config says is checked before an image is built", () 
     const r = await preload(...line(join(dir, "nope.yml")));
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(`Cannot read --factory-config ${join(dir, "nope.yml")}: no such file`);
+  });
+});
+
+describe("a server that refuses the token or is no gateway, and a --ca that is no certificate", () => {
+  let server: ReturnType<typeof Bun.serve>;
+  let url: string;
+  let token: string;
+  let caPem: string;
+  /** What the server answers under /repo/. */
+  let repoStatus = 401;
+
+  const openssl = (...args: string[]) => {
+    const r = Bun.spawnSync(["openssl", ...args], { cwd: dir, stderr: "pipe", stdout: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr.toString()}`);
+  };
+
+  beforeAll(() => {
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test CA", "-days", "2");
+    openssl("req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
+    writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf");
+    caPem = readFileSync(join(dir, "ca.pem"), "utf8");
+    token = `s3cret.${caFingerprint(caPem)}`;
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: readFileSync(join(dir, "server.pem"), "utf8"), key: readFileSync(join(dir, "server.key"), "utf8") },
+      fetch: (req) => (new URL(req.url).pathname === "/ca.pem" ? new Response(caPem) : new Response("no", { status: repoStatus })),
+    });
+    url = `https://127.0.0.1:${server.port}`;
+  });
+  afterAll(() => server?.stop(true));
+
+  const fromServer = (...extra: string[]) => preload("--factory-config", enabled, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--server", url, "--token", token, ...extra);
+
+  for (const status of [401, 403]) {
+    for (const root of [false, true]) {
+      test(`HTTP ${status} is the gateway refusing the token (exit 30), not targets that do not verify${root ? ", also with --root" : ""}`, async () => {
+        repoStatus = status;
+        const r = await fromServer(...(root ? ["--root", rootJson] : []));
+        expect(r.code, r.stderr).toBe(30);
+        expect(r.stderr).toContain(`The gateway ${url} refused the admin token (--token, or PRELOAD_TOKEN): HTTP ${status}`);
+      });
+    }
+  }
+
+  test("HTTP 404 on the TUF repository is a server that is no gateway (exit 30)", async () => {
+    repoStatus = 404;
+    const r = await fromServer();
+    expect(r.code, r.stderr).toBe(30);
+    expect(r.stderr).toContain(`${url} does not look like a gateway: no TUF repository at ${url}/repo/1.root.json (HTTP 404)`);
+  });
+
+  test("a --ca that is no certificate is bad usage (exit 2) naming the flag; a certificate is taken", async () => {
+    const r = await preload(...line(enabled, "--ca", enabled));
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`preload assemble: --ca ${enabled} is not a PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    const good = await preload(...line(enabled, "--ca", join(dir, "ca.pem")));
+    expect(good.code, good.stderr).toBe(20);
   });
 });
