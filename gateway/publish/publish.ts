@@ -34,7 +34,7 @@ import { checkHead, gitInfo } from "./git.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
 import { ImageResolveError, planService, topLevelBuild, type ServicePlan } from "./plan.ts";
 import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
-import { makeTargets, nextVersion } from "./targets.ts";
+import { checkVersionFree, makeTargets, nextVersion } from "./targets.ts";
 import { ensureBlobs, ensureManifest, localSource, PushStats, type Destination } from "./transfer.ts";
 
 export class PublishError extends Error {
@@ -199,7 +199,9 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const onGateway = registryHost === serverUrl.host;
   log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
   const admin = await AdminClient.connect({ server: serverUrl.toString(), token: opts.token, ...(ca ? { ca } : {}) });
-  await admin.targets(); // the token works before anything is built
+  // The token works, and a --version already taken is said, before anything is built or pushed.
+  const before = await admin.targets();
+  if (opts.version !== undefined) checkVersionFree(hwids, opts.version, before.targets);
 
   const clientFor = registryClients(
     (host) => {

@@ -35,6 +35,20 @@ export interface TargetSpec {
 }
 
 /**
+ * Checks that the targets of `version` can be made: each name valid and none already in `existing`.
+ * Publish calls it before anything is built when --version is given, and again when it makes them.
+ *
+ * @throws {TargetVersionError} Naming the first target that cannot be made.
+ */
+export function checkVersionFree(hwids: readonly string[], version: number, existing: Record<string, TargetEntry>): void {
+  for (const hwid of hwids) {
+    const name = targetName(hwid, version);
+    if (!TARGET_NAME.test(name)) throw new TargetVersionError(`Cannot make target ${name}: ${TARGET_NAME_RULE}`);
+    if (existing[name]) throw new TargetVersionError(`Cannot make target ${name}: it already exists; choose another --version`);
+  }
+}
+
+/**
  * Builds the target entries.
  *
  * @example
@@ -52,10 +66,9 @@ export function makeTargets(spec: TargetSpec, existing: Record<string, TargetEnt
     const sizes = spec.uncompressedLayerSizes?.[name];
     apps[name] = { uri: spec.apps[name]!, ...(sizes && Object.keys(sizes).length ? { uncompressedLayerSizes: sizes } : {}) };
   }
+  checkVersionFree(spec.hwids, spec.version, existing);
   for (const hwid of spec.hwids) {
     const name = targetName(hwid, spec.version);
-    if (!TARGET_NAME.test(name)) throw new TargetVersionError(`Cannot make target ${name}: ${TARGET_NAME_RULE}`);
-    if (existing[name]) throw new TargetVersionError(`Cannot make target ${name}: it already exists; choose another --version`);
     out[name] = {
       length: 0,
       hashes: { sha256: EMPTY_SHA256 },

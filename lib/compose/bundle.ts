@@ -82,13 +82,14 @@ export function bundleIndexBytes(index: BundleIndex): Uint8Array {
 
 /** Reads the app's ignore matcher; an app without `.composeappignores` ignores nothing. */
 export async function readIgnoreFile(appDir: string): Promise<IgnoreMatcher> {
+  const file = join(appDir, IGNORE_FILE_NAME);
   let text = "";
   try {
-    text = await readFile(join(appDir, IGNORE_FILE_NAME), "utf8");
+    text = await readFile(file, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  return parseIgnoreFile(text);
+  return parseIgnoreFile(text, file);
 }
 
 /**

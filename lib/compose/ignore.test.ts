@@ -1,4 +1,9 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { IGNORE_FILE_NAME } from "./app-format.ts";
+import { readIgnoreFile } from "./bundle.ts";
 import { IgnorePatternError, parseIgnoreFile } from "./ignore.ts";
 
 describe("parseIgnoreFile", () => {
@@ -41,5 +46,22 @@ describe("parseIgnoreFile", () => {
 
   test("rejects malformed patterns", () => {
     expect(() => parseIgnoreFile("file[0-9.txt")).toThrow(IgnorePatternError);
+  });
+
+  test("a malformed pattern is said with its file and line, when the file is named", () => {
+    expect(() => parseIgnoreFile("# ok\n*.md\n[\n", "/ci/repo/worker/.composeappignores")).toThrow(
+      'Invalid ignore pattern at /ci/repo/worker/.composeappignores:3: "[" has an unclosed [',
+    );
+    expect(() => parseIgnoreFile("a\\")).toThrow('Invalid ignore pattern at line 1: "a\\" ends with a backslash');
+  });
+
+  test("publish reads an app's ignore file with its path in errors", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ignore-"));
+    try {
+      await writeFile(join(dir, IGNORE_FILE_NAME), "*.md\n[\n");
+      await expect(readIgnoreFile(dir)).rejects.toThrow(`Invalid ignore pattern at ${join(dir, IGNORE_FILE_NAME)}:2`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

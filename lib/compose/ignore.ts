@@ -41,7 +41,7 @@ function escapeRe(c: string): string {
   return /[\\^$.*+?()[\]{}|/]/.test(c) ? "\\" + c : c;
 }
 
-function compile(pattern: string, line: number): RegExp {
+function compile(pattern: string, where: string): RegExp {
   let re = "^";
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;
@@ -61,11 +61,11 @@ function compile(pattern: string, line: number): RegExp {
       re += "[^/]";
     } else if (c === "\\") {
       i++;
-      if (i >= pattern.length) throw new IgnorePatternError(`Invalid ignore pattern on line ${line}: "${pattern}" ends with a backslash`);
+      if (i >= pattern.length) throw new IgnorePatternError(`Invalid ignore pattern at ${where}: "${pattern}" ends with a backslash`);
       re += escapeRe(pattern[i]!);
     } else if (c === "[") {
       const end = pattern.indexOf("]", i + 2);
-      if (end < 0) throw new IgnorePatternError(`Invalid ignore pattern on line ${line}: "${pattern}" has an unclosed [`);
+      if (end < 0) throw new IgnorePatternError(`Invalid ignore pattern at ${where}: "${pattern}" has an unclosed [`);
       let body = pattern.slice(i + 1, end);
       if (body.startsWith("!") || body.startsWith("^")) body = "^" + body.slice(1);
       re += "[" + body.replace(/\\/g, "\\\\").replace(/\//g, "") + "]";
@@ -77,7 +77,7 @@ function compile(pattern: string, line: number): RegExp {
   try {
     return new RegExp(re + "$");
   } catch {
-    throw new IgnorePatternError(`Invalid ignore pattern on line ${line}: "${pattern}"`);
+    throw new IgnorePatternError(`Invalid ignore pattern at ${where}: "${pattern}"`);
   }
 }
 
@@ -90,9 +90,10 @@ function compile(pattern: string, line: number): RegExp {
  * m.ignores("app.py"); // true
  * m.ignores("keep.py"); // false
  * ```
+ * @param file The file's path, for errors ("Invalid ignore pattern at web/.composeappignores:4: ..."); without it they say the line alone.
  * @throws {IgnorePatternError} If a pattern is malformed (unclosed `[`, trailing `\`).
  */
-export function parseIgnoreFile(text: string): IgnoreMatcher {
+export function parseIgnoreFile(text: string, file = "line"): IgnoreMatcher {
   const rules: Rule[] = [];
   text.split(/\r?\n/).forEach((raw, idx) => {
     let line = raw.trim();
@@ -104,7 +105,7 @@ export function parseIgnoreFile(text: string): IgnoreMatcher {
     }
     const pattern = cleanPath(line);
     if (pattern === "") return;
-    rules.push({ negate, re: compile(pattern, idx + 1), source: raw });
+    rules.push({ negate, re: compile(pattern, file === "line" ? `line ${idx + 1}` : `${file}:${idx + 1}`), source: raw });
   });
   return {
     hasNegations: rules.some((r) => r.negate),

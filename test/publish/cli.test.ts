@@ -85,6 +85,16 @@ describe("gateway publish CLI", () => {
     expect(noImage.stderr).toContain('Cannot find image "nginx:alpine"');
   });
 
+  test("a --version already taken exits 16 before any image or app is copied or pushed", async () => {
+    const first = await cli(...common(), "--format", "json", "--platform", "linux/arm64");
+    expect(first.code, first.stderr).toBe(0);
+    const { version } = JSON.parse(first.stdout) as { version: number };
+    const again = await cli(...common(), "--platform", "linux/arm64", "--version", String(version));
+    expect(again.code, again.stderr).toBe(16);
+    expect(again.stderr).toContain(`Cannot make target arm64-linux-${version}: it already exists; choose another --version`);
+    expect(again.stderr).not.toMatch(/^image |^app /m); // nothing resolved, copied or pushed first
+  });
+
   test("--help lists the flags and the exit codes", async () => {
     const r = await cli("--help");
     expect(r.code).toBe(0);
