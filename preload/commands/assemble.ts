@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
-import { defineCommand, UsageError, type FlagSpec, type FlagValues } from "../../lib/cli/command.ts";
+import { defineCommand, describeError, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { whyCannotRead } from "../../lib/fs/paths.ts";
@@ -51,7 +51,7 @@ const FLAGS = {
   ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries and their token realms other than the --server gateway (trusted through the token's pin); for a realm at the gateway under another name, the factory CA", placeholder: "FILE" },
   "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
   explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit (needs no --out nor source)" },
-  json: { type: "boolean", description: "Print the result as JSON on stdout" },
+  json: { type: "boolean", description: "Print the result, or the error ({error, code, exitCode}), as JSON on stdout" },
 } as const satisfies Record<string, FlagSpec>;
 
 export default defineCommand({
@@ -73,95 +73,116 @@ export default defineCommand({
     "token realm is the gateway (at the --server address) gets the --token there, over the pinned CA.",
   ].join("\n"),
   flags: FLAGS,
-  async run({ flags, out }) {
-    if (!flags["factory-config"]) throw new UsageError("--factory-config is required");
-    if (!flags.ref) throw new UsageError("--ref is required");
-    if (flags.kind !== "containers" && flags.kind !== "lmp") throw new UsageError("--kind must be containers or lmp");
-    const token = flags.token ?? process.env.PRELOAD_TOKEN;
-    // Every flag is checked before the config decides: a CI line with a typo must fail on every
-    // ref, not pass green on the refs that build no image and break on the first one that does.
-    const checked = await checkFlags(flags, token);
-    const config = await readFactoryConfig(flags["factory-config"], { warn: (line) => out.info(`warning: ${line}`) });
-    const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
-    const print = (data: object, text: string) => (flags.json ? console.log(JSON.stringify(data, null, 2)) : console.log(text));
-    if (flags.explain || !decision.assemble) {
-      const what = decision.assemble
-        ? `preload ${decision.apps ? decision.apps.join(", ") : "all apps of the target"} (tags: ${decision.tags.join(", ")})`
-        : `no system image for ${flags.ref}`;
-      print({ ...decision, ref: flags.ref }, [`${flags.ref}: ${what}`, ...decision.reasons.map((r) => `  - ${r}`)].join("\n"));
-      return 0;
-    }
-
-    await checkOutputPath(resolve(flags.out!), flags.format as OutputFormat);
-    const bundle = checked.bundle;
-
-    const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
-    const source = flags.bundle ? `the bundle ${flags.bundle}` : (flags.targets ?? `${flags.server}/repo/`);
-    out.info(`verifying the targets of ${source} against the TUF root ${flags.root ?? `${flags.server}/repo/1.root.json`}`);
-    const verified = bundle
-      ? await targetsFromBundle(bundle, checked.root!)
-      : flags.targets
-        ? await targetsFromFiles(flags.targets, checked.root!)
-        : await targetsFromGateway(flags.server!, token!, ca!, checked.root);
-    const tag = flags.tag ?? decision.tags[0]!;
-    // A bundle holds the blobs of one target: that version, unless another is named (and then refused below).
-    const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target ?? bundle?.index.bundle.version });
-    if (!target) {
-      throw new NoTargetError(
-        `No target for hardware id ${flags.hwid} and tag ${tag}${flags.target ? ` with version ${flags.target}` : ""} in ${verified.source}`,
-      );
-    }
-    if (bundle && target.name !== bundle.index.bundle.target) {
-      throw new NoTargetError(`The bundle ${bundle.dir} holds ${bundle.index.bundle.target}, not ${target.name}`);
-    }
-
-    const access = new RegistryAccess({
-      ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca } } : {}),
-      token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
-      ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
-      insecure: new Set(flags["insecure-registry"]),
-    });
-    await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
-    const platform = checked.platform ?? platformForHwid(flags.hwid, config.containers?.platforms) ?? { os: "linux", architecture: "amd64" };
-
-    const outPath = resolve(flags.out!);
-    await mkdir(dirname(outPath), { recursive: true });
-    const work = await mkdtemp(join(dirname(outPath), ".preload-"));
-    const cacheDir = flags.cache ? resolve(flags.cache) : join(work, "cache");
-    const tree = join(work, "rootfs");
-    try {
-      await mkdir(tree, { recursive: true });
-      if (flags.base) {
-        out.info(`layering onto base ${flags.base}`);
-        await unpackBase(flags.base, tree);
-      }
-      const result = await assemble({
-        target,
-        apps: decision.apps,
-        rootJson: verified.rootJson,
-        registry: bundle ? bundleRegistries(bundle) : (host) => access.client(host),
-        tree,
-        cacheDir,
-        paths: DEFAULT_DEVICE_PATHS,
-        platform,
-        fioupBinary: flags.fioup,
-        // A dir image outlives the run: it must not share blob files with a kept cache.
-        linkFromCache: flags.format !== "dir" || !flags.cache,
-        onProgress: (l) => out.info(l),
-      }).catch((err: unknown) => {
-        throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
-      });
-      out.info(`writing ${flags.format} output to ${outPath}`);
-      await writeOutput(tree, outPath, flags.format as OutputFormat);
-      print(
-        { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
-        `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${(result.bytes / 1e6).toFixed(1)} MB, ${(result.fetched / 1e6).toFixed(1)} MB fetched`,
-      );
-    } finally {
-      await rm(work, { recursive: true, force: true });
-    }
-  },
+  run: ({ flags, out }) => withJsonError(flags.json, () => run(flags, out)),
 });
+
+/**
+ * With --json, an error is also a JSON object on stdout (`{error, code, exitCode}`), as the shared
+ * CLI prints it for commands with `--format json` (preload's --format is the image's): a CI step
+ * reading stdout gets its answer either way. Bad usage stays text only, as there.
+ */
+async function withJsonError(json: boolean, run: () => Promise<number | void>): Promise<number | void> {
+  try {
+    return await run();
+  } catch (err) {
+    if (json && !(err instanceof UsageError)) {
+      // Loaded here: the exit-code table imports this module.
+      const { exitCodeFor } = await import("../exit-codes.ts");
+      console.log(JSON.stringify({ error: describeError(err), code: (err as Error)?.name ?? "Error", exitCode: exitCodeFor(err) }));
+    }
+    throw err;
+  }
+}
+
+/** The command: check the flags, decide from the config, verify the target, write the image. */
+async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number | void> {
+  if (!flags["factory-config"]) throw new UsageError("--factory-config is required");
+  if (!flags.ref) throw new UsageError("--ref is required");
+  if (flags.kind !== "containers" && flags.kind !== "lmp") throw new UsageError("--kind must be containers or lmp");
+  const token = flags.token ?? process.env.PRELOAD_TOKEN;
+  // Every flag is checked before the config decides: a CI line with a typo must fail on every
+  // ref, not pass green on the refs that build no image and break on the first one that does.
+  const checked = await checkFlags(flags, token);
+  const config = await readFactoryConfig(flags["factory-config"], { warn: (line) => out.info(`warning: ${line}`) });
+  const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
+  const print = (data: object, text: string) => (flags.json ? console.log(JSON.stringify(data, null, 2)) : console.log(text));
+  if (flags.explain || !decision.assemble) {
+    const what = decision.assemble
+      ? `preload ${decision.apps ? decision.apps.join(", ") : "all apps of the target"} (tags: ${decision.tags.join(", ")})`
+      : `no system image for ${flags.ref}`;
+    print({ ...decision, ref: flags.ref }, [`${flags.ref}: ${what}`, ...decision.reasons.map((r) => `  - ${r}`)].join("\n"));
+    return 0;
+  }
+
+  await checkOutputPath(resolve(flags.out!), flags.format as OutputFormat);
+  const bundle = checked.bundle;
+
+  const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
+  const source = flags.bundle ? `the bundle ${flags.bundle}` : (flags.targets ?? `${flags.server}/repo/`);
+  out.info(`verifying the targets of ${source} against the TUF root ${flags.root ?? `${flags.server}/repo/1.root.json`}`);
+  const verified = bundle
+    ? await targetsFromBundle(bundle, checked.root!)
+    : flags.targets
+      ? await targetsFromFiles(flags.targets, checked.root!)
+      : await targetsFromGateway(flags.server!, token!, ca!, checked.root);
+  const tag = flags.tag ?? decision.tags[0]!;
+  // A bundle holds the blobs of one target: that version, unless another is named (and then refused below).
+  const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target ?? bundle?.index.bundle.version });
+  if (!target) {
+    throw new NoTargetError(
+      `No target for hardware id ${flags.hwid} and tag ${tag}${flags.target ? ` with version ${flags.target}` : ""} in ${verified.source}`,
+    );
+  }
+  if (bundle && target.name !== bundle.index.bundle.target) {
+    throw new NoTargetError(`The bundle ${bundle.dir} holds ${bundle.index.bundle.target}, not ${target.name}`);
+  }
+
+  const access = new RegistryAccess({
+    ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca } } : {}),
+    token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
+    ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
+    insecure: new Set(flags["insecure-registry"]),
+  });
+  await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
+  const platform = checked.platform ?? platformForHwid(flags.hwid, config.containers?.platforms) ?? { os: "linux", architecture: "amd64" };
+
+  const outPath = resolve(flags.out!);
+  await mkdir(dirname(outPath), { recursive: true });
+  const work = await mkdtemp(join(dirname(outPath), ".preload-"));
+  const cacheDir = flags.cache ? resolve(flags.cache) : join(work, "cache");
+  const tree = join(work, "rootfs");
+  try {
+    await mkdir(tree, { recursive: true });
+    if (flags.base) {
+      out.info(`layering onto base ${flags.base}`);
+      await unpackBase(flags.base, tree);
+    }
+    const result = await assemble({
+      target,
+      apps: decision.apps,
+      rootJson: verified.rootJson,
+      registry: bundle ? bundleRegistries(bundle) : (host) => access.client(host),
+      tree,
+      cacheDir,
+      paths: DEFAULT_DEVICE_PATHS,
+      platform,
+      fioupBinary: flags.fioup,
+      // A dir image outlives the run: it must not share blob files with a kept cache.
+      linkFromCache: flags.format !== "dir" || !flags.cache,
+      onProgress: (l) => out.info(l),
+    }).catch((err: unknown) => {
+      throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
+    });
+    out.info(`writing ${flags.format} output to ${outPath}`);
+    await writeOutput(tree, outPath, flags.format as OutputFormat);
+    print(
+      { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
+      `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${(result.bytes / 1e6).toFixed(1)} MB, ${(result.fetched / 1e6).toFixed(1)} MB fetched`,
+    );
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
 
 /** What {@link checkFlags} read and parsed, for the run to use as checked. */
 interface CheckedFlags {

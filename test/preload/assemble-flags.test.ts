@@ -281,3 +281,15 @@ describe("a server that refuses the token or is no gateway, and a --ca that is n
     expect(good.code, good.stderr).toBe(20);
   });
 });
+
+test("with --json an error is also a JSON object on stdout, as the other tools print it with --format json", async () => {
+  const fc = join(dir, "json-invalid.yml");
+  writeFileSync(fc, "containers:\n  preloaded_images:\n    enable: true\n");
+  const invalid = await preload(...line(fc), "--json");
+  expect(invalid.code, invalid.stderr).toBe(10);
+  expect(JSON.parse(invalid.stdout)).toEqual({ error: `Invalid ${fc}: line 3: containers.preloaded_images.enable: unknown key: did you mean enabled?`, code: "FactoryConfigError", exitCode: 10 });
+  expect(invalid.stderr).toContain("containers.preloaded_images.enable");
+  const noTarget = await preload(...line(enabled), "--json");
+  expect(noTarget.code, noTarget.stderr).toBe(20);
+  expect(JSON.parse(noTarget.stdout)).toMatchObject({ code: "NoTargetError", exitCode: 20 });
+});
