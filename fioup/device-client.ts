@@ -5,7 +5,9 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { checkinList } from "../lib/api/index.ts";
+import { netWhy } from "../lib/net/why.ts";
 import type { Config } from "./config.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
@@ -88,12 +90,24 @@ export class DeviceClient {
     } as RequestInit);
   }
 
+  /**
+   * A JSON request to the gateway.
+   *
+   * @throws {GatewayUnreachableError} No answer came ("Cannot POST https://gw/events: connection refused ...").
+   * @throws {GatewayError} The gateway answered with an error status.
+   */
   async json<T>(method: string, path: string, body?: unknown): Promise<T | undefined> {
-    const res = await this.fetch(path, {
-      method,
-      ...(body !== undefined ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
-      signal: AbortSignal.timeout(30_000),
-    });
+    let res: Response;
+    try {
+      res = await this.fetch(path, {
+        method,
+        ...(body !== undefined ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (cause) {
+      // No cause: its text is Bun's, which netWhy has just put in words (the CLI prints causes).
+      throw new GatewayUnreachableError(`Cannot ${method} ${this.server}${path}: ${netWhy(cause)}`);
+    }
     const text = await res.text();
     if (!res.ok) throw new GatewayError(`Cannot ${method} ${path}`, res.status, text);
     return text ? (JSON.parse(text) as T) : undefined;
