@@ -10,6 +10,7 @@ import { BaseFetcher } from "tuf-js";
 // tuf-js does not re-export its errors; the Updater only treats a 403/404 on
 // N.root.json as "no newer root" when it gets this very class.
 import { DownloadHTTPError, DownloadLengthMismatchError } from "tuf-js/dist/error.js";
+import { netWhy } from "../net/why.ts";
 import { MetadataFetchError } from "./verification-errors.ts";
 
 /** The part of `fetch` the fetcher uses (a test or a proxy may pass its own). */
@@ -67,11 +68,17 @@ export class TufFetcher extends BaseFetcher {
         ...(this.#tls ? { tls: this.#tls } : {}),
       });
     } catch (cause) {
-      throw new MetadataFetchError(fileOfUrl(url), `request to ${url} failed: ${(cause as Error)?.message ?? cause}`, undefined, { cause });
+      throw new MetadataFetchError(fileOfUrl(url), `request to ${url} failed: ${netWhy(cause)}`, undefined, { cause });
     }
     if (!res.ok || !res.body) {
       await res.body?.cancel().catch(() => {});
       throw new DownloadHTTPError(`HTTP ${res.status} for ${url}`, res.status);
+    }
+    // A web page where metadata should be: a captive portal or a proxy's page, not the gateway.
+    // Said as such, rather than as the JSON parser's "Unrecognized token '<'" naming no URL.
+    if (/^\s*text\/html\b/i.test(res.headers.get("content-type") ?? "")) {
+      await res.body.cancel().catch(() => {});
+      throw new MetadataFetchError(fileOfUrl(url), `${url} answered a web page (text/html), not TUF metadata: is a proxy or captive portal in the way?`, res.status);
     }
     const cap = typeof this.opts.maxBytes === "function" ? this.opts.maxBytes(url) : this.opts.maxBytes;
     const declared = Number(res.headers.get("content-length") ?? NaN);
