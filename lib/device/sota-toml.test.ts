@@ -28,10 +28,26 @@ describe("parseToml / parseSotaToml", () => {
 
   test("a syntax error names the file and the reason", () => {
     expect(() => parseToml("a = 1\na = 2\n", "/etc/sota/conf.d/10-x.toml")).toThrow(TomlError);
-    expect(() => parseToml("a = 1\na = 2\n", "/etc/sota/conf.d/10-x.toml")).toThrow(/^Cannot read \/etc\/sota\/conf.d\/10-x.toml: not valid TOML: .*'a'/);
+    expect(() => parseToml("a = 1\na = 2\n", "/etc/sota/conf.d/10-x.toml")).toThrow(/^Cannot read \/etc\/sota\/conf.d\/10-x.toml: not valid TOML at line 2: .*'a'/);
     // Said once: the error carries no cause for describeError to repeat.
     const err = (() => { try { parseToml("[uptane\n", "f"); } catch (e) { return e as Error; } })();
-    expect(describeError(err)).toBe("Cannot read f: not valid TOML: Expected ']' to close a table header but found (0x0A)");
+    expect(describeError(err)).toBe("Cannot read f: not valid TOML at line 1: Expected ']' to close a table header but found the end of the line");
+  });
+
+  test("a syntax error names its line (1-based), counted as the file's lines", () => {
+    expect(() => parseToml("[tls]\n[pacman\n", "/var/sota/sota.toml")).toThrow(
+      "Cannot read /var/sota/sota.toml: not valid TOML at line 2: Expected ']' to close a table header but found the end of the line",
+    );
+    expect(() => parseToml("a = 1\r\n\r\n# x\r\na = 2\r\n", "f")).toThrow("Cannot read f: not valid TOML at line 4: Cannot redefine key 'a'");
+    expect(() => parseToml("[fioup]\nx = 1\n\n  y = = 2\n", "f")).toThrow("not valid TOML at line 4: Expected a value but found '='");
+  });
+
+  test("a UTF-8 byte order mark at the start is accepted", () => {
+    // Some Windows editors write one; twice is what a file saved through two of them holds.
+    for (const bom of ["\uFEFF", "\uFEFF\uFEFF"]) {
+      expect(parseToml(`${bom}[pacman]\ntags = "main"\n`, "f")).toEqual({ pacman: { tags: "main" } });
+      expect(parseSotaToml(`${bom}# owner's settings\n[fioup]\nmax_hold_seconds = 5\n`, "f").fioup?.max_hold_seconds).toBe(5);
+    }
   });
 
   test("a value of the wrong type names the file and the key", () => {

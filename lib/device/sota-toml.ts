@@ -1,14 +1,15 @@
 /**
  * sota.toml, the device's config file, in one place: its schema (what fioup
  * reads), the file the gateway hands a newly registered device, parsing with
- * Bun's TOML 1.1 parser and writing with smol-toml. Errors name the file and,
+ * Bun's TOML 1.1 parser and writing with smol-toml. Errors name the file and
+ * the line of a syntax error (Bun's parser gives none: smol-toml finds it), or
  * for a value of the wrong type, the key.
  *
  * @module
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { stringify } from "smol-toml";
+import { parse as smolParse, stringify } from "smol-toml";
 import { describeSchemaProblem } from "../api/schema-problem.ts";
 
 export type TomlValue = string | number | boolean | TomlValue[] | TomlTable;
@@ -90,7 +91,8 @@ export const SotaToml = Type.Object(
 export type SotaToml = Static<typeof SotaToml>;
 
 /**
- * Parses TOML text; `file` names it in errors.
+ * Parses TOML text; `file` names it in errors, with the line of a syntax error. A leading UTF-8
+ * byte order mark (left by some Windows editors) is dropped, not read as a stray key.
  *
  * @example
  * ```ts
@@ -99,12 +101,26 @@ export type SotaToml = Static<typeof SotaToml>;
  * @throws {TomlError} If the text is not TOML.
  */
 export function parseToml(text: string, file: string): TomlTable {
+  text = text.replace(/^\uFEFF+/, "");
   try {
     return Bun.TOML.parse(text) as TomlTable;
   } catch (cause) {
-    // Bun's message says it all; as a cause it would be said twice.
-    throw new TomlError(file, (cause as Error).message.replace(/^TOML Parse error: /, "not valid TOML: "));
+    // Bun's message says it all but where; as a cause it would be said twice.
+    const why = (cause as Error).message.replace(/^TOML Parse error: /, "").replace(/ \(0x0A\)$/, " the end of the line");
+    const line = syntaxErrorLine(text);
+    throw new TomlError(file, `not valid TOML${line === undefined ? "" : ` at line ${line}`}: ${why}`);
   }
+}
+
+/** The line (1-based) of the first syntax error as smol-toml sees it: Bun's errors carry only the caller's position. */
+function syntaxErrorLine(text: string): number | undefined {
+  try {
+    smolParse(text);
+  } catch (e) {
+    const line = (e as { line?: unknown }).line;
+    return typeof line === "number" ? line : undefined;
+  }
+  return undefined; // smol-toml reads it: no line to tell
 }
 
 /**
