@@ -28,7 +28,7 @@ beforeAll(() => {
     hostname: "127.0.0.1",
     port: 0,
     tls: { cert: readFileSync(join(dir, "server.pem"), "utf8"), key: readFileSync(join(dir, "server.key"), "utf8") },
-    fetch: (req) => (new URL(req.url).pathname === "/ca.pem" ? new Response(caPem) : new Response("hello")),
+    fetch: (req) => (["/ca.pem", "/ota/ca.pem"].includes(new URL(req.url).pathname) ? new Response(caPem) : new Response("hello")),
   });
 });
 
@@ -56,6 +56,24 @@ describe("fetchPinnedCa", () => {
     expect(caFingerprint(ca)).toBe(caFingerprint(caPem));
     const res = await fetch(`${url}/x`, { tls: { ca } });
     expect(await res.text()).toBe("hello");
+  });
+
+  test("a server URL with a path (a gateway behind a proxy under /ota) has its CA under that path, as every other request", async () => {
+    const seen: string[] = [];
+    const proxy = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: readFileSync(join(dir, "server.pem"), "utf8"), key: readFileSync(join(dir, "server.key"), "utf8") },
+      fetch: (req) => (seen.push(new URL(req.url).pathname), new URL(req.url).pathname === "/ota/ca.pem" ? new Response(caPem) : new Response("not here", { status: 404 })),
+    });
+    try {
+      for (const server of [`https://127.0.0.1:${proxy.port}/ota`, `https://127.0.0.1:${proxy.port}/ota/`]) {
+        expect(caFingerprint(await fetchPinnedCa(server, `s3cret.${caFingerprint(caPem)}`))).toBe(caFingerprint(caPem));
+      }
+      expect(seen).toEqual(["/ota/ca.pem", "/ota/ca.pem"]);
+    } finally {
+      proxy.stop(true);
+    }
   });
 
   test("refuses a CA whose fingerprint differs from the pin", async () => {

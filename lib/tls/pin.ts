@@ -68,7 +68,8 @@ export function caFingerprint(pem: string): string {
  */
 export async function fetchPinnedCa(server: string, token: string, opts: { timeoutMs?: number } = {}): Promise<string> {
   const { pin } = parsePinnedToken(token);
-  const url = new URL("/ca.pem", server).toString();
+  // Beside the server's other paths: a gateway behind a proxy under https://host/ota serves /ota/ca.pem.
+  const url = `${server.replace(/\/+$/, "")}/ca.pem`;
   let pem: string;
   try {
     const res = await fetch(url, {
