@@ -1,8 +1,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkTargetNames, ConfigError, loadConfig } from "./config.ts";
+import { checkTargetNames, configLocation, ConfigError, loadConfig } from "./config.ts";
+import { UsageError } from "../lib/cli/command.ts";
 
 const root = mkdtempSync(join(tmpdir(), "fioup-config-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -80,7 +81,60 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ root: join(root, "bad2") })).toThrow(/storage_watermark/);
     // Past setTimeout's 24.8 days the daemon's poll timer would fire at once, every time.
     write("bad4/var/sota/sota.toml", `[uptane]\npolling_seconds = 99999999999\n`);
-    expect(() => loadConfig({ root: join(root, "bad4") })).toThrow("Invalid config: uptane.polling_seconds: must be 1..604800 (a week), got 99999999999");
+    expect(() => loadConfig({ root: join(root, "bad4") })).toThrow(`Invalid config: uptane.polling_seconds: must be 1..604800 (a week), got 99999999999 (set in ${join(root, "bad4/var/sota/sota.toml")})`);
+  });
+
+  test("seconds that end in a timer or a date are capped: past 24.8 days setTimeout fires at once", () => {
+    // A stall watchdog of 2^31 ms or more would call every download stalled at once.
+    write("stall/var/sota/sota.toml", `[fioup]\ndownload_stall_seconds = 2147484\n`);
+    expect(() => loadConfig({ root: join(root, "stall") })).toThrow("Invalid config: fioup.download_stall_seconds: must be 1..3600 (an hour), got 2147484");
+    write("stall2/var/sota/sota.toml", `[fioup]\ndownload_stall_seconds = 3600\n`);
+    expect(loadConfig({ root: join(root, "stall2") }).downloadStallSeconds).toBe(3600);
+    // A hold's deadline is written as a date: far enough out there is none (toISOString throws).
+    write("hold/var/sota/sota.toml", `[fioup]\nmax_hold_seconds = "99999999999999"\n`);
+    expect(() => loadConfig({ root: join(root, "hold") })).toThrow("Invalid config: fioup.max_hold_seconds: must be 0..31536000 (a year), got 99999999999999");
+  });
+
+  test("a value out of range names the last file that set it (later files win)", () => {
+    write("orig/usr/lib/sota/conf.d/10-a.toml", `[fioup]\nmax_hold_seconds = 5\ninstall_window = "Mon 01:00-02:00"\n`);
+    write("orig/var/sota/sota.toml", `[fioup]\nmax_hold_seconds = 7\n`);
+    write("orig/etc/sota/conf.d/60-x.toml", `[fioup]\nmax_hold_seconds = -1\n`);
+    const etc = join(root, "orig/etc/sota/conf.d/60-x.toml");
+    expect(() => loadConfig({ root: join(root, "orig") })).toThrow(`Invalid config: fioup.max_hold_seconds: must be 0..31536000 (a year), got -1 (set in ${etc})`);
+    write("orig/etc/sota/conf.d/60-x.toml", `[fioup]\ntime_zone = "Mars/Olympus"\n`);
+    expect(() => loadConfig({ root: join(root, "orig") })).toThrow(new RegExp(`^Invalid config: fioup\\.time_zone: .* \\(set in ${etc}\\)$`));
+    write("orig/etc/sota/conf.d/60-x.toml", `[pacman]\nstorage_watermark = 101\n[uptane]\npolling_seconds = 0\n`);
+    expect(() => loadConfig({ root: join(root, "orig") })).toThrow(`(set in ${etc})`);
+    write("orig/etc/sota/conf.d/60-x.toml", `[fioup]\ninstall_window = "Mon 01:00"\n`);
+    expect(() => loadConfig({ root: join(root, "orig") })).toThrow(new RegExp(`^Invalid config: fioup\\.install_window: .* \\(set in ${etc}\\)$`));
+    write("orig/etc/sota/conf.d/60-x.toml", `[pacman]\ntags = "eu/west"\n`);
+    expect(() => checkTargetNames(loadConfig({ root: join(root, "orig") }))).toThrow(`got "eu/west" (set in ${etc})`);
+  });
+
+  test("--sota-dir / FIOUP_SOTA_DIR: empty, or a path that is not a directory, is bad usage", () => {
+    expect(() => configLocation({ "sota-dir": "" })).toThrow(new UsageError(`--sota-dir is empty: give the directory holding sota.toml (e.g. ${join(process.env.FIOUP_ROOT ?? "", "/var/sota")})`));
+    write("afile", "x");
+    expect(() => configLocation({ "sota-dir": join(root, "afile") })).toThrow(`--sota-dir ${join(root, "afile")} is not a directory: give the directory holding sota.toml, not a file`);
+    const saved = process.env.FIOUP_SOTA_DIR;
+    process.env.FIOUP_SOTA_DIR = "";
+    try {
+      expect(() => configLocation({})).toThrow("FIOUP_SOTA_DIR is empty");
+    } finally {
+      if (saved === undefined) delete process.env.FIOUP_SOTA_DIR;
+      else process.env.FIOUP_SOTA_DIR = saved;
+    }
+  });
+
+  test("through the CLI: an empty or file --sota-dir is exit 2 and lock writes nothing", () => {
+    write("cli/var/sota/keep", "");
+    const run = (...args: string[]) => {
+      const p = Bun.spawnSync([process.execPath, join(import.meta.dir, "main.ts"), ...args], { env: { ...process.env, FIOUP_ROOT: join(root, "cli"), FIOUP_SOTA_DIR: undefined }, cwd: join(root, "cli") });
+      return { code: p.exitCode, err: p.stderr.toString() };
+    };
+    expect(run("lock", "--sota-dir=")).toEqual({ code: 2, err: expect.stringContaining("--sota-dir is empty") });
+    expect(existsSync(join(root, "cli/update-locks"))).toBe(false);
+    for (const cmd of ["lock", "status"])
+      expect(run(cmd, "--sota-dir", join(root, "cli/var/sota/keep"))).toEqual({ code: 2, err: expect.stringContaining("is not a directory") });
   });
 
   test("a tag, app or hardware id no target can carry is refused with the rule where targets are chosen; the config still loads", () => {

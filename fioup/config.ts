@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
 import { DEFAULT_DEVICE_PATHS, devicePath, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
@@ -15,7 +15,7 @@ import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
 import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 import { AppName, HardwareId, Tag } from "../lib/api/target.ts";
-import { firstValueProblem } from "../lib/api/schema-problem.ts";
+import { fieldPath, firstValueProblem } from "../lib/api/schema-problem.ts";
 import { commaList } from "../lib/cli/comma-list.ts";
 
 /** The merged config with defaults applied and paths resolved. */
@@ -54,6 +54,11 @@ export interface Config {
   offlineExpiryGraceSeconds: number;
   /** Files merged, in order. */
   sources: string[];
+  /**
+   * The last file that set each key or table (`fioup.max_hold_seconds`, `mqtt.registries["r.io"]`),
+   * so a bad value is reported with the file to fix among several drop-in directories.
+   */
+  origins: Record<string, string>;
   /** The merged raw TOML, for PUT /system_info/config. */
   raw: TomlTable;
 }
@@ -70,6 +75,17 @@ export interface ConfigLocation {
 }
 
 /**
+ * The longest stall of a blob download before it is resumed (an hour): past setTimeout's 24.8 days
+ * the watchdog fires at once, every download would be "stalled" and a fetch would never finish.
+ */
+export const MAX_DOWNLOAD_STALL_SECONDS = 3600;
+/**
+ * The longest update locks may hold an update (a year): the hold's deadline becomes a date in
+ * status and events, and past about 273,000 years there is no such date to write.
+ */
+export const MAX_HOLD_SECONDS = 365 * 86_400;
+
+/**
  * Resolves where config lives from flags and the environment. `--sota-dir` is a host path; with
  * FIOUP_ROOT it must lie under the root, since the config stores device paths (relative to the
  * root): one outside it would be read back as a path under the root, a directory that is not there.
@@ -79,10 +95,15 @@ export interface ConfigLocation {
 export function configLocation(flags: { "sota-dir"?: string }): Required<ConfigLocation> {
   const root = process.env.FIOUP_ROOT ?? "";
   const given = flags["sota-dir"] ?? process.env.FIOUP_SOTA_DIR;
+  const named = flags["sota-dir"] !== undefined ? "--sota-dir" : "FIOUP_SOTA_DIR";
+  // An empty value would resolve to the current directory, and a command would write there.
+  if (given === "") throw new UsageError(`${named} is empty: give the directory holding sota.toml (e.g. ${underRoot(root, DEFAULT_DEVICE_PATHS.storagePath)})`);
+  if (given !== undefined && existsSync(given) && !statSync(given).isDirectory())
+    throw new UsageError(`${named} ${given} is not a directory: give the directory holding sota.toml, not a file`);
   const sotaDir = given !== undefined ? resolve(given) : underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
   if (root && given !== undefined && devicePath(resolve(root), sotaDir) === sotaDir)
     throw new UsageError(
-      `${flags["sota-dir"] !== undefined ? "--sota-dir" : "FIOUP_SOTA_DIR"} ${given} is outside FIOUP_ROOT ${root}: give a directory under it (e.g. ${underRoot(root, DEFAULT_DEVICE_PATHS.storagePath)})`,
+      `${named} ${given} is outside FIOUP_ROOT ${root}: give a directory under it (e.g. ${underRoot(root, DEFAULT_DEVICE_PATHS.storagePath)})`,
     );
   return { root, sotaDir };
 }
@@ -127,7 +148,32 @@ export function checkTargetNames(cfg: Config): void {
   ] as const;
   for (const [key, schema, values] of keys) {
     const problem = firstValueProblem(schema, values);
-    if (problem) throw new ConfigError(`Invalid config: ${key}: ${problem}`);
+    if (problem) throw new ConfigError(`Invalid config: ${key}: ${problem}${setIn(cfg, key)}`);
+  }
+}
+
+/**
+ * " (set in FILE)": the last file that set `key` (or the table holding it), for a message about
+ * its value; "" for a default or a config not read from files.
+ *
+ * @example
+ * ```ts
+ * setIn(cfg, "fioup.max_hold_seconds"); // " (set in /etc/sota/conf.d/60-x.toml)"
+ * ```
+ */
+export function setIn(cfg: Pick<Config, "origins">, key: string): string {
+  let best: string | undefined;
+  for (const k of Object.keys(cfg.origins))
+    if ((key === k || key.startsWith(`${k}.`) || key.startsWith(`${k}[`)) && (best === undefined || k.length > best.length)) best = k;
+  return best === undefined ? "" : ` (set in ${cfg.origins[best]})`;
+}
+
+/** Records `file` as where each key and table of `t` was set, in {@link fieldPath}'s form. */
+function recordOrigins(origins: Record<string, string>, t: TomlTable, file: string, pointer = ""): void {
+  for (const [k, v] of Object.entries(t)) {
+    const p = `${pointer}/${k.replaceAll("~", "~0").replaceAll("/", "~1")}`;
+    origins[fieldPath(p)] = file;
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) recordOrigins(origins, v, file, p);
   }
 }
 
@@ -151,12 +197,17 @@ export function loadConfig(loc: ConfigLocation = {}): Config {
     ...tomlFiles(underRoot(root, LOCAL_CONF_DIR)),
   ].filter((f) => existsSync(f));
   let raw: TomlTable = {};
-  for (const f of files) raw = mergeToml(raw, readToml(f));
-  return resolveConfig(raw, { root, sotaDir, sources: files });
+  const origins: Record<string, string> = {};
+  for (const f of files) {
+    const t = readToml(f);
+    raw = mergeToml(raw, t);
+    recordOrigins(origins, t, f);
+  }
+  return resolveConfig(raw, { root, sotaDir, sources: files, origins });
 }
 
 /** Applies defaults and resolves paths of an already merged TOML table. */
-export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: string; sources?: string[] }): Config {
+export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: string; sources?: string[]; origins?: Record<string, string> }): Config {
   try {
     checkSotaToml(raw, opts.sources?.length ? opts.sources.join(" + ") : "the merged config");
   } catch (cause) {
@@ -166,19 +217,22 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   const storagePath = t.storage?.path ? hostPath(opts.root, t.storage.path) : opts.sotaDir;
   const base = t.import?.base_path ? hostPath(opts.root, t.import.base_path) : storagePath;
   const inBase = (p: string | undefined, def: string) => (p ? (isAbsolute(p) ? hostPath(opts.root, p) : join(base, p)) : join(base, def));
+  const origins = opts.origins ?? {};
+  const invalid = (key: string, why: string) => new ConfigError(`Invalid config: ${key}: ${why}${setIn({ origins }, key)}`);
   const watermark = Number(t.pacman?.storage_watermark ?? 95);
-  if (!(watermark >= 1 && watermark <= 100)) throw new ConfigError(`Invalid config: pacman.storage_watermark: ${watermark} is not 1..100`);
+  if (!(watermark >= 1 && watermark <= 100)) throw invalid("pacman.storage_watermark", `${watermark} is not 1..100`);
   const polling = Number(t.uptane?.polling_seconds ?? 300);
-  if (!(polling >= 1 && polling <= MAX_POLLING_SECONDS)) throw new ConfigError(`Invalid config: uptane.polling_seconds: must be 1..${MAX_POLLING_SECONDS} (a week), got ${polling}`);
+  if (!(polling >= 1 && polling <= MAX_POLLING_SECONDS)) throw invalid("uptane.polling_seconds", `must be 1..${MAX_POLLING_SECONDS} (a week), got ${polling}`);
   const dockerHost = t.fioup?.docker_host ?? process.env.DOCKER_HOST;
   const stall = t.fioup?.download_stall_seconds === undefined ? undefined : Number(t.fioup.download_stall_seconds);
-  if (stall !== undefined && !(stall >= 1)) throw new ConfigError(`Invalid config: fioup.download_stall_seconds: must be at least 1`);
+  if (stall !== undefined && !(stall >= 1 && stall <= MAX_DOWNLOAD_STALL_SECONDS))
+    throw invalid("fioup.download_stall_seconds", `must be 1..${MAX_DOWNLOAD_STALL_SECONDS} (an hour), got ${stall}`);
   const window = t.fioup?.install_window?.trim() || undefined;
   if (window !== undefined) {
     try {
       parseWindow(window);
     } catch (e) {
-      throw new ConfigError(`Invalid config: fioup.install_window: ${(e as Error).message}`);
+      throw invalid("fioup.install_window", (e as Error).message);
     }
   }
   let timeZone = t.fioup?.time_zone?.trim() || undefined;
@@ -186,14 +240,14 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
     try {
       timeZone = checkTimeZone(timeZone);
     } catch (e) {
-      throw new ConfigError(`Invalid config: fioup.time_zone: ${(e as Error).message}`);
+      throw invalid("fioup.time_zone", (e as Error).message);
     }
   }
   const maxHold = Number(t.fioup?.max_hold_seconds ?? 86400);
-  if (!(maxHold >= 0)) throw new ConfigError(`Invalid config: fioup.max_hold_seconds: must be 0 or more`);
+  if (!(maxHold >= 0 && maxHold <= MAX_HOLD_SECONDS)) throw invalid("fioup.max_hold_seconds", `must be 0..${MAX_HOLD_SECONDS} (a year), got ${maxHold}`);
   const grace = Number(t.fioup?.offline_expiry_grace_seconds ?? 0);
   if (!(Number.isInteger(grace) && grace >= 0 && grace <= MAX_EXPIRY_GRACE_SECONDS))
-    throw new ConfigError(`Invalid config: fioup.offline_expiry_grace_seconds: must be 0..${MAX_EXPIRY_GRACE_SECONDS} (30 days)`);
+    throw invalid("fioup.offline_expiry_grace_seconds", `must be 0..${MAX_EXPIRY_GRACE_SECONDS} (30 days), got ${grace}`);
   return {
     server: t.tls?.server?.replace(/\/+$/, ""),
     caPath: inBase(t.import?.tls_cacert_path, "root.crt"),
@@ -215,6 +269,7 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
     maxHoldSeconds: maxHold,
     offlineExpiryGraceSeconds: grace,
     sources: opts.sources ?? [],
+    origins,
     raw,
   };
 }

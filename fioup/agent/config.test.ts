@@ -41,6 +41,14 @@ describe("agentConfig", () => {
     expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { instance: "a/b" })).toThrow(new UsageError(`--instance: ${rule}`));
   });
 
+  test("a bad [mqtt] value names the file that set it", () => {
+    const origins = { mqtt: "/etc/sota/conf.d/70-mqtt.toml", "mqtt.url": "/etc/sota/conf.d/70-mqtt.toml", 'mqtt.registries["r.io"]': "/usr/lib/sota/conf.d/10-r.toml" };
+    const at = (mqtt: Record<string, unknown>) => resolveConfig({ mqtt } as any, { root: "/tmp/dev", sotaDir: "/tmp/dev/var/sota", origins });
+    expect(() => agentConfig(at({ url: 5 }))).toThrow("Invalid config at mqtt.url: expected string, got 5 (set in /etc/sota/conf.d/70-mqtt.toml)");
+    expect(() => agentConfig(at({ url: "http://x" }))).toThrow("(set in /etc/sota/conf.d/70-mqtt.toml)");
+    expect(() => agentConfig(at({ url: "mqtt://x:1", registries: { "r.io": { user: "u" } } }))).toThrow(/^Invalid config at mqtt\.registries\["r\.io"\]\.user: .* \(set in \/usr\/lib\/sota\/conf\.d\/10-r\.toml\)$/);
+  });
+
   test("the daemon runs the agent only with an [mqtt] url", () => {
     expect(hasMqttConfig(cfg({ url: "mqtt://x:1" }))).toBe(true);
     expect(hasMqttConfig(resolveConfig({}, { root: "", sotaDir: "/tmp" }))).toBe(false);

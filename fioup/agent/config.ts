@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { fsWhy } from "../../lib/fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { ConfigError, type Config } from "../config.ts";
+import { ConfigError, setIn, type Config } from "../config.ts";
 import { UsageError } from "../../lib/cli/command.ts";
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
@@ -144,12 +144,13 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   const raw = cfg.raw.mqtt ?? {};
   if (!Value.Check(MqttToml, raw)) {
     const p = schemaProblem(MqttToml, raw);
-    throw new ConfigError(`Invalid config at mqtt${p?.field ? `.${p.field}` : ""}: ${p?.message ?? "wrong type"}`);
+    const key = `mqtt${p?.field ? (p.field.startsWith("[") ? p.field : `.${p.field}`) : ""}`;
+    throw new ConfigError(`Invalid config at ${key}: ${p?.message ?? "wrong type"}${setIn(cfg, key)}`);
   }
   const t = raw as MqttToml;
   const url = flags.mqtt ?? t.url;
   if (!url) throw new ConfigError("No MQTT broker: pass --mqtt URL or set url in the [mqtt] config table");
-  if (!isBrokerUrl(url)) throw new ConfigError(`Invalid MQTT URL "${url}" at mqtt.url: ${BROKER_URL_RULE}`);
+  if (!isBrokerUrl(url)) throw new ConfigError(`Invalid MQTT URL "${url}" at mqtt.url: ${BROKER_URL_RULE}${setIn(cfg, "mqtt.url")}`);
   const registries: Record<string, RegistryAccess> = {};
   for (const [host, r] of Object.entries(t.registries ?? {})) {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };
@@ -159,7 +160,7 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   // The flag is bad usage (exit 2), named; the table's value is the config's (exit 20).
   checkRegistryHosts("--insecure-registry", fromFlag);
   const badInTable = fromTable.find((h) => !isRegistryHost(h));
-  if (badInTable !== undefined) throw new ConfigError(`Invalid config at mqtt.insecure_registries: ${REGISTRY_HOST_RULE}, got "${badInTable}"`);
+  if (badInTable !== undefined) throw new ConfigError(`Invalid config at mqtt.insecure_registries: ${REGISTRY_HOST_RULE}, got "${badInTable}"${setIn(cfg, "mqtt.insecure_registries")}`);
   for (const host of [...fromTable, ...fromFlag]) registries[host] = { ...registries[host], insecure: true };
   // The table's instance was checked with MqttToml above; the flag is bad usage (exit 2), named.
   if (flags.instance !== undefined) checkFlagValues("--instance", AgentInstance, [flags.instance]);
