@@ -111,6 +111,18 @@ describe("loadConfig", () => {
     expect(() => checkTargetNames(loadConfig({ root: join(root, "orig") }))).toThrow(`got "eu/west" (set in ${etc})`);
   });
 
+  test("a misspelt key is a warning naming the file and the key meant, once, on stderr: json output and the exit code are untouched", () => {
+    write("typo/var/sota/keep", "");
+    write("typo/etc/sota/conf.d/60-x.toml", `[fioup]\ninstal_window = "Mon 01:00-02:00"\n`);
+    const warned: string[] = [];
+    expect(loadConfig({ root: join(root, "typo") }, (l) => warned.push(l)).installWindow).toBeUndefined();
+    expect(warned).toEqual([`${join(root, "typo/etc/sota/conf.d/60-x.toml")}: fioup.instal_window is not a key fioup reads, ignored (did you mean install_window?)`]);
+    const p = Bun.spawnSync([process.execPath, join(import.meta.dir, "main.ts"), "status", "--no-apps", "--format", "json"], { env: { ...process.env, FIOUP_ROOT: join(root, "typo"), FIOUP_SOTA_DIR: undefined } });
+    expect(p.exitCode).toBe(0);
+    expect(() => JSON.parse(p.stdout.toString())).not.toThrow();
+    expect(p.stderr.toString().match(/^warning: .*fioup\.instal_window.*$/gm)?.length).toBe(1);
+  });
+
   test("--sota-dir / FIOUP_SOTA_DIR: empty, or a path that is not a directory, is bad usage", () => {
     expect(() => configLocation({ "sota-dir": "" })).toThrow(new UsageError(`--sota-dir is empty: give the directory holding sota.toml (e.g. ${join(process.env.FIOUP_ROOT ?? "", "/var/sota")})`));
     write("afile", "x");

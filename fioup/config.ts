@@ -12,7 +12,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
 import { DEFAULT_DEVICE_PATHS, devicePath, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
 import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
-import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
+import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, sotaTomlWarnings, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 import { AppName, HardwareId, Tag } from "../lib/api/target.ts";
 import { fieldPath, firstValueProblem } from "../lib/api/schema-problem.ts";
@@ -186,9 +186,12 @@ const csv = (v: string | string[] | undefined): string[] | undefined => (v === u
  * decided: `fioup register --apps` beats the image's app list), then
  * `<root>/etc/sota/conf.d/*.toml` (the device owner's overrides).
  *
+ * A key fioup would ignore though likely meant for it (sotaTomlWarnings) is a warning through
+ * `warn` (default: a line on stderr, so `--format json` output stays clean), once per load.
+ *
  * @throws {ConfigError} If a file is not valid TOML or a value has the wrong type.
  */
-export function loadConfig(loc: ConfigLocation = {}): Config {
+export function loadConfig(loc: ConfigLocation = {}, warn: (line: string) => void = (l) => process.stderr.write(`warning: ${l}\n`)): Config {
   const root = loc.root ?? process.env.FIOUP_ROOT ?? "";
   const sotaDir = loc.sotaDir ?? underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
   const files = [
@@ -200,6 +203,7 @@ export function loadConfig(loc: ConfigLocation = {}): Config {
   const origins: Record<string, string> = {};
   for (const f of files) {
     const t = readToml(f);
+    for (const w of sotaTomlWarnings(t, f)) warn(w);
     raw = mergeToml(raw, t);
     recordOrigins(origins, t, f);
   }

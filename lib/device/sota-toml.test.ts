@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mergeToml, parseSotaToml, parseToml, sotaToml, stringifyToml, TomlError } from "./sota-toml.ts";
+import { mergeToml, parseSotaToml, parseToml, sotaToml, sotaTomlWarnings, stringifyToml, TomlError } from "./sota-toml.ts";
 import { describeError } from "../cli/command.ts";
 
 describe("sotaToml", () => {
@@ -64,5 +64,25 @@ describe("parseToml / parseSotaToml", () => {
       pacman: { tags: "a", compose_apps: "y" },
       tls: { server: "s" },
     });
+  });
+});
+
+describe("sotaTomlWarnings", () => {
+  test("any unknown key of [fioup], with the known key it resembles", () => {
+    expect(sotaTomlWarnings(parseToml('[fioup]\ninstal_window = "Mon 01:00-02:00"\nfoo = 1\n', "f"), "/etc/sota/conf.d/60-x.toml")).toEqual([
+      "/etc/sota/conf.d/60-x.toml: fioup.instal_window is not a key fioup reads, ignored (did you mean install_window?)",
+      "/etc/sota/conf.d/60-x.toml: fioup.foo is not a key fioup reads, ignored",
+    ]);
+  });
+
+  test("in aktualizr-lite's sections only a near miss of a key or section fioup reads", () => {
+    expect(sotaTomlWarnings(parseToml('[pacman]\ntgas = "main"\n[pacmn]\ntags = "x"\n[uptane]\npoling_seconds = 5\n', "f"), "f")).toEqual([
+      "f: pacman.tgas is not a key fioup reads, ignored (did you mean tags?)",
+      "f: [pacmn] is not a section fioup reads, ignored (did you mean [pacman]?)",
+      "f: uptane.poling_seconds is not a key fioup reads, ignored (did you mean polling_seconds?)",
+    ]);
+    // A real aktualizr-lite sota.toml: many keys fioup ignores, none worth a word.
+    const lite = `[logger]\nloglevel = 2\n[p11]\nmodule = ""\npass = ""\n[tls]\nserver = "https://ota-lite.foundries.io:8443"\nca_source = "file"\npkey_source = "file"\ncert_source = "file"\n[provision]\nprimary_ecu_hardware_id = "intel-corei7-64"\nserver = "x"\n[uptane]\npolling_sec = 300\nrepo_server = "https://x/repo"\ndirector_server = "https://x/director"\nkey_source = "file"\n[pacman]\ntype = "ostree+compose_apps"\nos = "lmp"\nsysroot = "/sysroot"\nostree_server = "https://x/treehub"\npackages_file = "/usr/package.manifest"\ntags = "main"\ncompose_apps_root = "/var/sota/compose-apps"\nreset_apps_root = "/var/sota/reset-apps"\ndocker_apps_root = "/var/sota/docker-apps"\ncreate_containers_before_reboot = "1"\n[storage]\ntype = "sqlite"\npath = "/var/sota/"\nsqldb_path = "sql.db"\n[import]\nbase_path = "/var/sota"\ntls_cacert_path = "root.crt"\ntls_clientcert_path = "client.pem"\ntls_pkey_path = "pkey.pem"\n[bootloader]\nreboot_sentinel_dir = "/var/run/aktualizr-session"\nreboot_command = "/bin/true"\n`;
+    expect(sotaTomlWarnings(parseToml(lite, "f"), "f")).toEqual([]);
   });
 });

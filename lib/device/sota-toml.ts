@@ -11,6 +11,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse as smolParse, stringify } from "smol-toml";
 import { describeSchemaProblem } from "../api/schema-problem.ts";
+import { closest } from "../cli/suggest.ts";
 
 export type TomlValue = string | number | boolean | TomlValue[] | TomlTable;
 export interface TomlTable {
@@ -142,6 +143,55 @@ export function parseSotaToml(text: string, file: string): SotaToml & TomlTable 
 export function checkSotaToml(t: TomlTable, file: string): asserts t is SotaToml & TomlTable {
   if (Value.Check(SotaToml, t)) return;
   throw new TomlError(file, describeSchemaProblem(SotaToml, t));
+}
+
+/** Sections fioup reads besides SotaToml's: the agent's `[mqtt]` (fioup/agent/config.ts). */
+const OTHER_SECTIONS = ["mqtt"];
+
+/**
+ * Keys fioup would silently ignore that were most likely meant for it, one line each naming the
+ * file: any unknown key of `[fioup]` (fioup's own section), and in the sections aktualizr-lite
+ * configs share, which carry many keys fioup does not read, only a near miss of a key fioup reads
+ * there (`tgas`), and a section name near one fioup reads (`[pacmn]`). Never an error: an
+ * aktualizr-lite config must keep loading.
+ *
+ * @example
+ * ```ts
+ * sotaTomlWarnings({ fioup: { instal_window: "Mon 01:00-02:00" } }, "f"); // ["f: fioup.instal_window is not a key fioup reads, ignored (did you mean install_window?)"]
+ * ```
+ */
+export function sotaTomlWarnings(t: TomlTable, file: string): string[] {
+  const sections = SotaToml.properties as Record<string, { properties?: Record<string, unknown> }>;
+  const names = [...Object.keys(sections), ...OTHER_SECTIONS];
+  const out: string[] = [];
+  const meant = (m: string | undefined) => (m === undefined ? "" : ` (did you mean ${m}?)`);
+  for (const [name, value] of Object.entries(t)) {
+    if (!names.includes(name)) {
+      const m = isTable(value) ? closest(name, names) : undefined;
+      if (m !== undefined && withinTwoEdits(name, m)) out.push(`${file}: [${name}] is not a section fioup reads, ignored (did you mean [${m}]?)`);
+      continue;
+    }
+    const keys = Object.keys(sections[name]?.properties ?? {});
+    if (!isTable(value) || !keys.length) continue;
+    for (const k of Object.keys(value)) {
+      if (keys.includes(k)) continue;
+      let m = closest(k, keys);
+      // aktualizr-lite's own keys can lie a few edits from fioup's (docker_apps_root, reset_apps_root).
+      if (name !== "fioup" && m !== undefined && !withinTwoEdits(k, m)) m = undefined;
+      if (name === "fioup" || m !== undefined) out.push(`${file}: ${name}.${k} is not a key fioup reads, ignored${meant(m)}`);
+    }
+  }
+  return out;
+}
+
+/** True when at most two insertions, deletions or substitutions turn `a` into `b`. */
+function withinTwoEdits(a: string, b: string, left = 2): boolean {
+  if (a === b) return true;
+  if (left === 0) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  const [x, y] = [a.slice(i), b.slice(i)];
+  return withinTwoEdits(x.slice(1), y.slice(1), left - 1) || withinTwoEdits(x.slice(1), y, left - 1) || withinTwoEdits(x, y.slice(1), left - 1);
 }
 
 /**
