@@ -14,10 +14,9 @@ import { CaFetchError, CaPinMismatchError, InvalidTokenError } from "../lib/tls/
 import { TufVerificationError } from "../lib/tuf/verification-errors.ts";
 import { AssembleError, CorruptCacheError } from "./assemble.ts";
 import { BaseRootfsError } from "./base.ts";
-import { NoTargetError } from "./commands/assemble.ts";
 import { OutputError } from "./output.ts";
 import { RegistryTlsError } from "./registries.ts";
-import { GatewayAccessError, TargetsVerificationError } from "./targets.ts";
+import { GatewayAccessError, NoTargetError, TargetsVerificationError } from "./targets.ts";
 
 type ErrorClass = new (...args: any[]) => Error;
 

@@ -17,6 +17,11 @@ import { parseMetadata } from "../lib/tuf/metadata.ts";
 import { MetadataFetchError } from "../lib/tuf/verification-errors.ts";
 import { verifyAndLoadTargets } from "../lib/tuf/verify-targets.ts";
 
+/** No target for the hardware id, tag and version asked for (or the bundle holds another). */
+export class NoTargetError extends Error {
+  override name = "NoTargetError";
+}
+
 export class TargetsVerificationError extends Error {
   override name = "TargetsVerificationError";
 }

@@ -20,12 +20,8 @@ import { decidePreload, readFactoryConfig, type BuildKind } from "../../lib/fact
 import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
-import { targetsFromBundle, targetsFromFiles, targetsFromGateway, type RootFile } from "../targets.ts";
+import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, type RootFile } from "../targets.ts";
 import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
-
-export class NoTargetError extends Error {
-  override name = "NoTargetError";
-}
 
 const FORMATS = ["dir", "tar", "ext4"] as const;
 
