@@ -7,7 +7,7 @@
  */
 
 /** Edits (insert, delete, substitute, swap of neighbours) that turn `a` into `b`. */
-function distance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
@@ -35,7 +35,7 @@ export function closest(word: string, candidates: readonly string[]): string | u
   const w = word.toLowerCase();
   candidates = [...new Set(candidates)];
   const limit = Math.max(1, Math.floor(w.length / 3));
-  const scored = candidates.map((c) => ({ c, d: distance(w, c.toLowerCase()) })).filter((s) => s.d <= limit);
+  const scored = candidates.map((c) => ({ c, d: editDistance(w, c.toLowerCase()) })).filter((s) => s.d <= limit);
   const best = Math.min(...scored.map((s) => s.d));
   const nearest = scored.filter((s) => s.d === best);
   if (nearest.length === 1) return nearest[0]!.c;

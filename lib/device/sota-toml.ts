@@ -11,7 +11,7 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse as smolParse, stringify } from "smol-toml";
 import { describeSchemaProblem } from "../api/schema-problem.ts";
-import { closest } from "../cli/suggest.ts";
+import { closest, editDistance } from "../cli/suggest.ts";
 
 export type TomlValue = string | number | boolean | TomlValue[] | TomlTable;
 export interface TomlTable {
@@ -168,7 +168,7 @@ export function sotaTomlWarnings(t: TomlTable, file: string): string[] {
   for (const [name, value] of Object.entries(t)) {
     if (!names.includes(name)) {
       const m = isTable(value) ? closest(name, names) : undefined;
-      if (m !== undefined && withinTwoEdits(name, m)) out.push(`${file}: [${name}] is not a section fioup reads, ignored (did you mean [${m}]?)`);
+      if (m !== undefined && editDistance(name, m) <= 2) out.push(`${file}: [${name}] is not a section fioup reads, ignored (did you mean [${m}]?)`);
       continue;
     }
     const keys = Object.keys(sections[name]?.properties ?? {});
@@ -177,21 +177,11 @@ export function sotaTomlWarnings(t: TomlTable, file: string): string[] {
       if (keys.includes(k)) continue;
       let m = closest(k, keys);
       // aktualizr-lite's own keys can lie a few edits from fioup's (docker_apps_root, reset_apps_root).
-      if (name !== "fioup" && m !== undefined && !withinTwoEdits(k, m)) m = undefined;
+      if (name !== "fioup" && m !== undefined && editDistance(k, m) > 2) m = undefined;
       if (name === "fioup" || m !== undefined) out.push(`${file}: ${name}.${k} is not a key fioup reads, ignored${meant(m)}`);
     }
   }
   return out;
-}
-
-/** True when at most two insertions, deletions or substitutions turn `a` into `b`. */
-function withinTwoEdits(a: string, b: string, left = 2): boolean {
-  if (a === b) return true;
-  if (left === 0) return false;
-  let i = 0;
-  while (i < a.length && i < b.length && a[i] === b[i]) i++;
-  const [x, y] = [a.slice(i), b.slice(i)];
-  return withinTwoEdits(x.slice(1), y.slice(1), left - 1) || withinTwoEdits(x.slice(1), y, left - 1) || withinTwoEdits(x, y.slice(1), left - 1);
 }
 
 /**
