@@ -46,6 +46,18 @@ describe("loadConfig", () => {
     ]);
   });
 
+  test("aktualizr-lite's uptane.polling_sec is read as polling_seconds, the later file winning whichever name it uses", () => {
+    write("ak/var/sota/sota.toml", `[uptane]\npolling_seconds = 300\n`); // what registration writes
+    write("ak/etc/sota/conf.d/z-50-fioctl.toml", `[uptane]\npolling_sec = 60\n`); // a fioctl drop-in for aktualizr-lite
+    expect(loadConfig({ root: join(root, "ak") }).pollingSeconds).toBe(60);
+    write("ak/etc/sota/conf.d/z-60-own.toml", `[uptane]\npolling_seconds = 45\npolling_sec = 90\n`); // fioup's name wins in one file
+    expect(loadConfig({ root: join(root, "ak") }).pollingSeconds).toBe(45);
+    write("ak2/var/sota/sota.toml", `[uptane]\npolling_sec = 0\n`);
+    expect(() => loadConfig({ root: join(root, "ak2") })).toThrow(`uptane.polling_seconds: must be 1..604800 (a week), got 0 (set in ${join(root, "ak2/var/sota/sota.toml")})`);
+    write("ak3/var/sota/sota.toml", `[uptane]\npolling_sec = "soon"\n`);
+    expect(() => loadConfig({ root: join(root, "ak3") })).toThrow("uptane.polling_sec");
+  });
+
   test("device paths in config files are put under FIOUP_ROOT; host paths from older configs are kept", () => {
     write("rel/var/sota/sota.toml", `[storage]\npath = "/var/sota"\n[pacman]\nreset_apps_root = "/data/blobs"\ncompose_apps_root = "${join(root, "rel/apps")}"\n`);
     const c = loadConfig({ root: join(root, "rel") });

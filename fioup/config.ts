@@ -12,7 +12,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
 import { DEFAULT_DEVICE_PATHS, devicePath, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
 import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
-import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, sotaTomlWarnings, TomlError, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
+import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, sotaTomlWarnings, TomlError, withFioupNames, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 import { AppName, HardwareId, Tag } from "../lib/api/target.ts";
 import { fieldPath, firstValueProblem } from "../lib/api/schema-problem.ts";
@@ -202,7 +202,7 @@ export function loadConfig(loc: ConfigLocation = {}, warn: (line: string) => voi
   let raw: TomlTable = {};
   const origins: Record<string, string> = {};
   for (const f of files) {
-    const t = readToml(f);
+    const t = withFioupNames(readToml(f));
     for (const w of sotaTomlWarnings(t, f)) warn(w);
     raw = mergeToml(raw, t);
     recordOrigins(origins, t, f);

@@ -71,7 +71,7 @@ export const SotaToml = Type.Object(
         Open,
       ),
     ),
-    uptane: Type.Optional(Type.Object({ polling_seconds: Type.Optional(IntLike) }, Open)),
+    uptane: Type.Optional(Type.Object({ polling_seconds: Type.Optional(IntLike), polling_sec: Type.Optional(IntLike) }, Open)),
     storage: Type.Optional(Type.Object({ path: Type.Optional(Type.String()) }, Open)),
     fioup: Type.Optional(
       Type.Object(
@@ -137,6 +137,24 @@ export function parseSotaToml(text: string, file: string): SotaToml & TomlTable 
   const t = parseToml(text, file);
   checkSotaToml(t, file);
   return t;
+}
+
+/**
+ * One file's table with aktualizr-lite's names for keys fioup also reads put under fioup's, so a
+ * sota.toml or a fioctl drop-in written for aktualizr-lite keeps its meaning: `uptane.polling_sec`
+ * is read as `uptane.polling_seconds` (fioup's name wins when one file sets both). Done per file,
+ * before merging, so a later file wins whichever name it uses.
+ *
+ * @example
+ * ```ts
+ * withFioupNames({ uptane: { polling_sec: 60 } }); // { uptane: { polling_seconds: 60 } }
+ * ```
+ */
+export function withFioupNames(t: TomlTable): TomlTable {
+  const uptane = t.uptane;
+  if (!isTable(uptane) || uptane.polling_sec === undefined) return t;
+  const { polling_sec, ...rest } = uptane;
+  return { ...t, uptane: { ...rest, polling_seconds: rest.polling_seconds ?? polling_sec } };
 }
 
 /** Throws a {@link TomlError} naming the first key of `t` whose value has the wrong type. */
