@@ -22,7 +22,7 @@ import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
 import { parseCompose, type ComposeFile } from "../../lib/compose/compose-file.ts";
 import { parseDotEnv } from "../../lib/compose/interpolate.ts";
 import { pinCompose } from "../../lib/compose/pin.ts";
-import { readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
+import { platformsOf, readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
@@ -174,7 +174,10 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   }
   const config: FactoryConfig = opts.factoryConfig ? await readFactoryConfig(opts.factoryConfig) : {};
   const { tags } = tagsForRef(config, opts.ref, "containers", opts.factoryConfig);
-  const platforms = hwidPlatforms(hwids, { ...config.containers?.platforms, ...opts.hwidPlatforms }, platform ?? (opts.hwids?.length ? undefined : hostPlatform()));
+  const { byHwid, built } = platformsOf(config.containers);
+  // A factory that builds for one architecture (factory-config's list form) runs it on every device.
+  const fallback = platform ?? (built.length === 1 ? built[0] : undefined) ?? (opts.hwids?.length ? undefined : hostPlatform());
+  const platforms = hwidPlatforms(hwids, { ...byHwid, ...opts.hwidPlatforms }, fallback);
   const git = await gitInfo(containersDir);
   await checkHead(containersDir, opts.ref, git.sha, opts.commit);
   const imageTag = git.dirty ? `${git.shortSha}-dirty` : git.shortSha;

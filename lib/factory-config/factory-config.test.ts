@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decidePreload, FactoryConfigError, parseFactoryConfig, readFactoryConfig, tagsForRef } from "./index.ts";
+import { decidePreload, FactoryConfigError, parseFactoryConfig, platformsOf, readFactoryConfig, tagsForRef } from "./index.ts";
 
 // A factory's usual advanced setup: master publishes two tags, devel preloads a debug app, experimental builds no image.
 const SEED_EXAMPLE = `
@@ -120,6 +120,24 @@ describe("parseFactoryConfig shape checks", () => {
       'Invalid f.yml: line 3: containers.platforms.rpi4: expected a platform: os/arch or os/arch/variant (linux/arm64, linux/arm/v7), got "arm64"',
     );
     expect(parseFactoryConfig("containers:\nlmp:\n  tagging:\n")).toEqual({ lmp: {} });
+  });
+  test("platforms as Foundries writes them, the architectures the factory builds for, are read too", () => {
+    const c = parseFactoryConfig("containers:\n  platforms:\n    - arm\n    - arm64\n    - amd64\n");
+    expect(platformsOf(c.containers)).toEqual({
+      byHwid: {},
+      built: [
+        { os: "linux", architecture: "arm", variant: "v7" },
+        { os: "linux", architecture: "arm64", variant: "v8" },
+        { os: "linux", architecture: "amd64" },
+      ],
+    });
+    expect(platformsOf(parseFactoryConfig("containers:\n  platforms:\n    rpi4: linux/arm64\n").containers)).toEqual({ byHwid: { rpi4: "linux/arm64" }, built: [] });
+    expect(() => parseFactoryConfig("containers:\n  platforms:\n    - arm64\n    - banana\n", "f.yml")).toThrow(
+      'Invalid f.yml: line 4: containers.platforms[1]: expected an architecture the factory builds for: arm, arm64, amd64 or os/arch, got "banana"',
+    );
+    expect(() => parseFactoryConfig("containers:\n  platforms: 3\n", "f.yml")).toThrow(
+      "Invalid f.yml: line 2: containers.platforms: expected a map of hardware id to os/arch, or a list of architectures (arm, arm64, amd64), got 3",
+    );
   });
 });
 

@@ -16,6 +16,7 @@ import { fieldPath, firstValueProblem, schemaProblem } from "../api/schema-probl
 import { AppName, Tag } from "../api/target.ts";
 import { commaList } from "../cli/comma-list.ts";
 import { closest } from "../cli/suggest.ts";
+import { normalizePlatform, parsePlatform, type Platform } from "../oci/platform.ts";
 
 /** The file is unreadable, not YAML, or has a known key of the wrong shape; the message names the file and key. */
 export class FactoryConfigError extends Error {
@@ -45,14 +46,21 @@ const PreloadedImages = Type.Object(
   { enabled: Type.Optional(Type.Boolean()), shortlist: Type.Optional(Type.String()) },
   { additionalProperties: true },
 );
+const PLATFORM_PATTERN = "^[\\w.-]+/[\\w.-]+(/[\\w.-]+)?$";
+const HwidPlatforms = Type.Record(Type.String(), Type.String({ pattern: PLATFORM_PATTERN, expected: "a platform: os/arch or os/arch/variant (linux/arm64, linux/arm/v7)" }));
+const BuildPlatforms = Type.Array(Type.String({ pattern: `^(arm|arm64|amd64)$|${PLATFORM_PATTERN}`, expected: "an architecture the factory builds for: arm, arm64, amd64 or os/arch" }));
 const TagRule = Type.Object({ tag: Tag, inherit: Type.Optional(Type.String()) }, { additionalProperties: true });
 const Section = Type.Object(
   {
     preloaded_images: Type.Optional(PreloadedImages),
     tagging: Type.Optional(Type.Record(Type.String(), Type.Array(TagRule, { minItems: 1 }))),
     ref_options: Type.Optional(RefOptions),
-    /** hardware id → `os/arch[/variant]`: what publish checks every image against. */
-    platforms: Type.Optional(Type.Record(Type.String(), Type.String({ pattern: "^[\\w.-]+/[\\w.-]+(/[\\w.-]+)?$", expected: "a platform: os/arch or os/arch/variant (linux/arm64, linux/arm/v7)" }))),
+    /**
+     * hardware id → `os/arch[/variant]`: what publish checks every image against. Or, as
+     * Foundries' factory-config.yml writes it, the list of architectures the factory's CI builds
+     * containers for (`[arm, arm64, amd64]`): read by {@link platformsOf}.
+     */
+    platforms: Type.Optional(Type.Union([HwidPlatforms, BuildPlatforms], { expected: "a map of hardware id to os/arch, or a list of architectures (arm, arm64, amd64)" })),
   },
   { additionalProperties: true },
 );
@@ -66,6 +74,8 @@ export const FactoryConfig = Type.Object(
   { additionalProperties: true },
 );
 export type FactoryConfig = Static<typeof FactoryConfig>;
+/** `lmp` or `containers`. */
+export type Section = Static<typeof Section>;
 
 /** Which kind of CI build reads the file: container builds or LmP platform builds. */
 export type BuildKind = "containers" | "lmp";
@@ -108,6 +118,7 @@ export function parseFactoryConfig(text: string, file = "factory-config.yml", op
       if (isObject(sec)) for (const sk of Object.keys(sec)) if (sec[sk] === null) delete sec[sk];
     }
   }
+  if (isObject(doc)) checkPlatformForms(doc, invalid);
   const problem = schemaProblem(FactoryConfig, doc);
   // The same first problem, as a path to find its line by.
   if (problem) throw invalid(pathOf(Value.Errors(FactoryConfig, doc).First()?.path ?? ""), problem.message);
@@ -180,6 +191,37 @@ function checkKeys(doc: Record<string, unknown>, invalid: Invalid, warn: (path: 
       if (!keys.includes(k)) throw invalid([kind, "preloaded_images", k], `unknown key${meant ? `: did you mean ${meant}?` : ` (known: ${keys.join(", ")})`}`);
     }
   }
+}
+
+/**
+ * `platforms` in either of its forms, told against the form it is written in (a union's own
+ * problem would only say "neither").
+ */
+function checkPlatformForms(doc: Record<string, unknown>, invalid: Invalid): void {
+  for (const kind of ["lmp", "containers"]) {
+    const section = doc[kind];
+    const value = isObject(section) ? section.platforms : undefined;
+    const schema = Array.isArray(value) ? BuildPlatforms : isObject(value) ? HwidPlatforms : undefined;
+    const problem = schema && schemaProblem(schema, value);
+    if (problem) throw invalid([kind, "platforms", ...pathOf(Value.Errors(schema, value).First()?.path ?? "")], problem.message);
+  }
+}
+
+/**
+ * The two forms of `containers.platforms`: the hardware id → platform map (empty for the list
+ * form), and the platforms of the list form (empty for the map form), `arm` being `linux/arm/v7`
+ * as Foundries' CI builds it.
+ *
+ * @example
+ * ```ts
+ * platformsOf({ platforms: ["arm64", "arm"] }); // { byHwid: {}, built: [{ os: "linux", architecture: "arm64" }, { os: "linux", architecture: "arm", variant: "v7" }] }
+ * ```
+ */
+export function platformsOf(section: Section | undefined): { byHwid: Record<string, string>; built: Platform[] } {
+  const p = section?.platforms;
+  if (!Array.isArray(p)) return { byHwid: p ?? {}, built: [] };
+  const short: Record<string, string> = { arm: "linux/arm/v7", arm64: "linux/arm64", amd64: "linux/amd64" };
+  return { byHwid: {}, built: p.map((a) => normalizePlatform(parsePlatform(short[a] ?? a))) };
 }
 
 /**

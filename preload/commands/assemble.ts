@@ -16,7 +16,7 @@ import { fromPem } from "../../lib/x509/pem.ts";
 import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
-import { decidePreload, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
+import { decidePreload, platformsOf, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
 import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
@@ -140,7 +140,9 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
     insecure: new Set(flags["insecure-registry"]),
   });
   await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
-  const platform = checked.platform ?? platformForHwid(flags.hwid, config.containers?.platforms) ?? { os: "linux", architecture: "amd64" };
+  const { byHwid, built } = platformsOf(config.containers);
+  // A factory that builds for one architecture runs it on every device.
+  const platform = checked.platform ?? platformForHwid(flags.hwid, byHwid) ?? (built.length === 1 ? built[0] : undefined) ?? { os: "linux", architecture: "amd64" };
 
   const outPath = resolve(flags.out!);
   await mkdir(dirname(outPath), { recursive: true });

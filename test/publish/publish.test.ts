@@ -181,6 +181,12 @@ describe("gateway publish of the example apps", () => {
     await expect(publish(opts({ hwids: ["board-y"], factoryConfig: fc, dryRun: true }))).rejects.toThrow("board-y needs linux/arm64/v8");
     const flag = await publish(opts({ hwids: ["board-y"], factoryConfig: fc, hwidPlatforms: { "board-y": "linux/amd64" }, dryRun: true }));
     expect(flag.platforms).toEqual({ "board-y": "linux/amd64" });
+    // Foundries' form, the architectures the factory builds for: one of them is every device's.
+    await Bun.write(fc, "containers:\n  platforms:\n    - amd64\n");
+    expect((await publish(opts({ hwids: ["board-x"], factoryConfig: fc, dryRun: true }))).platforms).toEqual({ "board-x": "linux/amd64" });
+    await Bun.write(fc, "containers:\n  platforms:\n    - amd64\n    - arm64\n");
+    await expect(publish(opts({ hwids: ["board-x"], factoryConfig: fc, dryRun: true }))).rejects.toThrow('Cannot tell which platform hardware id "board-x" runs');
+    expect((await publish(opts({ hwids: ["x86_64-linux"], factoryConfig: fc, dryRun: true }))).platforms).toEqual({ "x86_64-linux": "linux/amd64" });
   });
 
   test("HEAD must be the commit --ref names; --commit names it directly", async () => {
