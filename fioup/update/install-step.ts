@@ -65,9 +65,13 @@ export const installStep: Step = {
       const stop = [...touched.changed, ...touched.removed];
       ctx.db.setState(u.id, "installing", { step: "stop" }); // from here a failure must restore the old apps
       if (stop.length) {
-        ctx.hooks.onInfo?.(`Stopping ${stop.join(", ")}`);
+        // Every one is stopped (a killed run may have left a new app's containers), but only
+        // those installed before are told: a first install has nothing to stop.
+        const before = new Set((await ctx.runtime.installedApps()).map((a) => a.name));
+        const told = stop.filter((n) => before.has(n));
+        if (told.length) ctx.hooks.onInfo?.(`Stopping ${told.join(", ")}`);
         stopped = await ctx.runtime.stopApps(stop);
-        for (const r of stopped) ctx.hooks.onInfo?.(`Stopped ${describeStop(r)}`);
+        for (const r of stopped) if (before.has(r.name) || r.slowest) ctx.hooks.onInfo?.(`Stopped ${describeStop(r)}`);
       }
       for (const app of changed) await ctx.runtime.swapApp(app.name);
     } catch (cause) {

@@ -210,6 +210,20 @@ describe("update engine", () => {
     expect(ctx.db.currentTarget()?.name).toBe("hw-3");
   });
 
+  test("a first install says nothing about stopping; an update says which installed apps it stops", async () => {
+    const info: string[] = [];
+    ctx.hooks = { onInfo: (l) => info.push(l) };
+    const a1 = await storeApp(store, "a", "a1");
+    await updateTo(target("1", { a: a1 }));
+    expect(info.filter((l) => l.startsWith("Stop"))).toEqual([]);
+    expect(rt.calls).toContain("stop a"); // stopped all the same: a killed run may have left containers
+    const a2 = await storeApp(store, "a", "a2");
+    const b1 = await storeApp(store, "b", "b1");
+    info.length = 0;
+    await updateTo(target("2", { a: a2, b: b1 }));
+    expect(info.filter((l) => l.startsWith("Stop"))).toEqual(["Stopping a", "Stopped a: nothing was running"]);
+  });
+
   test("a no-space refusal fails the update with the download events still in the documented order", async () => {
     const uri = await storeApp(store, "app", "big");
     rmSync(store.path(digestBytes(enc("big"))));
