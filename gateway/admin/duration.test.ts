@@ -14,6 +14,11 @@ describe("parseDuration", () => {
   test("refuses nonsense, zero and negatives", () => {
     for (const bad of ["soon", "0", "-5m", "1y", "", 0, 1.5]) expect(() => parseDuration(bad as string)).toThrow(InvalidDurationError);
   });
+
+  test("says zero and negatives are too small, and anything else malformed, in the value's own terms", () => {
+    for (const small of ["0", "0d", "-5m", 0, -3]) expect(() => parseDuration(small as string)).toThrow(`Invalid duration "${small}": must be more than 0`);
+    for (const bad of ["soon", "1y", "--5", 1.5]) expect(() => parseDuration(bad as string)).toThrow(`Invalid duration "${bad}": expected a number with an optional unit s, m, h, d or w (e.g. 30d)`);
+  });
 });
 
 describe("parseDuration limits", () => {

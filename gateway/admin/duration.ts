@@ -23,13 +23,15 @@ export const MAX_DURATION_SECONDS = 100 * 365 * 86400;
 export function parseDuration(value: string | number): number {
   let seconds: number;
   if (typeof value === "number") {
-    if (!Number.isInteger(value) || value < 1) throw new InvalidDurationError(String(value));
+    if (!Number.isInteger(value)) throw new InvalidDurationError(String(value));
     seconds = value;
   } else {
-    const m = /^([0-9]{1,9})([smhdw]?)$/.exec(value.trim());
-    if (!m || Number(m[1]) < 1) throw new InvalidDurationError(value);
+    const m = /^(-?[0-9]{1,9})([smhdw]?)$/.exec(value.trim());
+    if (!m) throw new InvalidDurationError(value);
     seconds = Number(m[1]) * UNIT[m[2] || "s"]!;
   }
+  // Well formed but zero or less ("0", "-5m"): the number is the problem, not the form.
+  if (seconds < 1) throw new InvalidDurationError(String(value), "must be more than 0");
   if (seconds > MAX_DURATION_SECONDS) throw new InvalidDurationError(String(value), "longer than 100 years");
   return seconds;
 }

@@ -8,8 +8,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
-import { UsageError, type FlagSpec } from "../../lib/cli/command.ts";
+import { AdminClient, GatewayUnreachableError, InvalidGatewayUrlError, parseGatewayUrl } from "../../lib/api/admin-client.ts";
+import { asUsage, UsageError, type FlagSpec } from "../../lib/cli/command.ts";
 import { DATA_DIR_MARKS, DataDirError, looksLikeDataDir, readAdminToken, readServeInfo } from "../data-dir.ts";
 import { checkDataFlag } from "./_data-flag.ts";
 
@@ -20,16 +20,19 @@ export const ADMIN_HELP =
 
 export const adminFlags = {
   data: { type: "string", description: "Gateway data dir: read the admin token, URL and CA from it", placeholder: "DIR" },
-  server: { type: "string", description: "Gateway URL (default: the one DIR/serve.json records)", placeholder: "URL" },
+  server: { type: "string", description: "Gateway URL, https://HOST[:PORT] (default: the one DIR/serve.json records)", placeholder: "URL" },
   token: { type: "string", description: "Admin (or publish) token (default: DIR/admin-token; env GATEWAY_TOKEN)", placeholder: "TOKEN" },
 } as const satisfies Record<string, FlagSpec>;
 
 /**
  * The admin client the flags name.
  *
- * @throws {UsageError} If the flags do not say which gateway.
+ * @throws {UsageError} If the flags do not say which gateway, or --server is no https:// URL.
  */
 export async function adminClient(flags: { data?: string; server?: string; token?: string }): Promise<AdminClient> {
+  // Before any file is read or connection made: "notaurl" would end as "Invalid URL" (exit 1),
+  // and http:// as a connection the gateway closes unanswered (exit 4).
+  if (flags.server) asUsage([InvalidGatewayUrlError], () => parseGatewayUrl(flags.server!), `--server ${flags.server}: `);
   let server = flags.server;
   let token = flags.token ?? process.env.GATEWAY_TOKEN;
   let ca: string | undefined;

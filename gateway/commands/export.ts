@@ -1,7 +1,7 @@
 /** `gateway export`: write an offline bundle for devices without a network (docs/offline.md). */
 import { isTargetVersion } from "../../lib/api/target.ts";
 import { resolve } from "node:path";
-import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { asUsage, defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { whyCannotFill } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
@@ -46,7 +46,7 @@ export default defineCommand({
     checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);
     const outWhy = await whyCannotFill(resolve(flags.out));
     if (outWhy) throw new UsageError(`Cannot write the bundle into --out ${flags.out}: ${outWhy}; nothing was exported`);
-    const platform = flags.platform ? parsePlatform(flags.platform) : platformForHwid(flags.hwid);
+    const platform = flags.platform ? asUsage([SyntaxError], () => parsePlatform(flags.platform!), "--platform: ") : platformForHwid(flags.hwid);
     if (!platform) throw new UsageError(`cannot tell the image platform of hardware id ${flags.hwid}: give --platform OS/ARCH`);
     const client = await adminClient(flags);
     const token = flags.token ?? process.env.GATEWAY_TOKEN ?? (flags.data ? await readAdminToken(flags.data) : undefined);

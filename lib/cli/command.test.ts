@@ -68,6 +68,11 @@ describe("runCli", () => {
     };
     expect(await said(["go", "--tokne", "abc"])).toEqual({ code: 2, err: "t go: unknown flag --tokne (did you mean --token?)\nRun 't go --help' for usage.\n" });
     expect((await said(["go", "--zzz"])).err).toStartWith("t go: unknown flag --zzz\n");
+    // One dash: parseArgs reads `-token` as the short flags t, o, k, e, n and names only the 't'.
+    expect(await said(["go", "-token", "abc"])).toEqual({ code: 2, err: "t go: unknown flag -token (did you mean --token?)\nRun 't go --help' for usage.\n" });
+    expect((await said(["go", "--force", "-tokne=s3cret"])).err).toStartWith("t go: unknown flag -tokne (did you mean --token?)\n");
+    expect((await said(["go", "-x"])).err).toStartWith("t go: unknown flag -x\n");
+    expect((await said(["go", "-qz"])).err).toStartWith("t go: unknown flag -qz\n");
     expect((await said(["go", "--token"])).err).toStartWith("t go: --token needs a value\n");
     expect((await said(["go", "--force=yes"])).err).toStartWith("t go: --force takes no value\n");
     const twice = await said(["go", "--token", "s3cret-a", "--token=s3cret-b"]);

@@ -215,13 +215,14 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     };
   }
   let parsed;
+  const args = joinDashValues(argv, options);
   try {
-    parsed = parseArgs({ args: joinDashValues(argv, options), allowPositionals: true, options, strict: true, tokens: true });
+    parsed = parseArgs({ args, allowPositionals: true, options, strict: true, tokens: true });
     refuseConflictingRepeats(parsed.tokens, options);
     // Words a command does not take would be silently ignored (`tokens list extra`).
     if (cmd.usage === undefined && parsed.positionals.length) throw new Error(`unexpected argument '${parsed.positionals[0]}': this command takes flags only`);
   } catch (err) {
-    process.stderr.write(`${cli.name} ${name}: ${parseErrorMessage(err as NodeJS.ErrnoException, Object.keys(options))}\nRun '${cli.name} ${name} --help' for usage.\n`);
+    process.stderr.write(`${cli.name} ${name}: ${parseErrorMessage(err as NodeJS.ErrnoException, Object.keys(options), args)}\nRun '${cli.name} ${name} --help' for usage.\n`);
     return 2;
   }
   const values = parsed.values as Record<string, unknown>;
@@ -265,8 +266,19 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
 /**
  * parseArgs' errors in this CLI's words: the flag and what is wrong with it, and for an unknown
  * flag the known one most likely meant (its own text suggests `--` and positionals instead).
+ * A long flag typed with one dash (`-data`) is read as the short flags d, a, t, a: parseArgs names
+ * only the letter, so the word typed is found in `args` and named, with `--data` if it is one.
  */
-function parseErrorMessage(err: NodeJS.ErrnoException, flags: string[]): string {
+function parseErrorMessage(err: NodeJS.ErrnoException, flags: string[], args: readonly string[]): string {
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const letter = /^Unknown option '([^'-])'/.exec(err.message)?.[1];
+    // Without any `=value`: `-token=s3cret` must not put the secret in a CI log.
+    const typed = letter === undefined ? undefined : shortCluster(args, letter)?.split("=")[0];
+    if (typed) {
+      const meant = closest(typed.slice(1), flags);
+      return `unknown flag ${typed}${meant ? ` (did you mean --${meant}?)` : ""}`;
+    }
+  }
   const flag = /'(-{1,2}[^' ]+)/.exec(err.message)?.[1];
   if (!flag) return err.message;
   if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
@@ -276,6 +288,12 @@ function parseErrorMessage(err: NodeJS.ErrnoException, flags: string[]): string 
   if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE")
     return /does not take an argument/.test(err.message) ? `${flag} takes no value` : `${flag} needs a value`;
   return err.message;
+}
+
+/** The first argument before `--` that is a cluster of short flags (`-data`) holding `letter`. */
+function shortCluster(args: readonly string[], letter: string): string | undefined {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).find((a) => /^-[^-]/.test(a) && a.slice(1).split("=")[0]!.includes(letter));
 }
 
 /**

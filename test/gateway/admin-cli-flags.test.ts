@@ -1,0 +1,52 @@
+/** The gateway CLI refuses bad flag values as bad usage (exit 2), naming the flag, before any network call. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { removeTempDir, tempDir } from "../harness/tmp.ts";
+
+const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
+let dir: string;
+
+const cli = (...args: string[]) => {
+  const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, err: r.stderr.toString() };
+};
+
+beforeAll(async () => {
+  dir = await tempDir("admin-cli-flags-");
+});
+
+afterAll(() => removeTempDir(dir));
+
+describe("gateway admin CLI flags", () => {
+  test("a --server that is not a URL is bad usage, with the form it takes", () => {
+    const r = cli("devices", "list", "--server", "notaurl", "--token", "T");
+    expect(r).toEqual({ code: 2, err: "gateway devices list: --server notaurl: expected https://HOST[:PORT]\nRun 'gateway devices list --help' for usage.\n" });
+  });
+
+  test("an http:// --server is bad usage: the gateway speaks HTTPS only, nothing is asked of it", () => {
+    // Port 1: were a connection tried, it would be refused (exit 4), not this.
+    const r = cli("devices", "list", "--server", "http://127.0.0.1:1", "--token", "T");
+    expect(r).toEqual({ code: 2, err: "gateway devices list: --server http://127.0.0.1:1: the gateway speaks HTTPS only: use https://127.0.0.1:1\nRun 'gateway devices list --help' for usage.\n" });
+  });
+
+  test("a long flag typed with one dash is named as typed, with the flag meant", () => {
+    const r = cli("devices", "list", "-data", dir);
+    expect(r).toEqual({ code: 2, err: "gateway devices list: unknown flag -data (did you mean --data?)\nRun 'gateway devices list --help' for usage.\n" });
+  });
+
+  test("export refuses a --platform that is not os/architecture as bad usage, before --out is made", () => {
+    const out = join(dir, "bundle");
+    const r = cli("export", "--server", "https://127.0.0.1:1", "--token", "T", "--target", "1", "--hwid", "amd64-linux", "--out", out, "--platform", "banana");
+    expect({ code: r.code, err: r.err }).toEqual({
+      code: 2,
+      err: 'gateway export: --platform: Invalid platform "banana": expected os/architecture[/variant], e.g. linux/arm64\nRun \'gateway export --help\' for usage.\n',
+    });
+    expect(existsSync(out)).toBe(false);
+  });
+
+  test("a zero duration says it must be more than 0", () => {
+    const r = cli("tokens", "create", "--expires", "0", "--server", "https://127.0.0.1:1", "--token", "T");
+    expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining('gateway tokens create: --expires: Invalid duration "0": must be more than 0\n') });
+  });
+});
