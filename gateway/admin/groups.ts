@@ -9,25 +9,31 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { GroupMembersRequest, GroupRequest, type GroupDetail, type GroupList, type GroupMembersChanged, type GroupRow } from "../../lib/api/admin.ts";
 import type { GatewayEnv } from "../env.ts";
-import { parseFleetQuery } from "../fleet/query.ts";
+import { groupAudience, parseFleetQuery } from "../fleet/query.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 import type { Store } from "../store/types.ts";
 
 /**
- * A static group's member list, or the devices a dynamic group's query matches now; sorted here by
- * code unit, as paging compares (a PostgreSQL collation may order uuids otherwise).
+ * The non-revoked devices a group means now ({@link groupAudience}, as a rollout takes them); sorted
+ * here by code unit, as paging compares (a PostgreSQL collation may order uuids otherwise).
  */
-const devicesOf = async (store: Store, g: GroupRow) =>
-  (g.kind === "dynamic" ? await store.queryDevices(parseFleetQuery(g.query ?? "")) : await store.listGroupMembers(g.name)).sort();
+const devicesOf = async (store: Store, g: GroupRow) => (await groupAudience(store, g)).sort();
 
-/** 400 naming up to five uuids that are not registered devices. */
-async function refuseUnknown(store: Store, uuids: string[]) {
-  const known = new Set(await store.knownDevices(uuids));
-  const unknown = [...new Set(uuids.filter((u) => !known.has(u)))];
-  if (unknown.length)
-    throw new HTTPException(400, {
-      message: `Unknown device${unknown.length > 1 ? "s" : ""} ${unknown.slice(0, 5).map((u) => `"${u}"`).join(", ")}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ""}`,
-    });
+/** `"a", "b", "c", "d", "e" and 2 more` */
+const named = (uuids: string[]) => `${uuids.slice(0, 5).map((u) => `"${u}"`).join(", ")}${uuids.length > 5 ? ` and ${uuids.length - 5} more` : ""}`;
+
+/**
+ * 400 naming up to five uuids that are not registered devices, else up to five that are revoked: a
+ * revoked device is in no audience, so a group that lists it would count or release to nobody more.
+ */
+async function refuseUnusable(store: Store, uuids: string[]) {
+  const distinct = [...new Set(uuids)];
+  const rows = await Promise.all(distinct.map((u) => store.getDevice(u)));
+  const unknown = distinct.filter((_, i) => !rows[i]);
+  if (unknown.length) throw new HTTPException(400, { message: `Unknown device${unknown.length > 1 ? "s" : ""} ${named(unknown)}` });
+  const revoked = distinct.filter((_, i) => rows[i]!.revokedAt !== null);
+  if (revoked.length)
+    throw new HTTPException(400, { message: `Revoked device${revoked.length > 1 ? "s" : ""} ${named(revoked)}: a revoked device is never in a group's audience` });
 }
 
 async function groupOr404(store: Store, name: string): Promise<GroupRow> {
@@ -41,7 +47,7 @@ export const adminGroups = new Hono<GatewayEnv>()
     const { store } = c.var.gw;
     const rows = await store.listGroups();
     const groups = await Promise.all(
-      rows.map(async ({ members, ...g }) => ({ ...g, devices: g.kind === "dynamic" ? (await devicesOf(store, g)).length : members })),
+      rows.map(async ({ members: _listed, ...g }) => ({ ...g, devices: (await devicesOf(store, g)).length })),
     );
     return c.json({ groups } satisfies GroupList);
   })
@@ -50,7 +56,7 @@ export const adminGroups = new Hono<GatewayEnv>()
     const { store } = c.var.gw;
     if (req.query !== undefined && req.devices?.length) throw new HTTPException(400, { message: "A dynamic group (query) has no device list: give query or devices, not both" });
     if (req.query !== undefined) parseFleetQuery(req.query); // a clear 400 before anything is stored
-    if (req.devices?.length) await refuseUnknown(store, req.devices);
+    if (req.devices?.length) await refuseUnusable(store, req.devices);
     const row: GroupRow = { name: req.name, kind: req.query !== undefined ? "dynamic" : "static", query: req.query ?? null, createdAt: new Date().toISOString() };
     await store.createGroup(row);
     if (req.devices?.length) await store.addGroupMembers(row.name, req.devices);
@@ -80,9 +86,9 @@ export const adminGroups = new Hono<GatewayEnv>()
       throw new HTTPException(409, { message: `Group "${g.name}" is dynamic (${g.query}): its members follow its query; change the devices' labels or tags instead` });
     const { add = [], remove = [] } = c.req.valid("json");
     if (!add.length && !remove.length) throw new HTTPException(400, { message: "Nothing to change: give add or remove" });
-    if (add.length) await refuseUnknown(store, add);
+    if (add.length) await refuseUnusable(store, add);
     const removed = remove.length ? await store.removeGroupMembers(g.name, remove) : 0;
     const added = add.length ? await store.addGroupMembers(g.name, add) : 0;
-    const devices = (await store.listGroupMembers(g.name)).length;
+    const devices = (await devicesOf(store, g)).length;
     return c.json({ name: g.name, added, removed, devices } satisfies GroupMembersChanged);
   });

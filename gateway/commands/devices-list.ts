@@ -1,4 +1,6 @@
+import { RegistrationRequest } from "../../lib/api/device.ts";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -13,6 +15,7 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     const limit = flags.limit;
+    checkFlagValues("--after", RegistrationRequest.properties.uuid, flags.after ? [flags.after] : []); // else a typo pages past every device
     const client = await adminClient(flags);
     const res = await client.devices({ limit, ...(flags.after ? { after: flags.after } : {}) });
     out.result(res, (r) =>

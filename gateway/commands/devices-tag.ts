@@ -1,3 +1,4 @@
+import { Tags } from "../../lib/api/admin.ts";
 import { Tag } from "../../lib/api/target.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
@@ -19,6 +20,7 @@ export default defineCommand({
     if (!uuid || list === undefined || args.length > 2) throw new UsageError("give a device uuid and a comma-separated tag list");
     const tags = commaList(list);
     checkFlagValues("tag", Tag, tags);
+    if (tags.length > Tags.maxItems!) throw new UsageError(`tag list: at most ${Tags.maxItems} tags, got ${tags.length}`);
     const client = await adminClient(flags);
     const d = await client.setDeviceTags(uuid, tags);
     out.result(d, (r) => `${r.uuid}: tags ${printable(r.tags.join(",")) || "(none)"}`);

@@ -1,3 +1,3 @@
 import { groupMembersCommand } from "./_groups.ts";
 
-export default groupMembersCommand("add", "Add devices to a static group (every uuid must be a registered device)");
+export default groupMembersCommand("add", "Add devices to a static group (every uuid must be a registered device, not revoked)");

@@ -1,5 +1,6 @@
 import { GroupName, type RolloutRequest } from "../../lib/api/admin.ts";
-import { Tag } from "../../lib/api/target.ts";
+import { RegistrationRequest } from "../../lib/api/device.ts";
+import { Tag, TargetVersion } from "../../lib/api/target.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
@@ -55,10 +56,12 @@ export default defineCommand({
     if (!flags.target) throw new UsageError("--target VERSION is required");
     if (!flags.group === !flags.tag) throw new UsageError("give exactly one of --group GROUP or --tag TAG");
     if (!flags.waves) throw new UsageError("--waves is required, e.g. --waves 1%,10%,100%");
+    checkFlagValues("--target", TargetVersion, [flags.target]);
     // A tag or group no device can have would release to nobody.
     checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
     checkFlagValues("--group", GroupName, flags.group === undefined ? [] : [flags.group]);
     const first = commaList(flags.first);
+    checkFlagValues("--first", RegistrationRequest.properties.uuid, first);
     const req: RolloutRequest = {
       target: flags.target,
       ...(flags.group ? { group: flags.group } : { tag: flags.tag! }),

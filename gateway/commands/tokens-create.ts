@@ -1,4 +1,4 @@
-import { TOKEN_ROLES, type TokenRole } from "../../lib/api/admin.ts";
+import { TOKEN_ROLES, TokenRequest, type TokenRole } from "../../lib/api/admin.ts";
 import { HardwareId, Tag } from "../../lib/api/target.ts";
 import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
@@ -38,6 +38,7 @@ export default defineCommand({
     if (role !== "registration" && (flags.tag.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== 1))
       throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
     if (flags.expires !== undefined) asUsage([InvalidDurationError], () => parseDuration(flags.expires!), "--expires: "); // fail before any network call
+    checkFlagValues("--name", TokenRequest.properties.name, flags.name ? [flags.name] : []);
     checkFlagValues("--tag", Tag, flags.tag);
     checkFlagValues("--hwid", HardwareId, flags.hwid ? [flags.hwid] : []); // an empty --hwid restricts nothing
     const client = await adminClient(flags);
