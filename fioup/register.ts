@@ -20,6 +20,7 @@ import { toPem } from "../lib/x509/pem.ts";
 import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { UsageError } from "../lib/cli/command.ts";
+import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
 // The one "gateway cannot be reached" error (nothing answers, or what answers serves no CA): exit 31 here.
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
@@ -73,7 +74,7 @@ export function isRegistered(sotaDir: string): boolean {
 export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   if (!opts.force && isRegistered(opts.sotaDir)) throw new AlreadyRegisteredError(opts.sotaDir);
   const server = opts.server.replace(/\/+$/, "");
-  if (!URL.canParse(server) || !/^https:\/\//.test(server)) throw new UsageError(`--server must be an https:// URL, got ${opts.server}`);
+  checkGatewayUrl("--server", opts.server);
   // Fetch the CA without verification, then trust it only if it matches the token's pin.
   let caPem: string;
   try {

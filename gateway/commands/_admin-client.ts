@@ -8,8 +8,9 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { AdminClient, GatewayUnreachableError, InvalidGatewayUrlError, parseGatewayUrl } from "../../lib/api/admin-client.ts";
-import { asUsage, UsageError, type FlagSpec } from "../../lib/cli/command.ts";
+import { AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
+import { checkGatewayUrl } from "../../lib/cli/flag-values.ts";
+import { UsageError, type FlagSpec } from "../../lib/cli/command.ts";
 import { DATA_DIR_MARKS, DataDirError, looksLikeDataDir, readAdminToken, readServeInfo } from "../data-dir.ts";
 import { checkDataFlag } from "./_data-flag.ts";
 
@@ -32,7 +33,7 @@ export const adminFlags = {
 export async function adminClient(flags: { data?: string; server?: string; token?: string }): Promise<AdminClient> {
   // Before any file is read or connection made: "notaurl" would end as "Invalid URL" (exit 1),
   // and http:// as a connection the gateway closes unanswered (exit 4).
-  if (flags.server) asUsage([InvalidGatewayUrlError], () => parseGatewayUrl(flags.server!), `--server ${flags.server}: `);
+  if (flags.server) checkGatewayUrl("--server", flags.server);
   let server = flags.server;
   let token = flags.token ?? process.env.GATEWAY_TOKEN;
   let ca: string | undefined;

@@ -59,31 +59,6 @@ export class GatewayUnreachableError extends AdminApiError {
   override name = "GatewayUnreachableError";
 }
 
-/** A gateway URL given by a user that is not one: not an https:// URL. */
-export class InvalidGatewayUrlError extends Error {
-  override name = "InvalidGatewayUrlError";
-}
-
-/**
- * Parses a gateway's URL as a user gives it: `https://HOST[:PORT]`, with a path for a gateway
- * behind a proxy under one (`https://host/ota`). The gateway serves HTTPS only, so `http://` is
- * refused before a connection that would only be closed unanswered.
- *
- * @example
- * ```ts
- * parseGatewayUrl("https://127.0.0.1:8443").host; // "127.0.0.1:8443"
- * parseGatewayUrl("http://127.0.0.1:8443"); // throws: the gateway speaks HTTPS only: use https://127.0.0.1:8443
- * ```
- * @throws {InvalidGatewayUrlError} If it is not a URL, or not an https:// one.
- */
-export function parseGatewayUrl(value: string): URL {
-  const url = URL.parse(value);
-  if (url?.protocol === "http:" && url.host)
-    throw new InvalidGatewayUrlError(`the gateway speaks HTTPS only: use https://${url.host}${url.pathname === "/" ? "" : url.pathname}`);
-  if (url?.protocol !== "https:" || !url.host) throw new InvalidGatewayUrlError("expected https://HOST[:PORT]");
-  return url;
-}
-
 export interface AdminClientOptions {
   /** https://host:port (http:// only for tests and local setups). */
   server: string;

@@ -39,3 +39,24 @@ export function checkRegistryHosts(what: string, hosts: readonly string[]): void
   const bad = hosts.find((h) => !isRegistryHost(h));
   if (bad !== undefined) throw new UsageError(`${what}: ${REGISTRY_HOST_RULE}, got "${bad}"`);
 }
+
+/**
+ * A gateway's URL as a user gives it (`--server`): `https://HOST[:PORT]`, with a path for a
+ * gateway behind a proxy under one (`https://host/ota`). The gateway serves HTTPS only, so
+ * `http://` is refused before a connection that would only be closed unanswered. One check for
+ * every command that takes a gateway's URL.
+ *
+ * @example
+ * ```ts
+ * checkGatewayUrl("--server", "https://127.0.0.1:8443").host; // "127.0.0.1:8443"
+ * checkGatewayUrl("--server", "http://127.0.0.1:8443"); // throws: --server http://127.0.0.1:8443: the gateway speaks HTTPS only: use https://127.0.0.1:8443
+ * ```
+ * @throws {UsageError} If it is not a URL, or not an https:// one.
+ */
+export function checkGatewayUrl(what: string, value: string): URL {
+  const url = URL.parse(value);
+  if (url?.protocol === "http:" && url.host)
+    throw new UsageError(`${what} ${value}: the gateway speaks HTTPS only: use https://${url.host}${url.pathname === "/" ? "" : url.pathname}`);
+  if (url?.protocol !== "https:" || !url.host) throw new UsageError(`${what} ${value}: expected https://HOST[:PORT]`);
+  return url;
+}

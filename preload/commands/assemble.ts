@@ -6,7 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
 import { defineCommand, describeError, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
-import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
+import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { whyCannotRead } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
@@ -213,9 +213,7 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
     }
   }
   checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);
-  if (flags.server !== undefined && (!URL.canParse(flags.server) || !/^https:\/\//.test(flags.server))) {
-    throw new UsageError(`--server must be an https:// URL, got ${flags.server}`);
-  }
+  if (flags.server !== undefined) checkGatewayUrl("--server", flags.server);
   if (flags.server && token) {
     try {
       parsePinnedToken(token);

@@ -126,7 +126,7 @@ describe("files and tokens a flag names", () => {
   test("--server must be an https:// URL", async () => {
     const r = await preload("--factory-config", enabled, "--ref", "refs/heads/main", "--out", join(dir, "out"), "--server", "gateway:8443", "--token", `x.${PIN}`);
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr).toContain("--server must be an https:// URL, got gateway:8443");
+    expect(r.stderr).toContain("--server gateway:8443: expected https://HOST[:PORT]");
   });
 
   test("a --bundle that is not there exits 2 naming the flag and the path", async () => {
