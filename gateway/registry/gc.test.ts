@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistry } from "./registry.ts";
-import { gc } from "./gc.ts";
+import { gc, NotRegistryStorageError } from "./gc.ts";
 
 const sha256 = (b: string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
 
@@ -72,6 +72,34 @@ describe("gc", () => {
       const result = await gc(root, { graceMs: 0 });
       expect(result.uploadsRemoved).toBe(1);
       expect(readdirSync(join(root, "uploads"))).toEqual([fresh]);
+    });
+  });
+  test("refuses a folder that is not laid out as the registry's storage, and removes nothing from it", async () => {
+    await withRoot(async (root) => {
+      // Old enough to be past any grace period, and shaped like what gc removes.
+      const old = new Date(0);
+      writeFileSync(join(root, "notes.txt"), "mine");
+      mkdirSync(join(root, "uploads", "photos"), { recursive: true });
+      writeFileSync(join(root, "uploads", "photos", "a.jpg"), "jpg");
+      utimesSync(join(root, "uploads", "photos", "a.jpg"), old, old);
+      const err = await gc(root, { graceMs: 0 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotRegistryStorageError);
+      expect((err as Error).message).toBe(
+        `${root} is not the gateway registry's storage (it holds notes.txt, which the registry does not make: only blobs/, repositories/, uploads/, tmp/, deltas/): nothing removed`,
+      );
+      expect(readdirSync(join(root, "uploads", "photos"))).toEqual(["a.jpg"]);
+    });
+  });
+
+  test("an empty folder is an empty registry; in uploads/ only upload sessions are swept", async () => {
+    await withRoot(async (root) => {
+      expect(await gc(root, { graceMs: 0 })).toEqual({ blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 });
+      const foreign = join(root, "uploads", "photos");
+      mkdirSync(foreign, { recursive: true });
+      writeFileSync(join(foreign, "data"), "not an upload session");
+      utimesSync(join(foreign, "data"), new Date(0), new Date(0));
+      expect((await gc(root, { graceMs: 0 })).uploadsRemoved).toBe(0);
+      expect(existsSync(join(foreign, "data"))).toBe(true);
     });
   });
 });

@@ -21,16 +21,27 @@ export class NotRegistryStorageError extends Error {
 }
 
 const HEX64 = /^[a-f0-9]{64}$/;
+const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** What storage.ts (blobs, links, tmp), uploads.ts and deltas.ts make at the top of the registry's root. */
+const LAYOUT = ["blobs", "repositories", "uploads", "tmp", "deltas"];
 
 /**
- * Checks that `root` is laid out as storage.ts lays it out: blobs under blobs/sha256 named by
- * their digest, beside repositories/ (created with the first push). An empty or missing
- * blobs/sha256 is an empty registry. Returns the blob names it listed, for the sweep.
+ * Checks that `root` is laid out as storage.ts lays it out: nothing at its top but the
+ * registry's own folders (dot files and a volume's lost+found aside), blobs under blobs/sha256
+ * named by their digest, beside repositories/ (created with the first push). An empty folder,
+ * or a missing or empty blobs/sha256, is an empty registry. Returns the blob names it listed,
+ * for the sweep.
  */
 async function checkLayout(root: string): Promise<string[]> {
   const st = await stat(root).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
   if (!st) throw new NotRegistryStorageError(root, "no such directory");
   if (!st.isDirectory()) throw new NotRegistryStorageError(root, "not a directory");
+  const strangers = (await listDir(root)).filter((e) => !LAYOUT.includes(e) && !e.startsWith(".") && e !== "lost+found").sort();
+  if (strangers.length) {
+    const shown = strangers.slice(0, 3).join(", ") + (strangers.length > 3 ? ` and ${strangers.length - 3} more` : "");
+    throw new NotRegistryStorageError(root, `it holds ${shown}, which the registry does not make: only ${LAYOUT.join("/, ")}/`);
+  }
   const blobs = await listDir(join(root, "blobs", "sha256"));
   if (!blobs.length) return blobs;
   if (!(await stat(join(root, "repositories")).catch(() => undefined))?.isDirectory())
@@ -143,6 +154,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   // Stale upload sessions.
   const uploadsDir = join(root, "uploads");
   for (const id of await listDir(uploadsDir)) {
+    if (!UPLOAD_ID.test(id)) continue; // uploads.ts names sessions by randomUUID(): anything else is not one
     const data = await stat(join(uploadsDir, id, "data")).catch(() => undefined);
     const info = await readTextOrUndefined(join(uploadsDir, id, "info.json"));
     const age = now - (data?.mtimeMs ?? 0);
