@@ -52,13 +52,22 @@ export default defineCommand({
       if (!/^[1-9][0-9]{0,2}$/.test(n)) throw new UsageError(`--threshold ${role}=${n}: expected a positive integer`);
       thresholds[role] = Number(n);
     }
+    // A threshold no set of the role's keys can meet is a bad flag value, said before the draft.
+    const currentRoles = parseMetadata("root", current).signed.roles;
+    for (const role of ROLE_NAMES) {
+      const n = thresholds[role];
+      const given = keys[role];
+      const count = given ? new Set(given.map((k) => k.keyId)).size : currentRoles[role]!.keyIDs.length;
+      if (n !== undefined && n > count)
+        throw new UsageError(`--threshold ${role}=${n}: ${role} has only ${count} key(s) (${given ? "given with --key" : "in the current root"}), so at most ${role}=${count}`);
+    }
     const draft = draftNextRoot(current, { keys, thresholds, expires: expiresAt(new Date(), asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: ")) });
     const next = parseMetadata("root", draft).signed;
     const previousPath = join(dirname(flags.out), `${next.version - 1}.root.json`);
     if (basename(flags.out) !== basename(previousPath)) await writeFileAtomic(previousPath, current);
     await writeFileAtomic(flags.out, draft, { noReplace: true });
     const roles = Object.fromEntries(ROLE_NAMES.map((r) => [r, { keyIds: next.roles[r]!.keyIDs, threshold: next.roles[r]!.threshold }]));
-    const prev = parseMetadata("root", current).signed.roles.root!;
+    const prev = currentRoles.root!;
     out.result(
       { draft: flags.out, previous: previousPath, version: next.version, expires: next.expires, roles, previousRoot: { keyIds: prev.keyIDs, threshold: prev.threshold } },
       (r) =>

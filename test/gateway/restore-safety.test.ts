@@ -100,16 +100,18 @@ test("restore --force over a gateway data dir keeps the old one beside it and sa
 test("a bad --out or --data is named as given, with its cause, in one line, and leaves no partial files", async () => {
   mkdirSync(join(work, "b"));
   writeFileSync(join(work, "afile"), "not a folder\n");
-  const cases: [string[], string][] = [
-    [["backup", "--data", "data", "--out", "b/nodir/x.bak"], "gateway backup: Cannot write the backup to b/nodir/x.bak: the folder b/nodir does not exist\n"],
-    [["backup", "--data", "data", "--out", "b"], "gateway backup: Cannot write the backup to b: b is a folder, give a file name\n"],
-    [["backup", "--data", "data", "--out", "afile/x.bak"], "gateway backup: Cannot write the backup to afile/x.bak: afile is a file, not a folder\n"],
-    [["restore", backup, "--data", "afile"], "gateway restore: --data afile is a file, not a folder: give the folder to restore the data dir into\n"],
-    [["restore", backup, "--data", "afile/data"], "gateway restore: Cannot restore into --data afile/data: afile is a file, not a folder\n"],
+  // restore's wrong --data is bad usage (2), as every command's; backup's unwritable --out is not.
+  const usage = "Run 'gateway restore --help' for usage.\n";
+  const cases: [string[], number, string][] = [
+    [["backup", "--data", "data", "--out", "b/nodir/x.bak"], 1, "gateway backup: Cannot write the backup to b/nodir/x.bak: the folder b/nodir does not exist\n"],
+    [["backup", "--data", "data", "--out", "b"], 1, "gateway backup: Cannot write the backup to b: b is a folder, give a file name\n"],
+    [["backup", "--data", "data", "--out", "afile/x.bak"], 1, "gateway backup: Cannot write the backup to afile/x.bak: afile is a file, not a folder\n"],
+    [["restore", backup, "--data", "afile"], 2, `gateway restore: --data afile is a file, not a folder: give the folder to restore the data dir into\n${usage}`],
+    [["restore", backup, "--data", "afile/data"], 2, `gateway restore: Cannot restore into --data afile/data: afile is a file, not a folder\n${usage}`],
   ];
-  for (const [args, err] of cases) {
+  for (const [args, code, err] of cases) {
     const r = await gw(args);
-    expect({ args, code: r.code, err: r.stderr }).toEqual({ args, code: 1, err });
+    expect({ args, code: r.code, err: r.stderr }).toEqual({ args, code, err });
   }
   expect(readdirSync(join(work, "b"))).toEqual([]);
   expect(readFileSync(join(work, "afile"), "utf8")).toBe("not a folder\n");
