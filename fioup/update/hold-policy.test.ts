@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Target } from "../../lib/api/index.ts";
-import { resolveConfig } from "../config.ts";
+import { MAX_HOLD_SECONDS, resolveConfig } from "../config.ts";
 import { decideHold, holdPolicy } from "./hold-policy.ts";
 
 const cfg = (fioup: Record<string, string | number> = {}) => resolveConfig({ fioup }, { root: "", sotaDir: "/tmp/none" });
@@ -16,6 +16,18 @@ describe("holdPolicy", () => {
     expect(p.window?.spec).toBe("Sat 02:00-04:00 Europe/Berlin");
     expect(p.zone).toBe("Europe/Berlin");
     expect(p.maxHoldSeconds).toBe(7200);
+  });
+
+  test("a signed max hold longer than a year holds for a year, so the hold's deadline is a date", () => {
+    for (const maxHold of [1e300, Number.MAX_SAFE_INTEGER, MAX_HOLD_SECONDS + 1]) {
+      const p = holdPolicy(cfg({ max_hold_seconds: 60 }), target({ rollout: "r1", maxHold }));
+      expect(p.maxHoldSeconds).toBe(MAX_HOLD_SECONDS);
+      const now = t("2026-12-05T02:30:00Z");
+      const d = decideHold(p, [{ name: "app", since: "2026-12-05T00:00:00Z" }], now);
+      expect(d).toMatchObject({ hold: true, reason: "lock", until: now + MAX_HOLD_SECONDS * 1000 });
+      expect(new Date((d as { until: number }).until).toISOString()).toBe("2027-12-05T02:30:00.000Z");
+    }
+    expect(holdPolicy(cfg(), target({ maxHold: MAX_HOLD_SECONDS })).maxHoldSeconds).toBe(MAX_HOLD_SECONDS);
   });
 
   test("else the config's, in the config's zone; default max hold 24 h", () => {

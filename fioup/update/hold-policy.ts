@@ -2,15 +2,15 @@
  * What holds an install back, decided: the maintenance window (the target's signed
  * `custom.rollout.window`, else `fioup.install_window`; its own zone, else
  * `fioup.time_zone`, else the device's `timezone` label, else the system's) is checked first, then the update locks,
- * which hold for at most the maximum hold time (`custom.rollout.maxHold` seconds,
- * else `fioup.max_hold_seconds`) counted from the first lock deferral.
+ * which hold for at most the maximum hold time (`custom.rollout.maxHold` seconds, capped at a
+ * year as `fioup.max_hold_seconds` is; else `fioup.max_hold_seconds`) counted from the first lock deferral.
  *
  * @module
  */
 import { readFileSync } from "node:fs";
 import type { Target } from "../../lib/api/index.ts";
 import { isWindowOpen, nextWindowOpening, parseWindow, systemTimeZone, windowZone, type Window } from "../../lib/schedule/index.ts";
-import type { Config } from "../config.ts";
+import { MAX_HOLD_SECONDS, type Config } from "../config.ts";
 import type { UpdateLockInfo } from "./update-locks.ts";
 
 /**
@@ -68,7 +68,9 @@ export function holdPolicy(cfg: Config, target: Target, labelZone?: string): Hol
     }
   }
   if (!window && cfg.installWindow) window = parseWindow(cfg.installWindow); // checked by loadConfig
-  const maxHoldSeconds = typeof r.maxHold === "number" && r.maxHold >= 0 ? r.maxHold : cfg.maxHoldSeconds;
+  // A signed maxHold past the config's cap (a year) holds for the cap: past ~273,000 years the
+  // hold's deadline has no date, and status, events and the update loop would throw on it.
+  const maxHoldSeconds = typeof r.maxHold === "number" && r.maxHold >= 0 ? Math.min(r.maxHold, MAX_HOLD_SECONDS) : cfg.maxHoldSeconds;
   const deviceZone = cfg.timeZone ?? labelZone ?? systemTimeZone();
   const zone = window ? windowZone(window, deviceZone) : deviceZone;
   return { ...(window ? { window } : {}), zone, maxHoldSeconds, ...(badWindow ? { badWindow } : {}) };
