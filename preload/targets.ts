@@ -131,22 +131,23 @@ export async function targetsFromGateway(server: string, token: string, ca: stri
   const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
   try {
     const headers = () => ({ authorization: `Bearer ${token}` });
+    // Under the server's path (https://host/ota/repo/...), as fioup and the admin client join it.
+    const repo = `${server.replace(/\/+$/, "")}/repo/`;
     let rootJson: string;
     if (rootFile) rootJson = rootFile.json;
     else {
-      const url = new URL("/repo/1.root.json", server).toString();
+      const url = `${repo}1.root.json`;
       const res = await fetch(url, { headers: headers(), tls: { ca } });
       if (!res.ok) throw accessError(res.status, url, server) ?? new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);
       rootJson = await res.text();
     }
     await writeFile(join(dir, "root.json"), rootJson);
-    const base = new URL("/repo/", server).toString();
-    const verified = await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: base, fetch: { tls: { ca } }, headers }).catch((err: unknown) => {
-      throw (err instanceof MetadataFetchError && accessError(err.status, base, server)) || err;
+    const verified = await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: repo, fetch: { tls: { ca } }, headers }).catch((err: unknown) => {
+      throw (err instanceof MetadataFetchError && accessError(err.status, repo, server)) || err;
     });
     // The newest trusted root (after any rotation) is what the device should start from.
     const latestRoot = await readFile(join(dir, "root.json"), "utf8");
-    return { targets: verified.targets, rootJson: latestRoot, source: `${server}/repo/` };
+    return { targets: verified.targets, rootJson: latestRoot, source: repo };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
