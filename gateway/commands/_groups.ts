@@ -1,6 +1,6 @@
 /** What the `gateway groups` commands share: the group name argument and the text of a group. */
 import type { GroupDetail } from "../../lib/api/admin.ts";
-import { RegistrationRequest } from "../../lib/api/device.ts";
+import { DeviceUuid } from "../../lib/api/device.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { cell } from "../../lib/cli/table.ts";
@@ -12,7 +12,7 @@ export function groupArgs(args: string[], rest: "none" | "uuids"): { name: strin
   if (!name) throw new UsageError(rest === "uuids" ? "give a group name, then device uuids" : "give a group name");
   if (rest === "none" && uuids.length) throw new UsageError(`unexpected argument "${uuids[0]}"`);
   if (rest === "uuids" && !uuids.length) throw new UsageError("give at least one device uuid after the group name");
-  checkFlagValues("device uuid", RegistrationRequest.properties.uuid, uuids);
+  checkFlagValues("device uuid", DeviceUuid, uuids);
   return { name, uuids };
 }
 

@@ -1,4 +1,4 @@
-import { RegistrationRequest } from "../../lib/api/device.ts";
+import { DeviceUuid } from "../../lib/api/device.ts";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { table } from "../../lib/cli/table.ts";
@@ -15,7 +15,7 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     const limit = flags.limit;
-    checkFlagValues("--after", RegistrationRequest.properties.uuid, flags.after ? [flags.after] : []); // else a typo pages past every device
+    checkFlagValues("--after", DeviceUuid, flags.after ? [flags.after] : []); // else a typo pages past every device
     const client = await adminClient(flags);
     const res = await client.devices({ limit, ...(flags.after ? { after: flags.after } : {}) });
     out.result(res, (r) =>

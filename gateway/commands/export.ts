@@ -1,8 +1,8 @@
 /** `gateway export`: write an offline bundle for devices without a network (docs/offline.md). */
-import { isTargetVersion } from "../../lib/api/target.ts";
+import { TargetVersion } from "../../lib/api/target.ts";
 import { resolve } from "node:path";
 import { asUsage, defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
-import { checkRegistryHosts } from "../../lib/cli/flag-values.ts";
+import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { whyCannotFill } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
@@ -38,9 +38,8 @@ export default defineCommand({
     if (!flags.target) throw new UsageError("--target VERSION is required");
     if (!flags.hwid) throw new UsageError("--hwid is required");
     if (!flags.out) throw new UsageError("--out DIR is required");
-    for (const [name, v] of [["target", flags.target], ["from", flags.from]] as const) {
-      if (v !== undefined && !isTargetVersion(v)) throw new UsageError(`--${name} must be a version number, got "${v}"`);
-    }
+    checkFlagValues("--target", TargetVersion, [flags.target]);
+    checkFlagValues("--from", TargetVersion, flags.from === undefined ? [] : [flags.from]);
     if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
     if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");
     checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);

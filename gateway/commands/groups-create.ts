@@ -1,5 +1,5 @@
 import { GroupName } from "../../lib/api/admin.ts";
-import { RegistrationRequest } from "../../lib/api/device.ts";
+import { DeviceUuid } from "../../lib/api/device.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { InvalidFleetQueryError, parseFleetQuery } from "../fleet/query.ts";
@@ -34,7 +34,7 @@ export default defineCommand({
     if (!name) throw new UsageError("give a group name");
     checkFlagValues("group name", GroupName, [name]);
     if (flags.query !== undefined && devices.length) throw new UsageError("a dynamic group (--query) takes no device list");
-    checkFlagValues("device uuid", RegistrationRequest.properties.uuid, devices);
+    checkFlagValues("device uuid", DeviceUuid, devices);
     if (flags.query !== undefined) asUsage([InvalidFleetQueryError], () => parseFleetQuery(flags.query!));
     const client = await adminClient(flags);
     const g = await client.createGroup({ name, ...(flags.query !== undefined ? { query: flags.query } : {}), ...(devices.length ? { devices } : {}) });

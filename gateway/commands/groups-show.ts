@@ -1,4 +1,4 @@
-import { RegistrationRequest } from "../../lib/api/device.ts";
+import { DeviceUuid } from "../../lib/api/device.ts";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -16,7 +16,7 @@ export default defineCommand({
   },
   async run({ flags, args, out }) {
     const { name } = groupArgs(args, "none");
-    checkFlagValues("--after", RegistrationRequest.properties.uuid, flags.after ? [flags.after] : []); // else a typo pages past every device
+    checkFlagValues("--after", DeviceUuid, flags.after ? [flags.after] : []); // else a typo pages past every device
     const client = await adminClient(flags);
     out.result(await client.group(name, { limit: flags.limit, ...(flags.after ? { after: flags.after } : {}) }), renderGroup);
   },

@@ -1,5 +1,5 @@
 import { GroupName, type RolloutRequest } from "../../lib/api/admin.ts";
-import { RegistrationRequest } from "../../lib/api/device.ts";
+import { DeviceUuid } from "../../lib/api/device.ts";
 import { Tag, TargetVersion } from "../../lib/api/target.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
@@ -61,7 +61,7 @@ export default defineCommand({
     checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
     checkFlagValues("--group", GroupName, flags.group === undefined ? [] : [flags.group]);
     const first = commaList(flags.first);
-    checkFlagValues("--first", RegistrationRequest.properties.uuid, first);
+    checkFlagValues("--first", DeviceUuid, first);
     const req: RolloutRequest = {
       target: flags.target,
       ...(flags.group ? { group: flags.group } : { tag: flags.tag! }),

@@ -156,6 +156,8 @@ export function checkinList(items: readonly string[]): string {
  * or undashed look-alike of a registered uuid is refused, not a second device.
  */
 export const DEVICE_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
+/** {@link DEVICE_UUID_PATTERN} as a schema: what a registration names, and what the admin commands check a uuid argument against. */
+export const DeviceUuid = Type.String({ pattern: DEVICE_UUID_PATTERN, expected: "a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes)" });
 
 /**
  * POST /devices with `Authorization: Bearer <registration token>` (no client
@@ -163,7 +165,7 @@ export const DEVICE_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[8
  */
 export const RegistrationRequest = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
-  uuid: Type.String({ pattern: DEVICE_UUID_PATTERN, expected: "a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes)" }),
+  uuid: DeviceUuid,
   csr: Type.String({ minLength: 64, maxLength: 16384 }),
   "hardware-id": HardwareId,
   // Held to the Tag rule where they are used (gateway/routes/register.ts): a token with tags of its

@@ -45,6 +45,15 @@ describe("gateway admin CLI flags", () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  test("export and rollouts create check --target (and --from) by the one version rule", () => {
+    const rule = "expected a target version: 1-15 digits, as `fioup check` lists them";
+    const server = ["--server", "https://127.0.0.1:1", "--token", "T"];
+    expect(cli("export", ...server, "--target", "abc", "--hwid", "amd64-linux", "--out", join(dir, "b1")).err).toStartWith(`gateway export: --target: ${rule}, got "abc"\n`);
+    expect(cli("export", ...server, "--target", "2", "--from", "v1", "--hwid", "amd64-linux", "--out", join(dir, "b1")).err).toStartWith(`gateway export: --from: ${rule}, got "v1"\n`);
+    const r = cli("rollouts", "create", ...server, "--target", "abc", "--tag", "main", "--waves", "100%");
+    expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(`gateway rollouts create: --target: ${rule}, got "abc"\n`) });
+  });
+
   test("a zero duration says it must be more than 0", () => {
     const r = cli("tokens", "create", "--expires", "0", "--server", "https://127.0.0.1:1", "--token", "T");
     expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining('gateway tokens create: --expires: Invalid duration "0": must be more than 0\n') });
