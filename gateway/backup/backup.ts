@@ -239,17 +239,16 @@ async function asideName(dir: string): Promise<string> {
 
 /** Restores a backup into `dataDir` (which must not exist or be empty unless `force`); returns its manifest. */
 export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult> {
-  const source = await stat(opts.file).catch((e) => Promise.reject(new BackupError(`Cannot read the backup ${opts.file}: ${fsWhy(e)}`)));
-  if (source.isDirectory()) throw new BackupError(`Cannot read the backup ${opts.file}: it is a directory (give the backup file)`);
-
-  // Everything about --data is checked before anything is written, and named as the user gave it.
+  // Everything about --data is checked before anything is read or written, and named as the user
+  // gave it. The wrong --data is bad usage (exit 2), as for every command that takes --data.
   const dir = bare(opts.dataDir);
   const fail = (why: string) => new BackupError(`Cannot restore into --data ${opts.dataDir}: ${why}`);
   const target = await look(dir).catch((e) => Promise.reject(fail(fsWhy(e))));
-  if (target === "blocked") throw fail(await blockedBy(dir));
-  if (target && !target.isDirectory()) throw new BackupError(`--data ${opts.dataDir} is a file, not a folder: give the folder to restore the data dir into`);
+  if (target === "blocked") throw new UsageError(`Cannot restore into --data ${opts.dataDir}: ${await blockedBy(dir)}`);
+  if (target && !target.isDirectory()) throw new UsageError(`--data ${opts.dataDir} is a file, not a folder: give the folder to restore the data dir into`);
   const existing = target ? await readdir(dir).catch((e) => Promise.reject(fail(fsWhy(e)))) : undefined;
-  if (existing?.length && !opts.force) throw new BackupError(`${opts.dataDir} exists and is not empty: restore into a new dir, or pass --force to replace it`);
+  if (existing?.length && !opts.force)
+    throw new UsageError(`--data ${opts.dataDir} exists and is not empty: restore into a new folder, or pass --force to replace a gateway data dir`);
   // --force replaces a data dir, never one a gateway is serving from (it would go on with deleted files).
   const inUse = (pid: number) => new BackupError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
   const servedBy = await servingPid(dir);
@@ -260,6 +259,9 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       `--force replaces only a gateway data dir or an empty folder, and ${opts.dataDir} is neither: it holds ${shown} (none of ${DATA_DIR_MARKS.join(", ")}). Nothing was changed: give --data a new folder`,
     );
   }
+
+  const source = await stat(opts.file).catch((e) => Promise.reject(new BackupError(`Cannot read the backup ${opts.file}: ${fsWhy(e)}`)));
+  if (source.isDirectory()) throw new BackupError(`Cannot read the backup ${opts.file}: it is a directory (give the backup file)`);
 
   // --registry-dir: checked now, so nothing is unpacked for a restore that could not finish.
   const registryDir = opts.registryDir ? bare(opts.registryDir) : undefined;

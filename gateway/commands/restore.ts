@@ -1,6 +1,4 @@
-import { readdir } from "node:fs/promises";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { blockedBy, look } from "../../lib/fs/paths.ts";
 import { restoreBackup } from "../backup/backup.ts";
 import { PASSPHRASE_ENV, openSecret } from "../backup/secret.ts";
 
@@ -27,7 +25,6 @@ export default defineCommand({
     const file = args[0];
     if (!file || args.length > 1) throw new UsageError("give exactly one backup FILE");
     if (!flags.data) throw new UsageError("--data DIR is required");
-    await checkRestoreTarget(flags.data, !!flags.force);
     const m = await restoreBackup({
       file,
       dataDir: flags.data,
@@ -46,19 +43,3 @@ export default defineCommand({
     );
   },
 });
-
-/**
- * The wrong --data is bad usage (exit 2), as for every command that takes --data, said before the
- * backup is opened and before anything is written: a file, a path under a file, a folder that is
- * not empty without --force (restoreBackup refuses a non-gateway folder even with --force, also
- * as bad usage). A --data that is not there is created by the restore.
- */
-async function checkRestoreTarget(data: string, force: boolean): Promise<void> {
-  const dir = data.replace(/(.)\/+$/, "$1"); // "afile/" is the file afile, not a path under it
-  const at = await look(dir).catch(() => undefined); // unreadable: restoreBackup says why
-  if (at === undefined) return;
-  if (at === "blocked") throw new UsageError(`Cannot restore into --data ${data}: ${await blockedBy(dir)}`);
-  if (!at.isDirectory()) throw new UsageError(`--data ${data} is a file, not a folder: give the folder to restore the data dir into`);
-  if (!force && (await readdir(dir).catch(() => [])).length)
-    throw new UsageError(`--data ${data} exists and is not empty: restore into a new folder, or pass --force to replace a gateway data dir`);
-}
