@@ -1,6 +1,7 @@
 /**
  * After a failed install or start: mark the target bad (never retried unless
- * named; not when the cause was a full disk), restore the previous target at once, and report
+ * named; not when the cause was the device's own trouble: a full disk, a Docker engine that does
+ * not answer), restore the previous target at once, and report
  * EcuInstallationCompleted{success:false}.
  *
  * @module
@@ -13,11 +14,16 @@ import { planOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
 import { forgetTouched, savedTouched } from "./touched.ts";
 
-/** Failures that mean the disk (or Docker's) was full, in the words of the OS, the engine and SQLite. */
-const DISK_FULL = /ENOSPC|no space left on device|database or disk is full/i;
+/**
+ * Failures that are the device's, not the target's, in the words of the OS, the engine, SQLite and
+ * docker-compose: the disk (or Docker's) was full, or the Docker engine did not answer (dockerd
+ * not up yet after a boot, stopped, its socket elsewhere). The same target works once that is
+ * fixed, so it is tried again.
+ */
+const DEVICE_TROUBLE = /ENOSPC|no space left on device|database or disk is full|Cannot reach the Docker Engine|Cannot connect to the Docker daemon/i;
 
 /**
- * Marks the target bad (unless the disk was full), restores the previous target's touched apps and fails the update.
+ * Marks the target bad (unless the device was at fault: {@link DEVICE_TROUBLE}), restores the previous target's touched apps and fails the update.
  * With `appsTouched: false` (staging failed before any app was stopped, in this run or an
  * earlier one) the running apps are left exactly as they are.
  */
@@ -32,9 +38,10 @@ export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install
   const touched = t ? [...t.changed, ...t.removed] : plan.apps.map((a) => a.name);
   const r = opts.appsTouched === false ? { restoredTo: prev?.name, ok: true } : await restorePrevious(ctx, touched, prev);
   await ctx.runtime.discardStaged(plan.apps.map((a) => a.name)).catch(() => {});
-  // A full disk is the device's trouble, not the target's: roll back, but let the next run try
-  // the target again once there is room (the space check refuses it before any download).
-  if (!DISK_FULL.test(error)) ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
+  // A full disk or an absent engine is the device's trouble, not the target's: roll back, but let
+  // the next run try the target again (for a full disk, the space check refuses it before any
+  // download until there is room).
+  if (!DEVICE_TROUBLE.test(error)) ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
   forgetTouched(ctx, u);

@@ -95,6 +95,20 @@ describe("offline bundles", () => {
     expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-1`);
   }, 60_000);
 
+  test("a Docker engine that cannot be reached fails the update without marking the target bad", async () => {
+    // A device whose dockerd is not up yet (a slow boot): the device's trouble, not the target's.
+    dropIn("90-no-docker.toml", `[fioup]\ndocker_host = "unix://${join(bundles, "no-docker.sock")}"\n`);
+    try {
+      const r = await device.fioup("update", "--offline", join(bundles, "v2"));
+      expect(r.code, r.stderr).not.toBe(0);
+      expect(r.stderr).toContain("Cannot reach the Docker Engine");
+      expect((await device.fioup("status")).json.badTargets).toEqual([]);
+    } finally {
+      dropIn("90-no-docker.toml", undefined);
+    }
+    expect(await httpGet(port)).toBe("offline v1");
+  }, 60_000);
+
   test("a bundle made on the gateway updates a device that cannot reach the gateway", async () => {
     const r = await device.fioup("update", "--offline", join(bundles, "v2"));
     expect(r.code, r.stderr).toBe(0);
