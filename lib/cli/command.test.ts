@@ -92,6 +92,18 @@ test("describeError says each cause once: a wrapper that quotes its cause does n
   expect(describeError(other)).toBe("Cannot read the recipient key: not a PEM public key: NO_START_LINE");
 });
 
+test("describeError leaves out Bun's generic fetch hints under a wrapper that says the cause in words", async () => {
+  const refused = await fetch("http://127.0.0.1:1/").catch((e: Error) => e);
+  const noSocket = await fetch("http://localhost/x", { unix: "/nonexistent/docker.sock" } as RequestInit).catch((e: Error) => e);
+  expect(describeError(new Error("Cannot GET http://127.0.0.1:1/: connection refused (is it running at that address?)", { cause: refused }))).toBe(
+    "Cannot GET http://127.0.0.1:1/: connection refused (is it running at that address?)",
+  );
+  expect(describeError(new Error("Cannot reach the Docker Engine at /nonexistent/docker.sock: no such socket", { cause: noSocket }))).toBe(
+    "Cannot reach the Docker Engine at /nonexistent/docker.sock: no such socket",
+  );
+  expect(describeError(refused)).toBe((refused as Error).message); // alone, it is all there is to say
+});
+
 test("a group's unknown sub-command, or a flag before one, is named as such", async () => {
   const write = process.stderr.write;
   const said = async (argv: string[]) => {

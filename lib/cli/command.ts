@@ -346,13 +346,20 @@ export function asUsage<T>(classes: (new (...args: any[]) => Error)[], check: ()
   }
 }
 
+/**
+ * Bun's fetch errors' generic hints ("Was there a typo in the url or port?", "Is the computer able
+ * to access the url?"): as a cause they only repeat, less clearly, what the wrapper says in words
+ * (lib/net/why.ts), so they are left out.
+ */
+const BUN_FETCH_HINT = /^(?:[A-Za-z]+: )?(?:Was there a typo in the url or port\?|Unable to connect\. Is the computer able to access the url\?)$/;
+
 /** "What failed: why" from an error and its causes; a cause its wrapper already quotes is not said twice. */
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   let e: unknown = err;
   for (let i = 0; e && i < 5; i++) {
     const message = e instanceof Error ? e.message : String(e);
-    if (message && !parts.some((p) => p.includes(message))) parts.push(message);
+    if (message && !parts.some((p) => p.includes(message)) && !(i > 0 && BUN_FETCH_HINT.test(message))) parts.push(message);
     e = e instanceof Error ? e.cause : undefined;
   }
   return parts.join(": ");

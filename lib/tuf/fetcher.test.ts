@@ -24,6 +24,6 @@ describe("TufFetcher", () => {
     closed.stop(true);
     const err = await new TufFetcher({ maxBytes: 1 << 20 }).fetch(url).catch((e) => e);
     expect(err).toBeInstanceOf(MetadataFetchError);
-    expect(err.message).toContain(`request to ${url} failed: connection refused (is it running at that address?)`);
+    expect(err.message).toBe(`Cannot fetch TUF metadata timestamp.json: request to ${url} failed: connection refused (is it running at that address?)`);
   });
 });

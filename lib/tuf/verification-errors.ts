@@ -54,6 +54,8 @@ export class MetadataFetchError extends TufVerificationError {
   override name = "MetadataFetchError";
   constructor(file: string | undefined, why: string, readonly status?: number, options?: ErrorOptions) {
     super(file, why, options);
+    // Nothing was verified, nor failed to verify: "Cannot verify" would read as a signature problem.
+    this.message = `Cannot fetch TUF metadata${file ? ` ${file}` : ""}: ${why}`;
   }
 }
 
