@@ -9,23 +9,42 @@
  * @module
  */
 import { join } from "node:path";
-import { bundleMetadataFetch, bundleRegistries, BUNDLE_METADATA_BASE_URL, type Bundle } from "../../lib/bundle/index.ts";
+import { bundleMetadataFetch, bundleRegistries, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, type Bundle } from "../../lib/bundle/index.ts";
 import { TargetNotFoundError } from "../../lib/api/target.ts";
-import { selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { ExpiredMetadataError, selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { createUpdate, NoUpdateError } from "../update/check-step.ts";
 import { useBundle, type UpdateContext } from "../update/context.ts";
 import { currentTarget } from "../update/current-target.ts";
 import { InvalidStateError } from "../update/states.ts";
 import type { Step } from "../update/step.ts";
 
-/** Verifies the bundle's metadata into the device's trusted store; returns the verified targets. */
+/**
+ * Verifies the bundle's metadata into the device's trusted store; returns the verified targets.
+ * Expired metadata is said with its expiry and the two ways forward: a bundle kept on a shelf
+ * longer than the gateway's timestamps live is the usual case offline, not an attack.
+ */
 async function verifiedTargets(ctx: UpdateContext, bundle: Bundle) {
-  return await verifyAndLoadTargets({
-    metadataDir: join(ctx.cfg.storagePath, "tuf"),
-    metadataBaseUrl: BUNDLE_METADATA_BASE_URL,
-    fetch: bundleMetadataFetch(bundle.dir),
-    expiryGraceSeconds: ctx.cfg.offlineExpiryGraceSeconds,
-  });
+  try {
+    return await verifyAndLoadTargets({
+      metadataDir: join(ctx.cfg.storagePath, "tuf"),
+      metadataBaseUrl: BUNDLE_METADATA_BASE_URL,
+      fetch: bundleMetadataFetch(bundle.dir),
+      expiryGraceSeconds: ctx.cfg.offlineExpiryGraceSeconds,
+    });
+  } catch (err) {
+    if (!(err instanceof ExpiredMetadataError)) throw err;
+    const file = err.file ?? "metadata";
+    const expires = await Bun.file(join(bundle.dir, BUNDLE_TUF_DIR, file))
+      .json()
+      .then((d: { signed?: { expires?: unknown } }) => (typeof d.signed?.expires === "string" ? d.signed.expires : undefined))
+      .catch(() => undefined);
+    const grace = ctx.cfg.offlineExpiryGraceSeconds;
+    throw new ExpiredMetadataError(
+      err.file,
+      `the bundle's copy expired${expires ? ` at ${expires}` : ""}${grace ? `, more than fioup.offline_expiry_grace_seconds (${grace} s) ago` : ""}: ` +
+        "export a new bundle (gateway export), or let this device take metadata that expired a while ago with fioup.offline_expiry_grace_seconds in a drop-in (docs/offline.md)",
+    );
+  }
 }
 
 /** The check step for `bundle` (it also makes the later steps read from the bundle). */
