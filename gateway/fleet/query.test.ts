@@ -24,6 +24,8 @@ describe("parseFleetQuery", () => {
     ["hwid=a hardware-id=b", /given twice/],
     ['site="open', /not closed/],
     [`k=${"x".repeat(129)}`, /longer than 128/],
+    ["region==eu", 'Invalid query term "region==eu": write region=eu (one =: terms are key=value or name~text)'],
+    ["name~~kiosk", /write name~kiosk/],
   ])("refuses %j with a clear error", (q, why) => {
     expect(() => parseFleetQuery(q)).toThrow(InvalidFleetQueryError);
     expect(() => parseFleetQuery(q)).toThrow(why);

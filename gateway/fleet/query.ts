@@ -99,6 +99,8 @@ export function parseFleetQuery(text: string): FleetQuery {
     if (!m) throw new InvalidFleetQueryError(`Invalid query term "${term}": expected key=value, tag=T, hwid=H or name~text`);
     const [, key, op, value] = m as unknown as [string, string, "=" | "~", string];
     if (!value) throw new InvalidFleetQueryError(`Invalid query term "${term}": the value is empty`);
+    // "region==eu" (as in other query languages) would look for the value "=eu" and match nothing.
+    if (/^[=~]/.test(value)) throw new InvalidFleetQueryError(`Invalid query term "${term}": write ${key}${op}${value.replace(/^[=~]+/, "")} (one ${op}: terms are key=value or name~text)`);
     if (value.length > MAX_VALUE) throw new InvalidFleetQueryError(`Invalid query term "${term}": the value is longer than ${MAX_VALUE} characters`);
     if (op === "~") {
       if (key !== "name") throw new InvalidFleetQueryError(`Invalid query term "${term}": only name~text matches part of a value`);
