@@ -65,6 +65,11 @@ describe("fioup CLI", () => {
     expect({ code: hwid.code, err: hwid.stderr }).toEqual({ code: 2, err: expect.stringContaining('--hwid: expected a hardware id (letters, digits, . _ -; at most 128, starting with a letter or digit), got "raspberry pi"') });
   });
 
+  test("update: --interval without --watch is bad usage, not silently ignored", () => {
+    const r = fioup("update", "--offline", "/nonexistent-bundle", "--interval", "5");
+    expect({ code: r.code, err: r.stderr }).toEqual({ code: 2, err: expect.stringContaining("--interval only applies with --watch") });
+  });
+
   test("--help shows the exit-code table", () => {
     const r = fioup("--help");
     expect(r.code).toBe(0);

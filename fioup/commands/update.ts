@@ -17,15 +17,16 @@ export default defineCommand({
     ...forceHoldFlag,
     offline: { type: "string", description: "Update from the offline bundle in DIR (made by `gateway export`) instead of the gateway", placeholder: "DIR" },
     watch: { type: "boolean", description: "With --offline: keep watching DIR (a USB stick's mount point) and apply each new bundle once" },
-    interval: { type: "number", min: 1, max: 3600, default: 2, description: "With --watch: seconds between looks at DIR", placeholder: "S" },
+    interval: { type: "number", min: 1, max: 3600, description: "With --watch: seconds between looks at DIR (default 2)", placeholder: "S" },
   },
   async run({ flags, args, out }) {
     const version = versionArg(args);
     if (flags.watch && flags.offline === undefined) throw new UsageError("--watch needs --offline DIR");
+    if (flags.interval !== undefined && !flags.watch) throw new UsageError("--interval only applies with --watch (how often a watched DIR is looked at)");
     if (flags.offline !== undefined) {
       if (version !== undefined) throw new UsageError("an offline update takes the bundle's target: give no version");
       const { runOfflineUpdate, runOfflineWatch } = await import("../offline/run.ts");
-      if (flags.watch) return await runOfflineWatch(flags, flags.offline, flags.interval, out);
+      if (flags.watch) return await runOfflineWatch(flags, flags.offline, flags.interval ?? 2, out);
       return await runOfflineUpdate(flags, flags.offline, out);
     }
     await runUpdateCommand(flags, plans.update({ version }, { force: flags.force }), out);
