@@ -43,11 +43,14 @@ export const NO_BUNDLE = Symbol("no bundle");
  * Why DIR holds no bundle, said once while it stays so: a bundle's index.json must be in DIR
  * itself, and a stick whose bundle sits in a folder of its own would otherwise be watched in silence.
  */
-async function noBundle(dir: string): Promise<string> {
+export async function noBundle(dir: string): Promise<string> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   const inside = [];
   for (const e of entries) if (e.isDirectory() && (await Bun.file(join(dir, e.name, "index.json")).exists())) inside.push(join(dir, e.name));
-  return `no bundle in ${dir} yet (no index.json there)` + (inside.length ? `; ${inside.join(", ")} holds one: give that folder to --offline` : "; watching on");
+  inside.sort();
+  return `no bundle in ${dir} yet (no index.json there)` + (inside.length === 1 ? `; ${inside[0]} holds one: give that folder to --offline`
+    : inside.length ? `; ${inside.join(", ")} each hold one: give one of those folders to --offline`
+    : "; watching on");
 }
 
 /** One look at `dir`: applies a bundle not handled yet. Returns what happened, NO_BUNDLE, or undefined if nothing did. */
