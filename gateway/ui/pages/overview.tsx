@@ -43,7 +43,7 @@ export function Overview({ s }: { s: FleetSummary }) {
           <BarChart
             title="Devices per running target"
             bars={s.versions.slice(0, 15).map((v) => ({
-              label: v.target ?? "(not reported)",
+              label: v.target ?? "(no target yet)", // registered, or every update failed: it runs nothing we published
               value: v.devices,
               href: v.target ? `/ui/devices?target=${encodeURIComponent(v.target)}` : undefined,
             }))}
