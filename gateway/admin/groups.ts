@@ -27,11 +27,11 @@ const named = (uuids: string[]) => `${uuids.slice(0, 5).map((u) => `"${u}"`).joi
  * revoked device is in no audience, so a group that lists it would count or release to nobody more.
  */
 async function refuseUnusable(store: Store, uuids: string[]) {
+  const known = new Map((await store.knownDevices(uuids)).map((d) => [d.uuid, d.revokedAt]));
   const distinct = [...new Set(uuids)];
-  const rows = await Promise.all(distinct.map((u) => store.getDevice(u)));
-  const unknown = distinct.filter((_, i) => !rows[i]);
+  const unknown = distinct.filter((u) => !known.has(u));
   if (unknown.length) throw new HTTPException(400, { message: `Unknown device${unknown.length > 1 ? "s" : ""} ${named(unknown)}` });
-  const revoked = distinct.filter((_, i) => rows[i]!.revokedAt !== null);
+  const revoked = distinct.filter((u) => known.get(u) !== null);
   if (revoked.length)
     throw new HTTPException(400, { message: `Revoked device${revoked.length > 1 ? "s" : ""} ${named(revoked)}: a revoked device is never in a group's audience` });
 }

@@ -418,7 +418,11 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.queryDevices({ hardwareId: hw, nameContains: "KIOSK" })).toEqual(sorted([a, b]));
     expect(await s.queryDevices({ hardwareId: hw, nameContains: "%" })).toEqual([]);
     expect(await s.queryDevices({ hardwareId: hw, labels: { region: "mars" } })).toEqual([]);
-    expect(await s.knownDevices([a, gone, "nope", a])).toEqual(sorted([a, gone]));
+    const goneAt = (await s.getDevice(gone))!.revokedAt;
+    expect(goneAt).not.toBeNull();
+    expect(await s.knownDevices([a, gone, "nope", a])).toEqual(
+      sorted([a, gone]).map((uuid) => ({ uuid, revokedAt: uuid === gone ? goneAt : null })),
+    );
     // The dashboard's list takes the same queries as filters, ANDed with its own.
     const past = new Date(Date.now() - 3600_000).toISOString();
     const listed = await s.searchDevices({ hardwareId: hw, fleet: [{ labels: { region: "eu" } }, { tags: ["prod"] }], offlineBefore: past, sort: "uuid" });

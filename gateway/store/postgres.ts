@@ -216,10 +216,14 @@ export class PostgresStore implements Store {
   }
 
   async knownDevices(uuids: string[]) {
-    const rows = (await this.#sql.unsafe("SELECT uuid FROM devices WHERE uuid = ANY($1::text[]) ORDER BY uuid", [
-      [...new Set(uuids)],
-    ])) as { uuid: string }[];
-    return rows.map((r) => r.uuid);
+    const rows = (await this.#sql.unsafe("SELECT uuid, revoked_at FROM devices WHERE uuid = ANY($1::text[])", [[...new Set(uuids)]])) as {
+      uuid: string;
+      revoked_at: string | null;
+    }[];
+    // Sorted by code unit here, as the SQLite store does (a PostgreSQL collation may order uuids otherwise).
+    return rows
+      .map((r) => ({ uuid: r.uuid, revokedAt: r.revoked_at }))
+      .sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
   }
 
   async createGroup(g: GroupRow) {

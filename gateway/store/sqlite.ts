@@ -213,13 +213,13 @@ export class SqliteStore implements Store {
   }
 
   async knownDevices(uuids: string[]) {
-    const out: string[] = [];
+    const out: { uuid: string; revokedAt: string | null }[] = [];
     for (const part of chunks([...new Set(uuids)], 500))
       for (const r of this.#db
-        .query<{ uuid: string }, string[]>(`SELECT uuid FROM devices WHERE uuid IN (${part.map(() => "?").join(",")})`)
+        .query<{ uuid: string; revoked_at: string | null }, string[]>(`SELECT uuid, revoked_at FROM devices WHERE uuid IN (${part.map(() => "?").join(",")})`)
         .all(...part))
-        out.push(r.uuid);
-    return out.sort();
+        out.push({ uuid: r.uuid, revokedAt: r.revoked_at });
+    return out.sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
   }
 
   async createGroup(g: GroupRow) {

@@ -243,8 +243,8 @@ export interface Store {
   setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[]): Promise<DeviceRow | undefined>;
   /** The uuids of the non-revoked devices matching every field of `q`, sorted. */
   queryDevices(q: FleetQuery): Promise<string[]>;
-  /** Which of these uuids are registered devices (revoked ones included). */
-  knownDevices(uuids: string[]): Promise<string[]>;
+  /** Which of these uuids are registered devices (revoked ones included, with when), sorted by uuid, each once. */
+  knownDevices(uuids: string[]): Promise<{ uuid: string; revokedAt: string | null }[]>;
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
 
