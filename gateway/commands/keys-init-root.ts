@@ -4,7 +4,7 @@ import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/co
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
-import { draftNextRoot } from "../../lib/tuf/root-ceremony.ts";
+import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { CeremonyFileError, readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
 import { parseRoleValue } from "../ota/role-flag.ts";
@@ -52,16 +52,17 @@ export default defineCommand({
       if (!/^[1-9][0-9]{0,2}$/.test(n)) throw new UsageError(`--threshold ${role}=${n}: expected a positive integer`);
       thresholds[role] = Number(n);
     }
-    // A threshold no set of the role's keys can meet is a bad flag value, said before the draft.
-    const currentRoles = parseMetadata("root", current).signed.roles;
-    for (const role of ROLE_NAMES) {
-      const n = thresholds[role];
-      const given = keys[role];
-      const count = given ? new Set(given.map((k) => k.keyId)).size : currentRoles[role]!.keyIDs.length;
-      if (n !== undefined && n > count)
-        throw new UsageError(`--threshold ${role}=${n}: ${role} has only ${count} key(s) (${given ? "given with --key" : "in the current root"}), so at most ${role}=${count}`);
+    const expires = expiresAt(new Date(), asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: "));
+    let draft: Uint8Array;
+    try {
+      draft = draftNextRoot(current, { keys, thresholds, expires });
+    } catch (e) {
+      // A threshold no set of the role's keys can meet is a bad flag value; nothing is written yet.
+      if (!(e instanceof RootThresholdError)) throw e;
+      const from = keys[e.role as RoleName] ? "given with --key" : "in the current root";
+      throw new UsageError(`--threshold ${e.role}=${e.threshold}: ${e.role} has only ${e.keys} key(s) (${from}), so at most ${e.role}=${e.keys}`);
     }
-    const draft = draftNextRoot(current, { keys, thresholds, expires: expiresAt(new Date(), asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: ")) });
+    const currentRoles = parseMetadata("root", current).signed.roles;
     const next = parseMetadata("root", draft).signed;
     const previousPath = join(dirname(flags.out), `${next.version - 1}.root.json`);
     if (basename(flags.out) !== basename(previousPath)) await writeFileAtomic(previousPath, current);

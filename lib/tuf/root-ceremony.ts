@@ -20,6 +20,19 @@ export class RootDraftError extends Error {
   }
 }
 
+/** A threshold no set of the role's keys can meet: a bad value asked for, not a bad current root. */
+export class RootThresholdError extends RootDraftError {
+  override name = "RootThresholdError";
+  constructor(
+    readonly role: string,
+    readonly threshold: number,
+    /** How many keys the role has in the draft. */
+    readonly keys: number,
+  ) {
+    super(`the ${role} threshold ${threshold} must be between 1 and its ${keys} key(s)`);
+  }
+}
+
 /** A key asked to sign a root draft is not one of the root keys that count for it. */
 export class NotARootKeyError extends Error {
   override name = "NotARootKeyError";
@@ -46,7 +59,7 @@ export interface RootChanges {
  * ```ts
  * const draft = draftNextRoot(currentBytes, { keys: { root: [a, b, c] }, thresholds: { root: 2 }, expires });
  * ```
- * @throws {RootDraftError} If the current bytes are not root metadata or a threshold exceeds its keys.
+ * @throws {RootDraftError} If the current bytes are not root metadata; {@link RootThresholdError} if a threshold exceeds its keys.
  */
 export function draftNextRoot(current: Uint8Array | string, changes: RootChanges): Uint8Array {
   let cur: Metadata<Root>;
@@ -75,7 +88,7 @@ export function draftNextRoot(current: Uint8Array | string, changes: RootChanges
     }
     const r = json.roles[role]!;
     if (!Number.isSafeInteger(r.threshold) || r.threshold < 1 || r.threshold > r.keyids.length)
-      throw new RootDraftError(`the ${role} threshold ${r.threshold} must be between 1 and its ${r.keyids.length} key(s)`);
+      throw new RootThresholdError(role, r.threshold, r.keyids.length);
   }
   const used = new Set(Object.values(json.roles).flatMap((r) => r.keyids));
   for (const id of Object.keys(json.keys)) if (!used.has(id)) delete json.keys[id];
