@@ -41,18 +41,27 @@ export function presentedAdminToken(authorization: string | undefined): string |
   return undefined;
 }
 
-/** True for the data dir's admin token (synchronous: no API token lookup). */
-export const isAdmin = (authorization: string | undefined, adminToken: string) => {
-  const t = presentedAdminToken(authorization);
-  return t !== undefined && sameSecret(t, adminToken);
-};
+/** The caller a token names, or why it names none, in words for its holder ("this token expired at ..."). */
+export type TokenCheck = { caller: Caller } | { refused: string };
+
+/** The caller a token names, or why not: unknown, revoked (when) or expired (when). */
+export async function checkToken(gw: Gateway, token: string, now = Date.now()): Promise<TokenCheck> {
+  if (sameSecret(token, gw.adminToken)) return { caller: { role: "admin", tokenId: null } };
+  const row = await gw.apiTokens.byHash(hashSecret(tokenSecret(token)));
+  if (!row) return { refused: "unknown token" };
+  const { revokedAt, expiresAt } = row;
+  if (apiTokenUsable(row, now)) return { caller: { role: row.role, tokenId: row.id } };
+  return { refused: revokedAt !== null ? `this token was revoked at ${revokedAt}` : `this token expired at ${expiresAt}` };
+}
 
 /** The caller a token names, or undefined (unknown, revoked or expired). */
 export async function callerOf(gw: Gateway, token: string): Promise<Caller | undefined> {
-  if (sameSecret(token, gw.adminToken)) return { role: "admin", tokenId: null };
-  const row = await gw.apiTokens.byHash(hashSecret(tokenSecret(token)));
-  return apiTokenUsable(row) ? { role: row.role, tokenId: row.id } : undefined;
+  const r = await checkToken(gw, token);
+  return "caller" in r ? r.caller : undefined;
 }
+
+/** The one wording of a refused token, for /admin and /repo alike. */
+export const tokenRefused = (why: string) => `Admin token refused: ${why}`;
 
 /** The caller of a request (Bearer or Basic credentials), or undefined. */
 export async function requestCaller(gw: Gateway, authorization: string | undefined): Promise<Caller | undefined> {
@@ -67,8 +76,10 @@ export async function requestCaller(gw: Gateway, authorization: string | undefin
 export const requireApiToken = createMiddleware<GatewayEnv>(async (c, next) => {
   const auth = c.req.header("authorization");
   if (!auth) throw new HTTPException(401, { message: "Admin token required: send Authorization: Bearer <admin token>" });
-  const caller = /^Bearer\s/i.test(auth) ? await requestCaller(c.var.gw, auth) : undefined;
-  if (!caller) throw new HTTPException(403, { message: "Admin token refused" });
+  const token = /^Bearer\s/i.test(auth) ? presentedAdminToken(auth) : undefined;
+  const check = token === undefined ? { refused: "send it as Authorization: Bearer <token>" } : await checkToken(c.var.gw, token);
+  if (!("caller" in check)) throw new HTTPException(403, { message: tokenRefused(check.refused) });
+  const caller = check.caller;
   c.set("caller", caller);
   c.set("admin", true);
   const readOnly = caller.role === "viewer" && (c.req.method === "GET" || c.req.method === "HEAD");

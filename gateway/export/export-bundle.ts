@@ -1,6 +1,6 @@
 /**
  * Writes an offline bundle (format: lib/bundle/format.ts, docs/offline.md) from a running
- * gateway, with the admin token: the TUF metadata exactly as devices get it from /repo/ (every
+ * gateway, with an admin or publish token: the TUF metadata exactly as devices get it from /repo/ (every
  * root version, so a device on any older root walks the chain), then the blobs of the target's
  * apps from the registry, leaving out those the `from` target already had, and carrying a layer
  * as a delta from the `from` target's layer when one verifiably rebuilds it (_bundle-deltas.ts).
@@ -12,9 +12,11 @@
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { AdminApiError, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import type { Target } from "../../lib/api/index.ts";
 import { BUNDLE_FORMAT, BUNDLE_FORMAT_DELTAS, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { netWhy } from "../../lib/net/why.ts";
 import { resolveApps, type AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { REF_NAME_ANNOTATION } from "../../lib/oci/oci-layout.ts";
@@ -24,13 +26,13 @@ import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { bundleDeltas } from "./_bundle-deltas.ts";
 
-/** The export cannot be made as asked (no such target, an output dir in use, metadata refused...). */
+/** The export cannot be made as asked (no such target, an output dir in use, metadata that does not verify...). */
 export class ExportError extends Error {
   override name = "ExportError";
 }
 
 export interface ExportOptions {
-  /** Gateway URL, its admin token and the CA its TLS certificate chains to. */
+  /** Gateway URL, an admin or publish token of it and the CA its TLS certificate chains to. */
   server: string;
   token: string;
   ca?: string;
@@ -72,10 +74,19 @@ async function getMetadata(o: ExportOptions, file: string): Promise<Uint8Array |
   try {
     res = await fetch(url, { headers: { authorization: `Bearer ${o.token}` }, ...(o.ca ? { tls: { ca: o.ca } } : {}), signal: AbortSignal.timeout(30_000) });
   } catch (e) {
-    throw new ExportError(`Cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
+    // No cause: its text is Bun's, which netWhy has just put in words.
+    throw new GatewayUnreachableError(`Cannot fetch ${url}: ${netWhy(e)}`);
   }
   if (res.status === 404) return undefined;
-  if (!res.ok) throw new ExportError(`Cannot fetch ${url}: HTTP ${res.status}`);
+  if (!res.ok) {
+    // The gateway's own reason (a refused token says why), as the admin client reports a refusal.
+    const text = await res.text().catch(() => "");
+    let why: unknown;
+    try {
+      why = (JSON.parse(text) as { error?: unknown }).error;
+    } catch {}
+    throw new AdminApiError(`Cannot fetch ${url}: gateway answered ${res.status}: ${typeof why === "string" ? why : text.slice(0, 200) || res.statusText}`, res.status);
+  }
   return new Uint8Array(await res.arrayBuffer());
 }
 
@@ -133,6 +144,8 @@ const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps)
  * Exports a bundle.
  *
  * @throws {ExportError} No target `version` for `hwid`, an output dir in use, metadata that does not verify.
+ * @throws {AdminApiError} The gateway refused a metadata request (its reason in the message: a refused token says why).
+ * @throws {GatewayUnreachableError} The gateway did not answer a metadata request.
  * @throws {AppResolveError | RegistryError | DigestMismatchError} The registry refused or served other bytes.
  */
 export async function exportBundle(o: ExportOptions): Promise<ExportResult> {

@@ -1,7 +1,8 @@
 /**
- * GET /repo/<file>.json: the signed TUF metadata devices poll (docs/formats.md); preload reads it
- * with the admin token. A device is answered with its signed view (docs/signed-views.md): the
- * targets a rollout still holds back from it are not in it. The admin token gets the main chain.
+ * GET /repo/<file>.json: the signed TUF metadata devices poll (docs/formats.md); preload and
+ * `gateway export` read it with a token. A device is answered with its signed view (docs/signed-views.md): the
+ * targets a rollout still holds back from it are not in it. An API token (admin, publish, viewer)
+ * gets the main chain.
  *
  * @module
  */
@@ -9,7 +10,8 @@ import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { Gateway, GatewayEnv } from "../env.ts";
 import type { ViewLookup } from "../ota/views.ts";
-import { isAdmin } from "../admin/auth.ts";
+import { HTTPException } from "hono/http-exception";
+import { checkToken, presentedAdminToken, tokenRefused } from "../admin/auth.ts";
 import { requireDevice } from "../devices/auth.ts";
 
 /** The file names served under /repo/ (checked before any lookup). */
@@ -18,11 +20,18 @@ export const METADATA_FILE = /^(?:[1-9][0-9]{0,9}\.)?(?:root|timestamp|snapshot|
 /** The headers of a metadata answer. */
 export const METADATA_HEADERS = { "content-type": "application/json", "cache-control": "no-store" } as const;
 
-/** A device certificate, or (for preload, which builds images before any device exists) the admin bearer token. */
-const deviceOrAdmin = createMiddleware<GatewayEnv>(async (c, next) => {
+/**
+ * A device certificate, or (for preload and `gateway export`, which read the metadata without a
+ * device) an admin, publish or viewer bearer token: each may already read the same signed targets
+ * at GET /admin/targets. A token that is refused is told why (unknown, revoked, expired), 403.
+ */
+const deviceOrToken = createMiddleware<GatewayEnv>(async (c, next) => {
   const auth = c.req.header("authorization");
-  if (!c.env?.peer && auth && /^Bearer\s/i.test(auth) && isAdmin(auth, c.var.gw.adminToken)) return next();
-  return requireDevice(c, next);
+  const token = !c.env?.peer && auth && /^Bearer\s/i.test(auth) ? presentedAdminToken(auth) : undefined;
+  if (token === undefined) return requireDevice(c, next);
+  const check = await checkToken(c.var.gw, token);
+  if (!("caller" in check)) throw new HTTPException(403, { message: tokenRefused(check.refused) });
+  return next();
 });
 
 /** Per gateway: the newest timestamp version its rollout cache was reloaded for, and the reload under way. */
@@ -68,10 +77,10 @@ async function reloadFor(f: Freshness, version: number, refresh: () => Promise<v
   }
 }
 
-export const repo = new Hono<GatewayEnv>().get("/repo/:file", deviceOrAdmin, async (c) => {
+export const repo = new Hono<GatewayEnv>().get("/repo/:file", deviceOrToken, async (c) => {
   const file = c.req.param("file");
   if (!METADATA_FILE.test(file)) return c.json({ error: `Unknown metadata file "${file}"` }, 404);
-  const device = c.get("device") as GatewayEnv["Variables"]["device"] | undefined; // unset for the admin token
+  const device = c.get("device") as GatewayEnv["Variables"]["device"] | undefined; // unset for a token
   const bytes = await c.var.gw.tuf.metadata(file, device ? deviceView(c.var.gw, device.uuid) : undefined);
   if (!bytes) return c.json({ error: `Metadata "${file}" not found` }, 404);
   return c.body(bytes as Uint8Array<ArrayBuffer>, 200, METADATA_HEADERS);

@@ -17,7 +17,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
   DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
-import { callerOf } from "../admin/auth.ts";
+import { checkToken } from "../admin/auth.ts";
 import { limit } from "../routes/_validate.ts";
 import type { GatewayEnv } from "../env.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
@@ -35,6 +35,9 @@ import { csrfToken, csrfValid, openSession, seal, sealSession, SESSION_COOKIE, S
 /** The one-time notice of a token just created: shown by the next GET /ui/tokens of the same session. */
 const CREATED_COOKIE = "ota_ui_created";
 type CreatedNotice = TokenCreated & { hwid?: string; sid: string };
+/** Why a session just ended (its token expired or was revoked): shown once by the sign-in page it lands on. */
+const ENDED_COOKIE = "ota_ui_ended";
+type EndedNotice = { why: string };
 
 interface UiEnv extends GatewayEnv {
   Variables: GatewayEnv["Variables"] & { session: Session; csrf: string; api: AdminApi };
@@ -98,14 +101,21 @@ export function dashboard(app: Hono<any>) {
   // Forms are small; nobody, signed in or not, makes the gateway read more.
   ui.post("*", limit(64 * 1024));
 
-  ui.get("/login", (c) => render(c, "Sign in", <LoginPage />));
+  ui.get("/login", async (c) => {
+    const ended = await unseal<EndedNotice>(c.var.gw, getCookie(c, ENDED_COOKIE));
+    if (ended) deleteCookie(c, ENDED_COOKIE, { path: "/ui/login", secure: true });
+    return render(c, "Sign in", <LoginPage error={ended && `Your session ended: ${ended.why}. Sign in with a current token.`} />);
+  });
 
   ui.post("/login", async (c) => {
     const form = await c.req.parseBody();
     const token = typeof form.token === "string" ? form.token.trim() : "";
-    const caller = token ? await callerOf(c.var.gw, token) : undefined;
-    if (!caller || (caller.role !== "admin" && caller.role !== "viewer"))
-      return render(c, "Sign in", <LoginPage error="That token cannot sign in: it needs an unrevoked admin or viewer token." />, 401);
+    const check = token ? await checkToken(c.var.gw, token) : { refused: "no token given" };
+    const caller = "caller" in check ? check.caller : undefined;
+    if (!caller || (caller.role !== "admin" && caller.role !== "viewer")) {
+      const why = caller ? `it is a ${caller.role} token` : "refused" in check ? check.refused : "";
+      return render(c, "Sign in", <LoginPage error={`That token cannot sign in: ${why}; it needs an unrevoked, unexpired admin or viewer token.`} />, 401);
+    }
     const { value } = await sealSession(c.var.gw, token, caller.role);
     setCookie(c, SESSION_COOKIE, value, { path: "/", httpOnly: true, secure: true, sameSite: "Strict", maxAge: SESSION_SECONDS });
     return c.redirect("/ui/", 303);
@@ -135,10 +145,16 @@ export function dashboard(app: Hono<any>) {
   // The admin API's refusals, shown as a page with the API's status and words.
   ui.onError(async (err, c) => {
     if (!(err instanceof ApiCallError)) throw err;
-    // The token itself no longer works (revoked, expired): the session ends with it.
-    if (err.status === 401 || err.message === "Admin token refused") {
-      deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
-      return c.redirect("/ui/login", 303);
+    // The token itself no longer works (revoked, expired): the session ends with it, and the
+    // sign-in page it lands on says why.
+    if (err.status === 401 || err.status === 403) {
+      const check = await checkToken(c.var.gw, c.var.session.token);
+      if (err.status === 401 || !("caller" in check)) {
+        deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
+        if ("refused" in check)
+          setCookie(c, ENDED_COOKIE, await seal(c.var.gw, { why: check.refused } satisfies EndedNotice), { path: "/ui/login", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+        return c.redirect("/ui/login", 303);
+      }
     }
     return render(c, "Refused", <p class="msg error" role="alert">{`The gateway refused this: ${err.message}`}</p>, err.status);
   });

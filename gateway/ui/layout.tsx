@@ -147,10 +147,11 @@ export const Badge = ({ status }: { status: string }) => <span class={`badge s-$
 /** The hidden CSRF field every form that POSTs carries. */
 export const Csrf = ({ token }: { token: string }) => <input type="hidden" name="_csrf" value={token} />;
 
-/** "3 min ago" for an ISO time, with the exact time in a tooltip. */
-export function Ago({ at }: { at: string | null | undefined }) {
+/** "3 min ago" for a past ISO time, "in 365 d" for a future one (an expiry), with the exact time in a tooltip. */
+export function Ago({ at, now = Date.now() }: { at: string | null | undefined; now?: number }) {
   if (!at) return <span class="muted">never</span>;
-  const s = Math.round((Date.now() - Date.parse(at)) / 1000);
-  const text = s < 60 ? `${Math.max(s, 0)} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : s < 172800 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86400)} d ago`;
-  return <time datetime={at} title={at}>{text}</time>;
+  const ms = Date.parse(at) - now;
+  const s = Math.round(Math.abs(ms) / 1000);
+  const span = s < 60 ? `${s} s` : s < 3600 ? `${Math.round(s / 60)} min` : s < 172800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} d`;
+  return <time datetime={at} title={at}>{ms > 500 ? `in ${span}` : `${span} ago`}</time>;
 }

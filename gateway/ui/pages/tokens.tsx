@@ -13,6 +13,14 @@ export interface TokensProps {
 
 const stateOf = (t: { revokedAt: string | null; expired: boolean }) => (t.revokedAt ? "revoked" : t.expired ? "expired" : "active");
 
+/** When a token expires ("in 30 d"), or that it has ("expired 3 h ago"). */
+const Expires = ({ t }: { t: { expiresAt: string; expired: boolean } }) => (
+  <>
+    {t.expired && "expired "}
+    <Ago at={t.expiresAt} />
+  </>
+);
+
 export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensProps) {
   const command = created && `fioup register --server ${publicUrl} --token ${created.token}${created.hwid ? ` --hwid ${created.hwid}` : ""}`;
   return (
@@ -97,7 +105,7 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
                   {t.uses} / {t.maxUses ?? "∞"}
                 </td>
                 <td class="opt">
-                  <Ago at={t.expiresAt} />
+                  <Expires t={t} />
                 </td>
                 <td>{canWrite && stateOf(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
               </tr>
@@ -124,7 +132,7 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
                 <td>{t.role}</td>
                 <td>{stateOf(t)}</td>
                 <td class="opt">
-                  <Ago at={t.expiresAt} />
+                  <Expires t={t} />
                 </td>
                 <td>{canWrite && stateOf(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
               </tr>
