@@ -39,7 +39,7 @@ import { RootInstalled, RotateRequest, SignedRoot } from "../admin/keys.ts";
 import { TargetsBody, TargetsList } from "../admin/targets.ts";
 import type { GatewayEnv } from "../env.ts";
 
-type Sec = "device" | "admin" | "registration" | "none";
+type Sec = "device" | "deviceOrToken" | "admin" | "registration" | "none";
 interface Op {
   summary: string;
   sec: Sec;
@@ -58,7 +58,9 @@ const OPS: Record<string, Record<string, Op>> = {
   "/devices": {
     post: { summary: "Register a device", sec: "registration", body: RegistrationRequest, res: RegistrationResponse, status: 201 },
   },
-  "/repo/{file}": { get: { summary: "TUF metadata (N.root.json, timestamp.json, snapshot.json, targets.json)", sec: "device", text: "application/json" } },
+  "/repo/{file}": {
+    get: { summary: "TUF metadata (N.root.json, timestamp.json, snapshot.json, targets.json): a device's signed view, or the main chain for an API token", sec: "deviceOrToken", text: "application/json" },
+  },
   "/events": { post: { summary: "Post update events", sec: "device", body: EventBatch, res: Type.Object({ received: Type.Integer(), stored: Type.Integer() }) } },
   "/apps-states": { post: { summary: "Report app states", sec: "device", body: AppsStates, status: 204 } },
   "/system_info": { put: { summary: "Hardware inventory", sec: "device", body: SystemInfo, status: 204 } },
@@ -111,6 +113,7 @@ const OPS: Record<string, Record<string, Op>> = {
 const SECURITY: Record<Sec, unknown[]> = {
   none: [],
   device: [{ clientCertificate: [] }],
+  deviceOrToken: [{ clientCertificate: [] }, { adminToken: [] }],
   admin: [{ adminToken: [] }],
   registration: [{ registrationToken: [] }, { adminToken: [] }],
 };
@@ -145,7 +148,7 @@ export function openApiDocument() {
     components: {
       securitySchemes: {
         clientCertificate: { type: "mutualTLS", description: "Device certificate issued at registration" },
-        adminToken: { type: "http", scheme: "bearer" },
+        adminToken: { type: "http", scheme: "bearer", description: "An API token (admin-token, or made by `gateway tokens create`); its role decides what it may do" },
         registrationToken: { type: "http", scheme: "bearer" },
       },
     },

@@ -80,14 +80,16 @@ async function state(): Promise<unknown> {
 const concrete = (path: string) =>
   path.replace("{uuid}", devB.uuid!).replace("{file}", "timestamp.json").replace("{name}", "amd64-linux-1").replace(/\{[^}]+\}/g, "x");
 
-type Kind = "admin" | "device" | "register" | "registry";
+type Kind = "admin" | "device" | "repo" | "register" | "registry";
 const kindOf = (path: string): Kind =>
-  path.startsWith("/admin") ? "admin" : path === "/devices" ? "register" : path.startsWith("/v2") ? "registry" : "device";
+  path.startsWith("/admin") ? "admin" : path === "/devices" ? "register" : path.startsWith("/v2") ? "registry" : path.startsWith("/repo/") ? "repo" : "device";
 
 /** Each endpoint kind's refusal when no valid credential of its kind is presented. */
 const MISSING: Record<Kind, [number, string]> = {
   admin: [401, "Admin token required"],
   device: [401, "no verified client certificate"],
+  // TUF metadata: a device certificate, or an API token (preload, gateway export).
+  repo: [401, "no verified client certificate"],
   register: [401, "a registration token is required"],
   registry: [401, '"code":"UNAUTHORIZED"'],
 };
@@ -98,8 +100,9 @@ const MISSING: Record<Kind, [number, string]> = {
  * revoked where devices are served; a wrong token is refused (403) where tokens are checked.
  */
 function expectedRefusal(kind: Kind, who: string): [number, string] {
-  if (who === "revoked device certificate" && kind === "device") return [403, "Device revoked"];
+  if (who === "revoked device certificate" && (kind === "device" || kind === "repo")) return [403, "Device revoked"];
   if (["a wrong admin token", "Basic auth with a wrong password", "a registration token used as admin token"].includes(who) && kind === "admin") return [403, "Admin token refused"];
+  if (["a wrong admin token", "a registration token used as admin token"].includes(who) && kind === "repo") return [403, "Admin token refused: unknown token"];
   if (who === "a wrong admin token" && kind === "register") return [401, "unknown registration token"];
   return MISSING[kind];
 }
@@ -169,6 +172,7 @@ describe("gateway access control", () => {
     for (const e of protectedEps) {
       const who: Identity[] = [anon, foreign, revoked, badAdmin, basicWrong];
       if (e.path.startsWith("/admin")) who.push(deviceOnAdmin, regAsAdmin);
+      if (e.path.startsWith("/repo/")) who.push(regAsAdmin);
       if (e.path === "/devices") who.push(deviceOnRegister);
       for (const id of who) {
         const res = await call(id, e.method, concrete(e.path), plausibleBody(e));
