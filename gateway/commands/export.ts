@@ -41,7 +41,9 @@ export default defineCommand({
     if (!flags.out) throw new UsageError("--out DIR is required");
     checkFlagValues("--target", TargetVersion, [flags.target]);
     checkFlagValues("--from", TargetVersion, flags.from === undefined ? [] : [flags.from]);
-    if (flags.from !== undefined && flags.from === flags.target) throw new UsageError("--from must differ from --target");
+    // A bundle only moves devices forward: a device refuses a target older than the one it runs.
+    if (flags.from !== undefined && Number(flags.from) >= Number(flags.target))
+      throw new UsageError(`--from ${flags.from} must be older than --target ${flags.target}: devices on ${flags.from} would refuse the bundle (no downgrades)`);
     if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");
     checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);
     const outWhy = await whyCannotFill(resolve(flags.out));

@@ -69,7 +69,8 @@ export interface ExportResult {
 const PARALLEL_BLOBS = 4;
 
 async function getMetadata(o: ExportOptions, file: string): Promise<Uint8Array | undefined> {
-  const url = new URL(`/repo/${file}`, o.server);
+  // Under the server's path (https://host/ota/repo/...), as every client joins it.
+  const url = `${o.server.replace(/\/+$/, "")}/repo/${file}`;
   let res: Response;
   try {
     res = await fetch(url, { headers: { authorization: `Bearer ${o.token}` }, ...(o.ca ? { tls: { ca: o.ca } } : {}), signal: AbortSignal.timeout(30_000) });
@@ -161,7 +162,11 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const targets = await verifyMetadata(o.out, work);
     const pick = (version: string) => {
       const t = selectTarget(targets, { hwid: o.hwid, tags: [], version });
-      if (!t) throw new ExportError(`No target with version ${version} for hardware id ${o.hwid} in the gateway's targets.json`);
+      if (!t) {
+        const versions = [...new Set(Object.values(targets).filter((e) => e.custom.hardwareIds.includes(o.hwid)).map((e) => Number(e.custom.version)))].sort((a, b) => a - b);
+        const have = versions.length ? `it has ${versions.length > 10 ? `${versions.slice(-10).join(", ")} (the newest 10 of ${versions.length})` : versions.join(", ")}` : "it has none for that hardware id";
+        throw new ExportError(`No target with version ${version} for hardware id ${o.hwid} in the gateway's targets.json: ${have}`);
+      }
       return t;
     };
     const target = pick(o.version);

@@ -50,6 +50,10 @@ describe("gateway admin CLI flags", () => {
     const server = ["--server", "https://127.0.0.1:1", "--token", "T"];
     expect(cli("export", ...server, "--target", "abc", "--hwid", "amd64-linux", "--out", join(dir, "b1")).err).toStartWith(`gateway export: --target: ${rule}, got "abc"\n`);
     expect(cli("export", ...server, "--target", "2", "--from", "v1", "--hwid", "amd64-linux", "--out", join(dir, "b1")).err).toStartWith(`gateway export: --from: ${rule}, got "v1"\n`);
+    // Devices refuse an older target: a bundle --from a newer version would move nobody.
+    const back = cli("export", ...server, "--target", "1", "--from", "2", "--hwid", "amd64-linux", "--out", join(dir, "b1"));
+    expect({ code: back.code, err: back.err }).toEqual({ code: 2, err: expect.stringContaining("--from 2 must be older than --target 1: devices on 2 would refuse the bundle (no downgrades)") });
+    expect(cli("export", ...server, "--target", "2", "--from", "2", "--hwid", "amd64-linux", "--out", join(dir, "b1")).code).toBe(2);
     const r = cli("rollouts", "create", ...server, "--target", "abc", "--tag", "main", "--waves", "100%");
     expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(`gateway rollouts create: --target: ${rule}, got "abc"\n`) });
   });

@@ -23,9 +23,9 @@ async function createToken(req: TokenRequest): Promise<TokenCreated> {
 }
 
 /** `gateway export` of target 2 for amd64-linux, as an operator off the gateway host runs it. */
-async function exportWith(token: string) {
+async function exportWith(token: string, target = "2") {
   const out = join(await tempDir("export-token-"), "bundle");
-  const sub = Bun.spawn([process.execPath, MAIN, "export", "--server", g.url, "--token", token, "--target", "2", "--hwid", "amd64-linux", "--out", out], {
+  const sub = Bun.spawn([process.execPath, MAIN, "export", "--server", g.url, "--token", token, "--target", target, "--hwid", "amd64-linux", "--out", out], {
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -63,6 +63,13 @@ describe("gateway export --token", () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toContain(`Cannot fetch ${g.url}/repo/1.root.json: gateway answered 403: Admin token refused: unknown token`);
     expect(r.stderr).not.toContain("client certificate");
+    expect(existsSync(join(r.out, "index.json"))).toBe(false);
+  }, 60_000);
+
+  test("a version the gateway lacks is said with the versions it has for that hardware id", async () => {
+    const r = await exportWith(g.adminToken, "9");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("No target with version 9 for hardware id amd64-linux in the gateway's targets.json: it has 2");
     expect(existsSync(join(r.out, "index.json"))).toBe(false);
   }, 60_000);
 
