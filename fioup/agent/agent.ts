@@ -8,6 +8,8 @@
  * When the broker goes away MQTT.js reconnects; the delay doubles from 1 s up
  * to 30 s and resets once connected. A broker that lost its retained messages
  * (restarted without persistence) gets the current state again on reconnect.
+ * A failed or lost connection is logged naming the broker (its password masked)
+ * and why, once per problem rather than at every retry.
  *
  * @module
  */
@@ -18,7 +20,8 @@ import { identify, IdentificationError } from "./identify.ts";
 import { activate, applyAll, cleanup, download, update } from "./phases.ts";
 import { recoverActivity } from "./recover.ts";
 import { rollback } from "./rollback.ts";
-import type { AgentConfig } from "./config.ts";
+import { shownBrokerUrl, type AgentConfig } from "./config.ts";
+import { netWhy } from "../../lib/net/why.ts";
 import { ContainerEngine } from "./container-engine.ts";
 import { currentState, readContainers } from "./current-state.ts";
 import { envelope, type Feedback } from "./feedback.ts";
@@ -46,6 +49,23 @@ const MIN_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 /** Download progress is published at most this often; status changes at once. */
 const PROGRESS_EVERY_MS = 250;
+
+/** MQTT's CONNACK refusals of the client's credentials (3.1.1: 4, 5; 5.0: 0x86, 0x87). */
+const CREDENTIALS_REFUSED = new Set([4, 5, 0x86, 0x87]);
+
+/**
+ * Why the broker could not be reached or dropped the agent, in words, with the hint the URL
+ * makes obvious: MQTT.js says only "read ECONNRESET" or "Connection refused: Not authorized".
+ */
+function brokerWhy(err: Error, url: string): string {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "number" && CREDENTIALS_REFUSED.has(code)) {
+    return `${err.message.replace(/^Connection refused: /, "the broker refused the login: ")} (check username and password in the [mqtt] table)`;
+  }
+  // A TLS hello sent to a plain port: the broker hangs up without an answer.
+  if (code === "ECONNRESET" && /^(mqtts|wss):/.test(url)) return `${netWhy(err)} (is the broker's port TLS? use mqtt:// for a plain port)`;
+  return netWhy(err);
+}
 
 export class Agent {
   private client?: MqttClient;
@@ -106,22 +126,42 @@ export class Agent {
     };
     const client = mqtt.connect(cfg.url, opts);
     this.client = client;
+    const broker = `the broker ${shownBrokerUrl(cfg.url)}`;
     let backoff = MIN_BACKOFF_MS;
     let retry: ReturnType<typeof setTimeout> | undefined;
+    /** Connected since the last close: a close then is a lost connection, not a failed attempt. */
+    let up = false;
+    /** The problem of this attempt, said at its error or else at its close. */
+    let failed = false;
+    /** The last problem logged: the same one on every retry is said once, until it changes or the agent connects. */
+    let told: string | undefined;
+    const problem = (why: string) => {
+      failed = true;
+      const line = `${up ? "Lost" : "Cannot connect to"} ${broker}: ${why}`;
+      if (line === told) return;
+      told = line;
+      this.o.log(`${line}; reconnecting in ${backoff} ms${backoff === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : ""}`);
+    };
     client.on("connect", () => {
       backoff = MIN_BACKOFF_MS;
+      up = true;
+      told = undefined;
       void this.connected();
     });
     client.on("close", () => {
       if (this.o.signal.aborted || retry) return;
-      this.o.log(`broker connection closed; reconnecting in ${backoff} ms`);
+      if (!failed) problem(up ? "the connection closed" : "it closed the connection");
+      up = false;
+      failed = false;
       retry = setTimeout(() => {
         retry = undefined;
         if (!this.o.signal.aborted) client.reconnect();
       }, backoff);
       backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
     });
-    client.on("error", (err) => this.o.log(`MQTT error: ${err.message}`));
+    client.on("error", (err) => {
+      if (!this.o.signal.aborted) problem(brokerWhy(err, cfg.url));
+    });
     client.on("message", (topic, payload) => void this.message(topic, payload));
     await new Promise<void>((resolve) => {
       if (this.o.signal.aborted) return resolve();
@@ -139,7 +179,7 @@ export class Agent {
 
   private async connected(): Promise<void> {
     const client = this.client!;
-    this.o.log(`connected to ${this.o.cfg.url}`);
+    this.o.log(`connected to ${shownBrokerUrl(this.o.cfg.url)}`);
     if (this.recovered) {
       const a = this.recovered;
       this.recovered = undefined;

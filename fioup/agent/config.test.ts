@@ -32,13 +32,31 @@ describe("agentConfig", () => {
     expect(() => agentConfig(cfg({}))).toThrow(ConfigError);
     expect(() => agentConfig(cfg({ url: "http://x" }))).toThrow(/Invalid MQTT URL/);
     // The same from --mqtt is bad usage (exit 2), naming the flag.
-    expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { mqtt: "notaurl" })).toThrow(new UsageError('--mqtt: expected an mqtt://, mqtts://, ws:// or wss:// URL with a host, got "notaurl"'));
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { mqtt: "notaurl" })).toThrow(new UsageError('--mqtt: expected an mqtt:// (or tcp://), mqtts:// (or tls://), ws:// or wss:// URL with a host, got "notaurl"'));
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", sytem_containers: "a" }))).toThrow(/mqtt\.sytem_containers/);
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", client_cert: "/nonexistent.pem" }))).toThrow(/Cannot read the client certificate/);
     // One rule for the instance name, in the table and from --instance.
     const rule = 'expected an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit), got "a/b"';
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", instance: "a/b" }))).toThrow(`Invalid config at mqtt.instance: ${rule}`);
     expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { instance: "a/b" })).toThrow(new UsageError(`--instance: ${rule}`));
+  });
+
+  test("a misspelt [mqtt] key is an error that names the key meant", () => {
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1", pasword: "pw" }))).toThrow(new ConfigError("Invalid config at mqtt.pasword: not a key fioup reads (did you mean password?)"));
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1", registries: { "r.io": { usrname: "u" } } }))).toThrow('Invalid config at mqtt.registries["r.io"].usrname: not a key fioup reads (did you mean username?)');
+    // Nothing close: the keys it reads.
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1", zzz: 1 }))).toThrow(/^Invalid config at mqtt\.zzz: not a key fioup reads \(known: url, client_id, .*, registries\)$/);
+  });
+
+  test("a password in a broker URL is masked in its errors", () => {
+    expect(() => agentConfig(cfg({ url: "http://dev:secret@x" }))).toThrow('Invalid MQTT URL "http://dev:***@x" at mqtt.url');
+    expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { mqtt: "mqt://dev:secret@x" })).toThrow('got "mqt://dev:***@x"');
+  });
+
+  test("Kanto's tcp:// and tls:// broker URLs are read as mqtt:// and mqtts://", () => {
+    // MQTT.js throws on tcp:// or tls:// once a client certificate is given: the agent hands it its own schemes.
+    expect(agentConfig(cfg({ url: "tcp://localhost:1883" })).url).toBe("mqtt://localhost:1883");
+    expect(agentConfig(cfg({ url: "mqtt://x:1" }), { mqtt: "tls://b:8883" }).url).toBe("mqtts://b:8883");
   });
 
   test("a bad [mqtt] value names the file that set it", () => {

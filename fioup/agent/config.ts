@@ -6,7 +6,9 @@
  *
  * ```toml
  * [mqtt]
- * url = "mqtts://broker:8883"
+ * url = "mqtts://broker:8883"            # tcp:// and tls:// (Kanto's) are read as mqtt:// and mqtts://
+ * username = "device-42"                  # optional broker login
+ * password = "s3cret"
  * client_cert = "/var/sota/client.pem"   # optional mTLS
  * client_key = "/var/sota/pkey.pem"
  * ca = "/var/sota/root.crt"
@@ -31,9 +33,15 @@ import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.t
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
+import { closest } from "../../lib/cli/suggest.ts";
 
 /** The owner name put on the agent's containers, from `instance` in the config or `--instance`. */
 const AgentInstance = Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", expected: "an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit)" });
+
+const RegistryToml = Type.Object(
+  { username: Type.Optional(Type.String()), password: Type.Optional(Type.String()), ca: Type.Optional(Type.String()), insecure: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false },
+);
 
 export const MqttToml = Type.Object(
   {
@@ -49,15 +57,7 @@ export const MqttToml = Type.Object(
     state_dir: Type.Optional(Type.String()),
     command_flow: Type.Optional(Type.Boolean()),
     insecure_registries: Type.Optional(CsvOrList),
-    registries: Type.Optional(
-      Type.Record(
-        Type.String(),
-        Type.Object(
-          { username: Type.Optional(Type.String()), password: Type.Optional(Type.String()), ca: Type.Optional(Type.String()), insecure: Type.Optional(Type.Boolean()) },
-          { additionalProperties: false },
-        ),
-      ),
-    ),
+    registries: Type.Optional(Type.Record(Type.String(), RegistryToml)),
   },
   { additionalProperties: false },
 );
@@ -106,9 +106,44 @@ export interface AgentFlags {
 }
 
 
-/** A broker URL mqtt.js can connect to: one of its schemes and a host. */
+/** A broker URL MQTT.js can connect to: one of its schemes and a host. */
 const isBrokerUrl = (url: string): boolean => /^(mqtt|mqtts|tcp|tls|ws|wss):\/\/[^/?#]/.test(url) && URL.canParse(url);
-const BROKER_URL_RULE = "expected an mqtt://, mqtts://, ws:// or wss:// URL with a host";
+const BROKER_URL_RULE = "expected an mqtt:// (or tcp://), mqtts:// (or tls://), ws:// or wss:// URL with a host";
+
+/**
+ * Kanto's configs name the broker `tcp://host:1883` (and `tls://` for TLS): MQTT.js reads them as
+ * mqtt:// and mqtts://, except that with a client certificate it throws on any scheme but its
+ * own, so they are turned into its own here.
+ */
+const brokerScheme = (url: string): string => url.replace(/^tcp:/, "mqtt:").replace(/^tls:/, "mqtts:");
+
+/**
+ * A broker URL as a log line or a message may show it: a password in it masked, so neither the
+ * journal nor an error report carries it.
+ *
+ * @example
+ * ```ts
+ * shownBrokerUrl("mqtt://dev:secret@127.0.0.1:1883"); // "mqtt://dev:***@127.0.0.1:1883"
+ * ```
+ */
+export function shownBrokerUrl(url: string): string {
+  // On the text as written (URL() would add a "/" and re-encode): the userinfo ends at the authority's last "@".
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i.exec(url);
+  if (!m) return url;
+  const colon = m[2]!.indexOf(":");
+  return colon < 0 ? url : `${m[1]}${m[2]!.slice(0, colon)}:***@${url.slice(m[0].length)}`;
+}
+
+/** An unknown key of the `[mqtt]` table or of a registry in it, said with the key most likely meant. */
+function unknownKeyProblem(field: string, message: string): string | undefined {
+  if (!message.startsWith("unexpected property")) return undefined;
+  const inRegistry = /^registries\[/.test(field) || field.startsWith("registries.");
+  const quoted = /\[("(?:[^"\\]|\\.)*")\]$/.exec(field);
+  const key: string = quoted ? JSON.parse(quoted[1]!) : field.slice(field.lastIndexOf(".") + 1);
+  const keys = Object.keys((inRegistry ? RegistryToml : MqttToml).properties);
+  const meant = closest(key, keys);
+  return `not a key fioup reads (${meant !== undefined ? `did you mean ${meant}?` : `known: ${keys.join(", ")}`})`;
+}
 
 /**
  * A PEM file of the agent's TLS: named by a flag it is bad usage (exit 2, the flag named), by the
@@ -140,17 +175,20 @@ export function hasMqttConfig(cfg: Config): boolean {
  */
 export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   // A flag the user just typed wrong is bad usage (exit 2), named; the table's value is the config's (exit 20).
-  if (flags.mqtt !== undefined && !isBrokerUrl(flags.mqtt)) throw new UsageError(`--mqtt: ${BROKER_URL_RULE}, got "${flags.mqtt}"`);
+  if (flags.mqtt !== undefined && !isBrokerUrl(flags.mqtt)) throw new UsageError(`--mqtt: ${BROKER_URL_RULE}, got "${shownBrokerUrl(flags.mqtt)}"`);
   const raw = cfg.raw.mqtt ?? {};
   if (!Value.Check(MqttToml, raw)) {
     const p = schemaProblem(MqttToml, raw);
     const key = `mqtt${p?.field ? (p.field.startsWith("[") ? p.field : `.${p.field}`) : ""}`;
-    throw new ConfigError(`Invalid config at ${key}: ${p?.message ?? "wrong type"}${setIn(cfg, key)}`);
+    // An unknown key stays an error (unlike [fioup]'s warning): a misspelt password or ca would
+    // otherwise connect without it, and no other tool's config shares this table.
+    const why = p ? (unknownKeyProblem(p.field, p.message) ?? p.message) : "wrong type";
+    throw new ConfigError(`Invalid config at ${key}: ${why}${setIn(cfg, key)}`);
   }
   const t = raw as MqttToml;
   const url = flags.mqtt ?? t.url;
   if (!url) throw new ConfigError("No MQTT broker: pass --mqtt URL or set url in the [mqtt] config table");
-  if (!isBrokerUrl(url)) throw new ConfigError(`Invalid MQTT URL "${url}" at mqtt.url: ${BROKER_URL_RULE}${setIn(cfg, "mqtt.url")}`);
+  if (!isBrokerUrl(url)) throw new ConfigError(`Invalid MQTT URL "${shownBrokerUrl(url)}" at mqtt.url: ${BROKER_URL_RULE}${setIn(cfg, "mqtt.url")}`);
   const registries: Record<string, RegistryAccess> = {};
   for (const [host, r] of Object.entries(t.registries ?? {})) {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };
@@ -166,7 +204,7 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   if (flags.instance !== undefined) checkFlagValues("--instance", AgentInstance, [flags.instance]);
   const instance = flags.instance ?? t.instance ?? "default";
   return {
-    url,
+    url: brokerScheme(url),
     clientId: flags["client-id"] ?? t.client_id ?? `fioup-agent-${instance}-${Math.random().toString(36).slice(2, 8)}`,
     tls: {
       ca: readPem(flags.ca ?? t.ca, "broker CA", flags.ca === undefined ? undefined : "--ca"),
