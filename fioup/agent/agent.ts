@@ -20,7 +20,8 @@ import { identify, IdentificationError } from "./identify.ts";
 import { activate, applyAll, cleanup, download, update } from "./phases.ts";
 import { recoverActivity } from "./recover.ts";
 import { rollback } from "./rollback.ts";
-import { shownBrokerUrl, type AgentConfig } from "./config.ts";
+import type { AgentConfig } from "./config.ts";
+import { shownUrl } from "../../lib/net/shown-url.ts";
 import { netWhy } from "../../lib/net/why.ts";
 import { ContainerEngine } from "./container-engine.ts";
 import { currentState, readContainers } from "./current-state.ts";
@@ -126,7 +127,7 @@ export class Agent {
     };
     const client = mqtt.connect(cfg.url, opts);
     this.client = client;
-    const broker = `the broker ${shownBrokerUrl(cfg.url)}`;
+    const broker = `the broker ${shownUrl(cfg.url)}`;
     let backoff = MIN_BACKOFF_MS;
     let retry: ReturnType<typeof setTimeout> | undefined;
     /** Connected since the last close: a close then is a lost connection, not a failed attempt. */
@@ -179,7 +180,7 @@ export class Agent {
 
   private async connected(): Promise<void> {
     const client = this.client!;
-    this.o.log(`connected to ${shownBrokerUrl(this.o.cfg.url)}`);
+    this.o.log(`connected to ${shownUrl(this.o.cfg.url)}`);
     if (this.recovered) {
       const a = this.recovered;
       this.recovered = undefined;

@@ -32,6 +32,7 @@ import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { CsvOrList } from "../../lib/device/sota-toml.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
+import { shownUrl } from "../../lib/net/shown-url.ts";
 import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
 import { closest } from "../../lib/cli/suggest.ts";
 
@@ -117,23 +118,6 @@ const BROKER_URL_RULE = "expected an mqtt:// (or tcp://), mqtts:// (or tls://), 
  */
 const brokerScheme = (url: string): string => url.replace(/^tcp:/, "mqtt:").replace(/^tls:/, "mqtts:");
 
-/**
- * A broker URL as a log line or a message may show it: a password in it masked, so neither the
- * journal nor an error report carries it.
- *
- * @example
- * ```ts
- * shownBrokerUrl("mqtt://dev:secret@127.0.0.1:1883"); // "mqtt://dev:***@127.0.0.1:1883"
- * ```
- */
-export function shownBrokerUrl(url: string): string {
-  // On the text as written (URL() would add a "/" and re-encode): the userinfo ends at the authority's last "@".
-  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i.exec(url);
-  if (!m) return url;
-  const colon = m[2]!.indexOf(":");
-  return colon < 0 ? url : `${m[1]}${m[2]!.slice(0, colon)}:***@${url.slice(m[0].length)}`;
-}
-
 /** An unknown key of the `[mqtt]` table or of a registry in it, said with the key most likely meant. */
 function unknownKeyProblem(field: string, message: string): string | undefined {
   if (!message.startsWith("unexpected property")) return undefined;
@@ -175,7 +159,7 @@ export function hasMqttConfig(cfg: Config): boolean {
  */
 export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   // A flag the user just typed wrong is bad usage (exit 2), named; the table's value is the config's (exit 20).
-  if (flags.mqtt !== undefined && !isBrokerUrl(flags.mqtt)) throw new UsageError(`--mqtt: ${BROKER_URL_RULE}, got "${shownBrokerUrl(flags.mqtt)}"`);
+  if (flags.mqtt !== undefined && !isBrokerUrl(flags.mqtt)) throw new UsageError(`--mqtt: ${BROKER_URL_RULE}, got "${shownUrl(flags.mqtt)}"`);
   const raw = cfg.raw.mqtt ?? {};
   if (!Value.Check(MqttToml, raw)) {
     const p = schemaProblem(MqttToml, raw);
@@ -188,7 +172,7 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   const t = raw as MqttToml;
   const url = flags.mqtt ?? t.url;
   if (!url) throw new ConfigError("No MQTT broker: pass --mqtt URL or set url in the [mqtt] config table");
-  if (!isBrokerUrl(url)) throw new ConfigError(`Invalid MQTT URL "${shownBrokerUrl(url)}" at mqtt.url: ${BROKER_URL_RULE}${setIn(cfg, "mqtt.url")}`);
+  if (!isBrokerUrl(url)) throw new ConfigError(`Invalid MQTT URL "${shownUrl(url)}" at mqtt.url: ${BROKER_URL_RULE}${setIn(cfg, "mqtt.url")}`);
   const registries: Record<string, RegistryAccess> = {};
   for (const [host, r] of Object.entries(t.registries ?? {})) {
     registries[host] = { ...r, ca: readPem(r.ca, `CA of registry ${host}`) };

@@ -10,21 +10,11 @@ import { dirname } from "node:path";
 import { PostgresStore } from "./postgres.ts";
 import { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./types.ts";
+import { shownUrl } from "../../lib/net/shown-url.ts";
 
 /** The --db given cannot be used; nothing was created in it. */
 export class StoreOpenError extends Error {
   override name = "StoreOpenError";
-}
-
-/** A database URL as a message may show it: without its password. */
-function shown(db: string): string {
-  try {
-    const u = new URL(db);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return db;
-  }
 }
 
 const PG_WHY: Record<string, string> = {
@@ -39,7 +29,7 @@ export function dbKind(db: string): "postgres" | "sqlite" | undefined {
 }
 
 /** The words for a --db that {@link dbKind} says is neither. */
-export const dbKindProblem = (db: string) => `Cannot use --db ${shown(db)}: give a postgres:// URL or a SQLite file path`;
+export const dbKindProblem = (db: string) => `Cannot use --db ${shownUrl(db)}: give a postgres:// URL or a SQLite file path`;
 
 /** @throws {StoreOpenError} A database that cannot be reached or opened, or a URL of another scheme. */
 export async function openStore(db: string): Promise<Store> {
@@ -49,7 +39,7 @@ export async function openStore(db: string): Promise<Store> {
       return await PostgresStore.connect(db);
     } catch (e) {
       const why = PG_WHY[(e as { code?: string }).code ?? ""] ?? (e as Error).message;
-      throw new StoreOpenError(`Cannot use the database ${shown(db)}: ${why}`);
+      throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}`);
     }
   }
   if (!kind) throw new StoreOpenError(dbKindProblem(db));
