@@ -21,6 +21,7 @@ import { writePreloadedTarget } from "../lib/device/preloaded-target.ts";
 import { resolveApps } from "../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
+import { sizeText } from "../lib/cli/bytes.ts";
 
 export class AssembleError extends Error {
   override name = "AssembleError";
@@ -130,7 +131,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     }
     await placeBlob(src, store.path(b.digest), o.linkFromCache ?? true);
     bytes += b.size;
-    say(`[${++done}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${(b.size / 1e6).toFixed(1)} MB${got ? " fetched" : " cached"}`);
+    say(`[${++done}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${sizeText(b.size)}${got ? " fetched" : " cached"}`);
   };
   // A few blobs at a time, as docker and skopeo do: one stream rarely fills the link.
   const queue = [...plan.blobs];

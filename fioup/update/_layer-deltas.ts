@@ -25,6 +25,7 @@ import { DockerEngine } from "../runtime/docker-engine.ts";
 import { exportEngineLayer, type EngineLayer } from "./_engine-layer.ts";
 import { preloadedTargetFile } from "./current-target.ts";
 import { tryPlanOf, type UpdatePlan } from "./plan.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 /** A missing layer and the held layer to rebuild it from. */
 export interface DeltaCandidate {
@@ -262,7 +263,7 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
     if (c.engine && !store.has(base)) {
       const started = performance.now();
       fromEngine = await exportEngineLayer(c.engine.engine, c.engine.image, c.engine.index, c.engine.diffId, `${rebuilt}.save`, o.signal);
-      o.onInfo?.(`Layer ${c.layer.digest}: delta base ${base} exported from the Docker Engine (${(fromEngine.size / 1e6).toFixed(1)} MB unpacked, checked against its diff_id) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      o.onInfo?.(`Layer ${c.layer.digest}: delta base ${base} exported from the Docker Engine (${sizeText(fromEngine.size)} unpacked, checked against its diff_id) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     }
     await applyLayerDelta({
       base: fromEngine?.tar ?? (await store.open(base)),

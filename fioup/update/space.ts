@@ -13,6 +13,7 @@ import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 export class NoSpaceError extends Error {
   override name = "NoSpaceError";
@@ -41,18 +42,8 @@ export class NoSpaceError extends Error {
   }
 }
 
-/** `1.5 KiB (1559 bytes)`, or `96 B` below a KiB. */
-export function fmtBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  // The exact count only where the unit rounds it.
-  return i ? `${v.toFixed(1)} ${units[i]} (${n} bytes)` : `${n} B`;
-}
+/** `1.5 KiB (1559 bytes)`, or `96 B` below a KiB: a space check's figures, exact. */
+export const fmtBytes = (n: number): string => sizeText(n, { exact: true });
 
 /** Bytes that will land under `path`; `what` names it for the error message. */
 export interface SpaceNeed {

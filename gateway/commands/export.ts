@@ -9,6 +9,7 @@ import { parsePlatform } from "../../lib/oci/platform.ts";
 import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 export default defineCommand({
   summary: "Write an offline bundle: TUF metadata, blobs and index for one target",
@@ -66,6 +67,6 @@ export default defineCommand({
       insecureRegistries: flags["insecure-registry"],
       onProgress: (l) => out.info(l),
     });
-    out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs${x.deltas ? ` and ${x.deltas} layer deltas` : ""} (${(x.bytes / 1e6).toFixed(1)} MB${x.deltas ? `, ${(x.bytesWithoutDeltas / 1e6).toFixed(1)} MB with whole layers` : ""}), ${x.tuf.length} metadata files`);
+    out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs${x.deltas ? ` and ${x.deltas} layer deltas` : ""} (${sizeText(x.bytes)}${x.deltas ? `, ${sizeText(x.bytesWithoutDeltas)} with whole layers` : ""}), ${x.tuf.length} metadata files`);
   },
 });

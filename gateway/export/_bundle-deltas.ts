@@ -17,6 +17,7 @@ import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClients } from "../../lib/oci/registry-clients.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 /** An image of a target: its path (`registry/repo`) and manifest. */
 interface Image {
@@ -75,7 +76,7 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
       const base = pickDeltaBase(earlier.get(img.at) ?? [], index, l.digest, (d) => held.has(d));
       if (!base) continue;
       const baseSize = [...(earlier.get(img.at) ?? [])].flatMap((m) => m.layers).find((x) => x.digest === base)!.size;
-      const short = `${l.digest.slice(0, 19)} (${(l.size / 1e6).toFixed(1)} MB)`;
+      const short = `${l.digest.slice(0, 19)} (${sizeText(l.size)})`;
       try {
         const reg = o.registry(img.registry);
         const desc = await requestDelta(reg, img.repo, base, l);
@@ -95,7 +96,7 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
         await o.store.pull(reg, img.repo, fromImage.config);
         const fromDiffId = configDiffId(await o.store.read(fromImage.config.digest), fromImage.layers.findIndex((x) => x.digest === base));
         out.push({ ...desc, registry: layer.registry, repo: layer.repo, fromDiffId });
-        o.log(`  layer ${short}: a delta of ${(desc.size / 1e6).toFixed(2)} MB from ${base.slice(0, 19)}, rebuilt and checked against its diff_id`);
+        o.log(`  layer ${short}: a delta of ${sizeText(desc.size)} from ${base.slice(0, 19)}, rebuilt and checked against its diff_id`);
       } catch (e) {
         o.log(`  layer ${short}: carried whole (no usable delta: ${(e as Error).message})`);
       }

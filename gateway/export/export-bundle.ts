@@ -25,6 +25,7 @@ import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { bundleDeltas } from "./_bundle-deltas.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 /** The export cannot be made as asked (no such target, an output dir in use, metadata that does not verify...). */
 export class ExportError extends Error {
@@ -200,7 +201,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const blobs = whole.filter((b) => !asDelta.has(b.digest));
     const deltaBytes = deltas.reduce((n, d) => n + d.size, 0);
     const bytes = blobs.reduce((n, b) => n + b.size, 0) + deltaBytes;
-    log(`copying ${blobs.length} blobs (${((bytes - deltaBytes) / 1e6).toFixed(1)} MB)${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length} layer${deltas.length === 1 ? "" : "s"} as deltas (${(deltaBytes / 1e6).toFixed(1)} MB instead of ${(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0) / 1e6).toFixed(1)} MB)` : ""}`);
+    log(`copying ${blobs.length} blobs (${sizeText(bytes - deltaBytes)})${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length} layer${deltas.length === 1 ? "" : "s"} as deltas (${sizeText(deltaBytes)} instead of ${sizeText(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0))})` : ""}`);
     let next = 0;
     let done = 0;
     const worker = async () => {
@@ -208,7 +209,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
         const b = blobs[next++]!;
         await store.pull(registry(b.registry), b.repo, b);
         done++;
-        if (b.size > 1 << 20 || done === blobs.length) log(`  ${done}/${blobs.length} ${b.digest.slice(0, 19)} (${(b.size / 1e6).toFixed(1)} MB)`);
+        if (b.size > 1 << 20 || done === blobs.length) log(`  ${done}/${blobs.length} ${b.digest.slice(0, 19)} (${sizeText(b.size)})`);
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_BLOBS, blobs.length) }, worker));

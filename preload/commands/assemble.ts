@@ -22,6 +22,7 @@ import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
 import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, type RootFile } from "../targets.ts";
 import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 const FORMATS = ["dir", "tar", "ext4"] as const;
 
@@ -175,7 +176,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
     await writeOutput(tree, outPath, flags.format as OutputFormat);
     print(
       { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
-      `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${(result.bytes / 1e6).toFixed(1)} MB, ${(result.fetched / 1e6).toFixed(1)} MB fetched`,
+      `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched`,
     );
   } finally {
     await rm(work, { recursive: true, force: true });
