@@ -6,7 +6,7 @@
  * @module
  */
 import type { UpdateHooks } from "./update/context.ts";
-import { fmtBytes } from "./update/space.ts";
+import { sizeText } from "../lib/cli/bytes.ts";
 
 export function progressHooks(write: (s: string) => void = (s) => process.stderr.write(s), tty = !!process.stderr.isTTY): UpdateHooks {
   let lastDraw = 0;
@@ -41,7 +41,7 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
         );
         if (finished) write("\n");
       } else if (committed) {
-        write(`[${nCommitted}/${count}] fetched ${digest} ${fmtBytes(total)}\n`);
+        write(`[${nCommitted}/${count}] fetched ${digest} ${sizeText(total, { exact: true })}\n`);
       }
     },
   };

@@ -1,6 +1,6 @@
 /** The update as commands print it (stable JSON keys for --format json). */
 import type { UpdateRow } from "../db.ts";
-import { fmtBytes } from "../update/space.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 export interface UpdateSummary {
   id: string;
@@ -36,7 +36,7 @@ export function renderSummary(s: UpdateSummary): string {
   return [
     `Update ${s.id}: ${s.fromTarget ?? "(none)"} -> ${s.toTarget} (version ${s.version})`,
     `  state: ${s.state}`,
-    `  fetched: ${fmtBytes(s.bytesFetched)} of ${fmtBytes(s.bytesTotal)}`,
+    `  fetched: ${sizeText(s.bytesFetched, { exact: true })} of ${sizeText(s.bytesTotal, { exact: true })}`,
     ...(s.error ? [`  error: ${s.error}`] : []),
   ].join("\n");
 }

@@ -42,8 +42,8 @@ export class NoSpaceError extends Error {
   }
 }
 
-/** `1.5 KiB (1559 bytes)`, or `96 B` below a KiB: a space check's figures, exact. */
-export const fmtBytes = (n: number): string => sizeText(n, { exact: true });
+/** A space check's figures, exact: `1.5 KiB (1559 bytes)`, or `96 B` below a KiB. */
+const fmtBytes = (n: number): string => sizeText(n, { exact: true });
 
 /** Bytes that will land under `path`; `what` names it for the error message. */
 export interface SpaceNeed {
