@@ -65,6 +65,9 @@ function brokerWhy(err: Error, url: string): string {
   }
   // A TLS hello sent to a plain port: the broker hangs up without an answer.
   if (code === "ECONNRESET" && /^(mqtts|wss):/.test(url)) return `${netWhy(err)} (is the broker's port TLS? use mqtt:// for a plain port)`;
+  // A TLS broker whose certificate no CA we were given signed (a private broker's own CA).
+  if (typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code))
+    return `its TLS certificate is not trusted (${err.message}): set ca in the [mqtt] table, or --ca, to the CA that signed it`;
   return netWhy(err);
 }
 

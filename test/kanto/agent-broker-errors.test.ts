@@ -12,21 +12,35 @@ import { join } from "node:path";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { freePort, portAnswers, Proc, tempDir } from "../harness/tmp.ts";
 import { ROOT } from "../fioup/_setup.ts";
+import { createCa, issueServerCert } from "../../gateway/pki/ca.ts";
 
 let dockerd: DockerdHandle;
 let broker: Proc;
 let port: number;
 let dir: string;
+/** A TLS listener of the same broker, its certificate from a private CA (brokerCa, a PEM file). */
+let tlsPort: number;
+let brokerCa: string;
 
 beforeAll(async () => {
-  [dockerd, dir, port] = await Promise.all([startDockerd(), tempDir("kanto-broker-"), freePort()]);
+  [dockerd, dir, port, tlsPort] = await Promise.all([startDockerd(), tempDir("kanto-broker-"), freePort(), freePort()]);
+  const ca = await createCa("broker");
+  const server = await issueServerCert(ca, ["127.0.0.1"]);
+  brokerCa = join(dir, "broker-ca.pem");
+  writeFileSync(brokerCa, ca.certPem);
+  writeFileSync(join(dir, "broker.pem"), server.certPem);
+  writeFileSync(join(dir, "broker.key"), server.keyPem);
   const passwd = join(dir, "passwd");
   writeFileSync(passwd, "");
   Bun.spawnSync(["mosquitto_passwd", "-b", passwd, "dev", "secret"], { stderr: "inherit" });
   const conf = join(dir, "mosquitto.conf");
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${passwd}\npersistence false\nlog_dest stderr\nlog_type all\nuser root\n`);
+  writeFileSync(
+    conf,
+    `allow_anonymous false\npassword_file ${passwd}\npersistence false\nlog_dest stderr\nlog_type all\nuser root\n` +
+      `listener ${port} 127.0.0.1\nlistener ${tlsPort} 127.0.0.1\ncertfile ${join(dir, "broker.pem")}\nkeyfile ${join(dir, "broker.key")}\n`,
+  );
   broker = Proc.start({ name: "mosquitto", cmd: ["/usr/sbin/mosquitto", "-c", conf], logFile: join(dir, "mosquitto.log") });
-  await broker.waitUntil(() => portAnswers(port), `listener on 127.0.0.1:${port}`, 15_000);
+  await broker.waitUntil(async () => (await portAnswers(port)) && (await portAnswers(tlsPort)), `listeners on 127.0.0.1:${port} and ${tlsPort}`, 15_000);
 }, 120_000);
 
 afterAll(async () => {
@@ -65,6 +79,14 @@ const count = (text: string, s: string) => text.split(s).length - 1;
 const attempts = () => count(readFileSync(broker.logFile, "utf8"), "New connection from");
 
 describe("fioup agent and its broker", () => {
+  test("a TLS broker whose CA the agent was not given says so and which key sets it; with ca set it connects", async () => {
+    const mqtt = [`url = "mqtts://127.0.0.1:${tlsPort}"`, 'username = "dev"', 'password = "secret"'];
+    const untrusted = await logOf("tls-untrusted", mqtt, /Cannot connect to the broker/);
+    expect(untrusted).toMatch(new RegExp(`Cannot connect to the broker mqtts://127\\.0\\.0\\.1:${tlsPort}: its TLS certificate is not trusted \\(.+\\): set ca in the \\[mqtt\\] table, or --ca, to the CA that signed it`));
+    const trusted = await logOf("tls-trusted", [...mqtt, `ca = "${brokerCa}"`], /connected to /);
+    expect(trusted).toContain(`connected to mqtts://127.0.0.1:${tlsPort}`);
+  }, 60_000);
+
   test("a password in the broker URL is never logged: the agent says it connected to mqtt://dev:***@host:port", async () => {
     const log = await logOf("creds", [`url = "mqtt://dev:secret@127.0.0.1:${port}"`], /connected to /);
     expect(log).toContain(`connected to mqtt://dev:***@127.0.0.1:${port}`);
