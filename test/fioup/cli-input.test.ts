@@ -64,7 +64,7 @@ describe("fioup CLI input", () => {
       expect({ bad, code: r.code, err: r.stderr }).toEqual({
         bad,
         code: 2,
-        err: expect.stringContaining(`fioup agent: --mqtt: expected an mqtt://, mqtts://, ws:// or wss:// URL with a host, got "${bad}"`),
+        err: expect.stringContaining(`fioup agent: --mqtt: expected an mqtt:// (or tcp://), mqtts:// (or tls://), ws:// or wss:// URL with a host, got "${bad}"`),
       });
     }
   });
