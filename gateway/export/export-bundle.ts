@@ -12,7 +12,7 @@
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { AdminApiError, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
+import { GatewayUnreachableError, refusedBy } from "../../lib/api/admin-client.ts";
 import type { Target } from "../../lib/api/index.ts";
 import { BUNDLE_FORMAT, BUNDLE_FORMAT_DELTAS, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
@@ -80,15 +80,8 @@ async function getMetadata(o: ExportOptions, file: string): Promise<Uint8Array |
     throw new GatewayUnreachableError(`Cannot fetch ${url}: ${netWhy(e)}`);
   }
   if (res.status === 404) return undefined;
-  if (!res.ok) {
-    // The gateway's own reason (a refused token says why), as the admin client reports a refusal.
-    const text = await res.text().catch(() => "");
-    let why: unknown;
-    try {
-      why = (JSON.parse(text) as { error?: unknown }).error;
-    } catch {}
-    throw new AdminApiError(`Cannot fetch ${url}: gateway answered ${res.status}: ${typeof why === "string" ? why : text.slice(0, 200) || res.statusText}`, res.status);
-  }
+  // The gateway's own reason (a refused token says why), as the admin client reports a refusal.
+  if (!res.ok) throw refusedBy(`Cannot fetch ${url}`, res, await res.text().catch(() => ""));
   return new Uint8Array(await res.arrayBuffer());
 }
 

@@ -59,6 +59,18 @@ export class GatewayUnreachableError extends AdminApiError {
   override name = "GatewayUnreachableError";
 }
 
+/**
+ * The gateway's refusal of a request, in its own words (the `error` of its JSON answer, else the
+ * start of the text): "<what>: gateway answered 403: Admin token refused: unknown token".
+ */
+export function refusedBy(what: string, res: Response, text: string): AdminApiError {
+  let why: unknown;
+  try {
+    why = (JSON.parse(text) as { error?: unknown } | undefined)?.error;
+  } catch {}
+  return new AdminApiError(`${what}: gateway answered ${res.status}: ${typeof why === "string" ? why : text.slice(0, 200) || res.statusText}`, res.status);
+}
+
 export interface AdminClientOptions {
   /** https://host:port (http:// only for tests and local setups). */
   server: string;
@@ -137,13 +149,7 @@ export class AdminClient {
     } catch {
       json = undefined;
     }
-    if (!res.ok) {
-      const why = (json as { error?: unknown } | undefined)?.error;
-      throw new AdminApiError(
-        `Cannot ${method} ${path}: gateway answered ${res.status}: ${typeof why === "string" ? why : text.slice(0, 200) || res.statusText}`,
-        res.status,
-      );
-    }
+    if (!res.ok) throw refusedBy(`Cannot ${method} ${path}`, res, text);
     if (!Value.Check(schema, json)) {
       throw new AdminApiError(`Cannot ${method} ${path}: unexpected answer (${describeSchemaProblem(schema, json, "the answer")})`, res.status);
     }
