@@ -85,7 +85,7 @@ export class LayerDeltas {
   }
 
   private get dir(): string {
-    return join(this.storage.root, "deltas");
+    return this.storage.deltasDir;
   }
 
   /** True if `digest` names a delta this registry made (its bytes are counted as "delta"). */

@@ -11,6 +11,7 @@
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
+import { REGISTRY_TOP_FOLDERS, RegistryStorage } from "./storage.ts";
 
 /** `root` is not this registry's storage: nothing was removed. */
 export class NotRegistryStorageError extends Error {
@@ -23,9 +24,6 @@ export class NotRegistryStorageError extends Error {
 const HEX64 = /^[a-f0-9]{64}$/;
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** What storage.ts (blobs, links, tmp), uploads.ts and deltas.ts make at the top of the registry's root. */
-const LAYOUT = ["blobs", "repositories", "uploads", "tmp", "deltas"];
-
 /**
  * Checks that `root` is laid out as storage.ts lays it out: nothing at its top but the
  * registry's own folders (dot files and a volume's lost+found aside), blobs under blobs/sha256
@@ -33,18 +31,19 @@ const LAYOUT = ["blobs", "repositories", "uploads", "tmp", "deltas"];
  * or a missing or empty blobs/sha256, is an empty registry. Returns the blob names it listed,
  * for the sweep.
  */
-async function checkLayout(root: string): Promise<string[]> {
+async function checkLayout(storage: RegistryStorage): Promise<string[]> {
+  const { root } = storage;
   const st = await stat(root).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
   if (!st) throw new NotRegistryStorageError(root, "no such directory");
   if (!st.isDirectory()) throw new NotRegistryStorageError(root, "not a directory");
-  const strangers = (await listDir(root)).filter((e) => !LAYOUT.includes(e) && !e.startsWith(".") && e !== "lost+found").sort();
+  const strangers = (await listDir(root)).filter((e) => !REGISTRY_TOP_FOLDERS.includes(e) && !e.startsWith(".") && e !== "lost+found").sort();
   if (strangers.length) {
     const shown = strangers.slice(0, 3).join(", ") + (strangers.length > 3 ? ` and ${strangers.length - 3} more` : "");
-    throw new NotRegistryStorageError(root, `it holds ${shown}, which the registry does not make: only ${LAYOUT.join("/, ")}/`);
+    throw new NotRegistryStorageError(root, `it holds ${shown}, which the registry does not make: only ${REGISTRY_TOP_FOLDERS.join("/, ")}/`);
   }
-  const blobs = await listDir(join(root, "blobs", "sha256"));
+  const blobs = await listDir(storage.blobsDir);
   if (!blobs.length) return blobs;
-  if (!(await stat(join(root, "repositories")).catch(() => undefined))?.isDirectory())
+  if (!(await stat(storage.repositoriesDir).catch(() => undefined))?.isDirectory())
     throw new NotRegistryStorageError(root, "it has blobs/sha256 but no repositories/");
   const stranger = blobs.find((b) => !HEX64.test(b) && !b.startsWith("."));
   if (stranger !== undefined) throw new NotRegistryStorageError(root, `blobs/sha256/${stranger} is not named by a sha256 digest`);
@@ -68,7 +67,7 @@ export interface GcResult {
 }
 
 /** Every repository directory under `<root>/repositories` (names nest). */
-async function repositories(root: string): Promise<string[]> {
+async function repositories(storage: RegistryStorage): Promise<string[]> {
   const out: string[] = [];
   const walk = async (dir: string, name: string): Promise<void> => {
     const entries = await listDir(dir);
@@ -79,7 +78,7 @@ async function repositories(root: string): Promise<string[]> {
       if ((await stat(sub).catch(() => undefined))?.isDirectory()) await walk(sub, name ? `${name}/${e}` : e);
     }
   };
-  await walk(join(root, "repositories"), "");
+  await walk(storage.repositoriesDir, "");
   return out;
 }
 
@@ -97,14 +96,15 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const uploadMaxAge = opts.uploadMaxAgeMs ?? 86_400_000;
   const now = Date.now();
   // Listed before the mark: a blob that lands later is not swept this time at all.
-  const blobs = await checkLayout(root);
-  const blobDir = join(root, "blobs", "sha256");
+  const storage = new RegistryStorage(root);
+  const blobs = await checkLayout(storage);
+  const blobDir = storage.blobsDir;
   const marked = new Set<string>();
-  const repos = await repositories(root);
+  const repos = await repositories(storage);
 
   // Mark: every manifest revision and what it references.
   for (const repo of repos) {
-    const revDir = join(root, "repositories", repo, "_manifests", "revisions", "sha256");
+    const revDir = storage.revisionsDir(repo);
     for (const hex of await listDir(revDir)) {
       if (!HEX64.test(hex)) continue;
       marked.add(hex);
@@ -146,13 +146,13 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   // Drop repository links to what is gone.
   if (!opts.dryRun) {
     for (const repo of repos) {
-      const layers = join(root, "repositories", repo, "_layers", "sha256");
+      const layers = storage.layersDir(repo);
       for (const hex of await listDir(layers)) if (removed.has(hex)) await rm(join(layers, hex), { force: true });
     }
   }
 
   // Stale upload sessions.
-  const uploadsDir = join(root, "uploads");
+  const uploadsDir = storage.uploadsDir;
   for (const id of await listDir(uploadsDir)) {
     if (!UPLOAD_ID.test(id)) continue; // uploads.ts names sessions by randomUUID(): anything else is not one
     const data = await stat(join(uploadsDir, id, "data")).catch(() => undefined);

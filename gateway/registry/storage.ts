@@ -10,7 +10,11 @@
  * <root>/repositories/<name>/_manifests/tags/<tag>            "sha256:<hex>"
  * <root>/repositories/<name>/_referrers/sha256/<subject hex>/<manifest hex>
  * <root>/uploads/<uuid>/{info.json,data}                      upload sessions (uploads.ts)
+ * <root>/deltas/...                                           layer deltas made on demand (deltas.ts)
+ * <root>/tmp/                                                 scratch for writes that end in a rename
  * ```
+ *
+ * The top-level folders are named once, here (`TOP`): gc refuses a root holding anything else.
  *
  * Name components never start with `_`, so the link folders cannot clash with a nested
  * repository name. Every write that makes something visible is a rename.
@@ -46,20 +50,56 @@ export interface Descriptor {
   annotations?: Record<string, string>;
 }
 
+/** The folders at the top of a registry's root, each made by the module named. */
+const TOP = {
+  blobs: "blobs", // this file
+  repositories: "repositories", // this file
+  uploads: "uploads", // uploads.ts
+  tmp: "tmp", // this file
+  deltas: "deltas", // deltas.ts
+} as const;
+
+/** Every folder the registry makes at the top of its root (gc.ts refuses a root holding others). */
+export const REGISTRY_TOP_FOLDERS: readonly string[] = Object.values(TOP);
+
 export class RegistryStorage {
   constructor(readonly root: string) {}
 
+  /** Where blobs live, each named by the hex of its sha256. */
+  get blobsDir(): string {
+    return join(this.root, TOP.blobs, "sha256");
+  }
   blobPath(digest: string): string {
-    return join(this.root, "blobs", "sha256", checkDigest(digest));
+    return join(this.blobsDir, checkDigest(digest));
+  }
+  /** Every repository's folder is under this one (names nest). */
+  get repositoriesDir(): string {
+    return join(this.root, TOP.repositories);
   }
   repoDir(repo: string): string {
-    return join(this.root, "repositories", repo);
+    return join(this.repositoriesDir, repo);
+  }
+  /** Upload sessions (uploads.ts). */
+  get uploadsDir(): string {
+    return join(this.root, TOP.uploads);
+  }
+  /** Layer deltas made on demand (deltas.ts). */
+  get deltasDir(): string {
+    return join(this.root, TOP.deltas);
+  }
+  /** The links of the blobs `repo` may serve, each named by its hex. */
+  layersDir(repo: string): string {
+    return join(this.repoDir(repo), "_layers", "sha256");
+  }
+  /** The links of the manifests pushed to `repo`, each named by its hex. */
+  revisionsDir(repo: string): string {
+    return join(this.repoDir(repo), "_manifests", "revisions", "sha256");
   }
   private layerLink(repo: string, digest: string): string {
-    return join(this.repoDir(repo), "_layers", "sha256", checkDigest(digest));
+    return join(this.layersDir(repo), checkDigest(digest));
   }
   private revisionLink(repo: string, digest: string): string {
-    return join(this.repoDir(repo), "_manifests", "revisions", "sha256", checkDigest(digest));
+    return join(this.revisionsDir(repo), checkDigest(digest));
   }
   private tagFile(repo: string, tag: string): string {
     return join(this.repoDir(repo), "_manifests", "tags", tag);
@@ -69,7 +109,7 @@ export class RegistryStorage {
   }
   /** Scratch space on the same filesystem as blobs/, so commits are renames. */
   get tmpDir(): string {
-    return join(this.root, "tmp");
+    return join(this.root, TOP.tmp);
   }
 
   async repoExists(repo: string): Promise<boolean> {
@@ -112,7 +152,7 @@ export class RegistryStorage {
    */
   async commitBlobFile(file: string, digest: string): Promise<void> {
     const dest = this.blobPath(digest);
-    await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
+    await mkdir(this.blobsDir, { recursive: true });
     if ((await fileSize(dest)) !== undefined) {
       await rm(file, { force: true });
       await touch(dest); // fresh again: gc's grace period covers the push now referencing it

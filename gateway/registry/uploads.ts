@@ -32,7 +32,7 @@ export class UploadSessions {
   constructor(private readonly store: RegistryStorage) {}
 
   get dir(): string {
-    return join(this.store.root, "uploads");
+    return this.store.uploadsDir;
   }
   private sessionDir(id: string): string {
     return join(this.dir, id);
