@@ -1,6 +1,6 @@
 /**
  * Registry clients for preload. With `--server` the gateway's registry is
- * reached with the admin token over the CA its pin vouches for. Without it
+ * reached with its API token (viewer, publish or admin) over the CA its pin vouches for. Without it
  * (targets from files), the target's registries still need credentials and a
  * trusted CA: `--registry-token` (default `--token`) and `--ca`, or, when the
  * token carries a CA pin, the registry host's own `/ca.pem` checked against
@@ -19,7 +19,7 @@ export class RegistryTlsError extends Error {
 }
 
 export interface RegistryAccessOptions {
-  /** The gateway (`--server`) and its admin token and pinned CA, if given. */
+  /** The gateway (`--server`) and its API token and pinned CA, if given. */
   gateway?: { host: string; token: string; ca: string };
   /** Token for other registries (`--registry-token`, else `--token`). */
   token?: string;
@@ -41,7 +41,7 @@ export class RegistryAccess {
       scheme: this.o.insecure.has(host) ? "http" : "https",
       ...(this.o.token ? { auth: { token: this.o.token } } : {}),
       ...(ca ? { tls: { ca } } : {}),
-      // An external registry whose token realm is the gateway: its admin token, over the CA its pin vouches for.
+      // An external registry whose token realm is the gateway: the gateway token, over the CA its pin vouches for.
       ...(gw ? { realm: { origin: `https://${gw.host}`, auth: { token: gw.token }, tls: { ca: gw.ca } } } : {}),
     };
   }, { userAgent: "preload" });

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import type { Metadata, Root, Targets } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../lib/api/index.ts";
+import { gatewayReason } from "../lib/api/admin-client.ts";
 import { BUNDLE_METADATA_BASE_URL, bundleMetadataFetch, type Bundle } from "../lib/bundle/index.ts";
 import { parseMetadata } from "../lib/tuf/metadata.ts";
 import { MetadataFetchError } from "../lib/tuf/verification-errors.ts";
@@ -26,15 +27,17 @@ export class TargetsVerificationError extends Error {
   override name = "TargetsVerificationError";
 }
 
-/** The gateway refused the admin token, or the server has no TUF repository: not a verification failure. */
+/** The gateway refused the token, or the server has no TUF repository: not a verification failure. */
 export class GatewayAccessError extends Error {
   override name = "GatewayAccessError";
 }
 
 /** What an HTTP status from the gateway's /repo/ means for preload, when it is not about the metadata itself. */
-function accessError(status: number | undefined, url: string, server: string): GatewayAccessError | undefined {
+function accessError(status: number | undefined, url: string, server: string, why?: string): GatewayAccessError | undefined {
   if (status === 401 || status === 403)
-    return new GatewayAccessError(`The gateway ${server} refused the admin token (--token, or PRELOAD_TOKEN): HTTP ${status} for ${url}; give a current admin token of that gateway`);
+    return new GatewayAccessError(
+      `The gateway ${server} refused the token (--token, or PRELOAD_TOKEN): HTTP ${status} for ${url}${why ? ` (${why})` : ""}; give a current token of that gateway (a viewer token is enough)`,
+    );
   if (status === 404) return new GatewayAccessError(`${server} does not look like a gateway: no TUF repository at ${url} (HTTP 404); check --server`);
   return undefined;
 }
@@ -120,8 +123,8 @@ export async function targetsFromBundle(bundle: Bundle, rootFile: RootFile): Pro
 }
 
 /**
- * Runs the TUF client workflow against the gateway's /repo/ with the admin
- * token, starting from `rootFile` if given, else from the gateway's 1.root.json
+ * Runs the TUF client workflow against the gateway's /repo/ with an API token
+ * (viewer, publish or admin: each reads the main chain), starting from `rootFile` if given, else from the gateway's 1.root.json
  * fetched over the CA pinned by the token.
  *
  * @throws {GatewayAccessError} The token is refused (401, 403) or there is no TUF repository (404).
@@ -138,7 +141,7 @@ export async function targetsFromGateway(server: string, token: string, ca: stri
     else {
       const url = `${repo}1.root.json`;
       const res = await fetch(url, { headers: headers(), tls: { ca } });
-      if (!res.ok) throw accessError(res.status, url, server) ?? new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);
+      if (!res.ok) throw accessError(res.status, url, server, gatewayReason(await res.text().catch(() => ""))) ?? new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);
       rootJson = await res.text();
     }
     await writeFile(join(dir, "root.json"), rootJson);

@@ -64,11 +64,17 @@ export class GatewayUnreachableError extends AdminApiError {
  * start of the text): "<what>: gateway answered 403: Admin token refused: unknown token".
  */
 export function refusedBy(what: string, res: Response, text: string): AdminApiError {
-  let why: unknown;
+  return new AdminApiError(`${what}: gateway answered ${res.status}: ${gatewayReason(text) ?? (text.slice(0, 200) || res.statusText)}`, res.status);
+}
+
+/** The reason in a gateway's JSON error body (`{"error": "..."}`, e.g. why a token was refused), if it has one. */
+export function gatewayReason(text: string): string | undefined {
   try {
-    why = (JSON.parse(text) as { error?: unknown } | undefined)?.error;
-  } catch {}
-  return new AdminApiError(`${what}: gateway answered ${res.status}: ${typeof why === "string" ? why : text.slice(0, 200) || res.statusText}`, res.status);
+    const why = (JSON.parse(text) as { error?: unknown } | null)?.error;
+    return typeof why === "string" ? why : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface AdminClientOptions {

@@ -31,7 +31,7 @@ const FLAGS = {
   ref: { type: "string", description: "Git ref of the containers build, e.g. refs/heads/master", placeholder: "REF" },
   kind: { type: "string", description: "Build kind whose rules apply: containers or lmp", default: "containers", placeholder: "KIND" },
   server: { type: "string", description: "Gateway URL to read targets and blobs from", placeholder: "URL" },
-  token: { type: "string", description: "Gateway admin token (or env PRELOAD_TOKEN)", placeholder: "TOKEN" },
+  token: { type: "string", description: "Gateway API token: viewer (read-only, enough), publish or admin (or env PRELOAD_TOKEN)", placeholder: "TOKEN" },
   targets: { type: "string", description: "A signed targets.json to use instead of the gateway", placeholder: "FILE" },
   bundle: { type: "string", description: "An offline bundle (gateway export, without --from) to take the target and blobs from; needs --root", placeholder: "DIR" },
   root: { type: "string", description: "Trusted root.json (required with --targets and --bundle)", placeholder: "FILE" },

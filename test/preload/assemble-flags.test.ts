@@ -261,7 +261,7 @@ describe("a server that refuses the token or is no gateway, and a --ca that is n
         repoStatus = status;
         const r = await fromServer(...(root ? ["--root", rootJson] : []));
         expect(r.code, r.stderr).toBe(30);
-        expect(r.stderr).toContain(`The gateway ${url} refused the admin token (--token, or PRELOAD_TOKEN): HTTP ${status}`);
+        expect(r.stderr).toContain(`The gateway ${url} refused the token (--token, or PRELOAD_TOKEN): HTTP ${status}`);
       });
     }
   }

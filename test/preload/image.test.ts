@@ -76,6 +76,35 @@ describe("preload output", () => {
     expect(leftovers(out)).toEqual([]);
   }, 120_000);
 
+  test("a viewer or publish token builds the same image as the admin token (read-only is enough)", async () => {
+    const tokenOf = async (role: string) => {
+      const res = await gw.adminFetch("/admin/tokens", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ role, name: `preload ${role}` }),
+      });
+      expect(res.status).toBe(201);
+      return (await res.json()) as { id: string; token: string };
+    };
+    const args = (out: string) => ["--factory-config", shortlistAB, "--ref", "refs/heads/master", "--server", gw.url, "--hwid", "amd64-linux", "--out", out];
+    for (const role of ["viewer", "publish"]) {
+      const out = join(work, `token-${role}`);
+      const r = await preload([...args(out), "--json", "--token", (await tokenOf(role)).token]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json).toMatchObject({ target: "amd64-linux-1", apps: [A, B] });
+      expect(readFileSync(join(out, "var/sota/preload/target.json"), "utf8")).toContain(`"amd64-linux-1"`);
+    }
+
+    // A revoked one is refused with the gateway's reason, and no image is written.
+    const revoked = await tokenOf("viewer");
+    expect((await gw.adminFetch(`/admin/tokens/${revoked.id}/revoke`, { method: "POST" })).status).toBeLessThan(300);
+    const out = join(work, "token-revoked");
+    const r = await preload([...args(out), "--token", revoked.token]);
+    expect(r.code, r.stderr).toBe(30);
+    expect(r.stderr).toMatch(/refused the token \(--token, or PRELOAD_TOKEN\): HTTP 403 for \S+ \(Admin token refused: this token was revoked at /);
+    expect(existsSync(out)).toBe(false);
+  }, 120_000);
+
   test("a tar image lists the same store", async () => {
     const out = join(work, "tar", "rootfs.tar");
     const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", "tar", "--out", out, "--json"]);
