@@ -134,7 +134,8 @@ export function basicCredentials(authorization: string | undefined | null): { us
 /**
  * The `GET /token` sub-app. Answers 401 (with a Basic challenge) when no identity can be
  * established; otherwise issues a token granting the requested actions the identity is allowed
- * (possibly none, as Docker's token servers do, so the registry then answers 403).
+ * (possibly none, as Docker's token servers do, so the registry then answers 403). A `service`
+ * that is neither `service` nor the external registry's is answered 400, naming both.
  *
  * @example
  * ```ts
@@ -157,6 +158,15 @@ export function createTokenEndpoint<I>(opts: TokenEndpointOptions<I>): Hono {
         { "WWW-Authenticate": `Basic realm="${service}"` },
       );
     }
+    // A registry naming a service this gateway does not sign for would only get a token it refuses
+    // ("401" with no reason at the client): say which names it does sign for, and which flag sets them.
+    const asked = c.req.query("service");
+    if (asked && asked !== service && asked !== opts.external?.service) {
+      const message = opts.external
+        ? `Token refused: this gateway issues tokens for service "${service}" (its own registry) and "${opts.external.service}" (gateway serve --external-registry-service), not "${asked}": the registry's auth.token.service must equal --external-registry-service`
+        : `Token refused: this gateway issues tokens for service "${service}" (its own registry) only, not "${asked}": for an external registry, start gateway serve with --external-registry-service ${asked} (the registry's auth.token.service)`;
+      return c.json({ errors: [{ code: "DENIED", message }] }, 400);
+    }
     const access: TokenClaims["access"] = [];
     for (const { name, actions } of parseScopes(c.req.queries("scope") ?? [])) {
       const granted: RegistryAction[] = [];
@@ -165,7 +175,7 @@ export function createTokenEndpoint<I>(opts: TokenEndpointOptions<I>): Hono {
     }
     const iat = Math.floor(Date.now() / 1000);
     const sub = opts.subject?.(identity) ?? (typeof identity === "string" ? identity : "client");
-    const external = opts.external && c.req.query("service") === opts.external.service ? opts.external : undefined;
+    const external = opts.external && asked === opts.external.service ? opts.external : undefined;
     const claims = { sub, aud: external?.service ?? service, iat, exp: iat + ttl, access };
     const token = external ? await external.sign(claims) : signRegistryToken(opts.secret, claims);
     return c.json({ token, access_token: token, expires_in: ttl, issued_at: new Date(iat * 1000).toISOString() });

@@ -34,7 +34,7 @@ let regHost: string;
 let device: { cert: string; key: string };
 
 /** A docker-registry from deploy/docker-registry/config.yml whose token realm is `realmUrl`/token. */
-async function startExternalRegistry(realmUrl: string): Promise<{ proc: Proc; host: string }> {
+async function startExternalRegistry(realmUrl: string, service = "fleet-registry"): Promise<{ proc: Proc; host: string }> {
   const dir = await tempDir("ext-registry-");
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
@@ -46,7 +46,7 @@ async function startExternalRegistry(realmUrl: string): Promise<{ proc: Proc; ho
       LISTEN: host,
       DATA: join(dir, "data"),
       GATEWAY_URL: realmUrl,
-      SERVICE: "fleet-registry",
+      SERVICE: service,
       ISSUER: "main-gateway",
       TOKEN_CERT: join(dir, "token.pem"),
     }),
@@ -176,6 +176,30 @@ test("a realm whose certificate is not trusted is said as a realm that cannot be
   const err = await client.getManifest("main/web", "v1").then(() => undefined, (e: unknown) => e);
   expect(err).toBeInstanceOf(RegistryUnreachableError);
   expect((err as Error).message).toStartWith(`Cannot get a token from ${gw.url}/token for ${regHost}: `);
+});
+
+// A user who names the registry's service differently from the gateway's --external-registry-service
+// got "returned 401" and nothing else: the gateway signed a token for its own registry, which the
+// external one refused. Now the token request itself is refused, naming both names and the flag.
+describe("a registry whose auth.token.service is not the gateway's --external-registry-service", () => {
+  let other: { proc: Proc; host: string };
+  beforeAll(async () => {
+    other = await startExternalRegistry(gw.url, "fleet");
+  }, 60_000);
+  afterAll(async () => {
+    await other?.proc.stop();
+  }, 60_000);
+
+  test("CI and a device are told the service names differ and which setting to change", async () => {
+    const ciClient = new RegistryClient({ registry: other.host, scheme: "http", realm: { origin: gw.url, auth: { token: gw.adminToken }, tls: { ca: gw.caPem } } });
+    const clients = registryFactory({ server: gw.url } as Config, { tls: { ca: gw.caPem, cert: device.cert, key: device.key } } as DeviceClient);
+    for (const client of [ciClient, clients(other.host)]) {
+      const err = await client.getManifest("main/web", "v1").then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(RegistryError);
+      expect((err as Error).message).toStartWith(`Cannot get a token from ${gw.url}/token: `);
+      expect((err as Error).message).toContain(`"fleet-registry" (gateway serve --external-registry-service), not "fleet": the registry's auth.token.service must equal --external-registry-service`);
+    }
+  });
 });
 
 // The same gateway as realm under a name --server does not give (its certificate covers 127.0.0.1
