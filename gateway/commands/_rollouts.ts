@@ -85,19 +85,46 @@ export function renderRollout(d: RolloutDetail): string {
   return lines.join("\n");
 }
 
+/** Each action's summary (`gateway rollouts --help`) and what it does, in which states (its own --help). */
 const ACTION_HELP = {
-  pause: "Pause a rollout: no wave advances until resumed; devices already released keep the target",
-  resume: "Resume a paused or halted rollout (failures counted before a halt no longer count against it)",
-  advance: "Release the next wave now, without waiting for the soak time",
-  cancel: "Cancel a rollout: it ends and stops gating its version (to stop a bad version, keep it halted or remove its targets)",
+  pause: [
+    "Pause a running rollout: no wave advances until resumed; devices already released keep the target",
+    [
+      "Devices keep being evaluated while paused, and the released waves keep seeing the version (unlike a",
+      "halt). Nobody times out while paused. Only a running rollout can be paused.",
+    ],
+  ],
+  resume: [
+    "Resume a paused or halted rollout (failures counted before a halt no longer count against it)",
+    [
+      "The current wave's clock starts again, for its soak and its pending timeout. Resuming a halted rollout",
+      "accepts the failures so far: only new ones count against --max-failures from then on, and the",
+      "released devices that had not updated see the version again.",
+    ],
+  ],
+  advance: [
+    "Release the next wave now, without waiting for the soak time",
+    [
+      "Works on a running or paused rollout (a paused one stays paused); a halted one must be resumed first.",
+      "The last wave cannot be advanced: the rollout completes once that wave settles and soaks.",
+    ],
+  ],
+  cancel: [
+    "Cancel a rollout: it ends where it stands and never releases its version to the devices not yet updated",
+    [
+      "Devices that installed the version keep it. Every other device, outside the released waves or released",
+      "but not updated yet, is not offered the version, now or later. To ship it after all, create a new",
+      "rollout of the version. A completed or cancelled rollout cannot be cancelled.",
+    ],
+  ],
 } as const;
 
 /** A command that takes one rollout id and prints the rollout it answers (show and the actions). */
-export const rolloutCommand = (summary: string, call: (client: AdminClient, id: string) => Promise<RolloutDetail>) =>
+export const rolloutCommand = (summary: string, call: (client: AdminClient, id: string) => Promise<RolloutDetail>, details: readonly string[] = []) =>
   defineCommand({
     summary,
     usage: "<id>",
-    description: ADMIN_HELP,
+    description: [...details, ...(details.length ? ["", "It prints the rollout as `gateway rollouts show` does.", ""] : []), ADMIN_HELP].join("\n"),
     flags: { ...adminFlags, ...formatFlag },
     async run({ flags, args, out }) {
       const [id] = args;
@@ -109,4 +136,4 @@ export const rolloutCommand = (summary: string, call: (client: AdminClient, id: 
 
 /** The command of one rollout action: `rollouts pause|resume|advance|cancel ID`. */
 export const rolloutActionCommand = (action: keyof typeof ACTION_HELP) =>
-  rolloutCommand(ACTION_HELP[action], (client, id) => client.rolloutAction(id, action));
+  rolloutCommand(ACTION_HELP[action][0], (client, id) => client.rolloutAction(id, action), ACTION_HELP[action][1]);

@@ -134,12 +134,15 @@ export class RolloutEngine {
     const t = tally(counts, r.wave);
     const failed = countedFailures(r, t.failed);
     const rate = t.released ? (failed / t.released) * 100 : 0;
+    // Failures an operator accepted by resuming are named apart, so "5 failed (0%)" never reads as a contradiction.
+    const accepted = t.failed - failed;
+    const notCounting = accepted ? `, not counting the ${accepted} accepted on resume` : "";
     if (rate > r.maxFailuresPct) {
-      const reason = `halted at ${pct(rate)}% failures (${failed} of ${t.released} devices in ${wavesLabel(r.wave)}), over the ${pct(r.maxFailuresPct)}% limit`;
+      const reason = `halted at ${pct(rate)}% failures (${failed} of ${t.released} devices in ${wavesLabel(r.wave)}${notCounting}), over the ${pct(r.maxFailuresPct)}% limit`;
       return this.transition(r, { state: "halted", reason }, [{ kind: "halted", wave: r.wave, reason }]);
     }
     if (t.pending > 0 || now - Date.parse(r.waveStartedAt) < r.soakS * 1000) return false;
-    const summary = `${t.succeeded} succeeded, ${t.failed} failed (${pct(rate)}%)`;
+    const summary = `${t.succeeded} succeeded, ${t.failed} failed (${accepted ? `${accepted} accepted on resume, ${pct(rate)}% counted` : `${pct(rate)}%`})`;
     if (r.wave >= r.waves.length - 1) {
       const reason = `completed: all ${t.released} devices settled, ${summary}`;
       return this.transition(r, { state: "completed", reason }, [{ kind: "completed", wave: r.wave, reason }]);

@@ -148,6 +148,15 @@ function suite(open: () => Promise<Store>) {
     await rollouts.tick();
     expect((await rollouts.show(created.id))!).toMatchObject({ state: "running", wave: 1 });
     expect(rollouts.view(later).annotate["2"]?.rollout).toBe(created.id);
+
+    // New failures halt it again; the reason counts them apart from the accepted one.
+    const wave2 = members.filter((m) => m.wave === 1).map((m) => m.uuid);
+    for (const d of wave2.slice(0, 2)) await report.rolledBack(d);
+    await rollouts.tick();
+    expect((await rollouts.show(created.id))!).toMatchObject({
+      state: "halted",
+      reason: "halted at 6.7% failures (2 of 30 devices in waves 1-2, not counting the 1 accepted on resume), over the 5% limit",
+    });
   });
 
   test("pending past the timeout fails with reason timeout; a device held by its window does not time out", async () => {

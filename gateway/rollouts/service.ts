@@ -262,7 +262,7 @@ export class Rollouts implements RolloutService {
     return this.#act(id, async (r) => {
       if (r.state !== "paused" && r.state !== "halted") throw new RolloutStateError(`Cannot resume rollout "${id}": it is ${r.state}`);
       // The wave's clock starts again: its soak, and the pending timeout of devices it kept waiting.
-      const patch: RolloutPatch = { state: "running", reason: null, waveStartedAt: new Date(this.#now()).toISOString() };
+      const patch: RolloutPatch = { state: "running", waveStartedAt: new Date(this.#now()).toISOString() };
       let reason = `resumed by an operator from ${r.state}`;
       if (r.state === "halted") {
         // The failures that halted it are accepted: only new ones count against the limit.
@@ -270,6 +270,8 @@ export class Rollouts implements RolloutService {
         patch.acknowledgedFailures = failed;
         reason += `; the ${failed} failure${failed === 1 ? "" : "s"} so far are accepted, new ones count against the limit`;
       }
+      // Kept as the rollout's reason: `show` then says which failures no longer count, until the next transition.
+      patch.reason = reason;
       return { patch, events: [{ kind: "resumed", wave: r.wave, reason }] };
     });
   }
@@ -279,7 +281,8 @@ export class Rollouts implements RolloutService {
       if (r.state !== "running" && r.state !== "paused") throw new RolloutStateError(`Cannot advance rollout "${id}": it is ${r.state}${r.state === "halted" ? " (resume it first)" : ""}`);
       if (r.wave >= r.waves.length - 1) throw new RolloutStateError(`Cannot advance rollout "${id}": wave ${r.wave + 1} is its last`);
       const next = r.wave + 1;
-      const reason = `advanced by an operator to wave ${next + 1}`;
+      // Advancing does not resume: say so, or a paused rollout showing "advanced" looks like it moves on.
+      const reason = `advanced by an operator to wave ${next + 1}${r.state === "paused" ? "; still paused (resume it to go on)" : ""}`;
       return {
         patch: { wave: next, waveStartedAt: new Date(this.#now()).toISOString(), reason },
         events: [{ kind: "wave-advanced", wave: r.wave, reason }, { kind: "wave-started", wave: next, reason: `wave ${next + 1} released by an operator` }],

@@ -1,0 +1,93 @@
+/**
+ * What an operator reads from the `gateway rollouts` commands while a rollout moves: the reason
+ * `show` prints after a resume, a halt or a completion that follows accepted failures, an
+ * advance of a paused rollout, and whether `cancel` does what its --help says. A real gateway
+ * (`gateway serve`, fast tick), simulated devices checking in over mTLS with verified TUF
+ * metadata, and the CLI as a user runs it.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import type { RolloutDetail } from "../../lib/api/admin.ts";
+import { adminJson, targetEntry } from "../../gateway/rollouts/_fixtures.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { SimFleet, type SimOutcome } from "../harness/sim-devices.ts";
+import { waitFor } from "../harness/tmp.ts";
+
+const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
+let gw: GatewayHandle;
+let fleet: SimFleet;
+/** What a simulated device does with each version (default healthy). */
+const outcome = new Map<string, SimOutcome>();
+
+const cli = (...args: string[]) => {
+  const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", ...args, "--data", gw.dataDir], { stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+};
+const created = (...args: string[]): RolloutDetail => {
+  const r = cli("create", "--tag", "main", "--health-window", "1s", ...args, "--format", "json");
+  if (r.code !== 0) throw new Error(`rollouts create exited ${r.code}: ${r.err}`);
+  return JSON.parse(r.out) as RolloutDetail;
+};
+const state = async (id: string) => (await adminJson<RolloutDetail>(gw, `/admin/rollouts/${id}`)).state;
+const publish = (version: string) => adminJson(gw, "/admin/targets", { targets: { [`hw-${version}`]: targetEntry(version, gw.host) } });
+
+beforeAll(async () => {
+  gw = await startGateway({ args: ["--rollout-tick", "0.2"] });
+  fleet = await SimFleet.register(gw, { count: 10, initialTarget: "hw-1", pullManifests: false, behaviour: (_d, t) => outcome.get(t.entry.custom.version) ?? "healthy" });
+  await publish("1");
+}, 120_000);
+afterAll(async () => {
+  await gw?.stop();
+});
+
+test("after a halt, resume says which failures it accepted; the completion names them apart instead of \"5 failed (0%)\"", async () => {
+  const r = created("--target", "2", "--waves", "50%,100%", "--soak", "1s", "--max-failures", "20%");
+  await publish("2");
+  outcome.set("2", "start-fails");
+  await fleet.cycle(); // the 5 devices of wave 1 install 2 and roll back
+  await waitFor({ service: "gateway", what: "the rollout halted by itself", ready: async () => (await state(r.id)) === "halted", logFile: gw.logFile, timeoutMs: 15_000 });
+  expect(cli("show", r.id).out).toContain("reason:   halted at 100% failures (5 of 5 devices in wave 1), over the 20% limit");
+
+  const resumed = cli("resume", r.id);
+  expect(resumed.code).toBe(0);
+  expect(resumed.out).toContain("RUNNING");
+  expect(resumed.out).toContain("reason:   resumed by an operator from halted; the 5 failures so far are accepted, new ones count against the limit");
+
+  outcome.set("2", "healthy");
+  await waitFor({ service: "gateway", what: "wave 2 released", ready: async () => (await adminJson<RolloutDetail>(gw, `/admin/rollouts/${r.id}`)).wave === 1, logFile: gw.logFile, timeoutMs: 15_000 });
+  await fleet.cycle(); // wave 2 installs 2, healthy
+  await waitFor({ service: "gateway", what: "the rollout completed", ready: async () => (await state(r.id)) === "completed", logFile: gw.logFile, timeoutMs: 15_000 });
+  const done = cli("show", r.id).out;
+  expect(done).toContain("reason:   completed: all 10 devices settled, 5 succeeded, 5 failed (5 accepted on resume, 0% counted)");
+  expect(done).toContain("wave 1 settled and soaked 1 s: 0 succeeded, 5 failed (5 accepted on resume, 0% counted)");
+}, 120_000);
+
+test("advancing a paused rollout says it is still paused; cancel does what its --help says: the devices not yet updated never get the version", async () => {
+  const help = cli("cancel", "--help");
+  expect(help.code).toBe(0);
+  expect(help.out).toContain("never releases its version to the devices not yet updated");
+  expect(help.out).toContain("Every other device, outside the released waves or released\nbut not updated yet, is not offered the version, now or later");
+
+  const r = created("--target", "3", "--waves", "10%,50%,100%", "--soak", "1h");
+  await publish("3");
+  await fleet.cycle(); // the one device of wave 1 installs 3
+  expect(fleet.devices.filter((d) => d.current === "hw-3")).toHaveLength(1);
+
+  expect(cli("pause", r.id).out).toContain("reason:   paused by an operator in wave 1");
+  const advanced = cli("advance", r.id);
+  expect(advanced.code).toBe(0);
+  expect(advanced.out).toContain(`rollout:  ${r.id}  PAUSED`);
+  expect(advanced.out).toContain("reason:   advanced by an operator to wave 2; still paused (resume it to go on)");
+
+  // Wave 2 is released but has not checked in yet: cancelling now withholds 3 from it, as from wave 3.
+  const cancelled = cli("cancel", r.id);
+  expect(cancelled.code).toBe(0);
+  expect(cancelled.out).toContain(`rollout:  ${r.id}  CANCELLED`);
+  await fleet.cycle();
+  await fleet.cycle();
+  expect(fleet.devices.filter((d) => d.seen.has("hw-3"))).toHaveLength(1);
+  expect(fleet.devices.filter((d) => d.current === "hw-3")).toHaveLength(1);
+
+  const again = cli("pause", r.id);
+  expect({ code: again.code, err: again.err }).toEqual({ code: 3, err: expect.stringContaining(`409: Cannot pause rollout "${r.id}": it is cancelled`) });
+}, 120_000);
