@@ -30,14 +30,22 @@ import { Overview } from "./pages/overview.tsx";
 import { RolloutPage, RolloutsPage } from "./pages/rollouts.tsx";
 import { TargetsPage } from "./pages/targets.tsx";
 import { TokensPage } from "./pages/tokens.tsx";
-import { csrfToken, csrfValid, openSession, seal, sealSession, SESSION_COOKIE, SESSION_SECONDS, unseal, type Session } from "./session.ts";
+import { csrfToken, csrfValid, openSession, seal, sealSession, SESSION_COOKIE, SESSION_COOKIE_SECONDS, SESSION_SECONDS, sessionRanOut, unseal, type Session } from "./session.ts";
 
 /** The one-time notice of a token just created: shown by the next GET /ui/tokens of the same session. */
 const CREATED_COOKIE = "ota_ui_created";
 type CreatedNotice = TokenCreated & { hwid?: string; sid: string };
-/** Why a session just ended (its token expired or was revoked): shown once by the sign-in page it lands on. */
+/** Why a session just ended (its token expired or was revoked, or it ran its time): shown once by the sign-in page it lands on. */
 const ENDED_COOKIE = "ota_ui_ended";
 type EndedNotice = { why: string };
+/** The notice for a session that ran its time (the token may still be good). */
+const RAN_OUT = `a sign-in lasts ${SESSION_SECONDS / 3600} hours`;
+
+/** Ends the browser's session and, when there is a reason to give, leaves it for the sign-in page to say once. */
+async function endSession(c: Context<UiEnv>, why: string | undefined) {
+  deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
+  if (why) setCookie(c, ENDED_COOKIE, await seal(c.var.gw, { why } satisfies EndedNotice), { path: "/ui/login", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+}
 
 interface UiEnv extends GatewayEnv {
   Variables: GatewayEnv["Variables"] & { session: Session; csrf: string; api: AdminApi };
@@ -104,7 +112,8 @@ export function dashboard(app: Hono<any>) {
   ui.get("/login", async (c) => {
     const ended = await unseal<EndedNotice>(c.var.gw, getCookie(c, ENDED_COOKIE));
     if (ended) deleteCookie(c, ENDED_COOKIE, { path: "/ui/login", secure: true });
-    return render(c, "Sign in", <LoginPage error={ended && `Your session ended: ${ended.why}. Sign in with a current token.`} />);
+    const again = ended?.why === RAN_OUT ? "Sign in again." : "Sign in with a current token.";
+    return render(c, "Sign in", <LoginPage error={ended && `Your session ended: ${ended.why}. ${again}`} />);
   });
 
   ui.post("/login", async (c) => {
@@ -117,16 +126,19 @@ export function dashboard(app: Hono<any>) {
       return render(c, "Sign in", <LoginPage error={`That token cannot sign in: ${why}; it needs an unrevoked, unexpired admin or viewer token.`} />, 401);
     }
     const { value } = await sealSession(c.var.gw, token, caller.role);
-    setCookie(c, SESSION_COOKIE, value, { path: "/", httpOnly: true, secure: true, sameSite: "Strict", maxAge: SESSION_SECONDS });
+    setCookie(c, SESSION_COOKIE, value, { path: "/", httpOnly: true, secure: true, sameSite: "Strict", maxAge: SESSION_COOKIE_SECONDS });
     return c.redirect("/ui/", 303);
   });
 
   // Everything else needs a session; POSTs also its CSRF token (form field or x-csrf-token header).
   ui.use(async (c, next) => {
-    const session = await openSession(c.var.gw, getCookie(c, SESSION_COOKIE));
+    const cookie = getCookie(c, SESSION_COOKIE);
+    const session = await openSession(c.var.gw, cookie);
     if (!session) {
+      const ranOut = await sessionRanOut(c.var.gw, cookie);
+      if (ranOut) await endSession(c, RAN_OUT);
       if (c.req.method === "GET") return c.redirect("/ui/login", 303);
-      return c.text("Sign in first", 401);
+      return c.text(ranOut ? `Your session ended (${RAN_OUT}): sign in again` : "Sign in first", 401);
     }
     c.set("session", session);
     c.set("csrf", await csrfToken(c.var.gw, session));
@@ -150,9 +162,7 @@ export function dashboard(app: Hono<any>) {
     if (err.status === 401 || err.status === 403) {
       const check = await checkToken(c.var.gw, c.var.session.token);
       if (err.status === 401 || !("caller" in check)) {
-        deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
-        if ("refused" in check)
-          setCookie(c, ENDED_COOKIE, await seal(c.var.gw, { why: check.refused } satisfies EndedNotice), { path: "/ui/login", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+        await endSession(c, "refused" in check ? check.refused : undefined);
         return c.redirect("/ui/login", 303);
       }
     }

@@ -17,6 +17,12 @@ import type { Gateway } from "../env.ts";
 export const SESSION_COOKIE = "__Host-ota_ui";
 /** How long a sign-in lasts. */
 export const SESSION_SECONDS = 8 * 3600;
+/**
+ * How long the browser keeps the cookie: a day beyond the session, so a user who comes back to a
+ * session that ran out is told so (see {@link sessionRanOut}) instead of landing on sign-in with
+ * no word. Past its expiry the cookie opens nothing (the expiry is inside the signed value).
+ */
+export const SESSION_COOKIE_SECONDS = SESSION_SECONDS + 24 * 3600;
 
 export interface Session {
   /** The API token the user signed in with. */
@@ -85,6 +91,12 @@ export async function sealSession(gw: Gateway, token: string, role: ApiRole, now
 export async function openSession(gw: Gateway, value: string | undefined, now = Date.now()): Promise<Session | undefined> {
   const s = await unseal<Session>(gw, value);
   return s && typeof s.exp === "number" && s.exp > now ? s : undefined;
+}
+
+/** True when the cookie holds a genuine session of this database that has expired: it ran its 8 hours. */
+export async function sessionRanOut(gw: Gateway, value: string | undefined, now = Date.now()): Promise<boolean> {
+  const s = await unseal<Session>(gw, value);
+  return !!s && typeof s.exp === "number" && s.exp <= now;
 }
 
 /** The CSRF token of a session: an HMAC of its id, so it needs no storage. */

@@ -2,10 +2,15 @@
  * Token expiry as the dashboard shows it, over HTTPS against a real gateway (the pages a
  * browser would get, read as HTML): the Tokens page says when an unexpired token expires ("in
  * 30 d", not "0 s ago") and that an expired one has; sign-in with an expired token says when it
- * expired; a session whose token expires or is revoked lands on sign-in with a line saying so.
+ * expired; a session whose token expires or is revoked, or that ran its 8 hours, lands on sign-in
+ * with a line saying so.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
 import type { TokenCreated, TokenRequest } from "../../lib/api/admin.ts";
+import type { Gateway } from "../../gateway/env.ts";
+import { SESSION_COOKIE, SESSION_SECONDS, sealSession } from "../../gateway/ui/session.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 
 let g: GatewayHandle;
@@ -99,5 +104,33 @@ describe("dashboard token expiry", () => {
     const { revokedAt } = (await revoked.json()) as { revokedAt: string };
     expect((await b.request("/ui/")).location).toBe("/ui/login");
     expect(alertOf((await b.request("/ui/login")).html)).toBe(`Your session ended: this token was revoked at ${revokedAt}. Sign in with a current token.`);
+  }, 60_000);
+
+  test("a session that ran its 8 hours lands on sign-in saying so, and a tampered cookie lands there without a word", async () => {
+    // The cookie a browser kept from a sign-in 9 hours ago, sealed with this gateway's session secret
+    // (made at the first sign-in).
+    expect((await browser().signIn(g.adminToken)).status).toBe(303);
+    const db = new Database(join(g.dataDir, "gateway.db"), { readonly: true });
+    const secret = (db.query("SELECT value FROM gateway_meta WHERE key = 'ui-session-secret'").get() as { value: string } | null)?.value;
+    db.close();
+    expect(secret).toBeString();
+    const sameSecret = { store: { claimMeta: async () => secret } } as unknown as Gateway;
+    const { value } = await sealSession(sameSecret, g.adminToken, "admin", Date.now() - (SESSION_SECONDS + 3600) * 1000);
+
+    const b = browser();
+    const old = await b.request("/ui/devices", { headers: { cookie: `${SESSION_COOKIE}=${value}` } });
+    expect(old.location).toBe("/ui/login");
+    expect(alertOf((await b.request("/ui/login")).html)).toBe("Your session ended: a sign-in lasts 8 hours. Sign in again.");
+    expect(alertOf((await b.request("/ui/login")).html)).toBeUndefined();
+    // A form posted from a page left open past the 8 hours says so too.
+    const post = await b.request("/ui/logout", { method: "POST", headers: { cookie: `${SESSION_COOKIE}=${value}` } });
+    expect(post.status).toBe(401);
+    expect(post.html).toBe("Your session ended (a sign-in lasts 8 hours): sign in again");
+
+    // A cookie that was tampered with is no session that ran out: no notice.
+    const tampered = `${value.slice(0, -2)}AA`;
+    const t = browser();
+    expect((await t.request("/ui/devices", { headers: { cookie: `${SESSION_COOKIE}=${tampered}` } })).location).toBe("/ui/login");
+    expect(alertOf((await t.request("/ui/login")).html)).toBeUndefined();
   }, 60_000);
 });
