@@ -59,10 +59,18 @@ export interface DockerBuildOptions {
   onLine?: (line: string) => void;
 }
 
-/** `docker build -t TAG [--platform P] [-f FILE] [--target T] [--build-arg K=V...] DIR`. @throws {DockerCommandError} */
+/**
+ * `docker build --force-rm -t TAG [--platform P] [-f FILE] [--target T] [--build-arg K=V...] DIR`.
+ * `--force-rm`: the legacy builder (an engine without buildx) otherwise leaves the container of
+ * a failed step behind, and a CI runner collects one per failed build; BuildKit runs no such
+ * containers and takes the flag as a no-op.
+ *
+ * @throws {DockerCommandError}
+ */
 export async function dockerBuild(dir: string, tag: string, opts: DockerBuildOptions = {}): Promise<void> {
   const args = [
     "build",
+    "--force-rm",
     "-t",
     tag,
     ...(opts.platform ? ["--platform", opts.platform] : []),

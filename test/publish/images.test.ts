@@ -115,4 +115,14 @@ describe("docker build + docker save push", () => {
     expect((await dockerd.docker("image", "inspect", "-f", "{{.Id}}", byDigest)).trim()).toBe(imageId);
     await dockerd.docker("rmi", byDigest);
   });
+
+  test("a build that fails leaves no container behind", async () => {
+    const marker = `failing-step-${crypto.randomUUID().slice(0, 8)}`;
+    const dir = await tempDir("failing-build-");
+    await Bun.write(join(dir, "Dockerfile"), `FROM fixtures/busybox:latest\nRUN echo ${marker} && false\n`);
+    const env = { ...process.env, ...dockerd.env };
+    await expect(dockerBuild(dir, `${factory.host}/main/failing:test`, { env })).rejects.toThrow(/Cannot build/);
+    const left = (await dockerd.docker("ps", "-a", "--no-trunc", "--format", "{{.Command}}")).split("\n").filter((c) => c.includes(marker));
+    expect(left).toEqual([]);
+  });
 });
