@@ -1,11 +1,13 @@
 import { statSync } from "node:fs";
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
+import { commaList } from "../../lib/cli/comma-list.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { InvalidFactoryNameError } from "../data-dir.ts";
 import { InvalidListenError, startGatewayServer } from "../gateway.ts";
 import { dbKind, dbKindProblem } from "../store/open.ts";
+import { TOKEN } from "../transport/http1.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
 import { InvalidCidrError, TrustedProxies } from "../trusted-proxies.ts";
@@ -102,6 +104,15 @@ export default defineCommand({
     // The registry makes its directory when it first stores a blob: a file there would fail only then.
     if (flags["registry-dir"] && statSync(flags["registry-dir"], { throwIfNoEntry: false })?.isDirectory() === false)
       throw new UsageError(`--registry-dir ${flags["registry-dir"]} is a file, not a folder`);
+    // Each of these, mistyped, still started a gateway that quietly did less: a header name no
+    // request can carry (every device behind the proxy answered 401), an empty --trust-proxy (no
+    // forwarded certificate believed), an empty --external-registry-service (no tokens for it).
+    if (!TOKEN.test(flags["client-cert-header"]))
+      throw new UsageError(`Invalid --client-cert-header "${flags["client-cert-header"]}": expected a header name such as x-ssl-client-cert (no spaces or colon)`);
+    if (flags["trust-proxy"] !== undefined && !commaList(flags["trust-proxy"]).length)
+      throw new UsageError("--trust-proxy is empty: give the proxy's addresses (e.g. 10.0.0.5 or 10.0.0.0/24), or leave the flag out");
+    if (flags["external-registry-service"] !== undefined && !flags["external-registry-service"].trim())
+      throw new UsageError("--external-registry-service is empty: give the registry's auth.token.service name, or leave the flag out");
     if (flags["proxy-listen"]) {
       // The listener's own check, before anything starts.
       try {

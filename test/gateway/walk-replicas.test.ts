@@ -1,0 +1,35 @@
+/**
+ * What an operator setting up replicas behind a proxy, with an external registry, types into
+ * `gateway serve`, mistyped: each of these once started a gateway that quietly did less (every
+ * device behind the proxy answered 401, no forwarded certificate believed, no tokens for the
+ * registry). Each is now bad usage (exit 2) naming the flag and what it wants, before the data
+ * dir is made.
+ */
+import { expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "../harness/tmp.ts";
+
+const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
+
+async function serve(args: string[]): Promise<{ code: number; stderr: string; made: boolean }> {
+  const data = join(await tempDir("walk-serve-"), "data");
+  const p = Bun.spawn([process.execPath, MAIN, "serve", "--data", data, "--listen", "127.0.0.1:0", ...args], { stdout: "pipe", stderr: "pipe" });
+  // A gateway that starts never exits by itself: stop it, and the test then fails on its code.
+  const timer = setTimeout(() => p.kill(), 15_000);
+  const [code, stderr] = await Promise.all([p.exited, new Response(p.stderr).text()]);
+  clearTimeout(timer);
+  return { code, stderr, made: existsSync(data) };
+}
+
+test.each([
+  [["--client-cert-header", "X-SSL-Client-Cert:"], `Invalid --client-cert-header "X-SSL-Client-Cert:": expected a header name such as x-ssl-client-cert (no spaces or colon)`],
+  [["--client-cert-header", "x ssl client cert"], `Invalid --client-cert-header "x ssl client cert"`],
+  [["--trust-proxy", ""], "--trust-proxy is empty: give the proxy's addresses (e.g. 10.0.0.5 or 10.0.0.0/24), or leave the flag out"],
+  [["--trust-proxy", " , "], "--trust-proxy is empty"],
+  [["--external-registry-service", ""], "--external-registry-service is empty: give the registry's auth.token.service name, or leave the flag out"],
+])("gateway serve %p is bad usage, and no data dir is made", async (args, message) => {
+  const r = await serve(args);
+  expect({ code: r.code, made: r.made }).toEqual({ code: 2, made: false });
+  expect(r.stderr).toContain(`gateway serve: ${message}`);
+}, 30_000);
