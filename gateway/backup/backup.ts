@@ -20,10 +20,11 @@
  */
 import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
-import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, rmdir, stat, statfs } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
+import { sizeText } from "../../lib/cli/bytes.ts";
 import { UsageError } from "../../lib/cli/command.ts";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
@@ -77,6 +78,18 @@ const bare = (path: string) => normalize(path).replace(/(.)\/+$/, "$1");
 async function checkOut(out: string): Promise<void> {
   const why = await whyCannotWrite(out);
   if (why) throw new BackupError(`Cannot write the backup to ${out}: ${why}`);
+}
+
+/**
+ * Refuses before writing when the file system holding `dir` has less room than `bytes` (what the
+ * data dir's files add up to, a lower bound of what is written): a full disk is said in those
+ * terms, with the sizes, instead of as an errno half way through.
+ */
+async function checkSpace(dir: string, bytes: number, fail: (why: string) => Error): Promise<void> {
+  const fs = await statfs(dir).catch(() => undefined);
+  if (!fs) return; // the write itself will say what is wrong
+  const free = fs.bavail * fs.bsize;
+  if (free < bytes) throw fail(`it needs at least ${sizeText(bytes)}, and the file system holding ${dir} has ${sizeText(free)} free`);
 }
 
 /** A file system error about `out` or its temp files (not about a data dir file being read). */
@@ -162,6 +175,8 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
       files: files.length,
       bytes: files.reduce((s, e) => s + e.size, 0),
     };
+
+    await checkSpace(dirname(opts.out), manifest.bytes, (why) => new BackupError(`Cannot write the backup to ${opts.out}: ${why}`));
 
     const pack = tar.pack();
     const produce = (async () => {
@@ -286,6 +301,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const tmp = await mkdtemp(join(parent, ".restore-")).catch((e) => Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`)));
   /** Set once the restored dir is in place: `tmp` may then hold the replaced data dir, never to be removed. */
   let restored = false;
+  // A write into the temp dir that fails (a full disk) is about --data, not the temp name; the backup's own errors pass through.
+  const unpackFailed = (e: unknown) => ((e as NodeJS.ErrnoException)?.syscall ? fail(`${fsWhy(e)}; nothing was restored`) : e);
   try {
     const extract = tar.extract();
     Readable.from(unseal(createReadStream(opts.file), opts.secret)).on("error", (e) => extract.destroy(e)).pipe(extract);
@@ -298,7 +315,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       if (!name || clean.startsWith("../") || clean === ".." || posix.isAbsolute(clean) || clean !== name)
         throw new BackupError(`The backup holds an unsafe path "${entry.header.name}"`);
       if (entry.header.type === "directory") {
-        await mkdir(join(tmp, clean), { recursive: true, mode: (entry.header.mode ?? 0o700) & 0o777 });
+        await mkdir(join(tmp, clean), { recursive: true, mode: (entry.header.mode ?? 0o700) & 0o777 }).catch((e) => Promise.reject(unpackFailed(e)));
         entry.resume();
         continue;
       }
@@ -306,10 +323,14 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       if (clean === MANIFEST) {
         manifest = JSON.parse(Buffer.concat(await Array.fromAsync(entry as AsyncIterable<Buffer>)).toString("utf8")) as BackupManifest;
         if (manifest.format !== BACKUP_FORMAT) throw new BackupError(`Unsupported backup format ${manifest.format} (this gateway reads format ${BACKUP_FORMAT})`);
+        // Everything is unpacked beside --data first (the registry too): that file system needs room for all of it.
+        await checkSpace(parent, manifest.bytes, (why) => fail(`${why}; nothing was restored`));
         continue;
       }
       if (!manifest) throw new BackupError("The backup has no manifest first: it was not made by `gateway backup`");
-      await writeFileAtomic(join(tmp, clean), entry as AsyncIterable<Uint8Array>, { mode: (entry.header.mode ?? 0o600) & 0o777 });
+      await writeFileAtomic(join(tmp, clean), entry as AsyncIterable<Uint8Array>, { mode: (entry.header.mode ?? 0o600) & 0o777 }).catch((e) =>
+        Promise.reject(unpackFailed(e)),
+      );
       bytes += entry.header.size ?? 0;
       files++;
       opts.onProgress?.(files, bytes);

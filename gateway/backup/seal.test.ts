@@ -27,7 +27,7 @@ describe("seal / unseal", () => {
   });
 
   test("a private key is refused as the recipient (its public half would seal, but it must stay offline)", async () => {
-    await expect(sealed(data, { recipientPem: newRecipientKeyPair().privatePem })).rejects.toThrow("The recipient key is a private key");
+    await expect(sealed(data, { recipientPem: newRecipientKeyPair().privatePem })).rejects.toThrow("Cannot use the recipient key: it is a private key");
   });
 
   test("an empty input still makes a file that opens to nothing", async () => {

@@ -57,7 +57,7 @@ export async function* seal(plain: AsyncIterable<Uint8Array>, secret: SealSecret
     key = await scryptAsync(secret.passphrase, salt, 32, SCRYPT);
     kdf = { name: "scrypt", salt: salt.toString("base64url"), N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p };
   } else {
-    const recipient = publicKeyOf(secret.recipientPem);
+    const recipient = named("the recipient key", () => recipientKey(secret.recipientPem));
     const eph = generateKeyPairSync("x25519");
     key = deriveKey(diffieHellman({ privateKey: eph.privateKey, publicKey: recipient }), salt);
     const ephemeral = eph.publicKey.export({ type: "spki", format: "der" }).toString("base64url");
@@ -88,6 +88,15 @@ export async function* seal(plain: AsyncIterable<Uint8Array>, secret: SealSecret
     }
   }
   yield record(Buffer.concat(pending), true);
+}
+
+/** `read()`'s key, its error saying which key it is about. */
+function named(what: string, read: () => KeyObject): KeyObject {
+  try {
+    return read();
+  } catch (e) {
+    throw new BackupUnreadableError(`Cannot use ${what}: ${(e as Error).message}`);
+  }
 }
 
 /** Opens a sealed backup, yielding its plaintext; throws BackupUnreadableError on any mismatch. */
@@ -157,12 +166,7 @@ async function keyFor(header: Header, secret: OpenSecret): Promise<Buffer> {
   }
   if (header.kdf.name === "x25519") {
     if (!("identityPem" in secret)) throw new BackupUnreadableError("This backup was sealed for a recipient key: give the matching private key (--identity)");
-    let priv: KeyObject;
-    try {
-      priv = createPrivateKey(secret.identityPem);
-    } catch (e) {
-      throw new BackupUnreadableError(`Cannot read the identity key: it is not a PEM private key (the PREFIX.key that gateway backup keygen wrote)`, { cause: e });
-    }
+    const priv = named("the identity key", () => identityKey(secret.identityPem));
     const eph = createPublicKey({ key: Buffer.from(header.kdf.ephemeral, "base64url"), format: "der", type: "spki" });
     return deriveKey(diffieHellman({ privateKey: priv, publicKey: eph }), salt);
   }
@@ -180,16 +184,49 @@ export function isPrivateKeyPem(pem: string): boolean {
   }
 }
 
-function publicKeyOf(pem: string): KeyObject {
+/**
+ * The X25519 public key a backup is sealed for. Its errors say what the file is instead (a private
+ * key, not a key at all, another kind of key), in words, without OpenSSL's codes.
+ *
+ * @throws {BackupUnreadableError} If `pem` is not an X25519 public key.
+ */
+export function recipientKey(pem: string): KeyObject {
   // createPublicKey takes a private key too (and derives its public half): a sealing host must not hold one.
-  if (isPrivateKeyPem(pem)) throw new BackupUnreadableError("The recipient key is a private key: seal for the public key (PREFIX.pub), keep the private one offline");
+  if (isPrivateKeyPem(pem)) throw new BackupUnreadableError("it is a private key: seal for the public key (PREFIX.pub), keep the private one offline");
   let k: KeyObject;
   try {
     k = createPublicKey(pem);
-  } catch (e) {
-    throw new BackupUnreadableError(`Cannot read the recipient key: it is not a PEM public key (the PREFIX.pub that gateway backup keygen wrote)`, { cause: e });
+  } catch {
+    throw new BackupUnreadableError("it is not a PEM public key (give the PREFIX.pub that gateway backup keygen wrote)");
   }
-  if (k.asymmetricKeyType !== "x25519") throw new BackupUnreadableError(`The recipient key must be an X25519 public key (made by gateway backup keygen), not ${k.asymmetricKeyType}`);
+  if (k.asymmetricKeyType !== "x25519") throw new BackupUnreadableError(`it is an ${k.asymmetricKeyType} public key, not the X25519 key gateway backup keygen makes`);
+  return k;
+}
+
+/**
+ * The X25519 private key that opens backups sealed for its public half.
+ *
+ * @throws {BackupUnreadableError} If `pem` is not an X25519 private key (e.g. the .pub given in its place).
+ */
+export function identityKey(pem: string): KeyObject {
+  let k: KeyObject;
+  try {
+    k = createPrivateKey(pem);
+  } catch {
+    const publicToo = (() => {
+      try {
+        return !!createPublicKey(pem);
+      } catch {
+        return false;
+      }
+    })();
+    throw new BackupUnreadableError(
+      publicToo
+        ? "it is a public key: give the private key (the PREFIX.key that gateway backup keygen wrote beside PREFIX.pub)"
+        : "it is not a PEM private key (give the PREFIX.key that gateway backup keygen wrote)",
+    );
+  }
+  if (k.asymmetricKeyType !== "x25519") throw new BackupUnreadableError(`it is an ${k.asymmetricKeyType} private key, not the X25519 key gateway backup keygen makes`);
   return k;
 }
 

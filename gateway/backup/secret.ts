@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { UsageError } from "../../lib/cli/command.ts";
+import { UsageError, asUsage } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
-import { isPrivateKeyPem, type OpenSecret, type SealSecret } from "./seal.ts";
+import { BackupUnreadableError, identityKey, isPrivateKeyPem, recipientKey, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const PASSPHRASE_ENV = "GATEWAY_BACKUP_PASSPHRASE";
 
@@ -31,6 +31,8 @@ export async function sealSecret(flags: { "passphrase-file"?: string; recipient?
         `--recipient ${flags.recipient} is a private key: give the public key (${pub}, from gateway backup keygen) and keep the private key offline`,
       );
     }
+    // Checked before any file is read or written: a wrong file is a wrong flag value.
+    asUsage([BackupUnreadableError], () => recipientKey(pem), `--recipient ${flags.recipient}: `);
     return { recipientPem: pem };
   }
   if (p !== undefined) return { passphrase: p };
@@ -41,7 +43,11 @@ export async function sealSecret(flags: { "passphrase-file"?: string; recipient?
 
 /** For opening: a passphrase (file or env) or the recipient's private key. */
 export async function openSecret(flags: { "passphrase-file"?: string; identity?: string }): Promise<OpenSecret> {
-  if (flags.identity) return { identityPem: await readFlagFile(flags.identity, "the identity key") };
+  if (flags.identity) {
+    const pem = await readFlagFile(flags.identity, "the identity key");
+    asUsage([BackupUnreadableError], () => identityKey(pem), `--identity ${flags.identity}: `);
+    return { identityPem: pem };
+  }
   const p = await passphrase(flags["passphrase-file"]);
   if (p !== undefined) return { passphrase: p };
   throw new UsageError(`Give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --identity PRIVATE.pem`);

@@ -3,13 +3,20 @@
  * files: `restore --force` aimed at a folder that is not a gateway data dir changes nothing; aimed
  * at a data dir it keeps the old one beside it and says where; a bad --out or --data is named as
  * the user typed it (not as a temp name) and leaves no temp files; a private key given as
- * --recipient is refused.
+ * --recipient is refused, and any other wrong --recipient or --identity is a wrong flag value
+ * (exit 2, in words, nothing written). A file system too small for a backup or a restore is
+ * refused before writing, with the sizes, and one that fills while unpacking names --data and
+ * leaves nothing behind: the small file system is a tmpfs this file mounts and unmounts (root
+ * only, as the harness's loop dockerd).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import tar from "tar-stream";
+import { seal } from "../../gateway/backup/seal.ts";
 import { startGateway } from "../harness/gateway.ts";
-import { removeTempDir, tempDir } from "../harness/tmp.ts";
+import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const PASS = "a long enough passphrase";
@@ -135,4 +142,83 @@ test("--recipient refuses the private key of a backup key pair; the public key i
   const back = await gw(["restore", "sealed.backup", "--data", "from-recipient", "--identity", "backup-id.key"], { GATEWAY_BACKUP_PASSPHRASE: "" });
   expect(back.code).toBe(0);
   expect(readFileSync(join(work, "from-recipient", "admin-token"), "utf8")).toBe(readFileSync(join(data, "admin-token"), "utf8"));
+});
+
+describe("the wrong key file, and a full disk", () => {
+  let small: string; // a 512 KiB tmpfs
+  let mounted = false;
+  beforeAll(async () => {
+    // A data dir with some bulk, so its backup is larger than the small file system: 1 MiB in the registry folder.
+    cpSync(data, join(work, "bulky"), { recursive: true });
+    mkdirSync(join(work, "bulky", "registry", "blobs"), { recursive: true });
+    writeFileSync(join(work, "bulky", "registry", "blobs", "bulk"), randomBytes(1 << 20));
+    expect((await gw(["backup", "--data", "bulky", "--out", "bulky.backup", "--with-registry"])).code).toBe(0);
+    expect((await gw(["backup", "keygen", "--out", "id"])).code).toBe(0);
+    small = join(work, "small");
+    mkdirSync(small);
+    expect((await run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", small])).code).toBe(0);
+    mounted = true;
+  }, 120_000);
+  afterAll(async () => {
+    if (mounted) await run(["umount", small]);
+  });
+
+  test("a --recipient or --identity that is not the right key is bad usage, said in words, and writes nothing", async () => {
+    writeFileSync(join(work, "notes.txt"), "not a key\n");
+    const notKey = await gw(["backup", "--data", "bulky", "--out", "r.backup", "--recipient", "notes.txt"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+    expect([notKey.code, notKey.stderr.split("\n")[0]]).toEqual([
+      2,
+      "gateway backup: --recipient notes.txt: it is not a PEM public key (give the PREFIX.pub that gateway backup keygen wrote)",
+    ]);
+    expect(existsSync(join(work, "r.backup"))).toBe(false);
+
+    const ed = await run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", join(work, "ed.key")]);
+    expect(ed.code).toBe(0);
+    await run(["openssl", "pkey", "-in", join(work, "ed.key"), "-pubout", "-out", join(work, "ed.pub")]);
+    const edPub = await gw(["backup", "--data", "bulky", "--out", "r.backup", "--recipient", "ed.pub"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+    expect([edPub.code, edPub.stderr.split("\n")[0]]).toEqual([2, "gateway backup: --recipient ed.pub: it is an ed25519 public key, not the X25519 key gateway backup keygen makes"]);
+
+    const sealed = await gw(["backup", "--data", "bulky", "--out", "r.backup", "--recipient", "id.pub"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+    expect(sealed.code).toBe(0);
+    const pubAsIdentity = await gw(["restore", "r.backup", "--data", "restored", "--identity", "id.pub"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+    expect([pubAsIdentity.code, pubAsIdentity.stderr.split("\n")[0]]).toEqual([
+      2,
+      "gateway restore: --identity id.pub: it is a public key: give the private key (the PREFIX.key that gateway backup keygen wrote beside PREFIX.pub)",
+    ]);
+    const edAsIdentity = await gw(["restore", "r.backup", "--data", "restored", "--identity", "ed.key"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+    expect([edAsIdentity.code, edAsIdentity.stderr.split("\n")[0]]).toEqual([
+      2,
+      "gateway restore: --identity ed.key: it is an ed25519 private key, not the X25519 key gateway backup keygen makes",
+    ]);
+    expect(existsSync(join(work, "restored"))).toBe(false);
+    expect(readdirSync(work).filter((f) => f.startsWith(".restore-") || f.startsWith(".backup-"))).toEqual([]);
+  });
+
+  test("a file system too small for the backup or the restore is refused before writing, with the sizes", async () => {
+    const b = await gw(["backup", "--data", "bulky", "--out", "small/gw.backup", "--with-registry"]);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/^gateway backup: Cannot write the backup to small\/gw\.backup: it needs at least 1\.\d MiB, and the file system holding small has \d+\.\d KiB free\n$/);
+    const r = await gw(["restore", "bulky.backup", "--data", "small/restored"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^gateway restore: Cannot restore into --data small\/restored: it needs at least 1\.\d MiB, and the file system holding small has \d+\.\d KiB free; nothing was restored\n$/);
+    expect(readdirSync(small)).toEqual([]);
+  });
+
+  test("a disk that fills while unpacking names --data, and leaves nothing behind", async () => {
+    // A backup whose manifest understates its size (as a disk another writer fills meanwhile would):
+    // the room check passes and the disk runs out half way.
+    const pack = tar.pack();
+    const manifest = { format: 1, createdAt: new Date().toISOString(), factory: "main", database: "sqlite", registry: false, files: 1, bytes: 0 };
+    pack.entry({ name: "backup.json", mode: 0o600 }, JSON.stringify(manifest));
+    pack.entry({ name: "factory.json", mode: 0o644 }, randomBytes(1 << 20));
+    pack.finalize();
+    const chunks: Uint8Array[] = [];
+    for await (const c of seal(pack as AsyncIterable<Uint8Array>, { passphrase: PASS })) chunks.push(c);
+    writeFileSync(join(work, "understated.backup"), Buffer.concat(chunks));
+
+    const r = await gw(["restore", "understated.backup", "--data", "small/restored"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^gateway restore: Cannot restore into --data small\/restored: .*no space left on device.*; nothing was restored\n$/);
+    expect(readdirSync(small)).toEqual([]);
+  });
 });
