@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
 import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
-import { CaFetchError, fetchPinnedCa, InvalidTokenError } from "../lib/tls/pin.ts";
+import { CaFetchError, fetchPinnedCa, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
 import { netWhy } from "../lib/net/why.ts";
 import { rootSignatureStatus } from "../lib/tuf/root-ceremony.ts";
 import { loadX509 } from "../lib/x509/index.ts";
@@ -82,8 +82,9 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   } catch (cause) {
     // The CLI prints the cause chain: "Cannot register: <what>: <why>".
     if (cause instanceof InvalidTokenError) throw new UsageError("the token (--token or FIOUP_TOKEN) is not <secret>.<sha256 of the CA>");
-    // Unreachable is the gateway's exit code (31) here as for every other command; a CA that does not match the pin is not.
-    if (cause instanceof CaFetchError) throw new GatewayUnreachableError("Cannot register", undefined, { cause });
+    // Unreachable is the gateway's exit code (31) here as for every other command; a server that
+    // answers but is no gateway, or a CA that does not match the pin, is not: retrying will not help.
+    if (cause instanceof CaFetchError && !(cause instanceof NotAGatewayError)) throw new GatewayUnreachableError("Cannot register", undefined, { cause });
     throw new RegistrationError("Cannot register", { cause });
   }
   const caCert = new X509Certificate(caPem);

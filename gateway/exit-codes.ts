@@ -6,7 +6,7 @@
  * @module
  */
 import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.ts";
-import { CaFetchError, CaPinMismatchError, InvalidTokenError } from "../lib/tls/pin.ts";
+import { CaFetchError, CaPinMismatchError, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
 import { PUBLISH_EXIT_CODES } from "./publish/exit-codes.ts";
 
@@ -14,6 +14,7 @@ type ErrorClass = new (...args: any[]) => Error;
 
 const BY_CLASS: [ErrorClass, number][] = [
   [CaPinMismatchError, 5],
+  [NotAGatewayError, 5],
   [GatewayUnreachableError, 4],
   [CaFetchError, 4],
   [AdminApiError, 3],
@@ -30,7 +31,7 @@ export const EXIT_CODES = [
   [2, "bad usage (unknown command or flag, missing argument)"],
   [3, "the gateway refused the request (its reason is printed)"],
   [4, "the gateway could not be reached (connection refused, timeout, TLS failure)"],
-  [5, "the gateway's CA does not match the token's pin: not the gateway the token was made for"],
+  [5, "--server is not the gateway the token was made for: its CA does not match the token's pin, or it serves no CA (no gateway at that URL)"],
   ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => [code, meaning] as const),
 ] as const;
 

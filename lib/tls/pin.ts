@@ -18,8 +18,18 @@ export class CaPinMismatchError extends Error {
   override name = "CaPinMismatchError";
 }
 
+/** `/ca.pem` could not be fetched: the server did not answer (refused, timed out, TLS failed). */
 export class CaFetchError extends Error {
   override name = "CaFetchError";
+}
+
+/**
+ * The server answered, but not with a CA certificate at `/ca.pem` (an HTTP error, or a page that
+ * is no PEM certificate): it is up, and not a gateway at that URL. Retrying will not help; a
+ * different `--server` will.
+ */
+export class NotAGatewayError extends CaFetchError {
+  override name = "NotAGatewayError";
 }
 
 /** A token split into its secret and its CA pin (lower-case hex). */
@@ -63,7 +73,8 @@ export function caFingerprint(pem: string): string {
  * await fetch("https://127.0.0.1:8443/admin/targets", { tls: { ca }, headers });
  * ```
  * @throws {InvalidTokenError} If the token has no pin.
- * @throws {CaFetchError} If `/ca.pem` cannot be fetched or is not a certificate.
+ * @throws {CaFetchError} If the server does not answer.
+ * @throws {NotAGatewayError} If it answers `/ca.pem` with an HTTP error or with no PEM certificate.
  * @throws {CaPinMismatchError} If the certificate's fingerprint differs from the pin.
  */
 export async function fetchPinnedCa(server: string, token: string, opts: { timeoutMs?: number } = {}): Promise<string> {
@@ -71,25 +82,30 @@ export async function fetchPinnedCa(server: string, token: string, opts: { timeo
   // Beside the server's other paths: a gateway behind a proxy under https://host/ota serves /ota/ca.pem.
   const url = `${server.replace(/\/+$/, "")}/ca.pem`;
   let pem: string;
+  let status: number;
   try {
     const res = await fetch(url, {
       tls: { rejectUnauthorized: false },
       signal: AbortSignal.timeout(opts.timeoutMs ?? 15_000),
     });
-    if (!res.ok) throw new Error(`server answered ${res.status}`);
+    status = res.status;
     pem = await res.text();
   } catch (cause) {
     throw new CaFetchError(`Cannot fetch ${url}: ${netWhy(cause)}`);
   }
+  const notGateway = (what: string) =>
+    new NotAGatewayError(`${server} does not look like a gateway: ${url} answered ${what}; check the URL (a gateway serves its CA certificate there)`);
+  if (status < 200 || status > 299) throw notGateway(`HTTP ${status}`);
   let actual: string;
   try {
     // Only the first certificate counts: the pin names exactly one CA.
     const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0];
-    if (!first) throw new Error("no PEM certificate in the response");
+    if (!first) throw notGateway("with no PEM certificate");
     pem = first + "\n";
     actual = caFingerprint(pem);
   } catch (cause) {
-    throw new CaFetchError(`Cannot read the CA certificate from ${url}`, { cause });
+    if (cause instanceof NotAGatewayError) throw cause;
+    throw new NotAGatewayError(`Cannot read the CA certificate from ${url}`, { cause });
   }
   if (actual !== pin) {
     throw new CaPinMismatchError(
