@@ -18,7 +18,7 @@
 import type { RolloutEventKind } from "../../lib/api/admin.ts";
 import type { TargetEntry } from "../../lib/api/target.ts";
 import type { RolloutCount, RolloutEventRow, RolloutPatch, RolloutRow, Store } from "../store/types.ts";
-import { evaluateDevice, type DeviceEvidence, type TargetInfo } from "./evaluate.ts";
+import { evaluateDevice, publishedAt, type DeviceEvidence, type TargetInfo } from "./evaluate.ts";
 
 export type RolloutEventInput = Omit<RolloutEventRow, "id">;
 
@@ -78,7 +78,8 @@ export class RolloutEngine {
       for (const [name, e] of Object.entries(targets)) {
         const apps: Record<string, string> = {};
         for (const [app, ref] of Object.entries(e.custom?.docker_compose_apps ?? {})) apps[app] = ref.uri;
-        m.set(name, { version: String(e.custom?.version), apps });
+        const createdAt = Date.parse(e.custom?.createdAt ?? "");
+        m.set(name, { version: String(e.custom?.version), apps, ...(Number.isNaN(createdAt) ? {} : { createdAt }) });
       }
       this.#targets = m;
       this.#targetsVersion = version;
@@ -112,8 +113,9 @@ export class RolloutEngine {
     const evidence = (await store.pendingRolloutEvidence(r.id, r.wave)) as DeviceEvidence[];
     const changes = [];
     const events: RolloutEventInput[] = [];
+    const published = publishedAt(targets, r.targetVersion);
     for (const ev of evidence) {
-      const c = evaluateDevice(ev, { rollout: r, targets, now });
+      const c = evaluateDevice(ev, { rollout: r, targets, publishedAt: published, now });
       if (!c) continue;
       changes.push({ ...c, updatedAt: at });
       const base = { rolloutId: r.id, at, wave: ev.wave, deviceUuid: ev.uuid };

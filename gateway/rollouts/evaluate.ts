@@ -4,8 +4,8 @@
  *
  * - failed: an EcuInstallationCompleted with success false for the version (install or start
  *   failure, or a rollback), an app of the target unhealthy or exited after the update, or still
- *   pending `pendingTimeoutS` after its wave started (after its last hold ended, if it was held)
- *   while the rollout runs;
+ *   pending `pendingTimeoutS` after its wave started (after the version was published or its last
+ *   hold ended, if later) while the rollout runs;
  * - succeeded: the update to the version completed and every app of the target reported healthy
  *   (running with a passing or no healthcheck, or a one-shot exited 0) for `healthWindowS`;
  * - pending otherwise.
@@ -33,6 +33,20 @@ export interface TargetInfo {
   version: string;
   /** app name -> pinned uri */
   apps: Record<string, string>;
+  /** When the target was made (custom.createdAt, which `gateway publish` sets), in ms; undefined if it has none. */
+  createdAt?: number;
+}
+
+/**
+ * When the rollout's version became installable, for the pending timeout: Infinity while no target
+ * of it is published (a device cannot install it, so it must not time out: the docs tell operators
+ * to create a rollout before publishing), else its earliest target's createdAt (-Infinity if one
+ * has none, which leaves the wave's start alone).
+ */
+export function publishedAt(targets: ReadonlyMap<string, TargetInfo>, version: string): number {
+  let at = Infinity;
+  for (const t of targets.values()) if (t.version === version) at = Math.min(at, t.createdAt ?? -Infinity);
+  return at;
 }
 
 export interface EvaluateContext {
@@ -42,6 +56,8 @@ export interface EvaluateContext {
   };
   /** Published targets by name. */
   targets: ReadonlyMap<string, TargetInfo>;
+  /** {@link publishedAt} of the rollout's version (once per rollout, not per device); undefined: not considered. */
+  publishedAt?: number;
   now: number;
 }
 
@@ -142,9 +158,12 @@ function currentHold(ev: DeviceEvidence, version: string, prev: RolloutHold | nu
 
 const sameHold = (a: RolloutHold | null, b: RolloutHold | null) => a?.kind === b?.kind && a?.until === b?.until && a?.at === b?.at;
 
-/** When the device's pending timeout ends: wave start (or the end of its last hold) + pendingTimeoutS. */
+/**
+ * When the device's pending timeout ends: wave start (or the version's publication, or the end of
+ * its last hold, whichever is later) + pendingTimeoutS; never while the version is unpublished.
+ */
 export function pendingDeadline(ctx: EvaluateContext, hold: RolloutHold | null, holdEndedAt = NaN): number {
-  let from = ms(ctx.rollout.waveStartedAt);
+  let from = Math.max(ms(ctx.rollout.waveStartedAt), ctx.publishedAt ?? -Infinity);
   if (holdEndedAt > from) from = holdEndedAt;
   if (hold) {
     let end = hold.until ? ms(hold.until) : NaN;

@@ -91,3 +91,18 @@ test("advancing a paused rollout says it is still paused; cancel does what its -
   const again = cli("pause", r.id);
   expect({ code: again.code, err: again.err }).toEqual({ code: 3, err: expect.stringContaining(`409: Cannot pause rollout "${r.id}": it is cancelled`) });
 }, 120_000);
+
+test("a rollout created before its version is published (as the docs advise) does not time its devices out while they cannot install it", async () => {
+  const r = created("--target", "4", "--waves", "100%", "--soak", "1s", "--pending-timeout", "4s");
+  await fleet.cycle(); // 4 is not published: nothing to install
+  await Bun.sleep(5_000); // past the pending timeout, counted from the wave's start
+  const waiting = cli("show", r.id).out;
+  expect(waiting).toContain(`rollout:  ${r.id}  RUNNING`);
+  expect(waiting).not.toContain("timeout:");
+
+  // Published now (`gateway publish` stamps custom.createdAt): the timeout counts from here, and the devices update in time.
+  await adminJson(gw, "/admin/targets", { targets: { "hw-4": { ...targetEntry("4", gw.host), custom: { ...targetEntry("4", gw.host).custom, createdAt: new Date().toISOString() } } } });
+  await fleet.cycle();
+  await waitFor({ service: "gateway", what: "the rollout completed", ready: async () => (await state(r.id)) !== "running", logFile: gw.logFile, timeoutMs: 15_000 });
+  expect(cli("show", r.id).out).toContain("reason:   completed: all 10 devices settled, 10 succeeded, 0 failed (0%)");
+}, 120_000);
