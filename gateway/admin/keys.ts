@@ -13,6 +13,7 @@ import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import type { GatewayEnv } from "../env.ts";
 import { requireRole } from "./auth.ts";
+import { SigningKeyUnavailableError } from "../ota/key-store.ts";
 import { InvalidRootError, RootNotTrustedError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
@@ -30,6 +31,11 @@ export { RootInstalled } from "../../lib/api/admin.ts";
 const ROOT_BY_TOKEN =
   "Root rotation needs the offline root key(s): draft the next root with `gateway keys init-root`, sign it offline with `gateway keys sign-root`, install it with `gateway keys push-root` (docs/keys.md)";
 
+/** How an online key is rotated once root is offline: by a root signed offline that names the new key. */
+const rotateOffline = (role: string) =>
+  `With the root key offline, the ${role} key changes by a root signed offline: on the gateway, gateway keys generate --out DIR/tuf/keys/${role}-2; ` +
+  `then gateway keys init-root --key ${role}=DIR/tuf/keys/${role}-2.pub.json, sign-root by the root key holders, push-root (docs/keys.md)`;
+
 export const adminKeys = new Hono<GatewayEnv>()
   .get("/keys/root", async (c) => c.body(new TextDecoder().decode(await c.var.gw.tuf.trustedRoot()), 200, { "content-type": "application/json" }))
   .post("/keys/root", requireRole("admin"), limit(64 * 1024), jsonBody(SignedRoot), async (c) => {
@@ -45,6 +51,12 @@ export const adminKeys = new Hono<GatewayEnv>()
   .post("/keys/rotate", requireRole("admin"), limit(4096), jsonBody(RotateRequest), async (c) => {
     const { role } = c.req.valid("json");
     if (role === "root") return c.json({ error: ROOT_BY_TOKEN }, 403);
-    const { rootVersion } = await c.var.gw.tuf.rotate(role);
-    return c.json({ role, rootVersion });
+    try {
+      const { rootVersion } = await c.var.gw.tuf.rotate(role);
+      return c.json({ role, rootVersion });
+    } catch (e) {
+      // With root offline this is the normal state, not a fault: say how such a rotation is done.
+      if (!(e instanceof SigningKeyUnavailableError) || e.role !== "root") throw e;
+      return c.json({ error: `${e.message}. ${rotateOffline(role)}` }, 409);
+    }
   });

@@ -21,7 +21,12 @@ import type { RoleName } from "../../lib/tuf/metadata.ts";
 /** The role's key is not in the keys dir (moved offline) or is not the one root trusts. */
 export class SigningKeyUnavailableError extends Error {
   override name = "SigningKeyUnavailableError";
-  constructor(role: RoleName, path: string, why: string, options?: ErrorOptions) {
+  constructor(
+    readonly role: RoleName,
+    path: string,
+    why: string,
+    options?: ErrorOptions,
+  ) {
     super(`Cannot sign TUF ${role} metadata with ${path}: ${why}`, options);
   }
 }
@@ -123,8 +128,12 @@ export class TufKeyStore {
           ? `its key ${own.pair.keyId} is not the ${role} key root.json trusts (${trustedIds.join(", ")})`
           : unreadable
             ? `the key file is there but cannot be read (${unreadable.message}); restore it from a backup`
-            : "the key file is absent (offline?)";
-    throw new SigningKeyUnavailableError(role, path, why, unreadable ? { cause: unreadable } : undefined);
+            : trustedIds.length > 1
+              ? `none of the ${trustedIds.length} ${role} keys root.json trusts is there (offline?)`
+              : "the key file is absent (offline?)";
+    // Several trusted keys (e.g. root 2 of 3 after the ceremony) have no one file name: the folder is named.
+    const where = found.length === 0 && !own && !unreadable && trustedIds.length > 1 ? this.dir : path;
+    throw new SigningKeyUnavailableError(role, where, why, unreadable ? { cause: unreadable } : undefined);
   }
 
   /** The key to sign `role` with when root requires one signature. @throws {SigningKeyUnavailableError} */

@@ -100,8 +100,14 @@ describe("gateway keys: the offline root ceremony", () => {
     const root = await gw.adminFetch("/admin/keys/rotate", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "root" }) });
     expect({ status: root.status, body: await root.text() }).toEqual({ status: 403, body: expect.stringContaining("Root rotation needs the offline root key") });
     expect((await cli("keys", "rotate", "root", "--data", gw.dataDir)).stderr).toContain("the root key is not rotated here");
+    // Refused, naming where the root keys are missing (no one file: three keys), and how such a rotation is done.
     const ts = await cli("keys", "rotate", "timestamp", "--data", gw.dataDir);
-    expect(ts.stderr).toMatch(/409: Cannot sign TUF root metadata .* absent/);
+    expect(ts.code).toBe(3);
+    expect(ts.stderr).toContain(`409: Cannot sign TUF root metadata with ${keysDir()}: none of the 3 root keys root.json trusts is there (offline?).`);
+    expect(ts.stderr).toContain(
+      "With the root key offline, the timestamp key changes by a root signed offline: on the gateway, gateway keys generate --out DIR/tuf/keys/timestamp-2; " +
+        "then gateway keys init-root --key timestamp=DIR/tuf/keys/timestamp-2.pub.json, sign-root by the root key holders, push-root (docs/keys.md)",
+    );
   });
 
   test("restarted with no root and no targets key, it keeps re-signing timestamp and snapshot, and devices keep verifying", async () => {
