@@ -38,6 +38,7 @@
  * @module
  */
 import type { Server } from "bun";
+import { lstatSync } from "node:fs";
 import { chmod, lstat, stat, unlink } from "node:fs/promises";
 import { connect } from "node:net";
 import type { Bindings, ClientConnection } from "../env.ts";
@@ -169,11 +170,22 @@ const isHealthCheck = (url: string) => urlTarget(url).path === "/healthz";
  * The requirement on who may use the listener, checked before anything starts (`gateway serve`
  * raises it as a usage error) and again by {@link listenPlain}.
  *
- * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then claim any device).
+ * @throws {InvalidProxyListenError} For a TCP address without trusted proxies (anyone could then
+ *   claim any device), or a socket path where a file or folder is.
  */
 export function checkProxyListen(address: ProxyListenAddress, trustedProxies: TrustedProxies): void {
   if (!("unix" in address) && trustedProxies.size === 0)
     throw new InvalidProxyListenError("--proxy-listen on a TCP address needs --trust-proxy with the proxy's addresses: anyone who can connect could claim to be any device");
+  // The gateway makes the socket; an old socket there is taken over, anything else is never
+  // replaced. Binding on a file failed as "a server answers on that socket already", after the
+  // data dir was made.
+  if ("unix" in address) {
+    const st = lstatSync(address.unix, { throwIfNoEntry: false });
+    if (st && !st.isSocket())
+      throw new InvalidProxyListenError(
+        `Invalid --proxy-listen "unix:${address.unix}": ${address.unix} is ${st.isDirectory() ? "a folder" : "a file"}, not a socket; give a path of its own (the gateway makes the socket there), e.g. unix:/run/gateway/proxy.sock`,
+      );
+  }
 }
 
 /**

@@ -6,7 +6,7 @@
  * dir is made.
  */
 import { expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../harness/tmp.ts";
 
@@ -32,4 +32,15 @@ test.each([
   const r = await serve(args);
   expect({ code: r.code, made: r.made }).toEqual({ code: 2, made: false });
   expect(r.stderr).toContain(`gateway serve: ${message}`);
+}, 30_000);
+
+// A socket path where a file already is: the gateway started, made its data dir, and then said
+// "a server answers on that socket already", which nothing did. The file must be left as it was.
+test("gateway serve --proxy-listen unix:FILE is bad usage naming the file, which is left alone, and no data dir is made", async () => {
+  const file = join(await tempDir("walk-sock-"), "proxy.sock");
+  writeFileSync(file, "not a socket");
+  const r = await serve(["--proxy-listen", `unix:${file}`]);
+  expect({ code: r.code, made: r.made }).toEqual({ code: 2, made: false });
+  expect(r.stderr).toContain(`gateway serve: Invalid --proxy-listen "unix:${file}": ${file} is a file, not a socket; give a path of its own`);
+  expect(readFileSync(file, "utf8")).toBe("not a socket");
 }, 30_000);
