@@ -34,6 +34,17 @@ async function readText(path: string): Promise<string> {
  */
 export async function readRootFile(path: string): Promise<string> {
   const text = await readText(path);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // Not the parser's message: it quotes the file ("Unexpected identifier ..."), and the file given
+    // by mistake may be a passphrase or a key.
+    throw new CeremonyFileError(path, "not JSON, so not a root.json");
+  }
+  const o = json as { private?: unknown; keyval?: unknown } | null;
+  if (o && typeof o === "object" && (o.private !== undefined || o.keyval !== undefined))
+    throw new CeremonyFileError(path, "it is a key file, not a root.json");
   try {
     parseMetadata("root", text);
   } catch (cause) {

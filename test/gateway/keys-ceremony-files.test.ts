@@ -1,0 +1,38 @@
+/**
+ * The `gateway keys` commands given the wrong file where a root.json belongs, through the real
+ * CLI: a key file (the easy slip, both sit in the ceremony folder) is called a key file, and a
+ * file that is not JSON at all, a passphrase for one, is refused without quoting any of it (the
+ * JSON parser's message quotes the first word).
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
+
+const MAIN = resolve(import.meta.dir, "../../gateway/main.ts");
+let work: string;
+const cli = (...args: string[]) => run([process.execPath, MAIN, ...args], { cwd: work, allowFail: true });
+
+beforeAll(async () => {
+  work = await tempDir("keys-ceremony-files-");
+  expect((await cli("keys", "generate", "--out", "alice")).code).toBe(0);
+  writeFileSync(join(work, "passphrase"), "hunter2secret and more\n", { mode: 0o600 });
+});
+afterAll(() => removeTempDir(work));
+
+test("a key file where a root.json belongs is called a key file, and nothing is written", async () => {
+  const before = readFileSync(join(work, "alice.json"), "utf8");
+  const sign = await cli("keys", "sign-root", "alice.json", "--key", "alice.json");
+  expect([sign.code, sign.stderr]).toEqual([1, "gateway keys sign-root: Cannot use alice.json: it is a key file, not a root.json\n"]);
+  expect(readFileSync(join(work, "alice.json"), "utf8")).toBe(before);
+  const init = await cli("keys", "init-root", "--current", "alice.pub.json", "--out", "2.root.json");
+  expect([init.code, init.stderr]).toEqual([1, "gateway keys init-root: Cannot use alice.pub.json: it is a key file, not a root.json\n"]);
+});
+
+test("a file that is not JSON is refused without quoting it", async () => {
+  const push = await cli("keys", "push-root", "--server", "https://127.0.0.1:9", "--token", "x", "passphrase");
+  expect([push.code, push.stderr]).toEqual([1, "gateway keys push-root: Cannot use passphrase: not JSON, so not a root.json\n"]);
+  const sign = await cli("keys", "sign-root", "passphrase", "--key", "alice.json");
+  expect(sign.stderr).not.toContain("hunter2");
+  expect(sign.stderr).toBe("gateway keys sign-root: Cannot use passphrase: not JSON, so not a root.json\n");
+});
