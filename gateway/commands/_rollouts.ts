@@ -10,6 +10,7 @@ import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/co
 import { cell, table } from "../../lib/cli/table.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { checkWaves } from "../rollouts/membership.ts";
+import { formatSeconds } from "../rollouts/settings.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
@@ -36,11 +37,6 @@ export function parseWaves(text: string): number[] {
   return waves;
 }
 
-/** Seconds as the shortest exact unit: 1800 -> "30m". */
-export function formatSeconds(s: number): string {
-  for (const [unit, n] of [["d", 86400], ["h", 3600], ["m", 60]] as const) if (s >= n && s % n === 0) return `${s / n}${unit}`;
-  return `${s}s`;
-}
 
 const audienceOf = (r: RolloutRow) => (r.groupName !== null ? `group ${cell(r.groupName)}` : `tag ${cell(r.tag)}`);
 

@@ -6,6 +6,8 @@ import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { InvalidRolloutError } from "../rollouts/errors.ts";
+import { ROLLOUT_DEFAULTS, checkTimes } from "../rollouts/settings.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
@@ -14,6 +16,9 @@ function duration(flag: string, value: string | undefined): string | undefined {
   if (value !== undefined) asUsage([InvalidDurationError], () => parseDuration(value), `--${flag}: `);
   return value;
 }
+
+/** Seconds of a checked duration flag, or its default. */
+const secondsOr = (value: string | undefined, fallback: number) => (value === undefined ? fallback : parseDuration(value));
 
 export default defineCommand({
   summary: "Roll a target version out to a group or a tag in waves that advance, or halt, on their own",
@@ -46,7 +51,7 @@ export default defineCommand({
     soak: { type: "string", description: "Time each wave runs before the next one (default 30m)", placeholder: "DURATION" },
     "max-failures": { type: "string", description: "Halt when more than this share of released devices failed (default 5%)", placeholder: "PERCENT" },
     "health-window": { type: "string", description: "How long every app must stay healthy after the update (default 10m)", placeholder: "DURATION" },
-    "pending-timeout": { type: "string", description: "A device still pending this long after its wave started (or the version was published) fails (default 1h)", placeholder: "DURATION" },
+    "pending-timeout": { type: "string", description: "A device still pending this long after its wave started (or the version was published) fails; longer than --health-window (default 1h)", placeholder: "DURATION" },
     window: { type: "string", description: 'Devices install only inside this window, in their time zone, e.g. "Sat 02:00-04:00 Europe/Berlin"', placeholder: "WINDOW" },
     "max-hold": { type: "string", description: "Longest an app's update lock may defer the install", placeholder: "DURATION" },
     "rollback-on-halt": { type: "boolean", description: "Record that a halt should move updated devices back (stored and shown; not acted upon yet: docs/rollouts.md)" },
@@ -72,6 +77,8 @@ export default defineCommand({
     const healthWindow = duration("health-window", flags["health-window"]);
     const pendingTimeout = duration("pending-timeout", flags["pending-timeout"]);
     const maxHold = duration("max-hold", flags["max-hold"]);
+    const times = [secondsOr(healthWindow, ROLLOUT_DEFAULTS.healthWindowS), secondsOr(pendingTimeout, ROLLOUT_DEFAULTS.pendingTimeoutS)] as const;
+    asUsage([InvalidRolloutError], () => checkTimes(...times), "--pending-timeout: ");
     if (soak) req.soak = soak;
     if (healthWindow) req.healthWindow = healthWindow;
     if (pendingTimeout) req.pendingTimeout = pendingTimeout;

@@ -17,11 +17,9 @@ import type { RolloutPatch, RolloutRow, Store } from "../store/types.ts";
 import { RolloutEngine, tally, waveStartedReason, wavesLabel } from "./engine.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./errors.ts";
 import { assignWaves, checkWaves } from "./membership.ts";
+import { ROLLOUT_DEFAULTS, checkTimes } from "./settings.ts";
 import { RolloutViews } from "./view-cache.ts";
 import type { View } from "./view.ts";
-
-/** Defaults of a rollout request's optional settings. */
-export const ROLLOUT_DEFAULTS = { soakS: 30 * 60, maxFailuresPct: 5, healthWindowS: 10 * 60, pendingTimeoutS: 60 * 60 } as const;
 
 /** What a target version may be: targets' custom.version (digits). */
 
@@ -170,6 +168,7 @@ export class Rollouts implements RolloutService {
     const healthWindowS = seconds("health window", req.healthWindow, ROLLOUT_DEFAULTS.healthWindowS)!;
     const pendingTimeoutS = seconds("pending timeout", req.pendingTimeout, ROLLOUT_DEFAULTS.pendingTimeoutS)!;
     const maxHoldS = seconds("max hold", req.maxHold, null);
+    checkTimes(healthWindowS, pendingTimeoutS);
     let audience: string[];
     if (req.group !== undefined) {
       const group = await store.getGroup(req.group);

@@ -106,3 +106,18 @@ test("a rollout created before its version is published (as the docs advise) doe
   await waitFor({ service: "gateway", what: "the rollout completed", ready: async () => (await state(r.id)) !== "running", logFile: gw.logFile, timeoutMs: 15_000 });
   expect(cli("show", r.id).out).toContain("reason:   completed: all 10 devices settled, 10 succeeded, 0 failed (0%)");
 }, 120_000);
+
+test("a pending timeout no longer than the health window, which would fail every device, is refused: exit 2 before anything is sent, 400 from the API; nothing is created", async () => {
+  const before = cli("list", "--format", "json").out;
+  const offline = ["--server", "https://127.0.0.1:1", "--token", "x"]; // refused before any network call: nothing listens there
+  for (const [flags, text] of [
+    [["--health-window", "2h"], "Invalid pending timeout 1h: it must be longer than the health window (2h), or every device times out before it can count as succeeded"],
+    [["--pending-timeout", "5m"], "Invalid pending timeout 5m: it must be longer than the health window (10m)"],
+  ] as const) {
+    const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", "create", "--target", "9", "--tag", "main", "--waves", "100%", ...flags, ...offline], { stderr: "pipe" });
+    expect({ code: r.exitCode, err: r.stderr.toString() }).toEqual({ code: 2, err: expect.stringContaining(`--pending-timeout: ${text}`) });
+  }
+  const res = await gw.adminFetch("/admin/rollouts", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ target: "9", tag: "main", waves: [100], healthWindow: "30m", pendingTimeout: "30m" }) });
+  expect({ status: res.status, body: await res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining("Invalid pending timeout 30m: it must be longer than the health window (30m)") } });
+  expect(cli("list", "--format", "json").out).toBe(before);
+});

@@ -1,0 +1,31 @@
+/**
+ * A rollout's timing settings: their defaults and the rule between them, shared by the service
+ * (which refuses a request with 400) and `gateway rollouts create` (which refuses it before
+ * anything is sent, exit 2), so both say the same thing.
+ *
+ * @module
+ */
+import { InvalidRolloutError } from "./errors.ts";
+
+/** Seconds as the shortest exact unit: 1800 -> "30m" (how `rollouts show` prints settings, and this file's errors). */
+export function formatSeconds(s: number): string {
+  for (const [unit, n] of [["d", 86400], ["h", 3600], ["m", 60]] as const) if (s >= n && s % n === 0) return `${s / n}${unit}`;
+  return `${s}s`;
+}
+
+/** Defaults of a rollout request's optional settings. */
+export const ROLLOUT_DEFAULTS = { soakS: 30 * 60, maxFailuresPct: 5, healthWindowS: 10 * 60, pendingTimeoutS: 60 * 60 } as const;
+
+/**
+ * A device succeeds only after every app stayed healthy for the health window after its update,
+ * which it cannot finish before its wave started: a pending timeout no longer than the health
+ * window fails every device of the rollout ("timeout"), however healthy.
+ *
+ * @throws {InvalidRolloutError} If the pending timeout is not longer than the health window.
+ */
+export function checkTimes(healthWindowS: number, pendingTimeoutS: number): void {
+  if (pendingTimeoutS <= healthWindowS)
+    throw new InvalidRolloutError(
+      `Invalid pending timeout ${formatSeconds(pendingTimeoutS)}: it must be longer than the health window (${formatSeconds(healthWindowS)}), or every device times out before it can count as succeeded`,
+    );
+}
