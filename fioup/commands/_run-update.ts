@@ -6,16 +6,25 @@
  * @module
  */
 import type { Output } from "../../lib/cli/command.ts";
-import { acquireLock } from "../../lib/fs/pid-lock.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll } from "../report.ts";
 import { openSession } from "../session.ts";
 import { runSteps, type Step } from "../update/step.ts";
 import { renderSummary, summarize } from "./_summary.ts";
+import { takeUpdateLock } from "./_update-lock.ts";
 
-export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: Step[], out: Output): Promise<void> {
+/**
+ * Ctrl-C or SIGTERM stopped the steps. Whatever a step was doing when the signal came
+ * ("Cannot GET ...: interrupted") is not the news: the update is saved, and how to go on is.
+ */
+export class InterruptedError extends Error {
+  override name = "InterruptedError";
+}
+
+/** `action` names the command in a refusal ("Cannot install: ..."). */
+export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: Step[], out: Output, action = "update"): Promise<void> {
   const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
-  const lock = acquireLock(s.lockPath);
+  const lock = takeUpdateLock(s.lockPath, action);
   const ac = new AbortController();
   const onSignal = () => ac.abort(new Error("interrupted"));
   process.once("SIGTERM", onSignal);
@@ -23,7 +32,12 @@ export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: St
   try {
     const ctx = s.ctx(progressHooks(), ac.signal);
     try {
-      await runSteps(steps, ctx);
+      await runSteps(steps, ctx).catch((e) => {
+        const u = ac.signal.aborted && ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
+        if (!u) throw e;
+        const saved = u.state === "failed" || u.state === "canceled" ? `ended ${u.state}` : `is saved (${u.state}); 'fioup update' resumes it, 'fioup cancel' drops it`;
+        throw new InterruptedError(`Interrupted: the update to ${u.toTarget} (version ${u.version}) ${saved}`);
+      });
     } finally {
       for (const e of await reportAll(s)) out.info(`warning: cannot report to the gateway: ${e.message}`);
     }

@@ -1,18 +1,18 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { acquireLock } from "../../lib/fs/pid-lock.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll } from "../report.ts";
 import { openSession } from "../session.ts";
 import { cancelUpdate } from "../update/cancel.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { renderSummary, summarize } from "./_summary.ts";
+import { takeUpdateLock } from "./_update-lock.ts";
 
 export default defineCommand({
   summary: "Cancel the pending update if its apps have not been started (restores the previous apps)",
   flags: { ...sotaDirFlag, ...formatFlag },
   async run({ flags, out }) {
     const s = openSession({ ...flags, requireRegistration: true });
-    const lock = acquireLock(s.lockPath);
+    const lock = takeUpdateLock(s.lockPath, "cancel");
     try {
       const u = await cancelUpdate(s.ctx(progressHooks()));
       for (const e of await reportAll(s)) out.info(`warning: cannot report to the gateway: ${e.message}`);

@@ -9,6 +9,6 @@ export default defineCommand({
   description: "Only blobs missing from the store are downloaded; partial downloads resume. Then run 'fioup install'.",
   flags: { ...sotaDirFlag, ...formatFlag },
   async run({ flags, args, out }) {
-    await runUpdateCommand(flags, plans.fetch({ version: versionArg(args) }), out);
+    await runUpdateCommand(flags, plans.fetch({ version: versionArg(args) }), out, "fetch");
   },
 });

@@ -8,6 +8,6 @@ export default defineCommand({
   description: "Waits for the maintenance window and for update locks (see `fioup lock`): exit 14 while they hold; --force installs anyway.",
   flags: { ...sotaDirFlag, ...formatFlag, ...forceHoldFlag },
   async run({ flags, out }) {
-    await runUpdateCommand(flags, plans.install({ force: flags.force }), out);
+    await runUpdateCommand(flags, plans.install({ force: flags.force }), out, "install");
   },
 });

@@ -1,6 +1,7 @@
-import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { join } from "node:path";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { configLocation, loadConfig } from "../config.ts";
-import { LOCK_NAME, updateLocksDir, writeUpdateLock } from "../update/update-locks.ts";
+import { checkLockName, listUpdateLocks, updateLocksDir, writeUpdateLock } from "../update/update-locks.ts";
 import { requireDeviceState } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 
@@ -20,12 +21,19 @@ export default defineCommand({
   },
   run({ flags, out }) {
     const name = flags.name ?? DEFAULT_LOCK_NAME;
-    if (!LOCK_NAME.test(name)) throw new UsageError(`invalid lock name "${name}": use 1-64 of A-Z a-z 0-9 . _ - not starting with "."`);
+    checkLockName(name);
     const loc = configLocation(flags);
     const cfg = loadConfig(loc);
     // A lock taken in a mistyped folder would hold nothing back, and say it did.
     requireDeviceState(flags, loc, cfg);
-    const path = writeUpdateLock(updateLocksDir(cfg), name, flags.reason);
-    out.result({ name, path, reason: flags.reason ?? null }, (r) => `Update lock "${r.name}" held (${r.path}); \`fioup unlock${r.name === DEFAULT_LOCK_NAME ? "" : ` --name ${r.name}`}\` releases it`);
+    const dir = updateLocksDir(cfg);
+    // Taking a held lock again without --reason keeps the reason it was taken with: a second
+    // `fioup lock` must not wipe "surgery in progress" from `fioup status` and the deferral event.
+    const held = flags.reason === undefined ? listUpdateLocks(dir).find((l) => l.name === name) : undefined;
+    const path = held ? join(dir, name) : writeUpdateLock(dir, name, flags.reason);
+    const reason = held ? (held.reason ?? null) : (flags.reason ?? null);
+    out.result({ name, path, reason, alreadyHeld: held !== undefined }, (r) =>
+      `Update lock "${r.name}" ${r.alreadyHeld ? "was already held" : "held"}${r.reason ? ` (${r.reason})` : ""} (${r.path}); \`fioup unlock${r.name === DEFAULT_LOCK_NAME ? "" : ` --name ${r.name}`}\` releases it`,
+    );
   },
 });

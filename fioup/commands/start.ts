@@ -7,6 +7,6 @@ export default defineCommand({
   summary: "Start the installed update's apps and complete it (rolls back on failure)",
   flags: { ...sotaDirFlag, ...formatFlag },
   async run({ flags, out }) {
-    await runUpdateCommand(flags, plans.start(), out);
+    await runUpdateCommand(flags, plans.start(), out, "start");
   },
 });

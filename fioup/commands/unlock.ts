@@ -1,6 +1,6 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { configLocation, loadConfig } from "../config.ts";
-import { LOCK_NAME, listUpdateLocks, removeUpdateLock, updateLocksDir } from "../update/update-locks.ts";
+import { checkLockName, listUpdateLocks, removeUpdateLock, updateLocksDir } from "../update/update-locks.ts";
 import { requireDeviceState } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { DEFAULT_LOCK_NAME } from "./lock.ts";
@@ -22,7 +22,7 @@ export default defineCommand({
     requireDeviceState(flags, loc, cfg);
     const dir = updateLocksDir(cfg);
     const names = flags.all ? listUpdateLocks(dir).map((l) => l.name) : [flags.name ?? DEFAULT_LOCK_NAME];
-    for (const n of names) if (!LOCK_NAME.test(n) && !flags.all) throw new UsageError(`invalid lock name "${n}"`);
+    if (!flags.all) names.forEach(checkLockName);
     const released = names.filter((n) => removeUpdateLock(dir, n));
     const left = listUpdateLocks(dir).map((l) => l.name);
     out.result({ released, held: left }, (r) =>

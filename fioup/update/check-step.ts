@@ -21,7 +21,8 @@ export class NoUpdateError extends Error {
 export class NoUpdateInProgressError extends Error {
   override name = "NoUpdateInProgressError";
   constructor(action: string) {
-    super(`Cannot ${action}: no update in progress; run 'fioup fetch' or 'fioup update' first`);
+    // Fetching first is the way on for install and start; for cancel it would make something to cancel.
+    super(`Cannot ${action}: no update in progress${action === "cancel" ? " (nothing to cancel)" : "; run 'fioup fetch' or 'fioup update' first"}`);
   }
 }
 
@@ -51,7 +52,7 @@ export function checkStep(opts: CheckStepOptions = {}): Step {
       if (pending) {
         // A run was interrupted: finish that one first (a different named version is refused).
         if (opts.version !== undefined && pending.version !== opts.version) {
-          throw new InvalidStateError(`start an update to version ${opts.version}`, pending.state);
+          throw new InvalidStateError(`start an update to version ${opts.version}`, pending.state, `an update to ${pending.toTarget} (version ${pending.version})`);
         }
         ctx.updateId = pending.id;
         return;

@@ -25,10 +25,24 @@ export function reached(state: UpdateState, goal: (typeof UPDATE_STATES)[number]
   return i >= 0 && i >= UPDATE_STATES.indexOf(goal);
 }
 
+/**
+ * The command that takes an unfinished update in `state` one step on, for messages: someone who
+ * ran `fioup start` on a fetched update learns to run `fioup install`, not only that it is fetched.
+ */
+export function nextCommand(state: UpdateState): string | undefined {
+  if (!UPDATE_STATES.includes(state as (typeof UPDATE_STATES)[number]) || state === "completed") return undefined;
+  if (!reached(state, "fetched")) return "fioup fetch";
+  if (!reached(state, "installed")) return "fioup install";
+  return "fioup start";
+}
+
 export class InvalidStateError extends Error {
   override name = "InvalidStateError";
-  constructor(action: string, state: UpdateState | "none") {
-    super(`Cannot ${action}: the update is ${state === "none" ? "not started" : state}`);
+  /** `what`: the update the action met, when it is not the one the user asked for (default "the update"). */
+  constructor(action: string, state: UpdateState | "none", what = "the update") {
+    const next = state === "none" ? undefined : nextCommand(state);
+    const cancel = next && next !== "fioup start" ? " or 'fioup cancel' to drop it" : "";
+    super(`Cannot ${action}: ${what} is ${state === "none" ? "not started" : state}${next ? `; run '${next}' next${cancel} ('fioup update' runs every remaining step)` : ""}`);
   }
 }
 

@@ -8,6 +8,7 @@
  */
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { UsageError } from "../../lib/cli/command.ts";
 import { writeFileAtomicSync } from "../../lib/fs/atomic-write.ts";
 import type { Config } from "../config.ts";
 
@@ -42,6 +43,11 @@ export function listUpdateLocks(dir: string): UpdateLockInfo[] {
 
 /** What an update lock may be called: a file name of 1-64 of A-Z a-z 0-9 . _ - not starting with ".". */
 export const LOCK_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
+
+/** `fioup lock` and `fioup unlock` refuse a bad --name with the same rule. */
+export function checkLockName(name: string): void {
+  if (!LOCK_NAME.test(name)) throw new UsageError(`invalid lock name "${name}": use 1-64 of A-Z a-z 0-9 . _ - not starting with "."`);
+}
 
 /** Takes (or renews) update lock `name` with an optional reason; returns its path. Written atomically. */
 export function writeUpdateLock(dir: string, name: string, reason = ""): string {

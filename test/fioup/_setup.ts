@@ -7,11 +7,12 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
+import { startFaultProxy, type FaultProxy } from "../harness/fault-proxy.ts";
 import { writeOciLayout, type BuiltImage, type BusyboxImageOptions } from "../harness/images.ts";
 import type { Subprocess } from "bun";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -53,6 +54,49 @@ export function asTestGateway(gw: GatewayHandle): TestGateway {
 /** The harness gateway (`gateway serve`, fresh data dir) with devices polling every second. */
 export async function startTestGateway(args: string[] = []): Promise<TestGateway> {
   return asTestGateway(await startGateway({ args: ["--polling-seconds", "1", ...args] }));
+}
+
+/** A device that reaches its gateway through a fault proxy, and what it runs against. */
+export interface ProxiedDevice {
+  dockerd: DockerdHandle;
+  upstream: DockerRegistryHandle;
+  gw: TestGateway;
+  proxy: FaultProxy;
+  device: Device;
+  pub: Publisher;
+  /** Host port the app answers on. */
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * dockerd, an upstream registry and a gateway whose public URL is a fault proxy in front of it
+ * (TUF, registry and events all cross the proxy); a one-service httpd app `app` (image
+ * `repo:v1` saying `body`) published as version 1; a device with the drop-in `config`
+ * (conf.d/90-test.toml), registered through the proxy, not updated yet.
+ */
+export async function startProxiedDevice(o: { app: string; repo: string; body: string; config: string }): Promise<ProxiedDevice> {
+  const proxy = await startFaultProxy(0, 1);
+  const proxyUrl = `https://127.0.0.1:${proxy.port}`;
+  const [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway(["--public-url", proxyUrl])]);
+  proxy.target = Number(new URL(gw.url).port);
+  const viaProxy: TestGateway = { ...gw, url: proxyUrl, host: `127.0.0.1:${proxy.port}` };
+  const port = await freePort();
+  const { ref } = await pushImageDetailed(upstream, o.repo, "v1", httpdImage(o.body));
+  const pub = await Publisher.create(viaProxy, upstream, { [`${o.app}/docker-compose.yml`]: httpdCompose(ref, port) });
+  const device = await Device.create(dockerd);
+  device.dropIn("90-test.toml", o.config);
+  await device.register(viaProxy);
+  await pub.publish(1);
+  return {
+    dockerd, upstream, gw, proxy, device, pub, port,
+    async stop() {
+      await device.cleanup([o.app]).catch(() => {});
+      await proxy.close();
+      await Promise.all([gw.stop(), upstream.stop()]);
+      await dockerd.stop();
+    },
+  };
 }
 
 /** What a CLI run gave: exit code, output, and stdout parsed as JSON when it parses. */
@@ -199,6 +243,12 @@ export class Device {
 
   env(): Record<string, string> {
     return { FIOUP_ROOT: this.root, ...this.dockerd.env };
+  }
+
+  /** Writes the owner's drop-in `/etc/sota/conf.d/<name>` (TOML), which beats every other config file. */
+  dropIn(name: string, toml: string): void {
+    mkdirSync(join(this.root, "etc/sota/conf.d"), { recursive: true });
+    writeFileSync(join(this.root, "etc/sota/conf.d", name), toml);
   }
 
   /** fioup as `bun fioup/main.ts`, or the compiled binary named by $FIOUP_BIN. */

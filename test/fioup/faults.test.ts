@@ -11,12 +11,12 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startFaultProxy, type Fault, type FaultProxy } from "../harness/fault-proxy.ts";
+import type { Fault, FaultProxy } from "../harness/fault-proxy.ts";
 import {
-  Device, Publisher, freePort, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startDockerRegistry,
-  startDockerd, startTestGateway, type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+  httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type Device, type Publisher, type ProxiedDevice,
+  type DockerRegistryHandle, type TestGateway,
 } from "./_setup.ts";
 
 const APP = `faults${process.pid}`;
@@ -31,7 +31,6 @@ const IN_FLIGHT = 8 * MiB;
 const CHUNK = 256 * 1024;
 /** TLS handshakes, TUF metadata, tokens, events and app states of one run. */
 const OVERHEAD = 512 * 1024;
-let dockerd: DockerdHandle;
 let upstream: DockerRegistryHandle;
 let gw: TestGateway;
 let proxy: FaultProxy;
@@ -39,32 +38,17 @@ let device: Device;
 let pub: Publisher;
 let port: number;
 let version = 1;
+let proxied: ProxiedDevice;
 
 beforeAll(async () => {
-  proxy = await startFaultProxy(0, 1);
-  const proxyUrl = `https://127.0.0.1:${proxy.port}`;
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway(["--public-url", proxyUrl])]);
-  proxy.target = Number(new URL(gw.url).port);
-  const viaProxy: TestGateway = { ...gw, url: proxyUrl, host: `127.0.0.1:${proxy.port}` };
-  port = await freePort();
-  const { ref } = await pushImageDetailed(upstream, REPO, "v1", httpdImage("faults v1"));
-  pub = await Publisher.create(viaProxy, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
-  device = await Device.create(dockerd);
   // A short stall timeout keeps the stall case fast; the default is 15 s.
-  mkdirSync(join(device.root, "etc/sota/conf.d"), { recursive: true });
-  writeFileSync(join(device.root, "etc/sota/conf.d/90-faults-test.toml"), "[fioup]\ndownload_stall_seconds = 2\n");
-  await device.register(viaProxy);
-  await pub.publish(1);
+  proxied = await startProxiedDevice({ app: APP, repo: REPO, body: "faults v1", config: "[fioup]\ndownload_stall_seconds = 2\n" });
+  ({ upstream, gw, proxy, device, pub, port } = proxied);
   const r = await device.fioup("update");
   if (r.code !== 0) throw new Error(`v1 update failed: ${r.stderr}`);
 }, 180_000);
 
-afterAll(async () => {
-  await device?.cleanup([APP]).catch(() => {});
-  await proxy?.close();
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
-});
+afterAll(() => proxied?.stop());
 
 /** Publishes a version with a `size`-byte random layer; returns its body and the layer. */
 async function publishBig(size: number) {

@@ -1,0 +1,45 @@
+/**
+ * The update lock as a command takes it. lib/fs/pid-lock says only which PID holds
+ * `update.lock`; someone who typed `fioup cancel` while `fioup update` or the daemon
+ * was busy needs to hear which fioup that is and what to do: wait, or stop it (its
+ * update stays saved, so stopping loses nothing) and run the command again.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
+import { commands } from "./index.ts";
+
+/** Another fioup holds the update lock: who, and what to do. Exit 13, as its parent. */
+export class UpdateLockBusyError extends LockedError {
+  override name = "UpdateLockBusyError";
+  constructor(path: string, pid: number, action: string) {
+    super(path, pid);
+    const cmd = holderCommand(pid);
+    const who = cmd ? `\`fioup ${cmd}\` (process ${pid})` : `process ${pid}`;
+    const stop = cmd === "daemon" ? "stop the daemon (systemctl stop fioup, or SIGTERM)" : `stop it (Ctrl-C where it runs, or kill ${pid})`;
+    this.message =
+      `Cannot ${action}: ${who} holds the update lock ${path}. Wait for it to finish (\`fioup status\` shows how far it is), ` +
+      `or ${stop} and run this again: the update it was running stays saved, to resume or cancel`;
+  }
+}
+
+/** Which fioup command process `pid` runs, from its command line; undefined when it is not one. */
+function holderCommand(pid: number): string | undefined {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return args.find((a) => Object.hasOwn(commands, a));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Takes `<storage>/update.lock` for `action` (the verb of the message: "update", "cancel"...). */
+export function takeUpdateLock(lockPath: string, action: string): Lock {
+  try {
+    return acquireLock(lockPath);
+  } catch (e) {
+    if (e instanceof LockedError && Number.isInteger(e.pid)) throw new UpdateLockBusyError(e.path, e.pid, action);
+    throw e;
+  }
+}

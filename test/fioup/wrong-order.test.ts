@@ -1,0 +1,96 @@
+/**
+ * A new user drives fioup by hand and gets the order wrong: `start` on a fetched update,
+ * `update N` while another update is pending, `cancel` with nothing to cancel, `cancel`
+ * while `fioup update` is still fetching, Ctrl-C in the middle, `lock` taken twice. Each
+ * refusal must say what to do next, and none may lose the update or the lock's reason.
+ * The device talks to a real gateway through a fault proxy, whose stall keeps an update
+ * busy mid-fetch for as long as the test needs.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { waitFor } from "../harness/tmp.ts";
+import {
+  collectCli, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice,
+} from "./_setup.ts";
+
+const APP = `order${process.pid}`;
+const REPO = `order/web${process.pid}`;
+let t: ProxiedDevice;
+
+beforeAll(async () => {
+  // A stalled download is given up after a minute, not the default 15 s: the stall below outlasts the test's steps.
+  t = await startProxiedDevice({ app: APP, repo: REPO, body: "order v1", config: "[fioup]\ndownload_stall_seconds = 60\n" });
+}, 180_000);
+
+afterAll(() => t?.stop());
+
+describe("fioup steps in the wrong order", () => {
+  test("each refusal names the command that comes next, and the fetched update stays", async () => {
+    const none = await t.device.fioup("cancel");
+    expect(none.code).toBe(24);
+    expect(none.stderr).toContain("Cannot cancel: no update in progress (nothing to cancel)");
+    expect(none.stderr).not.toContain("fioup fetch");
+
+    expect((await t.device.fioup("fetch")).json.state).toBe("fetched");
+    const start = await t.device.fioup("start");
+    expect(start.code).toBe(10);
+    expect(start.stderr).toContain("Cannot start: the update is fetched; run 'fioup install' next");
+
+    const other = await t.device.fioup("update", "7");
+    expect(other.code).toBe(10);
+    expect(other.stderr).toContain("Cannot start an update to version 7: an update to amd64-linux-1 (version 1) is fetched");
+    expect(other.stderr).toContain("'fioup cancel' to drop it");
+
+    expect((await t.device.fioup("status")).json.pending.state).toBe("fetched");
+    expect((await t.device.fioup("install")).json.state).toBe("installed");
+    const done = await t.device.fioup("start");
+    expect(done.json.state, done.stderr).toBe("completed");
+    expect(await httpGet(t.port)).toBe("order v1");
+  }, 120_000);
+
+  test("cancel while `fioup update` fetches names it; Ctrl-C says the update is saved; cancel then drops it", async () => {
+    const { ref } = await pushImageDetailed(t.upstream, REPO, "v2", { ...httpdImage("order v2"), layers: [{ "/big.bin": randomBytes(8 << 20) }] });
+    await t.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, t.port) });
+    await t.pub.publish(2);
+    // The connection carrying the layer stops forwarding after 1 MiB: the update sits mid-fetch.
+    t.proxy.inject({ kind: "stall", afterBytes: 1 << 20, stallMs: 60_000 });
+    const applied = t.proxy.applied.length;
+    const update = t.device.spawn(["update"]);
+    const running = collectCli(update, "fioup update");
+    await waitFor({
+      service: "fioup update",
+      what: "a stalled fetch",
+      ready: () => t.proxy.applied.length > applied && t.device.updateState()?.state === "fetching",
+      alive: () => update.exitCode === null,
+      timeoutMs: 60_000,
+    });
+
+    const busy = await t.device.fioup("cancel");
+    expect(busy.code).toBe(13);
+    expect(busy.stderr).toContain(`Cannot cancel: \`fioup update\` (process ${update.pid}) holds the update lock`);
+    expect(busy.stderr).toContain("Wait for it to finish");
+
+    update.kill("SIGINT");
+    const r = await running;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("Interrupted: the update to amd64-linux-2 (version 2) is saved (fetching); 'fioup update' resumes it, 'fioup cancel' drops it");
+
+    expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
+    const c = await t.device.fioup("cancel");
+    expect(c.json.state, c.stderr).toBe("canceled");
+    expect(await httpGet(t.port)).toBe("order v1");
+  }, 120_000);
+
+  test("`fioup lock` again without --reason keeps the reason it was taken with", async () => {
+    expect((await t.device.fioup("lock", "--reason", "backup running")).code).toBe(0);
+    const again = await t.device.fioup("lock");
+    expect(again.json).toMatchObject({ name: "fioup", reason: "backup running", alreadyHeld: true });
+    expect((await t.device.fioup("status", "--no-apps")).json.updateLocks).toMatchObject([{ name: "fioup", reason: "backup running" }]);
+    const text = await collectCli(t.device.spawn(["lock"]), "fioup lock");
+    expect(text.stdout).toContain(`Update lock "fioup" was already held (backup running)`);
+
+    const bad = await t.device.fioup("unlock", "--name", "bad/name");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`invalid lock name "bad/name": use 1-64 of A-Z a-z 0-9 . _ - not starting with "."`);
+    expect((await t.device.fioup("unlock")).json.released).toEqual(["fioup"]);
+  }, 60_000);
+});
