@@ -120,7 +120,7 @@ export const rolloutCommand = (summary: string, call: (client: AdminClient, id: 
   defineCommand({
     summary,
     usage: "<id>",
-    description: [...details, ...(details.length ? ["", "It prints the rollout as `gateway rollouts show` does.", ""] : []), ADMIN_HELP].join("\n"),
+    description: [...details, ...(details.length ? [""] : []), ADMIN_HELP].join("\n"),
     flags: { ...adminFlags, ...formatFlag },
     async run({ flags, args, out }) {
       const [id] = args;
@@ -132,4 +132,8 @@ export const rolloutCommand = (summary: string, call: (client: AdminClient, id: 
 
 /** The command of one rollout action: `rollouts pause|resume|advance|cancel ID`. */
 export const rolloutActionCommand = (action: keyof typeof ACTION_HELP) =>
-  rolloutCommand(ACTION_HELP[action][0], (client, id) => client.rolloutAction(id, action), ACTION_HELP[action][1]);
+  rolloutCommand(ACTION_HELP[action][0], (client, id) => client.rolloutAction(id, action), [
+    ...ACTION_HELP[action][1],
+    "",
+    "It prints the rollout as `gateway rollouts show` does.",
+  ]);

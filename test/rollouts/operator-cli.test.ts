@@ -68,6 +68,11 @@ test("advancing a paused rollout says it is still paused; cancel does what its -
   expect(help.out).toContain("never releases its version to the devices not yet updated");
   expect(help.out).toContain("Every other device, outside the released waves or released\nbut not updated yet, is not offered the version, now or later");
 
+  // Every command's --help says what it does and in which states; show's names the states it prints.
+  for (const action of ["pause", "resume", "advance", "cancel"]) expect(cli(action, "--help").out).toContain("It prints the rollout as `gateway rollouts show` does.");
+  expect(cli("advance", "--help").out).toContain("Works on a running or paused rollout (a paused one stays paused); a halted one must be resumed first.");
+  expect(cli("show", "--help").out).toContain("HALTED (by itself, too many\nfailures: the reason says how many; resume accepts them)");
+
   const r = created("--target", "3", "--waves", "10%,50%,100%", "--soak", "1h");
   await publish("3");
   await fleet.cycle(); // the one device of wave 1 installs 3
