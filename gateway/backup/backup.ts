@@ -20,8 +20,8 @@
  */
 import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
-import { cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, rmdir, stat, statfs } from "node:fs/promises";
-import { basename, dirname, join, normalize, posix, relative } from "node:path";
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, stat, statfs } from "node:fs/promises";
+import { basename, dirname, join, normalize, posix, relative, sep } from "node:path";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
 import { sizeText } from "../../lib/cli/bytes.ts";
@@ -132,6 +132,10 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
   const withRegistry = !!opts.withRegistry;
   const postgres = isPostgres(opts.db);
   await checkOut(opts.out);
+  // A backup inside the data dir is lost with it, and the next backup would hold it (each one twice the last).
+  const [outDir, dataDir] = await Promise.all([realpath(dirname(opts.out)), realpath(opts.dataDir)]);
+  if (outDir === dataDir || outDir.startsWith(dataDir + sep))
+    throw new UsageError(`--out ${opts.out} is inside the data dir ${opts.dataDir}: a backup there is lost with it, and the next backup would hold it; write it to another folder, better another disk`);
   const scratch = await mkdtemp(join(dirname(opts.out), ".backup-")).catch((e) =>
     Promise.reject(new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`)),
   );

@@ -125,6 +125,17 @@ test("a bad --out or --data is named as given, with its cause, in one line, and 
   expect(leftovers()).toEqual([]);
 });
 
+test("a backup written inside the data dir is refused (lost with it, and held by the next backup), and nothing is written there", async () => {
+  const before = snapshot(data);
+  const r = await gw(["backup", "--data", "data", "--out", "data/tuf/nightly.backup"]);
+  expect([r.code, r.stderr]).toEqual([
+    2,
+    "gateway backup: --out data/tuf/nightly.backup is inside the data dir data: a backup there is lost with it, and the next backup would hold it; write it to another folder, better another disk\nRun 'gateway backup --help' for usage.\n",
+  ]);
+  expect(snapshot(data)).toEqual(before);
+  expect(readdirSync(data).filter((f) => f.startsWith(".backup-"))).toEqual([]);
+});
+
 test("--recipient refuses the private key of a backup key pair; the public key is what it takes", async () => {
   const k = await gw(["backup", "keygen", "--out", "backup-id"]);
   expect(k.code).toBe(0);
