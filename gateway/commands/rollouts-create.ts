@@ -7,7 +7,7 @@ import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
-import { ROLLOUT_DEFAULTS, checkTimes } from "../rollouts/settings.ts";
+import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "../rollouts/settings.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
@@ -63,6 +63,7 @@ export default defineCommand({
     if (!flags.group === !flags.tag) throw new UsageError("give exactly one of --group GROUP or --tag TAG");
     if (!flags.waves) throw new UsageError("--waves is required, e.g. --waves 1%,10%,100%");
     checkFlagValues("--target", TargetVersion, [flags.target]);
+    asUsage([InvalidRolloutError], () => checkTargetVersion(flags.target!), "--target: ");
     // A tag or group no device can have would release to nobody.
     checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
     checkFlagValues("--group", GroupName, flags.group === undefined ? [] : [flags.group]);

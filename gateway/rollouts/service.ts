@@ -17,7 +17,7 @@ import type { RolloutPatch, RolloutRow, Store } from "../store/types.ts";
 import { RolloutEngine, tally, waveStartedReason, wavesLabel } from "./engine.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./errors.ts";
 import { assignWaves, checkWaves } from "./membership.ts";
-import { ROLLOUT_DEFAULTS, checkTimes } from "./settings.ts";
+import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "./settings.ts";
 import { RolloutViews } from "./view-cache.ts";
 import type { View } from "./view.ts";
 
@@ -154,6 +154,7 @@ export class Rollouts implements RolloutService {
   async create(req: RolloutRequest): Promise<RolloutDetail> {
     const { store } = this.opts;
     if (!isTargetVersion(req.target)) throw new InvalidRolloutError(`Invalid target "${req.target}": give the target version (custom.version, digits)`);
+    checkTargetVersion(req.target);
     if ((req.group === undefined) === (req.tag === undefined)) throw new InvalidRolloutError("Give exactly one of group or tag");
     checkWaves(req.waves);
     if (req.window !== undefined) {

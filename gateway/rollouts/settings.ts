@@ -1,7 +1,7 @@
 /**
- * A rollout's timing settings: their defaults and the rule between them, shared by the service
- * (which refuses a request with 400) and `gateway rollouts create` (which refuses it before
- * anything is sent, exit 2), so both say the same thing.
+ * Rules of a rollout request beyond its schema, and the defaults of its timing settings, shared by
+ * the service (which refuses a request with 400) and `gateway rollouts create` (which refuses it
+ * before anything is sent, exit 2), so both say the same thing.
  *
  * @module
  */
@@ -28,4 +28,16 @@ export function checkTimes(healthWindowS: number, pendingTimeoutS: number): void
     throw new InvalidRolloutError(
       `Invalid pending timeout ${formatSeconds(pendingTimeoutS)}: it must be longer than the health window (${formatSeconds(healthWindowS)}), or every device times out before it can count as succeeded`,
     );
+}
+
+/**
+ * The rollout gates the targets whose custom.version equals its version as a string, and
+ * `gateway publish` writes versions as numbers: "0010" would gate nothing while the operator
+ * believes version 10 held back.
+ *
+ * @throws {InvalidRolloutError} If the version has a leading zero.
+ */
+export function checkTargetVersion(version: string): void {
+  if (/^0[0-9]/.test(version))
+    throw new InvalidRolloutError(`Invalid target "${version}": a version is written without leading zeros, as published ("${version.replace(/^0+(?=[0-9])/, "")}")`);
 }

@@ -126,3 +126,12 @@ test("a pending timeout no longer than the health window, which would fail every
   expect({ status: res.status, body: await res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining("Invalid pending timeout 30m: it must be longer than the health window (30m)") } });
   expect(cli("list", "--format", "json").out).toBe(before);
 });
+
+test("a --target with a leading zero, which would gate no published version (\"0010\" is not \"10\"), is refused: exit 2, 400 from the API", async () => {
+  const before = cli("list", "--format", "json").out;
+  const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", "create", "--target", "0010", "--tag", "main", "--waves", "100%", "--server", "https://127.0.0.1:1", "--token", "x"], { stderr: "pipe" });
+  expect({ code: r.exitCode, err: r.stderr.toString() }).toEqual({ code: 2, err: expect.stringContaining('--target: Invalid target "0010": a version is written without leading zeros, as published ("10")') });
+  const res = await gw.adminFetch("/admin/rollouts", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ target: "0010", tag: "main", waves: [100] }) });
+  expect({ status: res.status, body: await res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining('Invalid target "0010"') } });
+  expect(cli("list", "--format", "json").out).toBe(before);
+});
