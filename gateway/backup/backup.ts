@@ -243,6 +243,11 @@ export interface RestoreOptions {
 export interface RestoreResult extends BackupManifest {
   /** Where the data dir that `force` replaced now is. */
   replaced?: string;
+  /**
+   * The factory of the replaced data dir, when its CA is not the restored one: the devices it
+   * registered cannot reach the restored gateway (a backup of another gateway, most likely by mistake).
+   */
+  replacedOtherCa?: string;
   /** Where the registry went, when `registryDir` was given and the backup held one. */
   registryDir?: string;
 }
@@ -346,7 +351,12 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     await recordDatabaseKind(tmp, manifest.database);
 
     let replaced: string | undefined;
+    let replacedOtherCa: string | undefined;
     if (existing?.length) {
+      // Said, not refused: the old dir is kept, and restoring another gateway's backup may be meant.
+      const caOf = (d: string) => readFile(join(d, "pki", "ca.pem"), "utf8").catch(() => undefined);
+      const [oldCa, newCa] = await Promise.all([caOf(dir), caOf(tmp)]);
+      if (oldCa && oldCa !== newCa) replacedOtherCa = await readFactoryName(dir).catch(() => "unknown");
       // The gateway's own lock (serve.lock, keyed by the folder's inode) on both folders: a gateway
       // that started while the backup was read is refused here, and one that starts during the
       // swap finds the restored dir locked too (its lock moves with it). The two folders swap in
@@ -386,7 +396,12 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       );
       registryMoved = registryDir;
     }
-    return { ...manifest, ...(replaced ? { replaced } : {}), ...(registryMoved ? { registryDir: registryMoved } : {}) };
+    return {
+      ...manifest,
+      ...(replaced ? { replaced } : {}),
+      ...(replaced && replacedOtherCa ? { replacedOtherCa } : {}),
+      ...(registryMoved ? { registryDir: registryMoved } : {}),
+    };
   } catch (err) {
     if (!restored) await rm(tmp, { recursive: true, force: true });
     throw err;

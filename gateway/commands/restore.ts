@@ -41,5 +41,10 @@ export default defineCommand({
         (r.registryDir ? `, the registry into ${r.registryDir} (start serve with --registry-dir ${r.registryDir})` : "") +
         (r.replaced ? `\nthe data dir that was there is kept in ${r.replaced}: remove it once the restored gateway works` : ""),
     );
+    if (m.replacedOtherCa && m.replaced)
+      out.info(
+        `restore: warning: the data dir that was there (factory ${m.replacedOtherCa}) had another CA: the devices it registered cannot reach the restored gateway.` +
+          ` If this is the wrong backup, put that one back: rm -r ${flags.data} && mv ${m.replaced} ${flags.data}`,
+      );
   },
 });

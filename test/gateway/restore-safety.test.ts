@@ -104,6 +104,30 @@ test("restore --force over a gateway data dir keeps the old one beside it and sa
   expect(leftovers()).toEqual([]);
 });
 
+test("restore --force of another gateway's backup warns that the replaced dir's devices cannot reach it, and how to put it back", async () => {
+  const other = await startGateway({ args: ["--factory", "acme"] });
+  await other.stop();
+  cpSync(other.dataDir, join(work, "acme"), { recursive: true });
+  expect((await gw(["backup", "--data", "acme", "--out", "acme.backup"])).code).toBe(0);
+  const target = join(work, "main-data");
+  cpSync(data, target, { recursive: true });
+  const before = snapshot(target);
+
+  const r = await gw(["restore", "acme.backup", "--data", "main-data", "--force"]);
+  expect(r.code).toBe(0);
+  const replaced = /kept in (main-data\.replaced-\S+):/.exec(r.stdout)![1]!;
+  expect(r.stderr).toBe(
+    "restore: warning: the data dir that was there (factory main) had another CA: the devices it registered cannot reach the restored gateway." +
+      ` If this is the wrong backup, put that one back: rm -r main-data && mv ${replaced} main-data\n`,
+  );
+  // The way back it gives works.
+  expect((await run(["sh", "-c", `rm -r main-data && mv ${replaced} main-data`], { cwd: work })).code).toBe(0);
+  expect(snapshot(target)).toEqual(before);
+  // The same gateway's backup over its own data dir: no warning.
+  const same = await gw(["restore", backup, "--data", "main-data", "--force"]);
+  expect([same.code, same.stderr]).toEqual([0, ""]);
+});
+
 test("a bad --out or --data is named as given, with its cause, in one line, and leaves no partial files", async () => {
   mkdirSync(join(work, "b"));
   writeFileSync(join(work, "afile"), "not a folder\n");
