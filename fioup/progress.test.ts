@@ -27,3 +27,21 @@ test("on a terminal the bar is redrawn in place and ends with one newline", () =
   expect(text).toContain("100%");
   expect(text.match(/\n/g)).toHaveLength(1);
 });
+
+test("on a terminal a line written while the bar is drawn (a refused delta, Ctrl-C's error) starts on its own line", async () => {
+  const out: string[] = [];
+  const h = progressHooks((s) => out.push(s), true);
+  const [a, b] = ["d", "e"].map((c) => "sha256:" + c.repeat(64));
+  h.onBlobProgress!({ digest: a!, done: 5, total: 5, index: 1, count: 2, committed: true, fetchTotal: 10 });
+  h.onInfo!(`Layer ${b}: no delta; fetching it whole`);
+  expect(out.slice(-2)).toEqual(["\n", `Layer ${b}: no delta; fetching it whole\n`]);
+  await Bun.sleep(150); // the bar is redrawn at most every 100 ms
+  h.onBlobProgress!({ digest: b!, done: 2, total: 5, index: 2, count: 2, committed: false, fetchTotal: 10 });
+  h.endLine(); // the command is about to print an error
+  h.endLine(); // only once
+  const lines = out.join("").split("\n");
+  expect(lines[1]).toBe(`Layer ${b}: no delta; fetching it whole`);
+  expect(lines[2]).toStartWith("\r[1/2 blobs]");
+  expect(lines).toHaveLength(4); // bar, info, bar, and the empty rest after the last newline
+  expect(lines[3]).toBe("");
+});

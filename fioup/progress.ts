@@ -8,17 +8,31 @@
 import type { UpdateHooks } from "./update/context.ts";
 import { sizeText } from "../lib/cli/bytes.ts";
 
-export function progressHooks(write: (s: string) => void = (s) => process.stderr.write(s), tty = !!process.stderr.isTTY): UpdateHooks {
+/** The hooks, and `endLine()`: ends a bar left mid-line, so what is printed next (a log line, an error) starts on its own line. */
+export type ProgressHooks = UpdateHooks & { endLine(): void };
+
+export function progressHooks(write: (s: string) => void = (s) => process.stderr.write(s), tty = !!process.stderr.isTTY): ProgressHooks {
   let lastDraw = 0;
+  // A bar is drawn without its newline until the fetch ends; anything else written meanwhile
+  // (a delta refused, Ctrl-C's message) would otherwise be glued to its end.
+  let barOpen = false;
+  const endLine = () => {
+    if (barOpen) write("\n");
+    barOpen = false;
+  };
   const blobs = new Map<string, number>();
   let nCommitted = 0;
   const t0 = Date.now();
   const at = () => `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
   return {
+    endLine,
     onStep(name, u) {
-      if (name !== "resume") write(`${at()} ${name} ${u.toTarget} (update ${u.id}, ${u.state})\n`);
+      if (name === "resume") return;
+      endLine();
+      write(`${at()} ${name} ${u.toTarget} (update ${u.id}, ${u.state})\n`);
     },
     onInfo(line) {
+      endLine();
       write(line + "\n");
     },
     onBlobProgress({ digest, done, total, count, committed, fetchTotal }) {
@@ -39,6 +53,7 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
           `\r[${nCommitted}/${count} blobs] [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% ` +
             `${(sum / 1048576).toFixed(1)}/${(fetchTotal / 1048576).toFixed(1)} MiB`,
         );
+        barOpen = !finished;
         if (finished) write("\n");
       } else if (committed) {
         write(`[${nCommitted}/${count}] fetched ${digest} ${sizeText(total, { exact: true })}\n`);

@@ -30,9 +30,11 @@ export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: St
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
   try {
-    const ctx = s.ctx(progressHooks(), ac.signal);
+    const hooks = progressHooks();
+    const ctx = s.ctx(hooks, ac.signal);
     try {
       await runSteps(steps, ctx).catch((e) => {
+        hooks.endLine();
         const u = ac.signal.aborted && ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
         if (!u) throw e;
         const saved = u.state === "failed" || u.state === "canceled" ? `ended ${u.state}` : `is saved (${u.state}); 'fioup update' resumes it, 'fioup cancel' drops it`;

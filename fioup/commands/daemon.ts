@@ -17,14 +17,18 @@ export default defineCommand({
     const stop = () => ac.abort(new Error("SIGTERM"));
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
-    const log = (l: string) => out.info(`${new Date().toISOString()} ${l}`);
+    const hooks = progressHooks();
+    const log = (l: string) => {
+      hooks.endLine();
+      out.info(`${new Date().toISOString()} ${l}`);
+    };
     // With an [mqtt] table the Kanto-compatible agent runs beside the polling loop.
     const agent = startAgentIfConfigured(s.cfg, ac.signal, log);
     try {
       await runDaemon(s, {
         signal: ac.signal,
         log,
-        hooks: progressHooks(),
+        hooks,
         cycles: flags.cycles,
       });
     } finally {

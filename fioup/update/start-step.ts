@@ -42,6 +42,10 @@ export const startStep: Step = {
       for (const app of plan.apps.filter((a) => start.includes(a.name))) {
         if (!(await ctx.runtime.isInstalled(app))) await ctx.runtime.installApp(app, { signal: ctx.signal });
       }
+      // The wait can take up to the timeout: said before it, not only after, so a terminal is not silent meanwhile.
+      if (start.length) {
+        ctx.hooks.onInfo?.(`Starting ${start.join(", ")}: waiting until ${start.length > 1 ? "each runs" : "it runs"} (healthy, where there is a healthcheck; at most ${START_TIMEOUT_MS / 1000} s)`);
+      }
       const results = start.length ? await ctx.runtime.startApps(start, { timeoutMs: START_TIMEOUT_MS }) : [];
       const bad = results.filter((r) => !r.ok);
       if (bad.length) why = bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ");

@@ -44,6 +44,8 @@ describe("fioup steps in the wrong order", () => {
     expect((await t.device.fioup("install")).json.state).toBe("installed");
     const done = await t.device.fioup("start");
     expect(done.json.state, done.stderr).toBe("completed");
+    // The wait for the app is announced before it begins, not silent on a terminal.
+    expect(done.stderr).toContain(`Starting ${APP}: waiting until it runs (healthy, where there is a healthcheck; at most 120 s)`);
     expect(await httpGet(t.port)).toBe("order v1");
   }, 120_000);
 
