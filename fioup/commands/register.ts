@@ -35,6 +35,8 @@ export default defineCommand({
     if (!token) throw new UsageError("--token (or $FIOUP_TOKEN) is required");
     // A name no target can hold would shortlist nothing, silently.
     const apps = flags.apps === undefined ? undefined : commaList(flags.apps);
+    // An empty list would be written as no shortlist, which means every app: the opposite of what was typed.
+    if (apps?.length === 0) throw new UsageError(`--apps ${JSON.stringify(flags.apps)} names no app: give at least one (without --apps, every app of the target runs)`);
     checkFlagValues("--apps", AppName, apps ?? []);
     // A tag or hardware id no target can carry would never offer this device an update, silently.
     const tags = commaList(flags.tag);

@@ -146,12 +146,17 @@ describe("fioup CLI input", () => {
     });
   });
 
-  test("register --name '' and a version that is not a number are bad usage (exit 2), before anything is asked or written", async () => {
+  test("register --name '' or --apps '', and a version that is not a number, are bad usage (exit 2), before anything is asked or written", async () => {
     const root = await tempDir("fioup-cli-input-");
     const name = fioup(root, "register", "--server", "https://127.0.0.1:1", "--token", TOKEN, "--name", "");
     expect({ code: name.code, err: name.stderr }).toEqual({ code: 2, err: expect.stringContaining('fioup register: --name: expected a device name (1-128 characters), got ""') });
     const long = fioup(root, "register", "--server", "https://127.0.0.1:1", "--token", TOKEN, "--name", "n".repeat(129));
     expect({ code: long.code, err: long.stderr }).toEqual({ code: 2, err: expect.stringContaining("--name: expected a device name (1-128 characters)") });
+    // An --apps that names no app would register with no shortlist, which runs every app.
+    for (const apps of ["", ",,"]) {
+      const r = fioup(root, "register", "--server", "https://127.0.0.1:1", "--token", TOKEN, "--apps", apps);
+      expect({ code: r.code, err: r.stderr }).toEqual({ code: 2, err: expect.stringContaining(`fioup register: --apps ${JSON.stringify(apps)} names no app: give at least one (without --apps, every app of the target runs)`) });
+    }
     // Checked before the device is: this root is not even registered (that would be exit 11).
     for (const [cmd, bad] of [["fetch", "abc"], ["update", "v2"], ["fetch", "1.5"], ["update", ""]] as const) {
       const r = fioup(root, cmd, bad);
