@@ -85,7 +85,8 @@ export default defineCommand({
     if (pendingTimeout) req.pendingTimeout = pendingTimeout;
     if (maxHold) req.maxHold = maxHold;
     if (flags["max-failures"] !== undefined) req.maxFailures = parsePercent("max-failures", flags["max-failures"]);
-    if (flags.window) req.window = asUsage([WindowSpecError], () => (parseWindow(flags.window!), flags.window!), "--window: ");
+    // `--window ""` (an unset shell variable) is refused, not read as "no window".
+    if (flags.window !== undefined) req.window = asUsage([WindowSpecError], () => (parseWindow(flags.window!), flags.window!), "--window: ");
     if (flags["rollback-on-halt"]) req.rollbackOnHalt = true;
     if (first.length) req.first = first;
     const client = await adminClient(flags);

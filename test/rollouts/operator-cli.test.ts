@@ -135,3 +135,8 @@ test("a --target with a leading zero, which would gate no published version (\"0
   expect({ status: res.status, body: await res.json() }).toEqual({ status: 400, body: { error: expect.stringContaining('Invalid target "0010"') } });
   expect(cli("list", "--format", "json").out).toBe(before);
 });
+
+test('--window "" (an empty shell variable) is refused with exit 2, not taken as "no maintenance window"', () => {
+  const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", "create", "--target", "9", "--tag", "main", "--waves", "100%", "--window", "", "--server", "https://127.0.0.1:1", "--token", "x"], { stderr: "pipe" });
+  expect({ code: r.exitCode, err: r.stderr.toString() }).toEqual({ code: 2, err: expect.stringContaining('--window: Invalid maintenance window "": it is empty') });
+});
