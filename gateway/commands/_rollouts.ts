@@ -75,7 +75,10 @@ export function renderRollout(d: RolloutDetail): string {
   ];
   if (d.holds.length)
     lines.push("", "Deferred installs:", table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold?.kind, h.hold?.until ?? "unknown", h.hold?.at])));
-  if (d.failures.length) lines.push("", "Failures:", table(["DEVICE", "WAVE", "REASON"], d.failures.map((f) => [f.uuid, f.wave + 1, f.reason])));
+  // The gateway sends at most 100 failures: say when there are more, or the list reads as all of them.
+  const failed = d.counts.filter((c) => c.status === "failed").reduce((a, c) => a + c.devices, 0);
+  const some = d.failures.length < failed ? ` (${d.failures.length} of ${failed})` : "";
+  if (d.failures.length) lines.push("", `Failures${some}:`, table(["DEVICE", "WAVE", "REASON"], d.failures.map((f) => [f.uuid, f.wave + 1, f.reason])));
   if (d.events.length)
     lines.push("", "Events (newest first):", table(["AT", "EVENT", "WAVE", "DEVICE", "REASON"], d.events.map((e) => [e.at, e.kind, e.wave === null ? null : e.wave + 1, e.deviceUuid, e.reason])));
   return lines.join("\n");
