@@ -1,6 +1,7 @@
 /** The update as commands print it (stable JSON keys for --format json). */
 import type { UpdateRow } from "../db.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import { nextCommand, type UpdateState } from "../update/states.ts";
 
 export interface UpdateSummary {
   id: string;
@@ -38,5 +39,7 @@ export function renderSummary(s: UpdateSummary): string {
     `  state: ${s.state}`,
     `  fetched: ${sizeText(s.bytesFetched, { exact: true })} of ${sizeText(s.bytesTotal, { exact: true })}`,
     ...(s.error ? [`  error: ${s.error}`] : []),
+    // An update run step by step (fetch, install, start) says which step is next.
+    ...(nextCommand(s.state as UpdateState) ? [`  next: '${nextCommand(s.state as UpdateState)}' (or 'fioup update' for every remaining step)`] : []),
   ].join("\n");
 }

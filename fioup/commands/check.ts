@@ -3,6 +3,7 @@ import { EXIT } from "../exit-codes.ts";
 import { flushEvents } from "../events/sender.ts";
 import { openSession } from "../session.ts";
 import { currentTarget } from "../update/current-target.ts";
+import { nextCommand, type UpdateState } from "../update/states.ts";
 import { checkTargets } from "../update/tuf-check.ts";
 import { sotaDirFlag } from "./_flags.ts";
 
@@ -10,6 +11,8 @@ interface CheckOutput {
   current: { name: string; version: string } | null;
   available: { name: string; version: string; apps: string[]; bad: boolean }[];
   update: { name: string; version: string } | null;
+  /** An update started and not finished (fetched, installed...): the update commands carry it on before any other. */
+  pending: { name: string; version: string; state: string } | null;
   targetsVersion: number;
 }
 
@@ -22,6 +25,7 @@ export default defineCommand({
     try {
       const current = currentTarget(s.cfg, s.db);
       const bad = new Set(s.db.badTargets());
+      const pending = s.db.pendingUpdate();
       const r = await checkTargets(s.cfg, s.client!, { current, badTargets: [...bad] });
       await flushEvents(s.db, s.client!);
       const result: CheckOutput = {
@@ -30,6 +34,7 @@ export default defineCommand({
           .map(([name, e]) => ({ name, version: e.custom.version, apps: Object.keys(e.custom.docker_compose_apps), bad: bad.has(name) }))
           .sort((a, b) => Number(a.version) - Number(b.version)),
         update: r.updateAvailable && r.selected ? { name: r.selected.name, version: r.selected.entry.custom.version } : null,
+        pending: pending ? { name: pending.toTarget, version: pending.version, state: pending.state } : null,
         targetsVersion: r.version,
       };
       out.result(result, (o) =>
@@ -38,6 +43,7 @@ export default defineCommand({
           "Targets:",
           ...o.available.map((t) => `  ${t.name}  version ${t.version}  apps ${t.apps.join(",") || "-"}${t.bad ? "  [bad]" : ""}`),
           o.update ? `Update available: ${o.update.name}` : "No update available",
+          ...(o.pending ? [`Update in progress: ${o.pending.name} (version ${o.pending.version}), ${o.pending.state}; next: '${nextCommand(o.pending.state as UpdateState) ?? "fioup update"}'`] : []),
         ].join("\n"),
       );
       return result.update ? EXIT.OK : EXIT.NO_UPDATE;

@@ -41,6 +41,12 @@ describe("fioup steps in the wrong order", () => {
     expect(other.stderr).toContain("'fioup cancel' to drop it");
 
     expect((await t.device.fioup("status")).json.pending.state).toBe("fetched");
+    // Between the steps, check and status say which one is next.
+    const check = await collectCli(t.device.spawn(["check"]), "fioup check");
+    expect(check.stdout).toContain("Update in progress: amd64-linux-1 (version 1), fetched; next: 'fioup install'");
+    const status = await collectCli(t.device.spawn(["status", "--no-apps"]), "fioup status");
+    expect(status.stdout).toContain("  state: fetched\n  fetched: ");
+    expect(status.stdout).toContain("  next: 'fioup install' (or 'fioup update' for every remaining step)");
     expect((await t.device.fioup("install")).json.state).toBe("installed");
     const done = await t.device.fioup("start");
     expect(done.json.state, done.stderr).toBe("completed");
