@@ -22,6 +22,7 @@ import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
 import { cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, stat, statfs } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative, sep } from "node:path";
+import { tmpdir } from "node:os";
 import { Readable } from "node:stream";
 import tar from "tar-stream";
 import { sizeText } from "../../lib/cli/bytes.ts";
@@ -104,7 +105,8 @@ function aboutOut(err: unknown, out: string): boolean {
 function skipped(rel: string, withRegistry: boolean): boolean {
   if (rel === ADOPTED_ROOT) return false; // a dot file that is state, not a temp file (gateway/ota/key-store.ts)
   if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
-  if (rel === "serve.json" || rel === "serve.lock" || rel.endsWith(".tmp") || posix.basename(rel).startsWith(".")) return true;
+  // Dot names are temp files and folders (a backup's snapshot folder too): what is inside them as well.
+  if (rel === "serve.json" || rel === "serve.lock" || rel.endsWith(".tmp") || rel.split("/").some((p) => p.startsWith("."))) return true;
   if (isRegistryPath(rel)) return !withRegistry || rel.startsWith("registry/uploads/") || rel.startsWith("registry/tmp/");
   return false;
 }
@@ -136,9 +138,13 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
   const [outDir, dataDir] = await Promise.all([realpath(dirname(opts.out)), realpath(opts.dataDir)]);
   if (outDir === dataDir || outDir.startsWith(dataDir + sep))
     throw new UsageError(`--out ${opts.out} is inside the data dir ${opts.dataDir}: a backup there is lost with it, and the next backup would hold it; write it to another folder, better another disk`);
-  const scratch = await mkdtemp(join(dirname(opts.out), ".backup-")).catch((e) =>
-    Promise.reject(new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`)),
-  );
+  // The database snapshot is plaintext: it is made in the data dir (which holds the database
+  // already), never beside --out, a folder that may be a share or off-site and is meant to receive
+  // sealed files only; a backup killed half way leaves it where the next backup skips it. A data
+  // dir this user cannot write (a read-only snapshot of it) gets it in the local temp folder.
+  const scratch = await mkdtemp(join(opts.dataDir, ".backup-"))
+    .catch(() => mkdtemp(join(tmpdir(), "gateway-backup-")))
+    .catch((e) => Promise.reject(new BackupError(`Cannot make the database snapshot in ${opts.dataDir} or ${tmpdir()}: ${fsWhy(e)}`)));
   try {
     // The database first: its snapshot is the moment the backup stands for.
     let snapshot: string | undefined;

@@ -10,6 +10,7 @@
  * only, as the harness's loop dockerd).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -158,6 +159,38 @@ test("a backup written inside the data dir is refused (lost with it, and held by
   ]);
   expect(snapshot(data)).toEqual(before);
   expect(readdirSync(data).filter((f) => f.startsWith(".backup-"))).toEqual([]);
+});
+
+test("the database is never in the clear in the backup's folder, not even while the backup is written", async () => {
+  // A database large enough that the backup takes a while: 32 MiB in a table of its own.
+  const fat = join(work, "fat");
+  cpSync(data, fat, { recursive: true });
+  const db = new Database(join(fat, "gateway.db"));
+  db.exec("CREATE TABLE ballast (b BLOB)");
+  for (let i = 0; i < 32; i++) db.prepare("INSERT INTO ballast VALUES (?)").run(randomBytes(1 << 20));
+  db.close();
+  const dest = join(work, "offsite");
+  mkdirSync(dest);
+
+  const p = Bun.spawn([process.execPath, join(REPO, "gateway/main.ts"), "backup", "--data", "fat", "--out", "offsite/fat.backup"], {
+    cwd: work,
+    env: { ...process.env, GATEWAY_BACKUP_PASSPHRASE: PASS },
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const seen = new Set<string>();
+  while (p.exitCode === null) {
+    for (const f of readdirSync(dest, { recursive: true })) seen.add(String(f));
+    await Bun.sleep(1);
+  }
+  expect([await p.exited, await new Response(p.stderr).text()]).toEqual([0, ""]);
+  expect([...seen].filter((f) => f.endsWith("gateway.db"))).toEqual([]);
+  expect(readdirSync(dest)).toEqual(["fat.backup"]);
+  expect(readdirSync(fat).filter((f) => f.startsWith(".backup-"))).toEqual([]); // nor left in the data dir
+  // And the backup holds the database once, where it belongs.
+  const r = await gw(["restore", "offsite/fat.backup", "--data", "fat-restored", "--format", "json"]);
+  expect(r.code).toBe(0);
+  expect(readdirSync(join(work, "fat-restored")).filter((f) => f.startsWith(".") || f.endsWith(".db"))).toEqual(["gateway.db"]);
 });
 
 test("--recipient refuses the private key of a backup key pair; the public key is what it takes", async () => {
