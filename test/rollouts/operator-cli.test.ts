@@ -140,3 +140,14 @@ test('--window "" (an empty shell variable) is refused with exit 2, not taken as
   const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", "create", "--target", "9", "--tag", "main", "--waves", "100%", "--window", "", "--server", "https://127.0.0.1:1", "--token", "x"], { stderr: "pipe" });
   expect({ code: r.exitCode, err: r.stderr.toString() }).toEqual({ code: 2, err: expect.stringContaining('--window: Invalid maintenance window "": it is empty') });
 });
+
+test("rollouts create --help explains the duration and window forms it takes, with examples that parse", () => {
+  const help = cli("create", "--help").out;
+  expect(help).toContain("Durations are a whole number with s, m, h, d or w (90s, 30m, 1h, 2d), or seconds.");
+  const windows = [...help.matchAll(/"((?:Sat|Mon|daily)[^"]*)"/g)];
+  expect(windows.map((w) => w[1])).toEqual(expect.arrayContaining(["Mon-Fri 22:00-06:00", "daily 01:00-05:00; Sat,Sun 00:00-24:00"]));
+  for (const window of windows) {
+    const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", "create", "--target", "9", "--tag", "main", "--waves", "100%", "--window", window[1]!, "--server", "https://127.0.0.1:1", "--token", `s.${"0".repeat(64)}`], { stderr: "pipe" });
+    expect({ window: window[1], code: r.exitCode }).toEqual({ window: window[1], code: 4 }); // parsed, then the (absent) gateway is unreachable
+  }
+});
