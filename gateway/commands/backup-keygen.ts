@@ -1,5 +1,6 @@
 import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { whyCannotWrite } from "../../lib/fs/paths.ts";
 import { newRecipientKeyPair } from "../backup/seal.ts";
 
 export default defineCommand({
@@ -11,15 +12,20 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out PREFIX is required");
+    // "id.pub" means the pair id.pub/id.key, not id.pub.pub/id.pub.key.
+    const prefix = flags.out.replace(/\.(pub|key)$/, "");
+    // The folder must be there: a mistyped path would otherwise be created and hold a private key nobody finds.
+    const why = await whyCannotWrite(`${prefix}.key`);
+    if (why) throw new UsageError(`--out ${flags.out}: ${why}`);
     const kp = newRecipientKeyPair();
     // Both or neither: a new .key beside an old .pub opens no backup.
     await writeNewFilesAtomic(
       [
-        { path: `${flags.out}.key`, data: kp.privatePem, mode: 0o600 },
-        { path: `${flags.out}.pub`, data: kp.publicPem },
+        { path: `${prefix}.key`, data: kp.privatePem, mode: 0o600 },
+        { path: `${prefix}.pub`, data: kp.publicPem },
       ],
       "key files are never overwritten",
     );
-    out.result({ public: `${flags.out}.pub`, private: `${flags.out}.key` }, (r) => `wrote ${r.public} (give to gateway backup --recipient) and ${r.private} (keep offline)`);
+    out.result({ public: `${prefix}.pub`, private: `${prefix}.key` }, (r) => `wrote ${r.public} (give to gateway backup --recipient) and ${r.private} (keep offline)`);
   },
 });

@@ -211,6 +211,18 @@ test("backup keygen never leaves a half pair: with PREFIX.pub present it writes 
   expect(readFileSync(`${prefix}.pub`, "utf8")).toBe("the public half of a pair whose key is offline\n");
 });
 
+test("backup keygen --out into a folder that is not there is bad usage and creates nothing; --out id.pub names the pair id.pub/id.key", async () => {
+  const typo = await run(["backup", "keygen", "--out", join(work, "no-such-folder", "id")]);
+  expect([typo.code, typo.stderr.split("\n")[0]]).toEqual([
+    2,
+    `gateway backup keygen: --out ${join(work, "no-such-folder", "id")}: the folder ${join(work, "no-such-folder")} does not exist`,
+  ]);
+  expect(existsSync(join(work, "no-such-folder"))).toBe(false);
+  const pub = await run(["backup", "keygen", "--out", join(work, "pair.pub")]);
+  expect(pub.code).toBe(0);
+  expect(readdirSync(work).filter((f) => f.startsWith("pair.")).sort()).toEqual(["pair.key", "pair.pub"]);
+});
+
 test("backup of a --data that is not there is bad usage, as for every command that takes --data, and writes nothing", async () => {
   const out = join(work, "typo.backup");
   const r = await run(["backup", "--data", join(work, "no-such-dir"), "--out", out]);
