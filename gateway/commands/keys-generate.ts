@@ -19,7 +19,9 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out PREFIX is required");
-    const prefix = flags.out.replace(/\.json$/, "");
+    // "bob.pub.json" (the file name the user will hand out) means the pair bob.json/bob.pub.json: taken
+    // as a prefix, it put the private key in a file named .pub.json.
+    const prefix = flags.out.replace(/(\.pub)?\.json$/, "");
     // The folder must be there: a mistyped path would otherwise be created and hold a private key nobody finds.
     const why = await whyCannotWrite(`${prefix}.json`);
     if (why) throw new UsageError(`--out ${flags.out}: ${why}`);

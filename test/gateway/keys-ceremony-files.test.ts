@@ -2,10 +2,11 @@
  * The `gateway keys` commands given the wrong file where a root.json belongs, through the real
  * CLI: a key file (the easy slip, both sit in the ceremony folder) is called a key file, and a
  * file that is not JSON at all, a passphrase for one, is refused without quoting any of it (the
- * JSON parser's message quotes the first word).
+ * JSON parser's message quotes the first word). `keys generate --out bob.pub.json` makes the pair
+ * bob.json/bob.pub.json, never a private key in a file named .pub.json.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
@@ -35,4 +36,13 @@ test("a file that is not JSON is refused without quoting it", async () => {
   const sign = await cli("keys", "sign-root", "passphrase", "--key", "alice.json");
   expect(sign.stderr).not.toContain("hunter2");
   expect(sign.stderr).toBe("gateway keys sign-root: Cannot use passphrase: not JSON, so not a root.json\n");
+});
+
+test("keys generate --out NAME.pub.json writes the private key to NAME.json, and NAME.pub.json holds no private key", async () => {
+  const r = await cli("keys", "generate", "--out", "bob.pub.json");
+  expect(r.code).toBe(0);
+  expect(readdirSync(work).filter((f) => f.startsWith("bob")).sort()).toEqual(["bob.json", "bob.pub.json"]);
+  expect(JSON.parse(readFileSync(join(work, "bob.pub.json"), "utf8"))).not.toHaveProperty("private");
+  expect(JSON.parse(readFileSync(join(work, "bob.json"), "utf8"))).toHaveProperty("private");
+  expect(statSync(join(work, "bob.json")).mode & 0o777).toBe(0o600);
 });
