@@ -8,15 +8,15 @@ export default defineCommand({
   description: [
     "Holds the factory CA, the TUF keys and metadata, the secrets and the database (a consistent",
     "SQLite snapshot); registry blobs only with --with-registry (from --registry-dir if the gateway",
-    "serves one there). Written to a temp file and renamed",
-    "into place when complete, so an interrupted backup never replaces the last good one.",
+    "serves one there). Written to a temp file beside --out (outside the data dir) and renamed into",
+    "place when complete, so an interrupted backup never replaces the last good one.",
     `Encrypted with a passphrase (--passphrase-file, or ${PASSPHRASE_ENV}) or for a recipient key`,
     "(--recipient, made by `gateway backup keygen`; the private half can stay offline).",
     "With --db postgres://... the database is not included: back it up with pg_dump at the same time.",
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Gateway data dir", placeholder: "DIR" },
-    out: { type: "string", description: "Backup file to write", placeholder: "FILE" },
+    out: { type: "string", description: "Backup file to write (outside the data dir)", placeholder: "FILE" },
     db: { type: "string", description: "The --db the gateway runs with (default: DIR/gateway.db)", placeholder: "URL|FILE" },
     "with-registry": { type: "boolean", description: "Include the embedded registry's blobs and manifests" },
     "registry-dir": { type: "string", description: "Where the registry is, as given to serve (default DIR/registry; a folder replicas share)", placeholder: "DIR" },
