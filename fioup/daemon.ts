@@ -26,6 +26,7 @@ import type { UpdateHooks } from "./update/context.ts";
 import { UpdateDeferredError } from "./update/hold.ts";
 import { holdClock } from "./update/hold-policy.ts";
 import { updateLocksDir } from "./update/update-locks.ts";
+import { stoppedAt } from "./update/states.ts";
 import { runSteps } from "./update/step.ts";
 
 export interface DaemonOptions {
@@ -60,7 +61,12 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred
         seen.deferred = e;
         return e.message.replace(/\. The update is fetched; use --force.*$/, " (fetched)");
       }
-      if (o.signal.aborted) return "interrupted";
+      if (o.signal.aborted) {
+        // Stopped mid-update (SIGTERM, a reboot): where it was saved, so the log says nothing was lost.
+        const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
+        const at = u && stoppedAt(u);
+        return at ? `interrupted: ${at.text}${at.resumable ? "; the next start resumes it" : ""}` : "interrupted";
+      }
       return `update failed: ${describeError(e)}`;
     }
     const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;

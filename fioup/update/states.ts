@@ -48,3 +48,12 @@ export class InvalidStateError extends Error {
 
 /** The steps of an update, by the one name each has in code, progress lines and the database. */
 export type StepName = "check" | "resume" | "init" | "fetch" | "hold" | "stop" | "install" | "start" | "complete";
+
+/**
+ * Where an update a signal stopped (Ctrl-C, SIGTERM) stands, for the line that says so:
+ * saved at a state the next run resumes from, or already over.
+ */
+export function stoppedAt(u: { toTarget: string; version: string; state: UpdateState }): { text: string; resumable: boolean } {
+  const over = u.state === "completed" || u.state === "failed" || u.state === "canceled";
+  return { text: `the update to ${u.toTarget} (version ${u.version}) ${over ? `ended ${u.state}` : `is saved (${u.state})`}`, resumable: !over };
+}

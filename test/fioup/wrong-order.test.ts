@@ -23,6 +23,35 @@ beforeAll(async () => {
 
 afterAll(() => t?.stop());
 
+/**
+ * Publishes `version` with an 8 MiB layer and runs `fioup <command>` until it sits mid-fetch
+ * (the connection carrying the layer stops forwarding after 1 MiB); then `fioup cancel` must be
+ * refused (13) naming that command and saying how to stop it (`stop`).
+ */
+async function stalledMidFetch(version: number, command: "update" | "daemon", stop: string) {
+  const body = `order v${version}`;
+  const { ref } = await pushImageDetailed(t.upstream, REPO, `v${version}`, { ...httpdImage(body), layers: [{ "/big.bin": randomBytes(8 << 20) }] });
+  await t.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, t.port) });
+  await t.pub.publish(version);
+  t.proxy.inject({ kind: "stall", afterBytes: 1 << 20, stallMs: 60_000 });
+  const applied = t.proxy.applied.length;
+  const proc = t.device.spawn([command]);
+  const running = collectCli(proc, `fioup ${command}`);
+  await waitFor({
+    service: `fioup ${command}`,
+    what: "a stalled fetch",
+    ready: () => t.proxy.applied.length > applied && t.device.updateState()?.state === "fetching",
+    alive: () => proc.exitCode === null,
+    timeoutMs: 60_000,
+  });
+  const busy = await t.device.fioup("cancel");
+  expect(busy.code).toBe(13);
+  expect(busy.stderr).toContain(`Cannot cancel: \`fioup ${command}\` (process ${proc.pid}) holds the update lock`);
+  expect(busy.stderr).toContain("Wait for it to finish (`fioup status` shows how far it is)");
+  expect(busy.stderr).toContain(stop);
+  return { proc, running };
+}
+
 describe("fioup steps in the wrong order", () => {
   test("each refusal names the command that comes next, and the fetched update stays", async () => {
     const none = await t.device.fioup("cancel");
@@ -56,29 +85,10 @@ describe("fioup steps in the wrong order", () => {
   }, 120_000);
 
   test("cancel while `fioup update` fetches names it; Ctrl-C says the update is saved; cancel then drops it", async () => {
-    const { ref } = await pushImageDetailed(t.upstream, REPO, "v2", { ...httpdImage("order v2"), layers: [{ "/big.bin": randomBytes(8 << 20) }] });
-    await t.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, t.port) });
-    await t.pub.publish(2);
-    // The connection carrying the layer stops forwarding after 1 MiB: the update sits mid-fetch.
-    t.proxy.inject({ kind: "stall", afterBytes: 1 << 20, stallMs: 60_000 });
-    const applied = t.proxy.applied.length;
-    const update = t.device.spawn(["update"]);
-    const running = collectCli(update, "fioup update");
-    await waitFor({
-      service: "fioup update",
-      what: "a stalled fetch",
-      ready: () => t.proxy.applied.length > applied && t.device.updateState()?.state === "fetching",
-      alive: () => update.exitCode === null,
-      timeoutMs: 60_000,
-    });
+    const update = await stalledMidFetch(2, "update", "or stop it (Ctrl-C where it runs, or kill");
 
-    const busy = await t.device.fioup("cancel");
-    expect(busy.code).toBe(13);
-    expect(busy.stderr).toContain(`Cannot cancel: \`fioup update\` (process ${update.pid}) holds the update lock`);
-    expect(busy.stderr).toContain("Wait for it to finish");
-
-    update.kill("SIGINT");
-    const r = await running;
+    update.proc.kill("SIGINT");
+    const r = await update.running;
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("Interrupted: the update to amd64-linux-2 (version 2) is saved (fetching); 'fioup update' resumes it, 'fioup cancel' drops it");
 
@@ -86,6 +96,18 @@ describe("fioup steps in the wrong order", () => {
     const c = await t.device.fioup("cancel");
     expect(c.json.state, c.stderr).toBe("canceled");
     expect(await httpGet(t.port)).toBe("order v1");
+  }, 120_000);
+
+  test("the daemon stopped mid-fetch by SIGTERM logs where the update was saved and exits 0; cancel meanwhile names the daemon", async () => {
+    const daemon = await stalledMidFetch(3, "daemon", "or stop the daemon (systemctl stop fioup, or SIGTERM) and run this again");
+
+    daemon.proc.kill("SIGTERM");
+    const r = await daemon.running;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("interrupted: the update to amd64-linux-3 (version 3) is saved (fetching); the next start resumes it");
+    expect(r.stderr).toMatch(/fioup daemon stopped\n$/);
+    expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
+    expect((await t.device.fioup("cancel")).json.state).toBe("canceled");
   }, 120_000);
 
   test("`fioup lock` again without --reason keeps the reason it was taken with", async () => {
