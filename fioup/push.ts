@@ -3,8 +3,9 @@
  * poll (GET /repo/wait) that the gateway answers as soon as a timestamp newer than the one this
  * device trusts is signed, so a publish reaches the device in about a second rather than at its
  * next poll. The poll interval stays the upper bound: without news, the daemon checks anyway.
- * A gateway without push (404) means plain sleeping; a dropped connection is retried after a
- * random 1 to 5 s, so a replica restart does not bring every device back in the same instant.
+ * A gateway without push (404) means plain sleeping; a dropped connection, or a proxy's 5xx while
+ * no replica is up, is retried after a random 1 to 5 s, so a replica restart does not bring every
+ * device back in the same instant.
  *
  * @module
  */
@@ -25,6 +26,9 @@ export function trustedTimestampVersion(storagePath: string): number {
     return 0;
   }
 }
+
+/** A random 1 to 5 s before asking again after a failure, so devices come back spread out. */
+const retryMs = () => 1000 + Math.random() * 4000;
 
 /** Sleeps `ms`, or less if `signal` aborts first (never throws). */
 export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
@@ -62,11 +66,19 @@ export async function waitForNews(
       await res.arrayBuffer().catch(() => {});
       if (res.status === 200) return "news";
       if (res.status === 204) continue;
-      // No push on this gateway (404), or it refuses: plain polling.
+      // A 5xx without Retry-After is what a load balancer answers while no replica is up (a
+      // restart of them all): as passing as a dropped connection, and retried the same way.
+      // Sleeping out the poll interval instead left the fleet without push until then, and
+      // brought every device back at the same instant.
+      if (res.status >= 500 && !res.headers.has("retry-after")) {
+        await sleep(Math.min(left(), retryMs()), signal);
+        continue;
+      }
+      // No push on this gateway (404), or it refuses (its cap on held waits: 503 with Retry-After): plain polling.
       await sleep(left(), signal);
     } catch {
       if (signal.aborted) break;
-      await sleep(Math.min(left(), 1000 + Math.random() * 4000), signal);
+      await sleep(Math.min(left(), retryMs()), signal);
     }
   }
   return signal.aborted ? "aborted" : "timeout";
