@@ -30,9 +30,9 @@ beforeAll(async () => {
   proxy = await startHaproxy({ dataDir: gw.dataDir, replicas: [gw.host], port: proxyPort });
   const device = await registerDevice(gw.url, gw.adminToken, gw.caPem);
   client = new DeviceClient(proxy.url, { cert: device.cert, key: device.key, ca: gw.caPem }, { tags: ["main"], apps: [] });
+  // The device's TUF folder; the test writes the timestamp it trusts there.
   storage = await tempDir("walk-push-device-");
   mkdirSync(join(storage, "tuf"));
-  writeFileSync(join(storage, "tuf", "timestamp.json"), await (await client.fetch("/repo/timestamp.json")).text());
 }, 120_000);
 
 afterAll(async () => {
