@@ -65,6 +65,9 @@ export default defineCommand({
     } finally {
       s.close();
     }
-    out.result(r, (x) => `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) with ${x.server}; config in ${x.sotaDir}`);
+    out.result(r, (x) =>
+      `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) with ${x.server}; config in ${x.sotaDir}\n` +
+      "Next: 'fioup check' lists the targets for this device, 'fioup update' installs the newest, 'fioup daemon' keeps it up to date",
+    );
   },
 });

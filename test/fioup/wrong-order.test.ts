@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { waitFor } from "../harness/tmp.ts";
 import {
-  collectCli, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice,
+  Device, collectCli, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice,
 } from "./_setup.ts";
 
 const APP = `order${process.pid}`;
@@ -109,6 +109,13 @@ describe("fioup steps in the wrong order", () => {
     expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
     expect((await t.device.fioup("cancel")).json.state).toBe("canceled");
   }, 120_000);
+
+  test("register says what to run next", async () => {
+    const other = await Device.create(t.dockerd);
+    const r = await collectCli(other.spawn(["register", "--server", t.gw.url, "--token", t.gw.adminToken, "--hwid", "amd64-linux"]), "fioup register");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("Next: 'fioup check' lists the targets for this device, 'fioup update' installs the newest, 'fioup daemon' keeps it up to date");
+  }, 60_000);
 
   test("`fioup lock` again without --reason keeps the reason it was taken with", async () => {
     expect((await t.device.fioup("lock", "--reason", "backup running")).code).toBe(0);
