@@ -10,9 +10,11 @@ import { readFileSync } from "node:fs";
 import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
 import { commands } from "./index.ts";
 
-/** Another fioup holds the update lock: who, and what to do. Exit 13, as its parent. */
+/**
+ * Another fioup holds the update lock: who, and what to do. Exit 13 and, in `--format json`,
+ * code "LockedError", both its parent's, so scripts see no change but the words.
+ */
 export class UpdateLockBusyError extends LockedError {
-  override name = "UpdateLockBusyError";
   constructor(path: string, pid: number, action: string) {
     super(path, pid);
     const cmd = holderCommand(pid);

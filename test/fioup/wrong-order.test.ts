@@ -46,6 +46,7 @@ async function stalledMidFetch(version: number, command: "update" | "daemon", st
   });
   const busy = await t.device.fioup("cancel");
   expect(busy.code).toBe(13);
+  expect(busy.json.code).toBe("LockedError");
   expect(busy.stderr).toContain(`Cannot cancel: \`fioup ${command}\` (process ${proc.pid}) holds the update lock`);
   expect(busy.stderr).toContain("Wait for it to finish (`fioup status` shows how far it is)");
   expect(busy.stderr).toContain(stop);
