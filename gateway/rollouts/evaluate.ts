@@ -210,7 +210,9 @@ export function evaluateDevice(ev: DeviceEvidence, ctx: EvaluateContext): Device
     if (ev.healthySince !== null) change.healthySince = null; // starting again or not reported yet: the window restarts
   }
   if ((ctx.rollout.state ?? "running") === "running" && ctx.now >= pendingDeadline(ctx, hold, endedAt)) {
-    const why = completed ? "timeout: updated, but its apps did not report healthy in time" : "timeout: the update did not complete in time";
+    // A device already past the version never installs it (fioup does not go back): say so, so the operator sees why.
+    const newer = !completed && current && Number(current.version) > Number(version) ? `: it runs version ${current.version}, newer (fioup does not go back)` : "";
+    const why = completed ? "timeout: updated, but its apps did not report healthy in time" : `timeout: the update did not complete in time${newer}`;
     return { ...change, status: "failed", reason: why };
   }
   return done(change);

@@ -155,3 +155,11 @@ test("rollouts create --help explains the duration and window forms it takes, wi
     expect({ window: window[1], code: offlineCreate("--window", window[1]!).code }).toEqual({ window: window[1], code: 4 }); // parsed, then the (absent) gateway is unreachable
   }
 });
+
+test("a member that already runs a newer version times out with a reason that says so", async () => {
+  expect(fleet.devices.every((d) => d.current === "hw-4")).toBe(true); // the rollout of 4 above completed
+  const r = created("--target", "3", "--waves", "100%", "--soak", "1s", "--pending-timeout", "2s", "--max-failures", "100%");
+  await fleet.cycle(); // 3 is published and offered again, but every device runs 4
+  await waitFor({ service: "gateway", what: "every member timed out", ready: async () => (await adminJson<RolloutDetail>(gw, `/admin/rollouts/${r.id}`)).failures.length === 10, logFile: gw.logFile, timeoutMs: 15_000 });
+  expect(cli("show", r.id).out).toContain("timeout: the update did not complete in time: it runs version 4, newer (fioup does not go back)");
+}, 60_000);
