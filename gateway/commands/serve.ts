@@ -122,6 +122,16 @@ export default defineCommand({
         throw e;
       }
     }
+    // Which header the replica reads, said once at start: every proxy config in deploy/ sends
+    // X-SSL-Client-Cert and deletes the default X-Client-Cert, so a replica left on the default
+    // answers every proxied device 401 ("no verified client certificate") with nothing in its log.
+    if (flags["trust-proxy"] || flags["proxy-listen"]?.startsWith("unix:")) {
+      const header = flags["client-cert-header"].toLowerCase();
+      out.info(
+        `gateway: taking device certificates that ${flags["trust-proxy"] ? `proxies at ${flags["trust-proxy"]}` : "the proxy on the unix socket"} forward in ${header}` +
+          (header === "x-client-cert" ? " (the proxy configs in deploy/ send x-ssl-client-cert: for them, give --client-cert-header x-ssl-client-cert)" : ""),
+      );
+    }
     const polling = positive("polling-seconds", flags["polling-seconds"], true, MAX_POLLING_SECONDS);
     // The lease is renewed every third of it by a database write: under a second, a renewal's own
     // round trip can outlast it, and then no replica ever holds the role and nothing is re-signed.

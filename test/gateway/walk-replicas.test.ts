@@ -8,6 +8,7 @@
 import { expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { startGateway } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
@@ -44,3 +45,20 @@ test("gateway serve --proxy-listen unix:FILE is bad usage naming the file, which
   expect(r.stderr).toContain(`gateway serve: Invalid --proxy-listen "unix:${file}": ${file} is a file, not a socket; give a path of its own`);
   expect(readFileSync(file, "utf8")).toBe("not a socket");
 }, 30_000);
+
+// A replica behind the shipped proxy configs but left on the default header answered every device
+// 401 and logged nothing that pointed at the flag. Its start now says which header it reads.
+test("gateway serve --trust-proxy says at start which header it reads, and names the flag the deploy/ configs need", async () => {
+  const plain = await startGateway({ args: ["--trust-proxy", "127.0.0.1"] });
+  const set = await startGateway({ args: ["--trust-proxy", "127.0.0.1", "--client-cert-header", "X-SSL-Client-Cert"] });
+  try {
+    expect(readFileSync(plain.logFile, "utf8")).toContain(
+      "gateway: taking device certificates that proxies at 127.0.0.1 forward in x-client-cert (the proxy configs in deploy/ send x-ssl-client-cert: for them, give --client-cert-header x-ssl-client-cert)",
+    );
+    const log = readFileSync(set.logFile, "utf8");
+    expect(log).toContain("gateway: taking device certificates that proxies at 127.0.0.1 forward in x-ssl-client-cert\n");
+  } finally {
+    await plain.stop();
+    await set.stop();
+  }
+}, 60_000);
