@@ -8,7 +8,6 @@
  */
 import { readFileSync } from "node:fs";
 import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
-import { commands } from "./index.ts";
 
 /**
  * Another fioup holds the update lock: who, and what to do. Exit 13 and, in `--format json`,
@@ -26,11 +25,14 @@ export class UpdateLockBusyError extends LockedError {
   }
 }
 
+/** The fioup commands that take the update lock (register too, to converge the apps). */
+const LOCKING = new Set(["update", "fetch", "install", "start", "cancel", "daemon", "register"]);
+
 /** Which fioup command process `pid` runs, from its command line; undefined when it is not one. */
 function holderCommand(pid: number): string | undefined {
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return args.find((a) => Object.hasOwn(commands, a));
+    return args.find((a) => LOCKING.has(a));
   } catch {
     return undefined;
   }
