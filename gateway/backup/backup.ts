@@ -128,8 +128,17 @@ async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; pa
   }
 }
 
+/** What `createBackup` returns: the manifest, and how many registry files went in (with `withRegistry`). */
+export interface BackupResult extends BackupManifest {
+  /**
+   * Registry files in the backup. 0 with `withRegistry` usually means the registry is served from
+   * another folder (`serve --registry-dir`) that was not given: the command says so.
+   */
+  registryFiles?: number;
+}
+
 /** Writes a sealed backup of `dataDir` to `out`; returns its manifest. */
-export async function createBackup(opts: BackupOptions): Promise<BackupManifest> {
+export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   const factory = await readFactoryName(opts.dataDir);
   const withRegistry = !!opts.withRegistry;
   const postgres = isPostgres(opts.db);
@@ -225,7 +234,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupManifest>
       Promise.reject(aboutOut(e, opts.out) ? new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`) : e),
     );
     await produce;
-    return manifest;
+    return withRegistry ? { ...manifest, registryFiles: files.filter((e) => isRegistryPath(e.rel)).length } : manifest;
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

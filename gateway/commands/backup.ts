@@ -58,8 +58,13 @@ export default defineCommand({
       },
     });
     if (tty && last > started) process.stderr.write("\n");
+    // An empty registry folder "included" would read as a registry backed up.
+    if (m.registryFiles === 0)
+      out.info(
+        `backup: --with-registry found no registry files in ${flags["registry-dir"] ?? `${flags.data}/registry`}: if the gateway serves its registry from another folder (serve --registry-dir), give that folder with --registry-dir`,
+      );
     out.result({ file: flags.out, ...m }, (r) =>
-      `wrote ${r.file}: factory ${r.factory}, ${r.files} files, ${(r.bytes / 1048576).toFixed(1)} MiB, database ${r.database === "sqlite" ? "included" : "not included (PostgreSQL)"}, registry ${r.registry ? "included" : "not included"}`,
+      `wrote ${r.file}: factory ${r.factory}, ${r.files} files, ${(r.bytes / 1048576).toFixed(1)} MiB, database ${r.database === "sqlite" ? "included" : "not included (PostgreSQL)"}, registry ${r.registry ? `included (${r.registryFiles} file${r.registryFiles === 1 ? "" : "s"})` : "not included"}`,
     );
   },
 });
