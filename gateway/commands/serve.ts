@@ -132,6 +132,13 @@ export default defineCommand({
           (header === "x-client-cert" ? " (the proxy configs in deploy/ send x-ssl-client-cert: for them, give --client-cert-header x-ssl-client-cert)" : ""),
       );
     }
+    // Behind a proxy the public URL is the proxy's: without it the replica names itself in its
+    // certificate and in the registry's token realm, an address devices may not reach.
+    if ((flags["trust-proxy"] || flags["proxy-listen"]) && !flags["public-url"])
+      out.info(
+        "gateway: warning: behind a proxy (--trust-proxy, --proxy-listen) without --public-url: this replica names its own --listen address " +
+          "in its certificate and registry token realm, which devices reach only through the proxy; give --public-url with the proxy's URL",
+      );
     const polling = positive("polling-seconds", flags["polling-seconds"], true, MAX_POLLING_SECONDS);
     // The lease is renewed every third of it by a database write: under a second, a renewal's own
     // round trip can outlast it, and then no replica ever holds the role and nothing is re-signed.

@@ -62,3 +62,23 @@ test("gateway serve --trust-proxy says at start which header it reads, and names
     await set.stop();
   }
 }, 60_000);
+
+// A replica behind the proxy without --public-url sends devices that pull from its registry to
+// its own address for a token (the realm), which they cannot reach: its start says so.
+test("gateway serve --trust-proxy without --public-url warns that the replica names itself, and says to give the proxy's URL", async () => {
+  const data = join(await tempDir("walk-serve-"), "data");
+  const p = Bun.spawn([process.execPath, MAIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"], { stdout: "pipe", stderr: "pipe" });
+  let log = "";
+  try {
+    const decoder = new TextDecoder();
+    for await (const chunk of p.stderr) {
+      log += decoder.decode(chunk);
+      if (log.includes("gateway listening on")) break;
+    }
+  } finally {
+    p.kill();
+    await p.exited;
+  }
+  expect(log).toContain("gateway: warning: behind a proxy (--trust-proxy, --proxy-listen) without --public-url: ");
+  expect(log).toContain("give --public-url with the proxy's URL");
+}, 60_000);
