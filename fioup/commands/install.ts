@@ -5,7 +5,9 @@ import { runUpdateCommand } from "./_run-update.ts";
 
 export default defineCommand({
   summary: "Install the fetched update: load its images and extract its apps (not started)",
-  description: "Waits for the maintenance window and for update locks (see `fioup lock`): exit 14 while they hold; --force installs anyway.",
+  description:
+    "Installs only inside the maintenance window and while no update lock is held (see `fioup lock`): otherwise it exits 14 at once,\n" +
+    "saying until when, and the update stays fetched (the daemon waits for the hold to end); --force installs anyway. Then run 'fioup start'.",
   flags: { ...sotaDirFlag, ...formatFlag, ...forceHoldFlag },
   async run({ flags, out }) {
     await runUpdateCommand(flags, plans.install({ force: flags.force }), out, "install");

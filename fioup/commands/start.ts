@@ -1,10 +1,12 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { plans } from "../update/plans.ts";
+import { START_TIMEOUT_MS } from "../update/start-step.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { runUpdateCommand } from "./_run-update.ts";
 
 export default defineCommand({
   summary: "Start the installed update's apps and complete it (rolls back on failure)",
+  description: `Waits until each started app runs (healthy, where it has a healthcheck), at most ${START_TIMEOUT_MS / 1000} s.`,
   flags: { ...sotaDirFlag, ...formatFlag },
   async run({ flags, out }) {
     await runUpdateCommand(flags, plans.start(), out, "start");
