@@ -38,8 +38,12 @@ export const groupMembersCommand = (change: "add" | "remove", summary: string) =
     async run({ flags, args, out }) {
       const { name, uuids } = groupArgs(args, "uuids");
       const client = await adminClient(flags);
+      // Said apart, so "0 added" does not read as a failure: the devices were already there (or not there).
+      const unchanged = (n: number, why: string) => (uuids.length > n ? ` (${uuids.length - n} ${why})` : "");
       out.result(await client.changeGroupMembers(name, { [change]: uuids }), (r) =>
-        change === "add" ? `${r.name}: ${r.added} added, ${r.devices} devices` : `${r.name}: ${r.removed} removed, ${r.devices} devices`,
+        change === "add"
+          ? `${r.name}: ${r.added} added${unchanged(r.added, "already in it")}, ${r.devices} devices`
+          : `${r.name}: ${r.removed} removed${unchanged(r.removed, "not in it")}, ${r.devices} devices`,
       );
     },
   });

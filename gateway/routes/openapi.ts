@@ -90,7 +90,7 @@ const OPS: Record<string, Record<string, Op>> = {
   "/admin/rollouts/{id}/pause": { post: { summary: "Pause a rollout (no wave advances; released devices keep the target)", sec: "admin", res: RolloutDetail } },
   "/admin/rollouts/{id}/resume": { post: { summary: "Resume a paused or halted rollout", sec: "admin", res: RolloutDetail } },
   "/admin/rollouts/{id}/advance": { post: { summary: "Release the next wave now", sec: "admin", res: RolloutDetail } },
-  "/admin/rollouts/{id}/cancel": { post: { summary: "Cancel a rollout: it ends and gates nobody from then on (to stop a bad version, keep it halted or remove its targets)", sec: "admin", res: RolloutDetail } },
+  "/admin/rollouts/{id}/cancel": { post: { summary: "Cancel a rollout: it ends where it stands; devices not yet updated are never offered its version (create a new rollout to ship it)", sec: "admin", res: RolloutDetail } },
   "/admin/targets": {
     get: { summary: "The signed targets", sec: "admin", res: TargetsList },
     post: { summary: "Add or replace targets in one signed version", sec: "admin", body: TargetsBody, res: TargetsList },

@@ -382,6 +382,7 @@ export type RolloutList = Static<typeof RolloutList>;
 
 /** POST /admin/rollouts: release `target` (a custom.version) to a group or a tag in waves. */
 export const RolloutRequest = Type.Object({
+  /** The custom.version to release, written without leading zeros, as published ("10", not "0010"). */
   target: Type.String({ minLength: 1, maxLength: 256 }),
   group: Type.Optional(GroupName),
   tag: Type.Optional(Tag),
@@ -393,7 +394,10 @@ export const RolloutRequest = Type.Object({
   maxFailures: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
   /** How long every app must stay healthy after the update; default 10m. */
   healthWindow: Type.Optional(Duration),
-  /** A device still pending this long after its wave started counts as failed; default 1h. */
+  /**
+   * A device still pending this long after its wave started (or after the version was published,
+   * if later) counts as failed; longer than healthWindow; default 1h.
+   */
   pendingTimeout: Type.Optional(Duration),
   /** Maintenance window in the device's time zone, e.g. "Sat 02:00-04:00 Europe/Berlin". */
   window: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),

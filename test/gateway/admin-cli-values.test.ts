@@ -40,13 +40,14 @@ describe("a static group with a revoked member", () => {
     expect(shown.out).not.toContain(c);
     const listed = await cli("groups", "list", "--format", "json");
     expect(JSON.parse(listed.out).groups).toEqual([expect.objectContaining({ name: "pilot", devices: 2 })]);
-    expect((await cli("groups", "add", "pilot", a)).out).toBe("pilot: 0 added, 2 devices\n");
+    expect((await cli("groups", "add", "pilot", a)).out).toBe("pilot: 0 added (1 already in it), 2 devices\n");
 
     const revoked = await cli("groups", "add", "pilot", c);
     expect(revoked.code).toBe(3);
     expect(revoked.err).toContain(`Revoked device "${c}": a revoked device is never in a group's audience`);
     expect((await cli("groups", "create", "again", a, c)).err).toContain(`Revoked device "${c}"`);
     expect((await cli("groups", "remove", "pilot", b)).out).toBe("pilot: 1 removed, 1 devices\n");
+    expect((await cli("groups", "remove", "pilot", b)).out).toBe("pilot: 0 removed (1 not in it), 1 devices\n");
     expect((await cli("groups", "add", "pilot", b)).out).toBe("pilot: 1 added, 2 devices\n");
 
     const rollout = await cli("rollouts", "create", "--target", "5", "--group", "pilot", "--waves", "100%", "--format", "json");
