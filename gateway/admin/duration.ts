@@ -12,6 +12,18 @@ const UNIT: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800
 export const MAX_DURATION_SECONDS = 100 * 365 * 86400;
 
 /**
+ * Seconds as a duration in the shortest exact unit, the form {@link parseDuration} reads back:
+ * 1800 -> "30m" (how `rollouts show` prints its settings).
+ */
+export function formatSeconds(s: number): string {
+  for (const unit of ["d", "h", "m"] as const) {
+    const n = UNIT[unit]!;
+    if (s >= n && s % n === 0) return `${s / n}${unit}`;
+  }
+  return `${s}s`;
+}
+
+/**
  * Seconds in a duration.
  *
  * @example

@@ -5,13 +5,8 @@
  *
  * @module
  */
+import { formatSeconds } from "../admin/duration.ts";
 import { InvalidRolloutError } from "./errors.ts";
-
-/** Seconds as the shortest exact unit: 1800 -> "30m" (how `rollouts show` prints settings, and this file's errors). */
-export function formatSeconds(s: number): string {
-  for (const [unit, n] of [["d", 86400], ["h", 3600], ["m", 60]] as const) if (s >= n && s % n === 0) return `${s / n}${unit}`;
-  return `${s}s`;
-}
 
 /** Defaults of a rollout request's optional settings. */
 export const ROLLOUT_DEFAULTS = { soakS: 30 * 60, maxFailuresPct: 5, healthWindowS: 10 * 60, pendingTimeoutS: 60 * 60 } as const;
