@@ -1,11 +1,13 @@
-import { statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { InvalidFactoryNameError } from "../data-dir.ts";
-import { InvalidListenError, startGatewayServer } from "../gateway.ts";
+import { DataDirMismatchError, InvalidListenError, startGatewayServer } from "../gateway.ts";
 import { dbKind, dbKindProblem } from "../store/open.ts";
 import { TOKEN } from "../transport/http1.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
@@ -160,6 +162,12 @@ export default defineCommand({
       maxConnections: positive("max-connections", flags["max-connections"], true, MAX_CONNECTIONS),
       maxConnectionsPerAddress: positive("max-connections-per-address", flags["max-connections-per-address"], true, MAX_CONNECTIONS),
     };
+    // A replica started on a new folder instead of a copy of the first replica's data dir makes a
+    // CA of its own, which the shared database then refuses: that folder is removed again, so
+    // copying the right one there afterwards is not mixed with a CA nobody uses.
+    const dataDir = flags.data;
+    const freshDir = (statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() ?? false) ? readdirSync(dataDir) : undefined;
+    const isNew = freshDir === undefined || freshDir.length === 0;
     // A flag value the server refuses before it makes anything is bad usage (exit 2), as the checks above.
     const running = await startGatewayServer({
       dataDir: flags.data,
@@ -179,7 +187,15 @@ export default defineCommand({
       rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false, HOUR) * 1000,
       signerLeaseMs,
       log: (line) => out.info(line),
-    }).catch((e: unknown) => {
+    }).catch(async (e: unknown) => {
+      if (e instanceof DataDirMismatchError && isNew) {
+        if (freshDir === undefined) await rm(dataDir, { recursive: true, force: true });
+        else for (const name of readdirSync(dataDir)) await rm(join(dataDir, name), { recursive: true, force: true });
+        throw new Error(
+          `${e.message}. A replica's --data must be a copy of the first replica's data dir (its CA and keys; gateway/README.md, Replicas): ` +
+            `copy it to ${dataDir}. The CA and keys this start made there were removed.`,
+        );
+      }
       if (e instanceof InvalidListenError || e instanceof InvalidProxyListenError || e instanceof InvalidCidrError || e instanceof InvalidFactoryNameError) throw new UsageError(e.message);
       throw e;
     });

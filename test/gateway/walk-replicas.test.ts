@@ -9,6 +9,7 @@ import { expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startGateway } from "../harness/gateway.ts";
+import { startPostgres } from "../harness/postgres.ts";
 import { tempDir } from "../harness/tmp.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
@@ -82,3 +83,27 @@ test("gateway serve --trust-proxy without --public-url warns that the replica na
   expect(log).toContain("gateway: warning: behind a proxy (--trust-proxy, --proxy-listen) without --public-url: ");
   expect(log).toContain("give --public-url with the proxy's URL");
 }, 60_000);
+
+// A second replica started on a new folder, not a copy: it made a CA and keys there, the shared
+// database refused them, and the folder stayed (a later `cp -r` of the right one then landed
+// inside it). It is removed again, and the error says what --data must be.
+test("a replica started on a new folder instead of a copy is refused, told to copy the first replica's data dir, and leaves no folder", async () => {
+  const pg = await startPostgres();
+  try {
+    const db = await pg.createDatabase("walk");
+    const first = await startGateway({ db });
+    try {
+      const data = join(await tempDir("walk-replica-"), "data");
+      const p = Bun.spawnSync([process.execPath, MAIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--db", db], { stdout: "pipe", stderr: "pipe" });
+      expect({ code: p.exitCode, made: existsSync(data) }).toEqual({ code: 1, made: false });
+      expect(p.stderr.toString()).toContain(
+        `Cannot serve ${data} with this database: it was created by a gateway with another CA (wrong --db or --data?). A replica's --data must be a copy of the first replica's data dir`,
+      );
+      expect(p.stderr.toString()).toContain("The CA and keys this start made there were removed.");
+    } finally {
+      await first.stop();
+    }
+  } finally {
+    await pg.stop();
+  }
+}, 120_000);
