@@ -45,3 +45,18 @@ test("on a terminal a line written while the bar is drawn (a refused delta, Ctrl
   expect(lines).toHaveLength(4); // bar, info, bar, and the empty rest after the last newline
   expect(lines[3]).toBe("");
 });
+
+test("the step clock starts again with each update, not from when the daemon started", async () => {
+  const out: string[] = [];
+  const h = progressHooks((s) => out.push(s), false);
+  const update = (id: string) => ({ id, toTarget: `t-${id}`, state: "created" }) as Parameters<NonNullable<typeof h.onStep>>[1];
+  h.onStep!("init", update("a"));
+  await Bun.sleep(1100);
+  h.onStep!("fetch", update("a"));
+  h.onStep!("init", update("b"));
+  expect(out).toEqual([
+    "[0.0s] init t-a (update a, created)\n",
+    expect.stringMatching(/^\[1\.\ds\] fetch t-a \(update a, created\)\n$/),
+    "[0.0s] init t-b (update b, created)\n",
+  ]);
+});

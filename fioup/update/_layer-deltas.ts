@@ -244,6 +244,9 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
     // The config names the diff_id to verify against; it is small and needed anyway.
     await store.pull(reg, repo, c.config, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
     const diffId = configDiffId(await store.read(c.config.digest), c.index);
+    // A gateway makes a delta on the first request for it, which for a large layer takes seconds
+    // in which no byte arrives: said before, so a terminal does not look stuck.
+    if (!(reg instanceof BundleRegistry)) o.onInfo?.(`Layer ${c.layer.digest} (${sizeText(c.layer.size)}): asking the gateway for a delta from ${base}`);
     desc = await requestDelta(reg, repo, base, c.layer, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
     // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of the new one.
     const needs = 2 * desc.fromSize + desc.toSize;

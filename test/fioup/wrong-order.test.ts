@@ -92,6 +92,8 @@ describe("fioup steps in the wrong order", () => {
     const r = await update.running;
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("Interrupted: the update to amd64-linux-2 (version 2) is saved (fetching); 'fioup update' resumes it, 'fioup cancel' drops it");
+    // The layer's wait for a delta the gateway makes on demand (silent seconds on a large one) was announced.
+    expect(r.stderr).toMatch(/Layer sha256:[0-9a-f]{64} \(8\.0 MiB\): asking the gateway for a delta from sha256:[0-9a-f]{64}\n/);
 
     expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
     const c = await t.device.fioup("cancel");
