@@ -166,8 +166,8 @@ export default defineCommand({
     // CA of its own, which the shared database then refuses: that folder is removed again, so
     // copying the right one there afterwards is not mixed with a CA nobody uses.
     const dataDir = flags.data;
-    const freshDir = (statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() ?? false) ? readdirSync(dataDir) : undefined;
-    const isNew = freshDir === undefined || freshDir.length === 0;
+    const existing = statSync(dataDir, { throwIfNoEntry: false });
+    const madeHere = existing === undefined ? "folder" : existing.isDirectory() && readdirSync(dataDir).length === 0 ? "contents" : undefined;
     // A flag value the server refuses before it makes anything is bad usage (exit 2), as the checks above.
     const running = await startGatewayServer({
       dataDir: flags.data,
@@ -188,8 +188,8 @@ export default defineCommand({
       signerLeaseMs,
       log: (line) => out.info(line),
     }).catch(async (e: unknown) => {
-      if (e instanceof DataDirMismatchError && isNew) {
-        if (freshDir === undefined) await rm(dataDir, { recursive: true, force: true });
+      if (e instanceof DataDirMismatchError && madeHere) {
+        if (madeHere === "folder") await rm(dataDir, { recursive: true, force: true });
         else for (const name of readdirSync(dataDir)) await rm(join(dataDir, name), { recursive: true, force: true });
         throw new Error(
           `${e.message}. A replica's --data must be a copy of the first replica's data dir (its CA and keys; gateway/README.md, Replicas): ` +
