@@ -73,7 +73,7 @@ export function caFingerprint(pem: string): string {
  * await fetch("https://127.0.0.1:8443/admin/targets", { tls: { ca }, headers });
  * ```
  * @throws {InvalidTokenError} If the token has no pin.
- * @throws {CaFetchError} If the server does not answer.
+ * @throws {CaFetchError} If the server does not answer, or a proxy answers 502-504 for it.
  * @throws {NotAGatewayError} If it answers `/ca.pem` with an HTTP error or with no PEM certificate.
  * @throws {CaPinMismatchError} If the certificate's fingerprint differs from the pin.
  */
@@ -95,6 +95,10 @@ export async function fetchPinnedCa(server: string, token: string, opts: { timeo
   }
   const notGateway = (what: string) =>
     new NotAGatewayError(`${server} does not look like a gateway: ${url} answered ${what}; check the URL (a gateway serves its CA certificate there)`);
+  // 502-504: a load balancer or proxy answers with no gateway up behind it (all replicas
+  // restarting): the gateway is out of reach for now, not missing; worth trying again.
+  if (status >= 502 && status <= 504)
+    throw new CaFetchError(`Cannot fetch ${url}: it answered HTTP ${status}: a proxy in front with no gateway answering behind it? Try again once the gateway is up`);
   if (status < 200 || status > 299) throw notGateway(`HTTP ${status}`);
   let actual: string;
   try {

@@ -114,7 +114,7 @@ describe("gateway CLI", () => {
     expect(help.code).toBe(0);
     expect(help.out).toContain("Exit codes:");
     expect(help.out).toMatch(/ 4 +the gateway could not be reached/);
-    expect(help.out).toMatch(/ 5 +the gateway's CA does not match the token's pin/);
+    expect(help.out).toMatch(/ 5 +--server is not the gateway the token was made for: its CA does not match the token's pin, or it serves no CA/);
   });
 
   test("a group of commands has --help too: its commands and what each does", () => {

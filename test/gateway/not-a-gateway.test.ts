@@ -1,8 +1,9 @@
 /**
  * A `--server` that answers but is not a gateway (a web server, a registry, a wrong path) is said
  * as such, with its own exit code, by every binary that fetches the CA a token pins: not
- * "unreachable", which scripts and operators read as "try again later". The server here is a real
- * HTTPS server on loopback that answers 404, or a page that is no certificate.
+ * "unreachable", which scripts and operators read as "try again later". A proxy's 502-504 (no
+ * gateway up behind it) is the one answer that stays "unreachable". The server here is a real
+ * HTTPS server on loopback that answers 404, 503, or a page that is no certificate.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
@@ -13,7 +14,7 @@ import { tempDir } from "../harness/tmp.ts";
 const BUN = process.execPath;
 const ROOT = join(import.meta.dir, "..", "..");
 let server: ReturnType<typeof Bun.serve>;
-let answer: "404" | "page" = "404";
+let answer: "404" | "page" | "503" = "404";
 let url: string;
 let token: string;
 
@@ -25,7 +26,10 @@ beforeAll(async () => {
     hostname: "127.0.0.1",
     port: 0,
     tls: { cert: tls.certPem, key: tls.keyPem },
-    fetch: () => (answer === "404" ? new Response("not found", { status: 404 }) : new Response("<html><body>Welcome</body></html>", { headers: { "content-type": "text/html" } })),
+    fetch: () =>
+      answer === "page"
+        ? new Response("<html><body>Welcome</body></html>", { headers: { "content-type": "text/html" } })
+        : new Response(answer === "404" ? "not found" : "no server is available", { status: Number(answer) }),
   });
   url = `https://127.0.0.1:${server.port}`;
 });
@@ -59,4 +63,15 @@ describe("a --server that answers but is no gateway", () => {
       expect(readdirSync(root)).toEqual([]);
     });
   }
+
+  test("a 503 (a proxy with no gateway up behind it) is 'unreachable', worth trying again: exit 4 and fioup 31", async () => {
+    answer = "503";
+    const says = `Cannot fetch ${url}/ca.pem: it answered HTTP 503: a proxy in front with no gateway answering behind it? Try again once the gateway is up`;
+    const admin = await run("gateway", ["devices", "list", "--server", url, "--token", token]);
+    expect({ code: admin.code, err: admin.err }).toEqual({ code: 4, err: expect.stringContaining(says) });
+    const root = await tempDir("not-a-gateway-");
+    const reg = await run("fioup", ["register", "--server", url, "--token", token], { FIOUP_ROOT: root });
+    expect({ code: reg.code, err: reg.err }).toEqual({ code: 31, err: expect.stringContaining(says) });
+    expect(readdirSync(root)).toEqual([]);
+  });
 });
