@@ -29,7 +29,7 @@ export default defineCommand({
     checkDataFlag(flags.data);
     if (!flags.out) throw new UsageError("--out FILE is required");
     if (flags["registry-dir"] && !flags["with-registry"]) throw new UsageError("--registry-dir says where the registry to include is: give it with --with-registry");
-    const secret = await sealSecret(flags);
+    const secret = await sealSecret(flags, (line) => out.info(`backup: warning: ${line}`));
     const postgres = !!flags.db && /^postgres(ql)?:\/\//.test(flags.db);
     if (postgres) {
       const pgDump = Bun.which("pg_dump");

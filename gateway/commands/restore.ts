@@ -28,7 +28,7 @@ export default defineCommand({
     const m = await restoreBackup({
       file,
       dataDir: flags.data,
-      secret: await openSecret(flags),
+      secret: await openSecret(flags, (line) => out.info(`restore: warning: ${line}`)),
       force: flags.force,
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
     });

@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import tar from "tar-stream";
 import { seal } from "../../gateway/backup/seal.ts";
@@ -197,6 +197,26 @@ test("the database is never in the clear in the backup's folder, not even while 
   const r = await gw(["restore", "offsite/fat.backup", "--data", "fat-restored", "--format", "json"]);
   expect(r.code).toBe(0);
   expect(readdirSync(join(work, "fat-restored")).filter((f) => f.startsWith(".") || f.endsWith(".db"))).toEqual(["gateway.db"]);
+});
+
+test("a passphrase file or --identity key other users can read is warned about (it opens every backup), and still used", async () => {
+  writeFileSync(join(work, "shared-pass"), `${PASS}\n`, { mode: 0o644 });
+  chmodSync(join(work, "shared-pass"), 0o644);
+  const b = await gw(["backup", "--data", "data", "--out", "shared.backup", "--passphrase-file", "shared-pass"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect(b.code).toBe(0);
+  expect(b.stderr).toBe("backup: warning: the passphrase file shared-pass can be read by other users of this machine (mode 0644): chmod 600 shared-pass\n");
+  const r = await gw(["restore", "shared.backup", "--data", "from-shared", "--passphrase-file", "shared-pass"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect([r.code, r.stderr]).toEqual([0, "restore: warning: the passphrase file shared-pass can be read by other users of this machine (mode 0644): chmod 600 shared-pass\n"]);
+
+  chmodSync(join(work, "shared-pass"), 0o600);
+  const quiet = await gw(["backup", "--data", "data", "--out", "shared.backup", "--passphrase-file", "shared-pass"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect([quiet.code, quiet.stderr]).toEqual([0, ""]);
+
+  expect((await gw(["backup", "keygen", "--out", "shared-id"])).code).toBe(0);
+  expect((await gw(["backup", "--data", "data", "--out", "for-id.backup", "--recipient", "shared-id.pub"], { GATEWAY_BACKUP_PASSPHRASE: "" })).code).toBe(0);
+  chmodSync(join(work, "shared-id.key"), 0o640);
+  const id = await gw(["restore", "for-id.backup", "--data", "from-shared-id", "--identity", "shared-id.key"], { GATEWAY_BACKUP_PASSPHRASE: "" });
+  expect([id.code, id.stderr]).toEqual([0, "restore: warning: the identity key shared-id.key can be read by other users of this machine (mode 0640): chmod 600 shared-id.key\n"]);
 });
 
 test("--recipient refuses the private key of a backup key pair; the public key is what it takes", async () => {
