@@ -119,7 +119,9 @@ async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; pa
   for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
     const path = join(dir, e.name);
     const rel = relative(root, path).split("\\").join("/");
-    const st = await lstat(path);
+    // The live database's -wal and -shm come and go with checkpoints: one gone since readdir is not there.
+    const st = await lstat(path).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+    if (!st) continue;
     if (e.isDirectory()) {
       yield { rel, path, mode: st.mode & 0o777, size: 0, dir: true };
       yield* walk(root, path);
@@ -164,9 +166,11 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
       const db = new Database(dbPath);
       try {
         db.exec("PRAGMA busy_timeout = 10000");
-        db.prepare("VACUUM INTO ?").run(snapshot);
+        db.run("VACUUM INTO ?", [snapshot]);
       } finally {
-        db.close();
+        // Closed now, not when a prepared statement is collected: the close may checkpoint and
+        // remove DIR/gateway.db-wal, and must not do so while the walk below lists the folder.
+        db.close(true);
       }
     }
 
