@@ -39,7 +39,7 @@ export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: St
         const u = ac.signal.aborted && ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
         if (!u) throw e;
         const at = stoppedAt(u);
-        throw new InterruptedError(`Interrupted: ${at.text}${at.resumable ? "; 'fioup update' resumes it, 'fioup cancel' drops it" : ""}`);
+        throw new InterruptedError(`Interrupted: ${at.text}${at.resumable ? `; 'fioup ${action}' resumes it, 'fioup cancel' drops it` : ""}`);
       });
     } finally {
       for (const e of await reportAll(s)) out.info(`warning: cannot report to the gateway: ${e.message}`);

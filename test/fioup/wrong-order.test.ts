@@ -1,7 +1,7 @@
 /**
  * A new user drives fioup by hand and gets the order wrong: `start` on a fetched update,
  * `update N` while another update is pending, `cancel` with nothing to cancel, `cancel`
- * while `fioup update` is still fetching, Ctrl-C in the middle, `lock` taken twice. Each
+ * while `fioup fetch` or the daemon is still fetching, Ctrl-C in the middle, `lock` taken twice. Each
  * refusal must say what to do next, and none may lose the update or the lock's reason.
  * The device talks to a real gateway through a fault proxy, whose stall keeps an update
  * busy mid-fetch for as long as the test needs.
@@ -28,7 +28,7 @@ afterAll(() => t?.stop());
  * (the connection carrying the layer stops forwarding after 1 MiB); then `fioup cancel` must be
  * refused (13) naming that command and saying how to stop it (`stop`).
  */
-async function stalledMidFetch(version: number, command: "update" | "daemon", stop: string) {
+async function stalledMidFetch(version: number, command: "fetch" | "daemon", stop: string) {
   const body = `order v${version}`;
   const { ref } = await pushImageDetailed(t.upstream, REPO, `v${version}`, { ...httpdImage(body), layers: [{ "/big.bin": randomBytes(8 << 20) }] });
   await t.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, t.port) });
@@ -85,13 +85,13 @@ describe("fioup steps in the wrong order", () => {
     expect(await httpGet(t.port)).toBe("order v1");
   }, 120_000);
 
-  test("cancel while `fioup update` fetches names it; Ctrl-C says the update is saved; cancel then drops it", async () => {
-    const update = await stalledMidFetch(2, "update", "or stop it (Ctrl-C where it runs, or kill");
+  test("cancel while `fioup fetch` runs names it; Ctrl-C says the update is saved and which command resumes it; cancel then drops it", async () => {
+    const fetch = await stalledMidFetch(2, "fetch", "or stop it (Ctrl-C where it runs, or kill");
 
-    update.proc.kill("SIGINT");
-    const r = await update.running;
+    fetch.proc.kill("SIGINT");
+    const r = await fetch.running;
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("Interrupted: the update to amd64-linux-2 (version 2) is saved (fetching); 'fioup update' resumes it, 'fioup cancel' drops it");
+    expect(r.stderr).toContain("Interrupted: the update to amd64-linux-2 (version 2) is saved (fetching); 'fioup fetch' resumes it, 'fioup cancel' drops it");
     // The layer's wait for a delta the gateway makes on demand (silent seconds on a large one) was announced.
     expect(r.stderr).toMatch(/Layer sha256:[0-9a-f]{64} \(8\.0 MiB\): asking the gateway for a delta from sha256:[0-9a-f]{64}\n/);
 
