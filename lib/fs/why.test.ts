@@ -16,3 +16,8 @@ test("says why a read failed in words, without the errno and the path again", as
   expect(await why(join(dir, "file", "below"))).toBe("a directory above it is a file");
   expect(fsWhy(new Error("something else"))).toBe("something else");
 });
+
+test("a full disk is said in words (/dev/full answers every write with ENOSPC)", async () => {
+  const { writeFile } = await import("node:fs/promises");
+  expect(await writeFile("/dev/full", "x").then(() => "written", fsWhy)).toBe("no space left on the device");
+});

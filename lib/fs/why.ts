@@ -24,6 +24,12 @@ export function fsWhy(err: unknown): string {
     case "EACCES":
     case "EPERM":
       return "permission denied";
+    case "ENOSPC":
+      return "no space left on the device";
+    case "EDQUOT":
+      return "over the disk quota";
+    case "EROFS":
+      return "the file system is read-only";
     default:
       return (err as Error)?.message ?? String(err);
   }

@@ -93,6 +93,12 @@ export function serializeKey(pair: TufKeyPair): string {
 }
 
 /**
+ * A file that is not JSON is no key file. Said without the parser's message, which quotes the
+ * file's first word: a passphrase file given by mistake would be printed.
+ */
+const notJson = (path: string) => new KeyFileError(path, "not JSON, so not a key file");
+
+/**
  * Parses a key file's text.
  *
  * @throws {KeyFileError} If it is not a valid ed25519 key file or its key id does not match.
@@ -101,11 +107,12 @@ export function parseKey(text: string, path = "key file"): TufKeyPair {
   let data: unknown;
   try {
     data = JSON.parse(text);
-  } catch (cause) {
-    throw new KeyFileError(path, "not JSON", { cause });
+  } catch {
+    throw notJson(path);
   }
   const d = data as { private?: unknown; keyid?: unknown; keyval?: { public?: unknown } };
-  if (typeof d?.private !== "string") throw new KeyFileError(path, "no private key");
+  if (typeof d?.private !== "string")
+    throw new KeyFileError(path, d?.keyval?.public !== undefined ? "it holds only a public key: give the private key file of the same key" : "no private key");
   let pair: TufKeyPair;
   try {
     pair = pairFromPrivate(createPrivateKey(d.private));
@@ -164,8 +171,8 @@ export function parsePublicKey(text: string, path = "key file"): TufPublicKeyWit
   let d: { private?: unknown; keyid?: unknown; keytype?: unknown; scheme?: unknown; keyval?: { public?: unknown } };
   try {
     d = JSON.parse(text);
-  } catch (cause) {
-    throw new KeyFileError(path, "not JSON", { cause });
+  } catch {
+    throw notJson(path);
   }
   if (typeof d?.private === "string") {
     const pair = parseKey(text, path);

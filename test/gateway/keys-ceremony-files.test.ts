@@ -8,6 +8,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { Root } from "@tufjs/models";
+import { generateKey, modelKey } from "../../lib/tuf/keys.ts";
+import { expiresAt, signMetadata } from "../../lib/tuf/metadata.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
 const MAIN = resolve(import.meta.dir, "../../gateway/main.ts");
@@ -45,4 +48,22 @@ test("keys generate --out NAME.pub.json writes the private key to NAME.json, and
   expect(JSON.parse(readFileSync(join(work, "bob.pub.json"), "utf8"))).not.toHaveProperty("private");
   expect(JSON.parse(readFileSync(join(work, "bob.json"), "utf8"))).toHaveProperty("private");
   expect(statSync(join(work, "bob.json")).mode & 0o777).toBe(0o600);
+});
+
+test("a passphrase or a public key given to sign-root as --key is said as such, without quoting the file", async () => {
+  // A draft 2.root.json to sign, from a root 1 of its own.
+  const key = generateKey();
+  const root = new Root({ version: 1, specVersion: "1.0.31", expires: expiresAt(new Date(), 86400), consistentSnapshot: true });
+  for (const role of ["root", "targets", "snapshot", "timestamp"]) root.addKey(modelKey(key), role);
+  writeFileSync(join(work, "1.root.json"), signMetadata(root, [key]));
+  const draft = await cli("keys", "init-root", "--current", "1.root.json", "--key", "root=alice.pub.json", "--out", "2.root.json");
+  expect([draft.code, draft.stderr]).toEqual([0, ""]);
+
+  const pass = await cli("keys", "sign-root", "2.root.json", "--key", "passphrase");
+  expect(pass.code).toBe(1);
+  expect(pass.stderr).not.toContain("hunter2");
+  expect(pass.stderr).toBe("gateway keys sign-root: Cannot load TUF key \"passphrase\": not JSON, so not a key file\n");
+  const pub = await cli("keys", "sign-root", "2.root.json", "--key", "alice.pub.json");
+  expect(pub.code).toBe(1);
+  expect(pub.stderr).toBe("gateway keys sign-root: Cannot load TUF key \"alice.pub.json\": it holds only a public key: give the private key file of the same key\n");
 });
