@@ -100,11 +100,21 @@ describe("BundleRegistry with layer deltas", () => {
     expect((await reg.fetchBlob("main/app", digestBytes(delta))).status).toBe(200);
   });
 
-  test("asking for the full layer it carries only as a delta says there is none to fall back to", async () => {
-    const err = await reg.fetchBlob("main/app", to).catch((e) => e);
-    expect(err).toBeInstanceOf(RegistryError);
-    expect(err.status).toBe(404);
-    expect(err.message).toContain(`carries layer ${to} only as a delta from layer ${from}`);
+  test("asking for the full layer it carries only as a delta says there is none to fall back to, and why the delta was no use", async () => {
+    // Never asked for the delta: fioup asks only when it holds the base, so the device lacks it.
+    const fresh = new BundleRegistry(b, "gw");
+    const notHeld = await fresh.fetchBlob("main/app", to).catch((e) => e);
+    expect(notHeld).toBeInstanceOf(RegistryError);
+    expect(notHeld.status).toBe(404);
+    expect(notHeld.message).toContain(`carries layer ${to} only as a delta from layer ${from}`);
+    expect(notHeld.message).toContain("the device does not hold that layer, neither in its blob store nor in its Docker Engine");
+    expect(notHeld.message).toContain("export one with --no-deltas");
+    // Asked for the delta, then for the layer: the rebuild failed.
+    expect((await fresh.request("GET", `/v2/main/app/deltas?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`, { scopes: [] })).status).toBe(200);
+    const notRebuilt = await fresh.fetchBlob("main/app", to).catch((e) => e);
+    expect(notRebuilt.status).toBe(404);
+    expect(notRebuilt.message).toContain("did not rebuild here from it (the reason is on the line above");
+    expect(notRebuilt.message).not.toContain("does not hold");
   });
 });
 

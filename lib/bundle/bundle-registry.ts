@@ -41,6 +41,13 @@ export class BundleRegistry extends RegistryClient {
   readonly #mediaTypes: Map<string, string>;
   /** The deltas the bundle carries, by the layer they rebuild. */
   readonly #deltas: Map<string, BundleDelta>;
+  /**
+   * The layers whose delta fioup asked for. fioup asks only when it holds the delta's base, so
+   * a full layer asked for without its delta means the device lacks the base (it runs another
+   * version than the bundle's `from`), and one asked for after its delta means the rebuild
+   * failed (fioup said why just before): the two call for different remedies.
+   */
+  readonly #asked = new Set<string>();
 
   constructor(bundle: Bundle, host: string) {
     super({ registry: host });
@@ -73,6 +80,7 @@ export class BundleRegistry extends RegistryClient {
   #delta(search: URLSearchParams): Response {
     const d = this.#deltas.get(search.get("to") ?? "");
     if (!d || d.from !== search.get("from")) return ociError(404, "BLOB_UNKNOWN", "The offline bundle carries no delta for that pair");
+    this.#asked.add(d.to);
     const { registry: _r, repo: _p, fromDiffId: _f, ...descriptor } = d;
     return Response.json(descriptor);
   }
@@ -94,7 +102,10 @@ export class BundleRegistry extends RegistryClient {
       const from = this.#bundle.index.bundle.from;
       const d = this.#deltas.get(ref);
       if (d) {
-        return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), and it did not rebuild here: the device holds that layer neither in its blob store nor in its Docker Engine, had too little free memory to rebuild it, or the rebuilt bytes did not match the image config's diff_id; the bundle has no full layer to fall back to (export one with --no-deltas)`);
+        const why = this.#asked.has(ref)
+          ? "and the layer did not rebuild here from it (the reason is on the line above: too little free memory, or rebuilt bytes that do not match the image config's diff_id)"
+          : `and the device does not hold that layer, neither in its blob store nor in its Docker Engine (a device on another version than ${from} lacks it)`;
+        return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), ${why}; the bundle has no full layer to fall back to (export one with --no-deltas)`);
       }
       return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} lacks ${ref}${from ? ` (it was made for devices on version ${from})` : ""}`);
     }

@@ -141,9 +141,27 @@ describe("offline bundles with layer deltas", () => {
     expect(r.code, r.stderr).toBe(40); // the fetch failed
     expect(r.stderr).toContain(`carries layer ${to.digest} only as a delta`);
     expect(r.stderr).toMatch(/the image config pins sha256:/); // why: the diff_id check
+    expect(r.stderr).toContain("did not rebuild here from it (the reason is on the line above");
     expect((await device.blobs()).has(to.digest)).toBe(false);
     expect(await httpGet(port)).toBe("v1");
     expect((await device.fioup("status")).json.current.name).toBe(`${HWID}-1`);
+  }, 60_000);
+
+  test("a bundle whose delta is from a layer the device does not hold is refused, saying the device lacks that layer", async () => {
+    // As a device on another version than --from sees it: the bundle's base is nothing it holds.
+    const other = join(bundles, "other-base");
+    cpSync(join(bundles, "deltas"), other, { recursive: true });
+    const index = bundleIndex(other);
+    const delta = index.bundle.deltas[0];
+    delta.from = sha256(new TextEncoder().encode("a layer of a version this device never ran"));
+    delete delta.fromDiffId;
+    writeFileSync(join(other, "index.json"), JSON.stringify(index));
+
+    const r = await device.fioup("update", "--offline", other);
+    expect(r.code, r.stderr).toBe(40);
+    expect(r.stderr).toContain(`carries layer ${delta.to} only as a delta from layer ${delta.from} (of version 1), and the device does not hold that layer`);
+    expect(r.stderr).not.toContain("did not rebuild");
+    expect(await httpGet(port)).toBe("v1");
   }, 60_000);
 
   test("a delta from the gateway that does not rebuild the layer is never put into a bundle: the layer travels whole", async () => {
