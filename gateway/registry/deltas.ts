@@ -30,6 +30,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
+import { sizeText } from "../../lib/cli/bytes.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { DELTA_MEDIA_TYPE, deltaWindowLog, MAX_DELTA_BASE_BYTES, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { sniffCompression } from "../../lib/oci/media-types.ts";
@@ -189,7 +190,8 @@ export class LayerDeltas {
       if (proc.signalCode) return { refused: `zstd took longer than ${this.opts.timeoutMs} ms` };
       if (code !== 0) return { refused: `zstd failed (${code}): ${stderr.trim().slice(0, 300)}` };
       const { hex, size } = await hashFile(out);
-      if (size > toBlob * this.opts.maxRatio) return { refused: `the delta (${size} bytes) is not clearly smaller than the layer (${toBlob} bytes)` };
+      if (size > toBlob * this.opts.maxRatio)
+        return { refused: `the delta (${sizeText(size)}) is over ${Math.round(this.opts.maxRatio * 100)}% of the layer (${sizeText(toBlob)}): the layer costs about as much whole and needs no rebuild` };
       const digest = `sha256:${hex}`;
       await writeFileAtomic(join(this.dir, "blobs", hex), "");
       await this.storage.commitBlobFile(out, digest);
