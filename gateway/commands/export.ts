@@ -67,6 +67,6 @@ export default defineCommand({
       insecureRegistries: flags["insecure-registry"],
       onProgress: (l) => out.info(l),
     });
-    out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs${x.deltas ? ` and ${x.deltas} layer deltas` : ""} (${sizeText(x.bytes)}${x.deltas ? `, ${sizeText(x.bytesWithoutDeltas)} with whole layers` : ""}), ${x.tuf.length} metadata files`);
+    out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs${x.deltas ? ` and ${x.deltas} layer delta${x.deltas === 1 ? "" : "s"}` : ""} (${sizeText(x.bytes)}${x.deltas ? `, ${sizeText(x.bytesWithoutDeltas)} with whole layers` : ""}), ${x.tuf.length} metadata files`);
   },
 });

@@ -194,7 +194,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const blobs = whole.filter((b) => !asDelta.has(b.digest));
     const deltaBytes = deltas.reduce((n, d) => n + d.size, 0);
     const bytes = blobs.reduce((n, b) => n + b.size, 0) + deltaBytes;
-    log(`copying ${blobs.length} blobs (${sizeText(bytes - deltaBytes)})${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length} layer${deltas.length === 1 ? "" : "s"} as deltas (${sizeText(deltaBytes)} instead of ${sizeText(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0))})` : ""}`);
+    log(`copying ${blobs.length} blobs (${sizeText(bytes - deltaBytes)})${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length === 1 ? "1 layer as a delta" : `${deltas.length} layers as deltas`} (${sizeText(deltaBytes)} instead of ${sizeText(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0))})` : ""}`);
     let next = 0;
     let done = 0;
     const worker = async () => {

@@ -16,7 +16,7 @@ export async function gatewayExport(gw: TestGateway, o: { target: number; from?:
       "--hwid", o.hwid, "--out", o.out, ...(o.args ?? [])],
     { cwd: ROOT },
   );
-  return r.stderr;
+  return r.stderr + r.stdout; // the progress, then the summary
 }
 
 /** An owner drop-in on the device (later files win); `undefined` removes it. */

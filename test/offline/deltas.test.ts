@@ -121,6 +121,9 @@ describe("offline bundles with layer deltas", () => {
     // The export rebuilt the layer from the delta before it chose to carry the delta.
     expect(exportLog).toContain(`layer ${big.digest.slice(0, 19)}`);
     expect(exportLog).toContain("rebuilt and checked against its diff_id");
+    // What it says it carries, in the singular for one.
+    expect(exportLog).toContain("; 1 layer as a delta (1.0 MiB instead of");
+    expect(exportLog).toMatch(/, \d+ blobs and 1 layer delta \(1\.0 MiB, \d+\.\d MiB with whole layers\)/);
   });
 
   test("a bundle whose delta rebuilds other bytes than the config pins is refused, and the device keeps v1", async () => {
