@@ -21,7 +21,7 @@ import { PlanFormatError } from "./update/plan.ts";
 import { InstallFailedError } from "./update/install-step.ts";
 import { NoSpaceError } from "./update/space.ts";
 import { StartFailedError } from "./update/start-step.ts";
-import { InvalidStateError } from "./update/states.ts";
+import { InterruptedError, InvalidStateError } from "./update/states.ts";
 import { TargetNotFoundError } from "./update/tuf-check.ts";
 
 export const EXIT = {
@@ -45,6 +45,7 @@ export const EXIT = {
   NO_SPACE: 41,
   INSTALL_FAILED: 50,
   START_FAILED: 51,
+  INTERRUPTED: 130,
 } as const;
 
 type ErrorClass = new (...args: any[]) => Error;
@@ -70,6 +71,7 @@ const TABLE = [
   [EXIT.NO_SPACE, "not enough space (storage watermark)", [NoSpaceError]],
   [EXIT.INSTALL_FAILED, "install failed (rolled back)", [InstallFailedError]],
   [EXIT.START_FAILED, "start failed (rolled back)", [StartFailedError]],
+  [EXIT.INTERRUPTED, "interrupted by Ctrl-C or SIGTERM: the update stays saved, the same command resumes it", [InterruptedError]],
 ] as const satisfies readonly (readonly [number, string, readonly ErrorClass[]])[];
 
 /** [code, meaning], as `fioup --help` shows them. */

@@ -23,7 +23,7 @@ import { UsageError } from "../lib/cli/command.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
 // The one "gateway cannot be reached" error (nothing answers, or what answers serves no CA): exit 31 here.
-import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
+import { gatewayReason, GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 export class AlreadyRegisteredError extends Error {
@@ -123,7 +123,11 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
     throw new GatewayUnreachableError(`Cannot register with ${server}: ${netWhy(cause)}`);
   }
   const text = await res.text();
-  if (!res.ok) throw new RegistrationError(`Cannot register with ${server}: gateway answered ${res.status} ${text.slice(0, 300)}`);
+  if (!res.ok) {
+    // 401: the token itself (unknown, revoked, expired, used up): only a new one helps.
+    const next = res.status === 401 ? "; ask the gateway's admin for a new registration token (gateway tokens create)" : "";
+    throw new RegistrationError(`Cannot register with ${server}: gateway answered ${res.status}: ${gatewayReason(text) ?? text.slice(0, 300)}${next}`);
+  }
   let reply: RegistrationResponse;
   try {
     reply = JSON.parse(text);

@@ -9,18 +9,10 @@ import type { Output } from "../../lib/cli/command.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll } from "../report.ts";
 import { openSession } from "../session.ts";
-import { stoppedAt } from "../update/states.ts";
+import { InterruptedError, stoppedAt } from "../update/states.ts";
 import { runSteps, type Step } from "../update/step.ts";
 import { renderSummary, summarize } from "./_summary.ts";
 import { takeUpdateLock } from "./_update-lock.ts";
-
-/**
- * Ctrl-C or SIGTERM stopped the steps. Whatever a step was doing when the signal came
- * ("Cannot GET ...: interrupted") is not the news: the update is saved, and how to go on is.
- */
-export class InterruptedError extends Error {
-  override name = "InterruptedError";
-}
 
 /** `action` names the command in a refusal ("Cannot install: ..."). */
 export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: Step[], out: Output, action = "update"): Promise<void> {

@@ -18,7 +18,8 @@ import { watchBundles } from "./watch.ts";
 export async function runOfflineUpdate(flags: { "sota-dir"?: string; force?: boolean }, dir: string, out: Output): Promise<void> {
   const bundle = await openBundle(resolve(dir));
   out.info(`offline bundle ${bundle.dir}: ${bundle.index.bundle.target}${bundle.index.bundle.from ? ` (made for devices on version ${bundle.index.bundle.from})` : ""}`);
-  await runUpdateCommand(flags, offlinePlan(bundle, { force: flags.force }), out);
+  // Named in full in the refusals and in what resumes an interrupted update.
+  await runUpdateCommand(flags, offlinePlan(bundle, { force: flags.force }), out, `update --offline ${dir}`);
 }
 
 /** Watches `dir` for bundles until SIGTERM or SIGINT. */

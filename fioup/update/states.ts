@@ -50,6 +50,15 @@ export class InvalidStateError extends Error {
 export type StepName = "check" | "resume" | "init" | "fetch" | "hold" | "stop" | "install" | "start" | "complete";
 
 /**
+ * Ctrl-C or SIGTERM stopped the steps. Whatever a step was doing when the signal came
+ * ("Cannot GET ...: interrupted") is not the news: the update is saved, and how to go on is.
+ * Exit 130, as a shell reports a command Ctrl-C stopped.
+ */
+export class InterruptedError extends Error {
+  override name = "InterruptedError";
+}
+
+/**
  * Where an update a signal stopped (Ctrl-C, SIGTERM) stands, for the line that says so:
  * saved at a state the next run resumes from, or already over.
  */

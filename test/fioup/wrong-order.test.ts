@@ -90,7 +90,7 @@ describe("fioup steps in the wrong order", () => {
 
     fetch.proc.kill("SIGINT");
     const r = await fetch.running;
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(130);
     expect(r.stderr).toContain("Interrupted: the update to amd64-linux-2 (version 2) is saved (fetching); 'fioup fetch' resumes it, 'fioup cancel' drops it");
     // The layer's wait for a delta the gateway makes on demand (silent seconds on a large one) was announced.
     expect(r.stderr).toMatch(/Layer sha256:[0-9a-f]{64} \(8\.0 MiB\): asking the gateway for a delta from sha256:[0-9a-f]{64}\n/);
