@@ -102,6 +102,18 @@ describe("LayerDeltas", () => {
     expect(await s.runs()).toBe(1);
   });
 
+  test("without zstd on the host, the refusal says what to install, and the pair is made once zstd is there", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next);
+    const missing = join(s.dir, "no-such-zstd");
+    const o = await new LayerDeltas(s.storage, { zstd: missing }).get("main/app", s.from.digest, s.to.digest);
+    expect("refused" in o && o.refused).toStartWith(`the gateway host cannot run zstd (${missing}: `);
+    expect("refused" in o && o.refused).toEndWith("install zstd 1.5 or later there (Debian's zstd package) to make layer deltas");
+    // Not remembered: the same pair is made as soon as zstd runs.
+    const made = await new LayerDeltas(s.storage, { zstd: s.zstd }).get("main/app", s.from.digest, s.to.digest);
+    expect("descriptor" in made).toBe(true);
+  });
+
   test("a layer not in the repository is a 404", async () => {
     const { old, next } = layers();
     const s = await setup(old, next);

@@ -56,6 +56,9 @@ export interface DeltaOptions {
 /** The outcome of a pair, as kept on disk. */
 export type DeltaOutcome = { descriptor: DeltaDescriptor } | { refused: string };
 
+/** How a refusal for want of the zstd command begins (the device prints it; the outcome is not kept). */
+const NO_ZSTD = "the gateway host cannot run zstd";
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hexOf = (digest: string) => checkDigest(digest);
 
@@ -158,7 +161,7 @@ export class LayerDeltas {
         if (again) return again;
         const outcome = await this.compute(from, to);
         // A missing zstd is the host's state, not the pair's: ask again once it is installed.
-        if ("refused" in outcome && outcome.refused.startsWith("cannot run")) return outcome;
+        if ("refused" in outcome && outcome.refused.startsWith(NO_ZSTD)) return outcome;
         await writeFileAtomic(join(this.dir, `${key}.json`), JSON.stringify(outcome));
         return outcome;
       } finally {
@@ -183,7 +186,7 @@ export class LayerDeltas {
       try {
         proc = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
       } catch (err) {
-        return { refused: `cannot run ${this.opts.zstd}: ${(err as Error).message}` };
+        return { refused: `${NO_ZSTD} (${this.opts.zstd}: ${(err as Error).message}); install zstd 1.5 or later there (Debian's zstd package) to make layer deltas` };
       }
       const timer = setTimeout(() => proc.kill(), this.opts.timeoutMs);
       const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]).finally(() => clearTimeout(timer));
