@@ -114,6 +114,18 @@ describe("LayerDeltas", () => {
     expect("descriptor" in made).toBe(true);
   });
 
+  test("a zstd too old for --patch-from is not held against the pair: the delta is made once zstd is upgraded", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next);
+    const oldZstd = join(s.dir, "zstd-1.4");
+    await writeFile(oldZstd, `#!/bin/sh\necho "zstd: error: unknown argument: --patch-from" >&2\nexit 1\n`);
+    await chmod(oldZstd, 0o755);
+    const o = await new LayerDeltas(s.storage, { zstd: oldZstd }).get("main/app", s.from.digest, s.to.digest);
+    expect("refused" in o && o.refused).toBe("zstd failed on the gateway host (exit 1, zstd 1.5 or later is needed for --patch-from): zstd: error: unknown argument: --patch-from");
+    const made = await new LayerDeltas(s.storage, { zstd: s.zstd }).get("main/app", s.from.digest, s.to.digest);
+    expect("descriptor" in made).toBe(true);
+  });
+
   test("a layer not in the repository is a 404", async () => {
     const { old, next } = layers();
     const s = await setup(old, next);

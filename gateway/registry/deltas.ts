@@ -19,7 +19,8 @@
  * O_EXCL; one older than the time budget plus a minute is taken to be a crashed holder's).
  * Budgets: a delta is kept only if it is at most `maxRatio` of the target layer's blob, zstd is
  * stopped after `timeoutMs`, layers over `maxLayerBytes` unpacked are not tried; each refusal is
- * remembered, so a pair is never computed twice. Deltas are unreferenced blobs, so registry gc
+ * remembered, so a pair is never computed twice, except when zstd is missing or fails (the
+ * host's state, not the pair's: it is tried again). Deltas are unreferenced blobs, so registry gc
  * removes them after its grace period; the next request then makes the delta again.
  *
  * @module
@@ -58,6 +59,8 @@ export type DeltaOutcome = { descriptor: DeltaDescriptor } | { refused: string }
 
 /** How a refusal for want of the zstd command begins (the device prints it; the outcome is not kept). */
 const NO_ZSTD = "the gateway host cannot run zstd";
+/** How a refusal for a zstd run that failed begins (not kept either). */
+const ZSTD_FAILED = "zstd failed on the gateway host";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hexOf = (digest: string) => checkDigest(digest);
@@ -160,8 +163,9 @@ export class LayerDeltas {
         const again = await this.stored(key); // made while we waited for the lock
         if (again) return again;
         const outcome = await this.compute(from, to);
-        // A missing zstd is the host's state, not the pair's: ask again once it is installed.
-        if ("refused" in outcome && outcome.refused.startsWith(NO_ZSTD)) return outcome;
+        // A missing or failing zstd (too old for --patch-from, killed, out of disk) is the host's
+        // state, not the pair's: ask again, so an installed or upgraded zstd is used at once.
+        if ("refused" in outcome && (outcome.refused.startsWith(NO_ZSTD) || outcome.refused.startsWith(ZSTD_FAILED))) return outcome;
         await writeFileAtomic(join(this.dir, `${key}.json`), JSON.stringify(outcome));
         return outcome;
       } finally {
@@ -191,7 +195,7 @@ export class LayerDeltas {
       const timer = setTimeout(() => proc.kill(), this.opts.timeoutMs);
       const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]).finally(() => clearTimeout(timer));
       if (proc.signalCode) return { refused: `zstd took longer than ${this.opts.timeoutMs} ms` };
-      if (code !== 0) return { refused: `zstd failed (${code}): ${stderr.trim().slice(0, 300)}` };
+      if (code !== 0) return { refused: `${ZSTD_FAILED} (exit ${code}, zstd 1.5 or later is needed for --patch-from): ${stderr.trim().slice(0, 300)}` };
       const { hex, size } = await hashFile(out);
       if (size > toBlob * this.opts.maxRatio)
         return { refused: `the delta (${sizeText(size)}) is over ${Math.round(this.opts.maxRatio * 100)}% of the layer (${sizeText(toBlob)}): the layer costs about as much whole and needs no rebuild` };
