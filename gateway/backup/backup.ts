@@ -234,9 +234,13 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
       pack.finalize();
     })().catch((err) => pack.destroy(err));
 
-    await writeFileAtomic(opts.out, seal(pack as AsyncIterable<Uint8Array>, opts.secret), { mode: 0o600 }).catch((e) =>
-      Promise.reject(aboutOut(e, opts.out) ? new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`) : e),
-    );
+    await writeFileAtomic(opts.out, seal(pack as AsyncIterable<Uint8Array>, opts.secret), { mode: 0o600 }).catch((e) => {
+      // Nothing reads the archive any more: stop it, so the producer does not wait on it forever
+      // and an error it meets later is not an unhandled 'error' event (a crash with a stack trace).
+      pack.on("error", () => {});
+      pack.destroy();
+      return Promise.reject(aboutOut(e, opts.out) ? new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`) : e);
+    });
     await produce;
     return withRegistry ? { ...manifest, registryFiles: files.filter((e) => isRegistryPath(e.rel)).length } : manifest;
   } finally {

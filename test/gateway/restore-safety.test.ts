@@ -324,7 +324,7 @@ describe("a data dir with some bulk: the wrong key file, a full disk, --with-reg
 
     const r = await gw(["restore", "understated.backup", "--data", "small/restored"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^gateway restore: Cannot restore into --data small\/restored: .*no space left on device.*; nothing was restored\n$/);
+    expect(r.stderr).toBe("gateway restore: Cannot restore into --data small/restored: no space left on the device; nothing was restored\n");
     expect(readdirSync(small)).toEqual([]);
   });
 });
