@@ -1,7 +1,7 @@
 import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { whyCannotWrite } from "../../lib/fs/paths.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { newRecipientKeyPair } from "../backup/seal.ts";
+import { keyPairPrefix } from "./_key-out.ts";
 
 export default defineCommand({
   summary: "Make a key pair for backups: the public half encrypts (--recipient), the private half restores (--identity)",
@@ -11,12 +11,8 @@ export default defineCommand({
     ...formatFlag,
   },
   async run({ flags, out }) {
-    if (!flags.out) throw new UsageError("--out PREFIX is required");
-    // "id.pub" means the pair id.pub/id.key, not id.pub.pub/id.pub.key.
-    const prefix = flags.out.replace(/\.(pub|key)$/, "");
-    // The folder must be there: a mistyped path would otherwise be created and hold a private key nobody finds.
-    const why = await whyCannotWrite(`${prefix}.key`);
-    if (why) throw new UsageError(`--out ${flags.out}: ${why}`);
+    // "id.pub" and "id.key" mean the pair id.pub/id.key.
+    const prefix = await keyPairPrefix(flags.out, [".pub", ".key"], ".key");
     const kp = newRecipientKeyPair();
     // Both or neither: a new .key beside an old .pub opens no backup.
     await writeNewFilesAtomic(

@@ -1,9 +1,9 @@
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { FileExistsError } from "../../lib/fs/atomic-write.ts";
-import { whyCannotWrite } from "../../lib/fs/paths.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
 import { generateKey } from "../../lib/tuf/keys.ts";
 import { writeKeyFiles } from "../ota/ceremony-files.ts";
+import { keyPairPrefix } from "./_key-out.ts";
 
 export default defineCommand({
   summary: "Make a TUF signing key (ed25519): PREFIX.json is the private key, PREFIX.pub.json what others may see",
@@ -18,13 +18,8 @@ export default defineCommand({
     ...formatFlag,
   },
   async run({ flags, out }) {
-    if (!flags.out) throw new UsageError("--out PREFIX is required");
-    // "bob.pub.json" (the file name the user will hand out) means the pair bob.json/bob.pub.json: taken
-    // as a prefix, it put the private key in a file named .pub.json.
-    const prefix = flags.out.replace(/(\.pub)?\.json$/, "");
-    // The folder must be there: a mistyped path would otherwise be created and hold a private key nobody finds.
-    const why = await whyCannotWrite(`${prefix}.json`);
-    if (why) throw new UsageError(`--out ${flags.out}: ${why}`);
+    // "bob.pub.json", "bob.pub" and "bob.json" all mean the pair bob.json/bob.pub.json.
+    const prefix = await keyPairPrefix(flags.out, [".pub.json", ".json", ".pub"], ".json");
     const key = generateKey();
     const files = await writeKeyFiles(prefix, key).catch((e: unknown) => {
       if (e instanceof FileExistsError) throw e;

@@ -2,8 +2,8 @@
  * The `gateway keys` commands given the wrong file where a root.json belongs, through the real
  * CLI: a key file (the easy slip, both sit in the ceremony folder) is called a key file, and a
  * file that is not JSON at all, a passphrase for one, is refused without quoting any of it (the
- * JSON parser's message quotes the first word). `keys generate --out bob.pub.json` makes the pair
- * bob.json/bob.pub.json, never a private key in a file named .pub.json.
+ * JSON parser's message quotes the first word). `keys generate --out bob.pub.json` (or bob.pub) makes
+ * the pair bob.json/bob.pub.json, never a private key in a file named .pub.json.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -48,6 +48,16 @@ test("keys generate --out NAME.pub.json writes the private key to NAME.json, and
   expect(JSON.parse(readFileSync(join(work, "bob.pub.json"), "utf8"))).not.toHaveProperty("private");
   expect(JSON.parse(readFileSync(join(work, "bob.json"), "utf8"))).toHaveProperty("private");
   expect(statSync(join(work, "bob.json")).mode & 0o777).toBe(0o600);
+});
+
+test("keys generate --out NAME.pub writes the pair NAME.json/NAME.pub.json, the private key in NAME.json", async () => {
+  const r = await cli("keys", "generate", "--out", "carol.pub");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain("wrote carol.json (private: keep it where it signs) and carol.pub.json (public: give it to the root drafter)");
+  expect(readdirSync(work).filter((f) => f.startsWith("carol")).sort()).toEqual(["carol.json", "carol.pub.json"]);
+  expect(JSON.parse(readFileSync(join(work, "carol.pub.json"), "utf8"))).not.toHaveProperty("private");
+  expect(JSON.parse(readFileSync(join(work, "carol.json"), "utf8"))).toHaveProperty("private");
+  expect(statSync(join(work, "carol.json")).mode & 0o777).toBe(0o600);
 });
 
 test("a passphrase or a public key given to sign-root as --key is said as such, without quoting the file", async () => {
