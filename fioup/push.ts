@@ -3,8 +3,8 @@
  * poll (GET /repo/wait) that the gateway answers as soon as a timestamp newer than the one this
  * device trusts is signed, so a publish reaches the device in about a second rather than at its
  * next poll. The poll interval stays the upper bound: without news, the daemon checks anyway.
- * A gateway without push (404) means plain sleeping; a dropped connection, or a proxy's 5xx while
- * no replica is up, is retried after a random 1 to 5 s, so a replica restart does not bring every
+ * A gateway without push (404) means plain sleeping; a dropped connection, or a proxy's 502-504
+ * while no replica is up, is retried after a random 1 to 5 s, so a replica restart does not bring every
  * device back in the same instant.
  *
  * @module
@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 import { join } from "node:path";
+import { proxyWithoutBackend } from "../lib/net/why.ts";
 import type { DeviceClient } from "./device-client.ts";
 
 /** The longest single hold; the gateway accepts up to 60 s and cuts idle connections later. */
@@ -66,11 +67,12 @@ export async function waitForNews(
       await res.arrayBuffer().catch(() => {});
       if (res.status === 200) return "news";
       if (res.status === 204) continue;
-      // A 5xx without Retry-After is what a load balancer answers while no replica is up (a
+      // A 502-504 without Retry-After is what a load balancer answers while no replica is up (a
       // restart of them all): as passing as a dropped connection, and retried the same way.
       // Sleeping out the poll interval instead left the fleet without push until then, and
-      // brought every device back at the same instant.
-      if (res.status >= 500 && !res.headers.has("retry-after")) {
+      // brought every device back at the same instant. The gateway's own 500 is not retried
+      // soon: a sick gateway would have the whole fleet asking every few seconds.
+      if (proxyWithoutBackend(res.status) && !res.headers.has("retry-after")) {
         await sleep(Math.min(left(), retryMs()), signal);
         continue;
       }

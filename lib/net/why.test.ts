@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
-import { netWhy } from "./why.ts";
+import { netWhy, proxyWithoutBackend } from "./why.ts";
 
 /** A loopback port nobody listens on (bound, then closed). */
 async function closedPort(): Promise<number> {
@@ -26,4 +26,8 @@ test("a refused connection and a server that never answers are said in words", a
     silent.close();
   }
   expect(netWhy(new Error("certificate has expired"))).toBe("certificate has expired");
+});
+
+test("only a proxy's 502, 503 and 504 say no server is up behind it; the server's own 500 and 501 do not", () => {
+  expect([500, 501, 502, 503, 504, 505].filter(proxyWithoutBackend)).toEqual([502, 503, 504]);
 });

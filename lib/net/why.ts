@@ -31,3 +31,13 @@ export function netWhy(err: unknown): string {
   if (e?.name === "TimeoutError") return "no answer in time";
   return e?.message ?? String(err);
 }
+
+/**
+ * True for the answers a load balancer or reverse proxy gives when no server is up behind it
+ * (502 Bad Gateway, 503 Service Unavailable, 504 Gateway Timeout): the server is out of reach
+ * for now, as after a dropped connection, and asking again soon is right. A 500 or 501 comes
+ * from the server itself: it is up and failing, and asking again at once only adds load.
+ */
+export function proxyWithoutBackend(status: number): boolean {
+  return status >= 502 && status <= 504;
+}

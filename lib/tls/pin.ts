@@ -8,7 +8,7 @@
  * @module
  */
 import { X509Certificate } from "node:crypto";
-import { netWhy } from "../net/why.ts";
+import { netWhy, proxyWithoutBackend } from "../net/why.ts";
 
 export class InvalidTokenError extends Error {
   override name = "InvalidTokenError";
@@ -97,7 +97,7 @@ export async function fetchPinnedCa(server: string, token: string, opts: { timeo
     new NotAGatewayError(`${server} does not look like a gateway: ${url} answered ${what}; check the URL (a gateway serves its CA certificate there)`);
   // 502-504: a load balancer or proxy answers with no gateway up behind it (all replicas
   // restarting): the gateway is out of reach for now, not missing; worth trying again.
-  if (status >= 502 && status <= 504)
+  if (proxyWithoutBackend(status))
     throw new CaFetchError(`Cannot fetch ${url}: it answered HTTP ${status}: a proxy in front with no gateway answering behind it? Try again once the gateway is up`);
   if (status < 200 || status > 299) throw notGateway(`HTTP ${status}`);
   let actual: string;

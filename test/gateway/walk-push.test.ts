@@ -71,3 +71,16 @@ test("a device whose wait HAProxy answers 503 (its replica restarting) hears of 
   const { r, at } = await waiting;
   expect({ r, late: at - signedAt > 3000 }).toEqual({ r: "news", late: false });
 }, 90_000);
+
+test("a wait the gateway itself answers 500 is not asked again within seconds: the device waits out its poll interval", async () => {
+  // The gateway is up and failing (its own 500, not a proxy's 502-504): a fleet asking again
+  // every 1 to 5 s would only add to its load.
+  let asked = 0;
+  const failing = Object.assign(Object.create(client) as DeviceClient, {
+    fetch: async () => (asked++, new Response("internal error", { status: 500 })),
+  });
+  const t0 = Date.now();
+  const r = await waitForNews(failing, storage, 6000, new AbortController().signal);
+  // A quick retry comes within 5 s, so inside the 6 s wait.
+  expect({ r, asked, waited: Date.now() - t0 >= 5900 }).toEqual({ r: "timeout", asked: 1, waited: true });
+}, 30_000);
