@@ -191,10 +191,11 @@ export default defineCommand({
       if (e instanceof DataDirMismatchError && madeHere) {
         if (madeHere === "folder") await rm(dataDir, { recursive: true, force: true });
         else for (const name of readdirSync(dataDir)) await rm(join(dataDir, name), { recursive: true, force: true });
-        throw new Error(
+        // The same error, told more: its class is what callers and the exit-code table match on.
+        e.message =
           `${e.message}. A replica's --data must be a copy of the first replica's data dir (its CA and keys; gateway/README.md, Replicas): ` +
-            `copy it to ${dataDir}. The CA and keys this start made there were removed.`,
-        );
+          `copy it to ${dataDir}. The CA and keys this start made there were removed.`;
+        throw e;
       }
       if (e instanceof InvalidListenError || e instanceof InvalidProxyListenError || e instanceof InvalidCidrError || e instanceof InvalidFactoryNameError) throw new UsageError(e.message);
       throw e;

@@ -94,12 +94,20 @@ test("a replica started on a new folder instead of a copy is refused, told to co
     const first = await startGateway({ db });
     try {
       const data = join(await tempDir("walk-replica-"), "data");
-      const p = Bun.spawnSync([process.execPath, MAIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--db", db], { stdout: "pipe", stderr: "pipe" });
+      // DEBUG=1 prints the error's stack, which names its class: still DataDirMismatchError, not a plain Error.
+      const p = Bun.spawnSync([process.execPath, MAIN, "serve", "--data", data, "--listen", "127.0.0.1:0", "--db", db], {
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, DEBUG: "1" },
+      });
       expect({ code: p.exitCode, made: existsSync(data) }).toEqual({ code: 1, made: false });
-      expect(p.stderr.toString()).toContain(
-        `Cannot serve ${data} with this database: it was created by a gateway with another CA (wrong --db or --data?). A replica's --data must be a copy of the first replica's data dir`,
-      );
-      expect(p.stderr.toString()).toContain("The CA and keys this start made there were removed.");
+      const told =
+        `Cannot serve ${data} with this database: it was created by a gateway with another CA (wrong --db or --data?). ` +
+        `A replica's --data must be a copy of the first replica's data dir (its CA and keys; gateway/README.md, Replicas): ` +
+        `copy it to ${data}. The CA and keys this start made there were removed.`;
+      const lines = p.stderr.toString().split("\n");
+      expect(lines).toContain(`gateway serve: ${told}`);
+      expect(lines).toContain(`DataDirMismatchError: ${told}`);
     } finally {
       await first.stop();
     }
