@@ -13,13 +13,13 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-/** A registry dir holding two gzip layers in repo "main/app", and a zstd wrapper that logs each run. */
-async function setup(old: Uint8Array, next: Uint8Array) {
+/** A registry dir holding two gzip (or `compress`ed) layers in repo "main/app", and a zstd wrapper that logs each run. */
+async function setup(old: Uint8Array, next: Uint8Array, compress: (tar: Uint8Array) => Uint8Array = gzipSync) {
   const dir = await mkdtemp(join(tmpdir(), "deltas-"));
   dirs.push(dir);
   const storage = new RegistryStorage(join(dir, "registry"));
   const put = async (tar: Uint8Array) => {
-    const gz = gzipSync(tar);
+    const gz = compress(tar);
     const digest = sha256(gz);
     const tmp = join(dir, "blob");
     await writeFile(tmp, gz);
@@ -110,6 +110,16 @@ describe("LayerDeltas", () => {
     expect("refused" in o && o.refused).toStartWith(`the gateway host cannot run zstd (${missing}: `);
     expect("refused" in o && o.refused).toEndWith("install zstd 1.5 or later there (Debian's zstd package) to make layer deltas");
     // Not remembered: the same pair is made as soon as zstd runs.
+    const made = await new LayerDeltas(s.storage, { zstd: s.zstd }).get("main/app", s.from.digest, s.to.digest);
+    expect("descriptor" in made).toBe(true);
+  });
+
+  test("zstd-compressed layers without zstd on the host: the same refusal, not a failed request", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next, (tar) => Bun.zstdCompressSync(tar));
+    const missing = join(s.dir, "no-such-zstd");
+    const o = await new LayerDeltas(s.storage, { zstd: missing }).get("main/app", s.from.digest, s.to.digest);
+    expect("refused" in o && o.refused).toStartWith(`the gateway host cannot run zstd (${missing}: `);
     const made = await new LayerDeltas(s.storage, { zstd: s.zstd }).get("main/app", s.from.digest, s.to.digest);
     expect("descriptor" in made).toBe(true);
   });

@@ -179,8 +179,14 @@ export class LayerDeltas {
     await mkdir(this.storage.tmpDir, { recursive: true });
     const tmp = await mkdtemp(join(this.storage.tmpDir, "delta-"));
     try {
-      const fromTar = await this.unpack(from, join(tmp, "from.tar"));
-      const toTar = await this.unpack(to, join(tmp, "to.tar"));
+      let fromTar, toTar;
+      try {
+        fromTar = await this.unpack(from, join(tmp, "from.tar"));
+        toTar = await this.unpack(to, join(tmp, "to.tar"));
+      } catch (err) {
+        if (err instanceof ZstdMissing) return { refused: err.message };
+        throw err;
+      }
       if (fromTar === undefined || toTar === undefined) return { refused: `a layer is larger than ${this.opts.maxLayerBytes} bytes unpacked` };
       const toBlob = (await fileSize(this.storage.blobPath(to)))!;
       const windowLog = deltaWindowLog(fromTar.size, toTar.size);
@@ -188,9 +194,10 @@ export class LayerDeltas {
       const args = [this.opts.zstd, "-q", "-f", `-${this.opts.level}`, `--long=${windowLog}`, `--patch-from=${fromTar.path}`, toTar.path, "-o", out];
       let proc;
       try {
-        proc = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
+        proc = this.spawnZstd(args, { stdout: "ignore", stderr: "pipe" });
       } catch (err) {
-        return { refused: `${NO_ZSTD} (${this.opts.zstd}: ${(err as Error).message}); install zstd 1.5 or later there (Debian's zstd package) to make layer deltas` };
+        if (err instanceof ZstdMissing) return { refused: err.message };
+        throw err;
       }
       const timer = setTimeout(() => proc.kill(), this.opts.timeoutMs);
       const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]).finally(() => clearTimeout(timer));
@@ -207,6 +214,15 @@ export class LayerDeltas {
       return { descriptor: { mediaType: DELTA_MEDIA_TYPE, digest, size, from, to, fromSize: fromTar.size, toSize: toTar.size, windowLog } };
     } finally {
       await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  /** Runs zstd; a zstd that cannot be run (not installed) throws {@link ZstdMissing}, whose message is the refusal. */
+  private spawnZstd<O extends "pipe" | "ignore">(args: string[], io: { stdout: O; stderr: "pipe" | "ignore" }) {
+    try {
+      return Bun.spawn(args, io);
+    } catch (err) {
+      throw new ZstdMissing(`${NO_ZSTD} (${this.opts.zstd}: ${(err as Error).message}); install zstd 1.5 or later there (Debian's zstd package) to make layer deltas`);
     }
   }
 
@@ -232,7 +248,7 @@ export class LayerDeltas {
       if (kind === "gzip") {
         await pipeline(Readable.fromWeb(Bun.file(src).stream() as never), createGunzip(), limit, createWriteStream(dest));
       } else {
-        const proc = Bun.spawn([this.opts.zstd, "-d", "-q", "-c", "--long=31", src], { stdout: "pipe", stderr: "ignore" });
+        const proc = this.spawnZstd([this.opts.zstd, "-d", "-q", "-c", "--long=31", src], { stdout: "pipe", stderr: "ignore" });
         await pipeline(Readable.fromWeb(proc.stdout as never), limit, createWriteStream(dest)).catch((e) => {
           proc.kill();
           throw e;
@@ -245,6 +261,11 @@ export class LayerDeltas {
     }
     return { path: dest, size };
   }
+}
+
+/** The zstd command cannot be run on this host (the message is the pair's refusal, not kept). */
+class ZstdMissing extends Error {
+  override name = "ZstdMissing";
 }
 
 class LayerTooLargeForDelta extends Error {
