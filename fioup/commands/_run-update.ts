@@ -9,7 +9,7 @@ import type { Output } from "../../lib/cli/command.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll } from "../report.ts";
 import { openSession } from "../session.ts";
-import { InterruptedError, stoppedAt } from "../update/states.ts";
+import { InterruptedError, interruptedMessage } from "../update/states.ts";
 import { runSteps, type Step } from "../update/step.ts";
 import { renderSummary, summarize } from "./_summary.ts";
 import { takeUpdateLock } from "./_update-lock.ts";
@@ -30,8 +30,7 @@ export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: St
         hooks.endLine();
         const u = ac.signal.aborted && ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
         if (!u) throw e;
-        const at = stoppedAt(u);
-        throw new InterruptedError(`Interrupted: ${at.text}${at.resumable ? `; 'fioup ${action}' resumes it, 'fioup cancel' drops it` : ""}`);
+        throw new InterruptedError(interruptedMessage(u, action));
       });
     } finally {
       for (const e of await reportAll(s)) out.info(`warning: cannot report to the gateway: ${e.message}`);

@@ -13,12 +13,12 @@ import { currentTarget } from "./current-target.ts";
 import { tryPlanOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
 import { forgetTouched, savedTouched } from "./touched.ts";
-import { InvalidStateError, reached } from "./states.ts";
+import { cancellable, InvalidStateError } from "./states.ts";
 
 export async function cancelUpdate(ctx: UpdateContext): Promise<UpdateRow> {
   const u = ctx.db.pendingUpdate();
   if (!u) throw new NoUpdateInProgressError("cancel");
-  if (reached(u.state, "starting")) throw new InvalidStateError("cancel (the new apps were started)", u.state);
+  if (!cancellable(u.state)) throw new InvalidStateError("cancel (the new apps were started)", u.state);
   ctx.db.setState(u.id, "cancelling");
   let details: Record<string, unknown> = { canceled: true };
   if (u.state === "installing" || u.state === "installed") {

@@ -36,12 +36,22 @@ export function nextCommand(state: UpdateState): string | undefined {
   return "fioup start";
 }
 
+/**
+ * Whether `fioup cancel` can still drop an update in `state`: only while its new apps have not
+ * been started. From `starting` on, the old apps may already be gone and the new ones have run
+ * (volumes migrated, ...); the way back is then an update to the older version. Every message
+ * that offers a cancel, and the cancel itself, asks this.
+ */
+export function cancellable(state: UpdateState): boolean {
+  return !reached(state, "starting") && state !== "failed" && state !== "canceled";
+}
+
 export class InvalidStateError extends Error {
   override name = "InvalidStateError";
   /** `what`: the update the action met, when it is not the one the user asked for (default "the update"). */
   constructor(action: string, state: UpdateState | "none", what = "the update") {
     const next = state === "none" ? undefined : nextCommand(state);
-    const cancel = next && next !== "fioup start" ? " or 'fioup cancel' to drop it" : "";
+    const cancel = next && cancellable(state as UpdateState) ? " or 'fioup cancel' to drop it" : "";
     super(`Cannot ${action}: ${what} is ${state === "none" ? "not started" : state}${next ? `; run '${next}' next${cancel} ('fioup update' runs every remaining step)` : ""}`);
   }
 }
@@ -65,4 +75,14 @@ export class InterruptedError extends Error {
 export function stoppedAt(u: { toTarget: string; version: string; state: UpdateState }): { text: string; resumable: boolean } {
   const over = u.state === "completed" || u.state === "failed" || u.state === "canceled";
   return { text: `the update to ${u.toTarget} (version ${u.version}) ${over ? `ended ${u.state}` : `is saved (${u.state})`}`, resumable: !over };
+}
+
+/**
+ * The line an update command a signal stopped ends with: where the update stands, the command
+ * (`action`) that resumes it, and `fioup cancel` only while cancel can still drop it.
+ */
+export function interruptedMessage(u: { toTarget: string; version: string; state: UpdateState }, action: string): string {
+  const at = stoppedAt(u);
+  if (!at.resumable) return `Interrupted: ${at.text}`;
+  return `Interrupted: ${at.text}; 'fioup ${action}' resumes it${cancellable(u.state) ? ", 'fioup cancel' drops it" : ""}`;
 }
