@@ -23,7 +23,7 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
   const blobs = new Map<string, number>();
   let nCommitted = 0;
   // Seconds since the update began: the daemon makes one hook set for its whole life, so the
-  // clock restarts with each update rather than counting from the daemon's start.
+  // clock restarts with each update, the first included, rather than counting from the daemon's start.
   let t0 = Date.now();
   let updateId: string | undefined;
   const at = () => `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
@@ -31,7 +31,7 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
     endLine,
     onStep(name, u) {
       if (u.id !== updateId) {
-        if (updateId !== undefined) t0 = Date.now();
+        t0 = Date.now();
         updateId = u.id;
       }
       if (name === "resume") return;
