@@ -5,7 +5,8 @@
  * (counted by the gateway's registry apart from full blobs), rebuilds it, docker loads it and
  * runs the new image, and the update's events say what came as a delta. Version 3's delta is
  * planted by the test: a well-formed delta, with a correct digest, that rebuilds *other* bytes;
- * the device refuses it (diff_id mismatch) and fetches the full layer instead.
+ * the device refuses it (diff_id mismatch) and fetches the full layer instead. Version 4's layer
+ * changed throughout: the gateway refuses the delta as over its size budget and fioup says so.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -145,5 +146,24 @@ describe("image deltas", () => {
     const report = await downloadReport(gw, uuid, 3);
     expect(report.deltaLayers).toBe(0);
     expect(r.stderr).toContain("no delta");
+  }, 120_000);
+
+  test("a layer that changed throughout comes whole, and fioup says the delta would be over the gateway's budget", async () => {
+    // The big layer's place now holds 4 MiB of random bytes: nothing of the old layer helps.
+    const { ref, image: v4 } = await pushImageDetailed(upstream, REPO, "v4", {
+      ...image("v4", {}),
+      layers: [{ "/data/random.bin": randomBytes(4 << 20), "/www/index.html": "v4" }],
+    });
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
+    await pub.publish(4);
+    const layer = v4.layers.at(-1)!;
+    const before = await servedBytes(gwHandle, `device:${uuid}`);
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await httpGet(port)).toBe("v4");
+    const after = await servedBytes(gwHandle, `device:${uuid}`);
+    expect(r.stderr).toMatch(new RegExp(`Layer ${layer.digest}: no delta \\(.*: the delta \\(\\d+\\.\\d MiB\\) is over 75% of the layer \\(4\\.\\d MiB\\): the layer costs about as much whole and needs no rebuild\\); fetching it whole`));
+    expect(after.delta - before.delta).toBe(0); // the refused delta never travels
+    expect(after.blob - before.blob).toBeGreaterThanOrEqual(layer.gz.byteLength);
   }, 120_000);
 });
