@@ -42,8 +42,9 @@ let paths: string[];
 /** The app's image: busybox httpd serving `body`, over one big layer of real files (with `changes`). */
 const image = (body: string, changes: Record<string, ImageFile>): BusyboxImageOptions => realFilesImage(files, body, changes);
 
-async function release(version: number, body: string, changes: Record<string, ImageFile>): Promise<BuiltImage> {
-  const { ref, image: built } = await pushImageDetailed(upstream, REPO, `v${version}`, image(body, changes));
+/** Publishes `version` of the app: its image over the big layer with `changes`, or over `layers` instead. */
+async function release(version: number, body: string, changes: Record<string, ImageFile>, layers?: BusyboxImageOptions["layers"]): Promise<BuiltImage> {
+  const { ref, image: built } = await pushImageDetailed(upstream, REPO, `v${version}`, { ...image(body, changes), ...(layers ? { layers } : {}) });
   await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
   await pub.publish(version);
   return built;
@@ -150,12 +151,7 @@ describe("image deltas", () => {
 
   test("a layer that changed throughout comes whole, and fioup says the delta would be over the gateway's budget", async () => {
     // The big layer's place now holds 4 MiB of random bytes: nothing of the old layer helps.
-    const { ref, image: v4 } = await pushImageDetailed(upstream, REPO, "v4", {
-      ...image("v4", {}),
-      layers: [{ "/data/random.bin": randomBytes(4 << 20), "/www/index.html": "v4" }],
-    });
-    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
-    await pub.publish(4);
+    const v4 = await release(4, "v4", {}, [{ "/data/random.bin": randomBytes(4 << 20), "/www/index.html": "v4" }]);
     const layer = v4.layers.at(-1)!;
     const before = await servedBytes(gwHandle, `device:${uuid}`);
     const r = await device.fioup("update");
