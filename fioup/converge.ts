@@ -10,7 +10,8 @@
  * @module
  */
 import type { AppState } from "../lib/api/device.ts";
-import { acquireLock, LockedError } from "../lib/fs/pid-lock.ts";
+import { LockedError } from "../lib/fs/pid-lock.ts";
+import { takeUpdateLock } from "./update/update-lock.ts";
 import type { Session } from "./session.ts";
 import { wantedApps } from "./update/context.ts";
 import { currentTarget } from "./update/current-target.ts";
@@ -78,7 +79,7 @@ export async function converge(s: Parts & Pick<Session, "lockPath">, log: (line:
   if (!target) return { ...result, skipped: "no current target" };
   let lock;
   try {
-    lock = acquireLock(s.lockPath);
+    lock = takeUpdateLock(s.lockPath, "start the apps of the current target");
   } catch (e) {
     if (e instanceof LockedError) return { ...result, skipped: e.message };
     throw e;

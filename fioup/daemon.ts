@@ -16,7 +16,8 @@ import { mkdirSync, watch, type FSWatcher } from "node:fs";
 import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
 import { isRejection } from "./events/sender.ts";
-import { LockedError, acquireLock } from "../lib/fs/pid-lock.ts";
+import { LockedError } from "../lib/fs/pid-lock.ts";
+import { takeUpdateLock } from "./update/update-lock.ts";
 import { releaseExecutablePages } from "./memory.ts";
 import { waitForNews } from "./push.ts";
 import { reportAll, reportSystemInfo } from "./report.ts";
@@ -41,7 +42,7 @@ export interface DaemonOptions {
 export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred?: UpdateDeferredError } = {}): Promise<string> {
   let lock;
   try {
-    lock = acquireLock(s.lockPath);
+    lock = takeUpdateLock(s.lockPath, "check for updates");
   } catch (e) {
     if (e instanceof LockedError) return `skipped: ${e.message}`;
     throw e;

@@ -12,7 +12,7 @@ import { openSession } from "../session.ts";
 import { InterruptedError, interruptedMessage } from "../update/states.ts";
 import { runSteps, type Step } from "../update/step.ts";
 import { renderSummary, summarize } from "./_summary.ts";
-import { takeUpdateLock } from "./_update-lock.ts";
+import { takeUpdateLock } from "../update/update-lock.ts";
 
 /** `action` names the command in a refusal ("Cannot install: ..."). */
 export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: Step[], out: Output, action = "update"): Promise<void> {

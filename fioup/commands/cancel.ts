@@ -5,7 +5,7 @@ import { openSession } from "../session.ts";
 import { cancelUpdate } from "../update/cancel.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { renderSummary, summarize } from "./_summary.ts";
-import { takeUpdateLock } from "./_update-lock.ts";
+import { takeUpdateLock } from "../update/update-lock.ts";
 
 export default defineCommand({
   summary: "Cancel the pending update if its apps have not been started (restores the previous apps)",

@@ -11,7 +11,8 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
-import { LockedError, acquireLock } from "../../lib/fs/pid-lock.ts";
+import { LockedError } from "../../lib/fs/pid-lock.ts";
+import { takeUpdateLock } from "../update/update-lock.ts";
 import { sleep } from "../push.ts";
 import { reportAll } from "../report.ts";
 import type { Session } from "../session.ts";
@@ -73,7 +74,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   if (s.db.get<string>(LAST_BUNDLE_KEY) === key) return undefined;
   let lock;
   try {
-    lock = acquireLock(s.lockPath);
+    lock = takeUpdateLock(s.lockPath, "install the bundle");
   } catch (e) {
     if (e instanceof LockedError) return `bundle ${bundle.index.bundle.target} waits: ${e.message}`;
     throw e;

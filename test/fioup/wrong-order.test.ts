@@ -87,6 +87,9 @@ describe("fioup steps in the wrong order", () => {
 
   test("cancel while `fioup fetch` runs names it; Ctrl-C says the update is saved and which command resumes it; cancel then drops it", async () => {
     const fetch = await stalledMidFetch(2, "fetch", "or stop it (Ctrl-C where it runs, or kill");
+    // A daemon started meanwhile names the busy fioup too, not only its PID.
+    const daemon = await collectCli(t.device.spawn(["daemon", "--cycles", "1"]), "fioup daemon");
+    expect(daemon.stderr).toContain(`skipped: Cannot check for updates: \`fioup fetch\` (process ${fetch.proc.pid}) holds the update lock`);
 
     fetch.proc.kill("SIGINT");
     const r = await fetch.running;

@@ -1,5 +1,6 @@
 /**
- * The update lock as a command takes it. lib/fs/pid-lock says only which PID holds
+ * The update lock as fioup takes it: the update commands, `register` (converging the apps),
+ * the daemon and the offline bundle watch. lib/fs/pid-lock says only which PID holds
  * `update.lock`; someone who typed `fioup cancel` while `fioup update` or the daemon
  * was busy needs to hear which fioup that is and what to do: wait, or stop it (its
  * update stays saved, so stopping loses nothing) and run the command again.
@@ -7,6 +8,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
 
 /**
@@ -28,10 +30,15 @@ export class UpdateLockBusyError extends LockedError {
 /** The fioup commands that take the update lock (register too, to converge the apps). */
 const LOCKING = new Set(["update", "fetch", "install", "start", "cancel", "daemon", "register"]);
 
-/** Which fioup command process `pid` runs, from its command line; undefined when it is not one. */
+/**
+ * Which fioup command process `pid` runs, from its command line; undefined when it is not one.
+ * The program must be fioup (the binary, or `bun .../fioup/main.ts`): a lock left by a dead
+ * fioup whose PID now belongs to `systemctl start x` is not "fioup start".
+ */
 function holderCommand(pid: number): string | undefined {
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    if (!args.some((a) => basename(a) === "fioup" || a.endsWith("fioup/main.ts"))) return undefined;
     return args.find((a) => LOCKING.has(a));
   } catch {
     return undefined;
