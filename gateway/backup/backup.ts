@@ -31,6 +31,7 @@ import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
+import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
@@ -130,6 +131,68 @@ async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; pa
   }
 }
 
+/** A backup's scratch folder in the data dir, holding the plaintext database snapshot while it runs. */
+const SCRATCH_PREFIX = ".backup-";
+/** In the scratch folder: the running backup's PID, so another backup spares the folder however long it runs. */
+const SCRATCH_LOCK = "backup.lock";
+/** A scratch folder no live backup holds is removed once this old (a younger one may be a backup not yet holding it). */
+const STALE_SCRATCH_MS = 60 * 60 * 1000;
+
+/**
+ * Removes the scratch folders killed backups left in `dataDir`: each holds a plaintext copy of the
+ * database, and a replica is made by copying the whole data dir (gateway/README.md, Replicas), so
+ * left there it would be copied to every replica. Best effort: one that cannot be removed stays.
+ */
+async function removeStaleScratch(dataDir: string): Promise<void> {
+  for (const name of await readdir(dataDir).catch(() => [] as string[])) {
+    if (!name.startsWith(SCRATCH_PREFIX)) continue;
+    const dir = join(dataDir, name);
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st?.isDirectory() || Date.now() - st.mtimeMs < STALE_SCRATCH_MS) continue;
+    if (lockHolder(join(dir, SCRATCH_LOCK)) !== undefined) continue;
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * A scratch folder for the database snapshot: in `dataDir`, or the local temp folder when there is
+ * none or this user cannot write there (a read-only snapshot of a data dir).
+ */
+async function makeScratch(dataDir: string | undefined): Promise<string> {
+  if (dataDir !== undefined) {
+    const dir = await mkdtemp(join(dataDir, SCRATCH_PREFIX)).catch(() => undefined);
+    if (dir) {
+      try {
+        acquireLock(join(dir, SCRATCH_LOCK)); // never released: the folder goes when the backup ends
+        return dir;
+      } catch {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+  }
+  return mkdtemp(join(tmpdir(), "gateway-backup-")).catch((e) =>
+    Promise.reject(new BackupError(`Cannot make the database snapshot in ${dataDir ? `${dataDir} or ` : ""}${tmpdir()}: ${fsWhy(e)}`)),
+  );
+}
+
+/** `VACUUM INTO` a file in `dir`, a consistent snapshot while the gateway runs; returns its path. */
+function snapshotDatabase(dbPath: string, dir: string): string {
+  const snapshot = join(dir, DB_FILE);
+  const db = new Database(dbPath);
+  try {
+    db.exec("PRAGMA busy_timeout = 10000");
+    db.run("VACUUM INTO ?", [snapshot]);
+  } finally {
+    // Closed now, not when a prepared statement is collected: the close may checkpoint and
+    // remove DIR/gateway.db-wal, and must not do so while the walk lists the folder.
+    db.close(true);
+  }
+  return snapshot;
+}
+
+/** SQLite's "database or disk is full", or the file system's ENOSPC. */
+const isDiskFull = (e: unknown) => ["SQLITE_FULL", "ENOSPC"].includes((e as { code?: unknown })?.code as string);
+
 /** What `createBackup` returns: the manifest, and how many registry files went in (with `withRegistry`). */
 export interface BackupResult extends BackupManifest {
   /**
@@ -151,26 +214,23 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
     throw new UsageError(`--out ${opts.out} is inside the data dir ${opts.dataDir}: a backup there is lost with it, and the next backup would hold it; write it to another folder, better another disk`);
   // The database snapshot is plaintext: it is made in the data dir (which holds the database
   // already), never beside --out, a folder that may be a share or off-site and is meant to receive
-  // sealed files only; a backup killed half way leaves it where the next backup skips it. A data
-  // dir this user cannot write (a read-only snapshot of it) gets it in the local temp folder.
-  const scratch = await mkdtemp(join(opts.dataDir, ".backup-"))
-    .catch(() => mkdtemp(join(tmpdir(), "gateway-backup-")))
-    .catch((e) => Promise.reject(new BackupError(`Cannot make the database snapshot in ${opts.dataDir} or ${tmpdir()}: ${fsWhy(e)}`)));
+  // sealed files only. The walk below skips it; what a killed backup left there is removed first.
+  await removeStaleScratch(opts.dataDir);
+  let scratch = await makeScratch(opts.dataDir);
   try {
     // The database first: its snapshot is the moment the backup stands for.
     let snapshot: string | undefined;
     if (!postgres) {
       const dbPath = opts.db ?? join(opts.dataDir, DB_FILE);
       if (!(await stat(dbPath).catch(() => undefined))) throw new BackupError(`No database at ${dbPath}: a gateway on PostgreSQL is backed up with --db postgres://... (and pg_dump)`);
-      snapshot = join(scratch, DB_FILE);
-      const db = new Database(dbPath);
       try {
-        db.exec("PRAGMA busy_timeout = 10000");
-        db.run("VACUUM INTO ?", [snapshot]);
-      } finally {
-        // Closed now, not when a prepared statement is collected: the close may checkpoint and
-        // remove DIR/gateway.db-wal, and must not do so while the walk below lists the folder.
-        db.close(true);
+        snapshot = snapshotDatabase(dbPath, scratch);
+      } catch (e) {
+        // A data dir with room for the database but not for a second copy: the temp folder may have it.
+        if (!isDiskFull(e) || !basename(scratch).startsWith(SCRATCH_PREFIX)) throw e;
+        await rm(scratch, { recursive: true, force: true });
+        scratch = await makeScratch(undefined);
+        snapshot = snapshotDatabase(dbPath, scratch);
       }
     }
 

@@ -12,10 +12,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import tar from "tar-stream";
 import { seal } from "../../gateway/backup/seal.ts";
+import { acquireLock } from "../../lib/fs/pid-lock.ts";
 import { startGateway } from "../harness/gateway.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
@@ -43,6 +44,16 @@ function snapshot(dir: string): Record<string, string> {
   for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }))
     if (e.isFile()) out[join(e.parentPath, e.name).slice(dir.length + 1)] = readFileSync(join(e.parentPath, e.name), "base64");
   return out;
+}
+/** A copy of `data` named `name` in `work`, its database grown by `mib` MiB in a table of its own. */
+function ballasted(name: string, mib: number): string {
+  const dir = join(work, name);
+  cpSync(data, dir, { recursive: true });
+  const db = new Database(join(dir, "gateway.db"));
+  db.exec("CREATE TABLE ballast (b BLOB)");
+  for (let i = 0; i < mib; i++) db.prepare("INSERT INTO ballast VALUES (?)").run(randomBytes(1 << 20));
+  db.close();
+  return dir;
 }
 const leftovers = () => readdirSync(work, { recursive: true }).map(String).filter((f) => /(^|\/)\.(restore|backup)-|\.tmp$/.test(f));
 
@@ -163,12 +174,7 @@ test("a backup written inside the data dir is refused (lost with it, and held by
 
 test("the database is never in the clear in the backup's folder, not even while the backup is written", async () => {
   // A database large enough that the backup takes a while: 32 MiB in a table of its own.
-  const fat = join(work, "fat");
-  cpSync(data, fat, { recursive: true });
-  const db = new Database(join(fat, "gateway.db"));
-  db.exec("CREATE TABLE ballast (b BLOB)");
-  for (let i = 0; i < 32; i++) db.prepare("INSERT INTO ballast VALUES (?)").run(randomBytes(1 << 20));
-  db.close();
+  const fat = ballasted("fat", 32);
   const dest = join(work, "offsite");
   mkdirSync(dest);
 
@@ -197,6 +203,58 @@ test("the database is never in the clear in the backup's folder, not even while 
   const r = await gw(["restore", "offsite/fat.backup", "--data", "fat-restored", "--format", "json"]);
   expect(r.code).toBe(0);
   expect(readdirSync(join(work, "fat-restored")).filter((f) => f.startsWith(".") || f.endsWith(".db"))).toEqual(["gateway.db"]);
+});
+
+test("a backup removes the database snapshots killed backups left in the data dir over an hour ago, and spares a running backup's", async () => {
+  // What a killed backup leaves: a .backup-* folder holding the database in the clear, which the
+  // replica step (a copy of the whole data dir) would carry to every replica.
+  const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000);
+  const scratch = (name: string, age: number) => {
+    const dir = join(data, name);
+    mkdirSync(dir);
+    writeFileSync(join(dir, "gateway.db"), "a plaintext database\n");
+    utimesSync(dir, hoursAgo(age), hoursAgo(age));
+    return dir;
+  };
+  const killed = scratch(".backup-killed", 2);
+  const fresh = scratch(".backup-fresh", 0); // a backup that has just begun
+  const held = scratch(".backup-held", 2); // a backup running for over an hour: it holds its folder
+  const lock = acquireLock(join(held, "backup.lock"));
+  utimesSync(held, hoursAgo(2), hoursAgo(2));
+  try {
+    const b = await gw(["backup", "--data", "data", "--out", "after-killed.backup"]);
+    expect([b.code, b.stderr]).toEqual([0, ""]);
+    expect(readdirSync(data).filter((f) => f.startsWith(".backup-")).sort()).toEqual([".backup-fresh", ".backup-held"]);
+    expect(existsSync(killed)).toBe(false);
+  } finally {
+    lock.release();
+    rmSync(fresh, { recursive: true, force: true });
+    rmSync(held, { recursive: true, force: true });
+    rmSync(killed, { recursive: true, force: true });
+  }
+});
+
+test("a data dir with no room for a second copy of the database is backed up with the snapshot in the temp folder", async () => {
+  // 2 MiB of ballast in the database, on a tmpfs with about half of that free.
+  const src = ballasted("crammed-src", 2);
+  let used = 0;
+  for (const e of readdirSync(src, { recursive: true, withFileTypes: true })) if (e.isFile()) used += Math.ceil(statSync(join(e.parentPath, e.name)).size / 4096) * 4096 + 4096;
+  const mnt = join(work, "crammed");
+  mkdirSync(mnt);
+  expect((await run(["mount", "-t", "tmpfs", "-o", `size=${Math.ceil((used + (1 << 20)) / 4096) * 4}k`, "tmpfs", mnt])).code).toBe(0);
+  try {
+    cpSync(src, join(mnt, "data"), { recursive: true });
+    const b = await gw(["backup", "--data", "crammed/data", "--out", "crammed.backup"]);
+    expect([b.code, b.stderr]).toEqual([0, ""]);
+    expect(readdirSync(join(mnt, "data")).filter((f) => f.startsWith(".backup-"))).toEqual([]);
+    const r = await gw(["restore", "crammed.backup", "--data", "crammed-restored"]);
+    expect(r.code).toBe(0);
+    const back = new Database(join(work, "crammed-restored", "gateway.db"), { readonly: true });
+    expect(back.query("SELECT count(*) AS n FROM ballast").get()).toEqual({ n: 2 });
+    back.close();
+  } finally {
+    await run(["umount", mnt]);
+  }
 });
 
 test("a passphrase file or --identity key other users can read is warned about (it opens every backup), and still used", async () => {
