@@ -4,7 +4,7 @@
  * up a newly published target by itself and stopping cleanly on SIGTERM.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import {
   Device, httpdCompose, httpdImage, httpGet, Publisher, pushImage, startTwoAppFleet,
@@ -65,8 +65,7 @@ describe("fioup selection", () => {
   test("a storage watermark too low refuses before downloading, saying what is needed", async () => {
     const d = await newDevice();
     await d.register(gw);
-    mkdirSync(join(d.root, "etc/sota/conf.d"), { recursive: true });
-    writeFileSync(join(d.root, "etc/sota/conf.d/50-watermark.toml"), "[pacman]\nstorage_watermark = 1\n");
+    d.dropIn("50-watermark.toml", "[pacman]\nstorage_watermark = 1\n");
     const r = await d.fioup("update");
     expect(r.code, r.stderr).toBe(41);
     expect(r.stderr).toMatch(/need .* available/);
