@@ -34,6 +34,7 @@ import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
+import { REGISTRY_SCRATCH_FOLDERS } from "../registry/storage.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -108,7 +109,7 @@ function skipped(rel: string, withRegistry: boolean): boolean {
   if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
   // Dot names are temp files and folders (a backup's snapshot folder too): what is inside them as well.
   if (rel === "serve.json" || rel === "serve.lock" || rel.endsWith(".tmp") || rel.split("/").some((p) => p.startsWith("."))) return true;
-  if (isRegistryPath(rel)) return !withRegistry || rel.startsWith("registry/uploads/") || rel.startsWith("registry/tmp/");
+  if (isRegistryPath(rel)) return !withRegistry || REGISTRY_SCRATCH_FOLDERS.some((f) => rel.startsWith(`registry/${f}/`));
   return false;
 }
 

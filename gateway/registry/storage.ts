@@ -62,6 +62,9 @@ const TOP = {
 /** Every folder the registry makes at the top of its root (gc.ts refuses a root holding others). */
 export const REGISTRY_TOP_FOLDERS: readonly string[] = Object.values(TOP);
 
+/** The top folders that hold only work in progress (upload sessions, writes before their rename): a backup leaves them out. */
+export const REGISTRY_SCRATCH_FOLDERS: readonly string[] = [TOP.uploads, TOP.tmp];
+
 export class RegistryStorage {
   constructor(readonly root: string) {}
 
