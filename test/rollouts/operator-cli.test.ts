@@ -107,9 +107,10 @@ test("advancing a paused rollout says it is still paused; cancel does what its -
 }, 120_000);
 
 test("a rollout created before its version is published (as the docs advise) does not time its devices out while they cannot install it", async () => {
-  const r = created("--target", "4", "--waves", "100%", "--soak", "1s", "--pending-timeout", "4s");
+  // 8 s: after the publication the 10 devices must install and stay healthy 1 s within it, on a loaded CI machine too.
+  const r = created("--target", "4", "--waves", "100%", "--soak", "1s", "--pending-timeout", "8s");
   await fleet.cycle(); // 4 is not published: nothing to install
-  await Bun.sleep(5_000); // past the pending timeout, counted from the wave's start
+  await Bun.sleep(9_000); // past the pending timeout, counted from the wave's start
   const waiting = cli("show", r.id).out;
   expect(waiting).toContain(`rollout:  ${r.id}  RUNNING`);
   expect(waiting).not.toContain("timeout:");
