@@ -6,10 +6,12 @@
  * as a delta from the `from` target's layer when one verifiably rebuilds it (_bundle-deltas.ts).
  * The metadata is
  * verified (from 1.root.json, as a new device would) before a blob is copied, and index.json is
- * written last, so an interrupted export leaves no bundle a device would take.
+ * written last, so an interrupted export leaves no bundle a device would take; a failed or
+ * signalled one also removes what it wrote.
  *
  * @module
  */
+import { readdirSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { GatewayUnreachableError, refusedBy } from "../../lib/api/admin-client.ts";
@@ -150,6 +152,16 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
   const work = await mkdtemp(join(dirname(o.out), ".export-"));
   let finished = false;
+  // Ctrl-C or SIGTERM ends the process without running the `finally` below: clean up the same
+  // way here (synchronously, nothing else runs after it), so --out can be given again at once.
+  const onSignal = (signal: NodeJS.Signals) => {
+    rmSync(work, { recursive: true, force: true });
+    if (existing === undefined) rmSync(o.out, { recursive: true, force: true });
+    else for (const e of readdirSync(o.out)) rmSync(join(o.out, e), { recursive: true, force: true });
+    process.stderr.write(`gateway export: stopped by ${signal}; removed the unfinished bundle from ${o.out}\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
   try {
     log(`copying the TUF metadata from ${o.server}/repo/`);
     const tuf = await copyMetadata(o, join(o.out, BUNDLE_TUF_DIR));
@@ -240,6 +252,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     finished = true;
     return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, deltas: deltas.length, bytesWithoutDeltas, skipped: want.blobs.length - whole.length, tuf };
   } finally {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     await rm(work, { recursive: true, force: true });
     // A failed export leaves --out as it found it: no half bundle for someone to carry to a device.
     if (!finished) {

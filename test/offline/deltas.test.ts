@@ -126,6 +126,24 @@ describe("offline bundles with layer deltas", () => {
     expect(exportLog).toMatch(/, \d+ blobs and 1 layer delta \(1\.0 MiB, \d+\.\d MiB with whole layers\)/);
   });
 
+  test("an export stopped by SIGTERM removes what it wrote: --out can be given again", async () => {
+    const out = join(bundles, "stopped");
+    const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--from", "1", "--hwid", HWID, "--out", out], { stdout: "ignore", stderr: "pipe" });
+    // Stopped at its first progress line: the metadata and the delta's rebuild are still to come.
+    let err = "";
+    const decoder = new TextDecoder();
+    const reader = p.stderr.getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      err += decoder.decode(r.value);
+      if (err.includes("copying the TUF metadata") && !p.killed) p.kill("SIGTERM");
+    }
+    expect(await p.exited).toBe(143);
+    expect(err).toContain(`gateway export: stopped by SIGTERM; removed the unfinished bundle from ${out}`);
+    expect(readdirSync(bundles).filter((e) => e === "stopped" || e.startsWith(".export-"))).toEqual([]);
+    await gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out });
+    expect(bundleIndex(out).bundle.deltas).toHaveLength(1);
+  }, 60_000);
+
   test("a bundle whose delta rebuilds other bytes than the config pins is refused, and the device keeps v1", async () => {
     const bad = join(bundles, "tampered");
     cpSync(join(bundles, "deltas"), bad, { recursive: true });
