@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistry } from "./registry.ts";
 import { gc, NotRegistryStorageError } from "./gc.ts";
+import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
 const sha256 = (b: string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
 
@@ -56,6 +57,24 @@ describe("gc", () => {
       const after = await gc(root, { graceMs: 0 });
       expect(after.blobsRemoved).toBe(3);
       expect(readdirSync(join(root, "blobs", "sha256"))).toEqual([]);
+    });
+  });
+
+  test("keeps a compose app's bundle index, which its manifest names only in an annotation", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const cfg = await push(app, "main/shop", "{}");
+      const bundle = await push(app, "main/shop", "bundle");
+      const index = await push(app, "main/shop", "index");
+      const manifest = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.empty.v1+json", digest: cfg, size: 2 },
+        layers: [{ mediaType: "application/octet-stream", digest: bundle, size: 6, annotations: { [BUNDLE_INDEX_DIGEST_ANNOTATION]: index } }],
+      });
+      expect((await app.request("/v2/main/shop/manifests/v1", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } })).status).toBe(201);
+      expect((await gc(root, { graceMs: 0 })).blobsRemoved).toBe(0);
+      expect((await app.request(`/v2/main/shop/blobs/${index}`)).status).toBe(200);
     });
   });
 

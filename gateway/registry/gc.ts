@@ -12,6 +12,7 @@ import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { REGISTRY_TOP_FOLDERS, RegistryStorage } from "./storage.ts";
+import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
 /** `root` is not this registry's storage: nothing was removed. */
 export class NotRegistryStorageError extends Error {
@@ -116,8 +117,11 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
       }
       const refs = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])];
       for (const d of refs) {
-        const digest = (d as { digest?: unknown } | undefined)?.digest;
-        if (typeof digest === "string" && digest.startsWith("sha256:")) marked.add(digest.slice(7));
+        const ref = d as { digest?: unknown; annotations?: Record<string, unknown> } | undefined;
+        // A compose app's bundle layer names its index only in an annotation (lib/compose/app-format.ts):
+        // devices and export fetch that blob by digest, so it is as referenced as the layer.
+        for (const digest of [ref?.digest, ref?.annotations?.[BUNDLE_INDEX_DIGEST_ANNOTATION]])
+          if (typeof digest === "string" && digest.startsWith("sha256:")) marked.add(digest.slice(7));
       }
     }
   }
