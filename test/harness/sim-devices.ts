@@ -62,6 +62,12 @@ let eventSeq = 0;
 export class SimDevice {
   /** Name of the running target (sent as x-ats-target). */
   current: string | undefined;
+  /**
+   * The version of the target it installed, remembered as fioup keeps it in its database: a
+   * target the metadata no longer lists (a cancelled rollout hides its version from a member still
+   * pending) is still what runs, and nothing older is offered in its place.
+   */
+  #currentVersion: string | number | undefined;
   /** Names of targets this device saw offered by its verified metadata, ever. */
   readonly seen = new Set<string>();
   /** App manifest digests this device pulled from the registry. */
@@ -117,7 +123,7 @@ export class SimDevice {
   /** The target fioup would pick from the last refresh (newest for this hwid and tags, never older than the current one). */
   selected(): Target | undefined {
     if (!this.lastTargets) return undefined;
-    const currentVersion = this.current ? this.lastTargets.targets[this.current]?.custom.version : undefined;
+    const currentVersion = this.#currentVersion ?? (this.current ? this.lastTargets.targets[this.current]?.custom.version : undefined);
     return selectTarget(this.lastTargets.targets, { hwid: this.hwid, tags: this.tags, currentVersion });
   }
 
@@ -212,6 +218,7 @@ export class SimDevice {
     }
     await this.postEvents([...applied, this.#event("EcuInstallationCompleted", t, cid, { success: true })]);
     this.current = t.name;
+    this.#currentVersion = t.entry.custom.version;
     await this.postAppsStates(this.appsStatesFor(t.entry, outcome === "healthy"));
     return outcome;
   }
