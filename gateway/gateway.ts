@@ -305,6 +305,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await writeServeInfo(data.dir, { url, publicUrl: publicBase, pid: process.pid });
     if (data.newAdminToken)
       log(`gateway: new data dir ${data.dir}: the admin token is in ${join(data.dir, "admin-token")} (mode 0600; admin commands read it with --data ${data.dir})`);
+    // Layer deltas are made with zstd (registry/deltas.ts); without it each device asking says why, but
+    // the operator, who can install it, would otherwise never hear of it.
+    if (!Bun.which("zstd"))
+      log("gateway: zstd is not installed on this host: no layer deltas (devices fetch changed layers whole); install zstd 1.5 or later (Debian's zstd package)");
     log(`gateway listening on ${url}`);
 
     let stopping: Promise<void> | undefined;

@@ -115,3 +115,17 @@ test("a replica started on a new folder instead of a copy is refused, told to co
     await pg.stop();
   }
 }, 120_000);
+
+// Without zstd the gateway makes no layer deltas: every device that asks is told, the operator was not.
+test("gateway serve on a host without zstd says at start that there are no layer deltas, and what to install", async () => {
+  const without = await startGateway({ env: { PATH: "/nonexistent" } });
+  const withZstd = await startGateway();
+  try {
+    const says = "gateway: zstd is not installed on this host: no layer deltas (devices fetch changed layers whole); install zstd 1.5 or later (Debian's zstd package)";
+    expect(readFileSync(without.logFile, "utf8")).toContain(says);
+    expect(readFileSync(withZstd.logFile, "utf8")).not.toContain("zstd");
+  } finally {
+    await without.stop();
+    await withZstd.stop();
+  }
+}, 60_000);
