@@ -45,7 +45,8 @@ describe("compiled binaries", () => {
     test(`${name}-linux-x64: --help of every command works (each lazily imported command is bundled)`, async () => {
       const help = await exec(name, "x64", ["--help"]);
       expect(help.code).toBe(0);
-      const section = help.stdout.split(/^Commands:\n/m)[1] ?? "";
+      // From "Commands:" to the exit-code table, whose rows look alike ("  130  interrupted...").
+      const section = (help.stdout.split(/^Commands:\n/m)[1] ?? "").split(/^Exit codes:/m)[0]!;
       const commands = [...section.matchAll(/^ {2}(\S+)\s{2,}/gm)].map((m) => m[1]!);
       for (const cmd of commands) {
         const res = await exec(name, "x64", [cmd, "--help"]);
