@@ -17,6 +17,14 @@ test("without a terminal each blob is printed once, when committed, not on its l
   expect(lines).toEqual([`[1/2] fetched ${blobs[0]!.digest} 1000 B\n`, `[2/2] fetched ${blobs[1]!.digest} 10 B\n`]);
 });
 
+test("a layer rebuilt from a delta says so, with the delta's size, not 'fetched' and the layer's", () => {
+  const lines: string[] = [];
+  const h = progressHooks((s) => lines.push(s), false);
+  const digest = "sha256:" + "d".repeat(64);
+  h.onBlobProgress!({ digest, done: 9_694_754, total: 9_694_754, index: 1, count: 1, committed: true, fetchTotal: 9_694_754, deltaBytes: 1_052_614 });
+  expect(lines).toEqual([`[1/1] rebuilt ${digest} 9.2 MiB (9694754 bytes) from a delta of 1.0 MiB (1052614 bytes)\n`]);
+});
+
 test("on a terminal the bar is redrawn in place and ends with one newline", () => {
   const out: string[] = [];
   const h = progressHooks((s) => out.push(s), true);

@@ -42,7 +42,7 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
       endLine();
       write(line + "\n");
     },
-    onBlobProgress({ digest, done, total, count, committed, fetchTotal }) {
+    onBlobProgress({ digest, done, total, count, committed, fetchTotal, deltaBytes }) {
       // Several blobs download at once: show the sum over the whole fetch.
       blobs.set(digest, committed ? total : done);
       if (committed) nCommitted++;
@@ -63,7 +63,10 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
         barOpen = !finished;
         if (finished) write("\n");
       } else if (committed) {
-        write(`[${nCommitted}/${count}] fetched ${digest} ${sizeText(total, { exact: true })}\n`);
+        // A layer rebuilt from a delta says so: "fetched 9.2 MiB" would read as the whole layer on the wire.
+        const how = deltaBytes === undefined ? "fetched" : "rebuilt";
+        const from = deltaBytes === undefined ? "" : ` from a delta of ${sizeText(deltaBytes, { exact: true })}`;
+        write(`[${nCommitted}/${count}] ${how} ${digest} ${sizeText(total, { exact: true })}${from}\n`);
       }
     },
   };

@@ -17,8 +17,11 @@ import { FIOUP_VERSION } from "../version.ts";
 export interface UpdateHooks {
   /** A step starts ("fetch"...). */
   onStep?(name: string, update: UpdateRow): void;
-  /** Download progress of one blob (`committed` once verified and in the store); `fetchTotal` = bytes of the whole fetch. */
-  onBlobProgress?(p: { digest: string; done: number; total: number; index: number; count: number; committed: boolean; fetchTotal: number }): void;
+  /**
+   * Download progress of one blob (`committed` once verified and in the store); `fetchTotal` = bytes
+   * of the whole fetch; `deltaBytes`: the layer was rebuilt from a delta of that size, not fetched whole.
+   */
+  onBlobProgress?(p: { digest: string; done: number; total: number; index: number; count: number; committed: boolean; fetchTotal: number; deltaBytes?: number }): void;
   /** A free-form line for humans. */
   onInfo?(line: string): void;
 }

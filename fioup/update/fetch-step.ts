@@ -177,7 +177,16 @@ export const fetchStep: Step = {
             },
           });
           faultPoint("blob-committed", { digest: b.digest }); // power-cut tests (fioup/fault.ts)
-          ctx.hooks.onBlobProgress?.({ digest: b.digest, done: b.size, total: b.size, index, count: missing.length, committed: true, fetchTotal });
+          ctx.hooks.onBlobProgress?.({
+            digest: b.digest,
+            done: b.size,
+            total: b.size,
+            index,
+            count: missing.length,
+            committed: true,
+            fetchTotal,
+            ...(delta ? { deltaBytes: delta.deltaBytes } : {}),
+          });
         } catch (e) {
           if (firstError === undefined) firstError = e;
           inner.abort(e);

@@ -104,6 +104,8 @@ describe("image deltas", () => {
     expect(deltaBytes).toBeLessThan(CHANGED + 256 * 1024);
     expect(deltaBytes * 10).toBeLessThan(big.gz.byteLength);
     expect(blobBytes).toBeLessThan(64 * 1024); // config and bundle only: no full layer
+    // The device's log says the layer was rebuilt from a delta, not fetched whole.
+    expect(r.stderr).toMatch(new RegExp(`\\] rebuilt ${big.digest} [0-9.]+ MiB \\(${big.gz.byteLength} bytes\\) from a delta of [0-9.]+ MiB \\(\\d+ bytes\\)\n`));
     const report = await downloadReport(gw, uuid, 2);
     expect(report.deltaLayers).toBe(1);
     expect(report.deltas[0]!.layer).toBe(big.digest);
