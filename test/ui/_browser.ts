@@ -8,21 +8,27 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 export const launchChromium = (): Promise<Browser> => chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
 
 /**
- * page.goto, again when Chromium aborts it because a network interface appeared or went on the
- * machine (other tests' dockerd bridges and namespaces), even for 127.0.0.1: it then fails with
- * ERR_NETWORK_CHANGED or is "interrupted by another navigation to chrome-error://".
+ * Chromium aborts a navigation when a network interface appears or goes on the machine (other
+ * tests' dockerd bridges and namespaces), even one to 127.0.0.1: it then fails with
+ * ERR_NETWORK_CHANGED or is "interrupted by another navigation to chrome-error://". Such an abort
+ * is the machine's, not the page's: the navigation is worth doing again.
  */
-export async function goto(page: Page, url: string) {
+const networkChanged = (err: unknown) => /ERR_NETWORK_CHANGED|chrome-error:\/\//.test(String(err)) || /ERR_NETWORK_CHANGED|chrome-error:\/\//.test(String((err as Error)?.cause));
+
+/** Runs `navigate` again (up to 4 times in all) when Chromium aborted it for a network change. */
+async function retryNetworkChange<T>(navigate: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await page.goto(url);
+      return await navigate();
     } catch (err) {
-      const changed = /ERR_NETWORK_CHANGED|chrome-error:\/\//.test(String(err));
-      if (attempt >= 4 || !changed) throw err;
+      if (attempt >= 4 || !networkChanged(err)) throw err;
       await Bun.sleep(200);
     }
   }
 }
+
+/** page.goto, again when Chromium aborts it for a network change. */
+export const goto = (page: Page, url: string) => retryNetworkChange(() => page.goto(url));
 
 /**
  * Clicks the submit button `name` of a form that posts and is answered with a page (a redirect,
@@ -50,16 +56,24 @@ export async function signIn(
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
   const page = await ctx.newPage();
   page.on("dialog", (d) => void d.accept());
-  await goto(page, `${url}/ui/`);
-  if (!page.url().endsWith("/ui/login")) throw new Error(`/ui/ without a session went to ${page.url()}, not the sign-in page`);
-  await page.getByLabel(/API token/).fill(token);
-  // Waiting from before the click, and saying where the browser is if it never arrives: once in
-  // a while (one CI run of 2026-12-04) the overview did not come within 30 s, and the bare timeout told nothing.
-  const arrived = page.waitForURL(`${url}/ui/`).catch(async (e: unknown) => {
-    const said = await page.locator("[role=alert]").allTextContents().catch(() => []);
-    throw new Error(`sign-in did not reach ${url}/ui/: the browser is at ${page.url()}${said.length ? `, saying "${said.join(" ")}"` : ""}`, { cause: e });
+  // The whole sign-in again when Chromium aborts its form post for a network change (a CI run of
+  // 2026-12-05: ERR_NETWORK_CHANGED while kanto tests made and removed docker networks).
+  let again = false;
+  await retryNetworkChange(async () => {
+    await goto(page, `${url}/ui/`);
+    // An aborted attempt may have signed in all the same: its cookie takes /ui/ to the overview.
+    if (again && page.url() === `${url}/ui/`) return;
+    again = true;
+    if (!page.url().endsWith("/ui/login")) throw new Error(`/ui/ without a session went to ${page.url()}, not the sign-in page`);
+    await page.getByLabel(/API token/).fill(token);
+    // Waiting from before the click, and saying where the browser is if it never arrives: once in
+    // a while (one CI run of 2026-12-04) the overview did not come within 30 s, and the bare timeout told nothing.
+    const arrived = page.waitForURL(`${url}/ui/`).catch(async (e: unknown) => {
+      const said = await page.locator("[role=alert]").allTextContents().catch(() => []);
+      throw new Error(`sign-in did not reach ${url}/ui/: the browser is at ${page.url()}${said.length ? `, saying "${said.join(" ")}"` : ""}`, { cause: e });
+    });
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await arrived;
   });
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await arrived;
   return { ctx, page };
 }
