@@ -1,9 +1,8 @@
-import { readdirSync, statSync } from "node:fs";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { statSync } from "node:fs";
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
+import { emptyStart, putBackEmpty } from "../../lib/fs/paths.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { InvalidFactoryNameError } from "../data-dir.ts";
@@ -166,8 +165,7 @@ export default defineCommand({
     // CA of its own, which the shared database then refuses: that folder is removed again, so
     // copying the right one there afterwards is not mixed with a CA nobody uses.
     const dataDir = flags.data;
-    const existing = statSync(dataDir, { throwIfNoEntry: false });
-    const madeHere = existing === undefined ? "folder" : existing.isDirectory() && readdirSync(dataDir).length === 0 ? "contents" : undefined;
+    const madeHere = emptyStart(dataDir);
     // A flag value the server refuses before it makes anything is bad usage (exit 2), as the checks above.
     const running = await startGatewayServer({
       dataDir: flags.data,
@@ -189,8 +187,7 @@ export default defineCommand({
       log: (line) => out.info(line),
     }).catch(async (e: unknown) => {
       if (e instanceof DataDirMismatchError && madeHere) {
-        if (madeHere === "folder") await rm(dataDir, { recursive: true, force: true });
-        else for (const name of readdirSync(dataDir)) await rm(join(dataDir, name), { recursive: true, force: true });
+        putBackEmpty(dataDir, madeHere);
         // The same error, told more: its class is what callers and the exit-code table match on.
         e.message =
           `${e.message}. A replica's --data must be a copy of the first replica's data dir (its CA and keys; gateway/README.md, Replicas): ` +

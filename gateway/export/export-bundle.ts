@@ -11,13 +11,14 @@
  *
  * @module
  */
-import { readdirSync, rmSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { GatewayUnreachableError, refusedBy } from "../../lib/api/admin-client.ts";
 import type { Target } from "../../lib/api/index.ts";
 import { BUNDLE_FORMAT, BUNDLE_FORMAT_DELTAS, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { emptyStart, putBackEmpty } from "../../lib/fs/paths.ts";
 import { netWhy } from "../../lib/net/why.ts";
 import { resolveApps, type AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
@@ -147,8 +148,8 @@ const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps)
  */
 export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   const log = o.onProgress ?? (() => {});
-  const existing = await readdir(o.out).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e)));
-  if (existing?.length) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
+  const was = emptyStart(o.out);
+  if (was === undefined) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
   await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
   const work = await mkdtemp(join(dirname(o.out), ".export-"));
   let finished = false;
@@ -156,8 +157,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   // way here (synchronously, nothing else runs after it), so --out can be given again at once.
   const onSignal = (signal: NodeJS.Signals) => {
     rmSync(work, { recursive: true, force: true });
-    if (existing === undefined) rmSync(o.out, { recursive: true, force: true });
-    else for (const e of readdirSync(o.out)) rmSync(join(o.out, e), { recursive: true, force: true });
+    putBackEmpty(o.out, was);
     process.stderr.write(`gateway export: stopped by ${signal}; removed the unfinished bundle from ${o.out}\n`);
     process.exit(signal === "SIGINT" ? 130 : 143);
   };
@@ -255,9 +255,6 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     await rm(work, { recursive: true, force: true });
     // A failed export leaves --out as it found it: no half bundle for someone to carry to a device.
-    if (!finished) {
-      if (existing === undefined) await rm(o.out, { recursive: true, force: true });
-      else for (const e of await readdir(o.out).catch(() => [])) await rm(join(o.out, e), { recursive: true, force: true });
-    }
+    if (!finished) putBackEmpty(o.out, was);
   }
 }

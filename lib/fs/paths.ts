@@ -4,13 +4,14 @@
  * be there and readable, and of the right kind. The answer is a reason in words that names the
  * user's path ("the folder b/nodir does not exist", "afile is a file, not a folder"), so the
  * error never names a temp file beside it or a bare errno. Each caller wraps the reason in its
- * own error (bad usage, a backup error) and its own first words.
+ * own error (bad usage, a backup error) and its own first words. And an output folder a command
+ * fills is put back as it was found when the work fails or is stopped (emptyStart, putBackEmpty).
  *
  * @module
  */
-import { constants, type Stats } from "node:fs";
+import { constants, readdirSync, rmSync, statSync, type Stats } from "node:fs";
 import { access, readdir, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { fsWhy } from "./why.ts";
 
 /** What is at `path`: its stat, undefined if nothing is, "blocked" if a folder above it is a file. */
@@ -109,4 +110,24 @@ export async function whyCannotFill(dir: string): Promise<string | undefined> {
   } catch (e) {
     return fsWhy(e);
   }
+}
+
+/**
+ * How a folder a command is about to fill stands before it starts: "missing", "empty", or
+ * undefined (it holds something, or is a file). What {@link putBackEmpty} restores when the work
+ * fails or is stopped, so the same path can be given again at once.
+ */
+export function emptyStart(path: string): "missing" | "empty" | undefined {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) return "missing";
+  return st.isDirectory() && readdirSync(path).length === 0 ? "empty" : undefined;
+}
+
+/**
+ * Puts `path` back as {@link emptyStart} found it: removed if it was missing, emptied if it was an
+ * empty folder. Synchronous, so a signal handler can run it before the process exits.
+ */
+export function putBackEmpty(path: string, was: "missing" | "empty"): void {
+  if (was === "missing") rmSync(path, { recursive: true, force: true });
+  else for (const name of readdirSync(path)) rmSync(join(path, name), { recursive: true, force: true });
 }
