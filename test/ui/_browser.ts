@@ -11,9 +11,12 @@ export const launchChromium = (): Promise<Browser> => chromium.launch({ executab
  * Chromium aborts a navigation when a network interface appears or goes on the machine (other
  * tests' dockerd bridges and namespaces), even one to 127.0.0.1: it then fails with
  * ERR_NETWORK_CHANGED or is "interrupted by another navigation to chrome-error://". Such an abort
- * is the machine's, not the page's: the navigation is worth doing again.
+ * is the machine's, not the page's: the navigation is worth doing again. Chromium also reloads
+ * its own error page by itself, so the abort can surface as "interrupted by another navigation
+ * to" the very URL asked for (a CI run of 2026-12-05); no test here navigates twice at once.
  */
-const networkChanged = (err: unknown) => /ERR_NETWORK_CHANGED|chrome-error:\/\//.test(String(err)) || /ERR_NETWORK_CHANGED|chrome-error:\/\//.test(String((err as Error)?.cause));
+const NETWORK_CHANGED = /ERR_NETWORK_CHANGED|chrome-error:\/\/|interrupted by another navigation to/;
+const networkChanged = (err: unknown) => NETWORK_CHANGED.test(String(err)) || NETWORK_CHANGED.test(String((err as Error)?.cause));
 
 /** Runs `navigate` again (up to 4 times in all) when Chromium aborted it for a network change. */
 async function retryNetworkChange<T>(navigate: () => Promise<T>): Promise<T> {
