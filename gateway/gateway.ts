@@ -170,12 +170,13 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let rollouts: Rollouts | undefined;
   const sightings = new Sightings(store);
   try {
+    const handoff = new KeyHandoff(data.ca.keyPem, store);
     const tuf = await TufRepo.open({
       storage: new CachedTufStorage(store.tuf),
       keysDir: data.keysDir,
       ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}),
       // Online keys rotated on one replica reach the others through the database (ota/key-handoff.ts).
-      handoff: new KeyHandoff(data.ca.keyPem, store),
+      handoff,
       onKeysAdopted: (taken: AdoptedKey[]) => {
         for (const k of taken) log(`gateway: took the new ${k.role} key ${k.keyId.slice(0, 16)} from the database (made by another replica) into ${k.path}`);
       },
@@ -219,7 +220,12 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     gw.metrics.rollouts.source = () => rollouts!.gauges();
 
     const access = registryAccess(gw);
-    const jwt = opts.externalRegistryService ? await RegistryJwtSigner.open(join(data.dir, "pki"), data.factory) : undefined;
+    // One signing key for every replica: the first to claim it in the database gives it to the rest.
+    const jwt = opts.externalRegistryService
+      ? await RegistryJwtSigner.open(join(data.dir, "pki"), data.factory, handoff, (pem) =>
+          log(`gateway: ${pem} held a registry-token key other than the one the replicas share (in the database); it now holds the shared one: the registry's rootcertbundle needs this certificate`),
+        )
+      : undefined;
     const registryApps = (realm: string) => [
       createTokenEndpoint<RegistryIdentity>({
         ...(jwt ? { external: { service: opts.externalRegistryService!, sign: (claims) => jwt.sign(claims) } } : {}),

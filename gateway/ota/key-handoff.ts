@@ -9,6 +9,10 @@
  * when they first see the root that trusts it (TufRepo.adoptKeys), and write it into their own
  * keys dir. Root keys are never handed off.
  *
+ * Other secrets every replica must hold alike, but which a replica makes on first use rather than
+ * at the first start (the external registry's token-signing key, registry/jwt.ts), are shared the
+ * same way with `claim`: the first replica's value wins, and every replica gets that one.
+ *
  * @module
  */
 import { createPrivateKey } from "node:crypto";
@@ -28,6 +32,7 @@ export class KeyHandoffError extends Error {
 
 const PURPOSE = "ota tuf key handoff v1";
 const entry = (keyId: string) => `tuf-key:${keyId}`;
+const secretEntry = (name: string) => `secret:${name}`;
 
 export class KeyHandoff {
   readonly #key: Buffer;
@@ -47,6 +52,22 @@ export class KeyHandoff {
   /** Offers a key to the other replicas (before the root that trusts it is stored). */
   async offer(pair: TufKeyPair): Promise<void> {
     await this.store.claimMeta(entry(pair.keyId), `v1.${sealBytes(this.#key, serializeKey(pair), pair.keyId).toString("base64url")}`);
+  }
+
+  /**
+   * Shares the secret `value` under `name`: the value the first replica claimed wins, and is what
+   * this returns (opened), to that replica and every other.
+   *
+   * @throws {KeyHandoffError} If the stored value does not open with this CA.
+   */
+  async claim(name: string, value: string): Promise<string> {
+    const stored = await this.store.claimMeta(secretEntry(name), `v1.${sealBytes(this.#key, Buffer.from(value, "utf8"), name).toString("base64url")}`);
+    try {
+      if (!stored.startsWith("v1.")) throw new Error("unknown format");
+      return openBytes(this.#key, Buffer.from(stored.slice(3), "base64url"), name).toString("utf8");
+    } catch (cause) {
+      throw new KeyHandoffError(`Cannot take the shared ${name} from the database: it does not open with this data dir's CA key (${(cause as Error).message}); is this replica's data dir a copy of the others'?`, { cause });
+    }
   }
 
   /**

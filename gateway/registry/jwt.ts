@@ -11,6 +11,11 @@
  * tokens. ES256, the `x5c` header, and the claims distribution checks (iss, aud = the registry's
  * `service`, exp, nbf, access).
  *
+ * Replicas must sign with one key (the registry's bundle names one certificate), yet the key is
+ * made on first use, which may come after the data dir was copied to each replica. So a replica
+ * claims its key in the database it shares with the others (ota/key-handoff.ts, sealed with the
+ * factory CA): the first claim wins, and a replica holding another key takes the shared one.
+ *
  * @module
  */
 import { readFile } from "node:fs/promises";
@@ -32,30 +37,35 @@ export class RegistryJwtSigner {
     readonly issuer: string,
   ) {}
 
-  /** Loads DIR/registry-token.{key,pem}, creating them on first use. */
-  static async open(pkiDir: string, factory: string): Promise<RegistryJwtSigner> {
+  /**
+   * Loads DIR/registry-token.{key,pem}, creating them on first use. With `shared` (replicas on
+   * one database) the pair the first replica claimed wins: a replica whose files hold another is
+   * given the shared pair, and `onReplaced` says so (its old certificate no longer signs).
+   */
+  static async open(
+    pkiDir: string,
+    factory: string,
+    shared?: { claim(name: string, value: string): Promise<string> },
+    onReplaced?: (certPath: string) => void,
+  ): Promise<RegistryJwtSigner> {
     const keyPath = join(pkiDir, "registry-token.key");
     const certPath = join(pkiDir, "registry-token.pem");
-    const issuer = `${factory}-gateway`;
     const [keyPem, certPem] = await Promise.all([readFile(keyPath, "utf8").catch(() => undefined), readFile(certPath, "utf8").catch(() => undefined)]);
-    if (keyPem && certPem) {
-      const cert = new x509.X509Certificate(certPem);
-      return new RegistryJwtSigner(await privateKeyFromPem(keyPem), certPem, Buffer.from(cert.rawData).toString("base64"), issuer);
+    const local = keyPem && certPem ? { key: keyPem, cert: certPem } : undefined;
+    let pair = local ?? (await newPair(factory));
+    if (shared) {
+      const won = JSON.parse(await shared.claim("registry-token-key", JSON.stringify(pair))) as typeof pair;
+      if (won.cert !== pair.cert) {
+        if (local) onReplaced?.(certPath);
+        pair = won;
+      }
     }
-    const keys = await generateKeyPair();
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: randomSerial(),
-      name: [{ CN: [`${factory} registry token signer`] }, { O: ["compose-ota"] }],
-      notBefore: new Date(Date.now() - DAY),
-      notAfter: new Date(Date.now() + 20 * 365 * DAY),
-      signingAlgorithm: SIGN_ALG,
-      keys,
-      extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
-    });
-    const pem = cert.toString("pem") + "\n";
-    await writeFileAtomic(keyPath, await privateKeyToPem(keys.privateKey), { mode: 0o600 });
-    await writeFileAtomic(certPath, pem);
-    return new RegistryJwtSigner(keys.privateKey, pem, Buffer.from(cert.rawData).toString("base64"), issuer);
+    if (pair !== local) {
+      await writeFileAtomic(keyPath, pair.key, { mode: 0o600 });
+      await writeFileAtomic(certPath, pair.cert);
+    }
+    const cert = new x509.X509Certificate(pair.cert);
+    return new RegistryJwtSigner(await privateKeyFromPem(pair.key), pair.cert, Buffer.from(cert.rawData).toString("base64"), `${factory}-gateway`);
   }
 
   /** A compact JWS (ES256) of `claims` for the registry whose `service` is `claims.aud`. */
@@ -69,3 +79,17 @@ export class RegistryJwtSigner {
   }
 }
 
+/** A new signing key (PKCS#8 PEM) and its self-signed certificate (PEM). */
+async function newPair(factory: string): Promise<{ key: string; cert: string }> {
+  const keys = await generateKeyPair();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: [{ CN: [`${factory} registry token signer`] }, { O: ["compose-ota"] }],
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + 20 * 365 * DAY),
+    signingAlgorithm: SIGN_ALG,
+    keys,
+    extensions: [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)],
+  });
+  return { key: await privateKeyToPem(keys.privateKey), cert: cert.toString("pem") + "\n" };
+}

@@ -9,9 +9,10 @@
  *
  * @module
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, Proc, tempDir } from "./tmp.ts";
+import { renderDeployConfig } from "./proxies.ts";
+import { freePort, portAnswers, Proc, tempDir } from "./tmp.ts";
 
 export interface DockerRegistryOptions {
   /** Require Basic auth with this user and password (htpasswd, bcrypt). */
@@ -112,4 +113,31 @@ export async function startDockerRegistry(opts: DockerRegistryOptions = {}): Pro
     },
   });
   return { url, host, dir, pid: proc.pid, stop: () => proc.stop() };
+}
+
+/**
+ * A docker-registry from deploy/docker-registry/config.yml whose token realm is `realmUrl`/token
+ * (a gateway run with `--external-registry-service SERVICE`), trusting the token-signing
+ * certificate `tokenCert` (a gateway's DATA/pki/registry-token.pem), as an operator sets it up.
+ */
+export async function startTokenRegistry(o: { realmUrl: string; tokenCert: string; service?: string }): Promise<{ proc: Proc; host: string }> {
+  const dir = await tempDir("ext-registry-");
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  copyFileSync(o.tokenCert, join(dir, "token.pem"));
+  const proc = await startRegistryProcess({
+    name: "docker-registry",
+    dir,
+    config: renderDeployConfig("docker-registry/config.yml", {
+      LISTEN: host,
+      DATA: join(dir, "data"),
+      GATEWAY_URL: o.realmUrl,
+      SERVICE: o.service ?? "fleet-registry",
+      ISSUER: "main-gateway",
+      TOKEN_CERT: join(dir, "token.pem"),
+    }),
+    ready: () => portAnswers(port),
+    readyWhat: `port ${port}`,
+  });
+  return { proc, host };
 }

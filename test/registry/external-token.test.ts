@@ -9,7 +9,7 @@
  * both naming it, preload suggesting only what helps (--ca with the factory CA).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { digestBytes } from "../../lib/oci/digest.ts";
@@ -17,7 +17,7 @@ import { RegistryClient, RegistryError, RegistryUnreachableError } from "../../l
 import type { Config } from "../../fioup/config.ts";
 import type { DeviceClient } from "../../fioup/device-client.ts";
 import { registryFactory } from "../../fioup/update/context.ts";
-import { startDockerRegistry, startRegistryProcess, type DockerRegistryHandle } from "../harness/docker-registry.ts";
+import { startDockerRegistry, startTokenRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
 import { containersRepo, git, pushUpstreamNginx } from "../publish/_setup.ts";
 import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
 import { privateKeyFromPem, SIGN_ALG } from "../../gateway/pki/keys.ts";
@@ -25,36 +25,15 @@ import { x509 } from "../../gateway/pki/x509.ts";
 import { post, tlsFetch } from "../gateway/_client.ts";
 import { makeDeviceCsr } from "../gateway/_device.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import { renderDeployConfig } from "../harness/proxies.ts";
-import { freePort, portAnswers, tempDir, type Proc } from "../harness/tmp.ts";
+import { tempDir, type Proc } from "../harness/tmp.ts";
 
 let gw: GatewayHandle;
 let registry: Proc;
 let regHost: string;
 let device: { cert: string; key: string };
 
-/** A docker-registry from deploy/docker-registry/config.yml whose token realm is `realmUrl`/token. */
-async function startExternalRegistry(realmUrl: string, service = "fleet-registry"): Promise<{ proc: Proc; host: string }> {
-  const dir = await tempDir("ext-registry-");
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
-  writeFileSync(join(dir, "token.pem"), readFileSync(join(gw.dataDir, "pki", "registry-token.pem")));
-  const proc = await startRegistryProcess({
-    name: "docker-registry",
-    dir,
-    config: renderDeployConfig("docker-registry/config.yml", {
-      LISTEN: host,
-      DATA: join(dir, "data"),
-      GATEWAY_URL: realmUrl,
-      SERVICE: service,
-      ISSUER: "main-gateway",
-      TOKEN_CERT: join(dir, "token.pem"),
-    }),
-    ready: () => portAnswers(port),
-    readyWhat: `port ${port}`,
-  });
-  return { proc, host };
-}
+/** A docker-registry whose token realm is `realmUrl`/token, trusting this gateway's token certificate. */
+const startExternalRegistry = (realmUrl: string, service = "fleet-registry") => startTokenRegistry({ realmUrl, service, tokenCert: join(gw.dataDir, "pki", "registry-token.pem") });
 
 beforeAll(async () => {
   gw = await startGateway({ args: ["--external-registry-service", "fleet-registry"] });
