@@ -13,6 +13,11 @@
  * same: the CA's name as issuer (and its key identifier), its signature, the validity period, one
  * CN.
  *
+ * A proxy set up wrong fails every device the same way, with a 401 that says nothing of the
+ * proxy: a certificate in a header other than `--client-cert-header`, or one this CA did not
+ * issue (HAProxy's `ssl_c_der` of another CA, a PEM mangled on the way). So the first of each
+ * kind is logged once, naming the header to give or why the certificate was refused.
+ *
  * @module
  */
 import { X509Certificate } from "node:crypto";
@@ -20,15 +25,41 @@ import type { PeerIdentity } from "../env.ts";
 import type { CertificateAuthority } from "./ca.ts";
 import { deviceIdentity } from "./keys.ts";
 
+/** Headers TLS-terminating proxies are commonly set up to forward the client certificate in. */
+const COMMON_CERT_HEADERS = ["x-ssl-client-cert", "x-client-cert", "ssl-client-cert", "x-ssl-cert", "x-forwarded-client-cert", "x-client-certificate", "x-arr-clientcert"];
+
 export class ForwardedCertVerifier {
   /** The factory CA in node:crypto's form. */
   readonly #ca: X509Certificate;
   readonly #cache = new Map<string, { peer: PeerIdentity | undefined; notAfter: number }>();
   readonly #max: number;
+  readonly #warn: (line: string) => void;
+  /** What was logged already: one line per kind of mistake (module comment). */
+  readonly #warned = new Set<string>();
 
-  constructor(ca: CertificateAuthority, max = 100_000) {
+  constructor(ca: CertificateAuthority, opts: { max?: number; warn?: (line: string) => void } = {}) {
     this.#ca = new X509Certificate(ca.certPem);
-    this.#max = max;
+    this.#max = opts.max ?? 100_000;
+    this.#warn = opts.warn ?? ((line) => console.error(line));
+  }
+
+  #once(kind: string, line: string): void {
+    if (this.#warned.has(kind)) return;
+    this.#warned.add(kind);
+    this.#warn(line);
+  }
+
+  /**
+   * For a request from a trusted proxy without `reading`, the header read: if it carries a
+   * certificate in another common header, says once which flag to give.
+   */
+  noticeAbsent(reading: string, get: (name: string) => string | null | undefined): void {
+    if (this.#warned.has("misnamed")) return;
+    for (const name of COMMON_CERT_HEADERS) {
+      if (name === reading || get(name) == null) continue;
+      this.#once("misnamed", `gateway: the proxy forwards a client certificate in ${name}, but this gateway reads ${reading}: its devices get 401. Give --client-cert-header ${name}`);
+      return;
+    }
   }
 
   /** The identity in a forwarded certificate header, or undefined if it is not one of ours. */
@@ -38,18 +69,23 @@ export class ForwardedCertVerifier {
     if (hit && hit.notAfter > now) return hit.peer;
     let peer: PeerIdentity | undefined;
     let notAfter = now + 60_000;
+    let why: [kind: string, text: string] | undefined;
     try {
       const cert = new X509Certificate(certificateBytes(headerValue));
       const until = cert.validToDate.getTime();
-      const valid = cert.validFromDate.getTime() <= now && until > now;
-      const id = valid && cert.checkIssued(this.#ca) && cert.verify(this.#ca.publicKey) ? deviceIdentity(cert) : null;
-      if (id) {
-        peer = id;
-        notAfter = Math.min(until, now + 3_600_000);
+      if (cert.validFromDate.getTime() > now || until <= now) why = ["validity", `it is outside its validity period (${cert.validFrom} to ${cert.validTo})`];
+      else if (!cert.checkIssued(this.#ca) || !cert.verify(this.#ca.publicKey)) why = ["issuer", `it was not issued by this gateway's factory CA (its issuer: ${cert.issuer.replace(/\n/g, ", ")})`];
+      else {
+        const id = deviceIdentity(cert);
+        if (id) {
+          peer = id;
+          notAfter = Math.min(until, now + 3_600_000);
+        } else why = ["name", "it names no device (no single CN)"];
       }
     } catch {
-      peer = undefined;
+      why = ["format", "it is neither URL-encoded PEM (nginx) nor base64 DER (HAProxy)"];
     }
+    if (why) this.#once(why[0], `gateway: refused a client certificate the proxy forwarded: ${why[1]}. The device gets 401 (said once)`);
     if (this.#cache.size >= this.#max) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(headerValue, { peer, notAfter });
     return peer;

@@ -247,7 +247,7 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
     if (forwarded !== null) {
       const peer = await opts.forwardedCerts.verify(forwarded);
       if (peer) env.peer = peer;
-    }
+    } else opts.forwardedCerts.noticeAbsent(certHeader, (name) => req.headers.get(name));
     // As the TLS transport: only a request without a body may be held (GET /repo/wait).
     const bodyless = req.method === "GET" || req.method === "HEAD";
     const conn = bodyless ? new ProxiedRequest(req, remoteAddr, caps) : undefined;

@@ -164,8 +164,10 @@ export class RequestLoop {
       // Until the body's decoder is set up below, bytes that arrive wait in c.buf (c.busy is set).
       let peer = c.peer ?? undefined;
       if (!peer && this.#opts.forwardedCerts && this.#opts.trustedProxies?.has(c.remoteAddr)) {
-        const forwarded = new HeaderList(head.headers).get(this.#certHeader) ?? undefined;
+        const headers = new HeaderList(head.headers);
+        const forwarded = headers.get(this.#certHeader) ?? undefined;
         if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
+        else this.#opts.forwardedCerts.noticeAbsent(this.#certHeader, (name) => headers.get(name));
       }
       if (peer) env.peer = peer;
       const admitted = this.#admit(head, env, c);

@@ -266,6 +266,19 @@ describe("a gateway left with the default certificate header (x-client-cert) beh
       }
     }
   });
+
+  test("its devices get 401, and the gateway says once which --client-cert-header to give; a header it cannot read is said once too", async () => {
+    const [, haproxy] = proxies[0]!;
+    for (let i = 0; i < 3; i++) expect((await dev.fetch(`${haproxy.url}/device`)).status).toBe(401);
+    const log = () => readFileSync(gw.logFile, "utf8");
+    const hint = "gateway: the proxy forwards a client certificate in x-ssl-client-cert, but this gateway reads x-client-cert: its devices get 401. Give --client-cert-header x-ssl-client-cert";
+    await until("the hint in the gateway's log", log, (l) => l.includes(hint), 5000, 50);
+    expect(log().split(hint).length - 1).toBe(1);
+    // A value in the header read that is no certificate (a proxy sending another format).
+    const garbled = await raw(plainPort, "127.0.0.1", `GET /device HTTP/1.1\r\nhost: gw\r\nx-client-cert: not-a-certificate\r\nconnection: close\r\n\r\n`);
+    expect(garbled.status).toBe(401);
+    await until("the refusal in the gateway's log", log, (l) => l.includes("gateway: refused a client certificate the proxy forwarded: it is neither URL-encoded PEM (nginx) nor base64 DER (HAProxy)"), 5000, 50);
+  });
 });
 
 describe("nginx with a plain-HTTP hop over a unix socket (deploy/nginx/gateway-plain.conf)", () => {
