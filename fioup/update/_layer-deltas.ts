@@ -200,16 +200,18 @@ export async function deltaCandidates(
       const c = { layer: byDigest.get(l.digest)!, config: img.manifest.config, index };
       // A bundle carries one delta per layer, from the layer of its `--from` version, and no whole
       // layer: its base is the one to use whenever the device holds it, whatever its history says.
+      // A layer it carries whole has no delta to ask it for.
       const reg = registry?.(c.layer.registry);
-      const carried = reg instanceof BundleRegistry ? reg.deltaBaseOf(l.digest) : undefined;
-      if (carried) {
+      if (reg instanceof BundleRegistry) {
+        const carried = reg.deltaBaseOf(l.digest);
+        if (!carried) continue;
         const engineBase = store.has(carried.digest)
           ? undefined
           : (inEngine.get(carried.digest) ?? (carried.diffId ? (await (byDiffId ??= engineLayersByDiffId(engine))).get(carried.diffId) : undefined));
         if (store.has(carried.digest) || engineBase) out.set(l.digest, { ...c, base: carried.digest, ...(engineBase ? { engine: engineBase } : {}) });
         continue;
       }
-      const base = pickDeltaBase(earlier, index, l.digest, held);
+      const base = pickDeltaBase(earlier, index, l, held);
       if (base) out.set(l.digest, { ...c, base, ...(store.has(base) ? {} : { engine: inEngine.get(base)! }) });
     }
   }

@@ -73,7 +73,7 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
       const layer = carry.get(l.digest);
       if (!layer || seen.has(l.digest)) continue;
       seen.add(l.digest);
-      const base = pickDeltaBase(earlier.get(img.at) ?? [], index, l.digest, (d) => held.has(d));
+      const base = pickDeltaBase(earlier.get(img.at) ?? [], index, l, (d) => held.has(d));
       if (!base) continue;
       const baseSize = [...(earlier.get(img.at) ?? [])].flatMap((m) => m.layers).find((x) => x.digest === base)!.size;
       const short = `${l.digest.slice(0, 19)} (${sizeText(l.size)})`;

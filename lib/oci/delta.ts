@@ -86,22 +86,35 @@ export function parseDeltaDescriptor(value: unknown): DeltaDescriptor {
   return value;
 }
 
+/** The smallest base worth a delta, as a share of the new layer's size (see {@link pickDeltaBase}). */
+const MIN_BASE_SHARE = 0.2;
+
 /**
  * The held layer to rebuild layer `index` of an image from: the layer at the same position in
  * the first of `earlier` (older images of the same registry and repository, most recent first)
  * whose layer there is held, else the largest held layer of those images. fioup's fetch step and
  * `gateway export` choose alike, so an offline bundle's delta is from the base a device asks for.
  *
+ * A layer under a fifth of the new one's size is no base: the delta would carry at least the
+ * four fifths the base lacks, over the 75% of the layer a gateway accepts, and the gateway would
+ * have run zstd on both layers only to refuse.
+ *
  * @example
  * ```ts
- * pickDeltaBase([v1Manifest], 2, v2Manifest.layers[2].digest, (d) => store.has(d)); // v1's layer 2, if held
+ * pickDeltaBase([v1Manifest], 2, v2Manifest.layers[2], (d) => store.has(d)); // v1's layer 2, if held
  * ```
  */
-export function pickDeltaBase(earlier: readonly { layers: readonly { digest: string; size: number }[] }[], index: number, layer: string, held: (digest: string) => boolean): string | undefined {
-  const ok = (d: string | undefined): d is string => d !== undefined && d !== layer && held(d);
-  const same = earlier.map((m) => m.layers[index]?.digest).find(ok);
-  if (same) return same;
-  return earlier.flatMap((m) => m.layers).filter((x) => ok(x.digest)).sort((a, b) => b.size - a.size)[0]?.digest;
+export function pickDeltaBase(
+  earlier: readonly { layers: readonly { digest: string; size: number }[] }[],
+  index: number,
+  layer: { digest: string; size: number },
+  held: (digest: string) => boolean,
+): string | undefined {
+  const ok = (x: { digest: string; size: number } | undefined): x is { digest: string; size: number } =>
+    x !== undefined && x.digest !== layer.digest && x.size >= layer.size * MIN_BASE_SHARE && held(x.digest);
+  const same = earlier.map((m) => m.layers[index]).find(ok);
+  if (same) return same.digest;
+  return earlier.flatMap((m) => m.layers).filter(ok).sort((a, b) => b.size - a.size)[0]?.digest;
 }
 
 /**

@@ -104,7 +104,9 @@ describe("image deltas", () => {
     expect(deltaBytes).toBeLessThan(CHANGED + 256 * 1024);
     expect(deltaBytes * 10).toBeLessThan(big.gz.byteLength);
     expect(blobBytes).toBeLessThan(64 * 1024); // config and bundle only: no full layer
-    // The device's log says the layer was rebuilt from a delta, not fetched whole.
+    // The wait for a delta the gateway makes on demand (silent seconds on a large layer) is announced first...
+    expect(r.stderr).toMatch(new RegExp(`Layer ${big.digest} \\([0-9.]+ MiB\\): asking the gateway for a delta from sha256:[0-9a-f]{64}\n`));
+    // ...and the device's log says the layer was rebuilt from a delta, not fetched whole.
     expect(r.stderr).toMatch(new RegExp(`\\] rebuilt ${big.digest} [0-9.]+ MiB \\(${big.gz.byteLength} bytes\\) from a delta of [0-9.]+ MiB \\(\\d+ bytes\\)\n`));
     const report = await downloadReport(gw, uuid, 2);
     expect(report.deltaLayers).toBe(1);

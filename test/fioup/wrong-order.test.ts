@@ -89,14 +89,14 @@ describe("fioup steps in the wrong order", () => {
     const fetch = await stalledMidFetch(2, "fetch", "or stop it (Ctrl-C where it runs, or kill");
     // A daemon started meanwhile names the busy fioup too, not only its PID.
     const daemon = await collectCli(t.device.spawn(["daemon", "--cycles", "1"]), "fioup daemon");
-    expect(daemon.stderr).toContain(`skipped: Cannot check for updates: \`fioup fetch\` (process ${fetch.proc.pid}) holds the update lock`);
+    // It says it tries again by itself, not what the person at a prompt is told ("run this again").
+    expect(daemon.stderr).toContain(`skipped: \`fioup fetch\` (process ${fetch.proc.pid}) holds the update lock; the next cycle checks again`);
+    expect(daemon.stderr).not.toContain("run this again");
 
     fetch.proc.kill("SIGINT");
     const r = await fetch.running;
     expect(r.code).toBe(130);
     expect(r.stderr).toContain("Interrupted: the update to amd64-linux-2 (version 2) is saved (fetching); 'fioup fetch' resumes it, 'fioup cancel' drops it");
-    // The layer's wait for a delta the gateway makes on demand (silent seconds on a large one) was announced.
-    expect(r.stderr).toMatch(/Layer sha256:[0-9a-f]{64} \(8\.0 MiB\): asking the gateway for a delta from sha256:[0-9a-f]{64}\n/);
 
     expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
     const c = await t.device.fioup("cancel");

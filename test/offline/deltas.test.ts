@@ -271,12 +271,12 @@ describe("offline bundles with layer deltas", () => {
 
   /** Publishes version `n` with a new image and exports a bundle to it `--from` version `n - 1`. */
   let v5Image: BuiltImage;
-  async function nextBundle(n: number): Promise<{ out: string; image: BuiltImage }> {
+  async function nextBundle(n: number, args: string[] = []): Promise<{ out: string; image: BuiltImage }> {
     const next = await pushImageDetailed(upstream, REPO, `v${n}`, image(`v${n}`));
     await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(next.ref, port) });
     await pub.publish(n);
     const out = join(bundles, `to${n}`);
-    await gatewayExport(gw, { target: n, from: n - 1, hwid: HWID, out });
+    await gatewayExport(gw, { target: n, from: n - 1, hwid: HWID, out, args });
     return { out, image: next.image };
   }
 
@@ -319,5 +319,16 @@ describe("offline bundles with layer deltas", () => {
     expect(await httpGet(port)).toBe("v6");
     // Nothing of the export is left behind.
     expect((readdirSync(device.storeDir, { recursive: true }) as string[]).filter((f) => f.endsWith(".save"))).toEqual([]);
+  }, 90_000);
+
+  test("a bundle that carries the layer whole is not asked for a delta, though the device holds a base for one", async () => {
+    const { out, image: v7 } = await nextBundle(7, ["--no-deltas"]);
+    expect(bundleIndex(out).bundle.deltas).toBeUndefined();
+    const r = await device.fioup("update", "--offline", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.toTarget).toBe(`${HWID}-7`);
+    expect(r.stderr).not.toContain("no delta");
+    expect(new DeviceBlobStore(device.storeDir).has(v7.layers.at(-1)!.digest)).toBe(true);
+    expect(await httpGet(port)).toBe("v7");
   }, 90_000);
 });
