@@ -11,7 +11,7 @@
  */
 import type { AppState } from "../lib/api/device.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
-import { takeUpdateLock } from "./update/update-lock.ts";
+import { takeUpdateLock, UpdateLockBusyError } from "./update/update-lock.ts";
 import type { Session } from "./session.ts";
 import { wantedApps } from "./update/context.ts";
 import { currentTarget } from "./update/current-target.ts";
@@ -81,6 +81,7 @@ export async function converge(s: Parts & Pick<Session, "lockPath">, log: (line:
   try {
     lock = takeUpdateLock(s.lockPath, "start the apps of the current target");
   } catch (e) {
+    if (e instanceof UpdateLockBusyError) return { ...result, skipped: e.brief };
     if (e instanceof LockedError) return { ...result, skipped: e.message };
     throw e;
   }

@@ -17,7 +17,7 @@ import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
 import { isRejection } from "./events/sender.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
-import { takeUpdateLock } from "./update/update-lock.ts";
+import { takeUpdateLock, UpdateLockBusyError } from "./update/update-lock.ts";
 import { releaseExecutablePages } from "./memory.ts";
 import { waitForNews } from "./push.ts";
 import { reportAll, reportSystemInfo } from "./report.ts";
@@ -44,6 +44,7 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred
   try {
     lock = takeUpdateLock(s.lockPath, "check for updates");
   } catch (e) {
+    if (e instanceof UpdateLockBusyError) return `skipped: ${e.brief}; the next cycle checks again`;
     if (e instanceof LockedError) return `skipped: ${e.message}`;
     throw e;
   }

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
 import { LockedError } from "../../lib/fs/pid-lock.ts";
-import { takeUpdateLock } from "../update/update-lock.ts";
+import { takeUpdateLock, UpdateLockBusyError } from "../update/update-lock.ts";
 import { sleep } from "../push.ts";
 import { reportAll } from "../report.ts";
 import type { Session } from "../session.ts";
@@ -76,6 +76,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   try {
     lock = takeUpdateLock(s.lockPath, "install the bundle");
   } catch (e) {
+    if (e instanceof UpdateLockBusyError) return `bundle ${bundle.index.bundle.target} waits: ${e.brief}`;
     if (e instanceof LockedError) return `bundle ${bundle.index.bundle.target} waits: ${e.message}`;
     throw e;
   }

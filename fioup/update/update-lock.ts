@@ -16,10 +16,17 @@ import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
  * code "LockedError", both its parent's, so scripts see no change but the words.
  */
 export class UpdateLockBusyError extends LockedError {
+  /**
+   * "`fioup update` (process 12) holds the update lock": what a loop that tries again by itself
+   * (the daemon, the bundle watch) logs, without the advice to the person at the prompt.
+   */
+  readonly brief: string;
+
   constructor(path: string, pid: number, action: string) {
     super(path, pid);
     const cmd = holderCommand(pid);
     const who = cmd ? `\`fioup ${cmd}\` (process ${pid})` : `process ${pid}`;
+    this.brief = `${who} holds the update lock`;
     const stop = cmd === "daemon" ? "stop the daemon (systemctl stop fioup, or SIGTERM)" : `stop it (Ctrl-C where it runs, or kill ${pid})`;
     this.message =
       `Cannot ${action}: ${who} holds the update lock ${path}. Wait for it to finish (\`fioup status\` shows how far it is), ` +
