@@ -57,10 +57,18 @@ export interface DeltaOptions {
 /** The outcome of a pair, as kept on disk. */
 export type DeltaOutcome = { descriptor: DeltaDescriptor } | { refused: string };
 
-/** How a refusal for want of the zstd command begins (the device prints it; the outcome is not kept). */
+/** How a refusal for want of the zstd command begins (the device prints it). */
 const NO_ZSTD = "the gateway host cannot run zstd";
-/** How a refusal for a zstd run that failed begins (not kept either). */
+/** How a refusal for a zstd run that failed begins. */
 const ZSTD_FAILED = "zstd failed on the gateway host";
+
+/**
+ * What {@link LayerDeltas.compute} found. A refusal that comes from the host's state, not the
+ * pair's (zstd missing, too old for --patch-from, killed, out of disk), is `hostState`: it is not
+ * kept, so an installed or upgraded zstd is used at the next request.
+ */
+type Computed = DeltaOutcome & { hostState?: true };
+const hostRefusal = (refused: string): Computed => ({ refused, hostState: true });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hexOf = (digest: string) => checkDigest(digest);
@@ -162,10 +170,8 @@ export class LayerDeltas {
         await fh.close();
         const again = await this.stored(key); // made while we waited for the lock
         if (again) return again;
-        const outcome = await this.compute(from, to);
-        // A missing or failing zstd (too old for --patch-from, killed, out of disk) is the host's
-        // state, not the pair's: ask again, so an installed or upgraded zstd is used at once.
-        if ("refused" in outcome && (outcome.refused.startsWith(NO_ZSTD) || outcome.refused.startsWith(ZSTD_FAILED))) return outcome;
+        const { hostState, ...outcome } = await this.compute(from, to);
+        if (hostState) return outcome;
         await writeFileAtomic(join(this.dir, `${key}.json`), JSON.stringify(outcome));
         return outcome;
       } finally {
@@ -175,7 +181,7 @@ export class LayerDeltas {
   }
 
   /** Unpacks both layers into a scratch dir and runs zstd --patch-from within the budgets. */
-  private async compute(from: string, to: string): Promise<DeltaOutcome> {
+  private async compute(from: string, to: string): Promise<Computed> {
     await mkdir(this.storage.tmpDir, { recursive: true });
     const tmp = await mkdtemp(join(this.storage.tmpDir, "delta-"));
     try {
@@ -184,7 +190,7 @@ export class LayerDeltas {
         fromTar = await this.unpack(from, join(tmp, "from.tar"));
         toTar = await this.unpack(to, join(tmp, "to.tar"));
       } catch (err) {
-        if (err instanceof ZstdMissing) return { refused: err.message };
+        if (err instanceof ZstdMissing) return hostRefusal(err.message);
         throw err;
       }
       if (fromTar === undefined || toTar === undefined) return { refused: `a layer is larger than ${this.opts.maxLayerBytes} bytes unpacked` };
@@ -196,13 +202,13 @@ export class LayerDeltas {
       try {
         proc = this.spawnZstd(args, { stdout: "ignore", stderr: "pipe" });
       } catch (err) {
-        if (err instanceof ZstdMissing) return { refused: err.message };
+        if (err instanceof ZstdMissing) return hostRefusal(err.message);
         throw err;
       }
       const timer = setTimeout(() => proc.kill(), this.opts.timeoutMs);
       const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]).finally(() => clearTimeout(timer));
       if (proc.signalCode) return { refused: `zstd took longer than ${this.opts.timeoutMs} ms` };
-      if (code !== 0) return { refused: `${ZSTD_FAILED} (exit ${code}, zstd 1.5 or later is needed for --patch-from): ${stderr.trim().slice(0, 300)}` };
+      if (code !== 0) return hostRefusal(`${ZSTD_FAILED} (exit ${code}, zstd 1.5 or later is needed for --patch-from): ${stderr.trim().slice(0, 300)}`);
       const { hex, size } = await hashFile(out);
       if (size > toBlob * this.opts.maxRatio)
         return { refused: `the delta (${sizeText(size)}) is over ${Math.round(this.opts.maxRatio * 100)}% of the layer (${sizeText(toBlob)}): the layer costs about as much whole and needs no rebuild` };
