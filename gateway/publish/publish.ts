@@ -11,6 +11,7 @@
  * @module
  */
 import { X509Certificate } from "node:crypto";
+import { rmSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
@@ -29,6 +30,7 @@ import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient } from "../../lib/api/admin-client.ts";
 import { dockerCredentials } from "./credentials.ts";
+import { stopDockerCommands } from "./docker.ts";
 import { discover, type AppDir } from "./discover.ts";
 import { checkHead, gitInfo } from "./git.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
@@ -222,6 +224,33 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   );
 
   const tmp = await mkdtemp(join(tmpdir(), "gateway-publish-"));
+  // Ctrl-C or SIGTERM (a cancelled CI job) ends the process without running the `finally` below:
+  // stop docker, remove the scratch folder (saved images: hundreds of MB) and say what is left.
+  // Targets are added last, in one call: stopped before it, nothing is published; while it is
+  // in flight, publish waits for the answer so it can say which.
+  let posting = false;
+  let stopping: NodeJS.Signals | undefined;
+  const stopNow = (signal: NodeJS.Signals, said: string) => {
+    stopDockerCommands();
+    rmSync(tmp, { recursive: true, force: true });
+    process.stderr.write(`gateway publish: stopped by ${signal}; ${said}\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = signal;
+    if (posting) {
+      process.stderr.write(`gateway publish: ${signal}: the targets are being added; stopping once the gateway answers\n`);
+      return;
+    }
+    stopNow(
+      signal,
+      dryRun
+        ? "nothing was pushed (dry run) and no target added"
+        : "no target was added, so devices see nothing new; images and apps pushed so far stay in the registry, unused, and the next publish of this commit reuses them",
+    );
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   const stats = new PushStats();
   const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp };
   try {
@@ -336,9 +365,14 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       );
       if (dryRun) break;
       try {
+        posting = true;
         await admin.addTargets(targets, current.version);
+        posting = false;
+        if (stopping) stopNow(stopping, `after the gateway added ${Object.keys(targets).join(", ")}: the publish is complete`);
         break;
       } catch (e) {
+        posting = false;
+        if (stopping) stopNow(stopping, `the gateway did not add the targets (${(e as Error).message}): nothing is published`);
         if (!(e instanceof AdminApiError && e.status === 409) || attempt >= 10) throw e;
         if ((await admin.targets()).version === current.version) throw e; // refused for another reason (e.g. targets key offline)
         log(`targets: another publish signed targets.json meanwhile; numbering again from the new version`);
@@ -365,6 +399,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       durationMs: Math.round(performance.now() - started),
     };
   } finally {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     await rm(tmp, { recursive: true, force: true });
   }
 }
