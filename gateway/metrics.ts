@@ -70,9 +70,15 @@ export class RolloutMetrics {
     return this.#transitions.get(kind) ?? 0;
   }
 
-  /** Reads the gauges again (the /metrics route awaits it before rendering). */
+  /** Reads the gauges again (the /metrics route awaits it before rendering); none are shown if the read fails, not the last ones. */
   async refresh(): Promise<void> {
-    if (this.source) this.#gauges = await this.source();
+    if (!this.source) return;
+    try {
+      this.#gauges = await this.source();
+    } catch (err) {
+      this.#gauges = [];
+      throw err;
+    }
   }
 
   render(): string[] {

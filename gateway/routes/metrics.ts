@@ -1,13 +1,29 @@
-/** GET /metrics: Prometheus text (requests by route and status, devices, events). */
+/**
+ * GET /metrics: Prometheus text (requests by route and status, devices, events). While the database
+ * cannot be reached (a StoreUnavailableError from its reads), the figures kept in memory are still
+ * answered, with `gateway_database_up 0` and without the gauges read from the database: a scrape
+ * that failed whole would hide the connection counts just when they matter.
+ */
 import { Hono } from "hono";
 import type { GatewayEnv } from "../env.ts";
+import type { Sample } from "../metrics.ts";
+import { StoreUnavailableError } from "../store/types.ts";
 
 export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
   const { store, metrics, sightings } = c.var.gw;
-  const [devices, events] = await Promise.all([store.countDevices(), store.countEvents(), metrics.rollouts.refresh()]);
+  const read = await Promise.allSettled([store.countDevices(), store.countEvents(), metrics.rollouts.refresh()]);
+  const failed = read.find((r) => r.status === "rejected");
+  if (failed && !(failed.reason instanceof StoreUnavailableError)) throw failed.reason;
+  const [devices, events] = read.map((r) => (r.status === "fulfilled" ? r.value : undefined));
+  const stored: Record<string, Sample> = failed
+    ? {}
+    : {
+        gateway_devices: { help: "Registered devices", value: devices as number },
+        gateway_events: { help: "Stored device events", value: events as number },
+      };
   const text = metrics.render({
-    gateway_devices: { help: "Registered devices", value: devices },
-    gateway_events: { help: "Stored device events", value: events },
+    gateway_database_up: { help: "1 if the database answered this scrape's reads, 0 if it could not be reached (gateway_devices, gateway_events and the rollout gauges are then left out)", value: failed ? 0 : 1 },
+    ...stored,
     gateway_pending_sightings: { help: "Check-ins not yet written", value: sightings.pending },
   });
   return c.text(text, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });

@@ -3,6 +3,12 @@
  * Several gateways may share one database; migrations take an advisory lock
  * so concurrent first starts do not race.
  *
+ * While PostgreSQL cannot be reached (down, restarting, a failover, its connections used up), every
+ * statement fails at once with {@link DatabaseUnreachableError}, a StoreUnavailableError: the
+ * gateway answers 503 with `Retry-After` and the device keeps its data for later. Bun's pool
+ * connects again by itself once PostgreSQL answers. The outage is logged once when it begins and
+ * once when the first statement succeeds again, not once per failed statement.
+ *
  * @module
  */
 import { SQL } from "bun";
@@ -55,10 +61,130 @@ import {
   type Store,
   type StoredEvent,
   type SystemInfoKind,
+  StoreUnavailableError,
 } from "./types.ts";
+import { shownUrl } from "../../lib/net/shown-url.ts";
 
 /** Arbitrary constant: the advisory lock id that serialises migrations. */
 const MIGRATION_LOCK = 7_340_001;
+
+/** Bun's words for a connection that could not be made or was lost, in the operator's words. */
+const CONNECTION_WHY: Record<string, string> = {
+  ERR_POSTGRES_CONNECTION_REFUSED: "connection refused",
+  ERR_POSTGRES_CONNECTION_CLOSED: "connection closed",
+  ERR_POSTGRES_CONNECTION_TIMEOUT: "no answer in time",
+  ERR_POSTGRES_CONNECTION_FAILED: "cannot connect",
+};
+
+/**
+ * Why a statement failed, when it failed because PostgreSQL cannot be reached rather than for the
+ * statement itself: no connection (refused, closed, timed out), a connection exception (SQLSTATE
+ * class 08), the server shutting down or starting up (57P01-57P03), or no connection slot left
+ * (53300). Undefined for any other failure.
+ */
+export function unreachableWhy(err: unknown): string | undefined {
+  const e = err as { code?: unknown; errno?: unknown; message?: unknown };
+  if (typeof e.code === "string" && CONNECTION_WHY[e.code]) return CONNECTION_WHY[e.code];
+  if (typeof e.code === "string" && e.code.startsWith("ERR_POSTGRES_CONNECTION")) return String(e.message);
+  if (typeof e.errno === "string" && /^(08|57P0[123]$|53300$)/.test(e.errno)) return String(e.message);
+  return undefined;
+}
+
+/**
+ * A statement failed because PostgreSQL cannot be reached (see {@link unreachableWhy}): answered
+ * 503 with `Retry-After` (app.ts), as a restarting SQLite writer is. Nothing of the request was
+ * stored unless its statement committed before the connection was lost; retrying is safe (events
+ * are deduplicated by id, the other device writes are upserts).
+ */
+export class DatabaseUnreachableError extends StoreUnavailableError {
+  override name = "DatabaseUnreachableError";
+  constructor(why: string, cause: unknown) {
+    super(`Cannot reach the gateway's database (${why}): try again later`);
+    this.cause = cause;
+  }
+}
+
+/**
+ * Whether PostgreSQL is reachable, as the statements find it: the first failure for want of it
+ * starts an outage (logged once), the first success after it ends it (logged once, with how long).
+ */
+export class DatabaseOutage {
+  #since: number | undefined;
+  #failed = 0;
+
+  constructor(
+    /** The database as logs show it (password masked). */
+    private readonly shown: string,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** Since when PostgreSQL has been unreachable (ms since the epoch), or undefined while it answers. */
+  get since(): number | undefined {
+    return this.#since;
+  }
+
+  /** The statement's outcome; a failure for want of PostgreSQL becomes a {@link DatabaseUnreachableError}. */
+  watch<T>(statement: PromiseLike<T>): Promise<T> {
+    return Promise.resolve(statement).then(
+      (r) => {
+        if (this.#since !== undefined) this.#back();
+        return r;
+      },
+      (err) => {
+        const why = unreachableWhy(err);
+        if (why === undefined) throw err;
+        this.#failed++;
+        if (this.#since === undefined) {
+          this.#since = Date.now();
+          this.log(
+            `gateway: cannot reach the database ${this.shown}: ${why}; device requests that need it are answered 503 with Retry-After, ` +
+              "and the gateway reconnects by itself once it answers",
+          );
+        }
+        throw new DatabaseUnreachableError(why, err);
+      },
+    );
+  }
+
+  #back(): void {
+    const seconds = Math.round((Date.now() - this.#since!) / 1000);
+    this.log(`gateway: the database ${this.shown} answers again, after ${seconds} s unreachable (${this.#failed} statements failed meanwhile)`);
+    this.#since = undefined;
+    this.#failed = 0;
+  }
+}
+
+/** `sql` whose statements (`unsafe`, `begin`) go through `outage.watch`; everything else as is. */
+function watched(sql: SQL, outage: DatabaseOutage): SQL {
+  return new Proxy(sql, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "unsafe" || prop === "begin") return (...args: unknown[]) => outage.watch((value as (...a: unknown[]) => PromiseLike<unknown>).apply(target, args));
+      return value.bind(target);
+    },
+  });
+}
+
+/** Creates or updates the schema, one gateway at a time (an advisory lock held by the transaction). */
+async function migrate(sql: SQL): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+    await tx.unsafe(MIGRATIONS_TABLE);
+    const applied = new Set(
+      ((await tx.unsafe("SELECT version FROM schema_migrations")) as { version: number }[]).map((r) => Number(r.version)),
+    );
+    for (const m of MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
+      await tx.unsafe("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)", [
+        m.version,
+        m.description,
+        new Date().toISOString(),
+      ]);
+    }
+  });
+}
 
 export class PostgresStore implements Store {
   readonly kind = "postgres";
@@ -67,9 +193,12 @@ export class PostgresStore implements Store {
   readonly #events: EventGroupCommit;
   /** Apps-states and system-info upserts waiting for a connection of the pool or for PostgreSQL's answer. */
   readonly #stateWrites: WaitingWrites;
+  /** Whether PostgreSQL answers, as the last statements found it. */
+  readonly outage: DatabaseOutage;
 
-  private constructor(sql: SQL, opts: { eventQueueMax?: number; stateWritesMax?: number }) {
+  private constructor(sql: SQL, outage: DatabaseOutage, opts: { eventQueueMax?: number; stateWritesMax?: number }) {
     this.#sql = sql;
+    this.outage = outage;
     this.tuf = new PostgresTufStorage(sql);
     this.#events = new EventGroupCommit(sql, undefined, undefined, opts.eventQueueMax);
     this.#stateWrites = stateWritesBound(opts.stateWritesMax);
@@ -78,37 +207,23 @@ export class PostgresStore implements Store {
   /**
    * Connects and migrates. `max`: pool connections (16); `eventQueueMax`: events waiting to be
    * sent at most (EVENT_QUEUE_MAX, ./_waiting-writes.ts); `stateWritesMax`: apps-states and system-info
-   * upserts waiting at most (STATE_WRITES_MAX).
+   * upserts waiting at most (STATE_WRITES_MAX); `log`: where an outage's first and last lines go
+   * (stderr). The migrations run before the outage watch: a database unreachable at start is
+   * PostgreSQL's own error, for openStore to say.
    */
-  static async connect(url: string, opts: { max?: number; eventQueueMax?: number; stateWritesMax?: number } = {}): Promise<PostgresStore> {
+  static async connect(
+    url: string,
+    opts: { max?: number; eventQueueMax?: number; stateWritesMax?: number; log?: (line: string) => void } = {},
+  ): Promise<PostgresStore> {
     const sql = new SQL({ url, max: opts.max ?? 16 });
-    const store = new PostgresStore(sql, opts);
     try {
-      await store.#migrate();
+      await migrate(sql);
     } catch (err) {
       await sql.close();
       throw err;
     }
-    return store;
-  }
-
-  async #migrate() {
-    await this.#sql.begin(async (tx) => {
-      await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
-      await tx.unsafe(MIGRATIONS_TABLE);
-      const applied = new Set(
-        ((await tx.unsafe("SELECT version FROM schema_migrations")) as { version: number }[]).map((r) => Number(r.version)),
-      );
-      for (const m of MIGRATIONS) {
-        if (applied.has(m.version)) continue;
-        for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
-        await tx.unsafe("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)", [
-          m.version,
-          m.description,
-          new Date().toISOString(),
-        ]);
-      }
-    });
+    const outage = new DatabaseOutage(shownUrl(url), opts.log ?? ((line) => process.stderr.write(line + "\n")));
+    return new PostgresStore(watched(sql, outage), outage, opts);
   }
 
   async close() {
