@@ -1,13 +1,17 @@
 /**
  * Opens the store named by --db: a postgres:// URL, or a SQLite file path. One that cannot be
- * opened is said with the database (password masked) and why: Bun says only "Failed to connect"
- * or "unable to open database file", and a URL of another scheme would be taken for a file name.
+ * opened is said with the database (password masked), why, and what to do: Bun says only "Failed
+ * to connect" or "unable to open database file", PostgreSQL names the problem but not the fix, and
+ * a URL of another scheme would be taken for a file name. A SQLite file that holds another
+ * program's tables is refused before the gateway's are added to it.
  *
  * @module
  */
+import { Database } from "bun:sqlite";
 import { stat } from "node:fs/promises";
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
-import { PostgresStore } from "./postgres.ts";
+import { PostgresStore, unreachableWhy } from "./postgres.ts";
 import { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./types.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
@@ -17,10 +21,23 @@ export class StoreOpenError extends Error {
   override name = "StoreOpenError";
 }
 
-const PG_WHY: Record<string, string> = {
-  ERR_POSTGRES_CONNECTION_REFUSED: "connection refused (is PostgreSQL running there?)",
-  ERR_POSTGRES_CONNECTION_TIMEOUT: "no answer in time",
-};
+/** What to do about a refused connection or a PostgreSQL refusal at start, by Bun's code or SQLSTATE. */
+function postgresAdvice(e: { code?: unknown; errno?: unknown }, url: URL | null): string {
+  const user = decodeURIComponent(url?.username || "") || "the user";
+  const db = decodeURIComponent(url?.pathname.slice(1) || "") || "the database";
+  if (e.code === "ERR_POSTGRES_CONNECTION_REFUSED") return " (is PostgreSQL running there?)";
+  switch (e.errno) {
+    case "28P01":
+    case "28000":
+      return " (check the user and password in --db; a password may also come from PGPASSWORD)";
+    case "3D000":
+      return ` (create it first: createdb -O ${user} ${db}, or CREATE DATABASE ${db} OWNER ${user})`;
+    case "42501":
+      return ` (the gateway creates its tables at start: make ${user} the owner of ${db} (ALTER DATABASE ${db} OWNER TO ${user}) or GRANT CREATE ON SCHEMA public TO ${user})`;
+    default:
+      return "";
+  }
+}
 
 /** What a --db names: a PostgreSQL URL, a SQLite file path, or (a URL of another scheme) neither. */
 export function dbKind(db: string): "postgres" | "sqlite" | undefined {
@@ -31,18 +48,46 @@ export function dbKind(db: string): "postgres" | "sqlite" | undefined {
 /** The words for a --db that {@link dbKind} says is neither. */
 export const dbKindProblem = (db: string) => `Cannot use --db ${shownUrl(db)}: give a postgres:// URL or a SQLite file path`;
 
-/** @throws {StoreOpenError} A database that cannot be reached or opened, or a URL of another scheme. */
-export async function openStore(db: string): Promise<Store> {
+/**
+ * Why an existing SQLite file is not one to open as the gateway's database: it is not SQLite, or it
+ * holds tables and none of the gateway's (another program's database, named by mistake). Undefined
+ * for a missing or empty file, or a gateway's database.
+ */
+function notAGatewaySqlite(path: string): string | undefined {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st?.isFile() || st.size === 0) return undefined;
+  let db: Database | undefined;
+  try {
+    db = new Database(path, { readonly: true });
+    const tables = (db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+    if (!tables.length || (tables.includes("schema_migrations") && tables.includes("devices"))) return undefined;
+    const shown = tables.slice(0, 5).join(", ") + (tables.length > 5 ? `, ... (${tables.length} tables)` : "");
+    return `it is another program's database (tables ${shown}), not a gateway's; nothing was written to it. Give a new file name, or the gateway's own database`;
+  } catch (e) {
+    if ((e as { code?: string }).code === "SQLITE_NOTADB") return "it is not a SQLite database; nothing was written to it. Give a new file name, or the gateway's own database";
+    return undefined; // said by SqliteStore.open's own error below
+  } finally {
+    db?.close();
+  }
+}
+
+/**
+ * @param opts.log Where a PostgreSQL store logs an outage's first and last lines (stderr).
+ * @throws {StoreOpenError} A database that cannot be reached or opened, or a URL of another scheme.
+ */
+export async function openStore(db: string, opts: { log?: (line: string) => void } = {}): Promise<Store> {
   const kind = dbKind(db);
   if (kind === "postgres") {
     try {
-      return await PostgresStore.connect(db);
+      return await PostgresStore.connect(db, opts.log ? { log: opts.log } : {});
     } catch (e) {
-      const why = PG_WHY[(e as { code?: string }).code ?? ""] ?? (e as Error).message;
-      throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}`);
+      const why = unreachableWhy(e) ?? (e as Error).message;
+      throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}${postgresAdvice(e as object, URL.parse(db))}`);
     }
   }
   if (!kind) throw new StoreOpenError(dbKindProblem(db));
+  const foreign = notAGatewaySqlite(db);
+  if (foreign) throw new StoreOpenError(`Cannot use ${db} as the gateway's database: ${foreign}`);
   try {
     return SqliteStore.open(db);
   } catch (e) {
