@@ -68,6 +68,17 @@ export default defineCommand({
       version = Number(flags.version);
       if (!/^[0-9]{1,15}$/.test(flags.version) || version <= 0) throw new UsageError(`--version must be a positive integer, not "${flags.version}"`);
     }
+    // A host, not a URL: "http://h:5000" would be taken as the host "http" (plain http is --insecure-registry).
+    for (const [name, values] of [["registry", flags.registry ? [flags.registry] : []], ["insecure-registry", flags["insecure-registry"]]] as const) {
+      for (const v of values) {
+        const url = /^([a-z][a-z0-9+.-]*):\/\/([^/]+)/i.exec(v);
+        if (url || v.includes("/")) {
+          const host = url?.[2] ?? v.split("/")[0]!;
+          throw new UsageError(`--${name} takes a registry as HOST[:PORT], not "${v}": give --${name} ${host}${url?.[1] === "http" && name === "registry" ? ` --insecure-registry ${host}` : ""}`);
+        }
+      }
+    }
+    if (!/^https?:\/\//i.test(flags.server!)) throw new UsageError(`--server takes the gateway's URL, not "${flags.server}": give --server https://${flags.server!.replace(/^[a-z]+:\/*/i, "")}`);
     const mirrors: Record<string, string> = {};
     for (const m of flags.mirror) {
       const [from, to] = m.split("=");

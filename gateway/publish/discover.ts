@@ -57,8 +57,10 @@ export async function discover(containersDir: string): Promise<{ apps: AppDir[];
     }
     const hasDockerfile = await isFile(join(dir, "Dockerfile"));
     if ((composeFileName || hasDockerfile) && !APP_NAME.test(name)) {
+      const fixed = name.toLowerCase().replace(/[^a-z0-9_.-]+/g, "-").replace(/^[^a-z0-9]+/, "").slice(0, 128);
       throw new NothingToPublishError(
-        `Cannot publish ${dir}: "${name}" is not a valid app or image name (lowercase letters, digits, . _ -)`,
+        `Cannot publish ${dir}: "${name}" is not a valid app or image name (lowercase letters, digits, . _ -, starting with a letter or digit, at most 128); ` +
+          `rename the directory${fixed ? `, e.g. to "${fixed}"` : ""}`,
       );
     }
     if (composeFileName) apps.push({ name, dir, composeFileName });

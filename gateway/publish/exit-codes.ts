@@ -19,7 +19,7 @@ import { NothingToPublishError } from "./discover.ts";
 import { DockerCommandError } from "./docker.ts";
 import { GitError, RefMismatchError } from "./git.ts";
 import { ImageNotFoundError } from "./images.ts";
-import { ImageResolveError } from "./plan.ts";
+import { ImageResolveError, MissingBuildFileError } from "./plan.ts";
 import { MissingPlatformError, UnknownHwidPlatformError } from "./platforms.ts";
 import { PublishError } from "./publish.ts";
 import { TargetVersionError } from "./targets.ts";
@@ -29,9 +29,9 @@ type ErrorClass = new (...args: any[]) => Error;
 /** [error classes, code, meaning]: the rows publish adds to the gateway's table. */
 export const PUBLISH_EXIT_CODES: [ErrorClass[], number, string][] = [
   [
-    [ComposeFileError, InterpolationError, FactoryConfigError, NothingToPublishError, IgnorePatternError, IgnoredComposeFileError, UnsupportedFileError, BundleTooLargeError, PublishError],
+    [ComposeFileError, InterpolationError, FactoryConfigError, NothingToPublishError, IgnorePatternError, IgnoredComposeFileError, UnsupportedFileError, BundleTooLargeError, MissingBuildFileError, PublishError],
     10,
-    "publish: the containers repo or factory-config.yml is invalid (compose file, variable, ignore rule, flag value)",
+    "publish: the containers repo or factory-config.yml is invalid (compose file, variable, ignore rule, missing Dockerfile, flag value)",
   ],
   [[RefMismatchError, GitError], 11, "publish: HEAD is not the commit --ref (or --commit) names, or the checkout is not a git work tree"],
   [[ImageNotFoundError, ImageResolveError], 12, "publish: an image is in neither the local engine nor its registry, or a build context is outside the repo"],

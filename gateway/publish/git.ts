@@ -85,5 +85,11 @@ export async function checkHead(dir: string, ref: string, headSha: string, commi
     }
     return;
   }
-  throw new RefMismatchError(`Cannot publish ${dir} as ${ref}: the checkout has no ${candidates.join(" or ")} to check HEAD against; pass --commit <sha> to say which commit this is`);
+  // A misspelt --ref is the likelier mistake than a checkout without it: say which refs there are.
+  const refs = (await git(dir, ["for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes", "refs/tags"]).catch(() => "")).split("\n").filter((r) => r && !r.endsWith("/HEAD"));
+  const shown = refs.slice(0, 10).join(", ") + (refs.length > 10 ? `, and ${refs.length - 10} more` : "");
+  throw new RefMismatchError(
+    `Cannot publish ${dir} as ${ref}: the checkout has no ${candidates.join(" or ")} to check HEAD against (${refs.length ? `it has ${shown}` : "it has no branches or tags"}); ` +
+      `check the spelling of --ref, or, in a checkout without the ref (a detached CI checkout), pass --commit <sha> to say which commit this is`,
+  );
 }

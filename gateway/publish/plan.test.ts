@@ -1,15 +1,16 @@
 import { describe, expect, test } from "bun:test";
-import { mkdir, symlink } from "node:fs/promises";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tempDir } from "../../test/harness/tmp.ts";
 import type { ComposeService } from "../../lib/compose/compose-file.ts";
-import { BuildContextError, ImageResolveError, planService } from "./plan.ts";
+import { BuildContextError, ImageResolveError, MissingBuildFileError, planService } from "./plan.ts";
 
 async function repoDir(): Promise<string> {
   const dir = await tempDir("plan-");
   await mkdir(join(dir, "web", "api"), { recursive: true });
   await mkdir(join(dir, "hello"), { recursive: true });
+  for (const d of ["web/api", "hello"]) await writeFile(join(dir, d, "Dockerfile"), "FROM scratch\n");
   return dir;
 }
 
@@ -51,6 +52,20 @@ describe("planService", () => {
     expect(() => planService(dir, app, svc({ build: true, buildContext: "api", dockerfile: "../../../Dockerfile" }), [], "main")).toThrow("its Dockerfile");
     await symlink(tmpdir(), join(dir, "web", "out"));
     expect(() => planService(dir, app, svc({ build: true, buildContext: "out" }), [], "main")).toThrow('build context "out" is outside the repository');
+  });
+
+  test("a build context or Dockerfile the checkout lacks is refused before anything is built, saying where it looked", async () => {
+    const dir = await repoDir();
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "./nowhere" }), [], "main")).toThrow(MissingBuildFileError);
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "./nowhere" }), [], "main")).toThrow(
+      'Cannot publish service "api" in app "web": its build context web/nowhere is not a folder of the checkout (build: ./nowhere in web/compose.yaml); commit it, or fix the path',
+    );
+    await mkdir(join(dir, "web", "worker"));
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "./worker" }), [], "main")).toThrow(
+      'Cannot publish service "api" in app "web": there is no Dockerfile at web/worker/Dockerfile; commit one there, or name it with build.dockerfile in web/compose.yaml',
+    );
+    expect(() => planService(dir, app, svc({ build: true, buildContext: "api", dockerfile: "Dockerfile.prod" }), [], "main")).toThrow("there is no Dockerfile at web/api/Dockerfile.prod");
   });
 
   test("an image is a reference unless it names a top-level image directory", async () => {

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { realpathSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { isAbsolute, join, relative, resolve as resolvePath, sep } from "node:path";
 import type { ComposeService } from "../../lib/compose/compose-file.ts";
@@ -23,6 +23,11 @@ export class ImageResolveError extends Error {
 /** A `build:` whose context or Dockerfile lies outside the repository. */
 export class BuildContextError extends ImageResolveError {
   override name = "BuildContextError";
+}
+
+/** A `build:` whose context folder or Dockerfile is not in the checkout: the repo is wrong, found before anything is built. */
+export class MissingBuildFileError extends Error {
+  override name = "MissingBuildFileError";
 }
 
 /** One image to build. */
@@ -79,6 +84,18 @@ export function planService(repoDir: string, app: AppDir, svc: ComposeService, b
     const dockerfile = svc.dockerfile ? real(resolvePath(ctx, svc.dockerfile)) : undefined;
     if (dockerfile && !inside(root, dockerfile)) {
       throw new BuildContextError(`Cannot publish ${where}: its Dockerfile "${svc.dockerfile}" is outside the repository`);
+    }
+    const kind = (p: string) => {
+      const st = statSync(p, { throwIfNoEntry: false });
+      return st?.isDirectory() ? "dir" : st?.isFile() ? "file" : undefined;
+    };
+    const shown = (p: string) => relative(root, p) || ".";
+    if (kind(ctx) !== "dir") {
+      throw new MissingBuildFileError(`Cannot publish ${where}: its build context ${shown(ctx)} is not a folder of the checkout (build: ${svc.buildContext ?? "."} in ${app.name}/${app.composeFileName}); commit it, or fix the path`);
+    }
+    const file = dockerfile ?? join(ctx, "Dockerfile");
+    if (kind(file) !== "file") {
+      throw new MissingBuildFileError(`Cannot publish ${where}: there is no Dockerfile at ${shown(file)}; commit one there, or name it with build.dockerfile in ${app.name}/${app.composeFileName}`);
     }
     const custom = dockerfile !== undefined || svc.buildTarget !== undefined || (svc.buildArgs && Object.keys(svc.buildArgs).length > 0);
     const top = builds.find((b) => real(b.dir) === ctx);

@@ -23,7 +23,7 @@ import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
 import { parseCompose, type ComposeFile } from "../../lib/compose/compose-file.ts";
 import { parseDotEnv } from "../../lib/compose/interpolate.ts";
 import { pinCompose } from "../../lib/compose/pin.ts";
-import { platformsOf, readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
+import { FactoryConfigError, fullRef, platformsOf, readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
@@ -174,8 +174,25 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   if (opts.version !== undefined && !(Number.isSafeInteger(opts.version) && opts.version > 0)) {
     throw new PublishError(`Invalid version ${opts.version}: a positive integer is required`);
   }
-  const config: FactoryConfig = opts.factoryConfig ? await readFactoryConfig(opts.factoryConfig) : {};
-  const { tags } = tagsForRef(config, opts.ref, "containers", opts.factoryConfig);
+  // A near miss of a top-level key (`container:`) is only warned about by the parser: say it, as preload does.
+  const config: FactoryConfig = opts.factoryConfig ? await readFactoryConfig(opts.factoryConfig, { warn: (line) => log(`warning: ${line}`) }) : {};
+  let tags: string[];
+  try {
+    ({ tags } = tagsForRef(config, opts.ref, "containers", opts.factoryConfig));
+  } catch (err) {
+    if (!(err instanceof FactoryConfigError) || opts.factoryConfig) throw err;
+    throw new FactoryConfigError(
+      `Cannot choose target tags for ${opts.ref}: it is not a branch usable as a tag, and no --factory-config was given to map it; give --factory-config FILE with a containers.tagging entry for ${fullRef(opts.ref)}`,
+    );
+  }
+  // A factory-config.yml was given, yet no entry maps this ref (a misspelt ref key, or a feature branch): the tag is the branch name. Say so.
+  const tagging = config.containers?.tagging ?? {};
+  if (opts.factoryConfig && !tagging[fullRef(opts.ref)]?.length) {
+    const keys = Object.keys(tagging);
+    log(
+      `tags: ${opts.factoryConfig} has no containers.tagging entry for ${fullRef(opts.ref)} (${keys.length ? `its entries: ${keys.join(", ")}` : "it has none"}), so the target tag is the branch name "${tags.join(", ")}"`,
+    );
+  }
   const { byHwid, built } = platformsOf(config.containers);
   // A factory that builds for one architecture (factory-config's list form) runs it on every device.
   const fallback = platform ?? (built.length === 1 ? built[0] : undefined) ?? (opts.hwids?.length ? undefined : hostPlatform());

@@ -95,6 +95,59 @@ describe("gateway publish CLI", () => {
     expect(again.stderr).not.toMatch(/^image |^app /m); // nothing resolved, copied or pushed first
   });
 
+  test("a registry or server written the wrong way is a usage error (exit 2) that shows the right way", async () => {
+    const asUrl = await cli(...common(), "--registry", `http://${upstream.host}`);
+    expect(asUrl.code).toBe(2);
+    expect(asUrl.stderr).toContain(`--registry takes a registry as HOST[:PORT], not "http://${upstream.host}": give --registry ${upstream.host} --insecure-registry ${upstream.host}`);
+    const withPath = await cli(...common(), "--insecure-registry", "reg.example:5000/main");
+    expect(withPath.code).toBe(2);
+    expect(withPath.stderr).toContain('give --insecure-registry reg.example:5000');
+    const noScheme = await cli(...common().map((a) => (a === gw.url ? gw.host : a)));
+    expect(noScheme.code).toBe(2);
+    expect(noScheme.stderr).toContain(`--server takes the gateway's URL, not "${gw.host}": give --server ${gw.url}`);
+  });
+
+  test("a misspelt --ref names the refs the checkout has, before anything is resolved (exit 11)", async () => {
+    const r = await cli(...common().map((a) => (a === "refs/heads/main" ? "refs/heads/mian" : a)));
+    expect(r.code).toBe(11);
+    expect(r.stderr).toContain("the checkout has no refs/heads/mian or refs/remotes/origin/mian to check HEAD against (it has refs/heads/main, refs/heads/master); check the spelling of --ref");
+  });
+
+  test("a ref that is no branch without --factory-config says to give one (exit 10)", async () => {
+    await git(repo, "tag", "-f", "v1");
+    const r = await cli(...common().map((a) => (a === "refs/heads/main" ? "refs/tags/v1" : a)), "--dry-run");
+    expect(r.code).toBe(10);
+    expect(r.stderr).toContain("no --factory-config was given to map it; give --factory-config FILE with a containers.tagging entry for refs/tags/v1");
+  });
+
+  test("factory-config.yml: a misspelt section is warned about, and a ref it does not map says the tag is the branch name", async () => {
+    const fc = join(await tempDir("fc-"), "factory-config.yml");
+    await Bun.write(fc, "container:\n  tagging:\n    refs/heads/main:\n      - tag: production\n");
+    const typo = await cli(...common(), "--dry-run", "--factory-config", fc);
+    expect(typo.code, typo.stderr).toBe(0);
+    expect(typo.stderr).toContain(`warning: ${fc}: line 1: container: unknown key, ignored: did you mean containers?`);
+    expect(typo.stderr).toContain(`tags: ${fc} has no containers.tagging entry for refs/heads/main (it has none), so the target tag is the branch name "main"`);
+    await Bun.write(fc, "containers:\n  tagging:\n    refs/heads/mian:\n      - tag: production\n");
+    const key = await cli(...common(), "--dry-run", "--factory-config", fc);
+    expect(key.code, key.stderr).toBe(0);
+    expect(key.stderr).toContain(`tags: ${fc} has no containers.tagging entry for refs/heads/main (its entries: refs/heads/mian), so the target tag is the branch name "main"`);
+  });
+
+  test("an app name that is not allowed, or a build without its Dockerfile, stop publish before any image is resolved (exit 10)", async () => {
+    const named = await containersRepo({ "My Shop/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n" });
+    const badName = await cli(...common().map((a) => (a === repo ? named : a)).map((a) => (a === "refs/heads/main" ? "refs/heads/master" : a)));
+    expect(badName.code).toBe(10);
+    expect(badName.stderr).toContain('"My Shop" is not a valid app or image name (lowercase letters, digits, . _ -, starting with a letter or digit, at most 128); rename the directory, e.g. to "my-shop"');
+    const noDockerfile = await containersRepo({
+      "shop/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n  api:\n    build: ./api\n",
+      "shop/api/main.go": "package main\n",
+    });
+    const r = await cli(...common().map((a) => (a === repo ? noDockerfile : a)).map((a) => (a === "refs/heads/main" ? "refs/heads/master" : a)));
+    expect(r.code).toBe(10);
+    expect(r.stderr).toContain('Cannot publish service "api" in app "shop": there is no Dockerfile at shop/api/Dockerfile; commit one there, or name it with build.dockerfile in shop/docker-compose.yml');
+    expect(r.stderr).not.toMatch(/^image /m); // found before nginx:alpine was copied or anything built
+  });
+
   test("--help lists the flags and the exit codes", async () => {
     const r = await cli("--help");
     expect(r.code).toBe(0);
@@ -102,6 +155,6 @@ describe("gateway publish CLI", () => {
       expect(r.stdout).toContain(f);
     }
     expect(r.stdout).toContain("Exit codes:");
-    for (const code of [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16]) expect(r.stdout).toMatch(new RegExp(`^ +${code}  \\S`, "m"));
+    for (const code of [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16, 130, 143]) expect(r.stdout).toMatch(new RegExp(`^ +${code}  \\S`, "m"));
   });
 });
