@@ -11,6 +11,37 @@ import { PUBLISH_EXIT_CODES } from "./exit-codes.ts";
 import { publish } from "./publish.ts";
 import { renderPublish } from "./render.ts";
 
+const mib = (n: number) => (n / 1048576).toFixed(1);
+
+/**
+ * Upload progress: on a terminal one line rewritten in place, at most 4 times a second; in a CI
+ * log a line every 10 s, so a long push is not silent there either.
+ */
+function pushProgress(info: (line: string) => void): { show(line: string): void; clear(): void } {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  let shown = false;
+  return {
+    show(line) {
+      const now = Date.now();
+      if (now - last < (tty ? 250 : 10_000)) return;
+      if (!tty && last === 0) {
+        last = now; // the first 10 s of a push are quiet in a log: small pushes print nothing
+        return;
+      }
+      last = now;
+      if (tty) {
+        process.stderr.write(`\r\x1b[K${line}`);
+        shown = true;
+      } else info(line);
+    },
+    clear() {
+      if (shown) process.stderr.write("\r\x1b[K");
+      shown = false;
+    },
+  };
+}
+
 export default defineCommand({
   summary: "Build, pin and push the compose apps of a containers checkout, then add their targets",
   description: [
@@ -58,6 +89,7 @@ export default defineCommand({
     ...formatFlag,
   },
   async run({ flags, out }) {
+    const progress = pushProgress((line) => out.info(line));
     const token = flags.token ?? process.env.GATEWAY_TOKEN;
     for (const [name, v] of [["containers", flags.containers], ["ref", flags.ref], ["server", flags.server], ["token", token]] as const) {
       if (!v) throw new UsageError(`--${name} is required`);
@@ -107,8 +139,13 @@ export default defineCommand({
       ...(flags.registry ? { registry: flags.registry } : {}),
       insecureRegistries: flags["insecure-registry"],
       mirrors,
-      log: (line) => out.info(line),
+      log: (line) => {
+        progress.clear();
+        out.info(line);
+      },
+      onProgress: (repo, sent, total) => progress.show(`pushing ${repo}: ${mib(sent)} MiB sent, of at most ${mib(total)} MiB`),
     });
+    progress.clear();
     out.result(result, renderPublish);
   },
 });

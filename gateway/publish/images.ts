@@ -27,6 +27,9 @@ import { ImageResolveError } from "./plan.ts";
 import { platformOfConfig } from "./platforms.ts";
 import { ensureBlobs, ensureManifest, type Destination } from "./transfer.ts";
 
+/** The legacy builder's banner (no buildx): noise in every build's output. */
+const LEGACY_BUILDER_NOTICE = /DEPRECATED: The legacy builder|Install the buildx component|docs\.docker\.com\/go\/buildx/;
+
 /** An image that is neither in the local engine nor in its registry: says where publish looked. */
 export class ImageNotFoundError extends ImageResolveError {
   override name = "ImageNotFoundError";
@@ -104,12 +107,17 @@ export class ImageResolver {
       this.o.log(`image ${b.name}: docker build ${b.from}`);
       await dockerBuild(b.dir, localTag, {
         env: this.o.env,
+        // The build's own output, as it comes: a long build is not silent, and CI keeps its log.
+        onLine: (line) => {
+          const text = line.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").trimEnd();
+          if (text.trim() && !LEGACY_BUILDER_NOTICE.test(text)) this.o.log(`image ${b.name}: | ${text}`);
+        },
         ...(this.o.platform ? { platform: `${this.o.platform.os}/${this.o.platform.architecture}${this.o.platform.variant ? `/${this.o.platform.variant}` : ""}` } : {}),
         ...(b.dockerfile ? { dockerfile: b.dockerfile } : {}),
         ...(b.target ? { target: b.target } : {}),
         ...(b.buildArgs ? { buildArgs: b.buildArgs } : {}),
       });
-      const r = await this.pushSaved(localTag, repo, tag, `${b.name.replaceAll("/", "_")}-build`);
+      const r = await this.pushSaved(localTag, repo, tag, `${b.name.replaceAll("/", "_")}-build`, `image ${b.name}`);
       this.o.log(`image ${b.name}: ${dst.dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${tag} (${r.digest})`);
       return { pinned: `${registryHost}/${repo}@${r.digest}`, from: b.from, source: "build", name: b.name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes, layers: r.layers };
     });
@@ -132,7 +140,7 @@ export class ImageResolver {
         const local = await dockerInspectImage(written, { env: this.o.env });
         if (!("missing" in local)) {
           const tag = ref.digest ? undefined : ref.tag;
-          const r = await this.pushSaved(written, dstRepo, tag, `${name.replaceAll("/", "_")}-local`);
+          const r = await this.pushSaved(written, dstRepo, tag, `${name.replaceAll("/", "_")}-local`, `image ${written}`);
           const pinned = `${registryHost}/${dstRepo}@${r.digest}`;
           this.o.log(`image ${written}: from the local engine (${local.id.slice(0, 19)}), ${dst.dryRun ? "would push" : "pushed"} as ${pinned}`);
           return { pinned, from, source: "local", name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes, layers: r.layers };
@@ -160,9 +168,10 @@ export class ImageResolver {
   }
 
   /** `docker save` of a local image, pushed as `repo[:tag]`; returns its digest, platform and layer sizes. */
-  private async pushSaved(localRef: string, repo: string, tag: string | undefined, file: string) {
+  private async pushSaved(localRef: string, repo: string, tag: string | undefined, file: string, label: string) {
     const { dst } = this.o;
     const tarPath = join(this.o.tmpDir, `${file}.tar`);
+    this.o.log(`${label}: docker save${dst.dryRun ? "" : `, then push to ${this.o.registryHost}/${repo}`}`);
     await dockerSave(localRef, tarPath, { env: this.o.env });
     const img = await readDockerArchiveImage(tarPath, { tmpDir: this.o.tmpDir });
     try {

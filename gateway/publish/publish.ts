@@ -77,6 +77,8 @@ export interface PublishOptions {
   env?: Record<string, string | undefined>;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
+  /** Bytes sent so far into a repository, of at most `total`, while a push uploads (often: the CLI shows it on a terminal). */
+  onProgress?: (repo: string, sent: number, total: number) => void;
 }
 
 export interface PublishedService {
@@ -269,7 +271,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   const stats = new PushStats();
-  const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp };
+  const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   try {
     const images = new ImageResolver({
       dst,

@@ -31,6 +31,8 @@ export interface Destination {
   dryRun: boolean;
   /** For blobs staged while copying from another registry. */
   tmpDir: string;
+  /** Bytes sent so far into `repo`, of at most `total` (blobs the registry has are not sent), as an upload goes. */
+  onProgress?: (repo: string, sent: number, total: number) => void;
 }
 
 const staging = new WeakMap<Destination, BlobStore>();
@@ -65,7 +67,8 @@ export function localSource(contents: Map<string, Uint8Array | { path: string }>
  */
 export async function ensureBlobs(dst: Destination, repo: string, blobs: Descriptor[], source: BlobSource, opts: { mountFrom?: string[] } = {}): Promise<void> {
   if (dst.dryRun) return;
-  const r = await pushBlobs(dst.client, repo, blobs, source, opts);
+  const total = blobs.reduce((n, b) => n + b.size, 0);
+  const r = await pushBlobs(dst.client, repo, blobs, source, { ...opts, ...(dst.onProgress ? { onProgress: (sent: number) => dst.onProgress!(repo, sent, total) } : {}) });
   dst.stats.bytesPushed += r.uploadedBytes;
   dst.stats.blobsPushed += r.uploaded;
   dst.stats.blobsMounted += r.mounted;
