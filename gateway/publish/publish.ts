@@ -28,7 +28,7 @@ import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.t
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
-import { AdminApiError, AdminClient } from "../../lib/api/admin-client.ts";
+import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import { dockerCredentials } from "./credentials.ts";
 import { stopDockerCommands } from "./docker.ts";
 import { discover, type AppDir } from "./discover.ts";
@@ -164,6 +164,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   } catch {
     throw new PublishError(`Invalid --server "${opts.server}": not a URL`);
   }
+  if (serverUrl.protocol === "http:") log(`warning: --server ${opts.server} is plain http: the token travels unencrypted and no CA is checked (a gateway listens on https)`);
   let platform: Platform | undefined;
   try {
     platform = opts.platform ? parsePlatform(opts.platform) : undefined;
@@ -224,7 +225,9 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
   const admin = await AdminClient.connect({ server: serverUrl.toString(), token: opts.token, ...(ca ? { ca } : {}) });
   // The token works, and a --version already taken is said, before anything is built or pushed.
-  const before = await admin.targets();
+  const before = await admin.targets().catch((err: unknown) => {
+    throw firstCallHint(err, serverUrl);
+  });
   if (opts.version !== undefined) checkVersionFree(hwids, opts.version, before.targets);
 
   const clientFor = registryClients(
@@ -421,6 +424,26 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The first admin call's failure, with what to do about the two usual causes: a token the
+ * gateway does not take (wrong, revoked, expired: 401/403) and an `http://` --server for a
+ * gateway that speaks HTTPS. The same class, so the exit code stays (3, 4).
+ */
+function firstCallHint(err: unknown, server: URL): unknown {
+  if (err instanceof GatewayUnreachableError) {
+    if (server.protocol !== "http:") return err;
+    return new GatewayUnreachableError(`${err.message} (the gateway speaks HTTPS: give --server https://${server.host})`, err.status, { cause: err });
+  }
+  if (err instanceof AdminApiError && (err.status === 401 || err.status === 403)) {
+    return new AdminApiError(
+      `${err.message} (give --token, or GATEWAY_TOKEN, a publish token of this gateway: \`gateway tokens create --role publish\` on it makes one; \`gateway tokens list\` shows which are revoked or expired)`,
+      err.status,
+      { cause: err },
+    );
+  }
+  return err;
 }
 
 /** Layer digest → unpacked size, as earlier targets recorded them (a digest names the same bytes everywhere). */
