@@ -18,7 +18,7 @@
 import { deviceInGoodStanding } from "./devices/auth.ts";
 import type { DeviceCache } from "./devices/cache.ts";
 import type { Bindings } from "./env.ts";
-import type { DeviceRow } from "./store/types.ts";
+import { StoreUnavailableError, type DeviceRow } from "./store/types.ts";
 import type { Admission, RequestInfo } from "./transport/index.ts";
 
 const DEVICE_PATHS = new Set(["/events", "/apps-states", "/system_info", "/system_info/network", "/system_info/config", "/device"]);
@@ -43,9 +43,17 @@ export function createAdmission(opts: AdmissionOptions) {
   // A check-in from a device in the cache is answered without a promise (the transport then goes on at once).
   return (req: RequestInfo, env: Bindings): Admission | Promise<Admission> => {
     const device = env.peer ? deviceInGoodStanding(opts.devices, env.peer) : undefined;
-    return device instanceof Promise ? device.then((d) => verdict(req, d)) : verdict(req, device);
+    // A lookup the store cannot answer (the database unreachable) decides nothing: the app answers
+    // the request, 503 with Retry-After, and the store has said so in the log once.
+    return device instanceof Promise ? device.then((d) => verdict(req, d), unknownDevice) : verdict(req, device);
   };
 }
+
+const NOT_AUTHENTICATED: Admission = Object.freeze({ authenticated: false });
+const unknownDevice = (err: unknown): Admission => {
+  if (err instanceof StoreUnavailableError) return NOT_AUTHENTICATED;
+  throw err;
+};
 
 function decide(req: RequestInfo, device: DeviceRow | undefined, authorization: string | undefined, authenticated: boolean): Admission {
   const path = req.path;

@@ -30,6 +30,7 @@ import { listenPlain, parseProxyListen, type PlainListening } from "./transport/
 import { createAdmission } from "./admission.ts";
 import { dbKind, openStore } from "./store/open.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
+import { StoreUnavailableError } from "./store/types.ts";
 import { Rollouts } from "./rollouts/service.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
 import { rm } from "node:fs/promises";
@@ -118,7 +119,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   if (running !== undefined && running !== process.pid) throw new DataDirInUseError(opts.dataDir, running); // as the lock: one process may serve twice (tests)
   checkCanListen({ host, port });
   if (proxyAddress) checkCanListen(proxyAddress);
-  const external = opts.db && dbKind(opts.db) === "postgres" ? await openStore(opts.db) : undefined;
+  const external = opts.db && dbKind(opts.db) === "postgres" ? await openStore(opts.db, { log }) : undefined;
   let dirLock: Awaited<ReturnType<typeof lockDataDir>>;
   let data: DataDir;
   let store: Awaited<ReturnType<typeof openStore>>;
@@ -131,7 +132,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   try {
     data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
     if (!opts.db && (await readDatabaseKind(opts.dataDir)) === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
-    store = external ?? (await openStore(opts.db ?? data.dbPath));
+    store = external ?? (await openStore(opts.db ?? data.dbPath, { log }));
   } catch (e) {
     await external?.close();
     dirLock.release();
@@ -162,8 +163,12 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       log("gateway: this replica is the TUF signer");
       tufTimer?.runNow();
     },
-    onLose: () => log("gateway: another replica is the TUF signer now"),
-    onError: (e) => log(`gateway: cannot renew the signer lease: ${(e as Error).message}`),
+    onLose: (err) =>
+      log(err === undefined ? "gateway: another replica is the TUF signer now" : "gateway: no longer the TUF signer: the database did not answer its lease; it tries again"),
+    // An unreachable database is logged once by the store, not at every renewal.
+    onError: (e) => {
+      if (!(e instanceof StoreUnavailableError)) log(`gateway: cannot renew the signer lease: ${(e as Error).message}`);
+    },
   });
   let server: Listening | undefined;
   let plain: PlainListening | undefined;

@@ -19,8 +19,8 @@ export interface LeaderOptions {
   renewMs?: number;
   /** Called when this replica becomes the holder. */
   onAcquire?: () => void;
-  /** Called when this replica stops being the holder (renewal failed or another replica holds it). */
-  onLose?: () => void;
+  /** Called when this replica stops being the holder: with the error when the renewal failed, without when another replica holds it. */
+  onLose?: (err?: unknown) => void;
   onError?: (err: unknown) => void;
 }
 
@@ -61,12 +61,14 @@ export class LeaderLease {
 
   async #try(): Promise<void> {
     let held = false;
+    let failed: unknown;
     const sent = performance.now();
     try {
       held = await this.store.tryLease(this.name, this.holder, this.#ttl);
       // The database counts the lease from when the statement ran, never before it was sent.
       if (held) this.#validUntil = sent + this.#ttl;
     } catch (err) {
+      failed = err;
       this.opts.onError?.(err); // cannot tell: step down, so two replicas never both act
     }
     if (held && !this.#leader) {
@@ -74,7 +76,7 @@ export class LeaderLease {
       this.opts.onAcquire?.();
     } else if (!held && this.#leader) {
       this.#leader = false;
-      this.opts.onLose?.();
+      this.opts.onLose?.(failed);
     }
   }
 

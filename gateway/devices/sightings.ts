@@ -11,7 +11,7 @@
  * @module
  */
 import { isTag, readCheckinList } from "../../lib/api/index.ts";
-import type { Sighting, Store } from "../store/types.ts";
+import { StoreUnavailableError, type Sighting, type Store } from "../store/types.ts";
 
 /** What one device's check-ins said since the last flush (raw header values). */
 interface Pending {
@@ -45,7 +45,8 @@ export class Sightings {
   constructor(store: Store, intervalMs = 1000) {
     this.#store = store;
     if (intervalMs > 0) {
-      this.#timer = setInterval(() => void this.flush().catch((e) => console.error("gateway: cannot record last-seen:", e)), intervalMs);
+      // An unreachable database is logged once by the store, not at every flush; the sightings wait for the next.
+      this.#timer = setInterval(() => void this.flush().catch((e) => e instanceof StoreUnavailableError || console.error("gateway: cannot record last-seen:", e)), intervalMs);
       this.#timer.unref?.();
     }
   }

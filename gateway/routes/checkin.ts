@@ -192,7 +192,11 @@ export function deviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): De
       if (!route) return app(req, env, ctx);
       const cached = cachedDeviceInGoodStanding(gw.devices, peer);
       if (cached) return respond(answer(route, cached, req, env, path, query));
-      return checkDevice(gw.devices, peer).then((r) => ("device" in r ? respond(answer(route, r.device, req, env, path, query)) : app(req, env, ctx)));
+      // A lookup that fails (the database unreachable) is answered as the route's error: 503 with Retry-After.
+      return checkDevice(gw.devices, peer).then(
+        (r) => ("device" in r ? respond(answer(route, r.device, req, env, path, query)) : app(req, env, ctx)),
+        (err: unknown) => asResponse(route.failed(err)),
+      );
     },
     fetchHead(req, env) {
       const peer = env.peer;

@@ -63,6 +63,17 @@ describe("PostgreSQL down and back while the gateway runs", () => {
         body: { error: "Cannot reach the gateway's database (connection refused): try again later" },
       });
     }
+    // Once the device's row has left the 5 s cache, its check-ins need the database too: 503, not 500.
+    await Bun.sleep(5_500);
+    for (const [what, init] of [["GET /repo/timestamp.json", undefined], ["POST /events", post([anEvent("later")])]] as const) {
+      const res = await dev.fetch(`${g.url}${what.split(" ")[1]}`, init);
+      expect(`${what}: ${res.status} ${res.headers.get("retry-after")} ${((await res.json()) as { error: string }).error}`).toBe(
+        `${what}: 503 5 Cannot reach the gateway's database (connection refused): try again later`,
+      );
+    }
+    // The outage is the store's line alone: no line per request, flush or lease renewal.
+    expect(logLines(/unhandled error|admission failed|transport error|cannot record last-seen|cannot renew the signer lease/)).toEqual([]);
+    expect(logLines(/no longer the TUF signer/)).toEqual(["gateway: no longer the TUF signer: the database did not answer its lease; it tries again"]);
     // A scrape still answers: what the gateway counts in memory, and that the database is down.
     const down = await scrape();
     expect(down).toContain("\n# TYPE gateway_database_up gauge\ngateway_database_up 0\n");
@@ -83,6 +94,7 @@ describe("PostgreSQL down and back while the gateway runs", () => {
     expect(up).toContain("\ngateway_database_up 1\n");
     expect(up).toContain("\ngateway_devices 1\n");
     expect(up).toContain("\ngateway_events 3\n");
+    await until("the signer role back", () => logLines(/this replica is the TUF signer/).length, (n) => n === 2, 10_000, 200);
     expect(logLines(/cannot reach the database|answers again/)).toEqual([
       expect.stringContaining("gateway: cannot reach the database"),
       expect.stringMatching(/^gateway: the database postgres:\/\/postgres@127\.0\.0\.1:\d+\/walk_outage answers again, after \d+ s unreachable \(\d+ statements failed meanwhile\)$/),
