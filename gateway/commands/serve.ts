@@ -7,7 +7,7 @@ import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { InvalidFactoryNameError } from "../data-dir.ts";
 import { DataDirMismatchError, InvalidListenError, startGatewayServer } from "../gateway.ts";
-import { dbKind, dbKindProblem } from "../store/open.ts";
+import { dbKind, dbKindProblem, StoreOpenError } from "../store/open.ts";
 import { TOKEN } from "../transport/http1.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
@@ -65,7 +65,12 @@ export default defineCommand({
   flags: {
     data: { type: "string", description: "Data directory (created on first start)", placeholder: "DIR" },
     listen: { type: "string", description: "Address to listen on; port 0 picks a free one", default: "127.0.0.1:8443", placeholder: "HOST:PORT" },
-    db: { type: "string", description: "Database: postgres://... (default: DIR/gateway.db, sqlite; a data dir once served with PostgreSQL needs it every start)", placeholder: "URL" },
+    db: {
+      type: "string",
+      description:
+        "Database: postgres://USER@HOST:PORT/DB (the password in the URL or in PGPASSWORD) or a SQLite file (default: DIR/gateway.db; a data dir once served with PostgreSQL needs it every start)",
+      placeholder: "URL|FILE",
+    },
     "public-url": { type: "string", description: "https://host:port devices and CI use (default: the listen address)", placeholder: "URL" },
     factory: { type: "string", description: "Factory name, fixed at first start (default: main)", placeholder: "NAME" },
     "tls-cert": { type: "string", description: "Use this PEM server certificate instead of one issued by the factory CA", placeholder: "FILE" },
@@ -191,9 +196,11 @@ export default defineCommand({
         // The same error, told more: its class is what callers and the exit-code table match on.
         e.message =
           `${e.message}. A replica's --data must be a copy of the first replica's data dir (its CA and keys; gateway/README.md, Replicas): ` +
-          `copy it to ${dataDir}. The CA and keys this start made there were removed.`;
+          `copy it to ${dataDir}; a gateway of its own needs a database of its own. The CA and keys this start made there were removed.`;
         throw e;
       }
+      // A --db refused (another program's SQLite file, PostgreSQL unreachable): the folder this start made goes too.
+      if (e instanceof StoreOpenError && madeHere) putBackEmpty(dataDir, madeHere);
       if (e instanceof InvalidListenError || e instanceof InvalidProxyListenError || e instanceof InvalidCidrError || e instanceof InvalidFactoryNameError) throw new UsageError(e.message);
       throw e;
     });

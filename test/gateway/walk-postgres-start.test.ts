@@ -74,6 +74,8 @@ describe("gateway serve --db mistakes", () => {
     const after = new Database(path, { readonly: true });
     expect(after.query("SELECT name FROM sqlite_master WHERE type = 'table'").all()).toEqual([{ name: "parts" }]);
     after.close();
+    // The new data dir this start made (a CA, keys) is removed again: a CA nobody uses is not left to be copied.
+    expect(existsSync(join(dir, "foreign"))).toBe(false);
   }, 60_000);
 
   test("a file that is not SQLite: refused, its bytes left as they were", () => {
@@ -84,5 +86,6 @@ describe("gateway serve --db mistakes", () => {
       err: `gateway serve: Cannot use ${path} as the gateway's database: it is not a SQLite database; nothing was written to it. Give a new file name, or the gateway's own database`,
     });
     expect(readFileSync(path, "utf8")).toBe("not a database\n".repeat(100));
+    expect(existsSync(join(dir, "notsqlite"))).toBe(false);
   }, 60_000);
 });

@@ -104,7 +104,7 @@ test("a replica started on a new folder instead of a copy is refused, told to co
       const told =
         `Cannot serve ${data} with this database: it was created by a gateway with another CA (wrong --db or --data?). ` +
         `A replica's --data must be a copy of the first replica's data dir (its CA and keys; gateway/README.md, Replicas): ` +
-        `copy it to ${data}. The CA and keys this start made there were removed.`;
+        `copy it to ${data}; a gateway of its own needs a database of its own. The CA and keys this start made there were removed.`;
       const lines = p.stderr.toString().split("\n");
       expect(lines).toContain(`gateway serve: ${told}`);
       expect(lines).toContain(`DataDirMismatchError: ${told}`);
