@@ -64,10 +64,10 @@ export default defineCommand({
     "Exit codes:",
     "    0  success",
     "    1  any other error",
-    "    2  bad usage (unknown or missing flag)",
+    "    2  bad usage (unknown or missing flag, --server not a URL, --registry written as a URL)",
     "    3  the gateway refused the request (its reason is printed)",
-    "    4  the gateway could not be reached",
-    "    5  the gateway's CA does not match the token's pin",
+    "    4  the gateway could not be reached (connection refused, timeout, TLS failure)",
+    "    5  --server is not the gateway the token was made for: its CA does not match the token's pin, or it serves no CA",
     ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => `  ${String(code).padStart(3)}  ${meaning.replace(/^publish: /, "")}`),
   ].join("\n"),
   flags: {

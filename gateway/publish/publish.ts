@@ -26,6 +26,7 @@ import { pinCompose } from "../../lib/compose/pin.ts";
 import { FactoryConfigError, fullRef, platformsOf, readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
+import { RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
@@ -369,6 +370,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     // ---- targets: last, in one call; made again from a fresh read if another publish signed first (409) ----
     let version: number;
     let targets: Record<string, TargetEntry>;
+    let unchanged: string[] = [];
     for (let attempt = 1; ; attempt++) {
       const current = await admin.targets();
       const known = knownLayerSizes(current.targets);
@@ -385,6 +387,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
         },
         current.targets,
       );
+      unchanged = sameAppsAs(targets, current.targets);
       if (dryRun) break;
       try {
         posting = true;
@@ -401,6 +404,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       }
     }
     log(`targets: ${dryRun ? "would add" : "added"} ${Object.keys(targets).join(", ")}`);
+    // A re-run on the same commit makes targets devices will see as new, with nothing new in them: say so.
+    for (const line of unchanged) log(`targets: ${line}`);
     const resolved = await images.all();
     return {
       factory,
@@ -420,6 +425,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       pushed: { bytes: stats.bytesPushed, blobs: stats.blobsPushed, blobsPresent: stats.blobsPresent, blobsMounted: stats.blobsMounted, manifests: stats.manifestsPushed },
       durationMs: Math.round(performance.now() - started),
     };
+  } catch (err) {
+    throw plainHttpHint(err, insecure);
   } finally {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     await rm(tmp, { recursive: true, force: true });
@@ -444,6 +451,32 @@ function firstCallHint(err: unknown, server: URL): unknown {
     );
   }
   return err;
+}
+
+/** A registry that failed the TLS handshake (one speaking plain http, as a local docker-registry does): say the flag. Same class, same exit code (15). */
+function plainHttpHint(err: unknown, insecure: Set<string>): unknown {
+  if (!(err instanceof RegistryUnreachableError)) return err;
+  const host = /https:\/\/([^/\s]+)\//.exec(err.message)?.[1];
+  if (!host || insecure.has(host) || !/TLS|EPROTO|SSL/i.test(err.message)) return err;
+  return new RegistryUnreachableError(`${err.message} (if ${host} speaks plain http, add --insecure-registry ${host})`, { cause: err });
+}
+
+/**
+ * For each new target, the newest existing one of the same hardware id and tags that pins the
+ * very same apps, as `"<new> pins the same apps as <old>: nothing changed since"`.
+ */
+function sameAppsAs(made: Record<string, TargetEntry>, existing: Record<string, TargetEntry>): string[] {
+  const uris = (t: TargetEntry) => JSON.stringify(Object.entries(t.custom.docker_compose_apps ?? {}).map(([n, a]) => [n, a.uri]).sort());
+  const out: string[] = [];
+  for (const [name, t] of Object.entries(made)) {
+    let latest: [string, TargetEntry] | undefined;
+    for (const [n, e] of Object.entries(existing)) {
+      if (e.custom.hardwareIds.join() !== t.custom.hardwareIds.join() || [...e.custom.tags].sort().join() !== [...t.custom.tags].sort().join()) continue;
+      if (!latest || Number(e.custom.version) > Number(latest[1].custom.version)) latest = [n, e];
+    }
+    if (latest && uris(latest[1]) === uris(t)) out.push(`${name} pins the same apps as ${latest[0]}: nothing changed since`);
+  }
+  return out;
 }
 
 /** Layer digest → unpacked size, as earlier targets recorded them (a digest names the same bytes everywhere). */

@@ -16,6 +16,8 @@ function size(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+
 export function renderPublish(r: PublishResult): string {
   const out: string[] = [];
   out.push(
@@ -36,7 +38,7 @@ export function renderPublish(r: PublishResult): string {
     ),
   );
   out.push("");
-  const verb = r.dryRun ? "Dry run: nothing pushed, no targets added" : `Pushed ${size(r.pushed.bytes)} (${r.pushed.blobs} blobs, ${r.pushed.manifests} manifests; ${r.pushed.blobsPresent} blobs already present)`;
+  const verb = r.dryRun ? "Dry run: nothing pushed, no targets added" : `Pushed ${size(r.pushed.bytes)} (${count(r.pushed.blobs, "blob")}, ${count(r.pushed.manifests, "manifest")}; ${count(r.pushed.blobsPresent, "blob")} already present)`;
   out.push(`${verb}. Commit ${r.commit.slice(0, 12)}, ${(r.durationMs / 1000).toFixed(1)} s.`);
   return out.join("\n");
 }

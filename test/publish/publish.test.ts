@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { sha256 } from "../../lib/oci/digest.ts";
-import { RegistryClient, RegistryError } from "../../lib/oci/registry-client.ts";
+import { RegistryClient, RegistryError, RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
 import { ImageNotFoundError } from "../../gateway/publish/images.ts";
 import { publish, type PublishOptions, type PublishResult } from "../../gateway/publish/publish.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
@@ -132,7 +132,10 @@ describe("gateway publish of the example apps", () => {
   });
 
   test("publishing the same commit again gives the same bundles and app digests and pushes 0 bytes", async () => {
-    const again = await publish(opts());
+    const lines: string[] = [];
+    const again = await publish(opts({ log: (l) => lines.push(l) }));
+    // The re-run makes a target with nothing new in it: it says so.
+    expect(lines).toContain(`targets: x86_64-linux-${again.version} pins the same apps as x86_64-linux-${first.version}: nothing changed since`);
     expect(again.apps.map((a) => [a.uri, a.bundleDigest, a.indexDigest])).toEqual(first.apps.map((a) => [a.uri, a.bundleDigest, a.indexDigest]));
     expect(again.pushed.bytes).toBe(0);
     expect(again.pushed.blobs).toBe(0);
@@ -299,6 +302,17 @@ describe("gateway publish errors publish nothing", () => {
       await expectNothingPublished(p, /401|UNAUTHORIZED/);
     } finally {
       await locked.stop();
+    }
+  });
+
+  test("a --registry speaking plain http without --insecure-registry: the refusal names the flag", async () => {
+    const plain = await startDockerRegistry();
+    try {
+      const p = publish(opts({ registry: plain.host }));
+      await expect(p).rejects.toBeInstanceOf(RegistryUnreachableError);
+      await expectNothingPublished(p, `(if ${plain.host} speaks plain http, add --insecure-registry ${plain.host})`);
+    } finally {
+      await plain.stop();
     }
   });
 
