@@ -26,7 +26,7 @@ import { pinCompose } from "../../lib/compose/pin.ts";
 import { FactoryConfigError, fullRef, platformsOf, readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
-import { RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
+import { RegistryError, RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
@@ -426,6 +426,10 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       durationMs: Math.round(performance.now() - started),
     };
   } catch (err) {
+    // The gateway's registry refusing a push with a token the admin API took: a viewer token.
+    if (err instanceof RegistryError && (err.status === 401 || err.status === 403) && onGateway && err.message.includes(`registry ${registryHost} `) && /push|upload/i.test(err.message)) {
+      err.message += " (this token may read but not push: give --token a publish token of this gateway, made with `gateway tokens create --role publish`)";
+    }
     throw plainHttpHint(err, insecure);
   } finally {
     process.off("SIGINT", onSignal).off("SIGTERM", onSignal);

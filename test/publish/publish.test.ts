@@ -316,6 +316,15 @@ describe("gateway publish errors publish nothing", () => {
     }
   });
 
+  test("a viewer token: the refused push says to give a publish token (exit 15)", async () => {
+    const made = await gw.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "viewer", name: "floor" }) });
+    const viewer = ((await made.json()) as { token: string }).token;
+    const r = await containersRepo({ "v/docker-compose.yml": "services:\n  a:\n    image: nginx:alpine\n", "v/NOTE": `${crypto.randomUUID()}\n` });
+    const p = publish(opts({ containersDir: r, token: viewer }));
+    await expect(p).rejects.toBeInstanceOf(RegistryError);
+    await expectNothingPublished(p, "(this token may read but not push: give --token a publish token of this gateway, made with `gateway tokens create --role publish`)");
+  });
+
   test("a token whose pin does not match the gateway CA", async () => {
     const bad = gw.adminToken.replace(/\.[0-9a-f]{64}$/, "." + "0".repeat(64));
     await expectNothingPublished(publish(opts({ token: bad })), /does not match the token/);
