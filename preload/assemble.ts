@@ -11,7 +11,7 @@
  * @module
  */
 import { constants } from "node:fs";
-import { chmod, copyFile, link, mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, link, mkdir, rm, statfs, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { Target } from "../lib/api/index.ts";
 import { digestBytes, digestFile } from "../lib/oci/digest.ts";
@@ -22,6 +22,7 @@ import { resolveApps } from "../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
 import { sizeText } from "../lib/cli/bytes.ts";
+import { NoSpaceError } from "./output.ts";
 
 export class AssembleError extends Error {
   override name = "AssembleError";
@@ -92,6 +93,23 @@ async function placeBlob(from: string, to: string, linkIt: boolean): Promise<voi
 }
 
 /**
+ * Refuses to start downloads that cannot fit where the cache is: said before the first byte, in
+ * the sizes at stake, rather than as a write error half-way (which a download would first take
+ * for a lost connection and retry).
+ *
+ * @throws {NoSpaceError}
+ */
+async function checkRoom(dir: string, bytes: number): Promise<void> {
+  if (bytes === 0) return;
+  const fs = await statfs(dir).catch(() => undefined);
+  if (!fs) return;
+  const free = fs.bavail * fs.bsize;
+  if (free < bytes) {
+    throw new NoSpaceError(`the blobs to fetch need ${sizeText(bytes)}, ${sizeText(free)} free`);
+  }
+}
+
+/**
  * Fills `tree` with everything a preloaded device needs.
  *
  * @throws {AssembleError} No app to preload, or an app asked for that the target does not have.
@@ -116,12 +134,13 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     names.map((name) => ({ name, uri: all[name]!.uri })),
     { registry: o.registry, store: cache, platform: o.platform },
   );
+  await checkRoom(o.cacheDir, plan.blobs.filter((b) => !cache.has(b.digest)).reduce((n, b) => n + b.size, 0));
   let fetched = plan.resolveBytes;
   let bytes = 0;
   let done = 0;
   const store = new DeviceBlobStore(inTree(o.tree, paths.resetAppsRoot));
   const one = async (b: (typeof plan.blobs)[number]) => {
-    const got = await cache.pull(o.registry(b.registry), b.repo, b);
+    const got = await cache.pull(o.registry(b.registry), b.repo, b, { signal: stop.signal });
     fetched += got;
     const src = cache.path(b.digest);
     // pull() hashed what it just downloaded; a blob that was already cached is hashed here.
@@ -135,12 +154,16 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   };
   // A few blobs at a time, as docker and skopeo do: one stream rarely fills the link.
   const queue = [...plan.blobs];
+  // The first failure ends the run: no more blobs are taken, and the downloads under way stop
+  // instead of retrying (a full disk would otherwise keep them at it for a minute after the error).
+  const stop = new AbortController();
   await Promise.all(
     Array.from({ length: Math.min(PARALLEL_BLOBS, queue.length) }, async () => {
       try {
         for (let b = queue.shift(); b; b = queue.shift()) await one(b);
       } catch (e) {
-        queue.length = 0; // the first failure ends the run: take no more blobs
+        queue.length = 0;
+        stop.abort(e);
         throw e;
       }
     }),

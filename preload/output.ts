@@ -5,9 +5,13 @@
  *
  * @module
  */
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, lstat, mkdir, readdir, rename, rm, stat, statfs } from "node:fs/promises";
+import { sizeText } from "../lib/cli/bytes.ts";
 import { dirname, join } from "node:path";
 import { DEFAULT_DEVICE_PATHS, preloadedTargetPath } from "../lib/device/paths.ts";
+import { blockedBy, look } from "../lib/fs/paths.ts";
+import { runTool } from "./_children.ts";
 
 export type OutputFormat = "dir" | "tar" | "ext4";
 
@@ -16,20 +20,33 @@ export class OutputError extends Error {
 }
 
 async function run(cmd: string[], what: string): Promise<void> {
-  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
-  const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-  if (code !== 0) throw new OutputError(`${what} failed (${cmd[0]} exit ${code}): ${err.trim().split("\n").slice(-3).join(" ")}`);
+  const { code, stderr } = await runTool(cmd);
+  if (code !== 0) throw new OutputError(`${what} failed (${cmd[0]} exit ${code}): ${stderr}`);
 }
 
-/** Total bytes of regular files under dir, and the number of entries. */
+/**
+ * Total bytes of regular files under dir (a hard-linked file once), and the number of entries.
+ * Symbolic links are entries, never followed: a base rootfs holds links like /dev/fd -> /proc/self/fd
+ * that lead out of the tree or round in a loop.
+ */
 export async function treeSize(dir: string): Promise<{ bytes: number; entries: number }> {
   let bytes = 0;
   let entries = 0;
-  for (const name of await readdir(dir, { recursive: true })) {
-    const s = await stat(join(dir, name)).catch(() => undefined);
-    entries++;
-    if (s?.isFile()) bytes += s.size;
-  }
+  const seen = new Set<number>();
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      entries++;
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) {
+        const s = await lstat(p);
+        if (s.nlink > 1 && seen.has(s.ino)) continue;
+        if (s.nlink > 1) seen.add(s.ino);
+        bytes += s.size;
+      }
+    }
+  };
+  await walk(dir);
   return { bytes, entries };
 }
 
@@ -72,6 +89,42 @@ export async function checkOutputPath(out: string, format: OutputFormat): Promis
 }
 
 /**
+ * Why nothing can be written at `out`, or undefined if it can: preload makes the folders above
+ * it that are missing, so the nearest one that exists must be a folder preload may write in, on
+ * a file system that is not read-only. Asked before the gateway is, so a mistyped or read-only
+ * --out fails at once instead of after the download.
+ */
+export async function whyCannotWriteAt(out: string): Promise<string | undefined> {
+  let dir = dirname(out);
+  for (;;) {
+    const st = await look(dir).catch(() => undefined);
+    if (st === "blocked" || (st && !st.isDirectory())) return await blockedBy(out);
+    if (st) break;
+    if (dir === dirname(dir)) return undefined;
+    dir = dirname(dir);
+  }
+  return await access(dir, constants.W_OK | constants.X_OK).then(
+    () => undefined,
+    (e) => ((e as NodeJS.ErrnoException).code === "EROFS" ? `the file system of ${dir} is read-only` : `the folder ${dir} is not writable`),
+  );
+}
+
+/** What preload is about to write does not fit in the free space of its file system. */
+export class NoSpaceError extends OutputError {
+  override name = "NoSpaceError";
+  /** @param detail What needs how much, and how much is free ("the tar file needs at least 1.0 MiB, 96.0 KiB free"). */
+  constructor(readonly detail: string) {
+    super(`No space left: ${detail}`);
+  }
+}
+
+/** The file system ran out of room (or quota) while the image was written. */
+export const isNoSpace = (err: unknown): boolean => ["ENOSPC", "EDQUOT"].includes((err as NodeJS.ErrnoException)?.code ?? "");
+
+/** Where the unfinished tar or ext4 file is written before it is renamed to `out`. */
+export const partialPath = (out: string): string => `${out}.partial`;
+
+/**
  * Writes `tree` to `out` in the given format. For "dir" the tree is moved into
  * place; for "tar" and "ext4" the tree is left as it is and the caller removes it.
  */
@@ -82,13 +135,18 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
     await rename(tree, out);
     return;
   }
-  const tmp = `${out}.partial`;
+  const tmp = partialPath(out);
   await rm(tmp, { force: true });
+  // The tar or ext4 file holds at least the tree's bytes: said before the tool fails half-way.
+  const { bytes, entries } = await treeSize(tree);
+  const fs = await statfs(dirname(out)).catch(() => undefined);
+  if (fs && fs.bavail * fs.bsize < bytes) {
+    throw new NoSpaceError(`the ${format} file needs at least ${sizeText(bytes)}, ${sizeText(fs.bavail * fs.bsize)} free`);
+  }
   if (format === "tar") {
     // GNU tar with numeric owners: the image is for another machine.
     await run(["tar", "--numeric-owner", "--sort=name", "-C", tree, "-cf", tmp, "."], "Writing the tar");
   } else {
-    const { bytes, entries } = await treeSize(tree);
     // Room for metadata: 4 KiB per entry, 20% slack, at least 64 MiB.
     const sizeKiB = Math.max(64 * 1024, Math.ceil(((bytes + entries * 4096) * 1.2) / 1024));
     await run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree, tmp, `${sizeKiB}K`], "Building the ext4 image");

@@ -23,6 +23,26 @@ export class NoTargetError extends Error {
   override name = "NoTargetError";
 }
 
+/**
+ * What the verified targets do hold, for a {@link NoTargetError}: the hardware ids when none
+ * is `hwid`'s, its tags when none carries `tag`, else its versions with that tag. So a
+ * forgotten --hwid (default x86_64-linux) or a typo says what to give instead.
+ */
+export function whatTargetsHold(targets: Record<string, TargetEntry>, want: { hwid: string; tag: string }): string {
+  const entries = Object.values(targets);
+  const list = (xs: Iterable<string>) => {
+    const all = [...new Set(xs)];
+    return all.length > 10 ? `${all.slice(-10).join(", ")} (the last 10 of ${all.length})` : all.join(", ");
+  };
+  const forHwid = entries.filter((e) => e.custom.hardwareIds?.includes(want.hwid));
+  if (!entries.length) return "it holds no target at all (has anything been published?)";
+  if (!forHwid.length) return `it holds targets for hardware ids ${list(entries.flatMap((e) => e.custom.hardwareIds ?? []).sort())}: give one of them with --hwid (the default is x86_64-linux)`;
+  const tagged = forHwid.filter((e) => e.custom.tags?.includes(want.tag));
+  if (!tagged.length) return `its targets for ${want.hwid} carry tags ${list(forHwid.flatMap((e) => e.custom.tags ?? []).sort())}: give one of them with --tag (the default is the first tag the ref maps to)`;
+  const versions = [...new Set(tagged.map((e) => Number(e.custom.version)))].sort((a, b) => a - b).map(String);
+  return `it holds versions ${list(versions)} for ${want.hwid} and tag ${want.tag}: give one of them with --target, or none for the newest`;
+}
+
 export class TargetsVerificationError extends Error {
   override name = "TargetsVerificationError";
 }

@@ -1,5 +1,6 @@
 /** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
 import { X509Certificate } from "node:crypto";
+import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -17,10 +18,11 @@ import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
 import { decidePreload, platformsOf, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
-import { checkOutputPath, writeOutput, type OutputFormat } from "../output.ts";
+import { checkOutputPath, isNoSpace, NoSpaceError, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
+import { killTools } from "../_children.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
-import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, type RootFile } from "../targets.ts";
+import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, whatTargetsHold, type RootFile } from "../targets.ts";
 import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 
@@ -127,7 +129,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target ?? bundle?.index.bundle.version });
   if (!target) {
     throw new NoTargetError(
-      `No target for hardware id ${flags.hwid} and tag ${tag}${flags.target ? ` with version ${flags.target}` : ""} in ${verified.source}`,
+      `No target for hardware id ${flags.hwid} and tag ${tag}${flags.target ? ` with version ${flags.target}` : ""} in ${verified.source}: ${whatTargetsHold(verified.targets, { hwid: flags.hwid, tag })}`,
     );
   }
   if (bundle && target.name !== bundle.index.bundle.target) {
@@ -150,6 +152,17 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   const work = await mkdtemp(join(dirname(outPath), ".preload-"));
   const cacheDir = flags.cache ? resolve(flags.cache) : join(work, "cache");
   const tree = join(work, "rootfs");
+  // Ctrl-C or SIGTERM ends the process without running the `finally` below: remove the
+  // unfinished image the same way here (synchronously, nothing runs after it), so nothing half
+  // written is left beside --out looking like an image, and --out can be given again at once.
+  const onSignal = (signal: NodeJS.Signals) => {
+    killTools();
+    rmSync(work, { recursive: true, force: true });
+    rmSync(partialPath(outPath), { force: true });
+    process.stderr.write(`preload: stopped by ${signal}; removed the unfinished image, ${outPath} is as it was\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
   try {
     await mkdir(tree, { recursive: true });
     if (flags.base) {
@@ -178,8 +191,21 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
       `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched`,
     );
+  } catch (err) {
+    if (!isNoSpace(err) && !(err instanceof NoSpaceError)) throw err;
+    const sizes = err instanceof NoSpaceError ? ` (${err.detail})` : "";
+    const beside = [
+      "the image's tree",
+      ...(flags.cache ? [] : ["the blob cache (--cache DIR puts it elsewhere)"]),
+      ...(flags.format === "dir" ? [] : [`the ${flags.format} file`]),
+    ];
+    throw new OutputError(
+      `No space left to write the image at ${outPath}${flags.cache ? ` or the cache ${flags.cache}` : ""}${sizes}: preload writes ${beside.join(", ")} in ${dirname(outPath)}; free some space there or give an --out on a larger file system (the unfinished image was removed)`,
+    );
   } finally {
+    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
     await rm(work, { recursive: true, force: true });
+    await rm(partialPath(outPath), { force: true });
   }
 }
 
@@ -236,6 +262,10 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
   if (flags.bundle) await checkPath("--bundle", flags.bundle, "directory");
   if (flags.base) await checkPath("--base", flags.base);
   if (flags.fioup) await checkPath("--fioup", flags.fioup, "file");
+  if (flags.out) {
+    const why = await whyCannotWriteAt(resolve(flags.out));
+    if (why) throw new UsageError(`Cannot write --out ${flags.out}: ${why}`);
+  }
   return {
     root: flags.root === undefined ? undefined : await readRoot(flags.root),
     platform,

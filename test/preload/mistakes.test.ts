@@ -1,0 +1,192 @@
+/**
+ * What a build engineer on the factory floor gets wrong, against a real gateway: a base rootfs
+ * that is a real one (device nodes, fifos, other owners, a /dev/fd link into /proc) is copied
+ * whole, into every format; a base that is no rootfs (a tar packed from outside its folder) is
+ * refused saying how to pack it; an --out under a file or on a read-only file system is refused
+ * before the gateway is asked; a full file system is said in words (exit 50) and leaves nothing;
+ * Ctrl-C or SIGTERM removes the unfinished image and the tools preload ran; a hardware id, tag or
+ * version no target has names what the targets do hold.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { GatewayHandle } from "../harness/gateway.ts";
+import { run, tempDir } from "../harness/tmp.ts";
+import { Publisher, httpdCompose, httpdImage, pushImage, startDockerRegistry, type DockerRegistryHandle } from "../fioup/_setup.ts";
+import { asTestGateway, factoryConfig, preload, preloadConfig, startTestGateway } from "./_setup.ts";
+
+const A = "pl3a";
+let upstream: DockerRegistryHandle;
+let gw: GatewayHandle;
+let work: string;
+let fc: string;
+const mounts: string[] = [];
+
+beforeAll(async () => {
+  [upstream, gw] = await Promise.all([startDockerRegistry(), startTestGateway()]);
+  const a = await pushImage(upstream, `test/${A}`, "v1", httpdImage(`${A} v1`));
+  const pub = await Publisher.create(asTestGateway(gw), upstream, { [`${A}/docker-compose.yml`]: httpdCompose(a, 18090) });
+  await pub.publish(1);
+  work = await tempDir("preload-mistakes-");
+  fc = await factoryConfig(preloadConfig());
+}, 120_000);
+
+afterAll(async () => {
+  for (const m of mounts) await run(["umount", m], { allowFail: true });
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+});
+
+const fromGateway = () => ["--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux"];
+
+/** What preload may leave beside --out: nothing (its work folder and partial file are removed). */
+const leftovers = (out: string) => readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial"));
+
+/** A small but real root filesystem: a char device, a fifo, a file of another owner, a hard link, /dev/fd -> /proc/self/fd. */
+async function realBase(): Promise<string> {
+  const base = await tempDir("preload-base-");
+  for (const d of ["etc", "usr/bin", "dev", "home/user"]) mkdirSync(join(base, d), { recursive: true });
+  writeFileSync(join(base, "etc/os-release"), "ID=test\n");
+  writeFileSync(join(base, "usr/bin/tool"), "#!/bin/sh\n");
+  linkSync(join(base, "usr/bin/tool"), join(base, "usr/bin/tool2"));
+  writeFileSync(join(base, "home/user/.profile"), "x\n");
+  chownSync(join(base, "home/user/.profile"), 1234, 1234);
+  symlinkSync("/proc/self/fd", join(base, "dev/fd"));
+  await run(["mknod", "-m", "666", join(base, "dev/null"), "c", "1", "3"]);
+  await run(["mkfifo", join(base, "dev/initctl")]);
+  return base;
+}
+
+describe("--base", () => {
+  test("a real rootfs directory (device nodes, fifos, owners, links into /proc) is copied whole into a dir image", async () => {
+    const out = join(work, "based-dir");
+    const r = await preload([...fromGateway(), "--base", await realBase(), "--out", out, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(lstatSync(join(out, "dev/null")).isCharacterDevice()).toBe(true);
+    expect(lstatSync(join(out, "dev/initctl")).isFIFO()).toBe(true);
+    expect(lstatSync(join(out, "dev/fd")).isSymbolicLink()).toBe(true);
+    expect(lstatSync(join(out, "home/user/.profile")).uid).toBe(1234);
+    expect(lstatSync(join(out, "usr/bin/tool")).ino).toBe(lstatSync(join(out, "usr/bin/tool2")).ino);
+    expect(existsSync(join(out, "var/sota/preload/target.json"))).toBe(true);
+    expect(leftovers(out)).toEqual([]);
+  }, 120_000);
+
+  test("and into an ext4 image, whose size is counted without following /dev/fd", async () => {
+    const out = join(work, "based.ext4");
+    const r = await preload([...fromGateway(), "--base", await realBase(), "--format", "ext4", "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    const fsck = Bun.spawnSync(["e2fsck", "-fn", out], { stdout: "pipe", stderr: "pipe" });
+    expect(fsck.exitCode, fsck.stdout.toString()).toBe(0);
+    const stat = async (p: string) => (await run(["debugfs", "-R", `stat ${p}`, out])).stdout;
+    expect(await stat("/dev/null")).toContain("Type: character special");
+    expect(await stat("/dev/fd")).toContain("Type: symlink");
+    expect(await stat("/home/user/.profile")).toMatch(/User:\s+1234/);
+    expect(leftovers(out)).toEqual([]);
+  }, 120_000);
+
+  test("a tar packed from outside its folder is no rootfs: refused (exit 50) saying how to pack it, and no image", async () => {
+    const base = await realBase();
+    const tar = join(work, "outside.tar");
+    await run(["tar", "-C", dirname(base), "-cf", tar, base.split("/").pop()!]);
+    const out = join(work, "outside-img");
+    const r = await preload([...fromGateway(), "--base", tar, "--out", out]);
+    expect(r.code, r.stderr).toBe(50);
+    expect(r.stderr).toContain(`Base rootfs ${tar} is not a root filesystem: no /etc nor /usr in it, it holds ${base.split("/").pop()} at its top`);
+    expect(r.stderr).toContain(`pack it with: tar -C ${base.split("/").pop()} -cf BASE.tar .`);
+    expect(existsSync(out)).toBe(false);
+    expect(leftovers(out)).toEqual([]);
+  }, 120_000);
+
+  test("a file that is no tar (an ext4 image) is refused saying what --base takes", async () => {
+    const img = join(work, "base.ext4");
+    await run(["truncate", "-s", "8M", img]);
+    await run(["mkfs.ext4", "-q", "-F", img]);
+    const r = await preload([...fromGateway(), "--base", img, "--out", join(work, "ext4-base-img")]);
+    expect(r.code, r.stderr).toBe(50);
+    expect(r.stderr).toContain("--base takes a directory or a tar, plain or compressed; unpack an ext4 image first");
+  }, 120_000);
+});
+
+describe("--out", () => {
+  // The gateway is asked at a closed port: reaching it would exit 30, so exit 2 shows --out was checked first.
+  const unreachable = () => ["--factory-config", fc, "--ref", "refs/heads/master", "--server", "https://127.0.0.1:1", "--token", gw.adminToken, "--hwid", "amd64-linux"];
+
+  test("under a file: bad usage (exit 2) naming the file, before the gateway is asked", async () => {
+    writeFileSync(join(work, "afile"), "x");
+    const r = await preload([...unreachable(), "--format", "tar", "--out", join(work, "afile/sub/img.tar")]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`Cannot write --out ${join(work, "afile/sub/img.tar")}: ${join(work, "afile")} is a file, not a folder`);
+  }, 60_000);
+
+  test("on a read-only file system: bad usage (exit 2) saying so, before the gateway is asked", async () => {
+    const ro = join(work, "ro");
+    mkdirSync(ro);
+    await run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", ro]);
+    mounts.push(ro);
+    const r = await preload([...unreachable(), "--out", join(ro, "images/rootfs")]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`the file system of ${ro} is read-only`);
+  }, 60_000);
+
+  test.each([["dir", "600k", "the blobs to fetch need"], ["tar", "1200k", "the tar file needs at least"]] as const)("%s: a full file system is exit 50 in words, at once, and nothing is left on it", async (format, size, detail) => {
+    const full = join(work, `full-${format}`);
+    mkdirSync(full);
+    await run(["mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", full]);
+    mounts.push(full);
+    const out = join(full, "img");
+    const t0 = Date.now();
+    const r = await preload([...fromGateway(), "--format", format, "--out", out]);
+    expect(r.code, r.stderr).toBe(50);
+    // Not after a minute of retrying a download that cannot be written.
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(r.stderr).toContain(`No space left to write the image at ${out} (${detail} `);
+    expect(r.stderr).toContain("free some space there or give an --out on a larger file system");
+    expect(r.stderr).not.toContain("ENOSPC");
+    expect(readdirSync(full)).toEqual([]);
+  }, 120_000);
+});
+
+describe("stopped half-way", () => {
+  test.each([["SIGINT", 130], ["SIGTERM", 143]] as const)("%s removes the unfinished image and stops the tools preload ran", async (signal, code) => {
+    // A base tar read from a fifo no one writes: tar waits there until preload is stopped.
+    const dir = await tempDir("preload-stop-");
+    const fifo = join(dir, `base-${signal}.tar`);
+    await run(["mkfifo", fifo]);
+    const out = join(dir, "img.ext4");
+    const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../preload/main.ts"), ...fromGateway(), "--base", fifo, "--format", "ext4", "--out", out], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    let err = "";
+    const reader = p.stderr.getReader();
+    while (!err.includes("layering onto base")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += new TextDecoder().decode(value);
+    }
+    expect(err).toContain("layering onto base");
+    await Bun.sleep(300);
+    expect(readdirSync(dir).some((f) => f.startsWith(".preload-"))).toBe(true);
+    p.kill(signal);
+    for (let { value, done } = await reader.read(); !done; { value, done } = await reader.read()) err += new TextDecoder().decode(value);
+    expect(await p.exited).toBe(code);
+    expect(err).toContain(`preload: stopped by ${signal}; removed the unfinished image, ${out} is as it was`);
+    expect(readdirSync(dir).sort()).toEqual([`base-${signal}.tar`]);
+    const tar = await run(["pgrep", "-f", fifo], { allowFail: true });
+    expect(tar.stdout.trim(), "a tar still reading the base").toBe("");
+  }, 60_000);
+});
+
+describe("no target", () => {
+  test.each([
+    ["the default hardware id", [], "No target for hardware id x86_64-linux and tag master in", "it holds targets for hardware ids amd64-linux: give one of them with --hwid (the default is x86_64-linux)"],
+    ["a tag no target carries", ["--hwid", "amd64-linux", "--tag", "devel"], "tag devel", "its targets for amd64-linux carry tags master: give one of them with --tag"],
+    ["a version that is not there", ["--hwid", "amd64-linux", "--target", "7"], "with version 7", "it holds versions 1 for amd64-linux and tag master: give one of them with --target"],
+  ] as const)("%s: exit 20 naming what the targets hold", async (_what, extra, first, hint) => {
+    const out = join(work, "no-target");
+    const r = await preload(["--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, ...extra, "--out", out]);
+    expect(r.code, r.stderr).toBe(20);
+    expect(r.stderr).toContain(first);
+    expect(r.stderr).toContain(hint);
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
+});
