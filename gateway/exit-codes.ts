@@ -33,6 +33,8 @@ export const EXIT_CODES = [
   [4, "the gateway could not be reached (connection refused, timeout, TLS failure)"],
   [5, "--server is not the gateway the token was made for: its CA does not match the token's pin, or it serves no CA (no gateway at that URL)"],
   ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => [code, meaning] as const),
+  [130, "stopped by Ctrl-C (SIGINT): what the command had made is removed (publish: no target added; export: no --out left)"],
+  [143, "stopped by SIGTERM (a cancelled CI job), as 130"],
 ] as const;
 
 const UNREACHABLE_CODES = new Set(["ConnectionRefused", "ECONNREFUSED", "FailedToOpenSocket", "ETIMEDOUT", "TimeoutError"]);

@@ -84,7 +84,9 @@ export const requireApiToken = createMiddleware<GatewayEnv>(async (c, next) => {
   c.set("admin", true);
   const readOnly = caller.role === "viewer" && (c.req.method === "GET" || c.req.method === "HEAD");
   if (caller.role !== "admin" && !readOnly && (caller.role !== "publish" || !PUBLISH_ROUTES.some(([m, p]) => m === c.req.method && p === c.req.path)))
-    throw new HTTPException(403, { message: `A ${caller.role} token may not ${c.req.method} ${c.req.path}: it needs an admin token` });
+    throw new HTTPException(403, {
+      message: `A ${caller.role} token may not ${c.req.method} ${c.req.path}: it needs an admin token${PUBLISH_ROUTES.some(([m, p]) => m === c.req.method && p === c.req.path) ? " or a publish token" : ""}`,
+    });
   await next();
 });
 

@@ -40,6 +40,4 @@ export const PUBLISH_EXIT_CODES: [ErrorClass[], number, string][] = [
   [[RegistryError, RegistryUnreachableError], 15, "publish: a registry refused or could not be reached while pushing"],
   [[TargetVersionError], 16, "publish: a target of that version already exists (choose another --version)"],
   // Signals, not errors: publish exits with these itself (publish.ts), after cleaning up.
-  [[], 130, "publish: stopped by Ctrl-C (SIGINT) before its targets were added: nothing published"],
-  [[], 143, "publish: stopped by SIGTERM (a cancelled CI job), as 130"],
 ];

@@ -167,7 +167,11 @@ describe("gateway rollouts", () => {
     expect((await as("/admin/rollouts")).status).toBe(200);
     expect((await as("/admin/groups")).status).toBe(200);
     expect((await as("/admin/groups", { method: "POST", body: JSON.stringify({ name: "v" }) })).status).toBe(403);
-    expect((await as("/admin/rollouts", { method: "POST", body: JSON.stringify({ target: "9", tag: "prod", waves: [100] }) })).status).toBe(403);
+    const rollout = await as("/admin/rollouts", { method: "POST", body: JSON.stringify({ target: "9", tag: "prod", waves: [100] }) });
+    expect({ status: rollout.status, ...((await rollout.json()) as object) }).toEqual({ status: 403, error: "A viewer token may not POST /admin/rollouts: it needs an admin token" });
+    // A publish, which a publish token may make too, says so.
+    const publish = await as("/admin/targets", { method: "POST", body: "{}" });
+    expect({ status: publish.status, ...((await publish.json()) as object) }).toEqual({ status: 403, error: "A viewer token may not POST /admin/targets: it needs an admin token or a publish token" });
     const labels = await g.adminFetch(`/admin/devices/${prod[0]!.uuid}/labels`, {
       method: "PUT",
       headers: { "content-type": "application/json" },
