@@ -20,6 +20,22 @@ describe("parseCompose", () => {
     );
   });
 
+  test("a misspelt image or build key is named as the likely cause", () => {
+    expect(() => parseCompose("services:\n  web:\n    imgae: nginx\n    ports: ['80:80']\n", "httpd/docker-compose.yml")).toThrow(
+      'Invalid compose file httpd/docker-compose.yml, service "web": needs an image or a build section (is "imgae" meant to be image?)',
+    );
+  });
+
+  test("an invalid YAML message ends with where, not with a colon left from the snippet it drops", () => {
+    let message = "";
+    try {
+      parseCompose("services:\n  web:\n    image: x\n  bad: [\n", "x.yml");
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/not valid YAML: .*line \d+, column \d+$/);
+  });
+
   test("rejects invalid YAML, a missing services map and oversized files", () => {
     expect(() => parseCompose("services: [\n", "x.yml")).toThrow(ComposeFileError);
     expect(() => parseCompose("version: '3'\n", "x.yml")).toThrow("no services section");

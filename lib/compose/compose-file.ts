@@ -11,6 +11,7 @@
 import { Document, isMap, LineCounter, parseDocument, visit } from "yaml";
 import { MAX_COMPOSE_FILE_BYTES } from "./app-format.ts";
 import { interpolateString, type VariableLookup } from "./interpolate.ts";
+import { closest } from "../cli/suggest.ts";
 
 export class ComposeFileError extends Error {
   override name = "ComposeFileError";
@@ -86,7 +87,8 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true, lineCounter });
   if (doc.errors.length > 0) {
-    throw new ComposeFileError(file, `not valid YAML: ${doc.errors[0]!.message.split("\n")[0]}`);
+    // The yaml package's first line ends "at line 4, column 1:" before a snippet of the file: the line and column are the message.
+    throw new ComposeFileError(file, `not valid YAML: ${doc.errors[0]!.message.split("\n")[0]!.replace(/:$/, "")}`);
   }
   if (!isMap(doc.contents)) throw new ComposeFileError(file, "the top level is not a mapping");
   if (opts.variables) {
@@ -129,7 +131,11 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       throw new ComposeFileError(file, `invalid image reference "${image}"`, name);
     }
     const hasBuild = build !== undefined && build !== null;
-    if (!image && !hasBuild) throw new ComposeFileError(file, "needs an image or a build section", name);
+    if (!image && !hasBuild) {
+      // A misspelt key ("imgae:") is the likely cause: name it.
+      const meant = Object.keys(svc).map((k) => [k, closest(k, ["image", "build"])] as const).find(([, m]) => m !== undefined);
+      throw new ComposeFileError(file, `needs an image or a build section${meant ? ` (is "${meant[0]}" meant to be ${meant[1]}?)` : ""}`, name);
+    }
     let buildContext: string | undefined;
     let details: Pick<ComposeService, "dockerfile" | "buildTarget" | "buildArgs"> = {};
     if (typeof build === "string") buildContext = build;
