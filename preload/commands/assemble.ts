@@ -10,7 +10,7 @@ import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { whyCannotRead } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
-import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
+import { formatPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { fromPem } from "../../lib/x509/pem.ts";
@@ -45,7 +45,7 @@ const FLAGS = {
   format: { type: "string", description: "Output: dir, tar or ext4", default: "dir", placeholder: "FORMAT" },
   base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
   cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
-  fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup", placeholder: "FILE" },
+  fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup, built for the image's architecture (checked)", placeholder: "FILE" },
   "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
   ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries and their token realms other than the --server gateway (trusted through the token's pin); for a realm at the gateway under another name, the factory CA", placeholder: "FILE" },
   "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
@@ -114,6 +114,10 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   }
 
   await checkOutputPath(resolve(flags.out!), flags.format as OutputFormat);
+  const { byHwid, built } = platformsOf(config.containers);
+  // A factory that builds for one architecture runs it on every device.
+  const platform = checked.platform ?? platformForHwid(flags.hwid, byHwid) ?? (built.length === 1 ? built[0] : undefined) ?? { os: "linux", architecture: "amd64" };
+  if (flags.fioup) await checkFioupArch(flags.fioup, platform, checked.platform ? "--platform" : `--hwid ${flags.hwid}`);
   const bundle = checked.bundle;
 
   const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
@@ -143,9 +147,6 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
     insecure: new Set(flags["insecure-registry"]),
   });
   await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
-  const { byHwid, built } = platformsOf(config.containers);
-  // A factory that builds for one architecture runs it on every device.
-  const platform = checked.platform ?? platformForHwid(flags.hwid, byHwid) ?? (built.length === 1 ? built[0] : undefined) ?? { os: "linux", architecture: "amd64" };
 
   const outPath = resolve(flags.out!);
   await mkdir(dirname(outPath), { recursive: true });
@@ -278,6 +279,32 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
 async function checkPath(flag: string, path: string, kind?: "file" | "directory"): Promise<void> {
   const why = await whyCannotRead(path, kind);
   if (why) throw new UsageError(`Cannot read ${flag} ${path}: ${why}`);
+}
+
+/** ELF e_machine values of the architectures a device runs, as OCI names them. */
+const ELF_MACHINES: Record<number, string> = { 0x3e: "amd64", 0xb7: "arm64", 0x28: "arm", 0x03: "386", 0xf3: "riscv64" };
+/** The architectures scripts/build.ts builds fioup for, by the name in its file name. */
+const DIST_NAME: Record<string, string> = { amd64: "x64", arm64: "arm64" };
+
+/**
+ * The --fioup binary must run on the image's platform: an x86-64 fioup in an arm64 image fails
+ * only at the device's first boot (the early-start service: "Exec format error"). A file that is
+ * no ELF binary (a wrapper script) or of an architecture this table does not know is taken.
+ *
+ * @throws {UsageError} Naming the binary's and the image's architectures.
+ */
+async function checkFioupArch(path: string, platform: Platform, from: string): Promise<void> {
+  const head = new Uint8Array(await Bun.file(path).slice(0, 20).arrayBuffer());
+  if (head.length < 20 || head[0] !== 0x7f || head[1] !== 0x45 || head[2] !== 0x4c || head[3] !== 0x46) return;
+  const machine = head[5] === 2 ? (head[18]! << 8) | head[19]! : head[18]! | (head[19]! << 8);
+  const arch = ELF_MACHINES[machine];
+  if (arch && platform.architecture && arch !== platform.architecture) {
+    throw new UsageError(
+      `--fioup ${path} is built for ${arch}, but the image is for ${formatPlatform(platform)} (from ${from}): give the fioup built for ${platform.architecture}${
+        DIST_NAME[platform.architecture] ? ` (npm run build writes dist/fioup-linux-${DIST_NAME[platform.architecture]})` : ""
+      }`,
+    );
+  }
 }
 
 /** The --ca file, checked to hold a certificate: anything else would only fail later as a TLS error at the registry. */

@@ -5,7 +5,8 @@
  * refused saying how to pack it; an --out under a file or on a read-only file system is refused
  * before the gateway is asked; a full file system is said in words (exit 50) and leaves nothing;
  * Ctrl-C or SIGTERM removes the unfinished image and the tools preload ran; a hardware id, tag or
- * version no target has names what the targets do hold.
+ * version no target has names what the targets do hold; a --fioup built for another architecture
+ * than the image's is refused before anything is fetched.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
@@ -143,6 +144,27 @@ describe("--out", () => {
     expect(r.stderr).not.toContain("ENOSPC");
     expect(readdirSync(full)).toEqual([]);
   }, 120_000);
+});
+
+describe("--fioup", () => {
+  // This machine's own binary (/bin/true) stands for a fioup built for it.
+  const host = process.arch === "arm64" ? "arm64" : "amd64";
+  const other = host === "arm64" ? "amd64" : "arm64";
+
+  test("built for another architecture than the image's: bad usage (exit 2) naming both, before the gateway is asked", async () => {
+    const r = await preload(["--factory-config", fc, "--ref", "refs/heads/master", "--server", "https://127.0.0.1:1", "--token", gw.adminToken, "--hwid", `${other}-linux`, "--fioup", "/bin/true", "--out", join(work, "wrong-fioup")]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`--fioup /bin/true is built for ${host}, but the image is for linux/${other}`);
+    expect(r.stderr).toContain(`(from --hwid ${other}-linux): give the fioup built for ${other}`);
+    expect(existsSync(join(work, "wrong-fioup"))).toBe(false);
+  }, 60_000);
+
+  test("built for the image's architecture: installed as /usr/bin/fioup", async () => {
+    const out = join(work, "right-fioup");
+    const r = await preload([...fromGateway(), "--fioup", "/bin/true", "--out", out]);
+    expect(r.code, r.stderr).toBe(host === "amd64" ? 0 : 2);
+    if (host === "amd64") expect(lstatSync(join(out, "usr/bin/fioup")).mode & 0o777).toBe(0o755);
+  }, 60_000);
 });
 
 describe("stopped half-way", () => {
