@@ -126,13 +126,37 @@ export const partialPath = (out: string): string => `${out}.partial`;
 
 /**
  * Writes `tree` to `out` in the given format. For "dir" the tree is moved into
- * place; for "tar" and "ext4" the tree is left as it is and the caller removes it.
+ * place (into the folder `out` if it is there, a mount point included); for "tar" and "ext4"
+ * the tree is left as it is and the caller removes it.
  */
 export async function writeOutput(tree: string, out: string, format: OutputFormat): Promise<void> {
   await mkdir(dirname(out), { recursive: true });
   if (format === "dir") {
-    await rm(out, { recursive: true, force: true });
-    await rename(tree, out);
+    const there = await stat(out).catch(() => undefined);
+    if (!there) return await rename(tree, out);
+    // An empty folder or an earlier image (checkOutputPath): often the mount point of the
+    // device's root partition, which can be neither removed nor renamed onto. Its contents are
+    // replaced instead, by rename on the same file system, else copied whole.
+    const empty = async () => {
+      for (const name of await readdir(out)) await rm(join(out, name), { recursive: true, force: true });
+    };
+    await empty();
+    try {
+      for (const name of await readdir(tree)) {
+        try {
+          await rename(join(tree, name), join(out, name));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
+          const { code, stderr } = await runTool(["cp", "-a", "--reflink=auto", join(tree, name), join(out, name)]);
+          if (/No space left|Disk quota/.test(stderr)) throw new NoSpaceError(`the image does not fit in the file system of ${out}`);
+          if (code !== 0) throw new OutputError(`Copying the image into ${out} failed (cp exit ${code}): ${stderr}`);
+        }
+      }
+    } catch (e) {
+      // Never a half image that looks like one: the folder is left empty, as a fresh --out.
+      await empty().catch(() => {});
+      throw e;
+    }
     return;
   }
   const tmp = partialPath(out);

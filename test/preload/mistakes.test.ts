@@ -3,7 +3,8 @@
  * that is a real one (device nodes, fifos, other owners, a /dev/fd link into /proc) is copied
  * whole, into every format; a base that is no rootfs (a tar packed from outside its folder) is
  * refused saying how to pack it; an --out under a file or on a read-only file system is refused
- * before the gateway is asked; a full file system is said in words (exit 50) and leaves nothing;
+ * before the gateway is asked; a dir image goes into a mounted partition (no EBUSY), and one that
+ * does not fit leaves it empty; a full file system is said in words (exit 50) and leaves nothing;
  * Ctrl-C or SIGTERM removes the unfinished image and the tools preload ran; a hardware id, tag or
  * version no target has names what the targets do hold; a --fioup built for another architecture
  * than the image's is refused before anything is fetched.
@@ -143,6 +144,32 @@ describe("--out", () => {
     expect(r.stderr).toContain("free some space there or give an --out on a larger file system");
     expect(r.stderr).not.toContain("ENOSPC");
     expect(readdirSync(full)).toEqual([]);
+  }, 120_000);
+});
+
+describe("--out a mounted partition (dir format)", () => {
+  test("the image fills the mount point, again over the earlier image; one that does not fit leaves it empty (exit 50)", async () => {
+    const mnt = join(work, "partition");
+    mkdirSync(mnt);
+    await run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt]);
+    mounts.push(mnt);
+    for (const build of [1, 2]) {
+      const r = await preload([...fromGateway(), "--base", await realBase(), "--out", mnt]);
+      expect(r.code, `build ${build}: ${r.stderr}`).toBe(0);
+      expect(lstatSync(join(mnt, "dev/null")).isCharacterDevice()).toBe(true);
+      expect(existsSync(join(mnt, "var/sota/preload/target.json"))).toBe(true);
+    }
+    expect(leftovers(mnt)).toEqual([]);
+
+    const small = join(work, "small-partition");
+    mkdirSync(small);
+    await run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", small]);
+    mounts.push(small);
+    const r = await preload([...fromGateway(), "--out", small]);
+    expect(r.code, r.stderr).toBe(50);
+    expect(r.stderr).toContain(`No space left to write the image at ${small} (the image does not fit in the file system of ${small})`);
+    expect(readdirSync(small)).toEqual([]);
+    expect(leftovers(small)).toEqual([]);
   }, 120_000);
 });
 
