@@ -25,6 +25,7 @@ import { apiTokenUsable } from "./api-tokens.ts";
 const PUBLISH_ROUTES: readonly (readonly [method: string, path: string])[] = [
   ["GET", "/admin/targets"],
   ["POST", "/admin/targets"],
+  ["GET", "/admin/whoami"],
 ];
 
 /** The token in a request: Bearer, or Basic with any user and the token as password (docker, skopeo). */

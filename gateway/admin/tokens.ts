@@ -6,7 +6,7 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { TokenRequest, type ApiTokenInfo, type RegistrationTokenInfo, type TokenCreated, type TokenList } from "../../lib/api/admin.ts";
+import { TokenRequest, type WhoAmI, type ApiTokenInfo, type RegistrationTokenInfo, type TokenCreated, type TokenList } from "../../lib/api/admin.ts";
 import type { GatewayEnv } from "../env.ts";
 import { newToken } from "../pki/tokens.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
@@ -15,6 +15,7 @@ import { parseDuration } from "./duration.ts";
 const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d", viewer: "365d" } as const;
 
 export const adminTokens = new Hono<GatewayEnv>()
+  .get("/whoami", (c) => c.json({ role: c.var.caller!.role } satisfies WhoAmI))
   .post("/tokens", limit(16 * 1024), jsonBody(TokenRequest), async (c) => {
     const req = c.req.valid("json");
     const { store, ca, apiTokens } = c.var.gw;

@@ -230,6 +230,12 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     throw firstCallHint(err, serverUrl);
   });
   if (opts.version !== undefined) checkVersionFree(hwids, opts.version, before.targets);
+  // A viewer token reads the targets too: refused here, not after every image is built.
+  if ((await admin.whoami().catch(() => undefined))?.role === "viewer") // an older gateway has no whoami: the push says it later
+    throw new AdminApiError(
+      "This token is a viewer token: it may read the targets but not publish. Give --token (or GATEWAY_TOKEN) a publish token: `gateway tokens create --role publish` on the gateway makes one",
+      403,
+    );
 
   const clientFor = registryClients(
     (host) => {

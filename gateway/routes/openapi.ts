@@ -34,6 +34,7 @@ import {
   TokenRequest,
   TokenRevoked,
   UpdateList,
+  WhoAmI,
 } from "../../lib/api/admin.ts";
 import { RootInstalled, RotateRequest, SignedRoot } from "../admin/keys.ts";
 import { TargetsBody, TargetsList } from "../admin/targets.ts";
@@ -96,6 +97,7 @@ const OPS: Record<string, Record<string, Op>> = {
     post: { summary: "Add or replace targets in one signed version", sec: "admin", body: TargetsBody, res: TargetsList },
   },
   "/admin/targets/{name}": { delete: { summary: "Remove a target", sec: "admin", res: TargetsList } },
+  "/admin/whoami": { get: { summary: "The role of the API token that asks (any API token: admin, publish or viewer)", sec: "admin", res: WhoAmI } },
   "/admin/tokens": {
     get: { summary: "List registration and API tokens", sec: "admin", res: TokenList },
     post: { summary: "Create a registration, publish or admin token", sec: "admin", body: TokenRequest, res: TokenCreated, status: 201 },

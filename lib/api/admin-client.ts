@@ -31,6 +31,7 @@ import {
   TokenList,
   TokenRevoked,
   UpdateList,
+  WhoAmI,
   type GroupRequest,
   type RolloutRequest,
   type TokenRequest,
@@ -238,6 +239,11 @@ export class AdminClient {
   /** `POST /admin/rollouts/:id/(pause|resume|advance|cancel)` */
   rolloutAction(id: string, action: "pause" | "resume" | "advance" | "cancel") {
     return this.request(RolloutDetail, "POST", `/admin/rollouts/${encodeURIComponent(id)}/${action}`);
+  }
+
+  /** `GET /admin/whoami`: the role of this client's token. */
+  whoami() {
+    return this.request(WhoAmI, "GET", "/admin/whoami");
   }
 
   /** `GET /admin/targets`: the signed targets.json content. */

@@ -139,6 +139,10 @@ export type TokenList = Static<typeof TokenList>;
 export const TokenRevoked = Type.Object({ id: Type.String(), revokedAt: Type.String() });
 export type TokenRevoked = Static<typeof TokenRevoked>;
 
+/** GET /admin/whoami: the role of the API token that asks (any API token may ask: a client checks it can do its job before starting it). */
+export const WhoAmI = Type.Object({ role: Type.Union([Type.Literal("publish"), Type.Literal("admin"), Type.Literal("viewer")]) });
+export type WhoAmI = Static<typeof WhoAmI>;
+
 /** GET /admin/targets: the signed targets.json content. */
 export const TargetsList = Type.Object({ targets: Type.Record(Type.String(), TargetEntry), version: Type.Integer() });
 export type TargetsList = Static<typeof TargetsList>;

@@ -166,12 +166,16 @@ describe("gateway rollouts", () => {
     const as = (path: string, init: RequestInit = {}) => g.adminFetch(path, { ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" } });
     expect((await as("/admin/rollouts")).status).toBe(200);
     expect((await as("/admin/groups")).status).toBe(200);
+    // A client can ask which role its token has before it starts a job (gateway publish does).
+    expect(await (await as("/admin/whoami")).json()).toEqual({ role: "viewer" });
+    const publisher = json("tokens", "create", "--role", "publish").token;
+    expect(await (await g.adminFetch("/admin/whoami", { headers: { authorization: `Bearer ${publisher}` } })).json()).toEqual({ role: "publish" });
     expect((await as("/admin/groups", { method: "POST", body: JSON.stringify({ name: "v" }) })).status).toBe(403);
     const rollout = await as("/admin/rollouts", { method: "POST", body: JSON.stringify({ target: "9", tag: "prod", waves: [100] }) });
-    expect({ status: rollout.status, ...((await rollout.json()) as object) }).toEqual({ status: 403, error: "A viewer token may not POST /admin/rollouts: it needs an admin token" });
+    expect({ status: rollout.status, ...((await rollout.json()) as { error: string }) }).toEqual({ status: 403, error: "A viewer token may not POST /admin/rollouts: it needs an admin token" });
     // A publish, which a publish token may make too, says so.
     const publish = await as("/admin/targets", { method: "POST", body: "{}" });
-    expect({ status: publish.status, ...((await publish.json()) as object) }).toEqual({ status: 403, error: "A viewer token may not POST /admin/targets: it needs an admin token or a publish token" });
+    expect({ status: publish.status, ...((await publish.json()) as { error: string }) }).toEqual({ status: 403, error: "A viewer token may not POST /admin/targets: it needs an admin token or a publish token" });
     const labels = await g.adminFetch(`/admin/devices/${prod[0]!.uuid}/labels`, {
       method: "PUT",
       headers: { "content-type": "application/json" },
@@ -180,7 +184,7 @@ describe("gateway rollouts", () => {
     expect(labels.status).toBe(400);
     expect(await labels.json()).toEqual({ error: 'Label "a" is both set and removed' });
     const doc = (await (await g.adminFetch("/openapi.json")).json()) as { paths: Record<string, unknown> };
-    for (const p of ["/admin/devices/{uuid}/labels", "/admin/groups", "/admin/groups/{name}/members", "/admin/rollouts", "/admin/rollouts/{id}/advance"])
+    for (const p of ["/admin/whoami", "/admin/devices/{uuid}/labels", "/admin/groups", "/admin/groups/{name}/members", "/admin/rollouts", "/admin/rollouts/{id}/advance"])
       expect(Object.keys(doc.paths)).toContain(p);
   });
 });

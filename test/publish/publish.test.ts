@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { RegistryClient, RegistryError, RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
+import { AdminApiError } from "../../lib/api/admin-client.ts";
 import { ImageNotFoundError } from "../../gateway/publish/images.ts";
 import { publish, type PublishOptions, type PublishResult } from "../../gateway/publish/publish.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
@@ -316,13 +317,15 @@ describe("gateway publish errors publish nothing", () => {
     }
   });
 
-  test("a viewer token: the refused push says to give a publish token (exit 15)", async () => {
+  test("a viewer token is refused before anything is built or pushed, saying to give a publish token (exit 3)", async () => {
     const made = await gw.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "viewer", name: "floor" }) });
     const viewer = ((await made.json()) as { token: string }).token;
     const r = await containersRepo({ "v/docker-compose.yml": "services:\n  a:\n    image: nginx:alpine\n", "v/NOTE": `${crypto.randomUUID()}\n` });
-    const p = publish(opts({ containersDir: r, token: viewer }));
-    await expect(p).rejects.toBeInstanceOf(RegistryError);
-    await expectNothingPublished(p, "(this token may read but not push: give --token a publish token of this gateway, made with `gateway tokens create --role publish`)");
+    const lines: string[] = [];
+    const p = publish(opts({ containersDir: r, token: viewer, log: (l: string) => lines.push(l) }));
+    await expect(p).rejects.toBeInstanceOf(AdminApiError);
+    await expectNothingPublished(p, "This token is a viewer token: it may read the targets but not publish. Give --token (or GATEWAY_TOKEN) a publish token");
+    expect(lines.filter((l) => /^image |push/.test(l))).toEqual([]);
   });
 
   test("a token whose pin does not match the gateway CA", async () => {
