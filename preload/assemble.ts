@@ -69,6 +69,20 @@ const PARALLEL_BLOBS = 4;
 
 /** The cache as resolve reads it: a cached manifest is checked before it is parsed and trusted. */
 class CheckedCache extends DeviceBlobStore {
+  /** Blobs downloaded in this run, by resolve or by the blob loop: the progress says "fetched", not "cached". */
+  readonly fetchedNow = new Set<string>();
+
+  override putBytes(digest: string, bytes: Uint8Array): void {
+    if (!this.has(digest)) this.fetchedNow.add(digest);
+    super.putBytes(digest, bytes);
+  }
+
+  override async pull(...args: Parameters<DeviceBlobStore["pull"]>): Promise<number> {
+    const got = await super.pull(...args);
+    if (got > 0) this.fetchedNow.add(args[2].digest);
+    return got;
+  }
+
   override async readBytes(digest: string): Promise<Uint8Array> {
     const bytes = await super.readBytes(digest);
     const actual = digestBytes(bytes);
@@ -150,7 +164,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     }
     await placeBlob(src, store.path(b.digest), o.linkFromCache ?? true);
     bytes += b.size;
-    say(`[${++done}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${sizeText(b.size)}${got ? " fetched" : " cached"}`);
+    say(`[${++done}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${sizeText(b.size)}${cache.fetchedNow.has(b.digest) ? " fetched" : " cached"}`);
   };
   // A few blobs at a time, as docker and skopeo do: one stream rarely fills the link.
   const queue = [...plan.blobs];

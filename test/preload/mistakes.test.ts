@@ -225,6 +225,20 @@ describe("stopped half-way", () => {
   }, 60_000);
 });
 
+describe("progress", () => {
+  test("each blob says fetched on a cold cache (manifests read to resolve the apps included) and cached on a warm one", async () => {
+    const cache = join(work, "progress-cache");
+    const lines = (stderr: string) => stderr.split("\n").filter((l) => /^\[\d+\/\d+\] /.test(l));
+    const cold = await preload([...fromGateway(), "--cache", cache, "--out", join(work, "progress-1")]);
+    expect(cold.code, cold.stderr).toBe(0);
+    expect(lines(cold.stderr).length).toBeGreaterThan(3);
+    expect(lines(cold.stderr).filter((l) => !l.endsWith(" fetched"))).toEqual([]);
+    const warm = await preload([...fromGateway(), "--cache", cache, "--out", join(work, "progress-2")]);
+    expect(warm.code, warm.stderr).toBe(0);
+    expect(lines(warm.stderr).filter((l) => !l.endsWith(" cached"))).toEqual([]);
+  }, 60_000);
+});
+
 describe("no target", () => {
   test.each([
     ["the default hardware id", [], "No target for hardware id x86_64-linux and tag master in", "it holds targets for hardware ids amd64-linux: give one of them with --hwid (the default is x86_64-linux)"],
