@@ -29,6 +29,7 @@ import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { bundleDeltas } from "./_bundle-deltas.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import { exitOnSignal } from "../../lib/cli/interrupt.ts";
 
 /** The export cannot be made as asked (no such target, an output dir in use, metadata that does not verify...). */
 export class ExportError extends Error {
@@ -155,13 +156,11 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   let finished = false;
   // Ctrl-C or SIGTERM ends the process without running the `finally` below: clean up the same
   // way here (synchronously, nothing else runs after it), so --out can be given again at once.
-  const onSignal = (signal: NodeJS.Signals) => {
+  const releaseSignals = exitOnSignal("gateway export", () => {
     rmSync(work, { recursive: true, force: true });
     putBackEmpty(o.out, was);
-    process.stderr.write(`gateway export: stopped by ${signal}; removed the unfinished bundle from ${o.out}\n`);
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
+    return `removed the unfinished bundle from ${o.out}`;
+  });
   try {
     log(`copying the TUF metadata from ${o.server}/repo/`);
     const tuf = await copyMetadata(o, join(o.out, BUNDLE_TUF_DIR));
@@ -252,7 +251,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     finished = true;
     return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, deltas: deltas.length, bytesWithoutDeltas, skipped: want.blobs.length - whole.length, tuf };
   } finally {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+    releaseSignals();
     await rm(work, { recursive: true, force: true });
     // A failed export leaves --out as it found it: no half bundle for someone to carry to a device.
     if (!finished) putBackEmpty(o.out, was);

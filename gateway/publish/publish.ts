@@ -39,6 +39,7 @@ import { ImageResolveError, planService, topLevelBuild, type ServicePlan } from 
 import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
 import { checkVersionFree, makeTargets, nextVersion } from "./targets.ts";
 import { ensureBlobs, ensureManifest, localSource, PushStats, type Destination } from "./transfer.ts";
+import { exitInterrupted, exitOnSignal } from "../../lib/cli/interrupt.ts";
 
 export class PublishError extends Error {
   override name = "PublishError";
@@ -259,27 +260,25 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   // in flight, publish waits for the answer so it can say which.
   let posting = false;
   let stopping: NodeJS.Signals | undefined;
-  const stopNow = (signal: NodeJS.Signals, said: string) => {
+  const cleanUp = () => {
     stopDockerCommands();
     rmSync(tmp, { recursive: true, force: true });
-    process.stderr.write(`gateway publish: stopped by ${signal}; ${said}\n`);
-    process.exit(signal === "SIGINT" ? 130 : 143);
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return;
+  const stopNow = (signal: NodeJS.Signals, said: string) => {
+    cleanUp();
+    exitInterrupted("gateway publish", signal, said);
+  };
+  const releaseSignals = exitOnSignal("gateway publish", (signal) => {
     stopping = signal;
     if (posting) {
       process.stderr.write(`gateway publish: ${signal}: the targets are being added; stopping once the gateway answers\n`);
-      return;
+      return undefined;
     }
-    stopNow(
-      signal,
-      dryRun
-        ? "nothing was pushed (dry run) and no target added"
-        : "no target was added, so devices see nothing new; images and apps pushed so far stay in the registry, unused, and the next publish of this commit reuses them",
-    );
-  };
-  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+    cleanUp();
+    return dryRun
+      ? "nothing was pushed (dry run) and no target added"
+      : "no target was added, so devices see nothing new; images and apps pushed so far stay in the registry, unused, and the next publish of this commit reuses them";
+  });
   const stats = new PushStats();
   const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   try {
@@ -438,7 +437,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     }
     throw plainHttpHint(err, insecure);
   } finally {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+    releaseSignals();
     await rm(tmp, { recursive: true, force: true });
   }
 }
