@@ -22,7 +22,7 @@ import { resolveApps } from "../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
 import { sizeText } from "../lib/cli/bytes.ts";
-import { NoSpaceError } from "./output.ts";
+import { ImageNoSpaceError } from "./output.ts";
 
 export class AssembleError extends Error {
   override name = "AssembleError";
@@ -111,7 +111,7 @@ async function placeBlob(from: string, to: string, linkIt: boolean): Promise<voi
  * the sizes at stake, rather than as a write error half-way (which a download would first take
  * for a lost connection and retry).
  *
- * @throws {NoSpaceError}
+ * @throws {ImageNoSpaceError}
  */
 async function checkRoom(dir: string, bytes: number): Promise<void> {
   if (bytes === 0) return;
@@ -119,7 +119,7 @@ async function checkRoom(dir: string, bytes: number): Promise<void> {
   if (!fs) return;
   const free = fs.bavail * fs.bsize;
   if (free < bytes) {
-    throw new NoSpaceError(`the blobs to fetch need ${sizeText(bytes)}, ${sizeText(free)} free`);
+    throw new ImageNoSpaceError(`the blobs to fetch need ${sizeText(bytes)}, ${sizeText(free)} free`);
   }
 }
 

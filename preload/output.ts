@@ -110,8 +110,8 @@ export async function whyCannotWriteAt(out: string): Promise<string | undefined>
 }
 
 /** What preload is about to write does not fit in the free space of its file system. */
-export class NoSpaceError extends OutputError {
-  override name = "NoSpaceError";
+export class ImageNoSpaceError extends OutputError {
+  override name = "ImageNoSpaceError";
   /** @param detail What needs how much, and how much is free ("the tar file needs at least 1.0 MiB, 96.0 KiB free"). */
   constructor(readonly detail: string) {
     super(`No space left: ${detail}`);
@@ -148,7 +148,7 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
           const { code, stderr } = await runTool(["cp", "-a", "--reflink=auto", join(tree, name), join(out, name)]);
-          if (/No space left|Disk quota/.test(stderr)) throw new NoSpaceError(`the image does not fit in the file system of ${out}`);
+          if (/No space left|Disk quota/.test(stderr)) throw new ImageNoSpaceError(`the image does not fit in the file system of ${out}`);
           if (code !== 0) throw new OutputError(`Copying the image into ${out} failed (cp exit ${code}): ${stderr}`);
         }
       }
@@ -165,7 +165,7 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
   const { bytes, entries } = await treeSize(tree);
   const fs = await statfs(dirname(out)).catch(() => undefined);
   if (fs && fs.bavail * fs.bsize < bytes) {
-    throw new NoSpaceError(`the ${format} file needs at least ${sizeText(bytes)}, ${sizeText(fs.bavail * fs.bsize)} free`);
+    throw new ImageNoSpaceError(`the ${format} file needs at least ${sizeText(bytes)}, ${sizeText(fs.bavail * fs.bsize)} free`);
   }
   if (format === "tar") {
     // GNU tar with numeric owners: the image is for another machine.

@@ -18,13 +18,14 @@ import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
 import { decidePreload, platformsOf, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
-import { checkOutputPath, isNoSpace, NoSpaceError, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
+import { checkOutputPath, isNoSpace, ImageNoSpaceError, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
 import { unpackBase } from "../base.ts";
 import { killTools } from "../_children.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
 import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, whatTargetsHold, type RootFile } from "../targets.ts";
 import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import { exitOnSignal } from "../../lib/cli/interrupt.ts";
 
 const FORMATS = ["dir", "tar", "ext4"] as const;
 
@@ -156,14 +157,12 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   // Ctrl-C or SIGTERM ends the process without running the `finally` below: remove the
   // unfinished image the same way here (synchronously, nothing runs after it), so nothing half
   // written is left beside --out looking like an image, and --out can be given again at once.
-  const onSignal = (signal: NodeJS.Signals) => {
+  const releaseSignals = exitOnSignal("preload", () => {
     killTools();
     rmSync(work, { recursive: true, force: true });
     rmSync(partialPath(outPath), { force: true });
-    process.stderr.write(`preload: stopped by ${signal}; removed the unfinished image, ${outPath} is as it was\n`);
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
+    return `removed the unfinished image, ${outPath} is as it was`;
+  });
   try {
     await mkdir(tree, { recursive: true });
     if (flags.base) {
@@ -193,8 +192,8 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched`,
     );
   } catch (err) {
-    if (!isNoSpace(err) && !(err instanceof NoSpaceError)) throw err;
-    const sizes = err instanceof NoSpaceError ? ` (${err.detail})` : "";
+    if (!isNoSpace(err) && !(err instanceof ImageNoSpaceError)) throw err;
+    const sizes = err instanceof ImageNoSpaceError ? ` (${err.detail})` : "";
     const beside = [
       "the image's tree",
       ...(flags.cache ? [] : ["the blob cache (--cache DIR puts it elsewhere)"]),
@@ -204,7 +203,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       `No space left to write the image at ${outPath}${flags.cache ? ` or the cache ${flags.cache}` : ""}${sizes}: preload writes ${beside.join(", ")} in ${dirname(outPath)}; free some space there or give an --out on a larger file system (the unfinished image was removed)`,
     );
   } finally {
-    process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+    releaseSignals();
     await rm(work, { recursive: true, force: true });
     await rm(partialPath(outPath), { force: true });
   }
