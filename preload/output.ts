@@ -119,7 +119,6 @@ export class ImageNoSpaceError extends OutputError {
 }
 
 /** The file system ran out of room (or quota) while the image was written. */
-export const isNoSpace = (err: unknown): boolean => ["ENOSPC", "EDQUOT"].includes((err as NodeJS.ErrnoException)?.code ?? "");
 
 /** Where the unfinished tar or ext4 file is written before it is renamed to `out`. */
 export const partialPath = (out: string): string => `${out}.partial`;

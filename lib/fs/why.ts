@@ -5,6 +5,15 @@
  * @module
  */
 
+/** The file system is full (ENOSPC) or the user's quota is (EDQUOT). */
+export const isNoSpace = (err: unknown): boolean => ["ENOSPC", "EDQUOT"].includes((err as NodeJS.ErrnoException)?.code ?? "");
+
+/**
+ * A write this machine refused: no space or quota, a read-only file system, no permission. Doing
+ * it again changes nothing until someone acts, so it is said at once, never retried.
+ */
+export const isLocalWriteRefused = (err: unknown): boolean => isNoSpace(err) || ["EROFS", "EACCES", "EPERM"].includes((err as NodeJS.ErrnoException)?.code ?? "");
+
 /**
  * The reason behind a file system error; any other error's own message.
  *

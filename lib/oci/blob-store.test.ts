@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDockerRegistry, type DockerRegistryHandle } from "../../test/harness/docker-registry.ts";
 import { startFaultProxy, type FaultProxy } from "../../test/harness/fault-proxy.ts";
+import { run } from "../../test/harness/tmp.ts";
 import { backoffMs, BlobNotFoundError, BlobSizeMismatchError, BlobStore, IncompleteBlobError, type PullBlobOptions } from "./blob-store.ts";
 import { DigestMismatchError, sha256 } from "./digest.ts";
 import { RegistryClient, RegistryUnreachableError } from "./registry-client.ts";
@@ -121,6 +122,21 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
     expect(r.fetched).toBeLessThan(size + 10 * 512 * 1024);
     expect(r.wire).toBeLessThan(size + 10 * IN_FLIGHT + 64 * 1024);
   }, 60_000);
+
+  test("a full disk is said at once (ENOSPC), not retried as a lost connection for the minute of patience", async () => {
+    const { digest, size } = await randomBlob("t/full", 2 * MiB);
+    const dir = await mkdtemp(join(tmpdir(), "blobstore-full-"));
+    dirs.push(dir);
+    await run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", dir]);
+    try {
+      const started = Date.now();
+      const err = await new BlobStore(dir).pull(direct, "t/full", { digest, size }).then(() => undefined, (e: unknown) => e as NodeJS.ErrnoException);
+      expect({ code: err?.code, name: err?.name }).toEqual({ code: "ENOSPC", name: "Error" });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await run(["umount", dir]);
+    }
+  }, 30_000);
 
   test("a stalled connection is abandoned after the stall timeout and resumed with Range", async () => {
     const { digest, size } = await randomBlob("t/stall", 4 * MiB);

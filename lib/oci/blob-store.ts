@@ -9,6 +9,7 @@
 import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { renameDurable, writeFileAtomic } from "../fs/atomic-write.ts";
+import { isLocalWriteRefused } from "../fs/why.ts";
 import { BatchedWriter, WRITE_BATCH_BYTES } from "./_batched-writer.ts";
 import { releaseChunks } from "./_memory.ts";
 import { Digester, digestBytes, digestFile, DigestMismatchError, parseDigest } from "./digest.ts";
@@ -76,6 +77,8 @@ export const PULL_DEFAULTS = { patienceMs: 60_000, stallTimeoutMs: 15_000 } as c
 
 const isRetryable = (err: unknown): boolean => {
   if (err instanceof DigestMismatchError || err instanceof BlobTooLargeError) return false;
+  if (isLocalWriteRefused(err)) return false; // the disk, not the network: a full disk stays full
+
   if (err instanceof RegistryError) return err.status >= 500 || err.status === 429 || err.status === 408;
   if (err instanceof DownloadStalledError) return true;
   if ((err as Error)?.name === "AbortError") return false;
@@ -384,7 +387,8 @@ export class BlobStore {
                 releaseChunks(chunk.byteLength);
               }
             } catch (err) {
-              if (err instanceof BlobTooLargeError || opts.signal?.aborted) throw err;
+              // A write the disk refused is no lost connection: said as it is (ENOSPC), not retried.
+              if (err instanceof BlobTooLargeError || opts.signal?.aborted || isLocalWriteRefused(err)) throw err;
               rethrow(new IncompleteBlobError(`Cannot fetch blob ${digest} from ${repo}: connection lost after ${have} of ${size} bytes: ${(err as Error)?.message ?? err}`, { cause: err }));
             }
           }
