@@ -123,6 +123,16 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
     expect(r.wire).toBeLessThan(size + 10 * IN_FLIGHT + 64 * 1024);
   }, 60_000);
 
+  test("a registry that takes the request and never answers (a frozen gateway) fails a manifest read after the answer timeout, not never", async () => {
+    proxy.inject({ kind: "stall", afterBytes: 0, stallMs: 20_000 });
+    const frozen = new RegistryClient({ registry: `127.0.0.1:${proxy.port}`, scheme: "http", answerTimeoutMs: 700 });
+    const started = Date.now();
+    const err = await frozen.getManifest("t/frozen", "latest").then(() => undefined, (e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(RegistryUnreachableError);
+    expect(err?.message).toBe(`Cannot get manifest t/frozen:latest: registry 127.0.0.1:${proxy.port} gave no answer in 0.7 s`);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  }, 30_000);
+
   test("a full disk is said at once (ENOSPC), not retried as a lost connection for the minute of patience", async () => {
     const { digest, size } = await randomBlob("t/full", 2 * MiB);
     const dir = await mkdtemp(join(tmpdir(), "blobstore-full-"));

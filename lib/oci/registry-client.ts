@@ -30,6 +30,8 @@ export interface RegistryClientOptions {
    * exactly this origin; any other realm gets `auth` and `tls`, as before.
    */
   realm?: { origin: string; auth?: RegistryAuth; tls?: RegistryClientOptions["tls"] };
+  /** How long a manifest request waits for an answer (default {@link ANSWER_TIMEOUT_MS}). */
+  answerTimeoutMs?: number;
 }
 
 /** A manifest as fetched: its exact bytes, media type and digest. */
@@ -55,6 +57,9 @@ export class RegistryError extends Error {
 }
 
 /** Thrown when the registry cannot be reached (refused, TLS failure, reset). Retryable. */
+/** How long a manifest request waits for the registry's answer (its headers) before it gives up. */
+export const ANSWER_TIMEOUT_MS = 30_000;
+
 export class RegistryUnreachableError extends Error {
   override name = "RegistryUnreachableError";
 }
@@ -283,6 +288,27 @@ export class RegistryClient {
     return new RegistryError(`Cannot ${what}: registry ${this.registry} returned ${res.status}${tail ? ` ${tail}` : ""}`, res.status, code, detail);
   }
 
+  /**
+   * `send`'s answer, or a RegistryUnreachableError once the registry has given none (not even
+   * its headers) for `answerTimeoutMs`: a manifest is small, and a registry that accepts
+   * the connection and then says nothing (a frozen gateway) would otherwise hold the caller for
+   * ever, where a blob pull has its stall timeout.
+   */
+  async #answered(what: string, outer: AbortSignal | undefined, send: (signal: AbortSignal) => Promise<Response>): Promise<Response> {
+    const ms = this.opts.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    const silent = new AbortController();
+    const timer = setTimeout(() => silent.abort(), ms);
+    try {
+      return await send(outer ? AbortSignal.any([outer, silent.signal]) : silent.signal);
+    } catch (err) {
+      if (silent.signal.aborted && !outer?.aborted)
+        throw new RegistryUnreachableError(`Cannot ${what}: registry ${this.registry} gave no answer in ${ms / 1000} s`, { cause: err });
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   // ---- API ----------------------------------------------------------------------------------
 
   /** Checks the registry answers `GET /v2/` with our credentials. @throws {RegistryError} */
@@ -305,11 +331,13 @@ export class RegistryClient {
    * @throws {ResponseTooLargeError} If larger than `maxBytes` (default 4 MiB).
    */
   async getManifest(repo: string, ref: string, opts: { accept?: string[]; maxBytes?: number; signal?: AbortSignal } = {}): Promise<FetchedManifest> {
-    const res = await this.request("GET", `/v2/${repo}/manifests/${ref}`, {
-      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(", ") },
-      scopes: [pullScope(repo)],
-      signal: opts.signal,
-    });
+    const res = await this.#answered(`get manifest ${repo}:${ref}`, opts.signal, (signal) =>
+      this.request("GET", `/v2/${repo}/manifests/${ref}`, {
+        headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(", ") },
+        scopes: [pullScope(repo)],
+        signal,
+      }),
+    );
     if (!res.ok) throw await this.errorFrom(res, `get manifest ${repo}:${ref}`);
     const bytes = await readLimited(res, opts.maxBytes ?? MAX_MANIFEST_BYTES, `Manifest ${repo}:${ref}`);
     const want = tryParseDigest(ref);
@@ -332,11 +360,13 @@ export class RegistryClient {
    * @throws {RegistryError} On any other failure.
    */
   async headManifest(repo: string, ref: string, opts: { accept?: string[]; signal?: AbortSignal } = {}): Promise<{ digest: string; mediaType: string; size: number } | undefined> {
-    const res = await this.request("HEAD", `/v2/${repo}/manifests/${ref}`, {
-      headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(", ") },
-      scopes: [pullScope(repo)],
-      signal: opts.signal,
-    });
+    const res = await this.#answered(`check manifest ${repo}:${ref}`, opts.signal, (signal) =>
+      this.request("HEAD", `/v2/${repo}/manifests/${ref}`, {
+        headers: { accept: (opts.accept ?? MANIFEST_ACCEPT).join(", ") },
+        scopes: [pullScope(repo)],
+        signal,
+      }),
+    );
     if (res.status === 404) return undefined;
     if (!res.ok) throw await this.errorFrom(res, `check manifest ${repo}:${ref}`);
     let digest = res.headers.get("docker-content-digest") ?? "";
