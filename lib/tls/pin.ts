@@ -113,7 +113,8 @@ export async function fetchPinnedCa(server: string, token: string, opts: { timeo
   }
   if (actual !== pin) {
     throw new CaPinMismatchError(
-      `CA certificate from ${url} does not match the token: fingerprint ${actual}, token pins ${pin}`,
+      `CA certificate from ${url} does not match the token: fingerprint ${actual}, token pins ${pin}. ` +
+        "The token was made by another gateway (or this URL names another one): give a token this gateway made, or the URL of the gateway that made the token",
     );
   }
   return pem;

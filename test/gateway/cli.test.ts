@@ -77,6 +77,7 @@ describe("gateway CLI", () => {
     const badPin = cli("targets", "list", "--server", g.url, "--token", `${token.split(".")[0]}.${"0".repeat(64)}`);
     expect(badPin.code).toBe(5); // not "unreachable": it answered, with another CA
     expect(badPin.err).toContain("does not match the token");
+    expect(badPin.err).toContain("give a token this gateway made, or the URL of the gateway that made the token");
     const down = cli("targets", "list", "--server", "https://127.0.0.1:1", "--token", token);
     expect(down.code).toBe(4);
   }, 60_000);
