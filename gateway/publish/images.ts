@@ -24,6 +24,7 @@ import { copyImage } from "./copy-image.ts";
 import { dockerBuild, dockerInspectImage, dockerSave, engineName } from "./docker.ts";
 import type { BuildSpec } from "./plan.ts";
 import { ImageResolveError } from "./plan.ts";
+import { printable } from "../../lib/cli/printable.ts";
 import { platformOfConfig } from "./platforms.ts";
 import { ensureBlobs, ensureManifest, type Destination } from "./transfer.ts";
 
@@ -109,7 +110,8 @@ export class ImageResolver {
         env: this.o.env,
         // The build's own output, as it comes: a long build is not silent, and CI keeps its log.
         onLine: (line) => {
-          const text = line.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").trimEnd();
+          // Colours dropped, then any other control character (a RUN step may print anything).
+          const text = printable(line.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "")).trimEnd();
           if (text.trim() && !LEGACY_BUILDER_NOTICE.test(text)) this.o.log(`image ${b.name}: | ${text}`);
         },
         ...(this.o.platform ? { platform: `${this.o.platform.os}/${this.o.platform.architecture}${this.o.platform.variant ? `/${this.o.platform.variant}` : ""}` } : {}),
