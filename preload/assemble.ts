@@ -11,7 +11,7 @@
  * @module
  */
 import { constants } from "node:fs";
-import { chmod, copyFile, link, mkdir, rm, statfs, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, link, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { Target } from "../lib/api/index.ts";
 import { digestBytes, digestFile } from "../lib/oci/digest.ts";
@@ -22,6 +22,7 @@ import { resolveApps } from "../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
 import { sizeText } from "../lib/cli/bytes.ts";
+import { freeBytes } from "../lib/fs/free.ts";
 import { ImageNoSpaceError } from "./output.ts";
 
 export class AssembleError extends Error {
@@ -115,10 +116,8 @@ async function placeBlob(from: string, to: string, linkIt: boolean): Promise<voi
  */
 async function checkRoom(dir: string, bytes: number): Promise<void> {
   if (bytes === 0) return;
-  const fs = await statfs(dir).catch(() => undefined);
-  if (!fs) return;
-  const free = fs.bavail * fs.bsize;
-  if (free < bytes) {
+  const free = await freeBytes(dir);
+  if (free !== undefined && free < bytes) {
     throw new ImageNoSpaceError(`the blobs to fetch need ${sizeText(bytes)}, ${sizeText(free)} free`);
   }
 }

@@ -6,11 +6,12 @@
  * @module
  */
 import { constants } from "node:fs";
-import { access, lstat, mkdir, readdir, rename, rm, stat, statfs } from "node:fs/promises";
+import { access, lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { dirname, join } from "node:path";
 import { DEFAULT_DEVICE_PATHS, preloadedTargetPath } from "../lib/device/paths.ts";
 import { blockedBy, look } from "../lib/fs/paths.ts";
+import { freeBytes } from "../lib/fs/free.ts";
 import { runTool } from "./_children.ts";
 
 export type OutputFormat = "dir" | "tar" | "ext4";
@@ -118,8 +119,6 @@ export class ImageNoSpaceError extends OutputError {
   }
 }
 
-/** The file system ran out of room (or quota) while the image was written. */
-
 /** Where the unfinished tar or ext4 file is written before it is renamed to `out`. */
 export const partialPath = (out: string): string => `${out}.partial`;
 
@@ -162,10 +161,8 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
   await rm(tmp, { force: true });
   // The tar or ext4 file holds at least the tree's bytes: said before the tool fails half-way.
   const { bytes, entries } = await treeSize(tree);
-  const fs = await statfs(dirname(out)).catch(() => undefined);
-  if (fs && fs.bavail * fs.bsize < bytes) {
-    throw new ImageNoSpaceError(`the ${format} file needs at least ${sizeText(bytes)}, ${sizeText(fs.bavail * fs.bsize)} free`);
-  }
+  const free = await freeBytes(dirname(out));
+  if (free !== undefined && free < bytes) throw new ImageNoSpaceError(`the ${format} file needs at least ${sizeText(bytes)}, ${sizeText(free)} free`);
   if (format === "tar") {
     // GNU tar with numeric owners: the image is for another machine.
     await run(["tar", "--numeric-owner", "--sort=name", "-C", tree, "-cf", tmp, "."], "Writing the tar");

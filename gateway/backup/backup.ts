@@ -20,7 +20,7 @@
  */
 import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
-import { cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, stat, statfs } from "node:fs/promises";
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative, sep } from "node:path";
 import { tmpdir } from "node:os";
 import { Readable } from "node:stream";
@@ -32,6 +32,7 @@ import { fsWhy } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
+import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { REGISTRY_SCRATCH_FOLDERS } from "../registry/storage.ts";
@@ -89,10 +90,8 @@ async function checkOut(out: string): Promise<void> {
  * terms, with the sizes, instead of as an errno half way through.
  */
 async function checkSpace(dir: string, bytes: number, fail: (why: string) => Error): Promise<void> {
-  const fs = await statfs(dir).catch(() => undefined);
-  if (!fs) return; // the write itself will say what is wrong
-  const free = fs.bavail * fs.bsize;
-  if (free < bytes) throw fail(`it needs at least ${sizeText(bytes)}, and the file system holding ${dir} has ${sizeText(free)} free`);
+  const free = await freeBytes(dir);
+  if (free !== undefined && free < bytes) throw fail(`it needs at least ${sizeText(bytes)}, and the file system holding ${dir} has ${sizeText(free)} free`);
 }
 
 /** A file system error about `out` or its temp files (not about a data dir file being read). */

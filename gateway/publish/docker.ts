@@ -7,20 +7,10 @@
  *
  * @module
  */
+import { stopsWithCommand } from "../../lib/cli/interrupt.ts";
 
 export class DockerCommandError extends Error {
   override name = "DockerCommandError";
-}
-
-/** The docker commands running now, so a publish that is stopped stops them too. */
-const running = new Set<Bun.Subprocess>();
-
-/**
- * Ends every docker command still running (SIGTERM): a publish stopped by Ctrl-C or SIGTERM
- * must not leave a `docker build` going on the engine after it is gone.
- */
-export function stopDockerCommands(): void {
-  for (const p of running) p.kill("SIGTERM");
 }
 
 async function docker(args: string[], what: string, env: Record<string, string | undefined>, onLine?: (line: string) => void): Promise<string> {
@@ -30,8 +20,8 @@ async function docker(args: string[], what: string, env: Record<string, string |
   } catch (cause) {
     throw new DockerCommandError(`Cannot ${what}: docker is not installed or not runnable`, { cause });
   }
-  running.add(proc);
-  void proc.exited.then(() => running.delete(proc));
+  // A publish stopped by Ctrl-C or SIGTERM must not leave a `docker build` going after it is gone.
+  stopsWithCommand(proc);
   const lines: string[] = [];
   const pump = async (s: ReadableStream<Uint8Array>) => {
     const dec = new TextDecoder();

@@ -31,7 +31,6 @@ import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import { dockerCredentials } from "./credentials.ts";
-import { stopDockerCommands } from "./docker.ts";
 import { discover, type AppDir } from "./discover.ts";
 import { checkHead, gitInfo } from "./git.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
@@ -255,15 +254,12 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
 
   const tmp = await mkdtemp(join(tmpdir(), "gateway-publish-"));
   // Ctrl-C or SIGTERM (a cancelled CI job) ends the process without running the `finally` below:
-  // stop docker, remove the scratch folder (saved images: hundreds of MB) and say what is left.
+  // docker is stopped (lib/cli/interrupt.ts), the scratch folder (saved images: hundreds of MB) removed, and what is left said.
   // Targets are added last, in one call: stopped before it, nothing is published; while it is
   // in flight, publish waits for the answer so it can say which.
   let posting = false;
   let stopping: NodeJS.Signals | undefined;
-  const cleanUp = () => {
-    stopDockerCommands();
-    rmSync(tmp, { recursive: true, force: true });
-  };
+  const cleanUp = () => rmSync(tmp, { recursive: true, force: true });
   const stopNow = (signal: NodeJS.Signals, said: string) => {
     cleanUp();
     exitInterrupted("gateway publish", signal, said);

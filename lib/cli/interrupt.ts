@@ -5,18 +5,38 @@
  * 130 (SIGINT) or 143 (SIGTERM), as shells count a death by those signals. One shape for
  * `gateway publish`, `gateway export` and `preload`: the line `<program>: stopped by SIGINT; <what is left>`.
  *
+ * The tools a command runs (a `docker build`, tar, mkfs) get the signal only when it came from a
+ * terminal's process group; a SIGTERM sent to the command alone would leave them writing into a
+ * folder it removes. So a command registers them ({@link stopsWithCommand}) and they are ended
+ * first, before its clean-up.
+ *
  * @module
  */
 
+/** Child processes that end with the command (see the module comment). */
+const children = new Set<{ kill(signal?: NodeJS.Signals): void }>();
+
+/** Registers `proc` to be ended (SIGTERM) if the command is stopped while it runs; returns it. */
+export function stopsWithCommand<P extends { kill(signal?: NodeJS.Signals): void; exited: Promise<unknown> }>(proc: P): P {
+  children.add(proc);
+  void proc.exited.finally(() => children.delete(proc));
+  return proc;
+}
+
+const endChildren = () => {
+  for (const p of children) p.kill("SIGTERM");
+};
+
 /** Says what a stopped command left and exits 130 (SIGINT) or 143 (SIGTERM). */
 export function exitInterrupted(program: string, signal: NodeJS.Signals, left: string): never {
+  endChildren();
   process.stderr.write(`${program}: stopped by ${signal}; ${left}\n`);
   process.exit(signal === "SIGINT" ? 130 : 143);
 }
 
 /**
- * Until the returned function is called (in the command's `finally`), a SIGINT or SIGTERM runs
- * `cleanUp`, which returns what is left for {@link exitInterrupted} to say, or undefined to
+ * Until the returned function is called (in the command's `finally`), a SIGINT or SIGTERM ends
+ * the registered child processes, then runs `cleanUp`, which returns what is left for {@link exitInterrupted} to say, or undefined to
  * stop later itself (a step that must not be cut short: it calls exitInterrupted when done).
  * Only the first signal counts.
  *
@@ -31,6 +51,7 @@ export function exitOnSignal(program: string, cleanUp: (signal: NodeJS.Signals) 
   const onSignal = (signal: NodeJS.Signals) => {
     if (seen) return;
     seen = true;
+    endChildren();
     const left = cleanUp(signal);
     if (left !== undefined) exitInterrupted(program, signal, left);
   };

@@ -21,7 +21,6 @@ import { decidePreload, platformsOf, readFactoryConfig, type BuildKind } from ".
 import { checkOutputPath, ImageNoSpaceError, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
 import { unpackBase } from "../base.ts";
-import { killTools } from "../_children.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
 import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, whatTargetsHold, type RootFile } from "../targets.ts";
 import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
@@ -159,7 +158,6 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   // unfinished image the same way here (synchronously, nothing runs after it), so nothing half
   // written is left beside --out looking like an image, and --out can be given again at once.
   const releaseSignals = exitOnSignal("preload", () => {
-    killTools();
     rmSync(work, { recursive: true, force: true });
     rmSync(partialPath(outPath), { force: true });
     return `removed the unfinished image, ${outPath} is as it was`;
