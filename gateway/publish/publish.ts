@@ -26,7 +26,7 @@ import { pinCompose } from "../../lib/compose/pin.ts";
 import { FactoryConfigError, fullRef, platformsOf, readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
-import { RegistryError, RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
+import { RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
@@ -231,7 +231,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   });
   if (opts.version !== undefined) checkVersionFree(hwids, opts.version, before.targets);
   // A viewer token reads the targets too: refused here, not after every image is built.
-  if ((await admin.whoami().catch(() => undefined))?.role === "viewer") // an older gateway has no whoami: the push says it later
+  if ((await admin.whoami().catch(() => undefined))?.role === "viewer") // an older gateway has no whoami: its registry refuses the push
     throw new AdminApiError(
       "This token is a viewer token: it may read the targets but not publish. Give --token (or GATEWAY_TOKEN) a publish token: `gateway tokens create --role publish` on the gateway makes one",
       403,
@@ -427,10 +427,6 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       durationMs: Math.round(performance.now() - started),
     };
   } catch (err) {
-    // The gateway's registry refusing a push with a token the admin API took: a viewer token.
-    if (err instanceof RegistryError && (err.status === 401 || err.status === 403) && onGateway && err.message.includes(`registry ${registryHost} `) && /push|upload/i.test(err.message)) {
-      err.message += " (this token may read but not push: give --token a publish token of this gateway, made with `gateway tokens create --role publish`)";
-    }
     throw plainHttpHint(err, insecure);
   } finally {
     releaseSignals();
