@@ -5,12 +5,11 @@
  *
  * @module
  */
-import { constants } from "node:fs";
-import { access, lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { dirname, join } from "node:path";
 import { DEFAULT_DEVICE_PATHS, preloadedTargetPath } from "../lib/device/paths.ts";
-import { blockedBy, look } from "../lib/fs/paths.ts";
+import { blockedBy, look, whyFolderNotWritable } from "../lib/fs/paths.ts";
 import { freeBytes } from "../lib/fs/free.ts";
 import { runTool } from "./_children.ts";
 
@@ -104,10 +103,7 @@ export async function whyCannotWriteAt(out: string): Promise<string | undefined>
     if (dir === dirname(dir)) return undefined;
     dir = dirname(dir);
   }
-  return await access(dir, constants.W_OK | constants.X_OK).then(
-    () => undefined,
-    (e) => ((e as NodeJS.ErrnoException).code === "EROFS" ? `the file system of ${dir} is read-only` : `the folder ${dir} is not writable`),
-  );
+  return await whyFolderNotWritable(dir);
 }
 
 /** What preload is about to write does not fit in the free space of its file system. */

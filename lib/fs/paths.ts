@@ -58,9 +58,14 @@ export async function whyCannotWrite(path: string): Promise<string | undefined> 
   } catch (e) {
     return fsWhy(e);
   }
-  return access(folder, constants.W_OK | constants.X_OK).then(
+  return whyFolderNotWritable(folder);
+}
+
+/** Why files cannot be made in the existing folder `dir` (a read-only file system, no permission), or undefined if they can. */
+export function whyFolderNotWritable(dir: string): Promise<string | undefined> {
+  return access(dir, constants.W_OK | constants.X_OK).then(
     () => undefined,
-    () => `the folder ${folder} is not writable`,
+    (e) => ((e as NodeJS.ErrnoException).code === "EROFS" ? `the file system of ${dir} is read-only` : `the folder ${dir} is not writable`),
   );
 }
 
