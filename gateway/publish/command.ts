@@ -7,40 +7,12 @@
  */
 import { stat } from "node:fs/promises";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { progressLine } from "../../lib/cli/progress.ts";
 import { PUBLISH_EXIT_CODES } from "./exit-codes.ts";
 import { publish } from "./publish.ts";
 import { renderPublish } from "./render.ts";
 
 const mib = (n: number) => (n / 1048576).toFixed(1);
-
-/**
- * Upload progress: on a terminal one line rewritten in place, at most 4 times a second; in a CI
- * log a line every 10 s, so a long push is not silent there either.
- */
-function pushProgress(info: (line: string) => void): { show(line: string): void; clear(): void } {
-  const tty = process.stderr.isTTY;
-  let last = 0;
-  let shown = false;
-  return {
-    show(line) {
-      const now = Date.now();
-      if (now - last < (tty ? 250 : 10_000)) return;
-      if (!tty && last === 0) {
-        last = now; // the first 10 s of a push are quiet in a log: small pushes print nothing
-        return;
-      }
-      last = now;
-      if (tty) {
-        process.stderr.write(`\r\x1b[K${line}`);
-        shown = true;
-      } else info(line);
-    },
-    clear() {
-      if (shown) process.stderr.write("\r\x1b[K");
-      shown = false;
-    },
-  };
-}
 
 export default defineCommand({
   summary: "Build, pin and push the compose apps of a containers checkout, then add their targets",
@@ -91,7 +63,7 @@ export default defineCommand({
     ...formatFlag,
   },
   async run({ flags, out }) {
-    const progress = pushProgress((line) => out.info(line));
+    const progress = progressLine((line) => out.info(line));
     const token = flags.token ?? process.env.GATEWAY_TOKEN;
     for (const [name, v] of [["containers", flags.containers], ["ref", flags.ref], ["server", flags.server], ["token", token]] as const) {
       if (!v) throw new UsageError(`--${name} is required`);
@@ -125,29 +97,31 @@ export default defineCommand({
       if (!hwid || !platform || !/^[\w.-]+\/[\w.-]+(\/[\w.-]+)?$/.test(platform)) throw new UsageError(`--hwid-platform must be HWID=OS/ARCH, not "${m}"`);
       hwidPlatforms[hwid] = platform;
     }
-    const result = await publish({
-      containersDir: flags.containers!,
-      ref: flags.ref!,
-      ...(flags.commit ? { commit: flags.commit } : {}),
-      hwidPlatforms,
-      server: flags.server!,
-      token: token!,
-      ...(flags.factory ? { factory: flags.factory } : {}),
-      ...(flags["factory-config"] ? { factoryConfig: flags["factory-config"] } : {}),
-      hwids: flags.hwid,
-      ...(version !== undefined ? { version } : {}),
-      dryRun: flags["dry-run"],
-      ...(flags.platform ? { platform: flags.platform } : {}),
-      ...(flags.registry ? { registry: flags.registry } : {}),
-      insecureRegistries: flags["insecure-registry"],
-      mirrors,
-      log: (line) => {
-        progress.clear();
-        out.info(line);
-      },
-      onProgress: (repo, sent, total) => progress.show(`pushing ${repo}: ${mib(sent)} MiB sent, of at most ${mib(total)} MiB`),
-    });
-    progress.clear();
+    let result: Awaited<ReturnType<typeof publish>>;
+    try {
+      result = await publish({
+        containersDir: flags.containers!,
+        ref: flags.ref!,
+        ...(flags.commit ? { commit: flags.commit } : {}),
+        hwidPlatforms,
+        server: flags.server!,
+        token: token!,
+        ...(flags.factory ? { factory: flags.factory } : {}),
+        ...(flags["factory-config"] ? { factoryConfig: flags["factory-config"] } : {}),
+        hwids: flags.hwid,
+        ...(version !== undefined ? { version } : {}),
+        dryRun: flags["dry-run"],
+        ...(flags.platform ? { platform: flags.platform } : {}),
+        ...(flags.registry ? { registry: flags.registry } : {}),
+        insecureRegistries: flags["insecure-registry"],
+        mirrors,
+        log: (line) => progress.print(line),
+        onProgress: (repo, sent, total) => progress.show(`pushing ${repo}: ${mib(sent)} MiB sent, of at most ${mib(total)} MiB`),
+      });
+    } finally {
+      // Also before an error is printed: it must not be glued to the end of the progress line.
+      progress.clear();
+    }
     out.result(result, renderPublish);
   },
 });
