@@ -15,7 +15,7 @@
  */
 import { createMiddleware } from "hono/factory";
 import { HTTPException } from "hono/http-exception";
-import type { ApiRole } from "../../lib/api/admin.ts";
+import type { ApiRole, TokenRole } from "../../lib/api/admin.ts";
 import type { Caller, Gateway, GatewayEnv } from "../env.ts";
 import { hashSecret, sameSecret, tokenSecret } from "../pki/tokens.ts";
 import { apiTokenUsable } from "./api-tokens.ts";
@@ -42,17 +42,27 @@ export function presentedAdminToken(authorization: string | undefined): string |
   return undefined;
 }
 
-/** The caller a token names, or why it names none, in words for its holder ("this token expired at ..."). */
-export type TokenCheck = { caller: Caller } | { refused: string };
+/**
+ * The caller a token names, or why it names none, in words for its holder ("this token expired at
+ * ..."), with the token's role when the gateway knows the token (revoked, expired, or a
+ * registration token given where an API token is needed).
+ */
+export type TokenCheck = { caller: Caller } | { refused: string; role?: TokenRole };
 
-/** The caller a token names, or why not: unknown, revoked (when) or expired (when). */
+/** The caller a token names, or why not: unknown, revoked (when), expired (when) or a registration token. */
 export async function checkToken(gw: Gateway, token: string, now = Date.now()): Promise<TokenCheck> {
   if (sameSecret(token, gw.adminToken)) return { caller: { role: "admin", tokenId: null } };
-  const row = await gw.apiTokens.byHash(hashSecret(tokenSecret(token)));
-  if (!row) return { refused: "unknown token" };
-  const { revokedAt, expiresAt } = row;
+  const hash = hashSecret(tokenSecret(token));
+  const row = await gw.apiTokens.byHash(hash);
+  if (!row) {
+    // `gateway tokens create` without --role makes a registration token: its holder is told so.
+    if (await gw.store.getRegistrationTokenByHash(hash))
+      return { refused: "it only registers devices (`gateway tokens create --role publish`, admin or viewer makes an API token)", role: "registration" };
+    return { refused: "unknown token" };
+  }
+  const { revokedAt, expiresAt, role } = row;
   if (apiTokenUsable(row, now)) return { caller: { role: row.role, tokenId: row.id } };
-  return { refused: revokedAt !== null ? `this token was revoked at ${revokedAt}` : `this token expired at ${expiresAt}` };
+  return { refused: revokedAt !== null ? `this token was revoked at ${revokedAt}` : `this token expired at ${expiresAt}`, role };
 }
 
 /** The caller a token names, or undefined (unknown, revoked or expired). */
@@ -61,8 +71,13 @@ export async function callerOf(gw: Gateway, token: string): Promise<Caller | und
   return "caller" in r ? r.caller : undefined;
 }
 
-/** The one wording of a refused token, for /admin and /repo alike. */
-export const tokenRefused = (why: string) => `Admin token refused: ${why}`;
+/**
+ * The one wording of a refused token, for /admin and /repo alike: "Token refused: unknown token",
+ * or with the role of a token the gateway knows ("Publish token refused: this token expired at ...").
+ * Never "Admin token" for a token that is not one: publish, preload and export take any role.
+ */
+export const tokenRefused = (why: string, role?: TokenRole) =>
+  `${role ? `${role[0]!.toUpperCase()}${role.slice(1)} token` : "Token"} refused: ${why}`;
 
 /** The caller of a request (Bearer or Basic credentials), or undefined. */
 export async function requestCaller(gw: Gateway, authorization: string | undefined): Promise<Caller | undefined> {
@@ -76,10 +91,10 @@ export async function requestCaller(gw: Gateway, authorization: string | undefin
  */
 export const requireApiToken = createMiddleware<GatewayEnv>(async (c, next) => {
   const auth = c.req.header("authorization");
-  if (!auth) throw new HTTPException(401, { message: "Admin token required: send Authorization: Bearer <admin token>" });
+  if (!auth) throw new HTTPException(401, { message: "Token required: send Authorization: Bearer <token> (an admin, publish or viewer token)" });
   const token = /^Bearer\s/i.test(auth) ? presentedAdminToken(auth) : undefined;
-  const check = token === undefined ? { refused: "send it as Authorization: Bearer <token>" } : await checkToken(c.var.gw, token);
-  if (!("caller" in check)) throw new HTTPException(403, { message: tokenRefused(check.refused) });
+  const check: TokenCheck = token === undefined ? { refused: "send it as Authorization: Bearer <token>" } : await checkToken(c.var.gw, token);
+  if (!("caller" in check)) throw new HTTPException(403, { message: tokenRefused(check.refused, check.role) });
   const caller = check.caller;
   c.set("caller", caller);
   c.set("admin", true);

@@ -62,7 +62,7 @@ export class GatewayUnreachableError extends AdminApiError {
 
 /**
  * The gateway's refusal of a request, in its own words (the `error` of its JSON answer, else the
- * start of the text): "<what>: gateway answered 403: Admin token refused: unknown token".
+ * start of the text): "<what>: gateway answered 403: Token refused: unknown token".
  */
 export function refusedBy(what: string, res: Response, text: string): AdminApiError {
   return new AdminApiError(`${what}: gateway answered ${res.status}: ${gatewayReason(text) ?? (text.slice(0, 200) || res.statusText)}`, res.status);

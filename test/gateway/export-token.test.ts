@@ -61,7 +61,7 @@ describe("gateway export --token", () => {
     const pin = g.adminToken.slice(g.adminToken.indexOf(".") + 1);
     const r = await exportWith(`not-a-secret-of-this-gateway.${pin}`);
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain(`Cannot fetch ${g.url}/repo/1.root.json: gateway answered 403: Admin token refused: unknown token`);
+    expect(r.stderr).toContain(`Cannot fetch ${g.url}/repo/1.root.json: gateway answered 403: Token refused: unknown token`);
     expect(r.stderr).not.toContain("client certificate");
     expect(existsSync(join(r.out, "index.json"))).toBe(false);
   }, 60_000);
@@ -78,6 +78,6 @@ describe("gateway export --token", () => {
     await Bun.sleep(Date.parse(old.expiresAt) - Date.now() + 200);
     const r = await exportWith(old.token);
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain(`Admin token refused: this token expired at ${old.expiresAt}`);
+    expect(r.stderr).toContain(`Token refused: this token expired at ${old.expiresAt}`);
   }, 60_000);
 });

@@ -110,7 +110,7 @@ describe("gateway publish CLI", () => {
   test("a token the gateway does not take, or an http:// --server, says what to do (exit 3, 4)", async () => {
     const wrong = await cli(...common().map((a) => (a === gw.adminToken ? `x${gw.adminToken.slice(1)}` : a)));
     expect(wrong.code).toBe(3);
-    expect(wrong.stderr).toContain("gateway answered 403: Admin token refused: unknown token (give --token, or GATEWAY_TOKEN, a publish token of this gateway: `gateway tokens create --role publish` on it makes one");
+    expect(wrong.stderr).toContain("gateway answered 403: Token refused: unknown token (give --token, or GATEWAY_TOKEN, a publish token of this gateway: `gateway tokens create --role publish` on it makes one");
     const plain = await cli(...common().map((a) => (a === gw.url ? `http://${gw.host}` : a)));
     expect(plain.code).toBe(4);
     expect(plain.stderr).toContain(`warning: --server http://${gw.host} is plain http: the token travels unencrypted`);

@@ -86,7 +86,7 @@ const kindOf = (path: string): Kind =>
 
 /** Each endpoint kind's refusal when no valid credential of its kind is presented. */
 const MISSING: Record<Kind, [number, string]> = {
-  admin: [401, "Admin token required"],
+  admin: [401, "Token required: send Authorization: Bearer <token> (an admin, publish or viewer token)"],
   device: [401, "no verified client certificate"],
   // TUF metadata: a device certificate, or an API token (preload, gateway export).
   repo: [401, "no verified client certificate"],
@@ -101,8 +101,10 @@ const MISSING: Record<Kind, [number, string]> = {
  */
 function expectedRefusal(kind: Kind, who: string): [number, string] {
   if (who === "revoked device certificate" && (kind === "device" || kind === "repo")) return [403, "Device revoked"];
-  if (["a wrong admin token", "Basic auth with a wrong password", "a registration token used as admin token"].includes(who) && kind === "admin") return [403, "Admin token refused"];
-  if (["a wrong admin token", "a registration token used as admin token"].includes(who) && kind === "repo") return [403, "Admin token refused: unknown token"];
+  if (["a wrong admin token", "Basic auth with a wrong password"].includes(who) && kind === "admin") return [403, "Token refused"];
+  if (who === "a registration token used as admin token" && kind === "admin") return [403, "Registration token refused: it only registers devices"];
+  if (who === "a wrong admin token" && kind === "repo") return [403, "Token refused: unknown token"];
+  if (who === "a registration token used as admin token" && kind === "repo") return [403, "refused: it only registers devices"];
   if (who === "a wrong admin token" && kind === "register") return [401, "unknown registration token"];
   return MISSING[kind];
 }
