@@ -2,8 +2,10 @@
  * Opens the store named by --db: a postgres:// URL, or a SQLite file path. One that cannot be
  * opened is said with the database (password masked), why, and what to do: Bun says only "Failed
  * to connect" or "unable to open database file", PostgreSQL names the problem but not the fix, and
- * a URL of another scheme would be taken for a file name. A SQLite file that holds another
- * program's tables is refused before the gateway's are added to it.
+ * a URL of another scheme would be taken for a file name. Bun.SQL says "connection refused" for a
+ * host name that does not resolve as for a closed port, so the name is looked up again to tell the
+ * two apart. A SQLite file that holds another program's tables is refused before the gateway's are
+ * added to it.
  *
  * @module
  */
@@ -11,6 +13,7 @@ import { Database } from "bun:sqlite";
 import { stat } from "node:fs/promises";
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
+import { lookup } from "node:dns/promises";
 import { PostgresStore, unreachableWhy } from "./postgres.ts";
 import { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./types.ts";
@@ -37,6 +40,21 @@ function postgresAdvice(e: { code?: unknown; errno?: unknown }, url: URL | null)
     default:
       return "";
   }
+}
+
+/**
+ * The host of a postgres:// URL when its name cannot be resolved, else undefined. Bun.SQL throws
+ * ERR_POSTGRES_CONNECTION_REFUSED ("Failed to connect") for an unresolvable name and a closed
+ * port alike (Bun 1.4.5), so after a connection fails the name is looked up once more.
+ */
+async function unresolvedHost(e: { code?: unknown }, url: URL | null): Promise<string | undefined> {
+  if (typeof e.code !== "string" || !e.code.startsWith("ERR_POSTGRES_CONNECTION")) return undefined;
+  const host = url?.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (!host) return undefined;
+  return lookup(host).then(
+    () => undefined,
+    () => host,
+  );
 }
 
 /** What a --db names: a PostgreSQL URL, a SQLite file path, or (a URL of another scheme) neither. */
@@ -81,8 +99,14 @@ export async function openStore(db: string, opts: { log?: (line: string) => void
     try {
       return await PostgresStore.connect(db, opts.log ? { log: opts.log } : {});
     } catch (e) {
+      const url = URL.parse(db);
+      const host = await unresolvedHost(e as object, url);
+      if (host !== undefined)
+        throw new StoreOpenError(
+          `Cannot use the database ${shownUrl(db)}: the host name ${host} could not be resolved (check the host in --db, and that this machine's DNS or /etc/hosts knows it)`,
+        );
       const why = unreachableWhy(e) ?? (e as Error).message;
-      throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}${postgresAdvice(e as object, URL.parse(db))}`);
+      throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}${postgresAdvice(e as object, url)}`);
     }
   }
   if (!kind) throw new StoreOpenError(dbKindProblem(db));

@@ -86,7 +86,18 @@ describe("gateway CLI", () => {
     const pin = (await readFile(join(dir, "admin-token"), "utf8")).trim().split(".")[1];
     const wrong = cli("devices", "list", "--server", g.url, "--token", `wrong.${pin}`);
     expect(wrong.code).toBe(3);
-    expect(wrong.err).toContain("Admin token refused");
+    // No token is called an admin token that is not one: the gateway names the role it knows.
+    expect(wrong.err).toContain("gateway answered 403: Token refused: unknown token");
+    const registration = (JSON.parse(cli("tokens", "create", "--data", dir, "--format", "json").out) as { token: string }).token;
+    const asApi = cli("devices", "list", "--server", g.url, "--token", registration);
+    expect({ code: asApi.code, err: asApi.err }).toEqual({
+      code: 3,
+      err: expect.stringContaining("gateway answered 403: Registration token refused: it only registers devices (`gateway tokens create --role publish`, admin or viewer makes an API token)"),
+    });
+    const viewer = JSON.parse(cli("tokens", "create", "--data", dir, "--role", "viewer", "--format", "json").out) as { id: string; token: string };
+    expect(cli("tokens", "revoke", viewer.id, "--data", dir).code).toBe(0);
+    const revoked = cli("targets", "list", "--server", g.url, "--token", viewer.token);
+    expect({ code: revoked.code, err: revoked.err }).toEqual({ code: 3, err: expect.stringMatching(/gateway answered 403: Viewer token refused: this token was revoked at \S+/) });
     expect(cli("devices", "revoke", "--data", dir).code).toBe(2);
     expect(cli("keys", "rotate", "bogus", "--data", dir).code).toBe(2);
     // Flag values the CLI checks itself are bad usage too, whatever module parses them.
@@ -398,6 +409,16 @@ describe("gateway CLI", () => {
       err: expect.stringContaining(`Cannot use the database postgres://gw:***@127.0.0.1:${closed}/gw: connection refused (is PostgreSQL running there?)`),
     });
     expect(existsSync(join(dir, "db-refused"))).toBe(false); // no CA and keys made for a database that cannot be reached
+    // Bun.SQL says "connection refused" for a name that does not resolve too: the gateway says which it is.
+    const unknown = cli("serve", "--data", join(dir, "db-unknown"), "--listen", "127.0.0.1:0", "--db", "postgres://gw@no-such-host.invalid/gw");
+    expect({ code: unknown.code, err: unknown.err }).toEqual({
+      code: 1,
+      err: expect.stringContaining(
+        "Cannot use the database postgres://gw@no-such-host.invalid/gw: the host name no-such-host.invalid could not be resolved (check the host in --db, and that this machine's DNS or /etc/hosts knows it)",
+      ),
+    });
+    expect(unknown.err).not.toContain("refused");
+    expect(existsSync(join(dir, "db-unknown"))).toBe(false);
     const noDir = cli("serve", "--data", join(dir, "db-nodir"), "--listen", "127.0.0.1:0", "--db", join(dir, "no-such-dir", "gw.db"));
     expect({ code: noDir.code, err: noDir.err }).toEqual({ code: 1, err: expect.stringContaining(`Cannot open the SQLite database ${join(dir, "no-such-dir", "gw.db")}: its directory ${join(dir, "no-such-dir")} does not exist`) });
   }, 60_000);
