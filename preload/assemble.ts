@@ -53,7 +53,10 @@ export interface AssembleOptions {
    * image shares its blob files with the cache.
    */
   linkFromCache?: boolean;
+  /** Lines that stay: each step, each blob placed. */
   onProgress?: (line: string) => void;
+  /** The fetch's state while blobs download (bytes so far of the bytes to fetch): shown in place, often. */
+  onFetching?: (line: string) => void;
 }
 
 export interface AssembleResult {
@@ -147,17 +150,27 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     names.map((name) => ({ name, uri: all[name]!.uri })),
     { registry: o.registry, store: cache, platform: o.platform },
   );
-  await checkRoom(o.cacheDir, plan.blobs.filter((b) => !cache.has(b.digest)).reduce((n, b) => n + b.size, 0));
+  const toFetch = plan.blobs.filter((b) => !cache.has(b.digest)).reduce((n, b) => n + b.size, 0);
+  await checkRoom(o.cacheDir, toFetch);
   let fetched = plan.resolveBytes;
   let bytes = 0;
   let done = 0;
+  // Bytes of each blob downloading or downloaded (a resumed partial included), summed for the
+  // line a multi-GB layer keeps moving for minutes before it is placed.
+  const got = new Map<string, number>();
+  const fetching = (digest: string, n: number) => {
+    got.set(digest, n);
+    let sum = 0;
+    for (const v of got.values()) sum += v;
+    o.onFetching?.(`fetching blobs: ${sizeText(sum)} of ${sizeText(toFetch)}, ${done} of ${plan.blobs.length} placed`);
+  };
   const store = new DeviceBlobStore(inTree(o.tree, paths.resetAppsRoot));
   const one = async (b: (typeof plan.blobs)[number]) => {
-    const got = await cache.pull(o.registry(b.registry), b.repo, b, { signal: stop.signal });
-    fetched += got;
+    const pulled = await cache.pull(o.registry(b.registry), b.repo, b, { signal: stop.signal, onProgress: (n) => fetching(b.digest, n) });
+    fetched += pulled;
     const src = cache.path(b.digest);
     // pull() hashed what it just downloaded; a blob that was already cached is hashed here.
-    if (!got) {
+    if (!pulled) {
       const { digest } = await digestFile(src);
       if (digest !== b.digest) throw new CorruptCacheError(`Cached blob ${b.digest} is corrupt (its bytes hash to ${digest}): remove it from ${o.cacheDir} and retry`);
     }

@@ -26,6 +26,7 @@ import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway,
 import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { exitOnSignal } from "../../lib/cli/interrupt.ts";
+import { progressLine } from "../../lib/cli/progress.ts";
 
 const FORMATS = ["dir", "tar", "ext4"] as const;
 
@@ -157,7 +158,9 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   // Ctrl-C or SIGTERM ends the process without running the `finally` below: remove the
   // unfinished image the same way here (synchronously, nothing runs after it), so nothing half
   // written is left beside --out looking like an image, and --out can be given again at once.
+  const progress = progressLine((line) => out.info(line));
   const releaseSignals = exitOnSignal("preload", () => {
+    progress.clear();
     rmSync(work, { recursive: true, force: true });
     rmSync(partialPath(outPath), { force: true });
     return `removed the unfinished image, ${outPath} is as it was`;
@@ -180,10 +183,13 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       fioupBinary: flags.fioup,
       // A dir image outlives the run: it must not share blob files with a kept cache.
       linkFromCache: flags.format !== "dir" || !flags.cache,
-      onProgress: (l) => out.info(l),
-    }).catch((err: unknown) => {
-      throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
-    });
+      onProgress: (l) => progress.print(l),
+      onFetching: (l) => progress.show(l),
+    })
+      .catch((err: unknown) => {
+        throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
+      })
+      .finally(() => progress.clear());
     out.info(`writing ${flags.format} output to ${outPath}`);
     await writeOutput(tree, outPath, flags.format as OutputFormat);
     print(

@@ -1,0 +1,81 @@
+/**
+ * A big layer is not silent while it downloads: preload shows the bytes fetched so far of the
+ * bytes to fetch, on a terminal as one line rewritten in place (cleared before each blob's line),
+ * in a log as a plain line every 10 s; with --json, stdout stays one JSON document. The gateway
+ * (and its registry) sits behind a fault proxy that holds the big layer mid-way, so the line is
+ * seen in the middle of the blob whatever the machine's speed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startFaultProxy, type FaultProxy } from "../harness/fault-proxy.ts";
+import { tempDir } from "../harness/tmp.ts";
+import { Publisher, httpdCompose, httpdImage, pushImage, randomBytes, startDockerRegistry, ROOT, type DockerRegistryHandle } from "../fioup/_setup.ts";
+import { asTestGateway, factoryConfig, preload, preloadConfig } from "./_setup.ts";
+
+const A = "pl4a";
+const BIG = 8 << 20;
+let upstream: DockerRegistryHandle;
+let proxy: FaultProxy;
+let gw: GatewayHandle;
+let work: string;
+let fc: string;
+
+beforeAll(async () => {
+  proxy = await startFaultProxy(0, 0);
+  [upstream, gw] = await Promise.all([startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1", "--public-url", `https://127.0.0.1:${proxy.port}`] })]);
+  proxy.target = gw.port;
+  const image = httpdImage(`${A} v1`);
+  const a = await pushImage(upstream, `test/${A}`, "v1", { ...image, gzipLevel: 1, layers: [...image.layers!, { "/data/big.bin": randomBytes(BIG) }] });
+  // Published through the proxy: the targets then name its address as the apps' registry.
+  const pub = await Publisher.create({ ...asTestGateway(gw), url: `https://127.0.0.1:${proxy.port}`, host: `127.0.0.1:${proxy.port}` }, upstream, { [`${A}/docker-compose.yml`]: httpdCompose(a, 18095) });
+  await pub.publish(1);
+  work = await tempDir("preload-progress-");
+  fc = await factoryConfig(preloadConfig());
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), upstream?.stop(), proxy?.close()]);
+});
+
+/** Through the proxy: the gateway's URL there is the one its targets name for the registry. */
+const fromGateway = () => ["--factory-config", fc, "--ref", "refs/heads/master", "--server", `https://127.0.0.1:${proxy.port}`, "--token", gw.adminToken, "--hwid", "amd64-linux"];
+
+/** The progress lines' sizes, in bytes: `fetching blobs: 3.0 MiB of 8.0 MiB, 0 of 4 placed`. */
+function fetchingLines(text: string): { sofar: number; total: number }[] {
+  const units: Record<string, number> = { B: 1, KiB: 1 << 10, MiB: 1 << 20, GiB: 1 << 30 };
+  return [...text.matchAll(/fetching blobs: ([\d.]+) (B|KiB|MiB|GiB) of ([\d.]+) (B|KiB|MiB|GiB), \d+ of \d+ placed/g)].map((m) => ({
+    sofar: Number(m[1]) * units[m[2]!]!,
+    total: Number(m[3]) * units[m[4]!]!,
+  }));
+}
+
+describe("preload shows a big layer's progress while it downloads", () => {
+  test("on a terminal: one line rewritten in place, cleared before each blob's line", async () => {
+    proxy.inject({ kind: "stall", afterBytes: 2 << 20, stallMs: 1_000 });
+    const out = join(work, "tty");
+    const cmd = [process.execPath, join(ROOT, "preload/main.ts"), ...fromGateway(), "--out", out].map((a) => `'${a}'`).join(" ");
+    // script(1) gives preload a terminal for stdout and stderr, and copies what it wrote.
+    const p = Bun.spawn(["script", "-qefc", cmd, "/dev/null"], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+    const [text, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+    expect(code, text).toBe(0);
+    const inPlace = fetchingLines(text.split("\r\x1b[K").filter((part) => part.startsWith("fetching blobs:")).join("\n"));
+    expect(inPlace.some((l) => l.sofar >= 2 << 20 && l.sofar < l.total && l.total >= BIG), text).toBe(true);
+    // Never a progress line ended as a line of its own: each is cleared, and what follows starts clean.
+    expect(text).not.toMatch(/fetching blobs:[^\r\n]*\r?\n/);
+    expect(text).toMatch(/\r\x1b\[K\[\d+\/\d+\] layer [0-9a-f]{12} 8\.\d MiB fetched/);
+  }, 120_000);
+
+  test("in a log: a plain line after 10 s in the middle of the blob; with --json stdout is JSON alone", async () => {
+    proxy.inject({ kind: "stall", afterBytes: 2 << 20, stallMs: 11_000 });
+    const r = await preload([...fromGateway(), "--out", join(work, "log"), "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.split("\n").filter((l) => l.startsWith("fetching blobs:"));
+    expect(lines.length, r.stderr).toBeGreaterThan(0);
+    expect(r.stderr).not.toContain("\x1b");
+    const [first] = fetchingLines(lines[0]!);
+    expect(first!.sofar, lines[0]).toBeGreaterThanOrEqual(2 << 20);
+    expect(first!.sofar, lines[0]).toBeLessThan(first!.total);
+    expect(JSON.parse(r.stdout)).toMatchObject({ target: expect.any(String), format: "dir" });
+  }, 120_000);
+});
