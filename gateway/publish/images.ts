@@ -8,12 +8,15 @@
  *   pushed as `<factory>/<repository>`; air-gapped CI needs no registry for it;
  * - anything else: copied byte-exact from its registry (or its `--mirror`).
  *
- * An image found nowhere is one error that says where publish looked. Each
+ * An image found nowhere is one error that says where publish looked, and, when
+ * its name is a folder of the checkout, why publish did not build that folder.
+ * Each
  * result carries the platforms it offers (for the hardware-id check) and the
  * unpacked size of each layer publish saw (for the device's space check).
  *
  * @module
  */
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
@@ -22,6 +25,7 @@ import { formatReference, referenceTarget, type Reference } from "../../lib/oci/
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { copyImage } from "./copy-image.ts";
 import { dockerBuild, dockerInspectImage, dockerSave, engineName } from "./docker.ts";
+import type { AppDir } from "./discover.ts";
 import type { BuildSpec } from "./plan.ts";
 import { ImageResolveError } from "./plan.ts";
 import { printable } from "../../lib/cli/printable.ts";
@@ -34,6 +38,40 @@ const LEGACY_BUILDER_NOTICE = /DEPRECATED: The legacy builder|Install the buildx
 /** An image that is neither in the local engine nor in its registry: says where publish looked. */
 export class ImageNotFoundError extends ImageResolveError {
   override name = "ImageNotFoundError";
+}
+
+/** Where a service's `image:` was written: the containers checkout and the app whose compose file names it. */
+export interface ImageWrittenIn {
+  containersDir: string;
+  app: AppDir;
+}
+
+/**
+ * Why publish built no folder for an image it cannot find, when the image's name (`image: api`, or
+ * `<factory>/api`, the names plan.ts takes for a top-level build) is a folder of the checkout:
+ * a top-level folder builds only with a Dockerfile in it (discover.ts), a folder inside an app only
+ * through the service's own `build:` key (plan.ts). Undefined when no such folder exists.
+ */
+function unbuiltFolder(written: string, ref: Reference, factory: string, where: ImageWrittenIn): string | undefined {
+  const name = ref.repository.split("/").pop()!;
+  if (ref.digest || (written.includes("/") && ref.repository !== `${factory}/${name}`)) return undefined;
+  const isDir = (p: string) => statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  const isFile = (p: string) => statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
+  const hints: string[] = [];
+  if (isDir(join(where.containersDir, name)))
+    hints.push(`the folder ${name}/ of the containers checkout holds no Dockerfile: publish builds "image: ${name}" from a top-level folder only when it holds one`);
+  const inApp = join(where.app.dir, name);
+  if (isDir(inApp)) {
+    const shown = `${where.app.name}/${name}/`;
+    hints.push(
+      isFile(join(inApp, "Dockerfile"))
+        ? `the app's folder ${shown} has a Dockerfile, but a service is built from a folder only with a build: key (build: ./${name} in ${where.app.name}/${where.app.composeFileName})`
+        : `the app's folder ${shown} holds no Dockerfile, and a service is built from a folder only with a build: key (build: ./${name} in ${where.app.name}/${where.app.composeFileName}, with a Dockerfile in ${shown})`,
+    );
+  }
+  if (!hints.length) return undefined;
+  const text = hints.join("; and ");
+  return text[0]!.toUpperCase() + text.slice(1);
 }
 
 /** One image as pinned. */
@@ -128,9 +166,11 @@ export class ImageResolver {
   /**
    * Pins an image reference: from the local engine if it holds it, else copied from its registry.
    *
+   * @param writtenIn Where the `image:` was written: a name that is a folder there is said with
+   *   why that folder was not built.
    * @throws {ImageNotFoundError} If neither has it, saying where publish looked.
    */
-  image(written: string, ref: Reference): Promise<ResolvedImage> {
+  image(written: string, ref: Reference, writtenIn?: ImageWrittenIn): Promise<ResolvedImage> {
     return this.once(`ref\0${formatReference(ref)}`, async () => {
       const { dst, registryHost, factory } = this.o;
       // Already in the factory registry: pin in place. Otherwise <factory>/<path without library/>.
@@ -160,7 +200,8 @@ export class ImageResolver {
       }
       if (why !== undefined) {
         const looked = [...(localWhy ? [localWhy] : []), `${mirror ? `${ref.registry} through its mirror ${mirror}` : ref.registry}: ${why}`];
-        throw new ImageNotFoundError(`Cannot find image "${written}". Looked in ${looked.join("; and in ")}`);
+        const folder = writtenIn && unbuiltFolder(written, ref, factory, writtenIn);
+        throw new ImageNotFoundError(`Cannot find image "${written}". Looked in ${looked.join("; and in ")}${folder ? `. ${folder}` : ""}`);
       }
       const c = await copyImage(src, ref.repository, referenceTarget(ref), dst, dstRepo, this.o.platform ? { platform: this.o.platform } : {});
       const pinned = `${registryHost}/${dstRepo}@${c.manifest.digest}`;

@@ -8,7 +8,10 @@ import { join } from "node:path";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { RegistryClient, RegistryError, RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
 import { AdminApiError } from "../../lib/api/admin-client.ts";
-import { ImageNotFoundError } from "../../gateway/publish/images.ts";
+import { ImageNotFoundError, ImageResolver } from "../../gateway/publish/images.ts";
+import { discover } from "../../gateway/publish/discover.ts";
+import { PushStats } from "../../gateway/publish/transfer.ts";
+import { parseReference } from "../../lib/oci/reference.ts";
 import { publish, type PublishOptions, type PublishResult } from "../../gateway/publish/publish.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
 import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
@@ -287,6 +290,41 @@ describe("gateway publish errors publish nothing", () => {
     expect((err as Error).message).toMatch(/^Cannot find image "nginx:no-such-tag"\. Looked in the local engine at .*: not there; and in docker\.io through its mirror .*: .*404.* \(service "front" in app "web"\)$/);
     expect((err as Error).message.match(/answered 404/g)).toHaveLength(1); // (a random port may contain "404" too)
     await expectNothingPublished(publish(opts({ containersDir: r })), "Cannot find image");
+  });
+
+  test("an image named like a folder of the checkout that publish does not build says why it built none", async () => {
+    const r = await containersRepo({
+      "shop/docker-compose.yml": "services:\n  api:\n    image: api\n  web:\n    image: web:1\n  db:\n    image: db\n",
+      "shop/api/main.py": "print('hi')\n", // the service's sources, but no Dockerfile and no build: key
+      "shop/web/Dockerfile": "FROM scratch\n", // a Dockerfile, but no build: key
+      "db/README.md": "schema\n", // a top-level folder without a Dockerfile
+    });
+    const { apps } = await discover(r);
+    const images = new ImageResolver({
+      dst: { client: gatewayRegistry(gw), stats: new PushStats(), dryRun: true, tmpDir: await tempDir("resolve-") },
+      registryHost: gw.host,
+      factory: "main",
+      imageTag: "test",
+      reuseBuilds: false,
+      clientFor: (host) => new RegistryClient({ registry: host, scheme: "http" }),
+      mirrors: { "docker.io": upstream.host },
+      env: { ...process.env, ...dockerd.env },
+      tmpDir: await tempDir("resolve-"),
+      log: () => {},
+    });
+    const refused = async (image: string) => {
+      const err = (await images.image(image, parseReference(image), { containersDir: r, app: apps[0]! }).catch((e: Error) => e)) as Error;
+      expect(err).toBeInstanceOf(ImageNotFoundError);
+      return err.message.slice(err.message.indexOf("404"));
+    };
+    expect(await refused("api")).toEndWith(
+      ". The app's folder shop/api/ holds no Dockerfile, and a service is built from a folder only with a build: key (build: ./api in shop/docker-compose.yml, with a Dockerfile in shop/api/)",
+    );
+    expect(await refused("web:1")).toEndWith(". The app's folder shop/web/ has a Dockerfile, but a service is built from a folder only with a build: key (build: ./web in shop/docker-compose.yml)");
+    expect(await refused("db")).toEndWith('. The folder db/ of the containers checkout holds no Dockerfile: publish builds "image: db" from a top-level folder only when it holds one');
+    // A name that is no folder, or a reference with a registry path, gets no such hint.
+    expect(await refused("cache")).not.toContain("folder");
+    expect(await refused("someone/api")).not.toContain("folder");
   });
 
   test("an ignore rule that removes the compose file", async () => {
