@@ -49,26 +49,33 @@ export function presentedAdminToken(authorization: string | undefined): string |
  */
 export type TokenCheck = { caller: Caller } | { refused: string; role?: TokenRole };
 
-/** The caller a token names, or why not: unknown, revoked (when), expired (when) or a registration token. */
-export async function checkToken(gw: Gateway, token: string, now = Date.now()): Promise<TokenCheck> {
+/** The caller the admin token or an API token names, or why not (revoked, expired); undefined when no API token has this secret. */
+async function checkApiToken(gw: Gateway, token: string, now: number): Promise<TokenCheck | undefined> {
   if (sameSecret(token, gw.adminToken)) return { caller: { role: "admin", tokenId: null } };
-  const hash = hashSecret(tokenSecret(token));
-  const row = await gw.apiTokens.byHash(hash);
-  if (!row) {
-    // `gateway tokens create` without --role makes a registration token: its holder is told so.
-    if (await gw.store.getRegistrationTokenByHash(hash))
-      return { refused: "it only registers devices (`gateway tokens create --role publish`, admin or viewer makes an API token)", role: "registration" };
-    return { refused: "unknown token" };
-  }
+  const row = await gw.apiTokens.byHash(hashSecret(tokenSecret(token)));
+  if (!row) return undefined;
   const { revokedAt, expiresAt, role } = row;
   if (apiTokenUsable(row, now)) return { caller: { role: row.role, tokenId: row.id } };
   return { refused: revokedAt !== null ? `this token was revoked at ${revokedAt}` : `this token expired at ${expiresAt}`, role };
 }
 
-/** The caller a token names, or undefined (unknown, revoked or expired). */
+/** The caller a token names, or why not: unknown, revoked (when), expired (when) or a registration token. */
+export async function checkToken(gw: Gateway, token: string, now = Date.now()): Promise<TokenCheck> {
+  const check = await checkApiToken(gw, token, now);
+  if (check) return check;
+  // `gateway tokens create` without --role makes a registration token: its holder is told so.
+  if (await gw.store.getRegistrationTokenByHash(hashSecret(tokenSecret(token))))
+    return { refused: "it only registers devices (`gateway tokens create --role publish`, admin or viewer makes an API token)", role: "registration" };
+  return { refused: "unknown token" };
+}
+
+/**
+ * The caller a token names, or undefined (unknown, revoked or expired). Asks no more than that:
+ * registration and the registry call it on every request, a registration token is not looked up.
+ */
 export async function callerOf(gw: Gateway, token: string): Promise<Caller | undefined> {
-  const r = await checkToken(gw, token);
-  return "caller" in r ? r.caller : undefined;
+  const r = await checkApiToken(gw, token, Date.now());
+  return r && "caller" in r ? r.caller : undefined;
 }
 
 /**
