@@ -53,6 +53,12 @@ export interface AssembleOptions {
    * image shares its blob files with the cache.
    */
   linkFromCache?: boolean;
+  /**
+   * Asked once the blobs to place are known, before any is fetched, with their sizes: a caller
+   * that can tell they will not fit where the image goes (an ext4 --size) refuses there, not
+   * after the download.
+   */
+  beforeFetch?: (blobSizes: number[]) => Promise<void>;
   /** Lines that stay: each step, each blob placed. */
   onProgress?: (line: string) => void;
   /** The fetch's state while blobs download (bytes so far of the bytes to fetch): shown in place, often. */
@@ -152,6 +158,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   );
   const toFetch = plan.blobs.filter((b) => !cache.has(b.digest)).reduce((n, b) => n + b.size, 0);
   await checkRoom(o.cacheDir, toFetch);
+  await o.beforeFetch?.(plan.blobs.map((b) => b.size));
   let fetched = plan.resolveBytes;
   let bytes = 0;
   let done = 0;

@@ -30,7 +30,7 @@ const TABLE: [code: number, meaning: string, errors: ErrorClass[]][] = [
   [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one; the gateway refuses the token or is no gateway", [GatewayAccessError, CaPinMismatchError, CaFetchError, RegistryTlsError, RegistryUnreachableError]],
   [31, "a registry refused a request or served content that does not match its digest", [RegistryError, DigestMismatchError, AppResolveError]],
   [40, "a blob in the cache is corrupt (remove it and retry)", [CorruptCacheError]],
-  [50, "the base rootfs cannot be read or is no root filesystem (one that is not there is bad usage, 2), or the image cannot be written (--out in the way, no space left)", [BaseRootfsError, OutputError]],
+  [50, "the base rootfs cannot be read or is no root filesystem (one that is not there is bad usage, 2), or the image cannot be written (--out in the way, no space left, more than an ext4 --size holds)", [BaseRootfsError, OutputError]],
   [130, "stopped by Ctrl-C (SIGINT): the unfinished image is removed, --out is as it was", []],
   [143, "stopped by SIGTERM: likewise", []],
 ];

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import type { Dirent } from "node:fs";
+import { lstat, mkdir, readdir, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { dirname, join } from "node:path";
 import { DEFAULT_DEVICE_PATHS, preloadedTargetPath } from "../lib/device/paths.ts";
@@ -25,28 +26,37 @@ async function run(cmd: string[], what: string): Promise<void> {
 }
 
 /**
- * Total bytes of regular files under dir (a hard-linked file once), and the number of entries.
- * Symbolic links are entries, never followed: a base rootfs holds links like /dev/fd -> /proc/self/fd
- * that lead out of the tree or round in a loop.
+ * Walks `dir`: each folder's entries, each regular file once (a hard-linked one once) by its size,
+ * and every other entry. Symbolic links are entries, never followed: a base rootfs holds links
+ * like /dev/fd -> /proc/self/fd that lead out of the tree or round in a loop.
  */
-export async function treeSize(dir: string): Promise<{ bytes: number; entries: number }> {
-  let bytes = 0;
-  let entries = 0;
+async function walkTree(
+  dir: string,
+  v: { folder(entries: Dirent[]): void; file(size: number): void; other?(path: string, entry: Dirent): Promise<void> },
+): Promise<void> {
   const seen = new Set<number>();
   const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true })) {
-      entries++;
+    const entries = await readdir(d, { withFileTypes: true });
+    v.folder(entries);
+    for (const e of entries) {
       const p = join(d, e.name);
       if (e.isDirectory()) await walk(p);
       else if (e.isFile()) {
         const s = await lstat(p);
         if (s.nlink > 1 && seen.has(s.ino)) continue;
         if (s.nlink > 1) seen.add(s.ino);
-        bytes += s.size;
-      }
+        v.file(s.size);
+      } else await v.other?.(p, e);
     }
   };
   await walk(dir);
+}
+
+/** Total bytes of regular files under dir (a hard-linked file once), and the number of entries. */
+export async function treeSize(dir: string): Promise<{ bytes: number; entries: number }> {
+  let bytes = 0;
+  let entries = 0;
+  await walkTree(dir, { folder: (list) => void (entries += list.length), file: (size) => void (bytes += size) });
   return { bytes, entries };
 }
 
@@ -115,6 +125,128 @@ export class ImageNoSpaceError extends OutputError {
   }
 }
 
+/** The image's content does not fit in the ext4 size given with --size. */
+export class Ext4SizeError extends OutputError {
+  override name = "Ext4SizeError";
+}
+
+/** mkfs.ext4 as preload runs it, for the image (`tree` given) and for the empty probes below. */
+const mkfsExt4 = (file: string, o: { tree?: string; probe?: boolean } = {}): string[] => [
+  "mkfs.ext4", "-q", "-F", "-L", "rootfs",
+  // A probe's layout is the image's; only the zeroing of its journal and inode tables is skipped.
+  "-E", o.probe ? "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,nodiscard" : "root_owner=0:0",
+  ...(o.tree ? ["-d", o.tree] : []),
+  file,
+];
+
+/** What an ext4 file system of a given size holds: its block size, and the blocks and inodes an empty one has free. */
+interface Ext4Room {
+  blockSize: number;
+  freeBlocks: number;
+  freeInodes: number;
+}
+
+/**
+ * The room in an ext4 of `bytes`, read (dumpe2fs) from an empty one that mkfs.ext4 makes in a
+ * sparse file in `dir`, removed after: mkfs's layout (block size, journal, inode tables) is its
+ * own to choose, so it is asked rather than modelled. Undefined if mkfs refuses that size.
+ */
+async function ext4Room(bytes: number, dir: string): Promise<Ext4Room | undefined> {
+  const probe = join(dir, `.preload-ext4-probe-${process.pid}`);
+  try {
+    await writeFile(probe, "");
+    await truncate(probe, bytes);
+    if ((await runTool(mkfsExt4(probe, { probe: true }))).code !== 0) return undefined;
+    const proc = Bun.spawn(["dumpe2fs", "-h", probe], { stdin: "ignore", stdout: "pipe", stderr: "ignore" });
+    const [text, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s*(\\d+)$`, "m").exec(text)?.[1]);
+    const room = { blockSize: field("Block size"), freeBlocks: field("Free blocks"), freeInodes: field("Free inodes") };
+    if (code !== 0 || !Object.values(room).every(Number.isSafeInteger)) throw new OutputError(`Reading the layout of an empty ext4 of ${bytes} bytes failed (dumpe2fs exit ${code})`);
+    return room;
+  } finally {
+    await rm(probe, { force: true });
+  }
+}
+
+/** Blocks in one extent, and extents an inode holds without an index block (ext4's on-disk limits). */
+const EXTENT_BLOCKS = 32768;
+const INODE_EXTENTS = 4;
+
+/**
+ * The blocks and inodes `tree` takes in an ext4 of `blockSize` (a hard-linked file once), with
+ * `extraFiles` more files of these sizes (blobs not yet fetched): each file in whole blocks, an
+ * index block for a file of many extents, each folder's entries, a long symlink's target.
+ */
+async function ext4Needs(tree: string, blockSize: number, extraFiles: number[] = []): Promise<{ blocks: number; inodes: number }> {
+  let blocks = 0;
+  let inodes = 0;
+  const file = (size: number) => {
+    const b = Math.ceil(size / blockSize);
+    const extents = Math.ceil(b / EXTENT_BLOCKS);
+    blocks += b + (extents > INODE_EXTENTS ? Math.ceil(extents / ((blockSize - 12) / 12)) : 0);
+    inodes++;
+  };
+  await walkTree(tree, {
+    folder(entries) {
+      // An entry is 8 bytes and its name padded to 4; a folder of more than one block has an index block too.
+      const dirBlocks = Math.ceil(entries.reduce((n, e) => n + 8 + Math.ceil(e.name.length / 4) * 4, 24) / blockSize);
+      blocks += dirBlocks + (dirBlocks > 1 ? 1 : 0);
+      inodes++;
+    },
+    file,
+    async other(path, e) {
+      // A symlink's target of 60 bytes or more takes a block; devices, fifos and sockets only an inode.
+      if (e.isSymbolicLink() && (await lstat(path)).size >= 60) blocks++;
+      inodes++;
+    },
+  });
+  extraFiles.forEach(file);
+  // mkfs -d places files as it goes: room for what it spends beyond the count above.
+  return { blocks: Math.ceil(blocks * 1.01) + 64, inodes };
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Refuses, before the image is written (and, with `extraFiles`, before they are fetched), content
+ * that does not fit in an ext4 of `size` bytes, saying what it takes and the --size that holds it.
+ * `scratch` is a folder for the empty file systems it asks mkfs about.
+ *
+ * @throws {Ext4SizeError}
+ */
+export async function checkExt4Size(tree: string, size: number, scratch: string, extraFiles: number[] = []): Promise<void> {
+  // What the tree takes depends only on the block size mkfs picks (1 KiB for small file systems, else 4 KiB): counted once per block size.
+  const needs = new Map<number, Promise<{ blocks: number; inodes: number }>>();
+  const fits = async (bytes: number): Promise<{ room?: Ext4Room; need?: { blocks: number; inodes: number }; ok: boolean }> => {
+    const room = await ext4Room(bytes, scratch);
+    if (!room) return { ok: false };
+    if (!needs.has(room.blockSize)) needs.set(room.blockSize, ext4Needs(tree, room.blockSize, extraFiles));
+    const need = await needs.get(room.blockSize)!;
+    return { room, need, ok: need.blocks <= room.freeBlocks && need.inodes <= room.freeInodes };
+  };
+  const at = await fits(size);
+  if (at.ok) return;
+  // The smallest size in whole MiB that holds it: doubled until it does, then halved back.
+  let lo = Math.floor(size / MiB);
+  let hi = Math.max(lo + 1, 2);
+  while (!(await fits(hi * MiB)).ok) {
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if ((await fits(mid * MiB)).ok) hi = mid;
+    else lo = mid;
+  }
+  const { room, need } = at;
+  const why = !room || !need
+    ? ": mkfs.ext4 makes no file system that small"
+    : need.blocks > room.freeBlocks
+      ? `: its content takes ${sizeText(need.blocks * room.blockSize)} in ext4, and an ext4 of that size holds ${sizeText(room.freeBlocks * room.blockSize)}`
+      : `: its ${need.inodes} files and folders are more than the ${room.freeInodes} an ext4 of that size holds`;
+  throw new Ext4SizeError(`The image does not fit in --size ${sizeText(size)}${why}; it needs --size ${hi}M or more`);
+}
+
 /** Where the unfinished tar or ext4 file is written before it is renamed to `out`. */
 export const partialPath = (out: string): string => `${out}.partial`;
 
@@ -123,7 +255,7 @@ export const partialPath = (out: string): string => `${out}.partial`;
  * place (into the folder `out` if it is there, a mount point included); for "tar" and "ext4"
  * the tree is left as it is and the caller removes it.
  */
-export async function writeOutput(tree: string, out: string, format: OutputFormat): Promise<void> {
+export async function writeOutput(tree: string, out: string, format: OutputFormat, o: { size?: number } = {}): Promise<void> {
   await mkdir(dirname(out), { recursive: true });
   if (format === "dir") {
     const there = await stat(out).catch(() => undefined);
@@ -162,10 +294,18 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
   if (format === "tar") {
     // GNU tar with numeric owners: the image is for another machine.
     await run(["tar", "--numeric-owner", "--sort=name", "-C", tree, "-cf", tmp, "."], "Writing the tar");
+  } else if (o.size !== undefined) {
+    // Exactly the partition's size: mkfs fills the file it is given.
+    await checkExt4Size(tree, o.size, dirname(out));
+    await writeFile(tmp, "");
+    await truncate(tmp, o.size);
+    const { code, stderr } = await runTool(mkfsExt4(tmp, { tree }));
+    if (code !== 0 && /allocate|No space left|Could not/i.test(stderr)) throw new Ext4SizeError(`The image does not fit in --size ${sizeText(o.size)}: mkfs.ext4 ran out of room (${stderr}); give a larger --size`);
+    if (code !== 0) throw new OutputError(`Building the ext4 image failed (mkfs.ext4 exit ${code}): ${stderr}`);
   } else {
     // Room for metadata: 4 KiB per entry, 20% slack, at least 64 MiB.
     const sizeKiB = Math.max(64 * 1024, Math.ceil(((bytes + entries * 4096) * 1.2) / 1024));
-    await run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree, tmp, `${sizeKiB}K`], "Building the ext4 image");
+    await run([...mkfsExt4(tmp, { tree }), `${sizeKiB}K`], "Building the ext4 image");
   }
   await rename(tmp, out);
 }

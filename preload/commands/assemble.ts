@@ -1,7 +1,7 @@
 /** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
 import { X509Certificate } from "node:crypto";
 import { rmSync } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
@@ -18,7 +18,8 @@ import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
 import { decidePreload, platformsOf, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
-import { checkOutputPath, ImageNoSpaceError, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
+import { checkExt4Size, checkOutputPath, ImageNoSpaceError, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
+import { parseSize } from "../../lib/cli/size.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
@@ -45,6 +46,7 @@ const FLAGS = {
   platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
   out: { type: "string", description: "Where to write the image (replaces only an earlier preload image, or an empty file or directory)", placeholder: "PATH" },
   format: { type: "string", description: "Output: dir, tar or ext4", default: "dir", placeholder: "FORMAT" },
+  size: { type: "string", description: "Size of the ext4 image, to match its partition: 512M, 2G or bytes, binary units (default: the content plus 20%, at least 64 MiB); ext4 only", placeholder: "SIZE" },
   base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
   cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
   fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup, built for the image's architecture (checked)", placeholder: "FILE" },
@@ -72,6 +74,9 @@ export default defineCommand({
     "--registry-token (default --token) and --ca; a token",
     "with a CA pin makes --ca unnecessary for the gateway's registry. With --server, a registry whose",
     "token realm is the gateway (at the --server address) gets the --token there, over the pinned CA.",
+    "",
+    "--format ext4 --size SIZE makes the image exactly SIZE bytes, to be written onto a partition of",
+    "that size; content that does not fit is refused before the blobs are fetched, saying the --size it needs.",
   ].join("\n"),
   flags: FLAGS,
   run: ({ flags, out }) => withJsonError(flags.json, () => run(flags, out)),
@@ -116,6 +121,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   }
 
   await checkOutputPath(resolve(flags.out!), flags.format as OutputFormat);
+  const size = checked.size;
   const { byHwid, built } = platformsOf(config.containers);
   // A factory that builds for one architecture runs it on every device.
   const platform = checked.platform ?? platformForHwid(flags.hwid, byHwid) ?? (built.length === 1 ? built[0] : undefined) ?? { os: "linux", architecture: "amd64" };
@@ -183,6 +189,10 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       fioupBinary: flags.fioup,
       // A dir image outlives the run: it must not share blob files with a kept cache.
       linkFromCache: flags.format !== "dir" || !flags.cache,
+      // The blobs are known: an ext4 --size they cannot fit in is refused before they are fetched.
+      ...(size !== undefined
+        ? { beforeFetch: async (blobs: number[]) => await checkExt4Size(tree, size, work, [...blobs, ...(flags.fioup ? [(await stat(flags.fioup)).size] : [])]) }
+        : {}),
       onProgress: (l) => progress.print(l),
       onFetching: (l) => progress.show(l),
     })
@@ -191,7 +201,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       })
       .finally(() => progress.clear());
     out.info(`writing ${flags.format} output to ${outPath}`);
-    await writeOutput(tree, outPath, flags.format as OutputFormat);
+    await writeOutput(tree, outPath, flags.format as OutputFormat, { size });
     print(
       { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
       `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched`,
@@ -221,6 +231,8 @@ interface CheckedFlags {
   bundle?: Bundle;
   platform?: Platform;
   ca?: string;
+  /** --size, in bytes (ext4 only). */
+  size?: number;
 }
 
 /**
@@ -232,6 +244,12 @@ interface CheckedFlags {
  */
 async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undefined): Promise<CheckedFlags> {
   if (!(FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format must be one of ${FORMATS.join(", ")}, got "${flags.format}"`);
+  let size: number | undefined;
+  if (flags.size !== undefined) {
+    if (flags.format !== "ext4") throw new UsageError(`--size only applies to --format ext4 (a ${flags.format} image has no fixed size)`);
+    size = parseSize(flags.size);
+    if (!size) throw new UsageError(`--size takes a size such as 512M, 2G or a number of bytes (binary units: 512M is 512 MiB), not "${flags.size}"`);
+  }
   // The rules fioup register holds a device to: a value no target can carry only ever finds no target.
   checkFlagValues("--hwid", HardwareId, [flags.hwid]);
   checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
@@ -274,6 +292,7 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
   return {
     root: flags.root === undefined ? undefined : await readRoot(flags.root),
     platform,
+    size,
     ca: flags.ca === undefined ? undefined : await readCa(flags.ca),
     bundle: flags.bundle === undefined ? undefined : await openBundle(resolve(flags.bundle)),
   };

@@ -1,14 +1,15 @@
 /**
  * What a factory gets from `preload`, with a real gateway: an ext4 image that
  * passes `e2fsck -fn` and holds fioup's store, the preloaded target and the
- * early-start unit (read with debugfs, no mount); a tar; and, for bad input
+ * early-start unit (read with debugfs, no mount); one of exactly --size bytes, and content too big
+ * for its --size refused before a layer is fetched, naming the --size that holds it; a tar; and, for bad input
  * (a tampered targets.json, an app the target lacks, a corrupt cache, a
  * non-empty output directory, an --out file that is no earlier image), a clear
  * error and no image. ASSEMBLE_SYSTEM_IMAGE
  * "0" exits 0 writing nothing, and `--explain` prints why.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
@@ -101,7 +102,7 @@ describe("preload output", () => {
     const out = join(work, "token-revoked");
     const r = await preload([...args(out), "--token", revoked.token]);
     expect(r.code, r.stderr).toBe(30);
-    expect(r.stderr).toMatch(/refused the token \(--token, or PRELOAD_TOKEN\): HTTP 403 for \S+ \(Admin token refused: this token was revoked at /);
+    expect(r.stderr).toMatch(/refused the token \(--token, or PRELOAD_TOKEN\): HTTP 403 for \S+ \((?:Viewer token|Token) refused: this token was revoked at /);
     expect(existsSync(out)).toBe(false);
   }, 120_000);
 
@@ -113,6 +114,53 @@ describe("preload output", () => {
     expect(list.filter((l) => /^\.\/var\/sota\/reset-apps\/blobs\/sha256\/[0-9a-f]{64}$/.test(l)).length).toBe(r.json.blobs);
     expect(list).toContain("./var/sota/preload/target.json");
   }, 120_000);
+});
+
+describe("--size: an ext4 image to match a partition", () => {
+  const fsck = (image: string) => Bun.spawnSync(["e2fsck", "-fn", image], { stdout: "pipe", stderr: "pipe" });
+
+  test("the image is exactly that size, passes e2fsck -fn and holds the store", async () => {
+    const out = join(work, "sized", "rootfs.ext4");
+    const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", "ext4", "--size", "70M", "--out", out, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(out).size).toBe(70 * 1024 * 1024);
+    const check = fsck(out);
+    expect(check.exitCode, check.stdout.toString() + check.stderr.toString()).toBe(0);
+    expect(await debugfs(out, "cat /var/sota/preload/target.json")).toContain(`"amd64-linux-1"`);
+  }, 120_000);
+
+  test("content larger than --size is refused before a blob is fetched, saying the --size it needs, which then holds it", async () => {
+    const out = join(work, "too-small", "rootfs.ext4");
+    const cache = join(work, "too-small-cache");
+    const r = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", "ext4", "--size", "1M", "--cache", cache, "--out", out]);
+    expect(r.code, r.stderr).toBe(50);
+    const needs = /preload assemble: The image does not fit in --size 1\.0 MiB: its content takes [\d.]+ [KM]iB in ext4, and an ext4 of that size holds [\d.]+ KiB; it needs --size (\d+)M or more\n/.exec(r.stderr);
+    expect(needs, r.stderr).not.toBeNull();
+    expect(r.stderr).not.toMatch(/^\[\d+\/\d+\] layer/m);
+    // The cache holds only the manifests read to resolve the apps (a few hundred bytes each), no layer.
+    const cached = readdirSync(join(cache, "blobs/sha256")).map((f) => statSync(join(cache, "blobs/sha256", f)).size);
+    expect(cached.filter((n) => n > 64 * 1024)).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+    expect(leftovers(out)).toEqual([]);
+
+    const again = await preload(["--factory-config", shortlistAB, ...fromGateway(), "--format", "ext4", "--size", `${needs![1]}M`, "--cache", cache, "--out", out]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(statSync(out).size).toBe(Number(needs![1]) * 1024 * 1024);
+    expect(fsck(out).exitCode).toBe(0);
+  }, 120_000);
+
+  test.each([
+    [["--format", "ext4", "--size", "12X"], '--size takes a size such as 512M, 2G or a number of bytes (binary units: 512M is 512 MiB), not "12X"'],
+    [["--format", "ext4", "--size", "0"], '--size takes a size such as 512M, 2G or a number of bytes (binary units: 512M is 512 MiB), not "0"'],
+    [["--format", "tar", "--size", "512M"], "--size only applies to --format ext4 (a tar image has no fixed size)"],
+    [["--size", "512M"], "--size only applies to --format ext4 (a dir image has no fixed size)"],
+  ])("%p is bad usage (exit 2) before the gateway is asked", async (flags, message) => {
+    const out = join(work, "bad-size");
+    const r = await preload(["--factory-config", shortlistAB, "--ref", "refs/heads/master", "--server", "https://127.0.0.1:1", "--token", gw.adminToken, ...flags, "--out", out]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`preload assemble: ${message}\n`);
+    expect(existsSync(out)).toBe(false);
+  });
 });
 
 describe("preload refuses bad input and writes no image", () => {
