@@ -147,12 +147,11 @@ interface Ext4Room {
 }
 
 /**
- * The room in an ext4 of `bytes`, read (dumpe2fs) from an empty one that mkfs.ext4 makes in a
- * sparse file in `dir`, removed after: mkfs's layout (block size, journal, inode tables) is its
+ * The room in an ext4 of `bytes`, read (dumpe2fs) from an empty one that mkfs.ext4 makes in the
+ * sparse file `probe`, removed after: mkfs's layout (block size, journal, inode tables) is its
  * own to choose, so it is asked rather than modelled. Undefined if mkfs refuses that size.
  */
-async function ext4Room(bytes: number, dir: string): Promise<Ext4Room | undefined> {
-  const probe = join(dir, `.preload-ext4-probe-${process.pid}`);
+async function ext4Room(bytes: number, probe: string): Promise<Ext4Room | undefined> {
   try {
     await writeFile(probe, "");
     await truncate(probe, bytes);
@@ -210,15 +209,16 @@ const MiB = 1024 * 1024;
 /**
  * Refuses, before the image is written (and, with `extraFiles`, before they are fetched), content
  * that does not fit in an ext4 of `size` bytes, saying what it takes and the --size that holds it.
- * `scratch` is a folder for the empty file systems it asks mkfs about.
+ * `probe` is a file it may write (and removes) for the empty file systems it asks mkfs about: one
+ * the command removes if it is stopped.
  *
  * @throws {Ext4SizeError}
  */
-export async function checkExt4Size(tree: string, size: number, scratch: string, extraFiles: number[] = []): Promise<void> {
+export async function checkExt4Size(tree: string, size: number, probe: string, extraFiles: number[] = []): Promise<void> {
   // What the tree takes depends only on the block size mkfs picks (1 KiB for small file systems, else 4 KiB): counted once per block size.
   const needs = new Map<number, Promise<{ blocks: number; inodes: number }>>();
   const fits = async (bytes: number): Promise<{ room?: Ext4Room; need?: { blocks: number; inodes: number }; ok: boolean }> => {
-    const room = await ext4Room(bytes, scratch);
+    const room = await ext4Room(bytes, probe);
     if (!room) return { ok: false };
     if (!needs.has(room.blockSize)) needs.set(room.blockSize, ext4Needs(tree, room.blockSize, extraFiles));
     const need = await needs.get(room.blockSize)!;
@@ -296,7 +296,7 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
     await run(["tar", "--numeric-owner", "--sort=name", "-C", tree, "-cf", tmp, "."], "Writing the tar");
   } else if (o.size !== undefined) {
     // Exactly the partition's size: mkfs fills the file it is given.
-    await checkExt4Size(tree, o.size, dirname(out));
+    await checkExt4Size(tree, o.size, tmp);
     await writeFile(tmp, "");
     await truncate(tmp, o.size);
     const { code, stderr } = await runTool(mkfsExt4(tmp, { tree }));

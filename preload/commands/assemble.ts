@@ -191,7 +191,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       linkFromCache: flags.format !== "dir" || !flags.cache,
       // The blobs are known: an ext4 --size they cannot fit in is refused before they are fetched.
       ...(size !== undefined
-        ? { beforeFetch: async (blobs: number[]) => await checkExt4Size(tree, size, work, [...blobs, ...(flags.fioup ? [(await stat(flags.fioup)).size] : [])]) }
+        ? { beforeFetch: async (blobs: number[]) => await checkExt4Size(tree, size, join(work, "ext4-probe"), [...blobs, ...(flags.fioup ? [(await stat(flags.fioup)).size] : [])]) }
         : {}),
       onProgress: (l) => progress.print(l),
       onFetching: (l) => progress.show(l),
