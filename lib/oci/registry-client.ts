@@ -471,7 +471,8 @@ export class RegistryClient {
   /**
    * Uploads a blob: monolithic (one PUT) or, with `chunkSize`, in PATCH chunks with
    * `Content-Range`. A file or Blob source (e.g. `Bun.file(p).slice(a, b)`) is streamed from
-   * disk. The digest and size are computed if not given.
+   * disk. The digest and size are computed if not given. `onProgress` hears of bytes as they go
+   * in one PUT, and after each chunk in PATCHes.
    *
    * @example
    * ```ts
@@ -518,9 +519,13 @@ export class RegistryClient {
       await res.body?.cancel().catch(() => {});
     } else {
       location.searchParams.set("digest", digest);
+      const whole = blob.slice(0, size);
+      const onProgress = opts.onProgress;
       const res = await this.request("PUT", location, {
-        headers: { "content-type": "application/octet-stream" },
-        body: () => blob.slice(0, size),
+        headers: { "content-type": "application/octet-stream", "content-length": String(size) },
+        // Watched, the body is a stream that counts what fetch takes from it, so a multi-GB PUT
+        // reports as it goes; unwatched, the Blob itself, which Bun sends without copying it through JS.
+        body: () => (onProgress ? countedBody(whole, (sent) => onProgress(sent, size)) : whole),
         scopes: [pushScope(repo)],
         signal: opts.signal,
       });
@@ -581,6 +586,26 @@ export class RegistryClient {
     }
     return tags;
   }
+}
+
+/**
+ * `blob` as a request body that counts the bytes read from it (what fetch has taken to send, a
+ * socket buffer ahead of what the far end got), so one PUT can report its progress. A fresh
+ * count per body: a request sent again after an auth challenge starts from 0.
+ */
+function countedBody(blob: Blob, onSent: (sent: number) => void): ReadableStream<Uint8Array> {
+  const reader = blob.stream().getReader();
+  let sent = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await reader.read();
+      if (done) return controller.close();
+      sent += value.byteLength;
+      controller.enqueue(value);
+      onSent(sent);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }
 
 /** Reads a response body into memory, refusing more than `max` bytes. */
