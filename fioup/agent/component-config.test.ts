@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { componentSpec, InvalidComponentError, parsePort, parseSize, recreateKey, updateKey } from "./component-config.ts";
+import { parseSize } from "../../lib/cli/size.ts";
+import { componentSpec, InvalidComponentError, parsePort, recreateKey, updateKey } from "./component-config.ts";
 
 const comp = (config: { key: string; value: string }[], id = "app") => ({ id, version: "1", config: [{ key: "image", value: "reg.example/app:1" }, ...config] });
 

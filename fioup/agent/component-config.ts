@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { parseSize } from "../../lib/cli/size.ts";
 import { tryParseReference } from "../../lib/oci/reference.ts";
 import type { Component } from "./messages.ts";
 
@@ -70,15 +71,6 @@ export const COMPONENT_KEYS: readonly string[] = [...SINGLE, ...REPEATABLE];
 
 const LOG_DRIVERS = new Set(["json-file", "local", "none", "journald", "syslog"]);
 const PROPAGATIONS = new Set<MountSpec["propagation"]>(["rprivate", "private", "rshared", "shared", "rslave", "slave"]);
-
-/** `100M`, `1g`, `512k`, `1048576` → bytes; undefined if malformed. */
-export function parseSize(value: string): number | undefined {
-  const m = /^(\d+)\s*([kmg]?)b?$/i.exec(value.trim());
-  if (!m) return undefined;
-  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
-  const n = Number(m[1]) * mult;
-  return Number.isSafeInteger(n) ? n : undefined;
-}
 
 const portNumber = (s: string): number | undefined => {
   if (!/^\d{1,5}$/.test(s)) return undefined;

@@ -7,12 +7,12 @@
  */
 import { stat } from "node:fs/promises";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
 import { PUBLISH_EXIT_CODES } from "./exit-codes.ts";
 import { publish } from "./publish.ts";
 import { renderPublish } from "./render.ts";
 
-const mib = (n: number) => (n / 1048576).toFixed(1);
 
 export default defineCommand({
   summary: "Build, pin and push the compose apps of a containers checkout, then add their targets",
@@ -116,7 +116,7 @@ export default defineCommand({
         insecureRegistries: flags["insecure-registry"],
         mirrors,
         log: (line) => progress.print(line),
-        onProgress: (repo, sent, total) => progress.show(`pushing ${repo}: ${mib(sent)} MiB sent, of at most ${mib(total)} MiB`),
+        onProgress: (repo, sent, total) => progress.show(`pushing ${repo}: ${sizeText(sent)} sent, of at most ${sizeText(total)}`),
       });
     } finally {
       // Also before an error is printed: it must not be glued to the end of the progress line.

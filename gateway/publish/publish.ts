@@ -295,7 +295,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const p = plan.get(`${app.name}/${svcName}`)!;
       const svc = composes.get(app.name)!.services.find((s) => s.name === svcName)!;
       try {
-        return "build" in p ? await images.build(p.build) : await images.image(svc.image!, p.ref);
+        return "build" in p ? await images.build(p.build) : await images.image(svc.image!, p.ref, { containersDir, app });
       } catch (err) {
         if (err instanceof ImageResolveError) {
           // Same class (ImageNotFoundError stays one), now saying which service wanted it.

@@ -30,7 +30,7 @@ const deviceOrToken = createMiddleware<GatewayEnv>(async (c, next) => {
   const token = !c.env?.peer && auth && /^Bearer\s/i.test(auth) ? presentedAdminToken(auth) : undefined;
   if (token === undefined) return requireDevice(c, next);
   const check = await checkToken(c.var.gw, token);
-  if (!("caller" in check)) throw new HTTPException(403, { message: tokenRefused(check.refused) });
+  if (!("caller" in check)) throw new HTTPException(403, { message: tokenRefused(check.refused, check.role) });
   return next();
 });
 

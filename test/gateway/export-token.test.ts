@@ -78,6 +78,6 @@ describe("gateway export --token", () => {
     await Bun.sleep(Date.parse(old.expiresAt) - Date.now() + 200);
     const r = await exportWith(old.token);
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain(`Token refused: this token expired at ${old.expiresAt}`);
+    expect(r.stderr).toContain(`Publish token refused: this token expired at ${old.expiresAt}`);
   }, 60_000);
 });

@@ -81,7 +81,7 @@ describe("gateway publish on a terminal", () => {
     const p = Bun.spawn(["script", "-qefc", cmd, "/dev/null"], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env: { ...process.env, ...dockerd.env } });
     const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
     expect(code, out).toBe(0);
-    expect(out).toMatch(/\r\x1b\[Kpushing main\/blob: \d+\.\d MiB sent, of at most \d+\.\d MiB/);
+    expect(out).toMatch(/\r\x1b\[Kpushing main\/blob: [\d.]+ (B|KiB|MiB) sent, of at most [\d.]+ MiB/);
     // The progress line is cleared before the next log line, which starts clean.
     expect(out).toMatch(/\r\x1b\[Kimage blob: pushed /);
   }, 120_000);

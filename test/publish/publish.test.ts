@@ -292,6 +292,11 @@ describe("gateway publish errors publish nothing", () => {
     await expectNothingPublished(publish(opts({ containersDir: r })), "Cannot find image");
   });
 
+  test("an app's image named like its folder without a Dockerfile says publish builds a folder only with build:", async () => {
+    const r = await containersRepo({ "shop/docker-compose.yml": "services:\n  api:\n    image: api\n", "shop/api/main.py": "print('hi')\n" });
+    await expectNothingPublished(publish(opts({ containersDir: r })), "The app's folder shop/api/ holds no Dockerfile");
+  });
+
   test("an image named like a folder of the checkout that publish does not build says why it built none", async () => {
     const r = await containersRepo({
       "shop/docker-compose.yml": "services:\n  api:\n    image: api\n  web:\n    image: web:1\n  db:\n    image: db\n",
