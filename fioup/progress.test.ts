@@ -25,33 +25,51 @@ test("a layer rebuilt from a delta says so, with the delta's size, not 'fetched'
   expect(lines).toEqual([`[1/1] rebuilt ${digest} 9.2 MiB (9694754 bytes) from a delta of 1.0 MiB (1052614 bytes)\n`]);
 });
 
-test("on a terminal the bar is redrawn in place and ends with one newline", () => {
+test("on a terminal the bar is redrawn in place, and the finished bar stays on its own line", () => {
   const out: string[] = [];
   const h = progressHooks((s) => out.push(s), true);
-  const d = "sha256:" + "c".repeat(64);
-  h.onBlobProgress!({ digest: d, done: 5, total: 5, index: 1, count: 1, committed: true, fetchTotal: 5 });
+  const [a, b] = ["c", "f"].map((c) => "sha256:" + c.repeat(64));
+  h.onBlobProgress!({ digest: a!, done: 2, total: 5, index: 1, count: 2, committed: false, fetchTotal: 10 });
+  h.onBlobProgress!({ digest: a!, done: 5, total: 5, index: 1, count: 2, committed: true, fetchTotal: 10 });
+  h.onBlobProgress!({ digest: b!, done: 5, total: 5, index: 2, count: 2, committed: true, fetchTotal: 10 });
   const text = out.join("");
-  expect(text).toStartWith("\r[1/1 blobs]");
-  expect(text).toContain("100%");
+  expect(text).toStartWith("\r\x1b[K[0/2 blobs]");
+  expect(text).toEndWith("\r\x1b[K[2/2 blobs] [" + "#".repeat(30) + "] 100% 10 B of 10 B\n");
   expect(text.match(/\n/g)).toHaveLength(1);
 });
 
-test("on a terminal a line written while the bar is drawn (a refused delta, Ctrl-C's error) starts on its own line", async () => {
+test("on a terminal a line written while the bar is drawn (a refused delta, Ctrl-C's error) starts on a cleared line", async () => {
   const out: string[] = [];
   const h = progressHooks((s) => out.push(s), true);
   const [a, b] = ["d", "e"].map((c) => "sha256:" + c.repeat(64));
   h.onBlobProgress!({ digest: a!, done: 5, total: 5, index: 1, count: 2, committed: true, fetchTotal: 10 });
   h.onInfo!(`Layer ${b}: no delta; fetching it whole`);
-  expect(out.slice(-2)).toEqual(["\n", `Layer ${b}: no delta; fetching it whole\n`]);
-  await Bun.sleep(150); // the bar is redrawn at most every 100 ms
+  expect(out.slice(-2)).toEqual(["\r\x1b[K", `Layer ${b}: no delta; fetching it whole\n`]);
+  await Bun.sleep(300); // the bar is redrawn at most every 250 ms
   h.onBlobProgress!({ digest: b!, done: 2, total: 5, index: 2, count: 2, committed: false, fetchTotal: 10 });
+  expect(out.at(-1)).toStartWith("\r\x1b[K[1/2 blobs]");
   h.endLine(); // the command is about to print an error
   h.endLine(); // only once
-  const lines = out.join("").split("\n");
-  expect(lines[1]).toBe(`Layer ${b}: no delta; fetching it whole`);
-  expect(lines[2]).toStartWith("\r[1/2 blobs]");
-  expect(lines).toHaveLength(4); // bar, info, bar, and the empty rest after the last newline
-  expect(lines[3]).toBe("");
+  expect(out.slice(-2)).toEqual([expect.stringMatching(/^\r\x1b\[K\[1\/2 blobs\]/), "\r\x1b[K"]);
+});
+
+test("without a terminal a large blob still on its way is said every 10 s, not only when committed", () => {
+  const lines: string[] = [];
+  let now = 0;
+  const realNow = Date.now;
+  Date.now = () => now;
+  try {
+    const h = progressHooks((s) => lines.push(s), false);
+    const d = "sha256:" + "9".repeat(64);
+    for (let t = 0; t <= 25_000; t += 1000) {
+      now = t;
+      h.onBlobProgress!({ digest: d, done: t * 1000, total: 30_000_000, index: 1, count: 1, committed: false, fetchTotal: 30_000_000 });
+    }
+  } finally {
+    Date.now = realNow;
+  }
+  // Quiet for the first 10 s, then one line every 10 s.
+  expect(lines).toEqual(["fetching blobs: 9.5 MiB of 28.6 MiB, 0 of 1 committed\n", "fetching blobs: 19.1 MiB of 28.6 MiB, 0 of 1 committed\n"]);
 });
 
 test("the step clock starts again with each update, not from when the daemon started", async () => {
