@@ -1,7 +1,8 @@
 /**
  * The gateway data dir (docs/ARCHITECTURE.md): created on first start, reused
  * after. Secrets are written mode 0600 and never logged. The server
- * certificate is reissued when the public host is not among its names.
+ * certificate is reissued when the public host is not among its names, and when less than a year
+ * of it is left (pki/ca.ts SERVER_CERT_RENEW_DAYS).
  *
  * @module
  */
@@ -10,7 +11,7 @@ import { lstat, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
 import { acquireLock, LockedError, lockHolder, type Lock } from "../lib/fs/pid-lock.ts";
-import { certificateHosts, createCa, issueServerCert, loadCa, type CertificateAuthority } from "./pki/ca.ts";
+import { certificateHosts, certificateNotAfter, createCa, issueServerCert, loadCa, SERVER_CERT_RENEW_DAYS, type CertificateAuthority } from "./pki/ca.ts";
 import { newToken } from "./pki/tokens.ts";
 
 export interface DataDir {
@@ -22,6 +23,8 @@ export interface DataDir {
   ca: CertificateAuthority;
   serverCertPem: string;
   serverKeyPem: string;
+  /** Set when this open replaced a server certificate because too little of it was left: when the old one ended. */
+  serverCertRenewed?: { oldNotAfter: string };
   /** HMAC key of registry bearer tokens. */
   registrySecret: string;
   keysDir: string;
@@ -184,12 +187,17 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   let serverKeyPem = await readOr(join(pki, "server.key"));
   const wanted = [...new Set(opts.hosts)];
   let covered: string[] = [];
+  let notAfter: Date | undefined;
   try {
     covered = serverCertPem ? certificateHosts(serverCertPem) : [];
+    notAfter = serverCertPem ? certificateNotAfter(serverCertPem) : undefined;
   } catch (e) {
     throw damaged(join(pki, "server.pem"), e);
   }
-  if (!serverCertPem || !serverKeyPem || !wanted.every((h) => covered.includes(h))) {
+  // Reissued when a name is missing, or when less than SERVER_CERT_RENEW_DAYS are left of it.
+  let serverCertRenewed: DataDir["serverCertRenewed"];
+  if (notAfter && notAfter.getTime() - Date.now() < SERVER_CERT_RENEW_DAYS * 86_400_000) serverCertRenewed = { oldNotAfter: notAfter.toISOString() };
+  if (!serverCertPem || !serverKeyPem || !wanted.every((h) => covered.includes(h)) || serverCertRenewed) {
     const issued = await issueServerCert(ca, wanted);
     serverCertPem = issued.certPem;
     serverKeyPem = issued.keyPem;
@@ -234,6 +242,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     ca,
     serverCertPem,
     serverKeyPem,
+    ...(serverCertRenewed ? { serverCertRenewed } : {}),
     registrySecret,
     keysDir,
     registryDir,

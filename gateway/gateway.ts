@@ -22,6 +22,8 @@ import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
+import { certificateNotAfter } from "./pki/ca.ts";
+import { watchCertificateExpiry } from "./pki/cert-expiry.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
 import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
@@ -156,6 +158,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   });
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
   let keysTimer: ReturnType<typeof setInterval> | undefined;
+  let stopCertWatch: (() => void) | undefined;
   // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.
   const signer = new LeaderLease(store, "tuf-signer", {
     ...(opts.signerLeaseMs !== undefined ? { ttlMs: opts.signerLeaseMs } : {}),
@@ -283,6 +286,12 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       fetchHead: (req, env) => app!.fetchHead(req, env),
     });
     gw.metrics.connections = server.stats;
+    // The served certificate's end: logged from 30 days before, and on /metrics (pki/cert-expiry.ts).
+    const servedNotAfter = certificateNotAfter(opts.tlsCert ?? data.serverCertPem);
+    gw.metrics.tlsCertificateNotAfter = servedNotAfter.getTime();
+    if (data.serverCertRenewed && !opts.tlsCert)
+      log(`gateway: issued a new TLS certificate from the factory CA, valid until ${servedNotAfter.toISOString()}: less than a year was left of the old one (it ends at ${data.serverCertRenewed.oldNotAfter})`);
+    stopCertWatch = watchCertificateExpiry(servedNotAfter, !opts.tlsCert, log);
     const askedMax = opts.limits?.maxConnections ?? DEFAULT_LIMITS.maxConnections;
     const max = server.stats().maxConnections;
     if (max < askedMax)
@@ -334,6 +343,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
           await rollouts?.stop();
           await tufTimer?.stop();
           clearInterval(keysTimer);
+          stopCertWatch?.();
           await signer.stop();
           await sightings.stop();
           await store.close();
@@ -347,6 +357,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await rollouts?.stop();
     await tufTimer?.stop();
     clearInterval(keysTimer);
+    stopCertWatch?.();
     await signer.stop();
     await sightings.stop().catch(() => {});
     await store.close();

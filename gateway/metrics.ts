@@ -103,6 +103,8 @@ export class Metrics {
   connections: (() => ConnectionCounts) | undefined;
   /** Set when `--proxy-listen` runs; /metrics shows its connections beside the TLS port's. */
   proxyConnections: (() => PlainListenerStats) | undefined;
+  /** When the TLS certificate the gateway serves ends (ms since the epoch), set once it listens. */
+  tlsCertificateNotAfter: number | undefined;
   /** Registry bytes served per client: what devices downloaded, counted by the gateway. */
   readonly registryBytes = new ServedBytes();
   readonly started = Date.now();
@@ -137,6 +139,14 @@ export class Metrics {
     const holdsRefused = (conns?.holdsRefused ?? 0) + (proxied?.holdsRefused ?? 0);
     const samples: Record<string, Sample> = {
       gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (Date.now() - this.started) / 1000 },
+      ...(this.tlsCertificateNotAfter !== undefined
+        ? {
+            gateway_tls_certificate_expiry_timestamp_seconds: {
+              help: "When the TLS certificate the gateway serves ends (Unix seconds): devices refuse it after that; a start renews the gateway's own one when less than a year is left",
+              value: Math.floor(this.tlsCertificateNotAfter / 1000),
+            },
+          }
+        : {}),
       ...(conns
         ? {
             gateway_connections_open: { help: "Open client connections", value: conns.open },

@@ -55,10 +55,20 @@ export async function createCa(factory: string): Promise<CertificateAuthority> {
   return { cert, certPem, key: keys.privateKey, keyPem: await privateKeyToPem(keys.privateKey), fingerprint: sha256Hex(cert.rawData) };
 }
 
+/**
+ * How long the gateway's own TLS certificate is valid, and how much of that must be left for a
+ * start to keep it: with less, the start issues a new one (gateway/data-dir.ts), so a gateway
+ * restarted at least once a year never serves an expired certificate, which every device would
+ * refuse.
+ */
+export const SERVER_CERT_DAYS = 5 * 365;
+export const SERVER_CERT_RENEW_DAYS = 365;
+
 /** Issues the gateway's TLS server certificate for the given host names / IPs. */
 export async function issueServerCert(
   ca: CertificateAuthority,
   hosts: string[],
+  opts: { validDays?: number } = {},
 ): Promise<{ certPem: string; keyPem: string }> {
   const keys = await generateKeyPair();
   const unique = [...new Set(hosts.filter(Boolean))];
@@ -67,7 +77,7 @@ export async function issueServerCert(
     subject: `CN=${unique[0] ?? "gateway"}`,
     issuer: ca.cert.subject,
     notBefore: new Date(Date.now() - DAY),
-    notAfter: new Date(Date.now() + 5 * 365 * DAY),
+    notAfter: new Date(Date.now() + (opts.validDays ?? SERVER_CERT_DAYS) * DAY),
     signingAlgorithm: SIGN_ALG,
     publicKey: keys.publicKey,
     signingKey: ca.key,
@@ -81,6 +91,9 @@ export async function issueServerCert(
   });
   return { certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
 }
+
+/** When a certificate stops being valid. */
+export const certificateNotAfter = (certPem: string): Date => new x509.X509Certificate(certPem).notAfter;
 
 /** The hosts (DNS names and IPs) a certificate's SAN covers. */
 export function certificateHosts(certPem: string): string[] {
