@@ -65,7 +65,7 @@ export async function checkToken(gw: Gateway, token: string, now = Date.now()): 
   if (check) return check;
   // `gateway tokens create` without --role makes a registration token: its holder is told so.
   if (await gw.store.getRegistrationTokenByHash(hashSecret(tokenSecret(token))))
-    return { refused: "it only registers devices (`gateway tokens create --role publish`, admin or viewer makes an API token)", role: "registration" };
+    return { refused: "it only registers devices; an API token is made with `gateway tokens create --role publish` (or admin, or viewer)", role: "registration" };
   return { refused: "unknown token" };
 }
 

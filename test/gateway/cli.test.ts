@@ -92,7 +92,7 @@ describe("gateway CLI", () => {
     const asApi = cli("devices", "list", "--server", g.url, "--token", registration);
     expect({ code: asApi.code, err: asApi.err }).toEqual({
       code: 3,
-      err: expect.stringContaining("gateway answered 403: Registration token refused: it only registers devices (`gateway tokens create --role publish`, admin or viewer makes an API token)"),
+      err: expect.stringContaining("gateway answered 403: Registration token refused: it only registers devices; an API token is made with `gateway tokens create --role publish` (or admin, or viewer)"),
     });
     const viewer = JSON.parse(cli("tokens", "create", "--data", dir, "--role", "viewer", "--format", "json").out) as { id: string; token: string };
     expect(cli("tokens", "revoke", viewer.id, "--data", dir).code).toBe(0);
