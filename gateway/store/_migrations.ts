@@ -3,6 +3,14 @@
  * order, recorded in `schema_migrations`; never edit an applied entry, append
  * a new one. JSON is kept as text so both dialects share one row shape.
  *
+ * A gateway rolled back after an upgrade finds migrations it does not know. Whether it may
+ * still use the database is recorded in it, by the gateway that migrated it: gateway_meta's
+ * {@link SCHEMA_NEEDED_KEY}, the last migration an older gateway cannot work without
+ * ({@link Migration.olderGatewaysMayUse}). A gateway that knows less refuses to start
+ * ({@link DatabaseTooNewError}) instead of writing rows a schema it does not know may read
+ * otherwise. Gateways from before this record (up to 2026-12-02, migration 32) do not read it:
+ * they run on anything up to migration 36 (walked: they serve, store events and register devices).
+ *
  * @module
  */
 export interface Migration {
@@ -10,6 +18,11 @@ export interface Migration {
   description: string;
   sqlite: string;
   postgres: string;
+  /**
+   * A gateway that does not know this migration can still use the database after it (an index,
+   * the same trigger made cheaper, statistics). Unset: it cannot, and refuses to start.
+   */
+  olderGatewaysMayUse?: true;
 }
 
 const v1Tables = (serial: string) => `
@@ -358,18 +371,21 @@ export const MIGRATIONS: Migration[] = [
     // rowid on SQLite (31 ms instead of 22 for a device with 20,000 events), and sorts the device's
     // rows on PostgreSQL.
     version: 33,
+    olderGatewaysMayUse: true,
     description: "events: one index per event (the (device_uuid, id) dedupe key), not two",
     sqlite: "DROP INDEX IF EXISTS events_device",
     postgres: "DROP INDEX IF EXISTS events_device",
   },
   {
     version: 34,
+    olderGatewaysMayUse: true,
     description: "device status: written only when it changes (status_at: when the device took its status)",
     sqlite: v34Status.sqlite,
     postgres: v34Status.postgres,
   },
   {
     version: 35,
+    olderGatewaysMayUse: true,
     description: "trigram indexes for the device search by name or uuid (PostgreSQL, where pg_trgm can be created)",
     // SQLite's LIKE scan takes 10-50 ms per 100,000 devices: no index there.
     sqlite: "SELECT 1",
@@ -383,11 +399,52 @@ export const MIGRATIONS: Migration[] = [
     // 1,000 entries one match means a tenth of that, which the indexes win. ANALYZE then samples
     // 300,000 rows instead of 30,000 (about 0.4 s for the 100,000 devices of test/ui/perf.test.ts).
     version: 36,
+    olderGatewaysMayUse: true,
     description: "device search: finer statistics on name and uuid (PostgreSQL), so a search keeps to the trigram indexes",
     sqlite: "SELECT 1",
     postgres: "ALTER TABLE devices ALTER COLUMN name SET STATISTICS 1000, ALTER COLUMN uuid SET STATISTICS 1000",
   },
 ];
+
+/** gateway_meta's key for the last migration a gateway must know to use the database (a number). */
+export const SCHEMA_NEEDED_KEY = "schema_needed";
+
+/** The last migration this gateway knows. */
+export const KNOWN_SCHEMA = Math.max(...MIGRATIONS.map((m) => m.version));
+
+/** A newer gateway migrated the database to a schema this one cannot use; nothing was changed. */
+export class DatabaseTooNewError extends Error {
+  override name = "DatabaseTooNewError";
+  constructor(readonly needed: number) {
+    // Said after "Cannot open the SQLite database X: " or "Cannot use the database URL: " (open.ts).
+    super(
+      `a newer gateway has migrated it, and it needs a gateway that knows schema migration ${needed} (this one knows up to ${KNOWN_SCHEMA}); ` +
+        `nothing was changed: start the newer gateway again, or put back the database backed up before the upgrade to run this one`,
+    );
+  }
+}
+
+/**
+ * Refuses a database this gateway cannot use, before any migration runs: `stored` is gateway_meta's
+ * {@link SCHEMA_NEEDED_KEY} (undefined where there is none), `applied` the versions in schema_migrations.
+ * Migrations this gateway does not know with no record of what they need are taken as needed.
+ * @throws {DatabaseTooNewError}
+ */
+export function checkSchemaUsable(applied: Iterable<number>, stored: string | undefined): void {
+  const needed = storedNeed(stored) ?? Math.max(0, ...[...applied].filter((v) => v > KNOWN_SCHEMA));
+  if (needed > KNOWN_SCHEMA) throw new DatabaseTooNewError(needed);
+}
+
+/**
+ * The {@link SCHEMA_NEEDED_KEY} to record once this gateway's migrations are applied: the last
+ * one an older gateway cannot work without, or a higher one a newer gateway recorded.
+ */
+export function schemaNeeded(stored: string | undefined): string {
+  const ours = Math.max(...MIGRATIONS.filter((m) => !m.olderGatewaysMayUse).map((m) => m.version));
+  return String(Math.max(ours, storedNeed(stored) ?? 0));
+}
+
+const storedNeed = (stored: string | undefined) => (stored !== undefined && /^\d+$/.test(stored) ? Number(stored) : undefined);
 
 /** The statements of a migration: split at semicolons outside $$-quoted bodies (PostgreSQL functions). */
 export function splitStatements(sql: string): string[] {

@@ -14,7 +14,7 @@
 import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
-import { MIGRATIONS, MIGRATIONS_TABLE, splitStatements } from "./_migrations.ts";
+import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaNeeded, splitStatements } from "./_migrations.ts";
 import { POSTGRES, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import {
   EVIDENCE_EVENTS,
@@ -166,7 +166,10 @@ function watched(sql: SQL, outage: DatabaseOutage): SQL {
   });
 }
 
-/** Creates or updates the schema, one gateway at a time (an advisory lock held by the transaction). */
+/**
+ * Creates or updates the schema, one gateway at a time (an advisory lock held by the transaction).
+ * @throws {DatabaseTooNewError} A newer gateway's schema this one cannot use (checked before anything is written).
+ */
 async function migrate(sql: SQL): Promise<void> {
   await sql.begin(async (tx) => {
     await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
@@ -174,6 +177,11 @@ async function migrate(sql: SQL): Promise<void> {
     const applied = new Set(
       ((await tx.unsafe("SELECT version FROM schema_migrations")) as { version: number }[]).map((r) => Number(r.version)),
     );
+    // gateway_meta is migration 2.
+    const stored = applied.has(2)
+      ? ((await tx.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [SCHEMA_NEEDED_KEY])) as { value: string }[])[0]?.value
+      : undefined;
+    checkSchemaUsable(applied, stored);
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
       for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
@@ -183,6 +191,9 @@ async function migrate(sql: SQL): Promise<void> {
         new Date().toISOString(),
       ]);
     }
+    const needed = schemaNeeded(stored);
+    if (needed !== stored)
+      await tx.unsafe("INSERT INTO gateway_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [SCHEMA_NEEDED_KEY, needed]);
   });
 }
 

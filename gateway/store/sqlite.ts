@@ -11,7 +11,7 @@ import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage
 import { EventWriter } from "./_event-writer.ts";
 import { APPS_STATES_SQL, LEASE_SQL, RELEASE_LEASE_SQL, SIGHTING_SQL, SYSTEM_INFO_SQL, type SightingParams } from "./_writer-thread.ts";
 import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
-import { MIGRATIONS, MIGRATIONS_TABLE } from "./_migrations.ts";
+import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaNeeded } from "./_migrations.ts";
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
@@ -92,16 +92,27 @@ export class SqliteStore implements Store {
     // FULL: a commit survives power loss, which is what "acknowledged" promises devices.
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = ON");
-    this.#migrate();
+    try {
+      this.#migrate();
+    } catch (e) {
+      db.close();
+      throw e;
+    }
     this.tuf = new SqliteTufStorage(db);
     if (eventWriterPath) this.#writer = new EventWriter(eventWriterPath);
   }
 
+  /** @throws {DatabaseTooNewError} A newer gateway's schema this one cannot use (checked before anything is written). */
   #migrate() {
     this.#db.exec(MIGRATIONS_TABLE);
     const applied = new Set(
       this.#db.query<{ version: number }, []>("SELECT version FROM schema_migrations").all().map((r) => r.version),
     );
+    // gateway_meta is migration 2.
+    const stored = applied.has(2)
+      ? this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(SCHEMA_NEEDED_KEY)?.value
+      : undefined;
+    checkSchemaUsable(applied, stored);
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
       this.#db.transaction(() => {
@@ -111,6 +122,9 @@ export class SqliteStore implements Store {
           .run(m.version, m.description, new Date().toISOString());
       }).immediate();
     }
+    const needed = schemaNeeded(stored);
+    if (needed !== stored)
+      this.#db.query("INSERT INTO gateway_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_NEEDED_KEY, needed);
   }
 
   async close() {
