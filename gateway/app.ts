@@ -31,6 +31,8 @@ import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./
 import { InvalidDurationError } from "./admin/duration.ts";
 import { SigningKeyUnavailableError } from "./ota/key-store.ts";
 import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError } from "./ota/repo.ts";
+import { DISK_FULL_RETRY_AFTER_S } from "./disk-full.ts";
+import { isNoSpace } from "../lib/fs/why.ts";
 
 export interface AppOptions {
   /** Sub-apps serving `/v2/...` and `/token` (the embedded registry), mounted at "/". */
@@ -38,7 +40,13 @@ export interface AppOptions {
 }
 
 /** The answer to an error a handler threw: its HTTP status and `{error}`; a 500 for anything unexpected (logged). */
-function errorAnswer(err: unknown, method: string, path: string, json: (body: { error: string }, status: ContentfulStatusCode) => Response): Response {
+function errorAnswer(gw: Gateway, err: unknown, method: string, path: string, json: (body: { error: string }, status: ContentfulStatusCode) => Response): Response {
+  // A write refused for want of disk space: said once per spell (disk-full.ts), 507 with Retry-After, no stack.
+  if (isNoSpace(err)) {
+    const res = json({ error: gw.diskFull.note(err) }, 507);
+    res.headers.set("retry-after", String(DISK_FULL_RETRY_AFTER_S));
+    return res;
+  }
   if (err instanceof HTTPException) {
     if (err.res) return err.getResponse();
     return json({ error: err.message || "Bad request" }, err.status);
@@ -101,9 +109,9 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
   for (const sub of opts.registry ?? []) app.route("/", sub);
 
   app.notFound((c) => c.json({ error: `Not found: ${c.req.method} ${c.req.path}` }, 404));
-  app.onError((err, c) => errorAnswer(err, c.req.method, c.req.path, (body, status) => c.json(body, status)));
+  app.onError((err, c) => errorAnswer(gw, err, c.req.method, c.req.path, (body, status) => c.json(body, status)));
   // A device's check-ins and push waits skip the router (same answers): routes/checkin.ts; fetchHead is their way from the TLS transport.
-  const device = deviceFastPath(gw, app.fetch, (err, method, path) => errorAnswer(err, method, path, jsonResponse));
+  const device = deviceFastPath(gw, app.fetch, (err, method, path) => errorAnswer(gw, err, method, path, jsonResponse));
   app.fetch = device.fetch;
   return Object.assign(app, { fetchHead: device.fetchHead });
 }

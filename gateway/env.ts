@@ -10,6 +10,7 @@ import type { ApiRole, RolloutDetail, RolloutRequest } from "../lib/api/admin.ts
 import type { TargetEntry } from "../lib/api/index.ts";
 import type { ApiTokenCache } from "./admin/api-tokens.ts";
 import type { DeviceCache } from "./devices/cache.ts";
+import type { DiskFull } from "./disk-full.ts";
 import type { Sightings } from "./devices/sightings.ts";
 import type { Metrics } from "./metrics.ts";
 import type { View, ViewLookup } from "./ota/views.ts";
@@ -93,6 +94,8 @@ export interface Gateway {
   apiTokens: ApiTokenCache;
   sightings: Sightings;
   metrics: Metrics;
+  /** Writes refused for want of disk space, said once per spell (gateway/disk-full.ts). */
+  diskFull: DiskFull;
   /** [uptane] polling_seconds written into new devices' sota.toml. */
   pollingSeconds: number;
   /** Staged rollouts (gateway/rollouts/); /admin/rollouts answers 503 without them. */

@@ -22,6 +22,8 @@ import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
+import { isNoSpace } from "../lib/fs/why.ts";
+import { DiskFull } from "./disk-full.ts";
 import { certificateNotAfter } from "./pki/ca.ts";
 import { watchCertificateExpiry } from "./pki/cert-expiry.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
@@ -159,6 +161,14 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
   let keysTimer: ReturnType<typeof setInterval> | undefined;
   let stopCertWatch: (() => void) | undefined;
+  // Writes refused for want of space (data dir, registry storage): said once per spell, answered 507.
+  const diskFull = new DiskFull(
+    [
+      { label: "data", path: data.dir },
+      { label: "registry", path: opts.registryDir ?? data.registryDir },
+    ],
+    log,
+  );
   // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.
   const signer = new LeaderLease(store, "tuf-signer", {
     ...(opts.signerLeaseMs !== undefined ? { ttlMs: opts.signerLeaseMs } : {}),
@@ -167,16 +177,21 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       tufTimer?.runNow();
     },
     onLose: (err) =>
-      log(err === undefined ? "gateway: another replica is the TUF signer now" : "gateway: no longer the TUF signer: the database did not answer its lease; it tries again"),
-    // An unreachable database is logged once by the store, not at every renewal.
+      log(
+        err === undefined
+          ? "gateway: another replica is the TUF signer now"
+          : `gateway: no longer the TUF signer: ${isNoSpace(err) ? "its lease could not be written, the disk is full" : "the database did not answer its lease"}; it tries again`,
+      ),
+    // An unreachable database is logged once by the store, a full disk once by diskFull, not at every renewal.
     onError: (e) => {
-      if (!(e instanceof StoreUnavailableError)) log(`gateway: cannot renew the signer lease: ${(e as Error).message}`);
+      if (isNoSpace(e)) diskFull.note(e);
+      else if (!(e instanceof StoreUnavailableError)) log(`gateway: cannot renew the signer lease: ${(e as Error).message}`);
     },
   });
   let server: Listening | undefined;
   let plain: PlainListening | undefined;
   let rollouts: Rollouts | undefined;
-  const sightings = new Sightings(store);
+  const sightings = new Sightings(store, 1000, (e) => diskFull.note(e));
   try {
     const handoff = new KeyHandoff(data.ca.keyPem, store);
     const tuf = await TufRepo.open({
@@ -211,6 +226,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       apiTokens: new ApiTokenCache(store),
       sightings,
       metrics: new Metrics(),
+      diskFull,
       pollingSeconds: opts.pollingSeconds ?? 300,
     };
     // Rollouts: every replica answers device views from its cache; only the signer moves rollouts on.
@@ -316,7 +332,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await signer.start();
     tufTimer = startTufRefreshTimer(tuf, {
       shouldRun: () => signer.isLeader,
-      onError: (e) => log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`),
+      onError: (e) => (isNoSpace(e) ? diskFull.note(e) : log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`)),
       onRefresh: (r) => {
         if (r.needsOfflineKey.length) log(`gateway: TUF roles near expiry need their offline key: ${r.needsOfflineKey.join(", ")}`);
       },
@@ -344,8 +360,11 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
           await tufTimer?.stop();
           clearInterval(keysTimer);
           stopCertWatch?.();
+          diskFull.stop();
           await signer.stop();
-          await sightings.stop();
+          // A last flush that fails (a full disk, an unreachable database) loses a second of last-seen
+          // times, nothing a device was promised: the rest of the stop must still run.
+          await sightings.stop().catch((e: unknown) => log(`gateway: the last second's check-ins (last seen) were not written: ${(e as Error).message}`));
           await store.close();
           await rm(serveInfoPath(data.dir), { force: true });
           dirLock.release();
@@ -358,6 +377,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await tufTimer?.stop();
     clearInterval(keysTimer);
     stopCertWatch?.();
+    diskFull.stop();
     await signer.stop();
     await sightings.stop().catch(() => {});
     await store.close();

@@ -28,7 +28,7 @@ import tar from "tar-stream";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { UsageError } from "../../lib/cli/command.ts";
 import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
-import { fsWhy } from "../../lib/fs/why.ts";
+import { fsWhy, isNoSpace } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
@@ -190,8 +190,6 @@ function snapshotDatabase(dbPath: string, dir: string): string {
   return snapshot;
 }
 
-/** SQLite's "database or disk is full", or the file system's ENOSPC. */
-const isDiskFull = (e: unknown) => ["SQLITE_FULL", "ENOSPC"].includes((e as { code?: unknown })?.code as string);
 
 /** What `createBackup` returns: the manifest, and how many registry files went in (with `withRegistry`). */
 export interface BackupResult extends BackupManifest {
@@ -227,7 +225,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
         snapshot = snapshotDatabase(dbPath, scratch);
       } catch (e) {
         // A data dir with room for the database but not for a second copy: the temp folder may have it.
-        if (!isDiskFull(e) || !basename(scratch).startsWith(SCRATCH_PREFIX)) throw e;
+        if (!isNoSpace(e) || !basename(scratch).startsWith(SCRATCH_PREFIX)) throw e;
         await rm(scratch, { recursive: true, force: true });
         scratch = await makeScratch(undefined);
         snapshot = snapshotDatabase(dbPath, scratch);

@@ -11,6 +11,7 @@
  * @module
  */
 import { isTag, readCheckinList } from "../../lib/api/index.ts";
+import { isNoSpace } from "../../lib/fs/why.ts";
 import { StoreUnavailableError, type Sighting, type Store } from "../store/types.ts";
 
 /** What one device's check-ins said since the last flush (raw header values). */
@@ -42,11 +43,20 @@ export class Sightings {
   #timer: ReturnType<typeof setInterval> | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
-  constructor(store: Store, intervalMs = 1000) {
+  /**
+   * @param onNoSpace Told of a flush refused for want of disk space (gateway/disk-full.ts says it
+   *   once), instead of a line per flush.
+   */
+  constructor(store: Store, intervalMs = 1000, onNoSpace?: (err: unknown) => void) {
     this.#store = store;
     if (intervalMs > 0) {
-      // An unreachable database is logged once by the store, not at every flush; the sightings wait for the next.
-      this.#timer = setInterval(() => void this.flush().catch((e) => e instanceof StoreUnavailableError || console.error("gateway: cannot record last-seen:", e)), intervalMs);
+      // An unreachable database is logged once by the store, a full disk once by onNoSpace, not at every flush; the sightings wait for the next.
+      const failed = (e: unknown) => {
+        if (e instanceof StoreUnavailableError) return;
+        if (onNoSpace && isNoSpace(e)) onNoSpace(e);
+        else console.error("gateway: cannot record last-seen:", e);
+      };
+      this.#timer = setInterval(() => void this.flush().catch(failed), intervalMs);
       this.#timer.unref?.();
     }
   }

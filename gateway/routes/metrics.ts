@@ -21,10 +21,15 @@ export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
         gateway_devices: { help: "Registered devices", value: devices as number },
         gateway_events: { help: "Stored device events", value: events as number },
       };
+  // Free space of the folders the gateway writes to (disk-full.ts), to alert before writes fail.
+  const free = (await c.var.gw.diskFull.freeSpace()).filter((f) => f.bytes !== undefined);
   const text = metrics.render({
     gateway_database_up: { help: "1 if the database answered this scrape's reads, 0 if it could not be reached (gateway_devices, gateway_events and the rollout gauges are then left out)", value: failed ? 0 : 1 },
     ...stored,
     gateway_pending_sightings: { help: "Check-ins not yet written", value: sightings.pending },
   });
-  return c.text(text, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  const disk = free.length
+    ? ["# HELP gateway_disk_free_bytes Free bytes on the file system of each folder the gateway writes to (data: its data dir; registry: blob storage)", "# TYPE gateway_disk_free_bytes gauge", ...free.map((f) => `gateway_disk_free_bytes{dir="${f.label}"} ${f.bytes}`)].join("\n") + "\n"
+    : "";
+  return c.text(text + disk, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });

@@ -111,6 +111,8 @@ export interface Reply {
   /** Per item: why it was not stored (null or absent: stored). */
   errors?: (string | null | undefined)[];
   error?: string;
+  /** The error's code (SQLITE_FULL, SQLITE_BUSY...), when it had one. */
+  code?: string;
 }
 
 const WORKER_SOURCE = `
@@ -158,7 +160,8 @@ self.onmessage = (e) => {
     if (m.op === "events") reply = events(m);
     else reply = { counts: handlers[m.op](m) };
   } catch (err) {
-    reply = { error: String((err && err.message) || err) };
+    // The code too: SQLITE_FULL is the disk, which the gateway says apart (gateway/disk-full.ts).
+    reply = { error: String((err && err.message) || err), code: err && typeof err.code === "string" ? err.code : undefined };
   }
   if (m.crash === "after-commit") throw new Error("fault point writer-crash-after-commit: the writer thread crashed after committing");
   if (m.crash === "hang-after-commit") hang();
@@ -208,6 +211,13 @@ function events(m) {
 /** A write the writer thread refused, or that could not be sent. */
 export class EventWriteError extends Error {
   override name = "EventWriteError";
+  constructor(
+    message: string,
+    /** SQLite's code for why the write failed (SQLITE_FULL: the disk is full), when there was one. */
+    readonly code?: string,
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -255,7 +265,7 @@ export class WriterThread {
       const w = this.#waiting.get(reply.id);
       this.#waiting.delete(reply.id);
       if (!this.#waiting.size) this.#worker.unref();
-      if (reply.error !== undefined) w?.reject(new EventWriteError(`${w.what}: ${reply.error}`));
+      if (reply.error !== undefined) w?.reject(new EventWriteError(`${w.what}: ${reply.error}`, reply.code));
       else w?.resolve(reply);
     };
     // Bun reports an uncaught error, then closes the worker; an exit or a terminate only closes it.

@@ -9,6 +9,11 @@ import { statfs } from "node:fs/promises";
 
 /** Bytes an unprivileged writer may still use on the file system holding `dir`; undefined when it cannot be told (the write itself will then say what is wrong). */
 export async function freeBytes(dir: string): Promise<number | undefined> {
+  return (await fileSystemSpace(dir))?.free;
+}
+
+/** What {@link freeBytes} gives, and the size of the whole file system; undefined when it cannot be told. */
+export async function fileSystemSpace(dir: string): Promise<{ free: number; size: number } | undefined> {
   const fs = await statfs(dir).catch(() => undefined);
-  return fs && fs.bavail * fs.bsize;
+  return fs && { free: fs.bavail * fs.bsize, size: fs.blocks * fs.bsize };
 }

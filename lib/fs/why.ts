@@ -5,8 +5,8 @@
  * @module
  */
 
-/** The file system is full (ENOSPC) or the user's quota is (EDQUOT). */
-export const isNoSpace = (err: unknown): boolean => ["ENOSPC", "EDQUOT"].includes((err as NodeJS.ErrnoException)?.code ?? "");
+/** The file system is full (ENOSPC), or the user's quota is (EDQUOT), or SQLite found it so (SQLITE_FULL). */
+export const isNoSpace = (err: unknown): boolean => ["ENOSPC", "EDQUOT", "SQLITE_FULL"].includes((err as NodeJS.ErrnoException)?.code ?? "");
 
 /**
  * A write this machine refused: no space or quota, a read-only file system, no permission. Doing

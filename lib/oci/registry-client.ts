@@ -271,13 +271,13 @@ export class RegistryClient {
     try {
       const text = res.body ? new TextDecoder().decode(await readLimited(res, 64 * 1024)) : "";
       try {
-        const j = JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: unknown }[] };
+        const j = JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: unknown }[]; error?: unknown };
         const e = j.errors?.[0];
         if (e) {
           code = e.code;
           message = e.message ?? "";
           detail = e.detail;
-        }
+        } else if (typeof j.error === "string") message = j.error.slice(0, 500); // the gateway's own answers ("The gateway's disk is full: ...")
       } catch {
         message = text.trim().slice(0, 200);
       }

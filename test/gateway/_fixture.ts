@@ -20,6 +20,7 @@ import { normalizeSerial } from "../../gateway/pki/keys.ts";
 import { newToken } from "../../gateway/pki/tokens.ts";
 import { x509 } from "../../gateway/pki/x509.ts";
 import { SqliteStore } from "../../gateway/store/sqlite.ts";
+import { DiskFull } from "../../gateway/disk-full.ts";
 import { makeDeviceCsr } from "./_device.ts";
 
 /** `dbFile`: SQLite on a file in the temp dir (device writes on the writer thread) instead of in memory. */
@@ -39,6 +40,7 @@ export async function testGateway(opts: { dbFile?: boolean } = {}) {
     apiTokens: new ApiTokenCache(store),
     sightings: new Sightings(store, 0),
     metrics: new Metrics(),
+    diskFull: new DiskFull([{ label: "data", path: dir }], () => {}),
     pollingSeconds: 60,
   };
   const app = createApp(gw);
