@@ -225,6 +225,11 @@ describe("public endpoints", () => {
     expect(m).toMatch(/gateway_requests_total\{route="\/events",status="200"\} \d+/);
     expect(m).toMatch(/gateway_devices \d+/);
     expect(m).toMatch(/gateway_events \d+/);
+    // Each role's expiry, as signed in the metadata devices get.
+    for (const role of ["root", "targets", "snapshot", "timestamp"]) {
+      const served = (await (await t.app.request(`/repo/${role}.json`, { headers: { authorization: `Bearer ${t.gw.adminToken}` } })).json()) as { signed: { expires: string } };
+      expect(m).toContain(`gateway_tuf_expiry_timestamp_seconds{role="${role}"} ${Math.floor(Date.parse(served.signed.expires) / 1000)}\n`);
+    }
     expect((await t.app.request("/nope")).status).toBe(404);
   }, 60_000);
 });
