@@ -10,7 +10,7 @@ set -euo pipefail
 
 demo=(docker.io docker-compose busybox-static git curl ca-certificates iproute2)
 tests=("${demo[@]}" skopeo docker-registry mosquitto mosquitto-clients postgresql
-       qemu-user-static e2fsprogs systemd systemd-container mmdebstrap strace zstd rsync
+       qemu-user-static e2fsprogs systemd systemd-container mmdebstrap strace zstd rsync faketime
        haproxy nginx-light chromium)
 
 want=("${tests[@]}")

@@ -3,6 +3,11 @@
  * refused (is it running at that address?)") rather than Bun's text ("ECONNREFUSED: Unable to
  * connect. Is the computer able to access the url?").
  *
+ * A certificate "not yet valid" or "expired" is said against this machine's clock, with what it
+ * reads: devices without a battery-backed clock start in 1970 (or at their build date) until NTP
+ * sets the time, and then every TLS handshake fails; Bun's bare "certificate is not yet valid"
+ * sent people looking at the server's certificates instead.
+ *
  * @module
  */
 
@@ -27,10 +32,22 @@ export function netWhy(err: unknown): string {
       return "the connection was closed before an answer came";
     case "ETIMEDOUT":
       return "no answer in time";
+    case "CERT_NOT_YET_VALID":
+      return `the server's certificate is not valid yet by this machine's clock, which reads ${clockReading()}: the clock is likely wrong (a device without a battery-backed clock starts in 1970 until NTP sets it); ${SET_THE_CLOCK} and try again`;
+    case "CERT_HAS_EXPIRED":
+      return `the server's certificate has expired by this machine's clock, which reads ${clockReading()}: if that is not the time, ${SET_THE_CLOCK} and try again; if it is, the server's certificate must be renewed`;
   }
   if (e?.name === "TimeoutError") return "no answer in time";
   return e?.message ?? String(err);
 }
+
+/** What this machine's clock reads, to the second, for a message that may blame it. */
+export function clockReading(now = new Date()): string {
+  return now.toISOString().replace(/\.\d+Z$/, "Z");
+}
+
+/** The way forward when the clock is wrong. */
+export const SET_THE_CLOCK = "set the time (enable NTP: timedatectl set-ntp true)";
 
 /**
  * True for the answers a load balancer or reverse proxy gives when no server is up behind it

@@ -10,6 +10,7 @@
 // builds (`bun build --compile`), class names may not.
 import * as tufErrors from "tuf-js/dist/error.js";
 import * as modelErrors from "@tufjs/models/dist/error.js";
+import { clockReading, SET_THE_CLOCK } from "../net/why.ts";
 
 /** Base class: TUF metadata could not be fetched or was refused. */
 export class TufVerificationError extends Error {
@@ -29,7 +30,11 @@ export class RollbackError extends TufVerificationError {
   override name = "RollbackError";
 }
 
-/** Metadata past its expiry: freeze attack, or a gateway that stopped re-signing. */
+/**
+ * Metadata past its expiry: freeze attack, a gateway that stopped re-signing, or (most often) a
+ * device whose clock runs ahead. The check itself is never relaxed; the message says the expiry
+ * against what the device's clock reads, so its owner can tell which.
+ */
 export class ExpiredMetadataError extends TufVerificationError {
   override name = "ExpiredMetadataError";
 }
@@ -74,15 +79,41 @@ function fileOf(message: string): string | undefined {
   return m ? `${m[1]!.toLowerCase()}.json` : undefined;
 }
 
+/** What the refresh knew of time when metadata was found expired, for the message. */
+export interface ExpiryContext {
+  /** The device's clock at the check. */
+  now: Date;
+  /** The expiry grace the check allowed (verify-targets.ts), in seconds. */
+  graceSeconds?: number;
+  /** The `expires` of the refused file, when the client still holds it. */
+  expiresOf?(file: string): string | undefined;
+}
+
+/**
+ * Why metadata counts as expired, said against the device's clock: a clock set years ahead (or
+ * drifting) makes every fresh file look expired, and only setting the time helps; a right clock
+ * leaves a gateway that stopped re-signing, or an old copy replayed.
+ */
+export function expiredWhy(file: string | undefined, ctx: ExpiryContext): string {
+  const expires = file ? ctx.expiresOf?.(file) : undefined;
+  const grace = ctx.graceSeconds ? ` (less the expiry grace of ${ctx.graceSeconds} s)` : "";
+  return (
+    `expired${expires ? ` at ${expires}` : ""} by this device's clock, which reads ${clockReading(ctx.now)}${grace}: ` +
+    `if that is not the time, ${SET_THE_CLOCK} and check again; if it is, the gateway has stopped re-signing its metadata ` +
+    "(or an old copy is replayed to this device): tell the gateway's admin"
+  );
+}
+
 /**
  * Turns an error thrown by tuf-js's `Updater` into one of the classes above (the original is the `cause`).
+ * `expiry` words an expired file against the device's clock ({@link expiredWhy}).
  *
  * @example
  * ```ts
  * try { await updater.refresh(); } catch (e) { throw classifyTufError(e); }
  * ```
  */
-export function classifyTufError(err: unknown, fallbackFile?: string): TufVerificationError {
+export function classifyTufError(err: unknown, fallbackFile?: string, expiry?: ExpiryContext): TufVerificationError {
   if (err instanceof TufVerificationError) return err;
   const e = err instanceof Error ? err : new Error(String(err));
   const kind =
@@ -105,7 +136,8 @@ export function classifyTufError(err: unknown, fallbackFile?: string): TufVerifi
     return new MetadataFetchError(file, msg, status, opts);
   }
   if (e instanceof MetadataFetchError) return e;
-  if (kind === "ExpiredMetadataError" || /is expired/.test(msg)) return new ExpiredMetadataError(file, `expired (${msg})`, opts);
+  if (kind === "ExpiredMetadataError" || /is expired/.test(msg))
+    return new ExpiredMetadataError(file, expiry ? expiredWhy(file, expiry) : `expired (${msg})`, opts);
   if (/is less than current version|Expected version \d+, got/.test(msg))
     return new RollbackError(file, `older than the trusted version (${msg})`, opts);
   if (/does not match snapshot version|doesn't match timestamp|length|hash/i.test(msg) || kind === "LengthOrHashMismatchError")

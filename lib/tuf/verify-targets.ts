@@ -152,12 +152,24 @@ export async function verifyAndLoadTargets(opts: VerifyTargetsOptions): Promise<
     if (!(set?.referenceTime instanceof Date)) throw new InvalidExpiryGraceError("Cannot apply an expiry grace: this tuf-js keeps no reference time");
     set.referenceTime = new Date(Date.now() - grace * 1000);
   }
+  const now = new Date();
   try {
     await updater.refresh();
   } catch (err) {
-    throw classifyTufError(err);
+    throw classifyTufError(err, undefined, { now, graceSeconds: grace, expiresOf: (file) => heldExpiry(updater, file) });
   }
   return readVerifiedTargets(opts.metadataDir);
+}
+
+/**
+ * The `expires` of a role tuf-js still holds after refusing it (it keeps an expired root,
+ * timestamp and snapshot, not an expired targets), to say in the message; undefined otherwise.
+ */
+function heldExpiry(updater: Updater, file: string): string | undefined {
+  const role = file.replace(/\.json$/, "");
+  const set = (updater as unknown as { trustedSet?: Record<string, { signed?: { expires?: unknown } } | undefined> }).trustedSet;
+  const expires = set?.[role]?.signed?.expires;
+  return typeof expires === "string" ? expires : undefined;
 }
 
 /** Reads targets.json that the last successful refresh verified and persisted. */

@@ -1,0 +1,144 @@
+/**
+ * A device whose clock is wrong, against a real gateway on loopback: the real fioup runs under
+ * libfaketime (Debian's faketime: LD_PRELOAD, which Bun's Date and BoringSSL's certificate checks
+ * both read through), the gateway on the real clock. A device without a battery-backed clock
+ * boots in 1970 until NTP sets the time: TLS to the gateway then fails "not yet valid"; one set
+ * years ahead sees the certificates expired; one a few days ahead sees TUF metadata expired,
+ * which it must keep refusing (freeze-attack protection). Each case must say the clock is the
+ * likely cause, what it reads and what to do, and the daemon must keep polling and recover by
+ * itself once the time is set.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { stopPid, tempDir, until } from "../harness/tmp.ts";
+
+const MAIN = join(import.meta.dir, "../../fioup/main.ts");
+const ARCH = process.arch === "arm64" ? "aarch64" : "x86_64";
+const LIBFAKETIME = `/usr/lib/${ARCH}-linux-gnu/faketime/libfaketime.so.1`;
+const DAY = 86400;
+
+let gw: GatewayHandle;
+let token: string;
+let device: string; // FIOUP_ROOT of a device registered on the real clock
+
+beforeAll(async () => {
+  if (!existsSync(LIBFAKETIME)) throw new Error(`${LIBFAKETIME} is missing: install Debian's faketime (scripts/setup.sh)`);
+  gw = await startGateway({ args: ["--polling-seconds", "1"] });
+  const res = await gw.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ maxUses: 10 }) });
+  token = ((await res.json()) as { token: string }).token;
+  device = await tempDir("clock-device-");
+  const reg = await fioup(device, undefined, ["register", "--server", gw.url, "--token", token, "--hwid", "amd64-linux"]);
+  expect(reg.code).toBe(0);
+}, 120_000);
+afterAll(() => gw?.stop(), 60_000);
+
+/**
+ * libfaketime's settings for a clock `offset` seconds off the real one, read from `file` on every
+ * call (so a test can set the time under a running daemon). The monotonic clock stays real, as a
+ * real clock change leaves it: timers keep their length.
+ */
+function fakeClock(file: string, offset: number): Record<string, string> {
+  writeFileSync(file, `${offset >= 0 ? "+" : ""}${Math.round(offset)}s\n`);
+  return { LD_PRELOAD: LIBFAKETIME, FAKETIME_TIMESTAMP_FILE: file, FAKETIME_NO_CACHE: "1", FAKETIME_DONT_FAKE_MONOTONIC: "1" };
+}
+
+/** Seconds from now back to 1970-01-01T00:00:10Z: a device that booted without a clock. */
+const to1970 = () => 10 - Date.now() / 1000;
+
+function spawnFioup(root: string, clock: Record<string, string> | undefined, args: string[], stdout: "pipe" | number = "pipe") {
+  return Bun.spawn([process.execPath, MAIN, ...args], {
+    env: { ...process.env, FIOUP_ROOT: root, DOCKER_HOST: "unix:///nonexistent.sock", ...clock },
+    stdout,
+    stderr: stdout,
+  });
+}
+
+async function fioup(root: string, clock: Record<string, string> | undefined, args: string[]) {
+  const p = spawnFioup(root, clock, args);
+  const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout as ReadableStream).text(), new Response(p.stderr as ReadableStream).text()]);
+  return { code, out: out + err };
+}
+
+const ISO = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`;
+
+test("a device whose clock reads 1970 is told its clock is the likely cause, what it reads and to set the time: register, check and update", async () => {
+  const dir = await tempDir("clock-1970-");
+  const clock = fakeClock(join(dir, "faketime"), to1970());
+  const notYet = new RegExp(
+    String.raw`the server's certificate is not valid yet by this machine's clock, which reads 1970-01-01T00:0\d:\d\dZ: the clock is likely wrong \(a device without a battery-backed clock starts in 1970 until NTP sets it\); set the time \(enable NTP: timedatectl set-ntp true\) and try again`,
+  );
+
+  const fresh = join(dir, "fresh");
+  mkdirSync(fresh);
+  const reg = await fioup(fresh, clock, ["register", "--server", gw.url, "--token", token, "--hwid", "amd64-linux"]);
+  expect(reg.out).toMatch(new RegExp(String.raw`^fioup register: Cannot register with https://127\.0\.0\.1:\d+: ` + notYet.source));
+  expect(reg.code).toBe(31);
+
+  const check = await fioup(device, clock, ["check"]);
+  expect(check.out).toMatch(new RegExp(String.raw`fioup check: Cannot fetch TUF metadata \d+\.root\.json: request to \S+ failed: ` + notYet.source));
+  expect(check.code).toBe(31);
+
+  const update = await fioup(device, clock, ["update"]);
+  expect(update.out).toMatch(new RegExp(String.raw`fioup update: Cannot fetch TUF metadata \d+\.root\.json: request to \S+ failed: ` + notYet.source));
+  expect(update.code).toBe(31);
+}, 120_000);
+
+test("a clock five years ahead sees the gateway's certificate expired, and is told to set the time if that is not the time", async () => {
+  const dir = await tempDir("clock-ahead-");
+  const check = await fioup(device, fakeClock(join(dir, "faketime"), 5 * 366 * DAY), ["check"]);
+  expect(check.out).toMatch(
+    new RegExp(
+      String.raw`fioup check: Cannot fetch TUF metadata \d+\.root\.json: request to \S+ failed: the server's certificate has expired by this machine's clock, which reads ${ISO}: ` +
+        String.raw`if that is not the time, set the time \(enable NTP: timedatectl set-ntp true\) and try again; if it is, the server's certificate must be renewed`,
+    ),
+  );
+  expect(check.code).toBe(31);
+}, 120_000);
+
+test("a clock days ahead still refuses the expired timestamp, and the message sets its expiry against the device's clock", async () => {
+  const dir = await tempDir("clock-days-");
+  const check = await fioup(device, fakeClock(join(dir, "faketime"), 3 * DAY), ["check"]);
+  const m = new RegExp(
+    String.raw`fioup check: Cannot verify TUF metadata timestamp\.json: expired at (${ISO}) by this device's clock, which reads (${ISO}): ` +
+      String.raw`if that is not the time, set the time \(enable NTP: timedatectl set-ntp true\) and check again; ` +
+      String.raw`if it is, the gateway has stopped re-signing its metadata \(or an old copy is replayed to this device\): tell the gateway's admin`,
+  ).exec(check.out);
+  expect(check.out).toMatch(/Cannot verify TUF metadata timestamp\.json: expired at/);
+  expect(m).not.toBeNull();
+  expect(Date.parse(m![2]!) - Date.now()).toBeGreaterThan(2.9 * DAY * 1000); // the device's clock, not the real one
+  expect(Date.parse(m![1]!)).toBeLessThan(Date.parse(m![2]!));
+  expect(check.code).toBe(30); // refused: the freeze-attack check is not relaxed
+}, 120_000);
+
+test("the daemon on a 1970 clock keeps polling, says why, and recovers by itself once the time is set", async () => {
+  const dir = await tempDir("clock-daemon-");
+  const file = join(dir, "faketime");
+  const log = join(dir, "daemon.log");
+  const daemon = spawnFioup(device, fakeClock(file, to1970()), ["daemon"], Bun.file(log) as unknown as number);
+  try {
+    const text = () => Bun.file(log).text();
+    const clockLines = (t: string) => t.split("\n").filter((l) => /update failed: .*not valid yet by this machine's clock, which reads 1970-/.test(l));
+    await until("two failed polls naming the clock", text, (t) => clockLines(t).length >= 2, 30_000, 200);
+    expect(daemon.exitCode).toBeNull(); // still running: no exit, no crash loop
+
+    const before = (await text()).length;
+    writeFileSync(file, "+0s\n"); // NTP sets the time
+    const setAt = Date.now();
+    // The gateway hears from the device again: its system info and checks arrive over TLS.
+    const lastSeen = async () => {
+      const res = await gw.adminFetch("/admin/devices");
+      const { devices } = (await res.json()) as { devices: { lastSeen: string | null }[] };
+      return Date.parse(devices[0]?.lastSeen ?? "") || 0;
+    };
+    await until("the device seen by the gateway after its clock was set", lastSeen, (t) => t >= setAt - 1000, 30_000, 200);
+    const after = (await until("a poll after the clock was set", async () => (await text()).slice(before), (t) => /update failed|up to date|no matching/.test(t), 30_000, 200))
+      .split("\n")
+      .filter((l) => /update failed|up to date/.test(l));
+    expect(after.at(-1)).not.toMatch(/certificate/);
+    expect(daemon.exitCode).toBeNull();
+  } finally {
+    await stopPid(daemon.pid);
+  }
+}, 120_000);
