@@ -24,6 +24,7 @@ import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { DiskFull } from "./disk-full.ts";
+import { DEFAULT_KEEP_EVENTS, DEFAULT_KEEP_EVENTS_DAYS, EventRetention } from "./event-retention.ts";
 import { certificateNotAfter } from "./pki/ca.ts";
 import { watchCertificateExpiry } from "./pki/cert-expiry.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
@@ -75,6 +76,10 @@ export interface ServeOptions {
   signerLeaseMs?: number;
   /** Background reload of each replica's device views (default 0: only when a new timestamp version appears). */
   rolloutViewPollMs?: number;
+  /** How long device events are kept (event-retention.ts; default 180 days; null: for ever), and as the flag gave it. */
+  keepEvents?: { ms: number; shown: string } | null;
+  /** How often the retention runs on the signer (default an hour; tests shorten it). */
+  eventRetentionIntervalMs?: number;
   log?: (line: string) => void;
 }
 
@@ -161,6 +166,11 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
   let keysTimer: ReturnType<typeof setInterval> | undefined;
   let stopCertWatch: (() => void) | undefined;
+  // Old device events removed on the signer (event-retention.ts), unless kept for ever.
+  const keep = opts.keepEvents === undefined ? { ms: DEFAULT_KEEP_EVENTS_DAYS * 86_400_000, shown: DEFAULT_KEEP_EVENTS } : opts.keepEvents;
+  const retention = keep
+    ? new EventRetention({ store, keepMs: keep.ms, shown: keep.shown, isLeader: () => signer.isLeader, log, ...(opts.eventRetentionIntervalMs ? { intervalMs: opts.eventRetentionIntervalMs } : {}) })
+    : undefined;
   // Writes refused for want of space (data dir, registry storage): said once per spell, answered 507.
   const diskFull = new DiskFull(
     [
@@ -175,6 +185,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     onAcquire: () => {
       log("gateway: this replica is the TUF signer");
       tufTimer?.runNow();
+      void retention?.runNow();
     },
     onLose: (err) =>
       log(
@@ -330,6 +341,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     // never holds it, even for a moment, nor says it does. Until then isLeader is false, so
     // neither the re-signing below nor the rollouts' ticks run.
     await signer.start();
+    retention?.start();
     tufTimer = startTufRefreshTimer(tuf, {
       shouldRun: () => signer.isLeader,
       onError: (e) => (isNoSpace(e) ? diskFull.note(e) : log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`)),
@@ -361,6 +373,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
           clearInterval(keysTimer);
           stopCertWatch?.();
           diskFull.stop();
+          await retention?.stop();
           await signer.stop();
           // A last flush that fails (a full disk, an unreachable database) loses a second of last-seen
           // times, nothing a device was promised: the rest of the stop must still run.
@@ -378,6 +391,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     clearInterval(keysTimer);
     stopCertWatch?.();
     diskFull.stop();
+    await retention?.stop();
     await signer.stop();
     await sightings.stop().catch(() => {});
     await store.close();

@@ -12,6 +12,8 @@ import { TOKEN } from "../transport/http1.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
 import { InvalidCidrError, TrustedProxies } from "../trusted-proxies.ts";
+import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
+import { DEFAULT_KEEP_EVENTS } from "../event-retention.ts";
 
 /**
  * A flag holding a positive number (seconds may have a fraction) up to `max`; the caller names the
@@ -24,6 +26,17 @@ function positive(flag: string, value: string, integer: boolean, max: number): n
     throw new UsageError(`--${flag} must be a positive ${integer ? "integer" : "number"}, got "${value}"`);
   if (n > max) throw new UsageError(`--${flag} must be at most ${max}, got "${value}"`);
   return n;
+}
+
+/** --keep-events: a duration, or "forever" (null: nothing is removed). */
+function keepEvents(value: string): { ms: number; shown: string } | null {
+  if (value === "forever") return null;
+  try {
+    return { ms: parseDuration(value) * 1000, shown: value };
+  } catch (e) {
+    if (e instanceof InvalidDurationError) throw new UsageError(`--keep-events ${e.message.replace(/^Invalid duration /, "")}, or "forever"`);
+    throw e;
+  }
 }
 
 /** A PEM file a flag names, or a usage error that says which flag and why. */
@@ -100,6 +113,12 @@ export default defineCommand({
       description: "Seconds the signer role (TUF re-signing, rollout checks) outlives a replica that stopped renewing it: a replica, or a restarted single gateway, takes it over within about 1.3 times this (at least 1; 1.3 times it should stay under a quarter of the timestamp's --tuf-expiry)",
       default: "6",
       placeholder: "SECONDS",
+    },
+    "keep-events": {
+      type: "string",
+      description: `Remove device events received longer ago than this (e.g. 90d, 52w), on the signer replica once an hour; "forever" keeps them all`,
+      default: DEFAULT_KEEP_EVENTS,
+      placeholder: "DURATION",
     },
     "tuf-expiry": { type: "strings", description: "Lifetime of a TUF role's metadata, e.g. timestamp=1h (defaults root=365d targets=365d snapshot=7d timestamp=1d)", placeholder: "ROLE=DURATION" },
   },
@@ -188,6 +207,7 @@ export default defineCommand({
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
       limits,
       rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false, HOUR) * 1000,
+      keepEvents: keepEvents(flags["keep-events"]),
       signerLeaseMs,
       log: (line) => out.info(line),
     }).catch(async (e: unknown) => {

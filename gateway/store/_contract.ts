@@ -630,4 +630,26 @@ export function storeContract(open: () => Promise<Store>) {
     expect(ev.find((e) => e.uuid === b.uuid)).toMatchObject({ events: [], appsStates: null, appsStatesAt: null, deviceStatus: "updating" });
     expect((await s.pendingRolloutEvidence(r.id, 1)).map((e) => e.uuid)).toContain(late.uuid);
   });
+
+  // Last: it removes every event stored before it, whoever's.
+  test("pruneEvents() removes the oldest events received before the cutoff, at most `limit` a call, and nothing newer", async () => {
+    const s = await open();
+    const d = aDevice();
+    await s.putDevice(d);
+    const old = [anEvent(), anEvent(), anEvent()];
+    await s.appendEvents(d.uuid, old);
+    await Bun.sleep(5); // received_at is a millisecond timestamp
+    const cutoff = new Date().toISOString();
+    await Bun.sleep(5);
+    const kept = anEvent();
+    await s.appendEvents(d.uuid, [kept]);
+    expect(await s.pruneEvents("2000-01-01T00:00:00.000Z", 100)).toBe(0); // nothing that old
+    // Every event before the cutoff goes, `limit` at a time; a call that removes fewer means none is left.
+    let removed = 0;
+    for (let n = 2; n === 2; removed += n) n = await s.pruneEvents(cutoff, 2);
+    expect(removed).toBeGreaterThanOrEqual(old.length);
+    expect((await s.listEvents(d.uuid)).map((e) => e.event)).toEqual([kept]);
+    expect(await s.countEvents()).toBe(1);
+    expect(await s.pruneEvents(cutoff, 2)).toBe(0);
+  });
 }

@@ -245,9 +245,9 @@ export class EventWriter {
     }
   }
 
-  /** Runs `sql` once per row in one transaction of its own (an event batch never waits for more than one). */
-  async run(sql: StatementName, rows: SqlValue[][], what: string): Promise<void> {
-    if (rows.length) await this.#other({ op: "run", sql, rows }, what);
+  /** Runs `sql` once per row in one transaction of its own (an event batch never waits for more than one); the rows it changed. */
+  async run(sql: StatementName, rows: SqlValue[][], what: string): Promise<number> {
+    return rows.length ? ((await this.#other({ op: "run", sql, rows }, what)).counts[0] ?? 0) : 0;
   }
 
   /**
@@ -256,12 +256,12 @@ export class EventWriter {
    * stalled): the device sends it again.
    */
   putState(sql: "appsStates" | "systemInfo", row: SqlValue[], what: string): Promise<void> {
-    return this.#stateWrites.run(what, () => this.run(sql, [row], what));
+    return this.#stateWrites.run(what, async () => void (await this.run(sql, [row], what)));
   }
 
   /** Applies a sightings flush in one transaction. */
   recordSightings(rows: SightingParams[]): Promise<void> {
-    return this.run("sighting", rows, "Cannot record sightings");
+    return this.run("sighting", rows, "Cannot record sightings").then(() => {});
   }
 
   /** Store.tryLease on the writer's connection; `now` (ms) for tests, else the clock when it runs. */
@@ -271,7 +271,7 @@ export class EventWriter {
   }
 
   releaseLease(name: string, holder: string): Promise<void> {
-    return this.run("releaseLease", [[name, holder]], `Cannot release the lease ${name}`);
+    return this.run("releaseLease", [[name, holder]], `Cannot release the lease ${name}`).then(() => {});
   }
 
   /** Event batches sent to the thread so far, each one transaction (group commit: a batch holds every event queued meanwhile). */

@@ -66,9 +66,17 @@ export const SYSTEM_INFO_SQL = `INSERT INTO system_info (device_uuid, kind, body
 
 const EVENT_SQL = "INSERT INTO events (id, device_uuid, received_at, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
 
+/**
+ * Up to ?2 of the oldest events, those received before ?1: the oldest ?2 by seq are looked at and
+ * the old ones among them deleted, so a run with nothing to remove reads ?2 rows, not the table
+ * (received_at has no index; events arrive in seq order, near enough in time order too).
+ */
+export const PRUNE_EVENTS_SQL = "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND received_at < ?1";
+
 /** The statements a `run` message may name (the worker holds their text; messages carry only names and rows). */
 const STATEMENTS = {
   sighting: SIGHTING_SQL,
+  pruneEvents: PRUNE_EVENTS_SQL,
   releaseLease: RELEASE_LEASE_SQL,
   appsStates: APPS_STATES_SQL,
   systemInfo: SYSTEM_INFO_SQL,
@@ -132,12 +140,13 @@ const handlers = {
     db.exec("PRAGMA foreign_keys = ON"); // as on the main connection
     return [];
   },
-  // Each row of a named statement, all in one transaction (a sightings flush; one apps-states).
+  // Each row of a named statement, all in one transaction (a sightings flush; one apps-states); the rows it changed.
   run(m) {
     const q = db.query(STATEMENTS[m.sql]);
-    db.transaction(() => { for (const r of m.rows) q.run(...r); })();
+    let n = 0;
+    db.transaction(() => { for (const r of m.rows) n += q.run(...r).changes; })();
     if (m.slowMs) Bun.sleepSync(m.slowMs);
-    return [];
+    return [n];
   },
   lease(m) {
     // The clock is read here, when the statement runs: a lease answered late still lasts ttl from now.

@@ -584,6 +584,15 @@ export class PostgresStore implements Store {
     return Number(rows[0]!.n);
   }
 
+  async pruneEvents(before: string, limit: number): Promise<number> {
+    // As SQLite's PRUNE_EVENTS_SQL (gateway/store/_writer-thread.ts), counted here rather than returned row by row.
+    const rows = (await this.#sql.unsafe(
+      "WITH gone AS (DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT $2) AND received_at < $1 RETURNING 1) SELECT count(*)::int AS n FROM gone",
+      [before, limit],
+    )) as { n: number }[];
+    return Number(rows[0]!.n);
+  }
+
   async putAppsStates(uuid: string, states: AppsStates) {
     // Bounded while PostgreSQL stalls (StateWritesFullError, STATE_WRITES_MAX): the device sends it again.
     await this.#stateWrites.run("Cannot store apps-states", () =>

@@ -9,7 +9,7 @@ import { Database } from "bun:sqlite";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { EventWriter } from "./_event-writer.ts";
-import { APPS_STATES_SQL, LEASE_SQL, RELEASE_LEASE_SQL, SIGHTING_SQL, SYSTEM_INFO_SQL, type SightingParams } from "./_writer-thread.ts";
+import { APPS_STATES_SQL, LEASE_SQL, PRUNE_EVENTS_SQL, RELEASE_LEASE_SQL, SIGHTING_SQL, SYSTEM_INFO_SQL, type SightingParams } from "./_writer-thread.ts";
 import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaNeeded } from "./_migrations.ts";
 import {
@@ -506,6 +506,12 @@ export class SqliteStore implements Store {
 
   async countEvents() {
     return this.#db.query<{ n: number }, []>("SELECT count(*) AS n FROM events").get()!.n;
+  }
+
+  async pruneEvents(before: string, limit: number): Promise<number> {
+    // On a file, on the writer's connection, between event batches: the main thread never holds the write lock for it.
+    if (this.#writer) return this.#writer.run("pruneEvents", [[before, limit]], "Cannot remove old events");
+    return this.#db.query(PRUNE_EVENTS_SQL).run(before, limit).changes;
   }
 
   async putAppsStates(uuid: string, states: AppsStates) {

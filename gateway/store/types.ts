@@ -257,6 +257,12 @@ export interface Store {
   appendEvents(uuid: string, events: DeviceEvent[]): Promise<number>;
   listEvents(uuid: string, opts?: { limit?: number }): Promise<StoredEvent[]>;
   countEvents(): Promise<number>;
+  /**
+   * Deletes up to `limit` of the oldest events received before `before` (ISO time); how many it
+   * deleted. Fewer than `limit`: nothing older is left (the gateway's event retention calls it
+   * again until then, gateway/event-retention.ts).
+   */
+  pruneEvents(before: string, limit: number): Promise<number>;
 
   putAppsStates(uuid: string, states: AppsStates): Promise<void>;
   getAppsStates(uuid: string): Promise<AppsStates | undefined>;
