@@ -98,9 +98,9 @@ export function expiredWhy(file: string | undefined, ctx: ExpiryContext): string
   const expires = file ? ctx.expiresOf?.(file) : undefined;
   const grace = ctx.graceSeconds ? ` (less the expiry grace of ${ctx.graceSeconds} s)` : "";
   return (
-    `expired${expires ? ` at ${expires}` : ""} by this device's clock, which reads ${clockReading(ctx.now)}${grace}: ` +
+    `expired${expires ? ` at ${expires}` : ""} by this machine's clock, which reads ${clockReading(ctx.now)}${grace}: ` +
     `if that is not the time, ${SET_THE_CLOCK} and check again; if it is, the gateway has stopped re-signing its metadata ` +
-    "(or an old copy is replayed to this device): tell the gateway's admin"
+    "(or an old copy is being replayed): tell the gateway's admin"
   );
 }
 
