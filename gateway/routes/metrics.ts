@@ -5,7 +5,8 @@
  * that failed whole would hide the connection counts just when they matter.
  */
 import { Hono } from "hono";
-import type { Gateway, GatewayEnv } from "../env.ts";
+import type { GatewayEnv } from "../env.ts";
+import { tufExpiries } from "../ota/expiries.ts";
 import type { Sample } from "../metrics.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 
@@ -23,7 +24,7 @@ export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
       };
   // When each top-level role's metadata expires: root (and targets) are re-signed only with their
   // offline keys, in a ceremony someone must hold before the date (docs/keys.md); alert on it.
-  const expiries = await tufExpiries(c.var.gw);
+  const expiries = await tufExpiries(c.var.gw.tuf);
   // Free space of the folders the gateway writes to (disk-full.ts), to alert before writes fail.
   const free = (await c.var.gw.diskFull.freeSpace()).filter((f) => f.bytes !== undefined);
   const text = metrics.render({
@@ -35,23 +36,7 @@ export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
     ? ["# HELP gateway_disk_free_bytes Free bytes on the file system of each folder the gateway writes to (data: its data dir; registry: blob storage)", "# TYPE gateway_disk_free_bytes gauge", ...free.map((f) => `gateway_disk_free_bytes{dir="${f.label}"} ${f.bytes}`)].join("\n") + "\n"
     : "";
   const tuf = expiries.length
-    ? ["# HELP gateway_tuf_expiry_timestamp_seconds When the signed metadata of each TUF role expires (Unix seconds): devices refuse it after that; root and targets need their offline keys to be re-signed", "# TYPE gateway_tuf_expiry_timestamp_seconds gauge", ...expiries.map((e) => `gateway_tuf_expiry_timestamp_seconds{role="${e.role}"} ${e.seconds}`)].join("\n") + "\n"
+    ? ["# HELP gateway_tuf_expiry_timestamp_seconds When the signed metadata of each TUF role expires (Unix seconds): devices refuse it after that; root and targets need their offline keys to be re-signed", "# TYPE gateway_tuf_expiry_timestamp_seconds gauge", ...expiries.map((e) => `gateway_tuf_expiry_timestamp_seconds{role="${e.role}"} ${Math.floor(e.ms / 1000)}`)].join("\n") + "\n"
     : "";
   return c.text(text + disk + tuf, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
-
-/** The expiry of each top-level role's current metadata, as served; a role that cannot be read now is left out. */
-async function tufExpiries(gw: Gateway): Promise<{ role: string; seconds: number }[]> {
-  const out: { role: string; seconds: number }[] = [];
-  for (const role of ["root", "targets", "snapshot", "timestamp"]) {
-    try {
-      const bytes = await gw.tuf.metadata(`${role}.json`);
-      const expires = bytes && (JSON.parse(new TextDecoder().decode(bytes)) as { signed?: { expires?: string } }).signed?.expires;
-      const ms = expires ? Date.parse(expires) : NaN;
-      if (Number.isFinite(ms)) out.push({ role, seconds: Math.floor(ms / 1000) });
-    } catch {
-      // the database unreachable: gateway_database_up says so
-    }
-  }
-  return out;
-}
