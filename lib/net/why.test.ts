@@ -1,6 +1,8 @@
 import { expect, test } from "bun:test";
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
+import { loadX509 } from "../x509/index.ts";
+import { toPem } from "../x509/pem.ts";
 import { netWhy, proxyWithoutBackend } from "./why.ts";
 
 /** A loopback port nobody listens on (bound, then closed). */
@@ -25,9 +27,43 @@ test("a refused connection and a server that never answers are said in words", a
   } finally {
     silent.close();
   }
-  expect(netWhy(new Error("certificate has expired"))).toBe("certificate has expired");
+  expect(netWhy(new Error("certificate has expired"))).toBe("certificate has expired"); // no code: its own words
 });
 
 test("only a proxy's 502, 503 and 504 say no server is up behind it; the server's own 500 and 501 do not", () => {
   expect([500, 501, 502, 503, 504, 505].filter(proxyWithoutBackend)).toEqual([502, 503, 504]);
+});
+
+/** A TLS server on loopback whose self-signed certificate is valid only from `notBefore` to `notAfter`. */
+async function tlsServerValid(notBefore: Date, notAfter: Date) {
+  const x509 = await loadX509();
+  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = (await crypto.subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01", name: "CN=127.0.0.1", notBefore, notAfter, signingAlgorithm: alg, keys,
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: "ip", value: "127.0.0.1" }])],
+  });
+  const key = toPem(await crypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY");
+  const pem = cert.toString("pem");
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", tls: { cert: pem, key }, fetch: () => new Response("ok") });
+  return { url: `https://127.0.0.1:${server.port}/`, ca: pem, stop: () => server.stop(true) };
+}
+
+test("a certificate not valid yet, or expired, by this machine's clock is said with what the clock reads and to set the time", async () => {
+  const day = 86400_000;
+  const future = await tlsServerValid(new Date(Date.now() + 365 * day), new Date(Date.now() + 730 * day)); // what a clock in 1970 sees
+  const past = await tlsServerValid(new Date(Date.now() - 730 * day), new Date(Date.now() - 365 * day)); // what a clock years ahead sees
+  try {
+    const notYet = await fetch(future.url, { tls: { ca: future.ca } }).catch((e) => e);
+    expect(netWhy(notYet)).toMatch(
+      /^the server's certificate is not valid yet by this machine's clock, which reads \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: the clock is likely wrong \(a device without a battery-backed clock starts in 1970 until NTP sets it\); set the time \(enable NTP: timedatectl set-ntp true\) and try again$/,
+    );
+    const expired = await fetch(past.url, { tls: { ca: past.ca } }).catch((e) => e);
+    expect(netWhy(expired)).toMatch(
+      /^the server's certificate has expired by this machine's clock, which reads \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: if that is not the time, set the time \(enable NTP: timedatectl set-ntp true\) and try again; if it is, the server's certificate must be renewed$/,
+    );
+  } finally {
+    future.stop();
+    past.stop();
+  }
 });
