@@ -13,6 +13,7 @@ import { SQL } from "bun";
 import { join } from "node:path";
 import { startGateway } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
+import { tempDir } from "../harness/tmp.ts";
 import { KNOWN_SCHEMA } from "../../gateway/store/_migrations.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
@@ -81,10 +82,12 @@ afterAll(async () => {
 describe.each(["sqlite", "postgres"])("a database a newer gateway migrated (%s)", (kind) => {
   /** A data dir and database this gateway made and served once. */
   async function served(): Promise<{ dataDir: string; db: Db }> {
+    const dataDir = join(await tempDir("newer-schema-"), "data");
     const url = kind === "postgres" ? await pg.createDatabase(`newer_${Math.random().toString(36).slice(2, 10)}`) : undefined;
-    const gw = await startGateway(url ? { db: url } : {});
+    // SQLite named too: OTA_TEST_DB=postgres would otherwise give the gateway a PostgreSQL database.
+    const gw = await startGateway({ dataDir, db: url ?? join(dataDir, "gateway.db") });
     await gw.stop();
-    return { dataDir: gw.dataDir, db: url ? postgres(url) : sqlite(gw.dataDir) };
+    return { dataDir, db: url ? postgres(url) : sqlite(dataDir) };
   }
 
   const newerMigration = (db: Db) =>
@@ -115,7 +118,7 @@ describe.each(["sqlite", "postgres"])("a database a newer gateway migrated (%s)"
     await newerMigration(db);
     const [{ value: needed }] = (await db.rows("SELECT value FROM gateway_meta WHERE key = 'schema_needed'")) as [{ value: string }];
     expect(Number(needed)).toBeLessThanOrEqual(KNOWN_SCHEMA);
-    const gw = await startGateway({ dataDir, ...(db.flag.length ? { db: db.flag[1]! } : {}) });
+    const gw = await startGateway({ dataDir, db: db.flag[1] ?? join(dataDir, "gateway.db") });
     expect((await gw.adminFetch("/admin/devices")).status).toBe(200);
     await gw.stop();
     expect(await snapshot(db)).toMatchObject({ meta: expect.arrayContaining([{ key: "schema_needed", value: needed }]) });
