@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
 import { loadX509 } from "../x509/index.ts";
 import { toPem } from "../x509/pem.ts";
-import { netWhy, proxyWithoutBackend } from "./why.ts";
+import { isCertificateTimeError, netWhy, proxyWithoutBackend } from "./why.ts";
 
 /** A loopback port nobody listens on (bound, then closed). */
 async function closedPort(): Promise<number> {
@@ -58,7 +58,10 @@ test("a certificate not valid yet, or expired, by this machine's clock is said w
     expect(netWhy(notYet)).toMatch(
       /^the server's certificate is not valid yet by this machine's clock, which reads \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: the clock is likely wrong \(a device without a battery-backed clock starts in 1970 until NTP sets it\); set the time \(enable NTP: timedatectl set-ntp true\) and try again$/,
     );
+    expect(isCertificateTimeError(notYet)).toBe(true);
     const expired = await fetch(past.url, { tls: { ca: past.ca } }).catch((e) => e);
+    expect(isCertificateTimeError(expired)).toBe(true);
+    expect(isCertificateTimeError(new Error("certificate has expired"))).toBe(false);
     expect(netWhy(expired)).toMatch(
       /^the server's certificate has expired by this machine's clock, which reads \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: if that is not the time, set the time \(enable NTP: timedatectl set-ntp true\) and try again; if it is, the server's certificate must be renewed$/,
     );

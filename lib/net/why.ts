@@ -41,6 +41,16 @@ export function netWhy(err: unknown): string {
   return e?.message ?? String(err);
 }
 
+/**
+ * True when TLS refused the server's certificate as not valid yet or expired: by this machine's
+ * clock, which is more often wrong than the certificate. Retrying within seconds cannot help
+ * until the time is set, so a caller that retries may wait longer for it.
+ */
+export function isCertificateTimeError(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === "CERT_NOT_YET_VALID" || code === "CERT_HAS_EXPIRED";
+}
+
 /** What this machine's clock reads, to the second, for a message that may blame it. */
 export function clockReading(now = new Date()): string {
   return now.toISOString().replace(/\.\d+Z$/, "Z");
