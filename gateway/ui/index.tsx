@@ -20,7 +20,9 @@ import type {
 import { checkToken } from "../admin/auth.ts";
 import { limit } from "../routes/_validate.ts";
 import type { GatewayEnv } from "../env.ts";
+import { StoreUnavailableError } from "../store/types.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
+import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
 import { Page } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
 import { DevicesPage, LIST_PARAMS, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
@@ -91,10 +93,12 @@ export function dashboard(app: Hono<any>) {
     await next();
   });
 
-  const render = (c: Context<UiEnv>, title: string, body: unknown, status = 200) => {
+  /** A page in the frame; signed in, with what needs a person (./attention.tsx), unless the caller has it already. */
+  const render = async (c: Context<UiEnv>, title: string, body: unknown, status = 200, attention?: Attention[]) => {
     const user = c.var.session ? { role: c.var.session.role, csrf: c.var.csrf } : undefined;
+    const items = user ? (attention ?? (await needsAttention(c.var.gw))) : [];
     return c.html(
-      <Page title={title} path={c.req.path} user={user}>
+      <Page title={title} path={c.req.path} user={user} attention={items}>
         {body as any}
       </Page>,
       status as 200,
@@ -102,8 +106,17 @@ export function dashboard(app: Hono<any>) {
   };
 
   const overview = async (c: Context<UiEnv>) => {
-    const { body } = await c.var.api<FleetSummary>("GET", "/admin/fleet/summary");
-    return render(c, "Overview", <Overview s={body} />);
+    // The fleet is read from the database: when that read fails for it, the page says so instead of
+    // refusing, with what else needs a person.
+    const summary = await c.var.api<FleetSummary>("GET", "/admin/fleet/summary").catch(async (err: unknown) => {
+      if (!(err instanceof ApiCallError && err.status === 503)) throw err;
+      const down = await databaseDown(c.var.gw);
+      if (!down) throw err;
+      return down;
+    });
+    const down = summary instanceof StoreUnavailableError;
+    const attention = await needsAttention(c.var.gw, down ? summary : undefined);
+    return render(c, "Overview", <Overview s={down ? undefined : summary.body} attention={attention} />, 200, attention);
   };
 
   // Forms are small; nobody, signed in or not, makes the gateway read more.

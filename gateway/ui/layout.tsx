@@ -9,6 +9,7 @@
  */
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
+import { AttentionBanner, type Attention } from "./attention.tsx";
 
 const CSS = `
 :root{--bg:#fff;--fg:#1b1f24;--muted:#57606a;--line:#d0d7de;--card:#f6f8fa;--accent:#0a58ca;
@@ -33,7 +34,7 @@ label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap
 input,select,button,textarea{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.35rem .5rem}
 button{cursor:pointer;background:var(--card)}button.danger{color:var(--bad);border-color:var(--bad)}button.primary{background:var(--accent);color:#fff;border-color:var(--accent)}
 .muted{color:var(--muted)}.error{color:var(--bad)}.msg{padding:.5rem .8rem;border-radius:6px;border:1px solid var(--line);margin-bottom:1rem}
-.msg.error{border-color:var(--bad)}.pager{display:flex;gap:1rem;align-items:center;margin-top:.8rem}
+.msg.error,.msg.bad{border-color:var(--bad)}.msg.warn{border-color:var(--warn)}.pager{display:flex;gap:1rem;align-items:center;margin-top:.8rem}
 ol.timeline{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)}ol.timeline li{margin:0 0 .6rem .9rem;position:relative}
 ol.timeline li::before{content:"";position:absolute;left:-1.33rem;top:.45rem;width:.6rem;height:.6rem;border-radius:50%;background:var(--line)}
 ol.timeline li.ok::before{background:var(--ok)}ol.timeline li.bad::before{background:var(--bad)}
@@ -46,6 +47,7 @@ ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
 .bar{display:flex;height:.8rem;border-radius:4px;overflow:hidden;background:var(--line);margin:.2rem 0}
 .bar .ok{background:var(--ok)}.bar .bad{background:var(--bad)}.bar .pending{background:var(--off);opacity:.5}
 .actions{display:flex;flex-wrap:wrap;gap:.5rem}
+.banner{margin:0;padding:.5rem 1rem;border-bottom:2px solid var(--warn);background:var(--card)}.banner.bad{border-bottom-color:var(--bad)}
 .secret{font-family:ui-monospace,monospace;word-break:break-all}
 @media (max-width:640px){main{padding:.6rem}th.opt,td.opt{display:none}form.filters>*{flex:1 1 45%}}
 `;
@@ -97,10 +99,12 @@ export interface PageProps {
   path: string;
   /** Signed-in role and the CSRF token for the sign-out form; absent on the sign-in page. */
   user?: { role: string; csrf: string };
+  /** What needs a person (./attention.tsx): a banner on every page but the overview, which lists it. */
+  attention?: Attention[];
   children?: Child;
 }
 
-export function Page({ title, path, user, children }: PageProps) {
+export function Page({ title, path, user, attention = [], children }: PageProps) {
   const current = (href: string) => (href === "/ui/" ? path === "/ui/" || path === "/ui" : path.startsWith(href));
   return (
     <html lang="en">
@@ -134,6 +138,7 @@ export function Page({ title, path, user, children }: PageProps) {
             </form>
           )}
         </header>
+        {!current("/ui/") && <AttentionBanner items={attention} />}
         <main id="main" tabindex={-1}>{children}</main>
         <script>{raw(SCRIPT)}</script>
       </body>

@@ -1,0 +1,137 @@
+/* @jsxImportSource hono/jsx */
+/**
+ * What needs a person, said on the dashboard before it hurts: the served TLS certificate near its
+ * end (pki/cert-expiry.ts), writes failing for want of disk space (disk-full.ts), root or targets
+ * metadata near expiry, which takes their offline keys (ota/expiries.ts, docs/keys.md), and the
+ * database out of reach. Each was said only in the log and on /metrics, which an operator watching
+ * the dashboard may never read. The overview lists them with what to do; every other page carries
+ * a one-line banner pointing there; nothing shows while all is well.
+ *
+ * Cheap, as the overview is loaded every 5 seconds per open tab: the certificate's end and the disk
+ * spell are in memory, root and targets are two reads of the TUF storage (cached a second), free
+ * space is asked only during a disk spell, and the database is probed only when the page's own
+ * read failed. Nothing is per device.
+ *
+ * @module
+ */
+import { sizeText } from "../../lib/cli/bytes.ts";
+import type { Gateway } from "../env.ts";
+import { CEREMONY_NOTICE_DAYS, OFFLINE_ROLES, tufExpiries, type TufExpiry } from "../ota/expiries.ts";
+import { certificateExpiryWarning } from "../pki/cert-expiry.ts";
+import { StoreUnavailableError } from "../store/types.ts";
+
+const DAY = 86_400_000;
+
+export interface Attention {
+  /** Stable, for tests and anchors: "certificate", "disk", "tuf-root", "tuf-targets", "database". */
+  id: string;
+  /** A few words for the banner ("TLS certificate"). */
+  title: string;
+  /** What is wrong and what to do, in sentences. */
+  text: string;
+  /** bad: it hurts now; warn: it will. */
+  severity: "bad" | "warn";
+}
+
+/** What the TUF part says of root or targets expiring at `e`, or undefined while more than CEREMONY_NOTICE_DAYS are left. */
+export function tufExpiryAttention(e: TufExpiry, now = Date.now()): Attention | undefined {
+  const left = e.ms - now;
+  if (left > CEREMONY_NOTICE_DAYS * DAY) return undefined;
+  const when = left <= 0 ? `expired at ${e.expires}: devices take no update until it is signed again` : `expires at ${e.expires} (in ${Math.ceil(left / DAY)} days): devices take no update after that`;
+  const todo =
+    e.role === "root"
+      ? "sign a new version with a threshold of the offline root keys before then (gateway keys init-root, sign-root, push-root: docs/keys.md)"
+      : "put a targets key file in the data dir's tuf/keys/ before then: the gateway re-signs targets with it within minutes (docs/keys.md)";
+  return { id: `tuf-${e.role}`, title: `TUF ${e.role} metadata`, text: `The TUF ${e.role} metadata ${when}; ${todo}.`, severity: left <= 0 ? "bad" : "warn" };
+}
+
+/** What the certificate part says: the log's words (pki/cert-expiry.ts), without its prefix. */
+function certificateAttention(notAfter: number, own: boolean, now: number): Attention | undefined {
+  const line = certificateExpiryWarning(new Date(notAfter), own, now)?.replace(/^gateway: warning: the /, "The ");
+  return line === undefined ? undefined : { id: "certificate", title: "TLS certificate", text: `${line}.`, severity: notAfter <= now ? "bad" : "warn" };
+}
+
+async function diskAttention(gw: Gateway, since: number): Promise<Attention> {
+  const free = await gw.diskFull.freeSpace();
+  const where = free.map((f, i) => `${f.label} ${gw.diskFull.dirs[i]!.path}: ${f.bytes === undefined ? "free space unknown" : `${sizeText(f.bytes)} free`}`).join(", ");
+  return {
+    id: "disk",
+    title: "disk space",
+    text:
+      `Writes have failed for want of disk space since ${new Date(since).toISOString()} (${where}): device reports, registrations and uploads are refused ` +
+      "and sent again later. Free space there (gateway registry gc removes unused blobs); the gateway takes writes again by itself.",
+    severity: "bad",
+  };
+}
+
+/** The database out of reach, as the store said it (a StoreUnavailableError). */
+export function databaseAttention(err: StoreUnavailableError): Attention {
+  return {
+    id: "database",
+    title: "database",
+    text:
+      `The gateway's database is out of reach ("${err.message}"). Devices are answered 503 and try again; these pages show the fleet again once it answers. ` +
+      "Check that the database server runs and that the gateway reaches it (its log says since when it does not).",
+    severity: "bad",
+  };
+}
+
+/**
+ * Whether the database answers, asked only after a page's read failed with 503: the same read as
+ * /healthz, the store's error kept when it is the database's.
+ */
+export async function databaseDown(gw: Gateway): Promise<StoreUnavailableError | undefined> {
+  try {
+    await gw.store.countDevices();
+    return undefined;
+  } catch (err) {
+    if (err instanceof StoreUnavailableError) return err;
+    throw err;
+  }
+}
+
+/**
+ * Everything that needs a person now, worst first; empty when all is well. `database`: the
+ * store's error when a read of this page found it unreachable (the TUF reads are then skipped).
+ */
+export async function needsAttention(gw: Gateway, database?: StoreUnavailableError, now = Date.now()): Promise<Attention[]> {
+  const out: (Attention | undefined)[] = [];
+  if (database) out.push(databaseAttention(database));
+  const since = gw.diskFull.since;
+  if (since !== undefined) out.push(await diskAttention(gw, since));
+  const notAfter = gw.metrics.tlsCertificateNotAfter;
+  // Whether the certificate is the gateway's own (renewed by a restart) or --tls-cert's: gateway.ts
+  // knows it when it sets the end; --tls-cert's advice until it records it beside the end.
+  const own = (gw.metrics as { tlsCertificateOwn?: boolean }).tlsCertificateOwn ?? false;
+  if (notAfter !== undefined) out.push(certificateAttention(notAfter, own, now));
+  if (!database) for (const e of await tufExpiries(gw.tuf, OFFLINE_ROLES)) out.push(tufExpiryAttention(e, now));
+  const found = out.filter((a): a is Attention => a !== undefined);
+  return [...found.filter((a) => a.severity === "bad"), ...found.filter((a) => a.severity === "warn")];
+}
+
+/** The overview's list: each item with what to do. Nothing when all is well. */
+export function AttentionList({ items }: { items: Attention[] }) {
+  if (!items.length) return null;
+  return (
+    <section id="attention" aria-labelledby="h-attention">
+      <h2 id="h-attention">Needs attention</h2>
+      {items.map((a) => (
+        <p class={`msg ${a.severity}`} data-attention={a.id}>
+          <strong>{a.severity === "bad" ? "Now: " : "Soon: "}</strong>
+          {a.text}
+        </p>
+      ))}
+    </section>
+  );
+}
+
+/** The line every other page carries while something needs a person: what, and a link to the overview's list. */
+export function AttentionBanner({ items }: { items: Attention[] }) {
+  if (!items.length) return null;
+  const bad = items.some((a) => a.severity === "bad");
+  return (
+    <p class={`banner ${bad ? "bad" : "warn"}`} id="attention-banner">
+      <a href="/ui/#attention">{`Needs attention: ${items.map((a) => a.title).join(", ")}. See the overview.`}</a>
+    </p>
+  );
+}
