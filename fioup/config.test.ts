@@ -91,20 +91,32 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ root: join(root, "bad3") })).toThrow(`Cannot read ${join(root, "bad3/etc/sota/conf.d/10-x.toml")}: not valid TOML`);
     write("bad2/var/sota/sota.toml", `[pacman]\nstorage_watermark = 0\n`);
     expect(() => loadConfig({ root: join(root, "bad2") })).toThrow(/storage_watermark/);
-    // Past setTimeout's 24.8 days the daemon's poll timer would fire at once, every time.
-    write("bad4/var/sota/sota.toml", `[uptane]\npolling_seconds = 99999999999\n`);
-    expect(() => loadConfig({ root: join(root, "bad4") })).toThrow(`Invalid config: uptane.polling_seconds: must be 1..604800 (a week), got 99999999999 (set in ${join(root, "bad4/var/sota/sota.toml")})`);
   });
 
-  test("seconds that end in a timer or a date are capped: past 24.8 days setTimeout fires at once", () => {
+  test("seconds that end in a timer or a date are capped, with a warning naming the file: past 24.8 days setTimeout fires at once", () => {
+    // Not refused: fioup up to 2026-12-02 took any value, and a refusal would stop every command of
+    // a device whose files hold one, the daemon too, with no way to change the file over the air.
+    const warned: string[] = [];
+    const load = (dir: string) => loadConfig({ root: join(root, dir) }, (l) => warned.push(l));
+    // Past setTimeout's 24.8 days the daemon's poll timer would fire at once, every time.
+    write("bad4/var/sota/sota.toml", `[uptane]\npolling_seconds = 99999999999\n`);
+    expect(load("bad4").pollingSeconds).toBe(604800);
     // A stall watchdog of 2^31 ms or more would call every download stalled at once.
     write("stall/var/sota/sota.toml", `[fioup]\ndownload_stall_seconds = 2147484\n`);
-    expect(() => loadConfig({ root: join(root, "stall") })).toThrow("Invalid config: fioup.download_stall_seconds: must be 1..3600 (an hour), got 2147484");
+    expect(load("stall").downloadStallSeconds).toBe(3600);
     write("stall2/var/sota/sota.toml", `[fioup]\ndownload_stall_seconds = 3600\n`);
-    expect(loadConfig({ root: join(root, "stall2") }).downloadStallSeconds).toBe(3600);
+    expect(load("stall2").downloadStallSeconds).toBe(3600);
     // A hold's deadline is written as a date: far enough out there is none (toISOString throws).
     write("hold/var/sota/sota.toml", `[fioup]\nmax_hold_seconds = "99999999999999"\n`);
-    expect(() => loadConfig({ root: join(root, "hold") })).toThrow("Invalid config: fioup.max_hold_seconds: must be 0..31536000 (a year), got 99999999999999");
+    expect(load("hold").maxHoldSeconds).toBe(31536000);
+    expect(warned).toEqual([
+      `uptane.polling_seconds: 99999999999 is more than 604800 (a week), the most fioup takes: it polls every 604800 s (set in ${join(root, "bad4/var/sota/sota.toml")}); lower it there to silence this`,
+      `fioup.download_stall_seconds: 2147484 is more than 3600 (an hour), the most fioup takes: it resumes a stalled download after 3600 s (set in ${join(root, "stall/var/sota/sota.toml")}); lower it there to silence this`,
+      `fioup.max_hold_seconds: 99999999999999 is more than 31536000 (a year), the most fioup takes: it lets update locks hold an update for at most 31536000 s (set in ${join(root, "hold/var/sota/sota.toml")}); lower it there to silence this`,
+    ]);
+    // Below the least is refused, as it always was.
+    write("stall3/var/sota/sota.toml", `[fioup]\ndownload_stall_seconds = 0\n`);
+    expect(() => load("stall3")).toThrow("Invalid config: fioup.download_stall_seconds: must be 1..3600 (an hour), got 0");
   });
 
   test("a value out of range names the last file that set it (later files win)", () => {

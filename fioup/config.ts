@@ -191,7 +191,7 @@ const csv = (v: string | string[] | undefined): string[] | undefined => (v === u
  *
  * @throws {ConfigError} If a file is not valid TOML or a value has the wrong type.
  */
-export function loadConfig(loc: ConfigLocation = {}, warn: (line: string) => void = (l) => process.stderr.write(`warning: ${l}\n`)): Config {
+export function loadConfig(loc: ConfigLocation = {}, warn: (line: string) => void = stderrWarning): Config {
   const root = loc.root ?? process.env.FIOUP_ROOT ?? "";
   const sotaDir = loc.sotaDir ?? underRoot(root, DEFAULT_DEVICE_PATHS.storagePath);
   const files = [
@@ -207,11 +207,24 @@ export function loadConfig(loc: ConfigLocation = {}, warn: (line: string) => voi
     raw = mergeToml(raw, t);
     recordOrigins(origins, t, f);
   }
-  return resolveConfig(raw, { root, sotaDir, sources: files, origins });
+  return resolveConfig(raw, { root, sotaDir, sources: files, origins, warn });
 }
 
-/** Applies defaults and resolves paths of an already merged TOML table. */
-export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: string; sources?: string[]; origins?: Record<string, string> }): Config {
+/** A config warning as fioup prints it: a line on stderr, so `--format json` output stays clean. */
+const stderrWarning = (line: string) => void process.stderr.write(`warning: ${line}\n`);
+
+/**
+ * Applies defaults and resolves paths of an already merged TOML table. A number of seconds past
+ * its longest (polling, download stall, hold) is used as that longest, with a warning through
+ * `opts.warn`, not refused: fioup up to 2026-12-02 took any value there, and a refusal stops every
+ * fioup command, the daemon with them, so a device whose files hold one would stop updating and
+ * nothing could change its files over the air. A value below the least, or not a number, is
+ * refused as it always was.
+ */
+export function resolveConfig(
+  raw: TomlTable,
+  opts: { root: string; sotaDir: string; sources?: string[]; origins?: Record<string, string>; warn?: (line: string) => void },
+): Config {
   try {
     checkSotaToml(raw, opts.sources?.length ? opts.sources.join(" + ") : "the merged config");
   } catch (cause) {
@@ -223,14 +236,21 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
   const inBase = (p: string | undefined, def: string) => (p ? (isAbsolute(p) ? hostPath(opts.root, p) : join(base, p)) : join(base, def));
   const origins = opts.origins ?? {};
   const invalid = (key: string, why: string) => new ConfigError(`Invalid config: ${key}: ${why}${setIn({ origins }, key)}`);
+  const atMost = (key: string, value: number, most: number, span: string, use: string) => {
+    if (!(value > most)) return value;
+    (opts.warn ?? stderrWarning)(`${key}: ${value} is more than ${most} (${span}), the most fioup takes: it ${use} ${most} s${setIn({ origins }, key)}; lower it there to silence this`);
+    return most;
+  };
   const watermark = Number(t.pacman?.storage_watermark ?? 95);
   if (!(watermark >= 1 && watermark <= 100)) throw invalid("pacman.storage_watermark", `${watermark} is not 1..100`);
-  const polling = Number(t.uptane?.polling_seconds ?? 300);
-  if (!(polling >= 1 && polling <= MAX_POLLING_SECONDS)) throw invalid("uptane.polling_seconds", `must be 1..${MAX_POLLING_SECONDS} (a week), got ${polling}`);
+  const setPolling = Number(t.uptane?.polling_seconds ?? 300);
+  if (!(setPolling >= 1)) throw invalid("uptane.polling_seconds", `must be 1..${MAX_POLLING_SECONDS} (a week), got ${setPolling}`);
+  const polling = atMost("uptane.polling_seconds", setPolling, MAX_POLLING_SECONDS, "a week", "polls every");
   const dockerHost = t.fioup?.docker_host ?? process.env.DOCKER_HOST;
-  const stall = t.fioup?.download_stall_seconds === undefined ? undefined : Number(t.fioup.download_stall_seconds);
-  if (stall !== undefined && !(stall >= 1 && stall <= MAX_DOWNLOAD_STALL_SECONDS))
-    throw invalid("fioup.download_stall_seconds", `must be 1..${MAX_DOWNLOAD_STALL_SECONDS} (an hour), got ${stall}`);
+  const setStall = t.fioup?.download_stall_seconds === undefined ? undefined : Number(t.fioup.download_stall_seconds);
+  if (setStall !== undefined && !(setStall >= 1))
+    throw invalid("fioup.download_stall_seconds", `must be 1..${MAX_DOWNLOAD_STALL_SECONDS} (an hour), got ${setStall}`);
+  const stall = setStall === undefined ? undefined : atMost("fioup.download_stall_seconds", setStall, MAX_DOWNLOAD_STALL_SECONDS, "an hour", "resumes a stalled download after");
   const window = t.fioup?.install_window?.trim() || undefined;
   if (window !== undefined) {
     try {
@@ -247,8 +267,9 @@ export function resolveConfig(raw: TomlTable, opts: { root: string; sotaDir: str
       throw invalid("fioup.time_zone", (e as Error).message);
     }
   }
-  const maxHold = Number(t.fioup?.max_hold_seconds ?? 86400);
-  if (!(maxHold >= 0 && maxHold <= MAX_HOLD_SECONDS)) throw invalid("fioup.max_hold_seconds", `must be 0..${MAX_HOLD_SECONDS} (a year), got ${maxHold}`);
+  const setHold = Number(t.fioup?.max_hold_seconds ?? 86400);
+  if (!(setHold >= 0)) throw invalid("fioup.max_hold_seconds", `must be 0..${MAX_HOLD_SECONDS} (a year), got ${setHold}`);
+  const maxHold = atMost("fioup.max_hold_seconds", setHold, MAX_HOLD_SECONDS, "a year", "lets update locks hold an update for at most");
   const grace = Number(t.fioup?.offline_expiry_grace_seconds ?? 0);
   if (!(Number.isInteger(grace) && grace >= 0 && grace <= MAX_EXPIRY_GRACE_SECONDS))
     throw invalid("fioup.offline_expiry_grace_seconds", `must be 0..${MAX_EXPIRY_GRACE_SECONDS} (30 days), got ${grace}`);

@@ -14,8 +14,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { SQL } from "bun";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { MIGRATIONS, MIGRATIONS_TABLE, splitStatements } from "../../gateway/store/_migrations.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -153,6 +153,23 @@ describe.each(["sqlite", "postgres"])("last week's gateway and device, upgraded 
     expect(after.stdout).toContain("amd64-linux-3");
     // The check-ins reached the database (sightings are written in batches).
     await until("the device seen again", lastSeen, (t) => t > seenBefore, 15_000, 200);
+  }, 60_000);
+
+  test("a device whose files hold seconds that release took and this one caps keeps checking in, and is told", async () => {
+    // Last week's `gateway serve --polling-seconds 1209600` wrote two weeks into each new device's
+    // sota.toml, and its fioup took an owner's download_stall_seconds of two hours: this fioup
+    // refused both (exit 20 on every command, the daemon too) until they were capped.
+    const root = await fixtureDevice(gw.url);
+    const toml = join(root, "var/sota/sota.toml");
+    writeFileSync(toml, readFileSync(toml, "utf8").replace("polling_seconds = 5", "polling_seconds = 1209600"));
+    const dropIn = join(root, "etc/sota/conf.d/60-slow-link.toml");
+    mkdirSync(dirname(dropIn), { recursive: true });
+    writeFileSync(dropIn, "[fioup]\ndownload_stall_seconds = 7200\n");
+    const r = await fioup(root, "check", "--format", "json");
+    // 0 or 3 (no update) as the targets signed by the other tests go; 20 (config invalid) before.
+    expect({ checkedIn: r.code === 0 || r.code === 3, code: r.code }).toMatchObject({ checkedIn: true });
+    expect(r.stderr).toContain(`warning: uptane.polling_seconds: 1209600 is more than 604800 (a week), the most fioup takes: it polls every 604800 s (set in ${toml}); lower it there to silence this`);
+    expect(r.stderr).toContain(`warning: fioup.download_stall_seconds: 7200 is more than 3600 (an hour), the most fioup takes: it resumes a stalled download after 3600 s (set in ${dropIn})`);
   }, 60_000);
 
   test("gateway backup takes the upgraded data dir", async () => {
