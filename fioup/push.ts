@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 import { join } from "node:path";
-import { proxyWithoutBackend } from "../lib/net/why.ts";
+import { isCertificateTimeError, proxyWithoutBackend } from "../lib/net/why.ts";
 import type { DeviceClient } from "./device-client.ts";
 
 /** The longest single hold; the gateway accepts up to 60 s and cuts idle connections later. */
@@ -23,6 +23,25 @@ export function trustedTimestampVersion(storagePath: string): number {
   try {
     const doc = JSON.parse(readFileSync(join(storagePath, "tuf", "timestamp.json"), "utf8")) as { signed?: { version?: unknown } };
     return typeof doc.signed?.version === "number" ? doc.signed.version : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The newest timestamp version the gateway announced, per state dir. A check that could not take
+ * it (a clock ahead of its expiry, metadata the device refuses) leaves the trusted version behind,
+ * and asking with that one again is answered at once: the daemon checked back to back, tens of
+ * times a second (287 checks in 10 s with a clock 3 days ahead). Waiting for one newer than the
+ * announced version lets the poll interval rule until then.
+ */
+const announced = new Map<string, number>();
+
+/** The version a 200 of /repo/wait announces (`{"version":N}`), or 0. */
+function announcedVersion(body: string): number {
+  try {
+    const v = (JSON.parse(body) as { version?: unknown }).version;
+    return typeof v === "number" ? v : 0;
   } catch {
     return 0;
   }
@@ -59,13 +78,16 @@ export async function waitForNews(
       await sleep(left(), signal);
       break;
     }
-    const after = trustedTimestampVersion(storagePath);
+    const after = Math.max(trustedTimestampVersion(storagePath), announced.get(storagePath) ?? 0);
     try {
       const res = await client.fetch(`/repo/wait?after=${after}&timeout=${hold}`, {
         signal: AbortSignal.any([signal, AbortSignal.timeout(hold * 1000 + 15_000)]),
       });
-      await res.arrayBuffer().catch(() => {});
-      if (res.status === 200) return "news";
+      const body = await res.text().catch(() => "");
+      if (res.status === 200) {
+        announced.set(storagePath, Math.max(announced.get(storagePath) ?? 0, announcedVersion(body)));
+        return "news";
+      }
       if (res.status === 204) continue;
       // A 502-504 without Retry-After is what a load balancer answers while no replica is up (a
       // restart of them all): as passing as a dropped connection, and retried the same way.
@@ -78,9 +100,10 @@ export async function waitForNews(
       }
       // No push on this gateway (404), or it refuses (its cap on held waits: 503 with Retry-After): plain polling.
       await sleep(left(), signal);
-    } catch {
+    } catch (e) {
       if (signal.aborted) break;
-      await sleep(Math.min(left(), retryMs()), signal);
+      // A certificate refused by this device's clock does not mend in seconds: wait out the poll.
+      await sleep(isCertificateTimeError(e) ? left() : Math.min(left(), retryMs()), signal);
     }
   }
   return signal.aborted ? "aborted" : "timeout";

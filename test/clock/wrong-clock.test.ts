@@ -9,7 +9,7 @@
  * itself once the time is set.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { stopPid, tempDir, until } from "../harness/tmp.ts";
@@ -153,3 +153,23 @@ test("the daemon on a 1970 clock keeps polling, says why, and recovers by itself
     await stopPid(daemon.pid);
   }
 }, 120_000);
+
+test("a daemon whose clock makes it refuse the timestamp waits out its poll interval: it does not ask again at once, back to back", async () => {
+  // The owner's drop-in sets a 10 s poll; the gateway's push answers the daemon as soon as a newer
+  // timestamp than the one it trusts exists, and the one it refuses leaves its trusted one behind.
+  mkdirSync(join(device, "etc/sota/conf.d"), { recursive: true });
+  writeFileSync(join(device, "etc/sota/conf.d/90-poll.toml"), "[uptane]\npolling_seconds = 10\n");
+  const dir = await tempDir("clock-spin-");
+  const daemon = spawnFioup(device, fakeClock(join(dir, "faketime"), 3 * DAY), ["daemon"]);
+  const log = collect(daemon.stderr);
+  collect(daemon.stdout);
+  try {
+    await Bun.sleep(10_000);
+    const checks = log.text.split("\n").filter((l) => /update failed: .*expired/.test(l)).length;
+    expect(checks, log.text.slice(-2000)).toBeGreaterThanOrEqual(1);
+    expect(checks).toBeLessThanOrEqual(3); // 287 in 10 s before
+  } finally {
+    await stopPid(daemon.pid);
+    rmSync(join(device, "etc/sota/conf.d/90-poll.toml"));
+  }
+}, 60_000);
