@@ -32,6 +32,17 @@ describe("DeviceDb", () => {
     db.close();
   });
 
+  test("the newest update is the one made last, whatever its id says (a ULID of a clock since set back)", () => {
+    const db = new DeviceDb(join(dir, "order.db"));
+    db.createUpdate({ id: "01Z", fromTarget: null, target: target("1"), explicit: false }); // made with the clock ahead
+    db.setState("01Z", "completed");
+    db.createUpdate({ id: "01A", fromTarget: "hw-1", target: target("2"), explicit: false }); // after NTP set it back
+    expect(db.lastUpdate()!.id).toBe("01A");
+    expect(db.pendingUpdate()!.id).toBe("01A");
+    expect(db.listUpdates().map((u) => u.id)).toEqual(["01A", "01Z"]);
+    db.close();
+  });
+
   test("event queue: delivered in order, deleted only after the gateway accepted them", async () => {
     const db = new DeviceDb(join(dir, "b.db"));
     const s = { correlationId: "c", targetName: "t", version: "1" };

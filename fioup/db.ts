@@ -120,24 +120,27 @@ export class DeviceDb {
     return r ? this.toRow(r) : undefined;
   }
 
+  // Newest first by insertion (rowid), not by id: an id is a ULID of the device's clock, and a
+  // clock set back (NTP after a boot in the future) made an older update read as the newest.
+
   /** The update not yet completed, failed or canceled, if any (there is at most one). */
   pendingUpdate(): UpdateRow | undefined {
     const r = this.db
       .query<RawUpdate, []>(
-        "SELECT * FROM updates WHERE state NOT IN ('completed','failed','canceled') ORDER BY id DESC LIMIT 1",
+        "SELECT * FROM updates WHERE state NOT IN ('completed','failed','canceled') ORDER BY rowid DESC LIMIT 1",
       )
       .get();
     return r ? this.toRow(r) : undefined;
   }
 
   lastUpdate(): UpdateRow | undefined {
-    const r = this.db.query<RawUpdate, []>("SELECT * FROM updates ORDER BY id DESC LIMIT 1").get();
+    const r = this.db.query<RawUpdate, []>("SELECT * FROM updates ORDER BY rowid DESC LIMIT 1").get();
     return r ? this.toRow(r) : undefined;
   }
 
   listUpdates(limit = 20): UpdateRow[] {
     return this.db
-      .query<RawUpdate, [number]>("SELECT * FROM updates ORDER BY id DESC LIMIT ?")
+      .query<RawUpdate, [number]>("SELECT * FROM updates ORDER BY rowid DESC LIMIT ?")
       .all(limit)
       .map((r) => this.toRow(r));
   }

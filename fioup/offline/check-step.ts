@@ -9,6 +9,7 @@
  * @module
  */
 import { join } from "node:path";
+import { clockReading, SET_THE_CLOCK } from "../../lib/net/why.ts";
 import { bundleMetadataFetch, bundleRegistries, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, type Bundle } from "../../lib/bundle/index.ts";
 import { TargetNotFoundError } from "../../lib/api/target.ts";
 import { ExpiredMetadataError, selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
@@ -41,7 +42,9 @@ async function verifiedTargets(ctx: UpdateContext, bundle: Bundle) {
     const grace = ctx.cfg.offlineExpiryGraceSeconds;
     throw new ExpiredMetadataError(
       err.file,
-      `the bundle's copy expired${expires ? ` at ${expires}` : ""}${grace ? `, more than fioup.offline_expiry_grace_seconds (${grace} s) ago` : ""}: ` +
+      `the bundle's copy expired${expires ? ` at ${expires}` : ""} by this machine's clock, which reads ${clockReading()}` +
+        `${grace ? `, more than fioup.offline_expiry_grace_seconds (${grace} s) ago` : ""}: ` +
+        `if that is not the time, ${SET_THE_CLOCK}; else ` +
         "export a new bundle (gateway export), or let this device take metadata that expired a while ago with fioup.offline_expiry_grace_seconds in a drop-in (docs/offline.md)",
     );
   }
