@@ -64,7 +64,7 @@ export class DiskFull {
     this.#refused++;
     if (this.#since === undefined) {
       this.#since = Date.now();
-      void this.#free().then((free) =>
+      void this.freeSpaceText().then((free) =>
         this.log(
           `gateway: a write failed for want of disk space (${(err as Error)?.message ?? err}); ${free}: device writes, registrations and ` +
             "uploads are answered 507 with Retry-After until there is room again; free space there (gateway registry gc removes unused blobs), " +
@@ -93,7 +93,8 @@ export class DiskFull {
     );
   }
 
-  async #free(): Promise<string> {
+  /** Each folder's free space in words ("data /var/lib/gateway: 0 B free, registry ..."), for the log and the dashboard. */
+  async freeSpaceText(): Promise<string> {
     const free = await this.freeSpace();
     return free.map((f, i) => `${f.label} ${this.dirs[i]!.path}: ${f.bytes === undefined ? "free space unknown" : `${sizeText(f.bytes)} free`}`).join(", ");
   }
@@ -103,7 +104,7 @@ export class DiskFull {
     const free = await this.freeSpace();
     if (free.some((f) => f.bytes !== undefined && f.size !== undefined && f.bytes < roomAgain(f.size))) return;
     const seconds = Math.round((Date.now() - this.#since) / 1000);
-    this.log(`gateway: there is disk space again (${await this.#free()}), after ${seconds} s; ${this.#refused} writes were refused meanwhile`);
+    this.log(`gateway: there is disk space again (${await this.freeSpaceText()}), after ${seconds} s; ${this.#refused} writes were refused meanwhile`);
     this.#since = undefined;
     this.#refused = 0;
     this.stop();

@@ -316,6 +316,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     // The served certificate's end: logged from 30 days before, and on /metrics (pki/cert-expiry.ts).
     const servedNotAfter = certificateNotAfter(opts.tlsCert ?? data.serverCertPem);
     gw.metrics.tlsCertificateNotAfter = servedNotAfter.getTime();
+    gw.metrics.tlsCertificateOwn = !opts.tlsCert;
     if (data.serverCertRenewed && !opts.tlsCert)
       log(`gateway: issued a new TLS certificate from the factory CA, valid until ${servedNotAfter.toISOString()}: less than a year was left of the old one (it ends at ${data.serverCertRenewed.oldNotAfter})`);
     stopCertWatch = watchCertificateExpiry(servedNotAfter, !opts.tlsCert, log);

@@ -105,6 +105,8 @@ export class Metrics {
   proxyConnections: (() => PlainListenerStats) | undefined;
   /** When the TLS certificate the gateway serves ends (ms since the epoch), set once it listens. */
   tlsCertificateNotAfter: number | undefined;
+  /** Whether the served certificate is the gateway's own (renewed by a restart), not --tls-cert. */
+  tlsCertificateOwn: boolean | undefined;
   /** Registry bytes served per client: what devices downloaded, counted by the gateway. */
   readonly registryBytes = new ServedBytes();
   readonly started = Date.now();

@@ -14,7 +14,6 @@
  *
  * @module
  */
-import { sizeText } from "../../lib/cli/bytes.ts";
 import type { Gateway } from "../env.ts";
 import { CEREMONY_NOTICE_DAYS, OFFLINE_ROLES, tufExpiries, type TufExpiry } from "../ota/expiries.ts";
 import { certificateExpiryWarning } from "../pki/cert-expiry.ts";
@@ -52,8 +51,7 @@ function certificateAttention(notAfter: number, own: boolean, now: number): Atte
 }
 
 async function diskAttention(gw: Gateway, since: number): Promise<Attention> {
-  const free = await gw.diskFull.freeSpace();
-  const where = free.map((f, i) => `${f.label} ${gw.diskFull.dirs[i]!.path}: ${f.bytes === undefined ? "free space unknown" : `${sizeText(f.bytes)} free`}`).join(", ");
+  const where = await gw.diskFull.freeSpaceText();
   return {
     id: "disk",
     title: "disk space",
@@ -100,9 +98,8 @@ export async function needsAttention(gw: Gateway, database?: StoreUnavailableErr
   const since = gw.diskFull.since;
   if (since !== undefined) out.push(await diskAttention(gw, since));
   const notAfter = gw.metrics.tlsCertificateNotAfter;
-  // Whether the certificate is the gateway's own (renewed by a restart) or --tls-cert's: gateway.ts
-  // knows it when it sets the end; --tls-cert's advice until it records it beside the end.
-  const own = (gw.metrics as { tlsCertificateOwn?: boolean }).tlsCertificateOwn ?? false;
+  // The gateway's own certificate is renewed by a restart; --tls-cert's is the operator's to renew.
+  const own = gw.metrics.tlsCertificateOwn ?? false;
   if (notAfter !== undefined) out.push(certificateAttention(notAfter, own, now));
   if (!database) for (const e of await tufExpiries(gw.tuf, OFFLINE_ROLES)) out.push(tufExpiryAttention(e, now));
   const found = out.filter((a): a is Attention => a !== undefined);

@@ -93,6 +93,6 @@ test("a gateway stopped while its disk is full stops whole: the last check-ins' 
   expect((await d.fetch(`${g.url}/repo/timestamp.json`)).status).toBe(200); // a sighting to write at stop
   await run(["sh", "-c", `dd if=/dev/zero of=${join(mnt, "ballast")} bs=1M count=64 2>/dev/null; true`]);
   await g.stop();
-  expect(logs.at(-1)).toStartWith("gateway: the last second's check-ins (last seen) were not written: ");
+  expect(logs.some((l) => l.startsWith("gateway: the last second's check-ins (last seen) were not written: "))).toBe(true);
   expect(existsSync(join(mnt, "data", "serve.json"))).toBe(false);
 }, 60_000);
