@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistry } from "./registry.ts";
 import { gc, NotRegistryStorageError } from "./gc.ts";
+import { UnreachableContentError } from "./untargeted.ts";
 import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
 const sha256 = (b: string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
@@ -25,20 +26,26 @@ async function push(app: ReturnType<typeof createRegistry>, repo: string, data: 
   return digest;
 }
 
+/** Pushes `<repo>:v1`, an image of the empty config and one layer (`layer`, with `annotations`). */
+async function pushImage(app: ReturnType<typeof createRegistry>, repo = "main/app", data = "layer", annotations?: Record<string, string>): Promise<{ layer: string; manifest: string }> {
+  const cfg = await push(app, repo, "{}");
+  const layer = await push(app, repo, data);
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.empty.v1+json", digest: cfg, size: 2 },
+    layers: [{ mediaType: "application/octet-stream", digest: layer, size: data.length, ...(annotations ? { annotations } : {}) }],
+  });
+  expect((await app.request(`/v2/${repo}/manifests/v1`, { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } })).status).toBe(201);
+  return { layer, manifest };
+}
+
 describe("gc", () => {
   test("removes blobs no manifest references and keeps the rest", async () => {
     await withRoot(async (root) => {
       const app = createRegistry({ root, authorize: () => true });
-      const cfg = await push(app, "main/app", "{}");
-      const layer = await push(app, "main/app", "layer");
       const orphan = await push(app, "main/app", "orphan");
-      const manifest = JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.empty.v1+json", digest: cfg, size: 2 },
-        layers: [{ mediaType: "application/octet-stream", digest: layer, size: 5 }],
-      });
-      expect((await app.request("/v2/main/app/manifests/v1", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } })).status).toBe(201);
+      const { layer, manifest } = await pushImage(app);
 
       // Within the grace period nothing goes.
       expect((await gc(root)).blobsRemoved).toBe(0);
@@ -63,16 +70,8 @@ describe("gc", () => {
   test("keeps a compose app's bundle index, which its manifest names only in an annotation", async () => {
     await withRoot(async (root) => {
       const app = createRegistry({ root, authorize: () => true });
-      const cfg = await push(app, "main/shop", "{}");
-      const bundle = await push(app, "main/shop", "bundle");
       const index = await push(app, "main/shop", "index");
-      const manifest = JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.empty.v1+json", digest: cfg, size: 2 },
-        layers: [{ mediaType: "application/octet-stream", digest: bundle, size: 6, annotations: { [BUNDLE_INDEX_DIGEST_ANNOTATION]: index } }],
-      });
-      expect((await app.request("/v2/main/shop/manifests/v1", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } })).status).toBe(201);
+      await pushImage(app, "main/shop", "bundle", { [BUNDLE_INDEX_DIGEST_ANNOTATION]: index });
       expect((await gc(root, { graceMs: 0 })).blobsRemoved).toBe(0);
       expect((await app.request(`/v2/main/shop/blobs/${index}`)).status).toBe(200);
     });
@@ -112,13 +111,33 @@ describe("gc", () => {
 
   test("an empty folder is an empty registry; in uploads/ only upload sessions are swept", async () => {
     await withRoot(async (root) => {
-      expect(await gc(root, { graceMs: 0 })).toEqual({ blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 });
+      expect(await gc(root, { graceMs: 0 })).toEqual({ manifestsRemoved: 0, blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 });
       const foreign = join(root, "uploads", "photos");
       mkdirSync(foreign, { recursive: true });
       writeFileSync(join(foreign, "data"), "not an upload session");
       utimesSync(join(foreign, "data"), new Date(0), new Date(0));
       expect((await gc(root, { graceMs: 0 })).uploadsRemoved).toBe(0);
       expect(existsSync(join(foreign, "data"))).toBe(true);
+    });
+  });
+
+  test("untargeted: a manifest no target reaches goes with its blobs and tags; a target naming missing content removes nothing", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      await pushImage(app);
+      const missing = `127.0.0.1:1/main/shop@${sha256("never pushed")}`;
+      const err = await gc(root, { graceMs: 0, untargeted: [{ target: "intel-corei7-64-lmp-7", app: "shop", uri: missing }] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnreachableContentError);
+      expect((err as Error).message).toStartWith(`Cannot tell what the targets need: target intel-corei7-64-lmp-7 app shop names main/shop@${missing.split("@")[1]}: `);
+      expect((await app.request("/v2/main/app/manifests/v1")).status).toBe(200);
+
+      // Within the grace period the manifest stays.
+      expect((await gc(root, { untargeted: [] })).manifestsRemoved).toBe(0);
+      const result = await gc(root, { graceMs: 0, untargeted: [] });
+      expect(result).toMatchObject({ manifestsRemoved: 1, blobsRemoved: 3 });
+      expect((await app.request("/v2/main/app/manifests/v1")).status).toBe(404);
+      expect(existsSync(join(root, "repositories", "main", "app", "_manifests", "tags", "v1"))).toBe(false);
+      expect(readdirSync(join(root, "blobs", "sha256"))).toEqual([]);
     });
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Garbage collection for the embedded registry (`gateway registry gc`): removes stored blobs
  * that no manifest of any repository references, the repository links to them, and stale
- * upload sessions. Recently written blobs are spared (`graceMs`), so a push in progress, whose
+ * upload sessions. With `untargeted` (`--untargeted`) it first drops the manifests no current
+ * target reaches (untargeted.ts says which), so the sweep frees what only they referenced.
+ * Recently written blobs and manifests are spared (`graceMs`), so a push in progress, whose
  * layers arrive before its manifest, is not collected under it. It deletes only from a directory
  * laid out as this registry's storage (storage.ts): pointed at anything else by mistake, it
  * refuses rather than delete files it cannot know are unreferenced.
@@ -12,6 +14,7 @@ import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { REGISTRY_TOP_FOLDERS, RegistryStorage } from "./storage.ts";
+import { reachedManifests, revisionKey, type TargetApp } from "./untargeted.ts";
 import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
 /** `root` is not this registry's storage: nothing was removed. */
@@ -58,9 +61,16 @@ export interface GcOptions {
   uploadMaxAgeMs?: number;
   /** Report what would be removed without removing it. */
   dryRun?: boolean;
+  /**
+   * The apps of every current target: manifests none of them reaches (and older than the grace
+   * period) are removed too, with their tags. Without it no manifest is removed.
+   */
+  untargeted?: TargetApp[];
 }
 
 export interface GcResult {
+  /** Manifest revisions removed (only with `untargeted`). */
+  manifestsRemoved: number;
   blobsRemoved: number;
   bytesFreed: number;
   uploadsRemoved: number;
@@ -103,11 +113,25 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const marked = new Set<string>();
   const repos = await repositories(storage);
 
-  // Mark: every manifest revision and what it references.
+  // Manifests no target reaches: known in full before anything is removed (the walk fails closed).
+  const doomed: { repo: string; hex: string }[] = [];
+  if (opts.untargeted) {
+    const kept = await reachedManifests(storage, repos, opts.untargeted, grace, now);
+    for (const repo of repos)
+      for (const hex of await listDir(storage.revisionsDir(repo))) {
+        if (!HEX64.test(hex) || kept.has(revisionKey(repo, hex))) continue;
+        // Pushed since the walk listed the repository: not walked, so spared like any fresh one.
+        const st = await stat(join(storage.revisionsDir(repo), hex)).catch(() => undefined);
+        if (st && now - st.mtimeMs >= grace) doomed.push({ repo, hex });
+      }
+  }
+  const isDoomed = new Set(doomed.map((d) => revisionKey(d.repo, d.hex)));
+
+  // Mark: every manifest revision that stays and what it references.
   for (const repo of repos) {
     const revDir = storage.revisionsDir(repo);
     for (const hex of await listDir(revDir)) {
-      if (!HEX64.test(hex)) continue;
+      if (!HEX64.test(hex) || isDoomed.has(revisionKey(repo, hex))) continue;
       marked.add(hex);
       let doc: Record<string, unknown>;
       try {
@@ -126,8 +150,11 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
     }
   }
 
+  // The manifests go before the blobs: stopped between the two, no manifest is left without its content.
+  if (!opts.dryRun) for (const { repo, hex } of doomed) await storage.deleteManifest(repo, `sha256:${hex}`);
+
   // Sweep the content store.
-  const result: GcResult = { blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };
+  const result: GcResult = { manifestsRemoved: doomed.length, blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };
   const removed = new Set<string>();
   for (const hex of blobs) {
     if (!HEX64.test(hex)) continue;
