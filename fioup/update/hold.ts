@@ -159,10 +159,15 @@ export function holdStep(opts: HoldOptions = {}): Step {
         release("force");
         return;
       }
+      // A clock more than a day behind when this update was made (its check ran over TLS, so the
+      // clock was plausible then) is a boot before NTP: a lock's hold is not counted from it, or
+      // the locks would be overridden the moment NTP sets the time.
+      const made = Date.parse(u.createdAt);
+      const sane = (t: number) => (Number.isFinite(made) && t < made - 86_400_000 ? made : t);
       let policy = holdPolicy(ctx.cfg, u.target);
       if (zoneFromLabel(policy, ctx.cfg)) policy = holdPolicy(ctx.cfg, u.target, await labelTimeZone(ctx));
       if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);
-      const d = decideHold(policy, listUpdateLocks(updateLocksDir(ctx.cfg)), now, rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
+      const d = decideHold(policy, listUpdateLocks(updateLocksDir(ctx.cfg)), now, rec?.lockSince ? sane(Date.parse(rec.lockSince)) : undefined);
       if (!d.hold) {
         if (rec && (await stillOffered(ctx, u.toTarget)) === false) {
           ctx.db.delete(key);
@@ -182,7 +187,7 @@ export function holdStep(opts: HoldOptions = {}): Step {
       }
       const next: HoldRecord = {
         heldSince: rec?.heldSince ?? iso(now)!,
-        ...(rec?.lockSince || d.reason === "lock" ? { lockSince: rec?.lockSince ?? iso(now)! } : {}),
+        ...(rec?.lockSince || d.reason === "lock" ? { lockSince: iso(rec?.lockSince ? sane(Date.parse(rec.lockSince)) : sane(now))! } : {}),
         reason: d.reason,
         ...(d.until !== undefined ? { until: iso(d.until) } : {}),
         ...(d.reason === "lock" ? { locks: d.locks.map((l) => l.name) } : {}),

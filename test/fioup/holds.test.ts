@@ -218,6 +218,35 @@ describe("install holds", () => {
     }
   }, 180_000);
 
+  test("a lock that deferred an install while the clock read 1970 (a boot before NTP) is not overridden the moment NTP sets the time", async () => {
+    clockFile = join(await tempDir("fioup-clock-"), "now");
+    writeFileSync(clockFile, "1970-01-01T00:00:10Z");
+    holdConfig(`max_hold_seconds = 60`);
+    const locks = join(device.sotaDir, "update-locks");
+    mkdirSync(locks, { recursive: true });
+    writeFileSync(join(locks, "app-busy"), "transaction in flight\n");
+    try {
+      const v = await publishNext(64 * 1024);
+      const first = await device.fioup("update");
+      expect(first.code, first.stderr).toBe(14);
+      expect(first.stderr).toContain(`Install of ${v.name} deferred: held by update lock "app-busy"`);
+      // NTP sets the time: the hold counts from when the update was made, not from 1970.
+      writeFileSync(clockFile, new Date(Date.now() + 5_000).toISOString());
+      const again = await device.fioup("update");
+      expect(again.code, again.stderr).toBe(14);
+      expect(again.stderr).not.toContain("past the maximum hold time");
+      expect(await httpGet(port)).toBe(`hold v${version - 1}`);
+      writeFileSync(clockFile, new Date(Date.now() + 120_000).toISOString()); // past the maximum hold, counted from then
+      const last = await device.fioup("update");
+      expect(last.code, last.stderr).toBe(0);
+      expect(last.stderr).toContain(`Update lock "app-busy" held ${v.name} past the maximum hold time of 60 s: installing anyway`);
+      expect(await httpGet(port)).toBe(v.body);
+    } finally {
+      rmSync(join(locks, "app-busy"), { force: true });
+      clockFile = undefined;
+    }
+  }, 180_000);
+
   test("--force installs through a hold", async () => {
     clockFile = join(await tempDir("fioup-clock-"), "now");
     writeFileSync(clockFile, "2026-12-05T10:00:00Z");
