@@ -1,10 +1,9 @@
 /**
  * The compose apps of the current signed targets.json, read from the gateway's database for
- * `gateway registry gc --untargeted`, which runs beside `gateway serve` or without it. A SQLite
- * database is opened read-only and queried directly: SqliteStore.open would migrate it and start
- * a writer, which a second process must not do to a database serve is writing. PostgreSQL is
- * shared by design, so its store is opened as a replica's is (openStore) and asked for the
- * latest targets record. The data dir says which kind it was served with (data-dir.ts).
+ * `gateway registry gc --untargeted`, which runs beside `gateway serve` or without it. The
+ * database is only read, with one query: SqliteStore.open and PostgresStore.connect would migrate
+ * it (under a running gateway of another version) and start writers and watchers a one-shot
+ * reader has no use for. The data dir says which kind it was served with (data-dir.ts).
  *
  * @module
  */
@@ -12,7 +11,9 @@ import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { readDatabaseKind } from "../data-dir.ts";
-import { dbKind, openStore } from "../store/open.ts";
+import { SQL } from "bun";
+import { dbKind } from "../store/open.ts";
+import { unreachableWhy } from "../store/postgres.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
 import type { TargetApp } from "./untargeted.ts";
 
@@ -24,6 +25,9 @@ export class TargetsUnreadableError extends Error {
   }
 }
 
+/** The latest signed targets.json, as the stores' TufStorage.getLatest("targets") reads it. */
+const TARGETS_QUERY = "SELECT json FROM tuf_metadata WHERE role = 'targets' ORDER BY version DESC LIMIT 1";
+
 /** The database file a data dir on SQLite keeps (gateway serve's default --db). */
 const DB_FILE = "gateway.db";
 
@@ -31,13 +35,16 @@ async function latestTargetsJson(dataDir: string, db: string | undefined): Promi
   const kind = db ? dbKind(db) : await readDatabaseKind(dataDir);
   if (kind === "postgres") {
     if (!db) throw new TargetsUnreadableError(dataDir, "it is served with a PostgreSQL database", "give the same --db postgres://... gateway serve has");
-    const store = await openStore(db).catch((e: Error) => Promise.reject(new TargetsUnreadableError(shownUrl(db), e.message, "check --db")));
+    const sql = new SQL({ url: db, max: 1 });
     try {
-      const rec = await store.tuf.getLatest("targets");
-      if (!rec) throw new TargetsUnreadableError(shownUrl(db), "it holds no signed targets.json", "is it this gateway's database?");
-      return { json: rec.json, where: shownUrl(db) };
+      const rows = (await sql.unsafe(TARGETS_QUERY)) as { json: string }[];
+      if (!rows[0]) throw new TargetsUnreadableError(shownUrl(db), "it holds no signed targets.json", "is it this gateway's database?");
+      return { json: rows[0].json, where: shownUrl(db) };
+    } catch (e) {
+      if (e instanceof TargetsUnreadableError) throw e;
+      throw new TargetsUnreadableError(shownUrl(db), unreachableWhy(e) ?? (e as Error).message, "check --db: gateway serve's, a gateway database");
     } finally {
-      await store.close();
+      await sql.close();
     }
   }
   if (db && kind === undefined) throw new TargetsUnreadableError(db, "it is neither a postgres:// URL nor a file path", "give gateway serve's --db");
@@ -46,7 +53,7 @@ async function latestTargetsJson(dataDir: string, db: string | undefined): Promi
   let sqlite: Database | undefined;
   try {
     sqlite = new Database(path, { readonly: true });
-    const row = sqlite.query<{ json: string }, []>("SELECT json FROM tuf_metadata WHERE role = 'targets' ORDER BY version DESC LIMIT 1").get();
+    const row = sqlite.query<{ json: string }, []>(TARGETS_QUERY).get();
     if (!row) throw new TargetsUnreadableError(path, "it holds no signed targets.json", "is it this gateway's database?");
     return { json: row.json, where: path };
   } catch (e) {

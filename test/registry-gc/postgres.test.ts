@@ -48,11 +48,15 @@ afterAll(async () => {
 }, 180_000);
 
 describe("gateway registry gc --untargeted on PostgreSQL", () => {
-  test("without --db it is refused and removes nothing", async () => {
+  test("without --db, or with one that does not answer, it is refused and removes nothing", async () => {
     const before = files();
     const r = await gateway("registry", "gc", "--data", gw.dataDir, "--untargeted", "--grace", "0s");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`Cannot read the current targets from ${gw.dataDir}: it is served with a PostgreSQL database. Nothing was removed; give the same --db postgres://... gateway serve has`);
+    const down = await gateway("registry", "gc", "--data", gw.dataDir, "--untargeted", "--grace", "0s", "--db", "postgres://postgres@127.0.0.1:1/gateway");
+    expect(down.code).toBe(1);
+    expect(down.stderr).toStartWith("gateway registry gc: Cannot read the current targets from postgres://postgres@127.0.0.1:1/gateway: ");
+    expect(down.stderr).toContain("Nothing was removed");
     expect(files()).toEqual(before);
   });
 
