@@ -13,28 +13,25 @@ import { run } from "../harness/tmp.ts";
 
 const APP = `gcapp${process.pid}`;
 const REPO = join(import.meta.dir, "..", "..");
-let dockerd: DockerdHandle;
-let upstream: DockerRegistryHandle;
-let gw: TestGateway;
-let device: Device;
-let pub: Publisher;
-let port: number;
+/** The gateway, its upstream registry, and a device running v1 of APP on `port`. */
+let fleet: { dockerd: DockerdHandle; upstream: DockerRegistryHandle; gw: TestGateway; device: Device; pub: Publisher; port: number };
 
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  port = await freePort();
-  device = await Device.create(dockerd);
-  ({ pub } = await deviceOnV1({ gw, upstream, device, app: APP, repo: "test/web", port, body: "hello v1" }));
+  const [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  const [port, device] = await Promise.all([freePort(), Device.create(dockerd)]);
+  const { pub } = await deviceOnV1({ gw, upstream, device, app: APP, repo: "test/web", port, body: "hello v1" });
+  fleet = { dockerd, upstream, gw, device, pub, port };
 }, 180_000);
 
 afterAll(async () => {
-  await device?.cleanup([APP]).catch(() => {});
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
+  await fleet?.device.cleanup([APP]).catch(() => {});
+  await Promise.all([fleet?.gw.stop(), fleet?.upstream.stop()]);
+  await fleet?.dockerd.stop();
 }, 180_000);
 
 describe("fioup after gateway registry gc --untargeted", () => {
   test("a device on a removed target updates to the remaining one", async () => {
+    const { upstream, gw, device, pub, port } = fleet;
     expect(await httpGet(port)).toBe("hello v1");
     const web2 = await pushImage(upstream, "test/web", "v2", httpdImage("hello v2"));
     await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web2, port) });
