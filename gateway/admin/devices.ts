@@ -7,14 +7,18 @@ import type { GatewayEnv } from "../env.ts";
 import { checkLabel } from "../fleet/query.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
-/** Groups a device's events by correlation id, in arrival order; success comes from EcuInstallationCompleted. */
-export function groupUpdates(events: DeviceEvent[]): Update[] {
-  const byId = new Map<string, Update>();
-  for (const e of events) {
+/**
+ * Groups a device's events by correlation id, in arrival order, each with when the gateway stored
+ * it; success comes from EcuInstallationCompleted.
+ */
+export function groupUpdates(stored: { receivedAt: string; event: DeviceEvent }[]): Update[] {
+  const byId = new Map<string, Update & { receivedAt: string[] }>();
+  for (const { receivedAt, event: e } of stored) {
     const id = e.event.correlationId;
     let u = byId.get(id);
-    if (!u) byId.set(id, (u = { correlationId: id, events: [] }));
+    if (!u) byId.set(id, (u = { correlationId: id, events: [], receivedAt: [] }));
     u.events.push(e);
+    u.receivedAt.push(receivedAt);
     if (e.event.targetName) u.targetName = e.event.targetName;
     if (e.event.version) u.version = e.event.version;
     if (e.eventType.id === "EcuInstallationCompleted" && typeof e.event.success === "boolean") u.success = e.event.success;
@@ -46,7 +50,7 @@ export const adminDevices = new Hono<GatewayEnv>()
     const { store } = c.var.gw;
     if (!(await store.getDevice(uuid))) return c.json({ error: `Device "${uuid}" not found` }, 404);
     const events = await store.listEvents(uuid, { limit: 10000 });
-    return c.json({ updates: groupUpdates(events.map((e) => e.event)) });
+    return c.json({ updates: groupUpdates(events) });
   })
   .post("/devices/:uuid/revoke", async (c) => {
     const uuid = c.req.param("uuid");

@@ -53,6 +53,12 @@ export const Update = Type.Object({
   targetName: Type.Optional(Type.String()),
   version: Type.Optional(Type.String()),
   events: Type.Array(DeviceEvent),
+  /**
+   * When the gateway stored each of `events`, in the same order, on its own clock: an event's
+   * deviceTime is the device's clock, which may be wrong (a device without a battery-backed clock
+   * reports 1970 until NTP sets it).
+   */
+  receivedAt: Type.Optional(Type.Array(Type.String())),
   success: Type.Optional(Type.Boolean()),
 });
 export type Update = Static<typeof Update>;

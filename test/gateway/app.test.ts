@@ -1,5 +1,7 @@
 /** The gateway app through app.request(): routes, auth, validation, errors (no TLS). */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Timeline } from "../../gateway/ui/pages/timeline.tsx";
+import type { UpdateList } from "../../lib/api/admin.ts";
 import { anEvent, json, testGateway } from "./_fixture.ts";
 
 let t: Awaited<ReturnType<typeof testGateway>>;
@@ -134,6 +136,18 @@ describe("device API", () => {
     expect((await t.gw.store.listEvents(b.uuid)).length).toBe(0);
     const updates = (await (await t.app.request(`/admin/devices/${a.uuid}/updates`, t.admin())).json()) as { updates: { success?: boolean; events: unknown[] }[] };
     expect(updates.updates[0]).toMatchObject({ correlationId: "c1", success: true, targetName: "amd64-linux-1" });
+  }, 60_000);
+
+  test("a device's update history carries when the gateway received each event, and the timeline shows it beside a device clock that is off", async () => {
+    const d = await t.register();
+    const clock1970 = { ...anEvent("c-1"), deviceTime: "1970-01-01T00:00:17Z", event: { correlationId: "c-clock", targetName: "amd64-linux-2", version: "2" } };
+    expect((await t.app.request("/events", json([clock1970, { ...anEvent("c-2"), event: { correlationId: "c-ok", targetName: "amd64-linux-2", version: "2" } }]), { peer: d.peer })).status).toBe(200);
+    const { updates } = (await (await t.app.request(`/admin/devices/${d.uuid}/updates`, t.admin())).json()) as UpdateList;
+    const received = updates[0]!.receivedAt![0]!;
+    expect(Math.abs(Date.parse(received) - Date.now())).toBeLessThan(60_000);
+    const html = String(Timeline({ updates }));
+    expect(html).toContain(`<time datetime="${received}">${received}</time> (received; the device&#39;s clock said 1970-01-01T00:00:17Z)`);
+    expect(html.match(/clock said/g)).toHaveLength(1); // an event dated right shows its own time alone
   }, 60_000);
 
   test("bad bodies get 400, oversized bodies 413, malformed JSON 400", async () => {

@@ -2,6 +2,7 @@
 /** A device's update history as a timeline: each step of each update, bytes fetched, the error text of a failure. */
 import type { Update } from "../../../lib/api/admin.ts";
 import type { DeviceEvent } from "../../../lib/api/index.ts";
+import { sizeText } from "../../../lib/cli/bytes.ts";
 
 const STEP_NAMES: Record<string, [ok: string, failed: string]> = {
   EcuDownloadStarted: ["Download started", "Download failed"],
@@ -22,9 +23,6 @@ function detailsOf(e: DeviceEvent): { fields?: Record<string, unknown>; text?: s
   return { text: d };
 }
 
-export const formatBytes = (n: number) =>
-  n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1073741824).toFixed(2)} GiB`;
-
 /** The human reason of a failure's details text (the `error` field of structured details). */
 export function failureReason(details: string | null | undefined): string {
   if (!details) return "(no reason given)";
@@ -35,7 +33,25 @@ export function failureReason(details: string | null | undefined): string {
   return details.length > 300 ? `${details.slice(0, 300)}…` : details;
 }
 
-function Step({ e }: { e: DeviceEvent }) {
+/** How far a device's clock may be from the gateway's before the timeline shows both. */
+const CLOCK_SKEW_SHOWN_MS = 5 * 60_000;
+
+/**
+ * When a step happened, as the device dated it; when the gateway received it much later or
+ * earlier (a device clock that is wrong, or an event sent from a queue after a time offline),
+ * the gateway's time of receipt first, which its own clock vouches for.
+ */
+function When({ deviceTime, receivedAt }: { deviceTime: string; receivedAt: string | undefined }) {
+  const skew = receivedAt === undefined ? 0 : Math.abs(Date.parse(deviceTime) - Date.parse(receivedAt));
+  if (receivedAt === undefined || !(skew > CLOCK_SKEW_SHOWN_MS)) return <time datetime={deviceTime} class="muted">{deviceTime}</time>;
+  return (
+    <span class="muted">
+      <time datetime={receivedAt}>{receivedAt}</time> (received; the device's clock said {deviceTime})
+    </span>
+  );
+}
+
+function Step({ e, receivedAt }: { e: DeviceEvent; receivedAt: string | undefined }) {
   const failed = e.event.success === false;
   const names = STEP_NAMES[e.eventType.id] ?? [e.eventType.id, `${e.eventType.id} (failed)`];
   const { fields, text } = detailsOf(e);
@@ -43,8 +59,8 @@ function Step({ e }: { e: DeviceEvent }) {
   const error = failed ? (typeof fields?.error === "string" ? fields.error : text) : undefined;
   return (
     <li class={failed ? "bad" : e.event.success === true ? "ok" : ""} data-step={e.eventType.id}>
-      <strong>{failed ? names[1] : names[0]}</strong> <time datetime={e.deviceTime} class="muted">{e.deviceTime}</time>
-      {bytes !== undefined && <div>Fetched {formatBytes(bytes)}</div>}
+      <strong>{failed ? names[1] : names[0]}</strong> <When deviceTime={e.deviceTime} receivedAt={receivedAt} />
+      {bytes !== undefined && <div>Fetched {sizeText(bytes)}</div>}
       {typeof fields?.rolledBackTo === "string" && <div>Rolled back to {fields.rolledBackTo}</div>}
       {error && <pre class="error">{error}</pre>}
       {!failed && text && <div class="muted">{text}</div>}
@@ -63,8 +79,8 @@ export function Timeline({ updates }: { updates: Update[] }) {
             {u.success === true ? <span class="badge s-up-to-date">succeeded</span> : u.success === false ? <span class="badge s-failed">failed</span> : <span class="badge s-updating">in progress</span>}
           </h3>
           <ol class="timeline">
-            {u.events.map((e) => (
-              <Step e={e} />
+            {u.events.map((e, i) => (
+              <Step e={e} receivedAt={u.receivedAt?.[i]} />
             ))}
           </ol>
         </section>
