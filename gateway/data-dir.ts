@@ -263,6 +263,18 @@ export async function readDatabaseKind(dir: string): Promise<"postgres" | "sqlit
   return kind === "postgres" || kind === "sqlite" ? kind : undefined;
 }
 
+/**
+ * The kind of database a data dir was served with, as a start must know it before it opens the
+ * data dir (which makes a first start's CA): DIR/database, or for a data dir from before that file
+ * (gateways up to 2026-12-02) that already holds a CA, "postgres" when no gateway.db is beside it.
+ * Without that, such a PostgreSQL data dir started without --db got a new, empty SQLite fleet.
+ */
+export async function servedDatabaseKind(dir: string): Promise<"postgres" | "sqlite" | undefined> {
+  const recorded = await readDatabaseKind(dir);
+  if (recorded || !(await stat(join(dir, "pki", "ca.pem")).catch(() => undefined))) return recorded;
+  return (await stat(join(dir, "gateway.db")).catch(() => undefined)) ? "sqlite" : "postgres";
+}
+
 export async function recordDatabaseKind(dir: string, kind: "postgres" | "sqlite"): Promise<void> {
   if ((await readDatabaseKind(dir)) !== kind) await writeFileAtomic(databaseKindPath(dir), `${kind}\n`, { mode: 0o600 });
 }
@@ -273,7 +285,7 @@ export class DatabaseFlagMissingError extends DataDirError {
   constructor(dir: string) {
     super(
       `Cannot serve ${dir} without --db: it was served with a PostgreSQL database; give the same --db postgres://... ` +
-        `(without it a new, empty SQLite database would be made: to do that on purpose, delete ${databaseKindPath(dir)})`,
+        `(without it a new, empty SQLite database would be made: to do that on purpose, write sqlite into ${databaseKindPath(dir)})`,
     );
   }
 }

@@ -12,7 +12,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, readDatabaseKind, recordDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, recordDatabaseKind, servedDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -139,8 +139,9 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     throw e;
   }
   try {
+    const servedWith = await servedDatabaseKind(opts.dataDir); // before openDataDir makes a first start's CA
     data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
-    if (!opts.db && (await readDatabaseKind(opts.dataDir)) === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
+    if (!opts.db && servedWith === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
     store = external ?? (await openStore(opts.db ?? data.dbPath, { log }));
   } catch (e) {
     await external?.close();

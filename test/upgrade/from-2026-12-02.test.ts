@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { SQL } from "bun";
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { MIGRATIONS, MIGRATIONS_TABLE, splitStatements } from "../../gateway/store/_migrations.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
@@ -181,3 +181,13 @@ describe.each(["sqlite", "postgres"])("last week's gateway and device, upgraded 
     expect(r.stdout).toContain(kind === "sqlite" ? "database included" : "database not included (PostgreSQL)");
   }, 60_000);
 });
+
+test("last week's data dir served with PostgreSQL, started without --db, is refused instead of given an empty SQLite fleet", async () => {
+  // That release kept no DIR/database: a data dir with a CA and no gateway.db was served with PostgreSQL.
+  const dataDir = join(await tempDir("upgrade-nodb-"), "data");
+  cpSync(join(FIXTURE, "data"), dataDir, { recursive: true });
+  const r = await gateway("serve", "--data", dataDir, "--listen", `127.0.0.1:${await freePort()}`);
+  expect({ code: r.code, err: r.stderr }).toMatchObject({ code: 1 });
+  expect(r.stderr).toContain(`Cannot serve ${dataDir} without --db: it was served with a PostgreSQL database; give the same --db postgres://...`);
+  expect(existsSync(join(dataDir, "gateway.db"))).toBe(false);
+}, 60_000);
