@@ -14,6 +14,9 @@ import { acquireLock, LockedError, lockHolder, type Lock } from "../lib/fs/pid-l
 import { certificateHosts, certificateNotAfter, createCa, issueServerCert, loadCa, SERVER_CERT_RENEW_DAYS, type CertificateAuthority } from "./pki/ca.ts";
 import { newToken } from "./pki/tokens.ts";
 
+/** The SQLite database a data dir keeps (gateway serve's default --db), by its name in DIR. */
+export const SQLITE_DB_FILE = "gateway.db";
+
 export interface DataDir {
   dir: string;
   factory: string;
@@ -246,7 +249,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     registrySecret,
     keysDir,
     registryDir,
-    dbPath: join(dir, "gateway.db"),
+    dbPath: join(dir, SQLITE_DB_FILE),
   };
 }
 
@@ -272,7 +275,7 @@ export async function readDatabaseKind(dir: string): Promise<"postgres" | "sqlit
 export async function servedDatabaseKind(dir: string): Promise<"postgres" | "sqlite" | undefined> {
   const recorded = await readDatabaseKind(dir);
   if (recorded || !(await stat(join(dir, "pki", "ca.pem")).catch(() => undefined))) return recorded;
-  return (await stat(join(dir, "gateway.db")).catch(() => undefined)) ? "sqlite" : "postgres";
+  return (await stat(join(dir, SQLITE_DB_FILE)).catch(() => undefined)) ? "sqlite" : "postgres";
 }
 
 export async function recordDatabaseKind(dir: string, kind: "postgres" | "sqlite"): Promise<void> {

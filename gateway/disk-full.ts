@@ -67,7 +67,7 @@ export class DiskFull {
       void this.freeSpaceText().then((free) =>
         this.log(
           `gateway: a write failed for want of disk space (${(err as Error)?.message ?? err}); ${free}: device writes, registrations and ` +
-            "uploads are answered 507 with Retry-After until there is room again; free space there (gateway registry gc removes unused blobs), " +
+            "uploads are answered 507 with Retry-After until there is room again; free space there (gateway registry gc --untargeted removes what no target uses), " +
             "the gateway takes writes again by itself",
         ),
       );

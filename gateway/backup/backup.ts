@@ -33,14 +33,13 @@ import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
-import { DATA_DIR_MARKS, DataDirInUseError, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
+import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { REGISTRY_SCRATCH_FOLDERS } from "../registry/storage.ts";
 import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
 const MANIFEST = "backup.json";
-const DB_FILE = "gateway.db";
 
 export interface BackupManifest {
   format: number;
@@ -105,7 +104,7 @@ function aboutOut(err: unknown, out: string): boolean {
 /** What never goes into a backup: the live database files (a snapshot goes instead), temp files, in-flight uploads. */
 function skipped(rel: string, withRegistry: boolean): boolean {
   if (rel === ADOPTED_ROOT) return false; // a dot file that is state, not a temp file (gateway/ota/key-store.ts)
-  if (rel === DB_FILE || rel === `${DB_FILE}-wal` || rel === `${DB_FILE}-shm` || rel === `${DB_FILE}-journal`) return true;
+  if (rel === SQLITE_DB_FILE || rel === `${SQLITE_DB_FILE}-wal` || rel === `${SQLITE_DB_FILE}-shm` || rel === `${SQLITE_DB_FILE}-journal`) return true;
   // Dot names are temp files and folders (a backup's snapshot folder too): what is inside them as well.
   if (rel === "serve.json" || rel === "serve.lock" || rel.endsWith(".tmp") || rel.split("/").some((p) => p.startsWith("."))) return true;
   if (isRegistryPath(rel)) return !withRegistry || REGISTRY_SCRATCH_FOLDERS.some((f) => rel.startsWith(`registry/${f}/`));
@@ -177,7 +176,7 @@ async function makeScratch(dataDir: string | undefined): Promise<string> {
 
 /** `VACUUM INTO` a file in `dir`, a consistent snapshot while the gateway runs; returns its path. */
 function snapshotDatabase(dbPath: string, dir: string): string {
-  const snapshot = join(dir, DB_FILE);
+  const snapshot = join(dir, SQLITE_DB_FILE);
   const db = new Database(dbPath);
   try {
     db.exec("PRAGMA busy_timeout = 10000");
@@ -219,7 +218,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
     // The database first: its snapshot is the moment the backup stands for.
     let snapshot: string | undefined;
     if (!postgres) {
-      const dbPath = opts.db ?? join(opts.dataDir, DB_FILE);
+      const dbPath = opts.db ?? join(opts.dataDir, SQLITE_DB_FILE);
       if (!(await stat(dbPath).catch(() => undefined))) throw new BackupError(`No database at ${dbPath}: a gateway on PostgreSQL is backed up with --db postgres://... (and pg_dump)`);
       try {
         snapshot = snapshotDatabase(dbPath, scratch);
@@ -245,7 +244,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
         if (!skipped(rel, true)) entries.push({ ...e, rel });
       }
     }
-    if (snapshot) entries.push({ rel: DB_FILE, path: snapshot, mode: 0o600, size: (await stat(snapshot)).size, dir: false });
+    if (snapshot) entries.push({ rel: SQLITE_DB_FILE, path: snapshot, mode: 0o600, size: (await stat(snapshot)).size, dir: false });
     const files = entries.filter((e) => !e.dir);
     const manifest: BackupManifest = {
       format: BACKUP_FORMAT,

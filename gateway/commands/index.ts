@@ -25,6 +25,7 @@ export const commands = {
   "rollouts advance": () => import("./rollouts-advance.ts"),
   "rollouts cancel": () => import("./rollouts-cancel.ts"),
   "targets list": () => import("./targets-list.ts"),
+  "targets remove": () => import("./targets-remove.ts"),
   "keys rotate": () => import("./keys-rotate.ts"),
   "keys generate": () => import("./keys-generate.ts"),
   "keys init-root": () => import("./keys-init-root.ts"),

@@ -10,7 +10,7 @@
 import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { readDatabaseKind } from "../data-dir.ts";
+import { servedDatabaseKind, SQLITE_DB_FILE } from "../data-dir.ts";
 import { SQL } from "bun";
 import { dbKind } from "../store/open.ts";
 import { unreachableWhy } from "../store/postgres.ts";
@@ -28,11 +28,9 @@ export class TargetsUnreadableError extends Error {
 /** The latest signed targets.json, as the stores' TufStorage.getLatest("targets") reads it. */
 const TARGETS_QUERY = "SELECT json FROM tuf_metadata WHERE role = 'targets' ORDER BY version DESC LIMIT 1";
 
-/** The database file a data dir on SQLite keeps (gateway serve's default --db). */
-const DB_FILE = "gateway.db";
 
 async function latestTargetsJson(dataDir: string, db: string | undefined): Promise<{ json: string; where: string }> {
-  const kind = db ? dbKind(db) : await readDatabaseKind(dataDir);
+  const kind = db ? dbKind(db) : await servedDatabaseKind(dataDir);
   if (kind === "postgres") {
     if (!db) throw new TargetsUnreadableError(dataDir, "it is served with a PostgreSQL database", "give the same --db postgres://... gateway serve has");
     const sql = new SQL({ url: db, max: 1 });
@@ -48,7 +46,7 @@ async function latestTargetsJson(dataDir: string, db: string | undefined): Promi
     }
   }
   if (db && kind === undefined) throw new TargetsUnreadableError(db, "it is neither a postgres:// URL nor a file path", "give gateway serve's --db");
-  const path = db ?? join(dataDir, DB_FILE);
+  const path = db ?? join(dataDir, SQLITE_DB_FILE);
   if (!existsSync(path)) throw new TargetsUnreadableError(path, "no such file", "give gateway serve's --db if it is elsewhere");
   let sqlite: Database | undefined;
   try {

@@ -42,7 +42,7 @@ export class UnreachableContentError extends Error {
   constructor(what: string, why: string) {
     super(
       `Cannot tell what the targets need: ${what}: ${why}. Nothing was removed; ` +
-        "fix or remove the target (gateway targets), or run gc without --untargeted",
+        "fix or remove the target (gateway targets remove NAME), or run gc without --untargeted",
     );
   }
 }

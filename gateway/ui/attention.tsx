@@ -57,7 +57,7 @@ async function diskAttention(gw: Gateway, since: number): Promise<Attention> {
     title: "disk space",
     text:
       `Writes have failed for want of disk space since ${new Date(since).toISOString()} (${where}): device reports, registrations and uploads are refused ` +
-      "and sent again later. Free space there (gateway registry gc removes unused blobs); the gateway takes writes again by itself.",
+      "and sent again later. Free space there (gateway registry gc --untargeted removes what no target uses); the gateway takes writes again by itself.",
     severity: "bad",
   };
 }

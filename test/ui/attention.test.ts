@@ -122,7 +122,7 @@ describe("what needs a person, on the dashboard", () => {
     expect(disk).toMatch(
       new RegExp(
         `^Now: Writes have failed for want of disk space since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z \\(data ${join(mnt, "data")}: 0 B free, registry .*\\): ` +
-          "device reports, registrations and uploads are refused and sent again later\\. Free space there \\(gateway registry gc removes unused blobs\\); " +
+          "device reports, registrations and uploads are refused and sent again later\\. Free space there \\(gateway registry gc --untargeted removes what no target uses\\); " +
           "the gateway takes writes again by itself\\.$",
       ),
     );
