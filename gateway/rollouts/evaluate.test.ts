@@ -103,6 +103,16 @@ describe("a rollout member's status", () => {
     expect(evaluateDevice(evidence({ events: [deferred, released], hold: first!.hold! }), ctx(T0 + 122 * min))).toEqual({ uuid: "d1", hold: null });
   });
 
+  test("a hold's end sent by a device whose clock is off is read on the gateway's clock", () => {
+    // The device's clock reads 1970: its window opens 119 minutes after its event, in its own time.
+    const skewed = event("UpdateDeferred", T0 + min, { details: { reason: "window", until: "1970-01-01T02:00:00.000Z" } });
+    skewed.event.deviceTime = "1970-01-01T00:01:00.000Z";
+    const first = evaluateDevice(evidence({ events: [skewed] }), ctx(T0 + 2 * min));
+    expect(first).toEqual({ uuid: "d1", hold: { kind: "window", until: iso(T0 + 120 * min), at: iso(T0 + min) } });
+    // Held, not timed out, until 60 minutes after the window opens, as with a right clock.
+    expect(evaluateDevice(evidence({ events: [skewed], hold: first!.hold! }), ctx(T0 + 170 * min))).toBeUndefined();
+  });
+
   test("a lock hold without an end is bounded by the rollout's max hold", () => {
     const deferred = event("UpdateDeferred", T0, { details: { reason: "lock", until: null } });
     const c = ctx(T0 + 119 * min, { maxHoldS: 3600 });

@@ -147,13 +147,26 @@ function currentHold(ev: DeviceEvidence, version: string, prev: RolloutHold | nu
       const d = details(event);
       const o = d && typeof d === "object" ? d : {};
       const kind = o.reason === "window" ? "window" : "lock";
-      hold = { kind, until: typeof o.until === "string" ? o.until : null, at: receivedAt };
+      hold = { kind, until: typeof o.until === "string" ? onGatewayClock(o.until, event.deviceTime, receivedAt) : null, at: receivedAt };
     } else if (id === HOLD_RELEASED || id === COMPLETED) {
       if (hold && ms(receivedAt) >= ms(hold.at)) hold = null;
       if (id === HOLD_RELEASED) endedAt = ms(receivedAt);
     }
   }
   return { hold, endedAt };
+}
+
+/**
+ * A time the device gave (a hold's end), moved onto the gateway's clock by the device's own skew
+ * as of the event that carried it (its deviceTime against when the gateway received it): a device
+ * whose clock reads 1970 or runs a day ahead sends ends in its own time, which read as long past
+ * (timed out while legitimately held) or far ahead (pending too long). An event sent from a queue
+ * after a time offline moves the end later by that delay: the device is given longer, never less.
+ */
+function onGatewayClock(deviceTimeOfEnd: string, deviceTime: string, receivedAt: string): string {
+  const skew = ms(receivedAt) - ms(deviceTime);
+  const end = ms(deviceTimeOfEnd);
+  return Number.isFinite(skew) && Number.isFinite(end) && skew !== 0 ? new Date(end + skew).toISOString() : deviceTimeOfEnd;
 }
 
 const sameHold = (a: RolloutHold | null, b: RolloutHold | null) => a?.kind === b?.kind && a?.until === b?.until && a?.at === b?.at;
