@@ -29,13 +29,15 @@ export function trustedTimestampVersion(storagePath: string): number {
 }
 
 /**
- * The newest timestamp version the gateway announced, per state dir. A check that could not take
- * it (a clock ahead of its expiry, metadata the device refuses) leaves the trusted version behind,
- * and asking with that one again is answered at once: the daemon checked back to back, tens of
- * times a second (287 checks in 10 s with a clock 3 days ahead). Waiting for one newer than the
- * announced version lets the poll interval rule until then.
+ * The newest timestamp version the gateway announced, per state dir, and how many checks since
+ * have not taken it. A check that could not take it (a clock ahead of its expiry, metadata the
+ * device refuses) leaves the trusted version behind, and asking with that one again is answered
+ * at once: the daemon checked back to back, tens of times a second (370 checks in 10 s with a
+ * clock 3 days ahead). So each such miss waits before asking again, 1 s, then 2, 4, ... up to the
+ * poll interval: a check caught once by a view changing under it (docs/signed-views.md) is
+ * retried within a second or two, one that keeps failing settles to one check per poll.
  */
-const announced = new Map<string, number>();
+const announced = new Map<string, { version: number; misses: number }>();
 
 /** The version a 200 of /repo/wait announces (`{"version":N}`), or 0. */
 function announcedVersion(body: string): number {
@@ -71,6 +73,13 @@ export async function waitForNews(
       await sleep(left(), signal);
       break;
     }
+    const after = trustedTimestampVersion(storagePath);
+    const news = announced.get(storagePath);
+    if (news && after < news.version) {
+      // The news was not taken: wait longer after each miss before the answer that comes at once.
+      await sleep(Math.min(left(), 1000 * 2 ** news.misses++), signal);
+      if (signal.aborted) break;
+    } else announced.delete(storagePath);
     const hold = Math.min(HOLD_SECONDS, Math.floor(left() / 1000));
     // Under a second left: sleep it out. A hold of 0 is answered at once, so asking again and
     // again would spin (thousands of requests, and their garbage, in that last second).
@@ -78,14 +87,15 @@ export async function waitForNews(
       await sleep(left(), signal);
       break;
     }
-    const after = Math.max(trustedTimestampVersion(storagePath), announced.get(storagePath) ?? 0);
     try {
       const res = await client.fetch(`/repo/wait?after=${after}&timeout=${hold}`, {
         signal: AbortSignal.any([signal, AbortSignal.timeout(hold * 1000 + 15_000)]),
       });
       const body = await res.text().catch(() => "");
       if (res.status === 200) {
-        announced.set(storagePath, Math.max(announced.get(storagePath) ?? 0, announcedVersion(body)));
+        const version = announcedVersion(body);
+        const was = announced.get(storagePath);
+        if (!was || version > was.version) announced.set(storagePath, { version, misses: was?.misses ?? 0 });
         return "news";
       }
       if (res.status === 204) continue;

@@ -49,6 +49,9 @@ export const holdRecord = (db: DeviceDb, target: string): HoldRecord | undefined
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString().replace(/\.\d+Z$/, "Z"));
 
+/** No clock reads earlier than this release's making but one not yet set (systemd takes its own build time alike). */
+const EARLIEST_PLAUSIBLE_CLOCK = Date.parse("2026-11-01T00:00:00Z");
+
 /** Installing is deferred: by the window (until it opens) or by update locks (until released or max hold). */
 export class UpdateDeferredError extends Error {
   override name = "UpdateDeferredError";
@@ -159,11 +162,12 @@ export function holdStep(opts: HoldOptions = {}): Step {
         release("force");
         return;
       }
-      // A clock more than a day behind when this update was made (its check ran over TLS, so the
-      // clock was plausible then) is a boot before NTP: a lock's hold is not counted from it, or
-      // the locks would be overridden the moment NTP sets the time.
+      // A clock that reads before this release existed is a boot before NTP (1970, or the build
+      // date of an image): a lock's hold is not counted from it, or the locks would be overridden
+      // the moment NTP sets the time. It counts from when the update was made (its check ran over
+      // TLS, so the clock was plausible then).
       const made = Date.parse(u.createdAt);
-      const sane = (t: number) => (Number.isFinite(made) && t < made - 86_400_000 ? made : t);
+      const sane = (t: number) => (Number.isFinite(made) && t < EARLIEST_PLAUSIBLE_CLOCK ? Math.max(t, made) : t);
       let policy = holdPolicy(ctx.cfg, u.target);
       if (zoneFromLabel(policy, ctx.cfg)) policy = holdPolicy(ctx.cfg, u.target, await labelTimeZone(ctx));
       if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);

@@ -166,8 +166,12 @@ function currentHold(ev: DeviceEvidence, version: string, prev: RolloutHold | nu
 function onGatewayClock(deviceTimeOfEnd: string, deviceTime: string, receivedAt: string): string {
   const skew = ms(receivedAt) - ms(deviceTime);
   const end = ms(deviceTimeOfEnd);
-  return Number.isFinite(skew) && Number.isFinite(end) && skew !== 0 ? new Date(end + skew).toISOString() : deviceTimeOfEnd;
+  // Within minutes it is the event's trip (a queue, a retry), not the clock: the end stays as sent.
+  return Number.isFinite(skew) && Number.isFinite(end) && Math.abs(skew) > SKEW_MS ? new Date(end + skew).toISOString() : deviceTimeOfEnd;
 }
+
+/** A device clock further off than this from the gateway's, as an event's receipt shows it, is taken as wrong. */
+const SKEW_MS = 5 * 60_000;
 
 const sameHold = (a: RolloutHold | null, b: RolloutHold | null) => a?.kind === b?.kind && a?.until === b?.until && a?.at === b?.at;
 
