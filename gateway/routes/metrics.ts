@@ -32,11 +32,18 @@ export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
     ...stored,
     gateway_pending_sightings: { help: "Check-ins not yet written", value: sightings.pending },
   });
-  const disk = free.length
-    ? ["# HELP gateway_disk_free_bytes Free bytes on the file system of each folder the gateway writes to (data: its data dir; registry: blob storage)", "# TYPE gateway_disk_free_bytes gauge", ...free.map((f) => `gateway_disk_free_bytes{dir="${f.label}"} ${f.bytes}`)].join("\n") + "\n"
-    : "";
-  const tuf = expiries.length
-    ? ["# HELP gateway_tuf_expiry_timestamp_seconds When the signed metadata of each TUF role expires (Unix seconds): devices refuse it after that; root and targets need their offline keys to be re-signed", "# TYPE gateway_tuf_expiry_timestamp_seconds gauge", ...expiries.map((e) => `gateway_tuf_expiry_timestamp_seconds{role="${e.role}"} ${Math.floor(e.ms / 1000)}`)].join("\n") + "\n"
-    : "";
+  const disk = labeledGauge("gateway_disk_free_bytes", "Free bytes on the file system of each folder the gateway writes to (data: its data dir; registry: blob storage)", "dir", free.map((f) => [f.label, f.bytes!]));
+  const tuf = labeledGauge(
+    "gateway_tuf_expiry_timestamp_seconds",
+    "When the signed metadata of each TUF role expires (Unix seconds): devices refuse it after that; root and targets need their offline keys to be re-signed",
+    "role",
+    expiries.map((e) => [e.role, Math.floor(e.ms / 1000)]),
+  );
   return c.text(text + disk + tuf, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
+
+/** A gauge with one label, one line per value, in Prometheus text; nothing when there are none. */
+function labeledGauge(name: string, help: string, label: string, values: [string, number][]): string {
+  if (!values.length) return "";
+  return [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...values.map(([v, n]) => `${name}{${label}="${v}"} ${n}`)].join("\n") + "\n";
+}
