@@ -83,13 +83,13 @@ export class RolloutMetrics {
 
   render(): string[] {
     const esc = (v: string) => v.replace(/[\\"\n]/g, "_");
-    const lines = ["# HELP rollout_transitions_total Rollout transitions and device verdicts by kind", "# TYPE rollout_transitions_total counter"];
-    for (const [kind, n] of this.#transitions) lines.push(`rollout_transitions_total{kind="${esc(kind)}"} ${n}`);
-    lines.push("# HELP rollout_wave Newest released wave of an active rollout (1-based)", "# TYPE rollout_wave gauge");
-    for (const g of this.#gauges) lines.push(`rollout_wave{rollout="${esc(g.rollout)}"} ${g.wave}`);
-    lines.push("# HELP rollout_devices Members of an active rollout by status", "# TYPE rollout_devices gauge");
+    const lines = ["# HELP gateway_rollout_transitions_total Rollout transitions and device verdicts by kind", "# TYPE gateway_rollout_transitions_total counter"];
+    for (const [kind, n] of this.#transitions) lines.push(`gateway_rollout_transitions_total{kind="${esc(kind)}"} ${n}`);
+    lines.push("# HELP gateway_rollout_wave Newest released wave of an active rollout (1-based)", "# TYPE gateway_rollout_wave gauge");
+    for (const g of this.#gauges) lines.push(`gateway_rollout_wave{rollout="${esc(g.rollout)}"} ${g.wave}`);
+    lines.push("# HELP gateway_rollout_devices Members of an active rollout by status", "# TYPE gateway_rollout_devices gauge");
     for (const g of this.#gauges)
-      for (const [status, n] of Object.entries(g.devices)) lines.push(`rollout_devices{rollout="${esc(g.rollout)}",status="${status}"} ${n}`);
+      for (const [status, n] of Object.entries(g.devices)) lines.push(`gateway_rollout_devices{rollout="${esc(g.rollout)}",status="${status}"} ${n}`);
     return lines;
   }
 }

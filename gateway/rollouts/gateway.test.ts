@@ -39,10 +39,14 @@ test("a device that rolls back halts the rollout on the gateway's own tick; the 
   for (const d of fleet.devices) expect(d.seen.has("hw-2")).toBe(d.uuid === canary);
 
   const metrics = await (await gw.adminFetch("/metrics")).text();
-  expect(metrics).toContain(`rollout_wave{rollout="${created.id}"} 1`);
-  expect(metrics).toContain(`rollout_devices{rollout="${created.id}",status="failed"} 1`);
-  expect(metrics).toContain(`rollout_devices{rollout="${created.id}",status="pending"} 9`);
-  expect(metrics).toContain(`rollout_transitions_total{kind="halted"} 1`);
+  expect(metrics).toContain(`gateway_rollout_wave{rollout="${created.id}"} 1`);
+  expect(metrics).toContain(`gateway_rollout_devices{rollout="${created.id}",status="failed"} 1`);
+  expect(metrics).toContain(`gateway_rollout_devices{rollout="${created.id}",status="pending"} 9`);
+  expect(metrics).toContain(`gateway_rollout_transitions_total{kind="halted"} 1`);
+  // Every metric a running gateway shows is named gateway_* (the rollout ones were not until 2026-12-06).
+  const names = new Set(metrics.split("\n").flatMap((l) => (l && !l.startsWith("#") ? [/^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]] : [])));
+  expect(names).toContain("gateway_connections_open");
+  expect([...names].filter((n) => !n.startsWith("gateway_"))).toEqual([]);
 
   await gw.kill();
   gw = await startGateway({ dataDir: gw.dataDir, args: ["--rollout-tick", "0.2"] });

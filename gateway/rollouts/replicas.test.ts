@@ -47,7 +47,7 @@ test("only the lease holder moves the rollout; after it is SIGKILLed the other r
     expect(offered).toBeLessThanOrEqual(r.counts.filter((c) => c.wave <= r.wave).reduce((n, c) => n + c.devices, 0));
     if (!killed && r.wave === 1) {
       // The replica that started first holds the signer lease: it made the transition, b did not.
-      const advanced = async (gw: GatewayHandle) => /rollout_transitions_total\{kind="wave-advanced"\} (\d+)/.exec(await (await gw.adminFetch("/metrics")).text())?.[1] ?? "0";
+      const advanced = async (gw: GatewayHandle) => /gateway_rollout_transitions_total\{kind="wave-advanced"\} (\d+)/.exec(await (await gw.adminFetch("/metrics")).text())?.[1] ?? "0";
       expect(await advanced(a)).toBe("1");
       expect(await advanced(b)).toBe("0");
       await a.kill();

@@ -194,10 +194,10 @@ export async function manifestBytesByDevice(gw: GatewayHandle): Promise<Map<stri
   return out;
 }
 
-/** The gateway's rollout_transitions_total counters from /metrics, by kind. */
+/** The gateway's gateway_rollout_transitions_total counters from /metrics, by kind. */
 export async function transitionCounts(gw: GatewayHandle): Promise<Record<string, number>> {
   const text = await (await gw.adminFetch("/metrics")).text();
   const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^rollout_transitions_total\{kind="([a-z-]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
+  for (const m of text.matchAll(/^gateway_rollout_transitions_total\{kind="([a-z-]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
   return out;
 }
