@@ -22,7 +22,7 @@ interface StatusOutput {
   updates: UpdateSummary[];
   badTargets: string[];
   queuedEvents: number;
-  /** The pending update's install is deferred (maintenance window or update locks): why and until when. */
+  /** The pending update's install is deferred (a clock not yet set, the maintenance window or update locks): why and until when. */
   hold: ReturnType<typeof holdStatus> | null;
   /** Update locks held now (<storage>/update-locks/). */
   updateLocks: UpdateLockInfo[];
@@ -86,7 +86,9 @@ export default defineCommand({
           ...(o.pending ? ["Pending:", renderSummary(o.pending)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
           ...(o.hold
             ? [
-                o.hold.reason === "window"
+                o.hold.reason === "clock"
+                  ? `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: ${o.hold.message}`
+                  : o.hold.reason === "window"
                   ? `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: outside the maintenance window "${o.hold.window}" (${o.hold.zone}), opens ${o.hold.until ?? "not in the next 8 days"}`
                   : `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: held by update locks ${o.hold.locks?.join(", ")} until released or ${o.hold.until} (maximum hold time)`,
               ]

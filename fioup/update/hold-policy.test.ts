@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Target } from "../../lib/api/index.ts";
 import { MAX_HOLD_SECONDS, resolveConfig } from "../config.ts";
-import { decideHold, holdPolicy } from "./hold-policy.ts";
+import { decideHold, EARLIEST_PLAUSIBLE_CLOCK, holdPolicy } from "./hold-policy.ts";
 
 const cfg = (fioup: Record<string, string | number> = {}) => resolveConfig({ fioup }, { root: "", sotaDir: "/tmp/none" });
 const target = (rollout?: unknown): Target => ({
@@ -65,5 +65,16 @@ describe("decideHold", () => {
     expect(decideHold(p, lock, now)).toEqual({ hold: true, reason: "lock", until: now + 600_000, locks: lock });
     expect(decideHold(p, lock, now, now - 599_000)).toMatchObject({ hold: true, reason: "lock" });
     expect(decideHold(p, lock, now, now - 600_000)).toEqual({ hold: false, overriddenLocks: lock });
+  });
+
+  test("a clock that is not set yet (1970, an image's build date) judges no window: a windowed target waits for the clock", () => {
+    const open = p; // daily 02:00-04:00 UTC: open at 03:00 on any day, 1970 too
+    for (const now of [t("1970-01-01T03:00:00Z"), t("2026-06-01T03:00:00Z"), EARLIEST_PLAUSIBLE_CLOCK - 1])
+      expect(decideHold(open, [], now)).toEqual({ hold: true, reason: "clock" });
+    expect(decideHold(open, [], t("2026-12-05T03:00:00Z"))).toEqual({ hold: false });
+    // Without a window the clock decides nothing: locks hold as ever, and nothing else does.
+    const noWindow = holdPolicy(cfg({ max_hold_seconds: 600 }), target());
+    expect(decideHold(noWindow, [], t("1970-01-01T03:00:00Z"))).toEqual({ hold: false });
+    expect(decideHold(noWindow, lock, t("1970-01-01T03:00:00Z"))).toMatchObject({ hold: true, reason: "lock" });
   });
 });

@@ -1,5 +1,6 @@
 /**
- * What holds an install back, decided: the maintenance window (the target's signed
+ * What holds an install back, decided: a clock that cannot be trusted to judge a maintenance
+ * window (one reading before EARLIEST_PLAUSIBLE_CLOCK) holds a windowed target; else the maintenance window (the target's signed
  * `custom.rollout.window`, else `fioup.install_window`; its own zone, else
  * `fioup.time_zone`, else the device's `timezone` label, else the system's) is checked first, then the update locks,
  * which hold for at most the maximum hold time (`custom.rollout.maxHold` seconds, capped at a
@@ -25,6 +26,16 @@ export function holdClock(): number {
   }
   return Date.now();
 }
+
+/**
+ * No clock reads earlier than this release's making but one not yet set: a device without a
+ * battery-backed clock boots in 1970, or at its image's build date, until NTP sets the time
+ * (systemd takes its own build time alike). Such a clock judges no window and counts no hold.
+ */
+export const EARLIEST_PLAUSIBLE_CLOCK = Date.parse("2026-11-01T00:00:00Z");
+
+/** Whether `now` can be an instant after this release was made (else the clock is not set yet). */
+export const plausibleClock = (now: number): boolean => now >= EARLIEST_PLAUSIBLE_CLOCK;
 
 /** What the gateway may add to a target for the devices of a rollout (custom.rollout). */
 interface RolloutAnnotation {
@@ -77,15 +88,22 @@ export function holdPolicy(cfg: Config, target: Target, labelZone?: string): Hol
 }
 
 export type HoldDecision =
+  | { hold: true; reason: "clock"; until?: undefined }
   | { hold: true; reason: "window"; until?: number }
   | { hold: true; reason: "lock"; until: number; locks: UpdateLockInfo[] }
   | { hold: false; overriddenLocks?: UpdateLockInfo[] };
 
+/** Why an install is held: the clock cannot judge the window yet, the window is closed, or update locks. */
+export type HoldReason = Extract<HoldDecision, { hold: true }>["reason"];
+
 /**
- * Whether to install now: a closed window holds until it opens; locks hold until
- * `lockSince + maxHold` (`lockSince` = the first lock deferral, or now), then are overridden.
+ * Whether to install now: a window read on an implausible clock holds until the clock is set (at
+ * 1970 a window may look open when it is not: judged at the next check); a closed window holds
+ * until it opens; locks hold until `lockSince + maxHold` (`lockSince` = the first lock deferral,
+ * or now), then are overridden.
  */
 export function decideHold(p: HoldPolicy, locks: UpdateLockInfo[], now: number, lockSince?: number): HoldDecision {
+  if (p.window && !plausibleClock(now)) return { hold: true, reason: "clock" };
   if (p.window && !isWindowOpen(p.window, now, p.zone)) {
     const until = nextWindowOpening(p.window, now, p.zone);
     return { hold: true, reason: "window", ...(until !== undefined ? { until } : {}) };

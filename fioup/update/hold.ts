@@ -3,6 +3,9 @@
  * is found, but installing waits for the maintenance window and for the update
  * locks to go (docs/formats.md, "Maintenance windows and update locks").
  *
+ * - Clock: a device that boots without a battery-backed clock reads 1970 (or its image's build
+ *   date) until NTP sets it; a window read on such a clock may look open when it is not, so a
+ *   target with a window waits for a clock after EARLIEST_PLAUSIBLE_CLOCK (each check looks again).
  * - Window: the selected target's signed `custom.rollout.window` (the gateway puts
  *   it there for devices in a rollout), else `fioup.install_window`. Its time zone:
  *   the one the spec names, else `fioup.time_zone`, else the device's `timezone`
@@ -28,8 +31,9 @@ import type { DeviceDb, UpdateRow } from "../db.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { currentTarget } from "./current-target.ts";
 import type { DeviceInfo } from "../../lib/api/index.ts";
+import { clockReading, SET_THE_CLOCK } from "../../lib/net/why.ts";
 import { checkTimeZone } from "../../lib/schedule/index.ts";
-import { decideHold, holdClock, holdPolicy, TIME_ZONE_LABEL, zoneFromLabel, type HoldDecision, type HoldPolicy } from "./hold-policy.ts";
+import { decideHold, holdClock, holdPolicy, plausibleClock, TIME_ZONE_LABEL, zoneFromLabel, type HoldDecision, type HoldPolicy, type HoldReason } from "./hold-policy.ts";
 import { checkTargets } from "./tuf-check.ts";
 import { listUpdateLocks, updateLocksDir } from "./update-locks.ts";
 import { eventFor } from "./_events.ts";
@@ -39,7 +43,7 @@ import type { Step } from "./step.ts";
 export interface HoldRecord {
   heldSince: string;
   lockSince?: string;
-  reason: "window" | "lock";
+  reason: HoldReason;
   until?: string;
   locks?: string[];
 }
@@ -49,20 +53,30 @@ export const holdRecord = (db: DeviceDb, target: string): HoldRecord | undefined
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString().replace(/\.\d+Z$/, "Z"));
 
-/** No clock reads earlier than this release's making but one not yet set (systemd takes its own build time alike). */
-const EARLIEST_PLAUSIBLE_CLOCK = Date.parse("2026-11-01T00:00:00Z");
+/** What holds an install, as the log and `--force` name it. */
+const HELD_BY: Record<HoldReason, string> = { clock: "a clock not yet set", window: "the maintenance window", lock: "update locks" };
 
-/** Installing is deferred: by the window (until it opens) or by update locks (until released or max hold). */
+/** Why a window is not judged on this clock, for the log and `fioup status`. */
+const clockHold = (policy: HoldPolicy, now: number) =>
+  `waiting for a trustworthy clock: this machine's clock reads ${clockReading(new Date(now))}, before this release was made, so it cannot tell whether the maintenance window "${policy.window!.spec}" (${policy.zone}) is open; ${SET_THE_CLOCK}, and the next check judges the window`;
+
+/**
+ * Installing is deferred: by a clock not yet set (until it is), by the window (until it opens) or
+ * by update locks (until released or max hold).
+ */
 export class UpdateDeferredError extends Error {
   override name = "UpdateDeferredError";
   constructor(
     readonly target: string,
     readonly decision: Extract<HoldDecision, { hold: true }>,
     readonly policy: HoldPolicy,
+    now: number,
   ) {
     const until = iso(decision.until);
     super(
-      decision.reason === "window"
+      decision.reason === "clock"
+        ? `Install of ${target} deferred: ${clockHold(policy, now)}. The update is fetched; use --force to install now`
+        : decision.reason === "window"
         ? `Install of ${target} deferred: outside the maintenance window "${policy.window!.spec}" (${policy.zone}); it opens ${until ?? "never in the next 8 days"}. The update is fetched; use --force to install now`
         : `Install of ${target} deferred: held by update lock${decision.locks.length > 1 ? "s" : ""} ${decision.locks.map((l) => `"${l.name}"${l.reason ? ` (${l.reason})` : ""}`).join(", ")} until released, or until ${until} (maximum hold time). The update is fetched; use --force to install now`,
     );
@@ -116,14 +130,21 @@ async function labelTimeZone(ctx: UpdateContext): Promise<string | undefined> {
 }
 
 /** A hold as `fioup status` shows it: `heldSince` once an update step has deferred the install. */
-export type HoldStatus = Omit<HoldRecord, "heldSince"> & { heldSince?: string; window?: string; zone: string };
+export type HoldStatus = Omit<HoldRecord, "heldSince"> & {
+  heldSince?: string;
+  window?: string;
+  zone: string;
+  /** Reason "clock": what the clock reads and what to do. */
+  message?: string;
+};
 
 /** The hold of a fetched update as `fioup status` shows it (nothing is saved or sent). */
 export function holdStatus(cfg: Config, db: DeviceDb, u: UpdateRow): HoldStatus | undefined {
   if (u.state !== "fetched") return undefined;
   const policy = holdPolicy(cfg, u.target, db.get<string | null>(LABEL_ZONE_KEY) ?? undefined);
   const rec = holdRecord(db, u.toTarget);
-  const d = decideHold(policy, listUpdateLocks(updateLocksDir(cfg)), holdClock(), rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
+  const now = holdClock();
+  const d = decideHold(policy, listUpdateLocks(updateLocksDir(cfg)), now, rec?.lockSince ? Date.parse(rec.lockSince) : undefined);
   if (!d.hold) return undefined;
   return {
     ...(rec ? { heldSince: rec.heldSince } : {}),
@@ -133,6 +154,7 @@ export function holdStatus(cfg: Config, db: DeviceDb, u: UpdateRow): HoldStatus 
     ...(d.reason === "lock" ? { locks: d.locks.map((l) => l.name) } : {}),
     ...(policy.window ? { window: policy.window.spec } : {}),
     zone: policy.zone,
+    ...(d.reason === "clock" ? { message: clockHold(policy, now) } : {}),
   };
 }
 
@@ -158,16 +180,17 @@ export function holdStep(opts: HoldOptions = {}): Step {
         ctx.db.delete(key);
       };
       if (opts.force) {
-        if (rec) ctx.hooks.onInfo?.(`Installing now (--force): the update was deferred by ${rec.reason === "window" ? "the maintenance window" : "update locks"} since ${rec.heldSince}`);
+        if (rec) ctx.hooks.onInfo?.(`Installing now (--force): the update was deferred by ${HELD_BY[rec.reason]} since ${rec.heldSince}`);
         release("force");
         return;
       }
       // A clock that reads before this release existed is a boot before NTP (1970, or the build
       // date of an image): a lock's hold is not counted from it, or the locks would be overridden
-      // the moment NTP sets the time. It counts from when the update was made (its check ran over
-      // TLS, so the clock was plausible then).
+      // the moment NTP sets the time, nor dated by it (heldSince). It counts from when the update was
+      // made (its check ran over TLS, so the clock was plausible then). A window is not judged on
+      // it at all (decideHold: reason "clock").
       const made = Date.parse(u.createdAt);
-      const sane = (t: number) => (Number.isFinite(made) && t < EARLIEST_PLAUSIBLE_CLOCK ? Math.max(t, made) : t);
+      const sane = (t: number) => (Number.isFinite(made) && !plausibleClock(t) ? Math.max(t, made) : t);
       let policy = holdPolicy(ctx.cfg, u.target);
       if (zoneFromLabel(policy, ctx.cfg)) policy = holdPolicy(ctx.cfg, u.target, await labelTimeZone(ctx));
       if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);
@@ -190,7 +213,7 @@ export function holdStep(opts: HoldOptions = {}): Step {
         return;
       }
       const next: HoldRecord = {
-        heldSince: rec?.heldSince ?? iso(now)!,
+        heldSince: rec?.heldSince ?? iso(sane(now))!,
         ...(rec?.lockSince || d.reason === "lock" ? { lockSince: iso(rec?.lockSince ? sane(Date.parse(rec.lockSince)) : sane(now))! } : {}),
         reason: d.reason,
         ...(d.until !== undefined ? { until: iso(d.until) } : {}),
@@ -210,7 +233,7 @@ export function holdStep(opts: HoldOptions = {}): Step {
         ]);
       }
       ctx.db.set(key, next);
-      throw new UpdateDeferredError(u.toTarget, d, policy);
+      throw new UpdateDeferredError(u.toTarget, d, policy, now);
     },
   };
 }

@@ -334,9 +334,13 @@ export const RolloutRow = Type.Object({
 });
 export type RolloutRow = Static<typeof RolloutRow>;
 
-/** A device's last reported deferral: an update lock or the maintenance window, until when (null: unknown). */
+/**
+ * A device's last reported deferral: an update lock, the maintenance window, or a window the
+ * device cannot judge until its clock is set ("clock": it reads before the release was made),
+ * until when (null: unknown).
+ */
 export const RolloutHold = Type.Object({
-  kind: Type.Union([Type.Literal("lock"), Type.Literal("window")]),
+  kind: Type.Union([Type.Literal("lock"), Type.Literal("window"), Type.Literal("clock")]),
   until: Type.Union([Type.String(), Type.Null()]),
   at: Type.String(),
 });

@@ -6,11 +6,14 @@
  * years ahead sees the certificates expired; one a few days ahead sees TUF metadata expired,
  * which it must keep refusing (freeze-attack protection). Each case must say the clock is the
  * likely cause, what it reads and what to do, and the daemon must keep polling and recover by
- * itself once the time is set.
+ * itself once the time is set. A fetched update whose target has a maintenance window is not
+ * installed on such a clock (at 1970 the window may look open when it is not): it waits for a
+ * trustworthy clock, says so, and installs once the time is set and the window is open.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { stopPid, tempDir, until } from "../harness/tmp.ts";
 
@@ -173,3 +176,65 @@ test("a daemon whose clock makes it refuse the timestamp backs off towards its p
     rmSync(join(device, "etc/sota/conf.d/90-poll.toml"));
   }
 }, 60_000);
+
+test("a fetched update with a maintenance window waits for a trustworthy clock at 1970, says why, and installs once the time is set", async () => {
+  const dir = await tempDir("clock-window-");
+  const root = join(dir, "device");
+  mkdirSync(root);
+  const hwid = "amd64-clock-window"; // its own hardware id: the other devices here see no target
+  const reg = await fioup(root, undefined, ["register", "--server", gw.url, "--token", token, "--hwid", hwid]);
+  expect(reg.code).toBe(0);
+  const devUuid = /Registered device (\S+)/.exec(reg.out)![1]!;
+  // A window open now (UTC), from an hour before to two after; the 1970 clock below reads the same
+  // time of day, so by it the window looks open too.
+  const hour = new Date().getUTCHours();
+  const hh = (h: number) => String((h + 24) % 24).padStart(2, "0");
+  const window = `daily ${hh(hour - 1)}:00-${hh(hour + 2)}:00 UTC`;
+  mkdirSync(join(root, "etc/sota/conf.d"), { recursive: true });
+  writeFileSync(join(root, "etc/sota/conf.d/60-window.toml"), `[fioup]\ninstall_window = "${window}"\n`);
+  // A target with no apps: fetch, install and start need no container engine.
+  const entry = { length: 0, hashes: { sha256: EMPTY_SHA256 }, custom: { version: "2", hardwareIds: [hwid], tags: ["main"], docker_compose_apps: {} } };
+  const res = await gw.adminFetch("/admin/targets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets: { [`${hwid}-2`]: entry } }) });
+  expect(res.status).toBeLessThan(300);
+  const fetched = await fioup(root, undefined, ["fetch"]);
+  expect(fetched.code, fetched.out).toBe(0);
+
+  // The device reboots without a clock: 1970, at today's time of day.
+  const file = join(dir, "faketime");
+  const clock = fakeClock(file, -Math.floor(Date.now() / 86400_000) * DAY);
+  const waiting = String.raw`waiting for a trustworthy clock: this machine's clock reads 1970-01-01T\d\d:\d\d:\d\dZ, before this release was made, so it cannot tell whether the maintenance window "${window}" \(UTC\) is open; set the time \(enable NTP: timedatectl set-ntp true\)`;
+  const install = await fioup(root, clock, ["install"]);
+  expect(install.out).toMatch(new RegExp(String.raw`fioup install: Install of ${hwid}-2 deferred: ` + waiting));
+  expect(install.code).toBe(14);
+  const st = await fioup(root, clock, ["status", "--no-apps"]);
+  expect(st.out).toMatch(new RegExp(String.raw`Install deferred since ${ISO}: ` + waiting));
+  const stJson = JSON.parse((await fioup(root, clock, ["status", "--no-apps", "--format", "json"])).out);
+  expect(stJson.hold).toMatchObject({ reason: "clock", window, zone: "UTC" });
+  expect(stJson.pending.state).toBe("fetched");
+
+  // The daemon at boot resumes the update: it holds at every check while the clock reads 1970...
+  const daemon = spawnFioup(root, clock, ["daemon"]);
+  const log = collect(daemon.stderr);
+  collect(daemon.stdout);
+  try {
+    const holds = () => log.text.split("deferred: waiting for a trustworthy clock").length - 1;
+    await until("two checks holding for the clock", holds, (n) => n >= 2, 30_000, 200);
+    expect(log.text).not.toMatch(/updated to/);
+    // ...and once NTP sets the time, the next check judges the window (open) and installs: the
+    // gateway hears why the install waited, what ended the wait, and the new target running.
+    // (Pruning after it needs a container engine, which this device lacks: it stays "completing".)
+    writeFileSync(file, "+0s\n");
+    const events = async () => {
+      const r = await gw.adminFetch(`/admin/devices/${devUuid}/updates`);
+      return ((await r.json()) as { updates: { events: any[] }[] }).updates.flatMap((u) => u.events);
+    };
+    const installed = (es: any[]) => es.some((e) => e.eventType.id === "EcuInstallationCompleted" && e.event.success === true);
+    const seen = await until("the install, at the gateway, once the time is set", events, installed, 30_000, 200);
+    const of = (type: string) => seen.filter((e) => e.eventType.id === type).map((e) => JSON.parse(e.event.details));
+    expect(of("UpdateDeferred")).toEqual([expect.objectContaining({ reason: "clock", until: null, window, timeZone: "UTC" })]);
+    expect(of("UpdateHoldReleased")).toEqual([expect.objectContaining({ releasedBy: "clock" })]);
+    expect(log.text).toContain(`install ${hwid}-2`);
+  } finally {
+    await stopPid(daemon.pid);
+  }
+}, 120_000);
