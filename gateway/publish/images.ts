@@ -22,7 +22,7 @@ import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
 import type { Platform } from "../../lib/oci/platform.ts";
 import { formatReference, referenceTarget, type Reference } from "../../lib/oci/reference.ts";
-import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
 import { copyImage } from "./copy-image.ts";
 import { dockerBuild, dockerInspectImage, dockerSave, engineName } from "./docker.ts";
 import type { AppDir } from "./discover.ts";
@@ -138,6 +138,7 @@ export class ImageResolver {
       if (this.o.reuseBuilds) {
         const have = await builtImageFor(dst.client, repo, tag);
         if (have) {
+          await ensureManifest(dst, repo, have.manifest, tag); // put again on the gateway's registry: fresh for its gc (transfer.ts)
           this.o.log(`image ${b.name}: ${registryHost}/${repo}:${tag} already pushed for this commit (${have.digest})`);
           return { pinned: `${registryHost}/${repo}@${have.digest}`, from: b.from, source: "build", name: b.name, platforms: have.platforms, uncompressedSizes: {}, layers: have.layers, reused: true };
         }
@@ -229,7 +230,11 @@ export class ImageResolver {
 }
 
 /** The image already pushed under `tag` for this commit, if it is an image (not an app artifact). */
-async function builtImageFor(client: RegistryClient, repo: string, tag: string): Promise<{ digest: string; platforms: Platform[]; layers: string[] } | undefined> {
+async function builtImageFor(
+  client: RegistryClient,
+  repo: string,
+  tag: string,
+): Promise<{ digest: string; manifest: FetchedManifest; platforms: Platform[]; layers: string[] } | undefined> {
   const head = await client.headManifest(repo, tag).catch(() => undefined);
   if (!head) return undefined;
   try {
@@ -237,7 +242,7 @@ async function builtImageFor(client: RegistryClient, repo: string, tag: string):
     const p = parseManifest(m.bytes, m.mediaType);
     if (p.kind === "manifest" && p.manifest.artifactType === undefined && !p.manifest.config.mediaType.includes("empty")) {
       const platform = platformOfConfig(await client.getBlobBytes(repo, p.manifest.config.digest, { maxBytes: 4 * 1024 * 1024 }));
-      return { digest: m.digest, platforms: platform ? [platform] : [], layers: p.manifest.layers.map((l) => l.digest) };
+      return { digest: m.digest, manifest: m, platforms: platform ? [platform] : [], layers: p.manifest.layers.map((l) => l.digest) };
     }
   } catch {
     // unreadable: rebuild

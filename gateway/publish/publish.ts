@@ -276,7 +276,14 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       : "no target was added, so devices see nothing new; images and apps pushed so far stay in the registry, unused, and the next publish of this commit reuses them";
   });
   const stats = new PushStats();
-  const dst: Destination = { client: clientFor(registryHost), stats, dryRun, tmpDir: tmp, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
+  const dst: Destination = {
+    client: clientFor(registryHost),
+    stats,
+    dryRun,
+    tmpDir: tmp,
+    refreshReused: onGateway, // its gc --untargeted must not collect what this publish reuses (transfer.ts)
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  };
   try {
     const images = new ImageResolver({
       dst,

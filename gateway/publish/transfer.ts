@@ -3,8 +3,9 @@
  * is already there: blobs go through lib/oci's pushBlobs (HEAD first, so
  * re-publishing the same commit pushes 0 bytes; mounted when they live in the
  * same registry; otherwise uploaded), manifests are put only when the
- * registry does not already hold those bytes under that tag. A dry run writes
- * nothing. Counts what it actually pushed, for the report.
+ * registry does not already hold those bytes under that tag, except on the
+ * gateway's own registry, where a manifest reused is put again (`refreshReused`).
+ * A dry run writes nothing. Counts what it actually pushed, for the report.
  *
  * @module
  */
@@ -29,6 +30,15 @@ export interface Destination {
   stats: PushStats;
   /** When true nothing is written to the registry. */
   dryRun: boolean;
+  /**
+   * Put a manifest the registry already holds again (not counted as pushed). For the gateway's own
+   * registry: `gateway registry gc --untargeted` spares manifests put within its grace period
+   * (gateway/registry/untargeted.ts), and a publish re-publishing a version no target names any
+   * more reuses its manifests, which gc would otherwise remove (and the blobs only they reference)
+   * before the new targets name them. A put refreshes the manifest, and the walk from it keeps the
+   * images the app pins. An external registry has no such gc: a HEAD is enough there.
+   */
+  refreshReused?: boolean;
   /** For blobs staged while copying from another registry. */
   tmpDir: string;
   /** Bytes sent so far into `repo`, of at most `total` (blobs the registry has are not sent), as an upload goes. */
@@ -77,7 +87,7 @@ export async function ensureBlobs(dst: Destination, repo: string, blobs: Descrip
 
 /**
  * Puts a manifest by digest (and under `tag` if given) unless the registry
- * already has exactly those bytes there.
+ * already has exactly those bytes there (and `dst.refreshReused` is not set).
  */
 export async function ensureManifest(
   dst: Destination,
@@ -88,7 +98,10 @@ export async function ensureManifest(
   if (dst.dryRun) return;
   for (const ref of tag ? [tag] : [m.digest]) {
     const have = await dst.client.headManifest(repo, ref);
-    if (have?.digest === m.digest) continue;
+    if (have?.digest === m.digest) {
+      if (dst.refreshReused) await dst.client.putManifest(repo, ref, m.bytes, m.mediaType);
+      continue;
+    }
     await dst.client.putManifest(repo, ref, m.bytes, m.mediaType);
     dst.stats.manifestsPushed++;
     dst.stats.bytesPushed += m.bytes.byteLength;

@@ -114,7 +114,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const repos = await repositories(storage);
 
   // Manifests no target reaches: known in full before anything is removed (the walk fails closed).
-  const doomed: { repo: string; hex: string }[] = [];
+  const doomed: { repo: string; hex: string; mtimeMs: number }[] = [];
   if (opts.untargeted) {
     const kept = await reachedManifests(storage, repos, opts.untargeted, grace, now);
     for (const repo of repos)
@@ -122,16 +122,27 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
         if (!HEX64.test(hex) || kept.has(revisionKey(repo, hex))) continue;
         // Pushed since the walk listed the repository: not walked, so spared like any fresh one.
         const st = await stat(join(storage.revisionsDir(repo), hex)).catch(() => undefined);
-        if (st && now - st.mtimeMs >= grace) doomed.push({ repo, hex });
+        if (st && now - st.mtimeMs >= grace) doomed.push({ repo, hex, mtimeMs: st.mtimeMs });
       }
   }
-  const isDoomed = new Set(doomed.map((d) => revisionKey(d.repo, d.hex)));
+
+  // The manifests go before the blobs: stopped between the two, no manifest is left without its content.
+  // One put again since it was judged (a publish reusing it, gateway/publish/transfer.ts) stays, and is marked below.
+  const gone = new Set<string>();
+  for (const { repo, hex, mtimeMs } of doomed) {
+    if (!opts.dryRun) {
+      const st = await stat(join(storage.revisionsDir(repo), hex)).catch(() => undefined);
+      if (st?.mtimeMs !== mtimeMs) continue;
+      await storage.deleteManifest(repo, `sha256:${hex}`);
+    }
+    gone.add(revisionKey(repo, hex));
+  }
 
   // Mark: every manifest revision that stays and what it references.
   for (const repo of repos) {
     const revDir = storage.revisionsDir(repo);
     for (const hex of await listDir(revDir)) {
-      if (!HEX64.test(hex) || isDoomed.has(revisionKey(repo, hex))) continue;
+      if (!HEX64.test(hex) || gone.has(revisionKey(repo, hex))) continue;
       marked.add(hex);
       let doc: Record<string, unknown>;
       try {
@@ -150,11 +161,8 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
     }
   }
 
-  // The manifests go before the blobs: stopped between the two, no manifest is left without its content.
-  if (!opts.dryRun) for (const { repo, hex } of doomed) await storage.deleteManifest(repo, `sha256:${hex}`);
-
   // Sweep the content store.
-  const result: GcResult = { manifestsRemoved: doomed.length, blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };
+  const result: GcResult = { manifestsRemoved: gone.size, blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };
   const removed = new Set<string>();
   for (const hex of blobs) {
     if (!HEX64.test(hex)) continue;

@@ -6,10 +6,12 @@
  * The walk starts at every compose app the signed targets.json names (all hardware ids) and
  * follows what a device follows (lib/device/resolve.ts), but for every platform: app manifest →
  * its bundle, whose pinned compose file names the images → each image manifest, or an index and
- * all its platform manifests. Manifests younger than the grace period are walked too: a publish
- * in progress pushes its apps before it adds their target, and an app it pushes may pin an image
- * an older, untargeted version pushed (publish does not push a manifest the registry has). Every
- * manifest whose subject is a kept one (a signature, an SBOM) is kept with it.
+ * all its platform manifests. Manifests younger than the grace period (by the time their revision
+ * link was last written) are walked too: a publish in progress pushes its apps before it adds
+ * their target, and an app it pushes may pin an image an older, untargeted version pushed. A
+ * publish re-publishing such a version puts every manifest it reuses again, which rewrites the
+ * link (gateway/publish/transfer.ts), so what it reuses counts as fresh too. Every manifest whose
+ * subject is a kept one (a signature, an SBOM) is kept with it.
  *
  * Blobs are not tracked here: gc's mark and sweep keeps whatever the surviving manifests
  * reference. The walk reads the registry's storage directly (storage.ts), so it needs no running

@@ -8,24 +8,19 @@
  * A dry run, a run within the grace period and a run whose database cannot be read remove nothing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { resolveApps } from "../../lib/device/resolve.ts";
-import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
-import { publish, type PublishOptions, type PublishResult } from "../../gateway/publish/publish.ts";
-import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
-import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { publish, type PublishResult } from "../../gateway/publish/publish.ts";
+import type { GatewayHandle } from "../harness/gateway.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 import { gatewayRegistry } from "../publish/_inspect.ts";
-import { FIXTURES, commit, containersRepo, git, loadBaseImage, pushUpstreamNginx } from "../publish/_setup.ts";
+import { commit, git } from "../publish/_setup.ts";
+import { deviceFetches, startPublishSetup, type PublishSetup } from "./_setup.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
-let dockerd: DockerdHandle;
-let upstream: DockerRegistryHandle;
+let setup: PublishSetup;
 let gw: GatewayHandle;
-let repo: string;
 let v1: PublishResult;
 let v2: PublishResult;
 let short1: string;
@@ -35,19 +30,6 @@ const registryDir = () => join(gw.dataDir, "registry");
 const blobFile = (digest: string) => join(registryDir(), "blobs", "sha256", digest.slice(7));
 /** Every file under the registry, what "nothing removed" is checked against. */
 const files = () => readdirSync(registryDir(), { recursive: true }).map(String).sort();
-
-function opts(): PublishOptions {
-  return {
-    containersDir: repo,
-    ref: "refs/heads/master",
-    server: gw.url,
-    token: gw.adminToken,
-    factoryConfig: join(REPO, "test/publish/factory-config.yml"),
-    mirrors: { "docker.io": upstream.host },
-    insecureRegistries: [upstream.host],
-    env: { ...process.env, ...dockerd.env },
-  };
-}
 
 const app = (r: PublishResult, name: string) => r.apps.find((a) => a.name === name)!;
 const pinned = (r: PublishResult, name: string) => parseReference(app(r, name).services[0]!.pinned);
@@ -60,19 +42,12 @@ async function simpleLayers(r: PublishResult): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway()]);
-  await loadBaseImage(dockerd);
-  await pushUpstreamNginx(upstream);
-  const fixture = (p: string) => readFileSync(join(FIXTURES, p), "utf8");
-  repo = await containersRepo(
-    Object.fromEntries(
-      ["simple-app/docker-compose.yml", "simple-app/Dockerfile", "simple-app/app.sh", "simple-app/.composeappignores", "httpd/docker-compose.yml", "httpd/nginx.conf"].map((p) => [p, fixture(p)]),
-    ),
-  );
-  short1 = await git(repo, "rev-parse", "--short=7", "HEAD");
-  v1 = await publish(opts());
-  await commit(repo, { "simple-app/app.sh": `${fixture("simple-app/app.sh")}\necho version 2\n` }, "v2");
-  v2 = await publish(opts());
+  setup = await startPublishSetup();
+  gw = setup.gw;
+  short1 = await git(setup.repo, "rev-parse", "--short=7", "HEAD");
+  v1 = await publish(setup.opts());
+  await commit(setup.repo, { "simple-app/app.sh": `${setup.fixture("simple-app/app.sh")}\necho version 2\n` }, "v2");
+  v2 = await publish(setup.opts());
   // The first version's targets are removed, as retention or an operator would.
   for (const name of Object.keys(v1.targets).filter((n) => v1.targets[n]!.custom.version === String(v1.version))) {
     const res = await gw.adminFetch(`/admin/targets/${name}`, { method: "DELETE" });
@@ -81,7 +56,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await Promise.all([gw?.stop(), upstream?.stop(), dockerd?.stop()]);
+  await setup?.stop();
 }, 180_000);
 
 describe("gateway registry gc --untargeted", () => {
@@ -157,14 +132,7 @@ describe("gateway registry gc --untargeted", () => {
 
     // What the second version needs is all there: a device resolves and fetches it, for both
     // platforms of the nginx index (arm64's manifest is reached only through the index).
-    const apps = v2.apps.map((a) => ({ name: a.name, uri: a.uri }));
-    for (const architecture of ["amd64", "arm64"]) {
-      const store = new DeviceBlobStore(await tempDir(`gc-device-${architecture}-`));
-      const plan = await resolveApps(apps, { registry: () => client, store, platform: { os: "linux", architecture } });
-      for (const b of plan.blobs) await store.pull(client, b.repo, b);
-      for (const b of plan.blobs) expect(store.has(b.digest)).toBe(true);
-      for (const l of newLayers) expect(plan.blobs.some((b) => b.digest === l)).toBe(true);
-    }
+    for (const plan of await deviceFetches(gw, v2)) for (const l of newLayers) expect(plan.blobs.some((b) => b.digest === l)).toBe(true);
 
     // Nothing more to do the second time.
     const again = await gateway("registry", "gc", "--data", gw.dataDir, "--untargeted", "--grace", "0s");

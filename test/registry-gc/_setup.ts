@@ -1,0 +1,85 @@
+/**
+ * What the gc tests that publish share: a real gateway, a docker engine and an upstream registry,
+ * and a containers checkout of two apps, a built image (simple-app) and a third-party
+ * multi-platform nginx index (httpd), with the options that publish it to the gateway.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { expect } from "bun:test";
+import type { PublishOptions, PublishResult } from "../../gateway/publish/publish.ts";
+import { resolveApps, type ResolvedApps } from "../../lib/device/resolve.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
+import { startDockerRegistry, type DockerRegistryHandle } from "../harness/docker-registry.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { tempDir } from "../harness/tmp.ts";
+import { gatewayRegistry } from "../publish/_inspect.ts";
+import { FIXTURES, containersRepo, loadBaseImage, pushUpstreamNginx } from "../publish/_setup.ts";
+
+const REPO = resolve(import.meta.dir, "../..");
+
+export interface PublishSetup {
+  dockerd: DockerdHandle;
+  upstream: DockerRegistryHandle;
+  gw: GatewayHandle;
+  /** The containers checkout (git, branch master). */
+  repo: string;
+  /** Reads a file of the fixture checkout (test/fixtures/containers). */
+  fixture(path: string): string;
+  /** publish's options for the checkout, to the gateway. */
+  opts(): PublishOptions;
+  stop(): Promise<void>;
+}
+
+export async function startPublishSetup(): Promise<PublishSetup> {
+  const [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway()]);
+  await loadBaseImage(dockerd);
+  await pushUpstreamNginx(upstream);
+  const fixture = (p: string) => readFileSync(join(FIXTURES, p), "utf8");
+  const repo = await containersRepo(
+    Object.fromEntries(
+      ["simple-app/docker-compose.yml", "simple-app/Dockerfile", "simple-app/app.sh", "simple-app/.composeappignores", "httpd/docker-compose.yml", "httpd/nginx.conf"].map((p) => [p, fixture(p)]),
+    ),
+  );
+  return {
+    dockerd,
+    upstream,
+    gw,
+    repo,
+    fixture,
+    opts: () => ({
+      containersDir: repo,
+      ref: "refs/heads/master",
+      server: gw.url,
+      token: gw.adminToken,
+      factoryConfig: join(REPO, "test/publish/factory-config.yml"),
+      mirrors: { "docker.io": upstream.host },
+      insecureRegistries: [upstream.host],
+      env: { ...process.env, ...dockerd.env },
+    }),
+    stop: async () => {
+      await Promise.all([gw.stop(), upstream.stop(), dockerd.stop()]);
+    },
+  };
+}
+
+/**
+ * What a device resolves for a published version's apps on each platform of the nginx index
+ * (arm64's manifest is reached only through the index), every blob fetched into its own store:
+ * what gc must leave of a version a target names.
+ */
+export async function deviceFetches(gw: GatewayHandle, r: PublishResult): Promise<ResolvedApps[]> {
+  const client = gatewayRegistry(gw);
+  const apps = r.apps.map((a) => ({ name: a.name, uri: a.uri }));
+  const plans: ResolvedApps[] = [];
+  for (const architecture of ["amd64", "arm64"]) {
+    const store = new DeviceBlobStore(await tempDir(`gc-device-${architecture}-`));
+    const plan = await resolveApps(apps, { registry: () => client, store, platform: { os: "linux", architecture } });
+    for (const b of plan.blobs) await store.pull(client, b.repo, b);
+    for (const b of plan.blobs) expect(store.has(b.digest)).toBe(true);
+    plans.push(plan);
+  }
+  return plans;
+}
