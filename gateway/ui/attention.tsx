@@ -1,16 +1,18 @@
 /* @jsxImportSource hono/jsx */
 /**
  * What needs a person, said on the dashboard before it hurts: the served TLS certificate near its
- * end (pki/cert-expiry.ts), writes failing for want of disk space (disk-full.ts), root or targets
- * metadata near expiry, which takes their offline keys (ota/expiries.ts, docs/keys.md), and the
- * database out of reach. Each was said only in the log and on /metrics, which an operator watching
- * the dashboard may never read. The overview lists them with what to do; every other page carries
- * a one-line banner pointing there; nothing shows while all is well.
+ * end (pki/cert-expiry.ts), writes failing for want of disk space (disk-full.ts), root metadata near
+ * expiry, which takes its offline keys, and targets when no key the gateway holds re-signs them
+ * (ota/expiries.ts, docs/keys.md), and the database out of reach. Each was said only in the log and
+ * on /metrics, which an operator watching the dashboard may never read. The overview lists them
+ * with what to do; every other page carries a one-line banner pointing there; nothing shows while
+ * all is well.
  *
  * Cheap, as the overview is loaded every 5 seconds per open tab: the certificate's end and the disk
- * spell are in memory, root and targets are two reads of the TUF storage (cached a second), free
- * space is asked only during a disk spell, and the database is probed only when the page's own
- * read failed. Nothing is per device.
+ * spell are in memory, root and targets are two reads of the TUF storage (cached a second), the
+ * targets key is looked for only within a month of targets' expiry, free space is asked only during
+ * a disk spell, and the database is probed only when the page's own read failed. Nothing is per
+ * device.
  *
  * @module
  */
@@ -32,16 +34,48 @@ export interface Attention {
   severity: "bad" | "warn";
 }
 
-/** What the TUF part says of root or targets expiring at `e`, or undefined while more than CEREMONY_NOTICE_DAYS are left. */
-export function tufExpiryAttention(e: TufExpiry, now = Date.now()): Attention | undefined {
+/** Whether the gateway holds a role's keys, and how long before its expiry its timer re-signs it then (TufService.signing). */
+export interface TufSigning {
+  held: boolean;
+  marginMs: number;
+}
+
+/**
+ * What the TUF part says of root or targets expiring at `e`, or undefined while nothing needs a
+ * person. Root takes its offline keys: said from CEREMONY_NOTICE_DAYS before. Targets the same while
+ * the gateway holds no targets key (`signing` not held); while it holds one, its timer re-signs
+ * targets `marginMs` before expiry (checking every few minutes, on the signer replica, which
+ * another takes over within about 1.3 leases), so a short --tuf-expiry is no concern: only once
+ * half the margin has gone by without a new signature is re-signing failing rather than late.
+ */
+export function tufExpiryAttention(e: TufExpiry, signing?: TufSigning, now = Date.now()): Attention | undefined {
   const left = e.ms - now;
-  if (left > CEREMONY_NOTICE_DAYS * DAY) return undefined;
+  const online = e.role === "targets" && signing?.held === true;
+  if (left > CEREMONY_NOTICE_DAYS * DAY || (online && left > signing.marginMs / 2)) return undefined;
   const when = left <= 0 ? `expired at ${e.expires}: devices take no update until it is signed again` : `expires at ${e.expires} (in ${Math.ceil(left / DAY)} days): devices take no update after that`;
   const todo =
     e.role === "root"
       ? "sign a new version with a threshold of the offline root keys before then (gateway keys init-root, sign-root, push-root: docs/keys.md)"
-      : "put a targets key file in the data dir's tuf/keys/ before then: the gateway re-signs targets with it within minutes (docs/keys.md)";
+      : online
+        ? `the gateway holds the targets key but has not re-signed it, due since ${new Date(e.ms - signing.marginMs).toISOString()}: its log says why ("cannot refresh TUF metadata")`
+        : "put a targets key file in the data dir's tuf/keys/ before then: the gateway re-signs targets with it within minutes (docs/keys.md)";
   return { id: `tuf-${e.role}`, title: `TUF ${e.role} metadata`, text: `The TUF ${e.role} metadata ${when}; ${todo}.`, severity: left <= 0 ? "bad" : "warn" };
+}
+
+/**
+ * The TUF part: root and targets near expiry. Whether the gateway holds the targets key is asked
+ * only once targets is within the notice (a look at the keys dir, not at every overview load); a
+ * read that fails leaves the item out, as tufExpiries leaves out a role it cannot read.
+ */
+async function tufAttention(gw: Gateway, now: number): Promise<(Attention | undefined)[]> {
+  const out: (Attention | undefined)[] = [];
+  for (const e of await tufExpiries(gw.tuf, OFFLINE_ROLES)) {
+    if (e.role === "targets" && e.ms - now <= CEREMONY_NOTICE_DAYS * DAY) {
+      const signing = await gw.tuf.signing("targets").catch(() => undefined);
+      if (signing) out.push(tufExpiryAttention(e, signing, now));
+    } else out.push(tufExpiryAttention(e, undefined, now));
+  }
+  return out;
 }
 
 /** What the certificate part says: the log's words (pki/cert-expiry.ts), without its prefix. */
@@ -101,7 +135,7 @@ export async function needsAttention(gw: Gateway, database?: StoreUnavailableErr
   // The gateway's own certificate is renewed by a restart; --tls-cert's is the operator's to renew.
   const own = gw.metrics.tlsCertificateOwn ?? false;
   if (notAfter !== undefined) out.push(certificateAttention(notAfter, own, now));
-  if (!database) for (const e of await tufExpiries(gw.tuf, OFFLINE_ROLES)) out.push(tufExpiryAttention(e, now));
+  if (!database) out.push(...(await tufAttention(gw, now)));
   const found = out.filter((a): a is Attention => a !== undefined);
   return [...found.filter((a) => a.severity === "bad"), ...found.filter((a) => a.severity === "warn")];
 }

@@ -2,7 +2,8 @@
  * The dashboard says what needs a person, in a real browser (Debian's chromium) against real
  * gateways: a --tls-cert ending in 10 days, and root metadata ending in 20 with its key offline,
  * are on the overview with their dates and what to do, and a banner on every other page points
- * there, for an admin and a viewer alike; a healthy gateway
+ * there, for an admin and a viewer alike; targets of 7 days are nothing to do while the gateway
+ * holds their key (it re-signs them), and shown once the key is moved out; a healthy gateway
  * shows neither; a full disk (the data dir on a small tmpfs this file mounts and unmounts; root,
  * as the test harness runs) is shown while writes fail and gone once there is room again; with
  * PostgreSQL stopped the overview says the database is out of reach, instead of refusing.
@@ -12,6 +13,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { certificateNotAfter, issueServerCert, loadCa } from "../../gateway/pki/ca.ts";
+import { tufExpiryAttention } from "../../gateway/ui/attention.tsx";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { run, tempDir } from "../harness/tmp.ts";
@@ -90,6 +92,48 @@ describe("what needs a person, on the dashboard", () => {
       await ctx.close();
     }
   }, 120_000);
+
+  test("targets of 7 days (--tuf-expiry) with the targets key online: nothing to do, the gateway re-signs them; the key moved out: the overview says to put it back", async () => {
+    const g = await started({ args: ["--tuf-expiry", "targets=7d"] });
+    const expires = ((await (await g.adminFetch("/repo/targets.json")).json()) as { signed: { expires: string } }).signed.expires;
+    expect(Date.parse(expires) - Date.now()).toBeLessThan(7 * 86_400_000); // within the month a ceremony is planned in
+    const { ctx, page } = await signIn(browser, g.url, g.adminToken);
+    expect(await page.getByRole("heading", { name: "Devices by status" }).isVisible()).toBe(true);
+    expect(await attentionItems(page)).toEqual([]);
+    await goto(page, `${g.url}/ui/devices`);
+    expect(await banner(page)).toBeUndefined();
+
+    // Taken offline (docs/keys.md, "Targets signed offline"): now a person must bring it back before then.
+    const key = join(g.dataDir, "tuf", "keys", "targets.json");
+    const held = readFileSync(key);
+    rmSync(key);
+    await goto(page, `${g.url}/ui/`);
+    expect(await attentionItems(page)).toEqual([
+      `Soon: The TUF targets metadata expires at ${expires} (in 7 days): devices take no update after that; ` +
+        "put a targets key file in the data dir's tuf/keys/ before then: the gateway re-signs targets with it within minutes (docs/keys.md).",
+    ]);
+    await goto(page, `${g.url}/ui/devices`);
+    expect(await banner(page)).toBe("Needs attention: TUF targets metadata. See the overview.");
+    // Back: the notice goes without a restart.
+    writeFileSync(key, held, { mode: 0o600 });
+    await goto(page, `${g.url}/ui/`);
+    expect(await attentionItems(page)).toEqual([]);
+    await ctx.close();
+  }, 120_000);
+
+  test("targets whose key the gateway holds, half their re-signing margin gone without a new signature: re-signing fails, and the notice says where to look", () => {
+    // A 7-day lifetime: re-signed 1.75 days before expiry (a quarter, gateway/ota/repo.ts).
+    const day = 86_400_000;
+    const signing = { held: true, marginMs: 1.75 * day };
+    const now = Date.parse("2026-12-06T00:00:00Z");
+    const targets = (left: number) => ({ role: "targets" as const, expires: new Date(now + left).toISOString(), ms: now + left });
+    expect(tufExpiryAttention(targets(1.75 * day), signing, now)).toBeUndefined(); // due now: the next check re-signs it
+    expect(tufExpiryAttention(targets(0.9 * day), signing, now)).toBeUndefined(); // late (a signer taking over), not failing
+    expect(tufExpiryAttention(targets(0.5 * day), signing, now)?.text).toBe(
+      "The TUF targets metadata expires at 2026-12-06T12:00:00.000Z (in 1 days): devices take no update after that; " +
+        'the gateway holds the targets key but has not re-signed it, due since 2026-12-04T18:00:00.000Z: its log says why ("cannot refresh TUF metadata").',
+    );
+  });
 
   test("a healthy gateway shows nothing; a full disk is shown while writes fail, and goes once there is room", async () => {
     mnt = join(await tempDir("attention-disk-"), "small");
