@@ -60,6 +60,8 @@ export interface TufService {
   trustedRoot(): Promise<Uint8Array>;
   /** Installs a root.json signed offline (gateway/ota/repo.ts). */
   updateRoot(bytes: string): Promise<{ version: number; refreshed: string[] }>;
+  /** Whether the gateway holds the keys to sign `role`, and how long before its expiry it re-signs it then (gateway/ota/repo.ts). */
+  signing(role: "root" | "targets" | "snapshot" | "timestamp"): Promise<{ held: boolean; marginMs: number }>;
 }
 
 /**
