@@ -270,9 +270,10 @@ export class TufRepo {
    * Returns `undefined` for unknown names and absent versions (the route answers 404).
    *
    * With `view`, timestamp, snapshot and targets are the requesting device's signed view of
-   * them (./views.ts): `view` is asked with the latest timestamp version, and a view whose key
-   * is "" (or no view) gets the main chain. The bytes, or a promise of them; an error is thrown
-   * or rejects the promise.
+   * them (./views.ts): `view` is asked with the latest timestamp version and what the request
+   * asks for (a superseded snapshot or targets version may be answered in the view the device's
+   * timestamp' pinned), and a view whose key is "" (or no view) gets the main chain. The bytes,
+   * or a promise of them; an error is thrown or rejects the promise.
    *
    * @throws {SigningKeyUnavailableError} A view must be signed and a key is offline.
    * @throws {ViewUnavailableError} The main metadata a view derives from is gone.
@@ -286,7 +287,7 @@ export class TufRepo {
       if (hit) {
         const rec = hit.rec;
         if (!rec) return undefined;
-        const v = view?.(rec.version);
+        const v = view?.(rec.version, "timestamp");
         return v instanceof Promise ? v.then((v) => this.#viewBytes(rec, v)) : this.#viewBytes(rec, v);
       }
     }
@@ -308,9 +309,17 @@ export class TufRepo {
     const rec =
       role === "timestamp" ? latest ?? (await this.#storage.getLatest(role)) : m[1] === undefined ? await this.#storage.getLatest(role) : await this.#storage.get(role, Number(m[1]));
     if (!rec) return undefined;
-    let v = latest ? view!(latest.version) : undefined;
+    if (!latest) return this.#viewBytes(rec, undefined);
+    const asked = role === "timestamp" ? "timestamp" : m[1] !== undefined && (await this.#superseded(rec)) ? "superseded" : "current";
+    let v = view!(latest.version, asked);
     if (v instanceof Promise) v = await v; // only when the rollout state is being reloaded
     return this.#viewBytes(rec, v);
+  }
+
+  /** Whether a newer version of the record's role is stored: a check that began before it was signed asks for this one. */
+  async #superseded(rec: TufRecord): Promise<boolean> {
+    const newest = await this.#storage.getLatest(rec.role);
+    return newest !== undefined && newest.version > rec.version;
   }
 
   /** The latest root.json bytes: the trust anchor given to devices at registration and to preload. */

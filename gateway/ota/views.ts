@@ -9,7 +9,9 @@
  * A view can only drop entries or add `custom.rollout`: every target a device can see was
  * published (signed) into the main targets.json. Ed25519 signatures are deterministic and the
  * inputs are the stored main records, so every replica makes the same bytes without storing
- * them; they are cached here per (role, version, view key), bounded in bytes.
+ * them; they are cached here per (role, version, view key), bounded in bytes. PinnedViews keeps,
+ * per device and for a short while, the view its last timestamp' was made in, so that the rest
+ * of its check gets the files that timestamp' pinned even if its view changes meanwhile.
  *
  * @module
  */
@@ -43,10 +45,71 @@ export interface View {
 export const MAIN_VIEW: View = Object.freeze({ key: "", hideVersions: [], annotate: {} });
 
 /**
- * How a request finds its view, given the main timestamp version the answer builds on (so the
- * caller can make sure its rollout state is at least as new as that timestamp).
+ * What a metadata request asks for, as far as its view goes: `"timestamp"` begins a device's
+ * check (the view it gets is the one the rest of that check must be served); `"superseded"` is a
+ * snapshot or targets version older than the latest, as a check asks for that began before the
+ * chain moved on (the version its timestamp' pinned); `"current"` is anything else.
  */
-export type ViewLookup = (timestampVersion: number) => View | undefined | Promise<View | undefined>;
+export type ViewAsked = "timestamp" | "superseded" | "current";
+
+/**
+ * How a request finds its view, given the main timestamp version the answer builds on (so the
+ * caller can make sure its rollout state is at least as new as that timestamp) and what it asks for.
+ */
+export type ViewLookup = (timestampVersion: number, asked: ViewAsked) => View | undefined | Promise<View | undefined>;
+
+/**
+ * Per device, the view its last timestamp' was made with, for a short while: a check that got
+ * timestamp' of view V fetches the snapshot' and targets' it pinned a few milliseconds later,
+ * and if the device's view changed meanwhile (a wave released, a rollout halted) only V's files
+ * match those pins (docs/signed-views.md, "One view per check").
+ *
+ * Kept in two generations of one map each, turned every `spanMs`: an entry lives at least one
+ * span and less than two, and turning drops the older generation whole, so there is no sweep
+ * and no per-entry time. The map holds the uuid and a pointer to a View the rollout cache already
+ * shares among devices: a remember is one map set, without allocation once the device is in the
+ * current generation. Memory: the devices that fetched a timestamp in the last two spans.
+ */
+export class PinnedViews {
+  readonly #spanMs: number;
+  readonly #now: () => number;
+  #current = new Map<string, View>();
+  #previous = new Map<string, View>();
+  #since: number;
+
+  /** `now` must not go back (the default is monotonic). */
+  constructor(spanMs = 30_000, now: () => number = () => performance.now()) {
+    this.#spanMs = spanMs;
+    this.#now = now;
+    this.#since = now();
+  }
+
+  /** The view a device was just served its timestamp' in. */
+  remember(uuid: string, view: View): void {
+    this.#turn();
+    this.#current.set(uuid, view);
+  }
+
+  /** The view of the device's last timestamp', if it was served within the last span or two. */
+  recall(uuid: string): View | undefined {
+    this.#turn();
+    return this.#current.get(uuid) ?? this.#previous.get(uuid);
+  }
+
+  /** Devices remembered (for tests). */
+  get size(): number {
+    return this.#current.size + this.#previous.size;
+  }
+
+  /** At a span's end the current generation becomes the previous one; after two, both go. */
+  #turn() {
+    const passed = this.#now() - this.#since;
+    if (passed < this.#spanMs) return;
+    this.#previous = passed < 2 * this.#spanMs ? this.#current : new Map();
+    this.#current = new Map();
+    this.#since += passed - (passed % this.#spanMs); // on the span grid: the previous generation is under two spans old
+  }
+}
 
 /** What views are made from: the stored main chain and the keys that sign it. */
 export interface ViewSource {

@@ -1,13 +1,16 @@
 /**
  * The order that keeps replicas from signing a new timestamp over an old view: a replica that
  * has not heard of a rollout transition (its view cache does not poll here) reloads it before it
- * serves views of a timestamp version newer than the one it last loaded for.
+ * serves views of a timestamp version newer than the one it last loaded for. And one view per
+ * check: a device whose view changes between its timestamp and snapshot fetch is answered the
+ * rest of that check in the view its timestamp pinned, verified by its own TUF client (tuf-js).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
+import { verifyAndLoadTargets } from "../../lib/tuf/verify-targets.ts";
 import { testGateway } from "../../test/gateway/_fixture.ts";
 import type { Gateway } from "../env.ts";
 import { MemoryTufStorage } from "../ota/memory-storage.ts";
@@ -73,4 +76,58 @@ test("a replica that missed a transition reloads before serving the newer timest
     expect(new TextDecoder().decode(await gwB.tuf.metadata(f, deviceView(gwB, outside.uuid)))).toBe(
       new TextDecoder().decode(await t.gw.tuf.metadata(f, deviceView(t.gw, outside.uuid))),
     );
+});
+
+/**
+ * A device's TUF client (lib/tuf, tuf-js, as fioup checks) whose requests reach replica `gw` as
+ * the device `uuid`; `afterTimestamp` runs once the timestamp is served, before the client reads it.
+ */
+async function tufClient(gw: Gateway, uuid: string) {
+  const metadataDir = join(dir, `client-${uuid}`);
+  await mkdir(metadataDir, { recursive: true });
+  await writeFile(join(metadataDir, "root.json"), await gw.tuf.trustedRoot());
+  const client = {
+    afterTimestamp: undefined as (() => Promise<unknown>) | undefined,
+    refresh: () => verifyAndLoadTargets({ metadataDir, metadataBaseUrl: "https://gw.invalid/repo/", fetch }),
+  };
+  const fetch = async (url: string) => {
+    const file = url.slice(url.lastIndexOf("/") + 1);
+    const bytes = await gw.tuf.metadata(file, deviceView(gw, uuid));
+    if (file === "timestamp.json") await client.afterTimestamp?.();
+    return bytes ? new Response(bytes as Uint8Array<ArrayBuffer>) : new Response("not found", { status: 404 });
+  };
+  return client;
+}
+
+test("a wave released, then the rollout cancelled, during a device's check: each check verifies, in the view its timestamp pinned", async () => {
+  const canary = await t.register({ tags: ["race"] });
+  const waiting = await t.register({ tags: ["race"] });
+  const r = await a.create({ target: "3", tag: "race", waves: [50, 100], soak: "1h", first: [canary.uuid] });
+  const device = await tufClient(t.gw, waiting.uuid);
+  let version = 0;
+  /** One check: the targets it verified, which must be a newer version than the last check's (else it fetched no snapshot). */
+  const check = async () => {
+    const seen = await device.refresh();
+    expect(seen.version).toBeGreaterThan(version);
+    version = seen.version;
+    return Object.keys(seen.targets);
+  };
+  expect(await check()).not.toContain("amd64-linux-3");
+
+  // Version 3 is published, and the next wave released (the view changes, the chain is re-signed)
+  // between the device's timestamp and snapshot fetch: that check is answered in the view it began with.
+  await t.gw.tuf.addTargets({ "amd64-linux-3": entry(3) });
+  device.afterTimestamp = () => a.advance(r.id);
+  expect(await check()).not.toContain("amd64-linux-3");
+  device.afterTimestamp = undefined;
+  expect(await check()).toContain("amd64-linux-3"); // its next check has the version
+
+  // Another target published, and the rollout cancelled with the device released but pending:
+  // the check under way still ends as it began (what its timestamp pinned a moment ago); the
+  // next one no longer offers the version.
+  await t.gw.tuf.addTargets({ "amd64-linux-4": entry(4) });
+  device.afterTimestamp = () => a.cancel(r.id);
+  expect(await check()).toContain("amd64-linux-3");
+  device.afterTimestamp = undefined;
+  expect(await check()).not.toContain("amd64-linux-3");
 });

@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { Gateway, GatewayEnv } from "../env.ts";
-import type { ViewLookup } from "../ota/views.ts";
+import { PinnedViews, type View, type ViewAsked, type ViewLookup } from "../ota/views.ts";
 import { HTTPException } from "hono/http-exception";
 import { checkToken, presentedAdminToken, tokenRefused } from "../admin/auth.ts";
 import { requireDevice } from "../devices/auth.ts";
@@ -34,33 +34,46 @@ const deviceOrToken = createMiddleware<GatewayEnv>(async (c, next) => {
   return next();
 });
 
-/** Per gateway: the newest timestamp version its rollout cache was reloaded for, and the reload under way. */
-const freshness = new WeakMap<Gateway, Freshness>();
+/** Per gateway: the newest timestamp version its rollout cache was reloaded for, the reload under way, and the views its devices' timestamps pinned. */
+const perGateway = new WeakMap<Gateway, DeviceViews>();
 
 /**
  * How a device's metadata request finds its view: before a timestamp version is signed with
  * views for the first time, the rollout cache is reloaded (once per version per replica, shared
  * by every request meanwhile). A rollout change is committed before its timestamp bump, so a
  * device never gets a new version signed with an old view, which it would then keep (TUF clients
- * ignore the same version again). Undefined without rollouts: the main chain.
+ * ignore the same version again). The view a device's timestamp' is made in is remembered for a
+ * short while: a superseded snapshot or targets version it asks for next is the one that
+ * timestamp' pinned, and is answered in that view even if the device's view changed meanwhile
+ * (docs/signed-views.md, "One view per check"). Undefined without rollouts: the main chain.
  */
 export function deviceView(gw: Gateway, uuid: string): ViewLookup | undefined {
   const rollouts = gw.rollouts;
   if (!rollouts) return undefined;
-  return (timestampVersion) => {
-    let f = freshness.get(gw);
-    if (!f) freshness.set(gw, (f = { version: 0 }));
-    if (timestampVersion <= f.version) return rollouts.view(uuid);
-    return reloadFor(f, timestampVersion, () => rollouts.refreshViews()).then(() => rollouts.view(uuid));
+  return (timestampVersion, asked) => {
+    let d = perGateway.get(gw);
+    if (!d) perGateway.set(gw, (d = { version: 0, pinned: new PinnedViews() }));
+    const pinned = d.pinned;
+    const before = asked === "superseded" ? pinned.recall(uuid) : undefined;
+    if (before) return before;
+    if (timestampVersion <= d.version) return served(pinned, uuid, asked, rollouts.view(uuid));
+    return reloadFor(d, timestampVersion, () => rollouts.refreshViews()).then(() => served(pinned, uuid, asked, rollouts.view(uuid)));
   };
 }
 
-interface Freshness {
-  version: number;
-  reload?: { version: number; done: Promise<void> };
+/** The view a request is answered in; a timestamp's is remembered for the device's next requests. */
+function served(pinned: PinnedViews, uuid: string, asked: ViewAsked, view: View): View {
+  if (asked === "timestamp") pinned.remember(uuid, view);
+  return view;
 }
 
-async function reloadFor(f: Freshness, version: number, refresh: () => Promise<void>): Promise<void> {
+interface DeviceViews {
+  version: number;
+  reload?: { version: number; done: Promise<void> };
+  pinned: PinnedViews;
+}
+
+async function reloadFor(f: DeviceViews, version: number, refresh: () => Promise<void>): Promise<void> {
   while (f.version < version) {
     let r = f.reload;
     if (!r || r.version < version) {

@@ -76,6 +76,11 @@ async function deviceStorage(): Promise<string> {
 const trustStore = async () => join(await deviceStorage(), "tuf");
 
 const tls = (dev: TlsDevice) => ({ ca: a.caPem, cert: dev.cert, key: dev.key });
+/** The network as the device's TUF client reaches it, with the device's certificate. */
+const deviceFetch =
+  (dev: TlsDevice): FetchLike =>
+  (url, init) =>
+    fetch(url, { ...init, tls: tls(dev) } as RequestInit);
 const refresh = (dev: TlsDevice, metadataDir: string, gw: GatewayHandle = a, fetch?: FetchLike) =>
   verifyAndLoadTargets({ metadataDir, metadataBaseUrl: `${gw.url}/repo/`, fetch: fetch ?? { tls: tls(dev) } });
 
@@ -132,7 +137,7 @@ describe("signed views", () => {
   });
 
   test("a view altered on the way is refused by the device", async () => {
-    const realFetch: FetchLike = (url, init) => fetch(url, { ...init, tls: tls(outside) } as RequestInit);
+    const realFetch = deviceFetch(outside);
     const putBack = (bytes: Uint8Array) => {
       const doc = JSON.parse(text(bytes));
       doc.signed.targets[`${HWID}-2`] = entry(2); // the hidden target, without the targets key
@@ -163,10 +168,24 @@ describe("signed views", () => {
     await expect(refresh(outside, await trustStore(), a, chain)).rejects.toBeInstanceOf(BadSignatureError);
   });
 
-  test("releasing the next wave re-signs the chain: the waiting device's client picks the version up", async () => {
+  test("a wave released during a device's check: that check verifies in the view it began with; the next, on either replica, has the version", async () => {
     const before = JSON.parse(text(await served(outside, a, "timestamp.json"))).signed.version as number;
-    const advanced = await admin<RolloutDetail>(a, `/admin/rollouts/${rollout.id}/advance`, { method: "POST" });
-    expect(advanced.wave).toBe(1);
+    // A device new to this timestamp, whose check meets the release between its timestamp and its
+    // snapshot fetch: the snapshot and targets it gets are those its timestamp pinned.
+    const store = await trustStore();
+    let advanced: RolloutDetail | undefined;
+    const releasedMidway: FetchLike = async (url, init) => {
+      const res = await deviceFetch(outside)(url, init);
+      if (!url.endsWith("/timestamp.json") || advanced) return res;
+      const body = await res.arrayBuffer();
+      advanced = await admin<RolloutDetail>(a, `/admin/rollouts/${rollout.id}/advance`, { method: "POST" });
+      return new Response(body, { status: res.status });
+    };
+    const during = await refresh(outside, store, a, releasedMidway);
+    expect(advanced?.wave).toBe(1);
+    expect(Object.keys(during.targets)).toEqual([`${HWID}-1`]);
+    expect(Object.keys((await refresh(outside, store, a)).targets).sort()).toEqual([`${HWID}-1`, `${HWID}-2`]);
+
     // Through the other replica, with the trust store that already holds the old view: polling, as the device does
     // (a replica reads the newest timestamp from the database at most once a second).
     const seen = await until(`${HWID}-2 in the targets verified through replica b`, () => refresh(outside, outsideStore, b), (v) => v.targets[`${HWID}-2`] !== undefined, 5000, 100);
