@@ -1,9 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Target } from "../lib/api/index.ts";
-import { DeviceDb } from "./db.ts";
+import { Value } from "@sinclair/typebox/value";
+import { EventBatch, type DeviceEvent } from "../lib/api/index.ts";
+import { DeviceDb, MAX_QUEUED_EVENT_BYTES } from "./db.ts";
 import { makeEvent } from "./events/event.ts";
 import { flushEvents } from "./events/sender.ts";
 
@@ -76,6 +78,71 @@ describe("DeviceDb", () => {
     expect(r).toEqual({ sent: 2, dropped: 1 });
     expect(got).toEqual(["UpdateInitStarted", "EcuDownloadStarted"]);
     expect(db.queuedEventCount()).toBe(0);
+    db.close();
+  });
+
+  test("event queue: past its bound the oldest go first, the update in progress keeps its say, and the gap is noted for the gateway", async () => {
+    const root = join(dir, "bounded");
+    mkdirSync(join(root, "var/sota"), { recursive: true });
+    const db = new DeviceDb(join(root, "var/sota/fioup.db"));
+    // Events stamped a second apart from `t0`, each carrying a 4 KiB error.
+    const t0 = Date.parse("2026-06-01T00:00:00Z");
+    let n = 0;
+    const at = (i: number) => new Date(t0 + i * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    const ev = (type: Parameters<typeof makeEvent>[0], correlationId: string, details: unknown = "x".repeat(4096)): DeviceEvent => ({
+      ...makeEvent(type, { correlationId, targetName: "hw-2", version: "2" }, { details }),
+      deviceTime: at(n++),
+    });
+    // The update in progress: its download started first, and its install was deferred.
+    db.createUpdate({ id: "01CUR", fromTarget: "hw-1", target: target("2"), explicit: false });
+    db.enqueueEvents([ev("EcuDownloadStarted", "01CUR"), ev("UpdateDeferred", "01CUR", { reason: "window" })]);
+    // Then a device offline for months in a retry loop: a failed update every poll, 4 events each.
+    const loops = Math.ceil((1.5 * MAX_QUEUED_EVENT_BYTES) / (4 * 4300));
+    for (let i = 0; i < loops; i++) {
+      const c = `loop-${i}`;
+      db.enqueueEvents([ev("UpdateInitStarted", c), ev("UpdateInitCompleted", c), ev("EcuDownloadStarted", c), ev("EcuDownloadCompleted", c)]);
+    }
+    db.enqueueEvents([ev("UpdateDeferred", "01CUR", { reason: "lock" })]);
+    const size = db.db.query<{ n: number }, []>("SELECT SUM(octet_length(body)) AS n FROM events").get()!.n;
+    expect(size).toBeLessThanOrEqual(MAX_QUEUED_EVENT_BYTES);
+    const queued = db.peekEvents(1e6).map((r) => r.event);
+    const ids = (c: string) => queued.filter((e) => e.event.correlationId === c).map((e) => e.eventType.id);
+    // The oldest retries are gone, the newest kept whole; the update in progress lost nothing.
+    expect(ids("loop-0")).toEqual([]);
+    expect(ids(`loop-${loops - 1}`)).toEqual(["UpdateInitStarted", "UpdateInitCompleted", "EcuDownloadStarted", "EcuDownloadCompleted"]);
+    expect(ids("01CUR")).toEqual(["EcuDownloadStarted", "UpdateDeferred", "UpdateDeferred"]);
+    // One note says how many went, and from when to when by the device's clock.
+    const notes = queued.filter((e) => e.eventType.id === "EventsDropped");
+    expect(notes).toHaveLength(1);
+    const kept = queued.filter((e) => e.event.correlationId.startsWith("loop-")).length;
+    const note = JSON.parse(notes[0]!.event.details!);
+    expect(note).toMatchObject({ dropped: 4 * loops - kept, from: at(2), to: at(2 + 4 * loops - kept - 1) });
+    expect(note.why).toContain(`at most ${MAX_QUEUED_EVENT_BYTES} bytes`);
+    expect(db.droppedEvents()).toEqual({ dropped: note.dropped, from: note.from, to: note.to });
+
+    // `fioup status` says so next to the queue's length.
+    const status = Bun.spawnSync([process.execPath, join(import.meta.dir, "main.ts"), "status", "--no-apps"], {
+      env: { ...process.env, FIOUP_ROOT: root, DOCKER_HOST: "unix:///nonexistent.sock" },
+    });
+    expect(status.stdout.toString()).toContain(
+      `Events waiting to be sent: ${queued.length} (${note.dropped} older ones dropped, of ${note.from} to ${note.to}: the queue keeps at most ${MAX_QUEUED_EVENT_BYTES} bytes; the gateway is told)`,
+    );
+
+    // Dropping again adds to the note not yet sent: still one note, counting both.
+    for (let i = 0; i < loops / 2; i++) db.enqueueEvents([ev("UpdateInitStarted", `later-${i}`), ev("UpdateInitCompleted", `later-${i}`)]);
+    const again = db.peekEvents(1e6).map((r) => r.event);
+    expect(again.filter((e) => e.eventType.id === "EventsDropped")).toHaveLength(1);
+    expect(db.droppedEvents()!.dropped).toBeGreaterThan(note.dropped);
+    expect(db.droppedEvents()!.from).toBe(at(2));
+    expect(again.filter((e) => e.event.correlationId === "01CUR").map((e) => e.eventType.id)).toEqual(["EcuDownloadStarted", "UpdateDeferred", "UpdateDeferred"]);
+
+    // Once the gateway answers, the note goes with the rest, in order, in batches its schema takes.
+    const got: DeviceEvent[] = [];
+    const gw = { json: async (_m: string, _p: string, body?: unknown) => { expect(Value.Check(EventBatch, body)).toBe(true); got.push(...(body as DeviceEvent[])); return undefined; } };
+    expect((await flushEvents(db, gw)).sent).toBe(again.length);
+    expect(got.map((e) => e.id)).toEqual(again.map((e) => e.id));
+    expect(db.queuedEventCount()).toBe(0);
+    expect(db.droppedEvents()).toBeUndefined();
     db.close();
   });
 

@@ -8,6 +8,7 @@
  */
 import { Database } from "bun:sqlite";
 import { faultPoint } from "./fault.ts";
+import { droppedEventsNote, EVENTS_DROPPED, type DroppedEvents } from "./events/event.ts";
 import type { DeviceEvent, Target } from "../lib/api/index.ts";
 import type { UpdatePlan } from "./update/plan.ts";
 import type { StepName, UpdateState } from "./update/states.ts";
@@ -62,6 +63,21 @@ export class DeviceDbError extends Error {
     );
   }
 }
+
+/**
+ * The most the event queue holds while the gateway is out of reach: 8 MiB of queued events (their
+ * JSON). Bytes, not a count, because the disk is what it protects: an event is 0.3-1 KiB, so this
+ * is some 10,000-25,000 of them (months offline, hundreds of updates), but one carrying a long
+ * error runs to 16 KiB (makeEvent cuts details there) and 10,000 of those would take 160 MB. Not
+ * a setting, as nothing of the queue is. Past it the oldest go first (DeviceDb.enqueueEvents).
+ */
+export const MAX_QUEUED_EVENT_BYTES = 8 << 20;
+
+/**
+ * What a full queue is cut down to: 1 MiB under the bound, so the next thousand or so events queue
+ * without reading the whole queue again (and the note of what was dropped fits).
+ */
+const QUEUE_CUT_TO = MAX_QUEUED_EVENT_BYTES - (1 << 20);
 
 /** The kv key of a target's last permanent failure (DeviceDb.notePermanentFailure). */
 const permanentFailureKey = (target: string) => `permanent-failure:${target}`;
@@ -195,11 +211,68 @@ export class DeviceDb {
 
   // --- event queue ---
 
+  /** Queues events, then keeps the queue within MAX_QUEUED_EVENT_BYTES (dropEventsOverBound). */
   enqueueEvents(events: DeviceEvent[]): void {
     const q = this.db.query("INSERT INTO events (body) VALUES (?)");
     this.db.transaction(() => {
       for (const e of events) q.run(JSON.stringify(e));
+      this.dropEventsOverBound();
     })();
+  }
+
+  /**
+   * Past the bound, drops the oldest queued events (down to QUEUE_CUT_TO), and notes in the queue
+   * how many went and the device times of the first and last of them (one EventsDropped event,
+   * merged with an earlier note not yet sent, in the place of the newest event dropped), so the
+   * gateway hears of the gap once it is reached. The events of the update in progress (else the last one) go only after all others,
+   * and the newest of each of its event types never: those say where the rollout stands
+   * (deferred, released, completed and whether it succeeded); an update that floods the queue
+   * with one type (a hold changing at every poll) loses only its older repeats.
+   */
+  private dropEventsOverBound(): void {
+    // octet_length: the stored size, read without the bodies.
+    const total = this.db.query<{ n: number }, []>("SELECT COALESCE(SUM(octet_length(body)), 0) AS n FROM events").get()!.n;
+    if (total <= MAX_QUEUED_EVENT_BYTES) return;
+    const current = (this.pendingUpdate() ?? this.lastUpdate())?.id ?? null;
+    const rows = this.db
+      .query<{ seq: number; size: number; type: string; corr: string | null; at: string; details: string | null }, []>(
+        `SELECT seq, octet_length(body) AS size, json_extract(body, '$.eventType.id') AS type,
+                json_extract(body, '$.event.correlationId') AS corr, json_extract(body, '$.deviceTime') AS at,
+                iif(json_extract(body, '$.eventType.id') = '${EVENTS_DROPPED}', json_extract(body, '$.event.details'), NULL) AS details
+         FROM events ORDER BY seq`,
+      )
+      .all();
+    const newestOfCurrent = new Map<string, number>();
+    for (const r of rows) if (r.corr === current) newestOfCurrent.set(r.type, r.seq);
+    const keep = new Set(newestOfCurrent.values());
+    // An earlier note not yet sent goes first: what it counted is carried into the new one.
+    const notes = rows.filter((r) => r.type === EVENTS_DROPPED);
+    const candidates = [...notes, ...rows.filter((r) => r.type !== EVENTS_DROPPED && r.corr !== current), ...rows.filter((r) => r.corr === current && !keep.has(r.seq))];
+    let note: DroppedEvents | undefined;
+    let left = total;
+    const drop: number[] = [];
+    for (const r of candidates) {
+      if (left <= QUEUE_CUT_TO && r.type !== EVENTS_DROPPED) break;
+      const d: DroppedEvents = r.details ? (JSON.parse(r.details) as DroppedEvents) : { dropped: 1, from: r.at, to: r.at };
+      note = note ? { dropped: note.dropped + d.dropped, from: note.from < d.from ? note.from : d.from, to: note.to > d.to ? note.to : d.to } : d;
+      drop.push(r.seq);
+      left -= r.size;
+    }
+    if (!note) return; // all of it the newest of the update in progress: nothing may go
+    const del = this.db.query("DELETE FROM events WHERE seq = ?");
+    for (const seq of drop) del.run(seq);
+    const why = `the queue keeps at most ${MAX_QUEUED_EVENT_BYTES} bytes of events while the gateway is out of reach: the oldest were dropped`;
+    this.db.query("INSERT INTO events (seq, body) VALUES (?, ?)").run(Math.max(...drop), JSON.stringify(droppedEventsNote(note, why)));
+  }
+
+  /** The note of dropped events still waiting to be sent, if any. */
+  droppedEvents(): DroppedEvents | undefined {
+    const r = this.db
+      .query<{ body: string }, [string]>("SELECT body FROM events WHERE json_extract(body, '$.eventType.id') = ? ORDER BY seq DESC LIMIT 1")
+      .get(EVENTS_DROPPED);
+    if (!r) return undefined;
+    const { dropped, from, to } = JSON.parse((JSON.parse(r.body) as DeviceEvent).event.details ?? "{}") as DroppedEvents;
+    return { dropped, from, to };
   }
 
   /** The oldest queued events, in order, with their sequence numbers. */

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { openSession } from "../session.ts";
+import { MAX_QUEUED_EVENT_BYTES } from "../db.ts";
+import type { DroppedEvents } from "../events/event.ts";
 import { appStatuses, type AppStatusReport } from "../converge.ts";
 import { currentTarget } from "../update/current-target.ts";
 import { holdStatus } from "../update/hold.ts";
@@ -22,6 +24,8 @@ interface StatusOutput {
   updates: UpdateSummary[];
   badTargets: string[];
   queuedEvents: number;
+  /** Queued events dropped to keep the queue within its bound (fioup/db.ts), while the note of it waits to be sent. */
+  droppedEvents: DroppedEvents | null;
   /** The pending update's install is deferred (a clock not yet set, the maintenance window or update locks): why and until when. */
   hold: ReturnType<typeof holdStatus> | null;
   /** Update locks held now (<storage>/update-locks/). */
@@ -67,6 +71,7 @@ export default defineCommand({
         updates: s.db.listUpdates(10).map(summarize),
         badTargets: s.db.badTargets(),
         queuedEvents: s.db.queuedEventCount(),
+        droppedEvents: s.db.droppedEvents() ?? null,
         hold: (pending && holdStatus(s.cfg, s.db, pending)) || null,
         updateLocks: listUpdateLocks(updateLocksDir(s.cfg)),
       };
@@ -95,7 +100,14 @@ export default defineCommand({
             : []),
           ...(o.updateLocks.length ? [`Update locks: ${o.updateLocks.map((l) => `${l.name}${l.reason ? ` (${l.reason})` : ""}`).join(", ")}`] : []),
           ...(o.badTargets.length ? [`Bad targets: ${o.badTargets.join(", ")}`] : []),
-          ...(o.queuedEvents ? [`Events waiting to be sent: ${o.queuedEvents}`] : []),
+          ...(o.queuedEvents
+            ? [
+                `Events waiting to be sent: ${o.queuedEvents}` +
+                  (o.droppedEvents
+                    ? ` (${o.droppedEvents.dropped} older ones dropped, of ${o.droppedEvents.from} to ${o.droppedEvents.to}: the queue keeps at most ${MAX_QUEUED_EVENT_BYTES} bytes; the gateway is told)`
+                    : ""),
+              ]
+            : []),
           ...(o.targetApps
             ? o.targetApps.map((a) => `App ${a.name}: ${a.status}${a.status === "outside the shortlist" && a.containersRunning ? " (still running)" : ""}`)
             : o.appsError
