@@ -96,7 +96,7 @@ export class PinnedViews {
     return this.#current.get(uuid) ?? this.#previous.get(uuid);
   }
 
-  /** Devices remembered (for tests). */
+  /** Records held, for tests (a device recorded in both generations counts twice). */
   get size(): number {
     return this.#current.size + this.#previous.size;
   }
