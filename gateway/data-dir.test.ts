@@ -1,8 +1,8 @@
 import { expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir } from "../test/harness/tmp.ts";
-import { DataDirError, lockDataDir, openDataDir, readServeInfo } from "./data-dir.ts";
+import { sleep, tempDir } from "../test/harness/tmp.ts";
+import { DataDirError, lockDataDir, openDataDir, readServeInfo, servingPid, writeServeInfo } from "./data-dir.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 
 const hosts = ["127.0.0.1"];
@@ -72,4 +72,45 @@ test("a damaged factory.json, CA or server certificate is an error that names th
     writeFileSync(join(dir, file), good);
   }
   await openDataDir(dir, { hosts: ["127.0.0.1"] });
+});
+
+test("a gateway of a release before serve.lock, known only by its serve.json, is serving the data dir; a dead or reused PID in serve.json is not", async () => {
+  const dir = await tempDir("data-dir-");
+  await openDataDir(dir, { factory: "main", hosts });
+  // What last week's release ran as (`gateway serve --data DIR`): a live process with `serve` among its arguments.
+  const old = Bun.spawn([process.execPath, "-e", "setInterval(() => {}, 1000)", "serve", "--data", dir], { stdout: "ignore", stderr: "ignore" });
+  try {
+    await sleep(100); // it listens some time after it starts: serve.json is younger than the process
+    const info = { url: "https://127.0.0.1:38500", publicUrl: "https://127.0.0.1:38500", pid: old.pid };
+    await writeServeInfo(dir, info);
+    expect(await servingPid(dir)).toBe(old.pid);
+    // This release does not take it, as it does not take a dir a gateway of its own holds.
+    await expect(lockDataDir(dir)).rejects.toThrow(`${dir} is in use by the gateway running as PID ${old.pid}`);
+    expect(existsSync(join(dir, "serve.lock"))).toBe(false);
+
+    // A serve.json written before the process started (an old gateway killed, its PID now another process's): not in use.
+    const before = new Date(Date.now() - 3_600_000);
+    utimesSync(join(dir, "serve.json"), before, before);
+    expect(await servingPid(dir)).toBeUndefined();
+
+    // Fresh again, but naming a live process that is no gateway (no `serve` argument): this test's own.
+    await writeServeInfo(dir, { ...info, pid: process.pid });
+    expect(await servingPid(dir)).toBeUndefined();
+
+    // A copy of a data dir this release serves: serve.lock names the same PID as serve.json, and holds only for the original.
+    const served = await tempDir("data-dir-");
+    const lock = await lockDataDir(served);
+    await writeServeInfo(served, { ...info, pid: process.pid });
+    const copy = await tempDir("data-dir-copy-");
+    cpSync(served, copy, { recursive: true });
+    expect(await servingPid(served)).toBe(process.pid);
+    expect(await servingPid(copy)).toBeUndefined();
+    lock.release();
+  } finally {
+    old.kill();
+    await old.exited;
+  }
+  // Killed, its serve.json stays behind, fresh: a dead PID is not in use.
+  await writeServeInfo(dir, { url: "https://127.0.0.1:38500", publicUrl: "https://127.0.0.1:38500", pid: old.pid });
+  expect(await servingPid(dir)).toBeUndefined();
 });

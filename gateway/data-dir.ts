@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { lstat, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
-import { acquireLock, LockedError, lockHolder, type Lock } from "../lib/fs/pid-lock.ts";
+import { acquireLock, LockedError, lockFilePid, lockHolder, processArgs, processStartMs, type Lock } from "../lib/fs/pid-lock.ts";
 import { certificateHosts, certificateNotAfter, createCa, issueServerCert, loadCa, SERVER_CERT_RENEW_DAYS, type CertificateAuthority } from "./pki/ca.ts";
 import { newToken } from "./pki/tokens.ts";
 
@@ -77,7 +77,7 @@ const serveLockPath = (dir: string) => join(dir, "serve.lock");
  * Takes DIR/serve.lock for a `gateway serve`, creating DIR: two gateways on one data dir would
  * rewrite each other's serve.json and TLS certificate. A lock left by a killed gateway is taken over.
  *
- * @throws {DataDirInUseError} If a live gateway holds it.
+ * @throws {DataDirInUseError} If a live gateway holds it, or one of a release before the lock serves DIR.
  */
 export async function lockDataDir(dir: string): Promise<Lock> {
   await mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
@@ -85,6 +85,8 @@ export async function lockDataDir(dir: string): Promise<Lock> {
     if (e.code === "EEXIST" || e.code === "ENOTDIR") throw new DataDirError(`Cannot use ${dir} as the data dir: it, or a directory above it, is a file`);
     throw e;
   });
+  const unlocked = await lockFreeServePid(dir); // one of a release before the lock (before taking it: the lock file names its PID)
+  if (unlocked !== undefined && unlocked !== process.pid) throw new DataDirInUseError(dir, unlocked);
   try {
     return acquireLock(serveLockPath(dir), process.pid, await dirIdentity(dir));
   } catch (e) {
@@ -93,10 +95,41 @@ export async function lockDataDir(dir: string): Promise<Lock> {
   }
 }
 
-/** The PID of the `gateway serve` running on DIR, if one is. */
+/** The PID of the `gateway serve` running on DIR, if one is: one holding serve.lock, or one of a release before it. */
 export async function servingPid(dir: string): Promise<number | undefined> {
   const identity = await dirIdentity(dir).catch(() => undefined);
-  return identity === undefined ? undefined : lockHolder(serveLockPath(dir), identity);
+  if (identity === undefined) return undefined;
+  return lockHolder(serveLockPath(dir), identity) ?? (await lockFreeServePid(dir));
+}
+
+/** Slack for the clocks in lockFreeServePid: /proc's boot time is whole seconds, and some filesystems keep mtimes to 2 s. */
+const CLOCK_SLACK_MS = 2000;
+
+/**
+ * The PID of a gateway of a release before serve.lock (2026-12-03) serving DIR: it wrote
+ * DIR/serve.json with its PID when it started listening and removed it when it stopped. A killed
+ * one leaves the file, and in time its PID is another process's. So the PID counts only if its
+ * process started before serve.json was written: a PID is one live process's at a time, so a
+ * process running now that already ran then is the one that wrote it, and a reused PID's process
+ * started after. As a check on that (a clock stepped since, a PID of another PID namespace) it
+ * must also have `serve` among its arguments, as every start of one has (`gateway serve`,
+ * `bun gateway/main.ts serve`); not the program's name, which an install may change. A
+ * serve.json whose PID serve.lock names is this release's gateway's: the lock has decided (a copy
+ * of a running gateway's data dir, lock and serve.json with it, is not in use by it).
+ */
+async function lockFreeServePid(dir: string): Promise<number | undefined> {
+  const file = serveInfoPath(dir);
+  const written = await stat(file).catch(() => undefined);
+  let pid: unknown;
+  try {
+    pid = (JSON.parse((await readOr(file)) ?? "null") as Partial<ServeInfo> | null)?.pid;
+  } catch {
+    return undefined; // garbled: it names no process (readServeInfo says so to the admin commands)
+  }
+  if (!written || typeof pid !== "number" || pid === lockFilePid(serveLockPath(dir))) return undefined;
+  if (!processArgs(pid)?.includes("serve")) return undefined;
+  const started = processStartMs(pid);
+  return started !== undefined && started <= written.mtimeMs + CLOCK_SLACK_MS ? pid : undefined;
 }
 
 /**

@@ -42,6 +42,27 @@ const bootId = () => read("/proc/sys/kernel/random/boot_id");
 /** A process's start time (clock ticks since boot, /proc/PID/stat field 22): tells a reused PID apart. */
 const startTime = (pid: number) => read(`/proc/${pid}/stat`).replace(/^.*\) /, "").split(" ")[19] ?? "";
 
+/** Clock ticks per second of /proc's times (USER_HZ): 100 on every Linux. */
+const USER_HZ = 100;
+
+/**
+ * When process `pid` started, in ms since the epoch by today's clock (the boot time /proc/stat
+ * gives, in whole seconds, plus the start time): undefined if it does not run or /proc cannot say.
+ */
+export function processStartMs(pid: number): number | undefined {
+  const btime = Number(/^btime ([0-9]+)$/m.exec(read("/proc/stat"))?.[1]);
+  const ticks = Number(startTime(pid) || NaN);
+  if (!alive(pid) || !Number.isFinite(btime) || !Number.isFinite(ticks)) return undefined;
+  return btime * 1000 + (ticks * 1000) / USER_HZ;
+}
+
+/** The arguments process `pid` was started with (its program first), or undefined if /proc cannot say. */
+export function processArgs(pid: number): string[] | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const line = read(`/proc/${pid}/cmdline`);
+  return line ? line.split("\0").filter((a) => a !== "") : undefined;
+}
+
 /** The lock file's content: `pid start-time boot-id [place]`. */
 const lockLine = (pid: number, place?: string) => `${pid} ${startTime(pid)} ${bootId()}${place ? ` ${place}` : ""}\n`;
 
@@ -62,6 +83,12 @@ function holds(content: string, place?: string): boolean {
 export interface Lock {
   readonly path: string;
   release(): void;
+}
+
+/** The PID the lock file at `path` names, whether that process still holds it or not (undefined: no lock file). */
+export function lockFilePid(path: string): number | undefined {
+  const pid = Number(read(path).split(/\s+/)[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
 /** The PID of the live process holding the lock at `path` (for `place`), or undefined (no lock, or a stale one). */
