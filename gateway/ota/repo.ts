@@ -262,6 +262,23 @@ export class TufRepo {
     return Math.max(50, Math.min(300_000, ...ROLE_NAMES.map((r) => (this.#margins[r] * 1000) / 4)));
   }
 
+  /**
+   * Whether this gateway holds the keys to sign `role` (a threshold of those root.json trusts), and
+   * how long before the role expires its refresh timer re-signs it then: the dashboard tells a
+   * person of targets near expiry only when they need one (gateway/ui/attention.tsx). Looks at the
+   * keys dir each time, so a key file moved out is seen at once.
+   */
+  async signing(role: RoleName): Promise<{ held: boolean; marginMs: number }> {
+    const held = await this.#keysFor(await this.#load(), role).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof SigningKeyUnavailableError) return false;
+        throw e;
+      },
+    );
+    return { held, marginMs: this.#margins[role] * 1000 };
+  }
+
   // ---- reading ----
 
   /**
