@@ -4,7 +4,9 @@
  *
  * @module
  */
-import type { DeviceEvent, EventTypeId } from "../../lib/api/index.ts";
+import type { DeviceEvent, DroppedEvents, EventTypeId } from "../../lib/api/index.ts";
+
+export type { DroppedEvents };
 
 export interface EventSubject {
   correlationId: string;
@@ -22,24 +24,14 @@ export function makeEvent(type: EventTypeId, s: EventSubject, extra: { success?:
   });
 }
 
-function deviceEvent(type: string, event: DeviceEvent["event"]): DeviceEvent {
+function deviceEvent(type: EventTypeId, event: DeviceEvent["event"]): DeviceEvent {
   return { id: crypto.randomUUID(), deviceTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"), eventType: { id: type, version: 2 }, event };
 }
 
-/**
- * The type of the note that the device dropped queued events (fioup/db.ts bounds its queue). Not
- * one of lib/api's EVENT_TYPES, which name update events: the gateway stores any type id.
- */
-export const EVENTS_DROPPED = "EventsDropped";
-
-/** What a note of dropped events says: how many, and the device times of the oldest and newest of them. */
-export interface DroppedEvents {
-  dropped: number;
-  from: string;
-  to: string;
-}
+/** The type of the note that the device dropped queued events (fioup/db.ts bounds its queue; lib/api/device.ts reads it). */
+export const EVENTS_DROPPED = "EventsDropped" satisfies EventTypeId;
 
 /** The note, sent in the queue's order like any event, under its own correlation id (it belongs to no update). */
-export function droppedEventsNote(d: DroppedEvents, why: string): DeviceEvent {
+export function droppedEventsNote(d: Omit<DroppedEvents, "why">, why: string): DeviceEvent {
   return deviceEvent(EVENTS_DROPPED, { correlationId: `events-dropped-${crypto.randomUUID()}`, details: JSON.stringify({ ...d, why }) });
 }

@@ -1,6 +1,7 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { printable } from "../../lib/cli/printable.ts";
 import { cell } from "../../lib/cli/table.ts";
+import { readDroppedEvents } from "../../lib/api/index.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -29,8 +30,11 @@ export default defineCommand({
         `status:      ${d.revokedAt ? `revoked ${cell(d.revokedAt)}` : "active"}`,
       ];
       for (const [app, st] of Object.entries(d.appsStates?.apps ?? {})) lines.push(`app ${printable(app)}: ${cell(st.state)} (${cell(st.uri)})`);
-      for (const u of d.updates.slice(-10))
-        lines.push(`update ${cell(u.correlationId)}: ${cell(u.targetName ?? "?")} ${u.success === undefined ? "in progress" : u.success ? "ok" : "FAILED"}`);
+      for (const u of d.updates.slice(-10)) {
+        const dropped = u.events[0] && readDroppedEvents(u.events[0]);
+        if (dropped) lines.push(`events dropped on the device: ${dropped.dropped}, dated ${cell(dropped.from)} to ${cell(dropped.to)} by its clock`);
+        else lines.push(`update ${cell(u.correlationId)}: ${cell(u.targetName ?? "?")} ${u.success === undefined ? "in progress" : u.success ? "ok" : "FAILED"}`);
+      }
       return lines.join("\n");
     });
   },

@@ -18,10 +18,12 @@ export const EVENT_TYPES = [
   "EcuInstallationStarted",
   "EcuInstallationApplied",
   "EcuInstallationCompleted",
-  /** Install deferred by a maintenance window or update locks; details: {reason, until, heldSince, ...} (docs/formats.md). */
+  /** Install deferred by a maintenance window, update locks or a clock not set yet; details: {reason: window|lock|clock, until, heldSince, ...} (docs/formats.md). */
   "UpdateDeferred",
-  /** A deferred install goes ahead; details: {heldSince, releasedBy: window|lock|max-hold|force}. */
+  /** A deferred install goes ahead; details: {heldSince, releasedBy: window|lock|clock|max-hold|force}. */
   "UpdateHoldReleased",
+  /** Queued events the device dropped to bound its queue (fioup/db.ts), under a correlation id of its own; details: {dropped, from, to, why}. */
+  "EventsDropped",
 ] as const;
 export type EventTypeId = (typeof EVENT_TYPES)[number];
 
@@ -41,6 +43,26 @@ export const DeviceEvent = Type.Object({
   ),
 });
 export type DeviceEvent = Static<typeof DeviceEvent>;
+
+/** What an EventsDropped note says: how many events, the device times of the oldest and newest of them, and why. */
+export interface DroppedEvents {
+  dropped: number;
+  from: string;
+  to: string;
+  why?: string;
+}
+
+/** An EventsDropped note's details, or undefined for any other event (or details that are not such a note). */
+export function readDroppedEvents(e: DeviceEvent): DroppedEvents | undefined {
+  if (e.eventType.id !== "EventsDropped" || !e.event.details) return undefined;
+  try {
+    const d = JSON.parse(e.event.details) as Partial<DroppedEvents>;
+    if (typeof d.dropped !== "number" || typeof d.from !== "string" || typeof d.to !== "string") return undefined;
+    return { dropped: d.dropped, from: d.from, to: d.to, ...(typeof d.why === "string" ? { why: d.why } : {}) };
+  } catch {
+    return undefined;
+  }
+}
 
 export const EventBatch = Type.Array(DeviceEvent, { maxItems: 500 });
 

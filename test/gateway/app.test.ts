@@ -1,6 +1,7 @@
 /** The gateway app through app.request(): routes, auth, validation, errors (no TLS). */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Timeline } from "../../gateway/ui/pages/timeline.tsx";
+import { droppedEventsNote } from "../../fioup/events/event.ts";
 import type { UpdateList } from "../../lib/api/admin.ts";
 import { anEvent, json, testGateway } from "./_fixture.ts";
 
@@ -148,6 +149,16 @@ describe("device API", () => {
     const html = String(Timeline({ updates }));
     expect(html).toContain(`<time datetime="${received}">${received}</time> (received; the device&#39;s clock said 1970-01-01T00:00:17Z)`);
     expect(html.match(/clock said/g)).toHaveLength(1); // an event dated right shows its own time alone
+  }, 60_000);
+
+  test("a device's note that it dropped queued events shows in its timeline as a gap, not as an update in progress", async () => {
+    const d = await t.register();
+    const note = droppedEventsNote({ dropped: 1234, from: "2026-10-01T00:00:00Z", to: "2026-11-01T00:00:00Z" }, "queue over 8 MiB");
+    expect((await t.app.request("/events", json([note]), { peer: d.peer })).status).toBe(200);
+    const { updates } = (await (await t.app.request(`/admin/devices/${d.uuid}/updates`, t.admin())).json()) as UpdateList;
+    const html = String(Timeline({ updates }));
+    expect(html).toContain("The device dropped 1234 older queued events, dated 2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z by its clock (queue over 8 MiB)");
+    expect(html).not.toContain("in progress");
   }, 60_000);
 
   test("bad bodies get 400, oversized bodies 413, malformed JSON 400", async () => {

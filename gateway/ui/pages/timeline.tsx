@@ -1,7 +1,7 @@
 /* @jsxImportSource hono/jsx */
 /** A device's update history as a timeline: each step of each update, bytes fetched, the error text of a failure. */
 import type { Update } from "../../../lib/api/admin.ts";
-import type { DeviceEvent } from "../../../lib/api/index.ts";
+import { readDroppedEvents, type DeviceEvent } from "../../../lib/api/index.ts";
 import { sizeText } from "../../../lib/cli/bytes.ts";
 
 const STEP_NAMES: Record<string, [ok: string, failed: string]> = {
@@ -68,11 +68,23 @@ function Step({ e, receivedAt }: { e: DeviceEvent; receivedAt: string | undefine
   );
 }
 
+/** A device's note that it dropped queued events (its queue is bounded): a gap in the history, not an update. */
+function DroppedNote({ u }: { u: Update }) {
+  const d = readDroppedEvents(u.events[0]!);
+  return (
+    <section class="card" style="margin-bottom:.8rem" data-update={u.correlationId} data-dropped={d?.dropped}>
+      <p class="muted" style="margin:0">
+        {d ? `The device dropped ${d.dropped} older queued events, dated ${d.from} to ${d.to} by its clock${d.why ? ` (${d.why})` : ""}: this history has a gap there.` : "The device dropped older queued events."}
+      </p>
+    </section>
+  );
+}
+
 export function Timeline({ updates }: { updates: Update[] }) {
   if (!updates.length) return <p class="muted">No updates reported yet.</p>;
   return (
     <>
-      {[...updates].reverse().map((u) => (
+      {[...updates].reverse().map((u) => u.events[0]?.eventType.id === "EventsDropped" ? <DroppedNote u={u} /> : (
         <section class="card" style="margin-bottom:.8rem" data-update={u.correlationId}>
           <h3 style="margin:.1rem 0 .5rem;font-size:1rem">
             {u.targetName ?? u.correlationId}{" "}
