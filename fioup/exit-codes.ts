@@ -59,7 +59,7 @@ const TABLE = [
   [EXIT.NOT_REGISTERED, "not registered, or no device state where --sota-dir points (the folder does not exist)", [NotRegisteredError, NoDeviceStateError]],
   [EXIT.ALREADY_REGISTERED, "already registered (use --force)", [AlreadyRegisteredError]],
   [EXIT.LOCKED, "another fioup holds the update lock", [LockedError]],
-  [EXIT.DEFERRED, "install deferred: outside the maintenance window or held by an update lock (fetched; --force installs)", [UpdateDeferredError]],
+  [EXIT.DEFERRED, "install deferred: outside the maintenance window, a clock not set yet, or held by an update lock (fetched; --force installs)", [UpdateDeferredError]],
   [EXIT.CONFIG, "config invalid", [ConfigError]],
   [EXIT.NO_MATCHING_TARGET, "no matching target (hwid/tags/version)", [TargetNotFoundError]],
   [EXIT.NO_UPDATE_IN_PROGRESS, "no update in progress (install/start/cancel)", [NoUpdateInProgressError]],

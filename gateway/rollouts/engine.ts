@@ -15,10 +15,17 @@
  *
  * @module
  */
-import type { RolloutEventKind } from "../../lib/api/admin.ts";
+import type { RolloutEventKind, RolloutHold } from "../../lib/api/admin.ts";
 import type { TargetEntry } from "../../lib/api/target.ts";
 import type { RolloutCount, RolloutEventRow, RolloutPatch, RolloutRow, Store } from "../store/types.ts";
 import { evaluateDevice, publishedAt, type DeviceEvidence, type TargetInfo } from "./evaluate.ts";
+
+/** A device-deferred rollout event's reason, by the kind of hold the device reported (fioup/update/hold-policy.ts). */
+const HOLD_REASONS: Record<RolloutHold["kind"], string> = {
+  lock: "deferred by an update lock",
+  window: "deferred to the maintenance window",
+  clock: "deferred until its clock is set (it reads before the release was made, so it cannot judge the maintenance window)",
+};
 
 export type RolloutEventInput = Omit<RolloutEventRow, "id">;
 
@@ -123,7 +130,7 @@ export class RolloutEngine {
       else if (c.status === "failed") events.push({ ...base, kind: "device-failed", reason: c.reason ?? "failed" });
       else if (c.hold) {
         const until = c.hold.until ? ` until ${c.hold.until}` : "";
-        events.push({ ...base, kind: "device-deferred", reason: c.hold.kind === "lock" ? `deferred by an update lock${until}` : `deferred to the maintenance window${until}` });
+        events.push({ ...base, kind: "device-deferred", reason: HOLD_REASONS[c.hold.kind] + until });
       }
     }
     if (changes.length) await store.updateRolloutDevices(r.id, changes);

@@ -113,6 +113,13 @@ describe("a rollout member's status", () => {
     expect(evaluateDevice(evidence({ events: [skewed], hold: first!.hold! }), ctx(T0 + 170 * min))).toBeUndefined();
   });
 
+  test("a device waiting for its clock to be set is recorded as such, and not timed out by the max hold meant for locks", () => {
+    const deferred = event("UpdateDeferred", T0, { details: { reason: "clock", until: null, window: "Mon-Fri 02:00-04:00" } });
+    const c = ctx(T0 + 121 * min, { maxHoldS: 3600 });
+    expect(evaluateDevice(evidence({ events: [deferred] }), c)).toEqual({ uuid: "d1", hold: { kind: "clock", until: null, at: iso(T0) } });
+    expect(evaluateDevice(evidence({ events: [deferred], hold: { kind: "clock", until: null, at: iso(T0) } }), c)).toBeUndefined();
+  });
+
   test("a lock hold without an end is bounded by the rollout's max hold", () => {
     const deferred = event("UpdateDeferred", T0, { details: { reason: "lock", until: null } });
     const c = ctx(T0 + 119 * min, { maxHoldS: 3600 });

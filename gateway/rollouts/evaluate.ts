@@ -146,7 +146,7 @@ function currentHold(ev: DeviceEvidence, version: string, prev: RolloutHold | nu
     if (id === DEFERRED) {
       const d = details(event);
       const o = d && typeof d === "object" ? d : {};
-      const kind = o.reason === "window" ? "window" : "lock";
+      const kind = o.reason === "window" || o.reason === "clock" ? o.reason : "lock";
       hold = { kind, until: typeof o.until === "string" ? onGatewayClock(o.until, event.deviceTime, receivedAt) : null, at: receivedAt };
     } else if (id === HOLD_RELEASED || id === COMPLETED) {
       if (hold && ms(receivedAt) >= ms(hold.at)) hold = null;
@@ -184,6 +184,8 @@ export function pendingDeadline(ctx: EvaluateContext, hold: RolloutHold | null, 
   if (holdEndedAt > from) from = holdEndedAt;
   if (hold) {
     let end = hold.until ? ms(hold.until) : NaN;
+    // Only a lock ends by itself after the max hold (fioup installs then); a window without a known
+    // opening, or a clock not set yet, holds until the device says otherwise.
     if (Number.isNaN(end)) end = ctx.rollout.maxHoldS && hold.kind === "lock" ? ms(hold.at) + ctx.rollout.maxHoldS * 1000 : Infinity;
     from = Math.max(from, end);
   }
