@@ -34,7 +34,7 @@ export function trustedTimestampVersion(storagePath: string): number {
  * device refuses) leaves the trusted version behind, and asking with that one again is answered
  * at once: the daemon checked back to back, tens of times a second (370 checks in 10 s with a
  * clock 3 days ahead). So each such miss waits before asking again, 1 s, then 2, 4, ... up to the
- * poll interval: a check caught once by a view changing under it (docs/signed-views.md) is
+ * poll interval: a check caught once by a view changing under it on another replica (docs/signed-views.md, "Across replicas") is
  * retried within a second or two, one that keeps failing settles to one check per poll.
  */
 const announced = new Map<string, { version: number; misses: number }>();

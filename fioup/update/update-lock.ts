@@ -7,9 +7,8 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
 import { basename } from "node:path";
-import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
+import { acquireLock, LockedError, processArgs, type Lock } from "../../lib/fs/pid-lock.ts";
 
 /**
  * Another fioup holds the update lock: who, and what to do. Exit 13 and, in `--format json`,
@@ -43,13 +42,9 @@ const LOCKING = new Set(["update", "fetch", "install", "start", "cancel", "daemo
  * fioup whose PID now belongs to `systemctl start x` is not "fioup start".
  */
 function holderCommand(pid: number): string | undefined {
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    if (!args.some((a) => basename(a) === "fioup" || a.endsWith("fioup/main.ts"))) return undefined;
-    return args.find((a) => LOCKING.has(a));
-  } catch {
-    return undefined;
-  }
+  const args = processArgs(pid);
+  if (!args?.some((a) => basename(a) === "fioup" || a.endsWith("fioup/main.ts"))) return undefined;
+  return args.find((a) => LOCKING.has(a));
 }
 
 /** Takes `<storage>/update.lock` for `action` (the verb of the message: "update", "cancel"...). */
