@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -74,6 +74,37 @@ describe("gc", () => {
       await pushImage(app, "main/shop", "bundle", { [BUNDLE_INDEX_DIGEST_ANNOTATION]: index });
       expect((await gc(root, { graceMs: 0 })).blobsRemoved).toBe(0);
       expect((await app.request(`/v2/main/shop/blobs/${index}`)).status).toBe(200);
+    });
+  });
+
+  test("a manifest put again makes fresh all it references, its bundle index too, so a gc that marked before the put spares them", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const index = await push(app, "main/shop", "index");
+      const { manifest } = await pushImage(app, "main/shop", "bundle", { [BUNDLE_INDEX_DIGEST_ANNOTATION]: index });
+      const old = new Date(Date.now() - 7_200_000);
+      const blobs = join(root, "blobs", "sha256");
+      for (const f of readdirSync(blobs)) utimesSync(join(blobs, f), old, old);
+      const put = await app.request(`/v2/main/shop/manifests/${sha256(manifest)}`, { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
+      expect(put.status).toBe(201);
+      // The manifest, its config, its layer and the index: all younger than the grace period of a gc started before the put.
+      const fresh = readdirSync(blobs).filter((f) => statSync(join(blobs, f)).mtimeMs > old.getTime() + 3_600_000);
+      expect(fresh.sort()).toEqual([sha256(manifest), sha256("{}"), sha256("bundle"), index].map((d) => d.slice(7)).sort());
+    });
+  });
+
+  test("a manifest whose blob gc swept after publish found it is refused, not stored without it", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const { manifest } = await pushImage(app);
+      expect((await app.request(`/v2/main/app/manifests/${sha256(manifest)}`, { method: "DELETE" })).status).toBe(202);
+      // publish's HEAD finds the blobs (pushes nothing), then gc sweeps them, then publish puts the manifest.
+      expect((await app.request(`/v2/main/app/blobs/${sha256("layer")}`, { method: "HEAD" })).status).toBe(200);
+      expect((await gc(root, { graceMs: 0 })).blobsRemoved).toBe(3);
+      const put = await app.request("/v2/main/app/manifests/v1", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
+      expect(put.status).toBe(400);
+      expect(((await put.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("MANIFEST_BLOB_UNKNOWN");
+      expect((await app.request("/v2/main/app/manifests/v1")).status).toBe(404);
     });
   });
 

@@ -4,18 +4,32 @@
  * upload sessions. With `untargeted` (`--untargeted`) it first drops the manifests no current
  * target reaches (untargeted.ts says which), so the sweep frees what only they referenced.
  * Recently written blobs and manifests are spared (`graceMs`), so a push in progress, whose
- * layers arrive before its manifest, is not collected under it. It deletes only from a directory
- * laid out as this registry's storage (storage.ts): pointed at anything else by mistake, it
- * refuses rather than delete files it cannot know are unreferenced.
+ * layers arrive before its manifest, is not collected under it.
+ *
+ * gc runs as its own process while the gateway serves, so a manifest may be put between its mark
+ * and its sweep (a publish reusing one gc has just removed): marked too late, its content would be
+ * swept, and the manifest left in place without it. A put therefore makes fresh every blob the
+ * manifest references, its own content included (storage.ts putManifest: it checks them anyway),
+ * and the sweep reads a blob's mtime just before taking it, sparing any changed since gc started;
+ * it takes a blob by moving it aside and reading the mtime again, so a put that came in between
+ * shows and the blob is put back, and one that comes later finds it gone: refused for a blob it
+ * references (MANIFEST_BLOB_UNKNOWN: publish fails and says so, no manifest is left without its
+ * content), its own content written again. No lock: a put never waits for gc, and costs a utimes
+ * per blob, on the push path only. Blobs a publish pushes are fresh files, spared by the grace
+ * period; one it found already there and did not push, swept before its manifest is put, gets
+ * that manifest refused the same way.
+ *
+ * It deletes only from a directory laid out as this registry's storage (storage.ts): pointed at
+ * anything else by mistake, it refuses rather than delete files it cannot know are unreferenced.
  *
  * @module
  */
-import { readFile, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { REGISTRY_TOP_FOLDERS, RegistryStorage } from "./storage.ts";
 import { reachedManifests, revisionKey, type TargetApp } from "./untargeted.ts";
-import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
+import { referencedBlobs } from "./manifest.ts";
 
 /** `root` is not this registry's storage: nothing was removed. */
 export class NotRegistryStorageError extends Error {
@@ -76,6 +90,35 @@ export interface GcResult {
   uploadsRemoved: number;
   blobsKept: number;
 }
+
+/**
+ * Removes the blob at `path`, last modified at `mtimeMs` when the sweep judged it, unless a
+ * manifest put has refreshed it since (storage.ts putManifest touches every blob it references):
+ * the blob is first moved aside, so a put that comes later finds it gone and fails, and the one
+ * that came earlier shows in the mtime, which is read again after the move. False if it stays.
+ */
+async function takeBlob(path: string, mtimeMs: number): Promise<boolean> {
+  const aside = join(dirname(path), `.${basename(path)}.gc`); // a dot file: not a blob to any reader, nor to gc
+  try {
+    await rename(path, aside);
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+  if ((await stat(aside)).mtimeMs !== mtimeMs) {
+    await rename(aside, path); // a put of the same digest since then wrote the same bytes
+    return false;
+  }
+  await rm(aside, { force: true });
+  return true;
+}
+
+/**
+ * For tests only: `GATEWAY_FAULT=gc-pause-before-sweep` stops gc between its mark and its sweep
+ * (it says so on stderr) until its stdin is closed, so a test can put a manifest in that window.
+ * Read once; nothing happens unless it is set.
+ */
+const PAUSE_BEFORE_SWEEP = process.env.GATEWAY_FAULT === "gc-pause-before-sweep";
 
 /** Every repository directory under `<root>/repositories` (names nest). */
 async function repositories(storage: RegistryStorage): Promise<string[]> {
@@ -150,15 +193,13 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
       } catch {
         continue;
       }
-      const refs = [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])];
-      for (const d of refs) {
-        const ref = d as { digest?: unknown; annotations?: Record<string, unknown> } | undefined;
-        // A compose app's bundle layer names its index only in an annotation (lib/compose/app-format.ts):
-        // devices and export fetch that blob by digest, so it is as referenced as the layer.
-        for (const digest of [ref?.digest, ref?.annotations?.[BUNDLE_INDEX_DIGEST_ANNOTATION]])
-          if (typeof digest === "string" && digest.startsWith("sha256:")) marked.add(digest.slice(7));
-      }
+      for (const digest of referencedBlobs(doc)) marked.add(digest.slice(7));
     }
+  }
+
+  if (PAUSE_BEFORE_SWEEP) {
+    process.stderr.write("gc: paused before the sweep (GATEWAY_FAULT=gc-pause-before-sweep): closing stdin resumes it\n");
+    await Bun.stdin.text();
   }
 
   // Sweep the content store.
@@ -172,14 +213,13 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
     }
     const st = await stat(join(blobDir, hex)).catch(() => undefined);
     if (!st?.isFile()) continue;
-    if (now - st.mtimeMs < grace) {
+    if (now - st.mtimeMs < grace || (!opts.dryRun && !(await takeBlob(join(blobDir, hex), st.mtimeMs)))) {
       result.blobsKept++;
       continue;
     }
     removed.add(hex);
     result.blobsRemoved++;
     result.bytesFreed += st.size;
-    if (!opts.dryRun) await rm(join(blobDir, hex), { force: true });
   }
 
   // Drop repository links to what is gone.

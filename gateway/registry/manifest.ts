@@ -7,6 +7,7 @@
  */
 import { RegistryRequestError } from "./errors.ts";
 import { isSha256Digest } from "./_names.ts";
+import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
 export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
@@ -89,6 +90,21 @@ export function parseManifest(bytes: Uint8Array, contentType: string | undefined
   if (doc.subject !== undefined) out.subject = descriptor(doc.subject, "subject").digest;
   if (doc.annotations && typeof doc.annotations === "object" && !Array.isArray(doc.annotations)) {
     out.annotations = doc.annotations as Record<string, string>;
+  }
+  return out;
+}
+
+/**
+ * The sha256 digests of every blob an image manifest references, read leniently (gc reads what
+ * is stored, whatever it is): its config and layers, and a compose app bundle's index, which its
+ * layer names only in an annotation (lib/compose/app-format.ts) yet devices and export fetch by
+ * digest, so it is as referenced as the layer.
+ */
+export function referencedBlobs(doc: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const d of [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : [])]) {
+    const ref = d as { digest?: unknown; annotations?: Record<string, unknown> } | undefined;
+    for (const digest of [ref?.digest, ref?.annotations?.[BUNDLE_INDEX_DIGEST_ANNOTATION]]) if (isSha256Digest(digest)) out.push(digest as string);
   }
   return out;
 }

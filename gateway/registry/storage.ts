@@ -27,7 +27,7 @@ import { RegistryRequestError } from "./errors.ts";
 import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fileSize, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
-import { parseManifest, type ParsedManifest } from "./manifest.ts";
+import { parseManifest, referencedBlobs, type ParsedManifest } from "./manifest.ts";
 
 /** Largest manifest accepted (as distribution's default). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -193,7 +193,8 @@ export class RegistryStorage {
 
   /**
    * Stores a manifest byte-exact under its digest, links it into `repo` and points `ref` at it
-   * when `ref` is a tag. Every blob and child manifest it references must already be in `repo`.
+   * when `ref` is a tag. Every blob and child manifest it references must already be in `repo`;
+   * the blobs, and the manifest's own content, are made fresh, so a gc running now keeps them (gc.ts).
    *
    * @throws {RegistryRequestError} MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN, DIGEST_INVALID, TAG_INVALID.
    */
@@ -207,15 +208,21 @@ export class RegistryStorage {
       throw new RegistryRequestError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
     }
     const manifest = parseManifest(bytes, contentType);
+    const blobUnknown = (digest: string) =>
+      new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: blob ${digest} is not in repository "${repo}"`, { digest });
     for (const d of manifest.blobs) {
       const size = await this.blobSize(repo, d.digest);
-      if (size === undefined) {
-        throw new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: blob ${d.digest} is not in repository "${repo}"`, { digest: d.digest });
-      }
+      if (size === undefined) throw blobUnknown(d.digest);
       if (size !== d.size) {
         throw new RegistryRequestError(400, "MANIFEST_INVALID", `Manifest refused: blob ${d.digest} has ${size} bytes, the manifest says ${d.size}`, { digest: d.digest });
       }
+      // Fresh again before the manifest is visible: a gc that marked before this put spares it, or
+      // took it first and this put fails (gc.ts, the sweep).
+      if (!(await touch(this.blobPath(d.digest)))) throw blobUnknown(d.digest);
     }
+    // A bundle's index, named only in an annotation, is content gc keeps for the manifest too (not required here).
+    const required = new Set(manifest.blobs.map((b) => b.digest));
+    if (required.size) for (const d of referencedBlobs(JSON.parse(new TextDecoder().decode(bytes)))) if (!required.has(d)) await touch(this.blobPath(d));
     for (const d of manifest.manifests) {
       const known = await readTextOrUndefined(this.revisionLink(repo, d.digest));
       if (known === undefined) {
@@ -223,7 +230,7 @@ export class RegistryStorage {
       }
     }
     const blob = this.blobPath(digest);
-    if ((await fileSize(blob)) === undefined) await writeFileAtomic(blob, bytes);
+    if (!(await touch(blob))) await writeFileAtomic(blob, bytes); // the manifest's own content: fresh again, or written
     const link: ManifestLink = { mediaType: manifest.mediaType, size: bytes.byteLength };
     if (manifest.artifactType) link.artifactType = manifest.artifactType;
     if (manifest.subject) link.subject = manifest.subject;
@@ -279,7 +286,17 @@ export class RegistryStorage {
   }
 }
 
-async function touch(path: string): Promise<void> {
+/**
+ * Sets a stored file's mtime to now, which gc reads as "in use since it started" (gc.ts): false
+ * if the file is not there. Any other failure (a file the gateway does not own) is not the
+ * caller's concern: the file is there.
+ */
+async function touch(path: string): Promise<boolean> {
   const now = new Date();
-  await utimes(path, now, now).catch(() => undefined);
+  try {
+    await utimes(path, now, now);
+    return true;
+  } catch (err) {
+    return !isNotFound(err);
+  }
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync, utimesSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { expect } from "bun:test";
 import type { PublishOptions, PublishResult } from "../../gateway/publish/publish.ts";
@@ -82,4 +82,11 @@ export async function deviceFetches(gw: GatewayHandle, r: PublishResult): Promis
     plans.push(plan);
   }
   return plans;
+}
+
+/** Makes everything in the gateway's registry `ms` old, as if pushed then: older than gc's grace period. */
+export function ageRegistry(gw: GatewayHandle, ms: number): void {
+  const registry = join(gw.dataDir, "registry");
+  const old = new Date(Date.now() - ms);
+  for (const f of readdirSync(registry, { recursive: true })) utimesSync(join(registry, String(f)), old, old);
 }

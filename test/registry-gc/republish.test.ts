@@ -9,12 +9,11 @@
  * platforms of the nginx index.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, utimesSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { publish, type PublishResult } from "../../gateway/publish/publish.ts";
 import type { GatewayHandle } from "../harness/gateway.ts";
 import { run } from "../harness/tmp.ts";
-import { deviceFetches, startPublishSetup, type PublishSetup } from "./_setup.ts";
+import { ageRegistry, deviceFetches, startPublishSetup, type PublishSetup } from "./_setup.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const HOUR = 3_600_000;
@@ -30,9 +29,7 @@ beforeAll(async () => {
   v1 = await publish(setup.opts());
   // Its targets removed (retention or an operator), and all its content older than gc's grace period (1 hour).
   for (const name of Object.keys(v1.targets)) expect((await gw.adminFetch(`/admin/targets/${name}`, { method: "DELETE" })).status).toBe(200);
-  const old = new Date(Date.now() - 2 * HOUR);
-  const registry = join(gw.dataDir, "registry");
-  for (const f of readdirSync(registry, { recursive: true })) utimesSync(join(registry, String(f)), old, old);
+  ageRegistry(gw, 2 * HOUR);
 }, 300_000);
 
 afterAll(async () => {
