@@ -15,7 +15,7 @@ export const sotaDirFlag = {
 export const forceHoldFlag = {
   force: {
     type: "boolean",
-    description: "Install now even outside the maintenance window or while update locks are held (else the install waits: exit 14)",
+    description: "Install now even outside the maintenance window (or before the clock is set) or while update locks are held (else the install waits: exit 14)",
   },
 } as const satisfies Record<string, FlagSpec>;
 

@@ -6,8 +6,8 @@ import { runUpdateCommand } from "./_run-update.ts";
 export default defineCommand({
   summary: "Install the fetched update: load its images and extract its apps (not started)",
   description:
-    "Installs only inside the maintenance window and while no update lock is held (see `fioup lock`): otherwise it exits 14 at once,\n" +
-    "saying until when, and the update stays fetched (the daemon waits for the hold to end); --force installs anyway. Then run 'fioup start'.",
+    "Installs only inside the maintenance window (with a window: once the clock is set) and while no update lock is held (see `fioup lock`):\n" +
+    "otherwise it exits 14 at once, saying until when, and the update stays fetched (the daemon waits for the hold to end); --force installs anyway. Then run 'fioup start'.",
   flags: { ...sotaDirFlag, ...formatFlag, ...forceHoldFlag },
   async run({ flags, out }) {
     await runUpdateCommand(flags, plans.install({ force: flags.force }), out, "install");

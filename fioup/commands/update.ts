@@ -7,7 +7,7 @@ export default defineCommand({
   summary: "Check, fetch, install and start the newest target (or the named version)",
   usage: "[version]",
   description:
-    "Resumes an interrupted update first. A named version may be older than the running one (an explicit downgrade).\nExit 3 when there is nothing newer.\nOutside the maintenance window or while an update lock is held (see `fioup lock`) the update is fetched, then fioup exits 14 (the daemon waits instead); --force installs anyway.\n" +
+    "Resumes an interrupted update first. A named version may be older than the running one (an explicit downgrade).\nExit 3 when there is nothing newer.\nOutside the maintenance window (or, with a window, before the clock is set) or while an update lock is held (see `fioup lock`) the update is fetched, then fioup exits 14 (the daemon waits instead); --force installs anyway.\n" +
     "With --offline DIR the target and its content come from an offline bundle (docs/offline.md): its TUF metadata is\n" +
     "verified against the device's trusted root as online, then the same steps, rollback and events; the events are\n" +
     "sent once the gateway answers again.",
