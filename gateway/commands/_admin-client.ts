@@ -22,7 +22,7 @@ export const ADMIN_HELP =
 export const adminFlags = {
   data: { type: "string", description: "Gateway data dir: read the admin token, URL and CA from it", placeholder: "DIR" },
   server: { type: "string", description: "Gateway URL, https://HOST[:PORT] (default: the one DIR/serve.json records)", placeholder: "URL" },
-  token: { type: "string", description: "Admin (or publish) token (default: DIR/admin-token; env GATEWAY_TOKEN)", placeholder: "TOKEN" },
+  token: { type: "string", description: "Admin token, or a publish or viewer token for what its role allows (default: DIR/admin-token; env GATEWAY_TOKEN)", placeholder: "TOKEN" },
 } as const satisfies Record<string, FlagSpec>;
 
 /**
