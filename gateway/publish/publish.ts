@@ -26,6 +26,7 @@ import { pinCompose } from "../../lib/compose/pin.ts";
 import { FactoryConfigError, fullRef, platformsOf, readFactoryConfig, tagsForRef, type FactoryConfig } from "../../lib/factory-config/index.ts";
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
+import { isRegistryHost } from "../../lib/oci/reference.ts";
 import { RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
@@ -132,6 +133,21 @@ export const APP_TAG_PREFIX = "app-";
 
 const FACTORY = /^[a-z0-9][a-z0-9_.-]*$/;
 
+/**
+ * Whether `registryHost` (`host[:port]`, as `--registry` takes it) is the host `server` names:
+ * both read as URLs of the server's scheme, the registry's too when it is the gateway's, so a
+ * default port written out (`gw.example:443` for `https://gw.example`), letter case, a trailing
+ * dot or another spelling of one IP address (`127.1`) still match. Another name for the same
+ * machine (an IP for its hostname) does not: nothing a registry answers tells the gateway apart
+ * from an external registry that uses the gateway as its token realm, and taking such a registry
+ * for the gateway would send it the admin token.
+ */
+export function isServerHost(registryHost: string, server: URL): boolean {
+  const host = (u: URL) => `${u.hostname.replace(/\.$/, "")}:${u.port}`; // port "" when it is the scheme's default
+  const registry = URL.parse(`${server.protocol}//${registryHost}`);
+  return isRegistryHost(registryHost) && registry !== null && host(registry) === host(server);
+}
+
 /** The factory a gateway CA certificate names in its OU, if any. */
 export function factoryOfCa(pem: string): string | undefined {
   const subject = new X509Certificate(pem).subject;
@@ -222,7 +238,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   }
   const registryHost = opts.registry ?? serverUrl.host;
   const insecure = new Set(opts.insecureRegistries ?? []);
-  const onGateway = registryHost === serverUrl.host;
+  // The gateway's own registry: its token and CA, http with an http --server, and manifests reused put again (transfer.ts).
+  const onGateway = isServerHost(registryHost, serverUrl);
   log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
   const admin = await AdminClient.connect({ server: serverUrl.toString(), token: opts.token, ...(ca ? { ca } : {}) });
   // The token works, and a --version already taken is said, before anything is built or pushed.
