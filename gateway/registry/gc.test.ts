@@ -1,10 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistry } from "./registry.ts";
-import { gc, NotRegistryStorageError } from "./gc.ts";
+import { gc, NotRegistryStorageError, takeBlob } from "./gc.ts";
 import { UnreachableContentError } from "./untargeted.ts";
 import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
@@ -105,6 +105,34 @@ describe("gc", () => {
       expect(put.status).toBe(400);
       expect(((await put.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("MANIFEST_BLOB_UNKNOWN");
       expect((await app.request("/v2/main/app/manifests/v1")).status).toBe(404);
+    });
+  });
+
+  test("a blob a stopped gc had moved aside to remove is put back, and kept while a manifest references it", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const { layer } = await pushImage(app);
+      const blobs = join(root, "blobs", "sha256");
+      // gc moved it aside, then stopped (killed) before reading its mtime again: a put had just refreshed it.
+      renameSync(join(blobs, layer.slice(7)), join(blobs, `.${layer.slice(7)}.gc`));
+      expect((await gc(root, { graceMs: 0 })).blobsRemoved).toBe(0);
+      expect((await app.request(`/v2/main/app/blobs/${layer}`)).status).toBe(200);
+      expect(readdirSync(blobs).filter((f) => f.startsWith("."))).toEqual([]);
+    });
+  });
+
+  test("the sweep takes a blob only if no put refreshed it since it was judged", async () => {
+    await withRoot(async (root) => {
+      const blob = join(root, "a".repeat(64));
+      writeFileSync(blob, "x");
+      const old = new Date(Date.now() - 7_200_000);
+      utimesSync(blob, old, old);
+      const judged = statSync(blob).mtimeMs;
+      utimesSync(blob, new Date(), new Date()); // a manifest put referencing it, between the sweep's stat and its move
+      expect(await takeBlob(blob, judged)).toBe(false);
+      expect(readdirSync(root)).toEqual(["a".repeat(64)]);
+      expect(await takeBlob(blob, statSync(blob).mtimeMs)).toBe(true);
+      expect(readdirSync(root)).toEqual([]);
     });
   });
 

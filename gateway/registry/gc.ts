@@ -40,6 +40,8 @@ export class NotRegistryStorageError extends Error {
 }
 
 const HEX64 = /^[a-f0-9]{64}$/;
+/** A blob the sweep moved aside before removing it (takeBlob). */
+const ASIDE = /^\.([a-f0-9]{64})\.gc$/;
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -97,15 +99,17 @@ export interface GcResult {
  * the blob is first moved aside, so a put that comes later finds it gone and fails, and the one
  * that came earlier shows in the mtime, which is read again after the move. False if it stays.
  */
-async function takeBlob(path: string, mtimeMs: number): Promise<boolean> {
-  const aside = join(dirname(path), `.${basename(path)}.gc`); // a dot file: not a blob to any reader, nor to gc
+export async function takeBlob(path: string, mtimeMs: number): Promise<boolean> {
+  const aside = join(dirname(path), `.${basename(path)}.gc`); // a dot file: not a blob to any reader (ASIDE)
   try {
     await rename(path, aside);
   } catch (e) {
     if (isNotFound(e)) return false;
     throw e;
   }
-  if ((await stat(aside)).mtimeMs !== mtimeMs) {
+  const st = await stat(aside).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
+  if (!st) return false; // put back by another gc starting
+  if (st.mtimeMs !== mtimeMs) {
     await rename(aside, path); // a put of the same digest since then wrote the same bytes
     return false;
   }
@@ -151,8 +155,14 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const now = Date.now();
   // Listed before the mark: a blob that lands later is not swept this time at all.
   const storage = new RegistryStorage(root);
-  const blobs = await checkLayout(storage);
   const blobDir = storage.blobsDir;
+  const blobs = await checkLayout(storage);
+  // A blob a gc stopped had moved aside (takeBlob) goes back: a put may have refreshed it just before; this sweep judges it again.
+  for (const name of blobs) {
+    const hex = ASIDE.exec(name)?.[1];
+    if (hex && !opts.dryRun) await rename(join(blobDir, name), join(blobDir, hex)).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
+    if (hex && !blobs.includes(hex)) blobs.push(hex);
+  }
   const marked = new Set<string>();
   const repos = await repositories(storage);
 
