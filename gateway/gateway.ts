@@ -352,7 +352,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       },
     });
     const url = `https://${urlHost(server.host)}:${server.port}`;
-    await writeServeInfo(data.dir, { url, publicUrl: publicBase, pid: process.pid });
+    // Where the admin commands on this machine reach it (--data DIR reads serve.json): a wildcard
+    // address is none to connect to, so loopback, which the certificate names (certHosts above).
+    const localUrl = wildcard ? `https://127.0.0.1:${server.port}` : url;
+    await writeServeInfo(data.dir, { url: localUrl, publicUrl: publicBase, pid: process.pid });
     if (data.newAdminToken)
       log(`gateway: new data dir ${data.dir}: the admin token is in ${join(data.dir, "admin-token")} (mode 0600; admin commands read it with --data ${data.dir})`);
     // Layer deltas are made with zstd (registry/deltas.ts); without it each device asking says why, but

@@ -369,23 +369,44 @@ describe("gateway CLI", () => {
     }
   }, 60_000);
 
+  /** Starts `gateway serve ARGS` and reads its log until it says where it listens (HOST:PORT). */
+  const serving = async (...args: string[]) => {
+    const p = Bun.spawn([process.execPath, MAIN, "serve", ...args], { stdout: "pipe", stderr: "pipe" });
+    const reader = p.stderr.getReader();
+    let said = "";
+    const deadline = Date.now() + 30_000;
+    while (!/gateway listening on https:\/\/(\S+)\n/.test(said) && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      said += new TextDecoder().decode(value);
+    }
+    reader.releaseLock();
+    const listening = /gateway listening on https:\/\/(\S+)\n/.exec(said);
+    return { p, said, listening: listening?.[1] };
+  };
+
+  test("serve on a wildcard --listen: the admin commands find it with --data (serve.json names loopback, which its certificate covers)", async () => {
+    const data = join(dir, "wildcard");
+    const { p, said, listening } = await serving("--data", data, "--listen", "0.0.0.0:0");
+    try {
+      expect({ said: listening ? "listening" : said }).toEqual({ said: "listening" });
+      expect(listening).toStartWith("0.0.0.0:");
+      const made = cli("tokens", "create", "--data", data, "--role", "viewer");
+      expect({ code: made.code, err: made.err }).toEqual({ code: 0, err: expect.stringContaining("viewer token ") });
+      expect(cli("devices", "list", "--data", data).code).toBe(0);
+    } finally {
+      p.kill();
+      await p.exited;
+    }
+  }, 60_000);
+
   test("serve with a SQLite --db inside a new data dir starts; a second serve on that data dir names the running one", async () => {
     const data = join(dir, "db-inside");
-    const p = Bun.spawn([process.execPath, MAIN, "serve", "--data", data, "--db", join(data, "store.db"), "--listen", "127.0.0.1:0"], { stdout: "pipe", stderr: "pipe" });
+    const { p, said, listening } = await serving("--data", data, "--db", join(data, "store.db"), "--listen", "127.0.0.1:0");
     try {
-      const reader = p.stderr.getReader();
-      let said = "";
-      const deadline = Date.now() + 30_000;
-      while (!/gateway listening on https:\/\/(\S+)\n/.test(said) && Date.now() < deadline) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        said += new TextDecoder().decode(value);
-      }
-      reader.releaseLock();
-      const listening = /gateway listening on https:\/\/(\S+)\n/.exec(said);
       expect({ said: listening ? "listening" : said }).toEqual({ said: "listening" });
       expect(existsSync(join(data, "store.db"))).toBe(true);
-      const again = cli("serve", "--data", data, "--listen", listening![1]!);
+      const again = cli("serve", "--data", data, "--listen", listening!);
       expect({ code: again.code, err: again.err }).toEqual({ code: 1, err: expect.stringContaining(`${data} is in use by the gateway running as PID ${p.pid}`) });
     } finally {
       p.kill();
