@@ -50,7 +50,7 @@ export async function adminClient(flags: { data?: string; server?: string; token
     if (!server) throw new GatewayUnreachableError(`no gateway is running on ${flags.data} (no serve.json): start it, or pass --server`);
   }
   if (server && !token && flags.data) throw new UsageError(`no admin-token in ${flags.data}: pass --token TOKEN (or set GATEWAY_TOKEN)`);
-  if (server && !token) throw new UsageError("--server needs --token TOKEN (an admin or publish token; or set GATEWAY_TOKEN)");
+  if (server && !token) throw new UsageError("--server needs --token TOKEN (an admin token, or a publish or viewer token for what its role allows; or set GATEWAY_TOKEN)");
   if (!server || !token) throw new UsageError("say which gateway: --data DIR, or --server URL with --token TOKEN");
   return AdminClient.connect({ server, token, ...(ca ? { ca } : {}) });
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { RolloutDetail, RolloutRow } from "../../lib/api/admin.ts";
+import { HOLD_KIND_NAMES, type RolloutDetail, type RolloutRow } from "../../lib/api/admin.ts";
 import type { AdminClient } from "../../lib/api/admin-client.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { cell, table } from "../../lib/cli/table.ts";
@@ -74,7 +74,7 @@ export function renderRollout(d: RolloutDetail): string {
     table(["WAVE", "PERCENT", "STATE", "DEVICES", "SUCCEEDED", "FAILED", "PENDING"], waves),
   ];
   if (d.holds.length)
-    lines.push("", "Deferred installs:", table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold?.kind, h.hold?.until ?? "unknown", h.hold?.at])));
+    lines.push("", "Deferred installs:", table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold ? HOLD_KIND_NAMES[h.hold.kind] : undefined, h.hold?.until ?? "unknown", h.hold?.at])));
   // The gateway sends at most 100 failures: say when there are more, or the list reads as all of them.
   const failed = d.counts.filter((c) => c.status === "failed").reduce((a, c) => a + c.devices, 0);
   const some = d.failures.length < failed ? ` (${d.failures.length} of ${failed})` : "";

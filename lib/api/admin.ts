@@ -346,6 +346,13 @@ export const RolloutHold = Type.Object({
 });
 export type RolloutHold = Static<typeof RolloutHold>;
 
+/** What holds a device's install, by the kind of its hold, in a few words (the dashboard, `rollouts show`). */
+export const HOLD_KIND_NAMES: Record<RolloutHold["kind"], string> = {
+  lock: "update lock",
+  window: "maintenance window",
+  clock: "clock not set yet",
+};
+
 /** One member of a rollout. */
 export const RolloutDeviceRow = Type.Object({
   rolloutId: Type.String(),

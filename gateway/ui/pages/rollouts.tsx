@@ -1,6 +1,6 @@
 /* @jsxImportSource hono/jsx */
 /** Rollouts: the list, and one rollout's waves as progress bars with its counts, halt reason, holds, events and actions. */
-import type { RolloutDetail, RolloutList, RolloutRow } from "../../../lib/api/admin.ts";
+import { HOLD_KIND_NAMES, type RolloutDetail, type RolloutList, type RolloutRow } from "../../../lib/api/admin.ts";
 import { Ago, Badge, Csrf } from "../layout.tsx";
 
 const audience = (r: RolloutRow) => (r.groupName ? `group ${r.groupName}` : r.tag ? `tag ${r.tag}` : "-");
@@ -185,7 +185,7 @@ export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: str
                           <code>{d.uuid}</code>
                         </a>
                       </td>
-                      <td>{d.hold!.kind === "lock" ? "update lock" : "maintenance window"}</td>
+                      <td>{HOLD_KIND_NAMES[d.hold!.kind]}</td>
                       <td>{d.hold!.until ? `until ${d.hold!.until}` : "until released"}</td>
                     </tr>
                   ))}
