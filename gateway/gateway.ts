@@ -76,6 +76,8 @@ export interface ServeOptions {
   signerLeaseMs?: number;
   /** Background reload of each replica's device views (default 0: only when a new timestamp version appears). */
   rolloutViewPollMs?: number;
+  /** `--metrics-per-device`: registry bytes served counted per device on /metrics (registry/served-bytes.ts). */
+  metricsPerDevice?: boolean;
   /** How long device events are kept (event-retention.ts; default 180 days; null: for ever), and as the flag gave it. */
   keepEvents?: { ms: number; shown: string } | null;
   /** How often the retention runs on the signer (default an hour; tests shorten it). */
@@ -237,7 +239,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       devices: new DeviceCache(store),
       apiTokens: new ApiTokenCache(store),
       sightings,
-      metrics: new Metrics(),
+      metrics: new Metrics({ bytesPerDevice: opts.metricsPerDevice }),
       diskFull,
       pollingSeconds: opts.pollingSeconds ?? 300,
     };

@@ -107,9 +107,13 @@ export class Metrics {
   tlsCertificateNotAfter: number | undefined;
   /** Whether the served certificate is the gateway's own (renewed by a restart), not --tls-cert. */
   tlsCertificateOwn: boolean | undefined;
-  /** Registry bytes served per client: what devices downloaded, counted by the gateway. */
-  readonly registryBytes = new ServedBytes();
+  /** Registry bytes served per client: what devices downloaded, counted by the gateway (per device only if asked: ./registry/served-bytes.ts). */
+  readonly registryBytes: ServedBytes;
   readonly started = Date.now();
+
+  constructor(opts: { bytesPerDevice?: boolean } = {}) {
+    this.registryBytes = new ServedBytes({ perDevice: opts.bytesPerDevice });
+  }
 
   count(route: string, status: number) {
     let byStatus = this.#requests.get(route);

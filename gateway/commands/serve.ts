@@ -120,6 +120,11 @@ export default defineCommand({
       default: DEFAULT_KEEP_EVENTS,
       placeholder: "DURATION",
     },
+    "metrics-per-device": {
+      type: "boolean",
+      description:
+        'Count the registry bytes each device downloaded apart on /metrics (gateway_registry_bytes_served_total{client="device:UUID"}): a series per device, held until the gateway stops, with device ids readable by whoever reads /metrics; for tests and small fleets (default: all devices as client="device")',
+    },
     "tuf-expiry": { type: "strings", description: "Lifetime of a TUF role's metadata, e.g. timestamp=1h (defaults root=365d targets=365d snapshot=7d timestamp=1d)", placeholder: "ROLE=DURATION" },
   },
   async run({ flags, out }) {
@@ -208,6 +213,7 @@ export default defineCommand({
       limits,
       rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false, HOUR) * 1000,
       keepEvents: keepEvents(flags["keep-events"]),
+      ...(flags["metrics-per-device"] ? { metricsPerDevice: true } : {}),
       signerLeaseMs,
       log: (line) => out.info(line),
     }).catch(async (e: unknown) => {

@@ -8,10 +8,10 @@ import { ServedBytes } from "./served-bytes.ts";
 
 const sha256 = (b: Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
 
-async function withRegistry(fn: (app: Hono, served: ServedBytes) => Promise<void>): Promise<void> {
+async function withRegistry(fn: (app: Hono, served: ServedBytes) => Promise<void>, perDevice = true): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), "registry-served-"));
   try {
-    const served = new ServedBytes();
+    const served = new ServedBytes({ perDevice });
     const registry = createRegistry({ root, served, authorize: () => true });
     // The gateway sets the caller's device before the registry runs; here a header stands in.
     const app = new Hono()
@@ -47,6 +47,17 @@ describe("ServedBytes", () => {
       expect(served.get("blob", "device:d2")).toBe(0);
       expect(served.render().join("\n")).toContain('gateway_registry_bytes_served_total{kind="blob",client="device:d1"} 60000');
     });
+  });
+
+  test("without --metrics-per-device every device counts as one client: no series, and no uuid, per device", async () => {
+    await withRegistry(async (app, served) => {
+      const blob = crypto.getRandomValues(new Uint8Array(10_000));
+      const digest = sha256(blob);
+      await app.request(`/v2/f/a/blobs/uploads/?digest=${digest}`, { method: "POST", body: blob });
+      for (const uuid of ["d1", "d2", "d3"]) await (await app.request(`/v2/f/a/blobs/${digest}`, { headers: { "x-test-device": uuid } })).arrayBuffer();
+      const shown = served.render().filter((l) => !l.startsWith("#"));
+      expect(shown).toEqual(['gateway_registry_bytes_served_total{kind="blob",client="device"} 30000']);
+    }, false);
   });
 
   test("a body cancelled after the first chunk counts only that chunk", async () => {

@@ -5,6 +5,12 @@
  * read-ahead), so a download cut midway counts only what was pulled: the bytes written to the
  * socket plus at most the chunk in hand.
  *
+ * Devices count together (client="device") unless `perDevice` is asked (`gateway serve
+ * --metrics-per-device`): one series per device is a label per device on /metrics, which a fleet of
+ * a million makes a million series (Prometheus's limit long before), held in memory until the
+ * gateway stops, and every device's uuid readable by whoever may read /metrics (no token). The
+ * tests and a small fleet turn it on to check what each device fetched.
+ *
  * @module
  */
 
@@ -13,14 +19,21 @@ export type ServedKind = "blob" | "manifest" | "delta";
 
 export class ServedBytes {
   readonly #by = new Map<string, number>();
+  readonly #perDevice: boolean;
 
-  /** Adds `n` bytes served to `client` (e.g. `device:<uuid>`, `admin`). */
+  /** @param opts.perDevice Count each device apart (`device:<uuid>`) instead of all as `device`. */
+  constructor(opts: { perDevice?: boolean } = {}) {
+    this.#perDevice = opts.perDevice ?? false;
+  }
+
+  /** Adds `n` bytes served to `client` (e.g. `device:<uuid>`, `admin`; `device` for any device unless per device). */
   add(client: string, kind: ServedKind, n: number): void {
+    if (!this.#perDevice && client.startsWith("device:")) client = "device";
     const key = `${kind}\u0000${client}`;
     this.#by.set(key, (this.#by.get(key) ?? 0) + n);
   }
 
-  /** Bytes served so far to `client` (all clients when omitted). */
+  /** Bytes served so far to `client` (all clients when omitted; every device's as `device` unless per device). */
   get(kind: ServedKind, client?: string): number {
     if (client !== undefined) return this.#by.get(`${kind}\u0000${client}`) ?? 0;
     let n = 0;

@@ -83,6 +83,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<GatewayHa
     "--listen", host,
     ...(opts.args?.includes("--public-url") ? [] : ["--public-url", url]), // a test behind a proxy names the proxy's
     ...(db ? ["--db", db] : []),
+    "--metrics-per-device", // servedBytes() below reads each device's bytes
     ...(opts.args ?? []),
   ];
   const proc = Proc.start({ name: "gateway", cmd, cwd: REPO, env: opts.env, logFile });
