@@ -8,6 +8,7 @@
 import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { CaFetchError, CaPinMismatchError, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
+import { NoSuchTargetError } from "./export/export-bundle.ts";
 import { PUBLISH_EXIT_CODES } from "./publish/exit-codes.ts";
 
 type ErrorClass = new (...args: any[]) => Error;
@@ -21,6 +22,7 @@ const BY_CLASS: [ErrorClass, number][] = [
   // Flag values the CLI checks itself (the gateway's own refusals arrive as AdminApiError).
   [InvalidDurationError, 2],
   [InvalidTokenError, 2],
+  [NoSuchTargetError, 20],
   ...PUBLISH_EXIT_CODES.flatMap(([classes, code]) => classes.map((cls): [ErrorClass, number] => [cls, code])),
 ];
 
@@ -33,6 +35,7 @@ export const EXIT_CODES = [
   [4, "the gateway could not be reached (connection refused, timeout, TLS failure)"],
   [5, "--server is not the gateway the token was made for: its CA does not match the token's pin, or it serves no CA (no gateway at that URL)"],
   ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => [code, meaning] as const),
+  [20, "export: the gateway has no target with that version (or --from version) for the hardware id (the versions it has are printed)"],
   [130, "stopped by Ctrl-C (SIGINT): what the command had made is removed (publish: no target added; export: no --out left)"],
   [143, "stopped by SIGTERM (a cancelled CI job), as 130"],
 ] as const;

@@ -36,6 +36,11 @@ export class ExportError extends Error {
   override name = "ExportError";
 }
 
+/** The gateway's targets have no target with the version (or --from version) asked for that hardware id: exit 20 (gateway/exit-codes.ts), as preload's. */
+export class NoSuchTargetError extends ExportError {
+  override name = "NoSuchTargetError";
+}
+
 export interface ExportOptions {
   /** Gateway URL, an admin or publish token of it and the CA its TLS certificate chains to. */
   server: string;
@@ -170,7 +175,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
       if (!t) {
         const versions = [...new Set(Object.values(targets).filter((e) => e.custom.hardwareIds.includes(o.hwid)).map((e) => Number(e.custom.version)))].sort((a, b) => a - b);
         const have = versions.length ? `it has ${versions.length > 10 ? `${versions.slice(-10).join(", ")} (the newest 10 of ${versions.length})` : versions.join(", ")}` : "it has none for that hardware id";
-        throw new ExportError(`No target with version ${version} for hardware id ${o.hwid} in the gateway's targets.json: ${have}`);
+        throw new NoSuchTargetError(`No target with version ${version} for hardware id ${o.hwid} in the gateway's targets.json: ${have}`);
       }
       return t;
     };

@@ -279,7 +279,7 @@ describe("gateway CLI", () => {
     await mkdir(empty);
     for (const out of [absent, empty]) {
       const r = cli("export", "--data", dir, "--target", "99", "--hwid", "amd64-linux", "--out", out);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(20);
       expect(r.err).toContain("No target with version 99 for hardware id amd64-linux");
     }
     expect(await Bun.file(join(absent, "tuf", "1.root.json")).exists()).toBe(false);

@@ -68,7 +68,7 @@ describe("gateway export --token", () => {
 
   test("a version the gateway lacks is said with the versions it has for that hardware id", async () => {
     const r = await exportWith(g.adminToken, "9");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(20);
     expect(r.stderr).toContain("No target with version 9 for hardware id amd64-linux in the gateway's targets.json: it has 2");
     expect(existsSync(join(r.out, "index.json"))).toBe(false);
   }, 60_000);
