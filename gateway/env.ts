@@ -14,6 +14,8 @@ import type { DiskFull } from "./disk-full.ts";
 import type { Sightings } from "./devices/sightings.ts";
 import type { Metrics } from "./metrics.ts";
 import type { View, ViewLookup } from "./ota/views.ts";
+import type { TufSigning } from "./ota/repo.ts";
+import type { RoleName } from "../lib/tuf/metadata.ts";
 import type { CertificateAuthority } from "./pki/ca.ts";
 import type { DeviceRow, RegistrationTokenRow, Store } from "./store/types.ts";
 
@@ -61,7 +63,7 @@ export interface TufService {
   /** Installs a root.json signed offline (gateway/ota/repo.ts). */
   updateRoot(bytes: string): Promise<{ version: number; refreshed: string[] }>;
   /** Whether the gateway holds the keys to sign `role`, and how long before its expiry it re-signs it then (gateway/ota/repo.ts). */
-  signing(role: "root" | "targets" | "snapshot" | "timestamp"): Promise<{ held: boolean; marginMs: number }>;
+  signing(role: RoleName): Promise<TufSigning>;
 }
 
 /**

@@ -37,6 +37,13 @@ interface StatusOutput {
   appsError?: string;
 }
 
+/** Why the install is deferred, as the status line says it. */
+function holdText(h: NonNullable<StatusOutput["hold"]>): string {
+  if (h.reason === "clock") return h.message ?? "waiting for a trustworthy clock";
+  if (h.reason === "window") return `outside the maintenance window "${h.window}" (${h.zone}), opens ${h.until ?? "not in the next 8 days"}`;
+  return `held by update locks ${h.locks?.join(", ")} until released or ${h.until} (maximum hold time)`;
+}
+
 export default defineCommand({
   summary: "Show the running target, the pending or last update (with bytes fetched) and each app: running, stopped or outside the shortlist",
   flags: {
@@ -89,15 +96,7 @@ export default defineCommand({
           `Hardware id: ${o.hardwareId ?? "-"}  tags: ${o.tags.join(",") || "-"}  apps: ${o.shortlist?.join(",") ?? "all"}`,
           `Running: ${o.current ? `${o.current.name} (version ${o.current.version}; ${o.current.apps.join(", ")})` : "(none)"}`,
           ...(o.pending ? ["Pending:", renderSummary(o.pending)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
-          ...(o.hold
-            ? [
-                o.hold.reason === "clock"
-                  ? `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: ${o.hold.message}`
-                  : o.hold.reason === "window"
-                  ? `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: outside the maintenance window "${o.hold.window}" (${o.hold.zone}), opens ${o.hold.until ?? "not in the next 8 days"}`
-                  : `Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: held by update locks ${o.hold.locks?.join(", ")} until released or ${o.hold.until} (maximum hold time)`,
-              ]
-            : []),
+          ...(o.hold ? [`Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: ${holdText(o.hold)}`] : []),
           ...(o.updateLocks.length ? [`Update locks: ${o.updateLocks.map((l) => `${l.name}${l.reason ? ` (${l.reason})` : ""}`).join(", ")}`] : []),
           ...(o.badTargets.length ? [`Bad targets: ${o.badTargets.join(", ")}`] : []),
           ...(o.queuedEvents

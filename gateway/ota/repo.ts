@@ -161,6 +161,12 @@ export interface RefreshResult {
  * const bytes = await repo.metadata("timestamp.json"); // what GET /repo/timestamp.json returns
  * ```
  */
+/** Whether the gateway holds a role's keys, and how long before the role's expiry its refresh timer re-signs it then (TufRepo.signing). */
+export interface TufSigning {
+  held: boolean;
+  marginMs: number;
+}
+
 export class TufRepo {
   readonly #storage: TufStorage;
   readonly #keys: TufKeyStore;
@@ -268,7 +274,7 @@ export class TufRepo {
    * person of targets near expiry only when they need one (gateway/ui/attention.tsx). Looks at the
    * keys dir each time, so a key file moved out is seen at once.
    */
-  async signing(role: RoleName): Promise<{ held: boolean; marginMs: number }> {
+  async signing(role: RoleName): Promise<TufSigning> {
     const held = await this.#keysFor(await this.#load(), role).then(
       () => true,
       (e: unknown) => {

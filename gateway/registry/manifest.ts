@@ -24,6 +24,8 @@ export interface ParsedManifest {
   mediaType: string;
   /** Blobs (config and layers) that must be in the repository. */
   blobs: { digest: string; size: number }[];
+  /** Every blob an image manifest references (referencedBlobs): `blobs`, and a bundle's index named only in an annotation. */
+  referenced: string[];
   /** Child manifests (of an index) that must be in the repository. */
   manifests: { digest: string; size: number }[];
   subject?: string;
@@ -65,7 +67,7 @@ export function parseManifest(bytes: Uint8Array, contentType: string | undefined
   let mediaType = bodyType ?? (header && header !== "application/json" ? header : undefined);
   if (!mediaType) mediaType = Array.isArray(doc.manifests) ? OCI_INDEX : OCI_MANIFEST;
 
-  const out: ParsedManifest = { mediaType, blobs: [], manifests: [] };
+  const out: ParsedManifest = { mediaType, blobs: [], manifests: [], referenced: [] };
   if (IMAGE_TYPES.has(mediaType)) {
     const config = descriptor(doc.config, "config");
     if (!Array.isArray(doc.layers)) throw invalid("layers must be an array");
@@ -75,6 +77,7 @@ export function parseManifest(bytes: Uint8Array, contentType: string | undefined
       if (FOREIGN_LAYER.test(d.mediaType) && Array.isArray(d.urls) && d.urls.length > 0) return;
       out.blobs.push({ digest: d.digest, size: d.size });
     });
+    out.referenced = referencedBlobs(doc);
     if (typeof doc.artifactType === "string") out.artifactType = doc.artifactType;
     else if (mediaType === OCI_MANIFEST) out.artifactType = config.mediaType;
   } else if (INDEX_TYPES.has(mediaType)) {

@@ -27,7 +27,7 @@ import { RegistryRequestError } from "./errors.ts";
 import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fileSize, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
-import { parseManifest, referencedBlobs, type ParsedManifest } from "./manifest.ts";
+import { parseManifest, type ParsedManifest } from "./manifest.ts";
 
 /** Largest manifest accepted (as distribution's default). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -222,7 +222,7 @@ export class RegistryStorage {
     }
     // A bundle's index, named only in an annotation, is content gc keeps for the manifest too (not required here).
     const required = new Set(manifest.blobs.map((b) => b.digest));
-    if (required.size) for (const d of referencedBlobs(JSON.parse(new TextDecoder().decode(bytes)))) if (!required.has(d)) await touch(this.blobPath(d));
+    for (const d of manifest.referenced) if (!required.has(d)) await touch(this.blobPath(d));
     for (const d of manifest.manifests) {
       const known = await readTextOrUndefined(this.revisionLink(repo, d.digest));
       if (known === undefined) {

@@ -18,6 +18,7 @@
  */
 import type { Gateway } from "../env.ts";
 import { CEREMONY_NOTICE_DAYS, OFFLINE_ROLES, tufExpiries, type TufExpiry } from "../ota/expiries.ts";
+import type { TufSigning } from "../ota/repo.ts";
 import { certificateExpiryWarning } from "../pki/cert-expiry.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 
@@ -32,12 +33,6 @@ export interface Attention {
   text: string;
   /** bad: it hurts now; warn: it will. */
   severity: "bad" | "warn";
-}
-
-/** Whether the gateway holds a role's keys, and how long before its expiry its timer re-signs it then (TufService.signing). */
-export interface TufSigning {
-  held: boolean;
-  marginMs: number;
 }
 
 /**
