@@ -15,6 +15,7 @@ import type { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import type { Platform } from "../../lib/oci/platform.ts";
 import { loadImageFromStore, localTag } from "../runtime/images.ts";
+import { BlobNotInStoreError } from "../runtime/_store.ts";
 import type { DockerEngine } from "../runtime/docker-engine.ts";
 import { FIOUP_VERSION } from "../version.ts";
 import type { RegistryAccess } from "./config.ts";
@@ -93,20 +94,26 @@ export class ImageSource {
       const have = await this.local(ref);
       if (have) return have;
       const parsed = parseReference(ref);
-      const pulled = await pullImage(this.client(parsed.registry), parsed.repository, referenceTarget(parsed), this.store, {
-        ...(this.o.platform ? { platform: this.o.platform } : {}),
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        onProgress: opts.onProgress,
-        retries: 2,
-      });
       // The reference as written, pinned to what was pulled: the loader's local tag comes from it.
       const base = ref.includes("@") ? ref.slice(0, ref.indexOf("@")) : ref;
       const lastColon = base.lastIndexOf(":");
       const repo = lastColon > base.lastIndexOf("/") ? base.slice(0, lastColon) : base;
-      const loaded = await loadImageFromStore(this.o.engine, this.o.storeRoot, `${repo}@${pulled.manifestDigest}`, {
-        ...(this.o.platform ? { platform: this.o.platform } : {}),
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      });
+      const pullAndLoad = async () => {
+        const pulled = await pullImage(this.client(parsed.registry), parsed.repository, referenceTarget(parsed), this.store, {
+          ...(this.o.platform ? { platform: this.o.platform } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          onProgress: opts.onProgress,
+          retries: 2,
+        });
+        return await loadImageFromStore(this.o.engine, this.o.storeRoot, `${repo}@${pulled.manifestDigest}`, {
+          ...(this.o.platform ? { platform: this.o.platform } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
+      };
+      // The store is the compose apps' too, and a compose update's clean-up (fioup daemon runs both)
+      // prunes it to its own target's blobs: one that lands between this pull and this load takes
+      // what was just pulled. Pulled again once; what is already there is not fetched twice.
+      const loaded = await pullAndLoad().catch((e: unknown) => (e instanceof BlobNotInStoreError ? pullAndLoad() : Promise.reject(e)));
       if (parsed.digest) return loaded.tag;
       // Tag it as written too, so `docker ps` shows the reference the desired state used.
       await this.o.engine.tagImage(loaded.imageId, repo, parsed.tag ?? "latest");
