@@ -146,6 +146,26 @@ describe("DeviceDb", () => {
     db.close();
   });
 
+  test("event queue: a queue of hundreds of thousands of events, as an unbounded older release left it, is cut at the first enqueue", () => {
+    const db = new DeviceDb(join(dir, "huge.db"));
+    // 700,000 small events queued raw (more than a call can take as spread arguments), made in SQL.
+    const n = 700_000;
+    db.db.run(
+      `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?1)
+       INSERT INTO events (body) SELECT json_object('id', 'e' || i, 'deviceTime', '2026-06-01T00:00:00Z',
+         'eventType', json_object('id', 'UpdateInitStarted', 'version', 0),
+         'event', json_object('correlationId', 'old-' || i, 'success', json('true'), 'targetName', 'hw-1', 'version', '1')) FROM c`,
+      [n],
+    );
+    db.enqueueEvents([makeEvent("UpdateInitStarted", { correlationId: "new", targetName: "hw-2", version: "2" })]);
+    const size = db.db.query<{ n: number }, []>("SELECT SUM(octet_length(body)) AS n FROM events").get()!.n;
+    expect(size).toBeLessThanOrEqual(MAX_QUEUED_EVENT_BYTES);
+    const dropped = db.droppedEvents()!;
+    expect(dropped.dropped + db.queuedEventCount() - 1).toBe(n + 1); // each event kept or counted; one note
+    expect(db.peekEvents(1e6).at(-1)!.event.event.correlationId).toBe("new");
+    db.close();
+  });
+
   test("bad targets and the current target persist", () => {
     const db = new DeviceDb(join(dir, "c.db"));
     db.markBad("hw-3", "start failed");

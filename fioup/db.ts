@@ -234,35 +234,46 @@ export class DeviceDb {
     const total = this.db.query<{ n: number }, []>("SELECT COALESCE(SUM(octet_length(body)), 0) AS n FROM events").get()!.n;
     if (total <= MAX_QUEUED_EVENT_BYTES) return;
     const current = (this.pendingUpdate() ?? this.lastUpdate())?.id ?? null;
-    const rows = this.db
-      .query<{ seq: number; size: number; type: string; corr: string | null; at: string; details: string | null }, []>(
-        `SELECT seq, octet_length(body) AS size, json_extract(body, '$.eventType.id') AS type,
-                json_extract(body, '$.event.correlationId') AS corr, json_extract(body, '$.deviceTime') AS at,
-                iif(json_extract(body, '$.eventType.id') = '${EVENTS_DROPPED}', json_extract(body, '$.event.details'), NULL) AS details
-         FROM events ORDER BY seq`,
-      )
-      .all();
-    const newestOfCurrent = new Map<string, number>();
-    for (const r of rows) if (r.corr === current) newestOfCurrent.set(r.type, r.seq);
-    const keep = new Set(newestOfCurrent.values());
-    // An earlier note not yet sent goes first: what it counted is carried into the new one.
-    const notes = rows.filter((r) => r.type === EVENTS_DROPPED);
-    const candidates = [...notes, ...rows.filter((r) => r.type !== EVENTS_DROPPED && r.corr !== current), ...rows.filter((r) => r.corr === current && !keep.has(r.seq))];
+    const type = "json_extract(body, '$.eventType.id')";
+    const corr = "json_extract(body, '$.event.correlationId')";
+    const keep = new Set(
+      this.db
+        .query<{ seq: number }, [string | null]>(`SELECT MAX(seq) AS seq FROM events WHERE ${corr} IS ?1 GROUP BY ${type}`)
+        .all(current)
+        .map((r) => r.seq),
+    );
+    // In the order they go: an earlier note not yet sent first (what it counted is carried into
+    // the new one), then the others oldest first, then the update in progress's older repeats.
+    // Read lazily and left at the cut: a queue of last week's release, unbounded, can hold
+    // hundreds of thousands of events, which are neither loaded whole nor spread into arguments.
+    const cols = `seq, octet_length(body) AS size, ${type} AS type, json_extract(body, '$.deviceTime') AS at,
+      iif(${type} = '${EVENTS_DROPPED}', json_extract(body, '$.event.details'), NULL) AS details`;
+    type Row = { seq: number; size: number; type: string | null; at: string; details: string | null };
+    const passes: [sql: string, args: (string | null)[]][] = [
+      [`SELECT ${cols} FROM events WHERE ${type} = '${EVENTS_DROPPED}' ORDER BY seq`, []],
+      [`SELECT ${cols} FROM events WHERE ${type} IS NOT '${EVENTS_DROPPED}' AND ${corr} IS NOT ?1 ORDER BY seq`, [current]],
+      [`SELECT ${cols} FROM events WHERE ${type} IS NOT '${EVENTS_DROPPED}' AND ${corr} IS ?1 ORDER BY seq`, [current]],
+    ];
     let note: DroppedEvents | undefined;
     let left = total;
+    let last = 0;
     const drop: number[] = [];
-    for (const r of candidates) {
-      if (left <= QUEUE_CUT_TO && r.type !== EVENTS_DROPPED) break;
-      const d: DroppedEvents = r.details ? (JSON.parse(r.details) as DroppedEvents) : { dropped: 1, from: r.at, to: r.at };
-      note = note ? { dropped: note.dropped + d.dropped, from: note.from < d.from ? note.from : d.from, to: note.to > d.to ? note.to : d.to } : d;
-      drop.push(r.seq);
-      left -= r.size;
+    cut: for (const [sql, args] of passes) {
+      for (const r of this.db.query<Row, (string | null)[]>(sql).iterate(...args)) {
+        if (left <= QUEUE_CUT_TO && r.type !== EVENTS_DROPPED) break cut;
+        if (keep.has(r.seq)) continue;
+        const d: DroppedEvents = r.details ? (JSON.parse(r.details) as DroppedEvents) : { dropped: 1, from: r.at, to: r.at };
+        note = note ? { dropped: note.dropped + d.dropped, from: note.from < d.from ? note.from : d.from, to: note.to > d.to ? note.to : d.to } : d;
+        drop.push(r.seq);
+        if (r.seq > last) last = r.seq;
+        left -= r.size;
+      }
     }
     if (!note) return; // all of it the newest of the update in progress: nothing may go
     const del = this.db.query("DELETE FROM events WHERE seq = ?");
     for (const seq of drop) del.run(seq);
     const why = `the queue keeps at most ${MAX_QUEUED_EVENT_BYTES} bytes of events while the gateway is out of reach: the oldest were dropped`;
-    this.db.query("INSERT INTO events (seq, body) VALUES (?, ?)").run(Math.max(...drop), JSON.stringify(droppedEventsNote(note, why)));
+    this.db.query("INSERT INTO events (seq, body) VALUES (?, ?)").run(last, JSON.stringify(droppedEventsNote(note, why)));
   }
 
   /** The note of dropped events still waiting to be sent, if any. */
