@@ -6,16 +6,23 @@
  * against the pinned config digest. An image the engine already has under the
  * reference as written is used as it is, as `docker run` and Kanto do.
  *
+ * The store is the compose apps' too, and a compose update's clean-up prunes it to its own
+ * target's blobs (in this process under `fioup daemon`, or in a `fioup update` beside it): each
+ * pull and load holds a lease on the blobs it stores (lib/device/store.ts), taken before each
+ * blob is looked for or fetched and released after the load, so a prune leaves them and their
+ * partial downloads alone.
+ *
  * @module
  */
-import { BlobStore } from "../../lib/oci/blob-store.ts";
+import { DeviceBlobStore, type BlobLease } from "../../lib/device/store.ts";
+import { BlobStore, type BlobDescriptor, type PullBlobOptions } from "../../lib/oci/blob-store.ts";
+import { digestBytes } from "../../lib/oci/digest.ts";
 import { pullImage } from "../../lib/oci/image.ts";
 import { parseReference, referenceTarget } from "../../lib/oci/reference.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import type { Platform } from "../../lib/oci/platform.ts";
 import { loadImageFromStore, localTag } from "../runtime/images.ts";
-import { BlobNotInStoreError } from "../runtime/_store.ts";
 import type { DockerEngine } from "../runtime/docker-engine.ts";
 import { FIOUP_VERSION } from "../version.ts";
 import type { RegistryAccess } from "./config.ts";
@@ -25,6 +32,26 @@ export class ImagePullError extends Error {
   override name = "ImagePullError";
   constructor(ref: string, cause: unknown) {
     super(`Cannot pull image "${ref}": ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+}
+
+/** The agent's store as pullImage sees it: each blob is leased before it is looked for or fetched. */
+class LeasedStore extends BlobStore {
+  constructor(
+    private readonly shared: BlobStore, // one per agent: concurrent pulls of a blob share one download
+    private readonly lease: BlobLease,
+  ) {
+    super(shared.root, { ingestDir: shared.ingestDir });
+  }
+
+  override async pull(client: RegistryClient, repo: string, desc: BlobDescriptor, opts?: PullBlobOptions): Promise<{ fetched: number }> {
+    await this.lease.add([desc.digest]);
+    return await this.shared.pull(client, repo, desc, opts);
+  }
+
+  override async writeBytes(bytes: Uint8Array, expected?: string): Promise<string> {
+    await this.lease.add([expected ?? digestBytes(bytes)]);
+    return await this.shared.writeBytes(bytes, expected);
   }
 }
 
@@ -40,10 +67,12 @@ export interface ImageSourceOptions {
 /** Pulls into the store and loads into the engine; one instance per agent (it caches registry tokens). */
 export class ImageSource {
   private readonly store: BlobStore;
+  private readonly device: DeviceBlobStore;
   private readonly inflight = new Map<string, { promise: Promise<string>; listeners: Set<(done: number, total: number) => void> }>();
 
   constructor(private readonly o: ImageSourceOptions) {
     this.store = new BlobStore(o.storeRoot);
+    this.device = new DeviceBlobStore(o.storeRoot);
   }
 
   /** The registry client for a host (one per host), with the credentials and transport of the agent's config. */
@@ -98,22 +127,22 @@ export class ImageSource {
       const base = ref.includes("@") ? ref.slice(0, ref.indexOf("@")) : ref;
       const lastColon = base.lastIndexOf(":");
       const repo = lastColon > base.lastIndexOf("/") ? base.slice(0, lastColon) : base;
-      const pullAndLoad = async () => {
-        const pulled = await pullImage(this.client(parsed.registry), parsed.repository, referenceTarget(parsed), this.store, {
+      const lease = this.device.lease("agent");
+      let loaded: Awaited<ReturnType<typeof loadImageFromStore>>;
+      try {
+        const pulled = await pullImage(this.client(parsed.registry), parsed.repository, referenceTarget(parsed), new LeasedStore(this.store, lease), {
           ...(this.o.platform ? { platform: this.o.platform } : {}),
           ...(opts.signal ? { signal: opts.signal } : {}),
           onProgress: opts.onProgress,
           retries: 2,
         });
-        return await loadImageFromStore(this.o.engine, this.o.storeRoot, `${repo}@${pulled.manifestDigest}`, {
+        loaded = await loadImageFromStore(this.o.engine, this.o.storeRoot, `${repo}@${pulled.manifestDigest}`, {
           ...(this.o.platform ? { platform: this.o.platform } : {}),
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
-      };
-      // The store is the compose apps' too, and a compose update's clean-up (fioup daemon runs both)
-      // prunes it to its own target's blobs: one that lands between this pull and this load takes
-      // what was just pulled. Pulled again once; what is already there is not fetched twice.
-      const loaded = await pullAndLoad().catch((e: unknown) => (e instanceof BlobNotInStoreError ? pullAndLoad() : Promise.reject(e)));
+      } finally {
+        lease.release();
+      }
       if (parsed.digest) return loaded.tag;
       // Tag it as written too, so `docker ps` shows the reference the desired state used.
       await this.o.engine.tagImage(loaded.imageId, repo, parsed.tag ?? "latest");

@@ -1,6 +1,7 @@
 /**
  * The complete step: remove apps the target no longer wants, then prune
- * engine images and store blobs nothing references.
+ * engine images and store blobs nothing references. The store is shared with the
+ * Kanto agent: the prune leaves what a live process's lease holds (lib/device/store.ts).
  *
  * @module
  */

@@ -12,14 +12,41 @@
  * {@link DeviceBlobStore.prune} follow it, so the runtime loads either form (docker load takes
  * both) and nothing under blobs/ is ever named by a digest it does not hash to.
  *
+ * Two writers share the store: the compose update (fetch, then a prune to its target) and the
+ * Kanto agent (pull, then load into the engine), in one process (`fioup daemon`) or two (`fioup
+ * update` beside a daemon). A writer that needs blobs a prune must not take holds a
+ * {@link DeviceBlobStore.lease}: `leases/<name>.lock` names its process the way lib/fs/pid-lock
+ * does (PID, start time in ticks since boot, boot id: a recycled PID or another boot does not
+ * hold it, and a clock step such as NTP's first one on a device without an RTC changes nothing),
+ * `leases/<name>.json` lists its digests. {@link DeviceBlobStore.prune}
+ * keeps what live leases name (their blobs, a leased layer's rebuilt tar, their partials in
+ * ingest/) and deletes the leases of dead processes with nothing else: a crash leaks nothing
+ * past the next prune. A live owner's lease is honoured however old it is: it is released in a
+ * `finally` when the work ends, and a pull on a slow link or a long-running daemon is no reason
+ * to take blobs away from under it. A prune holds `prune.lock` while it reads leases and
+ * deletes; {@link BlobLease.add} returns only once its digests are on disk and no prune that
+ * could have missed them runs, so a blob found present after `add` stays.
+ *
  * @module
  */
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomicSync } from "../fs/atomic-write.ts";
+import { acquireLock, LockedError, lockHolder, processStartMs, type Lock } from "../fs/pid-lock.ts";
 import { BlobStore } from "../oci/blob-store.ts";
-import { digestBytes, parseDigest, DigestMismatchError } from "../oci/digest.ts";
+import { digestBytes, parseDigest, tryParseDigest, DigestMismatchError } from "../oci/digest.ts";
 import type { RegistryClient } from "../oci/registry-client.ts";
+
+/** Blobs one piece of work needs kept while it runs; see {@link DeviceBlobStore.lease}. */
+export interface BlobLease {
+  /** Adds digests; resolves once they are on disk and no prune that could have missed them is running. */
+  add(digests: Iterable<string>): Promise<void>;
+  /** Ends the lease (idempotent): the next prune may take its blobs. */
+  release(): void;
+}
+
+/** How long a prune waits for another process's prune of the same store before giving up. */
+const PRUNE_WAIT_MS = 30_000;
 
 /**
  * The device's blob store.
@@ -141,11 +168,119 @@ export class DeviceBlobStore {
     return Math.min(desc.size, fetched + resumed);
   }
 
-  /** Deletes every blob not in `keep` (a kept layer keeps its rebuilt tar) and every partial download; returns bytes freed. */
+  /**
+   * Holds blobs against {@link prune} for this process (the module comment says how). `owner`
+   * names the work in the file name, for whoever looks at leases/.
+   *
+   * @example
+   * ```ts
+   * const lease = store.lease("agent pull");
+   * try {
+   *   await lease.add([desc.digest]);
+   *   await store.pull(registry, "factory/app", desc);
+   * } finally {
+   *   lease.release();
+   * }
+   * ```
+   */
+  lease(owner: string): BlobLease {
+    const dir = join(this.root, "leases");
+    const base = join(dir, `${owner.replace(/[^A-Za-z0-9_-]+/g, "_").slice(0, 40)}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`);
+    const [lockPath, listPath, pruneLock] = [`${base}.lock`, `${base}.json`, join(this.root, "prune.lock")];
+    const digests = new Set<string>();
+    let lock: Lock | undefined;
+    let released = false;
+    const pruning = () => {
+      const holder = lockHolder(pruneLock);
+      return holder !== undefined && holder !== process.pid; // this process's prune is sync: not midway
+    };
+    return {
+      add: async (more) => {
+        for (const d of more) digests.add(parseDigest(d).value);
+        // A prune in another process may have read leases/ before these writes (or taken a lock
+        // file it caught half written for a dead process's): once none runs, the files must be there.
+        while (!released) {
+          if (lockHolder(lockPath) !== process.pid) {
+            mkdirSync(dir, { recursive: true });
+            lock = acquireLock(lockPath);
+          }
+          writeFileAtomicSync(listPath, JSON.stringify({ owner, digests: [...digests] }));
+          while (pruning()) await Bun.sleep(20);
+          if (lockHolder(lockPath) === process.pid && existsSync(listPath)) return;
+        }
+        throw new Error(`Cannot add to blob lease ${base}: released`);
+      },
+      release: () => {
+        released = true;
+        rmSync(listPath, { force: true });
+        lock?.release();
+      },
+    };
+  }
+
+  /** Digests that live leases hold; deletes the leases of processes that are gone. */
+  private leased(): Set<string> {
+    const dir = join(this.root, "leases");
+    const held = new Set<string>();
+    if (!existsSync(dir)) return held;
+    const names = readdirSync(dir);
+    const live = new Set(names.filter((n) => n.endsWith(".lock") && lockHolder(join(dir, n)) !== undefined).map((n) => n.slice(0, -5)));
+    for (const n of names) {
+      const m = /^(.+)\.(lock|json)$/.exec(n);
+      if (!m || n.startsWith(".")) {
+        // A temp file of an atomic write: its writer's, unless that process is gone.
+        const writer = Number(/\.([0-9]+)-[0-9a-f]+\.tmp$/.exec(n)?.[1]);
+        if (writer && processStartMs(writer) === undefined) rmSync(join(dir, n), { force: true });
+        continue;
+      }
+      if (!live.has(m[1]!)) {
+        rmSync(join(dir, n), { force: true }); // its process is gone (a .json alone: it is being released)
+        continue;
+      }
+      if (m[2] !== "json") continue;
+      try {
+        const { digests } = JSON.parse(readFileSync(join(dir, n), "utf8")) as { digests?: unknown };
+        for (const d of Array.isArray(digests) ? digests : []) if (tryParseDigest(d)) held.add(d as string);
+      } catch {
+        // released meanwhile
+      }
+    }
+    return held;
+  }
+
+  /** Takes `prune.lock`, waiting for another process's prune. @throws {LockedError} after {@link PRUNE_WAIT_MS} */
+  private takePruneLock(): Lock | undefined {
+    if (!existsSync(this.root)) return undefined;
+    const deadline = Date.now() + PRUNE_WAIT_MS;
+    for (;;) {
+      try {
+        return acquireLock(join(this.root, "prune.lock"));
+      } catch (e) {
+        if (!(e instanceof LockedError) || Date.now() > deadline) throw e;
+        Bun.sleepSync(20);
+      }
+    }
+  }
+
+  /**
+   * Deletes every blob neither in `keep` nor leased (a kept layer keeps its rebuilt tar) and
+   * every partial download nobody leases; returns what it freed.
+   * @throws {LockedError} If another process's prune of this store runs for longer than 30 s.
+   */
   prune(keep: Set<string>): { removed: number; bytes: number } {
+    const lock = this.takePruneLock();
+    try {
+      return this.pruneLocked(keep);
+    } finally {
+      lock?.release();
+    }
+  }
+
+  private pruneLocked(keep: Set<string>): { removed: number; bytes: number } {
     let removed = 0;
     let bytes = 0;
-    keep = new Set(keep);
+    const leased = this.leased();
+    keep = new Set([...keep, ...leased]);
     const aliases = join(this.root, "layers");
     if (existsSync(aliases)) {
       for (const alg of readdirSync(aliases)) {
@@ -156,18 +291,31 @@ export class DeviceBlobStore {
         }
       }
     }
+    // A leased blob's files in flight are its: `<hex>.partial` (ingest/), `.<hex>.<pid>-<id>.tmp` (blobs/).
+    const hexOf = (name: string) => (name.startsWith(".") ? name.slice(1) : name).split(".")[0]!;
     const base = join(this.root, "blobs");
-    if (!existsSync(base)) return { removed, bytes };
-    for (const alg of readdirSync(base)) {
-      for (const hex of readdirSync(join(base, alg))) {
-        if (keep.has(`${alg}:${hex}`)) continue;
-        const p = join(base, alg, hex);
-        bytes += statSync(p).size;
-        rmSync(p, { force: true });
-        removed++;
+    if (existsSync(base)) {
+      for (const alg of readdirSync(base)) {
+        for (const name of readdirSync(join(base, alg))) {
+          if (keep.has(`${alg}:${hexOf(name)}`)) continue;
+          const p = join(base, alg, name);
+          try {
+            bytes += statSync(p).size;
+          } catch {
+            continue; // renamed or removed by its writer meanwhile
+          }
+          rmSync(p, { force: true });
+          if (!name.startsWith(".")) removed++;
+        }
       }
     }
-    rmSync(join(this.root, "ingest"), { recursive: true, force: true });
+    const ingest = this.lib.ingestDir;
+    const leasedHex = new Set([...leased].map((d) => parseDigest(d).hex));
+    if (existsSync(ingest)) {
+      for (const name of readdirSync(ingest)) {
+        if (!leasedHex.has(name.split(".")[0]!)) rmSync(join(ingest, name), { recursive: true, force: true });
+      }
+    }
     return { removed, bytes };
   }
 }
