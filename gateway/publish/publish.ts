@@ -236,10 +236,13 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       plan.set(`${app.name}/${svc.name}`, planService(containersDir, app, svc, builds, factory));
     }
   }
-  const registryHost = opts.registry ?? serverUrl.host;
-  const insecure = new Set(opts.insecureRegistries ?? []);
   // The gateway's own registry: its token and CA, http with an http --server, and manifests reused put again (transfer.ts).
-  const onGateway = isServerHost(registryHost, serverUrl);
+  const onGateway = isServerHost(opts.registry ?? serverUrl.host, serverUrl);
+  // Written as --server writes it when it is the gateway's, whatever --registry's spelling: devices,
+  // preload and export know the gateway's registry by that host alone (exact match), and pull
+  // from another host without the device's certificate and the gateway's CA.
+  const registryHost = onGateway ? serverUrl.host : (opts.registry ?? serverUrl.host);
+  const insecure = new Set(opts.insecureRegistries ?? []);
   log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
   const admin = await AdminClient.connect({ server: serverUrl.toString(), token: opts.token, ...(ca ? { ca } : {}) });
   // The token works, and a --version already taken is said, before anything is built or pushed.

@@ -76,7 +76,12 @@ export async function deviceFetches(gw: GatewayHandle, r: PublishResult): Promis
   const plans: ResolvedApps[] = [];
   for (const architecture of ["amd64", "arm64"]) {
     const store = new DeviceBlobStore(await tempDir(`gc-device-${architecture}-`));
-    const plan = await resolveApps(apps, { registry: () => client, store, platform: { os: "linux", architecture } });
+    // A device knows the gateway's registry by --server's host alone (fioup/update/context.ts).
+    const registry = (host: string) => {
+      if (host !== gw.host) throw new Error(`the target names registry ${host}, not the gateway's ${gw.host}: a device would pull it without its certificate`);
+      return client;
+    };
+    const plan = await resolveApps(apps, { registry, store, platform: { os: "linux", architecture } });
     for (const b of plan.blobs) await store.pull(client, b.repo, b);
     for (const b of plan.blobs) expect(store.has(b.digest)).toBe(true);
     plans.push(plan);
