@@ -8,6 +8,7 @@ export const sotaDirFlag = {
     type: "string",
     description: "Directory with sota.toml (default $FIOUP_SOTA_DIR or $FIOUP_ROOT/var/sota)",
     placeholder: "DIR",
+    allowEmpty: true, // refused in words of its own, as an empty FIOUP_SOTA_DIR is (fioup/config.ts)
   },
 } as const satisfies Record<string, FlagSpec>;
 

@@ -15,7 +15,7 @@ export default defineCommand({
   ].join("\n"),
   flags: {
     ...sotaDirFlag,
-    mqtt: { type: "string", description: "Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883", placeholder: "URL" },
+    mqtt: { type: "string", description: "Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883", placeholder: "URL", allowEmpty: true },
     "client-cert": { type: "string", description: "Client certificate (PEM) for mTLS to the broker", placeholder: "FILE" },
     "client-key": { type: "string", description: "Client key (PEM) for mTLS to the broker", placeholder: "FILE" },
     ca: { type: "string", description: "CA certificate (PEM) the broker's certificate must chain to", placeholder: "FILE" },

@@ -21,10 +21,10 @@ export default defineCommand({
   flags: {
     server: { type: "string", description: "Gateway URL (https://host:port)", placeholder: "URL" },
     token: { type: "string", description: "Registration token (or $FIOUP_TOKEN)", placeholder: "TOKEN" },
-    name: { type: "string", description: "Device name (default: hostname)", placeholder: "NAME" },
+    name: { type: "string", description: "Device name (default: hostname)", placeholder: "NAME", allowEmpty: true },
     tag: { type: "strings", description: "Tag to follow (letters, digits, . _ -; several comma-separated)", placeholder: "TAG" },
     hwid: { type: "string", description: "Hardware id, as targets name it (letters, digits, . _ -; default: <arch>-linux)", placeholder: "HWID" },
-    apps: { type: "string", description: "Comma-separated app shortlist (default: the image's list from preload, else all apps)", placeholder: "A,B" },
+    apps: { type: "string", description: "Comma-separated app shortlist (default: the image's list from preload, else all apps)", placeholder: "A,B", allowEmpty: true },
     force: { type: "boolean", description: "Register again even if already registered" },
     ...sotaDirFlag,
     ...formatFlag,

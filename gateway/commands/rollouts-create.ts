@@ -59,7 +59,7 @@ export default defineCommand({
     "max-failures": { type: "string", description: "Halt when more than this share of released devices failed (default 5%)", placeholder: "PERCENT" },
     "health-window": { type: "string", description: "How long every app must stay healthy after the update (default 10m)", placeholder: "DURATION" },
     "pending-timeout": { type: "string", description: "A device still pending this long after its wave started (or the version was published) fails; longer than --health-window (default 1h)", placeholder: "DURATION" },
-    window: { type: "string", description: 'Devices install only inside this window, in their time zone, e.g. "Sat 02:00-04:00 Europe/Berlin"', placeholder: "WINDOW" },
+    window: { type: "string", description: 'Devices install only inside this window, in their time zone, e.g. "Sat 02:00-04:00 Europe/Berlin"', placeholder: "WINDOW", allowEmpty: true },
     "max-hold": { type: "string", description: "Longest an app's update lock may defer the install", placeholder: "DURATION" },
     "rollback-on-halt": { type: "boolean", description: "Record that a halt should move updated devices back (stored and shown; not acted upon yet: docs/rollouts.md)" },
     first: { type: "strings", description: "Devices that go first (comma-separated uuids)", placeholder: "UUID,..." },

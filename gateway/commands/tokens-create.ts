@@ -25,7 +25,7 @@ export default defineCommand({
     role: { type: "string", description: "registration, publish, admin or viewer (read-only)", default: "registration", placeholder: "ROLE" },
     name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT" },
     tag: { type: "strings", description: "Registration: a tag registered devices get (letters, digits, . _ -)", placeholder: "T" },
-    hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H" },
+    hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H", allowEmpty: true },
     "max-uses": { type: "number", description: "Registration: how many devices may register with it", default: 1, min: 1, max: 1_000_000, placeholder: "N" },
     "allow-device-tags": { type: "boolean", description: "Registration: devices choose and change their own tags" },
     expires: { type: "string", description: "Lifetime: 30d, 12h, 90m, 3600s, 2w (default: 30d; 365d for publish, admin and viewer)", placeholder: "DURATION" },

@@ -120,3 +120,37 @@ test("a group's unknown sub-command, or a flag before one, is named as such", as
   expect(await said(["keys", "--force"])).toEqual({ code: 2, err: "t keys: '--force' is a flag, and a command comes first; choose one of: list, make\n" });
   expect(await said(["keys"])).toEqual({ code: 2, err: "t keys: choose one of: list, make\n" });
 });
+
+test("an empty value is bad usage, not the flag left out (a default taken for good, or the current directory as a path)", async () => {
+  const seen: { ran?: boolean; tags?: string[] } = {};
+  const cmd = defineCommand({
+    summary: "test",
+    flags: {
+      factory: { type: "string", description: "factory", placeholder: "NAME", default: "main" },
+      out: { type: "string", description: "out", placeholder: "DIR" },
+      tag: { type: "strings", description: "tags", placeholder: "TAG" },
+      hwid: { type: "string", description: "an empty one restricts nothing", allowEmpty: true },
+    },
+    run({ flags }) {
+      seen.ran = true;
+      seen.tags = flags.tag;
+    },
+  });
+  const cli = { name: "t", version: "0", summary: "t", commands: { go: async () => ({ default: cmd }) } };
+  const write = process.stderr.write;
+  const said = async (argv: string[]) => {
+    let err = "";
+    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+    try {
+      return { code: await runCli(cli, argv), err };
+    } finally {
+      process.stderr.write = write;
+    }
+  };
+  expect(await said(["go", "--factory", ""])).toEqual({ code: 2, err: "t go: --factory is empty: give NAME, or leave the flag out (default: main)\nRun 't go --help' for usage.\n" });
+  expect(await said(["go", "--out="])).toEqual({ code: 2, err: "t go: --out is empty: give DIR, or leave the flag out\nRun 't go --help' for usage.\n" });
+  expect((await said(["go", "--tag", "a", "--tag", ""])).err).toStartWith("t go: --tag is empty: give TAG, or leave the flag out\n");
+  expect(seen.ran).toBeUndefined();
+  expect(await said(["go", "--hwid", "", "--tag", "a"])).toEqual({ code: 0, err: "" });
+  expect(seen.tags).toEqual(["a"]);
+});

@@ -10,10 +10,16 @@ import { parseArgs } from "node:util";
 import { closest } from "./suggest.ts";
 import { compactJson } from "./json.ts";
 
+/**
+ * A string flag given an empty value (`--factory ''`, `--out "$UNSET"`) is bad usage: taken as
+ * left out it would silently fall back to a default (one fixed for good, for --factory), and as a
+ * path it is the current directory. `allowEmpty` is for a flag whose command gives "" a meaning or
+ * refuses it in words of its own.
+ */
 export type FlagSpec =
-  | { type: "string"; description: string; default?: string; short?: string; placeholder?: string }
+  | { type: "string"; description: string; default?: string; short?: string; placeholder?: string; allowEmpty?: boolean }
   | { type: "boolean"; description: string; default?: boolean; short?: string }
-  | { type: "strings"; description: string; short?: string; placeholder?: string }
+  | { type: "strings"; description: string; short?: string; placeholder?: string; allowEmpty?: boolean }
   /** A whole number (decimal digits), checked against `min`/`max`: anything else is a usage error. */
   | { type: "number"; description: string; default?: number; min?: number; max?: number; short?: string; placeholder?: string };
 
@@ -227,6 +233,11 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
   }
   const values = parsed.values as Record<string, unknown>;
   for (const [flag, spec] of Object.entries(cmd.flags as Record<string, FlagSpec>)) {
+    if ((spec.type === "string" || spec.type === "strings") && !spec.allowEmpty && [values[flag]].flat().includes("")) {
+      const def = "default" in spec && spec.default !== undefined ? ` (default: ${spec.default})` : "";
+      process.stderr.write(`${cli.name} ${name}: --${flag} is empty: give ${spec.placeholder ?? flag.toUpperCase()}, or leave the flag out${def}\nRun '${cli.name} ${name} --help' for usage.\n`);
+      return 2;
+    }
     if (spec.type === "boolean" && values[flag] === undefined) values[flag] = false;
     if (spec.type === "number" && values[flag] !== undefined) {
       const text = String(values[flag]);
