@@ -93,6 +93,13 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ root: join(root, "bad2") })).toThrow(/storage_watermark/);
   });
 
+  test("a sota.toml (or conf.d file) that is a directory is said in words, not as an errno", () => {
+    mkdirSync(join(root, "dirtoml/var/sota/sota.toml"), { recursive: true });
+    expect(() => loadConfig({ root: join(root, "dirtoml") })).toThrow(`Cannot read config ${join(root, "dirtoml/var/sota/sota.toml")}: it is a directory`);
+    mkdirSync(join(root, "dirconf/etc/sota/conf.d/10-x.toml"), { recursive: true });
+    expect(() => loadConfig({ root: join(root, "dirconf") })).toThrow(/: it is a directory$/);
+  });
+
   test("seconds that end in a timer or a date are capped, with a warning naming the file: past 24.8 days setTimeout fires at once", () => {
     // Not refused: fioup up to 2026-12-02 took any value, and a refusal would stop every command of
     // a device whose files hold one, the daemon too, with no way to change the file over the air.

@@ -10,6 +10,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
+import { fsWhy } from "../lib/fs/why.ts";
 import { DEFAULT_DEVICE_PATHS, devicePath, hostPath, LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../lib/device/paths.ts";
 import { checkTimeZone, parseWindow } from "../lib/schedule/index.ts";
 import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, sotaTomlWarnings, TomlError, withFioupNames, type SotaToml, type TomlTable } from "../lib/device/sota-toml.ts";
@@ -121,7 +122,8 @@ function readToml(path: string): TomlTable {
   try {
     text = readFileSync(path, "utf8");
   } catch (cause) {
-    throw new ConfigError(`Cannot read config ${path}: ${(cause as Error).message}`, { cause });
+    // In words (fsWhy), not the errno text ("EISDIR: illegal operation on a directory, read").
+    throw new ConfigError(`Cannot read config ${path}: ${fsWhy(cause)}`, { cause });
   }
   try {
     return parseSotaToml(text, path);
