@@ -382,12 +382,17 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   }
 
   const parent = dirname(dir);
+  /** The topmost folder made for --data's parent: a restore that fails removes what it made (removeMadeFolders). */
+  let madeParent: string | undefined;
   if (!target) {
     const above = await look(parent).catch((e) => Promise.reject(fail(fsWhy(e))));
     if (above === "blocked" || (above && !above.isDirectory())) throw fail(await blockedBy(dir));
-    await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
+    madeParent = await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
   }
-  const tmp = await mkdtemp(join(parent, ".restore-")).catch((e) => Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`)));
+  const tmp = await mkdtemp(join(parent, ".restore-")).catch(async (e) => {
+    await removeMadeFolders(madeParent, parent);
+    return Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`));
+  });
   /** Set once the restored dir is in place: `tmp` may then hold the replaced data dir, never to be removed. */
   let restored = false;
   // A write into the temp dir that fails (a full disk) is about --data, not the temp name; the backup's own errors pass through.
@@ -484,7 +489,19 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     };
   } catch (err) {
     if (!restored) await rm(tmp, { recursive: true, force: true });
+    await removeMadeFolders(madeParent, parent);
     throw err;
+  }
+}
+
+/**
+ * Removes the folders `mkdir -p` made, from `deepest` up to `top`, as far as they are empty: a
+ * restore refused for its backup (not one, the wrong secret) leaves no new empty folders behind.
+ */
+async function removeMadeFolders(top: string | undefined, deepest: string): Promise<void> {
+  if (top === undefined) return;
+  for (let d = deepest; ; d = dirname(d)) {
+    if (!(await rmdir(d).then(() => true, () => false)) || d === top || d === dirname(d)) return;
   }
 }
 

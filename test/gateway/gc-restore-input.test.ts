@@ -6,8 +6,9 @@
  * the role's key count is bad usage naming --threshold and the count. None of them writes anything.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { restoreBackup } from "../../gateway/backup/backup.ts";
 import { startGateway } from "../harness/gateway.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
@@ -89,6 +90,16 @@ describe("gateway restore", () => {
     expect(readdirSync(work).sort()).toEqual(before);
     expect(readdirSync(join(work, "busy"))).toEqual(["notes.txt"]);
     expect(readFileSync(join(work, "afile"), "utf8")).toBe("not a folder\n");
+  });
+
+  test("a --data under folders that are not there: a backup it refuses leaves none of them made", async () => {
+    writeFileSync(join(work, "not-a-backup"), "hello\n");
+    const restore = (file: string) => restoreBackup({ file: join(work, file), dataDir: join(work, "new/deeper/data"), secret: { passphrase: PASS } });
+    await expect(restore("not-a-backup")).rejects.toThrow("Not a gateway backup");
+    expect(existsSync(join(work, "new"))).toBe(false);
+    await restore("gw.backup"); // a good one is restored there, the folders made
+    expect(existsSync(join(work, "new/deeper/data/factory.json"))).toBe(true);
+    rmSync(join(work, "new"), { recursive: true });
   });
 });
 
