@@ -8,6 +8,8 @@
  *
  * @module
  */
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { UsageError } from "../../lib/cli/command.ts";
 import { whyCannotWrite } from "../../lib/fs/paths.ts";
 
@@ -15,12 +17,16 @@ import { whyCannotWrite } from "../../lib/fs/paths.ts";
  * The prefix `out` names: `out` without the longest of `suffixes` it ends with, checked writable
  * as `PREFIX + privateSuffix`.
  *
- * @throws {UsageError} If `out` is missing or its folder cannot hold the private key.
+ * @throws {UsageError} If `out` is missing, names a folder, or its folder cannot hold the private key.
  */
 export async function keyPairPrefix(out: string | undefined, suffixes: readonly string[], privateSuffix: string): Promise<string> {
   if (!out) throw new UsageError("--out PREFIX is required");
   const suffix = [...suffixes].sort((a, b) => b.length - a.length).find((s) => out.endsWith(s) && out.length > s.length);
   const prefix = suffix ? out.slice(0, -suffix.length) : out;
+  // A folder ("keys/", or "keys" that is one) is no prefix: "keys/" made the hidden files keys/.json
+  // and keys/.pub.json, and "keys" the pair keys.json beside the folder meant.
+  if (/[\\/]$/.test(prefix) || (await stat(prefix).then((s) => s.isDirectory(), () => false)))
+    throw new UsageError(`--out ${out} names a folder: PREFIX names the key files, e.g. ${join(prefix, "NAME")}`);
   const why = await whyCannotWrite(`${prefix}${privateSuffix}`);
   if (why) throw new UsageError(`--out ${out}: ${why}`);
   return prefix;

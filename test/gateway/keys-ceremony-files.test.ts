@@ -6,9 +6,11 @@
  * the pair bob.json/bob.pub.json, never a private key in a file named .pub.json.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Root } from "@tufjs/models";
+import { keyPairPrefix } from "../../gateway/commands/_key-out.ts";
+import { UsageError } from "../../lib/cli/command.ts";
 import { generateKey, modelKey } from "../../lib/tuf/keys.ts";
 import { expiresAt, signMetadata } from "../../lib/tuf/metadata.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
@@ -48,6 +50,14 @@ test("keys generate --out NAME.pub.json writes the private key to NAME.json, and
   expect(JSON.parse(readFileSync(join(work, "bob.pub.json"), "utf8"))).not.toHaveProperty("private");
   expect(JSON.parse(readFileSync(join(work, "bob.json"), "utf8"))).toHaveProperty("private");
   expect(statSync(join(work, "bob.json")).mode & 0o777).toBe(0o600);
+});
+
+test("an --out PREFIX that names a folder is refused (DIR/ made the hidden files DIR/.json and DIR/.pub.json)", async () => {
+  mkdirSync(join(work, "keys"));
+  for (const [out, shown] of [[`${work}/keys/`, `${work}/keys/`], [`${work}/keys`, `${work}/keys`], [`${work}/keys/.pub.json`, `${work}/keys/`]] as const)
+    await expect(keyPairPrefix(out, [".pub.json", ".json", ".pub"], ".json")).rejects.toThrow(new UsageError(`--out ${out} names a folder: PREFIX names the key files, e.g. ${join(shown, "NAME")}`));
+  expect(await keyPairPrefix(`${work}/keys/dave`, [".pub.json", ".json", ".pub"], ".json")).toBe(`${work}/keys/dave`);
+  expect(readdirSync(join(work, "keys"))).toEqual([]);
 });
 
 test("keys generate --out NAME.pub writes the pair NAME.json/NAME.pub.json, the private key in NAME.json", async () => {
