@@ -60,14 +60,16 @@ export function tufExpiryAttention(e: TufExpiry, signing?: TufSigning, now = Dat
 /**
  * The TUF part: root and targets near expiry. Whether the gateway holds the targets key is asked
  * only once targets is within the notice (a look at the keys dir, not at every overview load); a
- * read that fails leaves the item out, as tufExpiries leaves out a role it cannot read.
+ * metadata read that fails leaves the role out (tufExpiries), a keys dir that cannot be read counts
+ * as the key offline.
  */
 async function tufAttention(gw: Gateway, now: number): Promise<(Attention | undefined)[]> {
   const out: (Attention | undefined)[] = [];
   for (const e of await tufExpiries(gw.tuf, OFFLINE_ROLES)) {
     if (e.role === "targets" && e.ms - now <= CEREMONY_NOTICE_DAYS * DAY) {
+      // A keys dir that cannot be read (not a dir, no permission) signs nothing either: the notice as for a key offline.
       const signing = await gw.tuf.signing("targets").catch(() => undefined);
-      if (signing) out.push(tufExpiryAttention(e, signing, now));
+      out.push(tufExpiryAttention(e, signing, now));
     } else out.push(tufExpiryAttention(e, undefined, now));
   }
   return out;

@@ -9,7 +9,7 @@
  * PostgreSQL stopped the overview says the database is out of reach, instead of refusing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { certificateNotAfter, issueServerCert, loadCa } from "../../gateway/pki/ca.ts";
@@ -118,6 +118,14 @@ describe("what needs a person, on the dashboard", () => {
     writeFileSync(key, held, { mode: 0o600 });
     await goto(page, `${g.url}/ui/`);
     expect(await attentionItems(page)).toEqual([]);
+    // A keys dir that cannot be read signs nothing either: the same notice, not none.
+    const keys = join(g.dataDir, "tuf", "keys");
+    renameSync(keys, `${keys}.aside`);
+    writeFileSync(keys, "");
+    await goto(page, `${g.url}/ui/`);
+    expect(await attentionItems(page)).toHaveLength(1);
+    rmSync(keys);
+    renameSync(`${keys}.aside`, keys);
     await ctx.close();
   }, 120_000);
 
