@@ -24,4 +24,10 @@ describe("checkGatewayUrl", () => {
     expect(() => checkGatewayUrl("--server", "http://127.0.0.1:8443/ota")).toThrow("--server http://127.0.0.1:8443/ota: the gateway speaks HTTPS only: use https://127.0.0.1:8443/ota");
     for (const bad of ["notaurl", "gateway:8443", "https://", "ftp://gw"]) expect(() => checkGatewayUrl("--server", bad)).toThrow(`--server ${bad}: expected https://HOST[:PORT]`);
   });
+
+  test("refuses a query, a fragment or a user:password (they ended up in every request path, or in every message)", () => {
+    expect(() => checkGatewayUrl("--server", "https://127.0.0.1:8443?x=1")).toThrow("--server https://127.0.0.1:8443?x=1: a gateway URL has no query (?) or fragment (#): use https://127.0.0.1:8443");
+    expect(() => checkGatewayUrl("--server", "https://gw/ota#top")).toThrow("--server https://gw/ota#top: a gateway URL has no query (?) or fragment (#): use https://gw/ota");
+    expect(() => checkGatewayUrl("--server", "https://admin:s3cret@gw:8443")).toThrow(new UsageError("--server: a gateway URL holds no user or password (the token is --token): use https://gw:8443"));
+  });
 });

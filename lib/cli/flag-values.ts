@@ -51,12 +51,17 @@ export function checkRegistryHosts(what: string, hosts: readonly string[]): void
  * checkGatewayUrl("--server", "https://127.0.0.1:8443").host; // "127.0.0.1:8443"
  * checkGatewayUrl("--server", "http://127.0.0.1:8443"); // throws: --server http://127.0.0.1:8443: the gateway speaks HTTPS only: use https://127.0.0.1:8443
  * ```
- * @throws {UsageError} If it is not a URL, or not an https:// one.
+ * @throws {UsageError} If it is not a URL, not an https:// one, or has a user, password, query or fragment.
  */
 export function checkGatewayUrl(what: string, value: string): URL {
   const url = URL.parse(value);
   if (url?.protocol === "http:" && url.host)
     throw new UsageError(`${what} ${value}: the gateway speaks HTTPS only: use https://${url.host}${url.pathname === "/" ? "" : url.pathname}`);
   if (url?.protocol !== "https:" || !url.host) throw new UsageError(`${what} ${value}: expected https://HOST[:PORT]`);
+  // Paths are appended to the URL as given: a query or fragment ended in the middle of every
+  // request path (https://gw?x=1/ca.pem), and a user:password would be said in every message.
+  const meant = `https://${url.host}${url.pathname === "/" ? "" : url.pathname}`;
+  if (url.username || url.password) throw new UsageError(`${what}: a gateway URL holds no user or password (the token is --token): use ${meant}`);
+  if (url.search || url.hash) throw new UsageError(`${what} ${value}: a gateway URL has no query (?) or fragment (#): use ${meant}`);
   return url;
 }
