@@ -7,7 +7,7 @@ import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/t
 import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { CeremonyFileError, readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
-import { parseRoleValue } from "../ota/role-flag.ts";
+import { onePerRole, parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -50,7 +50,7 @@ export default defineCommand({
     for (const v of flags.threshold) {
       const [role, n] = parseRoleValue(v, "--threshold");
       if (!/^[1-9][0-9]{0,2}$/.test(n)) throw new UsageError(`--threshold ${role}=${n}: expected a positive integer`);
-      thresholds[role] = Number(n);
+      thresholds[role] = onePerRole(thresholds[role], Number(n), "--threshold", role);
     }
     const expires = expiresAt(new Date(), asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: "));
     let draft: Uint8Array;

@@ -32,13 +32,25 @@ export function parseRoleValue(value: string, flag: string): [RoleName, string] 
  * ```ts
  * parseTufExpiries(["timestamp=1h", "snapshot=2d"]); // { timestamp: 3600, snapshot: 172800 }
  * ```
- * @throws {UsageError} For a bad role. @throws {InvalidDurationError} For a bad duration.
+ * @throws {UsageError} For a bad role or duration, or a role given two durations.
  */
 export function parseTufExpiries(values: string[]): Partial<Record<RoleName, number>> {
   const out: Partial<Record<RoleName, number>> = {};
   for (const v of values) {
     const [role, duration] = parseRoleValue(v, "--tuf-expiry");
-    out[role] = asUsage([InvalidDurationError], () => parseDuration(duration), `--tuf-expiry ${role}: `);
+    out[role] = onePerRole(out[role], asUsage([InvalidDurationError], () => parseDuration(duration), `--tuf-expiry ${role}: `), "--tuf-expiry", role);
   }
   return out;
+}
+
+/**
+ * `value` for `role`, unless the flag gave that role another one already (`--tuf-expiry
+ * timestamp=1h --tuf-expiry timestamp=2h`): the user meant one of them, and the last silently winning
+ * might put the wrong lifetime or threshold into signed metadata. The same value twice is harmless.
+ *
+ * @throws {UsageError} If `before` is set and differs from `value`.
+ */
+export function onePerRole<T>(before: T | undefined, value: T, flag: string, role: RoleName): T {
+  if (before !== undefined && before !== value) throw new UsageError(`${flag} ${role} given twice with different values: it takes one per role`);
+  return value;
 }

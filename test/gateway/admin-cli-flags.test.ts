@@ -1,7 +1,12 @@
 /** The gateway CLI refuses bad flag values as bad usage (exit 2), naming the flag, before any network call. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
+import { Root } from "@tufjs/models";
 import { join } from "node:path";
+import { parseTufExpiries } from "../../gateway/ota/role-flag.ts";
+import { UsageError } from "../../lib/cli/command.ts";
+import { generateKey, modelKey } from "../../lib/tuf/keys.ts";
+import { expiresAt, signMetadata } from "../../lib/tuf/metadata.ts";
 import { removeTempDir, tempDir } from "../harness/tmp.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
@@ -56,6 +61,18 @@ describe("gateway admin CLI flags", () => {
     expect(cli("export", ...server, "--target", "2", "--from", "2", "--hwid", "amd64-linux", "--out", join(dir, "b1")).code).toBe(2);
     const r = cli("rollouts", "create", ...server, "--target", "abc", "--tag", "main", "--waves", "100%");
     expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining(`gateway rollouts create: --target: ${rule}, got "abc"\n`) });
+  });
+
+  test("a role given two values (--tuf-expiry, --threshold) is bad usage, not the last one silently winning", () => {
+    expect(parseTufExpiries(["timestamp=1h", "snapshot=2d", "timestamp=3600s"])).toEqual({ timestamp: 3600, snapshot: 172800 });
+    expect(() => parseTufExpiries(["timestamp=1h", "timestamp=2h"])).toThrow(new UsageError("--tuf-expiry timestamp given twice with different values: it takes one per role"));
+    const key = generateKey();
+    const root = new Root({ version: 1, specVersion: "1.0.31", expires: expiresAt(new Date(), 86400), consistentSnapshot: true });
+    for (const role of ["root", "targets", "snapshot", "timestamp"]) root.addKey(modelKey(key), role);
+    writeFileSync(join(dir, "1.root.json"), signMetadata(root, [key]));
+    const r = cli("keys", "init-root", "--current", join(dir, "1.root.json"), "--threshold", "root=1", "--threshold", "root=2", "--out", join(dir, "2.root.json"));
+    expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining("gateway keys init-root: --threshold root given twice with different values: it takes one per role\n") });
+    expect(existsSync(join(dir, "2.root.json"))).toBe(false);
   });
 
   test("a zero duration says it must be more than 0", () => {
