@@ -2,7 +2,7 @@ import { statSync } from "node:fs";
 import { UsageError, defineCommand } from "../../lib/cli/command.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
-import { emptyStart, putBackEmpty } from "../../lib/fs/paths.ts";
+import { blockedBy, emptyStart, look, putBackEmpty } from "../../lib/fs/paths.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { InvalidFactoryNameError } from "../data-dir.ts";
@@ -130,6 +130,10 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
+    // As restore and the admin commands say it: a file is the wrong --data (exit 2), not "any other error".
+    const at = await look(flags.data).catch(() => undefined);
+    if (at === "blocked") throw new UsageError(`--data ${flags.data}: ${await blockedBy(flags.data)}`);
+    if (at && !at.isDirectory()) throw new UsageError(`--data ${flags.data} is a file, not a folder: give the gateway's data dir (made on first start)`);
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
     if (flags.db && !dbKind(flags.db)) throw new UsageError(dbKindProblem(flags.db));
     // The registry makes its directory when it first stores a blob: a file there would fail only then.

@@ -9,6 +9,9 @@ import { createServer, type AddressInfo } from "node:net";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { runCli } from "../../lib/cli/command.ts";
+import { commands } from "../../gateway/commands/index.ts";
+import { exitCodeFor } from "../../gateway/exit-codes.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let dir: string;
@@ -368,6 +371,21 @@ describe("gateway CLI", () => {
       expect({ flags, code: r.code, err: r.err, made: existsSync(data) }).toEqual({ flags, code: 2, err: expect.stringContaining(`gateway serve: ${said}`), made: false });
     }
   }, 60_000);
+
+  test("serve on a --data that is a file, or under one, is bad usage (exit 2) naming --data, not 'any other error'", async () => {
+    const said = async (...argv: string[]) => {
+      const write = process.stderr.write;
+      let err = "";
+      process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+      try {
+        return { code: await runCli({ name: "gateway", version: "0", summary: "", commands, exitCodeFor }, argv), err: err.split("\n")[0] };
+      } finally {
+        process.stderr.write = write;
+      }
+    };
+    expect(await said("serve", "--data", MAIN)).toEqual({ code: 2, err: `gateway serve: --data ${MAIN} is a file, not a folder: give the gateway's data dir (made on first start)` });
+    expect(await said("serve", "--data", join(MAIN, "data"))).toEqual({ code: 2, err: `gateway serve: --data ${join(MAIN, "data")}: ${MAIN} is a file, not a folder` });
+  });
 
   /** Starts `gateway serve ARGS` and reads its log until it says where it listens (HOST:PORT). */
   const serving = async (...args: string[]) => {
