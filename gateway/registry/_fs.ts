@@ -5,6 +5,15 @@
  * @module
  */
 import { readFile, readdir, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+/**
+ * Where gc moves a file it is removing (gc.ts takeAside) until it knows no write came in between:
+ * a dot file beside it, which no reader takes for a blob, link or tag.
+ */
+export function asidePath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.gc`);
+}
 
 export function isNotFound(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;

@@ -121,6 +121,35 @@ describe("gc", () => {
     });
   });
 
+  test("a blob a stopped gc had moved aside does not replace the same blob uploaded again since: the fresh one stays", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const orphan = await push(app, "main/app", "orphan");
+      const blobs = join(root, "blobs", "sha256");
+      const old = new Date(Date.now() - 7_200_000);
+      utimesSync(join(blobs, orphan.slice(7)), old, old);
+      // gc moved the old copy aside and was killed; a publish then uploaded it again (a fresh file).
+      renameSync(join(blobs, orphan.slice(7)), join(blobs, `.${orphan.slice(7)}.gc`));
+      await push(app, "main/app", "orphan");
+      expect((await gc(root, { graceMs: 3_600_000 })).blobsRemoved).toBe(0);
+      expect((await app.request(`/v2/main/app/blobs/${orphan}`)).status).toBe(200);
+      expect(readdirSync(blobs).filter((f) => f.startsWith("."))).toEqual([]);
+    });
+  });
+
+  test("a compose app's manifest put while the sweep has its bundle index aside is refused, not stored without it", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const index = await push(app, "main/shop", "index");
+      const { manifest } = await pushImage(app, "main/shop", "bundle", { [BUNDLE_INDEX_DIGEST_ANNOTATION]: index });
+      const blobs = join(root, "blobs", "sha256");
+      renameSync(join(blobs, index.slice(7)), join(blobs, `.${index.slice(7)}.gc`)); // the sweep's takeBlob, between its move and its removal
+      const put = await app.request("/v2/main/shop/manifests/v2", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
+      expect(put.status).toBe(400);
+      expect(((await put.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("MANIFEST_BLOB_UNKNOWN");
+    });
+  });
+
   test("the sweep takes a blob only if no put refreshed it since it was judged", async () => {
     await withRoot(async (root) => {
       const blob = join(root, "a".repeat(64));

@@ -14,7 +14,9 @@
  * it takes a blob by moving it aside and reading the mtime again, so a put that came in between
  * shows and the blob is put back, and one that comes later finds it gone: refused for a blob it
  * references (MANIFEST_BLOB_UNKNOWN: publish fails and says so, no manifest is left without its
- * content), its own content written again. No lock: a put never waits for gc, and costs a utimes
+ * content), its own content written again. A manifest no target reaches is removed the same way
+ * (takeManifest): its link moved aside first, then its tags and referrer entry unless written since
+ * gc started, and a put of it meanwhile writes a new link, which stays. No lock: a put never waits for gc, and costs a utimes
  * per blob, on the push path only. Blobs a publish pushes are fresh files, spared by the grace
  * period; one it found already there and did not push, swept before its manifest is put, gets
  * that manifest refused the same way.
@@ -24,10 +26,11 @@
  *
  * @module
  */
-import { readFile, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
-import { REGISTRY_TOP_FOLDERS, RegistryStorage } from "./storage.ts";
+import type { Stats } from "node:fs";
+import { link, readFile, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { asidePath, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
+import { REGISTRY_TOP_FOLDERS, RegistryStorage, type ManifestLink } from "./storage.ts";
 import { reachedManifests, revisionKey, type TargetApp } from "./untargeted.ts";
 import { referencedBlobs } from "./manifest.ts";
 
@@ -40,7 +43,7 @@ export class NotRegistryStorageError extends Error {
 }
 
 const HEX64 = /^[a-f0-9]{64}$/;
-/** A blob the sweep moved aside before removing it (takeBlob). */
+/** A blob the sweep moved aside before removing it (takeBlob, asidePath). */
 const ASIDE = /^\.([a-f0-9]{64})\.gc$/;
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -94,13 +97,14 @@ export interface GcResult {
 }
 
 /**
- * Removes the blob at `path`, last modified at `mtimeMs` when the sweep judged it, unless a
- * manifest put has refreshed it since (storage.ts putManifest touches every blob it references):
- * the blob is first moved aside, so a put that comes later finds it gone and fails, and the one
- * that came earlier shows in the mtime, which is read again after the move. False if it stays.
+ * Removes the file at `path` unless a write since gc judged it calls that off: the file is first
+ * moved aside (asidePath), so a write that comes later makes a new one and is not undone, and
+ * `keep` is asked with the moved file's stat, read after the move, so a write that came earlier
+ * (a touch, or the file replaced) shows. Kept, it goes back unless a newer file took its place.
+ * False if it stays.
  */
-export async function takeBlob(path: string, mtimeMs: number): Promise<boolean> {
-  const aside = join(dirname(path), `.${basename(path)}.gc`); // a dot file: not a blob to any reader (ASIDE)
+async function takeAside(path: string, keep: (st: Stats) => boolean): Promise<boolean> {
+  const aside = asidePath(path);
   try {
     await rename(path, aside);
   } catch (e) {
@@ -109,20 +113,72 @@ export async function takeBlob(path: string, mtimeMs: number): Promise<boolean> 
   }
   const st = await stat(aside).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
   if (!st) return false; // put back by another gc starting
-  if (st.mtimeMs !== mtimeMs) {
-    await rename(aside, path); // a put of the same digest since then wrote the same bytes
+  if (keep(st)) {
+    await putBack(aside, path);
     return false;
   }
   await rm(aside, { force: true });
   return true;
 }
 
+/** Puts a file gc moved aside back, unless a newer one has taken its place since: that one stays. */
+async function putBack(aside: string, path: string): Promise<void> {
+  try {
+    await link(aside, path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "EEXIST" && !isNotFound(e)) throw e;
+  }
+  await rm(aside, { force: true });
+}
+
 /**
- * For tests only: `GATEWAY_FAULT=gc-pause-before-sweep` stops gc between its mark and its sweep
- * (it says so on stderr) until its stdin is closed, so a test can put a manifest in that window.
- * Read once; nothing happens unless it is set.
+ * Removes the blob at `path`, last modified at `mtimeMs` when the sweep judged it, unless a
+ * manifest put has refreshed it since (storage.ts putManifest touches every blob it references).
+ * A put that comes while it is aside finds it gone and is refused (MANIFEST_BLOB_UNKNOWN).
+ * False if it stays.
  */
-const PAUSE_BEFORE_SWEEP = process.env.GATEWAY_FAULT === "gc-pause-before-sweep";
+export function takeBlob(path: string, mtimeMs: number): Promise<boolean> {
+  return takeAside(path, (st) => st.mtimeMs !== mtimeMs);
+}
+
+/**
+ * Removes a manifest no target reaches from `repo`: its link, last modified at `mtimeMs` when gc
+ * judged it, then its tags and its referrer entry, each unless written since gc started at
+ * `since` (a publish putting it again: it stays, under the tags that put wrote). A put that comes
+ * once the link is aside writes a new link, and the manifest stays. False if it stays.
+ */
+async function takeManifest(storage: RegistryStorage, repo: string, hex: string, mtimeMs: number, since: number): Promise<boolean> {
+  const linkPath = join(storage.revisionsDir(repo), hex);
+  const text = await readTextOrUndefined(linkPath);
+  if (text === undefined || !(await takeAside(linkPath, (st) => st.mtimeMs !== mtimeMs))) return false;
+  await pause("gc-pause-in-delete", `with ${repo}@sha256:${hex} half removed`);
+  const written = (st: Stats) => st.mtimeMs >= since;
+  for (const tag of await listDir(storage.tagsDir(repo))) {
+    if (tag.startsWith(".")) continue;
+    const file = storage.tagFile(repo, tag);
+    if ((await readTextOrUndefined(file))?.trim() === `sha256:${hex}`) await takeAside(file, written);
+  }
+  const { subject } = JSON.parse(text) as ManifestLink;
+  if (subject) await takeAside(join(storage.referrersDir(repo, subject), hex), written);
+  return !(await stat(linkPath).then(
+    () => true,
+    (e) => (isNotFound(e) ? false : Promise.reject(e)),
+  ));
+}
+
+/**
+ * For tests only: `GATEWAY_FAULT=gc-pause-before-sweep` stops gc between its mark and its sweep,
+ * `gc-pause-in-delete` with the first manifest it removes half removed (its link aside, its tags
+ * not yet); it says so on stderr and waits until its stdin is closed, so a test can put a manifest
+ * in that window. Read once; nothing happens unless it is set.
+ */
+const FAULT = process.env.GATEWAY_FAULT;
+async function pause(point: "gc-pause-before-sweep" | "gc-pause-in-delete", where: string): Promise<void> {
+  if (FAULT !== point) return;
+  process.stderr.write(`gc: paused ${where} (GATEWAY_FAULT=${point}): closing stdin resumes it\n`);
+  await Bun.stdin.text();
+}
 
 /** Every repository directory under `<root>/repositories` (names nest). */
 async function repositories(storage: RegistryStorage): Promise<string[]> {
@@ -158,13 +214,18 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   const blobDir = storage.blobsDir;
   const blobs = await checkLayout(storage);
   // A blob a gc stopped had moved aside (takeBlob) goes back: a put may have refreshed it just before; this sweep judges it again.
+  // One re-uploaded since keeps its place (putBack). The same for a manifest's link and tags: that manifest is judged again.
   for (const name of blobs) {
     const hex = ASIDE.exec(name)?.[1];
-    if (hex && !opts.dryRun) await rename(join(blobDir, name), join(blobDir, hex)).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
+    if (hex && !opts.dryRun) await putBack(join(blobDir, name), join(blobDir, hex));
     if (hex && !blobs.includes(hex)) blobs.push(hex);
   }
   const marked = new Set<string>();
   const repos = await repositories(storage);
+  if (!opts.dryRun)
+    for (const repo of repos)
+      for (const dir of [storage.revisionsDir(repo), storage.tagsDir(repo)])
+        for (const name of await listDir(dir)) if (/^\..+\.gc$/.test(name)) await putBack(join(dir, name), join(dir, name.slice(1, -3)));
 
   // Manifests no target reaches: known in full before anything is removed (the walk fails closed).
   const doomed: { repo: string; hex: string; mtimeMs: number }[] = [];
@@ -183,11 +244,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   // One put again since it was judged (a publish reusing it, gateway/publish/transfer.ts) stays, and is marked below.
   const gone = new Set<string>();
   for (const { repo, hex, mtimeMs } of doomed) {
-    if (!opts.dryRun) {
-      const st = await stat(join(storage.revisionsDir(repo), hex)).catch(() => undefined);
-      if (st?.mtimeMs !== mtimeMs) continue;
-      await storage.deleteManifest(repo, `sha256:${hex}`);
-    }
+    if (!opts.dryRun && !(await takeManifest(storage, repo, hex, mtimeMs, now))) continue;
     gone.add(revisionKey(repo, hex));
   }
 
@@ -207,10 +264,7 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
     }
   }
 
-  if (PAUSE_BEFORE_SWEEP) {
-    process.stderr.write("gc: paused before the sweep (GATEWAY_FAULT=gc-pause-before-sweep): closing stdin resumes it\n");
-    await Bun.stdin.text();
-  }
+  await pause("gc-pause-before-sweep", "before the sweep");
 
   // Sweep the content store.
   const result: GcResult = { manifestsRemoved: gone.size, blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 };

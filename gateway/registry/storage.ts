@@ -26,7 +26,7 @@ import { join } from "node:path";
 import { RegistryRequestError } from "./errors.ts";
 import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
-import { fileSize, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
+import { asidePath, fileSize, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { parseManifest, type ParsedManifest } from "./manifest.ts";
 
 /** Largest manifest accepted (as distribution's default). */
@@ -104,10 +104,14 @@ export class RegistryStorage {
   private revisionLink(repo: string, digest: string): string {
     return join(this.revisionsDir(repo), checkDigest(digest));
   }
-  private tagFile(repo: string, tag: string): string {
-    return join(this.repoDir(repo), "_manifests", "tags", tag);
+  /** The tag files of `repo`, each holding the digest it points at. */
+  tagsDir(repo: string): string {
+    return join(this.repoDir(repo), "_manifests", "tags");
   }
-  private referrersDir(repo: string, subject: string): string {
+  tagFile(repo: string, tag: string): string {
+    return join(this.tagsDir(repo), tag);
+  }
+  referrersDir(repo: string, subject: string): string {
     return join(this.repoDir(repo), "_referrers", "sha256", checkDigest(subject));
   }
   /** Scratch space on the same filesystem as blobs/, so commits are renames. */
@@ -220,9 +224,15 @@ export class RegistryStorage {
       // took it first and this put fails (gc.ts, the sweep).
       if (!(await touch(this.blobPath(d.digest)))) throw blobUnknown(d.digest);
     }
-    // A bundle's index, named only in an annotation, is content gc keeps for the manifest too (not required here).
+    // A bundle's index, named only in an annotation, is content gc keeps for the manifest too. Not
+    // required here (a copy of the app from elsewhere may come without it), but one a gc's sweep is
+    // taking right now (moved aside, gc.ts takeBlob) is refused as for a blob: the put would
+    // otherwise be stored without it.
     const required = new Set(manifest.blobs.map((b) => b.digest));
-    for (const d of manifest.referenced) if (!required.has(d)) await touch(this.blobPath(d));
+    for (const d of manifest.referenced) {
+      if (required.has(d) || (await touch(this.blobPath(d)))) continue;
+      if ((await fileSize(asidePath(this.blobPath(d)))) !== undefined) throw blobUnknown(d);
+    }
     for (const d of manifest.manifests) {
       const known = await readTextOrUndefined(this.revisionLink(repo, d.digest));
       if (known === undefined) {
@@ -264,7 +274,7 @@ export class RegistryStorage {
   /** All tags of `repo`, sorted; throws NAME_UNKNOWN for an unknown repository. */
   async listTags(repo: string): Promise<string[]> {
     if (!(await this.repoExists(repo))) throw new RegistryRequestError(404, "NAME_UNKNOWN", `Repository "${repo}" not found`);
-    const tags = (await listDir(join(this.repoDir(repo), "_manifests", "tags"))).filter((t) => !t.startsWith(".")); // ".": a write in progress (lib/fs temp file)
+    const tags = (await listDir(this.tagsDir(repo))).filter((t) => !t.startsWith(".")); // ".": a write in progress (lib/fs temp file)
     return tags.sort();
   }
 
