@@ -20,7 +20,7 @@
  */
 import { Database } from "bun:sqlite";
 import { createReadStream } from "node:fs";
-import { cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
+import { cp, lstat, mkdir, mkdtemp, open, readdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative, sep } from "node:path";
 import { tmpdir } from "node:os";
 import { Readable } from "node:stream";
@@ -36,7 +36,7 @@ import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { REGISTRY_SCRATCH_FOLDERS } from "../registry/storage.ts";
-import { seal, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
+import { seal, startsAsBackup, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
 const MANIFEST = "backup.json";
@@ -81,6 +81,17 @@ const bare = (path: string) => normalize(path).replace(/(.)\/+$/, "$1");
 async function checkOut(out: string): Promise<void> {
   const why = await whyCannotWrite(out);
   if (why) throw new BackupError(`Cannot write the backup to ${out}: ${why}`);
+  // The backup replaces the file at --out: the last backup (rotation in place), never another
+  // file a typo named (the database, a key, a notes file), which would be lost.
+  const at = await look(out);
+  if (at && at !== "blocked" && at.size > 0) {
+    const head = Buffer.alloc(64);
+    const read = await open(out, "r")
+      .then((f) => f.read(head, 0, head.length, 0).finally(() => f.close()))
+      .catch((e) => Promise.reject(new BackupError(`Cannot write the backup to ${out}: ${fsWhy(e)}`)));
+    if (!startsAsBackup(head.subarray(0, read.bytesRead)))
+      throw new UsageError(`--out ${out} exists and is not a gateway backup: a backup replaces only an earlier backup (or an empty file); choose another --out, or remove it`);
+  }
 }
 
 /**

@@ -28,6 +28,9 @@ import {
 import { promisify } from "node:util";
 
 const MAGIC = "OTA-BACKUP 1 ";
+
+/** Whether `head`, a file's first bytes, begins as a sealed backup does (its header line). */
+export const startsAsBackup = (head: Uint8Array): boolean => Buffer.from(head).toString("latin1").startsWith(MAGIC);
 const RECORD = 1 << 20;
 const TAG = 16;
 const SCRYPT = { N: 1 << 15, r: 8, p: 1, maxmem: 64 << 20 } as const;

@@ -16,7 +16,7 @@ export default defineCommand({
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Gateway data dir", placeholder: "DIR" },
-    out: { type: "string", description: "Backup file to write (outside the data dir)", placeholder: "FILE" },
+    out: { type: "string", description: "Backup file to write (outside the data dir; replaces only an earlier backup)", placeholder: "FILE" },
     db: { type: "string", description: "The --db the gateway runs with (default: DIR/gateway.db)", placeholder: "URL|FILE" },
     "with-registry": { type: "boolean", description: "Include the embedded registry's blobs and manifests" },
     "registry-dir": { type: "string", description: "Where the registry is, as given to serve (default DIR/registry; a folder replicas share)", placeholder: "DIR" },

@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { restoreBackup } from "../../gateway/backup/backup.ts";
+import { createBackup, restoreBackup } from "../../gateway/backup/backup.ts";
+import { UsageError } from "../../lib/cli/command.ts";
 import { startGateway } from "../harness/gateway.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
@@ -90,6 +91,18 @@ describe("gateway restore", () => {
     expect(readdirSync(work).sort()).toEqual(before);
     expect(readdirSync(join(work, "busy"))).toEqual(["notes.txt"]);
     expect(readFileSync(join(work, "afile"), "utf8")).toBe("not a folder\n");
+  });
+
+  test("backup --out replaces an earlier backup, never another file (a typo naming the database or a key)", async () => {
+    writeFileSync(join(work, "notes.txt"), "mine\n");
+    const backup = (out: string) => createBackup({ dataDir: data, out: join(work, out), secret: { passphrase: PASS } });
+    await expect(backup("notes.txt")).rejects.toThrow(
+      new UsageError(`--out ${join(work, "notes.txt")} exists and is not a gateway backup: a backup replaces only an earlier backup (or an empty file); choose another --out, or remove it`),
+    );
+    expect(readFileSync(join(work, "notes.txt"), "utf8")).toBe("mine\n");
+    writeFileSync(join(work, "again.backup"), readFileSync(join(work, "gw.backup")));
+    writeFileSync(join(work, "empty.backup"), "");
+    for (const out of ["again.backup", "empty.backup"]) expect((await backup(out)).factory).toBe("main");
   });
 
   test("a --data under folders that are not there: a backup it refuses leaves none of them made", async () => {
