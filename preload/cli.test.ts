@@ -2,6 +2,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runCli } from "../lib/cli/command.ts";
+import { commands } from "./commands/index.ts";
+import { exitCodeFor } from "./exit-codes.ts";
 
 const BUN = process.execPath;
 const MAIN = join(import.meta.dir, "main.ts");
@@ -20,6 +23,24 @@ describe("preload CLI", () => {
     expect(r.stdout).toContain("assemble");
     expect(r.stdout).toContain("Exit codes:");
     expect(r.stdout).toMatch(/^ +10 +factory-config.yml is invalid/m);
+  });
+
+  test("a --root that is not JSON is said so, without quoting it (a passphrase file given by mistake)", async () => {
+    const fc = join(dir, "ok-factory-config.yml");
+    writeFileSync(fc, "containers:\n  tagging: {}\n");
+    const secret = join(dir, "passphrase");
+    writeFileSync(secret, "hunter2secret and more\n");
+    const write = process.stderr.write;
+    let err = "";
+    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+    try {
+      const argv = ["--factory-config", fc, "--ref", "refs/heads/main", "--out", join(dir, "img"), "--targets", secret, "--root", secret];
+      expect(await runCli({ name: "preload", version: "0", summary: "", commands, exitCodeFor, defaultCommand: "assemble" }, argv)).toBe(2);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(err).toStartWith(`preload assemble: --root ${secret} is not TUF root metadata: not JSON\n`);
+    expect(err).not.toContain("hunter2");
   });
 
   test("an invalid factory-config.yml exits 10, naming the file", () => {

@@ -57,7 +57,15 @@ export const serializeMetadata = (md: Metadata<Signed>): Uint8Array => new TextE
 /** Parses metadata file bytes into `@tufjs/models` objects (no signature check). */
 export function parseMetadata<R extends RoleName>(role: R, bytes: Uint8Array | string): Metadata<SignedOf<R>> {
   const text = typeof bytes === "string" ? bytes : new TextDecoder().decode(bytes);
-  return Metadata.fromJSON(role as never, JSON.parse(text)) as unknown as Metadata<SignedOf<R>>;
+  let json;
+  try {
+    json = JSON.parse(text) as never;
+  } catch {
+    // Not the parser's message: it quotes the text ('Unexpected identifier "hunter2"'), and a file
+    // given by mistake (preload --root, a ceremony file) may be a passphrase or a key.
+    throw new SyntaxError("not JSON");
+  }
+  return Metadata.fromJSON(role as never, json) as unknown as Metadata<SignedOf<R>>;
 }
 
 /** The snapshot/timestamp entry for a metadata file: version, exact length and sha256. */
