@@ -9,7 +9,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import type { Target } from "../../lib/api/index.ts";
+import type { HoldKind, Target } from "../../lib/api/index.ts";
 import { isWindowOpen, nextWindowOpening, parseWindow, systemTimeZone, windowZone, type Window } from "../../lib/schedule/index.ts";
 import { MAX_HOLD_SECONDS, type Config } from "../config.ts";
 import type { UpdateLockInfo } from "./update-locks.ts";
@@ -93,8 +93,11 @@ export type HoldDecision =
   | { hold: true; reason: "lock"; until: number; locks: UpdateLockInfo[] }
   | { hold: false; overriddenLocks?: UpdateLockInfo[] };
 
+/** Compiles only while `T` is among lib/api's HOLD_KINDS, the kinds the gateway reads. */
+type OneOfHoldKinds<T extends HoldKind> = T;
+
 /** Why an install is held: the clock cannot judge the window yet, the window is closed, or update locks. */
-export type HoldReason = Extract<HoldDecision, { hold: true }>["reason"];
+export type HoldReason = OneOfHoldKinds<Extract<HoldDecision, { hold: true }>["reason"]>;
 
 /**
  * Whether to install now: a window read on an implausible clock holds until the clock is set (at

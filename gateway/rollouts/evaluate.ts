@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { AppState, AppsStates, DeviceEvent } from "../../lib/api/device.ts";
+import { HOLD_KINDS, type AppState, type AppsStates, type DeviceEvent } from "../../lib/api/device.ts";
 import type { RolloutDeviceStatus, RolloutHold, RolloutRow } from "../../lib/api/admin.ts";
 
 /** What the store gives about one pending member (Store.pendingRolloutEvidence). */
@@ -146,7 +146,8 @@ function currentHold(ev: DeviceEvidence, version: string, prev: RolloutHold | nu
     if (id === DEFERRED) {
       const d = details(event);
       const o = d && typeof d === "object" ? d : {};
-      const kind = o.reason === "window" || o.reason === "clock" ? o.reason : "lock";
+      // A reason this gateway does not know (a newer fioup's) counts as a lock: the max hold ends it.
+      const kind = HOLD_KINDS.find((k) => k === o.reason) ?? "lock";
       hold = { kind, until: typeof o.until === "string" ? onGatewayClock(o.until, event.deviceTime, receivedAt) : null, at: receivedAt };
     } else if (id === HOLD_RELEASED || id === COMPLETED) {
       if (hold && ms(receivedAt) >= ms(hold.at)) hold = null;

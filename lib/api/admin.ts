@@ -7,7 +7,7 @@
  * @module
  */
 import { Type, type Static } from "@sinclair/typebox";
-import { AppsStates, DeviceEvent } from "./device.ts";
+import { AppsStates, DeviceEvent, HOLD_KINDS } from "./device.ts";
 import { HardwareId, Tag, TargetEntry } from "./target.ts";
 
 export const Tags = Type.Array(Tag, { maxItems: 32 });
@@ -340,7 +340,7 @@ export type RolloutRow = Static<typeof RolloutRow>;
  * until when (null: unknown).
  */
 export const RolloutHold = Type.Object({
-  kind: Type.Union([Type.Literal("lock"), Type.Literal("window"), Type.Literal("clock")]),
+  kind: Type.Union(HOLD_KINDS.map((k) => Type.Literal(k))),
   until: Type.Union([Type.String(), Type.Null()]),
   at: Type.String(),
 });

@@ -27,6 +27,14 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventTypeId = (typeof EVENT_TYPES)[number];
 
+/**
+ * What holds a device's install, as UpdateDeferred's details.reason says it: the one list fioup
+ * reports from (fioup/update/hold-policy.ts) and the gateway's rollouts read (RolloutHold), so a
+ * new kind is added on both sides or neither compiles.
+ */
+export const HOLD_KINDS = ["lock", "window", "clock"] as const;
+export type HoldKind = (typeof HOLD_KINDS)[number];
+
 export const DeviceEvent = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 64 }),
   deviceTime: Type.String({ maxLength: 64 }),
