@@ -35,7 +35,8 @@ export function netWhy(err: unknown): string {
     case "CERT_NOT_YET_VALID":
       return `the server's certificate is not valid yet by this machine's clock, which reads ${clockReading()}: the clock is likely wrong (a device without a battery-backed clock starts in 1970 until NTP sets it); ${SET_THE_CLOCK} and try again`;
     case "CERT_HAS_EXPIRED":
-      return `the server's certificate has expired by this machine's clock, which reads ${clockReading()}: if that is not the time, ${SET_THE_CLOCK} and try again; if it is, the server's certificate must be renewed`;    case "ERR_TLS_CERT_ALTNAME_INVALID":
+      return `the server's certificate has expired by this machine's clock, which reads ${clockReading()}: if that is not the time, ${SET_THE_CLOCK} and try again; if it is, the server's certificate must be renewed`;
+    case "ERR_TLS_CERT_ALTNAME_INVALID":
       return "the server's certificate does not name the host in that URL: connect with a host name or address the certificate was made for";
   }
   if (e?.name === "TimeoutError") return "no answer in time";
