@@ -333,16 +333,28 @@ export class TufRepo {
       role === "timestamp" ? latest ?? (await this.#storage.getLatest(role)) : m[1] === undefined ? await this.#storage.getLatest(role) : await this.#storage.get(role, Number(m[1]));
     if (!rec) return undefined;
     if (!latest) return this.#viewBytes(rec, undefined);
-    const asked = role === "timestamp" ? "timestamp" : m[1] !== undefined && (await this.#superseded(rec)) ? "superseded" : "current";
+    const asked = role === "timestamp" ? "timestamp" : m[1] !== undefined && (await this.#superseded(rec, latest)) ? "superseded" : "current";
     let v = view!(latest.version, asked);
     if (v instanceof Promise) v = await v; // only when the rollout state is being reloaded
     return this.#viewBytes(rec, v);
   }
 
-  /** Whether a newer version of the record's role is stored: a check that began before it was signed asks for this one. */
-  async #superseded(rec: TufRecord): Promise<boolean> {
+  /**
+   * Whether a newer version of the record's role is stored: a check that began before it was
+   * signed asks for this one. Judged by the role's newest record and by what `timestamp` (the
+   * newest, which the answer builds on) pins: each role's newest is read through a cache that
+   * may be up to a second older than the timestamp's (tuf-cache.ts) after a transition another
+   * replica signed, and judged by it alone such a request would be answered in the new view.
+   */
+  async #superseded(rec: TufRecord, timestamp: TufRecord): Promise<boolean> {
     const newest = await this.#storage.getLatest(rec.role);
-    return newest !== undefined && newest.version > rec.version;
+    if (newest !== undefined && newest.version > rec.version) return true;
+    const pinned = (r: TufRecord, file: string) => (JSON.parse(r.json) as { signed: { meta?: Record<string, { version?: number }> } }).signed.meta?.[file]?.version;
+    const snapshot = pinned(timestamp, "snapshot.json");
+    if (snapshot === undefined || rec.role === "snapshot") return snapshot !== undefined && snapshot > rec.version;
+    const snap = await this.#storage.get("snapshot", snapshot);
+    const targets = snap && pinned(snap, "targets.json");
+    return targets !== undefined && targets > rec.version;
   }
 
   /** The latest root.json bytes: the trust anchor given to devices at registration and to preload. */

@@ -14,6 +14,7 @@ import { verifyAndLoadTargets } from "../../lib/tuf/verify-targets.ts";
 import { testGateway } from "../../test/gateway/_fixture.ts";
 import type { Gateway } from "../env.ts";
 import { MemoryTufStorage } from "../ota/memory-storage.ts";
+import type { TufRecord, TufStorage } from "../ota/storage.ts";
 import { TufRepo } from "../ota/repo.ts";
 import { Rollouts } from "../rollouts/service.ts";
 import { deviceView } from "./repo.ts";
@@ -29,11 +30,12 @@ let dir: string;
 let a: Rollouts;
 let b: Rollouts;
 let gwB: Gateway;
+let storage: MemoryTufStorage;
 beforeAll(async () => {
   t = await testGateway();
   dir = await mkdtemp(join(tmpdir(), "views-order-"));
   // Two replicas: one database (the fixture's store, one TUF storage), the same key files.
-  const storage = new MemoryTufStorage();
+  storage = new MemoryTufStorage();
   const tufA = await TufRepo.open({ storage, keysDir: join(dir, "keys-a") });
   await cp(join(dir, "keys-a"), join(dir, "keys-b"), { recursive: true });
   const tufB = await TufRepo.open({ storage, keysDir: join(dir, "keys-b") });
@@ -130,4 +132,37 @@ test("a wave released, then the rollout cancelled, during a device's check: each
   expect(await check()).toContain("amd64-linux-3");
   device.afterTimestamp = undefined;
   expect(await check()).not.toContain("amd64-linux-3");
+});
+
+test("a replica whose newest snapshot is read a moment behind its newest timestamp (each cached apart) still answers a check in the view its timestamp pinned", async () => {
+  // Replica C reads the shared chain as through tuf-cache.ts right after a transition replica A
+  // signed: the newest timestamp already read afresh, the newest snapshot still the one before.
+  let frozen: TufRecord | undefined;
+  const lagging: TufStorage = {
+    getLatest: async (role) => (role === "snapshot" && frozen ? frozen : storage.getLatest(role)),
+    get: (role, version) => storage.get(role, version),
+    put: (records) => storage.put(records),
+  };
+  await cp(join(dir, "keys-a"), join(dir, "keys-c"), { recursive: true });
+  const tufC = await TufRepo.open({ storage: lagging, keysDir: join(dir, "keys-c") });
+  const c = await new Rollouts({ store: t.gw.store, tuf: tufC, tickMs: 0, viewPollMs: 0 }).start();
+  try {
+    const gwC: Gateway = { ...t.gw, tuf: tufC, rollouts: c };
+    const canary = await t.register({ tags: ["lag"] });
+    const waiting = await t.register({ tags: ["lag"] });
+    const r = await a.create({ target: "5", tag: "lag", waves: [50, 100], soak: "1h", first: [canary.uuid] });
+    const device = await tufClient(gwC, waiting.uuid);
+    expect(Object.keys((await device.refresh()).targets)).not.toContain("amd64-linux-5");
+    await t.gw.tuf.addTargets({ "amd64-linux-5": entry(5) });
+    device.afterTimestamp = async () => {
+      frozen = await storage.getLatest("snapshot");
+      await a.advance(r.id);
+    };
+    expect(Object.keys((await device.refresh()).targets)).not.toContain("amd64-linux-5");
+    device.afterTimestamp = undefined;
+    frozen = undefined;
+    expect(Object.keys((await device.refresh()).targets)).toContain("amd64-linux-5");
+  } finally {
+    await c.stop();
+  }
 });
