@@ -188,14 +188,21 @@ async function makeScratch(dataDir: string | undefined): Promise<string> {
 /** `VACUUM INTO` a file in `dir`, a consistent snapshot while the gateway runs; returns its path. */
 function snapshotDatabase(dbPath: string, dir: string): string {
   const snapshot = join(dir, SQLITE_DB_FILE);
-  const db = new Database(dbPath);
+  let db: Database | undefined;
   try {
+    db = new Database(dbPath);
     db.exec("PRAGMA busy_timeout = 10000");
     db.run("VACUUM INTO ?", [snapshot]);
+  } catch (e) {
+    // SQLite's own words ("file is not a database") named neither the file nor what it is for.
+    if (isNoSpace(e)) throw e;
+    if ((e as { code?: string }).code === "SQLITE_NOTADB")
+      throw new BackupError(`Cannot back up the database ${dbPath}: it is not a SQLite database (give --db as gateway serve has it)`);
+    throw new BackupError(`Cannot back up the database ${dbPath}: ${fsWhy(e)}`, { cause: e });
   } finally {
     // Closed now, not when a prepared statement is collected: the close may checkpoint and
     // remove DIR/gateway.db-wal, and must not do so while the walk lists the folder.
-    db.close(true);
+    db?.close(true);
   }
   return snapshot;
 }
@@ -230,7 +237,9 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
     let snapshot: string | undefined;
     if (!postgres) {
       const dbPath = opts.db ?? join(opts.dataDir, SQLITE_DB_FILE);
-      if (!(await stat(dbPath).catch(() => undefined))) throw new BackupError(`No database at ${dbPath}: a gateway on PostgreSQL is backed up with --db postgres://... (and pg_dump)`);
+      const st = await stat(dbPath).catch(() => undefined);
+      if (!st) throw new BackupError(`No database at ${dbPath}: a gateway on PostgreSQL is backed up with --db postgres://... (and pg_dump)`);
+      if (st.isDirectory()) throw new BackupError(`Cannot back up the database ${dbPath}: it is a directory (give --db as gateway serve has it)`);
       try {
         snapshot = snapshotDatabase(dbPath, scratch);
       } catch (e) {
