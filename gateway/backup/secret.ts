@@ -52,6 +52,8 @@ export async function sealSecret(flags: { "passphrase-file"?: string; recipient?
 
 /** For opening: a passphrase (file or env) or the recipient's private key. */
 export async function openSecret(flags: { "passphrase-file"?: string; identity?: string }, warn?: (line: string) => void): Promise<OpenSecret> {
+  // Both given, the passphrase file was ignored, and a passphrase backup then said "give the passphrase".
+  if (flags.identity && flags["passphrase-file"]) throw new UsageError("Give --passphrase-file or --identity, not both");
   if (flags.identity) {
     const pem = await readFlagFile(flags.identity, "the identity key");
     asUsage([BackupUnreadableError], () => identityKey(pem), `--identity ${flags.identity}: `);

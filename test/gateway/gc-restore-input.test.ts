@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createBackup, restoreBackup } from "../../gateway/backup/backup.ts";
+import { openSecret } from "../../gateway/backup/secret.ts";
 import { UsageError } from "../../lib/cli/command.ts";
 import { startGateway } from "../harness/gateway.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
@@ -103,6 +104,18 @@ describe("gateway restore", () => {
     writeFileSync(join(work, "again.backup"), readFileSync(join(work, "gw.backup")));
     writeFileSync(join(work, "empty.backup"), "");
     for (const out of ["again.backup", "empty.backup"]) expect((await backup(out)).factory).toBe("main");
+  });
+
+  test("backup --db that is no SQLite database names the file and what it is for (SQLite said only 'file is not a database')", async () => {
+    writeFileSync(join(work, "notes.db"), "mine\n");
+    const backup = (db: string) => createBackup({ dataDir: data, out: join(work, "db.backup"), db: join(work, db), secret: { passphrase: PASS } });
+    await expect(backup("notes.db")).rejects.toThrow(`Cannot back up the database ${join(work, "notes.db")}: it is not a SQLite database (give --db as gateway serve has it)`);
+    await expect(backup("busy")).rejects.toThrow(`Cannot back up the database ${join(work, "busy")}: it is a directory (give --db as gateway serve has it)`);
+    expect(existsSync(join(work, "db.backup"))).toBe(false);
+  });
+
+  test("--passphrase-file and --identity together are bad usage (the passphrase file was ignored)", async () => {
+    await expect(openSecret({ "passphrase-file": "a-pass", identity: "a-key" })).rejects.toThrow(new UsageError("Give --passphrase-file or --identity, not both"));
   });
 
   test("a --data under folders that are not there: a backup it refuses leaves none of them made", async () => {
