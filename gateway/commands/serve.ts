@@ -1,5 +1,5 @@
 import { statSync } from "node:fs";
-import { UsageError, defineCommand } from "../../lib/cli/command.ts";
+import { UsageError, asUsage, defineCommand } from "../../lib/cli/command.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { blockedBy, emptyStart, look, putBackEmpty } from "../../lib/fs/paths.ts";
@@ -146,6 +146,9 @@ export default defineCommand({
       throw new UsageError(`Invalid --client-cert-header "${flags["client-cert-header"]}": expected a header name such as x-ssl-client-cert (no spaces or colon)`);
     if (flags["trust-proxy"] !== undefined && !commaList(flags["trust-proxy"]).length)
       throw new UsageError("--trust-proxy is empty: give the proxy's addresses (e.g. 10.0.0.5 or 10.0.0.0/24), or leave the flag out");
+    // Checked here, before the proxy listener's check (which exited 1 on it) and before the log
+    // says it takes certificates from these addresses.
+    if (flags["trust-proxy"]) asUsage([InvalidCidrError], () => new TrustedProxies(flags["trust-proxy"]));
     if (flags["external-registry-service"] !== undefined && !flags["external-registry-service"].trim())
       throw new UsageError("--external-registry-service is empty: give the registry's auth.token.service name, or leave the flag out");
     if (flags["proxy-listen"]) {

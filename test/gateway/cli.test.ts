@@ -387,6 +387,24 @@ describe("gateway CLI", () => {
     expect(await said("serve", "--data", join(MAIN, "data"))).toEqual({ code: 2, err: `gateway serve: --data ${join(MAIN, "data")}: ${MAIN} is a file, not a folder` });
   });
 
+  test("serve refuses a bad --trust-proxy as bad usage before it logs taking certificates from it, with --proxy-listen too (that was exit 1)", async () => {
+    const write = process.stderr.write;
+    const said = async (...argv: string[]) => {
+      let err = "";
+      process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+      try {
+        return { code: await runCli({ name: "gateway", version: "0", summary: "", commands, exitCodeFor }, argv), err };
+      } finally {
+        process.stderr.write = write;
+      }
+    };
+    const data = join(dir, "bad-trust-proxy");
+    const refused = { code: 2, err: `gateway serve: Invalid --trust-proxy entry "notacidr": expected an address or CIDR such as 10.0.0.0/8 or ::1/128\nRun 'gateway serve --help' for usage.\n` };
+    expect(await said("serve", "--data", data, "--trust-proxy", "10.0.0.1,notacidr")).toEqual(refused);
+    expect(await said("serve", "--data", data, "--proxy-listen", "127.0.0.1:1", "--trust-proxy", "notacidr")).toEqual(refused);
+    expect(existsSync(data)).toBe(false);
+  });
+
   /** Starts `gateway serve ARGS` and reads its log until it says where it listens (HOST:PORT). */
   const serving = async (...args: string[]) => {
     const p = Bun.spawn([process.execPath, MAIN, "serve", ...args], { stdout: "pipe", stderr: "pipe" });
