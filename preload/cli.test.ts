@@ -43,6 +43,23 @@ describe("preload CLI", () => {
     expect(err).not.toContain("hunter2");
   });
 
+  test("--json's help says what it does for bad usage: nothing on stdout, the error on stderr", async () => {
+    const cli = { name: "preload", version: "0", summary: "", commands, exitCodeFor, defaultCommand: "assemble" };
+    const [outWrite, errWrite] = [process.stdout.write, process.stderr.write];
+    let [out, err] = ["", ""];
+    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+    try {
+      expect(await runCli(cli, ["assemble", "--help"])).toBe(0);
+      expect(out).toMatch(/--json +Print the result, or the error \(\{error, code, exitCode\}\), as JSON on stdout \(bad usage, exit 2, is said on stderr only\)/);
+      out = "";
+      expect(await runCli(cli, ["--json", "--ref", "refs/heads/main"])).toBe(2);
+    } finally {
+      [process.stdout.write, process.stderr.write] = [outWrite, errWrite];
+    }
+    expect({ out, err }).toEqual({ out: "", err: expect.stringContaining("preload assemble: --factory-config is required") });
+  });
+
   test("an invalid factory-config.yml exits 10, naming the file", () => {
     const fc = join(dir, "factory-config.yml");
     writeFileSync(fc, "containers: [not, a, table]\n");

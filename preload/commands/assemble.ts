@@ -54,7 +54,7 @@ const FLAGS = {
   ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries and their token realms other than the --server gateway (trusted through the token's pin); for a realm at the gateway under another name, the factory CA", placeholder: "FILE" },
   "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
   explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit (needs no --out nor source)" },
-  json: { type: "boolean", description: "Print the result, or the error ({error, code, exitCode}), as JSON on stdout" },
+  json: { type: "boolean", description: "Print the result, or the error ({error, code, exitCode}), as JSON on stdout (bad usage, exit 2, is said on stderr only)" },
 } as const satisfies Record<string, FlagSpec>;
 
 export default defineCommand({
