@@ -35,7 +35,7 @@ export class SigningKeyUnavailableError extends Error {
 export const ADOPTED_ROOT_FILE = ".adopted-root";
 const ADOPTED = ADOPTED_ROOT_FILE;
 
-const isMissing = (e: unknown) => (e as { cause?: NodeJS.ErrnoException })?.cause?.code === "ENOENT";
+const isMissing = (e: unknown) => (e as { code?: string })?.code === "ENOENT"; // loadKeyFile's KeyFileError
 
 export class TufKeyStore {
   constructor(readonly dir: string) {}

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { Metadata, Root, Timestamp } from "@tufjs/models";
 import { generateKey, keyIdOf, KeyFileError, loadKeyFile, modelKey, parseKey, saveKeyFile, serializeKey, signerFor } from "./keys.ts";
 import { expiresAt, parseMetadata, signMetadata } from "./metadata.ts";
+import { describeError } from "../cli/command.ts";
 
 describe("keys", () => {
   test("key id is the sha256 of the canonical public key object", () => {
@@ -44,7 +45,10 @@ describe("keys", () => {
       expect(serializeKey(back)).toBe(serializeKey(k));
       await writeFile(join(dir, "bad.json"), "{}");
       await expect(loadKeyFile(join(dir, "bad.json"))).rejects.toThrow(KeyFileError);
-      await expect(loadKeyFile(join(dir, "absent.json"))).rejects.toThrow(/ENOENT/);
+      await expect(loadKeyFile(join(dir, "absent.json"))).rejects.toMatchObject({ code: "ENOENT", message: `Cannot load TUF key "${join(dir, "absent.json")}": no such file` });
+      // In words, once: not "EISDIR: EISDIR: illegal operation on a directory, read" (the code, then its errno cause).
+      const folder = await loadKeyFile(dir).catch((e: Error) => e);
+      expect(describeError(folder)).toBe(`Cannot load TUF key "${dir}": it is a directory`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -13,6 +13,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import { readFile } from "node:fs/promises";
 import { Key, Signature } from "@tufjs/models";
 import { writeFileAtomic } from "../fs/atomic-write.ts";
+import { fsWhy } from "../fs/why.ts";
 import { canonicalJson } from "./canonical-json.ts";
 
 /** The public key object as TUF root.json lists it (without the key id). */
@@ -32,8 +33,11 @@ export interface TufKeyPair {
 /** Thrown when a key file cannot be read or does not hold a valid ed25519 key. */
 export class KeyFileError extends Error {
   override name = "KeyFileError";
-  constructor(path: string, why: string, options?: ErrorOptions) {
+  /** The errno code when the file could not be read at all ("ENOENT": there is none). */
+  readonly code: string | undefined;
+  constructor(path: string, why: string, options?: ErrorOptions & { code?: string }) {
     super(`Cannot load TUF key "${path}": ${why}`, options);
+    this.code = options?.code;
   }
 }
 
@@ -147,7 +151,8 @@ export async function loadKeyFile(path: string): Promise<TufKeyPair> {
   try {
     text = await readFile(path, "utf8");
   } catch (cause) {
-    throw new KeyFileError(path, (cause as NodeJS.ErrnoException).code ?? String(cause), { cause });
+    // In words, and without the errno as its cause: that was said after it ("EISDIR: EISDIR: illegal operation ...").
+    throw new KeyFileError(path, fsWhy(cause), { code: (cause as NodeJS.ErrnoException).code });
   }
   return parseKey(text, path);
 }
