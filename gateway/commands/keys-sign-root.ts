@@ -29,6 +29,10 @@ export default defineCommand({
     const version = parsed.signed.version;
     const previousPath = flags.previous ?? join(dirname(file), `${version - 1}.root.json`);
     const previous = flags.previous || (await Bun.file(previousPath).exists()) ? await readRootFile(previousPath) : undefined;
+    // Another version (the draft itself, say) counted its own keys as the previous root's and said "ready".
+    const previousVersion = previous === undefined ? undefined : parseMetadata("root", previous).signed.version;
+    if (previousVersion !== undefined && previousVersion !== version - 1)
+      throw new UsageError(`${flags.previous ? "--previous " : ""}${previousPath} is root.json v${previousVersion}: the draft is v${version}, so the previous root is v${version - 1}`);
     const key = await loadKeyFile(flags.key);
     // Signing twice with one key renews its signature; said, so no holder thinks it counted twice.
     const alreadySigned = key.keyId in parsed.signatures;

@@ -10,8 +10,10 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "n
 import { join, resolve } from "node:path";
 import { Root } from "@tufjs/models";
 import { keyPairPrefix } from "../../gateway/commands/_key-out.ts";
-import { UsageError } from "../../lib/cli/command.ts";
-import { generateKey, modelKey } from "../../lib/tuf/keys.ts";
+import { UsageError, runCli } from "../../lib/cli/command.ts";
+import { commands } from "../../gateway/commands/index.ts";
+import { exitCodeFor } from "../../gateway/exit-codes.ts";
+import { generateKey, modelKey, serializeKey } from "../../lib/tuf/keys.ts";
 import { expiresAt, signMetadata } from "../../lib/tuf/metadata.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
@@ -58,6 +60,30 @@ test("an --out PREFIX that names a folder is refused (DIR/ made the hidden files
     await expect(keyPairPrefix(out, [".pub.json", ".json", ".pub"], ".json")).rejects.toThrow(new UsageError(`--out ${out} names a folder: PREFIX names the key files, e.g. ${join(shown, "NAME")}`));
   expect(await keyPairPrefix(`${work}/keys/dave`, [".pub.json", ".json", ".pub"], ".json")).toBe(`${work}/keys/dave`);
   expect(readdirSync(join(work, "keys"))).toEqual([]);
+});
+
+test("sign-root refuses a --previous that is not the draft's previous version (the draft itself was counted as its own previous root)", async () => {
+  const key = generateKey();
+  const root = new Root({ version: 1, specVersion: "1.0.31", expires: expiresAt(new Date(), 86400), consistentSnapshot: true });
+  for (const role of ["root", "targets", "snapshot", "timestamp"]) root.addKey(modelKey(key), role);
+  mkdirSync(join(work, "prev"));
+  writeFileSync(join(work, "prev", "current.json"), signMetadata(root, [key]));
+  writeFileSync(join(work, "prev", "root-key.json"), serializeKey(key), { mode: 0o600 });
+  const cli = { name: "gateway", version: "0", summary: "", commands, exitCodeFor };
+  const draft = join(work, "prev", "2.root.json");
+  const write = process.stderr.write;
+  let err = "";
+  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stdout.write;
+  try {
+    expect(await runCli(cli, ["keys", "init-root", "--current", join(work, "prev", "current.json"), "--out", draft, "--format", "json"])).toBe(0);
+    const before = readFileSync(draft, "utf8");
+    err = "";
+    expect(await runCli(cli, ["keys", "sign-root", draft, "--key", join(work, "prev", "root-key.json"), "--previous", draft])).toBe(2);
+    expect(err).toStartWith(`gateway keys sign-root: --previous ${draft} is root.json v2: the draft is v2, so the previous root is v1\n`);
+    expect(readFileSync(draft, "utf8")).toBe(before);
+  } finally {
+    process.stderr.write = write;
+  }
 });
 
 test("keys generate --out NAME.pub writes the pair NAME.json/NAME.pub.json, the private key in NAME.json", async () => {
