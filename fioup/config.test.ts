@@ -93,6 +93,14 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ root: join(root, "bad2") })).toThrow(/storage_watermark/);
   });
 
+  test("a tls.server that is not a URL is an invalid config naming the key (it was a bare 'Invalid URL', exit 1)", () => {
+    write("badserver/var/sota/sota.toml", `[tls]\nserver = "notaurl"\n`);
+    expect(() => loadConfig({ root: join(root, "badserver") })).toThrow(ConfigError);
+    expect(() => loadConfig({ root: join(root, "badserver") })).toThrow(`Invalid config: tls.server: expected the gateway's https:// URL, got "notaurl"`);
+    write("goodserver/var/sota/sota.toml", `[tls]\nserver = "https://gw.example:8443/ota/"\n`);
+    expect(loadConfig({ root: join(root, "goodserver") }).server).toBe("https://gw.example:8443/ota");
+  });
+
   test("a sota.toml (or conf.d file) that is a directory is said in words, not as an errno", () => {
     mkdirSync(join(root, "dirtoml/var/sota/sota.toml"), { recursive: true });
     expect(() => loadConfig({ root: join(root, "dirtoml") })).toThrow(`Cannot read config ${join(root, "dirtoml/var/sota/sota.toml")}: it is a directory`);

@@ -275,8 +275,12 @@ export function resolveConfig(
   const grace = Number(t.fioup?.offline_expiry_grace_seconds ?? 0);
   if (!(Number.isInteger(grace) && grace >= 0 && grace <= MAX_EXPIRY_GRACE_SECONDS))
     throw invalid("fioup.offline_expiry_grace_seconds", `must be 0..${MAX_EXPIRY_GRACE_SECONDS} (30 days), got ${grace}`);
+  // Checked here: "notaurl" ended as a bare "Invalid URL" (exit 1) at the first request.
+  const server = t.tls?.server?.replace(/\/+$/, "");
+  const serverUrl = server ? URL.parse(server) : undefined;
+  if (server && (!serverUrl || !/^https?:$/.test(serverUrl.protocol) || !serverUrl.host)) throw invalid("tls.server", `expected the gateway's https:// URL, got "${server}"`);
   return {
-    server: t.tls?.server?.replace(/\/+$/, ""),
+    server,
     caPath: inBase(t.import?.tls_cacert_path, "root.crt"),
     certPath: inBase(t.import?.tls_clientcert_path, "client.pem"),
     keyPath: inBase(t.import?.tls_pkey_path, "pkey.pem"),
