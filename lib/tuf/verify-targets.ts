@@ -9,6 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../fs/atomic-write.ts";
+import { fsWhy } from "../fs/why.ts";
 import { join } from "node:path";
 import { Value } from "@sinclair/typebox/value";
 import { Updater } from "tuf-js";
@@ -73,14 +74,17 @@ async function protectRoot(dir: string): Promise<void> {
     JSON.parse(text);
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code === "ENOENT" && text === undefined) {
-      throw new TrustedRootError("root.json", `no trusted root in ${dir}: the device needs its initial root.json`, { cause });
+      // No errno as the cause: describeError would add "ENOENT: no such file or directory, open '...'".
+      throw new TrustedRootError("root.json", `no trusted root in ${dir}: the device needs its initial root.json`);
     }
     // Unreadable or torn root.json: fall back to the last good copy, if any.
     let good: Uint8Array;
     try {
       good = await readFile(backup);
     } catch {
-      throw new TrustedRootError("root.json", `the trusted root in ${dir} is unreadable and there is no backup`, { cause });
+      // Why in words, not the parser's or the errno's text.
+      const why = cause instanceof SyntaxError ? "not JSON" : fsWhy(cause);
+      throw new TrustedRootError("root.json", `the trusted root ${root} is unreadable (${why}) and there is no backup (${BACKUP})`);
     }
     await writeFileAtomic(root, good);
     return;

@@ -26,6 +26,7 @@ import {
 } from "../../lib/tuf/index.ts";
 import { MemoryTufStorage, TufRepo } from "../../gateway/ota/index.ts";
 import { serveRepo, targetEntry, type RepoServer } from "./_repo-server.ts";
+import { describeError } from "../../lib/cli/command.ts";
 
 const entry = targetEntry;
 
@@ -264,7 +265,14 @@ describe("verifyAndLoadTargets against TufRepo", () => {
   test("refuses to run without a trusted root, and recovers a torn one", async () => {
     const empty = join(work, "no-root");
     await mkdir(empty);
-    expect(await verify(empty).catch((e) => e)).toBeInstanceOf(TrustedRootError);
+    const none = await verify(empty).catch((e) => e);
+    expect(none).toBeInstanceOf(TrustedRootError);
+    // Said in words, once: not with "ENOENT: no such file or directory, open '...'" after it.
+    expect(describeError(none)).toEndWith(`no trusted root in ${empty}: the device needs its initial root.json`);
+    await writeFile(join(empty, "root.json"), '{"signed": {"_ty');
+    expect(describeError(await verify(empty).catch((e) => e))).toEndWith(
+      `the trusted root ${join(empty, "root.json")} is unreadable (not JSON) and there is no backup (root.json.last-good)`,
+    );
     const dir = await newDevice();
     await verify(dir);
     await writeFile(join(dir, "root.json"), '{"signed": {"_ty'); // a crash mid-write
