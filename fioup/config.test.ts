@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkTargetNames, configLocation, ConfigError, loadConfig } from "./config.ts";
 import { UsageError } from "../lib/cli/command.ts";
+import { DeviceClient } from "./device-client.ts";
 
 const root = mkdtempSync(join(tmpdir(), "fioup-config-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -99,6 +100,14 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ root: join(root, "badserver") })).toThrow(`Invalid config: tls.server: expected the gateway's https:// URL, got "notaurl"`);
     write("goodserver/var/sota/sota.toml", `[tls]\nserver = "https://gw.example:8443/ota/"\n`);
     expect(loadConfig({ root: join(root, "goodserver") }).server).toBe("https://gw.example:8443/ota");
+  });
+
+  test("a damaged device certificate, CA or key is config invalid naming the file (it was 'FailedToOpenSocket: Was there a typo in the url or port?', exit 31)", () => {
+    write("damaged/var/sota/sota.toml", `[tls]\nserver = "https://127.0.0.1:1"\n`);
+    for (const f of ["client.pem", "root.crt", "pkey.pem"]) write(`damaged/var/sota/${f}`, "garbage\n");
+    const cfg = loadConfig({ root: join(root, "damaged") });
+    expect(() => DeviceClient.fromConfig(cfg, {} as never)).toThrow(ConfigError);
+    expect(() => DeviceClient.fromConfig(cfg, {} as never)).toThrow(`Cannot use ${cfg.certPath}: it is not a PEM certificate (the device's registration files are damaged`);
   });
 
   test("a sota.toml (or conf.d file) that is a directory is said in words, not as an errno", () => {

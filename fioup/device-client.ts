@@ -4,11 +4,12 @@
  *
  * @module
  */
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { checkinList } from "../lib/api/index.ts";
 import { netWhy } from "../lib/net/why.ts";
-import type { Config } from "./config.ts";
+import { ConfigError, type Config } from "./config.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 export class NotRegisteredError extends Error {
@@ -57,6 +58,7 @@ export class DeviceClient {
    * The client for a registered device.
    *
    * @throws {NotRegisteredError} If the server URL or the key files are missing.
+   * @throws {ConfigError} If the certificate, the CA or the key is not one (a damaged file).
    */
   static fromConfig(cfg: Config, ats: AtsHeaders): DeviceClient {
     if (!cfg.server) throw new NotRegisteredError("no tls.server in the config");
@@ -67,7 +69,23 @@ export class DeviceClient {
         throw new NotRegisteredError(`cannot read ${p}`);
       }
     };
-    return new DeviceClient(cfg.server, { cert: read(cfg.certPath), key: read(cfg.keyPath), ca: read(cfg.caPath) }, ats);
+    const tls = { cert: read(cfg.certPath), key: read(cfg.keyPath), ca: read(cfg.caPath) };
+    // A damaged file failed every request as "FailedToOpenSocket: Was there a typo in the url or
+    // port?" (exit 31, gateway unreachable): said here, naming the file.
+    const damaged = (p: string, what: string) =>
+      new ConfigError(`Cannot use ${p}: it is not ${what} (the device's registration files are damaged: restore them, or register again with fioup register --force)`);
+    for (const [p, pem] of [[cfg.certPath, tls.cert], [cfg.caPath, tls.ca]] as const)
+      try {
+        new X509Certificate(pem);
+      } catch {
+        throw damaged(p, "a PEM certificate");
+      }
+    try {
+      createPrivateKey(tls.key);
+    } catch {
+      throw damaged(cfg.keyPath, "a PEM private key");
+    }
+    return new DeviceClient(cfg.server, tls, ats);
   }
 
   headers(extra?: ConstructorParameters<typeof Headers>[0]): Headers {
