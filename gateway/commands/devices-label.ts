@@ -24,7 +24,11 @@ export default defineCommand({
     const [uuid, ...assignments] = args;
     if (!uuid) throw new UsageError("give a device uuid, then key=value labels and/or --remove KEY");
     if (!assignments.length && !flags.remove.length) throw new UsageError("nothing to change: give key=value labels or --remove KEY");
-    const set = Object.fromEntries(asUsage([InvalidFleetQueryError], () => assignments.map(parseLabel)));
+    const pairs = asUsage([InvalidFleetQueryError], () => assignments.map(parseLabel));
+    // "a=1 a=2": the last one silently won; the user meant one of them.
+    const twice = pairs.find(([k, v], i) => pairs.some(([k2, v2], j) => j < i && k2 === k && v2 !== v));
+    if (twice) throw new UsageError(`label "${twice[0]}" is given two values: give it one`);
+    const set = Object.fromEntries(pairs);
     asUsage([InvalidFleetQueryError], () => flags.remove.forEach((k) => checkLabel(k, "")));
     const both = flags.remove.find((k) => Object.hasOwn(set, k));
     if (both !== undefined) throw new UsageError(`label "${both}" is both set and removed`);

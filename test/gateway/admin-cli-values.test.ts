@@ -69,6 +69,7 @@ describe("values the gateway would refuse", () => {
       [["devices", "tag", uuid, Array.from({ length: 300 }, (_, i) => `t${i}`).join(",")], "tag list: at most 32 tags, got 300"],
       [["devices", "list", "--after", "garbage"], '--after: expected a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes), got "garbage"'],
       [["groups", "show", "pilot", "--after", "zzz"], '--after: expected a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes), got "zzz"'],
+      [["devices", "label", uuid, "ring=a", "site=x", "ring=b"], 'label "ring" is given two values: give it one'],
     ];
     const reached = await cli("groups", "list", ...nowhere());
     expect(reached.code).not.toBe(0);
