@@ -154,3 +154,20 @@ test("an empty value is bad usage, not the flag left out (a default taken for go
   expect(await said(["go", "--hwid", "", "--tag", "a"])).toEqual({ code: 0, err: "" });
   expect(seen.tags).toEqual(["a"]);
 });
+
+test("a command that is also a group's name lists its sub-commands in --help, and suggests one for a mistyped word", async () => {
+  const cmd = (summary: string) => defineCommand({ summary, flags: {}, run() {} });
+  const cli = { name: "t", version: "0", summary: "t", commands: { backup: async () => ({ default: cmd("write a backup") }), "backup keygen": async () => ({ default: cmd("make a key pair") }) } };
+  const [outWrite, errWrite] = [process.stdout.write, process.stderr.write];
+  let [out, err] = ["", ""];
+  process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+  try {
+    expect(await runCli(cli, ["backup", "--help"])).toBe(0);
+    expect(await runCli(cli, ["backup", "keygn"])).toBe(2);
+  } finally {
+    [process.stdout.write, process.stderr.write] = [outWrite, errWrite];
+  }
+  expect(out).toEndWith("\n\nCommands under 't backup':\n  backup keygen    make a key pair\n");
+  expect(err).toBe("t backup: unexpected argument 'keygn': this command takes flags only (did you mean 't backup keygen'?)\nRun 't backup --help' for usage.\n");
+});

@@ -207,8 +207,11 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     return 2;
   }
   const cmd = (await cli.commands[name]!()).default;
+  // A command that is also a group's name (`backup`, and `backup keygen`): its help names them, and a mistyped one is suggested.
+  const subs = Object.keys(cli.commands).filter((c) => c.startsWith(name + " "));
   if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(commandHelp(cli, name, cmd) + "\n");
+    const more = subs.length ? ["", `Commands under '${cli.name} ${name}':`, ...(await commandLines(cli, subs))] : [];
+    process.stdout.write([commandHelp(cli, name, cmd), ...more].join("\n") + "\n");
     return 0;
   }
   const options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean; default?: any }> = {};
@@ -226,7 +229,11 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     parsed = parseArgs({ args, allowPositionals: true, options, strict: true, tokens: true });
     refuseConflictingRepeats(parsed.tokens, options);
     // Words a command does not take would be silently ignored (`tokens list extra`).
-    if (cmd.usage === undefined && parsed.positionals.length) throw new Error(`unexpected argument '${parsed.positionals[0]}': this command takes flags only`);
+    if (cmd.usage === undefined && parsed.positionals.length) {
+      const word = parsed.positionals[0]!;
+      const meant = closest(word, subs.map((c) => c.slice(name!.length + 1)));
+      throw new Error(`unexpected argument '${word}': this command takes flags only${meant ? ` (did you mean '${cli.name} ${name} ${meant}'?)` : ""}`);
+    }
   } catch (err) {
     process.stderr.write(`${cli.name} ${name}: ${parseErrorMessage(err as NodeJS.ErrnoException, Object.keys(options), args)}\nRun '${cli.name} ${name} --help' for usage.\n`);
     return 2;
