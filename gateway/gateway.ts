@@ -118,6 +118,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const trustedProxies = new TrustedProxies(opts.trustProxy);
   let publicUrl = opts.publicUrl ? URL.parse(opts.publicUrl) ?? undefined : undefined;
   if (opts.publicUrl && publicUrl?.protocol !== "https:") throw new InvalidListenError(`Invalid --public-url "${opts.publicUrl}": expected https://HOST[:PORT], e.g. https://gw.example.com`);
+  // Paths are appended to it (devices' sota.toml, the registry's token realm): a query or
+  // fragment would end up inside every one, and a user:password in every device's config.
+  if (publicUrl && (publicUrl.search || publicUrl.hash || publicUrl.username || publicUrl.password))
+    throw new InvalidListenError(`Invalid --public-url: a URL with a query, fragment or user:password; give https://${publicUrl.host}${publicUrl.pathname === "/" ? "" : publicUrl.pathname}`);
   if (opts.factory !== undefined) checkFactoryName(opts.factory);
   const wildcard = host === "0.0.0.0" || host === "::";
   const certHosts = [publicUrl?.hostname.replace(/^\[|\]$/g, "") ?? (wildcard ? hostname() : host), ...(wildcard ? ["127.0.0.1", "localhost"] : [host])];

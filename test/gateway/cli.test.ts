@@ -361,6 +361,7 @@ describe("gateway CLI", () => {
       [["--listen", "127.0.0.1:abc"], 'Invalid --listen "127.0.0.1:abc"'],
       [["--public-url", "notaurl"], 'Invalid --public-url "notaurl": expected https://'],
       [["--public-url", "http://gw.example.com"], 'Invalid --public-url "http://gw.example.com"'],
+      [["--public-url", "https://gw.example.com/ota?x=1"], "Invalid --public-url: a URL with a query, fragment or user:password; give https://gw.example.com/ota"],
       [["--trust-proxy", "notacidr"], 'Invalid --trust-proxy entry "notacidr"'],
       [["--factory", "Bad Name!"], 'Invalid --factory "Bad Name!"'],
       [["--registry-dir", MAIN], `--registry-dir ${MAIN} is a file, not a folder`],
