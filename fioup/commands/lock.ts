@@ -17,7 +17,8 @@ export default defineCommand({
     ...sotaDirFlag,
     ...formatFlag,
     name: { type: "string", description: `Lock name (a file name; default "${DEFAULT_LOCK_NAME}")`, placeholder: "NAME" },
-    reason: { type: "string", description: "Why, shown by `fioup status` and sent to the gateway with the deferral", placeholder: "TEXT" },
+    // "" is a reason too: none, replacing the one a held lock was taken with (a script's `--reason "$WHY"`).
+    reason: { type: "string", description: "Why, shown by `fioup status` and sent to the gateway with the deferral", placeholder: "TEXT", allowEmpty: true },
   },
   run({ flags, out }) {
     const name = flags.name ?? DEFAULT_LOCK_NAME;

@@ -23,7 +23,7 @@ export default defineCommand({
   flags: {
     ...adminFlags,
     role: { type: "string", description: "registration, publish, admin or viewer (read-only)", default: "registration", placeholder: "ROLE" },
-    name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT" },
+    name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT", allowEmpty: true }, // "": no label
     tag: { type: "strings", description: "Registration: a tag registered devices get (letters, digits, . _ -)", placeholder: "T" },
     hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H", allowEmpty: true },
     "max-uses": { type: "number", description: "Registration: how many devices may register with it", default: 1, min: 1, max: 1_000_000, placeholder: "N" },

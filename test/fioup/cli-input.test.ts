@@ -57,6 +57,16 @@ describe("fioup CLI input", () => {
     expect(existsSync(join(sota, "fioup.db"))).toBe(false);
   });
 
+  test("lock --reason \"\" (a script's empty $WHY) takes the lock, without a reason", async () => {
+    const root = await tempDir("fioup-cli-input-");
+    mkdirSync(join(root, "var/sota"), { recursive: true });
+    expect(fioup(root, "lock", "--reason", "surgery").code).toBe(0);
+    const again = fioup(root, "lock", "--reason", "", "--format", "json");
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ name: "fioup", alreadyHeld: false });
+    expect(JSON.parse(again.stdout).reason || null).toBeNull();
+  });
+
   test("agent: a --mqtt that is not a broker URL is bad usage (exit 2) naming the flag", async () => {
     const root = await tempDir("fioup-cli-input-");
     for (const bad of ["notaurl", "http://broker:1883", "mqtt://", ""]) {
