@@ -15,6 +15,11 @@ export function asidePath(path: string): string {
   return join(dirname(path), `.${basename(path)}.gc`);
 }
 
+/** The name of the file an aside file (asidePath) was moved from, or undefined for any other name. */
+export function asideOf(name: string): string | undefined {
+  return /^\.(.+)\.gc$/.exec(name)?.[1];
+}
+
 export function isNotFound(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
   return code === "ENOENT" || code === "ENOTDIR";

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -147,6 +147,27 @@ describe("gc", () => {
       const put = await app.request("/v2/main/shop/manifests/v2", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
       expect(put.status).toBe(400);
       expect(((await put.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("MANIFEST_BLOB_UNKNOWN");
+    });
+  });
+
+  test("what a stopped gc had moved aside of a manifest goes back only with its manifest: a tag of one it had removed goes", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const { manifest } = await pushImage(app);
+      const hex = sha256(manifest).slice(7);
+      const tags = join(root, "repositories/main/app/_manifests/tags");
+      const revisions = join(root, "repositories/main/app/_manifests/revisions/sha256");
+      // Stopped with the link and the tag aside: both go back, the manifest is judged again.
+      renameSync(join(revisions, hex), join(revisions, `.${hex}.gc`));
+      renameSync(join(tags, "v1"), join(tags, ".v1.gc"));
+      await gc(root);
+      expect((await app.request("/v2/main/app/manifests/v1")).status).toBe(200);
+      // Stopped with the link removed and the tag aside: the tag goes too, not back pointing at nothing.
+      rmSync(join(revisions, hex));
+      renameSync(join(tags, "v1"), join(tags, ".v1.gc"));
+      await gc(root);
+      expect(readdirSync(tags)).toEqual([]);
+      expect((await (await app.request("/v2/main/app/tags/list")).json()) as { tags: string[] }).toMatchObject({ tags: [] });
     });
   });
 

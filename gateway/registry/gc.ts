@@ -29,7 +29,7 @@
 import type { Stats } from "node:fs";
 import { link, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { asidePath, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
+import { asideOf, asidePath, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { REGISTRY_TOP_FOLDERS, RegistryStorage, type ManifestLink } from "./storage.ts";
 import { reachedManifests, revisionKey, type TargetApp } from "./untargeted.ts";
 import { referencedBlobs } from "./manifest.ts";
@@ -43,8 +43,6 @@ export class NotRegistryStorageError extends Error {
 }
 
 const HEX64 = /^[a-f0-9]{64}$/;
-/** A blob the sweep moved aside before removing it (takeBlob, asidePath). */
-const ASIDE = /^\.([a-f0-9]{64})\.gc$/;
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -121,16 +119,28 @@ async function takeAside(path: string, keep: (st: Stats) => boolean): Promise<bo
   return true;
 }
 
-/** Puts a file gc moved aside back, unless a newer one has taken its place since: that one stays. */
+/**
+ * Puts a file gc moved aside back, unless a newer one has taken its place since: that one stays.
+ * On a filesystem without hard links (some FUSE and SMB mounts) it is renamed back when its place
+ * is free, which a write landing in between would lose to (it wrote the same content, or a newer
+ * tag gc would then have kept).
+ */
 async function putBack(aside: string, path: string): Promise<void> {
   try {
     await link(aside, path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code !== "EEXIST" && !isNotFound(e)) throw e;
+    if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "ENOSYS") {
+      if (!(await exists(path))) await rename(aside, path).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
+    } else if (code !== "EEXIST" && !isNotFound(e)) throw e;
   }
   await rm(aside, { force: true });
 }
+
+const exists = (path: string) => stat(path).then(
+  () => true,
+  (e) => (isNotFound(e) ? false : Promise.reject(e)),
+);
 
 /**
  * Removes the blob at `path`, last modified at `mtimeMs` when the sweep judged it, unless a
@@ -161,10 +171,33 @@ async function takeManifest(storage: RegistryStorage, repo: string, hex: string,
   }
   const { subject } = JSON.parse(text) as ManifestLink;
   if (subject) await takeAside(join(storage.referrersDir(repo, subject), hex), written);
-  return !(await stat(linkPath).then(
-    () => true,
-    (e) => (isNotFound(e) ? false : Promise.reject(e)),
-  ));
+  return !(await exists(linkPath));
+}
+
+/**
+ * What a stopped gc's takeManifest had moved aside in `repo` goes back: links (the manifest is
+ * judged again), then tags and referrer entries whose manifest is still linked; those of a
+ * manifest it had already removed are removed too.
+ */
+async function putBackManifests(storage: RegistryStorage, repo: string): Promise<void> {
+  const revisions = storage.revisionsDir(repo);
+  for (const name of await listDir(revisions)) {
+    const hex = asideOf(name);
+    if (hex) await putBack(join(revisions, name), join(revisions, hex));
+  }
+  const linked = async (digest: string | undefined) => digest !== undefined && /^sha256:[a-f0-9]{64}$/.test(digest) && (await exists(join(revisions, digest.slice(7))));
+  const back = async (dir: string, name: string, digest: string | undefined) => {
+    if (await linked(digest)) await putBack(join(dir, name), join(dir, asideOf(name)!));
+    else await rm(join(dir, name), { force: true });
+  };
+  const tags = storage.tagsDir(repo);
+  for (const name of await listDir(tags)) if (asideOf(name)) await back(tags, name, (await readTextOrUndefined(join(tags, name)))?.trim());
+  const subjects = storage.referrersRoot(repo);
+  for (const subject of await listDir(subjects))
+    for (const name of await listDir(join(subjects, subject))) {
+      const hex = asideOf(name);
+      if (hex) await back(join(subjects, subject), name, `sha256:${hex}`);
+    }
 }
 
 /**
@@ -216,16 +249,14 @@ export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> 
   // A blob a gc stopped had moved aside (takeBlob) goes back: a put may have refreshed it just before; this sweep judges it again.
   // One re-uploaded since keeps its place (putBack). The same for a manifest's link and tags: that manifest is judged again.
   for (const name of blobs) {
-    const hex = ASIDE.exec(name)?.[1];
-    if (hex && !opts.dryRun) await putBack(join(blobDir, name), join(blobDir, hex));
-    if (hex && !blobs.includes(hex)) blobs.push(hex);
+    const hex = asideOf(name);
+    if (!hex || !HEX64.test(hex)) continue;
+    if (!opts.dryRun) await putBack(join(blobDir, name), join(blobDir, hex));
+    if (!blobs.includes(hex)) blobs.push(hex);
   }
   const marked = new Set<string>();
   const repos = await repositories(storage);
-  if (!opts.dryRun)
-    for (const repo of repos)
-      for (const dir of [storage.revisionsDir(repo), storage.tagsDir(repo)])
-        for (const name of await listDir(dir)) if (/^\..+\.gc$/.test(name)) await putBack(join(dir, name), join(dir, name.slice(1, -3)));
+  if (!opts.dryRun) for (const repo of repos) await putBackManifests(storage, repo);
 
   // Manifests no target reaches: known in full before anything is removed (the walk fails closed).
   const doomed: { repo: string; hex: string; mtimeMs: number }[] = [];

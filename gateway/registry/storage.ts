@@ -111,8 +111,12 @@ export class RegistryStorage {
   tagFile(repo: string, tag: string): string {
     return join(this.tagsDir(repo), tag);
   }
+  /** The referrer entries of `repo`, a folder per subject (by hex), an empty file per referrer (by hex). */
+  referrersRoot(repo: string): string {
+    return join(this.repoDir(repo), "_referrers", "sha256");
+  }
   referrersDir(repo: string, subject: string): string {
-    return join(this.repoDir(repo), "_referrers", "sha256", checkDigest(subject));
+    return join(this.referrersRoot(repo), checkDigest(subject));
   }
   /** Scratch space on the same filesystem as blobs/, so commits are renames. */
   get tmpDir(): string {
@@ -227,7 +231,8 @@ export class RegistryStorage {
     // A bundle's index, named only in an annotation, is content gc keeps for the manifest too. Not
     // required here (a copy of the app from elsewhere may come without it), but one a gc's sweep is
     // taking right now (moved aside, gc.ts takeBlob) is refused as for a blob: the put would
-    // otherwise be stored without it.
+    // otherwise be stored without it. Not quite closed: a sweep that removes the aside copy between
+    // this touch and this look is not seen (microseconds; a required blob has no such window).
     const required = new Set(manifest.blobs.map((b) => b.digest));
     for (const d of manifest.referenced) {
       if (required.has(d) || (await touch(this.blobPath(d)))) continue;
