@@ -29,7 +29,8 @@ export const completeStep: Step = {
     }
     await ctx.runtime.pruneImages();
     const pruned = new DeviceBlobStore(ctx.cfg.resetAppsRoot).prune(new Set(plan.blobs.map((b) => b.digest)));
-    if (pruned.removed) ctx.hooks.onInfo?.(`Pruned ${pruned.removed} blobs (${pruned.bytes} bytes)`);
+    if (pruned.skipped) ctx.hooks.onInfo?.("Not pruning the blob store: another process is pruning it (the next update prunes)");
+    else if (pruned.removed) ctx.hooks.onInfo?.(`Pruned ${pruned.removed} blobs (${pruned.bytes} bytes)`);
     forgetTouched(ctx, u);
     ctx.db.setState(u.id, "completed", { step: "complete" });
   },

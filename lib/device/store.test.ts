@@ -150,4 +150,28 @@ describe("DeviceBlobStore leases", () => {
     expect(store.has(e)).toBe(false);
     expect(leaseFiles(store)).toEqual([]);
   });
+
+  test("a prune while another process prunes does nothing; a dead writer's temp file goes even beside a kept blob", async () => {
+    const store = new DeviceBlobStore(join(root, "skip"));
+    const [kept, other] = [blob(store, "kept"), blob(store, "other")];
+    const pruner = Bun.spawn(["sleep", "30"]);
+    const lock = acquireLock(join(store.root, "prune.lock"), pruner.pid);
+    try {
+      expect(store.prune(new Set([kept]))).toEqual({ removed: 0, bytes: 0, skipped: true });
+      expect(store.has(other)).toBe(true);
+    } finally {
+      lock.release();
+      pruner.kill();
+      await pruner.exited;
+    }
+    const dead = Bun.spawn(["sleep", "0"]);
+    await dead.exited;
+    const blobs = dirname(store.path(kept));
+    const tmp = join(blobs, `.${kept.slice(7)}.${dead.pid}-abcd1234.tmp`);
+    const live = join(blobs, `.${kept.slice(7)}.${process.pid}-abcd1234.tmp`);
+    writeFileSync(tmp, "half");
+    writeFileSync(live, "half");
+    store.prune(new Set([kept]));
+    expect([store.has(kept), store.has(other), existsSync(tmp), existsSync(live)]).toEqual([true, false, false, true]);
+  });
 });

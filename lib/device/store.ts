@@ -24,14 +24,14 @@
  * past the next prune. A live owner's lease is honoured however old it is: it is released in a
  * `finally` when the work ends, and a pull on a slow link or a long-running daemon is no reason
  * to take blobs away from under it. A prune holds `prune.lock` while it reads leases and
- * deletes; {@link BlobLease.add} returns only once its digests are on disk and no prune that
+ * deletes (a second prune meanwhile does nothing); {@link BlobLease.add} returns only once its digests are on disk and no prune that
  * could have missed them runs, so a blob found present after `add` stays.
  *
  * @module
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomicSync } from "../fs/atomic-write.ts";
+import { tempFileOf, writeFileAtomicSync } from "../fs/atomic-write.ts";
 import { acquireLock, LockedError, lockHolder, processStartMs, type Lock } from "../fs/pid-lock.ts";
 import { BlobStore } from "../oci/blob-store.ts";
 import { digestBytes, parseDigest, tryParseDigest, DigestMismatchError } from "../oci/digest.ts";
@@ -44,9 +44,6 @@ export interface BlobLease {
   /** Ends the lease (idempotent): the next prune may take its blobs. */
   release(): void;
 }
-
-/** How long a prune waits for another process's prune of the same store before giving up. */
-const PRUNE_WAIT_MS = 30_000;
 
 /**
  * The device's blob store.
@@ -229,8 +226,8 @@ export class DeviceBlobStore {
       const m = /^(.+)\.(lock|json)$/.exec(n);
       if (!m || n.startsWith(".")) {
         // A temp file of an atomic write: its writer's, unless that process is gone.
-        const writer = Number(/\.([0-9]+)-[0-9a-f]+\.tmp$/.exec(n)?.[1]);
-        if (writer && processStartMs(writer) === undefined) rmSync(join(dir, n), { force: true });
+        const tmp = tempFileOf(n);
+        if (tmp && processStartMs(tmp.pid) === undefined) rmSync(join(dir, n), { force: true });
         continue;
       }
       if (!live.has(m[1]!)) {
@@ -248,31 +245,25 @@ export class DeviceBlobStore {
     return held;
   }
 
-  /** Takes `prune.lock`, waiting for another process's prune. @throws {LockedError} after {@link PRUNE_WAIT_MS} */
-  private takePruneLock(): Lock | undefined {
-    if (!existsSync(this.root)) return undefined;
-    const deadline = Date.now() + PRUNE_WAIT_MS;
-    for (;;) {
-      try {
-        return acquireLock(join(this.root, "prune.lock"));
-      } catch (e) {
-        if (!(e instanceof LockedError) || Date.now() > deadline) throw e;
-        Bun.sleepSync(20);
-      }
-    }
-  }
-
   /**
    * Deletes every blob neither in `keep` nor leased (a kept layer keeps its rebuilt tar) and
-   * every partial download nobody leases; returns what it freed.
-   * @throws {LockedError} If another process's prune of this store runs for longer than 30 s.
+   * every partial download nobody leases; returns what it freed. While another process prunes the
+   * store it does nothing (`skipped`): waiting would block this process's event loop (prune is
+   * synchronous), and what it leaves is taken by the next prune.
    */
-  prune(keep: Set<string>): { removed: number; bytes: number } {
-    const lock = this.takePruneLock();
+  prune(keep: Set<string>): { removed: number; bytes: number; skipped?: true } {
+    if (!existsSync(this.root)) return { removed: 0, bytes: 0 };
+    let lock: Lock;
+    try {
+      lock = acquireLock(join(this.root, "prune.lock"));
+    } catch (e) {
+      if (e instanceof LockedError) return { removed: 0, bytes: 0, skipped: true };
+      throw e;
+    }
     try {
       return this.pruneLocked(keep);
     } finally {
-      lock?.release();
+      lock.release();
     }
   }
 
@@ -291,13 +282,16 @@ export class DeviceBlobStore {
         }
       }
     }
-    // A leased blob's files in flight are its: `<hex>.partial` (ingest/), `.<hex>.<pid>-<id>.tmp` (blobs/).
-    const hexOf = (name: string) => (name.startsWith(".") ? name.slice(1) : name).split(".")[0]!;
+    // A leased or kept blob's write in flight is its (`.<hex>.<pid>-<id>.tmp`), while its writer lives.
+    const kept = (alg: string, name: string) => {
+      const tmp = tempFileOf(name);
+      return tmp ? keep.has(`${alg}:${tmp.target}`) && processStartMs(tmp.pid) !== undefined : keep.has(`${alg}:${name}`);
+    };
     const base = join(this.root, "blobs");
     if (existsSync(base)) {
       for (const alg of readdirSync(base)) {
         for (const name of readdirSync(join(base, alg))) {
-          if (keep.has(`${alg}:${hexOf(name)}`)) continue;
+          if (kept(alg, name)) continue;
           const p = join(base, alg, name);
           try {
             bytes += statSync(p).size;

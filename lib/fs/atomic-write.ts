@@ -19,6 +19,15 @@ export interface AtomicWriteOptions {
 }
 
 const tempName = (path: string) => join(dirname(path), `.${basename(path)}.${process.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`);
+
+/**
+ * What a file name is as a write in progress of this module: the name it will take and the PID of
+ * its writer (who cleans up a dead writer's temp file needs both), or undefined for any other name.
+ */
+export function tempFileOf(name: string): { target: string; pid: number } | undefined {
+  const m = /^\.(.+)\.([0-9]+)-[0-9a-f]{8}\.tmp$/.exec(name);
+  return m ? { target: m[1]!, pid: Number(m[2]) } : undefined;
+}
 const bytesOf = (data: string | Uint8Array) => (typeof data === "string" ? Buffer.from(data) : data);
 
 /**
