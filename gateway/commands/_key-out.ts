@@ -24,8 +24,9 @@ export async function keyPairPrefix(out: string | undefined, suffixes: readonly 
   const suffix = [...suffixes].sort((a, b) => b.length - a.length).find((s) => out.endsWith(s) && out.length > s.length);
   const prefix = suffix ? out.slice(0, -suffix.length) : out;
   // A folder ("keys/", or "keys" that is one) is no prefix: "keys/" made the hidden files keys/.json
-  // and keys/.pub.json, and "keys" the pair keys.json beside the folder meant.
-  if (/[\\/]$/.test(prefix) || (await stat(prefix).then((s) => s.isDirectory(), () => false)))
+  // and keys/.pub.json, and "keys" the pair keys.json beside the folder meant. A file name given
+  // ("root.json" beside a folder root/) names the pair plainly, whatever folder shares its prefix.
+  if (/[\\/]$/.test(prefix) || (!suffix && (await stat(prefix).then((s) => s.isDirectory(), () => false))))
     throw new UsageError(`--out ${out} names a folder: PREFIX names the key files, e.g. ${join(prefix, "NAME")}`);
   const why = await whyCannotWrite(`${prefix}${privateSuffix}`);
   if (why) throw new UsageError(`--out ${out}: ${why}`);

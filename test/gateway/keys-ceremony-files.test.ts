@@ -59,6 +59,8 @@ test("an --out PREFIX that names a folder is refused (DIR/ made the hidden files
   for (const [out, shown] of [[`${work}/keys/`, `${work}/keys/`], [`${work}/keys`, `${work}/keys`], [`${work}/keys/.pub.json`, `${work}/keys/`]] as const)
     await expect(keyPairPrefix(out, [".pub.json", ".json", ".pub"], ".json")).rejects.toThrow(new UsageError(`--out ${out} names a folder: PREFIX names the key files, e.g. ${join(shown, "NAME")}`));
   expect(await keyPairPrefix(`${work}/keys/dave`, [".pub.json", ".json", ".pub"], ".json")).toBe(`${work}/keys/dave`);
+  // A file name beside a folder of the same prefix names the pair plainly (keys.json, keys.pub.json).
+  expect(await keyPairPrefix(`${work}/keys.json`, [".pub.json", ".json", ".pub"], ".json")).toBe(`${work}/keys`);
   expect(readdirSync(join(work, "keys"))).toEqual([]);
 });
 
