@@ -38,13 +38,15 @@ export interface Attention {
 /**
  * What the TUF part says of root or targets expiring at `e`, or undefined while nothing needs a
  * person. Root takes its offline keys: said from CEREMONY_NOTICE_DAYS before. Targets the same while
- * the gateway holds no targets key (`signing` not held); while it holds one, its timer re-signs
+ * the gateway holds no targets key (`known` not held, or an Error: its keys cannot be read); while it holds one, its timer re-signs
  * targets `marginMs` before expiry (checking every few minutes, on the signer replica, which
  * another takes over within about 1.3 leases), so a short --tuf-expiry is no concern: only once
  * half the margin has gone by without a new signature is re-signing failing rather than late.
  */
-export function tufExpiryAttention(e: TufExpiry, signing?: TufSigning, now = Date.now()): Attention | undefined {
+export function tufExpiryAttention(e: TufExpiry, known?: TufSigning | Error, now = Date.now()): Attention | undefined {
   const left = e.ms - now;
+  const unreadable = known instanceof Error ? known : undefined;
+  const signing = known instanceof Error ? undefined : known;
   const online = e.role === "targets" && signing?.held === true;
   if (left > CEREMONY_NOTICE_DAYS * DAY || (online && left > signing.marginMs / 2)) return undefined;
   const when = left <= 0 ? `expired at ${e.expires}: devices take no update until it is signed again` : `expires at ${e.expires} (in ${Math.ceil(left / DAY)} days): devices take no update after that`;
@@ -53,22 +55,24 @@ export function tufExpiryAttention(e: TufExpiry, signing?: TufSigning, now = Dat
       ? "sign a new version with a threshold of the offline root keys before then (gateway keys init-root, sign-root, push-root: docs/keys.md)"
       : online
         ? `the gateway holds the targets key but has not re-signed it, due since ${new Date(e.ms - signing.marginMs).toISOString()}: its log says why ("cannot refresh TUF metadata")`
-        : "put a targets key file in the data dir's tuf/keys/ before then: the gateway re-signs targets with it within minutes (docs/keys.md)";
+        : unreadable
+          ? `the gateway cannot read its keys to re-sign it (${unreadable.message}): mend the data dir's tuf/keys/ before then (docs/keys.md)`
+          : "put a targets key file in the data dir's tuf/keys/ before then: the gateway re-signs targets with it within minutes (docs/keys.md)";
   return { id: `tuf-${e.role}`, title: `TUF ${e.role} metadata`, text: `The TUF ${e.role} metadata ${when}; ${todo}.`, severity: left <= 0 ? "bad" : "warn" };
 }
 
 /**
  * The TUF part: root and targets near expiry. Whether the gateway holds the targets key is asked
  * only once targets is within the notice (a look at the keys dir, not at every overview load); a
- * metadata read that fails leaves the role out (tufExpiries), a keys dir that cannot be read counts
- * as the key offline.
+ * metadata read that fails leaves the role out (tufExpiries), a keys dir that cannot be read is
+ * said with its error.
  */
 async function tufAttention(gw: Gateway, now: number): Promise<(Attention | undefined)[]> {
   const out: (Attention | undefined)[] = [];
   for (const e of await tufExpiries(gw.tuf, OFFLINE_ROLES)) {
     if (e.role === "targets" && e.ms - now <= CEREMONY_NOTICE_DAYS * DAY) {
-      // A keys dir that cannot be read (not a dir, no permission) signs nothing either: the notice as for a key offline.
-      const signing = await gw.tuf.signing("targets").catch(() => undefined);
+      // A keys dir that cannot be read (not a dir, no permission) signs nothing either: the notice says why.
+      const signing = await gw.tuf.signing("targets").catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
       out.push(tufExpiryAttention(e, signing, now));
     } else out.push(tufExpiryAttention(e, undefined, now));
   }
