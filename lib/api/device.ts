@@ -29,8 +29,8 @@ export type EventTypeId = (typeof EVENT_TYPES)[number];
 
 /**
  * What holds a device's install, as UpdateDeferred's details.reason says it: the one list fioup
- * reports from (fioup/update/hold-policy.ts) and the gateway's rollouts read (RolloutHold), so a
- * new kind is added on both sides or neither compiles.
+ * reports from (fioup/update/hold-policy.ts: a reason outside it does not compile) and the
+ * gateway's rollouts read (RolloutHold; the word maps keyed by it need a line for a new kind).
  */
 export const HOLD_KINDS = ["lock", "window", "clock"] as const;
 export type HoldKind = (typeof HOLD_KINDS)[number];
