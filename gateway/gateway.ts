@@ -22,6 +22,7 @@ import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
+import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { DiskFull } from "./disk-full.ts";
 import { DEFAULT_KEEP_EVENTS, DEFAULT_KEEP_EVENTS_DAYS, EventRetention } from "./event-retention.ts";
@@ -116,12 +117,9 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const { host, port } = parseListen(opts.listen ?? "127.0.0.1:8443");
   const proxyAddress = opts.proxyListen ? parseProxyListen(opts.proxyListen) : undefined;
   const trustedProxies = new TrustedProxies(opts.trustProxy);
-  let publicUrl = opts.publicUrl ? URL.parse(opts.publicUrl) ?? undefined : undefined;
-  if (opts.publicUrl && publicUrl?.protocol !== "https:") throw new InvalidListenError(`Invalid --public-url "${opts.publicUrl}": expected https://HOST[:PORT], e.g. https://gw.example.com`);
-  // Paths are appended to it (devices' sota.toml, the registry's token realm): a query or
-  // fragment would end up inside every one, and a user:password in every device's config.
-  if (publicUrl && (publicUrl.search || publicUrl.hash || publicUrl.username || publicUrl.password))
-    throw new InvalidListenError(`Invalid --public-url: a URL with a query, fragment or user:password; give https://${publicUrl.host}${publicUrl.pathname === "/" ? "" : publicUrl.pathname}`);
+  // A gateway URL as every client's --server is checked (paths are appended to it: devices'
+  // sota.toml, the registry's token realm). @throws {UsageError}
+  const publicUrl = opts.publicUrl ? checkGatewayUrl("--public-url", opts.publicUrl) : undefined;
   if (opts.factory !== undefined) checkFactoryName(opts.factory);
   const wildcard = host === "0.0.0.0" || host === "::";
   const certHosts = [publicUrl?.hostname.replace(/^\[|\]$/g, "") ?? (wildcard ? hostname() : host), ...(wildcard ? ["127.0.0.1", "localhost"] : [host])];

@@ -359,9 +359,9 @@ describe("gateway CLI", () => {
   test("serve refuses a bad --listen, --public-url, --trust-proxy, --factory or --registry-dir as bad usage (exit 2), naming the flag, and makes no data dir", () => {
     const cases: [string[], string][] = [
       [["--listen", "127.0.0.1:abc"], 'Invalid --listen "127.0.0.1:abc"'],
-      [["--public-url", "notaurl"], 'Invalid --public-url "notaurl": expected https://'],
-      [["--public-url", "http://gw.example.com"], 'Invalid --public-url "http://gw.example.com"'],
-      [["--public-url", "https://gw.example.com/ota?x=1"], "Invalid --public-url: a URL with a query, fragment or user:password; give https://gw.example.com/ota"],
+      [["--public-url", "notaurl"], "--public-url notaurl: expected https://HOST[:PORT]"],
+      [["--public-url", "http://gw.example.com"], "--public-url http://gw.example.com: the gateway speaks HTTPS only: use https://gw.example.com"],
+      [["--public-url", "https://gw.example.com/ota?x=1"], "--public-url https://gw.example.com/ota?x=1: a gateway URL has no query (?) or fragment (#): use https://gw.example.com/ota"],
       [["--trust-proxy", "notacidr"], 'Invalid --trust-proxy entry "notacidr"'],
       [["--factory", "Bad Name!"], 'Invalid --factory "Bad Name!"'],
       [["--registry-dir", MAIN], `--registry-dir ${MAIN} is a file, not a folder`],
