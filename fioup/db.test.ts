@@ -164,7 +164,7 @@ describe("DeviceDb", () => {
     expect(dropped.dropped + db.queuedEventCount() - 1).toBe(n + 1); // each event kept or counted; one note
     expect(db.peekEvents(1e6).at(-1)!.event.event.correlationId).toBe("new");
     db.close();
-  });
+  }, 60_000); // some 4 s: 700,000 rows written, read and deleted
 
   test("bad targets and the current target persist", () => {
     const db = new DeviceDb(join(dir, "c.db"));
