@@ -4,7 +4,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistry } from "./registry.ts";
-import { gc, NotRegistryStorageError, takeBlob } from "./gc.ts";
+import { acquireLock } from "../../lib/fs/pid-lock.ts";
+import { gc, GcRunningError, NotRegistryStorageError, takeBlob } from "./gc.ts";
 import { UnreachableContentError } from "./untargeted.ts";
 import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
@@ -144,9 +145,26 @@ describe("gc", () => {
       const { manifest } = await pushImage(app, "main/shop", "bundle", { [BUNDLE_INDEX_DIGEST_ANNOTATION]: index });
       const blobs = join(root, "blobs", "sha256");
       renameSync(join(blobs, index.slice(7)), join(blobs, `.${index.slice(7)}.gc`)); // the sweep's takeBlob, between its move and its removal
-      const put = await app.request("/v2/main/shop/manifests/v2", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
+      const putV2 = () => app.request("/v2/main/shop/manifests/v2", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
+      const put = await putV2();
       expect(put.status).toBe(400);
       expect(((await put.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("MANIFEST_BLOB_UNKNOWN");
+      // Removed already, while the gc still runs (another process holds its lock): refused too.
+      rmSync(join(blobs, `.${index.slice(7)}.gc`));
+      const gcProcess = Bun.spawn(["sleep", "30"]);
+      const lock = acquireLock(join(root, ".gc.lock"), gcProcess.pid);
+      try {
+        const during = await putV2();
+        expect(during.status).toBe(400);
+        expect(((await during.json()) as { errors: { message: string }[] }).errors[0]!.message).toContain("while a registry gc runs");
+        await expect(gc(root)).rejects.toThrow(GcRunningError);
+      } finally {
+        lock.release();
+        gcProcess.kill();
+        await gcProcess.exited;
+      }
+      // No gc: an index never pushed (a copy of the app from elsewhere) is no reason to refuse.
+      expect((await putV2()).status).toBe(201);
     });
   });
 

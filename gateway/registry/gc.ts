@@ -16,10 +16,13 @@
  * references (MANIFEST_BLOB_UNKNOWN: publish fails and says so, no manifest is left without its
  * content), its own content written again. A manifest no target reaches is removed the same way
  * (takeManifest): its link moved aside first, then its tags and referrer entry unless written since
- * gc started, and a put of it meanwhile writes a new link, which stays. No lock: a put never waits for gc, and costs a utimes
- * per blob, on the push path only. Blobs a publish pushes are fresh files, spared by the grace
- * period; one it found already there and did not push, swept before its manifest is put, gets
- * that manifest refused the same way.
+ * gc started, and a put of it meanwhile writes a new link, which stays. A put never waits for gc,
+ * and costs a utimes per blob, on the push path only. Blobs a publish pushes are fresh files,
+ * spared by the grace period; one it found already there and did not push, swept before its
+ * manifest is put, gets that manifest refused the same way. A bundle index, which a manifest
+ * names only in an annotation and a put does not require, is refused missing only while a gc
+ * runs: gc holds `.gc.lock` (storage.gcLockPath) for its whole run, which also refuses a second
+ * gc at once on the same host (GcRunningError).
  *
  * It deletes only from a directory laid out as this registry's storage (storage.ts): pointed at
  * anything else by mistake, it refuses rather than delete files it cannot know are unreferenced.
@@ -29,6 +32,7 @@
 import type { Stats } from "node:fs";
 import { link, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
 import { asideOf, asidePath, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { REGISTRY_TOP_FOLDERS, RegistryStorage, type ManifestLink } from "./storage.ts";
 import { reachedManifests, revisionKey, type TargetApp } from "./untargeted.ts";
@@ -239,13 +243,39 @@ async function repositories(storage: RegistryStorage): Promise<string[]> {
  * ```
  */
 export async function gc(root: string, opts: GcOptions = {}): Promise<GcResult> {
-  const grace = opts.graceMs ?? 3_600_000;
-  const uploadMaxAge = opts.uploadMaxAgeMs ?? 86_400_000;
   const now = Date.now();
   // Listed before the mark: a blob that lands later is not swept this time at all.
   const storage = new RegistryStorage(root);
-  const blobDir = storage.blobsDir;
   const blobs = await checkLayout(storage);
+  if (opts.dryRun) return await collect(storage, blobs, now, opts);
+  // Held for the whole run (storage.gcRunning): a put then refuses a bundle index it finds missing.
+  let lock: Lock;
+  try {
+    lock = acquireLock(storage.gcLockPath);
+  } catch (e) {
+    if (e instanceof LockedError) throw new GcRunningError(root, e.pid);
+    throw e;
+  }
+  try {
+    return await collect(storage, blobs, now, opts);
+  } finally {
+    lock.release();
+  }
+}
+
+/** Another gc runs on the same storage: this one removed nothing. */
+export class GcRunningError extends Error {
+  override name = "GcRunningError";
+  constructor(root: string, pid: number) {
+    super(`Another registry gc (process ${pid}) is running on ${root}: nothing removed; run it again once that one ends`);
+  }
+}
+
+/** gc's mark and sweep, `blobs` listed by checkLayout, `now` when gc started. */
+async function collect(storage: RegistryStorage, blobs: string[], now: number, opts: GcOptions): Promise<GcResult> {
+  const grace = opts.graceMs ?? 3_600_000;
+  const uploadMaxAge = opts.uploadMaxAgeMs ?? 86_400_000;
+  const blobDir = storage.blobsDir;
   // A blob a gc stopped had moved aside (takeBlob) goes back: a put may have refreshed it just before; this sweep judges it again.
   // One re-uploaded since keeps its place (putBack). The same for a manifest's link and tags: that manifest is judged again.
   for (const name of blobs) {

@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { RegistryRequestError } from "./errors.ts";
 import { checkDigest, isSha256Digest, isTag, looksLikeDigest } from "./_names.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { lockHolder } from "../../lib/fs/pid-lock.ts";
 import { asidePath, fileSize, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
 import { parseManifest, type ParsedManifest } from "./manifest.ts";
 
@@ -117,6 +118,14 @@ export class RegistryStorage {
   }
   referrersDir(repo: string, subject: string): string {
     return join(this.referrersRoot(repo), checkDigest(subject));
+  }
+  /** Held by `gateway registry gc` while it runs (gc.ts); a dot file, which gc's layout check passes over. */
+  get gcLockPath(): string {
+    return join(this.root, ".gc.lock");
+  }
+  /** Whether a gc runs on this storage now (on this host: the lock names a live process here). */
+  gcRunning(): boolean {
+    return lockHolder(this.gcLockPath) !== undefined;
   }
   /** Scratch space on the same filesystem as blobs/, so commits are renames. */
   get tmpDir(): string {
@@ -229,14 +238,14 @@ export class RegistryStorage {
       if (!(await touch(this.blobPath(d.digest)))) throw blobUnknown(d.digest);
     }
     // A bundle's index, named only in an annotation, is content gc keeps for the manifest too. Not
-    // required here (a copy of the app from elsewhere may come without it), but one a gc's sweep is
-    // taking right now (moved aside, gc.ts takeBlob) is refused as for a blob: the put would
-    // otherwise be stored without it. Not quite closed: a sweep that removes the aside copy between
-    // this touch and this look is not seen (microseconds; a required blob has no such window).
+    // required here (a copy of the app from elsewhere may come without it), but one missing while
+    // a gc runs may be one its sweep took a moment ago (gc.ts takeBlob): refused as for a blob, as
+    // the put would otherwise be stored without it. Push it again once gc ends.
     const required = new Set(manifest.blobs.map((b) => b.digest));
     for (const d of manifest.referenced) {
       if (required.has(d) || (await touch(this.blobPath(d)))) continue;
-      if ((await fileSize(asidePath(this.blobPath(d)))) !== undefined) throw blobUnknown(d);
+      if ((await fileSize(asidePath(this.blobPath(d)))) !== undefined || this.gcRunning())
+        throw new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: its bundle index ${d} is not in repository "${repo}" while a registry gc runs (it may have just removed it): push it again once gc ends`, { digest: d });
     }
     for (const d of manifest.manifests) {
       const known = await readTextOrUndefined(this.revisionLink(repo, d.digest));
