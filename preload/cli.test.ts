@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCli } from "../lib/cli/command.ts";
+import { runCliCaptured } from "../test/harness/cli.ts";
 import { commands } from "./commands/index.ts";
 import { exitCodeFor } from "./exit-codes.ts";
 
@@ -30,33 +30,20 @@ describe("preload CLI", () => {
     writeFileSync(fc, "containers:\n  tagging: {}\n");
     const secret = join(dir, "passphrase");
     writeFileSync(secret, "hunter2secret and more\n");
-    const write = process.stderr.write;
-    let err = "";
-    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-    try {
-      const argv = ["--factory-config", fc, "--ref", "refs/heads/main", "--out", join(dir, "img"), "--targets", secret, "--root", secret];
-      expect(await runCli({ name: "preload", version: "0", summary: "", commands, exitCodeFor, defaultCommand: "assemble" }, argv)).toBe(2);
-    } finally {
-      process.stderr.write = write;
-    }
+    const argv = ["--factory-config", fc, "--ref", "refs/heads/main", "--out", join(dir, "img"), "--targets", secret, "--root", secret];
+    const { code, err } = await runCliCaptured({ name: "preload", version: "0", summary: "", commands, exitCodeFor, defaultCommand: "assemble" }, argv);
+    expect(code).toBe(2);
     expect(err).toStartWith(`preload assemble: --root ${secret} is not TUF root metadata: not JSON\n`);
     expect(err).not.toContain("hunter2");
   });
 
   test("--json's help says what it does for bad usage: nothing on stdout, the error on stderr", async () => {
     const cli = { name: "preload", version: "0", summary: "", commands, exitCodeFor, defaultCommand: "assemble" };
-    const [outWrite, errWrite] = [process.stdout.write, process.stderr.write];
-    let [out, err] = ["", ""];
-    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
-    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-    try {
-      expect(await runCli(cli, ["assemble", "--help"])).toBe(0);
-      expect(out).toMatch(/--json +Print the result, or the error \(\{error, code, exitCode\}\), as JSON on stdout \(bad usage, exit 2, is said on stderr only\)/);
-      out = "";
-      expect(await runCli(cli, ["--json", "--ref", "refs/heads/main"])).toBe(2);
-    } finally {
-      [process.stdout.write, process.stderr.write] = [outWrite, errWrite];
-    }
+    const help = await runCliCaptured(cli, ["assemble", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/--json +Print the result, or the error \(\{error, code, exitCode\}\), as JSON on stdout \(bad usage, exit 2, is said on stderr only\)/);
+    const { code, out, err } = await runCliCaptured(cli, ["--json", "--ref", "refs/heads/main"]);
+    expect(code).toBe(2);
     expect({ out, err }).toEqual({ out: "", err: expect.stringContaining("preload assemble: --factory-config is required") });
   });
 

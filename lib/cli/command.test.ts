@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { runCliCaptured } from "../../test/harness/cli.ts";
 import { defineCommand, describeError, runCli } from "./command.ts";
 
 function groupCli() {
@@ -39,14 +40,8 @@ describe("runCli", () => {
     const cli = { ...cliWith(seen), defaultCommand: "go" };
     expect(await runCli(cli, ["--token", "abc"])).toBe(0);
     expect(seen.token).toBe("abc");
-    const write = process.stdout.write;
-    let out = "";
-    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
-    try {
-      expect(await runCli(cli, ["--help"])).toBe(0);
-    } finally {
-      process.stdout.write = write;
-    }
+    const { code, out } = await runCliCaptured(cli, ["--help"]);
+    expect(code).toBe(0);
     expect(out).toContain("Usage: t [<command>] [flags]");
     expect(out).toContain("Without a command, t runs 'go': 't --FLAG ...' is 't go --FLAG ...'.");
   });
@@ -57,14 +52,8 @@ describe("runCli", () => {
 
   test("a mistyped flag or command is named, with the one most likely meant; a missing value says so", async () => {
     const said = async (argv: string[]) => {
-      const write = process.stderr.write;
-      let err = "";
-      process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-      try {
-        return { code: await runCli(cliWith({}), argv), err };
-      } finally {
-        process.stderr.write = write;
-      }
+      const { code, err } = await runCliCaptured(cliWith({}), argv);
+      return { code, err };
     };
     expect(await said(["go", "--tokne", "abc"])).toEqual({ code: 2, err: "t go: unknown flag --tokne (did you mean --token?)\nRun 't go --help' for usage.\n" });
     expect((await said(["go", "--zzz"])).err).toStartWith("t go: unknown flag --zzz\n");
@@ -105,15 +94,9 @@ test("describeError leaves out Bun's generic fetch hints under a wrapper that sa
 });
 
 test("a group's unknown sub-command, or a flag before one, is named as such", async () => {
-  const write = process.stderr.write;
   const said = async (argv: string[]) => {
-    let err = "";
-    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-    try {
-      return { code: await runCli(groupCli(), argv), err };
-    } finally {
-      process.stderr.write = write;
-    }
+    const { code, err } = await runCliCaptured(groupCli(), argv);
+    return { code, err };
   };
   expect(await said(["keys", "zzzzzz"])).toEqual({ code: 2, err: "t keys: unknown command 'zzzzzz'; choose one of: list, make\n" });
   expect(await said(["keys", "lst"])).toEqual({ code: 2, err: "t keys: unknown command 'lst' (did you mean 'list'?); choose one of: list, make\n" });
@@ -137,15 +120,9 @@ test("an empty value is bad usage, not the flag left out (a default taken for go
     },
   });
   const cli = { name: "t", version: "0", summary: "t", commands: { go: async () => ({ default: cmd }) } };
-  const write = process.stderr.write;
   const said = async (argv: string[]) => {
-    let err = "";
-    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-    try {
-      return { code: await runCli(cli, argv), err };
-    } finally {
-      process.stderr.write = write;
-    }
+    const { code, err } = await runCliCaptured(cli, argv);
+    return { code, err };
   };
   expect(await said(["go", "--factory", ""])).toEqual({ code: 2, err: "t go: --factory is empty: give NAME, or leave the flag out (default: main)\nRun 't go --help' for usage.\n" });
   expect(await said(["go", "--out="])).toEqual({ code: 2, err: "t go: --out is empty: give DIR, or leave the flag out\nRun 't go --help' for usage.\n" });
@@ -158,16 +135,11 @@ test("an empty value is bad usage, not the flag left out (a default taken for go
 test("a command that is also a group's name lists its sub-commands in --help, and suggests one for a mistyped word", async () => {
   const cmd = (summary: string) => defineCommand({ summary, flags: {}, run() {} });
   const cli = { name: "t", version: "0", summary: "t", commands: { backup: async () => ({ default: cmd("write a backup") }), "backup keygen": async () => ({ default: cmd("make a key pair") }) } };
-  const [outWrite, errWrite] = [process.stdout.write, process.stderr.write];
-  let [out, err] = ["", ""];
-  process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-  try {
-    expect(await runCli(cli, ["backup", "--help"])).toBe(0);
-    expect(await runCli(cli, ["backup", "keygn"])).toBe(2);
-  } finally {
-    [process.stdout.write, process.stderr.write] = [outWrite, errWrite];
-  }
+  const help = await runCliCaptured(cli, ["backup", "--help"]);
+  expect(help.code).toBe(0);
+  const mistyped = await runCliCaptured(cli, ["backup", "keygn"]);
+  expect(mistyped.code).toBe(2);
+  const [out, err] = [help.out, mistyped.err];
   expect(out).toEndWith("\n\nCommands under 't backup':\n  backup keygen    make a key pair\n");
   expect(err).toBe("t backup: unexpected argument 'keygn': this command takes flags only (did you mean 't backup keygen'?)\nRun 't backup --help' for usage.\n");
 });

@@ -9,7 +9,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import { runCli } from "../../lib/cli/command.ts";
+import { runCliCaptured } from "../harness/cli.ts";
 import { commands } from "../../gateway/commands/index.ts";
 import { exitCodeFor } from "../../gateway/exit-codes.ts";
 
@@ -375,29 +375,17 @@ describe("gateway CLI", () => {
 
   test("serve on a --data that is a file, or under one, is bad usage (exit 2) naming --data, not 'any other error'", async () => {
     const said = async (...argv: string[]) => {
-      const write = process.stderr.write;
-      let err = "";
-      process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-      try {
-        return { code: await runCli({ name: "gateway", version: "0", summary: "", commands, exitCodeFor }, argv), err: err.split("\n")[0] };
-      } finally {
-        process.stderr.write = write;
-      }
+      const { code, err } = await runCliCaptured({ name: "gateway", version: "0", summary: "", commands, exitCodeFor }, argv);
+      return { code, err: err.split("\n")[0] };
     };
     expect(await said("serve", "--data", MAIN)).toEqual({ code: 2, err: `gateway serve: --data ${MAIN} is a file, not a folder: give the gateway's data dir (made on first start)` });
     expect(await said("serve", "--data", join(MAIN, "data"))).toEqual({ code: 2, err: `gateway serve: --data ${join(MAIN, "data")}: ${MAIN} is a file, not a folder` });
   });
 
   test("serve refuses a bad --trust-proxy as bad usage before it logs taking certificates from it, with --proxy-listen too (that was exit 1)", async () => {
-    const write = process.stderr.write;
     const said = async (...argv: string[]) => {
-      let err = "";
-      process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-      try {
-        return { code: await runCli({ name: "gateway", version: "0", summary: "", commands, exitCodeFor }, argv), err };
-      } finally {
-        process.stderr.write = write;
-      }
+      const { code, err } = await runCliCaptured({ name: "gateway", version: "0", summary: "", commands, exitCodeFor }, argv);
+      return { code, err };
     };
     const data = join(dir, "bad-trust-proxy");
     const refused = { code: 2, err: `gateway serve: Invalid --trust-proxy entry "notacidr": expected an address or CIDR such as 10.0.0.0/8 or ::1/128\nRun 'gateway serve --help' for usage.\n` };

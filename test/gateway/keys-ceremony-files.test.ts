@@ -10,7 +10,8 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "n
 import { join, resolve } from "node:path";
 import { Root } from "@tufjs/models";
 import { keyPairPrefix } from "../../gateway/commands/_key-out.ts";
-import { UsageError, runCli } from "../../lib/cli/command.ts";
+import { UsageError } from "../../lib/cli/command.ts";
+import { runCliCaptured } from "../harness/cli.ts";
 import { commands } from "../../gateway/commands/index.ts";
 import { exitCodeFor } from "../../gateway/exit-codes.ts";
 import { generateKey, modelKey, serializeKey } from "../../lib/tuf/keys.ts";
@@ -73,19 +74,12 @@ test("sign-root refuses a --previous that is not the draft's previous version (t
   writeFileSync(join(work, "prev", "root-key.json"), serializeKey(key), { mode: 0o600 });
   const cli = { name: "gateway", version: "0", summary: "", commands, exitCodeFor };
   const draft = join(work, "prev", "2.root.json");
-  const write = process.stderr.write;
-  let err = "";
-  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stdout.write;
-  try {
-    expect(await runCli(cli, ["keys", "init-root", "--current", join(work, "prev", "current.json"), "--out", draft, "--format", "json"])).toBe(0);
-    const before = readFileSync(draft, "utf8");
-    err = "";
-    expect(await runCli(cli, ["keys", "sign-root", draft, "--key", join(work, "prev", "root-key.json"), "--previous", draft])).toBe(2);
-    expect(err).toStartWith(`gateway keys sign-root: --previous ${draft} is root.json v2: the draft is v2, so the previous root is v1\n`);
-    expect(readFileSync(draft, "utf8")).toBe(before);
-  } finally {
-    process.stderr.write = write;
-  }
+  expect((await runCliCaptured(cli, ["keys", "init-root", "--current", join(work, "prev", "current.json"), "--out", draft, "--format", "json"])).code).toBe(0);
+  const before = readFileSync(draft, "utf8");
+  const { code, err } = await runCliCaptured(cli, ["keys", "sign-root", draft, "--key", join(work, "prev", "root-key.json"), "--previous", draft]);
+  expect(code).toBe(2);
+  expect(err).toStartWith(`gateway keys sign-root: --previous ${draft} is root.json v2: the draft is v2, so the previous root is v1\n`);
+  expect(readFileSync(draft, "utf8")).toBe(before);
 });
 
 test("keys generate --out NAME.pub writes the pair NAME.json/NAME.pub.json, the private key in NAME.json", async () => {
