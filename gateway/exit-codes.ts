@@ -9,6 +9,7 @@ import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.
 import { CaFetchError, CaPinMismatchError, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
 import { NoSuchTargetError } from "./export/export-bundle.ts";
+import { CeremonyFileError } from "./ota/ceremony-files.ts";
 import { PUBLISH_EXIT_CODES } from "./publish/exit-codes.ts";
 
 type ErrorClass = new (...args: any[]) => Error;
@@ -22,6 +23,9 @@ const BY_CLASS: [ErrorClass, number][] = [
   // Flag values the CLI checks itself (the gateway's own refusals arrive as AdminApiError).
   [InvalidDurationError, 2],
   [InvalidTokenError, 2],
+  // A file named to `keys init-root`/`sign-root`/`push-root` that is not there or not a root.json
+  // (a key file, a passphrase: the easy slip in a ceremony folder), or an --out draft in the way.
+  [CeremonyFileError, 2],
   [NoSuchTargetError, 20],
   ...PUBLISH_EXIT_CODES.flatMap(([classes, code]) => classes.map((cls): [ErrorClass, number] => [cls, code])),
 ];

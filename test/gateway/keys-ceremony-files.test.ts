@@ -2,7 +2,8 @@
  * The `gateway keys` commands given the wrong file where a root.json belongs, through the real
  * CLI: a key file (the easy slip, both sit in the ceremony folder) is called a key file, and a
  * file that is not JSON at all, a passphrase for one, is refused without quoting any of it (the
- * JSON parser's message quotes the first word). `keys generate --out bob.pub.json` (or bob.pub) makes
+ * JSON parser's message quotes the first word). Either is a wrong argument: bad usage, exit 2, as is
+ * a root.json that is not there. `keys generate --out bob.pub.json` (or bob.pub) makes
  * the pair bob.json/bob.pub.json, never a private key in a file named .pub.json.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -32,18 +33,28 @@ afterAll(() => removeTempDir(work));
 test("a key file where a root.json belongs is called a key file, and nothing is written", async () => {
   const before = readFileSync(join(work, "alice.json"), "utf8");
   const sign = await cli("keys", "sign-root", "alice.json", "--key", "alice.json");
-  expect([sign.code, sign.stderr]).toEqual([1, "gateway keys sign-root: Cannot use alice.json: it is a key file, not a root.json\n"]);
+  expect([sign.code, sign.stderr]).toEqual([2, "gateway keys sign-root: Cannot use alice.json: it is a key file, not a root.json\n"]);
   expect(readFileSync(join(work, "alice.json"), "utf8")).toBe(before);
   const init = await cli("keys", "init-root", "--current", "alice.pub.json", "--out", "2.root.json");
-  expect([init.code, init.stderr]).toEqual([1, "gateway keys init-root: Cannot use alice.pub.json: it is a key file, not a root.json\n"]);
+  expect([init.code, init.stderr]).toEqual([2, "gateway keys init-root: Cannot use alice.pub.json: it is a key file, not a root.json\n"]);
 });
 
 test("a file that is not JSON is refused without quoting it", async () => {
   const push = await cli("keys", "push-root", "--server", "https://127.0.0.1:9", "--token", "x", "passphrase");
-  expect([push.code, push.stderr]).toEqual([1, "gateway keys push-root: Cannot use passphrase: not JSON, so not a root.json\n"]);
+  expect([push.code, push.stderr]).toEqual([2, "gateway keys push-root: Cannot use passphrase: not JSON, so not a root.json\n"]);
   const sign = await cli("keys", "sign-root", "passphrase", "--key", "alice.json");
   expect(sign.stderr).not.toContain("hunter2");
-  expect(sign.stderr).toBe("gateway keys sign-root: Cannot use passphrase: not JSON, so not a root.json\n");
+  expect([sign.code, sign.stderr]).toEqual([2, "gateway keys sign-root: Cannot use passphrase: not JSON, so not a root.json\n"]);
+});
+
+test("a root.json that is not there is bad usage (exit 2) naming it, and nothing is written", async () => {
+  const init = await cli("keys", "init-root", "--current", "no-such.root.json", "--out", "typo/2.root.json");
+  expect([init.code, init.stderr]).toEqual([2, "gateway keys init-root: Cannot use no-such.root.json: no such file\n"]);
+  const push = await cli("keys", "push-root", "--server", "https://127.0.0.1:9", "--token", "x", "no-such.root.json");
+  expect([push.code, push.stderr]).toEqual([2, "gateway keys push-root: Cannot use no-such.root.json: no such file\n"]);
+  const sign = await cli("keys", "sign-root", "no-such.root.json", "--key", "alice.json");
+  expect([sign.code, sign.stderr]).toEqual([2, "gateway keys sign-root: Cannot use no-such.root.json: no such file\n"]);
+  expect(readdirSync(work).filter((f) => f.includes("no-such") || f === "typo")).toEqual([]);
 });
 
 test("keys generate --out NAME.pub.json writes the private key to NAME.json, and NAME.pub.json holds no private key", async () => {

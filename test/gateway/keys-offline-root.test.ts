@@ -76,11 +76,11 @@ describe("gateway keys: the offline root ceremony", () => {
     // Drafting again by mistake must not throw away the signatures collected so far, nor write beside a directory.
     const signedDraft = await Bun.file(join(offline, "2.root.json")).text();
     const again = await cli("keys", "init-root", "--data", gw.dataDir, "--out", join(offline, "2.root.json"), "--key", `root=${join(offline, "carol.pub.json")}`);
-    expect(again.code).toBe(1);
+    expect(again.code).toBe(2);
     expect(again.stderr).toContain(`Cannot use ${join(offline, "2.root.json")}: it exists (a draft may hold signatures already)`);
     expect(await Bun.file(join(offline, "2.root.json")).text()).toBe(signedDraft);
     const intoDir = await cli("keys", "init-root", "--data", gw.dataDir, "--out", offline, "--key", `root=${join(offline, "carol.pub.json")}`);
-    expect(intoDir.code).toBe(1);
+    expect(intoDir.code).toBe(2);
     expect(intoDir.stderr).toContain(`Cannot use ${offline}: it is a directory`);
     expect(JSON.parse(one.stdout)).toMatchObject({ ready: false, thresholds: [{ of: "new", threshold: 2, met: false }, { of: "previous", met: true }] });
     const refused = await cli("keys", "push-root", "--data", gw.dataDir, join(offline, "2.root.json"));
