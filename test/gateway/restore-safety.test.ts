@@ -143,10 +143,11 @@ test("restore --force of another gateway's backup warns that the replaced dir's 
 test("a bad --out or --data is named as given, with its cause, in one line, and leaves no partial files", async () => {
   mkdirSync(join(work, "b"));
   writeFileSync(join(work, "afile"), "not a folder\n");
-  // restore's wrong --data is bad usage (2), as every command's; backup's unwritable --out is not.
+  // restore's wrong --data is bad usage (2), as every command's, and so is backup's --out in a folder
+  // that is not there (a typo, as backup keygen's); an --out that is a folder or under a file is not.
   const usage = "Run 'gateway restore --help' for usage.\n";
   const cases: [string[], number, string][] = [
-    [["backup", "--data", "data", "--out", "b/nodir/x.bak"], 1, "gateway backup: Cannot write the backup to b/nodir/x.bak: the folder b/nodir does not exist\n"],
+    [["backup", "--data", "data", "--out", "b/nodir/x.bak"], 2, "gateway backup: Cannot write the backup to b/nodir/x.bak: the folder b/nodir does not exist\nRun 'gateway backup --help' for usage.\n"],
     [["backup", "--data", "data", "--out", "b"], 1, "gateway backup: Cannot write the backup to b: b is a folder, give a file name\n"],
     [["backup", "--data", "data", "--out", "afile/x.bak"], 1, "gateway backup: Cannot write the backup to afile/x.bak: afile is a file, not a folder\n"],
     [["restore", backup, "--data", "afile"], 2, `gateway restore: --data afile is a file, not a folder: give the folder to restore the data dir into\n${usage}`],
