@@ -388,7 +388,11 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     );
   }
 
-  const source = await stat(opts.file).catch((e) => Promise.reject(new BackupError(`Cannot read the backup ${opts.file}: ${fsWhy(e)}`)));
+  // A backup FILE that is not there is a typo: bad usage (exit 2); one there but unreadable is not.
+  const source = await stat(opts.file).catch((e) => {
+    const typo = ["ENOENT", "ENOTDIR"].includes((e as NodeJS.ErrnoException).code ?? "");
+    return Promise.reject(new (typo ? UsageError : BackupError)(`Cannot read the backup ${opts.file}: ${fsWhy(e)}`));
+  });
   if (source.isDirectory()) throw new BackupError(`Cannot read the backup ${opts.file}: it is a directory (give the backup file)`);
 
   // --registry-dir: checked now, so nothing is unpacked for a restore that could not finish.

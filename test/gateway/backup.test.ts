@@ -230,14 +230,16 @@ test("backup of a --data that is not there is bad usage, as for every command th
   expect(existsSync(out)).toBe(false);
 });
 
-test("restore says which backup it cannot read, and creates nothing", async () => {
+test("restore says which backup it cannot read, and creates nothing; one that is not there is bad usage (exit 2)", async () => {
   const into = join(work, "never-restored");
-  for (const [file, why] of [
-    [join(work, "no-such.bak"), "no such file"],
-    [work, "it is a directory (give the backup file)"],
+  const usage = "Run 'gateway restore --help' for usage.\n";
+  for (const [file, code, why] of [
+    [join(work, "no-such.bak"), 2, `no such file\n${usage}`],
+    [join(work, "no-such-folder", "gw.backup"), 2, `no such file\n${usage}`],
+    [work, 1, "it is a directory (give the backup file)\n"],
   ] as const) {
     const r = await run(["restore", file, "--data", into]);
-    expect({ code: r.code, err: r.stderr }).toEqual({ code: 1, err: `gateway restore: Cannot read the backup ${file}: ${why}\n` });
+    expect({ code: r.code, err: r.stderr }).toEqual({ code, err: `gateway restore: Cannot read the backup ${file}: ${why}` });
   }
   expect(existsSync(into)).toBe(false);
 });
