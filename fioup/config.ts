@@ -17,7 +17,7 @@ import { checkSotaToml, MAX_POLLING_SECONDS, mergeToml, parseSotaToml, sotaTomlW
 import { MAX_EXPIRY_GRACE_SECONDS } from "../lib/tuf/expiry-grace.ts";
 import { AppName, HardwareId, Tag } from "../lib/api/target.ts";
 import { fieldPath, firstValueProblem } from "../lib/api/schema-problem.ts";
-import { commaList } from "../lib/cli/comma-list.ts";
+import { commaList, tagList } from "../lib/cli/comma-list.ts";
 
 /** The merged config with defaults applied and paths resolved. */
 export interface Config {
@@ -285,7 +285,7 @@ export function resolveConfig(
     certPath: inBase(t.import?.tls_clientcert_path, "client.pem"),
     keyPath: inBase(t.import?.tls_pkey_path, "pkey.pem"),
     hardwareId: t.provision?.primary_ecu_hardware_id,
-    tags: csv(t.pacman?.tags) ?? [],
+    tags: tagList(t.pacman?.tags),
     shortlist: csv(t.pacman?.compose_apps),
     composeAppsRoot: t.pacman?.compose_apps_root ? hostPath(opts.root, t.pacman.compose_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.composeAppsRoot),
     resetAppsRoot: t.pacman?.reset_apps_root ? hostPath(opts.root, t.pacman.reset_apps_root) : underRoot(opts.root, DEFAULT_DEVICE_PATHS.resetAppsRoot),

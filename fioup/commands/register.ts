@@ -6,7 +6,7 @@ import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { AppName, HardwareId, Tag } from "../../lib/api/target.ts";
-import { commaList } from "../../lib/cli/comma-list.ts";
+import { commaList, tagList } from "../../lib/cli/comma-list.ts";
 import { RegistrationRequest } from "../../lib/api/device.ts";
 
 /** The gateway's rule for a device name (lib/api/device.ts), in words. */
@@ -39,7 +39,7 @@ export default defineCommand({
     if (apps?.length === 0) throw new UsageError(`--apps ${JSON.stringify(flags.apps)} names no app: give at least one (without --apps, every app of the target runs)`);
     checkFlagValues("--apps", AppName, apps ?? []);
     // A tag or hardware id no target can carry would never offer this device an update, silently.
-    const tags = commaList(flags.tag);
+    const tags = tagList(flags.tag);
     checkFlagValues("--tag", Tag, tags);
     checkFlagValues("--hwid", HardwareId, flags.hwid === undefined ? [] : [flags.hwid]);
     // The gateway would refuse it, after the key and the CSR are made: said first.

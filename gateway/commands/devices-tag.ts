@@ -4,7 +4,7 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { printable } from "../../lib/cli/printable.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-import { commaList } from "../../lib/cli/comma-list.ts";
+import { tagList } from "../../lib/cli/comma-list.ts";
 
 export default defineCommand({
   summary: "Set a device's tags (replaces them; an empty list clears them)",
@@ -18,7 +18,7 @@ export default defineCommand({
   async run({ flags, args, out }) {
     const [uuid, list] = args;
     if (!uuid || list === undefined || args.length > 2) throw new UsageError("give a device uuid and a comma-separated tag list");
-    const tags = commaList(list);
+    const tags = tagList(list);
     checkFlagValues("tag", Tag, tags);
     if (tags.length > Tags.maxItems!) throw new UsageError(`tag list: at most ${Tags.maxItems} tags, got ${tags.length}`);
     const client = await adminClient(flags);

@@ -2,6 +2,7 @@ import { TOKEN_ROLES, TokenRequest, type TokenRole } from "../../lib/api/admin.t
 import { HardwareId, Tag } from "../../lib/api/target.ts";
 import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
+import { tagList } from "../../lib/cli/comma-list.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
@@ -24,7 +25,7 @@ export default defineCommand({
     ...adminFlags,
     role: { type: "string", description: "registration, publish, admin or viewer (read-only)", default: "registration", placeholder: "ROLE" },
     name: { type: "string", description: "A label shown by `tokens list`", placeholder: "TEXT", allowEmpty: true }, // "": no label
-    tag: { type: "strings", description: "Registration: a tag registered devices get (letters, digits, . _ -)", placeholder: "T" },
+    tag: { type: "strings", description: "Registration: a tag registered devices get (letters, digits, . _ -; several comma-separated)", placeholder: "T" },
     hwid: { type: "string", description: "Registration: only devices of this hardware id may use the token", placeholder: "H", allowEmpty: true },
     "max-uses": { type: "number", description: "Registration: how many devices may register with it", default: 1, min: 1, max: 1_000_000, placeholder: "N" },
     "allow-device-tags": { type: "boolean", description: "Registration: devices choose and change their own tags" },
@@ -35,11 +36,12 @@ export default defineCommand({
     const role = flags.role as TokenRole;
     if (!TOKEN_ROLES.includes(role)) throw new UsageError(`--role must be one of ${TOKEN_ROLES.join(", ")}`);
     const maxUses = flags["max-uses"];
-    if (role !== "registration" && (flags.tag.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== 1))
+    const tags = tagList(flags.tag);
+    if (role !== "registration" && (tags.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== 1))
       throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
     if (flags.expires !== undefined) asUsage([InvalidDurationError], () => parseDuration(flags.expires!), "--expires: "); // fail before any network call
     checkFlagValues("--name", TokenRequest.properties.name, flags.name ? [flags.name] : []);
-    checkFlagValues("--tag", Tag, flags.tag);
+    checkFlagValues("--tag", Tag, tags);
     checkFlagValues("--hwid", HardwareId, flags.hwid ? [flags.hwid] : []); // an empty --hwid restricts nothing
     const client = await adminClient(flags);
     const res = await client.createToken({
@@ -49,7 +51,7 @@ export default defineCommand({
       ...(role === "registration"
         ? {
             maxUses,
-            ...(flags.tag.length ? { tags: flags.tag } : {}),
+            ...(tags.length ? { tags } : {}),
             ...(flags.hwid ? { hwid: flags.hwid } : {}),
             ...(flags["allow-device-tags"] ? { allowDeviceTags: true } : {}),
           }

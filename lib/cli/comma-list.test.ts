@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { commaList } from "./comma-list.ts";
+import { commaList, tagList } from "./comma-list.ts";
 
 describe("commaList", () => {
   test("splits, trims and drops empty items, from a string or from each item of an array", () => {
@@ -7,5 +7,13 @@ describe("commaList", () => {
     expect(commaList(["a,b", " c "])).toEqual(["a", "b", "c"]);
     expect(commaList("")).toEqual([]);
     expect(commaList(undefined)).toEqual([]);
+  });
+});
+
+describe("tagList", () => {
+  test("reads a list as commaList does, each tag once where first given", () => {
+    expect(tagList("main, beta,main,,beta")).toEqual(["main", "beta"]);
+    expect(tagList(["a,b", "a", " c,b"])).toEqual(["a", "b", "c"]);
+    expect(tagList(undefined)).toEqual([]);
   });
 });

@@ -223,6 +223,15 @@ describe("gateway CLI", () => {
     expect(r.out).toContain("qa,prod");
     expect(JSON.parse(cli("devices", "show", uuid, "--data", dir, "--format", "json").out).tags).toEqual(["qa", "prod"]);
     expect(cli("devices", "tag", uuid, "--data", dir).code).toBe(2);
+    // A tag given twice is one tag, where first given (it was stored twice); so for a registration token's --tag.
+    const twice = cli("devices", "tag", uuid, "prod,qa,prod", "--data", dir);
+    expect([twice.code, twice.out]).toEqual([0, `${uuid}: tags prod,qa\n`]);
+    expect(JSON.parse(cli("devices", "show", uuid, "--data", dir, "--format", "json").out).tags).toEqual(["prod", "qa"]);
+    const token = cli("tokens", "create", "--data", dir, "--tag", "beta", "--tag", "main,beta", "--format", "json");
+    expect(token.code).toBe(0);
+    const { id } = JSON.parse(token.out) as { id: string };
+    const { tokens } = JSON.parse(cli("tokens", "list", "--data", dir, "--format", "json").out) as { tokens: { id: string; tags?: string[] }[] };
+    expect(tokens.find((t) => t.id === id)?.tags).toEqual(["beta", "main"]);
   }, 60_000);
 
   test("SIGTERM stops the gateway gracefully", async () => {
