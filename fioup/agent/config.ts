@@ -21,8 +21,8 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fsWhy } from "../../lib/fs/why.ts";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
@@ -146,6 +146,48 @@ const readPem = (path: string | undefined, what: string, flag?: string): string 
   return pem;
 };
 
+/**
+ * Why the agent could not keep its activity in `dir`, made when an activity is first saved (with
+ * the folders above it): `dir` and the nearest folder above it that exists must be folders, and
+ * that one writable. Undefined when it can. Found at the start, not half way through an apply.
+ */
+function whyNoStateDir(dir: string): string | undefined {
+  for (let p = dir; ; p = dirname(p)) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code === "ENOENT" || code === "ENOTDIR") && p !== dirname(p)) continue;
+      return fsWhy(err);
+    }
+    if (!isDir) return p === dir ? "it is a file, give a folder" : `${p} is a file, not a folder`;
+    try {
+      accessSync(p, constants.W_OK | constants.X_OK);
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === "EROFS" ? `the file system of ${p} is read-only` : `the folder ${p} is not writable`;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * The agent's own flag values checked, before the config is read, the container engine asked or
+ * the broker dialled: a value typed wrong is bad usage (exit 2) naming the flag, not a Docker,
+ * broker or config error said first (or a --state-dir failing at the first apply).
+ * The TLS file flags are read, and so checked, by agentConfig, before the engine too.
+ *
+ * @throws {UsageError} A --mqtt, --instance, --insecure-registry or --state-dir that cannot be right.
+ */
+export function checkAgentFlags(flags: AgentFlags): void {
+  if (flags.mqtt !== undefined && !isBrokerUrl(flags.mqtt)) throw new UsageError(`--mqtt: ${BROKER_URL_RULE}, got "${shownUrl(flags.mqtt)}"`);
+  if (flags.instance !== undefined) checkFlagValues("--instance", AgentInstance, [flags.instance]);
+  checkRegistryHosts("--insecure-registry", commaList(flags["insecure-registry"]));
+  const stateDir = flags["state-dir"];
+  const why = stateDir === undefined ? undefined : whyNoStateDir(stateDir);
+  if (why) throw new UsageError(`--state-dir ${stateDir}: ${why}`);
+}
+
 /** True when the merged config has an `[mqtt]` table with a url (the daemon then runs the agent too). */
 export function hasMqttConfig(cfg: Config): boolean {
   const t = cfg.raw.mqtt;
@@ -154,12 +196,12 @@ export function hasMqttConfig(cfg: Config): boolean {
 
 /**
  * Builds the agent config from fioup's config and the command's flags (flags win).
- * @throws {UsageError} A --mqtt or --instance that cannot be valid, or a --ca/--client-cert/--client-key that cannot be read.
+ * @throws {UsageError} A flag checkAgentFlags refuses, or a --ca/--client-cert/--client-key that cannot be read.
  * @throws {ConfigError} A wrong `[mqtt]` value, no broker URL, or an unreadable certificate file.
  */
 export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
-  // A flag the user just typed wrong is bad usage (exit 2), named; the table's value is the config's (exit 20).
-  if (flags.mqtt !== undefined && !isBrokerUrl(flags.mqtt)) throw new UsageError(`--mqtt: ${BROKER_URL_RULE}, got "${shownUrl(flags.mqtt)}"`);
+  // A flag the user just typed wrong is bad usage (exit 2), named, before the table's values (the config's, exit 20).
+  checkAgentFlags(flags);
   const raw = cfg.raw.mqtt ?? {};
   if (!Value.Check(MqttToml, raw)) {
     const p = schemaProblem(MqttToml, raw);
@@ -179,13 +221,10 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   }
   const fromFlag = commaList(flags["insecure-registry"]);
   const fromTable = commaList(t.insecure_registries);
-  // The flag is bad usage (exit 2), named; the table's value is the config's (exit 20).
-  checkRegistryHosts("--insecure-registry", fromFlag);
   const badInTable = fromTable.find((h) => !isRegistryHost(h));
   if (badInTable !== undefined) throw new ConfigError(`Invalid config at mqtt.insecure_registries: ${REGISTRY_HOST_RULE}, got "${badInTable}"${setIn(cfg, "mqtt.insecure_registries")}`);
   for (const host of [...fromTable, ...fromFlag]) registries[host] = { ...registries[host], insecure: true };
-  // The table's instance was checked with MqttToml above; the flag is bad usage (exit 2), named.
-  if (flags.instance !== undefined) checkFlagValues("--instance", AgentInstance, [flags.instance]);
+  // The table's instance was checked with MqttToml above, the flag's by checkAgentFlags.
   const instance = flags.instance ?? t.instance ?? "default";
   return {
     url: brokerScheme(url),

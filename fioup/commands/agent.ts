@@ -1,5 +1,5 @@
 import { defineCommand } from "../../lib/cli/command.ts";
-import { agentConfig } from "../agent/config.ts";
+import { agentConfig, checkAgentFlags } from "../agent/config.ts";
 import { Agent } from "../agent/agent.ts";
 import { configLocation, loadConfig } from "../config.ts";
 import { FIOUP_VERSION } from "../version.ts";
@@ -27,6 +27,8 @@ export default defineCommand({
     "command-flow": { type: "boolean", description: "Wait for DOWNLOAD/UPDATE/ACTIVATE/CLEANUP commands after IDENTIFIED (as Kanto does)" },
   },
   async run({ flags, out }) {
+    // Its own flags first: a value typed wrong is said as such, before the config, the engine or the broker.
+    checkAgentFlags(flags);
     const cfg = agentConfig(loadConfig(configLocation(flags)), flags);
     const ac = new AbortController();
     const stop = () => ac.abort(new Error("SIGTERM"));

@@ -95,6 +95,27 @@ describe("fioup CLI input", () => {
     }
   });
 
+  test("agent: its flags are checked before the container engine, the broker and the config: a --state-dir it cannot use is bad usage (exit 2)", async () => {
+    // No container engine here: a check made after the engine's said "Cannot reach the Docker Engine" (exit 1) instead.
+    const root = await tempDir("fioup-cli-input-");
+    const file = join(root, "afile");
+    writeFileSync(file, "not a folder\n");
+    const cases: [string[], string][] = [
+      [["--state-dir", file], `--state-dir ${file}: it is a file, give a folder`],
+      [["--state-dir", join(file, "agent")], `--state-dir ${join(file, "agent")}: ${file} is a file, not a folder`],
+    ];
+    for (const [flags, says] of cases) {
+      const r = fioup(root, "agent", "--mqtt", "mqtt://127.0.0.1:1", ...flags);
+      expect({ flags, code: r.code, err: r.stderr }).toEqual({ flags, code: 2, err: `fioup agent: ${says}\nRun 'fioup agent --help' for usage.\n` });
+    }
+    // A config fioup cannot read is said after the flag typed wrong, not instead of it.
+    mkdirSync(join(root, "var/sota"), { recursive: true });
+    writeFileSync(join(root, "var/sota/sota.toml"), "[mqtt\n");
+    const r = fioup(root, "agent", "--mqtt", "mqtt://127.0.0.1:1", "--instance", "a/b");
+    expect({ code: r.code, err: r.stderr }).toEqual({ code: 2, err: expect.stringContaining("fioup agent: --instance: expected an instance name") });
+    expect(tree(root)).toEqual(["afile", "var", "var/sota", "var/sota/sota.toml"]);
+  });
+
   test("register: a gateway nothing answers for is 'gateway unreachable' (31, as --help says), not a failed registration", async () => {
     const root = await tempDir("fioup-cli-input-");
     const port = await freePort();
