@@ -20,6 +20,7 @@ import { toPem } from "../lib/x509/pem.ts";
 import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { UsageError } from "../lib/cli/command.ts";
+import { tagList } from "../lib/cli/comma-list.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
 // The one "gateway cannot be reached" error (nothing answers, or what answers serves no CA): exit 31 here.
@@ -48,6 +49,8 @@ export interface RegisterOptions {
   force?: boolean;
   /** Prefix for system paths (FIOUP_ROOT) used for defaults in sota.toml. */
   root?: string;
+  /** Where a warning goes (the gateway decided other tags than --tag). */
+  warn?: (line: string) => void;
 }
 
 export interface RegisterResult {
@@ -168,18 +171,27 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   // Blob store and apps roots are left to the config defaults and the image's drop-ins
   // (preload's 50-preload.toml), which sota.toml would otherwise override.
   const sotaDir = devicePath(opts.root ?? "", opts.sotaDir);
+  // Where the gateway decides the tags (the token did not let the device choose), the device
+  // follows the gateway's, as it does at every check after (fioup/update/gateway-tags.ts): tags
+  // it chose itself would select other targets than the gateway and its rollouts count it for.
+  const granted = tagList(String((fromGateway.pacman as TomlTable | undefined)?.tags ?? ""));
+  let tags = opts.tags;
+  if (reply.tagsFromDevice === false && granted.length && tags?.length && tags.join(",") !== granted.join(",")) {
+    opts.warn?.(`the gateway registered this device with the tags ${granted.join(",")} (its registration token decides them), not --tag ${tags.join(",")}: following the gateway's`);
+    tags = granted;
+  }
   const local: TomlTable = {
     tls: { server },
     import: { base_path: sotaDir, tls_cacert_path: "root.crt", tls_clientcert_path: "client.pem", tls_pkey_path: "pkey.pem" },
     provision: { primary_ecu_hardware_id: hwid },
     storage: { path: sotaDir },
     pacman: {
-      ...(opts.tags?.length ? { tags: opts.tags.join(",") } : {}),
+      ...(tags?.length ? { tags: tags.join(",") } : {}),
       ...(opts.apps?.length ? { compose_apps: opts.apps.join(",") } : {}),
     },
   };
   const merged = mergeToml(fromGateway, local);
-  if (!opts.tags?.length && merged.pacman && (merged.pacman as TomlTable).tags === undefined) (merged.pacman as TomlTable).tags = "";
+  if (!tags?.length && merged.pacman && (merged.pacman as TomlTable).tags === undefined) (merged.pacman as TomlTable).tags = "";
   const sotaToml = `# Written by fioup register on ${new Date().toISOString()} for device ${uuid}\n` + stringifyToml(merged);
 
   mkdirSync(opts.sotaDir, { recursive: true, mode: 0o700 });

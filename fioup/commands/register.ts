@@ -55,6 +55,7 @@ export default defineCommand({
       hwid: flags.hwid,
       apps,
       force: flags.force,
+      warn: (line) => void process.stderr.write(`warning: ${line}\n`),
     });
     // A preloaded device runs its shortlist from now on, without waiting for a new target.
     const s = openSession(flags);

@@ -11,6 +11,8 @@ import { isTargetVersion, TargetNotFoundError } from "../../lib/api/target.ts";
 import { selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import type { Config } from "../config.ts";
 import type { DeviceClient } from "../device-client.ts";
+import { DEVICE_TAGS_HEADER } from "../../lib/api/device.ts";
+import { followGatewayTags } from "./gateway-tags.ts";
 
 export { TargetNotFoundError }; // declared once, in lib/api/target.ts
 
@@ -31,12 +33,22 @@ export async function checkTargets(
   opts: { current?: Target; badTargets: string[]; version?: string },
 ): Promise<CheckResult> {
   if (!cfg.hardwareId) throw new TargetNotFoundError("Cannot select a target: provision.primary_ecu_hardware_id is not set");
+  // The timestamp's answer says the tags the gateway decided for this device, if it decides them (./gateway-tags.ts).
+  let gatewayTags: string | null = null;
   const verified = await verifyAndLoadTargets({
     metadataDir: join(cfg.storagePath, "tuf"),
     metadataBaseUrl: `${cfg.server}/repo/`,
-    fetch: { tls: client.tls },
+    fetch: async (url, init) => {
+      const res = await fetch(url, { ...init, tls: client.tls } as RequestInit);
+      if (res.ok && url.endsWith("/timestamp.json")) gatewayTags = res.headers.get(DEVICE_TAGS_HEADER);
+      return res;
+    },
     headers: () => Object.fromEntries(client.headers().entries()),
   });
+  const followed = await followGatewayTags(cfg, client, gatewayTags);
+  if (followed.changed) process.stderr.write(`the gateway set this device's tags to ${followed.to.join(",")} (were ${followed.from.join(",") || "none"}); written to sota.toml\n`);
+  else if ("overriddenIn" in followed)
+    process.stderr.write(`warning: the gateway's tags for this device are ${followed.gateway.join(",")}, but ${followed.overriddenIn} sets pacman.tags ${cfg.tags.join(",") || '""'}, which this device keeps\n`);
   const matching: Record<string, TargetEntry> = {};
   for (const [name, e] of Object.entries(verified.targets)) {
     if (targetMatchesDevice(e, cfg.hardwareId, cfg.tags)) matching[name] = e;

@@ -33,7 +33,7 @@ import type { HeadAnswer, HeadRequest } from "../transport/options.ts";
 import { urlTarget } from "../transport/url.ts";
 import { readAppsStates } from "./device-apps-states.ts";
 import { readEventBatch } from "./device-events.ts";
-import { deviceView, METADATA_FILE, METADATA_HEADERS } from "./repo.ts";
+import { deviceView, METADATA_FILE, METADATA_HEADERS, metadataHeaders } from "./repo.ts";
 import { waitForNews } from "./repo-wait.ts";
 import type { JsonBodyReader } from "./_validate.ts";
 
@@ -93,6 +93,14 @@ type Answer = Reply | Response;
 const asResponse = (a: Answer): Response => (a instanceof Response ? a : a.shape.response(a.body));
 
 const METADATA = new Shape(200, METADATA_HEADERS);
+/** The shape of each other metadata headers object (./repo.ts metadataHeaders: one per tag list). */
+const metadataShapes = new WeakMap<object, Shape>();
+function metadataShape(headers: Readonly<Record<string, string>>): Shape {
+  if (headers === METADATA_HEADERS) return METADATA;
+  let shape = metadataShapes.get(headers);
+  if (!shape) metadataShapes.set(headers, (shape = new Shape(200, headers)));
+  return shape;
+}
 const JSON_OK = new Shape(200, { "content-type": "application/json" });
 const NO_CONTENT = new Shape(204, {});
 
@@ -136,7 +144,7 @@ export function deviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): De
   };
   const metadata = route("GET", "/repo/:file", (d, _req, _env, path) => {
     const file = path.slice(6);
-    const found = (bytes: Uint8Array | undefined) => (bytes ? METADATA.reply(bytes) : jsonResponse({ error: `Metadata "${file}" not found` }, 404));
+    const found = (bytes: Uint8Array | undefined) => (bytes ? metadataShape(metadataHeaders(d, file)).reply(bytes) : jsonResponse({ error: `Metadata "${file}" not found` }, 404));
     // The device's signed view, as the route answers; at hand (no promise) on a poll of timestamp.json.
     const bytes = gw.tuf.metadata(file, deviceView(gw, d.uuid));
     return bytes instanceof Promise ? bytes.then(found) : found(bytes);

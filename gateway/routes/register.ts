@@ -90,6 +90,7 @@ export const register = new Hono<GatewayEnv>().post(
         ...(req.apps ? { apps: req.apps } : {}),
         pollingSeconds: gw.pollingSeconds,
       }),
+      tagsFromDevice,
     };
     return c.json(body, 201);
   },

@@ -13,12 +13,35 @@ import { PinnedViews, type View, type ViewAsked, type ViewLookup } from "../ota/
 import { HTTPException } from "hono/http-exception";
 import { checkToken, presentedAdminToken, tokenRefused } from "../admin/auth.ts";
 import { requireDevice } from "../devices/auth.ts";
+import { checkinList, DEVICE_TAGS_HEADER } from "../../lib/api/index.ts";
+import type { DeviceRow } from "../store/types.ts";
 
 /** The file names served under /repo/ (checked before any lookup). */
 export const METADATA_FILE = /^(?:[1-9][0-9]{0,9}\.)?(?:root|timestamp|snapshot|targets)\.json$/;
 
 /** The headers of a metadata answer. */
-export const METADATA_HEADERS = { "content-type": "application/json", "cache-control": "no-store" } as const;
+export const METADATA_HEADERS: Readonly<Record<string, string>> = Object.freeze({ "content-type": "application/json", "cache-control": "no-store" });
+
+/** Per tag list, the headers of a timestamp answer that says it (shared: the fast path keeps a serialised head per object). */
+const withTags = new Map<string, Readonly<Record<string, string>>>();
+
+/**
+ * The headers of a metadata answer to `device` (undefined: a token): on timestamp.json, the start
+ * of every check, a device whose tags the gateway decides (not its own to choose) is told them
+ * (DEVICE_TAGS_HEADER, lib/api/device.ts; fioup follows them: fioup/update/gateway-tags.ts).
+ * One object per tag list, so a caller may key what it derives from it by identity.
+ */
+export function metadataHeaders(device: Pick<DeviceRow, "tags" | "tagsFromDevice"> | undefined, file: string): Readonly<Record<string, string>> {
+  if (!device || device.tagsFromDevice || !device.tags.length || file !== "timestamp.json") return METADATA_HEADERS;
+  const tags = checkinList(device.tags); // plain names only: nothing a header could not carry
+  if (!tags) return METADATA_HEADERS;
+  let headers = withTags.get(tags);
+  if (!headers) {
+    if (withTags.size >= 1024) withTags.clear();
+    withTags.set(tags, (headers = Object.freeze({ ...METADATA_HEADERS, [DEVICE_TAGS_HEADER]: tags })));
+  }
+  return headers;
+}
 
 /**
  * A device certificate, or (for preload and `gateway export`, which read the metadata without a
@@ -96,5 +119,5 @@ export const repo = new Hono<GatewayEnv>().get("/repo/:file", deviceOrToken, asy
   const device = c.get("device") as GatewayEnv["Variables"]["device"] | undefined; // unset for a token
   const bytes = await c.var.gw.tuf.metadata(file, device ? deviceView(c.var.gw, device.uuid) : undefined);
   if (!bytes) return c.json({ error: `Metadata "${file}" not found` }, 404);
-  return c.body(bytes as Uint8Array<ArrayBuffer>, 200, METADATA_HEADERS);
+  return c.body(bytes as Uint8Array<ArrayBuffer>, 200, metadataHeaders(device, file));
 });

@@ -181,6 +181,16 @@ export function checkinList(items: readonly string[]): string {
 }
 
 /**
+ * The response header with which the gateway tells a device the tags it decided for it: on
+ * `GET /repo/timestamp.json`, the start of every check, for a device whose tags are the gateway's
+ * (its registration token did not let it choose; set by the token, the admin registering it, or
+ * `gateway devices tag`) and not empty. The device follows them: they decide which targets it can
+ * select, and the rollouts that name a tag count it by them. Comma-separated, read with
+ * {@link readCheckinList}. Absent: the device keeps the tags of its own config.
+ */
+export const DEVICE_TAGS_HEADER = "x-device-tags";
+
+/**
  * A device uuid as the gateway accepts it: canonical lower-case RFC 4122 text
  * (version 1 to 8, variant 10xx). One spelling per device, so an upper-case
  * or undashed look-alike of a registered uuid is refused, not a second device.
@@ -215,5 +225,11 @@ export const RegistrationResponse = Type.Object({
   root: Type.Unknown(),
   /** sota.toml text for the device (server URL, paths, tags, hwid, shortlist). */
   config: Type.String(),
+  /**
+   * True when the device chooses its own tags (its token was made with --allow-device-tags): its
+   * x-ats-tags header sets them on the gateway. False: the tags in `config` are the gateway's, and
+   * the device follows them (DEVICE_TAGS_HEADER). Absent from gateways before 2026-12-06.
+   */
+  tagsFromDevice: Type.Optional(Type.Boolean()),
 });
 export type RegistrationResponse = Static<typeof RegistrationResponse>;
