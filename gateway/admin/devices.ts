@@ -62,7 +62,8 @@ export const adminDevices = new Hono<GatewayEnv>()
   .put("/devices/:uuid/tags", limit(16 * 1024), jsonBody(DeviceTagsRequest), async (c) => {
     const uuid = c.req.param("uuid");
     const { store, devices } = c.var.gw;
-    const row = await store.setDeviceTags(uuid, c.req.valid("json").tags);
+    // A tag given twice is one tag, where first given (as the CLI's tagList and x-ats-tags read them).
+    const row = await store.setDeviceTags(uuid, [...new Set(c.req.valid("json").tags)]);
     if (!row) return c.json({ error: `Device "${uuid}" not found` }, 404);
     devices.invalidate(uuid);
     return c.json(row);

@@ -39,7 +39,7 @@ describe("Sightings", () => {
     await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: [], certSerial: "1", tagsFromDevice: true });
     const s = new Sightings(store, 0);
     const madeUp = Array.from({ length: 40 }, (_, i) => `eu/${i}`).join(",");
-    s.note("d1", `${madeUp},main,beta`, null, "web/api");
+    s.note("d1", `${madeUp},main,beta,main`, null, "web/api,web/api");
     await s.flush();
     const d = (await store.getDevice("d1"))!;
     expect(d.tags).toEqual(["main", "beta"]);

@@ -158,15 +158,16 @@ export const CHECKIN_LIST_MAX_BYTES = 2048;
 const CHECKIN_ITEM = /^[^\s,\u0000-\u001f\u007f-\u009f]{1,128}$/;
 
 /**
- * A check-in header's list as the gateway reads it: the valid items, trimmed, the first
- * CHECKIN_LIST_MAX_ITEMS; `keep` narrows what is valid (x-ats-tags: only tags, isTag), before the cut.
+ * A check-in header's list as the gateway reads it: the valid items, trimmed, each once (where
+ * first given), the first CHECKIN_LIST_MAX_ITEMS; `keep` narrows what is valid (x-ats-tags: only
+ * tags, isTag), before the cut.
  */
 export function readCheckinList(value: string, keep?: (item: string) => boolean): string[] {
-  return value
+  const items = value
     .split(",")
     .map((t) => t.trim())
-    .filter((t) => CHECKIN_ITEM.test(t) && (!keep || keep(t)))
-    .slice(0, CHECKIN_LIST_MAX_ITEMS);
+    .filter((t) => CHECKIN_ITEM.test(t) && (!keep || keep(t)));
+  return [...new Set(items)].slice(0, CHECKIN_LIST_MAX_ITEMS);
 }
 
 /** A check-in header's value for `items`: what the gateway would keep of them, cut at CHECKIN_LIST_MAX_BYTES. */

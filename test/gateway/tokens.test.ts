@@ -165,6 +165,8 @@ describe("registration tokens", () => {
     expect((await set.json()) as DeviceRow).toMatchObject({ uuid, tags: ["qa", "prod"] });
     await checkIn("evil");
     expect((await shown()).tags).toEqual(["qa", "prod"]);
+    // A tag given twice is one tag, where first given.
+    expect((await (await admin(`/admin/devices/${uuid}/tags`, post({ tags: ["qa", "prod", "qa"] }, "PUT"))).json()) as DeviceRow).toMatchObject({ tags: ["qa", "prod"] });
     expect((await admin(`/admin/devices/${crypto.randomUUID()}/tags`, post({ tags: ["x"] }, "PUT"))).status).toBe(404);
     expect((await admin(`/admin/devices/${uuid}/tags`, post({ tags: ["a,b"] }, "PUT"))).status).toBe(400);
 
