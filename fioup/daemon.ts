@@ -23,6 +23,7 @@ import { waitForNews } from "./push.ts";
 import { reportAll, reportSystemInfo } from "./report.ts";
 import type { Session } from "./session.ts";
 import { NoUpdateError, checkStep } from "./update/check-step.ts";
+import { NoTargetForDeviceError } from "./update/tuf-check.ts";
 import type { UpdateHooks } from "./update/context.ts";
 import { UpdateDeferredError } from "./update/hold.ts";
 import { holdClock } from "./update/hold-policy.ts";
@@ -59,6 +60,8 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred
       await runSteps(pending ? plans.resume() : plans.update().filter((step) => step.name !== "check"), ctx);
     } catch (e) {
       if (e instanceof NoUpdateError) return "up to date";
+      // A device whose first release is not out yet: nothing failed.
+      if (e instanceof NoTargetForDeviceError) return `nothing to run yet: ${e.message.replace(/^Cannot select a target: none/, "no target")}`;
       if (e instanceof UpdateDeferredError) {
         seen.deferred = e;
         return e.message.replace(/\. The update is fetched; use --force.*$/, " (fetched)");

@@ -16,6 +16,14 @@ import { followGatewayTags } from "./gateway-tags.ts";
 
 export { TargetNotFoundError }; // declared once, in lib/api/target.ts
 
+/**
+ * No target at all is published for this device's hardware id and tags (and none runs): a state
+ * a new device is in until its first release, not a failure (the daemon says it as such).
+ */
+export class NoTargetForDeviceError extends TargetNotFoundError {
+  override name = "NoTargetForDeviceError";
+}
+
 export interface CheckResult {
   /** targets.json version. */
   version: number;
@@ -69,7 +77,7 @@ export async function checkTargets(
     );
   }
   if (!selected && !opts.current && Object.keys(matching).length === 0) {
-    throw new TargetNotFoundError(
+    throw new NoTargetForDeviceError(
       `Cannot select a target: none for hardware id ${cfg.hardwareId} and tags ${cfg.tags.join(",") || "(any)"} in targets.json version ${verified.version}`,
     );
   }
