@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { netWhy } from "../net/why.ts";
 import { digestBlob, digestBytes, digestFile, DigestMismatchError, parseDigest, tryParseDigest } from "./digest.ts";
 import { MANIFEST_ACCEPT } from "./media-types.ts";
 
@@ -187,7 +188,7 @@ export class RegistryClient {
       const name = (err as Error)?.name;
       if (name === "AbortError" || name === "TimeoutError") throw err;
       // Said like a registry that cannot be reached, naming the realm: a TLS failure here is the CA, not the registry.
-      throw new RegistryUnreachableError(`Cannot get a token from ${url.origin}${url.pathname} for ${this.registry}: ${(err as Error)?.message ?? err}`, { cause: err });
+      throw new RegistryUnreachableError(`Cannot get a token from ${url.origin}${url.pathname} for ${this.registry}: ${netWhy(err)}`, { cause: err });
     }
     if (!res.ok) throw await this.errorFrom(res, `get a token from ${url.origin}${url.pathname}`);
     const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
@@ -225,7 +226,7 @@ export class RegistryClient {
       } catch (err) {
         const name = (err as Error)?.name;
         if (name === "AbortError" || name === "TimeoutError") throw err;
-        throw new RegistryUnreachableError(`Cannot ${method} ${current.origin}${current.pathname}: ${(err as Error)?.message ?? err}`, { cause: err });
+        throw new RegistryUnreachableError(`Cannot ${method} ${current.origin}${current.pathname}: ${netWhy(err)}`, { cause: err });
       }
       const loc = res.headers.get("location");
       if (res.status >= 300 && res.status < 400 && res.status !== 304 && loc && (method === "GET" || method === "HEAD")) {

@@ -80,4 +80,10 @@ describe("TLS with a private CA and client certificates", () => {
     expect(err).toBeInstanceOf(RegistryUnreachableError);
     expect((err as Error).message).toContain(`Cannot GET https://${host}/v2/`);
   });
+
+  test("a registry that is not running is said in words, not in Bun's text", async () => {
+    const err = await new RegistryClient({ registry: "127.0.0.1:1" }).ping().catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryUnreachableError);
+    expect((err as Error).message).toBe("Cannot GET https://127.0.0.1:1/v2/: connection refused (is it running at that address?)");
+  });
 });
