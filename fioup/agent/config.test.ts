@@ -1,4 +1,6 @@
 import { describe, expect, test } from "bun:test";
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { ConfigError, resolveConfig } from "../config.ts";
 import { agentConfig, hasMqttConfig } from "./config.ts";
 import { UsageError } from "../../lib/cli/command.ts";
@@ -39,6 +41,20 @@ describe("agentConfig", () => {
     const rule = 'expected an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit), got "a/b"';
     expect(() => agentConfig(cfg({ url: "mqtt://x:1", instance: "a/b" }))).toThrow(`Invalid config at mqtt.instance: ${rule}`);
     expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { instance: "a/b" })).toThrow(new UsageError(`--instance: ${rule}`));
+  });
+
+  test("a state_dir the agent could not write is a config error at the start, as --state-dir is bad usage", () => {
+    const file = `${tmpdir()}/agent-state-${process.pid}`;
+    writeFileSync(file, "not a folder");
+    try {
+      expect(() => agentConfig(cfg({ url: "mqtt://x:1", state_dir: file }))).toThrow(new ConfigError(`Invalid config at mqtt.state_dir: ${file}: it is a file, give a folder`));
+      expect(() => agentConfig(cfg({ url: "mqtt://x:1", state_dir: `${file}/sub` }))).toThrow(`${file} is a file, not a folder`);
+      expect(() => agentConfig(cfg({ url: "mqtt://x:1" }), { "state-dir": file })).toThrow(new UsageError(`--state-dir ${file}: it is a file, give a folder`));
+      // The flag wins over the table: a good --state-dir is used, the table's value not looked at.
+      expect(agentConfig(cfg({ url: "mqtt://x:1", state_dir: file }), { "state-dir": tmpdir() }).stateDir).toBe(tmpdir());
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 
   test("a misspelt [mqtt] key is an error that names the key meant", () => {

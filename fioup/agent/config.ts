@@ -226,6 +226,9 @@ export function agentConfig(cfg: Config, flags: AgentFlags = {}): AgentConfig {
   for (const host of [...fromTable, ...fromFlag]) registries[host] = { ...registries[host], insecure: true };
   // The table's instance was checked with MqttToml above, the flag's by checkAgentFlags.
   const instance = flags.instance ?? t.instance ?? "default";
+  // As --state-dir: found at the start, not at the first apply's save.
+  const badStateDir = flags["state-dir"] === undefined && t.state_dir !== undefined ? whyNoStateDir(t.state_dir) : undefined;
+  if (badStateDir) throw new ConfigError(`Invalid config at mqtt.state_dir: ${t.state_dir}: ${badStateDir}${setIn(cfg, "mqtt.state_dir")}`);
   return {
     url: brokerScheme(url),
     clientId: flags["client-id"] ?? t.client_id ?? `fioup-agent-${instance}-${Math.random().toString(36).slice(2, 8)}`,
