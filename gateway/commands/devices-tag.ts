@@ -11,7 +11,9 @@ export default defineCommand({
   usage: "<uuid> <tag1,tag2,...>",
   description:
     "The gateway's record of a device's tags comes from its registration token or from this command; a device's\n" +
-    "x-ats-tags header changes it only when its registration token allowed device tags. A tag is a plain name\n" +
+    "x-ats-tags header changes it only when its registration token allowed device tags. Otherwise the device\n" +
+    "follows these tags from its next check (it writes them into its sota.toml); an empty list clears only the\n" +
+    "gateway's record, and the device keeps the tags it has. A tag is a plain name\n" +
     "(letters, digits, . _ -; at most 128, starting with a letter or digit), as publish gives targets.\n\n" +
     ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },
