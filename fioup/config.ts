@@ -55,6 +55,8 @@ export interface Config {
   offlineExpiryGraceSeconds: number;
   /** Files merged, in order. */
   sources: string[];
+  /** The device's own sota.toml (`<sotaDir>/sota.toml`), the file registration and the gateway's tags write. */
+  sotaToml: string;
   /**
    * The last file that set each key or table (`fioup.max_hold_seconds`, `mqtt.registries["r.io"]`),
    * so a bad value is reported with the file to fix among several drop-in directories.
@@ -292,6 +294,7 @@ export function resolveConfig(
     storageWatermark: watermark,
     pollingSeconds: polling,
     storagePath,
+    sotaToml: join(opts.sotaDir, "sota.toml"),
     root: opts.root,
     dockerHost: dockerHost?.replace(/^unix:\/\//, ""),
     ...(stall !== undefined ? { downloadStallSeconds: stall } : {}),

@@ -176,9 +176,16 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   // it chose itself would select other targets than the gateway and its rollouts count it for.
   const granted = tagList(String((fromGateway.pacman as TomlTable | undefined)?.tags ?? ""));
   let tags = opts.tags;
-  if (reply.tagsFromDevice === false && granted.length && tags?.length && tags.join(",") !== granted.join(",")) {
-    opts.warn?.(`the gateway registered this device with the tags ${granted.join(",")} (its registration token decides them), not --tag ${tags.join(",")}: following the gateway's`);
-    tags = granted;
+  if (reply.tagsFromDevice === false && tags?.length && tags.join(",") !== granted.join(",")) {
+    if (granted.length) {
+      opts.warn?.(`the gateway registered this device with the tags ${granted.join(",")} (its registration token decides them), not --tag ${tags.join(",")}: following the gateway's`);
+      tags = granted;
+    } else {
+      // No tags from the gateway would mean every target of the hardware id: the device keeps what was asked.
+      opts.warn?.(
+        `the registration token gives no tags and does not let devices choose theirs, so the gateway records none for this device: it follows --tag ${tags.join(",")} here, but rollouts by tag do not count it until 'gateway devices tag' sets its tags`,
+      );
+    }
   }
   const local: TomlTable = {
     tls: { server },

@@ -14,17 +14,20 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { basename, sep } from "node:path";
+import { sep } from "node:path";
 import { readCheckinList } from "../../lib/api/device.ts";
 import { isTag } from "../../lib/api/target.ts";
 import { parseToml, stringifyToml, type TomlTable } from "../../lib/device/sota-toml.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
-import { LOCAL_CONF_DIR, SYSTEM_CONF_DIR, underRoot } from "../../lib/device/paths.ts";
+import { LOCAL_CONF_DIR, underRoot } from "../../lib/device/paths.ts";
 import type { Config } from "../config.ts";
 import type { DeviceClient } from "../device-client.ts";
 
 /** What following the gateway's tags did: nothing (they are the device's already), adopted them, or kept an owner's override. */
-export type TagsFollowed = { changed: false } | { changed: true; from: string[]; to: string[] } | { changed: false; overriddenIn: string; gateway: string[] };
+export type TagsFollowed =
+  | { changed: false }
+  | { changed: true; from: string[]; to: string[]; file: string }
+  | { changed: false; overriddenIn: string; gateway: string[] };
 
 const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((t, i) => t === b[i]);
 
@@ -40,17 +43,15 @@ export async function followGatewayTags(cfg: Config, client: DeviceClient, heade
   const origin = cfg.origins["pacman.tags"];
   // The owner's drop-in wins on the device (loaded last: fioup/config.ts loadConfig).
   if (origin?.startsWith(ownerDir)) return { changed: false, overriddenIn: origin, gateway: tags };
-  const sotaToml = cfg.sources.find((f) => basename(f) === "sota.toml" && !f.startsWith(ownerDir) && !f.startsWith(underRoot(cfg.root, SYSTEM_CONF_DIR) + sep));
-  if (sotaToml) {
-    const text = readFileSync(sotaToml, "utf8");
-    const doc = parseToml(text, sotaToml);
-    doc.pacman = { ...((doc.pacman as TomlTable | undefined) ?? {}), tags: tags.join(",") };
-    // Registration's header lines kept, an earlier line of ours replaced.
-    const head = (text.match(/^(?:#[^\n]*\n)*/)?.[0] ?? "").replace(/^# pacman\.tags set by the gateway .*\n/m, "");
-    await writeFileAtomic(sotaToml, `${head}# pacman.tags set by the gateway on ${new Date().toISOString()}\n${stringifyToml(doc)}`);
-  }
+  const sotaToml = cfg.sotaToml;
+  const text = readFileSync(sotaToml, "utf8").replace(/^\uFEFF+/, "");
+  const doc = parseToml(text, sotaToml);
+  doc.pacman = { ...((doc.pacman as TomlTable | undefined) ?? {}), tags: tags.join(",") };
+  // Registration's header lines kept, an earlier line of ours replaced.
+  const head = (text.match(/^(?:#[^\n]*\n)*/)?.[0] ?? "").replace(/^# pacman\.tags set by the gateway .*\n/m, "");
+  await writeFileAtomic(sotaToml, `${head}# pacman.tags set by the gateway on ${new Date().toISOString()}\n${stringifyToml(doc)}`);
   const from = cfg.tags;
   cfg.tags = tags;
   client.ats = { ...client.ats, tags };
-  return { changed: true, from, to: tags };
+  return { changed: true, from, to: tags, file: sotaToml };
 }

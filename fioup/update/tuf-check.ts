@@ -16,6 +16,9 @@ import { followGatewayTags } from "./gateway-tags.ts";
 
 export { TargetNotFoundError }; // declared once, in lib/api/target.ts
 
+/** The owner-override warnings this process has said (./gateway-tags.ts). */
+const warnedOverrides = new Set<string>();
+
 /**
  * No target at all is published for this device's hardware id and tags (and none runs): a state
  * a new device is in until its first release, not a failure (the daemon says it as such).
@@ -54,9 +57,12 @@ export async function checkTargets(
     headers: () => Object.fromEntries(client.headers().entries()),
   });
   const followed = await followGatewayTags(cfg, client, gatewayTags);
-  if (followed.changed) process.stderr.write(`the gateway set this device's tags to ${followed.to.join(",")} (were ${followed.from.join(",") || "none"}); written to sota.toml\n`);
-  else if ("overriddenIn" in followed)
-    process.stderr.write(`warning: the gateway's tags for this device are ${followed.gateway.join(",")}, but ${followed.overriddenIn} sets pacman.tags ${cfg.tags.join(",") || '""'}, which this device keeps\n`);
+  if (followed.changed) process.stderr.write(`the gateway set this device's tags to ${followed.to.join(",")} (were ${followed.from.join(",") || "none"}); written to ${followed.file}\n`);
+  else if ("overriddenIn" in followed) {
+    // Once per process and difference: the daemon checks every few minutes.
+    const line = `warning: the gateway's tags for this device are ${followed.gateway.join(",")}, but ${followed.overriddenIn} sets pacman.tags ${cfg.tags.join(",") || '""'}, which this device keeps\n`;
+    if (!warnedOverrides.has(line)) warnedOverrides.add(line) && process.stderr.write(line);
+  }
   const matching: Record<string, TargetEntry> = {};
   for (const [name, e] of Object.entries(verified.targets)) {
     if (targetMatchesDevice(e, cfg.hardwareId, cfg.tags)) matching[name] = e;

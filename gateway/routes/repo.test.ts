@@ -17,7 +17,7 @@ import { MemoryTufStorage } from "../ota/memory-storage.ts";
 import type { TufRecord, TufStorage } from "../ota/storage.ts";
 import { TufRepo } from "../ota/repo.ts";
 import { Rollouts } from "../rollouts/service.ts";
-import { deviceView } from "./repo.ts";
+import { deviceView, METADATA_HEADERS, metadataHeaders } from "./repo.ts";
 
 const entry = (version: number): TargetEntry => ({
   length: 0,
@@ -165,4 +165,19 @@ test("a replica whose newest snapshot is read a moment behind its newest timesta
   } finally {
     await c.stop();
   }
+});
+
+test("a timestamp answer tells a device the tags the gateway decided for it: tags only, not to a device that chooses its own, nor on other files", () => {
+  const decided = { tags: ["main", "beta"], tagsFromDevice: false };
+  expect(metadataHeaders(decided, "timestamp.json")).toEqual({ ...METADATA_HEADERS, "x-device-tags": "main,beta" });
+  // One object per row's tags (the fast path keys its serialised head by it), and per tag list.
+  expect(metadataHeaders(decided, "timestamp.json")).toBe(metadataHeaders(decided, "timestamp.json"));
+  expect(metadataHeaders({ tags: ["main", "beta"], tagsFromDevice: false }, "timestamp.json")).toBe(metadataHeaders(decided, "timestamp.json"));
+  expect(metadataHeaders({ tags: ["main"], tagsFromDevice: true }, "timestamp.json")).toBe(METADATA_HEADERS);
+  expect(metadataHeaders({ tags: [], tagsFromDevice: false }, "timestamp.json")).toBe(METADATA_HEADERS);
+  expect(metadataHeaders(decided, "snapshot.json")).toBe(METADATA_HEADERS);
+  expect(metadataHeaders(undefined, "timestamp.json")).toBe(METADATA_HEADERS);
+  // A row stored before the tag rule: only what could be a tag goes out (a header cannot carry "m€in").
+  expect(metadataHeaders({ tags: ["m€in", "eu/west", "main"], tagsFromDevice: false }, "timestamp.json")).toEqual({ ...METADATA_HEADERS, "x-device-tags": "main" });
+  expect(metadataHeaders({ tags: ["m€in"], tagsFromDevice: false }, "timestamp.json")).toBe(METADATA_HEADERS);
 });

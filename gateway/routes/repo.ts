@@ -13,7 +13,7 @@ import { PinnedViews, type View, type ViewAsked, type ViewLookup } from "../ota/
 import { HTTPException } from "hono/http-exception";
 import { checkToken, presentedAdminToken, tokenRefused } from "../admin/auth.ts";
 import { requireDevice } from "../devices/auth.ts";
-import { checkinList, DEVICE_TAGS_HEADER } from "../../lib/api/index.ts";
+import { checkinList, DEVICE_TAGS_HEADER, isTag } from "../../lib/api/index.ts";
 import type { DeviceRow } from "../store/types.ts";
 
 /** The file names served under /repo/ (checked before any lookup). */
@@ -24,6 +24,8 @@ export const METADATA_HEADERS: Readonly<Record<string, string>> = Object.freeze(
 
 /** Per tag list, the headers of a timestamp answer that says it (shared: the fast path keeps a serialised head per object). */
 const withTags = new Map<string, Readonly<Record<string, string>>>();
+/** Per device row's tags array (a cached row keeps its array): the answer's headers, found without building the list again. */
+const byTagsArray = new WeakMap<readonly string[], Readonly<Record<string, string>>>();
 
 /**
  * The headers of a metadata answer to `device` (undefined: a token): on timestamp.json, the start
@@ -33,13 +35,16 @@ const withTags = new Map<string, Readonly<Record<string, string>>>();
  */
 export function metadataHeaders(device: Pick<DeviceRow, "tags" | "tagsFromDevice"> | undefined, file: string): Readonly<Record<string, string>> {
   if (!device || device.tagsFromDevice || !device.tags.length || file !== "timestamp.json") return METADATA_HEADERS;
-  const tags = checkinList(device.tags); // plain names only: nothing a header could not carry
-  if (!tags) return METADATA_HEADERS;
-  let headers = withTags.get(tags);
+  let headers = byTagsArray.get(device.tags);
+  if (headers) return headers;
+  // Tags only (a row stored before the tag rule may hold anything): what the device would keep, and a header can carry.
+  const tags = checkinList(device.tags.filter(isTag));
+  headers = tags ? withTags.get(tags) : METADATA_HEADERS;
   if (!headers) {
-    if (withTags.size >= 1024) withTags.clear();
+    if (withTags.size >= 4096) withTags.clear();
     withTags.set(tags, (headers = Object.freeze({ ...METADATA_HEADERS, [DEVICE_TAGS_HEADER]: tags })));
   }
+  byTagsArray.set(device.tags, headers);
   return headers;
 }
 

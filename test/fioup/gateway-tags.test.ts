@@ -66,21 +66,39 @@ test("the device follows the gateway's tags: at registration, after the admin re
   expect((await admin(`/admin/devices/${uuid}/tags`, "PUT", { tags: ["beta"] })).status).toBe(200);
   const moved = await check(root);
   expect(moved).toMatchObject({ names: [`${HWID}-2`], update: `${HWID}-2` });
-  expect(moved.err).toContain("the gateway set this device's tags to beta (were main); written to sota.toml");
+  expect(moved.err).toContain(`the gateway set this device's tags to beta (were main); written to ${join(root, "var/sota/sota.toml")}`);
   expect(sotaTags(root)).toBe("beta");
   const status = await fioup(root, ["status", "--no-apps"]);
   expect(status.out).toContain("tags: beta");
   // Said once: the next check has nothing to change.
   expect((await check(root)).err).not.toContain("the gateway set");
 
-  // The device's owner pins main in /etc/sota/conf.d: the device keeps it, and says the gateway differs.
+  // The device's owner pins main in /etc/sota/conf.d: the device keeps it, says the gateway differs, and writes nothing.
   mkdirSync(join(root, "etc/sota/conf.d"), { recursive: true });
   const pin = join(root, "etc/sota/conf.d/70-tags.toml");
   writeFileSync(pin, '[pacman]\ntags = "main"\n');
+  expect((await admin(`/admin/devices/${uuid}/tags`, "PUT", { tags: ["qa"] })).status).toBe(200);
   const pinned = await check(root);
   expect(pinned).toMatchObject({ names: [`${HWID}-1`] });
-  expect(pinned.err).toContain(`warning: the gateway's tags for this device are beta, but ${pin} sets pacman.tags main, which this device keeps`);
+  expect(pinned.err).toContain(`warning: the gateway's tags for this device are qa, but ${pin} sets pacman.tags main, which this device keeps`);
   expect(sotaTags(root)).toBe("beta");
+}, 120_000);
+
+test("a token that gives no tags: --tag is kept on the device, with a warning that the gateway records none, until the admin tags it", async () => {
+  const root = await tempDir("tags-untagged-");
+  const reg = await fioup(root, ["register", "--server", gw.url, "--token", await token({}), "--hwid", HWID, "--tag", "beta"]);
+  expect(reg.code, reg.err).toBe(0);
+  expect(reg.err).toContain(
+    "warning: the registration token gives no tags and does not let devices choose theirs, so the gateway records none for this device: it follows --tag beta here, but rollouts by tag do not count it until 'gateway devices tag' sets its tags",
+  );
+  expect(sotaTags(root)).toBe("beta");
+  const uuid = /Registered device (\S+)/.exec(reg.out)![1]!;
+  expect(((await (await gw.adminFetch(`/admin/devices/${uuid}`)).json()) as { tags: string[] }).tags).toEqual([]);
+  // No tags on the gateway: nothing to follow, the device keeps beta (not every target of its hardware id).
+  expect(await check(root)).toMatchObject({ names: [`${HWID}-2`] });
+  expect((await admin(`/admin/devices/${uuid}/tags`, "PUT", { tags: ["main"] })).status).toBe(200);
+  expect(await check(root)).toMatchObject({ names: [`${HWID}-1`] });
+  expect(sotaTags(root)).toBe("main");
 }, 120_000);
 
 test("a device whose token lets it choose keeps its own tags", async () => {
