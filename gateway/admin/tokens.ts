@@ -35,7 +35,7 @@ export const adminTokens = new Hono<GatewayEnv>()
     if (role === "registration")
       await store.createRegistrationToken({
         ...common,
-        tags: req.tags ?? [],
+        tags: [...new Set(req.tags ?? [])], // a tag given twice is one tag (as devices tag stores it)
         hardwareId: req.hwid ?? null,
         maxUses: req.maxUses ?? 1,
         allowDeviceTags: req.allowDeviceTags ?? false,

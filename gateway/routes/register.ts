@@ -59,9 +59,10 @@ export const register = new Hono<GatewayEnv>().post(
     if (existing && token && !isOwner)
       return c.json({ error: `Registration refused: device "${req.uuid}" is already registered (re-register with its current certificate or an admin token)` }, 409);
     const tagsFromDevice = token?.allowDeviceTags ?? false;
-    const tags = token?.tags.length ? token.tags : !token || tagsFromDevice ? (req.tags ?? []) : [];
-    // The device's own tags, where they count, are tags a target can carry (before a token use is spent).
-    const problem = tags === req.tags ? schemaProblem(Tags, tags) : undefined;
+    const own = !token?.tags.length && (!token || tagsFromDevice);
+    // The device's own tags, where they count, each once, and tags a target can carry (checked before a token use is spent).
+    const tags = token?.tags.length ? token.tags : own ? [...new Set(req.tags ?? [])] : [];
+    const problem = own && req.tags ? schemaProblem(Tags, req.tags) : undefined;
     if (problem) return c.json({ error: `Invalid request body: tags${problem.field}: ${problem.message}` }, 400);
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });
     // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.

@@ -170,7 +170,12 @@ describe("registration tokens", () => {
     expect((await admin(`/admin/devices/${crypto.randomUUID()}/tags`, post({ tags: ["x"] }, "PUT"))).status).toBe(404);
     expect((await admin(`/admin/devices/${uuid}/tags`, post({ tags: ["a,b"] }, "PUT"))).status).toBe(400);
 
-    const open = await createToken({ allowDeviceTags: true });
+    const open = await createToken({ allowDeviceTags: true, maxUses: 10 });
+    // A tag given twice is one tag: in a token's tags, and in a device's own.
+    const twice = await createToken({ tags: ["prod", "prod"] });
+    expect(((await (await admin("/admin/tokens")).json()) as { tokens: { id: string; tags: string[] }[] }).tokens.find((x) => x.id === twice.id)!.tags).toEqual(["prod"]);
+    const doubled = await register(open.token, { tags: ["beta", "beta"] });
+    expect(((await (await admin(`/admin/devices/${doubled.key.uuid}`)).json()) as DeviceRow).tags).toEqual(["beta"]);
     const chooser = await register(open.token, { tags: ["beta"] });
     expect(chooser.res.status).toBe(201);
     const cb = (await chooser.res.json()) as RegistrationResponse;
