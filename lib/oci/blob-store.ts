@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { netWhy } from "../net/why.ts";
 import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { renameDurable, writeFileAtomic } from "../fs/atomic-write.ts";
@@ -389,7 +390,7 @@ export class BlobStore {
             } catch (err) {
               // A write the disk refused is no lost connection: said as it is (ENOSPC), not retried.
               if (err instanceof BlobTooLargeError || opts.signal?.aborted || isLocalWriteRefused(err)) throw err;
-              rethrow(new IncompleteBlobError(`Cannot fetch blob ${digest} from ${repo}: connection lost after ${have} of ${size} bytes: ${(err as Error)?.message ?? err}`, { cause: err }));
+              rethrow(new IncompleteBlobError(`Cannot fetch blob ${digest} from ${repo}: connection lost after ${have} of ${size} bytes: ${netWhy(err)}`, { cause: err }));
             }
           }
           await out.flush();
