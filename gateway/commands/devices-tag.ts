@@ -25,6 +25,9 @@ export default defineCommand({
     if (tags.length > Tags.maxItems!) throw new UsageError(`tag list: at most ${Tags.maxItems} tags, got ${tags.length}`);
     const client = await adminClient(flags);
     const d = await client.setDeviceTags(uuid, tags);
+    // Stored, but not for long: such a device's next check-in sets the tags it reports.
+    if (d.tagsFromDevice)
+      out.info(`warning: ${d.uuid} chooses its own tags (its registration token was made with --allow-device-tags): its next check-in replaces these with the tags it follows`);
     out.result(d, (r) => `${r.uuid}: tags ${printable(r.tags.join(",")) || "(none)"}`);
   },
 });

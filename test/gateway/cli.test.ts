@@ -227,6 +227,21 @@ describe("gateway CLI", () => {
     const twice = cli("devices", "tag", uuid, "prod,qa,prod", "--data", dir);
     expect([twice.code, twice.out]).toEqual([0, `${uuid}: tags prod,qa\n`]);
     expect(JSON.parse(cli("devices", "show", uuid, "--data", dir, "--format", "json").out).tags).toEqual(["prod", "qa"]);
+    expect(r.err).toBe(""); // its tags are the gateway's: no warning
+    // A device that chooses its own tags: stored, with a warning that its next check-in replaces them.
+    const open = JSON.parse(cli("tokens", "create", "--data", dir, "--allow-device-tags", "--format", "json").out) as { token: string };
+    const k = await makeDeviceCsr();
+    const ca = await readFile(join(dir, "pki", "ca.pem"), "utf8");
+    const reg = await tlsFetch({ ca })(`${g.url}/devices`, {
+      ...post({ name: "chooser", uuid: k.uuid, csr: k.csrPem, "hardware-id": "arm64-linux", tags: ["beta"] }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${open.token}` },
+    });
+    expect(reg.status).toBe(201);
+    const chooser = cli("devices", "tag", k.uuid, "main", "--data", dir);
+    expect([chooser.code, chooser.out]).toEqual([0, `${k.uuid}: tags main\n`]);
+    expect(chooser.err).toBe(
+      `warning: ${k.uuid} chooses its own tags (its registration token was made with --allow-device-tags): its next check-in replaces these with the tags it follows\n`,
+    );
     const token = cli("tokens", "create", "--data", dir, "--tag", "beta", "--tag", "main,beta", "--format", "json");
     expect(token.code).toBe(0);
     const { id } = JSON.parse(token.out) as { id: string };
