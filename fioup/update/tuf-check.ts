@@ -50,7 +50,7 @@ export async function checkTargets(
     metadataDir: join(cfg.storagePath, "tuf"),
     metadataBaseUrl: `${cfg.server}/repo/`,
     fetch: async (url, init) => {
-      const res = await fetch(url, { ...init, tls: client.tls } as RequestInit);
+      const res = await client.fetch(url, init);
       if (res.ok && url.endsWith("/timestamp.json")) gatewayTags = res.headers.get(DEVICE_TAGS_HEADER);
       return res;
     },
