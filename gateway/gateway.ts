@@ -208,6 +208,26 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let plain: PlainListening | undefined;
   let rollouts: Rollouts | undefined;
   const sightings = new Sightings(store, 1000, (e) => diskFull.note(e));
+  /**
+   * Everything started below, stopped in reverse: by stop() with graceMs for requests in flight,
+   * and by a start that failed half way with none. What was not started yet is skipped.
+   */
+  const shutdown = async (graceMs: number) => {
+    await Promise.all([server?.close(graceMs), plain?.close(graceMs)]);
+    await rollouts?.stop();
+    await tufTimer?.stop();
+    clearInterval(keysTimer);
+    stopCertWatch?.();
+    diskFull.stop();
+    await retention?.stop();
+    await signer.stop();
+    // A last flush that fails (a full disk, an unreachable database) loses a second of last-seen
+    // times, nothing a device was promised: the rest of the stop must still run.
+    await sightings.stop().catch((e: unknown) => log(`gateway: the last second's check-ins (last seen) were not written: ${(e as Error).message}`));
+    await store.close();
+    await rm(serveInfoPath(data.dir), { force: true });
+    dirLock.release();
+  };
   try {
     const handoff = new KeyHandoff(data.ca.keyPem, store);
     const tuf = await TufRepo.open({
@@ -374,37 +394,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       publicUrl: publicBase,
       data,
       gw,
-      stop: () =>
-        (stopping ??= (async () => {
-          await Promise.all([server!.close(5000), plain?.close(5000)]);
-          await rollouts?.stop();
-          await tufTimer?.stop();
-          clearInterval(keysTimer);
-          stopCertWatch?.();
-          diskFull.stop();
-          await retention?.stop();
-          await signer.stop();
-          // A last flush that fails (a full disk, an unreachable database) loses a second of last-seen
-          // times, nothing a device was promised: the rest of the stop must still run.
-          await sightings.stop().catch((e: unknown) => log(`gateway: the last second's check-ins (last seen) were not written: ${(e as Error).message}`));
-          await store.close();
-          await rm(serveInfoPath(data.dir), { force: true });
-          dirLock.release();
-        })()),
+      stop: () => (stopping ??= shutdown(5000)),
     };
   } catch (err) {
-    await server?.close(0);
-    await plain?.close(0);
-    await rollouts?.stop();
-    await tufTimer?.stop();
-    clearInterval(keysTimer);
-    stopCertWatch?.();
-    diskFull.stop();
-    await retention?.stop();
-    await signer.stop();
-    await sightings.stop().catch(() => {});
-    await store.close();
-    dirLock.release();
+    await shutdown(0);
     throw err;
   }
 }
