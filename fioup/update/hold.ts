@@ -83,20 +83,35 @@ export class UpdateDeferredError extends Error {
   }
 }
 
-/** The gateway stopped offering a target while its install was deferred: the update was canceled. */
+/**
+ * The gateway stopped offering a target while its install was deferred: the update was canceled.
+ * `retagged`: the gateway moved the device to other tags meanwhile (./gateway-tags.ts), which is
+ * why; said so, since the target itself may well still be published.
+ */
 export class UpdateWithdrawnError extends Error {
   override name = "UpdateWithdrawnError";
-  constructor(readonly target: string) {
-    super(`Cannot install ${target}: the gateway stopped offering it while the install was deferred; the update is canceled`);
+  constructor(
+    readonly target: string,
+    readonly retagged?: { from: string[]; to: string[] },
+  ) {
+    super(
+      retagged
+        ? `Cannot install ${target}: while the install was deferred the gateway moved this device from tags ${retagged.from.join(",") || "(none)"} to ${retagged.to.join(",")}, which ${target} is not for; the update is canceled`
+        : `Cannot install ${target}: the gateway stopped offering it while the install was deferred; the update is canceled`,
+    );
   }
 }
 
-/** Whether the freshly verified metadata still offers `target` to this device (undefined: cannot tell). */
-async function stillOffered(ctx: UpdateContext, target: string): Promise<boolean | undefined> {
+/**
+ * Whether the freshly verified metadata still offers `target` to this device (undefined: cannot
+ * tell), and the device's tags before the check when the check adopted new ones from the gateway.
+ */
+async function stillOffered(ctx: UpdateContext, target: string): Promise<{ offered: boolean; tagsBefore: string[] } | undefined> {
   if (!ctx.client) return undefined;
+  const tagsBefore = ctx.cfg.tags;
   try {
     const r = await checkTargets(ctx.cfg, ctx.client, { current: currentTarget(ctx.cfg, ctx.db), badTargets: ctx.db.badTargets() });
-    return target in r.matching;
+    return { offered: target in r.matching, tagsBefore };
   } catch {
     return undefined; // out of reach: the hold is over, install what was verified when it was fetched
   }
@@ -196,13 +211,15 @@ export function holdStep(opts: HoldOptions = {}): Step {
       if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);
       const d = decideHold(policy, listUpdateLocks(updateLocksDir(ctx.cfg)), now, rec?.lockSince ? sane(Date.parse(rec.lockSince)) : undefined);
       if (!d.hold) {
-        if (rec && (await stillOffered(ctx, u.toTarget)) === false) {
+        const offer = rec ? await stillOffered(ctx, u.toTarget) : undefined;
+        if (rec && offer?.offered === false) {
+          const retagged = offer.tagsBefore === ctx.cfg.tags ? undefined : { from: offer.tagsBefore, to: ctx.cfg.tags };
           ctx.db.delete(key);
           ctx.db.setState(u.id, "canceled", {
-            error: "withdrawn by the gateway while deferred",
+            error: retagged ? "the gateway moved the device to other tags while deferred" : "withdrawn by the gateway while deferred",
             events: [eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy: "withdrawn" } })],
           });
-          throw new UpdateWithdrawnError(u.toTarget);
+          throw new UpdateWithdrawnError(u.toTarget, retagged);
         }
         if (d.overriddenLocks) {
           ctx.hooks.onInfo?.(

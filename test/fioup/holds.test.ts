@@ -11,7 +11,7 @@
  *   label; a target withdrawn while its install waited is canceled, not installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir, until } from "../harness/tmp.ts";
@@ -302,6 +302,31 @@ describe("install holds", () => {
       expect(events.at(-1)).toMatchObject({ type: "UpdateHoldReleased", details: { releasedBy: "withdrawn" } });
     } finally {
       clockFile = undefined;
+    }
+  }, 180_000);
+  test("a target the device's new tags do not reach, set by the gateway while the install waits, is not installed, and fioup says the tags were why", async () => {
+    clockFile = join(await tempDir("fioup-clock-"), "now");
+    writeFileSync(clockFile, "2026-12-05T10:00:00Z");
+    holdConfig(`install_window = "daily 02:00-04:00 UTC"`);
+    const sotaToml = join(device.sotaDir, "sota.toml");
+    const before = readFileSync(sotaToml, "utf8");
+    const running = await httpGet(port);
+    try {
+      const v = await publishNext(64 * 1024);
+      expect((await device.fioup("update")).code).toBe(14);
+      const set = await gw.admin(`/admin/devices/${uuid}/tags`, { method: "PUT", body: JSON.stringify({ tags: ["elsewhere"] }) });
+      expect(set).toMatchObject({ tags: ["elsewhere"] });
+      writeFileSync(clockFile, "2026-12-06T02:30:00Z"); // the window opens
+      const r = await device.fioup("update");
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`Cannot install ${v.name}: while the install was deferred the gateway moved this device from tags (none) to elsewhere, which ${v.name} is not for; the update is canceled`);
+      expect(device.updateState()?.state).toBe("canceled");
+      expect(await httpGet(port)).toBe(running);
+    } finally {
+      clockFile = undefined;
+      // Clearing the gateway's tags does not reach the device (docs/formats.md): its file is put back too.
+      await gw.admin(`/admin/devices/${uuid}/tags`, { method: "PUT", body: JSON.stringify({ tags: [] }) });
+      writeFileSync(sotaToml, before);
     }
   }, 180_000);
 });
