@@ -11,7 +11,7 @@ import type { TlsDevice } from "../gateway/_register.ts";
 import type { GatewayHandle } from "../harness/gateway.ts";
 
 /** POST /devices with a registration token, as `fioup register` does. */
-async function register(gw: GatewayHandle, token: string, name: string): Promise<TlsDevice> {
+export async function register(gw: GatewayHandle, token: string, name: string): Promise<TlsDevice> {
   const k = await makeDeviceCsr();
   const res = await tlsFetch({ ca: gw.caPem })(`${gw.url}/devices`, {
     ...post({ name, uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),

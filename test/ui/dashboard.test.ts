@@ -12,7 +12,7 @@ import { type Browser, type Page } from "playwright-core";
 import { goto, launchChromium, signIn, submit } from "./_browser.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
-import { FETCH_ERROR, makeFleet, type Fleet } from "./_fleet.ts";
+import { FETCH_ERROR, makeFleet, register, type Fleet } from "./_fleet.ts";
 import { SESSION_COOKIE_SECONDS } from "../../gateway/ui/session.ts";
 
 let gw: GatewayHandle;
@@ -167,6 +167,14 @@ describe("dashboard at /ui/", () => {
 
   test("an admin sets a device's tags and revokes it from its page, then signs out", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
+    await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
+    // Its token gives it tags: the gateway decides them, and the page says what a change does.
+    await expect(page.getByText("The device follows these from its next check-in.").count()).resolves.toBe(1);
+    // One whose token lets it choose: what is set here lasts until its next check-in, and the page says so.
+    const res = await gw.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "own tags", maxUses: 1, allowDeviceTags: true }) });
+    const chooser = await register(gw, ((await res.json()) as { token: string }).token, "chooser-1");
+    await goto(page, `${gw.url}/ui/devices/${chooser.uuid}`);
+    await expect(page.getByText("This device chooses its own tags").count()).resolves.toBe(1);
     await goto(page, `${gw.url}/ui/devices/${fleet.spare.uuid}`);
     await page.getByLabel("Tags (comma-separated)").fill("lab, spare");
     await submit(page, "Set tags");

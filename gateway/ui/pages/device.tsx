@@ -118,6 +118,12 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
                 Tags (comma-separated)
                 <input name="tags" value={d.tags.join(",")} />
               </label>
+              {/* What a change here does on the device (docs/formats.md "Device API"), said before it is made. */}
+              <p class="muted">
+                {d.tagsFromDevice
+                  ? "This device chooses its own tags (its registration token allows it): tags set here are replaced by those it reports at its next check-in."
+                  : "The device follows these from its next check-in. Clearing them does not reach it: it keeps the tags it follows."}
+              </p>
               <p>
                 <button type="submit">Set tags</button>
               </p>
