@@ -3,12 +3,43 @@
  * backup, registry gc): a folder that is not there is a typo, so it is bad usage (exit 2), said
  * the same way by every command before anything is read.
  *
+ * `gateway serve` makes the data dir on its first start, so there a missing or empty folder is
+ * fine; but a folder that holds other files (a home folder, a project) is a typo too, and a start
+ * there would write the CA, keys and database among them. Which folder is a data dir is one rule,
+ * data-dir.ts's DATA_DIR_MARKS, the rule `restore --force` and the admin commands go by.
+ *
  * @module
  */
 import { existsSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { UsageError } from "../../lib/cli/command.ts";
+import { blockedBy, look } from "../../lib/fs/paths.ts";
+import { DATA_DIR_MARKS, looksLikeDataDir } from "../data-dir.ts";
 
 /** @throws {UsageError} If `dir` does not exist. */
 export function checkDataFlag(dir: string): void {
   if (!existsSync(dir)) throw new UsageError(`--data ${dir}: no such folder (the gateway's data dir)`);
+}
+
+/**
+ * Checks the --data of a command that makes the data dir when there is none: it may be missing,
+ * an empty folder or a gateway data dir, nothing else. Nothing is written.
+ *
+ * @throws {UsageError} If `dir` is a file, lies under a file, or is a folder holding files (hidden ones aside) but none of DATA_DIR_MARKS.
+ */
+export async function checkDataFlagToMake(dir: string): Promise<void> {
+  // As restore and the admin commands say it: a file is the wrong --data (exit 2), not "any other error".
+  const at = await look(dir).catch(() => undefined);
+  if (at === "blocked") throw new UsageError(`--data ${dir}: ${await blockedBy(dir)}`);
+  if (!at) return;
+  if (!at.isDirectory()) throw new UsageError(`--data ${dir} is a file, not a folder: give the gateway's data dir (made on first start)`);
+  // Hidden entries do not count: tools leave them in any folder (.DS_Store, .gitkeep, a
+  // provisioning script's or the test harness's marker), and a start beside them harms nothing.
+  const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith("."));
+  if (!held.length || (await looksLikeDataDir(dir))) return;
+  const shown = held.sort().slice(0, 3).join(", ") + (held.length > 3 ? ` and ${held.length - 3} more` : "");
+  throw new UsageError(
+    `--data ${dir} is not a gateway data dir: it holds ${shown} but none of ${DATA_DIR_MARKS.join(", ")}, and the gateway would put its files among them. ` +
+      "Nothing was written: give the data dir the gateway made, or a new or empty folder for a new one",
+  );
 }

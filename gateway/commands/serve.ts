@@ -2,7 +2,7 @@ import { statSync } from "node:fs";
 import { UsageError, asUsage, defineCommand } from "../../lib/cli/command.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
-import { blockedBy, emptyStart, look, putBackEmpty } from "../../lib/fs/paths.ts";
+import { emptyStart, putBackEmpty } from "../../lib/fs/paths.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
 import { InvalidFactoryNameError } from "../data-dir.ts";
@@ -14,6 +14,7 @@ import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../
 import { InvalidCidrError, TrustedProxies } from "../trusted-proxies.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { DEFAULT_KEEP_EVENTS } from "../event-retention.ts";
+import { checkDataFlagToMake } from "./_data-flag.ts";
 
 /**
  * A flag holding a positive number (seconds may have a fraction) up to `max`; the caller names the
@@ -76,7 +77,7 @@ export default defineCommand({
     "exempt), the oldest unauthenticated connection is closed.",
   ].join("\n"),
   flags: {
-    data: { type: "string", description: "Data directory (created on first start)", placeholder: "DIR" },
+    data: { type: "string", description: "Data directory (created on first start: a new or empty folder, or the data dir an earlier start made)", placeholder: "DIR" },
     listen: { type: "string", description: "Address to listen on; port 0 picks a free one", default: "127.0.0.1:8443", placeholder: "HOST:PORT" },
     db: {
       type: "string",
@@ -130,10 +131,7 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
-    // As restore and the admin commands say it: a file is the wrong --data (exit 2), not "any other error".
-    const at = await look(flags.data).catch(() => undefined);
-    if (at === "blocked") throw new UsageError(`--data ${flags.data}: ${await blockedBy(flags.data)}`);
-    if (at && !at.isDirectory()) throw new UsageError(`--data ${flags.data} is a file, not a folder: give the gateway's data dir (made on first start)`);
+    await checkDataFlagToMake(flags.data);
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
     if (flags.db && !dbKind(flags.db)) throw new UsageError(dbKindProblem(flags.db));
     // The registry makes its directory when it first stores a blob: a file there would fail only then.
