@@ -17,17 +17,28 @@ import { DEFAULT_KEEP_EVENTS } from "../event-retention.ts";
 import { checkDataFlagToMake } from "./_data-flag.ts";
 
 /**
- * A flag holding a positive number (seconds may have a fraction) up to `max`; the caller names the
- * flag in the error. The bound matters for seconds: past setTimeout's 24.8 days a timer fires at
- * once, and a renewal or tick that fires at once runs in a busy loop.
+ * A flag holding a positive number (seconds may have a fraction) up to `max`, and at least `least`
+ * seconds where less would do harm (the caller says why); the caller names the flag in the error.
+ * The upper bound matters for seconds: past setTimeout's 24.8 days a timer fires at once, and a
+ * renewal or tick that fires at once runs in a busy loop.
  */
-function positive(flag: string, value: string, integer: boolean, max: number): number {
+function positive(flag: string, value: string, integer: boolean, max: number, least?: { seconds: number; why: string }): number {
   const n = Number(value);
   if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !(n > 0) || (integer && !Number.isInteger(n)))
     throw new UsageError(`--${flag} must be a positive ${integer ? "integer" : "number"}, got "${value}"`);
   if (n > max) throw new UsageError(`--${flag} must be at most ${max}, got "${value}"`);
+  if (least && n < least.seconds)
+    throw new UsageError(`--${flag} must be at least ${least.seconds} second${least.seconds === 1 ? "" : "s"}, got "${value}": ${least.why}`);
   return n;
 }
+
+/**
+ * The least a connection timeout may be: the head timeout runs from connect, TLS handshake
+ * included, and a device on a slow or lossy link (cellular, a satellite hop) needs round trips
+ * of hundreds of milliseconds for that; below a second every such device is cut off each time,
+ * and with a fraction such as 0.0001 every client is.
+ */
+const MIN_TIMEOUT = { seconds: 1, why: "shorter cuts off devices on slow links before they can send a request; the defaults suit most fleets" };
 
 /** --keep-events: a duration, or "forever" (null: nothing is removed). */
 function keepEvents(value: string): { ms: number; shown: string } | null {
@@ -92,9 +103,9 @@ export default defineCommand({
     "trust-proxy": { type: "string", description: "Proxy addresses whose forwarded client certificate is trusted", placeholder: "CIDRS", allowEmpty: true },
     "proxy-listen": { type: "string", description: "Also serve plain HTTP to the trusted proxies here (needs --trust-proxy unless unix:)", placeholder: "HOST:PORT|unix:PATH" },
     "client-cert-header": { type: "string", description: "Header carrying the forwarded client certificate", default: "x-client-cert", placeholder: "NAME" },
-    "head-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request head", default: String(DEFAULT_LIMITS.headTimeoutMs / 1000), placeholder: "SECONDS" },
-    "body-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request body", default: String(DEFAULT_LIMITS.bodyTimeoutMs / 1000), placeholder: "SECONDS" },
-    "idle-timeout": { type: "string", description: "Seconds an authenticated client may be idle or stall", default: String(DEFAULT_LIMITS.idleTimeoutMs / 1000), placeholder: "SECONDS" },
+    "head-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request head (at least 1)", default: String(DEFAULT_LIMITS.headTimeoutMs / 1000), placeholder: "SECONDS" },
+    "body-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request body (at least 1)", default: String(DEFAULT_LIMITS.bodyTimeoutMs / 1000), placeholder: "SECONDS" },
+    "idle-timeout": { type: "string", description: "Seconds an authenticated client may be idle or stall (at least 1)", default: String(DEFAULT_LIMITS.idleTimeoutMs / 1000), placeholder: "SECONDS" },
     "max-connections": { type: "string", description: "Open connections in all (lowered, and logged, to fit the open-file limit)", default: String(DEFAULT_LIMITS.maxConnections), placeholder: "N" },
     "max-connections-per-address": { type: "string", description: "Unauthenticated connections from one address", default: String(DEFAULT_LIMITS.maxConnectionsPerAddress), placeholder: "N" },
     "registry-dir": {
@@ -127,7 +138,7 @@ export default defineCommand({
       description:
         'Count the registry bytes each device downloaded apart on /metrics (gateway_registry_bytes_served_total{client="device:UUID"}): a series per device, held until the gateway stops, with device ids readable by whoever reads /metrics; for tests and small fleets (default: all devices as client="device")',
     },
-    "tuf-expiry": { type: "strings", description: "Lifetime of a TUF role's metadata, e.g. timestamp=1h (defaults root=365d targets=365d snapshot=7d timestamp=1d)", placeholder: "ROLE=DURATION" },
+    "tuf-expiry": { type: "strings", description: "Lifetime of a TUF role's metadata, e.g. timestamp=1h, at least 2s (defaults root=365d targets=365d snapshot=7d timestamp=1d)", placeholder: "ROLE=DURATION" },
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
@@ -178,8 +189,8 @@ export default defineCommand({
     const polling = positive("polling-seconds", flags["polling-seconds"], true, MAX_POLLING_SECONDS);
     // The lease is renewed every third of it by a database write: under a second, a renewal's own
     // round trip can outlast it, and then no replica ever holds the role and nothing is re-signed.
-    const signerLeaseMs = positive("signer-lease", flags["signer-lease"], false, HOUR) * 1000;
-    if (signerLeaseMs < 1000) throw new UsageError(`--signer-lease must be at least 1 second, got "${flags["signer-lease"]}"`);
+    const signerLeaseMs =
+      positive("signer-lease", flags["signer-lease"], false, HOUR, { seconds: 1, why: "a renewal's own database round trip could outlast a shorter lease" }) * 1000;
     const tufExpiries = parseTufExpiries(flags["tuf-expiry"]);
     // A timestamp is re-signed a quarter of its lifetime before it expires; a takeover after the
     // signer dies takes up to about 1.3 leases, so a shorter margin lets devices see it expire.
@@ -190,9 +201,9 @@ export default defineCommand({
           "devices may see an expired timestamp when the signer dies",
       );
     const limits = {
-      headTimeoutMs: positive("head-timeout", flags["head-timeout"], false, DAY) * 1000,
-      bodyTimeoutMs: positive("body-timeout", flags["body-timeout"], false, DAY) * 1000,
-      idleTimeoutMs: positive("idle-timeout", flags["idle-timeout"], false, DAY) * 1000,
+      headTimeoutMs: positive("head-timeout", flags["head-timeout"], false, DAY, MIN_TIMEOUT) * 1000,
+      bodyTimeoutMs: positive("body-timeout", flags["body-timeout"], false, DAY, MIN_TIMEOUT) * 1000,
+      idleTimeoutMs: positive("idle-timeout", flags["idle-timeout"], false, DAY, MIN_TIMEOUT) * 1000,
       maxConnections: positive("max-connections", flags["max-connections"], true, MAX_CONNECTIONS),
       maxConnectionsPerAddress: positive("max-connections-per-address", flags["max-connections-per-address"], true, MAX_CONNECTIONS),
     };

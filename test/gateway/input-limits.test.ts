@@ -14,9 +14,11 @@ import { removeTempDir, tempDir } from "../harness/tmp.ts";
 
 let work: string;
 
+const gateway = { name: "gateway", version: "0", summary: "", commands, exitCodeFor };
+
 /** One run of `gateway ARGV`: its exit code and the first line of what it said on stderr. */
 const said = async (...argv: string[]) => {
-  const { code, err } = await runCliCaptured({ name: "gateway", version: "0", summary: "", commands, exitCodeFor }, argv);
+  const { code, err } = await runCliCaptured(gateway, argv);
   return { code, err: err.split("\n")[0] };
 };
 
@@ -58,5 +60,43 @@ describe("serve --data", () => {
     writeFileSync(join(data, "factory.json"), '{"name":"main"}\n');
     writeFileSync(join(data, "gateway.db"), "");
     for (const dir of [join(work, "absent"), empty, hidden, data]) expect({ dir, ...(await said("serve", "--data", dir, "--tls-cert", "x.pem")) }).toEqual({ dir, ...taken });
+  });
+});
+
+describe("serve's harmful-but-valid values", () => {
+  // --rollout-tick is read last, after the timeouts and lifetimes: refused there, they were taken
+  // (and a run that took a bad value still stops there instead of serving).
+  const rolloutTick = { code: 2, err: 'gateway serve: --rollout-tick must be a positive number, got "0"' };
+
+  test("a timeout under a second, which cuts off every client or every slow one, is refused naming the least it takes", async () => {
+    const data = join(work, "never-made");
+    for (const flag of ["head-timeout", "body-timeout", "idle-timeout"])
+      for (const value of ["0.0001", "0.5"])
+        expect({ flag, ...(await said("serve", "--data", data, `--${flag}`, value, "--rollout-tick", "0")) }).toEqual({
+          flag,
+          code: 2,
+          err: `gateway serve: --${flag} must be at least 1 second, got "${value}": shorter cuts off devices on slow links before they can send a request; the defaults suit most fleets`,
+        });
+    // One second is taken: the start goes on to a flag read after it.
+    expect(await said("serve", "--data", data, "--head-timeout", "1", "--body-timeout", "1", "--idle-timeout", "1", "--rollout-tick", "0")).toEqual(rolloutTick);
+    expect(readdirSync(work)).not.toContain("never-made");
+  });
+
+  test("a TUF lifetime of 1 s, expired or due again the moment it is signed, is refused for every role; 2 s is taken", async () => {
+    const data = join(work, "never-made");
+    for (const role of ["root", "targets", "snapshot", "timestamp"])
+      for (const value of ["1s", "1"])
+        expect({ role, ...(await said("serve", "--data", data, "--tuf-expiry", `${role}=${value}`, "--rollout-tick", "0")) }).toEqual({
+          role,
+          code: 2,
+          err:
+            `gateway serve: --tuf-expiry ${role}=${value} is too short: give at least 2s (metadata expires on a whole second and is re-signed a quarter of its lifetime before, ` +
+            "so a shorter lifetime is expired or due again as soon as it is signed)",
+        });
+    // (With a warning first: so short a timestamp is re-signed in less time than a signer takeover takes.)
+    const twoSeconds = ["root", "targets", "snapshot", "timestamp"].flatMap((r) => ["--tuf-expiry", `${r}=2s`]);
+    const { code, err } = await runCliCaptured(gateway, ["serve", "--data", data, ...twoSeconds, "--rollout-tick", "0"]);
+    expect({ code, err }).toEqual({ code: 2, err: expect.stringContaining(`\n${rolloutTick.err}\n`) });
+    expect(readdirSync(work)).not.toContain("never-made");
   });
 });
