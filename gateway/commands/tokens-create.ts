@@ -37,8 +37,14 @@ export default defineCommand({
     if (!TOKEN_ROLES.includes(role)) throw new UsageError(`--role must be one of ${TOKEN_ROLES.join(", ")}`);
     const maxUses = flags["max-uses"];
     const tags = tagList(flags.tag);
-    if (role !== "registration" && (tags.length || flags.hwid || flags["allow-device-tags"] || flags["max-uses"] !== 1))
-      throw new UsageError("--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens");
+    // Whether given at all, not whether they name anything: `--tag ,` or `--hwid ""` on a publish
+    // token was dropped without a word, and the user believed the token limited to them.
+    if (role !== "registration" && (flags.tag.length || flags.hwid !== undefined || flags["allow-device-tags"] || flags["max-uses"] !== 1))
+      throw new UsageError(`--tag, --hwid, --max-uses and --allow-device-tags are for registration tokens: leave them out of a ${role} token`);
+    // A --tag of commas or spaces only ("$TAGS" unset in a script) named no tag: the token would
+    // have given devices none, or let them pick their own, instead of the tag meant.
+    if (flags.tag.length && !tags.length)
+      throw new UsageError(`--tag "${flags.tag.join(",")}" names no tag: give one or more (letters, digits, . _ -; comma-separated), or leave the flag out`);
     if (flags.expires !== undefined) asUsage([InvalidDurationError], () => parseDuration(flags.expires!), "--expires: "); // fail before any network call
     checkFlagValues("--name", TokenRequest.properties.name, flags.name ? [flags.name] : []);
     checkFlagValues("--tag", Tag, tags);

@@ -100,3 +100,32 @@ describe("serve's harmful-but-valid values", () => {
     expect(readdirSync(work)).not.toContain("never-made");
   });
 });
+
+describe("tokens create --tag", () => {
+  // A token that is no token is refused before any connection: reaching that refusal means the flags were taken.
+  const server = ["--server", "https://127.0.0.1:1", "--token", "T"];
+  const taken = { code: 2, err: "gateway tokens create: Invalid token: expected <secret>.<sha256 hex of the CA certificate>" };
+  const notRegistration = (role: string) => ({
+    code: 2,
+    err: `gateway tokens create: --tag, --hwid, --max-uses and --allow-device-tags are for registration tokens: leave them out of a ${role} token`,
+  });
+
+  test("a tag flag on a publish, admin or viewer token is bad usage, even one that names nothing (--tag , or an empty --hwid)", async () => {
+    for (const role of ["publish", "admin", "viewer"])
+      for (const flags of [["--tag", ","], ["--tag", " "], ["--hwid", ""], ["--tag", "main"]])
+        expect({ role, flags, ...(await said("tokens", "create", ...server, "--role", role, ...flags)) }).toEqual({ role, flags, ...notRegistration(role) });
+    // An empty --tag is refused for every role, as every empty flag is.
+    expect(await said("tokens", "create", ...server, "--role", "publish", "--tag", "")).toEqual({ code: 2, err: "gateway tokens create: --tag is empty: give T, or leave the flag out" });
+    expect(await said("tokens", "create", ...server, "--role", "publish")).toEqual(taken);
+  });
+
+  test("a registration --tag of commas or spaces only names no tag and is bad usage; a tag, or none, is taken", async () => {
+    for (const value of [",", " , ", ",,"])
+      expect({ value, ...(await said("tokens", "create", ...server, "--tag", value)) }).toEqual({
+        value,
+        code: 2,
+        err: `gateway tokens create: --tag "${value}" names no tag: give one or more (letters, digits, . _ -; comma-separated), or leave the flag out`,
+      });
+    for (const flags of [["--tag", "main,beta"], ["--tag", "main", "--tag", ","], [], ["--hwid", ""]]) expect({ flags, ...(await said("tokens", "create", ...server, ...flags)) }).toEqual({ flags, ...taken });
+  });
+});
