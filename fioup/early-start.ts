@@ -39,6 +39,16 @@ export async function earlyStart(s: Session, log: (l: string) => void): Promise<
   const only = defaultApps(s.cfg.root);
   const apps = only ? all.filter((a) => only.includes(a.name)) : all;
   const results: EarlyStartResult["apps"] = [];
+  // A name the file gives that is not preloaded (a typo, or an app preload did not bake in) starts
+  // nothing: said per name, or the device would boot without it and no line would say why.
+  for (const name of only?.filter((n) => !all.some((a) => a.name === n)) ?? []) {
+    const inTarget = name in target.entry.custom.docker_compose_apps;
+    results.push({
+      name,
+      ok: false,
+      error: `${DEFAULT_APPS_FILE} names it, but ${inTarget ? "its blobs were not preloaded (fioup starts it once the device is registered)" : `target ${target.name} has no such app`}; preloaded: ${all.map((a) => a.name).join(", ") || "none"}`,
+    });
+  }
   const ready: string[] = [];
   for (const app of apps) {
     try {

@@ -62,6 +62,22 @@ describe("fioup early-start and preload", () => {
     expect(await httpGet(portB)).toBeUndefined();
   }, 120_000);
 
+  test("an app /var/lmp/default-apps names that is not preloaded is said, by name, with the apps that are; the others still start", async () => {
+    const file = join(preloaded.root, "var/lmp/default-apps");
+    writeFileSync(file, `${A}, ${A}x\n`);
+    try {
+      const r = await preloaded.fioup("early-start");
+      expect(r.code, r.stderr).toBe(51);
+      expect(r.json.apps).toEqual([
+        { name: `${A}x`, ok: false, error: `/var/lmp/default-apps names it, but target amd64-linux-1 has no such app; preloaded: ${A}, ${B}` },
+        { name: A, ok: true },
+      ]);
+      expect(await httpGet(portA)).toBe("esa v1");
+    } finally {
+      writeFileSync(file, `${A}\n`);
+    }
+  }, 120_000);
+
   test("after registration every app of the preloaded target runs (no shortlist), and the first update fetches only what changed", async () => {
     await preloaded.register(gw);
     expect(await httpGet(portA)).toBe("esa v1");
