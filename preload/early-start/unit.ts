@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { DEFAULT_APPS_FILE, DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 
 export interface EarlyStartPaths {
   /** fioup's storage.path on the device (sota.toml appears there at registration). */
@@ -19,9 +20,9 @@ export interface EarlyStartPaths {
 }
 
 export const DEFAULT_EARLY_START_PATHS: EarlyStartPaths = {
-  storagePath: "/var/sota",
+  storagePath: DEFAULT_DEVICE_PATHS.storagePath,
   fioupBin: "/usr/bin/fioup",
-  defaultAppsFile: "/var/lmp/default-apps",
+  defaultAppsFile: DEFAULT_APPS_FILE,
   scriptPath: "/usr/bin/compose-apps-early-start",
 };
 
