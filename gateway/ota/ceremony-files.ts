@@ -3,6 +3,11 @@
  * root.json drafts, public and private key files. Every failure names the file and why, and a
  * key file is never overwritten (losing a root key to a typo is not recoverable).
  *
+ * A file named on the command line that is not there, is a directory, or is not what it should be
+ * is the wrong argument (CeremonyFileError, bad usage); one that is there but cannot be read (no
+ * permission, an I/O error) is a failure of the machine, not of the command line
+ * (CeremonyFileUnreadableError, exit 1), as `gateway restore` says of its backup file.
+ *
  * @module
  */
 import { readFile } from "node:fs/promises";
@@ -11,7 +16,7 @@ import { fsWhy } from "../../lib/fs/why.ts";
 import { parsePublicKey, serializeKey, serializePublicKey, type TufKeyPair, type TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 
-/** A ceremony file cannot be read, is not what it should be, or would overwrite a key. */
+/** A ceremony file is not there, is a directory, is not what it should be, or would overwrite a key. */
 export class CeremonyFileError extends Error {
   override name = "CeremonyFileError";
   constructor(path: string, why: string, options?: ErrorOptions) {
@@ -19,18 +24,34 @@ export class CeremonyFileError extends Error {
   }
 }
 
+/**
+ * A ceremony file that is there but cannot be read (EACCES, EIO): not a subclass of
+ * {@link CeremonyFileError}, so the exit-code table does not take it for bad usage.
+ */
+export class CeremonyFileUnreadableError extends Error {
+  override name = "CeremonyFileUnreadableError";
+  constructor(path: string, cause: unknown) {
+    super(`Cannot read ${path}: ${fsWhy(cause)}`, { cause });
+  }
+}
+
+/** Errors that say the path given is wrong (a typo, a folder for a file), not that the file failed. */
+const WRONG_PATH = ["ENOENT", "ENOTDIR", "EISDIR"];
+
 async function readText(path: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (cause) {
-    throw new CeremonyFileError(path, fsWhy(cause));
+    if (WRONG_PATH.includes((cause as NodeJS.ErrnoException)?.code ?? "")) throw new CeremonyFileError(path, fsWhy(cause));
+    throw new CeremonyFileUnreadableError(path, cause);
   }
 }
 
 /**
  * Reads a root.json (draft or signed) and checks that it is root metadata.
  *
- * @throws {CeremonyFileError} If it cannot be read or is not root metadata.
+ * @throws {CeremonyFileError} If it is not there, is a directory, or is not root metadata.
+ * @throws {CeremonyFileUnreadableError} If it is there but cannot be read.
  */
 export async function readRootFile(path: string): Promise<string> {
   const text = await readText(path);
@@ -56,7 +77,8 @@ export async function readRootFile(path: string): Promise<string> {
 /**
  * Reads the public key of a public or private key file.
  *
- * @throws {CeremonyFileError} If it cannot be read. @throws {KeyFileError} If it holds no ed25519 key.
+ * @throws {CeremonyFileError} If it is not there or is a directory. @throws {CeremonyFileUnreadableError} If it is there but
+ * cannot be read. @throws {KeyFileError} If it holds no ed25519 key.
  */
 export async function readPublicKeyFile(path: string): Promise<TufPublicKeyWithId> {
   return parsePublicKey(await readText(path), path);

@@ -7,8 +7,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Root } from "@tufjs/models";
 import { commands } from "../../gateway/commands/index.ts";
 import { exitCodeFor } from "../../gateway/exit-codes.ts";
+import { generateKey, modelKey } from "../../lib/tuf/keys.ts";
+import { expiresAt, signMetadata } from "../../lib/tuf/metadata.ts";
 import { runCliCaptured } from "../harness/cli.ts";
 import { removeTempDir, tempDir } from "../harness/tmp.ts";
 
@@ -127,5 +130,32 @@ describe("tokens create --tag", () => {
         err: `gateway tokens create: --tag "${value}" names no tag: give one or more (letters, digits, . _ -; comma-separated), or leave the flag out`,
       });
     for (const flags of [["--tag", "main,beta"], ["--tag", "main", "--tag", ","], [], ["--hwid", ""]]) expect({ flags, ...(await said("tokens", "create", ...server, ...flags)) }).toEqual({ flags, ...taken });
+  });
+});
+
+describe("keys ceremony files", () => {
+  test("a root.json or key file that is not there, or is a directory, is bad usage (2); one there but unreadable is a failure (1), as restore says", async () => {
+    const missing = join(work, "no-such.root.json");
+    const folder = join(work, "a-folder");
+    mkdirSync(folder, { recursive: true });
+    // /proc/self/mem is there, and reading it from its start fails with EIO: an unreadable file even for root, whom chmod does not stop.
+    const unreadable = "/proc/self/mem";
+    for (const argv of [["keys", "sign-root", "FILE", "--key", "k.json"], ["keys", "push-root", "FILE"], ["keys", "init-root", "--current", "FILE", "--out", join(work, "2.root.json")]]) {
+      const run = (file: string) => said(...argv.map((a) => (a === "FILE" ? file : a)));
+      const command = `gateway ${argv[0]} ${argv[1]}`;
+      expect(await run(missing)).toEqual({ code: 2, err: `${command}: Cannot use ${missing}: no such file` });
+      expect(await run(folder)).toEqual({ code: 2, err: `${command}: Cannot use ${folder}: it is a directory` });
+      expect(await run(unreadable)).toEqual({ code: 1, err: expect.stringMatching(new RegExp(`^${command}: Cannot read /proc/self/mem: .*EIO`)) });
+    }
+    // A key file named with --key (read after a --current that is a root.json): the same rule.
+    const key = generateKey();
+    const root = new Root({ version: 1, specVersion: "1.0.31", expires: expiresAt(new Date(), 86400), consistentSnapshot: true });
+    for (const role of ["root", "targets", "snapshot", "timestamp"]) root.addKey(modelKey(key), role);
+    const current = join(work, "current.json");
+    writeFileSync(current, signMetadata(root, [key]));
+    const init = (file: string) => said("keys", "init-root", "--current", current, "--key", `timestamp=${file}`, "--out", join(work, "2.root.json"));
+    expect(await init(folder)).toEqual({ code: 2, err: `gateway keys init-root: Cannot use ${folder}: it is a directory` });
+    expect(await init(unreadable)).toEqual({ code: 1, err: expect.stringMatching(/^gateway keys init-root: Cannot read \/proc\/self\/mem: .*EIO/) });
+    expect(readdirSync(work).filter((f) => f.endsWith(".root.json"))).toEqual([]);
   });
 });
