@@ -36,6 +36,18 @@ describe("componentSpec", () => {
     expect(parseSize("512kb")).toBe(512 << 10);
   });
 
+  test("a port's host IP must be an IPv4 address or an IPv6 one in brackets", () => {
+    // Docker publishes a port whose host IP it cannot read on every interface: a mistyped loopback port would be public.
+    for (const bad of ["999.999.999.999:18080:80", "127.0.0.256:8080:80", "beef:8080:80", "1234:8080:80", "[127.0.0.1]:8080:80", "[::1:8080:80", "[fe80::1%eth0]:8080:80"]) {
+      expect(() => parsePort(bad), bad).toThrow(/host IP/);
+    }
+    expect(() => parsePort("::1:8080:80")).toThrow(/IPv6 .*in brackets/);
+    expect(() => componentSpec(comp([{ key: "port", value: "999.999.999.999:18080:80" }]))).toThrow(/config\[1\] port=.*host IP "999.999.999.999"/);
+    expect(parsePort("[::1]:8080:80")).toEqual({ hostIp: "::1", hostPort: "8080", containerPort: 80, proto: "tcp" });
+    expect(parsePort("[2001:db8::7]:9000-9001:90/udp")).toEqual({ hostIp: "2001:db8::7", hostPort: "9000-9001", containerPort: 90, proto: "udp" });
+    expect(parsePort("0.0.0.0:80:80").hostIp).toBe("0.0.0.0");
+  });
+
   test("a restart policy or memory change touches only the in-place key", () => {
     const a = componentSpec(comp([]));
     const b = componentSpec(comp([{ key: "restartPolicy", value: "always" }, { key: "memory", value: "64M" }]));

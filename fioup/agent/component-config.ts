@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { isIP } from "node:net";
 import { parseSize } from "../../lib/cli/size.ts";
 import { tryParseReference } from "../../lib/oci/reference.ts";
 import type { Component } from "./messages.ts";
@@ -79,28 +80,45 @@ const portNumber = (s: string): number | undefined => {
 };
 
 /**
- * Parses `[hostIP:]hostPort[-hostPortEnd]:containerPort[/proto]`.
+ * Parses `[hostIP:]hostPort[-hostPortEnd]:containerPort[/proto]`, hostIP an IPv4 address or an
+ * IPv6 one in brackets (`[::1]:8080:80`). The host IP is checked here because the engine
+ * publishes a port whose host IP it cannot read on every interface: a mistyped loopback-only
+ * port would be public.
  *
  * @example
  * ```ts
  * parsePort("127.0.0.1:8080:80/tcp"); // {hostIp: "127.0.0.1", hostPort: "8080", containerPort: 80, proto: "tcp"}
+ * parsePort("[::1]:8080:80").hostIp; // "::1"
  * ```
  * @throws {SyntaxError} With the reason.
  */
 export function parsePort(value: string): PortSpec {
   const [main, proto = "tcp", ...more] = value.split("/");
   if (more.length || !["tcp", "udp", "sctp"].includes(proto)) throw new SyntaxError(`protocol must be tcp, udp or sctp`);
-  const parts = main!.split(":");
-  if (parts.length < 2 || parts.length > 3) throw new SyntaxError(`expected [hostIP:]hostPort[-end]:containerPort[/proto]`);
-  const [hostIp, hostPorts, ctr] = parts.length === 3 ? parts : ["", ...parts];
-  if (hostIp && !/^(\d{1,3}\.){3}\d{1,3}$/.test(hostIp!) && !/^\[?[0-9a-fA-F:]+\]?$/.test(hostIp!)) throw new SyntaxError(`host IP "${hostIp}" is not an IP address`);
+  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(main!);
+  let hostIp = "";
+  let ports = main!;
+  if (bracketed) {
+    [, hostIp = "", ports = ""] = bracketed;
+    if (isIP(hostIp) !== 6 || hostIp.includes("%")) throw new SyntaxError(`host IP "[${hostIp}]" is not an IPv6 address (in brackets: [::1]:8080:80)`);
+  } else if (main!.startsWith("[")) {
+    throw new SyntaxError(`host IP "${main}" has no closing bracket (expected [IPv6]:hostPort:containerPort)`);
+  }
+  const parts = ports.split(":");
+  if (!bracketed && parts.length > 3 && isIP(parts.slice(0, -2).join(":")) === 6) throw new SyntaxError(`write an IPv6 host IP in brackets: [${parts.slice(0, -2).join(":")}]:${parts.slice(-2).join(":")}`);
+  if (parts.length < 2 || parts.length > (bracketed ? 2 : 3)) throw new SyntaxError(`expected [hostIP:]hostPort[-end]:containerPort[/proto] (an IPv6 host IP in brackets)`);
+  if (parts.length === 3) {
+    hostIp = parts.shift()!;
+    if (isIP(hostIp) !== 4) throw new SyntaxError(`host IP "${hostIp}" is not an IPv4 address (write an IPv6 one in brackets: [::1]:8080:80)`);
+  }
+  const [hostPorts, ctr] = parts;
   const [from, to, ...rest] = hostPorts!.split("-");
   const a = portNumber(from ?? "");
   const b = to === undefined ? a : portNumber(to);
   if (rest.length || a === undefined || b === undefined || b < a) throw new SyntaxError(`host port "${hostPorts}" is not a port (1-65535) or a range start-end`);
   const containerPort = portNumber(ctr ?? "");
   if (containerPort === undefined) throw new SyntaxError(`container port "${ctr}" is not a port (1-65535)`);
-  return { hostIp: hostIp!.replace(/^\[|\]$/g, ""), hostPort: a === b ? String(a) : `${a}-${b}`, containerPort, proto: proto as PortSpec["proto"] };
+  return { hostIp, hostPort: a === b ? String(a) : `${a}-${b}`, containerPort, proto: proto as PortSpec["proto"] };
 }
 
 /** Parses `/dev/host:/dev/container[:permissions]`. @throws {SyntaxError} */
