@@ -5,6 +5,11 @@
  * on request, after every apply). One activity at a time: a second desired
  * state while one runs is refused with IDENTIFICATION_FAILED.
  *
+ * A rollback the engine interrupted (it went away mid-apply) is not left for a
+ * next start that may never come: the agent retries it with the same backoff
+ * as the broker's, publishes the activity's end once it succeeds, and finishes
+ * it (or refuses, saying why) before it takes another desired state.
+ *
  * When the broker goes away MQTT.js reconnects; the delay doubles from 1 s up
  * to 30 s and resets once connected. A broker that lost its retained messages
  * (restarted without persistence) gets the current state again on reconnect.
@@ -15,7 +20,7 @@
  */
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { feedbackOf, ActivityStore, type Activity } from "./activity.ts";
-import { ApplyFailedError, type ApplyDeps } from "./_phase.ts";
+import { ApplyFailedError, reason, type ApplyDeps } from "./_phase.ts";
 import { identify, IdentificationError } from "./identify.ts";
 import { activate, applyAll, cleanup, download, update } from "./phases.ts";
 import { recoverActivity } from "./recover.ts";
@@ -84,6 +89,10 @@ export class Agent {
   private commands: Promise<void> = Promise.resolve();
   private lastProgressAt = 0;
   private progressTimer?: ReturnType<typeof setTimeout>;
+  /** The activity whose rollback failed (the engine went away), why it was rolled back, and its next retry. */
+  private unfinished?: { a: Activity; why: string; delay: number; timer?: ReturnType<typeof setTimeout> };
+  /** The retry of the unfinished activity under way: a desired state arriving meanwhile waits for it. */
+  private retrying?: Promise<string | undefined>;
 
   constructor(private readonly o: AgentOptions) {
     this.engine = new ContainerEngine(o.cfg.dockerHost);
@@ -175,6 +184,7 @@ export class Agent {
     const deadline = Date.now() + 5000;
     while (this.working && Date.now() < deadline) await Bun.sleep(50);
     clearTimeout(retry);
+    clearTimeout(this.unfinished?.timer);
     await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
   }
 
@@ -231,17 +241,59 @@ export class Agent {
 
   /**
    * An apply that failed outside its phases (the engine went away): roll back
-   * now if possible; else the persisted activity stays for the next start.
+   * now if possible; else the rollback is retried with backoff (the activity
+   * stays active and persisted, its end unpublished until the rollback ends).
    */
   private async unexpected(d: ApplyDeps, a: Activity, err: unknown): Promise<void> {
-    const why = (err as Error)?.message ?? String(err);
+    const why = reason(err);
     this.o.log(`activity ${a.activityId} failed: ${why}`);
+    await this.rollbackOrRetry(d, a, why);
+  }
+
+  /** Rolls back; if that fails, leaves the activity unfinished and schedules its retry. */
+  private async rollbackOrRetry(d: ApplyDeps, a: Activity, why: string): Promise<void> {
     try {
       await rollback(d, a, why);
-    } catch (err2) {
-      a.status = "INCOMPLETE";
-      a.message = `${why}; rollback failed (${(err2 as Error).message}): the agent finishes it when it next starts`;
+    } catch (err) {
+      this.unfinished = { a, why, delay: MIN_BACKOFF_MS };
+      this.retryLater(reason(err));
     }
+  }
+
+  /** Says the rollback failed (a progress feedback, not the end) and schedules the next try, the delay doubling up to 30 s. */
+  private retryLater(failure: string): void {
+    const u = this.unfinished!;
+    u.a.message = `${u.why}; the rollback failed (${failure}): the agent retries it in ${u.delay / 1000} s`;
+    this.o.log(`activity ${u.a.activityId}: ${u.a.message}${u.delay === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : ""}`);
+    this.changed(u.a);
+    clearTimeout(u.timer);
+    u.timer = setTimeout(() => void this.finishUnfinished(), u.delay);
+    u.delay = Math.min(MAX_BACKOFF_MS, u.delay * 2);
+  }
+
+  /**
+   * Runs the recovery of the unfinished activity (one run at a time): undefined once it
+   * ended (its end published), else why it failed again (the next try is scheduled).
+   */
+  private finishUnfinished(): Promise<string | undefined> {
+    this.retrying ??= (async () => {
+      const u = this.unfinished;
+      if (!u || this.o.signal.aborted) return undefined;
+      clearTimeout(u.timer);
+      this.working = true;
+      try {
+        await recoverActivity(this.deps(), u.a, u.why);
+      } catch (err) {
+        this.retryLater(reason(err));
+        return reason(err);
+      } finally {
+        this.working = false;
+      }
+      this.unfinished = undefined;
+      this.finish(u.a);
+      return undefined;
+    })().finally(() => (this.retrying = undefined));
+    return this.retrying;
   }
 
   /** Closes the activity: the persisted record goes once its final feedback is acknowledged (if it is done). */
@@ -296,6 +348,23 @@ export class Agent {
 
   private async desired(m: DesiredStateMessage): Promise<void> {
     if (m.activityId === this.lastFinished || m.activityId === this.active?.activityId) return; // redelivered
+    const left = this.active ? undefined : this.store.load();
+    if (left && left.phase !== "done") {
+      // Not normally reached (a failed rollback stays active): a record left unfinished is finished before anything else.
+      this.o.log(`found activity ${left.activityId} unfinished in phase ${left.phase}`);
+      this.active = left;
+      this.unfinished = { a: left, why: "the apply was interrupted", delay: MIN_BACKOFF_MS };
+    }
+    if (this.unfinished) {
+      const u = this.unfinished;
+      const failed = await this.finishUnfinished();
+      if (failed !== undefined) {
+        return this.refuse(
+          m.activityId,
+          `Cannot start activity ${m.activityId}: the rollback of activity ${u.a.activityId} is not finished (${failed}); the agent retries it and takes a desired state again once it is done: publish this one again then`,
+        );
+      }
+    }
     if (this.active) return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: activity ${this.active.activityId} is in progress`);
     const d = this.deps();
     this.working = true;
@@ -328,7 +397,7 @@ export class Agent {
     } finally {
       this.working = false;
     }
-    this.finish(a);
+    if (this.unfinished?.a !== a) this.finish(a);
   }
 
   private async command(m: CommandMessage): Promise<void> {
@@ -366,7 +435,7 @@ export class Agent {
         a.message = `${err.message}; nothing was changed`;
         a.phase = "done";
         this.store.save(a);
-      } else await rollback(d, a, err.message);
+      } else await this.rollbackOrRetry(d, a, err.message);
     } finally {
       this.working = false;
     }

@@ -22,6 +22,10 @@ describe("diffContainers", () => {
     expect(diffContainers([componentSpec(comp([{ key: "env", value: "A=1" }]))], [running("app", ours())], { instance: "dev", systemContainers: [] })[0]!.kind).toBe("recreate");
   });
 
+  test("a stopped container is recreated though its config matches (a desired state means running)", () => {
+    expect(diffContainers([spec], [{ ...running("app", ours()), running: false }], { instance: "dev", systemContainers: [] })[0]!.kind).toBe("recreate");
+  });
+
   test("removing a memory limit recreates (the engine cannot unset it in place)", () => {
     const limited = componentSpec(comp([{ key: "memory", value: "64M" }]));
     expect(diffContainers([spec], [running("app", ours(limited), limited)], { instance: "dev", systemContainers: [] })[0]!.kind).toBe("recreate");

@@ -4,7 +4,9 @@
  *
  * - create: desired, no container of that name;
  * - recreate: image, env, cmd, ports, devices, mounts, network, hosts,
- *   privileged, log config, stop timeout or version differ;
+ *   privileged, log config, stop timeout or version differ, or the container
+ *   is not running (a desired state means running: the new one starts, and a
+ *   rollback puts the stopped one back as it was);
  * - update (in place, same container ID): only the restart policy or memory
  *   limits differ (a limit removed needs a recreate: the engine cannot unset it);
  * - destroy: a container this agent created that is no longer desired;
@@ -83,7 +85,7 @@ export function diffContainers(desired: ContainerSpec[], current: CurrentContain
       throw new ConflictError(`Cannot apply component "${spec.name}": a container of that name belongs to ${whose}`);
     }
     const base = { name: spec.name, version: spec.version, spec, current: c };
-    if (createdKey(c) !== recreateKey(spec)) {
+    if (!c.running || createdKey(c) !== recreateKey(spec)) {
       actions.push({ kind: "recreate", ...base });
       continue;
     }

@@ -1,0 +1,119 @@
+/**
+ * `fioup agent` over its lifetime rather than one apply: the engine going away
+ * in the middle of an apply while the agent runs on.
+ *
+ * The agent reaches the engine through a unix-socket proxy the test can cut: the
+ * cut lands right after the proxy forwarded the old container's stop request, so
+ * the engine goes on with the stop (as a restarting dockerd's containers do)
+ * while the agent's calls fail, and its rollback fails with them.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
+import { until } from "../harness/tmp.ts";
+import { component, helloImage, KantoRig } from "./_rig.ts";
+
+let rig: KantoRig;
+let slow: string;
+let proxy: EngineProxy;
+const n = (x: string) => rig.name(x);
+
+/** A unix-socket proxy to the engine that can be cut (connections reset, socket gone) and restored. */
+class EngineProxy {
+  private server?: Server;
+  private readonly socks = new Set<Socket>();
+  /** Called with each chunk a client sends, before it is forwarded. */
+  onRequest?: (text: string) => void;
+
+  constructor(
+    readonly path: string,
+    private readonly target: string,
+  ) {}
+
+  async listen(): Promise<void> {
+    rmSync(this.path, { force: true });
+    const server = createServer((client) => {
+      const engine = connect(this.target);
+      this.socks.add(client).add(engine);
+      client.on("data", (buf) => {
+        engine.write(buf);
+        this.onRequest?.(buf.toString("latin1"));
+      });
+      engine.on("data", (buf) => client.write(buf));
+      const end = () => {
+        client.destroy();
+        engine.destroy();
+        this.socks.delete(client);
+        this.socks.delete(engine);
+      };
+      client.on("close", end).on("error", end);
+      engine.on("close", end).on("error", end);
+    });
+    await new Promise<void>((resolve) => server.listen(this.path, resolve));
+    this.server = server;
+  }
+
+  /** The engine is gone for the agent: open connections reset, new ones find no socket. */
+  cut(): void {
+    this.server?.close();
+    this.server = undefined;
+    for (const s of this.socks) s.destroy();
+    this.socks.clear();
+    rmSync(this.path, { force: true });
+  }
+}
+
+beforeAll(async () => {
+  rig = await KantoRig.start("life");
+  slow = await rig.push("kanto/life-slow", { ...helloImage("slow stop"), stopSignal: "SIGTERM" });
+  proxy = new EngineProxy(join(rig.dir, "engine.sock"), rig.dockerd.socket);
+  await proxy.listen();
+  const toml = join(rig.dir, "var/sota/sota.toml");
+  writeFileSync(toml, readFileSync(toml, "utf8").replace(/^docker_host = .*$/m, `docker_host = "unix://${proxy.path}"`));
+  await rig.startAgent();
+}, 120_000);
+
+afterAll(async () => {
+  proxy?.cut();
+  await rig?.stop();
+});
+
+const publish = (activityId: string, components: unknown[]) =>
+  rig.client.publishAsync("containersupdate/desiredstate", JSON.stringify({ activityId, timestamp: Date.now(), payload: { domains: [{ id: "containers", components }] } }), { qos: 1 });
+
+describe("the engine goes away during an apply", () => {
+  test("the running agent finishes the failed rollback once the engine is back, before the next desired state: the old container runs again", async () => {
+    const svc = n("svc");
+    const state = (v: string) => [component(svc, slow, [{ key: "env", value: `V=${v}` }, { key: "restartTimeout", value: "3" }], v)];
+    expect(await rig.apply("o-0", state("a"))).toMatchObject({ status: "COMPLETED" });
+    const id = (await rig.containers()).get(svc)!.id;
+
+    // The engine drops out as it receives the old container's stop: the stop goes on without the agent.
+    proxy.onRequest = (text) => {
+      if (text.includes(`/containers/${id}/stop`)) {
+        proxy.onRequest = undefined;
+        setTimeout(() => proxy.cut(), 100);
+      }
+    };
+    await publish("o-1", state("b"));
+    await rig.waitFor((m) => m.activityId === "o-1" && /rollback failed/.test(m.payload?.message ?? ""));
+    // While the engine is away a new desired state is refused, saying why.
+    const refused = await rig.apply("o-x", state("c"));
+    expect(refused.status).toBe("IDENTIFICATION_FAILED");
+    expect(refused.message).toContain("the rollback of activity o-1 is not finished");
+    await until(`${svc} to stop (its stop timeout is 3 s)`, () => rig.dockerd.docker("inspect", "-f", "{{.State.Running}}", svc).then((s) => s.trim()), (r) => r === "false", 30_000, 100);
+    await proxy.listen();
+
+    // The same state as before o-1: the old container must run again, not stay exited.
+    expect(await rig.apply("o-2", state("a"))).toMatchObject({ status: "COMPLETED" });
+    const ps = await rig.containers();
+    expect([...ps.keys()]).toEqual([svc]);
+    expect(ps.get(svc)).toMatchObject({ id, state: "running" });
+    const ends = rig.feedbacks("o-1").filter((f) => ["COMPLETED", "INCOMPLETE"].includes(f.status));
+    expect(ends).toHaveLength(1);
+    expect(ends[0].message).toContain("the previous containers were restored");
+    // No record is left behind in the state dir once its end is acknowledged.
+    await until("activity.json to go", () => existsSync(join(rig.dir, "var/sota/agent/activity.json")), (e) => !e, 10_000, 100);
+  }, 120_000);
+});
