@@ -23,7 +23,7 @@ const DOMAIN_KEYS = ["systemContainers", "commandFlow"];
 
 /**
  * Reads the desired state and plans it against the engine; persists the activity.
- * @throws {IdentificationError} Bad domain config, bad component, duplicate names, a name owned by someone else.
+ * @throws {IdentificationError} A domain other than one containers domain, bad domain config, bad component, duplicate names, a name owned by someone else.
  */
 export async function identify(
   d: ApplyDeps,
@@ -31,13 +31,19 @@ export async function identify(
   defaults: { systemContainers: string[]; commandFlow: boolean },
 ): Promise<Activity> {
   const domains = msg.payload.domains;
-  const di = domains.findIndex((x) => x.id === CONTAINERS_DOMAIN);
-  if (di < 0) throw new IdentificationError(`Cannot apply the desired state: it has no "${CONTAINERS_DOMAIN}" domain`);
-  const domain = domains[di]!;
+  // Like Kanto's container update agent: exactly one domain, its own. Applying the first of two
+  // "containers" domains would destroy the containers only the second one lists.
+  for (const [i, x] of domains.entries()) {
+    const where = `Cannot apply the desired state: payload.domains[${i}]`;
+    if (x.id !== CONTAINERS_DOMAIN) throw new IdentificationError(`${where}: domain "${x.id}" is not one this agent applies (only "${CONTAINERS_DOMAIN}"); send each domain to its own agent`);
+    if (i > 0) throw new IdentificationError(`${where}: a second "${CONTAINERS_DOMAIN}" domain (the first is payload.domains[0]); put all its components in one`);
+  }
+  const domain = domains[0];
+  if (!domain) throw new IdentificationError(`Cannot apply the desired state: it has no "${CONTAINERS_DOMAIN}" domain`);
   let systemContainers = defaults.systemContainers;
   let commandFlow = defaults.commandFlow;
   (domain.config ?? []).forEach(({ key, value }, i) => {
-    const where = `payload.domains[${di}].config[${i}]`;
+    const where = `payload.domains[0].config[${i}]`;
     if (!DOMAIN_KEYS.includes(key)) throw new IdentificationError(`Cannot apply the desired state: ${where}: unknown key "${key}" (known: ${DOMAIN_KEYS.join(", ")})`);
     if (key === "systemContainers") systemContainers = commaList(value);
     if (key === "commandFlow") {
@@ -48,7 +54,7 @@ export async function identify(
   const specs: ContainerSpec[] = [];
   const names = new Set<string>();
   for (const [i, c] of (domain.components ?? []).entries()) {
-    const where = `payload.domains[${di}].components[${i}] ("${c.id}")`;
+    const where = `payload.domains[0].components[${i}] ("${c.id}")`;
     if (names.has(c.id)) throw new IdentificationError(`Cannot apply the desired state: ${where}: the id appears twice`);
     names.add(c.id);
     try {

@@ -26,7 +26,7 @@ export const TOPICS = {
 /** A message larger than this is refused unread (a desired state of 100 containers is ~50 KiB). */
 export const MAX_MESSAGE_BYTES = 1 << 20;
 
-/** The domain of container components; other domains are refused. */
+/** The domain of container components: a desired state with any other domain, or two of this one, is refused (identify.ts). */
 export const CONTAINERS_DOMAIN = "containers";
 
 const KeyValue = Type.Object({ key: Type.String({ minLength: 1, maxLength: 64 }), value: Type.String({ maxLength: 8192 }) }, { additionalProperties: false });
