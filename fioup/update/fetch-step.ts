@@ -6,7 +6,8 @@
  * kill skips committed blobs and resumes partial ones. Bytes are counted as
  * they arrive, failed attempts included. A failure that cannot heal (a blob
  * that never matches its digest, a target that does not fit) marks the target
- * bad the second time it happens, so the daemon stops fetching it.
+ * bad the second time it happens, so the daemon stops fetching it; a bundle's
+ * blob that does not match is the bundle's fault and does not count.
  *
  * A missing layer of an image path the device already holds an older layer of is first asked
  * for as a delta (_layer-deltas.ts); the layer is fetched whole if no delta comes or it does
@@ -54,9 +55,12 @@ export function permanentReason(err: unknown): string | undefined {
 
 /**
  * Records a failure; the second identical permanent failure of a target marks it bad
- * (checks skip it from then on) and says so.
+ * (checks skip it from then on) and says so. Bytes from an offline bundle that do not match
+ * their digest are the carrier's fault (bit rot on a stick, a copy cut short), not the
+ * target's: they are refused and not counted, so a good bundle of that target still installs.
  */
 function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unknown): void {
+  if (ctx.bundle && err instanceof DigestMismatchError) return;
   const reason = permanentReason(err);
   if (!reason) return;
   if (ctx.db.notePermanentFailure(u.toTarget, reason)) ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);

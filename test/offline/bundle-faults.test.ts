@@ -1,0 +1,84 @@
+/**
+ * Offline bundles that are faulty on the device's side: a bundle with one blob rotted on the
+ * stick (same size, one byte flipped) is refused every time it is given, and never marks its
+ * target bad, for the fault is the carrier's and a good bundle of that target must still install.
+ * The app's image has a ~20 MB layer of real files; version 2 changes one 1 MB file, so the
+ * `--from 1` bundle carries that layer as a delta and the `--no-deltas` one carries it whole.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ImageFile } from "../harness/images.ts";
+import { tempDir } from "../harness/tmp.ts";
+import {
+  Device, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd, startTestGateway,
+  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
+} from "../fioup/_setup.ts";
+import { fileNear, realFilePaths, realFiles, realFilesImage } from "../deltas/_real-files.ts";
+import { bundleIndex, dropIn, gatewayExport, OFFLINE_DROP_IN, offlineToml } from "./_setup.ts";
+
+const APP = `bfault${process.pid}`;
+const REPO = "test/bundle-faults";
+const HWID = "amd64-linux";
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gw: TestGateway;
+let device: Device;
+let port: number;
+let bundles: string;
+let files: Record<string, ImageFile>;
+
+beforeAll(async () => {
+  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
+  device = await Device.create(dockerd);
+  port = await freePort();
+  bundles = await tempDir("bundle-faults-");
+  const paths = realFilePaths(20_000_000);
+  files = realFiles(paths);
+  const { pub } = await deviceOnV1({ gw, upstream, device, app: APP, repo: REPO, port, body: "v1", image: realFilesImage(files, "v1") });
+  const changed = `/data/lib/${fileNear(paths, 1 << 20)}`;
+  const pushed = await pushImageDetailed(upstream, REPO, "v2", realFilesImage(files, "v2", { [changed]: randomBytes(1 << 20) }));
+  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(pushed.ref, port) });
+  await pub.publish(2);
+  await Promise.all([
+    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "deltas") }),
+    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "whole"), args: ["--no-deltas"] }),
+  ]);
+  dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+}, 180_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => undefined);
+  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+  if (bundles) rmSync(bundles, { recursive: true, force: true });
+});
+
+/** A copy of bundle `name` whose largest layer has one byte flipped (same size): bit rot on a stick. */
+function rotted(name: string): { dir: string; digest: string } {
+  const dir = join(bundles, `${name}-rotted`);
+  cpSync(join(bundles, name), dir, { recursive: true });
+  const layer = bundleIndex(dir).bundle.blobs.filter((b: { kind: string }) => b.kind === "layer").sort((a: { size: number }, b: { size: number }) => b.size - a.size)[0];
+  const file = join(dir, "blobs/sha256", layer.digest.slice(7));
+  const bytes = readFileSync(file);
+  bytes[bytes.length >> 1]! ^= 0x01;
+  writeFileSync(file, bytes);
+  return { dir, digest: layer.digest };
+}
+
+describe("faulty offline bundles", () => {
+  test("a bundle with a rotted blob is refused each time without marking its target bad, and a good bundle of that target then installs", async () => {
+    const bad = rotted("whole");
+    for (let i = 0; i < 2; i++) {
+      const r = await device.fioup("update", "--offline", bad.dir);
+      expect(r.code, r.stderr).toBe(40); // the fetch failed: digest mismatch
+      expect(r.stderr).toContain(bad.digest);
+      expect(r.stderr).not.toContain("Marked");
+    }
+    expect((await device.fioup("status")).json.badTargets).toEqual([]);
+    expect(await httpGet(port)).toBe("v1");
+    const good = await device.fioup("update", "--offline", join(bundles, "deltas"));
+    expect(good.code, good.stderr).toBe(0);
+    expect(await httpGet(port)).toBe("v2");
+  }, 120_000);
+});
