@@ -70,8 +70,12 @@ export class DataDirInUseError extends DataDirError {
   }
 }
 
+/** Files the gateway keeps at the data dir's top (DATA_DIR_ENTRIES below; each has its path function). */
+const SERVE_LOCK_FILE = "serve.lock";
+const SERVE_INFO_FILE = "serve.json";
+const DATABASE_KIND_FILE = "database";
 /** DIR/serve.lock, held by the `gateway serve` running on DIR (lib/fs/pid-lock.ts). */
-const serveLockPath = (dir: string) => join(dir, "serve.lock");
+const serveLockPath = (dir: string) => join(dir, SERVE_LOCK_FILE);
 
 /**
  * Takes DIR/serve.lock for a `gateway serve`, creating DIR: two gateways on one data dir would
@@ -177,6 +181,21 @@ const damaged = (file: string, e: unknown) => new DataDirError(`Cannot read ${fi
  * folder as one, a damaged data dir too. `gateway restore --force` replaces nothing else.
  */
 export const DATA_DIR_MARKS = ["factory.json", "pki/ca.pem", "pki/ca.key", "admin-token"] as const;
+
+/**
+ * What a data dir holds at its top, marks or not: the folders and files the gateway makes (a
+ * first start killed before it wrote factory.json leaves some of these and none of the marks).
+ */
+export const DATA_DIR_ENTRIES: ReadonlySet<string> = new Set([
+  ...DATA_DIR_MARKS.filter((m) => !m.includes("/")),
+  "pki",
+  "tuf",
+  "registry",
+  DATABASE_KIND_FILE,
+  SERVE_LOCK_FILE,
+  SERVE_INFO_FILE,
+  ...["", "-wal", "-shm", "-journal"].map((s) => SQLITE_DB_FILE + s),
+]);
 
 /** Whether `dir` holds any of {@link DATA_DIR_MARKS}. */
 export async function looksLikeDataDir(dir: string): Promise<boolean> {
@@ -292,7 +311,7 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
  * start without `--db` to refuse instead of making an empty SQLite database beside the CA and
  * keys (a restored data dir, a replica's copy, a unit file that lost its --db).
  */
-export const databaseKindPath = (dir: string) => join(dir, "database");
+export const databaseKindPath = (dir: string) => join(dir, DATABASE_KIND_FILE);
 
 export async function readDatabaseKind(dir: string): Promise<"postgres" | "sqlite" | undefined> {
   const kind = (await readOr(databaseKindPath(dir)))?.trim();
@@ -333,7 +352,7 @@ export interface ServeInfo {
   pid: number;
 }
 
-export const serveInfoPath = (dir: string) => join(dir, "serve.json");
+export const serveInfoPath = (dir: string) => join(dir, SERVE_INFO_FILE);
 
 export async function writeServeInfo(dir: string, info: ServeInfo) {
   await writeFileAtomic(serveInfoPath(dir), JSON.stringify(info) + "\n");

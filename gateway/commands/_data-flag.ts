@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { UsageError } from "../../lib/cli/command.ts";
 import { blockedBy, look } from "../../lib/fs/paths.ts";
-import { DATA_DIR_MARKS, looksLikeDataDir } from "../data-dir.ts";
+import { DATA_DIR_ENTRIES, DATA_DIR_MARKS, looksLikeDataDir } from "../data-dir.ts";
 
 /** @throws {UsageError} If `dir` does not exist. */
 export function checkDataFlag(dir: string): void {
@@ -35,7 +35,8 @@ export async function checkDataFlagToMake(dir: string): Promise<void> {
   if (!at.isDirectory()) throw new UsageError(`--data ${dir} is a file, not a folder: give the gateway's data dir (made on first start)`);
   // Hidden entries do not count: tools leave them in any folder (.DS_Store, .gitkeep, a
   // provisioning script's or the test harness's marker), and a start beside them harms nothing.
-  const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith("."));
+  // Nor do the gateway's own (DATA_DIR_ENTRIES): a first start killed half way left them.
+  const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith(".") && !DATA_DIR_ENTRIES.has(f));
   if (!held.length || (await looksLikeDataDir(dir))) return;
   const shown = held.sort().slice(0, 3).join(", ") + (held.length > 3 ? ` and ${held.length - 3} more` : "");
   throw new UsageError(

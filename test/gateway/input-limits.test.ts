@@ -52,7 +52,7 @@ describe("serve --data", () => {
     expect(tree(home)).toEqual(before);
   });
 
-  test("a missing folder, an empty one (hidden files aside) and a gateway data dir are taken", async () => {
+  test("a missing folder, an empty one (hidden files aside), a gateway data dir and one a killed first start left are taken", async () => {
     const empty = join(work, "empty");
     mkdirSync(empty);
     const hidden = join(work, "hidden-only");
@@ -62,7 +62,11 @@ describe("serve --data", () => {
     mkdirSync(join(data, "pki"), { recursive: true });
     writeFileSync(join(data, "factory.json"), '{"name":"main"}\n');
     writeFileSync(join(data, "gateway.db"), "");
-    for (const dir of [join(work, "absent"), empty, hidden, data]) expect({ dir, ...(await said("serve", "--data", dir, "--tls-cert", "x.pem")) }).toEqual({ dir, ...taken });
+    // A first start killed before it wrote factory.json: the gateway's own folders and lock, none of the marks.
+    const halfMade = join(work, "half-made");
+    for (const d of ["pki", "tuf/keys", "registry"]) mkdirSync(join(halfMade, d), { recursive: true });
+    writeFileSync(join(halfMade, "serve.lock"), "1 2 3\n");
+    for (const dir of [join(work, "absent"), empty, hidden, data, halfMade]) expect({ dir, ...(await said("serve", "--data", dir, "--tls-cert", "x.pem")) }).toEqual({ dir, ...taken });
   });
 });
 
