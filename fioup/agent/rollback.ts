@@ -15,7 +15,8 @@ import { faultPoint } from "../fault.ts";
  * Undoes whatever update and activate did: removes the activity's new
  * containers, gives the old ones their names back, starts those that ran
  * (after any stop a killed agent left under way in the engine has ended),
- * restores in-place settings. The activity ends INCOMPLETE with `why`.
+ * restores in-place settings. The activity ends INCOMPLETE with `why`, and
+ * each action it undid UPDATE_FAILURE (REMOVAL_FAILURE for a destroy), "rolled back".
  * Safe to run again after a crash in the middle of it.
  */
 export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<void> {
@@ -63,9 +64,13 @@ export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<
     });
   });
   for (const x of a.actions) {
-    if (x.kind === "keep") continue;
-    if (x.status.endsWith("_FAILURE")) continue;
-    if (x.status !== "IDENTIFIED" && x.status !== "DOWNLOAD_SUCCESS") x.message = x.message ?? "rolled back";
+    // An action that failed keeps its own reason; one the apply had not reached changed nothing.
+    if (x.kind === "keep" || x.status.endsWith("_FAILURE") || x.status === "IDENTIFIED" || x.status === "DOWNLOAD_SUCCESS") continue;
+    // The rest (in progress, or done and now undone) did not take effect: the back end reads the
+    // final feedback as the end state, so none may stay in progress or say it succeeded.
+    x.status = x.status === "DOWNLOADING" ? "DOWNLOAD_FAILURE" : x.kind === "destroy" ? "REMOVAL_FAILURE" : "UPDATE_FAILURE";
+    delete x.progress;
+    x.message = "rolled back";
   }
   a.status = "INCOMPLETE";
   a.message = errors.length ? `${why}; rollback incomplete: ${errors.join("; ")}` : `${why}; the previous containers were restored`;
