@@ -5,6 +5,11 @@
  * on request, after every apply). One activity at a time: a second desired
  * state while one runs is refused with IDENTIFICATION_FAILED.
  *
+ * One agent per state dir: it holds `<state_dir>/agent.lock` (lib/fs/pid-lock.ts)
+ * while it runs. Two agents on one device (`fioup agent` beside a `fioup daemon`
+ * whose config has an `[mqtt]` table) would apply the same desired state twice
+ * and undo each other's containers in their rollbacks.
+ *
  * A rollback the engine interrupted (it went away mid-apply) is not left for a
  * next start that may never come: the agent retries it with the same backoff
  * as the broker's, publishes the activity's end once it succeeds, and finishes
@@ -18,7 +23,10 @@
  *
  * @module
  */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { acquireLock, LockedError } from "../../lib/fs/pid-lock.ts";
 import { feedbackOf, ActivityStore, type Activity } from "./activity.ts";
 import { ApplyFailedError, reason, type ApplyDeps } from "./_phase.ts";
 import { identify, IdentificationError } from "./identify.ts";
@@ -76,6 +84,17 @@ function brokerWhy(err: Error, url: string): string {
   return netWhy(err);
 }
 
+/** Another agent runs with the same state dir (exit 13, as any lock fioup cannot take). */
+export class AgentRunningError extends LockedError {
+  override name = "AgentRunningError";
+  constructor(path: string, pid: number, stateDir: string) {
+    super(path, pid);
+    this.message =
+      `Cannot start the agent: another agent (PID ${pid}) runs with the state dir ${stateDir} ` +
+      "(`fioup agent`, or `fioup daemon` with an [mqtt] table, which runs one too): enable one of them, not both";
+  }
+}
+
 export class Agent {
   private client?: MqttClient;
   private readonly engine: ContainerEngine;
@@ -112,8 +131,30 @@ export class Agent {
     };
   }
 
-  /** Connects and serves until the signal aborts. @throws {EngineError} when the engine cannot be reached at start */
+  /**
+   * Connects and serves until the signal aborts.
+   * @throws {AgentRunningError} Another agent holds the state dir.
+   * @throws {EngineError} The engine cannot be reached at start.
+   */
   async run(): Promise<void> {
+    const dir = this.o.cfg.stateDir;
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, "agent.lock");
+    let lock;
+    try {
+      lock = acquireLock(path);
+    } catch (err) {
+      if (err instanceof LockedError) throw new AgentRunningError(path, err.pid, dir);
+      throw err;
+    }
+    try {
+      await this.serve();
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async serve(): Promise<void> {
     await this.engine.version();
     const pending = this.store.load();
     if (pending) {

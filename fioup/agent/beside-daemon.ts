@@ -4,6 +4,9 @@
  * gateway and Kanto desired states side by side (the agent treats every
  * compose container as a system container).
  *
+ * One agent per state dir: when `fioup agent` already runs with it, the daemon
+ * goes on without its own agent and says so.
+ *
  * @module
  */
 import type { Config } from "../config.ts";
@@ -19,6 +22,11 @@ export function startAgentIfConfigured(cfg: Config, signal: AbortSignal, log: (l
   const c = agentConfig(cfg);
   // The agent and its MQTT client load only here: a daemon without [mqtt] never holds their code.
   return import("./agent.ts")
-    .then(({ Agent }) => new Agent({ cfg: c, signal, version: FIOUP_VERSION, log: (l) => log(`agent: ${l}`) }).run())
+    .then(({ Agent, AgentRunningError }) =>
+      new Agent({ cfg: c, signal, version: FIOUP_VERSION, log: (l) => log(`agent: ${l}`) }).run().catch((err) => {
+        if (!(err instanceof AgentRunningError)) throw err;
+        log(`agent: not started, the daemon runs without it: ${err.message}`);
+      }),
+    )
     .catch((err) => log(`agent: stopped: ${(err as Error).message}`));
 }

@@ -1,6 +1,7 @@
 /**
  * `fioup agent` over its lifetime rather than one apply: the engine going away
- * in the middle of an apply while the agent runs on.
+ * in the middle of an apply while the agent runs on, and a second agent (another
+ * `fioup agent`, or the one `fioup daemon` runs) on the same device.
  *
  * The agent reaches the engine through a unix-socket proxy the test can cut: the
  * cut lands right after the proxy forwarded the old container's stop request, so
@@ -11,7 +12,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { until } from "../harness/tmp.ts";
+import { Proc, until } from "../harness/tmp.ts";
+import { ROOT } from "../fioup/_setup.ts";
+import { loadConfig } from "../../fioup/config.ts";
+import { startAgentIfConfigured } from "../../fioup/agent/beside-daemon.ts";
 import { component, helloImage, KantoRig } from "./_rig.ts";
 
 let rig: KantoRig;
@@ -116,4 +120,32 @@ describe("the engine goes away during an apply", () => {
     // No record is left behind in the state dir once its end is acknowledged.
     await until("activity.json to go", () => existsSync(join(rig.dir, "var/sota/agent/activity.json")), (e) => !e, 10_000, 100);
   }, 120_000);
+});
+
+describe("one agent per state dir", () => {
+  test("a second `fioup agent` exits 13 naming the running one's PID; the daemon's agent is skipped with a log line", async () => {
+    const sotaDir = join(rig.dir, "var/sota");
+    const second = Proc.start({
+      name: "second fioup agent",
+      cmd: [process.execPath, join(ROOT, "fioup/main.ts"), "agent", "--sota-dir", sotaDir],
+      env: { FIOUP_ROOT: rig.dir },
+      cwd: ROOT,
+      logFile: join(rig.dir, "second-agent.log"),
+    });
+    const code = await Promise.race([second.exitedPromise, Bun.sleep(20_000).then(() => undefined)]);
+    if (code === undefined) await second.stop(5000);
+    expect(code).toBe(13);
+    expect(second.logTail(3000)).toContain(`another agent (PID ${rig.agent!.pid}) runs with the state dir ${join(sotaDir, "agent")}`);
+
+    const lines: string[] = [];
+    const ac = new AbortController();
+    const embedded = startAgentIfConfigured(loadConfig({ root: rig.dir, sotaDir }, () => {}), ac.signal, (l) => lines.push(l));
+    const ended = await Promise.race([embedded!.then(() => true), Bun.sleep(10_000).then(() => false)]);
+    ac.abort();
+    await embedded;
+    expect(ended).toBe(true);
+    expect(lines.join("\n")).toContain(`agent: not started, the daemon runs without it: Cannot start the agent: another agent (PID ${rig.agent!.pid})`);
+    // The running agent still applies desired states.
+    expect(await rig.apply("one-1", [])).toMatchObject({ status: "COMPLETED" });
+  }, 60_000);
 });
