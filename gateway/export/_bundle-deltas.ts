@@ -5,7 +5,9 @@
  * instead only if it rebuilds, here and now, the exact bytes the image config's diff_id pins.
  * A device offline has no full layer to fall back to, so a delta that would not rebuild must
  * never replace one. The gateway makes the delta (gateway/registry/deltas.ts: budgets, cache per
- * pair); the rebuild is the device's own (lib/oci/delta.ts).
+ * pair); the rebuild is the device's own (lib/oci/delta.ts). The base layer and the rebuilt tar
+ * go to the scratch folder, one layer's at a time, after a check that they fit there: a scratch
+ * too small is an error naming it, not a layer quietly carried whole (which may not fit the medium).
  *
  * @module
  */
@@ -18,6 +20,7 @@ import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, re
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClients } from "../../lib/oci/registry-clients.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import { checkRoom, ExportWriteError, refusedWrite, sayWhere, type WritePlace } from "./_room.ts";
 
 /** An image of a target: its path (`registry/repo`) and manifest. */
 interface Image {
@@ -44,8 +47,8 @@ export interface BundleDeltaOptions {
   gatewayHost: string;
   /** The bundle's blob store (deltas and configs go there). */
   store: DeviceBlobStore;
-  /** Scratch directory for the base layers and rebuilt tars. */
-  work: string;
+  /** Scratch folder for the base layers and rebuilt tars (not in the bundle). */
+  scratch: WritePlace;
   /** Every blob of the target, and every blob of the `from` target. */
   want: AppBlob[];
   had: AppBlob[];
@@ -58,6 +61,8 @@ export interface BundleDeltaOptions {
  * The deltas to carry instead of whole layers, each verified by rebuilding its layer. A pair
  * the gateway refuses (no zstd, over its budgets, not smaller) or a delta that does not
  * rebuild the pinned bytes is logged and its layer carried whole.
+ *
+ * @throws {ExportWriteError} The scratch has no room for a layer's check.
  */
 export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]> {
   const carry = new Map(o.carry.filter((b) => b.kind === "layer" && b.size >= MIN_DELTA_LAYER_BYTES && b.registry === o.gatewayHost).map((b) => [b.digest, b]));
@@ -65,7 +70,7 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
   const held = new Set(o.had.filter((b) => b.kind === "layer").map((b) => b.digest));
   const earlier = new Map<string, ImageManifest[]>();
   for (const img of await imagesOf(o.had, o.store)) earlier.set(img.at, [...(earlier.get(img.at) ?? []), img.manifest]);
-  const bases = new DeviceBlobStore(join(o.work, "bases"));
+  const bases = new DeviceBlobStore(join(o.scratch.dir, "bases"));
   const out: BundleDelta[] = [];
   const seen = new Set<string>();
   for (const img of await imagesOf(o.want, o.store)) {
@@ -84,12 +89,17 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
         // Rebuild it as the device will, and keep it only if it is the layer the config pins.
         await o.store.pull(reg, img.repo, img.manifest.config);
         const diffId = configDiffId(await o.store.read(img.manifest.config.digest), index);
-        await bases.pull(reg, img.repo, { digest: base, size: baseSize });
-        const rebuilt = join(o.work, "rebuilt.tar");
+        const scratch = { ...o.scratch, what: `the base layer and the rebuilt tar that check the delta of layer ${short}` };
+        await checkRoom(scratch, baseSize + desc.toSize);
+        const rebuilt = join(o.scratch.dir, "rebuilt.tar");
         try {
+          await bases.pull(reg, img.repo, { digest: base, size: baseSize });
           await applyLayerDelta({ base: await bases.open(base), baseSize: desc.fromSize, delta: await o.store.open(desc.digest), diffId, out: rebuilt, maxBytes: desc.toSize });
+        } catch (e) {
+          throw sayWhere(e, scratch);
         } finally {
           await rm(rebuilt, { force: true });
+          await rm(bases.path(base), { force: true });
         }
         // The base's diff_id (from the `from` image's config) lets a device find the base in its Docker Engine.
         const fromImage = (earlier.get(img.at) ?? []).find((m) => m.layers.some((x) => x.digest === base))!;
@@ -98,10 +108,12 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
         out.push({ ...desc, registry: layer.registry, repo: layer.repo, fromDiffId });
         o.log(`  layer ${short}: a delta of ${sizeText(desc.size)} from ${base.slice(0, 19)}, rebuilt and checked against its diff_id`);
       } catch (e) {
+        // A full disk is no unusable delta: carrying the layer whole would only need more room.
+        if (e instanceof ExportWriteError || refusedWrite(e)) throw e;
         o.log(`  layer ${short}: carried whole (no usable delta: ${(e as Error).message})`);
       }
     }
   }
-  await rm(join(o.work, "bases"), { recursive: true, force: true });
+  await rm(join(o.scratch.dir, "bases"), { recursive: true, force: true });
   return out;
 }

@@ -7,13 +7,16 @@
  * The metadata is
  * verified (from 1.root.json, as a new device would) before a blob is copied, and index.json is
  * written last, so an interrupted export leaves no bundle a device would take; a failed or
- * signalled one also removes what it wrote.
+ * signalled one also removes what it wrote. Only the bundle goes into --out, after a check that
+ * it fits (_room.ts); the scratch (verified metadata, a delta's base layer and rebuilt tar) is in
+ * the system's temp folder, so a medium that holds the bundle is never filled by what is not in it.
  *
  * @module
  */
 import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { GatewayUnreachableError, refusedBy } from "../../lib/api/admin-client.ts";
 import type { Target } from "../../lib/api/index.ts";
 import { BUNDLE_FORMAT, BUNDLE_FORMAT_DELTAS, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
@@ -28,6 +31,7 @@ import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { bundleDeltas } from "./_bundle-deltas.ts";
+import { checkRoom, sayWhere, type WritePlace } from "./_room.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { exitOnSignal } from "../../lib/cli/interrupt.ts";
 
@@ -131,10 +135,11 @@ async function copyMetadata(o: ExportOptions, tufDir: string): Promise<string[]>
 }
 
 /** Verifies the bundle's own metadata from its 1.root.json, as a device that trusts only that would. */
-async function verifyMetadata(out: string, work: string): Promise<Record<string, Target["entry"]>> {
-  const dir = join(work, "tuf");
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, "root.json"), await Bun.file(join(out, BUNDLE_TUF_DIR, "1.root.json")).bytes());
+async function verifyMetadata(out: string, scratch: WritePlace): Promise<Record<string, Target["entry"]>> {
+  const dir = join(scratch.dir, "tuf");
+  await mkdir(dir, { recursive: true }).catch((e) => Promise.reject(sayWhere(e, scratch)));
+  const root = await Bun.file(join(out, BUNDLE_TUF_DIR, "1.root.json")).bytes();
+  await writeFile(join(dir, "root.json"), root).catch((e) => Promise.reject(sayWhere(e, scratch)));
   try {
     return (await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: BUNDLE_METADATA_BASE_URL, fetch: bundleMetadataFetch(out) })).targets;
   } catch (e) {
@@ -148,6 +153,7 @@ const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps)
  * Exports a bundle.
  *
  * @throws {ExportError} No target `version` for `hwid`, an output dir in use, metadata that does not verify.
+ * @throws {ExportWriteError} The bundle does not fit in --out, or the scratch in the temp folder (said with the sizes and the folder).
  * @throws {AdminApiError} The gateway refused a metadata request (its reason in the message: a refused token says why).
  * @throws {GatewayUnreachableError} The gateway did not answer a metadata request.
  * @throws {AppResolveError | RegistryError | DigestMismatchError} The registry refused or served other bytes.
@@ -157,7 +163,12 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   const was = emptyStart(o.out);
   if (was === undefined) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
   await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
-  const work = await mkdtemp(join(dirname(o.out), ".export-"));
+  const bundlePlace: WritePlace = { dir: o.out, what: "the bundle", remedy: "use a larger medium, or export --from the version the devices run (a smaller bundle)" };
+  const work = await mkdtemp(join(tmpdir(), "gateway-export-")).catch((e) => {
+    putBackEmpty(o.out, was);
+    return Promise.reject(sayWhere(e, { dir: tmpdir(), what: "the export's scratch folder", remedy: "set TMPDIR to a folder with room" }));
+  });
+  const scratch: WritePlace = { dir: work, what: "the export's scratch", remedy: "set TMPDIR to a folder with room (it holds a delta's base layer and the layer it rebuilds, uncompressed)" };
   let finished = false;
   // Ctrl-C or SIGTERM ends the process without running the `finally` below: clean up the same
   // way here (synchronously, nothing else runs after it), so --out can be given again at once.
@@ -169,7 +180,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   try {
     log(`copying the TUF metadata from ${o.server}/repo/`);
     const tuf = await copyMetadata(o, join(o.out, BUNDLE_TUF_DIR));
-    const targets = await verifyMetadata(o.out, work);
+    const targets = await verifyMetadata(o.out, scratch);
     const pick = (version: string) => {
       const t = selectTarget(targets, { hwid: o.hwid, tags: [], version });
       if (!t) {
@@ -204,12 +215,14 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     if (from && o.deltas !== false) log(`asking ${gatewayHost} for layer deltas from ${from.name}`);
     const deltas =
       from && o.deltas !== false
-        ? await bundleDeltas({ registry, gatewayHost, store, work, want: want.blobs, had: fromBlobs, carry: whole, log })
+        ? await bundleDeltas({ registry, gatewayHost, store, scratch, want: want.blobs, had: fromBlobs, carry: whole, log })
         : [];
     const asDelta = new Set(deltas.map((d) => d.to));
     const blobs = whole.filter((b) => !asDelta.has(b.digest));
     const deltaBytes = deltas.reduce((n, d) => n + d.size, 0);
     const bytes = blobs.reduce((n, b) => n + b.size, 0) + deltaBytes;
+    // What is not in --out yet (resolution put the manifests there): refused now if it cannot fit, not half way.
+    await checkRoom(bundlePlace, blobs.filter((b) => !store.has(b.digest)).reduce((n, b) => n + b.size, 0));
     log(`copying ${blobs.length} blobs (${sizeText(bytes - deltaBytes)})${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length === 1 ? "1 layer as a delta" : `${deltas.length} layers as deltas`} (${sizeText(deltaBytes)} instead of ${sizeText(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0))})` : ""}`);
     let next = 0;
     let done = 0;
@@ -255,6 +268,9 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     await writeFileAtomic(join(o.out, "index.json"), JSON.stringify(index, null, 1));
     finished = true;
     return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, deltas: deltas.length, bytesWithoutDeltas, skipped: want.blobs.length - whole.length, tuf };
+  } catch (e) {
+    // Every write not to the scratch went into --out (Bun's ENOSPC names no path): say which.
+    throw sayWhere(e, bundlePlace);
   } finally {
     releaseSignals();
     await rm(work, { recursive: true, force: true });
