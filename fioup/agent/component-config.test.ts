@@ -48,6 +48,13 @@ describe("componentSpec", () => {
     expect(parsePort("0.0.0.0:80:80").hostIp).toBe("0.0.0.0");
   });
 
+  test("a host entry's IP must be an IP address (the engine refuses any other at create, mid-apply)", () => {
+    for (const bad of ["x:1.2", "x:999.1.1.1", "x:beef", "x:"]) {
+      expect(() => componentSpec(comp([{ key: "host", value: bad }])), bad).toThrow(/config\[1\] host=.*is not an IP address/);
+    }
+    expect(componentSpec(comp([{ key: "host", value: "db:10.0.0.2" }, { key: "host", value: "db6:fd00::2" }, { key: "host", value: "me:host_ip" }])).hosts).toEqual(["db:10.0.0.2", "db6:fd00::2", "me:host-gateway"]);
+  });
+
   test("a restart policy or memory change touches only the in-place key", () => {
     const a = componentSpec(comp([]));
     const b = componentSpec(comp([{ key: "restartPolicy", value: "always" }, { key: "memory", value: "64M" }]));

@@ -209,8 +209,13 @@ export function componentSpec(c: Component, where = `component "${c.id}"`): Cont
         spec.mounts.push(parse(parseMount));
         break;
       case "host":
-        if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*:[0-9a-fA-F:.]+$/.test(value) && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*:host_ip$/.test(value)) bad("expected hostname:ip (or hostname:host_ip)");
-        spec.hosts.push(value.replace(/:host_ip$/, ":host-gateway"));
+        {
+          // Checked here: the engine refuses an address it cannot read only at create, half way through an apply.
+          const [, name, ip] = /^([a-zA-Z0-9][a-zA-Z0-9_.-]*):(.*)$/.exec(value) ?? [];
+          if (!name) bad("expected hostname:ip (or hostname:host_ip)");
+          if (ip !== "host_ip" && !isIP(ip!)) bad(`"${ip}" is not an IP address (expected hostname:ip, or hostname:host_ip for the host)`);
+          spec.hosts.push(ip === "host_ip" ? `${name}:host-gateway` : value);
+        }
         break;
       case "network":
         if (value !== "bridge" && value !== "host") bad("must be bridge or host");
