@@ -16,4 +16,10 @@ describe("parseMessage", () => {
     expect(() => parseMessage(DesiredStateMessage, "x".repeat(2 << 20))).toThrow(/more than/);
     expect(() => parseMessage(DesiredStateMessage, "{")).toThrow(/not JSON/);
   });
+
+  test("refuses a component id of one character: the engine needs two for a container name", () => {
+    const msg = (id: string) => JSON.stringify({ activityId: "a1", payload: { domains: [{ id: "containers", components: [{ id, config: [] }] }] } });
+    expect(() => parseMessage(DesiredStateMessage, msg("a"))).toThrow("payload.domains[0].components[0].id");
+    expect(parseMessage(DesiredStateMessage, msg("ab")).payload.domains[0]!.components![0]!.id).toBe("ab");
+  });
 });

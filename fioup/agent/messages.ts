@@ -33,7 +33,8 @@ const KeyValue = Type.Object({ key: Type.String({ minLength: 1, maxLength: 64 })
 
 export const Component = Type.Object(
   {
-    id: Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$" }),
+    // A container name: the engine wants at least two characters ([a-zA-Z0-9][a-zA-Z0-9_.-]+).
+    id: Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$" }),
     version: Type.Optional(Type.String({ maxLength: 256 })),
     config: Type.Optional(Type.Array(KeyValue, { maxItems: 256 })),
   },
