@@ -2,8 +2,10 @@
  * Watch mode for offline bundles (`fioup update --offline DIR --watch`): polls DIR, typically
  * where a USB stick is mounted, and applies each bundle that appears there once. A bundle is
  * known by the sha256 of its index.json and that file's mtime, so leaving the stick in does not
- * apply it again, while a fresh copy of the same bundle is tried again. Queued events are
- * sent whenever the gateway is reachable.
+ * apply it again, while a fresh copy of the same bundle is tried again. A bundle whose update is
+ * left pending (its install held back by an update lock or a maintenance window, or stopped
+ * half way) is not handled yet: each round resumes it while the stick stays in. Queued events
+ * are sent whenever the gateway is reachable.
  *
  * @module
  */
@@ -18,7 +20,7 @@ import { reportAll } from "../report.ts";
 import type { Session } from "../session.ts";
 import { NoUpdateError } from "../update/check-step.ts";
 import type { UpdateHooks } from "../update/context.ts";
-import type { HoldOptions } from "../update/hold.ts";
+import { UpdateDeferredError, type HoldOptions } from "../update/hold.ts";
 import { runSteps } from "../update/step.ts";
 import { offlinePlan } from "./plan.ts";
 
@@ -27,6 +29,8 @@ const REPORT_EVERY_MS = 30_000;
 
 /** The device DB key holding the last bundle handled in watch mode. */
 const LAST_BUNDLE_KEY = "offline:last-bundle";
+/** The device DB key holding what last held back the pending update of a watched bundle. */
+const LAST_WAIT_KEY = "offline:last-wait";
 
 export interface WatchOptions {
   signal: AbortSignal;
@@ -88,10 +92,20 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
     outcome = `bundle ${dir}: updated to ${u?.toTarget} (${u?.state})`;
   } catch (e) {
     if (o.signal.aborted) return "interrupted";
-    outcome = e instanceof NoUpdateError ? e.message : `bundle ${dir}: update failed: ${describeError(e)}`;
+    outcome = e instanceof NoUpdateError ? e.message
+      : e instanceof UpdateDeferredError ? `bundle ${dir}: install deferred: ${describeError(e)}`
+      : `bundle ${dir}: update failed: ${describeError(e)}`;
   } finally {
     lock.release();
   }
+  // An install held back (update lock, maintenance window) or stopped half way leaves the
+  // bundle's update pending: the next round resumes it, saying so only when what stops it changes.
+  if (s.db.pendingUpdate()?.toTarget === bundle.index.bundle.target) {
+    if (s.db.get<string>(LAST_WAIT_KEY) === outcome) return undefined;
+    s.db.set(LAST_WAIT_KEY, outcome);
+    return outcome;
+  }
+  s.db.delete(LAST_WAIT_KEY);
   s.db.set(LAST_BUNDLE_KEY, key);
   return outcome;
 }
