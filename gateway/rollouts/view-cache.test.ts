@@ -47,3 +47,21 @@ test("views over 20,000 members: released waves annotated, the rest hidden, one 
   // Cancelling does not release the version to the devices outside the released waves.
   expect(views.rolloutView(uuid(15_000))).toEqual({ key: "r1:h", hideVersions: ["7"], annotate: {} });
 });
+
+test("a halted or cancelled rollout withholds its released members that have not succeeded: pending ones and failed ones (an offline device that timed out would install the version when it came back)", async () => {
+  await store.createRollout(rollout("h1", "9", { waves: [100] }), [0, 1, 2, 3].map((i) => ({ uuid: uuid(100 + i), wave: 0 })));
+  await store.updateRolloutDevices("h1", [
+    { uuid: uuid(100), status: "succeeded" },
+    { uuid: uuid(101), status: "failed", reason: "timeout: the update did not complete in time" },
+    { uuid: uuid(102), status: "failed", reason: 'app "shop" is unhealthy' },
+  ]); // uuid(103) stays pending
+  const views = await new RolloutViews(store, { pollMs: 0 }).start();
+  const sees = (i: number) => !views.rolloutView(uuid(100 + i)).hideVersions.includes("9");
+  expect([0, 1, 2, 3].map(sees)).toEqual([true, true, true, true]); // running: the whole released wave sees it
+  await store.updateRollout("h1", 1, { state: "halted", reason: "halted at 50% failures" });
+  await views.refresh();
+  expect([0, 1, 2, 3].map(sees)).toEqual([true, false, false, false]);
+  await store.updateRollout("h1", 2, { state: "cancelled" });
+  await views.refresh();
+  expect([0, 1, 2, 3].map(sees)).toEqual([true, false, false, false]);
+});

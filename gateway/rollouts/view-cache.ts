@@ -11,8 +11,12 @@
  *
  * A device sees a rollout's version annotated (custom.rollout: id, window, max hold) when it is a
  * member of a released wave; otherwise the version is hidden from it. While a rollout is halted,
- * its released members that are still pending (not installed yet, held by a window or a lock)
- * no longer see it either: a halt stops installs that have not happened. The set is read when
+ * its released members that have not succeeded (still pending: not installed yet, held by a
+ * window or a lock; or failed: timed out, as an offline device does, or failed to install or to
+ * come up healthy) no longer see it either: a halt stops installs that have not happened. A
+ * failed member is withheld too because the members that cause a timeout halt are the offline
+ * ones, which would otherwise install the halted version when they come back; hiding a version
+ * from a device that already runs it changes nothing there (fioup never downgrades). The set is read when
  * the rollout changes; a member settling meanwhile stays hidden, which only errs on the safe side
  * (the device keeps what it runs: fioup never downgrades). A cancelled rollout keeps gating as
  * it was when cancelled (halted devices stay withheld), so cancelling never releases a version to
@@ -27,7 +31,7 @@ import { EMPTY_VIEW, type RolloutAnnotation, type View } from "./view.ts";
 interface Cached {
   row: RolloutRow;
   members: Map<string, number>;
-  /** Halted rollouts: released members still pending (they no longer see the version). */
+  /** Halted or cancelled rollouts: released members that have not succeeded (they no longer see the version). */
   withheld: Set<string> | undefined;
   annotation: RolloutAnnotation;
 }
@@ -100,7 +104,7 @@ export class RolloutViews {
       if (row.installWindow) annotation.window = row.installWindow;
       if (row.maxHoldS) annotation.maxHold = row.maxHoldS;
       const withholds = row.state === "halted" || row.state === "cancelled";
-      next.push({ row, members, withheld: withholds ? await this.#pendingReleased(row) : undefined, annotation });
+      next.push({ row, members, withheld: withholds ? await this.#unsucceededReleased(row) : undefined, annotation });
     }
     this.#rollouts = next;
     this.#views = new Map();
@@ -114,16 +118,18 @@ export class RolloutViews {
     return [...newest.values()].filter((r) => r.state !== "completed");
   }
 
-  /** A halted or cancelled rollout's pending members of its released waves. */
-  async #pendingReleased(row: RolloutRow): Promise<Set<string>> {
+  /** A halted or cancelled rollout's members of its released waves that have not succeeded (pending or failed). */
+  async #unsucceededReleased(row: RolloutRow): Promise<Set<string>> {
     const out = new Set<string>();
     for (let wave = 0; wave <= row.wave; wave++) {
-      let after: string | undefined;
-      for (;;) {
-        const page = await this.store.rolloutDeviceStates(row.id, { wave, status: "pending", limit: 10_000, ...(after ? { after } : {}) });
-        for (const d of page) out.add(d.uuid);
-        if (page.length < 10_000) break;
-        after = page.at(-1)!.uuid;
+      for (const status of ["pending", "failed"] as const) {
+        let after: string | undefined;
+        for (;;) {
+          const page = await this.store.rolloutDeviceStates(row.id, { wave, status, limit: 10_000, ...(after ? { after } : {}) });
+          for (const d of page) out.add(d.uuid);
+          if (page.length < 10_000) break;
+          after = page.at(-1)!.uuid;
+        }
       }
     }
     return out;
