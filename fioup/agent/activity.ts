@@ -5,6 +5,10 @@
  * containers it had stopped or renamed and which new ones it had created,
  * and can finish or undo it. Removed once the final feedback is published.
  *
+ * Beside it, the activities that finished (their ids, the latest desired
+ * state's timestamp): a desired state the broker keeps (retained) comes again
+ * at every connect, and must not be applied again, nor an older one over a newer.
+ *
  * @module
  */
 import { readFileSync, rmSync } from "node:fs";
@@ -44,6 +48,8 @@ export interface ActivityAction {
 
 export interface Activity {
   activityId: string;
+  /** The desired state's own timestamp (the back end's clock), when it had one. */
+  timestamp?: number;
   startedAt: string;
   /** The command flow: wait for DOWNLOAD/UPDATE/ACTIVATE/CLEANUP instead of applying in one step. */
   commandFlow: boolean;
@@ -73,12 +79,46 @@ export function feedbackOf(a: Activity): Feedback {
   };
 }
 
-/** `<stateDir>/activity.json`. */
+/** What is known of the activities that ended: the last ones' ids, and the newest desired state's timestamp. */
+export interface Finished {
+  /** Newest last; at most {@link FINISHED_KEPT}. */
+  activityIds: string[];
+  /** The newest timestamp of a desired state that was applied. */
+  timestamp?: number;
+  /** When the last one ended (ISO). */
+  at: string;
+}
+
+/** Ids remembered: enough for a back end that re-publishes a few old ones, small enough to rewrite at every end. */
+export const FINISHED_KEPT = 32;
+
+/** `<stateDir>/activity.json`, and `<stateDir>/finished.json` for the activities that ended. */
 export class ActivityStore {
   readonly path: string;
+  readonly finishedPath: string;
 
   constructor(dir: string) {
     this.path = join(dir, "activity.json");
+    this.finishedPath = join(dir, "finished.json");
+  }
+
+  /** The activities that ended (an unreadable file counts as none). */
+  finished(): Finished | undefined {
+    try {
+      const f = JSON.parse(readFileSync(this.finishedPath, "utf8")) as Finished;
+      return Array.isArray(f?.activityIds) ? f : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Records that `a` ended, atomically, before its end is published. */
+  markFinished(a: Activity): void {
+    const f = this.finished();
+    const ids = [...(f?.activityIds ?? []).filter((id) => id !== a.activityId), a.activityId].slice(-FINISHED_KEPT);
+    const ts = Math.max(f?.timestamp ?? -Infinity, a.timestamp ?? -Infinity);
+    const next: Finished = { activityIds: ids, ...(Number.isFinite(ts) ? { timestamp: ts } : {}), at: new Date().toISOString() };
+    writeFileAtomicSync(this.finishedPath, JSON.stringify(next));
   }
 
   /** The persisted activity, or undefined when none was in progress (an unreadable file counts as none). */

@@ -10,6 +10,11 @@
  * whose config has an `[mqtt]` table) would apply the same desired state twice
  * and undo each other's containers in their rollbacks.
  *
+ * A desired state is applied once: the ids of the activities that ended, and the
+ * newest timestamp applied, are kept in the state dir (activity.ts), so a
+ * retained desired state that comes again at every connect, or an older one, is
+ * ignored with a log line instead of being applied again (and its end told twice).
+ *
  * A rollback the engine interrupted (it went away mid-apply) is not left for a
  * next start that may never come: the agent retries it with the same backoff
  * as the broker's, publishes the activity's end once it succeeds, and finishes
@@ -104,7 +109,6 @@ export class Agent {
   private active?: Activity;
   /** A phase of the active activity is running. */
   private working = false;
-  private lastFinished?: string;
   private commands: Promise<void> = Promise.resolve();
   private lastProgressAt = 0;
   private progressTimer?: ReturnType<typeof setTimeout>;
@@ -340,7 +344,8 @@ export class Agent {
   /** Closes the activity: the persisted record goes once its final feedback is acknowledged (if it is done). */
   private finish(a: Activity): void {
     this.active = undefined;
-    this.lastFinished = a.activityId;
+    // Before the end is published: a restart after it must not apply the same desired state again.
+    this.store.markFinished(a);
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
     this.o.log(`activity ${a.activityId}: ${a.status}${a.message ? ` (${a.message})` : ""}`);
@@ -388,7 +393,15 @@ export class Agent {
   }
 
   private async desired(m: DesiredStateMessage): Promise<void> {
-    if (m.activityId === this.lastFinished || m.activityId === this.active?.activityId) return; // redelivered
+    if (m.activityId === this.active?.activityId) return; // redelivered
+    const done = this.store.finished();
+    if (done?.activityIds.includes(m.activityId)) {
+      return this.o.log(`ignored desired state ${m.activityId}: that activity already ended (its end was published then; a retained desired state comes again at every connect)`);
+    }
+    if (m.timestamp !== undefined && done?.timestamp !== undefined && m.timestamp < done.timestamp) {
+      const when = (t: number) => (Number.isFinite(new Date(t).getTime()) ? new Date(t).toISOString() : String(t));
+      return this.o.log(`ignored desired state ${m.activityId}: its timestamp ${when(m.timestamp)} is older than that of the last one applied (${when(done.timestamp)}); publish it with a newer timestamp to apply it`);
+    }
     const left = this.active ? undefined : this.store.load();
     if (left && left.phase !== "done") {
       // Not normally reached (a failed rollback stays active): a record left unfinished is finished before anything else.
@@ -409,7 +422,8 @@ export class Agent {
     if (this.active) return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: activity ${this.active.activityId} is in progress`);
     const d = this.deps();
     this.working = true;
-    const placeholder: Activity = { activityId: m.activityId, startedAt: new Date().toISOString(), commandFlow: false, phase: "received", status: "IDENTIFYING", actions: [] };
+    const stamp = m.timestamp !== undefined ? { timestamp: m.timestamp } : {};
+    const placeholder: Activity = { activityId: m.activityId, ...stamp, startedAt: new Date().toISOString(), commandFlow: false, phase: "received", status: "IDENTIFYING", actions: [] };
     this.active = placeholder;
     // Persisted before the broker hears of it: an agent killed while identifying still closes the activity on its next start.
     this.store.save(placeholder);
@@ -424,6 +438,10 @@ export class Agent {
       this.store.clear();
       if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message);
       return this.refuse(m.activityId, `Cannot identify the changes: ${(err as Error).message}`);
+    }
+    if (m.timestamp !== undefined) {
+      a.timestamp = m.timestamp;
+      this.store.save(a);
     }
     this.active = a;
     this.changed(a);

@@ -149,3 +149,31 @@ describe("one agent per state dir", () => {
     expect(await rig.apply("one-1", [])).toMatchObject({ status: "COMPLETED" });
   }, 60_000);
 });
+
+describe("a desired state is applied once", () => {
+  test("a retained desired state that arrives again after a restart, or an older one, is ignored: no second end, nothing brought back", async () => {
+    const img = await rig.push("kanto/life-hello", helloImage("once"));
+    const t0 = Date.now();
+    const body = (activityId: string, names: string[], timestamp: number) =>
+      JSON.stringify({ activityId, timestamp, payload: { domains: [{ id: "containers", components: names.map((x) => component(n(x), img)) }] } });
+    try {
+      await rig.client.publishAsync("containersupdate/desiredstate", body("r-1", ["a", "b"], t0), { qos: 1, retain: true });
+      expect(await rig.final("r-1")).toMatchObject({ status: "COMPLETED" });
+      await rig.client.publishAsync("containersupdate/desiredstate", body("r-2", ["a"], t0 + 1000), { qos: 1 });
+      expect(await rig.final("r-2")).toMatchObject({ status: "COMPLETED" });
+      expect([...(await rig.containers()).keys()].sort()).toEqual([n("a")]);
+
+      await rig.agent!.stop(10_000);
+      await rig.startAgent();
+      await until("the restarted agent to ignore the retained r-1", () => rig.agent!.logTail(20_000), (log) => log.includes("ignored desired state r-1"), 20_000, 100);
+      // An older desired state than the last one applied is ignored too.
+      await rig.client.publishAsync("containersupdate/desiredstate", body("r-0", ["a", "b"], t0 - 1000), { qos: 1 });
+      await until("the agent to ignore the older r-0", () => rig.agent!.logTail(20_000), (log) => log.includes("ignored desired state r-0: its timestamp"), 20_000, 100);
+      expect([...(await rig.containers()).keys()].sort()).toEqual([n("a")]);
+      expect(rig.feedbacks("r-1").filter((f) => f.status === "COMPLETED")).toHaveLength(1);
+      expect(rig.feedbacks("r-0")).toEqual([]);
+    } finally {
+      await rig.client.publishAsync("containersupdate/desiredstate", "", { qos: 1, retain: true });
+    }
+  }, 120_000);
+});
