@@ -10,6 +10,7 @@ import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import { progressLine } from "../../lib/cli/progress.ts";
 
 export default defineCommand({
   summary: "Write an offline bundle: TUF metadata, blobs and index for one target",
@@ -65,7 +66,7 @@ export default defineCommand({
       platform,
       out: resolve(flags.out),
       insecureRegistries: flags["insecure-registry"],
-      onProgress: (l) => out.info(l),
+      progress: progressLine((l) => out.info(l)),
     });
     out.result(r, (x) => `wrote ${x.out}: ${x.target}${x.from ? ` from ${x.from}` : ""}, ${x.blobs} blobs${x.deltas ? ` and ${x.deltas} layer delta${x.deltas === 1 ? "" : "s"}` : ""} (${sizeText(x.bytes)}${x.deltas ? `, ${sizeText(x.bytesWithoutDeltas)} with whole layers` : ""}), ${x.tuf.length} metadata files`);
   },

@@ -20,6 +20,7 @@ import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, re
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClients } from "../../lib/oci/registry-clients.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import type { ProgressLine } from "../../lib/cli/progress.ts";
 import { checkRoom, ExportWriteError, refusedWrite, sayWhere, type WritePlace } from "./_room.ts";
 
 /** An image of a target: its path (`registry/repo`) and manifest. */
@@ -54,7 +55,8 @@ export interface BundleDeltaOptions {
   had: AppBlob[];
   /** What the bundle would carry whole (the target's blobs the `from` target lacks). */
   carry: AppBlob[];
-  log(line: string): void;
+  /** Each layer's request and outcome printed, a base layer's bytes shown as they come. */
+  progress: Pick<ProgressLine, "print" | "show">;
 }
 
 /**
@@ -83,6 +85,8 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
       const baseSize = [...(earlier.get(img.at) ?? [])].flatMap((m) => m.layers).find((x) => x.digest === base)!.size;
       const short = `${l.digest.slice(0, 19)} (${sizeText(l.size)})`;
       try {
+        // The gateway may take a while to make a delta of a big layer: say which one it is on.
+        o.progress.print(`  layer ${short}: asking for a delta from ${base.slice(0, 19)}`);
         const reg = o.registry(img.registry);
         const desc = await requestDelta(reg, img.repo, base, l);
         await o.store.pull(reg, img.repo, desc);
@@ -93,7 +97,7 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
         await checkRoom(scratch, baseSize + desc.toSize);
         const rebuilt = join(o.scratch.dir, "rebuilt.tar");
         try {
-          await bases.pull(reg, img.repo, { digest: base, size: baseSize });
+          await bases.pull(reg, img.repo, { digest: base, size: baseSize }, { onProgress: (n) => o.progress.show(`  layer ${short}: fetching its base to check the delta: ${sizeText(n)} of ${sizeText(baseSize)}`) });
           await applyLayerDelta({ base: await bases.open(base), baseSize: desc.fromSize, delta: await o.store.open(desc.digest), diffId, out: rebuilt, maxBytes: desc.toSize });
         } catch (e) {
           throw sayWhere(e, scratch);
@@ -106,11 +110,11 @@ export async function bundleDeltas(o: BundleDeltaOptions): Promise<BundleDelta[]
         await o.store.pull(reg, img.repo, fromImage.config);
         const fromDiffId = configDiffId(await o.store.read(fromImage.config.digest), fromImage.layers.findIndex((x) => x.digest === base));
         out.push({ ...desc, registry: layer.registry, repo: layer.repo, fromDiffId });
-        o.log(`  layer ${short}: a delta of ${sizeText(desc.size)} from ${base.slice(0, 19)}, rebuilt and checked against its diff_id`);
+        o.progress.print(`  layer ${short}: a delta of ${sizeText(desc.size)} from ${base.slice(0, 19)}, rebuilt and checked against its diff_id`);
       } catch (e) {
         // A full disk is no unusable delta: carrying the layer whole would only need more room.
         if (e instanceof ExportWriteError || refusedWrite(e)) throw e;
-        o.log(`  layer ${short}: carried whole (no usable delta: ${(e as Error).message})`);
+        o.progress.print(`  layer ${short}: carried whole (no usable delta: ${(e as Error).message})`);
       }
     }
   }

@@ -34,6 +34,7 @@ import { bundleDeltas } from "./_bundle-deltas.ts";
 import { checkRoom, sayWhere, type WritePlace } from "./_room.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { exitOnSignal } from "../../lib/cli/interrupt.ts";
+import type { ProgressLine } from "../../lib/cli/progress.ts";
 
 /** The export cannot be made as asked (no such target, an output dir in use, metadata that does not verify...). */
 export class ExportError extends Error {
@@ -62,7 +63,8 @@ export interface ExportOptions {
   out: string;
   /** Registries other than the gateway's reached over plain HTTP (loopback only). */
   insecureRegistries?: string[];
-  onProgress?(line: string): void;
+  /** The command's progress line (lib/cli/progress.ts): steps printed, the bytes of a copy or a delta's base shown as they come. None: silent. */
+  progress?: ProgressLine;
 }
 
 export interface ExportResult {
@@ -159,7 +161,8 @@ const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps)
  * @throws {AppResolveError | RegistryError | DigestMismatchError} The registry refused or served other bytes.
  */
 export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
-  const log = o.onProgress ?? (() => {});
+  const progress: ProgressLine = o.progress ?? { show() {}, print() {}, clear() {} };
+  const log = progress.print;
   const was = emptyStart(o.out);
   if (was === undefined) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
   await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
@@ -173,6 +176,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   // Ctrl-C or SIGTERM ends the process without running the `finally` below: clean up the same
   // way here (synchronously, nothing else runs after it), so --out can be given again at once.
   const releaseSignals = exitOnSignal("gateway export", () => {
+    progress.clear();
     rmSync(work, { recursive: true, force: true });
     putBackEmpty(o.out, was);
     return `removed the unfinished bundle from ${o.out}`;
@@ -215,7 +219,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     if (from && o.deltas !== false) log(`asking ${gatewayHost} for layer deltas from ${from.name}`);
     const deltas =
       from && o.deltas !== false
-        ? await bundleDeltas({ registry, gatewayHost, store, scratch, want: want.blobs, had: fromBlobs, carry: whole, log })
+        ? await bundleDeltas({ registry, gatewayHost, store, scratch, want: want.blobs, had: fromBlobs, carry: whole, progress })
         : [];
     const asDelta = new Set(deltas.map((d) => d.to));
     const blobs = whole.filter((b) => !asDelta.has(b.digest));
@@ -226,10 +230,22 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     log(`copying ${blobs.length} blobs (${sizeText(bytes - deltaBytes)})${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length === 1 ? "1 layer as a delta" : `${deltas.length} layers as deltas`} (${sizeText(deltaBytes)} instead of ${sizeText(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0))})` : ""}`);
     let next = 0;
     let done = 0;
+    // Bytes on disk of each blob copied or being copied: a multi-GB layer from a remote gateway
+    // takes minutes, and the line says how far it and the whole copy are.
+    const copied = new Map<string, number>();
+    const toCopy = bytes - deltaBytes;
     const worker = async () => {
       while (next < blobs.length) {
         const b = blobs[next++]!;
-        await store.pull(registry(b.registry), b.repo, b);
+        await store.pull(registry(b.registry), b.repo, b, {
+          onProgress: (n) => {
+            copied.set(b.digest, n);
+            let all = 0;
+            for (const m of copied.values()) all += m;
+            progress.show(`  copying ${b.digest.slice(0, 19)}: ${sizeText(n)} of ${sizeText(b.size)}; ${sizeText(all)} of ${sizeText(toCopy)} in all, ${done}/${blobs.length} blobs done`);
+          },
+        });
+        copied.set(b.digest, b.size);
         done++;
         if (b.size > 1 << 20 || done === blobs.length) log(`  ${done}/${blobs.length} ${b.digest.slice(0, 19)} (${sizeText(b.size)})`);
       }
@@ -272,6 +288,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     // Every write not to the scratch went into --out (Bun's ENOSPC names no path): say which.
     throw sayWhere(e, bundlePlace);
   } finally {
+    progress.clear();
     releaseSignals();
     await rm(work, { recursive: true, force: true });
     // A failed export leaves --out as it found it: no half bundle for someone to carry to a device.
