@@ -7,6 +7,7 @@
  * @module
  */
 import { COMPOSE_PROJECT_LABEL, LABELS } from "./create-body.ts";
+import { oldName } from "./activity.ts";
 import type { ContainerEngine } from "./container-engine.ts";
 import type { CurrentContainer } from "./diff.ts";
 import { componentId } from "./feedback.ts";
@@ -23,6 +24,12 @@ export interface CurrentState {
   softwareNodes: SoftwareNode[];
   associations: { sourceId: string; targetId: string }[];
 }
+
+/** What {@link oldName} puts between a name and its activity's hash (`.fioup-old-`), read from it so it is written once. */
+export const OLD_NAME_MARK = oldName("", "").replace(/[0-9a-z]+$/, "");
+
+/** An old container the agent set aside during an apply (rollback gives it its name back; cleanup removes it). */
+export const isOldName = (name: string) => name.includes(OLD_NAME_MARK);
 
 /**
  * Every container of the engine (running or not); the in-place settings are read for the agent's own.
@@ -68,7 +75,7 @@ export function currentState(containers: Awaited<ReturnType<typeof readContainer
   for (const c of containers) {
     const managed = c.labels[LABELS.owner] === o.instance && !(COMPOSE_PROJECT_LABEL in c.labels);
     if (!managed && !system.has(c.name)) continue;
-    if (/\.fioup-old-[a-z0-9]+$/.test(c.name)) continue; // an old container kept for rollback during an apply
+    if (isOldName(c.name)) continue; // kept for rollback during an apply
     const params = [
       { key: "image", value: c.image },
       { key: "status", value: c.state },

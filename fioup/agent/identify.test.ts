@@ -32,4 +32,11 @@ describe("identify", () => {
     await expect(p).rejects.toThrow(`payload.domains[1]: domain "apps" is not one this agent applies`);
     await expect(identify(deps, msg(), defaults)).rejects.toThrow(`it has no "containers" domain`);
   });
+
+  test("refuses an id carrying the suffix the agent gives the old containers it sets aside", async () => {
+    // The inventory hides such a container, and the agent's own rename during an apply could clash with it.
+    for (const id of ["web.fioup-old-abcdefgh", "web.fioup-old-x.y"]) {
+      await expect(identify(deps, msg({ id: "containers", components: [app(id)] }), defaults), id).rejects.toThrow(`("${id}"): ".fioup-old-" is reserved`);
+    }
+  });
 });

@@ -7,7 +7,7 @@
  * @module
  */
 import { componentSpec, InvalidComponentError, type ContainerSpec } from "./component-config.ts";
-import { readContainers } from "./current-state.ts";
+import { isOldName, OLD_NAME_MARK, readContainers } from "./current-state.ts";
 import { ConflictError, diffContainers } from "./diff.ts";
 import { CONTAINERS_DOMAIN, type DesiredStateMessage } from "./messages.ts";
 import type { Activity } from "./activity.ts";
@@ -23,7 +23,7 @@ const DOMAIN_KEYS = ["systemContainers", "commandFlow"];
 
 /**
  * Reads the desired state and plans it against the engine; persists the activity.
- * @throws {IdentificationError} A domain other than one containers domain, bad domain config, bad component, duplicate names, a name owned by someone else.
+ * @throws {IdentificationError} A domain other than one containers domain, bad domain config, bad component, duplicate names, a name with the agent's reserved suffix, a name owned by someone else.
  */
 export async function identify(
   d: ApplyDeps,
@@ -57,6 +57,7 @@ export async function identify(
     const where = `payload.domains[0].components[${i}] ("${c.id}")`;
     if (names.has(c.id)) throw new IdentificationError(`Cannot apply the desired state: ${where}: the id appears twice`);
     names.add(c.id);
+    if (isOldName(c.id)) throw new IdentificationError(`Cannot apply the desired state: ${where}: "${OLD_NAME_MARK}" is reserved for the old containers the agent sets aside during an apply; choose an id without it`);
     try {
       specs.push(componentSpec(c, where));
     } catch (err) {
