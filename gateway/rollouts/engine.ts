@@ -86,7 +86,7 @@ export class RolloutEngine {
         const apps: Record<string, string> = {};
         for (const [app, ref] of Object.entries(e.custom?.docker_compose_apps ?? {})) apps[app] = ref.uri;
         const createdAt = Date.parse(e.custom?.createdAt ?? "");
-        m.set(name, { version: String(e.custom?.version), apps, ...(Number.isNaN(createdAt) ? {} : { createdAt }) });
+        m.set(name, { version: String(e.custom?.version), apps, entry: e, ...(Number.isNaN(createdAt) ? {} : { createdAt }) });
       }
       this.#targets = m;
       this.#targetsVersion = version;
@@ -120,9 +120,16 @@ export class RolloutEngine {
     const evidence = (await store.pendingRolloutEvidence(r.id, r.wave)) as DeviceEvidence[];
     const changes = [];
     const events: RolloutEventInput[] = [];
-    const published = publishedAt(targets, r.targetVersion);
+    // Per hardware id and tags: a version published for amd64 only is not installable on arm64 yet.
+    const published = new Map<string, number>();
+    const publishedFor = (ev: DeviceEvidence) => {
+      const key = JSON.stringify([ev.hardwareId ?? null, ev.tags ?? []]);
+      let at = published.get(key);
+      if (at === undefined) published.set(key, (at = publishedAt(targets, r.targetVersion, ev)));
+      return at;
+    };
     for (const ev of evidence) {
-      const c = evaluateDevice(ev, { rollout: r, targets, publishedAt: published, now });
+      const c = evaluateDevice(ev, { rollout: r, targets, publishedAt: publishedFor(ev), now });
       if (!c) continue;
       changes.push({ ...c, updatedAt: at });
       const base = { rolloutId: r.id, at, wave: ev.wave, deviceUuid: ev.uuid };

@@ -14,6 +14,8 @@
  */
 import { HOLD_KINDS, type AppState, type AppsStates, type DeviceEvent } from "../../lib/api/device.ts";
 import type { RolloutDeviceStatus, RolloutHold, RolloutRow } from "../../lib/api/admin.ts";
+import type { TargetEntry } from "../../lib/api/target.ts";
+import { targetMatchesDevice } from "../../lib/tuf/select-target.ts";
 
 /** What the store gives about one pending member (Store.pendingRolloutEvidence). */
 export interface DeviceEvidence {
@@ -21,6 +23,11 @@ export interface DeviceEvidence {
   wave: number;
   healthySince: string | null;
   hold: RolloutHold | null;
+  /** What the member's row says it waits for (pending) or why it failed; undefined: not known. */
+  reason?: string | null;
+  /** The device's hardware id and tags, which decide which targets of the version it can install; null: not known. */
+  hardwareId?: string | null;
+  tags?: string[];
   currentTarget: string | null;
   /** EcuInstallationCompleted, UpdateDeferred and UpdateHoldReleased events since the rollout began, oldest first. */
   events: { receivedAt: string; event: DeviceEvent }[];
@@ -35,19 +42,37 @@ export interface TargetInfo {
   apps: Record<string, string>;
   /** When the target was made (custom.createdAt, which `gateway publish` sets), in ms; undefined if it has none. */
   createdAt?: number;
+  /** The published entry, whose hardware ids and tags say which devices can select it; undefined: any device. */
+  entry?: TargetEntry;
+}
+
+/** The device a publication time is asked for: a version published for amd64 only is not installable on arm64. */
+export interface DeviceKind {
+  hardwareId?: string | null;
+  tags?: readonly string[];
 }
 
 /**
- * When the rollout's version became installable, for the pending timeout: Infinity while no target
- * of it is published (a device cannot install it, so it must not time out: the docs tell operators
- * to create a rollout before publishing), else its earliest target's createdAt (-Infinity if one
- * has none, which leaves the wave's start alone).
+ * When the rollout's version became installable on the device, for the pending timeout: Infinity
+ * while no target of it for the device's hardware id and tags is published (it cannot install it,
+ * so it must not time out: the docs tell operators to create a rollout before publishing, and a
+ * build for one hardware id may come later than another's), else the earliest such target's
+ * createdAt (-Infinity if one has none, which leaves the wave's start alone). Without a device (or
+ * its hardware id), every target of the version counts.
  */
-export function publishedAt(targets: ReadonlyMap<string, TargetInfo>, version: string): number {
+export function publishedAt(targets: ReadonlyMap<string, TargetInfo>, version: string, device: DeviceKind = {}): number {
   let at = Infinity;
-  for (const t of targets.values()) if (t.version === version) at = Math.min(at, t.createdAt ?? -Infinity);
+  for (const t of targets.values()) {
+    if (t.version !== version) continue;
+    if (device.hardwareId && t.entry && !targetMatchesDevice(t.entry, device.hardwareId, device.tags ?? [])) continue;
+    at = Math.min(at, t.createdAt ?? -Infinity);
+  }
   return at;
 }
+
+/** What a member waits for while no target of the version is published for it (`rollouts show` lists it). */
+export const noTargetYet = (version: string, hardwareId: string | null | undefined) =>
+  `no target of version ${version}${hardwareId ? ` for ${hardwareId}` : ""} yet`;
 
 export interface EvaluateContext {
   rollout: Pick<RolloutRow, "targetVersion" | "healthWindowS" | "pendingTimeoutS" | "maxHoldS" | "waveStartedAt"> & {
@@ -56,7 +81,7 @@ export interface EvaluateContext {
   };
   /** Published targets by name. */
   targets: ReadonlyMap<string, TargetInfo>;
-  /** {@link publishedAt} of the rollout's version (once per rollout, not per device); undefined: not considered. */
+  /** {@link publishedAt} of the rollout's version for this device (once per hardware id and tags, not per device); undefined: not considered. */
   publishedAt?: number;
   now: number;
 }
@@ -229,6 +254,13 @@ export function evaluateDevice(ev: DeviceEvidence, ctx: EvaluateContext): Device
     }
     if (ev.healthySince !== null) change.healthySince = null; // starting again or not reported yet: the window restarts
   }
+  if (!completed && ctx.publishedAt === Infinity) {
+    // Its clock has not started: say what it waits for (`rollouts show`), rather than nothing.
+    const why = noTargetYet(version, ev.hardwareId);
+    if (ev.reason !== why) change.reason = why;
+    return done(change);
+  }
+  if (ev.reason) change.reason = null; // the target it waited for is published
   if ((ctx.rollout.state ?? "running") === "running" && ctx.now >= pendingDeadline(ctx, hold, endedAt)) {
     // A device already past the version never installs it (fioup does not go back): say so, so the operator sees why.
     const newer = !completed && current && Number(current.version) > Number(version) ? `: it runs version ${current.version}, newer (fioup does not go back)` : "";

@@ -222,15 +222,16 @@ export class Rollouts implements RolloutService {
     const row = await store.getRollout(id);
     if (!row) return undefined;
     // Transitions and device events apart: 100,000 device verdicts must not bury the transitions.
-    const [counts, holds, failures, transitions, deviceEvents] = await Promise.all([
+    const [counts, holds, failures, waiting, transitions, deviceEvents] = await Promise.all([
       store.rolloutCounts(id),
       store.rolloutDeviceStates(id, { held: true, limit: 100 }),
       store.rolloutDeviceStates(id, { status: "failed", limit: 100 }),
+      store.rolloutDeviceStates(id, { waiting: true, limit: 100 }),
       store.listRolloutEvents(id, { limit: 50, device: false }),
       store.listRolloutEvents(id, { limit: 50, device: true }),
     ]);
     const events = [...transitions, ...deviceEvents].sort((a, b) => b.id - a.id);
-    return { ...row, counts, holds, failures, events };
+    return { ...row, counts, holds, failures, waiting, events };
   }
 
   /** Applies an operator's action with the rollout's revision, retrying when the tick moved it meanwhile. */

@@ -556,6 +556,11 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.rolloutDeviceStates(r.id, { held: true })).map((x) => x.uuid)).toEqual([]);
     expect((await s.rolloutDeviceStates(r.id, { status: "failed" })).map((x) => x.uuid)).toEqual(["b"]);
     expect((await s.rolloutDeviceStates(r.id, { limit: 1, after: "a" })).map((x) => x.uuid)).toEqual(["b"]);
+    // waiting: pending members with a reason (what they wait for), not failed or succeeded ones with theirs.
+    await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: "no target of version 2 for arm64-linux yet" }]);
+    expect((await s.rolloutDeviceStates(r.id, { waiting: true })).map((x) => [x.uuid, x.reason])).toEqual([["c", "no target of version 2 for arm64-linux yet"]]);
+    await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: null }]);
+    expect(await s.rolloutDeviceStates(r.id, { waiting: true })).toEqual([]);
     expect(await s.rolloutCounts(r.id)).toEqual([
       { wave: 0, status: "succeeded", devices: 1 },
       { wave: 1, status: "failed", devices: 1 },
@@ -624,7 +629,7 @@ export function storeContract(open: () => Promise<Store>) {
     const ev = await s.pendingRolloutEvidence(r.id, 0);
     expect(ev.map((e) => e.uuid)).toEqual([a.uuid, b.uuid].sort());
     const ea = ev.find((e) => e.uuid === a.uuid)!;
-    expect(ea).toMatchObject({ wave: 0, healthySince: "2030-01-01T00:00:00.000Z", hold, currentTarget: "t-2", deviceStatus: "up-to-date", lastSeen: "2030-01-01T00:00:00.000Z", revokedAt: null, appsStates: states });
+    expect(ea).toMatchObject({ wave: 0, healthySince: "2030-01-01T00:00:00.000Z", hold, reason: null, hardwareId: a.hardwareId, tags: a.tags, currentTarget: "t-2", deviceStatus: "up-to-date", lastSeen: "2030-01-01T00:00:00.000Z", revokedAt: null, appsStates: states });
     expect(ea.events.map((e) => e.event)).toEqual([deferred, done]); // install outcomes and deferrals only
     expect(typeof ea.appsStatesAt).toBe("string");
     expect(ev.find((e) => e.uuid === b.uuid)).toMatchObject({ events: [], appsStates: null, appsStatesAt: null, deviceStatus: "updating" });

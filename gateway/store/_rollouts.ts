@@ -168,7 +168,7 @@ export const eventsOf = (device: boolean | undefined) =>
 
 /** The members' part of pendingRolloutEvidence: one row per pending member of waves 0..maxWave. */
 export const EVIDENCE_MEMBERS = (d: Dialect) => `
-  SELECT m.device_uuid AS uuid, m.wave, m.healthy_since, m.hold, d.current_target, d.status, d.last_seen, d.revoked_at, a.body AS apps_body, a.updated_at AS apps_at
+  SELECT m.device_uuid AS uuid, m.wave, m.healthy_since, m.hold, m.reason, d.hardware_id, d.tags, d.current_target, d.status, d.last_seen, d.revoked_at, a.body AS apps_body, a.updated_at AS apps_at
   FROM rollout_devices m
   LEFT JOIN devices d ON d.uuid = m.device_uuid
   LEFT JOIN apps_states a ON a.device_uuid = m.device_uuid
@@ -198,6 +198,9 @@ export interface EvidenceMemberRecord {
   wave: number | string;
   healthy_since: string | null;
   hold: string | null;
+  reason: string | null;
+  hardware_id: string | null;
+  tags: string | null;
   current_target: string | null;
   status: string | null;
   last_seen: string | null;
@@ -228,6 +231,9 @@ export function toEvidence(members: EvidenceMemberRecord[], events: EvidenceEven
     wave: Number(m.wave),
     healthySince: m.healthy_since,
     hold: jsonColumn<RolloutHold | null>(m.hold, null),
+    reason: m.reason,
+    hardwareId: m.hardware_id,
+    tags: jsonColumn<string[]>(m.tags, []),
     currentTarget: m.current_target,
     deviceStatus: m.status ?? "registered",
     lastSeen: m.last_seen,

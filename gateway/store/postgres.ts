@@ -463,13 +463,14 @@ export class PostgresStore implements Store {
 
   async rolloutDeviceStates(
     id: string,
-    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; limit?: number; after?: string } = {},
+    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string } = {},
   ) {
     const params: unknown[] = [id, opts.after ?? ""];
     const conds = ["rollout_id = $1", "device_uuid > $2"];
     if (opts.wave !== undefined) params.push(opts.wave), conds.push(`wave = $${params.length}`);
     if (opts.status) params.push(opts.status), conds.push(`status = $${params.length}`);
     if (opts.held) conds.push("hold IS NOT NULL");
+    if (opts.waiting) conds.push("status = 'pending' AND reason IS NOT NULL");
     params.push(clampLimit(opts.limit, 100_000));
     const rows = (await this.#sql.unsafe(
       `SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT $${params.length}`,

@@ -357,13 +357,14 @@ export class SqliteStore implements Store {
 
   async rolloutDeviceStates(
     id: string,
-    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; limit?: number; after?: string } = {},
+    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string } = {},
   ) {
     const conds = ["rollout_id = ?", "device_uuid > ?"];
     const params: (string | number)[] = [id, opts.after ?? ""];
     if (opts.wave !== undefined) conds.push("wave = ?"), params.push(opts.wave);
     if (opts.status) conds.push("status = ?"), params.push(opts.status);
     if (opts.held) conds.push("hold IS NOT NULL");
+    if (opts.waiting) conds.push("status = 'pending' AND reason IS NOT NULL");
     return this.#db
       .query<RolloutDeviceRecord, any[]>(`SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ?`)
       .all(...params, clampLimit(opts.limit, 100_000))

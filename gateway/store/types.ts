@@ -165,9 +165,13 @@ export interface RolloutDeviceChange {
 export interface RolloutEvidence {
   uuid: string;
   wave: number;
-  /** The member's own row: since when it has been healthy, its last deferral. */
+  /** The member's own row: since when it has been healthy, its last deferral, why it still waits (pending) or failed. */
   healthySince: string | null;
   hold: RolloutHold | null;
+  reason: string | null;
+  /** The device's hardware id and tags: which of the version's targets it can select (lib/tuf/select-target.ts). */
+  hardwareId: string | null;
+  tags: string[];
   currentTarget: string | null;
   /** The device's update status column (registered, updating, up-to-date, failed, rolled-back). */
   deviceStatus: string;
@@ -329,10 +333,13 @@ export interface Store {
   updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events?: Omit<RolloutEventRow, "id">[]): Promise<RolloutRow | undefined>;
   /** Every member and its wave (100,000 rows is fine). */
   rolloutMembers(id: string): Promise<RolloutMember[]>;
-  /** Members, by uuid, filtered; `held`: only those with a hold; `after`: keyset paging by uuid. */
+  /**
+   * Members, by uuid, filtered; `held`: only those with a hold; `waiting`: only pending ones with a
+   * reason (what they wait for); `after`: keyset paging by uuid.
+   */
   rolloutDeviceStates(
     id: string,
-    opts?: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; limit?: number; after?: string },
+    opts?: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string },
   ): Promise<RolloutDeviceRow[]>;
   /** Applies many member changes in one write. */
   updateRolloutDevices(id: string, changes: RolloutDeviceChange[]): Promise<void>;

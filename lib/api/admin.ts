@@ -391,6 +391,8 @@ export const RolloutDetail = Type.Intersect([
     holds: Type.Array(RolloutDeviceRow),
     /** Failed devices with their reasons, at most 100. */
     failures: Type.Array(RolloutDeviceRow),
+    /** Pending devices whose clock has not started, with what they wait for ("no target of version 8 for arm64-linux yet"), at most 100. */
+    waiting: Type.Array(RolloutDeviceRow),
     /** The latest events, newest first. */
     events: Type.Array(RolloutEventRow),
   }),

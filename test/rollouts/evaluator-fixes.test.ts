@@ -1,0 +1,104 @@
+/**
+ * Rollout verdicts in the corners a reviewer found them wrong: a version published for one
+ * hardware id of a mixed audience, a one-shot service that exited 0 beside one still starting, the
+ * holds of a cancelled rollout, the pending timeout of a wave released before an `advance`. The
+ * service runs over a real SQLite store and TUF repository on a movable clock; devices report
+ * through the store as the device routes would.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AppsStates, DeviceEvent } from "../../lib/api/device.ts";
+import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
+import { MemoryTufStorage } from "../../gateway/ota/memory-storage.ts";
+import { TufRepo } from "../../gateway/ota/repo.ts";
+import { Rollouts } from "../../gateway/rollouts/service.ts";
+import { SqliteStore } from "../../gateway/store/sqlite.ts";
+import type { Store } from "../../gateway/store/types.ts";
+
+let dir: string;
+const stores: Store[] = [];
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "rollout-fixes-"));
+});
+afterAll(async () => {
+  for (const s of stores) await s.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const uri = (app: string, version: string) => `reg.example/m/${app}@sha256:${version.padStart(64, "0")}`;
+
+/** A target of `version` for `hwid`, tag m, with `apps`, made at `createdAt`. */
+const entry = (version: string, hwid: string, createdAt: number, apps = ["web"]): TargetEntry => ({
+  length: 0,
+  hashes: { sha256: EMPTY_SHA256 },
+  custom: {
+    version,
+    hardwareIds: [hwid],
+    tags: ["m"],
+    createdAt: new Date(createdAt).toISOString(),
+    docker_compose_apps: Object.fromEntries(apps.map((a) => [a, { uri: uri(a, version) }])),
+  },
+});
+
+let n = 0;
+/** Devices tagged m (`hwids`: one hardware id each), version 1 published, the service on a movable clock. */
+async function setup(hwids: string[]) {
+  n++;
+  const store = await SqliteStore.open(join(dir, `gw${n}.db`));
+  stores.push(store);
+  const tuf = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir: join(dir, `keys${n}`) });
+  const clock = { now: Date.now() };
+  await tuf.addTargets({ "amd64-linux-1": entry("1", "amd64-linux", clock.now - 60_000) });
+  const devices = hwids.map((hw, i) => ({ uuid: `00000000-0000-4000-8000-${String(n * 1000 + i).padStart(12, "0")}`, hw }));
+  for (const d of devices) await store.putDevice({ uuid: d.uuid, name: `d${i(d.uuid)}`, hardwareId: d.hw, factory: "main", tags: ["m"], certSerial: "01" });
+  const rollouts = new Rollouts({ store, tuf, tickMs: 0, viewPollMs: 0, now: () => clock.now });
+  await rollouts.start();
+  let e = 0;
+  const ev = (uuid: string, type: string, extra: Partial<DeviceEvent["event"]> = {}): DeviceEvent => ({
+    id: `e${e++}`,
+    deviceTime: new Date(clock.now).toISOString(),
+    eventType: { id: type, version: 2 },
+    event: { correlationId: `u-${uuid}`, targetName: `amd64-linux-8`, version: "8", ...extra },
+  });
+  const report = {
+    /** The device installed version 8 (target `name`) and reports `apps` (default: web healthy). */
+    updated: async (uuid: string, name: string, apps?: AppsStates["apps"]) => {
+      await store.appendEvents(uuid, [ev(uuid, "EcuInstallationCompleted", { success: true, targetName: name })]);
+      await store.putAppsStates(uuid, { deviceTime: new Date(clock.now).toISOString(), apps: apps ?? { web: { uri: uri("web", "8"), state: "healthy", services: [{ name: "web", state: "running" }] } } });
+      await store.recordSightings([{ uuid, at: new Date(clock.now).toISOString(), currentTarget: name }]);
+    },
+    deferred: (uuid: string) => store.appendEvents(uuid, [ev(uuid, "UpdateDeferred", { details: JSON.stringify({ reason: "lock", heldSince: new Date(clock.now).toISOString() }) })]),
+  };
+  return { store, tuf, rollouts, clock, devices, report };
+}
+const i = (uuid: string) => Number(uuid.slice(-4));
+
+test("a version published for one hardware id of a mixed tag: the other's devices wait for their target, they do not time out", async () => {
+  const { tuf, rollouts, clock, devices, report } = await setup(["amd64-linux", "amd64-linux", "amd64-linux", "amd64-linux", "arm64-linux", "arm64-linux"]);
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [100], pendingTimeout: "3s", healthWindow: "1s", maxFailures: 20, soak: "1s" });
+  clock.now += 500;
+  // Version 8 for amd64 only: the arm64 build is still in CI.
+  await tuf.addTargets({ "amd64-linux-8": entry("8", "amd64-linux", clock.now) });
+  for (const d of devices.filter((d) => d.hw === "amd64-linux")) await report.updated(d.uuid, "amd64-linux-8");
+  await rollouts.tick();
+  clock.now += 4_000; // past the pending timeout since the amd64 publication
+  await rollouts.tick();
+  const shown = (await rollouts.show(r.id))!;
+  expect(shown.failures).toEqual([]);
+  expect(shown).toMatchObject({ state: "running", reason: null });
+  const arm = devices.filter((d) => d.hw === "arm64-linux").map((d) => d.uuid).sort();
+  expect(shown.waiting.map((w) => [w.uuid, w.reason])).toEqual(arm.map((u) => [u, "no target of version 8 for arm64-linux yet"]));
+  expect(shown.counts).toEqual([{ wave: 0, status: "pending", devices: 2 }, { wave: 0, status: "succeeded", devices: 4 }]);
+
+  // The arm64 build lands: their clock starts then, and they no longer wait for it.
+  await tuf.addTargets({ "arm64-linux-8": entry("8", "arm64-linux", clock.now) });
+  await rollouts.tick();
+  expect((await rollouts.show(r.id))!.waiting).toEqual([]);
+  clock.now += 3_500;
+  await rollouts.tick();
+  const late = (await rollouts.show(r.id))!;
+  expect(late.failures.map((f) => f.reason)).toEqual(["timeout: the update did not complete in time", "timeout: the update did not complete in time"]);
+  expect(late.state).toBe("halted");
+});
