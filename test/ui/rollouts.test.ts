@@ -13,6 +13,7 @@ import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { makeFleet, type Fleet } from "./_fleet.ts";
+import { actionsFor } from "../../gateway/ui/pages/rollouts.tsx";
 
 let gw: GatewayHandle;
 let fleet: Fleet;
@@ -125,6 +126,22 @@ describe("dashboard: labels, groups, rollouts", () => {
     expect(overflow).toBeLessThanOrEqual(1);
     await shot(phone.page, "rollout-phone");
     await phone.ctx.close();
+  }, 60_000);
+
+  test("the buttons are the actions the rollout allows: no Advance on its last wave, nor on a halted one (resume first)", async () => {
+    const buttons = async (page: Page) => (await page.locator("section[aria-labelledby=h-actions] button").allTextContents()).map((t) => t.trim());
+    const r = await admin<RolloutDetail>("/admin/rollouts", "POST", { target: "4", tag: "main", waves: [33, 100], soak: "1h" });
+    const { ctx, page } = await signedIn(gw.adminToken);
+    await goto(page, `${gw.url}/ui/rollouts/${r.id}`);
+    expect(await buttons(page)).toEqual(["Pause", "Advance", "Cancel"]);
+    await submit(page, "Advance");
+    expect((await admin<RolloutDetail>(`/admin/rollouts/${r.id}`)).wave).toBe(1);
+    expect(await buttons(page)).toEqual(["Pause", "Cancel"]); // wave 2 of 2: nothing left to advance to
+    await submit(page, "Cancel");
+    await expect(page.locator("section[aria-labelledby=h-actions]").count()).resolves.toBe(0);
+    await ctx.close();
+    // A halted rollout (halting takes failing devices; the page's rule is one function): resume or cancel.
+    expect(actionsFor({ state: "halted", wave: 0, waves: [33, 100] })).toEqual(["resume", "cancel"]);
   }, 60_000);
 
   test("a viewer sees the rollout but no buttons, and the API refuses the action", async () => {

@@ -55,14 +55,16 @@ export function RolloutsPage({ list }: { list: RolloutList }) {
   );
 }
 
-/** The actions each state allows (the API decides; this only hides what it would refuse). */
+/** The actions each state allows (the API decides; this only hides what it would refuse: advancing a halted rollout, which must be resumed first). */
 const ACTIONS: Record<RolloutRow["state"], ("pause" | "resume" | "advance" | "cancel")[]> = {
   running: ["pause", "advance", "cancel"],
   paused: ["resume", "advance", "cancel"],
-  halted: ["resume", "advance", "cancel"],
+  halted: ["resume", "cancel"],
   completed: [],
   cancelled: [],
 };
+/** The actions offered for `r`: its state's, without advance on the last wave (there is no next one to release). */
+export const actionsFor = (r: Pick<RolloutRow, "state" | "wave" | "waves">) => ACTIONS[r.state].filter((a) => a !== "advance" || r.wave < r.waves.length - 1);
 const CONFIRM: Record<string, string | undefined> = {
   advance: "Release the next wave now, without waiting for the soak time?",
   cancel: "Cancel this rollout? Devices outside the released waves will not be offered this version.",
@@ -206,11 +208,11 @@ export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: str
           </ol>
         </section>
       </div>
-      {canWrite && ACTIONS[r.state].length > 0 && (
+      {canWrite && actionsFor(r).length > 0 && (
         <section aria-labelledby="h-actions">
           <h2 id="h-actions">Actions</h2>
           <div class="actions">
-            {ACTIONS[r.state].map((a) => (
+            {actionsFor(r).map((a) => (
               <form method="post" action={`/ui/rollouts/${encodeURIComponent(r.id)}/${a}`} data-confirm={CONFIRM[a]}>
                 <Csrf token={csrf} />
                 <button type="submit" class={a === "cancel" ? "danger" : undefined}>
