@@ -64,8 +64,9 @@ export interface AgentOptions {
   version: string;
 }
 
-const MIN_BACKOFF_MS = 1000;
-const MAX_BACKOFF_MS = 30_000;
+/** Retries (the broker, a failed rollback, the agent inside `fioup daemon`) wait this long first, doubling up to the max. */
+export const MIN_BACKOFF_MS = 1000;
+export const MAX_BACKOFF_MS = 30_000;
 /** Download progress is published at most this often; status changes at once. */
 const PROGRESS_EVERY_MS = 250;
 
@@ -165,7 +166,8 @@ export class Agent {
       // Before the broker: a device that lost power mid-apply is made whole even offline.
       this.o.log(`found activity ${pending.activityId} interrupted in phase ${pending.phase}`);
       this.active = pending;
-      // A failure here (engine gone) ends the process: the service manager starts it again to retry.
+      // A failure here (engine gone) ends run(): `fioup agent` exits and its service manager starts
+      // it again; the agent inside `fioup daemon` is started again with backoff (beside-daemon.ts).
       await recoverActivity(this.deps(), pending);
       this.recovered = pending;
     }

@@ -1,7 +1,9 @@
 /**
  * `fioup agent` over its lifetime rather than one apply: the engine going away
  * in the middle of an apply while the agent runs on, and a second agent (another
- * `fioup agent`, or the one `fioup daemon` runs) on the same device.
+ * `fioup agent`, or the one `fioup daemon` runs) on the same device, a retained
+ * desired state across restarts, and the daemon's agent when the engine is not
+ * there yet at its start.
  *
  * The agent reaches the engine through a unix-socket proxy the test can cut: the
  * cut lands right after the proxy forwarded the old container's stop request, so
@@ -9,7 +11,7 @@
  * while the agent's calls fail, and its rollback fails with them.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { Proc, until } from "../harness/tmp.ts";
@@ -176,4 +178,32 @@ describe("a desired state is applied once", () => {
       await rig.client.publishAsync("containersupdate/desiredstate", "", { qos: 1, retain: true });
     }
   }, 120_000);
+});
+
+describe("the agent inside fioup daemon", () => {
+  test("an engine not there at its start: the agent is started again with backoff, and runs once the engine answers", async () => {
+    const sotaDir = join(rig.dir, "embedded/var/sota");
+    const socket = join(rig.dir, "embedded/engine.sock");
+    mkdirSync(sotaDir, { recursive: true });
+    writeFileSync(
+      join(sotaDir, "sota.toml"),
+      ["[fioup]", `docker_host = "unix://${socket}"`, "[mqtt]", `url = "${rig.broker.url}"`, `instance = "${rig.tag}e"`, `state_dir = "${join(rig.dir, "embedded/agent")}"`, ""].join("\n"),
+    );
+    const lines: string[] = [];
+    const ac = new AbortController();
+    const since = rig.msgs.length;
+    const embedded = startAgentIfConfigured(loadConfig({ root: join(rig.dir, "embedded"), sotaDir }, () => {}), ac.signal, (l) => lines.push(l));
+    const engine = new EngineProxy(socket, rig.dockerd.socket);
+    try {
+      await until("the agent to fail and say it starts again", () => lines.join("\n"), (l) => l.includes("starting it again in 1 s (the delay doubles up to 30 s)"), 10_000, 50);
+      expect(lines[0]).toStartWith(`agent: stopped: Cannot reach the Docker Engine at ${socket}`);
+      await engine.listen();
+      await rig.waitFor((m) => m.topic === "containersupdate/currentstate" && m.activityId.startsWith("initial-current-state-"), 30_000, since);
+      expect(lines.join("\n")).toContain("agent: connected to");
+    } finally {
+      ac.abort();
+      await embedded;
+      engine.cut();
+    }
+  }, 60_000);
 });
