@@ -2,7 +2,10 @@
  * What went wrong when verifying TUF metadata, as classes callers can act on
  * (fioup maps them to exit codes). tuf-js throws untyped errors, and wraps
  * snapshot/targets failures into a `RuntimeError` holding only the message, so
- * {@link classifyTufError} reads both the class names and the messages.
+ * {@link classifyTufError} reads both the class names and the messages; a root or timestamp that
+ * is not JSON at all comes as the parser's bare SyntaxError, and only its stack says which.
+ * Each message says the file and what to do, as the expiry one does: a device is often far from
+ * whoever reads it, and "JSON Parse error" alone leaves them nowhere to start.
  *
  * @module
  */
@@ -79,6 +82,21 @@ function fileOf(message: string): string | undefined {
   return m ? `${m[1]!.toLowerCase()}.json` : undefined;
 }
 
+/** The file tuf-js's TrustedMetadataStore was reading when the JSON parser threw (store.js: one method per role; the builds keep names). */
+function fileOfStack(err: Error): string | undefined {
+  const m = /\bat (?:TrustedMetadataStore\.)?(updateRoot|loadTrustedRoot|updateTimestamp|updateSnapshot|updateDelegatedTargets)\b/.exec(err.stack ?? "");
+  return m ? { updateRoot: "root.json", loadTrustedRoot: "root.json", updateTimestamp: "timestamp.json", updateSnapshot: "snapshot.json", updateDelegatedTargets: "targets.json" }[m[1]!] : undefined;
+}
+
+/** What to do about a copy older than what this machine verified, online or from a bundle. */
+const STALE_COPY_REMEDY =
+  "this machine has verified a newer one already, so this copy is stale (a bundle exported before that, or an old copy replayed): " +
+  "apply a bundle exported since (gateway export); online, tell the gateway's admin";
+
+/** What to do about a file that is not JSON: a copy cut short or damaged on its way. */
+const DAMAGED_COPY_REMEDY =
+  "the copy is damaged or cut short: copy the bundle again, or export a new one (gateway export); online, check again, and if it stays so, tell the gateway's admin";
+
 /** What the refresh knew of time when metadata was found expired, for the message. */
 export interface ExpiryContext {
   /** The device's clock at the check. */
@@ -126,7 +144,7 @@ export function classifyTufError(err: unknown, fallbackFile?: string, expiry?: E
     : e.constructor?.name ?? "";
   // tuf-js's RuntimeError wraps snapshot/targets errors as text: "Unable to load targets error Error: ..."
   const wrapped = /^Unable to load (\w+)[\w ]* error (?:\w*Error: )?(.*)$/s.exec(e.message);
-  const file = wrapped ? `${wrapped[1]}.json` : fileOf(e.message) ?? fallbackFile;
+  const file = wrapped ? `${wrapped[1]}.json` : fileOf(e.message) ?? fallbackFile ?? fileOfStack(e);
   const msg = wrapped ? wrapped[2]! : e.message;
   const opts = { cause: err };
   if (kind === "DownloadLengthMismatchError" || /max length reached/i.test(msg))
@@ -139,7 +157,9 @@ export function classifyTufError(err: unknown, fallbackFile?: string, expiry?: E
   if (kind === "ExpiredMetadataError" || /is expired/.test(msg))
     return new ExpiredMetadataError(file, expiry ? expiredWhy(file, expiry) : `expired (${msg})`, opts);
   if (/is less than current version|Expected version \d+, got/.test(msg))
-    return new RollbackError(file, `older than the trusted version (${msg})`, opts);
+    return new RollbackError(file, `older than the trusted version (${msg}): ${STALE_COPY_REMEDY}`, opts);
+  if (kind === "SyntaxError" || /JSON Parse error|Unexpected end of JSON|in JSON at position|is not valid JSON/.test(msg))
+    return new InvalidMetadataError(file, `not valid JSON (${msg}): ${DAMAGED_COPY_REMEDY}`, opts);
   if (/does not match snapshot version|doesn't match timestamp|length|hash/i.test(msg) || kind === "LengthOrHashMismatchError")
     return new MetadataMismatchError(file, `does not match the version, length or hash pinned by the role above (${msg})`, opts);
   if (kind === "UnsignedMetadataError" || /was signed by \d+\/\d+ keys|signature/i.test(msg))
