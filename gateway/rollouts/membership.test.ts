@@ -38,5 +38,8 @@ describe("rollout membership", () => {
     expect(() => checkWaves([10, 5, 100])).toThrow(/must increase/);
     expect(() => checkWaves([1, 10])).toThrow(/last wave must be 100%/);
     expect(() => checkWaves([])).toThrow(/at least one/);
+    // As many as the API takes (MAX_WAVES), so the CLI refuses 21 before it sends anything.
+    expect(() => checkWaves(Array.from({ length: 20 }, (_, i) => 5 * (i + 1)))).not.toThrow();
+    expect(() => checkWaves(Array.from({ length: 21 }, (_, i) => (100 * (i + 1)) / 21))).toThrow(new InvalidRolloutError("Invalid waves: 21 of them, at most 20"));
   });
 });

@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { InvalidRolloutError } from "./errors.ts";
+import { MAX_WAVES } from "../../lib/api/admin.ts";
 
 export interface Member {
   uuid: string;
@@ -18,6 +19,7 @@ export interface Member {
 /** Checks cumulative wave percents: increasing, each in (0, 100], the last 100. */
 export function checkWaves(waves: readonly number[]): void {
   if (waves.length === 0) throw new InvalidRolloutError("Invalid waves: give at least one, e.g. 1%,10%,100%");
+  if (waves.length > MAX_WAVES) throw new InvalidRolloutError(`Invalid waves: ${waves.length} of them, at most ${MAX_WAVES}`);
   let prev = 0;
   for (const p of waves) {
     if (!Number.isFinite(p) || p <= prev || p > 100)

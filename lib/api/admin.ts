@@ -403,6 +403,9 @@ export type RolloutDetail = Static<typeof RolloutDetail>;
 export const RolloutList = Type.Object({ rollouts: Type.Array(RolloutRow) });
 export type RolloutList = Static<typeof RolloutList>;
 
+/** The most waves a rollout may have. */
+export const MAX_WAVES = 20;
+
 /** POST /admin/rollouts: release `target` (a custom.version) to a group or a tag in waves. */
 export const RolloutRequest = Type.Object({
   /** The custom.version to release, written without leading zeros, as published ("10", not "0010"). */
@@ -410,7 +413,7 @@ export const RolloutRequest = Type.Object({
   group: Type.Optional(GroupName),
   tag: Type.Optional(Tag),
   /** Cumulative percents, increasing, ending in 100: [1, 10, 100]. */
-  waves: Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), { minItems: 1, maxItems: 20 }),
+  waves: Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), { minItems: 1, maxItems: MAX_WAVES }),
   /** Time a wave runs before the next starts; default 30m. */
   soak: Type.Optional(Duration),
   /** Halt when more than this percent of the released devices failed; default 5. */
