@@ -5,7 +5,8 @@
  * bundle's own delta), ask the gateway (or the bundle) for a delta between the two, and rebuild
  * the layer from it (lib/oci/delta.ts). The rebuilt tar must hash to the diff_id of the image config, which the
  * signed target pins through the app and the manifest; every failure (no delta, a delta that
- * does not download, decode or verify) returns false and the caller fetches the full layer.
+ * does not download, decode or verify) returns false and the caller fetches the full layer;
+ * from a bundle, which has no full layer, a full disk is thrown as such (RebuildNoSpaceError).
  *
  * @module
  */
@@ -26,6 +27,7 @@ import { exportEngineLayer, type EngineLayer } from "./_engine-layer.ts";
 import { preloadedTargetFile } from "./current-target.ts";
 import { tryPlanOf, type UpdatePlan } from "./plan.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import { fsWhy, isNoSpace } from "../../lib/fs/why.ts";
 
 /** A missing layer and the held layer to rebuild it from. */
 export interface DeltaCandidate {
@@ -218,6 +220,14 @@ export async function deltaCandidates(
   return out;
 }
 
+/** The blob store's disk filled while a layer was rebuilt from an offline bundle's delta. */
+export class RebuildNoSpaceError extends Error {
+  override name = "RebuildNoSpaceError";
+  constructor(layer: string, where: string, cause: unknown) {
+    super(`Cannot rebuild layer ${layer} from the bundle's delta: ${fsWhy(cause)} (the blob store ${where}); free space there and apply the bundle again`, { cause });
+  }
+}
+
 /** Options of {@link fetchLayerDelta}. */
 export interface FetchDeltaOptions {
   signal?: AbortSignal;
@@ -284,6 +294,9 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
   } catch (err) {
     await rm(rebuilt, { force: true });
     if (o.signal?.aborted) throw err;
+    // A bundle has no whole layer to fetch instead: a full disk is said as one, not as a missing layer.
+    const full = [err, (err as Error)?.cause].find(isNoSpace);
+    if (carried && full) throw new RebuildNoSpaceError(c.layer.digest, store.root, full);
     const why = `${(err as Error).message ?? String(err)}`;
     o.onRefused?.(lowMemory && carried ? `${why}; low memory: ${lowMemory}` : why);
     return undefined;

@@ -11,7 +11,8 @@
  *
  * A missing layer of an image path the device already holds an older layer of is first asked
  * for as a delta (_layer-deltas.ts); the layer is fetched whole if no delta comes or it does
- * not rebuild the pinned bytes. `EcuDownloadCompleted` reports the bytes a full fetch would
+ * not rebuild the pinned bytes (from an offline bundle, which has no whole layer, the space
+ * check counts the delta and the rebuilt layer instead). `EcuDownloadCompleted` reports the bytes a full fetch would
  * take (`bytesFull`), the bytes fetched, and the layers that came as deltas.
  *
  * @module
@@ -20,6 +21,8 @@ import type { UpdateRow } from "../db.ts";
 import { faultMidBlob, faultPoint } from "../fault.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
+import type { BundleDelta } from "../../lib/bundle/format.ts";
+import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { BlobTooLargeError } from "../../lib/oci/blob-store.ts";
 import { DigestMismatchError } from "../../lib/oci/digest.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
@@ -66,7 +69,16 @@ function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unknown): v
   if (ctx.db.notePermanentFailure(u.toTarget, reason)) ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);
 }
 
-/** Each missing layer's unpacked size: recorded in the target, else its gzip trailer, else a guess. */
+/** The delta an offline bundle carries for layer `b` instead of the layer, if the update runs from one that does. */
+function bundleDeltaOf(ctx: UpdateContext, b: AppBlob): BundleDelta | undefined {
+  const reg = ctx.bundle ? ctx.registry(b.registry) : undefined;
+  return reg instanceof BundleRegistry ? reg.deltaOf(b.digest) : undefined;
+}
+
+/**
+ * Each missing layer's unpacked size: recorded in the target, else the size a bundle's delta
+ * rebuilds, else its gzip trailer, else a guess.
+ */
 async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]): Promise<number[]> {
   const recorded = new Map<string, number>();
   for (const app of Object.values(u.target.entry.custom.docker_compose_apps)) {
@@ -74,7 +86,7 @@ async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]
   }
   return await Promise.all(
     layers.map(async (b) => {
-      const known = recorded.get(b.digest);
+      const known = recorded.get(b.digest) ?? bundleDeltaOf(ctx, b)?.toSize;
       if (known !== undefined) return known;
       if (layerCompression(b.mediaType) === "gzip") {
         const n = await ctx.registry(b.registry).gzipUncompressedSize(b.repo, b.digest, b.size, { signal: ctx.signal }).catch(() => undefined);
@@ -86,9 +98,20 @@ async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]
   );
 }
 
+/**
+ * What the blob store receives for blob `b`: the blob; for a layer a bundle carries only as a
+ * delta, the delta and the layer it rebuilds, uncompressed (a bundle has no whole layer to fall
+ * back to). Online the whole layer is the fallback, so a full store still takes the update whole.
+ */
+function storeBytes(ctx: UpdateContext, store: DeviceBlobStore, b: AppBlob): number {
+  const delta = bundleDeltaOf(ctx, b);
+  if (!delta) return onDisk(b.size - store.partialSize(b.digest));
+  return (store.has(delta.digest) ? 0 : onDisk(delta.size - store.partialSize(delta.digest))) + onDisk(delta.toSize);
+}
+
 /** What the blob store and Docker's data root will each receive. */
 async function spaceNeeds(ctx: UpdateContext, u: UpdateRow, store: DeviceBlobStore, missing: AppBlob[]): Promise<SpaceNeed[]> {
-  const needs: SpaceNeed[] = [{ path: ctx.cfg.resetAppsRoot, what: "the blob store", bytes: missing.reduce((s, b) => s + onDisk(b.size - store.partialSize(b.digest)), 0) }];
+  const needs: SpaceNeed[] = [{ path: ctx.cfg.resetAppsRoot, what: "the blob store", bytes: missing.reduce((s, b) => s + storeBytes(ctx, store, b), 0) }];
   const layers = missing.filter((b) => b.kind === "layer");
   const dataRoot = layers.length ? await ctx.runtime.dataRoot().catch(() => undefined) : undefined;
   if (dataRoot) {
@@ -164,7 +187,9 @@ export const fetchStep: Step = {
                 signal: inner.signal,
                 stallTimeoutMs,
                 onReceived,
-                onRefused: (why) => ctx.hooks.onInfo?.(`Layer ${b.digest}: no delta (${why}); fetching it whole`),
+                // A bundle has no whole layer: the fetch of it that follows fails, saying so.
+                onRefused: (why) =>
+                  ctx.hooks.onInfo?.(ctx.bundle ? `Layer ${b.digest}: the bundle's delta did not rebuild here (${why})` : `Layer ${b.digest}: no delta (${why}); fetching it whole`),
                 onInfo: (line) => ctx.hooks.onInfo?.(line),
               })
             : undefined;

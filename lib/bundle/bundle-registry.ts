@@ -76,6 +76,14 @@ export class BundleRegistry extends RegistryClient {
     return d && { digest: d.from, ...(d.fromDiffId ? { diffId: d.fromDiffId } : {}) };
   }
 
+  /**
+   * The delta the bundle carries for `layer` instead of the layer, if it does: its size and the
+   * rebuilt tar's (`toSize`) are what a device's blob store receives for that layer.
+   */
+  deltaOf(layer: string): BundleDelta | undefined {
+    return this.#deltas.get(layer);
+  }
+
   /** `GET /v2/<name>/deltas?from=&to=`: the descriptor of a delta the bundle carries for that pair, else 404. */
   #delta(search: URLSearchParams): Response {
     const d = this.#deltas.get(search.get("to") ?? "");

@@ -1,15 +1,18 @@
 /**
- * Offline bundles that are faulty on the device's side: a bundle with one blob rotted on the
- * stick (same size, one byte flipped) is refused every time it is given, and never marks its
- * target bad, for the fault is the carrier's and a good bundle of that target must still install.
+ * Offline bundles that fail on the device's side. A delta bundle whose rebuilt layer does not fit
+ * the blob store (on a small tmpfs this file mounts and unmounts; root, as the harness runs) is
+ * refused before the first byte, counting the delta and the layer it rebuilds, and said as a
+ * full disk. A bundle with one blob rotted on the stick (same size, one byte flipped) is refused
+ * every time it is given, and never marks its target bad, for the fault is the carrier's and a
+ * good bundle of that target must still install.
  * The app's image has a ~20 MB layer of real files; version 2 changes one 1 MB file, so the
  * `--from 1` bundle carries that layer as a delta and the `--no-deltas` one carries it whole.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ImageFile } from "../harness/images.ts";
-import { tempDir } from "../harness/tmp.ts";
+import { run, tempDir } from "../harness/tmp.ts";
 import {
   Device, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd, startTestGateway,
   type DockerRegistryHandle, type DockerdHandle, type TestGateway,
@@ -66,7 +69,55 @@ function rotted(name: string): { dir: string; digest: string } {
   return { dir, digest: layer.digest };
 }
 
+/** The registry size of `layer`, read from the manifests `dir` carries. */
+function layerSize(dir: string, layer: string): number {
+  for (const f of readdirSync(join(dir, "blobs/sha256"))) {
+    try {
+      const m = JSON.parse(readFileSync(join(dir, "blobs/sha256", f), "utf8"));
+      const l = m.layers?.find((x: { digest: string }) => x.digest === layer);
+      if (l) return l.size;
+    } catch {
+      // not a manifest
+    }
+  }
+  throw new Error(`no manifest in ${dir} names ${layer}`);
+}
+
 describe("faulty offline bundles", () => {
+  test("a delta bundle whose rebuilt layer does not fit the blob store is refused before the first byte, as a full disk", async () => {
+    const dir = join(bundles, "deltas");
+    const delta = bundleIndex(dir).bundle.deltas[0];
+    const whole = layerSize(dir, delta.to);
+    // The store on a tmpfs with room for the layer compressed and the delta, not for the layer rebuilt.
+    const store = device.storeDir;
+    const kept = `${store}.kept`;
+    renameSync(store, kept);
+    mkdirSync(store);
+    expect((await run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", store])).code).toBe(0);
+    try {
+      cpSync(kept, store, { recursive: true });
+      const fs = statfsSync(store);
+      const used = (fs.blocks - fs.bfree) * fs.bsize;
+      const size = used + whole + delta.size + (1 << 20);
+      expect(delta.size + delta.toSize).toBeGreaterThan(size - used); // else this test proves nothing
+      expect((await run(["mount", "-o", `remount,size=${size}`, store])).code).toBe(0);
+      dropIn(device, "91-watermark.toml", "[pacman]\nstorage_watermark = 100\n");
+      const r = await device.fioup("update", "--offline", dir);
+      expect(r.code, r.stderr).toBe(41); // no space
+      expect(r.stderr).toContain("Not enough space for the update in the blob store");
+      expect(r.stderr).not.toContain("fetching it whole");
+      expect(r.stderr).not.toContain("memory");
+      expect((await device.blobs()).has(delta.digest)).toBe(false); // not one byte
+      expect((await device.fioup("status")).json.badTargets).toEqual([]);
+      expect(await httpGet(port)).toBe("v1");
+    } finally {
+      dropIn(device, "91-watermark.toml", undefined);
+      await run(["umount", store]);
+      rmSync(store, { recursive: true, force: true });
+      renameSync(kept, store);
+    }
+  }, 120_000);
+
   test("a bundle with a rotted blob is refused each time without marking its target bad, and a good bundle of that target then installs", async () => {
     const bad = rotted("whole");
     for (let i = 0; i < 2; i++) {

@@ -1,0 +1,74 @@
+/**
+ * fetchLayerDelta with an offline bundle's delta and a blob store whose disk fills during the
+ * rebuild (a small tmpfs this file mounts and unmounts; root, as the tests run): the bundle has
+ * no whole layer to fall back to, so the full disk is thrown as such, not turned into "no delta".
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
+import type { Bundle } from "../../lib/bundle/format.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { DELTA_MEDIA_TYPE, deltaWindowLog } from "../../lib/oci/delta.ts";
+import { sha256 } from "../../lib/oci/digest.ts";
+import { run, tempDir } from "../../test/harness/tmp.ts";
+import { fetchLayerDelta, RebuildNoSpaceError, type DeltaCandidate } from "./_layer-deltas.ts";
+
+const MiB = 1 << 20;
+let work: string;
+let mnt: string;
+let mounted = false;
+
+beforeAll(async () => {
+  work = await tempDir("layer-deltas-");
+  mnt = join(work, "store");
+  mkdirSync(mnt);
+  // Room for the base layer and the delta, not for the 6 MiB the layer rebuilds to.
+  expect((await run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt])).code).toBe(0);
+  mounted = true;
+});
+
+afterAll(async () => {
+  if (mounted) await run(["umount", mnt]);
+});
+
+/** Bytes that do not compress. */
+const random = (n: number) => {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
+  return out;
+};
+
+test("a bundle's delta whose rebuild fills the blob store's disk is said as a full disk, not as a missing delta", async () => {
+  const baseTar = random(4 * MiB);
+  const newTar = new Uint8Array(6 * MiB);
+  newTar.set(baseTar);
+  newTar.set(random(2 * MiB), 4 * MiB);
+  const baseGz = Bun.gzipSync(baseTar, { level: 1 });
+  writeFileSync(join(work, "from.tar"), baseTar);
+  writeFileSync(join(work, "to.tar"), newTar);
+  const deltaFile = join(work, "d.zst");
+  await run(["zstd", "-q", "-f", `--long=${deltaWindowLog(baseTar.byteLength, newTar.byteLength)}`, `--patch-from=${join(work, "from.tar")}`, join(work, "to.tar"), "-o", deltaFile]);
+  const deltaBytes = await Bun.file(deltaFile).bytes();
+  const config = new TextEncoder().encode(JSON.stringify({ rootfs: { type: "layers", diff_ids: [sha256(newTar)] } }));
+  const dir = join(work, "bundle");
+  mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
+  for (const b of [deltaBytes, config]) writeFileSync(join(dir, "blobs/sha256", sha256(b).slice(7)), b);
+  const store = new DeviceBlobStore(mnt);
+  const base = sha256(baseGz);
+  store.putBytes(base, baseGz);
+  const layer = sha256(new Uint8Array([1])); // the registry digest of the new layer: never fetched, only named
+  const loc = { registry: "gw.example", repo: "main/app" };
+  const cfg = { digest: sha256(config), size: config.byteLength, mediaType: "application/vnd.oci.image.config.v1+json" };
+  const delta = {
+    mediaType: DELTA_MEDIA_TYPE, digest: sha256(deltaBytes), size: deltaBytes.byteLength, from: base, to: layer,
+    fromSize: baseTar.byteLength, toSize: newTar.byteLength, windowLog: deltaWindowLog(baseTar.byteLength, newTar.byteLength), ...loc,
+  } as const;
+  const bundle = { dir, id: "test", index: { bundle: { blobs: [{ ...cfg, kind: "config", ...loc }], deltas: [delta], from: 1 } } } as unknown as Bundle;
+  const c: DeltaCandidate = { layer: { digest: layer, size: 3 * MiB, kind: "layer", mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...loc }, base, config: cfg, index: 0 };
+  const refused: string[] = [];
+  const err = await fetchLayerDelta(new BundleRegistry(bundle, loc.registry), store, c, { onRefused: (why) => refused.push(why) }).catch((e: unknown) => e);
+  expect(refused).toEqual([]);
+  expect(err).toBeInstanceOf(RebuildNoSpaceError);
+  expect((err as Error).message).toBe(`Cannot rebuild layer ${layer} from the bundle's delta: no space left on the device (the blob store ${mnt}); free space there and apply the bundle again`);
+}, 60_000);
