@@ -1,16 +1,17 @@
 /**
  * Decides whether a started app is up (docs/formats.md, the start step): every service runs, or
  * is healthy where it has a healthcheck, or exited 0 (one-shot); restarting,
- * dead, unhealthy or exited non-zero is a failure. The result doubles as the
- * app's entry in POST /apps-states.
+ * dead, unhealthy or exited non-zero is a failure (lib/compose/service-verdict.ts, the rule the
+ * gateway's rollouts judge the reports by). The result doubles as the app's entry in POST /apps-states.
  *
  * @module
  */
 import type { AppState, ServiceState } from "../../lib/api/device.ts";
+import { judgeService, type ServiceVerdict } from "../../lib/compose/service-verdict.ts";
 import { projectName } from "./compose.ts";
 import type { ContainerInspect, DockerEngine } from "./docker-engine.ts";
 
-export type Verdict = "ok" | "waiting" | "failed";
+export type Verdict = ServiceVerdict;
 
 /** One container's state plus the verdict and, when failed, why. */
 export interface ServiceReport {
@@ -44,26 +45,11 @@ function lastCheck(c: ContainerInspect): string {
   return ` (last healthcheck exit code ${last.ExitCode}: ${out})`;
 }
 
+/** One container judged by the rule the gateway applies to apps-states too (lib/compose/service-verdict.ts). */
 function judge(c: ContainerInspect | undefined, svc: string): { verdict: Verdict; reason?: string } {
-  if (!c) return { verdict: "waiting", reason: `service "${svc}" has no container yet` };
+  if (!c) return judgeService({ name: svc, state: "missing" });
   const s = c.State;
-  switch (s.Status) {
-    case "running": {
-      const h = s.Health?.Status;
-      if (!h || h === "none" || h === "healthy") return { verdict: "ok" };
-      if (h === "starting") return { verdict: "waiting", reason: `service "${svc}" health is starting${lastCheck(c)}` };
-      return { verdict: "failed", reason: `service "${svc}" is ${h}${lastCheck(c)}` };
-    }
-    case "exited":
-      return s.ExitCode === 0
-        ? { verdict: "ok" }
-        : { verdict: "failed", reason: `service "${svc}" exited with code ${s.ExitCode}${s.Error ? ` (${s.Error})` : ""}` };
-    case "created":
-    case "removing":
-      return { verdict: "waiting", reason: `service "${svc}" is ${s.Status}` };
-    default: // restarting, dead, paused
-      return { verdict: "failed", reason: `service "${svc}" is ${s.Status}${s.ExitCode ? ` (last exit code ${s.ExitCode})` : ""}` };
-  }
+  return judgeService({ name: svc, state: s.Status, health: s.Health?.Status, exitCode: s.ExitCode, error: s.Error || undefined, healthDetail: lastCheck(c) });
 }
 
 /** Reads the state of every service of `app` (one report per declared service; the newest container wins). */

@@ -15,6 +15,7 @@
 import { HOLD_KINDS, type AppState, type AppsStates, type DeviceEvent } from "../../lib/api/device.ts";
 import type { RolloutDeviceStatus, RolloutHold, RolloutRow } from "../../lib/api/admin.ts";
 import type { TargetEntry } from "../../lib/api/target.ts";
+import { judgeReportedService } from "../../lib/compose/service-verdict.ts";
 import { targetMatchesDevice } from "../../lib/tuf/select-target.ts";
 
 /** What the store gives about one pending member (Store.pendingRolloutEvidence). */
@@ -126,13 +127,15 @@ function failureReason(e: DeviceEvent): string {
 
 type AppVerdict = { kind: "healthy" } | { kind: "waiting"; why: string } | { kind: "failed"; why: string };
 
-/** Whether one app is healthy, still coming up (health starting, container created), or failing. */
+/**
+ * Whether one app is healthy, still coming up (health starting, container created), or failing:
+ * each service judged as fioup judges it when it starts the app (lib/compose/service-verdict.ts).
+ */
 export function appVerdict(name: string, app: AppState): AppVerdict {
   if (app.state === "healthy") return { kind: "healthy" };
   for (const s of app.services) {
-    const coming = s.health === "starting" || s.state === "created" || s.state === "missing";
-    const fine = s.state === "running" && (!s.health || s.health === "healthy" || s.health === "none");
-    if (!coming && !fine) return { kind: "failed", why: `app "${name}" is unhealthy: service "${s.name}" is ${s.health && s.health !== "none" ? s.health : s.state}` };
+    const { verdict, reason } = judgeReportedService(s);
+    if (verdict === "failed") return { kind: "failed", why: `app "${name}" is unhealthy: ${reason}` };
   }
   return { kind: "waiting", why: `app "${name}" is starting` };
 }

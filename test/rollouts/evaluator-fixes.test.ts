@@ -102,3 +102,26 @@ test("a version published for one hardware id of a mixed tag: the other's device
   expect(late.failures.map((f) => f.reason)).toEqual(["timeout: the update did not complete in time", "timeout: the update did not complete in time"]);
   expect(late.state).toBe("halted");
 });
+
+test("a one-shot service that exited 0 beside one whose healthcheck is still starting: the device waits, then succeeds", async () => {
+  const { tuf, rollouts, clock, devices, report } = await setup(["amd64-linux"]);
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [100], pendingTimeout: "1h", healthWindow: "1s", soak: "1s" });
+  await tuf.addTargets({ "amd64-linux-8": entry("8", "amd64-linux", clock.now, ["shop"]) });
+  const shop = (state: "healthy" | "unhealthy", health: string) => ({
+    shop: { uri: uri("shop", "8"), state, services: [{ name: "migrate", state: "exited", status: "Exited (0) 2 seconds ago" }, { name: "web", state: "running", status: "Up 3 seconds (health: starting)", health }] },
+  });
+  const d = devices[0]!.uuid;
+  await report.updated(d, "amd64-linux-8", shop("unhealthy", "starting"));
+  await rollouts.tick();
+  let shown = (await rollouts.show(r.id))!;
+  expect(shown.failures).toEqual([]);
+  expect(shown.counts).toEqual([{ wave: 0, status: "pending", devices: 1 }]);
+  // web passes its healthcheck: fioup reports the app healthy, and after the health window the device succeeded.
+  clock.now += 500;
+  await report.updated(d, "amd64-linux-8", shop("healthy", "healthy"));
+  await rollouts.tick();
+  clock.now += 1_500;
+  await rollouts.tick();
+  shown = (await rollouts.show(r.id))!;
+  expect(shown.counts).toEqual([{ wave: 0, status: "succeeded", devices: 1 }]);
+});
