@@ -231,6 +231,8 @@ export class Rollouts implements RolloutService {
       store.listRolloutEvents(id, { limit: 50, device: true }),
     ]);
     const events = [...transitions, ...deviceEvents].sort((a, b) => b.id - a.id);
+    // A cancelled rollout offers its version to nobody any more: no install is deferred, nobody waits for it.
+    if (row.state === "cancelled") return { ...row, counts, holds: [], failures, waiting: [], events };
     return { ...row, counts, holds, failures, waiting, events };
   }
 

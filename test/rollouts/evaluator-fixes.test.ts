@@ -125,3 +125,20 @@ test("a one-shot service that exited 0 beside one whose healthcheck is still sta
   shown = (await rollouts.show(r.id))!;
   expect(shown.counts).toEqual([{ wave: 0, status: "succeeded", devices: 1 }]);
 });
+
+test("a cancelled rollout lists no deferred installs: the device held by a lock is never offered the version", async () => {
+  const { tuf, rollouts, clock, devices, report } = await setup(["amd64-linux", "amd64-linux"]);
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [100], pendingTimeout: "1h", healthWindow: "1s", maxFailures: 10 });
+  await tuf.addTargets({ "amd64-linux-8": entry("8", "amd64-linux", clock.now) });
+  const [held, broken] = devices.map((d) => d.uuid) as [string, string];
+  await report.deferred(held);
+  await report.updated(broken, "amd64-linux-8", { web: { uri: uri("web", "8"), state: "unhealthy", services: [{ name: "web", state: "restarting" }] } });
+  await rollouts.tick();
+  const halted = (await rollouts.show(r.id))!;
+  expect(halted.state).toBe("halted");
+  expect(halted.holds.map((h) => [h.uuid, h.hold?.kind])).toEqual([[held, "lock"]]);
+  const cancelled = await rollouts.cancel(r.id);
+  expect(cancelled.state).toBe("cancelled");
+  expect(cancelled.holds).toEqual([]);
+  expect((await rollouts.show(r.id))!.holds).toEqual([]);
+});
