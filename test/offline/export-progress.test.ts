@@ -10,41 +10,26 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { PROGRESS_EVERY_MS } from "../../lib/cli/progress.ts";
 import { run, tempDir } from "../harness/tmp.ts";
-import {
-  freePort, httpdCompose, Publisher, pushImageDetailed, randomBytes, ROOT, startDockerRegistry, startTestGateway, type DockerRegistryHandle, type TestGateway,
-} from "../fioup/_setup.ts";
-import { fileNear, realFilePaths, realFiles, realFilesImage } from "../deltas/_real-files.ts";
+import { ROOT } from "../fioup/_setup.ts";
+import { twoVersions, type TwoVersions } from "./_export-fixture.ts";
 
-const APP = `progress${process.pid}`;
-const REPO = "test/export-progress";
-let upstream: DockerRegistryHandle;
-let gw: TestGateway;
+let fx: TwoVersions;
 let dir: string;
 
 /** `gateway export` on a pseudo-terminal: what the terminal got, and how long it took. */
 async function exportOnTerminal(out: string, args: string[]): Promise<{ text: string; ms: number }> {
-  const cmd = [process.execPath, join(ROOT, "gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--hwid", "amd64-linux", "--out", out, ...args];
   const t0 = Date.now();
-  const r = await run(["script", "-qfec", cmd.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" "), "/dev/null"], { cwd: ROOT });
+  const r = await run(["script", "-qfec", fx.exportCmd(out, args).map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" "), "/dev/null"], { cwd: ROOT });
   return { text: r.stdout, ms: Date.now() - t0 };
 }
 
 beforeAll(async () => {
-  [upstream, gw] = await Promise.all([startDockerRegistry(), startTestGateway()]);
   dir = await tempDir("export-progress-");
-  const port = await freePort();
-  const paths = realFilePaths(8_000_000);
-  const files = realFiles(paths);
-  const v1 = await pushImageDetailed(upstream, REPO, "v1", realFilesImage(files, "v1"));
-  const pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(v1.ref, port) });
-  await pub.publish(1);
-  const v2 = await pushImageDetailed(upstream, REPO, "v2", realFilesImage(files, "v2", { [`/data/lib/${fileNear(paths, 1 << 20)}`]: randomBytes(1 << 20) }));
-  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(v2.ref, port) });
-  await pub.publish(2);
+  fx = await twoVersions("export-progress", 8_000_000);
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await fx?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -10,16 +10,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { run, tempDir } from "../harness/tmp.ts";
-import {
-  freePort, httpdCompose, Publisher, pushImageDetailed, randomBytes, ROOT, startDockerRegistry, startTestGateway, type DockerRegistryHandle, type TestGateway,
-} from "../fioup/_setup.ts";
-import { fileNear, realFilePaths, realFiles, realFilesImage } from "../deltas/_real-files.ts";
+import { ROOT } from "../fioup/_setup.ts";
+import { twoVersions, type TwoVersions } from "./_export-fixture.ts";
 import { bundleIndex } from "./_setup.ts";
 
-const APP = `space${process.pid}`;
-const REPO = "test/export-space";
-let upstream: DockerRegistryHandle;
-let gw: TestGateway;
+let fx: TwoVersions;
 let dir: string;
 const mounts: string[] = [];
 
@@ -33,30 +28,18 @@ async function smallDisk(at: string, size: string): Promise<string> {
 
 /** `gateway export` as an operator runs it; its exit code and what it printed. */
 async function exportTo(out: string, o: { from?: number; env?: Record<string, string> } = {}) {
-  const r = await run(
-    [process.execPath, join(ROOT, "gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", ...(o.from ? ["--from", String(o.from)] : []), "--hwid", "amd64-linux", "--out", out],
-    { cwd: ROOT, allowFail: true, ...(o.env ? { env: o.env } : {}) },
-  );
+  const r = await run(fx.exportCmd(out, o.from ? ["--from", String(o.from)] : []), { cwd: ROOT, allowFail: true, ...(o.env ? { env: o.env } : {}) });
   return { code: r.code, text: r.stderr + r.stdout };
 }
 
 beforeAll(async () => {
-  [upstream, gw] = await Promise.all([startDockerRegistry(), startTestGateway()]);
   dir = await tempDir("export-space-");
-  const port = await freePort();
-  const paths = realFilePaths(20_000_000);
-  const files = realFiles(paths);
-  const v1 = await pushImageDetailed(upstream, REPO, "v1", realFilesImage(files, "v1"));
-  const pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(v1.ref, port) });
-  await pub.publish(1);
-  const v2 = await pushImageDetailed(upstream, REPO, "v2", realFilesImage(files, "v2", { [`/data/lib/${fileNear(paths, 1 << 20)}`]: randomBytes(1 << 20) }));
-  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(v2.ref, port) });
-  await pub.publish(2);
+  fx = await twoVersions("export-space", 20_000_000);
 }, 120_000);
 
 afterAll(async () => {
   for (const m of mounts) await run(["umount", m], { allowFail: true });
-  await Promise.all([gw?.stop(), upstream?.stop()]);
+  await fx?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
