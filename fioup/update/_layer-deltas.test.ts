@@ -2,6 +2,7 @@
  * fetchLayerDelta with an offline bundle's delta and a blob store whose disk fills during the
  * rebuild (a small tmpfs this file mounts and unmounts; root, as the tests run): the bundle has
  * no whole layer to fall back to, so the full disk is thrown as such, not turned into "no delta".
+ * With room, the rebuild reports its progress as it goes, so a large layer is not silent.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -39,7 +40,8 @@ const random = (n: number) => {
   return out;
 };
 
-test("a bundle's delta whose rebuild fills the blob store's disk is said as a full disk, not as a missing delta", async () => {
+/** A bundle carrying a 6 MiB layer as a delta from a 4 MiB one, and a blob store at `root` holding that base. */
+async function deltaFixture(root: string) {
   const baseTar = random(4 * MiB);
   const newTar = new Uint8Array(6 * MiB);
   newTar.set(baseTar);
@@ -54,7 +56,7 @@ test("a bundle's delta whose rebuild fills the blob store's disk is said as a fu
   const dir = join(work, "bundle");
   mkdirSync(join(dir, "blobs/sha256"), { recursive: true });
   for (const b of [deltaBytes, config]) writeFileSync(join(dir, "blobs/sha256", sha256(b).slice(7)), b);
-  const store = new DeviceBlobStore(mnt);
+  const store = new DeviceBlobStore(root);
   const base = sha256(baseGz);
   store.putBytes(base, baseGz);
   const layer = sha256(new Uint8Array([1])); // the registry digest of the new layer: never fetched, only named
@@ -66,9 +68,25 @@ test("a bundle's delta whose rebuild fills the blob store's disk is said as a fu
   } as const;
   const bundle = { dir, id: "test", index: { bundle: { blobs: [{ ...cfg, kind: "config", ...loc }], deltas: [delta], from: 1 } } } as unknown as Bundle;
   const c: DeltaCandidate = { layer: { digest: layer, size: 3 * MiB, kind: "layer", mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...loc }, base, config: cfg, index: 0 };
+  return { reg: new BundleRegistry(bundle, loc.registry), store, c, layer, toSize: newTar.byteLength };
+}
+
+test("a bundle's delta whose rebuild fills the blob store's disk is said as a full disk, not as a missing delta", async () => {
+  const { reg, store, c, layer } = await deltaFixture(mnt);
   const refused: string[] = [];
-  const err = await fetchLayerDelta(new BundleRegistry(bundle, loc.registry), store, c, { onRefused: (why) => refused.push(why) }).catch((e: unknown) => e);
+  const err = await fetchLayerDelta(reg, store, c, { onRefused: (why) => refused.push(why) }).catch((e: unknown) => e);
   expect(refused).toEqual([]);
   expect(err).toBeInstanceOf(RebuildNoSpaceError);
   expect((err as Error).message).toBe(`Cannot rebuild layer ${layer} from the bundle's delta: no space left on the device (the blob store ${mnt}); free space there and apply the bundle again`);
+}, 60_000);
+
+test("a layer rebuilt from a bundle's delta reports its progress as it grows, up to the whole layer", async () => {
+  const { reg, store, c, toSize } = await deltaFixture(join(work, "roomy"));
+  const seen: [number, number][] = [];
+  const report = await fetchLayerDelta(reg, store, c, { onRebuilt: (done, total) => seen.push([done, total]) });
+  expect(report?.layer).toBe(c.layer.digest);
+  expect(seen.length).toBeGreaterThan(1); // before the end, not only at it
+  expect(seen.every(([, total]) => total === toSize)).toBe(true);
+  expect(seen.every(([done], i) => i === 0 || done >= seen[i - 1]![0])).toBe(true);
+  expect(seen.at(-1)).toEqual([toSize, toSize]);
 }, 60_000);

@@ -237,6 +237,8 @@ export interface FetchDeltaOptions {
   onRefused?: (why: string) => void;
   /** Notes for the log (a base exported from the engine, and what it cost). */
   onInfo?: (line: string) => void;
+  /** Called as the layer is rebuilt, with its uncompressed bytes so far and in all (`toSize`). */
+  onRebuilt?: (done: number, total: number) => void;
 }
 
 /**
@@ -287,7 +289,10 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
       diffId,
       out: rebuilt,
       maxBytes: desc.toSize,
-      onProgress: (done) => faultMidBlob(c.layer.digest, done, delta.toSize), // a cut while the layer is rebuilt
+      onProgress: (done) => {
+        faultMidBlob(c.layer.digest, done, delta.toSize); // a cut while the layer is rebuilt
+        o.onRebuilt?.(done, delta.toSize);
+      },
     });
     await store.putRebuiltLayer(c.layer.digest, rebuilt, diffId);
     return { layer: c.layer.digest, from: base, delta: desc.digest, deltaBytes: desc.size, layerBytes: c.layer.size };

@@ -191,6 +191,10 @@ export const fetchStep: Step = {
                 onRefused: (why) =>
                   ctx.hooks.onInfo?.(ctx.bundle ? `Layer ${b.digest}: the bundle's delta did not rebuild here (${why})` : `Layer ${b.digest}: no delta (${why}); fetching it whole`),
                 onInfo: (line) => ctx.hooks.onInfo?.(line),
+                // The rebuild, the long part of a large layer's delta, moves the bar as a download
+                // does: its share of the layer (the hooks count the layer's registry size).
+                onRebuilt: (done, total) =>
+                  ctx.hooks.onBlobProgress?.({ digest: b.digest, done: Math.floor((done / total) * b.size), total: b.size, index, count: missing.length, committed: false, fetchTotal }),
               })
             : undefined;
           if (delta) {
