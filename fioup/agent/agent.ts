@@ -347,7 +347,12 @@ export class Agent {
   private finish(a: Activity): void {
     this.active = undefined;
     // Before the end is published: a restart after it must not apply the same desired state again.
-    this.store.markFinished(a);
+    // A record that cannot be written (disk full) must not keep the end from the back end.
+    try {
+      this.store.markFinished(a);
+    } catch (err) {
+      this.o.log(`cannot record that activity ${a.activityId} ended in ${this.store.finishedPath} (${reason(err)}): a retained desired state of it would be applied again at the next start`);
+    }
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
     this.o.log(`activity ${a.activityId}: ${a.status}${a.message ? ` (${a.message})` : ""}`);

@@ -180,6 +180,20 @@ describe("a desired state is applied once", () => {
   }, 120_000);
 });
 
+describe("the record of finished activities cannot be written", () => {
+  test("the end is still published, and the log says what was not recorded", async () => {
+    const path = join(rig.dir, "var/sota/agent/finished.json");
+    rmSync(path, { force: true });
+    mkdirSync(path); // a folder where the file goes: every write of it fails
+    try {
+      expect(await rig.apply("nf-1", [])).toMatchObject({ status: "COMPLETED" });
+      expect(rig.agent!.logTail(20_000)).toContain(`cannot record that activity nf-1 ended in ${path}`);
+    } finally {
+      rmSync(path, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe("the agent inside fioup daemon", () => {
   test("an engine not there at its start: the agent is started again with backoff, and runs once the engine answers", async () => {
     const sotaDir = join(rig.dir, "embedded/var/sota");
