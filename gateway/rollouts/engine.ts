@@ -18,7 +18,7 @@
 import type { RolloutEventKind, RolloutHold } from "../../lib/api/admin.ts";
 import type { TargetEntry } from "../../lib/api/target.ts";
 import type { RolloutCount, RolloutEventRow, RolloutPatch, RolloutRow, Store } from "../store/types.ts";
-import { evaluateDevice, publishedAt, type DeviceEvidence, type TargetInfo } from "./evaluate.ts";
+import { evaluateDevice, publishedAt, waveStarts, type DeviceEvidence, type TargetInfo } from "./evaluate.ts";
 
 /** A device-deferred rollout event's reason, by the kind of hold the device reported (fioup/update/hold-policy.ts). */
 const HOLD_REASONS: Record<RolloutHold["kind"], string> = {
@@ -165,7 +165,7 @@ export class RolloutEngine {
     }
     const next = r.wave + 1;
     const reason = `wave ${r.wave + 1} settled and soaked ${r.soakS} s: ${summary}`;
-    return this.transition(r, { wave: next, waveStartedAt: at, reason }, [
+    return this.transition(r, { wave: next, waveStartedAt: at, waveStarts: [...waveStarts(r), at], reason }, [
       { kind: "wave-advanced", wave: r.wave, reason },
       { kind: "wave-started", wave: next, reason: waveStartedReason(counts, next, r.waves[next]!) },
     ]);

@@ -76,7 +76,7 @@ export const noTargetYet = (version: string, hardwareId: string | null | undefin
   `no target of version ${version}${hardwareId ? ` for ${hardwareId}` : ""} yet`;
 
 export interface EvaluateContext {
-  rollout: Pick<RolloutRow, "targetVersion" | "healthWindowS" | "pendingTimeoutS" | "maxHoldS" | "waveStartedAt"> & {
+  rollout: Pick<RolloutRow, "targetVersion" | "healthWindowS" | "pendingTimeoutS" | "maxHoldS" | "waveStartedAt" | "waveStarts"> & {
     /** Only a running rollout times devices out: a paused or halted one may be withholding its version. */
     state?: RolloutRow["state"];
   };
@@ -205,11 +205,33 @@ const SKEW_MS = 5 * 60_000;
 const sameHold = (a: RolloutHold | null, b: RolloutHold | null) => a?.kind === b?.kind && a?.until === b?.until && a?.at === b?.at;
 
 /**
- * When the device's pending timeout ends: wave start (or the version's publication, or the end of
- * its last hold, whichever is later) + pendingTimeoutS; never while the version is unpublished.
+ * The waves' starts as kept, unless an older gateway moved the rollout since (advanced or resumed
+ * it without them: the current wave's entry is then not waveStartedAt); undefined: not kept.
  */
-export function pendingDeadline(ctx: EvaluateContext, hold: RolloutHold | null, holdEndedAt = NaN): number {
-  let from = Math.max(ms(ctx.rollout.waveStartedAt), ctx.publishedAt ?? -Infinity);
+function keptStarts(r: Pick<RolloutRow, "waveStartedAt" | "waveStarts">): string[] | undefined {
+  const list = r.waveStarts;
+  return list && list.at(-1) === r.waveStartedAt ? list : undefined;
+}
+
+/**
+ * Each released wave's start (0..wave), for the next patch. A rollout from before they were kept,
+ * or last moved by an older gateway, has only waveStartedAt, which then stands for every wave, as
+ * it did then.
+ */
+export function waveStarts(r: Pick<RolloutRow, "wave" | "waveStartedAt" | "waveStarts">): string[] {
+  const kept = keptStarts(r);
+  return kept?.length === r.wave + 1 ? kept : Array.from({ length: r.wave + 1 }, () => r.waveStartedAt);
+}
+
+/** When wave `wave` started: its own start if kept, else the rollout's (current) wave start. */
+const waveStart = (r: EvaluateContext["rollout"], wave: number) => keptStarts(r)?.[wave] ?? r.waveStartedAt;
+
+/**
+ * When the device's pending timeout ends: its wave's start (or the version's publication, or the
+ * end of its last hold, whichever is later) + pendingTimeoutS; never while the version is unpublished.
+ */
+export function pendingDeadline(ctx: EvaluateContext, hold: RolloutHold | null, holdEndedAt = NaN, wave = Infinity): number {
+  let from = Math.max(ms(waveStart(ctx.rollout, wave)), ctx.publishedAt ?? -Infinity);
   if (holdEndedAt > from) from = holdEndedAt;
   if (hold) {
     let end = hold.until ? ms(hold.until) : NaN;
@@ -241,7 +263,7 @@ export function evaluateDevice(ev: DeviceEvidence, ctx: EvaluateContext): Device
     if (event.event.success === true) completed = { at: ms(receivedAt), target: event.event.targetName };
   }
   const current = ev.currentTarget ? ctx.targets.get(ev.currentTarget) : undefined;
-  if (!completed && current?.version === version) completed = { at: ms(ev.appsStatesAt) || ms(ctx.rollout.waveStartedAt), target: ev.currentTarget! };
+  if (!completed && current?.version === version) completed = { at: ms(ev.appsStatesAt) || ms(waveStart(ctx.rollout, ev.wave)), target: ev.currentTarget! };
 
   if (completed) {
     const target = completed.target ? ctx.targets.get(completed.target) : undefined;
@@ -264,7 +286,7 @@ export function evaluateDevice(ev: DeviceEvidence, ctx: EvaluateContext): Device
     return done(change);
   }
   if (ev.reason) change.reason = null; // the target it waited for is published
-  if ((ctx.rollout.state ?? "running") === "running" && ctx.now >= pendingDeadline(ctx, hold, endedAt)) {
+  if ((ctx.rollout.state ?? "running") === "running" && ctx.now >= pendingDeadline(ctx, hold, endedAt, ev.wave)) {
     // A device already past the version never installs it (fioup does not go back): say so, so the operator sees why.
     const newer = !completed && current && Number(current.version) > Number(version) ? `: it runs version ${current.version}, newer (fioup does not go back)` : "";
     const why = completed ? "timeout: updated, but its apps did not report healthy in time" : `timeout: the update did not complete in time${newer}`;

@@ -15,6 +15,7 @@ import type { RolloutGauge } from "../metrics.ts";
 import { groupAudience } from "../fleet/query.ts";
 import type { RolloutPatch, RolloutRow, Store } from "../store/types.ts";
 import { RolloutEngine, tally, waveStartedReason, wavesLabel } from "./engine.ts";
+import { waveStarts } from "./evaluate.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./errors.ts";
 import { assignWaves, checkWaves } from "./membership.ts";
 import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "./settings.ts";
@@ -198,6 +199,7 @@ export class Rollouts implements RolloutService {
       state: "running",
       wave: 0,
       waveStartedAt: at,
+      waveStarts: [at],
       reason: null,
       acknowledgedFailures: 0,
       revision: 1,
@@ -264,8 +266,9 @@ export class Rollouts implements RolloutService {
   resume(id: string): Promise<RolloutDetail> {
     return this.#act(id, async (r) => {
       if (r.state !== "paused" && r.state !== "halted") throw new RolloutStateError(`Cannot resume rollout "${id}": it is ${r.state}`);
-      // The wave's clock starts again: its soak, and the pending timeout of devices it kept waiting.
-      const patch: RolloutPatch = { state: "running", waveStartedAt: new Date(this.#now()).toISOString() };
+      // The wave's clock starts again: its soak, and the pending timeout of devices it kept waiting (every released wave's).
+      const now = new Date(this.#now()).toISOString();
+      const patch: RolloutPatch = { state: "running", waveStartedAt: now, waveStarts: waveStarts(r).map(() => now) };
       let reason = `resumed by an operator from ${r.state}`;
       if (r.state === "halted") {
         // The failures that halted it are accepted: only new ones count against the limit.
@@ -284,10 +287,12 @@ export class Rollouts implements RolloutService {
       if (r.state !== "running" && r.state !== "paused") throw new RolloutStateError(`Cannot advance rollout "${id}": it is ${r.state}${r.state === "halted" ? " (resume it first)" : ""}`);
       if (r.wave >= r.waves.length - 1) throw new RolloutStateError(`Cannot advance rollout "${id}": wave ${r.wave + 1} is its last`);
       const next = r.wave + 1;
+      const now = new Date(this.#now()).toISOString();
       // Advancing does not resume: say so, or a paused rollout showing "advanced" looks like it moves on.
       const reason = `advanced by an operator to wave ${next + 1}${r.state === "paused" ? "; still paused (resume it to go on)" : ""}`;
       return {
-        patch: { wave: next, waveStartedAt: new Date(this.#now()).toISOString(), reason },
+        // The released waves keep their starts: their devices' pending timeouts run on.
+        patch: { wave: next, waveStartedAt: now, waveStarts: [...waveStarts(r), now], reason },
         events: [{ kind: "wave-advanced", wave: r.wave, reason }, { kind: "wave-started", wave: next, reason: `wave ${next + 1} released by an operator` }],
       };
     });

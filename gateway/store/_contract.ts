@@ -519,8 +519,11 @@ export function storeContract(open: () => Promise<Store>) {
     const s = await open();
     const r = aRollout();
     await s.createRollout(r, []);
-    const next = await s.updateRollout(r.id, 1, { wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", reason: "soaked", updatedAt: "2030-01-01T00:00:01.000Z" });
-    expect(next).toMatchObject({ wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", reason: "soaked", revision: 2, updatedAt: "2030-01-01T00:00:01.000Z" });
+    expect((await s.getRollout(r.id))!.waveStarts).toBeUndefined(); // none given: a rollout from before they were kept
+    const starts = [r.waveStartedAt, "2030-01-01T00:00:00.000Z"];
+    const next = await s.updateRollout(r.id, 1, { wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", waveStarts: starts, reason: "soaked", updatedAt: "2030-01-01T00:00:01.000Z" });
+    expect(next).toMatchObject({ wave: 1, waveStartedAt: "2030-01-01T00:00:00.000Z", waveStarts: starts, reason: "soaked", revision: 2, updatedAt: "2030-01-01T00:00:01.000Z" });
+    expect((await s.getRollout(r.id))!.waveStarts).toEqual(starts);
     expect(await s.updateRollout(r.id, 2, { acknowledgedFailures: 3 })).toMatchObject({ acknowledgedFailures: 3, revision: 3 });
     expect(await s.updateRollout(r.id, 1, { state: "paused" })).toBeUndefined();
     const race = await Promise.all([s.updateRollout(r.id, 3, { state: "paused" }), s.updateRollout(r.id, 3, { state: "halted", reason: "x" })]);

@@ -404,6 +404,17 @@ export const MIGRATIONS: Migration[] = [
     sqlite: "SELECT 1",
     postgres: "ALTER TABLE devices ALTER COLUMN name SET STATISTICS 1000, ALTER COLUMN uuid SET STATISTICS 1000",
   },
+  {
+    // A device's pending timeout counts from its own wave's start: `rollouts advance` restarted the
+    // clock of every earlier wave's undecided devices when one start was kept. JSON text, one ISO
+    // time per released wave. An older gateway ignores it: a rollout it moved (its current wave's
+    // entry is not wave_started_at) is read as having the one start (evaluate.ts waveStarts).
+    version: 37,
+    olderGatewaysMayUse: true,
+    description: "rollouts: each wave's start time",
+    sqlite: "ALTER TABLE rollouts ADD COLUMN wave_starts TEXT",
+    postgres: "ALTER TABLE rollouts ADD COLUMN wave_starts TEXT",
+  },
 ];
 
 /** gateway_meta's key for the last migration a gateway must know to use the database (a number). */

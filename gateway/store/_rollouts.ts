@@ -52,6 +52,7 @@ export interface RolloutRecord {
   state: string;
   wave: number | string;
   wave_started_at: string;
+  wave_starts?: string | null;
   reason: string | null;
   revision: number | string;
   acknowledged_failures: number | string;
@@ -75,6 +76,7 @@ export const toRollout = (r: RolloutRecord): RolloutRow => ({
   state: r.state as RolloutRow["state"],
   wave: Number(r.wave),
   waveStartedAt: r.wave_started_at,
+  ...(r.wave_starts ? { waveStarts: jsonColumn<string[]>(r.wave_starts, []) } : {}),
   reason: r.reason,
   revision: Number(r.revision),
   acknowledgedFailures: Number(r.acknowledged_failures),
@@ -99,6 +101,7 @@ const ROLLOUT_COLUMNS: { [K in keyof RolloutRow]-?: [column: string, encode?: (v
   state: ["state"],
   wave: ["wave"],
   waveStartedAt: ["wave_started_at"],
+  waveStarts: ["wave_starts", (v) => JSON.stringify(v)],
   reason: ["reason"],
   revision: ["revision"],
   acknowledgedFailures: ["acknowledged_failures"],

@@ -324,6 +324,11 @@ export const RolloutRow = Type.Object({
   /** 0-based index of the newest released wave. */
   wave: Type.Integer(),
   waveStartedAt: Type.String(),
+  /**
+   * When each released wave started (0..wave), for its devices' pending timeout; absent on a
+   * rollout from before they were kept (waveStartedAt then stands for every wave).
+   */
+  waveStarts: Type.Optional(Type.Array(Type.String())),
   reason: Type.Union([Type.String(), Type.Null()]),
   /** Bumped by every change (optimistic concurrency between replicas). */
   revision: Type.Integer(),

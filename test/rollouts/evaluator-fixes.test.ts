@@ -142,3 +142,24 @@ test("a cancelled rollout lists no deferred installs: the device held by a lock 
   expect(cancelled.holds).toEqual([]);
   expect((await rollouts.show(r.id))!.holds).toEqual([]);
 });
+
+test("advance keeps the pending timeout of the earlier wave's devices: they time out pending-timeout after their own wave started", async () => {
+  const { tuf, store, rollouts, clock } = await setup(["amd64-linux", "amd64-linux", "amd64-linux", "amd64-linux"]);
+  await tuf.addTargets({ "amd64-linux-8": entry("8", "amd64-linux", clock.now - 1_000) });
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [50, 100], pendingTimeout: "4s", healthWindow: "1s", maxFailures: 100 });
+  const wave0 = (await store.rolloutMembers(r.id)).filter((m) => m.wave === 0).map((m) => m.uuid).sort();
+  clock.now += 2_500;
+  await rollouts.advance(r.id);
+  clock.now += 2_000; // 4.5 s after wave 1 started, 2 s after wave 2
+  await rollouts.tick();
+  const shown = (await rollouts.show(r.id))!;
+  expect(shown.failures.map((f) => [f.uuid, f.reason])).toEqual(wave0.map((u) => [u, "timeout: the update did not complete in time"]));
+  expect(shown.counts).toEqual([{ wave: 0, status: "failed", devices: 2 }, { wave: 1, status: "pending", devices: 2 }]);
+  // Resume after a pause still starts every released wave's clock again: nobody timed out while paused.
+  await rollouts.pause(r.id);
+  clock.now += 10_000;
+  await rollouts.resume(r.id);
+  clock.now += 3_000;
+  await rollouts.tick();
+  expect((await rollouts.show(r.id))!.counts).toEqual([{ wave: 0, status: "failed", devices: 2 }, { wave: 1, status: "pending", devices: 2 }]);
+});
