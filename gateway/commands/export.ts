@@ -22,6 +22,8 @@ export default defineCommand({
     "With --from, a changed layer is carried as a delta from that version's layer when the gateway",
     "makes one and it rebuilds the exact layer here (checked against the image config's diff_id);",
     "a device then needs that version's layer to rebuild it. --no-deltas carries whole layers only.",
+    "Only the bundle goes into --out: a bundle larger than the free space there is refused before a blob is",
+    "copied; the scratch (a delta's base layer and the layer it rebuilds) is in $TMPDIR (default /tmp).",
     "Reads the metadata and blobs from a running gateway, as devices see them, with an admin or publish",
     "token (a viewer token reads too); a token the gateway refuses exits 3 with its reason (unknown, revoked, expired).",
     ADMIN_HELP,

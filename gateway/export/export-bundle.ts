@@ -227,13 +227,13 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const bytes = blobs.reduce((n, b) => n + b.size, 0) + deltaBytes;
     // What is not in --out yet (resolution put the manifests there): refused now if it cannot fit, not half way.
     await checkRoom(bundlePlace, blobs.filter((b) => !store.has(b.digest)).reduce((n, b) => n + b.size, 0));
-    log(`copying ${blobs.length} blobs (${sizeText(bytes - deltaBytes)})${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length === 1 ? "1 layer as a delta" : `${deltas.length} layers as deltas`} (${sizeText(deltaBytes)} instead of ${sizeText(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0))})` : ""}`);
+    const toCopy = bytes - deltaBytes;
+    log(`copying ${blobs.length} blobs (${sizeText(toCopy)})${from ? `, leaving out ${want.blobs.length - whole.length} that ${from.name} has` : ""}${deltas.length ? `; ${deltas.length === 1 ? "1 layer as a delta" : `${deltas.length} layers as deltas`} (${sizeText(deltaBytes)} instead of ${sizeText(whole.filter((b) => asDelta.has(b.digest)).reduce((n, b) => n + b.size, 0))})` : ""}`);
     let next = 0;
     let done = 0;
     // Bytes on disk of each blob copied or being copied: a multi-GB layer from a remote gateway
     // takes minutes, and the line says how far it and the whole copy are.
     const copied = new Map<string, number>();
-    const toCopy = bytes - deltaBytes;
     const worker = async () => {
       while (next < blobs.length) {
         const b = blobs[next++]!;
