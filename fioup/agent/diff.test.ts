@@ -22,8 +22,12 @@ describe("diffContainers", () => {
     expect(diffContainers([componentSpec(comp([{ key: "env", value: "A=1" }]))], [running("app", ours())], { instance: "dev", systemContainers: [] })[0]!.kind).toBe("recreate");
   });
 
-  test("a stopped container is recreated though its config matches (a desired state means running)", () => {
+  test("a stopped container is recreated though its config matches (a desired state means running), unless its restart policy lets it stay stopped (a one-shot)", () => {
     expect(diffContainers([spec], [{ ...running("app", ours()), running: false }], { instance: "dev", systemContainers: [] })[0]!.kind).toBe("recreate");
+    for (const policy of ["no", "on-failure"]) {
+      const oneShot = componentSpec(comp([{ key: "restartPolicy", value: policy }]));
+      expect({ policy, kind: diffContainers([oneShot], [{ ...running("app", ours(oneShot), oneShot), running: false }], { instance: "dev", systemContainers: [] })[0]!.kind }).toEqual({ policy, kind: "keep" });
+    }
   });
 
   test("removing a memory limit recreates (the engine cannot unset it in place)", () => {

@@ -5,8 +5,9 @@
  * - create: desired, no container of that name;
  * - recreate: image, env, cmd, ports, devices, mounts, network, hosts,
  *   privileged, log config, stop timeout or version differ, or the container
- *   is not running (a desired state means running: the new one starts, and a
- *   rollback puts the stopped one back as it was);
+ *   is not running though its restart policy says it should (always,
+ *   unless-stopped: the new one starts, and a rollback puts the stopped one
+ *   back as it was);
  * - update (in place, same container ID): only the restart policy or memory
  *   limits differ (a limit removed needs a recreate: the engine cannot unset it);
  * - destroy: a container this agent created that is no longer desired;
@@ -85,11 +86,15 @@ export function diffContainers(desired: ContainerSpec[], current: CurrentContain
       throw new ConflictError(`Cannot apply component "${spec.name}": a container of that name belongs to ${whose}`);
     }
     const base = { name: spec.name, version: spec.version, spec, current: c };
-    if (!c.running || createdKey(c) !== recreateKey(spec)) {
+    const want = desiredUpdate(spec);
+    // A stopped container is brought back only where its restart policy says it should run
+    // (always, unless-stopped: the default): one with "no" or "on-failure" may be a one-shot
+    // that finished (a migration), which a later desired state must not run again.
+    const shouldRun = want.policy === "always" || want.policy === "unless-stopped";
+    if ((!c.running && shouldRun) || createdKey(c) !== recreateKey(spec)) {
       actions.push({ kind: "recreate", ...base });
       continue;
     }
-    const want = desiredUpdate(spec);
     const have = c.update;
     const same = have && JSON.stringify(have) === JSON.stringify(want);
     if (same) actions.push({ kind: "keep", ...base });

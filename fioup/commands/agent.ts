@@ -12,6 +12,7 @@ export default defineCommand({
     "publishes containersupdate/desiredstatefeedback and the retained containersupdate/currentstate.",
     "Flags override the [mqtt] table of sota.toml (registry credentials and insecure registries live there).",
     "SIGTERM stops at the next safe point; an apply interrupted by a crash is finished or rolled back on the next start.",
+    "One agent per state dir: run fioup agent, or fioup daemon with an [mqtt] table, not both (a second one exits 13).",
   ].join("\n"),
   flags: {
     ...sotaDirFlag,
