@@ -140,7 +140,9 @@ export class RolloutEngine {
         events.push({ ...base, kind: "device-deferred", reason: HOLD_REASONS[c.hold.kind] + until });
       }
     }
-    if (changes.length) await store.updateRolloutDevices(r.id, changes);
+    // Only if the rollout is still as read: a pause committed meanwhile (nobody times out while
+    // paused) must not be overtaken by timeouts judged as running; the next tick judges again.
+    if (changes.length && !(await store.updateRolloutDevices(r.id, changes, { revision: r.revision }))) return false;
     if (events.length) await store.appendRolloutEvents(events);
     for (const e of events) this.deps.counted?.(e.kind);
     if (r.state !== "running") return false;

@@ -564,6 +564,12 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.rolloutDeviceStates(r.id, { waiting: true })).map((x) => [x.uuid, x.reason])).toEqual([["c", "no target of version 2 for arm64-linux yet"]]);
     await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: null }]);
     expect(await s.rolloutDeviceStates(r.id, { waiting: true })).toEqual([]);
+    // revision: written only while the rollout is still at it (a pause committed meanwhile wins).
+    expect(await s.updateRolloutDevices(r.id, [{ uuid: "c", status: "failed" }], { revision: r.revision + 1 })).toBe(false);
+    expect((await s.rolloutDeviceStates(r.id, { status: "failed" })).map((x) => x.uuid)).toEqual(["b"]);
+    expect(await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: "checked" }], { revision: r.revision })).toBe(true);
+    expect((await s.rolloutDeviceStates(r.id, { after: "b" }))[0]).toMatchObject({ uuid: "c", status: "pending", reason: "checked" });
+    await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: null }]);
     expect(await s.rolloutCounts(r.id)).toEqual([
       { wave: 0, status: "succeeded", devices: 1 },
       { wave: 1, status: "failed", devices: 1 },

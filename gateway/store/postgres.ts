@@ -479,35 +479,43 @@ export class PostgresStore implements Store {
     return rows.map(toRolloutDevice);
   }
 
-  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[]) {
-    if (!changes.length) return;
+  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {
+    if (!changes.length) return true;
     const now = new Date().toISOString();
     // One statement for the batch; per field a "given" flag, so a change can clear it (null) or leave it alone.
     const given = (f: keyof RolloutDeviceChange) => changes.map((c) => (c[f] !== undefined ? 1 : 0));
-    await this.#sql.unsafe(
-      `UPDATE rollout_devices d SET
-         status = CASE WHEN s.gs = 1 THEN s.status ELSE d.status END,
-         reason = CASE WHEN s.gr = 1 THEN s.reason ELSE d.reason END,
-         healthy_since = CASE WHEN s.gh = 1 THEN s.healthy ELSE d.healthy_since END,
-         hold = CASE WHEN s.gd = 1 THEN s.hold ELSE d.hold END,
-         updated_at = s.at
-       FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[], $9::int[], $10::text[], $11::text[])
-         AS s(uuid, gs, status, gr, reason, gh, healthy, gd, hold, at)
-       WHERE d.rollout_id = $1 AND d.device_uuid = s.uuid`,
-      [
-        id,
-        changes.map((c) => c.uuid),
-        given("status"),
-        changes.map((c) => c.status ?? null),
-        given("reason"),
-        changes.map((c) => c.reason ?? null),
-        given("healthySince"),
-        changes.map((c) => c.healthySince ?? null),
-        given("hold"),
-        changes.map((c) => (c.hold ? JSON.stringify(c.hold) : null)),
-        changes.map((c) => c.updatedAt ?? now),
-      ],
-    );
+    return this.#sql.begin(async (tx) => {
+      if (opts.revision !== undefined) {
+        // Shared: an operator's pause (updateRollout) waits until these changes are in, or wins before them.
+        const rows = (await tx.unsafe("SELECT revision FROM rollouts WHERE id = $1 FOR SHARE", [id])) as { revision: number | string }[];
+        if (Number(rows[0]?.revision) !== opts.revision) return false;
+      }
+      await tx.unsafe(
+        `UPDATE rollout_devices d SET
+           status = CASE WHEN s.gs = 1 THEN s.status ELSE d.status END,
+           reason = CASE WHEN s.gr = 1 THEN s.reason ELSE d.reason END,
+           healthy_since = CASE WHEN s.gh = 1 THEN s.healthy ELSE d.healthy_since END,
+           hold = CASE WHEN s.gd = 1 THEN s.hold ELSE d.hold END,
+           updated_at = s.at
+         FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[], $9::int[], $10::text[], $11::text[])
+           AS s(uuid, gs, status, gr, reason, gh, healthy, gd, hold, at)
+         WHERE d.rollout_id = $1 AND d.device_uuid = s.uuid`,
+        [
+          id,
+          changes.map((c) => c.uuid),
+          given("status"),
+          changes.map((c) => c.status ?? null),
+          given("reason"),
+          changes.map((c) => c.reason ?? null),
+          given("healthySince"),
+          changes.map((c) => c.healthySince ?? null),
+          given("hold"),
+          changes.map((c) => (c.hold ? JSON.stringify(c.hold) : null)),
+          changes.map((c) => c.updatedAt ?? now),
+        ],
+      );
+      return true;
+    });
   }
 
   async rolloutCounts(id: string) {

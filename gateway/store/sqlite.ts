@@ -371,8 +371,8 @@ export class SqliteStore implements Store {
       .map(toRolloutDevice);
   }
 
-  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[]) {
-    if (!changes.length) return;
+  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {
+    if (!changes.length) return true;
     // Each field: a "given" flag and its value, so a change can clear a field (null) or leave it alone.
     const q = this.#db.query(
       `UPDATE rollout_devices SET
@@ -384,7 +384,9 @@ export class SqliteStore implements Store {
        WHERE rollout_id = ?1 AND device_uuid = ?11`,
     );
     const now = new Date().toISOString();
-    this.#db.transaction(() => {
+    const revision = this.#db.query<{ revision: number }, [string]>("SELECT revision FROM rollouts WHERE id = ?");
+    return this.#db.transaction(() => {
+      if (opts.revision !== undefined && revision.get(id)?.revision !== opts.revision) return false;
       for (const c of changes)
         q.run(
           id,
@@ -399,6 +401,7 @@ export class SqliteStore implements Store {
           c.updatedAt ?? now,
           c.uuid,
         );
+      return true;
     }).immediate();
   }
 

@@ -341,8 +341,12 @@ export interface Store {
     id: string,
     opts?: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string },
   ): Promise<RolloutDeviceRow[]>;
-  /** Applies many member changes in one write. */
-  updateRolloutDevices(id: string, changes: RolloutDeviceChange[]): Promise<void>;
+  /**
+   * Applies many member changes in one write. With `revision`: only if the rollout is still at that
+   * revision (the tick judged them by a state an operator's pause may have changed meanwhile);
+   * false: it was not, and nothing was written.
+   */
+  updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts?: { revision?: number }): Promise<boolean>;
   /** Members per wave and status (only the pairs that exist), by wave then status. */
   rolloutCounts(id: string): Promise<RolloutCount[]>;
   appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]): Promise<void>;

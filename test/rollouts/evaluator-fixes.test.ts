@@ -1,7 +1,8 @@
 /**
  * Rollout verdicts in the corners a reviewer found them wrong: a version published for one
  * hardware id of a mixed audience, a one-shot service that exited 0 beside one still starting, the
- * holds of a cancelled rollout, the pending timeout of a wave released before an `advance`. The
+ * holds of a cancelled rollout, the pending timeout of a wave released before an `advance`, a
+ * pause that lands while the tick judges the devices. The
  * service runs over a real SQLite store and TUF repository on a movable clock; devices report
  * through the store as the device routes would.
  */
@@ -13,6 +14,7 @@ import type { AppsStates, DeviceEvent } from "../../lib/api/device.ts";
 import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
 import { MemoryTufStorage } from "../../gateway/ota/memory-storage.ts";
 import { TufRepo } from "../../gateway/ota/repo.ts";
+import { RolloutEngine, type EngineDeps } from "../../gateway/rollouts/engine.ts";
 import { Rollouts } from "../../gateway/rollouts/service.ts";
 import { SqliteStore } from "../../gateway/store/sqlite.ts";
 import type { Store } from "../../gateway/store/types.ts";
@@ -162,4 +164,36 @@ test("advance keeps the pending timeout of the earlier wave's devices: they time
   clock.now += 3_000;
   await rollouts.tick();
   expect((await rollouts.show(r.id))!.counts).toEqual([{ wave: 0, status: "failed", devices: 2 }, { wave: 1, status: "pending", devices: 2 }]);
+});
+
+test("a pause committed while the tick judges the devices wins: nobody times out while paused", async () => {
+  const { tuf, store, rollouts, clock, devices } = await setup(["amd64-linux"]);
+  await tuf.addTargets({ "amd64-linux-8": entry("8", "amd64-linux", clock.now) });
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [100], pendingTimeout: "2s", healthWindow: "1s", maxFailures: 100 });
+  clock.now += 3_000;
+  // The operator's pause lands after the tick read the rollout as running, before it writes its verdicts.
+  const racing: EngineDeps["store"] = {
+    activeRollouts: () => store.activeRollouts(),
+    pendingRolloutEvidence: async (id, wave) => {
+      await rollouts.pause(id);
+      return store.pendingRolloutEvidence(id, wave);
+    },
+    updateRolloutDevices: (id, changes, opts) => store.updateRolloutDevices(id, changes, opts),
+    rolloutCounts: (id) => store.rolloutCounts(id),
+    updateRollout: (id, revision, patch, events) => store.updateRollout(id, revision, patch, events),
+    appendRolloutEvents: (events) => store.appendRolloutEvents(events),
+  };
+  const engine = new RolloutEngine({ store: racing, targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now });
+  await engine.tick();
+  let shown = (await rollouts.show(r.id))!;
+  expect(shown.state).toBe("paused");
+  expect(shown.counts).toEqual([{ wave: 0, status: "pending", devices: 1 }]);
+  await rollouts.tick();
+  expect((await rollouts.show(r.id))!.counts).toEqual([{ wave: 0, status: "pending", devices: 1 }]);
+  // Once resumed, its clock runs again from the resume.
+  await rollouts.resume(r.id);
+  clock.now += 2_500;
+  await rollouts.tick();
+  shown = (await rollouts.show(r.id))!;
+  expect(shown.failures.map((f) => [f.uuid, f.reason])).toEqual([[devices[0]!.uuid, "timeout: the update did not complete in time"]]);
 });
