@@ -44,6 +44,18 @@ export interface EngineDeps {
 /** Percent with at most one decimal: 33.3, 5, 0.5. */
 export const pct = (x: number) => String(Math.round(x * 10) / 10);
 
+/**
+ * {@link pct} of a rate over `limit`, with as many more decimals as it takes to read over it:
+ * 101 of 2001 is 5.05%, which one decimal prints as 5, "over the 5% limit".
+ */
+export function pctOver(x: number, limit: number): string {
+  for (let d = 1; d <= 6; d++) {
+    const s = String(Math.round(x * 10 ** d) / 10 ** d);
+    if (Number(s) > limit) return s;
+  }
+  return String(x);
+}
+
 /** "wave 1" or "waves 1-3" (1-based, as operators count). */
 export const wavesLabel = (wave: number) => (wave === 0 ? "wave 1" : `waves 1-${wave + 1}`);
 
@@ -156,7 +168,7 @@ export class RolloutEngine {
     const accepted = t.failed - failed;
     const notCounting = accepted ? `, not counting the ${accepted} accepted on resume` : "";
     if (rate > r.maxFailuresPct) {
-      const reason = `halted at ${pct(rate)}% failures (${failed} of ${t.released} devices in ${wavesLabel(r.wave)}${notCounting}), over the ${pct(r.maxFailuresPct)}% limit`;
+      const reason = `halted at ${pctOver(rate, r.maxFailuresPct)}% failures (${failed} of ${t.released} devices in ${wavesLabel(r.wave)}${notCounting}), over the ${pct(r.maxFailuresPct)}% limit`;
       return this.transition(r, { state: "halted", reason }, [{ kind: "halted", wave: r.wave, reason }]);
     }
     if (t.pending > 0 || now - Date.parse(r.waveStartedAt) < r.soakS * 1000) return false;

@@ -197,3 +197,19 @@ test("a pause committed while the tick judges the devices wins: nobody times out
   shown = (await rollouts.show(r.id))!;
   expect(shown.failures.map((f) => [f.uuid, f.reason])).toEqual([[devices[0]!.uuid, "timeout: the update did not complete in time"]]);
 });
+
+test("a halt just over the limit prints a rate that reads over it: 5.05%, not 5%", async () => {
+  const { store, tuf, rollouts, clock } = await setup(["amd64-linux"]);
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [100], maxFailures: 5 });
+  // 101 of 2001 devices failed, as the store would count them.
+  const counting: EngineDeps["store"] = {
+    activeRollouts: () => store.activeRollouts(),
+    pendingRolloutEvidence: async () => [],
+    updateRolloutDevices: async () => true,
+    rolloutCounts: async () => [{ wave: 0, status: "failed", devices: 101 }, { wave: 0, status: "pending", devices: 1900 }],
+    updateRollout: (id, revision, patch, events) => store.updateRollout(id, revision, patch, events),
+    appendRolloutEvents: (events) => store.appendRolloutEvents(events),
+  };
+  await new RolloutEngine({ store: counting, targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now }).tick();
+  expect((await rollouts.show(r.id))!).toMatchObject({ state: "halted", reason: "halted at 5.05% failures (101 of 2001 devices in wave 1), over the 5% limit" });
+});
