@@ -114,6 +114,9 @@ test("a rollout created before its version is published (as the docs advise) doe
   const waiting = cli("show", r.id).out;
   expect(waiting).toContain(`rollout:  ${r.id}  RUNNING`);
   expect(waiting).not.toContain("timeout:");
+  // And says why they wait: no target of the version for their hardware id yet.
+  expect(waiting).toContain("Waiting for their target:");
+  expect(waiting.split("no target of version 4 for ").length - 1).toBe(10);
 
   // Published now (`gateway publish` stamps custom.createdAt): the timeout counts from here, and the devices update in time.
   await adminJson(gw, "/admin/targets", { targets: { "hw-4": { ...targetEntry("4", gw.host), custom: { ...targetEntry("4", gw.host).custom, createdAt: new Date().toISOString() } } } });
