@@ -196,6 +196,27 @@ export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: str
             </div>
           </section>
         )}
+        {r.waiting.length > 0 && (
+          <section aria-labelledby="h-waiting">
+            <h2 id="h-waiting">Waiting for their target</h2>
+            <div class="scroll">
+              <table>
+                <tbody>
+                  {r.waiting.map((d) => (
+                    <tr data-waiting={d.uuid}>
+                      <td>
+                        <a href={`/ui/devices/${d.uuid}`}>
+                          <code>{d.uuid}</code>
+                        </a>
+                      </td>
+                      <td>{d.reason}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </section>
+        )}
         <section aria-labelledby="h-events">
           <h2 id="h-events">Events</h2>
           <ol class="timeline">
