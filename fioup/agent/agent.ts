@@ -12,8 +12,9 @@
  *
  * A desired state is applied once: the ids of the activities that ended, and the
  * newest timestamp applied, are kept in the state dir (activity.ts), so a
- * retained desired state that comes again at every connect, or an older one, is
- * ignored with a log line instead of being applied again (and its end told twice).
+ * retained desired state that comes again at every connect is ignored with a log
+ * line instead of being applied again (and its end told twice); a new one with an
+ * older timestamp than the last applied is refused (IDENTIFICATION_FAILED).
  *
  * A rollback the engine interrupted (it went away mid-apply) is not left for a
  * next start that may never come: the agent retries it with the same backoff
@@ -407,7 +408,8 @@ export class Agent {
     }
     if (m.timestamp !== undefined && done?.timestamp !== undefined && m.timestamp < done.timestamp) {
       const when = (t: number) => (Number.isFinite(new Date(t).getTime()) ? new Date(t).toISOString() : String(t));
-      return this.o.log(`ignored desired state ${m.activityId}: its timestamp ${when(m.timestamp)} is older than that of the last one applied (${when(done.timestamp)}); publish it with a newer timestamp to apply it`);
+      // Refused, not ignored: unlike a replay of an activity that ended, the back end never heard of this one.
+      return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: its timestamp ${when(m.timestamp)} is older than that of the last desired state applied (${when(done.timestamp)}), so it is not the newest; publish it with a newer timestamp to apply it`);
     }
     const left = this.active ? undefined : this.store.load();
     if (left && left.phase !== "done") {
