@@ -8,9 +8,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryTufStorage, TufRepo } from "../../gateway/ota/index.ts";
-import { serveRepo, targetEntry, type RepoServer } from "../../test/tuf/_repo-server.ts";
-import { InvalidMetadataError, RollbackError } from "./verification-errors.ts";
-import { verifyAndLoadTargets } from "./verify-targets.ts";
+import { serveRepo, targetEntry, type RepoServer } from "./_repo-server.ts";
+import { InvalidMetadataError, RollbackError } from "../../lib/tuf/verification-errors.ts";
+import { verifyAndLoadTargets } from "../../lib/tuf/verify-targets.ts";
 
 let work: string;
 let repo: TufRepo;
