@@ -182,6 +182,9 @@ const damaged = (file: string, e: unknown) => new DataDirError(`Cannot read ${fi
  */
 export const DATA_DIR_MARKS = ["factory.json", "pki/ca.pem", "pki/ca.key", "admin-token"] as const;
 
+/** What SQLite keeps beside a database file, by suffix. */
+export const SQLITE_SIDE_FILES = ["-wal", "-shm", "-journal"] as const;
+
 /**
  * What a data dir holds at its top, marks or not: the folders and files the gateway makes (a
  * first start killed before it wrote factory.json leaves some of these and none of the marks).
@@ -194,7 +197,8 @@ export const DATA_DIR_ENTRIES: ReadonlySet<string> = new Set([
   DATABASE_KIND_FILE,
   SERVE_LOCK_FILE,
   SERVE_INFO_FILE,
-  ...["", "-wal", "-shm", "-journal"].map((s) => SQLITE_DB_FILE + s),
+  SQLITE_DB_FILE,
+  ...SQLITE_SIDE_FILES.map((s) => SQLITE_DB_FILE + s),
 ]);
 
 /** Whether `dir` holds any of {@link DATA_DIR_MARKS}. */

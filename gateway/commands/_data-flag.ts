@@ -12,9 +12,10 @@
  */
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
 import { UsageError } from "../../lib/cli/command.ts";
 import { blockedBy, look } from "../../lib/fs/paths.ts";
-import { DATA_DIR_ENTRIES, DATA_DIR_MARKS, looksLikeDataDir } from "../data-dir.ts";
+import { DATA_DIR_ENTRIES, DATA_DIR_MARKS, looksLikeDataDir, SQLITE_SIDE_FILES } from "../data-dir.ts";
 
 /** @throws {UsageError} If `dir` does not exist. */
 export function checkDataFlag(dir: string): void {
@@ -25,9 +26,11 @@ export function checkDataFlag(dir: string): void {
  * Checks the --data of a command that makes the data dir when there is none: it may be missing,
  * an empty folder or a gateway data dir, nothing else. Nothing is written.
  *
+ * `ours`: paths the command was given that may lie in `dir` (a --db file, with its -wal and -shm, a --registry-dir).
+ *
  * @throws {UsageError} If `dir` is a file, lies under a file, or is a folder holding files (hidden ones aside) but none of DATA_DIR_MARKS.
  */
-export async function checkDataFlagToMake(dir: string): Promise<void> {
+export async function checkDataFlagToMake(dir: string, ours: readonly string[] = []): Promise<void> {
   // As restore and the admin commands say it: a file is the wrong --data (exit 2), not "any other error".
   const at = await look(dir).catch(() => undefined);
   if (at === "blocked") throw new UsageError(`--data ${dir}: ${await blockedBy(dir)}`);
@@ -36,7 +39,9 @@ export async function checkDataFlagToMake(dir: string): Promise<void> {
   // Hidden entries do not count: tools leave them in any folder (.DS_Store, .gitkeep, a
   // provisioning script's or the test harness's marker), and a start beside them harms nothing.
   // Nor do the gateway's own (DATA_DIR_ENTRIES): a first start killed half way left them.
-  const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith(".") && !DATA_DIR_ENTRIES.has(f));
+  // Nor what the command was itself told to use there (`ours`: a --db file, a --registry-dir).
+  const given = new Set(ours.flatMap((p) => (resolve(dirname(p)) === resolve(dir) ? [basename(p), ...SQLITE_SIDE_FILES.map((x) => basename(p) + x)] : [])));
+  const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith(".") && !DATA_DIR_ENTRIES.has(f) && !given.has(f));
   if (!held.length || (await looksLikeDataDir(dir))) return;
   const shown = held.sort().slice(0, 3).join(", ") + (held.length > 3 ? ` and ${held.length - 3} more` : "");
   throw new UsageError(

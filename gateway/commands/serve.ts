@@ -142,7 +142,9 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.data) throw new UsageError("--data DIR is required");
-    await checkDataFlagToMake(flags.data);
+    // A SQLite --db and a --registry-dir may be kept in the data dir under names of their own.
+    const sqliteDb = flags.db && dbKind(flags.db) === "sqlite" ? [flags.db] : [];
+    await checkDataFlagToMake(flags.data, [...sqliteDb, ...(flags["registry-dir"] ? [flags["registry-dir"]] : [])]);
     if (Boolean(flags["tls-cert"]) !== Boolean(flags["tls-key"])) throw new UsageError("--tls-cert and --tls-key go together");
     if (flags.db && !dbKind(flags.db)) throw new UsageError(dbKindProblem(flags.db));
     // The registry makes its directory when it first stores a blob: a file there would fail only then.

@@ -52,7 +52,7 @@ describe("serve --data", () => {
     expect(tree(home)).toEqual(before);
   });
 
-  test("a missing folder, an empty one (hidden files aside), a gateway data dir and one a killed first start left are taken", async () => {
+  test("a missing folder, an empty one (hidden files aside), a gateway data dir, one a killed first start left, and one holding only the --db and --registry-dir given are taken", async () => {
     const empty = join(work, "empty");
     mkdirSync(empty);
     const hidden = join(work, "hidden-only");
@@ -67,6 +67,13 @@ describe("serve --data", () => {
     for (const d of ["pki", "tuf/keys", "registry"]) mkdirSync(join(halfMade, d), { recursive: true });
     writeFileSync(join(halfMade, "serve.lock"), "1 2 3\n");
     for (const dir of [join(work, "absent"), empty, hidden, data, halfMade]) expect({ dir, ...(await said("serve", "--data", dir, "--tls-cert", "x.pem")) }).toEqual({ dir, ...taken });
+    // A folder holding only the --db file it is given (and SQLite's files beside it) and its --registry-dir.
+    const ownDb = join(work, "own-db");
+    mkdirSync(join(ownDb, "blobs"), { recursive: true });
+    for (const f of ["fleet.db", "fleet.db-wal", "fleet.db-shm"]) writeFileSync(join(ownDb, f), "");
+    expect(await said("serve", "--data", ownDb, "--db", join(ownDb, "fleet.db"), "--registry-dir", join(ownDb, "blobs"), "--tls-cert", "x.pem")).toEqual(taken);
+    // The same folder without them named is someone else's.
+    expect((await said("serve", "--data", ownDb, "--tls-cert", "x.pem")).code).toBe(2);
   });
 });
 
