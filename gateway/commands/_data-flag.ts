@@ -41,7 +41,8 @@ export async function checkDataFlagToMake(dir: string, ours: readonly string[] =
   // Nor do the gateway's own (DATA_DIR_ENTRIES): a first start killed half way left them.
   // Nor what the command was itself told to use there (`ours`: a --db file, a --registry-dir).
   const given = new Set(ours.flatMap((p) => (resolve(dirname(p)) === resolve(dir) ? [basename(p), ...SQLITE_SIDE_FILES.map((x) => basename(p) + x)] : [])));
-  const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith(".") && !DATA_DIR_ENTRIES.has(f) && !given.has(f));
+  // Nor lost+found: a data dir at the root of a volume of its own (a new ext4 disk) holds one.
+  const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith(".") && f !== "lost+found" && !DATA_DIR_ENTRIES.has(f) && !given.has(f));
   if (!held.length || (await looksLikeDataDir(dir))) return;
   const shown = held.sort().slice(0, 3).join(", ") + (held.length > 3 ? ` and ${held.length - 3} more` : "");
   throw new UsageError(

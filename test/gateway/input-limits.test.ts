@@ -56,7 +56,7 @@ describe("serve --data", () => {
     const empty = join(work, "empty");
     mkdirSync(empty);
     const hidden = join(work, "hidden-only");
-    mkdirSync(hidden);
+    mkdirSync(join(hidden, "lost+found"), { recursive: true }); // the root of a new volume
     writeFileSync(join(hidden, ".harness-port"), "8443");
     const data = join(work, "data");
     mkdirSync(join(data, "pki"), { recursive: true });
