@@ -65,3 +65,17 @@ test("a halted or cancelled rollout withholds its released members that have not
   await views.refresh();
   expect([0, 1, 2, 3].map(sees)).toEqual([true, false, false, false]);
 });
+
+test("a cancelled rollout goes on gating its version behind more than 1,000 newer rollouts", async () => {
+  const old = new Date(Date.now() - 3_600_000).toISOString();
+  await store.createRollout(rollout("old-cancelled", "42", { waves: [100], createdAt: old }), [{ uuid: uuid(200), wave: 0 }]);
+  await store.updateRollout("old-cancelled", 1, { state: "cancelled" });
+  for (let i = 0; i < 1001; i++) {
+    const id = `later-${String(i).padStart(4, "0")}`;
+    await store.createRollout(rollout(id, `later-${i}`, { waves: [100] }), [{ uuid: uuid(200), wave: 0 }]);
+    await store.updateRollout(id, 1, { state: "completed" });
+  }
+  const views = await new RolloutViews(store, { pollMs: 0 }).start();
+  // Device 201 was never released: version 42 stays hidden from it.
+  expect(views.rolloutView(uuid(201)).hideVersions).toContain("42");
+});

@@ -52,7 +52,7 @@ export class RolloutViews {
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
-    private readonly store: Pick<Store, "listRollouts" | "rolloutMembers" | "rolloutDeviceStates">,
+    private readonly store: Pick<Store, "gatingRollouts" | "rolloutMembers" | "rolloutDeviceStates">,
     private readonly opts: ViewCacheOptions = {},
   ) {}
 
@@ -89,7 +89,7 @@ export class RolloutViews {
   }
 
   async #load(): Promise<void> {
-    const rows = (await this.#gating()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const rows = await this.store.gatingRollouts(); // by id
     const fingerprint = rows.map((r) => `${r.id}.${r.revision}`).join(",");
     if (fingerprint === this.#fingerprint) return;
     const known = new Map(this.#rollouts.map((r) => [r.row.id, r.members]));
@@ -109,13 +109,6 @@ export class RolloutViews {
     this.#rollouts = next;
     this.#views = new Map();
     this.#fingerprint = fingerprint;
-  }
-
-  /** Per target version its newest rollout (newest first from the store), unless it completed. */
-  async #gating(): Promise<RolloutRow[]> {
-    const newest = new Map<string, RolloutRow>();
-    for (const r of await this.store.listRollouts({ limit: 1000 })) if (!newest.has(r.targetVersion)) newest.set(r.targetVersion, r);
-    return [...newest.values()].filter((r) => r.state !== "completed");
   }
 
   /** A halted or cancelled rollout's members of its released waves that have not succeeded (pending or failed). */

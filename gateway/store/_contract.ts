@@ -515,6 +515,28 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.listRollouts({ active: true })).map((x) => x.id)).not.toContain(r.id);
   });
 
+  test("gatingRollouts(): per target version its newest rollout, unless that one completed", async () => {
+    const s = await open();
+    const v = `gate-${uniq()}`;
+    const at = (m: number) => new Date(Date.UTC(2026, 0, 1, 0, m)).toISOString();
+    /** A rollout of `version` made at minute `m`, moved to `state`. */
+    const made = async (version: string, m: number, state: "cancelled" | "completed") => {
+      const r = aRollout({ targetVersion: version, createdAt: at(m) });
+      await s.createRollout(r, [{ uuid: "g1", wave: 0 }]);
+      await s.updateRollout(r.id, 1, { state });
+      return r;
+    };
+    // v: an old cancelled rollout, then a newer one that completed: v gates nobody.
+    await made(v, 1, "cancelled");
+    await made(v, 2, "completed");
+    // w: a completed rollout, then a newer one cancelled: w is gated by the cancelled one.
+    const w = `${v}-w`;
+    await made(w, 3, "completed");
+    const cancelledW = await made(w, 4, "cancelled");
+    const mine = (await s.gatingRollouts()).filter((r) => r.targetVersion === v || r.targetVersion === w);
+    expect(mine.map((r) => [r.id, r.state])).toEqual([[cancelledW.id, "cancelled"]]);
+  });
+
   test("updateRollout() applies a patch only at the expected revision (of two racing writers one wins)", async () => {
     const s = await open();
     const r = aRollout();

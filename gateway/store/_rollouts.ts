@@ -169,6 +169,15 @@ export const toRolloutEvent = (r: RolloutEventRecord): RolloutEventRow => ({
 export const eventsOf = (device: boolean | undefined) =>
   device === undefined ? "" : device ? "AND device_uuid IS NOT NULL" : "AND device_uuid IS NULL";
 
+/**
+ * The rollouts that gate devices (Store.gatingRollouts): per target version its newest rollout,
+ * unless it completed. Over every rollout ever made, not the newest page of them: a cancelled
+ * rollout older than that must go on withholding its version.
+ */
+export const GATING_ROLLOUTS_SQL = `SELECT * FROM (
+    SELECT r.*, row_number() OVER (PARTITION BY target_version ORDER BY created_at DESC, id DESC) AS newest FROM rollouts r
+  ) AS g WHERE newest = 1 AND state <> 'completed' ORDER BY id`;
+
 /** The members' part of pendingRolloutEvidence: one row per pending member of waves 0..maxWave. */
 export const EVIDENCE_MEMBERS = (d: Dialect) => `
   SELECT m.device_uuid AS uuid, m.wave, m.healthy_since, m.hold, m.reason, d.hardware_id, d.tags, d.current_target, d.status, d.last_seen, d.revoked_at, a.body AS apps_body, a.updated_at AS apps_at

@@ -19,6 +19,7 @@ import { POSTGRES, queryDevicesSql, searchSql, summarySql, toFleetDevice, type S
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
+  GATING_ROLLOUTS_SQL,
   chunks,
   eventsOf,
   isActiveRolloutConflict,
@@ -437,6 +438,10 @@ export class PostgresStore implements Store {
 
   async activeRollouts() {
     return this.listRollouts({ active: true });
+  }
+
+  async gatingRollouts() {
+    return ((await this.#sql.unsafe(GATING_ROLLOUTS_SQL)) as RolloutRecord[]).map(toRollout);
   }
 
   async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events: Omit<RolloutEventRow, "id">[] = []) {

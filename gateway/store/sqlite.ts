@@ -15,6 +15,7 @@ import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, sch
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
+  GATING_ROLLOUTS_SQL,
   chunks,
   eventsOf,
   isActiveRolloutConflict,
@@ -331,6 +332,10 @@ export class SqliteStore implements Store {
 
   async activeRollouts() {
     return this.listRollouts({ active: true });
+  }
+
+  async gatingRollouts() {
+    return this.#db.query<RolloutRecord, []>(GATING_ROLLOUTS_SQL).all().map(toRollout);
   }
 
   async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events: Omit<RolloutEventRow, "id">[] = []) {

@@ -325,6 +325,8 @@ export interface Store {
   listRollouts(opts?: { active?: boolean; limit?: number }): Promise<RolloutRow[]>;
   /** Running, paused and halted rollouts (they decide who sees their target). */
   activeRollouts(): Promise<RolloutRow[]>;
+  /** Per target version its newest rollout, unless it completed: those that gate what devices see (rollouts/view-cache.ts), by id. */
+  gatingRollouts(): Promise<RolloutRow[]>;
   /**
    * Applies `patch` only if the rollout is still at `expectedRevision`, and bumps the revision (and
    * updatedAt: the patch's or now), and appends `events` in the same transaction. undefined: someone
