@@ -1,13 +1,20 @@
 /**
  * What the offline tests share: `gateway export` run as an operator runs it on the gateway host,
- * and owner drop-ins that cut a device off from its gateway (or give it an expiry grace).
+ * owner drop-ins that cut a device off from its gateway (or give it an expiry grace), and the rig
+ * most of them start from (a device on v1 beside its own services).
  *
  * @module
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { run } from "../harness/tmp.ts";
-import { ROOT, type Device, type TestGateway } from "../fioup/_setup.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import type { BuiltImage, BusyboxImageOptions, ImageFile } from "../harness/images.ts";
+import { run, tempDir } from "../harness/tmp.ts";
+import {
+  asTestGateway, Device, deviceOnV1, freePort, httpdCompose, pushImageDetailed, randomBytes, ROOT, startDockerd, startDockerRegistry,
+  type DockerdHandle, type DockerRegistryHandle, type Publisher, type TestGateway,
+} from "../fioup/_setup.ts";
+import { fileNear, realFilesImage } from "../deltas/_real-files.ts";
 
 /** `gateway export` on the gateway host (its data dir names the gateway and the admin token); returns its stderr. */
 export async function gatewayExport(gw: TestGateway, o: { target: number; from?: number; hwid: string; out: string; args?: string[] }): Promise<string> {
@@ -33,3 +40,63 @@ export const offlineToml = (closedPort: number) => `[tls]\nserver = "https://127
 
 /** A bundle's index.json, parsed. */
 export const bundleIndex = (dir: string) => JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
+
+/** A device on target 1 of one app, with its own dockerd, registry and gateway, and a folder for bundles. */
+export interface OfflineRig {
+  app: string;
+  repo: string;
+  dockerd: DockerdHandle;
+  upstream: DockerRegistryHandle;
+  /** The gateway's handle (servedBytes reads its metrics); `gw` is the same gateway. */
+  gwHandle: GatewayHandle;
+  gw: TestGateway;
+  device: Device;
+  /** The loopback port the app serves on. */
+  port: number;
+  bundles: string;
+  pub: Publisher;
+  uuid: string;
+  /** Removes the app's containers, stops what was started and removes the bundles. */
+  stop(): Promise<void>;
+}
+
+/** The start the offline tests share: {@link deviceOnV1} on fresh services (`tmp`: the bundles folder's prefix). */
+export async function offlineRig(o: { app: string; repo: string; body: string; tmp: string; image?: BusyboxImageOptions }): Promise<OfflineRig> {
+  const [dockerd, upstream, gwHandle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
+  const gw = asTestGateway(gwHandle);
+  const device = await Device.create(dockerd);
+  const port = await freePort();
+  const bundles = await tempDir(o.tmp);
+  const { pub, uuid } = await deviceOnV1({ gw, upstream, device, app: o.app, repo: o.repo, port, body: o.body, ...(o.image ? { image: o.image } : {}) });
+  return {
+    app: o.app, repo: o.repo, dockerd, upstream, gwHandle, gw, device, port, bundles, pub, uuid,
+    async stop() {
+      await device.cleanup([o.app]).catch(() => undefined);
+      await Promise.all([gwHandle.stop(), upstream.stop()]);
+      await dockerd.stop();
+      rmSync(bundles, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Cuts the device off from its gateway ({@link OFFLINE_DROP_IN}): bundles are then its only way to update. */
+export async function goOffline(device: Device): Promise<void> {
+  dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+}
+
+/**
+ * Target 2 of a rig whose v1 is `realFilesImage(files, "v1")`: the same big layer of real files
+ * with 1 MiB of one file changed, published, and exported from 1 to 2 as `bundles/deltas` (the
+ * layer as a delta) and `bundles/whole` (--no-deltas). Returns v2's image and the delta export's output.
+ */
+export async function realFilesV2(rig: OfflineRig, paths: string[], files: Record<string, ImageFile>, hwid: string): Promise<{ image: BuiltImage; exportLog: string }> {
+  const changed = `/data/lib/${fileNear(paths, 1 << 20)}`;
+  const pushed = await pushImageDetailed(rig.upstream, rig.repo, "v2", realFilesImage(files, "v2", { [changed]: randomBytes(1 << 20) }));
+  await rig.pub.commit({ [`${rig.app}/docker-compose.yml`]: httpdCompose(pushed.ref, rig.port) });
+  await rig.pub.publish(2);
+  const [exportLog] = await Promise.all([
+    gatewayExport(rig.gw, { target: 2, from: 1, hwid, out: join(rig.bundles, "deltas") }),
+    gatewayExport(rig.gw, { target: 2, from: 1, hwid, out: join(rig.bundles, "whole"), args: ["--no-deltas"] }),
+  ]);
+  return { image: pushed.image, exportLog };
+}

@@ -11,50 +11,30 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ImageFile } from "../harness/images.ts";
-import { run, tempDir } from "../harness/tmp.ts";
-import {
-  Device, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd, startTestGateway,
-  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
-} from "../fioup/_setup.ts";
-import { fileNear, realFilePaths, realFiles, realFilesImage } from "../deltas/_real-files.ts";
-import { bundleIndex, dropIn, gatewayExport, OFFLINE_DROP_IN, offlineToml } from "./_setup.ts";
+import { run } from "../harness/tmp.ts";
+import { httpGet, type Device } from "../fioup/_setup.ts";
+import { realFilePaths, realFiles, realFilesImage } from "../deltas/_real-files.ts";
+import { bundleIndex, dropIn, goOffline, offlineRig, realFilesV2, type OfflineRig } from "./_setup.ts";
 
 const APP = `bfault${process.pid}`;
 const REPO = "test/bundle-faults";
 const HWID = "amd64-linux";
-let dockerd: DockerdHandle;
-let upstream: DockerRegistryHandle;
-let gw: TestGateway;
+let rig: OfflineRig;
 let device: Device;
 let port: number;
 let bundles: string;
-let files: Record<string, ImageFile>;
 
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  device = await Device.create(dockerd);
-  port = await freePort();
-  bundles = await tempDir("bundle-faults-");
   const paths = realFilePaths(20_000_000);
-  files = realFiles(paths);
-  const { pub } = await deviceOnV1({ gw, upstream, device, app: APP, repo: REPO, port, body: "v1", image: realFilesImage(files, "v1") });
-  const changed = `/data/lib/${fileNear(paths, 1 << 20)}`;
-  const pushed = await pushImageDetailed(upstream, REPO, "v2", realFilesImage(files, "v2", { [changed]: randomBytes(1 << 20) }));
-  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(pushed.ref, port) });
-  await pub.publish(2);
-  await Promise.all([
-    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "deltas") }),
-    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "whole"), args: ["--no-deltas"] }),
-  ]);
-  dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+  const files = realFiles(paths);
+  rig = await offlineRig({ app: APP, repo: REPO, body: "v1", tmp: "bundle-faults-", image: realFilesImage(files, "v1") });
+  ({ device, port, bundles } = rig);
+  await realFilesV2(rig, paths, files, HWID);
+  await goOffline(device);
 }, 180_000);
 
 afterAll(async () => {
-  await device?.cleanup([APP]).catch(() => undefined);
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
-  if (bundles) rmSync(bundles, { recursive: true, force: true });
+  await rig?.stop();
 });
 
 /** A copy of bundle `name` whose largest layer has one byte flipped (same size): bit rot on a stick. */

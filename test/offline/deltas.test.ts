@@ -21,20 +21,17 @@ import type { DeviceEvent } from "../../lib/api/index.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { deltaWindowLog } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
-import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { servedBytes, type GatewayHandle } from "../harness/gateway.ts";
 import type { BuiltImage, ImageFile } from "../harness/images.ts";
 import { run, tempDir } from "../harness/tmp.ts";
-import {
-  Device, asTestGateway, deviceOnV1, freePort, httpGet, httpdCompose, pushImageDetailed, randomBytes, startDockerRegistry, startDockerd,
-  type DockerRegistryHandle, type DockerdHandle, type Publisher, type TestGateway,
-} from "../fioup/_setup.ts";
-import { fileNear, realFilePaths, realFiles, realFilesImage, type DownloadReport } from "../deltas/_real-files.ts";
-import { bundleIndex, dropIn, gatewayExport, OFFLINE_DROP_IN, offlineToml } from "./_setup.ts";
+import { httpGet, httpdCompose, pushImageDetailed, type Device, type DockerRegistryHandle, type Publisher, type TestGateway } from "../fioup/_setup.ts";
+import { realFilePaths, realFiles, realFilesImage, type DownloadReport } from "../deltas/_real-files.ts";
+import { bundleIndex, dropIn, gatewayExport, goOffline, OFFLINE_DROP_IN, offlineRig, realFilesV2, type OfflineRig } from "./_setup.ts";
 
 const APP = `offdelta${process.pid}`;
 const REPO = "test/offline-deltas";
 const HWID = "amd64-linux";
-let dockerd: DockerdHandle;
+let rig: OfflineRig;
 let upstream: DockerRegistryHandle;
 let gwHandle: GatewayHandle;
 let gw: TestGateway;
@@ -72,31 +69,16 @@ async function wrongDelta(): Promise<{ file: string; bytes: Uint8Array; digest: 
 const blobBytes = (dir: string) => readdirSync(join(dir, "blobs/sha256")).reduce((n, f) => n + statSync(join(dir, "blobs/sha256", f)).size, 0);
 
 beforeAll(async () => {
-  [dockerd, upstream, gwHandle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
-  gw = asTestGateway(gwHandle);
-  device = await Device.create(dockerd);
-  port = await freePort();
-  bundles = await tempDir("offline-deltas-");
   const paths = realFilePaths(20_000_000);
   files = realFiles(paths);
-  ({ pub, uuid } = await deviceOnV1({ gw, upstream, device, app: APP, repo: REPO, port, body: "v1", image: image("v1") }));
-  const changed = `/data/lib/${fileNear(paths, 1 << 20)}`;
-  const pushed = await pushImageDetailed(upstream, REPO, "v2", image("v2", { [changed]: randomBytes(1 << 20) }));
-  v2 = pushed.image;
-  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(pushed.ref, port) });
-  await pub.publish(2);
-  [exportLog] = await Promise.all([
-    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "deltas") }),
-    gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "whole"), args: ["--no-deltas"] }),
-  ]);
-  dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+  rig = await offlineRig({ app: APP, repo: REPO, body: "v1", tmp: "offline-deltas-", image: image("v1") });
+  ({ upstream, gwHandle, gw, device, pub, port, uuid, bundles } = rig);
+  ({ image: v2, exportLog } = await realFilesV2(rig, paths, files, HWID));
+  await goOffline(device);
 }, 120_000);
 
 afterAll(async () => {
-  await device?.cleanup([APP]).catch(() => undefined);
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
-  if (bundles) rmSync(bundles, { recursive: true, force: true });
+  await rig?.stop();
 });
 
 describe("offline bundles with layer deltas", () => {
@@ -251,7 +233,7 @@ describe("offline bundles with layer deltas", () => {
     const delta = bundleIndex(out).bundle.deltas?.[0];
     expect(delta).toMatchObject({ from: v2.layers.at(-1)!.digest, to: v4.image.layers.at(-1)!.digest });
 
-    dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+    await goOffline(device);
     const r = await device.fioup("update", "--offline", out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.toTarget).toBe(`${HWID}-4`);

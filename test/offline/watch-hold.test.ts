@@ -4,41 +4,29 @@
  * lock is released the watch installs it, the stick still in, with no one touching the bundle.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { sleep, tempDir, until } from "../harness/tmp.ts";
-import {
-  Device, deviceOnV1, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, startTestGateway,
-  type DockerRegistryHandle, type DockerdHandle, type TestGateway,
-} from "../fioup/_setup.ts";
-import { dropIn, gatewayExport, OFFLINE_DROP_IN, offlineToml } from "./_setup.ts";
+import { sleep, until } from "../harness/tmp.ts";
+import { httpGet, httpdCompose, httpdImage, pushImage, type Device } from "../fioup/_setup.ts";
+import { gatewayExport, goOffline, offlineRig, type OfflineRig } from "./_setup.ts";
 
 const APP = `whold${process.pid}`;
 const HWID = "amd64-linux";
-let dockerd: DockerdHandle;
-let upstream: DockerRegistryHandle;
-let gw: TestGateway;
+let rig: OfflineRig;
 let device: Device;
 let port: number;
 let bundles: string;
 
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  device = await Device.create(dockerd);
-  port = await freePort();
-  bundles = await tempDir("watch-hold-");
-  const { pub } = await deviceOnV1({ gw, upstream, device, app: APP, repo: "offline/hold", port, body: "hold v1" });
-  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(await pushImage(upstream, "offline/hold", "v2", httpdImage("hold v2")), port) });
-  await pub.publish(2);
-  await gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "stick"), args: ["--insecure-registry", upstream.host] });
-  dropIn(device, OFFLINE_DROP_IN, offlineToml(await freePort()));
+  rig = await offlineRig({ app: APP, repo: "offline/hold", body: "hold v1", tmp: "watch-hold-" });
+  ({ device, port, bundles } = rig);
+  await rig.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(await pushImage(rig.upstream, "offline/hold", "v2", httpdImage("hold v2")), port) });
+  await rig.pub.publish(2);
+  await gatewayExport(rig.gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "stick"), args: ["--insecure-registry", rig.upstream.host] });
+  await goOffline(device);
 }, 120_000);
 
 afterAll(async () => {
-  await device?.cleanup([APP]).catch(() => undefined);
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
-  if (bundles) rmSync(bundles, { recursive: true, force: true });
+  await rig?.stop();
 });
 
 describe("watching a stick while installs are held back", () => {
