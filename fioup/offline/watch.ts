@@ -4,8 +4,10 @@
  * known by the sha256 of its index.json and that file's mtime, so leaving the stick in does not
  * apply it again, while a fresh copy of the same bundle is tried again. A bundle whose update is
  * left pending (its install held back by an update lock or a maintenance window, or stopped
- * half way) is not handled yet: each round resumes it while the stick stays in. Queued events
- * are sent whenever the gateway is reachable.
+ * half way) is not handled yet: each round resumes it while the stick stays in. Nor is one whose
+ * update failed without marking its target bad (a full disk, an engine down during the fetch):
+ * the fault is the device's and may pass, so it is tried again, the wait doubling from the
+ * interval up to RETRY_MAX_MS. Queued events are sent whenever the gateway is reachable.
  *
  * @module
  */
@@ -31,6 +33,18 @@ const REPORT_EVERY_MS = 30_000;
 const LAST_BUNDLE_KEY = "offline:last-bundle";
 /** The device DB key holding what last held back the pending update of a watched bundle. */
 const LAST_WAIT_KEY = "offline:last-wait";
+/** The device DB key holding the failed try of a watched bundle that is tried again ({@link FailedTry}). */
+const LAST_FAILURE_KEY = "offline:last-failure";
+/** The longest wait before a bundle whose update failed is tried again. */
+const RETRY_MAX_MS = 5 * 60_000;
+
+/** A watched bundle's update that failed without marking its target bad, and when to try again. */
+interface FailedTry {
+  key: string;
+  outcome: string;
+  tries: number;
+  retryAt: number;
+}
 
 export interface WatchOptions {
   signal: AbortSignal;
@@ -76,6 +90,8 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
     return e.message;
   }
   if (s.db.get<string>(LAST_BUNDLE_KEY) === key) return undefined;
+  const failed = s.db.get<FailedTry>(LAST_FAILURE_KEY);
+  if (failed?.key === key && Date.now() < failed.retryAt) return undefined;
   let lock;
   try {
     lock = takeUpdateLock(s.lockPath, "install the bundle");
@@ -86,12 +102,15 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   }
   const ctx = s.ctx(o.hooks, o.signal);
   let outcome: string;
+  let failure = false;
   try {
     await runSteps(offlinePlan(bundle, o.hold), ctx);
     const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
     outcome = `bundle ${dir}: updated to ${u?.toTarget} (${u?.state})`;
+    failure = u?.state === "failed";
   } catch (e) {
     if (o.signal.aborted) return "interrupted";
+    failure = !(e instanceof NoUpdateError || e instanceof UpdateDeferredError);
     outcome = e instanceof NoUpdateError ? e.message
       : e instanceof UpdateDeferredError ? `bundle ${dir}: install deferred: ${describeError(e)}`
       : `bundle ${dir}: update failed: ${describeError(e)}`;
@@ -106,6 +125,14 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
     return outcome;
   }
   s.db.delete(LAST_WAIT_KEY);
+  // A failure that did not mark the target bad may pass (space freed, the engine back): tried
+  // again later, said again only when it fails otherwise. A bad target waits for a newer bundle.
+  if (failure && !s.db.badTargets().includes(bundle.index.bundle.target)) {
+    const tries = failed?.key === key ? failed.tries + 1 : 1;
+    s.db.set(LAST_FAILURE_KEY, { key, outcome, tries, retryAt: Date.now() + Math.min(o.intervalMs * 2 ** tries, RETRY_MAX_MS) } satisfies FailedTry);
+    return failed?.key === key && failed.outcome === outcome ? undefined : `${outcome}; trying again while the bundle stays in ${dir}`;
+  }
+  s.db.delete(LAST_FAILURE_KEY);
   s.db.set(LAST_BUNDLE_KEY, key);
   return outcome;
 }
