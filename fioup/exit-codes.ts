@@ -11,6 +11,7 @@ import { ConfigError } from "./config.ts";
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
+import { isNoSpace } from "../lib/fs/why.ts";
 import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
 import { NoDeviceStateError } from "./session.ts";
 import { NoUpdateError, NoUpdateInProgressError } from "./update/check-step.ts";
@@ -68,7 +69,7 @@ const TABLE = [
   [EXIT.REGISTRATION, "registration failed", [RegistrationError]],
   [EXIT.INIT_FAILED, "init failed (app manifest/bundle/compose resolution)", [InitFailedError]],
   [EXIT.FETCH_FAILED, "fetch failed (network, registry, digest mismatch)", [FetchFailedError]],
-  [EXIT.NO_SPACE, "not enough space (storage watermark)", [NoSpaceError]],
+  [EXIT.NO_SPACE, "not enough space (storage watermark), or the disk filled during the fetch", [NoSpaceError]],
   [EXIT.INSTALL_FAILED, "install failed (rolled back)", [InstallFailedError]],
   [EXIT.START_FAILED, "start failed (rolled back)", [StartFailedError]],
   [EXIT.INTERRUPTED, "interrupted by Ctrl-C or SIGTERM: the update stays saved, the same command resumes it", [InterruptedError]],
@@ -83,4 +84,16 @@ const BY_CLASS: [ErrorClass, number][] = [
   ...TABLE.flatMap(([code, , errors]) => errors.map((cls): [ErrorClass, number] => [cls, code])),
 ];
 
-export const exitCodeFor = (err: unknown): number => BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? EXIT.ERROR;
+/** The errors behind `err`, itself first (its `cause`, then that one's...). */
+function* causes(err: unknown): Generator<unknown> {
+  for (let e = err, n = 0; e !== undefined && n < 10; e = (e as Error).cause, n++) yield e;
+}
+
+/**
+ * A fetch the disk stopped (full while a blob came in or a layer was rebuilt from a delta) is
+ * said as the space check before it would have said it: a script frees space on 41 and retries.
+ */
+const diskFilledInFetch = (err: unknown): boolean => err instanceof FetchFailedError && [...causes(err)].some(isNoSpace);
+
+export const exitCodeFor = (err: unknown): number =>
+  diskFilledInFetch(err) ? EXIT.NO_SPACE : BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? EXIT.ERROR;

@@ -14,6 +14,8 @@ import { DELTA_MEDIA_TYPE, deltaWindowLog } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
 import { fetchLayerDelta, RebuildNoSpaceError, type DeltaCandidate } from "./_layer-deltas.ts";
+import { EXIT, exitCodeFor } from "../exit-codes.ts";
+import { FetchFailedError } from "./fetch-step.ts";
 
 const MiB = 1 << 20;
 let work: string;
@@ -78,6 +80,9 @@ test("a bundle's delta whose rebuild fills the blob store's disk is said as a fu
   expect(refused).toEqual([]);
   expect(err).toBeInstanceOf(RebuildNoSpaceError);
   expect((err as Error).message).toBe(`Cannot rebuild layer ${layer} from the bundle's delta: no space left on the device (the blob store ${mnt}); free space there and apply the bundle again`);
+  // The fetch step wraps it; fioup exits as for any lack of space (41), not as a failed fetch (40).
+  expect(exitCodeFor(new FetchFailedError(err))).toBe(EXIT.NO_SPACE);
+  expect(exitCodeFor(new FetchFailedError(Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })))).toBe(EXIT.FETCH_FAILED);
 }, 60_000);
 
 test("a layer rebuilt from a bundle's delta reports its progress as it grows, up to the whole layer", async () => {
