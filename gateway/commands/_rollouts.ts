@@ -73,11 +73,12 @@ export function renderRollout(d: RolloutDetail): string {
     "",
     table(["WAVE", "PERCENT", "STATE", "DEVICES", "SUCCEEDED", "FAILED", "PENDING"], waves),
   ];
+  // The gateway lists at most ROLLOUT_LIST_MAX devices a list: say when there are more, or the list reads as all of them.
+  const first = (more: boolean, n: number) => (more ? ` (the first ${n}; more devices than that)` : "");
   if (d.holds.length)
-    lines.push("", "Deferred installs:", table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold ? HOLD_KIND_NAMES[h.hold.kind] : undefined, h.hold?.until ?? "unknown", h.hold?.at])));
+    lines.push("", `Deferred installs${first(d.moreHolds, d.holds.length)}:`, table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold ? HOLD_KIND_NAMES[h.hold.kind] : undefined, h.hold?.until ?? "unknown", h.hold?.at])));
   // Pending devices whose clock has not started: no target of the version for their hardware id and tags yet.
-  if (d.waiting.length) lines.push("", "Waiting for their target:", table(["DEVICE", "WAVE", "WHY"], d.waiting.map((w) => [w.uuid, w.wave + 1, w.reason])));
-  // The gateway sends at most 100 failures: say when there are more, or the list reads as all of them.
+  if (d.waiting.length) lines.push("", `Waiting for their target${first(d.moreWaiting, d.waiting.length)}:`, table(["DEVICE", "WAVE", "WHY"], d.waiting.map((w) => [w.uuid, w.wave + 1, w.reason])));
   const failed = d.counts.filter((c) => c.status === "failed").reduce((a, c) => a + c.devices, 0);
   const some = d.failures.length < failed ? ` (${d.failures.length} of ${failed})` : "";
   if (d.failures.length) lines.push("", `Failures${some}:`, table(["DEVICE", "WAVE", "REASON"], d.failures.map((f) => [f.uuid, f.wave + 1, f.reason])));

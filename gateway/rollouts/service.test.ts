@@ -17,6 +17,7 @@ import type { Store } from "../store/types.ts";
 import { targetEntry } from "./_fixtures.ts";
 import { RolloutNotFoundError, RolloutStateError } from "./errors.ts";
 import { Rollouts } from "./service.ts";
+import { renderRollout } from "../commands/_rollouts.ts";
 
 const min = 60_000;
 let dir: string;
@@ -249,6 +250,31 @@ function suite(open: () => Promise<Store>) {
     const kinds = (await rollouts.show(created.id))!.events.map((e) => e.kind);
     expect(kinds.filter((k) => k === "device-succeeded")).toHaveLength(50);
     expect(kinds.filter((k) => !k.startsWith("device-"))).toEqual(["completed", "wave-started", "created"]);
+  });
+
+  test("show lists at most 100 devices held or waiting, and says when there are more (rollouts show too)", async () => {
+    const { rollouts, clock, store, report } = await setup(open, 101);
+    // Version 3 is not published: every member waits for its target.
+    const early = await rollouts.create({ target: "3", tag: "main", waves: [100] });
+    await rollouts.tick();
+    let r = (await rollouts.show(early.id))!;
+    expect([r.waiting.length, r.moreWaiting]).toEqual([100, true]);
+    expect(renderRollout(r)).toContain("Waiting for their target (the first 100; more devices than that):");
+    await rollouts.cancel(early.id);
+
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [100], window: "Sat 02:00-04:00 Europe/Berlin", maxHold: "1d" });
+    const members = (await store.rolloutMembers(created.id)).map((m) => m.uuid);
+    const until = new Date(clock.now + 3 * 60 * min).toISOString();
+    for (const d of members.slice(0, 100)) await report.deferred(d, until);
+    await rollouts.tick();
+    r = (await rollouts.show(created.id))!;
+    expect([r.holds.length, r.moreHolds, r.moreWaiting]).toEqual([100, false, false]);
+    expect(renderRollout(r)).toContain("Deferred installs:");
+    await report.deferred(members[100]!, until);
+    await rollouts.tick();
+    r = (await rollouts.show(created.id))!;
+    expect([r.holds.length, r.moreHolds]).toEqual([100, true]);
+    expect(renderRollout(r)).toContain("Deferred installs (the first 100; more devices than that):");
   });
 
   test("bad requests are refused with a clear reason", async () => {

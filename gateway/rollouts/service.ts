@@ -7,7 +7,7 @@
  * @module
  */
 import { isTargetVersion } from "../../lib/api/target.ts";
-import type { RolloutDetail, RolloutEventKind, RolloutRequest } from "../../lib/api/admin.ts";
+import { ROLLOUT_LIST_MAX, type RolloutDetail, type RolloutEventKind, type RolloutRequest } from "../../lib/api/admin.ts";
 import { parseWindow, WindowSpecError } from "../../lib/schedule/window.ts";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import type { RolloutService, TufService } from "../env.ts";
@@ -224,18 +224,23 @@ export class Rollouts implements RolloutService {
     const row = await store.getRollout(id);
     if (!row) return undefined;
     // Transitions and device events apart: 100,000 device verdicts must not bury the transitions.
-    const [counts, holds, failures, waiting, transitions, deviceEvents] = await Promise.all([
+    // One more than listed is read, to say whether there are more (failures: counts says how many).
+    const [counts, held, failures, waits, transitions, deviceEvents] = await Promise.all([
       store.rolloutCounts(id),
-      store.rolloutDeviceStates(id, { held: true, limit: 100 }),
-      store.rolloutDeviceStates(id, { status: "failed", limit: 100 }),
-      store.rolloutDeviceStates(id, { waiting: true, limit: 100 }),
+      store.rolloutDeviceStates(id, { held: true, limit: ROLLOUT_LIST_MAX + 1 }),
+      store.rolloutDeviceStates(id, { status: "failed", limit: ROLLOUT_LIST_MAX }),
+      store.rolloutDeviceStates(id, { waiting: true, limit: ROLLOUT_LIST_MAX + 1 }),
       store.listRolloutEvents(id, { limit: 50, device: false }),
       store.listRolloutEvents(id, { limit: 50, device: true }),
     ]);
     const events = [...transitions, ...deviceEvents].sort((a, b) => b.id - a.id);
     // A cancelled rollout offers its version to nobody any more: no install is deferred, nobody waits for it.
-    if (row.state === "cancelled") return { ...row, counts, holds: [], failures, waiting: [], events };
-    return { ...row, counts, holds, failures, waiting, events };
+    if (row.state === "cancelled") return { ...row, counts, holds: [], moreHolds: false, failures, waiting: [], moreWaiting: false, events };
+    return {
+      ...row, counts, failures, events,
+      holds: held.slice(0, ROLLOUT_LIST_MAX), moreHolds: held.length > ROLLOUT_LIST_MAX,
+      waiting: waits.slice(0, ROLLOUT_LIST_MAX), moreWaiting: waits.length > ROLLOUT_LIST_MAX,
+    };
   }
 
   /** Applies an operator's action with the rollout's revision, retrying when the tick moved it meanwhile. */

@@ -387,17 +387,24 @@ export type RolloutEventRow = Static<typeof RolloutEventRow>;
 export const RolloutCount = Type.Object({ wave: Type.Integer(), status: Type.Union(ROLLOUT_DEVICE_STATUSES.map((s) => Type.Literal(s))), devices: Type.Integer() });
 export type RolloutCount = Static<typeof RolloutCount>;
 
+/** The most devices a rollout's detail lists as held, failed or waiting (each list). */
+export const ROLLOUT_LIST_MAX = 100;
+
 /** GET /admin/rollouts/:id (and the answer of every rollout action). */
 export const RolloutDetail = Type.Intersect([
   RolloutRow,
   Type.Object({
     counts: Type.Array(RolloutCount),
-    /** Devices deferring the install (lock or window), at most 100. */
+    /** Devices deferring the install (lock or window), at most ROLLOUT_LIST_MAX. */
     holds: Type.Array(RolloutDeviceRow),
-    /** Failed devices with their reasons, at most 100. */
+    /** True when more devices defer the install than `holds` lists. */
+    moreHolds: Type.Boolean(),
+    /** Failed devices with their reasons, at most ROLLOUT_LIST_MAX (`counts` says how many failed). */
     failures: Type.Array(RolloutDeviceRow),
-    /** Pending devices whose clock has not started, with what they wait for ("no target of version 8 for arm64-linux yet"), at most 100. */
+    /** Pending devices whose clock has not started, with what they wait for ("no target of version 8 for arm64-linux yet"), at most ROLLOUT_LIST_MAX. */
     waiting: Type.Array(RolloutDeviceRow),
+    /** True when more devices wait than `waiting` lists. */
+    moreWaiting: Type.Boolean(),
     /** The latest events, newest first. */
     events: Type.Array(RolloutEventRow),
   }),

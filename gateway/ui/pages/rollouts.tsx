@@ -177,6 +177,7 @@ export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: str
         {r.holds.length > 0 && (
           <section aria-labelledby="h-holds">
             <h2 id="h-holds">Deferred installs</h2>
+            {r.moreHolds && <p class="muted">{`The first ${r.holds.length}; more devices than that defer the install.`}</p>}
             <div class="scroll">
               <table>
                 <tbody>
@@ -199,6 +200,7 @@ export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: str
         {r.waiting.length > 0 && (
           <section aria-labelledby="h-waiting">
             <h2 id="h-waiting">Waiting for their target</h2>
+            {r.moreWaiting && <p class="muted">{`The first ${r.waiting.length}; more devices than that wait.`}</p>}
             <div class="scroll">
               <table>
                 <tbody>
