@@ -63,6 +63,8 @@ export interface AgentOptions {
   log(line: string): void;
   signal: AbortSignal;
   version: string;
+  /** Called once the agent holds its state dir (before it connects). */
+  onLocked?(): void;
 }
 
 /** Retries (the broker, a failed rollback, the agent inside `fioup daemon`) wait this long first, doubling up to the max. */
@@ -154,6 +156,7 @@ export class Agent {
       throw err;
     }
     try {
+      this.o.onLocked?.();
       await this.serve();
     } finally {
       lock.release();

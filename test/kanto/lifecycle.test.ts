@@ -125,7 +125,7 @@ describe("the engine goes away during an apply", () => {
 });
 
 describe("one agent per state dir", () => {
-  test("a second `fioup agent` exits 13 naming the running one's PID; the daemon's agent is skipped with a log line", async () => {
+  test("a second `fioup agent` exits 13 naming the running one's PID; the daemon's agent waits with a log line and starts once that agent stops", async () => {
     const sotaDir = join(rig.dir, "var/sota");
     const second = Proc.start({
       name: "second fioup agent",
@@ -139,16 +139,33 @@ describe("one agent per state dir", () => {
     expect(code).toBe(13);
     expect(second.logTail(3000)).toContain(`another agent (PID ${rig.agent!.pid}) runs with the state dir ${join(sotaDir, "agent")}`);
 
+    // The daemon's agent waits while the separate one runs, and takes over once it stops.
     const lines: string[] = [];
+    const said = () => lines.join("\n");
     const ac = new AbortController();
+    const dockerHost = process.env.DOCKER_HOST;
+    process.env.DOCKER_HOST = rig.dockerd.host; // the engine the daemon's agent will use, as in the daemon's environment
     const embedded = startAgentIfConfigured(loadConfig({ root: rig.dir, sotaDir }, () => {}), ac.signal, (l) => lines.push(l));
-    const ended = await Promise.race([embedded!.then(() => true), Bun.sleep(10_000).then(() => false)]);
-    ac.abort();
-    await embedded;
-    expect(ended).toBe(true);
-    expect(lines.join("\n")).toContain(`agent: not started, the daemon runs without it: Cannot start the agent: another agent (PID ${rig.agent!.pid})`);
-    // The running agent still applies desired states.
-    expect(await rig.apply("one-1", [])).toMatchObject({ status: "COMPLETED" });
+    const separate = rig.agent!.pid;
+    try {
+      await until("the daemon to say it runs without its agent", said, (l) => l.includes("agent: not started"), 10_000, 50);
+      expect(said()).toContain(`agent: not started, the daemon runs without it: Cannot start the agent: another agent (PID ${separate})`);
+      expect(said()).toContain("it starts its own once that agent stops");
+      // The running agent still applies desired states.
+      expect(await rig.apply("one-1", [])).toMatchObject({ status: "COMPLETED" });
+      expect(lines.filter((l) => l.includes("agent: not started"))).toHaveLength(1); // looked at again quietly
+
+      await rig.agent!.stop(10_000);
+      await until("the daemon's own agent to start", said, (l) => l.includes("agent: connected to"), 30_000, 100);
+      expect(said()).toContain(`agent: the agent with PID ${separate} stopped: the daemon's own starts`);
+      expect(await rig.apply("one-2", [])).toMatchObject({ status: "COMPLETED" });
+    } finally {
+      ac.abort();
+      await embedded;
+      if (dockerHost === undefined) delete process.env.DOCKER_HOST;
+      else process.env.DOCKER_HOST = dockerHost;
+    }
+    await rig.startAgent(); // the separate agent again, for the tests that follow
   }, 60_000);
 });
 
