@@ -377,8 +377,9 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const existing = target ? await readdir(dir).catch((e) => Promise.reject(fail(fsWhy(e)))) : undefined;
   if (existing?.length && !opts.force)
     throw new UsageError(`--data ${opts.dataDir} exists and is not empty: restore into a new folder, or pass --force to replace a gateway data dir`);
-  // --force replaces a data dir, never one a gateway is serving from (it would go on with deleted files).
-  const inUse = (pid: number) => new BackupError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
+  // --force replaces a data dir, never one a gateway is serving from (it would go on with deleted
+  // files): a --data that --force may not replace, bad usage (exit 2) as the other such --data.
+  const inUse = (pid: number) => new UsageError(`${opts.dataDir} is in use by the gateway running as PID ${pid}: stop it before restoring over it`);
   const servedBy = await servingPid(dir);
   if (servedBy !== undefined) throw inUse(servedBy);
   if (existing?.length && !(await looksLikeDataDir(dir))) {

@@ -185,8 +185,9 @@ test("one gateway per data dir: a second serve and restore --force refuse a dir 
   expect(readFileSync(join(gw.dataDir, "serve.json"), "utf8")).toBe(serveJson);
 
   // restore --force would move the dir from under the running gateway.
+  // A --data that --force may not replace is bad usage (exit 2), as gateway/README.md says.
   const forced = await run(["restore", file, "--data", gw.dataDir, "--force"]);
-  expect(forced.code).not.toBe(0);
+  expect(forced.code).toBe(2);
   expect(forced.stderr).toContain(`is in use by the gateway running as PID ${gw.pid}: stop it before restoring over it`);
   expect(readFileSync(join(gw.dataDir, "admin-token"), "utf8")).toBe(token);
   expect((await gw.adminFetch("/admin/devices")).status).toBe(200);
