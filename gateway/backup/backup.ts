@@ -396,18 +396,16 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   });
   if (source.isDirectory()) throw new BackupError(`Cannot read the backup ${opts.file}: it is a directory (give the backup file)`);
 
-  // --registry-dir: checked now, so nothing is unpacked for a restore that could not finish.
+  // --registry-dir: checked now, so nothing is unpacked for a restore that could not finish. A
+  // missing parent is made below, as --data's is.
   const registryDir = opts.registryDir ? bare(opts.registryDir) : undefined;
+  const failReg = (why: string) => new BackupError(`Cannot restore the registry into --registry-dir ${opts.registryDir}: ${why}`);
+  const registryParent = registryDir && dirname(registryDir);
   if (registryDir) {
-    const failReg = (why: string) => new BackupError(`Cannot restore the registry into --registry-dir ${opts.registryDir}: ${why}`);
     const at = await look(registryDir).catch((e) => Promise.reject(failReg(fsWhy(e))));
     if (at === "blocked") throw failReg(await blockedBy(registryDir));
     if (at && !at.isDirectory()) throw failReg("it is a file");
     if (at && (await readdir(registryDir)).length > 0) throw failReg("it is not empty (give a new or empty folder)");
-    if (!at) {
-      const up = await look(dirname(registryDir)).catch(() => undefined);
-      if (!up || up === "blocked" || !up.isDirectory()) throw failReg(`its parent ${dirname(registryDir)} is not a folder`);
-    }
   }
 
   const parent = dirname(dir);
@@ -418,7 +416,17 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     if (above === "blocked" || (above && !above.isDirectory())) throw fail(await blockedBy(dir));
     madeParent = await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
   }
+  /** The topmost folder made for --registry-dir's parent, removed as madeParent is. */
+  let madeRegistryParent: string | undefined;
+  if (registryParent) {
+    madeRegistryParent = await mkdir(registryParent, { recursive: true }).catch(async (e) => {
+      await removeMadeFolders(madeParent, parent);
+      const why = (e as NodeJS.ErrnoException).code === "ENOTDIR" || (e as NodeJS.ErrnoException).code === "EEXIST" ? await blockedBy(registryDir!) : fsWhy(e);
+      return Promise.reject(failReg(`cannot create the folder ${registryParent}: ${why}`));
+    });
+  }
   const tmp = await mkdtemp(join(parent, ".restore-")).catch(async (e) => {
+    await removeMadeFolders(madeRegistryParent, registryParent ?? parent);
     await removeMadeFolders(madeParent, parent);
     return Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`));
   });
@@ -509,7 +517,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
         Promise.reject(new BackupError(`${e.message}; the data dir is restored at ${dir} and holds the registry in ${join(dir, "registry")}: move it by hand`)),
       );
       registryMoved = registryDir;
-    }
+    } else await removeMadeFolders(madeRegistryParent, registryParent ?? parent); // nothing to put there
     return {
       ...manifest,
       ...(replaced ? { replaced } : {}),
@@ -518,6 +526,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     };
   } catch (err) {
     if (!restored) await rm(tmp, { recursive: true, force: true });
+    if (!restored) await removeMadeFolders(madeRegistryParent, registryParent ?? parent); // first: it may be inside madeParent
     await removeMadeFolders(madeParent, parent);
     throw err;
   }

@@ -273,7 +273,8 @@ test("a registry outside the data dir (--registry-dir, as replicas share) is bac
   expect(refused.stderr).toContain("it is not empty");
   expect(existsSync(join(work, "r-data-0"))).toBe(false);
 
-  const newShared = join(work, "restored-registry");
+  // Its parent folders not there yet: made, as --data's are.
+  const newShared = join(work, "new-mount", "registries", "restored-registry");
   const restored = await run(["restore", join(work, "r.backup"), "--data", join(work, "r-data"), "--registry-dir", newShared]);
   expect(restored.code).toBe(0);
   expect(restored.stdout).toContain(`the registry into ${newShared}`);
