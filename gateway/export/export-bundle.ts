@@ -32,6 +32,7 @@ import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { bundleDeltas } from "./_bundle-deltas.ts";
 import { checkRoom, sayWhere, type WritePlace } from "./_room.ts";
+import { plainHttpHint } from "../publish/plain-http-hint.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { exitOnSignal } from "../../lib/cli/interrupt.ts";
 import type { ProgressLine } from "../../lib/cli/progress.ts";
@@ -159,6 +160,7 @@ const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps)
  * @throws {AdminApiError} The gateway refused a metadata request (its reason in the message: a refused token says why).
  * @throws {GatewayUnreachableError} The gateway did not answer a metadata request.
  * @throws {AppResolveError | RegistryError | DigestMismatchError} The registry refused or served other bytes.
+ * @throws {RegistryUnreachableError} A registry could not be reached (one that failed the TLS handshake and is not in `insecureRegistries`: saying to add it).
  */
 export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   const progress: ProgressLine = o.progress ?? { show() {}, print() {}, clear() {} };
@@ -173,6 +175,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   });
   const scratch: WritePlace = { dir: work, what: "the export's scratch", remedy: "set TMPDIR to a folder with room (it holds a delta's base layer and the layer it rebuilds, uncompressed)" };
   let finished = false;
+  const insecure = new Set(o.insecureRegistries ?? []);
   // Ctrl-C or SIGTERM ends the process without running the `finally` below: clean up the same
   // way here (synchronously, nothing else runs after it), so --out can be given again at once.
   const releaseSignals = exitOnSignal("gateway export", () => {
@@ -198,7 +201,6 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const from = o.from !== undefined ? pick(o.from) : undefined;
 
     const gatewayHost = new URL(o.server).host;
-    const insecure = new Set(o.insecureRegistries ?? []);
     const registry = registryClients(
       (host) =>
         host === gatewayHost
@@ -286,7 +288,8 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, deltas: deltas.length, bytesWithoutDeltas, skipped: want.blobs.length - whole.length, tuf };
   } catch (e) {
     // Every write not to the scratch went into --out (Bun's ENOSPC names no path): say which.
-    throw sayWhere(e, bundlePlace);
+    // A registry that failed the TLS handshake: the flag to give, as publish says it.
+    throw plainHttpHint(sayWhere(e, bundlePlace), insecure);
   } finally {
     progress.clear();
     releaseSignals();

@@ -40,7 +40,7 @@ export default defineCommand({
     "    3  the gateway refused the request (its reason is printed)",
     "    4  the gateway could not be reached (connection refused, timeout, TLS failure)",
     "    5  --server is not the gateway the token was made for: its CA does not match the token's pin, or it serves no CA",
-    ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => `  ${String(code).padStart(3)}  ${meaning.replace(/^publish: /, "")}`),
+    ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => `  ${String(code).padStart(3)}  ${meaning.replace(/^publish( and export)?: /, "")}`),
     "  130  stopped by Ctrl-C (SIGINT) before its targets were added: nothing published",
     "  143  stopped by SIGTERM (a cancelled CI job), as 130",
   ].join("\n"),

@@ -37,7 +37,8 @@ export const PUBLISH_EXIT_CODES: [ErrorClass[], number, string][] = [
   [[ImageNotFoundError, ImageResolveError], 12, "publish: an image is in neither the local engine nor its registry, or a build context is outside the repo"],
   [[MissingPlatformError, UnknownHwidPlatformError, NoMatchingPlatformError], 13, "publish: an image lacks the platform a hardware id needs, or a hardware id's platform is unknown"],
   [[DockerCommandError, DockerArchiveError], 14, "publish: docker build or save failed"],
-  [[RegistryError, RegistryUnreachableError], 15, "publish: a registry refused or could not be reached while pushing"],
+  // export's copy from a registry fails with the same classes, so the same code (export --help lists it).
+  [[RegistryError, RegistryUnreachableError], 15, "publish and export: a registry refused or could not be reached (publish: pushing; export: copying)"],
   [[TargetVersionError], 16, "publish: a target of that version already exists (choose another --version)"],
   // Signals, not errors: publish exits with these itself (publish.ts), after cleaning up.
 ];

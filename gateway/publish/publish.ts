@@ -27,7 +27,6 @@ import { FactoryConfigError, fullRef, platformsOf, readFactoryConfig, tagsForRef
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { isRegistryHost } from "../../lib/oci/reference.ts";
-import { RegistryUnreachableError } from "../../lib/oci/registry-client.ts";
 import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
@@ -35,6 +34,7 @@ import { dockerCredentials } from "./credentials.ts";
 import { discover, type AppDir } from "./discover.ts";
 import { checkHead, gitInfo } from "./git.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
+import { plainHttpHint } from "./plain-http-hint.ts";
 import { ImageResolveError, planService, topLevelBuild, type ServicePlan } from "./plan.ts";
 import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
 import { checkVersionFree, makeTargets, nextVersion } from "./targets.ts";
@@ -479,14 +479,6 @@ function firstCallHint(err: unknown, server: URL): unknown {
     );
   }
   return err;
-}
-
-/** A registry that failed the TLS handshake (one speaking plain http, as a local docker-registry does): say the flag. Same class, same exit code (15). */
-function plainHttpHint(err: unknown, insecure: Set<string>): unknown {
-  if (!(err instanceof RegistryUnreachableError)) return err;
-  const host = /https:\/\/([^/\s]+)\//.exec(err.message)?.[1];
-  if (!host || insecure.has(host) || !/TLS|EPROTO|SSL/i.test(err.message)) return err;
-  return new RegistryUnreachableError(`${err.message} (if ${host} speaks plain http, add --insecure-registry ${host})`, { cause: err });
 }
 
 /**
