@@ -2,7 +2,12 @@ import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
-const status = (t: { revokedAt: string | null; expired: boolean }) => (t.revokedAt ? "revoked" : t.expired ? "expired" : "active");
+/**
+ * A token's state in one word. A registration token whose every use is spent registers nothing
+ * more, as one revoked or expired: "used up", the word registration's refusal uses, never "active".
+ */
+const status = (t: { revokedAt: string | null; expired: boolean; uses?: number; maxUses?: number | null }) =>
+  t.revokedAt ? "revoked" : t.expired ? "expired" : t.maxUses != null && t.uses !== undefined && t.uses >= t.maxUses ? "used up" : "active";
 
 export default defineCommand({
   summary: "List tokens: registration tokens and publish, admin and viewer tokens (ids, expiry, uses; never the secrets)",

@@ -11,6 +11,9 @@ import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
+import { commands } from "../../gateway/commands/index.ts";
+import { exitCodeFor } from "../../gateway/exit-codes.ts";
+import { runCliCaptured } from "../harness/cli.ts";
 
 let gw: RunningGateway;
 let dir: string;
@@ -122,6 +125,15 @@ describe("registration tokens", () => {
     const second = await register(t.token);
     expect(second.res.status).toBe(401);
     expect(((await second.res.json()) as { error: string }).error).toMatch(/used/);
+    // `gateway tokens list` says so: it showed the spent token as active.
+    const open = await createToken({ maxUses: 2 });
+    expect((await register(open.token)).res.status).toBe(201);
+    const cli = { name: "gateway", version: "0", summary: "", commands, exitCodeFor };
+    const listed = await runCliCaptured(cli, ["tokens", "list", "--server", gw.url, "--token", gw.data.adminToken]);
+    expect([listed.code, listed.err]).toEqual([0, ""]);
+    const row = (id: string) => listed.out.split("\n").find((l) => l.startsWith(`${id} `))?.trim();
+    expect(row(t.id)).toMatch(/ 1\/1 +\S+ +used up$/);
+    expect(row(open.id)).toMatch(/ 1\/2 +\S+ +active$/);
   }, 60_000);
 
   test("concurrent registrations on a one-use token: exactly one wins", async () => {
