@@ -12,7 +12,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, recordDatabaseKind, servedDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, readDatabaseKind, recordDatabaseKind, servedDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -34,7 +34,8 @@ import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type T
 import { openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
-import { dbKind, openStore } from "./store/open.ts";
+import { dbKind, openStore, peekDatabaseMeta } from "./store/open.ts";
+import { shownUrl } from "../lib/net/shown-url.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { StoreUnavailableError } from "./store/types.ts";
 import { Rollouts } from "./rollouts/service.ts";
@@ -105,6 +106,20 @@ export class DataDirMismatchError extends Error {
   }
 }
 
+/** A data dir already served with a database that holds its fleet, given an empty PostgreSQL database. */
+export class EmptyDatabaseError extends Error {
+  override name = "EmptyDatabaseError";
+  constructor(dir: string, db: string) {
+    super(
+      `Cannot serve ${dir} with the database ${shownUrl(db)}: this data dir was served with a database that holds its fleet; this database is empty: ` +
+        "restore it first with pg_restore, or give the --db of that database (nothing was written to it)",
+    );
+  }
+}
+
+/** The gateway_meta key that binds a database to one data dir's CA (and its TUF keys). */
+const CA_FINGERPRINT = "ca_fingerprint";
+
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):([0-9]{1,5})$/.exec(value);
   const port = Number(m?.[3]);
@@ -132,7 +147,15 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   if (running !== undefined && running !== process.pid) throw new DataDirInUseError(opts.dataDir, running); // as the lock: one process may serve twice (tests)
   checkCanListen({ host, port });
   if (proxyAddress) checkCanListen(proxyAddress);
-  const external = opts.db && dbKind(opts.db) === "postgres" ? await openStore(opts.db, { log }) : undefined;
+  const postgres = opts.db && dbKind(opts.db) === "postgres" ? opts.db : undefined;
+  // A data dir that was served (DIR/database is written once its database holds the fleet) given a
+  // PostgreSQL database that holds no gateway's data: a restored data dir before its pg_restore, or
+  // the wrong --db. Started, it would bind that database to this CA and sign version 1 of the TUF
+  // metadata anew with the real keys, an empty fleet every device refuses: refused before anything
+  // is written there (not even the schema).
+  if (postgres && (await readDatabaseKind(opts.dataDir)) !== undefined && (await peekDatabaseMeta(postgres, CA_FINGERPRINT)) === undefined)
+    throw new EmptyDatabaseError(opts.dataDir, postgres);
+  const external = postgres ? await openStore(postgres, { log }) : undefined;
   let dirLock: Awaited<ReturnType<typeof lockDataDir>>;
   let data: DataDir;
   let store: Awaited<ReturnType<typeof openStore>>;
@@ -153,7 +176,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     throw e;
   }
   // A database belongs to one CA (and its TUF keys): refuse a data dir / --db mix-up early.
-  const boundTo = await store.claimMeta("ca_fingerprint", data.ca.fingerprint).catch(async (e) => {
+  const boundTo = await store.claimMeta(CA_FINGERPRINT, data.ca.fingerprint).catch(async (e) => {
     await store.close();
     dirLock.release();
     throw e;

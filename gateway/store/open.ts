@@ -14,7 +14,7 @@ import { stat } from "node:fs/promises";
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import { lookup } from "node:dns/promises";
-import { PostgresStore, unreachableWhy } from "./postgres.ts";
+import { peekPostgresMeta, PostgresStore, unreachableWhy } from "./postgres.ts";
 import { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./types.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
@@ -89,26 +89,36 @@ function notAGatewaySqlite(path: string): string | undefined {
   }
 }
 
+/** A PostgreSQL --db that could not be opened, said with the database (password masked), why and what to do. */
+async function postgresOpenError(db: string, e: unknown): Promise<never> {
+  const url = URL.parse(db);
+  const host = await unresolvedHost(e as object, url);
+  if (host !== undefined)
+    throw new StoreOpenError(
+      `Cannot use the database ${shownUrl(db)}: the host name ${host} could not be resolved (check the host in --db, and that this machine's DNS or /etc/hosts knows it)`,
+    );
+  const why = unreachableWhy(e) ?? (e as Error).message;
+  throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}${postgresAdvice(e as object, url)}`);
+}
+
+/**
+ * The value a PostgreSQL --db holds under `key` in its gateway_meta (`ca_fingerprint`: the CA the
+ * database is bound to), read without writing anything: undefined for an empty database.
+ *
+ * @throws {StoreOpenError} A database that cannot be reached, said as {@link openStore} says it.
+ */
+export function peekDatabaseMeta(db: string, key: string): Promise<string | undefined> {
+  return peekPostgresMeta(db, key).catch((e) => postgresOpenError(db, e));
+}
+
 /**
  * @param opts.log Where a PostgreSQL store logs an outage's first and last lines (stderr).
  * @throws {StoreOpenError} A database that cannot be reached or opened, or a URL of another scheme.
  */
 export async function openStore(db: string, opts: { log?: (line: string) => void } = {}): Promise<Store> {
   const kind = dbKind(db);
-  if (kind === "postgres") {
-    try {
-      return await PostgresStore.connect(db, opts.log ? { log: opts.log } : {});
-    } catch (e) {
-      const url = URL.parse(db);
-      const host = await unresolvedHost(e as object, url);
-      if (host !== undefined)
-        throw new StoreOpenError(
-          `Cannot use the database ${shownUrl(db)}: the host name ${host} could not be resolved (check the host in --db, and that this machine's DNS or /etc/hosts knows it)`,
-        );
-      const why = unreachableWhy(e) ?? (e as Error).message;
-      throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}${postgresAdvice(e as object, url)}`);
-    }
-  }
+  if (kind === "postgres") return PostgresStore.connect(db, opts.log ? { log: opts.log } : {}).catch((e) => postgresOpenError(db, e));
+
   if (!kind) throw new StoreOpenError(dbKindProblem(db));
   const foreign = notAGatewaySqlite(db);
   if (foreign) throw new StoreOpenError(`Cannot use ${db} as the gateway's database: ${foreign}`);

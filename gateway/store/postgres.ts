@@ -198,6 +198,23 @@ async function migrate(sql: SQL): Promise<void> {
   });
 }
 
+/**
+ * The value stored under `key` in the gateway_meta table of the database at `url`, read without
+ * writing anything there (no migration, no schema): undefined when the database holds no gateway's
+ * tables or no such key. What a start asks before it makes an empty database its own.
+ */
+export async function peekPostgresMeta(url: string, key: string): Promise<string | undefined> {
+  const sql = new SQL({ url, max: 1 });
+  try {
+    const [table] = (await sql.unsafe("SELECT to_regclass('gateway_meta') AS t")) as { t: string | null }[];
+    if (!table?.t) return undefined;
+    const rows = (await sql.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [key])) as { value: string }[];
+    return rows[0]?.value;
+  } finally {
+    await sql.close();
+  }
+}
+
 export class PostgresStore implements Store {
   readonly kind = "postgres";
   readonly #sql: SQL;

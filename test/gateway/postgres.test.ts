@@ -7,7 +7,9 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
-import { DataDirMismatchError, startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
+import { SQL } from "bun";
+import { createBackup, restoreBackup } from "../../gateway/backup/backup.ts";
+import { DataDirMismatchError, EmptyDatabaseError, startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { DatabaseFlagMissingError } from "../../gateway/data-dir.ts";
 import { startPostgres } from "../harness/postgres.ts";
 import { until } from "../harness/tmp.ts";
@@ -94,6 +96,34 @@ describe("gateway on PostgreSQL", () => {
     await expect(started).rejects.toThrow(DatabaseFlagMissingError);
     await expect(started).rejects.toThrow(/it was served with a PostgreSQL database; give the same --db postgres:/);
     expect(await stat(join(dir, "gateway.db")).catch(() => undefined)).toBeUndefined();
+  }, 60_000);
+
+  test("a restored data dir given an empty database (pg_restore skipped) is refused, and nothing is written to that database", async () => {
+    const work = await mkdtemp(join(tmpdir(), "gw-pg-restored-"));
+    try {
+      const file = join(work, "gw.backup");
+      await createBackup({ dataDir: dir, out: file, secret: { passphrase: "a long enough passphrase" }, db: pg.url });
+      const restored = join(work, "data");
+      await restoreBackup({ file, dataDir: restored, secret: { passphrase: "a long enough passphrase" } });
+      const empty = await pg.createDatabase("never_restored");
+      const started = startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: empty, log: () => {} });
+      await expect(started).rejects.toThrow(EmptyDatabaseError);
+      await expect(started).rejects.toThrow(
+        /this data dir was served with a database that holds its fleet; this database is empty: restore it first with pg_restore, or give the --db of that database/,
+      );
+      // Not bound to the CA, no TUF metadata: not even the schema was made.
+      const sql = new SQL({ url: empty, max: 1 });
+      try {
+        expect(await sql.unsafe("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).toEqual([]);
+      } finally {
+        await sql.close();
+      }
+      // The database it was served with (the one pg_restore would bring back) is taken.
+      const back = await startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
+      await back.stop();
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   }, 60_000);
 
   test("a database created with another data dir (another CA) is refused", async () => {
