@@ -54,15 +54,17 @@ export async function gitInfo(dir: string): Promise<GitInfo> {
 
 /**
  * Checks that HEAD of the checkout is what is being published: the commit
- * `commit` names if given (a full or abbreviated hash), else the commit `ref`
- * points at in the checkout (`refs/heads/x`, or `refs/remotes/origin/x` in a
- * CI checkout that has only the remote branch).
+ * `ref` points at in the checkout (`refs/heads/x`, or `refs/remotes/origin/x`
+ * in a CI checkout that has only the remote branch), and the commit `commit`
+ * names if given (a full or abbreviated hash). `commit` says which commit this
+ * is where the checkout has no `ref` (a detached CI checkout); where it has,
+ * both must agree.
  *
  * @example
  * ```ts
  * await checkHead("containers", "refs/heads/master", (await gitInfo("containers")).sha);
  * ```
- * @throws {RefMismatchError} If HEAD is another commit, or the ref is not in the checkout.
+ * @throws {RefMismatchError} If HEAD is another commit, or the ref is not in the checkout and no `commit` is given.
  */
 export async function checkHead(dir: string, ref: string, headSha: string, commit?: string): Promise<void> {
   const resolve = async (name: string) => await git(dir, ["rev-parse", "--verify", "--quiet", `${name}^{commit}`]).catch(() => undefined);
@@ -70,7 +72,6 @@ export async function checkHead(dir: string, ref: string, headSha: string, commi
     const want = await resolve(commit);
     if (!want) throw new RefMismatchError(`Cannot publish ${dir}: --commit ${commit} is not a commit of this checkout`);
     if (want !== headSha) throw new RefMismatchError(`Cannot publish ${dir}: HEAD is ${headSha.slice(0, 12)}, but --commit names ${want.slice(0, 12)}; check out ${commit} first`);
-    return;
   }
   const full = ref.startsWith("refs/") ? ref : `refs/heads/${ref}`;
   const branch = /^refs\/heads\/(.+)$/.exec(full)?.[1];
@@ -78,13 +79,20 @@ export async function checkHead(dir: string, ref: string, headSha: string, commi
   for (const c of candidates) {
     const sha = await resolve(c);
     if (sha === undefined) continue;
+    if (sha !== headSha && commit !== undefined) {
+      // The tags of --ref would name a commit the ref does not point at.
+      throw new RefMismatchError(
+        `Cannot publish ${dir} as ${ref}: --commit names ${headSha.slice(0, 12)}, but ${c} is ${sha.slice(0, 12)} in this checkout; publish the commit ${ref} points at, or fetch ${ref} so that it points at ${commit}`,
+      );
+    }
     if (sha !== headSha) {
       throw new RefMismatchError(
-        `Cannot publish ${dir} as ${ref}: HEAD is ${headSha.slice(0, 12)}, but ${c} is ${sha.slice(0, 12)}; check out ${ref}, or pass --commit with the commit to publish`,
+        `Cannot publish ${dir} as ${ref}: HEAD is ${headSha.slice(0, 12)}, but ${c} is ${sha.slice(0, 12)}; check out ${ref} (or, if ${c} is out of date, fetch it)`,
       );
     }
     return;
   }
+  if (commit !== undefined) return; // a checkout without the ref: --commit said which commit this is
   // A misspelt --ref is the likelier mistake than a checkout without it: say which refs there are.
   const refs = (await git(dir, ["for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes", "refs/tags"]).catch(() => "")).split("\n").filter((r) => r && !r.endsWith("/HEAD"));
   const shown = refs.slice(0, 10).join(", ") + (refs.length > 10 ? `, and ${refs.length - 10} more` : "");
