@@ -7,7 +7,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { lstat, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, readFile, realpath, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
 import { acquireLock, LockedError, lockFilePid, lockHolder, processArgs, processStartMs, type Lock } from "../lib/fs/pid-lock.ts";
@@ -31,6 +31,7 @@ export interface DataDir {
   /** HMAC key of registry bearer tokens. */
   registrySecret: string;
   keysDir: string;
+  /** The embedded registry's storage: serve's --registry-dir, or DIR/registry. */
   registryDir: string;
   dbPath: string;
 }
@@ -74,6 +75,8 @@ export class DataDirInUseError extends DataDirError {
 const SERVE_LOCK_FILE = "serve.lock";
 const SERVE_INFO_FILE = "serve.json";
 const DATABASE_KIND_FILE = "database";
+/** The embedded registry's storage in the data dir, unless `gateway serve --registry-dir` puts it elsewhere. */
+const REGISTRY_DIR = "registry";
 /** DIR/serve.lock, held by the `gateway serve` running on DIR (lib/fs/pid-lock.ts). */
 const serveLockPath = (dir: string) => join(dir, SERVE_LOCK_FILE);
 
@@ -193,7 +196,7 @@ export const DATA_DIR_ENTRIES: ReadonlySet<string> = new Set([
   ...DATA_DIR_MARKS.filter((m) => !m.includes("/")),
   "pki",
   "tuf",
-  "registry",
+  REGISTRY_DIR, // absent when serve has --registry-dir (an empty one from before that is left as it is)
   DATABASE_KIND_FILE,
   SERVE_LOCK_FILE,
   SERVE_INFO_FILE,
@@ -207,13 +210,26 @@ export async function looksLikeDataDir(dir: string): Promise<boolean> {
   return false;
 }
 
-/** Opens DIR, creating whatever is missing. `hosts` are the names the TLS certificate must cover. */
-export async function openDataDir(dir: string, opts: { factory?: string; hosts: string[] }): Promise<DataDir> {
+/**
+ * DIR/registry: where the embedded registry keeps its storage unless serve is given
+ * --registry-dir. `gateway registry gc --data DIR` looks there when it is not given one: so the
+ * folder is made only when the registry is there, and gc finding none knows the registry is elsewhere.
+ */
+export const embeddedRegistryPath = (dir: string) => join(dir, REGISTRY_DIR);
+
+/**
+ * Opens DIR, creating whatever is missing. `hosts` are the names the TLS certificate must cover.
+ * `registryDir` is serve's --registry-dir: made instead of DIR/registry, and an empty DIR/registry
+ * (made by gateways before this one whatever --registry-dir said) is removed, so that `gateway
+ * registry gc --data DIR` without --registry-dir refuses instead of collecting an empty folder.
+ */
+export async function openDataDir(dir: string, opts: { factory?: string; hosts: string[]; registryDir?: string }): Promise<DataDir> {
   if (opts.factory !== undefined) checkFactoryName(opts.factory);
   const pki = join(dir, "pki");
   const keysDir = join(dir, "tuf", "keys");
-  const registryDir = join(dir, "registry");
+  const registryDir = opts.registryDir ?? embeddedRegistryPath(dir);
   for (const d of [dir, pki, keysDir, registryDir]) await mkdir(d, { recursive: true, mode: 0o700 });
+  if (opts.registryDir !== undefined) await removeEmptyEmbeddedRegistry(dir, registryDir);
 
   const factoryFile = join(dir, "factory.json");
   let factory: string;
@@ -307,6 +323,17 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     registryDir,
     dbPath: join(dir, SQLITE_DB_FILE),
   };
+}
+
+/** DIR/registry, when it is an empty folder and not `registryDir` itself (nor a link to it, or it to DIR/registry). */
+async function removeEmptyEmbeddedRegistry(dir: string, registryDir: string): Promise<void> {
+  const embedded = embeddedRegistryPath(dir);
+  const real = (p: string) => realpath(p).catch(() => p);
+  if ((await real(embedded)) === (await real(registryDir))) return;
+  if (!(await lstat(embedded).catch(() => undefined))?.isDirectory()) return;
+  await rmdir(embedded).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOTEMPTY" && e.code !== "EEXIST" && e.code !== "ENOENT") throw e; // one with content is someone's: left
+  });
 }
 
 /**

@@ -1,7 +1,7 @@
 import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
-import { readFactoryName } from "../data-dir.ts";
+import { embeddedRegistryPath, readFactoryName } from "../data-dir.ts";
 import { gc } from "../registry/gc.ts";
 import { currentTargetApps } from "../registry/current-targets.ts";
 import { checkDataFlag } from "./_data-flag.ts";
@@ -14,7 +14,7 @@ export default defineCommand({
     "what pruned and removed targets left behind. It reads the targets from the gateway's database (read-only) and removes nothing if it cannot.",
   flags: {
     data: { type: "string", description: "Gateway data dir", placeholder: "DIR" },
-    "registry-dir": { type: "string", description: "Registry storage, if serve was given --registry-dir", placeholder: "DIR" },
+    "registry-dir": { type: "string", description: "Registry storage, if serve was given --registry-dir (the same folder; without it gc refuses a data dir that has no registry/)", placeholder: "DIR" },
     grace: { type: "string", description: "Keep blobs, manifests and uploads younger than this (0s: none)", default: "1h", placeholder: "DURATION" },
     untargeted: { type: "boolean", description: "Also remove manifests no current target reaches, and what only they referenced" },
     db: { type: "string", description: "With --untargeted: the --db the gateway runs with (default: DIR/gateway.db)", placeholder: "URL|FILE" },
@@ -29,8 +29,14 @@ export default defineCommand({
     const noGrace = /^0+[smhdw]?$/.test(flags.grace.trim());
     const graceMs = noGrace ? 0 : asUsage([InvalidDurationError], () => parseDuration(flags.grace), "--grace: ") * 1000;
     await readFactoryName(flags.data); // a folder that is no data dir is an error, not "removed 0 blobs"
+    const root = flags["registry-dir"] ?? embeddedRegistryPath(flags.data);
+    // serve makes DIR/registry only when the registry is there (data-dir.ts): without it, it is elsewhere.
+    if (!flags["registry-dir"] && !existsSync(root))
+      throw new UsageError(
+        `${flags.data} holds no registry/: gateway serve keeps this gateway's registry elsewhere (its --registry-dir); give gc the same --registry-dir DIR. Nothing was removed`,
+      );
     const untargeted = flags.untargeted ? await currentTargetApps(flags.data, flags.db) : undefined;
-    const res = await gc(flags["registry-dir"] ?? join(flags.data, "registry"), { graceMs, dryRun: flags["dry-run"], untargeted });
+    const res = await gc(root, { graceMs, dryRun: flags["dry-run"], untargeted });
     const verb = flags["dry-run"] ? "would remove" : "removed";
     out.result(res, (r) =>
       untargeted

@@ -291,6 +291,15 @@ async function collect(storage: RegistryStorage, blobs: string[], now: number, o
   // Manifests no target reaches: known in full before anything is removed (the walk fails closed).
   const doomed: { repo: string; hex: string; mtimeMs: number }[] = [];
   if (opts.untargeted) {
+    // Targets name apps, yet this storage holds no repository at all: it is not the registry they were pushed to.
+    if (opts.untargeted.length && !repos.length) {
+      const a = opts.untargeted[0]!;
+      throw new NotRegistryStorageError(
+        storage.root,
+        `it holds no repository, yet the current targets name ${opts.untargeted.length} apps, target ${a.target} app ${a.app} (${a.uri}) the first: ` +
+          "check that gc looks at the registry gateway serve serves (give gc serve's --registry-dir)",
+      );
+    }
     const kept = await reachedManifests(storage, repos, opts.untargeted, grace, now);
     for (const repo of repos)
       for (const hex of await listDir(storage.revisionsDir(repo))) {
