@@ -1,7 +1,9 @@
 import { stat } from "node:fs/promises";
+import type { Root } from "@tufjs/models";
 import { basename, dirname, join } from "node:path";
 import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
+import { canonicalJson } from "../../lib/tuf/canonical-json.ts";
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
@@ -10,16 +12,46 @@ import { CeremonyFileError, readPublicKeyFile, readRootFile } from "../ota/cerem
 import { onePerRole, parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
+/**
+ * Whether `path`, where sign-root reads the previous root, holds `current` already (the same signed
+ * content); false when nothing is there. Anything else there is refused: a draft of that version never
+ * pushed, with signatures that were collected by hand, was lost when the current root was written over it.
+ *
+ * @throws {CeremonyFileError} If something else is there.
+ */
+async function holdsCurrentRoot(path: string, cur: Root): Promise<boolean> {
+  if (!(await stat(path).catch(() => undefined))) return false;
+  const refuse = (what: string) =>
+    new CeremonyFileError(
+      path,
+      `it ${what}, and the current root v${cur.version} belongs there for sign-root: ` +
+        "move it elsewhere (keep it if it is a draft whose signatures are still wanted) and run again; nothing was written",
+    );
+  let there: string;
+  try {
+    there = await readRootFile(path);
+  } catch (e) {
+    if (e instanceof CeremonyFileError) throw refuse("is not a root.json");
+    throw e;
+  }
+  const md = parseMetadata("root", there);
+  if (canonicalJson(md.signed.toJSON()) === canonicalJson(cur.toJSON())) return true;
+  const sigs = Object.keys(md.signatures).length;
+  throw refuse(`holds ${md.signed.version === cur.version ? "another " : ""}root.json v${md.signed.version} (${sigs} signature${sigs === 1 ? "" : "s"}${md.signed.version === cur.version ? ": a draft never pushed?" : ""})`);
+}
+
 export default defineCommand({
   summary: "Draft the next root.json (unsigned): new root keys and thresholds, or new keys for any role",
   description: [
     "Reads the current root.json from the gateway (--data DIR, or --server URL --token TOKEN) or from --current FILE,",
     "and writes the next version to --out with the changes asked for. Roles without --key keep their keys.",
-    "Beside the draft it writes the current root as <N>.root.json, which `gateway keys sign-root` uses to count",
-    "the previous root's signatures. Then each key holder signs it (gateway keys sign-root) and an operator",
-    "installs it (gateway keys push-root). No private key is read here: this can run anywhere.",
+    "Name the draft <current+1>.root.json: beside it the current root is saved as <current>.root.json, which",
+    "`gateway keys sign-root` uses to count the previous root's signatures (left as it is if it holds the current",
+    "root already; anything else there, a draft never pushed, is refused and nothing is written). Then each key",
+    "holder signs it (gateway keys sign-root) and an operator installs it (gateway keys push-root). No private key",
+    "is read here: this can run anywhere.",
     "",
-    "Example (root 2 of 3 offline keys):",
+    "Example (root 2 of 3 offline keys, the current root being v1):",
     "  gateway keys init-root --data DIR --key root=alice.pub.json --key root=bob.pub.json --key root=carol.pub.json \\",
     "    --threshold root=2 --out ceremony/2.root.json",
     "",
@@ -31,7 +63,7 @@ export default defineCommand({
     key: { type: "strings", description: "A key for ROLE (public or private key file; only the public part is used)", placeholder: "ROLE=FILE" },
     threshold: { type: "strings", description: "Signatures ROLE needs (default: unchanged, or 1 when its keys change)", placeholder: "ROLE=N" },
     expires: { type: "string", description: "Lifetime of the new root: 30d, 52w... (the gateway warns when it nears expiry)", default: "365d", placeholder: "DURATION" },
-    out: { type: "string", description: "Where to write the draft (e.g. ceremony/2.root.json)", placeholder: "FILE" },
+    out: { type: "string", description: "Where to write the draft: DIR/<current+1>.root.json (e.g. ceremony/2.root.json)", placeholder: "FILE" },
     ...formatFlag,
   },
   async run({ flags, out }) {
@@ -39,8 +71,18 @@ export default defineCommand({
     // A draft may already carry signatures collected from key holders: never write over one.
     const existing = await stat(flags.out).catch(() => undefined);
     if (existing?.isDirectory()) throw new CeremonyFileError(flags.out, "it is a directory: --out names the draft file, e.g. DIR/2.root.json");
-    if (existing) throw new CeremonyFileError(flags.out, "it exists (a draft may hold signatures already): choose another --out or remove it");
     const current = flags.current ? await readRootFile(flags.current) : JSON.stringify(await (await adminClient(flags)).root());
+    const cur = parseMetadata("root", current).signed;
+    const currentVersion = cur.version;
+    // sign-root finds the previous root as <N-1>.root.json beside the draft: a draft named for another
+    // version made that the wrong file (the draft itself, or a signed draft the current root was written over).
+    const named = /^([0-9]+)\.root\.json$/.exec(basename(flags.out));
+    if (named && Number(named[1]) !== currentVersion + 1)
+      throw new CeremonyFileError(
+        flags.out,
+        `the current root is v${currentVersion}, so the draft is v${currentVersion + 1}: name it ${join(dirname(flags.out), `${currentVersion + 1}.root.json`)}`,
+      );
+    if (existing) throw new CeremonyFileError(flags.out, "it exists (a draft may hold signatures already): choose another --out or remove it");
     const keys: Partial<Record<RoleName, TufPublicKeyWithId[]>> = {};
     for (const v of flags.key) {
       const [role, file] = parseRoleValue(v, "--key");
@@ -62,18 +104,19 @@ export default defineCommand({
       const from = keys[e.role as RoleName] ? "given with --key" : "in the current root";
       throw new UsageError(`--threshold ${e.role}=${e.threshold}: ${e.role} has only ${e.keys} key(s) (${from}), so at most ${e.role}=${e.keys}`);
     }
-    const currentRoles = parseMetadata("root", current).signed.roles;
     const next = parseMetadata("root", draft).signed;
-    const previousPath = join(dirname(flags.out), `${next.version - 1}.root.json`);
-    if (basename(flags.out) !== basename(previousPath)) await writeFileAtomic(previousPath, current);
-    await writeFileAtomic(flags.out, draft, { noReplace: true });
+    const previousPath = join(dirname(flags.out), `${currentVersion}.root.json`);
+    const previousThere = await holdsCurrentRoot(previousPath, cur);
+    const why = "a draft may hold signatures already";
+    if (previousThere) await writeNewFilesAtomic([{ path: flags.out, data: draft }], why);
+    else await writeNewFilesAtomic([{ path: previousPath, data: current }, { path: flags.out, data: draft }], why);
     const roles = Object.fromEntries(ROLE_NAMES.map((r) => [r, { keyIds: next.roles[r]!.keyIDs, threshold: next.roles[r]!.threshold }]));
-    const prev = currentRoles.root!;
+    const prev = cur.roles.root!;
     out.result(
       { draft: flags.out, previous: previousPath, version: next.version, expires: next.expires, roles, previousRoot: { keyIds: prev.keyIDs, threshold: prev.threshold } },
       (r) =>
         [
-          `wrote ${r.draft}: root.json v${r.version} (unsigned), expires ${r.expires}; current root saved as ${r.previous}`,
+          `wrote ${r.draft}: root.json v${r.version} (unsigned), expires ${r.expires}; current root ${previousThere ? "already in" : "saved as"} ${r.previous}`,
           ...ROLE_NAMES.map((role) => `  ${role.padEnd(9)} ${r.roles[role]!.threshold} of ${r.roles[role]!.keyIds.join(", ")}`),
           `needs signatures from ${r.previousRoot.threshold} of the current root keys (${r.previousRoot.keyIds.join(", ")})`,
           `and ${r.roles.root!.threshold} of the new root keys: gateway keys sign-root ${r.draft} --key KEYFILE`,

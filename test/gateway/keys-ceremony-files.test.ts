@@ -120,3 +120,62 @@ test("a passphrase or a public key given to sign-root as --key is said as such, 
   expect(pub.code).toBe(1);
   expect(pub.stderr).toBe("gateway keys sign-root: Cannot load TUF key \"alice.pub.json\": it holds only a public key: give the private key file of the same key\n");
 });
+
+/** A signed root.json of `version` (one key for every role), with `sigs` extra signers, as a file's text. */
+function rootFile(version: number, key = generateKey(), extra: ReturnType<typeof generateKey>[] = []): string {
+  const root = new Root({ version, specVersion: "1.0.31", expires: expiresAt(new Date(), 365 * 86400), consistentSnapshot: true });
+  for (const role of ["root", "targets", "snapshot", "timestamp"]) root.addKey(modelKey(key), role);
+  return new TextDecoder().decode(signMetadata(root, [key, ...extra]));
+}
+
+test("init-root --out named for another version than current+1 is refused with the right name, and nothing is written", async () => {
+  // Root already at v2 (one `keys rotate`), docs followed literally: the draft named 2.root.json was
+  // also where the current root was saved, so the current root was saved nowhere and sign-root failed.
+  const dir = join(work, "rotated");
+  mkdirSync(dir);
+  writeFileSync(join(work, "current-v2.json"), rootFile(2));
+  const r = await cli("keys", "init-root", "--current", "current-v2.json", "--out", "rotated/2.root.json", "--key", "root=alice.pub.json");
+  expect([r.code, r.stderr]).toEqual([2, "gateway keys init-root: Cannot use rotated/2.root.json: the current root is v2, so the draft is v3: name it rotated/3.root.json\n"]);
+  const older = await cli("keys", "init-root", "--current", "current-v2.json", "--out", "rotated/7.root.json", "--key", "root=alice.pub.json");
+  expect(older.stderr).toEndWith("name it rotated/3.root.json\n");
+  expect(readdirSync(dir)).toEqual([]);
+  // The right name: the draft and the current root beside it.
+  const ok = await cli("keys", "init-root", "--current", "current-v2.json", "--out", "rotated/3.root.json", "--key", "root=alice.pub.json");
+  expect([ok.code, ok.stderr]).toEqual([0, ""]);
+  expect(ok.stdout).toContain("current root saved as rotated/2.root.json");
+  expect(readdirSync(dir).sort()).toEqual(["2.root.json", "3.root.json"]);
+  expect(readFileSync(join(dir, "2.root.json"), "utf8")).toBe(readFileSync(join(work, "current-v2.json"), "utf8"));
+});
+
+test("init-root leaves the previous root file beside --out alone when it holds the current root, and refuses (writing nothing) when it holds anything else", async () => {
+  const dir = join(work, "drafts");
+  mkdirSync(dir);
+  const key = generateKey();
+  const current = rootFile(6, key);
+  writeFileSync(join(work, "current-v6.json"), current);
+  // A v6 draft signed by two holders but never pushed sits where the current root v6 would be saved.
+  const signedDraft = rootFile(6, generateKey(), [generateKey()]);
+  writeFileSync(join(dir, "6.root.json"), signedDraft);
+  const r = await cli("keys", "init-root", "--current", "current-v6.json", "--out", "drafts/7.root.json", "--key", "root=alice.pub.json");
+  expect([r.code, r.stderr]).toEqual([
+    2,
+    "gateway keys init-root: Cannot use drafts/6.root.json: it holds another root.json v6 (2 signatures: a draft never pushed?), and the current root v6 belongs there for sign-root: " +
+      "move it elsewhere (keep it if it is a draft whose signatures are still wanted) and run again; nothing was written\n",
+  ]);
+  expect(readFileSync(join(dir, "6.root.json"), "utf8")).toBe(signedDraft);
+  expect(readdirSync(dir)).toEqual(["6.root.json"]);
+  // Not a root.json at all: refused the same way.
+  writeFileSync(join(dir, "6.root.json"), "notes\n");
+  const notes = await cli("keys", "init-root", "--current", "current-v6.json", "--out", "drafts/7.root.json", "--key", "root=alice.pub.json");
+  expect(notes.code).toBe(2);
+  expect(notes.stderr).toStartWith("gateway keys init-root: Cannot use drafts/6.root.json: it is not a root.json, and the current root v6 belongs there");
+  expect(readdirSync(dir)).toEqual(["6.root.json"]);
+  // The current root itself (as the last ceremony's pushed draft, reformatted): kept as it is, the draft written.
+  const same = JSON.stringify(JSON.parse(current), null, 2);
+  writeFileSync(join(dir, "6.root.json"), same);
+  const ok = await cli("keys", "init-root", "--current", "current-v6.json", "--out", "drafts/7.root.json", "--key", "root=alice.pub.json");
+  expect([ok.code, ok.stderr]).toEqual([0, ""]);
+  expect(ok.stdout).toContain("current root already in drafts/6.root.json");
+  expect(readFileSync(join(dir, "6.root.json"), "utf8")).toBe(same);
+  expect(readdirSync(dir).sort()).toEqual(["6.root.json", "7.root.json"]);
+});
