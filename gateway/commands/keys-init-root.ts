@@ -7,10 +7,13 @@ import { canonicalJson } from "../../lib/tuf/canonical-json.ts";
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
-import { InvalidDurationError, parseDuration } from "../admin/duration.ts";
+import { formatSeconds, InvalidDurationError, parseDuration } from "../admin/duration.ts";
+import { MIN_ROOT_LIFETIME_SECONDS, rootLifetimeProblem } from "../admin/keys.ts";
 import { CeremonyFileError, readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
 import { onePerRole, parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+
+const MIN_LIFETIME = formatSeconds(MIN_ROOT_LIFETIME_SECONDS);
 
 /**
  * Whether `path`, where sign-root reads the previous root, holds `current` already (the same signed
@@ -49,7 +52,7 @@ export default defineCommand({
     "`gateway keys sign-root` uses to count the previous root's signatures (left as it is if it holds the current",
     "root already; anything else there, a draft never pushed, is refused and nothing is written). Then each key",
     "holder signs it (gateway keys sign-root) and an operator installs it (gateway keys push-root). No private key",
-    "is read here: this can run anywhere.",
+    `is read here: this can run anywhere. The new root must live at least ${MIN_LIFETIME} (--expires).`,
     "",
     "Example (root 2 of 3 offline keys, the current root being v1):",
     "  gateway keys init-root --data DIR --key root=alice.pub.json --key root=bob.pub.json --key root=carol.pub.json \\",
@@ -62,7 +65,7 @@ export default defineCommand({
     current: { type: "string", description: "The current root.json, instead of asking the gateway", placeholder: "FILE" },
     key: { type: "strings", description: "A key for ROLE (public or private key file; only the public part is used)", placeholder: "ROLE=FILE" },
     threshold: { type: "strings", description: "Signatures ROLE needs (default: unchanged, or 1 when its keys change)", placeholder: "ROLE=N" },
-    expires: { type: "string", description: "Lifetime of the new root: 30d, 52w... (the gateway warns when it nears expiry)", default: "365d", placeholder: "DURATION" },
+    expires: { type: "string", description: `Lifetime of the new root, at least ${MIN_LIFETIME}: 30d, 52w... (the gateway warns when it nears expiry)`, default: "365d", placeholder: "DURATION" },
     out: { type: "string", description: "Where to write the draft: DIR/<current+1>.root.json (e.g. ceremony/2.root.json)", placeholder: "FILE" },
     ...formatFlag,
   },
@@ -94,7 +97,10 @@ export default defineCommand({
       if (!/^[1-9][0-9]{0,2}$/.test(n)) throw new UsageError(`--threshold ${role}=${n}: expected a positive integer`);
       thresholds[role] = onePerRole(thresholds[role], Number(n), "--threshold", role);
     }
-    const expires = expiresAt(new Date(), asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: "));
+    const now = new Date();
+    const expires = expiresAt(now, asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: "));
+    const short = rootLifetimeProblem(expires, now);
+    if (short) throw new UsageError(`--expires ${flags.expires}: the new root ${short}`);
     let draft: Uint8Array;
     try {
       draft = draftNextRoot(current, { keys, thresholds, expires });

@@ -11,6 +11,9 @@ import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { parseMetadata, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { loadKeyFile } from "../../lib/tuf/keys.ts";
+import { expiresAt } from "../../lib/tuf/metadata.ts";
+import { draftNextRoot, signRoot } from "../../lib/tuf/root-ceremony.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 import { targetEntry } from "../tuf/_repo-server.ts";
@@ -52,6 +55,29 @@ afterAll(async () => {
 }, 60_000);
 
 describe("gateway keys: the offline root ceremony", () => {
+  test("a root that would expire within a week is refused by init-root and by POST /admin/keys/root, which installs nothing", async () => {
+    // Installed, a root of a minute left every device failing its check ("Final root.json is expired") 55 s later.
+    for (const short of ["1s", "1m", "6d"]) {
+      const r = await cli("keys", "init-root", "--data", gw.dataDir, "--expires", short, "--out", join(offline, "short", "2.root.json"));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^gateway keys init-root: --expires ${short}: the new root expires at \\S+, less than 7d from now: a root must live at least 7d, since once it expires every device refuses every update`));
+    }
+    expect(await Bun.file(join(offline, "short", "1.root.json")).exists()).toBe(false);
+    // Signed by the root key the gateway holds, so only its lifetime is wrong.
+    const current = await (await gw.adminFetch("/admin/keys/root")).text();
+    const draft = draftNextRoot(current, { expires: expiresAt(new Date(), 60) });
+    const signed = signRoot(draft, await loadKeyFile(join(keysDir(), "root.json")), current);
+    const res = await gw.adminFetch("/admin/keys/root", { method: "POST", headers: { "content-type": "application/json" }, body: new TextDecoder().decode(signed) });
+    expect({ status: res.status, body: await res.json() }).toEqual({
+      status: 400,
+      body: { error: expect.stringMatching(/^Cannot install root\.json: it expires at \S+, less than 7d from now: a root must live at least 7d/) },
+    });
+    expect(parseMetadata("root", await (await gw.adminFetch("/admin/keys/root")).text()).signed.version).toBe(1);
+    // The least lifetime itself drafts.
+    const week = await cli("keys", "init-root", "--data", gw.dataDir, "--expires", "7d", "--out", join(offline, "week", "2.root.json"));
+    expect([week.code, week.stderr]).toEqual([0, ""]);
+  });
+
   test("a root moved to 2 of 3 offline keys is refused with one holder's signature and installed with two", async () => {
     device = await register(); // trusts root v1, signed by the online root key
     expect((await deviceRoot(device)).version).toBe(1);
