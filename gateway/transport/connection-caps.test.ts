@@ -1,9 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { FakeSocket } from "./_fake-socket.ts";
+import { testLoop } from "./_test-loop.ts";
 import { Connection } from "./connection.ts";
 import { ConnectionCaps, fdReserve, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
 
 const conn = (addr: string) => new Connection(new FakeSocket(), addr);
+const sockOf = (c: Connection) => c.sock as FakeSocket;
 
 describe("ConnectionCaps", () => {
   test("past the per-address cap, that address's oldest unauthenticated connection is closed", () => {
@@ -19,7 +21,7 @@ describe("ConnectionCaps", () => {
     expect(caps.capped).toBe(1);
   });
 
-  test("authenticated connections leave the per-address count and are never evicted; when all are, a new one is refused", () => {
+  test("authenticated connections leave the per-address count and are not evicted while busy; when all are, a new one is refused", () => {
     const caps = new ConnectionCaps(2, 1);
     const dev = conn("10.0.0.1");
     expect(caps.accept(dev)).toBe(true);
@@ -34,6 +36,66 @@ describe("ConnectionCaps", () => {
     caps.authenticated(next);
     expect(caps.accept(conn("10.0.0.4"))).toBe(false);
     expect(caps.size).toBe(2);
+  });
+
+  test("past the cap with no unauthenticated connection, the longest idle one is ended, never a held or busy one", () => {
+    const caps = new ConnectionCaps(4, 128);
+    const [held, busy, early, late] = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"].map(conn) as [Connection, Connection, Connection, Connection];
+    for (const c of [held, busy, early, late]) {
+      caps.accept(c);
+      caps.handshaken(c, true);
+      caps.idle(c); // awaiting its first request, as the listener leaves it
+    }
+    for (const c of [held, busy]) caps.active(c); // a request came on each
+    expect(held.hold()).toBe(true);
+    caps.active(early);
+    caps.idle(early); // answered: idle again, now after `late`
+    const first = conn("10.0.0.5");
+    expect(caps.accept(first)).toBe(true);
+    expect(sockOf(late).ended).toBe(true); // closed as an idle connection is: gracefully, not reset
+    expect(sockOf(late).terminated).toBe(false);
+    expect(sockOf(early).ended).toBe(false);
+    const second = conn("10.0.0.6"); // `first` is still in its handshake, unauthenticated: it goes before `early`
+    expect(caps.accept(second)).toBe(true);
+    expect(sockOf(first).terminated).toBe(true);
+    expect(sockOf(early).ended).toBe(false);
+    caps.handshaken(second, true);
+    const third = conn("10.0.0.7");
+    expect(caps.accept(third)).toBe(true);
+    expect(sockOf(early).ended).toBe(true);
+    caps.handshaken(third, true);
+    expect(caps.accept(conn("10.0.0.8"))).toBe(false); // all busy or held now
+    expect([held, busy].some((c) => sockOf(c).ended || sockOf(c).terminated)).toBe(false);
+    expect(caps.held).toBe(1);
+    expect(caps.size).toBe(4);
+    expect(caps.capped).toBe(4);
+  });
+
+  test("a connection is idle from its answer's last byte sent until the next request's first byte", async () => {
+    const caps = new ConnectionCaps(1, 128);
+    const loop = testLoop({ fetch: () => new Response("x".repeat(100), { headers: { "content-length": "100" } }) });
+    const sock = new FakeSocket(10); // takes 10 bytes a write: the answer waits in the queue
+    const c = new Connection(sock, "10.0.0.1");
+    caps.accept(c);
+    caps.handshaken(c, true);
+    c.authenticated = true;
+    loop.awaitHead(c);
+    expect(c.idle).toBe(true); // no request yet
+    loop.onData(c, Buffer.from("GET / HTTP/1.1\r\nhost: gw.test\r\n", "latin1"));
+    expect(c.idle).toBe(false); // part of a head came
+    expect(caps.accept(conn("10.0.0.2"))).toBe(false);
+    loop.onData(c, Buffer.from("\r\n", "latin1"));
+    for (const until = Date.now() + 5000; c.busy && Date.now() < until; ) await Bun.sleep(1);
+    expect(c.busy).toBe(false);
+    expect(c.out.length).toBeGreaterThan(0);
+    expect(c.idle).toBe(false); // answered, but its answer is not all sent
+    expect(caps.accept(conn("10.0.0.3"))).toBe(false);
+    sock.window = Infinity;
+    c.flush();
+    expect(c.idle).toBe(true);
+    expect(caps.accept(conn("10.0.0.4"))).toBe(true);
+    expect(sock.ended).toBe(true);
+    expect(sock.text()).toEndWith("x".repeat(100)); // the whole answer went out before the close
   });
 
   test("connections still in their TLS handshake do not count against the per-address cap", () => {

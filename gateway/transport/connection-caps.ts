@@ -4,13 +4,25 @@
  * handshake is done) from one address. A new connection past a cap closes the oldest unauthenticated one (of that
  * address, for the per-address cap) rather than being refused, so clients
  * that hold connections without credentials cannot lock out a device that
- * connects meanwhile. Authenticated connections are never evicted; when all
- * of them are, the new connection is refused.
+ * connects meanwhile.
+ *
+ * Past `maxConnections` with no unauthenticated connection left, the connection idle longest is
+ * closed instead, authenticated or not. Idle: no request in flight (one is from the first byte of
+ * its head to the last byte of its answer handed to the socket), so never a held request; that
+ * is a kept-alive connection between requests, or one whose first request has not begun. It is
+ * closed as HTTP closes an inactive connection (RFC 9112 §9.5, §9.6: close_notify and FIN once
+ * nothing is left to send, not a reset), which a kept-alive client takes as such and reconnects
+ * for its next request. Else devices' and an admin's kept-alive connections would take the
+ * connections held requests leave free (below) until their idle deadline, and every new
+ * connection would be refused meanwhile. Only when every connection is authenticated and busy
+ * (mid-request, or held) is a new one refused. The idle connections are a list threaded through
+ * the connections themselves (as nginx keeps its reusable ones): a request starting or ending
+ * costs a few pointer writes and no allocation, and the choice at the cap is the list's head.
  *
  * Held requests (a device's push long poll, GET /repo/wait) may take at most HELD_SHARE of
  * `maxConnections`: past it a handler asking to hold is told no (the device polls instead), so
  * the rest stays free for check-ins, registrations and the admin API however many devices hold
- * push. A held connection is never evicted either: the slots are kept, not taken back.
+ * push. A held connection is never evicted: the slots are kept, not taken back.
  *
  * @module
  */
@@ -34,6 +46,12 @@ export interface CountedConnection {
   readonly remoteAddr: string;
   held: boolean;
   caps: ConnectionCaps | undefined;
+  /** Closes the connection gracefully once what is queued is sent: how the caps close an idle one. */
+  end(): void;
+  /** In the caps' idle list (`idle`), and its neighbours there: kept by ConnectionCaps alone. */
+  idle: boolean;
+  idlePrev: CountedConnection | undefined;
+  idleNext: CountedConnection | undefined;
 }
 
 /** The process's open-file limit (Linux, /proc/self/limits; Bun raises it to the hard limit at start), or undefined when unknown or unlimited. */
@@ -51,7 +69,10 @@ export class ConnectionCaps {
   /** Unauthenticated connections, oldest first. */
   readonly #unauth = new Set<CountedConnection>();
   readonly #byAddress = new Map<string, Set<CountedConnection>>();
-  /** Connections closed at accept or evicted. */
+  /** Idle connections, longest idle first (linked through `idlePrev`/`idleNext`). */
+  #idleFirst: CountedConnection | undefined;
+  #idleLast: CountedConnection | undefined;
+  /** Connections closed at accept, evicted or closed idle for a new one. */
   capped = 0;
   /** Connections holding a request now (see `hold`), and the most there may be. */
   held = 0;
@@ -85,21 +106,48 @@ export class ConnectionCaps {
 
   /**
    * Counts a new connection at accept (unauthenticated until its handshake says otherwise);
-   * returns false if it must be refused. An evicted connection is terminated.
+   * returns false if it must be refused. At the cap, an evicted unauthenticated connection is
+   * terminated; an idle one is ended.
    */
   accept(c: CountedConnection): boolean {
     if (this.#all.size >= this.maxConnections) {
       const victim = first(this.#unauth);
-      if (!victim) {
+      if (victim) this.#evict(victim);
+      else if (this.#idleFirst) this.#closeIdle(this.#idleFirst);
+      else {
         this.capped++;
         return false;
       }
-      this.#evict(victim);
     }
     this.#all.add(c);
     this.#unauth.add(c);
     c.caps = this;
     return true;
+  }
+
+  /**
+   * The connection waits for its next request, with nothing left to send: it goes last in the
+   * idle list. Per request: no allocation.
+   */
+  idle(c: CountedConnection): void {
+    if (c.idle) return;
+    c.idle = true;
+    c.idlePrev = this.#idleLast;
+    if (this.#idleLast) this.#idleLast.idleNext = c;
+    else this.#idleFirst = c;
+    this.#idleLast = c;
+  }
+
+  /** A request started on the connection (its first bytes came): it leaves the idle list. */
+  active(c: CountedConnection): void {
+    if (!c.idle) return;
+    c.idle = false;
+    const { idlePrev: prev, idleNext: next } = c;
+    if (prev) prev.idleNext = next;
+    else this.#idleFirst = next;
+    if (next) next.idlePrev = prev;
+    else this.#idleLast = prev;
+    c.idlePrev = c.idleNext = undefined;
   }
 
   /** The connection's current request is to be held open (a long poll): false when `maxHeld` are held already. */
@@ -135,7 +183,7 @@ export class ConnectionCaps {
     mine.add(c);
   }
 
-  /** The connection's client proved who it is: it no longer counts against the per-address cap and is never evicted. */
+  /** The connection's client proved who it is: it no longer counts against the per-address cap, and is closed for a new connection only while idle. */
   authenticated(c: CountedConnection): void {
     this.#unauth.delete(c);
     this.#leaveAddress(c);
@@ -143,6 +191,7 @@ export class ConnectionCaps {
 
   closed(c: CountedConnection): void {
     this.release(c);
+    this.active(c);
     this.#all.delete(c);
     this.authenticated(c);
   }
@@ -151,6 +200,13 @@ export class ConnectionCaps {
     this.capped++;
     this.closed(c);
     c.sock.terminate();
+  }
+
+  /** Its slot is free at once; the socket goes once the client closes its side (or the closing deadline cuts it). */
+  #closeIdle(c: CountedConnection): void {
+    this.capped++;
+    this.closed(c);
+    c.end();
   }
 
   #leaveAddress(c: CountedConnection): void {

@@ -66,11 +66,24 @@ export class Connection implements ClientConnection {
   /** The caps that counted this connection in (set at accept), and whether its request is held (`hold`). */
   caps: ConnectionCaps | undefined;
   held = false;
+  /** In the caps' idle list, and its neighbours there (connection-caps.ts keeps them). */
+  idle = false;
+  idlePrev: Connection | undefined;
+  idleNext: Connection | undefined;
 
   constructor(
     readonly sock: WireSocket,
     readonly remoteAddr: string,
   ) {}
+
+  /**
+   * Between requests (none in flight, no part of the next one read) with nothing left to send:
+   * idle, so the caps may close the connection for a new one (connection-caps.ts). Called where
+   * the next request head is awaited, and when an answer's last bytes leave the queue.
+   */
+  waiting(): void {
+    if (!this.busy && !this.buf && !this.out.length && !this.ending && !this.closed) this.caps?.idle(this);
+  }
 
   /** The current request is to be held open (a long poll): false if the caps keep the remaining slots for other requests. */
   hold(): boolean {
@@ -116,6 +129,7 @@ export class Connection implements ClientConnection {
       this.out.shift();
     }
     this.#wake();
+    this.waiting(); // the last answer's tail just went out
   }
 
   /** Resolves the `whenFlushed` waiters (the queue is empty or the connection is gone). */

@@ -114,6 +114,11 @@ class ProxiedRequest implements ClientConnection {
   caps: ConnectionCaps | undefined;
   /** For the caps: there is no socket of ours to cut (a held request is never evicted). */
   readonly sock = NO_SOCKET;
+  /** Never idle to the caps (a request, not a connection: Bun.serve keeps the proxy's between requests), so never ended by them. */
+  idle = false;
+  idlePrev = undefined;
+  idleNext = undefined;
+  end(): void {}
   #onClose: (() => void) | undefined;
   #listening = false;
   constructor(

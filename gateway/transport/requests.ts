@@ -59,9 +59,10 @@ export class RequestLoop {
     this.#certHeader = (opts.clientCertHeader ?? "x-client-cert").toLowerCase();
   }
 
-  /** Arms the deadline for the next request head (on a new or a kept-alive connection). */
+  /** Arms the deadline for the next request head (on a new or a kept-alive connection), which may now be closed as idle. */
   awaitHead(c: Connection): void {
     c.arm("head", c.authenticated ? this.#limits.idleTimeoutMs : this.#limits.headTimeoutMs);
+    c.waiting();
   }
 
   /** Bytes read from the socket: the current body's, then the next heads'. */
@@ -81,6 +82,7 @@ export class RequestLoop {
       if (!rest?.byteLength) return;
     }
     if (!c.busy && !c.buf) {
+      if (c.idle) c.caps?.active(c); // a request starts: the caps no longer close it as idle
       // The usual case: a whole request head in one read; parse it in place.
       c.buf = rest as Buffer;
       this.next(c);
