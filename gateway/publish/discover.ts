@@ -2,12 +2,18 @@
  * Finding what a containers repo publishes: every top-level
  * directory holding a compose file is an app named after the directory; every
  * top-level directory holding a Dockerfile builds an image of the same name.
+ * Only what the commit holds counts, as in CI: what git ignores (a
+ * developer's `.env`, say) is no app, no build and no file of an app's bundle,
+ * and each app carries the list left out, so publish can say it.
  *
  * @module
  */
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { COMPOSE_FILE_NAMES } from "../../lib/compose/app-format.ts";
+import { listBundleFiles } from "../../lib/compose/bundle.ts";
+import { pathListMatcher } from "../../lib/compose/ignore.ts";
+import { ignoredPaths } from "./git.ts";
 
 export class NothingToPublishError extends Error {
   override name = "NothingToPublishError";
@@ -17,6 +23,10 @@ export interface AppDir {
   name: string;
   dir: string;
   composeFileName: string;
+  /** What git ignores in the app folder (relative; a wholly ignored folder once, ending in `/`): its bundle leaves it out, and an ignored `.env` is not read. */
+  gitIgnored: string[];
+  /** What its bundle holds besides the pinned compose file, in tar order (relative; folders end in `/`). */
+  files: string[];
 }
 
 export interface BuildDir {
@@ -31,11 +41,21 @@ async function isFile(p: string): Promise<boolean> {
 }
 
 /**
- * Lists apps and image builds, sorted by name.
+ * Lists apps and image builds of a git checkout, sorted by name.
  *
+ * @example
+ * ```ts
+ * const { apps } = await discover("containers");
+ * apps[0]; // { name: "envapp", dir: "containers/envapp", composeFileName: "compose.yaml", gitIgnored: [".env"], files: ["app.conf"] }
+ * ```
  * @throws {NothingToPublishError} If `containersDir` has no app directory.
+ * @throws {GitError} If `containersDir` is not in a git work tree.
+ * @throws {IgnoredComposeFileError} If an app's `.composeappignores` excludes its compose file.
+ * @throws {UnsupportedFileError} If an app folder holds a symbolic link or special file its bundle would take.
  */
 export async function discover(containersDir: string): Promise<{ apps: AppDir[]; builds: BuildDir[] }> {
+  const ignored = await ignoredPaths(containersDir);
+  const gitIgnores = pathListMatcher(ignored);
   const apps: AppDir[] = [];
   const builds: BuildDir[] = [];
   let names: string[];
@@ -45,17 +65,17 @@ export async function discover(containersDir: string): Promise<{ apps: AppDir[];
     throw new NothingToPublishError(`Cannot read the containers directory ${containersDir}`, { cause });
   }
   for (const name of names) {
-    if (name.startsWith(".")) continue;
+    if (name.startsWith(".") || gitIgnores.ignores(name)) continue;
     const dir = join(containersDir, name);
     if (!(await stat(dir)).isDirectory()) continue;
     let composeFileName: string | undefined;
     for (const f of COMPOSE_FILE_NAMES) {
-      if (await isFile(join(dir, f))) {
+      if (!gitIgnores.ignores(`${name}/${f}`) && (await isFile(join(dir, f)))) {
         composeFileName = f;
         break;
       }
     }
-    const hasDockerfile = await isFile(join(dir, "Dockerfile"));
+    const hasDockerfile = !gitIgnores.ignores(`${name}/Dockerfile`) && (await isFile(join(dir, "Dockerfile")));
     if ((composeFileName || hasDockerfile) && !APP_NAME.test(name)) {
       const fixed = name.toLowerCase().replace(/[^a-z0-9_.-]+/g, "-").replace(/^[^a-z0-9]+/, "").slice(0, 128);
       throw new NothingToPublishError(
@@ -63,11 +83,33 @@ export async function discover(containersDir: string): Promise<{ apps: AppDir[];
           `rename the directory${fixed ? `, e.g. to "${fixed}"` : ""}`,
       );
     }
-    if (composeFileName) apps.push({ name, dir, composeFileName });
+    if (composeFileName) {
+      const gitIgnored = ignored.filter((p) => p.startsWith(`${name}/`)).map((p) => p.slice(name.length + 1));
+      const files = (await listBundleFiles(dir, composeFileName, { exclude: gitIgnored })).map((e) => e.name);
+      apps.push({ name, dir, composeFileName, gitIgnored, files });
+    }
     if (hasDockerfile) builds.push({ name, dir });
   }
   if (apps.length === 0) {
     throw new NothingToPublishError(`Nothing to publish in ${containersDir}: no top-level directory holds a docker-compose.yml, compose.yml or compose.yaml`);
   }
   return { apps, builds };
+}
+
+/**
+ * What publish says of an app whose folder holds what git ignores: one line, the first few
+ * paths and how many more; undefined when there are none.
+ *
+ * @example
+ * ```ts
+ * gitIgnoredNote({ ...app, name: "envapp", gitIgnored: [".env"] });
+ * // "app envapp: left out 1 path git ignores, which the commit does not hold: .env (.env is not read for variables either)"
+ * ```
+ */
+export function gitIgnoredNote(app: AppDir): string | undefined {
+  const n = app.gitIgnored.length;
+  if (n === 0) return undefined;
+  const shown = app.gitIgnored.slice(0, 5).join(", ") + (n > 5 ? `, and ${n - 5} more` : "");
+  const dotEnv = app.gitIgnored.includes(".env") ? " (.env is not read for variables either)" : "";
+  return `app ${app.name}: left out ${n === 1 ? "1 path" : `${n} paths`} git ignores, which the commit does not hold: ${shown}${dotEnv}`;
 }

@@ -1,9 +1,13 @@
 /**
  * What publish needs from the containers repo's git checkout: the commit (for
  * `containers-sha` and the image/app tags), whether the tree is dirty (a
- * dirty tree must not reuse images already pushed for that commit), and that
+ * dirty tree must not reuse images already pushed for that commit), that
  * HEAD is the commit the published ref names, so targets never carry content
- * from another commit than the one their tags claim.
+ * from another commit than the one their tags claim, and what git ignores:
+ * the commit does not hold those files (a developer's `.env`), so publish
+ * leaves them out rather than ship what CI would never see. They do not make
+ * the tree dirty (`git status` skips them too): what is published then is the
+ * commit.
  *
  * @module
  */
@@ -24,7 +28,7 @@ export interface GitInfo {
   dirty: boolean;
 }
 
-async function git(dir: string, args: string[]): Promise<string> {
+async function git(dir: string, args: string[], opts: { raw?: boolean } = {}): Promise<string> {
   let proc;
   try {
     proc = Bun.spawn(["git", "-C", dir, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
@@ -33,7 +37,7 @@ async function git(dir: string, args: string[]): Promise<string> {
   }
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new GitError(`Cannot run git ${args.join(" ")} in ${dir}: ${err.trim() || `exit code ${code}`}`);
-  return out.trim();
+  return opts.raw ? out : out.trim();
 }
 
 /**
@@ -50,6 +54,23 @@ export async function gitInfo(dir: string): Promise<GitInfo> {
   const shortSha = await git(dir, ["rev-parse", "--short=7", "HEAD"]);
   const status = await git(dir, ["status", "--porcelain", "--untracked-files=normal"]);
   return { sha, shortSha, dirty: status !== "" };
+}
+
+/**
+ * What git ignores under the checkout at `dir` and does not track: paths
+ * relative to `dir`, a wholly ignored directory once, with a trailing `/`
+ * (`.gitignore` files, `.git/info/exclude` and the user's excludes file, as
+ * `git status` reads them). A file tracked despite a rule is not listed.
+ *
+ * @example
+ * ```ts
+ * await ignoredPaths("containers"); // ["envapp/.env", "web/node_modules/"]
+ * ```
+ * @throws {GitError} If `dir` is not in a git work tree.
+ */
+export async function ignoredPaths(dir: string): Promise<string[]> {
+  const out = await git(dir, ["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"], { raw: true });
+  return out.split("\0").filter((p) => p !== "").sort();
 }
 
 /**

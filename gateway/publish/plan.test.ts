@@ -19,7 +19,7 @@ const svc = (s: Partial<ComposeService>): ComposeService => ({ name: "api", buil
 describe("planService", () => {
   test("a build context in the app's subdirectory is its own build, named <app>/<service>", async () => {
     const dir = await repoDir();
-    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };
     const p = planService(dir, app, svc({ build: true, buildContext: "./api" }), [], "main");
     expect(p).toEqual({ build: expect.objectContaining({ name: "web/api", dir: join(dir, "web", "api"), from: "web/api/Dockerfile" }) });
     expect("build" in p && p.build.variant).toBeFalsy();
@@ -27,7 +27,7 @@ describe("planService", () => {
 
   test("args, target or dockerfile give the build a variant tag; the same spec is the same key", async () => {
     const dir = await repoDir();
-    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };
     const a = planService(dir, app, svc({ build: true, buildContext: "api", buildArgs: { V: "1" } }), [], "main");
     const b = planService(dir, app, svc({ name: "other", build: true, buildContext: "./api/", buildArgs: { V: "1" } }), [], "main");
     const c = planService(dir, app, svc({ build: true, buildContext: "api", buildArgs: { V: "2" } }), [], "main");
@@ -39,14 +39,14 @@ describe("planService", () => {
 
   test("a context naming a top-level image directory uses that build", async () => {
     const dir = await repoDir();
-    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };
     const p = planService(dir, app, svc({ build: true, buildContext: "../hello" }), [{ name: "hello", dir: join(dir, "hello") }], "main");
     expect(p).toEqual({ build: expect.objectContaining({ name: "hello", from: "hello/Dockerfile" }) });
   });
 
   test("a context or Dockerfile outside the repository is refused, through .. or a symlink", async () => {
     const dir = await repoDir();
-    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };
     expect(() => planService(dir, app, svc({ build: true, buildContext: "../.." }), [], "main")).toThrow(BuildContextError);
     expect(() => planService(dir, app, svc({ build: true, buildContext: "https://example.com/repo.git" }), [], "main")).toThrow(BuildContextError);
     expect(() => planService(dir, app, svc({ build: true, buildContext: "api", dockerfile: "../../../Dockerfile" }), [], "main")).toThrow("its Dockerfile");
@@ -56,7 +56,7 @@ describe("planService", () => {
 
   test("a build context or Dockerfile the checkout lacks is refused before anything is built, saying where it looked", async () => {
     const dir = await repoDir();
-    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };
     expect(() => planService(dir, app, svc({ build: true, buildContext: "./nowhere" }), [], "main")).toThrow(MissingBuildFileError);
     expect(() => planService(dir, app, svc({ build: true, buildContext: "./nowhere" }), [], "main")).toThrow(
       'Cannot publish service "api" in app "web": its build context web/nowhere is not a folder of the checkout (build: ./nowhere in web/compose.yaml); commit it, or fix the path',
@@ -70,7 +70,7 @@ describe("planService", () => {
 
   test("an image is a reference unless it names a top-level image directory", async () => {
     const dir = await repoDir();
-    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml" };
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };
     const builds = [{ name: "hello", dir: join(dir, "hello") }];
     expect(planService(dir, app, svc({ image: "local/busybox:1" }), builds, "main")).toEqual({ ref: { registry: "docker.io", repository: "local/busybox", tag: "1" } });
     expect("build" in planService(dir, app, svc({ image: "hello" }), builds, "main")).toBe(true);

@@ -102,6 +102,19 @@ describe("createBundle", () => {
     expect(b.entries).toEqual(["docker-compose.yml", "secret/", "secret/public.txt"]);
   });
 
+  test("paths the caller excludes stay out whatever .composeappignores re-includes, taken literally", async () => {
+    const d = await app({ "docker-compose.yml": "x", ".env": "PASS=hunter2", "a*.txt": "star", "ab.txt": "ab", "local/key": "k", "local/public.txt": "p", ".composeappignores": "!local/public.txt\n" });
+    const b = await createBundle(d, { composeFileName: "docker-compose.yml", composeText: PINNED, outFile: join(await tmp(), "b.tgz"), exclude: [".env", "a*.txt", "local/"] });
+    expect(b.entries).toEqual(["ab.txt", "docker-compose.yml"]);
+  });
+
+  test("an excluded .composeappignores does not apply, and an excluded compose file is an error", async () => {
+    const d = await app({ "docker-compose.yml": "x", "app.sh": "echo", ".composeappignores": "app.sh\n" });
+    const b = await createBundle(d, { composeFileName: "docker-compose.yml", composeText: PINNED, outFile: join(await tmp(), "b.tgz"), exclude: [".composeappignores"] });
+    expect(b.entries).toEqual(["app.sh", "docker-compose.yml"]);
+    await expect(createBundle(d, { composeFileName: "docker-compose.yml", composeText: PINNED, outFile: join(await tmp(), "b.tgz"), exclude: ["docker-compose.yml"] })).rejects.toThrow(IgnoredComposeFileError);
+  });
+
   test("an ignore rule removing the compose file is an error and writes nothing", async () => {
     const d = await app({ "docker-compose.yml": "x", ".composeappignores": "*.yml\n" });
     const o = await tmp();

@@ -4,7 +4,9 @@
  * gives the same digest (and a re-publish pushes nothing): sorted entries,
  * mtime 0, uid/gid 0, no owner names, modes normalised to 0644/0755, gzip with
  * fixed settings. Alongside it, the bundle index (path → sha256) the device
- * checks every extracted file against.
+ * checks every extracted file against. What stays out: what `.composeappignores`
+ * excludes, and any paths the caller lists (`exclude`: publish lists what git
+ * ignores, since the commit does not hold it), which no `!` rule brings back.
  *
  * @module
  */
@@ -21,7 +23,7 @@ import {
   MAX_BUNDLE_BYTES,
   type BundleIndex,
 } from "./app-format.ts";
-import { parseIgnoreFile, type IgnoreMatcher } from "./ignore.ts";
+import { parseIgnoreFile, pathListMatcher, type IgnoreMatcher } from "./ignore.ts";
 
 export class IgnoredComposeFileError extends Error {
   override name = "IgnoredComposeFileError";
@@ -45,6 +47,18 @@ export interface BundleOptions {
   outFile: string;
   /** Size cap of the tgz; default 1 GiB. */
   maxBytes?: number;
+  /** Paths relative to the app dir (a directory with or without a trailing `/`) left out whatever `.composeappignores` says: see {@link ListBundleOptions}. */
+  exclude?: readonly string[];
+}
+
+/** Options of {@link listBundleFiles}. */
+export interface ListBundleOptions {
+  /**
+   * Paths relative to the app dir, taken literally (a directory with or without a trailing `/`),
+   * left out whatever `.composeappignores` says. Listing `.composeappignores` itself means its
+   * rules do not apply either.
+   */
+  exclude?: readonly string[];
 }
 
 export interface Bundle {
@@ -94,13 +108,21 @@ export async function readIgnoreFile(appDir: string): Promise<IgnoreMatcher> {
 
 /**
  * Lists what a bundle of `appDir` holds, in tar order, applying
- * `.composeappignores`. The ignore file itself is never listed.
+ * `.composeappignores` and `opts.exclude`. The ignore file itself is never listed.
  *
- * @throws {IgnoredComposeFileError} If an ignore rule excludes the compose file.
+ * @example
+ * ```ts
+ * (await listBundleFiles("containers/web", "compose.yaml", { exclude: [".env"] })).map((e) => e.name); // ["html/", "html/index.html"]
+ * ```
+ * @throws {IgnoredComposeFileError} If an ignore rule or `opts.exclude` excludes the compose file.
  * @throws {UnsupportedFileError} For symlinks, sockets, devices that are not ignored.
  */
-export async function listBundleFiles(appDir: string, composeFileName: string): Promise<Entry[]> {
-  const matcher = await readIgnoreFile(appDir);
+export async function listBundleFiles(appDir: string, composeFileName: string, opts: ListBundleOptions = {}): Promise<Entry[]> {
+  const excluded = pathListMatcher(opts.exclude ?? []);
+  if (excluded.ignores(composeFileName)) {
+    throw new IgnoredComposeFileError(`Cannot bundle ${appDir}: the compose file ${composeFileName} is among the paths left out`);
+  }
+  const matcher = excluded.ignores(IGNORE_FILE_NAME) ? parseIgnoreFile("") : await readIgnoreFile(appDir);
   if (matcher.ignores(composeFileName)) {
     throw new IgnoredComposeFileError(
       `Cannot bundle ${appDir}: ${IGNORE_FILE_NAME} excludes the compose file ${composeFileName}`,
@@ -115,6 +137,7 @@ export async function listBundleFiles(appDir: string, composeFileName: string): 
       const relPath = rel ? `${rel}/${name}` : name;
       // The ignore file is never shipped; the compose file ships pinned, as docker-compose.yml (added by the caller).
       if (!rel && (name === IGNORE_FILE_NAME || name === composeFileName || name === BUNDLE_COMPOSE_NAME)) continue;
+      if (excluded.ignores(relPath)) continue;
       const abs = join(appDir, relPath);
       const st = await lstat(abs);
       const ignored = matcher.ignores(relPath);
@@ -172,13 +195,13 @@ function sortEntries(entries: Entry[]): Entry[] {
  *   composeFileName: "docker-compose.yml", composeText: pinned.text, outFile: "/tmp/httpd.tgz" });
  * b.digest; // "sha256:..." — the same for the same content, every time
  * ```
- * @throws {IgnoredComposeFileError} If `.composeappignores` excludes the compose file.
+ * @throws {IgnoredComposeFileError} If `.composeappignores` or `opts.exclude` excludes the compose file.
  * @throws {UnsupportedFileError} If the app dir holds a symlink or special file that is not ignored.
  * @throws {BundleTooLargeError} If the tgz would exceed the limit (nothing is left at `outFile`).
  */
 export async function createBundle(appDir: string, opts: BundleOptions): Promise<Bundle> {
   const composeBytes = new TextEncoder().encode(opts.composeText);
-  const entries = await listBundleFiles(appDir, opts.composeFileName);
+  const entries = await listBundleFiles(appDir, opts.composeFileName, opts.exclude ? { exclude: opts.exclude } : {});
   entries.push({ name: BUNDLE_COMPOSE_NAME, kind: "file", content: composeBytes, size: composeBytes.byteLength, mode: BUNDLE_FILE_MODE });
   sortEntries(entries);
 

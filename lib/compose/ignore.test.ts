@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IGNORE_FILE_NAME } from "./app-format.ts";
 import { readIgnoreFile } from "./bundle.ts";
-import { IgnorePatternError, parseIgnoreFile } from "./ignore.ts";
+import { IgnorePatternError, parseIgnoreFile, pathListMatcher } from "./ignore.ts";
 
 describe("parseIgnoreFile", () => {
   test("matches names, globs and skips comments", () => {
@@ -63,5 +63,14 @@ describe("parseIgnoreFile", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("pathListMatcher", () => {
+  test("ignores the paths listed and what is under a listed folder, with nothing read as a pattern", () => {
+    const m = pathListMatcher([".env", "local/", "cache", "a*.txt", "./sub/x"]);
+    expect(m.hasNegations).toBe(false);
+    for (const p of [".env", "local/key", "local", "cache/a/b", "a*.txt", "sub/x"]) expect(m.ignores(p)).toBe(true);
+    for (const p of ["app.env", "sub/.env", "localx", "ab.txt", "sub"]) expect(m.ignores(p)).toBe(false);
   });
 });

@@ -5,6 +5,9 @@
  * segment; `**` matches any number of directories; `!` re-includes; a leading
  * `/` is ignored (patterns are relative to the app dir); the last matching
  * line wins; a pattern that matches a directory matches everything under it.
+ * Beside it, {@link pathListMatcher}: a caller's own list of paths to leave
+ * out, taken literally (publish gives what git ignores: its policy, not this
+ * module's), which no `!` line brings back.
  *
  * @module
  */
@@ -122,6 +125,36 @@ export function parseIgnoreFile(text: string, file = "line"): IgnoreMatcher {
         if (hit) matched = !rule.negate;
       }
       return matched;
+    },
+  };
+}
+
+/**
+ * A matcher of literal paths, relative and `/`-separated: it ignores each path
+ * listed and everything under a listed directory (written with or without a
+ * trailing `/`). Nothing in a path is a pattern, so a file named `a*.txt`
+ * matches itself only.
+ *
+ * @example
+ * ```ts
+ * const m = pathListMatcher([".env", "secrets/"]);
+ * m.ignores(".env"); // true
+ * m.ignores("secrets/db.key"); // true
+ * m.ignores("app.env"); // false
+ * ```
+ */
+export function pathListMatcher(paths: Iterable<string>): IgnoreMatcher {
+  const listed = new Set<string>();
+  for (const p of paths) {
+    const clean = cleanPath(p);
+    if (clean !== "") listed.add(clean);
+  }
+  return {
+    hasNegations: false,
+    ignores(path: string): boolean {
+      const segs = cleanPath(path).split("/");
+      for (let i = 1; i <= segs.length; i++) if (listed.has(segs.slice(0, i).join("/"))) return true;
+      return false;
     },
   };
 }
