@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Value } from "@sinclair/typebox/value";
 import { EMPTY_SHA256, TargetEntry } from "../../lib/api/target.ts";
-import { makeTargets, nextVersion, TargetVersionError } from "./targets.ts";
+import { checkVersionFree, makeTargets, nextVersion, TargetVersionError } from "./targets.ts";
 
 describe("targets", () => {
   test("one target per hardware id with every tag, valid against the shared schema", () => {
@@ -18,6 +18,16 @@ describe("targets", () => {
     const mk = (v: string) => makeTargets({ hwids: ["h"], tags: [], version: Number(v), apps: {}, containersSha: "x" })[`h-${v}`]!;
     expect(nextVersion({})).toBe(1);
     expect(nextVersion({ "h-9": mk("9"), "h-10": mk("10") })).toBe(11);
+  });
+  test("the next version is above the versions devices report running too (a gateway restored from an older backup lacks them)", () => {
+    const v1 = makeTargets({ hwids: ["x86_64-linux"], tags: [], version: 1, apps: {}, containersSha: "x" });
+    expect(nextVersion(v1, ["x86_64-linux-3", "x86_64-linux-1", "preloaded"])).toBe(4);
+    expect(nextVersion(v1, ["x86_64-linux-1"])).toBe(2);
+    // --version naming what devices run is refused, with the first free one.
+    expect(() => checkVersionFree(["x86_64-linux"], 3, v1, ["x86_64-linux-3"])).toThrow(
+      "Cannot make target x86_64-linux-3: devices of this gateway run a target of that name that it does not hold (published on a gateway since lost?); choose --version 4 or higher",
+    );
+    expect(() => checkVersionFree(["x86_64-linux"], 4, v1, ["x86_64-linux-3"])).not.toThrow();
   });
   test("refuses to replace an existing target", () => {
     const existing = makeTargets({ hwids: ["h"], tags: [], version: 3, apps: {}, containersSha: "x" });

@@ -3,7 +3,11 @@
  * carrying every tag the git ref maps to, the apps' pinned URIs (with the
  * unpacked size of each image layer where publish knows it) and the
  * containers commit. The version is one more than the highest
- * existing one (numerically), unless the user names it.
+ * existing one (numerically), and than the highest a device reports running,
+ * unless the user names it: a gateway restored from a backup older than its
+ * last publish lacks the targets published since, and a number its devices
+ * run would name other content under a name they take for the one they run
+ * (and never update from).
  *
  * @module
  */
@@ -13,12 +17,30 @@ export class TargetVersionError extends Error {
   override name = "TargetVersionError";
 }
 
-/** The next version: one above every existing target's `custom.version`. */
-export function nextVersion(existing: Record<string, TargetEntry>): number {
+/** The version a target name `<hwid>-<version>` carries (targetName's form), if it has one. */
+const versionOfName = (name: string): number | undefined => {
+  const m = /-([0-9]{1,15})$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+};
+
+/**
+ * The next version: one above every existing target's `custom.version` and every version in
+ * `running`, the target names the gateway's devices report running (GET /admin/targets `running`).
+ *
+ * @example
+ * ```ts
+ * nextVersion({ "x86_64-linux-1": v1 }, ["x86_64-linux-3"]); // 4: a device runs 3, published on a gateway since lost
+ * ```
+ */
+export function nextVersion(existing: Record<string, TargetEntry>, running: readonly string[] = []): number {
   let max = 0;
   for (const t of Object.values(existing)) {
     const v = Number(t?.custom?.version);
     if (Number.isSafeInteger(v) && v > max) max = v;
+  }
+  for (const name of running) {
+    const v = versionOfName(name);
+    if (v !== undefined && Number.isSafeInteger(v) && v > max) max = v;
   }
   return max + 1;
 }
@@ -40,11 +62,15 @@ export interface TargetSpec {
  *
  * @throws {TargetVersionError} Naming the first target that cannot be made.
  */
-export function checkVersionFree(hwids: readonly string[], version: number, existing: Record<string, TargetEntry>): void {
+export function checkVersionFree(hwids: readonly string[], version: number, existing: Record<string, TargetEntry>, running: readonly string[] = []): void {
   for (const hwid of hwids) {
     const name = targetName(hwid, version);
     if (!TARGET_NAME.test(name)) throw new TargetVersionError(`Cannot make target ${name}: ${TARGET_NAME_RULE}`);
     if (existing[name]) throw new TargetVersionError(`Cannot make target ${name}: it already exists; choose another --version`);
+    if (running.includes(name))
+      throw new TargetVersionError(
+        `Cannot make target ${name}: devices of this gateway run a target of that name that it does not hold (published on a gateway since lost?); choose --version ${nextVersion(existing, running)} or higher`,
+      );
   }
 }
 

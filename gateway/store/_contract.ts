@@ -126,6 +126,20 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.getDevice(b.uuid)).toMatchObject({ lastSeen: "2025-05-06T00:00:00.000Z", tags: ["main"], currentTarget: null });
   });
 
+  test("runningTargets() lists each target the devices not revoked report running, once", async () => {
+    const s = await open();
+    const t = `running-${uniq()}`;
+    const [a, b, c, d] = [aDevice(), aDevice(), aDevice(), aDevice()];
+    for (const x of [a, b, c, d]) await s.putDevice(x);
+    await s.recordSightings([
+      { uuid: a.uuid, at: "2025-05-05T00:00:00.000Z", currentTarget: `${t}-3` },
+      { uuid: b.uuid, at: "2025-05-05T00:00:00.000Z", currentTarget: `${t}-3` },
+      { uuid: c.uuid, at: "2025-05-05T00:00:00.000Z", currentTarget: `${t}-9` },
+    ]);
+    await s.revokeDevice(c.uuid, "2025-05-06T00:00:00.000Z");
+    expect((await s.runningTargets()).filter((n) => n.startsWith(t))).toEqual([`${t}-3`]);
+  });
+
   test("recordSightings() never changes the tags of a device that may not choose them; setDeviceTags() does", async () => {
     const s = await open();
     const d = aDevice({ tags: ["prod"] });

@@ -302,6 +302,10 @@ export class PostgresStore implements Store {
     const rows = (await this.#sql.unsafe("SELECT count(*)::int AS n FROM devices")) as { n: number }[];
     return Number(rows[0]!.n);
   }
+  async runningTargets() {
+    const rows = (await this.#sql.unsafe("SELECT DISTINCT current_target AS t FROM devices WHERE current_target IS NOT NULL AND revoked_at IS NULL")) as { t: string }[];
+    return rows.map((r) => r.t);
+  }
   async searchDevices(search: DeviceSearch) {
     const q = searchSql(POSTGRES, search);
     const [rows, counts] = await Promise.all([

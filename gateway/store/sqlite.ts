@@ -178,6 +178,13 @@ export class SqliteStore implements Store {
     return this.#db.query<{ n: number }, []>("SELECT count(*) AS n FROM devices").get()!.n;
   }
 
+  async runningTargets() {
+    return this.#db
+      .query<{ t: string }, []>("SELECT DISTINCT current_target AS t FROM devices WHERE current_target IS NOT NULL AND revoked_at IS NULL")
+      .all()
+      .map((r) => r.t);
+  }
+
   async searchDevices(search: DeviceSearch) {
     const q = searchSql(SQLITE, search);
     const devices = this.#db.query<StatusRecord, any[]>(q.page.sql).all(...(q.page.params as any[])).map(toFleetDevice);

@@ -236,6 +236,11 @@ export interface Store {
   getDevice(uuid: string): Promise<DeviceRow | undefined>;
   listDevices(opts?: ListOptions): Promise<DeviceRow[]>;
   countDevices(): Promise<number>;
+  /**
+   * The target names the devices not revoked last reported running (each once): what a publish
+   * must number above, as a restored gateway may lack the targets its devices run.
+   */
+  runningTargets(): Promise<string[]>;
   /** Marks a device revoked; false when the uuid is unknown. Idempotent. */
   revokeDevice(uuid: string, at: string): Promise<boolean>;
   /** Replaces a device's tags; undefined when the uuid is unknown. */
