@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tempDir } from "../../test/harness/tmp.ts";
 import type { ComposeService } from "../../lib/compose/compose-file.ts";
+import { ComposeFileError } from "../../lib/compose/compose-file.ts";
 import { BuildContextError, ImageResolveError, MissingBuildFileError, planService } from "./plan.ts";
 
 async function repoDir(): Promise<string> {
@@ -76,5 +77,32 @@ describe("planService", () => {
     expect("build" in planService(dir, app, svc({ image: "hello" }), builds, "main")).toBe(true);
     expect("build" in planService(dir, app, svc({ image: "r.example:5000/main/hello" }), builds, "main")).toBe(true);
     expect(() => planService(dir, app, svc({ image: "Bad Ref" }), builds, "main")).toThrow(ImageResolveError);
+  });
+});
+
+describe("planService: env_file", () => {
+  const app = (dir: string, over: Partial<{ files: string[]; gitIgnored: string[] }> = {}) => ({ name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [], ...over });
+
+  test("an env_file outside the app folder is refused naming env_file and the path (exit 10): a device gets only the app folder", async () => {
+    const dir = await repoDir();
+    await writeFile(join(dir, "shared.env"), "A=1\n");
+    const outside = svc({ image: "nginx", envFiles: [{ path: "../shared.env", required: true }] });
+    expect(() => planService(dir, app(dir), outside, [], "main")).toThrow(ComposeFileError);
+    expect(() => planService(dir, app(dir), outside, [], "main")).toThrow(
+      'Invalid compose file web/compose.yaml, service "api": env_file ../shared.env is outside the app folder web: a device gets only the app folder, so compose there would not find it; move the file into web/ and name it from there',
+    );
+    expect(() => planService(dir, app(dir), svc({ image: "nginx", envFiles: [{ path: "/etc/app.env", required: false }] }), [], "main")).toThrow("env_file /etc/app.env is outside the app folder web");
+  });
+
+  test("an env_file inside the app folder must be in its bundle: one git ignores, .composeappignores excludes or the checkout lacks is refused", async () => {
+    const dir = await repoDir();
+    await writeFile(join(dir, "web", "app.env"), "A=1\n");
+    const uses = (path: string, required = true) => svc({ image: "nginx", envFiles: [{ path, required }] });
+    expect(planService(dir, app(dir, { files: ["app.env"] }), uses("./app.env"), [], "main")).toEqual({ ref: expect.anything() });
+    expect(() => planService(dir, app(dir, { gitIgnored: ["app.env"] }), uses("app.env"), [], "main")).toThrow("env_file app.env is not in the app's bundle: git ignores it, so the commit does not hold it");
+    expect(() => planService(dir, app(dir), uses("app.env"), [], "main")).toThrow("env_file app.env is not in the app's bundle: web/.composeappignores excludes it");
+    expect(() => planService(dir, app(dir), uses("conf/none.env"), [], "main")).toThrow("env_file conf/none.env is not in the app's bundle: there is no such file in the checkout");
+    // Optional (required: false): compose on the device skips it when absent.
+    expect(planService(dir, app(dir), uses("conf/none.env", false), [], "main")).toEqual({ ref: expect.anything() });
   });
 });

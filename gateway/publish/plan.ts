@@ -4,14 +4,18 @@
  * own `build:` with a context inside the repository) or an image reference
  * (looked up in the local engine, then in its registry). A build context
  * outside the repository is refused: CI would build something the commit
- * does not hold.
+ * does not hold. So is an `env_file` the app's bundle does not hold (outside
+ * the app folder, git-ignored, excluded, missing): compose on the device
+ * would not find it, and the install, then its rollback, would fail.
  *
  * @module
  */
 import { realpathSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { isAbsolute, join, relative, resolve as resolvePath, sep } from "node:path";
-import type { ComposeService } from "../../lib/compose/compose-file.ts";
+import { ComposeFileError, type ComposeService, type EnvFile } from "../../lib/compose/compose-file.ts";
+import { IGNORE_FILE_NAME } from "../../lib/compose/app-format.ts";
+import { pathListMatcher } from "../../lib/compose/ignore.ts";
 import { parseReference, type Reference } from "../../lib/oci/reference.ts";
 import type { AppDir, BuildDir } from "./discover.ts";
 
@@ -62,6 +66,30 @@ const inside = (root: string, p: string) => {
   return r === "" || (!r.startsWith(`..${sep}`) && r !== ".." && !isAbsolute(r));
 };
 
+/** An `env_file` must be a file of the app's bundle, the one folder a device gets; an optional one (`required: false`) may be absent. */
+function checkEnvFile(app: AppDir, service: string, f: EnvFile): void {
+  const composeFile = `${app.name}/${app.composeFileName}`;
+  const abs = resolvePath(app.dir, f.path);
+  const rel = relative(app.dir, abs).split(sep).join("/");
+  if (isAbsolute(f.path) || rel === "" || !inside(app.dir, abs)) {
+    throw new ComposeFileError(
+      composeFile,
+      `env_file ${f.path} is outside the app folder ${app.name}: a device gets only the app folder, so compose there would not find it; move the file into ${app.name}/ and name it from there`,
+      service,
+    );
+  }
+  if (app.files.includes(rel) || !f.required) return;
+  const st = statSync(abs, { throwIfNoEntry: false });
+  const why = pathListMatcher(app.gitIgnored).ignores(rel)
+    ? "git ignores it, so the commit does not hold it; commit it (git add -f), or write its values into the compose file"
+    : !st
+      ? "there is no such file in the checkout; commit it, or fix the path"
+      : !st.isFile()
+        ? "it is not a file"
+        : `${app.name}/${IGNORE_FILE_NAME} excludes it; take it out of that list`;
+  throw new ComposeFileError(composeFile, `env_file ${f.path} is not in the app's bundle: ${why}`, service);
+}
+
 /** The build of a top-level directory. */
 export function topLevelBuild(b: BuildDir): BuildSpec {
   return { key: `${real(b.dir)}\0Dockerfile\0\0`, name: b.name, dir: b.dir, from: `${b.name}/Dockerfile` };
@@ -72,9 +100,11 @@ export function topLevelBuild(b: BuildDir): BuildSpec {
  *
  * @throws {BuildContextError} If its build context or Dockerfile is outside `repoDir`.
  * @throws {ImageResolveError} If it has no usable build and no valid image reference.
+ * @throws {ComposeFileError} If it has an `env_file` its app's bundle does not hold.
  */
 export function planService(repoDir: string, app: AppDir, svc: ComposeService, builds: BuildDir[], factory: string): ServicePlan {
   const where = `service "${svc.name}" in app "${app.name}"`;
+  for (const f of svc.envFiles ?? []) checkEnvFile(app, svc.name, f);
   if (svc.build) {
     const root = real(repoDir);
     const ctx = real(resolvePath(app.dir, svc.buildContext ?? "."));

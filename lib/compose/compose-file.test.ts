@@ -57,3 +57,19 @@ describe("parseCompose with anchors and merge keys", () => {
     ]);
   });
 });
+
+describe("parseCompose: env_file", () => {
+  test("env_file is read as a path, a list of paths, or {path, required} entries; anything else is refused", () => {
+    const c = parseCompose(
+      "services:\n  a:\n    image: x\n    env_file: a.env\n  b:\n    image: x\n    env_file: [b.env, {path: ./opt.env, required: false}, {path: c.env}]\n",
+      "web/compose.yaml",
+    );
+    expect(c.services.map((s) => s.envFiles)).toEqual([
+      [{ path: "a.env", required: true }],
+      [{ path: "b.env", required: true }, { path: "./opt.env", required: false }, { path: "c.env", required: true }],
+    ]);
+    expect(() => parseCompose("services:\n  a:\n    image: x\n    env_file: [{required: true}]\n", "web/compose.yaml")).toThrow(
+      'service "a": env_file is neither a file name nor a list of file names or {path, required} entries',
+    );
+  });
+});

@@ -3,6 +3,8 @@
  * (keeping the Document so pinning preserves comments and layout), size-capped,
  * and checked for what publishing needs — a `services` map where every service
  * names an `image` or has a `build` section. Errors name the file and service.
+ * `env_file` entries
+ * are read so publish can check they are files the bundle holds.
  * At publish time variables are interpolated first (see interpolate.ts), so
  * what is checked, pinned and shipped is what will run.
  *
@@ -39,7 +41,16 @@ export interface ComposeService {
   buildTarget?: string;
   /** `build.args` as a map (a list of `K=V` is converted; a bare `K` takes the variable's value). */
   buildArgs?: Record<string, string>;
+  /** `env_file` entries in order, each path as written (relative to the compose file's folder); `required` false only when it says so. */
+  envFiles?: EnvFile[];
 }
+
+/** One `env_file` entry: `env_file: a.env`, a list of paths, or a list of `{path, required}`. */
+export interface EnvFile {
+  path: string;
+  required: boolean;
+}
+
 
 /** A parsed, validated compose file. */
 export interface ComposeFile {
@@ -70,7 +81,8 @@ const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
  * c.services[0]; // { name: "web", image: "nginx:alpine", build: false }
  * ```
  * @throws {ComposeFileError} If the file is over 1 MiB, is not valid YAML, has
- *   no `services` map, or a service has neither `image` nor `build`.
+ *   no `services` map, a service has neither `image` nor `build`, or an `env_file`
+ *   is not a path or list of them.
  * @throws {InterpolationError} With `variables`, if a variable cannot be resolved.
  */
 export function parseCompose(content: string | Uint8Array, file: string, opts: ParseComposeOptions = {}): ComposeFile {
@@ -123,7 +135,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
     if (!svc || typeof svc !== "object" || Array.isArray(svc) || !isMap(doc.getIn(["services", name]))) {
       throw new ComposeFileError(file, "the service is not a mapping", name);
     }
-    const { image, build } = svc as { image?: unknown; build?: unknown };
+    const { image, build, env_file: envFile } = svc as { image?: unknown; build?: unknown; env_file?: unknown };
     if (image !== undefined && image !== null && typeof image !== "string") {
       throw new ComposeFileError(file, "image is not a string", name);
     }
@@ -151,9 +163,23 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       build: hasBuild,
       ...(buildContext !== undefined ? { buildContext } : {}),
       ...details,
+      ...(envFile !== undefined && envFile !== null ? { envFiles: envFiles(envFile, file, name) } : {}),
     });
   }
   return { file, doc, services: out, interpolated: opts.variables !== undefined };
+}
+
+/** `env_file` as compose reads it: a path, or a list of paths and `{path, required}` entries. */
+function envFiles(value: unknown, file: string, service: string): EnvFile[] {
+  const bad = () => new ComposeFileError(file, "env_file is neither a file name nor a list of file names or {path, required} entries", service);
+  const one = (v: unknown): EnvFile => {
+    if (typeof v === "string" && v !== "") return { path: v, required: true };
+    if (!v || typeof v !== "object" || Array.isArray(v)) throw bad();
+    const { path, required } = v as { path?: unknown; required?: unknown };
+    if (typeof path !== "string" || path === "" || (required !== undefined && typeof required !== "boolean")) throw bad();
+    return { path, required: required !== false };
+  };
+  return Array.isArray(value) ? value.map(one) : [one(value)];
 }
 
 /** `dockerfile`, `target` and `args` of a long-form `build:`. */

@@ -1,7 +1,7 @@
 /**
  * What publish takes from a containers checkout is what the commit holds, as CI would see it:
  * files git ignores (a developer's `.env`) are neither bundled nor read for variables, and
- * publish says which it left out. Through the CLI, as CI runs it, with third-party images only (no docker build).
+ * publish says which it left out; an env_file must be a file of the app's bundle. Through the CLI, as CI runs it, with third-party images only (no docker build).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFile } from "node:fs/promises";
@@ -103,5 +103,28 @@ describe("discover and git-ignored files", () => {
     ]);
     expect(gitIgnoredNote(apps[0]!)).toBe("app envapp: left out 7 paths git ignores, which the commit does not hold: 1.log, 2.log, 3.log, 4.log, 5.log, and 2 more");
     expect(gitIgnoredNote(apps[1]!)).toBeUndefined();
+  });
+});
+
+describe("gateway publish and env_file", () => {
+  const withEnvFile = (envFile: string) => `services:\n  db:\n    image: nginx:alpine\n    env_file: ${envFile}\n`;
+
+  test("an env_file outside the app folder is refused (exit 10), naming env_file and the path", async () => {
+    const repo = await containersRepo({ "shared.env": "A=1\n", "envapp/docker-compose.yml": withEnvFile("../shared.env") });
+    const r = await publishCli(repo, "--dry-run");
+    expect(r.code).toBe(10);
+    expect(r.stderr).toContain('Invalid compose file envapp/docker-compose.yml, service "db": env_file ../shared.env is outside the app folder envapp');
+  });
+
+  test("an env_file in the app folder is bundled; one git ignores is refused (exit 10), as the bundle would lack it", async () => {
+    const repo = await containersRepo({ ".gitignore": "local.env\n", "envapp/docker-compose.yml": withEnvFile("[conf/app.env]"), "envapp/conf/app.env": "A=1\n" });
+    const ok = await publishCli(repo, "--dry-run");
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout).apps[0].files).toEqual(["conf/app.env", "docker-compose.yml"]);
+    await writeFile(join(repo, "envapp", "local.env"), "A=2\n");
+    await writeFile(join(repo, "envapp", "docker-compose.yml"), withEnvFile("local.env"));
+    const ignored = await publishCli(repo, "--dry-run");
+    expect(ignored.code).toBe(10);
+    expect(ignored.stderr).toContain("env_file local.env is not in the app's bundle: git ignores it, so the commit does not hold it");
   });
 });
