@@ -2,7 +2,9 @@
  * What the runtime reads from an installed app's compose file beyond images:
  * each service's stop grace period (so a stop waits exactly as long as the app
  * asked, not Docker's 10 s default) and the external networks and volumes it
- * uses or creates (so apps that share them start in order, the rest at once).
+ * uses or creates (so apps that share them start in order, the rest at once);
+ * and the services that have `profiles:`, which `compose up` does not start
+ * (fioup enables no profile), so no one waits for their containers.
  *
  * @module
  */
@@ -31,16 +33,20 @@ export interface ComposeFacts {
   creates: Set<string>;
   /** Names of external networks and volumes this app needs to exist. */
   needs: Set<string>;
+  /** Services with a `profiles:` list: compose creates no container for them unless a profile is enabled, and none is. */
+  profiled: Set<string>;
 }
 
 /** Reads {@link ComposeFacts} from a parsed compose document. */
 export function composeFacts(doc: Document, project: string): ComposeFacts {
   const js = (doc.toJS({ maxAliasCount: 1000 }) ?? {}) as Record<string, unknown>;
   const stopGrace = new Map<string, number>();
+  const profiled = new Set<string>();
   const services = (js.services ?? {}) as Record<string, Record<string, unknown> | null>;
   for (const [name, svc] of Object.entries(services)) {
     const g = composeDurationSeconds(svc?.stop_grace_period);
     if (g !== undefined) stopGrace.set(name, g);
+    if (Array.isArray(svc?.profiles) && svc.profiles.length > 0) profiled.add(name);
   }
   const creates = new Set<string>();
   const needs = new Set<string>();
@@ -53,7 +59,7 @@ export function composeFacts(doc: Document, project: string): ComposeFacts {
       else creates.add(name ?? `${project}_${key}`);
     }
   }
-  return { stopGrace, creates, needs };
+  return { stopGrace, creates, needs, profiled };
 }
 
 /**

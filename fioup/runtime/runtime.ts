@@ -348,8 +348,9 @@ export class Runtime {
     return out;
   }
 
-  private services(inst: InstalledApp): ServiceSpec[] {
-    return inst.images.map((i) => ({ name: i.service, image: i.ref }));
+  /** The services whose containers make the app's state: those `compose up` starts (not the profiled ones). */
+  private services(inst: InstalledApp, facts: ComposeFacts): ServiceSpec[] {
+    return inst.images.filter((i) => !facts.profiled.has(i.service)).map((i) => ({ name: i.service, image: i.ref }));
   }
 
   /** The facts the runtime needs from an installed app's compose file (empty when unreadable). */
@@ -358,7 +359,7 @@ export class Runtime {
       const c = parseCompose(await readFile(join(inst.dir, inst.composeFile)), `${inst.name}/${inst.composeFile}`);
       return composeFacts(c.doc, projectName(inst.name));
     } catch {
-      return { stopGrace: new Map(), creates: new Set(), needs: new Set() };
+      return { stopGrace: new Map(), creates: new Set(), needs: new Set(), profiled: new Set() };
     }
   }
 
@@ -383,7 +384,7 @@ export class Runtime {
       }
       apps.push({ name, inst, facts: await this.facts(inst) });
     }
-    const startOne = async ({ name, inst }: { name: string; inst: InstalledApp }): Promise<StartResult> => {
+    const startOne = async ({ name, inst, facts }: { name: string; inst: InstalledApp; facts: ComposeFacts }): Promise<StartResult> => {
       const started = Date.now();
       try {
         // The engine's image store is not the app dir's: a power cut can keep the swapped dir
@@ -393,11 +394,11 @@ export class Runtime {
         // compose itself gets its own, longer bound: creating containers is not the readiness wait.
         await compose.up(name, inst.dir, inst.composeFile, { timeoutMs: Math.max(opts.timeoutMs ?? 0, 5 * 60_000) });
       } catch (err) {
-        const reports = await serviceReports(this.engine, name, this.services(inst));
+        const reports = await serviceReports(this.engine, name, this.services(inst, facts));
         return { name, ok: false, state: appState(inst.uri, reports), error: (err as Error).message };
       }
       const left = Math.max(1000, (opts.timeoutMs ?? 120_000) - (Date.now() - started));
-      const waited = await waitForApp(this.engine, name, this.services(inst), {
+      const waited = await waitForApp(this.engine, name, this.services(inst, facts), {
         timeoutMs: left,
         ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}),
       });
@@ -471,7 +472,7 @@ export class Runtime {
     const apps = (await this.installedApps()).filter((a) => !names || names.includes(a.name));
     const out: Record<string, AppState> = {};
     for (const inst of apps) {
-      out[inst.name] = appState(inst.uri, await serviceReports(this.engine, inst.name, this.services(inst)));
+      out[inst.name] = appState(inst.uri, await serviceReports(this.engine, inst.name, this.services(inst, await this.facts(inst))));
     }
     return out;
   }

@@ -1,6 +1,7 @@
 /**
  * fioup end to end against the real gateway, its registry, `gateway publish`,
- * a private dockerd and docker compose: register, update v1, a v2 that
+ * a private dockerd and docker compose: register, update v1 (with a service
+ * behind a compose profile, which is not started nor waited for), a v2 that
  * changes one service fetches only the changed blobs, a v3 that crashes is
  * rolled back, marked bad and reported.
  */
@@ -20,6 +21,8 @@ let port: number;
 let uuid: string;
 
 const sidecar = (image: string) => `  side:\n    image: ${image}\n    stop_grace_period: 1s\n`;
+/** A service only for debugging: compose starts it only with its profile enabled, and fioup enables none. */
+const profiled = (image: string) => `  debug:\n    image: ${image}\n    profiles: ["debug"]\n`;
 
 beforeAll(async () => {
   [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
@@ -28,7 +31,7 @@ beforeAll(async () => {
     pushImage(upstream, "test/web", "v1", httpdImage("hello v1")),
     pushImage(upstream, "test/side", "v1", { cmd: ["sleep", "3600"] }),
   ]);
-  pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(web1, port, sidecar(side)) });
+  pub = await Publisher.create(gw, upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(web1, port, sidecar(side) + profiled(side)) });
   device = await Device.create(dockerd);
 }, 120_000);
 
@@ -39,7 +42,7 @@ afterAll(async () => {
 });
 
 describe("fioup update", () => {
-  test("register, then update to v1: the app answers on 127.0.0.1", async () => {
+  test("register, then update to v1: the app answers on 127.0.0.1; its profiled service is not waited for", async () => {
     uuid = await device.register(gw);
     const again = await device.fioup("register", "--server", gw.url, "--token", gw.adminToken);
     expect(again.code).toBe(12); // already registered
@@ -60,6 +63,7 @@ describe("fioup update", () => {
     const st = await device.fioup("status");
     expect(st.json.current.name).toBe("amd64-linux-1");
     expect(st.json.apps[APP].state).toBe("healthy");
+    expect(st.json.apps[APP].services.map((x: { name: string }) => x.name).sort()).toEqual(["side", "web"]); // not debug: never started
     // The gateway got the apps-states report and sees the device on v1.
     const dev = await gw.admin<{ currentTarget: string | null; appsStates: { apps: Record<string, { state: string }> } | null }>(`/admin/devices/${uuid}`);
     expect(dev.appsStates?.apps[APP]?.state).toBe("healthy");
