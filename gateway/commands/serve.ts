@@ -85,7 +85,8 @@ export default defineCommand({
     "clients may be idle or stall for --idle-timeout seconds. A request to a device endpoint without a device",
     "certificate, or to /admin or /v2 without a token, is answered 401 before its body is read. Past",
     "--max-connections, or --max-connections-per-address unauthenticated ones from one address (trusted proxies",
-    "exempt), the oldest unauthenticated connection is closed.",
+    "exempt), the oldest unauthenticated connection is closed; past --max-connections with none left, the",
+    "connection idle longest (a kept-alive one between requests; never a held push wait).",
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Data directory (created on first start: a new or empty folder, or the data dir an earlier start made)", placeholder: "DIR" },
