@@ -7,7 +7,7 @@
  * `gc --untargeted` on it says to check --registry-dir, not to remove valid targets.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, rmdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DATA_DIR_ENTRIES, openDataDir } from "../../gateway/data-dir.ts";
 import { freePort, httpdCompose, httpdImage, Publisher, pushImage, ROOT, startDockerRegistry, startTestGateway, type DockerRegistryHandle, type TestGateway } from "../fioup/_setup.ts";
@@ -62,15 +62,20 @@ describe("gateway registry gc on a data dir whose registry is elsewhere", () => 
     const image = await pushImage(upstream, "test/regdir", "v1", httpdImage("regdir v1"));
     const pub = await Publisher.create(gw, upstream, { [`regdir${process.pid}/docker-compose.yml`]: httpdCompose(image, await freePort()) });
     await pub.publish(1);
-    // As a gateway before this fix left the data dir: an empty registry/ beside the one it serves.
-    mkdirSync(join(gw.dataDir, "registry"), { recursive: true });
   }, 120_000);
 
   afterAll(async () => {
     await Promise.all([gw?.stop(), upstream?.stop()]);
   });
 
+  test("gateway serve --registry-dir makes no DIR/registry; the registry it serves is the --registry-dir", () => {
+    expect(existsSync(join(gw.dataDir, "registry"))).toBe(false);
+    expect(readdirSync(join(shared, "repositories", "main")).length).toBeGreaterThan(0);
+  });
+
   test("--untargeted on the empty registry/ an older gateway left: refused, saying to check --registry-dir; nothing removed", async () => {
+    // As a gateway before this fix left the data dir: an empty registry/ beside the one it serves.
+    mkdirSync(join(gw.dataDir, "registry"), { recursive: true });
     const before = sharedFiles();
     const r = await gc("--untargeted", "--grace", "0s");
     expect(r.code).toBe(1);
@@ -81,7 +86,7 @@ describe("gateway registry gc on a data dir whose registry is elsewhere", () => 
   });
 
   test("without registry/ (as serve leaves it now), gc without --registry-dir refuses naming the flag (exit 2); with it, gc runs", async () => {
-    rmdirSync(join(gw.dataDir, "registry"));
+    rmSync(join(gw.dataDir, "registry"), { recursive: true, force: true });
     const before = sharedFiles();
     for (const args of [[], ["--untargeted"], ["--dry-run"]]) {
       const r = await gc(...args);
