@@ -1,6 +1,8 @@
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { printable } from "../../lib/cli/printable.ts";
 import { cell } from "../../lib/cli/table.ts";
 import { InvalidFleetQueryError, checkLabel, parseLabel } from "../fleet/query.ts";
+import { labelsText } from "../fleet/label-text.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -34,7 +36,6 @@ export default defineCommand({
     if (both !== undefined) throw new UsageError(`label "${both}" is both set and removed`);
     const client = await adminClient(flags);
     const d = await client.setDeviceLabels(uuid, { set, remove: flags.remove });
-    const labels = Object.entries(d.labels).map(([k, v]) => `${k}=${v}`);
-    out.result(d, (r) => `${cell(r.uuid)}: labels ${labels.length ? cell(labels) : "(none)"}`);
+    out.result(d, (r) => `${cell(r.uuid)}: labels ${printable(labelsText(r.labels)) || "(none)"}`);
   },
 });

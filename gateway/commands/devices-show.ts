@@ -2,6 +2,7 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { printable } from "../../lib/cli/printable.ts";
 import { cell } from "../../lib/cli/table.ts";
 import { readDroppedEvents } from "../../lib/api/index.ts";
+import { labelsText } from "../fleet/label-text.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -22,7 +23,7 @@ export default defineCommand({
         `name:        ${cell(d.name)}`,
         `hardware id: ${cell(d.hardwareId)}`,
         `tags:        ${cell(d.tags)}${d.tagsFromDevice ? " (set by the device)" : ""}`,
-        `labels:      ${cell(Object.entries(d.labels).map(([k, v]) => `${k}=${v}`))}`,
+        `labels:      ${printable(labelsText(d.labels)) || "-"}`,
         `target:      ${cell(d.currentTarget)}`,
         `apps:        ${d.apps ? cell(d.apps) : "(all)"}`,
         `created:     ${cell(d.createdAt)}`,

@@ -18,11 +18,13 @@ import type {
   DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
 import { checkToken } from "../admin/auth.ts";
+import { InvalidFleetQueryError } from "../fleet/query.ts";
 import { limit } from "../routes/_validate.ts";
 import type { GatewayEnv } from "../env.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
+import { labelsFromForm } from "./labels-form.ts";
 import { Page } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
 import { DevicesPage, LIST_PARAMS, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
@@ -252,17 +254,17 @@ export function dashboard(app: Hono<any>) {
   ui.post("/devices/:uuid/labels", async (c) => {
     const uuid = c.req.param("uuid");
     const form = await c.req.parseBody();
-    // "key=value, key2=value2" replaces the labels: what the field no longer names is removed.
-    const set: Record<string, string> = {};
-    for (const part of String(form.labels ?? "").split(",").map((p) => p.trim()).filter(Boolean)) {
-      const eq = part.indexOf("=");
-      if (eq <= 0) throw new ApiCallError(400, `"${part}" is not key=value`);
-      set[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
-    }
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const { body } = await c.var.api<DeviceDetail>("GET", path);
-    const remove = Object.keys(body.labels ?? {}).filter((k) => !(k in set));
-    await c.var.api("PUT", `${path}/labels`, { set, remove });
+    // One key=value a line, replacing the labels (./labels-form.ts).
+    let change: ReturnType<typeof labelsFromForm>;
+    try {
+      change = labelsFromForm(String(form.labels ?? ""), body.labels ?? {});
+    } catch (err) {
+      if (err instanceof InvalidFleetQueryError) throw new ApiCallError(400, err.message);
+      throw err;
+    }
+    await c.var.api("PUT", `${path}/labels`, change);
     return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
   });
 

@@ -59,7 +59,7 @@ describe("dashboard: labels, groups, rollouts", () => {
   test("an admin labels a device, makes a group, adds a device to it, and filters the list by label and by group", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     await goto(page, `${gw.url}/ui/devices/${fleet.good.uuid}`);
-    await page.getByLabel(/^Labels/).fill("region=eu, site=berlin");
+    await page.getByLabel(/^Labels/).fill("region=eu\nsite=berlin");
     await submit(page, "Set labels");
     expect(page.url()).toBe(`${gw.url}/ui/devices/${fleet.good.uuid}`);
     await expect(page.locator("[data-labels]").textContent()).resolves.toBe("region=eu, site=berlin");

@@ -1,6 +1,8 @@
 /* @jsxImportSource hono/jsx */
 /** One device: identity, status, current target, apps with their health, update timeline, inventory, actions. */
 import type { DeviceDetail, FleetDevice, Update } from "../../../lib/api/admin.ts";
+import { labelsText } from "../../fleet/label-text.ts";
+import { fitsOnALine, labelsFormText } from "../labels-form.ts";
 import { Ago, Badge, Csrf } from "../layout.tsx";
 import { failureReason, Timeline } from "./timeline.tsx";
 
@@ -16,13 +18,11 @@ export interface DeviceProps {
 
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
-const labelsText = (labels: Record<string, string>) =>
-  Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(", ");
 
 export function DevicePage({ d, status, updates, groups, csrf, canWrite }: DeviceProps) {
   const apps = Object.entries(d.appsStates?.apps ?? {});
+  const labels = d.labels ?? {};
+  const multiLine = Object.keys(labels).filter((k) => !fitsOnALine(labels[k]!));
   return (
     <>
       <p>
@@ -45,7 +45,7 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
               <dt>Tags</dt>
               <dd>{d.tags.join(", ") || "-"}</dd>
               <dt>Labels</dt>
-              <dd data-labels>{labelsText(d.labels ?? {}) || "-"}</dd>
+              <dd data-labels>{labelsText(labels) || "-"}</dd>
               <dt>Current target</dt>
               <dd data-current-target>{d.currentTarget ?? "-"}</dd>
               <dt>Last seen</dt>
@@ -131,9 +131,17 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
             <form method="post" action={`/ui/devices/${d.uuid}/labels`} class="card">
               <Csrf token={csrf} />
               <label>
-                Labels (key=value, comma-separated)
-                <input name="labels" value={labelsText(d.labels ?? {})} />
+                Labels (one key=value a line; the value is the rest of the line)
+                <textarea name="labels" rows={Math.min(Math.max(Object.keys(labels).length + 1, 3), 12)}>
+                  {labelsFormText(labels)}
+                </textarea>
               </label>
+              <p class="muted">The field replaces the labels: a label left out is removed.</p>
+              {multiLine.length > 0 && (
+                <p class="muted" data-labels-kept>
+                  {`Kept as they are (a value with a line break cannot be edited here; use gateway devices label): ${multiLine.join(", ")}`}
+                </p>
+              )}
               <p>
                 <button type="submit">Set labels</button>
               </p>

@@ -1,0 +1,68 @@
+/**
+ * Labels whose values hold commas, `=`, quotes, spaces or a line break, set with the CLI, then
+ * the device page's labels field submitted as the page shows it (over HTTPS with the session
+ * cookie, as a browser posts the form): the labels stay exactly as they were; the CLI and the
+ * page print them unambiguously (`site="a,ring=canary"`).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { registerDevice } from "../gateway/_register.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { dashboardClient, unescapeHtml } from "./_http.ts";
+
+const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
+let g: GatewayHandle;
+
+const cli = (...args: string[]) => {
+  const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+};
+
+beforeAll(async () => {
+  g = await startGateway();
+}, 120_000);
+
+afterAll(async () => {
+  await g?.stop();
+}, 120_000);
+
+const labelsOf = async (uuid: string) => ((await (await g.adminFetch(`/admin/devices/${uuid}`)).json()) as { labels: Record<string, string> }).labels;
+
+describe("the device page's labels field", () => {
+  test("submitted as shown, it keeps labels whose values hold commas, '=', quotes, spaces or a line break", async () => {
+    const d = await registerDevice(g.url, g.adminToken, g.caPem);
+    const set = cli("devices", "label", "--data", g.dataDir, d.uuid, "site=a,ring=canary", "room=berlin, 2", 'q=say "hi"', "pad= x ", "plain=v1");
+    expect(set.err).toBe("");
+    expect(set.code).toBe(0);
+    // A value with a line break comes through the API (the CLI takes one as well).
+    const res = await g.adminFetch(`/admin/devices/${d.uuid}/labels`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ set: { note: "two\nlines" } }) });
+    expect(res.status).toBe(200);
+    const before = await labelsOf(d.uuid);
+    expect(before).toEqual({ site: "a,ring=canary", room: "berlin, 2", q: 'say "hi"', pad: " x ", plain: "v1", note: "two\nlines" });
+
+    // What the CLI prints says where each value starts and ends.
+    const show = cli("devices", "show", "--data", g.dataDir, d.uuid);
+    expect(show.code).toBe(0);
+    expect(show.out).toContain(`labels:      note="two\\nlines", pad=" x ", plain=v1, q="say \\"hi\\"", room="berlin, 2", site="a,ring=canary"`);
+
+    const b = dashboardClient(g);
+    expect((await b.signIn(g.adminToken)).status).toBe(303);
+    const page = await b.request(`/ui/devices/${d.uuid}`);
+    expect(page.status).toBe(200);
+    expect(unescapeHtml(/<dd data-labels[^>]*>(.*?)<\/dd>/s.exec(page.html)![1]!)).toBe(`note="two\\nlines", pad=" x ", plain=v1, q="say \\"hi\\"", room="berlin, 2", site="a,ring=canary"`);
+    const field = unescapeHtml(/<textarea name="labels"[^>]*>(.*?)<\/textarea>/s.exec(page.html)![1]!);
+    expect(field).toBe(['pad= x ', "plain=v1", 'q=say "hi"', "room=berlin, 2", "site=a,ring=canary"].join("\n"));
+    expect(page.html).toContain("data-labels-kept");
+    const csrf = b.csrfOf(page.html);
+
+    // A browser posts a textarea's line breaks as CRLF.
+    const post = await b.request(`/ui/devices/${d.uuid}/labels`, { method: "POST", body: new URLSearchParams({ _csrf: csrf, labels: field.replace(/\n/g, "\r\n") }) });
+    expect(post.status).toBe(303);
+    expect(await labelsOf(d.uuid)).toEqual(before);
+
+    // A label left out is removed; the one with a line break stays unless a line names it.
+    const fewer = await b.request(`/ui/devices/${d.uuid}/labels`, { method: "POST", body: new URLSearchParams({ _csrf: csrf, labels: "room=berlin, 2\r\nsite=b" }) });
+    expect(fewer.status).toBe(303);
+    expect(await labelsOf(d.uuid)).toEqual({ room: "berlin, 2", site: "b", note: "two\nlines" });
+  }, 60_000);
+});
