@@ -137,6 +137,24 @@ export const ApiTokenInfo = Type.Object({
 });
 export type ApiTokenInfo = Static<typeof ApiTokenInfo>;
 
+/** What a token can still do, in the words `gateway tokens list` and the dashboard's Tokens page both show. */
+export type TokenState = "revoked" | "expired" | "used up" | "active";
+
+/**
+ * A token's state: a registration token whose every use is spent registers nothing more, as one
+ * revoked or expired: "used up", the word registration's refusal uses, never "active".
+ *
+ * @example
+ * ```ts
+ * tokenState({ revokedAt: null, expired: false, uses: 3, maxUses: 3 }); // "used up"
+ * ```
+ */
+export function tokenState(t: { revokedAt: string | null; expired: boolean; uses?: number; maxUses?: number | null }): TokenState {
+  if (t.revokedAt) return "revoked";
+  if (t.expired) return "expired";
+  return t.maxUses != null && t.uses !== undefined && t.uses >= t.maxUses ? "used up" : "active";
+}
+
 /** GET /admin/tokens: never the secrets. */
 export const TokenList = Type.Object({ tokens: Type.Array(RegistrationTokenInfo), apiTokens: Type.Array(ApiTokenInfo) });
 export type TokenList = Static<typeof TokenList>;

@@ -1,6 +1,6 @@
 /* @jsxImportSource hono/jsx */
 /** Tokens: create a registration token (its secret shown once, with the `fioup register` command), list, revoke. */
-import type { TokenCreated, TokenList } from "../../../lib/api/admin.ts";
+import { tokenState, type TokenCreated, type TokenList } from "../../../lib/api/admin.ts";
 import { Ago, Csrf } from "../layout.tsx";
 
 export interface TokensProps {
@@ -11,7 +11,6 @@ export interface TokensProps {
   publicUrl: string;
 }
 
-const stateOf = (t: { revokedAt: string | null; expired: boolean }) => (t.revokedAt ? "revoked" : t.expired ? "expired" : "active");
 
 /** When a token expires ("in 30 d"), or that it has ("expired 3 h ago"). */
 const Expires = ({ t }: { t: { expiresAt: string; expired: boolean } }) => (
@@ -96,7 +95,7 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
               <tr data-token={t.id}>
                 <td>{t.name ?? <span class="muted">{t.id.slice(0, 8)}</span>}</td>
                 <td>
-                  <span class={`badge s-${stateOf(t) === "active" ? "up-to-date" : "offline"}`}>{stateOf(t)}</span>
+                  <span class={`badge s-${tokenState(t) === "active" ? "up-to-date" : "offline"}`}>{tokenState(t)}</span>
                 </td>
                 <td class="opt">
                   {t.tags.join(", ") || "-"} / {t.hwid ?? "any"}
@@ -107,7 +106,8 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
                 <td class="opt">
                   <Expires t={t} />
                 </td>
-                <td>{canWrite && stateOf(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
+                {/* Only an active token is offered Revoke: a used-up one registers nothing more. */}
+                <td>{canWrite && tokenState(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
               </tr>
             ))}
           </tbody>
@@ -130,11 +130,11 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
               <tr data-token={t.id}>
                 <td>{t.name ?? <span class="muted">{t.id.slice(0, 8)}</span>}</td>
                 <td>{t.role}</td>
-                <td>{stateOf(t)}</td>
+                <td>{tokenState(t)}</td>
                 <td class="opt">
                   <Expires t={t} />
                 </td>
-                <td>{canWrite && stateOf(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
+                <td>{canWrite && tokenState(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
               </tr>
             ))}
           </tbody>
