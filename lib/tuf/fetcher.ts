@@ -10,6 +10,7 @@ import { BaseFetcher } from "tuf-js";
 // tuf-js does not re-export its errors; the Updater only treats a 403/404 on
 // N.root.json as "no newer root" when it gets this very class.
 import { DownloadHTTPError, DownloadLengthMismatchError } from "tuf-js/dist/error.js";
+import { gatewayReason } from "../api/admin-client.ts";
 import { netWhy } from "../net/why.ts";
 import { MetadataFetchError } from "./verification-errors.ts";
 
@@ -71,8 +72,8 @@ export class TufFetcher extends BaseFetcher {
       throw new MetadataFetchError(fileOfUrl(url), `request to ${url} failed: ${netWhy(cause)}`, undefined, { cause });
     }
     if (!res.ok || !res.body) {
-      await res.body?.cancel().catch(() => {});
-      throw new DownloadHTTPError(`HTTP ${res.status} for ${url}`, res.status);
+      const why = await refusalReason(res);
+      throw new DownloadHTTPError(`HTTP ${res.status} for ${url}${why ? `: ${why}` : ""}`, res.status);
     }
     // A web page where metadata should be: a captive portal or a proxy's page, not the gateway.
     // Said as such, rather than as the JSON parser's "Unrecognized token '<'" naming no URL.
@@ -88,6 +89,20 @@ export class TufFetcher extends BaseFetcher {
     }
     return capStream(res.body as ReadableStream<Uint8Array<ArrayBuffer>>, cap, url);
   }
+}
+
+/**
+ * The server's own reason for a refusal, when it gives one as the gateway does (a small JSON body
+ * `{"error": "Device revoked: ..."}`): a revoked device must read that, not a bare "HTTP 403".
+ * Any other body is dropped unread.
+ */
+async function refusalReason(res: Response): Promise<string> {
+  const small = Number(res.headers.get("content-length") ?? NaN) <= 4096;
+  if (!small || !/\bjson\b/i.test(res.headers.get("content-type") ?? "")) {
+    await res.body?.cancel().catch(() => {});
+    return "";
+  }
+  return (gatewayReason(await res.text().catch(() => "")) ?? "").slice(0, 300);
 }
 
 /** Errors out of the stream once more than `cap` bytes went through (bodies without Content-Length). */
