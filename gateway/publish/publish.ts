@@ -148,6 +148,54 @@ export function isServerHost(registryHost: string, server: URL): boolean {
   return isRegistryHost(registryHost) && registry !== null && host(registry) === host(server);
 }
 
+/**
+ * The gateway's public URL as its whoami answer says it (`publicUrl`: serve's --public-url, the
+ * URL devices register with), if it says one that parses; a gateway before it says none.
+ */
+export function publicUrlOf(who: object | undefined): URL | undefined {
+  const said = (who as { publicUrl?: unknown } | undefined)?.publicUrl;
+  return typeof said === "string" ? (URL.parse(said) ?? undefined) : undefined;
+}
+
+/** Where publish pushes and what the targets it makes name: {@link gatewayRegistry}. */
+export interface RegistryChoice {
+  /** The registry host the targets name (`host[:port]`): for the gateway's, its public host. */
+  registryHost: string;
+  /** Where publish reaches that registry: --server's host, or --registry's when it names the gateway's public host. */
+  pushHost: string;
+  /** The registry is the gateway's: its token and CA, and manifests reused put again (transfer.ts). */
+  onGateway: boolean;
+  /** The gateway's public URL, or --server when the gateway does not say it. */
+  publicUrl: URL;
+}
+
+/**
+ * Which registry publish pushes to and under which host the targets name it. The gateway's own
+ * (no --registry, or one naming --server's or the public URL's host in any spelling, `isServerHost`)
+ * is named by the gateway's public host, whatever address --server or --registry reached it at:
+ * devices, preload and export know the gateway's registry by that host alone (exact match) and
+ * pull from any other without the device's certificate and the gateway's CA, and a replica's own
+ * address (--server naming one replica behind a load balancer) is not theirs to reach. A gateway
+ * that does not say its public URL (one before whoami carried it) is named as --server writes
+ * it, and that is said. Another --registry is pushed to and named as written.
+ */
+export function gatewayRegistry(registry: string | undefined, server: URL, publicUrl: URL | undefined, log: (line: string) => void): RegistryChoice {
+  const viaPublic = registry !== undefined && publicUrl !== undefined && isServerHost(registry, publicUrl) && !isServerHost(registry, server);
+  const onGateway = isServerHost(registry ?? server.host, server) || viaPublic;
+  if (!onGateway) return { registryHost: registry!, pushHost: registry!, onGateway, publicUrl: publicUrl ?? server };
+  const pushHost = viaPublic ? registry! : server.host;
+  if (!publicUrl) {
+    log(
+      `warning: the gateway at ${server.origin} does not say its public URL (an older gateway): the targets name its registry as --server writes it, ${server.host}; ` +
+        "devices must reach the gateway at that address (give --server the URL devices use)",
+    );
+    return { registryHost: server.host, pushHost, onGateway, publicUrl: server };
+  }
+  const registryHost = publicUrl.host;
+  if (registryHost !== server.host) log(`registry: the targets name the gateway's registry by its public URL, ${registryHost}, the address devices use; pushing through ${pushHost}`);
+  return { registryHost, pushHost, onGateway, publicUrl };
+}
+
 /** The factory a gateway CA certificate names in its OU, if any. */
 export function factoryOfCa(pem: string): string | undefined {
   const subject = new X509Certificate(pem).subject;
@@ -236,41 +284,40 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       plan.set(`${app.name}/${svc.name}`, planService(containersDir, app, svc, builds, factory));
     }
   }
-  // The gateway's own registry: its token and CA, http with an http --server, and manifests reused put again (transfer.ts).
-  const onGateway = isServerHost(opts.registry ?? serverUrl.host, serverUrl);
-  // Written as --server writes it when it is the gateway's, whatever --registry's spelling: devices,
-  // preload and export know the gateway's registry by that host alone (exact match), and pull
-  // from another host without the device's certificate and the gateway's CA.
-  const registryHost = onGateway ? serverUrl.host : (opts.registry ?? serverUrl.host);
   const insecure = new Set(opts.insecureRegistries ?? []);
-  log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
   const admin = await AdminClient.connect({ server: serverUrl.toString(), token: opts.token, ...(ca ? { ca } : {}) });
   // The token works, and a --version already taken is said, before anything is built or pushed.
   const before = await admin.targets().catch((err: unknown) => {
     throw firstCallHint(err, serverUrl);
   });
   if (opts.version !== undefined) checkVersionFree(hwids, opts.version, before.targets);
+  const who = await admin.whoami().catch(() => undefined); // an older gateway has no whoami: its registry refuses a viewer's push
   // A viewer token reads the targets too: refused here, not after every image is built.
-  if ((await admin.whoami().catch(() => undefined))?.role === "viewer") // an older gateway has no whoami: its registry refuses the push
+  if (who?.role === "viewer")
     throw new AdminApiError(
       "This token is a viewer token: it may read the targets but not publish. Give --token (or GATEWAY_TOKEN) a publish token: `gateway tokens create --role publish` on the gateway makes one",
       403,
     );
+  const { registryHost, pushHost, onGateway, publicUrl } = gatewayRegistry(opts.registry, serverUrl, publicUrlOf(who), log);
+  log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
 
-  const clientFor = registryClients(
+  const clients = registryClients(
     (host) => {
-      const own = host === registryHost && onGateway;
+      // The gateway's registry as publish reaches it, or as --server names it (an image a compose file pulls from there).
+      const own = onGateway && (host === pushHost || host === serverUrl.host);
       const creds = own ? { token: opts.token } : dockerCredentials(host, env);
       return {
-        scheme: insecure.has(host) || (own && serverUrl.protocol === "http:") ? "http" : "https",
+        scheme: insecure.has(host) || (own && host === serverUrl.host && serverUrl.protocol === "http:") ? "http" : "https",
         ...(creds ? { auth: creds } : {}),
         ...(own && ca ? { tls: { ca } } : {}),
-        // An external registry whose token realm is the gateway: the token goes there, over the factory CA.
-        ...(own ? {} : { realm: { origin: serverUrl.origin, auth: { token: opts.token }, ...(ca ? { tls: { ca } } : {}) } }),
+        // An external registry whose token realm is the gateway (its public URL): the token goes there, over the factory CA.
+        ...(own ? {} : { realm: { origin: publicUrl.origin, auth: { token: opts.token }, ...(ca ? { tls: { ca } } : {}) } }),
       };
     },
     { userAgent: "gateway-publish" },
   );
+  // What the targets name (registryHost) is reached where publish reaches the gateway (pushHost).
+  const clientFor = (host: string) => clients(host === registryHost ? pushHost : host);
 
   const tmp = await mkdtemp(join(tmpdir(), "gateway-publish-"));
   // Ctrl-C or SIGTERM (a cancelled CI job) ends the process without running the `finally` below:
