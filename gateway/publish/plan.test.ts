@@ -80,7 +80,7 @@ describe("planService", () => {
   });
 });
 
-describe("planService: env_file", () => {
+describe("planService: env_file and extends", () => {
   const app = (dir: string, over: Partial<{ files: string[]; gitIgnored: string[] }> = {}) => ({ name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [], ...over });
 
   test("an env_file outside the app folder is refused naming env_file and the path (exit 10): a device gets only the app folder", async () => {
@@ -104,5 +104,10 @@ describe("planService: env_file", () => {
     expect(() => planService(dir, app(dir), uses("conf/none.env"), [], "main")).toThrow("env_file conf/none.env is not in the app's bundle: there is no such file in the checkout");
     // Optional (required: false): compose on the device skips it when absent.
     expect(planService(dir, app(dir), uses("conf/none.env", false), [], "main")).toEqual({ ref: expect.anything() });
+  });
+
+  test("a service with extends is refused even with its own image: nothing follows extends to check and pin it", async () => {
+    const dir = await repoDir();
+    expect(() => planService(dir, app(dir), svc({ image: "nginx", extends: true }), [], "main")).toThrow('service "api": extends is not supported');
   });
 });

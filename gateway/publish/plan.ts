@@ -6,14 +6,15 @@
  * outside the repository is refused: CI would build something the commit
  * does not hold. So is an `env_file` the app's bundle does not hold (outside
  * the app folder, git-ignored, excluded, missing): compose on the device
- * would not find it, and the install, then its rollback, would fail.
+ * would not find it, and the install, then its rollback, would fail. And
+ * `extends`, which nothing follows to check and pin.
  *
  * @module
  */
 import { realpathSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { isAbsolute, join, relative, resolve as resolvePath, sep } from "node:path";
-import { ComposeFileError, type ComposeService, type EnvFile } from "../../lib/compose/compose-file.ts";
+import { ComposeFileError, EXTENDS_NOT_SUPPORTED, type ComposeService, type EnvFile } from "../../lib/compose/compose-file.ts";
 import { IGNORE_FILE_NAME } from "../../lib/compose/app-format.ts";
 import { pathListMatcher } from "../../lib/compose/ignore.ts";
 import { parseReference, type Reference } from "../../lib/oci/reference.ts";
@@ -100,10 +101,12 @@ export function topLevelBuild(b: BuildDir): BuildSpec {
  *
  * @throws {BuildContextError} If its build context or Dockerfile is outside `repoDir`.
  * @throws {ImageResolveError} If it has no usable build and no valid image reference.
- * @throws {ComposeFileError} If it has an `env_file` its app's bundle does not hold.
+ * @throws {ComposeFileError} If it has `extends`, or an `env_file` its app's bundle does not hold.
  */
 export function planService(repoDir: string, app: AppDir, svc: ComposeService, builds: BuildDir[], factory: string): ServicePlan {
   const where = `service "${svc.name}" in app "${app.name}"`;
+  const composeFile = `${app.name}/${app.composeFileName}`;
+  if (svc.extends) throw new ComposeFileError(composeFile, EXTENDS_NOT_SUPPORTED, svc.name);
   for (const f of svc.envFiles ?? []) checkEnvFile(app, svc.name, f);
   if (svc.build) {
     const root = real(repoDir);

@@ -58,7 +58,16 @@ describe("parseCompose with anchors and merge keys", () => {
   });
 });
 
-describe("parseCompose: env_file", () => {
+describe("parseCompose: extends and env_file", () => {
+  test("a service that would take its image or build from extends is refused, saying extends is not supported and to write the service out", () => {
+    const text = "services:\n  base:\n    image: nginx:alpine\n  ext:\n    extends:\n      service: base\n";
+    expect(() => parseCompose(text, "web/compose.yaml")).toThrow(
+      'Invalid compose file web/compose.yaml, service "ext": extends is not supported: nothing follows it to check and pin what the service takes from the other one; write the service out in full',
+    );
+    // With its own image the parser (the device's too) takes it, marked; publish refuses it (gateway/publish/plan.ts).
+    expect(parseCompose("services:\n  ext:\n    image: nginx\n    extends: {service: base, file: common.yml}\n", "web/compose.yaml").services[0]).toEqual({ name: "ext", image: "nginx", build: false, extends: true });
+  });
+
   test("env_file is read as a path, a list of paths, or {path, required} entries; anything else is refused", () => {
     const c = parseCompose(
       "services:\n  a:\n    image: x\n    env_file: a.env\n  b:\n    image: x\n    env_file: [b.env, {path: ./opt.env, required: false}, {path: c.env}]\n",

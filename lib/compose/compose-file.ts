@@ -3,7 +3,9 @@
  * (keeping the Document so pinning preserves comments and layout), size-capped,
  * and checked for what publishing needs — a `services` map where every service
  * names an `image` or has a `build` section. Errors name the file and service.
- * `env_file` entries
+ * `extends` is not followed (what a service takes from another stays unseen,
+ * so nothing could check or pin it): a service that needs it for its image or
+ * build is refused here, saying to write the service out. `env_file` entries
  * are read so publish can check they are files the bundle holds.
  * At publish time variables are interpolated first (see interpolate.ts), so
  * what is checked, pinned and shipped is what will run.
@@ -43,6 +45,8 @@ export interface ComposeService {
   buildArgs?: Record<string, string>;
   /** `env_file` entries in order, each path as written (relative to the compose file's folder); `required` false only when it says so. */
   envFiles?: EnvFile[];
+  /** Whether the service has an `extends:` key (never followed: see the module doc). */
+  extends?: true;
 }
 
 /** One `env_file` entry: `env_file: a.env`, a list of paths, or a list of `{path, required}`. */
@@ -51,6 +55,9 @@ export interface EnvFile {
   required: boolean;
 }
 
+/** The reason a service with `extends:` is refused, for the parser and for publish's own check. */
+export const EXTENDS_NOT_SUPPORTED =
+  "extends is not supported: nothing follows it to check and pin what the service takes from the other one; write the service out in full (its image or build, and the keys it would inherit)";
 
 /** A parsed, validated compose file. */
 export interface ComposeFile {
@@ -81,8 +88,8 @@ const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
  * c.services[0]; // { name: "web", image: "nginx:alpine", build: false }
  * ```
  * @throws {ComposeFileError} If the file is over 1 MiB, is not valid YAML, has
- *   no `services` map, a service has neither `image` nor `build`, or an `env_file`
- *   is not a path or list of them.
+ *   no `services` map, a service has neither `image` nor `build` (saying so of
+ *   `extends`, which is not followed), or an `env_file` is not a path or list of them.
  * @throws {InterpolationError} With `variables`, if a variable cannot be resolved.
  */
 export function parseCompose(content: string | Uint8Array, file: string, opts: ParseComposeOptions = {}): ComposeFile {
@@ -135,7 +142,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
     if (!svc || typeof svc !== "object" || Array.isArray(svc) || !isMap(doc.getIn(["services", name]))) {
       throw new ComposeFileError(file, "the service is not a mapping", name);
     }
-    const { image, build, env_file: envFile } = svc as { image?: unknown; build?: unknown; env_file?: unknown };
+    const { image, build, extends: ext, env_file: envFile } = svc as { image?: unknown; build?: unknown; extends?: unknown; env_file?: unknown };
     if (image !== undefined && image !== null && typeof image !== "string") {
       throw new ComposeFileError(file, "image is not a string", name);
     }
@@ -143,6 +150,8 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       throw new ComposeFileError(file, `invalid image reference "${image}"`, name);
     }
     const hasBuild = build !== undefined && build !== null;
+    const hasExtends = ext !== undefined && ext !== null;
+    if (!image && !hasBuild && hasExtends) throw new ComposeFileError(file, EXTENDS_NOT_SUPPORTED, name);
     if (!image && !hasBuild) {
       // A misspelt key ("imgae:") is the likely cause: name it.
       const meant = Object.keys(svc).map((k) => [k, closest(k, ["image", "build"])] as const).find(([, m]) => m !== undefined);
@@ -164,6 +173,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       ...(buildContext !== undefined ? { buildContext } : {}),
       ...details,
       ...(envFile !== undefined && envFile !== null ? { envFiles: envFiles(envFile, file, name) } : {}),
+      ...(hasExtends ? { extends: true as const } : {}),
     });
   }
   return { file, doc, services: out, interpolated: opts.variables !== undefined };

@@ -1,7 +1,8 @@
 /**
  * What publish takes from a containers checkout is what the commit holds, as CI would see it:
  * files git ignores (a developer's `.env`) are neither bundled nor read for variables, and
- * publish says which it left out; an env_file must be a file of the app's bundle. Through the CLI, as CI runs it, with third-party images only (no docker build).
+ * publish says which it left out; an env_file must be a file of the app's bundle; `extends`
+ * is refused. Through the CLI, as CI runs it, with third-party images only (no docker build).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFile } from "node:fs/promises";
@@ -106,7 +107,7 @@ describe("discover and git-ignored files", () => {
   });
 });
 
-describe("gateway publish and env_file", () => {
+describe("gateway publish and env_file, extends", () => {
   const withEnvFile = (envFile: string) => `services:\n  db:\n    image: nginx:alpine\n    env_file: ${envFile}\n`;
 
   test("an env_file outside the app folder is refused (exit 10), naming env_file and the path", async () => {
@@ -126,5 +127,18 @@ describe("gateway publish and env_file", () => {
     const ignored = await publishCli(repo, "--dry-run");
     expect(ignored.code).toBe(10);
     expect(ignored.stderr).toContain("env_file local.env is not in the app's bundle: git ignores it, so the commit does not hold it");
+  });
+
+  test("a service with extends is refused (exit 10), saying extends is not supported and to write the service out", async () => {
+    const repo = await containersRepo({ "envapp/docker-compose.yml": "services:\n  base:\n    image: nginx:alpine\n  ext:\n    extends:\n      service: base\n" });
+    const r = await publishCli(repo, "--dry-run");
+    expect(r.code).toBe(10);
+    expect(r.stderr).toContain('service "ext": extends is not supported');
+    expect(r.stderr).toContain("write the service out in full");
+    // With an image of its own too: what it would inherit is still unseen.
+    const withImage = await containersRepo({ "envapp/docker-compose.yml": "services:\n  base:\n    image: nginx:alpine\n    restart: always\n  ext:\n    image: nginx:alpine\n    extends: base\n" });
+    const r2 = await publishCli(withImage, "--dry-run");
+    expect(r2.code).toBe(10);
+    expect(r2.stderr).toContain('service "ext": extends is not supported');
   });
 });
