@@ -18,6 +18,7 @@ import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
 import { Metrics } from "./metrics.ts";
 import { TufRepo, type AdoptedKey } from "./ota/repo.ts";
+import { leapAfterRestore } from "./backup/after-restore.ts";
 import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { LeaderLease } from "./leader.ts";
@@ -263,6 +264,14 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         for (const k of taken) log(`gateway: took the new ${k.role} key ${k.keyId.slice(0, 16)} from the database (made by another replica) into ${k.path}`);
       },
     });
+    // A restored data dir's first start: above every version the lost gateway signed since the backup.
+    const leap = await leapAfterRestore({ dataDir: data.dir, store, tuf });
+    if (leap)
+      log(
+        `gateway: restored from a backup: signed targets, snapshot and timestamp at versions ${leap.to.targets}, ${leap.to.snapshot}, ${leap.to.timestamp} ` +
+          `(from ${leap.from.targets}, ${leap.from.snapshot}, ${leap.from.timestamp}), above any the gateway it was made of signed since, so its devices accept them` +
+          (leap.needsOfflineKey.length ? `; targets.json was not: its key is offline (sign it with that key, or devices that took a later targets.json refuse it)` : ""),
+      );
     // A live replica looks for keys rotated elsewhere every few seconds, not only when it next signs.
     let keysWhy = "";
     keysTimer = setInterval(() => {

@@ -36,6 +36,7 @@ import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { REGISTRY_SCRATCH_FOLDERS } from "../registry/storage.ts";
+import { markRestored } from "./after-restore.ts";
 import { seal, startsAsBackup, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
 
 export const BACKUP_FORMAT = 1;
@@ -471,6 +472,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
     // A backup made before data dirs recorded their database still says which it was: a restored
     // PostgreSQL gateway started without its --db is then refused, not given an empty SQLite one.
     await recordDatabaseKind(tmp, manifest.database);
+    // Its first start signs above what the lost gateway signed since the backup (after-restore.ts).
+    await markRestored(tmp, manifest.createdAt);
 
     let replaced: string | undefined;
     let replacedOtherCa: string | undefined;

@@ -46,6 +46,19 @@ async function expectConsistent(repo: TufRepo) {
 }
 
 describe("TufRepo", () => {
+  test("leapVersions() signs targets (same content), snapshot and timestamp at their floors, a consistent chain, once", async () => {
+    const repo = await open();
+    await repo.addTargets({ "rpi-1": entry(1) });
+    const before = await repo.targets();
+    expect(await repo.leapVersions({ targets: 100_002, snapshot: 100_003, timestamp: 100_004 })).toEqual({ refreshed: ["targets", "snapshot", "timestamp"], needsOfflineKey: [] });
+    expect(await repo.versions()).toMatchObject({ root: 1, targets: 100_002, snapshot: 100_003, timestamp: 100_004 });
+    expect((await repo.targets()).targets).toEqual(before.targets);
+    await expectConsistent(repo);
+    // At or above the floors already (a replica that leaps after another, a restart): nothing signed.
+    expect(await repo.leapVersions({ targets: 100_002, snapshot: 100_003, timestamp: 100_004 })).toEqual({ refreshed: [], needsOfflineKey: [] });
+    expect((await repo.versions()).timestamp).toBe(100_004);
+  });
+
   test("open() creates the four keys (mode 0600) and version 1 of every role, once", async () => {
     const storage = new MemoryTufStorage();
     const repo = await TufRepo.open({ storage, keysDir });

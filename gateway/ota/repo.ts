@@ -436,6 +436,39 @@ export class TufRepo {
   }
 
   /**
+   * Re-signs targets (same content), snapshot and timestamp at versions of at least `floor`'s, each
+   * role its own, when any of them is below: devices that trust versions signed elsewhere since
+   * (the gateway a backup was made of, which went on signing before it was lost) then accept them,
+   * as TUF clients refuse a version lower than the one they trust (TUF §5.4 timestamp and §5.5
+   * snapshot rollback checks, the latter also for the targets version it pins); a jump is fine to them. Roles at or above their
+   * floor are only bumped by one, as every change bumps them. With the targets key offline,
+   * targets stays as it is and is named in `needsOfflineKey`.
+   *
+   * @throws {SigningKeyUnavailableError} The snapshot or timestamp key is offline.
+   */
+  async leapVersions(floor: Record<"targets" | "snapshot" | "timestamp", number>): Promise<RefreshResult> {
+    return this.#write(async (s) => {
+      const out: RefreshResult = { refreshed: [], needsOfflineKey: [] };
+      const behind = (["targets", "snapshot", "timestamp"] as const).filter((r) => s[r].signed.version < floor[r]);
+      if (behind.length === 0) return { records: [], result: out };
+      const at = (role: "targets" | "snapshot" | "timestamp") => Math.max(s[role].signed.version + 1, floor[role]);
+      let targetsRec: TufRecord | undefined;
+      if (behind.includes("targets")) {
+        const keys = await this.#keysFor(s, "targets").catch((e: unknown) => {
+          if (!(e instanceof SigningKeyUnavailableError)) throw e;
+          out.needsOfflineKey.push("targets");
+          return undefined;
+        });
+        if (keys) targetsRec = this.#targetsRecord(s, targetsOf(s), keys, at("targets"));
+      }
+      const snapshotRec = this.#snapshotRecord(s, targetsRec ?? s.targets.record, await this.#keysFor(s, "snapshot"), at("snapshot"));
+      const records = [...(targetsRec ? [targetsRec] : []), snapshotRec, this.#timestampRecord(s, snapshotRec, await this.#keysFor(s, "timestamp"), at("timestamp"))];
+      out.refreshed = records.map((r) => r.role);
+      return { records, result: out };
+    });
+  }
+
+  /**
    * Re-signs every role within its margin of expiry: timestamp (and snapshot, targets, root when
    * they are near expiry too). Cheap when nothing is due; call it from a timer
    * ({@link startTufRefreshTimer}).
@@ -747,8 +780,7 @@ export class TufRepo {
     return json as unknown as RootJson;
   }
 
-  #targetsRecord(s: State, targets: Record<string, TargetEntry>, keys: TufKeyPair[]): TufRecord {
-    const version = s.targets.signed.version + 1;
+  #targetsRecord(s: State, targets: Record<string, TargetEntry>, keys: TufKeyPair[], version = s.targets.signed.version + 1): TufRecord {
     const expires = expiresAt(this.#now(), this.#expiries.targets);
     const json = new TextDecoder().decode(signJson({ _type: "targets", spec_version: "1.0.31", version, expires, targets }, keys));
     const rec: TufRecord = { role: "targets", version, json, expires };
@@ -757,9 +789,9 @@ export class TufRepo {
     return rec;
   }
 
-  #snapshotRecord(s: State, targets: TufRecord, keys: TufKeyPair[]): TufRecord {
+  #snapshotRecord(s: State, targets: TufRecord, keys: TufKeyPair[], version = s.snapshot.signed.version + 1): TufRecord {
     const snapshot = new Snapshot({
-      version: s.snapshot.signed.version + 1,
+      version,
       specVersion: "1.0.31",
       expires: expiresAt(this.#now(), this.#expiries.snapshot),
       meta: { "targets.json": metaFileFor(encoder.encode(targets.json), targets.version) },
@@ -767,9 +799,9 @@ export class TufRepo {
     return this.#sign("snapshot", snapshot, keys);
   }
 
-  #timestampRecord(s: State, snapshot: TufRecord, keys: TufKeyPair[]): TufRecord {
+  #timestampRecord(s: State, snapshot: TufRecord, keys: TufKeyPair[], version = s.timestamp.signed.version + 1): TufRecord {
     const ts = new Timestamp({
-      version: s.timestamp.signed.version + 1,
+      version,
       specVersion: "1.0.31",
       expires: expiresAt(this.#now(), this.#expiries.timestamp),
       snapshotMeta: metaFileFor(encoder.encode(snapshot.json), snapshot.version),
