@@ -4,7 +4,8 @@
  * daily timer's command as gateway/README.md once wrote it) refuses, naming the flag, instead of
  * collecting an empty folder ("kept 0"). A data dir an older gateway left with an empty
  * DIR/registry beside its --registry-dir loses it at the next start (openDataDir); until then
- * `gc --untargeted` on it says to check --registry-dir, not to remove valid targets.
+ * `gc --untargeted` on it says to check --registry-dir, not to remove valid targets, and so does
+ * the advice of a walk that finds a target's manifest missing (gateway/registry/untargeted.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
@@ -83,6 +84,18 @@ describe("gateway registry gc on a data dir whose registry is elsewhere", () => 
     expect(r.stderr).toContain("--registry-dir");
     expect(r.stderr).not.toContain("gateway targets remove");
     expect(sharedFiles()).toEqual(before);
+  });
+
+  test("--untargeted on another registry that lacks a target's manifest: the advice first says to check --registry-dir; nothing removed", async () => {
+    const other = await tempDir("other-registry-");
+    mkdirSync(join(other, "repositories", "main", "other", "_manifests", "revisions", "sha256"), { recursive: true });
+    mkdirSync(join(other, "blobs", "sha256"), { recursive: true });
+    const r = await gc("--registry-dir", other, "--untargeted", "--grace", "0s");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("Cannot tell what the targets need");
+    const advice = r.stderr.slice(r.stderr.indexOf("Nothing was removed;"));
+    expect(advice).toContain("--registry-dir");
+    expect(advice.indexOf("--registry-dir")).toBeLessThan(advice.indexOf("gateway targets remove"));
   });
 
   test("without registry/ (as serve leaves it now), gc without --registry-dir refuses naming the flag (exit 2); with it, gc runs", async () => {
