@@ -3,10 +3,16 @@ import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { deviceStatuses } from "./_device-status.ts";
 
 export default defineCommand({
   summary: "List registered devices",
-  description: ADMIN_HELP,
+  description: [
+    "STATUS is the dashboard's: registered, up-to-date, updating, failed, rolled-back, offline or revoked",
+    "(`gateway devices show UUID` says a failure's reason). --format json prints the API's device rows.",
+    "",
+    ADMIN_HELP,
+  ].join("\n"),
   flags: {
     ...adminFlags,
     limit: { type: "number", description: "At most this many", default: 1000, min: 1, max: 1000, placeholder: "N" },
@@ -18,10 +24,12 @@ export default defineCommand({
     checkFlagValues("--after", DeviceUuid, flags.after ? [flags.after] : []); // else a typo pages past every device
     const client = await adminClient(flags);
     const res = await client.devices({ limit, ...(flags.after ? { after: flags.after } : {}) });
+    // Statuses only for the table: the JSON stays the API's body.
+    const statuses = flags.format === "json" ? new Map() : await deviceStatuses(client, res.devices.map((d) => d.uuid));
     out.result(res, (r) =>
       table(
         ["UUID", "NAME", "HARDWARE ID", "TAGS", "TARGET", "LAST SEEN", "STATUS"],
-        r.devices.map((d) => [d.uuid, d.name, d.hardwareId, d.tags, d.currentTarget, d.lastSeen, d.revokedAt ? "revoked" : "active"]),
+        r.devices.map((d) => [d.uuid, d.name, d.hardwareId, d.tags, d.currentTarget, d.lastSeen, statuses.get(d.uuid)?.status ?? (d.revokedAt ? "revoked" : "?")]),
         { empty: "(none)" },
       ) + (r.next ? `\n(more: --after ${r.next})` : ""),
     );

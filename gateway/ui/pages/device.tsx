@@ -4,7 +4,8 @@ import type { DeviceDetail, FleetDevice, Update } from "../../../lib/api/admin.t
 import { labelsText } from "../../fleet/label-text.ts";
 import { fitsOnALine, labelsFormText } from "../labels-form.ts";
 import { Ago, Badge, Csrf } from "../layout.tsx";
-import { failureReason, Timeline } from "./timeline.tsx";
+import { failureReason } from "../../fleet/update-outcome.ts";
+import { Timeline } from "./timeline.tsx";
 
 export interface DeviceProps {
   d: DeviceDetail;

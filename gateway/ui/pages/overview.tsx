@@ -8,7 +8,7 @@ import { DEVICE_STATUSES, type FleetSummary } from "../../../lib/api/admin.ts";
 import { BarChart, ColumnChart } from "../charts.tsx";
 import { AttentionList, type Attention } from "../attention.tsx";
 import { Ago, Badge } from "../layout.tsx";
-import { failureReason } from "./timeline.tsx";
+import { failureReason } from "../../fleet/update-outcome.ts";
 
 export function Overview({ s, attention }: { s: FleetSummary | undefined; attention: Attention[] }) {
   return (

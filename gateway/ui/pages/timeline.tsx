@@ -3,6 +3,7 @@
 import type { Update } from "../../../lib/api/admin.ts";
 import { readDroppedEvents, type DeviceEvent } from "../../../lib/api/index.ts";
 import { sizeText } from "../../../lib/cli/bytes.ts";
+import { isCancelEvent, updateOutcome } from "../../fleet/update-outcome.ts";
 
 const STEP_NAMES: Record<string, [ok: string, failed: string]> = {
   EcuDownloadStarted: ["Download started", "Download failed"],
@@ -21,16 +22,6 @@ function detailsOf(e: DeviceEvent): { fields?: Record<string, unknown>; text?: s
     if (v && typeof v === "object" && !Array.isArray(v)) return { fields: v as Record<string, unknown> };
   } catch {}
   return { text: d };
-}
-
-/** The human reason of a failure's details text (the `error` field of structured details). */
-export function failureReason(details: string | null | undefined): string {
-  if (!details) return "(no reason given)";
-  try {
-    const v = JSON.parse(details) as { error?: unknown; phase?: unknown };
-    if (v && typeof v.error === "string") return `${typeof v.phase === "string" ? `${v.phase}: ` : ""}${v.error}`;
-  } catch {}
-  return details.length > 300 ? `${details.slice(0, 300)}…` : details;
 }
 
 /** How far a device's clock may be from the gateway's before the timeline shows both. */
@@ -52,6 +43,13 @@ function When({ deviceTime, receivedAt }: { deviceTime: string; receivedAt: stri
 }
 
 function Step({ e, receivedAt }: { e: DeviceEvent; receivedAt: string | undefined }) {
+  if (isCancelEvent(e)) {
+    return (
+      <li data-step={e.eventType.id} data-cancelled>
+        <strong>Cancelled by the user</strong> <When deviceTime={e.deviceTime} receivedAt={receivedAt} />
+      </li>
+    );
+  }
   const failed = e.event.success === false;
   const names = STEP_NAMES[e.eventType.id] ?? [e.eventType.id, `${e.eventType.id} (failed)`];
   const { fields, text } = detailsOf(e);
@@ -80,6 +78,13 @@ function DroppedNote({ u }: { u: Update }) {
   );
 }
 
+/** An update's outcome, written out (a cancelled update is not a failure). */
+function OutcomeBadge({ u }: { u: Update }) {
+  const outcome = updateOutcome(u);
+  const cls = { succeeded: "up-to-date", failed: "failed", cancelled: "offline", "in progress": "updating" }[outcome];
+  return <span class={`badge s-${cls}`}>{outcome}</span>;
+}
+
 export function Timeline({ updates }: { updates: Update[] }) {
   if (!updates.length) return <p class="muted">No updates reported yet.</p>;
   return (
@@ -88,7 +93,7 @@ export function Timeline({ updates }: { updates: Update[] }) {
         <section class="card" style="margin-bottom:.8rem" data-update={u.correlationId}>
           <h3 style="margin:.1rem 0 .5rem;font-size:1rem">
             {u.targetName ?? u.correlationId}{" "}
-            {u.success === true ? <span class="badge s-up-to-date">succeeded</span> : u.success === false ? <span class="badge s-failed">failed</span> : <span class="badge s-updating">in progress</span>}
+            <OutcomeBadge u={u} />
           </h3>
           <ol class="timeline">
             {u.events.map((e, i) => (

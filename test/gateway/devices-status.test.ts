@@ -1,0 +1,89 @@
+/**
+ * `gateway devices list` and `devices show` say a device's status as the dashboard does
+ * (rolled-back, with the last failure's reason), an update's failure reason, and a cancelled
+ * update as CANCELLED, not FAILED (and the dashboard's timeline as cancelled).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { registerDevice, type TlsDevice } from "./_register.ts";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { dashboardClient } from "../ui/_http.ts";
+
+const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
+let g: GatewayHandle;
+
+const cli = (...args: string[]) => {
+  const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+};
+
+beforeAll(async () => {
+  g = await startGateway();
+}, 120_000);
+
+afterAll(async () => {
+  await g?.stop();
+}, 120_000);
+
+let seq = 0;
+const event = (correlationId: string, type: string, fields: Record<string, unknown> = {}) => ({
+  id: `e-${Date.now()}-${seq++}`,
+  deviceTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+  eventType: { id: type, version: 2 },
+  event: { correlationId, targetName: "amd64-linux-2", version: "2", ...fields },
+});
+
+async function sendEvents(d: TlsDevice, events: unknown[]) {
+  const res = await d.fetch(`${g.url}/events`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(events) });
+  expect(res.ok).toBe(true);
+}
+
+describe("devices list and show", () => {
+  test("say the dashboard's status and last failure, and a cancelled update as CANCELLED", async () => {
+    const failed = await registerDevice(g.url, g.adminToken, g.caPem);
+    const cancelled = await registerDevice(g.url, g.adminToken, g.caPem);
+    const unhealthy = JSON.stringify({ phase: "start", error: 'service "web" is unhealthy', rollbackOk: true, rolledBackTo: "amd64-linux-1" });
+    await sendEvents(failed, [
+      event("upd-1", "EcuDownloadStarted"),
+      event("upd-1", "EcuDownloadCompleted", { success: true }),
+      event("upd-1", "EcuInstallationStarted"),
+      event("upd-1", "EcuInstallationCompleted", { success: false, details: unhealthy }),
+    ]);
+    await sendEvents(cancelled, [
+      event("upd-c", "EcuDownloadStarted"),
+      event("upd-c", "EcuInstallationCompleted", { success: false, details: JSON.stringify({ canceled: true }) }),
+    ]);
+    // The dashboard's view of the first device, which the CLI must agree with.
+    const fleet = (await (await g.adminFetch(`/admin/fleet/devices?uuid=${failed.uuid}`)).json()) as { devices: { status: string }[] };
+    expect(fleet.devices[0]!.status).toBe("rolled-back");
+
+    const list = cli("devices", "list", "--data", g.dataDir);
+    expect(list.code).toBe(0);
+    const row = list.out.split("\n").find((l) => l.startsWith(failed.uuid))!;
+    expect(row).toMatch(/ rolled-back$/);
+
+    const show = cli("devices", "show", "--data", g.dataDir, failed.uuid);
+    expect(show.code).toBe(0);
+    expect(show.out).toMatch(/^status: +rolled-back since \S+$/m);
+    expect(show.out).toContain('last failure: start: service "web" is unhealthy');
+    expect(show.out).toContain('update upd-1: amd64-linux-2 FAILED: start: service "web" is unhealthy');
+
+    const showCancelled = cli("devices", "show", "--data", g.dataDir, cancelled.uuid);
+    expect(showCancelled.code).toBe(0);
+    expect(showCancelled.out).toContain("update upd-c: amd64-linux-2 CANCELLED");
+    expect(showCancelled.out).not.toContain("FAILED");
+
+    // The dashboard's timeline says the same of the cancelled update.
+    const b = dashboardClient(g);
+    expect((await b.signIn(g.adminToken)).status).toBe(303);
+    const page = (await b.request(`/ui/devices/${cancelled.uuid}`)).html;
+    const section = /<section[^>]*data-update="upd-c".*?<\/section>/s.exec(page)![0];
+    expect(section).toContain('<span class="badge s-offline">cancelled</span>');
+    expect(section).toContain("Cancelled by the user");
+    expect(section).not.toContain("failed");
+
+    const json = JSON.parse(cli("devices", "show", "--data", g.dataDir, failed.uuid, "--format", "json").out) as { status: string; statusDetail: string };
+    expect(json.status).toBe("rolled-back");
+    expect(json.statusDetail).toBe(unhealthy);
+  }, 60_000);
+});
