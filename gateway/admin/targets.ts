@@ -6,12 +6,20 @@
  * the gateway will not sign (unsafe numbers, missing hashes, apps not pinned by digest, a tag or
  * hardware id no device can have) answer 400.
  *
+ * A target once signed never changes under its name, for any token (docs/formats.md): a device
+ * that runs it, and a rollout that names it, take the name for that content. A POST naming an
+ * existing target with other content answers 409 naming it; the same content again is accepted (a
+ * publish retried after a lost answer re-posts its entries). To change one, publish a new version,
+ * or remove it (`DELETE`, admin only) and add it again. The check reads the targets the add is then
+ * made on (`expectedVersion`), so a write in between is checked again, never slipped past.
+ *
  * @module
  */
 import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
 import { TargetsList } from "../../lib/api/admin.ts";
 import { TargetEntry } from "../../lib/api/index.ts";
+import { CanonicalJsonError, canonicalJson } from "../../lib/tuf/canonical-json.ts";
 import type { GatewayEnv } from "../env.ts";
 import { TargetsVersionConflictError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
@@ -25,6 +33,24 @@ import { HardwareId, Tag, TARGET_NAME_PATTERN as TARGET_NAME } from "../../lib/a
  * read leniently (TargetEntry): only what is added here is held to the rule.
  */
 const NewTargetCustom = Type.Object({ tags: Type.Array(Tag), hardwareIds: Type.Array(HardwareId) });
+
+/** How often a POST without `expectedVersion` reads again when other writes keep landing first. */
+const RECHECKS = 5;
+
+/** Whether a posted entry is the one signed under its name: the same canonical JSON, what is signed. */
+function sameEntry(signed: TargetEntry, posted: TargetEntry): boolean {
+  try {
+    return canonicalJson(signed) === canonicalJson(posted);
+  } catch (e) {
+    if (e instanceof CanonicalJsonError) return false; // a float: never signed, so not the same
+    throw e;
+  }
+}
+
+const signedAlready = (names: string[]) =>
+  `Target "${names[0]}"${names.length > 1 ? ` (and ${names.length - 1} more)` : ""} is signed already with other content, and a target never changes ` +
+  `once signed (devices running it and rollouts naming it go by its name): publish a new version, or remove it first with an admin token ` +
+  `(gateway targets remove ${names[0]})`;
 
 export const TargetsBody = Type.Object({
   targets: Type.Record(Type.String({ pattern: TARGET_NAME }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),
@@ -43,13 +69,23 @@ export const adminTargets = new Hono<GatewayEnv>()
       const problem = schemaProblem(NewTargetCustom, entry.custom);
       if (problem) return c.json({ error: `Invalid target "${name}": custom.${problem.field}: ${problem.message}` }, 400);
     }
-    try {
-      await c.var.gw.tuf.addTargets(targets, expectedVersion === undefined ? {} : { expectedVersion });
-    } catch (e) {
-      if (e instanceof TargetsVersionConflictError) return c.json({ error: e.message, version: e.actual }, 409);
-      throw e; // InvalidTargetError: 400 with the reason (app.ts)
+    const { tuf } = c.var.gw;
+    for (let attempt = 1; ; attempt++) {
+      const current = await tuf.targets();
+      try {
+        if (expectedVersion !== undefined && expectedVersion !== current.version) throw new TargetsVersionConflictError(expectedVersion, current.version);
+        const changed = Object.keys(targets).filter((name) => Object.hasOwn(current.targets, name) && !sameEntry(current.targets[name]!, targets[name]!));
+        if (changed.length > 0) return c.json({ error: signedAlready(changed) }, 409);
+        await tuf.addTargets(targets, { expectedVersion: current.version });
+        break;
+      } catch (e) {
+        if (!(e instanceof TargetsVersionConflictError)) throw e; // InvalidTargetError: 400 with the reason (app.ts)
+        // Another write landed after the read: check again against it, unless the caller named its version.
+        if (expectedVersion === undefined && attempt < RECHECKS) continue;
+        return c.json({ error: e.message, version: e.actual }, 409);
+      }
     }
-    return c.json(await c.var.gw.tuf.targets());
+    return c.json(await tuf.targets());
   })
   .delete("/targets/:name", async (c) => {
     const name = c.req.param("name");

@@ -84,3 +84,36 @@ describe("POST /admin/targets with expectedVersion", () => {
     expect((await current()).version).toBe(version + 1);
   });
 });
+
+describe("POST /admin/targets never changes a signed target", () => {
+  test("other content under an existing name answers 409 naming it, for a publish and an admin token; the same content again is accepted", async () => {
+    const made = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ role: "publish", name: "ci" }) }));
+    expect(made.status).toBe(201);
+    const { token } = (await made.json()) as { token: string };
+    const as = (bearer: string, body: unknown) =>
+      t.app.request("/admin/targets", { method: "POST", headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const signed = good(30);
+    expect((await as(token, { targets: { "amd64-linux-30": signed } })).status).toBe(200);
+    // A publish retried after a lost answer re-posts the same entries (keys in another order here): accepted.
+    const reordered = { custom: signed.custom, hashes: signed.hashes, length: signed.length };
+    expect((await as(token, { targets: { "amd64-linux-30": reordered } })).status).toBe(200);
+    const before = await current();
+    // What the review did with a publish token: other apps and an extra tag under the same name and version.
+    const evil = good(30, { custom: { ...signed.custom, tags: ["main", "evil"], docker_compose_apps: { web: { uri: `127.0.0.1:8443/main/evil@${DIGEST}` } } } });
+    for (const bearer of [token, t.gw.adminToken]) {
+      for (const body of [{ targets: { "amd64-linux-30": evil } }, { targets: { "amd64-linux-31": good(31), "amd64-linux-30": evil } }]) {
+        const res = await as(bearer, body);
+        expect({ status: res.status, body: await res.json() }).toEqual({
+          status: 409,
+          body: { error: expect.stringMatching(/^Target "amd64-linux-30" is signed already with other content, and a target never changes once signed/) },
+        });
+      }
+    }
+    // Nothing signed: not the change, nor the new target posted with it.
+    expect(await current()).toEqual(before);
+    // The admin's way: remove it, then add it again.
+    expect((await t.app.request("/admin/targets/amd64-linux-30", t.admin({ method: "DELETE" }))).status).toBe(200);
+    expect((await as(t.gw.adminToken, { targets: { "amd64-linux-30": evil } })).status).toBe(200);
+    expect((await current()).targets["amd64-linux-30"]).toEqual(evil);
+  });
+});
