@@ -36,3 +36,18 @@ test("an unknown target is the gateway's 404, exit 3, and nothing is removed; no
   expect(none.code).toBe(2);
   expect(none.stderr).toContain("give the name of at least one target (gateway targets list shows them)");
 }, 60_000);
+
+test("several names with unknown ones among them: nothing is removed, and every unknown one is named", async () => {
+  await gw.adminFetch("/admin/targets", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ targets: { "amd64-linux-4": targetEntry(4, "amd64-linux"), "amd64-linux-5": targetEntry(5, "amd64-linux") } }),
+  });
+  const before = await gateway("targets", "list", "--data", gw.dataDir, "--format", "json");
+  const r = await gateway("targets", "remove", "amd64-linux-4", "nope-1", "amd64-linux-5", "nope-2", "--data", gw.dataDir);
+  expect(r.code).toBe(3);
+  expect(r.stderr).toContain('Targets "nope-1", "nope-2" not found (gateway targets list shows them); nothing was removed');
+  const after = await gateway("targets", "list", "--data", gw.dataDir, "--format", "json");
+  expect(JSON.parse(after.stdout)).toEqual(JSON.parse(before.stdout));
+  expect(Object.keys((JSON.parse(after.stdout) as { targets: Record<string, unknown> }).targets)).toEqual(expect.arrayContaining(["amd64-linux-4", "amd64-linux-5"]));
+}, 60_000);
