@@ -47,10 +47,21 @@ describe("fioup selection", () => {
     await d.register(gw, ["--apps", B]);
     const r = await d.fioup("update");
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain("Warning: the apps shortlist");
     expect(await httpGet(portB)).toBe("b v1");
     expect(await httpGet(portA)).toBeUndefined();
     const st = await d.fioup("status");
     expect(Object.keys(st.json.apps)).toEqual([B]);
+    await d.cleanup([A, B]);
+  }, 120_000);
+
+  test("a shortlist naming an app the target does not have (a typo) is said at the update, with the target's apps", async () => {
+    const d = await newDevice();
+    await d.register(gw, ["--apps", "nosuch"]);
+    const r = await d.fioup("update");
+    const apps = [A, B].sort().join(", ");
+    expect(r.stderr).toContain(`Warning: the apps shortlist names "nosuch", which amd64-linux-1 does not have (its apps: ${apps}): this device will run none of its apps`);
+    expect(await httpGet(portA)).toBeUndefined();
     await d.cleanup([A, B]);
   }, 120_000);
 
