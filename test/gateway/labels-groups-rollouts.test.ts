@@ -40,7 +40,7 @@ describe("gateway devices label", () => {
     expect(json("devices", "label", a!.uuid, "region=eu", "ring=canary").labels).toEqual({ region: "eu", ring: "canary" });
     expect(json("devices", "label", a!.uuid, "site=berlin 2", "--remove", "ring").labels).toEqual({ region: "eu", site: "berlin 2" });
     expect(json("devices", "show", a!.uuid).labels).toEqual({ region: "eu", site: "berlin 2" });
-    expect(cli("devices", "show", a!.uuid).out).toContain("labels:      region=eu,site=berlin 2");
+    expect(cli("devices", "show", a!.uuid).out).toContain(`labels:      region=eu, site="berlin 2"`);
 
     const bad = cli("devices", "label", a!.uuid, "Region=eu");
     expect(bad.code).toBe(2);
