@@ -8,7 +8,10 @@ export default defineCommand({
   description: [
     "Checks every record of the backup before anything is kept, unpacks into a temp dir beside",
     "--data and renames it into place, so a failed restore leaves nothing half done. Registered",
-    "devices keep working with the restored gateway: same CA, same TUF keys, same device records.",
+    "devices keep working with the restored gateway: same CA, same TUF keys, same device records;",
+    "its first start signs the TUF metadata at versions above any the lost gateway signed since the",
+    "backup, which its devices would otherwise refuse as a rollback. A root changed after the backup",
+    "(a key ceremony or rotation) cannot be brought back: back up after each.",
     "--force replaces only a gateway data dir (or an empty folder) that no gateway is serving; the",
     "old one is kept beside it as DIR.replaced-<time>, and the command says where.",
     `Secret: --passphrase-file, ${PASSPHRASE_ENV}, or --identity for a backup made with --recipient.`,
