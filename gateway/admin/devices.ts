@@ -1,7 +1,7 @@
 /** /admin/devices: list, show, update history, tags, labels and revocation (bodies: lib/api/admin.ts). */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { DeviceLabelsRequest, DeviceTagsRequest, type Update } from "../../lib/api/admin.ts";
+import { DeviceLabelsRequest, DeviceTagsRequest, MAX_DEVICE_LABELS, type Update } from "../../lib/api/admin.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { checkLabel } from "../fleet/query.ts";
@@ -76,6 +76,18 @@ export const adminDevices = new Hono<GatewayEnv>()
     const both = remove.find((k) => Object.hasOwn(set, k));
     if (both !== undefined) throw new HTTPException(400, { message: `Label "${both}" is both set and removed` });
     const { store, devices } = c.var.gw;
+    // At most MAX_DEVICE_LABELS a device, not only a request, so the dashboard's form (all of a
+    // device's labels in one request) can always save them. A request that adds none is let
+    // through, so a device over the cap (two requests racing here) can be brought under it.
+    const before = await store.getDevice(uuid);
+    if (!before) return c.json({ error: `Device "${uuid}" not found` }, 404);
+    const after = new Set(Object.keys(before.labels));
+    for (const k of remove) after.delete(k);
+    for (const k of Object.keys(set)) after.add(k);
+    const had = Object.keys(before.labels).length;
+    if (after.size > MAX_DEVICE_LABELS && after.size > had) {
+      throw new HTTPException(400, { message: `Device "${uuid}" would have ${after.size} labels: at most ${MAX_DEVICE_LABELS} a device (it has ${had}; remove some first)` });
+    }
     const row = await store.setDeviceLabels(uuid, set, remove);
     if (!row) return c.json({ error: `Device "${uuid}" not found` }, 404);
     devices.invalidate(uuid);

@@ -252,10 +252,16 @@ const LabelValue = Type.String({ maxLength: 128 });
 /** A device's labels (key=value), set by the admin only. */
 export const Labels = Type.Record(LabelKey, LabelValue);
 
+/**
+ * The most labels a device has, and so the most one request sets or removes: the dashboard's
+ * labels form sends all of a device's labels in one request (`gateway devices label` checks it too).
+ */
+export const MAX_DEVICE_LABELS = 64;
+
 /** PUT /admin/devices/:uuid/labels: labels to set (or replace) and keys to remove (answers the device row). */
 export const DeviceLabelsRequest = Type.Object({
-  set: Type.Optional(Type.Record(LabelKey, LabelValue, { maxProperties: 64 })),
-  remove: Type.Optional(Type.Array(LabelKey, { maxItems: 64 })),
+  set: Type.Optional(Type.Record(LabelKey, LabelValue, { maxProperties: MAX_DEVICE_LABELS })),
+  remove: Type.Optional(Type.Array(LabelKey, { maxItems: MAX_DEVICE_LABELS })),
 });
 export type DeviceLabelsRequest = Static<typeof DeviceLabelsRequest>;
 
