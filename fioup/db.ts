@@ -2,7 +2,9 @@
  * The device database (bun:sqlite, WAL, `<storage.path>/fioup.db`): updates
  * and their steps, the event queue, bad targets, the current target and the
  * last apps-states sent. Every write is a single transaction, so a power cut
- * leaves either the old or the new row.
+ * leaves either the old or the new row. Writes that belong together go through
+ * {@link DeviceDb.transaction} (one commit); a kill point reached inside it fires only once the
+ * outermost transaction has committed, so `state:<state>` always finds that state on disk.
  *
  * @module
  */
@@ -100,6 +102,9 @@ interface RawUpdate {
 
 export class DeviceDb {
   readonly db: Database;
+  /** How deep in {@link transaction} this is, and the kill points reached there, fired after the outermost commit. */
+  private depth = 0;
+  private deferredPoints: string[] = [];
 
   constructor(path: string) {
     this.db = new Database(path, { create: true, strict: true });
@@ -116,6 +121,38 @@ export class DeviceDb {
 
   close(): void {
     this.db.close();
+  }
+
+  /**
+   * Runs `fn` in one transaction (inside another one: a savepoint of it) and returns its result.
+   * Kill points reached inside (fioup/fault.ts) fire once the outermost transaction has committed,
+   * never before: a point names a moment the power-cut tests find on disk. Those of a part that
+   * threw (rolled back) are dropped with it. Every transaction of fioup.db goes through here, not
+   * through `db.transaction` of the raw database, which would commit after such a point fired.
+   */
+  transaction<T>(fn: () => T): T {
+    const mark = this.deferredPoints.length;
+    this.depth++;
+    let result: T;
+    try {
+      result = this.db.transaction(fn)();
+    } catch (e) {
+      this.deferredPoints.length = mark;
+      throw e;
+    } finally {
+      this.depth--;
+    }
+    if (this.depth === 0) {
+      const points = this.deferredPoints.splice(0);
+      for (const p of points) faultPoint(p);
+    }
+    return result;
+  }
+
+  /** A kill point of a write: at once outside a transaction, else after the outermost commit ({@link transaction}). */
+  private afterCommit(point: string): void {
+    if (this.depth > 0) this.deferredPoints.push(point);
+    else faultPoint(point);
   }
 
   // --- updates ---
@@ -164,14 +201,14 @@ export class DeviceDb {
   /** Saves a new state and, when given, the step that just finished and its events, in one transaction. */
   setState(id: string, state: UpdateState, extra: { step?: StepName; error?: string | null; events?: DeviceEvent[] } = {}): void {
     const now = new Date().toISOString();
-    this.db.transaction(() => {
+    this.transaction(() => {
       this.db
         .query("UPDATE updates SET state = ?, updated_at = ?, error = COALESCE(?, error) WHERE id = ?")
         .run(state, now, extra.error ?? null, id);
       if (extra.step) this.db.query("INSERT OR REPLACE INTO update_steps (update_id, step, at) VALUES (?, ?, ?)").run(id, extra.step, now);
       if (extra.events?.length) this.enqueueEvents(extra.events);
-    })();
-    faultPoint(`state:${state}`); // power-cut tests: FIOUP_FAULT=state:<state> (fioup/fault.ts)
+      this.afterCommit(`state:${state}`); // power-cut tests: FIOUP_FAULT=state:<state> (fioup/fault.ts)
+    });
   }
 
   setPlan(id: string, plan: UpdatePlan, bytesTotal: number): void {
@@ -214,10 +251,10 @@ export class DeviceDb {
   /** Queues events, then keeps the queue within MAX_QUEUED_EVENT_BYTES (dropEventsOverBound). */
   enqueueEvents(events: DeviceEvent[]): void {
     const q = this.db.query("INSERT INTO events (body) VALUES (?)");
-    this.db.transaction(() => {
+    this.transaction(() => {
       for (const e of events) q.run(JSON.stringify(e));
       this.dropEventsOverBound();
-    })();
+    });
   }
 
   /**
@@ -319,10 +356,10 @@ export class DeviceDb {
       this.set(key, reason);
       return false;
     }
-    this.db.transaction(() => {
+    this.transaction(() => {
       this.markBad(target, `${reason} (failed twice)`);
       this.delete(key);
-    })();
+    });
     return true;
   }
 
@@ -360,10 +397,10 @@ export class DeviceDb {
    * against it, so `status` does not list the running target as bad.
    */
   setCurrentTarget(t: Target): void {
-    this.db.transaction(() => {
+    this.transaction(() => {
       this.set("current_target", t);
       this.db.query("DELETE FROM bad_targets WHERE name = ?").run(t.name);
       this.forgetPermanentFailure(t.name);
-    })();
+    });
   }
 }

@@ -16,7 +16,10 @@
  * When the point fires, the process writes the marker (synchronously) and sends itself SIGKILL:
  * no `finally`, no exit handler, no buffered write runs, as in a power cut seen by the process.
  * Points: `mid-blob`, `blob-committed`, and `state:<state>` right after each state is saved
- * (initialized, fetching, fetched, installing, installed, starting, started, completing).
+ * (initialized, fetching, fetched, installing, installed, starting, started, completing,
+ * cancelling, ...): once it is durable. A state saved inside a larger transaction (`started`
+ * commits with the new current target) fires once that transaction commits, not before
+ * (DeviceDb.transaction defers it), so the rerun always finds the state the point names.
  * `fioup agent` (docs/kanto.md): `agent:received`, `agent:<phase>` once each phase is saved, and
  * `agent:stopped`, `agent:renamed`, `agent:created`, `agent:started`, `agent:removed` after each
  * container call, and `agent:restored` once a rollback has restored an old container.

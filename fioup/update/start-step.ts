@@ -58,10 +58,11 @@ export const startStep: Step = {
       throw new StartFailedError(u.toTarget, why);
     }
     u = currentUpdate(ctx);
-    ctx.db.db.transaction(() => {
+    // One commit: the device never runs the new target without recording it, nor the reverse.
+    ctx.db.transaction(() => {
       ctx.db.setCurrentTarget(u.target);
       ctx.db.setState(u.id, "started", { step: "start", events: [eventFor(u, "EcuInstallationCompleted", { success: true })] });
-    })();
+    });
     if (ctx.client) {
       ctx.client.ats.target = u.target.name;
       ctx.client.ats.apps = names;

@@ -15,6 +15,8 @@
  *   (served by the gateway but not yet on disk: socket and runtime buffers), reported, and
  *   kept under a 12 MiB budget;
  * - a cut once the update was fetched: zero layer bytes on the rerun.
+ * A `state:<state>` cut finds that state in fioup.db (it fires once the state is durable), and
+ * the new current target from `started` on.
  * Default: 5 points; RELIABILITY_FULL=1: all 14.
  */
 import { Database } from "bun:sqlite";
@@ -29,6 +31,7 @@ import {
 import { servedBytes, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { FULL, Tally } from "./_tally.ts";
+import { reached, type UpdateState } from "../../fioup/update/states.ts";
 
 const tally = new Tally("power-cut");
 const APP = `relcut${process.pid}`;
@@ -101,6 +104,18 @@ function dbIntegrity(): string {
   }
 }
 
+/** What the cut left in fioup.db: the newest update's state and the current target's name. */
+function savedAtCut(): { state: string; current: string | undefined } {
+  const db = new Database(join(device.sotaDir, "fioup.db"), { readonly: true });
+  try {
+    const state = db.query<{ state: string }, []>("SELECT state FROM updates ORDER BY rowid DESC LIMIT 1").get()!.state;
+    const cur = db.query<{ value: string }, []>("SELECT value FROM kv WHERE key = 'current_target'").get();
+    return { state, current: cur ? (JSON.parse(cur.value) as { name: string }).name : undefined };
+  } finally {
+    db.close();
+  }
+}
+
 /** Bytes of the store on disk: committed blobs (digest → size) and partial downloads. */
 function onDisk(): { blobs: Map<string, number>; partial: number } {
   const blobs = new Map<string, number>();
@@ -156,6 +171,9 @@ describe("fioup killed with SIGKILL at named points", () => {
       const hit = cut.signalCode === "SIGKILL" && marker?.point === p.fault;
       const s1 = await servedBytes(gwh, client);
       const atRestart = onDisk();
+      // A state:<state> point fires once that state is durable (with what commits with it: started
+      // with the new current target), so the rerun resumes from that very state.
+      const saved = p.fault.startsWith("state:") ? savedAtCut() : undefined;
 
       const r = await device.fioup("update");
       const s2 = await servedBytes(gwh, client);
@@ -197,6 +215,11 @@ describe("fioup killed with SIGKILL at named points", () => {
         { point: label(p), hit, survived: outcome === "survived", wireRun1: run1, wireRun2: run2, updateSize, durableAtRestart, inflight, fioupCapped: r.json?.bytesFetched ?? -1 },
       );
       expect(hit, `the kill did not land at ${p.fault}: exit ${cut.exitCode ?? cut.signalCode}\n${cutErr.slice(-800)}`).toBe(true);
+      if (saved) {
+        expect(saved.state, `the database after the kill at ${p.fault}`).toBe(p.fault.slice("state:".length));
+        if (reached(saved.state as UpdateState, "started")) expect(saved.current).toBe(`amd64-linux-${version}`);
+        else expect(saved.current).not.toBe(`amd64-linux-${version}`);
+      }
       expect(r.code === 0 || r.code === 3, r.stderr).toBe(true);
       expect(current).toBe(`amd64-linux-${version}`);
       expect(running).toHaveLength(1);
