@@ -10,8 +10,11 @@
  *
  * Every transition is an optimistic update (the rollout's revision: an operator's pause on another
  * replica wins over the tick), an event with its reason, and a bump of the signed views so every
- * device sees its new view at its next check. All state is in the database: a restarted gateway
- * resumes where it stopped (the wave start time is kept).
+ * device sees its new view at its next check. An advance or a completion shows the version to
+ * more devices (a completed rollout gates nobody), so it waits while the TUF targets key, which
+ * those new versions need, is offline; a halt does not wait (service.ts signs its versions once
+ * the key is back). All state is in the database: a restarted gateway resumes where it stopped
+ * (the wave start time is kept).
  *
  * @module
  */
@@ -35,6 +38,8 @@ export interface EngineDeps {
   targets: () => Promise<{ targets: Record<string, TargetEntry>; version: number }>;
   /** After a transition: reload this replica's views, re-sign the views' metadata (TufService.bumpViews). */
   changed: () => Promise<unknown>;
+  /** Whether the targets metadata a release needs can be signed now (the targets key is held); default yes. */
+  canRelease?: () => Promise<boolean>;
   /** Counts a transition (metrics). */
   counted?: (kind: RolloutEventKind) => void;
   log?: (line: string) => void;
@@ -85,6 +90,8 @@ export class RolloutEngine {
   readonly #now: () => number;
   #targetsVersion = -1;
   #targets = new Map<string, TargetInfo>();
+  /** Rollouts whose due advance or completion waits for the targets key: said once each, in the log. */
+  readonly #waitingForKey = new Set<string>();
 
   constructor(private readonly deps: EngineDeps) {
     this.#now = deps.now ?? Date.now;
@@ -172,6 +179,7 @@ export class RolloutEngine {
       return this.transition(r, { state: "halted", reason }, [{ kind: "halted", wave: r.wave, reason }]);
     }
     if (t.pending > 0 || now - Date.parse(r.waveStartedAt) < r.soakS * 1000) return false;
+    if (!(await this.#mayRelease(r))) return false;
     const summary = `${t.succeeded} succeeded, ${t.failed} failed (${accepted ? `${accepted} accepted on resume, ${pct(rate)}% counted` : `${pct(rate)}%`})`;
     if (r.wave >= r.waves.length - 1) {
       const reason = `completed: all ${t.released} devices settled, ${summary}`;
@@ -183,6 +191,23 @@ export class RolloutEngine {
       { kind: "wave-advanced", wave: r.wave, reason },
       { kind: "wave-started", wave: next, reason: waveStartedReason(counts, next, r.waves[next]!) },
     ]);
+  }
+
+  /**
+   * Whether the rollout's due advance or completion may be committed now: not while the targets
+   * key is offline, or it would be committed without the new versions that show it to devices.
+   */
+  async #mayRelease(r: RolloutRow): Promise<boolean> {
+    if (!this.deps.canRelease || (await this.deps.canRelease())) {
+      this.#waitingForKey.delete(r.id);
+      return true;
+    }
+    if (!this.#waitingForKey.has(r.id)) {
+      this.#waitingForKey.add(r.id);
+      const what = r.wave >= r.waves.length - 1 ? "its completion" : `wave ${r.wave + 2}`;
+      this.deps.log?.(`rollout ${r.id}: ${what} is due, but waits: the TUF targets key is offline (put it back into the gateway's tuf/keys/, docs/keys.md)`);
+    }
+    return false;
   }
 
   /**

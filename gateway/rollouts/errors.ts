@@ -21,3 +21,19 @@ export class RolloutStateError extends Error {
 export class InvalidRolloutError extends Error {
   override name = "InvalidRolloutError";
 }
+
+/**
+ * The action would show the version to more devices (create, resume, advance), which needs new
+ * targets metadata signed with the TUF targets key, and that key is offline (moved out of the
+ * keys dir, docs/keys.md): refused before anything is committed, so the answer never says
+ * "failed" about a change that was made.
+ */
+export class TargetsKeyOfflineError extends RolloutStateError {
+  override name = "TargetsKeyOfflineError";
+  constructor(action: string) {
+    super(
+      `Cannot ${action}: the TUF targets key is offline, and the devices it releases the version to need targets metadata signed with it; ` +
+        `put the targets key file back into the gateway's tuf/keys/ (docs/keys.md, "Targets signed offline") and try again (nothing was changed)`,
+    );
+  }
+}

@@ -4,7 +4,7 @@
  * so soak and health windows pass in milliseconds.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DeviceEvent } from "../../lib/api/device.ts";
@@ -15,7 +15,7 @@ import { PostgresStore } from "../store/postgres.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/types.ts";
 import { targetEntry } from "./_fixtures.ts";
-import { RolloutNotFoundError, RolloutStateError } from "./errors.ts";
+import { RolloutNotFoundError, RolloutStateError, TargetsKeyOfflineError } from "./errors.ts";
 import { Rollouts } from "./service.ts";
 import { renderRollout } from "../commands/_rollouts.ts";
 
@@ -42,7 +42,8 @@ async function setup(open: () => Promise<Store>, count: number) {
   n++;
   const store = await open();
   stores.push(store);
-  const tuf = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir: join(dir, `keys${n}`) });
+  const keysDir = join(dir, `keys${n}`);
+  const tuf = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir });
   await tuf.addTargets({ "hw-1": targetEntry("1"), "hw-2": targetEntry("2") });
   const devices = Array.from({ length: count }, (_, i) => uuid(i));
   for (const d of devices) await store.putDevice({ uuid: d, name: d.slice(-4), hardwareId: "amd64-linux", factory: "main", tags: ["main"], certSerial: "01" });
@@ -69,7 +70,7 @@ async function setup(open: () => Promise<Store>, count: number) {
       store.appendEvents(d, [ev("EcuInstallationCompleted", { success: false, details: JSON.stringify({ phase: "start", error: 'service "web" is unhealthy', rolledBackTo: "hw-1" }) })]),
     deferred: (d: string, until: string) => store.appendEvents(d, [ev("UpdateDeferred", { details: JSON.stringify({ reason: "window", until, heldSince: new Date().toISOString() }) })]),
   };
-  return { store, tuf, rollouts, clock, devices, counted, timestamp, report };
+  return { store, tuf, keysDir, rollouts, clock, devices, counted, timestamp, report };
 }
 
 function suite(open: () => Promise<Store>) {
@@ -275,6 +276,29 @@ function suite(open: () => Promise<Store>) {
     r = (await rollouts.show(created.id))!;
     expect([r.holds.length, r.moreHolds]).toEqual([100, true]);
     expect(renderRollout(r)).toContain("Deferred installs (the first 100; more devices than that):");
+  });
+
+  test("with the targets key offline, resume and advance are refused with nothing changed, pause is committed and says the devices are told later; the tick signs it once the key is back", async () => {
+    const { rollouts, keysDir, timestamp } = await setup(open, 4);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [50, 100], soak: "1m", healthWindow: "1m" });
+    await rename(join(keysDir, "targets.json"), join(dir, `targets-${n}.offline`)); // docs/keys.md, "Targets signed offline"
+    const before = await timestamp();
+    const paused = await rollouts.pause(created.id);
+    expect(paused).toMatchObject({ state: "paused", reason: expect.stringMatching(/^paused by an operator in wave 1; the TUF targets key is offline, so the devices are told once it is back/) });
+    expect((await rollouts.show(created.id))!.reason).toBe("paused by an operator in wave 1"); // stored as always: the note is the answer's
+    await expect(rollouts.resume(created.id)).rejects.toThrow(TargetsKeyOfflineError);
+    await expect(rollouts.advance(created.id)).rejects.toThrow(`Cannot advance rollout "${created.id}": the TUF targets key is offline`);
+    await expect(rollouts.create({ target: "1", tag: "main", waves: [100] })).rejects.toThrow(RolloutStateError); // 409
+    expect(await rollouts.show(created.id)).toMatchObject({ state: "paused", wave: 0 });
+    await rollouts.tick();
+    expect(await timestamp()).toBe(before);
+
+    await rename(join(dir, `targets-${n}.offline`), join(keysDir, "targets.json"));
+    await rollouts.tick(); // signs what the pause left unsigned
+    expect(await timestamp()).toBe(before + 1);
+    await rollouts.tick(); // and only once
+    expect(await timestamp()).toBe(before + 1);
+    expect((await rollouts.resume(created.id)).state).toBe("running");
   });
 
   test("bad requests are refused with a clear reason", async () => {

@@ -4,6 +4,13 @@
  * signed metadata, and the tick that moves rollouts on by themselves (engine.ts), run only on the
  * replica that holds the signer lease.
  *
+ * Every transition is committed first and then followed by new signed metadata versions, which
+ * need the TUF targets key. While that key is offline (docs/keys.md), an action that would show
+ * the version to more devices (create, resume, advance; the tick's advance and completion) is
+ * refused or waits, before anything is committed; one that withholds it (pause, cancel, the
+ * tick's halt) is committed, since an operator must be able to stop a bad rollout, and its new
+ * versions are signed by the tick once the key is back (#signPending): no publish is needed.
+ *
  * @module
  */
 import { isTargetVersion } from "../../lib/api/target.ts";
@@ -16,7 +23,8 @@ import { groupAudience } from "../fleet/query.ts";
 import type { RolloutPatch, RolloutRow, Store } from "../store/types.ts";
 import { RolloutEngine, tally, waveStartedReason, wavesLabel } from "./engine.ts";
 import { waveStarts } from "./evaluate.ts";
-import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./errors.ts";
+import { SigningKeyUnavailableError } from "../ota/key-store.ts";
+import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError, TargetsKeyOfflineError } from "./errors.ts";
 import { assignWaves, checkWaves } from "./membership.ts";
 import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "./settings.ts";
 import { RolloutViews } from "./view-cache.ts";
@@ -26,7 +34,7 @@ import type { View } from "./view.ts";
 
 export interface RolloutsOptions {
   store: Store;
-  tuf: Pick<TufService, "targets"> & { bumpViews?: () => Promise<unknown> };
+  tuf: Pick<TufService, "targets"> & Partial<Pick<TufService, "bumpViews" | "signing">>;
   /** Whether this replica runs the tick (the signer lease holder). Default: always. */
   isLeader?: () => boolean;
   /** Tick interval (default 5000 ms; 0: no timer, call tick() yourself). */
@@ -71,6 +79,10 @@ export class Rollouts implements RolloutService {
   #timer: ReturnType<typeof setInterval> | undefined;
   #ticking: Promise<unknown> | undefined;
   #lastTick = { end: 0, took: 0 };
+  /** Transitions committed on this replica, counted; the newest of them whose metadata versions are not signed yet (0: none). */
+  #committed = 0;
+  #unsigned = 0;
+  #signing: Promise<unknown> | undefined;
 
   constructor(private readonly opts: RolloutsOptions) {
     this.#now = opts.now ?? Date.now;
@@ -79,6 +91,7 @@ export class Rollouts implements RolloutService {
       store: opts.store,
       targets: () => opts.tuf.targets(),
       changed: () => this.#changed(),
+      canRelease: () => this.#canRelease(),
       ...(opts.counted ? { counted: opts.counted } : {}),
       ...(opts.log ? { log: opts.log } : {}),
       now: this.#now,
@@ -88,6 +101,10 @@ export class Rollouts implements RolloutService {
   /** Loads the views and starts the tick (it acts only while isLeader()). */
   async start(): Promise<this> {
     await this.views.start();
+    // Started with the targets key offline, this replica cannot tell whether a change committed
+    // before (by it, before a restart) still waits for its metadata versions: it signs once when
+    // the key is back, if any rollout gates devices, so the advice "put the key back" holds.
+    if (this.views.active.length > 0 && !(await this.#canRelease().catch(() => false))) this.#unsigned = ++this.#committed;
     const every = this.opts.tickMs ?? 5000;
     if (every > 0) {
       // A tick over a huge pending wave can take a while: leave at least 4 times its length between ticks.
@@ -105,13 +122,17 @@ export class Rollouts implements RolloutService {
     await this.#ticking;
   }
 
-  /** One engine pass if this replica leads (never two at once); errors are logged, not thrown. */
+  /**
+   * Signs the metadata versions of transitions committed here that could not be signed yet (any
+   * replica: the one that committed them knows), then one engine pass if this replica leads (never
+   * two at once); errors are logged, not thrown.
+   */
   tick(): Promise<unknown> {
-    if (this.opts.isLeader && !this.opts.isLeader()) return Promise.resolve(0);
+    if (this.opts.isLeader && !this.opts.isLeader()) return this.#signPending();
     if (!this.#ticking) {
       const started = Date.now();
-      this.#ticking = this.engine
-        .tick()
+      this.#ticking = this.#signPending()
+        .then(() => this.engine.tick())
         .catch((e) => this.opts.log?.(`rollouts: tick failed: ${(e as Error).message}`))
         .finally(() => {
           this.#ticking = undefined;
@@ -126,10 +147,65 @@ export class Rollouts implements RolloutService {
    * views. Views change only at a new timestamp version (this one, or one the signed-views routes
    * see and reload for): a view swapped under a version a device is still fetching would serve it
    * a targets.json its snapshot did not pin.
+   *
+   * The versions need the targets key. When they cannot be signed (the key is offline), the
+   * transition stays committed and this replica's views stay as they are (a device that trusts
+   * the current versions would never look at a view changed under them); every tick tries again
+   * (#signPending), and the first versions signed cover every transition committed before them.
+   * Returns why the versions are not signed yet, for the action's answer (undefined: signed).
    */
-  async #changed(): Promise<void> {
-    await this.opts.tuf.bumpViews?.();
+  #changed(): Promise<string | undefined> {
+    this.#committed++;
+    return this.#sign();
+  }
+
+  async #sign(): Promise<string | undefined> {
+    const covers = this.#committed;
+    try {
+      await this.opts.tuf.bumpViews?.();
+    } catch (e) {
+      const why = unsignedWhy(e);
+      if (!this.#unsigned) this.opts.log?.(`rollouts: ${why}`);
+      this.#unsigned = Math.max(this.#unsigned, covers);
+      return why;
+    }
+    if (this.#unsigned && this.#unsigned <= covers) {
+      this.#unsigned = 0;
+      this.opts.log?.("rollouts: signed the metadata versions that rollout changes waited for: devices see them at their next check");
+    }
     await this.views.refresh();
+    return undefined;
+  }
+
+  /** A tick's first job: the versions of transitions committed here that could not be signed (one attempt at a time). */
+  #signPending(): Promise<unknown> {
+    if (!this.#unsigned) return Promise.resolve();
+    this.#signing ??= this.#sign()
+      .catch((e) => this.opts.log?.(`rollouts: cannot reload views: ${(e as Error).message}`))
+      .finally(() => (this.#signing = undefined));
+    return this.#signing;
+  }
+
+  /**
+   * Whether new targets metadata can be signed now (the gateway holds the targets key: it looks in
+   * its keys dir each time). Asked before anything that shows the version to more devices is
+   * committed: such an action is refused, and the tick's advance or completion waits, while the
+   * key is offline.
+   */
+  async #canRelease(): Promise<boolean> {
+    return (await this.opts.tuf.signing?.("targets"))?.held ?? true;
+  }
+
+  /** @throws {TargetsKeyOfflineError} The targets key is offline: `action` is refused, nothing committed. */
+  async #mayRelease(action: string): Promise<void> {
+    if (!(await this.#canRelease())) throw new TargetsKeyOfflineError(action);
+  }
+
+  /** The answer to an action whose metadata versions are not signed yet says so: its devices are told later. */
+  async #answer(id: string, unsigned: string | undefined): Promise<RolloutDetail> {
+    const detail = (await this.show(id))!;
+    if (!unsigned) return detail;
+    return { ...detail, reason: `${detail.reason ?? "changed"}; ${unsigned}` };
   }
 
   /** Per active rollout: its wave (1-based) and members by status (for /metrics). */
@@ -181,6 +257,7 @@ export class Rollouts implements RolloutService {
     }
     if (audience.length === 0) throw new InvalidRolloutError(`No devices in ${req.group !== undefined ? `group "${req.group}"` : `tag "${req.tag}"`}: nothing to roll out to`);
     const members = assignWaves(audience, req.waves, req.first ?? []);
+    await this.#mayRelease(`create a rollout of version ${req.target}`);
     const now = this.#now();
     const at = new Date(now).toISOString();
     const row: RolloutRow = {
@@ -215,8 +292,7 @@ export class Rollouts implements RolloutService {
     ]);
     this.opts.counted?.("created");
     this.opts.counted?.("wave-started");
-    await this.#changed();
-    return (await this.show(row.id))!;
+    return this.#answer(row.id, await this.#changed());
   }
 
   async show(id: string): Promise<RolloutDetail | undefined> {
@@ -252,10 +328,7 @@ export class Rollouts implements RolloutService {
       const r = await this.opts.store.getRollout(id);
       if (!r) throw new RolloutNotFoundError(id);
       const { patch, events } = await decide(r);
-      if (await this.engine.transition(r, patch, events)) {
-        await this.#changed();
-        return (await this.show(id))!;
-      }
+      if (await this.engine.transition(r, patch, events)) return this.#answer(id, await this.#changed());
     }
     throw new RolloutStateError(`Rollout "${id}" keeps changing: try again`);
   }
@@ -271,6 +344,7 @@ export class Rollouts implements RolloutService {
   resume(id: string): Promise<RolloutDetail> {
     return this.#act(id, async (r) => {
       if (r.state !== "paused" && r.state !== "halted") throw new RolloutStateError(`Cannot resume rollout "${id}": it is ${r.state}`);
+      await this.#mayRelease(`resume rollout "${id}"`);
       // The wave's clock starts again: its soak, and the pending timeout of devices it kept waiting (every released wave's).
       const now = new Date(this.#now()).toISOString();
       const patch: RolloutPatch = { state: "running", waveStartedAt: now, waveStarts: waveStarts(r).map(() => now) };
@@ -288,9 +362,10 @@ export class Rollouts implements RolloutService {
   }
 
   advance(id: string): Promise<RolloutDetail> {
-    return this.#act(id, (r) => {
+    return this.#act(id, async (r) => {
       if (r.state !== "running" && r.state !== "paused") throw new RolloutStateError(`Cannot advance rollout "${id}": it is ${r.state}${r.state === "halted" ? " (resume it first)" : ""}`);
       if (r.wave >= r.waves.length - 1) throw new RolloutStateError(`Cannot advance rollout "${id}": wave ${r.wave + 1} is its last`);
+      await this.#mayRelease(`advance rollout "${id}"`);
       const next = r.wave + 1;
       const now = new Date(this.#now()).toISOString();
       // Advancing does not resume: say so, or a paused rollout showing "advanced" looks like it moves on.
@@ -312,3 +387,10 @@ export class Rollouts implements RolloutService {
   }
 }
 
+
+/** Why a transition's metadata versions are not signed yet, as its answer and the log say it. */
+function unsignedWhy(e: unknown): string {
+  if (e instanceof SigningKeyUnavailableError && e.role === "targets")
+    return "the TUF targets key is offline, so the devices are told once it is back in the gateway's tuf/keys/ (docs/keys.md), within seconds, without a publish";
+  return `the devices are told once new signed metadata can be made (tried again every few seconds): ${(e as Error).message}`;
+}
