@@ -15,7 +15,9 @@
  * once: a busy factory signs hundreds a day, not 86,400); the margin covers the two hosts' clocks
  * disagreeing about the backup's age, and a restore started within moments of the backup. TUF
  * clients accept any jump upwards. The versions stay far below the 2^31 the PostgreSQL column holds:
- * a year-old backup adds about 31.6 million.
+ * a year-old backup adds about 31.6 million. On PostgreSQL the versions leapt from are those of the
+ * database pg_restore brought back, dumped at the moment of the backup (gateway/README.md): a dump
+ * older than the backup by more than the margin's day may leave devices behind.
  *
  * The floor is claimed in the database under the restore's id before anything is signed, so
  * replicas started from copies of one restored data dir leap to the same floor once, and a start
@@ -40,6 +42,12 @@ export const RESTORE_MARK = join("tuf", "restored-from-backup.json");
 /** Versions added beyond one a second since the backup (about 28 hours of that rate). */
 export const LEAP_MARGIN = 100_000;
 
+/**
+ * The age counted at most, and for a mark whose time cannot be read: ten years of seconds (315
+ * million), so even such leaps repeated stay within the 2^31 of the PostgreSQL version column.
+ */
+const MAX_AGE_S = 10 * 365 * 86_400;
+
 interface RestoreMark {
   /** The backup's createdAt (its manifest). */
   backupCreatedAt: string;
@@ -57,9 +65,14 @@ export async function markRestored(dir: string, backupCreatedAt: string): Promis
 async function readMark(dir: string): Promise<RestoreMark | undefined> {
   const text = await readFile(join(dir, RESTORE_MARK), "utf8").catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e)));
   if (text === undefined) return undefined;
-  const mark = JSON.parse(text) as Partial<RestoreMark>;
-  // A mark that names no time counts as a backup of the epoch: the largest leap, never too small.
-  return { backupCreatedAt: typeof mark.backupCreatedAt === "string" ? mark.backupCreatedAt : new Date(0).toISOString(), id: String(mark.id ?? "unknown") };
+  let mark: Partial<RestoreMark> = {};
+  try {
+    mark = JSON.parse(text) as Partial<RestoreMark>;
+  } catch {
+    // Garbled (a disk error): leapt as from the oldest backup below, never too little.
+  }
+  // A mark that names no time counts as the oldest backup (MAX_AGE_S): the largest leap, never too small.
+  return { backupCreatedAt: typeof mark.backupCreatedAt === "string" ? mark.backupCreatedAt : "", id: String(mark.id ?? "unknown") };
 }
 
 /** What {@link leapAfterRestore} did, for the log: undefined when the data dir was not just restored. */
@@ -78,7 +91,8 @@ export async function leapAfterRestore(opts: { dataDir: string; store: Pick<Stor
   const mark = await readMark(opts.dataDir);
   if (!mark) return undefined;
   const now = (opts.now ?? new Date()).getTime();
-  const ageSeconds = Math.max(0, Math.ceil((now - (Date.parse(mark.backupCreatedAt) || 0)) / 1000));
+  const made = Date.parse(mark.backupCreatedAt);
+  const ageSeconds = Number.isNaN(made) ? MAX_AGE_S : Math.min(MAX_AGE_S, Math.max(0, Math.ceil((now - made) / 1000)));
   const gap = ageSeconds + LEAP_MARGIN;
   const v = await opts.tuf.versions();
   const from = { targets: v.targets, snapshot: v.snapshot, timestamp: v.timestamp };
