@@ -33,7 +33,10 @@ export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: St
         throw new InterruptedError(interruptedMessage(u, action));
       });
     } finally {
-      for (const e of await reportAll(s)) out.info(`warning: cannot report to the gateway: ${e.message}`);
+      // Reporting comes after the update, and its own failure (a full disk refusing to record what
+      // was sent) must not hide the update's: said as a warning, the update's error stands.
+      const problems = await reportAll(s).catch((e: unknown) => [e as Error]);
+      for (const e of problems) out.info(`warning: cannot report to the gateway: ${e.message}`);
     }
     const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
     if (u) out.result(summarize(u), renderSummary);

@@ -25,6 +25,7 @@ import type { BundleDelta } from "../../lib/bundle/format.ts";
 import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { BlobTooLargeError } from "../../lib/oci/blob-store.ts";
 import { DigestMismatchError } from "../../lib/oci/digest.ts";
+import { isNoSpace } from "../../lib/fs/why.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
@@ -36,8 +37,9 @@ import type { Step } from "./step.ts";
 
 export class FetchFailedError extends Error {
   override name = "FetchFailedError";
-  constructor(cause: unknown) {
-    super("Cannot fetch update content", { cause });
+  /** `store`: the blob store's folder, named when the disk filled (where to free space). */
+  constructor(cause: unknown, store?: string) {
+    super(isNoSpace(cause) && store ? `Cannot fetch update content: the disk holding ${store} filled during the fetch; free space there and run the update again (it resumes)` : "Cannot fetch update content", { cause });
   }
 }
 
@@ -224,7 +226,13 @@ export const fetchStep: Step = {
           if (firstError === undefined) firstError = e;
           inner.abort(e);
         } finally {
-          count();
+          // On a full disk the count's own write fails too: it must not hide what failed first.
+          try {
+            count();
+          } catch (e) {
+            if (firstError === undefined) firstError = e;
+            inner.abort(e);
+          }
         }
       }
     };
@@ -235,8 +243,14 @@ export const fetchStep: Step = {
     }
     if (firstError !== undefined) {
       if (ctx.signal?.aborted) throw firstError; // shutting down: resume later
-      fail(new FetchFailedError(firstError), firstError);
-      throw new FetchFailedError(firstError);
+      const failed = new FetchFailedError(firstError, store.root);
+      // A full disk refuses the failure's record too: the update then stays fetching and the next run resumes it.
+      try {
+        fail(failed, firstError);
+      } catch (e) {
+        if (!isNoSpace(e)) throw e;
+      }
+      throw failed;
     }
     u = currentUpdate(ctx);
     ctx.db.forgetPermanentFailure(u.toTarget);
