@@ -78,3 +78,31 @@ test("the database is read once per tick whatever the number of waiters, and not
   await Bun.sleep(200);
   expect(db.reads).toBe(after);
 });
+
+test("endWaitsOf ends every wait of that device with null at once, and no other device's", async () => {
+  const db = storage(1);
+  const watch = new TimestampWatch(db, 20);
+  const a1 = watch.waitAfter(1, 60_000, undefined, "a");
+  const a2 = watch.waitAfter(1, 60_000, undefined, "a");
+  const b = watch.waitAfter(1, 60_000, undefined, "b");
+  await Bun.sleep(30);
+  expect(watch.waiting).toBe(3);
+  expect(watch.endWaitsOf("a")).toBe(2);
+  expect(await Promise.all([a1, a2])).toEqual([null, null]);
+  expect(watch.waiting).toBe(1);
+  expect(watch.endWaitsOf("a")).toBe(0);
+  // A later news reaches the other device only.
+  db.version = 2;
+  expect(await b).toBe(2);
+  expect(watch.waiting).toBe(0);
+  // A device's wait that ended otherwise (its client left) is out of its chain too.
+  const client: Leaving = { closed: false, onClose: undefined };
+  const c1 = watch.waitAfter(2, 60_000, client, "c");
+  const c2 = watch.waitAfter(2, 60_000, undefined, "c");
+  await Bun.sleep(30);
+  client.onClose!();
+  expect(await c1).toBeUndefined();
+  expect(watch.endWaitsOf("c")).toBe(1);
+  expect(await c2).toBeNull();
+  expect(watch.waiting).toBe(0);
+});

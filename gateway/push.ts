@@ -11,12 +11,22 @@
  * also answers the buckets that are due: no timer and no abort listener per waiter, and one
  * closure (the client's close hook) only when the wait has a client that can leave.
  *
+ * A wait names its device, so that revoking the device ends its held waits at once
+ * (`endWaitsOf`, answered 403 by routes/repo-wait.ts): otherwise a revoked device's wait, let in
+ * before the revocation, would still be answered with the next version up to a minute later.
+ * The device's waits hang off one Map entry as a chain through the waiters (usually one), so a
+ * held wait costs a field or two more, not a Set.
+ *
  * @module
  */
 import type { TufStorage } from "./ota/storage.ts";
 
-/** How a wait ends: the newest version, or undefined (time is up, or the wait was cancelled). */
-type Settle = (version: number | undefined) => void;
+/**
+ * How a wait ends: the newest version, undefined (time is up, or the client left), or null: the
+ * gateway ended it, as the device may no longer wait (revoked).
+ */
+export type WaitEnd = number | undefined | null;
+type Settle = (version: WaitEnd) => void;
 
 /** What a wait may be told by: the client going away (the transport's connection, env.connection). */
 export interface Leaving {
@@ -29,9 +39,12 @@ export interface Leaving {
 class Waiter {
   /** The bucket it is in; undefined once settled. */
   bucket: Set<Waiter> | undefined;
+  /** The next wait of the same device (TimestampWatch's #byDevice chain). */
+  sameDevice: Waiter | undefined;
   constructor(
     readonly after: number,
     readonly settle: Settle,
+    readonly device: string | undefined,
   ) {}
 }
 
@@ -45,6 +58,8 @@ export class TimestampWatch {
   #waiting = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #reading: Promise<void> | undefined;
+  /** The first of each named device's waits; the rest follow through `sameDevice`. */
+  readonly #byDevice = new Map<string, Waiter>();
 
   constructor(
     private readonly storage: Pick<TufStorage, "getLatest">,
@@ -53,22 +68,38 @@ export class TimestampWatch {
 
   /**
    * Resolves with the newest version once it is above `after`, or undefined after `timeoutMs`
-   * or as soon as `client` leaves (its close hook ends the wait).
+   * or as soon as `client` leaves (its close hook ends the wait), or null when `endWaitsOf(device)`
+   * ends it.
    */
-  waitAfter(after: number, timeoutMs: number, client?: Leaving): Promise<number | undefined> {
+  waitAfter(after: number, timeoutMs: number, client?: Leaving, device?: string): Promise<WaitEnd> {
     if (this.#version > after) return Promise.resolve(this.#version);
     // While devices wait, the tick reads the database every pollMs: the version here is that fresh.
-    if (this.#timer && timeoutMs > 0) return this.#enqueue(after, timeoutMs, client);
+    if (this.#timer && timeoutMs > 0) return this.#enqueue(after, timeoutMs, client, device);
     return this.#read().then(() => {
       if (this.#version > after) return this.#version;
       if (timeoutMs <= 0) return undefined;
-      return this.#enqueue(after, timeoutMs, client);
+      return this.#enqueue(after, timeoutMs, client, device);
     });
   }
 
-  #enqueue(after: number, timeoutMs: number, client: Leaving | undefined): Promise<number | undefined> {
-    const { promise, resolve } = Promise.withResolvers<number | undefined>();
-    const w = new Waiter(after, resolve);
+  /** Ends every wait of `device` held here with null (it was revoked); returns how many. */
+  endWaitsOf(device: string): number {
+    let n = 0;
+    for (let w = this.#byDevice.get(device); w; w = this.#byDevice.get(device)) {
+      if (w.bucket) n++;
+      else this.#unchain(w, device); // settled already (never left in the chain; this only guards the loop)
+      this.#settle(w, null);
+    }
+    return n;
+  }
+
+  #enqueue(after: number, timeoutMs: number, client: Leaving | undefined, device: string | undefined): Promise<WaitEnd> {
+    const { promise, resolve } = Promise.withResolvers<WaitEnd>();
+    const w = new Waiter(after, resolve, device);
+    if (device !== undefined) {
+      w.sameDevice = this.#byDevice.get(device);
+      this.#byDevice.set(device, w);
+    }
     const tick = Math.ceil((performance.now() + timeoutMs) / this.pollMs);
     let bucket = this.#due.get(tick);
     if (!bucket) this.#due.set(tick, (bucket = new Set()));
@@ -92,15 +123,30 @@ export class TimestampWatch {
     return this.#waiting;
   }
 
-  #settle(w: Waiter, version: number | undefined): void {
+  #settle(w: Waiter, version: WaitEnd): void {
     const bucket = w.bucket;
     if (!bucket) return;
     w.bucket = undefined;
     bucket.delete(w);
+    if (w.device !== undefined) this.#unchain(w, w.device);
     this.#waiting--;
     TimestampWatch.waitingInProcess--;
     if (!this.#waiting) this.#stop();
     w.settle(version);
+  }
+
+  /** Takes `w` out of its device's chain. */
+  #unchain(w: Waiter, device: string): void {
+    const first = this.#byDevice.get(device);
+    if (first === w) {
+      if (w.sameDevice) this.#byDevice.set(device, w.sameDevice);
+      else this.#byDevice.delete(device);
+    } else {
+      let prev = first;
+      while (prev && prev.sameDevice !== w) prev = prev.sameDevice;
+      if (prev) prev.sameDevice = w.sameDevice;
+    }
+    w.sameDevice = undefined;
   }
 
   #start() {
@@ -113,6 +159,7 @@ export class TimestampWatch {
     clearInterval(this.#timer);
     this.#timer = undefined;
     this.#due.clear();
+    this.#byDevice.clear();
   }
 
   #tick() {

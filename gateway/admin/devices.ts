@@ -5,6 +5,7 @@ import { DeviceLabelsRequest, DeviceTagsRequest, MAX_DEVICE_LABELS, type Update 
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { checkLabel } from "../fleet/query.ts";
+import { endDeviceWaits } from "../routes/repo-wait.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
 /**
@@ -57,6 +58,8 @@ export const adminDevices = new Hono<GatewayEnv>()
     const { store, devices } = c.var.gw;
     if (!(await store.revokeDevice(uuid, new Date().toISOString()))) return c.json({ error: `Device "${uuid}" not found` }, 404);
     devices.invalidate(uuid);
+    // Its push waits held here would otherwise still be answered with the next version.
+    endDeviceWaits(c.var.gw, uuid);
     return c.json(await store.getDevice(uuid));
   })
   .put("/devices/:uuid/tags", limit(16 * 1024), jsonBody(DeviceTagsRequest), async (c) => {

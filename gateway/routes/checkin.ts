@@ -149,9 +149,9 @@ export function deviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): De
     const bytes = gw.tuf.metadata(file, deviceView(gw, d.uuid));
     return bytes instanceof Promise ? bytes.then(found) : found(bytes);
   });
-  const wait = route("GET", "/repo/wait", (_d, _req, env, _path, query) => {
+  const wait = route("GET", "/repo/wait", (d, _req, env, _path, query) => {
     const q = new URLSearchParams(query);
-    return waitForNews(gw, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
+    return waitForNews(gw, d.uuid, q.get("after") ?? undefined, q.get("timeout") ?? undefined, env.connection);
   });
   /** A device POST of a JSON body: read with the route's compiled reader, then `act` on the value. */
   const posted = <V>(label: string, read: JsonBodyReader<V>, act: (d: DeviceRow, value: V) => Promise<Answer>) =>

@@ -17,13 +17,17 @@
  * memory per held request).
  * Held requests may take only a share of the transport's --max-connections (connection-caps.ts):
  * past it the device is answered 503 at once and polls, and check-ins still find a connection.
+ * Revoking a device ends its waits held on this replica at once, answered 403 as any request of
+ * a revoked device (`endDeviceWaits`, called by the revoke route); another replica learns of the
+ * revocation through its device cache (5 s), so there a held wait ends with its news or timeout
+ * and the device's next request is refused.
  *
  * @module
  */
 import { Hono } from "hono";
 import { requireDevice } from "../devices/auth.ts";
 import type { ClientConnection, Gateway, GatewayEnv } from "../env.ts";
-import { TimestampWatch } from "../push.ts";
+import { TimestampWatch, type WaitEnd } from "../push.ts";
 
 export const MAX_WAIT_SECONDS = 60;
 
@@ -40,14 +44,21 @@ const news = (version: number) => {
   const text = `{"version":${version}}`;
   return new Response(text, { status: 200, headers: { ...WAIT_HEADERS, "content-type": "application/json", "content-length": String(text.length) } });
 };
+/** The words of gateway/devices/auth.ts's refusal of a revoked device. */
+const revoked = () => Response.json({ error: "Device revoked: this certificate is no longer accepted" }, { status: 403, headers: WAIT_HEADERS });
 /** One function for every wait (not a closure per held request). */
-const answerOf = (version: number | undefined) => (version === undefined ? noNews() : news(version));
+const answerOf = (version: WaitEnd) => (version === null ? revoked() : version === undefined ? noNews() : news(version));
+
+/** Ends the waits `device` holds on this replica, answered 403: the device was just revoked. */
+export function endDeviceWaits(gw: Gateway, device: string): void {
+  watches.get(gw)?.endWaitsOf(device);
+}
 
 /**
  * Holds until news or the timeout; the request is over when the connection closes first (its
  * answer then goes nowhere). A 400 for a bad query.
  */
-export function waitForNews(gw: Gateway, afterParam: string | undefined, timeoutParam: string | undefined, conn: ClientConnection | undefined): Response | Promise<Response> {
+export function waitForNews(gw: Gateway, device: string, afterParam: string | undefined, timeoutParam: string | undefined, conn: ClientConnection | undefined): Response | Promise<Response> {
   const after = Number(afterParam ?? "0");
   const timeout = Number(timeoutParam ?? "30");
   if (!Number.isInteger(after) || after < 0) return Response.json({ error: "Invalid after: expected the timestamp version the device trusts" }, { status: 400 });
@@ -56,7 +67,7 @@ export function waitForNews(gw: Gateway, afterParam: string | undefined, timeout
   // The transport keeps a share of its connections for check-ins: past it, the device polls instead.
   if (conn && !conn.hold())
     return Response.json({ error: "This gateway holds as many push connections as it may: poll instead" }, { status: 503, headers: { ...WAIT_HEADERS, "retry-after": String(MAX_WAIT_SECONDS) } });
-  return watchOf(gw).waitAfter(after, timeout * 1000, conn).then(answerOf);
+  return watchOf(gw).waitAfter(after, timeout * 1000, conn, device).then(answerOf);
 }
 
-export const repoWait = new Hono<GatewayEnv>().get("/repo/wait", requireDevice, (c) => waitForNews(c.var.gw, c.req.query("after"), c.req.query("timeout"), c.env?.connection));
+export const repoWait = new Hono<GatewayEnv>().get("/repo/wait", requireDevice, (c) => waitForNews(c.var.gw, c.var.device.uuid, c.req.query("after"), c.req.query("timeout"), c.env?.connection));
