@@ -9,7 +9,8 @@
  */
 import type { Context } from "hono";
 import type { Gateway, GatewayEnv } from "../env.ts";
-import { deviceInGoodStanding } from "../devices/auth.ts";
+import { checkDevice, deviceInGoodStanding } from "../devices/auth.ts";
+import { REGISTRY_REFUSAL } from "../registry/registry.ts";
 import type { RegistryAction, TokenClaims } from "../registry/token.ts";
 import { apiTokenUsable } from "./api-tokens.ts";
 import type { Caller } from "../env.ts";
@@ -31,8 +32,15 @@ export function registryAccess(gw: Gateway) {
       return caller;
     }
     const peer = c.env?.peer;
-    const d = peer ? await deviceInGoodStanding(gw.devices, peer) : undefined;
-    if (!d) return undefined;
+    if (!peer) return undefined;
+    const d = await deviceInGoodStanding(gw.devices, peer);
+    if (!d) {
+      // A factory certificate of a revoked, unknown or superseded device: the registry answers
+      // 403 with why (as device endpoints do), not a 401 challenge no credential of its would meet.
+      const check = await checkDevice(gw.devices, peer);
+      if ("refused" in check) (c as Context).set(REGISTRY_REFUSAL, check.refused);
+      return undefined;
+    }
     c.set("device", d);
     return { device: d.uuid };
   }

@@ -42,6 +42,13 @@ export interface RegistryOptions {
   deltas?: DeltaOptions | false;
 }
 
+/**
+ * The context key under which the gateway's policy (`authorize`) leaves why it refuses a caller
+ * it knows, such as a revoked device's certificate: answered 403 DENIED with that message
+ * instead of the 401 challenge, since other credentials would not make that client welcome.
+ */
+export const REGISTRY_REFUSAL = "registryRefusal";
+
 type Handler = (c: Context, m: RegExpExecArray) => Promise<Response>;
 
 const JSON_HEADERS = { "Content-Type": "application/json" };
@@ -78,6 +85,8 @@ export function createRegistry(opts: RegistryOptions): Hono {
     }
     const authenticated = claims !== undefined || Boolean(c.get("device")) || c.get("admin") === true;
     const what = repository ? `${action} on "${repository}"` : "registry access";
+    const refusal = c.get(REGISTRY_REFUSAL) as string | undefined;
+    if (refusal) throw new RegistryRequestError(403, "DENIED", refusal, { repository, action });
     if (authenticated) throw new RegistryRequestError(403, "DENIED", `Access denied: ${what} is not allowed for this client`, { repository, action });
     const scope = repository ? `,scope="repository:${repository}:${action === "push" ? "pull,push" : action}"` : "";
     const challenge = opts.tokenRealm ? `Bearer realm="${opts.tokenRealm}",service="${service}"${scope}` : `Basic realm="${service}"`;

@@ -97,10 +97,10 @@ const MISSING: Record<Kind, [number, string]> = {
 /**
  * The refusal the gateway owes each credential on each kind of endpoint: status and a phrase of
  * the error. A certificate from another CA is no certificate at all; a revoked one is named as
- * revoked where devices are served; a wrong token is refused (403) where tokens are checked.
+ * revoked where devices are served (the registry too); a wrong token is refused (403) where tokens are checked.
  */
 function expectedRefusal(kind: Kind, who: string): [number, string] {
-  if (who === "revoked device certificate" && (kind === "device" || kind === "repo")) return [403, "Device revoked"];
+  if (who === "revoked device certificate" && (kind === "device" || kind === "repo" || kind === "registry")) return [403, "Device revoked"];
   if (["a wrong admin token", "Basic auth with a wrong password"].includes(who) && kind === "admin") return [403, "Token refused"];
   if (who === "a registration token used as admin token" && kind === "admin") return [403, "Registration token refused: it only registers devices"];
   if (who === "a wrong admin token" && kind === "repo") return [403, "Token refused: unknown token"];
