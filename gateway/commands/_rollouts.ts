@@ -101,14 +101,16 @@ const ACTION_HELP = {
     [
       "The current wave's clock starts again, for its soak and its pending timeout. Resuming a halted rollout",
       "accepts the failures so far: only new ones count against --max-failures from then on, and the",
-      "released devices that had not updated see the version again.",
+      "released devices that had not updated see the version again. Refused while the TUF targets key is",
+      "offline (nothing changes); pause and cancel are not, and reach the devices once the key is back.",
     ],
   ],
   advance: [
     "Release the next wave now, without waiting for the soak time",
     [
       "Works on a running or paused rollout (a paused one stays paused); a halted one must be resumed first.",
-      "The last wave cannot be advanced: the rollout completes once that wave settles and soaks.",
+      "The last wave cannot be advanced: the rollout completes once that wave settles and soaks. Refused",
+      "while the TUF targets key is offline (nothing changes).",
     ],
   ],
   cancel: [

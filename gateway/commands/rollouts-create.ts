@@ -41,7 +41,7 @@ export default defineCommand({
     "midnight), \"daily 01:00-05:00; Sat,Sun 00:00-24:00\"; without a zone each device reads it in its own",
     "(fioup's time_zone, else its timezone label, else the system's). --max-hold defaults to the device's (24h).",
     "Bad input exits 2 before anything is sent; the gateway's refusals (unknown group, a second active",
-    "rollout of the version) exit 3 with its reason.",
+    "rollout of the version, the TUF targets key offline: nothing is created) exit 3 with its reason.",
     "",
     "Examples:",
     "  gateway rollouts create --target 42 --group eu-kiosks --waves 1%,10%,50%,100% --soak 30m --max-failures 5%",
