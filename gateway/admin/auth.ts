@@ -59,13 +59,28 @@ async function checkApiToken(gw: Gateway, token: string, now: number): Promise<T
   return { refused: revokedAt !== null ? `this token was revoked at ${revokedAt}` : `this token expired at ${expiresAt}`, role };
 }
 
+/**
+ * Why a registration token does not do where an API token is needed, naming the roles that would
+ * and how such a token is made: /admin and /repo take any of publish, admin and viewer; the
+ * dashboard's sign-in only admin and viewer.
+ *
+ * @example
+ * ```ts
+ * registrationTokenRefused(["admin", "viewer"]); // "it only registers devices; an API token is made with `gateway tokens create --role admin` (or viewer)"
+ * ```
+ */
+export function registrationTokenRefused(roles: readonly [ApiRole, ...ApiRole[]]): string {
+  const [first, ...rest] = roles;
+  return `it only registers devices; an API token is made with \`gateway tokens create --role ${first}\`${rest.length ? ` (or ${rest.join(", or ")})` : ""}`;
+}
+
 /** The caller a token names, or why not: unknown, revoked (when), expired (when) or a registration token. */
 export async function checkToken(gw: Gateway, token: string, now = Date.now()): Promise<TokenCheck> {
   const check = await checkApiToken(gw, token, now);
   if (check) return check;
   // `gateway tokens create` without --role makes a registration token: its holder is told so.
   if (await gw.store.getRegistrationTokenByHash(hashSecret(tokenSecret(token))))
-    return { refused: "it only registers devices; an API token is made with `gateway tokens create --role publish` (or admin, or viewer)", role: "registration" };
+    return { refused: registrationTokenRefused(["publish", "admin", "viewer"]), role: "registration" };
   return { refused: "unknown token" };
 }
 

@@ -17,7 +17,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
   DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
-import { checkToken } from "../admin/auth.ts";
+import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
 import { InvalidFleetQueryError } from "../fleet/query.ts";
 import { limit } from "../routes/_validate.ts";
 import type { GatewayEnv } from "../env.ts";
@@ -137,7 +137,14 @@ export function dashboard(app: Hono<any>) {
     const check = token ? await checkToken(c.var.gw, token) : { refused: "no token given" };
     const caller = "caller" in check ? check.caller : undefined;
     if (!caller || (caller.role !== "admin" && caller.role !== "viewer")) {
-      const why = caller ? `it is a ${caller.role} token` : "refused" in check ? check.refused : "";
+      // A registration token is told which tokens sign in (admin, viewer), not the /admin API's list.
+      const why = caller
+        ? `it is a ${caller.role} token`
+        : "refused" in check
+          ? check.role === "registration"
+            ? registrationTokenRefused(["admin", "viewer"])
+            : check.refused
+          : "";
       return render(c, "Sign in", <LoginPage error={`That token cannot sign in: ${why}; it needs an unrevoked, unexpired admin or viewer token.`} />, 401);
     }
     const { value } = await sealSession(c.var.gw, token, caller.role);
