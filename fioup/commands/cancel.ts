@@ -9,6 +9,9 @@ import { takeUpdateLock } from "../update/update-lock.ts";
 
 export default defineCommand({
   summary: "Cancel the pending update if its apps have not been started (restores the previous apps)",
+  description:
+    "Fetched blobs stay in the store. A cancel cut short (a power cut) leaves the update 'cancelling': running this again\n" +
+    "(or 'fioup update', or the daemon's next cycle) finishes it, restoring the previous apps.",
   flags: { ...sotaDirFlag, ...formatFlag },
   async run({ flags, out }) {
     const s = openSession({ ...flags, requireRegistration: true });

@@ -1,11 +1,15 @@
 /**
  * The init step: resolve the target's apps to the list of blobs and bytes the
- * device lacks, and save that plan with the update.
+ * device lacks, and save that plan with the update. It is the first step after the
+ * update is chosen (`fioup update`, `fioup fetch`, the daemon's resume), so it is also where a
+ * cancel cut short (the update left `cancelling`) is finished first: that ends the update, and
+ * the steps after it have nothing to do (./step.ts).
  *
  * @module
  */
 import { currentUpdate, wantedApps } from "./context.ts";
 import { eventFor } from "./_events.ts";
+import { finishCancel } from "./cancel.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { resolveApps, type ResolvedApps } from "../../lib/device/resolve.ts";
 import { newPlan } from "./plan.ts";
@@ -24,6 +28,10 @@ export const initStep: Step = {
   async run(ctx) {
     let u = currentUpdate(ctx);
     if (reached(u.state, "initialized")) return;
+    if (u.state === "cancelling") {
+      await finishCancel(ctx, u);
+      return;
+    }
     if (u.state !== "created" && u.state !== "initializing") throw new InvalidStateError("initialize", u.state);
     if (u.state === "created") ctx.db.setState(u.id, "initializing", { events: [eventFor(u, "UpdateInitStarted")] });
     const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);

@@ -25,11 +25,19 @@ export function reached(state: UpdateState, goal: (typeof UPDATE_STATES)[number]
   return i >= 0 && i >= UPDATE_STATES.indexOf(goal);
 }
 
+/** True when the update is over: completed, failed or canceled. Nothing resumes it. */
+export function ended(state: UpdateState): boolean {
+  return state === "completed" || state === "failed" || state === "canceled";
+}
+
 /**
  * The command that takes an unfinished update in `state` one step on, for messages: someone who
  * ran `fioup start` on a fetched update learns to run `fioup install`, not only that it is fetched.
+ * A cancel cut short (`cancelling`) is finished by `fioup cancel` (or by `fioup update`, before
+ * anything else: ./init-step.ts).
  */
 export function nextCommand(state: UpdateState): string | undefined {
+  if (state === "cancelling") return "fioup cancel";
   if (!UPDATE_STATES.includes(state as (typeof UPDATE_STATES)[number]) || state === "completed") return undefined;
   if (!reached(state, "fetched")) return "fioup fetch";
   if (!reached(state, "installed")) return "fioup install";
@@ -38,7 +46,7 @@ export function nextCommand(state: UpdateState): string | undefined {
 
 /**
  * Whether `fioup cancel` can still drop an update in `state`: only while its new apps have not
- * been started. From `starting` on, the old apps may already be gone and the new ones have run
+ * been started (`cancelling`, a cancel cut short, too: the cancel finishes it). From `starting` on, the old apps may already be gone and the new ones have run
  * (volumes migrated, ...); the way back is then an update to the older version. Every message
  * that offers a cancel, and the cancel itself, asks this.
  */
@@ -51,8 +59,9 @@ export class InvalidStateError extends Error {
   /** `what`: the update the action met, when it is not the one the user asked for (default "the update"). */
   constructor(action: string, state: UpdateState | "none", what = "the update") {
     const next = state === "none" ? undefined : nextCommand(state);
-    const cancel = next && cancellable(state as UpdateState) ? " or 'fioup cancel' to drop it" : "";
-    super(`Cannot ${action}: ${what} is ${state === "none" ? "not started" : state}${next ? `; run '${next}' next${cancel} ('fioup update' runs every remaining step)` : ""}`);
+    const cancel = next && state !== "cancelling" && cancellable(state as UpdateState) ? " or 'fioup cancel' to drop it" : "";
+    const then = state === "cancelling" ? " to finish canceling it ('fioup update' finishes it too)" : `${cancel} ('fioup update' runs every remaining step)`;
+    super(`Cannot ${action}: ${what} is ${state === "none" ? "not started" : state}${next ? `; run '${next}' next${then}` : ""}`);
   }
 }
 
@@ -73,7 +82,7 @@ export class InterruptedError extends Error {
  * saved at a state the next run resumes from, or already over.
  */
 export function stoppedAt(u: { toTarget: string; version: string; state: UpdateState }): { text: string; resumable: boolean } {
-  const over = u.state === "completed" || u.state === "failed" || u.state === "canceled";
+  const over = ended(u.state);
   return { text: `the update to ${u.toTarget} (version ${u.version}) ${over ? `ended ${u.state}` : `is saved (${u.state})`}`, resumable: !over };
 }
 
@@ -84,5 +93,6 @@ export function stoppedAt(u: { toTarget: string; version: string; state: UpdateS
 export function interruptedMessage(u: { toTarget: string; version: string; state: UpdateState }, action: string): string {
   const at = stoppedAt(u);
   if (!at.resumable) return `Interrupted: ${at.text}`;
+  if (u.state === "cancelling") return `Interrupted: ${at.text}; 'fioup cancel' finishes the cancel ('fioup ${action}' too)`;
   return `Interrupted: ${at.text}; 'fioup ${action}' resumes it${cancellable(u.state) ? ", 'fioup cancel' drops it" : ""}`;
 }

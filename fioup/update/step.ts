@@ -6,10 +6,9 @@
  * @module
  */
 import { currentUpdate, type UpdateContext } from "./context.ts";
-import type { StepName } from "./states.ts";
+import { ended, type StepName } from "./states.ts";
 
 export type { StepName };
-
 
 export interface Step {
   /** Its one name: in progress lines, and in the database's update_steps ("fetch"). */
@@ -17,11 +16,19 @@ export interface Step {
   run(ctx: UpdateContext): Promise<void>;
 }
 
-/** Runs the steps in order, telling the hooks as each begins. */
+/**
+ * Runs the steps in order, telling the hooks as each begins. An update a step ended without
+ * failing ends the run: the init step finishing a cancel cut short leaves it canceled, and
+ * no later step has anything to do with it.
+ */
 export async function runSteps(steps: readonly Step[], ctx: UpdateContext): Promise<void> {
   for (const step of steps) {
     ctx.signal?.throwIfAborted();
-    if (ctx.updateId) ctx.hooks.onStep?.(step.name, currentUpdate(ctx));
+    if (ctx.updateId) {
+      const u = currentUpdate(ctx);
+      if (ended(u.state)) return;
+      ctx.hooks.onStep?.(step.name, u);
+    }
     await step.run(ctx);
   }
 }
