@@ -130,9 +130,10 @@ export class TufKeyStore {
             ? `the key file is there but cannot be read (${unreadable.message}); restore it from a backup`
             : trustedIds.length > 1
               ? `none of the ${trustedIds.length} ${role} keys root.json trusts is there (offline?)`
-              : "the key file is absent (offline?)";
-    // Several trusted keys (e.g. root 2 of 3 after the ceremony) have no one file name: the folder is named.
-    const where = found.length === 0 && !own && !unreadable && trustedIds.length > 1 ? this.dir : path;
+              : `the ${role} key root.json trusts (${trustedIds[0]}) is in none of its files (offline?)`;
+    // A trusted key is found by its id in any file of the folder, whatever its name (docs/keys.md): with none
+    // there, no one file is missing, so the folder is named (also for several keys, e.g. root 2 of 3).
+    const where = found.length === 0 && !own && !unreadable ? this.dir : path;
     throw new SigningKeyUnavailableError(role, where, why, unreadable ? { cause: unreadable } : undefined);
   }
 
