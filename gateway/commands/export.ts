@@ -8,6 +8,7 @@ import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
 import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
+import { publicUrlOf } from "../publish/public-url.ts";
 import { EXIT_CODES } from "../exit-codes.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
@@ -64,8 +65,11 @@ export default defineCommand({
     const client = await adminClient(flags);
     const token = flags.token ?? process.env.GATEWAY_TOKEN ?? (flags.data ? await readAdminToken(flags.data) : undefined);
     if (!token) throw new UsageError("say which gateway: --data DIR, or --server URL with --token TOKEN");
+    // The host the targets name the gateway's registry by: its public URL, which --data's local address may not be.
+    const publicUrl = publicUrlOf(await client.whoami().catch(() => undefined));
     const r = await exportBundle({
       server: client.server,
+      ...(publicUrl ? { publicUrl: publicUrl.origin } : {}),
       token,
       ...(client.ca ? { ca: client.ca } : {}),
       version: flags.target,

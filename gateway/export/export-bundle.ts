@@ -50,6 +50,11 @@ export class NoSuchTargetError extends ExportError {
 export interface ExportOptions {
   /** Gateway URL, an admin or publish token of it and the CA its TLS certificate chains to. */
   server: string;
+  /**
+   * The gateway's public URL (its whoami says it): targets name its registry by this URL's host,
+   * which is read through `server` (a replica's own address, the local one --data finds). Default `server`.
+   */
+  publicUrl?: string;
   token: string;
   ca?: string;
   /** Target version to bundle, and the hardware id it is for. */
@@ -200,15 +205,19 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const target = pick(o.version);
     const from = o.from !== undefined ? pick(o.from) : undefined;
 
-    const gatewayHost = new URL(o.server).host;
-    const registry = registryClients(
+    const serverHost = new URL(o.server).host;
+    // The gateway's registry as the targets name it (by its public host: gateway/publish/public-url.ts), reached through --server.
+    const publicUrl = new URL(o.publicUrl ?? o.server);
+    const gatewayHost = publicUrl.host;
+    const clients = registryClients(
       (host) =>
-        host === gatewayHost
+        host === serverHost
           ? { auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) }
           : // An external registry whose token realm is the gateway: the token goes there, over the gateway's CA.
-            { scheme: insecure.has(host) ? "http" : "https", realm: { origin: new URL(o.server).origin, auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) } },
+            { scheme: insecure.has(host) ? "http" : "https", realm: { origin: publicUrl.origin, auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) } },
       { userAgent: "gateway-export" },
     );
+    const registry = (host: string) => clients(host === gatewayHost ? serverHost : host);
     // Resolution fetches the manifests and compose bundles it walks into the bundle's store;
     // what the bundle must not hold is pruned before index.json is written.
     const store = new DeviceBlobStore(o.out);

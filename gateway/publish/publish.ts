@@ -35,6 +35,7 @@ import { discover, type AppDir } from "./discover.ts";
 import { checkHead, gitInfo } from "./git.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
 import { plainHttpHint } from "./plain-http-hint.ts";
+import { publicUrlOf } from "./public-url.ts";
 import { ImageResolveError, planService, topLevelBuild, type ServicePlan } from "./plan.ts";
 import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
 import { checkVersionFree, makeTargets, nextVersion } from "./targets.ts";
@@ -146,15 +147,6 @@ export function isServerHost(registryHost: string, server: URL): boolean {
   const host = (u: URL) => `${u.hostname.replace(/\.$/, "")}:${u.port}`; // port "" when it is the scheme's default
   const registry = URL.parse(`${server.protocol}//${registryHost}`);
   return isRegistryHost(registryHost) && registry !== null && host(registry) === host(server);
-}
-
-/**
- * The gateway's public URL as its whoami answer says it (`publicUrl`: serve's --public-url, the
- * URL devices register with), if it says one that parses; a gateway before it says none.
- */
-export function publicUrlOf(who: object | undefined): URL | undefined {
-  const said = (who as { publicUrl?: unknown } | undefined)?.publicUrl;
-  return typeof said === "string" ? (URL.parse(said) ?? undefined) : undefined;
 }
 
 /** Where publish pushes and what the targets it makes name: {@link gatewayRegistry}. */
