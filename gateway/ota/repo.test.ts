@@ -168,6 +168,17 @@ describe("TufRepo", () => {
     await repo.addTargets({ "rpi-1": entry(1) });
   });
 
+  test("with the targets key moved out, a new view is refused: no copy of the key is kept in memory from an earlier view", async () => {
+    const repo = await open();
+    await repo.addTargets({ "rpi-1": entry(1), "rpi-2": entry(2) });
+    const view = (key: string, hide: string) => () => ({ key, hideVersions: [hide], annotate: {} });
+    expect(await repo.metadata("targets.json", view("r1:a", "2"))).toBeInstanceOf(Uint8Array); // signed with the key in the folder
+    await rename(join(keysDir, "targets.json"), join(dir, "targets-offline.json"));
+    await expect(Promise.resolve(repo.metadata("targets.json", view("r1:b", "1")))).rejects.toThrow(SigningKeyUnavailableError);
+    await rename(join(dir, "targets-offline.json"), join(keysDir, "targets.json"));
+    expect(await repo.metadata("targets.json", view("r1:b", "1"))).toBeInstanceOf(Uint8Array);
+  });
+
   test("a damaged key file is said to be damaged, not offline", async () => {
     const repo = await open();
     await rename(join(keysDir, "targets.json"), join(dir, "targets-good.json"));

@@ -746,6 +746,10 @@ export class TufRepo {
     await this.#adopt(root);
     const r = root.roles[role];
     const keys = this.#keys.signingKeys(role, r?.keyIDs ?? [], r?.threshold ?? 1);
+    // The targets key may be moved out of the keys dir (docs/keys.md, "Targets signed offline"): looked
+    // for each time, so no view is signed with a copy kept in memory after it went (a targets' is
+    // signed once per view key and targets version, so this costs a read of the dir then).
+    if (role === "targets") return keys;
     this.#viewKeys.set(role, { rootVersion: rec.version, keys });
     keys.catch(() => this.#viewKeys.get(role)?.keys === keys && this.#viewKeys.delete(role)); // offline now: look again next time
     return keys;
