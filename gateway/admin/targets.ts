@@ -20,7 +20,7 @@ import { Hono } from "hono";
 import { TargetsList } from "../../lib/api/admin.ts";
 import { TargetEntry } from "../../lib/api/index.ts";
 import { CanonicalJsonError, canonicalJson } from "../../lib/tuf/canonical-json.ts";
-import type { GatewayEnv } from "../env.ts";
+import type { Gateway, GatewayEnv } from "../env.ts";
 import { TargetsVersionConflictError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 
@@ -59,12 +59,32 @@ export const TargetsBody = Type.Object({
 });
 export { TargetsList };
 
+/** Target names devices report running that targets.json does not hold: signed by a gateway since lost (a restore from an older backup). */
+async function runningElsewhere(gw: Gateway, targets: Record<string, TargetEntry>): Promise<string[]> {
+  return (await gw.store.runningTargets()).filter((n) => !Object.hasOwn(targets, n)).sort();
+}
+
 export const adminTargets = new Hono<GatewayEnv>()
-  .get("/targets", async (c) => c.json(await c.var.gw.tuf.targets()))
+  .get("/targets", async (c) => {
+    const list = await c.var.gw.tuf.targets();
+    const running = await runningElsewhere(c.var.gw, list.targets);
+    return c.json(running.length ? { ...list, running } : list);
+  })
   .post("/targets", limit(8 * 1024 * 1024), jsonBody(TargetsBody), async (c) => {
     const { targets, expectedVersion } = c.req.valid("json");
     for (const name of Object.keys(targets))
       if (!new RegExp(TARGET_NAME).test(name)) return c.json({ error: `Invalid target name "${name}"` }, 400);
+    // A name devices run, signed by a gateway since lost: other content under it would never reach them.
+    const taken = (await runningElsewhere(c.var.gw, (await c.var.gw.tuf.targets()).targets)).filter((n) => Object.hasOwn(targets, n));
+    if (taken.length)
+      return c.json(
+        {
+          error:
+            `Target "${taken[0]}" is the name of the target devices of this gateway report running, which it does not hold (signed by a gateway since lost: ` +
+            `a restore from an older backup?): other content under that name would never reach them; publish a higher version`,
+        },
+        409,
+      );
     for (const [name, entry] of Object.entries(targets)) {
       const problem = schemaProblem(NewTargetCustom, entry.custom);
       if (problem) return c.json({ error: `Invalid target "${name}": custom.${problem.field}: ${problem.message}` }, 400);

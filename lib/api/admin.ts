@@ -168,7 +168,17 @@ export const WhoAmI = Type.Object({ role: Type.Union([Type.Literal("publish"), T
 export type WhoAmI = Static<typeof WhoAmI>;
 
 /** GET /admin/targets: the signed targets.json content. */
-export const TargetsList = Type.Object({ targets: Type.Record(Type.String(), TargetEntry), version: Type.Integer() });
+export const TargetsList = Type.Object({
+  targets: Type.Record(Type.String(), TargetEntry),
+  version: Type.Integer(),
+  /**
+   * GET only: target names this gateway's devices report running that targets.json does not hold
+   * (published on a gateway since lost: a restore from an older backup). A publish numbers its
+   * version above them (publish/targets.ts nextVersion). Absent when there are none, and from
+   * gateways before it.
+   */
+  running: Type.Optional(Type.Array(Type.String())),
+});
 export type TargetsList = Static<typeof TargetsList>;
 
 /** POST /admin/keys/root answer: the root version now served and the roles re-signed with it. */

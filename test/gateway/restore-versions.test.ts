@@ -111,8 +111,13 @@ test("a backup older than the last publish, restored at the same address: the de
     10_000,
     100,
   );
-  const { targets } = (await (await gw2.adminFetch("/admin/targets")).json()) as { targets: Record<string, TargetEntry> };
-  const next = nextVersion(targets, running);
+  const list = (await (await gw2.adminFetch("/admin/targets")).json()) as { targets: Record<string, TargetEntry>; running?: string[] };
+  expect(list.running).toEqual(["amd64-linux-3"]);
+  expect(running).toContain("amd64-linux-3");
+  // The lost name is refused, however it is posted.
+  const refused = await gw2.adminFetch("/admin/targets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets: { "amd64-linux-3": target(3, "e") } }) });
+  expect(refused.status).toBe(409);
+  const next = nextVersion(list.targets, list.running);
   expect(next).toBe(4);
   await publish(gw2, next, "d");
   expect((await device.cycle()).installed?.name).toBe("amd64-linux-4");
