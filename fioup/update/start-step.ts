@@ -20,6 +20,20 @@ export class StartFailedError extends Error {
   }
 }
 
+/**
+ * `p`, or its rejection with the signal's reason as soon as `signal` aborts. The runtime's wait
+ * takes no signal: it polls on to its own end in the background, which the exiting command cuts.
+ */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 /** How long each app may take to come up. */
 export const START_TIMEOUT_MS = 120_000;
 
@@ -46,7 +60,10 @@ export const startStep: Step = {
       if (start.length) {
         ctx.hooks.onInfo?.(`Starting ${start.join(", ")}: waiting until ${start.length > 1 ? "each runs" : "it runs"} (healthy, where there is a healthcheck; at most ${START_TIMEOUT_MS / 1000} s)`);
       }
-      const results = start.length ? await ctx.runtime.startApps(start, { timeoutMs: START_TIMEOUT_MS }) : [];
+      // Ctrl-C or SIGTERM ends the wait at once (not when the apps turn healthy, up to the timeout,
+      // as long as systemd waits for the daemon to stop): the update stays `starting`, and the next
+      // run starts the same apps again and waits anew.
+      const results = start.length ? await untilAborted(ctx.runtime.startApps(start, { timeoutMs: START_TIMEOUT_MS }), ctx.signal) : [];
       const bad = results.filter((r) => !r.ok);
       if (bad.length) why = bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ");
     } catch (e) {

@@ -1,0 +1,82 @@
+/**
+ * SIGTERM to `fioup daemon` while the start step waits for a new app's healthcheck (which
+ * passes only 30 s after the container starts): the daemon stops within seconds, not when the
+ * wait ends (up to 120 s, as long as systemd's TimeoutStopSec), and the update stays saved at
+ * `starting`; the next run resumes it and completes.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { waitFor } from "../harness/tmp.ts";
+import {
+  asTestGateway, collectCli, deviceOnV1, Device, freePort, httpGet, httpdImage, pushImage, startDockerRegistry, startDockerd,
+  type DockerRegistryHandle, type DockerdHandle, type Publisher,
+} from "./_setup.ts";
+
+const APP = `sigstart${process.pid}`;
+const REPO = `sigstart/web${process.pid}`;
+let dockerd: DockerdHandle;
+let upstream: DockerRegistryHandle;
+let gwh: GatewayHandle;
+let device: Device;
+let pub: Publisher;
+let port: number;
+
+/** httpd that turns healthy only `after` seconds after it starts. */
+const slowHealthCompose = (image: string, after: number) => `services:
+  web:
+    image: ${image}
+    command: ["sh", "-c", "(sleep ${after}; touch /tmp/ok) & exec httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+    ports:
+      - "127.0.0.1:${port}:80"
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 1s
+      timeout: 1s
+      retries: 1000
+`;
+
+beforeAll(async () => {
+  [dockerd, upstream, gwh] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
+  port = await freePort();
+  device = await Device.create(dockerd);
+  ({ pub } = await deviceOnV1({ gw: asTestGateway(gwh), upstream, device, app: APP, repo: REPO, port, body: "sig v1" }));
+}, 180_000);
+
+afterAll(async () => {
+  await device?.cleanup([APP]).catch(() => {});
+  await Promise.all([gwh?.stop(), upstream?.stop()]);
+  await dockerd?.stop();
+});
+
+describe("fioup daemon stopped by SIGTERM during the start step's wait", () => {
+  test("exits within seconds, the update saved at starting; the next run completes it", async () => {
+    const ref = await pushImage(upstream, REPO, "v2", httpdImage("sig v2"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: slowHealthCompose(ref, 30) });
+    await pub.publish(2);
+
+    const proc = device.spawn(["daemon", "--cycles", "1"]);
+    const running = collectCli(proc, "fioup daemon");
+    await waitFor({
+      service: "fioup daemon",
+      what: "the start step's wait",
+      ready: () => device.updateState()?.state === "starting",
+      alive: () => proc.exitCode === null,
+      timeoutMs: 90_000,
+    });
+    await Bun.sleep(2000); // well into the wait (compose up has returned; the healthcheck says starting)
+    const t0 = Date.now();
+    proc.kill("SIGTERM");
+    const r = await running;
+    const took = Date.now() - t0;
+    expect(r.code, r.stderr).toBe(0);
+    expect(took, r.stderr).toBeLessThan(5000);
+    expect(r.stderr).toContain("interrupted: the update to amd64-linux-2 (version 2) is saved (starting); the next start resumes it");
+    expect(device.updateState()?.state).toBe("starting");
+
+    const u = await device.fioup("update");
+    expect(u.code, u.stderr).toBe(0);
+    expect(u.json.state).toBe("completed");
+    expect(await httpGet(port)).toBe("sig v2");
+  }, 240_000);
+});
