@@ -41,6 +41,7 @@ import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { StoreUnavailableError } from "./store/types.ts";
 import { Rollouts } from "./rollouts/service.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 
 /** How often every replica looks for online keys rotated on another (TufRepo.adoptKeys). */
@@ -118,6 +119,18 @@ export class EmptyDatabaseError extends Error {
   }
 }
 
+/** A data dir served with SQLite whose database file is gone: started, it would make a new, empty fleet beside the CA and keys. */
+export class MissingDatabaseError extends Error {
+  override name = "MissingDatabaseError";
+  constructor(dir: string, file: string) {
+    super(
+      `Cannot serve ${dir}: it was served with the SQLite database ${file}, which is not there; a new one would hold no device, ` +
+        "token or target, and every device would be refused: put the file back, restore the data dir from a backup (gateway restore), " +
+        "or give the --db it was served with (nothing was written)",
+    );
+  }
+}
+
 /** The gateway_meta key that binds a database to one data dir's CA (and its TUF keys). */
 const CA_FINGERPRINT = "ca_fingerprint";
 
@@ -170,7 +183,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     const servedWith = await servedDatabaseKind(opts.dataDir); // before openDataDir makes a first start's CA
     data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
     if (!opts.db && servedWith === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
-    store = external ?? (await openStore(opts.db ?? data.dbPath, { log }));
+    // A served data dir's SQLite file gone (deleted, a copy without it, a mistyped --db) is not a first start.
+    const sqliteFile = external ? undefined : (opts.db ?? data.dbPath);
+    if (sqliteFile && sqliteFile !== ":memory:" && servedWith === "sqlite" && !existsSync(sqliteFile)) throw new MissingDatabaseError(opts.dataDir, sqliteFile);
+    store = external ?? (await openStore(sqliteFile!, { log }));
   } catch (e) {
     await external?.close();
     dirLock.release();

@@ -286,3 +286,16 @@ test("a registry outside the data dir (--registry-dir, as replicas share) is bac
   expect(res.status).toBe(200);
   expect(new Uint8Array(await res.arrayBuffer())).toEqual(blob);
 }, 120_000);
+
+test("a served SQLite data dir whose gateway.db is gone is refused, not started as a new, empty fleet", async () => {
+  if (process.env.OTA_TEST_DB === "postgres") return; // a SQLite data dir's file: nothing to lose on PostgreSQL here
+  const gw = await startGateway();
+  await gw.stop();
+  for (const f of ["gateway.db", "gateway.db-wal", "gateway.db-shm"]) rmSync(join(gw.dataDir, f), { force: true });
+  const r = await run(["serve", "--data", gw.dataDir, "--listen", "127.0.0.1:0"]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`it was served with the SQLite database ${join(gw.dataDir, "gateway.db")}, which is not there`);
+  expect(r.stderr).toContain("restore the data dir from a backup (gateway restore)");
+  expect(existsSync(join(gw.dataDir, "gateway.db"))).toBe(false); // nothing written
+  removeTempDir(join(gw.dataDir, ".."));
+}, 60_000);
