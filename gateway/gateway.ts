@@ -181,7 +181,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   }
   try {
     const servedWith = await servedDatabaseKind(opts.dataDir); // before openDataDir makes a first start's CA
-    data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts });
+    data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts, ...(opts.registryDir ? { registryDir: opts.registryDir } : {}) });
     if (!opts.db && servedWith === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
     // A served data dir's SQLite file gone (deleted, a copy without it, a mistyped --db) is not a first start.
     const sqliteFile = external ? undefined : (opts.db ?? data.dbPath);

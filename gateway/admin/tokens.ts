@@ -15,7 +15,7 @@ import { parseDuration } from "./duration.ts";
 const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d", viewer: "365d" } as const;
 
 export const adminTokens = new Hono<GatewayEnv>()
-  .get("/whoami", (c) => c.json({ role: c.var.caller!.role } satisfies WhoAmI))
+  .get("/whoami", (c) => c.json({ role: c.var.caller!.role, publicUrl: c.var.gw.publicUrl } satisfies WhoAmI))
   .post("/tokens", limit(16 * 1024), jsonBody(TokenRequest), async (c) => {
     const req = c.req.valid("json");
     const { store, ca, apiTokens } = c.var.gw;

@@ -44,7 +44,8 @@ export class UnreachableContentError extends Error {
   constructor(what: string, why: string) {
     super(
       `Cannot tell what the targets need: ${what}: ${why}. Nothing was removed; ` +
-        "fix or remove the target (gateway targets remove NAME), or run gc without --untargeted",
+        "check that gc looks at the registry the gateway serves (gateway serve's --registry-dir, given to gc as --registry-dir), " +
+        "then fix or remove the target (gateway targets remove NAME), or run gc without --untargeted",
     );
   }
 }

@@ -163,8 +163,15 @@ export type TokenList = Static<typeof TokenList>;
 export const TokenRevoked = Type.Object({ id: Type.String(), revokedAt: Type.String() });
 export type TokenRevoked = Static<typeof TokenRevoked>;
 
-/** GET /admin/whoami: the role of the API token that asks (any API token may ask: a client checks it can do its job before starting it). */
-export const WhoAmI = Type.Object({ role: Type.Union([Type.Literal("publish"), Type.Literal("admin"), Type.Literal("viewer")]) });
+/**
+ * GET /admin/whoami: the role of the API token that asks (any API token may ask: a client checks it can do its job before starting it),
+ * and the gateway's public URL (serve's --public-url: the URL devices use), which publish names the gateway's registry by whatever
+ * address it reached the gateway at (optional: gateways before it do not say it).
+ */
+export const WhoAmI = Type.Object({
+  role: Type.Union([Type.Literal("publish"), Type.Literal("admin"), Type.Literal("viewer")]),
+  publicUrl: Type.Optional(Type.String()),
+});
 export type WhoAmI = Static<typeof WhoAmI>;
 
 /** GET /admin/targets: the signed targets.json content. */
