@@ -19,7 +19,7 @@ import { HardwareId, type TargetEntry } from "../../lib/api/target.ts";
 import { firstValueProblem } from "../../lib/api/schema-problem.ts";
 import { appManifest } from "../../lib/compose/app-manifest.ts";
 import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } from "../../lib/compose/app-format.ts";
-import { createBundle, listBundleFiles } from "../../lib/compose/bundle.ts";
+import { createBundle } from "../../lib/compose/bundle.ts";
 import { parseCompose, type ComposeFile } from "../../lib/compose/compose-file.ts";
 import { parseDotEnv } from "../../lib/compose/interpolate.ts";
 import { pinCompose } from "../../lib/compose/pin.ts";
@@ -31,7 +31,7 @@ import { registryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import { dockerCredentials } from "./credentials.ts";
-import { discover, type AppDir } from "./discover.ts";
+import { discover, gitIgnoredNote, type AppDir } from "./discover.ts";
 import { checkHead, gitInfo } from "./git.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
 import { plainHttpHint } from "./plain-http-hint.ts";
@@ -262,6 +262,10 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const imageTag = git.dirty ? `${git.shortSha}-dirty` : git.shortSha;
   if (git.dirty) log(`warning: ${containersDir} has uncommitted changes: images and apps are tagged ${imageTag} and rebuilt`);
   const { apps, builds } = await discover(containersDir);
+  for (const app of apps) {
+    const note = gitIgnoredNote(app);
+    if (note) log(note);
+  }
 
   const composes = new Map<string, ComposeFile>();
   for (const app of apps) composes.set(app.name, await readAppCompose(app, env));
@@ -282,7 +286,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const before = await admin.targets().catch((err: unknown) => {
     throw firstCallHint(err, serverUrl);
   });
-  if (opts.version !== undefined) checkVersionFree(hwids, opts.version, before.targets);
+  if (opts.version !== undefined) checkVersionFree(hwids, opts.version, before.targets, before.running);
   const who = await admin.whoami().catch(() => undefined); // an older gateway has no whoami: its registry refuses a viewer's push
   // A viewer token reads the targets too: refused here, not after every image is built.
   if (who?.role === "viewer")
@@ -408,7 +412,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
         Object.assign(layerSizes[app.name]!, img.uncompressedSizes);
         for (const d of img.layers) if (!(d in img.uncompressedSizes)) missingSizes.push([app.name, d]);
       }
-      const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`) });
+      const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`), exclude: app.gitIgnored });
       const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };
       const manifest = appManifest({ digest: bundle.digest, size: bundle.size }, index);
       const repo = `${factory}/${app.name}`;
@@ -442,7 +446,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const current = await admin.targets();
       const known = knownLayerSizes(current.targets);
       for (const [app, d] of missingSizes) if (known.has(d)) layerSizes[app]![d] = known.get(d)!;
-      version = opts.version ?? nextVersion(current.targets);
+      version = opts.version ?? nextVersion(current.targets, current.running);
       targets = makeTargets(
         {
           hwids,
@@ -551,18 +555,17 @@ function knownLayerSizes(targets: Record<string, TargetEntry>): Map<string, numb
 
 /**
  * Reads and interpolates an app's compose file: variables from the
- * publishing environment, then the app's `.env`; `.composeappignores` parses
- * and spares the compose file.
+ * publishing environment, then the app's `.env` unless git ignores it (the
+ * commit does not hold it; discover.ts listed the app's bundle, so
+ * `.composeappignores` already parsed and spared the compose file).
  */
 async function readAppCompose(app: AppDir, env: Record<string, string | undefined>): Promise<ComposeFile> {
   const rel = join(app.name, app.composeFileName);
-  const dotEnvText = await readFile(join(app.dir, ".env"), "utf8").catch((err: NodeJS.ErrnoException) => {
+  const dotEnvText = app.gitIgnored.includes(".env") ? undefined : await readFile(join(app.dir, ".env"), "utf8").catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT") return undefined;
     throw new PublishError(`Cannot read ${join(app.name, ".env")}: ${err.message}`);
   });
   const dotEnv = dotEnvText === undefined ? {} : parseDotEnv(dotEnvText, join(app.name, ".env"), env);
   const variables = (n: string) => env[n] ?? (Object.hasOwn(dotEnv, n) ? dotEnv[n] : undefined);
-  const compose = parseCompose(await readFile(join(app.dir, app.composeFileName)), rel, { variables });
-  await listBundleFiles(app.dir, app.composeFileName);
-  return compose;
+  return parseCompose(await readFile(join(app.dir, app.composeFileName)), rel, { variables });
 }
