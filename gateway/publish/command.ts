@@ -47,7 +47,7 @@ export default defineCommand({
   flags: {
     containers: { type: "string", description: "The containers repo checkout (a git work tree)", placeholder: "DIR" },
     ref: { type: "string", description: "The git ref being published, e.g. refs/heads/master (HEAD must be its commit)", placeholder: "REF" },
-    commit: { type: "string", description: "The commit being published, when the checkout has no --ref to compare HEAD with", placeholder: "SHA" },
+    commit: { type: "string", description: "The commit being published: says which commit HEAD is where the checkout has no --ref (a detached CI checkout); where it has the ref, both must agree", placeholder: "SHA" },
     server: { type: "string", description: "The gateway URL, e.g. https://gateway.example:8443 (any replica: targets name the gateway's registry by its public URL, the one devices use)", placeholder: "URL" },
     token: { type: "string", description: "A publish (or admin) token (or env GATEWAY_TOKEN)", placeholder: "TOKEN" },
     factory: { type: "string", description: "Factory name, the first path part of every repository (default: the one the gateway CA names, else main)", placeholder: "NAME" },
