@@ -9,6 +9,10 @@
  * @module
  */
 import { Database } from "bun:sqlite";
+import { statfsSync } from "node:fs";
+import { dirname } from "node:path";
+import { sizeText } from "../lib/cli/bytes.ts";
+import { isNoSpace } from "../lib/fs/why.ts";
 import { faultPoint } from "./fault.ts";
 import { droppedEventsNote, EVENTS_DROPPED, type DroppedEvents } from "./events/event.ts";
 import type { DeviceEvent, Target } from "../lib/api/index.ts";
@@ -53,16 +57,89 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
  */
 export class DeviceDbError extends Error {
   override name = "DeviceDbError";
-  constructor(path: string, cause: unknown) {
-    const why = String((cause as Error)?.message ?? cause);
-    const corrupt = /not a database|malformed|corrupt/i.test(why);
+  constructor(path: string, cause: unknown, why?: string) {
+    const said = String((cause as Error)?.message ?? cause);
+    const corrupt = /not a database|malformed|corrupt/i.test(said);
     super(
-      `Cannot open the device database ${path}: ${why}` +
-        (corrupt
+      `Cannot open the device database ${path}: ${why ?? said}` +
+        (corrupt && why === undefined
           ? `. It is damaged; move it aside (mv ${path} ${path}.damaged) and fioup starts a new one: the device keeps its registration and running apps, and forgets which target it runs, its update history, queued events and bad targets`
           : ""),
       { cause },
     );
+  }
+}
+
+/**
+ * The file system holding fioup.db is full: SQLite cannot write, nor (in WAL mode) make or grow
+ * the `-shm` and `-wal` files beside it, which it says as a bare "disk I/O error". Freeing space
+ * there is the fix; `fioup status` still reads (DeviceDb's read-only open).
+ */
+export class DeviceDbFullError extends DeviceDbError {
+  override name = "DeviceDbFullError";
+  constructor(
+    path: string,
+    cause: unknown,
+    /** The folder holding fioup.db, whose file system is full. */
+    readonly dir: string,
+    free: number,
+  ) {
+    super(
+      path,
+      cause,
+      `the file system holding ${dir} is full (${sizeText(free)} left; SQLite said: ${String((cause as Error)?.message ?? cause)}): fioup.db needs room beside it for its -wal and -shm files. Free space on it (df ${dir}), then run the command again`,
+    );
+  }
+}
+
+/** Less room than this left where fioup.db lives reads as a full file system: WAL's index alone takes 32 KiB. */
+const ROOM_FOR_WAL = 64 << 10;
+
+/**
+ * The DeviceDbError for `cause`: a DeviceDbFullError when SQLite found the disk full, or failed
+ * on I/O (growing the -shm) where the file system has no room left.
+ */
+function openError(path: string, cause: unknown): DeviceDbError {
+  const code = (cause as { code?: unknown })?.code;
+  if (isNoSpace(cause) || (typeof code === "string" && code.startsWith("SQLITE_IOERR"))) {
+    const dir = dirname(path);
+    try {
+      const fs = statfsSync(dir);
+      // root (fioup under systemd) also writes into the blocks reserved for it.
+      const free = (process.getuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize;
+      if (isNoSpace(cause) || free < ROOM_FOR_WAL) return new DeviceDbFullError(path, cause, dir, free);
+    } catch {
+      if (isNoSpace(cause)) return new DeviceDbFullError(path, cause, dir, 0);
+    }
+  }
+  return new DeviceDbError(path, cause);
+}
+
+/**
+ * Opens fioup.db only to read it. Where its file system is full, WAL's shared-memory index
+ * (`-shm`) cannot be made or grown, so the database is then read with exclusive locking, where
+ * SQLite keeps that index in memory, and `query_only` (nothing is written; the lock lasts as long
+ * as the command, a status).
+ */
+function openForReading(path: string): Database {
+  let db: Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, strict: true });
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.query("SELECT 1 FROM updates LIMIT 1").get(); // the first read maps the -shm: where a full disk shows
+    return db;
+  } catch (cause) {
+    db?.close();
+    if (!(openError(path, cause) instanceof DeviceDbFullError)) throw cause;
+    const full = new Database(path, { strict: true });
+    try {
+      full.exec("PRAGMA busy_timeout = 5000; PRAGMA locking_mode = EXCLUSIVE; PRAGMA query_only = 1;");
+      full.query("SELECT 1 FROM updates LIMIT 1").get();
+      return full;
+    } catch (e) {
+      full.close();
+      throw e;
+    }
   }
 }
 
@@ -106,17 +183,33 @@ export class DeviceDb {
   private depth = 0;
   private deferredPoints: string[] = [];
 
-  constructor(path: string) {
-    this.db = new Database(path, { create: true, strict: true });
+  /**
+   * Opens (or creates) fioup.db at `path`; with `readOnly` (`fioup status`) an existing one only to
+   * read it, which works on a full disk too.
+   *
+   * @throws {DeviceDbError} Naming the file and why; a DeviceDbFullError where its file system is full.
+   */
+  constructor(path: string, opts: { readOnly?: boolean } = {}) {
+    if (opts.readOnly) {
+      try {
+        this.db = openForReading(path);
+      } catch (cause) {
+        throw openError(path, cause);
+      }
+      return;
+    }
+    let db: Database | undefined;
     try {
+      db = new Database(path, { create: true, strict: true });
       // busy_timeout first: the pragmas after it take locks too, and another process may hold one
       // (`fioup status` reading while the daemon writes, or recovering the WAL after a power cut).
-      this.db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-      this.db.exec(SCHEMA);
+      db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+      db.exec(SCHEMA);
     } catch (cause) {
-      this.db.close();
-      throw new DeviceDbError(path, cause);
+      db?.close();
+      throw openError(path, cause);
     }
+    this.db = db;
   }
 
   close(): void {

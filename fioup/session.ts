@@ -74,8 +74,9 @@ export function openSession(opts: SessionOptions): Session {
   }
   const dbPath = join(cfg.storagePath, "fioup.db");
   if (!opts.readOnly) mkdirSync(cfg.storagePath, { recursive: true });
-  // Nothing recorded yet reads as an empty database: a read-only command creates none.
-  const db = new DeviceDb(opts.readOnly && !existsSync(dbPath) ? ":memory:" : dbPath);
+  // Nothing recorded yet reads as an empty database: a read-only command creates none, and opens
+  // an existing one only to read it (which works on a full disk too).
+  const db = !opts.readOnly ? new DeviceDb(dbPath) : existsSync(dbPath) ? new DeviceDb(dbPath, { readOnly: true }) : new DeviceDb(":memory:");
   const current = currentTarget(cfg, db);
   const client = registered
     ? DeviceClient.fromConfig(cfg, {
