@@ -50,6 +50,12 @@ async function installThenCutCancel(): Promise<void> {
   const i = await device.fioup("install");
   expect(i.json?.state, i.stderr).toBe("installed");
   expect(await httpGet(port)).toBeUndefined(); // the old app is stopped, the new one not started
+  // Steps already done run again as no-ops (docs/updates.md, "Step by step"): exit 0, the update as it stands.
+  for (const again of ["install", "fetch"]) {
+    const r = await device.fioup(again);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.state).toBe("installed");
+  }
 
   const report = join(reportDir, `cut-${version}.jsonl`);
   const fioup = process.env.FIOUP_BIN ? [process.env.FIOUP_BIN] : [process.execPath, join(ROOT, "fioup/main.ts")];
