@@ -67,6 +67,9 @@ export async function finishCancel(ctx: UpdateContext, u: UpdateRow): Promise<Up
   let details: Record<string, unknown> = { canceled: true, ...(resumed ? { resumed: true } : {}) };
   if (restore.length) {
     const r = await restorePrevious(ctx, restore, currentTarget(ctx.cfg, ctx.db));
+    // Stopped half-way (Ctrl-C, SIGTERM to `fioup update` or the daemon finishing it): not a
+    // failed restore to record, but one to do again. The update stays `cancelling` for the next run.
+    if (!r.ok && ctx.signal?.aborted) throw ctx.signal.reason;
     await ctx.runtime.discardStaged(tryPlanOf(u)?.apps.map((a) => a.name) ?? restore).catch(() => {});
     details = { ...details, restoredTo: r.restoredTo ?? null, restoreOk: r.ok, ...(r.error ? { restoreError: r.error } : {}) };
   }
