@@ -1,6 +1,9 @@
 /**
  * /admin/tokens: registration tokens and publish/admin API tokens (bodies:
  * lib/api/admin.ts). The secret is shown once; only its sha256 is kept.
+ * And /admin/whoami: what a client asks before a job, so it refuses one it
+ * cannot finish before starting it (its token's role, whether targets can
+ * be signed now).
  *
  * @module
  */
@@ -15,7 +18,16 @@ import { parseDuration } from "./duration.ts";
 const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d", viewer: "365d" } as const;
 
 export const adminTokens = new Hono<GatewayEnv>()
-  .get("/whoami", (c) => c.json({ role: c.var.caller!.role, publicUrl: c.var.gw.publicUrl } satisfies WhoAmI))
+  .get("/whoami", async (c) => {
+    const { gw } = c.var;
+    // The repository's own judgement, looked up in the keys dir now (a key file moved out is seen at once); a keys dir
+    // that cannot be read signs nothing either (as the dashboard's notice says), so that is a "no" too, not a failed whoami.
+    const canSignTargets = await gw.tuf.signing("targets").then(
+      (s) => s.held,
+      () => false,
+    );
+    return c.json({ role: c.var.caller!.role, publicUrl: gw.publicUrl, canSignTargets } satisfies WhoAmI);
+  })
   .post("/tokens", limit(16 * 1024), jsonBody(TokenRequest), async (c) => {
     const req = c.req.valid("json");
     const { store, ca, apiTokens } = c.var.gw;

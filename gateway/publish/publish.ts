@@ -294,6 +294,14 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       "This token is a viewer token: it may read the targets but not publish. Give --token (or GATEWAY_TOKEN) a publish token: `gateway tokens create --role publish` on the gateway makes one",
       403,
     );
+  // The targets key offline (docs/keys.md, "Targets signed offline"): the gateway would refuse the targets, the last call, after
+  // every image and app was built and pushed. Said here instead; a gateway that does not say it (an older one) refuses at that call.
+  if (who?.canSignTargets === false)
+    throw new AdminApiError(
+      `The gateway at ${serverUrl.origin} cannot sign targets now: its TUF targets key is offline (not in its data dir's tuf/keys/), so it would refuse the targets after every image was built and pushed; ` +
+        `nothing was built or pushed. Bring the targets key file back into the gateway's tuf/keys/ (every replica's) for the publish, then run it again (docs/keys.md, "Targets signed offline")`,
+      409,
+    );
   const { registryHost, pushHost, onGateway, publicUrl } = gatewayRegistry(opts.registry, serverUrl, publicUrlOf(who), log);
   log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
 

@@ -165,12 +165,15 @@ export type TokenRevoked = Static<typeof TokenRevoked>;
 
 /**
  * GET /admin/whoami: the role of the API token that asks (any API token may ask: a client checks it can do its job before starting it),
- * and the gateway's public URL (serve's --public-url: the URL devices use), which publish names the gateway's registry by whatever
- * address it reached the gateway at (optional: gateways before it do not say it).
+ * the gateway's public URL (serve's --public-url: the URL devices use), which publish names the gateway's registry by whatever
+ * address it reached the gateway at, and whether the gateway answering can sign targets now (it holds a threshold of the targets
+ * keys root trusts; false while they are offline, docs/keys.md "Targets signed offline"), so publish refuses before it builds
+ * anything rather than at its last call. Both optional: gateways before them do not say them.
  */
 export const WhoAmI = Type.Object({
   role: Type.Union([Type.Literal("publish"), Type.Literal("admin"), Type.Literal("viewer")]),
   publicUrl: Type.Optional(Type.String()),
+  canSignTargets: Type.Optional(Type.Boolean()),
 });
 export type WhoAmI = Static<typeof WhoAmI>;
 
