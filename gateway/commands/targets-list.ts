@@ -1,3 +1,4 @@
+import { containersCommitText } from "../../lib/api/target.ts";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { table } from "../../lib/cli/table.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -16,8 +17,8 @@ export default defineCommand({
       return (
         `targets.json version ${r.version}\n` +
         table(
-          ["NAME", "VERSION", "HARDWARE IDS", "TAGS", "APPS", "CREATED"],
-          rows.map(([name, e]) => [name, e.custom.version, e.custom.hardwareIds, e.custom.tags, Object.keys(e.custom.docker_compose_apps), e.custom.createdAt]),
+          ["NAME", "VERSION", "HARDWARE IDS", "TAGS", "APPS", "COMMIT", "CREATED"],
+          rows.map(([name, e]) => [name, e.custom.version, e.custom.hardwareIds, e.custom.tags, Object.keys(e.custom.docker_compose_apps), containersCommitText(e.custom), e.custom.createdAt]),
           { empty: "(none)" },
         )
       );

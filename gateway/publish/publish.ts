@@ -116,6 +116,8 @@ export interface PublishResult {
   registry: string;
   ref: string;
   commit: string;
+  /** Only when the work tree had uncommitted changes: what was published is not `commit`'s content (images tagged `<short hash>-dirty`, targets `containersDirty`). */
+  dirty?: true;
   tags: string[];
   hardwareIds: string[];
   /** The platform each hardware id was checked against. */
@@ -303,7 +305,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       409,
     );
   const { registryHost, pushHost, onGateway, publicUrl } = gatewayRegistry(opts.registry, serverUrl, publicUrlOf(who), log);
-  log(`publishing ${containersDir} at ${git.shortSha} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
+  log(`publishing ${containersDir} at ${imageTag} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
 
   const clients = registryClients(
     (host) => {
@@ -463,6 +465,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
           apps: Object.fromEntries(published.map((a) => [a.name, a.uri])),
           uncompressedLayerSizes: layerSizes,
           containersSha: git.sha,
+          containersDirty: git.dirty,
         },
         current.targets,
       );
@@ -491,6 +494,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       registry: registryHost,
       ref: opts.ref,
       commit: git.sha,
+      ...(git.dirty ? { dirty: true as const } : {}),
       tags,
       hardwareIds: hwids,
       platforms: Object.fromEntries([...platforms].map(([h, p]) => [h, describePlatform(p)])),

@@ -2,7 +2,8 @@
  * The targets a publish makes: one per hardware id, named `<hwid>-<version>`,
  * carrying every tag the git ref maps to, the apps' pinned URIs (with the
  * unpacked size of each image layer where publish knows it) and the
- * containers commit. The version is one more than the highest
+ * containers commit, marked when the work tree had uncommitted changes (the
+ * content is then not that commit's). The version is one more than the highest
  * existing one (numerically), and than the highest a device reports running,
  * unless the user names it: a gateway restored from a backup older than its
  * last publish lacks the targets published since, and a number its devices
@@ -53,6 +54,8 @@ export interface TargetSpec {
   /** Per app: layer digest → unpacked bytes (recorded as `uncompressedLayerSizes` when not empty). */
   uncompressedLayerSizes?: Record<string, Record<string, number>>;
   containersSha: string;
+  /** The work tree had uncommitted changes: recorded as `containersDirty: true`, since the apps are not `containersSha`'s content. */
+  containersDirty?: boolean;
   createdAt?: string;
 }
 
@@ -106,6 +109,7 @@ export function makeTargets(spec: TargetSpec, existing: Record<string, TargetEnt
         docker_compose_apps: apps,
         createdAt,
         "containers-sha": spec.containersSha,
+        ...(spec.containersDirty ? { containersDirty: true } : {}),
       },
     };
   }

@@ -59,6 +59,11 @@ export const TargetCustom = Type.Object(
     docker_compose_apps: Type.Record(AppName, ComposeAppRef),
     createdAt: Type.Optional(Type.String()),
     "containers-sha": Type.Optional(Type.String()),
+    /**
+     * true: published from a work tree with uncommitted changes, so the apps are not what `containers-sha` holds (their
+     * images are tagged `<short hash>-dirty`). Absent from a clean publish, and from publishers before it.
+     */
+    containersDirty: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: true },
 );
@@ -88,6 +93,21 @@ export const TARGET_NAME_RULE = "names are 1-200 of A-Z a-z 0-9 . _ + - and star
  */
 export class TargetNotFoundError extends Error {
   override name = "TargetNotFoundError";
+}
+
+/**
+ * The containers commit a target was published from, as people read it: its first 12 hex digits, with `-dirty` when it
+ * was published from a work tree with uncommitted changes (`containersDirty`); undefined when the target names none.
+ *
+ * @example
+ * ```ts
+ * containersCommitText({ ...custom, "containers-sha": sha, containersDirty: true }); // "0123456789ab-dirty"
+ * ```
+ */
+export function containersCommitText(custom: TargetCustom): string | undefined {
+  const sha = custom["containers-sha"];
+  if (sha === undefined) return undefined;
+  return `${sha.slice(0, 12)}${custom.containersDirty === true ? "-dirty" : ""}`;
 }
 
 /** `<hwid>-<version>`: the target name convention. */

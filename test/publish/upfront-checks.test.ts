@@ -2,12 +2,15 @@
  * What publish learns from the gateway before it builds anything: with the TUF targets key offline
  * (moved out of DIR/tuf/keys/, docs/keys.md "Targets signed offline") the gateway would refuse the
  * targets, publish's last call, so publish and --dry-run refuse up front (whoami's canSignTargets),
- * naming the fix, and nothing is built or pushed; with the key back the same publish works.
+ * naming the fix, and nothing is built or pushed; with the key back the same publish works. And
+ * what a target says of the work tree it came from: one published with uncommitted changes is
+ * marked so (custom containersDirty), in publish's --format json and in `gateway targets list`.
  * Through the CLI, as CI runs it, with a publish token, a real gateway and a real dockerd building
  * the image.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, renameSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { RegistryError } from "../../lib/oci/registry-client.ts";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
@@ -50,6 +53,17 @@ async function publishCli(repo: string, ...args: string[]): Promise<{ code: numb
     [process.execPath, GATEWAY_MAIN, "publish", "--containers", repo, "--ref", "refs/heads/master", "--server", gw.url, "--token", publishToken, "--format", "json", ...args],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...dockerd.env, GATEWAY_TOKEN: "" } },
   );
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
+}
+
+/** `gateway targets list` as an operator runs it, with the publish token. */
+async function targetsList(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn([process.execPath, GATEWAY_MAIN, "targets", "list", "--server", gw.url, "--token", publishToken, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, GATEWAY_TOKEN: "" },
+  });
   const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, stdout, stderr };
 }
@@ -103,5 +117,45 @@ describe("gateway publish with the targets key offline", () => {
     const sha = await git(repo, "rev-parse", "HEAD");
     expect(Object.keys((await signedTargets(gw)).targets)).toEqual(Object.keys(out.targets));
     expect(await pushedTags("main/api")).toContain(sha.slice(0, 7));
+  }, 180_000);
+});
+
+describe("gateway publish from a work tree with uncommitted changes", () => {
+  test("its target is marked dirty (custom containersDirty), in --format json and in targets list; a clean publish's is not", async () => {
+    const repo = await containersRepo(REPO);
+    const sha = await git(repo, "rev-parse", "HEAD");
+    const clean = await publishCli(repo);
+    expect(clean.code).toBe(0);
+    await writeFile(join(repo, "api", "hello.txt"), "changed, not committed\n");
+    const dirty = await publishCli(repo);
+    expect({ code: dirty.code, stderr: dirty.stderr }).toEqual({ code: 0, stderr: expect.stringContaining("has uncommitted changes") });
+
+    const [c, d] = [JSON.parse(clean.stdout), JSON.parse(dirty.stdout)];
+    const [cleanName, dirtyName] = [Object.keys(c.targets)[0]!, Object.keys(d.targets)[0]!];
+    // --format json: the commit, and whether the content is that commit's.
+    expect({ commit: c.commit, dirty: c.dirty, custom: c.targets[cleanName].custom }).toEqual({
+      commit: sha,
+      dirty: undefined,
+      custom: expect.not.objectContaining({ containersDirty: expect.anything() }),
+    });
+    expect({ commit: d.commit, dirty: d.dirty, sha: d.targets[dirtyName].custom["containers-sha"], marked: d.targets[dirtyName].custom.containersDirty }).toEqual({
+      commit: sha,
+      dirty: true,
+      sha,
+      marked: true,
+    });
+
+    // What the gateway signed, as targets list shows it: JSON and the table.
+    const json = await targetsList("--format", "json");
+    expect(json.code).toBe(0);
+    const signed = JSON.parse(json.stdout).targets;
+    expect({ clean: signed[cleanName].custom.containersDirty, dirty: signed[dirtyName].custom.containersDirty }).toEqual({ clean: undefined, dirty: true });
+    const table = await targetsList();
+    expect(table.code).toBe(0);
+    const row = (name: string) => table.stdout.split("\n").find((l) => l.startsWith(`${name} `)) ?? `(no row for ${name})`;
+    expect(table.stdout.split("\n")[1]).toContain("COMMIT");
+    expect(row(dirtyName)).toContain(` ${sha.slice(0, 12)}-dirty `);
+    expect(row(cleanName)).toContain(` ${sha.slice(0, 12)} `);
+    expect(row(cleanName)).not.toContain("-dirty");
   }, 180_000);
 });
