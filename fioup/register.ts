@@ -4,14 +4,26 @@
  * write the certificate, key, CA, TUF root and sota.toml atomically, sota.toml
  * last (its presence with a certificate means "registered").
  *
+ * A device that already holds an identity (`--force`, or a registration cut short after its
+ * certificate was written) registers again under the same uuid, with a new key, and proves it is
+ * that device by making the request over mTLS with its current certificate: the gateway then
+ * supersedes the old certificate (refused at once, 403) and the record keeps its labels, tags,
+ * groups and rollouts (gateway/routes/register.ts). A new uuid each time, as before, left the old
+ * identity registered with a certificate that still worked: a ghost in groups and rollout
+ * audiences, and a possibly leaked key valid until someone revoked it by hand. The token alone
+ * never takes over a uuid, so only a certificate the gateway still accepts can keep one. When it
+ * cannot (the certificate or key lost or damaged, expired, from another CA than the token's, or
+ * the gateway answers 409: revoked, or superseded by another registration of that uuid), a new
+ * identity is registered as before, and the warning names the old uuid for the admin to revoke.
+ *
  * @module
  */
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
-import { RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
+import { DEVICE_UUID_PATTERN, RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
 import { CaFetchError, fetchPinnedCa, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
 import { netWhy } from "../lib/net/why.ts";
 import { rootSignatureStatus } from "../lib/tuf/root-ceremony.ts";
@@ -59,6 +71,51 @@ export interface RegisterResult {
   hardwareId: string;
   server: string;
   sotaDir: string;
+  /** True when the device registered again under the uuid it held: its previous certificate is no longer accepted. */
+  reRegistered: boolean;
+  /** The identity the device held and could not keep, and why: the admin revokes it (`gateway devices revoke UUID`) if it is still registered. */
+  abandoned?: { uuid: string; why: string };
+}
+
+/** The identity a device holds from an earlier registration: its uuid, and its certificate and key if they can prove it to the gateway. */
+interface HeldIdentity {
+  uuid: string;
+  /** The certificate and key to make the request with; absent when they cannot be used (`unusable` says why). */
+  tls?: { cert: string; key: string };
+  unusable?: string;
+}
+
+/**
+ * The identity held in `<sotaDir>` (client.pem's CN), and whether its certificate can prove it to a
+ * gateway whose CA is `ca`: a key that belongs to it, issued by that CA, within its validity. The
+ * gateway checks all of this too; checked here, so an identity that cannot be kept is known, and said,
+ * without a request that must fail.
+ *
+ * @returns undefined when there is no client.pem, or it is not a device certificate (no uuid to name).
+ */
+function heldIdentity(sotaDir: string, ca: X509Certificate): HeldIdentity | undefined {
+  const now = Date.now();
+  let cert: X509Certificate;
+  let certPem: string;
+  try {
+    certPem = readFileSync(join(sotaDir, "client.pem"), "utf8");
+    cert = new X509Certificate(certPem);
+  } catch {
+    return undefined;
+  }
+  const uuid = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
+  if (!uuid || !new RegExp(DEVICE_UUID_PATTERN).test(uuid)) return undefined;
+  let key: string;
+  try {
+    key = readFileSync(join(sotaDir, "pkey.pem"), "utf8");
+    if (!cert.checkPrivateKey(createPrivateKey(key))) return { uuid, unusable: "pkey.pem is not the key of its certificate" };
+  } catch {
+    return { uuid, unusable: "its key (pkey.pem) is missing or damaged" };
+  }
+  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return { uuid, unusable: "its certificate is not from this gateway's CA (the token pins another one)" };
+  if (Date.parse(cert.validTo) <= now) return { uuid, unusable: `its certificate expired on ${new Date(cert.validTo).toISOString()}` };
+  if (Date.parse(cert.validFrom) > now) return { uuid, unusable: `its certificate is not valid before ${new Date(cert.validFrom).toISOString()} (is the clock set?)` };
+  return { uuid, tls: { cert: certPem, key } };
 }
 
 /** True when `<sotaDir>` holds a completed registration. */
@@ -93,54 +150,21 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   const caCert = new X509Certificate(caPem);
   // The factory CA's subject carries the factory as OU (gateway/pki/ca.ts).
   const factory = /(?:^|\n)OU=([^\n]+)/.exec(caCert.subject)?.[1] ?? "main";
-  const x509 = await loadX509();
 
-  const uuid = crypto.randomUUID();
-  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: [{ CN: [uuid] }, { OU: [factory] }],
-    keys,
-    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-  });
   const name = opts.name ?? hostname();
   const hwid = opts.hwid ?? `${process.arch === "x64" ? "x86_64" : process.arch}-linux`;
-  const body: RegistrationRequest = {
-    name,
-    uuid,
-    csr: csr.toString("pem"),
-    "hardware-id": hwid,
-    ...(opts.tags?.length ? { tags: opts.tags } : {}),
-    ...(opts.apps?.length ? { apps: opts.apps } : {}),
-  };
-  let res: Response;
-  try {
-    res = await fetch(`${server}/devices`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${opts.token}`, "content-type": "application/json", "user-agent": `fioup/${FIOUP_VERSION}` },
-      body: JSON.stringify(body),
-      tls: { ca: caPem },
-      signal: AbortSignal.timeout(60_000),
-    } as RequestInit);
-  } catch (cause) {
-    // No cause: its text is Bun's, which netWhy has just put in words.
-    throw new GatewayUnreachableError(`Cannot register with ${server}: ${netWhy(cause)}`);
-  }
-  const text = await res.text();
-  if (!res.ok) {
-    // 401: the token itself (unknown, revoked, expired, used up): only a new one helps.
-    const next = res.status === 401 ? "; ask the gateway's admin for a new registration token (gateway tokens create)" : "";
-    throw new RegistrationError(`Cannot register with ${server}: gateway answered ${res.status}: ${gatewayReason(text) ?? text.slice(0, 300)}${next}`);
-  }
-  let reply: RegistrationResponse;
-  try {
-    reply = JSON.parse(text);
-  } catch {
-    throw new RegistrationError(`Cannot register with ${server}: the answer is not JSON`);
-  }
-  if (!Value.Check(RegistrationResponse, reply)) {
-    const first = [...Value.Errors(RegistrationResponse, reply)][0];
-    throw new RegistrationError(`Cannot register with ${server}: unexpected answer shape${first ? ` (${first.path || "/"}: ${first.message})` : ""}`);
-  }
+  const held = heldIdentity(opts.sotaDir, caCert);
+  const kept = held?.tls ? await sendRegistration(server, opts, caPem, factory, { name, hwid, uuid: held.uuid, tls: held.tls }) : undefined;
+  const abandoned = held && !(kept && "reply" in kept) ? { uuid: held.uuid, why: held.unusable ?? `the gateway refused it: ${kept?.conflict}` } : undefined;
+  const sent = kept && "reply" in kept ? kept : await sendRegistration(server, opts, caPem, factory, { name, hwid, uuid: crypto.randomUUID() });
+  // A new uuid the gateway holds already: not this device's doing, and not to be retried blindly.
+  if (!("reply" in sent)) throw new RegistrationError(`Cannot register with ${server}: gateway answered 409: ${sent.conflict}`);
+  const { uuid, keys, reply } = sent;
+  if (abandoned)
+    opts.warn?.(
+      `this device could not keep its identity ${abandoned.uuid}: ${abandoned.why}. It is registered as a new device, ${uuid}. ` +
+        `${abandoned.uuid} stays registered with the gateway unless revoked: if no device should hold it any more, revoke it (gateway devices revoke ${abandoned.uuid})`,
+    );
   // Nothing is written before the answer is known to be usable: a device left with a certificate
   // it cannot use, or a root it cannot verify with, would fail every later command.
   let cert: X509Certificate;
@@ -210,5 +234,71 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   rmSync(join(opts.sotaDir, "tuf"), { recursive: true, force: true });
   writeFileAtomicSync(trustedRootPath(opts.sotaDir), JSON.stringify(reply.root));
   writeFileAtomicSync(join(opts.sotaDir, "sota.toml"), sotaToml);
-  return { uuid, name, hardwareId: hwid, server, sotaDir: opts.sotaDir };
+  return { uuid, name, hardwareId: hwid, server, sotaDir: opts.sotaDir, reRegistered: uuid === held?.uuid, ...(abandoned ? { abandoned } : {}) };
+}
+
+/** What one POST /devices gave: the registration, or the gateway's reason why the uuid is not this request's to take (409). */
+type Sent = { uuid: string; keys: CryptoKeyPair; reply: RegistrationResponse } | { conflict: string };
+
+/**
+ * One registration request for `uuid` with a new key: over mTLS with `tls` (the held identity's
+ * certificate and key) when given, which is how the gateway knows the device owns the uuid.
+ *
+ * @throws {GatewayUnreachableError} No answer came.
+ * @throws {RegistrationError} The gateway refused (other than 409), or its answer is unusable.
+ */
+async function sendRegistration(
+  server: string,
+  opts: RegisterOptions,
+  caPem: string,
+  factory: string,
+  id: { name: string; hwid: string; uuid: string; tls?: { cert: string; key: string } },
+): Promise<Sent> {
+  const { uuid } = id;
+  const x509 = await loadX509();
+  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: [{ CN: [uuid] }, { OU: [factory] }],
+    keys,
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+  });
+  const body: RegistrationRequest = {
+    name: id.name,
+    uuid,
+    csr: csr.toString("pem"),
+    "hardware-id": id.hwid,
+    ...(opts.tags?.length ? { tags: opts.tags } : {}),
+    ...(opts.apps?.length ? { apps: opts.apps } : {}),
+  };
+  let res: Response;
+  try {
+    res = await fetch(`${server}/devices`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${opts.token}`, "content-type": "application/json", "user-agent": `fioup/${FIOUP_VERSION}` },
+      body: JSON.stringify(body),
+      tls: { ca: caPem, ...id.tls },
+      signal: AbortSignal.timeout(60_000),
+    } as RequestInit);
+  } catch (cause) {
+    // No cause: its text is Bun's, which netWhy has just put in words.
+    throw new GatewayUnreachableError(`Cannot register with ${server}: ${netWhy(cause)}`);
+  }
+  const text = await res.text();
+  if (res.status === 409) return { conflict: gatewayReason(text) ?? text.slice(0, 300) };
+  if (!res.ok) {
+    // 401: the token itself (unknown, revoked, expired, used up): only a new one helps.
+    const next = res.status === 401 ? "; ask the gateway's admin for a new registration token (gateway tokens create)" : "";
+    throw new RegistrationError(`Cannot register with ${server}: gateway answered ${res.status}: ${gatewayReason(text) ?? text.slice(0, 300)}${next}`);
+  }
+  let reply: RegistrationResponse;
+  try {
+    reply = JSON.parse(text);
+  } catch {
+    throw new RegistrationError(`Cannot register with ${server}: the answer is not JSON`);
+  }
+  if (!Value.Check(RegistrationResponse, reply)) {
+    const first = [...Value.Errors(RegistrationResponse, reply)][0];
+    throw new RegistrationError(`Cannot register with ${server}: unexpected answer shape${first ? ` (${first.path || "/"}: ${first.message})` : ""}`);
+  }
+  return { uuid, keys, reply };
 }

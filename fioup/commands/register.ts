@@ -25,7 +25,7 @@ export default defineCommand({
     tag: { type: "strings", description: "Tag to follow (letters, digits, . _ -; several comma-separated)", placeholder: "TAG" },
     hwid: { type: "string", description: "Hardware id, as targets name it (letters, digits, . _ -; default: <arch>-linux)", placeholder: "HWID" },
     apps: { type: "string", description: "Comma-separated app shortlist (default: the image's list from preload, else all apps)", placeholder: "A,B", allowEmpty: true },
-    force: { type: "boolean", description: "Register again even if already registered" },
+    force: { type: "boolean", description: "Register again even if already registered: the same uuid with a new key while the gateway still accepts its certificate (the old one then stops working), else a new uuid (the old one is named, to revoke)" },
     ...sotaDirFlag,
     ...formatFlag,
   },
@@ -67,7 +67,9 @@ export default defineCommand({
       s.close();
     }
     out.result(r, (x) =>
-      `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) with ${x.server}; config in ${x.sotaDir}\n` +
+      (x.reRegistered
+        ? `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) again with ${x.server}, with a new key: its previous certificate is no longer accepted; config in ${x.sotaDir}\n`
+        : `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) with ${x.server}; config in ${x.sotaDir}\n`) +
       "Next: 'fioup check' lists the targets for this device, 'fioup update' installs the newest, 'fioup daemon' keeps it up to date",
     );
   },

@@ -9,6 +9,19 @@
  * pattern), so a look-alike of a registered uuid is refused. The device's tags come from the token (or from the
  * admin registering it); the device picks its own only when the token allows it.
  *
+ * A uuid already registered is taken again only by its owner: a request made over mTLS with the
+ * device's current certificate (same CN, the serial of its latest registration), or with an admin
+ * token. That re-registration supersedes the identity: the new certificate's serial replaces the old
+ * one, so the old certificate is refused (403, devices/auth.ts) on this replica at once and on others
+ * within the device cache's TTL; the record keeps its uuid, so its labels, tags, groups, rollout
+ * membership and history stay with it (tags are the record's, not the new token's: the admin may
+ * have changed them since). A registration token alone never takes over a uuid (anyone holding a
+ * fleet token could otherwise become any device). Such a refusal, and a revoked uuid, answer 409
+ * (the uuid is not this request's to take), which `fioup register --force` reads as "this identity
+ * cannot be kept" and then registers a new one; every other refusal is 401, 403 or 400. A
+ * re-registration with a registration token spends one of its uses like any other: the token is
+ * what lets a request register at all, and a use-limited token keeps its count simple.
+ *
  * @module
  */
 import { Hono } from "hono";
@@ -51,17 +64,20 @@ export const register = new Hono<GatewayEnv>().post(
     if (token?.hardwareId && token.hardwareId !== req["hardware-id"])
       return c.json({ error: `Registration refused: this token is for hardware id "${token.hardwareId}"` }, 403);
     const existing = await gw.store.getDevice(req.uuid);
-    if (existing?.revokedAt) return c.json({ error: `Registration refused: device "${req.uuid}" was revoked` }, 403);
+    if (existing?.revokedAt) return c.json({ error: `Registration refused: device "${req.uuid}" was revoked` }, 409);
     // Taking over a registered uuid needs that device's current certificate or an admin token,
     // so a fleet registration token cannot be used to impersonate an existing device.
     const peer = c.env?.peer;
     const isOwner = peer?.cn === req.uuid && peer.serial === existing?.certSerial;
-    if (existing && token && !isOwner)
-      return c.json({ error: `Registration refused: device "${req.uuid}" is already registered (re-register with its current certificate or an admin token)` }, 409);
-    const tagsFromDevice = token?.allowDeviceTags ?? false;
-    const own = !token?.tags.length && (!token || tagsFromDevice);
+    if (existing && token && !isOwner) {
+      const why = peer?.cn === req.uuid ? "the certificate presented is not its current one" : "the request did not present its current certificate";
+      return c.json({ error: `Registration refused: device "${req.uuid}" is already registered and ${why} (re-register over mTLS with its current certificate, or with an admin token)` }, 409);
+    }
+    // Superseding a registered device keeps its tags (and how they are set): they belong to the uuid.
+    const tagsFromDevice = existing ? existing.tagsFromDevice : (token?.allowDeviceTags ?? false);
+    const own = !existing && !token?.tags.length && (!token || tagsFromDevice);
     // The device's own tags, where they count, each once, and tags a target can carry (checked before a token use is spent).
-    const tags = token?.tags.length ? token.tags : own ? [...new Set(req.tags ?? [])] : [];
+    const tags = existing ? existing.tags : token?.tags.length ? token.tags : own ? [...new Set(req.tags ?? [])] : [];
     const problem = own && req.tags ? schemaProblem(Tags, req.tags) : undefined;
     if (problem) return c.json({ error: `Invalid request body: tags${problem.field}: ${problem.message}` }, 400);
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });

@@ -201,8 +201,10 @@ export const DEVICE_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[8
 export const DeviceUuid = Type.String({ pattern: DEVICE_UUID_PATTERN, expected: "a lower-case RFC 4122 uuid (8-4-4-4-12 hex digits with dashes)" });
 
 /**
- * POST /devices with `Authorization: Bearer <registration token>` (no client
- * certificate yet). The CSR's CN must equal `uuid`.
+ * POST /devices with `Authorization: Bearer <registration token>`: a new device
+ * without a client certificate, or a registered one re-registering its `uuid`
+ * over mTLS with its current certificate (gateway/routes/register.ts; 409 when the
+ * uuid is not the request's to take). The CSR's CN must equal `uuid`.
  */
 export const RegistrationRequest = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
