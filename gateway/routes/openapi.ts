@@ -97,7 +97,7 @@ const OPS: Record<string, Record<string, Op>> = {
     post: { summary: "Add or replace targets in one signed version", sec: "admin", body: TargetsBody, res: TargetsList },
   },
   "/admin/targets/{name}": { delete: { summary: "Remove a target", sec: "admin", res: TargetsList } },
-  "/admin/whoami": { get: { summary: "The role of the API token that asks (any API token: admin, publish or viewer), and the gateway's public URL", sec: "admin", res: WhoAmI } },
+  "/admin/whoami": { get: { summary: "The role of the API token that asks (any API token: admin, publish or viewer), the gateway's public URL, and whether it can sign targets now", sec: "admin", res: WhoAmI } },
   "/admin/tokens": {
     get: { summary: "List registration and API tokens", sec: "admin", res: TokenList },
     post: { summary: "Create a registration, publish or admin token", sec: "admin", body: TokenRequest, res: TokenCreated, status: 201 },

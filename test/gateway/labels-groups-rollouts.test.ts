@@ -168,9 +168,9 @@ describe("gateway rollouts", () => {
     expect((await as("/admin/groups")).status).toBe(200);
     // A client can ask which role its token has before it starts a job (gateway publish does).
     // And where devices reach the gateway (its --public-url), under which publish names its registry.
-    expect(await (await as("/admin/whoami")).json()).toEqual({ role: "viewer", publicUrl: g.url });
+    expect(await (await as("/admin/whoami")).json()).toEqual({ role: "viewer", publicUrl: g.url, canSignTargets: true });
     const publisher = json("tokens", "create", "--role", "publish").token;
-    expect(await (await g.adminFetch("/admin/whoami", { headers: { authorization: `Bearer ${publisher}` } })).json()).toEqual({ role: "publish", publicUrl: g.url });
+    expect(await (await g.adminFetch("/admin/whoami", { headers: { authorization: `Bearer ${publisher}` } })).json()).toEqual({ role: "publish", publicUrl: g.url, canSignTargets: true });
     expect((await as("/admin/groups", { method: "POST", body: JSON.stringify({ name: "v" }) })).status).toBe(403);
     const rollout = await as("/admin/rollouts", { method: "POST", body: JSON.stringify({ target: "9", tag: "prod", waves: [100] }) });
     expect({ status: rollout.status, ...((await rollout.json()) as { error: string }) }).toEqual({ status: 403, error: "A viewer token may not POST /admin/rollouts: it needs an admin token" });

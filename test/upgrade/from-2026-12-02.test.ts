@@ -127,7 +127,7 @@ describe.each(["sqlite", "postgres"])("last week's gateway and device, upgraded 
 
   test("the tokens that release printed still work: publish (whoami), viewer (dashboard sign-in), registration (a new device)", async () => {
     const whoami = await gw.adminFetch("/admin/whoami", { headers: { authorization: `Bearer ${TOKENS.publish}` } });
-    expect({ status: whoami.status, body: await whoami.json() }).toEqual({ status: 200, body: { role: "publish", publicUrl: gw.url } });
+    expect({ status: whoami.status, body: await whoami.json() }).toEqual({ status: 200, body: { role: "publish", publicUrl: gw.url, canSignTargets: true } });
     const login = await gw.adminFetch("/ui/login", { method: "POST", body: new URLSearchParams({ token: TOKENS.viewer }), redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" } });
     expect(login.status).toBe(303);
     const fresh = await tempDir("upgrade-new-device-");
