@@ -39,6 +39,6 @@ export function renderPublish(r: PublishResult): string {
   );
   out.push("");
   const verb = r.dryRun ? "Dry run: nothing pushed, no targets added" : `Pushed ${size(r.pushed.bytes)} (${count(r.pushed.blobs, "blob")}, ${count(r.pushed.manifests, "manifest")}; ${count(r.pushed.blobsPresent, "blob")} already present)`;
-  out.push(`${verb}. Commit ${r.commit.slice(0, 12)}, ${(r.durationMs / 1000).toFixed(1)} s.`);
+  out.push(`${verb}. Commit ${r.commit.slice(0, 12)}${r.dirty ? "-dirty (uncommitted changes)" : ""}, ${(r.durationMs / 1000).toFixed(1)} s.`);
   return out.join("\n");
 }
