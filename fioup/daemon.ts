@@ -75,6 +75,8 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred
       return `update failed: ${describeError(e)}`;
     }
     const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
+    // The init step finished a cancel a power cut had cut short: the previous apps run again.
+    if (u?.state === "canceled") return `finished the interrupted cancel of the update to ${u.toTarget}: the previous apps run again`;
     return u ? `updated to ${u.toTarget} (${u.state}, ${u.bytesFetched} bytes fetched)` : "done";
   } finally {
     lock.release();

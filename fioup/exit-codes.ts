@@ -8,6 +8,7 @@
 import { InvalidBundleError } from "../lib/bundle/errors.ts";
 import { MetadataFetchError, TufVerificationError } from "../lib/tuf/verification-errors.ts";
 import { ConfigError } from "./config.ts";
+import { DeviceDbFullError } from "./db.ts";
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
@@ -69,7 +70,7 @@ const TABLE = [
   [EXIT.REGISTRATION, "registration failed", [RegistrationError]],
   [EXIT.INIT_FAILED, "init failed (app manifest/bundle/compose resolution)", [InitFailedError]],
   [EXIT.FETCH_FAILED, "fetch failed (network, registry, digest mismatch)", [FetchFailedError]],
-  [EXIT.NO_SPACE, "not enough space (storage watermark), or the disk filled during the fetch", [NoSpaceError]],
+  [EXIT.NO_SPACE, "not enough space (storage watermark), the disk filled during the fetch, or the file system holding fioup.db is full", [NoSpaceError, DeviceDbFullError]],
   [EXIT.INSTALL_FAILED, "install failed (rolled back)", [InstallFailedError]],
   [EXIT.START_FAILED, "start failed (rolled back)", [StartFailedError]],
   [EXIT.INTERRUPTED, "interrupted by Ctrl-C or SIGTERM: the update stays saved, the same command resumes it", [InterruptedError]],

@@ -1,7 +1,7 @@
 /**
  * fioup.db on a full file system (a tmpfs filled with fallocate): SQLite cannot make WAL's -shm
  * and says only "disk I/O error". Opening it to write says the file system is full, naming the
- * folder, and to free space (DeviceDbFullError: exit 41 once fioup/exit-codes.ts lists it);
+ * folder, and to free space (DeviceDbFullError: exit 41);
  * `fioup status` still reads it and shows the pending update.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -11,6 +11,7 @@ import type { Target } from "../../lib/api/index.ts";
 import { DeviceDb, DeviceDbFullError } from "../../fioup/db.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 import { collectCli, ROOT } from "./_setup.ts";
+import { EXIT, exitCodeFor } from "../../fioup/exit-codes.ts";
 
 let root: string;
 let sota: string;
@@ -52,6 +53,7 @@ describe("fioup.db on a full file system", () => {
     expect(err).toBeInstanceOf(DeviceDbFullError);
     expect((err as Error).message).toContain(`Cannot open the device database ${join(sota, "fioup.db")}: the file system holding ${sota} is full`);
     expect((err as Error).message).toContain(`Free space on it (df ${sota}), then run the command again`);
+    expect(exitCodeFor(err)).toBe(EXIT.NO_SPACE); // 41, as for any lack of space
   });
 
   test("it still opens to read, with the pending update", () => {
