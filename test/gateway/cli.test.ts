@@ -9,7 +9,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import { runCliCaptured } from "../harness/cli.ts";
+import { runCliCaptured, gatewayRun } from "../harness/cli.ts";
 import { commands } from "../../gateway/commands/index.ts";
 import { exitCodeFor } from "../../gateway/exit-codes.ts";
 
@@ -17,10 +17,7 @@ const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let dir: string;
 let g: GatewayHandle;
 
-const cli = (...args: string[]) => {
-  const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-};
+const cli = (...args: string[]) => gatewayRun(args);
 
 beforeAll(async () => {
   g = await startGateway({ args: ["--factory", "acme"] });

@@ -8,16 +8,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { registerDevice, type TlsDevice } from "./_register.ts";
+import { gatewayRun } from "../harness/cli.ts";
 
-const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let g: GatewayHandle;
 let prod: TlsDevice[];
 let dev: TlsDevice[];
 
-const cli = (...args: string[]) => {
-  const r = Bun.spawnSync([process.execPath, MAIN, ...args, "--data", g.dataDir], { stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-};
+const cli = (...args: string[]) => gatewayRun([...args, "--data", g.dataDir]);
 const json = (...args: string[]) => {
   const r = cli(...args, "--format", "json");
   if (r.code !== 0) throw new Error(`gateway ${args.join(" ")} exited ${r.code}: ${r.err}`);

@@ -12,6 +12,7 @@ import { adminJson, targetEntry } from "../../gateway/rollouts/_fixtures.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { SimFleet, type SimOutcome } from "../harness/sim-devices.ts";
 import { waitFor } from "../harness/tmp.ts";
+import { gatewayRun } from "../harness/cli.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let gw: GatewayHandle;
@@ -19,10 +20,7 @@ let fleet: SimFleet;
 /** What a simulated device does with each version (default healthy). */
 const outcome = new Map<string, SimOutcome>();
 
-const cli = (...args: string[]) => {
-  const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", ...args, "--data", gw.dataDir], { stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-};
+const cli = (...args: string[]) => gatewayRun(["rollouts", ...args, "--data", gw.dataDir]);
 /**
  * `rollouts create --target 9 --tag main --waves 100%` plus `args` against an address where nothing
  * listens, with a well-formed token: bad input exits 2 before any network call, good input 4.

@@ -14,17 +14,14 @@ import { adminJson, targetEntry } from "../../gateway/rollouts/_fixtures.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { SimFleet, type SimDevice, type SimOutcome } from "../harness/sim-devices.ts";
 import { until } from "../harness/tmp.ts";
+import { gatewayRun } from "../harness/cli.ts";
 
-const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let gw: GatewayHandle;
 let fleet: SimFleet;
 /** What a simulated device does with each version (default healthy). */
 const outcome = new Map<string, SimOutcome>();
 
-const cli = (...args: string[]) => {
-  const r = Bun.spawnSync([process.execPath, MAIN, "rollouts", ...args, "--data", gw.dataDir], { stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-};
+const cli = (...args: string[]) => gatewayRun(["rollouts", ...args, "--data", gw.dataDir]);
 const created = (...args: string[]): RolloutDetail => {
   const r = cli("create", "--tag", "main", "--health-window", "1s", ...args, "--format", "json");
   if (r.code !== 0) throw new Error(`rollouts create exited ${r.code}: ${r.err}`);

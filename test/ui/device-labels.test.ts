@@ -9,14 +9,11 @@ import { join } from "node:path";
 import { registerDevice } from "../gateway/_register.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { dashboardClient, unescapeHtml } from "./_http.ts";
+import { gatewayRun } from "../harness/cli.ts";
 
-const MAIN = join(import.meta.dir, "..", "..", "gateway", "main.ts");
 let g: GatewayHandle;
 
-const cli = (...args: string[]) => {
-  const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-};
+const cli = (...args: string[]) => gatewayRun(args);
 
 beforeAll(async () => {
   g = await startGateway();
