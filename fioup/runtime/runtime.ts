@@ -83,6 +83,12 @@ export interface StartResult {
   state: AppState;
   /** Why it failed, for the event's details. */
   error?: string;
+  /**
+   * The app's own containers failed (exited, unhealthy, restarting, or not up in time), as opposed
+   * to the engine or compose failing to create them. Its error may quote the app's output, which
+   * says nothing about the device: a failure of the app is the target's.
+   */
+  appFailed?: boolean;
 }
 
 /** How stopping one app went: its time, and the service that took longest. */
@@ -404,6 +410,7 @@ export class Runtime {
       });
       const r: StartResult = { name, ok: waited.ok, state: appState(inst.uri, waited.reports) };
       if (waited.error) r.error = waited.error;
+      if (!waited.ok) r.appFailed = true;
       return r;
     };
     for (const wave of startWaves(apps)) {

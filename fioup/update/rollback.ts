@@ -25,9 +25,18 @@ const DEVICE_TROUBLE = /ENOSPC|no space left on device|database or disk is full|
 /**
  * Marks the target bad (unless the device was at fault: {@link DEVICE_TROUBLE}), restores the previous target's touched apps and fails the update.
  * With `appsTouched: false` (staging failed before any app was stopped, in this run or an
- * earlier one) the running apps are left exactly as they are.
+ * earlier one) the running apps are left exactly as they are. With `appFailed` an app's own
+ * containers failed: the target is marked bad whatever the error quotes of the app's output
+ * (an app that logs "No space left on device" and exits 1 is not the device's full disk, and
+ * taken as such it was installed, failed and rolled back at every poll).
  */
-export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install" | "start", error: string, opts: { appsTouched?: boolean } = {}): Promise<void> {
+export async function rollback(
+  ctx: UpdateContext,
+  u: UpdateRow,
+  phase: "install" | "start",
+  error: string,
+  opts: { appsTouched?: boolean; appFailed?: boolean } = {},
+): Promise<void> {
   const plan = planOf(u);
   ctx.hooks.onInfo?.(`${phase === "install" ? "Install" : "Start"} of ${u.toTarget} failed: ${error}; rolling back`);
   // Restore first, write after: the failure may be a full disk that also refuses database
@@ -41,7 +50,7 @@ export async function rollback(ctx: UpdateContext, u: UpdateRow, phase: "install
   // A full disk or an absent engine is the device's trouble, not the target's: roll back, but let
   // the next run try the target again (for a full disk, the space check refuses it before any
   // download until there is room).
-  if (!DEVICE_TROUBLE.test(error)) ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
+  if (opts.appFailed || !DEVICE_TROUBLE.test(error)) ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
   forgetTouched(ctx, u);

@@ -49,6 +49,7 @@ export const startStep: Step = {
     // Only the apps this update changed: the others never stopped.
     const start = savedTouched(ctx, u)?.changed ?? names;
     let why: string | undefined;
+    let appFailed = false;
     try {
       // Start exactly what the target pins: a power cut can undo the swap of an app's dir (the
       // old version is back) or lose its loaded images. Such an app is installed again from the
@@ -66,12 +67,13 @@ export const startStep: Step = {
       const results = start.length ? await untilAborted(ctx.runtime.startApps(start, { timeoutMs: START_TIMEOUT_MS }), ctx.signal) : [];
       const bad = results.filter((r) => !r.ok);
       if (bad.length) why = bad.map((r) => `${r.name}: ${r.error ?? "not running"}`).join("; ");
+      appFailed = bad.some((r) => r.appFailed);
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
       why = (e as Error).message;
     }
     if (why !== undefined) {
-      await rollback(ctx, currentUpdate(ctx), "start", why);
+      await rollback(ctx, currentUpdate(ctx), "start", why, { appFailed });
       throw new StartFailedError(u.toTarget, why);
     }
     u = currentUpdate(ctx);

@@ -88,7 +88,8 @@ describe("fioup update", () => {
   }, 120_000);
 
   test("v3 whose container exits at once rolls back to v2, is marked bad, not retried, and reported", async () => {
-    const bad = await pushImage(upstream, "test/web", "v3", { cmd: ["sh", "-c", "exit 3"], layers: [{ "/www/index.html": "v3" }] });
+    // Its last words name a full disk: the app's own output, not the device's trouble (the target is still bad).
+    const bad = await pushImage(upstream, "test/web", "v3", { cmd: ["sh", "-c", "echo cannot write cache: No space left on device; exit 3"], layers: [{ "/www/index.html": "v3" }] });
     await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(bad, port, sidecar(`${upstream.host}/test/side:v1`)) });
     await pub.publish(3);
     const r = await device.fioup("update");
