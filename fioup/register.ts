@@ -23,7 +23,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
-import { DEVICE_UUID_PATTERN, RegistrationResponse, type RegistrationRequest } from "../lib/api/index.ts";
+import { DEVICE_UUID_PATTERN, RegistrationResponse, subjectCn, type RegistrationRequest } from "../lib/api/index.ts";
 import { CaFetchError, fetchPinnedCa, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
 import { netWhy } from "../lib/net/why.ts";
 import { rootSignatureStatus } from "../lib/tuf/root-ceremony.ts";
@@ -103,7 +103,7 @@ function heldIdentity(sotaDir: string, ca: X509Certificate): HeldIdentity | unde
   } catch {
     return undefined;
   }
-  const uuid = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
+  const uuid = subjectCn(cert.subject);
   if (!uuid || !new RegExp(DEVICE_UUID_PATTERN).test(uuid)) return undefined;
   let key: string;
   try {

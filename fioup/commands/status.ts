@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { openSession } from "../session.ts";
+import { subjectCn } from "../../lib/api/device.ts";
 import { MAX_QUEUED_EVENT_BYTES } from "../db.ts";
 import type { DroppedEvents } from "../events/event.ts";
 import { appStatuses, type AppStatusReport } from "../converge.ts";
@@ -57,7 +58,7 @@ export default defineCommand({
       let uuid: string | null = null;
       if (s.client) {
         try {
-          uuid = /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(readFileSync(s.cfg.certPath, "utf8")).subject)?.[1] ?? null;
+          uuid = subjectCn(new X509Certificate(readFileSync(s.cfg.certPath, "utf8")).subject) ?? null;
         } catch {
           // unreadable cert: leave null
         }

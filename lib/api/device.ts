@@ -236,3 +236,9 @@ export const RegistrationResponse = Type.Object({
   tagsFromDevice: Type.Optional(Type.Boolean()),
 });
 export type RegistrationResponse = Static<typeof RegistrationResponse>;
+
+/**
+ * The CN of a certificate subject as node:crypto's X509Certificate gives it (`CN=...` lines): a
+ * device certificate's is the device uuid (the gateway issues `CN=<uuid>, OU=<factory>`).
+ */
+export const subjectCn = (subject: string): string | undefined => /(?:^|\n)CN=([^\n]+)/.exec(subject)?.[1];
