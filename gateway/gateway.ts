@@ -286,7 +286,9 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       log(
         `gateway: restored from a backup: signed targets, snapshot and timestamp at versions ${leap.to.targets}, ${leap.to.snapshot}, ${leap.to.timestamp} ` +
           `(from ${leap.from.targets}, ${leap.from.snapshot}, ${leap.from.timestamp}), above any the gateway it was made of signed since, so its devices accept them` +
-          (leap.needsOfflineKey.length ? `; targets.json was not: its key is offline (sign it with that key, or devices that took a later targets.json refuse it)` : ""),
+          (leap.needsOfflineKey.length
+            ? `; targets.json was not: its key is offline, and devices that took a later targets.json refuse the gateway until it is: put the targets key back in ${join(data.dir, "tuf", "keys")} and restart this gateway before anything is published (the start signs targets.json above the lost gateway's)`
+            : ""),
       );
     // A live replica looks for keys rotated elsewhere every few seconds, not only when it next signs.
     let keysWhy = "";

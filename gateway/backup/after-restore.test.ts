@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,6 +41,26 @@ describe("leapAfterRestore", () => {
     expect(await leapAfterRestore({ dataDir: copy, store, tuf: replica, now: new Date(now.getTime() + 60_000) })).toBeUndefined();
     expect((await replica.versions()).timestamp).toBe(3601 + LEAP_MARGIN);
     expect(existsSync(join(copy, RESTORE_MARK))).toBe(false);
+  });
+
+  test("with the targets key offline the mark stays, and the next start with the key back signs targets.json at the same floor", async () => {
+    const now = new Date("2026-12-06T12:00:00Z");
+    await markRestored(dir, new Date(now.getTime() - 60_000).toISOString());
+    const keys = join(dir, "tuf", "keys");
+    const storage = new MemoryTufStorage();
+    const store = metaStore();
+    const tuf = await TufRepo.open({ storage, keysDir: keys });
+    renameSync(join(keys, "targets.json"), join(dir, "targets-offline.json"));
+    const floor = 1 + 60 + LEAP_MARGIN;
+    expect((await leapAfterRestore({ dataDir: dir, store, tuf, now }))?.needsOfflineKey).toEqual(["targets"]);
+    expect(await tuf.versions()).toMatchObject({ targets: 1, snapshot: floor, timestamp: floor });
+    expect(existsSync(join(dir, RESTORE_MARK))).toBe(true); // not done: targets.json is behind
+
+    renameSync(join(dir, "targets-offline.json"), join(keys, "targets.json"));
+    const again = await TufRepo.open({ storage, keysDir: keys }); // the next start
+    expect((await leapAfterRestore({ dataDir: dir, store, tuf: again, now: new Date(now.getTime() + 3600_000) }))?.needsOfflineKey).toEqual([]);
+    expect(await again.versions()).toMatchObject({ targets: floor, snapshot: floor + 1, timestamp: floor + 1 }); // the same floor, not a new one
+    expect(existsSync(join(dir, RESTORE_MARK))).toBe(false);
   });
 
   test("a mark whose time cannot be read leaps ten years' worth, within the 2^31 of the PostgreSQL column", async () => {

@@ -21,7 +21,9 @@
  *
  * The floor is claimed in the database under the restore's id before anything is signed, so
  * replicas started from copies of one restored data dir leap to the same floor once, and a start
- * killed half way leaps to the same floor when started again. The mark goes once the leap is signed.
+ * killed half way leaps to the same floor when started again. The mark goes once the leap is signed,
+ * targets.json included: with the targets key offline it stays, and a start with the key back signs
+ * targets.json at the floor.
  *
  * Root is not part of it: a root rotated after the backup (its new keys, its version) cannot be
  * brought back, and devices that took it refuse the restored chain. Back up after every key
@@ -99,6 +101,9 @@ export async function leapAfterRestore(opts: { dataDir: string; store: Pick<Stor
   const proposed = { targets: v.targets + gap, snapshot: v.snapshot + gap, timestamp: v.timestamp + gap };
   const to = JSON.parse(await opts.store.claimMeta(`restore-leap:${mark.id}`, JSON.stringify(proposed))) as Leap["to"];
   const r = await opts.tuf.leapVersions(to);
-  await rm(join(opts.dataDir, RESTORE_MARK), { force: true });
+  // With the targets key offline targets.json stays behind the floor, and devices that trusted a
+  // later one refuse the chain: the mark stays, and the next start (with the key back) signs
+  // targets at the same floor (claimMeta gives it again; leapVersions signs only what is behind).
+  if (r.needsOfflineKey.length === 0) await rm(join(opts.dataDir, RESTORE_MARK), { force: true });
   return r.refreshed.length ? { from, to, needsOfflineKey: r.needsOfflineKey } : undefined;
 }
