@@ -12,7 +12,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, readDatabaseKind, recordDatabaseKind, servedDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, recordDatabaseKind, servedDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -111,10 +111,12 @@ export class DataDirMismatchError extends Error {
 /** A data dir already served with a database that holds its fleet, given an empty PostgreSQL database. */
 export class EmptyDatabaseError extends Error {
   override name = "EmptyDatabaseError";
-  constructor(dir: string, db: string) {
+  constructor(dir: string, db: string, servedWith: "postgres" | "sqlite") {
     super(
       `Cannot serve ${dir} with the database ${shownUrl(db)}: this data dir was served with a database that holds its fleet; this database is empty: ` +
-        "restore it first with pg_restore, or give the --db of that database (nothing was written to it)",
+        (servedWith === "postgres"
+          ? "restore it first with pg_restore, or give the --db of that database (nothing was written to it)"
+          : "it was served with SQLite (its gateway.db, or the --db path it was given): serve it with that, or copy its fleet into PostgreSQL first (nothing was written to it)"),
     );
   }
 }
@@ -167,8 +169,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   // the wrong --db. Started, it would bind that database to this CA and sign version 1 of the TUF
   // metadata anew with the real keys, an empty fleet every device refuses: refused before anything
   // is written there (not even the schema).
-  if (postgres && (await readDatabaseKind(opts.dataDir)) !== undefined && (await peekDatabaseMeta(postgres, CA_FINGERPRINT)) === undefined)
-    throw new EmptyDatabaseError(opts.dataDir, postgres);
+  // What the data dir was served with (also for data dirs from before DIR/database), read before openDataDir makes a first start's CA.
+  const servedBefore = await servedDatabaseKind(opts.dataDir);
+  if (postgres && servedBefore !== undefined && (await peekDatabaseMeta(postgres, CA_FINGERPRINT)) === undefined)
+    throw new EmptyDatabaseError(opts.dataDir, postgres, servedBefore);
   const external = postgres ? await openStore(postgres, { log }) : undefined;
   let dirLock: Awaited<ReturnType<typeof lockDataDir>>;
   let data: DataDir;
@@ -180,12 +184,11 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     throw e;
   }
   try {
-    const servedWith = await servedDatabaseKind(opts.dataDir); // before openDataDir makes a first start's CA
     data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts, ...(opts.registryDir ? { registryDir: opts.registryDir } : {}) });
-    if (!opts.db && servedWith === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
+    if (!opts.db && servedBefore === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
     // A served data dir's SQLite file gone (deleted, a copy without it, a mistyped --db) is not a first start.
-    const sqliteFile = external ? undefined : (opts.db ?? data.dbPath);
-    if (sqliteFile && sqliteFile !== ":memory:" && servedWith === "sqlite" && !existsSync(sqliteFile)) throw new MissingDatabaseError(opts.dataDir, sqliteFile);
+    const sqliteFile = external || (opts.db && dbKind(opts.db) !== "sqlite") ? undefined : (opts.db ?? data.dbPath);
+    if (sqliteFile && sqliteFile !== ":memory:" && servedBefore === "sqlite" && !existsSync(sqliteFile)) throw new MissingDatabaseError(opts.dataDir, sqliteFile);
     store = external ?? (await openStore(sqliteFile!, { log }));
   } catch (e) {
     await external?.close();
