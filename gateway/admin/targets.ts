@@ -9,8 +9,8 @@
  * A target once signed never changes under its name, for any token (docs/formats.md): a device
  * that runs it, and a rollout that names it, take the name for that content. A POST naming an
  * existing target with other content answers 409 naming it; the same content again is accepted (a
- * publish retried after a lost answer re-posts its entries). To change one, publish a new version,
- * or remove it (`DELETE`, admin only) and add it again. The check reads the targets the add is then
+ * publish retried after a lost answer re-posts its entries). To change one, publish a new version;
+ * a removed target (`DELETE`, admin only) may be added again only while no device runs it (below). The check reads the targets the add is then
  * made on (`expectedVersion`), so a write in between is checked again, never slipped past.
  *
  * @module
@@ -49,8 +49,7 @@ function sameEntry(signed: TargetEntry, posted: TargetEntry): boolean {
 
 const signedAlready = (names: string[]) =>
   `Target "${names[0]}"${names.length > 1 ? ` (and ${names.length - 1} more)` : ""} is signed already with other content, and a target never changes ` +
-  `once signed (devices running it and rollouts naming it go by its name): publish a new version, or remove it first with an admin token ` +
-  `(gateway targets remove ${names[0]})`;
+  `once signed (devices running it and rollouts naming it go by its name): publish a new version`;
 
 export const TargetsBody = Type.Object({
   targets: Type.Record(Type.String({ pattern: TARGET_NAME }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),
@@ -59,7 +58,7 @@ export const TargetsBody = Type.Object({
 });
 export { TargetsList };
 
-/** Target names devices report running that targets.json does not hold: signed by a gateway since lost (a restore from an older backup). */
+/** Target names devices report running that targets.json does not hold: removed, pruned by retention, or signed by a gateway since lost (a restore from an older backup). */
 async function runningElsewhere(gw: Gateway, targets: Record<string, TargetEntry>): Promise<string[]> {
   return (await gw.store.runningTargets()).filter((n) => !Object.hasOwn(targets, n)).sort();
 }
@@ -74,14 +73,14 @@ export const adminTargets = new Hono<GatewayEnv>()
     const { targets, expectedVersion } = c.req.valid("json");
     for (const name of Object.keys(targets))
       if (!new RegExp(TARGET_NAME).test(name)) return c.json({ error: `Invalid target name "${name}"` }, 400);
-    // A name devices run, signed by a gateway since lost: other content under it would never reach them.
+    // A name devices run that targets.json no longer holds: other content under it would never reach them.
     const taken = (await runningElsewhere(c.var.gw, (await c.var.gw.tuf.targets()).targets)).filter((n) => Object.hasOwn(targets, n));
     if (taken.length)
       return c.json(
         {
           error:
-            `Target "${taken[0]}" is the name of the target devices of this gateway report running, which it does not hold (signed by a gateway since lost: ` +
-            `a restore from an older backup?): other content under that name would never reach them; publish a higher version`,
+            `Target "${taken[0]}" is the name of a target devices of this gateway report running, which targets.json no longer holds (removed, pruned, ` +
+            `or signed by a gateway since lost: a restore from an older backup?): other content under that name would never reach them; publish a higher version`,
         },
         409,
       );

@@ -25,7 +25,7 @@ describe("targets", () => {
     expect(nextVersion(v1, ["x86_64-linux-1"])).toBe(2);
     // --version naming what devices run is refused, with the first free one.
     expect(() => checkVersionFree(["x86_64-linux"], 3, v1, ["x86_64-linux-3"])).toThrow(
-      "Cannot make target x86_64-linux-3: devices of this gateway run a target of that name that it does not hold (published on a gateway since lost?); choose --version 4 or higher",
+      "Cannot make target x86_64-linux-3: devices of this gateway run a target of that name that targets.json no longer holds (removed, pruned, or published on a gateway since lost); choose --version 4 or higher",
     );
     expect(() => checkVersionFree(["x86_64-linux"], 4, v1, ["x86_64-linux-3"])).not.toThrow();
   });

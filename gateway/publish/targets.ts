@@ -72,7 +72,7 @@ export function checkVersionFree(hwids: readonly string[], version: number, exis
     if (existing[name]) throw new TargetVersionError(`Cannot make target ${name}: it already exists; choose another --version`);
     if (running.includes(name))
       throw new TargetVersionError(
-        `Cannot make target ${name}: devices of this gateway run a target of that name that it does not hold (published on a gateway since lost?); choose --version ${nextVersion(existing, running)} or higher`,
+        `Cannot make target ${name}: devices of this gateway run a target of that name that targets.json no longer holds (removed, pruned, or published on a gateway since lost); choose --version ${nextVersion(existing, running)} or higher`,
       );
   }
 }
