@@ -12,11 +12,10 @@ import { DeviceDbFullError } from "./db.ts";
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
-import { isNoSpace } from "../lib/fs/why.ts";
 import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
 import { NoDeviceStateError } from "./session.ts";
 import { NoUpdateError, NoUpdateInProgressError } from "./update/check-step.ts";
-import { FetchFailedError } from "./update/fetch-step.ts";
+import { diskFilled, FetchFailedError } from "./update/fetch-step.ts";
 import { UpdateDeferredError } from "./update/hold.ts";
 import { InitFailedError } from "./update/init-step.ts";
 import { PlanFormatError } from "./update/plan.ts";
@@ -85,16 +84,11 @@ const BY_CLASS: [ErrorClass, number][] = [
   ...TABLE.flatMap(([code, , errors]) => errors.map((cls): [ErrorClass, number] => [cls, code])),
 ];
 
-/** The errors behind `err`, itself first (its `cause`, then that one's...). */
-function* causes(err: unknown): Generator<unknown> {
-  for (let e = err, n = 0; e !== undefined && n < 10; e = (e as Error).cause, n++) yield e;
-}
-
 /**
  * A fetch the disk stopped (full while a blob came in or a layer was rebuilt from a delta) is
  * said as the space check before it would have said it: a script frees space on 41 and retries.
  */
-const diskFilledInFetch = (err: unknown): boolean => err instanceof FetchFailedError && [...causes(err)].some(isNoSpace);
+const diskFilledInFetch = (err: unknown): boolean => err instanceof FetchFailedError && diskFilled(err);
 
 export const exitCodeFor = (err: unknown): number =>
   diskFilledInFetch(err) ? EXIT.NO_SPACE : BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? EXIT.ERROR;

@@ -35,11 +35,17 @@ import { checkSpace, NoSpaceError, onDisk, unpackedEstimate, type SpaceNeed } fr
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 
+/** A lack of space anywhere in `err`'s causes (ENOSPC, SQLite's full disk, a delta's rebuild that filled the store). */
+export function diskFilled(err: unknown): boolean {
+  for (let e = err, n = 0; e !== undefined && e !== null && n < 10; e = (e as Error).cause, n++) if (isNoSpace(e)) return true;
+  return false;
+}
+
 export class FetchFailedError extends Error {
   override name = "FetchFailedError";
   /** `store`: the blob store's folder, named when the disk filled (where to free space). */
   constructor(cause: unknown, store?: string) {
-    super(isNoSpace(cause) && store ? `Cannot fetch update content: the disk holding ${store} filled during the fetch; free space there and run the update again (it resumes)` : "Cannot fetch update content", { cause });
+    super(diskFilled(cause) && store ? `Cannot fetch update content: the disk holding ${store} filled during the fetch; free space there and run the update again (it resumes)` : "Cannot fetch update content", { cause });
   }
 }
 
@@ -248,7 +254,7 @@ export const fetchStep: Step = {
       try {
         fail(failed, firstError);
       } catch (e) {
-        if (!isNoSpace(e)) throw e;
+        if (!diskFilled(e)) throw e;
       }
       throw failed;
     }

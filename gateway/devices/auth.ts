@@ -19,10 +19,13 @@ export type DeviceCheck = { device: DeviceRow } | { refused: string };
  * The one device-identity check: the certificate's subject must be a registered device, not
  * revoked, and the certificate must be its current one (same serial).
  */
+/** What a revoked device's certificate is answered (the device routes, the registry, a held push wait). */
+export const DEVICE_REVOKED = "Device revoked: this certificate is no longer accepted";
+
 export async function checkDevice(devices: DeviceCache, peer: PeerIdentity): Promise<DeviceCheck> {
   const device = await devices.get(peer.cn);
   if (!device) return { refused: "Device not registered: unknown certificate subject" };
-  if (device.revokedAt) return { refused: "Device revoked: this certificate is no longer accepted" };
+  if (device.revokedAt) return { refused: DEVICE_REVOKED };
   if (device.certSerial !== peer.serial) return { refused: "Device certificate superseded: the device registered again with a new certificate" };
   return { device };
 }

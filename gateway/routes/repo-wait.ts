@@ -25,7 +25,7 @@
  * @module
  */
 import { Hono } from "hono";
-import { requireDevice } from "../devices/auth.ts";
+import { DEVICE_REVOKED, requireDevice } from "../devices/auth.ts";
 import type { ClientConnection, Gateway, GatewayEnv } from "../env.ts";
 import { TimestampWatch, type WaitEnd } from "../push.ts";
 
@@ -44,8 +44,8 @@ const news = (version: number) => {
   const text = `{"version":${version}}`;
   return new Response(text, { status: 200, headers: { ...WAIT_HEADERS, "content-type": "application/json", "content-length": String(text.length) } });
 };
-/** The words of gateway/devices/auth.ts's refusal of a revoked device. */
-const revoked = () => Response.json({ error: "Device revoked: this certificate is no longer accepted" }, { status: 403, headers: WAIT_HEADERS });
+/** A held wait of a device revoked meanwhile: refused as its next request would be. */
+const revoked = () => Response.json({ error: DEVICE_REVOKED }, { status: 403, headers: WAIT_HEADERS });
 /** One function for every wait (not a closure per held request). */
 const answerOf = (version: WaitEnd) => (version === null ? revoked() : version === undefined ? noNews() : news(version));
 
