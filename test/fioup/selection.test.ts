@@ -107,6 +107,8 @@ describe("fioup selection", () => {
       await serving(portA, "a v2");
       console.error(`publish-to-running with 1 s polling: ${Date.now() - published} ms`);
       expect(await httpGet(portB)).toBe("b v1");
+      // Serving is not done: the start step still waits for it to stay up, and SIGTERM ends that wait at once.
+      await until("the update to complete", () => d.updateState()?.state, (st) => st === "completed", 30_000, 100);
     } finally {
       daemon.kill("SIGTERM");
     }
