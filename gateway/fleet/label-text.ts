@@ -7,7 +7,9 @@
  * written in double quotes, with JSON's escapes, whenever it holds a comma, a space, a quote, a
  * backslash or a control character, or is empty; every other value is written bare. The quoted
  * form is what a shell and a group query (`site="berlin 2"`, gateway/fleet/query.ts) read back
- * for a value with spaces, so a label can be copied from the output into a command.
+ * for a value with spaces or commas, so such a label can be copied from the output into a command;
+ * a value holding a quote or a backslash is written with JSON's escapes, which a group query does
+ * not read (its quotes have no escapes).
  *
  * @module
  */
