@@ -17,6 +17,7 @@ import type { RolloutDeviceStatus, RolloutHold, RolloutRow } from "../../lib/api
 import type { TargetEntry } from "../../lib/api/target.ts";
 import { judgeReportedService } from "../../lib/compose/service-verdict.ts";
 import { targetMatchesDevice } from "../../lib/tuf/select-target.ts";
+import { isCancelEvent } from "../fleet/update-outcome.ts";
 
 /** What the store gives about one pending member (Store.pendingRolloutEvidence). */
 export interface DeviceEvidence {
@@ -256,8 +257,7 @@ export function evaluateDevice(ev: DeviceEvidence, ctx: EvaluateContext): Device
   for (const { receivedAt, event } of ev.events) {
     if (event.eventType.id !== COMPLETED || event.event.version !== version) continue;
     if (event.event.success === false) {
-      const d = details(event);
-      if (d && typeof d === "object" && d.canceled === true) continue; // cancelled on the device, not a failure of the update
+      if (isCancelEvent(event)) continue; // cancelled on the device, not a failure of the update (gateway/fleet/update-outcome.ts)
       return { ...change, status: "failed", reason: failureReason(event), hold: null };
     }
     if (event.event.success === true) completed = { at: ms(receivedAt), target: event.event.targetName };
