@@ -90,5 +90,6 @@ const BY_CLASS: [ErrorClass, number][] = [
  */
 const diskFilledInFetch = (err: unknown): boolean => err instanceof FetchFailedError && diskFilled(err);
 
+/** An error of no other class (a bare write SQLite or the OS refused) that is a full disk exits 41 too, not 1. */
 export const exitCodeFor = (err: unknown): number =>
-  diskFilledInFetch(err) ? EXIT.NO_SPACE : BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? EXIT.ERROR;
+  diskFilledInFetch(err) ? EXIT.NO_SPACE : BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? (diskFilled(err) ? EXIT.NO_SPACE : EXIT.ERROR);

@@ -83,6 +83,9 @@ test("a bundle's delta whose rebuild fills the blob store's disk is said as a fu
   // The fetch step wraps it; fioup exits as for any lack of space (41), not as a failed fetch (40).
   expect(exitCodeFor(new FetchFailedError(err))).toBe(EXIT.NO_SPACE);
   expect(exitCodeFor(new FetchFailedError(Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })))).toBe(EXIT.FETCH_FAILED);
+  // A bare write the disk refused (SQLite's own error, no class of ours): 41, not 1.
+  expect(exitCodeFor(Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" }))).toBe(EXIT.NO_SPACE);
+  expect(exitCodeFor(new Error("something else"))).toBe(EXIT.ERROR);
 }, 60_000);
 
 test("a layer rebuilt from a bundle's delta reports its progress as it grows, up to the whole layer", async () => {
