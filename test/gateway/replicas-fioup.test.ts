@@ -89,6 +89,10 @@ beforeAll(async () => {
     [`${APP_B}/docker-compose.yml`]: httpdCompose(v2.ref, ports[APP_B]!),
   });
   await pub.publish(2);
+  // The replica a device's check reaches may serve the timestamp it cached up to a second before
+  // the publish (gateway/store/tuf-cache.ts): each device checks until it sees version 2.
+  for (const { device } of Object.values(devices))
+    await until("the device's check to see version 2", async () => (await device.fioup("check")).json?.update?.name, (n) => n === "amd64-linux-2", 20_000, 300);
 }, 180_000);
 
 afterAll(async () => {
