@@ -85,11 +85,11 @@ describe("planService: env_file and extends", () => {
 
   test("an env_file outside the app folder is refused naming env_file and the path (exit 10): a device gets only the app folder", async () => {
     const dir = await repoDir();
-    await writeFile(join(dir, "shared.env"), "A=1\n");
-    const outside = svc({ image: "nginx", envFiles: [{ path: "../shared.env", required: true }] });
+    await writeFile(join(dir, "common.env"), "A=1\n");
+    const outside = svc({ image: "nginx", envFiles: [{ path: "../common.env", required: true }] });
     expect(() => planService(dir, app(dir), outside, [], "main")).toThrow(ComposeFileError);
     expect(() => planService(dir, app(dir), outside, [], "main")).toThrow(
-      'Invalid compose file web/compose.yaml, service "api": env_file ../shared.env is outside the app folder web: a device gets only the app folder, so compose there would not find it; move the file into web/ and name it from there',
+      'Invalid compose file web/compose.yaml, service "api": env_file ../common.env is outside the app folder web: a device gets only the app folder, so compose there would not find it; move the file into web/ and name it from there',
     );
     expect(() => planService(dir, app(dir), svc({ image: "nginx", envFiles: [{ path: "/etc/app.env", required: false }] }), [], "main")).toThrow("env_file /etc/app.env is outside the app folder web");
   });

@@ -111,10 +111,10 @@ describe("gateway publish and env_file, extends", () => {
   const withEnvFile = (envFile: string) => `services:\n  db:\n    image: nginx:alpine\n    env_file: ${envFile}\n`;
 
   test("an env_file outside the app folder is refused (exit 10), naming env_file and the path", async () => {
-    const repo = await containersRepo({ "shared.env": "A=1\n", "envapp/docker-compose.yml": withEnvFile("../shared.env") });
+    const repo = await containersRepo({ "common.env": "A=1\n", "envapp/docker-compose.yml": withEnvFile("../common.env") });
     const r = await publishCli(repo, "--dry-run");
     expect(r.code).toBe(10);
-    expect(r.stderr).toContain('Invalid compose file envapp/docker-compose.yml, service "db": env_file ../shared.env is outside the app folder envapp');
+    expect(r.stderr).toContain('Invalid compose file envapp/docker-compose.yml, service "db": env_file ../common.env is outside the app folder envapp');
   });
 
   test("an env_file in the app folder is bundled; one git ignores is refused (exit 10), as the bundle would lack it", async () => {
