@@ -343,6 +343,41 @@ export async function deviceOnV1(o: {
   return { pub, uuid };
 }
 
+/** A device on target 1 of one app, with its own dockerd, registry and gateway (polling every second). */
+export interface DeviceRig {
+  app: string;
+  repo: string;
+  dockerd: DockerdHandle;
+  upstream: DockerRegistryHandle;
+  /** The gateway's handle (servedBytes reads its metrics); `gw` is the same gateway. */
+  gwHandle: GatewayHandle;
+  gw: TestGateway;
+  device: Device;
+  /** The loopback port the app serves on. */
+  port: number;
+  pub: Publisher;
+  uuid: string;
+  /** Removes the app's containers and stops what was started. */
+  stop(): Promise<void>;
+}
+
+/** The start several device tests share: {@link deviceOnV1} on fresh services. */
+export async function deviceRig(o: { app: string; repo: string; body: string; image?: BusyboxImageOptions }): Promise<DeviceRig> {
+  const [dockerd, upstream, gwHandle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
+  const gw = asTestGateway(gwHandle);
+  const device = await Device.create(dockerd);
+  const port = await freePort();
+  const { pub, uuid } = await deviceOnV1({ gw, upstream, device, app: o.app, repo: o.repo, port, body: o.body, ...(o.image ? { image: o.image } : {}) });
+  return {
+    app: o.app, repo: o.repo, dockerd, upstream, gwHandle, gw, device, port, pub, uuid,
+    async stop() {
+      await device.cleanup([o.app]).catch(() => undefined);
+      await Promise.all([gwHandle.stop(), upstream.stop()]);
+      await dockerd.stop();
+    },
+  };
+}
+
 export async function httpGet(port: number): Promise<string | undefined> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) });

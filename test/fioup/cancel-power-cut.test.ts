@@ -11,14 +11,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../harness/tmp.ts";
-import { ROOT, asTestGateway, collectCli, deviceOnV1, Device, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, type DockerRegistryHandle, type DockerdHandle, type Publisher } from "./_setup.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { ROOT, collectCli, Device, httpGet, httpdCompose, httpdImage, pushImage, type DockerRegistryHandle, type Publisher, deviceRig, type DeviceRig } from "./_setup.ts";
 
 const APP = `cancelcut${process.pid}`;
 const REPO = `cancelcut/web${process.pid}`;
-let dockerd: DockerdHandle;
+let rig: DeviceRig;
 let upstream: DockerRegistryHandle;
-let gwh: GatewayHandle;
 let device: Device;
 let pub: Publisher;
 let port: number;
@@ -26,17 +24,13 @@ let reportDir: string;
 let version = 1;
 
 beforeAll(async () => {
-  [dockerd, upstream, gwh] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
-  port = await freePort();
+  rig = await deviceRig({ app: APP, repo: REPO, body: "cut v1" });
+  ({ upstream, device, pub, port } = rig);
   reportDir = await tempDir("cancel-cut-report-");
-  device = await Device.create(dockerd);
-  ({ pub } = await deviceOnV1({ gw: asTestGateway(gwh), upstream, device, app: APP, repo: REPO, port, body: "cut v1" }));
 }, 180_000);
 
 afterAll(async () => {
-  await device?.cleanup([APP]).catch(() => {});
-  await Promise.all([gwh?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
+  await rig?.stop();
 });
 
 /** Publishes the next version, fetches and installs it (the v1 app stops), then kills `fioup cancel` once it saved `cancelling`. */

@@ -5,18 +5,13 @@
  * `starting`; the next run resumes it and completes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { waitFor } from "../harness/tmp.ts";
-import {
-  asTestGateway, collectCli, deviceOnV1, Device, freePort, httpGet, httpdImage, pushImage, startDockerRegistry, startDockerd,
-  type DockerRegistryHandle, type DockerdHandle, type Publisher,
-} from "./_setup.ts";
+import { collectCli, Device, httpGet, httpdImage, pushImage, type DockerRegistryHandle, type Publisher, deviceRig, type DeviceRig } from "./_setup.ts";
 
 const APP = `sigstart${process.pid}`;
 const REPO = `sigstart/web${process.pid}`;
-let dockerd: DockerdHandle;
+let rig: DeviceRig;
 let upstream: DockerRegistryHandle;
-let gwh: GatewayHandle;
 let device: Device;
 let pub: Publisher;
 let port: number;
@@ -37,16 +32,12 @@ const slowHealthCompose = (image: string, after: number) => `services:
 `;
 
 beforeAll(async () => {
-  [dockerd, upstream, gwh] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
-  port = await freePort();
-  device = await Device.create(dockerd);
-  ({ pub } = await deviceOnV1({ gw: asTestGateway(gwh), upstream, device, app: APP, repo: REPO, port, body: "sig v1" }));
+  rig = await deviceRig({ app: APP, repo: REPO, body: "sig v1" });
+  ({ upstream, device, pub, port } = rig);
 }, 180_000);
 
 afterAll(async () => {
-  await device?.cleanup([APP]).catch(() => {});
-  await Promise.all([gwh?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
+  await rig?.stop();
 });
 
 describe("fioup daemon stopped by SIGTERM during the start step's wait", () => {

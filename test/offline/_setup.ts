@@ -7,13 +7,9 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import type { BuiltImage, BusyboxImageOptions, ImageFile } from "../harness/images.ts";
 import { run, tempDir } from "../harness/tmp.ts";
-import {
-  asTestGateway, Device, deviceOnV1, freePort, httpdCompose, pushImageDetailed, randomBytes, ROOT, startDockerd, startDockerRegistry,
-  type DockerdHandle, type DockerRegistryHandle, type Publisher, type TestGateway,
-} from "../fioup/_setup.ts";
+import { deviceRig, Device, freePort, httpdCompose, pushImageDetailed, randomBytes, ROOT, type DeviceRig, type TestGateway } from "../fioup/_setup.ts";
 import { fileNear, realFilesImage } from "../deltas/_real-files.ts";
 
 /** `gateway export` on the gateway host (its data dir names the gateway and the admin token); returns its stderr. */
@@ -41,39 +37,19 @@ export const offlineToml = (closedPort: number) => `[tls]\nserver = "https://127
 /** A bundle's index.json, parsed. */
 export const bundleIndex = (dir: string) => JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
 
-/** A device on target 1 of one app, with its own dockerd, registry and gateway, and a folder for bundles. */
-export interface OfflineRig {
-  app: string;
-  repo: string;
-  dockerd: DockerdHandle;
-  upstream: DockerRegistryHandle;
-  /** The gateway's handle (servedBytes reads its metrics); `gw` is the same gateway. */
-  gwHandle: GatewayHandle;
-  gw: TestGateway;
-  device: Device;
-  /** The loopback port the app serves on. */
-  port: number;
+/** {@link deviceRig} with a folder for bundles. */
+export interface OfflineRig extends DeviceRig {
   bundles: string;
-  pub: Publisher;
-  uuid: string;
-  /** Removes the app's containers, stops what was started and removes the bundles. */
-  stop(): Promise<void>;
 }
 
-/** The start the offline tests share: {@link deviceOnV1} on fresh services (`tmp`: the bundles folder's prefix). */
+/** The start the offline tests share: {@link deviceRig}, and a bundles folder (`tmp`: its prefix) removed by `stop`. */
 export async function offlineRig(o: { app: string; repo: string; body: string; tmp: string; image?: BusyboxImageOptions }): Promise<OfflineRig> {
-  const [dockerd, upstream, gwHandle] = await Promise.all([startDockerd(), startDockerRegistry(), startGateway({ args: ["--polling-seconds", "1"] })]);
-  const gw = asTestGateway(gwHandle);
-  const device = await Device.create(dockerd);
-  const port = await freePort();
-  const bundles = await tempDir(o.tmp);
-  const { pub, uuid } = await deviceOnV1({ gw, upstream, device, app: o.app, repo: o.repo, port, body: o.body, ...(o.image ? { image: o.image } : {}) });
+  const [rig, bundles] = await Promise.all([deviceRig(o), tempDir(o.tmp)]);
   return {
-    app: o.app, repo: o.repo, dockerd, upstream, gwHandle, gw, device, port, bundles, pub, uuid,
+    ...rig,
+    bundles,
     async stop() {
-      await device.cleanup([o.app]).catch(() => undefined);
-      await Promise.all([gwHandle.stop(), upstream.stop()]);
-      await dockerd.stop();
+      await rig.stop();
       rmSync(bundles, { recursive: true, force: true });
     },
   };
