@@ -9,13 +9,9 @@ import { parsePlatform } from "../../lib/oci/platform.ts";
 import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
 import { publicUrlOf } from "../publish/public-url.ts";
-import { EXIT_CODES } from "../exit-codes.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
-
-/** The rows of the gateway's exit-code table (gateway/exit-codes.ts) export can end with. */
-const EXPORT_EXIT_CODES = new Set<number>([0, 1, 2, 3, 4, 5, 15, 20, 130, 143]);
 
 export default defineCommand({
   summary: "Write an offline bundle: TUF metadata, blobs and index for one target",
@@ -32,10 +28,9 @@ export default defineCommand({
     "Reads the metadata and blobs from a running gateway, as devices see them, with an admin or publish",
     "token (a viewer token reads too); a token the gateway refuses exits 3 with its reason (unknown, revoked, expired).",
     ADMIN_HELP,
-    "",
-    "Exit codes:",
-    ...EXIT_CODES.filter(([code]) => EXPORT_EXIT_CODES.has(code)).map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning.replace(/^(publish and )?export: /, "")}`),
   ].join("\n"),
+  // The rows of the gateway's exit-code table (gateway/exit-codes.ts) export can end with.
+  exitCodes: [0, 1, 2, 3, 4, 5, 15, 20, 130, 143],
   flags: {
     ...adminFlags,
     target: { type: "string", description: "Target version to bundle", placeholder: "VERSION" },

@@ -6,6 +6,7 @@
  * @module
  */
 import { stat } from "node:fs/promises";
+import { targetVersionNumber } from "../../lib/api/target.ts";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
@@ -32,18 +33,19 @@ export default defineCommand({
     "",
     "The token is a publish (or admin) token of the gateway (<secret>.<CA fingerprint>): the server's /ca.pem is checked",
     "against it and then trusted alone. See docs/publishing.md.",
-    "",
-    "Exit codes:",
-    "    0  success",
-    "    1  any other error",
-    "    2  bad usage (unknown or missing flag, --server not a URL, --registry written as a URL)",
-    "    3  the gateway refused the request (its reason is printed)",
-    "    4  the gateway could not be reached (connection refused, timeout, TLS failure)",
-    "    5  --server is not the gateway the token was made for: its CA does not match the token's pin, or it serves no CA",
-    ...PUBLISH_EXIT_CODES.map(([, code, meaning]) => `  ${String(code).padStart(3)}  ${meaning.replace(/^publish( and export)?: /, "")}`),
-    "  130  stopped by Ctrl-C (SIGINT) before its targets were added: nothing published",
-    "  143  stopped by SIGTERM (a cancelled CI job), as 130",
   ].join("\n"),
+  // The gateway's table (gateway/exit-codes.ts), with publish's own rows, and 2 and 130 as they are for publish.
+  exitCodes: [
+    0,
+    1,
+    [2, "bad usage (unknown or missing flag, --server not a URL, --registry written as a URL)"],
+    3,
+    4,
+    5,
+    ...PUBLISH_EXIT_CODES.map(([, code]) => code),
+    [130, "stopped by Ctrl-C (SIGINT) before its targets were added: nothing published"],
+    143,
+  ],
   flags: {
     containers: { type: "string", description: "The containers repo checkout (a git work tree)", placeholder: "DIR" },
     ref: { type: "string", description: "The git ref being published, e.g. refs/heads/master (HEAD must be its commit)", placeholder: "REF" },
@@ -71,8 +73,8 @@ export default defineCommand({
     if (!(await stat(flags.containers!).catch(() => undefined))?.isDirectory()) throw new UsageError(`--containers ${flags.containers}: no such directory (give the containers repo checkout)`);
     let version: number | undefined;
     if (flags.version !== undefined) {
-      version = Number(flags.version);
-      if (!/^[0-9]{1,15}$/.test(flags.version) || version <= 0) throw new UsageError(`--version must be a positive integer, not "${flags.version}"`);
+      version = targetVersionNumber(flags.version);
+      if (version === undefined || version <= 0) throw new UsageError(`--version must be a positive integer, not "${flags.version}"`);
     }
     // A host, not a URL: "http://h:5000" would be taken as the host "http" (plain http is --insecure-registry).
     for (const [name, values] of [["registry", flags.registry ? [flags.registry] : []], ["insecure-registry", flags["insecure-registry"]]] as const) {

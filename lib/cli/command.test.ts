@@ -143,3 +143,24 @@ test("a command that is also a group's name lists its sub-commands in --help, an
   expect(out).toEndWith("\n\nCommands under 't backup':\n  backup keygen    make a key pair\n");
   expect(err).toBe("t backup: unexpected argument 'keygn': this command takes flags only (did you mean 't backup keygen'?)\nRun 't backup --help' for usage.\n");
 });
+
+test("a command's exit codes are data: --help lists the binary's rows it names (their scope naming it left out) and its own wording, as the main help lists the table", async () => {
+  const exitCodes = [
+    [0, "success"],
+    [2, "bad usage"],
+    [15, "push and pull: a registry refused"],
+    [16, "push: a version that exists"],
+    [20, "pull: no such version"],
+  ] as const;
+  const cmd = (exitCodes: readonly (number | readonly [number, string])[]) => defineCommand({ summary: "s", description: "d", exitCodes, flags: {}, run() {} });
+  const commands = { pull: async () => ({ default: cmd([0, [2, "bad usage (--from not a version)"], 15, 20, 16]) }), push: async () => ({ default: cmd([99]) }) };
+  const cli = { name: "t", version: "0", summary: "t", commands, exitCodes };
+  const help = await runCliCaptured(cli, ["pull", "--help"]);
+  expect(help.out).toStartWith(
+    "Usage: t pull [flags]\n\ns\n\nd\n\nExit codes:\n" +
+      "    0  success\n    2  bad usage (--from not a version)\n   15  a registry refused\n   20  no such version\n   16  push: a version that exists\n\nFlags:\n",
+  );
+  expect((await runCliCaptured(cli, ["--help"])).out).toEndWith("\n\nExit codes:\n    0  success\n    2  bad usage\n   15  push and pull: a registry refused\n   16  push: a version that exists\n   20  pull: no such version\n");
+  // A code the table lacks is the command's mistake, not a row left out in silence.
+  await expect(runCliCaptured(cli, ["push", "--help"])).rejects.toThrow("t push lists exit code 99, which t's exit-code table does not have");
+});

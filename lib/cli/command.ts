@@ -1,7 +1,7 @@
 /**
  * A CLI is a table of commands, one file each. This module is the
- * small shared runner used by all three binaries: flags are data, `--help` is
- * generated from them, `--format json` is a shared flag, and errors are turned
+ * small shared runner used by all three binaries: flags and exit codes are
+ * data, `--help` is generated from them, `--format json` is a shared flag, and errors are turned
  * into exit codes in one place by the binary's own table.
  *
  * @module
@@ -58,6 +58,12 @@ export interface Command<F extends Record<string, FlagSpec> = Record<string, Fla
   usage?: string;
   /** Longer text shown by --help under the summary. */
   description?: string;
+  /**
+   * The exit codes this command's --help lists, under the description: a code alone is that row of
+   * the binary's table ({@link CliSpec.exitCodes}), said without a leading scope that names this
+   * command ("publish: ", "publish and export: "); `[code, meaning]` is this command's own wording.
+   */
+  exitCodes?: readonly (number | readonly [number, string])[];
   flags: F;
   run(ctx: CommandContext<F>): Promise<number | void> | number | void;
 }
@@ -103,9 +109,37 @@ function flagHelp(flags: Record<string, FlagSpec>): string {
   return rows.map(([l, r]) => l.padEnd(width) + r).join("\n");
 }
 
+/** An "Exit codes:" section, one row a line, the codes right-aligned; none for no rows. */
+function exitCodeHelp(rows: readonly (readonly [number, string])[] | undefined): string[] {
+  return rows?.length ? ["", "Exit codes:", ...rows.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`)] : [];
+}
+
+/** A meaning in the binary's table may start with the commands it is about ("publish and export: "): said in one of their own --help, that is left out. */
+const SCOPE = /^([a-z][a-z -]*?): /;
+
+/** The rows a command's --help lists: its own wording, or the binary's table's. */
+function commandExitCodes(cli: CliSpec, name: string, cmd: Command<any>): (readonly [number, string])[] {
+  return (cmd.exitCodes ?? []).map((row) => {
+    if (typeof row !== "number") return row;
+    const meaning = cli.exitCodes?.find(([code]) => code === row)?.[1];
+    if (meaning === undefined) throw new Error(`${cli.name} ${name} lists exit code ${row}, which ${cli.name}'s exit-code table does not have`);
+    const scope = SCOPE.exec(meaning);
+    return [row, scope && scope[1]!.split(" and ").includes(name) ? meaning.slice(scope[0].length) : meaning] as const;
+  });
+}
+
 function commandHelp(cli: CliSpec, name: string, cmd: Command<any>): string {
   const usage = `Usage: ${cli.name} ${name}${cmd.usage ? " " + cmd.usage : ""} [flags]`;
-  return [usage, "", cmd.summary, ...(cmd.description ? ["", cmd.description] : []), "", "Flags:", flagHelp(cmd.flags)].join("\n");
+  return [
+    usage,
+    "",
+    cmd.summary,
+    ...(cmd.description ? ["", cmd.description] : []),
+    ...exitCodeHelp(commandExitCodes(cli, name, cmd)),
+    "",
+    "Flags:",
+    flagHelp(cmd.flags),
+  ].join("\n");
 }
 
 /** One line per command, its name and summary, the summaries aligned. */
@@ -130,7 +164,7 @@ async function mainHelp(cli: CliSpec): Promise<string> {
     "Flags:",
     "  -h, --help      Print this help",
     "  -v, --version   Print the version",
-    ...(cli.exitCodes?.length ? ["", "Exit codes:", ...cli.exitCodes.map(([code, meaning]) => `  ${String(code).padStart(3)}  ${meaning}`)] : []),
+    ...exitCodeHelp(cli.exitCodes),
   ].join("\n");
 }
 
