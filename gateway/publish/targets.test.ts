@@ -23,6 +23,8 @@ describe("targets", () => {
     const v1 = makeTargets({ hwids: ["x86_64-linux"], tags: [], version: 1, apps: {}, containersSha: "x" });
     expect(nextVersion(v1, ["x86_64-linux-3", "x86_64-linux-1", "preloaded"])).toBe(4);
     expect(nextVersion(v1, ["x86_64-linux-1"])).toBe(2);
+    // Only a name of targetName's form whose tail is a target version (1-15 digits, lib/api/target.ts) carries one.
+    expect(nextVersion(v1, ["x86_64-linux-1234567890123456", "x86_64-linux-rc9", "42"])).toBe(2);
     // --version naming what devices run is refused, with the first free one.
     expect(() => checkVersionFree(["x86_64-linux"], 3, v1, ["x86_64-linux-3"])).toThrow(
       "Cannot make target x86_64-linux-3: devices of this gateway run a target of that name that targets.json no longer holds (removed, pruned, or published on a gateway since lost); choose --version 4 or higher",

@@ -12,17 +12,11 @@
  *
  * @module
  */
-import { EMPTY_SHA256, TARGET_NAME, TARGET_NAME_RULE, targetName, type TargetEntry } from "../../lib/api/target.ts";
+import { EMPTY_SHA256, TARGET_NAME, TARGET_NAME_RULE, targetName, targetVersionNumber, versionOfTargetName, type TargetEntry } from "../../lib/api/target.ts";
 
 export class TargetVersionError extends Error {
   override name = "TargetVersionError";
 }
-
-/** The version a target name `<hwid>-<version>` carries (targetName's form), if it has one. */
-const versionOfName = (name: string): number | undefined => {
-  const m = /-([0-9]{1,15})$/.exec(name);
-  return m ? Number(m[1]) : undefined;
-};
 
 /**
  * The next version: one above every existing target's `custom.version` and every version in
@@ -35,13 +29,8 @@ const versionOfName = (name: string): number | undefined => {
  */
 export function nextVersion(existing: Record<string, TargetEntry>, running: readonly string[] = []): number {
   let max = 0;
-  for (const t of Object.values(existing)) {
-    const v = Number(t?.custom?.version);
-    if (Number.isSafeInteger(v) && v > max) max = v;
-  }
-  for (const name of running) {
-    const v = versionOfName(name);
-    if (v !== undefined && Number.isSafeInteger(v) && v > max) max = v;
+  for (const v of [...Object.values(existing).map((t) => targetVersionNumber(t?.custom?.version)), ...running.map(versionOfTargetName)]) {
+    if (v !== undefined && v > max) max = v;
   }
   return max + 1;
 }

@@ -47,6 +47,11 @@ export const TargetVersion = Type.String({ pattern: "^[0-9]{1,15}$", expected: "
 const TARGET_VERSION = new RegExp(TargetVersion.pattern!);
 /** Whether `v` is a target version ({@link TargetVersion}), for code that tests a string rather than a message. */
 export const isTargetVersion = (v: string): boolean => TARGET_VERSION.test(v);
+/** The number a target version ({@link TargetVersion}) stands for, what versions are compared by; undefined for anything else. */
+export const targetVersionNumber = (v: unknown): number | undefined => {
+  const s = String(v ?? "");
+  return isTargetVersion(s) ? Number(s) : undefined;
+};
 
 export const TargetCustom = Type.Object(
   {
@@ -112,3 +117,18 @@ export function containersCommitText(custom: TargetCustom): string | undefined {
 
 /** `<hwid>-<version>`: the target name convention. */
 export const targetName = (hwid: string, version: string | number) => `${hwid}-${version}`;
+
+/**
+ * The version a target name carries by {@link targetName}'s convention, as {@link targetVersionNumber}
+ * reads it; undefined for a name of another form.
+ *
+ * @example
+ * ```ts
+ * versionOfTargetName("x86_64-linux-42"); // 42
+ * versionOfTargetName("preloaded"); // undefined
+ * ```
+ */
+export const versionOfTargetName = (name: string): number | undefined => {
+  const dash = name.lastIndexOf("-");
+  return dash < 0 ? undefined : targetVersionNumber(name.slice(dash + 1));
+};
