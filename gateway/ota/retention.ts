@@ -5,14 +5,11 @@
  *
  * @module
  */
-import type { TargetEntry } from "../../lib/api/target.ts";
+import { targetVersionNumber, type TargetEntry } from "../../lib/api/target.ts";
 
 export const DEFAULT_MAX_TARGETS_PER_HWID = 50;
 
-const versionOf = (e: TargetEntry): number => {
-  const v = String(e?.custom?.version ?? "");
-  return /^[0-9]{1,15}$/.test(v) ? Number(v) : -1;
-};
+const versionOf = (e: TargetEntry): number => targetVersionNumber(e?.custom?.version) ?? -1;
 
 /**
  * Splits targets into those kept and the names pruned.

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { isTargetVersion, type Target, type TargetEntry } from "../api/target.ts";
+import { targetVersionNumber as num, type Target, type TargetEntry } from "../api/target.ts";
 
 export interface SelectTargetOptions {
   /** The device's hardware id: a target must list it in `custom.hardwareIds`. */
@@ -18,11 +18,6 @@ export interface SelectTargetOptions {
   /** An explicitly requested version: that one, even if older than the current one or marked bad. */
   version?: string | number;
 }
-
-const num = (v: unknown): number | undefined => {
-  const s = String(v ?? "");
-  return isTargetVersion(s) ? Number(s) : undefined;
-};
 
 /** Whether a target is for this device (hardware id and tags), whatever its version. */
 export function targetMatchesDevice(entry: TargetEntry, hwid: string, tags: readonly string[]): boolean {
