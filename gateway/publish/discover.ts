@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { COMPOSE_FILE_NAMES } from "../../lib/compose/app-format.ts";
 import { listBundleFiles } from "../../lib/compose/bundle.ts";
 import { pathListMatcher } from "../../lib/compose/ignore.ts";
-import { ignoredPaths } from "./git.ts";
+import { ignoredPaths, leftOutText } from "./git.ts";
 
 export class NothingToPublishError extends Error {
   override name = "NothingToPublishError";
@@ -109,7 +109,6 @@ export async function discover(containersDir: string): Promise<{ apps: AppDir[];
 export function gitIgnoredNote(app: AppDir): string | undefined {
   const n = app.gitIgnored.length;
   if (n === 0) return undefined;
-  const shown = app.gitIgnored.slice(0, 5).join(", ") + (n > 5 ? `, and ${n - 5} more` : "");
   const dotEnv = app.gitIgnored.includes(".env") ? " (.env is not read for variables either)" : "";
-  return `app ${app.name}: left out ${n === 1 ? "1 path" : `${n} paths`} git ignores, which the commit does not hold: ${shown}${dotEnv}`;
+  return `app ${app.name}: ${leftOutText(app.gitIgnored)}${dotEnv}`;
 }

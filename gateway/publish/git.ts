@@ -74,6 +74,36 @@ export async function ignoredPaths(dir: string): Promise<string[]> {
 }
 
 /**
+ * How publish says which ignored paths it left out: how many, the first five and how many more.
+ *
+ * @example
+ * ```ts
+ * leftOutText([".env", "local/"]); // "left out 2 paths git ignores, which the commit does not hold: .env, local/"
+ * ```
+ */
+export function leftOutText(paths: string[]): string {
+  const n = paths.length;
+  const shown = paths.slice(0, 5).join(", ") + (n > 5 ? `, and ${n - 5} more` : "");
+  return `left out ${n === 1 ? "1 path" : `${n} paths`} git ignores, which the commit does not hold: ${shown}`;
+}
+
+/**
+ * What publish takes under the checkout at `dir`: the paths git tracks there and the untracked
+ * ones it does not ignore (they make the tree dirty), relative to `dir`; a submodule once, as
+ * its folder. A tracked file deleted in the work tree is still listed.
+ *
+ * @example
+ * ```ts
+ * await publishedPaths("containers/api"); // ["Dockerfile", "src/main.go"]
+ * ```
+ * @throws {GitError} If `dir` is not in a git work tree.
+ */
+export async function publishedPaths(dir: string): Promise<string[]> {
+  const out = await git(dir, ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { raw: true });
+  return [...new Set(out.split("\0").filter((p) => p !== ""))].sort();
+}
+
+/**
  * Checks that HEAD of the checkout is what is being published: the commit
  * `ref` points at in the checkout (`refs/heads/x`, or `refs/remotes/origin/x`
  * in a CI checkout that has only the remote branch), and the commit `commit`

@@ -24,7 +24,9 @@ import type { Platform } from "../../lib/oci/platform.ts";
 import { formatReference, referenceTarget, type Reference } from "../../lib/oci/reference.ts";
 import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
 import { copyImage } from "./copy-image.ts";
+import { buildContext } from "./build-context.ts";
 import { dockerBuild, dockerInspectImage, dockerSave, engineName } from "./docker.ts";
+import { leftOutText } from "./git.ts";
 import type { AppDir } from "./discover.ts";
 import type { BuildSpec } from "./plan.ts";
 import { ImageResolveError } from "./plan.ts";
@@ -145,7 +147,9 @@ export class ImageResolver {
       }
       const localTag = `${registryHost}/${repo}:${tag}`;
       this.o.log(`image ${b.name}: docker build ${b.from}`);
-      await dockerBuild(b.dir, localTag, {
+      const context = await buildContext(b.dir, this.o.tmpDir);
+      if (context.leftOut.length > 0) this.o.log(`image ${b.name}: ${leftOutText(context.leftOut)}, from its build context`);
+      await dockerBuild(context.dir, localTag, {
         env: this.o.env,
         // The build's own output, as it comes: a long build is not silent, and CI keeps its log.
         onLine: (line) => {
@@ -157,7 +161,7 @@ export class ImageResolver {
         ...(b.dockerfile ? { dockerfile: b.dockerfile } : {}),
         ...(b.target ? { target: b.target } : {}),
         ...(b.buildArgs ? { buildArgs: b.buildArgs } : {}),
-      });
+      }).finally(() => context.dispose());
       const r = await this.pushSaved(localTag, repo, tag, `${b.name.replaceAll("/", "_")}-build`, `image ${b.name}`);
       this.o.log(`image ${b.name}: ${dst.dryRun ? "would push" : "pushed"} ${registryHost}/${repo}:${tag} (${r.digest})`);
       return { pinned: `${registryHost}/${repo}@${r.digest}`, from: b.from, source: "build", name: b.name, platforms: r.platforms, uncompressedSizes: r.uncompressedSizes, layers: r.layers };

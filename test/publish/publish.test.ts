@@ -246,6 +246,37 @@ describe("gateway publish of a service's own build", () => {
   });
 });
 
+describe("gateway publish of a build context that holds git-ignored files", () => {
+  test("the image holds what git tracks and untracked files it does not ignore, not an ignored .env or folder, and publish says what it left out", async () => {
+    const r = await containersRepo({
+      ".gitignore": ".env\nnode_modules/\n",
+      "site/docker-compose.yml": "services:\n  web:\n    build: .\n",
+      "site/Dockerfile": "FROM fixtures/busybox:latest\nCOPY . /srv/\nCMD [\"ls\", \"-a\", \"/srv\"]\n",
+      "site/index.html": "tracked-page-4711\n",
+    });
+    await Bun.write(join(r, "site", ".env"), "API_KEY=ignored-secret-4711\n");
+    await Bun.write(join(r, "site", "node_modules", "dep", "index.js"), "ignored-module-4711\n");
+    await Bun.write(join(r, "site", "notes.txt"), "untracked-note-4711\n");
+    const lines: string[] = [];
+    const res = await publish(opts({ containersDir: r, log: (l) => lines.push(l) }));
+    expect(lines).toContain("image site: left out 2 paths git ignores, which the commit does not hold: .env, node_modules/, from its build context");
+    const pinned = res.images.find((i) => i.name === "site")!.pinned;
+    const [name, digest] = pinned.slice(gw.host.length + 1).split("@") as [string, string];
+    const client = gatewayRegistry(gw);
+    const m = JSON.parse(new TextDecoder().decode((await client.getManifest(name, digest)).bytes));
+    let content = "";
+    for (const l of m.layers as { digest: string }[]) {
+      const blob = await client.getBlobBytes(name, l.digest);
+      content += new TextDecoder("latin1").decode(blob[0] === 0x1f && blob[1] === 0x8b ? Bun.gunzipSync(blob as Uint8Array<ArrayBuffer>) : blob);
+    }
+    // Booleans: the layers are megabytes, too long for a failure's message.
+    expect({ tracked: content.includes("tracked-page-4711"), untracked: content.includes("untracked-note-4711") }).toEqual({ tracked: true, untracked: true });
+    expect({ env: content.includes("ignored-secret-4711"), module: content.includes("ignored-module-4711") }).toEqual({ env: false, module: false });
+    // The work tree is as it was: the copy was the build's, in publish's temp dir.
+    expect(await Bun.file(join(r, "site", ".env")).text()).toBe("API_KEY=ignored-secret-4711\n");
+  });
+});
+
 describe("gateway publish to another OCI registry", () => {
   test("--registry pushes images and apps to a docker-registry and the targets point there", async () => {
     const other = await startDockerRegistry();
