@@ -6,8 +6,9 @@
  * outside the repository is refused: CI would build something the commit
  * does not hold. So is an `env_file` the app's bundle does not hold (outside
  * the app folder, git-ignored, excluded, missing): compose on the device
- * would not find it, and the install, then its rollback, would fail. And
- * `extends`, which nothing follows to check and pin.
+ * would not find it, and the install, then its rollback, would fail. So is
+ * a relative bind mount outside the app folder (`../x`), which on a device is
+ * another place. And `extends`, which nothing follows to check and pin.
  *
  * @module
  */
@@ -91,6 +92,20 @@ function checkEnvFile(app: AppDir, service: string, f: EnvFile): void {
   throw new ComposeFileError(composeFile, `env_file ${f.path} is not in the app's bundle: ${why}`, service);
 }
 
+/**
+ * A bind mount written relative must stay inside the app folder: on a device the apps' folders
+ * sit side by side, so `../x` would mount the apps' root or another app's folder (whatever is
+ * there, or an empty directory Docker makes), not what the checkout holds beside the app.
+ */
+function checkBindSource(app: AppDir, service: string, source: string): void {
+  if (inside(app.dir, resolvePath(app.dir, source))) return;
+  throw new ComposeFileError(
+    `${app.name}/${app.composeFileName}`,
+    `the bind mount ${source} is outside the app folder ${app.name}: a device gets only the app folder, and there ${source} is another place (the apps' root or another app's folder); keep the mounted files inside ${app.name}/, or mount an absolute path of the device`,
+    service,
+  );
+}
+
 /** The build of a top-level directory. */
 export function topLevelBuild(b: BuildDir): BuildSpec {
   return { key: `${real(b.dir)}\0Dockerfile\0\0`, name: b.name, dir: b.dir, from: `${b.name}/Dockerfile` };
@@ -101,13 +116,14 @@ export function topLevelBuild(b: BuildDir): BuildSpec {
  *
  * @throws {BuildContextError} If its build context or Dockerfile is outside `repoDir`.
  * @throws {ImageResolveError} If it has no usable build and no valid image reference.
- * @throws {ComposeFileError} If it has `extends`, or an `env_file` its app's bundle does not hold.
+ * @throws {ComposeFileError} If it has `extends`, an `env_file` its app's bundle does not hold, or a relative bind mount outside the app folder.
  */
 export function planService(repoDir: string, app: AppDir, svc: ComposeService, builds: BuildDir[], factory: string): ServicePlan {
   const where = `service "${svc.name}" in app "${app.name}"`;
   const composeFile = `${app.name}/${app.composeFileName}`;
   if (svc.extends) throw new ComposeFileError(composeFile, EXTENDS_NOT_SUPPORTED, svc.name);
   for (const f of svc.envFiles ?? []) checkEnvFile(app, svc.name, f);
+  for (const source of svc.bindSources ?? []) checkBindSource(app, svc.name, source);
   if (svc.build) {
     const root = real(repoDir);
     const ctx = real(resolvePath(app.dir, svc.buildContext ?? "."));

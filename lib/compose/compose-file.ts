@@ -47,6 +47,8 @@ export interface ComposeService {
   envFiles?: EnvFile[];
   /** Whether the service has an `extends:` key (never followed: see the module doc). */
   extends?: true;
+  /** Host paths of bind mounts written relative to the compose file's folder (`./data:/data`, or `type: bind` with such a `source`), as written. */
+  bindSources?: string[];
 }
 
 /** One `env_file` entry: `env_file: a.env`, a list of paths, or a list of `{path, required}`. */
@@ -142,7 +144,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
     if (!svc || typeof svc !== "object" || Array.isArray(svc) || !isMap(doc.getIn(["services", name]))) {
       throw new ComposeFileError(file, "the service is not a mapping", name);
     }
-    const { image, build, extends: ext, env_file: envFile } = svc as { image?: unknown; build?: unknown; extends?: unknown; env_file?: unknown };
+    const { image, build, extends: ext, env_file: envFile, volumes } = svc as { image?: unknown; build?: unknown; extends?: unknown; env_file?: unknown; volumes?: unknown };
     if (image !== undefined && image !== null && typeof image !== "string") {
       throw new ComposeFileError(file, "image is not a string", name);
     }
@@ -174,9 +176,30 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       ...details,
       ...(envFile !== undefined && envFile !== null ? { envFiles: envFiles(envFile, file, name) } : {}),
       ...(hasExtends ? { extends: true as const } : {}),
+      ...(relativeBinds(volumes).length > 0 ? { bindSources: relativeBinds(volumes) } : {}),
     });
   }
   return { file, doc, services: out, interpolated: opts.variables !== undefined };
+}
+
+/**
+ * The host paths of a service's bind mounts that compose resolves from the compose file's folder:
+ * a short `SOURCE:TARGET[:MODE]` whose source starts with `.` (any other source is an absolute or
+ * home path, or a named volume), and a long `type: bind` whose `source` is neither absolute nor `~`.
+ */
+function relativeBinds(volumes: unknown): string[] {
+  if (!Array.isArray(volumes)) return [];
+  const out: string[] = [];
+  for (const v of volumes) {
+    if (typeof v === "string") {
+      const colon = v.indexOf(":");
+      if (colon > 0 && v.startsWith(".")) out.push(v.slice(0, colon));
+    } else if (v && typeof v === "object" && !Array.isArray(v)) {
+      const { type, source } = v as { type?: unknown; source?: unknown };
+      if (type === "bind" && typeof source === "string" && source !== "" && !source.startsWith("/") && !source.startsWith("~")) out.push(source);
+    }
+  }
+  return out;
 }
 
 /** `env_file` as compose reads it: a path, or a list of paths and `{path, required}` entries. */
