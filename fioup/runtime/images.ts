@@ -17,7 +17,7 @@ import { dockerArchiveStream } from "../../lib/oci/docker-archive.ts";
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../../lib/oci/platform.ts";
 import { UnpinnedImageError } from "../../lib/compose/pin.ts";
 import { NoMatchingPlatformError } from "../../lib/oci/image.ts";
-import { BlobNotInStoreError, hasBlob, readSmallBlob } from "./_store.ts";
+import { BlobNotInStoreError, hasBlob, readJsonBlob, readSmallBlob } from "./_store.ts";
 import type { DockerEngine } from "./docker-engine.ts";
 
 // A service image not pinned by digest, or an index without (a fetched) manifest for this platform: declared once, in lib.
@@ -125,4 +125,34 @@ export async function loadImageFromStore(
   const after = await engine.inspectImage(lt.full);
   if (after?.Id !== imageId) throw new ImageIdMismatchError(ref, lt.full, imageId, after?.Id);
   return { ref, tag: lt.full, imageId, loaded: true };
+}
+
+/** A layer that loading images puts under Docker's data root: staged as stored, and unpacked when `unpack`. */
+export interface LayerLoad {
+  layer: Descriptor;
+  unpack: boolean;
+}
+
+/**
+ * What {@link loadImageFromStore} will load for `refs`: nothing for an image the engine holds
+ * (by its pinned config digest); for each other, every layer (`docker load` stages the whole
+ * image tar under the data root), to be unpacked unless its diff_id is in `held` (the layers
+ * of images the engine holds) or was counted for an earlier image.
+ * @throws {UnpinnedImageError | BlobNotInStoreError | NoMatchingPlatformError | CorruptBlobError | EngineError}
+ */
+export async function layersToLoad(engine: DockerEngine, storeRoot: string, refs: string[], held: Set<string>, platform?: Platform): Promise<LayerLoad[]> {
+  const out: LayerLoad[] = [];
+  const counted = new Set(held);
+  for (const ref of refs) {
+    const { manifest } = await resolveStoredImage(storeRoot, ref, platform);
+    if (await engine.inspectImage(manifest.config.digest)) continue;
+    const config = await readJsonBlob<{ rootfs?: { diff_ids?: unknown } }>(storeRoot, manifest.config.digest, `config of image "${ref}"`);
+    const diffIds = Array.isArray(config.rootfs?.diff_ids) ? (config.rootfs.diff_ids as unknown[]) : [];
+    manifest.layers.forEach((layer, i) => {
+      const diffId = typeof diffIds[i] === "string" ? (diffIds[i] as string) : undefined;
+      out.push({ layer, unpack: diffId === undefined || !counted.has(diffId) });
+      if (diffId) counted.add(diffId);
+    });
+  }
+  return out;
 }

@@ -30,7 +30,7 @@ import { composeFacts, startWaves, type ComposeFacts } from "./_compose-facts.ts
 import { Compose, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
 import { DockerEngine, EngineError } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
-import { loadImageFromStore, UnpinnedImageError } from "./images.ts";
+import { layersToLoad, loadImageFromStore, UnpinnedImageError, type LayerLoad } from "./images.ts";
 
 export type { AppState, ServiceState } from "../../lib/api/device.ts";
 
@@ -108,6 +108,11 @@ export interface InstallOptions {
   signal?: AbortSignal;
   /** Progress lines for humans (the caller decides where they go). */
   onProgress?: (line: string) => void;
+  /**
+   * Told what the engine will load for the app before it loads any of it (called only when it
+   * lacks an image): a throw stops the staging there, the running app untouched.
+   */
+  beforeLoad?: (layers: LayerLoad[]) => Promise<void>;
 }
 
 /** The app URI is malformed, or its last path part is not the app's name. */
@@ -250,6 +255,13 @@ export class Runtime {
         for (const svc of compose.services) {
           if (!svc.image) throw new InvalidAppComposeError(`Cannot install app "${app.name}": service "${svc.name}" has no image`);
           if (!svc.image.includes("@")) throw new UnpinnedImageError(svc.image);
+        }
+        if (opts.beforeLoad) {
+          const layers = await layersToLoad(this.engine, store, compose.services.map((svc) => svc.image!), await this.heldLayers(), this.config.platform);
+          if (layers.length) await opts.beforeLoad(layers);
+        }
+        for (const svc of compose.services) {
+          if (!svc.image) continue; // refused above
           const loaded = await loadImageFromStore(this.engine, store, svc.image, {
             ...(this.config.platform ? { platform: this.config.platform } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
@@ -314,6 +326,15 @@ export class Runtime {
     }
     if (!meta || meta.name !== name || typeof meta.uri !== "string" || !Array.isArray(meta.images)) return undefined;
     return { name, uri: meta.uri, dir, composeFile: meta.composeFile, images: meta.images };
+  }
+
+  /** The layers (diff_ids) of the installed apps' images the engine holds: loading them again unpacks nothing. */
+  private async heldLayers(): Promise<Set<string>> {
+    const held = new Set<string>();
+    for (const inst of await this.installedApps()) {
+      for (const img of inst.images) for (const l of (await this.engine.inspectImage(img.imageId))?.RootFS?.Layers ?? []) held.add(l);
+    }
+    return held;
   }
 
   private async imagesPresent(inst: InstalledApp): Promise<boolean> {

@@ -21,17 +21,14 @@ import type { UpdateRow } from "../db.ts";
 import { faultMidBlob, faultPoint } from "../fault.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
-import type { BundleDelta } from "../../lib/bundle/format.ts";
-import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { BlobTooLargeError } from "../../lib/oci/blob-store.ts";
 import { DigestMismatchError } from "../../lib/oci/digest.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
-import { layerCompression } from "../../lib/oci/media-types.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { deltaCandidates, fetchLayerDelta, type DeltaReport } from "./_layer-deltas.ts";
 import { planOf } from "./plan.ts";
-import { checkSpace, NoSpaceError, onDisk, unpackedEstimate, type SpaceNeed } from "./space.ts";
+import { bundleDeltaOf, checkSpace, dockerRootNeed, NoSpaceError, onDisk, type SpaceNeed } from "./space.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 
@@ -70,40 +67,11 @@ export function permanentReason(err: unknown): string | undefined {
  * their digest are the carrier's fault (bit rot on a stick, a copy cut short), not the
  * target's: they are refused and not counted, so a good bundle of that target still installs.
  */
-function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unknown): void {
+export function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unknown): void {
   if (ctx.bundle && err instanceof DigestMismatchError) return;
   const reason = permanentReason(err);
   if (!reason) return;
   if (ctx.db.notePermanentFailure(u.toTarget, reason)) ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);
-}
-
-/** The delta an offline bundle carries for layer `b` instead of the layer, if the update runs from one that does. */
-function bundleDeltaOf(ctx: UpdateContext, b: AppBlob): BundleDelta | undefined {
-  const reg = ctx.bundle ? ctx.registry(b.registry) : undefined;
-  return reg instanceof BundleRegistry ? reg.deltaOf(b.digest) : undefined;
-}
-
-/**
- * Each missing layer's unpacked size: recorded in the target, else the size a bundle's delta
- * rebuilds, else its gzip trailer, else a guess.
- */
-async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]): Promise<number[]> {
-  const recorded = new Map<string, number>();
-  for (const app of Object.values(u.target.entry.custom.docker_compose_apps)) {
-    for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) recorded.set(d, n);
-  }
-  return await Promise.all(
-    layers.map(async (b) => {
-      const known = recorded.get(b.digest) ?? bundleDeltaOf(ctx, b)?.toSize;
-      if (known !== undefined) return known;
-      if (layerCompression(b.mediaType) === "gzip") {
-        const n = await ctx.registry(b.registry).gzipUncompressedSize(b.repo, b.digest, b.size, { signal: ctx.signal }).catch(() => undefined);
-        // The trailer holds the size modulo 4 GiB: never believe it below the compressed size.
-        if (n !== undefined) return n >= b.size * 0.5 ? n : n + 2 ** 32;
-      }
-      return unpackedEstimate(b);
-    }),
-  );
 }
 
 /**
@@ -122,12 +90,7 @@ async function spaceNeeds(ctx: UpdateContext, u: UpdateRow, store: DeviceBlobSto
   const needs: SpaceNeed[] = [{ path: ctx.cfg.resetAppsRoot, what: "the blob store", bytes: missing.reduce((s, b) => s + storeBytes(ctx, store, b), 0) }];
   const layers = missing.filter((b) => b.kind === "layer");
   const dataRoot = layers.length ? await ctx.runtime.dataRoot().catch(() => undefined) : undefined;
-  if (dataRoot) {
-    const unpacked = await unpackedSizes(ctx, u, layers);
-    // Unpacked layers, plus the compressed copy `docker load` stages under the data root.
-    const bytes = unpacked.reduce((s, n) => s + onDisk(n), 0) + layers.reduce((s, b) => s + onDisk(b.size), 0);
-    needs.push({ path: dataRoot, what: "Docker's data root", bytes });
-  }
+  if (dataRoot) needs.push(await dockerRootNeed(ctx, u, dataRoot, layers, layers));
   return needs;
 }
 
@@ -259,7 +222,9 @@ export const fetchStep: Step = {
       throw failed;
     }
     u = currentUpdate(ctx);
-    ctx.db.forgetPermanentFailure(u.toTarget);
+    // A fetch that had nothing to fetch proves nothing: the install's refusal for want of room
+    // in Docker's data root must count twice in a row to mark a target bad that never fits.
+    if (missing.length) ctx.db.forgetPermanentFailure(u.toTarget);
     // Events carry at most 16 kB of details: the first 40 deltas by name, all of them counted.
     const deltas = report.deltas.slice(0, 40).map((d) => ({ layer: d.layer, from: d.from, deltaBytes: d.deltaBytes, layerBytes: d.layerBytes }));
     ctx.db.setState(u.id, "fetched", {

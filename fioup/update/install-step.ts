@@ -6,17 +6,27 @@
  * into place, and stop there (the start step starts them). Unchanged apps are
  * never stopped and their directories never touched. A failure while staging
  * leaves everything running as it was; a failure after the stop rolls back.
+ * Before the engine loads an app's images, Docker's data root is checked for room as the
+ * fetch checks it (space.ts): the blobs may have been in the store before the fetch, which then
+ * checked nothing. Refused, the update fails with the fetch's NoSpaceError (exit 41), nothing
+ * stopped and nothing marked bad (unless it can never fit), and the next poll refuses it again
+ * before loading anything, until there is room.
  *
  * @module
  */
-import { currentUpdate } from "./context.ts";
+import type { UpdateRow } from "../db.ts";
+import type { AppBlob } from "../../lib/device/resolve.ts";
+import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
+import { notePermanentFailure } from "./fetch-step.ts";
+import { checkSpace, dockerRootNeed, NoSpaceError } from "./space.ts";
 import { planOf } from "./plan.ts";
 import { rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
-import { touchedApps } from "./touched.ts";
+import { forgetTouched, touchedApps } from "./touched.ts";
 import type { StopResult } from "../runtime/index.ts";
+import type { LayerLoad } from "../runtime/images.ts";
 
 export class InstallFailedError extends Error {
   override name = "InstallFailedError";
@@ -33,6 +43,34 @@ export function describeStop(r: StopResult): string {
   return `${r.name}: stopped in ${r.ms} ms, held up by service "${s.service}" (${s.ms} ms${why})`;
 }
 
+/**
+ * Checks Docker's data root has room for `layers` (what the engine will load for an app), as
+ * the fetch checks it before its first byte.
+ * @throws {NoSpaceError}
+ */
+async function checkDockerRoot(ctx: UpdateContext, u: UpdateRow, layers: LayerLoad[]): Promise<void> {
+  const blobs = new Map(planOf(u).blobs.map((b) => [b.digest, b]));
+  const asBlob = ({ layer }: LayerLoad): AppBlob => blobs.get(layer.digest) ?? { ...layer, kind: "layer", registry: "", repo: "" };
+  const dataRoot = await ctx.runtime.dataRoot();
+  const need = await dockerRootNeed(ctx, u, dataRoot, layers.map(asBlob), layers.filter((l) => l.unpack).map(asBlob));
+  await checkSpace([need], ctx.cfg.storageWatermark);
+}
+
+/**
+ * Fails the update for want of room, as the fetch does (a target that can never fit is marked
+ * bad the second time): nothing was stopped, so the running apps run on untouched, and the
+ * next poll refuses it again before loading anything, until there is room.
+ */
+async function refuse(ctx: UpdateContext, u: UpdateRow, err: NoSpaceError): Promise<void> {
+  await ctx.runtime.discardStaged(planOf(u).apps.map((a) => a.name)).catch(() => {});
+  forgetTouched(ctx, u);
+  notePermanentFailure(ctx, u, err);
+  ctx.db.setState(u.id, "failed", {
+    error: `install failed: ${err.message}`,
+    events: [eventFor(u, "EcuInstallationCompleted", { success: false, details: { phase: "install", error: err.message } })],
+  });
+}
+
 export const installStep: Step = {
   name: "install",
   async run(ctx) {
@@ -45,15 +83,24 @@ export const installStep: Step = {
     const touched = await touchedApps(ctx, u);
     const changed = plan.apps.filter((a) => touched.changed.includes(a.name));
 
-    // While the old apps run: images into the engine, bundles into staging dirs.
+    // While the old apps run: images into the engine, bundles into staging dirs. Before the
+    // engine loads an app's images, its data root must have room for them (a run killed after
+    // the stop staged everything already: it only swaps).
+    const beforeLoad = ctx.db.stepDone(u.id, "stop") ? undefined : (layers: LayerLoad[]) => checkDockerRoot(ctx, u, layers);
     try {
       for (const app of changed) {
         if (await ctx.runtime.isInstalled(app)) continue; // swapped by a run that was killed after it
         ctx.hooks.onInfo?.(`Installing ${app.name}`);
-        await ctx.runtime.stageApp({ name: app.name, uri: app.uri }, { signal: ctx.signal, onProgress: ctx.hooks.onInfo });
+        await ctx.runtime.stageApp({ name: app.name, uri: app.uri }, { signal: ctx.signal, onProgress: ctx.hooks.onInfo, ...(beforeLoad ? { beforeLoad } : {}) });
       }
     } catch (cause) {
       if (ctx.signal?.aborted) throw cause;
+      // Thrown from inside the bundle's extraction, which may wrap it.
+      const noSpace = [cause, (cause as Error)?.cause].find((e) => e instanceof NoSpaceError);
+      if (noSpace) {
+        await refuse(ctx, currentUpdate(ctx), noSpace);
+        throw noSpace;
+      }
       // Nothing was stopped yet (unless a killed run got that far): the old apps run on untouched.
       await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message, { appsTouched: ctx.db.stepDone(u.id, "stop") });
       throw new InstallFailedError(u.toTarget, cause);

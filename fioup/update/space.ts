@@ -6,14 +6,23 @@
  * copy `docker load` stages there. Where both are one filesystem the needs
  * add up. Available = free − (100 − watermark)% of the filesystem.
  *
+ * Docker's data root is checked again before the install loads images ({@link dockerRootNeed}
+ * for the layers the engine lacks): a fetch that had nothing to fetch (the blobs in the store
+ * from an earlier fetch or an offline bundle) checked nothing, and the engine's disk may have
+ * filled since.
+ *
  * @module
  */
 import { existsSync, statSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
+import type { BundleDelta } from "../../lib/bundle/format.ts";
+import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import type { UpdateRow } from "../db.ts";
+import type { UpdateContext } from "./context.ts";
 
 export class NoSpaceError extends Error {
   override name = "NoSpaceError";
@@ -107,4 +116,47 @@ export const onDisk = (n: number) => Math.ceil(n / 4096) * 4096;
 export function unpackedEstimate(b: AppBlob): number {
   if (b.kind !== "layer") return 0;
   return layerCompression(b.mediaType) === "none" ? b.size : Math.ceil(b.size * 2.5);
+}
+
+/** The delta an offline bundle carries for layer `b` instead of the layer, if the update runs from one that does. */
+export function bundleDeltaOf(ctx: UpdateContext, b: AppBlob): BundleDelta | undefined {
+  const reg = ctx.bundle ? ctx.registry(b.registry) : undefined;
+  return reg instanceof BundleRegistry ? reg.deltaOf(b.digest) : undefined;
+}
+
+/**
+ * Each layer's unpacked size: recorded in the target, else the size a bundle's delta
+ * rebuilds, else its gzip trailer, else a guess.
+ */
+async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]): Promise<number[]> {
+  const recorded = new Map<string, number>();
+  for (const app of Object.values(u.target.entry.custom.docker_compose_apps)) {
+    for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) recorded.set(d, n);
+  }
+  return await Promise.all(
+    layers.map(async (b) => {
+      const known = recorded.get(b.digest) ?? bundleDeltaOf(ctx, b)?.toSize;
+      if (known !== undefined) return known;
+      if (layerCompression(b.mediaType) === "gzip") {
+        const n = await Promise.resolve()
+          .then(() => ctx.registry(b.registry).gzipUncompressedSize(b.repo, b.digest, b.size, { signal: ctx.signal }))
+          .catch(() => undefined);
+        // The trailer holds the size modulo 4 GiB: never believe it below the compressed size.
+        if (n !== undefined) return n >= b.size * 0.5 ? n : n + 2 ** 32;
+      }
+      return unpackedEstimate(b);
+    }),
+  );
+}
+
+/**
+ * What Docker's data root receives when the engine loads `staged`: each of those layers'
+ * compressed copy, which `docker load` stages there, plus each layer of `unpack` unpacked
+ * (those whose content the engine does not hold yet). The fetch counts its missing layers
+ * for both; the install counts what it will load.
+ */
+export async function dockerRootNeed(ctx: UpdateContext, u: UpdateRow, dataRoot: string, staged: AppBlob[], unpack: AppBlob[]): Promise<SpaceNeed> {
+  const unpacked = await unpackedSizes(ctx, u, unpack);
+  const bytes = unpacked.reduce((s, n) => s + onDisk(n), 0) + staged.reduce((s, b) => s + onDisk(b.size), 0);
+  return { path: dataRoot, what: "Docker's data root", bytes };
 }
