@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppState } from "../../lib/api/device.ts";
 import { isAppName } from "../../lib/api/target.ts";
@@ -146,6 +146,10 @@ export class Runtime {
   readonly engine: DockerEngine;
   private compose?: Promise<Compose>;
   private ledgerQueue: Promise<unknown> = Promise.resolve();
+  /** Each installed app's compose facts, by app name (see {@link facts}). */
+  private readonly factsCache = new Map<string, { key: string; facts: ComposeFacts }>();
+  /** How many times a compose file was parsed for its facts (tests read it). */
+  composeParses = 0;
 
   constructor(readonly config: RuntimeConfig) {
     this.engine = new DockerEngine(config.dockerHost);
@@ -307,6 +311,7 @@ export class Runtime {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
     // A crash here leaves no dir under the name but the staged one: the next swap finishes.
+    this.factsCache.delete(name);
     await rename(staged, dest);
     await rm(old, { recursive: true, force: true });
     return true;
@@ -380,14 +385,28 @@ export class Runtime {
     return inst.images.filter((i) => !facts.profiled.has(i.service)).map((i) => ({ name: i.service, image: i.ref }));
   }
 
-  /** The facts the runtime needs from an installed app's compose file (empty when unreadable). */
+  /**
+   * The facts the runtime needs from an installed app's compose file (empty when unreadable),
+   * parsed once per installed file: the daemon reports app states every poll. Kept under the
+   * app's URI and the file's inode, mtime and size, so a file swapped in by an install (or
+   * changed in place) is parsed again; an install or removal also drops it.
+   */
   private async facts(inst: InstalledApp): Promise<ComposeFacts> {
+    const path = join(inst.dir, inst.composeFile);
+    const st = await stat(path).catch(() => undefined);
+    const key = st && `${inst.uri} ${inst.dir} ${st.ino} ${st.mtimeMs} ${st.size}`;
+    const cached = this.factsCache.get(inst.name);
+    if (key && cached?.key === key) return cached.facts;
+    let facts: ComposeFacts;
     try {
-      const c = parseCompose(await readFile(join(inst.dir, inst.composeFile)), `${inst.name}/${inst.composeFile}`);
-      return composeFacts(c.doc, projectName(inst.name));
+      this.composeParses++;
+      const c = parseCompose(await readFile(path), `${inst.name}/${inst.composeFile}`);
+      facts = composeFacts(c.doc, projectName(inst.name));
     } catch {
-      return { stopGrace: new Map(), creates: new Set(), needs: new Set(), profiled: new Set() };
+      facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), profiled: new Set() };
     }
+    if (key) this.factsCache.set(inst.name, { key, facts });
+    return facts;
   }
 
   /**
@@ -486,6 +505,7 @@ export class Runtime {
     if (inst) await (await this.composeCli()).down(name, inst.dir, inst.composeFile);
     // Rename first so a crash mid-delete never leaves a half app under its name.
     const trash = join(this.config.composeAppsRoot, `.${name}.removing-${Date.now().toString(36)}`);
+    this.factsCache.delete(name);
     try {
       await rename(dir, trash);
     } catch (err) {
