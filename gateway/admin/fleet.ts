@@ -10,7 +10,7 @@
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { FleetDeviceQuery, type FleetDeviceList, type FleetSummary } from "../../lib/api/admin.ts";
+import { DEVICE_PAGE_MAX, FleetDeviceQuery, type FleetDeviceList, type FleetSummary } from "../../lib/api/admin.ts";
 import type { Gateway, GatewayEnv } from "../env.ts";
 import { parseFleetQuery, parseLabel } from "../fleet/query.ts";
 import type { FleetQuery } from "../store/types.ts";
@@ -79,7 +79,7 @@ export function adminFleet(gw: Gateway) {
       }
       const now = Date.now();
       const ago = (s: string | undefined) => (s === undefined ? undefined : new Date(now - Number(s) * 1000).toISOString());
-      const limit = Math.min(Number(q.limit ?? 50) || 50, 500);
+      const limit = Math.min(Number(q.limit ?? 50) || 50, DEVICE_PAGE_MAX);
       const offset = Number(q.offset ?? 0);
       const fleet: FleetQuery[] = [];
       if (q.label) {
@@ -96,6 +96,8 @@ export function adminFleet(gw: Gateway) {
         fleet,
         text: q.q || undefined,
         uuid: q.uuid || undefined,
+        uuidFrom: q.uuidFrom,
+        uuidTo: q.uuidTo,
         tag: q.tag || undefined,
         hardwareId: q.hwid || undefined,
         target: q.target || undefined,

@@ -1,15 +1,12 @@
 /**
  * Devices' statuses as the dashboard shows them (registered, up-to-date, updating, failed,
- * rolled-back, offline, revoked; with a failure's details), for `devices list` and `devices show`.
- * The status lives in GET /admin/fleet/devices, not in the device rows of /admin/devices.
+ * rolled-back, cancelled, offline, revoked; with a failure's details), for `devices list` and
+ * `devices show`. The status lives in GET /admin/fleet/devices, not in the device rows of /admin/devices.
  *
  * @module
  */
-import { FleetDeviceList, type FleetDevice } from "../../lib/api/admin.ts";
+import { DEVICE_PAGE_MAX, FleetDeviceList, type FleetDevice } from "../../lib/api/admin.ts";
 import type { AdminClient } from "../../lib/api/admin-client.ts";
-
-/** At most this many status reads at once: a page of 1,000 devices without a burst of 1,000 requests. */
-const AT_ONCE = 8;
 
 /** One device's status, or undefined for a device the fleet view does not have. */
 export async function deviceStatus(client: AdminClient, uuid: string): Promise<FleetDevice | undefined> {
@@ -18,20 +15,17 @@ export async function deviceStatus(client: AdminClient, uuid: string): Promise<F
 }
 
 /**
- * The statuses of the devices of one page of `devices list`, by uuid: that list pages by uuid
- * (`--after`) and the fleet view by offset, so each device is read on its own (an indexed lookup),
- * a few at a time.
+ * The statuses of one page of `devices list` (the uuids of a page of GET /admin/devices, in its
+ * order), by uuid, in one request: that list pages by uuid, so its page is the fleet view's range
+ * from its first uuid to its last, sorted the same way. A device registered into the range
+ * meanwhile comes too, and is left out; one revoked or gone meanwhile has no status here.
  */
 export async function deviceStatuses(client: AdminClient, uuids: string[]): Promise<Map<string, FleetDevice>> {
   const out = new Map<string, FleetDevice>();
-  let next = 0;
-  const worker = async () => {
-    while (next < uuids.length) {
-      const uuid = uuids[next++]!;
-      const d = await deviceStatus(client, uuid);
-      if (d) out.set(uuid, d);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(AT_ONCE, uuids.length) }, worker));
+  if (!uuids.length) return out;
+  const q = new URLSearchParams({ uuidFrom: uuids[0]!, uuidTo: uuids.at(-1)!, sort: "uuid", limit: String(DEVICE_PAGE_MAX) });
+  const page = await client.request(FleetDeviceList, "GET", `/admin/fleet/devices?${q}`);
+  const wanted = new Set(uuids);
+  for (const d of page.devices) if (wanted.has(d.uuid)) out.set(d.uuid, d);
   return out;
 }

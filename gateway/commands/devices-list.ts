@@ -1,3 +1,4 @@
+import { DEVICE_PAGE_MAX } from "../../lib/api/admin.ts";
 import { DeviceUuid } from "../../lib/api/device.ts";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
@@ -8,14 +9,15 @@ import { deviceStatuses } from "./_device-status.ts";
 export default defineCommand({
   summary: "List registered devices",
   description: [
-    "STATUS is the dashboard's: registered, up-to-date, updating, failed, rolled-back, offline or revoked",
-    "(`gateway devices show UUID` says a failure's reason). --format json prints the API's device rows.",
+    "STATUS is the dashboard's: registered, up-to-date, updating, failed, rolled-back, cancelled (on the",
+    "device, by its user), offline or revoked (`gateway devices show UUID` says a failure's reason).",
+    "--format json prints the API's device rows.",
     "",
     ADMIN_HELP,
   ].join("\n"),
   flags: {
     ...adminFlags,
-    limit: { type: "number", description: "At most this many", default: 1000, min: 1, max: 1000, placeholder: "N" },
+    limit: { type: "number", description: "At most this many", default: DEVICE_PAGE_MAX, min: 1, max: DEVICE_PAGE_MAX, placeholder: "N" },
     after: { type: "string", description: "Start after this uuid (paging)", placeholder: "UUID" },
     ...formatFlag,
   },

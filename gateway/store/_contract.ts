@@ -396,6 +396,45 @@ export function storeContract(open: () => Promise<Store>) {
     expect(next.at! > again.at!).toBe(true);
   });
 
+  test("a cancel on the device (a failed completion with \"canceled\":true) is \"cancelled\", no failure; a later install is up-to-date", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const [d, e] = await Promise.all(["cancel-install", "cancel-download"].map((name) => s.putDevice(aDevice({ name: `${name}-${hw}`, hardwareId: hw }))));
+    const ev = (type: string, event: Record<string, unknown> = {}) =>
+      anEvent({ eventType: { id: type, version: 2 }, event: { correlationId: "c", targetName: `${hw}-2`, ...event } });
+    const state = async (uuid: string) => {
+      const x = (await s.searchDevices({ uuid, offlineBefore: "2000-01-01T00:00:00.000Z" })).devices[0]!;
+      return { status: x.status, detail: x.statusDetail };
+    };
+    // As fioup's cancel writes it (fioup/update/cancel.ts), here with a restore that failed.
+    const canceled = JSON.stringify({ canceled: true, restoredTo: null, restoreOk: false, restoreError: "no such image" });
+    await s.appendEvents(d!.uuid, [ev("EcuDownloadStarted"), ev("EcuInstallationStarted"), ev("EcuInstallationCompleted", { success: false, details: canceled })]);
+    await s.appendEvents(e!.uuid, [ev("EcuDownloadStarted"), ev("EcuDownloadCompleted", { success: false, details: '{"canceled":true}' })]);
+    expect(await state(d!.uuid)).toEqual({ status: "cancelled", detail: null });
+    expect(await state(e!.uuid)).toEqual({ status: "cancelled", detail: null });
+    expect((await s.searchDevices({ hardwareId: hw, status: "cancelled", offlineBefore: "2000-01-01T00:00:00.000Z" })).total).toBe(2);
+    expect((await s.searchDevices({ hardwareId: hw, status: "failed", offlineBefore: "2000-01-01T00:00:00.000Z" })).total).toBe(0);
+    expect((await s.fleetSummary("2000-01-01T00:00:00.000Z", 1000)).recentFailures.map((x) => x.uuid)).not.toContain(d!.uuid);
+
+    await s.appendEvents(d!.uuid, [ev("EcuDownloadStarted", { correlationId: "again" }), ev("EcuInstallationCompleted", { correlationId: "again", success: true })]);
+    expect(await state(d!.uuid)).toEqual({ status: "up-to-date", detail: null });
+    // A failure that is no cancel is still "failed", with its reason.
+    await s.appendEvents(e!.uuid, [ev("EcuDownloadCompleted", { correlationId: "again", success: false, details: '{"canceled":false,"error":"registry said 404"}' })]);
+    expect(await state(e!.uuid)).toEqual({ status: "failed", detail: '{"canceled":false,"error":"registry said 404"}' });
+  });
+
+  test("searchDevices(): uuidFrom and uuidTo keep the devices of a uuid range, both ends included, as listDevices pages them", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    await Promise.all(Array.from({ length: 6 }, (_, i) => s.putDevice(aDevice({ name: `range-${i}-${hw}`, hardwareId: hw }))));
+    const mine = (await s.searchDevices({ hardwareId: hw, sort: "uuid", offlineBefore: "2000-01-01T00:00:00.000Z" })).devices.map((x) => x.uuid);
+    expect(mine.length).toBe(6);
+    const range = await s.searchDevices({ hardwareId: hw, uuidFrom: mine[1], uuidTo: mine[4], sort: "uuid", offlineBefore: "2000-01-01T00:00:00.000Z" });
+    expect(range.devices.map((x) => x.uuid)).toEqual(mine.slice(1, 5));
+    expect(range.total).toBe(4);
+    expect((await s.searchDevices({ hardwareId: hw, uuidFrom: mine[5], sort: "uuid", offlineBefore: "2000-01-01T00:00:00.000Z" })).devices.map((x) => x.uuid)).toEqual(mine.slice(5));
+  });
+
   test("setDeviceLabels() sets, replaces and removes labels; re-registration and check-ins keep them", async () => {
     const s = await open();
     const d = aDevice({ tagsFromDevice: true });

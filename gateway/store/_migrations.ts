@@ -97,17 +97,27 @@ CREATE TABLE api_tokens (
 
 /**
  * A device's update status from the event just stored: the steps of an update make it "updating",
- * a successful EcuInstallationCompleted "up-to-date", a failed download or install "failed", and a
- * failed install that restored the previous target ("rollbackOk":true in its details) "rolled-back".
- * status_detail keeps the failure's details text, status_at when the event arrived (since migration 34:
- * when the status began, see v34Status).
+ * a successful EcuInstallationCompleted "up-to-date", a failed download or install "failed", a
+ * failed install that restored the previous target ("rollbackOk":true in its details) "rolled-back",
+ * and one the user cancelled on the device (`fioup cancel`: "canceled":true in its details, as
+ * gateway/fleet/update-outcome.ts isCancelEvent reads it) "cancelled", which is no failure.
+ * status_detail keeps the failure's details text (see {@link detailOf}), status_at when the event
+ * arrived (since migration 34: when the status began, see statusTrigger).
+ *
+ * The one home of the rule: migrations 30, 34 and 38 are all built from it. A new database so
+ * gets today's rule from migration 30 on, and 38 (the cancel) makes the same trigger again; a
+ * database migrated before 38 has its trigger replaced by 38's.
  */
 const statusOf = (body: (field: "type" | "success" | "failed" | "details") => string) => `CASE
       WHEN ${body('type')} = 'EcuInstallationCompleted' AND ${body('success')} THEN 'up-to-date'
+      WHEN ${body('type')} IN ('EcuInstallationCompleted', 'EcuDownloadCompleted') AND ${body('failed')} AND ${cancelled(body('details'))} THEN 'cancelled'
       WHEN ${body('type')} = 'EcuInstallationCompleted' AND ${body('details')} LIKE '%"rollbackOk":true%' THEN 'rolled-back'
       WHEN ${body('type')} IN ('EcuInstallationCompleted', 'EcuDownloadCompleted') AND ${body('failed')} THEN 'failed'
       WHEN ${body('type')} IN ('EcuDownloadStarted', 'EcuDownloadCompleted', 'EcuInstallationStarted', 'EcuInstallationApplied') THEN 'updating'
     END`;
+
+/** Whether a failed completion's details text (SQL) is that of a cancel: fioup writes `{"canceled":true,...}`. */
+const cancelled = (details: string) => `${details} LIKE '%"canceled":true%'`;
 
 const v30Indexes = `
 CREATE INDEX devices_status ON devices (status, last_seen);
@@ -171,19 +181,11 @@ function pgField(f: "type" | "success" | "failed" | "details"): string {
 }
 
 /**
- * Migration 34's trigger: the same status, but the device row is written only when its status or
- * its detail changes, so status_at is when the device took its present status (the start of an
- * update, the moment it failed), and the events of an update that leave it "updating" (download
- * started and completed, installation started and applied) write nothing. Every stored event used
- * to update the device's row and two of its indexes (status_at's and the status/last-seen one):
- * in a microbenchmark of the writer's transactions on a 1,000,000-device SQLite file (batches of
- * 100 events, 10,000 devices already "updating"), 30 of 48 µs of CPU per event; skipping an
- * unchanged status leaves 12 (the JSON read and the row looked up). End to end (bench/gateway-checkin)
- * the change was within the rounds' spread: the writer thread is not what limits a check-in there.
- * On PostgreSQL an unchanged row is no longer rewritten (a new row version and its WAL per event).
+ * The status_detail of a status (SQL): the event's details (`raw`) for a failure, "failed" or
+ * "rolled-back" (the dashboard's "Last failure"), else none: a cancel's `{"canceled":true}`
+ * says nothing its status does not.
  */
-const detailOf = (body: (field: "type" | "success" | "failed" | "details") => string, raw: string) =>
-  `CASE WHEN ${body("failed")} THEN ${raw} END`;
+const detailOf = (status: string, raw: string) => `CASE WHEN ${status} IN ('failed', 'rolled-back') THEN ${raw} END`;
 
 /**
  * The dashboard's text search (`name ILIKE '%text%' OR uuid ILIKE '%text%'`, _search.ts) read
@@ -205,17 +207,30 @@ EXCEPTION WHEN OTHERS THEN
   RAISE NOTICE 'no trigram indexes (%): the device search reads every device', SQLERRM;
 END $$`;
 
-const v34Status = {
+/**
+ * Migration 34's trigger: the same status, but the device row is written only when its status or
+ * its detail changes, so status_at is when the device took its present status (the start of an
+ * update, the moment it failed), and the events of an update that leave it "updating" (download
+ * started and completed, installation started and applied) write nothing. Every stored event used
+ * to update the device's row and two of its indexes (status_at's and the status/last-seen one):
+ * in a microbenchmark of the writer's transactions on a 1,000,000-device SQLite file (batches of
+ * 100 events, 10,000 devices already "updating"), 30 of 48 µs of CPU per event; skipping an
+ * unchanged status leaves 12 (the JSON read and the row looked up). End to end (bench/gateway-checkin)
+ * the change was within the rounds' spread: the writer thread is not what limits a check-in there.
+ * On PostgreSQL an unchanged row is no longer rewritten (a new row version and its WAL per event).
+ * Migration 38 makes it again, with the cancel's status and the detail kept for failures only.
+ */
+const statusTrigger = {
   sqlite: `
 DROP TRIGGER events_device_status;
 CREATE TRIGGER events_device_status AFTER INSERT ON events
 WHEN ${statusOf((f) => sqliteField(f))} IS NOT NULL
 BEGIN
   UPDATE devices SET status = ${statusOf((f) => sqliteField(f))},
-    status_detail = ${detailOf(sqliteField, "json_extract(NEW.body, '$.event.details')")},
+    status_detail = ${detailOf(statusOf((f) => sqliteField(f)), "json_extract(NEW.body, '$.event.details')")},
     status_at = NEW.received_at
   WHERE uuid = NEW.device_uuid
-    AND (status IS NOT ${statusOf((f) => sqliteField(f))} OR status_detail IS NOT ${detailOf(sqliteField, "json_extract(NEW.body, '$.event.details')")});
+    AND (status IS NOT ${statusOf((f) => sqliteField(f))} OR status_detail IS NOT ${detailOf(statusOf((f) => sqliteField(f)), "json_extract(NEW.body, '$.event.details')")});
 END`,
   postgres: `
 CREATE OR REPLACE FUNCTION events_device_status() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -223,13 +238,21 @@ DECLARE b jsonb := NEW.body::jsonb; s text; d text;
 BEGIN
   s := ${statusOf((f) => pgField(f))};
   IF s IS NOT NULL THEN
-    d := ${detailOf(pgField, "b->'event'->>'details'")};
+    d := ${detailOf("s", "b->'event'->>'details'")};
     UPDATE devices SET status = s, status_detail = d, status_at = NEW.received_at
       WHERE uuid = NEW.device_uuid AND (status IS DISTINCT FROM s OR status_detail IS DISTINCT FROM d);
   END IF;
   RETURN NULL;
 END $$`,
 };
+
+/**
+ * Migration 38: devices a cancel left "failed" before it take "cancelled". The trigger kept the
+ * cancel's details in status_detail, so they are told apart without reading events: the failed
+ * devices through the status index, then their rows (on 1,000,000 devices, as many rows as are failed).
+ * status_at stays: the device has had its status since the cancel.
+ */
+const v38Cancelled = `UPDATE devices SET status = 'cancelled', status_detail = NULL WHERE status = 'failed' AND ${cancelled("status_detail")}`;
 
 /**
  * Labels, groups and staged rollouts (docs/rollouts.md). The group table is `device_groups`: GROUPS
@@ -380,8 +403,8 @@ export const MIGRATIONS: Migration[] = [
     version: 34,
     olderGatewaysMayUse: true,
     description: "device status: written only when it changes (status_at: when the device took its status)",
-    sqlite: v34Status.sqlite,
-    postgres: v34Status.postgres,
+    sqlite: statusTrigger.sqlite,
+    postgres: statusTrigger.postgres,
   },
   {
     version: 35,
@@ -414,6 +437,17 @@ export const MIGRATIONS: Migration[] = [
     description: "rollouts: each wave's start time",
     sqlite: "ALTER TABLE rollouts ADD COLUMN wave_starts TEXT",
     postgres: "ALTER TABLE rollouts ADD COLUMN wave_starts TEXT",
+  },
+  {
+    // A cancel on the device (`fioup cancel`) showed as "failed". An older gateway still serves,
+    // stores events and registers devices on it (the trigger is the database's); its dashboard shows
+    // "cancelled" as it comes, but its `devices list` and `devices show` refuse an answer that holds
+    // a status their schema does not name.
+    version: 38,
+    olderGatewaysMayUse: true,
+    description: "device status: an update cancelled on the device is \"cancelled\", not \"failed\"",
+    sqlite: `${statusTrigger.sqlite};\n${v38Cancelled}`,
+    postgres: `${statusTrigger.postgres};\n${v38Cancelled}`,
   },
 ];
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { DeviceStatus, FleetDevice } from "../../lib/api/admin.ts";
+import { DEVICE_PAGE_MAX, type DeviceStatus, type FleetDevice } from "../../lib/api/admin.ts";
 import { toDevice, type DeviceRecord } from "./_rows.ts";
 import type { DeviceSearch, FleetQuery } from "./types.ts";
 
@@ -110,6 +110,8 @@ function where(d: Dialect, s: DeviceSearch) {
   }
   conds.push(...fleetConditions(d, { ...(s.tag ? { tags: [s.tag] } : {}), ...(s.hardwareId ? { hardwareId: s.hardwareId } : {}) }, p));
   if (s.uuid) conds.push(`uuid = ${p(s.uuid)}`);
+  if (s.uuidFrom) conds.push(`uuid >= ${p(s.uuidFrom)}`);
+  if (s.uuidTo) conds.push(`uuid <= ${p(s.uuidTo)}`);
   if (s.target) conds.push(`current_target = ${p(s.target)}`);
   if (s.seenSince) conds.push(`last_seen >= ${p(s.seenSince)}`);
   if (s.unseenSince) conds.push(`(last_seen IS NULL OR last_seen < ${p(s.unseenSince)})`);
@@ -127,7 +129,7 @@ export function searchSql(d: Dialect, s: DeviceSearch) {
   const off = w.off();
   const col = SORT_COLUMNS[s.sort ?? "name"];
   const dir = s.desc ? "DESC" : "ASC";
-  const limit = Math.max(1, Math.min(s.limit ?? 50, 500));
+  const limit = Math.max(1, Math.min(s.limit ?? 50, DEVICE_PAGE_MAX));
   const offset = Math.max(0, s.offset ?? 0);
   return {
     page: {

@@ -93,6 +93,9 @@ export interface DeviceSearch {
   /** Part of the name or uuid, case-insensitive. */
   text?: string;
   uuid?: string;
+  /** Uuids from / up to this one, both included (a page of listDevices is such a range). */
+  uuidFrom?: string;
+  uuidTo?: string;
   tag?: string;
   hardwareId?: string;
   target?: string;
@@ -173,7 +176,7 @@ export interface RolloutEvidence {
   hardwareId: string | null;
   tags: string[];
   currentTarget: string | null;
-  /** The device's update status column (registered, updating, up-to-date, failed, rolled-back). */
+  /** The device's update status column (registered, updating, up-to-date, failed, rolled-back, cancelled). */
   deviceStatus: string;
   lastSeen: string | null;
   revokedAt: string | null;

@@ -28,7 +28,7 @@ main{padding:1rem;max-width:1200px;margin:0 auto}h1{font-size:1.4rem;margin:.2re
 th a{color:inherit}td code,dd code{word-break:break-all}
 .badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85em;border:1px solid currentColor;white-space:nowrap}
 .s-up-to-date{color:var(--ok)}.s-updating{color:var(--info)}.s-failed,.s-rolled-back,.s-unhealthy{color:var(--bad)}
-.s-offline,.s-revoked,.s-registered{color:var(--off)}.s-healthy{color:var(--ok)}
+.s-offline,.s-revoked,.s-registered,.s-cancelled{color:var(--off)}.s-healthy{color:var(--ok)}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin-bottom:1rem}
 label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}
 input,select,button,textarea{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.35rem .5rem}
@@ -42,7 +42,7 @@ pre{white-space:pre-wrap;word-break:break-word;background:var(--card);border:1px
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
 .skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:var(--bg);padding:.3rem .6rem;z-index:1}
-.s-running{color:var(--info)}.s-paused{color:var(--warn)}.s-halted{color:var(--bad)}.s-completed{color:var(--ok)}.s-cancelled{color:var(--off)}
+.s-running{color:var(--info)}.s-paused{color:var(--warn)}.s-halted{color:var(--bad)}.s-completed{color:var(--ok)}
 ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
 .bar{display:flex;height:.8rem;border-radius:4px;overflow:hidden;background:var(--line);margin:.2rem 0}
 .bar .ok{background:var(--ok)}.bar .bad{background:var(--bad)}.bar .pending{background:var(--off);opacity:.5}

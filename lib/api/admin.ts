@@ -203,12 +203,19 @@ export const RotateResult = Type.Object({ role: Type.String(), rootVersion: Type
 export type RotateResult = Static<typeof RotateResult>;
 
 /**
- * A device's status on the dashboard: from its latest update event (`registered` before any),
- * `offline` when it has not checked in for a while, `revoked` once revoked.
+ * A device's status on the dashboard: from its latest update event (`registered` before any;
+ * `cancelled`: the user cancelled the update on the device, no failure), `offline` when it has
+ * not checked in for a while, `revoked` once revoked.
  */
-export const DEVICE_STATUSES = ["registered", "up-to-date", "updating", "failed", "rolled-back", "offline", "revoked"] as const;
+export const DEVICE_STATUSES = ["registered", "up-to-date", "updating", "failed", "rolled-back", "cancelled", "offline", "revoked"] as const;
 export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
 const DeviceStatusSchema = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)));
+
+/**
+ * The most devices one page holds: of GET /admin/devices (`gateway devices list --limit`), and so of
+ * GET /admin/fleet/devices, which answers the statuses of such a page in one request (its uuid range).
+ */
+export const DEVICE_PAGE_MAX = 1000;
 
 /** GET /admin/fleet/devices query: filters (all optional, combined with AND), sort and a page. */
 export const FLEET_SORTS = ["name", "uuid", "lastSeen", "createdAt", "hardwareId", "target", "status"] as const;
@@ -217,6 +224,14 @@ export const FleetDeviceQuery = Type.Object({
   q: Type.Optional(Type.String({ maxLength: 128 })),
   /** Exactly this device. */
   uuid: Type.Optional(Type.String({ maxLength: 128 })),
+  /**
+   * Devices whose uuid sorts from `uuidFrom` to `uuidTo` (both included, either alone), as
+   * GET /admin/devices sorts them: a page of that list is the range from its first uuid to its last.
+   * A range, not a list of uuids, so the request line stays short through a proxy (HAProxy's and
+   * nginx's request heads hold about 8 KB; 1,000 `uuid=` parameters are 42 KB).
+   */
+  uuidFrom: Type.Optional(Type.String({ maxLength: 128 })),
+  uuidTo: Type.Optional(Type.String({ maxLength: 128 })),
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   hwid: Type.Optional(Type.String({ maxLength: 128 })),
   target: Type.Optional(Type.String({ maxLength: 256 })),
@@ -230,6 +245,7 @@ export const FleetDeviceQuery = Type.Object({
   unseenFor: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$", expected: "a whole number of seconds" })),
   sort: Type.Optional(Type.Union(FLEET_SORTS.map((s) => Type.Literal(s)))),
   dir: Type.Optional(Type.Union([Type.Literal("asc"), Type.Literal("desc")])),
+  /** At most {@link DEVICE_PAGE_MAX} (a larger one is taken as that); default 50. */
   limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$", expected: "a whole number (at most 4 digits)" })),
   offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$", expected: "a whole number" })),
 });
