@@ -194,7 +194,22 @@ export function holdStep(opts: HoldOptions = {}): Step {
         ctx.db.enqueueEvents([eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy } })]);
         ctx.db.delete(key);
       };
+      // A deferred install is asked of the gateway again before it goes ahead: a version it withdrew
+      // meanwhile (a rollout cancelled or halted, the target removed, the device retagged) is
+      // canceled, not installed, --force or not (--force overrides the window and the locks only).
+      const dropIfWithdrawn = async () => {
+        const offer = rec ? await stillOffered(ctx, u.toTarget) : undefined;
+        if (!rec || offer?.offered !== false) return;
+        const retagged = offer.tagsBefore === ctx.cfg.tags ? undefined : { from: offer.tagsBefore, to: ctx.cfg.tags };
+        ctx.db.delete(key);
+        ctx.db.setState(u.id, "canceled", {
+          error: retagged ? "the gateway moved the device to other tags while deferred" : "withdrawn by the gateway while deferred",
+          events: [eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy: "withdrawn" } })],
+        });
+        throw new UpdateWithdrawnError(u.toTarget, retagged);
+      };
       if (opts.force) {
+        await dropIfWithdrawn();
         if (rec) ctx.hooks.onInfo?.(`Installing now (--force): the update was deferred by ${HELD_BY[rec.reason]} since ${rec.heldSince}`);
         release("force");
         return;
@@ -211,16 +226,7 @@ export function holdStep(opts: HoldOptions = {}): Step {
       if (policy.badWindow) ctx.hooks.onInfo?.(`warning: ignoring the target's maintenance window: ${policy.badWindow}`);
       const d = decideHold(policy, listUpdateLocks(updateLocksDir(ctx.cfg)), now, rec?.lockSince ? sane(Date.parse(rec.lockSince)) : undefined);
       if (!d.hold) {
-        const offer = rec ? await stillOffered(ctx, u.toTarget) : undefined;
-        if (rec && offer?.offered === false) {
-          const retagged = offer.tagsBefore === ctx.cfg.tags ? undefined : { from: offer.tagsBefore, to: ctx.cfg.tags };
-          ctx.db.delete(key);
-          ctx.db.setState(u.id, "canceled", {
-            error: retagged ? "the gateway moved the device to other tags while deferred" : "withdrawn by the gateway while deferred",
-            events: [eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy: "withdrawn" } })],
-          });
-          throw new UpdateWithdrawnError(u.toTarget, retagged);
-        }
+        await dropIfWithdrawn();
         if (d.overriddenLocks) {
           ctx.hooks.onInfo?.(
             `Update lock${d.overriddenLocks.length > 1 ? "s" : ""} ${d.overriddenLocks.map((l) => `"${l.name}"`).join(", ")} held ${u.toTarget} past the maximum hold time of ${policy.maxHoldSeconds} s: installing anyway`,

@@ -19,6 +19,7 @@ import { dirname } from "node:path";
 import type { BundleDelta } from "../../lib/bundle/format.ts";
 import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
+import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import type { UpdateRow } from "../db.ts";
@@ -126,18 +127,23 @@ export function bundleDeltaOf(ctx: UpdateContext, b: AppBlob): BundleDelta | und
 
 /**
  * Each layer's unpacked size: recorded in the target, else the size a bundle's delta
- * rebuilds, else its gzip trailer, else a guess.
+ * rebuilds, else the device's stored copy says (an install of what was fetched earlier asks
+ * nothing of the network), else its gzip trailer read from the registry, else a guess.
  */
 async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]): Promise<number[]> {
   const recorded = new Map<string, number>();
   for (const app of Object.values(u.target.entry.custom.docker_compose_apps)) {
     for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) recorded.set(d, n);
   }
+  const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
   return await Promise.all(
     layers.map(async (b) => {
       const known = recorded.get(b.digest) ?? bundleDeltaOf(ctx, b)?.toSize;
       if (known !== undefined) return known;
-      if (layerCompression(b.mediaType) === "gzip") {
+      const gzip = layerCompression(b.mediaType) === "gzip";
+      const stored = await store.storedUnpackedSize(b.digest, gzip).catch(() => undefined);
+      if (stored !== undefined) return stored >= b.size * 0.5 ? stored : stored + 2 ** 32;
+      if (gzip) {
         const n = await Promise.resolve()
           .then(() => ctx.registry(b.registry).gzipUncompressedSize(b.repo, b.digest, b.size, { signal: ctx.signal }))
           .catch(() => undefined);

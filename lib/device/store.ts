@@ -94,6 +94,22 @@ export class DeviceBlobStore {
     return existsSync(this.path(diffId)) ? diffId : undefined;
   }
 
+  /**
+   * The unpacked size of layer `digest` read from the device's own copy, without a request: a
+   * layer rebuilt from a delta is held as its uncompressed tar, whose size it is; a gzip layer
+   * (`gzip`) declares it in its trailer (ISIZE: the size modulo 4 GiB). `undefined` when the
+   * layer is not stored, or is neither.
+   */
+  async storedUnpackedSize(digest: string, gzip: boolean): Promise<number | undefined> {
+    const holder = this.holder(digest);
+    if (holder === undefined) return undefined;
+    const file = Bun.file(this.path(holder));
+    if (holder !== digest) return file.size;
+    if (!gzip || file.size < 18) return undefined; // 18: an empty gzip member
+    const tail = new Uint8Array(await file.slice(file.size - 4, file.size).arrayBuffer());
+    return tail.byteLength === 4 ? new DataView(tail.buffer).getUint32(0, true) : undefined;
+  }
+
   /** A lazy handle on a blob's content, following a rebuilt layer's alias. @throws {BlobNotFoundError} */
   async open(digest: string): Promise<ReturnType<typeof Bun.file>> {
     return await this.lib.open(this.holder(digest) ?? digest);

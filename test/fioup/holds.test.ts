@@ -304,6 +304,26 @@ describe("install holds", () => {
       clockFile = undefined;
     }
   }, 180_000);
+  test("--force does not install a target the gateway withdrew while the install waited: it overrides the window and the locks, not the gateway", async () => {
+    clockFile = join(await tempDir("fioup-clock-"), "now");
+    writeFileSync(clockFile, "2026-12-05T10:00:00Z");
+    holdConfig(`install_window = "daily 02:00-04:00 UTC"`);
+    const running = await httpGet(port);
+    try {
+      const v = await publishNext(64 * 1024);
+      expect((await device.fioup("update")).code).toBe(14);
+      await gw.admin(`/admin/targets/${v.name}`, { method: "DELETE" });
+      const r = await device.fioup("update", "--force"); // the window is still shut
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`Cannot install ${v.name}: the gateway stopped offering it while the install was deferred`);
+      expect(device.updateState()?.state).toBe("canceled");
+      expect(await httpGet(port)).toBe(running);
+      expect((await holdEvents(v.name)).at(-1)).toMatchObject({ type: "UpdateHoldReleased", details: { releasedBy: "withdrawn" } });
+    } finally {
+      clockFile = undefined;
+    }
+  }, 180_000);
+
   test("a target the device's new tags do not reach, set by the gateway while the install waits, is not installed, and fioup says the tags were why", async () => {
     clockFile = join(await tempDir("fioup-clock-"), "now");
     writeFileSync(clockFile, "2026-12-05T10:00:00Z");
