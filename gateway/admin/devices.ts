@@ -1,7 +1,7 @@
 /** /admin/devices: list, show, update history, tags, labels and revocation (bodies: lib/api/admin.ts). */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { DeviceLabelsRequest, DeviceTagsRequest, MAX_DEVICE_LABELS, type Update } from "../../lib/api/admin.ts";
+import { DEVICE_PAGE_MAX, DeviceLabelsRequest, DeviceTagsRequest, MAX_DEVICE_LABELS, type Update } from "../../lib/api/admin.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { checkLabel } from "../fleet/query.ts";
@@ -30,12 +30,12 @@ export function groupUpdates(stored: { receivedAt: string; event: DeviceEvent }[
 
 export const adminDevices = new Hono<GatewayEnv>()
   .get("/devices", async (c) => {
-    const limit = Number(c.req.query("limit") ?? 1000);
+    const limit = Number(c.req.query("limit") ?? DEVICE_PAGE_MAX);
     if (!Number.isInteger(limit) || limit < 1) return c.json({ error: "Invalid limit: expected a positive integer" }, 400);
     // Check-ins are written once a second in a batch: write them now, so the list agrees with `devices show`.
     await c.var.gw.sightings.flush();
     const devices = await c.var.gw.store.listDevices({ limit, after: c.req.query("after") });
-    return c.json(devices.length === Math.min(limit, 1000) ? { devices, next: devices.at(-1)!.uuid } : { devices });
+    return c.json(devices.length === Math.min(limit, DEVICE_PAGE_MAX) ? { devices, next: devices.at(-1)!.uuid } : { devices });
   })
   .get("/devices/:uuid", async (c) => {
     const { store } = c.var.gw;
