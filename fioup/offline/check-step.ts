@@ -1,6 +1,8 @@
 /**
- * The check step of an offline update: the TUF workflow on the bundle's metadata against the
- * device's trusted root (the same verifier, rollback and expiry checks as online; an expiry
+ * The check step of an offline update: two cheap looks that commit nothing (the bundle's
+ * index.json names this device's hardware id; its root of the device's trusted root version is
+ * that root, else it comes from another gateway), then the TUF workflow on the bundle's metadata
+ * against the device's trusted root (the same verifier, rollback and expiry checks as online; an expiry
  * grace only when `fioup.offline_expiry_grace_seconds` says so), then the online selection rules
  * applied to the one target the bundle was made for (hardware id, tags, no downgrade, bad
  * targets skipped). From there the update is an ordinary one whose content comes from the
@@ -12,7 +14,7 @@ import { join } from "node:path";
 import { clockReading, SET_THE_CLOCK } from "../../lib/net/why.ts";
 import { bundleMetadataFetch, bundleRegistries, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, type Bundle } from "../../lib/bundle/index.ts";
 import { TargetNotFoundError } from "../../lib/api/target.ts";
-import { ExpiredMetadataError, selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { canonicalJson, ExpiredMetadataError, selectTarget, targetMatchesDevice, TufVerificationError, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { createUpdate, NoUpdateError } from "../update/check-step.ts";
 import { useBundle, type UpdateContext } from "../update/context.ts";
 import { currentTarget } from "../update/current-target.ts";
@@ -50,6 +52,54 @@ async function verifiedTargets(ctx: UpdateContext, bundle: Bundle) {
   }
 }
 
+/** The bundle's metadata is another gateway's (another factory's root): said plainly, not as a signature failure (exit 30). */
+export class ForeignBundleError extends TufVerificationError {
+  override name = "ForeignBundleError";
+  constructor(dir: string, rootVersion: number) {
+    super(`${rootVersion}.root.json`, "");
+    this.message =
+      `Cannot apply the bundle ${dir}: it comes from another gateway (another factory): its ${BUNDLE_TUF_DIR}/${rootVersion}.root.json is not ` +
+      `the root version ${rootVersion} this device trusts; nothing of it was taken: export the bundle from the gateway this device is registered with`;
+  }
+}
+
+/** The `signed` part of a TUF file, as canonical JSON; undefined if it cannot be read. */
+const signedOf = (path: string): Promise<{ version?: unknown; text: string } | undefined> =>
+  Bun.file(path)
+    .json()
+    .then((d: { signed?: { version?: unknown } }) => (d.signed ? { version: d.signed.version, text: canonicalJson(d.signed) } : undefined))
+    .catch(() => undefined);
+
+/**
+ * Refuses a bundle whose root of the device's trusted root version differs from that root: it
+ * was made by another gateway, whose keys would fail every signature. Read before the TUF
+ * workflow, so the refusal says so and commits nothing; anything unreadable is left to the workflow.
+ */
+async function refuseForeignRoot(ctx: UpdateContext, bundle: Bundle): Promise<void> {
+  const trusted = await signedOf(join(ctx.cfg.storagePath, "tuf", "root.json"));
+  if (typeof trusted?.version !== "number") return;
+  const theirs = await signedOf(join(bundle.dir, BUNDLE_TUF_DIR, `${trusted.version}.root.json`));
+  if (theirs && theirs.text !== trusted.text) throw new ForeignBundleError(bundle.dir, trusted.version);
+}
+
+/**
+ * Why the verified targets lack the bundle's target. A gateway shows each device its own signed
+ * view of the targets (docs/signed-views.md): a rollout hides its version from the devices it has
+ * not released it to, and a device that already trusts its view at that version keeps it, though
+ * the bundle's copy (the main chain, as export reads it) lists the target.
+ */
+async function missingTargetWhy(bundle: Bundle, want: string, version: number): Promise<string> {
+  const file = bundle.index.bundle.tuf.find((f) => /^(?:\d+\.)?targets\.json$/.test(f));
+  const copy = file ? await Bun.file(join(bundle.dir, BUNDLE_TUF_DIR, file)).json().catch(() => undefined) : undefined;
+  const listed = (copy as { signed?: { targets?: Record<string, unknown> } } | undefined)?.signed?.targets?.[want] !== undefined;
+  if (!listed) return `its signed targets.json (version ${version}) has no target ${want}`;
+  return (
+    `the device's own signed view of the targets (from its gateway, targets.json version ${version}, which the device trusts already) does not offer ${want}, ` +
+    `though the bundle's ${BUNDLE_TUF_DIR}/${file} lists it: a rollout on the gateway holds that version back from this device ` +
+    "(docs/offline.md, \"Rollouts and signed views\"); export a bundle once the rollout has released it to this device, or of a newer version"
+  );
+}
+
 /** The check step for `bundle` (it also makes the later steps read from the bundle). */
 export function offlineCheckStep(bundle: Bundle): Step {
   return {
@@ -66,9 +116,16 @@ export function offlineCheckStep(bundle: Bundle): Step {
       }
       const hwid = ctx.cfg.hardwareId;
       if (!hwid) throw new TargetNotFoundError("Cannot select a target: provision.primary_ecu_hardware_id is not set");
+      // index.json is not trusted, but a bundle it says is for other devices is refused before
+      // its metadata becomes the device's (which would make a good bundle exported earlier stale).
+      // The signed check below still decides for a bundle that claims this hardware id.
+      if (bundle.index.bundle.hwid !== hwid) {
+        throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: it was exported for hardware id ${bundle.index.bundle.hwid} (its index.json), this device is ${hwid}; nothing of it was taken (export one with --hwid ${hwid})`);
+      }
+      await refuseForeignRoot(ctx, bundle);
       const verified = await verifiedTargets(ctx, bundle);
       const entry = verified.targets[want];
-      if (!entry) throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: its signed targets.json (version ${verified.version}) has no target ${want}`);
+      if (!entry) throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: ${await missingTargetWhy(bundle, want, verified.version)}`);
       if (!targetMatchesDevice(entry, hwid, ctx.cfg.tags)) {
         throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: ${want} is not for hardware id ${hwid} and tags ${ctx.cfg.tags.join(",") || "(any)"}`);
       }

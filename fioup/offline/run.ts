@@ -5,18 +5,22 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { Output } from "../../lib/cli/command.ts";
-import { openBundle } from "../../lib/bundle/index.ts";
+import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
 import { runUpdateCommand } from "../commands/_run-update.ts";
 import { progressHooks } from "../progress.ts";
 import { openSession } from "../session.ts";
 import { offlinePlan } from "./plan.ts";
-import { watchBundles } from "./watch.ts";
+import { bundleInside, watchBundles } from "./watch.ts";
 
 /** Applies the bundle in `dir`. @throws {InvalidBundleError} and whatever the update steps throw. */
 export async function runOfflineUpdate(flags: { "sota-dir"?: string; force?: boolean }, dir: string, out: Output): Promise<void> {
-  const bundle = await openBundle(resolve(dir));
+  const bundle = await openBundle(resolve(dir)).catch(async (e) => {
+    // A bundle one folder down (the stick's mount point given for the bundle's folder) is named, as watch mode names it.
+    const inside = e instanceof InvalidBundleError && !(await Bun.file(join(resolve(dir), "index.json")).exists()) ? await bundleInside(resolve(dir)) : undefined;
+    throw inside ? new InvalidBundleError(`${e.message}; ${inside}`) : e;
+  });
   out.info(`offline bundle ${bundle.dir}: ${bundle.index.bundle.target}${bundle.index.bundle.from ? ` (made for devices on version ${bundle.index.bundle.from})` : ""}`);
   // Named in full in the refusals and in what resumes an interrupted update.
   await runUpdateCommand(flags, offlinePlan(bundle, { force: flags.force }), out, `update --offline ${dir}`);

@@ -5,9 +5,13 @@
  * apply it again, while a fresh copy of the same bundle is tried again. A bundle whose update is
  * left pending (its install held back by an update lock or a maintenance window, or stopped
  * half way) is not handled yet: each round resumes it while the stick stays in. Nor is one whose
- * update failed without marking its target bad (a full disk, an engine down during the fetch):
- * the fault is the device's and may pass, so it is tried again, the wait doubling from the
- * interval up to RETRY_MAX_MS. Queued events are sent whenever the gateway is reachable.
+ * update failed for a reason of the device's (a full disk, an engine down during the fetch): that
+ * may pass, so it is tried again, the wait doubling from the interval up to RETRY_MAX_MS. A
+ * failure the bundle itself causes ({@link finalForBundle}: its metadata, its target, a blob that
+ * does not match) is final for it: the same bundle would fail the same way at every try, each
+ * adding a failed update record. What the watch remembers is per watched folder, so two watches
+ * (two sticks) do not take each other's bundles for their own. Queued events are sent whenever
+ * the gateway is reachable.
  *
  * @module
  */
@@ -16,6 +20,9 @@ import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
 import { LockedError } from "../../lib/fs/pid-lock.ts";
+import { ExpiredMetadataError } from "../../lib/tuf/index.ts";
+import { EXIT, exitCodeFor } from "../exit-codes.ts";
+import { FetchFailedError, permanentReason } from "../update/fetch-step.ts";
 import { takeUpdateLock, UpdateLockBusyError } from "../update/update-lock.ts";
 import { sleep } from "../push.ts";
 import { reportAll } from "../report.ts";
@@ -29,12 +36,12 @@ import { offlinePlan } from "./plan.ts";
 /** How often watch mode tries to send queued events. */
 const REPORT_EVERY_MS = 30_000;
 
-/** The device DB key holding the last bundle handled in watch mode. */
-const LAST_BUNDLE_KEY = "offline:last-bundle";
-/** The device DB key holding what last held back the pending update of a watched bundle. */
-const LAST_WAIT_KEY = "offline:last-wait";
-/** The device DB key holding the failed try of a watched bundle that is tried again ({@link FailedTry}). */
-const LAST_FAILURE_KEY = "offline:last-failure";
+/** The device DB key holding the last bundle handled in watch mode in `dir`. */
+const lastBundleKey = (dir: string) => `offline:last-bundle:${dir}`;
+/** The device DB key holding what last held back the pending update of the bundle watched in `dir`. */
+const lastWaitKey = (dir: string) => `offline:last-wait:${dir}`;
+/** The device DB key holding the failed try of the bundle watched in `dir` that is tried again ({@link FailedTry}). */
+const lastFailureKey = (dir: string) => `offline:last-failure:${dir}`;
 /** The longest wait before a bundle whose update failed is tried again. */
 const RETRY_MAX_MS = 5 * 60_000;
 
@@ -55,21 +62,47 @@ export interface WatchOptions {
   hold?: HoldOptions;
 }
 
+/**
+ * Exit codes (fioup/exit-codes.ts) whose failures the bundle's own content causes: metadata that
+ * does not verify (another factory's keys, a stale copy) and a target this device does not take.
+ */
+const BUNDLE_FAULT_EXITS: ReadonlySet<number> = new Set([EXIT.NO_MATCHING_TARGET, EXIT.TUF_VERIFICATION]);
+
+/**
+ * Whether the failure `err` of a bundle's update is final for that bundle: the same bundle would
+ * fail the same way at every try. So are failures of the bundle's content (its exit code is in
+ * {@link BUNDLE_FAULT_EXITS}) and those the fetch knows happen again at every try (its
+ * `permanentReason`: a blob that does not match its digest, a target that never fits). Expired
+ * metadata is not: the device's clock may be set meanwhile. Anything else (a full disk, the
+ * engine down, a lock held) is the device's and may pass.
+ */
+export function finalForBundle(err: unknown): boolean {
+  if (err instanceof ExpiredMetadataError) return false;
+  if (BUNDLE_FAULT_EXITS.has(exitCodeFor(err))) return true;
+  return permanentReason(err instanceof FetchFailedError ? err.cause : err) !== undefined;
+}
+
 /** What {@link watchOnce} answers when DIR holds no index.json (no bundle, or one not copied yet). */
 export const NO_BUNDLE = Symbol("no bundle");
 
 /**
- * Why DIR holds no bundle, said once while it stays so: a bundle's index.json must be in DIR
- * itself, and a stick whose bundle sits in a folder of its own would otherwise be watched in silence.
+ * Which folders inside `dir` hold a bundle, as advice to give one of them to --offline, or
+ * undefined: a bundle's index.json must be in DIR itself, and a stick whose bundle sits in a
+ * folder of its own is otherwise refused (or watched) with no word of where the bundle is.
  */
-export async function noBundle(dir: string): Promise<string> {
+export async function bundleInside(dir: string): Promise<string | undefined> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   const inside = [];
   for (const e of entries) if (e.isDirectory() && (await Bun.file(join(dir, e.name, "index.json")).exists())) inside.push(join(dir, e.name));
   inside.sort();
-  return `no bundle in ${dir} yet (no index.json there)` + (inside.length === 1 ? `; ${inside[0]} holds one: give that folder to --offline`
-    : inside.length ? `; ${inside.join(", ")} each hold one: give one of those folders to --offline`
-    : "; watching on");
+  return inside.length === 1 ? `${inside[0]} holds one: give that folder to --offline`
+    : inside.length ? `${inside.join(", ")} each hold one: give one of those folders to --offline`
+    : undefined;
+}
+
+/** Why DIR holds no bundle, said once while it stays so, naming any folder inside that holds one. */
+export async function noBundle(dir: string): Promise<string> {
+  return `no bundle in ${dir} yet (no index.json there); ${(await bundleInside(dir)) ?? "watching on"}`;
 }
 
 /** One look at `dir`: applies a bundle not handled yet. Returns what happened, NO_BUNDLE, or undefined if nothing did. */
@@ -85,12 +118,12 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
     // A copy still in progress looks like a broken bundle: say so once, try again next time.
     if (!(e instanceof InvalidBundleError)) throw e;
     const seen = `invalid:${e.message}`;
-    if (s.db.get<string>(LAST_BUNDLE_KEY) === seen) return undefined;
-    s.db.set(LAST_BUNDLE_KEY, seen);
+    if (s.db.get<string>(lastBundleKey(dir)) === seen) return undefined;
+    s.db.set(lastBundleKey(dir), seen);
     return e.message;
   }
-  if (s.db.get<string>(LAST_BUNDLE_KEY) === key) return undefined;
-  const failed = s.db.get<FailedTry>(LAST_FAILURE_KEY);
+  if (s.db.get<string>(lastBundleKey(dir)) === key) return undefined;
+  const failed = s.db.get<FailedTry>(lastFailureKey(dir));
   if (failed?.key === key && Date.now() < failed.retryAt) return undefined;
   let lock;
   try {
@@ -103,6 +136,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   const ctx = s.ctx(o.hooks, o.signal);
   let outcome: string;
   let failure = false;
+  let final = false;
   try {
     await runSteps(offlinePlan(bundle, o.hold), ctx);
     const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
@@ -111,6 +145,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   } catch (e) {
     if (o.signal.aborted) return "interrupted";
     failure = !(e instanceof NoUpdateError || e instanceof UpdateDeferredError);
+    final = failure && finalForBundle(e);
     outcome = e instanceof NoUpdateError ? e.message
       : e instanceof UpdateDeferredError ? `bundle ${dir}: install deferred: ${describeError(e)}`
       : `bundle ${dir}: update failed: ${describeError(e)}`;
@@ -120,21 +155,22 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   // An install held back (update lock, maintenance window) or stopped half way leaves the
   // bundle's update pending: the next round resumes it, saying so only when what stops it changes.
   if (s.db.pendingUpdate()?.toTarget === bundle.index.bundle.target) {
-    if (s.db.get<string>(LAST_WAIT_KEY) === outcome) return undefined;
-    s.db.set(LAST_WAIT_KEY, outcome);
+    if (s.db.get<string>(lastWaitKey(dir)) === outcome) return undefined;
+    s.db.set(lastWaitKey(dir), outcome);
     return outcome;
   }
-  s.db.delete(LAST_WAIT_KEY);
-  // A failure that did not mark the target bad may pass (space freed, the engine back): tried
-  // again later, said again only when it fails otherwise. A bad target waits for a newer bundle.
-  if (failure && !s.db.badTargets().includes(bundle.index.bundle.target)) {
+  s.db.delete(lastWaitKey(dir));
+  // A failure of the device's that did not mark the target bad may pass (space freed, the engine
+  // back): tried again later, said again only when it fails otherwise. A bad target waits for a
+  // newer bundle; a failure of the bundle's own waits for another bundle in DIR.
+  if (failure && !final && !s.db.badTargets().includes(bundle.index.bundle.target)) {
     const tries = failed?.key === key ? failed.tries + 1 : 1;
-    s.db.set(LAST_FAILURE_KEY, { key, outcome, tries, retryAt: Date.now() + Math.min(o.intervalMs * 2 ** tries, RETRY_MAX_MS) } satisfies FailedTry);
+    s.db.set(lastFailureKey(dir), { key, outcome, tries, retryAt: Date.now() + Math.min(o.intervalMs * 2 ** tries, RETRY_MAX_MS) } satisfies FailedTry);
     return failed?.key === key && failed.outcome === outcome ? undefined : `${outcome}; trying again while the bundle stays in ${dir}`;
   }
-  s.db.delete(LAST_FAILURE_KEY);
-  s.db.set(LAST_BUNDLE_KEY, key);
-  return outcome;
+  s.db.delete(lastFailureKey(dir));
+  s.db.set(lastBundleKey(dir), key);
+  return final ? `${outcome}; this bundle fails so at every try: not trying it again (a new bundle in ${dir} is tried)` : outcome;
 }
 
 /** Watches `dir` until the signal aborts. */

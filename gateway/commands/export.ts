@@ -8,6 +8,7 @@ import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
 import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
+import { rolloutHoldWarning } from "../export/_rollout-hold.ts";
 import { publicUrlOf } from "../publish/public-url.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
@@ -62,6 +63,8 @@ export default defineCommand({
     if (!token) throw new UsageError("say which gateway: --data DIR, or --server URL with --token TOKEN");
     // The host the targets name the gateway's registry by: its public URL, which --data's local address may not be.
     const publicUrl = publicUrlOf(await client.whoami().catch(() => undefined));
+    const held = await rolloutHoldWarning(client, flags.target);
+    if (held) out.info(held);
     const r = await exportBundle({
       server: client.server,
       ...(publicUrl ? { publicUrl: publicUrl.origin } : {}),
