@@ -25,14 +25,16 @@ export async function register(gw: GatewayHandle, token: string, name: string): 
 export const FETCH_ERROR = "Cannot fetch blob sha256:0badc0de: registry returned 404";
 
 let seq = 0;
-const event = (type: string, event: Record<string, unknown>) => ({
+/** A device event of the update to amd64-linux-2, or of another target with `targetName`, `version` and `correlationId` in `event`. */
+export const event = (type: string, event: Record<string, unknown>) => ({
   id: `e-${Date.now()}-${seq++}`,
   deviceTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
   eventType: { id: type, version: 2 },
   event: { correlationId: "upd-2", targetName: "amd64-linux-2", version: "2", ...event },
 });
 
-async function send(d: TlsDevice, url: string, path: string, body: unknown, method = "POST") {
+/** A device request with a JSON body; throws on an answer other than 2xx. */
+export async function send(d: TlsDevice, url: string, path: string, body: unknown, method = "POST") {
   const res = await d.fetch(`${url}${path}`, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
 }

@@ -12,7 +12,7 @@ import { goto, launchChromium, signIn, submit } from "./_browser.ts";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
-import { makeFleet, type Fleet } from "./_fleet.ts";
+import { event, makeFleet, send, type Fleet } from "./_fleet.ts";
 import { actionsFor } from "../../gateway/ui/pages/rollouts.tsx";
 
 let gw: GatewayHandle;
@@ -145,6 +145,34 @@ describe("dashboard: labels, groups, rollouts", () => {
     // A halted rollout (halting takes failing devices; the page's rule is one function): resume or cancel.
     expect(actionsFor({ state: "halted", wave: 0, waves: [33, 100] })).toEqual(["resume", "cancel"]);
   }, 60_000);
+
+  test("the open page follows the rollout: its buttons change when the CLI pauses it, and a device's event names the device", async () => {
+    const buttons = async (page: Page) => (await page.locator("section[aria-labelledby=h-actions] button").allTextContents()).map((t) => t.trim());
+    const shown = (actions: string[]) => actions.map((a) => a[0]!.toUpperCase() + a.slice(1));
+    const r = await admin<RolloutDetail>("/admin/rollouts", "POST", { target: "5", tag: "main", waves: [33, 100], soak: "1h", first: [fleet.spare.uuid] });
+    const { ctx, page } = await signedIn(gw.adminToken);
+    await goto(page, `${gw.url}/ui/rollouts/${r.id}`);
+    expect(await buttons(page)).toEqual(shown(actionsFor({ state: "running", wave: 0, waves: [33, 100] })));
+    const refreshes = async () => {
+      const at = await page.evaluate(() => (globalThis as any).document.body.dataset.refreshed ?? "");
+      await page.waitForFunction((before) => ((globalThis as any).document.body.dataset.refreshed ?? "") !== before, at, { timeout: 15_000 });
+    };
+    // Paused elsewhere (the CLI calls this API): the next refresh shows Resume, not Pause.
+    await admin(`/admin/rollouts/${r.id}/pause`, "POST", {});
+    await refreshes();
+    expect(await buttons(page)).toEqual(shown(actionsFor({ state: "paused", wave: 0, waves: [33, 100] })));
+    await admin(`/admin/rollouts/${r.id}/resume`, "POST", {});
+
+    // spare-1, released in wave 1, fails to install version 5: the rollout's event links to it.
+    const entry = { length: 0, hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" }, custom: { version: "5", hardwareIds: ["amd64-linux"], tags: ["main"], docker_compose_apps: {} } };
+    await admin("/admin/targets", "POST", { targets: { "amd64-linux-5": entry } });
+    const v5 = { correlationId: "upd-5", targetName: "amd64-linux-5", version: "5" };
+    await send(fleet.spare, gw.url, "/events", [event("EcuInstallationStarted", v5), event("EcuInstallationCompleted", { ...v5, success: false, details: "app shop: exited 1" })]);
+    const link = page.locator(`.timeline a[href="/ui/devices/${fleet.spare.uuid}"]`);
+    for (let i = 0; i < 6 && (await link.count()) === 0; i++) await refreshes();
+    await expect(link.textContent()).resolves.toBe(fleet.spare.uuid);
+    await ctx.close();
+  }, 90_000);
 
   test("a viewer sees the rollout but no buttons, and the API refuses the action", async () => {
     const { ctx, page } = await signedIn(viewerToken);

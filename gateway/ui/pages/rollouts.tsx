@@ -225,27 +225,38 @@ export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: str
             {r.events.map((e) => (
               <li class={e.kind === "halted" || e.kind === "device-failed" ? "bad" : e.kind === "completed" || e.kind === "device-succeeded" ? "ok" : undefined}>
                 <strong>{e.kind}</strong> <Ago at={e.at} />
+                {e.deviceUuid && (
+                  <>
+                    {" "}
+                    <a href={`/ui/devices/${e.deviceUuid}`}>
+                      <code>{e.deviceUuid}</code>
+                    </a>
+                  </>
+                )}
                 <div class="muted">{e.reason}</div>
               </li>
             ))}
           </ol>
         </section>
       </div>
-      {canWrite && actionsFor(r).length > 0 && (
-        <section aria-labelledby="h-actions">
-          <h2 id="h-actions">Actions</h2>
-          <div class="actions">
-            {actionsFor(r).map((a) => (
-              <form method="post" action={`/ui/rollouts/${encodeURIComponent(r.id)}/${a}`} data-confirm={CONFIRM[a]}>
-                <Csrf token={csrf} />
-                <button type="submit" class={a === "cancel" ? "danger" : undefined}>
-                  {a[0]!.toUpperCase() + a.slice(1)}
-                </button>
-              </form>
-            ))}
-          </div>
-        </section>
-      )}
+      {/* A live region of its own, always there: the buttons follow the state as the CLI or the tick change it. */}
+      <div id="rollout-actions" data-live>
+        {canWrite && actionsFor(r).length > 0 && (
+          <section aria-labelledby="h-actions">
+            <h2 id="h-actions">Actions</h2>
+            <div class="actions">
+              {actionsFor(r).map((a) => (
+                <form method="post" action={`/ui/rollouts/${encodeURIComponent(r.id)}/${a}`} data-confirm={CONFIRM[a]}>
+                  <Csrf token={csrf} />
+                  <button type="submit" class={a === "cancel" ? "danger" : undefined}>
+                    {a[0]!.toUpperCase() + a.slice(1)}
+                  </button>
+                </form>
+              ))}
+            </div>
+          </section>
+        )}
+      </div>
     </>
   );
 }
