@@ -475,6 +475,12 @@ export class Agent {
     const a = this.active;
     const cmd: CommandName = m.payload.command;
     if (!a || a.activityId !== m.activityId || !a.commandFlow) {
+      // An activity that ended had its end published once: a feedback now would be the back end's
+      // latest word on it. Kanto's container update agent, too, logs and ignores a command that
+      // matches no operation in progress; one for an id never seen is refused, saying why.
+      if (this.store.finished()?.activityIds.includes(m.activityId)) {
+        return this.o.log(`ignored command ${cmd} for activity ${m.activityId}: that activity already ended (its end was published then)`);
+      }
       return this.refuse(m.activityId, `Cannot run ${cmd}: no activity ${m.activityId} is waiting for commands`);
     }
     const expected: Record<CommandName, string[]> = {

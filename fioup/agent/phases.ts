@@ -8,7 +8,8 @@
  * 3. update: stop and rename the containers being replaced or destroyed,
  *    create the new ones (labelled with the activity), change restart policy
  *    and memory in place;
- * 4. activate: start the new containers and check they run;
+ * 4. activate: start the new containers and watch them settle (running,
+ *    healthy, or exited 0; not crashing or restarting);
  * 5. cleanup: remove the old containers.
  *
  * A failure in update or activate rolls back at once: the new containers go,
@@ -25,7 +26,8 @@ import { forEachLimit } from "../../lib/oci/image.ts";
 import type { ContainerSpec } from "./component-config.ts";
 import { createBody, LABELS, updateBody } from "./create-body.ts";
 import { oldName, type Activity, type ActivityAction } from "./activity.ts";
-import { CONCURRENCY, eachAction, reason, set, setPhase, type ApplyDeps } from "./_phase.ts";
+import { ApplyFailedError, CONCURRENCY, eachAction, reason, set, setPhase, type ApplyDeps } from "./_phase.ts";
+import { waitUntilUp } from "./started.ts";
 import { rollback } from "./rollback.ts";
 import { faultPoint } from "../fault.ts";
 
@@ -89,7 +91,10 @@ export async function update(d: ApplyDeps, a: Activity): Promise<void> {
   setPhase(d, a, "updated");
 }
 
-/** Phase 4: start the new containers and check they run. @throws {ApplyFailedError} */
+/**
+ * Phase 4: start the new containers, then watch them for a settle period (started.ts): each must
+ * run (healthy, where it has a healthcheck) or have exited 0. @throws {ApplyFailedError}
+ */
 export async function activate(d: ApplyDeps, a: Activity): Promise<void> {
   setPhase(d, a, "activating");
   const starting = a.actions.filter((x) => x.kind === "create" || x.kind === "recreate" || x.kind === "update");
@@ -98,12 +103,12 @@ export async function activate(d: ApplyDeps, a: Activity): Promise<void> {
     if (x.kind !== "update") {
       await d.engine.startContainer(x.newId!);
       faultPoint("agent:started", { name: x.name });
-      const s = await d.engine.containerDetails(x.newId!);
-      if (!s) throw new Error("the container vanished after start");
-      if (!s.State.Running && s.State.ExitCode !== 0) throw new Error(`the container exited with code ${s.State.ExitCode}${s.State.Error ? `: ${s.State.Error}` : ""}`);
-    }
-    set(d, a, x, "ACTIVATION_SUCCESS");
+    } else set(d, a, x, "ACTIVATION_SUCCESS");
   });
+  const started = starting.filter((x) => x.kind !== "update");
+  const failed = await waitUntilUp(d.engine, new Map(started.map((x) => [x.name, x.newId!])), d.signal ? { signal: d.signal } : {});
+  for (const x of started) set(d, a, x, failed.has(x.name) ? "ACTIVATION_FAILURE" : "ACTIVATION_SUCCESS", failed.get(x.name));
+  if (failed.size) throw new ApplyFailedError([...failed.values()].join("; "));
   setPhase(d, a, "activated");
 }
 

@@ -1,0 +1,80 @@
+/**
+ * Whether the containers an activation started are up, by the rule fioup's compose start uses
+ * (fioup/runtime/health.ts waitForApp, judged by lib/compose/service-verdict.ts): each must run,
+ * healthy where it has a healthcheck, or have exited 0, and stay so for a settle period; exited
+ * non-zero, restarting, unhealthy, dead, or a restart count that grows while watched is a failure.
+ * A container that crashes right after its start is running at its first inspect: checked once,
+ * it passed, and the cleanup removed the old container that worked.
+ *
+ * @module
+ */
+import { judgeService } from "../../lib/compose/service-verdict.ts";
+import type { DockerEngine } from "../runtime/docker-engine.ts";
+
+/** Same defaults as the compose start (waitForApp's). */
+export interface SettleOptions {
+  /** Every container must stay up this long. Default 1.5 s. */
+  settleMs?: number;
+  /** Give up on containers still coming up (healthcheck starting) after this long. Default 120 s. */
+  timeoutMs?: number;
+  /** Poll interval. Default 250 ms. */
+  pollMs?: number;
+  /** Ends the wait with an error: the apply is rolled back rather than confirmed half watched. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Watches `started` (name → container ID) until every one has been up for `settleMs`, one
+ * fails, or the timeout passes. Returns why each failed one failed (empty: all up). Never throws
+ * for a container that fails.
+ * @throws {EngineError} the engine cannot be asked at all
+ * @throws {Error} the signal aborted (the agent is stopping)
+ */
+export async function waitUntilUp(engine: DockerEngine, started: Map<string, string>, opts: SettleOptions = {}): Promise<Map<string, string>> {
+  const settleMs = opts.settleMs ?? 1500;
+  const pollMs = opts.pollMs ?? 250;
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  const deadline = Date.now() + timeoutMs;
+  const firstRestarts = new Map<string, number>();
+  let upSince: number | undefined;
+  for (;;) {
+    if (opts.signal?.aborted) throw new Error("the agent stopped before the new containers were seen to run");
+    const failed = new Map<string, string>();
+    const waiting = new Map<string, string>();
+    for (const [name, id] of started) {
+      const c = await engine.inspectContainer(id);
+      if (!c) {
+        failed.set(name, `container "${name}" vanished after its start`);
+        continue;
+      }
+      const s = c.State;
+      const { verdict, reason } = judgeService({ name, state: s.Status, health: s.Health?.Status, exitCode: s.ExitCode, error: s.Error || undefined });
+      // judgeService speaks of compose services; here each is a Kanto component's container.
+      const why = reason?.replace(/^service /, "container ");
+      const restarts = c.RestartCount ?? 0;
+      if (!firstRestarts.has(name)) firstRestarts.set(name, restarts);
+      if (verdict === "failed") failed.set(name, why!);
+      else if (restarts > firstRestarts.get(name)!) failed.set(name, `container "${name}" keeps restarting (restart count ${restarts})`);
+      else if (verdict === "waiting") waiting.set(name, why!);
+    }
+    const now = Date.now();
+    if (!failed.size && now >= deadline) {
+      for (const [name, why] of waiting) failed.set(name, `${why}, not up within ${timeoutMs / 1000} s`);
+    }
+    if (failed.size) {
+      for (const [name, why] of failed) failed.set(name, `${why}${await lastOutput(engine, started.get(name)!)}`);
+      return failed;
+    }
+    if (!waiting.size) {
+      upSince ??= now;
+      if (now - upSince >= settleMs) return failed;
+    } else upSince = undefined;
+    await Bun.sleep(Math.min(pollMs, Math.max(10, deadline - now)));
+  }
+}
+
+/** The container's last lines, said after why it failed. */
+async function lastOutput(engine: DockerEngine, id: string): Promise<string> {
+  const text = (await engine.containerLogs(id, 5).catch(() => "")).trim();
+  return text ? ` (last output: ${text.slice(-500)})` : "";
+}
