@@ -2,7 +2,8 @@
  * fetchLayerDelta with an offline bundle's delta and a blob store whose disk fills during the
  * rebuild (a small tmpfs this file mounts and unmounts; root, as the tests run): the bundle has
  * no whole layer to fall back to, so the full disk is thrown as such, not turned into "no delta".
- * With room, the rebuild reports its progress as it goes, so a large layer is not silent.
+ * With room, the rebuild reports its progress as it goes, so a large layer is not silent. A delta
+ * that claims to rebuild more than the signed target records for the layer is refused unread.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -13,7 +14,7 @@ import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { DELTA_MEDIA_TYPE, deltaWindowLog } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
-import { fetchLayerDelta, RebuildNoSpaceError, type DeltaCandidate } from "./_layer-deltas.ts";
+import { fetchLayerDelta, RebuildNoSpaceError, signedUnpackedSizes, type DeltaCandidate } from "./_layer-deltas.ts";
 import { EXIT, exitCodeFor } from "../exit-codes.ts";
 import { FetchFailedError } from "./fetch-step.ts";
 
@@ -97,4 +98,20 @@ test("a layer rebuilt from a bundle's delta reports its progress as it grows, up
   expect(seen.every(([, total]) => total === toSize)).toBe(true);
   expect(seen.every(([done], i) => i === 0 || done >= seen[i - 1]![0])).toBe(true);
   expect(seen.at(-1)).toEqual([toSize, toSize]);
+}, 60_000);
+
+test("a bundle's delta claiming more than the unpacked size the signed target records is refused before it is read", async () => {
+  const { reg, store, c, toSize } = await deltaFixture(join(work, "recorded"));
+  const refused: string[] = [];
+  const rebuilt: number[] = [];
+  const report = await fetchLayerDelta(reg, store, { ...c, layer: { ...c.layer, unpackedSize: toSize - 1 } }, { onRefused: (why) => refused.push(why), onRebuilt: (done) => rebuilt.push(done) });
+  expect(report).toBeUndefined();
+  expect(refused).toEqual([`the delta claims to rebuild ${toSize} bytes, more than the layer's ${toSize - 1} (the unpacked size the signed target records)`]);
+  expect(rebuilt).toEqual([]);
+  // Recorded as the signed target's apps record them: every app's sizes, by layer digest.
+  const a = `sha256:${"a".repeat(64)}`;
+  const b = `sha256:${"b".repeat(64)}`;
+  const apps = { one: { uri: "r/main/one@sha256:x", uncompressedLayerSizes: { [a]: 10 } }, two: { uri: "r/main/two@sha256:y", uncompressedLayerSizes: { [b]: 20 } }, three: { uri: "r/main/three@sha256:z" } };
+  expect(signedUnpackedSizes({ docker_compose_apps: apps })).toEqual(new Map([[a, 10], [b, 20]]));
+  expect(signedUnpackedSizes(undefined)).toEqual(new Map());
 }, 60_000);

@@ -4,9 +4,12 @@
  * Engine (named by an earlier update, by its current or preloaded target, or by an offline
  * bundle's own delta), ask the gateway (or the bundle) for a delta between the two, and rebuild
  * the layer from it (lib/oci/delta.ts). The rebuilt tar must hash to the diff_id of the image config, which the
- * signed target pins through the app and the manifest; every failure (no delta, a delta that
- * does not download, decode or verify) returns false and the caller fetches the full layer;
- * from a bundle, which has no full layer, a full disk is thrown as such (RebuildNoSpaceError).
+ * signed target pins through the app and the manifest, and may not grow past what the signed
+ * target says the layer unpacks to (maxRebuiltBytes): the descriptor's sizes, from the gateway or
+ * a bundle's index.json, set neither the memory check nor the disk the rebuild may take. Every
+ * failure (no delta, a delta that does not download, decode or verify) returns false and the
+ * caller fetches the full layer; from a bundle, which has no full layer, a full disk is thrown as
+ * such (RebuildNoSpaceError).
  *
  * @module
  */
@@ -19,6 +22,7 @@ import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { TargetCustom } from "../../lib/api/target.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb } from "../db.ts";
 import { faultMidBlob } from "../fault.ts";
@@ -31,7 +35,8 @@ import { fsWhy, isNoSpace } from "../../lib/fs/why.ts";
 
 /** A missing layer and the held layer to rebuild it from. */
 export interface DeltaCandidate {
-  layer: AppBlob;
+  /** The missing layer, with its unpacked size when the signed target records it. */
+  layer: AppBlob & { unpackedSize?: number };
   /** The held layer of the same image path (registry digest). */
   base: string;
   /** The image config listing the layer's diff_id, and the layer's index there. */
@@ -159,6 +164,15 @@ async function engineLayersByDiffId(engine: DockerEngine | undefined): Promise<M
   return out;
 }
 
+/** Layer digest → unpacked size, as a signed target's apps record them (`uncompressedLayerSizes`). */
+export function signedUnpackedSizes(custom: Pick<TargetCustom, "docker_compose_apps"> | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const app of Object.values(custom?.docker_compose_apps ?? {})) {
+    for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) out.set(d, n);
+  }
+  return out;
+}
+
 /**
  * For each missing layer of at least {@link MIN_DELTA_LAYER_BYTES}, the layer the device holds
  * (in its blob store, else in its Docker Engine) to ask a delta from: an offline bundle's own
@@ -190,6 +204,7 @@ export async function deltaCandidates(
   for (const p of earlierPlans) {
     for (const img of storedImages(p, store)) old.set(img.at, [...(old.get(img.at) ?? []), img.manifest]);
   }
+  const recorded = signedUnpackedSizes(db.getUpdate(updateId)?.target.entry.custom);
   const engine = cfg && engineOf(cfg);
   const inEngine = await engineHeld(engine, [...old.values()].flat(), store);
   let byDiffId: Promise<Map<string, EngineBase>> | undefined; // listed once, when first needed
@@ -199,7 +214,8 @@ export async function deltaCandidates(
     const earlier = old.get(img.at) ?? [];
     for (const [index, l] of img.manifest.layers.entries()) {
       if (!want.has(l.digest) || out.has(l.digest)) continue;
-      const c = { layer: byDigest.get(l.digest)!, config: img.manifest.config, index };
+      const unpackedSize = recorded.get(l.digest);
+      const c = { layer: { ...byDigest.get(l.digest)!, ...(unpackedSize !== undefined ? { unpackedSize } : {}) }, config: img.manifest.config, index };
       // A bundle carries one delta per layer, from the layer of its `--from` version, and no whole
       // layer: its base is the one to use whenever the device holds it, whatever its history says.
       // A layer it carries whole has no delta to ask it for.
@@ -261,8 +277,11 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
     // A gateway makes a delta on the first request for it, which for a large layer takes seconds
     // in which no byte arrives: said before, so a terminal does not look stuck.
     if (!(reg instanceof BundleRegistry)) o.onInfo?.(`Layer ${c.layer.digest} (${sizeText(c.layer.size)}): asking the gateway for a delta from ${base}`);
+    // Refused if it claims to rebuild more than the signed layer unpacks to (maxRebuiltBytes), so
+    // toSize below, which sizes the memory check and bounds the rebuild, is bounded by what is signed.
     desc = await requestDelta(reg, repo, base, c.layer, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
-    // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of the new one.
+    // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of
+    // the new one (applyLayerDelta accepts no larger window).
     const needs = 2 * desc.fromSize + desc.toSize;
     if (needs > freemem() / 2) {
       lowMemory = `rebuilding needs about ${needs >> 20} MiB of memory, more than half of the ${freemem() >> 20} MiB free`;

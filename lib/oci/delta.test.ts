@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { pickDeltaBase } from "./delta.ts";
+import { MAX_DELTA_UNPACK_RATIO, maxRebuiltBytes, pickDeltaBase } from "./delta.ts";
 
 const layer = (n: number, size: number) => ({ digest: `sha256:${String(n).repeat(64).slice(0, 64)}`, size });
 const all = () => true;
@@ -17,4 +17,15 @@ test("pickDeltaBase takes the held layer at the same position, else the largest 
   expect(pickDeltaBase([{ layers: [layer(1, 1_999_999), layer(2, 2_000_000)] }], 0, next, all)).toBe(layer(2, 0).digest);
   // The layer itself is no base.
   expect(pickDeltaBase([{ layers: [next] }], 0, next, all)).toBeUndefined();
+});
+
+test("maxRebuiltBytes is what the signed target says the layer unpacks to, never what a delta descriptor claims", () => {
+  const gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+  // Recorded by publish in the target: that size exactly.
+  expect(maxRebuiltBytes({ size: 1000, mediaType: gzip, unpackedSize: 2500 })).toBe(2500);
+  // An uncompressed layer is its blob.
+  expect(maxRebuiltBytes({ size: 1000, mediaType: "application/vnd.oci.image.layer.v1.tar" })).toBe(1000);
+  // Compressed (or of an unknown type), not recorded: a bounded multiple of its blob.
+  expect(maxRebuiltBytes({ size: 1000, mediaType: gzip })).toBe(1000 * MAX_DELTA_UNPACK_RATIO);
+  expect(maxRebuiltBytes({ size: 1000 })).toBe(1000 * MAX_DELTA_UNPACK_RATIO);
 });

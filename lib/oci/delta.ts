@@ -10,8 +10,10 @@
  * the signed target); anything else is refused and the caller fetches the full layer.
  *
  * Memory on the device: the old uncompressed layer is held whole as the dictionary, plus the
- * decoder's window (at most the larger of the two layers, `windowLog` of the descriptor); the
- * rebuilt layer streams to disk while it is hashed. {@link MAX_DELTA_BASE_BYTES} bounds it.
+ * decoder's window (at most the larger of the two layers); the rebuilt layer streams to disk
+ * while it is hashed. {@link MAX_DELTA_BASE_BYTES} bounds the first; the other two are bounded by
+ * what is signed, never by the descriptor alone (a gateway's answer or a bundle's index.json):
+ * {@link maxRebuiltBytes}.
  *
  * @module
  */
@@ -23,7 +25,7 @@ import { constants, createGunzip, createZstdDecompress } from "node:zlib";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { Digester } from "./digest.ts";
-import { sniffCompression } from "./media-types.ts";
+import { layerCompression, sniffCompression } from "./media-types.ts";
 import { readLimited, type RegistryClient } from "./registry-client.ts";
 import { describeSchemaProblem } from "../api/schema-problem.ts";
 
@@ -38,6 +40,25 @@ export const MIN_DELTA_LAYER_BYTES = 1 << 20;
 
 /** Largest old layer (uncompressed) a device takes as a dictionary by default: it is held in memory. */
 export const MAX_DELTA_BASE_BYTES = 512 * 1024 * 1024;
+
+/**
+ * How many times its blob a compressed layer may unpack to, for a delta to rebuild it, when the
+ * signed target does not record its unpacked size. Layers of binaries and text unpack to 2 to 5
+ * times; one that unpacks to more (zero-filled files) is cheap to fetch whole and costly to
+ * rebuild (the decoder's window grows with the unpacked size), so it gets no delta.
+ */
+export const MAX_DELTA_UNPACK_RATIO = 16;
+
+/**
+ * The most a delta may rebuild for layer `to`, by what the signed target says: the unpacked size
+ * it records for the layer (`uncompressedLayerSizes`, passed as `unpackedSize`), else the blob's
+ * own size for an uncompressed layer, else {@link MAX_DELTA_UNPACK_RATIO} times it. The blob's
+ * size and media type are pinned by its image manifest, which the target pins.
+ */
+export function maxRebuiltBytes(to: { size: number; mediaType?: string; unpackedSize?: number }): number {
+  if (to.unpackedSize !== undefined) return to.unpackedSize;
+  return layerCompression(to.mediaType) === "none" ? to.size : to.size * MAX_DELTA_UNPACK_RATIO;
+}
 
 /** The answer of `GET /v2/<name>/deltas?from=<layer digest>&to=<layer digest>`. */
 export const DeltaDescriptor = Type.Object({
@@ -120,20 +141,22 @@ export function pickDeltaBase(
 /**
  * Asks a registry for the delta from layer `from` to layer `to` of `repo`
  * (`GET /v2/<repo>/deltas?from=&to=`) and checks the answer: a descriptor of that very pair,
- * smaller than the layer. Used by fioup's fetch step and by `gateway export`.
+ * smaller than the layer, rebuilding no more than {@link maxRebuiltBytes} of `to`. Used by
+ * fioup's fetch step (and for a bundle's delta) and by `gateway export`, which so carries whole
+ * a layer that devices would not rebuild.
  *
  * @example
  * ```ts
  * const desc = await requestDelta(reg, "main/app", heldLayer, { digest: layer.digest, size: layer.size });
  * ```
  * @throws {RegistryError} The registry has no delta for the pair (404 with its reason) or failed.
- * @throws {InvalidDeltaDescriptorError} An answer that is not a descriptor of that pair, or not smaller than the layer.
+ * @throws {InvalidDeltaDescriptorError} An answer that is not a descriptor of that pair, not smaller than the layer, or rebuilding more than it may.
  */
 export async function requestDelta(
   reg: RegistryClient,
   repo: string,
   from: string,
-  to: { digest: string; size: number },
+  to: { digest: string; size: number; mediaType?: string; unpackedSize?: number },
   o: { signal?: AbortSignal; onReceived?: (bytes: number) => void } = {},
 ): Promise<DeltaDescriptor> {
   const res = await reg.request("GET", `/v2/${repo}/deltas?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to.digest)}`, {
@@ -152,6 +175,11 @@ export async function requestDelta(
   const desc = parseDeltaDescriptor(doc);
   if (desc.from !== from || desc.to !== to.digest) throw new InvalidDeltaDescriptorError("the registry answered a delta for another pair");
   if (desc.size >= to.size) throw new InvalidDeltaDescriptorError(`the delta (${desc.size} bytes) is not smaller than the layer (${to.size} bytes)`);
+  const max = maxRebuiltBytes(to);
+  if (desc.toSize > max) {
+    const signed = to.unpackedSize !== undefined ? "the unpacked size the signed target records" : `what its ${to.size}-byte blob may unpack to`;
+    throw new InvalidDeltaDescriptorError(`the delta claims to rebuild ${desc.toSize} bytes, more than the layer's ${max} (${signed})`);
+  }
   return desc;
 }
 
@@ -224,7 +252,11 @@ export interface ApplyDeltaOptions {
   baseSize: number;
   /** Largest old layer accepted as dictionary; default {@link MAX_DELTA_BASE_BYTES}. */
   maxBaseBytes?: number;
-  /** Largest rebuilt layer accepted (the descriptor's `toSize`); the frame may not write more. */
+  /**
+   * Largest rebuilt layer accepted (the descriptor's `toSize`, checked against
+   * {@link maxRebuiltBytes}): the frame may not write more, nor ask a window for more. Without
+   * it (tests, benchmarks on known deltas) nothing bounds either.
+   */
   maxBytes?: number;
   /** Called as the rebuilt tar grows, with the bytes decoded so far. */
   onProgress?: (done: number) => void;
@@ -232,23 +264,28 @@ export interface ApplyDeltaOptions {
 
 /**
  * Rebuilds a layer's uncompressed tar from a delta and the old layer, streaming it to `out`
- * while hashing it, and checks it against the pinned diff_id.
+ * while hashing it, and checks it against the pinned diff_id. The decoder accepts no window
+ * beyond what rebuilding `maxBytes` from the base needs (a frame asking more is refused before it
+ * writes), and the rebuild stops as soon as it writes more than `maxBytes`: disk and memory are
+ * bounded by it, whatever the frame holds.
  *
  * @example
  * ```ts
- * await applyLayerDelta({ base: Bun.file(oldBlob), baseSize: desc.fromSize, delta: Bun.file(deltaPath), diffId: config.rootfs.diff_ids[i], out: tmp });
+ * await applyLayerDelta({ base: Bun.file(oldBlob), baseSize: desc.fromSize, delta: Bun.file(deltaPath), diffId: config.rootfs.diff_ids[i], out: tmp, maxBytes: desc.toSize });
  * ```
- * @throws {DeltaApplyError} If the base or the frame cannot be decoded, or the output grows past `maxBytes`.
+ * @throws {DeltaApplyError} If the base or the frame cannot be decoded, the frame asks a larger window, or the output grows past `maxBytes`.
  * @throws {DeltaMismatchError} If the rebuilt tar is not the pinned layer.
  */
 export async function applyLayerDelta(o: ApplyDeltaOptions): Promise<{ digest: string; size: number }> {
   const dictionary = await uncompressedLayer(o.base, o.baseSize, o.maxBaseBytes);
   const hash = new Digester();
   const max = o.maxBytes ?? Number.MAX_SAFE_INTEGER;
+  // The window the gateway asks zstd for (deltaWindowLog), and one more for zstd's own rounding.
+  const windowLogMax = Math.min(31, deltaWindowLog(o.baseSize, max) + 1);
   try {
     await pipeline(
       Readable.fromWeb(o.delta.stream() as never),
-      createZstdDecompress({ dictionary, params: { [constants.ZSTD_d_windowLogMax]: 31 } } as never),
+      createZstdDecompress({ dictionary, params: { [constants.ZSTD_d_windowLogMax]: windowLogMax } } as never),
       async function* (src: AsyncIterable<Uint8Array>) {
         for await (const c of src) {
           hash.update(c);
