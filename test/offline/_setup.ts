@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BuiltImage, BusyboxImageOptions, ImageFile } from "../harness/images.ts";
 import { run, tempDir } from "../harness/tmp.ts";
@@ -36,6 +36,17 @@ export const offlineToml = (closedPort: number) => `[tls]\nserver = "https://127
 
 /** A bundle's index.json, parsed. */
 export const bundleIndex = (dir: string) => JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
+
+/** A copy of the bundle at `from`, in `dir`, whose largest layer has one byte flipped (same size): bit rot on a stick. */
+export function rottedCopy(from: string, dir: string): { dir: string; digest: string } {
+  cpSync(from, dir, { recursive: true });
+  const layer = bundleIndex(dir).bundle.blobs.filter((b: { kind: string }) => b.kind === "layer").sort((a: { size: number }, b: { size: number }) => b.size - a.size)[0];
+  const file = join(dir, "blobs/sha256", layer.digest.slice(7));
+  const bytes = readFileSync(file);
+  bytes[bytes.length >> 1]! ^= 0x01;
+  writeFileSync(file, bytes);
+  return { dir, digest: layer.digest };
+}
 
 /** {@link deviceRig} with a folder for bundles. */
 export interface OfflineRig extends DeviceRig {

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { run, sleep, until } from "../harness/tmp.ts";
 import { httpGet, type Device } from "../fioup/_setup.ts";
 import { realFilePaths, realFiles, realFilesImage } from "../deltas/_real-files.ts";
-import { bundleIndex, dropIn, goOffline, offlineRig, realFilesV2, type OfflineRig } from "./_setup.ts";
+import { bundleIndex, dropIn, goOffline, offlineRig, realFilesV2, rottedCopy, type OfflineRig } from "./_setup.ts";
 
 const APP = `bfault${process.pid}`;
 const REPO = "test/bundle-faults";
@@ -39,16 +39,7 @@ afterAll(async () => {
 });
 
 /** A copy of bundle `name` whose largest layer has one byte flipped (same size): bit rot on a stick. */
-function rotted(name: string): { dir: string; digest: string } {
-  const dir = join(bundles, `${name}-rotted`);
-  cpSync(join(bundles, name), dir, { recursive: true });
-  const layer = bundleIndex(dir).bundle.blobs.filter((b: { kind: string }) => b.kind === "layer").sort((a: { size: number }, b: { size: number }) => b.size - a.size)[0];
-  const file = join(dir, "blobs/sha256", layer.digest.slice(7));
-  const bytes = readFileSync(file);
-  bytes[bytes.length >> 1]! ^= 0x01;
-  writeFileSync(file, bytes);
-  return { dir, digest: layer.digest };
-}
+const rotted = (name: string) => rottedCopy(join(bundles, name), join(bundles, `${name}-rotted`));
 
 /** The registry size of `layer`, read from the manifests `dir` carries. */
 function layerSize(dir: string, layer: string): number {

@@ -13,7 +13,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sleep, until } from "../harness/tmp.ts";
 import { startTestGateway, Device, httpGet, httpdCompose, httpdImage, Publisher, pushImage, type TestGateway } from "../fioup/_setup.ts";
-import { bundleIndex, dropIn, gatewayExport, goOffline, OFFLINE_DROP_IN, offlineRig, type OfflineRig } from "./_setup.ts";
+import { bundleIndex, dropIn, gatewayExport, goOffline, OFFLINE_DROP_IN, offlineRig, rottedCopy, type OfflineRig } from "./_setup.ts";
 
 const APP = `brefuse${process.pid}`;
 const REPO = "offline/refusals";
@@ -109,13 +109,7 @@ describe("bundles a device refuses", () => {
 
   test("watch mode tries a bundle with a rotted blob once, not again and again", async () => {
     await gatewayExport(rig.gw, { target: 3, from: 2, hwid: HWID, out: join(bundles, "b3"), args: exportArgs() });
-    const dir = join(bundles, "b3-rotted");
-    cpSync(join(bundles, "b3"), dir, { recursive: true });
-    const layer = bundleIndex(dir).bundle.blobs.filter((b: { kind: string }) => b.kind === "layer").sort((a: { size: number }, b: { size: number }) => b.size - a.size)[0];
-    const file = join(dir, "blobs/sha256", layer.digest.slice(7));
-    const bytes = readFileSync(file);
-    bytes[bytes.length >> 1]! ^= 0x01;
-    writeFileSync(file, bytes);
+    const { dir, digest } = rottedCopy(join(bundles, "b3"), join(bundles, "b3-rotted"));
     const before = failedUpdates();
     const watcher = device.spawn(["update", "--offline", dir, "--watch", "--interval", "1"]);
     let log = "";
@@ -128,7 +122,7 @@ describe("bundles a device refuses", () => {
     }
     expect(await watcher.exited).toBe(0);
     await stderr;
-    expect(log).toContain(layer.digest);
+    expect(log).toContain(digest);
     expect(log).toContain(`this bundle fails so at every try: not trying it again (a new bundle in ${dir} is tried)`);
     expect(log).not.toContain("trying again while");
     expect(failedUpdates() - before, log).toBe(1);
