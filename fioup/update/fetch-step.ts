@@ -28,6 +28,7 @@ import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { deltaCandidates, fetchLayerDelta, type DeltaReport } from "./_layer-deltas.ts";
 import { planOf } from "./plan.ts";
+import { maxRebuiltBytes } from "../../lib/oci/delta.ts";
 import { bundleDeltaOf, checkSpace, dockerRootNeed, NoSpaceError, onDisk, type SpaceNeed } from "./space.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
@@ -82,7 +83,8 @@ export function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unkn
 function storeBytes(ctx: UpdateContext, store: DeviceBlobStore, b: AppBlob): number {
   const delta = bundleDeltaOf(ctx, b);
   if (!delta) return onDisk(b.size - store.partialSize(b.digest));
-  return (store.has(delta.digest) ? 0 : onDisk(delta.size - store.partialSize(delta.digest))) + onDisk(delta.toSize);
+  // The bundle's toSize is unsigned: never counted over what the signed layer may unpack to (a larger claim is refused unread).
+  return (store.has(delta.digest) ? 0 : onDisk(delta.size - store.partialSize(delta.digest))) + onDisk(Math.min(delta.toSize, maxRebuiltBytes(b)));
 }
 
 /** What the blob store and Docker's data root will each receive. */

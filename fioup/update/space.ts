@@ -20,6 +20,7 @@ import type { BundleDelta } from "../../lib/bundle/format.ts";
 import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
+import { maxRebuiltBytes } from "../../lib/oci/delta.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import type { UpdateRow } from "../db.ts";
@@ -138,7 +139,9 @@ async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]
   const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
   return await Promise.all(
     layers.map(async (b) => {
-      const known = recorded.get(b.digest) ?? bundleDeltaOf(ctx, b)?.toSize;
+      // A bundle's toSize is unsigned: at most what the signed layer may unpack to (a larger claim is refused unread).
+      const claimed = bundleDeltaOf(ctx, b)?.toSize;
+      const known = recorded.get(b.digest) ?? (claimed === undefined ? undefined : Math.min(claimed, maxRebuiltBytes(b)));
       if (known !== undefined) return known;
       const gzip = layerCompression(b.mediaType) === "gzip";
       const stored = await store.storedUnpackedSize(b.digest, gzip).catch(() => undefined);

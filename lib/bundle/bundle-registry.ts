@@ -111,7 +111,7 @@ export class BundleRegistry extends RegistryClient {
       const d = this.#deltas.get(ref);
       if (d) {
         const why = this.#asked.has(ref)
-          ? "and the layer did not rebuild here from it (the reason is on the line above: too little free memory, or rebuilt bytes that do not match the image config's diff_id)"
+          ? "and the layer did not rebuild here from it (the reason is on the line above: too little free memory, a delta claiming or rebuilding more than the signed layer unpacks to, or rebuilt bytes that do not match the image config's diff_id)"
           : `and the device does not hold that layer, neither in its blob store nor in its Docker Engine (a device on another version than ${from} lacks it)`;
         return ociError(404, unknown, `The offline bundle ${this.#bundle.dir} carries layer ${ref} only as a delta from layer ${d.from} (of version ${from}), ${why}; the bundle has no full layer to fall back to (export one with --no-deltas)`);
       }
