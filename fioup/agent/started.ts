@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { judgeService } from "../../lib/compose/service-verdict.ts";
 import type { DockerEngine } from "../runtime/docker-engine.ts";
+import { judgeContainer, logTail, WAIT_DEFAULTS } from "../runtime/health.ts";
 
 /** Same defaults as the compose start (waitForApp's). */
 export interface SettleOptions {
@@ -31,9 +31,9 @@ export interface SettleOptions {
  * @throws {Error} the signal aborted (the agent is stopping)
  */
 export async function waitUntilUp(engine: DockerEngine, started: Map<string, string>, opts: SettleOptions = {}): Promise<Map<string, string>> {
-  const settleMs = opts.settleMs ?? 1500;
-  const pollMs = opts.pollMs ?? 250;
-  const timeoutMs = opts.timeoutMs ?? 120_000;
+  const settleMs = opts.settleMs ?? WAIT_DEFAULTS.settleMs;
+  const pollMs = opts.pollMs ?? WAIT_DEFAULTS.pollMs;
+  const timeoutMs = opts.timeoutMs ?? WAIT_DEFAULTS.timeoutMs;
   const deadline = Date.now() + timeoutMs;
   const firstRestarts = new Map<string, number>();
   let upSince: number | undefined;
@@ -47,9 +47,8 @@ export async function waitUntilUp(engine: DockerEngine, started: Map<string, str
         failed.set(name, `container "${name}" vanished after its start`);
         continue;
       }
-      const s = c.State;
-      const { verdict, reason } = judgeService({ name, state: s.Status, health: s.Health?.Status, exitCode: s.ExitCode, error: s.Error || undefined });
-      // judgeService speaks of compose services; here each is a Kanto component's container.
+      const { verdict, reason } = judgeContainer(c, name);
+      // The rule speaks of compose services; here each is a Kanto component's container.
       const why = reason?.replace(/^service /, "container ");
       const restarts = c.RestartCount ?? 0;
       if (!firstRestarts.has(name)) firstRestarts.set(name, restarts);
@@ -62,7 +61,7 @@ export async function waitUntilUp(engine: DockerEngine, started: Map<string, str
       for (const [name, why] of waiting) failed.set(name, `${why}, not up within ${timeoutMs / 1000} s`);
     }
     if (failed.size) {
-      for (const [name, why] of failed) failed.set(name, `${why}${await lastOutput(engine, started.get(name)!)}`);
+      for (const [name, why] of failed) failed.set(name, `${why}${await logTail(engine, started.get(name))}`);
       return failed;
     }
     if (!waiting.size) {
@@ -71,10 +70,4 @@ export async function waitUntilUp(engine: DockerEngine, started: Map<string, str
     } else upSince = undefined;
     await Bun.sleep(Math.min(pollMs, Math.max(10, deadline - now)));
   }
-}
-
-/** The container's last lines, said after why it failed. */
-async function lastOutput(engine: DockerEngine, id: string): Promise<string> {
-  const text = (await engine.containerLogs(id, 5).catch(() => "")).trim();
-  return text ? ` (last output: ${text.slice(-500)})` : "";
 }

@@ -45,8 +45,11 @@ function lastCheck(c: ContainerInspect): string {
   return ` (last healthcheck exit code ${last.ExitCode}: ${out})`;
 }
 
-/** One container judged by the rule the gateway applies to apps-states too (lib/compose/service-verdict.ts). */
-function judge(c: ContainerInspect | undefined, svc: string): { verdict: Verdict; reason?: string } {
+/**
+ * One container judged by the rule the gateway applies to apps-states too (lib/compose/service-verdict.ts),
+ * an unhealthy one with its last healthcheck's output. The Kanto agent judges its started containers with it.
+ */
+export function judgeContainer(c: ContainerInspect | undefined, svc: string): { verdict: Verdict; reason?: string } {
   if (!c) return judgeService({ name: svc, state: "missing" });
   const s = c.State;
   return judgeService({ name: svc, state: s.Status, health: s.Health?.Status, exitCode: s.ExitCode, error: s.Error || undefined, healthDetail: lastCheck(c) });
@@ -66,7 +69,7 @@ export async function serviceReports(engine: DockerEngine, app: string, services
     let worst: ServiceReport | undefined;
     for (const summary of mine) {
       const c = await engine.inspectContainer(summary.Id);
-      const { verdict, reason } = judge(c, svc.name);
+      const { verdict, reason } = judgeContainer(c, svc.name);
       const state: ServiceState = {
         name: svc.name,
         state: c?.State.Status ?? summary.State,
@@ -96,6 +99,9 @@ export function appState(uri: string, reports: ServiceReport[]): AppState {
   };
 }
 
+/** The defaults of a start's wait, shared with the Kanto agent's activation (fioup/agent/started.ts). */
+export const WAIT_DEFAULTS = { timeoutMs: 120_000, settleMs: 1500, pollMs: 250 } as const;
+
 export interface WaitOptions {
   /** Give up after this long. Default 120 s. */
   timeoutMs?: number;
@@ -117,9 +123,9 @@ export interface WaitResult {
  * @throws {EngineError} only when the engine cannot be asked at all
  */
 export async function waitForApp(engine: DockerEngine, app: string, services: ServiceSpec[], opts: WaitOptions = {}): Promise<WaitResult> {
-  const timeoutMs = opts.timeoutMs ?? 120_000;
-  const settleMs = opts.settleMs ?? 1500;
-  const pollMs = opts.pollMs ?? 250;
+  const timeoutMs = opts.timeoutMs ?? WAIT_DEFAULTS.timeoutMs;
+  const settleMs = opts.settleMs ?? WAIT_DEFAULTS.settleMs;
+  const pollMs = opts.pollMs ?? WAIT_DEFAULTS.pollMs;
   const deadline = Date.now() + timeoutMs;
   const firstRestarts = new Map<string, number>();
   let okSince: number | undefined;
@@ -152,7 +158,8 @@ export async function waitForApp(engine: DockerEngine, app: string, services: Se
   }
 }
 
-async function logTail(engine: DockerEngine, id: string | undefined): Promise<string> {
+/** ` (last output: ...)`, the container's last lines, said after why it failed; "" when it printed nothing. */
+export async function logTail(engine: DockerEngine, id: string | undefined): Promise<string> {
   if (!id) return "";
   try {
     const text = (await engine.containerLogs(id, 5)).trim();
