@@ -16,8 +16,15 @@
  * the gateway answers 409: revoked, or superseded by another registration of that uuid), a new
  * identity is registered as before, and the warning names the old uuid for the admin to revoke.
  *
+ * The hardware id decides which targets the device is offered, and nothing says so when it is
+ * wrong: a device registered under an id its running target is not for checks, finds no target and
+ * reads "No update available" for ever. So on a preloaded device the preloaded target decides: its
+ * hardware id is the default, and a --hwid it is not for is refused unless `allowOtherHwid` says the
+ * device is to leave that target's line (docs/preload.md).
+ *
  * @module
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -29,7 +36,7 @@ import { netWhy } from "../lib/net/why.ts";
 import { rootSignatureStatus } from "../lib/tuf/root-ceremony.ts";
 import { loadX509 } from "../lib/x509/index.ts";
 import { toPem } from "../lib/x509/pem.ts";
-import { devicePath, trustedRootPath } from "../lib/device/paths.ts";
+import { DEFAULT_DEVICE_PATHS, devicePath, trustedRootPath } from "../lib/device/paths.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { UsageError } from "../lib/cli/command.ts";
 import { tagList } from "../lib/cli/comma-list.ts";
@@ -37,6 +44,7 @@ import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
 // The one "gateway cannot be reached" error (nothing answers, or what answers serves no CA): exit 31 here.
 import { gatewayReason, GatewayUnreachableError } from "../lib/api/admin-client.ts";
+import type { PreloadedTarget } from "../lib/device/preloaded-target.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
 export class AlreadyRegisteredError extends Error {
@@ -57,6 +65,10 @@ export interface RegisterOptions {
   name?: string;
   tags?: string[];
   hwid?: string;
+  /** The target preload baked into this image, if any: its hardware id is the default, and a --hwid it is not for is refused. */
+  preloaded?: PreloadedTarget;
+  /** Register with a `hwid` the preloaded target is not for (the device then follows that id's targets). */
+  allowOtherHwid?: boolean;
   apps?: string[];
   force?: boolean;
   /** Prefix for system paths (FIOUP_ROOT) used for defaults in sota.toml. */
@@ -69,6 +81,8 @@ export interface RegisterResult {
   uuid: string;
   name: string;
   hardwareId: string;
+  /** Where the hardware id came from when --hwid did not give it: "the preloaded target NAME", or "this machine's architecture". */
+  hardwareIdFrom?: string;
   server: string;
   sotaDir: string;
   /** True when the device registered again under the uuid it held: its previous certificate is no longer accepted. */
@@ -118,6 +132,34 @@ function heldIdentity(sotaDir: string, ca: X509Certificate): HeldIdentity | unde
   return { uuid, tls: { cert: certPem, key } };
 }
 
+/** The hardware id fioup assumes without --hwid or a preloaded target: `<arch>-linux`, in targets' spelling. */
+const archHwid = () => `${process.arch === "x64" ? "x86_64" : process.arch}-linux`;
+
+/**
+ * The hardware id to register with, and where it came from when `hwid` was not given: the
+ * preloaded target's (the one it lists, or this machine's `<arch>-linux` if it lists several and
+ * that among them), else `<arch>-linux`.
+ *
+ * @throws {UsageError} `hwid` is one the preloaded target is not for (without `allowOtherHwid`), or
+ *   no `hwid` and the preloaded target lists several, none of them `<arch>-linux`.
+ */
+export function chooseHardwareId(hwid: string | undefined, preloaded: PreloadedTarget | undefined, allowOtherHwid = false): { hwid: string; from?: string } {
+  const ids = preloaded?.entry.custom.hardwareIds ?? [];
+  if (!preloaded || !ids.length) return hwid !== undefined ? { hwid } : { hwid: archHwid(), from: "this machine's architecture" };
+  const from = `the preloaded target ${preloaded.name}`;
+  if (hwid !== undefined) {
+    if (ids.includes(hwid) || allowOtherHwid) return { hwid };
+    throw new UsageError(
+      `--hwid ${hwid} is not the hardware id of ${from} (${ids.join(", ")}), which this device runs: registered as ${hwid} it would be offered ` +
+        `no update of ${preloaded.name}'s line, and 'fioup check' would say "No update available" for ever. Leave --hwid out (${ids.length === 1 ? ids[0] : "one of them"} is taken), ` +
+        `or give --allow-other-hwid if this device is to follow the targets of ${hwid} (its first update then replaces the preloaded apps)`,
+    );
+  }
+  if (ids.length === 1) return { hwid: ids[0]!, from };
+  if (ids.includes(archHwid())) return { hwid: archHwid(), from: `${from} (one of ${ids.join(", ")}: this machine's architecture)` };
+  throw new UsageError(`${from} is for several hardware ids (${ids.join(", ")}): give this device's with --hwid`);
+}
+
 /** True when `<sotaDir>` holds a completed registration. */
 export function isRegistered(sotaDir: string): boolean {
   return existsSync(join(sotaDir, "sota.toml")) && existsSync(join(sotaDir, "client.pem"));
@@ -133,6 +175,9 @@ export function isRegistered(sotaDir: string): boolean {
  */
 export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   if (!opts.force && isRegistered(opts.sotaDir)) throw new AlreadyRegisteredError(opts.sotaDir);
+  // Before the gateway is asked: a refusal leaves nothing behind.
+  const chosen = chooseHardwareId(opts.hwid, opts.preloaded, opts.allowOtherHwid);
+  const hwid = chosen.hwid;
   const server = opts.server.replace(/\/+$/, "");
   checkGatewayUrl("--server", opts.server);
   // Fetch the CA without verification, then trust it only if it matches the token's pin.
@@ -152,7 +197,6 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   const factory = /(?:^|\n)OU=([^\n]+)/.exec(caCert.subject)?.[1] ?? "main";
 
   const name = opts.name ?? hostname();
-  const hwid = opts.hwid ?? `${process.arch === "x64" ? "x86_64" : process.arch}-linux`;
   const held = heldIdentity(opts.sotaDir, caCert);
   const kept = held?.tls ? await sendRegistration(server, opts, caPem, factory, { name, hwid, uuid: held.uuid, tls: held.tls }) : undefined;
   const abandoned = held && !(kept && "reply" in kept) ? { uuid: held.uuid, why: held.unusable ?? `the gateway refused it: ${kept?.conflict}` } : undefined;
@@ -234,7 +278,33 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   rmSync(join(opts.sotaDir, "tuf"), { recursive: true, force: true });
   writeFileAtomicSync(trustedRootPath(opts.sotaDir), JSON.stringify(reply.root));
   writeFileAtomicSync(join(opts.sotaDir, "sota.toml"), sotaToml);
-  return { uuid, name, hardwareId: hwid, server, sotaDir: opts.sotaDir, reRegistered: uuid === held?.uuid, ...(abandoned ? { abandoned } : {}) };
+  return { uuid, name, hardwareId: hwid, ...(chosen.from ? { hardwareIdFrom: chosen.from } : {}), server, sotaDir: opts.sotaDir, reRegistered: uuid === held?.uuid, ...(abandoned ? { abandoned } : {}) };
+}
+
+/** The daemon's unit (fioup/systemd/fioup.service). */
+export const DAEMON_UNIT = "fioup.service";
+
+/**
+ * After a registration on a device that systemd runs, starts the daemon's unit, so the device polls
+ * the gateway from now on and not from its next boot: fioup.service has
+ * `ConditionPathExists=/var/sota/sota.toml`, so at the boot before registration systemd skipped it
+ * and nothing would start it again. Only for the device's own paths (no FIOUP_ROOT, the default
+ * sota dir: what the unit runs with), and only when the unit is enabled (its owner may have
+ * disabled it). `--no-block`: the daemon's first poll does not hold up the register command.
+ * A path unit (PathExists=) would do it without this, but would start the daemon again each time
+ * someone stops it (`systemctl stop fioup`) while sota.toml exists.
+ *
+ * @returns What happened, in a line for the user; undefined where systemd does not run this device.
+ */
+export function startDaemonUnit(root: string, sotaDir: string): string | undefined {
+  if (root || sotaDir !== DEFAULT_DEVICE_PATHS.storagePath || !existsSync("/run/systemd/system")) return undefined;
+  const enabled = spawnSync("systemctl", ["is-enabled", DAEMON_UNIT], { encoding: "utf8" });
+  const state = enabled.stdout?.trim() || enabled.error?.message || "unknown";
+  if (enabled.status !== 0 || !state.startsWith("enabled"))
+    return `${DAEMON_UNIT} is ${state}, so nothing polls the gateway: updates come only through 'fioup update' run by hand (install and enable fioup/systemd/${DAEMON_UNIT}, docs/preload.md)`;
+  const started = spawnSync("systemctl", ["start", "--no-block", DAEMON_UNIT], { encoding: "utf8" });
+  if (started.status !== 0) return `cannot start ${DAEMON_UNIT}: ${started.stderr?.trim() || started.error?.message}; it starts at the next boot`;
+  return `started ${DAEMON_UNIT}: the daemon polls the gateway from now on`;
 }
 
 /** What one POST /devices gave: the registration, or the gateway's reason why the uuid is not this request's to take (409). */

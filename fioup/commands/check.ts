@@ -1,4 +1,5 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import type { Target } from "../../lib/api/index.ts";
 import { EXIT } from "../exit-codes.ts";
 import { flushEvents } from "../events/sender.ts";
 import { openSession } from "../session.ts";
@@ -14,6 +15,23 @@ interface CheckOutput {
   /** An update started and not finished (fetched, installed...): the update commands carry it on before any other. */
   pending: { name: string; version: string; state: string } | null;
   targetsVersion: number;
+  /** The target the device runs is not for its hardware id: what that means and the remedy (also on stderr). */
+  warning?: string;
+}
+
+/**
+ * Said when the target the device runs is not for the hardware id it registered with (a preloaded
+ * device registered under another id): no target of that line is ever offered to it, and without
+ * this line the check reads as an up-to-date device.
+ */
+function hardwareIdMismatch(hwid: string | undefined, current: Target | undefined): string | undefined {
+  const ids = current?.entry.custom.hardwareIds;
+  if (!hwid || !current || !ids?.length || ids.includes(hwid)) return undefined;
+  return (
+    `this device is registered with hardware id ${hwid}, but the target it runs, ${current.name}, is for ${ids.join(", ")}: ` +
+    `no update of ${current.name}'s line is offered to it. If ${ids.length === 1 ? ids[0] : "one of them"} is its hardware id, register again: ` +
+    `fioup register --force --hwid ${ids[0]} --server URL --token TOKEN`
+  );
 }
 
 export default defineCommand({
@@ -24,6 +42,8 @@ export default defineCommand({
     const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
     try {
       const current = currentTarget(s.cfg, s.db);
+      const warning = hardwareIdMismatch(s.cfg.hardwareId, current);
+      if (warning) out.info(`warning: ${warning}`);
       const bad = new Set(s.db.badTargets());
       const pending = s.db.pendingUpdate();
       const r = await checkTargets(s.cfg, s.client!, { current, badTargets: [...bad] });
@@ -36,6 +56,7 @@ export default defineCommand({
         update: r.updateAvailable && r.selected ? { name: r.selected.name, version: r.selected.entry.custom.version } : null,
         pending: pending ? { name: pending.toTarget, version: pending.version, state: pending.state } : null,
         targetsVersion: r.version,
+        ...(warning ? { warning } : {}),
       };
       out.result(result, (o) =>
         [

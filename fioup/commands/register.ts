@@ -1,7 +1,8 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
-import { configLocation } from "../config.ts";
+import { configLocation, loadConfig } from "../config.ts";
 import { converge, describeConverge } from "../converge.ts";
-import { register } from "../register.ts";
+import { register, startDaemonUnit } from "../register.ts";
+import { preloadedTargetFile } from "../update/current-target.ts";
 import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
@@ -17,13 +18,17 @@ export default defineCommand({
   description:
     "The token is <secret>.<sha256 of the gateway CA>: the CA is fetched from the server, checked against the pin and then trusted alone.\nThe private key is made here and never leaves the device.\n" +
     "On a preloaded device the shortlisted apps of the preloaded target are then started. --apps is written to sota.toml,\n" +
-    "which wins over the image's defaults in /usr/lib/sota/conf.d (preload's list) and loses to /etc/sota/conf.d.",
+    "which wins over the image's defaults in /usr/lib/sota/conf.d (preload's list) and loses to /etc/sota/conf.d.\n" +
+    "On a preloaded device the hardware id is the preloaded target's, and a --hwid that target is not for is refused (exit 2)\n" +
+    "unless --allow-other-hwid: registered under another id, the device is never offered an update of the target it runs.\n" +
+    "Where systemd runs the device, fioup.service (the daemon) is started once registered, if it is enabled.",
   flags: {
     server: { type: "string", description: "Gateway URL (https://host:port)", placeholder: "URL" },
     token: { type: "string", description: "Registration token (or $FIOUP_TOKEN)", placeholder: "TOKEN" },
     name: { type: "string", description: "Device name (default: hostname)", placeholder: "NAME", allowEmpty: true },
     tag: { type: "strings", description: "Tag to follow (letters, digits, . _ -; several comma-separated)", placeholder: "TAG" },
-    hwid: { type: "string", description: "Hardware id, as targets name it (letters, digits, . _ -; default: <arch>-linux)", placeholder: "HWID" },
+    hwid: { type: "string", description: "Hardware id, as targets name it (letters, digits, . _ -; default: the preloaded target's, else <arch>-linux)", placeholder: "HWID" },
+    "allow-other-hwid": { type: "boolean", description: "Register with a --hwid the preloaded target is not for: the device follows that id's targets, and its first update replaces the preloaded apps" },
     apps: { type: "string", description: "Comma-separated app shortlist (default: the image's list from preload, else all apps)", placeholder: "A,B", allowEmpty: true },
     force: { type: "boolean", description: "Register again even if already registered: the same uuid with a new key while the gateway still accepts its certificate (the old one then stops working), else a new uuid (the old one is named, to revoke)" },
     ...sotaDirFlag,
@@ -46,6 +51,8 @@ export default defineCommand({
     checkFlagValues("--name", DeviceName, flags.name === undefined ? [] : [flags.name]);
     const loc = configLocation(flags);
     const r = await register({
+      preloaded: preloadedOf(loc),
+      allowOtherHwid: flags["allow-other-hwid"],
       server: flags.server,
       token,
       sotaDir: loc.sotaDir,
@@ -66,11 +73,27 @@ export default defineCommand({
     } finally {
       s.close();
     }
+    // After the apps are up and the update lock is free: the daemon's first cycle takes it.
+    const daemon = startDaemonUnit(loc.root, loc.sotaDir);
+    if (daemon) out.info(daemon);
     out.result(r, (x) =>
       (x.reRegistered
         ? `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) again with ${x.server}, with a new key: its previous certificate is no longer accepted; config in ${x.sotaDir}\n`
         : `Registered device ${x.uuid} (${x.name}, ${x.hardwareId}) with ${x.server}; config in ${x.sotaDir}\n`) +
+      (x.hardwareIdFrom ? `Hardware id ${x.hardwareId}, from ${x.hardwareIdFrom} (--hwid gives another)\n` : "") +
       "Next: 'fioup check' lists the targets for this device, 'fioup update' installs the newest, 'fioup daemon' keeps it up to date",
     );
   },
 });
+
+/**
+ * The preloaded target where the device's config says its storage is. A config that cannot be read
+ * stops the session after registration with the reason; here it means no preloaded target.
+ */
+function preloadedOf(loc: { root: string; sotaDir: string }) {
+  try {
+    return preloadedTargetFile(loadConfig(loc, () => {}));
+  } catch {
+    return undefined;
+  }
+}
