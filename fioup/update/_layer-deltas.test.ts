@@ -14,7 +14,8 @@ import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { DELTA_MEDIA_TYPE, deltaWindowLog } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { run, tempDir } from "../../test/harness/tmp.ts";
-import { fetchLayerDelta, RebuildNoSpaceError, signedUnpackedSizes, type DeltaCandidate } from "./_layer-deltas.ts";
+import { fetchLayerDelta, RebuildNoSpaceError, type DeltaCandidate } from "./_layer-deltas.ts";
+import { recordedLayerSizes } from "../../lib/api/target.ts";
 import { EXIT, exitCodeFor } from "../exit-codes.ts";
 import { FetchFailedError } from "./fetch-step.ts";
 
@@ -112,6 +113,6 @@ test("a bundle's delta claiming more than the unpacked size the signed target re
   const a = `sha256:${"a".repeat(64)}`;
   const b = `sha256:${"b".repeat(64)}`;
   const apps = { one: { uri: "r/main/one@sha256:x", uncompressedLayerSizes: { [a]: 10 } }, two: { uri: "r/main/two@sha256:y", uncompressedLayerSizes: { [b]: 20 } }, three: { uri: "r/main/three@sha256:z" } };
-  expect(signedUnpackedSizes({ docker_compose_apps: apps })).toEqual(new Map([[a, 10], [b, 20]]));
-  expect(signedUnpackedSizes(undefined)).toEqual(new Map());
+  expect(recordedLayerSizes({ docker_compose_apps: apps })).toEqual(new Map([[a, 10], [b, 20]]));
+  expect(recordedLayerSizes(undefined)).toEqual(new Map());
 }, 60_000);

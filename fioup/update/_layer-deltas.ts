@@ -22,7 +22,7 @@ import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
-import type { TargetCustom } from "../../lib/api/target.ts";
+import { recordedLayerSizes } from "../../lib/api/target.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb } from "../db.ts";
 import { faultMidBlob } from "../fault.ts";
@@ -164,14 +164,6 @@ async function engineLayersByDiffId(engine: DockerEngine | undefined): Promise<M
   return out;
 }
 
-/** Layer digest → unpacked size, as a signed target's apps record them (`uncompressedLayerSizes`). */
-export function signedUnpackedSizes(custom: Pick<TargetCustom, "docker_compose_apps"> | undefined): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const app of Object.values(custom?.docker_compose_apps ?? {})) {
-    for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) out.set(d, n);
-  }
-  return out;
-}
 
 /**
  * For each missing layer of at least {@link MIN_DELTA_LAYER_BYTES}, the layer the device holds
@@ -204,7 +196,7 @@ export async function deltaCandidates(
   for (const p of earlierPlans) {
     for (const img of storedImages(p, store)) old.set(img.at, [...(old.get(img.at) ?? []), img.manifest]);
   }
-  const recorded = signedUnpackedSizes(db.getUpdate(updateId)?.target.entry.custom);
+  const recorded = recordedLayerSizes(db.getUpdate(updateId)?.target.entry.custom);
   const engine = cfg && engineOf(cfg);
   const inEngine = await engineHeld(engine, [...old.values()].flat(), store);
   let byDiffId: Promise<Map<string, EngineBase>> | undefined; // listed once, when first needed

@@ -18,6 +18,7 @@ import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { BundleDelta } from "../../lib/bundle/format.ts";
 import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
+import { recordedLayerSizes } from "../../lib/api/target.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { maxRebuiltBytes } from "../../lib/oci/delta.ts";
@@ -132,10 +133,7 @@ export function bundleDeltaOf(ctx: UpdateContext, b: AppBlob): BundleDelta | und
  * nothing of the network), else its gzip trailer read from the registry, else a guess.
  */
 async function unpackedSizes(ctx: UpdateContext, u: UpdateRow, layers: AppBlob[]): Promise<number[]> {
-  const recorded = new Map<string, number>();
-  for (const app of Object.values(u.target.entry.custom.docker_compose_apps)) {
-    for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) recorded.set(d, n);
-  }
+  const recorded = recordedLayerSizes(u.target.entry.custom);
   const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
   return await Promise.all(
     layers.map(async (b) => {

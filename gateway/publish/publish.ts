@@ -15,7 +15,7 @@ import { rmSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
-import { HardwareId, type TargetEntry } from "../../lib/api/target.ts";
+import { HardwareId, recordedLayerSizes, type TargetEntry } from "../../lib/api/target.ts";
 import { firstValueProblem } from "../../lib/api/schema-problem.ts";
 import { appManifest } from "../../lib/compose/app-manifest.ts";
 import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } from "../../lib/compose/app-format.ts";
@@ -454,7 +454,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     let unchanged: string[] = [];
     for (let attempt = 1; ; attempt++) {
       const current = await admin.targets();
-      const known = knownLayerSizes(current.targets);
+      const known = recordedLayerSizes(...Object.values(current.targets).map((t) => t.custom));
       for (const [app, d] of missingSizes) if (known.has(d)) layerSizes[app]![d] = known.get(d)!;
       version = opts.version ?? nextVersion(current.targets, current.running);
       targets = makeTargets(
@@ -554,16 +554,6 @@ function sameAppsAs(made: Record<string, TargetEntry>, existing: Record<string, 
   return out;
 }
 
-/** Layer digest → unpacked size, as earlier targets recorded them (a digest names the same bytes everywhere). */
-function knownLayerSizes(targets: Record<string, TargetEntry>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const t of Object.values(targets)) {
-    for (const app of Object.values(t.custom.docker_compose_apps ?? {})) {
-      for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) out.set(d, n);
-    }
-  }
-  return out;
-}
 
 /**
  * Reads and interpolates an app's compose file: variables from the

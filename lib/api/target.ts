@@ -81,6 +81,25 @@ export const TargetEntry = Type.Object({
 });
 export type TargetEntry = Static<typeof TargetEntry>;
 
+/**
+ * Layer digest → unpacked size, as the apps of the given targets record them
+ * (`uncompressedLayerSizes`; a digest names the same bytes in every target).
+ *
+ * @example
+ * ```ts
+ * recordedLayerSizes(update.target.entry.custom).get(layer.digest); // 52428800, or undefined
+ * ```
+ */
+export function recordedLayerSizes(...customs: (Pick<TargetCustom, "docker_compose_apps"> | undefined)[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const custom of customs) {
+    for (const app of Object.values(custom?.docker_compose_apps ?? {})) {
+      for (const [d, n] of Object.entries(app.uncompressedLayerSizes ?? {})) out.set(d, n);
+    }
+  }
+  return out;
+}
+
 /** A target as code passes it around: its name in targets.json plus the entry. */
 export interface Target {
   name: string;
