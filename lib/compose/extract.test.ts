@@ -98,6 +98,15 @@ describe("extractBundle", () => {
     expect(readdirSync(parent).sort()).toEqual(["app", "sentinel"]);
   });
 
+  test("beforeCommit's error is its own, not the bundle's, even when it speaks of a tar file (a docker load out of space)", async () => {
+    const { dest } = fresh();
+    const bundle = write(await tgz([{ name: "docker-compose.yml", content: "v2" }]));
+    const full = new Error("Cannot load image x: Error processing tar file(exit status 1): write /y: no space left on device");
+    await expect(
+      extractBundle({ bundle, index: { "docker-compose.yml": sha("v2") }, dest, beforeCommit: async () => Promise.reject(full) }),
+    ).rejects.toBe(full);
+  });
+
   test("removes temp dirs left by an extraction that died", async () => {
     const { parent, dest } = fresh();
     const stale = join(parent, ".app.extract-999999999-zzz");

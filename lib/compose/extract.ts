@@ -131,6 +131,8 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
   let files = 0;
   let bytes = 0;
   let entries = 0;
+  /** The whole bundle is read and checked: what fails later is not the bundle. */
+  let read = false;
 
   // A path may only be created under directories this bundle made (never through one of its symlinks).
   const checkParents = (path: string) => {
@@ -274,6 +276,7 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
     for (const path of expected.keys()) {
       if (!fileDigests.has(path)) throw new BundleIndexMismatchError(path, "listed in the bundle index but absent from the bundle");
     }
+    read = true;
     if (opts.beforeCommit) await opts.beforeCommit(tmp);
     await replaceDir(tmp, opts.dest);
   } catch (err) {
@@ -282,7 +285,9 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
     extract.destroy();
     await rm(tmp, { recursive: true, force: true });
     if (err instanceof UnsafeBundleError || err instanceof BundleIndexMismatchError || err instanceof InvalidComposeBundleError) throw err;
-    if (err instanceof Error && /tar|header|Unexpected end/i.test(err.message)) {
+    // Once the bundle is read, a failure is not the bundle's: beforeCommit's own (a `docker load`
+    // that ran out of space says "Error processing tar file") or the final rename's.
+    if (!read && err instanceof Error && /tar|header|Unexpected end/i.test(err.message)) {
       throw new InvalidComposeBundleError(`Cannot read bundle: ${err.message}`, { cause: err });
     }
     throw err;
