@@ -1,6 +1,6 @@
 /**
  * A preloaded device that registers after its first boot starts polling at once, under a real
- * systemd (`systemd-nspawn -b`, test/preload/registered-nspawn.ts): the image is preload's, with
+ * systemd (`systemd-nspawn -b`, test/harness/nspawn.ts): the image is preload's, with
  * the compiled fioup and fioup/systemd/fioup.service installed and enabled as docs/preload.md says.
  * At boot fioup.service is skipped (ConditionPathExists=/var/sota/sota.toml: not registered);
  * `fioup register` inside the booted device, without --hwid as docs/preload.md has it, takes the
@@ -16,7 +16,7 @@ import { Publisher, asTestGateway, freePort, httpGet, httpdCompose, httpdImage, 
 import type { GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { factoryConfig, preload, preloadConfig, startTestGateway } from "./_setup.ts";
-import { BootedTree, cachedRootfs } from "./registered-nspawn.ts";
+import { BootedTree, cachedRootfs } from "../harness/nspawn.ts";
 
 const A = `rsa${process.pid}`;
 let dockerd: DockerdHandle;

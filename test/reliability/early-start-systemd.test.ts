@@ -10,7 +10,7 @@
  * /run/docker.sock inside, and docker.service inside is a one-shot stand-in that only says
  * "the engine is up" (a second dockerd inside nspawn would need its own cgroups and bridge).
  * The booted tree is an overlay on the cached root file system (writes go to a temp dir, the
- * cache stays as built), a copy of it where overlayfs cannot be mounted: test/preload/registered-nspawn.ts
+ * cache stays as built), a copy of it where overlayfs cannot be mounted: test/harness/nspawn.ts
  * builds, boots and removes it, for this test and the registration boot test.
  * Slow (root file system, boot): this runs in the reliability suite.
  */
@@ -22,7 +22,7 @@ import { Publisher, asTestGateway, freePort, httpGet, httpdCompose, httpdImage, 
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
-import { BootedTree, cachedRootfs } from "../preload/registered-nspawn.ts";
+import { BootedTree, cachedRootfs } from "../harness/nspawn.ts";
 import { Tally } from "./_tally.ts";
 
 const tally = new Tally("early-start");

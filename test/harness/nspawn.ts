@@ -10,7 +10,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { run, sleep, stopPid } from "../harness/tmp.ts";
+import { run, sleep, stopPid } from "./tmp.ts";
 
 const CACHE = process.env.OTA_TEST_ROOTFS_CACHE ?? "/var/tmp/ota-test-cache";
 const ROOTFS = join(CACHE, "bookworm-systemd-compose");
