@@ -3,8 +3,8 @@
  * docker-compose; mmdebstrap, cached under /var/tmp), a tree to boot that is an overlay on it (or a
  * copy where overlayfs cannot be mounted), `systemd-nspawn -b` with the harness dockerd's socket
  * at /run/docker.sock, and commands run inside with nsenter. For boot tests that must see what
- * systemd itself does with the image's units; test/reliability/early-start-systemd.test.ts boots
- * the same way.
+ * systemd itself does with the image's units (test/reliability/early-start-systemd.test.ts,
+ * test/preload/registered-systemd.test.ts).
  *
  * @module
  */
