@@ -188,6 +188,9 @@ describe("dashboard at /ui/", () => {
     expect(d.revokedAt).not.toBeNull();
     // The revoked device's certificate no longer works.
     expect((await fleet.spare.fetch(`${gw.url}/repo/timestamp.json`)).status).toBe(403);
+    // The overview's versions leave it out, and say so beside the total that counts it.
+    await goto(page, `${gw.url}/ui/`);
+    await expect(page.locator("section[aria-labelledby=h-versions] p.muted").textContent()).resolves.toBe("Revoked devices (1) are not counted here: they run nothing this gateway serves.");
 
     await submit(page, "Sign out");
     expect(page.url()).toBe(`${gw.url}/ui/login`);

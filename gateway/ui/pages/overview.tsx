@@ -63,6 +63,7 @@ function Fleet({ s }: { s: FleetSummary }) {
             href: v.target ? `/ui/devices?target=${encodeURIComponent(v.target)}` : undefined,
           }))}
         />
+        {(s.byStatus.revoked ?? 0) > 0 && <p class="muted">{`Revoked devices (${s.byStatus.revoked}) are not counted here: they run nothing this gateway serves.`}</p>}
       </section>
       <section aria-labelledby="h-failures">
         <h2 id="h-failures">Recent failures</h2>
