@@ -112,8 +112,11 @@ export class ActivityStore {
     }
   }
 
-  /** Records that `a` ended, atomically, before its end is published. */
-  markFinished(a: Activity): void {
+  /**
+   * Records that `a` ended, atomically, before its end is published; a refused desired state ends
+   * too (its id alone: its timestamp, never applied, does not make later ones stale).
+   */
+  markFinished(a: Pick<Activity, "activityId" | "timestamp">): void {
     const f = this.finished();
     const ids = [...(f?.activityIds ?? []).filter((id) => id !== a.activityId), a.activityId].slice(-FINISHED_KEPT);
     const ts = Math.max(f?.timestamp ?? -Infinity, a.timestamp ?? -Infinity);

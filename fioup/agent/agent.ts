@@ -376,8 +376,22 @@ export class Agent {
     }
   }
 
-  private refuse(activityId: string, why: string): void {
+  /**
+   * Refuses a desired state. `final`: its content is at fault (invalid, or its changes cannot be
+   * identified), so the same message is refused the same way at every try: it is recorded as ended,
+   * and a retained copy that comes again at every connect is ignored, not refused again (the back
+   * end was told once). A desired state refused for the moment (an activity in progress, a rollback
+   * to finish) may be published again.
+   */
+  private refuse(activityId: string, why: string, final = false): void {
     this.o.log(`refused ${activityId}: ${why}`);
+    if (final) {
+      try {
+        this.store.markFinished({ activityId });
+      } catch (err) {
+        this.o.log(`cannot record that activity ${activityId} ended in ${this.store.finishedPath} (${reason(err)}): a retained copy of it would be refused again at the next start`);
+      }
+    }
     this.feedback(activityId, { status: "IDENTIFICATION_FAILED", message: why, actions: [] });
   }
 
@@ -398,7 +412,7 @@ export class Agent {
         await run;
       }
     } catch (err) {
-      if (err instanceof InvalidMessageError) return this.refuse(err.activityId ?? `invalid-message-${Date.now()}`, err.message);
+      if (err instanceof InvalidMessageError) return err.activityId ? this.refuse(err.activityId, err.message, topic === TOPICS.desiredState) : this.refuse(`invalid-message-${Date.now()}`, err.message);
       this.o.log(`cannot handle a message on ${topic}: ${(err as Error).message}`);
     }
   }
@@ -448,7 +462,7 @@ export class Agent {
       this.working = false;
       this.active = undefined;
       this.store.clear();
-      if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message);
+      if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message, true);
       return this.refuse(m.activityId, `Cannot identify the changes: ${(err as Error).message}`);
     }
     if (m.timestamp !== undefined) {

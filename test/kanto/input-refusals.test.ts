@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { freePort } from "../harness/tmp.ts";
-import { component, helloImage, KantoRig } from "./_rig.ts";
+import { component, desiredState, helloImage, KantoRig } from "./_rig.ts";
 
 let rig: KantoRig;
 let hello: string;
@@ -22,6 +22,21 @@ afterAll(async () => {
 });
 
 describe("fioup agent refuses input the engine would misread", () => {
+  test("a retained desired state it refused is refused once: at the next start it is ignored, not refused again", async () => {
+    const bad = desiredState("bad-retained", [component(n("ret"), hello, [{ key: "memory", value: "lots" }])]);
+    await rig.client.publishAsync("containersupdate/desiredstate", JSON.stringify(bad), { qos: 1, retain: true });
+    try {
+      expect((await rig.final("bad-retained")).status).toBe("IDENTIFICATION_FAILED");
+      await rig.agent!.stop(5000);
+      await rig.startAgent(); // the broker hands the retained message over again at connect
+      await rig.agent!.waitForLog(/ignored desired state bad-retained: that activity already ended/, 30_000);
+      expect(rig.feedbacks("bad-retained").filter((f) => f?.status === "IDENTIFICATION_FAILED")).toHaveLength(1);
+    } finally {
+      await rig.client.publishAsync("containersupdate/desiredstate", "", { qos: 1, retain: true }); // clears the retained message
+    }
+  });
+
+
   test("a port whose host IP is not an address is refused, not published on every interface", async () => {
     const port = await freePort();
     const f = await rig.apply("bad-host-ip", [component(n("web"), hello, [{ key: "port", value: `999.999.999.999:${port}:80` }])]);
