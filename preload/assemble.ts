@@ -15,6 +15,7 @@ import { chmod, copyFile, link, mkdir, rm, symlink, writeFile } from "node:fs/pr
 import { dirname, join, relative } from "node:path";
 import type { Target } from "../lib/api/index.ts";
 import { digestBytes, digestFile } from "../lib/oci/digest.ts";
+import { PULL_DEFAULTS } from "../lib/oci/blob-store.ts";
 import type { RegistryClient } from "../lib/oci/registry-client.ts";
 import { DEFAULT_DEVICE_PATHS, PRELOAD_CONF_FILE, preloadedTargetPath, SYSTEM_CONF_DIR, trustedRootPath, type DevicePaths } from "../lib/device/paths.ts";
 import { writePreloadedTarget } from "../lib/device/preloaded-target.ts";
@@ -22,8 +23,7 @@ import { resolveApps } from "../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
 import { sizeText } from "../lib/cli/bytes.ts";
-import { freeBytes } from "../lib/fs/free.ts";
-import { ImageNoSpaceError } from "./output.ts";
+import { checkRoom } from "./output.ts";
 
 export class AssembleError extends Error {
   override name = "AssembleError";
@@ -54,11 +54,11 @@ export interface AssembleOptions {
    */
   linkFromCache?: boolean;
   /**
-   * Asked once the blobs to place are known, before any is fetched, with their sizes: a caller
-   * that can tell they will not fit where the image goes (an ext4 --size) refuses there, not
-   * after the download.
+   * Asked once the blobs to place are known, before any is fetched, with their sizes and the bytes
+   * to download: a caller that can tell they will not fit (where the cache is, where the image
+   * goes, an ext4 --size) refuses there, not after the download. Without it, the cache's room is checked.
    */
-  beforeFetch?: (blobSizes: number[]) => Promise<void>;
+  beforeFetch?: (blobSizes: number[], toFetch: number) => Promise<void>;
   /** Lines that stay: each step, each blob placed. */
   onProgress?: (line: string) => void;
   /** The fetch's state while blobs download (bytes so far of the bytes to fetch): shown in place, often. */
@@ -72,6 +72,8 @@ export interface AssembleResult {
   bytes: number;
   /** Bytes downloaded in this run (0 with a warm cache). */
   fetched: number;
+  /** Bytes of blobs this run completed that an interrupted earlier run had fetched (resumed, not fetched again). */
+  resumed: number;
 }
 
 /** Blobs fetched and placed at once. */
@@ -87,9 +89,17 @@ class CheckedCache extends DeviceBlobStore {
     super.putBytes(digest, bytes);
   }
 
+  /** Bytes of each blob's partial an interrupted earlier run left, which this run's download resumed from (not fetched again). */
+  readonly resumed = new Map<string, number>();
+
   override async pull(...args: Parameters<DeviceBlobStore["pull"]>): Promise<number> {
+    const digest = args[2].digest;
+    const partial = this.has(digest) ? 0 : this.partialSize(digest);
     const got = await super.pull(...args);
-    if (got > 0) this.fetchedNow.add(args[2].digest);
+    if (got > 0 || partial > 0) this.fetchedNow.add(digest);
+    // A registry that ignores Range sends the blob whole: then nothing was resumed.
+    const resumed = Math.max(0, Math.min(partial, args[2].size - got));
+    if (resumed > 0) this.resumed.set(digest, resumed);
     return got;
   }
 
@@ -100,6 +110,9 @@ class CheckedCache extends DeviceBlobStore {
     return bytes;
   }
 }
+
+/** What a blob line says of a download resumed from an earlier run's partial. */
+const resumedNote = (bytes: number | undefined) => (bytes ? ` (${sizeText(bytes)} of it resumed from an earlier run)` : "");
 
 const inTree = (tree: string, abs: string) => join(tree, abs.replace(/^\/+/, ""));
 
@@ -114,21 +127,6 @@ async function placeBlob(from: string, to: string, linkIt: boolean): Promise<voi
   }
   await rm(to, { force: true });
   await copyFile(from, to, constants.COPYFILE_FICLONE);
-}
-
-/**
- * Refuses to start downloads that cannot fit where the cache is: said before the first byte, in
- * the sizes at stake, rather than as a write error half-way (which a download would first take
- * for a lost connection and retry).
- *
- * @throws {ImageNoSpaceError}
- */
-async function checkRoom(dir: string, bytes: number): Promise<void> {
-  if (bytes === 0) return;
-  const free = await freeBytes(dir);
-  if (free !== undefined && free < bytes) {
-    throw new ImageNoSpaceError(`the blobs to fetch need ${sizeText(bytes)}, ${sizeText(free)} free`);
-  }
 }
 
 /**
@@ -157,8 +155,8 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     { registry: o.registry, store: cache, platform: o.platform },
   );
   const toFetch = plan.blobs.filter((b) => !cache.has(b.digest)).reduce((n, b) => n + b.size, 0);
-  await checkRoom(o.cacheDir, toFetch);
-  await o.beforeFetch?.(plan.blobs.map((b) => b.size));
+  if (o.beforeFetch) await o.beforeFetch(plan.blobs.map((b) => b.size), toFetch);
+  else await checkRoom([{ dir: o.cacheDir, bytes: toFetch, what: "the blobs to fetch" }]);
   let fetched = plan.resolveBytes;
   let bytes = 0;
   let done = 0;
@@ -173,7 +171,14 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   };
   const store = new DeviceBlobStore(inTree(o.tree, paths.resetAppsRoot));
   const one = async (b: (typeof plan.blobs)[number]) => {
-    const pulled = await cache.pull(o.registry(b.registry), b.repo, b, { signal: stop.signal, onProgress: (n) => fetching(b.digest, n) });
+    let saidRetry = -Infinity;
+    const onRetry = (err: unknown, stalledMs: number) => {
+      // The first retry is said, then at most one line in 10 s: the download waits up to PULL_DEFAULTS.patienceMs.
+      if (stalledMs - saidRetry < 10_000 && saidRetry >= 0) return;
+      saidRetry = stalledMs;
+      say(`retrying ${b.kind} ${b.digest.slice(7, 19)}: ${(err as Error)?.message ?? String(err)} (${Math.round(stalledMs / 1000)} s so far without data; giving up after ${PULL_DEFAULTS.patienceMs / 1000} s)`);
+    };
+    const pulled = await cache.pull(o.registry(b.registry), b.repo, b, { signal: stop.signal, onProgress: (n) => fetching(b.digest, n), onRetry });
     fetched += pulled;
     const src = cache.path(b.digest);
     // pull() hashed what it just downloaded; a blob that was already cached is hashed here.
@@ -183,7 +188,7 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     }
     await placeBlob(src, store.path(b.digest), o.linkFromCache ?? true);
     bytes += b.size;
-    say(`[${++done}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${sizeText(b.size)}${cache.fetchedNow.has(b.digest) ? " fetched" : " cached"}`);
+    say(`[${++done}/${plan.blobs.length}] ${b.kind} ${b.digest.slice(7, 19)} ${sizeText(b.size)}${cache.fetchedNow.has(b.digest) ? " fetched" : " cached"}${resumedNote(cache.resumed.get(b.digest))}`);
   };
   // A few blobs at a time, as docker and skopeo do: one stream rarely fills the link.
   const queue = [...plan.blobs];
@@ -239,5 +244,5 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     await copyFile(o.fioupBinary, bin);
     await chmod(bin, 0o755);
   }
-  return { target: o.target.name, apps: names, blobs: plan.blobs.length, bytes, fetched };
+  return { target: o.target.name, apps: names, blobs: plan.blobs.length, bytes, fetched, resumed: [...cache.resumed.values()].reduce((n, r) => n + r, 0) };
 }

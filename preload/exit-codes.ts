@@ -23,14 +23,14 @@ type ErrorClass = new (...args: any[]) => Error;
 const TABLE: [code: number, meaning: string, errors: ErrorClass[]][] = [
   [0, "success (also: the ref's rules say no system image)", []],
   [1, "any other error", []],
-  [2, "bad usage (unknown flag, missing or invalid argument, a --token without a CA pin, --bundle DIR not a complete bundle)", [InvalidTokenError, InvalidBundleError]],
+  [2, "bad usage (unknown flag, missing or invalid argument, a --token without a CA pin, --bundle DIR not a complete bundle, a --base without /usr/bin/fioup and no --fioup)", [InvalidTokenError, InvalidBundleError]],
   [10, "factory-config.yml is invalid (one that is not there is bad usage, 2)", [FactoryConfigError]],
   [20, "no target for the hardware id, tag and version, or an app asked for is not in it", [NoTargetError, AssembleError]],
   [21, "the targets do not verify against the TUF root (signature, expiry, rollback)", [TargetsVerificationError, TufVerificationError]],
   [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one; the gateway refuses the token or is no gateway", [GatewayAccessError, CaPinMismatchError, CaFetchError, RegistryTlsError, RegistryUnreachableError]],
   [31, "a registry refused a request or served content that does not match its digest", [RegistryError, DigestMismatchError, AppResolveError]],
   [40, "a blob in the cache is corrupt (remove it and retry)", [CorruptCacheError]],
-  [50, "the base rootfs cannot be read or is no root filesystem (one that is not there is bad usage, 2), or the image cannot be written (--out in the way, no space left, more than an ext4 --size holds)", [BaseRootfsError, OutputError]],
+  [50, "the base rootfs cannot be read or is no root filesystem (one that is not there is bad usage, 2), or the image cannot be written (--out in the way or a registered device's root, no space left, more than an ext4 --size holds)", [BaseRootfsError, OutputError]],
   [130, "stopped by Ctrl-C (SIGINT): the unfinished image is removed, --out is as it was", []],
   [143, "stopped by SIGTERM: likewise", []],
 ];

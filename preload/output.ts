@@ -32,7 +32,7 @@ async function run(cmd: string[], what: string): Promise<void> {
  */
 async function walkTree(
   dir: string,
-  v: { folder(entries: Dirent[]): void; file(size: number): void; other?(path: string, entry: Dirent): Promise<void> },
+  v: { folder(entries: Dirent[]): void; file(size: number, allocated: number): void; other?(path: string, entry: Dirent): Promise<void> },
 ): Promise<void> {
   const seen = new Set<number>();
   const walk = async (d: string): Promise<void> => {
@@ -45,56 +45,104 @@ async function walkTree(
         const s = await lstat(p);
         if (s.nlink > 1 && seen.has(s.ino)) continue;
         if (s.nlink > 1) seen.add(s.ino);
-        v.file(s.size);
+        v.file(s.size, s.blocks * 512);
       } else await v.other?.(p, e);
     }
   };
   await walk(dir);
 }
 
-/** Total bytes of regular files under dir (a hard-linked file once), and the number of entries. */
-export async function treeSize(dir: string): Promise<{ bytes: number; entries: number }> {
+/**
+ * Total bytes of regular files under dir (a hard-linked file once), the number of entries, and
+ * what the tree takes on its file system (the files' blocks, a block per folder).
+ */
+export async function treeSize(dir: string): Promise<{ bytes: number; entries: number; allocated: number }> {
   let bytes = 0;
   let entries = 0;
-  await walkTree(dir, { folder: (list) => void (entries += list.length), file: (size) => void (bytes += size) });
-  return { bytes, entries };
+  let allocated = 0;
+  await walkTree(dir, {
+    folder: (list) => void ((entries += list.length), (allocated += BLOCK)),
+    file: (size, blocks) => void ((bytes += size), (allocated += blocks)),
+  });
+  return { bytes, entries, allocated };
 }
+
+/** The block a file system gives a file or folder at least (ext4's and tmpfs's usual 4 KiB). */
+const BLOCK = 4096;
+
+/** What a file of `size` bytes not yet written will take: whole blocks. */
+export const allocatedFor = (size: number): number => Math.ceil(size / BLOCK) * BLOCK;
 
 /** The file that marks a tree as a preload image (the preloaded target), relative to the image root. */
 const PRELOADED_TARGET = preloadedTargetPath(DEFAULT_DEVICE_PATHS.storagePath).replace(/^\/+/, "");
 
-/** Whether the tar or ext4 file `out` is an earlier preload image, read without unpacking or mounting it. */
-async function holdsPreloadImage(out: string, format: "tar" | "ext4"): Promise<boolean> {
-  const cmd = format === "tar" ? ["tar", "-tf", out, `./${PRELOADED_TARGET}`] : ["debugfs", "-R", `stat /${PRELOADED_TARGET}`, out];
-  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "ignore" });
-  const [code, text] = await Promise.all([proc.exited, new Response(proc.stdout).text()]);
-  // debugfs exits 0 whether or not it found the file; its stat prints the inode when it did.
-  return code === 0 && (format === "tar" || /^Inode:/m.test(text));
+/**
+ * What a device writes once it has registered and run: its identity (sota.toml, the client
+ * certificate and key), its database and the apps it installed. preload writes none of them, and
+ * fioup keeps the preloaded target after registering: a tree holding one of these is a device's
+ * root, never an image to replace. Relative to the image root.
+ */
+const DEVICE_STATE = [
+  ...["sota.toml", "client.pem", "pkey.pem", "fioup.db"].map((f) => join(DEFAULT_DEVICE_PATHS.storagePath, f)),
+  DEFAULT_DEVICE_PATHS.composeAppsRoot,
+].map((p) => p.replace(/^\/+/, ""));
+
+/** Which of `paths` (relative to the image root) the folder, tar or ext4 file `out` holds, read without unpacking or mounting it. */
+async function foundIn(out: string, format: OutputFormat, paths: string[]): Promise<string[]> {
+  if (format === "dir") return (await Promise.all(paths.map(async (p) => ((await lstat(join(out, p)).catch(() => undefined)) ? [p] : [])))).flat();
+  const list = async (cmd: string[]) => {
+    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "ignore" });
+    const [code, text] = await Promise.all([proc.exited, new Response(proc.stdout).text()]);
+    return { code, text };
+  };
+  if (format === "tar") {
+    // tar lists those of the names it holds (and exits 2 for the others).
+    const { text } = await list(["tar", "-tf", out, ...paths.map((p) => `./${p}`)]);
+    const listed = new Set(text.split("\n").map((l) => l.replace(/^\.\//, "").replace(/\/$/, "")));
+    return paths.filter((p) => listed.has(p));
+  }
+  const found: string[] = [];
+  for (const p of paths) {
+    // debugfs exits 0 whether or not it found the file; its stat prints the inode when it did.
+    const { code, text } = await list(["debugfs", "-R", `stat /${p}`, out]);
+    if (code === 0 && /^Inode:/m.test(text)) found.push(p);
+  }
+  return found;
 }
 
 /**
  * Refuses an output path whose current contents would be lost: a directory
  * that is neither empty nor an earlier preload image (`--out /` must never
- * mean "replace the root filesystem"), a directory where a file goes, or a
- * file (or device) that is neither empty nor an earlier image of the same format.
+ * mean "replace the root filesystem"), a directory where a file goes, a
+ * file (or device) that is neither empty nor an earlier image of the same format,
+ * and an earlier image that a device has booted and registered with (its identity and state).
  *
  * @throws {OutputError}
  */
 export async function checkOutputPath(out: string, format: OutputFormat): Promise<void> {
   const s = await stat(out).catch(() => undefined);
   if (!s) return;
+  const what = format === "dir" ? "the image directory" : `the ${format} image`;
   if (format !== "dir") {
     if (s.isDirectory()) throw new OutputError(`Cannot write the ${format} image to ${out}: it is a directory`);
     if (!s.isFile()) throw new OutputError(`Cannot write the ${format} image to ${out}: it is not a regular file (nothing was changed)`);
-    if (s.size > 0 && !(await holdsPreloadImage(out, format)))
-      throw new OutputError(`Cannot write the ${format} image to ${out}: it exists and is no earlier preload ${format} image (nothing was changed)`);
-    return;
+    if (s.size === 0) return;
+  } else {
+    if (!s.isDirectory()) throw new OutputError(`Cannot write the image directory to ${out}: a file is in the way`);
+    if ((await readdir(out)).length === 0) return;
   }
-  if (!s.isDirectory()) throw new OutputError(`Cannot write the image directory to ${out}: a file is in the way`);
-  const entries = await readdir(out);
-  const earlier = await stat(join(out, PRELOADED_TARGET)).then(() => true, () => false);
-  if (entries.length > 0 && !earlier) {
-    throw new OutputError(`Cannot write the image directory to ${out}: it is not empty and holds no earlier preload image (nothing was changed)`);
+  const [earlier, ...state] = await foundIn(out, format, [PRELOADED_TARGET, ...DEVICE_STATE]);
+  if (earlier !== PRELOADED_TARGET) {
+    throw new OutputError(
+      format === "dir"
+        ? `Cannot write the image directory to ${out}: it is not empty and holds no earlier preload image (nothing was changed)`
+        : `Cannot write the ${format} image to ${out}: it exists and is no earlier preload ${format} image (nothing was changed)`,
+    );
+  }
+  if (state.length) {
+    throw new OutputError(
+      `Cannot write ${what} to ${out}: it is the root of a device that has registered or run (it holds ${state.map((p) => `/${p}`).join(", ")}, which preload never writes), not only an earlier preload image; nothing was changed (give an empty --out, or remove it yourself if it is to go)`,
+    );
   }
 }
 
@@ -119,10 +167,102 @@ export async function whyCannotWriteAt(out: string): Promise<string | undefined>
 /** What preload is about to write does not fit in the free space of its file system. */
 export class ImageNoSpaceError extends OutputError {
   override name = "ImageNoSpaceError";
-  /** @param detail What needs how much, and how much is free ("the tar file needs at least 1.0 MiB, 96.0 KiB free"). */
-  constructor(readonly detail: string) {
+  /**
+   * @param detail What needs how much, and how much is free ("the tar file needs at least 1.0 MiB, 96.0 KiB free").
+   * @param o.where A folder on the file system that is full, when it is not the one beside --out.
+   * @param o.left What became of --out, when it is not as it was.
+   */
+  constructor(readonly detail: string, readonly o: { where?: string; left?: string } = {}) {
     super(`No space left: ${detail}`);
   }
+}
+
+/** Bytes preload is about to write on the file system of `dir`; `freed`: bytes there it removes first (an earlier image it replaces). */
+export interface RoomNeed {
+  dir: string;
+  bytes: number;
+  what: string;
+  freed?: number;
+}
+
+/**
+ * Refuses, before anything is written or removed, what does not fit: the needs on one file system
+ * are added up and compared with its free space, plus what replacing an earlier image there frees.
+ *
+ * @throws {ImageNoSpaceError} Naming the file system (by a folder on it), what needs how much, and what is free.
+ */
+export async function checkRoom(needs: RoomNeed[]): Promise<void> {
+  const byDevice = new Map<number, { dir: string; bytes: number; freed: number; what: string[] }>();
+  for (const n of needs) {
+    if (n.bytes === 0) continue;
+    let dir = n.dir;
+    let st = await stat(dir).catch(() => undefined);
+    while (!st && dir !== dirname(dir)) st = await stat((dir = dirname(dir))).catch(() => undefined);
+    if (!st) continue;
+    const g = byDevice.get(st.dev) ?? { dir: n.dir, bytes: 0, freed: 0, what: [] };
+    byDevice.set(st.dev, g);
+    g.bytes += n.bytes;
+    g.freed += n.freed ?? 0;
+    g.what.push(n.what);
+  }
+  for (const g of byDevice.values()) {
+    const free = await freeBytes(g.dir);
+    if (free === undefined || free + g.freed >= g.bytes) continue;
+    const replaced = g.freed ? ` and ${sizeText(g.freed)} in the earlier image it replaces` : "";
+    throw new ImageNoSpaceError(`${g.what.join(" and ")} ${g.what.length > 1 ? "need" : "needs"} ${sizeText(g.bytes)} in the file system of ${g.dir}, which has ${sizeText(free)} free${replaced}`, {
+      where: g.dir,
+      left: g.freed ? `nothing was changed: the earlier image in ${g.dir} is as it was` : undefined,
+    });
+  }
+}
+
+/** What a run is about to add to the tree (and fetch), for {@link imageNeeds}. */
+export interface ImageAdds {
+  /** The tree: the base copy already in it. */
+  tree: string;
+  out: string;
+  format: OutputFormat;
+  /** The blobs to place, each file's size. */
+  blobs: number[];
+  /** Bytes of the blobs to download, and where they go. */
+  toFetch: number;
+  cacheDir: string;
+  /** Whether placed blobs are copies (else hard links to the cache's files). */
+  copied: boolean;
+  /** Other files added to the tree (the fioup binary). */
+  files: number[];
+}
+
+/**
+ * Everything a run will write, by file system, known once the blobs are: the downloads, the blobs
+ * placed and the fioup binary in the tree, and the image where --out is (on another file system
+ * than the tree, the whole tree again, less the earlier image it replaces). For {@link checkRoom}.
+ */
+export async function imageNeeds(a: ImageAdds): Promise<RoomNeed[]> {
+  const now = await treeSize(a.tree);
+  const placed = a.blobs.reduce((n, b) => n + allocatedFor(b), 0);
+  const files = a.files.reduce((n, b) => n + allocatedFor(b), 0);
+  const image = now.allocated + placed + files;
+  // Named by the folders the user gave: the work folder beside --out goes with the run.
+  const work = dirname(a.tree);
+  const shown = (p: string) => (p === work || p.startsWith(`${work}/`) ? dirname(a.out) : p);
+  const needs: RoomNeed[] = [
+    { dir: shown(a.cacheDir), bytes: a.toFetch, what: "the blobs to fetch" },
+    { dir: shown(a.tree), bytes: (a.copied ? placed : 0) + files, what: "the image's tree" },
+  ];
+  if (a.format !== "dir") {
+    // At least the content (an ext4 file of a fixed --size is sparse where it is empty).
+    needs.push({ dir: dirname(a.out), bytes: image, what: `the ${a.format} file` });
+  } else {
+    const there = await stat(a.out).catch(() => undefined);
+    const treeDevice = (await stat(a.tree)).dev;
+    // Into an --out on another file system (a mounted partition) the tree is copied; on the same one it is renamed.
+    if (there && there.dev !== treeDevice) {
+      const earlier = await treeSize(a.out);
+      needs.push({ dir: a.out, bytes: image, freed: earlier.entries ? earlier.allocated : 0, what: "the image" });
+    }
+  }
+  return needs;
 }
 
 /** The image's content does not fit in the ext4 size given with --size. */
@@ -266,15 +406,25 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
     const empty = async () => {
       for (const name of await readdir(out)) await rm(join(out, name), { recursive: true, force: true });
     };
-    await empty();
+    const held = (await readdir(out)).length > 0;
+    // Said before the earlier image is removed, in the sizes now known exactly.
+    if (there.dev !== (await stat(tree)).dev) {
+      await checkRoom([{ dir: out, bytes: (await treeSize(tree)).allocated, freed: held ? (await treeSize(out)).allocated : 0, what: "the image" }]);
+    }
     try {
+      await empty();
       for (const name of await readdir(tree)) {
         try {
           await rename(join(tree, name), join(out, name));
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
           const { code, stderr } = await runTool(["cp", "-a", "--reflink=auto", join(tree, name), join(out, name)]);
-          if (/No space left|Disk quota/.test(stderr)) throw new ImageNoSpaceError(`the image does not fit in the file system of ${out}`);
+          if (/No space left|Disk quota/.test(stderr)) {
+            throw new ImageNoSpaceError(`the image does not fit in the file system of ${out}`, {
+              where: out,
+              left: `${out} is left empty${held ? ": the earlier image it held was removed to make room" : ""}`,
+            });
+          }
           if (code !== 0) throw new OutputError(`Copying the image into ${out} failed (cp exit ${code}): ${stderr}`);
         }
       }

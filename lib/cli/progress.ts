@@ -18,6 +18,19 @@ export interface ProgressLine {
   clear(): void;
 }
 
+/** A progress line that also keeps long steps without bytes to count from being silent. */
+export interface StepProgress extends ProgressLine {
+  /**
+   * Runs a long step that has no bytes to count (copying a base, mkfs): `what` is printed as it
+   * starts, then every {@link HEARTBEAT_MS} the time so far (`what: 20 s so far`), in place on a
+   * terminal and as a line in a log, so neither sits silent.
+   */
+  during<T>(what: string, work: () => Promise<T>): Promise<T>;
+}
+
+/** How often a long step without bytes to count says it is still under way. */
+export const HEARTBEAT_MS = 10_000;
+
 /** How often the line may change on a terminal, and in a log. */
 export const PROGRESS_EVERY_MS = { tty: 250, log: 10_000 } as const;
 
@@ -38,7 +51,7 @@ export const PROGRESS_EVERY_MS = { tty: 250, log: 10_000 } as const;
 export function progressLine(
   log: (line: string) => void,
   o: { write?: (s: string) => void; tty?: boolean; now?: () => number } = {},
-): ProgressLine {
+): StepProgress {
   const write = o.write ?? ((s: string) => void process.stderr.write(s));
   const tty = o.tty ?? !!process.stderr.isTTY;
   const now = o.now ?? Date.now;
@@ -67,5 +80,23 @@ export function progressLine(
       log(line);
     },
     clear,
+    async during(what, work) {
+      clear();
+      log(what);
+      const t0 = now();
+      const beat = setInterval(() => {
+        const line = `${what}: ${Math.round((now() - t0) / 1000)} s so far`;
+        if (tty) {
+          write(`\r\x1b[K${line}`);
+          shown = true;
+        } else log(line);
+      }, HEARTBEAT_MS);
+      try {
+        return await work();
+      } finally {
+        clearInterval(beat);
+        clear();
+      }
+    },
   };
 }

@@ -33,7 +33,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { join } from "node:path";
 import { tempFileOf, writeFileAtomicSync } from "../fs/atomic-write.ts";
 import { acquireLock, LockedError, lockHolder, processStartMs, type Lock } from "../fs/pid-lock.ts";
-import { BlobStore } from "../oci/blob-store.ts";
+import { BlobStore, type PullBlobOptions } from "../oci/blob-store.ts";
 import { digestBytes, parseDigest, tryParseDigest, DigestMismatchError } from "../oci/digest.ts";
 import type { RegistryClient } from "../oci/registry-client.ts";
 
@@ -157,9 +157,10 @@ export class DeviceBlobStore {
   /**
    * Downloads one blob with lib/oci's BlobStore.pull: HTTP Range resume from a
    * partial in ingest/, hashed while streaming, size and digest checked before
-   * the rename into blobs/, network errors retried. Returns the bytes of the
-   * blob that came over the network, in this run or in an interrupted earlier
-   * one (a resumed partial counts once; a committed blob counts 0).
+   * the rename into blobs/, network errors retried. Returns the bytes that came
+   * over the network in this call: a resumed partial's bytes came in an earlier
+   * one and are not counted again ({@link partialSize} before the call says
+   * them); a committed blob counts 0.
    *
    * @throws {DigestMismatchError | BlobTooLargeError | RegistryError | IncompleteBlobError}
    */
@@ -167,18 +168,17 @@ export class DeviceBlobStore {
     reg: RegistryClient,
     repo: string,
     desc: { digest: string; size: number },
-    opts: { signal?: AbortSignal; onProgress?: (done: number) => void; onReceived?: (bytes: number) => void; stallTimeoutMs?: number } = {},
+    opts: { signal?: AbortSignal; onProgress?: (done: number) => void; onReceived?: (bytes: number) => void; stallTimeoutMs?: number; onRetry?: PullBlobOptions["onRetry"] } = {},
   ): Promise<number> {
     if (this.has(desc.digest)) return 0;
-    const resumed = this.partialSize(desc.digest);
     const { fetched } = await this.lib.pull(reg, repo, desc, {
       signal: opts.signal,
       onProgress: (done) => opts.onProgress?.(done),
       ...(opts.onReceived ? { onReceived: opts.onReceived } : {}),
       ...(opts.stallTimeoutMs !== undefined ? { stallTimeoutMs: opts.stallTimeoutMs } : {}),
+      ...(opts.onRetry ? { onRetry: opts.onRetry } : {}),
     });
-    // If the registry ignored Range the partial was refetched whole: count the blob once.
-    return Math.min(desc.size, fetched + resumed);
+    return fetched;
   }
 
   /**

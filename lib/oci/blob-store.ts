@@ -71,6 +71,11 @@ export interface PullBlobOptions {
   patienceMs?: number;
   /** Abandon an attempt that receives no byte for this long and resume with Range (default 15 s). */
   stallTimeoutMs?: number;
+  /**
+   * Called before each retry: why the attempt failed, and how long the download has gone
+   * without progress (what `patienceMs` is counted against), so a caller can say it is retrying.
+   */
+  onRetry?: (err: unknown, stalledMs: number) => void;
 }
 
 /** Defaults of {@link PullBlobOptions}. */
@@ -308,6 +313,7 @@ export class BlobStore {
         } else idle++;
         if (opts.retries !== undefined && idle > opts.retries) throw err;
         if (Date.now() - lastProgress > patienceMs) throw err;
+        opts.onRetry?.(err, Date.now() - lastProgress);
         await sleep(idle === 0 ? 50 : backoffMs(idle), opts.signal);
       }
     }

@@ -1,7 +1,8 @@
 /** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
 import { X509Certificate } from "node:crypto";
 import { rmSync } from "node:fs";
-import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { acquireLock, lockFilePid, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
@@ -18,7 +19,7 @@ import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
 import { decidePreload, platformsOf, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
-import { checkExt4Size, checkOutputPath, ImageNoSpaceError, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
+import { checkExt4Size, checkOutputPath, checkRoom, ImageNoSpaceError, imageNeeds, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
 import { parseSize } from "../../lib/cli/size.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
 import { unpackBase } from "../base.ts";
@@ -49,7 +50,7 @@ const FLAGS = {
   size: { type: "string", description: "Size of the ext4 image, to match its partition: 512M, 2G or bytes, binary units (default: the content plus 20%, at least 64 MiB); ext4 only", placeholder: "SIZE" },
   base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
   cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
-  fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup, built for the image's architecture (checked)", placeholder: "FILE" },
+  fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup, built for the image's architecture (checked); required with a --base that has no /usr/bin/fioup", placeholder: "FILE" },
   "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
   ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries and their token realms other than the --server gateway (trusted through the token's pin); for a realm at the gateway under another name, the factory CA", placeholder: "FILE" },
   "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
@@ -158,7 +159,9 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
 
   const outPath = resolve(flags.out!);
   await mkdir(dirname(outPath), { recursive: true });
-  const work = await mkdtemp(join(dirname(outPath), ".preload-"));
+  for (const line of await removeStaleWork(dirname(outPath))) out.info(line);
+  const work = await mkdtemp(join(dirname(outPath), WORK_PREFIX));
+  acquireLock(join(work, OWNER_FILE));
   const cacheDir = flags.cache ? resolve(flags.cache) : join(work, "cache");
   const tree = join(work, "rootfs");
   // Ctrl-C or SIGTERM ends the process without running the `finally` below: remove the
@@ -171,11 +174,22 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
     rmSync(partialPath(outPath), { force: true });
     return `removed the unfinished image, ${outPath} is as it was`;
   });
+  // A dir image outlives the run: it must not share blob files with a kept cache.
+  const linkFromCache = flags.format !== "dir" || !flags.cache;
   try {
     await mkdir(tree, { recursive: true });
     if (flags.base) {
-      out.info(`layering onto base ${flags.base}`);
-      await unpackBase(flags.base, tree);
+      await progress.during(`layering onto base ${flags.base}`, () => unpackBase(flags.base!, tree));
+    }
+    if (!flags.fioup) {
+      const why = "the image's early-start service runs /usr/bin/fioup at first boot";
+      const give = `give --fioup FILE, the fioup built for ${formatPlatform(platform)}`;
+      // A base is the whole OS: without fioup in it the image cannot start its apps. Without a
+      // base the tree may be laid onto an OS built elsewhere that installs fioup: said, not refused.
+      if (flags.base && !(await lstat(join(tree, "usr/bin/fioup")).catch(() => undefined))) {
+        throw new UsageError(`The image would hold no fioup: --base ${flags.base} has no /usr/bin/fioup and no --fioup is given, but ${why} ("exec: /usr/bin/fioup: not found"); ${give}`);
+      }
+      if (!flags.base) out.info(`warning: the image holds no /usr/bin/fioup (no --fioup, no --base): ${why}, and fails there unless the OS this tree is laid onto installs fioup; ${give}`);
     }
     const result = await assemble({
       target,
@@ -187,12 +201,14 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       paths: DEFAULT_DEVICE_PATHS,
       platform,
       fioupBinary: flags.fioup,
-      // A dir image outlives the run: it must not share blob files with a kept cache.
-      linkFromCache: flags.format !== "dir" || !flags.cache,
-      // The blobs are known: an ext4 --size they cannot fit in is refused before they are fetched.
-      ...(size !== undefined
-        ? { beforeFetch: async (blobs: number[]) => await checkExt4Size(tree, size, join(work, "ext4-probe"), [...blobs, ...(flags.fioup ? [(await stat(flags.fioup)).size] : [])]) }
-        : {}),
+      linkFromCache,
+      // The blobs are known: what does not fit (where the image goes, or in an ext4 --size) is
+      // refused before they are fetched, and before an earlier image at --out is touched.
+      beforeFetch: async (blobs: number[], toFetch: number) => {
+        const files = flags.fioup ? [(await stat(flags.fioup)).size] : [];
+        if (size !== undefined) await checkExt4Size(tree, size, join(work, "ext4-probe"), [...blobs, ...files]);
+        await checkRoom(await imageNeeds({ tree, out: outPath, format: flags.format as OutputFormat, blobs, toFetch, cacheDir, copied: !linkFromCache, files }));
+      },
       onProgress: (l) => progress.print(l),
       onFetching: (l) => progress.show(l),
     })
@@ -200,11 +216,10 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
         throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
       })
       .finally(() => progress.clear());
-    out.info(`writing ${flags.format} output to ${outPath}`);
-    await writeOutput(tree, outPath, flags.format as OutputFormat, { size });
+    await progress.during(`writing ${flags.format} output to ${outPath}`, () => writeOutput(tree, outPath, flags.format as OutputFormat, { size }));
     print(
       { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
-      `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched`,
+      `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched${result.resumed ? ` (and ${sizeText(result.resumed)} resumed from an earlier run)` : ""}`,
     );
   } catch (err) {
     if (!isNoSpace(err) && !(err instanceof ImageNoSpaceError)) throw err;
@@ -214,14 +229,42 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       ...(flags.cache ? [] : ["the blob cache (--cache DIR puts it elsewhere)"]),
       ...(flags.format === "dir" ? [] : [`the ${flags.format} file`]),
     ];
+    // The file system that is full: the one beside --out, unless the error names another (a mounted --out, the --cache).
+    const where = (err instanceof ImageNoSpaceError && err.o.where) || dirname(outPath);
+    const left = (err instanceof ImageNoSpaceError && err.o.left) || `the unfinished image was removed, ${outPath} is as it was`;
     throw new OutputError(
-      `No space left to write the image at ${outPath}${flags.cache ? ` or the cache ${flags.cache}` : ""}${sizes}: preload writes ${beside.join(", ")} in ${dirname(outPath)}; free some space there or give an --out on a larger file system (the unfinished image was removed)`,
+      `No space left to write the image at ${outPath}${flags.cache ? ` or the cache ${flags.cache}` : ""}${sizes}: preload writes ${beside.join(", ")} in ${dirname(outPath)}${flags.format === "dir" && where === outPath ? `, then the image into ${outPath}` : ""}; free some space in ${where} or give an --out on a larger file system (${left})`,
     );
   } finally {
     releaseSignals();
     await rm(work, { recursive: true, force: true });
     await rm(partialPath(outPath), { force: true });
   }
+}
+
+/** The work folder beside --out, and the file in it naming the preload that owns it. */
+const WORK_PREFIX = ".preload-";
+const OWNER_FILE = "owner.lock";
+
+/**
+ * Removes the work folders beside --out whose preload is gone (SIGKILL, a power cut: nothing ran
+ * to remove them), each said in a line: they hold a whole unfinished image. A folder whose owner
+ * runs (another preload into the same folder) is left alone, as is one without an owner file.
+ */
+async function removeStaleWork(dir: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(WORK_PREFIX)) continue;
+    const owner = join(dir, name, OWNER_FILE);
+    const pid = lockFilePid(owner);
+    if (pid === undefined || lockHolder(owner) !== undefined) continue;
+    const path = join(dir, name);
+    const gone = await rm(path, { recursive: true, force: true, maxRetries: 3 }).then(() => true, () => false);
+    lines.push(gone
+      ? `removed ${path}: the unfinished work of an earlier preload (pid ${pid}) that was killed`
+      : `warning: cannot remove ${path}, the unfinished work of an earlier preload (pid ${pid}) that was killed: a tool it ran may still write there (remove it once that ends)`);
+  }
+  return lines;
 }
 
 /** What {@link checkFlags} read and parsed, for the run to use as checked. */

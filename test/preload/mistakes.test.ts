@@ -4,13 +4,16 @@
  * whole, into every format; a base that is no rootfs (a tar packed from outside its folder) is
  * refused saying how to pack it; an --out under a file or on a read-only file system is refused
  * before the gateway is asked; a dir image goes into a mounted partition (no EBUSY), and one that
- * does not fit leaves it empty; a full file system is said in words (exit 50) and leaves nothing;
+ * does not fit leaves it empty, and one that does not fit over an earlier image is refused before
+ * the earlier image is touched (the room it frees counted); an earlier image a device has
+ * registered in (its identity, its database) is refused; a --base without fioup and no --fioup is
+ * bad usage; a work folder a killed preload left is removed by the next run; a full file system is said in words (exit 50) and leaves nothing;
  * Ctrl-C or SIGTERM removes the unfinished image and the tools preload ran; a hardware id, tag or
  * version no target has names what the targets do hold; a --fioup built for another architecture
  * than the image's is refused before anything is fetched.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
 import { run, tempDir } from "../harness/tmp.ts";
@@ -43,11 +46,12 @@ const fromGateway = () => ["--factory-config", fc, "--ref", "refs/heads/master",
 /** What preload may leave beside --out: nothing (its work folder and partial file are removed). */
 const leftovers = (out: string) => readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial"));
 
-/** A small but real root filesystem: a char device, a fifo, a file of another owner, a hard link, /dev/fd -> /proc/self/fd. */
-async function realBase(): Promise<string> {
+/** A small but real root filesystem: a char device, a fifo, a file of another owner, a hard link, /dev/fd -> /proc/self/fd; and fioup unless told not to. */
+async function realBase(o: { fioup?: boolean } = {}): Promise<string> {
   const base = await tempDir("preload-base-");
   for (const d of ["etc", "usr/bin", "dev", "home/user"]) mkdirSync(join(base, d), { recursive: true });
   writeFileSync(join(base, "etc/os-release"), "ID=test\n");
+  if (o.fioup ?? true) writeFileSync(join(base, "usr/bin/fioup"), "#!/bin/sh\n", { mode: 0o755 });
   writeFileSync(join(base, "usr/bin/tool"), "#!/bin/sh\n");
   linkSync(join(base, "usr/bin/tool"), join(base, "usr/bin/tool2"));
   writeFileSync(join(base, "home/user/.profile"), "x\n");
@@ -129,7 +133,7 @@ describe("--out", () => {
     expect(r.stderr).toContain(`the file system of ${ro} is read-only`);
   }, 60_000);
 
-  test.each([["dir", "600k", "the blobs to fetch need"], ["tar", "1200k", "the tar file needs at least"]] as const)("%s: a full file system is exit 50 in words, at once, and nothing is left on it", async (format, size, detail) => {
+  test.each([["dir", "600k", "the blobs to fetch needs"], ["tar", "1200k", "the blobs to fetch and the tar file need"]] as const)("%s: a full file system is exit 50 in words, at once, and nothing is left on it", async (format, size, detail) => {
     const full = join(work, `full-${format}`);
     mkdirSync(full);
     await run(["mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", full]);
@@ -141,7 +145,7 @@ describe("--out", () => {
     // Not after a minute of retrying a download that cannot be written.
     expect(Date.now() - t0).toBeLessThan(20_000);
     expect(r.stderr).toContain(`No space left to write the image at ${out} (${detail} `);
-    expect(r.stderr).toContain("free some space there or give an --out on a larger file system");
+    expect(r.stderr).toContain(`free some space in ${full} or give an --out on a larger file system`);
     expect(r.stderr).not.toContain("ENOSPC");
     expect(readdirSync(full)).toEqual([]);
   }, 120_000);
@@ -167,9 +171,78 @@ describe("--out a mounted partition (dir format)", () => {
     mounts.push(small);
     const r = await preload([...fromGateway(), "--out", small]);
     expect(r.code, r.stderr).toBe(50);
-    expect(r.stderr).toContain(`No space left to write the image at ${small} (the image does not fit in the file system of ${small})`);
+    expect(r.stderr).toContain(`No space left to write the image at ${small} (the image needs `);
+    expect(r.stderr).toContain(`in the file system of ${small}, which has `);
     expect(readdirSync(small)).toEqual([]);
     expect(leftovers(small)).toEqual([]);
+  }, 120_000);
+
+  test("a new image that does not fit is refused before the earlier one is touched; one that fits in the room the earlier frees replaces it", async () => {
+    const mnt = join(work, "replace-partition");
+    mkdirSync(mnt);
+    await run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt]);
+    mounts.push(mnt);
+    // A fioup that is no ELF binary (a wrapper script) is taken as it is: its size is what counts here.
+    const fioup = async (mib: number) => {
+      const f = join(await tempDir("preload-fioup-"), "fioup");
+      writeFileSync(f, "#!/bin/sh\n" + "#".repeat(mib << 20));
+      return f;
+    };
+    const first = await preload([...fromGateway(), "--fioup", await fioup(6), "--out", mnt]);
+    expect(first.code, first.stderr).toBe(0);
+    const earlier = readFileSync(join(mnt, "var/sota/preload/target.json"), "utf8");
+    const fioupSize = lstatSync(join(mnt, "usr/bin/fioup")).size;
+
+    // 20 MiB cannot fit in 16 MiB, even with the earlier image's 7 MiB freed: refused before any download.
+    const r = await preload([...fromGateway(), "--fioup", await fioup(20), "--out", mnt]);
+    expect(r.code, r.stderr).toBe(50);
+    expect(r.stderr).toContain(`No space left to write the image at ${mnt} (the image needs `);
+    expect(r.stderr).toMatch(/in the earlier image it replaces\)/);
+    expect(r.stderr).toContain(`free some space in ${mnt} or give an --out on a larger file system (nothing was changed: the earlier image in ${mnt} is as it was)`);
+    expect(r.stderr).not.toMatch(/^\[\d+\/\d+\] /m);
+    expect(readFileSync(join(mnt, "var/sota/preload/target.json"), "utf8")).toBe(earlier);
+    expect(lstatSync(join(mnt, "usr/bin/fioup")).size).toBe(fioupSize);
+    expect(leftovers(mnt)).toEqual([]);
+
+    // 9 MiB fits only in the room the earlier image frees: it replaces it.
+    const again = await preload([...fromGateway(), "--fioup", await fioup(9), "--out", mnt]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(lstatSync(join(mnt, "usr/bin/fioup")).size).toBeGreaterThan(9 << 20);
+  }, 120_000);
+});
+
+describe("--out a device's root that has registered", () => {
+  test.each(["sota.toml", "client.pem", "pkey.pem", "fioup.db"])("an earlier image holding var/sota/%s is refused (exit 50), unchanged", async (file) => {
+    const out = join(work, `registered-${file}`);
+    const first = await preload([...fromGateway(), "--base", await realBase(), "--out", out]);
+    expect(first.code, first.stderr).toBe(0);
+    writeFileSync(join(out, "var/sota", file), "the device's own\n");
+    const r = await preload([...fromGateway(), "--out", out]);
+    expect(r.code, r.stderr).toBe(50);
+    expect(r.stderr).toContain(`Cannot write the image directory to ${out}: it is the root of a device that has registered or run (it holds /var/sota/${file}, which preload never writes)`);
+    expect(readFileSync(join(out, "var/sota", file), "utf8")).toBe("the device's own\n");
+    expect(existsSync(join(out, "etc/os-release"))).toBe(true);
+    expect(leftovers(out)).toEqual([]);
+  }, 120_000);
+});
+
+describe("no fioup in the image", () => {
+  test("a --base without /usr/bin/fioup and no --fioup: bad usage (exit 2) saying to pass --fioup, and no image", async () => {
+    const out = join(work, "no-fioup");
+    const r = await preload([...fromGateway(), "--base", await realBase({ fioup: false }), "--out", out]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("has no /usr/bin/fioup and no --fioup is given");
+    expect(r.stderr).toContain("give --fioup FILE, the fioup built for linux/amd64");
+    expect(r.stderr).not.toMatch(/^\[\d+\/\d+\] /m);
+    expect(existsSync(out)).toBe(false);
+    expect(leftovers(out)).toEqual([]);
+  }, 120_000);
+
+  test("no --base and no --fioup: built, with a warning that the early start needs fioup", async () => {
+    const out = join(work, "no-fioup-no-base");
+    const r = await preload([...fromGateway(), "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("warning: the image holds no /usr/bin/fioup (no --fioup, no --base)");
   }, 120_000);
 });
 
@@ -191,6 +264,25 @@ describe("--fioup", () => {
     const r = await preload([...fromGateway(), "--fioup", "/bin/true", "--out", out]);
     expect(r.code, r.stderr).toBe(host === "amd64" ? 0 : 2);
     if (host === "amd64") expect(lstatSync(join(out, "usr/bin/fioup")).mode & 0o777).toBe(0o755);
+  }, 60_000);
+});
+
+describe("a work folder left by a killed preload", () => {
+  test("is removed by the next run into the same folder, which says so; one whose preload runs is left alone", async () => {
+    const dir = await tempDir("preload-stale-");
+    const dead = Bun.spawn(["true"]);
+    await dead.exited;
+    const stale = join(dir, ".preload-stale1");
+    mkdirSync(join(stale, "rootfs/etc"), { recursive: true });
+    writeFileSync(join(stale, "owner.lock"), `${dead.pid}\n`);
+    const live = join(dir, ".preload-live1");
+    mkdirSync(live);
+    writeFileSync(join(live, "owner.lock"), `${process.pid}\n`);
+    const r = await preload([...fromGateway(), "--out", join(dir, "img")]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`removed ${stale}: the unfinished work of an earlier preload (pid ${dead.pid}) that was killed`);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(live)).toBe(true);
   }, 60_000);
 });
 

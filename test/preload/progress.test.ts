@@ -3,10 +3,14 @@
  * bytes to fetch, on a terminal as one line rewritten in place (cleared before each blob's line),
  * in a log as a plain line every 10 s; with --json, stdout stays one JSON document. The gateway
  * (and its registry) sits behind a fault proxy that holds the big layer mid-way, so the line is
- * seen in the middle of the blob whatever the machine's speed.
+ * seen in the middle of the blob whatever the machine's speed. A gateway gone mid-download is
+ * said as retries with the time so far, a long step without bytes (the base copy) says its time
+ * every 10 s, and a download resumed from an interrupted run counts only what it fetched.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { run } from "../harness/tmp.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startFaultProxy, type FaultProxy } from "../harness/fault-proxy.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -77,5 +81,62 @@ describe("preload shows a big layer's progress while it downloads", () => {
     expect(first!.sofar, lines[0]).toBeGreaterThanOrEqual(2 << 20);
     expect(first!.sofar, lines[0]).toBeLessThan(first!.total);
     expect(JSON.parse(r.stdout)).toMatchObject({ target: expect.any(String), format: "dir" });
+  }, 120_000);
+});
+
+describe("preload is never silent for long", () => {
+  test("a gateway gone mid-download: a retrying line with the time so far, then the download resumes", async () => {
+    proxy.inject({ kind: "down", afterBytes: 2 << 20, downMs: 12_000 });
+    const r = await preload([...fromGateway(), "--out", join(work, "retry")]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^retrying layer [0-9a-f]{12}: .+ \(\d+ s so far without data; giving up after 60 s\)$/m);
+  }, 120_000);
+
+  test("a long step without bytes to count (a base tar that takes its time) says how long it has run every 10 s", async () => {
+    const dir = await tempDir("preload-slow-base-");
+    const fifo = join(dir, "base.tar");
+    await run(["mkfifo", fifo]);
+    const p = Bun.spawn([process.execPath, join(ROOT, "preload/main.ts"), ...fromGateway(), "--base", fifo, "--out", join(dir, "img")], { stdout: "pipe", stderr: "pipe" });
+    let err = "";
+    const reader = p.stderr.getReader();
+    // Stopped after 25 s whatever it said: the read below then ends.
+    const stop = setTimeout(() => p.kill("SIGINT"), 25_000);
+    while (!/layering onto base .*: 1\d s so far/.test(err)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += new TextDecoder().decode(value);
+    }
+    clearTimeout(stop);
+    p.kill("SIGINT");
+    await p.exited;
+    expect(err).toContain(`layering onto base ${fifo}\n`);
+    expect(err).toMatch(new RegExp(`layering onto base ${fifo}: 1\\d s so far`));
+  }, 60_000);
+
+  test("after an interrupted download resumes, fetched counts only the bytes that crossed the network this time", async () => {
+    const cache = join(work, "resume-cache");
+    proxy.inject({ kind: "stall", afterBytes: 4 << 20, stallMs: 30_000 });
+    const p = Bun.spawn([process.execPath, join(ROOT, "preload/main.ts"), ...fromGateway(), "--cache", cache, "--out", join(work, "resume-1")], { stdout: "ignore", stderr: "pipe" });
+    const partial = () => {
+      try {
+        return Math.max(0, ...readdirSync(join(cache, "ingest")).map((f) => statSync(join(cache, "ingest", f)).size));
+      } catch {
+        return 0;
+      }
+    };
+    const deadline = Date.now() + 20_000;
+    while (partial() < 2 << 20 && Date.now() < deadline) await Bun.sleep(100);
+    p.kill("SIGINT");
+    expect(await p.exited).toBe(130);
+    const left = partial();
+    expect(left).toBeGreaterThanOrEqual(2 << 20);
+
+    const r = await preload([...fromGateway(), "--cache", cache, "--out", join(work, "resume-2"), "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as { fetched: number; resumed: number; bytes: number };
+    // The rest of the big layer and the small blobs: never the part already in the cache again.
+    expect(result.fetched).toBeLessThanOrEqual(result.bytes - left + (64 << 10));
+    expect(result.resumed).toBe(left);
+    expect(r.stderr).toMatch(/layer [0-9a-f]{12} 8\.\d MiB fetched \([\d.]+ MiB of it resumed from an earlier run\)/);
   }, 120_000);
 });
