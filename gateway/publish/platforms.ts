@@ -51,16 +51,8 @@ export function hwidPlatforms(hwids: string[], overrides: Record<string, string>
   return out;
 }
 
-/** The `os/architecture/variant` of an image config blob, if it says. */
-export function platformOfConfig(bytes: Uint8Array): Platform | undefined {
-  try {
-    const c = JSON.parse(new TextDecoder().decode(bytes)) as { os?: unknown; architecture?: unknown; variant?: unknown };
-    if (typeof c.os !== "string" || typeof c.architecture !== "string") return undefined;
-    return typeof c.variant === "string" && c.variant ? { os: c.os, architecture: c.architecture, variant: c.variant } : { os: c.os, architecture: c.architecture };
-  } catch {
-    return undefined;
-  }
-}
+/** Read here from lib/oci, where resolving an app's images (preload, fioup) reads it too. */
+export { platformOfConfig } from "../../lib/oci/platform.ts";
 
 /** One pinned image and where it is used, as the check sees it. */
 export interface PinnedImagePlatforms {

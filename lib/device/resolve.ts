@@ -23,7 +23,7 @@ import {
 } from "../compose/app-format.ts";
 import { NoMatchingPlatformError, selectPlatformManifest } from "../oci/image.ts";
 import { parseManifest, type Descriptor } from "../oci/manifest.ts";
-import { hostPlatform, type Platform } from "../oci/platform.ts";
+import { formatPlatform, hostPlatform, platformMatches, platformOfConfig, type Platform } from "../oci/platform.ts";
 import { parseReference } from "../oci/reference.ts";
 import type { RegistryClient } from "../oci/registry-client.ts";
 import type { DeviceBlobStore } from "./store.ts";
@@ -61,6 +61,11 @@ export class AppResolveError extends Error {
 export interface ResolveOptions {
   registry(host: string): RegistryClient;
   store: DeviceBlobStore;
+  /**
+   * The device's platform: picks the manifest out of an index, and an image of one platform
+   * whose config says another is refused (fetched here, it is small). Default: this host's,
+   * taken from an index only.
+   */
   platform?: Platform;
   signal?: AbortSignal;
 }
@@ -190,6 +195,14 @@ export async function resolveApps(apps: { name: string; uri: string }[], o: Reso
         add({ digest: iref.digest, size: top.bytes.byteLength, kind: "manifest", mediaType: p.mediaType, registry: r, repo: rp });
       }
       const m = p.manifest;
+      if (o.platform) {
+        // An image of one platform says it only in its config: one for another platform would fail at its start on the device.
+        if (!o.store.has(m.config.digest)) resolveBytes += await o.store.pull(o.registry(r), rp, m.config, { signal: o.signal });
+        const has = platformOfConfig(await o.store.readBytes(m.config.digest));
+        if (has && !platformMatches(o.platform, has)) {
+          return fail(`service ${svc.name} image ${svc.image} is for ${formatPlatform(has)}, not ${formatPlatform(o.platform)} (its config says so; build or pick the image for ${formatPlatform(o.platform)})`);
+        }
+      }
       add({ digest: m.config.digest, size: m.config.size, kind: "config", mediaType: m.config.mediaType, registry: r, repo: rp });
       for (const l of m.layers) add({ digest: l.digest, size: l.size, kind: "layer", mediaType: l.mediaType, registry: r, repo: rp });
     }

@@ -67,3 +67,14 @@ export function hostPlatform(): Platform {
   const arch: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64" };
   return normalizePlatform({ os: process.platform === "win32" ? "windows" : process.platform, architecture: arch[process.arch] ?? process.arch });
 }
+
+/** The `os/architecture/variant` an image config blob says, if it says one (a plain image's only platform). */
+export function platformOfConfig(bytes: Uint8Array): Platform | undefined {
+  try {
+    const c = JSON.parse(new TextDecoder().decode(bytes)) as { os?: unknown; architecture?: unknown; variant?: unknown };
+    if (typeof c.os !== "string" || typeof c.architecture !== "string") return undefined;
+    return typeof c.variant === "string" && c.variant ? { os: c.os, architecture: c.architecture, variant: c.variant } : { os: c.os, architecture: c.architecture };
+  } catch {
+    return undefined;
+  }
+}
