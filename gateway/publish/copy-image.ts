@@ -9,10 +9,9 @@
  */
 import { selectPlatformManifest } from "../../lib/oci/image.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
-import type { Platform } from "../../lib/oci/platform.ts";
+import { platformOfConfig, type Platform } from "../../lib/oci/platform.ts";
 import { registrySource } from "../../lib/oci/push.ts";
 import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
-import { platformOfConfig } from "./platforms.ts";
 import { ensureBlobs, ensureManifest, stagingStore, type Destination } from "./transfer.ts";
 
 /** What a copy pinned: the manifest (or index) and the platforms it offers. */

@@ -20,7 +20,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
-import type { Platform } from "../../lib/oci/platform.ts";
+import { platformOfConfig, type Platform } from "../../lib/oci/platform.ts";
 import { formatReference, referenceTarget, type Reference } from "../../lib/oci/reference.ts";
 import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
 import { copyImage } from "./copy-image.ts";
@@ -31,7 +31,6 @@ import type { AppDir } from "./discover.ts";
 import type { BuildSpec } from "./plan.ts";
 import { ImageResolveError } from "./plan.ts";
 import { printable } from "../../lib/cli/printable.ts";
-import { platformOfConfig } from "./platforms.ts";
 import { ensureBlobs, ensureManifest, type Destination } from "./transfer.ts";
 
 /** The legacy builder's banner (no buildx): noise in every build's output. */

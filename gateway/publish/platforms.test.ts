@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { checkPlatforms, hwidPlatforms, MissingPlatformError, platformOfConfig, UnknownHwidPlatformError } from "./platforms.ts";
+import { checkPlatforms, hwidPlatforms, MissingPlatformError, UnknownHwidPlatformError } from "./platforms.ts";
+import { platformOfConfig } from "../../lib/oci/platform.ts";
 
 describe("hwidPlatforms", () => {
   test("maps ids by the built-in map, overrides first, the fallback for the rest", () => {

@@ -51,9 +51,6 @@ export function hwidPlatforms(hwids: string[], overrides: Record<string, string>
   return out;
 }
 
-/** Read here from lib/oci, where resolving an app's images (preload, fioup) reads it too. */
-export { platformOfConfig } from "../../lib/oci/platform.ts";
-
 /** One pinned image and where it is used, as the check sees it. */
 export interface PinnedImagePlatforms {
   image: string;
