@@ -22,6 +22,10 @@ import { writePreloadedTarget } from "../lib/device/preloaded-target.ts";
 import { resolveApps } from "../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
+// The daemon's unit as fioup ships it, embedded as text at build: the image gets that one copy.
+import daemonUnit from "../fioup/systemd/fioup.service" with { type: "text" };
+
+const DAEMON_UNIT_NAME = "fioup.service";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { checkRoom } from "./output.ts";
 
@@ -231,10 +235,13 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   const unitDir = inTree(o.tree, "/etc/systemd/system");
   await mkdir(join(unitDir, "multi-user.target.wants"), { recursive: true });
   await writeFile(join(unitDir, UNIT_NAME), earlyStartUnit(esPaths));
-  const wants = join(unitDir, "multi-user.target.wants", UNIT_NAME);
-  await symlink(relative(dirname(wants), join(unitDir, UNIT_NAME)), wants).catch((e) => {
-    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-  });
+  const enable = (unit: string) => {
+    const wants = join(unitDir, "multi-user.target.wants", unit);
+    return symlink(relative(dirname(wants), join(unitDir, unit)), wants).catch((e) => {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    });
+  };
+  await enable(UNIT_NAME);
   const script = inTree(o.tree, esPaths.scriptPath);
   await mkdir(dirname(script), { recursive: true });
   await writeFile(script, earlyStartScript(esPaths));
@@ -243,6 +250,9 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     const bin = inTree(o.tree, "/usr/bin/fioup");
     await copyFile(o.fioupBinary, bin);
     await chmod(bin, 0o755);
+    // The daemon with its binary: systemd skips it until registration, which starts it (docs/preload.md).
+    await writeFile(join(unitDir, DAEMON_UNIT_NAME), daemonUnit);
+    await enable(DAEMON_UNIT_NAME);
   }
   return { target: o.target.name, apps: names, blobs: plan.blobs.length, bytes, fetched, resumed: [...cache.resumed.values()].reduce((n, r) => n + r, 0) };
 }

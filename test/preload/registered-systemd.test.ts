@@ -1,7 +1,7 @@
 /**
  * A preloaded device that registers after its first boot starts polling at once, under a real
  * systemd (`systemd-nspawn -b`, test/harness/nspawn.ts): the image is preload's, with
- * the compiled fioup and fioup/systemd/fioup.service installed and enabled as docs/preload.md says.
+ * the compiled fioup and fioup/systemd/fioup.service, which preload installs and enables with --fioup.
  * At boot fioup.service is skipped (ConditionPathExists=/var/sota/sota.toml: not registered);
  * `fioup register` inside the booted device, without --hwid as docs/preload.md has it, takes the
  * preloaded target's hardware id and starts fioup.service, which before stayed inactive until the
@@ -9,9 +9,9 @@
  * inside is a stand-in), the gateway the harness's on loopback (nspawn shares the host's network).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { binaryPath, buildOne, isFresh, REPO } from "../../scripts/build.ts";
+import { binaryPath, buildOne, isFresh } from "../../scripts/build.ts";
 import { Publisher, asTestGateway, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, type DockerRegistryHandle, type DockerdHandle } from "../fioup/_setup.ts";
 import type { GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -36,17 +36,15 @@ beforeAll(async () => {
   tree = await BootedTree.over(lower, await tempDir("registered-boot-"));
   const image = join(tree.work, "image");
   const fc = await factoryConfig(preloadConfig(A));
-  const r = await preload(["--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux", "--out", image, "--format", "dir", "--json"]);
+  // With --fioup, preload writes the binary and the daemon's unit, enabled (docs/preload.md).
+  const r = await preload([
+    "--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux",
+    "--fioup", binaryPath("fioup", "x64"), "--out", image, "--format", "dir", "--json",
+  ]);
   if (r.code !== 0) throw new Error(`preload failed: ${r.stderr}`);
   const root = tree.root;
   await Bun.spawn(["cp", "-a", `${image}/.`, root]).exited;
-  copyFileSync(binaryPath("fioup", "x64"), join(root, "usr/bin/fioup"));
-  chmodSync(join(root, "usr/bin/fioup"), 0o755);
-  // As docs/preload.md says: the daemon's unit from fioup/systemd, enabled for multi-user.target.
   const units = join(root, "etc/systemd/system");
-  copyFileSync(join(REPO, "fioup/systemd/fioup.service"), join(units, "fioup.service"));
-  mkdirSync(join(units, "multi-user.target.wants"), { recursive: true });
-  symlinkSync("../fioup.service", join(units, "multi-user.target.wants/fioup.service"));
   writeFileSync(
     join(units, "docker.service"),
     "[Unit]\nDescription=Container engine (the test harness's dockerd; its socket is bound to /run/docker.sock)\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
