@@ -38,7 +38,7 @@ import { plainHttpHint } from "./plain-http-hint.ts";
 import { publicUrlOf } from "./public-url.ts";
 import { ImageResolveError, planService, topLevelBuild, type ServicePlan } from "./plan.ts";
 import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
-import { checkVersionFree, makeTargets, nextVersion } from "./targets.ts";
+import { checkVersionFree, makeTargets, nextVersion, RUNNING_LEAP_MAX, runningIgnored } from "./targets.ts";
 import { ensureBlobs, ensureManifest, localSource, PushStats, type Destination } from "./transfer.ts";
 import { exitInterrupted, exitOnSignal } from "../../lib/cli/interrupt.ts";
 
@@ -457,6 +457,13 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const known = recordedLayerSizes(...Object.values(current.targets).map((t) => t.custom));
       for (const [app, d] of missingSizes) if (known.has(d)) layerSizes[app]![d] = known.get(d)!;
       version = opts.version ?? nextVersion(current.targets, current.running);
+      const farClaims = runningIgnored(current.targets, current.running);
+      if (attempt === 1 && opts.version === undefined && farClaims.length > 0) {
+        log(
+          `note: devices report running ${farClaims.slice(0, 3).join(", ")}${farClaims.length > 3 ? ` and ${farClaims.length - 3} more` : ""}, more than ${RUNNING_LEAP_MAX} versions above the targets this gateway holds: ` +
+            `not numbered above (a device says what it runs itself); if such a target was published on a gateway since lost, give --version above it`,
+        );
+      }
       targets = makeTargets(
         {
           hwids,

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Value } from "@sinclair/typebox/value";
 import { EMPTY_SHA256, TargetEntry } from "../../lib/api/target.ts";
-import { checkVersionFree, makeTargets, nextVersion, TargetVersionError } from "./targets.ts";
+import { checkVersionFree, makeTargets, nextVersion, RUNNING_LEAP_MAX, runningIgnored, TargetVersionError } from "./targets.ts";
 
 describe("targets", () => {
   test("one target per hardware id with every tag, valid against the shared schema", () => {
@@ -23,6 +23,13 @@ describe("targets", () => {
     const v1 = makeTargets({ hwids: ["x86_64-linux"], tags: [], version: 1, apps: {}, containersSha: "x" });
     expect(nextVersion(v1, ["x86_64-linux-3", "x86_64-linux-1", "preloaded"])).toBe(4);
     expect(nextVersion(v1, ["x86_64-linux-1"])).toBe(2);
+    // A device says what it runs itself: a claim far above the existing versions moves nothing (and 15 digits would leave no next).
+    expect(nextVersion(v1, ["x86_64-linux-999999999999999"])).toBe(2);
+    expect(nextVersion(v1, [`x86_64-linux-${1 + RUNNING_LEAP_MAX}`])).toBe(2 + RUNNING_LEAP_MAX);
+    expect(nextVersion(v1, [`x86_64-linux-${2 + RUNNING_LEAP_MAX}`])).toBe(2);
+    expect(runningIgnored(v1, ["x86_64-linux-3", "x86_64-linux-999999999999999"])).toEqual(["x86_64-linux-999999999999999"]);
+    // Never a version a device runs, near or far: 3 lifts to 4, and 4 and 5 are run too.
+    expect(nextVersion(v1, ["x86_64-linux-3", "kiosk-4", `x86_64-linux-5`])).toBe(6);
     // Only a name of targetName's form whose tail is a target version (1-15 digits, lib/api/target.ts) carries one.
     expect(nextVersion(v1, ["x86_64-linux-1234567890123456", "x86_64-linux-rc9", "42"])).toBe(2);
     // --version naming what devices run is refused, with the first free one.

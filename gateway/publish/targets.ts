@@ -4,11 +4,15 @@
  * unpacked size of each image layer where publish knows it) and the
  * containers commit, marked when the work tree had uncommitted changes (the
  * content is then not that commit's). The version is one more than the highest
- * existing one (numerically), and than the highest a device reports running,
- * unless the user names it: a gateway restored from a backup older than its
- * last publish lacks the targets published since, and a number its devices
- * run would name other content under a name they take for the one they run
- * (and never update from).
+ * existing one (numerically), and than the highest a device reports running
+ * up to RUNNING_LEAP_MAX above it, unless the user names it: a gateway restored
+ * from a backup older than its last publish lacks the targets published since,
+ * and a number its devices run would name other content under a name they take
+ * for the one they run (and never update from). A device says what it runs
+ * itself (its check-in's header), so one device's claim moves the numbering
+ * that far at most: a claim of 999999999999999 used to make every publish fail
+ * (16 digits), one of 10^14 to leap there. Claims further up are never reused
+ * as names, and said (runningIgnored).
  *
  * @module
  */
@@ -18,21 +22,42 @@ export class TargetVersionError extends Error {
   override name = "TargetVersionError";
 }
 
+/** How far above the highest existing version a name devices report running may lift the next one: more publishes than a lost gateway plausibly made since its last backup. */
+export const RUNNING_LEAP_MAX = 1000;
+
 /**
  * The next version: one above every existing target's `custom.version` and every version in
- * `running`, the target names the gateway's devices report running (GET /admin/targets `running`).
+ * `running` (the target names the gateway's devices report running, GET /admin/targets `running`)
+ * at most RUNNING_LEAP_MAX above them, and none that a device reports running.
  *
  * @example
  * ```ts
  * nextVersion({ "x86_64-linux-1": v1 }, ["x86_64-linux-3"]); // 4: a device runs 3, published on a gateway since lost
+ * nextVersion({ "x86_64-linux-1": v1 }, ["x86_64-linux-999999999999999"]); // 2: a claim too far up moves nothing
  * ```
  */
 export function nextVersion(existing: Record<string, TargetEntry>, running: readonly string[] = []): number {
+  const max = highestVersion(existing);
+  const claimed = new Set(running.map(versionOfTargetName).filter((v): v is number => v !== undefined));
+  let next = max + 1;
+  for (const v of claimed) if (v >= next && v <= max + RUNNING_LEAP_MAX) next = v + 1;
+  while (claimed.has(next)) next++; // never a name a device runs, near or far
+  return next;
+}
+
+/** The names devices report running that lie too far above the existing versions to move the next one (nextVersion), for publish to say. */
+export function runningIgnored(existing: Record<string, TargetEntry>, running: readonly string[] = []): string[] {
+  const max = highestVersion(existing);
+  return running.filter((n) => (versionOfTargetName(n) ?? 0) > max + RUNNING_LEAP_MAX);
+}
+
+function highestVersion(existing: Record<string, TargetEntry>): number {
   let max = 0;
-  for (const v of [...Object.values(existing).map((t) => targetVersionNumber(t?.custom?.version)), ...running.map(versionOfTargetName)]) {
+  for (const t of Object.values(existing)) {
+    const v = targetVersionNumber(t?.custom?.version);
     if (v !== undefined && v > max) max = v;
   }
-  return max + 1;
+  return max;
 }
 
 export interface TargetSpec {
