@@ -89,6 +89,8 @@ export class ConnectionCaps {
     /** Addresses the per-address cap does not apply to (trusted proxies). */
     private readonly exempt: (address: string) => boolean = () => false,
     fdLimit = openFileLimit(),
+    /** Connections taken past `maxConnections` (out of the fd reserve), for a listener that answers those itself (plain.ts: 503, health checks); they do not widen the held share. */
+    readonly room = 0,
   ) {
     // Past the open-file limit accept fails before the cap could close an unauthenticated connection
     // to make room: the cap must come first, or clients without credentials could lock devices out.
@@ -110,7 +112,7 @@ export class ConnectionCaps {
    * terminated; an idle one is ended.
    */
   accept(c: CountedConnection): boolean {
-    if (this.#all.size >= this.maxConnections) {
+    if (this.#all.size >= this.maxConnections + this.room) {
       const victim = first(this.#unauth);
       if (victim) this.#evict(victim);
       else if (this.#idleFirst) this.#closeIdle(this.#idleFirst);

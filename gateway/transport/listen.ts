@@ -23,69 +23,26 @@
  * restart (Bun cannot be given shared ticket keys, oven-sh/bun#14604).
  *
  * Slow clients: each connection has one deadline at a time (connection.ts);
- * a sweep a few times a second cuts the ones past it. Unauthenticated clients
+ * a sweep a few times a second cuts the ones past it (connection-set.ts, shared
+ * with the plain port for a proxy, plain.ts). Unauthenticated clients
  * get short ones (head, whole body), authenticated ones an idle/stall limit.
  *
  * @module
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { deviceIdentity } from "../pki/keys.ts";
-import { Connection } from "./connection.ts";
+import type { Connection } from "./connection.ts";
 import { ConnectionCaps } from "./connection-caps.ts";
+import { ConnectionSet } from "./connection-set.ts";
 import { DEFAULT_LIMITS, listenError, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
-import { ClientGoneError, RequestLoop, RequestTimeoutError } from "./requests.ts";
 import { urlHost } from "./url.ts";
 
 export function listen(opts: TransportOptions): Promise<Listening> {
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, (a) => opts.trustedProxies?.has(a) ?? false);
-  const conns = new Set<Connection>();
-  let stopping = false;
-  let allClosed: (() => void) | undefined;
-  let timedOut = 0;
+  const set = new ConnectionSet(opts, limits, caps);
   let handshakes = 0;
   let resumed = 0;
-  const loop = new RequestLoop(opts, limits, {
-    stopping: () => stopping,
-    authenticated: (c) => caps.authenticated(c),
-  });
-
-  const seconds = (ms: number) => `${ms / 1000} s`;
-  /** A connection is past its deadline. */
-  const expire = (c: Connection) => {
-    const kind = c.deadlineKind;
-    if (kind === "closing") {
-      c.sock.terminate();
-      return;
-    }
-    if (kind === "head" && !c.buf?.byteLength) {
-      if (!c.authenticated) timedOut++;
-      c.end(); // nothing of a request came: just close
-      return;
-    }
-    timedOut++;
-    if (kind === "stall" && c.responding) {
-      c.sock.terminate(); // the client stopped reading the answer
-      return;
-    }
-    const what =
-      kind === "head"
-        ? `the request head was not complete within ${seconds(c.authenticated ? limits.idleTimeoutMs : limits.headTimeoutMs)}`
-        : kind === "body"
-          ? `the request body was not complete within ${seconds(limits.bodyTimeoutMs)}`
-          : `no request body bytes for ${seconds(c.stallMs)}`;
-    c.bodyFailed?.(new RequestTimeoutError(`Request timeout: ${what}`));
-    c.fail(408, `Request timeout: ${what}`);
-  };
-  const tickMs = Math.max(20, Math.min(500, Math.min(limits.headTimeoutMs, limits.bodyTimeoutMs, limits.idleTimeoutMs) / 20));
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const c of conns) {
-      if (!c.deadline || now < c.deadline) continue;
-      if (c.paused && c.deadlineKind === "stall") c.progress(); // we stopped reading: not the client's delay
-      else expire(c);
-    }
-  }, tickMs);
 
   // The X509Certificate form, not getPeerCertificate(): that one builds a whole object per
   // connection (about 21 µs against 3 µs here, measured on resumed connections).
@@ -105,15 +62,8 @@ export function listen(opts: TransportOptions): Promise<Listening> {
         socket: {
           // With a handshake handler, open runs at accept, before the TLS handshake: the head deadline covers the handshake too.
           open(sock) {
-            const c = new Connection(sock, sock.remoteAddress);
-            sock.data = c;
-            if (stopping || !caps.accept(c)) {
-              c.closed = true;
-              sock.terminate();
-              return;
-            }
-            conns.add(c);
-            loop.awaitHead(c);
+            const c = set.open(sock, sock.remoteAddress);
+            if (c) sock.data = c;
           },
           handshake(sock) {
             const c = sock.data;
@@ -124,25 +74,17 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             caps.handshaken(c, c.peer !== null);
             if (c.peer) {
               c.authenticated = true;
-              loop.awaitHead(c);
+              set.loop.awaitHead(c);
             }
           },
           data(sock, data) {
-            if (sock.data) loop.onData(sock.data, data);
+            if (sock.data) set.loop.onData(sock.data, data);
           },
           drain(sock) {
             sock.data?.flush();
           },
           close(sock) {
-            const c = sock.data;
-            if (!c) return;
-            c.closed = true;
-            caps.closed(c);
-            if (!conns.delete(c)) return;
-            c.onClose?.();
-            if (c.body && !c.body.done) c.bodyFailed?.(new ClientGoneError());
-            c.gone();
-            if (conns.size === 0) allClosed?.();
+            if (sock.data) set.closed(sock.data);
           },
           error() {
             // a failed handshake or reset is the client's problem, not a crash; close follows
@@ -150,7 +92,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
         },
       });
     } catch (err) {
-      clearInterval(sweep);
+      set.abandon();
       reject(listenError(err, `${urlHost(opts.host)}:${opts.port}`));
       return;
     }
@@ -159,25 +101,11 @@ export function listen(opts: TransportOptions): Promise<Listening> {
       host: listener.hostname,
       port: listener.port,
       url: `https://${host}:${listener.port}`,
-      stats: () => ({ open: conns.size, unauthenticated: caps.unauthenticated, capped: caps.capped, timedOut, handshakes, resumed, held: caps.held, holdsRefused: caps.holdsRefused, maxConnections: caps.maxConnections }),
-      close: (graceMs = 10_000) =>
-        new Promise<void>((done) => {
-          stopping = true;
-          listener.stop(false);
-          for (const c of conns) if (!c.busy) c.sock.end();
-          const finish = () => {
-            clearInterval(sweep);
-            done();
-          };
-          if (conns.size === 0) return finish();
-          const t = setTimeout(() => {
-            for (const c of conns) c.sock.terminate();
-          }, graceMs);
-          allClosed = () => {
-            clearTimeout(t);
-            finish();
-          };
-        }),
+      stats: () => ({ open: set.conns.size, unauthenticated: caps.unauthenticated, capped: caps.capped, timedOut: set.timedOut, handshakes, resumed, held: caps.held, holdsRefused: caps.holdsRefused, maxConnections: caps.maxConnections }),
+      close: (graceMs = 10_000) => {
+        listener.stop(false);
+        return set.close(graceMs);
+      },
     });
   });
 }

@@ -100,7 +100,7 @@ export interface TransportOptions {
    */
   fetchHead?(request: HeadRequest, env: Bindings): HeadAnswer | Response | Promise<HeadAnswer | Response> | undefined;
   /** Proxy mode: addresses whose forwarded certificate header is honoured. */
-  trustedProxies?: TrustedProxies;
+  trustedProxies?: Pick<TrustedProxies, "has">;
   /** Default `x-client-cert`. */
   clientCertHeader?: string;
   forwardedCerts?: ForwardedCertVerifier;

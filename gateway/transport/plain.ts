@@ -4,55 +4,64 @@
  * behind one. The proxy verifies the device's certificate and forwards it in a header; the hop to
  * the gateway then costs no second TLS session (bench/replicas measures the difference).
  *
- * Bun.serve carries it: it cannot give a handler the client certificate, but here there is none
- * to give, and its native HTTP parser costs less per request than our TLS transport.
+ * The transport's own HTTP/1.1 server carries it (Bun.listen without TLS, the request loop and
+ * deadlines of the TLS port: connection-set.ts), not Bun.serve, for one reason: Bun.serve shows no
+ * connection before its first complete request head, so it could neither refuse a client that is
+ * not a proxy before reading from it nor count a connection that never finishes a head.
  *
- * Who may talk to it: only the trusted proxies (`--trust-proxy`). A request from any other
- * address is answered 403 and the connection closed, before anything of it reaches the app
- * (its body is never read). A unix socket (`unix:/path`) has no address: it counts as trusted,
- * and its file permissions decide who may connect: it is created with mode 0660 (`socketMode`),
- * owner and group only, whatever the process's umask, so the proxy's user must own it or be in
- * its group.
+ * Who may talk to it: only the trusted proxies (`--trust-proxy`). A connection from any other
+ * address is refused at accept, before anything of it is read: it is written a 403 and closed (at
+ * most 100 ms later, at most 256 at a time; past that, closed at once without the 403), so it
+ * holds a file descriptor for moments and counts against no cap. A
+ * unix socket (`unix:/path`) has no address: it counts as trusted, and its file permissions decide
+ * who may connect: it is created with mode 0660 (`socketMode`), owner and group only, whatever the
+ * process's umask, so the proxy's user must own it or be in its group.
  *
  * What each request gets is what the TLS transport gives a request from a trusted proxy
  * (requests.ts): `env.peer` from the forwarded certificate header, checked by the same
  * `ForwardedCertVerifier`; the same admission hook before the body (a refused request with a
- * body reaches the app without it, and the connection closes after the answer); `env.connection` so a
- * held request (GET /repo/wait) may take its share of `maxConnections` (connection-caps.ts) and
- * learns through `req.signal` when the proxy gives up on it. Slow clients are the proxy's job:
- * it buffers request heads and enforces its own timeouts, so only an idle limit applies here,
- * longer than the longest push wait.
+ * body reaches the app without it, and the connection closes after the answer); `env.connection`
+ * so a held request (GET /repo/wait) may take its share of the connections (connection-caps.ts)
+ * and learns when the proxy gives up on it. Slow clients are the proxy's job: it buffers request
+ * heads and enforces its own timeouts, so a proxy's connection counts as authenticated from
+ * accept and only the idle limit applies (raised to the longest push wait).
  *
- * The cap: `maxConnections` (`--max-connections`, as ConnectionCaps lowers it for the open-file
- * limit) bounds the proxy's connections busy with a request here, Bun's count of requests in
- * flight (`server.pendingRequests`: from the head until the answer's last byte is sent, a held push
- * and a download included). Past it a request is answered 503 with `retry-after` and its
- * connection closed (the proxy retries or tells the device, which retries), counted in `stats()`
- * for /metrics. Bun.serve shows no connection before its first request and none between
- * requests: a kept-alive connection of the proxy's pool is not counted while idle (the proxy's own
- * limits bound its pool: HAProxy's `maxconn` on the server line, nginx's `keepalive`), nor is a
- * client that never finishes a request head; TCP connections that send nothing are not even
- * accepted (Bun defers accept to the first byte). That is why the port must be reachable by the
- * proxy alone.
+ * The caps: the proxy's connections are counted at accept by a ConnectionCaps of their own, as
+ * the TLS port's are (`--max-connections`, lowered for the open-file limit, plus HEALTH_ROOM),
+ * so even a trusted proxy cannot take every file descriptor: past it the longest idle of its
+ * kept-alive connections is closed for a new one, or the new one cut if all are busy. Of
+ * those, at most `--max-connections` (as lowered) may be busy with a request (from its head to
+ * the last byte of its answer, a held push and a download included): past it a request is
+ * answered 503 with `retry-after`, before its body is read, and its connection closed (the proxy
+ * retries or tells the device, which retries), counted in `stats()` for /metrics. The proxy's
+ * health check (GET /healthz) passes at the busy cap: a replica at its cap is busy, not down.
  *
  * @module
  */
-import type { Server } from "bun";
+import type { Socket, TCPSocketListener } from "bun";
 import { lstatSync } from "node:fs";
 import { chmod, lstat, stat, unlink } from "node:fs/promises";
 import { connect } from "node:net";
-import type { Bindings, ClientConnection } from "../env.ts";
+import type { Bindings } from "../env.ts";
 import type { PlainListenerStats } from "../metrics.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
+import type { Connection } from "./connection.ts";
 import { ConnectionCaps } from "./connection-caps.ts";
+import { ConnectionSet } from "./connection-set.ts";
+import { statusLine } from "./http1.ts";
 import { DEFAULT_LIMITS, listenError, type Admission, type RequestInfo, type TransportLimits } from "./options.ts";
-import { urlHost, urlTarget } from "./url.ts";
+import { urlHost } from "./url.ts";
 
 /** The longest push wait the app holds (routes/repo-wait.ts MAX_WAIT_SECONDS) plus a margin: the idle limit may not be shorter. */
 const MIN_IDLE_SECONDS = 75;
-/** Bun.serve's largest idleTimeout. */
+/** The idle limit's largest value, as it was under Bun.serve. */
 const MAX_IDLE_SECONDS = 255;
+/** How long a refused connection's descriptor is kept for its 403 to be read, and how many may be kept so at once. */
+const REFUSED_LINGER_MS = 100;
+const REFUSED_MAX = 256;
+/** Connections past the busy cap that the caps still take: the proxy's health checks, and its requests answered 503. */
+const HEALTH_ROOM = 64;
 
 export class InvalidProxyListenError extends Error {
   override name = "InvalidProxyListenError";
@@ -106,70 +115,19 @@ export interface PlainListening {
   close(graceMs?: number): Promise<void>;
 }
 
-const NO_SOCKET = { terminate() {} };
-
-/** One request's connection as a handler sees it (env.connection): the proxy's request, cancelled through `req.signal`. */
-class ProxiedRequest implements ClientConnection {
-  held = false;
-  caps: ConnectionCaps | undefined;
-  /** For the caps: there is no socket of ours to cut (a held request is never evicted). */
-  readonly sock = NO_SOCKET;
-  /** Never idle to the caps (a request, not a connection: Bun.serve keeps the proxy's between requests), so never ended by them. */
-  idle = false;
-  idlePrev = undefined;
-  idleNext = undefined;
-  end(): void {}
-  #onClose: (() => void) | undefined;
-  #listening = false;
-  constructor(
-    readonly req: Request,
-    readonly remoteAddr: string,
-    readonly pool: ConnectionCaps,
-  ) {}
-
-  get closed(): boolean {
-    return this.req.signal.aborted;
-  }
-
-  get onClose(): (() => void) | undefined {
-    return this.#onClose;
-  }
-
-  set onClose(fn: (() => void) | undefined) {
-    this.#onClose = fn;
-    if (!fn || this.#listening) return;
-    // Subscribed only when a handler asks: most requests never touch req.signal.
-    this.#listening = true;
-    this.req.signal.addEventListener("abort", () => this.#onClose?.(), { once: true });
-  }
-
-  hold(): boolean {
-    const caps = this.pool;
-    if (this.closed || !caps.accept(this)) return false;
-    caps.authenticated(this); // counted for the held share only; never a candidate for eviction
-    if (caps.hold(this)) return true;
-    caps.closed(this);
-    return false;
-  }
-
-  /** The answer is handed to the server (or the request ended): its held slot is free. */
-  done(): void {
-    if (this.caps) this.caps.closed(this);
-  }
-}
-
-/** The answer with `connection: close`: the server closes the connection after it (a body left unread must not be taken for the next request). */
-function closing(res: Response): Response {
-  const headers = new Headers(res.headers);
-  headers.set("connection", "close");
-  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
-}
-
 /** The default mode of the unix socket: the gateway's user and group may connect, nobody else. */
 export const DEFAULT_SOCKET_MODE = 0o660;
 
-/** GET /healthz, the proxy's health check: a full URL, or the target alone when it came without a Host header. */
-const isHealthCheck = (url: string) => urlTarget(url).path === "/healthz";
+/** Everyone on a unix socket: its file mode decides who connects. */
+const EVERYONE = { has: () => true };
+
+/** The answer to a client that is not a trusted proxy, written at accept without reading anything of it. */
+function forbidden(address: string): Buffer {
+  const body = JSON.stringify({
+    error: `Forbidden: ${address || "this client"} is not a trusted proxy (--trust-proxy); this port serves only the TLS-terminating proxy, devices connect to the proxy`,
+  });
+  return Buffer.from(`${statusLine(403)}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
 
 /**
  * The requirement on who may use the listener, checked before anything starts (`gateway serve`
@@ -201,129 +159,121 @@ export function checkProxyListen(address: ProxyListenAddress, trustedProxies: Tr
  */
 export async function listenPlain(opts: PlainListenOptions): Promise<PlainListening> {
   checkProxyListen(opts.address, opts.trustedProxies);
-  const unix = "unix" in opts.address;
-  const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, () => true);
-  const certHeader = (opts.clientCertHeader ?? "x-client-cert").toLowerCase();
-  const idleTimeout = Math.min(MAX_IDLE_SECONDS, Math.max(MIN_IDLE_SECONDS, Math.ceil(limits.idleTimeoutMs / 1000)));
-  // The proxies are few: remember each address's verdict instead of asking the BlockList per request.
+  const address = opts.address;
+  const unix = "unix" in address;
+  const asked: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const idleSeconds = Math.min(MAX_IDLE_SECONDS, Math.max(MIN_IDLE_SECONDS, Math.ceil(asked.idleTimeoutMs / 1000)));
+  const limits: TransportLimits = { ...asked, idleTimeoutMs: idleSeconds * 1000 };
+  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, () => true, undefined, HEALTH_ROOM);
+  const busyCap = caps.maxConnections;
+  // The proxies are few: remember each address's verdict instead of asking the BlockList per connection.
   const verdicts = new Map<string, boolean>();
-  const trusted = (address: string) => {
-    let v = verdicts.get(address);
+  const trusted = (addr: string) => {
+    let v = verdicts.get(addr);
     if (v === undefined) {
-      v = opts.trustedProxies.has(address);
+      v = opts.trustedProxies.has(addr);
       if (verdicts.size >= 1024) verdicts.clear();
-      verdicts.set(address, v);
+      verdicts.set(addr, v);
     }
     return v;
   };
-  /** Requests refused by the cap (module comment). */
+  /** Requests answered 503 by the busy cap (module comment). */
   let capped = 0;
-  const hostName = "unix" in opts.address ? "localhost" : urlHost(opts.address.host);
-
-  const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
-    const ip = unix ? null : server.requestIP(req);
-    const remoteAddr = ip?.address ?? "";
-    if (!unix && !trusted(remoteAddr)) {
-      return Response.json(
-        { error: `Forbidden: ${remoteAddr || "this client"} is not a trusted proxy (--trust-proxy); this port serves only the TLS-terminating proxy, devices connect to the proxy` },
-        { status: 403, headers: { connection: "close" } },
-      );
-    }
-    // The cap; this request is among those pending. The proxy's health check passes: a replica at
-    // its cap is busy, not down, and failing the check would take every full replica out at once.
-    if (server.pendingRequests > caps.maxConnections && !isHealthCheck(req.url)) {
-      capped++;
-      return Response.json(
-        { error: `Service unavailable: ${caps.maxConnections} requests are in flight on this listener (--max-connections); retry` },
-        { status: 503, headers: { connection: "close", "retry-after": "1" } },
-      );
-    }
-    let request = req;
-    if (req.url.charCodeAt(0) !== 104 /* h */) {
-      // Without a Host header (HTTP/1.0: HAProxy's health check) Bun gives the target alone, which
-      // the app cannot route: name this listener, as the TLS transport names its own host.
-      if (req.url.charCodeAt(0) !== 47 /* / */) return Response.json({ error: "Bad request: no Host header" }, { status: 400, headers: { connection: "close" } });
-      request = new Request(`http://${hostName}${req.url}`, req);
-    }
-    const env: Bindings = {};
-    if (remoteAddr) env.remoteAddr = remoteAddr;
-    const forwarded = req.headers.get(certHeader);
-    if (forwarded !== null) {
-      const peer = await opts.forwardedCerts.verify(forwarded);
-      if (peer) env.peer = peer;
-    } else opts.forwardedCerts.noticeAbsent(certHeader, (name) => req.headers.get(name));
-    // As the TLS transport: only a request without a body may be held (GET /repo/wait).
-    const bodyless = req.method === "GET" || req.method === "HEAD";
-    const conn = bodyless ? new ProxiedRequest(req, remoteAddr, caps) : undefined;
-    if (conn) env.connection = conn;
-    // The admission hook only matters for a request with a body, which it may refuse unread: without
-    // one the app gets the same request either way, and the deadlines an authenticated client
-    // earns on the TLS port are the proxy's business here.
-    let refuse = false;
-    if (!bodyless && opts.admit) {
-      let admission: Admission;
-      try {
-        admission = await opts.admit(requestInfo(request), env);
-      } catch (err) {
-        console.error("gateway: admission failed:", err);
-        admission = { authenticated: false };
+  /** Requests found past the busy cap by the admission below, answered 503 by fetch. */
+  const overCap = new WeakSet<Bindings>();
+  const admit = opts.admit;
+  const set = new ConnectionSet(
+    {
+      host: unix ? "localhost" : urlHost(address.host),
+      scheme: "http",
+      trustedProxies: unix ? EVERYONE : opts.trustedProxies,
+      forwardedCerts: opts.forwardedCerts,
+      ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
+      // Before the body: past the busy cap a request is refused (its body never read) and fetch answers 503.
+      admit: (req, env) => {
+        if (set.conns.size > busyCap && req.path !== "/healthz" && set.busy() > busyCap) {
+          overCap.add(env);
+          return { authenticated: true, refuse: true };
+        }
+        return admit ? admit(req, env) : { authenticated: true };
+      },
+      fetch: (req, env) => {
+        if (!overCap.has(env)) return opts.fetch(req, env);
+        capped++;
+        return Response.json(
+          { error: `Service unavailable: ${busyCap} requests are in flight on this listener (--max-connections); retry` },
+          { status: 503, headers: { connection: "close", "retry-after": "1" } },
+        );
+      },
+    },
+    limits,
+    caps,
+  );
+  /** Refused connections whose 403 is out, until they close (above). */
+  const refused = new Map<Socket<Connection | undefined>, ReturnType<typeof setTimeout>>();
+  const socket = {
+    open(sock: Socket<Connection | undefined>) {
+      const remoteAddr = unix ? "" : sock.remoteAddress;
+      if (!unix && !trusted(remoteAddr)) {
+        // Refused before anything is read. The 403 and a FIN go out at once; the descriptor is let go
+        // when the client closes, or REFUSED_LINGER_MS later (closing it with the client's bytes
+        // unread would reset the connection before the client reads the 403). Past REFUSED_MAX such
+        // lingering ones (a flood), it is just closed.
+        if (refused.size >= REFUSED_MAX) return sock.terminate();
+        sock.write(forbidden(remoteAddr));
+        sock.shutdown();
+        refused.set(sock, setTimeout(() => sock.terminate(), REFUSED_LINGER_MS));
+        return;
       }
-      // Refused whatever its body: the app answers from the head alone, the body is never read,
-      // and the connection closes after the answer (what is left of the body is not a request).
-      if (admission.refuse && req.body !== null) {
-        refuse = true;
-        request = new Request(request.url, { method: req.method, headers: req.headers });
+      sock.data = set.open(sock, remoteAddr, true);
+    },
+    data(sock: Socket<Connection | undefined>, data: Buffer) {
+      if (sock.data) set.loop.onData(sock.data, data);
+    },
+    drain(sock: Socket<Connection | undefined>) {
+      sock.data?.flush();
+    },
+    close(sock: Socket<Connection | undefined>) {
+      if (sock.data) set.closed(sock.data);
+      const t = refused.get(sock);
+      if (t) {
+        clearTimeout(t);
+        refused.delete(sock);
       }
-    }
-    try {
-      const res = await opts.fetch(request, env);
-      return refuse ? closing(res) : res;
-    } catch (err) {
-      console.error("gateway: unhandled error:", err);
-      return Response.json({ error: "Internal error" }, { status: 500 });
-    } finally {
-      conn?.done();
-    }
-  };
-
-  const common = {
-    idleTimeout,
-    // Registry uploads pass through whole: the app and the registry set their own limits.
-    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    fetch: handle,
-    error(err: Error) {
-      console.error("gateway: unhandled error:", err);
-      return Response.json({ error: "Internal error" }, { status: 500 });
+    },
+    error() {
+      // a reset is the client's problem, not a crash; close follows
     },
   };
-  const address = opts.address;
-  // Bun's types leave idleTimeout out for unix sockets, but Bun applies it there too (a held
-  // request is cut after it, as over TCP): the cast keeps it.
-  const serve = () => {
-    if (!("unix" in address)) return Bun.serve({ ...common, hostname: address.host, port: address.port });
+  const bind = () => {
+    if (!unix) return Bun.listen<Connection | undefined>({ hostname: address.host, port: address.port, socket });
     // The socket is fully trusted: bind it with others shut out (umask 0117, so never wider than
     // 0660 even for a moment), then give it exactly the mode asked for.
     const umask = process.umask(0o117);
     try {
-      return Bun.serve({ ...common, unix: address.unix } as unknown as Parameters<typeof Bun.serve>[0]);
+      return Bun.listen<Connection | undefined>({ unix: address.unix, socket });
     } finally {
       process.umask(umask);
     }
   };
-  let server: Server<undefined>;
-  const where = "unix" in address ? address.unix : `${urlHost(address.host)}:${address.port}`;
+  let listener: ReturnType<typeof bind>;
+  const where = unix ? address.unix : `${urlHost(address.host)}:${address.port}`;
   try {
-    server = serve();
+    try {
+      listener = bind();
+    } catch (err) {
+      // A socket file left by a gateway that did not stop cleanly: take it over if nobody answers on it.
+      if (!unix || (err as { code?: string }).code !== "EADDRINUSE") throw listenError(err, where);
+      const isSocket = await lstat(address.unix).then((st) => st.isSocket(), () => false);
+      if (!isSocket || (await socketAnswers(address.unix))) throw listenError(err, where);
+      await unlink(address.unix);
+      listener = bind();
+    }
   } catch (err) {
-    // A socket file left by a gateway that did not stop cleanly: take it over if nobody answers on it.
-    if (!("unix" in address) || (err as { code?: string }).code !== "EADDRINUSE") throw listenError(err, where);
-    const isSocket = await lstat(address.unix).then((st) => st.isSocket(), () => false);
-    if (!isSocket || (await socketAnswers(address.unix))) throw listenError(err, where);
-    await unlink(address.unix);
-    server = serve();
+    set.abandon();
+    throw err;
   }
-  if ("unix" in address) {
+  if (unix) {
     const mode = opts.socketMode ?? DEFAULT_SOCKET_MODE;
     try {
       await chmod(address.unix, mode);
@@ -331,19 +281,19 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
       // Without the chmod the umask decided: a socket anyone may write to lets anyone be any device.
       const st = await stat(address.unix).catch(() => undefined);
       if (!st || (st.mode & 0o002 && !(mode & 0o002))) {
-        void server.stop(true);
+        listener.stop(true);
+        set.abandon();
         throw new InvalidProxyListenError(`Cannot set mode ${mode.toString(8)} on ${address.unix} (${(err as Error).message}) and it is world-writable: refusing to serve on it`);
       }
     }
   }
-  const url = "unix" in address ? `unix:${address.unix}` : `http://${urlHost(server.hostname!)}:${server.port}`;
+  const url = unix ? `unix:${where}` : `http://${urlHost((listener as TCPSocketListener<unknown>).hostname)}:${(listener as TCPSocketListener<unknown>).port}`;
   return {
     url,
-    stats: () => ({ busy: server.pendingRequests, capped, held: caps.held, holdsRefused: caps.holdsRefused }),
-    close: async (graceMs = 10_000) => {
-      const t = setTimeout(() => void server.stop(true), graceMs);
-      await server.stop(false);
-      clearTimeout(t);
+    stats: () => ({ busy: set.busy(), capped: capped + caps.capped, held: caps.held, holdsRefused: caps.holdsRefused }),
+    close: (graceMs = 10_000) => {
+      listener.stop(false);
+      return set.close(graceMs);
     },
   };
 }
@@ -357,12 +307,4 @@ function socketAnswers(path: string): Promise<boolean> {
     });
     sock.on("error", () => resolve(false));
   });
-}
-
-function requestInfo(req: Request): RequestInfo {
-  return {
-    method: req.method,
-    path: urlTarget(req.url).path,
-    header: (name) => req.headers.get(name) ?? undefined,
-  };
 }

@@ -46,14 +46,22 @@ const admissionFailed = (err: unknown): Admission => {
   return NOT_AUTHENTICATED;
 };
 
+/**
+ * What the loop needs of the listener's options; `scheme` names the request URLs (default
+ * https; the plain port's are http).
+ */
+export type LoopOptions = Pick<TransportOptions, "host" | "fetch"> & Partial<TransportOptions> & { scheme?: "http" | "https" };
+
 export class RequestLoop {
-  readonly #opts: TransportOptions;
+  readonly #opts: LoopOptions;
+  readonly #origin: string;
   readonly #limits: TransportLimits;
   readonly #hooks: RequestLoopHooks;
   readonly #certHeader: string;
 
-  constructor(opts: TransportOptions, limits: TransportLimits, hooks: RequestLoopHooks) {
+  constructor(opts: LoopOptions, limits: TransportLimits, hooks: RequestLoopHooks) {
     this.#opts = opts;
+    this.#origin = `${opts.scheme ?? "https"}://`;
     this.#limits = limits;
     this.#hooks = hooks;
     this.#certHeader = (opts.clientCertHeader ?? "x-client-cert").toLowerCase();
@@ -236,7 +244,7 @@ export class RequestLoop {
 
   /** The URL of the web Request: an origin-form target joined to the Host header (or the listen host). */
   #url(head: RequestHead): string {
-    return head.target.charCodeAt(0) === 47 /* / */ ? `https://${head.host || this.#opts.host}${head.target}` : head.target;
+    return head.target.charCodeAt(0) === 47 /* / */ ? `${this.#origin}${head.host || this.#opts.host}${head.target}` : head.target;
   }
 
   /** Writes the app's answer, then readies the connection for the next request (or ends it); no promise for a HeadAnswer. */

@@ -49,7 +49,7 @@ export function writeHeadAnswer(c: Connection, answer: HeadAnswer, req: RequestH
 /**
  * Writes the answer to `req`; returns whether the connection can take another request.
  * `reusable` is false when the transport must close after this answer (stopping, or the
- * request's body was not read to its end).
+ * request's body was not read to its end); an answer with `connection: close` closes it too.
  */
 export async function writeResponse(c: Connection, response: Response, req: RequestHead, reusable: boolean): Promise<boolean> {
   c.responding = true;
@@ -57,12 +57,14 @@ export async function writeResponse(c: Connection, response: Response, req: Requ
   const status = response.status;
   let head = statusLine(status);
   let length: string | undefined;
+  let closeAsked = false;
   // forEach gives each Set-Cookie value on its own (never joined), so no getSetCookie() array per answer.
   response.headers.forEach((v, k) => {
     if (k === "content-length") length = v;
-    else if (k !== "transfer-encoding" && k !== "connection" && k !== "keep-alive") head += `${k}: ${v}\r\n`;
+    else if (k === "connection") closeAsked = v.toLowerCase().includes("close"); // the handler wants the connection closed after this answer
+    else if (k !== "transfer-encoding" && k !== "keep-alive") head += `${k}: ${v}\r\n`;
   });
-  const keepAlive = req.keepAlive && reusable;
+  const keepAlive = req.keepAlive && reusable && !closeAsked;
   head += dateHeader() + connectionHeader(keepAlive, req);
   const noBody = isHead || status === 204 || status === 304 || status < 200;
   if (!noBody && length !== undefined && Number(length) <= SMALL_BODY) {
