@@ -106,3 +106,22 @@ test("endWaitsOf ends every wait of that device with null at once, and no other 
   expect(await c2).toBeNull();
   expect(watch.waiting).toBe(0);
 });
+
+test("a device past its perDevice waits has its oldest ended as timed out, and no other device's", async () => {
+  const db = storage(1);
+  const watch = new TimestampWatch(db, 20, 2);
+  const other = watch.waitAfter(1, 60_000, undefined, "b");
+  const a1 = watch.waitAfter(1, 60_000, undefined, "a");
+  const a2 = watch.waitAfter(1, 60_000, undefined, "a");
+  await Bun.sleep(30); // all queued (the first read is done)
+  const a3 = watch.waitAfter(1, 60_000, undefined, "a");
+  expect(await a1).toBeUndefined();
+  expect(watch.waiting).toBe(3);
+  const a4 = watch.waitAfter(1, 60_000, undefined, "a");
+  expect(await a2).toBeUndefined();
+  expect(watch.waiting).toBe(3);
+  // The two newest of "a" and the other device's wait are still held: news reaches all three.
+  db.version = 2;
+  expect(await Promise.all([a3, a4, other])).toEqual([2, 2, 2]);
+  expect(watch.waiting).toBe(0);
+});

@@ -17,6 +17,12 @@
  * The device's waits hang off one Map entry as a chain through the waiters (usually one), so a
  * held wait costs a field or two more, not a Set.
  *
+ * The same chain bounds how many waits one device holds (`perDevice`, routes/repo-wait.ts's
+ * policy): a device opening one more ends its oldest, as if that one's time were up. Otherwise one
+ * device certificate could hold every wait a replica may (the transport's share of its
+ * connections) and every other device would be refused push. The chain is newest first, so the
+ * oldest is its end, reached in at most `perDevice` steps: no count kept, no closure.
+ *
  * @module
  */
 import type { TufStorage } from "./ota/storage.ts";
@@ -64,12 +70,14 @@ export class TimestampWatch {
   constructor(
     private readonly storage: Pick<TufStorage, "getLatest">,
     private readonly pollMs = 250,
+    /** The most waits one named device holds here at once; one more ends its oldest (undefined: time is up). */
+    private readonly perDevice = Infinity,
   ) {}
 
   /**
    * Resolves with the newest version once it is above `after`, or undefined after `timeoutMs`
-   * or as soon as `client` leaves (its close hook ends the wait), or null when `endWaitsOf(device)`
-   * ends it.
+   * or as soon as `client` leaves (its close hook ends the wait) or `device` holds `perDevice`
+   * newer waits, or null when `endWaitsOf(device)` ends it.
    */
   waitAfter(after: number, timeoutMs: number, client?: Leaving, device?: string): Promise<WaitEnd> {
     if (this.#version > after) return Promise.resolve(this.#version);
@@ -109,7 +117,20 @@ export class TimestampWatch {
     TimestampWatch.waitingInProcess++;
     this.#start();
     if (client) this.#endWhenLeaving(w, client);
+    // After the new wait is counted: ending the others first could stop the watch (none waiting).
+    if (device !== undefined) this.#endPastCap(w, device);
     return promise;
+  }
+
+  /** Ends the waits of `device` past its `perDevice` newest (`newest` first in its chain), as timed out. */
+  #endPastCap(newest: Waiter, device: string): void {
+    let last = newest;
+    for (let n = 1; n < this.perDevice && last.sameDevice; n++) last = last.sameDevice;
+    // Settling unchains it: `last.sameDevice` moves on to the next older one, if any.
+    for (let w = last.sameDevice; w; w = last.sameDevice) {
+      if (w.bucket) this.#settle(w, undefined);
+      else this.#unchain(w, device);
+    }
   }
 
   /** Its own scope, so the close hook keeps the waiter and the watch, nothing else of the request. */

@@ -17,6 +17,14 @@
  * memory per held request).
  * Held requests may take only a share of the transport's --max-connections (connection-caps.ts):
  * past it the device is answered 503 at once and polls, and check-ins still find a connection.
+ * One device holds at most MAX_WAITS_PER_DEVICE of them on a replica: one more ends its oldest,
+ * answered 204 as a wait whose time is up, so one device certificate (a compromised one, or a
+ * client gone wrong) cannot take that share and leave every other device polling. The new wait
+ * wins rather than being refused (429): a device whose old connection died without the gateway
+ * noticing (a NAT that forgot it) would otherwise be refused until the old wait timed out, and
+ * fioup polls out its interval after a refusal, whereas after a 204 it simply asks again.
+ * Both ways in (the fast path in ./checkin.ts and the route below) call `waitForNews`, so the
+ * cap has this one home; it is per replica, as the waits are.
  * Revoking a device ends its waits held on this replica at once, answered 403 as any request of
  * a revoked device (`endDeviceWaits`, called by the revoke route); another replica learns of the
  * revocation through its device cache (5 s), so there a held wait ends with its news or timeout
@@ -31,10 +39,19 @@ import { TimestampWatch, type WaitEnd } from "../push.ts";
 
 export const MAX_WAIT_SECONDS = 60;
 
+/**
+ * fioup holds one wait. A reconnect that overlaps the old connection's teardown would get in even
+ * with one allowed (it ends the old wait); two, so that two live holders of one certificate (the
+ * old daemon and the new across a restart while a proxy still holds the old one's request, a
+ * device cloned with its certificate) do not end each other's waits in turn, each asking again at
+ * once after its 204: a request per round trip for as long as both run.
+ */
+export const MAX_WAITS_PER_DEVICE = 2;
+
 const watches = new WeakMap<Gateway, TimestampWatch>();
 const watchOf = (gw: Gateway) => {
   let w = watches.get(gw);
-  if (!w) watches.set(gw, (w = new TimestampWatch(gw.store.tuf)));
+  if (!w) watches.set(gw, (w = new TimestampWatch(gw.store.tuf, undefined, MAX_WAITS_PER_DEVICE)));
   return w;
 };
 

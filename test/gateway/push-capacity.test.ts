@@ -1,31 +1,24 @@
 /**
  * Held push requests never take every connection: with `--max-connections 11`, nine devices'
- * connections (90%, rounded down) may hold GET /repo/wait, a tenth hold is answered 503 at once
- * (the device polls instead), and check-ins still get a connection and their answer. The eleventh
- * connection is the test's own to /metrics, which counts the held waits and the refused one.
+ * connections (90%, rounded down) may hold GET /repo/wait, a tenth device's hold is answered 503 at
+ * once (it polls instead), and check-ins still get a connection and their answer. The eleventh
+ * connection is the test's own to /metrics, which counts the held waits and the refused one. Ten
+ * devices, as one device holds at most two waits (push-per-device.test.ts).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { metricSample, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { until } from "../harness/tmp.ts";
-import { post, tlsFetch } from "./_client.ts";
-import { makeDeviceCsr } from "./_device.ts";
+import type { tlsFetch } from "./_client.ts";
+import { registerDevice } from "./_register.ts";
 
 let gw: GatewayHandle;
-let devFetch: ReturnType<typeof tlsFetch>;
+let devFetches: ReturnType<typeof tlsFetch>[];
 
 beforeAll(async () => {
   gw = await startGateway({ args: ["--max-connections", "11"] });
-  const { token } = (await (await gw.adminFetch("/admin/tokens", { ...post({ tags: ["main"] }), keepalive: false })).json()) as { token: string };
-  const k = await makeDeviceCsr();
-  const reg = await tlsFetch({ ca: gw.caPem })(`${gw.url}/devices`, {
-    ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
-    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    keepalive: false,
-  });
-  expect(reg.status).toBe(201);
-  const { certificate } = (await reg.json()) as RegistrationResponse;
-  devFetch = tlsFetch({ ca: gw.caPem, cert: certificate, key: k.keyPem });
+  // One by one: each registration's connection is idle after it, and closed for the next if need be.
+  devFetches = [];
+  for (let i = 0; i < 10; i++) devFetches.push((await registerDevice(gw.url, gw.adminToken, gw.caPem)).fetch);
 }, 60_000);
 
 afterAll(async () => {
@@ -33,10 +26,11 @@ afterAll(async () => {
 }, 30_000);
 
 test("holds take at most 90% of the connections; past it a hold is answered 503 and check-ins still get through", async () => {
+  const devFetch = devFetches[9]!;
   const { version } = ((await (await devFetch(`${gw.url}/repo/timestamp.json`)).json()) as { signed: { version: number } }).signed;
   const stop = new AbortController();
-  // Nine holds on nine connections (parallel requests do not share one).
-  const holds = Array.from({ length: 9 }, () => devFetch(`${gw.url}/repo/wait?after=${version}&timeout=20`, { signal: stop.signal }).then((r) => r.status, () => 0));
+  // Nine devices' holds on nine connections.
+  const holds = devFetches.slice(0, 9).map((f) => f(`${gw.url}/repo/wait?after=${version}&timeout=20`, { signal: stop.signal }).then((r) => r.status, () => 0));
   // Until the gateway holds all nine (on a loaded machine their handshakes take as long as they take).
   await until("nine push waits held (gateway_push_waits_held on /metrics)", heldWaits, (n) => n === 9, 15_000); // under the holds' own 20 s, so none ran out meanwhile
   const t0 = Date.now();
