@@ -143,8 +143,10 @@ export function classifyTufError(err: unknown, fallbackFile?: string, expiry?: E
     : e instanceof modelErrors.LengthOrHashMismatchError ? "LengthOrHashMismatchError"
     : e.constructor?.name ?? "";
   // tuf-js's RuntimeError wraps snapshot/targets errors as text: "Unable to load targets error Error: ..."
+  // The file is the one the inner message names, if it names one: loading snapshot.json checks the
+  // timestamp last ("Unable to load snapshot metadata error Error: Final timestamp.json is expired").
   const wrapped = /^Unable to load (\w+)[\w ]* error (?:\w*Error: )?(.*)$/s.exec(e.message);
-  const file = wrapped ? `${wrapped[1]}.json` : fileOf(e.message) ?? fallbackFile ?? fileOfStack(e);
+  const file = wrapped ? (fileOf(wrapped[2]!) ?? `${wrapped[1]}.json`) : fileOf(e.message) ?? fallbackFile ?? fileOfStack(e);
   const msg = wrapped ? wrapped[2]! : e.message;
   const opts = { cause: err };
   if (kind === "DownloadLengthMismatchError" || /max length reached/i.test(msg))

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryTufStorage, TufRepo } from "../../gateway/ota/index.ts";
 import { serveRepo, targetEntry, type RepoServer } from "./_repo-server.ts";
-import { InvalidMetadataError, RollbackError } from "../../lib/tuf/verification-errors.ts";
+import { classifyTufError, ExpiredMetadataError, InvalidMetadataError, RollbackError } from "../../lib/tuf/verification-errors.ts";
 import { verifyAndLoadTargets } from "../../lib/tuf/verify-targets.ts";
 
 let work: string;
@@ -38,6 +38,17 @@ async function newDevice(): Promise<string> {
 const verify = (dir: string) => verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: server.baseUrl });
 
 describe("classifyTufError", () => {
+  test("an expired timestamp found while snapshot.json loads is named timestamp.json, with its expiry against the clock", () => {
+    // What tuf-js throws when the timestamp's final expiry check fails inside the snapshot's load.
+    const err = new Error("Unable to load snapshot metadata error Error: Final timestamp.json is expired");
+    const now = new Date("2026-12-08T19:18:48Z");
+    const e = classifyTufError(err, undefined, { now, expiresOf: (f) => (f === "timestamp.json" ? "2026-12-07T19:00:00Z" : undefined) });
+    expect(e).toBeInstanceOf(ExpiredMetadataError);
+    expect(e.message).toStartWith("Cannot verify TUF metadata timestamp.json: expired at 2026-12-07T19:00:00Z by this machine's clock, which reads 2026-12-08T19:18:48Z");
+    // A wrapped message that names no file keeps the file being loaded.
+    expect(classifyTufError(new Error("Unable to load targets metadata error Error: bad"), undefined).message).toStartWith("Cannot verify TUF metadata targets.json");
+  });
+
   test("a timestamp.json cut short is named, with what to do", async () => {
     const whole = (await repo.metadata("timestamp.json"))!;
     server.overrides.set("timestamp.json", whole.slice(0, whole.length >> 1));
