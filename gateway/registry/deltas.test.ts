@@ -136,6 +136,18 @@ describe("LayerDeltas", () => {
     expect("descriptor" in made).toBe(true);
   });
 
+  test("a stored layer damaged on disk fails the pair naming its digest and file, not only zlib's words", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next);
+    const path = s.storage.blobPath(s.to.digest);
+    const bytes = await readFile(path);
+    bytes[bytes.length >> 1]! ^= 0xff;
+    await writeFile(path, bytes);
+    const err = await new LayerDeltas(s.storage, { zstd: s.zstd }).get("main/app", s.from.digest, s.to.digest).then(() => undefined, (e: Error) => e);
+    expect(err?.message).toContain(`Cannot unpack the stored layer ${s.to.digest} (${path}) to make a delta: `);
+    expect(err?.message).toContain(`the file may be damaged (check: sha256sum ${path})`);
+  });
+
   test("a layer not in the repository is a 404", async () => {
     const { old, next } = layers();
     const s = await setup(old, next);

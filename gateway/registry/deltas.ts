@@ -263,7 +263,9 @@ export class LayerDeltas {
       }
     } catch (err) {
       if (err instanceof LayerTooLargeForDelta) return undefined;
-      throw err;
+      if (err instanceof ZstdMissing) throw err;
+      // Named, so the operator finds the file: a stored blob that does not unpack is damaged on disk.
+      throw new Error(`Cannot unpack the stored layer ${digest} (${src}) to make a delta: ${(err as Error).message}; the file may be damaged (check: sha256sum ${src})`, { cause: err });
     }
     return { path: dest, size };
   }
