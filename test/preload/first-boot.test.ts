@@ -12,40 +12,27 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
-import {
-  Device, Publisher, collectCli, freePort, httpGet, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd,
-  type DockerRegistryHandle, type DockerdHandle,
-} from "../fioup/_setup.ts";
-import { asTestGateway, factoryConfig, preload, preloadConfig, startTestGateway } from "./_setup.ts";
+import { Device, Publisher, asTestGateway, collectCli, httpGet, httpdCompose, httpdImage, pushImage, type DockerRegistryHandle } from "../fioup/_setup.ts";
+import { factoryConfig, preload, preloadConfig, startTestGateway, threeApps, type ThreeApps } from "./_setup.ts";
 
 // App names are unique per test file: the dockerd is shared with other test processes.
 const A = "pl1a";
 const B = "pl1b";
 const C = "pl1c";
-let dockerd: DockerdHandle;
+let rig: ThreeApps;
 let upstream: DockerRegistryHandle;
 let gw: GatewayHandle;
 let pub: Publisher;
 let device: Device;
-const port: Record<string, number> = {};
+let port: Record<string, number>;
 
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  for (const n of [A, B, C]) port[n] = await freePort();
-  const refs = await Promise.all([A, B, C].map((n) => pushImage(upstream, `test/${n}`, "v1", httpdImage(`${n} v1`))));
-  pub = await Publisher.create(asTestGateway(gw), upstream, {
-    [`${A}/docker-compose.yml`]: httpdCompose(refs[0]!, port[A]!),
-    [`${B}/docker-compose.yml`]: httpdCompose(refs[1]!, port[B]!),
-    [`${C}/docker-compose.yml`]: httpdCompose(refs[2]!, port[C]!),
-  });
-  await pub.publish(1);
-  device = await Device.create(dockerd);
+  rig = await threeApps([A, B, C]);
+  ({ upstream, gw, pub, device, port } = rig);
 }, 120_000);
 
 afterAll(async () => {
-  await device?.cleanup([A, B, C]).catch(() => {});
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
+  await rig?.stop();
 });
 
 const running = async () => Object.fromEntries(await Promise.all([A, B, C].map(async (n) => [n, await httpGet(port[n]!)])));
@@ -96,7 +83,7 @@ describe("a preloaded image on first boot", () => {
   test("once registered, the device brings up the rest of its shortlist without a new target", async () => {
     // Early start ran B only (default-apps). The shortlist is preload's: A and B.
     expect(await running()).toEqual({ [A]: undefined, [B]: `${B} v1`, [C]: undefined });
-    gw = await startTestGateway(gw.dataDir); // same URL, keys and targets
+    rig.gw = gw = await startTestGateway(gw.dataDir); // same URL, keys and targets
     await device.register(asTestGateway(gw));
     expect(await running()).toEqual({ [A]: `${A} v1`, [B]: `${B} v1`, [C]: undefined });
     // sota.toml holds device paths, not this test's temp dir: the device directory can be moved.

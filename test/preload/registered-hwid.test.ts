@@ -12,34 +12,28 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
-import { Device, Publisher, freePort, httpdCompose, httpdImage, pushImage, startDockerRegistry, startDockerd, type DockerRegistryHandle, type DockerdHandle } from "../fioup/_setup.ts";
-import { asTestGateway, factoryConfig, preload, preloadConfig, startTestGateway } from "./_setup.ts";
+import { Device, Publisher, httpdCompose, httpdImage, pushImage, type DockerRegistryHandle } from "../fioup/_setup.ts";
+import { factoryConfig, preload, preloadConfig, threeApps, type ThreeApps } from "./_setup.ts";
 
 // App names are unique per test file: the dockerd is shared with other test processes.
 const [A, B, C] = ["rh1a", "rh1b", "rh1c"];
-let dockerd: DockerdHandle;
+let rig: ThreeApps;
 let upstream: DockerRegistryHandle;
 let gw: GatewayHandle;
 let pub: Publisher;
 let device: Device;
-const port: Record<string, number> = {};
+let port: Record<string, number>;
 
 beforeAll(async () => {
-  [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
-  for (const n of [A, B, C]) port[n] = await freePort();
-  const refs = await Promise.all([A, B, C].map((n) => pushImage(upstream, `test/${n}`, "v1", httpdImage(`${n} v1`))));
-  pub = await Publisher.create(asTestGateway(gw), upstream, Object.fromEntries([A, B, C].map((n, i) => [`${n}/docker-compose.yml`, httpdCompose(refs[i]!, port[n]!)])));
-  await pub.publish(1);
-  device = await Device.create(dockerd);
+  rig = await threeApps([A, B, C]);
+  ({ upstream, gw, pub, device, port } = rig);
   const fc = await factoryConfig(preloadConfig(`${A},${B}`));
   const r = await preload(["--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux", "--out", device.root, "--format", "dir", "--json"]);
   if (r.code !== 0) throw new Error(`preload failed: ${r.stderr}`);
 }, 120_000);
 
 afterAll(async () => {
-  await device?.cleanup([A, B, C]).catch(() => {});
-  await Promise.all([gw?.stop(), upstream?.stop()]);
-  await dockerd?.stop();
+  await rig?.stop();
 });
 
 const registerArgs = () => ["register", "--server", gw.url, "--token", gw.adminToken, "--name", "preloaded-device", "--tag", "master"];
