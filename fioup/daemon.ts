@@ -3,7 +3,12 @@
  * current target that are not up, stop those no longer wanted); then every
  * `uptane.polling_seconds` (± 10% jitter so a fleet does not poll in step)
  * resume any interrupted update, else check and update to a newer target;
- * report events and app states. An install deferred by the maintenance window
+ * report events and app states (the events also as a download begins, and
+ * at a cycle's start when some are waiting). A cycle the network failed (the
+ * gateway unreachable, a download cut: exit-codes.ts isNetworkFailure) is
+ * tried again after 10 s, doubling up to the polling interval: a link down
+ * for a minute does not cost a whole interval with no update and a gateway
+ * that does not know. An install deferred by the maintenance window
  * or update locks (update/hold.ts) waits, its bytes fetched, until the window
  * opens, a lock file goes or the maximum hold time ends, whichever comes
  * first (or the next poll). One update at a time
@@ -20,7 +25,7 @@ import { LockedError } from "../lib/fs/pid-lock.ts";
 import { takeUpdateLock, UpdateLockBusyError } from "./update/update-lock.ts";
 import { releaseExecutablePages } from "./memory.ts";
 import { waitForNews } from "./push.ts";
-import { reportAll, reportSystemInfo } from "./report.ts";
+import { reportAll, reportingHooks, reportSystemInfo, sendEvents } from "./report.ts";
 import type { Session } from "./session.ts";
 import { NoUpdateError, checkStep } from "./update/check-step.ts";
 import { NoTargetForDeviceError } from "./update/tuf-check.ts";
@@ -39,8 +44,28 @@ export interface DaemonOptions {
   cycles?: number;
 }
 
-/** One cycle: resume or check+update. Returns what happened, for the log; a deferral also lands in `seen`. */
-export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred?: UpdateDeferredError } = {}): Promise<string> {
+/** What a cycle saw besides its log line: a deferral, a failure. */
+export interface CycleSeen {
+  deferred?: UpdateDeferredError;
+  failure?: unknown;
+}
+
+/** The first retry after a failure of the network; each next one waits twice as long, up to the polling interval. */
+export const NETWORK_RETRY_MS = 10_000;
+
+/** How long before the `n`th retry (1, 2, ...) after the network failed: 10 s doubling, at most `pollMs`, ± 10%. */
+export function networkRetryMs(n: number, pollMs: number): number {
+  return jittered(Math.min(pollMs, NETWORK_RETRY_MS * 2 ** Math.min(n - 1, 30)));
+}
+
+/** `ms` ± 10%, so a fleet does not come back in step. */
+const jittered = (ms: number) => ms + (Math.random() * 0.2 - 0.1) * ms;
+
+/** One cycle: resume or check+update. Returns what happened, for the log; a deferral or failure also lands in `seen`. */
+export async function daemonCycle(s: Session, o: DaemonOptions, seen: CycleSeen = {}): Promise<string> {
+  // Events left from before (a failure the gateway did not hear of, a previous run) go as the
+  // cycle starts, not after an update that may take long: in the background, best effort.
+  if (s.client && s.db.peekEvents(1).length > 0) void sendEvents(s);
   let lock;
   try {
     lock = takeUpdateLock(s.lockPath, "check for updates");
@@ -50,7 +75,7 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred
     throw e;
   }
   try {
-    const ctx = s.ctx(o.hooks, o.signal);
+    const ctx = s.ctx(reportingHooks(s, o.hooks), o.signal);
     const pending = s.db.pendingUpdate();
     try {
       // The check alone first: the steps after it (registry pulls, docker load, compose) load
@@ -72,6 +97,7 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: { deferred
         const at = u && stoppedAt(u);
         return at ? `interrupted: ${at.text}${at.resumable ? "; the next start resumes it" : ""}` : "interrupted";
       }
+      seen.failure = e;
       return `update failed: ${describeError(e)}`;
     }
     const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
@@ -96,14 +122,17 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
   }
   // The start (converge, system info) touched code the idle loop does not run: released after the first cycle.
   let touchedMore = true;
+  // Cycles in a row the network failed.
+  let networkFailures = 0;
   for (let i = 0; !o.signal.aborted && (o.cycles === undefined || i < o.cycles); i++) {
-    const seen: { deferred?: UpdateDeferredError } = {};
+    const seen: CycleSeen = {};
     try {
       const result = await daemonCycle(s, o, seen);
       o.log(result);
       if (result !== "up to date" && !result.startsWith("skipped")) touchedMore = true;
     } catch (e) {
       o.log(`cycle failed: ${describeError(e)}`);
+      seen.failure = e;
       touchedMore = true;
     }
     if (!systemInfoSent && !o.signal.aborted) systemInfoSent = await sendSystemInfo(s, o);
@@ -119,7 +148,11 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     }
     if (o.signal.aborted || (o.cycles !== undefined && i + 1 >= o.cycles)) break;
     const base = s.cfg.pollingSeconds * 1000;
-    let wait = base + (Math.random() * 0.2 - 0.1) * base;
+    // exit-codes.ts loads every step's module: only after a failure, so an idle daemon does not hold them.
+    const byNetwork = seen.failure !== undefined && (await import("./exit-codes.ts")).isNetworkFailure(seen.failure);
+    networkFailures = byNetwork ? networkFailures + 1 : 0;
+    let wait = networkFailures ? networkRetryMs(networkFailures, base) : jittered(base);
+    if (networkFailures) o.log(`the network failed the update: trying again in ${Math.round(wait / 1000)} s`);
     // A deferred install: also wake when the window opens or max hold ends, and when a lock file comes or goes.
     const held = seen.deferred ? holdWake(s, seen.deferred) : undefined;
     if (held?.at !== undefined) wait = Math.min(wait, Math.max(1000, held.at - holdClock()));

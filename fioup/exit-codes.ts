@@ -11,11 +11,14 @@ import { ConfigError } from "./config.ts";
 import { DeviceDbFullError } from "./db.ts";
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
+import { proxyWithoutBackend } from "../lib/net/why.ts";
+import { DownloadStalledError, IncompleteBlobError } from "../lib/oci/blob-store.ts";
+import { RegistryError, RegistryUnreachableError } from "../lib/oci/registry-client.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
 import { AlreadyRegisteredError, RegistrationError } from "./register.ts";
 import { NoDeviceStateError } from "./session.ts";
 import { NoUpdateError, NoUpdateInProgressError } from "./update/check-step.ts";
-import { diskFilled, FetchFailedError } from "./update/fetch-step.ts";
+import { diskFilled, FetchFailedError, permanentReason } from "./update/fetch-step.ts";
 import { UpdateDeferredError } from "./update/hold.ts";
 import { InitFailedError } from "./update/init-step.ts";
 import { PlanFormatError } from "./update/plan.ts";
@@ -93,3 +96,27 @@ const diskFilledInFetch = (err: unknown): boolean => err instanceof FetchFailedE
 /** An error of no other class (a bare write SQLite or the OS refused) that is a full disk exits 41 too, not 1. */
 export const exitCodeFor = (err: unknown): number =>
   diskFilledInFetch(err) ? EXIT.NO_SPACE : BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? (diskFilled(err) ? EXIT.NO_SPACE : EXIT.ERROR);
+
+/** Codes of a connection that failed or was cut (Node's and Bun's names). */
+const LINK_CODES = new Set(["ECONNREFUSED", "ConnectionRefused", "ECONNRESET", "ConnectionClosed", "ETIMEDOUT", "EPIPE", "ENETUNREACH", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+
+/**
+ * Whether a failed update is the network's: the gateway or its registry unreachable (exit 31's
+ * "unreachable" half), a download cut, stalled or refused on the way, a proxy with no backend
+ * (502-504). Such a failure may heal in seconds, so the daemon tries again soon (daemon.ts). Not
+ * the network's: a gateway that refused (403), a target that fails every time (permanentReason:
+ * marked bad the second time), a full disk: those wait for the next poll.
+ */
+export function isNetworkFailure(err: unknown): boolean {
+  if (diskFilled(err)) return false;
+  for (let e = err, n = 0; e !== undefined && e !== null && n < 10; e = (e as Error).cause, n++) {
+    if (permanentReason(e) !== undefined) return false;
+    if (e instanceof GatewayUnreachableError || e instanceof RegistryUnreachableError || e instanceof DownloadStalledError || e instanceof IncompleteBlobError) return true;
+    // No status: no answer came. An answer's status is the network's only from a proxy without a backend.
+    if (e instanceof MetadataFetchError && e.status === undefined) return true;
+    if ((e instanceof MetadataFetchError || e instanceof GatewayError || e instanceof RegistryError) && proxyWithoutBackend(e.status ?? 0)) return true;
+    const { code, name } = e as { code?: unknown; name?: unknown };
+    if ((typeof code === "string" && LINK_CODES.has(code)) || name === "TimeoutError") return true;
+  }
+  return false;
+}

@@ -4,13 +4,20 @@
  * info, network info and merged config. All best effort: an update
  * never waits on them.
  *
+ * Queued events go at the end of a run, and also as its download begins
+ * ({@link reportingHooks}): the gateway shows a device "updating" from the
+ * download's start (its EcuDownloadStarted), not only once a long fetch ended.
+ * One flush at a time per device database: two at once would send the same
+ * events twice.
+ *
  * @module
  */
 import { networkInterfaces, hostname, arch, platform, release, totalmem, cpus } from "node:os";
 import type { AppsStates } from "../lib/api/index.ts";
+import type { DeviceDb } from "./db.ts";
 import type { Session } from "./session.ts";
 import { flushEvents } from "./events/sender.ts";
-import { wantedApps } from "./update/context.ts";
+import { wantedApps, type UpdateHooks } from "./update/context.ts";
 import { currentTarget } from "./update/current-target.ts";
 import { stringifyToml } from "../lib/device/sota-toml.ts";
 import { FIOUP_VERSION } from "./version.ts";
@@ -53,12 +60,48 @@ export async function reportSystemInfo(s: Session): Promise<void> {
   await s.client.json("PUT", "/system_info/config", stringifyToml(s.cfg.raw));
 }
 
+/** The flush under way for a device database, if any: the next one starts after it. */
+const flushing = new WeakMap<DeviceDb, Promise<Error | undefined>>();
+
+/** Sends the queued events, after any flush already under way; the error, if one stopped it, is returned, not thrown. */
+export function sendEvents(s: Session): Promise<Error | undefined> {
+  const client = s.client;
+  if (!client) return Promise.resolve(undefined);
+  const run = (flushing.get(s.db) ?? Promise.resolve(undefined))
+    .then(() => flushEvents(s.db, client))
+    .then(
+      (r) => r.error,
+      (e: unknown) => e as Error,
+    );
+  flushing.set(s.db, run);
+  return run;
+}
+
+/**
+ * `hooks`, and the queued events sent (in the background) when the download receives its first
+ * bytes: by then the fetch step has queued EcuDownloadStarted. Never awaited: a gateway that does
+ * not answer cannot hold up the download, and what is not sent now goes with the run's reportAll.
+ */
+export function reportingHooks(s: Session, hooks: UpdateHooks): UpdateHooks {
+  let sent = false;
+  return {
+    ...hooks,
+    onBlobProgress(p) {
+      if (!sent) {
+        sent = true;
+        void sendEvents(s);
+      }
+      hooks.onBlobProgress?.(p);
+    },
+  };
+}
+
 /** Flushes queued events and reports app states; errors are returned, not thrown. */
 export async function reportAll(s: Session): Promise<Error[]> {
   const errors: Error[] = [];
   if (!s.client) return errors;
-  const r = await flushEvents(s.db, s.client);
-  if (r.error) errors.push(r.error);
+  const error = await sendEvents(s);
+  if (error) errors.push(error);
   try {
     await reportAppsStates(s);
   } catch (e) {

@@ -1,13 +1,14 @@
 /**
  * Runs a list of update steps the way every update command does: registered
  * device, the update lock, progress on stderr, events and app states sent
- * afterwards (best effort), the update summarized on stdout.
+ * afterwards (best effort; the events also as the download begins, report.ts
+ * reportingHooks), the update summarized on stdout.
  *
  * @module
  */
 import type { Output } from "../../lib/cli/command.ts";
 import { progressHooks } from "../progress.ts";
-import { reportAll } from "../report.ts";
+import { reportAll, reportingHooks } from "../report.ts";
 import { openSession } from "../session.ts";
 import { InterruptedError, interruptedMessage } from "../update/states.ts";
 import { runSteps, type Step } from "../update/step.ts";
@@ -24,7 +25,7 @@ export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: St
   process.once("SIGINT", onSignal);
   try {
     const hooks = progressHooks();
-    const ctx = s.ctx(hooks, ac.signal);
+    const ctx = s.ctx(reportingHooks(s, hooks), ac.signal);
     try {
       await runSteps(steps, ctx).catch((e) => {
         hooks.endLine();
