@@ -7,6 +7,7 @@ import { MAX_QUEUED_EVENT_BYTES } from "../db.ts";
 import type { DroppedEvents } from "../events/event.ts";
 import { appStatuses, type AppStatusReport } from "../converge.ts";
 import { currentTarget } from "../update/current-target.ts";
+import { fetchStallOf, type FetchStall } from "../update/fetch-step.ts";
 import { holdStatus } from "../update/hold.ts";
 import { listUpdateLocks, updateLocksDir, type UpdateLockInfo } from "../update/update-locks.ts";
 import { sotaDirFlag } from "./_flags.ts";
@@ -27,6 +28,8 @@ interface StatusOutput {
   queuedEvents: number;
   /** Queued events dropped to keep the queue within its bound (fioup/db.ts), while the note of it waits to be sent. */
   droppedEvents: DroppedEvents | null;
+  /** The pending update's download is retrying (a stalled or dropped link): which blob, why, and since when no byte arrived. */
+  fetchStall: FetchStall | null;
   /** The pending update's install is deferred (a clock not yet set, the maintenance window or update locks): why and until when. */
   hold: ReturnType<typeof holdStatus> | null;
   /** Update locks held now (<storage>/update-locks/). */
@@ -80,6 +83,7 @@ export default defineCommand({
         badTargets: s.db.badTargets(),
         queuedEvents: s.db.queuedEventCount(),
         droppedEvents: s.db.droppedEvents() ?? null,
+        fetchStall: (pending?.state === "fetching" && fetchStallOf(s.db, pending.id)) || null,
         hold: (pending && holdStatus(s.cfg, s.db, pending)) || null,
         updateLocks: listUpdateLocks(updateLocksDir(s.cfg)),
       };
@@ -97,6 +101,7 @@ export default defineCommand({
           `Hardware id: ${o.hardwareId ?? "-"}  tags: ${o.tags.join(",") || "-"}  apps: ${o.shortlist?.join(",") ?? "all"}`,
           `Running: ${o.current ? `${o.current.name} (version ${o.current.version}; ${o.current.apps.join(", ")})` : "(none)"}`,
           ...(o.pending ? ["Pending:", renderSummary(o.pending)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
+          ...(o.fetchStall ? [`Download retrying: no data for ${o.fetchStall.blob} since ${o.fetchStall.noDataSince}; last try: ${o.fetchStall.retrying}`] : []),
           ...(o.hold ? [`Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: ${holdText(o.hold)}`] : []),
           ...(o.updateLocks.length ? [`Update locks: ${o.updateLocks.map((l) => `${l.name}${l.reason ? ` (${l.reason})` : ""}`).join(", ")}`] : []),
           ...(o.badTargets.length ? [`Bad targets: ${o.badTargets.join(", ")}`] : []),

@@ -17,11 +17,11 @@
  *
  * @module
  */
-import type { UpdateRow } from "../db.ts";
+import type { DeviceDb, UpdateRow } from "../db.ts";
 import { faultMidBlob, faultPoint } from "../fault.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
-import { BlobTooLargeError } from "../../lib/oci/blob-store.ts";
+import { BlobTooLargeError, retrySayer, type PullBlobOptions } from "../../lib/oci/blob-store.ts";
 import { DigestMismatchError } from "../../lib/oci/digest.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
@@ -51,6 +51,24 @@ export class FetchFailedError extends Error {
 export const FETCH_CONCURRENCY = 2;
 /** Received bytes are added to the update's count at least this often (and at each blob's end). */
 const COUNT_EVERY_BYTES = 1 << 20;
+
+/**
+ * A download of an update that is retrying now (fioup status shows it): the blob, why its last
+ * attempt failed, and since when no byte of it arrived. Kept while the retries last, so a frozen
+ * byte count in `fioup status` says why; gone once bytes arrive again and when the fetch ends.
+ */
+export interface FetchStall {
+  blob: string;
+  retrying: string;
+  noDataSince: string;
+}
+
+const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
+
+/** The retrying download of update `updateId`, if one is retrying now. */
+export function fetchStallOf(db: DeviceDb, updateId: string): FetchStall | undefined {
+  return db.get<FetchStall>(fetchStallKey(updateId));
+}
 
 /** Why a failure will happen again on every try (same words each time), or undefined if it may heal. */
 export function permanentReason(err: unknown): string | undefined {
@@ -143,14 +161,37 @@ export const fetchStep: Step = {
       if (uncounted > 0) ctx.db.addBytesFetched(u.id, uncounted);
       uncounted = 0;
     };
+    // The blob whose retries fetchStallOf shows now, if any: its next bytes clear it. A record
+    // left by a run that was killed while retrying is not this run's.
+    let stalledBlob: string | undefined;
+    const stallKey = fetchStallKey(u.id);
+    ctx.db.delete(stallKey);
     let next = 0;
     let firstError: unknown;
+    // A stall and the retries that follow are said in the log (retrySayer's pace) and kept for fioup status.
+    const onRetry = (b: AppBlob): PullBlobOptions["onRetry"] => {
+      const say = retrySayer(b, (line) => ctx.hooks.onInfo?.(line));
+      return (err, stalledMs) => {
+        say(err, stalledMs);
+        stalledBlob = b.digest;
+        const stall: FetchStall = { blob: b.digest, retrying: (err as Error)?.message ?? String(err), noDataSince: new Date(Date.now() - stalledMs).toISOString() };
+        try {
+          ctx.db.set(stallKey, stall);
+        } catch {
+          // a full disk refuses the note for status: the download still retries
+        }
+      };
+    };
     const worker = async () => {
       while (firstError === undefined && next < missing.length) {
         const index = ++next;
         const b = missing[index - 1]!;
         try {
           const onReceived = (n: number) => {
+            if (stalledBlob === b.digest) {
+              stalledBlob = undefined;
+              ctx.db.delete(stallKey);
+            }
             uncounted += n;
             if (uncounted >= COUNT_EVERY_BYTES) count();
           };
@@ -177,6 +218,7 @@ export const fetchStep: Step = {
             signal: inner.signal,
             stallTimeoutMs,
             onReceived,
+            onRetry: onRetry(b),
             onProgress: (done) => {
               faultMidBlob(b.digest, done, b.size); // power-cut tests (fioup/fault.ts)
               ctx.hooks.onBlobProgress?.({ digest: b.digest, done, total: b.size, index, count: missing.length, committed: false, fetchTotal });
@@ -211,6 +253,11 @@ export const fetchStep: Step = {
       await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, missing.length) }, worker));
     } finally {
       ctx.signal?.removeEventListener("abort", onOuterAbort);
+      try {
+        if (stalledBlob !== undefined) ctx.db.delete(stallKey);
+      } catch {
+        // a full disk: the failure that ended the fetch is what is said
+      }
     }
     if (firstError !== undefined) {
       if (ctx.signal?.aborted) throw firstError; // shutting down: resume later

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { startDockerRegistry, type DockerRegistryHandle } from "../../test/harness/docker-registry.ts";
 import { startFaultProxy, type FaultProxy } from "../../test/harness/fault-proxy.ts";
 import { run } from "../../test/harness/tmp.ts";
-import { backoffMs, BlobNotFoundError, BlobSizeMismatchError, BlobStore, IncompleteBlobError, type PullBlobOptions } from "./blob-store.ts";
+import { backoffMs, BlobNotFoundError, BlobSizeMismatchError, BlobStore, DownloadStalledError, IncompleteBlobError, retrySayer, type PullBlobOptions } from "./blob-store.ts";
 import { DigestMismatchError, sha256 } from "./digest.ts";
 import { RegistryClient, RegistryUnreachableError } from "./registry-client.ts";
 
@@ -176,7 +176,9 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
     proxy.inject({ kind: "down", afterBytes: 6 * MiB, downMs: 4000 });
     const err = await store.pull(viaProxy, "t/gone", { digest, size }, { patienceMs: 1000 }).catch((e) => e);
     while (proxy.isDown) await Bun.sleep(50);
-    expect(err).toBeInstanceOf(RegistryUnreachableError);
+    expect(err).toBeInstanceOf(DownloadStalledError);
+    expect(err.message).toStartWith(`Cannot fetch blob ${digest} from 127.0.0.1:${proxy.port}/t/gone: no data arrived for 1 s (`);
+    expect(err.message).toEndWith("; last try: connection refused (is it running at that address?))");
     const partial = await store.partialSize(digest);
     expect(partial).toBeGreaterThan(0);
     const r = await pullCounting(store, "t/gone", { digest, size });
@@ -241,4 +243,70 @@ test("retries without progress back off from 250 ms by doubling, never more than
   const waits = Array.from({ length: 12 }, (_, i) => backoffMs(i + 1));
   expect(waits.slice(0, 6)).toEqual([250, 500, 1000, 2000, 4000, 5000]);
   expect(Math.max(...waits)).toBe(5000);
+});
+
+describe("BlobStore.pull on a link that goes dead mid-blob (a local HTTP registry that stops sending)", () => {
+  const KiB = 1024;
+  const data = new Uint8Array(256 * KiB).map((_, i) => i % 251);
+  const digest = sha256(data);
+  let server: ReturnType<typeof Bun.serve>;
+  /** When each blob request came. */
+  let requests: number[] = [];
+  beforeAll(() => {
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      // The first answer sends 64 KiB and then nothing more; later requests are taken and never answered.
+      fetch(req) {
+        requests.push(Date.now());
+        if (requests.length > 1) return new Promise<Response>(() => {});
+        const body = new ReadableStream({ start: (c) => c.enqueue(data.subarray(0, 64 * KiB)) });
+        return new Response(body, { headers: { "content-length": String(data.length) } });
+      },
+    });
+  });
+  afterAll(() => server?.stop(true));
+
+  test("gives up patienceMs after the last byte, starts no attempt past it, and says no data arrived, naming the blob and host", async () => {
+    requests = [];
+    const client = new RegistryClient({ registry: `127.0.0.1:${server.port}`, scheme: "http" });
+    let lastByte = 0;
+    const retries: number[] = [];
+    const err = await (await newStore())
+      .pull(client, "t/dead", { digest, size: data.length }, {
+        // The stall is seen at 800 ms; the retry 50 ms later (that attempt brought bytes) would run to 1650 ms: cut at 1000.
+        stallTimeoutMs: 800,
+        patienceMs: 1000,
+        onReceived: () => (lastByte = Date.now()),
+        onRetry: (_, stalledMs) => retries.push(stalledMs),
+      })
+      .then(() => undefined, (e: Error) => e);
+    const failedAfter = Date.now() - lastByte;
+    expect(err).toBeInstanceOf(DownloadStalledError);
+    expect(err?.message).toBe(`Cannot fetch blob ${digest} from 127.0.0.1:${server.port}/t/dead: no data arrived for 1 s (${64 * KiB} of ${data.length} bytes on disk; last try: the link stalled)`);
+    // From the last byte, not from when the stalled attempt failed (800 ms later), nor after one attempt more.
+    expect(failedAfter).toBeGreaterThanOrEqual(950);
+    expect(failedAfter).toBeLessThan(1300);
+    expect(retries[0]).toBeGreaterThanOrEqual(750); // the first retry: the stall, 800 ms after the last byte
+    for (const t of requests) expect(t - lastByte).toBeLessThan(1000);
+  }, 15_000);
+});
+
+test("retrySayer says the first retry of a stall, then at most one line per 10 s, and a new stall at once", () => {
+  let t = 100_000;
+  const lines: string[] = [];
+  const say = retrySayer({ kind: "layer", digest: `sha256:${"ab".repeat(32)}` }, (l) => lines.push(l), { now: () => t });
+  const why = new Error("Cannot fetch blob x from r: no data for 15 s after 1 of 2 bytes");
+  say(why, 15_000);
+  t += 5_000;
+  say(why, 20_000); // within 10 s of the last line: quiet
+  t += 6_000;
+  say(why, 26_000);
+  t += 3_000;
+  say(why, 1_000); // bytes came since the last line (2 s after it): a new stall, said at once
+  expect(lines).toEqual([
+    "retrying layer abababababab: Cannot fetch blob x from r: no data for 15 s after 1 of 2 bytes (15 s so far without data; giving up after 60 s)",
+    "retrying layer abababababab: Cannot fetch blob x from r: no data for 15 s after 1 of 2 bytes (26 s so far without data; giving up after 60 s)",
+    "retrying layer abababababab: Cannot fetch blob x from r: no data for 15 s after 1 of 2 bytes (1 s so far without data; giving up after 60 s)",
+  ]);
 });

@@ -41,10 +41,16 @@ export class BlobSizeMismatchError extends Error {
   override name = "BlobSizeMismatchError";
 }
 
-/** Thrown when a download receives no byte for the stall timeout (retried with Range). */
+/**
+ * Thrown when a download receives no byte for the stall timeout (retried with Range), and when
+ * no byte has arrived for the whole patience (final: "no data arrived for 60 s").
+ */
 export class DownloadStalledError extends Error {
   override name = "DownloadStalledError";
 }
+
+/** An attempt cut short because the download's patience ran out while it waited. */
+class PatienceSpentError extends DownloadStalledError {}
 
 /** What {@link BlobStore.pull} needs to know about a blob. */
 export interface BlobDescriptor {
@@ -80,6 +86,37 @@ export interface PullBlobOptions {
 
 /** Defaults of {@link PullBlobOptions}. */
 export const PULL_DEFAULTS = { patienceMs: 60_000, stallTimeoutMs: 15_000 } as const;
+
+/** A log says a download's retries at its first retry, then at most once this often while they go on. */
+export const RETRY_SAY_EVERY_MS = 10_000;
+
+/**
+ * An `onRetry` that says a blob's retries in a line for a log, the same words in every binary:
+ * `retrying layer 0123456789ab: <why> (20 s so far without data; giving up after 60 s)`. The first
+ * retry of a stall (a stall detected, a dropped connection) is said at once, then at most one line
+ * every {@link RETRY_SAY_EVERY_MS}, so a slow link is never silent and a flapping one never floods.
+ *
+ * @example
+ * ```ts
+ * await store.pull(client, repo, blob, { onRetry: retrySayer(blob, (line) => log(line)) });
+ * ```
+ */
+export function retrySayer(
+  blob: { kind: string; digest: string },
+  say: (line: string) => void,
+  o: { patienceMs?: number; now?: () => number } = {},
+): NonNullable<PullBlobOptions["onRetry"]> {
+  const now = o.now ?? Date.now;
+  let said: number | undefined;
+  return (err, stalledMs) => {
+    const t = now();
+    // A stall that began after the last line (bytes came in between) is news: said at once.
+    if (said !== undefined && t - stalledMs <= said && t - said < RETRY_SAY_EVERY_MS) return;
+    said = t;
+    const patience = (o.patienceMs ?? PULL_DEFAULTS.patienceMs) / 1000;
+    say(`retrying ${blob.kind} ${blob.digest.slice(7, 19)}: ${(err as Error)?.message ?? String(err)} (${Math.round(stalledMs / 1000)} s so far without data; giving up after ${patience} s)`);
+  };
+}
 
 const isRetryable = (err: unknown): boolean => {
   if (err instanceof DigestMismatchError || err instanceof BlobTooLargeError) return false;
@@ -244,7 +281,8 @@ export class BlobStore {
    *
    * Network failures are retried, resuming from the bytes already on disk: with backoff (up
    * to 5 s) while attempts bring nothing, at once after one that made progress, until no byte
-   * has arrived for `patienceMs` (a gateway restart or a dead link for that long). An attempt
+   * has arrived for `patienceMs` (a gateway restart or a dead link for that long), counted from
+   * the last byte; no attempt runs past it, and the error then says no data arrived. An attempt
    * that receives nothing for `stallTimeoutMs` is abandoned and resumed. A digest mismatch
    * after resuming a partial is retried once from scratch; a fresh download that mismatches
    * is final.
@@ -258,8 +296,10 @@ export class BlobStore {
    *   included (0 if already present).
    * @throws {DigestMismatchError} The content does not match: the partial is deleted.
    * @throws {BlobTooLargeError} The registry sent more than `size` bytes: the partial is deleted.
-   * @throws {RegistryError | IncompleteBlobError | DownloadStalledError | Error} Network
-   *   failures once patience or retries run out; the partial is kept so the next call resumes.
+   * @throws {DownloadStalledError} No data arrived for `patienceMs`: the message names the blob
+   *   and host. The partial is kept so the next call resumes.
+   * @throws {RegistryError | IncompleteBlobError | Error} Network failures once `retries` run
+   *   out; the partial is kept.
    */
   async pull(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions = {}): Promise<{ fetched: number }> {
     parseDigest(desc.digest);
@@ -282,19 +322,30 @@ export class BlobStore {
 
   private async download(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions): Promise<{ fetched: number }> {
     await mkdir(this.ingestDir, { recursive: true });
-    const counter = { fetched: 0 };
+    const counter: Counter = { fetched: 0, lastByteAt: Date.now() };
     const patienceMs = opts.patienceMs ?? PULL_DEFAULTS.patienceMs;
+    // Patience counts from the last byte that brought the download further (never from when the
+    // attempt that brought it failed, 15 s later), and no attempt outlives it: a dead link gives
+    // up 60 s after its last byte, not after a stall timeout and a backoff more.
     let lastProgress = Date.now();
+    const deadline = () => lastProgress + patienceMs;
     let idle = 0; // failed attempts in a row that brought the download no further
     let restartedAfterMismatch = false;
     // Progress is the verified partial growing past its best length so far, not bytes received:
     // a server that sends the same short answer on every attempt (a truncated blob, a range it
     // refuses so the download starts over) brings bytes each time but never gets further.
     let best = await this.partialSize(desc.digest);
+    const gaveUp = (last: unknown) => {
+      const why = last instanceof DownloadStalledError ? "the link stalled" : netWhy((last as Error)?.cause ?? last);
+      // No cause: the last try's transport error is said in words here, not in Bun's text.
+      return new DownloadStalledError(
+        `Cannot fetch blob ${desc.digest} from ${client.registry}/${repo}: no data arrived for ${patienceMs / 1000} s (${best} of ${desc.size} bytes on disk; last try: ${why})`,
+      );
+    };
     for (;;) {
       const resumed = (await this.partialSize(desc.digest)) > 0;
       try {
-        await this.attempt(client, repo, desc, opts, counter);
+        await this.attempt(client, repo, desc, opts, counter, deadline());
         break;
       } catch (err) {
         if (opts.signal?.aborted) throw err;
@@ -309,20 +360,21 @@ export class BlobStore {
         if (now > best) {
           best = now;
           idle = 0;
-          lastProgress = Date.now();
+          lastProgress = counter.lastByteAt;
         } else idle++;
         if (opts.retries !== undefined && idle > opts.retries) throw err;
-        if (Date.now() - lastProgress > patienceMs) throw err;
+        if (err instanceof PatienceSpentError || Date.now() >= deadline()) throw gaveUp(err);
         opts.onRetry?.(err, Date.now() - lastProgress);
-        await sleep(idle === 0 ? 50 : backoffMs(idle), opts.signal);
+        await sleep(Math.min(deadline() - Date.now(), idle === 0 ? 50 : backoffMs(idle)), opts.signal);
+        if (!opts.signal?.aborted && Date.now() >= deadline()) throw gaveUp(err);
       }
     }
     await this.moveIn(this.partialPath(desc.digest), desc.digest);
-    return counter;
+    return { fetched: counter.fetched };
   }
 
   /** One download attempt: leaves a complete, verified partial or throws. */
-  private async attempt(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions, counter: { fetched: number }): Promise<void> {
+  private async attempt(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions, counter: Counter, deadline: number): Promise<void> {
     const { digest, size } = desc;
     const algorithm = parseDigest(digest).algorithm;
     const partial = this.partialPath(digest);
@@ -337,11 +389,18 @@ export class BlobStore {
     }
     if (have < size) {
       // A watchdog per attempt: no byte (headers included) for stallTimeoutMs aborts this
-      // attempt only; the caller resumes from what reached the disk.
+      // attempt only; the caller resumes from what reached the disk. Until a byte comes it fires
+      // at the download's deadline at the latest, when patience is spent.
       const stall = new AbortController();
       const stallMs = opts.stallTimeoutMs ?? PULL_DEFAULTS.stallTimeoutMs;
-      const stalled = () => stall.abort(new DownloadStalledError(`Cannot fetch blob ${digest} from ${repo}: no data for ${stallMs / 1000} s after ${have} of ${size} bytes`));
-      const timer = setTimeout(stalled, stallMs);
+      let capped = deadline - Date.now() < stallMs;
+      const stalled = () =>
+        stall.abort(
+          capped
+            ? new PatienceSpentError(`Cannot fetch blob ${digest} from ${repo}: patience spent after ${have} of ${size} bytes`)
+            : new DownloadStalledError(`Cannot fetch blob ${digest} from ${repo}: no data for ${stallMs / 1000} s after ${have} of ${size} bytes`),
+        );
+      let timer = setTimeout(stalled, capped ? Math.max(0, deadline - Date.now()) : stallMs);
       const signal = opts.signal ? AbortSignal.any([opts.signal, stall.signal]) : stall.signal;
       const rethrow = (err: unknown): never => {
         if (stall.signal.aborted && !opts.signal?.aborted) throw stall.signal.reason;
@@ -359,7 +418,7 @@ export class BlobStore {
           hasher = new Digester(algorithm);
           res = await client.fetchBlob(repo, digest, { signal }).catch(rethrow);
         }
-        timer.refresh();
+        if (!capped) timer.refresh(); // a capped watchdog keeps the deadline: headers are no data
         if (have > 0 && !(res.status === 206 && contentRangeStart(res) === have)) {
           // The registry ignored Range: whatever it sends starts at 0.
           if (res.status !== 200) {
@@ -379,8 +438,14 @@ export class BlobStore {
           if (res.body) {
             try {
               for await (const chunk of res.body) {
-                timer.refresh();
+                if (capped) {
+                  // Data again: patience starts over, the attempt gets the whole stall timeout.
+                  capped = false;
+                  clearTimeout(timer);
+                  timer = setTimeout(stalled, stallMs);
+                } else timer.refresh();
                 counter.fetched += chunk.byteLength;
+                counter.lastByteAt = Date.now();
                 opts.onReceived?.(chunk.byteLength);
                 if (have + chunk.byteLength > size) {
                   await out.discard();
@@ -429,6 +494,12 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener("abort", done, { once: true });
   });
+}
+
+/** Bytes a pull received (its result), and when the last one came (where patience counts from). */
+interface Counter {
+  fetched: number;
+  lastByteAt: number;
 }
 
 function contentRangeStart(res: Response): number | undefined {
