@@ -15,7 +15,7 @@ import { chmod, copyFile, link, mkdir, rm, symlink, writeFile } from "node:fs/pr
 import { dirname, join, relative } from "node:path";
 import type { Target } from "../lib/api/index.ts";
 import { digestBytes, digestFile } from "../lib/oci/digest.ts";
-import { PULL_DEFAULTS } from "../lib/oci/blob-store.ts";
+import { retrySayer } from "../lib/oci/blob-store.ts";
 import type { RegistryClient } from "../lib/oci/registry-client.ts";
 import { DEFAULT_DEVICE_PATHS, PRELOAD_CONF_FILE, preloadedTargetPath, SYSTEM_CONF_DIR, trustedRootPath, type DevicePaths } from "../lib/device/paths.ts";
 import { writePreloadedTarget } from "../lib/device/preloaded-target.ts";
@@ -175,13 +175,8 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
   };
   const store = new DeviceBlobStore(inTree(o.tree, paths.resetAppsRoot));
   const one = async (b: (typeof plan.blobs)[number]) => {
-    let saidRetry = -Infinity;
-    const onRetry = (err: unknown, stalledMs: number) => {
-      // The first retry is said, then at most one line in 10 s: the download waits up to PULL_DEFAULTS.patienceMs.
-      if (stalledMs - saidRetry < 10_000 && saidRetry >= 0) return;
-      saidRetry = stalledMs;
-      say(`retrying ${b.kind} ${b.digest.slice(7, 19)}: ${(err as Error)?.message ?? String(err)} (${Math.round(stalledMs / 1000)} s so far without data; giving up after ${PULL_DEFAULTS.patienceMs / 1000} s)`);
-    };
+    // The first retry is said, then at most one line in 10 s (the same line as fioup's).
+    const onRetry = retrySayer(b, say);
     const pulled = await cache.pull(o.registry(b.registry), b.repo, b, { signal: stop.signal, onProgress: (n) => fetching(b.digest, n), onRetry });
     fetched += pulled;
     const src = cache.path(b.digest);

@@ -93,6 +93,19 @@ test("describeError leaves out Bun's generic fetch hints under a wrapper that sa
   expect(describeError(refused)).toBe((refused as Error).message); // alone, it is all there is to say
 });
 
+test("describeError leaves out Bun's 'closed unexpectedly' cause and its advice to pass verbose: true", async () => {
+  // A server that closes every connection at once: Bun's fetch says ECONNRESET with a programmer's hint.
+  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.end(), data() {} } });
+  try {
+    const reset = await fetch(`http://127.0.0.1:${server.port}/`).catch((e: Error) => e);
+    const said = describeError(new Error(`Cannot GET http://127.0.0.1:${server.port}/: the connection was closed before an answer came`, { cause: reset }));
+    expect(said).toBe(`Cannot GET http://127.0.0.1:${server.port}/: the connection was closed before an answer came`);
+    expect(describeError(reset)).not.toContain("verbose: true");
+  } finally {
+    server.stop(true);
+  }
+});
+
 test("a group's unknown sub-command, or a flag before one, is named as such", async () => {
   const said = async (argv: string[]) => {
     const { code, err } = await runCliCaptured(groupCli(), argv);

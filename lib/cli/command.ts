@@ -400,17 +400,21 @@ export function asUsage<T>(classes: (new (...args: any[]) => Error)[], check: ()
 
 /**
  * Bun's fetch errors' generic hints ("Was there a typo in the url or port?", "Is the computer able
- * to access the url?"): as a cause they only repeat, less clearly, what the wrapper says in words
- * (lib/net/why.ts), so they are left out.
+ * to access the url?", "The socket connection was closed unexpectedly"): as a cause they only
+ * repeat, less clearly, what the wrapper says in words (lib/net/why.ts), so they are left out.
  */
-const BUN_FETCH_HINT = /^(?:[A-Za-z]+: )?(?:Was there a typo in the url or port\?|Unable to connect\. Is the computer able to access the url\?)$/;
+const BUN_FETCH_HINT =
+  /^(?:[A-Za-z]+: )?(?:Was there a typo in the url or port\?|Unable to connect\. Is the computer able to access the url\?|The socket connection was closed unexpectedly\.?)$/;
+
+/** Bun's advice to a programmer, appended to its fetch errors: no use to whoever reads fioup's log. */
+const BUN_VERBOSE_HINT = /\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/g;
 
 /** "What failed: why" from an error and its causes; a cause its wrapper already quotes is not said twice. */
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   let e: unknown = err;
   for (let i = 0; e && i < 5; i++) {
-    const message = e instanceof Error ? e.message : String(e);
+    const message = (e instanceof Error ? e.message : String(e)).replace(BUN_VERBOSE_HINT, "");
     if (message && !parts.some((p) => p.includes(message)) && !(i > 0 && BUN_FETCH_HINT.test(message))) parts.push(message);
     e = e instanceof Error ? e.cause : undefined;
   }
