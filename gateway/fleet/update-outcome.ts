@@ -23,8 +23,15 @@ function detailsObject(details: string | undefined | null): Record<string, unkno
   return undefined;
 }
 
-/** Whether an event is the end of an update the user cancelled on the device. */
-export const isCancelEvent = (e: DeviceEvent) => e.event.success === false && detailsObject(e.event.details)?.canceled === true;
+/**
+ * Whether an event is the end of an update the user cancelled on the device, the previous apps put
+ * back: a cancel whose restore failed (`restoreOk: false`) leaves the device maybe without a working
+ * app, and counts as the failure it is (the store's status rule says the same: gateway/store/_migrations.ts).
+ */
+export const isCancelEvent = (e: DeviceEvent) => {
+  const d = e.event.success === false ? detailsObject(e.event.details) : undefined;
+  return d?.canceled === true && d.restoreOk !== false;
+};
 
 /**
  * An update's outcome: in progress until it succeeded or failed; a failure whose event says the

@@ -406,8 +406,8 @@ export function storeContract(open: () => Promise<Store>) {
       const x = (await s.searchDevices({ uuid, offlineBefore: "2000-01-01T00:00:00.000Z" })).devices[0]!;
       return { status: x.status, detail: x.statusDetail };
     };
-    // As fioup's cancel writes it (fioup/update/cancel.ts), here with a restore that failed.
-    const canceled = JSON.stringify({ canceled: true, restoredTo: null, restoreOk: false, restoreError: "no such image" });
+    // As fioup's cancel writes it (fioup/update/cancel.ts), the previous apps put back.
+    const canceled = JSON.stringify({ canceled: true, restoredTo: "x-1", restoreOk: true });
     await s.appendEvents(d!.uuid, [ev("EcuDownloadStarted"), ev("EcuInstallationStarted"), ev("EcuInstallationCompleted", { success: false, details: canceled })]);
     await s.appendEvents(e!.uuid, [ev("EcuDownloadStarted"), ev("EcuDownloadCompleted", { success: false, details: '{"canceled":true}' })]);
     expect(await state(d!.uuid)).toEqual({ status: "cancelled", detail: null });
@@ -418,6 +418,10 @@ export function storeContract(open: () => Promise<Store>) {
 
     await s.appendEvents(d!.uuid, [ev("EcuDownloadStarted", { correlationId: "again" }), ev("EcuInstallationCompleted", { correlationId: "again", success: true })]);
     expect(await state(d!.uuid)).toEqual({ status: "up-to-date", detail: null });
+    // A cancel whose restore failed may leave no working app: a failure, with its reason.
+    const unrestored = JSON.stringify({ canceled: true, restoredTo: null, restoreOk: false, restoreError: "no such image" });
+    await s.appendEvents(d!.uuid, [ev("EcuInstallationCompleted", { correlationId: "third", success: false, details: unrestored })]);
+    expect(await state(d!.uuid)).toEqual({ status: "failed", detail: unrestored });
     // A failure that is no cancel is still "failed", with its reason.
     await s.appendEvents(e!.uuid, [ev("EcuDownloadCompleted", { correlationId: "again", success: false, details: '{"canceled":false,"error":"registry said 404"}' })]);
     expect(await state(e!.uuid)).toEqual({ status: "failed", detail: '{"canceled":false,"error":"registry said 404"}' });

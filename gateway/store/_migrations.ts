@@ -116,8 +116,13 @@ const statusOf = (body: (field: "type" | "success" | "failed" | "details") => st
       WHEN ${body('type')} IN ('EcuDownloadStarted', 'EcuDownloadCompleted', 'EcuInstallationStarted', 'EcuInstallationApplied') THEN 'updating'
     END`;
 
-/** Whether a failed completion's details text (SQL) is that of a cancel: fioup writes `{"canceled":true,...}`. */
-const cancelled = (details: string) => `${details} LIKE '%"canceled":true%'`;
+/**
+ * Whether a failed completion's details text (SQL) is that of a cancel: fioup writes `{"canceled":true,...}`.
+ * A cancel whose restore of the previous apps failed (`"restoreOk":false`) is no such thing: the
+ * device may run no working app, so it stays "failed", with its reason (gateway/fleet/update-outcome.ts
+ * isCancelEvent says the same).
+ */
+const cancelled = (details: string) => `(${details} LIKE '%"canceled":true%' AND ${details} NOT LIKE '%"restoreOk":false%')`;
 
 const v30Indexes = `
 CREATE INDEX devices_status ON devices (status, last_seen);

@@ -16,6 +16,7 @@ import type { Store } from "./types.ts";
 const BEFORE: [string, string, string | null][] = [
   ["cancel-install", "failed", JSON.stringify({ canceled: true, restoredTo: "amd64-linux-1", restoreOk: true })],
   ["cancel-download", "failed", '{"canceled":true}'],
+  ["cancel-unrestored", "failed", JSON.stringify({ canceled: true, restoredTo: null, restoreOk: false, restoreError: "no such image" })],
   ["failed", "failed", "registry said 404"],
   ["failed-not-cancel", "failed", '{"canceled":false,"phase":"fetch","error":"registry said 404"}'],
   ["rolled-back", "rolled-back", '{"phase":"start","rollbackOk":true}'],
@@ -25,6 +26,7 @@ const BEFORE: [string, string, string | null][] = [
 const AFTER = {
   "cancel-install": { status: "cancelled", statusDetail: null },
   "cancel-download": { status: "cancelled", statusDetail: null },
+  "cancel-unrestored": { status: "failed", statusDetail: JSON.stringify({ canceled: true, restoredTo: null, restoreOk: false, restoreError: "no such image" }) },
   failed: { status: "failed", statusDetail: "registry said 404" },
   "failed-not-cancel": { status: "failed", statusDetail: '{"canceled":false,"phase":"fetch","error":"registry said 404"}' },
   "rolled-back": { status: "rolled-back", statusDetail: '{"phase":"start","rollbackOk":true}' },
