@@ -63,9 +63,6 @@ const jittered = (ms: number) => ms + (Math.random() * 0.2 - 0.1) * ms;
 
 /** One cycle: resume or check+update. Returns what happened, for the log; a deferral or failure also lands in `seen`. */
 export async function daemonCycle(s: Session, o: DaemonOptions, seen: CycleSeen = {}): Promise<string> {
-  // Events left from before (a failure the gateway did not hear of, a previous run) go as the
-  // cycle starts, not after an update that may take long: in the background, best effort.
-  if (s.client && s.db.peekEvents(1).length > 0) void sendEvents(s);
   let lock;
   try {
     lock = takeUpdateLock(s.lockPath, "check for updates");
@@ -74,6 +71,10 @@ export async function daemonCycle(s: Session, o: DaemonOptions, seen: CycleSeen 
     if (e instanceof LockedError) return `skipped: ${e.message}`;
     throw e;
   }
+  // Events left from before (a failure the gateway did not hear of, a previous run) go as the
+  // cycle starts, not after an update that may take long: in the background, best effort. Under
+  // the lock: a `fioup update` run by hand, which holds it, sends the same queue itself.
+  if (s.client && s.db.peekEvents(1).length > 0) void sendEvents(s);
   try {
     const ctx = s.ctx(reportingHooks(s, o.hooks), o.signal);
     const pending = s.db.pendingUpdate();

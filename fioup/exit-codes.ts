@@ -12,6 +12,7 @@ import { DeviceDbFullError } from "./db.ts";
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
 import { proxyWithoutBackend } from "../lib/net/why.ts";
+import { EngineError } from "./runtime/docker-engine.ts";
 import { DownloadStalledError, IncompleteBlobError } from "../lib/oci/blob-store.ts";
 import { RegistryError, RegistryUnreachableError } from "../lib/oci/registry-client.ts";
 import { LockedError } from "../lib/fs/pid-lock.ts";
@@ -111,6 +112,10 @@ export function isNetworkFailure(err: unknown): boolean {
   if (diskFilled(err)) return false;
   for (let e = err, n = 0; e !== undefined && e !== null && n < 10; e = (e as Error).cause, n++) {
     if (permanentReason(e) !== undefined) return false;
+    // The container engine's socket is local: its refused or reset connection (dockerd down or
+    // restarting) is the device's trouble, not the link's, and an install or start that failed
+    // was rolled back; retrying either every few seconds would only stop and restore the apps again.
+    if (e instanceof EngineError || e instanceof InstallFailedError || e instanceof StartFailedError) return false;
     if (e instanceof GatewayUnreachableError || e instanceof RegistryUnreachableError || e instanceof DownloadStalledError || e instanceof IncompleteBlobError) return true;
     // No status: no answer came. An answer's status is the network's only from a proxy without a backend.
     if (e instanceof MetadataFetchError && e.status === undefined) return true;
