@@ -290,7 +290,9 @@ export const DAEMON_UNIT = "fioup.service";
  * `ConditionPathExists=/var/sota/sota.toml`, so at the boot before registration systemd skipped it
  * and nothing would start it again. Only for the device's own paths (no FIOUP_ROOT, the default
  * sota dir: what the unit runs with), and only when the unit is enabled (its owner may have
- * disabled it). `--no-block`: the daemon's first poll does not hold up the register command.
+ * disabled it). `restart`: a daemon already running (`register --force`) holds the certificate the
+ * gateway now refuses, and must read the new one; one not running is started. `--no-block`: the
+ * daemon's first poll does not hold up the register command.
  * A path unit (PathExists=) would do it without this, but would start the daemon again each time
  * someone stops it (`systemctl stop fioup`) while sota.toml exists.
  *
@@ -302,7 +304,7 @@ export function startDaemonUnit(root: string, sotaDir: string): string | undefin
   const state = enabled.stdout?.trim() || enabled.error?.message || "unknown";
   if (enabled.status !== 0 || !state.startsWith("enabled"))
     return `${DAEMON_UNIT} is ${state}, so nothing polls the gateway: updates come only through 'fioup update' run by hand (install and enable fioup/systemd/${DAEMON_UNIT}, docs/preload.md)`;
-  const started = spawnSync("systemctl", ["start", "--no-block", DAEMON_UNIT], { encoding: "utf8" });
+  const started = spawnSync("systemctl", ["restart", "--no-block", DAEMON_UNIT], { encoding: "utf8" });
   if (started.status !== 0) return `cannot start ${DAEMON_UNIT}: ${started.stderr?.trim() || started.error?.message}; it starts at the next boot`;
   return `started ${DAEMON_UNIT}: the daemon polls the gateway from now on`;
 }

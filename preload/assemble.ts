@@ -24,10 +24,11 @@ import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
 // The daemon's unit as fioup ships it, embedded as text at build: the image gets that one copy.
 import daemonUnit from "../fioup/systemd/fioup.service" with { type: "text" };
-
-const DAEMON_UNIT_NAME = "fioup.service";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { checkRoom } from "./output.ts";
+
+/** The daemon's unit in the image: its file name as fioup ships it (fioup/register.ts DAEMON_UNIT starts it by that name). */
+const DAEMON_UNIT_NAME = "fioup.service";
 
 export class AssembleError extends Error {
   override name = "AssembleError";

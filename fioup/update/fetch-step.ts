@@ -29,6 +29,7 @@ import { eventFor } from "./_events.ts";
 import { deltaCandidates, fetchLayerDelta, type DeltaReport } from "./_layer-deltas.ts";
 import { planOf } from "./plan.ts";
 import { maxRebuiltBytes } from "../../lib/oci/delta.ts";
+import { recordedLayerSizes } from "../../lib/api/target.ts";
 import { bundleDeltaOf, checkSpace, dockerRootNeed, NoSpaceError, onDisk, type SpaceNeed } from "./space.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
@@ -98,16 +99,19 @@ export function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unkn
  * delta, the delta and the layer it rebuilds, uncompressed (a bundle has no whole layer to fall
  * back to). Online the whole layer is the fallback, so a full store still takes the update whole.
  */
-function storeBytes(ctx: UpdateContext, store: DeviceBlobStore, b: AppBlob): number {
+function storeBytes(ctx: UpdateContext, store: DeviceBlobStore, b: AppBlob, recorded: Map<string, number>): number {
   const delta = bundleDeltaOf(ctx, b);
   if (!delta) return onDisk(b.size - store.partialSize(b.digest));
-  // The bundle's toSize is unsigned: never counted over what the signed layer may unpack to (a larger claim is refused unread).
-  return (store.has(delta.digest) ? 0 : onDisk(delta.size - store.partialSize(delta.digest))) + onDisk(Math.min(delta.toSize, maxRebuiltBytes(b)));
+  // The bundle's toSize is unsigned: never counted over what the signed layer may unpack to (a
+  // larger claim is refused unread), by the target's recorded size as the delta's own check reads it.
+  const bound = maxRebuiltBytes({ ...b, unpackedSize: recorded.get(b.digest) });
+  return (store.has(delta.digest) ? 0 : onDisk(delta.size - store.partialSize(delta.digest))) + onDisk(Math.min(delta.toSize, bound));
 }
 
 /** What the blob store and Docker's data root will each receive. */
 async function spaceNeeds(ctx: UpdateContext, u: UpdateRow, store: DeviceBlobStore, missing: AppBlob[]): Promise<SpaceNeed[]> {
-  const needs: SpaceNeed[] = [{ path: ctx.cfg.resetAppsRoot, what: "the blob store", bytes: missing.reduce((s, b) => s + storeBytes(ctx, store, b), 0) }];
+  const recorded = recordedLayerSizes(u.target.entry.custom);
+  const needs: SpaceNeed[] = [{ path: ctx.cfg.resetAppsRoot, what: "the blob store", bytes: missing.reduce((s, b) => s + storeBytes(ctx, store, b, recorded), 0) }];
   const layers = missing.filter((b) => b.kind === "layer");
   const dataRoot = layers.length ? await ctx.runtime.dataRoot().catch(() => undefined) : undefined;
   if (dataRoot) needs.push(await dockerRootNeed(ctx, u, dataRoot, layers, layers));
@@ -165,7 +169,13 @@ export const fetchStep: Step = {
     // left by a run that was killed while retrying is not this run's.
     let stalledBlob: string | undefined;
     const stallKey = fetchStallKey(u.id);
-    ctx.db.delete(stallKey);
+    // The note for status is best effort: a full disk refuses its writes, never the download.
+    const clearStall = () => {
+      try {
+        ctx.db.delete(stallKey);
+      } catch {}
+    };
+    clearStall();
     let next = 0;
     let firstError: unknown;
     // A stall and the retries that follow are said in the log (retrySayer's pace) and kept for fioup status.
@@ -190,7 +200,7 @@ export const fetchStep: Step = {
           const onReceived = (n: number) => {
             if (stalledBlob === b.digest) {
               stalledBlob = undefined;
-              ctx.db.delete(stallKey);
+              clearStall();
             }
             uncounted += n;
             if (uncounted >= COUNT_EVERY_BYTES) count();
@@ -253,11 +263,7 @@ export const fetchStep: Step = {
       await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, missing.length) }, worker));
     } finally {
       ctx.signal?.removeEventListener("abort", onOuterAbort);
-      try {
-        if (stalledBlob !== undefined) ctx.db.delete(stallKey);
-      } catch {
-        // a full disk: the failure that ended the fetch is what is said
-      }
+      if (stalledBlob !== undefined) clearStall(); // a full disk: the failure that ended the fetch is what is said
     }
     if (firstError !== undefined) {
       if (ctx.signal?.aborted) throw firstError; // shutting down: resume later

@@ -78,5 +78,19 @@ describe("a preloaded device registered after its first boot, under systemd", ()
     const journal = (await t.inside("journalctl", "-u", "fioup.service", "--no-pager", "-o", "cat")).stdout;
     expect(active, journal.slice(-2000)).toBe("active");
     expect(readFileSync(join(t.root, "var/sota/sota.toml"), "utf8")).toContain('primary_ecu_hardware_id = "amd64-linux"');
+
+    // Registered again (--force: a new certificate, the old one refused), the running daemon is restarted to read it.
+    const pid = async () => (await t.inside("systemctl", "show", "-p", "MainPID", "--value", "fioup.service")).stdout.trim();
+    const first = await pid();
+    expect(Number(first)).toBeGreaterThan(0);
+    const again = await t.inside("fioup", "register", "--force", "--server", gw.url, "--token", gw.adminToken, "--tag", "master", "--name", "booted-device");
+    expect(again.code, again.stderr).toBe(0);
+    let now = first;
+    for (let i = 0; i < 60 && (now === first || now === "0"); i++) {
+      await Bun.sleep(250);
+      now = await pid();
+    }
+    expect(now).not.toBe(first);
+    expect(await t.waitActive("fioup.service", ["active"], 30_000)).toBe("active");
   }, 300_000);
 });
