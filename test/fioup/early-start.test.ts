@@ -69,7 +69,7 @@ describe("fioup early-start and preload", () => {
       const r = await preloaded.fioup("early-start");
       expect(r.code, r.stderr).toBe(51);
       expect(r.json.apps).toEqual([
-        { name: `${A}x`, ok: false, error: `/var/lmp/default-apps names it, but target amd64-linux-1 has no such app; preloaded: ${A}, ${B}` },
+        { name: `${A}x`, ok: false, error: `/var/lmp/default-apps names it, but it is unknown: target amd64-linux-1 has no app of that name; preloaded and shortlisted: ${A}, ${B}` },
         { name: A, ok: true },
       ]);
       expect(await httpGet(portA)).toBe("esa v1");

@@ -329,11 +329,13 @@ describe("gateway publish errors publish nothing", () => {
   });
 
   test("an image named like a folder of the checkout that publish does not build says why it built none", async () => {
+    // Names of this process: the local engine is the shared test dockerd, where another file may hold an image "db".
+    const [api, web, db, cache] = ["api", "web", "db", "cache"].map((n) => `${n}${process.pid}`) as [string, string, string, string];
     const r = await containersRepo({
-      "shop/docker-compose.yml": "services:\n  api:\n    image: api\n  web:\n    image: web:1\n  db:\n    image: db\n",
-      "shop/api/main.py": "print('hi')\n", // the service's sources, but no Dockerfile and no build: key
-      "shop/web/Dockerfile": "FROM scratch\n", // a Dockerfile, but no build: key
-      "db/README.md": "schema\n", // a top-level folder without a Dockerfile
+      "shop/docker-compose.yml": `services:\n  api:\n    image: ${api}\n  web:\n    image: ${web}:1\n  db:\n    image: ${db}\n`,
+      [`shop/${api}/main.py`]: "print('hi')\n", // the service's sources, but no Dockerfile and no build: key
+      [`shop/${web}/Dockerfile`]: "FROM scratch\n", // a Dockerfile, but no build: key
+      [`${db}/README.md`]: "schema\n", // a top-level folder without a Dockerfile
     });
     const { apps } = await discover(r);
     const images = new ImageResolver({
@@ -353,14 +355,14 @@ describe("gateway publish errors publish nothing", () => {
       expect(err).toBeInstanceOf(ImageNotFoundError);
       return err.message.slice(err.message.indexOf("404"));
     };
-    expect(await refused("api")).toEndWith(
-      ". The app's folder shop/api/ holds no Dockerfile, and a service is built from a folder only with a build: key (build: ./api in shop/docker-compose.yml, with a Dockerfile in shop/api/)",
+    expect(await refused(api)).toEndWith(
+      `. The app's folder shop/${api}/ holds no Dockerfile, and a service is built from a folder only with a build: key (build: ./${api} in shop/docker-compose.yml, with a Dockerfile in shop/${api}/)`,
     );
-    expect(await refused("web:1")).toEndWith(". The app's folder shop/web/ has a Dockerfile, but a service is built from a folder only with a build: key (build: ./web in shop/docker-compose.yml)");
-    expect(await refused("db")).toEndWith('. The folder db/ of the containers checkout holds no Dockerfile: publish builds "image: db" from a top-level folder only when it holds one');
+    expect(await refused(`${web}:1`)).toEndWith(`. The app's folder shop/${web}/ has a Dockerfile, but a service is built from a folder only with a build: key (build: ./${web} in shop/docker-compose.yml)`);
+    expect(await refused(db)).toEndWith(`. The folder ${db}/ of the containers checkout holds no Dockerfile: publish builds "image: ${db}" from a top-level folder only when it holds one`);
     // A name that is no folder, or a reference with a registry path, gets no such hint.
-    expect(await refused("cache")).not.toContain("folder");
-    expect(await refused("someone/api")).not.toContain("folder");
+    expect(await refused(cache)).not.toContain("folder");
+    expect(await refused(`someone/${api}`)).not.toContain("folder");
   });
 
   test("an ignore rule that removes the compose file", async () => {

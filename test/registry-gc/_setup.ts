@@ -68,13 +68,16 @@ export async function startPublishSetup(): Promise<PublishSetup> {
 /**
  * What a device resolves for a published version's apps on each platform of the nginx index
  * (arm64's manifest is reached only through the index), every blob fetched into its own store:
- * what gc must leave of a version a target names.
+ * what gc must leave of a version a target names. An arm64 device resolves only the apps of
+ * third-party images: the images publish builds here are amd64 alone, which resolving refuses for
+ * arm64 (lib/device/resolve.ts), as such a device would fail to start them.
  */
 export async function deviceFetches(gw: GatewayHandle, r: PublishResult): Promise<ResolvedApps[]> {
   const client = gatewayRegistry(gw);
-  const apps = r.apps.map((a) => ({ name: a.name, uri: a.uri }));
   const plans: ResolvedApps[] = [];
+  const built = new Set(r.images.filter((i) => i.source === "build").map((i) => i.pinned));
   for (const architecture of ["amd64", "arm64"]) {
+    const apps = r.apps.filter((a) => architecture === "amd64" || !a.services.some((s) => built.has(s.pinned))).map((a) => ({ name: a.name, uri: a.uri }));
     const store = new DeviceBlobStore(await tempDir(`gc-device-${architecture}-`));
     // A device knows the gateway's registry by --server's host alone (fioup/update/context.ts).
     const registry = (host: string) => {
