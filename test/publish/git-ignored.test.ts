@@ -131,14 +131,14 @@ describe("gateway publish and env_file, extends", () => {
 
   test("a relative bind mount outside the app folder is refused (exit 10), short or long form; inside it, absolute or named, it is published", async () => {
     const withVolumes = (volumes: string) => `services:\n  db:\n    image: nginx:alpine\n    volumes:\n${volumes}`;
-    const repo = await containersRepo({ "shared/site.conf": "x\n", "envapp/docker-compose.yml": withVolumes("      - ../shared:/etc/shared:ro\n") });
+    const repo = await containersRepo({ "common/site.conf": "x\n", "envapp/docker-compose.yml": withVolumes("      - ../common:/etc/common:ro\n") });
     const short = await publishCli(repo, "--dry-run");
     expect(short.code).toBe(10);
-    expect(short.stderr).toContain('Invalid compose file envapp/docker-compose.yml, service "db": the bind mount ../shared is outside the app folder envapp');
-    await writeFile(join(repo, "envapp", "docker-compose.yml"), withVolumes("      - type: bind\n        source: ./conf/../../shared\n        target: /etc/shared\n"));
+    expect(short.stderr).toContain('Invalid compose file envapp/docker-compose.yml, service "db": the bind mount ../common is outside the app folder envapp');
+    await writeFile(join(repo, "envapp", "docker-compose.yml"), withVolumes("      - type: bind\n        source: ./conf/../../common\n        target: /etc/common\n"));
     const long = await publishCli(repo, "--dry-run");
     expect(long.code).toBe(10);
-    expect(long.stderr).toContain("the bind mount ./conf/../../shared is outside the app folder envapp");
+    expect(long.stderr).toContain("the bind mount ./conf/../../common is outside the app folder envapp");
     await writeFile(
       join(repo, "envapp", "docker-compose.yml"),
       withVolumes("      - ./data:/data\n      - /var/run/docker.sock:/var/run/docker.sock\n      - cache:/cache\n      - type: bind\n        source: conf\n        target: /conf\n") + "volumes:\n  cache: {}\n",
