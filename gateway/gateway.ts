@@ -32,7 +32,7 @@ import { watchCertificateExpiry } from "./pki/cert-expiry.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
 import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
 import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
-import { openFileLimit } from "./transport/connection-caps.ts";
+import { connectionBudget, openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
 import { dbKind, openStore, peekDatabaseMeta } from "./store/open.ts";
@@ -371,8 +371,11 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         return (bearer !== undefined && verifyRegistryToken(data.registrySecret, bearer) !== undefined) || (await requestCaller(gw, auth)) !== undefined;
       },
     });
-    // What both listeners share: the app, the proxies trusted, the forwarded-cert verifier, admission and limits.
+    // What both listeners share: the app, the proxies trusted, the forwarded-cert verifier, admission,
+    // limits, and the open files left for connections (one budget, not one each).
+    const budget = connectionBudget();
     const common = {
+      ...(budget ? { connectionBudget: budget } : {}),
       trustedProxies,
       ...(opts.clientCertHeader ? { clientCertHeader: opts.clientCertHeader } : {}),
       forwardedCerts,

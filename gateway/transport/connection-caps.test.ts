@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { FakeSocket } from "./_fake-socket.ts";
 import { testLoop } from "./_test-loop.ts";
 import { Connection } from "./connection.ts";
-import { ConnectionCaps, fdReserve, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
+import { ConnectionBudget, ConnectionCaps, connectionBudget, fdReserve, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
 
 const conn = (addr: string) => new Connection(new FakeSocket(), addr);
 const sockOf = (c: Connection) => c.sock as FakeSocket;
@@ -129,12 +129,45 @@ describe("ConnectionCaps", () => {
   });
 
   test("the cap never exceeds what the open-file limit allows (else accept would fail before any eviction)", () => {
-    expect(new ConnectionCaps(50_000, 128, undefined, 20_000).maxConnections).toBe(20_000 - 5_000);
-    expect(new ConnectionCaps(10_000, 128, undefined, 1_048_576).maxConnections).toBe(10_000);
+    expect(new ConnectionCaps(50_000, 128, undefined, connectionBudget(20_000)).maxConnections).toBe(20_000 - 5_000);
+    expect(new ConnectionCaps(10_000, 128, undefined, connectionBudget(1_048_576)).maxConnections).toBe(10_000);
     expect(new ConnectionCaps(10_000, 128, undefined, undefined).maxConnections).toBe(10_000);
     const limit = openFileLimit();
     if (process.platform === "linux") expect(limit).toBeGreaterThan(0);
     expect(new ConnectionCaps(Number.MAX_SAFE_INTEGER, 128).maxConnections).toBe(limit === undefined ? Number.MAX_SAFE_INTEGER : Math.max(64, limit - fdReserve(limit)));
+  });
+
+  test("two listeners on one budget (the TLS port and the proxies' plain one) never hold more connections together than it allows", () => {
+    const budget = new ConnectionBudget(4);
+    const tls = new ConnectionCaps(100, 128, undefined, budget);
+    const plain = new ConnectionCaps(100, 128, () => true, budget, 1);
+    const busy = (caps: ConnectionCaps) => {
+      const c = conn("10.0.0.1");
+      expect(caps.accept(c)).toBe(true);
+      caps.handshaken(c, true); // mid-request: neither unauthenticated nor idle, so never evicted
+      return c;
+    };
+    const onTls = [busy(tls), busy(tls), busy(tls)];
+    busy(plain);
+    expect(budget.used).toBe(4);
+    // Each listener's own cap (100) is far off, but the files are not.
+    expect(tls.accept(conn("10.0.0.2"))).toBe(false);
+    busy(plain); // the plain listener's room (its health checks, its 503 answers) is past the budget
+    expect(plain.accept(conn("10.0.0.2"))).toBe(false);
+    // At the budget a listener makes room among its own connections, as at its cap.
+    const anon = conn("10.0.0.3");
+    tls.closed(onTls[0]!);
+    expect(tls.accept(anon)).toBe(false); // the plain listener's room still holds a file
+    tls.closed(onTls[1]!);
+    expect(tls.accept(anon)).toBe(true);
+    const next = conn("10.0.0.4");
+    expect(tls.accept(next)).toBe(true);
+    expect(sockOf(anon).terminated).toBe(true);
+    expect(budget.used).toBe(4);
+    // A connection closed twice (ended idle, then its socket's close) frees its file once.
+    tls.closed(onTls[2]!);
+    tls.closed(onTls[2]!);
+    expect(budget.used).toBe(3);
   });
 
   test("exempt addresses (trusted proxies) have no per-address cap", () => {

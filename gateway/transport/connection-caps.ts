@@ -24,6 +24,13 @@
  * the rest stays free for check-ins, registrations and the admin API however many devices hold
  * push. A held connection is never evicted: the slots are kept, not taken back.
  *
+ * The open files are one budget for the whole process (ConnectionBudget): the TLS port and the
+ * plain listener for proxies (plain.ts) each have caps of their own but draw on the same budget,
+ * so the two together cannot take more descriptors than the open-file limit leaves for
+ * connections. Without that each counted three quarters of the limit as its own, and a proxy's
+ * connections plus the devices' could exhaust the files, after which accept fails for everyone.
+ * A listener at the budget makes room among its own connections (as at its cap) or refuses.
+ *
  * @module
  */
 import { readFileSync } from "node:fs";
@@ -36,6 +43,17 @@ export const HELD_SHARE = 0.9;
  * being served: each download holds one besides its socket): a quarter of the limit, at least 512.
  */
 export const fdReserve = (fdLimit: number): number => Math.max(512, Math.floor(fdLimit / 4));
+
+/** The connections all the listeners of one process may hold together (module comment): `used` is counted by their caps. */
+export class ConnectionBudget {
+  used = 0;
+  constructor(readonly limit: number) {}
+}
+
+/** The budget the open-file limit leaves for connections (the limit less fdReserve, at least 64), or undefined when the limit is unknown or unlimited. */
+export function connectionBudget(fdLimit = openFileLimit()): ConnectionBudget | undefined {
+  return fdLimit === undefined ? undefined : new ConnectionBudget(Math.max(64, fdLimit - fdReserve(fdLimit)));
+}
 
 /**
  * What the caps need of a connection. Declared here, not imported: connection.ts's Connection has
@@ -88,13 +106,14 @@ export class ConnectionCaps {
     readonly maxPerAddress: number,
     /** Addresses the per-address cap does not apply to (trusted proxies). */
     private readonly exempt: (address: string) => boolean = () => false,
-    fdLimit = openFileLimit(),
+    /** The open files for connections, shared with the process's other listener if it has one (default: a budget of this listener's own). */
+    readonly budget: ConnectionBudget | undefined = connectionBudget(),
     /** Connections taken past `maxConnections` (out of the fd reserve), for a listener that answers those itself (plain.ts: 503, health checks); they do not widen the held share. */
     readonly room = 0,
   ) {
     // Past the open-file limit accept fails before the cap could close an unauthenticated connection
     // to make room: the cap must come first, or clients without credentials could lock devices out.
-    this.maxConnections = fdLimit === undefined ? maxConnections : Math.min(maxConnections, Math.max(64, fdLimit - fdReserve(fdLimit)));
+    this.maxConnections = budget === undefined ? maxConnections : Math.min(maxConnections, budget.limit);
     this.maxHeld = Math.max(1, Math.floor(this.maxConnections * HELD_SHARE));
   }
 
@@ -112,7 +131,8 @@ export class ConnectionCaps {
    * terminated; an idle one is ended.
    */
   accept(c: CountedConnection): boolean {
-    if (this.#all.size >= this.maxConnections + this.room) {
+    const budget = this.budget;
+    if (this.#all.size >= this.maxConnections + this.room || (budget !== undefined && budget.used >= budget.limit + this.room)) {
       const victim = first(this.#unauth);
       if (victim) this.#evict(victim);
       else if (this.#idleFirst) this.#closeIdle(this.#idleFirst);
@@ -122,6 +142,7 @@ export class ConnectionCaps {
       }
     }
     this.#all.add(c);
+    if (budget) budget.used++;
     this.#unauth.add(c);
     c.caps = this;
     return true;
@@ -194,7 +215,7 @@ export class ConnectionCaps {
   closed(c: CountedConnection): void {
     this.release(c);
     this.active(c);
-    this.#all.delete(c);
+    if (this.#all.delete(c) && this.budget) this.budget.used--;
     this.authenticated(c);
   }
 

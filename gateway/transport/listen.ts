@@ -32,14 +32,14 @@
 import type { Socket, TCPSocketListener } from "bun";
 import { deviceIdentity } from "../pki/keys.ts";
 import type { Connection } from "./connection.ts";
-import { ConnectionCaps } from "./connection-caps.ts";
+import { ConnectionCaps, connectionBudget } from "./connection-caps.ts";
 import { ConnectionSet } from "./connection-set.ts";
 import { DEFAULT_LIMITS, listenError, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
 import { urlHost } from "./url.ts";
 
 export function listen(opts: TransportOptions): Promise<Listening> {
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, (a) => opts.trustedProxies?.has(a) ?? false);
+  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, (a) => opts.trustedProxies?.has(a) ?? false, opts.connectionBudget ?? connectionBudget());
   const set = new ConnectionSet(opts, limits, caps);
   let handshakes = 0;
   let resumed = 0;

@@ -9,6 +9,7 @@
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { urlHost } from "./url.ts";
+import type { ConnectionBudget } from "./connection-caps.ts";
 import type { Bindings } from "../env.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
@@ -105,6 +106,8 @@ export interface TransportOptions {
   clientCertHeader?: string;
   forwardedCerts?: ForwardedCertVerifier;
   limits?: Partial<TransportLimits>;
+  /** The open files for connections, when another listener of the process shares them (connection-caps.ts); default: the open-file limit's, for this listener alone. */
+  connectionBudget?: ConnectionBudget;
 }
 
 /** Counters since the listener started, and the connections open now. */

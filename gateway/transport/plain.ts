@@ -28,7 +28,8 @@
  *
  * The caps: the proxy's connections are counted at accept by a ConnectionCaps of their own, as
  * the TLS port's are (`--max-connections`, lowered for the open-file limit, plus HEALTH_ROOM),
- * so even a trusted proxy cannot take every file descriptor: past it the longest idle of its
+ * drawing on the open files left for connections that the gateway shares between this listener
+ * and the TLS port, so even a trusted proxy cannot take every file descriptor: past it the longest idle of its
  * kept-alive connections is closed for a new one, or the new one cut if all are busy. Of
  * those, at most `--max-connections` (as lowered) may be busy with a request (from its head to
  * the last byte of its answer, a held push and a download included): past it a request is
@@ -47,7 +48,7 @@ import type { PlainListenerStats } from "../metrics.ts";
 import type { ForwardedCertVerifier } from "../pki/forwarded-cert.ts";
 import type { TrustedProxies } from "../trusted-proxies.ts";
 import type { Connection } from "./connection.ts";
-import { ConnectionCaps } from "./connection-caps.ts";
+import { ConnectionCaps, connectionBudget, type ConnectionBudget } from "./connection-caps.ts";
 import { ConnectionSet } from "./connection-set.ts";
 import { statusLine } from "./http1.ts";
 import { DEFAULT_LIMITS, listenError, type Admission, type RequestInfo, type TransportLimits } from "./options.ts";
@@ -105,6 +106,8 @@ export interface PlainListenOptions {
   socketMode?: number;
   /** `maxConnections` sets the held share (push); `idleTimeoutMs` the idle limit (raised to 75 s, at most 255 s). */
   limits?: Partial<TransportLimits>;
+  /** The open files for connections, shared with the TLS port (connection-caps.ts); default: the open-file limit's, for this listener alone. */
+  connectionBudget?: ConnectionBudget;
 }
 
 export interface PlainListening {
@@ -164,7 +167,7 @@ export async function listenPlain(opts: PlainListenOptions): Promise<PlainListen
   const asked: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const idleSeconds = Math.min(MAX_IDLE_SECONDS, Math.max(MIN_IDLE_SECONDS, Math.ceil(asked.idleTimeoutMs / 1000)));
   const limits: TransportLimits = { ...asked, idleTimeoutMs: idleSeconds * 1000 };
-  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, () => true, undefined, HEALTH_ROOM);
+  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, () => true, opts.connectionBudget ?? connectionBudget(), HEALTH_ROOM);
   const busyCap = caps.maxConnections;
   // The proxies are few: remember each address's verdict instead of asking the BlockList per connection.
   const verdicts = new Map<string, boolean>();
