@@ -66,6 +66,8 @@ export class TimestampWatch {
   #reading: Promise<void> | undefined;
   /** The first of each named device's waits; the rest follow through `sameDevice`. */
   readonly #byDevice = new Map<string, Waiter>();
+  /** Waits ended because their device opened more than `perDevice` (for /metrics: a device, or a cloned certificate, asking again and again). */
+  endedPastCap = 0;
 
   constructor(
     private readonly storage: Pick<TufStorage, "getLatest">,
@@ -128,8 +130,10 @@ export class TimestampWatch {
     for (let n = 1; n < this.perDevice && last.sameDevice; n++) last = last.sameDevice;
     // Settling unchains it: `last.sameDevice` moves on to the next older one, if any.
     for (let w = last.sameDevice; w; w = last.sameDevice) {
-      if (w.bucket) this.#settle(w, undefined);
-      else this.#unchain(w, device);
+      if (w.bucket) {
+        this.endedPastCap++;
+        this.#settle(w, undefined);
+      } else this.#unchain(w, device);
     }
   }
 

@@ -9,6 +9,7 @@ import type { GatewayEnv } from "../env.ts";
 import { tufExpiries } from "../ota/expiries.ts";
 import type { Sample } from "../metrics.ts";
 import { StoreUnavailableError } from "../store/types.ts";
+import { MAX_WAITS_PER_DEVICE, waitsEndedPerDevice } from "./repo-wait.ts";
 
 export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
   const { store, metrics, sightings } = c.var.gw;
@@ -31,6 +32,11 @@ export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
     gateway_database_up: { help: "1 if the database answered this scrape's reads, 0 if it could not be reached (gateway_devices, gateway_events and the rollout gauges are then left out)", value: failed ? 0 : 1 },
     ...stored,
     gateway_pending_sightings: { help: "Check-ins not yet written", value: sightings.pending },
+    gateway_push_waits_ended_per_device_total: {
+      help: `Push waits answered 204 early because their device opened a newer one past the ${MAX_WAITS_PER_DEVICE} it may hold: a steady rise is a device (or a copied certificate) asking again and again`,
+      value: waitsEndedPerDevice(c.var.gw),
+      type: "counter",
+    },
   });
   const disk = labeledGauge("gateway_disk_free_bytes", "Free bytes on the file system of each folder the gateway writes to (data: its data dir; registry: blob storage)", "dir", free.map((f) => [f.label, f.bytes!]));
   const tuf = labeledGauge(

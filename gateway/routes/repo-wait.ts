@@ -66,6 +66,9 @@ const revoked = () => Response.json({ error: DEVICE_REVOKED }, { status: 403, he
 /** One function for every wait (not a closure per held request). */
 const answerOf = (version: WaitEnd) => (version === null ? revoked() : version === undefined ? noNews() : news(version));
 
+/** Waits this replica ended because their device held MAX_WAITS_PER_DEVICE newer ones (for /metrics). */
+export const waitsEndedPerDevice = (gw: Gateway): number => watches.get(gw)?.endedPastCap ?? 0;
+
 /** Ends the waits `device` holds on this replica, answered 403: the device was just revoked. */
 export function endDeviceWaits(gw: Gateway, device: string): void {
   watches.get(gw)?.endWaitsOf(device);

@@ -107,6 +107,8 @@ async function greedyAndOthers(greedy: TlsDevice, other: TlsDevice, honest: TlsD
   const statuses = await Promise.all(greedyWaits.map((w) => w.done));
   expect(statuses.filter((s) => s === 200).length).toBe(2);
   expect(statuses.filter((s) => s === 204).length).toBe(greedyWaits.length - 2);
+  // The first, and every greedy wait but the two newest: counted for the operator.
+  expect(await metricSample(g, "gateway_push_waits_ended_per_device_total")).toBe(1 + greedyWaits.length - 2);
 }
 
 test("fioup whose wait is ended by newer ones of its certificate asks again and still hears of a publish", async () => {
@@ -138,4 +140,6 @@ async function fioupEnded(d: TlsDevice, f: Awaited<ReturnType<typeof fioupOf>>, 
   expect(r).toBe("news");
   expect(at - signedAt).toBeLessThan(1500);
   expect(await b.done).toBe(200);
+  // fioup's wait and `a`, after the 22 of the test before (same gateway).
+  expect(await metricSample(g, "gateway_push_waits_ended_per_device_total")).toBe(22 + 2);
 }
