@@ -405,7 +405,8 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     const max = server.stats().maxConnections;
     if (max < askedMax)
       log(
-        `gateway: at most ${max} connections, not ${askedMax} (--max-connections): the open-file limit is ${openFileLimit()}; ` +
+        // Worded for the default too: --max-connections given or not, the limit is the files.
+        `gateway: at most ${max} connections for want of open files (--max-connections is ${askedMax}): the open-file limit is ${openFileLimit()}; ` +
           "raise it (LimitNOFILE= in the systemd unit, ulimit -n) to hold more",
       );
     const publicBase = publicUrl

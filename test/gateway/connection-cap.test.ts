@@ -26,7 +26,7 @@ test("under a low open-file limit the cap in force is logged and shown in /metri
   const max = await metric(low, "gateway_connections_max");
   expect(max).toBeGreaterThan(0);
   expect(max).toBeLessThan(2048);
-  expect(readFileSync(low.logFile, "utf8")).toContain(`gateway: at most ${max} connections, not 50000 (--max-connections): the open-file limit is 2048`);
+  expect(readFileSync(low.logFile, "utf8")).toContain(`gateway: at most ${max} connections for want of open files (--max-connections is 50000): the open-file limit is 2048`);
 
   const asked = await startGateway({ args: ["--max-connections", "300"] });
   started.push(asked);
