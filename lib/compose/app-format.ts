@@ -39,6 +39,8 @@ export const IGNORE_FILE_NAME = ".composeappignores";
 /** Limits (composeapp's): compose file ≤ 1 MiB, bundle ≤ 1 GiB, app manifest < 50 KiB. */
 export const MAX_COMPOSE_FILE_BYTES = 1024 * 1024;
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
+/** Largest file a device extracts from a bundle (extract.ts): a bundle holding a larger one is refused when it is made, not on every device. */
+export const MAX_BUNDLE_FILE_BYTES = 256 * 1024 * 1024;
 export const MAX_APP_MANIFEST_BYTES = 50 * 1024 - 1;
 /** The bundle index is JSON listing every file: bounded like a manifest, but larger. */
 export const MAX_BUNDLE_INDEX_BYTES = 4 * 1024 * 1024;

@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile, readdir } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, symlink, truncate, utimes, writeFile, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import tar from "tar-stream";
 import { extractBundle } from "./extract.ts";
+import { MAX_BUNDLE_FILE_BYTES } from "./app-format.ts";
 import { BundleTooLargeError, createBundle, IgnoredComposeFileError, UnsupportedFileError } from "./bundle.ts";
 
 const dirs: string[] = [];
@@ -138,6 +139,20 @@ describe("createBundle", () => {
     const o = await tmp();
     await expect(createBundle(d, { composeFileName: "docker-compose.yml", composeText: PINNED, outFile: join(o, "b.tgz"), maxBytes: 10_000 })).rejects.toThrow(BundleTooLargeError);
     expect(await readdir(o)).toEqual([]);
+  });
+
+  test("a file larger than a device extracts is refused when the bundle is made (every device would refuse it at install), naming it and the way out", async () => {
+    const d = await app({ "docker-compose.yml": "x" });
+    await writeFile(join(d, "blob.bin"), "");
+    await truncate(join(d, "blob.bin"), MAX_BUNDLE_FILE_BYTES + 1); // sparse: nothing is written
+    const o = await tmp();
+    const made = createBundle(d, { composeFileName: "docker-compose.yml", composeText: PINNED, outFile: join(o, "b.tgz") });
+    await expect(made).rejects.toThrow(BundleTooLargeError);
+    await expect(made).rejects.toThrow(/blob\.bin is 256\.0 MiB, over the 256\.0 MiB a device extracts from an app's bundle per file; list it in \.composeappignores/);
+    expect(await readdir(o)).toEqual([]);
+    // One that fits is shipped, and extracts.
+    await truncate(join(d, "blob.bin"), 1 << 20);
+    await createBundle(d, { composeFileName: "docker-compose.yml", composeText: PINNED, outFile: join(o, "b.tgz") });
   });
 
   test("large files stream through with a correct index", async () => {

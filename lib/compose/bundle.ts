@@ -21,8 +21,10 @@ import {
   BUNDLE_FILE_MODE,
   IGNORE_FILE_NAME,
   MAX_BUNDLE_BYTES,
+  MAX_BUNDLE_FILE_BYTES,
   type BundleIndex,
 } from "./app-format.ts";
+import { sizeText } from "../cli/bytes.ts";
 import { parseIgnoreFile, pathListMatcher, type IgnoreMatcher } from "./ignore.ts";
 
 export class IgnoredComposeFileError extends Error {
@@ -197,11 +199,19 @@ function sortEntries(entries: Entry[]): Entry[] {
  * ```
  * @throws {IgnoredComposeFileError} If `.composeappignores` or `opts.exclude` excludes the compose file.
  * @throws {UnsupportedFileError} If the app dir holds a symlink or special file that is not ignored.
- * @throws {BundleTooLargeError} If the tgz would exceed the limit (nothing is left at `outFile`).
+ * @throws {BundleTooLargeError} If the tgz would exceed the limit, or a file the limit a device
+ *   extracts (MAX_BUNDLE_FILE_BYTES; nothing is left at `outFile`).
  */
 export async function createBundle(appDir: string, opts: BundleOptions): Promise<Bundle> {
   const composeBytes = new TextEncoder().encode(opts.composeText);
   const entries = await listBundleFiles(appDir, opts.composeFileName, opts.exclude ? { exclude: opts.exclude } : {});
+  // Every device would download the bundle and refuse it at install (extract.ts): refused here, once.
+  const huge = entries.find((e) => e.kind === "file" && e.size > MAX_BUNDLE_FILE_BYTES);
+  if (huge)
+    throw new BundleTooLargeError(
+      `Cannot bundle ${appDir}: ${huge.name} is ${sizeText(huge.size)}, over the ${sizeText(MAX_BUNDLE_FILE_BYTES)} a device extracts from an app's bundle per file; ` +
+        `list it in ${IGNORE_FILE_NAME} (a file an image is built from goes into the image, and needs no copy in the bundle)`,
+    );
   entries.push({ name: BUNDLE_COMPOSE_NAME, kind: "file", content: composeBytes, size: composeBytes.byteLength, mode: BUNDLE_FILE_MODE });
   sortEntries(entries);
 

@@ -14,7 +14,7 @@ import { basename, dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import tar from "tar-stream";
-import type { BundleIndex } from "./app-format.ts";
+import { MAX_BUNDLE_FILE_BYTES, type BundleIndex } from "./app-format.ts";
 
 /** The bundle holds something that must not be extracted (escaping path or link, device node, oversized file...). */
 export class UnsafeBundleError extends Error {
@@ -51,7 +51,7 @@ export interface ExtractBundleOptions {
   index: BundleIndex;
   /** The app dir to create or replace, e.g. `<compose_apps_root>/<app>`. Its parent must be writable. */
   dest: string;
-  /** Largest single file, bytes. Default 256 MiB. */
+  /** Largest single file, bytes. Default MAX_BUNDLE_FILE_BYTES (256 MiB). */
   maxFileSize?: number;
   /** Largest sum of file sizes, bytes. Default 1 GiB (the bundle limit, MAX_BUNDLE_BYTES). */
   maxTotalSize?: number;
@@ -107,7 +107,7 @@ function checkIndex(index: BundleIndex): Map<string, string> {
  */
 export async function extractBundle(opts: ExtractBundleOptions): Promise<ExtractResult> {
   const expected = checkIndex(opts.index);
-  const maxFile = opts.maxFileSize ?? 256 << 20;
+  const maxFile = opts.maxFileSize ?? MAX_BUNDLE_FILE_BYTES;
   const maxTotal = opts.maxTotalSize ?? 1 << 30;
   const maxEntries = opts.maxEntries ?? 10_000;
   const reserved = new Set(opts.reserved ?? [".fioup"]);
