@@ -143,6 +143,22 @@ describe("loadConfig", () => {
     expect(() => load("stall3")).toThrow("Invalid config: fioup.download_stall_seconds: must be 1..3600 (an hour), got 0");
   });
 
+  test("a docker host that is not a unix socket is an invalid config saying so (it was 'no such socket' for tcp://...)", () => {
+    write("tcp/var/sota/sota.toml", `[fioup]\ndocker_host = "tcp://127.0.0.1:2375"\n`);
+    expect(() => loadConfig({ root: join(root, "tcp") })).toThrow(/Invalid config: fioup\.docker_host: tcp:\/\/127\.0\.0\.1:2375: only unix:\/\/ sockets are supported/);
+    const saved = process.env.DOCKER_HOST;
+    try {
+      process.env.DOCKER_HOST = "ssh://pi@device";
+      write("env/var/sota/sota.toml", "");
+      expect(() => loadConfig({ root: join(root, "env") })).toThrow(/DOCKER_HOST \(environment\): ssh:\/\/pi@device: only unix:\/\/ sockets/);
+      process.env.DOCKER_HOST = "unix:///run/docker.sock";
+      expect(loadConfig({ root: join(root, "env") }).dockerHost).toBe("/run/docker.sock");
+    } finally {
+      if (saved === undefined) delete process.env.DOCKER_HOST;
+      else process.env.DOCKER_HOST = saved;
+    }
+  });
+
   test("a value out of range names the last file that set it (later files win)", () => {
     write("orig/usr/lib/sota/conf.d/10-a.toml", `[fioup]\nmax_hold_seconds = 5\ninstall_window = "Mon 01:00-02:00"\n`);
     write("orig/var/sota/sota.toml", `[fioup]\nmax_hold_seconds = 7\n`);

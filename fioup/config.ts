@@ -251,6 +251,10 @@ export function resolveConfig(
   if (!(setPolling >= 1)) throw invalid("uptane.polling_seconds", `must be 1..${MAX_POLLING_SECONDS} (a week), got ${setPolling}`);
   const polling = atMost("uptane.polling_seconds", setPolling, MAX_POLLING_SECONDS, "a week", "polls every");
   const dockerHost = t.fioup?.docker_host ?? process.env.DOCKER_HOST;
+  // fioup talks to the engine over its unix socket alone: a tcp:// or ssh:// host would be taken
+  // for a socket path and fail as "no such socket", which sends the user looking for a file.
+  if (dockerHost && !dockerHost.startsWith("unix://") && !dockerHost.startsWith("/"))
+    throw invalid(t.fioup?.docker_host !== undefined ? "fioup.docker_host" : "DOCKER_HOST (environment)", `${dockerHost}: only unix:// sockets are supported (unix:///var/run/docker.sock)`);
   const setStall = t.fioup?.download_stall_seconds === undefined ? undefined : Number(t.fioup.download_stall_seconds);
   if (setStall !== undefined && !(setStall >= 1))
     throw invalid("fioup.download_stall_seconds", `must be 1..${MAX_DOWNLOAD_STALL_SECONDS} (an hour), got ${setStall}`);
