@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Target } from "../lib/api/index.ts";
 import { Value } from "@sinclair/typebox/value";
-import { EventBatch, type DeviceEvent } from "../lib/api/index.ts";
+import { EventBatch, targetContent, type DeviceEvent } from "../lib/api/index.ts";
 import { DeviceDb, MAX_QUEUED_EVENT_BYTES } from "./db.ts";
 import { makeEvent } from "./events/event.ts";
 import { flushEvents } from "./events/sender.ts";
@@ -168,25 +169,41 @@ describe("DeviceDb", () => {
 
   test("bad targets and the current target persist", () => {
     const db = new DeviceDb(join(dir, "c.db"));
-    db.markBad("hw-3", "start failed");
+    db.markBad(target("3"), "start failed");
     db.setCurrentTarget(target("2"));
     expect(db.badTargets()).toEqual(["hw-3"]);
     expect(db.currentTarget()?.name).toBe("hw-2");
     db.close();
   });
 
+  test("a bad mark records what failed; marks from before that count by name", () => {
+    const path = join(dir, "marks.db");
+    // A device database as fioup left it before marks had content.
+    const old = new Database(path, { create: true });
+    old.exec("CREATE TABLE bad_targets (name TEXT PRIMARY KEY, reason TEXT, at TEXT NOT NULL)");
+    old.query("INSERT INTO bad_targets (name, reason, at) VALUES ('hw-6', 'start failed', '2026-12-01T00:00:00Z')").run();
+    old.close();
+    const db = new DeviceDb(path);
+    db.markBad(target("7"), "start failed");
+    expect(db.badTargets()).toEqual(["hw-6", "hw-7"]);
+    const marks = db.badTargetMarks();
+    expect(marks.get("hw-6")).toBeNull();
+    expect(marks.get("hw-7")).toBe(targetContent(target("7").entry));
+    db.close();
+  });
+
   test("a target that runs is no longer bad, and a failure noted against it is forgotten", () => {
     const db = new DeviceDb(join(dir, "d.db"));
-    expect(db.notePermanentFailure("hw-4", "the update does not fit")).toBe(false);
-    expect(db.notePermanentFailure("hw-4", "the update does not fit")).toBe(true); // twice: bad
+    expect(db.notePermanentFailure(target("4"), "the update does not fit")).toBe(false);
+    expect(db.notePermanentFailure(target("4"), "the update does not fit")).toBe(true); // twice: bad
     expect(db.badTargets()).toEqual(["hw-4"]);
-    expect(db.notePermanentFailure("hw-5", "blob x does not match its digest")).toBe(false);
+    expect(db.notePermanentFailure(target("5"), "blob x does not match its digest")).toBe(false);
     // Named and installed after all (`fioup update 4`, say once the filesystem was grown).
     db.setCurrentTarget(target("4"));
     db.setCurrentTarget(target("5"));
     expect(db.badTargets()).toEqual([]);
     // A new failure of hw-5 counts from one again.
-    expect(db.notePermanentFailure("hw-5", "blob x does not match its digest")).toBe(false);
+    expect(db.notePermanentFailure(target("5"), "blob x does not match its digest")).toBe(false);
     db.close();
   });
 

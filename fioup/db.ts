@@ -15,7 +15,8 @@ import { sizeText } from "../lib/cli/bytes.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { faultPoint } from "./fault.ts";
 import { droppedEventsNote, EVENTS_DROPPED, type DroppedEvents } from "./events/event.ts";
-import type { DeviceEvent, Target } from "../lib/api/index.ts";
+import { targetContent, type DeviceEvent, type Target } from "../lib/api/index.ts";
+import type { BadTargets } from "../lib/tuf/select-target.ts";
 import type { UpdatePlan } from "./update/plan.ts";
 import type { StepName, UpdateState } from "./update/states.ts";
 
@@ -205,6 +206,10 @@ export class DeviceDb {
       // (`fioup status` reading while the daemon writes, or recovering the WAL after a power cut).
       db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
       db.exec(SCHEMA);
+      // A mark records what failed, not only its name (BadTargets in lib/tuf/select-target.ts);
+      // marks made before this column have none, and count by name as they did.
+      if (!db.query<{ name: string }, []>("PRAGMA table_info(bad_targets)").all().some((c) => c.name === "content"))
+        db.exec("ALTER TABLE bad_targets ADD COLUMN content TEXT");
     } catch (cause) {
       db?.close();
       throw openError(path, cause);
@@ -435,16 +440,19 @@ export class DeviceDb {
 
   // --- bad targets ---
 
-  markBad(name: string, reason: string): void {
-    this.db.query("INSERT OR REPLACE INTO bad_targets (name, reason, at) VALUES (?, ?, ?)").run(name, reason, new Date().toISOString());
+  /** Marks `target` bad: its name and what it runs (targetContent), so the name published again with other content is not refused. */
+  markBad(target: Target, reason: string): void {
+    this.db
+      .query("INSERT OR REPLACE INTO bad_targets (name, reason, at, content) VALUES (?, ?, ?, ?)")
+      .run(target.name, reason, new Date().toISOString(), targetContent(target.entry));
   }
 
   /**
    * Notes a failure of `target` that will happen again on every try (same `reason` each time);
    * the second identical one in a row marks the target bad. Returns true when it did.
    */
-  notePermanentFailure(target: string, reason: string): boolean {
-    const key = permanentFailureKey(target);
+  notePermanentFailure(target: Target, reason: string): boolean {
+    const key = permanentFailureKey(target.name);
     if (this.get<string>(key) !== reason) {
       this.set(key, reason);
       return false;
@@ -461,8 +469,16 @@ export class DeviceDb {
     this.delete(permanentFailureKey(target));
   }
 
+  /** The names of the targets marked bad, oldest mark first (what `fioup status` lists). */
   badTargets(): string[] {
     return this.db.query<{ name: string }, []>("SELECT name FROM bad_targets ORDER BY at").all().map((r) => r.name);
+  }
+
+  /** The marks as target selection reads them: name → the content that failed (null for a mark made before fioup recorded it). */
+  badTargetMarks(): BadTargets {
+    // SELECT *: a database opened read-only by `fioup status` may predate the content column.
+    const rows = this.db.query<{ name: string; content?: string | null }, []>("SELECT * FROM bad_targets").all();
+    return new Map(rows.map((r) => [r.name, r.content ?? null]));
   }
 
   // --- key/value: current target, last apps-states ---

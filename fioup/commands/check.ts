@@ -1,5 +1,6 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import type { Target } from "../../lib/api/index.ts";
+import { isBadTarget } from "../../lib/tuf/select-target.ts";
 import { EXIT } from "../exit-codes.ts";
 import { flushEvents } from "../events/sender.ts";
 import { openSession } from "../session.ts";
@@ -44,14 +45,14 @@ export default defineCommand({
       const current = currentTarget(s.cfg, s.db);
       const warning = hardwareIdMismatch(s.cfg.hardwareId, current);
       if (warning) out.info(`warning: ${warning}`);
-      const bad = new Set(s.db.badTargets());
+      const bad = s.db.badTargetMarks();
       const pending = s.db.pendingUpdate();
-      const r = await checkTargets(s.cfg, s.client!, { current, badTargets: [...bad] });
+      const r = await checkTargets(s.cfg, s.client!, { current, badTargets: bad });
       await flushEvents(s.db, s.client!);
       const result: CheckOutput = {
         current: current ? { name: current.name, version: current.entry.custom.version } : null,
         available: Object.entries(r.matching)
-          .map(([name, e]) => ({ name, version: e.custom.version, apps: Object.keys(e.custom.docker_compose_apps), bad: bad.has(name) }))
+          .map(([name, e]) => ({ name, version: e.custom.version, apps: Object.keys(e.custom.docker_compose_apps), bad: isBadTarget(bad, name, e) }))
           .sort((a, b) => Number(a.version) - Number(b.version)),
         update: r.updateAvailable && r.selected ? { name: r.selected.name, version: r.selected.entry.custom.version } : null,
         pending: pending ? { name: pending.toTarget, version: pending.version, state: pending.state } : null,

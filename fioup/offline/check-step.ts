@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { clockReading, SET_THE_CLOCK } from "../../lib/net/why.ts";
 import { bundleMetadataFetch, bundleRegistries, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, type Bundle } from "../../lib/bundle/index.ts";
 import { TargetNotFoundError } from "../../lib/api/target.ts";
-import { canonicalJson, ExpiredMetadataError, selectTarget, targetMatchesDevice, TufVerificationError, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { canonicalJson, ExpiredMetadataError, isBadTarget, selectTarget, targetMatchesDevice, TufVerificationError, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { createUpdate, NoUpdateError } from "../update/check-step.ts";
 import { useBundle, type UpdateContext } from "../update/context.ts";
 import { currentTarget } from "../update/current-target.ts";
@@ -131,9 +131,10 @@ export function offlineCheckStep(bundle: Bundle): Step {
       }
       const current = currentTarget(ctx.cfg, ctx.db);
       // The online rules, restricted to the bundle's target: never older, never a bad one.
-      const selected = selectTarget({ [want]: entry }, { hwid, tags: ctx.cfg.tags, currentVersion: current?.entry.custom.version, badTargets: new Set(ctx.db.badTargets()) });
+      const bad = ctx.db.badTargetMarks();
+      const selected = selectTarget({ [want]: entry }, { hwid, tags: ctx.cfg.tags, currentVersion: current?.entry.custom.version, badTargets: bad });
       if (!selected || selected.name === current?.name) {
-        const why = selected ? "the device runs it already" : ctx.db.badTargets().includes(want) ? "the device marked it bad (it failed before)" : "it is older than the running target";
+        const why = selected ? "the device runs it already" : isBadTarget(bad, want, entry) ? "the device marked it bad (it failed before)" : "it is older than the running target";
         throw new NoUpdateError(`No update in the bundle: ${want} (version ${entry.custom.version}): ${why}${current ? `; running ${current.name}` : ""}`);
       }
       ctx.updateId = createUpdate(ctx, selected, false);

@@ -76,7 +76,7 @@ export function checkStep(opts: CheckStepOptions = {}): Step {
       }
       if (!ctx.client) throw new Error("Cannot check for updates: no gateway client");
       const current = currentTarget(ctx.cfg, ctx.db);
-      const r = await checkTargets(ctx.cfg, ctx.client, { current, badTargets: ctx.db.badTargets(), version: opts.version });
+      const r = await checkTargets(ctx.cfg, ctx.client, { current, badTargets: ctx.db.badTargetMarks(), version: opts.version });
       opts.onResult?.(r);
       if (!r.selected || (!r.updateAvailable && opts.version === undefined)) {
         throw new NoUpdateError(

@@ -24,6 +24,7 @@ import type { AppBlob } from "../../lib/device/resolve.ts";
 import { BlobTooLargeError, retrySayer, type PullBlobOptions } from "../../lib/oci/blob-store.ts";
 import { DigestMismatchError } from "../../lib/oci/digest.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
+import { processStartMs } from "../../lib/fs/pid-lock.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { deltaCandidates, fetchLayerDelta, type DeltaReport } from "./_layer-deltas.ts";
@@ -64,11 +65,24 @@ export interface FetchStall {
   noDataSince: string;
 }
 
+/** As stored: which process is retrying, and when it started (a reused PID is another process). */
+interface StoredStall extends FetchStall {
+  pid?: number;
+  pidStartMs?: number;
+}
+
 const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
 
-/** The retrying download of update `updateId`, if one is retrying now. */
+/**
+ * The retrying download of update `updateId`, if one is retrying now. A record whose process is
+ * gone (a fetch killed while it retried: the update stays "fetching" until the next run) is not
+ * shown: nothing is retrying, and the next run clears it.
+ */
 export function fetchStallOf(db: DeviceDb, updateId: string): FetchStall | undefined {
-  return db.get<FetchStall>(fetchStallKey(updateId));
+  const s = db.get<StoredStall>(fetchStallKey(updateId));
+  if (!s) return undefined;
+  if (s.pid !== undefined && processStartMs(s.pid) !== s.pidStartMs) return undefined;
+  return { blob: s.blob, retrying: s.retrying, noDataSince: s.noDataSince };
 }
 
 /** Why a failure will happen again on every try (same words each time), or undefined if it may heal. */
@@ -91,7 +105,7 @@ export function notePermanentFailure(ctx: UpdateContext, u: UpdateRow, err: unkn
   if (ctx.bundle && err instanceof DigestMismatchError) return;
   const reason = permanentReason(err);
   if (!reason) return;
-  if (ctx.db.notePermanentFailure(u.toTarget, reason)) ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);
+  if (ctx.db.notePermanentFailure(u.target, reason)) ctx.hooks.onInfo?.(`Marked ${u.toTarget} bad: ${reason} (failed twice)`);
 }
 
 /**
@@ -169,6 +183,8 @@ export const fetchStep: Step = {
     // left by a run that was killed while retrying is not this run's.
     let stalledBlob: string | undefined;
     const stallKey = fetchStallKey(u.id);
+    // Stored with the note, so status can tell a retrying fetch from one that was killed.
+    const self = processStartMs(process.pid);
     // The note for status is best effort: a full disk refuses its writes, never the download.
     const clearStall = () => {
       try {
@@ -184,7 +200,13 @@ export const fetchStep: Step = {
       return (err, stalledMs) => {
         say(err, stalledMs);
         stalledBlob = b.digest;
-        const stall: FetchStall = { blob: b.digest, retrying: (err as Error)?.message ?? String(err), noDataSince: new Date(Date.now() - stalledMs).toISOString() };
+        const stall: StoredStall = {
+          blob: b.digest,
+          retrying: (err as Error)?.message ?? String(err),
+          noDataSince: new Date(Date.now() - stalledMs).toISOString(),
+          pid: process.pid,
+          ...(self !== undefined ? { pidStartMs: self } : {}),
+        };
         try {
           ctx.db.set(stallKey, stall);
         } catch {

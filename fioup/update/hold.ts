@@ -110,7 +110,7 @@ async function stillOffered(ctx: UpdateContext, target: string): Promise<{ offer
   if (!ctx.client) return undefined;
   const tagsBefore = ctx.cfg.tags;
   try {
-    const r = await checkTargets(ctx.cfg, ctx.client, { current: currentTarget(ctx.cfg, ctx.db), badTargets: ctx.db.badTargets() });
+    const r = await checkTargets(ctx.cfg, ctx.client, { current: currentTarget(ctx.cfg, ctx.db), badTargets: ctx.db.badTargetMarks() });
     return { offered: target in r.matching, tagsBefore };
   } catch {
     return undefined; // out of reach: the hold is over, install what was verified when it was fetched

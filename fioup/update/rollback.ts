@@ -50,7 +50,7 @@ export async function rollback(
   // A full disk or an absent engine is the device's trouble, not the target's: roll back, but let
   // the next run try the target again (for a full disk, the space check refuses it before any
   // download until there is room).
-  if (opts.appFailed || !DEVICE_TROUBLE.test(error)) ctx.db.markBad(u.toTarget, `${phase} failed: ${error}`);
+  if (opts.appFailed || !DEVICE_TROUBLE.test(error)) ctx.db.markBad(u.target, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
   forgetTouched(ctx, u);

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import type { Target, TargetEntry } from "../../lib/api/index.ts";
 import { isTargetVersion, TargetNotFoundError } from "../../lib/api/target.ts";
-import { selectTarget, targetMatchesDevice, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
+import { selectTarget, targetMatchesDevice, verifyAndLoadTargets, type BadTargets } from "../../lib/tuf/index.ts";
 import type { Config } from "../config.ts";
 import type { DeviceClient } from "../device-client.ts";
 import { DEVICE_TAGS_HEADER } from "../../lib/api/device.ts";
@@ -41,7 +41,7 @@ export interface CheckResult {
 export async function checkTargets(
   cfg: Config,
   client: DeviceClient,
-  opts: { current?: Target; badTargets: string[]; version?: string },
+  opts: { current?: Target; badTargets: BadTargets; version?: string },
 ): Promise<CheckResult> {
   if (!cfg.hardwareId) throw new TargetNotFoundError("Cannot select a target: provision.primary_ecu_hardware_id is not set");
   // The timestamp's answer says the tags the gateway decided for this device, if it decides them (./gateway-tags.ts).
@@ -74,7 +74,7 @@ export async function checkTargets(
     hwid: cfg.hardwareId,
     tags: cfg.tags,
     currentVersion: opts.current?.entry.custom.version,
-    badTargets: new Set(opts.badTargets),
+    badTargets: opts.badTargets,
     version: opts.version,
   });
   if (opts.version !== undefined && !selected) {
@@ -84,9 +84,29 @@ export async function checkTargets(
   }
   if (!selected && !opts.current && Object.keys(matching).length === 0) {
     throw new NoTargetForDeviceError(
-      `Cannot select a target: none for hardware id ${cfg.hardwareId} and tags ${cfg.tags.join(",") || "(any)"} in targets.json version ${verified.version}`,
+      `Cannot select a target: none for hardware id ${cfg.hardwareId} and tags ${cfg.tags.join(",") || "(any)"} in targets.json version ${verified.version}` +
+        whatThereIs(verified.targets, cfg.hardwareId),
     );
   }
   const updateAvailable = !!selected && selected.name !== opts.current?.name;
   return { version: verified.version, matching, selected, updateAvailable };
+}
+
+/**
+ * What the targets offer instead, for a device none of them is for: the tags of those for its
+ * hardware id (a device registered on a token for "main" while CI publishes "master"), else the
+ * hardware ids there are. At most 10 of each, so a large repository stays one line.
+ */
+function whatThereIs(targets: Record<string, TargetEntry>, hwid: string): string {
+  const few = (s: Set<string>) => [...s].sort().slice(0, 10).join(", ") + (s.size > 10 ? ` and ${s.size - 10} more` : "");
+  const tags = new Set<string>();
+  const hwids = new Set<string>();
+  for (const e of Object.values(targets)) {
+    const ids = Array.isArray(e?.custom?.hardwareIds) ? e.custom.hardwareIds : [];
+    for (const id of ids) hwids.add(id);
+    if (ids.includes(hwid)) for (const t of Array.isArray(e.custom.tags) ? e.custom.tags : []) tags.add(t);
+  }
+  if (tags.size) return `; targets for ${hwid} carry the tags ${few(tags)} (a device follows its registration token's tags; gateway devices tag changes them)`;
+  if (hwids.size) return `; no target is for hardware id ${hwid} (targets are for ${few(hwids)})`;
+  return "; the gateway has no targets yet (gateway publish adds them)";
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { Type, type Static } from "@sinclair/typebox";
 
 /** sha256 of zero bytes: container-only targets download nothing through TUF. */
@@ -80,6 +81,20 @@ export const TargetEntry = Type.Object({
   custom: TargetCustom,
 });
 export type TargetEntry = Static<typeof TargetEntry>;
+
+/**
+ * What a target makes a device run, as one digest: its apps (each pinned to a digest) and the
+ * hashes of its file. A name can come back with other content (a target removed and its version
+ * published again, a gateway restored from a backup older than a publish): a device that marked
+ * the name bad compares this, so it takes the fix and still refuses the content that failed.
+ */
+export function targetContent(entry: Pick<TargetEntry, "hashes" | "custom">): string {
+  const apps = Object.entries(entry.custom?.docker_compose_apps ?? {})
+    .map(([name, app]) => [name, app.uri] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const hashes = Object.entries(entry.hashes ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash("sha256").update(JSON.stringify({ apps, hashes })).digest("hex");
+}
 
 /**
  * Layer digest → unpacked size, as the apps of the given targets record them

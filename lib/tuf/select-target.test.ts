@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { TargetEntry } from "../api/target.ts";
-import { EMPTY_SHA256 } from "../api/target.ts";
+import { EMPTY_SHA256, targetContent } from "../api/target.ts";
 import { selectTarget } from "./select-target.ts";
 
 const entry = (version: number, hardwareIds = ["rpi"], tags = ["main"]): TargetEntry => ({
@@ -43,9 +43,18 @@ describe("selectTarget", () => {
   });
 
   test("skips a bad target until a newer one appears", () => {
-    const bad = new Set(["rpi-10"]);
+    const bad = new Map([["rpi-10", targetContent(targets["rpi-10"]!)]]);
     expect(selectTarget(targets, { hwid: "rpi", tags: ["main"], currentVersion: "2", badTargets: bad })?.name).toBe("rpi-2");
     const newer = { ...targets, "rpi-12": entry(12) };
     expect(selectTarget(newer, { hwid: "rpi", tags: ["main"], currentVersion: "2", badTargets: bad })?.name).toBe("rpi-12");
+  });
+
+  test("a bad target's name published again with other apps is taken (a fix); with the same apps, or a mark without content, it is not", () => {
+    const failed = targets["rpi-10"]!;
+    const fixed = { ...failed, custom: { ...failed.custom, docker_compose_apps: { web: { uri: `hub.example/web@sha256:${"f".repeat(64)}` } } } };
+    const bad = new Map([["rpi-10", targetContent(failed)]]);
+    expect(selectTarget({ ...targets, "rpi-10": fixed }, { hwid: "rpi", tags: ["main"], currentVersion: "2", badTargets: bad })?.name).toBe("rpi-10");
+    expect(selectTarget({ ...targets, "rpi-10": { ...failed, custom: { ...failed.custom, createdAt: "later" } } }, { hwid: "rpi", tags: ["main"], currentVersion: "2", badTargets: bad })?.name).toBe("rpi-2");
+    expect(selectTarget({ ...targets, "rpi-10": fixed }, { hwid: "rpi", tags: ["main"], currentVersion: "2", badTargets: new Map([["rpi-10", null]]) })?.name).toBe("rpi-2");
   });
 });

@@ -4,7 +4,20 @@
  *
  * @module
  */
-import { targetVersionNumber as num, type Target, type TargetEntry } from "../api/target.ts";
+import { targetContent, targetVersionNumber as num, type Target, type TargetEntry } from "../api/target.ts";
+
+/**
+ * The targets a device marked bad: name → the content that failed ({@link targetContent}), or
+ * null when that is not known (a mark older than the record): then the name alone counts.
+ */
+export type BadTargets = ReadonlyMap<string, string | null>;
+
+/** Whether `entry`, named `name`, is what the device marked bad: the same name and the same content. */
+export function isBadTarget(bad: BadTargets | undefined, name: string, entry: TargetEntry): boolean {
+  if (!bad?.has(name)) return false;
+  const content = bad.get(name);
+  return content == null || content === targetContent(entry);
+}
 
 export interface SelectTargetOptions {
   /** The device's hardware id: a target must list it in `custom.hardwareIds`. */
@@ -13,8 +26,8 @@ export interface SelectTargetOptions {
   tags: readonly string[];
   /** Version of the running target: never go below it unless `version` is named. */
   currentVersion?: string | number;
-  /** Names of targets this device marked bad (failed install/start): skipped, so a newer one is needed. */
-  badTargets?: ReadonlySet<string>;
+  /** Targets this device marked bad (failed install/start): skipped, so a newer one (or the same name with other content) is needed. */
+  badTargets?: BadTargets;
   /** An explicitly requested version: that one, even if older than the current one or marked bad. */
   version?: string | number;
 }
@@ -48,7 +61,7 @@ export function selectTarget(targets: Record<string, TargetEntry>, opts: SelectT
     if (v === undefined || !targetMatchesDevice(entry, opts.hwid, opts.tags)) continue;
     if (wanted !== undefined) {
       if (v !== wanted) continue;
-    } else if (opts.badTargets?.has(name)) continue;
+    } else if (isBadTarget(opts.badTargets, name, entry)) continue;
     if (!best || v > best.v) best = { name, entry, v };
   }
   if (!best) return undefined;

@@ -71,6 +71,8 @@ describe("fioup selection", () => {
     const r = await d.fioup("update");
     expect(r.code, r.stderr).toBe(22);
     expect(r.stderr).toContain("no-such-tag");
+    // And what there is instead: the tags CI published under (it was the bare "none for ... tags no-such-tag").
+    expect(r.stderr).toMatch(/; targets for amd64-linux carry the tags master \(a device follows its registration token's tags; gateway devices tag changes them\)/);
   }, 120_000);
 
   test("a storage watermark too low refuses before downloading, saying what is needed", async () => {

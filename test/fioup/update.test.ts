@@ -3,7 +3,7 @@
  * a private dockerd and docker compose: register, update v1 (with a service
  * behind a compose profile, which is not started nor waited for), a v2 that
  * changes one service fetches only the changed blobs, a v3 that crashes is
- * rolled back, marked bad and reported.
+ * rolled back, marked bad and reported, and its version published again with a fix is taken.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
@@ -122,6 +122,24 @@ describe("fioup update", () => {
     ]);
   }, 120_000);
 
+  test("the bad v3 withdrawn and its version published again with a fix: the device takes the fix, as what failed is the content, not the name", async () => {
+    // As after `gateway targets remove`, or a gateway restored from a backup older than v3.
+    await gw.admin("/admin/targets/amd64-linux-3", { method: "DELETE" });
+    const fixed = await pushImage(upstream, "test/web", "v3-fixed", httpdImage("hello v3 fixed"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(fixed, port, sidecar(`${upstream.host}/test/side:v1`)) });
+    await pub.publish(3);
+    const check = await device.fioup("check");
+    expect(check.json.available.find((t: { name: string }) => t.name === "amd64-linux-3")).toMatchObject({ bad: false });
+    expect(check.json.update?.name).toBe("amd64-linux-3");
+    // Before: "No update available: running amd64-linux-2", for good.
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await httpGet(port)).toBe("hello v3 fixed");
+    const st = await device.fioup("status");
+    expect(st.json.current.name).toBe("amd64-linux-3");
+    expect(st.json.badTargets).toEqual([]);
+  }, 120_000);
+
   test("fetch, install, start one step at a time; cancel after install restores the running version", async () => {
     const web4 = await pushImage(upstream, "test/web", "v4", httpdImage("hello v4"));
     await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web4, port, sidecar(`${upstream.host}/test/side:v1`)) });
@@ -137,7 +155,7 @@ describe("fioup update", () => {
     const c = await device.fioup("cancel");
     expect(c.code, c.stderr).toBe(0);
     expect(c.json.state).toBe("canceled");
-    expect(await httpGet(port)).toBe("hello v2");
+    expect(await httpGet(port)).toBe("hello v3 fixed");
 
     expect((await device.fioup("fetch")).code).toBe(0);
     expect((await device.fioup("install")).code).toBe(0);

@@ -88,7 +88,7 @@ const refresh = (dev: TlsDevice, metadataDir: string, gw: GatewayHandle = a, fet
 function fioupCheck(dev: TlsDevice, storagePath: string, version?: string) {
   const cfg = { server: a.url, hardwareId: HWID, tags: [TAG], storagePath } as Config;
   const client = new DeviceClient(a.url, tls(dev), { tags: [TAG], apps: [] });
-  return checkTargets(cfg, client, { badTargets: [], ...(version ? { version } : {}) });
+  return checkTargets(cfg, client, { badTargets: new Map(), ...(version ? { version } : {}) });
 }
 
 const served = async (dev: TlsDevice, gw: GatewayHandle, file: string) => {
