@@ -87,3 +87,14 @@ test("the step clock starts again with each update, not from when the daemon sta
     "[0.0s] init t-b (update b, created)\n",
   ]);
 });
+
+test("a bundle of a MiB or more is said once stored (and drawn while it comes on a terminal); a small one adds no line", () => {
+  const lines: string[] = [];
+  const h = progressHooks((s) => lines.push(s), false);
+  h.onBundleProgress!({ app: "web", done: 300, total: 300 });
+  expect(lines).toEqual([]);
+  h.onBundleProgress!({ app: "big", done: 1 << 20, total: 3 << 20 });
+  h.onBundleProgress!({ app: "big", done: 3 << 20, total: 3 << 20 });
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^\[\d+\.\ds\] app big: bundle fetched, 3\.0 MiB \(3145728 bytes\)\n$/);
+});

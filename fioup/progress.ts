@@ -13,6 +13,9 @@ import { progressLine } from "../lib/cli/progress.ts";
 /** The hooks, and `endLine()`: clears a bar left drawn, so what is printed next (a log line, an error) starts on a clean line. */
 export type ProgressHooks = UpdateHooks & { endLine(): void };
 
+/** Bundles from this size on show their download (onBundleProgress). */
+const BUNDLE_SHOWN_FROM = 1 << 20;
+
 export function progressHooks(write: (s: string) => void = (s) => process.stderr.write(s), tty = !!process.stderr.isTTY): ProgressHooks {
   const line = progressLine((l) => write(l + "\n"), { write, tty });
   const blobs = new Map<string, number>();
@@ -35,6 +38,13 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
       line.print(`${at()} ${name} ${u.toTarget} (update ${u.id}, ${u.state})`);
     },
     onInfo: line.print,
+    // A bundle of a MiB or more (an app folder that ships files) gets a line of its own; the
+    // usual few KiB would only add a line to every update.
+    onBundleProgress({ app, done, total }) {
+      if (total < BUNDLE_SHOWN_FROM) return;
+      if (done >= total) line.print(`${at()} app ${app}: bundle fetched, ${sizeText(total, { exact: true })}`);
+      else line.show(`fetching the bundle of app ${app}: ${sizeText(done)} of ${sizeText(total)}`);
+    },
     onBlobProgress({ digest, done, total, count, committed, fetchTotal, deltaBytes }) {
       // Several blobs download at once: show the sum over the whole fetch.
       blobs.set(digest, committed ? total : done);

@@ -22,6 +22,8 @@ export interface UpdateHooks {
    * of the whole fetch; `deltaBytes`: the layer was rebuilt from a delta of that size, not fetched whole.
    */
   onBlobProgress?(p: { digest: string; done: number; total: number; index: number; count: number; committed: boolean; fetchTotal: number; deltaBytes?: number }): void;
+  /** An app's bundle downloading in the init step (before the fetch step's blobs): `done` of `total` bytes, `done === total` once stored. */
+  onBundleProgress?(p: { app: string; done: number; total: number }): void;
   /** A free-form line for humans. */
   onInfo?(line: string): void;
 }

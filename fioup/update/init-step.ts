@@ -37,7 +37,13 @@ export const initStep: Step = {
     const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
     let plan: ResolvedApps;
     try {
-      plan = await resolveApps(wantedApps(ctx.cfg, u.target), { registry: ctx.registry, store, signal: ctx.signal });
+      const onBundleProgress = ctx.hooks.onBundleProgress;
+      plan = await resolveApps(wantedApps(ctx.cfg, u.target), {
+        registry: ctx.registry,
+        store,
+        signal: ctx.signal,
+        ...(onBundleProgress ? { onBundleProgress: (p: { app: string; done: number; total: number }) => onBundleProgress(p) } : {}),
+      });
     } catch (cause) {
       if (ctx.signal?.aborted) throw cause;
       u = currentUpdate(ctx);

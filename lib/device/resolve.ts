@@ -68,6 +68,12 @@ export interface ResolveOptions {
    */
   platform?: Platform;
   signal?: AbortSignal;
+  /**
+   * An app's bundle is on its way (`done` of `total` bytes; `done === total` once it is stored):
+   * it is fetched here, before the fetch step, since its compose file names the images. Small as
+   * a rule, but an app folder may ship up to a GiB, which must not be silent.
+   */
+  onBundleProgress?(p: { app: string; done: number; total: number }): void;
 }
 
 /** Fetches (or reads from the store) a manifest by digest, verified. */
@@ -153,7 +159,14 @@ export async function resolveApps(apps: { name: string; uri: string }[], o: Reso
     add({ digest: layer.digest, size: layer.size, kind: "bundle", mediaType: layer.mediaType, registry, repo });
     add({ digest: idxDigest!, size: idxSize, kind: "bundle-index", mediaType: "application/json", registry, repo });
     // The bundle is needed now: its compose file names the images.
-    if (!o.store.has(layer.digest)) resolveBytes += await o.store.pull(o.registry(registry), repo, layer, { signal: o.signal });
+    if (!o.store.has(layer.digest)) {
+      const progress = o.onBundleProgress;
+      resolveBytes += await o.store.pull(o.registry(registry), repo, layer, {
+        signal: o.signal,
+        ...(progress ? { onProgress: (done: number) => progress({ app: app.name, done, total: layer.size }) } : {}),
+      });
+      progress?.({ app: app.name, done: layer.size, total: layer.size });
+    }
     let compose;
     try {
       const { name, text } = await composeFromBundle(o.store.path(layer.digest));

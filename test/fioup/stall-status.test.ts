@@ -22,23 +22,35 @@ beforeAll(async () => {
 
 afterAll(() => rig?.stop());
 
-test("a stall mid-layer is logged when detected and shown by fioup status while the retries last", async () => {
+/**
+ * Publishes `version` with a 12 MiB layer, makes that layer's download stall mid-way and its next
+ * three tries stall at their first byte (1 s each, then backoff), and starts `fioup update`
+ * reading its stderr; resolves once `seen` matches it (or the run ended, or 60 s passed).
+ */
+async function stallingUpdate(version: number, seen: (layer: string) => RegExp) {
   const { upstream, pub, proxy, device, port } = rig;
-  const { ref, image } = await pushImageDetailed(upstream, REPO, "v2", { ...httpdImage("stall v2"), layers: [{ "/www/index.html": "stall v2" }, { "/big.bin": randomBytes(12 * MiB) }] });
+  const { ref, image } = await pushImageDetailed(upstream, REPO, `v${version}`, { ...httpdImage(`stall v${version}`), layers: [{ "/www/index.html": `stall v${version}` }, { "/big.bin": randomBytes(12 * MiB) }] });
   await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
-  await pub.publish(2);
+  await pub.publish(version);
   const layer = image.layers.at(-1)!.digest;
-
-  // Each retry's connection stalls too (at its first byte from the gateway): 1 s each, then backoff.
   proxy.inject({ kind: "stall", afterBytes: 4 * MiB, stallMs: 20_000 }, ...Array.from({ length: 3 }, () => ({ kind: "stall" as const, afterBytes: 0, stallMs: 20_000 })));
   const p = device.spawn(["update"]);
-  let stderr = "";
-  const reading = (async () => {
-    for await (const chunk of p.stderr) stderr += new TextDecoder().decode(chunk);
+  const run = { p, layer, stderr: "", reading: Promise.resolve() };
+  run.reading = (async () => {
+    for await (const chunk of p.stderr) run.stderr += new TextDecoder().decode(chunk);
   })();
-  const stallLine = new RegExp(`^retrying layer ${layer.slice(7, 19)}: Cannot fetch blob ${layer} from \\S+/${REPO}: no data for 1 s after \\d+ of \\d+ bytes \\(1 s so far without data; giving up after 60 s\\)$`, "m");
-  for (const t0 = Date.now(); !stallLine.test(stderr) && Date.now() - t0 < 60_000 && p.exitCode === null; ) await Bun.sleep(50);
-  expect(stderr).toMatch(stallLine);
+  const line = seen(layer);
+  for (const t0 = Date.now(); !line.test(run.stderr) && Date.now() - t0 < 60_000 && p.exitCode === null; ) await Bun.sleep(50);
+  return run;
+}
+
+test("a stall mid-layer is logged when detected and shown by fioup status while the retries last", async () => {
+  const { device } = rig;
+  const stallLine = (layer: string) =>
+    new RegExp(`^retrying layer ${layer.slice(7, 19)}: Cannot fetch blob ${layer} from \\S+/${REPO}: no data for 1 s after \\d+ of \\d+ bytes \\(1 s so far without data; giving up after 60 s\\)$`, "m");
+  const run = await stallingUpdate(2, stallLine);
+  const { p, layer } = run;
+  expect(run.stderr).toMatch(stallLine(layer));
 
   // The retries stall too: the byte count is frozen, and status says why.
   const status = (await device.fioup("status", "--no-apps")).json;
@@ -50,8 +62,43 @@ test("a stall mid-layer is logged when detected and shown by fioup status while 
   expect(Date.now() - since).toBeLessThan(10_000);
 
   expect(await p.exited).toBe(0);
-  await reading;
+  await run.reading;
   // The retries of that one stall came within 10 s of its first line: said once.
-  expect(stderr.match(/^retrying layer /gm)).toHaveLength(1);
+  expect(run.stderr.match(/^retrying layer /gm)).toHaveLength(1);
   expect((await device.fioup("status", "--no-apps")).json.fetchStall).toBeNull();
+}, 120_000);
+
+test("a fetch killed while it retries: fioup status no longer says a download is retrying (nothing is), and the next run finishes", async () => {
+  const { device } = rig;
+  // As above; the stalls the killed run leaves queued cost the next run a few seconds, as they did the first.
+  const { p, layer, reading } = await stallingUpdate(3, () => /^retrying layer /m);
+  expect((await device.fioup("status", "--no-apps")).json.fetchStall?.blob).toBe(layer);
+
+  // The process is killed (a power cut of fioup alone, an OOM kill, `kill -9`).
+  p.kill("SIGKILL");
+  await p.exited;
+  await reading;
+  const status = (await device.fioup("status", "--no-apps")).json;
+  expect(status.pending.state).toBe("fetching");
+  // Before: the last retry's note, frozen, as if a download were still retrying.
+  expect(status.fetchStall).toBeNull();
+
+  const again = await device.fioup("update");
+  expect(again.code, again.stderr).toBe(0);
+  expect((await device.fioup("status", "--no-apps")).json.current.version).toBe("3");
+}, 120_000);
+
+test("an app folder that ships a large file: its bundle's download is said in the init step, before the image blobs", async () => {
+  const { upstream, pub, device, port } = rig;
+  const ref = await pushImageDetailed(upstream, REPO, "v4", httpdImage("stall v4")).then((r) => r.ref);
+  // Incompressible, so the bundle (a .tgz) is 2 MiB as well.
+  await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port), [`${APP}/data.txt`]: Buffer.from(randomBytes(2 * MiB)).toString("base64") });
+  await pub.publish(4);
+  const r = await device.fioup("update");
+  expect(r.code, r.stderr).toBe(0);
+  // In a log: one line once it is stored (before: nothing between "init" and the fetch step).
+  const lines = r.stderr.split("\n");
+  const bundle = lines.findIndex((l) => new RegExp(`^\\[\\d+\\.\\ds\\] app ${APP}: bundle fetched, 2\\.\\d MiB \\(\\d+ bytes\\)$`).test(l));
+  expect(bundle, r.stderr).toBeGreaterThan(lines.findIndex((l) => /\] init /.test(l)));
+  expect(bundle).toBeLessThan(lines.findIndex((l) => /\] fetch /.test(l)));
 }, 120_000);
