@@ -1,4 +1,6 @@
+import { sizeText } from "../../lib/cli/bytes.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { progressLine } from "../../lib/cli/progress.ts";
 import { createBackup } from "../backup/backup.ts";
 import { PASSPHRASE_ENV, sealSecret } from "../backup/secret.ts";
 import { checkDataFlag } from "./_data-flag.ts";
@@ -39,9 +41,8 @@ export default defineCommand({
           "or pg_basebackup for the whole cluster; restore it with pg_restore before starting the gateway.",
       );
     }
-    const started = Date.now();
-    let last = started; // quiet for the first second: small backups print only their result
-    const tty = process.stderr.isTTY;
+    // Shown as every long command shows it (in place on a terminal, a line every 10 s in a log), cleared before the result.
+    const progress = progressLine((line) => out.info(line));
     const m = await createBackup({
       dataDir: flags.data,
       out: flags.out,
@@ -49,22 +50,15 @@ export default defineCommand({
       db: flags.db,
       withRegistry: flags["with-registry"],
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
-      onProgress(files, bytes) {
-        const now = Date.now();
-        if (now - last < 1000) return;
-        last = now;
-        if (tty) process.stderr.write(`\rbackup: ${files} files, ${(bytes / 1048576).toFixed(1)} MiB`);
-        else out.info(`backup: ${files} files, ${(bytes / 1048576).toFixed(1)} MiB`);
-      },
-    });
-    if (tty && last > started) process.stderr.write("\n");
+      onProgress: (files, bytes) => progress.show(`backup: ${files} files, ${sizeText(bytes)}`),
+    }).finally(() => progress.clear());
     // An empty registry folder "included" would read as a registry backed up.
     if (m.registryFiles === 0)
       out.info(
         `backup: --with-registry found no registry files in ${flags["registry-dir"] ?? `${flags.data}/registry`}: if the gateway serves its registry from another folder (serve --registry-dir), give that folder with --registry-dir`,
       );
     out.result({ file: flags.out, ...m }, (r) =>
-      `wrote ${r.file}: factory ${r.factory}, ${r.files} files, ${(r.bytes / 1048576).toFixed(1)} MiB, database ${r.database === "sqlite" ? "included" : "not included (PostgreSQL)"}, registry ${r.registry ? `included (${r.registryFiles} file${r.registryFiles === 1 ? "" : "s"})` : "not included"}`,
+      `wrote ${r.file}: factory ${r.factory}, ${r.files} files, ${sizeText(r.bytes)}, database ${r.database === "sqlite" ? "included" : "not included (PostgreSQL)"}, registry ${r.registry ? `included (${r.registryFiles} file${r.registryFiles === 1 ? "" : "s"})` : "not included"}`,
     );
   },
 });

@@ -1,47 +1,14 @@
-import { stat } from "node:fs/promises";
-import type { Root } from "@tufjs/models";
-import { basename, dirname, join } from "node:path";
 import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
-import { canonicalJson } from "../../lib/tuf/canonical-json.ts";
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
 import { formatSeconds, InvalidDurationError, parseDuration } from "../admin/duration.ts";
 import { MIN_ROOT_LIFETIME_SECONDS, rootLifetimeProblem } from "../admin/keys.ts";
-import { CeremonyFileError, readPublicKeyFile, readRootFile } from "../ota/ceremony-files.ts";
+import { checkDraftOut, draftOutExists, readPublicKeyFile, readRootFile, writeDraft } from "../ota/ceremony-files.ts";
 import { onePerRole, parseRoleValue } from "../ota/role-flag.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 const MIN_LIFETIME = formatSeconds(MIN_ROOT_LIFETIME_SECONDS);
-
-/**
- * Whether `path`, where sign-root reads the previous root, holds `current` already (the same signed
- * content); false when nothing is there. Anything else there is refused: a draft of that version never
- * pushed, with signatures that were collected by hand, was lost when the current root was written over it.
- *
- * @throws {CeremonyFileError} If something else is there.
- */
-async function holdsCurrentRoot(path: string, cur: Root): Promise<boolean> {
-  if (!(await stat(path).catch(() => undefined))) return false;
-  const refuse = (what: string) =>
-    new CeremonyFileError(
-      path,
-      `it ${what}, and the current root v${cur.version} belongs there for sign-root: ` +
-        "move it elsewhere (keep it if it is a draft whose signatures are still wanted) and run again; nothing was written",
-    );
-  let there: string;
-  try {
-    there = await readRootFile(path);
-  } catch (e) {
-    if (e instanceof CeremonyFileError) throw refuse("is not a root.json");
-    throw e;
-  }
-  const md = parseMetadata("root", there);
-  if (canonicalJson(md.signed.toJSON()) === canonicalJson(cur.toJSON())) return true;
-  const sigs = Object.keys(md.signatures).length;
-  throw refuse(`holds ${md.signed.version === cur.version ? "another " : ""}root.json v${md.signed.version} (${sigs} signature${sigs === 1 ? "" : "s"}${md.signed.version === cur.version ? ": a draft never pushed?" : ""})`);
-}
 
 export default defineCommand({
   summary: "Draft the next root.json (unsigned): new root keys and thresholds, or new keys for any role",
@@ -71,21 +38,10 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     if (!flags.out) throw new UsageError("--out FILE is required");
-    // A draft may already carry signatures collected from key holders: never write over one.
-    const existing = await stat(flags.out).catch(() => undefined);
-    if (existing?.isDirectory()) throw new CeremonyFileError(flags.out, "it is a directory: --out names the draft file, e.g. DIR/2.root.json");
+    const exists = await draftOutExists(flags.out);
     const current = flags.current ? await readRootFile(flags.current) : JSON.stringify(await (await adminClient(flags)).root());
     const cur = parseMetadata("root", current).signed;
-    const currentVersion = cur.version;
-    // sign-root finds the previous root as <N-1>.root.json beside the draft: a draft named for another
-    // version made that the wrong file (the draft itself, or a signed draft the current root was written over).
-    const named = /^([0-9]+)\.root\.json$/.exec(basename(flags.out));
-    if (named && Number(named[1]) !== currentVersion + 1)
-      throw new CeremonyFileError(
-        flags.out,
-        `the current root is v${currentVersion}, so the draft is v${currentVersion + 1}: name it ${join(dirname(flags.out), `${currentVersion + 1}.root.json`)}`,
-      );
-    if (existing) throw new CeremonyFileError(flags.out, "it exists (a draft may hold signatures already): choose another --out or remove it");
+    checkDraftOut(flags.out, cur.version, exists);
     const keys: Partial<Record<RoleName, TufPublicKeyWithId[]>> = {};
     for (const v of flags.key) {
       const [role, file] = parseRoleValue(v, "--key");
@@ -111,11 +67,7 @@ export default defineCommand({
       throw new UsageError(`--threshold ${e.role}=${e.threshold}: ${e.role} has only ${e.keys} key(s) (${from}), so at most ${e.role}=${e.keys}`);
     }
     const next = parseMetadata("root", draft).signed;
-    const previousPath = join(dirname(flags.out), `${currentVersion}.root.json`);
-    const previousThere = await holdsCurrentRoot(previousPath, cur);
-    const why = "a draft may hold signatures already";
-    if (previousThere) await writeNewFilesAtomic([{ path: flags.out, data: draft }], why);
-    else await writeNewFilesAtomic([{ path: previousPath, data: current }, { path: flags.out, data: draft }], why);
+    const { previous: previousPath, alreadyThere: previousThere } = await writeDraft(flags.out, draft, current);
     const roles = Object.fromEntries(ROLE_NAMES.map((r) => [r, { keyIds: next.roles[r]!.keyIDs, threshold: next.roles[r]!.threshold }]));
     const prev = cur.roles.root!;
     out.result(

@@ -1,10 +1,9 @@
-import { dirname, join } from "node:path";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { loadKeyFile } from "../../lib/tuf/keys.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { rootSignatureStatus, signRoot } from "../../lib/tuf/root-ceremony.ts";
-import { readRootFile } from "../ota/ceremony-files.ts";
+import { previousRootPath, readRootFile } from "../ota/ceremony-files.ts";
 
 export default defineCommand({
   summary: "Add one key's signature to a root.json draft, and say which signatures it still needs",
@@ -27,7 +26,7 @@ export default defineCommand({
     const draft = await readRootFile(file);
     const parsed = parseMetadata("root", draft);
     const version = parsed.signed.version;
-    const previousPath = flags.previous ?? join(dirname(file), `${version - 1}.root.json`);
+    const previousPath = flags.previous ?? previousRootPath(file, version);
     const previous = flags.previous || (await Bun.file(previousPath).exists()) ? await readRootFile(previousPath) : undefined;
     // Another version (the draft itself, say) counted its own keys as the previous root's and said "ready".
     const previousVersion = previous === undefined ? undefined : parseMetadata("root", previous).signed.version;

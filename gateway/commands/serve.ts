@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { UsageError, asUsage, defineCommand } from "../../lib/cli/command.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
-import { readFlagFile } from "../../lib/cli/flag-file.ts";
+import { readPemFlagFile } from "../../lib/cli/flag-file.ts";
 import { emptyStart, putBackEmpty } from "../../lib/fs/paths.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
@@ -49,13 +49,6 @@ function keepEvents(value: string): { ms: number; shown: string } | null {
     if (e instanceof InvalidDurationError) throw new UsageError(`--keep-events ${e.message.replace(/^Invalid duration /, "")}, or "forever"`);
     throw e;
   }
-}
-
-/** A PEM file a flag names, or a usage error that says which flag and why. */
-async function readPem(flag: string, path: string): Promise<string> {
-  const text = await readFlagFile(path, `--${flag}`);
-  if (!text.includes("-----BEGIN ")) throw new UsageError(`--${flag} ${path}: not a PEM file`);
-  return text;
 }
 
 const HOUR = 3600;
@@ -222,7 +215,7 @@ export default defineCommand({
       ...(flags.db ? { db: flags.db } : {}),
       ...(flags["public-url"] ? { publicUrl: flags["public-url"] } : {}),
       ...(flags.factory ? { factory: flags.factory } : {}),
-      ...(flags["tls-cert"] ? { tlsCert: await readPem("tls-cert", flags["tls-cert"]), tlsKey: await readPem("tls-key", flags["tls-key"]!) } : {}),
+      ...(flags["tls-cert"] ? { tlsCert: await readPemFlagFile(flags["tls-cert"], "--tls-cert"), tlsKey: await readPemFlagFile(flags["tls-key"]!, "--tls-key") } : {}),
       ...(flags["trust-proxy"] ? { trustProxy: flags["trust-proxy"] } : {}),
       clientCertHeader: flags["client-cert-header"],
       ...(flags["proxy-listen"] ? { proxyListen: flags["proxy-listen"] } : {}),

@@ -8,11 +8,19 @@
  * permission, an I/O error) is a failure of the machine, not of the command line
  * (CeremonyFileUnreadableError, exit 1), as `gateway restore` says of its backup file.
  *
+ * The previous root of a draft is `<N-1>.root.json` beside it ({@link previousRootPath}): init-root
+ * saves the current root there and sign-root reads it to count the previous root's signatures, so
+ * both commands take the name from here, and init-root refuses a draft named for another version
+ * or a file already there that is not the current root (a draft never pushed, with signatures).
+ *
  * @module
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { Root } from "@tufjs/models";
 import { writeNewFilesAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy } from "../../lib/fs/why.ts";
+import { canonicalJson } from "../../lib/tuf/canonical-json.ts";
 import { parsePublicKey, serializeKey, serializePublicKey, type TufKeyPair, type TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 
@@ -99,4 +107,89 @@ export async function writeKeyFiles(prefix: string, key: TufKeyPair): Promise<{ 
     "key files are never overwritten",
   );
   return files;
+}
+
+/**
+ * Where the previous root of a draft of root.json v`version` is: `<version-1>.root.json` beside it.
+ *
+ * @example
+ * ```ts
+ * previousRootPath("ceremony/2.root.json", 2); // "ceremony/1.root.json"
+ * ```
+ */
+export function previousRootPath(draft: string, version: number): string {
+  return join(dirname(draft), `${version - 1}.root.json`);
+}
+
+/**
+ * Whether the draft's file `out` exists; checked before the current root is read.
+ *
+ * @throws {CeremonyFileError} If it is a directory.
+ */
+export async function draftOutExists(out: string): Promise<boolean> {
+  const existing = await stat(out).catch(() => undefined);
+  if (existing?.isDirectory()) throw new CeremonyFileError(out, "it is a directory: --out names the draft file, e.g. DIR/2.root.json");
+  return !!existing;
+}
+
+/**
+ * Refuses `out` for the draft of the root after v`currentVersion`: named `<N>.root.json` for another
+ * version, or there already (`exists`, from {@link draftOutExists}).
+ *
+ * @throws {CeremonyFileError} If so; nothing is written.
+ */
+export function checkDraftOut(out: string, currentVersion: number, exists: boolean): void {
+  // sign-root finds the previous root as <N-1>.root.json beside the draft: a draft named for another
+  // version made that the wrong file (the draft itself, or a signed draft the current root was written over).
+  const named = /^([0-9]+)\.root\.json$/.exec(basename(out));
+  if (named && Number(named[1]) !== currentVersion + 1)
+    throw new CeremonyFileError(out, `the current root is v${currentVersion}, so the draft is v${currentVersion + 1}: name it ${join(dirname(out), `${currentVersion + 1}.root.json`)}`);
+  // A draft may already carry signatures collected from key holders: never write over one.
+  if (exists) throw new CeremonyFileError(out, "it exists (a draft may hold signatures already): choose another --out or remove it");
+}
+
+/**
+ * Whether `path`, where sign-root reads the previous root, holds `cur` already (the same signed
+ * content); false when nothing is there. Anything else there is refused: a draft of that version never
+ * pushed, with signatures that were collected by hand, was lost when the current root was written over it.
+ *
+ * @throws {CeremonyFileError} If something else is there.
+ */
+export async function holdsCurrentRoot(path: string, cur: Root): Promise<boolean> {
+  if (!(await stat(path).catch(() => undefined))) return false;
+  const refuse = (what: string) =>
+    new CeremonyFileError(
+      path,
+      `it ${what}, and the current root v${cur.version} belongs there for sign-root: ` +
+        "move it elsewhere (keep it if it is a draft whose signatures are still wanted) and run again; nothing was written",
+    );
+  let there: string;
+  try {
+    there = await readRootFile(path);
+  } catch (e) {
+    if (e instanceof CeremonyFileError) throw refuse("is not a root.json");
+    throw e;
+  }
+  const md = parseMetadata("root", there);
+  if (canonicalJson(md.signed.toJSON()) === canonicalJson(cur.toJSON())) return true;
+  const sigs = Object.keys(md.signatures).length;
+  throw refuse(`holds ${md.signed.version === cur.version ? "another " : ""}root.json v${md.signed.version} (${sigs} signature${sigs === 1 ? "" : "s"}${md.signed.version === cur.version ? ": a draft never pushed?" : ""})`);
+}
+
+/**
+ * Writes the draft to `out` and the current root (`current`, its text) beside it as its previous
+ * root, unless that file holds it already; neither replaces a file.
+ *
+ * @returns The previous root's path, and whether it was there already.
+ * @throws {CeremonyFileError} If something else is where the previous root goes ({@link holdsCurrentRoot}).
+ * @throws {FileExistsError} If `out` or the previous root's file appeared meanwhile (then neither is written).
+ */
+export async function writeDraft(out: string, draft: Uint8Array, current: string): Promise<{ previous: string; alreadyThere: boolean }> {
+  const cur = parseMetadata("root", current).signed;
+  const previous = previousRootPath(out, cur.version + 1);
+  const alreadyThere = await holdsCurrentRoot(previous, cur);
+  const why = "a draft may hold signatures already";
+  if (alreadyThere) await writeNewFilesAtomic([{ path: out, data: draft }], why);
+  else await writeNewFilesAtomic([{ path: previous, data: current }, { path: out, data: draft }], why);
+  return { previous, alreadyThere };
 }

@@ -12,9 +12,9 @@
  *
  * @module
  */
-import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { renameDurable, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { generateKey, loadKeyFile, saveKeyFile, serializeKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
 import type { RoleName } from "../../lib/tuf/metadata.ts";
 
@@ -83,7 +83,7 @@ export class TufKeyStore {
     // Stable keys first, so a key present under both names is used from `<role>.json`.
     names.sort((a, b) => Number(a.endsWith(".next.json")) - Number(b.endsWith(".next.json")) || a.localeCompare(b));
     for (const name of names) {
-      if (!name.endsWith(".json") || name.startsWith(".") || name.includes(".tmp-")) continue;
+      if (!name.endsWith(".json") || name.startsWith(".")) continue; // a hidden file (a write in progress, .adopted-root) is no key
       const path = join(this.dir, name);
       try {
         const pair = await loadKeyFile(path);
@@ -111,7 +111,7 @@ export class TufKeyStore {
       // A rotation that stored the new root but crashed before promoting the key.
       for (const k of found) {
         if (k.path === this.path(role, true)) {
-          await rename(k.path, this.path(role));
+          await renameDurable(k.path, this.path(role));
           k.path = this.path(role);
         }
       }
@@ -193,7 +193,7 @@ export class TufKeyStore {
 
   /** Makes the staged key the role's key, once the root trusting it is stored. */
   async promoteNext(role: RoleName): Promise<void> {
-    await rename(this.path(role, true), this.path(role));
+    await renameDurable(this.path(role, true), this.path(role));
   }
 
   /** Drops a staged key whose rotation failed. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { x509 } from "./x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { CsrRejectedError, certificateHosts, createCa, issueServerCert, loadCa, signDeviceCsr } from "./ca.ts";
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { x509 } from "./x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import type * as X from "@peculiar/x509";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { createCa, signDeviceCsr } from "./ca.ts";
 import { ForwardedCertVerifier } from "./forwarded-cert.ts";
-import { x509 } from "./x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 
 const ca = await createCa("main");
 const dev = await makeDeviceCsr();

@@ -5,16 +5,11 @@
  *
  * @module
  */
+import { sizeText } from "../../lib/cli/bytes.ts";
 import { table as printTable } from "../../lib/cli/table.ts";
 import type { PublishResult } from "./publish.ts";
 
 const table = (head: string[], rows: string[][]): string => printTable(head, rows, { rule: true });
-
-function size(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
 
 const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
 
@@ -29,7 +24,7 @@ export function renderPublish(r: PublishResult): string {
   out.push("");
   out.push(table(["IMAGE", "FROM", "SOURCE", "PLATFORMS"], r.images.map((i) => [i.name, i.from, i.reused ? `${i.source} (reused)` : i.source, i.platforms.join(",")])));
   out.push("");
-  out.push(table(["APP", "URI", "BUNDLE"], r.apps.map((a) => [a.name, a.uri, `${size(a.bundleSize)}, ${a.files.length} files`])));
+  out.push(table(["APP", "URI", "BUNDLE"], r.apps.map((a) => [a.name, a.uri, `${sizeText(a.bundleSize)}, ${a.files.length} files`])));
   out.push("");
   out.push(
     table(
@@ -38,7 +33,7 @@ export function renderPublish(r: PublishResult): string {
     ),
   );
   out.push("");
-  const verb = r.dryRun ? "Dry run: nothing pushed, no targets added" : `Pushed ${size(r.pushed.bytes)} (${count(r.pushed.blobs, "blob")}, ${count(r.pushed.manifests, "manifest")}; ${count(r.pushed.blobsPresent, "blob")} already present)`;
+  const verb = r.dryRun ? "Dry run: nothing pushed, no targets added" : `Pushed ${sizeText(r.pushed.bytes)} (${count(r.pushed.blobs, "blob")}, ${count(r.pushed.manifests, "manifest")}; ${count(r.pushed.blobsPresent, "blob")} already present)`;
   out.push(`${verb}. Commit ${r.commit.slice(0, 12)}${r.dirty ? "-dirty (uncommitted changes)" : ""}, ${(r.durationMs / 1000).toFixed(1)} s.`);
   return out.join("\n");
 }

@@ -22,7 +22,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { generateKeyPair, privateKeyFromPem, privateKeyToPem, randomSerial, SIGN_ALG } from "../pki/keys.ts";
-import { x509 } from "../pki/x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import type { TokenClaims } from "./token.ts";
 
 const DAY = 86_400_000;

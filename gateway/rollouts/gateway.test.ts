@@ -8,7 +8,7 @@ import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
 import { SimFleet } from "../../test/harness/sim-devices.ts";
 import { waitFor } from "../../test/harness/tmp.ts";
-import { adminJson, targetEntry } from "./_fixtures.ts";
+import { adminJson, targetEntry } from "../../test/rollouts/_fixtures.ts";
 
 let gw: GatewayHandle;
 

@@ -8,7 +8,7 @@ import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { startGateway, startReplica, type GatewayHandle } from "../../test/harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../../test/harness/postgres.ts";
 import { SimFleet } from "../../test/harness/sim-devices.ts";
-import { adminJson, targetEntry } from "./_fixtures.ts";
+import { adminJson, targetEntry } from "../../test/rollouts/_fixtures.ts";
 
 let pg: PostgresHandle;
 let a: GatewayHandle;

@@ -14,7 +14,7 @@ import { TufRepo } from "../ota/repo.ts";
 import { PostgresStore } from "../store/postgres.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/types.ts";
-import { targetEntry } from "./_fixtures.ts";
+import { targetEntry } from "../../test/rollouts/_fixtures.ts";
 import { RolloutNotFoundError, RolloutStateError, TargetsKeyOfflineError } from "./errors.ts";
 import { Rollouts } from "./service.ts";
 import { renderRollout } from "../commands/_rollouts.ts";

@@ -6,7 +6,7 @@ import { startGateway } from "../../test/harness/gateway.ts";
 import { tempDir } from "../../test/harness/tmp.ts";
 import { anEvent } from "../../test/gateway/_fixture.ts";
 import { registerDevice } from "../../test/gateway/_register.ts";
-import { x509 } from "../pki/x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import { TrustedProxies } from "../trusted-proxies.ts";
 import { checkProxyListen, InvalidProxyListenError, listenPlain, parseProxyListen } from "./plain.ts";
 

@@ -17,6 +17,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
   DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
+import { tagList } from "../../lib/cli/comma-list.ts";
 import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
 import { InvalidFleetQueryError } from "../fleet/query.ts";
 import { limit } from "../routes/_validate.ts";
@@ -250,10 +251,7 @@ export function dashboard(app: Hono<any>) {
   ui.post("/devices/:uuid/tags", async (c) => {
     const uuid = c.req.param("uuid");
     const form = await c.req.parseBody();
-    const tags = String(form.tags ?? "")
-      .split(",")
-      .map((t) => t.trim())
-      .filter(Boolean);
+    const tags = tagList(String(form.tags ?? ""));
     await c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
     return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
   });
@@ -351,11 +349,11 @@ export function dashboard(app: Hono<any>) {
   ui.post("/tokens", async (c) => {
     const form = await c.req.parseBody();
     const text = (k: string) => (typeof form[k] === "string" && (form[k] as string).trim() ? (form[k] as string).trim() : undefined);
-    const tags = text("tags")?.split(",").map((t) => t.trim()).filter(Boolean);
+    const tags = tagList(text("tags"));
     const req = {
       role: "registration",
       ...(text("name") ? { name: text("name") } : {}),
-      ...(tags?.length ? { tags } : {}),
+      ...(tags.length ? { tags } : {}),
       ...(text("hwid") ? { hwid: text("hwid") } : {}),
       ...(text("maxUses") ? { maxUses: Number(text("maxUses")) } : {}),
       ...(text("expiresIn") ? { expiresIn: text("expiresIn") } : {}),

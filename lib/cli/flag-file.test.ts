@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "./command.ts";
-import { readFlagFile } from "./flag-file.ts";
+import { readFlagFile, readPemFlagFile } from "./flag-file.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "flag-file-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,4 +24,18 @@ test("a file it cannot read is bad usage naming the flag, the path and a plain r
     chmodSync(join(dir, "secret"), 0);
     expect((await readFlagFile(join(dir, "secret"), "the passphrase file").catch((e) => e)).message).toContain("permission denied");
   }
+});
+
+test("a PEM file a flag names must hold a PEM block (of the label, when given)", async () => {
+  writeFileSync(join(dir, "cert.pem"), "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n");
+  writeFileSync(join(dir, "key.json"), "{}\n");
+  expect(await readPemFlagFile(join(dir, "cert.pem"), "--tls-cert")).toStartWith("-----BEGIN CERTIFICATE-----");
+  expect(await readPemFlagFile(join(dir, "cert.pem"), "--ca", "CERTIFICATE")).toStartWith("-----BEGIN CERTIFICATE-----");
+  const notPem = await readPemFlagFile(join(dir, "key.json"), "--tls-key").catch((e) => e);
+  expect(notPem).toBeInstanceOf(UsageError);
+  expect(notPem.message).toBe(`--tls-key ${join(dir, "key.json")}: not a PEM file (no -----BEGIN line)`);
+  expect((await readPemFlagFile(join(dir, "cert.pem"), "--tls-key", "PRIVATE KEY").catch((e) => e)).message).toBe(
+    `--tls-key ${join(dir, "cert.pem")}: not a PEM file (no -----BEGIN PRIVATE KEY----- line)`,
+  );
+  expect((await readPemFlagFile(join(dir, "nope.pem"), "--tls-cert").catch((e) => e)).message).toBe(`Cannot read --tls-cert ${join(dir, "nope.pem")}: no such file`);
 });

@@ -1,5 +1,5 @@
 /** Test helpers: a device key and CSR made the way fioup makes them (ECDSA P-256, CN=uuid, OU=factory). */
-import { x509 } from "../../gateway/pki/x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import { EC_ALG, SIGN_ALG, privateKeyToPem } from "../../gateway/pki/keys.ts";
 
 export interface TestDeviceKey {

@@ -18,7 +18,7 @@ import { TufRepo } from "../../gateway/ota/repo.ts";
 import { createCa } from "../../gateway/pki/ca.ts";
 import { normalizeSerial } from "../../gateway/pki/keys.ts";
 import { newToken } from "../../gateway/pki/tokens.ts";
-import { x509 } from "../../gateway/pki/x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import { SqliteStore } from "../../gateway/store/sqlite.ts";
 import { DiskFull } from "../../gateway/disk-full.ts";
 import { makeDeviceCsr } from "./_device.ts";

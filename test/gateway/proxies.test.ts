@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { createCa, signDeviceCsr } from "../../gateway/pki/ca.ts";
-import { x509 } from "../../gateway/pki/x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
 import { freePort } from "../harness/tmp.ts";

@@ -17,7 +17,7 @@ import { dirname, join } from "node:path";
 import { CHECKIN_LIST_MAX_BYTES, CHECKIN_LIST_MAX_ITEMS } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { DeviceClient } from "../../fioup/device-client.ts";
-import { x509 } from "../../gateway/pki/x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import { metricSample, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
 import { exchange } from "../harness/resumable-tls.ts";

@@ -21,7 +21,7 @@ import { startDockerRegistry, startTokenRegistry, type DockerRegistryHandle } fr
 import { containersRepo, git, pushUpstreamNginx } from "../publish/_setup.ts";
 import { factoryConfig, preload, preloadConfig } from "../preload/_setup.ts";
 import { privateKeyFromPem, SIGN_ALG } from "../../gateway/pki/keys.ts";
-import { x509 } from "../../gateway/pki/x509.ts";
+import { x509 } from "../../lib/x509/eager.ts";
 import { post, tlsFetch } from "../gateway/_client.ts";
 import { makeDeviceCsr } from "../gateway/_device.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";

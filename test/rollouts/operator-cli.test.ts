@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
-import { adminJson, targetEntry } from "../../gateway/rollouts/_fixtures.ts";
+import { adminJson, targetEntry } from "./_fixtures.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { SimFleet, type SimOutcome } from "../harness/sim-devices.ts";
 import { waitFor } from "../harness/tmp.ts";

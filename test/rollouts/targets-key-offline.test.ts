@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import type { RolloutDetail } from "../../lib/api/admin.ts";
-import { adminJson, targetEntry } from "../../gateway/rollouts/_fixtures.ts";
+import { adminJson, targetEntry } from "./_fixtures.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { SimFleet, type SimDevice, type SimOutcome } from "../harness/sim-devices.ts";
 import { until } from "../harness/tmp.ts";

@@ -1,7 +1,7 @@
-/** Shared by this folder's tests: a published target entry and admin API calls on a harness gateway. */
+/** Shared by the rollout tests (here and gateway/rollouts/): a published target entry and admin API calls on a harness gateway. */
 import type { TargetEntry } from "../../lib/api/target.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
-import type { GatewayHandle } from "../../test/harness/gateway.ts";
+import type { GatewayHandle } from "../harness/gateway.ts";
 
 /** A container-only target of `version` for amd64-linux, tag main, with one app "web" in `registry`. */
 export const targetEntry = (version: string, registry = "reg.example"): TargetEntry => ({
