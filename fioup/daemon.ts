@@ -18,6 +18,7 @@
  * @module
  */
 import { mkdirSync, watch, type FSWatcher } from "node:fs";
+import { backoffDelay, jittered } from "../lib/net/backoff.ts";
 import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
 import { isRejection } from "./events/sender.ts";
@@ -55,11 +56,11 @@ export const NETWORK_RETRY_MS = 10_000;
 
 /** How long before the `n`th retry (1, 2, ...) after the network failed: 10 s doubling, at most `pollMs`, ± 10%. */
 export function networkRetryMs(n: number, pollMs: number): number {
-  return jittered(Math.min(pollMs, NETWORK_RETRY_MS * 2 ** Math.min(n - 1, 30)));
+  return spread(backoffDelay(n, NETWORK_RETRY_MS, pollMs));
 }
 
 /** `ms` ± 10%, so a fleet does not come back in step. */
-const jittered = (ms: number) => ms + (Math.random() * 0.2 - 0.1) * ms;
+const spread = (ms: number) => jittered(ms, 0.1);
 
 /** One cycle: resume or check+update. Returns what happened, for the log; a deferral or failure also lands in `seen`. */
 export async function daemonCycle(s: Session, o: DaemonOptions, seen: CycleSeen = {}): Promise<string> {
@@ -152,7 +153,7 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     // exit-codes.ts loads every step's module: only after a failure, so an idle daemon does not hold them.
     const byNetwork = seen.failure !== undefined && (await import("./exit-codes.ts")).isNetworkFailure(seen.failure);
     networkFailures = byNetwork ? networkFailures + 1 : 0;
-    let wait = networkFailures ? networkRetryMs(networkFailures, base) : jittered(base);
+    let wait = networkFailures ? networkRetryMs(networkFailures, base) : spread(base);
     if (networkFailures) o.log(`the network failed the update: trying again in ${Math.round(wait / 1000)} s`);
     // A deferred install: also wake when the window opens or max hold ends, and when a lock file comes or goes.
     const held = seen.deferred ? holdWake(s, seen.deferred) : undefined;

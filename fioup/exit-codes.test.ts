@@ -9,6 +9,8 @@ test("a failure is the network's when the gateway or registry could not be reach
   expect(isNetworkFailure(new RegistryUnreachableError("Cannot GET https://gw/v2/: connection refused"))).toBe(true);
   expect(isNetworkFailure(new Error("Cannot fetch blob", { cause: withCode("ECONNRESET") }))).toBe(true);
   expect(isNetworkFailure(new Error("no answer", { cause: Object.assign(new Error("timed out"), { name: "TimeoutError" }) }))).toBe(true);
+  // Bun's code for a socket it could not open counts as the gateway CLI always counted it (exit 4).
+  expect(isNetworkFailure(new Error("Cannot GET https://gw/", { cause: withCode("FailedToOpenSocket") }))).toBe(true);
 });
 
 test("the container engine's socket refused or reset is the device's trouble, not the link's: no quick retry", () => {

@@ -11,7 +11,7 @@ import { ConfigError } from "./config.ts";
 import { DeviceDbFullError } from "./db.ts";
 import { GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { GatewayError, NotRegisteredError } from "./device-client.ts";
-import { proxyWithoutBackend } from "../lib/net/why.ts";
+import { isLinkFailure, proxyWithoutBackend } from "../lib/net/why.ts";
 import { EngineError } from "./runtime/docker-engine.ts";
 import { DownloadStalledError, IncompleteBlobError } from "../lib/oci/blob-store.ts";
 import { RegistryError, RegistryUnreachableError } from "../lib/oci/registry-client.ts";
@@ -98,9 +98,6 @@ const diskFilledInFetch = (err: unknown): boolean => err instanceof FetchFailedE
 export const exitCodeFor = (err: unknown): number =>
   diskFilledInFetch(err) ? EXIT.NO_SPACE : BY_CLASS.find(([cls]) => err instanceof cls)?.[1] ?? (diskFilled(err) ? EXIT.NO_SPACE : EXIT.ERROR);
 
-/** Codes of a connection that failed or was cut (Node's and Bun's names). */
-const LINK_CODES = new Set(["ECONNREFUSED", "ConnectionRefused", "ECONNRESET", "ConnectionClosed", "ETIMEDOUT", "EPIPE", "ENETUNREACH", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
-
 /**
  * Whether a failed update is the network's: the gateway or its registry unreachable (exit 31's
  * "unreachable" half), a download cut, stalled or refused on the way, a proxy with no backend
@@ -120,8 +117,7 @@ export function isNetworkFailure(err: unknown): boolean {
     // No status: no answer came. An answer's status is the network's only from a proxy without a backend.
     if (e instanceof MetadataFetchError && e.status === undefined) return true;
     if ((e instanceof MetadataFetchError || e instanceof GatewayError || e instanceof RegistryError) && proxyWithoutBackend(e.status ?? 0)) return true;
-    const { code, name } = e as { code?: unknown; name?: unknown };
-    if ((typeof code === "string" && LINK_CODES.has(code)) || name === "TimeoutError") return true;
+    if (isLinkFailure(e)) return true;
   }
   return false;
 }

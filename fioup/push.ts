@@ -10,7 +10,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { setTimeout as delay } from "node:timers/promises";
+import { backoffDelay, randomBetween, sleep } from "../lib/net/backoff.ts";
 import { join } from "node:path";
 import { isCertificateTimeError, proxyWithoutBackend } from "../lib/net/why.ts";
 import type { DeviceClient } from "./device-client.ts";
@@ -50,11 +50,7 @@ function announcedVersion(body: string): number {
 }
 
 /** A random 1 to 5 s before asking again after a failure, so devices come back spread out. */
-const retryMs = () => 1000 + Math.random() * 4000;
-
-/** Sleeps `ms`, or less if `signal` aborts first (never throws). */
-export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  ms <= 0 ? Promise.resolve() : delay(ms, undefined, { signal }).catch(() => {});
+const retryMs = () => randomBetween(1000, 5000);
 
 /**
  * Waits up to `ms` for the gateway to say there is something new. Returns "news" as soon as it
@@ -77,7 +73,7 @@ export async function waitForNews(
     const news = announced.get(storagePath);
     if (news && after < news.version) {
       // The news was not taken: wait longer after each miss before the answer that comes at once.
-      await sleep(Math.min(left(), 1000 * 2 ** news.misses++), signal);
+      await sleep(backoffDelay(++news.misses, 1000, left()), signal);
       if (signal.aborted) break;
     } else announced.delete(storagePath);
     const hold = Math.min(HOLD_SECONDS, Math.floor(left() / 1000));

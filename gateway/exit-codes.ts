@@ -6,6 +6,7 @@
  * @module
  */
 import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.ts";
+import { isLinkFailure } from "../lib/net/why.ts";
 import { CaFetchError, CaPinMismatchError, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
 import { InvalidDurationError } from "./admin/duration.ts";
 import { NoSuchTargetError } from "./export/export-bundle.ts";
@@ -44,11 +45,9 @@ export const EXIT_CODES = [
   [143, "stopped by SIGTERM (a cancelled CI job), as 130"],
 ] as const;
 
-const UNREACHABLE_CODES = new Set(["ConnectionRefused", "ECONNREFUSED", "FailedToOpenSocket", "ETIMEDOUT", "TimeoutError"]);
-
+/** An error of no class above that is the network's failure (isLinkFailure: refused, reset, timed out, no such host) is exit 4, "could not be reached". */
 export function exitCodeFor(err: unknown): number {
   const hit = BY_CLASS.find(([cls]) => err instanceof cls)?.[1];
   if (hit) return hit;
-  const code = (err as { code?: string })?.code;
-  return code && UNREACHABLE_CODES.has(code) ? 4 : 1;
+  return isLinkFailure(err) ? 4 : 1;
 }

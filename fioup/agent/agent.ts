@@ -40,6 +40,7 @@ import { activate, applyAll, cleanup, download, update } from "./phases.ts";
 import { recoverActivity } from "./recover.ts";
 import { rollback } from "./rollback.ts";
 import type { AgentConfig } from "./config.ts";
+import { backoffDelay } from "../../lib/net/backoff.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
 import { netWhy } from "../../lib/net/why.ts";
 import { ContainerEngine } from "./container-engine.ts";
@@ -116,8 +117,8 @@ export class Agent {
   private commands: Promise<void> = Promise.resolve();
   private lastProgressAt = 0;
   private progressTimer?: ReturnType<typeof setTimeout>;
-  /** The activity whose rollback failed (the engine went away), why it was rolled back, and its next retry. */
-  private unfinished?: { a: Activity; why: string; delay: number; timer?: ReturnType<typeof setTimeout> };
+  /** The activity whose rollback failed (the engine went away), why it was rolled back, how often its retries failed, and its next retry. */
+  private unfinished?: { a: Activity; why: string; failures: number; timer?: ReturnType<typeof setTimeout> };
   /** The retry of the unfinished activity under way: a desired state arriving meanwhile waits for it. */
   private retrying?: Promise<string | undefined>;
 
@@ -191,7 +192,9 @@ export class Agent {
     const client = mqtt.connect(cfg.url, opts);
     this.client = client;
     const broker = `the broker ${shownUrl(cfg.url)}`;
-    let backoff = MIN_BACKOFF_MS;
+    /** Closes since the agent last connected: the next reconnect waits {@link backoff}. */
+    let closes = 0;
+    const backoff = () => backoffDelay(closes + 1, MIN_BACKOFF_MS, MAX_BACKOFF_MS);
     let retry: ReturnType<typeof setTimeout> | undefined;
     /** Connected since the last close: a close then is a lost connection, not a failed attempt. */
     let up = false;
@@ -204,10 +207,11 @@ export class Agent {
       const line = `${up ? "Lost" : "Cannot connect to"} ${broker}: ${why}`;
       if (line === told) return;
       told = line;
-      this.o.log(`${line}; reconnecting in ${backoff} ms${backoff === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : ""}`);
+      const wait = backoff();
+      this.o.log(`${line}; reconnecting in ${wait} ms${wait === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : ""}`);
     };
     client.on("connect", () => {
-      backoff = MIN_BACKOFF_MS;
+      closes = 0;
       up = true;
       told = undefined;
       void this.connected();
@@ -220,8 +224,8 @@ export class Agent {
       retry = setTimeout(() => {
         retry = undefined;
         if (!this.o.signal.aborted) client.reconnect();
-      }, backoff);
-      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+      }, backoff());
+      closes++;
     });
     client.on("error", (err) => {
       if (!this.o.signal.aborted) problem(brokerWhy(err, cfg.url));
@@ -306,7 +310,7 @@ export class Agent {
     try {
       await rollback(d, a, why);
     } catch (err) {
-      this.unfinished = { a, why, delay: MIN_BACKOFF_MS };
+      this.unfinished = { a, why, failures: 0 };
       this.retryLater(reason(err));
     }
   }
@@ -314,12 +318,12 @@ export class Agent {
   /** Says the rollback failed (a progress feedback, not the end) and schedules the next try, the delay doubling up to 30 s. */
   private retryLater(failure: string): void {
     const u = this.unfinished!;
-    u.a.message = `${u.why}; the rollback failed (${failure}): the agent retries it in ${u.delay / 1000} s`;
-    this.o.log(`activity ${u.a.activityId}: ${u.a.message}${u.delay === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : ""}`);
+    const delay = backoffDelay(++u.failures, MIN_BACKOFF_MS, MAX_BACKOFF_MS);
+    u.a.message = `${u.why}; the rollback failed (${failure}): the agent retries it in ${delay / 1000} s`;
+    this.o.log(`activity ${u.a.activityId}: ${u.a.message}${delay === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : ""}`);
     this.changed(u.a);
     clearTimeout(u.timer);
-    u.timer = setTimeout(() => void this.finishUnfinished(), u.delay);
-    u.delay = Math.min(MAX_BACKOFF_MS, u.delay * 2);
+    u.timer = setTimeout(() => void this.finishUnfinished(), delay);
   }
 
   /**
@@ -433,7 +437,7 @@ export class Agent {
       // Not normally reached (a failed rollback stays active): a record left unfinished is finished before anything else.
       this.o.log(`found activity ${left.activityId} unfinished in phase ${left.phase}`);
       this.active = left;
-      this.unfinished = { a: left, why: "the apply was interrupted", delay: MIN_BACKOFF_MS };
+      this.unfinished = { a: left, why: "the apply was interrupted", failures: 0 };
     }
     if (this.unfinished) {
       const u = this.unfinished;

@@ -17,7 +17,7 @@
  * @module
  */
 import type { Config } from "../config.ts";
-import { sleep } from "../push.ts";
+import { backoffDelay, sleep } from "../../lib/net/backoff.ts";
 import { FIOUP_VERSION } from "../version.ts";
 import { agentConfig, hasMqttConfig } from "./config.ts";
 
@@ -34,7 +34,7 @@ export function startAgentIfConfigured(cfg: Config, signal: AbortSignal, log: (l
   // The agent and its MQTT client load only here: a daemon without [mqtt] never holds their code.
   return import("./agent.ts")
     .then(async ({ Agent, AgentRunningError, MIN_BACKOFF_MS, MAX_BACKOFF_MS }) => {
-      let delay = MIN_BACKOFF_MS;
+      let failures = 0;
       let heldBy: number | undefined;
       while (!signal.aborted) {
         try {
@@ -52,10 +52,10 @@ export function startAgentIfConfigured(cfg: Config, signal: AbortSignal, log: (l
             await sleep(HELD_RETRY_MS, signal);
             continue;
           }
+          const delay = backoffDelay(++failures, MIN_BACKOFF_MS, MAX_BACKOFF_MS);
           const doubles = delay === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : "";
           log(`agent: stopped: ${(err as Error).message}; starting it again in ${delay / 1000} s${doubles}`);
           await sleep(delay, signal);
-          delay = Math.min(MAX_BACKOFF_MS, delay * 2);
         }
       }
     })

@@ -24,7 +24,7 @@ import { ExpiredMetadataError } from "../../lib/tuf/index.ts";
 import { EXIT, exitCodeFor } from "../exit-codes.ts";
 import { FetchFailedError, permanentReason } from "../update/fetch-step.ts";
 import { takeUpdateLock, UpdateLockBusyError } from "../update/update-lock.ts";
-import { sleep } from "../push.ts";
+import { backoffDelay, sleep } from "../../lib/net/backoff.ts";
 import { reportAll } from "../report.ts";
 import type { Session } from "../session.ts";
 import { NoUpdateError } from "../update/check-step.ts";
@@ -165,7 +165,8 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   // newer bundle; a failure of the bundle's own waits for another bundle in DIR.
   if (failure && !final && !s.db.badTargets().includes(bundle.index.bundle.target)) {
     const tries = failed?.key === key ? failed.tries + 1 : 1;
-    s.db.set(lastFailureKey(dir), { key, outcome, tries, retryAt: Date.now() + Math.min(o.intervalMs * 2 ** tries, RETRY_MAX_MS) } satisfies FailedTry);
+    // Failed `tries` times: the next try waits the interval doubled that many times (2 intervals after the first).
+    s.db.set(lastFailureKey(dir), { key, outcome, tries, retryAt: Date.now() + backoffDelay(tries + 1, o.intervalMs, RETRY_MAX_MS) } satisfies FailedTry);
     return failed?.key === key && failed.outcome === outcome ? undefined : `${outcome}; trying again while the bundle stays in ${dir}`;
   }
   s.db.delete(lastFailureKey(dir));

@@ -13,6 +13,7 @@
  */
 import { Root, Snapshot, Timestamp, type Metadata } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
+import { randomBetween, sleep } from "../../lib/net/backoff.ts";
 import { TARGET_NAME, TARGET_NAME_RULE, TargetEntry, TargetNotFoundError } from "../../lib/api/target.ts";
 import { modelKey, type TufKeyPair } from "../../lib/tuf/keys.ts";
 import { expiresAt, metaFileFor, parseMetadata, ROLE_NAMES, serializeMetadata, signJson, signMetadata, type RoleName, type Signed, type SignedOf } from "../../lib/tuf/metadata.ts";
@@ -122,9 +123,12 @@ export class TufRepoStateError extends Error {
 
 const FILE_NAME = /^(?:([1-9][0-9]{0,9})\.)?(root|timestamp|snapshot|targets)\.json$/;
 const encoder = new TextEncoder();
-/** Another process (sharing the database) wrote the same version: reload and retry, with jitter. */
+/**
+ * Another process (sharing the database) wrote the same version: reload and retry, with jitter.
+ * Not doubling: the other writer is done within milliseconds, so a random 0 to 2 + 3·attempt ms, at most 50.
+ */
 const MAX_CONFLICT_RETRIES = 30;
-const backoff = (attempt: number) => Bun.sleep(Math.random() * Math.min(50, 2 + attempt * 3));
+const backoff = (attempt: number) => sleep(randomBetween(0, Math.min(50, 2 + attempt * 3)));
 type RootJson = Parameters<typeof Root.fromJSON>[0];
 
 interface Loaded<R extends RoleName> {

@@ -33,6 +33,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { sleep } from "../../lib/net/backoff.ts";
 import { DELTA_MEDIA_TYPE, deltaWindowLog, MAX_DELTA_BASE_BYTES, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { sniffCompression } from "../../lib/oci/media-types.ts";
 import { RegistryRequestError } from "./errors.ts";
@@ -70,7 +71,6 @@ const ZSTD_FAILED = "zstd failed on the gateway host";
 type Computed = DeltaOutcome & { hostState?: true };
 const hostRefusal = (refused: string): Computed => ({ refused, hostState: true });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hexOf = (digest: string) => checkDigest(digest);
 
 /**

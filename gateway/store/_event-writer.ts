@@ -45,6 +45,7 @@
  *
  * @module
  */
+import { backoffDelay } from "../../lib/net/backoff.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import {
   EventWriteError,
@@ -97,7 +98,8 @@ const MAX_DELAY_MS = 30_000;
 /** How long to wait before the next start, given the deaths in the last minute (this one included). */
 export function restartDelayMs(recentDeaths: number): number {
   if (recentDeaths <= 1) return 0;
-  return Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** (recentDeaths - 2));
+  // The second death in a minute waits FIRST_DELAY_MS: restart n + 1 is backoff try n.
+  return backoffDelay(recentDeaths - 1, FIRST_DELAY_MS, MAX_DELAY_MS);
 }
 
 const FAULT_POINTS: Record<string, CrashPoint> = {

@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
 import { loadX509 } from "../x509/index.ts";
 import { toPem } from "../x509/pem.ts";
-import { isCertificateTimeError, netWhy, proxyWithoutBackend } from "./why.ts";
+import { isCertificateTimeError, isLinkFailure, LINK_FAILURE_CODES, netWhy, proxyWithoutBackend } from "./why.ts";
 
 /** A loopback port nobody listens on (bound, then closed). */
 async function closedPort(): Promise<number> {
@@ -69,4 +69,22 @@ test("a certificate not valid yet, or expired, by this machine's clock is said w
     future.stop();
     past.stop();
   }
+});
+
+test("a refused, cut or timed-out connection is a link failure; a TLS refusal by the clock or an answer is not", async () => {
+  const refused = await fetch(`http://127.0.0.1:${await closedPort()}/`).catch((e) => e);
+  expect(isLinkFailure(refused)).toBe(true);
+  const closing = createServer((s) => s.destroy()).listen(0, "127.0.0.1"); // accepts, then hangs up
+  await once(closing, "listening");
+  try {
+    const cut = await fetch(`http://127.0.0.1:${(closing.address() as AddressInfo).port}/`).catch((e) => e);
+    expect(isLinkFailure(cut)).toBe(true);
+  } finally {
+    closing.close();
+  }
+  expect(isLinkFailure(Object.assign(new Error("timed out"), { name: "TimeoutError" }))).toBe(true);
+  for (const code of LINK_FAILURE_CODES) expect(isLinkFailure(Object.assign(new Error(code), { code }))).toBe(true);
+  expect(isLinkFailure(Object.assign(new Error("expired"), { code: "CERT_HAS_EXPIRED" }))).toBe(false);
+  expect(isLinkFailure(new Error("ECONNREFUSED in the text only"))).toBe(false);
+  expect(isLinkFailure(undefined)).toBe(false);
 });

@@ -8,8 +8,52 @@
  * sets the time, and then every TLS handshake fails; Bun's bare "certificate is not yet valid"
  * sent people looking at the server's certificates instead.
  *
+ * Also the one list of the error codes that mean the network failed ({@link isLinkFailure}): what
+ * fioup retries soon, what the gateway CLI exits 4 on and what makes a TUF metadata error a fetch
+ * failure are the same codes, and the words netWhy says for them sit beside them.
+ *
  * @module
  */
+
+const REFUSED = "connection refused (is it running at that address?)";
+const CLOSED = "the connection was closed before an answer came";
+const NO_ANSWER = "no answer in time";
+
+/**
+ * The codes of a connection that failed or was cut before an answer came (Node's names and
+ * Bun's), with netWhy's words for each; undefined: the error's own message says it.
+ */
+const LINK_FAILURES = new Map<string, string | undefined>([
+  ["ECONNREFUSED", REFUSED],
+  ["ConnectionRefused", REFUSED],
+  ["FailedToOpenSocket", undefined],
+  ["ECONNRESET", CLOSED],
+  ["ConnectionClosed", CLOSED],
+  ["ETIMEDOUT", NO_ANSWER],
+  ["EPIPE", undefined],
+  ["ENETUNREACH", undefined],
+  ["EHOSTUNREACH", undefined],
+  ["ENOTFOUND", "no such host"],
+  ["EAI_AGAIN", undefined],
+]);
+
+/** The codes {@link isLinkFailure} counts, for a caller that looks for them in text (a wrapped error's message). */
+export const LINK_FAILURE_CODES: ReadonlySet<string> = new Set(LINK_FAILURES.keys());
+
+/**
+ * True when `err` itself (not its causes) is the network's failure: a connection refused, not
+ * opened, cut or timed out, a host not found, or a request with no answer in time (TimeoutError).
+ *
+ * @example
+ * ```ts
+ * const refused = await fetch("http://127.0.0.1:1/").catch((e) => e);
+ * isLinkFailure(refused); // true (ECONNREFUSED)
+ * ```
+ */
+export function isLinkFailure(err: unknown): boolean {
+  const { code, name } = (err ?? {}) as { code?: unknown; name?: unknown };
+  return (typeof code === "string" && LINK_FAILURES.has(code)) || name === "TimeoutError";
+}
 
 /**
  * The reason behind a failed fetch or connect; any other error's own message.
@@ -21,17 +65,9 @@
  */
 export function netWhy(err: unknown): string {
   const e = err as { code?: string; name?: string; message?: string };
+  const linkWords = typeof e?.code === "string" ? LINK_FAILURES.get(e.code) : undefined;
+  if (linkWords) return linkWords;
   switch (e?.code) {
-    case "ECONNREFUSED":
-    case "ConnectionRefused":
-      return "connection refused (is it running at that address?)";
-    case "ENOTFOUND":
-      return "no such host";
-    case "ECONNRESET":
-    case "ConnectionClosed":
-      return "the connection was closed before an answer came";
-    case "ETIMEDOUT":
-      return "no answer in time";
     case "CERT_NOT_YET_VALID":
       return `the server's certificate is not valid yet by this machine's clock, which reads ${clockReading()}: the clock is likely wrong (a device without a battery-backed clock starts in 1970 until NTP sets it); ${SET_THE_CLOCK} and try again`;
     case "CERT_HAS_EXPIRED":
@@ -39,7 +75,7 @@ export function netWhy(err: unknown): string {
     case "ERR_TLS_CERT_ALTNAME_INVALID":
       return "the server's certificate does not name the host in that URL: connect with a host name or address the certificate was made for";
   }
-  if (e?.name === "TimeoutError") return "no answer in time";
+  if (e?.name === "TimeoutError") return NO_ANSWER;
   return e?.message ?? String(err);
 }
 

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { backoffDelay, sleep } from "../net/backoff.ts";
 import { netWhy } from "../net/why.ts";
 import { mkdir, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -132,7 +133,7 @@ const isRetryable = (err: unknown): boolean => {
  * Backoff before retry `n` (1-based) of a run of attempts that made no progress: doubling from
  * 250 ms, at most 5 s, so a pull notices a registry that came back within 5 s however long it was away.
  */
-export const backoffMs = (n: number) => Math.min(5000, 250 * 2 ** Math.max(0, n - 1));
+export const backoffMs = (n: number) => backoffDelay(n, 250, 5000);
 
 /**
  * A directory of blobs addressed by digest.
@@ -481,19 +482,6 @@ export class BlobStore {
       throw new DigestMismatchError(`Cannot fetch blob ${digest} from ${repo}`, digest, got);
     }
   }
-}
-
-/** Sleeps, waking early (without throwing) when `signal` aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** Bytes a pull received (its result), and when the last one came (where patience counts from). */

@@ -13,7 +13,7 @@
 // builds (`bun build --compile`), class names may not.
 import * as tufErrors from "tuf-js/dist/error.js";
 import * as modelErrors from "@tufjs/models/dist/error.js";
-import { clockReading, SET_THE_CLOCK } from "../net/why.ts";
+import { clockReading, isLinkFailure, LINK_FAILURE_CODES, SET_THE_CLOCK } from "../net/why.ts";
 
 /** Base class: TUF metadata could not be fetched or was refused. */
 export class TufVerificationError extends Error {
@@ -87,6 +87,9 @@ function fileOfStack(err: Error): string | undefined {
   const m = /\bat (?:TrustedMetadataStore\.)?(updateRoot|loadTrustedRoot|updateTimestamp|updateSnapshot|updateDelegatedTargets)\b/.exec(err.stack ?? "");
   return m ? { updateRoot: "root.json", loadTrustedRoot: "root.json", updateTimestamp: "timestamp.json", updateSnapshot: "snapshot.json", updateDelegatedTargets: "targets.json" }[m[1]!] : undefined;
 }
+
+/** A link failure's code in a message (tuf-js wraps an error as text, dropping its code: "... error Error: connect ECONNREFUSED ..."). */
+const LINK_FAILURE_IN_TEXT = new RegExp(`\\b(?:${[...LINK_FAILURE_CODES].join("|")})\\b`, "i");
 
 /** What to do about a copy older than what this machine verified, online or from a bundle. */
 const STALE_COPY_REMEDY =
@@ -167,7 +170,7 @@ export function classifyTufError(err: unknown, fallbackFile?: string, expiry?: E
   if (kind === "UnsignedMetadataError" || /was signed by \d+\/\d+ keys|signature/i.test(msg))
     return new BadSignatureError(file, `not signed by the trusted keys (${msg})`, opts);
   if (kind === "BadVersionError") return new RollbackError(file, msg, opts);
-  if (/fetch|ECONNREFUSED|socket|network|timed? ?out|abort/i.test(msg) || kind === "TypeError" && /fetch/i.test(msg))
+  if (isLinkFailure(e) || LINK_FAILURE_IN_TEXT.test(msg) || /fetch|socket|network|timed? ?out|abort/i.test(msg) || kind === "TypeError" && /fetch/i.test(msg))
     return new MetadataFetchError(file, msg, undefined, opts);
   return new InvalidMetadataError(file, msg, opts);
 }
