@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { Metadata, Root, Targets } from "@tufjs/models";
 import { Value } from "@sinclair/typebox/value";
 import { TargetEntry } from "../lib/api/index.ts";
-import { gatewayReason } from "../lib/api/admin-client.ts";
+import { AdminApiError, AdminClient } from "../lib/api/admin-client.ts";
 import { BUNDLE_METADATA_BASE_URL, bundleMetadataFetch, type Bundle } from "../lib/bundle/index.ts";
 import { parseMetadata } from "../lib/tuf/metadata.ts";
 import { MetadataFetchError } from "../lib/tuf/verification-errors.ts";
@@ -160,9 +160,14 @@ export async function targetsFromGateway(server: string, token: string, ca: stri
     if (rootFile) rootJson = rootFile.json;
     else {
       const url = `${repo}1.root.json`;
-      const res = await fetch(url, { headers: headers(), tls: { ca } });
-      if (!res.ok) throw accessError(res.status, url, server, gatewayReason(await res.text().catch(() => ""))) ?? new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${res.status}`);
-      rootJson = await res.text();
+      const admin = await AdminClient.connect({ server, token, ca });
+      const root = await admin.file("/repo/1.root.json").catch((err: unknown) => {
+        // A refusal (not an unreachable gateway, which has no status): what it means for preload.
+        if (!(err instanceof AdminApiError) || err.status === undefined) throw err;
+        throw accessError(err.status, url, server, err.reason) ?? new TargetsVerificationError(`Cannot fetch 1.root.json from ${server}: HTTP ${err.status}`);
+      });
+      if (!root) throw accessError(404, url, server)!;
+      rootJson = new TextDecoder().decode(root);
     }
     await writeFile(join(dir, "root.json"), rootJson);
     const verified = await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: repo, fetch: { tls: { ca } }, headers }).catch((err: unknown) => {

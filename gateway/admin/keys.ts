@@ -10,24 +10,14 @@
  *
  * @module
  */
-import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
+import { RotateRequest, SignedRoot } from "../../lib/api/admin.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireRole } from "./auth.ts";
 import { SigningKeyUnavailableError } from "../ota/key-store.ts";
 import { InvalidRootError, RootNotTrustedError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 import { formatSeconds } from "./duration.ts";
-
-export const RotateRequest = Type.Object({
-  role: Type.Union([Type.Literal("root"), Type.Literal("targets"), Type.Literal("snapshot"), Type.Literal("timestamp")]),
-});
-
-/** A signed root.json: its shape is checked by the TUF repository, which also checks the signatures. */
-export const SignedRoot = Type.Object({
-  signatures: Type.Array(Type.Object({ keyid: Type.String({ maxLength: 128 }), sig: Type.String({ maxLength: 1024 }) }), { maxItems: 64 }),
-  signed: Type.Object({ _type: Type.Literal("root"), expires: Type.String({ maxLength: 64 }) }, { additionalProperties: true }),
-});
 
 /**
  * The least lifetime a new root may have, drafted (`gateway keys init-root --expires`) or installed
@@ -54,7 +44,6 @@ export function rootLifetimeProblem(expires: string, now = new Date()): string |
     "since once it expires every device refuses every update until another root signed offline replaces it (docs/keys.md)"
   );
 }
-export { RootInstalled } from "../../lib/api/admin.ts";
 
 const ROOT_BY_TOKEN =
   "Root rotation needs the offline root key(s): draft the next root with `gateway keys init-root`, sign it offline with `gateway keys sign-root`, install it with `gateway keys push-root` (docs/keys.md)";

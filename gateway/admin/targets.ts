@@ -17,7 +17,7 @@
  */
 import { Type } from "@sinclair/typebox";
 import { Hono } from "hono";
-import { TargetsList } from "../../lib/api/admin.ts";
+import { TargetsBody } from "../../lib/api/admin.ts";
 import { TargetEntry } from "../../lib/api/index.ts";
 import { CanonicalJsonError, canonicalJson } from "../../lib/tuf/canonical-json.ts";
 import type { Gateway, GatewayEnv } from "../env.ts";
@@ -50,13 +50,6 @@ function sameEntry(signed: TargetEntry, posted: TargetEntry): boolean {
 const signedAlready = (names: string[]) =>
   `Target "${names[0]}"${names.length > 1 ? ` (and ${names.length - 1} more)` : ""} is signed already with other content, and a target never changes ` +
   `once signed (devices running it and rollouts naming it go by its name): publish a new version`;
-
-export const TargetsBody = Type.Object({
-  targets: Type.Record(Type.String({ pattern: TARGET_NAME }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),
-  /** The targets.json version these targets were made from; 409 if it is no longer the latest. */
-  expectedVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
-});
-export { TargetsList };
 
 /** Target names devices report running that targets.json does not hold: removed, pruned by retention, or signed by a gateway since lost (a restore from an older backup). */
 async function runningElsewhere(gw: Gateway, targets: Record<string, TargetEntry>): Promise<string[]> {

@@ -6,7 +6,6 @@ import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.t
 import { whyCannotFill } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
-import { readAdminToken } from "../data-dir.ts";
 import { exportBundle } from "../export/export-bundle.ts";
 import { rolloutHoldWarning } from "../export/_rollout-hold.ts";
 import { publicUrlOf } from "../publish/public-url.ts";
@@ -58,18 +57,15 @@ export default defineCommand({
     if (outWhy) throw new UsageError(`Cannot write the bundle into --out ${flags.out}: ${outWhy}; nothing was exported`);
     const platform = flags.platform ? asUsage([SyntaxError], () => parsePlatform(flags.platform!), "--platform: ") : platformForHwid(flags.hwid);
     if (!platform) throw new UsageError(`cannot tell the image platform of hardware id ${flags.hwid}: give --platform OS/ARCH`);
+    // The one way admin commands find the gateway, its token and CA: the export reads and pulls with them.
     const client = await adminClient(flags);
-    const token = flags.token ?? process.env.GATEWAY_TOKEN ?? (flags.data ? await readAdminToken(flags.data) : undefined);
-    if (!token) throw new UsageError("say which gateway: --data DIR, or --server URL with --token TOKEN");
     // The host the targets name the gateway's registry by: its public URL, which --data's local address may not be.
     const publicUrl = publicUrlOf(await client.whoami().catch(() => undefined));
     const held = await rolloutHoldWarning(client, flags.target);
     if (held) out.info(held);
     const r = await exportBundle({
-      server: client.server,
+      admin: client,
       ...(publicUrl ? { publicUrl: publicUrl.origin } : {}),
-      token,
-      ...(client.ca ? { ca: client.ca } : {}),
       version: flags.target,
       hwid: flags.hwid,
       ...(flags.from !== undefined ? { from: flags.from } : {}),

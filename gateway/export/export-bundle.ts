@@ -17,12 +17,11 @@ import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GatewayUnreachableError, refusedBy } from "../../lib/api/admin-client.ts";
+import type { AdminClient } from "../../lib/api/admin-client.ts";
 import type { Target } from "../../lib/api/index.ts";
 import { BUNDLE_FORMAT, BUNDLE_FORMAT_DELTAS, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, bundleMetadataFetch, type BundleIndex } from "../../lib/bundle/index.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { emptyStart, putBackEmpty } from "../../lib/fs/paths.ts";
-import { netWhy } from "../../lib/net/why.ts";
 import { resolveApps, type AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { REF_NAME_ANNOTATION } from "../../lib/oci/oci-layout.ts";
@@ -48,15 +47,16 @@ export class NoSuchTargetError extends ExportError {
 }
 
 export interface ExportOptions {
-  /** Gateway URL, an admin or publish token of it and the CA its TLS certificate chains to. */
-  server: string;
+  /**
+   * The gateway, through the admin client (an admin or publish token; a viewer's reads too): the
+   * metadata is read with it, and its server, token and CA reach the gateway's registry.
+   */
+  admin: AdminClient;
   /**
    * The gateway's public URL (its whoami says it): targets name its registry by this URL's host,
-   * which is read through `server` (a replica's own address, the local one --data finds). Default `server`.
+   * which is read through the client's server (a replica's own address, the local one --data finds). Default that server.
    */
   publicUrl?: string;
-  token: string;
-  ca?: string;
   /** Target version to bundle, and the hardware id it is for. */
   version: string;
   hwid: string;
@@ -90,22 +90,6 @@ export interface ExportResult {
 /** Blobs copied at once. */
 const PARALLEL_BLOBS = 4;
 
-async function getMetadata(o: ExportOptions, file: string): Promise<Uint8Array | undefined> {
-  // Under the server's path (https://host/ota/repo/...), as every client joins it.
-  const url = `${o.server.replace(/\/+$/, "")}/repo/${file}`;
-  let res: Response;
-  try {
-    res = await fetch(url, { headers: { authorization: `Bearer ${o.token}` }, ...(o.ca ? { tls: { ca: o.ca } } : {}), signal: AbortSignal.timeout(30_000) });
-  } catch (e) {
-    // No cause: its text is Bun's, which netWhy has just put in words.
-    throw new GatewayUnreachableError(`Cannot fetch ${url}: ${netWhy(e)}`);
-  }
-  if (res.status === 404) return undefined;
-  // The gateway's own reason (a refused token says why), as the admin client reports a refusal.
-  if (!res.ok) throw refusedBy(`Cannot fetch ${url}`, res, await res.text().catch(() => ""));
-  return new Uint8Array(await res.arrayBuffer());
-}
-
 const versionOf = (bytes: Uint8Array, role: string, what: string): number => {
   const v = (JSON.parse(new TextDecoder().decode(bytes)) as { signed?: { meta?: Record<string, { version?: number }> } }).signed?.meta?.[`${role}.json`]?.version;
   if (!Number.isSafeInteger(v)) throw new ExportError(`Cannot read the ${role} version from ${what}`);
@@ -113,31 +97,33 @@ const versionOf = (bytes: Uint8Array, role: string, what: string): number => {
 };
 
 /** Copies the gateway's metadata chain into `tufDir`; returns the file names. */
-async function copyMetadata(o: ExportOptions, tufDir: string): Promise<string[]> {
+async function copyMetadata(admin: AdminClient, tufDir: string): Promise<string[]> {
+  // Under the server's path (https://host/ota/repo/...), as every client joins it.
+  const getMetadata = (file: string) => admin.file(`/repo/${file}`);
   const files: string[] = [];
   const put = async (name: string, bytes: Uint8Array) => {
     await writeFile(join(tufDir, name), bytes);
     files.push(name);
   };
   for (let n = 1; ; n++) {
-    const root = await getMetadata(o, `${n}.root.json`);
+    const root = await getMetadata(`${n}.root.json`);
     if (!root) {
-      if (n === 1) throw new ExportError(`Cannot export: ${o.server} serves no 1.root.json`);
+      if (n === 1) throw new ExportError(`Cannot export: ${admin.server} serves no 1.root.json`);
       break;
     }
     await put(`${n}.root.json`, root);
   }
-  const timestamp = await getMetadata(o, "timestamp.json");
-  if (!timestamp) throw new ExportError(`Cannot export: ${o.server} serves no timestamp.json`);
+  const timestamp = await getMetadata("timestamp.json");
+  if (!timestamp) throw new ExportError(`Cannot export: ${admin.server} serves no timestamp.json`);
   await put("timestamp.json", timestamp);
   // The gateway's root sets consistent_snapshot: clients ask for N.snapshot.json and N.targets.json.
   const snapshotName = `${versionOf(timestamp, "snapshot", "timestamp.json")}.snapshot.json`;
-  const snapshot = await getMetadata(o, snapshotName);
-  if (!snapshot) throw new ExportError(`Cannot export: ${o.server} serves no ${snapshotName} (it changed during the export? try again)`);
+  const snapshot = await getMetadata(snapshotName);
+  if (!snapshot) throw new ExportError(`Cannot export: ${admin.server} serves no ${snapshotName} (it changed during the export? try again)`);
   await put(snapshotName, snapshot);
   const targetsName = `${versionOf(snapshot, "targets", snapshotName)}.targets.json`;
-  const targets = await getMetadata(o, targetsName);
-  if (!targets) throw new ExportError(`Cannot export: ${o.server} serves no ${targetsName} (it changed during the export? try again)`);
+  const targets = await getMetadata(targetsName);
+  if (!targets) throw new ExportError(`Cannot export: ${admin.server} serves no ${targetsName} (it changed during the export? try again)`);
   await put(targetsName, targets);
   return files;
 }
@@ -190,8 +176,8 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     return `removed the unfinished bundle from ${o.out}`;
   });
   try {
-    log(`copying the TUF metadata from ${o.server}/repo/`);
-    const tuf = await copyMetadata(o, join(o.out, BUNDLE_TUF_DIR));
+    log(`copying the TUF metadata from ${o.admin.server}/repo/`);
+    const tuf = await copyMetadata(o.admin, join(o.out, BUNDLE_TUF_DIR));
     const targets = await verifyMetadata(o.out, scratch);
     const pick = (version: string) => {
       const t = selectTarget(targets, { hwid: o.hwid, tags: [], version });
@@ -205,16 +191,16 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const target = pick(o.version);
     const from = o.from !== undefined ? pick(o.from) : undefined;
 
-    const serverHost = new URL(o.server).host;
+    const serverHost = new URL(o.admin.server).host;
     // The gateway's registry as the targets name it (by its public host: gateway/publish/public-url.ts), reached through --server.
-    const publicUrl = new URL(o.publicUrl ?? o.server);
+    const publicUrl = new URL(o.publicUrl ?? o.admin.server);
     const gatewayHost = publicUrl.host;
     const clients = registryClients(
       (host) =>
         host === serverHost
-          ? { auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) }
+          ? { auth: { token: o.admin.token }, ...(o.admin.ca ? { tls: { ca: o.admin.ca } } : {}) }
           : // An external registry whose token realm is the gateway: the token goes there, over the gateway's CA.
-            { scheme: insecure.has(host) ? "http" : "https", realm: { origin: publicUrl.origin, auth: { token: o.token }, ...(o.ca ? { tls: { ca: o.ca } } : {}) } },
+            { scheme: insecure.has(host) ? "http" : "https", realm: { origin: publicUrl.origin, auth: { token: o.admin.token }, ...(o.admin.ca ? { tls: { ca: o.admin.ca } } : {}) } },
       { userAgent: "gateway-export" },
     );
     const registry = (host: string) => clients(host === gatewayHost ? serverHost : host);

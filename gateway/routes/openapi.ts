@@ -29,6 +29,11 @@ import {
   RolloutDetail,
   RolloutList,
   RolloutRequest,
+  RootInstalled,
+  RotateRequest,
+  SignedRoot,
+  TargetsBody,
+  TargetsList,
   TokenCreated,
   TokenList,
   TokenRequest,
@@ -36,8 +41,6 @@ import {
   UpdateList,
   WhoAmI,
 } from "../../lib/api/admin.ts";
-import { RootInstalled, RotateRequest, SignedRoot } from "../admin/keys.ts";
-import { TargetsBody, TargetsList } from "../admin/targets.ts";
 import type { GatewayEnv } from "../env.ts";
 
 type Sec = "device" | "deviceOrToken" | "admin" | "registration" | "none";

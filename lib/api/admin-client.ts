@@ -2,7 +2,11 @@
  * The one client of the gateway's admin API, used by the `gateway` admin
  * commands and by `gateway publish`. Every answer is checked against the
  * schema the route validates with (`lib/api/admin.ts`), so a caller gets
- * typed data or an {@link AdminApiError}, never `any`.
+ * typed data or an {@link AdminApiError}, never `any`. The files the gateway
+ * serves the same tokens outside `/admin` (the TUF metadata under `/repo/`,
+ * which `gateway export` and preload read) go the same one way
+ * (`AdminClient.file`): one place sends the token, trusts the pinned CA,
+ * times out, and words an unanswered request or a refusal.
  *
  * Trust: given only a URL and a token, the client fetches `/ca.pem` through
  * `lib/tls/pin.ts` (with a timeout) and trusts that CA only if it matches the
@@ -25,7 +29,7 @@ import {
   RolloutList,
   RootInstalled,
   RotateResult,
-  SignedRootDocument,
+  SignedRoot,
   TargetsList,
   TokenCreated,
   TokenList,
@@ -34,9 +38,10 @@ import {
   WhoAmI,
   type GroupRequest,
   type RolloutRequest,
+  type RotateRequest,
+  type TargetsBody,
   type TokenRequest,
 } from "./admin.ts";
-import type { TargetEntry } from "./target.ts";
 import { netWhy } from "../net/why.ts";
 import { describeSchemaProblem } from "./schema-problem.ts";
 
@@ -46,12 +51,15 @@ import { describeSchemaProblem } from "./schema-problem.ts";
  */
 export class AdminApiError extends Error {
   override name = "AdminApiError";
+  /** The gateway's own reason for a refusal (the `error` of its JSON answer), when it gave one. */
+  readonly reason: string | undefined;
   constructor(
     message: string,
     readonly status?: number,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { reason?: string },
   ) {
     super(message, options);
+    this.reason = options?.reason;
   }
 }
 
@@ -65,7 +73,8 @@ export class GatewayUnreachableError extends AdminApiError {
  * start of the text): "<what>: gateway answered 403: Token refused: unknown token".
  */
 export function refusedBy(what: string, res: Response, text: string): AdminApiError {
-  return new AdminApiError(`${what}: gateway answered ${res.status}: ${gatewayReason(text) ?? (text.slice(0, 200) || res.statusText)}`, res.status);
+  const reason = gatewayReason(text);
+  return new AdminApiError(`${what}: gateway answered ${res.status}: ${reason ?? (text.slice(0, 200) || res.statusText)}`, res.status, reason === undefined ? {} : { reason });
 }
 
 /** The reason in a gateway's JSON error body (`{"error": "..."}`, e.g. why a token was refused), if it has one. */
@@ -127,6 +136,11 @@ export class AdminClient {
     return this.#ca;
   }
 
+  /** The token this client sends (to reuse for the registry on the same host, as `gateway export` does). */
+  get token(): string {
+    return this.#token;
+  }
+
   /**
    * One admin call whose answer must match `schema`; for endpoints without a method below.
    *
@@ -134,22 +148,8 @@ export class AdminClient {
    * @throws {AdminApiError} If it refuses (`status` set) or answers another shape.
    */
   async request<S extends TSchema>(schema: S, method: string, path: string, body?: unknown): Promise<Static<S>> {
-    const url = `${this.server}${path}`;
-    let res: Response;
-    let text: string;
-    try {
-      res = await fetch(url, {
-        method,
-        headers: { authorization: `Bearer ${this.#token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        ...(this.#ca ? { tls: { ca: this.#ca } } : {}),
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-      text = await res.text();
-    } catch (cause) {
-      // No cause: its text is Bun's, which netWhy has just put in words.
-      throw new GatewayUnreachableError(`Cannot ${method} ${url}: ${netWhy(cause)}`);
-    }
+    const { res, bytes } = await this.#send(method, path, body, `Cannot ${method} ${this.server}${path}`);
+    const text = new TextDecoder().decode(bytes);
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : undefined;
@@ -161,6 +161,39 @@ export class AdminClient {
       throw new AdminApiError(`Cannot ${method} ${path}: unexpected answer (${describeSchemaProblem(schema, json, "the answer")})`, res.status);
     }
     return json as Static<S>;
+  }
+
+  /**
+   * `GET` a file the gateway serves outside `/admin` to the same tokens (the TUF metadata under
+   * `/repo/`, as `gateway export` and preload read it), through the same request path as every
+   * admin call: its bytes as served, or undefined when the gateway has no such file (404).
+   *
+   * @throws {GatewayUnreachableError} If the gateway does not answer in time.
+   * @throws {AdminApiError} If it refuses (`status` set; its own words in `reason`).
+   */
+  async file(path: string): Promise<Uint8Array | undefined> {
+    const what = `Cannot fetch ${this.server}${path}`;
+    const { res, bytes } = await this.#send("GET", path, undefined, what);
+    if (res.status === 404) return undefined;
+    if (!res.ok) throw refusedBy(what, res, new TextDecoder().decode(bytes));
+    return bytes;
+  }
+
+  /** The one way a request leaves: the token, the pinned CA, the timeout; an unanswered one is a {@link GatewayUnreachableError} saying `what` failed. */
+  async #send(method: string, path: string, body: unknown, what: string): Promise<{ res: Response; bytes: Uint8Array }> {
+    try {
+      const res = await fetch(`${this.server}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.#token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        ...(this.#ca ? { tls: { ca: this.#ca } } : {}),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      return { res, bytes: new Uint8Array(await res.arrayBuffer()) };
+    } catch (cause) {
+      // No cause: its text is Bun's, which netWhy has just put in words.
+      throw new GatewayUnreachableError(`${what}: ${netWhy(cause)}`);
+    }
   }
 
   /** `GET /admin/devices` (one page). */
@@ -256,7 +289,7 @@ export class AdminClient {
    * With `expectedVersion` (the `version` of the `targets()` they were made from) the gateway
    * answers 409 if another writer signed a version since: read again and retry.
    */
-  addTargets(targets: Record<string, TargetEntry>, expectedVersion?: number) {
+  addTargets(targets: TargetsBody["targets"], expectedVersion?: TargetsBody["expectedVersion"]) {
     return this.request(TargetsList, "POST", "/admin/targets", { targets, ...(expectedVersion === undefined ? {} : { expectedVersion }) });
   }
 
@@ -282,16 +315,16 @@ export class AdminClient {
 
   /** `GET /admin/keys/root`: the current signed root.json. */
   root() {
-    return this.request(SignedRootDocument, "GET", "/admin/keys/root");
+    return this.request(SignedRoot, "GET", "/admin/keys/root");
   }
 
   /** `POST /admin/keys/root`: installs a root.json signed offline (docs/keys.md). */
-  installRoot(root: unknown) {
+  installRoot(root: SignedRoot) {
     return this.request(RootInstalled, "POST", "/admin/keys/root", root);
   }
 
   /** `POST /admin/keys/rotate` */
-  rotateKey(role: string) {
+  rotateKey(role: RotateRequest["role"]) {
     return this.request(RotateResult, "POST", "/admin/keys/rotate", { role });
   }
 }

@@ -8,7 +8,7 @@
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { AppsStates, DeviceEvent, HOLD_KINDS } from "./device.ts";
-import { HardwareId, Tag, TargetEntry } from "./target.ts";
+import { HardwareId, Tag, TARGET_NAME_PATTERN, TargetEntry } from "./target.ts";
 
 export const Tags = Type.Array(Tag, { maxItems: 32 });
 
@@ -191,12 +191,34 @@ export const TargetsList = Type.Object({
 });
 export type TargetsList = Static<typeof TargetsList>;
 
+/** POST /admin/targets: targets to add or replace in one signed version, all or nothing (answers the new TargetsList). */
+export const TargetsBody = Type.Object({
+  targets: Type.Record(Type.String({ pattern: TARGET_NAME_PATTERN }), TargetEntry, { minProperties: 1, maxProperties: 1000 }),
+  /** The targets.json version these targets were made from; 409 if it is no longer the latest. */
+  expectedVersion: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
+});
+export type TargetsBody = Static<typeof TargetsBody>;
+
 /** POST /admin/keys/root answer: the root version now served and the roles re-signed with it. */
 export const RootInstalled = Type.Object({ rootVersion: Type.Integer(), refreshed: Type.Array(Type.String()) });
 export type RootInstalled = Static<typeof RootInstalled>;
 
-/** GET /admin/keys/root: the current signed root.json (checked by the caller's TUF code, not here). */
-export const SignedRootDocument = Type.Object({ signed: Type.Object({ _type: Type.Literal("root") }, { additionalProperties: true }), signatures: Type.Array(Type.Unknown()) });
+/**
+ * A signed root.json: what GET /admin/keys/root answers (the current one) and POST /admin/keys/root
+ * installs (one signed offline). Only its outline and sizes are checked here: its whole shape and
+ * its signatures are checked by the TUF code (the repository installing it, the caller drafting from it).
+ */
+export const SignedRoot = Type.Object({
+  signatures: Type.Array(Type.Object({ keyid: Type.String({ maxLength: 128 }), sig: Type.String({ maxLength: 1024 }) }), { maxItems: 64 }),
+  signed: Type.Object({ _type: Type.Literal("root"), expires: Type.String({ maxLength: 64 }) }, { additionalProperties: true }),
+});
+export type SignedRoot = Static<typeof SignedRoot>;
+
+/** POST /admin/keys/rotate: the role whose online key is replaced (root answers 403: it changes only by a root signed offline). */
+export const RotateRequest = Type.Object({
+  role: Type.Union([Type.Literal("root"), Type.Literal("targets"), Type.Literal("snapshot"), Type.Literal("timestamp")]),
+});
+export type RotateRequest = Static<typeof RotateRequest>;
 
 /** POST /admin/keys/rotate answer. */
 export const RotateResult = Type.Object({ role: Type.String(), rootVersion: Type.Union([Type.Integer(), Type.Null()]) });
