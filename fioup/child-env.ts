@@ -1,6 +1,6 @@
 /**
  * The environment fioup gives the processes it starts (docker compose, docker-compose). The
- * daemon runs with JavaScriptCore options in its environment (fioup.service sets
+ * daemon runs with JavaScriptCore options in its environment (lib/device/fioup.service sets
  * `BUN_JSC_useBaselineJIT=0` to save memory); those are for fioup's own runtime, and a child that is a
  * Bun or JSC program (or starts one) must not inherit them. Everything else passes through.
  *

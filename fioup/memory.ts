@@ -13,7 +13,7 @@
  * The advice never changes what a page holds.
  *
  * madvise is reached through bun:ffi, which needs the JIT enabled (`BUN_JSC_useJIT=0` refuses
- * it; `BUN_JSC_useBaselineJIT=0`, which fioup.service sets, keeps JavaScript interpreted and
+ * it; `BUN_JSC_useBaselineJIT=0`, which lib/device/fioup.service sets, keeps JavaScript interpreted and
  * allows it). Where it is unavailable, or the kernel is older than 5.4, nothing happens. The
  * kernel reclaims only pages no other process maps, and only for a process that owns the file
  * or may write it (the daemon runs as root).

@@ -37,6 +37,7 @@ import { rootSignatureStatus } from "../lib/tuf/root-ceremony.ts";
 import { loadX509 } from "../lib/x509/index.ts";
 import { toPem } from "../lib/x509/pem.ts";
 import { DEFAULT_DEVICE_PATHS, devicePath, trustedRootPath } from "../lib/device/paths.ts";
+import { DAEMON_UNIT } from "../lib/device/daemon-unit.ts";
 import { mergeToml, parseToml, stringifyToml, type TomlTable } from "../lib/device/sota-toml.ts";
 import { UsageError } from "../lib/cli/command.ts";
 import { tagList } from "../lib/cli/comma-list.ts";
@@ -281,9 +282,6 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   return { uuid, name, hardwareId: hwid, ...(chosen.from ? { hardwareIdFrom: chosen.from } : {}), server, sotaDir: opts.sotaDir, reRegistered: uuid === held?.uuid, ...(abandoned ? { abandoned } : {}) };
 }
 
-/** The daemon's unit (fioup/systemd/fioup.service). */
-export const DAEMON_UNIT = "fioup.service";
-
 /**
  * After a registration on a device that systemd runs, starts the daemon's unit, so the device polls
  * the gateway from now on and not from its next boot: fioup.service has
@@ -303,7 +301,7 @@ export function startDaemonUnit(root: string, sotaDir: string): string | undefin
   const enabled = spawnSync("systemctl", ["is-enabled", DAEMON_UNIT], { encoding: "utf8" });
   const state = enabled.stdout?.trim() || enabled.error?.message || "unknown";
   if (enabled.status !== 0 || !state.startsWith("enabled"))
-    return `${DAEMON_UNIT} is ${state}, so nothing polls the gateway: updates come only through 'fioup update' run by hand (install and enable fioup/systemd/${DAEMON_UNIT}, docs/preload.md)`;
+    return `${DAEMON_UNIT} is ${state}, so nothing polls the gateway: updates come only through 'fioup update' run by hand (install and enable lib/device/${DAEMON_UNIT}, docs/preload.md)`;
   const started = spawnSync("systemctl", ["restart", "--no-block", DAEMON_UNIT], { encoding: "utf8" });
   if (started.status !== 0) return `cannot start ${DAEMON_UNIT}: ${started.stderr?.trim() || started.error?.message}; it starts at the next boot`;
   return `started ${DAEMON_UNIT}: the daemon polls the gateway from now on`;

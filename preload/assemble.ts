@@ -22,13 +22,9 @@ import { writePreloadedTarget } from "../lib/device/preloaded-target.ts";
 import { resolveApps } from "../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../lib/device/store.ts";
 import { DEFAULT_EARLY_START_PATHS, earlyStartScript, earlyStartUnit, UNIT_NAME, type EarlyStartPaths } from "./early-start/unit.ts";
-// The daemon's unit as fioup ships it, embedded as text at build: the image gets that one copy.
-import daemonUnit from "../fioup/systemd/fioup.service" with { type: "text" };
+import { DAEMON_UNIT, DAEMON_UNIT_TEXT } from "../lib/device/daemon-unit.ts";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { checkRoom } from "./output.ts";
-
-/** The daemon's unit in the image: its file name as fioup ships it (fioup/register.ts DAEMON_UNIT starts it by that name). */
-const DAEMON_UNIT_NAME = "fioup.service";
 
 export class AssembleError extends Error {
   override name = "AssembleError";
@@ -247,8 +243,8 @@ export async function assemble(o: AssembleOptions): Promise<AssembleResult> {
     await copyFile(o.fioupBinary, bin);
     await chmod(bin, 0o755);
     // The daemon with its binary: systemd skips it until registration, which starts it (docs/preload.md).
-    await writeFile(join(unitDir, DAEMON_UNIT_NAME), daemonUnit);
-    await enable(DAEMON_UNIT_NAME);
+    await writeFile(join(unitDir, DAEMON_UNIT), DAEMON_UNIT_TEXT);
+    await enable(DAEMON_UNIT);
   }
   return { target: o.target.name, apps: names, blobs: plan.blobs.length, bytes, fetched, resumed: [...cache.resumed.values()].reduce((n, r) => n + r, 0) };
 }

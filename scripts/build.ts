@@ -28,7 +28,7 @@ export class BuildError extends Error {
 /** Path of a built binary: dist/<name>-linux-<arch>. */
 export const binaryPath = (name: BinaryName, arch: Arch) => join(DIST, `${name}-linux-${arch}`);
 
-/** Newest modification time (ms) of the sources a binary is compiled from. */
+/** Newest modification time (ms) of the sources a binary is compiled from, text imports included. */
 function newestSource(): number {
   let newest = 0;
   const walk = (dir: string) => {
@@ -37,7 +37,8 @@ function newestSource(): number {
       if (e.name === "node_modules" || e.name.startsWith(".")) continue;
       const p = join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (/\.(ts|json)$/.test(e.name) && !e.name.endsWith(".test.ts")) newest = Math.max(newest, statSync(p).mtimeMs);
+      // .service: a unit embedded as text (lib/device/fioup.service) changes the binary too.
+      else if (/\.(ts|json|service)$/.test(e.name) && !e.name.endsWith(".test.ts")) newest = Math.max(newest, statSync(p).mtimeMs);
     }
   };
   for (const d of ["lib", ...BINARIES]) walk(join(REPO, d));

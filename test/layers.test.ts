@@ -78,8 +78,8 @@ describe("layers", () => {
         .filter((to) => {
           if (isTest(f) || top(f) === "lib") return false;
           if (f.startsWith("gateway/publish/")) return !to.startsWith("gateway/publish/") && top(to) !== "lib";
-          // package.json: the version; fioup's daemon unit: text preload writes into an image with fioup.
-          return top(to) !== "lib" && top(to) !== top(f) && to !== "package.json" && !(f.startsWith("preload/") && to === "fioup/systemd/fioup.service");
+          // package.json: the version.
+          return top(to) !== "lib" && top(to) !== top(f) && to !== "package.json";
         })
         .map((to) => `${f} -> ${to}`),
     );

@@ -11,7 +11,7 @@
  * `--idle-seconds`) and by update state, where the resident memory is (the binary's code and
  * data, anonymous, libraries) at the idle and the update's peaks, CPU time and page faults per
  * idle cycle, and the daemon's CPU seconds through the update. `--env BUN_JSC_useBaselineJIT=0`
- * runs the daemon as fioup/systemd/fioup.service does.
+ * runs the daemon as lib/device/fioup.service does.
  */
 import { readFileSync, readlinkSync } from "node:fs";
 import { resolve } from "node:path";

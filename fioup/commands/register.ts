@@ -9,6 +9,7 @@ import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { AppName, HardwareId, Tag } from "../../lib/api/target.ts";
 import { commaList, tagList } from "../../lib/cli/comma-list.ts";
 import { RegistrationRequest } from "../../lib/api/device.ts";
+import { DAEMON_UNIT } from "../../lib/device/daemon-unit.ts";
 
 /** The gateway's rule for a device name (lib/api/device.ts), in words. */
 const DeviceName = { ...RegistrationRequest.properties.name, expected: "a device name (1-128 characters)" };
@@ -21,7 +22,7 @@ export default defineCommand({
     "which wins over the image's defaults in /usr/lib/sota/conf.d (preload's list) and loses to /etc/sota/conf.d.\n" +
     "On a preloaded device the hardware id is the preloaded target's, and a --hwid that target is not for is refused (exit 2)\n" +
     "unless --allow-other-hwid: registered under another id, the device is never offered an update of the target it runs.\n" +
-    "Where systemd runs the device, fioup.service (the daemon) is started once registered, if it is enabled.",
+    `Where systemd runs the device, ${DAEMON_UNIT} (the daemon) is started once registered, if it is enabled.`,
   flags: {
     server: { type: "string", description: "Gateway URL (https://host:port)", placeholder: "URL" },
     token: { type: "string", description: "Registration token (or $FIOUP_TOKEN)", placeholder: "TOKEN" },

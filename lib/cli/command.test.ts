@@ -177,3 +177,27 @@ test("a command's exit codes are data: --help lists the binary's rows it names (
   // A code the table lacks is the command's mistake, not a row left out in silence.
   await expect(runCliCaptured(cli, ["push", "--help"])).rejects.toThrow("t push lists exit code 99, which t's exit-code table does not have");
 });
+
+test("a command's own JSON flag (jsonFlag) prints its result and its error as --format json does; bad usage stays text", async () => {
+  class Broken extends Error {
+    override name = "Broken";
+  }
+  const cmd = defineCommand({
+    summary: "t",
+    flags: { format: { type: "string", description: "image type", default: "tar" }, json: { type: "boolean", description: "JSON" }, fail: { type: "boolean", description: "fail" } },
+    jsonFlag: "json",
+    run({ flags, out }) {
+      if (flags.fail) throw new Broken("it broke");
+      out.result({ format: flags.format, ok: true }, (d) => `ok ${d.format}`);
+    },
+  });
+  const cli = { name: "t", version: "0", summary: "t", commands: { go: async () => ({ default: cmd }) }, exitCodeFor: (e: unknown) => (e instanceof Broken ? 7 : 1) };
+  expect(await runCliCaptured(cli, ["go", "--format", "ext4"])).toEqual({ code: 0, out: "ok ext4\n", err: "" });
+  expect(await runCliCaptured(cli, ["go", "--format", "ext4", "--json"])).toEqual({ code: 0, out: '{"format":"ext4","ok":true}\n', err: "" });
+  expect(await runCliCaptured(cli, ["go", "--fail"])).toEqual({ code: 7, out: "", err: "t go: it broke\n" });
+  const failed = await runCliCaptured(cli, ["go", "--fail", "--json"]);
+  expect(failed).toEqual({ code: 7, out: expect.any(String), err: "t go: it broke\n" });
+  expect(JSON.parse(failed.out)).toEqual({ error: "it broke", code: "Broken", exitCode: 7 });
+  const usage = await runCliCaptured(cli, ["go", "--json", "extra"]);
+  expect(usage).toMatchObject({ code: 2, out: "" });
+});

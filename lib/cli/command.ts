@@ -1,8 +1,9 @@
 /**
  * A CLI is a table of commands, one file each. This module is the
  * small shared runner used by all three binaries: flags and exit codes are
- * data, `--help` is generated from them, `--format json` is a shared flag, and errors are turned
- * into exit codes in one place by the binary's own table.
+ * data, `--help` is generated from them, `--format json` is a shared flag (or a command's own
+ * boolean flag, {@link Command.jsonFlag}), and errors are turned into exit codes, and printed as
+ * JSON when asked, in one place by the binary's own table.
  *
  * @module
  */
@@ -65,6 +66,12 @@ export interface Command<F extends Record<string, FlagSpec> = Record<string, Fla
    */
   exitCodes?: readonly (number | readonly [number, string])[];
   flags: F;
+  /**
+   * A boolean flag of this command that asks for JSON, for a command whose `--format` means
+   * something else (preload's names the image's type, so it takes `--json`): set, it works as
+   * `--format json` does: `out.result` prints JSON and an error is also `{error, code, exitCode}` on stdout.
+   */
+  jsonFlag?: { [K in keyof F]: F[K] extends { type: "boolean" } ? K : never }[keyof F] & string;
   run(ctx: CommandContext<F>): Promise<number | void> | number | void;
 }
 
@@ -297,7 +304,7 @@ export async function runCli(cli: CliSpec, argv: string[]): Promise<number> {
     process.stderr.write(`${cli.name} ${name}: --format must be text or json, got "${fmt}"\nRun '${cli.name} ${name} --help' for usage.\n`);
     return 2;
   }
-  const out = makeOutput(fmt === "json");
+  const out = makeOutput(cmd.jsonFlag !== undefined ? values[cmd.jsonFlag] === true : fmt === "json");
   try {
     const code = await cmd.run({ flags: values as any, args: parsed.positionals, out });
     return typeof code === "number" ? code : 0;

@@ -1,34 +1,37 @@
-/** `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts). */
+/**
+ * `preload`: assemble a system image with compose apps baked in (layout: lib/device; exit codes: preload/exit-codes.ts).
+ * This file is the command: its flags, each checked before any work, and the order of the steps. What
+ * each step decides lives in preload/: the target (choose-target.ts), the platform (platform.ts),
+ * the fioup the image carries (fioup-binary.ts), the work folder beside --out and its clean-up
+ * (work-dir.ts), the tree (assemble.ts) and the output (output.ts).
+ */
 import { X509Certificate } from "node:crypto";
-import { rmSync } from "node:fs";
-import { lstat, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
-import { acquireLock, lockFilePid, lockHolder } from "../../lib/fs/pid-lock.ts";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { mkdir, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
-import { defineCommand, describeError, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
+import { defineCommand, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
 import { readFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { whyCannotRead } from "../../lib/fs/paths.ts";
-import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
-import { formatPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
+import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { fromPem } from "../../lib/x509/pem.ts";
-import { selectTarget } from "../../lib/tuf/select-target.ts";
 import { DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 import { assemble } from "../assemble.ts";
-import { decidePreload, platformsOf, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
-import { checkExt4Size, checkOutputPath, checkRoom, ImageNoSpaceError, imageNeeds, OutputError, partialPath, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
+import { decidePreload, readFactoryConfig, type BuildKind } from "../../lib/factory-config/index.ts";
+import { checkExt4Size, checkOutputPath, checkRoom, imageNeeds, whyCannotWriteAt, writeOutput, type OutputFormat } from "../output.ts";
 import { parseSize } from "../../lib/cli/size.ts";
-import { isNoSpace } from "../../lib/fs/why.ts";
 import { unpackBase } from "../base.ts";
 import { explainTlsFailure, RegistryAccess } from "../registries.ts";
-import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, whatTargetsHold, type RootFile } from "../targets.ts";
+import type { RootFile } from "../targets.ts";
 import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/index.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
-import { exitOnSignal } from "../../lib/cli/interrupt.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
+import { chooseTarget } from "../choose-target.ts";
+import { checkFioupArch, checkFioupPresent } from "../fioup-binary.ts";
+import { imagePlatform } from "../platform.ts";
+import { noSpaceError, openWorkDir } from "../work-dir.ts";
 
 const FORMATS = ["dir", "tar", "ext4"] as const;
 
@@ -80,26 +83,10 @@ export default defineCommand({
     "that size; content that does not fit is refused before the blobs are fetched, saying the --size it needs.",
   ].join("\n"),
   flags: FLAGS,
-  run: ({ flags, out }) => withJsonError(flags.json, () => run(flags, out)),
+  // --format names the image's type: --json asks for JSON results and errors, as --format json does elsewhere.
+  jsonFlag: "json",
+  run: ({ flags, out }) => run(flags, out),
 });
-
-/**
- * With --json, an error is also a JSON object on stdout (`{error, code, exitCode}`), as the shared
- * CLI prints it for commands with `--format json` (preload's --format is the image's): a CI step
- * reading stdout gets its answer either way. Bad usage stays text only, as there.
- */
-async function withJsonError(json: boolean, run: () => Promise<number | void>): Promise<number | void> {
-  try {
-    return await run();
-  } catch (err) {
-    if (json && !(err instanceof UsageError)) {
-      // Loaded here: the exit-code table imports this module.
-      const { exitCodeFor } = await import("../exit-codes.ts");
-      console.log(JSON.stringify({ error: describeError(err), code: (err as Error)?.name ?? "Error", exitCode: exitCodeFor(err) }));
-    }
-    throw err;
-  }
-}
 
 /** The command: check the flags, decide from the config, verify the target, write the image. */
 async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number | void> {
@@ -112,42 +99,28 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   const checked = await checkFlags(flags, token);
   const config = await readFactoryConfig(flags["factory-config"], { warn: (line) => out.info(`warning: ${line}`) });
   const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
-  const print = (data: object, text: string) => (flags.json ? console.log(JSON.stringify(data, null, 2)) : console.log(text));
   if (flags.explain || !decision.assemble) {
     const what = decision.assemble
       ? `preload ${decision.apps ? decision.apps.join(", ") : "all apps of the target"} (tags: ${decision.tags.join(", ")})`
       : `no system image for ${flags.ref}`;
-    print({ ...decision, ref: flags.ref }, [`${flags.ref}: ${what}`, ...decision.reasons.map((r) => `  - ${r}`)].join("\n"));
+    out.result({ ...decision, ref: flags.ref }, () => [`${flags.ref}: ${what}`, ...decision.reasons.map((r) => `  - ${r}`)].join("\n"));
     return 0;
   }
 
-  await checkOutputPath(resolve(flags.out!), flags.format as OutputFormat);
-  const size = checked.size;
-  const { byHwid, built } = platformsOf(config.containers);
-  // A factory that builds for one architecture runs it on every device.
-  const platform = checked.platform ?? platformForHwid(flags.hwid, byHwid) ?? (built.length === 1 ? built[0] : undefined) ?? { os: "linux", architecture: "amd64" };
-  if (flags.fioup) await checkFioupArch(flags.fioup, platform, checked.platform ? "--platform" : `--hwid ${flags.hwid}`);
-  const bundle = checked.bundle;
+  const format = flags.format as OutputFormat;
+  const outPath = resolve(flags.out!);
+  await checkOutputPath(outPath, format);
+  const { size, bundle } = checked;
+  const { platform, from } = imagePlatform({ platform: checked.platform, hwid: flags.hwid, containers: config.containers });
+  if (flags.fioup) await checkFioupArch(flags.fioup, platform, from);
 
   const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
-  const source = flags.bundle ? `the bundle ${flags.bundle}` : (flags.targets ?? `${flags.server}/repo/`);
-  out.info(`verifying the targets of ${source} against the TUF root ${flags.root ?? `${flags.server}/repo/1.root.json`}`);
-  const verified = bundle
-    ? await targetsFromBundle(bundle, checked.root!)
-    : flags.targets
-      ? await targetsFromFiles(flags.targets, checked.root!)
-      : await targetsFromGateway(flags.server!, token!, ca!, checked.root);
   const tag = flags.tag ?? decision.tags[0]!;
-  // A bundle holds the blobs of one target: that version, unless another is named (and then refused below).
-  const target = selectTarget(verified.targets, { hwid: flags.hwid, tags: [tag], version: flags.target ?? bundle?.index.bundle.version });
-  if (!target) {
-    throw new NoTargetError(
-      `No target for hardware id ${flags.hwid} and tag ${tag}${flags.target ? ` with version ${flags.target}` : ""} in ${verified.source}: ${whatTargetsHold(verified.targets, { hwid: flags.hwid, tag })}`,
-    );
-  }
-  if (bundle && target.name !== bundle.index.bundle.target) {
-    throw new NoTargetError(`The bundle ${bundle.dir} holds ${bundle.index.bundle.target}, not ${target.name}`);
-  }
+  const { verified, target } = await chooseTarget(
+    { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root },
+    { hwid: flags.hwid, tag, version: flags.target },
+    (line) => out.info(line),
+  );
 
   const access = new RegistryAccess({
     ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca } } : {}),
@@ -157,40 +130,19 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   });
   await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
 
-  const outPath = resolve(flags.out!);
-  await mkdir(dirname(outPath), { recursive: true });
-  for (const line of await removeStaleWork(dirname(outPath))) out.info(line);
-  const work = await mkdtemp(join(dirname(outPath), WORK_PREFIX));
-  acquireLock(join(work, OWNER_FILE));
-  const cacheDir = flags.cache ? resolve(flags.cache) : join(work, "cache");
-  const tree = join(work, "rootfs");
-  // Ctrl-C or SIGTERM ends the process without running the `finally` below: remove the
-  // unfinished image the same way here (synchronously, nothing runs after it), so nothing half
-  // written is left beside --out looking like an image, and --out can be given again at once.
   const progress = progressLine((line) => out.info(line));
-  const releaseSignals = exitOnSignal("preload", () => {
-    progress.clear();
-    rmSync(work, { recursive: true, force: true });
-    rmSync(partialPath(outPath), { force: true });
-    return `removed the unfinished image, ${outPath} is as it was`;
-  });
+  const work = await openWorkDir(outPath, { info: (line) => out.info(line), onStop: () => progress.clear() });
+  const cacheDir = flags.cache ? resolve(flags.cache) : join(work.path, "cache");
+  const tree = join(work.path, "rootfs");
   // A dir image outlives the run: it must not share blob files with a kept cache.
-  const linkFromCache = flags.format !== "dir" || !flags.cache;
+  const linkFromCache = format !== "dir" || !flags.cache;
   try {
     await mkdir(tree, { recursive: true });
     if (flags.base) {
       await progress.during(`layering onto base ${flags.base}`, () => unpackBase(flags.base!, tree));
     }
-    if (!flags.fioup) {
-      const why = "the image's early-start service runs /usr/bin/fioup at first boot";
-      const give = `give --fioup FILE, the fioup built for ${formatPlatform(platform)}`;
-      // A base is the whole OS: without fioup in it the image cannot start its apps. Without a
-      // base the tree may be laid onto an OS built elsewhere that installs fioup: said, not refused.
-      if (flags.base && !(await lstat(join(tree, "usr/bin/fioup")).catch(() => undefined))) {
-        throw new UsageError(`The image would hold no fioup: --base ${flags.base} has no /usr/bin/fioup and no --fioup is given, but ${why} ("exec: /usr/bin/fioup: not found"); ${give}`);
-      }
-      if (!flags.base) out.info(`warning: the image holds no /usr/bin/fioup (no --fioup, no --base): ${why}, and fails there unless the OS this tree is laid onto installs fioup; ${give}`);
-    }
+    const noFioup = await checkFioupPresent({ fioup: flags.fioup, base: flags.base, tree, platform });
+    if (noFioup) out.info(noFioup);
     const result = await assemble({
       target,
       apps: decision.apps,
@@ -206,8 +158,8 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
       // refused before they are fetched, and before an earlier image at --out is touched.
       beforeFetch: async (blobs: number[], toFetch: number) => {
         const files = flags.fioup ? [(await stat(flags.fioup)).size] : [];
-        if (size !== undefined) await checkExt4Size(tree, size, join(work, "ext4-probe"), [...blobs, ...files]);
-        await checkRoom(await imageNeeds({ tree, out: outPath, format: flags.format as OutputFormat, blobs, toFetch, cacheDir, copied: !linkFromCache, files }));
+        if (size !== undefined) await checkExt4Size(tree, size, join(work.path, "ext4-probe"), [...blobs, ...files]);
+        await checkRoom(await imageNeeds({ tree, out: outPath, format, blobs, toFetch, cacheDir, copied: !linkFromCache, files }));
       },
       onProgress: (l) => progress.print(l),
       onFetching: (l) => progress.show(l),
@@ -216,55 +168,17 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
         throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
       })
       .finally(() => progress.clear());
-    await progress.during(`writing ${flags.format} output to ${outPath}`, () => writeOutput(tree, outPath, flags.format as OutputFormat, { size }));
-    print(
-      { ...result, out: outPath, format: flags.format, ref: flags.ref, tag },
-      `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${flags.format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched${result.resumed ? ` (and ${sizeText(result.resumed)} resumed from an earlier run)` : ""}`,
+    await progress.during(`writing ${format} output to ${outPath}`, () => writeOutput(tree, outPath, format, { size }));
+    out.result(
+      { ...result, out: outPath, format, ref: flags.ref, tag },
+      () =>
+        `preloaded ${result.apps.join(", ")} of ${result.target} into ${outPath} (${format}): ${result.blobs} blobs, ${sizeText(result.bytes)}, ${sizeText(result.fetched)} fetched${result.resumed ? ` (and ${sizeText(result.resumed)} resumed from an earlier run)` : ""}`,
     );
   } catch (err) {
-    if (!isNoSpace(err) && !(err instanceof ImageNoSpaceError)) throw err;
-    const sizes = err instanceof ImageNoSpaceError ? ` (${err.detail})` : "";
-    const beside = [
-      "the image's tree",
-      ...(flags.cache ? [] : ["the blob cache (--cache DIR puts it elsewhere)"]),
-      ...(flags.format === "dir" ? [] : [`the ${flags.format} file`]),
-    ];
-    // The file system that is full: the one beside --out, unless the error names another (a mounted --out, the --cache).
-    const where = (err instanceof ImageNoSpaceError && err.o.where) || dirname(outPath);
-    const left = (err instanceof ImageNoSpaceError && err.o.left) || `the unfinished image was removed, ${outPath} is as it was`;
-    throw new OutputError(
-      `No space left to write the image at ${outPath}${flags.cache ? ` or the cache ${flags.cache}` : ""}${sizes}: preload writes ${beside.join(", ")} in ${dirname(outPath)}${flags.format === "dir" && where === outPath ? `, then the image into ${outPath}` : ""}; free some space in ${where} or give an --out on a larger file system (${left})`,
-    );
+    throw noSpaceError(err, { outPath, cache: flags.cache, format }) ?? err;
   } finally {
-    releaseSignals();
-    await rm(work, { recursive: true, force: true });
-    await rm(partialPath(outPath), { force: true });
+    await work.close();
   }
-}
-
-/** The work folder beside --out, and the file in it naming the preload that owns it. */
-const WORK_PREFIX = ".preload-";
-const OWNER_FILE = "owner.lock";
-
-/**
- * Removes the work folders beside --out whose preload is gone (SIGKILL, a power cut: nothing ran
- * to remove them), each said in a line: they hold a whole unfinished image. A folder whose owner
- * runs (another preload into the same folder) is left alone, as is one without an owner file.
- */
-async function removeStaleWork(dir: string): Promise<string[]> {
-  const lines: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!name.startsWith(WORK_PREFIX)) continue;
-    const owner = join(dir, name, OWNER_FILE);
-    const pid = lockFilePid(owner);
-    if (pid === undefined || lockHolder(owner) !== undefined) continue;
-    const path = join(dir, name);
-    const gone = await rm(path, { recursive: true, force: true, maxRetries: 3 }).then(() => true, () => false);
-    lines.push(gone
-      ? `removed ${path}: the unfinished work of an earlier preload (pid ${pid}) that was killed`
-      : `warning: cannot remove ${path}, the unfinished work of an earlier preload (pid ${pid}) that was killed: a tool it ran may still write there (remove it once that ends)`);
-  }
-  return lines;
 }
 
 /** What {@link checkFlags} read and parsed, for the run to use as checked. */
@@ -345,32 +259,6 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
 async function checkPath(flag: string, path: string, kind?: "file" | "directory"): Promise<void> {
   const why = await whyCannotRead(path, kind);
   if (why) throw new UsageError(`Cannot read ${flag} ${path}: ${why}`);
-}
-
-/** ELF e_machine values of the architectures a device runs, as OCI names them. */
-const ELF_MACHINES: Record<number, string> = { 0x3e: "amd64", 0xb7: "arm64", 0x28: "arm", 0x03: "386", 0xf3: "riscv64" };
-/** The architectures scripts/build.ts builds fioup for, by the name in its file name. */
-const DIST_NAME: Record<string, string> = { amd64: "x64", arm64: "arm64" };
-
-/**
- * The --fioup binary must run on the image's platform: an x86-64 fioup in an arm64 image fails
- * only at the device's first boot (the early-start service: "Exec format error"). A file that is
- * no ELF binary (a wrapper script) or of an architecture this table does not know is taken.
- *
- * @throws {UsageError} Naming the binary's and the image's architectures.
- */
-async function checkFioupArch(path: string, platform: Platform, from: string): Promise<void> {
-  const head = new Uint8Array(await Bun.file(path).slice(0, 20).arrayBuffer());
-  if (head.length < 20 || head[0] !== 0x7f || head[1] !== 0x45 || head[2] !== 0x4c || head[3] !== 0x46) return;
-  const machine = head[5] === 2 ? (head[18]! << 8) | head[19]! : head[18]! | (head[19]! << 8);
-  const arch = ELF_MACHINES[machine];
-  if (arch && platform.architecture && arch !== platform.architecture) {
-    throw new UsageError(
-      `--fioup ${path} is built for ${arch}, but the image is for ${formatPlatform(platform)} (from ${from}): give the fioup built for ${platform.architecture}${
-        DIST_NAME[platform.architecture] ? ` (npm run build writes dist/fioup-linux-${DIST_NAME[platform.architecture]})` : ""
-      }`,
-    );
-  }
 }
 
 /** The --ca file, checked to hold a certificate: anything else would only fail later as a TLS error at the registry. */

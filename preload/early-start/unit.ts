@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { DAEMON_UNIT } from "../../lib/device/daemon-unit.ts";
 import { DEFAULT_APPS_FILE, DEFAULT_DEVICE_PATHS } from "../../lib/device/paths.ts";
 
 export interface EarlyStartPaths {
@@ -34,7 +35,7 @@ export function earlyStartUnit(p: EarlyStartPaths = DEFAULT_EARLY_START_PATHS): 
 Description=Start preloaded compose apps before the device is registered
 After=docker.service
 Requires=docker.service
-Before=fioup.service
+Before=${DAEMON_UNIT}
 ConditionPathExists=!${p.storagePath}/sota.toml
 
 [Service]

@@ -1,7 +1,7 @@
 /**
  * A preloaded device that registers after its first boot starts polling at once, under a real
  * systemd (`systemd-nspawn -b`, test/harness/nspawn.ts): the image is preload's, with
- * the compiled fioup and fioup/systemd/fioup.service, which preload installs and enables with --fioup.
+ * the compiled fioup and lib/device/fioup.service, which preload installs and enables with --fioup.
  * At boot fioup.service is skipped (ConditionPathExists=/var/sota/sota.toml: not registered);
  * `fioup register` inside the booted device, without --hwid as docs/preload.md has it, takes the
  * preloaded target's hardware id and starts fioup.service, which before stayed inactive until the

@@ -1,0 +1,102 @@
+/**
+ * The work folder preload fills beside --out: the image's tree, the blob cache when no --cache
+ * is given, and the tar or ext4 file before it is put at --out. Everything unfinished is in that
+ * one folder (and --out's `.partial`), so a run that ends any way leaves nothing half written
+ * that looks like an image, and --out can be given again at once:
+ * - the run's end (done or failed) removes it ({@link WorkDir.close});
+ * - Ctrl-C or SIGTERM ends the process without running `finally` blocks, so the signal's handler
+ *   removes it the same way (synchronously: nothing runs after it);
+ * - a preload killed outright (SIGKILL, a power cut) ran nothing: its folder holds an owner file
+ *   with its pid, and the next preload beside the same --out removes it once that pid is gone.
+ * And when the disk fills, the message names what preload writes where ({@link noSpaceError}).
+ *
+ * @module
+ */
+import { rmSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { exitOnSignal } from "../lib/cli/interrupt.ts";
+import { isNoSpace } from "../lib/fs/why.ts";
+import { acquireLock, lockFilePid, lockHolder } from "../lib/fs/pid-lock.ts";
+import { ImageNoSpaceError, OutputError, partialPath, type OutputFormat } from "./output.ts";
+
+/** The work folder beside --out, and the file in it naming the preload that owns it. */
+const WORK_PREFIX = ".preload-";
+const OWNER_FILE = "owner.lock";
+
+/** This run's work folder; until {@link close}, a SIGINT or SIGTERM removes it and exits. */
+export interface WorkDir {
+  readonly path: string;
+  /** Ends the signal handling and removes the work folder and --out's `.partial`. */
+  close(): Promise<void>;
+}
+
+/**
+ * Makes the work folder beside `outPath` (its folder made first), after removing the ones earlier
+ * preloads were killed in, each said through `info`.
+ *
+ * @param o.onStop Run first when a signal stops the run (clearing a progress line).
+ */
+export async function openWorkDir(outPath: string, o: { info: (line: string) => void; onStop?: () => void }): Promise<WorkDir> {
+  await mkdir(dirname(outPath), { recursive: true });
+  for (const line of await removeStaleWork(dirname(outPath))) o.info(line);
+  const path = await mkdtemp(join(dirname(outPath), WORK_PREFIX));
+  acquireLock(join(path, OWNER_FILE));
+  const releaseSignals = exitOnSignal("preload", () => {
+    o.onStop?.();
+    rmSync(path, { recursive: true, force: true });
+    rmSync(partialPath(outPath), { force: true });
+    return `removed the unfinished image, ${outPath} is as it was`;
+  });
+  return {
+    path,
+    async close() {
+      releaseSignals();
+      await rm(path, { recursive: true, force: true });
+      await rm(partialPath(outPath), { force: true });
+    },
+  };
+}
+
+/**
+ * Removes the work folders beside --out whose preload is gone (SIGKILL, a power cut: nothing ran
+ * to remove them), each said in a line: they hold a whole unfinished image. A folder whose owner
+ * runs (another preload into the same folder) is left alone, as is one without an owner file.
+ */
+async function removeStaleWork(dir: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(WORK_PREFIX)) continue;
+    const owner = join(dir, name, OWNER_FILE);
+    const pid = lockFilePid(owner);
+    if (pid === undefined || lockHolder(owner) !== undefined) continue;
+    const path = join(dir, name);
+    const gone = await rm(path, { recursive: true, force: true, maxRetries: 3 }).then(() => true, () => false);
+    lines.push(gone
+      ? `removed ${path}: the unfinished work of an earlier preload (pid ${pid}) that was killed`
+      : `warning: cannot remove ${path}, the unfinished work of an earlier preload (pid ${pid}) that was killed: a tool it ran may still write there (remove it once that ends)`);
+  }
+  return lines;
+}
+
+/**
+ * A full file system while the image was made, said as what preload writes where (the tree, the
+ * cache unless --cache puts it elsewhere, the tar or ext4 file, all beside --out) and what to do;
+ * undefined for any other error.
+ */
+export function noSpaceError(err: unknown, o: { outPath: string; cache?: string; format: OutputFormat }): OutputError | undefined {
+  if (!isNoSpace(err) && !(err instanceof ImageNoSpaceError)) return undefined;
+  const { outPath, cache, format } = o;
+  const sizes = err instanceof ImageNoSpaceError ? ` (${err.detail})` : "";
+  const beside = [
+    "the image's tree",
+    ...(cache ? [] : ["the blob cache (--cache DIR puts it elsewhere)"]),
+    ...(format === "dir" ? [] : [`the ${format} file`]),
+  ];
+  // The file system that is full: the one beside --out, unless the error names another (a mounted --out, the --cache).
+  const where = (err instanceof ImageNoSpaceError && err.o.where) || dirname(outPath);
+  const left = (err instanceof ImageNoSpaceError && err.o.left) || `the unfinished image was removed, ${outPath} is as it was`;
+  return new OutputError(
+    `No space left to write the image at ${outPath}${cache ? ` or the cache ${cache}` : ""}${sizes}: preload writes ${beside.join(", ")} in ${dirname(outPath)}${format === "dir" && where === outPath ? `, then the image into ${outPath}` : ""}; free some space in ${where} or give an --out on a larger file system (${left})`,
+  );
+}
