@@ -1,3 +1,4 @@
+import type { SignedRoot } from "../../lib/api/admin.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { readRootFile } from "../ota/ceremony-files.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
@@ -16,7 +17,8 @@ export default defineCommand({
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {
     if (args.length !== 1) throw new UsageError("give the signed root file: gateway keys push-root <root.json>");
-    const root = JSON.parse(await readRootFile(args[0]!)) as unknown;
+    // Root metadata (readRootFile checked it); the gateway checks its size and signatures.
+    const root = JSON.parse(await readRootFile(args[0]!)) as SignedRoot;
     const res = await (await adminClient(flags)).installRoot(root);
     out.result(res, (r) => `root.json is now version ${r.rootVersion}${r.refreshed.length > 1 ? `; re-signed ${r.refreshed.filter((x) => x !== "root").join(", ")}` : ""}`);
   },
