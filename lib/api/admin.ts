@@ -9,6 +9,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { AppsStates, DeviceEvent, HOLD_KINDS } from "./device.ts";
 import { HardwareId, Tag, TARGET_NAME_PATTERN, TargetEntry } from "./target.ts";
+import { DURATION_PATTERN, MAX_DURATION_SECONDS } from "../cli/duration.ts";
 
 export const Tags = Type.Array(Tag, { maxItems: 32 });
 
@@ -84,7 +85,7 @@ export type TokenRole = (typeof TOKEN_ROLES)[number];
 export type ApiRole = Exclude<TokenRole, "registration">;
 
 /** A lifetime: "30d", "12h", "90m", "3600s", "2w" or seconds (at most 100 years). */
-const Duration = Type.Union([Type.String({ pattern: "^[0-9]{1,9}[smhdw]?$" }), Type.Integer({ minimum: 1, maximum: 3_153_600_000 })], {
+const Duration = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Integer({ minimum: 1, maximum: MAX_DURATION_SECONDS })], {
   expected: "a duration: seconds, or a number with s, m, h, d or w (90m, 30d)",
 });
 

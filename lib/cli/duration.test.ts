@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { InvalidDurationError, parseDuration } from "./duration.ts";
+import { DURATION_PATTERN, InvalidDurationError, parseDuration } from "./duration.ts";
 
 describe("parseDuration", () => {
   test("reads units and bare seconds", () => {
@@ -26,4 +26,12 @@ describe("parseDuration limits", () => {
     for (const huge of ["999999999w", 1e300, Number.MAX_SAFE_INTEGER]) expect(() => parseDuration(huge as string)).toThrow(/100 years/);
     expect(parseDuration("5200w")).toBe(5200 * 604800);
   });
+});
+
+test("zero is a duration only where asked (registry gc's no grace); the API's pattern is the parser's syntax", () => {
+  expect(parseDuration("0s", { allowZero: true })).toBe(0);
+  expect(parseDuration("000m", { allowZero: true })).toBe(0);
+  expect(() => parseDuration("0s")).toThrow("must be more than 0");
+  for (const v of ["30d", "12h", "3600", "2w"]) expect(new RegExp(DURATION_PATTERN).test(v)).toBe(true);
+  for (const v of ["30 d", "1y", "-5m", ""]) expect(new RegExp(DURATION_PATTERN).test(v)).toBe(false);
 });

@@ -1,4 +1,11 @@
-/** Durations for token lifetimes: "30d", "12h", "90m", "3600s", "2w" or a number of seconds, at most 100 years. */
+/**
+ * Durations a person writes, in flags and in admin API bodies (a token's lifetime, a rollout's
+ * soak, registry gc's grace, TUF expiries): "30d", "12h", "90m", "3600s", "2w" or a number of
+ * seconds, at most 100 years. One syntax, read here, so the CLI and the API schema
+ * (lib/api/admin.ts, {@link DURATION_PATTERN}) never disagree on what a duration is.
+ *
+ * @module
+ */
 export class InvalidDurationError extends Error {
   override name = "InvalidDurationError";
   constructor(value: string, why = "expected a number with an optional unit s, m, h, d or w (e.g. 30d)") {
@@ -7,6 +14,9 @@ export class InvalidDurationError extends Error {
 }
 
 const UNIT: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** What a duration looks like as text (the admin API's schema checks bodies with it). */
+export const DURATION_PATTERN = "^[0-9]{1,9}[smhdw]?$";
 
 /** Longer than any token should live, short enough that now + it is a valid date. */
 export const MAX_DURATION_SECONDS = 100 * 365 * 86400;
@@ -30,9 +40,10 @@ export function formatSeconds(s: number): string {
  * ```ts
  * parseDuration("30d"); // 2592000
  * ```
- * @throws {InvalidDurationError} If it is malformed, not positive, or longer than 100 years.
+ * @throws {InvalidDurationError} If it is malformed, not positive (zero passes with `allowZero`:
+ *   registry gc's "no grace"), or longer than 100 years.
  */
-export function parseDuration(value: string | number): number {
+export function parseDuration(value: string | number, opts: { allowZero?: boolean } = {}): number {
   let seconds: number;
   if (typeof value === "number") {
     if (!Number.isInteger(value)) throw new InvalidDurationError(String(value));
@@ -43,6 +54,7 @@ export function parseDuration(value: string | number): number {
     seconds = Number(m[1]) * UNIT[m[2] || "s"]!;
   }
   // Well formed but zero or less ("0", "-5m"): the number is the problem, not the form.
+  if (seconds === 0 && opts.allowZero) return 0;
   if (seconds < 1) throw new InvalidDurationError(String(value), "must be more than 0");
   if (seconds > MAX_DURATION_SECONDS) throw new InvalidDurationError(String(value), "longer than 100 years");
   return seconds;
