@@ -26,22 +26,25 @@ function waiter(again: "ignored" | "ends") {
   return { proc, until };
 }
 
+/** A waiter sent `first` once it is ready, checked to be aborted by it. */
+async function signalled(again: "ignored" | "ends", first: NodeJS.Signals) {
+  const w = waiter(again);
+  await w.until("ready");
+  w.proc.kill(first);
+  expect(await w.until("aborted")).toContain(`aborted stopped by ${first}`);
+  return w;
+}
+
 describe("abortOnStopSignals", () => {
   test("the first signal aborts with the reason; with 'ignored' a second one changes nothing", async () => {
-    const w = waiter("ignored");
-    await w.until("ready");
-    w.proc.kill("SIGINT");
-    expect(await w.until("aborted")).toContain("aborted stopped by SIGINT");
+    const w = await signalled("ignored", "SIGINT");
     w.proc.kill("SIGTERM");
     expect(await w.until("released")).toContain("released");
     expect(await w.proc.exited).toBe(0);
   });
 
   test("with 'ends' the same signal again takes its default action", async () => {
-    const w = waiter("ends");
-    await w.until("ready");
-    w.proc.kill("SIGTERM");
-    expect(await w.until("aborted")).toContain("aborted stopped by SIGTERM");
+    const w = await signalled("ends", "SIGTERM");
     w.proc.kill("SIGTERM");
     await w.proc.exited;
     expect(w.proc.signalCode).toBe("SIGTERM");
