@@ -12,6 +12,7 @@ import { Database } from "bun:sqlite";
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { sizeText } from "../lib/cli/bytes.ts";
+import { spaceOf } from "../lib/fs/free.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { faultPoint } from "./fault.ts";
 import { droppedEventsNote, EVENTS_DROPPED, type DroppedEvents } from "./events/event.ts";
@@ -105,9 +106,8 @@ function openError(path: string, cause: unknown): DeviceDbError {
   if (isNoSpace(cause) || (typeof code === "string" && code.startsWith("SQLITE_IOERR"))) {
     const dir = dirname(path);
     try {
-      const fs = statfsSync(dir);
       // root (fioup under systemd) also writes into the blocks reserved for it.
-      const free = (process.getuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize;
+      const free = spaceOf(statfsSync(dir), { asThisProcess: true }).free;
       if (isNoSpace(cause) || free < ROOM_FOR_WAL) return new DeviceDbFullError(path, cause, dir, free);
     } catch {
       if (isNoSpace(cause)) return new DeviceDbFullError(path, cause, dir, 0);

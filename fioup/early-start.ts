@@ -11,6 +11,7 @@
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
+import { listFileText } from "../lib/cli/comma-list.ts";
 import { DEFAULT_APPS_FILE, underRoot } from "../lib/device/paths.ts";
 import type { PreloadedTarget } from "../lib/device/preloaded-target.ts";
 import type { Session } from "./session.ts";
@@ -26,10 +27,7 @@ export interface EarlyStartResult {
 export function defaultApps(root: string): string[] | undefined {
   const p = underRoot(root, DEFAULT_APPS_FILE);
   if (!existsSync(p)) return undefined;
-  return readFileSync(p, "utf8")
-    .split(/[\n,]/)
-    .map((s) => s.trim())
-    .filter((s) => s && !s.startsWith("#"));
+  return listFileText(readFileSync(p, "utf8"));
 }
 
 export async function earlyStart(s: Session, log: (l: string) => void): Promise<EarlyStartResult> {

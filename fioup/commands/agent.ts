@@ -1,4 +1,5 @@
 import { defineCommand } from "../../lib/cli/command.ts";
+import { abortOnStopSignals } from "../../lib/cli/interrupt.ts";
 import { agentConfig, checkAgentFlags } from "../agent/config.ts";
 import { Agent } from "../agent/agent.ts";
 import { configLocation, loadConfig } from "../config.ts";
@@ -31,15 +32,11 @@ export default defineCommand({
     // Its own flags first: a value typed wrong is said as such, before the config, the engine or the broker.
     checkAgentFlags(flags);
     const cfg = agentConfig(loadConfig(configLocation(flags)), flags);
-    const ac = new AbortController();
-    const stop = () => ac.abort(new Error("SIGTERM"));
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
+    const stop = abortOnStopSignals("SIGTERM", "ignored");
     try {
-      await new Agent({ cfg, signal: ac.signal, version: FIOUP_VERSION, log: (l) => out.info(`${new Date().toISOString()} ${l}`) }).run();
+      await new Agent({ cfg, signal: stop.signal, version: FIOUP_VERSION, log: (l) => out.info(`${new Date().toISOString()} ${l}`) }).run();
     } finally {
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
+      stop.release();
     }
   },
 });

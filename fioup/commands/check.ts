@@ -1,10 +1,9 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import type { Target } from "../../lib/api/index.ts";
 import { isBadTarget } from "../../lib/tuf/select-target.ts";
 import { EXIT } from "../exit-codes.ts";
 import { flushEvents } from "../events/sender.ts";
 import { openSession } from "../session.ts";
-import { currentTarget } from "../update/current-target.ts";
+import { currentTarget, hardwareIdMismatch } from "../update/current-target.ts";
 import { nextCommand, type UpdateState } from "../update/states.ts";
 import { checkTargets } from "../update/tuf-check.ts";
 import { sotaDirFlag } from "./_flags.ts";
@@ -18,21 +17,6 @@ interface CheckOutput {
   targetsVersion: number;
   /** The target the device runs is not for its hardware id: what that means and the remedy (also on stderr). */
   warning?: string;
-}
-
-/**
- * Said when the target the device runs is not for the hardware id it registered with (a preloaded
- * device registered under another id): no target of that line is ever offered to it, and without
- * this line the check reads as an up-to-date device.
- */
-function hardwareIdMismatch(hwid: string | undefined, current: Target | undefined): string | undefined {
-  const ids = current?.entry.custom.hardwareIds;
-  if (!hwid || !current || !ids?.length || ids.includes(hwid)) return undefined;
-  return (
-    `this device is registered with hardware id ${hwid}, but the target it runs, ${current.name}, is for ${ids.join(", ")}: ` +
-    `no update of ${current.name}'s line is offered to it. If ${ids.length === 1 ? ids[0] : "one of them"} is its hardware id, register again: ` +
-    `fioup register --force --hwid ${ids[0]} --server URL --token TOKEN`
-  );
 }
 
 export default defineCommand({

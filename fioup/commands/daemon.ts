@@ -1,4 +1,5 @@
 import { defineCommand } from "../../lib/cli/command.ts";
+import { abortOnStopSignals } from "../../lib/cli/interrupt.ts";
 import { startAgentIfConfigured } from "../agent/beside-daemon.ts";
 import { runDaemon } from "../daemon.ts";
 import { progressHooks } from "../progress.ts";
@@ -13,29 +14,27 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
-    const ac = new AbortController();
-    const stop = () => ac.abort(new Error("SIGTERM"));
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
+    const stop = abortOnStopSignals("SIGTERM", "ignored");
     const hooks = progressHooks();
     const log = (l: string) => {
       hooks.endLine();
       out.info(`${new Date().toISOString()} ${l}`);
     };
-    // With an [mqtt] table the Kanto-compatible agent runs beside the polling loop.
-    const agent = startAgentIfConfigured(s.cfg, ac.signal, log);
+    // With an [mqtt] table the Kanto-compatible agent runs beside the polling loop, and stops with it
+    // (on the signal, or when the loop ends by itself: --cycles).
+    const loopEnded = new AbortController();
+    const agent = startAgentIfConfigured(s.cfg, AbortSignal.any([stop.signal, loopEnded.signal]), log);
     try {
       await runDaemon(s, {
-        signal: ac.signal,
+        signal: stop.signal,
         log,
         hooks,
         cycles: flags.cycles,
       });
     } finally {
-      ac.abort(new Error("daemon stopped"));
+      loopEnded.abort(new Error("daemon stopped"));
       await agent;
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
+      stop.release();
       s.close();
     }
   },

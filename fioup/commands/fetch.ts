@@ -1,7 +1,7 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { plans } from "../update/plans.ts";
 import { sotaDirFlag, versionArg } from "./_flags.ts";
-import { runUpdateCommand } from "./_run-update.ts";
+import { runUpdateCommand } from "../update/run-command.ts";
 
 export default defineCommand({
   summary: "Check for the newest target (or the named version) and download what it needs",

@@ -1,7 +1,7 @@
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { plans } from "../update/plans.ts";
 import { forceHoldFlag, sotaDirFlag } from "./_flags.ts";
-import { runUpdateCommand } from "./_run-update.ts";
+import { runUpdateCommand } from "../update/run-command.ts";
 
 export default defineCommand({
   summary: "Install the fetched update: load its images and extract its apps (not started)",

@@ -2,7 +2,7 @@ import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { plans } from "../update/plans.ts";
 import { START_TIMEOUT_MS } from "../update/start-step.ts";
 import { sotaDirFlag } from "./_flags.ts";
-import { runUpdateCommand } from "./_run-update.ts";
+import { runUpdateCommand } from "../update/run-command.ts";
 
 export default defineCommand({
   summary: "Start the installed update's apps and complete it (rolls back on failure)",

@@ -1,7 +1,7 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { plans } from "../update/plans.ts";
 import { forceHoldFlag, sotaDirFlag, versionArg } from "./_flags.ts";
-import { runUpdateCommand } from "./_run-update.ts";
+import { runUpdateCommand } from "../update/run-command.ts";
 
 export default defineCommand({
   summary: "Check, fetch, install and start the newest target (or the named version)",

@@ -7,10 +7,11 @@
  */
 import { join, resolve } from "node:path";
 import type { Output } from "../../lib/cli/command.ts";
+import { abortOnStopSignals } from "../../lib/cli/interrupt.ts";
 import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
-import { runUpdateCommand } from "../commands/_run-update.ts";
 import { progressHooks } from "../progress.ts";
 import { openSession } from "../session.ts";
+import { runUpdateCommand } from "../update/run-command.ts";
 import { offlinePlan } from "./plan.ts";
 import { bundleInside, watchBundles } from "./watch.ts";
 
@@ -29,21 +30,17 @@ export async function runOfflineUpdate(flags: { "sota-dir"?: string; force?: boo
 /** Watches `dir` for bundles until SIGTERM or SIGINT. */
 export async function runOfflineWatch(flags: { "sota-dir"?: string; force?: boolean }, dir: string, intervalSeconds: number, out: Output): Promise<void> {
   const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
-  const ac = new AbortController();
-  const stop = () => ac.abort(new Error("stopped"));
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  const stop = abortOnStopSignals("stopped", "ignored");
   try {
     await watchBundles(s, resolve(dir), {
-      signal: ac.signal,
+      signal: stop.signal,
       intervalMs: intervalSeconds * 1000,
       log: (l) => out.info(`${new Date().toISOString()} ${l}`),
       hooks: progressHooks(),
       hold: { force: flags.force },
     });
   } finally {
-    process.off("SIGTERM", stop);
-    process.off("SIGINT", stop);
+    stop.release();
     s.close();
   }
 }

@@ -24,6 +24,7 @@ import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { maxRebuiltBytes } from "../../lib/oci/delta.ts";
 import { layerCompression } from "../../lib/oci/media-types.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
+import { spaceOf } from "../../lib/fs/free.ts";
 import type { UpdateRow } from "../db.ts";
 import type { UpdateContext } from "./context.ts";
 
@@ -95,11 +96,9 @@ export async function checkSpace(needs: SpaceNeed[], watermark: number): Promise
   }
   const out: SpaceCheck[] = [];
   for (const g of byDevice.values()) {
-    const fs = await statfs(g.path);
-    const bsize = Number(fs.bsize) || 4096;
+    // What an unprivileged writer may use: the reserved blocks stay out, as df's Avail leaves them.
+    const { free, size: total, blockSize: bsize } = spaceOf(await statfs(g.path));
     const required = g.needs.reduce((s, n) => s + n.bytes, 0);
-    const total = Number(fs.blocks) * bsize;
-    const free = Number(fs.bavail) * bsize;
     const available = Math.floor(free - ((100 - watermark) / 100) * total);
     const where = g.needs.map((n) => `${n.what} ${n.path}`).join(" and ");
     if (required > available) throw new NoSpaceError(required, available, where, watermark, Math.floor((watermark / 100) * total));

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { commaList, tagList } from "./comma-list.ts";
+import { commaList, listFileText, tagList } from "./comma-list.ts";
 
 describe("commaList", () => {
   test("splits, trims and drops empty items, from a string or from each item of an array", () => {
@@ -15,5 +15,13 @@ describe("tagList", () => {
     expect(tagList("main, beta,main,,beta")).toEqual(["main", "beta"]);
     expect(tagList(["a,b", "a", " c,b"])).toEqual(["a", "b", "c"]);
     expect(tagList(undefined)).toEqual([]);
+  });
+});
+
+describe("listFileText", () => {
+  test("reads items one a line or comma-separated, trimmed, blank lines and # comments left out", () => {
+    expect(listFileText("web\r\n db, api ,\n\n# not now\nmqtt\n")).toEqual(["web", "db", "api", "mqtt"]);
+    expect(listFileText("a,#b")).toEqual(["a"]);
+    expect(listFileText("")).toEqual([]);
   });
 });

@@ -3,7 +3,8 @@
  * value such as `compose_apps = "a, b"`, a list of proxies): split on commas, each item trimmed,
  * empty items dropped, so `"a, b,,"` is `["a", "b"]` everywhere. An array (a TOML array, a
  * repeated flag) is read item by item the same way, so `["a,b", "c"]` is `["a", "b", "c"]`. A list
- * of tags ({@link tagList}) is read so too, each tag once.
+ * of tags ({@link tagList}) is read so too, each tag once, and a list in a file ({@link listFileText},
+ * `/var/lmp/default-apps`) so too, one item a line as well as comma-separated.
  *
  * @module
  */
@@ -34,4 +35,18 @@ export function commaList(value: string | readonly string[] | undefined): string
  */
 export function tagList(value: string | readonly string[] | undefined): string[] {
   return [...new Set(commaList(value))];
+}
+
+/**
+ * The one reading of a list a person wrote in a file (`/var/lmp/default-apps`): items one a line,
+ * or several on a line separated by commas, read as {@link commaList}; an item starting with `#`
+ * is a comment and left out.
+ *
+ * @example
+ * ```ts
+ * listFileText("web\n db, api\n# not now\n"); // ["web", "db", "api"]
+ * ```
+ */
+export function listFileText(text: string): string[] {
+  return commaList(text.split("\n")).filter((s) => !s.startsWith("#"));
 }

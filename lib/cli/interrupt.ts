@@ -10,6 +10,10 @@
  * folder it removes. So a command registers them ({@link stopsWithCommand}) and they are ended
  * first, before its clean-up.
  *
+ * A command that can stop at a safe point of its own (an update between steps, the daemon, the
+ * agent, a watch, a server) is not ended in the handler: the signal aborts an AbortSignal it
+ * runs with ({@link abortOnStopSignals}), and its `finally` blocks run as usual.
+ *
  * @module
  */
 
@@ -57,4 +61,47 @@ export function exitOnSignal(program: string, cleanUp: (signal: NodeJS.Signals) 
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
   return () => void process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+}
+
+/** What {@link abortOnStopSignals} returns. */
+export interface StopSignals {
+  /** Aborted, with the reason given, on the first SIGTERM or SIGINT. */
+  readonly signal: AbortSignal;
+  /** The signal that came first, once one came. */
+  readonly received: NodeJS.Signals | undefined;
+  /** Removes the handlers (in the command's `finally`); a signal then takes its default action again. */
+  release(): void;
+}
+
+/**
+ * The other way a command stops: a long-running one (an update, the daemon, the agent, a watch,
+ * `gateway serve`) stops gracefully at its next safe point rather than exiting in the handler.
+ * The first SIGTERM or SIGINT aborts the returned signal with `reason` (an Error of that message).
+ * `again` says what a later one does: `"ignored"` (the daemon: systemd's SIGTERM is answered
+ * once, its SIGKILL ends a stop that hangs) or `"ends"` (an update command: the same signal again
+ * takes its default action and ends the process, the way out of a step that will not stop).
+ *
+ * @example
+ * ```ts
+ * const stop = abortOnStopSignals("stopped", "ignored");
+ * try { await watch({ signal: stop.signal }); } finally { stop.release(); }
+ * ```
+ */
+export function abortOnStopSignals(reason: string, again: "ignored" | "ends"): StopSignals {
+  const ac = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    received ??= signal;
+    ac.abort(new Error(reason));
+  };
+  // "ends": each signal's handler is there for its first arrival only (process.once).
+  if (again === "ends") process.once("SIGTERM", onSignal).once("SIGINT", onSignal);
+  else process.on("SIGTERM", onSignal).on("SIGINT", onSignal);
+  return {
+    signal: ac.signal,
+    get received() {
+      return received;
+    },
+    release: () => void process.off("SIGTERM", onSignal).off("SIGINT", onSignal),
+  };
 }

@@ -2,34 +2,34 @@
  * Runs a list of update steps the way every update command does: registered
  * device, the update lock, progress on stderr, events and app states sent
  * afterwards (best effort; the events also as the download begins, report.ts
- * reportingHooks), the update summarized on stdout.
+ * reportingHooks), the update summarized on stdout. Ctrl-C or SIGTERM stops it at the next safe
+ * point, said as where the update stands and what resumes it; the same signal again ends the process.
+ * `fioup update|fetch|install|start` and `fioup update --offline DIR` run their steps through it.
  *
  * @module
  */
 import type { Output } from "../../lib/cli/command.ts";
+import { abortOnStopSignals } from "../../lib/cli/interrupt.ts";
+import { renderSummary, summarize } from "../commands/_summary.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll, reportingHooks } from "../report.ts";
 import { openSession } from "../session.ts";
-import { InterruptedError, interruptedMessage } from "../update/states.ts";
-import { runSteps, type Step } from "../update/step.ts";
-import { renderSummary, summarize } from "./_summary.ts";
-import { takeUpdateLock } from "../update/update-lock.ts";
+import { InterruptedError, interruptedMessage } from "./states.ts";
+import { runSteps, type Step } from "./step.ts";
+import { takeUpdateLock } from "./update-lock.ts";
 
 /** `action` names the command in a refusal ("Cannot install: ..."). */
 export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: Step[], out: Output, action = "update"): Promise<void> {
   const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
   const lock = takeUpdateLock(s.lockPath, action);
-  const ac = new AbortController();
-  const onSignal = () => ac.abort(new Error("interrupted"));
-  process.once("SIGTERM", onSignal);
-  process.once("SIGINT", onSignal);
+  const stop = abortOnStopSignals("interrupted", "ends");
   try {
     const hooks = progressHooks();
-    const ctx = s.ctx(reportingHooks(s, hooks), ac.signal);
+    const ctx = s.ctx(reportingHooks(s, hooks), stop.signal);
     try {
       await runSteps(steps, ctx).catch((e) => {
         hooks.endLine();
-        const u = ac.signal.aborted && ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
+        const u = stop.signal.aborted && ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
         if (!u) throw e;
         throw new InterruptedError(interruptedMessage(u, action));
       });
@@ -42,8 +42,7 @@ export async function runUpdateCommand(flags: { "sota-dir"?: string }, steps: St
     const u = ctx.updateId ? s.db.getUpdate(ctx.updateId) : undefined;
     if (u) out.result(summarize(u), renderSummary);
   } finally {
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
+    stop.release();
     lock.release();
     s.close();
   }
