@@ -4,7 +4,7 @@ import { reportAll } from "../report.ts";
 import { openSession } from "../session.ts";
 import { cancelUpdate } from "../update/cancel.ts";
 import { sotaDirFlag } from "./_flags.ts";
-import { renderSummary, summarize } from "./_summary.ts";
+import { renderSummary, summarize } from "../update/summary.ts";
 import { takeUpdateLock } from "../update/update-lock.ts";
 
 export default defineCommand({

@@ -11,7 +11,7 @@ import { fetchStallOf, type FetchStall } from "../update/fetch-step.ts";
 import { holdStatus } from "../update/hold.ts";
 import { listUpdateLocks, updateLocksDir, type UpdateLockInfo } from "../update/update-locks.ts";
 import { sotaDirFlag } from "./_flags.ts";
-import { renderSummary, summarize, type UpdateSummary } from "./_summary.ts";
+import { renderSummary, summarize, type UpdateSummary } from "../update/summary.ts";
 
 interface StatusOutput {
   registered: boolean;

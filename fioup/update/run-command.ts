@@ -10,7 +10,7 @@
  */
 import type { Output } from "../../lib/cli/command.ts";
 import { abortOnStopSignals } from "../../lib/cli/interrupt.ts";
-import { renderSummary, summarize } from "../commands/_summary.ts";
+import { renderSummary, summarize } from "./summary.ts";
 import { progressHooks } from "../progress.ts";
 import { reportAll, reportingHooks } from "../report.ts";
 import { openSession } from "../session.ts";

@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import { UsageError, asUsage, defineCommand } from "../../lib/cli/command.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 import { readPemFlagFile } from "../../lib/cli/flag-file.ts";
+import { abortOnStopSignals } from "../../lib/cli/interrupt.ts";
 import { emptyStart, putBackEmpty } from "../../lib/fs/paths.ts";
 import { MAX_POLLING_SECONDS } from "../../lib/device/sota-toml.ts";
 import { parseTufExpiries } from "../ota/role-flag.ts";
@@ -243,16 +244,11 @@ export default defineCommand({
       if (e instanceof InvalidListenError || e instanceof InvalidProxyListenError || e instanceof InvalidCidrError || e instanceof InvalidFactoryNameError) throw new UsageError(e.message);
       throw e;
     });
-    await new Promise<void>((resolve) => {
-      const stop = (sig: string) => {
-        out.info(`gateway: ${sig}: stopping`);
-        process.off("SIGTERM", onTerm).off("SIGINT", onInt);
-        resolve();
-      };
-      const onTerm = () => stop("SIGTERM");
-      const onInt = () => stop("SIGINT");
-      process.on("SIGTERM", onTerm).on("SIGINT", onInt);
-    });
+    // The first SIGTERM or SIGINT stops the gateway; once it is said, another one ends the process.
+    const stop = abortOnStopSignals("stopped", "ends");
+    await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
+    out.info(`gateway: ${stop.received}: stopping`);
+    stop.release();
     await running.stop();
     out.info("gateway: stopped");
   },

@@ -1,7 +1,7 @@
 /** The update as commands print it (stable JSON keys for --format json). */
 import type { UpdateRow } from "../db.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
-import { nextCommand, type UpdateState } from "../update/states.ts";
+import { nextCommand, type UpdateState } from "./states.ts";
 
 export interface UpdateSummary {
   id: string;
