@@ -93,11 +93,29 @@ export const NO_BUNDLE = Symbol("no bundle");
 export async function bundleInside(dir: string): Promise<string | undefined> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   const inside = [];
-  for (const e of entries) if (e.isDirectory() && (await Bun.file(join(dir, e.name, "index.json")).exists())) inside.push(join(dir, e.name));
+  // An index.json with a "bundle" part: an OCI image layout has an index.json too.
+  for (const e of entries) if (e.isDirectory() && (await looksLikeBundle(join(dir, e.name, "index.json")))) inside.push(join(dir, e.name));
   inside.sort();
+  // A few named, the rest counted: a folder such as /tmp may hold dozens.
+  const shown = inside.length > MAX_NAMED ? `${inside.slice(0, MAX_NAMED).join(", ")} and ${inside.length - MAX_NAMED} more` : inside.join(", ");
   return inside.length === 1 ? `${inside[0]} holds one: give that folder to --offline`
-    : inside.length ? `${inside.join(", ")} each hold one: give one of those folders to --offline`
+    : inside.length ? `${shown} each hold one: give one of those folders to --offline`
     : undefined;
+}
+
+/** Folders with a bundle named in a message before the rest are counted. */
+const MAX_NAMED = 5;
+
+/** Whether `path` is a bundle's index.json as far as a glance tells (small, JSON, with a "bundle" part); it is checked in full when opened. */
+async function looksLikeBundle(path: string): Promise<boolean> {
+  const f = Bun.file(path);
+  try {
+    if (!(await f.exists()) || f.size > 16 << 20) return false;
+    const index = (await f.json()) as { bundle?: unknown };
+    return typeof index?.bundle === "object" && index.bundle !== null;
+  } catch {
+    return false;
+  }
 }
 
 /** Why DIR holds no bundle, said once while it stays so, naming any folder inside that holds one. */
