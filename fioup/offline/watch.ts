@@ -18,7 +18,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
-import { InvalidBundleError, openBundle } from "../../lib/bundle/index.ts";
+import { InvalidBundleError, MAX_BUNDLE_INDEX_BYTES, openBundle } from "../../lib/bundle/index.ts";
 import { LockedError } from "../../lib/fs/pid-lock.ts";
 import { ExpiredMetadataError } from "../../lib/tuf/index.ts";
 import { EXIT, exitCodeFor } from "../exit-codes.ts";
@@ -110,7 +110,7 @@ const MAX_NAMED = 5;
 async function looksLikeBundle(path: string): Promise<boolean> {
   const f = Bun.file(path);
   try {
-    if (!(await f.exists()) || f.size > 16 << 20) return false;
+    if (!(await f.exists()) || f.size > MAX_BUNDLE_INDEX_BYTES) return false;
     const index = (await f.json()) as { bundle?: unknown };
     return typeof index?.bundle === "object" && index.bundle !== null;
   } catch {

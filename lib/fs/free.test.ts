@@ -10,6 +10,10 @@ describe("spaceOf", () => {
     expect(spaceOf(stats)).toEqual({ free: 250 * 4096, size: 1000 * 4096, blockSize: 4096 });
   });
 
+  test("a block size of 0 (some FUSE file systems) counts as 4 KiB, not as a disk without room", () => {
+    expect(spaceOf({ ...stats, bsize: 0 })).toEqual({ free: 250 * 4096, size: 1000 * 4096, blockSize: 4096 });
+  });
+
   test("asThisProcess counts the reserved blocks only when this process is root", () => {
     const root = process.getuid?.() === 0;
     expect(spaceOf(stats, { asThisProcess: true }).free).toBe((root ? 300 : 250) * 4096);

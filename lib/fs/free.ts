@@ -2,7 +2,8 @@
  * The room left on the file system holding a folder, for the checks that refuse a write before
  * it starts (a backup, a preload image, its blob cache, an update's downloads) and for saying why a
  * write failed (fioup.db on a full disk): a full disk is then said with the sizes at stake, not as
- * ENOSPC half way through. One reckoning of statfs for all of them, so two checks of one disk agree.
+ * ENOSPC half way through. One reckoning of statfs for all of them: two checks of one disk, asked
+ * as the same writer, agree.
  *
  * Most file systems (ext4: 5% by default) keep blocks that only root may write into. An
  * unprivileged writer's room leaves them out; a process that runs as root (fioup under systemd)
@@ -50,5 +51,7 @@ export async function fileSystemSpace(dir: string, opts: SpaceOptions = {}): Pro
  */
 export function spaceOf(fs: StatsFs, opts: SpaceOptions = {}): FileSystemSpace {
   const available = opts.asThisProcess && process.getuid?.() === 0 ? fs.bfree : fs.bavail;
-  return { free: available * fs.bsize, size: fs.blocks * fs.bsize, blockSize: fs.bsize };
+  // Some FUSE file systems report a block size of 0: counted as 4 KiB, not as a disk with no room.
+  const bsize = Number(fs.bsize) || 4096;
+  return { free: available * bsize, size: fs.blocks * bsize, blockSize: bsize };
 }
