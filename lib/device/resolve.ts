@@ -163,7 +163,9 @@ export async function resolveApps(apps: { name: string; uri: string }[], o: Reso
       const progress = o.onBundleProgress;
       resolveBytes += await o.store.pull(o.registry(registry), repo, layer, {
         signal: o.signal,
-        ...(progress ? { onProgress: (done: number) => progress({ app: app.name, done, total: layer.size }) } : {}),
+        // Bytes on their way only: the last write reaches the size before the blob is verified
+        // and stored, which is said once, below.
+        ...(progress ? { onProgress: (done: number) => done < layer.size && progress({ app: app.name, done, total: layer.size }) } : {}),
       });
       progress?.({ app: app.name, done: layer.size, total: layer.size });
     }

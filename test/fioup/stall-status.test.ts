@@ -101,4 +101,5 @@ test("an app folder that ships a large file: its bundle's download is said in th
   const bundle = lines.findIndex((l) => new RegExp(`^\\[\\d+\\.\\ds\\] app ${APP}: bundle fetched, 2\\.\\d MiB \\(\\d+ bytes\\)$`).test(l));
   expect(bundle, r.stderr).toBeGreaterThan(lines.findIndex((l) => /\] init /.test(l)));
   expect(bundle).toBeLessThan(lines.findIndex((l) => /\] fetch /.test(l)));
+  expect(lines.filter((l) => l.includes(`app ${APP}: bundle fetched`))).toHaveLength(1);
 }, 120_000);
