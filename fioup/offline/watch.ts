@@ -32,6 +32,7 @@ import type { UpdateHooks } from "../update/context.ts";
 import { UpdateDeferredError, type HoldOptions } from "../update/hold.ts";
 import { runSteps } from "../update/step.ts";
 import { offlinePlan } from "./plan.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 
 /** How often watch mode tries to send queued events. */
 const REPORT_EVERY_MS = 30_000;
@@ -97,7 +98,7 @@ export async function bundleInside(dir: string): Promise<string | undefined> {
   for (const e of entries) if (e.isDirectory() && (await looksLikeBundle(join(dir, e.name, "index.json")))) inside.push(join(dir, e.name));
   inside.sort();
   // A few named, the rest counted: a folder such as /tmp may hold dozens.
-  const shown = inside.length > MAX_NAMED ? `${inside.slice(0, MAX_NAMED).join(", ")} and ${inside.length - MAX_NAMED} more` : inside.join(", ");
+  const shown = namedFew(inside, MAX_NAMED);
   return inside.length === 1 ? `${inside[0]} holds one: give that folder to --offline`
     : inside.length ? `${shown} each hold one: give one of those folders to --offline`
     : undefined;

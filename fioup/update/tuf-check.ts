@@ -13,6 +13,7 @@ import type { Config } from "../config.ts";
 import type { DeviceClient } from "../device-client.ts";
 import { DEVICE_TAGS_HEADER } from "../../lib/api/device.ts";
 import { followGatewayTags } from "./gateway-tags.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 
 export { TargetNotFoundError }; // declared once, in lib/api/target.ts
 
@@ -98,7 +99,7 @@ export async function checkTargets(
  * hardware ids there are. At most 10 of each, so a large repository stays one line.
  */
 function whatThereIs(targets: Record<string, TargetEntry>, hwid: string): string {
-  const few = (s: Set<string>) => [...s].sort().slice(0, 10).join(", ") + (s.size > 10 ? ` and ${s.size - 10} more` : "");
+  const few = (s: Set<string>) => namedFew([...s].sort(), 10);
   const tags = new Set<string>();
   const hwids = new Set<string>();
   for (const e of Object.values(targets)) {

@@ -12,6 +12,7 @@ import type { GatewayEnv } from "../env.ts";
 import { groupAudience, parseFleetQuery } from "../fleet/query.ts";
 import { jsonBody, limit } from "../routes/_validate.ts";
 import type { Store } from "../store/types.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 
 /**
  * The non-revoked devices a group means now ({@link groupAudience}, as a rollout takes them); sorted
@@ -20,7 +21,7 @@ import type { Store } from "../store/types.ts";
 const devicesOf = async (store: Store, g: GroupRow) => (await groupAudience(store, g)).sort();
 
 /** `"a", "b", "c", "d", "e" and 2 more` */
-const named = (uuids: string[]) => `${uuids.slice(0, 5).map((u) => `"${u}"`).join(", ")}${uuids.length > 5 ? ` and ${uuids.length - 5} more` : ""}`;
+const named = (uuids: string[]) => namedFew(uuids.map((u) => `"${u}"`), 5);
 
 /**
  * 400 naming up to five uuids that are not registered devices, else up to five that are revoked: a

@@ -38,6 +38,7 @@ import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { REGISTRY_SCRATCH_FOLDERS } from "../registry/storage.ts";
 import { markRestored } from "./after-restore.ts";
 import { seal, startsAsBackup, unseal, type OpenSecret, type SealSecret } from "./seal.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 
 export const BACKUP_FORMAT = 1;
 const MANIFEST = "backup.json";
@@ -384,7 +385,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const servedBy = await servingPid(dir);
   if (servedBy !== undefined) throw inUse(servedBy);
   if (existing?.length && !(await looksLikeDataDir(dir))) {
-    const shown = existing.sort().slice(0, 5).join(", ") + (existing.length > 5 ? ` and ${existing.length - 5} more` : "");
+    const shown = namedFew(existing.sort(), 5);
     throw new UsageError(
       `--force replaces only a gateway data dir or an empty folder, and ${opts.dataDir} is neither: it holds ${shown} (none of ${DATA_DIR_MARKS.join(", ")}). Nothing was changed: give --data a new folder`,
     );

@@ -16,6 +16,7 @@ import { basename, dirname, resolve } from "node:path";
 import { UsageError } from "../../lib/cli/command.ts";
 import { blockedBy, look } from "../../lib/fs/paths.ts";
 import { DATA_DIR_ENTRIES, DATA_DIR_MARKS, looksLikeDataDir, SQLITE_SIDE_FILES } from "../data-dir.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 
 /** @throws {UsageError} If `dir` does not exist. */
 export function checkDataFlag(dir: string): void {
@@ -44,7 +45,7 @@ export async function checkDataFlagToMake(dir: string, ours: readonly string[] =
   // Nor lost+found: a data dir at the root of a volume of its own (a new ext4 disk) holds one.
   const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith(".") && f !== "lost+found" && !DATA_DIR_ENTRIES.has(f) && !given.has(f));
   if (!held.length || (await looksLikeDataDir(dir))) return;
-  const shown = held.sort().slice(0, 3).join(", ") + (held.length > 3 ? ` and ${held.length - 3} more` : "");
+  const shown = namedFew(held.sort(), 3);
   throw new UsageError(
     `--data ${dir} is not a gateway data dir: it holds ${shown} but none of ${DATA_DIR_MARKS.join(", ")}, and the gateway would put its files among them. ` +
       "Nothing was written: give the data dir the gateway made, or a new or empty folder for a new one",

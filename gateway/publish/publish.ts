@@ -41,6 +41,7 @@ import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
 import { checkVersionFree, makeTargets, nextVersion, RUNNING_LEAP_MAX, runningIgnored } from "./targets.ts";
 import { ensureBlobs, ensureManifest, localSource, PushStats, type Destination } from "./transfer.ts";
 import { exitInterrupted, exitOnSignal } from "../../lib/cli/interrupt.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 
 export class PublishError extends Error {
   override name = "PublishError";
@@ -460,7 +461,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const farClaims = runningIgnored(current.targets, current.running);
       if (attempt === 1 && opts.version === undefined && farClaims.length > 0) {
         log(
-          `note: devices report running ${farClaims.slice(0, 3).join(", ")}${farClaims.length > 3 ? ` and ${farClaims.length - 3} more` : ""}, more than ${RUNNING_LEAP_MAX} versions above the targets this gateway holds: ` +
+          `note: devices report running ${namedFew(farClaims, 3)}, more than ${RUNNING_LEAP_MAX} versions above the targets this gateway holds: ` +
             `not numbered above (a device says what it runs itself); if such a target was published on a gateway since lost, give --version above it`,
         );
       }

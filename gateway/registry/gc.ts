@@ -37,6 +37,7 @@ import { asideOf, asidePath, isNotFound, listDir, readTextOrUndefined } from "./
 import { REGISTRY_TOP_FOLDERS, RegistryStorage, type ManifestLink } from "./storage.ts";
 import { reachedManifests, revisionKey, type TargetApp } from "./untargeted.ts";
 import { referencedBlobs } from "./manifest.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 
 /** `root` is not this registry's storage: nothing was removed. */
 export class NotRegistryStorageError extends Error {
@@ -63,7 +64,7 @@ async function checkLayout(storage: RegistryStorage): Promise<string[]> {
   if (!st.isDirectory()) throw new NotRegistryStorageError(root, "not a directory");
   const strangers = (await listDir(root)).filter((e) => !REGISTRY_TOP_FOLDERS.includes(e) && !e.startsWith(".") && e !== "lost+found").sort();
   if (strangers.length) {
-    const shown = strangers.slice(0, 3).join(", ") + (strangers.length > 3 ? ` and ${strangers.length - 3} more` : "");
+    const shown = namedFew(strangers, 3);
     throw new NotRegistryStorageError(root, `it holds ${shown}, which the registry does not make: only ${REGISTRY_TOP_FOLDERS.join("/, ")}/`);
   }
   const blobs = await listDir(storage.blobsDir);
