@@ -494,6 +494,41 @@ export function schemaNeeded(stored: string | undefined): string {
   return String(Math.max(ours, storedNeed(stored) ?? 0));
 }
 
+/** What opening a database changed in its schema: said in the gateway's start log (gateway.ts). */
+export interface SchemaMigrated {
+  /** The last migration applied before (0: a new database). */
+  from: number;
+  /** The last migration applied now. */
+  to: number;
+  /** Migrations this start applied. */
+  ran: number;
+  /** Set when the gateway that used the database before cannot any more: the migration a gateway must now know. */
+  olderGatewaysNeed?: number;
+}
+
+/**
+ * The {@link SchemaMigrated} of a start that found `applied` and `stored` and ran `ran`
+ * migrations: undefined when it ran none.
+ */
+export function schemaMigrated(applied: ReadonlySet<number>, stored: string | undefined, ran: number): SchemaMigrated | undefined {
+  if (ran === 0) return undefined;
+  const from = Math.max(0, ...applied);
+  const needed = Number(schemaNeeded(stored));
+  // Only news when the gateway that used the database before cannot any more.
+  return { from, to: Math.max(KNOWN_SCHEMA, ...applied), ran, ...(applied.size > 0 && needed > from ? { olderGatewaysNeed: needed } : {}) };
+}
+
+/**
+ * The start log's line for a migrated database (undefined for a new one, whose creation is no
+ * news): an operator upgrading sees that the schema moved, and whether an older gateway can still
+ * use the database.
+ */
+export function migratedLine(m: SchemaMigrated | undefined): string | undefined {
+  if (!m || m.from === 0) return undefined;
+  const older = m.olderGatewaysNeed !== undefined ? `; a gateway that does not know migration ${m.olderGatewaysNeed} can no longer use it (restore the backup taken before the upgrade to go back)` : "";
+  return `database: schema migrated from ${m.from} to ${m.to} (${m.ran} migration${m.ran === 1 ? "" : "s"})${older}`;
+}
+
 const storedNeed = (stored: string | undefined) => (stored !== undefined && /^\d+$/.test(stored) ? Number(stored) : undefined);
 
 /** The statements of a migration: split at semicolons outside $$-quoted bodies (PostgreSQL functions). */

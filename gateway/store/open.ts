@@ -19,6 +19,9 @@ import { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./types.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
 
+/** The start log's line for a database a start migrated (_migrations.ts). */
+export { migratedLine } from "./_migrations.ts";
+
 /** The --db given cannot be used; nothing was created in it. */
 export class StoreOpenError extends Error {
   override name = "StoreOpenError";

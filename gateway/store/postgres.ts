@@ -14,7 +14,7 @@
 import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
-import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaNeeded, splitStatements } from "./_migrations.ts";
+import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaMigrated, schemaNeeded, splitStatements, type SchemaMigrated } from "./_migrations.ts";
 import { POSTGRES, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import {
   EVIDENCE_EVENTS,
@@ -171,8 +171,8 @@ function watched(sql: SQL, outage: DatabaseOutage): SQL {
  * Creates or updates the schema, one gateway at a time (an advisory lock held by the transaction).
  * @throws {DatabaseTooNewError} A newer gateway's schema this one cannot use (checked before anything is written).
  */
-async function migrate(sql: SQL): Promise<void> {
-  await sql.begin(async (tx) => {
+async function migrate(sql: SQL): Promise<SchemaMigrated | undefined> {
+  return sql.begin(async (tx) => {
     await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
     await tx.unsafe(MIGRATIONS_TABLE);
     const applied = new Set(
@@ -183,8 +183,10 @@ async function migrate(sql: SQL): Promise<void> {
       ? ((await tx.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [SCHEMA_NEEDED_KEY])) as { value: string }[])[0]?.value
       : undefined;
     checkSchemaUsable(applied, stored);
+    let ran = 0;
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
+      ran++;
       for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
       await tx.unsafe("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)", [
         m.version,
@@ -195,6 +197,7 @@ async function migrate(sql: SQL): Promise<void> {
     const needed = schemaNeeded(stored);
     if (needed !== stored)
       await tx.unsafe("INSERT INTO gateway_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [SCHEMA_NEEDED_KEY, needed]);
+    return schemaMigrated(applied, stored, ran);
   });
 }
 
@@ -217,6 +220,7 @@ export async function peekPostgresMeta(url: string, key: string): Promise<string
 
 export class PostgresStore implements Store {
   readonly kind = "postgres";
+  migrated: SchemaMigrated | undefined;
   readonly #sql: SQL;
   readonly tuf: TufStorage;
   readonly #events: EventGroupCommit;
@@ -245,14 +249,17 @@ export class PostgresStore implements Store {
     opts: { max?: number; eventQueueMax?: number; stateWritesMax?: number; log?: (line: string) => void } = {},
   ): Promise<PostgresStore> {
     const sql = new SQL({ url, max: opts.max ?? 16 });
+    let migrated: SchemaMigrated | undefined;
     try {
-      await migrate(sql);
+      migrated = await migrate(sql);
     } catch (err) {
       await sql.close();
       throw err;
     }
     const outage = new DatabaseOutage(shownUrl(url), opts.log ?? ((line) => process.stderr.write(line + "\n")));
-    return new PostgresStore(watched(sql, outage), outage, opts);
+    const store = new PostgresStore(watched(sql, outage), outage, opts);
+    store.migrated = migrated;
+    return store;
   }
 
   async close() {

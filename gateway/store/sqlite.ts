@@ -11,7 +11,7 @@ import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage
 import { EventWriter } from "./_event-writer.ts";
 import { APPS_STATES_SQL, LEASE_SQL, PRUNE_EVENTS_SQL, RELEASE_LEASE_SQL, SIGHTING_SQL, SYSTEM_INFO_SQL, type SightingParams } from "./_writer-thread.ts";
 import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
-import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaNeeded } from "./_migrations.ts";
+import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaMigrated, schemaNeeded, type SchemaMigrated } from "./_migrations.ts";
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
@@ -68,6 +68,7 @@ interface PendingEvents {
 
 export class SqliteStore implements Store {
   readonly kind = "sqlite";
+  migrated: SchemaMigrated | undefined;
   readonly #db: Database;
   readonly tuf: TufStorage;
   #pending: PendingEvents[] = [];
@@ -114,8 +115,10 @@ export class SqliteStore implements Store {
       ? this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(SCHEMA_NEEDED_KEY)?.value
       : undefined;
     checkSchemaUsable(applied, stored);
+    let ran = 0;
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
+      ran++;
       this.#db.transaction(() => {
         this.#db.exec(m.sqlite);
         this.#db
@@ -126,6 +129,7 @@ export class SqliteStore implements Store {
     const needed = schemaNeeded(stored);
     if (needed !== stored)
       this.#db.query("INSERT INTO gateway_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_NEEDED_KEY, needed);
+    this.migrated = schemaMigrated(applied, stored, ran);
   }
 
   async close() {

@@ -20,6 +20,7 @@ import type {
 } from "../../lib/api/admin.ts";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import type { TufStorage } from "../ota/storage.ts";
+import type { SchemaMigrated } from "./_migrations.ts";
 
 /** A registered device as the gateway keeps it: one declaration, shared with the admin API. */
 export type { DeviceRow } from "../../lib/api/admin.ts";
@@ -232,6 +233,8 @@ export class StoreUnavailableError extends Error {
 
 export interface Store {
   readonly kind: "sqlite" | "postgres";
+  /** What opening the database changed in its schema (undefined: nothing), for the start log. */
+  readonly migrated?: SchemaMigrated | undefined;
   close(): Promise<void>;
 
   /** Creates a device, or replaces the certificate of a non-revoked one (re-registration). */
