@@ -45,17 +45,21 @@ export function formatSeconds(s: number): string {
  */
 export function parseDuration(value: string | number, opts: { allowZero?: boolean } = {}): number {
   let seconds: number;
+  let signed = false;
   if (typeof value === "number") {
     if (!Number.isInteger(value)) throw new InvalidDurationError(String(value));
     seconds = value;
+    signed = Object.is(value, -0);
   } else {
     const m = /^(-?[0-9]{1,9})([smhdw]?)$/.exec(value.trim());
     if (!m) throw new InvalidDurationError(value);
     seconds = Number(m[1]) * UNIT[m[2] || "s"]!;
+    signed = m[1]!.startsWith("-");
   }
-  // Well formed but zero or less ("0", "-5m"): the number is the problem, not the form.
-  if (seconds === 0 && opts.allowZero) return 0;
-  if (seconds < 1) throw new InvalidDurationError(String(value), "must be more than 0");
+  // Well formed but zero or less ("0", "-5m"): the number is the problem, not the form. A minus
+  // sign is refused even before a zero ("-0s"): no duration is written that way.
+  if (seconds === 0 && opts.allowZero && !signed) return 0;
+  if (seconds < 1 || signed) throw new InvalidDurationError(String(value), opts.allowZero ? "must be 0 or more" : "must be more than 0");
   if (seconds > MAX_DURATION_SECONDS) throw new InvalidDurationError(String(value), "longer than 100 years");
   return seconds;
 }
