@@ -7,6 +7,7 @@
  * @module
  */
 import { readFile } from "node:fs/promises";
+import { whyCannotRead } from "../fs/paths.ts";
 import { fsWhy } from "../fs/why.ts";
 import { UsageError } from "./command.ts";
 
@@ -44,4 +45,20 @@ export async function readPemFlagFile(path: string, flag: string, label?: string
   const begin = label === undefined ? "-----BEGIN " : `-----BEGIN ${label}-----`;
   if (!text.includes(begin)) throw new UsageError(`${flag} ${path}: not a PEM file (no ${label === undefined ? "-----BEGIN" : begin} line)`);
   return text;
+}
+
+/**
+ * A path a flag names must be there and readable, and a file or a directory as the flag takes:
+ * checked before any work starts, so a mistyped path is bad usage (exit 2) in every binary, not
+ * a failure of the step that would have read it.
+ *
+ * @example
+ * ```ts
+ * await checkFlagPath("--factory-config", flags["factory-config"], "file");
+ * ```
+ * @throws {UsageError} "Cannot read --factory-config /x.yml: no such file" and the like.
+ */
+export async function checkFlagPath(flag: string, path: string, kind?: "file" | "directory"): Promise<void> {
+  const why = await whyCannotRead(path, kind);
+  if (why) throw new UsageError(`Cannot read ${flag} ${path}: ${why}`);
 }

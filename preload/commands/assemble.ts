@@ -10,9 +10,8 @@ import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
 import { defineCommand, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
-import { readFlagFile } from "../../lib/cli/flag-file.ts";
+import { checkFlagPath, readFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
-import { whyCannotRead } from "../../lib/fs/paths.ts";
 import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
@@ -237,11 +236,11 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
     if (!flags.targets && !flags.bundle && !(flags.server && token)) throw new UsageError("give --server and --token, --targets and --root, or --bundle and --root");
   }
   // Not there is bad usage like any missing file a flag names; there but invalid is exit 10.
-  await checkPath("--factory-config", flags["factory-config"]!, "file");
-  if (flags.targets) await checkPath("--targets", flags.targets, "file");
-  if (flags.bundle) await checkPath("--bundle", flags.bundle, "directory");
-  if (flags.base) await checkPath("--base", flags.base);
-  if (flags.fioup) await checkPath("--fioup", flags.fioup, "file");
+  await checkFlagPath("--factory-config", flags["factory-config"]!, "file");
+  if (flags.targets) await checkFlagPath("--targets", flags.targets, "file");
+  if (flags.bundle) await checkFlagPath("--bundle", flags.bundle, "directory");
+  if (flags.base) await checkFlagPath("--base", flags.base);
+  if (flags.fioup) await checkFlagPath("--fioup", flags.fioup, "file");
   if (flags.out) {
     const why = await whyCannotWriteAt(resolve(flags.out));
     if (why) throw new UsageError(`Cannot write --out ${flags.out}: ${why}`);
@@ -253,12 +252,6 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
     ca: flags.ca === undefined ? undefined : await readCa(flags.ca),
     bundle: flags.bundle === undefined ? undefined : await openBundle(resolve(flags.bundle)),
   };
-}
-
-/** A path a flag names must be there and readable, and a file or a directory as the flag takes. */
-async function checkPath(flag: string, path: string, kind?: "file" | "directory"): Promise<void> {
-  const why = await whyCannotRead(path, kind);
-  if (why) throw new UsageError(`Cannot read ${flag} ${path}: ${why}`);
 }
 
 /** The --ca file, checked to hold a certificate: anything else would only fail later as a TLS error at the registry. */

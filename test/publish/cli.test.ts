@@ -72,6 +72,10 @@ describe("gateway publish CLI", () => {
     const missing = await cli(...common().map((a) => (a === repo ? join(repo, "nope") : a)));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`--containers ${join(repo, "nope")}: no such directory`);
+    // A --factory-config that is not there is bad usage, as in preload (it was exit 10, as if it were invalid).
+    const noConfig = await cli(...common(), "--dry-run", "--factory-config", join(repo, "nope.yml"));
+    expect(noConfig.code).toBe(2);
+    expect(noConfig.stderr).toContain(`Cannot read --factory-config ${join(repo, "nope.yml")}: no such file`);
     const notGit = join(await tempDir("not-a-checkout-"), "containers");
     mkdirSync(notGit);
     const fail = await cli(...common().map((a) => (a === repo ? notGit : a)));
