@@ -134,6 +134,15 @@ describe("fioup steps in the wrong order", () => {
     const bad = await t.device.fioup("unlock", "--name", "bad/name");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain(`invalid lock name "bad/name": use 1-64 of A-Z a-z 0-9 . _ - not starting with "."`);
+    // A mistyped name while the real lock holds: not a success, and the message names what holds.
+    const typo = await t.device.fioup("unlock", "--name", "fiuop");
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toContain(`No update lock "fiuop"; installs are still held by "fioup" (give --name with one of these, or --all)`);
+    expect((await t.device.fioup("status", "--no-apps")).json.updateLocks).toMatchObject([{ name: "fioup" }]);
     expect((await t.device.fioup("unlock")).json.released).toEqual(["fioup"]);
+    // Nothing held any more: unlocking again is what was asked for, not an error.
+    const again2 = await t.device.fioup("unlock");
+    expect(again2.code).toBe(0);
+    expect(again2.json).toEqual({ released: [], held: [] });
   }, 60_000);
 });
