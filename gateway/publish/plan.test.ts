@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { tempDir } from "../../test/harness/tmp.ts";
 import type { ComposeService } from "../../lib/compose/compose-file.ts";
 import { ComposeFileError } from "../../lib/compose/compose-file.ts";
-import { BuildContextError, ImageResolveError, MissingBuildFileError, planService } from "./plan.ts";
+import { BuildContextError, contextsInBundle, ImageResolveError, MissingBuildFileError, planService } from "./plan.ts";
 
 async function repoDir(): Promise<string> {
   const dir = await tempDir("plan-");
@@ -109,5 +109,29 @@ describe("planService: env_file and extends", () => {
   test("a service with extends is refused even with its own image: nothing follows extends to check and pin it", async () => {
     const dir = await repoDir();
     expect(() => planService(dir, app(dir), svc({ image: "nginx", extends: true }), [], "main")).toThrow('service "api": extends is not supported');
+  });
+});
+
+describe("contextsInBundle", () => {
+  test("a service built from a folder of its app folder: the bundle files under it are counted once per folder, the compose file never", async () => {
+    const dir = await repoDir();
+    await writeFile(join(dir, "web", "api", "big.bin"), new Uint8Array(3000));
+    await writeFile(join(dir, "web", "compose.yaml"), "services: {}\n");
+    await writeFile(join(dir, "web", "app.conf"), "x");
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: ["api/", "api/Dockerfile", "api/big.bin", "app.conf"] };
+    const plans = new Map([
+      ["web/api", planService(dir, app, svc({ build: true, buildContext: "./api" }), [], "main")],
+      ["web/worker", planService(dir, app, svc({ name: "worker", build: true, buildContext: "api" }), [], "main")],
+      ["hello/x", planService(dir, { ...app, name: "hello", dir: join(dir, "hello") }, svc({ build: true }), [], "main")],
+    ]);
+    expect(contextsInBundle(app, plans, app.files)).toEqual([{ service: "api", folder: "api/", files: 2, bytes: 3000 + "FROM scratch\n".length }]);
+    // The app folder itself as the context: every file but the compose file.
+    await writeFile(join(dir, "web", "Dockerfile"), "FROM scratch\n");
+    const whole = new Map([["web/api", planService(dir, app, svc({ build: true }), [], "main")]]);
+    expect(contextsInBundle({ ...app, files: [...app.files, "Dockerfile", "compose.yaml"] }, whole, [...app.files, "Dockerfile", "compose.yaml"])).toEqual([
+      { service: "api", folder: "", files: 4, bytes: 3000 + 2 * "FROM scratch\n".length + 1 },
+    ]);
+    // A context outside the app folder (a top-level build) is not in its bundle.
+    expect(contextsInBundle(app, new Map([["web/api", plans.get("hello/x")!]]), app.files)).toEqual([]);
   });
 });

@@ -181,3 +181,45 @@ export function planService(repoDir: string, app: AppDir, svc: ComposeService, b
   }
   return { ref };
 }
+
+/** Below this, a build context in a bundle is not worth a warning (a Dockerfile and a script). */
+export const SHIPPED_TWICE_WARN_BYTES = 1 << 20;
+
+/** A service's build context that lies in its app folder, so the app's bundle carries it too. */
+export interface ContextInBundle {
+  service: string;
+  /** The context relative to the app folder, ending in `/`; "" for the app folder itself. */
+  folder: string;
+  files: number;
+  bytes: number;
+}
+
+/**
+ * The build contexts of `app`'s services (from `plans`, keyed `<app>/<service>`) that lie inside
+ * the app folder, with the bundle files under each (`files`: relative paths, as a bundle lists
+ * them; the compose file is not counted). Such files reach a device twice: in the image built
+ * from them, and in the bundle, which every device downloads and keeps, although compose runs the
+ * image. A context whose files a service bind-mounts may be needed at run time: the caller's
+ * warning says so.
+ */
+export function contextsInBundle(app: AppDir, plans: ReadonlyMap<string, ServicePlan>, files: readonly string[]): ContextInBundle[] {
+  const appDir = real(app.dir);
+  const seen = new Set<string>();
+  const found: ContextInBundle[] = [];
+  for (const [key, plan] of plans) {
+    if (!key.startsWith(`${app.name}/`) || !("build" in plan) || !inside(appDir, plan.build.dir)) continue;
+    const rel = relative(appDir, plan.build.dir).split(sep).join("/");
+    const folder = rel === "" ? "" : `${rel}/`;
+    if (seen.has(folder)) continue;
+    seen.add(folder);
+    let count = 0;
+    let bytes = 0;
+    for (const f of files) {
+      if (f.endsWith("/") || !f.startsWith(folder) || f === app.composeFileName) continue;
+      count++;
+      bytes += statSync(join(app.dir, f), { throwIfNoEntry: false })?.size ?? 0;
+    }
+    if (count > 0) found.push({ service: key.slice(app.name.length + 1), folder, files: count, bytes });
+  }
+  return found;
+}

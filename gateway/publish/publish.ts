@@ -18,7 +18,7 @@ import { join, resolve as resolvePath } from "node:path";
 import { HardwareId, recordedLayerSizes, type TargetEntry } from "../../lib/api/target.ts";
 import { firstValueProblem } from "../../lib/api/schema-problem.ts";
 import { appManifest } from "../../lib/compose/app-manifest.ts";
-import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR } from "../../lib/compose/app-format.ts";
+import { APP_MANIFEST_MEDIA_TYPE, EMPTY_CONFIG_BYTES, EMPTY_CONFIG_DESCRIPTOR, IGNORE_FILE_NAME } from "../../lib/compose/app-format.ts";
 import { createBundle } from "../../lib/compose/bundle.ts";
 import { parseCompose, type ComposeFile } from "../../lib/compose/compose-file.ts";
 import { parseDotEnv } from "../../lib/compose/interpolate.ts";
@@ -36,12 +36,13 @@ import { checkHead, gitInfo } from "./git.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
 import { plainHttpHint } from "./plain-http-hint.ts";
 import { publicUrlOf } from "./public-url.ts";
-import { ImageResolveError, planService, topLevelBuild, type ServicePlan } from "./plan.ts";
+import { contextsInBundle, ImageResolveError, planService, SHIPPED_TWICE_WARN_BYTES, topLevelBuild, type ServicePlan } from "./plan.ts";
 import { checkPlatforms, hwidPlatforms } from "./platforms.ts";
 import { checkVersionFree, makeTargets, nextVersion, RUNNING_LEAP_MAX, runningIgnored } from "./targets.ts";
 import { ensureBlobs, ensureManifest, localSource, PushStats, type Destination } from "./transfer.ts";
 import { exitInterrupted, exitOnSignal } from "../../lib/cli/interrupt.ts";
 import { namedFew } from "../../lib/cli/few.ts";
+import { sizeText } from "../../lib/cli/bytes.ts";
 
 export class PublishError extends Error {
   override name = "PublishError";
@@ -424,6 +425,15 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
         for (const d of img.layers) if (!(d in img.uncompressedSizes)) missingSizes.push([app.name, d]);
       }
       const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`), exclude: app.gitIgnored });
+      for (const c of contextsInBundle(app, plan, app.files)) {
+        if (c.bytes < SHIPPED_TWICE_WARN_BYTES) continue;
+        const what = `${c.files} file${c.files === 1 ? "" : "s"}, ${sizeText(c.bytes)}`;
+        log(
+          c.folder
+            ? `warning: app ${app.name}: its bundle carries ${c.folder}, the build context of service "${c.service}" (${what}), which the image holds already, so every device downloads it twice; add ${c.folder} to ${app.name}/${IGNORE_FILE_NAME} unless a service bind-mounts files from it`
+            : `warning: app ${app.name}: the app folder is the build context of service "${c.service}", so its bundle carries the sources the image holds already (${what}) and every device downloads them twice; move the Dockerfile and its sources to a folder of their own, or list them in ${app.name}/${IGNORE_FILE_NAME}`,
+        );
+      }
       const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };
       const manifest = appManifest({ digest: bundle.digest, size: bundle.size }, index);
       const repo = `${factory}/${app.name}`;

@@ -246,6 +246,27 @@ describe("gateway publish of a service's own build", () => {
   });
 });
 
+describe("gateway publish of a build context inside its app folder", () => {
+  test("1 MiB or more of it in the bundle as well as in the image is warned about; listed in .composeappignores it is left out, and the warning with it", async () => {
+    const r = await containersRepo({
+      "shop/docker-compose.yml": "services:\n  api:\n    build: ./api\n",
+      "shop/api/Dockerfile": "FROM fixtures/busybox:latest\nCOPY data.txt /data.txt\n",
+      "shop/api/data.txt": "x".repeat(1536 * 1024),
+    });
+    const lines: string[] = [];
+    const first = await publish(opts({ containersDir: r, dryRun: true, log: (l) => lines.push(l) }));
+    expect(first.apps[0]!.files).toContain("api/data.txt");
+    expect(lines).toContain(
+      `warning: app shop: its bundle carries api/, the build context of service "api" (2 files, 1.5 MiB), which the image holds already, so every device downloads it twice; add api/ to shop/.composeappignores unless a service bind-mounts files from it`,
+    );
+    await commit(r, { "shop/.composeappignores": "api/\n" });
+    lines.length = 0;
+    const second = await publish(opts({ containersDir: r, dryRun: true, log: (l) => lines.push(l) }));
+    expect(second.apps[0]!.files).not.toContain("api/data.txt");
+    expect(lines.filter((l) => l.includes("build context of service"))).toEqual([]);
+  });
+});
+
 describe("gateway publish of a build context that holds git-ignored files", () => {
   test("the image holds what git tracks and untracked files it does not ignore, not an ignored .env or folder, and publish says what it left out", async () => {
     const r = await containersRepo({
