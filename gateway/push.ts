@@ -17,7 +17,7 @@
  * The device's waits hang off one Map entry as a chain through the waiters (usually one), so a
  * held wait costs a field or two more, not a Set.
  *
- * The same chain bounds how many waits one device holds (`perDevice`, routes/repo-wait.ts's
+ * The same chain bounds how many waits one device holds (`perDevice`, devices/waits.ts's
  * policy): a device opening one more ends its oldest, as if that one's time were up. Otherwise one
  * device certificate could hold every wait a replica may (the transport's share of its
  * connections) and every other device would be refused push. The chain is newest first, so the

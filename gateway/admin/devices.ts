@@ -5,8 +5,8 @@ import { DEVICE_PAGE_MAX, DeviceLabelsRequest, DeviceTagsRequest, MAX_DEVICE_LAB
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { checkLabel } from "../fleet/query.ts";
-import { endDeviceWaits } from "../routes/repo-wait.ts";
-import { jsonBody, limit } from "../routes/_validate.ts";
+import { endDeviceWaits } from "../devices/waits.ts";
+import { jsonBody, limit } from "../validate.ts";
 
 /**
  * Groups a device's events by correlation id, in arrival order, each with when the gateway stored

@@ -10,7 +10,7 @@ import { HTTPException } from "hono/http-exception";
 import { GroupMembersRequest, GroupRequest, type GroupDetail, type GroupList, type GroupMembersChanged, type GroupRow } from "../../lib/api/admin.ts";
 import type { GatewayEnv } from "../env.ts";
 import { groupAudience, parseFleetQuery } from "../fleet/query.ts";
-import { jsonBody, limit } from "../routes/_validate.ts";
+import { jsonBody, limit } from "../validate.ts";
 import type { Store } from "../store/types.ts";
 import { namedFew } from "../../lib/cli/few.ts";
 

@@ -16,7 +16,7 @@ import type { GatewayEnv } from "../env.ts";
 import { requireRole } from "./auth.ts";
 import { SigningKeyUnavailableError } from "../ota/key-store.ts";
 import { InvalidRootError, RootNotTrustedError } from "../ota/repo.ts";
-import { jsonBody, limit } from "../routes/_validate.ts";
+import { jsonBody, limit } from "../validate.ts";
 import { formatSeconds } from "../../lib/cli/duration.ts";
 
 /**

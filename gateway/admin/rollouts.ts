@@ -11,7 +11,7 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { RolloutRequest, type RolloutList } from "../../lib/api/admin.ts";
 import type { GatewayEnv, RolloutService } from "../env.ts";
-import { jsonBody, limit } from "../routes/_validate.ts";
+import { jsonBody, limit } from "../validate.ts";
 
 const ACTIONS = ["pause", "resume", "advance", "cancel"] as const;
 

@@ -22,7 +22,7 @@ import { TargetEntry } from "../../lib/api/index.ts";
 import { CanonicalJsonError, canonicalJson } from "../../lib/tuf/canonical-json.ts";
 import type { Gateway, GatewayEnv } from "../env.ts";
 import { TargetsVersionConflictError } from "../ota/repo.ts";
-import { jsonBody, limit } from "../routes/_validate.ts";
+import { jsonBody, limit } from "../validate.ts";
 
 import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { HardwareId, Tag, TARGET_NAME_PATTERN as TARGET_NAME } from "../../lib/api/target.ts";

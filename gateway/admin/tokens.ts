@@ -12,7 +12,7 @@ import { HTTPException } from "hono/http-exception";
 import { TokenRequest, type WhoAmI, type ApiTokenInfo, type RegistrationTokenInfo, type TokenCreated, type TokenList } from "../../lib/api/admin.ts";
 import type { GatewayEnv } from "../env.ts";
 import { newToken } from "../pki/tokens.ts";
-import { jsonBody, limit } from "../routes/_validate.ts";
+import { jsonBody, limit } from "../validate.ts";
 import { parseDuration } from "../../lib/cli/duration.ts";
 
 const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d", viewer: "365d" } as const;

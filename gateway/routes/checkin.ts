@@ -35,7 +35,7 @@ import { readAppsStates } from "./device-apps-states.ts";
 import { readEventBatch } from "./device-events.ts";
 import { deviceView, METADATA_FILE, METADATA_HEADERS, metadataHeaders } from "./repo.ts";
 import { waitForNews } from "./repo-wait.ts";
-import type { JsonBodyReader } from "./_validate.ts";
+import type { JsonBodyReader } from "../validate.ts";
 
 type Fetch = (req: Request, env?: Bindings, ctx?: any) => Response | Promise<Response>;
 /** The app's error answer for what a handler threw (app.ts's onError), by method and path. */

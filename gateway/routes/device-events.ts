@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import { EventBatch, MAX_DEVICE_BODY } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
-import { jsonBody, jsonBodyReader } from "./_validate.ts";
+import { jsonBody, jsonBodyReader } from "../validate.ts";
 
 const limits = { maxBytes: MAX_DEVICE_BODY };
 

@@ -5,7 +5,7 @@ import { MAX_DEVICE_BODY, NetworkInfo, SystemConfig, SystemInfo } from "../../li
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
 import type { SystemInfoKind } from "../store/types.ts";
-import { jsonBody } from "./_validate.ts";
+import { jsonBody } from "../validate.ts";
 
 const inventory = <T extends TSchema>(app: Hono<GatewayEnv>, path: string, kind: SystemInfoKind, schema: T) =>
   app.put(path, requireDevice, jsonBody(schema, { maxBytes: MAX_DEVICE_BODY }), async (c) => {

@@ -9,7 +9,7 @@ import type { GatewayEnv } from "../env.ts";
 import { tufExpiries } from "../ota/expiries.ts";
 import type { Sample } from "../metrics.ts";
 import { StoreUnavailableError } from "../store/types.ts";
-import { MAX_WAITS_PER_DEVICE, waitsEndedPerDevice } from "./repo-wait.ts";
+import { MAX_WAITS_PER_DEVICE, waitsEndedPerDevice } from "../devices/waits.ts";
 
 export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
   const { store, metrics, sightings } = c.var.gw;

@@ -34,7 +34,7 @@ import type { GatewayEnv } from "../env.ts";
 import { sotaToml } from "../../lib/device/sota-toml.ts";
 import { signDeviceCsr } from "../pki/ca.ts";
 import { hashSecret, tokenSecret } from "../pki/tokens.ts";
-import { jsonBody, limit } from "./_validate.ts";
+import { jsonBody, limit } from "../validate.ts";
 
 const refused = (why: string) => new HTTPException(401, { message: `Registration refused: ${why}` });
 

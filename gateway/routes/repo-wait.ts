@@ -17,7 +17,7 @@
  * memory per held request).
  * Held requests may take only a share of the transport's --max-connections (connection-caps.ts):
  * past it the device is answered 503 at once and polls, and check-ins still find a connection.
- * One device holds at most MAX_WAITS_PER_DEVICE of them on a replica: one more ends its oldest,
+ * One device holds at most MAX_WAITS_PER_DEVICE (devices/waits.ts) of them on a replica: one more ends its oldest,
  * answered 204 as a wait whose time is up, so one device certificate (a compromised one, or a
  * client gone wrong) cannot take that share and leave every other device polling. The new wait
  * wins rather than being refused (429): a device whose old connection died without the gateway
@@ -26,7 +26,7 @@
  * Both ways in (the fast path in ./checkin.ts and the route below) call `waitForNews`, so the
  * cap has this one home; it is per replica, as the waits are.
  * Revoking a device ends its waits held on this replica at once, answered 403 as any request of
- * a revoked device (`endDeviceWaits`, called by the revoke route); another replica learns of the
+ * a revoked device (`endDeviceWaits` in devices/waits.ts, called by the revoke route); another replica learns of the
  * revocation through its device cache (5 s), so there a held wait ends with its news or timeout
  * and the device's next request is refused.
  *
@@ -35,25 +35,10 @@
 import { Hono } from "hono";
 import { DEVICE_REVOKED, requireDevice } from "../devices/auth.ts";
 import type { ClientConnection, Gateway, GatewayEnv } from "../env.ts";
-import { TimestampWatch, type WaitEnd } from "../push.ts";
+import type { WaitEnd } from "../push.ts";
+import { watchOf } from "../devices/waits.ts";
 
 export const MAX_WAIT_SECONDS = 60;
-
-/**
- * fioup holds one wait. A reconnect that overlaps the old connection's teardown would get in even
- * with one allowed (it ends the old wait); two, so that two live holders of one certificate (the
- * old daemon and the new across a restart while a proxy still holds the old one's request, a
- * device cloned with its certificate) do not end each other's waits in turn, each asking again at
- * once after its 204: a request per round trip for as long as both run.
- */
-export const MAX_WAITS_PER_DEVICE = 2;
-
-const watches = new WeakMap<Gateway, TimestampWatch>();
-const watchOf = (gw: Gateway) => {
-  let w = watches.get(gw);
-  if (!w) watches.set(gw, (w = new TimestampWatch(gw.store.tuf, undefined, MAX_WAITS_PER_DEVICE)));
-  return w;
-};
 
 const WAIT_HEADERS = { "x-push": "long-poll", "cache-control": "no-store" };
 const noNews = () => new Response(null, { status: 204, headers: WAIT_HEADERS });
@@ -65,14 +50,6 @@ const news = (version: number) => {
 const revoked = () => Response.json({ error: DEVICE_REVOKED }, { status: 403, headers: WAIT_HEADERS });
 /** One function for every wait (not a closure per held request). */
 const answerOf = (version: WaitEnd) => (version === null ? revoked() : version === undefined ? noNews() : news(version));
-
-/** Waits this replica ended because their device held MAX_WAITS_PER_DEVICE newer ones (for /metrics). */
-export const waitsEndedPerDevice = (gw: Gateway): number => watches.get(gw)?.endedPastCap ?? 0;
-
-/** Ends the waits `device` holds on this replica, answered 403: the device was just revoked. */
-export function endDeviceWaits(gw: Gateway, device: string): void {
-  watches.get(gw)?.endWaitsOf(device);
-}
 
 /**
  * Holds until news or the timeout; the request is over when the connection closes first (its

@@ -20,7 +20,7 @@ import type {
 import { tagList } from "../../lib/cli/comma-list.ts";
 import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
 import { InvalidFleetQueryError } from "../fleet/query.ts";
-import { limit } from "../routes/_validate.ts";
+import { limit } from "../validate.ts";
 import type { GatewayEnv } from "../env.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";

@@ -1,6 +1,6 @@
 /**
  * One device certificate cannot take the push waits of a whole replica: a device holds at most
- * two GET /repo/wait at once (routes/repo-wait.ts MAX_WAITS_PER_DEVICE), and one more ends its
+ * two GET /repo/wait at once (gateway/devices/waits.ts MAX_WAITS_PER_DEVICE), and one more ends its
  * oldest, answered 204 as a wait whose time is up. With `--max-connections 24` a replica holds 21
  * waits (90%): a greedy device opening 24 of them keeps two, and another device's wait is still
  * held (before the cap: 503, and that device polled), and fioup on a third device still hears of

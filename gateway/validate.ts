@@ -1,8 +1,9 @@
 /**
- * Body validation shared by the route files: every JSON body goes through the
- * one reader in lib/api/json-body.ts (size and nesting depth capped before
- * parsing), then a compiled typebox check. Problems answer 400 (413 when too
- * large) with `{error}` naming the reason.
+ * Body validation shared by the Hono app's route files (the device routes, /admin, the
+ * dashboard), in one home beside them all, so admin/ does not reach into routes/ for it. Every
+ * JSON body goes through the one reader in lib/api/json-body.ts (size and nesting depth capped
+ * before parsing), then a compiled typebox check. Problems answer 400 (413 when too large) with
+ * `{error}` naming the reason.
  *
  * @module
  */
@@ -10,8 +11,8 @@ import type { Static, TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { Env, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { JsonBodyError, type JsonLimits, MAX_JSON_BYTES, parseJsonBytes, readJsonBody } from "../../lib/api/json-body.ts";
-import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
+import { JsonBodyError, type JsonLimits, MAX_JSON_BYTES, parseJsonBytes, readJsonBody } from "../lib/api/json-body.ts";
+import { describeSchemaProblem } from "../lib/api/schema-problem.ts";
 
 /** Why a body was refused: the answer's status and `{error}` message. */
 export interface BodyProblem {
