@@ -22,6 +22,8 @@ describe("listFileText", () => {
   test("reads items one a line or comma-separated, trimmed, blank lines and # comments left out", () => {
     expect(listFileText("web\r\n db, api ,\n\n# not now\nmqtt\n")).toEqual(["web", "db", "api", "mqtt"]);
     expect(listFileText("a,#b")).toEqual(["a"]);
+    // A comment runs to the end of its line: the items after a comma in it are not apps.
+    expect(listFileText("# not now, later\nweb # the kiosk, and more\n")).toEqual(["web"]);
     expect(listFileText("")).toEqual([]);
   });
 });

@@ -39,14 +39,14 @@ export function tagList(value: string | readonly string[] | undefined): string[]
 
 /**
  * The one reading of a list a person wrote in a file (`/var/lmp/default-apps`): items one a line,
- * or several on a line separated by commas, read as {@link commaList}; an item starting with `#`
- * is a comment and left out.
+ * or several on a line separated by commas, read as {@link commaList}; a `#` starts a comment that
+ * runs to the end of its line, commas and all (no item holds a `#`).
  *
  * @example
  * ```ts
- * listFileText("web\n db, api\n# not now\n"); // ["web", "db", "api"]
+ * listFileText("web\n db, api\n# not now, later\n"); // ["web", "db", "api"]
  * ```
  */
 export function listFileText(text: string): string[] {
-  return commaList(text.split("\n")).filter((s) => !s.startsWith("#"));
+  return commaList(text.split("\n").map((line) => line.replace(/#.*/, "")));
 }
