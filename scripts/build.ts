@@ -13,6 +13,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { sizeText } from "../lib/cli/bytes.ts";
 
 export const REPO = resolve(import.meta.dir, "..");
 export const DIST = join(REPO, "dist");
@@ -121,7 +122,6 @@ export async function build(
   return result;
 }
 
-const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -156,7 +156,7 @@ async function main(argv: string[]): Promise<number> {
     log: (l) => console.error(l),
   });
   for (const b of res.binaries) {
-    console.log(`${b.path.slice(REPO.length + 1).padEnd(26)} ${mib(b.bytes).padStart(10)}  ${b.built ? `built in ${b.seconds.toFixed(1)} s` : "up to date"}`);
+    console.log(`${b.path.slice(REPO.length + 1).padEnd(26)} ${sizeText(b.bytes).padStart(10)}  ${b.built ? `built in ${b.seconds.toFixed(1)} s` : "up to date"}`);
   }
   for (const m of res.missing) console.error(`build: cannot build ${m}: ${m}/main.ts does not exist`);
   return res.missing.length ? 1 : 0;
