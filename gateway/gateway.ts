@@ -35,7 +35,7 @@ import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type T
 import { connectionBudget, openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
-import { dbKind, migratedLine, openStore, peekDatabaseMeta } from "./store/open.ts";
+import { dbKind, openStore, peekDatabaseMeta } from "./store/open.ts";
 import { shownUrl } from "../lib/net/shown-url.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { StoreUnavailableError } from "./store/types.ts";
@@ -206,9 +206,6 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     dirLock.release();
     throw new DataDirMismatchError(opts.dataDir);
   }
-  // An upgrade moved the schema: said once, by the replica that moved it.
-  const migrated = migratedLine(store.migrated);
-  if (migrated) log(migrated);
   await recordDatabaseKind(opts.dataDir, external ? "postgres" : "sqlite").catch(async (e) => {
     await store.close();
     dirLock.release();

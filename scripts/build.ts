@@ -122,7 +122,6 @@ export async function build(
   return result;
 }
 
-
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,

@@ -1,6 +1,6 @@
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { configLocation, loadConfig } from "../config.ts";
-import { checkLockName, listUpdateLocks, removeUpdateLock, updateLocksDir } from "../update/update-locks.ts";
+import { checkLockName, listUpdateLocks, removeUpdateLock, UpdateLockNotHeldError, updateLocksDir } from "../update/update-locks.ts";
 import { requireDeviceState } from "../session.ts";
 import { namedFew } from "../../lib/cli/few.ts";
 import { sotaDirFlag } from "./_flags.ts";
@@ -27,9 +27,10 @@ export default defineCommand({
     const released = names.filter((n) => removeUpdateLock(dir, n));
     const left = listUpdateLocks(dir).map((l) => l.name);
     // A mistyped name while other locks hold installs back: exit 0 would read as "updates may go
-    // ahead". With nothing held at all, what was asked for is so (a second unlock is not an error).
+    // ahead". With nothing held at all, what was asked for is so (a second unlock is not an error);
+    // releasing the lock named while others still hold is what was asked for too (exit 0, "Still held").
     if (!flags.all && released.length === 0 && left.length > 0)
-      throw new Error(`No update lock "${names[0]}"; installs are still held by ${namedFew(left.map((n) => `"${n}"`), 5)} (give --name with one of these, or --all)`);
+      throw new UpdateLockNotHeldError(names[0]!, left, namedFew(left.map((n) => `"${n}"`), 5));
     out.result({ released, held: left }, (r) =>
       [
         r.released.length ? `Released ${r.released.map((n) => `"${n}"`).join(", ")}` : `No such update lock${names.length === 1 ? ` "${names[0]}"` : "s"}`,

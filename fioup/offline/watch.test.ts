@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { removeTempDir, tempDir } from "../../test/harness/tmp.ts";
-import { lastBundleKey, noBundle } from "./watch.ts";
+import { noBundle } from "./watch.ts";
 
 const dir = await tempDir("watch-");
 afterAll(() => removeTempDir(dir));
@@ -32,11 +32,4 @@ test("an OCI layout's index.json is no bundle, and past five folders the rest ar
   } finally {
     await removeTempDir(many);
   }
-});
-
-test("the watch keeps its state under the folder, however it is written: a trailing slash or a relative path is the same folder", () => {
-  const rel = join("some", "usb");
-  expect(lastBundleKey("/media/usb/")).toBe(lastBundleKey("/media/usb"));
-  expect(lastBundleKey(rel)).toBe(lastBundleKey(join(process.cwd(), rel, "")));
-  expect(lastBundleKey("/media/usb")).not.toBe(lastBundleKey("/media/usb2"));
 });

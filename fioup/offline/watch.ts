@@ -16,7 +16,7 @@
  * @module
  */
 import { readdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, MAX_BUNDLE_INDEX_BYTES, openBundle } from "../../lib/bundle/index.ts";
 import { LockedError } from "../../lib/fs/pid-lock.ts";
@@ -37,14 +37,12 @@ import { namedFew } from "../../lib/cli/few.ts";
 /** How often watch mode tries to send queued events. */
 const REPORT_EVERY_MS = 30_000;
 
-// The keys name the folder as an absolute path without a trailing slash: the same folder written
-// `/media/usb/` after a restart, or relative, keeps its state (it was handled anew before).
 /** The device DB key holding the last bundle handled in watch mode in `dir`. */
-export const lastBundleKey = (dir: string) => `offline:last-bundle:${resolve(dir)}`;
+const lastBundleKey = (dir: string) => `offline:last-bundle:${dir}`;
 /** The device DB key holding what last held back the pending update of the bundle watched in `dir`. */
-const lastWaitKey = (dir: string) => `offline:last-wait:${resolve(dir)}`;
+const lastWaitKey = (dir: string) => `offline:last-wait:${dir}`;
 /** The device DB key holding the failed try of the bundle watched in `dir` that is tried again ({@link FailedTry}). */
-const lastFailureKey = (dir: string) => `offline:last-failure:${resolve(dir)}`;
+const lastFailureKey = (dir: string) => `offline:last-failure:${dir}`;
 /** The longest wait before a bundle whose update failed is tried again. */
 const RETRY_MAX_MS = 5 * 60_000;
 

@@ -14,6 +14,18 @@ import type { Config } from "../config.ts";
 
 /** The directory of update locks, under the storage path. */
 export const UPDATE_LOCKS_DIR = "update-locks";
+
+/** `fioup unlock --name N` with no lock N while other locks still hold installs back (a mistyped name, most likely). */
+export class UpdateLockNotHeldError extends Error {
+  override name = "UpdateLockNotHeldError";
+  constructor(
+    readonly lock: string,
+    readonly held: readonly string[],
+    heldText: string,
+  ) {
+    super(`No update lock "${lock}"; installs are still held by ${heldText} (give --name with one of these, or --all)`);
+  }
+}
 export const updateLocksDir = (cfg: Pick<Config, "storagePath">): string => join(cfg.storagePath, UPDATE_LOCKS_DIR);
 
 export interface UpdateLockInfo {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { tempDir } from "../../test/harness/tmp.ts";
 import type { ComposeService } from "../../lib/compose/compose-file.ts";
 import { ComposeFileError } from "../../lib/compose/compose-file.ts";
-import { BuildContextError, contextsInBundle, ImageResolveError, MissingBuildFileError, planService } from "./plan.ts";
+import { BuildContextError, contextsInBundle, ImageResolveError, MissingBuildFileError, planService, topLevelBuild } from "./plan.ts";
 
 async function repoDir(): Promise<string> {
   const dir = await tempDir("plan-");
@@ -124,13 +124,25 @@ describe("contextsInBundle", () => {
       ["web/worker", planService(dir, app, svc({ name: "worker", build: true, buildContext: "api" }), [], "main")],
       ["hello/x", planService(dir, { ...app, name: "hello", dir: join(dir, "hello") }, svc({ build: true }), [], "main")],
     ]);
-    expect(contextsInBundle(app, plans, app.files)).toEqual([{ service: "api", folder: "api/", files: 2, bytes: 3000 + "FROM scratch\n".length }]);
+    // Two services built from one folder: named together, its files counted once.
+    expect(contextsInBundle(app, plans, app.files)).toEqual([{ services: ["api", "worker"], folder: "api/", files: 2, bytes: 3000 + "FROM scratch\n".length }]);
     // The app folder itself as the context: every file but the compose file.
     await writeFile(join(dir, "web", "Dockerfile"), "FROM scratch\n");
-    const whole = new Map([["web/api", planService(dir, app, svc({ build: true }), [], "main")]]);
-    expect(contextsInBundle({ ...app, files: [...app.files, "Dockerfile", "compose.yaml"] }, whole, [...app.files, "Dockerfile", "compose.yaml"])).toEqual([
-      { service: "api", folder: "", files: 4, bytes: 3000 + 2 * "FROM scratch\n".length + 1 },
+    // With a service built from api/ inside it: one context, the files once.
+    const whole = new Map([
+      ["web/api", planService(dir, app, svc({ build: true, buildContext: "api" }), [], "main")],
+      ["web/site", planService(dir, app, svc({ name: "site", build: true }), [], "main")],
     ]);
+    expect(contextsInBundle({ ...app, files: [...app.files, "Dockerfile", "compose.yaml"] }, whole, [...app.files, "Dockerfile", "compose.yaml"])).toEqual([
+      { services: ["site", "api"], folder: "", files: 4, bytes: 3000 + 2 * "FROM scratch\n".length + 1 },
+    ]);
+    // The checkout reached through a symbolic link, the app folder also a top-level build (its
+    // folder kept as given): the same folder, warned about.
+    const link = join(await tempDir("plan-link-"), "repo");
+    await symlink(dir, link);
+    const viaLink = { ...app, dir: join(link, "web") };
+    const top = new Map([["web/site", { build: topLevelBuild({ name: "web", dir: join(link, "web") }) }]]);
+    expect(contextsInBundle(viaLink, top, app.files)).toEqual([{ services: ["site"], folder: "", files: 3, bytes: 3000 + "FROM scratch\n".length + 1 }]);
     // A context outside the app folder (a top-level build) is not in its bundle.
     expect(contextsInBundle(app, new Map([["web/api", plans.get("hello/x")!]]), app.files)).toEqual([]);
   });

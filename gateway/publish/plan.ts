@@ -185,9 +185,10 @@ export function planService(repoDir: string, app: AppDir, svc: ComposeService, b
 /** Below this, a build context in a bundle is not worth a warning (a Dockerfile and a script). */
 export const SHIPPED_TWICE_WARN_BYTES = 1 << 20;
 
-/** A service's build context that lies in its app folder, so the app's bundle carries it too. */
+/** A build context that lies in its app folder, so the app's bundle carries it too. */
 export interface ContextInBundle {
-  service: string;
+  /** The services built from it (or from a folder inside it), in the compose file's order. */
+  services: string[];
   /** The context relative to the app folder, ending in `/`; "" for the app folder itself. */
   folder: string;
   files: number;
@@ -199,19 +200,30 @@ export interface ContextInBundle {
  * the app folder, with the bundle files under each (`files`: relative paths, as a bundle lists
  * them; the compose file is not counted). Such files reach a device twice: in the image built
  * from them, and in the bundle, which every device downloads and keeps, although compose runs the
- * image. A context whose files a service bind-mounts may be needed at run time: the caller's
- * warning says so.
+ * image. A context inside another counts with it (its files once), and services sharing one are
+ * named together. Paths compare as real paths: a checkout reached through a symbolic link is the
+ * same folder. Files a service reads at run time (a bind mount, an env_file) must stay: the
+ * caller's warning says so.
  */
 export function contextsInBundle(app: AppDir, plans: ReadonlyMap<string, ServicePlan>, files: readonly string[]): ContextInBundle[] {
   const appDir = real(app.dir);
-  const seen = new Set<string>();
-  const found: ContextInBundle[] = [];
+  const byFolder = new Map<string, string[]>();
   for (const [key, plan] of plans) {
-    if (!key.startsWith(`${app.name}/`) || !("build" in plan) || !inside(appDir, plan.build.dir)) continue;
-    const rel = relative(appDir, plan.build.dir).split(sep).join("/");
+    if (!key.startsWith(`${app.name}/`) || !("build" in plan)) continue;
+    const ctx = real(plan.build.dir);
+    if (!inside(appDir, ctx)) continue;
+    const rel = relative(appDir, ctx).split(sep).join("/");
     const folder = rel === "" ? "" : `${rel}/`;
-    if (seen.has(folder)) continue;
-    seen.add(folder);
+    byFolder.set(folder, [...(byFolder.get(folder) ?? []), key.slice(app.name.length + 1)]);
+  }
+  // Outermost first; a folder inside one already taken adds its services there.
+  const found: ContextInBundle[] = [];
+  for (const folder of [...byFolder.keys()].sort((a, b) => a.length - b.length)) {
+    const outer = found.find((c) => folder.startsWith(c.folder));
+    if (outer) {
+      outer.services.push(...byFolder.get(folder)!);
+      continue;
+    }
     let count = 0;
     let bytes = 0;
     for (const f of files) {
@@ -219,7 +231,7 @@ export function contextsInBundle(app: AppDir, plans: ReadonlyMap<string, Service
       count++;
       bytes += statSync(join(app.dir, f), { throwIfNoEntry: false })?.size ?? 0;
     }
-    if (count > 0) found.push({ service: key.slice(app.name.length + 1), folder, files: count, bytes });
+    if (count > 0) found.push({ services: [...byFolder.get(folder)!], folder, files: count, bytes });
   }
   return found;
 }

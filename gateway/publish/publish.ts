@@ -428,10 +428,11 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       for (const c of contextsInBundle(app, plan, app.files)) {
         if (c.bytes < SHIPPED_TWICE_WARN_BYTES) continue;
         const what = `${c.files} file${c.files === 1 ? "" : "s"}, ${sizeText(c.bytes)}`;
+        const of = `service${c.services.length === 1 ? "" : "s"} ${c.services.map((n) => `"${n}"`).join(", ")}`;
         log(
           c.folder
-            ? `warning: app ${app.name}: its bundle carries ${c.folder}, the build context of service "${c.service}" (${what}), which the image holds already, so every device downloads it twice; add ${c.folder} to ${app.name}/${IGNORE_FILE_NAME} unless a service bind-mounts files from it`
-            : `warning: app ${app.name}: the app folder is the build context of service "${c.service}", so its bundle carries the sources the image holds already (${what}) and every device downloads them twice; move the Dockerfile and its sources to a folder of their own, or list them in ${app.name}/${IGNORE_FILE_NAME}`,
+            ? `warning: app ${app.name}: its bundle carries ${c.folder}, the build context of ${of} (${what}), which the image holds already, so every device downloads it twice; add ${c.folder} to ${app.name}/${IGNORE_FILE_NAME} unless a service reads files from it at run time (a bind mount, an env_file)`
+            : `warning: app ${app.name}: the app folder is the build context of ${of}, so its bundle carries the sources the image holds already (${what}) and every device downloads them twice; move the Dockerfile and its sources to a folder of their own, or list them in ${app.name}/${IGNORE_FILE_NAME}`,
         );
       }
       const index = { digest: bundle.indexDigest, size: bundle.indexBytes.byteLength };

@@ -7,6 +7,7 @@ import { expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { KNOWN_SCHEMA, migratedLine, MIGRATIONS, MIGRATIONS_TABLE, schemaNeeded } from "./_migrations.ts";
 import { SqliteStore } from "./sqlite.ts";
+import { openStore } from "./open.ts";
 
 const AT = "2026-12-01T00:00:00.000Z";
 
@@ -61,4 +62,22 @@ test("a new database, and one already migrated, say nothing", async () => {
     await again.close();
     for (const f of [path, `${path}-wal`, `${path}-shm`]) await Bun.file(f).delete().catch(() => {});
   }
+});
+
+test("openStore says the migration in the log it is given, at once: a start that fails later has still migrated", async () => {
+  const path = `${process.env.TMPDIR ?? "/tmp"}/migrated-open-${process.pid}.db`;
+  const older = databaseAt(KNOWN_SCHEMA - 1);
+  await Bun.write(path, older.serialize());
+  older.close();
+  const lines: string[] = [];
+  const s = await openStore(path, { log: (l) => lines.push(l) });
+  try {
+    expect(lines).toEqual([`database: schema migrated from ${KNOWN_SCHEMA - 1} to ${KNOWN_SCHEMA} (1 migration)`]);
+  } finally {
+    await s.close();
+  }
+  const again: string[] = [];
+  await (await openStore(path, { log: (l) => again.push(l) })).close();
+  expect(again).toEqual([]);
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) await Bun.file(f).delete().catch(() => {});
 });

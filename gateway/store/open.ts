@@ -17,10 +17,8 @@ import { lookup } from "node:dns/promises";
 import { peekPostgresMeta, PostgresStore, unreachableWhy } from "./postgres.ts";
 import { SqliteStore } from "./sqlite.ts";
 import type { Store } from "./types.ts";
+import { migratedLine } from "./_migrations.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
-
-/** The start log's line for a database a start migrated (_migrations.ts). */
-export { migratedLine } from "./_migrations.ts";
 
 /** The --db given cannot be used; nothing was created in it. */
 export class StoreOpenError extends Error {
@@ -115,10 +113,20 @@ export function peekDatabaseMeta(db: string, key: string): Promise<string | unde
 }
 
 /**
- * @param opts.log Where a PostgreSQL store logs an outage's first and last lines (stderr).
+ * @param opts.log Where a PostgreSQL store logs an outage's first and last lines (stderr), and
+ *   where a start that migrated the database says so (either store).
  * @throws {StoreOpenError} A database that cannot be reached or opened, or a URL of another scheme.
  */
 export async function openStore(db: string, opts: { log?: (line: string) => void } = {}): Promise<Store> {
+  const store = await openKind(db, opts);
+  // Said at once: a start that fails after this (a locked data dir, a CA mix-up) has migrated all the
+  // same, and the next start has nothing left to migrate, so it would never be said.
+  const migrated = migratedLine(store.migrated);
+  if (migrated) opts.log?.(migrated);
+  return store;
+}
+
+async function openKind(db: string, opts: { log?: (line: string) => void }): Promise<Store> {
   const kind = dbKind(db);
   if (kind === "postgres") return PostgresStore.connect(db, opts.log ? { log: opts.log } : {}).catch((e) => postgresOpenError(db, e));
 

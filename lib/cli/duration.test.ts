@@ -33,7 +33,7 @@ test("zero is a duration only where asked (registry gc's no grace); the API's pa
   expect(parseDuration("000m", { allowZero: true })).toBe(0);
   expect(() => parseDuration("0s")).toThrow("must be more than 0");
   // A sign is no duration, even before a zero (registry gc --grace -0s was taken as no grace).
-  for (const v of ["-0s", "-0", "-5m", -0]) expect(() => parseDuration(v as string, { allowZero: true })).toThrow(`Invalid duration "${v}": must be 0 or more`);
+  for (const v of ["-0s", "-0", " -0s ", "-5m"]) expect(() => parseDuration(v as string, { allowZero: true })).toThrow(`Invalid duration "${v}": must be 0 or more`);
   for (const v of ["30d", "12h", "3600", "2w"]) expect(new RegExp(DURATION_PATTERN).test(v)).toBe(true);
   for (const v of ["30 d", "1y", "-5m", ""]) expect(new RegExp(DURATION_PATTERN).test(v)).toBe(false);
 });

@@ -49,7 +49,6 @@ export function parseDuration(value: string | number, opts: { allowZero?: boolea
   if (typeof value === "number") {
     if (!Number.isInteger(value)) throw new InvalidDurationError(String(value));
     seconds = value;
-    signed = Object.is(value, -0);
   } else {
     const m = /^(-?[0-9]{1,9})([smhdw]?)$/.exec(value.trim());
     if (!m) throw new InvalidDurationError(value);

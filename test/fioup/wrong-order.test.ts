@@ -138,6 +138,8 @@ describe("fioup steps in the wrong order", () => {
     const typo = await t.device.fioup("unlock", "--name", "fiuop");
     expect(typo.code).toBe(1);
     expect(typo.stderr).toContain(`No update lock "fiuop"; installs are still held by "fioup" (give --name with one of these, or --all)`);
+    // A script reading --format json tells this refusal from any other failure.
+    expect(typo.json).toMatchObject({ code: "UpdateLockNotHeldError", exitCode: 1 });
     expect((await t.device.fioup("status", "--no-apps")).json.updateLocks).toMatchObject([{ name: "fioup" }]);
     expect((await t.device.fioup("unlock")).json.released).toEqual(["fioup"]);
     // Nothing held any more: unlocking again is what was asked for, not an error.

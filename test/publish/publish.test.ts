@@ -257,7 +257,7 @@ describe("gateway publish of a build context inside its app folder", () => {
     const first = await publish(opts({ containersDir: r, dryRun: true, log: (l) => lines.push(l) }));
     expect(first.apps[0]!.files).toContain("api/data.txt");
     expect(lines).toContain(
-      `warning: app shop: its bundle carries api/, the build context of service "api" (2 files, 1.5 MiB), which the image holds already, so every device downloads it twice; add api/ to shop/.composeappignores unless a service bind-mounts files from it`,
+      `warning: app shop: its bundle carries api/, the build context of service "api" (2 files, 1.5 MiB), which the image holds already, so every device downloads it twice; add api/ to shop/.composeappignores unless a service reads files from it at run time (a bind mount, an env_file)`,
     );
     await commit(r, { "shop/.composeappignores": "api/\n" });
     lines.length = 0;
