@@ -5,11 +5,11 @@
  *
  * @module
  */
-import { stat } from "node:fs/promises";
 import { targetVersionNumber } from "../../lib/api/target.ts";
 import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { checkFlagPath } from "../../lib/cli/flag-file.ts";
+import { whyCannotRead } from "../../lib/fs/paths.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
 import { PUBLISH_EXIT_CODES } from "./exit-codes.ts";
 import { publish } from "./publish.ts";
@@ -71,7 +71,8 @@ export default defineCommand({
     for (const [name, v] of [["containers", flags.containers], ["ref", flags.ref], ["server", flags.server], ["token", token]] as const) {
       if (!v) throw new UsageError(`--${name} is required`);
     }
-    if (!(await stat(flags.containers!).catch(() => undefined))?.isDirectory()) throw new UsageError(`--containers ${flags.containers}: no such directory (give the containers repo checkout)`);
+    const notRepo = await whyCannotRead(flags.containers!, "directory");
+    if (notRepo) throw new UsageError(`--containers ${flags.containers}: ${notRepo}; it takes the containers repo checkout`);
     // Not there is bad usage (2), as in preload; there but invalid is exit 10.
     if (flags["factory-config"]) await checkFlagPath("--factory-config", flags["factory-config"], "file");
     let version: number | undefined;

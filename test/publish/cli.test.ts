@@ -72,6 +72,10 @@ describe("gateway publish CLI", () => {
     const missing = await cli(...common().map((a) => (a === repo ? join(repo, "nope") : a)));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`--containers ${join(repo, "nope")}: no such directory`);
+    // A file is not a checkout either, and is said as such (it read "no such directory").
+    const file = await cli(...common().map((a) => (a === repo ? join(repo, "httpd", "nginx.conf") : a)));
+    expect(file.code).toBe(2);
+    expect(file.stderr).toContain(`--containers ${join(repo, "httpd", "nginx.conf")}: it is a file, give a directory; it takes the containers repo checkout`);
     // A --factory-config that is not there is bad usage, as in preload (it was exit 10, as if it were invalid).
     const noConfig = await cli(...common(), "--dry-run", "--factory-config", join(repo, "nope.yml"));
     expect(noConfig.code).toBe(2);
