@@ -26,6 +26,7 @@ export class UpdateLockNotHeldError extends Error {
     super(`No update lock "${lock}"; installs are still held by ${heldText} (give --name with one of these, or --all)`);
   }
 }
+
 export const updateLocksDir = (cfg: Pick<Config, "storagePath">): string => join(cfg.storagePath, UPDATE_LOCKS_DIR);
 
 export interface UpdateLockInfo {
