@@ -24,7 +24,7 @@ import type { AppBlob } from "../../lib/device/resolve.ts";
 import { BlobTooLargeError, retrySayer, type PullBlobOptions } from "../../lib/oci/blob-store.ts";
 import { DigestMismatchError } from "../../lib/oci/digest.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
-import { processStartMs } from "../../lib/fs/pid-lock.ts";
+import { processStamp } from "../../lib/fs/pid-lock.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { deltaCandidates, fetchLayerDelta, type DeltaReport } from "./_layer-deltas.ts";
@@ -65,10 +65,14 @@ export interface FetchStall {
   noDataSince: string;
 }
 
-/** As stored: which process is retrying, and when it started (a reused PID is another process). */
+/**
+ * As stored: which process is retrying, and its stamp (boot and start ticks: a reused PID is another
+ * process, and a clock NTP sets meanwhile does not make a live fetch look dead). A note an older
+ * fioup wrote, with a start time in ms instead, reads as its fetch's end.
+ */
 interface StoredStall extends FetchStall {
   pid?: number;
-  pidStartMs?: number;
+  pidStamp?: string;
 }
 
 const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
@@ -81,7 +85,7 @@ const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
 export function fetchStallOf(db: DeviceDb, updateId: string): FetchStall | undefined {
   const s = db.get<StoredStall>(fetchStallKey(updateId));
   if (!s) return undefined;
-  if (s.pid !== undefined && processStartMs(s.pid) !== s.pidStartMs) return undefined;
+  if (s.pid !== undefined && processStamp(s.pid) !== s.pidStamp) return undefined;
   return { blob: s.blob, retrying: s.retrying, noDataSince: s.noDataSince };
 }
 
@@ -184,7 +188,7 @@ export const fetchStep: Step = {
     let stalledBlob: string | undefined;
     const stallKey = fetchStallKey(u.id);
     // Stored with the note, so status can tell a retrying fetch from one that was killed.
-    const self = processStartMs(process.pid);
+    const self = processStamp(process.pid);
     // The note for status is best effort: a full disk refuses its writes, never the download.
     const clearStall = () => {
       try {
@@ -205,7 +209,7 @@ export const fetchStep: Step = {
           retrying: (err as Error)?.message ?? String(err),
           noDataSince: new Date(Date.now() - stalledMs).toISOString(),
           pid: process.pid,
-          ...(self !== undefined ? { pidStartMs: self } : {}),
+          ...(self !== undefined ? { pidStamp: self } : {}),
         };
         try {
           ctx.db.set(stallKey, stall);

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { acquireLock, LockedError } from "./pid-lock.ts";
+import { acquireLock, LockedError, processStamp } from "./pid-lock.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "fioup-lock-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -85,4 +85,20 @@ test("a lock taken for a place holds only there: the same file copied elsewhere 
   } finally {
     rmSync(d, { recursive: true, force: true });
   }
+});
+
+test("processStamp names a live process the same way each time, another process otherwise, a dead one not at all", async () => {
+  const self = processStamp(process.pid);
+  expect(self).toMatch(/^[0-9a-f-]{36}:[0-9]+$/);
+  expect(processStamp(process.pid)).toBe(self);
+  const child = Bun.spawn(["sleep", "30"]);
+  try {
+    const other = processStamp(child.pid);
+    expect(other).toBeDefined();
+    expect(other).not.toBe(self);
+  } finally {
+    child.kill();
+    await child.exited;
+  }
+  expect(processStamp(child.pid)).toBeUndefined();
 });

@@ -56,6 +56,18 @@ export function processStartMs(pid: number): number | undefined {
   return btime * 1000 + (ticks * 1000) / USER_HZ;
 }
 
+/**
+ * Which process `pid` is, in terms no clock step changes: this boot's id and the process's start
+ * in ticks since boot. Undefined if it does not run or /proc cannot say. For a record that must
+ * tell its live writer from a dead one (a reused PID, another boot) across a change of the wall
+ * clock, which moves {@link processStartMs} (a device without a real-time clock is set by NTP
+ * after it started).
+ */
+export function processStamp(pid: number): string | undefined {
+  const ticks = startTime(pid);
+  return alive(pid) && ticks ? `${bootId()}:${ticks}` : undefined;
+}
+
 /** The arguments process `pid` was started with (its program first), or undefined if /proc cannot say. */
 export function processArgs(pid: number): string[] | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
