@@ -32,24 +32,6 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-
-/**
- * The broker URL as MQTT.js's own options. Given the URL as a string, MQTT.js reads it with
- * Node's legacy url.parse, which prints a DeprecationWarning (DEP0169) into the journal at every
- * start; read here with the WHATWG URL into the same fields (credentials in the URL still win
- * over the [mqtt] keys, as MQTT.js does with its `auth`).
- */
-export function brokerOptions(url: string): IClientOptions {
-  const u = new URL(url);
-  const auth = u.username ? decodeURIComponent(u.username) + (u.password ? `:${decodeURIComponent(u.password)}` : "") : undefined;
-  return {
-    protocol: u.protocol.replace(/:$/, "") as IClientOptions["protocol"],
-    host: u.hostname.replace(/^\[(.*)\]$/, "$1"),
-    ...(u.port ? { port: Number(u.port) } : {}),
-    path: `${u.pathname || "/"}${u.search}`,
-    ...(auth !== undefined ? { auth } : {}),
-  };
-}
 import { acquireLock, LockedError } from "../../lib/fs/pid-lock.ts";
 import { feedbackOf, ActivityStore, type Activity } from "./activity.ts";
 import { ApplyFailedError, reason, type ApplyDeps } from "./_phase.ts";
@@ -75,6 +57,24 @@ import {
   TOPICS,
   type CommandName,
 } from "./messages.ts";
+
+/**
+ * The broker URL as MQTT.js's own options. Given the URL as a string, MQTT.js reads it with
+ * Node's legacy url.parse, which prints a DeprecationWarning (DEP0169) into the journal at every
+ * start; read here with the WHATWG URL into the same fields. Credentials in the URL come as
+ * username and password, not as MQTT.js's `auth` ("user:pass", which it splits at the last colon,
+ * so a password holding one was cut wrongly); spread last, they still win over the [mqtt] keys.
+ */
+export function brokerOptions(url: string): IClientOptions {
+  const u = new URL(url);
+  return {
+    protocol: u.protocol.replace(/:$/, "") as IClientOptions["protocol"],
+    host: u.hostname.replace(/^\[(.*)\]$/, "$1"),
+    ...(u.port ? { port: Number(u.port) } : {}),
+    path: `${u.pathname || "/"}${u.search}`,
+    ...(u.username ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) } : {}),
+  };
+}
 
 export interface AgentOptions {
   cfg: AgentConfig;
@@ -207,7 +207,7 @@ export class Agent {
       ...(cfg.tls.cert ? { cert: cfg.tls.cert } : {}),
       ...(cfg.tls.key ? { key: cfg.tls.key } : {}),
     };
-    const client = mqtt.connect({ ...brokerOptions(cfg.url), ...opts });
+    const client = mqtt.connect({ ...opts, ...brokerOptions(cfg.url) });
     this.client = client;
     const broker = `the broker ${shownUrl(cfg.url)}`;
     /** Closes since the agent last connected: the next reconnect waits {@link backoff}. */
