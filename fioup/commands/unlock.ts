@@ -2,7 +2,6 @@ import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts"
 import { configLocation, loadConfig } from "../config.ts";
 import { checkLockName, listUpdateLocks, removeUpdateLock, UpdateLockNotHeldError, updateLocksDir } from "../update/update-locks.ts";
 import { requireDeviceState } from "../session.ts";
-import { namedFew } from "../../lib/cli/few.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { DEFAULT_LOCK_NAME } from "./lock.ts";
 
@@ -30,7 +29,7 @@ export default defineCommand({
     // ahead". With nothing held at all, what was asked for is so (a second unlock is not an error);
     // releasing the lock named while others still hold is what was asked for too (exit 0, "Still held").
     if (!flags.all && released.length === 0 && left.length > 0)
-      throw new UpdateLockNotHeldError(names[0]!, left, namedFew(left.map((n) => `"${n}"`), 5));
+      throw new UpdateLockNotHeldError(names[0]!, left);
     out.result({ released, held: left }, (r) =>
       [
         r.released.length ? `Released ${r.released.map((n) => `"${n}"`).join(", ")}` : `No such update lock${names.length === 1 ? ` "${names[0]}"` : "s"}`,

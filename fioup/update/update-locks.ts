@@ -9,6 +9,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../../lib/cli/command.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 import { writeFileAtomicSync } from "../../lib/fs/atomic-write.ts";
 import type { Config } from "../config.ts";
 
@@ -18,12 +19,8 @@ export const UPDATE_LOCKS_DIR = "update-locks";
 /** `fioup unlock --name N` with no lock N while other locks still hold installs back (a mistyped name, most likely). */
 export class UpdateLockNotHeldError extends Error {
   override name = "UpdateLockNotHeldError";
-  constructor(
-    readonly lock: string,
-    readonly held: readonly string[],
-    heldText: string,
-  ) {
-    super(`No update lock "${lock}"; installs are still held by ${heldText} (give --name with one of these, or --all)`);
+  constructor(lock: string, held: readonly string[]) {
+    super(`No update lock "${lock}"; installs are still held by ${namedFew(held.map((n) => `"${n}"`), 5)} (give --name with one of these, or --all)`);
   }
 }
 

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { namedFew } from "../../lib/cli/few.ts";
 
 export class GitError extends Error {
   override name = "GitError";
@@ -83,8 +84,7 @@ export async function ignoredPaths(dir: string): Promise<string[]> {
  */
 export function leftOutText(paths: string[]): string {
   const n = paths.length;
-  const shown = paths.slice(0, 5).join(", ") + (n > 5 ? `, and ${n - 5} more` : "");
-  return `left out ${n === 1 ? "1 path" : `${n} paths`} git ignores, which the commit does not hold: ${shown}`;
+  return `left out ${n === 1 ? "1 path" : `${n} paths`} git ignores, which the commit does not hold: ${namedFew(paths, 5)}`;
 }
 
 /**
@@ -146,7 +146,7 @@ export async function checkHead(dir: string, ref: string, headSha: string, commi
   if (commit !== undefined) return; // a checkout without the ref: --commit said which commit this is
   // A misspelt --ref is the likelier mistake than a checkout without it: say which refs there are.
   const refs = (await git(dir, ["for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes", "refs/tags"]).catch(() => "")).split("\n").filter((r) => r && !r.endsWith("/HEAD"));
-  const shown = refs.slice(0, 10).join(", ") + (refs.length > 10 ? `, and ${refs.length - 10} more` : "");
+  const shown = namedFew(refs, 10);
   throw new RefMismatchError(
     `Cannot publish ${dir} as ${ref}: the checkout has no ${candidates.join(" or ")} to check HEAD against (${refs.length ? `it has ${shown}` : "it has no branches or tags"}); ` +
       `check the spelling of --ref, or, in a checkout without the ref (a detached CI checkout), pass --commit <sha> to say which commit this is`,

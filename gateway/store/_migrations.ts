@@ -494,7 +494,7 @@ export function schemaNeeded(stored: string | undefined): string {
   return String(Math.max(ours, storedNeed(stored) ?? 0));
 }
 
-/** What opening a database changed in its schema: said in the gateway's start log (gateway.ts). */
+/** What opening a database changed in its schema: said in the gateway's start log (store/open.ts). */
 export interface SchemaMigrated {
   /** The last migration applied before (0: a new database). */
   from: number;
@@ -507,10 +507,11 @@ export interface SchemaMigrated {
 }
 
 /**
- * The {@link SchemaMigrated} of a start that found `applied` and `stored` and ran `ran`
- * migrations: undefined when it ran none.
+ * The {@link SchemaMigrated} of a start that found `applied` and `stored` and then applied every
+ * migration it knows (undefined when none was missing).
  */
-export function schemaMigrated(applied: ReadonlySet<number>, stored: string | undefined, ran: number): SchemaMigrated | undefined {
+export function schemaMigrated(applied: ReadonlySet<number>, stored: string | undefined): SchemaMigrated | undefined {
+  const ran = MIGRATIONS.filter((m) => !applied.has(m.version)).length;
   if (ran === 0) return undefined;
   const from = Math.max(0, ...applied);
   const needed = Number(schemaNeeded(stored));

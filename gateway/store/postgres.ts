@@ -183,10 +183,8 @@ async function migrate(sql: SQL): Promise<SchemaMigrated | undefined> {
       ? ((await tx.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [SCHEMA_NEEDED_KEY])) as { value: string }[])[0]?.value
       : undefined;
     checkSchemaUsable(applied, stored);
-    let ran = 0;
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
-      ran++;
       for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
       await tx.unsafe("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)", [
         m.version,
@@ -197,7 +195,7 @@ async function migrate(sql: SQL): Promise<SchemaMigrated | undefined> {
     const needed = schemaNeeded(stored);
     if (needed !== stored)
       await tx.unsafe("INSERT INTO gateway_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [SCHEMA_NEEDED_KEY, needed]);
-    return schemaMigrated(applied, stored, ran);
+    return schemaMigrated(applied, stored);
   });
 }
 

@@ -115,10 +115,8 @@ export class SqliteStore implements Store {
       ? this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(SCHEMA_NEEDED_KEY)?.value
       : undefined;
     checkSchemaUsable(applied, stored);
-    let ran = 0;
     for (const m of MIGRATIONS) {
       if (applied.has(m.version)) continue;
-      ran++;
       this.#db.transaction(() => {
         this.#db.exec(m.sqlite);
         this.#db
@@ -129,7 +127,7 @@ export class SqliteStore implements Store {
     const needed = schemaNeeded(stored);
     if (needed !== stored)
       this.#db.query("INSERT INTO gateway_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_NEEDED_KEY, needed);
-    this.migrated = schemaMigrated(applied, stored, ran);
+    this.migrated = schemaMigrated(applied, stored);
   }
 
   async close() {

@@ -2,12 +2,12 @@
  * The room left on the file system holding a folder, for the checks that refuse a write before
  * it starts (a backup, a preload image, its blob cache, an update's downloads) and for saying why a
  * write failed (fioup.db on a full disk): a full disk is then said with the sizes at stake, not as
- * ENOSPC half way through. One reckoning of statfs for all of them: two checks of one disk, asked
- * as the same writer, agree.
+ * ENOSPC half way through. One reckoning of statfs for all of them.
  *
  * Most file systems (ext4: 5% by default) keep blocks that only root may write into. An
- * unprivileged writer's room leaves them out; a process that runs as root (fioup under systemd)
- * asks with `asThisProcess` and counts them.
+ * unprivileged writer's room leaves them out (freeBytes, fileSystemSpace); a process that runs as
+ * root and must say what it itself may still write (fioup.db on a full disk) asks spaceOf with
+ * `asThisProcess` and counts them.
  *
  * @module
  */
@@ -16,7 +16,7 @@ import { statfs } from "node:fs/promises";
 
 /** The room on one file system, in bytes. */
 export interface FileSystemSpace {
-  /** What may still be written: by an unprivileged writer, or with `asThisProcess` by this process. */
+  /** What may still be written: by an unprivileged writer, or (spaceOf with `asThisProcess`) by this process. */
   free: number;
   /** The size of the whole file system. */
   size: number;
@@ -29,15 +29,15 @@ export interface SpaceOptions {
   asThisProcess?: boolean;
 }
 
-/** Bytes an unprivileged writer (or, with `asThisProcess`, this process) may still use on the file system holding `dir`; undefined when it cannot be told (the write itself will then say what is wrong). */
-export async function freeBytes(dir: string, opts: SpaceOptions = {}): Promise<number | undefined> {
-  return (await fileSystemSpace(dir, opts))?.free;
+/** Bytes an unprivileged writer may still use on the file system holding `dir`; undefined when it cannot be told (the write itself will then say what is wrong). */
+export async function freeBytes(dir: string): Promise<number | undefined> {
+  return (await fileSystemSpace(dir))?.free;
 }
 
 /** What {@link freeBytes} gives, and the size of the whole file system; undefined when it cannot be told. */
-export async function fileSystemSpace(dir: string, opts: SpaceOptions = {}): Promise<FileSystemSpace | undefined> {
+export async function fileSystemSpace(dir: string): Promise<FileSystemSpace | undefined> {
   const fs = await statfs(dir).catch(() => undefined);
-  return fs && spaceOf(fs, opts);
+  return fs && spaceOf(fs);
 }
 
 /**

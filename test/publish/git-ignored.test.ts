@@ -102,7 +102,7 @@ describe("discover and git-ignored files", () => {
       ["envapp", ["1.log", "2.log", "3.log", "4.log", "5.log", "6.log", "7.log"], ["app.conf"]],
       ["web", [], []],
     ]);
-    expect(gitIgnoredNote(apps[0]!)).toBe("app envapp: left out 7 paths git ignores, which the commit does not hold: 1.log, 2.log, 3.log, 4.log, 5.log, and 2 more");
+    expect(gitIgnoredNote(apps[0]!)).toBe("app envapp: left out 7 paths git ignores, which the commit does not hold: 1.log, 2.log, 3.log, 4.log, 5.log and 2 more");
     expect(gitIgnoredNote(apps[1]!)).toBeUndefined();
   });
 });
