@@ -80,18 +80,9 @@ export const adminDevices = new Hono<GatewayEnv>()
     if (both !== undefined) throw new HTTPException(400, { message: `Label "${both}" is both set and removed` });
     const { store, devices } = c.var.gw;
     // At most MAX_DEVICE_LABELS a device, not only a request, so the dashboard's form (all of a
-    // device's labels in one request) can always save them. A request that adds none is let
-    // through, so a device over the cap (two requests racing here) can be brought under it.
-    const before = await store.getDevice(uuid);
-    if (!before) return c.json({ error: `Device "${uuid}" not found` }, 404);
-    const after = new Set(Object.keys(before.labels));
-    for (const k of remove) after.delete(k);
-    for (const k of Object.keys(set)) after.add(k);
-    const had = Object.keys(before.labels).length;
-    if (after.size > MAX_DEVICE_LABELS && after.size > had) {
-      throw new HTTPException(400, { message: `Device "${uuid}" would have ${after.size} labels: at most ${MAX_DEVICE_LABELS} a device (it has ${had}; remove some first)` });
-    }
-    const row = await store.setDeviceLabels(uuid, set, remove);
+    // device's labels in one request) can always save them. The store checks it in the write's
+    // transaction (TooManyLabelsError, a 400), so two requests racing cannot both pass it.
+    const row = await store.setDeviceLabels(uuid, set, remove, MAX_DEVICE_LABELS);
     if (!row) return c.json({ error: `Device "${uuid}" not found` }, 404);
     devices.invalidate(uuid);
     return c.json(row);

@@ -10,6 +10,7 @@ import {
   DeviceRevokedError,
   GroupExistsError,
   RolloutConflictError,
+  TooManyLabelsError,
   type NewDevice,
   type NewRegistrationToken,
   type RolloutRow,
@@ -451,6 +452,28 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.setDeviceLabels("unknown-uuid", { a: "b" }, [])).toBeUndefined();
     // Keys read back in code-point order on both backends (jsonb orders them by length first).
     expect(Object.keys((await s.setDeviceLabels(d.uuid, { zz: "1", aaa: "2" }, []))!.labels)).toEqual(["aaa", "region", "ring", "zz"]);
+  });
+
+  test("setDeviceLabels() with a cap: refuses past it, lets a device over it come under it, and changes racing cannot both pass", async () => {
+    const s = await open();
+    const d = aDevice();
+    await s.putDevice(d);
+    expect((await s.setDeviceLabels(d.uuid, { a: "1", b: "2" }, [], 3))!.labels).toEqual({ a: "1", b: "2" });
+    const over = await s.setDeviceLabels(d.uuid, { c: "3", d: "4" }, [], 3).catch((e: Error) => e);
+    expect(over).toBeInstanceOf(TooManyLabelsError);
+    expect((over as Error).message).toBe(`Device "${d.uuid}" would have 4 labels: at most 3 a device (it has 2; remove some first)`);
+    expect((await s.getDevice(d.uuid))!.labels).toEqual({ a: "1", b: "2" });
+    // Past the cap without one (as an older gateway could leave it), a change that adds none passes.
+    await s.setDeviceLabels(d.uuid, { c: "3", d: "4", e: "5" }, []);
+    expect(Object.keys((await s.setDeviceLabels(d.uuid, { a: "x" }, ["e"], 3))!.labels)).toEqual(["a", "b", "c", "d"]);
+    // Eight changes at once, each within the cap alone: after the first, each would pass it.
+    const e = aDevice();
+    await s.putDevice(e);
+    const racing = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => s.setDeviceLabels(e.uuid, { [`k${i}a`]: "1", [`k${i}b`]: "2" }, [], 3)));
+    expect(racing.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect(racing.filter((r) => r.status === "rejected" && r.reason instanceof TooManyLabelsError)).toHaveLength(7);
+    expect(Object.keys((await s.getDevice(e.uuid))!.labels)).toHaveLength(2);
+    expect(await s.setDeviceLabels("unknown-uuid", { a: "b" }, [], 3)).toBeUndefined();
   });
 
   test("queryDevices() ANDs labels, tags, hardware id and name; revoked devices never match", async () => {

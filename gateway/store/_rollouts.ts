@@ -19,6 +19,7 @@ import type {
   RolloutRow,
   StoredEvent,
 } from "./types.ts";
+import { TooManyLabelsError } from "./types.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 
 export interface GroupRecord {
@@ -256,10 +257,19 @@ export function toEvidence(members: EvidenceMemberRecord[], events: EvidenceEven
   }));
 }
 
-/** Labels set (added or replaced), then removed. */
-export function mergeLabels(current: Record<string, string>, set: Record<string, string>, remove: string[]): Record<string, string> {
+/**
+ * Labels set (added or replaced), then removed. With `max`, a result of more than `max` labels
+ * and more than `current` has throws TooManyLabelsError (the store calls this on the row it holds
+ * locked, so the check and the write are one).
+ */
+export function mergeLabels(current: Record<string, string>, set: Record<string, string>, remove: string[], cap?: { uuid: string; max: number }): Record<string, string> {
   const merged: Record<string, string> = { ...current, ...set };
   for (const k of remove) delete merged[k];
+  if (cap) {
+    const would = Object.keys(merged).length;
+    const had = Object.keys(current).length;
+    if (would > cap.max && would > had) throw new TooManyLabelsError(cap.uuid, would, had, cap.max);
+  }
   return sortedKeys(merged);
 }
 

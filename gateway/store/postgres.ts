@@ -23,6 +23,7 @@ import {
   chunks,
   eventsOf,
   isActiveRolloutConflict,
+  mergeLabels,
   rolloutColumns,
   toEvidence,
   toGroup,
@@ -37,7 +38,7 @@ import {
   type RolloutRecord,
 } from "./_rollouts.ts";
 import { eventQueueBound, stateWritesBound, type WaitingWrites } from "./_waiting-writes.ts";
-import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, jsonColumn, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRevokedError,
   GroupExistsError,
@@ -353,13 +354,25 @@ export class PostgresStore implements Store {
     return rows[0] ? toDevice(rows[0]) : undefined;
   }
 
-  async setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[]) {
-    // One statement: jsonb merge (||) then key removal (- text[]); jsonb keeps keys sorted itself.
-    const rows = (await this.#sql.unsafe(
-      "UPDATE devices SET labels = (labels || $1::text::jsonb) - $2::text[] WHERE uuid = $3 RETURNING *",
-      [JSON.stringify(set), remove, uuid],
-    )) as DeviceRecord[];
-    return rows[0] ? toDevice(rows[0]) : undefined;
+  async setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[], max?: number) {
+    const update = async (q: SQL) => {
+      // jsonb merge (||) then key removal (- text[]); jsonb keeps keys sorted itself.
+      const rows = (await q.unsafe("UPDATE devices SET labels = (labels || $1::text::jsonb) - $2::text[] WHERE uuid = $3 RETURNING *", [
+        JSON.stringify(set),
+        remove,
+        uuid,
+      ])) as DeviceRecord[];
+      return rows[0] ? toDevice(rows[0]) : undefined;
+    };
+    if (max === undefined) return update(this.#sql);
+    // The cap is checked on the row locked (FOR UPDATE) until the write commits: two changes
+    // racing on replicas wait for each other, and the second sees the first's labels.
+    return this.#sql.begin(async (tx) => {
+      const rows = (await tx.unsafe("SELECT labels FROM devices WHERE uuid = $1 FOR UPDATE", [uuid])) as Pick<DeviceRecord, "labels">[];
+      if (!rows[0]) return undefined;
+      mergeLabels(jsonColumn<Record<string, string>>(rows[0].labels, {}), set, remove, { uuid, max });
+      return update(tx);
+    });
   }
 
   async queryDevices(q: FleetQuery) {

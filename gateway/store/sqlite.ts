@@ -217,11 +217,11 @@ export class SqliteStore implements Store {
     return this.getDevice(uuid);
   }
 
-  async setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[]) {
+  async setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[], max?: number) {
     const found = this.#db.transaction(() => {
       const r = this.#db.query<{ labels: string }, [string]>("SELECT labels FROM devices WHERE uuid = ?").get(uuid);
       if (!r) return false;
-      const labels = mergeLabels(JSON.parse(r.labels), set, remove);
+      const labels = mergeLabels(JSON.parse(r.labels), set, remove, max === undefined ? undefined : { uuid, max });
       this.#db.query("UPDATE devices SET labels = ? WHERE uuid = ?").run(JSON.stringify(labels), uuid);
       return true;
     }).immediate();

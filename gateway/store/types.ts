@@ -202,6 +202,19 @@ export class RolloutConflictError extends Error {
   }
 }
 
+/**
+ * Thrown by setDeviceLabels when the change would leave the device more than `max` labels and
+ * more than it had (a change that adds none, or brings a device over the cap under it, passes).
+ * Checked in the write's own transaction, the device's row locked: two changes racing cannot
+ * both pass a cap that each alone would keep.
+ */
+export class TooManyLabelsError extends Error {
+  override name = "TooManyLabelsError";
+  constructor(uuid: string, would: number, had: number, max: number) {
+    super(`Device "${uuid}" would have ${would} labels: at most ${max} a device (it has ${had}; remove some first)`);
+  }
+}
+
 /** Thrown when registering a uuid that was revoked: a revoked identity stays revoked. */
 export class DeviceRevokedError extends Error {
   override name = "DeviceRevokedError";
@@ -253,9 +266,10 @@ export interface Store {
   setDeviceTags(uuid: string, tags: string[]): Promise<DeviceRow | undefined>;
   /**
    * Sets labels (adding or replacing keys) and removes keys, in one write; undefined when the uuid
-   * is unknown. Devices never change labels: only the admin API calls this.
+   * is unknown. With `max`, throws TooManyLabelsError rather than write past it (mergeLabels).
+   * Devices never change labels: only the admin API calls this.
    */
-  setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[]): Promise<DeviceRow | undefined>;
+  setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[], max?: number): Promise<DeviceRow | undefined>;
   /** The uuids of the non-revoked devices matching every field of `q`, sorted. */
   queryDevices(q: FleetQuery): Promise<string[]>;
   /** Which of these uuids are registered devices (revoked ones included, with when), sorted by uuid, each once. */
