@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
 import { InvalidBundleError, MAX_BUNDLE_INDEX_BYTES, openBundle } from "../../lib/bundle/index.ts";
 import { LockedError } from "../../lib/fs/pid-lock.ts";
-import { ExpiredMetadataError } from "../../lib/tuf/index.ts";
+import { ExpiredMetadataError, isBadTarget } from "../../lib/tuf/index.ts";
 import { EXIT, exitCodeFor } from "../exit-codes.ts";
 import { FetchFailedError, permanentReason } from "../update/fetch-step.ts";
 import { takeUpdateLock, UpdateLockBusyError } from "../update/update-lock.ts";
@@ -182,7 +182,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   // A failure of the device's that did not mark the target bad may pass (space freed, the engine
   // back): tried again later, said again only when it fails otherwise. A bad target waits for a
   // newer bundle; a failure of the bundle's own waits for another bundle in DIR.
-  if (failure && !final && !s.db.badTargets().includes(bundle.index.bundle.target)) {
+  if (failure && !final && !markedBad(s, ctx.updateId)) {
     const tries = failed?.key === key ? failed.tries + 1 : 1;
     // Failed `tries` times: the next try waits the interval doubled that many times (2 intervals after the first).
     s.db.set(lastFailureKey(dir), { key, outcome, tries, retryAt: Date.now() + backoffDelay(tries + 1, o.intervalMs, RETRY_MAX_MS) } satisfies FailedTry);
@@ -191,6 +191,18 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   s.db.delete(lastFailureKey(dir));
   s.db.set(lastBundleKey(dir), key);
   return final ? `${outcome}; this bundle fails so at every try: not trying it again (a new bundle in ${dir} is tried)` : outcome;
+}
+
+/**
+ * Whether the target of the update `id` is marked bad: its name and the content the check step
+ * verified (the update's row holds that entry), as target selection reads a mark. By name alone,
+ * a fix published again under a name the device once marked bad would be taken for what failed
+ * when it fails for a reason of the device's, and never tried again while its bundle stays. No
+ * update (the check stopped before making one): not known bad here; the next try's check decides.
+ */
+function markedBad(s: Session, id: string | undefined): boolean {
+  const u = id ? s.db.getUpdate(id) : undefined;
+  return u !== undefined && isBadTarget(s.db.badTargetMarks(), u.target.name, u.target.entry);
 }
 
 /** Watches `dir` until the signal aborts. */
