@@ -25,7 +25,7 @@ import { openapi } from "./routes/openapi.ts";
 import { register } from "./routes/register.ts";
 import { repo } from "./routes/repo.ts";
 import { repoWait } from "./routes/repo-wait.ts";
-import { DeviceRevokedError, GroupExistsError, RolloutConflictError, StoreUnavailableError, TooManyLabelsError } from "./store/types.ts";
+import { DeviceRegisteredMeanwhileError, DeviceRevokedError, GroupExistsError, RolloutConflictError, StoreUnavailableError, TooManyLabelsError } from "./store/types.ts";
 import { InvalidFleetQueryError } from "./fleet/query.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./rollouts/errors.ts";
 import { InvalidDurationError } from "../lib/cli/duration.ts";
@@ -62,7 +62,7 @@ function errorAnswer(gw: Gateway, err: unknown, method: string, path: string, js
   }
   if (err instanceof InvalidFleetQueryError || err instanceof InvalidRolloutError || err instanceof TooManyLabelsError) return json({ error: err.message }, 400);
   if (err instanceof RolloutNotFoundError) return json({ error: err.message }, 404);
-  if (err instanceof GroupExistsError || err instanceof RolloutConflictError || err instanceof RolloutStateError) return json({ error: err.message }, 409);
+  if (err instanceof GroupExistsError || err instanceof DeviceRegisteredMeanwhileError || err instanceof RolloutConflictError || err instanceof RolloutStateError) return json({ error: err.message }, 409);
   if (err instanceof InvalidTargetError) return json({ error: err.message }, 400);
   if (err instanceof TargetNotFoundError) return json({ error: err.message }, 404);
   if (err instanceof TargetsTooLargeError) return json({ error: err.message }, 413);

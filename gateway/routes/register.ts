@@ -20,7 +20,10 @@
  * (the uuid is not this request's to take), which `fioup register --force` reads as "this identity
  * cannot be kept" and then registers a new one; every other refusal is 401, 403 or 400. A
  * re-registration with a registration token spends one of its uses like any other: the token is
- * what lets a request register at all, and a use-limited token keeps its count simple.
+ * what lets a request register at all, and a use-limited token keeps its count simple. Two
+ * registrations of one uuid at once (a device retrying, two holders of one certificate) write
+ * only over what each checked (NewDevice.replaces): one gets 201, the other 409, rather than both
+ * 201 with one certificate already superseded by the other.
  *
  * @module
  */
@@ -93,6 +96,8 @@ export const register = new Hono<GatewayEnv>().post(
       tagsFromDevice,
       certSerial: issued.serial,
       apps: req.apps ?? null,
+      // Only over what was checked above: a registration of this uuid that came in meanwhile wins, this one is refused (409).
+      replaces: existing?.certSerial ?? null,
     });
     gw.devices.invalidate(req.uuid);
     const root = await gw.tuf.metadata("root.json");

@@ -7,6 +7,7 @@ import { tufStorageContract } from "../ota/_storage-contract.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import { STORED_TOO_DEEP } from "./_rows.ts";
 import {
+  DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
   GroupExistsError,
   RolloutConflictError,
@@ -452,6 +453,25 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.setDeviceLabels("unknown-uuid", { a: "b" }, [])).toBeUndefined();
     // Keys read back in code-point order on both backends (jsonb orders them by length first).
     expect(Object.keys((await s.setDeviceLabels(d.uuid, { zz: "1", aaa: "2" }, []))!.labels)).toEqual(["aaa", "region", "ring", "zz"]);
+  });
+
+  test("putDevice() with replaces writes only over what the caller saw", async () => {
+    const s = await open();
+    const d = aDevice({ certSerial: "01", replaces: null });
+    expect((await s.putDevice(d)).certSerial).toBe("01");
+    // A second "new" registration of the uuid, or one over a serial no longer there: nothing written.
+    await expect(s.putDevice({ ...d, certSerial: "02", replaces: null })).rejects.toBeInstanceOf(DeviceRegisteredMeanwhileError);
+    await expect(s.putDevice({ ...d, certSerial: "03", replaces: "0F" })).rejects.toBeInstanceOf(DeviceRegisteredMeanwhileError);
+    expect((await s.getDevice(d.uuid))!.certSerial).toBe("01");
+    expect((await s.putDevice({ ...d, certSerial: "04", replaces: "01" })).certSerial).toBe("04");
+    // Two at once over the same serial: one is written.
+    const racing = await Promise.allSettled(["05", "06"].map((serial) => s.putDevice({ ...d, certSerial: serial, replaces: "04" })));
+    expect(racing.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect(racing.filter((r) => r.status === "rejected" && r.reason instanceof DeviceRegisteredMeanwhileError)).toHaveLength(1);
+    // Without replaces, as before: the last write wins; a revoked uuid stays refused as revoked.
+    expect((await s.putDevice({ ...d, certSerial: "07", replaces: undefined })).certSerial).toBe("07");
+    await s.revokeDevice(d.uuid, new Date().toISOString());
+    await expect(s.putDevice({ ...d, certSerial: "08", replaces: "07" })).rejects.toBeInstanceOf(DeviceRevokedError);
   });
 
   test("setDeviceLabels() with a cap: refuses past it, lets a device over it come under it, and changes racing cannot both pass", async () => {

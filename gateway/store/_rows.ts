@@ -58,6 +58,13 @@ export interface TokenRecord {
   revoked_at: string | null;
 }
 
+/**
+ * The condition putDevice adds to its upsert's update for NewDevice.replaces: null, the uuid must
+ * be new (a row there is not updated); a serial (bound at `param`), the row must still hold it.
+ */
+export const replacesSql = (replaces: string | null | undefined, param: string): string =>
+  replaces === undefined ? "" : replaces === null ? " AND 1 = 0" : ` AND devices.cert_serial = ${param}`;
+
 export const toToken = (r: TokenRecord): RegistrationTokenRow => ({
   id: r.id,
   secretHash: r.secret_hash,

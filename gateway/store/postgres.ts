@@ -38,8 +38,9 @@ import {
   type RolloutRecord,
 } from "./_rollouts.ts";
 import { eventQueueBound, stateWritesBound, type WaitingWrites } from "./_waiting-writes.ts";
-import { clampLimit, jsonColumn, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, jsonColumn, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
+  DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
   GroupExistsError,
   RolloutConflictError,
@@ -273,7 +274,7 @@ export class PostgresStore implements Store {
        ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
          factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
          tags_from_device = excluded.tags_from_device
-       WHERE devices.revoked_at IS NULL
+       WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "$10")}
        RETURNING *`,
       [
         d.uuid,
@@ -285,10 +286,14 @@ export class PostgresStore implements Store {
         d.createdAt ?? new Date().toISOString(),
         d.apps ? JSON.stringify(d.apps) : null,
         d.tagsFromDevice ? 1 : 0,
+        ...(typeof d.replaces === "string" ? [d.replaces] : []),
       ],
     )) as DeviceRecord[];
-    if (!rows[0]) throw new DeviceRevokedError(d.uuid);
-    return toDevice(rows[0]);
+    if (rows[0]) return toDevice(rows[0]);
+    // Not written: revoked, or (with `replaces`) registered otherwise meanwhile.
+    const now = await this.getDevice(d.uuid);
+    if (!now || now.revokedAt) throw new DeviceRevokedError(d.uuid);
+    throw new DeviceRegisteredMeanwhileError(d.uuid);
   }
 
   async getDevice(uuid: string) {

@@ -33,8 +33,9 @@ import {
   type RolloutEventRecord,
   type RolloutRecord,
 } from "./_rollouts.ts";
-import { clampLimit, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
+  DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
   GroupExistsError,
   RolloutConflictError,
@@ -139,14 +140,14 @@ export class SqliteStore implements Store {
   async putDevice(d: NewDevice): Promise<DeviceRow> {
     const existing = await this.getDevice(d.uuid);
     if (existing?.revokedAt) throw new DeviceRevokedError(d.uuid);
-    this.#db
+    const written = this.#db
       .query(
         `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
            factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
            tags_from_device = excluded.tags_from_device
-         WHERE devices.revoked_at IS NULL`,
+         WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "?")}`,
       )
       .run(
         d.uuid,
@@ -158,9 +159,11 @@ export class SqliteStore implements Store {
         d.createdAt ?? new Date().toISOString(),
         d.apps ? JSON.stringify(d.apps) : null,
         d.tagsFromDevice ? 1 : 0,
-      );
+        ...(typeof d.replaces === "string" ? [d.replaces] : []),
+      ).changes;
     const row = await this.getDevice(d.uuid);
     if (!row || row.revokedAt) throw new DeviceRevokedError(d.uuid);
+    if (!written) throw new DeviceRegisteredMeanwhileError(d.uuid);
     return row;
   }
 

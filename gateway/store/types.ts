@@ -32,6 +32,12 @@ export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factor
   apps?: string[] | null;
   /** The device may change its tags with x-ats-tags (its registration token allowed it); default false. */
   tagsFromDevice?: boolean;
+  /**
+   * What the caller saw before it decided to write: null, that the uuid was not registered; a
+   * serial, that the device's certificate was that one. When the row is otherwise by the write,
+   * putDevice writes nothing and throws DeviceRegisteredMeanwhileError. Undefined: written as is.
+   */
+  replaces?: string | null;
 };
 
 /** What a check-in tells us about a device; written coalesced, not per request. */
@@ -212,6 +218,18 @@ export class TooManyLabelsError extends Error {
   override name = "TooManyLabelsError";
   constructor(uuid: string, would: number, had: number, max: number) {
     super(`Device "${uuid}" would have ${would} labels: at most ${max} a device (it has ${had}; remove some first)`);
+  }
+}
+
+/**
+ * Thrown by putDevice when the uuid was registered (or registered again) since the caller read it
+ * (NewDevice.replaces): of two registrations racing for one uuid, the second would otherwise
+ * replace the first's certificate after the first was answered 201 with it.
+ */
+export class DeviceRegisteredMeanwhileError extends Error {
+  override name = "DeviceRegisteredMeanwhileError";
+  constructor(uuid: string) {
+    super(`Registration refused: device "${uuid}" was registered by another request meanwhile (its certificate is not the one this request presented or expected)`);
   }
 }
 

@@ -4,6 +4,10 @@ import { Timeline } from "../../gateway/ui/pages/timeline.tsx";
 import { droppedEventsNote } from "../../fioup/events/event.ts";
 import type { UpdateList } from "../../lib/api/admin.ts";
 import { anEvent, json, testGateway } from "./_fixture.ts";
+import type { RegistrationResponse } from "../../lib/api/index.ts";
+import { normalizeSerial } from "../../gateway/pki/keys.ts";
+import { x509 } from "../../lib/x509/eager.ts";
+import { makeDeviceCsr } from "./_device.ts";
 
 let t: Awaited<ReturnType<typeof testGateway>>;
 beforeAll(async () => {
@@ -66,6 +70,29 @@ describe("registration", () => {
     // The old certificate is superseded.
     expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(403);
     expect((await t.app.request("/device", {}, { peer: again.peer })).status).toBe(200);
+  }, 60_000);
+
+  test("two re-registrations of one device at once: one gets its certificate, the other 409, and the one answered 201 works", async () => {
+    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ maxUses: 5 }) }));
+    const { token } = (await res.json()) as { token: string };
+    const d = await t.register({}, token);
+    const again = () =>
+      makeDeviceCsr(d.uuid).then((key) =>
+        t.app.request(
+          "/devices",
+          { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: "dev", uuid: d.uuid, csr: key.csrPem, "hardware-id": "amd64-linux" }) },
+          { peer: d.peer }, // over mTLS with its current certificate
+        ),
+      );
+    const answers = await Promise.all([again(), again()]);
+    expect(answers.map((r) => r.status).sort()).toEqual([201, 409]);
+    const won = answers.find((r) => r.status === 201)!;
+    const lost = answers.find((r) => r.status === 409)!;
+    expect(((await lost.json()) as { error: string }).error).toContain(`device "${d.uuid}" was registered by another request meanwhile`);
+    const cert = new x509.X509Certificate(((await won.json()) as RegistrationResponse).certificate);
+    const peer = { cn: d.uuid, serial: normalizeSerial(cert.serialNumber) };
+    expect((await t.app.request("/device", {}, { peer })).status).toBe(200);
+    expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(403);
   }, 60_000);
 
   test("a token bound to a hardware id refuses other hardware", async () => {
