@@ -67,7 +67,7 @@ export default defineCommand({
       throw new UsageError(`--threshold ${e.role}=${e.threshold}: ${e.role} has only ${e.keys} key(s) (${from}), so at most ${e.role}=${e.keys}`);
     }
     const next = parseMetadata("root", draft).signed;
-    const { previous: previousPath, alreadyThere: previousThere } = await writeDraft(flags.out, draft, current);
+    const { previous: previousPath, alreadyThere: previousThere } = await writeDraft(flags.out, draft, { text: current, root: cur });
     const roles = Object.fromEntries(ROLE_NAMES.map((r) => [r, { keyIds: next.roles[r]!.keyIDs, threshold: next.roles[r]!.threshold }]));
     const prev = cur.roles.root!;
     out.result(
