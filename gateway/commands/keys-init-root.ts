@@ -2,7 +2,7 @@ import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/co
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
-import { formatSeconds, InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { formatSeconds, InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import { MIN_ROOT_LIFETIME_SECONDS, rootLifetimeProblem } from "../admin/keys.ts";
 import { checkDraftOut, draftOutExists, readPublicKeyFile, readRootFile, writeDraft } from "../ota/ceremony-files.ts";
 import { onePerRole, parseRoleValue } from "../ota/role-flag.ts";
