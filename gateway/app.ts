@@ -28,7 +28,7 @@ import { repoWait } from "./routes/repo-wait.ts";
 import { DeviceRegisteredMeanwhileError, DeviceRevokedError, GroupExistsError, RolloutConflictError, StoreUnavailableError, TooManyLabelsError } from "./store/types.ts";
 import { InvalidFleetQueryError } from "./fleet/query.ts";
 import { InvalidRolloutError, RolloutNotFoundError, RolloutStateError } from "./rollouts/errors.ts";
-import { InvalidDurationError } from "../lib/cli/duration.ts";
+import { InvalidDurationError } from "../lib/api/duration.ts";
 import { SigningKeyUnavailableError } from "./ota/key-store.ts";
 import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError } from "./ota/repo.ts";
 import { DISK_FULL_RETRY_AFTER_S } from "./disk-full.ts";

@@ -8,7 +8,7 @@
 import { AdminApiError, GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import { isLinkFailure } from "../lib/net/why.ts";
 import { CaFetchError, CaPinMismatchError, InvalidTokenError, NotAGatewayError } from "../lib/tls/pin.ts";
-import { InvalidDurationError } from "../lib/cli/duration.ts";
+import { InvalidDurationError } from "../lib/api/duration.ts";
 import { NoSuchTargetError } from "./export/export-bundle.ts";
 import { CeremonyFileError } from "./ota/ceremony-files.ts";
 import { PUBLISH_EXIT_CODES } from "./publish/exit-codes.ts";

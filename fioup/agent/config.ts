@@ -35,6 +35,7 @@ import { commaList } from "../../lib/cli/comma-list.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
 import { isRegistryHost, REGISTRY_HOST_RULE } from "../../lib/oci/reference.ts";
 import { closest } from "../../lib/cli/suggest.ts";
+import { whyNotPem } from "../../lib/x509/pem.ts";
 
 /** The owner name put on the agent's containers, from `instance` in the config or `--instance`. */
 const AgentInstance = Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", expected: "an instance name (letters, digits, . _ -; at most 64, starting with a letter or digit)" });
@@ -142,7 +143,8 @@ const readPem = (path: string | undefined, what: string, flag?: string): string 
   } catch (err) {
     throw fail(fsWhy(err));
   }
-  if (!pem.includes("-----BEGIN ")) throw fail(`it holds no PEM (expected -----BEGIN ...)`);
+  const why = whyNotPem(pem);
+  if (why) throw fail(why);
   return pem;
 };
 

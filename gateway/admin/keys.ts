@@ -17,7 +17,7 @@ import { requireRole } from "./auth.ts";
 import { SigningKeyUnavailableError } from "../ota/key-store.ts";
 import { InvalidRootError, RootNotTrustedError } from "../ota/repo.ts";
 import { jsonBody, limit } from "../validate.ts";
-import { formatSeconds } from "../../lib/cli/duration.ts";
+import { formatSeconds } from "../../lib/api/duration.ts";
 
 /**
  * The least lifetime a new root may have, drafted (`gateway keys init-root --expires`) or installed

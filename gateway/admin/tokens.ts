@@ -13,7 +13,7 @@ import { TokenRequest, type WhoAmI, type ApiTokenInfo, type RegistrationTokenInf
 import type { GatewayEnv } from "../env.ts";
 import { newToken } from "../pki/tokens.ts";
 import { jsonBody, limit } from "../validate.ts";
-import { parseDuration } from "../../lib/cli/duration.ts";
+import { parseDuration } from "../../lib/api/duration.ts";
 
 const DEFAULT_LIFETIME = { registration: "30d", publish: "365d", admin: "365d", viewer: "365d" } as const;
 

@@ -10,7 +10,7 @@ import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/co
 import { cell, table } from "../../lib/cli/table.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { checkWaves } from "../rollouts/membership.ts";
-import { formatSeconds } from "../../lib/cli/duration.ts";
+import { formatSeconds } from "../../lib/api/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 

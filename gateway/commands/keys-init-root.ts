@@ -2,7 +2,7 @@ import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/co
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
-import { formatSeconds, InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { formatSeconds, InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import { MIN_ROOT_LIFETIME_SECONDS, rootLifetimeProblem } from "../admin/keys.ts";
 import { checkDraftOut, draftOutExists, readPublicKeyFile, readRootFile, writeDraft } from "../ota/ceremony-files.ts";
 import { onePerRole, parseRoleValue } from "../ota/role-flag.ts";
@@ -67,7 +67,7 @@ export default defineCommand({
       throw new UsageError(`--threshold ${e.role}=${e.threshold}: ${e.role} has only ${e.keys} key(s) (${from}), so at most ${e.role}=${e.keys}`);
     }
     const next = parseMetadata("root", draft).signed;
-    const { previous: previousPath, alreadyThere: previousThere } = await writeDraft(flags.out, draft, current);
+    const { previous: previousPath, alreadyThere: previousThere } = await writeDraft(flags.out, draft, { text: current, root: cur });
     const roles = Object.fromEntries(ROLE_NAMES.map((r) => [r, { keyIds: next.roles[r]!.keyIDs, threshold: next.roles[r]!.threshold }]));
     const prev = cur.roles.root!;
     out.result(

@@ -1,7 +1,6 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-
-const ROLES = ["root", "targets", "snapshot", "timestamp"] as const;
 
 export default defineCommand({
   summary: "Rotate an online TUF key (targets, snapshot or timestamp) with the root key held in the data dir",
@@ -16,8 +15,8 @@ export default defineCommand({
   usage: "<role>",
   flags: { ...adminFlags, ...formatFlag },
   async run({ flags, args, out }) {
-    const role = args[0] as (typeof ROLES)[number];
-    const online: readonly string[] = ROLES.filter((r) => r !== "root");
+    const role = args[0] as RoleName;
+    const online: readonly string[] = ROLE_NAMES.filter((r) => r !== "root");
     if ((role as string) === "root") throw new UsageError("the root key is not rotated here: draft, sign and install a new root with gateway keys init-root / sign-root / push-root (docs/keys.md)");
     if (!online.includes(role) || args.length !== 1) throw new UsageError(`give one role: ${online.join(", ")}`);
     const client = await adminClient(flags);

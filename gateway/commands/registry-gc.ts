@@ -1,6 +1,6 @@
 import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { existsSync } from "node:fs";
-import { InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import { embeddedRegistryPath, readFactoryName } from "../data-dir.ts";
 import { gc } from "../registry/gc.ts";
 import { currentTargetApps } from "../registry/current-targets.ts";

@@ -4,7 +4,7 @@ import { Tag, TargetVersion } from "../../lib/api/target.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "../rollouts/settings.ts";

@@ -13,7 +13,7 @@ import { TOKEN } from "../transport/http1.ts";
 import { DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
 import { InvalidCidrError, TrustedProxies } from "../trusted-proxies.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import { DEFAULT_KEEP_EVENTS } from "../event-retention.ts";
 import { checkDataFlagToMake } from "./_data-flag.ts";
 

@@ -3,7 +3,7 @@ import { HardwareId, Tag } from "../../lib/api/target.ts";
 import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({

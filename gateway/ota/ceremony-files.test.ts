@@ -37,21 +37,21 @@ describe("the draft's --out", () => {
 });
 
 test("writeDraft saves the current root beside the draft, keeps one already there, refuses anything else", async () => {
+  const current = { text: v1, root: parseMetadata("root", v1).signed };
   const first = join(dir, "a");
   await Bun.write(join(first, ".keep"), "");
-  expect(await writeDraft(join(first, "2.root.json"), v2, v1)).toEqual({ previous: join(first, "1.root.json"), alreadyThere: false });
+  expect(await writeDraft(join(first, "2.root.json"), v2, current)).toEqual({ previous: join(first, "1.root.json"), alreadyThere: false });
   expect(await readFile(join(first, "1.root.json"), "utf8")).toBe(v1);
 
   const again = join(dir, "b");
   await Bun.write(join(again, "1.root.json"), v1);
-  expect(await writeDraft(join(again, "2.root.json"), v2, v1)).toEqual({ previous: join(again, "1.root.json"), alreadyThere: true });
+  expect(await writeDraft(join(again, "2.root.json"), v2, current)).toEqual({ previous: join(again, "1.root.json"), alreadyThere: true });
 
   const other = join(dir, "c");
   await Bun.write(join(other, "1.root.json"), "not json");
-  const cur = parseMetadata("root", v1).signed;
-  await expect(holdsCurrentRoot(join(other, "1.root.json"), cur)).rejects.toThrow("it is not a root.json, and the current root v1 belongs there for sign-root");
-  await expect(writeDraft(join(other, "2.root.json"), v2, v1)).rejects.toThrow(CeremonyFileError);
+  await expect(holdsCurrentRoot(join(other, "1.root.json"), current.root)).rejects.toThrow("it is not a root.json, and the current root v1 belongs there for sign-root");
+  await expect(writeDraft(join(other, "2.root.json"), v2, current)).rejects.toThrow(CeremonyFileError);
   expect(await Bun.file(join(other, "2.root.json")).exists()).toBe(false);
   await writeFile(join(other, "1.root.json"), v2);
-  await expect(writeDraft(join(other, "2.root.json"), v2, v1)).rejects.toThrow("it holds root.json v2 (0 signatures)");
+  await expect(writeDraft(join(other, "2.root.json"), v2, current)).rejects.toThrow("it holds root.json v2 (0 signatures)");
 });

@@ -177,19 +177,19 @@ export async function holdsCurrentRoot(path: string, cur: Root): Promise<boolean
 }
 
 /**
- * Writes the draft to `out` and the current root (`current`, its text) beside it as its previous
- * root, unless that file holds it already; neither replaces a file.
+ * Writes the draft to `out` and the current root (`current.text`, as read; `current.root`, its
+ * signed part as the caller parsed it) beside it as its previous root, unless that file holds it
+ * already; neither replaces a file.
  *
  * @returns The previous root's path, and whether it was there already.
  * @throws {CeremonyFileError} If something else is where the previous root goes ({@link holdsCurrentRoot}).
  * @throws {FileExistsError} If `out` or the previous root's file appeared meanwhile (then neither is written).
  */
-export async function writeDraft(out: string, draft: Uint8Array, current: string): Promise<{ previous: string; alreadyThere: boolean }> {
-  const cur = parseMetadata("root", current).signed;
-  const previous = previousRootPath(out, cur.version + 1);
-  const alreadyThere = await holdsCurrentRoot(previous, cur);
+export async function writeDraft(out: string, draft: Uint8Array, current: { text: string; root: Root }): Promise<{ previous: string; alreadyThere: boolean }> {
+  const previous = previousRootPath(out, current.root.version + 1);
+  const alreadyThere = await holdsCurrentRoot(previous, current.root);
   const why = "a draft may hold signatures already";
   if (alreadyThere) await writeNewFilesAtomic([{ path: out, data: draft }], why);
-  else await writeNewFilesAtomic([{ path: previous, data: current }, { path: out, data: draft }], why);
+  else await writeNewFilesAtomic([{ path: previous, data: current.text }, { path: out, data: draft }], why);
   return { previous, alreadyThere };
 }

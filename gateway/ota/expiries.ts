@@ -8,19 +8,17 @@
  *
  * @module
  */
+import { ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import type { TufService } from "../env.ts";
 
-export const TUF_ROLES = ["root", "targets", "snapshot", "timestamp"] as const;
-export type TufRole = (typeof TUF_ROLES)[number];
-
 /** The roles whose keys may be offline: re-signing them takes a person (docs/keys.md). */
-export const OFFLINE_ROLES = ["root", "targets"] as const satisfies readonly TufRole[];
+export const OFFLINE_ROLES = ["root", "targets"] as const satisfies readonly RoleName[];
 
 /** From how many days before root or targets expires a person is told (docs/keys.md: a month ahead, to plan the ceremony). */
 export const CEREMONY_NOTICE_DAYS = 30;
 
 export interface TufExpiry {
-  role: TufRole;
+  role: RoleName;
   /** As signed (ISO 8601). */
   expires: string;
   /** The same, in ms since the epoch. */
@@ -32,7 +30,7 @@ export interface TufExpiry {
  * database unreachable: /metrics and the dashboard say that on their own) is left out. One read of
  * the TUF storage per role (cached a second, gateway/store/tuf-cache.ts).
  */
-export async function tufExpiries(tuf: Pick<TufService, "metadata">, roles: readonly TufRole[] = TUF_ROLES): Promise<TufExpiry[]> {
+export async function tufExpiries(tuf: Pick<TufService, "metadata">, roles: readonly RoleName[] = ROLE_NAMES): Promise<TufExpiry[]> {
   const out: TufExpiry[] = [];
   for (const role of roles) {
     try {

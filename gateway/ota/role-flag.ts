@@ -6,7 +6,7 @@
  */
 import { UsageError, asUsage } from "../../lib/cli/command.ts";
 import { ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 
 /**
  * Splits `ROLE=VALUE`.

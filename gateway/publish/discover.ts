@@ -25,8 +25,8 @@ export interface AppDir {
   composeFileName: string;
   /** What git ignores in the app folder (relative; a wholly ignored folder once, ending in `/`): its bundle leaves it out, and an ignored `.env` is not read. */
   gitIgnored: string[];
-  /** What its bundle holds besides the pinned compose file, in tar order (relative; folders end in `/`). */
-  files: string[];
+  /** What its bundle holds besides the pinned compose file, in tar order: each path (relative; folders end in `/`) with its size as listed (a folder's 0). */
+  files: { name: string; size: number }[];
 }
 
 export interface BuildDir {
@@ -46,7 +46,7 @@ async function isFile(p: string): Promise<boolean> {
  * @example
  * ```ts
  * const { apps } = await discover("containers");
- * apps[0]; // { name: "envapp", dir: "containers/envapp", composeFileName: "compose.yaml", gitIgnored: [".env"], files: ["app.conf"] }
+ * apps[0]; // { name: "envapp", dir: "containers/envapp", composeFileName: "compose.yaml", gitIgnored: [".env"], files: [{ name: "app.conf", size: 2 }] }
  * ```
  * @throws {NothingToPublishError} If `containersDir` has no app directory.
  * @throws {GitError} If `containersDir` is not in a git work tree.
@@ -85,7 +85,7 @@ export async function discover(containersDir: string): Promise<{ apps: AppDir[];
     }
     if (composeFileName) {
       const gitIgnored = ignored.filter((p) => p.startsWith(`${name}/`)).map((p) => p.slice(name.length + 1));
-      const files = (await listBundleFiles(dir, composeFileName, { exclude: gitIgnored })).map((e) => e.name);
+      const files = (await listBundleFiles(dir, composeFileName, { exclude: gitIgnored })).map(({ name, size }) => ({ name, size }));
       apps.push({ name, dir, composeFileName, gitIgnored, files });
     }
     if (hasDockerfile) builds.push({ name, dir });

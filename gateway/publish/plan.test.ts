@@ -81,7 +81,7 @@ describe("planService", () => {
 });
 
 describe("planService: env_file and extends", () => {
-  const app = (dir: string, over: Partial<{ files: string[]; gitIgnored: string[] }> = {}) => ({ name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [], ...over });
+  const app = (dir: string, over: Partial<{ files: { name: string; size: number }[]; gitIgnored: string[] }> = {}) => ({ name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [], ...over });
 
   test("an env_file outside the app folder is refused naming env_file and the path (exit 10): a device gets only the app folder", async () => {
     const dir = await repoDir();
@@ -98,7 +98,7 @@ describe("planService: env_file and extends", () => {
     const dir = await repoDir();
     await writeFile(join(dir, "web", "app.env"), "A=1\n");
     const uses = (path: string, required = true) => svc({ image: "nginx", envFiles: [{ path, required }] });
-    expect(planService(dir, app(dir, { files: ["app.env"] }), uses("./app.env"), [], "main")).toEqual({ ref: expect.anything() });
+    expect(planService(dir, app(dir, { files: [{ name: "app.env", size: 4 }] }), uses("./app.env"), [], "main")).toEqual({ ref: expect.anything() });
     expect(() => planService(dir, app(dir, { gitIgnored: ["app.env"] }), uses("app.env"), [], "main")).toThrow("env_file app.env is not in the app's bundle: git ignores it, so the commit does not hold it");
     expect(() => planService(dir, app(dir), uses("app.env"), [], "main")).toThrow("env_file app.env is not in the app's bundle: web/.composeappignores excludes it");
     expect(() => planService(dir, app(dir), uses("conf/none.env"), [], "main")).toThrow("env_file conf/none.env is not in the app's bundle: there is no such file in the checkout");
@@ -115,17 +115,17 @@ describe("planService: env_file and extends", () => {
 describe("contextsInBundle", () => {
   test("a service built from a folder of its app folder: the bundle files under it are counted once per folder, the compose file never", async () => {
     const dir = await repoDir();
-    await writeFile(join(dir, "web", "api", "big.bin"), new Uint8Array(3000));
-    await writeFile(join(dir, "web", "compose.yaml"), "services: {}\n");
-    await writeFile(join(dir, "web", "app.conf"), "x");
-    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: ["api/", "api/Dockerfile", "api/big.bin", "app.conf"] };
+    // The sizes are the listing's (discover's): nothing is read again from disk.
+    const from = "FROM scratch\n".length;
+    const listed = [{ name: "api/", size: 0 }, { name: "api/Dockerfile", size: from }, { name: "api/big.bin", size: 3000 }, { name: "app.conf", size: 1 }];
+    const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: listed };
     const plans = new Map([
       ["web/api", planService(dir, app, svc({ build: true, buildContext: "./api" }), [], "main")],
       ["web/worker", planService(dir, app, svc({ name: "worker", build: true, buildContext: "api" }), [], "main")],
       ["hello/x", planService(dir, { ...app, name: "hello", dir: join(dir, "hello") }, svc({ build: true }), [], "main")],
     ]);
     // Two services built from one folder: named together, its files counted once.
-    expect(contextsInBundle(app, plans, app.files)).toEqual([{ services: ["api", "worker"], folder: "api/", files: 2, bytes: 3000 + "FROM scratch\n".length }]);
+    expect(contextsInBundle(app, plans)).toEqual([{ services: ["api", "worker"], folder: "api/", files: 2, bytes: 3000 + from }]);
     // The app folder itself as the context: every file but the compose file.
     await writeFile(join(dir, "web", "Dockerfile"), "FROM scratch\n");
     // With a service built from api/ inside it: one context, the files once.
@@ -133,8 +133,8 @@ describe("contextsInBundle", () => {
       ["web/api", planService(dir, app, svc({ build: true, buildContext: "api" }), [], "main")],
       ["web/site", planService(dir, app, svc({ name: "site", build: true }), [], "main")],
     ]);
-    expect(contextsInBundle({ ...app, files: [...app.files, "Dockerfile", "compose.yaml"] }, whole, [...app.files, "Dockerfile", "compose.yaml"])).toEqual([
-      { services: ["site", "api"], folder: "", files: 4, bytes: 3000 + 2 * "FROM scratch\n".length + 1 },
+    expect(contextsInBundle({ ...app, files: [...listed, { name: "Dockerfile", size: from }, { name: "compose.yaml", size: 14 }] }, whole)).toEqual([
+      { services: ["site", "api"], folder: "", files: 4, bytes: 3000 + 2 * from + 1 },
     ]);
     // The checkout reached through a symbolic link, the app folder also a top-level build (its
     // folder kept as given): the same folder, warned about.
@@ -142,8 +142,8 @@ describe("contextsInBundle", () => {
     await symlink(dir, link);
     const viaLink = { ...app, dir: join(link, "web") };
     const top = new Map([["web/site", { build: topLevelBuild({ name: "web", dir: join(link, "web") }) }]]);
-    expect(contextsInBundle(viaLink, top, app.files)).toEqual([{ services: ["site"], folder: "", files: 3, bytes: 3000 + "FROM scratch\n".length + 1 }]);
+    expect(contextsInBundle(viaLink, top)).toEqual([{ services: ["site"], folder: "", files: 3, bytes: 3000 + from + 1 }]);
     // A context outside the app folder (a top-level build) is not in its bundle.
-    expect(contextsInBundle(app, new Map([["web/api", plans.get("hello/x")!]]), app.files)).toEqual([]);
+    expect(contextsInBundle(app, new Map([["web/api", plans.get("hello/x")!]]))).toEqual([]);
   });
 });

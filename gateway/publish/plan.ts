@@ -80,7 +80,7 @@ function checkEnvFile(app: AppDir, service: string, f: EnvFile): void {
       service,
     );
   }
-  if (app.files.includes(rel) || !f.required) return;
+  if (app.files.some((file) => file.name === rel) || !f.required) return;
   const st = statSync(abs, { throwIfNoEntry: false });
   const why = pathListMatcher(app.gitIgnored).ignores(rel)
     ? "git ignores it, so the commit does not hold it; commit it (git add -f), or write its values into the compose file"
@@ -197,15 +197,15 @@ export interface ContextInBundle {
 
 /**
  * The build contexts of `app`'s services (from `plans`, keyed `<app>/<service>`) that lie inside
- * the app folder, with the bundle files under each (`files`: relative paths, as a bundle lists
- * them; the compose file is not counted). Such files reach a device twice: in the image built
+ * the app folder, with the bundle files under each (from `app.files`, sized when they were listed;
+ * the compose file is not counted). Such files reach a device twice: in the image built
  * from them, and in the bundle, which every device downloads and keeps, although compose runs the
  * image. A context inside another counts with it (its files once), and services sharing one are
  * named together. Paths compare as real paths: a checkout reached through a symbolic link is the
  * same folder. Files a service reads at run time (a bind mount, an env_file) must stay: the
  * caller's warning says so.
  */
-export function contextsInBundle(app: AppDir, plans: ReadonlyMap<string, ServicePlan>, files: readonly string[]): ContextInBundle[] {
+export function contextsInBundle(app: AppDir, plans: ReadonlyMap<string, ServicePlan>): ContextInBundle[] {
   const appDir = real(app.dir);
   const byFolder = new Map<string, string[]>();
   for (const [key, plan] of plans) {
@@ -226,10 +226,10 @@ export function contextsInBundle(app: AppDir, plans: ReadonlyMap<string, Service
     }
     let count = 0;
     let bytes = 0;
-    for (const f of files) {
-      if (f.endsWith("/") || !f.startsWith(folder) || f === app.composeFileName) continue;
+    for (const f of app.files) {
+      if (f.name.endsWith("/") || !f.name.startsWith(folder) || f.name === app.composeFileName) continue;
       count++;
-      bytes += statSync(join(app.dir, f), { throwIfNoEntry: false })?.size ?? 0;
+      bytes += f.size;
     }
     if (count > 0) found.push({ services: [...byFolder.get(folder)!], folder, files: count, bytes });
   }

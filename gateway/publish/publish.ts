@@ -425,7 +425,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
         for (const d of img.layers) if (!(d in img.uncompressedSizes)) missingSizes.push([app.name, d]);
       }
       const bundle = await createBundle(app.dir, { composeFileName: app.composeFileName, composeText: pinned.text, outFile: join(tmp, `${app.name}.tgz`), exclude: app.gitIgnored });
-      for (const c of contextsInBundle(app, plan, app.files)) {
+      for (const c of contextsInBundle(app, plan)) {
         if (c.bytes < SHIPPED_TWICE_WARN_BYTES) continue;
         const what = `${c.files} file${c.files === 1 ? "" : "s"}, ${sizeText(c.bytes)}`;
         const of = `service${c.services.length === 1 ? "" : "s"} ${c.services.map((n) => `"${n}"`).join(", ")}`;

@@ -16,7 +16,7 @@
 import { isTargetVersion } from "../../lib/api/target.ts";
 import { ROLLOUT_LIST_MAX, type RolloutDetail, type RolloutEventKind, type RolloutRequest } from "../../lib/api/admin.ts";
 import { parseWindow, WindowSpecError } from "../../lib/schedule/window.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/cli/duration.ts";
+import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import type { RolloutService, TufService } from "../env.ts";
 import type { RolloutGauge } from "../metrics.ts";
 import { groupAudience } from "../fleet/query.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { formatSeconds } from "../../lib/cli/duration.ts";
+import { formatSeconds } from "../../lib/api/duration.ts";
 import { InvalidRolloutError } from "./errors.ts";
 
 /** Defaults of a rollout request's optional settings. */

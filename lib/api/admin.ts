@@ -9,7 +9,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { AppsStates, DeviceEvent, HOLD_KINDS } from "./device.ts";
 import { HardwareId, Tag, TARGET_NAME_PATTERN, TargetEntry } from "./target.ts";
-import { DURATION_PATTERN, MAX_DURATION_SECONDS } from "../cli/duration.ts";
+import { DURATION_PATTERN, MAX_DURATION_SECONDS } from "./duration.ts";
 
 export const Tags = Type.Array(Tag, { maxItems: 32 });
 

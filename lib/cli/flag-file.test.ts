@@ -33,9 +33,9 @@ test("a PEM file a flag names must hold a PEM block (of the label, when given)",
   expect(await readPemFlagFile(join(dir, "cert.pem"), "--ca", "CERTIFICATE")).toStartWith("-----BEGIN CERTIFICATE-----");
   const notPem = await readPemFlagFile(join(dir, "key.json"), "--tls-key").catch((e) => e);
   expect(notPem).toBeInstanceOf(UsageError);
-  expect(notPem.message).toBe(`--tls-key ${join(dir, "key.json")}: not a PEM file (no -----BEGIN line)`);
+  expect(notPem.message).toBe(`Cannot read --tls-key ${join(dir, "key.json")}: it holds no PEM (expected -----BEGIN ...)`);
   expect((await readPemFlagFile(join(dir, "cert.pem"), "--tls-key", "PRIVATE KEY").catch((e) => e)).message).toBe(
-    `--tls-key ${join(dir, "cert.pem")}: not a PEM file (no -----BEGIN PRIVATE KEY----- line)`,
+    `Cannot read --tls-key ${join(dir, "cert.pem")}: it holds no PEM PRIVATE KEY (expected -----BEGIN PRIVATE KEY-----)`,
   );
   expect((await readPemFlagFile(join(dir, "nope.pem"), "--tls-cert").catch((e) => e)).message).toBe(`Cannot read --tls-cert ${join(dir, "nope.pem")}: no such file`);
 });

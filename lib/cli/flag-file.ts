@@ -9,6 +9,7 @@
 import { readFile } from "node:fs/promises";
 import { whyCannotRead } from "../fs/paths.ts";
 import { fsWhy } from "../fs/why.ts";
+import { whyNotPem } from "../x509/pem.ts";
 import { UsageError } from "./command.ts";
 
 /**
@@ -29,21 +30,21 @@ export async function readFlagFile(path: string, what: string): Promise<string> 
 }
 
 /**
- * Reads `path` as {@link readFlagFile} does and checks that it holds a PEM block: `-----BEGIN <label>-----`
- * when `label` is given ("CERTIFICATE"), any `-----BEGIN ` line else (a key may be "PRIVATE KEY",
- * "EC PRIVATE KEY"...). What the block holds is the caller's to check.
+ * Reads `path` as {@link readFlagFile} does and checks that it holds PEM, of `label` when given
+ * ("CERTIFICATE"): lib/x509/pem.ts {@link whyNotPem} says why not. What the block holds is the
+ * caller's to check.
  *
  * @example
  * ```ts
  * const cert = await readPemFlagFile(flags["tls-cert"], "--tls-cert");
  * const ca = await readPemFlagFile(flags.ca, "--ca", "CERTIFICATE");
  * ```
- * @throws {UsageError} "Cannot read --tls-cert /x.pem: no such file", "--tls-key /k.json: not a PEM file (no -----BEGIN line)".
+ * @throws {UsageError} "Cannot read --tls-cert /x.pem: no such file", "Cannot read --tls-key /k.json: it holds no PEM (expected -----BEGIN ...)".
  */
 export async function readPemFlagFile(path: string, flag: string, label?: string): Promise<string> {
   const text = await readFlagFile(path, flag);
-  const begin = label === undefined ? "-----BEGIN " : `-----BEGIN ${label}-----`;
-  if (!text.includes(begin)) throw new UsageError(`${flag} ${path}: not a PEM file (no ${label === undefined ? "-----BEGIN" : begin} line)`);
+  const why = whyNotPem(text, label);
+  if (why) throw new UsageError(`Cannot read ${flag} ${path}: ${why}`);
   return text;
 }
 

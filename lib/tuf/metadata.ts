@@ -11,8 +11,9 @@ import { MetaFile, Metadata, type Root, type Snapshot, type Targets, type Timest
 import { canonicalBytes } from "./canonical-json.ts";
 import { signerFor, type TufKeyPair } from "./keys.ts";
 
-export type RoleName = "root" | "targets" | "snapshot" | "timestamp";
-export const ROLE_NAMES: readonly RoleName[] = ["root", "targets", "snapshot", "timestamp"];
+/** The top-level TUF roles, listed once: the repository, the ceremony, the expiries and the CLI name them from here. */
+export const ROLE_NAMES = ["root", "targets", "snapshot", "timestamp"] as const;
+export type RoleName = (typeof ROLE_NAMES)[number];
 /** Any top-level role's signed part. */
 export type Signed = Root | Targets | Snapshot | Timestamp;
 export type SignedOf<R extends RoleName> = R extends "root" ? Root : R extends "targets" ? Targets : R extends "snapshot" ? Snapshot : Timestamp;

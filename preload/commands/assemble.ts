@@ -10,7 +10,7 @@ import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
 import { defineCommand, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
-import { checkFlagPath, readFlagFile } from "../../lib/cli/flag-file.ts";
+import { checkFlagPath, readFlagFile, readPemFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
@@ -256,11 +256,11 @@ async function checkFlags(flags: FlagValues<typeof FLAGS>, token: string | undef
 
 /** The --ca file, checked to hold a certificate: anything else would only fail later as a TLS error at the registry. */
 async function readCa(path: string): Promise<string> {
-  const pem = await readFlagFile(resolve(path), "--ca");
+  const pem = await readPemFlagFile(path, "--ca", "CERTIFICATE");
   try {
     new X509Certificate(fromPem(pem, "CERTIFICATE"));
   } catch {
-    throw new UsageError(`--ca ${path} is not a PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    throw new UsageError(`Cannot read --ca ${path}: its CERTIFICATE block does not parse as a certificate`);
   }
   return pem;
 }

@@ -352,7 +352,7 @@ describe("gateway CLI", () => {
     const missing = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--tls-cert", join(dir, "nope.pem"), "--tls-key", join(dir, "pki", "server.key"));
     expect({ code: missing.code, err: missing.err }).toEqual({ code: 2, err: expect.stringContaining(`--tls-cert ${join(dir, "nope.pem")}: no such file`) });
     const notPem = cli("serve", "--data", fresh, "--listen", "127.0.0.1:0", "--tls-cert", join(dir, "pki", "ca.pem"), "--tls-key", join(dir, "factory.json"));
-    expect({ code: notPem.code, err: notPem.err }).toEqual({ code: 2, err: expect.stringContaining(`--tls-key ${join(dir, "factory.json")}: not a PEM file`) });
+    expect({ code: notPem.code, err: notPem.err }).toEqual({ code: 2, err: expect.stringContaining(`Cannot read --tls-key ${join(dir, "factory.json")}: it holds no PEM`) });
     expect(existsSync(fresh)).toBe(false);
   }, 60_000);
 

@@ -276,7 +276,7 @@ describe("a server that refuses the token or is no gateway, and a --ca that is n
   test("a --ca that is no certificate is bad usage (exit 2) naming the flag; a certificate is taken", async () => {
     const r = await preload(...line(enabled, "--ca", enabled));
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr).toContain(`preload assemble: --ca ${enabled} is not a PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    expect(r.stderr).toContain(`preload assemble: Cannot read --ca ${enabled}: it holds no PEM CERTIFICATE (expected -----BEGIN CERTIFICATE-----)`);
     const good = await preload(...line(enabled, "--ca", join(dir, "ca.pem")));
     expect(good.code, good.stderr).toBe(20);
   });

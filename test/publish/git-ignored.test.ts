@@ -99,7 +99,7 @@ describe("discover and git-ignored files", () => {
     for (let i = 1; i <= 7; i++) await writeFile(join(repo, "envapp", `${i}.log`), "x\n");
     const { apps } = await discover(repo);
     expect(apps.map((a) => [a.name, a.gitIgnored, a.files])).toEqual([
-      ["envapp", ["1.log", "2.log", "3.log", "4.log", "5.log", "6.log", "7.log"], ["app.conf"]],
+      ["envapp", ["1.log", "2.log", "3.log", "4.log", "5.log", "6.log", "7.log"], [{ name: "app.conf", size: 2 }]],
       ["web", [], []],
     ]);
     expect(gitIgnoredNote(apps[0]!)).toBe("app envapp: left out 7 paths git ignores, which the commit does not hold: 1.log, 2.log, 3.log, 4.log, 5.log and 2 more");

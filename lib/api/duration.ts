@@ -1,8 +1,10 @@
 /**
- * Durations a person writes, in flags and in admin API bodies (a token's lifetime, a rollout's
+ * Durations a person writes, in admin API bodies and in flags (a token's lifetime, a rollout's
  * soak, registry gc's grace, TUF expiries): "30d", "12h", "90m", "3600s", "2w" or a number of
- * seconds, at most 100 years. One syntax, read here, so the CLI and the API schema
- * (lib/api/admin.ts, {@link DURATION_PATTERN}) never disagree on what a duration is.
+ * seconds, at most 100 years. One syntax, read here, so the API schema (admin.ts, with
+ * {@link DURATION_PATTERN}), the gateway reading a body and the CLI reading a flag never disagree
+ * on what a duration is. It sits with the API's schemas, as a tag's rule does (target.ts), so
+ * that lib/api needs nothing of lib/cli, and flags are read against the API, not the other way.
  *
  * @module
  */
