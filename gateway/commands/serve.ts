@@ -95,7 +95,7 @@ export default defineCommand({
     factory: { type: "string", description: "Factory name, fixed at first start (default: main)", placeholder: "NAME" },
     "tls-cert": { type: "string", description: "Use this PEM server certificate instead of one issued by the factory CA", placeholder: "FILE" },
     "tls-key": { type: "string", description: "Key of --tls-cert", placeholder: "FILE" },
-    "trust-proxy": { type: "string", description: "Proxy addresses whose forwarded client certificate is trusted", placeholder: "CIDRS", allowEmpty: true },
+    "trust-proxy": { type: "string", description: "Proxy addresses whose forwarded client certificate is trusted (proxies that terminate TLS only: never one in TCP mode)", placeholder: "CIDRS", allowEmpty: true },
     "proxy-listen": { type: "string", description: "Also serve plain HTTP to the trusted proxies here (needs --trust-proxy unless unix:)", placeholder: "HOST:PORT|unix:PATH" },
     "client-cert-header": { type: "string", description: "Header carrying the forwarded client certificate", default: "x-client-cert", placeholder: "NAME" },
     "head-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request head (at least 1)", default: String(DEFAULT_LIMITS.headTimeoutMs / 1000), placeholder: "SECONDS" },

@@ -50,6 +50,18 @@ export class ForwardedCertVerifier {
   }
 
   /**
+   * A device's own certificate came to the TLS port from `address`, a trusted proxy's: that proxy
+   * passes TLS through (TCP mode), and the transport no longer believes `header` from it there.
+   * Said once per address, with what to change.
+   */
+  passesTlsThrough(address: string, header: string): void {
+    this.#once(
+      `passes-tls ${address}`,
+      `gateway: a device connected to the TLS port from ${address}, a --trust-proxy address, with its own certificate: the proxy there passes TLS through (TCP mode), and any client through it could claim any device in ${header}. From now on ${header} is ignored from ${address} on this port. Take ${address} out of --trust-proxy (a proxy in TCP mode needs none: the replicas verify the devices themselves)`,
+    );
+  }
+
+  /**
    * For a request from a trusted proxy without `reading`, the header read: if it carries a
    * certificate in another common header, says once which flag to give.
    */

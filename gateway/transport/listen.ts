@@ -40,7 +40,14 @@ import { urlHost } from "./url.ts";
 export function listen(opts: TransportOptions): Promise<Listening> {
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, (a) => opts.trustedProxies?.has(a) ?? false, opts.connectionBudget ?? connectionBudget());
-  const set = new ConnectionSet(opts, limits, caps);
+  // A proxy in TCP mode passes the devices' TLS through: its address then comes with a device's own
+  // certificate, and its connections without one may be anyone's, so a forwarded-certificate header
+  // from it would let any client through it claim any device. Once a trusted address is seen so,
+  // the header is not believed from it on this port (the plain listener, behind a proxy that
+  // terminates TLS, is not concerned), and the operator is told once (forwarded-cert.ts).
+  const passesTls = new Set<string>();
+  const trusted = opts.trustedProxies;
+  const set = new ConnectionSet(trusted ? { ...opts, trustedProxies: { has: (a) => trusted.has(a) && !passesTls.has(a ?? "") } } : opts, limits, caps);
   let handshakes = 0;
   let resumed = 0;
 
@@ -71,6 +78,10 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             handshakes++;
             if (sock.isSessionReused()) resumed++;
             c.peer = peerOf(sock);
+            if (c.peer && trusted?.has(c.remoteAddr) && !passesTls.has(c.remoteAddr)) {
+              passesTls.add(c.remoteAddr);
+              opts.forwardedCerts?.passesTlsThrough(c.remoteAddr, opts.clientCertHeader ?? "x-client-cert");
+            }
             caps.handshaken(c, c.peer !== null);
             if (c.peer) {
               c.authenticated = true;

@@ -176,3 +176,37 @@ describe("HAProxy in TCP mode (deploy/haproxy/gateway-tcp.cfg): TLS passes throu
     expect(spoof.status).toBe(401);
   });
 });
+
+describe("HAProxy in TCP mode in front of a gateway wrongly given --trust-proxy for it", () => {
+  let misset: GatewayHandle;
+  let proxy: ProxyHandle;
+  beforeAll(async () => {
+    // The mistake: the walkthrough's flags for a proxy that terminates TLS, kept for one that passes it through.
+    const port = await freePort();
+    misset = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`, "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"] });
+    stops.push(() => misset.stop());
+    proxy = await startHaproxy({ file: "gateway-tcp.cfg", dataDir: misset.dataDir, replicas: [misset.host], port });
+    stops.push(() => proxy.stop());
+  });
+
+  test("once a device's own certificate comes through the proxy, a header claiming a device from it is not believed, and the log says what to change", async () => {
+    const tokenRes = await misset.adminFetch("/admin/tokens", post({ tags: ["main"] }));
+    const { token } = (await tokenRes.json()) as { token: string };
+    const k = await makeDeviceCsr();
+    const reg = await tlsFetch({ ca: misset.caPem })(`${proxy.url}/devices`, {
+      ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    });
+    expect(reg.status).toBe(201);
+    const { certificate } = (await reg.json()) as RegistrationResponse;
+    expect((await tlsFetch({ ca: misset.caPem, cert: certificate, key: k.keyPem })(`${proxy.url}/device`)).status).toBe(200);
+    // Another client, no certificate, the device's in the header (base64 DER, as HAProxy forwards it).
+    const der = Buffer.from(new x509.X509Certificate(certificate).rawData).toString("base64");
+    const spoof = await tlsFetch({ ca: misset.caPem })(`${proxy.url}/device`, { headers: { "x-ssl-client-cert": der }, keepalive: false });
+    expect(spoof.status).toBe(401);
+    const log = await Bun.file(misset.logFile).text();
+    expect(log).toContain("a device connected to the TLS port from 127.0.0.1, a --trust-proxy address, with its own certificate: the proxy there passes TLS through (TCP mode)");
+    expect(log).toContain("Take 127.0.0.1 out of --trust-proxy");
+  });
+});
+
