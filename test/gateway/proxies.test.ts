@@ -34,19 +34,19 @@ beforeAll(async () => {
   stops.push(() => gw.stop());
 });
 
-/** Registers a device through `url` with a fresh registration token; returns its mTLS fetch. */
-async function registerThrough(url: string) {
-  const tokenRes = await gw.adminFetch("/admin/tokens", post({ tags: ["main"] }));
+/** Registers a device of `through` (default the first gateway) at `url` with a fresh registration token; returns its mTLS fetch. */
+async function registerThrough(url: string, through: GatewayHandle = gw) {
+  const tokenRes = await through.adminFetch("/admin/tokens", post({ tags: ["main"] }));
   expect(tokenRes.status).toBeLessThan(300);
   const { token } = (await tokenRes.json()) as { token: string };
   const k = await makeDeviceCsr();
-  const reg = await tlsFetch({ ca: gw.caPem })(`${url}/devices`, {
+  const reg = await tlsFetch({ ca: through.caPem })(`${url}/devices`, {
     ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
     headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
   });
   expect(reg.status).toBe(201);
   const { certificate } = (await reg.json()) as RegistrationResponse;
-  return { uuid: k.uuid, cert: certificate, key: k.keyPem, fetch: tlsFetch({ ca: gw.caPem, cert: certificate, key: k.keyPem }) };
+  return { uuid: k.uuid, cert: certificate, key: k.keyPem, fetch: tlsFetch({ ca: through.caPem, cert: certificate, key: k.keyPem }) };
 }
 
 async function deviceWorksThrough(url: string) {
@@ -148,31 +148,28 @@ describe("the TLS-hop configs in front of a gateway left with the default certif
   });
 });
 
+/** A gateway started with `args` behind deploy/haproxy/gateway-tcp.cfg (TLS passed through), both stopped after the file. */
+async function behindTcpMode(args: string[]) {
+  const port = await freePort();
+  const gateway = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`, ...args] });
+  stops.push(() => gateway.stop());
+  const proxy = await startHaproxy({ file: "gateway-tcp.cfg", dataDir: gateway.dataDir, replicas: [gateway.host], port });
+  stops.push(() => proxy.stop());
+  return { gateway, proxy };
+}
+
 describe("HAProxy in TCP mode (deploy/haproxy/gateway-tcp.cfg): TLS passes through to the gateway", () => {
   let direct: GatewayHandle;
   let proxy: ProxyHandle;
   beforeAll(async () => {
     // No --trust-proxy: in TCP mode the gateway verifies device certificates itself.
-    const port = await freePort();
-    direct = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`] });
-    stops.push(() => direct.stop());
-    proxy = await startHaproxy({ file: "gateway-tcp.cfg", dataDir: direct.dataDir, replicas: [direct.host], port });
-    stops.push(() => proxy.stop());
+    ({ gateway: direct, proxy } = await behindTcpMode([]));
   });
 
   test("a device registers and checks in through the passthrough, and a header claims nothing", async () => {
-    const tokenRes = await direct.adminFetch("/admin/tokens", post({ tags: ["main"] }));
-    const { token } = (await tokenRes.json()) as { token: string };
-    const k = await makeDeviceCsr();
-    const reg = await tlsFetch({ ca: direct.caPem })(`${proxy.url}/devices`, {
-      ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    });
-    expect(reg.status).toBe(201);
-    const { certificate } = (await reg.json()) as RegistrationResponse;
-    const me = await tlsFetch({ ca: direct.caPem, cert: certificate, key: k.keyPem })(`${proxy.url}/device`);
-    expect(me.status).toBe(200);
-    const spoof = await tlsFetch({ ca: direct.caPem })(`${proxy.url}/device`, { headers: { "x-ssl-client-cert": encodeURIComponent(certificate) } });
+    const dev = await registerThrough(proxy.url, direct);
+    expect((await dev.fetch(`${proxy.url}/device`)).status).toBe(200);
+    const spoof = await tlsFetch({ ca: direct.caPem })(`${proxy.url}/device`, { headers: { "x-ssl-client-cert": encodeURIComponent(dev.cert) } });
     expect(spoof.status).toBe(401);
   });
 });
@@ -182,26 +179,14 @@ describe("HAProxy in TCP mode in front of a gateway wrongly given --trust-proxy 
   let proxy: ProxyHandle;
   beforeAll(async () => {
     // The mistake: the walkthrough's flags for a proxy that terminates TLS, kept for one that passes it through.
-    const port = await freePort();
-    misset = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`, "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"] });
-    stops.push(() => misset.stop());
-    proxy = await startHaproxy({ file: "gateway-tcp.cfg", dataDir: misset.dataDir, replicas: [misset.host], port });
-    stops.push(() => proxy.stop());
+    ({ gateway: misset, proxy } = await behindTcpMode(["--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"]));
   });
 
   test("once a device's own certificate comes through the proxy, a header claiming a device from it is not believed, and the log says what to change", async () => {
-    const tokenRes = await misset.adminFetch("/admin/tokens", post({ tags: ["main"] }));
-    const { token } = (await tokenRes.json()) as { token: string };
-    const k = await makeDeviceCsr();
-    const reg = await tlsFetch({ ca: misset.caPem })(`${proxy.url}/devices`, {
-      ...post({ name: "dev", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    });
-    expect(reg.status).toBe(201);
-    const { certificate } = (await reg.json()) as RegistrationResponse;
-    expect((await tlsFetch({ ca: misset.caPem, cert: certificate, key: k.keyPem })(`${proxy.url}/device`)).status).toBe(200);
+    const dev = await registerThrough(proxy.url, misset);
+    expect((await dev.fetch(`${proxy.url}/device`)).status).toBe(200);
     // Another client, no certificate, the device's in the header (base64 DER, as HAProxy forwards it).
-    const der = Buffer.from(new x509.X509Certificate(certificate).rawData).toString("base64");
+    const der = Buffer.from(new x509.X509Certificate(dev.cert).rawData).toString("base64");
     const spoof = await tlsFetch({ ca: misset.caPem })(`${proxy.url}/device`, { headers: { "x-ssl-client-cert": der }, keepalive: false });
     expect(spoof.status).toBe(401);
     const log = await Bun.file(misset.logFile).text();
