@@ -3,12 +3,23 @@
  * each service's stop grace period (so a stop waits exactly as long as the app
  * asked, not Docker's 10 s default) and the external networks and volumes it
  * uses or creates (so apps that share them start in order, the rest at once);
- * and the services that have `profiles:`, which `compose up` does not start
- * (fioup enables no profile), so no one waits for their containers.
+ * and the services `compose up` does not start, so no one waits for their
+ * containers and the app's state leaves them out.
+ *
+ * Those are the services behind profiles none of which is enabled. fioup passes
+ * no `--profile`, so compose enables what `COMPOSE_PROFILES` names (a comma-separated
+ * list, `*` for every profile), taken from its environment or else from the app's
+ * `.env` beside the compose file. fioup keeps `COMPOSE_PROFILES` out of compose's
+ * environment (fioup/child-env.ts), so the app's `.env` decides, and the facts read
+ * it as compose does. Services a started one `depends_on` need no more: compose
+ * refuses to start an app whose started service depends on one it leaves out.
+ * Compose v1 (1.29) neither trims the names nor knows `*`; a list written
+ * `a,b` means the same to both.
  *
  * @module
  */
 import type { Document } from "yaml";
+import { InterpolationError, parseDotEnv } from "../../lib/compose/interpolate.ts";
 
 /** Seconds in a compose duration (`1s`, `1m30s`, `1.5s`, `500ms`, `2h`), or undefined if unreadable. */
 export function composeDurationSeconds(v: unknown): number | undefined {
@@ -33,20 +44,48 @@ export interface ComposeFacts {
   creates: Set<string>;
   /** Names of external networks and volumes this app needs to exist. */
   needs: Set<string>;
-  /** Services with a `profiles:` list: compose creates no container for them unless a profile is enabled, and none is. */
-  profiled: Set<string>;
+  /** Services with a `profiles:` list none of which is enabled: `compose up` creates no container for them. */
+  notStarted: Set<string>;
 }
 
-/** Reads {@link ComposeFacts} from a parsed compose document. */
-export function composeFacts(doc: Document, project: string): ComposeFacts {
+/**
+ * The profiles `compose up` enables for an app: `COMPOSE_PROFILES` of `env` (the environment
+ * compose runs with) if set, else of the app's `.env` (its text; undefined when there is none),
+ * split at commas and trimmed. A variable the `.env` names and `env` lacks reads as empty, as in
+ * compose (publish refuses it, so {@link parseDotEnv} throws); a `.env` that does not parse
+ * otherwise enables none, and compose refuses to start the app.
+ *
+ * @example
+ * ```ts
+ * enabledProfiles("COMPOSE_PROFILES=debug, metrics\n", "app/.env", {}); // ["debug", "metrics"]
+ * enabledProfiles("COMPOSE_PROFILES=debug\n", "app/.env", { COMPOSE_PROFILES: "" }); // []
+ * ```
+ */
+export function enabledProfiles(dotEnv: string | undefined, file: string, env: Record<string, string | undefined>): string[] {
+  let value = env.COMPOSE_PROFILES;
+  const outer = { ...env };
+  while (value === undefined && dotEnv !== undefined) {
+    try {
+      value = parseDotEnv(dotEnv, file, outer).COMPOSE_PROFILES ?? "";
+    } catch (err) {
+      if (!(err instanceof InterpolationError) || !err.variable || Object.hasOwn(outer, err.variable)) break;
+      outer[err.variable] = "";
+    }
+  }
+  return (value ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+}
+
+/** Reads {@link ComposeFacts} from a parsed compose document, with `profiles` enabled ({@link enabledProfiles}). */
+export function composeFacts(doc: Document, project: string, profiles: string[] = []): ComposeFacts {
   const js = (doc.toJS({ maxAliasCount: 1000 }) ?? {}) as Record<string, unknown>;
   const stopGrace = new Map<string, number>();
-  const profiled = new Set<string>();
+  const notStarted = new Set<string>();
+  const enabled = (p: unknown) => profiles.includes("*") || profiles.includes(String(p));
   const services = (js.services ?? {}) as Record<string, Record<string, unknown> | null>;
   for (const [name, svc] of Object.entries(services)) {
     const g = composeDurationSeconds(svc?.stop_grace_period);
     if (g !== undefined) stopGrace.set(name, g);
-    if (Array.isArray(svc?.profiles) && svc.profiles.length > 0) profiled.add(name);
+    if (Array.isArray(svc?.profiles) && svc.profiles.length > 0 && !svc.profiles.some(enabled)) notStarted.add(name);
   }
   const creates = new Set<string>();
   const needs = new Set<string>();
@@ -59,7 +98,7 @@ export function composeFacts(doc: Document, project: string): ComposeFacts {
       else creates.add(name ?? `${project}_${key}`);
     }
   }
-  return { stopGrace, creates, needs, profiled };
+  return { stopGrace, creates, needs, notStarted };
 }
 
 /**

@@ -113,6 +113,19 @@ export function killLeftoverCompose(pidFile: string): number {
   return killed;
 }
 
+/**
+ * The environment a compose command runs with ({@link childEnv}, bound to the engine): what
+ * compose interpolates the app's `.env` against, so the runtime reads that file with it too.
+ */
+export function composeEnv(dockerHost: string): Record<string, string> {
+  return childEnv({
+    DOCKER_HOST: dockerHost,
+    // Never prompt, never colour: output goes into error messages.
+    COMPOSE_INTERACTIVE_NO_CLI: "1",
+    NO_COLOR: "1",
+  });
+}
+
 /** One compose binary bound to one engine. */
 export class Compose {
   private readonly live = new Map<number, string>();
@@ -147,12 +160,7 @@ export class Compose {
 
   private async run(app: string, dir: string, composeFile: string, action: string, args: string[], opts: ComposeRunOptions = {}): Promise<string> {
     const cmd = [...this.command, "-p", projectName(app), "-f", composeFile, "-f", OVERRIDE_FILE, ...args];
-    const env = childEnv({
-      DOCKER_HOST: this.dockerHost,
-      // Never prompt, never colour: output goes into error messages.
-      COMPOSE_INTERACTIVE_NO_CLI: "1",
-      NO_COLOR: "1",
-    });
+    const env = composeEnv(this.dockerHost);
     let proc: ReturnType<typeof Bun.spawn>;
     try {
       proc = Bun.spawn({ cmd, cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });

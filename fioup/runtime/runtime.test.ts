@@ -48,3 +48,19 @@ test("app states parse each installed compose file once; an app installed again 
   await rt.appsState();
   expect(rt.composeParses).toBe(2);
 }, 60_000);
+
+test("the services of an app's state are those compose starts: a profile its .env enables counts, read again when the .env changes", async () => {
+  const apps = join(root, "apps-env");
+  const rt = new Runtime({ composeAppsRoot: apps, storeRoot: join(root, "store"), dockerHost: dockerd.host });
+  const dir = join(apps, "facts");
+  writeApp(dir, `example.test/main/facts@sha256:${"3".repeat(64)}`, `services:\n  main:\n    image: ${IMAGE}\n  debug:\n    image: ${IMAGE}\n    profiles: [debug]\n`);
+  writeFileSync(join(dir, ".env"), "COMPOSE_PROFILES=debug\n");
+  expect((await rt.appsState()).facts!.services.map((s) => s.name).sort()).toEqual(["debug", "main"]);
+  expect(rt.composeParses).toBe(1);
+  writeFileSync(join(dir, ".env"), "COMPOSE_PROFILES=metrics\n");
+  expect((await rt.appsState()).facts!.services.map((s) => s.name)).toEqual(["main"]);
+  expect(rt.composeParses).toBe(2);
+  rmSync(join(dir, ".env"));
+  expect((await rt.appsState()).facts!.services.map((s) => s.name)).toEqual(["main"]);
+  expect(rt.composeParses).toBe(3);
+}, 60_000);

@@ -26,8 +26,8 @@ import { parseCompose } from "../../lib/compose/compose-file.ts";
 import { extractBundle } from "../../lib/compose/extract.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
 import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
-import { composeFacts, startWaves, type ComposeFacts } from "./_compose-facts.ts";
-import { Compose, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
+import { composeFacts, enabledProfiles, startWaves, type ComposeFacts } from "./_compose-facts.ts";
+import { Compose, composeEnv, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
 import { DockerEngine, EngineError } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
 import { layersToLoad, loadImageFromStore, UnpinnedImageError, type LayerLoad } from "./images.ts";
@@ -380,30 +380,33 @@ export class Runtime {
     return out;
   }
 
-  /** The services whose containers make the app's state: those `compose up` starts (not the profiled ones). */
+  /** The services whose containers make the app's state: those `compose up` starts (not those behind a profile it does not enable). */
   private services(inst: InstalledApp, facts: ComposeFacts): ServiceSpec[] {
-    return inst.images.filter((i) => !facts.profiled.has(i.service)).map((i) => ({ name: i.service, image: i.ref }));
+    return inst.images.filter((i) => !facts.notStarted.has(i.service)).map((i) => ({ name: i.service, image: i.ref }));
   }
 
   /**
    * The facts the runtime needs from an installed app's compose file (empty when unreadable),
+   * with the profiles its `.env` enables, read as compose reads it (same file, same environment),
    * parsed once per installed file: the daemon reports app states every poll. Kept under the
-   * app's URI and the file's inode, mtime and size, so a file swapped in by an install (or
-   * changed in place) is parsed again; an install or removal also drops it.
+   * app's URI and the inode, mtime and size of both files, so files swapped in by an install (or
+   * changed in place) are parsed again; an install or removal also drops it.
    */
   private async facts(inst: InstalledApp): Promise<ComposeFacts> {
     const path = join(inst.dir, inst.composeFile);
-    const st = await stat(path).catch(() => undefined);
-    const key = st && `${inst.uri} ${inst.dir} ${st.ino} ${st.mtimeMs} ${st.size}`;
+    const dotEnvPath = join(inst.dir, ".env");
+    const [st, envSt] = await Promise.all([stat(path).catch(() => undefined), stat(dotEnvPath).catch(() => undefined)]);
+    const key = st && `${inst.uri} ${inst.dir} ${st.ino} ${st.mtimeMs} ${st.size} ${envSt ? `${envSt.ino} ${envSt.mtimeMs} ${envSt.size}` : "-"}`;
     const cached = this.factsCache.get(inst.name);
     if (key && cached?.key === key) return cached.facts;
     let facts: ComposeFacts;
     try {
       this.composeParses++;
       const c = parseCompose(await readFile(path), `${inst.name}/${inst.composeFile}`);
-      facts = composeFacts(c.doc, projectName(inst.name));
+      const dotEnv = await readFile(dotEnvPath, "utf8").catch(() => undefined);
+      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host)));
     } catch {
-      facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), profiled: new Set() };
+      facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set() };
     }
     if (key) this.factsCache.set(inst.name, { key, facts });
     return facts;

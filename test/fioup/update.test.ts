@@ -3,7 +3,9 @@
  * a private dockerd and docker compose: register, update v1 (with a service
  * behind a compose profile, which is not started nor waited for), a v2 that
  * changes one service fetches only the changed blobs, a v3 that crashes is
- * rolled back, marked bad and reported, and its version published again with a fix is taken.
+ * rolled back, marked bad and reported, and its version published again with a fix is taken;
+ * a profile the app's `.env` enables is started by compose, so fioup waits for its service
+ * (a crash rolls back) and reports it.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
@@ -21,7 +23,7 @@ let port: number;
 let uuid: string;
 
 const sidecar = (image: string) => `  side:\n    image: ${image}\n    stop_grace_period: 1s\n`;
-/** A service only for debugging: compose starts it only with its profile enabled, and fioup enables none. */
+/** A service only for debugging: compose starts it only when its profile is enabled (COMPOSE_PROFILES in the app's `.env`). */
 const profiled = (image: string) => `  debug:\n    image: ${image}\n    profiles: ["debug"]\n`;
 
 beforeAll(async () => {
@@ -163,5 +165,33 @@ describe("fioup update", () => {
     expect(s.code, s.stderr).toBe(0);
     expect(s.json.state).toBe("completed");
     expect(await httpGet(port)).toBe("hello v4");
+  }, 120_000);
+
+  test("v5 whose .env enables the profile of a service that exits 1 rolls back to v4: compose starts it, so fioup waits for it", async () => {
+    const broken = await pushImage(upstream, "test/side", "broken", { cmd: ["sh", "-c", "echo debug tool broken; exit 1"] });
+    await pub.commit({
+      [`${APP}/docker-compose.yml`]: httpdCompose(`${upstream.host}/test/web:v4`, port, sidecar(`${upstream.host}/test/side:v1`) + profiled(broken)),
+      [`${APP}/.env`]: "# the debug tools run on every device of this fleet\nCOMPOSE_PROFILES=debug\n",
+    });
+    await pub.publish(5);
+    // Before: the update completed, the crashed debug container unseen.
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(51);
+    expect(r.stderr).toContain("debug");
+    expect(await httpGet(port)).toBe("hello v4");
+    const st = await device.fioup("status");
+    expect(st.json.current.name).toBe("amd64-linux-4");
+    expect(st.json.badTargets).toEqual(["amd64-linux-5"]);
+  }, 120_000);
+
+  test("v6 with the debug service fixed is taken, and the app's state has the service its .env enables", async () => {
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(`${upstream.host}/test/web:v4`, port, sidecar(`${upstream.host}/test/side:v1`) + profiled(`${upstream.host}/test/side:v1`)) });
+    await pub.publish(6);
+    const r = await device.fioup("update");
+    expect(r.code, r.stderr).toBe(0);
+    const st = await device.fioup("status");
+    expect(st.json.current.name).toBe("amd64-linux-6");
+    expect(st.json.apps[APP].state).toBe("healthy");
+    expect(st.json.apps[APP].services.map((x: { name: string }) => x.name).sort()).toEqual(["debug", "side", "web"]);
   }, 120_000);
 });
