@@ -43,4 +43,11 @@ describe("compose facts", () => {
     expect(enabledProfiles("COMPOSE_PROFILES=debug\nnot a pair\n", "p/.env", {})).toEqual([]);
     expect(enabledProfiles("COMPOSE_PROFILES=${NEED:?set NEED}\n", "p/.env", {})).toEqual([]);
   });
+
+  test("compose v1 reads the list literally: no trimming, and * is no profile", () => {
+    expect(enabledProfiles("COMPOSE_PROFILES=debug, ops\n", "p/.env", {})).toEqual(["debug", "ops"]);
+    expect(enabledProfiles("COMPOSE_PROFILES=debug, ops\n", "p/.env", {}, true)).toEqual(["debug", " ops"]);
+    expect(enabledProfiles("COMPOSE_PROFILES=*\n", "p/.env", {})).toEqual(["*"]);
+    expect(enabledProfiles("COMPOSE_PROFILES=*\n", "p/.env", {}, true)).toEqual([]);
+  });
 });

@@ -13,8 +13,9 @@
  * environment (fioup/child-env.ts), so the app's `.env` decides, and the facts read
  * it as compose does. Services a started one `depends_on` need no more: compose
  * refuses to start an app whose started service depends on one it leaves out.
- * Compose v1 (1.29) neither trims the names nor knows `*`; a list written
- * `a,b` means the same to both.
+ * Compose v1 (1.29) neither trims the names nor knows `*` (a profile named
+ * `*` enables nothing there): read so for v1, as the runtime knows which it runs;
+ * a list written `a,b` means the same to both.
  *
  * @module
  */
@@ -61,7 +62,7 @@ export interface ComposeFacts {
  * enabledProfiles("COMPOSE_PROFILES=debug\n", "app/.env", { COMPOSE_PROFILES: "" }); // []
  * ```
  */
-export function enabledProfiles(dotEnv: string | undefined, file: string, env: Record<string, string | undefined>): string[] {
+export function enabledProfiles(dotEnv: string | undefined, file: string, env: Record<string, string | undefined>, v1 = false): string[] {
   let value = env.COMPOSE_PROFILES;
   const outer = { ...env };
   while (value === undefined && dotEnv !== undefined) {
@@ -72,7 +73,8 @@ export function enabledProfiles(dotEnv: string | undefined, file: string, env: R
       outer[err.variable] = "";
     }
   }
-  return (value ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
+  const names = (value ?? "").split(",");
+  return v1 ? names.filter((p) => p !== "" && p !== "*") : names.map((p) => p.trim()).filter((p) => p !== "");
 }
 
 /** Reads {@link ComposeFacts} from a parsed compose document, with `profiles` enabled ({@link enabledProfiles}). */

@@ -404,7 +404,9 @@ export class Runtime {
       this.composeParses++;
       const c = parseCompose(await readFile(path), `${inst.name}/${inst.composeFile}`);
       const dotEnv = await readFile(dotEnvPath, "utf8").catch(() => undefined);
-      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host)));
+      // v1 reads COMPOSE_PROFILES more literally (_compose-facts.ts); no compose found: as v2, nothing starts anyway.
+      const v1 = dotEnv !== undefined && (await this.composeCli().then((cli) => cli.command[0] === "docker-compose", () => false));
+      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), v1));
     } catch {
       facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set() };
     }
