@@ -8,7 +8,12 @@
  * gateway unreachable, a download cut: exit-codes.ts isNetworkFailure) is
  * tried again after 10 s, doubling up to the polling interval: a link down
  * for a minute does not cost a whole interval with no update and a gateway
- * that does not know. An install deferred by the maintenance window
+ * that does not know. Sooner still when the wait for news hears the gateway
+ * answer again after it found it away (push.ts, "back"): the cycle, and the
+ * events queued meanwhile, go then, once per run of network failures; if
+ * that cycle fails by the network too, the gateway answers but cannot serve
+ * (overloaded, or a link that drops the larger transfers), and the backoff,
+ * which is what relieves it, runs its course. An install deferred by the maintenance window
  * or update locks (update/hold.ts) waits, its bytes fetched, until the window
  * opens, a lock file goes or the maximum hold time ends, whichever comes
  * first (or the next poll). One update at a time
@@ -126,6 +131,8 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
   let touchedMore = true;
   // Cycles in a row the network failed.
   let networkFailures = 0;
+  // In this run of network failures, a wait already ended as the gateway answered again.
+  let checkedOnReturn = false;
   for (let i = 0; !o.signal.aborted && (o.cycles === undefined || i < o.cycles); i++) {
     const seen: CycleSeen = {};
     try {
@@ -153,6 +160,7 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     // exit-codes.ts loads every step's module: only after a failure, so an idle daemon does not hold them.
     const byNetwork = seen.failure !== undefined && (await import("./exit-codes.ts")).isNetworkFailure(seen.failure);
     networkFailures = byNetwork ? networkFailures + 1 : 0;
+    if (!networkFailures) checkedOnReturn = false;
     let wait = networkFailures ? networkRetryMs(networkFailures, base) : spread(base);
     if (networkFailures) o.log(`the network failed the update: trying again in ${Math.round(wait / 1000)} s`);
     // A deferred install: also wake when the window opens or max hold ends, and when a lock file comes or goes.
@@ -160,9 +168,13 @@ export async function runDaemon(s: Session, o: DaemonOptions): Promise<void> {
     if (held?.at !== undefined) wait = Math.min(wait, Math.max(1000, held.at - holdClock()));
     try {
       // Until the next poll, listen for news: a publish wakes the daemon at once (push.ts).
-      const r = await waitForNews(s.client, s.cfg.storagePath, wait, held ? AbortSignal.any([o.signal, held.signal]) : o.signal);
+      const untilBack = networkFailures > 0 && !checkedOnReturn;
+      const r = await waitForNews(s.client, s.cfg.storagePath, wait, held ? AbortSignal.any([o.signal, held.signal]) : o.signal, { untilBack });
       if (r === "news") o.log("the gateway signed something new: checking now");
-      else if (held?.signal.aborted && !o.signal.aborted) o.log("the update locks changed: checking the hold now");
+      else if (r === "back") {
+        checkedOnReturn = true;
+        o.log("the gateway answers again: checking now");
+      } else if (held?.signal.aborted && !o.signal.aborted) o.log("the update locks changed: checking the hold now");
     } finally {
       held?.close();
     }

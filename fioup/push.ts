@@ -7,6 +7,17 @@
  * while no replica is up, is retried after a random 1 to 5 s, so a replica restart does not bring every
  * device back in the same instant.
  *
+ * After a cycle the network failed, the daemon waits out a backoff that grows toward the poll
+ * interval, and its events wait with it; but this wait may see the gateway come back before that.
+ * So then (`untilBack`) a wait that finds the gateway out of reach asks again with a hold of 0,
+ * which the gateway answers at once, and its first 200 or 204 ends the wait ("back"): the device
+ * checks, and sends what it queued, within seconds of the gateway's return rather than minutes.
+ * Only a gateway this wait saw away counts: one that answers from the first request (a download cut
+ * by the link, not the gateway) leaves the backoff as it was. No random delay is added before that
+ * check: the requests that find the gateway back are already spread by the 1 to 5 s between them,
+ * so a restarted gateway sees a fleet's checks over those seconds, more spread than the checks a
+ * publish starts, which every held wait hears of in the same instant.
+ *
  * @module
  */
 import { readFileSync } from "node:fs";
@@ -52,18 +63,27 @@ function announcedVersion(body: string): number {
 /** A random 1 to 5 s before asking again after a failure, so devices come back spread out. */
 const retryMs = () => randomBetween(1000, 5000);
 
+export interface WaitOptions {
+  /** The last check failed by the network: end the wait, "back", once the gateway answers again after this wait found it away. */
+  untilBack?: boolean;
+}
+
 /**
  * Waits up to `ms` for the gateway to say there is something new. Returns "news" as soon as it
- * does, "timeout" when the time is up (or the gateway has no push), "aborted" on `signal`.
+ * does, "back" when `untilBack` and the gateway answers again, "timeout" when the time is up (or
+ * the gateway has no push), "aborted" on `signal`.
  */
 export async function waitForNews(
   client: DeviceClient | undefined,
   storagePath: string,
   ms: number,
   signal: AbortSignal,
-): Promise<"news" | "timeout" | "aborted"> {
+  o: WaitOptions = {},
+): Promise<"news" | "back" | "timeout" | "aborted"> {
   const deadline = Date.now() + ms;
   const left = () => deadline - Date.now();
+  // A request of this wait found the gateway out of reach (with `untilBack`: asking to hear it is back).
+  let away = false;
   while (!signal.aborted && left() > 0) {
     if (!client) {
       await sleep(left(), signal);
@@ -76,13 +96,17 @@ export async function waitForNews(
       await sleep(backoffDelay(++news.misses, 1000, left()), signal);
       if (signal.aborted) break;
     } else announced.delete(storagePath);
-    const hold = Math.min(HOLD_SECONDS, Math.floor(left() / 1000));
+    let hold = Math.min(HOLD_SECONDS, Math.floor(left() / 1000));
     // Under a second left: sleep it out. A hold of 0 is answered at once, so asking again and
     // again would spin (thousands of requests, and their garbage, in that last second).
     if (hold < 1) {
       await sleep(left(), signal);
       break;
     }
+    // Listening for the gateway's return: a hold of 0 is answered at once (a held wait's 204
+    // would come a hold later), and that answer ends the wait, so no spin: one ask per retry sleep.
+    const probing = o.untilBack === true && away;
+    if (probing) hold = 0;
     try {
       const res = await client.fetch(`/repo/wait?after=${after}&timeout=${hold}`, {
         signal: AbortSignal.any([signal, AbortSignal.timeout(hold * 1000 + 15_000)]),
@@ -94,13 +118,17 @@ export async function waitForNews(
         if (!was || version > was.version) announced.set(storagePath, { version, misses: was?.misses ?? 0 });
         return "news";
       }
-      if (res.status === 204) continue;
+      if (res.status === 204) {
+        if (probing) return "back";
+        continue;
+      }
       // A 502-504 without Retry-After is what a load balancer answers while no replica is up (a
       // restart of them all): as passing as a dropped connection, and retried the same way.
       // Sleeping out the poll interval instead left the fleet without push until then, and
       // brought every device back at the same instant. The gateway's own 500 is not retried
       // soon: a sick gateway would have the whole fleet asking every few seconds.
       if (proxyWithoutBackend(res.status) && !res.headers.has("retry-after")) {
+        away = true;
         await sleep(Math.min(left(), retryMs()), signal);
         continue;
       }
@@ -109,7 +137,12 @@ export async function waitForNews(
     } catch (e) {
       if (signal.aborted) break;
       // A certificate refused by this device's clock does not mend in seconds: wait out the poll.
-      await sleep(isCertificateTimeError(e) ? left() : Math.min(left(), retryMs()), signal);
+      if (isCertificateTimeError(e)) {
+        await sleep(left(), signal);
+        continue;
+      }
+      away = true;
+      await sleep(Math.min(left(), retryMs()), signal);
     }
   }
   return signal.aborted ? "aborted" : "timeout";
