@@ -13,7 +13,7 @@ export default defineCommand({
     "serves one there). Written to a temp file beside --out (outside the data dir) and renamed into",
     "place when complete, so an interrupted backup never replaces the last good one.",
     `Encrypted with a passphrase (--passphrase-file, or ${PASSPHRASE_ENV}) or for a recipient key`,
-    "(--recipient, made by `gateway backup keygen`; the private half can stay offline).",
+    "(--recipient PREFIX.pub, made by `gateway backup keygen`; its PREFIX.key can stay offline).",
     "With --db postgres://... the database is not included: back it up with pg_dump at the same time.",
   ].join("\n"),
   flags: {
@@ -23,7 +23,7 @@ export default defineCommand({
     "with-registry": { type: "boolean", description: "Include the embedded registry's blobs and manifests" },
     "registry-dir": { type: "string", description: "Where the registry is, as given to serve (default DIR/registry; a folder replicas share)", placeholder: "DIR" },
     "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
-    recipient: { type: "string", description: "Encrypt for this X25519 public key", placeholder: "PUBLIC.pem" },
+    recipient: { type: "string", description: "Encrypt for this public key (the PREFIX.pub gateway backup keygen wrote)", placeholder: "PREFIX.pub" },
     ...formatFlag,
   },
   async run({ flags, out }) {

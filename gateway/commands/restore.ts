@@ -14,14 +14,14 @@ export default defineCommand({
     "(a key ceremony or rotation) cannot be brought back: back up after each.",
     "--force replaces only a gateway data dir (or an empty folder) that no gateway is serving; the",
     "old one is kept beside it as DIR.replaced-<time>, and the command says where.",
-    `Secret: --passphrase-file, ${PASSPHRASE_ENV}, or --identity for a backup made with --recipient.`,
+    `Secret: --passphrase-file, ${PASSPHRASE_ENV}, or --identity PREFIX.key for a backup made with --recipient PREFIX.pub.`,
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Data dir to create (must not exist or be empty)", placeholder: "DIR" },
     "registry-dir": { type: "string", description: "Put the backup's registry in this new or empty folder (as serve's --registry-dir) instead of DIR/registry", placeholder: "DIR" },
     force: { type: "boolean", description: "Replace an existing gateway data dir (the old one is kept as DIR.replaced-<time>)" },
     "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
-    identity: { type: "string", description: "Private key for a backup made with --recipient", placeholder: "PRIVATE.pem" },
+    identity: { type: "string", description: "Private key for a backup made with --recipient (the PREFIX.key gateway backup keygen wrote)", placeholder: "PREFIX.key" },
     ...formatFlag,
   },
   async run({ flags, args, out }) {
