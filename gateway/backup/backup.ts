@@ -14,7 +14,8 @@
  * the data dir a good backup was not made of, must lose nothing.
  *
  * On PostgreSQL the database is not in the file: it is backed up with the database's own tools
- * (pg_dump or pg_basebackup), and this backup holds the rest (CA, keys, TUF metadata, secrets).
+ * (pg_dump or pg_basebackup), and this backup holds the rest (CA, TUF keys, secrets). The signed
+ * TUF metadata lives in the database on either backend, so on PostgreSQL it is in the dump, not here.
  *
  * @module
  */

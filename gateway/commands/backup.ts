@@ -8,13 +8,15 @@ import { checkDataFlag } from "./_data-flag.ts";
 export default defineCommand({
   summary: "Write an encrypted, consistent backup of a gateway data dir (safe while the gateway runs)",
   description: [
-    "Holds the factory CA, the TUF keys and metadata, the secrets and the database (a consistent",
-    "SQLite snapshot); registry blobs only with --with-registry (from --registry-dir if the gateway",
-    "serves one there). Written to a temp file beside --out (outside the data dir) and renamed into",
+    "Holds the data dir: the factory CA, the server certificate, the TUF signing keys, the admin",
+    "token and the registry secret. On SQLite it also holds the database as a consistent snapshot:",
+    "devices, tokens, groups, rollouts, events and the signed TUF metadata. On PostgreSQL",
+    "(--db postgres://...) those are in the database, which is not in the file: back it up with",
+    "pg_dump at the same time. Registry blobs only with --with-registry (from --registry-dir if the",
+    "gateway serves one there). Written to a temp file beside --out (outside the data dir) and renamed into",
     "place when complete, so an interrupted backup never replaces the last good one.",
     `Encrypted with a passphrase (--passphrase-file, or ${PASSPHRASE_ENV}) or for a recipient key`,
     "(--recipient PREFIX.pub, made by `gateway backup keygen`; its PREFIX.key can stay offline).",
-    "With --db postgres://... the database is not included: back it up with pg_dump at the same time.",
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Gateway data dir", placeholder: "DIR" },

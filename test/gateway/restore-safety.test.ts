@@ -315,6 +315,14 @@ test("help and the no-secret messages name the key files backup keygen writes (P
   for (const text of [backupHelp, restoreHelp, b.stderr, r.stderr]) expect(text).not.toMatch(/PUBLIC\.pem|PRIVATE\.pem/);
 });
 
+test("backup --help says what the file holds on each backend: on PostgreSQL the TUF metadata is in the database, not in the file", async () => {
+  const help = (await gw(["backup", "--help"])).stdout.replace(/\s+/g, " ");
+  expect(help).toContain("Holds the data dir: the factory CA, the server certificate, the TUF signing keys, the admin token and the registry secret.");
+  expect(help).toContain("On SQLite it also holds the database as a consistent snapshot: devices, tokens, groups, rollouts, events and the signed TUF metadata.");
+  expect(help).toContain("On PostgreSQL (--db postgres://...) those are in the database, which is not in the file: back it up with pg_dump at the same time.");
+  expect(help).not.toContain("TUF keys and metadata");
+});
+
 describe("a data dir with some bulk: the wrong key file, a full disk, --with-registry", () => {
   let small: string; // a 512 KiB tmpfs
   let mounted = false;
