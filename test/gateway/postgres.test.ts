@@ -192,7 +192,7 @@ describe("gateway backup and restore on PostgreSQL, through the CLI", () => {
     expect(existsSync(out)).toBe(false);
   }, 60_000);
 
-  test("backup with this data dir's --db says the pg_dump to run with that URL, its password masked; restored, the data dir needs its --db", async () => {
+  test("backup with this data dir's --db says the pg_dump to run with that URL, its password masked; restore says when to pg_restore it and when not, and the data dir needs its --db", async () => {
     const withPassword = new URL(pg.url);
     withPassword.password = "s3cret"; // trust authentication: any password is taken
     const shown = withPassword.toString().replace("s3cret", "***");
@@ -208,6 +208,14 @@ describe("gateway backup and restore on PostgreSQL, through the CLI", () => {
     const restored = join(work, "restored");
     const r = gatewayRun(["restore", file, "--data", restored, "--passphrase-file", passFile]);
     expect(r.code).toBe(0);
+    // Both cases: the database survived the gateway (no pg_restore: it holds what came since), or it was lost too.
+    const said = r.err.replace(/\s+/g, " ");
+    expect(said).toContain("the database is still there (only the gateway host was lost): do not pg_restore;");
+    expect(said).toContain(`the --db it had: gateway serve --data ${restored} --db postgres://...`);
+    expect(said).toContain("the database was lost too: make a new, empty database (createdb -O USER NAME)");
+    expect(said).toContain("pg_restore --no-owner --dbname=postgres://USER@HOST/NAME FILE.pgdump");
+    expect(said).toContain("other gateways still serve that database: starting this data dir with their --db adds a replica");
+    expect(said).not.toContain("pg_restore it before starting the gateway");
     // Refused without its --db instead of being served from a new, empty SQLite database.
     const noDb = gatewayRun(["serve", "--data", restored, "--listen", "127.0.0.1:0"]);
     expect(noDb.code).toBe(1);
