@@ -16,8 +16,10 @@
  * disagreeing about the backup's age, and a restore started within moments of the backup. TUF
  * clients accept any jump upwards. The versions stay far below the 2^31 the PostgreSQL column holds:
  * a year-old backup adds about 31.6 million. On PostgreSQL the versions leapt from are those of the
- * database pg_restore brought back, dumped at the moment of the backup (gateway/README.md): a dump
- * older than the backup by more than the margin's day may leave devices behind.
+ * database: the one that outlived the gateway (already current, so the leap is more than needed,
+ * and harmless), or the one pg_restore brought back, dumped at the moment of the backup
+ * (gateway/README.md): a dump older than the backup by more than the margin's day may leave devices
+ * behind.
  *
  * The floor is claimed in the database under the restore's id before anything is signed, so
  * replicas started from copies of one restored data dir leap to the same floor once, and a start

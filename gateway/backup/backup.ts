@@ -14,7 +14,10 @@
  * the data dir a good backup was not made of, must lose nothing.
  *
  * On PostgreSQL the database is not in the file: it is backed up with the database's own tools
- * (pg_dump or pg_basebackup), and this backup holds the rest (CA, keys, TUF metadata, secrets).
+ * (pg_dump or pg_basebackup), and this backup holds the rest (CA, TUF keys, secrets). So a backup
+ * there needs the --db, and checks that it is this data dir's database, as `serve` does, before
+ * writing anything: the file is worth only as much as the dump it is restored with. The signed
+ * TUF metadata lives in the database on either backend, so on PostgreSQL it is in the dump, not here.
  *
  * @module
  */
@@ -33,7 +36,11 @@ import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
-import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servingPid } from "../data-dir.ts";
+import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servedDatabaseKind, servingPid } from "../data-dir.ts";
+import { dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
+import { peekPostgresMeta } from "../store/postgres.ts";
+import { shownUrl } from "../../lib/net/shown-url.ts";
+import { caFingerprint } from "../../lib/tls/pin.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
 import { REGISTRY_SCRATCH_FOLDERS } from "../registry/storage.ts";
 import { markRestored } from "./after-restore.ts";
@@ -71,7 +78,38 @@ export class BackupError extends Error {
   override name = "BackupError";
 }
 
-const isPostgres = (db?: string) => !!db && /^postgres(ql)?:\/\//.test(db);
+/**
+ * The gateway_meta key that binds a database to the CA of the data dir it serves, as gateway.ts's
+ * start claims it (its CA_FINGERPRINT, where `serve` refuses a database "created by a gateway with
+ * another CA"); a backup reads it, never writes it.
+ */
+const CA_FINGERPRINT = "ca_fingerprint";
+
+/**
+ * Checks, before anything is written, that `db` (a PostgreSQL --db) is the database `dataDir` is
+ * served with: reachable, and bound to the data dir's CA, the check `serve` makes at start. The
+ * backup's file and the database's pg_dump are restored together; a backup made against another
+ * database (a typo in its name, another gateway's) would pair this CA and these keys with a dump of
+ * nothing or of another fleet, and a database that cannot be reached cannot be dumped either.
+ *
+ * @throws {StoreOpenError} If the database cannot be reached or used (store/open.ts says why).
+ * @throws {BackupError} If there is no such database, or it holds no gateway's data, or was bound to another CA.
+ */
+async function checkPostgresDb(dataDir: string, db: string): Promise<void> {
+  const caFile = join(dataDir, "pki", "ca.pem");
+  const caPem = await readFile(caFile, "utf8").catch((e) => Promise.reject(new BackupError(`Cannot read ${caFile}: ${fsWhy(e)}`)));
+  const cannot = `Cannot back up ${dataDir} with the database ${shownUrl(db)}`;
+  const boundTo = await peekPostgresMeta(db, CA_FINGERPRINT).catch((e: { errno?: unknown }) => {
+    // store/open.ts advises creating a database that is not there (right for a first serve); the
+    // database a backup names exists, or the --db is wrong.
+    if (e.errno === "3D000") throw new BackupError(`${cannot}: there is no such database (wrong --db?): give the --db gateway serve runs this data dir with`);
+    // Any other failure (refused, no such host, a wrong password) in store/open.ts's words and advice: asked once more through it.
+    return peekDatabaseMeta(db, CA_FINGERPRINT);
+  });
+  if (boundTo === undefined)
+    throw new BackupError(`${cannot}: it holds no gateway's data (wrong --db?): give the --db gateway serve runs this data dir with`);
+  if (boundTo !== caFingerprint(caPem)) throw new BackupError(`${cannot}: it was created by a gateway with another CA (wrong --db or --data?)`);
+}
 
 /** A path without a trailing slash ("data/" and "data" are one folder; "data/.replaced-..." would be inside it). */
 const bare = (path: string) => normalize(path).replace(/(.)\/+$/, "$1");
@@ -227,12 +265,19 @@ export interface BackupResult extends BackupManifest {
 export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   const factory = await readFactoryName(opts.dataDir);
   const withRegistry = !!opts.withRegistry;
-  const postgres = isPostgres(opts.db);
+  if (opts.db !== undefined && !dbKind(opts.db)) throw new UsageError(dbKindProblem(opts.db));
+  const postgres = opts.db !== undefined && dbKind(opts.db) === "postgres";
+  // The data dir says it is served with PostgreSQL (DIR/database): its database is not DIR/gateway.db.
+  if (opts.db === undefined && (await servedDatabaseKind(opts.dataDir)) === "postgres")
+    throw new UsageError(
+      `--data ${opts.dataDir} is served with a PostgreSQL database: give its --db postgres://... as gateway serve has it (the backup checks it is this data dir's database; the database itself is backed up with pg_dump)`,
+    );
   await checkOut(opts.out);
   // A backup inside the data dir is lost with it, and the next backup would hold it (each one twice the last).
   const [outDir, dataDir] = await Promise.all([realpath(dirname(opts.out)), realpath(opts.dataDir)]);
   if (outDir === dataDir || outDir.startsWith(dataDir + sep))
     throw new UsageError(`--out ${opts.out} is inside the data dir ${opts.dataDir}: a backup there is lost with it, and the next backup would hold it; write it to another folder, better another disk`);
+  if (postgres) await checkPostgresDb(opts.dataDir, opts.db!);
   // The database snapshot is plaintext: it is made in the data dir (which holds the database
   // already), never beside --out, a folder that may be a share or off-site and is meant to receive
   // sealed files only. The walk below skips it; what a killed backup left there is removed first.

@@ -48,4 +48,13 @@ describe("seal / unseal", () => {
     await expect(opened(Buffer.concat([file, Buffer.from("x")]), pass)).rejects.toThrow("after its last record");
     await expect(opened(Buffer.from("hello\n"), pass)).rejects.toThrow("Not a gateway backup");
   });
+
+  test("a file cut short inside its header line is a backup cut short, not another file", async () => {
+    const file = await sealed(data, pass);
+    expect(file.indexOf(10)).toBeGreaterThan(100); // `head -c 100` ends before the header's newline
+    await expect(opened(file.subarray(0, 100), pass)).rejects.toThrow("The backup is cut short in its header");
+    await expect(opened(file.subarray(0, "OTA-BACKUP 1 ".length), pass)).rejects.toThrow("cut short");
+    // A few bytes that only begin like the header are not taken for one.
+    await expect(opened(Buffer.from("OTA-BACK"), pass)).rejects.toThrow("Not a gateway backup");
+  });
 });

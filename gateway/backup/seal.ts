@@ -106,6 +106,9 @@ function named(what: string, read: () => KeyObject): KeyObject {
 export async function* unseal(sealed: AsyncIterable<Uint8Array>, secret: OpenSecret): AsyncGenerator<Uint8Array> {
   const input = new ByteReader(sealed);
   const line = await input.line(4096);
+  // The file ends inside a line that begins as the header does: a backup cut short (a copy that
+  // stopped early), not some other file, whose error would send the user looking for another one.
+  if (line === undefined && input.ended && startsAsBackup(input.held)) throw new BackupUnreadableError("The backup is cut short in its header");
   if (!line?.startsWith(MAGIC)) throw new BackupUnreadableError("Not a gateway backup (no OTA-BACKUP header)");
   let header: Header;
   try {
@@ -249,6 +252,14 @@ class ByteReader {
   private it: AsyncIterator<Uint8Array>;
   constructor(src: AsyncIterable<Uint8Array>) {
     this.it = src[Symbol.asyncIterator]();
+  }
+  /** Whether the input has ended (what is left is in {@link held}). */
+  get ended(): boolean {
+    return this.done;
+  }
+  /** The bytes read and not yet taken. */
+  get held(): Buffer {
+    return this.buf;
   }
   private async fill(n: number): Promise<boolean> {
     const parts = [this.buf];

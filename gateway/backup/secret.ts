@@ -46,7 +46,7 @@ export async function sealSecret(flags: { "passphrase-file"?: string; recipient?
   }
   if (p !== undefined) return { passphrase: p };
   throw new UsageError(
-    `A backup holds the factory CA key and the TUF keys, so it is always encrypted: give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --recipient PUBLIC.pem`,
+    `A backup holds the factory CA key and the TUF keys, so it is always encrypted: give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --recipient PREFIX.pub (from gateway backup keygen)`,
   );
 }
 
@@ -62,5 +62,5 @@ export async function openSecret(flags: { "passphrase-file"?: string; identity?:
   }
   const p = await passphrase(flags["passphrase-file"], warn);
   if (p !== undefined) return { passphrase: p };
-  throw new UsageError(`Give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --identity PRIVATE.pem`);
+  throw new UsageError(`Give --passphrase-file FILE, set ${PASSPHRASE_ENV}, or give --identity PREFIX.key (from gateway backup keygen)`);
 }

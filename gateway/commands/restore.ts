@@ -2,6 +2,24 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { restoreBackup } from "../backup/backup.ts";
 import { PASSPHRASE_ENV, openSecret } from "../backup/secret.ts";
 
+/**
+ * What a restored PostgreSQL data dir needs before it is served, which depends on what was lost
+ * with the gateway: the database often survives it (another host, a managed service), and a
+ * pg_restore of the backup's older dump over it would throw away the fleet's changes since.
+ */
+function postgresNextSteps(dataDir: string): string {
+  return [
+    "restore: the database is PostgreSQL and is not in the backup. Before starting the gateway:",
+    "  - the database is still there (only the gateway host was lost): do not pg_restore; start the gateway with that database,",
+    `    the --db it had: gateway serve --data ${dataDir} --db postgres://...`,
+    "  - the database was lost too: make a new, empty database (createdb -O USER NAME) and pg_restore the pg_dump taken with",
+    "    this backup into it, as USER: pg_restore --no-owner --dbname=postgres://USER@HOST/NAME FILE.pgdump (--no-owner: the",
+    "    old server's roles need not exist there; into an empty database only), then serve with --db postgres://USER@HOST/NAME",
+    "  - other gateways still serve that database: starting this data dir with their --db adds a replica (gateway/README.md,",
+    "    Replicas); a copy of a running replica's data dir is newer than this backup",
+  ].join("\n");
+}
+
 export default defineCommand({
   summary: "Restore a gateway data dir from a backup made by `gateway backup`",
   usage: "FILE",
@@ -14,14 +32,16 @@ export default defineCommand({
     "(a key ceremony or rotation) cannot be brought back: back up after each.",
     "--force replaces only a gateway data dir (or an empty folder) that no gateway is serving; the",
     "old one is kept beside it as DIR.replaced-<time>, and the command says where.",
-    `Secret: --passphrase-file, ${PASSPHRASE_ENV}, or --identity for a backup made with --recipient.`,
+    "On PostgreSQL the database is not in the backup: pg_restore its dump only if the database was lost",
+    "too (with it still there, serve the restored data dir with its --db); restore says so when it is done.",
+    `Secret: --passphrase-file, ${PASSPHRASE_ENV}, or --identity PREFIX.key for a backup made with --recipient PREFIX.pub.`,
   ].join("\n"),
   flags: {
     data: { type: "string", description: "Data dir to create (must not exist or be empty)", placeholder: "DIR" },
     "registry-dir": { type: "string", description: "Put the backup's registry in this new or empty folder (as serve's --registry-dir) instead of DIR/registry", placeholder: "DIR" },
     force: { type: "boolean", description: "Replace an existing gateway data dir (the old one is kept as DIR.replaced-<time>)" },
     "passphrase-file": { type: "string", description: "Read the passphrase from FILE", placeholder: "FILE" },
-    identity: { type: "string", description: "Private key for a backup made with --recipient", placeholder: "PRIVATE.pem" },
+    identity: { type: "string", description: "Private key for a backup made with --recipient (the PREFIX.key gateway backup keygen wrote)", placeholder: "PREFIX.key" },
     ...formatFlag,
   },
   async run({ flags, args, out }) {
@@ -36,7 +56,7 @@ export default defineCommand({
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
     });
     if (flags["registry-dir"] && !m.registry) out.info(`restore: the backup holds no registry (made without --with-registry): nothing was put in ${flags["registry-dir"]}`);
-    if (m.database === "postgres") out.info("restore: the database is PostgreSQL and was not in the backup: pg_restore it before starting the gateway");
+    if (m.database === "postgres") out.info(postgresNextSteps(flags.data));
     out.result(
       { dataDir: flags.data, ...m },
       (r) =>

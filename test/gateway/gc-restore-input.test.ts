@@ -111,6 +111,9 @@ describe("gateway restore", () => {
     const backup = (db: string) => createBackup({ dataDir: data, out: join(work, "db.backup"), db: join(work, db), secret: { passphrase: PASS } });
     await expect(backup("notes.db")).rejects.toThrow(`Cannot back up the database ${join(work, "notes.db")}: it is not a SQLite database (give --db as gateway serve has it)`);
     await expect(backup("busy")).rejects.toThrow(`Cannot back up the database ${join(work, "busy")}: it is a directory (give --db as gateway serve has it)`);
+    // A URL of another scheme is refused as serve refuses it, not looked for as a file.
+    const mysql = createBackup({ dataDir: data, out: join(work, "db.backup"), db: "mysql://ota:pw@db/ota", secret: { passphrase: PASS } });
+    await expect(mysql).rejects.toThrow(new UsageError("Cannot use --db mysql://ota:***@db/ota: give a postgres:// URL or a SQLite file path"));
     expect(existsSync(join(work, "db.backup"))).toBe(false);
   });
 

@@ -3,7 +3,8 @@
  * instances share one database, as a scaled-out deployment does.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
@@ -12,7 +13,8 @@ import { createBackup, restoreBackup } from "../../gateway/backup/backup.ts";
 import { DataDirMismatchError, EmptyDatabaseError, startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { DatabaseFlagMissingError } from "../../gateway/data-dir.ts";
 import { startPostgres } from "../harness/postgres.ts";
-import { until } from "../harness/tmp.ts";
+import { freePort, until } from "../harness/tmp.ts";
+import { gatewayRun } from "../harness/cli.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
@@ -133,5 +135,91 @@ describe("gateway on PostgreSQL", () => {
     } finally {
       await rm(other, { recursive: true, force: true });
     }
+  }, 60_000);
+});
+
+describe("gateway backup and restore on PostgreSQL, through the CLI", () => {
+  let work: string;
+  let passFile: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "gw-pg-backup-"));
+    passFile = join(work, "pass");
+    await writeFile(passFile, "a long enough passphrase\n", { mode: 0o600 });
+  });
+  afterAll(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+  const backupCli = (...args: string[]) => gatewayRun(["backup", "--data", dir, "--passphrase-file", passFile, ...args]);
+  /** pg.url with another database name (or port). */
+  const dbUrl = (name: string, port?: number) => {
+    const url = new URL(pg.url);
+    url.pathname = `/${name}`;
+    if (port) url.port = String(port);
+    return url.toString();
+  };
+
+  test("backup checks that --db is this data dir's database: one unreachable, missing, empty or another gateway's is refused, and nothing is written", async () => {
+    const out = join(work, "refused.backup");
+    const port = await freePort(); // nothing listens there
+    const closed = backupCli("--out", out, "--db", dbUrl("gw", port));
+    expect([closed.code, closed.err.split("\n")[0]]).toEqual([1, `gateway backup: Cannot use the database ${dbUrl("gw", port)}: connection refused (is PostgreSQL running there?)`]);
+    expect(backupCli("--out", out, "--db", dbUrl("nope"))).toEqual({
+      code: 1,
+      out: "",
+      err: `gateway backup: Cannot back up ${dir} with the database ${dbUrl("nope")}: there is no such database (wrong --db?): give the --db gateway serve runs this data dir with\n`,
+    });
+    const empty = await pg.createDatabase("backup_empty");
+    expect(backupCli("--out", out, "--db", empty)).toEqual({
+      code: 1,
+      out: "",
+      err: `gateway backup: Cannot back up ${dir} with the database ${empty}: it holds no gateway's data (wrong --db?): give the --db gateway serve runs this data dir with\n`,
+    });
+    // Another gateway's database: bound to the CA of another data dir, as serve would refuse it.
+    const otherDb = await pg.createDatabase("backup_other");
+    const otherDir = join(work, "other");
+    await (await startGatewayServer({ dataDir: otherDir, listen: "127.0.0.1:0", db: otherDb, log: () => {} })).stop();
+    expect(backupCli("--out", out, "--db", otherDb)).toEqual({
+      code: 1,
+      out: "",
+      err: `gateway backup: Cannot back up ${dir} with the database ${otherDb}: it was created by a gateway with another CA (wrong --db or --data?)\n`,
+    });
+    // Without --db: the data dir says it is served with PostgreSQL, so its database is not DIR/gateway.db.
+    const noDb = backupCli("--out", out);
+    expect([noDb.code, noDb.err.split("\n")[0]]).toEqual([
+      2,
+      `gateway backup: --data ${dir} is served with a PostgreSQL database: give its --db postgres://... as gateway serve has it (the backup checks it is this data dir's database; the database itself is backed up with pg_dump)`,
+    ]);
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
+
+  test("backup with this data dir's --db says the pg_dump to run with that URL, its password masked; restore says when to pg_restore it and when not, and the data dir needs its --db", async () => {
+    const withPassword = new URL(pg.url);
+    withPassword.password = "s3cret"; // trust authentication: any password is taken
+    const shown = withPassword.toString().replace("s3cret", "***");
+    const file = join(work, "gw.backup");
+    const b = backupCli("--out", file, "--db", withPassword.toString(), "--format", "json");
+    expect(b.code).toBe(0);
+    expect((JSON.parse(b.out) as { database: string }).database).toBe("postgres");
+    expect(b.err).toContain(`\n  pg_dump --format=custom --file=${join(work, "gw.pgdump")} '${shown}'\n`);
+    expect(b.err).toContain("the password is not shown: pg_dump reads it from PGPASSWORD or ~/.pgpass");
+    expect(b.err).not.toContain("s3cret");
+    expect(b.err).not.toContain("<the --db URL>");
+
+    const restored = join(work, "restored");
+    const r = gatewayRun(["restore", file, "--data", restored, "--passphrase-file", passFile]);
+    expect(r.code).toBe(0);
+    // Both cases: the database survived the gateway (no pg_restore: it holds what came since), or it was lost too.
+    const said = r.err.replace(/\s+/g, " ");
+    expect(said).toContain("the database is still there (only the gateway host was lost): do not pg_restore;");
+    expect(said).toContain(`the --db it had: gateway serve --data ${restored} --db postgres://...`);
+    expect(said).toContain("the database was lost too: make a new, empty database (createdb -O USER NAME)");
+    expect(said).toContain("pg_restore --no-owner --dbname=postgres://USER@HOST/NAME FILE.pgdump");
+    expect(said).toContain("other gateways still serve that database: starting this data dir with their --db adds a replica");
+    expect(said).not.toContain("pg_restore it before starting the gateway");
+    // Refused without its --db instead of being served from a new, empty SQLite database.
+    const noDb = gatewayRun(["serve", "--data", restored, "--listen", "127.0.0.1:0"]);
+    expect(noDb.code).toBe(1);
+    expect(noDb.err).toContain("it was served with a PostgreSQL database; give the same --db postgres://");
+    expect(existsSync(join(restored, "gateway.db"))).toBe(false);
   }, 60_000);
 });

@@ -300,6 +300,29 @@ test("--recipient refuses the private key of a backup key pair; the public key i
   expect(readFileSync(join(work, "from-recipient", "admin-token"), "utf8")).toBe(readFileSync(join(data, "admin-token"), "utf8"));
 });
 
+test("help and the no-secret messages name the key files backup keygen writes (PREFIX.pub, PREFIX.key), not other names", async () => {
+  const keygen = await gw(["backup", "keygen", "--help"]);
+  expect(keygen.stdout).toContain("Writes PREFIX.pub (public) and PREFIX.key (private");
+  const backupHelp = (await gw(["backup", "--help"])).stdout;
+  expect(backupHelp).toMatch(/--recipient PREFIX\.pub +Encrypt for this public key \(the PREFIX\.pub gateway backup keygen wrote\)/);
+  const restoreHelp = (await gw(["restore", "--help"])).stdout;
+  expect(restoreHelp).toMatch(/--identity PREFIX\.key +Private key for a backup made with --recipient \(the PREFIX\.key gateway backup keygen wrote\)/);
+  const noSecret = { GATEWAY_BACKUP_PASSPHRASE: "" };
+  const b = await gw(["backup", "--data", "data", "--out", "no-secret.backup"], noSecret);
+  expect([b.code, b.stderr.split("\n")[0]]).toEqual([2, expect.stringContaining("or give --recipient PREFIX.pub (from gateway backup keygen)")]);
+  const r = await gw(["restore", backup, "--data", "no-secret"], noSecret);
+  expect([r.code, r.stderr.split("\n")[0]]).toEqual([2, expect.stringContaining("or give --identity PREFIX.key (from gateway backup keygen)")]);
+  for (const text of [backupHelp, restoreHelp, b.stderr, r.stderr]) expect(text).not.toMatch(/PUBLIC\.pem|PRIVATE\.pem/);
+});
+
+test("backup --help says what the file holds on each backend: on PostgreSQL the TUF metadata is in the database, not in the file", async () => {
+  const help = (await gw(["backup", "--help"])).stdout.replace(/\s+/g, " ");
+  expect(help).toContain("Holds the data dir: the factory CA, the server certificate, the TUF signing keys, the admin token and the registry secret.");
+  expect(help).toContain("On SQLite it also holds the database as a consistent snapshot: devices, tokens, groups, rollouts, events and the signed TUF metadata.");
+  expect(help).toContain("On PostgreSQL (--db postgres://...) those are in the database, which is not in the file: back it up with pg_dump at the same time.");
+  expect(help).not.toContain("TUF keys and metadata");
+});
+
 describe("a data dir with some bulk: the wrong key file, a full disk, --with-registry", () => {
   let small: string; // a 512 KiB tmpfs
   let mounted = false;
