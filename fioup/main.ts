@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { runCli } from "../lib/cli/command.ts";
+import { exitWhenWritten, runCli } from "../lib/cli/command.ts";
 import { commands } from "./commands/index.ts";
 import { EXIT_CODES, exitCodeFor } from "./exit-codes.ts";
 import { FIOUP_VERSION } from "./version.ts";
@@ -14,4 +14,4 @@ const code = await runCli(
   { name: "fioup", version: FIOUP_VERSION, summary: "over-the-air updates of Docker Compose apps", commands, exitCodeFor, exitCodes: EXIT_CODES },
   process.argv.slice(2),
 );
-process.exit(code);
+await exitWhenWritten(code);

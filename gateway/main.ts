@@ -7,7 +7,7 @@
  * @module
  */
 import pkg from "../package.json" with { type: "json" };
-import { runCli } from "../lib/cli/command.ts";
+import { exitWhenWritten, runCli } from "../lib/cli/command.ts";
 import { commands } from "./commands/index.ts";
 import { EXIT_CODES, exitCodeFor } from "./exit-codes.ts";
 
@@ -22,4 +22,4 @@ const code = await runCli(
   },
   process.argv.slice(2),
 );
-process.exit(code);
+await exitWhenWritten(code);

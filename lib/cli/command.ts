@@ -201,6 +201,23 @@ function makeOutput(json: boolean): Output {
 }
 
 /**
+ * Ends the process with `code` once what it wrote to stdout and stderr is taken: `process.exit`
+ * drops what a pipe has not taken yet, so `gateway devices list | (sleep 1; wc -l)` got 277 of 301
+ * lines (and `--format json` stopped at 64 KiB, mid-string) with exit 0. A binary's main ends
+ * with this, not with process.exit, which it still needs: a command may leave handles open
+ * (a database pool, a timer) that would otherwise keep the process alive.
+ *
+ * @example
+ * ```ts
+ * await exitWhenWritten(await runCli(spec, process.argv.slice(2)));
+ * ```
+ */
+export async function exitWhenWritten(code: number): Promise<never> {
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => s.end(() => resolve()))));
+  process.exit(code);
+}
+
+/**
  * Runs a CLI; returns the process exit code. Commands may be nested with a
  * space in their name ("devices list"): the longest matching prefix wins.
  */
