@@ -74,6 +74,8 @@ const configText = (c: string) => readFileSync(resolve(DEPLOY_HAPROXY, configFil
 const tcpMode = (c: string) => /^\s*mode\s+tcp\b/m.test(configText(c));
 /** A config whose backend talks plain HTTP (not TCP mode, no `ssl` on its server line): its replicas are the --proxy-listen ports. */
 const plainHop = (c: string) => !tcpMode(c) && !/^\s*server\s.*\sssl\b/m.test(configText(c));
+/** The loopback address the proxies that terminate TLS connect to the replicas from (their --trust-proxy). */
+const PROXY_SOURCE = "127.0.0.2";
 const LABELS: Record<string, string> = { "gateway.cfg": "HAProxy TLS hop", "gateway-plain.cfg": "HAProxy plain hop", "gateway-tcp.cfg": "HAProxy TCP mode" };
 const log = (s: string) => process.stderr.write(s + "\n");
 const stops: (() => Promise<void>)[] = [];
@@ -197,7 +199,10 @@ try {
   stops.push(() => pg.stop());
   const db = await pg.createDatabase("bench_replicas");
   const registryDir = join(await tempDir("bench-registry-"), "registry");
-  const args = ["--registry-dir", registryDir, "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert", "--max-connections", String(CERTS * 2 + 1000)];
+  // The proxies that terminate TLS connect from 127.0.0.2, an address no device connects from
+  // (a replica does not believe forwarded certificates from one its devices use: listen.ts);
+  // HAProxy in TCP mode passes the devices' TLS through from 127.0.0.1, not trusted.
+  const args = ["--registry-dir", registryDir, "--trust-proxy", PROXY_SOURCE, "--client-cert-header", "x-ssl-client-cert", "--max-connections", String(CERTS * 2 + 1000)];
   /** Each replica's plain-HTTP port for the trusted proxy (--proxy-listen), beside its TLS port. */
   const plainPorts: string[] = [];
   const withPlain = async () => {
@@ -237,7 +242,7 @@ try {
   for (const c of CONFIGS)
     for (const n of COUNTS) {
       const backends = plainHop(c) ? plainPorts.slice(0, n) : replicas.slice(0, n).map((r) => r.host);
-      const p: ProxyHandle = await startHaproxy({ file: configFile(c), dataDir: replicas[0]!.dataDir, replicas: backends });
+      const p: ProxyHandle = await startHaproxy({ file: configFile(c), dataDir: replicas[0]!.dataDir, replicas: backends, ...(tcpMode(c) ? {} : { source: PROXY_SOURCE }) });
       stops.push(() => p.stop());
       const label = `${LABELS[c] ?? (CONFIGS.length > 1 ? basename(c, ".cfg") : "HAProxy")} + `;
       sides.push({ name: `${label}${n} replica${n > 1 ? "s" : ""}`, url: p.url, haproxy: p.pid, replicas: replicas.slice(0, n), ports: backends.map(portOf) });

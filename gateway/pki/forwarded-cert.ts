@@ -50,14 +50,14 @@ export class ForwardedCertVerifier {
   }
 
   /**
-   * A device's own certificate came to the TLS port from `address`, a trusted proxy's: that proxy
-   * passes TLS through (TCP mode), and the transport no longer believes `header` from it there.
-   * Said once per address, with what to change.
+   * A device's own certificate came to the TLS port from `address`, a trusted proxy's: a proxy
+   * there passes TLS through (TCP mode), or devices connect from the proxy's own address, and the
+   * transport no longer believes `header` from it there. Said once per address, with what to change.
    */
   passesTlsThrough(address: string, header: string): void {
     this.#once(
       `passes-tls ${address}`,
-      `gateway: a device connected to the TLS port from ${address}, a --trust-proxy address, with its own certificate: the proxy there passes TLS through (TCP mode), and any client through it could claim any device in ${header}. From now on ${header} is ignored from ${address} on this port. Take ${address} out of --trust-proxy (a proxy in TCP mode needs none: the replicas verify the devices themselves)`,
+      `gateway: a device connected to the TLS port from ${address}, a --trust-proxy address, with its own certificate: the proxy there passes TLS through (TCP mode), or devices connect from the proxy's address, and any client there without a certificate could claim any device in ${header}. From now on ${header} is ignored from ${address} on this port. Take ${address} out of --trust-proxy if the proxy passes TLS through (a proxy in TCP mode needs none: the replicas verify the devices themselves); a proxy that terminates TLS must have an address of its own, no device's`,
     );
   }
 

@@ -20,7 +20,7 @@ const register = (tags: string[] = ["main"]): Promise<TlsDevice> => registerDevi
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "gw-mtls-"));
-  gw = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", trustProxy: "127.0.0.1/32", log: () => {} });
+  gw = await startGatewayServer({ dataDir: dir, listen: "127.0.0.1:0", log: () => {} });
   ca = gw.data.ca.certPem;
   admin = tlsFetch({ ca });
 }, 120_000);
@@ -85,14 +85,29 @@ describe("gateway over mTLS", () => {
   test("a client-cert header counts only from a trusted proxy and only if our CA issued it", async () => {
     const d = await register();
     const header = { "x-client-cert": encodeURIComponent(d.cert) };
-    // 127.0.0.1 is trusted in this gateway: the forwarded certificate is the identity.
-    const viaProxy = await admin(`${gw.url}/device`, { headers: header });
-    expect(viaProxy.status).toBe(200);
-    expect(((await viaProxy.json()) as { uuid: string }).uuid).toBe(d.uuid);
-    const other = await createCa("main");
-    const k = await makeDeviceCsr(d.uuid);
-    const forged = await signDeviceCsr(other, k.csrPem, { uuid: d.uuid, factory: "main" });
-    expect((await admin(`${gw.url}/device`, { headers: { "x-client-cert": encodeURIComponent(forged.certPem) } })).status).toBe(401);
+    // Not trusted in this gateway: the header is nobody.
+    expect((await admin(`${gw.url}/device`, { headers: header })).status).toBe(401);
+    // A gateway trusting 127.0.0.1 as its proxy (the header's sender), where no device has connected yet.
+    const proxiedDir = await mkdtemp(join(tmpdir(), "gw-mtls-proxied-"));
+    const proxied = await startGatewayServer({ dataDir: proxiedDir, listen: "127.0.0.1:0", trustProxy: "127.0.0.1/32", log: () => {} });
+    try {
+      const p = await registerDevice(proxied.url, proxied.data.adminToken, proxied.data.ca.certPem);
+      const pAdmin = tlsFetch({ ca: proxied.data.ca.certPem });
+      const viaProxy = await pAdmin(`${proxied.url}/device`, { headers: { "x-client-cert": encodeURIComponent(p.cert) }, keepalive: false });
+      expect(viaProxy.status).toBe(200);
+      expect(((await viaProxy.json()) as { uuid: string }).uuid).toBe(p.uuid);
+      const other = await createCa("main");
+      const k = await makeDeviceCsr(p.uuid);
+      const forged = await signDeviceCsr(other, k.csrPem, { uuid: p.uuid, factory: "main" });
+      expect((await pAdmin(`${proxied.url}/device`, { headers: { "x-client-cert": encodeURIComponent(forged.certPem) }, keepalive: false })).status).toBe(401);
+      // A device connecting from the proxy's address with its own certificate: that address is not
+      // a proxy's alone (or passes TLS through), and its header is no longer believed on this port.
+      expect((await p.fetch(`${proxied.url}/device`)).status).toBe(200);
+      expect((await pAdmin(`${proxied.url}/device`, { headers: { "x-client-cert": encodeURIComponent(p.cert) }, keepalive: false })).status).toBe(401);
+    } finally {
+      await proxied.stop();
+      await rm(proxiedDir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   test("the registry lets a device pull only its factory's repositories", async () => {

@@ -51,9 +51,12 @@ async function run(name: string, dir: string, cmd: string[], port: number, confi
 
 /**
  * HAProxy from deploy/haproxy/<file> in front of the replicas (`host:port` each), with the TLS
- * material of `dataDir`. Pass `port` when the gateway's --public-url was chosen before.
+ * material of `dataDir`. Pass `port` when the gateway's --public-url was chosen before, and
+ * `source` (another loopback address, 127.0.0.2) for the proxy to connect to the replicas from:
+ * a replica stops believing a forwarded certificate from an address its devices also connect
+ * from with their own (gateway/transport/listen.ts), as they do from 127.0.0.1.
  */
-export async function startHaproxy(opts: { file?: string; dataDir: string; replicas: string[]; port?: number }): Promise<ProxyHandle> {
+export async function startHaproxy(opts: { file?: string; dataDir: string; replicas: string[]; port?: number; source?: string }): Promise<ProxyHandle> {
   const dir = await tempDir("haproxy-");
   const port = opts.port ?? (await freePort());
   const pems = gatewayPems(dir, opts.dataDir);
@@ -65,7 +68,8 @@ export async function startHaproxy(opts: { file?: string; dataDir: string; repli
   });
   // More replicas: repeat the example's server line for each.
   const line = text.split("\n").find((l) => l.trim().startsWith("server replica1 "))!;
-  text = text.replace(line, opts.replicas.map((r, i) => line.replace("replica1", `replica${i + 1}`).replace(opts.replicas[0]!, r)).join("\n"));
+  const sourced = opts.source ? `${line} source ${opts.source}` : line;
+  text = text.replace(line, opts.replicas.map((r, i) => sourced.replace("replica1", `replica${i + 1}`).replace(opts.replicas[0]!, r)).join("\n"));
   const config = join(dir, "haproxy.cfg");
   writeFileSync(config, text);
   return run("haproxy", dir, ["haproxy", "-db", "-f", config], port, config);
