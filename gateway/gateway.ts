@@ -23,6 +23,7 @@ import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
+import { checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { DiskFull } from "./disk-full.ts";
@@ -198,8 +199,15 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   try {
     // A database belongs to one CA (and its TUF keys): refuse a data dir / --db mix-up early.
     if ((await store.claimMeta(CA_FINGERPRINT, data.ca.fingerprint)) !== data.ca.fingerprint) throw new DataDirMismatchError(opts.dataDir);
+    // Replicas on one PostgreSQL database serve one registry, the one its first start recorded (registry/setting.ts).
+    const registry: RegistrySetting = opts.externalRegistryService
+      ? { kind: "external", service: opts.externalRegistryService }
+      : { kind: "embedded", dir: data.registryDir, flag: opts.registryDir !== undefined };
+    const where = { dataDir: opts.dataDir, db: shownUrl(postgres ?? "") };
+    const recorded = postgres ? await checkRegistrySetting(store, registry, where) : true;
     // Made once the database took the data dir: a start refused above leaves no registry folder behind.
     await makeRegistryDir(data.dir, opts.registryDir);
+    if (!recorded) await recordRegistrySetting(store, registry, where, log);
     await recordDatabaseKind(opts.dataDir, external ? "postgres" : "sqlite");
   } catch (e) {
     await store.close();

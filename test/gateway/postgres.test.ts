@@ -11,6 +11,7 @@ import { SQL } from "bun";
 import { createBackup, restoreBackup } from "../../gateway/backup/backup.ts";
 import { DataDirMismatchError, EmptyDatabaseError, startGatewayServer, type RunningGateway, type ServeOptions } from "../../gateway/gateway.ts";
 import { DatabaseFlagMissingError } from "../../gateway/data-dir.ts";
+import { RegistrySettingMismatchError } from "../../gateway/registry/setting.ts";
 import { startPostgres } from "../harness/postgres.ts";
 import { until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
@@ -123,8 +124,12 @@ describe("gateway on PostgreSQL", () => {
       } finally {
         await sql.close();
       }
-      // The database it was served with (the one pg_restore would bring back) is taken.
-      const back = await startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
+      // The database it was served with (the one pg_restore would bring back) is taken, with the
+      // registry storage that database's fleet was served from (the backup holds none): a new,
+      // empty one is another registry (gateway/registry/setting.ts).
+      const elsewhere = startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
+      await expect(elsewhere).rejects.toThrow(RegistrySettingMismatchError);
+      const back = await startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: pg.url, registryDir: join(dir, "registry"), log: () => {} });
       await back.stop();
     } finally {
       await rm(work, { recursive: true, force: true });
