@@ -218,18 +218,16 @@ export async function looksLikeDataDir(dir: string): Promise<boolean> {
 export const embeddedRegistryPath = (dir: string) => join(dir, REGISTRY_DIR);
 
 /**
- * Opens DIR, creating whatever is missing. `hosts` are the names the TLS certificate must cover.
- * `registryDir` is serve's --registry-dir: made instead of DIR/registry, and an empty DIR/registry
- * (made by gateways before this one whatever --registry-dir said) is removed, so that `gateway
- * registry gc --data DIR` without --registry-dir refuses instead of collecting an empty folder.
+ * Opens DIR, creating whatever is missing but the registry's folder ({@link makeRegistryDir}, once
+ * the database has taken the data dir). `hosts` are the names the TLS certificate must cover;
+ * `registryDir` is serve's --registry-dir (DataDir.registryDir: it, or DIR/registry).
  */
 export async function openDataDir(dir: string, opts: { factory?: string; hosts: string[]; registryDir?: string }): Promise<DataDir> {
   if (opts.factory !== undefined) checkFactoryName(opts.factory);
   const pki = join(dir, "pki");
   const keysDir = join(dir, "tuf", "keys");
   const registryDir = opts.registryDir ?? embeddedRegistryPath(dir);
-  for (const d of [dir, pki, keysDir, registryDir]) await mkdir(d, { recursive: true, mode: 0o700 });
-  if (opts.registryDir !== undefined) await removeEmptyEmbeddedRegistry(dir, registryDir);
+  for (const d of [dir, pki, keysDir]) await mkdir(d, { recursive: true, mode: 0o700 });
 
   const factoryFile = join(dir, "factory.json");
   let factory: string;
@@ -323,6 +321,18 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
     registryDir,
     dbPath: join(dir, SQLITE_DB_FILE),
   };
+}
+
+/**
+ * Makes the embedded registry's folder: `registryDir` (serve's --registry-dir) or DIR/registry.
+ * Called once the database checks passed, so a start they refuse leaves no empty registry folder
+ * in a data dir. With `registryDir`, an empty DIR/registry (made by gateways before this one
+ * whatever --registry-dir said) is removed, so that `gateway registry gc --data DIR` without
+ * --registry-dir refuses instead of collecting an empty folder.
+ */
+export async function makeRegistryDir(dir: string, registryDir?: string): Promise<void> {
+  await mkdir(registryDir ?? embeddedRegistryPath(dir), { recursive: true, mode: 0o700 });
+  if (registryDir !== undefined) await removeEmptyEmbeddedRegistry(dir, registryDir);
 }
 
 /** DIR/registry, when it is an empty folder and not `registryDir` itself (nor a link to it, or it to DIR/registry). */

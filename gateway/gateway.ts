@@ -12,7 +12,7 @@ import { ApiTokenCache } from "./admin/api-tokens.ts";
 import { requestCaller } from "./admin/auth.ts";
 import { registryAccess, type RegistryIdentity } from "./admin/registry-access.ts";
 import { createApp } from "./app.ts";
-import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, openDataDir, recordDatabaseKind, servedDatabaseKind, servingPid, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
+import { checkFactoryName, DatabaseFlagMissingError, DataDirInUseError, lockDataDir, makeRegistryDir, openDataDir, recordDatabaseKind, servedDatabaseKind, servingPid, SQLITE_DB_FILE, writeServeInfo, serveInfoPath, type DataDir } from "./data-dir.ts";
 import { DeviceCache } from "./devices/cache.ts";
 import { Sightings } from "./devices/sightings.ts";
 import type { Bindings, Gateway, GatewayEnv } from "./env.ts";
@@ -23,6 +23,7 @@ import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { LeaderLease } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
+import { checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { DiskFull } from "./disk-full.ts";
@@ -184,33 +185,35 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     throw e;
   }
   try {
-    data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts, ...(opts.registryDir ? { registryDir: opts.registryDir } : {}) });
     if (!opts.db && servedBefore === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
     // A served data dir's SQLite file gone (deleted, a copy without it, a mistyped --db) is not a first start.
-    const sqliteFile = external || (opts.db && dbKind(opts.db) !== "sqlite") ? undefined : (opts.db ?? data.dbPath);
+    const sqliteFile = external || (opts.db && dbKind(opts.db) !== "sqlite") ? undefined : (opts.db ?? join(opts.dataDir, SQLITE_DB_FILE));
     if (sqliteFile && sqliteFile !== ":memory:" && servedBefore === "sqlite" && !existsSync(sqliteFile)) throw new MissingDatabaseError(opts.dataDir, sqliteFile);
+    data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts, ...(opts.registryDir ? { registryDir: opts.registryDir } : {}) });
     store = external ?? (await openStore(sqliteFile!, { log }));
   } catch (e) {
     await external?.close();
     dirLock.release();
     throw e;
   }
-  // A database belongs to one CA (and its TUF keys): refuse a data dir / --db mix-up early.
-  const boundTo = await store.claimMeta(CA_FINGERPRINT, data.ca.fingerprint).catch(async (e) => {
+  try {
+    // A database belongs to one CA (and its TUF keys): refuse a data dir / --db mix-up early.
+    if ((await store.claimMeta(CA_FINGERPRINT, data.ca.fingerprint)) !== data.ca.fingerprint) throw new DataDirMismatchError(opts.dataDir);
+    // Replicas on one PostgreSQL database serve one registry, the one its first start recorded (registry/setting.ts).
+    const registry: RegistrySetting = opts.externalRegistryService
+      ? { kind: "external", service: opts.externalRegistryService }
+      : { kind: "embedded", dir: data.registryDir, flag: opts.registryDir !== undefined };
+    const where = { dataDir: opts.dataDir, db: shownUrl(postgres ?? "") };
+    const recorded = postgres ? await checkRegistrySetting(store, registry, where) : true;
+    // Made once the database took the data dir: a start refused above leaves no registry folder behind.
+    await makeRegistryDir(data.dir, opts.registryDir);
+    if (!recorded) await recordRegistrySetting(store, registry, where, log);
+    await recordDatabaseKind(opts.dataDir, external ? "postgres" : "sqlite");
+  } catch (e) {
     await store.close();
     dirLock.release();
     throw e;
-  });
-  if (boundTo !== data.ca.fingerprint) {
-    await store.close();
-    dirLock.release();
-    throw new DataDirMismatchError(opts.dataDir);
   }
-  await recordDatabaseKind(opts.dataDir, external ? "postgres" : "sqlite").catch(async (e) => {
-    await store.close();
-    dirLock.release();
-    throw e;
-  });
   let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
   let keysTimer: ReturnType<typeof setInterval> | undefined;
   let stopCertWatch: (() => void) | undefined;

@@ -105,12 +105,12 @@ export default defineCommand({
     "max-connections-per-address": { type: "string", description: "Unauthenticated connections from one address", default: String(DEFAULT_LIMITS.maxConnectionsPerAddress), placeholder: "N" },
     "registry-dir": {
       type: "string",
-      description: "Embedded registry storage (default DIR/registry); replicas share one directory",
+      description: "Embedded registry storage (default DIR/registry); replicas share one (on PostgreSQL the first start marks it, and a replica given another is refused)",
       placeholder: "DIR",
     },
     "external-registry-service": {
       type: "string",
-      description: "Issue tokens for an external registry whose auth.token.service is NAME (deploy/docker-registry/config.yml)",
+      description: "Issue tokens for an external registry whose auth.token.service is NAME (deploy/docker-registry/config.yml); on PostgreSQL every replica the same",
       placeholder: "NAME",
       allowEmpty: true,
     },

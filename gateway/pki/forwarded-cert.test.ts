@@ -47,6 +47,18 @@ describe("ForwardedCertVerifier", () => {
     return Buffer.from(cert.rawData).toString("base64");
   }
 
+  test("says which --client-cert-header to give once per header a certificate comes in, not once in all", () => {
+    const lines: string[] = [];
+    const v = new ForwardedCertVerifier(ca, { warn: (line) => lines.push(line) });
+    const request = (headers: Record<string, string>) => v.noticeAbsent("x-client-cert", (name) => headers[name]);
+    request({ "x-ssl-client-cert": "cert" });
+    request({ "x-ssl-client-cert": "cert" });
+    request({ "x-ssl-cert": "cert" });
+    request({ "ssl-client-cert": "cert", "x-ssl-cert": "cert" });
+    request({ authorization: "Bearer t" }); // no certificate in any header (CI through the proxy): nothing to say
+    expect(lines.map((l) => l.match(/Give --client-cert-header (\S+)/)?.[1])).toEqual(["x-ssl-client-cert", "x-ssl-cert", "ssl-client-cert"]);
+  });
+
   test("refuses a certificate of ours outside its validity period, takes one inside it", async () => {
     const v = new ForwardedCertVerifier(ca);
     const day = 86_400_000;

@@ -16,7 +16,8 @@
  * A proxy set up wrong fails every device the same way, with a 401 that says nothing of the
  * proxy: a certificate in a header other than `--client-cert-header`, or one this CA did not
  * issue (HAProxy's `ssl_c_der` of another CA, a PEM mangled on the way). So the first of each
- * kind is logged once, naming the header to give or why the certificate was refused.
+ * kind is logged once (a misnamed header once per name), naming the header to give or why the
+ * certificate was refused.
  *
  * @module
  */
@@ -63,14 +64,13 @@ export class ForwardedCertVerifier {
 
   /**
    * For a request from a trusted proxy without `reading`, the header read: if it carries a
-   * certificate in another common header, says once which flag to give.
+   * certificate in another common header, says which flag to give, once per such header (a
+   * second proxy may be set up with another; the list is fixed, so the lines are few).
    */
   noticeAbsent(reading: string, get: (name: string) => string | null | undefined): void {
-    if (this.#warned.has("misnamed")) return;
     for (const name of COMMON_CERT_HEADERS) {
-      if (name === reading || get(name) == null) continue;
-      this.#once("misnamed", `gateway: the proxy forwards a client certificate in ${name}, but this gateway reads ${reading}: its devices get 401. Give --client-cert-header ${name}`);
-      return;
+      if (name === reading || this.#warned.has(`misnamed ${name}`) || get(name) == null) continue;
+      this.#once(`misnamed ${name}`, `gateway: the proxy forwards a client certificate in ${name}, but this gateway reads ${reading}: its devices get 401. Give --client-cert-header ${name}`);
     }
   }
 

@@ -7,6 +7,7 @@ import { createRegistry } from "./registry.ts";
 import { acquireLock } from "../../lib/fs/pid-lock.ts";
 import { gc, GcRunningError, NotRegistryStorageError, takeBlob } from "./gc.ts";
 import { UnreachableContentError } from "./untargeted.ts";
+import { STORAGE_ID_FILE } from "./storage.ts";
 import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
 const sha256 = (b: string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
@@ -239,6 +240,10 @@ describe("gc", () => {
   test("an empty folder is an empty registry; in uploads/ only upload sessions are swept", async () => {
     await withRoot(async (root) => {
       expect(await gc(root, { graceMs: 0 })).toEqual({ manifestsRemoved: 0, blobsRemoved: 0, bytesFreed: 0, uploadsRemoved: 0, blobsKept: 0 });
+      // The id a replica's first start writes at the top (setting.ts) is the registry's own, and stays.
+      writeFileSync(join(root, STORAGE_ID_FILE), "4f1c\n");
+      expect((await gc(root, { graceMs: 0 })).blobsRemoved).toBe(0);
+      expect(existsSync(join(root, STORAGE_ID_FILE))).toBe(true);
       const foreign = join(root, "uploads", "photos");
       mkdirSync(foreign, { recursive: true });
       writeFileSync(join(foreign, "data"), "not an upload session");

@@ -34,7 +34,7 @@ import { link, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { acquireLock, LockedError, type Lock } from "../../lib/fs/pid-lock.ts";
 import { asideOf, asidePath, isNotFound, listDir, readTextOrUndefined } from "./_fs.ts";
-import { REGISTRY_TOP_FOLDERS, RegistryStorage, type ManifestLink } from "./storage.ts";
+import { REGISTRY_TOP_FOLDERS, RegistryStorage, STORAGE_ID_FILE, type ManifestLink } from "./storage.ts";
 import { reachedManifests, revisionKey, type TargetApp } from "./untargeted.ts";
 import { referencedBlobs } from "./manifest.ts";
 import { namedFew } from "../../lib/cli/few.ts";
@@ -52,7 +52,7 @@ const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 /**
  * Checks that `root` is laid out as storage.ts lays it out: nothing at its top but the
- * registry's own folders (dot files and a volume's lost+found aside), blobs under blobs/sha256
+ * registry's own folders and its id file (dot files and a volume's lost+found aside), blobs under blobs/sha256
  * named by their digest, beside repositories/ (created with the first push). An empty folder,
  * or a missing or empty blobs/sha256, is an empty registry. Returns the blob names it listed,
  * for the sweep.
@@ -62,7 +62,7 @@ async function checkLayout(storage: RegistryStorage): Promise<string[]> {
   const st = await stat(root).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
   if (!st) throw new NotRegistryStorageError(root, "no such directory");
   if (!st.isDirectory()) throw new NotRegistryStorageError(root, "not a directory");
-  const strangers = (await listDir(root)).filter((e) => !REGISTRY_TOP_FOLDERS.includes(e) && !e.startsWith(".") && e !== "lost+found").sort();
+  const strangers = (await listDir(root)).filter((e) => !REGISTRY_TOP_FOLDERS.includes(e) && e !== STORAGE_ID_FILE && !e.startsWith(".") && e !== "lost+found").sort();
   if (strangers.length) {
     const shown = namedFew(strangers, 3);
     throw new NotRegistryStorageError(root, `it holds ${shown}, which the registry does not make: only ${REGISTRY_TOP_FOLDERS.join("/, ")}/`);

@@ -12,9 +12,11 @@
  * <root>/uploads/<uuid>/{info.json,data}                      upload sessions (uploads.ts)
  * <root>/deltas/...                                           layer deltas made on demand (deltas.ts)
  * <root>/tmp/                                                 scratch for writes that end in a rename
+ * <root>/gateway-registry-id                                  which storage this is, for replicas (setting.ts)
  * ```
  *
- * The top-level folders are named once, here (`TOP`): gc refuses a root holding anything else.
+ * The top-level folders are named once, here (`TOP`): gc refuses a root holding anything else
+ * (but STORAGE_ID_FILE).
  *
  * Name components never start with `_`, so the link folders cannot clash with a nested
  * repository name. Every write that makes something visible is a rename.
@@ -62,6 +64,13 @@ const TOP = {
 
 /** Every folder the registry makes at the top of its root (gc.ts refuses a root holding others). */
 export const REGISTRY_TOP_FOLDERS: readonly string[] = Object.values(TOP);
+
+/**
+ * The one file at the top of a registry's root: an id the first replica on a PostgreSQL database
+ * writes and records there, so a replica given another storage is refused (setting.ts). Not a dot
+ * file: a backup with the registry keeps it.
+ */
+export const STORAGE_ID_FILE = "gateway-registry-id";
 
 /** The top folders that hold only work in progress (upload sessions, writes before their rename): a backup leaves them out. */
 export const REGISTRY_SCRATCH_FOLDERS: readonly string[] = [TOP.uploads, TOP.tmp];

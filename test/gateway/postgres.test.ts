@@ -4,14 +4,15 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { SQL } from "bun";
 import { createBackup, restoreBackup } from "../../gateway/backup/backup.ts";
-import { DataDirMismatchError, EmptyDatabaseError, startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
+import { DataDirMismatchError, EmptyDatabaseError, startGatewayServer, type RunningGateway, type ServeOptions } from "../../gateway/gateway.ts";
 import { DatabaseFlagMissingError } from "../../gateway/data-dir.ts";
+import { RegistrySettingMismatchError } from "../../gateway/registry/setting.ts";
 import { startPostgres } from "../harness/postgres.ts";
 import { freePort, until } from "../harness/tmp.ts";
 import { gatewayRun } from "../harness/cli.ts";
@@ -100,13 +101,18 @@ describe("gateway on PostgreSQL", () => {
     expect(await stat(join(dir, "gateway.db")).catch(() => undefined)).toBeUndefined();
   }, 60_000);
 
+  /** The gateways' data dir backed up and restored into WORK/data, as an operator moves it to a new host. */
+  async function restoredCopy(work: string): Promise<string> {
+    const secret = { passphrase: "a long enough passphrase" };
+    await createBackup({ dataDir: dir, out: join(work, "gw.backup"), secret, db: pg.url });
+    await restoreBackup({ file: join(work, "gw.backup"), dataDir: join(work, "data"), secret });
+    return join(work, "data");
+  }
+
   test("a restored data dir given an empty database (pg_restore skipped) is refused, and nothing is written to that database", async () => {
     const work = await mkdtemp(join(tmpdir(), "gw-pg-restored-"));
     try {
-      const file = join(work, "gw.backup");
-      await createBackup({ dataDir: dir, out: file, secret: { passphrase: "a long enough passphrase" }, db: pg.url });
-      const restored = join(work, "data");
-      await restoreBackup({ file, dataDir: restored, secret: { passphrase: "a long enough passphrase" } });
+      const restored = await restoredCopy(work);
       const empty = await pg.createDatabase("never_restored");
       const started = startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: empty, log: () => {} });
       await expect(started).rejects.toThrow(EmptyDatabaseError);
@@ -120,9 +126,36 @@ describe("gateway on PostgreSQL", () => {
       } finally {
         await sql.close();
       }
-      // The database it was served with (the one pg_restore would bring back) is taken.
-      const back = await startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
+      // The database it was served with (the one pg_restore would bring back) is taken, with the
+      // registry storage that database's fleet was served from (the backup holds none): a new,
+      // empty one is another registry (gateway/registry/setting.ts).
+      const elsewhere = startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: pg.url, log: () => {} });
+      await expect(elsewhere).rejects.toThrow(RegistrySettingMismatchError);
+      const back = await startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", db: pg.url, registryDir: join(dir, "registry"), log: () => {} });
       await back.stop();
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("a restored data dir refused by a database check (no --db, an empty database, another CA's) is left as restore made it: no registry/", async () => {
+    const work = await mkdtemp(join(tmpdir(), "gw-pg-refused-"));
+    try {
+      const restored = await restoredCopy(work);
+      const asRestored = (await readdir(restored)).sort();
+      expect(asRestored).not.toContain("registry");
+      const otherCa = await pg.createDatabase("other_ca");
+      const elsewhere = await startGatewayServer({ dataDir: join(work, "other"), listen: "127.0.0.1:0", db: otherCa, log: () => {} });
+      await elsewhere.stop();
+      const refusals: [ServeOptions["db"], new (...args: never[]) => Error][] = [
+        [undefined, DatabaseFlagMissingError],
+        [await pg.createDatabase("restored_empty"), EmptyDatabaseError],
+        [otherCa, DataDirMismatchError],
+      ];
+      for (const [db, refusal] of refusals) {
+        await expect(startGatewayServer({ dataDir: restored, listen: "127.0.0.1:0", ...(db ? { db } : {}), log: () => {} })).rejects.toThrow(refusal);
+        expect((await readdir(restored)).sort()).toEqual(asRestored);
+      }
     } finally {
       await rm(work, { recursive: true, force: true });
     }

@@ -3,22 +3,23 @@
  * storage) keeps no DIR/registry, so `gateway registry gc --data DIR` without --registry-dir (the
  * daily timer's command as gateway/README.md once wrote it) refuses, naming the flag, instead of
  * collecting an empty folder ("kept 0"). A data dir an older gateway left with an empty
- * DIR/registry beside its --registry-dir loses it at the next start (openDataDir); until then
+ * DIR/registry beside its --registry-dir loses it at the next start (makeRegistryDir); until then
  * `gc --untargeted` on it says to check --registry-dir, not to remove valid targets, and so does
  * the advice of a walk that finds a target's manifest missing (gateway/registry/untargeted.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { DATA_DIR_ENTRIES, openDataDir } from "../../gateway/data-dir.ts";
+import { DATA_DIR_ENTRIES, makeRegistryDir, openDataDir } from "../../gateway/data-dir.ts";
 import { freePort, httpdCompose, httpdImage, Publisher, pushImage, ROOT, startDockerRegistry, startTestGateway, type DockerRegistryHandle, type TestGateway } from "../fioup/_setup.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 
-describe("openDataDir with serve's --registry-dir", () => {
+describe("the registry folder of a data dir opened with serve's --registry-dir", () => {
   test("makes that folder, and no DIR/registry", async () => {
     const dir = join(await tempDir("data-regdir-"), "data");
     const elsewhere = join(await tempDir("shared-registry-"), "registry");
     const data = await openDataDir(dir, { hosts: ["127.0.0.1"], registryDir: elsewhere });
+    await makeRegistryDir(dir, elsewhere);
     expect(data.registryDir).toBe(elsewhere);
     expect(existsSync(elsewhere)).toBe(true);
     expect(existsSync(join(dir, "registry"))).toBe(false);
@@ -29,23 +30,25 @@ describe("openDataDir with serve's --registry-dir", () => {
   test("without it, DIR/registry is the registry", async () => {
     const dir = join(await tempDir("data-regdir-"), "data");
     const data = await openDataDir(dir, { hosts: ["127.0.0.1"] });
+    expect(existsSync(join(dir, "registry"))).toBe(false); // made once the database took the data dir
+    await makeRegistryDir(dir);
     expect(data.registryDir).toBe(join(dir, "registry"));
     expect(existsSync(join(dir, "registry"))).toBe(true);
   });
 
   test("an empty DIR/registry an older gateway made beside --registry-dir is removed; one with content, or the --registry-dir itself, stays", async () => {
     const dir = join(await tempDir("data-regdir-"), "data");
-    await openDataDir(dir, { hosts: ["127.0.0.1"] }); // as gateways before this one left it
+    await makeRegistryDir(dir); // as gateways before this one left it
     const elsewhere = join(await tempDir("shared-registry-"), "registry");
-    await openDataDir(dir, { hosts: ["127.0.0.1"], registryDir: elsewhere });
+    await makeRegistryDir(dir, elsewhere);
     expect(existsSync(join(dir, "registry"))).toBe(false);
 
     mkdirSync(join(dir, "registry", "blobs"), { recursive: true });
-    await openDataDir(dir, { hosts: ["127.0.0.1"], registryDir: elsewhere });
+    await makeRegistryDir(dir, elsewhere);
     expect(existsSync(join(dir, "registry", "blobs"))).toBe(true);
 
     const inside = join(await tempDir("data-regdir-"), "data");
-    await openDataDir(inside, { hosts: ["127.0.0.1"], registryDir: join(inside, "registry") });
+    await makeRegistryDir(inside, join(inside, "registry"));
     expect(existsSync(join(inside, "registry"))).toBe(true);
   });
 });

@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { SQL } from "bun";
 import { join } from "node:path";
 import { digestBytes } from "../../lib/oci/digest.ts";
 import { RegistryClient } from "../../lib/oci/registry-client.ts";
@@ -25,9 +26,15 @@ let registry: Proc | undefined;
 beforeAll(async () => {
   pg = await startPostgres();
   db = await pg.createDatabase("token_replicas");
-  // The first start without the flag; the operator copies the data dir to the replicas now.
+  // The first start without the flag; the operator copies the data dir to the replicas now. Later
+  // the fleet moves to the external registry: every replica stopped, the database's record of the
+  // registry they serve removed (gateway/README.md, Replicas), the replicas started with the flag.
   const first = await startGateway({ db });
   gateways.push(first);
+  await first.stop();
+  const sql = new SQL({ url: db, max: 1 });
+  await sql.unsafe("DELETE FROM gateway_meta WHERE key = 'registry_setting'");
+  await sql.close();
   gateways.push(await startReplica(first, { db, args: SERVICE }));
   gateways.push(await startReplica(first, { db, args: SERVICE }));
 }, 120_000);
@@ -56,7 +63,6 @@ test("replicas copied before the external registry was set up sign its tokens wi
 
 test("a replica whose own token key differs from the shared one takes the shared one at start, and says so", async () => {
   const [first, b] = gateways as [GatewayHandle, GatewayHandle];
-  await first.stop();
   // first's dir had no key; give it one of its own (as an older start would have made), then start it with the flag.
   const other = await startGateway({ args: SERVICE });
   gateways.push(other);
