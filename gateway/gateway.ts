@@ -36,7 +36,7 @@ import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type T
 import { connectionBudget, openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
-import { dbKind, openStore, peekDatabaseMeta } from "./store/open.ts";
+import { CA_FINGERPRINT_META, dbKind, openStore, peekDatabaseMeta } from "./store/open.ts";
 import { shownUrl } from "../lib/net/shown-url.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { StoreUnavailableError } from "./store/types.ts";
@@ -134,9 +134,6 @@ export class MissingDatabaseError extends Error {
   }
 }
 
-/** The gateway_meta key that binds a database to one data dir's CA (and its TUF keys). */
-const CA_FINGERPRINT = "ca_fingerprint";
-
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):([0-9]{1,5})$/.exec(value);
   const port = Number(m?.[3]);
@@ -172,7 +169,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   // is written there (not even the schema).
   // What the data dir was served with (also for data dirs from before DIR/database), read before openDataDir makes a first start's CA.
   const servedBefore = await servedDatabaseKind(opts.dataDir);
-  if (postgres && servedBefore !== undefined && (await peekDatabaseMeta(postgres, CA_FINGERPRINT)) === undefined)
+  if (postgres && servedBefore !== undefined && (await peekDatabaseMeta(postgres, CA_FINGERPRINT_META)) === undefined)
     throw new EmptyDatabaseError(opts.dataDir, postgres, servedBefore);
   const external = postgres ? await openStore(postgres, { log }) : undefined;
   let dirLock: Awaited<ReturnType<typeof lockDataDir>>;
@@ -198,7 +195,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   }
   try {
     // A database belongs to one CA (and its TUF keys): refuse a data dir / --db mix-up early.
-    if ((await store.claimMeta(CA_FINGERPRINT, data.ca.fingerprint)) !== data.ca.fingerprint) throw new DataDirMismatchError(opts.dataDir);
+    if ((await store.claimMeta(CA_FINGERPRINT_META, data.ca.fingerprint)) !== data.ca.fingerprint) throw new DataDirMismatchError(opts.dataDir);
     // Replicas on one PostgreSQL database serve one registry, the one its first start recorded (registry/setting.ts).
     const registry: RegistrySetting = opts.externalRegistryService
       ? { kind: "external", service: opts.externalRegistryService }

@@ -37,7 +37,7 @@ import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servedDatabaseKind, servingPid } from "../data-dir.ts";
-import { dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
+import { CA_FINGERPRINT_META, dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
 import { peekPostgresMeta } from "../store/postgres.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
 import { caFingerprint } from "../../lib/tls/pin.ts";
@@ -79,13 +79,6 @@ export class BackupError extends Error {
 }
 
 /**
- * The gateway_meta key that binds a database to the CA of the data dir it serves, as gateway.ts's
- * start claims it (its CA_FINGERPRINT, where `serve` refuses a database "created by a gateway with
- * another CA"); a backup reads it, never writes it.
- */
-const CA_FINGERPRINT = "ca_fingerprint";
-
-/**
  * Checks, before anything is written, that `db` (a PostgreSQL --db) is the database `dataDir` is
  * served with: reachable, and bound to the data dir's CA, the check `serve` makes at start. The
  * backup's file and the database's pg_dump are restored together; a backup made against another
@@ -99,12 +92,12 @@ async function checkPostgresDb(dataDir: string, db: string): Promise<void> {
   const caFile = join(dataDir, "pki", "ca.pem");
   const caPem = await readFile(caFile, "utf8").catch((e) => Promise.reject(new BackupError(`Cannot read ${caFile}: ${fsWhy(e)}`)));
   const cannot = `Cannot back up ${dataDir} with the database ${shownUrl(db)}`;
-  const boundTo = await peekPostgresMeta(db, CA_FINGERPRINT).catch((e: { errno?: unknown }) => {
+  const boundTo = await peekPostgresMeta(db, CA_FINGERPRINT_META).catch((e: { errno?: unknown }) => {
     // store/open.ts advises creating a database that is not there (right for a first serve); the
     // database a backup names exists, or the --db is wrong.
     if (e.errno === "3D000") throw new BackupError(`${cannot}: there is no such database (wrong --db?): give the --db gateway serve runs this data dir with`);
     // Any other failure (refused, no such host, a wrong password) in store/open.ts's words and advice: asked once more through it.
-    return peekDatabaseMeta(db, CA_FINGERPRINT);
+    return peekDatabaseMeta(db, CA_FINGERPRINT_META);
   });
   if (boundTo === undefined)
     throw new BackupError(`${cannot}: it holds no gateway's data (wrong --db?): give the --db gateway serve runs this data dir with`);

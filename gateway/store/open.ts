@@ -103,6 +103,13 @@ async function postgresOpenError(db: string, e: unknown): Promise<never> {
 }
 
 /**
+ * The gateway_meta key that binds a database to the CA of the data dir it serves (and with it its
+ * TUF keys): `serve` claims it at its first start and refuses a database "created by a gateway with
+ * another CA"; a backup reads it to check its --db, never writes it.
+ */
+export const CA_FINGERPRINT_META = "ca_fingerprint";
+
+/**
  * The value a PostgreSQL --db holds under `key` in its gateway_meta (`ca_fingerprint`: the CA the
  * database is bound to), read without writing anything: undefined for an empty database.
  *
