@@ -25,6 +25,7 @@ import type { GatewayEnv } from "../env.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
+import { bodyIsForm, formField, FormRefusedError, notAFormMessage } from "./form.ts";
 import { labelsFromForm } from "./labels-form.ts";
 import { Page } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
@@ -166,10 +167,11 @@ export function dashboard(app: Hono<any>) {
     c.set("session", session);
     c.set("csrf", await csrfToken(c.var.gw, session));
     if (c.req.method === "POST") {
-      const ct = c.req.header("content-type") ?? "";
-      const form = /form/.test(ct) ? await c.req.parseBody() : {};
+      const isForm = bodyIsForm(c);
+      const form = isForm ? await c.req.parseBody() : {};
       const given = c.req.header("x-csrf-token") ?? (typeof form._csrf === "string" ? form._csrf : undefined);
       if (!(await csrfValid(c.var.gw, session, given))) return c.text("Missing or wrong CSRF token: reload the page and try again", 403);
+      if (!isForm) return c.text(notAFormMessage(c), 415);
     }
     c.set("api", adminApi(app, session.token, c.env));
     // "/ui/" and "/ui" are both the overview (a mounted sub-app's "/" is only "/ui").
@@ -179,6 +181,7 @@ export function dashboard(app: Hono<any>) {
 
   // The admin API's refusals, shown as a page with the API's status and words.
   ui.onError(async (err, c) => {
+    if (err instanceof FormRefusedError) return render(c, "Refused", <p class="msg error" role="alert">{`The gateway refused this: ${err.message}`}</p>, err.status);
     if (!(err instanceof ApiCallError)) throw err;
     // The token itself no longer works (revoked, expired): the session ends with it, and the
     // sign-in page it lands on says why.
@@ -251,7 +254,7 @@ export function dashboard(app: Hono<any>) {
   ui.post("/devices/:uuid/tags", async (c) => {
     const uuid = c.req.param("uuid");
     const form = await c.req.parseBody();
-    const tags = tagList(String(form.tags ?? ""));
+    const tags = tagList(formField(form, "tags"));
     await c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
     return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
   });
@@ -264,7 +267,7 @@ export function dashboard(app: Hono<any>) {
     // One key=value a line, replacing the labels (./labels-form.ts).
     let change: ReturnType<typeof labelsFromForm>;
     try {
-      change = labelsFromForm(String(form.labels ?? ""), body.labels ?? {});
+      change = labelsFromForm(formField(form, "labels"), body.labels ?? {});
     } catch (err) {
       if (err instanceof InvalidFleetQueryError) throw new ApiCallError(400, err.message);
       throw err;
@@ -276,7 +279,7 @@ export function dashboard(app: Hono<any>) {
   ui.post("/devices/:uuid/group", async (c) => {
     const uuid = c.req.param("uuid");
     const form = await c.req.parseBody();
-    const group = String(form.group ?? "");
+    const group = formField(form, "group");
     await c.var.api("POST", `/admin/groups/${encodeURIComponent(group)}/members`, { add: [uuid] });
     return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
   });
@@ -288,7 +291,7 @@ export function dashboard(app: Hono<any>) {
 
   ui.post("/groups", async (c) => {
     const form = await c.req.parseBody();
-    const name = String(form.name ?? "").trim();
+    const name = formField(form, "name").trim();
     const query = String(form.query ?? "").trim();
     await c.var.api("POST", "/admin/groups", { name, ...(query ? { query } : {}) });
     return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
@@ -302,7 +305,7 @@ export function dashboard(app: Hono<any>) {
   ui.post("/groups/:name/remove", async (c) => {
     const name = c.req.param("name");
     const form = await c.req.parseBody();
-    await c.var.api("POST", `/admin/groups/${encodeURIComponent(name)}/members`, { remove: [String(form.uuid ?? "")] });
+    await c.var.api("POST", `/admin/groups/${encodeURIComponent(name)}/members`, { remove: [formField(form, "uuid")] });
     return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
   });
 
