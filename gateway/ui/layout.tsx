@@ -54,8 +54,8 @@ ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
 
 /**
  * Client script: refreshes each `[data-live]` region from the same URL every few seconds while the
- * tab is visible and no field in it has focus (one request per page per interval); copy buttons;
- * confirmation of dangerous actions.
+ * tab is visible and no field in it has focus (one request per page per interval), and takes the
+ * tab to the sign-in page when the session has ended; copy buttons; confirmation of dangerous actions.
  */
 const SCRIPT = `
 (() => {
@@ -65,14 +65,17 @@ const SCRIPT = `
     const regions = [...document.querySelectorAll("[data-live]")].filter((r) => !r.contains(document.activeElement));
     if (!regions.length) return;
     try {
-      const res = await fetch(location.href, { headers: { "x-ui-live": "1" }, credentials: "same-origin" });
+      const res = await fetch(location.href, { headers: { "x-ui-live": "1" }, credentials: "same-origin", redirect: "manual" });
+      // A page's GET redirects only when the session has ended: the tab goes to the sign-in page,
+      // which says why once (followed here, that reason would be used up unseen).
+      if (res.type === "opaqueredirect") { clearInterval(timer); location.assign("/ui/login"); return; }
       if (!res.ok) return;
       const doc = new DOMParser().parseFromString(await res.text(), "text/html");
       for (const r of regions) { const n = doc.getElementById(r.id); if (n) r.replaceWith(n); }
       document.body.dataset.refreshed = String(Date.now());
     } catch {}
   }
-  if (document.querySelector("[data-live]")) setInterval(refresh, every);
+  const timer = document.querySelector("[data-live]") ? setInterval(refresh, every) : undefined;
   document.addEventListener("click", (e) => {
     const b = e.target.closest("[data-copy]");
     if (b) { navigator.clipboard?.writeText(document.getElementById(b.dataset.copy).textContent); b.textContent = "Copied"; }
