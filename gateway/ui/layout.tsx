@@ -44,8 +44,8 @@ svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--a
 .skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:var(--bg);padding:.3rem .6rem;z-index:1}
 .s-running{color:var(--info)}.s-paused{color:var(--warn)}.s-halted{color:var(--bad)}.s-completed{color:var(--ok)}
 ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
-.bar{display:flex;height:.8rem;border-radius:4px;overflow:hidden;background:var(--line);margin:.2rem 0}
-.bar .ok{background:var(--ok)}.bar .bad{background:var(--bad)}.bar .pending{background:var(--off);opacity:.5}
+.waves .bar{display:flex;height:.8rem;border-radius:4px;overflow:hidden;background:var(--line);margin:.2rem 0}
+.waves .bar .ok{background:var(--ok)}.waves .bar .bad{background:var(--bad)}.waves .bar .pending{background:var(--off);opacity:.5}
 .actions{display:flex;flex-wrap:wrap;gap:.5rem}
 .banner{margin:0;padding:.5rem 1rem;border-bottom:2px solid var(--warn);background:var(--card)}.banner.bad{border-bottom-color:var(--bad)}
 .secret{font-family:ui-monospace,monospace;word-break:break-all}
