@@ -213,10 +213,20 @@ export function dashboard(app: Hono<any>) {
     for (const k of LIST_PARAMS) if (p[k]) q.set(k, p[k]!);
     q.set("limit", String(PAGE_SIZE));
     q.set("offset", String((page - 1) * PAGE_SIZE));
-    const { body, timing } = await c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`);
+    // A group (or a rollout by tag) never counts a revoked device (docs/rollouts.md), while the list
+    // shows them, as revoked: filtered by either, with no status chosen, it says how many it shows.
+    const revokedToo = (p.group || p.tag) && !p.status;
+    const revokedQuery = new URLSearchParams(q);
+    revokedQuery.set("status", "revoked");
+    revokedQuery.set("limit", "1");
+    revokedQuery.set("offset", "0");
+    const [{ body, timing }, revoked] = await Promise.all([
+      c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`),
+      revokedToo ? c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${revokedQuery}`) : undefined,
+    ]);
     if (timing) c.header("server-timing", timing);
     const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
-    return render(c, "Devices", <DevicesPage p={p} list={body} ms={ms} />);
+    return render(c, "Devices", <DevicesPage p={p} list={body} revoked={revoked?.body.total} ms={ms} />);
   });
 
   ui.get("/devices/:uuid", async (c) => {

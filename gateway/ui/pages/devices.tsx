@@ -38,7 +38,15 @@ function SortLink({ p, col, label }: { p: ListParams; col: string; label: string
   );
 }
 
-export function DevicesPage({ p, list, ms }: { p: ListParams; list: FleetDeviceList; ms: string }) {
+export interface DevicesProps {
+  p: ListParams;
+  list: FleetDeviceList;
+  /** How many of the devices listed are revoked, when the list is of a group's or a tag's (which never count them). */
+  revoked?: number;
+  ms: string;
+}
+
+export function DevicesPage({ p, list, revoked, ms }: DevicesProps) {
   const page = Number(p.page ?? 1);
   const from = list.total ? list.offset + 1 : 0;
   const to = list.offset + list.devices.length;
@@ -110,7 +118,14 @@ export function DevicesPage({ p, list, ms }: { p: ListParams; list: FleetDeviceL
       </form>
       <div id="device-list" data-live>
         <p class="muted" data-total={String(list.total)}>
-          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${list.total.toLocaleString("en")} devices` : "No devices match."}{" "}
+          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${list.total.toLocaleString("en")} devices` : "No devices match."}
+          {revoked ? (
+            <span data-revoked={String(revoked)}>
+              {", "}
+              <a href={`/ui/devices?${qs({ ...p, status: "revoked", page: undefined })}`}>{`${revoked.toLocaleString("en")} of them revoked`}</a>
+              {` (in no group, no rollout): ${(list.total - revoked).toLocaleString("en")} without them`}
+            </span>
+          ) : null}{" "}
           <span title="store time">({ms} ms)</span>
         </p>
         <div class="scroll">
