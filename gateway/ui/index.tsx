@@ -17,12 +17,13 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
   DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
+import { MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
 import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
 import { InvalidFleetQueryError } from "../fleet/query.ts";
 import { limit } from "../validate.ts";
 import type { GatewayEnv } from "../env.ts";
-import { StoreUnavailableError } from "../store/types.ts";
+import { StoreUnavailableError, TooManyLabelsError } from "../store/types.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
 import { bodyIsForm, formField, FormRefusedError, notAFormMessage } from "./form.ts";
@@ -278,8 +279,16 @@ export function dashboard(app: Hono<any>) {
     let change: ReturnType<typeof labelsFromForm>;
     try {
       change = labelsFromForm(formField(form, "labels"), body.labels ?? {});
+      // More lines than one request may set: said as the API says a device would go over the limit
+      // otherwise (TooManyLabelsError), not as the request schema's limit.
+      const lines = Object.keys(change.set).length;
+      if (lines > MAX_DEVICE_LABELS) {
+        const had = Object.keys(body.labels ?? {});
+        const kept = had.filter((k) => !change.remove.includes(k) && !Object.hasOwn(change.set, k)).length;
+        throw new TooManyLabelsError(uuid, lines + kept, had.length, MAX_DEVICE_LABELS);
+      }
     } catch (err) {
-      if (err instanceof InvalidFleetQueryError) throw new ApiCallError(400, err.message);
+      if (err instanceof InvalidFleetQueryError || err instanceof TooManyLabelsError) throw new ApiCallError(400, err.message);
       throw err;
     }
     await c.var.api("PUT", `${path}/labels`, change);
