@@ -20,15 +20,14 @@ import type {
 import { MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
 import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
-import { InvalidFleetQueryError } from "../fleet/query.ts";
 import { limit } from "../validate.ts";
 import type { GatewayEnv } from "../env.ts";
 import { StoreUnavailableError, TooManyLabelsError } from "../store/types.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
-import { bodyIsForm, formField, FormRefusedError, notAFormMessage } from "./form.ts";
+import { bodyIsForm, formField, notAFormMessage, refusalOf, typedIn, type Refusal } from "./form.ts";
 import { labelsFromForm } from "./labels-form.ts";
-import { Page } from "./layout.tsx";
+import { Page, Refused } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
 import { DevicesPage, LIST_PARAMS, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
 import { GroupPage, GroupsPage } from "./pages/groups.tsx";
@@ -180,9 +179,8 @@ export function dashboard(app: Hono<any>) {
     await next();
   });
 
-  // The admin API's refusals, shown as a page with the API's status and words.
+  // The admin API's refusals of anything but a form's input (orAgain), shown as a page with its status and words.
   ui.onError(async (err, c) => {
-    if (err instanceof FormRefusedError) return render(c, "Refused", <p class="msg error" role="alert">{`The gateway refused this: ${err.message}`}</p>, err.status);
     if (!(err instanceof ApiCallError)) throw err;
     // The token itself no longer works (revoked, expired): the session ends with it, and the
     // sign-in page it lands on says why.
@@ -193,8 +191,22 @@ export function dashboard(app: Hono<any>) {
         return c.redirect("/ui/login", 303);
       }
     }
-    return render(c, "Refused", <p class="msg error" role="alert">{`The gateway refused this: ${err.message}`}</p>, err.status);
+    return render(c, "Refused", <Refused message={err.message} />, err.status);
   });
+
+  /**
+   * A form's action; its input refused (./form.ts) brings back the form's page, `again`, saying
+   * why above the form, with what was typed in it.
+   */
+  const orAgain = async (action: () => Promise<Response>, again: (refused: Refusal) => Promise<Response>) => {
+    try {
+      return await action();
+    } catch (err) {
+      const refused = refusalOf(err);
+      if (!refused) throw err;
+      return again(refused);
+    }
+  };
 
   ui.post("/logout", (c) => {
     deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
@@ -221,17 +233,23 @@ export function dashboard(app: Hono<any>) {
     revokedQuery.set("status", "revoked");
     revokedQuery.set("limit", "1");
     revokedQuery.set("offset", "0");
-    const [{ body, timing }, revoked] = await Promise.all([
-      c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`),
-      revokedToo ? c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${revokedQuery}`) : undefined,
-    ]);
-    if (timing) c.header("server-timing", timing);
-    const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
-    return render(c, "Devices", <DevicesPage p={p} list={body} revoked={revoked?.body.total} ms={ms} />);
+    return orAgain(
+      async () => {
+        const [{ body, timing }, revoked] = await Promise.all([
+          c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`),
+          revokedToo ? c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${revokedQuery}`) : undefined,
+        ]);
+        if (timing) c.header("server-timing", timing);
+        const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
+        return render(c, "Devices", <DevicesPage p={p} list={body} revoked={revoked?.body.total} ms={ms} />);
+      },
+      // A filter the API refuses (`label=a`): the filters again, as given, saying why.
+      async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, refused.status),
+    );
   });
 
-  ui.get("/devices/:uuid", async (c) => {
-    const uuid = c.req.param("uuid");
+  /** A device's page; `refused`: one of its forms' input, refused. */
+  const devicePage = async (c: Context<UiEnv>, uuid: string, refused?: Refusal) => {
     const api = c.var.api;
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const [d, updates, status, groups] = await Promise.all([
@@ -252,80 +270,87 @@ export function dashboard(app: Hono<any>) {
         groups={staticGroups}
         csrf={c.var.csrf}
         canWrite={canWrite}
+        refused={refused}
       />,
+      refused?.status,
     );
-  });
+  };
 
-  ui.post("/devices/:uuid/revoke", async (c) => {
-    const uuid = c.req.param("uuid");
-    await c.var.api("POST", `/admin/devices/${encodeURIComponent(uuid)}/revoke`);
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
-  });
+  ui.get("/devices/:uuid", (c) => devicePage(c, c.req.param("uuid")));
 
-  ui.post("/devices/:uuid/tags", async (c) => {
-    const uuid = c.req.param("uuid");
-    const form = await c.req.parseBody();
-    const tags = tagList(formField(form, "tags"));
-    await c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
-  });
+  /** The POST of one of a device's forms (`form` names it): `act` with its fields, then the device's page. */
+  const deviceForm = (form: string, act: (c: Context<UiEnv>, uuid: string, fields: Record<string, unknown>) => Promise<unknown>) =>
+    ui.post(`/devices/:uuid/${form}`, async (c) => {
+      const uuid = c.req.param("uuid");
+      const fields = await c.req.parseBody();
+      return orAgain(
+        async () => {
+          await act(c, uuid, fields);
+          return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+        },
+        (refused) => devicePage(c, uuid, { ...refused, form, typed: typedIn(fields) }),
+      );
+    });
 
-  ui.post("/devices/:uuid/labels", async (c) => {
-    const uuid = c.req.param("uuid");
-    const form = await c.req.parseBody();
+  deviceForm("revoke", (c, uuid) => c.var.api("POST", `/admin/devices/${encodeURIComponent(uuid)}/revoke`));
+
+  deviceForm("tags", (c, uuid, form) => c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags: tagList(formField(form, "tags")) }));
+
+  deviceForm("labels", async (c, uuid, form) => {
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const { body } = await c.var.api<DeviceDetail>("GET", path);
     // One key=value a line, replacing the labels (./labels-form.ts).
-    let change: ReturnType<typeof labelsFromForm>;
-    try {
-      change = labelsFromForm(formField(form, "labels"), body.labels ?? {});
-      // More lines than one request may set: said as the API says a device would go over the limit
-      // otherwise (TooManyLabelsError), not as the request schema's limit.
-      const lines = Object.keys(change.set).length;
-      if (lines > MAX_DEVICE_LABELS) {
-        const had = Object.keys(body.labels ?? {});
-        const kept = had.filter((k) => !change.remove.includes(k) && !Object.hasOwn(change.set, k)).length;
-        throw new TooManyLabelsError(uuid, lines + kept, had.length, MAX_DEVICE_LABELS);
-      }
-    } catch (err) {
-      if (err instanceof InvalidFleetQueryError || err instanceof TooManyLabelsError) throw new ApiCallError(400, err.message);
-      throw err;
+    const change = labelsFromForm(formField(form, "labels"), body.labels ?? {});
+    // More lines than one request may set: said as the API says a device would go over the limit
+    // otherwise (TooManyLabelsError), not as the request schema's limit.
+    const lines = Object.keys(change.set).length;
+    if (lines > MAX_DEVICE_LABELS) {
+      const had = Object.keys(body.labels ?? {});
+      const kept = had.filter((k) => !change.remove.includes(k) && !Object.hasOwn(change.set, k)).length;
+      throw new TooManyLabelsError(uuid, lines + kept, had.length, MAX_DEVICE_LABELS);
     }
     await c.var.api("PUT", `${path}/labels`, change);
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
   });
 
-  ui.post("/devices/:uuid/group", async (c) => {
-    const uuid = c.req.param("uuid");
-    const form = await c.req.parseBody();
-    const group = formField(form, "group");
-    await c.var.api("POST", `/admin/groups/${encodeURIComponent(group)}/members`, { add: [uuid] });
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
-  });
+  deviceForm("group", (c, uuid, form) => c.var.api("POST", `/admin/groups/${encodeURIComponent(formField(form, "group"))}/members`, { add: [uuid] }));
 
-  ui.get("/groups", async (c) => {
+  const groupsPage = async (c: Context<UiEnv>, refused?: Refusal) => {
     const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
-    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
-  });
+    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+  };
+
+  ui.get("/groups", (c) => groupsPage(c));
 
   ui.post("/groups", async (c) => {
     const form = await c.req.parseBody();
-    const name = formField(form, "name").trim();
-    const query = String(form.query ?? "").trim();
-    await c.var.api("POST", "/admin/groups", { name, ...(query ? { query } : {}) });
-    return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+    return orAgain(
+      async () => {
+        const name = formField(form, "name").trim();
+        const query = String(form.query ?? "").trim();
+        await c.var.api("POST", "/admin/groups", { name, ...(query ? { query } : {}) });
+        return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+      },
+      (refused) => groupsPage(c, { ...refused, typed: typedIn(form) }),
+    );
   });
 
-  ui.get("/groups/:name", async (c) => {
-    const { body } = await c.var.api<GroupDetail>("GET", `/admin/groups/${encodeURIComponent(c.req.param("name"))}?limit=200`);
-    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
-  });
+  const groupPage = async (c: Context<UiEnv>, name: string, refused?: Refusal) => {
+    const { body } = await c.var.api<GroupDetail>("GET", `/admin/groups/${encodeURIComponent(name)}?limit=200`);
+    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+  };
+
+  ui.get("/groups/:name", (c) => groupPage(c, c.req.param("name")));
 
   ui.post("/groups/:name/remove", async (c) => {
     const name = c.req.param("name");
     const form = await c.req.parseBody();
-    await c.var.api("POST", `/admin/groups/${encodeURIComponent(name)}/members`, { remove: [formField(form, "uuid")] });
-    return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+    return orAgain(
+      async () => {
+        await c.var.api("POST", `/admin/groups/${encodeURIComponent(name)}/members`, { remove: [formField(form, "uuid")] });
+        return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+      },
+      (refused) => groupPage(c, name, refused),
+    );
   });
 
   ui.get("/rollouts", async (c) => {
@@ -333,15 +358,22 @@ export function dashboard(app: Hono<any>) {
     return render(c, "Rollouts", <RolloutsPage list={body} />);
   });
 
-  ui.get("/rollouts/:id", async (c) => {
-    const { body } = await c.var.api<RolloutDetail>("GET", `/admin/rollouts/${encodeURIComponent(c.req.param("id"))}`);
-    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
-  });
+  const rolloutPage = async (c: Context<UiEnv>, id: string, refused?: Refusal) => {
+    const { body } = await c.var.api<RolloutDetail>("GET", `/admin/rollouts/${encodeURIComponent(id)}`);
+    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+  };
 
-  ui.post("/rollouts/:id/:action{pause|resume|advance|cancel}", async (c) => {
-    const id = encodeURIComponent(c.req.param("id"));
-    await c.var.api("POST", `/admin/rollouts/${id}/${c.req.param("action")}`);
-    return c.redirect(`/ui/rollouts/${id}`, 303);
+  ui.get("/rollouts/:id", (c) => rolloutPage(c, c.req.param("id")));
+
+  ui.post("/rollouts/:id/:action{pause|resume|advance|cancel}", (c) => {
+    const id = c.req.param("id");
+    return orAgain(
+      async () => {
+        await c.var.api("POST", `/admin/rollouts/${encodeURIComponent(id)}/${c.req.param("action")}`);
+        return c.redirect(`/ui/rollouts/${encodeURIComponent(id)}`, 303);
+      },
+      (refused) => rolloutPage(c, id, refused),
+    );
   });
 
   ui.get("/targets", async (c) => {
@@ -353,12 +385,13 @@ export function dashboard(app: Hono<any>) {
     return render(c, "Targets", <TargetsPage targets={targets.body} running={running} />);
   });
 
-  const tokensPage = async (c: Context<UiEnv>, created?: TokenCreated & { hwid?: string }) => {
+  const tokensPage = async (c: Context<UiEnv>, created?: TokenCreated & { hwid?: string }, refused?: Refusal) => {
     const { body } = await c.var.api<TokenList>("GET", "/admin/tokens");
     return render(
       c,
       "Tokens",
-      <TokensPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} created={created} publicUrl={c.var.gw.publicUrl} />,
+      <TokensPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} created={created} publicUrl={c.var.gw.publicUrl} refused={refused} />,
+      refused?.status,
     );
   };
 
@@ -370,6 +403,10 @@ export function dashboard(app: Hono<any>) {
 
   ui.post("/tokens", async (c) => {
     const form = await c.req.parseBody();
+    return orAgain(() => createToken(c, form), (refused) => tokensPage(c, undefined, { ...refused, form: "create", typed: typedIn(form) }));
+  });
+
+  const createToken = async (c: Context<UiEnv>, form: Record<string, unknown>) => {
     const text = (k: string) => (typeof form[k] === "string" && (form[k] as string).trim() ? (form[k] as string).trim() : undefined);
     const tags = tagList(text("tags"));
     const req = {
@@ -386,12 +423,17 @@ export function dashboard(app: Hono<any>) {
     const created: CreatedNotice = { ...body, hwid: text("hwid"), sid: c.var.session.sid };
     setCookie(c, CREATED_COOKIE, await seal(c.var.gw, created), { path: "/ui/tokens", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
     return c.redirect("/ui/tokens", 303);
-  });
+  };
 
-  ui.post("/tokens/:id/revoke", async (c) => {
-    await c.var.api("POST", `/admin/tokens/${encodeURIComponent(c.req.param("id"))}/revoke`);
-    return c.redirect("/ui/tokens", 303);
-  });
+  ui.post("/tokens/:id/revoke", (c) =>
+    orAgain(
+      async () => {
+        await c.var.api("POST", `/admin/tokens/${encodeURIComponent(c.req.param("id"))}/revoke`);
+        return c.redirect("/ui/tokens", 303);
+      },
+      (refused) => tokensPage(c, undefined, refused),
+    ),
+  );
 
   return ui;
 }

@@ -152,6 +152,13 @@ export function Page({ title, path, user, attention = [], children }: PageProps)
 /** A status as a coloured badge (text too, never colour alone). */
 export const Badge = ({ status }: { status: string }) => <span class={`badge s-${status}`}>{status}</span>;
 
+/** What the gateway refused and why: above the form it came from, or the whole page when there is none. */
+export const Refused = ({ message }: { message: string }) => (
+  <p class="msg error" role="alert">
+    {`The gateway refused this: ${message}`}
+  </p>
+);
+
 /** The hidden CSRF field every form that POSTs carries. */
 export const Csrf = ({ token }: { token: string }) => <input type="hidden" name="_csrf" value={token} />;
 

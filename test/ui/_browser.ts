@@ -2,7 +2,9 @@
  * What the browser tests share: Debian's chromium through playwright-core (nothing downloaded),
  * and a page.goto that survives Chromium's own network-change aborts.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { startGateway, type GatewayHandle, type GatewayOptions } from "../harness/gateway.ts";
 
 /** Debian's chromium, headless; playwright adds --no-sandbox for root itself, we say it too. */
 export const launchChromium = (): Promise<Browser> => chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
@@ -28,6 +30,23 @@ async function retryNetworkChange<T>(navigate: () => Promise<T>): Promise<T> {
       await Bun.sleep(200);
     }
   }
+}
+
+/**
+ * A gateway and the browser for a test file's tests: started before them (a later beforeAll of the
+ * file sees both), stopped after them. Read `g` and `browser` once they are started.
+ */
+export function gatewayAndBrowser(options?: GatewayOptions): { g: GatewayHandle; browser: Browser } {
+  const both = {} as { g: GatewayHandle; browser: Browser };
+  beforeAll(async () => {
+    both.g = await startGateway(options);
+    both.browser = await launchChromium();
+  }, 120_000);
+  afterAll(async () => {
+    await both.browser?.close();
+    await both.g?.stop();
+  }, 120_000);
+  return both;
 }
 
 /** page.goto, again when Chromium aborts it for a network change. */

@@ -4,27 +4,15 @@
  * which says why ("this token was revoked at <time>"), instead of carrying on with stale data; the
  * refresh must not follow the redirect itself, which also used up the one-time reason.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Browser } from "playwright-core";
+import { describe, expect, test } from "bun:test";
 import type { TokenCreated } from "../../lib/api/admin.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import { goto, launchChromium, signIn } from "./_browser.ts";
+import { gatewayAndBrowser, goto, signIn } from "./_browser.ts";
 
-let g: GatewayHandle;
-let browser: Browser;
-
-beforeAll(async () => {
-  g = await startGateway();
-  browser = await launchChromium();
-}, 120_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await g?.stop();
-}, 120_000);
+const env = gatewayAndBrowser();
 
 describe("a session that ends in an open tab", () => {
   test("takes the tab to the sign-in page, which says the token was revoked", async () => {
+    const { g, browser } = env;
     const res = await g.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ role: "admin", name: "laptop" }) });
     expect(res.status).toBe(201);
     const token = (await res.json()) as TokenCreated;

@@ -1,7 +1,8 @@
 /* @jsxImportSource hono/jsx */
 /** The device list: filters in a GET form (bookmarkable), sortable columns, server-side pages. */
 import { DEVICE_STATUSES, type FleetDeviceList } from "../../../lib/api/admin.ts";
-import { Ago, Badge } from "../layout.tsx";
+import type { Refusal } from "../form.ts";
+import { Ago, Badge, Refused } from "../layout.tsx";
 
 /** The list's query parameters, as the page URL and the admin API share them. */
 export const LIST_PARAMS = ["q", "tag", "label", "group", "hwid", "target", "status", "seenWithin", "unseenFor", "sort", "dir"] as const;
@@ -40,19 +41,21 @@ function SortLink({ p, col, label }: { p: ListParams; col: string; label: string
 
 export interface DevicesProps {
   p: ListParams;
-  list: FleetDeviceList;
+  /** The page of devices; none when the filters were refused. */
+  list?: FleetDeviceList;
   /** How many of the devices listed are revoked, when the list is of a group's or a tag's (which never count them). */
   revoked?: number;
-  ms: string;
+  /** The store's time for the list. */
+  ms?: string;
+  /** Filters the API refused: the form with them as given, why above it, no list. */
+  refused?: Refusal;
 }
 
-export function DevicesPage({ p, list, revoked, ms }: DevicesProps) {
-  const page = Number(p.page ?? 1);
-  const from = list.total ? list.offset + 1 : 0;
-  const to = list.offset + list.devices.length;
+export function DevicesPage({ p, list, revoked, ms = "?", refused }: DevicesProps) {
   return (
     <>
       <h1>Devices</h1>
+      {refused && <Refused message={refused.message} />}
       <form class="filters" method="get" action="/ui/devices" role="search">
         <label>
           Name or uuid
@@ -116,6 +119,18 @@ export function DevicesPage({ p, list, revoked, ms }: DevicesProps) {
         </button>
         <a href="/ui/devices">Clear</a>
       </form>
+      {list && <DeviceList p={p} list={list} revoked={revoked} ms={ms} />}
+    </>
+  );
+}
+
+/** The list's page of devices, its count and its pages (the region that refreshes itself). */
+function DeviceList({ p, list, revoked, ms }: { p: ListParams; list: FleetDeviceList; revoked?: number; ms: string }) {
+  const page = Number(p.page ?? 1);
+  const from = list.total ? list.offset + 1 : 0;
+  const to = list.offset + list.devices.length;
+  return (
+    <>
       <div id="device-list" data-live>
         <p class="muted" data-total={String(list.total)}>
           {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${list.total.toLocaleString("en")} devices` : "No devices match."}

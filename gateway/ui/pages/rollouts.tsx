@@ -1,7 +1,8 @@
 /* @jsxImportSource hono/jsx */
 /** Rollouts: the list, and one rollout's waves as progress bars with its counts, halt reason, holds, events and actions. */
 import { HOLD_KIND_NAMES, type RolloutDetail, type RolloutList, type RolloutRow } from "../../../lib/api/admin.ts";
-import { Ago, Badge, Csrf } from "../layout.tsx";
+import type { Refusal } from "../form.ts";
+import { Ago, Badge, Csrf, Refused } from "../layout.tsx";
 
 const audience = (r: RolloutRow) => (r.groupName ? `group ${r.groupName}` : r.tag ? `tag ${r.tag}` : "-");
 const wavesText = (r: RolloutRow) => r.waves.map((w) => `${w}%`).join(", ");
@@ -92,13 +93,15 @@ function WaveBar({ r, i }: { r: RolloutDetail; i: number }) {
   );
 }
 
-export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: string; canWrite: boolean }) {
+/** `refused`: an action the API refused (a state the CLI or the tick changed meanwhile): said above the page. */
+export function RolloutPage({ r, csrf, canWrite, refused }: { r: RolloutDetail; csrf: string; canWrite: boolean; refused?: Refusal }) {
   return (
     <>
       <p>
         <a href="/ui/rollouts">← Rollouts</a>
       </p>
       <h1>{`Rollout ${r.id}: version ${r.targetVersion}`}</h1>
+      {refused && <Refused message={refused.message} />}
       <div id="rollout" data-live>
         <div class="grid">
           <section class="card" aria-labelledby="h-state">
