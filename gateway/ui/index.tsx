@@ -29,7 +29,7 @@ import { bodyIsForm, formField, notAFormMessage, refusalOf, typedIn, type Refusa
 import { labelsFromForm } from "./labels-form.ts";
 import { Page, Refused } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
-import { DevicesPage, LIST_PARAMS, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
+import { DevicesPage, lastPage, LIST_PARAMS, MAX_PAGE, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
 import { GroupPage, GroupsPage } from "./pages/groups.tsx";
 import { LoginPage } from "./pages/login.tsx";
 import { Overview } from "./pages/overview.tsx";
@@ -221,27 +221,34 @@ export function dashboard(app: Hono<any>) {
       const v = c.req.query(k);
       if (v) p[k] = v;
     }
-    const page = Math.max(1, Number(p.page ?? 1) || 1);
+    // A page is a whole number from 1 (anything else is page 1), at most the last (found below).
+    const asked = /^[0-9]+$/.test(p.page ?? "") ? Math.min(Math.max(1, Number(p.page)), MAX_PAGE) : 1;
     const q = new URLSearchParams();
     for (const k of LIST_PARAMS) if (p[k]) q.set(k, p[k]!);
-    q.set("limit", String(PAGE_SIZE));
-    q.set("offset", String((page - 1) * PAGE_SIZE));
     // A group (or a rollout by tag) never counts a revoked device (docs/rollouts.md), while the list
     // shows them, as revoked: filtered by either, with no status chosen, it says how many it shows.
     const revokedToo = (p.group || p.tag) && !p.status;
     const revokedQuery = new URLSearchParams(q);
     revokedQuery.set("status", "revoked");
     revokedQuery.set("limit", "1");
-    revokedQuery.set("offset", "0");
+    const pageOf = (n: number) => {
+      const at = new URLSearchParams(q);
+      at.set("limit", String(PAGE_SIZE));
+      at.set("offset", String((n - 1) * PAGE_SIZE));
+      return c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${at}`);
+    };
     return orAgain(
       async () => {
-        const [{ body, timing }, revoked] = await Promise.all([
-          c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`),
+        const [asAsked, revoked] = await Promise.all([
+          pageOf(asked),
           revokedToo ? c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${revokedQuery}`) : undefined,
         ]);
+        // Past the last page (page=999 of 6, or devices gone since the link was made): the last one.
+        const page = Math.min(asked, lastPage(asAsked.body.total));
+        const { body, timing } = page < asked ? await pageOf(page) : asAsked;
         if (timing) c.header("server-timing", timing);
         const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
-        return render(c, "Devices", <DevicesPage p={p} list={body} revoked={revoked?.body.total} ms={ms} />);
+        return render(c, "Devices", <DevicesPage p={p} page={page} list={body} revoked={revoked?.body.total} ms={ms} />);
       },
       // A filter the API refuses (`label=a`): the filters again, as given, saying why.
       async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, refused.status),

@@ -9,6 +9,10 @@ export const LIST_PARAMS = ["q", "tag", "label", "group", "hwid", "target", "sta
 export type ListParams = Partial<Record<(typeof LIST_PARAMS)[number] | "page", string>>;
 
 export const PAGE_SIZE = 50;
+/** The furthest page the admin API can be asked for (its offset has at most 9 digits). */
+export const MAX_PAGE = Math.floor(999_999_999 / PAGE_SIZE) + 1;
+/** The number of the last page of `total` devices (1 when there are none). */
+export const lastPage = (total: number) => Math.max(1, Math.ceil(total / PAGE_SIZE));
 
 const SEEN = [
   ["", "any time"],
@@ -41,6 +45,8 @@ function SortLink({ p, col, label }: { p: ListParams; col: string; label: string
 
 export interface DevicesProps {
   p: ListParams;
+  /** The page shown: a whole number from 1 to the last. */
+  page?: number;
   /** The page of devices; none when the filters were refused. */
   list?: FleetDeviceList;
   /** How many of the devices listed are revoked, when the list is of a group's or a tag's (which never count them). */
@@ -51,7 +57,7 @@ export interface DevicesProps {
   refused?: Refusal;
 }
 
-export function DevicesPage({ p, list, revoked, ms = "?", refused }: DevicesProps) {
+export function DevicesPage({ p, page = 1, list, revoked, ms = "?", refused }: DevicesProps) {
   return (
     <>
       <h1>Devices</h1>
@@ -119,14 +125,18 @@ export function DevicesPage({ p, list, revoked, ms = "?", refused }: DevicesProp
         </button>
         <a href="/ui/devices">Clear</a>
       </form>
-      {list && <DeviceList p={p} list={list} revoked={revoked} ms={ms} />}
+      {list && <DeviceList p={p} page={page} list={list} revoked={revoked} ms={ms} />}
     </>
   );
 }
 
 /** The list's page of devices, its count and its pages (the region that refreshes itself). */
-function DeviceList({ p, list, revoked, ms }: { p: ListParams; list: FleetDeviceList; revoked?: number; ms: string }) {
-  const page = Number(p.page ?? 1);
+function DeviceList({ p, page, list, revoked, ms }: { p: ListParams; page: number; list: FleetDeviceList; revoked?: number; ms: string }) {
+  const last = lastPage(list.total);
+  const pageHref = (n: number) => {
+    const query = qs({ ...p, page: n > 1 ? String(n) : undefined });
+    return query ? `/ui/devices?${query}` : "/ui/devices";
+  };
   const from = list.total ? list.offset + 1 : 0;
   const to = list.offset + list.devices.length;
   return (
@@ -188,11 +198,15 @@ function DeviceList({ p, list, revoked, ms }: { p: ListParams; list: FleetDevice
             </tbody>
           </table>
         </div>
-        <nav class="pager" aria-label="Pages">
-          {page > 1 && <a href={`/ui/devices?${qs({ ...p, page: String(page - 1) })}`}>← Previous</a>}
-          <span>Page {page}</span>
-          {to < list.total && <a href={`/ui/devices?${qs({ ...p, page: String(page + 1) })}`}>Next →</a>}
-        </nav>
+        {last > 1 && (
+          <nav class="pager" aria-label="Pages">
+            {page > 1 && <a href={pageHref(1)}>« First</a>}
+            {page > 1 && <a href={pageHref(page - 1)}>← Previous</a>}
+            <span data-page={String(page)}>{`Page ${page.toLocaleString("en")} of ${last.toLocaleString("en")}`}</span>
+            {page < last && <a href={pageHref(page + 1)}>Next →</a>}
+            {page < last && <a href={pageHref(last)}>Last »</a>}
+          </nav>
+        )}
       </div>
     </>
   );
