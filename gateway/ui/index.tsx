@@ -62,13 +62,19 @@ const CSP =
   "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; " +
   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/**
+ * Whether a request's Origin, when it sends one, is the dashboard's own: https, and the host it was
+ * sent to. The scheme is https whatever the request's URL says (http from a TLS-terminating proxy,
+ * --proxy-listen): the session cookie is Secure, so the dashboard only works over https, and a page
+ * at http://<the same host and port> is another origin.
+ */
 const sameOrigin = (c: Context) => {
   const origin = c.req.header("origin");
   if (!origin || origin === "null") return origin === undefined;
   try {
-    const host = new URL(origin).host;
+    const { protocol, host } = new URL(origin);
     // Host header over HTTP/1.1, :authority (the request URL) over HTTP/2.
-    return host === (c.req.header("host") ?? new URL(c.req.url).host);
+    return protocol === "https:" && host === (c.req.header("host") ?? new URL(c.req.url).host);
   } catch {
     return false;
   }

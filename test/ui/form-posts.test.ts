@@ -2,7 +2,8 @@
  * What the dashboard's form routes take: a form, as a browser posts it. A script posting JSON with
  * the right CSRF header (`{"tags":"main,extra"}` to set a device's tags) is refused with 415 and
  * nothing changes (it used to be read as an empty form: 303, the tags gone), on every route that
- * changes something; so is a form without the field a route changes.
+ * changes something; so is a form without the field a route changes. A POST from another origin,
+ * the gateway's own host and port over plain http among them, is refused with 403.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { DeviceDetail, GroupDetail, RolloutDetail, TokenList } from "../../lib/api/admin.ts";
@@ -97,5 +98,22 @@ describe("a dashboard POST", () => {
     // No body at all, the CSRF token in its header: the action is done.
     const out = await b.request("/ui/logout", { method: "POST", headers: { "x-csrf-token": csrf } });
     expect(out.status).toBe(303);
+  }, 60_000);
+
+  test("from another origin is refused with 403: another site, the gateway's own host and port over plain http, or null", async () => {
+    const uuid = fleet.spare.uuid;
+    const b = dashboardClient(g);
+    expect((await b.signIn(g.adminToken)).status).toBe(303);
+    const csrf = b.csrfOf((await b.request(`/ui/devices/${uuid}`)).html);
+    const from = (origin: string) =>
+      b.request(`/ui/devices/${uuid}/tags`, { method: "POST", headers: { origin }, body: new URLSearchParams({ _csrf: csrf, tags: "from-elsewhere" }) });
+    for (const origin of ["https://evil.example", `http://${g.host}`, `https://${g.host.replace(/:\d+$/, "")}:1`, "null"]) {
+      const res = await from(origin);
+      expect({ origin, status: res.status }).toEqual({ origin, status: 403 });
+    }
+    expect((await admin<DeviceDetail>(`/admin/devices/${uuid}`)).tags).toEqual(["main"]);
+    // The gateway's own origin, as the browser sends it with its form.
+    expect((await from(g.url)).status).toBe(303);
+    expect((await admin<DeviceDetail>(`/admin/devices/${uuid}`)).tags).toEqual(["from-elsewhere"]);
   }, 60_000);
 });
