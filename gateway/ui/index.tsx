@@ -27,7 +27,7 @@ import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
 import { bodyIsForm, formField, notAFormMessage, refusalOf, typedIn, type Refusal } from "./form.ts";
 import { labelsFromForm } from "./labels-form.ts";
-import { Page, Refused } from "./layout.tsx";
+import { CSP, Page, Refused } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
 import { DevicesPage, lastPage, LIST_PARAMS, MAX_PAGE, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
 import { GroupPage, GroupsPage } from "./pages/groups.tsx";
@@ -56,11 +56,6 @@ async function endSession(c: Context<UiEnv>, why: string | undefined) {
 interface UiEnv extends GatewayEnv {
   Variables: GatewayEnv["Variables"] & { session: Session; csrf: string; api: AdminApi };
 }
-
-/** Content-Security-Policy: only the page's own inline style and script, requests to itself. */
-const CSP =
-  "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; " +
-  "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /**
  * Whether a request's Origin, when it sends one, is the dashboard's own: https, and the host it was

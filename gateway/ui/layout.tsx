@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
 import { AttentionBanner, type Attention } from "./attention.tsx";
@@ -86,6 +87,18 @@ const SCRIPT = `
   });
 })();
 `;
+
+/** A CSP source for exactly this inline text. */
+const hashOf = (text: string) => `'sha256-${createHash("sha256").update(text).digest("base64")}'`;
+
+/**
+ * Content-Security-Policy of every page: the one style sheet and the one script above, named by
+ * their hashes (no other `<style>` or `<script>`, no event-handler attribute, runs), style
+ * attributes (the wave bars' widths), requests to the gateway itself.
+ */
+export const CSP =
+  `default-src 'none'; style-src ${hashOf(CSS)}; style-src-attr 'unsafe-inline'; script-src ${hashOf(SCRIPT)}; connect-src 'self'; ` +
+  "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const NAV = [
   ["/ui/", "Overview"],
