@@ -443,5 +443,21 @@ export function dashboard(app: Hono<any>) {
     ),
   );
 
+  // Any other address under /ui: a page of the dashboard saying so, its navigation there, not the API's JSON 404.
+  ui.all("*", (c) =>
+    render(
+      c,
+      "Not found",
+      <>
+        <h1>Page not found</h1>
+        <p>{`The dashboard has no page at ${c.req.path}.`}</p>
+        <p>
+          <a href="/ui/">Go to the overview</a>
+        </p>
+      </>,
+      404,
+    ),
+  );
+
   return ui;
 }

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll } from "bun:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import { startGateway, type GatewayHandle, type GatewayOptions } from "../harness/gateway.ts";
+import type { GatewayHandle, GatewayOptions } from "../harness/gateway.ts";
+import { gatewayForTests } from "./_gateway.ts";
 
 /** Debian's chromium, headless; playwright adds --no-sandbox for root itself, we say it too. */
 export const launchChromium = (): Promise<Browser> => chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
@@ -36,15 +37,18 @@ async function retryNetworkChange<T>(navigate: () => Promise<T>): Promise<T> {
  * A gateway and the browser for a test file's tests: started before them (a later beforeAll of the
  * file sees both), stopped after them. Read `g` and `browser` once they are started.
  */
-export function gatewayAndBrowser(options?: GatewayOptions): { g: GatewayHandle; browser: Browser } {
-  const both = {} as { g: GatewayHandle; browser: Browser };
+export function gatewayAndBrowser(options?: GatewayOptions): { readonly g: GatewayHandle; browser: Browser } {
+  const gateway = gatewayForTests(options);
+  const both = {
+    get g() {
+      return gateway.g;
+    },
+  } as { readonly g: GatewayHandle; browser: Browser };
   beforeAll(async () => {
-    both.g = await startGateway(options);
     both.browser = await launchChromium();
   }, 120_000);
   afterAll(async () => {
     await both.browser?.close();
-    await both.g?.stop();
   }, 120_000);
   return both;
 }

@@ -1,0 +1,30 @@
+/**
+ * Small things a user of the dashboard sees, over HTTPS against a real gateway (pages read as
+ * HTML): an address the dashboard has no page for answers with a dashboard page saying so.
+ */
+import { describe, expect, test } from "bun:test";
+import { gatewayForTests } from "./_gateway.ts";
+import { dashboardClient } from "./_http.ts";
+
+const env = gatewayForTests();
+
+const signedIn = async () => {
+  const b = dashboardClient(env.g);
+  expect((await b.signIn(env.g.adminToken)).status).toBe(303);
+  return b;
+};
+
+describe("the dashboard", () => {
+  test("answers an address it has no page for with a page of its own saying so, not JSON", async () => {
+    const b = await signedIn();
+    const res = await b.request("/ui/nope");
+    expect(res.status).toBe(404);
+    expect(res.html).toStartWith("<html");
+    expect(res.html).toContain("<h1>Page not found</h1>");
+    expect(res.html).toContain("The dashboard has no page at /ui/nope.");
+    expect(res.html).toContain('<nav aria-label="Main">');
+    // Signed out, it is the sign-in page first, as for any page.
+    const out = await dashboardClient(env.g).request("/ui/nope");
+    expect(out).toMatchObject({ status: 303, location: "/ui/login" });
+  }, 60_000);
+});
