@@ -129,6 +129,8 @@ export function Page({ title, path, user, attention = [], children }: PageProps)
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="color-scheme" content="light dark" />
         <title>{`${title} · OTA gateway`}</title>
+        {/* An empty icon of its own: a browser asks for /favicon.ico otherwise, a 404 on every page. */}
+        <link rel="icon" href="data:," />
         <style>{raw(CSS)}</style>
       </head>
       <body>

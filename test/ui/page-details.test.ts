@@ -1,6 +1,7 @@
 /**
  * Small things a user of the dashboard sees, over HTTPS against a real gateway (pages read as
- * HTML): an address the dashboard has no page for answers with a dashboard page saying so.
+ * HTML): an address the dashboard has no page for answers with a dashboard page saying so; a
+ * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404.
  */
 import { describe, expect, test } from "bun:test";
 import { gatewayForTests } from "./_gateway.ts";
@@ -26,5 +27,12 @@ describe("the dashboard", () => {
     // Signed out, it is the sign-in page first, as for any page.
     const out = await dashboardClient(env.g).request("/ui/nope");
     expect(out).toMatchObject({ status: 303, location: "/ui/login" });
+  }, 60_000);
+
+  test("pages name their icon, empty and in the page, so a browser asks the gateway for none (/favicon.ico is a 404)", async () => {
+    const b = await signedIn();
+    for (const path of ["/ui/", "/ui/devices", "/ui/tokens", "/ui/nope"]) expect((await b.request(path)).html).toContain('<link rel="icon" href="data:,"/>');
+    expect((await dashboardClient(env.g).request("/ui/login")).html).toContain('<link rel="icon" href="data:,"/>');
+    expect((await dashboardClient(env.g).request("/favicon.ico")).status).toBe(404);
   }, 60_000);
 });
