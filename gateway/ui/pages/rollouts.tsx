@@ -104,8 +104,8 @@ export function RolloutPage({ r, csrf, canWrite, refused }: { r: RolloutDetail; 
       {refused && <Refused message={refused.message} />}
       <div id="rollout" data-live>
         <div class="grid">
-          <section class="card" aria-labelledby="h-state">
-            <h2 id="h-state">State</h2>
+          <section class="card" aria-labelledby="h-details">
+            <h2 id="h-details">Details</h2>
             <dl class="kv">
               <dt>State</dt>
               <dd>
