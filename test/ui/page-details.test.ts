@@ -2,12 +2,13 @@
  * Small things a user of the dashboard sees, over HTTPS against a real gateway (pages read as
  * HTML): an address the dashboard has no page for answers with a dashboard page saying so; a
  * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404; a
- * rollout's page does not read "State State" (a heading and the row below it).
+ * rollout's page does not read "State State" (a heading and the row below it); revoking a token
+ * asks about that token by its name, as revoking a device does.
  */
 import { describe, expect, test } from "bun:test";
 import { registerDevice } from "../gateway/_register.ts";
 import { gatewayForTests } from "./_gateway.ts";
-import { dashboardClient } from "./_http.ts";
+import { dashboardClient, unescapeHtml } from "./_http.ts";
 
 const env = gatewayForTests();
 
@@ -46,5 +47,18 @@ describe("the dashboard", () => {
     const html = (await (await signedIn()).request(`/ui/rollouts/${id}`)).html;
     const card = /<section class="card" aria-labelledby="([^"]+)"><h2 id="\1">([^<]*)<\/h2><dl class="kv"><dt>([^<]*)<\/dt>/.exec(html);
     expect(card?.slice(2)).toEqual(["Details", "State"]);
+  }, 60_000);
+
+  test("asks before revoking a token naming it, and what revoking it stops", async () => {
+    const create = async (body: unknown) =>
+      ((await (await env.g.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json()) as { id: string });
+    const line = await create({ name: "line 3" });
+    const unnamed = await create({});
+    const desk = await create({ role: "viewer", name: "support desk" });
+    const html = (await (await signedIn()).request("/ui/tokens")).html;
+    const confirmOf = (id: string) => unescapeHtml(new RegExp(`action="/ui/tokens/${id}/revoke" data-confirm="([^"]*)"`).exec(html)?.[1] ?? "");
+    expect(confirmOf(line.id)).toBe('Revoke registration token "line 3"? No device can register with it any more.');
+    expect(confirmOf(unnamed.id)).toBe(`Revoke registration token ${unnamed.id.slice(0, 8)}? No device can register with it any more.`);
+    expect(confirmOf(desk.id)).toBe('Revoke viewer token "support desk"? Whatever uses it, a dashboard session too, is refused from now on.');
   }, 60_000);
 });

@@ -120,7 +120,11 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
                   <Expires t={t} />
                 </td>
                 {/* Only an active token is offered Revoke: a used-up one registers nothing more. */}
-                <td>{canWrite && tokenState(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
+                <td>
+                  {canWrite && tokenState(t) === "active" && (
+                    <RevokeButton id={t.id} csrf={csrf} confirm={`Revoke registration token ${tokenName(t)}? No device can register with it any more.`} />
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -147,7 +151,11 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
                 <td class="opt">
                   <Expires t={t} />
                 </td>
-                <td>{canWrite && tokenState(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
+                <td>
+                  {canWrite && tokenState(t) === "active" && (
+                    <RevokeButton id={t.id} csrf={csrf} confirm={`Revoke ${t.role} token ${tokenName(t)}? Whatever uses it, a dashboard session too, is refused from now on.`} />
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -160,10 +168,13 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
   );
 }
 
-/** The one revoke action of a token row (registration or API token alike). */
-function RevokeButton({ id, csrf }: { id: string; csrf: string }) {
+/** A token as the confirmation of its revocation names it: its name, else its id's start, as its row shows it. */
+const tokenName = (t: { id: string; name: string | null }) => (t.name ? `"${t.name}"` : t.id.slice(0, 8));
+
+/** The one revoke action of a token row (registration or API token alike); `confirm` names the token. */
+function RevokeButton({ id, csrf, confirm }: { id: string; csrf: string; confirm: string }) {
   return (
-    <form method="post" action={`/ui/tokens/${id}/revoke`} data-confirm="Revoke this token?">
+    <form method="post" action={`/ui/tokens/${id}/revoke`} data-confirm={confirm}>
       <Csrf token={csrf} />
       <button type="submit" class="danger">
         Revoke
