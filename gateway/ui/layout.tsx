@@ -164,6 +164,9 @@ export function Page({ title, path, user, attention = [], children }: PageProps)
   );
 }
 
+/** A count and its noun, the plural for any count but one: "1 device", "1,024 devices". */
+export const counted = (n: number, noun: string) => `${n.toLocaleString("en")} ${n === 1 ? noun : `${noun}s`}`;
+
 /** A status as a coloured badge (text too, never colour alone). */
 export const Badge = ({ status }: { status: string }) => <span class={`badge s-${status}`}>{status}</span>;
 

@@ -51,7 +51,7 @@ describe("a group's count and the device list of the group", () => {
     // A tag is a rollout's audience too.
     expect(countLine((await b.request("/ui/devices?tag=main")).html)).toBe("1–3 of 3 devices, 1 of them revoked (in no group, no rollout): 2 without them");
     // With a status chosen, or without a group or tag, the list is as it was.
-    expect(countLine((await b.request("/ui/devices?group=mains&status=revoked")).html)).toBe("1–1 of 1 devices");
+    expect(countLine((await b.request("/ui/devices?group=mains&status=revoked")).html)).toBe("1–1 of 1 device");
     expect(countLine((await b.request("/ui/devices")).html)).toBe("1–3 of 3 devices");
   }, 60_000);
 });

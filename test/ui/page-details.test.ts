@@ -3,7 +3,7 @@
  * HTML): an address the dashboard has no page for answers with a dashboard page saying so; a
  * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404; a
  * rollout's page does not read "State State" (a heading and the row below it); revoking a token
- * asks about that token by its name, as revoking a device does.
+ * asks about that token by its name, as revoking a device does; one device is "1 device".
  */
 import { describe, expect, test } from "bun:test";
 import { registerDevice } from "../gateway/_register.ts";
@@ -47,6 +47,17 @@ describe("the dashboard", () => {
     const html = (await (await signedIn()).request(`/ui/rollouts/${id}`)).html;
     const card = /<section class="card" aria-labelledby="([^"]+)"><h2 id="\1">([^<]*)<\/h2><dl class="kv"><dt>([^<]*)<\/dt>/.exec(html);
     expect(card?.slice(2)).toEqual(["Details", "State"]);
+  }, 60_000);
+
+  test("counts one device as 1 device, not 1 devices", async () => {
+    const d = await registerDevice(env.g.url, env.g.adminToken, env.g.caPem, ["solo"]);
+    const post = (body: unknown) => env.g.adminFetch("/admin/groups", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect((await post({ name: "one", devices: [d.uuid] })).status).toBe(201);
+    expect((await post({ name: "solo", query: "tag=solo" })).status).toBe(201);
+    const b = await signedIn();
+    expect((await b.request("/ui/groups/one")).html).toContain("Static: 1 device. ");
+    expect((await b.request("/ui/groups/solo")).html).toContain("</code>, evaluated now: 1 device.");
+    expect((await b.request("/ui/devices?tag=solo")).html).toContain("1–1 of 1 device <span");
   }, 60_000);
 
   test("asks before revoking a token naming it, and what revoking it stops", async () => {

@@ -2,7 +2,7 @@
 /** The device list: filters in a GET form (bookmarkable), sortable columns, server-side pages. */
 import { DEVICE_STATUSES, type FleetDeviceList } from "../../../lib/api/admin.ts";
 import type { Refusal } from "../form.ts";
-import { Ago, Badge, Refused } from "../layout.tsx";
+import { Ago, Badge, counted, Refused } from "../layout.tsx";
 
 /** The list's query parameters, as the page URL and the admin API share them. */
 export const LIST_PARAMS = ["q", "tag", "label", "group", "hwid", "target", "status", "seenWithin", "unseenFor", "sort", "dir"] as const;
@@ -143,7 +143,7 @@ function DeviceList({ p, page, list, revoked, ms }: { p: ListParams; page: numbe
     <>
       <div id="device-list" data-live>
         <p class="muted" data-total={String(list.total)}>
-          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${list.total.toLocaleString("en")} devices` : "No devices match."}
+          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${counted(list.total, "device")}` : "No devices match."}
           {revoked ? (
             <span data-revoked={String(revoked)}>
               {", "}

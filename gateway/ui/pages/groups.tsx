@@ -2,7 +2,7 @@
 /** Groups: static lists of devices and dynamic queries, their sizes, members, and a form to make one. */
 import type { GroupDetail, GroupList } from "../../../lib/api/admin.ts";
 import type { Refusal } from "../form.ts";
-import { Ago, Csrf, Refused } from "../layout.tsx";
+import { Ago, counted, Csrf, Refused } from "../layout.tsx";
 
 /** `refused`: the new group's name and query, refused: said above the form, which keeps them. */
 export function GroupsPage({ list, csrf, canWrite, refused }: { list: GroupList; csrf: string; canWrite: boolean; refused?: Refusal }) {
@@ -82,10 +82,10 @@ export function GroupPage({ g, csrf, canWrite, refused }: { g: GroupDetail; csrf
       <p class="muted">
         {g.kind === "dynamic" ? (
           <>
-            Dynamic: <code>{g.query}</code>, evaluated now: {String(g.devices)} devices.
+            Dynamic: <code>{g.query}</code>, evaluated now: {counted(g.devices, "device")}.
           </>
         ) : (
-          `Static: ${g.devices} devices.`
+          `Static: ${counted(g.devices, "device")}.`
         )}{" "}
         <a href={`/ui/devices?group=${encodeURIComponent(g.name)}`}>Show them in the device list</a>
       </p>

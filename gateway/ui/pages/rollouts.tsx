@@ -2,7 +2,7 @@
 /** Rollouts: the list, and one rollout's waves as progress bars with its counts, halt reason, holds, events and actions. */
 import { HOLD_KIND_NAMES, type RolloutDetail, type RolloutList, type RolloutRow } from "../../../lib/api/admin.ts";
 import type { Refusal } from "../form.ts";
-import { Ago, Badge, Csrf, Refused } from "../layout.tsx";
+import { Ago, Badge, counted, Csrf, Refused } from "../layout.tsx";
 
 const audience = (r: RolloutRow) => (r.groupName ? `group ${r.groupName}` : r.tag ? `tag ${r.tag}` : "-");
 const wavesText = (r: RolloutRow) => r.waves.map((w) => `${w}%`).join(", ");
@@ -81,7 +81,7 @@ function WaveBar({ r, i }: { r: RolloutDetail; i: number }) {
   return (
     <li data-wave={i + 1} class="wave">
       <div>
-        <strong>{`Wave ${i + 1}`}</strong> <span class="muted">{`up to ${r.waves[i]}% · ${total} devices · ${released ? "released" : "waiting"}`}</span>
+        <strong>{`Wave ${i + 1}`}</strong> <span class="muted">{`up to ${r.waves[i]}% · ${counted(total, "device")} · ${released ? "released" : "waiting"}`}</span>
       </div>
       <div class="bar" role="img" aria-label={`wave ${i + 1}: ${ok} succeeded, ${bad} failed, ${pending} pending`}>
         <span class="ok" style={`width:${pct(ok)}%`} />
