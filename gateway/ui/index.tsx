@@ -15,7 +15,7 @@
 import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
-  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
+  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
 import { MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
@@ -36,21 +36,22 @@ import { Overview } from "./pages/overview.tsx";
 import { RolloutPage, RolloutsPage } from "./pages/rollouts.tsx";
 import { TargetsPage } from "./pages/targets.tsx";
 import { TokensPage } from "./pages/tokens.tsx";
-import { csrfToken, csrfValid, openSession, seal, sealSession, SESSION_COOKIE, SESSION_COOKIE_SECONDS, SESSION_SECONDS, sessionRanOut, unseal, type Session } from "./session.ts";
+import { notice } from "./notice.ts";
+import { csrfToken, csrfValid, openSession, sealSession, SESSION_COOKIE, SESSION_COOKIE_SECONDS, SESSION_SECONDS, sessionRanOut, type Session } from "./session.ts";
 
 /** The one-time notice of a token just created: shown by the next GET /ui/tokens of the same session. */
-const CREATED_COOKIE = "ota_ui_created";
-type CreatedNotice = TokenCreated & { hwid?: string; sid: string };
+const tokenCreated = notice<TokenCreated & { hwid?: string; sid: string }>("ota_ui_created", "/ui/tokens");
 /** Why a session just ended (its token expired or was revoked, or it ran its time): shown once by the sign-in page it lands on. */
-const ENDED_COOKIE = "ota_ui_ended";
-type EndedNotice = { why: string };
+const sessionEnded = notice<{ why: string }>("ota_ui_ended", "/ui/login");
+/** What adding a device to a group did ("added to", "already in"): shown once by the device's page, in the same session. */
+const addedToGroup = notice<{ sid: string; uuid: string; text: string }>("ota_ui_grouped", "/ui/devices");
 /** The notice for a session that ran its time (the token may still be good). */
 const RAN_OUT = `a sign-in lasts ${SESSION_SECONDS / 3600} hours`;
 
 /** Ends the browser's session and, when there is a reason to give, leaves it for the sign-in page to say once. */
 async function endSession(c: Context<UiEnv>, why: string | undefined) {
   deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
-  if (why) setCookie(c, ENDED_COOKIE, await seal(c.var.gw, { why } satisfies EndedNotice), { path: "/ui/login", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+  if (why) await sessionEnded.leave(c, { why });
 }
 
 interface UiEnv extends GatewayEnv {
@@ -128,8 +129,7 @@ export function dashboard(app: Hono<any>) {
   ui.post("*", limit(64 * 1024));
 
   ui.get("/login", async (c) => {
-    const ended = await unseal<EndedNotice>(c.var.gw, getCookie(c, ENDED_COOKIE));
-    if (ended) deleteCookie(c, ENDED_COOKIE, { path: "/ui/login", secure: true });
+    const ended = await sessionEnded.take(c);
     const again = ended?.why === RAN_OUT ? "Sign in again." : "Sign in with a current token.";
     return render(c, "Sign in", <LoginPage error={ended && `Your session ended: ${ended.why}. ${again}`} />);
   });
@@ -268,6 +268,18 @@ export function dashboard(app: Hono<any>) {
     ]);
     const canWrite = c.var.session.role === "admin";
     const staticGroups = groups.body.groups.filter((g) => g.kind === "static").map((g) => g.name);
+    // The groups it is in now, static or dynamic (a revoked device is in none): one look a group, at this device alone.
+    const inGroups = d.body.revokedAt
+      ? []
+      : (
+          await Promise.all(
+            groups.body.groups.map(async (g) => {
+              const q = `uuid=${encodeURIComponent(uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
+              return (await api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total ? [g] : [];
+            }),
+          )
+        ).flat();
+    const grouped = refused ? undefined : await addedToGroup.take(c);
     return render(
       c,
       d.body.name,
@@ -276,6 +288,8 @@ export function dashboard(app: Hono<any>) {
         updates={updates.body.updates}
         status={status.body.devices.find((x) => x.uuid === uuid)}
         groups={staticGroups}
+        inGroups={inGroups}
+        notice={grouped?.sid === c.var.session.sid && grouped.uuid === uuid ? grouped.text : undefined}
         csrf={c.var.csrf}
         canWrite={canWrite}
         refused={refused}
@@ -320,7 +334,11 @@ export function dashboard(app: Hono<any>) {
     await c.var.api("PUT", `${path}/labels`, change);
   });
 
-  deviceForm("group", (c, uuid, form) => c.var.api("POST", `/admin/groups/${encodeURIComponent(formField(form, "group"))}/members`, { add: [uuid] }));
+  deviceForm("group", async (c, uuid, form) => {
+    const group = formField(form, "group");
+    const { body } = await c.var.api<GroupMembersChanged>("POST", `/admin/groups/${encodeURIComponent(group)}/members`, { add: [uuid] });
+    await addedToGroup.leave(c, { sid: c.var.session.sid, uuid, text: body.added ? `Added to group ${group}.` : `Already in group ${group}: nothing changed.` });
+  });
 
   const groupsPage = async (c: Context<UiEnv>, refused?: Refusal) => {
     const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
@@ -404,8 +422,7 @@ export function dashboard(app: Hono<any>) {
   };
 
   ui.get("/tokens", async (c) => {
-    const created = await unseal<CreatedNotice>(c.var.gw, getCookie(c, CREATED_COOKIE));
-    if (created) deleteCookie(c, CREATED_COOKIE, { path: "/ui/tokens", secure: true });
+    const created = await tokenCreated.take(c);
     return tokensPage(c, created?.sid === c.var.session.sid ? created : undefined);
   });
 
@@ -428,8 +445,7 @@ export function dashboard(app: Hono<any>) {
     const { body } = await c.var.api<TokenCreated>("POST", "/admin/tokens", req);
     // The secret travels to the next page in a sealed one-minute cookie, not in a URL, and a reload
     // of that page neither re-posts the form nor shows the secret again.
-    const created: CreatedNotice = { ...body, hwid: text("hwid"), sid: c.var.session.sid };
-    setCookie(c, CREATED_COOKIE, await seal(c.var.gw, created), { path: "/ui/tokens", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+    await tokenCreated.leave(c, { ...body, hwid: text("hwid"), sid: c.var.session.sid });
     return c.redirect("/ui/tokens", 303);
   };
 

@@ -3,7 +3,8 @@
  * HTML): an address the dashboard has no page for answers with a dashboard page saying so; a
  * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404; a
  * rollout's page does not read "State State" (a heading and the row below it); revoking a token
- * asks about that token by its name, as revoking a device does; one device is "1 device".
+ * asks about that token by its name, as revoking a device does; one device is "1 device"; adding a
+ * device to a group says what it did, once, and a device's page names the groups it is in.
  */
 import { describe, expect, test } from "bun:test";
 import { registerDevice } from "../gateway/_register.ts";
@@ -58,6 +59,28 @@ describe("the dashboard", () => {
     expect((await b.request("/ui/groups/one")).html).toContain("Static: 1 device. ");
     expect((await b.request("/ui/groups/solo")).html).toContain("</code>, evaluated now: 1 device.");
     expect((await b.request("/ui/devices?tag=solo")).html).toContain("1–1 of 1 device <span");
+  }, 60_000);
+
+  test("says what adding a device to a group did, once, and a device's page names the groups it is in", async () => {
+    const d = await registerDevice(env.g.url, env.g.adminToken, env.g.caPem, ["kiosk-line"]);
+    const post = (body: unknown) => env.g.adminFetch("/admin/groups", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect((await post({ name: "pilot" })).status).toBe(201);
+    expect((await post({ name: "kiosks", query: "tag=kiosk-line" })).status).toBe(201);
+    const b = await signedIn();
+    const page = async () => {
+      const html = (await b.request(`/ui/devices/${d.uuid}`)).html;
+      const text = (re: RegExp) => unescapeHtml((re.exec(html)?.[1] ?? "").replace(/<[^>]+>/g, ""));
+      return { groups: text(/<dd data-groups[^>]*>(.*?)<\/dd>/s), said: text(/<p class="msg" role="status">(.*?)<\/p>/s), csrf: b.csrfOf(html) };
+    };
+    const before = await page();
+    expect(before).toMatchObject({ groups: "kiosks (dynamic)", said: "" });
+    const add = () => b.request(`/ui/devices/${d.uuid}/group`, { method: "POST", body: new URLSearchParams({ _csrf: before.csrf, group: "pilot" }) });
+    expect((await add()).status).toBe(303);
+    expect(await page()).toMatchObject({ groups: "kiosks (dynamic), pilot", said: "Added to group pilot." });
+    // Said once: the page again says nothing.
+    expect(await page()).toMatchObject({ groups: "kiosks (dynamic), pilot", said: "" });
+    expect((await add()).status).toBe(303);
+    expect((await page()).said).toBe("Already in group pilot: nothing changed.");
   }, 60_000);
 
   test("asks before revoking a token naming it, and what revoking it stops", async () => {

@@ -1,6 +1,6 @@
 /* @jsxImportSource hono/jsx */
 /** One device: identity, status, current target, apps with their health, update timeline, inventory, actions. */
-import type { DeviceDetail, FleetDevice, Update } from "../../../lib/api/admin.ts";
+import type { DeviceDetail, FleetDevice, GroupRow, Update } from "../../../lib/api/admin.ts";
 import { labelsText } from "../../fleet/label-text.ts";
 import { fitsOnALine, labelsFormText } from "../labels-form.ts";
 import type { Refusal } from "../form.ts";
@@ -14,6 +14,10 @@ export interface DeviceProps {
   updates: Update[];
   /** Static groups the device may be added to. */
   groups: string[];
+  /** The groups it is in now. */
+  inGroups: Pick<GroupRow, "name" | "kind">[];
+  /** What the form just done did ("Added to group pilot."), said once. */
+  notice?: string;
   csrf: string;
   canWrite: boolean;
   /** One of the forms' input, refused: said above that form (`form`: tags, labels, group, revoke), typed input kept. */
@@ -23,7 +27,7 @@ export interface DeviceProps {
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
 
-export function DevicePage({ d, status, updates, groups, csrf, canWrite, refused }: DeviceProps) {
+export function DevicePage({ d, status, updates, groups, inGroups, notice, csrf, canWrite, refused }: DeviceProps) {
   const apps = Object.entries(d.appsStates?.apps ?? {});
   const labels = d.labels ?? {};
   const multiLine = Object.keys(labels).filter((k) => !fitsOnALine(labels[k]!));
@@ -38,6 +42,11 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite, refused
       </p>
       <h1>{d.name}</h1>
       {refused && !formShown && <Refused message={refused.message} />}
+      {notice && (
+        <p class="msg" role="status">
+          {notice}
+        </p>
+      )}
       <div id="device" data-live>
         <div class="grid">
           <section class="card" aria-labelledby="h-id">
@@ -55,6 +64,18 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite, refused
               <dd>{d.tags.join(", ") || "-"}</dd>
               <dt>Labels</dt>
               <dd data-labels>{labelsText(labels) || "-"}</dd>
+              <dt>Groups</dt>
+              <dd data-groups>
+                {inGroups.length
+                  ? inGroups.map((g, i) => (
+                      <>
+                        {i > 0 && ", "}
+                        <a href={`/ui/groups/${encodeURIComponent(g.name)}`}>{g.name}</a>
+                        {g.kind === "dynamic" && " (dynamic)"}
+                      </>
+                    ))
+                  : "-"}
+              </dd>
               <dt>Current target</dt>
               <dd data-current-target>{d.currentTarget ?? "-"}</dd>
               <dt>Last seen</dt>
