@@ -15,59 +15,62 @@
 import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
-  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
+  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
+import { MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
 import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
-import { InvalidFleetQueryError } from "../fleet/query.ts";
 import { limit } from "../validate.ts";
 import type { GatewayEnv } from "../env.ts";
-import { StoreUnavailableError } from "../store/types.ts";
+import { StoreUnavailableError, TooManyLabelsError } from "../store/types.ts";
 import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
+import { bodyIsForm, formField, notAFormMessage, refusalOf, typedIn, type Refusal } from "./form.ts";
 import { labelsFromForm } from "./labels-form.ts";
-import { Page } from "./layout.tsx";
+import { CSP, Page, Refused } from "./layout.tsx";
 import { DevicePage } from "./pages/device.tsx";
-import { DevicesPage, LIST_PARAMS, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
+import { DevicesPage, lastPage, LIST_PARAMS, MAX_PAGE, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
 import { GroupPage, GroupsPage } from "./pages/groups.tsx";
 import { LoginPage } from "./pages/login.tsx";
 import { Overview } from "./pages/overview.tsx";
 import { RolloutPage, RolloutsPage } from "./pages/rollouts.tsx";
 import { TargetsPage } from "./pages/targets.tsx";
 import { TokensPage } from "./pages/tokens.tsx";
-import { csrfToken, csrfValid, openSession, seal, sealSession, SESSION_COOKIE, SESSION_COOKIE_SECONDS, SESSION_SECONDS, sessionRanOut, unseal, type Session } from "./session.ts";
+import { notice } from "./notice.ts";
+import { csrfToken, csrfValid, openSession, sealSession, SESSION_COOKIE, SESSION_COOKIE_SECONDS, SESSION_SECONDS, sessionRanOut, type Session } from "./session.ts";
 
 /** The one-time notice of a token just created: shown by the next GET /ui/tokens of the same session. */
-const CREATED_COOKIE = "ota_ui_created";
-type CreatedNotice = TokenCreated & { hwid?: string; sid: string };
+const tokenCreated = notice<TokenCreated & { hwid?: string; sid: string }>("ota_ui_created", "/ui/tokens");
 /** Why a session just ended (its token expired or was revoked, or it ran its time): shown once by the sign-in page it lands on. */
-const ENDED_COOKIE = "ota_ui_ended";
-type EndedNotice = { why: string };
+const sessionEnded = notice<{ why: string }>("ota_ui_ended", "/ui/login");
+/** What adding a device to a group did ("added to", "already in"): shown once by the device's page, in the same session. */
+const addedToGroup = notice<{ sid: string; uuid: string; text: string }>("ota_ui_grouped", "/ui/devices");
 /** The notice for a session that ran its time (the token may still be good). */
 const RAN_OUT = `a sign-in lasts ${SESSION_SECONDS / 3600} hours`;
 
 /** Ends the browser's session and, when there is a reason to give, leaves it for the sign-in page to say once. */
 async function endSession(c: Context<UiEnv>, why: string | undefined) {
   deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
-  if (why) setCookie(c, ENDED_COOKIE, await seal(c.var.gw, { why } satisfies EndedNotice), { path: "/ui/login", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+  if (why) await sessionEnded.leave(c, { why });
 }
 
 interface UiEnv extends GatewayEnv {
   Variables: GatewayEnv["Variables"] & { session: Session; csrf: string; api: AdminApi };
 }
 
-/** Content-Security-Policy: only the page's own inline style and script, requests to itself. */
-const CSP =
-  "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; " +
-  "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
+/**
+ * Whether a request's Origin, when it sends one, is the dashboard's own: https, and the host it was
+ * sent to. The scheme is https whatever the request's URL says (http from a TLS-terminating proxy,
+ * --proxy-listen): the session cookie is Secure, so the dashboard only works over https, and a page
+ * at http://<the same host and port> is another origin.
+ */
 const sameOrigin = (c: Context) => {
   const origin = c.req.header("origin");
   if (!origin || origin === "null") return origin === undefined;
   try {
-    const host = new URL(origin).host;
+    const { protocol, host } = new URL(origin);
     // Host header over HTTP/1.1, :authority (the request URL) over HTTP/2.
-    return host === (c.req.header("host") ?? new URL(c.req.url).host);
+    return protocol === "https:" && host === (c.req.header("host") ?? new URL(c.req.url).host);
   } catch {
     return false;
   }
@@ -126,8 +129,7 @@ export function dashboard(app: Hono<any>) {
   ui.post("*", limit(64 * 1024));
 
   ui.get("/login", async (c) => {
-    const ended = await unseal<EndedNotice>(c.var.gw, getCookie(c, ENDED_COOKIE));
-    if (ended) deleteCookie(c, ENDED_COOKIE, { path: "/ui/login", secure: true });
+    const ended = await sessionEnded.take(c);
     const again = ended?.why === RAN_OUT ? "Sign in again." : "Sign in with a current token.";
     return render(c, "Sign in", <LoginPage error={ended && `Your session ended: ${ended.why}. ${again}`} />);
   });
@@ -166,10 +168,11 @@ export function dashboard(app: Hono<any>) {
     c.set("session", session);
     c.set("csrf", await csrfToken(c.var.gw, session));
     if (c.req.method === "POST") {
-      const ct = c.req.header("content-type") ?? "";
-      const form = /form/.test(ct) ? await c.req.parseBody() : {};
+      const isForm = bodyIsForm(c);
+      const form = isForm ? await c.req.parseBody() : {};
       const given = c.req.header("x-csrf-token") ?? (typeof form._csrf === "string" ? form._csrf : undefined);
       if (!(await csrfValid(c.var.gw, session, given))) return c.text("Missing or wrong CSRF token: reload the page and try again", 403);
+      if (!isForm) return c.text(notAFormMessage(c), 415);
     }
     c.set("api", adminApi(app, session.token, c.env));
     // "/ui/" and "/ui" are both the overview (a mounted sub-app's "/" is only "/ui").
@@ -177,7 +180,7 @@ export function dashboard(app: Hono<any>) {
     await next();
   });
 
-  // The admin API's refusals, shown as a page with the API's status and words.
+  // The admin API's refusals of anything but a form's input (orAgain), shown as a page with its status and words.
   ui.onError(async (err, c) => {
     if (!(err instanceof ApiCallError)) throw err;
     // The token itself no longer works (revoked, expired): the session ends with it, and the
@@ -189,8 +192,22 @@ export function dashboard(app: Hono<any>) {
         return c.redirect("/ui/login", 303);
       }
     }
-    return render(c, "Refused", <p class="msg error" role="alert">{`The gateway refused this: ${err.message}`}</p>, err.status);
+    return render(c, "Refused", <Refused message={err.message} />, err.status);
   });
+
+  /**
+   * A form's action; its input refused (./form.ts) brings back the form's page, `again`, saying
+   * why above the form, with what was typed in it.
+   */
+  const orAgain = async (action: () => Promise<Response>, again: (refused: Refusal) => Promise<Response>) => {
+    try {
+      return await action();
+    } catch (err) {
+      const refused = refusalOf(err);
+      if (!refused) throw err;
+      return again(refused);
+    }
+  };
 
   ui.post("/logout", (c) => {
     deleteCookie(c, SESSION_COOKIE, { path: "/", secure: true });
@@ -205,19 +222,42 @@ export function dashboard(app: Hono<any>) {
       const v = c.req.query(k);
       if (v) p[k] = v;
     }
-    const page = Math.max(1, Number(p.page ?? 1) || 1);
+    // A page is a whole number from 1 (anything else is page 1), at most the last (found below).
+    const asked = /^[0-9]+$/.test(p.page ?? "") ? Math.min(Math.max(1, Number(p.page)), MAX_PAGE) : 1;
     const q = new URLSearchParams();
     for (const k of LIST_PARAMS) if (p[k]) q.set(k, p[k]!);
-    q.set("limit", String(PAGE_SIZE));
-    q.set("offset", String((page - 1) * PAGE_SIZE));
-    const { body, timing } = await c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`);
-    if (timing) c.header("server-timing", timing);
-    const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
-    return render(c, "Devices", <DevicesPage p={p} list={body} ms={ms} />);
+    // A group (or a rollout by tag) never counts a revoked device (docs/rollouts.md), while the list
+    // shows them, as revoked: filtered by either, with no status chosen, it says how many it shows.
+    const revokedToo = (p.group || p.tag) && !p.status;
+    const revokedQuery = new URLSearchParams(q);
+    revokedQuery.set("status", "revoked");
+    revokedQuery.set("limit", "1");
+    const pageOf = (n: number) => {
+      const at = new URLSearchParams(q);
+      at.set("limit", String(PAGE_SIZE));
+      at.set("offset", String((n - 1) * PAGE_SIZE));
+      return c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${at}`);
+    };
+    return orAgain(
+      async () => {
+        const [asAsked, revoked] = await Promise.all([
+          pageOf(asked),
+          revokedToo ? c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${revokedQuery}`) : undefined,
+        ]);
+        // Past the last page (page=999 of 6, or devices gone since the link was made): the last one.
+        const page = Math.min(asked, lastPage(asAsked.body.total));
+        const { body, timing } = page < asked ? await pageOf(page) : asAsked;
+        if (timing) c.header("server-timing", timing);
+        const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
+        return render(c, "Devices", <DevicesPage p={p} page={page} list={body} revoked={revoked?.body.total} ms={ms} />);
+      },
+      // A filter the API refuses (`label=a`): the filters again, as given, saying why.
+      async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, refused.status),
+    );
   });
 
-  ui.get("/devices/:uuid", async (c) => {
-    const uuid = c.req.param("uuid");
+  /** A device's page; `refused`: one of its forms' input, refused. */
+  const devicePage = async (c: Context<UiEnv>, uuid: string, refused?: Refusal) => {
     const api = c.var.api;
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const [d, updates, status, groups] = await Promise.all([
@@ -228,6 +268,18 @@ export function dashboard(app: Hono<any>) {
     ]);
     const canWrite = c.var.session.role === "admin";
     const staticGroups = groups.body.groups.filter((g) => g.kind === "static").map((g) => g.name);
+    // The groups it is in now, static or dynamic (a revoked device is in none): one look a group, at this device alone.
+    const inGroups = d.body.revokedAt
+      ? []
+      : (
+          await Promise.all(
+            groups.body.groups.map(async (g) => {
+              const q = `uuid=${encodeURIComponent(uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
+              return (await api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total ? [g] : [];
+            }),
+          )
+        ).flat();
+    const grouped = refused ? undefined : await addedToGroup.take(c);
     return render(
       c,
       d.body.name,
@@ -236,74 +288,95 @@ export function dashboard(app: Hono<any>) {
         updates={updates.body.updates}
         status={status.body.devices.find((x) => x.uuid === uuid)}
         groups={staticGroups}
+        inGroups={inGroups}
+        notice={grouped?.sid === c.var.session.sid && grouped.uuid === uuid ? grouped.text : undefined}
         csrf={c.var.csrf}
         canWrite={canWrite}
+        refused={refused}
       />,
+      refused?.status,
     );
-  });
+  };
 
-  ui.post("/devices/:uuid/revoke", async (c) => {
-    const uuid = c.req.param("uuid");
-    await c.var.api("POST", `/admin/devices/${encodeURIComponent(uuid)}/revoke`);
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
-  });
+  ui.get("/devices/:uuid", (c) => devicePage(c, c.req.param("uuid")));
 
-  ui.post("/devices/:uuid/tags", async (c) => {
-    const uuid = c.req.param("uuid");
-    const form = await c.req.parseBody();
-    const tags = tagList(String(form.tags ?? ""));
-    await c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags });
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
-  });
+  /** The POST of one of a device's forms (`form` names it): `act` with its fields, then the device's page. */
+  const deviceForm = (form: string, act: (c: Context<UiEnv>, uuid: string, fields: Record<string, unknown>) => Promise<unknown>) =>
+    ui.post(`/devices/:uuid/${form}`, async (c) => {
+      const uuid = c.req.param("uuid");
+      const fields = await c.req.parseBody();
+      return orAgain(
+        async () => {
+          await act(c, uuid, fields);
+          return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+        },
+        (refused) => devicePage(c, uuid, { ...refused, form, typed: typedIn(fields) }),
+      );
+    });
 
-  ui.post("/devices/:uuid/labels", async (c) => {
-    const uuid = c.req.param("uuid");
-    const form = await c.req.parseBody();
+  deviceForm("revoke", (c, uuid) => c.var.api("POST", `/admin/devices/${encodeURIComponent(uuid)}/revoke`));
+
+  deviceForm("tags", (c, uuid, form) => c.var.api("PUT", `/admin/devices/${encodeURIComponent(uuid)}/tags`, { tags: tagList(formField(form, "tags")) }));
+
+  deviceForm("labels", async (c, uuid, form) => {
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const { body } = await c.var.api<DeviceDetail>("GET", path);
     // One key=value a line, replacing the labels (./labels-form.ts).
-    let change: ReturnType<typeof labelsFromForm>;
-    try {
-      change = labelsFromForm(String(form.labels ?? ""), body.labels ?? {});
-    } catch (err) {
-      if (err instanceof InvalidFleetQueryError) throw new ApiCallError(400, err.message);
-      throw err;
+    const change = labelsFromForm(formField(form, "labels"), body.labels ?? {});
+    // More lines than one request may set: said as the API says a device would go over the limit
+    // otherwise (TooManyLabelsError), not as the request schema's limit.
+    const lines = Object.keys(change.set).length;
+    if (lines > MAX_DEVICE_LABELS) {
+      const had = Object.keys(body.labels ?? {});
+      const kept = had.filter((k) => !change.remove.includes(k) && !Object.hasOwn(change.set, k)).length;
+      throw new TooManyLabelsError(uuid, lines + kept, had.length, MAX_DEVICE_LABELS);
     }
     await c.var.api("PUT", `${path}/labels`, change);
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
   });
 
-  ui.post("/devices/:uuid/group", async (c) => {
-    const uuid = c.req.param("uuid");
-    const form = await c.req.parseBody();
-    const group = String(form.group ?? "");
-    await c.var.api("POST", `/admin/groups/${encodeURIComponent(group)}/members`, { add: [uuid] });
-    return c.redirect(`/ui/devices/${encodeURIComponent(uuid)}`, 303);
+  deviceForm("group", async (c, uuid, form) => {
+    const group = formField(form, "group");
+    const { body } = await c.var.api<GroupMembersChanged>("POST", `/admin/groups/${encodeURIComponent(group)}/members`, { add: [uuid] });
+    await addedToGroup.leave(c, { sid: c.var.session.sid, uuid, text: body.added ? `Added to group ${group}.` : `Already in group ${group}: nothing changed.` });
   });
 
-  ui.get("/groups", async (c) => {
+  const groupsPage = async (c: Context<UiEnv>, refused?: Refusal) => {
     const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
-    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
-  });
+    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+  };
+
+  ui.get("/groups", (c) => groupsPage(c));
 
   ui.post("/groups", async (c) => {
     const form = await c.req.parseBody();
-    const name = String(form.name ?? "").trim();
-    const query = String(form.query ?? "").trim();
-    await c.var.api("POST", "/admin/groups", { name, ...(query ? { query } : {}) });
-    return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+    return orAgain(
+      async () => {
+        const name = formField(form, "name").trim();
+        const query = String(form.query ?? "").trim();
+        await c.var.api("POST", "/admin/groups", { name, ...(query ? { query } : {}) });
+        return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+      },
+      (refused) => groupsPage(c, { ...refused, typed: typedIn(form) }),
+    );
   });
 
-  ui.get("/groups/:name", async (c) => {
-    const { body } = await c.var.api<GroupDetail>("GET", `/admin/groups/${encodeURIComponent(c.req.param("name"))}?limit=200`);
-    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
-  });
+  const groupPage = async (c: Context<UiEnv>, name: string, refused?: Refusal) => {
+    const { body } = await c.var.api<GroupDetail>("GET", `/admin/groups/${encodeURIComponent(name)}?limit=200`);
+    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+  };
+
+  ui.get("/groups/:name", (c) => groupPage(c, c.req.param("name")));
 
   ui.post("/groups/:name/remove", async (c) => {
     const name = c.req.param("name");
     const form = await c.req.parseBody();
-    await c.var.api("POST", `/admin/groups/${encodeURIComponent(name)}/members`, { remove: [String(form.uuid ?? "")] });
-    return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+    return orAgain(
+      async () => {
+        await c.var.api("POST", `/admin/groups/${encodeURIComponent(name)}/members`, { remove: [formField(form, "uuid")] });
+        return c.redirect(`/ui/groups/${encodeURIComponent(name)}`, 303);
+      },
+      (refused) => groupPage(c, name, refused),
+    );
   });
 
   ui.get("/rollouts", async (c) => {
@@ -311,15 +384,22 @@ export function dashboard(app: Hono<any>) {
     return render(c, "Rollouts", <RolloutsPage list={body} />);
   });
 
-  ui.get("/rollouts/:id", async (c) => {
-    const { body } = await c.var.api<RolloutDetail>("GET", `/admin/rollouts/${encodeURIComponent(c.req.param("id"))}`);
-    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} />);
-  });
+  const rolloutPage = async (c: Context<UiEnv>, id: string, refused?: Refusal) => {
+    const { body } = await c.var.api<RolloutDetail>("GET", `/admin/rollouts/${encodeURIComponent(id)}`);
+    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+  };
 
-  ui.post("/rollouts/:id/:action{pause|resume|advance|cancel}", async (c) => {
-    const id = encodeURIComponent(c.req.param("id"));
-    await c.var.api("POST", `/admin/rollouts/${id}/${c.req.param("action")}`);
-    return c.redirect(`/ui/rollouts/${id}`, 303);
+  ui.get("/rollouts/:id", (c) => rolloutPage(c, c.req.param("id")));
+
+  ui.post("/rollouts/:id/:action{pause|resume|advance|cancel}", (c) => {
+    const id = c.req.param("id");
+    return orAgain(
+      async () => {
+        await c.var.api("POST", `/admin/rollouts/${encodeURIComponent(id)}/${c.req.param("action")}`);
+        return c.redirect(`/ui/rollouts/${encodeURIComponent(id)}`, 303);
+      },
+      (refused) => rolloutPage(c, id, refused),
+    );
   });
 
   ui.get("/targets", async (c) => {
@@ -331,23 +411,27 @@ export function dashboard(app: Hono<any>) {
     return render(c, "Targets", <TargetsPage targets={targets.body} running={running} />);
   });
 
-  const tokensPage = async (c: Context<UiEnv>, created?: TokenCreated & { hwid?: string }) => {
+  const tokensPage = async (c: Context<UiEnv>, created?: TokenCreated & { hwid?: string }, refused?: Refusal) => {
     const { body } = await c.var.api<TokenList>("GET", "/admin/tokens");
     return render(
       c,
       "Tokens",
-      <TokensPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} created={created} publicUrl={c.var.gw.publicUrl} />,
+      <TokensPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} created={created} publicUrl={c.var.gw.publicUrl} refused={refused} />,
+      refused?.status,
     );
   };
 
   ui.get("/tokens", async (c) => {
-    const created = await unseal<CreatedNotice>(c.var.gw, getCookie(c, CREATED_COOKIE));
-    if (created) deleteCookie(c, CREATED_COOKIE, { path: "/ui/tokens", secure: true });
+    const created = await tokenCreated.take(c);
     return tokensPage(c, created?.sid === c.var.session.sid ? created : undefined);
   });
 
   ui.post("/tokens", async (c) => {
     const form = await c.req.parseBody();
+    return orAgain(() => createToken(c, form), (refused) => tokensPage(c, undefined, { ...refused, form: "create", typed: typedIn(form) }));
+  });
+
+  const createToken = async (c: Context<UiEnv>, form: Record<string, unknown>) => {
     const text = (k: string) => (typeof form[k] === "string" && (form[k] as string).trim() ? (form[k] as string).trim() : undefined);
     const tags = tagList(text("tags"));
     const req = {
@@ -361,15 +445,35 @@ export function dashboard(app: Hono<any>) {
     const { body } = await c.var.api<TokenCreated>("POST", "/admin/tokens", req);
     // The secret travels to the next page in a sealed one-minute cookie, not in a URL, and a reload
     // of that page neither re-posts the form nor shows the secret again.
-    const created: CreatedNotice = { ...body, hwid: text("hwid"), sid: c.var.session.sid };
-    setCookie(c, CREATED_COOKIE, await seal(c.var.gw, created), { path: "/ui/tokens", httpOnly: true, secure: true, sameSite: "Strict", maxAge: 60 });
+    await tokenCreated.leave(c, { ...body, hwid: text("hwid"), sid: c.var.session.sid });
     return c.redirect("/ui/tokens", 303);
-  });
+  };
 
-  ui.post("/tokens/:id/revoke", async (c) => {
-    await c.var.api("POST", `/admin/tokens/${encodeURIComponent(c.req.param("id"))}/revoke`);
-    return c.redirect("/ui/tokens", 303);
-  });
+  ui.post("/tokens/:id/revoke", (c) =>
+    orAgain(
+      async () => {
+        await c.var.api("POST", `/admin/tokens/${encodeURIComponent(c.req.param("id"))}/revoke`);
+        return c.redirect("/ui/tokens", 303);
+      },
+      (refused) => tokensPage(c, undefined, refused),
+    ),
+  );
+
+  // Any other address under /ui: a page of the dashboard saying so, its navigation there, not the API's JSON 404.
+  ui.all("*", (c) =>
+    render(
+      c,
+      "Not found",
+      <>
+        <h1>Page not found</h1>
+        <p>{`The dashboard has no page at ${c.req.path}.`}</p>
+        <p>
+          <a href="/ui/">Go to the overview</a>
+        </p>
+      </>,
+      404,
+    ),
+  );
 
   return ui;
 }

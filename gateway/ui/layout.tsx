@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
 import { AttentionBanner, type Attention } from "./attention.tsx";
@@ -44,8 +45,8 @@ svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--a
 .skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:var(--bg);padding:.3rem .6rem;z-index:1}
 .s-running{color:var(--info)}.s-paused{color:var(--warn)}.s-halted{color:var(--bad)}.s-completed{color:var(--ok)}
 ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
-.bar{display:flex;height:.8rem;border-radius:4px;overflow:hidden;background:var(--line);margin:.2rem 0}
-.bar .ok{background:var(--ok)}.bar .bad{background:var(--bad)}.bar .pending{background:var(--off);opacity:.5}
+.waves .bar{display:flex;height:.8rem;border-radius:4px;overflow:hidden;background:var(--line);margin:.2rem 0}
+.waves .bar .ok{background:var(--ok)}.waves .bar .bad{background:var(--bad)}.waves .bar .pending{background:var(--off);opacity:.5}
 .actions{display:flex;flex-wrap:wrap;gap:.5rem}
 .banner{margin:0;padding:.5rem 1rem;border-bottom:2px solid var(--warn);background:var(--card)}.banner.bad{border-bottom-color:var(--bad)}
 .secret{font-family:ui-monospace,monospace;word-break:break-all}
@@ -54,8 +55,8 @@ ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
 
 /**
  * Client script: refreshes each `[data-live]` region from the same URL every few seconds while the
- * tab is visible and no field in it has focus (one request per page per interval); copy buttons;
- * confirmation of dangerous actions.
+ * tab is visible and no field in it has focus (one request per page per interval), and takes the
+ * tab to the sign-in page when the session has ended; copy buttons; confirmation of dangerous actions.
  */
 const SCRIPT = `
 (() => {
@@ -65,14 +66,17 @@ const SCRIPT = `
     const regions = [...document.querySelectorAll("[data-live]")].filter((r) => !r.contains(document.activeElement));
     if (!regions.length) return;
     try {
-      const res = await fetch(location.href, { headers: { "x-ui-live": "1" }, credentials: "same-origin" });
+      const res = await fetch(location.href, { headers: { "x-ui-live": "1" }, credentials: "same-origin", redirect: "manual" });
+      // A page's GET redirects only when the session has ended: the tab goes to the sign-in page,
+      // which says why once (followed here, that reason would be used up unseen).
+      if (res.type === "opaqueredirect") { clearInterval(timer); location.assign("/ui/login"); return; }
       if (!res.ok) return;
       const doc = new DOMParser().parseFromString(await res.text(), "text/html");
       for (const r of regions) { const n = doc.getElementById(r.id); if (n) r.replaceWith(n); }
       document.body.dataset.refreshed = String(Date.now());
     } catch {}
   }
-  if (document.querySelector("[data-live]")) setInterval(refresh, every);
+  const timer = document.querySelector("[data-live]") ? setInterval(refresh, every) : undefined;
   document.addEventListener("click", (e) => {
     const b = e.target.closest("[data-copy]");
     if (b) { navigator.clipboard?.writeText(document.getElementById(b.dataset.copy).textContent); b.textContent = "Copied"; }
@@ -83,6 +87,18 @@ const SCRIPT = `
   });
 })();
 `;
+
+/** A CSP source for exactly this inline text. */
+const hashOf = (text: string) => `'sha256-${createHash("sha256").update(text).digest("base64")}'`;
+
+/**
+ * Content-Security-Policy of every page: the one style sheet and the one script above, named by
+ * their hashes (no other `<style>` or `<script>`, no event-handler attribute, runs), style
+ * attributes (the wave bars' widths), requests to the gateway itself.
+ */
+export const CSP =
+  `default-src 'none'; style-src ${hashOf(CSS)}; style-src-attr 'unsafe-inline'; script-src ${hashOf(SCRIPT)}; connect-src 'self'; ` +
+  "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const NAV = [
   ["/ui/", "Overview"],
@@ -113,6 +129,8 @@ export function Page({ title, path, user, attention = [], children }: PageProps)
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="color-scheme" content="light dark" />
         <title>{`${title} · OTA gateway`}</title>
+        {/* An empty icon of its own: a browser asks for /favicon.ico otherwise, a 404 on every page. */}
+        <link rel="icon" href="data:," />
         <style>{raw(CSS)}</style>
       </head>
       <body>
@@ -146,8 +164,18 @@ export function Page({ title, path, user, attention = [], children }: PageProps)
   );
 }
 
+/** A count and its noun, the plural for any count but one: "1 device", "1,024 devices". */
+export const counted = (n: number, noun: string) => `${n.toLocaleString("en")} ${n === 1 ? noun : `${noun}s`}`;
+
 /** A status as a coloured badge (text too, never colour alone). */
 export const Badge = ({ status }: { status: string }) => <span class={`badge s-${status}`}>{status}</span>;
+
+/** What the gateway refused and why: above the form it came from, or the whole page when there is none. */
+export const Refused = ({ message }: { message: string }) => (
+  <p class="msg error" role="alert">
+    {`The gateway refused this: ${message}`}
+  </p>
+);
 
 /** The hidden CSRF field every form that POSTs carries. */
 export const Csrf = ({ token }: { token: string }) => <input type="hidden" name="_csrf" value={token} />;

@@ -2,7 +2,10 @@
  * What the browser tests share: Debian's chromium through playwright-core (nothing downloaded),
  * and a page.goto that survives Chromium's own network-change aborts.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { GatewayHandle, GatewayOptions } from "../harness/gateway.ts";
+import { gatewayForTests } from "./_gateway.ts";
 
 /** Debian's chromium, headless; playwright adds --no-sandbox for root itself, we say it too. */
 export const launchChromium = (): Promise<Browser> => chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
@@ -28,6 +31,26 @@ async function retryNetworkChange<T>(navigate: () => Promise<T>): Promise<T> {
       await Bun.sleep(200);
     }
   }
+}
+
+/**
+ * A gateway and the browser for a test file's tests: started before them (a later beforeAll of the
+ * file sees both), stopped after them. Read `g` and `browser` once they are started.
+ */
+export function gatewayAndBrowser(options?: GatewayOptions): { readonly g: GatewayHandle; browser: Browser } {
+  const gateway = gatewayForTests(options);
+  const both = {
+    get g() {
+      return gateway.g;
+    },
+  } as { readonly g: GatewayHandle; browser: Browser };
+  beforeAll(async () => {
+    both.browser = await launchChromium();
+  }, 120_000);
+  afterAll(async () => {
+    await both.browser?.close();
+  }, 120_000);
+  return both;
 }
 
 /** page.goto, again when Chromium aborts it for a network change. */

@@ -66,6 +66,27 @@ describe("dashboard at /ui/", () => {
     await ctx.close();
   }, 60_000);
 
+  test("the overview's charts draw each bar at its value, clear of the axis labels", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    // Each column and bar as drawn (its box in the SVG's units) next to the height it was given.
+    const bars = (chart: string) =>
+      page.locator(`section[aria-labelledby=${chart}] svg rect.bar`).evaluateAll((rects) =>
+        rects.map((r: any) => ({ given: Number(r.getAttribute("height")), drawn: Math.round(r.getBBox().height * 100) / 100, bottom: r.getBoundingClientRect().bottom })),
+      );
+    const columns = await bars("h-checkins");
+    expect(columns).toHaveLength(30);
+    // The two devices' check-ins of a moment ago (in one minute, or two if it turned): the minutes before none.
+    expect(columns.filter((c) => c.given > 0).length).toBeOneOf([1, 2]);
+    expect(columns.filter((c) => c.given === 0).length).toBeGreaterThan(25);
+    for (const c of columns) expect(c.drawn).toBe(c.given);
+    const labelsTop = await page.locator("section[aria-labelledby=h-checkins] svg text").evaluateAll((ts) => Math.min(...ts.map((t: any) => t.getBoundingClientRect().top)));
+    for (const c of columns) expect(c.bottom).toBeLessThanOrEqual(labelsTop);
+    const versions = await bars("h-versions");
+    expect(versions.length).toBeGreaterThan(0);
+    for (const v of versions) expect(v.drawn).toBe(v.given);
+    await ctx.close();
+  }, 60_000);
+
   test("the device list shows the registered devices and filters by name, status and target", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     await page.getByRole("link", { name: "Devices" }).click();

@@ -2,7 +2,8 @@
  * Labels whose values hold commas, `=`, quotes, spaces or a line break, set with the CLI, then
  * the device page's labels field submitted as the page shows it (over HTTPS with the session
  * cookie, as a browser posts the form): the labels stay exactly as they were; the CLI and the
- * page print them unambiguously (`site="a,ring=canary"`).
+ * page print them unambiguously (`site="a,ring=canary"`). A field that would give a device more
+ * labels than it may have is refused with the API's one message for that, however it goes over.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -61,5 +62,34 @@ describe("the device page's labels field", () => {
     const fewer = await b.request(`/ui/devices/${d.uuid}/labels`, { method: "POST", body: new URLSearchParams({ _csrf: csrf, labels: "room=berlin, 2\r\nsite=b" }) });
     expect(fewer.status).toBe(303);
     expect(await labelsOf(d.uuid)).toEqual({ room: "berlin, 2", site: "b", note: "two\nlines" });
+  }, 60_000);
+
+  test("more labels than a device may have are refused with one message, however the field goes over", async () => {
+    const b = dashboardClient(g);
+    expect((await b.signIn(g.adminToken)).status).toBe(303);
+    const alertOf = (html: string) => unescapeHtml(/role="alert">(.*?)<\/p>/s.exec(html)?.[1] ?? "");
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => `k${i}=v`).join("\r\n");
+    const post = async (uuid: string, labels: string) => {
+      const csrf = b.csrfOf((await b.request(`/ui/devices/${uuid}`)).html);
+      return b.request(`/ui/devices/${uuid}/labels`, { method: "POST", body: new URLSearchParams({ _csrf: csrf, labels }) });
+    };
+
+    // 65 lines: more than one request may set.
+    const plain = await registerDevice(g.url, g.adminToken, g.caPem);
+    const over = await post(plain.uuid, lines(65));
+    expect(over.status).toBe(400);
+    expect(alertOf(over.html)).toContain(`Device "${plain.uuid}" would have 65 labels: at most 64 a device (it has 0; remove some first)`);
+    expect(await labelsOf(plain.uuid)).toEqual({});
+
+    // 64 lines beside a label the field keeps (a value with a line break): the device would have 65.
+    const kept = await registerDevice(g.url, g.adminToken, g.caPem);
+    const res = await g.adminFetch(`/admin/devices/${kept.uuid}/labels`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ set: { note: "two\nlines" } }) });
+    expect(res.status).toBe(200);
+    const also = await post(kept.uuid, lines(64));
+    expect(also.status).toBe(400);
+    expect(alertOf(also.html)).toContain(`Device "${kept.uuid}" would have 65 labels: at most 64 a device (it has 1; remove some first)`);
+    // 66 lines beside it: counted the same way.
+    expect(alertOf((await post(kept.uuid, lines(66))).html)).toContain(`would have 67 labels: at most 64 a device (it has 1; remove some first)`);
+    expect(await labelsOf(kept.uuid)).toEqual({ note: "two\nlines" });
   }, 60_000);
 });

@@ -1,9 +1,10 @@
 /* @jsxImportSource hono/jsx */
 /** One device: identity, status, current target, apps with their health, update timeline, inventory, actions. */
-import type { DeviceDetail, FleetDevice, Update } from "../../../lib/api/admin.ts";
+import type { DeviceDetail, FleetDevice, GroupRow, Update } from "../../../lib/api/admin.ts";
 import { labelsText } from "../../fleet/label-text.ts";
 import { fitsOnALine, labelsFormText } from "../labels-form.ts";
-import { Ago, Badge, Csrf } from "../layout.tsx";
+import type { Refusal } from "../form.ts";
+import { Ago, Badge, Csrf, Refused } from "../layout.tsx";
 import { failureReason } from "../../fleet/update-outcome.ts";
 import { Timeline } from "./timeline.tsx";
 
@@ -13,23 +14,39 @@ export interface DeviceProps {
   updates: Update[];
   /** Static groups the device may be added to. */
   groups: string[];
+  /** The groups it is in now. */
+  inGroups: Pick<GroupRow, "name" | "kind">[];
+  /** What the form just done did ("Added to group pilot."), said once. */
+  notice?: string;
   csrf: string;
   canWrite: boolean;
+  /** One of the forms' input, refused: said above that form (`form`: tags, labels, group, revoke), typed input kept. */
+  refused?: Refusal;
 }
 
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
 
-export function DevicePage({ d, status, updates, groups, csrf, canWrite }: DeviceProps) {
+export function DevicePage({ d, status, updates, groups, inGroups, notice, csrf, canWrite, refused }: DeviceProps) {
   const apps = Object.entries(d.appsStates?.apps ?? {});
   const labels = d.labels ?? {};
   const multiLine = Object.keys(labels).filter((k) => !fitsOnALine(labels[k]!));
+  /** The refusal of form `form`, above it; the field with the typed input gets the focus (the page scrolls to it). */
+  const why = (form: string) => refused?.form === form && <Refused message={refused.message} />;
+  const typed = (form: string, field: string) => (refused?.form === form ? refused.typed?.[field] : undefined);
+  const formShown = canWrite && !d.revokedAt && (refused?.form !== "group" || groups.length > 0);
   return (
     <>
       <p>
         <a href="/ui/devices">← Devices</a>
       </p>
       <h1>{d.name}</h1>
+      {refused && !formShown && <Refused message={refused.message} />}
+      {notice && (
+        <p class="msg" role="status">
+          {notice}
+        </p>
+      )}
       <div id="device" data-live>
         <div class="grid">
           <section class="card" aria-labelledby="h-id">
@@ -47,6 +64,18 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
               <dd>{d.tags.join(", ") || "-"}</dd>
               <dt>Labels</dt>
               <dd data-labels>{labelsText(labels) || "-"}</dd>
+              <dt>Groups</dt>
+              <dd data-groups>
+                {inGroups.length
+                  ? inGroups.map((g, i) => (
+                      <>
+                        {i > 0 && ", "}
+                        <a href={`/ui/groups/${encodeURIComponent(g.name)}`}>{g.name}</a>
+                        {g.kind === "dynamic" && " (dynamic)"}
+                      </>
+                    ))
+                  : "-"}
+              </dd>
               <dt>Current target</dt>
               <dd data-current-target>{d.currentTarget ?? "-"}</dd>
               <dt>Last seen</dt>
@@ -115,9 +144,10 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
           <div class="grid">
             <form method="post" action={`/ui/devices/${d.uuid}/tags`} class="card">
               <Csrf token={csrf} />
+              {why("tags")}
               <label>
                 Tags (comma-separated)
-                <input name="tags" value={d.tags.join(",")} />
+                <input name="tags" value={typed("tags", "tags") ?? d.tags.join(",")} autofocus={refused?.form === "tags"} />
               </label>
               {/* What a change here does on the device (docs/formats.md "Device API"), said before it is made. */}
               <p class="muted">
@@ -131,10 +161,11 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
             </form>
             <form method="post" action={`/ui/devices/${d.uuid}/labels`} class="card">
               <Csrf token={csrf} />
+              {why("labels")}
               <label>
                 Labels (one key=value a line; the value is the rest of the line)
-                <textarea name="labels" rows={Math.min(Math.max(Object.keys(labels).length + 1, 3), 12)}>
-                  {labelsFormText(labels)}
+                <textarea name="labels" rows={Math.min(Math.max(Object.keys(labels).length + 1, 3), 12)} autofocus={refused?.form === "labels"}>
+                  {typed("labels", "labels") ?? labelsFormText(labels)}
                 </textarea>
               </label>
               <p class="muted">The field replaces the labels: a label left out is removed.</p>
@@ -150,11 +181,14 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
             {groups.length > 0 && (
               <form method="post" action={`/ui/devices/${d.uuid}/group`} class="card">
                 <Csrf token={csrf} />
+                {why("group")}
                 <label>
                   Static group
-                  <select name="group">
+                  <select name="group" autofocus={refused?.form === "group"}>
                     {groups.map((g) => (
-                      <option value={g}>{g}</option>
+                      <option value={g} selected={typed("group", "group") === g}>
+                        {g}
+                      </option>
                     ))}
                   </select>
                 </label>
@@ -165,6 +199,7 @@ export function DevicePage({ d, status, updates, groups, csrf, canWrite }: Devic
             )}
             <form method="post" action={`/ui/devices/${d.uuid}/revoke`} class="card" data-confirm={`Revoke ${d.name}? It can no longer check in or register again.`}>
               <Csrf token={csrf} />
+              {why("revoke")}
               <p>The device's certificate stops working at once; it cannot register again under this uuid.</p>
               <button type="submit" class="danger">
                 Revoke device

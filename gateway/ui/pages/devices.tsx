@@ -1,13 +1,18 @@
 /* @jsxImportSource hono/jsx */
 /** The device list: filters in a GET form (bookmarkable), sortable columns, server-side pages. */
 import { DEVICE_STATUSES, type FleetDeviceList } from "../../../lib/api/admin.ts";
-import { Ago, Badge } from "../layout.tsx";
+import type { Refusal } from "../form.ts";
+import { Ago, Badge, counted, Refused } from "../layout.tsx";
 
 /** The list's query parameters, as the page URL and the admin API share them. */
 export const LIST_PARAMS = ["q", "tag", "label", "group", "hwid", "target", "status", "seenWithin", "unseenFor", "sort", "dir"] as const;
 export type ListParams = Partial<Record<(typeof LIST_PARAMS)[number] | "page", string>>;
 
 export const PAGE_SIZE = 50;
+/** The furthest page the admin API can be asked for (its offset has at most 9 digits). */
+export const MAX_PAGE = Math.floor(999_999_999 / PAGE_SIZE) + 1;
+/** The number of the last page of `total` devices (1 when there are none). */
+export const lastPage = (total: number) => Math.max(1, Math.ceil(total / PAGE_SIZE));
 
 const SEEN = [
   ["", "any time"],
@@ -38,13 +43,25 @@ function SortLink({ p, col, label }: { p: ListParams; col: string; label: string
   );
 }
 
-export function DevicesPage({ p, list, ms }: { p: ListParams; list: FleetDeviceList; ms: string }) {
-  const page = Number(p.page ?? 1);
-  const from = list.total ? list.offset + 1 : 0;
-  const to = list.offset + list.devices.length;
+export interface DevicesProps {
+  p: ListParams;
+  /** The page shown: a whole number from 1 to the last. */
+  page?: number;
+  /** The page of devices; none when the filters were refused. */
+  list?: FleetDeviceList;
+  /** How many of the devices listed are revoked, when the list is of a group's or a tag's (which never count them). */
+  revoked?: number;
+  /** The store's time for the list. */
+  ms?: string;
+  /** Filters the API refused: the form with them as given, why above it, no list. */
+  refused?: Refusal;
+}
+
+export function DevicesPage({ p, page = 1, list, revoked, ms = "?", refused }: DevicesProps) {
   return (
     <>
       <h1>Devices</h1>
+      {refused && <Refused message={refused.message} />}
       <form class="filters" method="get" action="/ui/devices" role="search">
         <label>
           Name or uuid
@@ -108,9 +125,32 @@ export function DevicesPage({ p, list, ms }: { p: ListParams; list: FleetDeviceL
         </button>
         <a href="/ui/devices">Clear</a>
       </form>
+      {list && <DeviceList p={p} page={page} list={list} revoked={revoked} ms={ms} />}
+    </>
+  );
+}
+
+/** The list's page of devices, its count and its pages (the region that refreshes itself). */
+function DeviceList({ p, page, list, revoked, ms }: { p: ListParams; page: number; list: FleetDeviceList; revoked?: number; ms: string }) {
+  const last = lastPage(list.total);
+  const pageHref = (n: number) => {
+    const query = qs({ ...p, page: n > 1 ? String(n) : undefined });
+    return query ? `/ui/devices?${query}` : "/ui/devices";
+  };
+  const from = list.total ? list.offset + 1 : 0;
+  const to = list.offset + list.devices.length;
+  return (
+    <>
       <div id="device-list" data-live>
         <p class="muted" data-total={String(list.total)}>
-          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${list.total.toLocaleString("en")} devices` : "No devices match."}{" "}
+          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${counted(list.total, "device")}` : "No devices match."}
+          {revoked ? (
+            <span data-revoked={String(revoked)}>
+              {", "}
+              <a href={`/ui/devices?${qs({ ...p, status: "revoked", page: undefined })}`}>{`${revoked.toLocaleString("en")} of them revoked`}</a>
+              {` (in no group, no rollout): ${(list.total - revoked).toLocaleString("en")} without them`}
+            </span>
+          ) : null}{" "}
           <span title="store time">({ms} ms)</span>
         </p>
         <div class="scroll">
@@ -158,11 +198,15 @@ export function DevicesPage({ p, list, ms }: { p: ListParams; list: FleetDeviceL
             </tbody>
           </table>
         </div>
-        <nav class="pager" aria-label="Pages">
-          {page > 1 && <a href={`/ui/devices?${qs({ ...p, page: String(page - 1) })}`}>← Previous</a>}
-          <span>Page {page}</span>
-          {to < list.total && <a href={`/ui/devices?${qs({ ...p, page: String(page + 1) })}`}>Next →</a>}
-        </nav>
+        {last > 1 && (
+          <nav class="pager" aria-label="Pages">
+            {page > 1 && <a href={pageHref(1)}>« First</a>}
+            {page > 1 && <a href={pageHref(page - 1)}>← Previous</a>}
+            <span data-page={String(page)}>{`Page ${page.toLocaleString("en")} of ${last.toLocaleString("en")}`}</span>
+            {page < last && <a href={pageHref(page + 1)}>Next →</a>}
+            {page < last && <a href={pageHref(last)}>Last »</a>}
+          </nav>
+        )}
       </div>
     </>
   );

@@ -1,9 +1,11 @@
 /* @jsxImportSource hono/jsx */
 /** Groups: static lists of devices and dynamic queries, their sizes, members, and a form to make one. */
 import type { GroupDetail, GroupList } from "../../../lib/api/admin.ts";
-import { Ago, Csrf } from "../layout.tsx";
+import type { Refusal } from "../form.ts";
+import { Ago, counted, Csrf, Refused } from "../layout.tsx";
 
-export function GroupsPage({ list, csrf, canWrite }: { list: GroupList; csrf: string; canWrite: boolean }) {
+/** `refused`: the new group's name and query, refused: said above the form, which keeps them. */
+export function GroupsPage({ list, csrf, canWrite, refused }: { list: GroupList; csrf: string; canWrite: boolean; refused?: Refusal }) {
   return (
     <>
       <h1>Groups</h1>
@@ -44,15 +46,16 @@ export function GroupsPage({ list, csrf, canWrite }: { list: GroupList; csrf: st
       {canWrite && (
         <section aria-labelledby="h-new-group">
           <h2 id="h-new-group">New group</h2>
+          {refused && <Refused message={refused.message} />}
           <form method="post" action="/ui/groups" class="card filters">
             <Csrf token={csrf} />
             <label>
               Group name
-              <input name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,62}" />
+              <input name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,62}" value={refused?.typed?.name} />
             </label>
             <label>
               Query (empty: a static group)
-              <input name="query" placeholder="region=eu tag=prod hwid=rpi4" />
+              <input name="query" placeholder="region=eu tag=prod hwid=rpi4" value={refused?.typed?.query} autofocus={!!refused} />
             </label>
             <button type="submit" class="primary">
               Create group
@@ -68,7 +71,8 @@ export function GroupsPage({ list, csrf, canWrite }: { list: GroupList; csrf: st
   );
 }
 
-export function GroupPage({ g, csrf, canWrite }: { g: GroupDetail; csrf: string; canWrite: boolean }) {
+/** `refused`: removing a member, refused: said above the members. */
+export function GroupPage({ g, csrf, canWrite, refused }: { g: GroupDetail; csrf: string; canWrite: boolean; refused?: Refusal }) {
   return (
     <>
       <p>
@@ -78,13 +82,14 @@ export function GroupPage({ g, csrf, canWrite }: { g: GroupDetail; csrf: string;
       <p class="muted">
         {g.kind === "dynamic" ? (
           <>
-            Dynamic: <code>{g.query}</code>, evaluated now: {String(g.devices)} devices.
+            Dynamic: <code>{g.query}</code>, evaluated now: {counted(g.devices, "device")}.
           </>
         ) : (
-          `Static: ${g.devices} devices.`
+          `Static: ${counted(g.devices, "device")}.`
         )}{" "}
         <a href={`/ui/devices?group=${encodeURIComponent(g.name)}`}>Show them in the device list</a>
       </p>
+      {refused && <Refused message={refused.message} />}
       <div id="group" data-live class="scroll">
         <table>
           <tbody>

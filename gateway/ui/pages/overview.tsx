@@ -7,7 +7,7 @@
 import { DEVICE_STATUSES, type FleetSummary } from "../../../lib/api/admin.ts";
 import { BarChart, ColumnChart } from "../charts.tsx";
 import { AttentionList, type Attention } from "../attention.tsx";
-import { Ago, Badge } from "../layout.tsx";
+import { Ago, Badge, counted } from "../layout.tsx";
 import { failureReason } from "../../fleet/update-outcome.ts";
 
 export function Overview({ s, attention }: { s: FleetSummary | undefined; attention: Attention[] }) {
@@ -29,7 +29,7 @@ function Fleet({ s }: { s: FleetSummary }) {
         <section class="card" aria-labelledby="h-status">
           <h2 id="h-status">Devices by status</h2>
           <p>
-            <strong>{s.total.toLocaleString("en")}</strong> devices
+            <strong>{counted(s.total, "device")}</strong>
           </p>
           <table>
             <tbody>

@@ -1,7 +1,8 @@
 /* @jsxImportSource hono/jsx */
 /** Rollouts: the list, and one rollout's waves as progress bars with its counts, halt reason, holds, events and actions. */
 import { HOLD_KIND_NAMES, type RolloutDetail, type RolloutList, type RolloutRow } from "../../../lib/api/admin.ts";
-import { Ago, Badge, Csrf } from "../layout.tsx";
+import type { Refusal } from "../form.ts";
+import { Ago, Badge, counted, Csrf, Refused } from "../layout.tsx";
 
 const audience = (r: RolloutRow) => (r.groupName ? `group ${r.groupName}` : r.tag ? `tag ${r.tag}` : "-");
 const wavesText = (r: RolloutRow) => r.waves.map((w) => `${w}%`).join(", ");
@@ -80,7 +81,7 @@ function WaveBar({ r, i }: { r: RolloutDetail; i: number }) {
   return (
     <li data-wave={i + 1} class="wave">
       <div>
-        <strong>{`Wave ${i + 1}`}</strong> <span class="muted">{`up to ${r.waves[i]}% · ${total} devices · ${released ? "released" : "waiting"}`}</span>
+        <strong>{`Wave ${i + 1}`}</strong> <span class="muted">{`up to ${r.waves[i]}% · ${counted(total, "device")} · ${released ? "released" : "waiting"}`}</span>
       </div>
       <div class="bar" role="img" aria-label={`wave ${i + 1}: ${ok} succeeded, ${bad} failed, ${pending} pending`}>
         <span class="ok" style={`width:${pct(ok)}%`} />
@@ -92,17 +93,19 @@ function WaveBar({ r, i }: { r: RolloutDetail; i: number }) {
   );
 }
 
-export function RolloutPage({ r, csrf, canWrite }: { r: RolloutDetail; csrf: string; canWrite: boolean }) {
+/** `refused`: an action the API refused (a state the CLI or the tick changed meanwhile): said above the page. */
+export function RolloutPage({ r, csrf, canWrite, refused }: { r: RolloutDetail; csrf: string; canWrite: boolean; refused?: Refusal }) {
   return (
     <>
       <p>
         <a href="/ui/rollouts">← Rollouts</a>
       </p>
       <h1>{`Rollout ${r.id}: version ${r.targetVersion}`}</h1>
+      {refused && <Refused message={refused.message} />}
       <div id="rollout" data-live>
         <div class="grid">
-          <section class="card" aria-labelledby="h-state">
-            <h2 id="h-state">State</h2>
+          <section class="card" aria-labelledby="h-details">
+            <h2 id="h-details">Details</h2>
             <dl class="kv">
               <dt>State</dt>
               <dd>

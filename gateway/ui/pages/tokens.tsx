@@ -1,7 +1,8 @@
 /* @jsxImportSource hono/jsx */
 /** Tokens: create a registration token (its secret shown once, with the `fioup register` command), list, revoke. */
 import { tokenState, type TokenCreated, type TokenList } from "../../../lib/api/admin.ts";
-import { Ago, Csrf } from "../layout.tsx";
+import type { Refusal } from "../form.ts";
+import { Ago, Csrf, Refused } from "../layout.tsx";
 
 export interface TokensProps {
   list: TokenList;
@@ -9,8 +10,18 @@ export interface TokensProps {
   canWrite: boolean;
   created?: TokenCreated & { hwid?: string };
   publicUrl: string;
+  /** A token not created (`form: "create"`: the form keeps what was typed) or not revoked: said above the form. */
+  refused?: Refusal;
 }
 
+
+/** The create form's choices of lifetime. */
+const EXPIRES_IN = [
+  ["1d", "1 day"],
+  ["7d", "7 days"],
+  ["30d", "30 days"],
+  ["365d", "1 year"],
+] as const;
 
 /** When a token expires ("in 30 d"), or that it has ("expired 3 h ago"). */
 const Expires = ({ t }: { t: { expiresAt: string; expired: boolean } }) => (
@@ -20,7 +31,9 @@ const Expires = ({ t }: { t: { expiresAt: string; expired: boolean } }) => (
   </>
 );
 
-export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensProps) {
+export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }: TokensProps) {
+  const typed = refused?.form === "create" ? refused.typed : undefined;
+  const expiresIn = typed?.expiresIn ?? "30d";
   const command = created && `fioup register --server ${publicUrl} --token ${created.token}${created.hwid ? ` --hwid ${created.hwid}` : ""}`;
   return (
     <>
@@ -42,34 +55,34 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
           </button>
         </section>
       )}
+      {refused && <Refused message={refused.message} />}
       {canWrite && (
         <form method="post" action="/ui/tokens" class="filters card" aria-label="Create a registration token">
           <Csrf token={csrf} />
           <label>
             Name
-            <input name="name" maxlength={128} />
+            <input name="name" maxlength={128} value={typed?.name} />
           </label>
           <label>
             Tags (comma-separated)
-            <input name="tags" />
+            <input name="tags" value={typed?.tags} autofocus={!!typed} />
           </label>
           <label>
             Hardware id
-            <input name="hwid" />
+            <input name="hwid" value={typed?.hwid} />
           </label>
           <label>
             Devices it may register
-            <input name="maxUses" type="number" min="1" value="1" />
+            <input name="maxUses" type="number" min="1" value={typed?.maxUses ?? "1"} />
           </label>
           <label>
             Expires in
             <select name="expiresIn">
-              <option value="1d">1 day</option>
-              <option value="7d">7 days</option>
-              <option value="30d" selected>
-                30 days
-              </option>
-              <option value="365d">1 year</option>
+              {EXPIRES_IN.map(([value, label]) => (
+                <option value={value} selected={value === expiresIn}>
+                  {label}
+                </option>
+              ))}
             </select>
           </label>
           <button type="submit" class="primary">
@@ -107,7 +120,11 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
                   <Expires t={t} />
                 </td>
                 {/* Only an active token is offered Revoke: a used-up one registers nothing more. */}
-                <td>{canWrite && tokenState(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
+                <td>
+                  {canWrite && tokenState(t) === "active" && (
+                    <RevokeButton id={t.id} csrf={csrf} confirm={`Revoke registration token ${tokenName(t)}? No device can register with it any more.`} />
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -134,7 +151,11 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
                 <td class="opt">
                   <Expires t={t} />
                 </td>
-                <td>{canWrite && tokenState(t) === "active" && <RevokeButton id={t.id} csrf={csrf} />}</td>
+                <td>
+                  {canWrite && tokenState(t) === "active" && (
+                    <RevokeButton id={t.id} csrf={csrf} confirm={`Revoke ${t.role} token ${tokenName(t)}? Whatever uses it, a dashboard session too, is refused from now on.`} />
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -147,10 +168,13 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl }: TokensP
   );
 }
 
-/** The one revoke action of a token row (registration or API token alike). */
-function RevokeButton({ id, csrf }: { id: string; csrf: string }) {
+/** A token as the confirmation of its revocation names it: its name, else its id's start, as its row shows it. */
+const tokenName = (t: { id: string; name: string | null }) => (t.name ? `"${t.name}"` : t.id.slice(0, 8));
+
+/** The one revoke action of a token row (registration or API token alike); `confirm` names the token. */
+function RevokeButton({ id, csrf, confirm }: { id: string; csrf: string; confirm: string }) {
   return (
-    <form method="post" action={`/ui/tokens/${id}/revoke`} data-confirm="Revoke this token?">
+    <form method="post" action={`/ui/tokens/${id}/revoke`} data-confirm={confirm}>
       <Csrf token={csrf} />
       <button type="submit" class="danger">
         Revoke

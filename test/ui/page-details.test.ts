@@ -1,0 +1,98 @@
+/**
+ * Small things a user of the dashboard sees, over HTTPS against a real gateway (pages read as
+ * HTML): an address the dashboard has no page for answers with a dashboard page saying so; a
+ * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404; a
+ * rollout's page does not read "State State" (a heading and the row below it); revoking a token
+ * asks about that token by its name, as revoking a device does; one device is "1 device"; adding a
+ * device to a group says what it did, once, and a device's page names the groups it is in.
+ */
+import { describe, expect, test } from "bun:test";
+import { registerDevice } from "../gateway/_register.ts";
+import { gatewayForTests } from "./_gateway.ts";
+import { dashboardClient, unescapeHtml } from "./_http.ts";
+
+const env = gatewayForTests();
+
+const signedIn = async () => {
+  const b = dashboardClient(env.g);
+  expect((await b.signIn(env.g.adminToken)).status).toBe(303);
+  return b;
+};
+
+describe("the dashboard", () => {
+  test("answers an address it has no page for with a page of its own saying so, not JSON", async () => {
+    const b = await signedIn();
+    const res = await b.request("/ui/nope");
+    expect(res.status).toBe(404);
+    expect(res.html).toStartWith("<html");
+    expect(res.html).toContain("<h1>Page not found</h1>");
+    expect(res.html).toContain("The dashboard has no page at /ui/nope.");
+    expect(res.html).toContain('<nav aria-label="Main">');
+    // Signed out, it is the sign-in page first, as for any page.
+    const out = await dashboardClient(env.g).request("/ui/nope");
+    expect(out).toMatchObject({ status: 303, location: "/ui/login" });
+  }, 60_000);
+
+  test("pages name their icon, empty and in the page, so a browser asks the gateway for none (/favicon.ico is a 404)", async () => {
+    const b = await signedIn();
+    for (const path of ["/ui/", "/ui/devices", "/ui/tokens", "/ui/nope"]) expect((await b.request(path)).html).toContain('<link rel="icon" href="data:,"/>');
+    expect((await dashboardClient(env.g).request("/ui/login")).html).toContain('<link rel="icon" href="data:,"/>');
+    expect((await dashboardClient(env.g).request("/favicon.ico")).status).toBe(404);
+  }, 60_000);
+
+  test("a rollout's page names its card of details otherwise than the State row in it", async () => {
+    await registerDevice(env.g.url, env.g.adminToken, env.g.caPem);
+    const res = await env.g.adminFetch("/admin/rollouts", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ target: "9", tag: "main", waves: [100] }) });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as { id: string };
+    const html = (await (await signedIn()).request(`/ui/rollouts/${id}`)).html;
+    const card = /<section class="card" aria-labelledby="([^"]+)"><h2 id="\1">([^<]*)<\/h2><dl class="kv"><dt>([^<]*)<\/dt>/.exec(html);
+    expect(card?.slice(2)).toEqual(["Details", "State"]);
+  }, 60_000);
+
+  test("counts one device as 1 device, not 1 devices", async () => {
+    const d = await registerDevice(env.g.url, env.g.adminToken, env.g.caPem, ["solo"]);
+    const post = (body: unknown) => env.g.adminFetch("/admin/groups", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect((await post({ name: "one", devices: [d.uuid] })).status).toBe(201);
+    expect((await post({ name: "solo", query: "tag=solo" })).status).toBe(201);
+    const b = await signedIn();
+    expect((await b.request("/ui/groups/one")).html).toContain("Static: 1 device. ");
+    expect((await b.request("/ui/groups/solo")).html).toContain("</code>, evaluated now: 1 device.");
+    expect((await b.request("/ui/devices?tag=solo")).html).toContain("1–1 of 1 device <span");
+  }, 60_000);
+
+  test("says what adding a device to a group did, once, and a device's page names the groups it is in", async () => {
+    const d = await registerDevice(env.g.url, env.g.adminToken, env.g.caPem, ["kiosk-line"]);
+    const post = (body: unknown) => env.g.adminFetch("/admin/groups", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect((await post({ name: "pilot" })).status).toBe(201);
+    expect((await post({ name: "kiosks", query: "tag=kiosk-line" })).status).toBe(201);
+    const b = await signedIn();
+    const page = async () => {
+      const html = (await b.request(`/ui/devices/${d.uuid}`)).html;
+      const text = (re: RegExp) => unescapeHtml((re.exec(html)?.[1] ?? "").replace(/<[^>]+>/g, ""));
+      return { groups: text(/<dd data-groups[^>]*>(.*?)<\/dd>/s), said: text(/<p class="msg" role="status">(.*?)<\/p>/s), csrf: b.csrfOf(html) };
+    };
+    const before = await page();
+    expect(before).toMatchObject({ groups: "kiosks (dynamic)", said: "" });
+    const add = () => b.request(`/ui/devices/${d.uuid}/group`, { method: "POST", body: new URLSearchParams({ _csrf: before.csrf, group: "pilot" }) });
+    expect((await add()).status).toBe(303);
+    expect(await page()).toMatchObject({ groups: "kiosks (dynamic), pilot", said: "Added to group pilot." });
+    // Said once: the page again says nothing.
+    expect(await page()).toMatchObject({ groups: "kiosks (dynamic), pilot", said: "" });
+    expect((await add()).status).toBe(303);
+    expect((await page()).said).toBe("Already in group pilot: nothing changed.");
+  }, 60_000);
+
+  test("asks before revoking a token naming it, and what revoking it stops", async () => {
+    const create = async (body: unknown) =>
+      ((await (await env.g.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json()) as { id: string });
+    const line = await create({ name: "line 3" });
+    const unnamed = await create({});
+    const desk = await create({ role: "viewer", name: "support desk" });
+    const html = (await (await signedIn()).request("/ui/tokens")).html;
+    const confirmOf = (id: string) => unescapeHtml(new RegExp(`action="/ui/tokens/${id}/revoke" data-confirm="([^"]*)"`).exec(html)?.[1] ?? "");
+    expect(confirmOf(line.id)).toBe('Revoke registration token "line 3"? No device can register with it any more.');
+    expect(confirmOf(unnamed.id)).toBe(`Revoke registration token ${unnamed.id.slice(0, 8)}? No device can register with it any more.`);
+    expect(confirmOf(desk.id)).toBe('Revoke viewer token "support desk"? Whatever uses it, a dashboard session too, is refused from now on.');
+  }, 60_000);
+});
