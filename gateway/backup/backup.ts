@@ -260,10 +260,12 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   const withRegistry = !!opts.withRegistry;
   if (opts.db !== undefined && !dbKind(opts.db)) throw new UsageError(dbKindProblem(opts.db));
   const postgres = opts.db !== undefined && dbKind(opts.db) === "postgres";
-  // The data dir says it is served with PostgreSQL (DIR/database): its database is not DIR/gateway.db.
-  if (opts.db === undefined && (await servedDatabaseKind(opts.dataDir)) === "postgres")
+  // The data dir says it is served with PostgreSQL (DIR/database): its database is not DIR/gateway.db,
+  // nor a SQLite file named by --db (one left from before a move to PostgreSQL would be backed up,
+  // and a restore would serve its old rows).
+  if (!postgres && (await servedDatabaseKind(opts.dataDir)) === "postgres")
     throw new UsageError(
-      `--data ${opts.dataDir} is served with a PostgreSQL database: give its --db postgres://... as gateway serve has it (the backup checks it is this data dir's database; the database itself is backed up with pg_dump)`,
+      `--data ${opts.dataDir} is served with a PostgreSQL database: give its --db postgres://... as gateway serve has it${opts.db === undefined ? "" : `, not ${opts.db}`} (the backup checks it is this data dir's database; the database itself is backed up with pg_dump)`,
     );
   await checkOut(opts.out);
   // A backup inside the data dir is lost with it, and the next backup would hold it (each one twice the last).

@@ -1,7 +1,7 @@
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
-import { shownUrl } from "../../lib/net/shown-url.ts";
+import { urlWithoutPassword } from "../../lib/net/shown-url.ts";
 import { createBackup } from "../backup/backup.ts";
 import { PASSPHRASE_ENV, sealSecret } from "../backup/secret.ts";
 import { checkDataFlag } from "./_data-flag.ts";
@@ -12,11 +12,12 @@ import { checkDataFlag } from "./_data-flag.ts";
  * two are kept together.
  */
 function pgDumpHint(db: string, out: string): string {
-  const shown = shownUrl(db);
+  // No password on the line to copy: pg_dump then reads it from PGPASSWORD or ~/.pgpass (a masked one would be sent).
+  const shown = urlWithoutPassword(db);
   const pgDump = Bun.which("pg_dump");
   const notes = [
     pgDump ? `pg_dump found at ${pgDump}` : "pg_dump is not installed here: apt-get install postgresql-client",
-    ...(shown === db ? [] : ["the password is not shown: pg_dump reads it from PGPASSWORD or ~/.pgpass"]),
+    ...(shown === db ? [] : ["the password is left out: pg_dump reads it from PGPASSWORD or ~/.pgpass"]),
   ];
   return (
     "backup: the database is PostgreSQL and is not in this file. Back it up at the same time (or the whole cluster with pg_basebackup):\n" +

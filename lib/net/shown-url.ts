@@ -14,9 +14,27 @@
  * ```
  */
 export function shownUrl(url: string): string {
+  return withoutPassword(url, ":***");
+}
+
+/**
+ * The URL with its password left out (the user kept), for a command line to copy: a client given
+ * no password in the URL takes it from its own place (libpq: PGPASSWORD, ~/.pgpass), where a
+ * masked one ("***") would be sent as the password.
+ *
+ * @example
+ * ```ts
+ * urlWithoutPassword("postgres://ota:pw@db/ota"); // "postgres://ota@db/ota"
+ * ```
+ */
+export function urlWithoutPassword(url: string): string {
+  return withoutPassword(url, "");
+}
+
+function withoutPassword(url: string, instead: string): string {
   // The userinfo ends at the authority's last "@".
   const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i.exec(url);
   if (!m) return url;
   const colon = m[2]!.indexOf(":");
-  return colon < 0 ? url : `${m[1]}${m[2]!.slice(0, colon)}:***@${url.slice(m[0].length)}`;
+  return colon < 0 ? url : `${m[1]}${m[2]!.slice(0, colon)}${instead}@${url.slice(m[0].length)}`;
 }

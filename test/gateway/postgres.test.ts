@@ -222,19 +222,27 @@ describe("gateway backup and restore on PostgreSQL, through the CLI", () => {
       2,
       `gateway backup: --data ${dir} is served with a PostgreSQL database: give its --db postgres://... as gateway serve has it (the backup checks it is this data dir's database; the database itself is backed up with pg_dump)`,
     ]);
+    // Nor a SQLite file (one left from before the move to PostgreSQL would be backed up, and served after a restore).
+    const stale = join(work, "stale.db");
+    await writeFile(stale, "");
+    const sqlite = backupCli("--out", out, "--db", stale);
+    expect([sqlite.code, sqlite.err.split("\n")[0]]).toEqual([
+      2,
+      `gateway backup: --data ${dir} is served with a PostgreSQL database: give its --db postgres://... as gateway serve has it, not ${stale} (the backup checks it is this data dir's database; the database itself is backed up with pg_dump)`,
+    ]);
     expect(existsSync(out)).toBe(false);
   }, 60_000);
 
-  test("backup with this data dir's --db says the pg_dump to run with that URL, its password masked; restore says when to pg_restore it and when not, and the data dir needs its --db", async () => {
+  test("backup with this data dir's --db says the pg_dump to run with that URL, its password left out (pg_dump reads it itself); restore says when to pg_restore it and when not, and the data dir needs its --db", async () => {
     const withPassword = new URL(pg.url);
     withPassword.password = "s3cret"; // trust authentication: any password is taken
-    const shown = withPassword.toString().replace("s3cret", "***");
+    const shown = withPassword.toString().replace(":s3cret@", "@");
     const file = join(work, "gw.backup");
     const b = backupCli("--out", file, "--db", withPassword.toString(), "--format", "json");
     expect(b.code).toBe(0);
     expect((JSON.parse(b.out) as { database: string }).database).toBe("postgres");
     expect(b.err).toContain(`\n  pg_dump --format=custom --file=${join(work, "gw.pgdump")} '${shown}'\n`);
-    expect(b.err).toContain("the password is not shown: pg_dump reads it from PGPASSWORD or ~/.pgpass");
+    expect(b.err).toContain("the password is left out: pg_dump reads it from PGPASSWORD or ~/.pgpass");
     expect(b.err).not.toContain("s3cret");
     expect(b.err).not.toContain("<the --db URL>");
 
