@@ -31,13 +31,13 @@ export type RegistrySetting =
 /** What the database records: the embedded storage by its id (and the first replica's path, for messages). */
 type Recorded = { kind: "external"; service: string } | { kind: "embedded"; id: string; dir: string };
 
-/** The gateway_meta key of the record (beside ca_fingerprint, gateway.ts). */
+/** The gateway_meta key of the record (beside ca_fingerprint, CA_FINGERPRINT_META in gateway/store/open.ts). */
 export const REGISTRY_SETTING = "registry_setting";
 
 /** What an operator runs to let the fleet's registry change: the next start records its own. */
 const FORGET = `DELETE FROM gateway_meta WHERE key = '${REGISTRY_SETTING}'`;
 
-/** A replica started with another registry setting than the one its database records: nothing was written. */
+/** A replica started with another registry setting than the one its database records (or a record it cannot read): the setting is not recorded, nothing served. */
 export class RegistrySettingMismatchError extends Error {
   override name = "RegistrySettingMismatchError";
 }
@@ -66,11 +66,19 @@ const shownExternal = (service: string) => `the external registry "${service}" (
 export async function checkRegistrySetting(store: SettingStore, setting: RegistrySetting, where: { dataDir: string; db: string }): Promise<boolean> {
   const text = await store.readMeta(REGISTRY_SETTING);
   if (text === undefined) return false;
-  const recorded = JSON.parse(text) as Recorded;
+  let recorded: Recorded;
+  try {
+    recorded = JSON.parse(text) as Recorded;
+    if (recorded?.kind !== "external" && recorded?.kind !== "embedded") throw new Error("no kind");
+  } catch {
+    throw new RegistrySettingMismatchError(
+      `Cannot serve ${where.dataDir} with the database ${where.db}: its record of the fleet's registry (gateway_meta ${REGISTRY_SETTING}) cannot be read; stop every replica, run ${FORGET} in that database, and start them all with the registry setting the fleet uses`,
+    );
+  }
   const refuse = (theirs: string, ours: string, fix: string) =>
     new RegistrySettingMismatchError(
       `Cannot serve ${where.dataDir} with the database ${where.db}: the replicas on it serve ${theirs}, and this one ${ours}. ${fix}; ` +
-        `to change the registry of the whole fleet on purpose, stop every replica, run ${FORGET} in that database, and start them all with the new setting (nothing was written)`,
+        `to change the registry of the whole fleet on purpose, stop every replica, run ${FORGET} in that database, and start them all with the new setting (this replica recorded no registry setting and served nothing)`,
     );
   if (recorded.kind === "external") {
     if (setting.kind === "external" && setting.service === recorded.service) return true;

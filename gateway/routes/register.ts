@@ -23,7 +23,8 @@
  * what lets a request register at all, and a use-limited token keeps its count simple. Two
  * registrations of one uuid at once (a device retrying, two holders of one certificate) write
  * only over what each checked (NewDevice.replaces): one gets 201, the other 409, rather than both
- * 201 with one certificate already superseded by the other.
+ * 201 with one certificate already superseded by the other. The loser has spent a use of its
+ * registration token, as any refused re-registration past the token check does.
  *
  * @module
  */

@@ -34,8 +34,8 @@ export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factor
   tagsFromDevice?: boolean;
   /**
    * What the caller saw before it decided to write: null, that the uuid was not registered; a
-   * serial, that the device's certificate was that one. When the row is otherwise by the write,
-   * putDevice writes nothing and throws DeviceRegisteredMeanwhileError. Undefined: written as is.
+   * serial, that the device's certificate was that one. When the row is no longer so at the
+   * write, putDevice writes nothing and throws DeviceRegisteredMeanwhileError. Undefined: written as is.
    */
   replaces?: string | null;
 };
