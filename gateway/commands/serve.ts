@@ -10,7 +10,7 @@ import { InvalidFactoryNameError } from "../data-dir.ts";
 import { DataDirMismatchError, InvalidListenError, startGatewayServer } from "../gateway.ts";
 import { dbKind, dbKindProblem, StoreOpenError } from "../store/open.ts";
 import { TOKEN } from "../transport/http1.ts";
-import { DEFAULT_LIMITS } from "../transport/index.ts";
+import { DEFAULT_CLIENT_CERT_HEADER, DEFAULT_LIMITS } from "../transport/index.ts";
 import { checkProxyListen, InvalidProxyListenError, parseProxyListen } from "../transport/plain.ts";
 import { InvalidCidrError, TrustedProxies } from "../trusted-proxies.ts";
 import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
@@ -97,7 +97,7 @@ export default defineCommand({
     "tls-key": { type: "string", description: "Key of --tls-cert", placeholder: "FILE" },
     "trust-proxy": { type: "string", description: "Proxy addresses whose forwarded client certificate is trusted (proxies that terminate TLS only: never one in TCP mode)", placeholder: "CIDRS", allowEmpty: true },
     "proxy-listen": { type: "string", description: "Also serve plain HTTP to the trusted proxies here (needs --trust-proxy unless unix:)", placeholder: "HOST:PORT|unix:PATH" },
-    "client-cert-header": { type: "string", description: "Header carrying the forwarded client certificate", default: "x-client-cert", placeholder: "NAME" },
+    "client-cert-header": { type: "string", description: "Header carrying the forwarded client certificate", default: DEFAULT_CLIENT_CERT_HEADER, placeholder: "NAME" },
     "head-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request head (at least 1)", default: String(DEFAULT_LIMITS.headTimeoutMs / 1000), placeholder: "SECONDS" },
     "body-timeout": { type: "string", description: "Seconds an unauthenticated client has to send a request body (at least 1)", default: String(DEFAULT_LIMITS.bodyTimeoutMs / 1000), placeholder: "SECONDS" },
     "idle-timeout": { type: "string", description: "Seconds an authenticated client may be idle or stall (at least 1)", default: String(DEFAULT_LIMITS.idleTimeoutMs / 1000), placeholder: "SECONDS" },
@@ -173,7 +173,7 @@ export default defineCommand({
       const header = flags["client-cert-header"].toLowerCase();
       out.info(
         `gateway: taking device certificates that ${flags["trust-proxy"] ? `proxies at ${flags["trust-proxy"]}` : "the proxy on the unix socket"} forward in ${header}` +
-          (header === "x-client-cert" ? " (the proxy configs in deploy/ send x-ssl-client-cert: for them, give --client-cert-header x-ssl-client-cert)" : ""),
+          (header === DEFAULT_CLIENT_CERT_HEADER ? " (the proxy configs in deploy/ send x-ssl-client-cert: for them, give --client-cert-header x-ssl-client-cert)" : ""),
       );
     }
     // Behind a proxy the public URL is the proxy's: without it the replica names itself in its

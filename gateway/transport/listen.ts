@@ -34,7 +34,7 @@ import { deviceIdentity } from "../pki/keys.ts";
 import type { Connection } from "./connection.ts";
 import { ConnectionCaps, connectionBudget } from "./connection-caps.ts";
 import { ConnectionSet } from "./connection-set.ts";
-import { DEFAULT_LIMITS, listenError, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
+import { DEFAULT_CLIENT_CERT_HEADER, DEFAULT_LIMITS, listenError, type Listening, type TransportLimits, type TransportOptions } from "./options.ts";
 import { urlHost } from "./url.ts";
 
 export function listen(opts: TransportOptions): Promise<Listening> {
@@ -80,7 +80,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             c.peer = peerOf(sock);
             if (c.peer && trusted?.has(c.remoteAddr) && !passesTls.has(c.remoteAddr)) {
               passesTls.add(c.remoteAddr);
-              opts.forwardedCerts?.passesTlsThrough(c.remoteAddr, opts.clientCertHeader ?? "x-client-cert");
+              opts.forwardedCerts?.passesTlsThrough(c.remoteAddr, opts.clientCertHeader ?? DEFAULT_CLIENT_CERT_HEADER);
             }
             caps.handshaken(c, c.peer !== null);
             if (c.peer) {

@@ -81,6 +81,9 @@ export interface Admission {
   refuse?: boolean;
 }
 
+/** The header a trusted proxy forwards the client certificate in, unless --client-cert-header names another. */
+export const DEFAULT_CLIENT_CERT_HEADER = "x-client-cert";
+
 export interface TransportOptions {
   host: string;
   port: number;
@@ -102,7 +105,7 @@ export interface TransportOptions {
   fetchHead?(request: HeadRequest, env: Bindings): HeadAnswer | Response | Promise<HeadAnswer | Response> | undefined;
   /** Proxy mode: addresses whose forwarded certificate header is honoured. */
   trustedProxies?: Pick<TrustedProxies, "has">;
-  /** Default `x-client-cert`. */
+  /** Default {@link DEFAULT_CLIENT_CERT_HEADER}. */
   clientCertHeader?: string;
   forwardedCerts?: ForwardedCertVerifier;
   limits?: Partial<TransportLimits>;

@@ -10,7 +10,7 @@
 import type { Bindings } from "../env.ts";
 import type { Connection } from "./connection.ts";
 import { BadRequestError, MAX_HEAD_BYTES, parseHead, type RequestHead, TOKEN } from "./http1.ts";
-import type { Admission, HeadAnswer, HeadRequest, RequestInfo, TransportLimits, TransportOptions } from "./options.ts";
+import { DEFAULT_CLIENT_CERT_HEADER, type Admission, type HeadAnswer, type HeadRequest, type RequestInfo, type TransportLimits, type TransportOptions } from "./options.ts";
 import { hasBody, startBody, streamsBody } from "./request-body.ts";
 import { writeHeadAnswer, writeResponse } from "./response-writer.ts";
 
@@ -64,7 +64,7 @@ export class RequestLoop {
     this.#origin = `${opts.scheme ?? "https"}://`;
     this.#limits = limits;
     this.#hooks = hooks;
-    this.#certHeader = (opts.clientCertHeader ?? "x-client-cert").toLowerCase();
+    this.#certHeader = (opts.clientCertHeader ?? DEFAULT_CLIENT_CERT_HEADER).toLowerCase();
   }
 
   /** Arms the deadline for the next request head (on a new or a kept-alive connection), which may now be closed as idle. */
