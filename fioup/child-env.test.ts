@@ -11,8 +11,8 @@ describe("childEnv", () => {
     expect(env).toEqual({ BUN_CONFIG_X: "1", PATH: "/bin", HOME: "/root" });
   });
 
-  test("drops COMPOSE_PROFILES and COMPOSE_ENV_FILES: the app's .env chooses its profiles, not the device's environment", () => {
-    const env = childEnv({}, { COMPOSE_PROFILES: "debug", COMPOSE_ENV_FILES: "/etc/x.env", COMPOSE_HTTP_TIMEOUT: "120", PATH: "/bin" });
+  test("drops COMPOSE_PROFILES, COMPOSE_ENV_FILES and COMPOSE_DISABLE_ENV_FILE: the app's .env chooses its profiles, not the device's environment", () => {
+    const env = childEnv({}, { COMPOSE_PROFILES: "debug", COMPOSE_ENV_FILES: "/etc/x.env", COMPOSE_DISABLE_ENV_FILE: "1", COMPOSE_HTTP_TIMEOUT: "120", PATH: "/bin" });
     expect(env).toEqual({ COMPOSE_HTTP_TIMEOUT: "120", PATH: "/bin" });
   });
 

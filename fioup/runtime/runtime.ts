@@ -400,17 +400,20 @@ export class Runtime {
     const cached = this.factsCache.get(inst.name);
     if (key && cached?.key === key) return cached.facts;
     let facts: ComposeFacts;
+    // Kept only when known for the compose that runs the app: with a .env, v1 reads COMPOSE_PROFILES
+    // more literally (_compose-facts.ts), and without a compose found yet, which one is not known.
+    let known = true;
     try {
       this.composeParses++;
       const c = parseCompose(await readFile(path), `${inst.name}/${inst.composeFile}`);
       const dotEnv = await readFile(dotEnvPath, "utf8").catch(() => undefined);
-      // v1 reads COMPOSE_PROFILES more literally (_compose-facts.ts); no compose found: as v2, nothing starts anyway.
-      const v1 = dotEnv !== undefined && (await this.composeCli().then((cli) => cli.command[0] === "docker-compose", () => false));
-      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), v1));
+      const cli = dotEnv === undefined ? undefined : await this.composeCli().catch(() => undefined);
+      known = dotEnv === undefined || cli !== undefined;
+      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), cli?.major === 1));
     } catch {
       facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set() };
     }
-    if (key) this.factsCache.set(inst.name, { key, facts });
+    if (key && known) this.factsCache.set(inst.name, { key, facts });
     return facts;
   }
 

@@ -213,7 +213,16 @@ function makeOutput(json: boolean): Output {
  * ```
  */
 export async function exitWhenWritten(code: number): Promise<never> {
-  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => s.end(() => resolve()))));
+  // A reader gone (`| head -1`: EPIPE) is no reason to wait or to fail: the command's code stands.
+  await Promise.all(
+    [process.stdout, process.stderr].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          s.once("error", () => resolve());
+          s.end(() => resolve());
+        }),
+    ),
+  );
   process.exit(code);
 }
 
