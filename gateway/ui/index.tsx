@@ -15,7 +15,7 @@
 import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
-  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
+  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, GroupRow, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
 import { MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
@@ -27,8 +27,8 @@ import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
 import { bodyIsForm, formField, notAFormMessage, refusalOf, typedIn, type Refusal } from "./form.ts";
 import { labelsFromForm } from "./labels-form.ts";
-import { CSP, Page, Refused } from "./layout.tsx";
-import { DevicePage } from "./pages/device.tsx";
+import { CSP, liveRefresh, Page, Refused } from "./layout.tsx";
+import { DevicePage, type DeviceGroups } from "./pages/device.tsx";
 import { DevicesPage, lastPage, LIST_PARAMS, MAX_PAGE, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
 import { GroupPage, GroupsPage } from "./pages/groups.tsx";
 import { LoginPage } from "./pages/login.tsx";
@@ -260,25 +260,13 @@ export function dashboard(app: Hono<any>) {
   const devicePage = async (c: Context<UiEnv>, uuid: string, refused?: Refusal) => {
     const api = c.var.api;
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
-    const [d, updates, status, groups] = await Promise.all([
+    const [d, updates, status] = await Promise.all([
       api<DeviceDetail>("GET", path),
       api<UpdateList>("GET", `${path}/updates`),
       api<FleetDeviceList>("GET", `/admin/fleet/devices?uuid=${encodeURIComponent(uuid)}&limit=1`),
-      api<GroupList>("GET", "/admin/groups"),
     ]);
-    const canWrite = c.var.session.role === "admin";
-    const staticGroups = groups.body.groups.filter((g) => g.kind === "static").map((g) => g.name);
-    // The groups it is in now, static or dynamic (a revoked device is in none): one look a group, at this device alone.
-    const inGroups = d.body.revokedAt
-      ? []
-      : (
-          await Promise.all(
-            groups.body.groups.map(async (g) => {
-              const q = `uuid=${encodeURIComponent(uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
-              return (await api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total ? [g] : [];
-            }),
-          )
-        ).flat();
+    // Outside the live region: looked up when the page loads, not at each refresh (a look a group).
+    const groups = liveRefresh(c) ? undefined : await deviceGroups(c, d.body);
     const grouped = refused ? undefined : await addedToGroup.take(c);
     return render(
       c,
@@ -287,15 +275,28 @@ export function dashboard(app: Hono<any>) {
         d={d.body}
         updates={updates.body.updates}
         status={status.body.devices.find((x) => x.uuid === uuid)}
-        groups={staticGroups}
-        inGroups={inGroups}
+        groups={groups}
         notice={grouped?.sid === c.var.session.sid && grouped.uuid === uuid ? grouped.text : undefined}
         csrf={c.var.csrf}
-        canWrite={canWrite}
+        canWrite={c.var.session.role === "admin"}
         refused={refused}
       />,
       refused?.status,
     );
+  };
+
+  /**
+   * The static groups a device may be added to, and the groups, static or dynamic, it is in now
+   * (a revoked device is in none): one look a group, at this device alone.
+   */
+  const deviceGroups = async (c: Context<UiEnv>, d: DeviceDetail): Promise<DeviceGroups> => {
+    const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
+    const isIn = async (g: GroupRow) => {
+      const q = `uuid=${encodeURIComponent(d.uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
+      return (await c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total > 0;
+    };
+    const member = d.revokedAt ? [] : await Promise.all(body.groups.map(isIn));
+    return { addable: body.groups.filter((g) => g.kind === "static").map((g) => g.name), member: body.groups.filter((_, i) => member[i]) };
   };
 
   ui.get("/devices/:uuid", (c) => devicePage(c, c.req.param("uuid")));

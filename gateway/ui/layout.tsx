@@ -8,6 +8,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import type { Context } from "hono";
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
 import { AttentionBanner, type Attention } from "./attention.tsx";
@@ -40,7 +41,7 @@ ol.timeline{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)
 ol.timeline li::before{content:"";position:absolute;left:-1.33rem;top:.45rem;width:.6rem;height:.6rem;border-radius:50%;background:var(--line)}
 ol.timeline li.ok::before{background:var(--ok)}ol.timeline li.bad::before{background:var(--bad)}
 pre{white-space:pre-wrap;word-break:break-word;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.5rem;margin:.3rem 0;max-height:20rem;overflow:auto}
-dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
+dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}dl.kv.groups{margin-bottom:1rem}
 svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
 .skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:var(--bg);padding:.3rem .6rem;z-index:1}
 .s-running{color:var(--info)}.s-paused{color:var(--warn)}.s-halted{color:var(--bad)}.s-completed{color:var(--ok)}
@@ -52,6 +53,15 @@ ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
 .secret{font-family:ui-monospace,monospace;word-break:break-all}
 @media (max-width:640px){main{padding:.6rem}th.opt,td.opt{display:none}form.filters>*{flex:1 1 45%}}
 `;
+
+/** The header the client script's refresh sends: a page's answer to it needs only its live regions. */
+const LIVE_HEADER = "x-ui-live";
+
+/**
+ * Whether the request is the client script's refresh, which takes only the page's `[data-live]`
+ * regions from the answer: what stands outside them need not be looked up.
+ */
+export const liveRefresh = (c: Context) => c.req.header(LIVE_HEADER) === "1";
 
 /**
  * Client script: refreshes each `[data-live]` region from the same URL every few seconds while the
@@ -66,7 +76,7 @@ const SCRIPT = `
     const regions = [...document.querySelectorAll("[data-live]")].filter((r) => !r.contains(document.activeElement));
     if (!regions.length) return;
     try {
-      const res = await fetch(location.href, { headers: { "x-ui-live": "1" }, credentials: "same-origin", redirect: "manual" });
+      const res = await fetch(location.href, { headers: { "${LIVE_HEADER}": "1" }, credentials: "same-origin", redirect: "manual" });
       // A page's GET redirects only when the session has ended: the tab goes to the sign-in page,
       // which says why once (followed here, that reason would be used up unseen).
       if (res.type === "opaqueredirect") { clearInterval(timer); location.assign("/ui/login"); return; }

@@ -4,7 +4,8 @@
  * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404; a
  * rollout's page does not read "State State" (a heading and the row below it); revoking a token
  * asks about that token by its name, as revoking a device does; one device is "1 device"; adding a
- * device to a group says what it did, once, and a device's page names the groups it is in.
+ * device to a group says what it did, once, and a device's page names the groups it is in (looked
+ * up when it loads, not at each refresh).
  */
 import { describe, expect, test } from "bun:test";
 import { registerDevice } from "../gateway/_register.ts";
@@ -81,6 +82,13 @@ describe("the dashboard", () => {
     expect(await page()).toMatchObject({ groups: "kiosks (dynamic), pilot", said: "" });
     expect((await add()).status).toBe(303);
     expect((await page()).said).toBe("Already in group pilot: nothing changed.");
+    // The groups stand outside the region the page refreshes every 5 s, which looks them up no more.
+    const full = (await b.request(`/ui/devices/${d.uuid}`)).html;
+    expect(full.indexOf("<dd data-groups")).toBeGreaterThan(-1);
+    expect(full.indexOf("<dd data-groups")).toBeLessThan(full.indexOf('<div id="device" data-live'));
+    const live = (await b.request(`/ui/devices/${d.uuid}`, { headers: { "x-ui-live": "1" } })).html;
+    expect(live).toContain('<div id="device" data-live');
+    expect(live).not.toContain("data-groups");
   }, 60_000);
 
   test("asks before revoking a token naming it, and what revoking it stops", async () => {
