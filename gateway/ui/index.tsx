@@ -17,7 +17,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
   DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, GroupRow, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
-import { MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
+import { labelCountProblem, MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
 import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
 import { limit } from "../validate.ts";
@@ -323,15 +323,12 @@ export function dashboard(app: Hono<any>) {
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const { body } = await c.var.api<DeviceDetail>("GET", path);
     // One key=value a line, replacing the labels (./labels-form.ts).
-    const change = labelsFromForm(formField(form, "labels"), body.labels ?? {});
-    // More lines than one request may set: said as the API says a device would go over the limit
-    // otherwise (TooManyLabelsError), not as the request schema's limit.
-    const lines = Object.keys(change.set).length;
-    if (lines > MAX_DEVICE_LABELS) {
-      const had = Object.keys(body.labels ?? {});
-      const kept = had.filter((k) => !change.remove.includes(k) && !Object.hasOwn(change.set, k)).length;
-      throw new TooManyLabelsError(uuid, lines + kept, had.length, MAX_DEVICE_LABELS);
-    }
+    const current = body.labels ?? {};
+    const change = labelsFromForm(formField(form, "labels"), current);
+    // The store's rule, checked first, so that more lines than one request may set are refused in
+    // its words (TooManyLabelsError), not in the request schema's.
+    const over = labelCountProblem(current, change.set, change.remove, MAX_DEVICE_LABELS);
+    if (over) throw new TooManyLabelsError(uuid, over.would, over.had, MAX_DEVICE_LABELS);
     await c.var.api("PUT", `${path}/labels`, change);
   });
 

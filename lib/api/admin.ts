@@ -317,6 +317,27 @@ export const Labels = Type.Record(LabelKey, LabelValue);
  */
 export const MAX_DEVICE_LABELS = 64;
 
+/**
+ * How a change to a device's labels (`set`, then `remove`) breaks the limit of `max` a device
+ * ({@link MAX_DEVICE_LABELS}), or undefined when it keeps it: the device may end with more than
+ * `max` only if it had at least as many, so one labelled past the limit (by an older gateway) can
+ * still lose labels. The one rule: the store applies it in the write's transaction, the dashboard's
+ * labels form before its request; `TooManyLabelsError` (gateway/store/types.ts) says it.
+ *
+ * @example
+ * ```ts
+ * labelCountProblem({ a: "1" }, { b: "2", c: "3" }, [], 2); // { would: 3, had: 1 }
+ * labelCountProblem({ a: "1", b: "2", c: "3" }, { d: "4" }, ["a", "b"], 1); // undefined: 2, fewer than 3
+ * ```
+ */
+export function labelCountProblem(current: Record<string, string>, set: Record<string, string>, remove: string[], max: number): { would: number; had: number } | undefined {
+  const keys = new Set([...Object.keys(current), ...Object.keys(set)]);
+  for (const k of remove) keys.delete(k);
+  const would = keys.size;
+  const had = Object.keys(current).length;
+  return would > max && would > had ? { would, had } : undefined;
+}
+
 /** PUT /admin/devices/:uuid/labels: labels to set (or replace) and keys to remove (answers the device row). */
 export const DeviceLabelsRequest = Type.Object({
   set: Type.Optional(Type.Record(LabelKey, LabelValue, { maxProperties: MAX_DEVICE_LABELS })),
