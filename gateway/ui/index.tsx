@@ -76,6 +76,13 @@ const sameOrigin = (c: Context) => {
   }
 };
 
+/** The address a GET was asked at (path and query), which a refresh may ask again; none for another method. */
+const ownAddress = (c: Context) => {
+  if (c.req.method !== "GET") return undefined;
+  const { pathname, search } = new URL(c.req.url);
+  return pathname + search;
+};
+
 /** The dashboard; `app` is the gateway app whose /admin API the pages call. */
 export function dashboard(app: Hono<any>) {
   const ui = new Hono<UiEnv>();
@@ -99,12 +106,16 @@ export function dashboard(app: Hono<any>) {
     await next();
   });
 
-  /** A page in the frame; signed in, with what needs a person (./attention.tsx), unless the caller has it already. */
-  const render = async (c: Context<UiEnv>, title: string, body: unknown, status = 200, attention?: Attention[]) => {
+  /**
+   * A page in the frame; signed in, with what needs a person (./attention.tsx), unless the caller has
+   * it already. `href`: the page's own address, which its refresh fetches; a GET's is where it was
+   * asked, a page answering a form's POST (its input refused) must name it.
+   */
+  const render = async (c: Context<UiEnv>, title: string, body: unknown, { status = 200, attention, href = ownAddress(c) }: { status?: number; attention?: Attention[]; href?: string } = {}) => {
     const user = c.var.session ? { role: c.var.session.role, csrf: c.var.csrf } : undefined;
     const items = user ? (attention ?? (await needsAttention(c.var.gw))) : [];
     return c.html(
-      <Page title={title} path={c.req.path} user={user} attention={items}>
+      <Page title={title} path={c.req.path} user={user} attention={items} href={href}>
         {body as any}
       </Page>,
       status as 200,
@@ -122,7 +133,7 @@ export function dashboard(app: Hono<any>) {
     });
     const down = summary instanceof StoreUnavailableError;
     const attention = await needsAttention(c.var.gw, down ? summary : undefined);
-    return render(c, "Overview", <Overview s={down ? undefined : summary.body} attention={attention} />, 200, attention);
+    return render(c, "Overview", <Overview s={down ? undefined : summary.body} attention={attention} />, { attention });
   };
 
   // Forms are small; nobody, signed in or not, makes the gateway read more.
@@ -148,7 +159,7 @@ export function dashboard(app: Hono<any>) {
             ? registrationTokenRefused(["admin", "viewer"])
             : check.refused
           : "";
-      return render(c, "Sign in", <LoginPage error={`That token cannot sign in: ${why}; it needs an unrevoked, unexpired admin or viewer token.`} />, 401);
+      return render(c, "Sign in", <LoginPage error={`That token cannot sign in: ${why}; it needs an unrevoked, unexpired admin or viewer token.`} />, { status: 401 });
     }
     const { value } = await sealSession(c.var.gw, token, caller.role);
     setCookie(c, SESSION_COOKIE, value, { path: "/", httpOnly: true, secure: true, sameSite: "Strict", maxAge: SESSION_COOKIE_SECONDS });
@@ -192,7 +203,7 @@ export function dashboard(app: Hono<any>) {
         return c.redirect("/ui/login", 303);
       }
     }
-    return render(c, "Refused", <Refused message={err.message} />, err.status);
+    return render(c, "Refused", <Refused message={err.message} />, { status: err.status });
   });
 
   /**
@@ -252,7 +263,7 @@ export function dashboard(app: Hono<any>) {
         return render(c, "Devices", <DevicesPage p={p} page={page} list={body} revoked={revoked?.body.total} ms={ms} />);
       },
       // A filter the API refuses (`label=a`): the filters again, as given, saying why.
-      async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, refused.status),
+      async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, { status: refused.status }),
     );
   });
 
@@ -281,7 +292,7 @@ export function dashboard(app: Hono<any>) {
         canWrite={c.var.session.role === "admin"}
         refused={refused}
       />,
-      refused?.status,
+      { status: refused?.status, href: `/ui/devices/${encodeURIComponent(uuid)}` },
     );
   };
 
@@ -340,7 +351,7 @@ export function dashboard(app: Hono<any>) {
 
   const groupsPage = async (c: Context<UiEnv>, refused?: Refusal) => {
     const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
-    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, { status: refused?.status, href: "/ui/groups" });
   };
 
   ui.get("/groups", (c) => groupsPage(c));
@@ -360,7 +371,8 @@ export function dashboard(app: Hono<any>) {
 
   const groupPage = async (c: Context<UiEnv>, name: string, refused?: Refusal) => {
     const { body } = await c.var.api<GroupDetail>("GET", `/admin/groups/${encodeURIComponent(name)}?limit=200`);
-    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+    const href = `/ui/groups/${encodeURIComponent(name)}`;
+    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, { status: refused?.status, href });
   };
 
   ui.get("/groups/:name", (c) => groupPage(c, c.req.param("name")));
@@ -384,7 +396,8 @@ export function dashboard(app: Hono<any>) {
 
   const rolloutPage = async (c: Context<UiEnv>, id: string, refused?: Refusal) => {
     const { body } = await c.var.api<RolloutDetail>("GET", `/admin/rollouts/${encodeURIComponent(id)}`);
-    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+    const href = `/ui/rollouts/${encodeURIComponent(id)}`;
+    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, { status: refused?.status, href });
   };
 
   ui.get("/rollouts/:id", (c) => rolloutPage(c, c.req.param("id")));
@@ -415,7 +428,7 @@ export function dashboard(app: Hono<any>) {
       c,
       "Tokens",
       <TokensPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} created={created} publicUrl={c.var.gw.publicUrl} refused={refused} />,
-      refused?.status,
+      { status: refused?.status, href: "/ui/tokens" },
     );
   };
 
@@ -469,7 +482,7 @@ export function dashboard(app: Hono<any>) {
           <a href="/ui/">Go to the overview</a>
         </p>
       </>,
-      404,
+      { status: 404 },
     ),
   );
 

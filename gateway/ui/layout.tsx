@@ -64,19 +64,22 @@ const LIVE_HEADER = "x-ui-live";
 export const liveRefresh = (c: Context) => c.req.header(LIVE_HEADER) === "1";
 
 /**
- * Client script: refreshes each `[data-live]` region from the same URL every few seconds while the
- * tab is visible and no field in it has focus (one request per page per interval), and takes the
- * tab to the sign-in page when the session has ended; copy buttons; confirmation of dangerous actions.
+ * Client script: refreshes each `[data-live]` region every few seconds from the page's own address
+ * (its body's `data-href`), while the tab is visible and no field in it has focus (one request per
+ * page per interval), and takes the tab to the sign-in page when the session has ended; copy
+ * buttons; confirmation of dangerous actions. Not from location.href: a page answering a refused
+ * form stands at the form's POST address, which a GET finds no page at.
  */
 const SCRIPT = `
 (() => {
   const every = 5000;
+  const href = document.body.dataset.href;
   async function refresh() {
     if (document.visibilityState !== "visible") return;
     const regions = [...document.querySelectorAll("[data-live]")].filter((r) => !r.contains(document.activeElement));
     if (!regions.length) return;
     try {
-      const res = await fetch(location.href, { headers: { "${LIVE_HEADER}": "1" }, credentials: "same-origin", redirect: "manual" });
+      const res = await fetch(href, { headers: { "${LIVE_HEADER}": "1" }, credentials: "same-origin", redirect: "manual" });
       // A page's GET redirects only when the session has ended: the tab goes to the sign-in page,
       // which says why once (followed here, that reason would be used up unseen).
       if (res.type === "opaqueredirect") { clearInterval(timer); location.assign("/ui/login"); return; }
@@ -86,7 +89,7 @@ const SCRIPT = `
       document.body.dataset.refreshed = String(Date.now());
     } catch {}
   }
-  const timer = document.querySelector("[data-live]") ? setInterval(refresh, every) : undefined;
+  const timer = href && document.querySelector("[data-live]") ? setInterval(refresh, every) : undefined;
   document.addEventListener("click", (e) => {
     const b = e.target.closest("[data-copy]");
     if (b) { navigator.clipboard?.writeText(document.getElementById(b.dataset.copy).textContent); b.textContent = "Copied"; }
@@ -127,10 +130,12 @@ export interface PageProps {
   user?: { role: string; csrf: string };
   /** What needs a person (./attention.tsx): a banner on every page but the overview, which lists it. */
   attention?: Attention[];
+  /** The page's own address, a GET, which its live regions refresh from; none: they do not refresh. */
+  href?: string;
   children?: Child;
 }
 
-export function Page({ title, path, user, attention = [], children }: PageProps) {
+export function Page({ title, path, user, attention = [], href, children }: PageProps) {
   const current = (href: string) => (href === "/ui/" ? path === "/ui/" || path === "/ui" : path.startsWith(href));
   return (
     <html lang="en">
@@ -143,7 +148,7 @@ export function Page({ title, path, user, attention = [], children }: PageProps)
         <link rel="icon" href="data:," />
         <style>{raw(CSS)}</style>
       </head>
-      <body>
+      <body data-href={href}>
         <a class="skip" href="#main">
           Skip to content
         </a>
