@@ -3,7 +3,7 @@
  * HTML): an address the dashboard has no page for answers with a dashboard page saying so; a
  * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404; a
  * rollout's page does not read "State State" (a heading and the row below it); revoking a token
- * asks about that token by its name, as revoking a device does; one device is "1 device"; adding a
+ * asks about that token by its name, as revoking a device does, and its row names it alike; one device is "1 device"; adding a
  * device to a group says what it did, once, and a device's page names the groups it is in (looked
  * up when it loads, not at each refresh).
  */
@@ -11,6 +11,7 @@ import { describe, expect, test } from "bun:test";
 import { registerDevice } from "../gateway/_register.ts";
 import { gatewayForTests } from "./_gateway.ts";
 import { dashboardClient, unescapeHtml } from "./_http.ts";
+import { TokensPage } from "../../gateway/ui/pages/tokens.tsx";
 
 const env = gatewayForTests();
 
@@ -103,4 +104,16 @@ describe("the dashboard", () => {
     expect(confirmOf(unnamed.id)).toBe(`Revoke registration token ${unnamed.id.slice(0, 8)}? No device can register with it any more.`);
     expect(confirmOf(desk.id)).toBe('Revoke viewer token "support desk"? Whatever uses it, a dashboard session too, is refused from now on.');
   }, 60_000);
+
+  test("names a token without a name, or with an empty one (the API takes none, an older gateway's store may hold one), by its id's start, in its row as in its question", async () => {
+    const token = (id: string, name: string | null) => ({
+      id, name, tags: [], hwid: null, createdAt: "2026-12-01T00:00:00Z", expiresAt: "2027-12-01T00:00:00Z", uses: 0, maxUses: 1, allowDeviceTags: false, revokedAt: null, expired: false,
+    });
+    const list = { tokens: [token("0123456789abcdef", ""), token("fedcba9876543210", null)], apiTokens: [] };
+    const html = String(await TokensPage({ list, csrf: "x", canWrite: true, publicUrl: "https://gw" }));
+    for (const id of ["0123456789abcdef", "fedcba9876543210"]) {
+      expect(html).toContain(`<tr data-token="${id}"><td><span class="muted">${id.slice(0, 8)}</span></td>`);
+      expect(html).toContain(`data-confirm="Revoke registration token ${id.slice(0, 8)}? `);
+    }
+  });
 });
