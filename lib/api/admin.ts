@@ -240,6 +240,11 @@ const DeviceStatusSchema = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)
  */
 export const DEVICE_PAGE_MAX = 1000;
 
+/** How many digits GET /admin/fleet/devices takes in its `offset`. */
+const FLEET_OFFSET_DIGITS = 9;
+/** The furthest `offset` GET /admin/fleet/devices takes (999,999,999): the dashboard's last page follows from it. */
+export const MAX_FLEET_OFFSET = 10 ** FLEET_OFFSET_DIGITS - 1;
+
 /** GET /admin/fleet/devices query: filters (all optional, combined with AND), sort and a page. */
 export const FLEET_SORTS = ["name", "uuid", "lastSeen", "createdAt", "hardwareId", "target", "status"] as const;
 export const FleetDeviceQuery = Type.Object({
@@ -270,7 +275,7 @@ export const FleetDeviceQuery = Type.Object({
   dir: Type.Optional(Type.Union([Type.Literal("asc"), Type.Literal("desc")])),
   /** At most {@link DEVICE_PAGE_MAX} (a larger one is taken as that); default 50. */
   limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$", expected: "a whole number (at most 4 digits)" })),
-  offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$", expected: "a whole number" })),
+  offset: Type.Optional(Type.String({ pattern: `^[0-9]{1,${FLEET_OFFSET_DIGITS}}$`, expected: "a whole number" })),
 });
 export type FleetDeviceQuery = Static<typeof FleetDeviceQuery>;
 
