@@ -65,6 +65,7 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
           </label>
           <label>
             Tags (comma-separated)
+            {/* Refused, the form again with the focus in its field most often at fault (the reason names the field when it is another). */}
             <input name="tags" value={typed?.tags} autofocus={!!typed} />
           </label>
           <label>
