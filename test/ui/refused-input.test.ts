@@ -59,6 +59,20 @@ describe("refused input", () => {
     await ctx.close();
   }, 90_000);
 
+  test("text typed into a refused labels field comes back as text: <, \" and </textarea> stay in the field", async () => {
+    const { ctx, page } = await signIn(env.browser, env.g.url, env.g.adminToken);
+    await goto(page, `${env.g.url}/ui/devices/${fleet.bad.uuid}`);
+    const labels = page.getByLabel(/^Labels/);
+    const typed = 'a=<b>"x" & y</textarea><p id="injected">in the page</p>\nnovalue';
+    await labels.fill(typed);
+    await submit(page, "Set labels");
+    expect(await alert(page)).toContain('"novalue" is not key=value (line 2; one label a line)');
+    expect(await labels.inputValue()).toBe(typed);
+    expect(await page.locator("#injected").count()).toBe(0);
+    expect(await page.getByRole("button", { name: "Set labels" }).count()).toBe(1);
+    await ctx.close();
+  }, 60_000);
+
   test("in the device list's filters: the filters again as given, the reason above them", async () => {
     const { ctx, page } = await signIn(env.browser, env.g.url, env.g.adminToken);
     const res = await goto(page, `${env.g.url}/ui/devices?label=a&hwid=amd64-linux`);
