@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { labelCountProblem } from "../../lib/api/admin.ts";
 import type { AppsStates } from "../../lib/api/index.ts";
 import type { Dialect } from "./_search.ts";
 import { jsonColumn, sortedKeys, storedJson } from "./_rows.ts";
@@ -258,18 +259,15 @@ export function toEvidence(members: EvidenceMemberRecord[], events: EvidenceEven
 }
 
 /**
- * Labels set (added or replaced), then removed. With `max`, a result of more than `max` labels
- * and more than `current` has throws TooManyLabelsError (the store calls this on the row it holds
- * locked, so the check and the write are one).
+ * Labels set (added or replaced), then removed. With `max`, a change that labelCountProblem
+ * refuses throws TooManyLabelsError (the store calls this on the row it holds locked, so the check
+ * and the write are one).
  */
 export function mergeLabels(current: Record<string, string>, set: Record<string, string>, remove: string[], cap?: { uuid: string; max: number }): Record<string, string> {
+  const over = cap && labelCountProblem(current, set, remove, cap.max);
+  if (over) throw new TooManyLabelsError(cap.uuid, over.would, over.had, cap.max);
   const merged: Record<string, string> = { ...current, ...set };
   for (const k of remove) delete merged[k];
-  if (cap) {
-    const would = Object.keys(merged).length;
-    const had = Object.keys(current).length;
-    if (would > cap.max && would > had) throw new TooManyLabelsError(cap.uuid, would, had, cap.max);
-  }
   return sortedKeys(merged);
 }
 

@@ -15,9 +15,9 @@
 import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
-  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
+  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, GroupRow, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
-import { MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
+import { labelCountProblem, MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
 import { checkToken, registrationTokenRefused } from "../admin/auth.ts";
 import { limit } from "../validate.ts";
@@ -27,8 +27,8 @@ import { adminApi, ApiCallError, type AdminApi } from "./api.ts";
 import { databaseDown, needsAttention, type Attention } from "./attention.tsx";
 import { bodyIsForm, formField, notAFormMessage, refusalOf, typedIn, type Refusal } from "./form.ts";
 import { labelsFromForm } from "./labels-form.ts";
-import { CSP, Page, Refused } from "./layout.tsx";
-import { DevicePage } from "./pages/device.tsx";
+import { CSP, liveRefresh, Page, Refused } from "./layout.tsx";
+import { DevicePage, type DeviceGroups } from "./pages/device.tsx";
 import { DevicesPage, lastPage, LIST_PARAMS, MAX_PAGE, PAGE_SIZE, type ListParams } from "./pages/devices.tsx";
 import { GroupPage, GroupsPage } from "./pages/groups.tsx";
 import { LoginPage } from "./pages/login.tsx";
@@ -76,6 +76,13 @@ const sameOrigin = (c: Context) => {
   }
 };
 
+/** The address a GET was asked at (path and query), which a refresh may ask again; none for another method. */
+const ownAddress = (c: Context) => {
+  if (c.req.method !== "GET") return undefined;
+  const { pathname, search } = new URL(c.req.url);
+  return pathname + search;
+};
+
 /** The dashboard; `app` is the gateway app whose /admin API the pages call. */
 export function dashboard(app: Hono<any>) {
   const ui = new Hono<UiEnv>();
@@ -99,12 +106,16 @@ export function dashboard(app: Hono<any>) {
     await next();
   });
 
-  /** A page in the frame; signed in, with what needs a person (./attention.tsx), unless the caller has it already. */
-  const render = async (c: Context<UiEnv>, title: string, body: unknown, status = 200, attention?: Attention[]) => {
+  /**
+   * A page in the frame; signed in, with what needs a person (./attention.tsx), unless the caller has
+   * it already. `href`: the page's own address, which its refresh fetches; a GET's is where it was
+   * asked, a page answering a form's POST (its input refused) must name it.
+   */
+  const render = async (c: Context<UiEnv>, title: string, body: unknown, { status = 200, attention, href = ownAddress(c) }: { status?: number; attention?: Attention[]; href?: string } = {}) => {
     const user = c.var.session ? { role: c.var.session.role, csrf: c.var.csrf } : undefined;
     const items = user ? (attention ?? (await needsAttention(c.var.gw))) : [];
     return c.html(
-      <Page title={title} path={c.req.path} user={user} attention={items}>
+      <Page title={title} path={c.req.path} user={user} attention={items} href={href}>
         {body as any}
       </Page>,
       status as 200,
@@ -122,7 +133,7 @@ export function dashboard(app: Hono<any>) {
     });
     const down = summary instanceof StoreUnavailableError;
     const attention = await needsAttention(c.var.gw, down ? summary : undefined);
-    return render(c, "Overview", <Overview s={down ? undefined : summary.body} attention={attention} />, 200, attention);
+    return render(c, "Overview", <Overview s={down ? undefined : summary.body} attention={attention} />, { attention });
   };
 
   // Forms are small; nobody, signed in or not, makes the gateway read more.
@@ -148,7 +159,7 @@ export function dashboard(app: Hono<any>) {
             ? registrationTokenRefused(["admin", "viewer"])
             : check.refused
           : "";
-      return render(c, "Sign in", <LoginPage error={`That token cannot sign in: ${why}; it needs an unrevoked, unexpired admin or viewer token.`} />, 401);
+      return render(c, "Sign in", <LoginPage error={`That token cannot sign in: ${why}; it needs an unrevoked, unexpired admin or viewer token.`} />, { status: 401 });
     }
     const { value } = await sealSession(c.var.gw, token, caller.role);
     setCookie(c, SESSION_COOKIE, value, { path: "/", httpOnly: true, secure: true, sameSite: "Strict", maxAge: SESSION_COOKIE_SECONDS });
@@ -192,7 +203,7 @@ export function dashboard(app: Hono<any>) {
         return c.redirect("/ui/login", 303);
       }
     }
-    return render(c, "Refused", <Refused message={err.message} />, err.status);
+    return render(c, "Refused", <Refused message={err.message} />, { status: err.status });
   });
 
   /**
@@ -252,7 +263,7 @@ export function dashboard(app: Hono<any>) {
         return render(c, "Devices", <DevicesPage p={p} page={page} list={body} revoked={revoked?.body.total} ms={ms} />);
       },
       // A filter the API refuses (`label=a`): the filters again, as given, saying why.
-      async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, refused.status),
+      async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, { status: refused.status }),
     );
   });
 
@@ -260,25 +271,13 @@ export function dashboard(app: Hono<any>) {
   const devicePage = async (c: Context<UiEnv>, uuid: string, refused?: Refusal) => {
     const api = c.var.api;
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
-    const [d, updates, status, groups] = await Promise.all([
+    const [d, updates, status] = await Promise.all([
       api<DeviceDetail>("GET", path),
       api<UpdateList>("GET", `${path}/updates`),
       api<FleetDeviceList>("GET", `/admin/fleet/devices?uuid=${encodeURIComponent(uuid)}&limit=1`),
-      api<GroupList>("GET", "/admin/groups"),
     ]);
-    const canWrite = c.var.session.role === "admin";
-    const staticGroups = groups.body.groups.filter((g) => g.kind === "static").map((g) => g.name);
-    // The groups it is in now, static or dynamic (a revoked device is in none): one look a group, at this device alone.
-    const inGroups = d.body.revokedAt
-      ? []
-      : (
-          await Promise.all(
-            groups.body.groups.map(async (g) => {
-              const q = `uuid=${encodeURIComponent(uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
-              return (await api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total ? [g] : [];
-            }),
-          )
-        ).flat();
+    // Outside the live region: looked up when the page loads, not at each refresh (a look a group).
+    const groups = liveRefresh(c) ? undefined : await deviceGroups(c, d.body);
     const grouped = refused ? undefined : await addedToGroup.take(c);
     return render(
       c,
@@ -287,15 +286,28 @@ export function dashboard(app: Hono<any>) {
         d={d.body}
         updates={updates.body.updates}
         status={status.body.devices.find((x) => x.uuid === uuid)}
-        groups={staticGroups}
-        inGroups={inGroups}
+        groups={groups}
         notice={grouped?.sid === c.var.session.sid && grouped.uuid === uuid ? grouped.text : undefined}
         csrf={c.var.csrf}
-        canWrite={canWrite}
+        canWrite={c.var.session.role === "admin"}
         refused={refused}
       />,
-      refused?.status,
+      { status: refused?.status, href: `/ui/devices/${encodeURIComponent(uuid)}` },
     );
+  };
+
+  /**
+   * The static groups a device may be added to, and the groups, static or dynamic, it is in now
+   * (a revoked device is in none): one look a group, at this device alone.
+   */
+  const deviceGroups = async (c: Context<UiEnv>, d: DeviceDetail): Promise<DeviceGroups> => {
+    const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
+    const isIn = async (g: GroupRow) => {
+      const q = `uuid=${encodeURIComponent(d.uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
+      return (await c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total > 0;
+    };
+    const member = d.revokedAt ? [] : await Promise.all(body.groups.map(isIn));
+    return { addable: body.groups.filter((g) => g.kind === "static").map((g) => g.name), member: body.groups.filter((_, i) => member[i]) };
   };
 
   ui.get("/devices/:uuid", (c) => devicePage(c, c.req.param("uuid")));
@@ -322,15 +334,12 @@ export function dashboard(app: Hono<any>) {
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
     const { body } = await c.var.api<DeviceDetail>("GET", path);
     // One key=value a line, replacing the labels (./labels-form.ts).
-    const change = labelsFromForm(formField(form, "labels"), body.labels ?? {});
-    // More lines than one request may set: said as the API says a device would go over the limit
-    // otherwise (TooManyLabelsError), not as the request schema's limit.
-    const lines = Object.keys(change.set).length;
-    if (lines > MAX_DEVICE_LABELS) {
-      const had = Object.keys(body.labels ?? {});
-      const kept = had.filter((k) => !change.remove.includes(k) && !Object.hasOwn(change.set, k)).length;
-      throw new TooManyLabelsError(uuid, lines + kept, had.length, MAX_DEVICE_LABELS);
-    }
+    const current = body.labels ?? {};
+    const change = labelsFromForm(formField(form, "labels"), current);
+    // The store's rule, checked first, so that more lines than one request may set are refused in
+    // its words (TooManyLabelsError), not in the request schema's.
+    const over = labelCountProblem(current, change.set, change.remove, MAX_DEVICE_LABELS);
+    if (over) throw new TooManyLabelsError(uuid, over.would, over.had, MAX_DEVICE_LABELS);
     await c.var.api("PUT", `${path}/labels`, change);
   });
 
@@ -342,7 +351,7 @@ export function dashboard(app: Hono<any>) {
 
   const groupsPage = async (c: Context<UiEnv>, refused?: Refusal) => {
     const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
-    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+    return render(c, "Groups", <GroupsPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, { status: refused?.status, href: "/ui/groups" });
   };
 
   ui.get("/groups", (c) => groupsPage(c));
@@ -362,7 +371,8 @@ export function dashboard(app: Hono<any>) {
 
   const groupPage = async (c: Context<UiEnv>, name: string, refused?: Refusal) => {
     const { body } = await c.var.api<GroupDetail>("GET", `/admin/groups/${encodeURIComponent(name)}?limit=200`);
-    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+    const href = `/ui/groups/${encodeURIComponent(name)}`;
+    return render(c, `Group ${body.name}`, <GroupPage g={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, { status: refused?.status, href });
   };
 
   ui.get("/groups/:name", (c) => groupPage(c, c.req.param("name")));
@@ -386,7 +396,8 @@ export function dashboard(app: Hono<any>) {
 
   const rolloutPage = async (c: Context<UiEnv>, id: string, refused?: Refusal) => {
     const { body } = await c.var.api<RolloutDetail>("GET", `/admin/rollouts/${encodeURIComponent(id)}`);
-    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, refused?.status);
+    const href = `/ui/rollouts/${encodeURIComponent(id)}`;
+    return render(c, `Rollout ${body.id}`, <RolloutPage r={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} refused={refused} />, { status: refused?.status, href });
   };
 
   ui.get("/rollouts/:id", (c) => rolloutPage(c, c.req.param("id")));
@@ -417,7 +428,7 @@ export function dashboard(app: Hono<any>) {
       c,
       "Tokens",
       <TokensPage list={body} csrf={c.var.csrf} canWrite={c.var.session.role === "admin"} created={created} publicUrl={c.var.gw.publicUrl} refused={refused} />,
-      refused?.status,
+      { status: refused?.status, href: "/ui/tokens" },
     );
   };
 
@@ -471,7 +482,7 @@ export function dashboard(app: Hono<any>) {
           <a href="/ui/">Go to the overview</a>
         </p>
       </>,
-      404,
+      { status: 404 },
     ),
   );
 

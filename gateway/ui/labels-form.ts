@@ -25,9 +25,11 @@ export function labelsFormText(labels: Record<string, string>): string {
 }
 
 /**
- * The change a submitted field makes to `current`: every line's label set, every label the field
- * could have shown and no longer names removed. Blank lines are skipped; spaces around a key are
- * dropped (a key has none), the value is kept as written.
+ * The change a submitted field makes to `current`: every line's label that `current` lacks or holds
+ * otherwise set, every label the field could have shown and no longer names removed. Blank lines
+ * are skipped; spaces around a key are dropped (a key has none), the value is kept as written.
+ * Lines as they stand are left out of `set`, so a device over the limit (labelled by an older
+ * gateway) can lose labels through the field, which then holds more lines than one request sets.
  *
  * @throws {InvalidFleetQueryError} If a line is not `key=value`, a key or value is invalid, or a key is given twice.
  */
@@ -42,5 +44,6 @@ export function labelsFromForm(text: string, current: Record<string, string>): {
     set[key] = value;
   }
   const remove = Object.keys(current).filter((k) => !Object.hasOwn(set, k) && fitsOnALine(current[k]!));
+  for (const k of Object.keys(set)) if (current[k] === set[k]) delete set[k];
   return { set, remove };
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import type { Context } from "hono";
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
 import { AttentionBanner, type Attention } from "./attention.tsx";
@@ -40,7 +41,7 @@ ol.timeline{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)
 ol.timeline li::before{content:"";position:absolute;left:-1.33rem;top:.45rem;width:.6rem;height:.6rem;border-radius:50%;background:var(--line)}
 ol.timeline li.ok::before{background:var(--ok)}ol.timeline li.bad::before{background:var(--bad)}
 pre{white-space:pre-wrap;word-break:break-word;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.5rem;margin:.3rem 0;max-height:20rem;overflow:auto}
-dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
+dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}dl.kv.groups{margin-bottom:1rem}
 svg{max-width:680px}svg text{fill:var(--fg);font-size:11px}svg .bar{fill:var(--accent)}svg .line{stroke:var(--accent);fill:none;stroke-width:2}svg .axis{stroke:var(--line)}
 .skip{position:absolute;left:-9999px}.skip:focus{left:1rem;top:.5rem;background:var(--bg);padding:.3rem .6rem;z-index:1}
 .s-running{color:var(--info)}.s-paused{color:var(--warn)}.s-halted{color:var(--bad)}.s-completed{color:var(--ok)}
@@ -53,20 +54,32 @@ ol.waves{list-style:none;padding:0;margin:0}ol.waves li{margin-bottom:.7rem}
 @media (max-width:640px){main{padding:.6rem}th.opt,td.opt{display:none}form.filters>*{flex:1 1 45%}}
 `;
 
+/** The header the client script's refresh sends: a page's answer to it needs only its live regions. */
+const LIVE_HEADER = "x-ui-live";
+
 /**
- * Client script: refreshes each `[data-live]` region from the same URL every few seconds while the
- * tab is visible and no field in it has focus (one request per page per interval), and takes the
- * tab to the sign-in page when the session has ended; copy buttons; confirmation of dangerous actions.
+ * Whether the request is the client script's refresh, which takes only the page's `[data-live]`
+ * regions from the answer: what stands outside them need not be looked up.
+ */
+export const liveRefresh = (c: Context) => c.req.header(LIVE_HEADER) === "1";
+
+/**
+ * Client script: refreshes each `[data-live]` region every few seconds from the page's own address
+ * (its body's `data-href`), while the tab is visible and no field in it has focus (one request per
+ * page per interval), and takes the tab to the sign-in page when the session has ended; copy
+ * buttons; confirmation of dangerous actions. Not from location.href: a page answering a refused
+ * form stands at the form's POST address, which a GET finds no page at.
  */
 const SCRIPT = `
 (() => {
   const every = 5000;
+  const href = document.body.dataset.href;
   async function refresh() {
     if (document.visibilityState !== "visible") return;
     const regions = [...document.querySelectorAll("[data-live]")].filter((r) => !r.contains(document.activeElement));
     if (!regions.length) return;
     try {
-      const res = await fetch(location.href, { headers: { "x-ui-live": "1" }, credentials: "same-origin", redirect: "manual" });
+      const res = await fetch(href, { headers: { "${LIVE_HEADER}": "1" }, credentials: "same-origin", redirect: "manual" });
       // A page's GET redirects only when the session has ended: the tab goes to the sign-in page,
       // which says why once (followed here, that reason would be used up unseen).
       if (res.type === "opaqueredirect") { clearInterval(timer); location.assign("/ui/login"); return; }
@@ -76,7 +89,7 @@ const SCRIPT = `
       document.body.dataset.refreshed = String(Date.now());
     } catch {}
   }
-  const timer = document.querySelector("[data-live]") ? setInterval(refresh, every) : undefined;
+  const timer = href && document.querySelector("[data-live]") ? setInterval(refresh, every) : undefined;
   document.addEventListener("click", (e) => {
     const b = e.target.closest("[data-copy]");
     if (b) { navigator.clipboard?.writeText(document.getElementById(b.dataset.copy).textContent); b.textContent = "Copied"; }
@@ -117,10 +130,12 @@ export interface PageProps {
   user?: { role: string; csrf: string };
   /** What needs a person (./attention.tsx): a banner on every page but the overview, which lists it. */
   attention?: Attention[];
+  /** The page's own address, a GET, which its live regions refresh from; none: they do not refresh. */
+  href?: string;
   children?: Child;
 }
 
-export function Page({ title, path, user, attention = [], children }: PageProps) {
+export function Page({ title, path, user, attention = [], href, children }: PageProps) {
   const current = (href: string) => (href === "/ui/" ? path === "/ui/" || path === "/ui" : path.startsWith(href));
   return (
     <html lang="en">
@@ -133,7 +148,7 @@ export function Page({ title, path, user, attention = [], children }: PageProps)
         <link rel="icon" href="data:," />
         <style>{raw(CSS)}</style>
       </head>
-      <body>
+      <body data-href={href}>
         <a class="skip" href="#main">
           Skip to content
         </a>

@@ -240,6 +240,11 @@ const DeviceStatusSchema = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)
  */
 export const DEVICE_PAGE_MAX = 1000;
 
+/** How many digits GET /admin/fleet/devices takes in its `offset`. */
+const FLEET_OFFSET_DIGITS = 9;
+/** The furthest `offset` GET /admin/fleet/devices takes (999,999,999): the dashboard's last page follows from it. */
+export const MAX_FLEET_OFFSET = 10 ** FLEET_OFFSET_DIGITS - 1;
+
 /** GET /admin/fleet/devices query: filters (all optional, combined with AND), sort and a page. */
 export const FLEET_SORTS = ["name", "uuid", "lastSeen", "createdAt", "hardwareId", "target", "status"] as const;
 export const FleetDeviceQuery = Type.Object({
@@ -270,7 +275,7 @@ export const FleetDeviceQuery = Type.Object({
   dir: Type.Optional(Type.Union([Type.Literal("asc"), Type.Literal("desc")])),
   /** At most {@link DEVICE_PAGE_MAX} (a larger one is taken as that); default 50. */
   limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$", expected: "a whole number (at most 4 digits)" })),
-  offset: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$", expected: "a whole number" })),
+  offset: Type.Optional(Type.String({ pattern: `^[0-9]{1,${FLEET_OFFSET_DIGITS}}$`, expected: "a whole number" })),
 });
 export type FleetDeviceQuery = Static<typeof FleetDeviceQuery>;
 
@@ -316,6 +321,27 @@ export const Labels = Type.Record(LabelKey, LabelValue);
  * labels form sends all of a device's labels in one request (`gateway devices label` checks it too).
  */
 export const MAX_DEVICE_LABELS = 64;
+
+/**
+ * How a change to a device's labels (`set`, then `remove`) breaks the limit of `max` a device
+ * ({@link MAX_DEVICE_LABELS}), or undefined when it keeps it: the device may end with more than
+ * `max` only if it had at least as many, so one labelled past the limit (by an older gateway) can
+ * still lose labels. The one rule: the store applies it in the write's transaction, the dashboard's
+ * labels form before its request; `TooManyLabelsError` (gateway/store/types.ts) says it.
+ *
+ * @example
+ * ```ts
+ * labelCountProblem({ a: "1" }, { b: "2", c: "3" }, [], 2); // { would: 3, had: 1 }
+ * labelCountProblem({ a: "1", b: "2", c: "3" }, { d: "4" }, ["a", "b"], 1); // undefined: 2, fewer than 3
+ * ```
+ */
+export function labelCountProblem(current: Record<string, string>, set: Record<string, string>, remove: string[], max: number): { would: number; had: number } | undefined {
+  const keys = new Set([...Object.keys(current), ...Object.keys(set)]);
+  for (const k of remove) keys.delete(k);
+  const would = keys.size;
+  const had = Object.keys(current).length;
+  return would > max && would > had ? { would, had } : undefined;
+}
 
 /** PUT /admin/devices/:uuid/labels: labels to set (or replace) and keys to remove (answers the device row). */
 export const DeviceLabelsRequest = Type.Object({

@@ -20,7 +20,8 @@ export function dashboardClient(g: GatewayHandle) {
   const signIn = (token: string) => request("/ui/login", { method: "POST", body: new URLSearchParams({ token }) });
   /** The page's CSRF token (its first `_csrf` field). */
   const csrfOf = (html: string) => /name="_csrf" value="([^"]+)"/.exec(html)![1]!;
-  return { request, signIn, csrfOf };
+  /** The cookies it holds, by name (a deleted one: ""), to be read or changed as a user could. */
+  return { request, signIn, csrfOf, jar };
 }
 
 /** Text of an HTML fragment as the page escaped it. */

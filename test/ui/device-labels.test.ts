@@ -3,12 +3,16 @@
  * the device page's labels field submitted as the page shows it (over HTTPS with the session
  * cookie, as a browser posts the form): the labels stay exactly as they were; the CLI and the
  * page print them unambiguously (`site="a,ring=canary"`). A field that would give a device more
- * labels than it may have is refused with the API's one message for that, however it goes over.
+ * labels than it may have is refused with the API's one message for that, however it goes over,
+ * and by the API's one rule: a device left over the limit may come down through the field.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { SQLITE_DB_FILE } from "../../gateway/data-dir.ts";
+import { openStore } from "../../gateway/store/open.ts";
 import { registerDevice } from "../gateway/_register.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway, testDbKind, type GatewayHandle } from "../harness/gateway.ts";
 import { dashboardClient, unescapeHtml } from "./_http.ts";
 import { gatewayRun } from "../harness/cli.ts";
 
@@ -91,5 +95,17 @@ describe("the device page's labels field", () => {
     // 66 lines beside it: counted the same way.
     expect(alertOf((await post(kept.uuid, lines(66))).html)).toContain(`would have 67 labels: at most 64 a device (it has 1; remove some first)`);
     expect(await labelsOf(kept.uuid)).toEqual({ note: "two\nlines" });
+
+    // A device over the limit, as an older gateway could leave it (66 labels): the field may take it
+    // down (65 lines), as the API may, but not further up (67), by the store's one rule.
+    const older = await registerDevice(g.url, g.adminToken, g.caPem);
+    // The harness keeps a PostgreSQL gateway's database URL in the data dir's .harness-db.
+    const store = await openStore(testDbKind() === "postgres" ? readFileSync(join(g.dataDir, ".harness-db"), "utf8").trim() : join(g.dataDir, SQLITE_DB_FILE));
+    await store.setDeviceLabels(older.uuid, Object.fromEntries(Array.from({ length: 66 }, (_, i) => [`k${i}`, "v"])), []);
+    await store.close();
+    expect(alertOf((await post(older.uuid, lines(67))).html)).toContain(`Device "${older.uuid}" would have 67 labels: at most 64 a device (it has 66; remove some first)`);
+    expect(Object.keys(await labelsOf(older.uuid))).toHaveLength(66);
+    expect((await post(older.uuid, lines(65))).status).toBe(303);
+    expect(Object.keys(await labelsOf(older.uuid))).toHaveLength(65);
   }, 60_000);
 });

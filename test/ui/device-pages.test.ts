@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { registerDevice } from "../gateway/_register.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { dashboardClient, unescapeHtml } from "./_http.ts";
+import { MAX_PAGE, PAGE_SIZE } from "../../gateway/ui/pages/devices.tsx";
 
 let g: GatewayHandle;
 
@@ -54,5 +55,9 @@ describe("the device list's pages", () => {
     for (const q of ["?page=3", "?page=7", "?page=999", `?page=${"9".repeat(30)}`]) expect({ q, ...(await at(q)) }).toEqual({ q, ...last });
     // The filters stay in the links.
     expect((await at("?hwid=amd64-linux&page=999")).links).toEqual(["« First /ui/devices?hwid=amd64-linux", "← Previous /ui/devices?hwid=amd64-linux&page=2"]);
+    // The furthest page asked of the API is its furthest offset's (MAX_FLEET_OFFSET): one more, it refuses.
+    const offset = (page: number) => g.adminFetch(`/admin/fleet/devices?limit=${PAGE_SIZE}&offset=${(page - 1) * PAGE_SIZE}`);
+    expect((await offset(MAX_PAGE)).status).toBe(200);
+    expect((await offset(MAX_PAGE + 1)).status).toBe(400);
   }, 60_000);
 });

@@ -3,13 +3,16 @@
  * HTML): an address the dashboard has no page for answers with a dashboard page saying so; a
  * page names its own (empty) icon, so a browser asks for no /favicon.ico, which is a 404; a
  * rollout's page does not read "State State" (a heading and the row below it); revoking a token
- * asks about that token by its name, as revoking a device does; one device is "1 device"; adding a
- * device to a group says what it did, once, and a device's page names the groups it is in.
+ * asks about that token by its name, as revoking a device does, and its row names it alike; one
+ * device is "1 device"; adding a device to a group says what it did, once (its sealed cookie
+ * opens under its own name only), and a device's page names the groups it is in (looked up when
+ * it loads, not at each refresh).
  */
 import { describe, expect, test } from "bun:test";
 import { registerDevice } from "../gateway/_register.ts";
 import { gatewayForTests } from "./_gateway.ts";
 import { dashboardClient, unescapeHtml } from "./_http.ts";
+import { TokensPage } from "../../gateway/ui/pages/tokens.tsx";
 
 const env = gatewayForTests();
 
@@ -81,6 +84,34 @@ describe("the dashboard", () => {
     expect(await page()).toMatchObject({ groups: "kiosks (dynamic), pilot", said: "" });
     expect((await add()).status).toBe(303);
     expect((await page()).said).toBe("Already in group pilot: nothing changed.");
+    // The groups stand outside the region the page refreshes every 5 s, which looks them up no more.
+    const full = (await b.request(`/ui/devices/${d.uuid}`)).html;
+    expect(full.indexOf("<dd data-groups")).toBeGreaterThan(-1);
+    expect(full.indexOf("<dd data-groups")).toBeLessThan(full.indexOf('<div id="device" data-live'));
+    const live = (await b.request(`/ui/devices/${d.uuid}`, { headers: { "x-ui-live": "1" } })).html;
+    expect(live).toContain('<div id="device" data-live');
+    expect(live).not.toContain("data-groups");
+  }, 60_000);
+
+  test("opens a notice's sealed cookie under its own name only, and deletes a notice cookie that does not open", async () => {
+    const d = await registerDevice(env.g.url, env.g.adminToken, env.g.caPem);
+    expect((await env.g.adminFetch("/admin/groups", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "line-2" }) })).status).toBe(201);
+    const b = await signedIn();
+    const csrf = b.csrfOf((await b.request(`/ui/devices/${d.uuid}`)).html);
+    expect((await b.request(`/ui/devices/${d.uuid}/group`, { method: "POST", body: new URLSearchParams({ _csrf: csrf, group: "line-2" }) })).status).toBe(303);
+    // The group notice's sealed value, moved into the token notice's cookie: no token shown, the cookie gone.
+    b.jar.set("ota_ui_created", b.jar.get("ota_ui_grouped")!);
+    const tokens = await b.request("/ui/tokens");
+    expect(tokens.status).toBe(200);
+    expect(tokens.html).not.toContain("New registration token");
+    expect(b.jar.get("ota_ui_created")).toBe("");
+    for (const cookie of ["garbage", b.jar.get("__Host-ota_ui")!]) {
+      b.jar.set("ota_ui_created", cookie);
+      expect((await b.request("/ui/tokens")).html).not.toContain("New registration token");
+      expect(b.jar.get("ota_ui_created")).toBe("");
+    }
+    // Under its own name it opens, once.
+    expect(unescapeHtml((await b.request(`/ui/devices/${d.uuid}`)).html)).toContain("Added to group line-2.");
   }, 60_000);
 
   test("asks before revoking a token naming it, and what revoking it stops", async () => {
@@ -95,4 +126,16 @@ describe("the dashboard", () => {
     expect(confirmOf(unnamed.id)).toBe(`Revoke registration token ${unnamed.id.slice(0, 8)}? No device can register with it any more.`);
     expect(confirmOf(desk.id)).toBe('Revoke viewer token "support desk"? Whatever uses it, a dashboard session too, is refused from now on.');
   }, 60_000);
+
+  test("names a token without a name, or with an empty one (the API takes none, an older gateway's store may hold one), by its id's start, in its row as in its question", async () => {
+    const token = (id: string, name: string | null) => ({
+      id, name, tags: [], hwid: null, createdAt: "2026-12-01T00:00:00Z", expiresAt: "2027-12-01T00:00:00Z", uses: 0, maxUses: 1, allowDeviceTags: false, revokedAt: null, expired: false,
+    });
+    const list = { tokens: [token("0123456789abcdef", ""), token("fedcba9876543210", null)], apiTokens: [] };
+    const html = String(await TokensPage({ list, csrf: "x", canWrite: true, publicUrl: "https://gw" }));
+    for (const id of ["0123456789abcdef", "fedcba9876543210"]) {
+      expect(html).toContain(`<tr data-token="${id}"><td><span class="muted">${id.slice(0, 8)}</span></td>`);
+      expect(html).toContain(`data-confirm="Revoke registration token ${id.slice(0, 8)}? `);
+    }
+  });
 });

@@ -3,6 +3,7 @@
  * it and what was typed still in it (labels `novalue`, a 5,000-character value, 65 lines; a bad
  * tag; a bad query for a new group; a bad token; a list filter `label=a`), and nothing changes.
  * It used to be a page of only "The gateway refused this: …" at the POST's URL, the typing lost.
+ * Such a page, at the POST's address, still refreshes itself from its own (a GET there is a 404).
  */
 import { beforeAll, describe, expect, test } from "bun:test";
 import type { Page } from "playwright-core";
@@ -58,6 +59,20 @@ describe("refused input", () => {
     await ctx.close();
   }, 90_000);
 
+  test("text typed into a refused labels field comes back as text: <, \" and </textarea> stay in the field", async () => {
+    const { ctx, page } = await signIn(env.browser, env.g.url, env.g.adminToken);
+    await goto(page, `${env.g.url}/ui/devices/${fleet.bad.uuid}`);
+    const labels = page.getByLabel(/^Labels/);
+    const typed = 'a=<b>"x" & y</textarea><p id="injected">in the page</p>\nnovalue';
+    await labels.fill(typed);
+    await submit(page, "Set labels");
+    expect(await alert(page)).toContain('"novalue" is not key=value (line 2; one label a line)');
+    expect(await labels.inputValue()).toBe(typed);
+    expect(await page.locator("#injected").count()).toBe(0);
+    expect(await page.getByRole("button", { name: "Set labels" }).count()).toBe(1);
+    await ctx.close();
+  }, 60_000);
+
   test("in the device list's filters: the filters again as given, the reason above them", async () => {
     const { ctx, page } = await signIn(env.browser, env.g.url, env.g.adminToken);
     const res = await goto(page, `${env.g.url}/ui/devices?label=a&hwid=amd64-linux`);
@@ -95,6 +110,36 @@ describe("refused input", () => {
     expect(await page.getByLabel("Tags (comma-separated)").inputValue()).toBe("main, not a tag!");
     expect(await page.getByLabel("Expires in").inputValue()).toBe("7d");
     expect(await admin<TokenList>("/admin/tokens")).toEqual(before);
+    await ctx.close();
+  }, 60_000);
+
+  test("a page answering a refused form, at the form's POST address, refreshes from its own: a change made elsewhere shows", async () => {
+    const call = async (method: string, path: string, body: unknown = {}) => {
+      const res = await env.g.adminFetch(path, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      expect(res.ok).toBe(true);
+      return (await res.json()) as { id: string };
+    };
+    const { ctx, page } = await signIn(env.browser, env.g.url, env.g.adminToken);
+    const uuid = fleet.spare.uuid;
+    await goto(page, `${env.g.url}/ui/devices/${uuid}`);
+    await page.getByLabel(/^Labels/).fill("oops");
+    await submit(page, "Set labels");
+    expect(page.url()).toBe(`${env.g.url}/ui/devices/${uuid}/labels`);
+    expect(await alert(page)).toContain('"oops" is not key=value');
+    await call("PUT", `/admin/devices/${uuid}/labels`, { set: { seen: "yes" } });
+    // The next refresh, within 5 s of the page's load, shows the label set elsewhere.
+    await page.locator("[data-labels]", { hasText: "seen=yes" }).waitFor({ timeout: 7_000 });
+
+    const r = await call("POST", "/admin/rollouts", { target: "3", tag: "main", waves: [50, 100], soak: "1h" });
+    await goto(page, `${env.g.url}/ui/rollouts/${r.id}`);
+    // Focused, the buttons' region is not refreshed: the button stays Pause after the CLI pauses it.
+    await page.getByRole("button", { name: "Pause" }).focus();
+    await call("POST", `/admin/rollouts/${r.id}/pause`);
+    await submit(page, "Pause");
+    expect(page.url()).toBe(`${env.g.url}/ui/rollouts/${r.id}/pause`);
+    expect(await alert(page)).toContain(`Cannot pause rollout "${r.id}": it is paused`);
+    await call("POST", `/admin/rollouts/${r.id}/resume`);
+    await page.locator("#rollout-actions button", { hasText: "Pause" }).waitFor({ timeout: 7_000 });
     await ctx.close();
   }, 60_000);
 });

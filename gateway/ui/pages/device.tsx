@@ -8,14 +8,20 @@ import { Ago, Badge, Csrf, Refused } from "../layout.tsx";
 import { failureReason } from "../../fleet/update-outcome.ts";
 import { Timeline } from "./timeline.tsx";
 
+/** A device's groups, as its page shows them when it loads. */
+export interface DeviceGroups {
+  /** The static groups it may be added to. */
+  addable: string[];
+  /** The groups it is in now. */
+  member: Pick<GroupRow, "name" | "kind">[];
+}
+
 export interface DeviceProps {
   d: DeviceDetail;
   status: FleetDevice | undefined;
   updates: Update[];
-  /** Static groups the device may be added to. */
-  groups: string[];
-  /** The groups it is in now. */
-  inGroups: Pick<GroupRow, "name" | "kind">[];
+  /** Its groups; absent from a live refresh, which takes only the live region they stand outside. */
+  groups?: DeviceGroups;
   /** What the form just done did ("Added to group pilot."), said once. */
   notice?: string;
   csrf: string;
@@ -27,14 +33,15 @@ export interface DeviceProps {
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
 
-export function DevicePage({ d, status, updates, groups, inGroups, notice, csrf, canWrite, refused }: DeviceProps) {
+export function DevicePage({ d, status, updates, groups, notice, csrf, canWrite, refused }: DeviceProps) {
   const apps = Object.entries(d.appsStates?.apps ?? {});
   const labels = d.labels ?? {};
   const multiLine = Object.keys(labels).filter((k) => !fitsOnALine(labels[k]!));
   /** The refusal of form `form`, above it; the field with the typed input gets the focus (the page scrolls to it). */
   const why = (form: string) => refused?.form === form && <Refused message={refused.message} />;
   const typed = (form: string, field: string) => (refused?.form === form ? refused.typed?.[field] : undefined);
-  const formShown = canWrite && !d.revokedAt && (refused?.form !== "group" || groups.length > 0);
+  const addable = groups?.addable ?? [];
+  const formShown = canWrite && !d.revokedAt && (refused?.form !== "group" || addable.length > 0);
   return (
     <>
       <p>
@@ -46,6 +53,23 @@ export function DevicePage({ d, status, updates, groups, inGroups, notice, csrf,
         <p class="msg" role="status">
           {notice}
         </p>
+      )}
+      {/* Outside the live region: the groups are looked up when the page loads, one look a group. */}
+      {groups && (
+        <dl class="kv groups">
+          <dt>Groups</dt>
+          <dd data-groups>
+            {groups.member.length
+              ? groups.member.map((g, i) => (
+                  <>
+                    {i > 0 && ", "}
+                    <a href={`/ui/groups/${encodeURIComponent(g.name)}`}>{g.name}</a>
+                    {g.kind === "dynamic" && " (dynamic)"}
+                  </>
+                ))
+              : "-"}
+          </dd>
+        </dl>
       )}
       <div id="device" data-live>
         <div class="grid">
@@ -64,18 +88,6 @@ export function DevicePage({ d, status, updates, groups, inGroups, notice, csrf,
               <dd>{d.tags.join(", ") || "-"}</dd>
               <dt>Labels</dt>
               <dd data-labels>{labelsText(labels) || "-"}</dd>
-              <dt>Groups</dt>
-              <dd data-groups>
-                {inGroups.length
-                  ? inGroups.map((g, i) => (
-                      <>
-                        {i > 0 && ", "}
-                        <a href={`/ui/groups/${encodeURIComponent(g.name)}`}>{g.name}</a>
-                        {g.kind === "dynamic" && " (dynamic)"}
-                      </>
-                    ))
-                  : "-"}
-              </dd>
               <dt>Current target</dt>
               <dd data-current-target>{d.currentTarget ?? "-"}</dd>
               <dt>Last seen</dt>
@@ -178,14 +190,14 @@ export function DevicePage({ d, status, updates, groups, inGroups, notice, csrf,
                 <button type="submit">Set labels</button>
               </p>
             </form>
-            {groups.length > 0 && (
+            {addable.length > 0 && (
               <form method="post" action={`/ui/devices/${d.uuid}/group`} class="card">
                 <Csrf token={csrf} />
                 {why("group")}
                 <label>
                   Static group
                   <select name="group" autofocus={refused?.form === "group"}>
-                    {groups.map((g) => (
+                    {addable.map((g) => (
                       <option value={g} selected={typed("group", "group") === g}>
                         {g}
                       </option>

@@ -1,6 +1,6 @@
 /* @jsxImportSource hono/jsx */
 /** The device list: filters in a GET form (bookmarkable), sortable columns, server-side pages. */
-import { DEVICE_STATUSES, type FleetDeviceList } from "../../../lib/api/admin.ts";
+import { DEVICE_STATUSES, MAX_FLEET_OFFSET, type FleetDeviceList } from "../../../lib/api/admin.ts";
 import type { Refusal } from "../form.ts";
 import { Ago, Badge, counted, Refused } from "../layout.tsx";
 
@@ -9,8 +9,8 @@ export const LIST_PARAMS = ["q", "tag", "label", "group", "hwid", "target", "sta
 export type ListParams = Partial<Record<(typeof LIST_PARAMS)[number] | "page", string>>;
 
 export const PAGE_SIZE = 50;
-/** The furthest page the admin API can be asked for (its offset has at most 9 digits). */
-export const MAX_PAGE = Math.floor(999_999_999 / PAGE_SIZE) + 1;
+/** The furthest page the admin API can be asked for: the one at its furthest offset. */
+export const MAX_PAGE = Math.floor(MAX_FLEET_OFFSET / PAGE_SIZE) + 1;
 /** The number of the last page of `total` devices (1 when there are none). */
 export const lastPage = (total: number) => Math.max(1, Math.ceil(total / PAGE_SIZE));
 

@@ -55,6 +55,7 @@ export function GroupsPage({ list, csrf, canWrite, refused }: { list: GroupList;
             </label>
             <label>
               Query (empty: a static group)
+              {/* Refused, the form again with the focus in its field most often at fault (the reason names the field when it is the name). */}
               <input name="query" placeholder="region=eu tag=prod hwid=rpi4" value={refused?.typed?.query} autofocus={!!refused} />
             </label>
             <button type="submit" class="primary">

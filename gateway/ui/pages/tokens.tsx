@@ -65,6 +65,7 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
           </label>
           <label>
             Tags (comma-separated)
+            {/* Refused, the form again with the focus in its field most often at fault (the reason names the field when it is another). */}
             <input name="tags" value={typed?.tags} autofocus={!!typed} />
           </label>
           <label>
@@ -106,7 +107,9 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
           <tbody>
             {[...list.tokens].reverse().map((t) => (
               <tr data-token={t.id}>
-                <td>{t.name ?? <span class="muted">{t.id.slice(0, 8)}</span>}</td>
+                <td>
+                  <TokenName t={t} />
+                </td>
                 <td>
                   <span class={`badge s-${tokenState(t) === "active" ? "up-to-date" : "offline"}`}>{tokenState(t)}</span>
                 </td>
@@ -145,7 +148,9 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
           <tbody>
             {list.apiTokens.map((t) => (
               <tr data-token={t.id}>
-                <td>{t.name ?? <span class="muted">{t.id.slice(0, 8)}</span>}</td>
+                <td>
+                  <TokenName t={t} />
+                </td>
                 <td>{t.role}</td>
                 <td>{tokenState(t)}</td>
                 <td class="opt">
@@ -168,8 +173,20 @@ export function TokensPage({ list, csrf, canWrite, created, publicUrl, refused }
   );
 }
 
-/** A token as the confirmation of its revocation names it: its name, else its id's start, as its row shows it. */
-const tokenName = (t: { id: string; name: string | null }) => (t.name ? `"${t.name}"` : t.id.slice(0, 8));
+/** How a token is named, in its row and in the confirmation of its revocation: its name, else (none, or an empty one) its id's start. */
+const naming = (t: { id: string; name: string | null }) => (t.name ? { name: t.name } : { id: t.id.slice(0, 8) });
+
+/** A token in its row: its name, else its id's start, muted. */
+const TokenName = ({ t }: { t: { id: string; name: string | null } }) => {
+  const n = naming(t);
+  return <>{"name" in n ? n.name : <span class="muted">{n.id}</span>}</>;
+};
+
+/** A token in the confirmation of its revocation: its name quoted, else its id's start. */
+const tokenName = (t: { id: string; name: string | null }) => {
+  const n = naming(t);
+  return "name" in n ? `"${n.name}"` : n.id;
+};
 
 /** The one revoke action of a token row (registration or API token alike); `confirm` names the token. */
 function RevokeButton({ id, csrf, confirm }: { id: string; csrf: string; confirm: string }) {
