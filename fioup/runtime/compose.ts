@@ -126,6 +126,9 @@ export function composeEnv(dockerHost: string): Record<string, string> {
   });
 }
 
+/** The compose version a command (findCompose's) runs: 2 for the `docker compose` plugin, 1 for `docker-compose`. */
+export const composeMajor = (command: string[]): 1 | 2 => (command.length > 1 ? 2 : 1);
+
 /** One compose binary bound to one engine. */
 export class Compose {
   private readonly live = new Map<number, string>();
@@ -153,9 +156,9 @@ export class Compose {
     }
   }
 
-  /** Version 1 (`docker-compose`) or 2 (`docker compose`). */
+  /** Version 1 (`docker-compose`) or 2 (`docker compose`): {@link composeMajor}. */
   get major(): 1 | 2 {
-    return this.command.length > 1 ? 2 : 1;
+    return composeMajor(this.command);
   }
 
   private async run(app: string, dir: string, composeFile: string, action: string, args: string[], opts: ComposeRunOptions = {}): Promise<string> {

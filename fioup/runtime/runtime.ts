@@ -27,7 +27,7 @@ import { extractBundle } from "../../lib/compose/extract.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
 import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
 import { composeFacts, enabledProfiles, startWaves, type ComposeFacts } from "./_compose-facts.ts";
-import { Compose, composeEnv, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
+import { Compose, composeEnv, composeMajor, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
 import { DockerEngine, EngineError } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
 import { layersToLoad, loadImageFromStore, UnpinnedImageError, type LayerLoad } from "./images.ts";
@@ -145,6 +145,7 @@ export const DANGLING_GRACE = "10m";
 export class Runtime {
   readonly engine: DockerEngine;
   private compose?: Promise<Compose>;
+  private found?: Promise<string[]>;
   private ledgerQueue: Promise<unknown> = Promise.resolve();
   /** Each installed app's compose facts, by app name (see {@link facts}). */
   private readonly factsCache = new Map<string, { key: string; facts: ComposeFacts }>();
@@ -155,9 +156,21 @@ export class Runtime {
     this.engine = new DockerEngine(config.dockerHost);
   }
 
+  /** Which compose command runs the apps, found once (a failed search is retried next time: compose may get installed). */
+  private composeCommand(): Promise<string[]> {
+    if (this.config.composeCommand) return Promise.resolve(this.config.composeCommand);
+    this.found ??= findCompose();
+    this.found.catch(() => (this.found = undefined));
+    return this.found;
+  }
+
+  /**
+   * The compose CLI, to run apps with: the first use also kills what a killed fioup left running,
+   * which only a run that starts or stops apps may do, not a read (facts, app states).
+   */
   private composeCli(): Promise<Compose> {
     this.compose ??= (async () => {
-      const cmd = this.config.composeCommand ?? (await findCompose());
+      const cmd = await this.composeCommand();
       const pidFile = join(this.config.composeAppsRoot, COMPOSE_PID_FILE);
       killLeftoverCompose(pidFile);
       await mkdir(this.config.composeAppsRoot, { recursive: true });
@@ -407,9 +420,9 @@ export class Runtime {
       this.composeParses++;
       const c = parseCompose(await readFile(path), `${inst.name}/${inst.composeFile}`);
       const dotEnv = await readFile(dotEnvPath, "utf8").catch(() => undefined);
-      const cli = dotEnv === undefined ? undefined : await this.composeCli().catch(() => undefined);
-      known = dotEnv === undefined || cli !== undefined;
-      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), cli?.major === 1));
+      const cmd = dotEnv === undefined ? undefined : await this.composeCommand().catch(() => undefined);
+      known = dotEnv === undefined || cmd !== undefined;
+      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), cmd !== undefined && composeMajor(cmd) === 1));
     } catch {
       facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set() };
     }
