@@ -8,6 +8,10 @@
  * - a download the link cut (the proxy down past fioup's 60 s patience) is retried within
  *   seconds of the link's return, not a polling interval later, and the gateway hears of the
  *   failure then.
+ *
+ * About two minutes of waiting (a link down past fioup's 60 s patience, a 25 s stall), so it runs
+ * in `npm run reliability`, not in `npm test` (named .long.ts, which `bun test` does not pick up by
+ * itself), keeping `npm test` inside its 20 minutes on 2 cores.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { until } from "../harness/tmp.ts";
