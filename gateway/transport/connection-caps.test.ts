@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { FakeSocket } from "./_fake-socket.ts";
 import { testLoop } from "./_test-loop.ts";
 import { Connection } from "./connection.ts";
-import { ConnectionBudget, ConnectionCaps, connectionBudget, fdReserve, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
+import { ConnectionBudget, ConnectionCaps, connectionBudget, fdReserve, HANDSHAKE_GRACE_MS, HELD_SHARE, openFileLimit } from "./connection-caps.ts";
 
 const conn = (addr: string) => new Connection(new FakeSocket(), addr);
 const sockOf = (c: Connection) => c.sock as FakeSocket;
@@ -55,20 +55,41 @@ describe("ConnectionCaps", () => {
     expect(sockOf(late).ended).toBe(true); // closed as an idle connection is: gracefully, not reset
     expect(sockOf(late).terminated).toBe(false);
     expect(sockOf(early).ended).toBe(false);
-    const second = conn("10.0.0.6"); // `first` is still in its handshake, unauthenticated: it goes before `early`
+    const second = conn("10.0.0.6"); // `first` is still in its handshake, within its grace: `early` (idle) goes first
     expect(caps.accept(second)).toBe(true);
-    expect(sockOf(first).terminated).toBe(true);
-    expect(sockOf(early).ended).toBe(false);
-    caps.handshaken(second, true);
-    const third = conn("10.0.0.7");
-    expect(caps.accept(third)).toBe(true);
+    expect(sockOf(first).terminated).toBe(false);
     expect(sockOf(early).ended).toBe(true);
+    caps.handshaken(first, true);
+    const third = conn("10.0.0.7"); // nothing idle, `second` in its grace: it goes all the same rather than refuse `third`
+    expect(caps.accept(third)).toBe(true);
+    expect(sockOf(second).terminated).toBe(true);
     caps.handshaken(third, true);
     expect(caps.accept(conn("10.0.0.8"))).toBe(false); // all busy or held now
-    expect([held, busy].some((c) => sockOf(c).ended || sockOf(c).terminated)).toBe(false);
+    expect([held, busy, first, third].some((c) => sockOf(c).ended || sockOf(c).terminated)).toBe(false);
     expect(caps.held).toBe(1);
     expect(caps.size).toBe(4);
     expect(caps.capped).toBe(4);
+  });
+
+  test("a handshake past its grace, or one ended without a certificate, goes before an idle connection", () => {
+    const caps = new ConnectionCaps(3, 128);
+    const idle = conn("10.0.0.1");
+    caps.accept(idle);
+    caps.handshaken(idle, true);
+    caps.idle(idle);
+    const [slow, anon] = [conn("10.0.0.2"), conn("10.0.0.3")];
+    caps.accept(slow);
+    caps.accept(anon);
+    caps.handshaken(anon, false); // no certificate: goes first, however young
+    expect(caps.unauthenticated).toBe(2);
+    expect(caps.accept(conn("10.0.0.4"))).toBe(true);
+    expect(sockOf(anon).terminated).toBe(true);
+    expect(sockOf(idle).ended).toBe(false);
+    slow.acceptedAt -= HANDSHAKE_GRACE_MS; // still handshaking after its grace: a client holding the connection
+    expect(caps.accept(conn("10.0.0.5"))).toBe(true);
+    expect(sockOf(slow).terminated).toBe(true);
+    expect(sockOf(idle).ended).toBe(false);
+    expect(caps.capped).toBe(2);
   });
 
   test("a connection is idle from its answer's last byte sent until the next request's first byte", async () => {

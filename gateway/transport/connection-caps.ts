@@ -6,6 +6,16 @@
  * that hold connections without credentials cannot lock out a device that
  * connects meanwhile.
  *
+ * A connection still in its TLS handshake is unauthenticated too, but for its first
+ * HANDSHAKE_GRACE_MS it is taken only after the idle ones (below): when several devices connect at
+ * the same moment at the cap, each new one would otherwise close the one accepted just before it,
+ * still handshaking, and of a burst only the last would live while idle connections stayed open. A
+ * handshake that outlasts the grace is a client holding a connection without credentials (or a
+ * link too slow to matter), and goes first again. So an attacker's half-open handshakes shield
+ * themselves only while younger than the grace: to make new arrivals close idle devices'
+ * connections instead, it must open maxConnections of them within it, and those devices lose only
+ * their kept-alive connection (they reconnect at their next request).
+ *
  * Past `maxConnections` with no unauthenticated connection left, the connection idle longest is
  * closed instead, authenticated or not. Idle: no request in flight (one is from the first byte of
  * its head to the last byte of its answer handed to the socket), so never a held request; that
@@ -34,6 +44,14 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+
+/**
+ * How long a connection in its TLS handshake is passed over for an idle one at the cap (module
+ * comment). A TLS 1.3 handshake with a client certificate takes about one round trip and the
+ * server's signature: milliseconds on a LAN, up to a second or two on a congested cellular or
+ * satellite link; 3 s covers those, and is short beside the head deadline that cuts a stalled one.
+ */
+export const HANDSHAKE_GRACE_MS = 3_000;
 
 /** The share of `maxConnections` that held requests may take. */
 export const HELD_SHARE = 0.9;
@@ -68,6 +86,8 @@ export interface CountedConnection {
   end(): void;
   /** In the caps' idle list (`idle`), and its neighbours there: kept by ConnectionCaps alone. */
   idle: boolean;
+  /** When the caps accepted it (performance.now(), ms): a handshake younger than HANDSHAKE_GRACE_MS gives way to idle connections. */
+  acceptedAt: number;
   idlePrev: CountedConnection | undefined;
   idleNext: CountedConnection | undefined;
 }
@@ -84,7 +104,9 @@ export function openFileLimit(): number | undefined {
 
 export class ConnectionCaps {
   readonly #all = new Set<CountedConnection>();
-  /** Unauthenticated connections, oldest first. */
+  /** Connections in their TLS handshake (accepted, not yet handshaken), oldest first. */
+  readonly #handshaking = new Set<CountedConnection>();
+  /** Connections whose handshake ended without a certificate (and not authenticated since), oldest first. */
   readonly #unauth = new Set<CountedConnection>();
   readonly #byAddress = new Map<string, Set<CountedConnection>>();
   /** Idle connections, longest idle first (linked through `idlePrev`/`idleNext`). */
@@ -121,21 +143,26 @@ export class ConnectionCaps {
     return this.#all.size;
   }
 
+  /** Connections not (yet) authenticated: in their handshake, or past it without a certificate. */
   get unauthenticated(): number {
-    return this.#unauth.size;
+    return this.#handshaking.size + this.#unauth.size;
   }
 
   /**
    * Counts a new connection at accept (unauthenticated until its handshake says otherwise);
-   * returns false if it must be refused. At the cap, an evicted unauthenticated connection is
-   * terminated; an idle one is ended.
+   * returns false if it must be refused. At the cap, in this order: the oldest connection whose
+   * handshake ended without a certificate, or else the oldest handshake past its grace, is
+   * terminated; the longest idle one is ended; the oldest handshake within its grace is terminated.
    */
   accept(c: CountedConnection): boolean {
     const budget = this.budget;
+    const now = performance.now();
     if (this.#all.size >= this.maxConnections + this.room || (budget !== undefined && budget.used >= budget.limit + this.room)) {
-      const victim = first(this.#unauth);
+      const handshaking = first(this.#handshaking);
+      const victim = first(this.#unauth) ?? (handshaking && now - handshaking.acceptedAt >= HANDSHAKE_GRACE_MS ? handshaking : undefined);
       if (victim) this.#evict(victim);
       else if (this.#idleFirst) this.#closeIdle(this.#idleFirst);
+      else if (handshaking) this.#evict(handshaking);
       else {
         this.capped++;
         return false;
@@ -143,7 +170,8 @@ export class ConnectionCaps {
     }
     this.#all.add(c);
     if (budget) budget.used++;
-    this.#unauth.add(c);
+    c.acceptedAt = now;
+    this.#handshaking.add(c);
     c.caps = this;
     return true;
   }
@@ -199,7 +227,9 @@ export class ConnectionCaps {
    */
   handshaken(c: CountedConnection, authenticated: boolean): void {
     if (authenticated) return this.authenticated(c);
-    if (!this.#unauth.has(c) || this.exempt(c.remoteAddr)) return;
+    if (!this.#handshaking.delete(c)) return;
+    this.#unauth.add(c);
+    if (this.exempt(c.remoteAddr)) return;
     let mine = this.#byAddress.get(c.remoteAddr);
     if (!mine) this.#byAddress.set(c.remoteAddr, (mine = new Set()));
     if (mine.size >= this.maxPerAddress) this.#evict(first(mine)!);
@@ -208,6 +238,7 @@ export class ConnectionCaps {
 
   /** The connection's client proved who it is: it no longer counts against the per-address cap, and is closed for a new connection only while idle. */
   authenticated(c: CountedConnection): void {
+    this.#handshaking.delete(c);
     this.#unauth.delete(c);
     this.#leaveAddress(c);
   }

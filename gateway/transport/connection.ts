@@ -68,6 +68,8 @@ export class Connection implements ClientConnection {
   held = false;
   /** In the caps' idle list, and its neighbours there (connection-caps.ts keeps them). */
   idle = false;
+  /** When the caps accepted it (connection-caps.ts: a young handshake gives way to idle connections). */
+  acceptedAt = 0;
   idlePrev: Connection | undefined;
   idleNext: Connection | undefined;
 

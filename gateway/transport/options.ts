@@ -22,7 +22,7 @@ export interface TransportLimits {
   bodyTimeoutMs: number;
   /** Authenticated clients: keep-alive idle time, the time to send a request head, and the longest pause while sending a body or reading an answer. */
   idleTimeoutMs: number;
-  /** Open connections in all; past it, the oldest unauthenticated connection is closed for a new one, else the longest idle one (or the new one is refused, if none is either). */
+  /** Open connections in all; past it, the oldest unauthenticated connection is closed for a new one (one still in its TLS handshake only after the idle ones, for its first few seconds), else the longest idle one (or the new one is refused, if none is either). */
   maxConnections: number;
   /** Unauthenticated connections from one address (trusted proxies exempt); past it, that address's oldest is closed. */
   maxConnectionsPerAddress: number;
