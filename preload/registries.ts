@@ -19,8 +19,12 @@ export class RegistryTlsError extends Error {
 }
 
 export interface RegistryAccessOptions {
-  /** The gateway (`--server`) and its API token and pinned CA, if given. */
-  gateway?: { host: string; token: string; ca: string };
+  /**
+   * The gateway (`--server`) and its API token and pinned CA, if given; `publicHost`: the host of
+   * its public URL (whoami), by which the targets name its registry when --server is another
+   * address (a replica's own, behind a load balancer): read through --server.
+   */
+  gateway?: { host: string; token: string; ca: string; publicHost?: string };
   /** Token for other registries (`--registry-token`, else `--token`). */
   token?: string;
   /** CA PEM trusted for other registries (`--ca`). */
@@ -32,8 +36,8 @@ export interface RegistryAccessOptions {
 /** Picks and caches one client per registry host. */
 export class RegistryAccess {
   private readonly pinnedCas = new Map<string, string>();
-  /** One client per host; {@link prepare} runs before the first one is made. */
-  readonly client = registryClients((host) => {
+  /** One client per host reached; {@link prepare} runs before the first one is made. */
+  readonly #clients = registryClients((host) => {
     const gw = this.o.gateway;
     if (gw && host === gw.host) return { auth: { token: gw.token }, tls: { ca: gw.ca } };
     const ca = this.pinnedCas.get(host) ?? this.o.ca;
@@ -42,11 +46,18 @@ export class RegistryAccess {
       ...(this.o.token ? { auth: { token: this.o.token } } : {}),
       ...(ca ? { tls: { ca } } : {}),
       // An external registry whose token realm is the gateway: the gateway token, over the CA its pin vouches for.
-      ...(gw ? { realm: { origin: `https://${gw.host}`, auth: { token: gw.token }, tls: { ca: gw.ca } } } : {}),
+      // An external registry names the gateway by its public URL as its token realm (gateway/README.md).
+      ...(gw ? { realm: { origin: `https://${gw.publicHost ?? gw.host}`, auth: { token: gw.token }, tls: { ca: gw.ca } } } : {}),
     };
   }, { userAgent: "preload" });
 
   constructor(private readonly o: RegistryAccessOptions) {}
+
+  /** The client for a registry host a target names: the gateway's public host is reached at --server. */
+  client(host: string): RegistryClient {
+    const gw = this.o.gateway;
+    return this.#clients(gw?.publicHost === host ? gw.host : host);
+  }
 
   /**
    * Before pulling from registries other than the gateway: with a pinned token
@@ -59,7 +70,7 @@ export class RegistryAccess {
     if (this.o.ca || !this.o.token || !isPinned(this.o.token)) return;
     const hosts = new Set(uris.map((u) => parseReference(u).registry));
     for (const host of hosts) {
-      if (host === this.o.gateway?.host || this.o.insecure.has(host) || this.pinnedCas.has(host)) continue;
+      if (host === this.o.gateway?.host || host === this.o.gateway?.publicHost || this.o.insecure.has(host) || this.pinnedCas.has(host)) continue;
       try {
         this.pinnedCas.set(host, await fetchPinnedCa(`https://${host}`, this.o.token));
       } catch (err) {

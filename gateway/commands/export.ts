@@ -1,5 +1,6 @@
 /** `gateway export`: write an offline bundle for devices without a network (docs/offline.md). */
 import { TargetVersion } from "../../lib/api/target.ts";
+import { publicUrlOf } from "../../lib/api/admin.ts";
 import { resolve } from "node:path";
 import { asUsage, defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts";
 import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
@@ -8,7 +9,6 @@ import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
 import { exportBundle } from "../export/export-bundle.ts";
 import { rolloutHoldWarning } from "../export/_rollout-hold.ts";
-import { publicUrlOf } from "../publish/public-url.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { progressLine } from "../../lib/cli/progress.ts";

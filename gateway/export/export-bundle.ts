@@ -192,7 +192,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const from = o.from !== undefined ? pick(o.from) : undefined;
 
     const serverHost = new URL(o.admin.server).host;
-    // The gateway's registry as the targets name it (by its public host: gateway/publish/public-url.ts), reached through --server.
+    // The gateway's registry as the targets name it (by its public host: publicUrlOf in lib/api/admin.ts), reached through --server.
     const publicUrl = new URL(o.publicUrl ?? o.admin.server);
     const gatewayHost = publicUrl.host;
     const clients = registryClients(

@@ -178,6 +178,23 @@ export const WhoAmI = Type.Object({
 });
 export type WhoAmI = Static<typeof WhoAmI>;
 
+/**
+ * The gateway's public URL a whoami answer says, if it says one that parses. Targets name the
+ * gateway's registry by this URL's host, which is not always the address a CI job, an operator or
+ * a factory's build host reaches the gateway at (one replica's own, behind a load balancer):
+ * publish pins under it, export and preload read what is pinned under it through the address they
+ * were given. Undefined for a gateway before whoami carried it (or for no answer).
+ *
+ * @example
+ * ```ts
+ * publicUrlOf(await admin.whoami().catch(() => undefined))?.host; // "gw.example:8443", or undefined for an older gateway
+ * ```
+ */
+export function publicUrlOf(who: object | undefined): URL | undefined {
+  const said = (who as { publicUrl?: unknown } | undefined)?.publicUrl;
+  return typeof said === "string" ? (URL.parse(said) ?? undefined) : undefined;
+}
+
 /** GET /admin/targets: the signed targets.json content. */
 export const TargetsList = Type.Object({
   targets: Type.Record(Type.String(), TargetEntry),

@@ -9,6 +9,8 @@ import { X509Certificate } from "node:crypto";
 import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
+import { publicUrlOf } from "../../lib/api/admin.ts";
+import { AdminClient } from "../../lib/api/admin-client.ts";
 import { defineCommand, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
 import { checkFlagPath, readFlagFile, readPemFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
@@ -121,8 +123,10 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
     (line) => out.info(line),
   );
 
+  // The host the targets name the gateway's registry by (its public URL) may not be --server's.
+  const publicHost = flags.server && token && ca ? publicUrlOf(await AdminClient.connect({ server: flags.server, token, ca }).then((a) => a.whoami()).catch(() => undefined))?.host : undefined;
   const access = new RegistryAccess({
-    ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca } } : {}),
+    ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
     token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
     ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
     insecure: new Set(flags["insecure-registry"]),
