@@ -8,6 +8,10 @@
  * Beside it, the activities that finished (their ids, the latest desired
  * state's timestamp): a desired state the broker keeps (retained) comes again
  * at every connect, and must not be applied again, nor an older one over a newer.
+ * And the desired states refused for good (their content is at fault), known by
+ * the digest of the message's bytes, which a retained copy repeats exactly: it is
+ * not refused again at each connect, while a corrected message, even under the
+ * same activityId, is a new one.
  *
  * @module
  */
@@ -87,6 +91,14 @@ export interface Finished {
   timestamp?: number;
   /** When the last one ended (ISO). */
   at: string;
+  /** The desired-state messages refused for their content, newest last, at most {@link FINISHED_KEPT}. */
+  refused?: Refused[];
+}
+
+/** A desired-state message refused for good: the activityId its refusal went under, and the sha256 of its bytes. */
+export interface Refused {
+  activityId: string;
+  digest: string;
 }
 
 /** Ids remembered: enough for a back end that re-publishes a few old ones, small enough to rewrite at every end. */
@@ -106,22 +118,46 @@ export class ActivityStore {
   finished(): Finished | undefined {
     try {
       const f = JSON.parse(readFileSync(this.finishedPath, "utf8")) as Finished;
-      return Array.isArray(f?.activityIds) ? f : undefined;
+      if (!Array.isArray(f?.activityIds)) return undefined;
+      if (!Array.isArray(f.refused)) delete f.refused; // written before refusals were recorded, or unreadable
+      return f;
     } catch {
       return undefined;
     }
   }
 
-  /**
-   * Records that `a` ended, atomically, before its end is published; a refused desired state ends
-   * too (its id alone: its timestamp, never applied, does not make later ones stale).
-   */
+  /** Whether the activity ended: applied, or refused for good (a command for it comes too late). */
+  ended(activityId: string): boolean {
+    const f = this.finished();
+    return !!f && (f.activityIds.includes(activityId) || !!f.refused?.some((r) => r.activityId === activityId));
+  }
+
+  /** The refusal of the message whose bytes have this digest, if it was refused for good. */
+  refusal(digest: string): Refused | undefined {
+    return this.finished()?.refused?.find((r) => r.digest === digest);
+  }
+
+  /** Records that `a` ended, atomically, before its end is published. */
   markFinished(a: Pick<Activity, "activityId" | "timestamp">): void {
     const f = this.finished();
     const ids = [...(f?.activityIds ?? []).filter((id) => id !== a.activityId), a.activityId].slice(-FINISHED_KEPT);
     const ts = Math.max(f?.timestamp ?? -Infinity, a.timestamp ?? -Infinity);
-    const next: Finished = { activityIds: ids, ...(Number.isFinite(ts) ? { timestamp: ts } : {}), at: new Date().toISOString() };
-    writeFileAtomicSync(this.finishedPath, JSON.stringify(next));
+    this.write({ ...f, activityIds: ids, ...(Number.isFinite(ts) ? { timestamp: ts } : {}) });
+  }
+
+  /**
+   * Records, before the refusal is published, that the message with this digest was refused for its
+   * content: its id and timestamp are not an applied activity's (a corrected message may reuse the
+   * id, and a refused timestamp does not make later states stale).
+   */
+  markRefused(r: Refused): void {
+    const f = this.finished();
+    const refused = [...(f?.refused ?? []).filter((x) => x.digest !== r.digest), r].slice(-FINISHED_KEPT);
+    this.write({ ...f, activityIds: f?.activityIds ?? [], refused });
+  }
+
+  private write(f: Omit<Finished, "at">): void {
+    writeFileAtomicSync(this.finishedPath, JSON.stringify({ ...f, at: new Date().toISOString() }));
   }
 
   /** The persisted activity, or undefined when none was in progress (an unreadable file counts as none). */

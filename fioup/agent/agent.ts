@@ -41,6 +41,7 @@ import { recoverActivity } from "./recover.ts";
 import { rollback } from "./rollback.ts";
 import type { AgentConfig } from "./config.ts";
 import { backoffDelay } from "../../lib/net/backoff.ts";
+import { sha256 } from "../../lib/oci/digest.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
 import { netWhy } from "../../lib/net/why.ts";
 import { ContainerEngine } from "./container-engine.ts";
@@ -399,19 +400,20 @@ export class Agent {
   }
 
   /**
-   * Refuses a desired state. `final`: its content is at fault (invalid, or its changes cannot be
-   * identified), so the same message is refused the same way at every try: it is recorded as ended,
-   * and a retained copy that comes again at every connect is ignored, not refused again (the back
-   * end was told once). A desired state refused for the moment (an activity in progress, a rollback
-   * to finish) may be published again.
+   * Refuses a message. `final`, the digest of a desired state's bytes: its content is at fault
+   * (invalid, unusable components or domains, older than the state applied), so the same message
+   * is refused the same way at every try: it is recorded, and a retained copy that comes again at
+   * every connect is ignored, not refused again (the back end was told once). A desired state
+   * refused for the moment (an activity in progress, a rollback to finish, a container of that name
+   * someone else owns) is not recorded: it is taken when it comes again, after a restart too.
    */
-  private refuse(activityId: string, why: string, final = false): void {
+  private refuse(activityId: string, why: string, final?: string): void {
     this.o.log(`refused ${activityId}: ${why}`);
     if (final) {
       try {
-        this.store.markFinished({ activityId });
+        this.store.markRefused({ activityId, digest: final });
       } catch (err) {
-        this.o.log(`cannot record that activity ${activityId} ended in ${this.store.finishedPath} (${reason(err)}): a retained copy of it would be refused again at the next start`);
+        this.o.log(`cannot record that activity ${activityId} was refused in ${this.store.finishedPath} (${reason(err)}): a retained copy of it would be refused again at the next start`);
       }
     }
     this.feedback(activityId, { status: "IDENTIFICATION_FAILED", message: why, actions: [] });
@@ -420,12 +422,18 @@ export class Agent {
   private async message(topic: string, payload: Buffer): Promise<void> {
     // A retained message cleared by the back end arrives empty: nothing to do.
     if (payload.length === 0) return;
+    // A desired state is known by its bytes, which a retained copy repeats exactly.
+    const digest = topic === TOPICS.desiredState ? sha256(payload) : undefined;
+    const refused = digest && this.store.refusal(digest);
+    if (refused) {
+      return this.o.log(`ignored desired state ${refused.activityId}: that same message was refused before (its refusal was published then; a retained desired state comes again at every connect): publish a corrected one to apply it`);
+    }
     try {
       if (topic === TOPICS.currentStateGet) {
         const m = parseMessage(CurrentStateGetMessage, payload);
         await this.publishCurrentState(m.activityId || `current-state-${Date.now()}`);
       } else if (topic === TOPICS.desiredState) {
-        await this.desired(parseMessage(DesiredStateMessage, payload));
+        await this.desired(parseMessage(DesiredStateMessage, payload), digest!);
       } else if (topic === TOPICS.command) {
         const m = parseMessage(CommandMessage, payload);
         // One command at a time, in arrival order: the next waits for the phase the last one ran.
@@ -434,21 +442,23 @@ export class Agent {
         await run;
       }
     } catch (err) {
-      if (err instanceof InvalidMessageError) return err.activityId ? this.refuse(err.activityId, err.message, topic === TOPICS.desiredState) : this.refuse(`invalid-message-${Date.now()}`, err.message);
+      if (err instanceof InvalidMessageError) return this.refuse(err.activityId ?? `invalid-message-${Date.now()}`, err.message, digest);
       this.o.log(`cannot handle a message on ${topic}: ${(err as Error).message}`);
     }
   }
 
-  private async desired(m: DesiredStateMessage): Promise<void> {
+  /** `digest`: of the message's bytes, what a refusal for good records. */
+  private async desired(m: DesiredStateMessage, digest: string): Promise<void> {
     if (m.activityId === this.active?.activityId) return; // redelivered
     const done = this.store.finished();
+    // An activity applied (not one refused: a corrected message may reuse a refused one's id).
     if (done?.activityIds.includes(m.activityId)) {
       return this.o.log(`ignored desired state ${m.activityId}: that activity already ended (its end was published then; a retained desired state comes again at every connect)`);
     }
     if (m.timestamp !== undefined && done?.timestamp !== undefined && m.timestamp < done.timestamp) {
       const when = (t: number) => (Number.isFinite(new Date(t).getTime()) ? new Date(t).toISOString() : String(t));
       // Refused, not ignored: unlike a replay of an activity that ended, the back end never heard of this one.
-      return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: its timestamp ${when(m.timestamp)} is older than that of the last desired state applied (${when(done.timestamp)}), so it is not the newest; publish it with a newer timestamp to apply it`);
+      return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: its timestamp ${when(m.timestamp)} is older than that of the last desired state applied (${when(done.timestamp)}), so it is not the newest; publish it with a newer timestamp to apply it`, digest);
     }
     const left = this.active ? undefined : this.store.load();
     if (left && left.phase !== "done") {
@@ -484,7 +494,8 @@ export class Agent {
       this.working = false;
       this.active = undefined;
       this.store.clear();
-      if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message, true);
+      // A clash with what the device has may clear (the other container goes): not refused for good.
+      if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message, err.onDevice ? undefined : digest);
       return this.refuse(m.activityId, `Cannot identify the changes: ${(err as Error).message}`);
     }
     if (m.timestamp !== undefined) {
@@ -514,7 +525,7 @@ export class Agent {
       // An activity that ended had its end published once: a feedback now would be the back end's
       // latest word on it. Kanto's container update agent, too, logs and ignores a command that
       // matches no operation in progress; one for an id never seen is refused, saying why.
-      if (this.store.finished()?.activityIds.includes(m.activityId)) {
+      if (this.store.ended(m.activityId)) {
         return this.o.log(`ignored command ${cmd} for activity ${m.activityId}: that activity already ended (its end was published then)`);
       }
       return this.refuse(m.activityId, `Cannot run ${cmd}: no activity ${m.activityId} is waiting for commands`);

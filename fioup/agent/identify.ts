@@ -14,9 +14,19 @@ import type { Activity } from "./activity.ts";
 import type { ApplyDeps } from "./_phase.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
-/** The desired state cannot be applied as sent: answered with IDENTIFICATION_FAILED and this message. */
+/**
+ * The desired state cannot be applied: answered with IDENTIFICATION_FAILED and this message.
+ * `onDevice`: not the message's fault alone but what the device has now (a component named like a
+ * container someone else owns, or a system container), so the same message may be taken later.
+ */
 export class IdentificationError extends Error {
   override name = "IdentificationError";
+  constructor(
+    message: string,
+    readonly onDevice = false,
+  ) {
+    super(message);
+  }
 }
 
 const DOMAIN_KEYS = ["systemContainers", "commandFlow"];
@@ -70,7 +80,7 @@ export async function identify(
   try {
     planned = diffContainers(specs, current, { instance: d.instance, systemContainers });
   } catch (err) {
-    if (err instanceof ConflictError) throw new IdentificationError(err.message);
+    if (err instanceof ConflictError) throw new IdentificationError(err.message, true);
     throw err;
   }
   const a: Activity = {

@@ -2,18 +2,22 @@
  * `fioup daemon` on a registered device whose sota.toml has an `[mqtt]` table
  * runs the agent too: a compose app from the gateway and Kanto containers live
  * side by side, and a desired state never touches the compose app's containers.
+ * Started while a separate `fioup agent` holds the state dir, the daemon runs
+ * without its agent and takes the role over once that agent stops.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { Device, freePort, httpdCompose, httpdImage, httpGet, Publisher, ROOT, startTestGateway, type TestGateway } from "../fioup/_setup.ts";
 import { Proc, until } from "../harness/tmp.ts";
+import { HELD_RETRY_MS } from "../../fioup/agent/beside-daemon.ts";
 import { component, helloImage, KantoRig } from "./_rig.ts";
 
 let rig: KantoRig;
 let gw: TestGateway;
 let device: Device;
 let daemon: Proc;
+let separate: Proc | undefined;
 const APP = `kd${process.pid}app`;
 
 beforeAll(async () => {
@@ -24,6 +28,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await separate?.stop(10_000);
   await daemon?.stop(10_000);
   await device?.cleanup([APP]).catch(() => {});
   await gw?.stop();
@@ -54,4 +59,29 @@ test("the daemon runs the agent beside the compose apps; a desired state leaves 
   expect((await rig.containers()).has(rig.name("hello"))).toBe(false);
   expect(await composeIds()).toBe(before);
   expect(await httpGet(port)).toBe("compose app");
+}, 180_000);
+
+test("a daemon started while a separate `fioup agent` holds the state dir runs without its agent, and its own takes over within the interval once that agent stops", async () => {
+  await daemon.stop(10_000); // the first test's
+  const initial = (since: number) => rig.waitFor((m) => m.topic === "containersupdate/currentstate" && m.activityId.startsWith("initial-current-state-"), 60_000, since);
+  let since = rig.msgs.length;
+  separate = Proc.start({ name: "separate fioup agent", cmd: [process.execPath, join(ROOT, "fioup/main.ts"), "agent", "--sota-dir", device.sotaDir], env: device.env(), cwd: ROOT, logFile: join(rig.dir, "separate-agent.log") });
+  rig.agent = separate;
+  await initial(since);
+  daemon = Proc.start({ name: "fioup daemon", cmd: [process.execPath, join(ROOT, "fioup/main.ts"), "daemon"], env: device.env(), cwd: ROOT, logFile: join(rig.dir, "daemon-held.log") });
+  await daemon.waitForLog(`agent: not started, the daemon runs without it: Cannot start the agent: another agent (PID ${separate.pid})`, 60_000);
+  // The separate agent serves meanwhile; the daemon looks again quietly.
+  expect(await rig.apply("dm-held-1", [])).toMatchObject({ status: "COMPLETED" });
+
+  since = rig.msgs.length;
+  const from = daemon.logSize();
+  await separate.stop(10_000);
+  rig.agent = daemon;
+  // Within one look (HELD_RETRY_MS), with room for a loaded machine.
+  await daemon.waitForLog(`agent: the agent with PID ${separate.pid} stopped: the daemon's own starts`, HELD_RETRY_MS + 10_000, from);
+  await initial(since);
+  const hello = await rig.push("library/hello-world", helloImage());
+  expect(await rig.apply("dm-held-2", [component(rig.name("held"), hello)])).toMatchObject({ status: "COMPLETED" });
+  expect((await rig.containers()).get(rig.name("held"))?.state).toBe("running");
+  expect(daemon.logTail(1 << 20).match(/agent: not started/g)).toHaveLength(1);
 }, 180_000);

@@ -22,20 +22,84 @@ afterAll(async () => {
 });
 
 describe("fioup agent refuses input the engine would misread", () => {
-  test("a retained desired state it refused is refused once: at the next start it is ignored, not refused again", async () => {
-    const bad = desiredState("bad-retained", [component(n("ret"), hello, [{ key: "memory", value: "lots" }])]);
-    await rig.client.publishAsync("containersupdate/desiredstate", JSON.stringify(bad), { qos: 1, retain: true });
+  /** Publishes `body` retained, runs `check`, then clears the retained message (one per topic: the next test's would replace it). */
+  async function retained(body: string, check: () => Promise<void>): Promise<void> {
+    await rig.client.publishAsync("containersupdate/desiredstate", body, { qos: 1, retain: true });
     try {
-      expect((await rig.final("bad-retained")).status).toBe("IDENTIFICATION_FAILED");
-      await rig.agent!.stop(5000);
-      await rig.startAgent(); // the broker hands the retained message over again at connect
-      await rig.agent!.waitForLog(/ignored desired state bad-retained: that activity already ended/, 30_000);
-      expect(rig.feedbacks("bad-retained").filter((f) => f?.status === "IDENTIFICATION_FAILED")).toHaveLength(1);
+      await check();
     } finally {
-      await rig.client.publishAsync("containersupdate/desiredstate", "", { qos: 1, retain: true }); // clears the retained message
+      await rig.client.publishAsync("containersupdate/desiredstate", "", { qos: 1, retain: true });
     }
+  }
+
+  /** Restarts the agent (the broker hands the retained message over again at its connect); the log's size before it. */
+  async function restart(): Promise<number> {
+    await rig.agent!.stop(5000);
+    const from = rig.agent!.logSize();
+    await rig.startAgent();
+    return from;
+  }
+
+  const refusals = (pred: (activityId: string) => boolean) =>
+    rig.msgs.filter((m) => m.topic === "containersupdate/desiredstatefeedback" && pred(m.activityId) && m.payload?.status === "IDENTIFICATION_FAILED");
+
+  test("a retained desired state it refused is refused once: at the next start it is ignored, not refused again; a corrected one, under the same activityId too, is applied", async () => {
+    const bad = desiredState("bad-retained", [component(n("ret"), hello, [{ key: "memory", value: "lots" }])]);
+    await retained(JSON.stringify(bad), async () => {
+      expect((await rig.final("bad-retained")).status).toBe("IDENTIFICATION_FAILED");
+      const from = await restart();
+      await rig.agent!.waitForLog(/ignored desired state bad-retained: /, 30_000, from);
+      expect(refusals((id) => id === "bad-retained")).toHaveLength(1);
+      // A new desired state is handled.
+      expect(await rig.apply("after-refused", [component(n("after"), hello)])).toMatchObject({ status: "COMPLETED" });
+    });
+    // The back end corrects the message and publishes it again under the same activityId.
+    const fixed = desiredState("bad-retained", [component(n("ret"), hello, [{ key: "memory", value: "64M" }])]);
+    await retained(JSON.stringify(fixed), async () => {
+      await rig.waitFor((m) => m.activityId === "bad-retained" && m.payload?.status === "COMPLETED");
+      expect((await rig.containers()).get(n("ret"))?.state).toBe("running");
+    });
   });
 
+  test("a retained message that is not JSON, or older than the state applied, is refused once, not at every start", async () => {
+    await retained("{not json", async () => {
+      await rig.waitFor((m) => m.activityId?.startsWith("invalid-message-") && m.payload?.status === "IDENTIFICATION_FAILED");
+      const from = await restart();
+      await rig.agent!.waitForLog(/ignored desired state invalid-message-\d+: /, 30_000, from);
+      expect(refusals((id) => id.startsWith("invalid-message-"))).toHaveLength(1);
+    });
+    const stale = desiredState("stale-retained", [component(n("stale"), hello)]);
+    stale.timestamp -= 3_600_000; // older than "after-refused", applied above
+    await retained(JSON.stringify(stale), async () => {
+      expect(await rig.final("stale-retained")).toMatchObject({ status: "IDENTIFICATION_FAILED", message: expect.stringContaining("is older than that of the last desired state applied") });
+      const from = await restart();
+      await rig.agent!.waitForLog(/ignored desired state stale-retained: /, 30_000, from);
+      expect(refusals((id) => id === "stale-retained")).toHaveLength(1);
+    });
+  });
+
+  test("a retained desired state refused for the moment is taken at the next start: the agent was busy, or a container of that name was someone else's", async () => {
+    // Busy: an activity waits for its commands when the retained one comes.
+    await rig.client.publishAsync("containersupdate/desiredstate", JSON.stringify(desiredState("busy-a", [component(n("busy"), hello)], [{ key: "commandFlow", value: "true" }])), { qos: 1 });
+    await rig.waitFor((m) => m.activityId === "busy-a" && m.payload?.status === "IDENTIFIED");
+    await retained(JSON.stringify(desiredState("busy-b", [component(n("busy"), hello)])), async () => {
+      expect(await rig.final("busy-b")).toMatchObject({ status: "IDENTIFICATION_FAILED", message: expect.stringContaining("busy-a is in progress") });
+      await restart(); // ends busy-a (it had changed nothing), then takes busy-b again
+      expect(await rig.final("busy-a")).toMatchObject({ status: "INCOMPLETE" });
+      await rig.waitFor((m) => m.activityId === "busy-b" && m.payload?.status === "COMPLETED");
+      expect((await rig.containers()).get(n("busy"))?.state).toBe("running");
+    });
+
+    // A container of that name the agent does not own: refused until it goes.
+    await rig.dockerd.docker("create", "--name", n("foreign"), hello);
+    await retained(JSON.stringify(desiredState("clash", [component(n("foreign"), hello)])), async () => {
+      expect(await rig.final("clash")).toMatchObject({ status: "IDENTIFICATION_FAILED", message: expect.stringContaining(`"${n("foreign")}": a container of that name belongs to`) });
+      await rig.dockerd.docker("rm", "-f", n("foreign"));
+      await restart();
+      await rig.waitFor((m) => m.activityId === "clash" && m.payload?.status === "COMPLETED");
+      expect(refusals((id) => id === "clash")).toHaveLength(1);
+    });
+  });
 
   test("a port whose host IP is not an address is refused, not published on every interface", async () => {
     const port = await freePort();
