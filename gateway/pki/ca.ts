@@ -9,7 +9,7 @@ import { x509 } from "../../lib/x509/eager.ts";
 import type * as X from "@peculiar/x509";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
-import { SIGN_ALG, generateKeyPair, normalizeSerial, privateKeyFromPem, privateKeyToPem, randomSerial } from "./keys.ts";
+import { PROXY_ORGANIZATION, SIGN_ALG, generateKeyPair, normalizeSerial, privateKeyFromPem, privateKeyToPem, randomSerial } from "./keys.ts";
 
 const DAY = 86_400_000;
 
@@ -146,4 +146,45 @@ export async function signDeviceCsr(
     ],
   });
   return { certPem: cert.toString("pem") + "\n", serial: normalizeSerial(serial) };
+}
+
+/** How long a proxy certificate is valid unless `gateway proxy-cert --days` says otherwise. */
+export const PROXY_CERT_DAYS = 2 * 365;
+
+/** A proxy's name: a file name and the certificate's CN. */
+export const PROXY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/**
+ * Issues a proxy certificate: the client certificate a TLS-terminating proxy presents on its hop
+ * to the replicas' TLS port, without which they do not believe the device certificate it forwards
+ * in a header (gateway/transport/listen.ts). Subject CN=name, O={@link PROXY_ORGANIZATION}: the
+ * mark keys.ts reads (why there: its module comment). A client certificate (clientAuth), as a
+ * proxy presents it; never a device's, whose lookup by it finds none.
+ */
+export async function issueProxyCert(
+  ca: CertificateAuthority,
+  name: string,
+  opts: { validDays?: number } = {},
+): Promise<{ certPem: string; keyPem: string; serial: string; notAfter: Date }> {
+  if (!PROXY_NAME.test(name)) throw new RangeError(`Invalid proxy name "${name}": letters, digits, ".", "_" and "-", up to 63, starting with a letter or digit`);
+  const keys = await generateKeyPair();
+  const serial = randomSerial();
+  const notAfter = new Date(Date.now() + (opts.validDays ?? PROXY_CERT_DAYS) * DAY);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial,
+    subject: new x509.Name([{ CN: [name] }, { O: [PROXY_ORGANIZATION] }]),
+    issuer: ca.cert.subject,
+    notBefore: new Date(Date.now() - DAY),
+    notAfter,
+    signingAlgorithm: SIGN_ALG,
+    publicKey: keys.publicKey,
+    signingKey: ca.key,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
+    ],
+  });
+  return { certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey), serial: normalizeSerial(serial), notAfter };
 }

@@ -48,9 +48,11 @@ const admissionFailed = (err: unknown): Admission => {
 
 /**
  * What the loop needs of the listener's options; `scheme` names the request URLs (default
- * https; the plain port's are http).
+ * https; the plain port's are http). `forwards`: whether a connection's forwarded certificate
+ * header is believed; without it, whether its address is a trusted proxy's (the plain port,
+ * whose clients are all proxies); the TLS port asks for a proxy certificate too (listen.ts).
  */
-export type LoopOptions = Pick<TransportOptions, "host" | "fetch"> & Partial<TransportOptions> & { scheme?: "http" | "https" };
+export type LoopOptions = Pick<TransportOptions, "host" | "fetch"> & Partial<TransportOptions> & { scheme?: "http" | "https"; forwards?(c: Connection): boolean };
 
 export class RequestLoop {
   readonly #opts: LoopOptions;
@@ -173,7 +175,7 @@ export class RequestLoop {
     try {
       // Until the body's decoder is set up below, bytes that arrive wait in c.buf (c.busy is set).
       let peer = c.peer ?? undefined;
-      if (!peer && this.#opts.forwardedCerts && this.#opts.trustedProxies?.has(c.remoteAddr)) {
+      if (!peer && this.#opts.forwardedCerts && (this.#opts.forwards ? this.#opts.forwards(c) : this.#opts.trustedProxies?.has(c.remoteAddr))) {
         const headers = new HeaderList(head.headers);
         const forwarded = headers.get(this.#certHeader) ?? undefined;
         if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
