@@ -169,13 +169,12 @@ export async function issueProxyCert(
   if (!PROXY_NAME.test(name)) throw new RangeError(`Invalid proxy name "${name}": letters, digits, ".", "_" and "-", up to 63, starting with a letter or digit`);
   const keys = await generateKeyPair();
   const serial = randomSerial();
-  const notAfter = new Date(Date.now() + (opts.validDays ?? PROXY_CERT_DAYS) * DAY);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
     subject: new x509.Name([{ CN: [name] }, { O: [PROXY_ORGANIZATION] }]),
     issuer: ca.cert.subject,
     notBefore: new Date(Date.now() - DAY),
-    notAfter,
+    notAfter: new Date(Date.now() + (opts.validDays ?? PROXY_CERT_DAYS) * DAY),
     signingAlgorithm: SIGN_ALG,
     publicKey: keys.publicKey,
     signingKey: ca.key,
@@ -186,5 +185,5 @@ export async function issueProxyCert(
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
     ],
   });
-  return { certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey), serial: normalizeSerial(serial), notAfter };
+  return { certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey), serial: normalizeSerial(serial), notAfter: cert.notAfter };
 }
