@@ -5,7 +5,9 @@
  * each, a device registers, is recognised by its certificate, posts events and reads TUF metadata;
  * a made-up certificate header never gets through (the gateway's default `x-client-cert` too,
  * for an operator who left out --client-cert-header), and a certificate of another CA fails the
- * handshake.
+ * handshake. The TLS-hop proxies present the proxy certificate `gateway proxy-cert` issued them;
+ * one that does not, and HAProxy in TCP mode wrongly given --trust-proxy, get no forwarded header
+ * believed, from the first request on.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
