@@ -84,13 +84,13 @@ describe("ForwardedCertVerifier", () => {
     expect(lines).toEqual(["gateway: refused a client certificate the proxy forwarded: it names no device (a proxy certificate, or not one CN). The device gets 401 (said once)"]);
   });
 
-  test("says once per address that a trusted address came without a proxy certificate, for at most 100 addresses", () => {
+  test("says once per address that a header came from a trusted address without a proxy certificate, for at most 100 addresses", () => {
     const lines: string[] = [];
     const v = new ForwardedCertVerifier(ca, { warn: (line) => lines.push(line) });
     v.noProxyCertificate("10.0.0.5", "x-ssl-client-cert");
     v.noProxyCertificate("10.0.0.5", "x-ssl-client-cert");
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toStartWith("gateway: a client connected to the TLS port from 10.0.0.5, a --trust-proxy address, without a proxy certificate: x-ssl-client-cert is not believed from it");
+    expect(lines[0]).toStartWith("gateway: a request came to the TLS port from 10.0.0.5, a --trust-proxy address, with x-ssl-client-cert but without a proxy certificate on its connection: x-ssl-client-cert is not believed from it");
     for (let i = 0; i < 200; i++) v.noProxyCertificate(`10.1.0.${i}`, "x-ssl-client-cert");
     expect(lines).toHaveLength(100);
     expect(lines.at(-1)).toEndWith("(said for 100 addresses; further ones are not listed)");

@@ -17,8 +17,8 @@
  * proxy: a certificate in a header other than `--client-cert-header`, or one this CA did not
  * issue (HAProxy's `ssl_c_der` of another CA, a PEM mangled on the way). So the first of each
  * kind is logged once (a misnamed header once per name), naming the header to give or why the
- * certificate was refused. So is a client of the TLS port at a trusted address without a proxy
- * certificate (gateway/transport/listen.ts), once per address.
+ * certificate was refused. So is a header sent to the TLS port from a trusted address without a
+ * proxy certificate (gateway/transport/listen.ts), once per address.
  *
  * @module
  */
@@ -57,8 +57,9 @@ export class ForwardedCertVerifier {
   }
 
   /**
-   * A connection came to the TLS port from `address`, a trusted proxy's, without a proxy
-   * certificate (listen.ts): `header` is not believed from it. Said once per address (up to
+   * A request came to the TLS port from `address`, a trusted proxy's, with a certificate in
+   * `header` but no proxy certificate on its connection (listen.ts): the header is not believed.
+   * Said once per address (up to
    * {@link MAX_ADDRESS_LINES} of them), with what to do: a proxy that terminates TLS needs a
    * proxy certificate; one that passes TLS through needs no --trust-proxy.
    */
@@ -67,7 +68,7 @@ export class ForwardedCertVerifier {
     this.#addressLines++;
     this.#once(
       `no-proxy-cert ${address}`,
-      `gateway: a client connected to the TLS port from ${address}, a --trust-proxy address, without a proxy certificate: ${header} is not believed from it, and its requests count as its own (a device behind it gets 401). ` +
+      `gateway: a request came to the TLS port from ${address}, a --trust-proxy address, with ${header} but without a proxy certificate on its connection: ${header} is not believed from it, and its requests count as its own (a device behind it gets 401). ` +
         `A proxy that terminates TLS must present one: issue it with \`gateway proxy-cert --data DIR --name NAME --out DIR\` and give it to the proxy (HAProxy: crt on the server line; nginx: proxy_ssl_certificate and proxy_ssl_certificate_key), as gateway/README.md says under "Behind a proxy". ` +
         `A proxy that passes TLS through (TCP mode) needs no --trust-proxy: take ${address} out of it` +
         (this.#addressLines === MAX_ADDRESS_LINES ? ` (said for ${MAX_ADDRESS_LINES} addresses; further ones are not listed)` : ""),

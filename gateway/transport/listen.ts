@@ -45,11 +45,23 @@ export function listen(opts: TransportOptions): Promise<Listening> {
   // from its address, so a client without a certificate could name any device in the header. So
   // the header is believed only from a connection that presented a proxy certificate (issued by
   // `gateway proxy-cert`, marked as keys.ts says) from a trusted address; any other is taken by
-  // its own TLS identity, and the operator is told once per address (forwarded-cert.ts). The
+  // its own TLS identity, and when such a client sends the header from a trusted address, the
+  // operator is told once per address (forwarded-cert.ts). The
   // plain listener (plain.ts) trusts the address alone: it is meant for a proxy on a private
   // network, loopback or a unix socket, and speaks no TLS that could carry a certificate.
   const trusted = opts.trustedProxies;
-  const set = new ConnectionSet({ ...opts, forwards: (c) => c.proxy !== undefined }, limits, caps);
+  const header = opts.clientCertHeader ?? DEFAULT_CLIENT_CERT_HEADER;
+  const set = new ConnectionSet(
+    {
+      ...opts,
+      forwards: (c) => c.proxy !== undefined,
+      unbelieved: (c) => {
+        if (trusted?.has(c.remoteAddr)) opts.forwardedCerts?.noProxyCertificate(c.remoteAddr, header);
+      },
+    },
+    limits,
+    caps,
+  );
   let handshakes = 0;
   let resumed = 0;
 
@@ -77,11 +89,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             if (sock.isSessionReused()) resumed++;
             const cert = certOf(sock);
             c.peer = cert ? deviceIdentity(cert) : null;
-            if (!c.peer && trusted?.has(c.remoteAddr)) {
-              const proxy = cert ? proxyName(cert) : null;
-              if (proxy !== null) c.proxy = proxy;
-              else opts.forwardedCerts?.noProxyCertificate(c.remoteAddr, opts.clientCertHeader ?? DEFAULT_CLIENT_CERT_HEADER);
-            }
+            if (cert && !c.peer && trusted?.has(c.remoteAddr)) c.proxy = proxyName(cert) ?? undefined;
             caps.handshaken(c, c.peer !== null);
             if (c.peer) {
               c.authenticated = true;
