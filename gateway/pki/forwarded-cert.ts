@@ -76,6 +76,19 @@ export class ForwardedCertVerifier {
   }
 
   /**
+   * The proxy certificate `name` presented from `address`, a trusted proxy's, failed the TLS
+   * port's verification (`why`: expired, another CA's): the proxy's header is not believed. Said
+   * once per address and name.
+   */
+  proxyCertRefused(address: string, name: string, why: string): void {
+    this.#once(
+      `proxy-cert-refused ${address} ${name}`,
+      `gateway: the proxy certificate "${name}" the proxy at ${address} presented on the TLS port did not verify (${why}): its forwarded certificate header is not believed, and devices behind it get 401. ` +
+        "Issue a new one from this gateway's data dir with `gateway proxy-cert --data DIR --name NAME --out DIR`, put it in the proxy's config and reload it (gateway/README.md, \"Behind a proxy\")",
+    );
+  }
+
+  /**
    * For a request from a trusted proxy without `reading`, the header read: if it carries a
    * certificate in another common header, says which flag to give, once per such header (a
    * second proxy may be set up with another; the list is fixed, so the lines are few).

@@ -89,7 +89,15 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             if (sock.isSessionReused()) resumed++;
             const cert = certOf(sock);
             c.peer = cert ? deviceIdentity(cert) : null;
-            if (cert && !c.peer && trusted?.has(c.remoteAddr)) c.proxy = proxyName(cert) ?? undefined;
+            if (!c.peer && trusted?.has(c.remoteAddr)) {
+              if (cert) c.proxy = proxyName(cert) ?? undefined;
+              else if (!sock.authorized) {
+                // A proxy certificate that did not verify (expired, another CA's): said, as every device behind that proxy now gets 401.
+                const presented = sock.getPeerX509Certificate();
+                const name = presented ? proxyName(presented) : null;
+                if (name !== null) opts.forwardedCerts?.proxyCertRefused(c.remoteAddr, name, sock.getAuthorizationError()?.message ?? "it did not verify");
+              }
+            }
             caps.handshaken(c, c.peer !== null);
             if (c.peer) {
               c.authenticated = true;

@@ -228,4 +228,18 @@ describe("a TLS-hop proxy without its proxy certificate (an upgrade left half do
     expect(log).toContain("issue it with `gateway proxy-cert --data DIR --name NAME --out DIR` and give it to the proxy");
     expect(log).toContain('gateway/README.md says under "Behind a proxy"');
   });
+
+  test("an expired proxy certificate gets the header ignored too, and the log says it expired and what to do", async () => {
+    const dev = await registerDevice(bare.url, bare.adminToken, bare.caPem);
+    const expired = await issueProxyCert(await readDataDirCa(bare.dataDir), "old", { validDays: -0.5 });
+    const res = await tlsFetch({ ca: bare.caPem, cert: expired.certPem, key: expired.keyPem })(`${bare.url}/device`, {
+      headers: { "x-ssl-client-cert": encodeURIComponent(dev.cert) },
+      keepalive: false,
+    });
+    expect(res.status).toBe(401);
+    const log = await Bun.file(bare.logFile).text();
+    expect(log).toContain('gateway: the proxy certificate "old" the proxy at 127.0.0.1 presented on the TLS port did not verify (');
+    expect(log).toMatch(/did not verify \([^)]*expired[^)]*\)/i);
+    expect(log).toContain("Issue a new one from this gateway's data dir with `gateway proxy-cert");
+  });
 });
