@@ -5,8 +5,9 @@
  * hands the parsed head to the app's optional head handler first: the device
  * check-ins, where a `Request` and a `Response` cost more than the work). The
  * verified peer certificate (or, from a trusted proxy that presented a proxy
- * certificate, the forwarded one: below) is passed as `env.peer`. Nothing here knows the app: it is a `fetch` function
- * plus optional admission and head hooks, so another transport can replace this one.
+ * certificate, the forwarded one: below) is passed as `env.peer`. Nothing here
+ * knows the app: it is a `fetch` function plus optional admission and head
+ * hooks, so another transport can replace this one.
  *
  * Why not Bun.serve: it cannot hand the client certificate to a handler
  * (oven-sh/bun#14097). Why not node:http over node:tls: it ran at a quarter of
@@ -46,17 +47,17 @@ export function listen(opts: TransportOptions): Promise<Listening> {
   // the header is believed only from a connection that presented a proxy certificate (issued by
   // `gateway proxy-cert`, marked as keys.ts says) from a trusted address; any other is taken by
   // its own TLS identity, and when such a client sends the header from a trusted address, the
-  // operator is told once per address (forwarded-cert.ts). The
-  // plain listener (plain.ts) trusts the address alone: it is meant for a proxy on a private
-  // network, loopback or a unix socket, and speaks no TLS that could carry a certificate.
+  // operator is told once per address (forwarded-cert.ts). The plain listener (plain.ts) trusts
+  // the address alone: it is meant for a proxy on a private network, loopback or a unix socket,
+  // and speaks no TLS that could carry a certificate.
   const trusted = opts.trustedProxies;
   const header = opts.clientCertHeader ?? DEFAULT_CLIENT_CERT_HEADER;
   const set = new ConnectionSet(
     {
       ...opts,
       forwards: (c) => c.proxy !== undefined,
-      unbelieved: (c) => {
-        if (trusted?.has(c.remoteAddr)) opts.forwardedCerts?.noProxyCertificate(c.remoteAddr, header);
+      unbelieved: (c, sent) => {
+        if (trusted?.has(c.remoteAddr) && sent()) opts.forwardedCerts?.noProxyCertificate(c.remoteAddr, header);
       },
     },
     limits,

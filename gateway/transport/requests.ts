@@ -56,8 +56,8 @@ const admissionFailed = (err: unknown): Admission => {
 export type LoopOptions = Pick<TransportOptions, "host" | "fetch"> & Partial<TransportOptions> & {
   scheme?: "http" | "https";
   forwards?(c: Connection): boolean;
-  /** A request without a verified certificate carried the certificate header on a connection whose header is not believed. */
-  unbelieved?(c: Connection): void;
+  /** A request without a verified certificate on a connection whose header is not believed; `sent`: whether it carried the header. */
+  unbelieved?(c: Connection, sent: () => boolean): void;
 };
 
 export class RequestLoop {
@@ -187,7 +187,7 @@ export class RequestLoop {
           const forwarded = headers.get(this.#certHeader) ?? undefined;
           if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
           else this.#opts.forwardedCerts.noticeAbsent(this.#certHeader, (name) => headers.get(name));
-        } else if (this.#opts.unbelieved && new HeaderList(head.headers).get(this.#certHeader) !== null) this.#opts.unbelieved(c);
+        } else this.#opts.unbelieved?.(c, () => new HeaderList(head.headers).get(this.#certHeader) !== null);
       }
       if (peer) env.peer = peer;
       const admitted = this.#admit(head, env, c);
