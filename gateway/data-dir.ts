@@ -176,6 +176,20 @@ export async function readFactoryName(dir: string): Promise<string> {
   throw new DataDirError(`${dir} is not a gateway data dir (no readable factory.json)`);
 }
 
+/**
+ * The factory CA of an existing data dir, for the commands that issue from it offline
+ * (`gateway proxy-cert`); nothing is made.
+ *
+ * @throws {DataDirError} If DIR holds no readable factory.json, or its pki/ca.pem and ca.key are missing or damaged.
+ */
+export async function readDataDirCa(dir: string): Promise<CertificateAuthority> {
+  await readFactoryName(dir);
+  const pki = join(dir, "pki");
+  const [pem, key] = await Promise.all([readOr(join(pki, "ca.pem")), readOr(join(pki, "ca.key"))]);
+  if (!pem || !key) throw new DataDirError(`Cannot read the factory CA in ${pki}: ${!pem && !key ? "ca.pem and ca.key are" : !pem ? "ca.pem is" : "ca.key is"} missing`);
+  return loadCa(pem, key).catch((e: unknown) => Promise.reject(damaged(join(pki, "ca.pem and ca.key"), e)));
+}
+
 /** The error for a file of the data dir that is there but cannot be read: it names the file, not the parser's words alone. */
 const damaged = (file: string, e: unknown) => new DataDirError(`Cannot read ${file}: ${(e as Error).message}; restore the data dir from a backup`, { cause: e });
 

@@ -199,9 +199,9 @@ try {
   stops.push(() => pg.stop());
   const db = await pg.createDatabase("bench_replicas");
   const registryDir = join(await tempDir("bench-registry-"), "registry");
-  // The proxies that terminate TLS connect from 127.0.0.2, an address no device connects from
-  // (a replica does not believe forwarded certificates from one its devices use: listen.ts);
-  // HAProxy in TCP mode passes the devices' TLS through from 127.0.0.1, not trusted.
+  // The proxies that terminate TLS connect from 127.0.0.2, the one trusted address, and those on the
+  // TLS hop present the proxy certificate the harness issues them (without it a replica ignores
+  // their header: listen.ts); HAProxy in TCP mode passes the devices' TLS through from 127.0.0.1, not trusted.
   const args = ["--registry-dir", registryDir, "--trust-proxy", PROXY_SOURCE, "--client-cert-header", "x-ssl-client-cert", "--max-connections", String(CERTS * 2 + 1000)];
   /** Each replica's plain-HTTP port for the trusted proxy (--proxy-listen), beside its TLS port. */
   const plainPorts: string[] = [];

@@ -32,6 +32,7 @@ export const commands = {
   "keys sign-root": () => import("./keys-sign-root.ts"),
   "keys push-root": () => import("./keys-push-root.ts"),
   "registry gc": () => import("./registry-gc.ts"),
+  "proxy-cert": () => import("./proxy-cert.ts"),
   backup: () => import("./backup.ts"),
   "backup keygen": () => import("./backup-keygen.ts"),
   restore: () => import("./restore.ts"),

@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { x509 } from "../../lib/x509/eager.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
-import { CsrRejectedError, certificateHosts, createCa, issueServerCert, loadCa, signDeviceCsr } from "./ca.ts";
+import { X509Certificate } from "node:crypto";
+import { CsrRejectedError, certificateHosts, createCa, issueProxyCert, issueServerCert, loadCa, signDeviceCsr } from "./ca.ts";
+import { deviceIdentity, proxyName } from "./keys.ts";
 
 describe("factory CA", () => {
   test("signDeviceCsr() issues CN=uuid, OU=factory, signed by the CA", async () => {
@@ -29,5 +31,20 @@ describe("factory CA", () => {
     const again = await loadCa(ca.certPem, ca.keyPem);
     expect(again.fingerprint).toBe(ca.fingerprint);
     expect(ca.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test("a proxy certificate names its proxy and no device; a device certificate names no proxy", async () => {
+    const ca = await createCa("main");
+    const proxy = await issueProxyCert(ca, "haproxy1", { validDays: 30 });
+    const p = new X509Certificate(proxy.certPem);
+    expect(p.checkIssued(new X509Certificate(ca.certPem))).toBe(true);
+    expect(proxyName(p)).toBe("haproxy1");
+    expect(deviceIdentity(p)).toBeNull();
+    expect(p.validToDate.getTime()).toBe(proxy.notAfter.getTime());
+    const dev = await makeDeviceCsr();
+    const d = new X509Certificate((await signDeviceCsr(ca, dev.csrPem, { uuid: dev.uuid, factory: "main" })).certPem);
+    expect(proxyName(d)).toBeNull();
+    expect(deviceIdentity(d)?.cn).toBe(dev.uuid);
+    await expect(issueProxyCert(ca, "../etc")).rejects.toThrow('Invalid proxy name "../etc"');
   });
 });

@@ -9,7 +9,7 @@ import { x509 } from "../../lib/x509/eager.ts";
 import type * as X from "@peculiar/x509";
 import { createHash } from "node:crypto";
 import { isIP } from "node:net";
-import { SIGN_ALG, generateKeyPair, normalizeSerial, privateKeyFromPem, privateKeyToPem, randomSerial } from "./keys.ts";
+import { PROXY_ORGANIZATION, SIGN_ALG, generateKeyPair, normalizeSerial, privateKeyFromPem, privateKeyToPem, randomSerial } from "./keys.ts";
 
 const DAY = 86_400_000;
 
@@ -72,24 +72,14 @@ export async function issueServerCert(
 ): Promise<{ certPem: string; keyPem: string }> {
   const keys = await generateKeyPair();
   const unique = [...new Set(hosts.filter(Boolean))];
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
+  const { certPem } = await issueLeaf(ca, {
     subject: `CN=${unique[0] ?? "gateway"}`,
-    issuer: ca.cert.subject,
-    notBefore: new Date(Date.now() - DAY),
-    notAfter: new Date(Date.now() + (opts.validDays ?? SERVER_CERT_DAYS) * DAY),
-    signingAlgorithm: SIGN_ALG,
     publicKey: keys.publicKey,
-    signingKey: ca.key,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(unique.map((h) => ({ type: isIP(h) ? "ip" : "dns", value: h }))),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
-    ],
+    validDays: opts.validDays ?? SERVER_CERT_DAYS,
+    usage: x509.ExtendedKeyUsage.serverAuth,
+    extensions: [new x509.SubjectAlternativeNameExtension(unique.map((h) => ({ type: isIP(h) ? "ip" : "dns", value: h })))],
   });
-  return { certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
+  return { certPem, keyPem: await privateKeyToPem(keys.privateKey) };
 }
 
 /** When a certificate stops being valid. */
@@ -128,22 +118,70 @@ export async function signDeviceCsr(
   const alg = csr.publicKey.algorithm as { name: string; namedCurve?: string };
   if (alg.name !== "ECDSA" || alg.namedCurve !== "P-256")
     throw new CsrRejectedError("Cannot accept the CSR: the key must be ECDSA P-256");
+  const { certPem, serial } = await issueLeaf(ca, {
+    subject: new x509.Name([{ CN: [opts.uuid] }, { OU: [opts.factory] }]),
+    publicKey: csr.publicKey,
+    validDays: opts.validDays ?? 20 * 365,
+    usage: x509.ExtendedKeyUsage.clientAuth,
+  });
+  return { certPem, serial };
+}
+
+/** How long a proxy certificate is valid unless `gateway proxy-cert --days` says otherwise. */
+export const PROXY_CERT_DAYS = 2 * 365;
+
+/** A proxy's name: a file name and the certificate's CN. */
+export const PROXY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/**
+ * Issues a proxy certificate: the client certificate a TLS-terminating proxy presents on its hop
+ * to the replicas' TLS port, without which they do not believe the device certificate it forwards
+ * in a header (gateway/transport/listen.ts). Subject CN=name, O={@link PROXY_ORGANIZATION}: the
+ * mark keys.ts reads (why there: its module comment). A client certificate (clientAuth), as a
+ * proxy presents it; never a device's, whose lookup by it finds none.
+ */
+export async function issueProxyCert(
+  ca: CertificateAuthority,
+  name: string,
+  opts: { validDays?: number } = {},
+): Promise<{ certPem: string; keyPem: string; serial: string; notAfter: Date }> {
+  if (!PROXY_NAME.test(name)) throw new RangeError(`Invalid proxy name "${name}": letters, digits, ".", "_" and "-", up to 63, starting with a letter or digit`);
+  const keys = await generateKeyPair();
+  const { cert, certPem, serial } = await issueLeaf(ca, {
+    subject: new x509.Name([{ CN: [name] }, { O: [PROXY_ORGANIZATION] }]),
+    publicKey: keys.publicKey,
+    validDays: opts.validDays ?? PROXY_CERT_DAYS,
+    usage: x509.ExtendedKeyUsage.clientAuth,
+  });
+  return { certPem, keyPem: await privateKeyToPem(keys.privateKey), serial, notAfter: cert.notAfter };
+}
+
+/**
+ * A certificate the CA signs for one end of a connection (the gateway, a device, a proxy): valid
+ * from a day ago (clocks differ) for `validDays`, not a CA, for signatures, with one extended key
+ * usage and the CA's key identifier; the kinds differ in subject, key and `extensions`.
+ */
+async function issueLeaf(
+  ca: CertificateAuthority,
+  leaf: { subject: string | X.Name; publicKey: X.X509CertificateCreateParams["publicKey"]; validDays: number; usage: string; extensions?: X.Extension[] },
+): Promise<{ cert: X.X509Certificate; certPem: string; serial: string }> {
   const serial = randomSerial();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
-    subject: new x509.Name([{ CN: [opts.uuid] }, { OU: [opts.factory] }]),
+    subject: leaf.subject,
     issuer: ca.cert.subject,
     notBefore: new Date(Date.now() - DAY),
-    notAfter: new Date(Date.now() + (opts.validDays ?? 20 * 365) * DAY),
+    notAfter: new Date(Date.now() + leaf.validDays * DAY),
     signingAlgorithm: SIGN_ALG,
-    publicKey: csr.publicKey,
+    publicKey: leaf.publicKey,
     signingKey: ca.key,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension([leaf.usage]),
+      ...(leaf.extensions ?? []),
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),
     ],
   });
-  return { certPem: cert.toString("pem") + "\n", serial: normalizeSerial(serial) };
+  return { cert, certPem: cert.toString("pem") + "\n", serial: normalizeSerial(serial) };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
-import { createCa, signDeviceCsr } from "./ca.ts";
+import { createCa, issueProxyCert, signDeviceCsr } from "./ca.ts";
 import { ForwardedCertVerifier } from "./forwarded-cert.ts";
 import { x509 } from "../../lib/x509/eager.ts";
 
@@ -74,5 +74,25 @@ describe("ForwardedCertVerifier", () => {
     expect(other.cert.subject).toBe(ca.cert.subject);
     expect(await v.verify(await issued(-day, day, { signingKey: other.key }))).toBeUndefined();
     expect(await v.verify(await issued(-day, day, { issuer: "CN=other factory CA, O=compose-ota, OU=main" }))).toBeUndefined();
+  });
+
+  test("a proxy certificate forwarded in the header is no device", async () => {
+    const lines: string[] = [];
+    const v = new ForwardedCertVerifier(ca, { warn: (line) => lines.push(line) });
+    const proxy = await issueProxyCert(ca, "haproxy1");
+    expect(await v.verify(encodeURIComponent(proxy.certPem))).toBeUndefined();
+    expect(lines).toEqual(["gateway: refused a client certificate the proxy forwarded: it names no device (a proxy certificate, or not one CN). The device gets 401 (said once)"]);
+  });
+
+  test("says once per address that a header came from a trusted address without a proxy certificate, for at most 100 addresses", () => {
+    const lines: string[] = [];
+    const v = new ForwardedCertVerifier(ca, { warn: (line) => lines.push(line) });
+    v.noProxyCertificate("10.0.0.5", "x-ssl-client-cert");
+    v.noProxyCertificate("10.0.0.5", "x-ssl-client-cert");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toStartWith("gateway: a request came to the TLS port from 10.0.0.5, a --trust-proxy address, with x-ssl-client-cert but without a proxy certificate on its connection: x-ssl-client-cert is not believed from it");
+    for (let i = 0; i < 200; i++) v.noProxyCertificate(`10.1.0.${i}`, "x-ssl-client-cert");
+    expect(lines).toHaveLength(100);
+    expect(lines.at(-1)).toEndWith("(said for 100 addresses; further ones are not listed)");
   });
 });

@@ -17,7 +17,8 @@
  * proxy: a certificate in a header other than `--client-cert-header`, or one this CA did not
  * issue (HAProxy's `ssl_c_der` of another CA, a PEM mangled on the way). So the first of each
  * kind is logged once (a misnamed header once per name), naming the header to give or why the
- * certificate was refused.
+ * certificate was refused. So is a header sent to the TLS port from a trusted address without a
+ * proxy certificate (gateway/transport/listen.ts), once per address.
  *
  * @module
  */
@@ -25,6 +26,9 @@ import { X509Certificate } from "node:crypto";
 import type { PeerIdentity } from "../env.ts";
 import type { CertificateAuthority } from "./ca.ts";
 import { deviceIdentity } from "./keys.ts";
+
+/** The most addresses of a --trust-proxy CIDR told one by one that they presented no proxy certificate. */
+const MAX_ADDRESS_LINES = 100;
 
 /** Headers TLS-terminating proxies are commonly set up to forward the client certificate in. */
 const COMMON_CERT_HEADERS = ["x-ssl-client-cert", "x-client-cert", "ssl-client-cert", "x-ssl-cert", "x-forwarded-client-cert", "x-client-certificate", "x-arr-clientcert"];
@@ -37,6 +41,8 @@ export class ForwardedCertVerifier {
   readonly #warn: (line: string) => void;
   /** What was logged already: one line per kind of mistake (module comment). */
   readonly #warned = new Set<string>();
+  /** Addresses told they presented no proxy certificate. */
+  #addressLines = 0;
 
   constructor(ca: CertificateAuthority, opts: { max?: number; warn?: (line: string) => void } = {}) {
     this.#ca = new X509Certificate(ca.certPem);
@@ -51,14 +57,34 @@ export class ForwardedCertVerifier {
   }
 
   /**
-   * A device's own certificate came to the TLS port from `address`, a trusted proxy's: a proxy
-   * there passes TLS through (TCP mode), or devices connect from the proxy's own address, and the
-   * transport no longer believes `header` from it there. Said once per address, with what to change.
+   * A request came to the TLS port from `address`, a trusted proxy's, with a certificate in
+   * `header` but no proxy certificate on its connection (listen.ts): the header is not believed.
+   * Said once per address (up to
+   * {@link MAX_ADDRESS_LINES} of them), with what to do: a proxy that terminates TLS needs a
+   * proxy certificate; one that passes TLS through needs no --trust-proxy.
    */
-  passesTlsThrough(address: string, header: string): void {
+  noProxyCertificate(address: string, header: string): void {
+    if (this.#warned.has(`no-proxy-cert ${address}`) || this.#addressLines >= MAX_ADDRESS_LINES) return;
+    this.#addressLines++;
     this.#once(
-      `passes-tls ${address}`,
-      `gateway: a device connected to the TLS port from ${address}, a --trust-proxy address, with its own certificate: the proxy there passes TLS through (TCP mode), or devices connect from the proxy's address, and any client there without a certificate could claim any device in ${header}. From now on ${header} is ignored from ${address} on this port. Take ${address} out of --trust-proxy if the proxy passes TLS through (a proxy in TCP mode needs none: the replicas verify the devices themselves); a proxy that terminates TLS must have an address of its own, no device's`,
+      `no-proxy-cert ${address}`,
+      `gateway: a request came to the TLS port from ${address}, a --trust-proxy address, with ${header} but without a proxy certificate on its connection: ${header} is not believed from it, and its requests count as its own (a device behind it gets 401). ` +
+        `A proxy that terminates TLS must present one: issue it with \`gateway proxy-cert --data DIR --name NAME --out DIR\` and give it to the proxy (HAProxy: crt on the server line; nginx: proxy_ssl_certificate and proxy_ssl_certificate_key), as gateway/README.md says under "Behind a proxy". ` +
+        `A proxy that passes TLS through (TCP mode) needs no --trust-proxy: take ${address} out of it` +
+        (this.#addressLines === MAX_ADDRESS_LINES ? ` (said for ${MAX_ADDRESS_LINES} addresses; further ones are not listed)` : ""),
+    );
+  }
+
+  /**
+   * The proxy certificate `name` presented from `address`, a trusted proxy's, failed the TLS
+   * port's verification (`why`: expired, another CA's): the proxy's header is not believed. Said
+   * once per address and name.
+   */
+  proxyCertRefused(address: string, name: string, why: string): void {
+    this.#once(
+      `proxy-cert-refused ${address} ${name}`,
+      `gateway: the proxy certificate "${name}" the proxy at ${address} presented on the TLS port did not verify (${why}): its forwarded certificate header is not believed, and devices behind it get 401. ` +
+        "Issue a new one from this gateway's data dir with `gateway proxy-cert --data DIR --name NAME --out DIR`, put it in the proxy's config and reload it (gateway/README.md, \"Behind a proxy\")",
     );
   }
 
@@ -92,7 +118,7 @@ export class ForwardedCertVerifier {
         if (id) {
           peer = id;
           notAfter = Math.min(until, now + 3_600_000);
-        } else why = ["name", "it names no device (no single CN)"];
+        } else why = ["name", "it names no device (a proxy certificate, or not one CN)"];
       }
     } catch {
       why = ["format", "it is neither URL-encoded PEM (nginx) nor base64 DER (HAProxy)"];

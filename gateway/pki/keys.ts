@@ -1,6 +1,15 @@
 /**
  * ECDSA P-256 keys on WebCrypto, and the PEM forms node:tls and the data dir
- * use; certificate serials, and the device a certificate names.
+ * use; certificate serials, and who a certificate names: a device, or a proxy.
+ *
+ * A proxy certificate (`gateway proxy-cert`, ca.ts issueProxyCert) is marked by its subject: an
+ * O attribute {@link PROXY_ORGANIZATION}, which no device certificate has (signDeviceCsr writes
+ * the subject CN=uuid, OU=factory whatever the CSR asks). The subject, not an extension: the TLS
+ * handshake and a forwarded header both hand over node:crypto's X509Certificate, whose subject is
+ * a string deviceIdentity already splits, so telling the two kinds apart costs nothing on a
+ * device's handshake, where parsing an extended key usage would cost on every one. The same split
+ * makes a proxy certificate never a device (deviceIdentity: null) and a device certificate never
+ * a proxy (proxyName: null).
  *
  * @module
  */
@@ -35,8 +44,25 @@ export const normalizeSerial = (hex: string) => hex.replace(/[^0-9a-fA-F]/g, "")
 export function deviceIdentity(cert: X509Certificate): { cn: string; serial: string } | null {
   if (!cert.serialNumber) return null;
   // One line per attribute ("CN=...\nOU=main").
-  const cns = cert.subject.split("\n").filter((l) => l.startsWith("CN="));
+  const lines = cert.subject.split("\n");
+  if (lines.includes(PROXY_SUBJECT_LINE)) return null;
+  const cns = lines.filter((l) => l.startsWith("CN="));
   return cns.length === 1 ? { cn: cns[0]!.slice(3), serial: normalizeSerial(cert.serialNumber) } : null;
+}
+
+/** The subject attribute that marks a proxy certificate (module comment). */
+export const PROXY_ORGANIZATION = "compose-ota proxy";
+const PROXY_SUBJECT_LINE = `O=${PROXY_ORGANIZATION}`;
+
+/**
+ * The name of the proxy a proxy certificate was issued to (its CN), or null for any other
+ * certificate, a device's too. Like deviceIdentity, the issuer and signature are the caller's to check.
+ */
+export function proxyName(cert: X509Certificate): string | null {
+  const lines = cert.subject.split("\n");
+  if (!lines.includes(PROXY_SUBJECT_LINE)) return null;
+  const cns = lines.filter((l) => l.startsWith("CN="));
+  return cns.length === 1 ? cns[0]!.slice(3) : null;
 }
 
 /** A random positive 128-bit serial whose first byte is never zero (no sign or padding ambiguity). */

@@ -56,6 +56,8 @@ export class Connection implements ClientConnection {
   onClose: (() => void) | undefined;
   /** The verified client certificate's identity (null: none); set at the TLS handshake. */
   peer: PeerIdentity | null | undefined;
+  /** The name in the proxy certificate this client presented from a --trust-proxy address (TLS port, listen.ts): its forwarded certificate header is believed. */
+  proxy: string | undefined;
   /** The client proved who it is (certificate, or a valid token on an earlier request): the lenient deadlines apply. */
   authenticated = false;
   /** When the connection is cut (ms since epoch, 0: never) and why. */

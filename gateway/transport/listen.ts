@@ -4,9 +4,10 @@
  * HTTP/1.1 server turns each request into a web `Request` for the app (or
  * hands the parsed head to the app's optional head handler first: the device
  * check-ins, where a `Request` and a `Response` cost more than the work). The
- * verified peer certificate (or, from a trusted proxy, the forwarded one) is
- * passed as `env.peer`. Nothing here knows the app: it is a `fetch` function
- * plus optional admission and head hooks, so another transport can replace this one.
+ * verified peer certificate (or, from a trusted proxy that presented a proxy
+ * certificate, the forwarded one: below) is passed as `env.peer`. Nothing here
+ * knows the app: it is a `fetch` function plus optional admission and head
+ * hooks, so another transport can replace this one.
  *
  * Why not Bun.serve: it cannot hand the client certificate to a handler
  * (oven-sh/bun#14097). Why not node:http over node:tls: it ran at a quarter of
@@ -30,7 +31,7 @@
  * @module
  */
 import type { Socket, TCPSocketListener } from "bun";
-import { deviceIdentity } from "../pki/keys.ts";
+import { deviceIdentity, proxyName } from "../pki/keys.ts";
 import type { Connection } from "./connection.ts";
 import { ConnectionCaps, connectionBudget } from "./connection-caps.ts";
 import { ConnectionSet } from "./connection-set.ts";
@@ -40,24 +41,34 @@ import { urlHost } from "./url.ts";
 export function listen(opts: TransportOptions): Promise<Listening> {
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, (a) => opts.trustedProxies?.has(a) ?? false, opts.connectionBudget ?? connectionBudget());
-  // A proxy in TCP mode passes the devices' TLS through: its address then comes with a device's own
-  // certificate, and its connections without one may be anyone's, so a forwarded-certificate header
-  // from it would let any client through it claim any device. Once a trusted address is seen so,
-  // the header is not believed from it on this port (the plain listener, behind a proxy that
-  // terminates TLS, is not concerned), and the operator is told once (forwarded-cert.ts).
-  const passesTls = new Set<string>();
+  // Behind a proxy (--trust-proxy), a request's identity may come in a certificate header. On this
+  // port an address alone does not earn that: a proxy in TCP mode passes any client's TLS through
+  // from its address, so a client without a certificate could name any device in the header. So
+  // the header is believed only from a connection that presented a proxy certificate (issued by
+  // `gateway proxy-cert`, marked as keys.ts says) from a trusted address; any other is taken by
+  // its own TLS identity, and when such a client sends the header from a trusted address, the
+  // operator is told once per address (forwarded-cert.ts). The plain listener (plain.ts) trusts
+  // the address alone: it is meant for a proxy on a private network, loopback or a unix socket,
+  // and speaks no TLS that could carry a certificate.
   const trusted = opts.trustedProxies;
-  const set = new ConnectionSet(trusted ? { ...opts, trustedProxies: { has: (a) => trusted.has(a) && !passesTls.has(a ?? "") } } : opts, limits, caps);
+  const header = opts.clientCertHeader ?? DEFAULT_CLIENT_CERT_HEADER;
+  const set = new ConnectionSet(
+    {
+      ...opts,
+      forwards: (c) => c.proxy !== undefined,
+      unbelieved: (c, sent) => {
+        if (trusted?.has(c.remoteAddr) && sent()) opts.forwardedCerts?.noProxyCertificate(c.remoteAddr, header);
+      },
+    },
+    limits,
+    caps,
+  );
   let handshakes = 0;
   let resumed = 0;
 
   // The X509Certificate form, not getPeerCertificate(): that one builds a whole object per
   // connection (about 21 µs against 3 µs here, measured on resumed connections).
-  const peerOf = (sock: Socket<Connection>) => {
-    if (!sock.authorized) return null;
-    const cert = sock.getPeerX509Certificate();
-    return cert ? deviceIdentity(cert) : null;
-  };
+  const certOf = (sock: Socket<Connection>) => (sock.authorized ? sock.getPeerX509Certificate() : undefined);
 
   return new Promise((resolve, reject) => {
     let listener: TCPSocketListener<Connection>;
@@ -77,10 +88,16 @@ export function listen(opts: TransportOptions): Promise<Listening> {
             if (!c || c.closed) return;
             handshakes++;
             if (sock.isSessionReused()) resumed++;
-            c.peer = peerOf(sock);
-            if (c.peer && trusted?.has(c.remoteAddr) && !passesTls.has(c.remoteAddr)) {
-              passesTls.add(c.remoteAddr);
-              opts.forwardedCerts?.passesTlsThrough(c.remoteAddr, opts.clientCertHeader ?? DEFAULT_CLIENT_CERT_HEADER);
+            const cert = certOf(sock);
+            c.peer = cert ? deviceIdentity(cert) : null;
+            if (!c.peer && trusted?.has(c.remoteAddr)) {
+              if (cert) c.proxy = proxyName(cert) ?? undefined;
+              else if (!sock.authorized) {
+                // A proxy certificate that did not verify (expired, another CA's): said, as every device behind that proxy now gets 401.
+                const presented = sock.getPeerX509Certificate();
+                const name = presented ? proxyName(presented) : null;
+                if (name !== null) opts.forwardedCerts?.proxyCertRefused(c.remoteAddr, name, sock.getAuthorizationError()?.message ?? "it did not verify");
+              }
             }
             caps.handshaken(c, c.peer !== null);
             if (c.peer) {

@@ -48,9 +48,17 @@ const admissionFailed = (err: unknown): Admission => {
 
 /**
  * What the loop needs of the listener's options; `scheme` names the request URLs (default
- * https; the plain port's are http).
+ * https; the plain port's are http). `forwards`: whether a connection's forwarded certificate
+ * header is believed; without it, whether its address is a trusted proxy's (the plain port,
+ * whose clients are all proxies); the TLS port asks for a proxy certificate too (listen.ts), and
+ * is told through `unbelieved` of a header it did not believe.
  */
-export type LoopOptions = Pick<TransportOptions, "host" | "fetch"> & Partial<TransportOptions> & { scheme?: "http" | "https" };
+export type LoopOptions = Pick<TransportOptions, "host" | "fetch"> & Partial<TransportOptions> & {
+  scheme?: "http" | "https";
+  forwards?(c: Connection): boolean;
+  /** A request without a verified certificate on a connection whose header is not believed; `sent`: whether it carried the header. */
+  unbelieved?(c: Connection, sent: () => boolean): void;
+};
 
 export class RequestLoop {
   readonly #opts: LoopOptions;
@@ -173,11 +181,13 @@ export class RequestLoop {
     try {
       // Until the body's decoder is set up below, bytes that arrive wait in c.buf (c.busy is set).
       let peer = c.peer ?? undefined;
-      if (!peer && this.#opts.forwardedCerts && this.#opts.trustedProxies?.has(c.remoteAddr)) {
-        const headers = new HeaderList(head.headers);
-        const forwarded = headers.get(this.#certHeader) ?? undefined;
-        if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
-        else this.#opts.forwardedCerts.noticeAbsent(this.#certHeader, (name) => headers.get(name));
+      if (!peer && this.#opts.forwardedCerts) {
+        if (this.#opts.forwards ? this.#opts.forwards(c) : this.#opts.trustedProxies?.has(c.remoteAddr)) {
+          const headers = new HeaderList(head.headers);
+          const forwarded = headers.get(this.#certHeader) ?? undefined;
+          if (forwarded !== undefined) peer = await this.#opts.forwardedCerts.verify(forwarded);
+          else this.#opts.forwardedCerts.noticeAbsent(this.#certHeader, (name) => headers.get(name));
+        } else this.#opts.unbelieved?.(c, () => new HeaderList(head.headers).get(this.#certHeader) !== null);
       }
       if (peer) env.peer = peer;
       const admitted = this.#admit(head, env, c);

@@ -5,7 +5,7 @@ import { connect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
-import { createCa, signDeviceCsr } from "../../gateway/pki/ca.ts";
+import { createCa, issueProxyCert, signDeviceCsr } from "../../gateway/pki/ca.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
 import { post, tlsFetch } from "./_client.ts";
@@ -82,28 +82,49 @@ describe("gateway over mTLS", () => {
     expect((await a.fetch(`${gw.url}/admin/devices/${b.uuid}`)).status).toBe(401);
   }, 60_000);
 
-  test("a client-cert header counts only from a trusted proxy and only if our CA issued it", async () => {
+  test("a client-cert header counts only from a trusted address presenting a proxy certificate, and only if our CA issued it", async () => {
     const d = await register();
     const header = { "x-client-cert": encodeURIComponent(d.cert) };
-    // Not trusted in this gateway: the header is nobody.
+    // Not trusted in this gateway: the header is nobody, with a proxy certificate too.
     expect((await admin(`${gw.url}/device`, { headers: header })).status).toBe(401);
+    const gwProxy = await issueProxyCert(gw.data.ca, "proxy");
+    expect((await tlsFetch({ ca, cert: gwProxy.certPem, key: gwProxy.keyPem })(`${gw.url}/device`, { headers: header, keepalive: false })).status).toBe(401);
     // A gateway trusting 127.0.0.1 as its proxy (the header's sender), where no device has connected yet.
     const proxiedDir = await mkdtemp(join(tmpdir(), "gw-mtls-proxied-"));
     const proxied = await startGatewayServer({ dataDir: proxiedDir, listen: "127.0.0.1:0", trustProxy: "127.0.0.1/32", log: () => {} });
     try {
-      const p = await registerDevice(proxied.url, proxied.data.adminToken, proxied.data.ca.certPem);
-      const pAdmin = tlsFetch({ ca: proxied.data.ca.certPem });
-      const viaProxy = await pAdmin(`${proxied.url}/device`, { headers: { "x-client-cert": encodeURIComponent(p.cert) }, keepalive: false });
+      const pCa = proxied.data.ca.certPem;
+      const p = await registerDevice(proxied.url, proxied.data.adminToken, pCa);
+      const q = await registerDevice(proxied.url, proxied.data.adminToken, pCa);
+      const pHeader = { "x-client-cert": encodeURIComponent(p.cert) };
+      // From the trusted address but without a proxy certificate (a client a TCP-mode proxy passed through): nobody.
+      expect((await tlsFetch({ ca: pCa })(`${proxied.url}/device`, { headers: pHeader, keepalive: false })).status).toBe(401);
+      // With its proxy certificate: the header is the device.
+      const cert = await issueProxyCert(proxied.data.ca, "haproxy1");
+      const asProxy = tlsFetch({ ca: pCa, cert: cert.certPem, key: cert.keyPem });
+      const viaProxy = await asProxy(`${proxied.url}/device`, { headers: pHeader, keepalive: false });
       expect(viaProxy.status).toBe(200);
       expect(((await viaProxy.json()) as { uuid: string }).uuid).toBe(p.uuid);
-      const other = await createCa("main");
+      // A proxy certificate is no device: without a header it is refused as one.
+      expect((await asProxy(`${proxied.url}/device`, { keepalive: false })).status).toBe(401);
+      // A device's certificate does not make its sender a proxy: q stays q, whoever the header names.
+      const asQ = await q.fetch(`${proxied.url}/device`, { headers: pHeader });
+      expect(((await asQ.json()) as { uuid: string }).uuid).toBe(q.uuid);
+      // A proxy certificate of another factory's CA fails the handshake's verification: the header is not believed.
+      const otherCa = await createCa("main");
+      const foreignProxy = await issueProxyCert(otherCa, "haproxy1");
+      const fp = await tlsFetch({ ca: pCa, cert: foreignProxy.certPem, key: foreignProxy.keyPem })(`${proxied.url}/device`, { headers: pHeader, keepalive: false }).then(
+        (r) => r.status,
+        () => "handshake failed",
+      );
+      expect([401, "handshake failed"]).toContain(fp);
+      // A certificate in the header that another CA issued: refused, from the proxy too.
       const k = await makeDeviceCsr(p.uuid);
-      const forged = await signDeviceCsr(other, k.csrPem, { uuid: p.uuid, factory: "main" });
-      expect((await pAdmin(`${proxied.url}/device`, { headers: { "x-client-cert": encodeURIComponent(forged.certPem) }, keepalive: false })).status).toBe(401);
-      // A device connecting from the proxy's address with its own certificate: that address is not
-      // a proxy's alone (or passes TLS through), and its header is no longer believed on this port.
+      const forged = await signDeviceCsr(otherCa, k.csrPem, { uuid: p.uuid, factory: "main" });
+      expect((await asProxy(`${proxied.url}/device`, { headers: { "x-client-cert": encodeURIComponent(forged.certPem) }, keepalive: false })).status).toBe(401);
+      // A device connecting from the proxy's address with its own certificate changes nothing for the proxy.
       expect((await p.fetch(`${proxied.url}/device`)).status).toBe(200);
-      expect((await pAdmin(`${proxied.url}/device`, { headers: { "x-client-cert": encodeURIComponent(p.cert) }, keepalive: false })).status).toBe(401);
+      expect((await asProxy(`${proxied.url}/device`, { headers: pHeader, keepalive: false })).status).toBe(200);
     } finally {
       await proxied.stop();
       await rm(proxiedDir, { recursive: true, force: true });

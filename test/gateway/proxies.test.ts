@@ -5,11 +5,14 @@
  * each, a device registers, is recognised by its certificate, posts events and reads TUF metadata;
  * a made-up certificate header never gets through (the gateway's default `x-client-cert` too,
  * for an operator who left out --client-cert-header), and a certificate of another CA fails the
- * handshake.
+ * handshake. The TLS-hop proxies present the proxy certificate `gateway proxy-cert` issued them;
+ * one that does not, and HAProxy in TCP mode wrongly given --trust-proxy, get no forwarded header
+ * believed, from the first request on.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
-import { createCa, signDeviceCsr } from "../../gateway/pki/ca.ts";
+import { readDataDirCa } from "../../gateway/data-dir.ts";
+import { createCa, issueProxyCert, signDeviceCsr } from "../../gateway/pki/ca.ts";
 import { x509 } from "../../lib/x509/eager.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
@@ -135,8 +138,9 @@ describe("the TLS-hop configs in front of a gateway left with the default certif
 
   test("a client's own x-client-cert header (another device's certificate) does not pass the proxy", async () => {
     const forged = encodeURIComponent(cert);
-    // Straight from the proxy's address the header is the device: what a client would be if it passed.
-    const direct = await tlsFetch({ ca: plainGw.caPem })(`${plainGw.url}/device`, { headers: { "x-client-cert": forged }, keepalive: false });
+    // Sent as the proxy (its address and proxy certificate) the header is the device: what a client would be if it passed.
+    const proxyCert = await issueProxyCert(await readDataDirCa(plainGw.dataDir), "test");
+    const direct = await tlsFetch({ ca: plainGw.caPem, cert: proxyCert.certPem, key: proxyCert.keyPem })(`${plainGw.url}/device`, { headers: { "x-client-cert": forged }, keepalive: false });
     expect(direct.status).toBe(200);
     expect(((await direct.json()) as { uuid: string }).uuid).toBe(uuid);
     for (const [name, proxy] of proxies) {
@@ -182,16 +186,60 @@ describe("HAProxy in TCP mode in front of a gateway wrongly given --trust-proxy 
     ({ gateway: misset, proxy } = await behindTcpMode(["--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"]));
   });
 
-  test("once a device's own certificate comes through the proxy, a header claiming a device from it is not believed, and the log says what to change", async () => {
-    const dev = await registerThrough(proxy.url, misset);
-    expect((await dev.fetch(`${proxy.url}/device`)).status).toBe(200);
+  test("from the first request after the start, a client without a certificate claiming a device in the header gets 401, and the log says what to change", async () => {
+    // The device registered, but none has connected with its certificate since the start.
+    const dev = await registerDevice(misset.url, misset.adminToken, misset.caPem);
+    // A client of the trusted address without a certificate that sends no header (the registration) is not warned about.
+    expect(await Bun.file(misset.logFile).text()).not.toContain("without a proxy certificate");
     // Another client, no certificate, the device's in the header (base64 DER, as HAProxy forwards it).
     const der = Buffer.from(new x509.X509Certificate(dev.cert).rawData).toString("base64");
     const spoof = await tlsFetch({ ca: misset.caPem })(`${proxy.url}/device`, { headers: { "x-ssl-client-cert": der }, keepalive: false });
     expect(spoof.status).toBe(401);
+    // The device itself still gets through, by its own certificate.
+    expect((await tlsFetch({ ca: misset.caPem, cert: dev.cert, key: dev.key })(`${proxy.url}/device`, { keepalive: false })).status).toBe(200);
     const log = await Bun.file(misset.logFile).text();
-    expect(log).toContain("a device connected to the TLS port from 127.0.0.1, a --trust-proxy address, with its own certificate: the proxy there passes TLS through (TCP mode)");
-    expect(log).toContain("Take 127.0.0.1 out of --trust-proxy");
+    expect(log).toContain("a request came to the TLS port from 127.0.0.1, a --trust-proxy address, with x-ssl-client-cert but without a proxy certificate on its connection: x-ssl-client-cert is not believed from it");
+    expect(log).toContain("A proxy that passes TLS through (TCP mode) needs no --trust-proxy: take 127.0.0.1 out of it");
   });
 });
 
+describe("a TLS-hop proxy without its proxy certificate (an upgrade left half done)", () => {
+  let bare: GatewayHandle;
+  const proxies: [string, ProxyHandle][] = [];
+  beforeAll(async () => {
+    const port = await freePort();
+    bare = await startGateway({ args: ["--public-url", `https://127.0.0.1:${port}`, "--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"] });
+    stops.push(() => bare.stop());
+    const haproxy = await startHaproxy({ dataDir: bare.dataDir, replicas: [bare.host], port, proxyCert: false });
+    stops.push(() => haproxy.stop());
+    const nginx = await startNginx({ dataDir: bare.dataDir, replicas: [bare.host], replicaName: "127.0.0.1", proxyCert: false });
+    stops.push(() => nginx.stop());
+    proxies.push(["HAProxy", haproxy], ["nginx", nginx]);
+  });
+
+  test("its forwarded header is ignored (a device gets 401), and the log names the fix: gateway proxy-cert and the README's section", async () => {
+    const dev = await registerDevice(bare.url, bare.adminToken, bare.caPem);
+    for (const [name, proxy] of proxies) {
+      const res = await tlsFetch({ ca: bare.caPem, cert: dev.cert, key: dev.key })(`${proxy.url}/device`, { keepalive: false });
+      expect(`${name}: ${res.status}`).toBe(`${name}: 401`);
+    }
+    const log = await Bun.file(bare.logFile).text();
+    expect(log).toContain("with x-ssl-client-cert but without a proxy certificate on its connection: x-ssl-client-cert is not believed from it");
+    expect(log).toContain("issue it with `gateway proxy-cert --data DIR --name NAME --out DIR` and give it to the proxy");
+    expect(log).toContain('gateway/README.md says under "Behind a proxy"');
+  });
+
+  test("an expired proxy certificate gets the header ignored too, and the log says it expired and what to do", async () => {
+    const dev = await registerDevice(bare.url, bare.adminToken, bare.caPem);
+    const expired = await issueProxyCert(await readDataDirCa(bare.dataDir), "old", { validDays: -0.5 });
+    const res = await tlsFetch({ ca: bare.caPem, cert: expired.certPem, key: expired.keyPem })(`${bare.url}/device`, {
+      headers: { "x-ssl-client-cert": encodeURIComponent(dev.cert) },
+      keepalive: false,
+    });
+    expect(res.status).toBe(401);
+    const log = await Bun.file(bare.logFile).text();
+    expect(log).toContain('gateway: the proxy certificate "old" the proxy at 127.0.0.1 presented on the TLS port did not verify (');
+    expect(log).toMatch(/did not verify \([^)]*expired[^)]*\)/i);
+    expect(log).toContain("Issue a new one from this gateway's data dir with `gateway proxy-cert");
+  });
+});

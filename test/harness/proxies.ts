@@ -11,6 +11,7 @@ import { startGateway, startReplica, type GatewayHandle } from "./gateway.ts";
 import { freePort, portAnswers, Proc, tempDir } from "./tmp.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
+const GATEWAY_MAIN = join(REPO, "gateway", "main.ts");
 
 export interface ProxyHandle {
   /** `https://127.0.0.1:PORT` (devices' URL) */
@@ -31,8 +32,12 @@ export function renderDeployConfig(path: string, values: Record<string, string>)
   return text;
 }
 
-/** The PEM files a proxy needs from a gateway data dir. */
-function gatewayPems(dir: string, dataDir: string) {
+/**
+ * The PEM files a proxy needs from a gateway data dir, and its proxy certificate, issued by
+ * `gateway proxy-cert` as an operator does (the replicas believe a TLS-hop proxy's header only
+ * with it).
+ */
+async function gatewayPems(dir: string, dataDir: string) {
   const cert = readFileSync(join(dataDir, "pki", "server.pem"), "utf8");
   const key = readFileSync(join(dataDir, "pki", "server.key"), "utf8");
   const files = { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key"), both: join(dir, "server-both.pem") };
@@ -40,7 +45,11 @@ function gatewayPems(dir: string, dataDir: string) {
   writeFileSync(files.cert, cert);
   writeFileSync(files.key, key, { mode: 0o600 });
   writeFileSync(files.both, cert.trimEnd() + "\n" + key, { mode: 0o600 });
-  return files;
+  const issue = Bun.spawn([process.execPath, GATEWAY_MAIN, "proxy-cert", "--data", dataDir, "--name", "proxy", "--out", dir, "--days", "7", "--format", "json"], { stdout: "pipe", stderr: "pipe" });
+  const [code, out, err] = await Promise.all([issue.exited, new Response(issue.stdout).text(), new Response(issue.stderr).text()]);
+  if (code !== 0) throw new Error(`gateway proxy-cert failed (exit ${code}): ${err}`);
+  const proxy = JSON.parse(out) as { cert: string; key: string; pem: string };
+  return { ...files, proxyCert: proxy.cert, proxyKey: proxy.key, proxyPem: proxy.pem };
 }
 
 async function run(name: string, dir: string, cmd: string[], port: number, config: string): Promise<ProxyHandle> {
@@ -51,21 +60,24 @@ async function run(name: string, dir: string, cmd: string[], port: number, confi
 
 /**
  * HAProxy from deploy/haproxy/<file> in front of the replicas (`host:port` each), with the TLS
- * material of `dataDir`. Pass `port` when the gateway's --public-url was chosen before, and
- * `source` (another loopback address, 127.0.0.2) for the proxy to connect to the replicas from:
- * a replica stops believing a forwarded certificate from an address its devices also connect
- * from with their own (gateway/transport/listen.ts), as they do from 127.0.0.1.
+ * material of `dataDir` and a proxy certificate issued from it. Pass `port` when the gateway's
+ * --public-url was chosen before, `source` (another loopback address, 127.0.0.2) for the proxy to
+ * connect to the replicas from (a --trust-proxy narrower than the devices' 127.0.0.1), and
+ * `proxyCert: false` to leave the proxy certificate out of the config (an upgrade not finished:
+ * the replicas then ignore the proxy's header).
  */
-export async function startHaproxy(opts: { file?: string; dataDir: string; replicas: string[]; port?: number; source?: string }): Promise<ProxyHandle> {
+export async function startHaproxy(opts: { file?: string; dataDir: string; replicas: string[]; port?: number; source?: string; proxyCert?: boolean }): Promise<ProxyHandle> {
   const dir = await tempDir("haproxy-");
   const port = opts.port ?? (await freePort());
-  const pems = gatewayPems(dir, opts.dataDir);
+  const pems = await gatewayPems(dir, opts.dataDir);
   let text = renderDeployConfig(`haproxy/${opts.file ?? "gateway.cfg"}`, {
     LISTEN: `127.0.0.1:${port}`,
     SERVER_PEM: pems.both,
     CA_PEM: pems.ca,
+    PROXY_PEM: pems.proxyPem,
     REPLICA_1: opts.replicas[0]!,
   });
+  if (opts.proxyCert === false) text = text.replace(` crt ${pems.proxyPem}`, "");
   // More replicas: repeat the example's server line for each.
   const line = text.split("\n").find((l) => l.trim().startsWith("server replica1 "))!;
   const sourced = opts.source ? `${line} source ${opts.source}` : line;
@@ -76,20 +88,23 @@ export async function startHaproxy(opts: { file?: string; dataDir: string; repli
 }
 
 /** nginx from deploy/nginx/<file> (default gateway.conf) in front of the replicas, like {@link startHaproxy}. */
-export async function startNginx(opts: { file?: string; dataDir: string; replicas: string[]; replicaName?: string; port?: number }): Promise<ProxyHandle> {
+export async function startNginx(opts: { file?: string; dataDir: string; replicas: string[]; replicaName?: string; port?: number; proxyCert?: boolean }): Promise<ProxyHandle> {
   const dir = await tempDir("nginx-");
   const port = opts.port ?? (await freePort());
-  const pems = gatewayPems(dir, opts.dataDir);
+  const pems = await gatewayPems(dir, opts.dataDir);
   for (const d of ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(dir, d));
   let text = renderDeployConfig(`nginx/${opts.file ?? "gateway.conf"}`, {
     LISTEN: `127.0.0.1:${port}`,
     SERVER_CERT: pems.cert,
     SERVER_KEY: pems.key,
     CA_PEM: pems.ca,
+    PROXY_CERT: pems.proxyCert,
+    PROXY_KEY: pems.proxyKey,
     REPLICA_1: opts.replicas[0]!,
     ...(opts.replicaName ? { REPLICA_NAME: opts.replicaName } : {}),
     PREFIX: dir,
   });
+  if (opts.proxyCert === false) text = text.split("\n").filter((l) => !/^\s*proxy_ssl_certificate(_key)? /.test(l)).join("\n");
   const line = text.split("\n").find((l) => l.trim().startsWith(`server ${opts.replicas[0]};`))!;
   text = text.replace(line, opts.replicas.map((r) => line.replace(opts.replicas[0]!, r)).join("\n"));
   const config = join(dir, "nginx.conf");
