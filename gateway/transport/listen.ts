@@ -40,7 +40,10 @@ import { urlHost } from "./url.ts";
 
 export function listen(opts: TransportOptions): Promise<Listening> {
   const limits: TransportLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, (a) => opts.trustedProxies?.has(a) ?? false, opts.connectionBudget ?? connectionBudget());
+  // No address is exempt from the per-address cap here: a proxy that proves itself with its
+  // certificate is authenticated at its handshake (below) and so never counts against it, and a
+  // client without one from a trusted address (through a proxy in TCP mode) is any client.
+  const caps = new ConnectionCaps(limits.maxConnections, limits.maxConnectionsPerAddress, undefined, opts.connectionBudget ?? connectionBudget());
   // Behind a proxy (--trust-proxy), a request's identity may come in a certificate header. On this
   // port an address alone does not earn that: a proxy in TCP mode passes any client's TLS through
   // from its address, so a client without a certificate could name any device in the header. So
@@ -99,8 +102,9 @@ export function listen(opts: TransportOptions): Promise<Listening> {
                 if (name !== null) opts.forwardedCerts?.proxyCertRefused(c.remoteAddr, name, sock.getAuthorizationError()?.message ?? "it did not verify");
               }
             }
-            caps.handshaken(c, c.peer !== null);
-            if (c.peer) {
+            // A device, or a proxy that proved itself: the lenient deadlines, and never taken for an unauthenticated client at a cap.
+            caps.handshaken(c, c.peer !== null || c.proxy !== undefined);
+            if (c.peer || c.proxy !== undefined) {
               c.authenticated = true;
               set.loop.awaitHead(c);
             }

@@ -24,7 +24,7 @@ export interface TransportLimits {
   idleTimeoutMs: number;
   /** Open connections in all; past it, the oldest unauthenticated connection is closed for a new one (one still in its TLS handshake only after the idle ones, for its first few seconds), else the longest idle one (or the new one is refused, if none is either). */
   maxConnections: number;
-  /** Unauthenticated connections from one address (trusted proxies exempt); past it, that address's oldest is closed. */
+  /** Unauthenticated connections from one address; past it, that address's oldest is closed. A proxy that presents its proxy certificate is authenticated; the plain listener (plain.ts) exempts its trusted proxies. */
   maxConnectionsPerAddress: number;
 }
 

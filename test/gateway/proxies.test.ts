@@ -14,9 +14,10 @@ import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { readDataDirCa } from "../../gateway/data-dir.ts";
 import { createCa, issueProxyCert, signDeviceCsr } from "../../gateway/pki/ca.ts";
 import { x509 } from "../../lib/x509/eager.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { metricSample, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { startHaproxy, startNginx, type ProxyHandle } from "../harness/proxies.ts";
-import { freePort } from "../harness/tmp.ts";
+import { freePort, until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
@@ -183,7 +184,23 @@ describe("HAProxy in TCP mode in front of a gateway wrongly given --trust-proxy 
   let proxy: ProxyHandle;
   beforeAll(async () => {
     // The mistake: the walkthrough's flags for a proxy that terminates TLS, kept for one that passes it through.
-    ({ gateway: misset, proxy } = await behindTcpMode(["--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert"]));
+    ({ gateway: misset, proxy } = await behindTcpMode(["--trust-proxy", "127.0.0.1", "--client-cert-header", "x-ssl-client-cert", "--max-connections-per-address", "4"]));
+  });
+
+  test("clients without a certificate through it are held to the per-address cap: a trusted address earns no exemption on the TLS port", async () => {
+    const before = await metricSample(misset, "gateway_connections_capped_total");
+    const socks = await Promise.all(
+      Array.from({ length: 7 }, () => new Promise<TLSSocket>((ok, fail) => {
+        const s = tlsConnect({ host: "127.0.0.1", port: Number(new URL(proxy.url).port), ca: misset.caPem }, () => ok(s));
+        s.on("error", fail);
+      })),
+    );
+    try {
+      await until("the oldest closed past the cap of 4", () => metricSample(misset, "gateway_connections_capped_total"), (n) => n - before >= 3, 10_000);
+      expect(await metricSample(misset, "gateway_connections_unauthenticated")).toBeLessThanOrEqual(4);
+    } finally {
+      for (const s of socks) s.destroy();
+    }
   });
 
   test("from the first request after the start, a client without a certificate claiming a device in the header gets 401, and the log says what to change", async () => {
