@@ -21,9 +21,9 @@ import { TufRepo, type AdoptedKey } from "./ota/repo.ts";
 import { leapAfterRestore } from "./backup/after-restore.ts";
 import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
-import { LeaderLease } from "./leader.ts";
+import { LeaderLease, leaseHeldElsewhere } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
-import { checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
+import { changeRegistrySetting, checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { DiskFull } from "./disk-full.ts";
@@ -47,6 +47,8 @@ import { rm } from "node:fs/promises";
 
 /** How often every replica looks for online keys rotated on another (TufRepo.adoptKeys). */
 const KEY_ADOPT_INTERVAL_MS = 5000;
+/** The lease whose holder signs for the replicas; while any replica serves, one of them holds it. */
+const SIGNER_LEASE = "tuf-signer";
 
 export interface ServeOptions {
   dataDir: string;
@@ -75,6 +77,8 @@ export interface ServeOptions {
   externalRegistryService?: string;
   /** Where the embedded registry keeps blobs and manifests; default DIR/registry. Replicas share one (e.g. NFS). */
   registryDir?: string;
+  /** `--registry-change`: record this start's registry setting as the fleet's, replacing the database's record (registry/setting.ts changeRegistrySetting). */
+  registryChange?: boolean;
   /** How often the signer-lease holder moves rollouts on (default 5000 ms; 0: never, tests tick by hand). */
   rolloutTickMs?: number;
   /** How long the signer lease outlives a holder that stopped renewing it (default 6000 ms; renewed every third of it). */
@@ -201,7 +205,12 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       ? { kind: "external", service: opts.externalRegistryService }
       : { kind: "embedded", dir: data.registryDir, flag: opts.registryDir !== undefined };
     const where = { dataDir: opts.dataDir, db: shownUrl(postgres ?? "") };
-    const recorded = postgres ? await checkRegistrySetting(store, registry, where) : true;
+    const recorded = !postgres
+      ? true
+      : opts.registryChange
+        ? await changeRegistrySetting(store, registry, where, () => leaseHeldElsewhere(store, SIGNER_LEASE), log)
+        : await checkRegistrySetting(store, registry, where);
+    if (opts.registryChange && !postgres) log("gateway: --registry-change: a gateway on SQLite records no registry setting (it may move its registry): nothing to change");
     // Made once the database took the data dir: a start refused above leaves no registry folder behind.
     await makeRegistryDir(data.dir, opts.registryDir);
     if (!recorded) await recordRegistrySetting(store, registry, where, log);
@@ -227,8 +236,8 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     ],
     log,
   );
-  // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.
-  const signer = new LeaderLease(store, "tuf-signer", {
+  // Replicas on one database: only the holder of the signer lease re-signs timestamp and snapshot.
+  const signer = new LeaderLease(store, SIGNER_LEASE, {
     ...(opts.signerLeaseMs !== undefined ? { ttlMs: opts.signerLeaseMs } : {}),
     onAcquire: () => {
       log("gateway: this replica is the TUF signer");

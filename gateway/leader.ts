@@ -90,3 +90,15 @@ export class LeaderLease {
     }
   }
 }
+
+/**
+ * Whether another replica holds lease `name` now (each live replica keeps trying for the signer's,
+ * so one of them holds it while any serves): asked by taking it under a throwaway holder and giving
+ * it back at once. For a start that must find every other replica stopped (`serve --registry-change`).
+ */
+export async function leaseHeldElsewhere(store: Pick<Store, "tryLease" | "releaseLease">, name: string): Promise<boolean> {
+  const probe = `${hostname()}:${process.pid}:probe-${crypto.randomUUID().slice(0, 8)}`;
+  if (!(await store.tryLease(name, probe, 1000))) return true;
+  await store.releaseLease(name, probe);
+  return false;
+}
