@@ -21,7 +21,7 @@ import { TufRepo, type AdoptedKey } from "./ota/repo.ts";
 import { leapAfterRestore } from "./backup/after-restore.ts";
 import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
-import { LeaderLease, leaseHeldElsewhere } from "./leader.ts";
+import { DEFAULT_LEASE_TTL_MS, LeaderLease, leaseHeldElsewhere } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { changeRegistrySetting, checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
@@ -205,10 +205,16 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       ? { kind: "external", service: opts.externalRegistryService }
       : { kind: "embedded", dir: data.registryDir, flag: opts.registryDir !== undefined };
     const where = { dataDir: opts.dataDir, db: shownUrl(postgres ?? "") };
+    // --registry-change: refused while another replica serves; a lease nobody renews is waited out (two of its lifetimes).
+    const othersServing = () =>
+      leaseHeldElsewhere(store, SIGNER_LEASE, {
+        patienceMs: 2 * (opts.signerLeaseMs ?? DEFAULT_LEASE_TTL_MS),
+        onWait: () => log("gateway: --registry-change: another replica holds the signer lease: waiting for it to run out (a replica stopped moments ago) or be renewed (one serving)"),
+      });
     const recorded = !postgres
       ? true
       : opts.registryChange
-        ? await changeRegistrySetting(store, registry, where, () => leaseHeldElsewhere(store, SIGNER_LEASE), log)
+        ? await changeRegistrySetting(store, registry, where, othersServing, log)
         : await checkRegistrySetting(store, registry, where);
     if (opts.registryChange && !postgres) log("gateway: --registry-change: a gateway on SQLite records no registry setting (it may move its registry): nothing to change");
     // Made once the database took the data dir: a start refused above leaves no registry folder behind.

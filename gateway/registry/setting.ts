@@ -202,7 +202,7 @@ export async function changeRegistrySetting(
   const cannot = `Cannot change the fleet's registry with ${where.dataDir} on the database ${where.db}`;
   if (await othersServing())
     throw new RegistrySettingMismatchError(
-      `${cannot}: another replica is serving it (it holds the signer lease) with ${was}; stop every replica first, then start this one with --registry-change (a replica killed moments ago holds the lease a few seconds more: start again). Nothing was changed`,
+      `${cannot}: another replica is serving it (it holds the signer lease) with ${was}; stop every replica first, then start this one with --registry-change. Nothing was changed`,
     );
   if (!(await store.forgetMeta(REGISTRY_SETTING, text)))
     throw new RegistrySettingMismatchError(`${cannot}: the record changed while this start read it (another replica starting?); stop every replica and start again. Nothing was changed`);

@@ -118,10 +118,12 @@ describe("replicas of an external registry", () => {
     const beside = await refusal(startReplica(first, { db, args: ["--registry-change"] }));
     expect(beside).toContain("another replica is serving it (it holds the signer lease) with the external registry \"fleet-registry\" (--external-registry-service fleet-registry); stop every replica first");
     expect(await recorded(db)).toBe(before);
-    await first.stop();
+    // Killed (no clean hand-over of its lease): the lease nobody renews any more is waited out.
+    await first.kill();
     const changed = await start(startGateway({ db, dataDir: first.dataDir, args: ["--registry-change"] }));
     expect(JSON.parse((await recorded(db))!)).toMatchObject({ kind: "embedded", dir: join(first.dataDir, "registry") });
     const log = readFileSync(changed.logFile, "utf8");
+    expect(log).toContain("gateway: --registry-change: another replica holds the signer lease: waiting for it to run out");
     expect(log).toContain("gateway: --registry-change: the fleet's registry was the external registry \"fleet-registry\" (--external-registry-service fleet-registry); this start records its own.");
     expect(log).toContain("targets published before name images the new registry may not hold: push them there again");
     // The others follow with the new setting; one still on the old is refused as before.
