@@ -31,7 +31,7 @@ import { DEFAULT_KEEP_EVENTS, DEFAULT_KEEP_EVENTS_DAYS, EventRetention } from ".
 import { certificateNotAfter } from "./pki/ca.ts";
 import { watchCertificateExpiry } from "./pki/cert-expiry.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
-import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
+import { bearerToken, createRegistry, createTokenEndpoint, externalRegistryOnly, verifyRegistryToken } from "./registry/index.ts";
 import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
 import { connectionBudget, openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
@@ -363,17 +363,20 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         allowed: access.allowed,
         subject: access.subject,
       }),
-      createRegistry({
-        root: opts.registryDir ?? data.registryDir,
-        tokenSecret: data.registrySecret,
-        tokenRealm: realm,
-        served: gw.metrics.registryBytes,
-        tokenRevoked: access.tokenRevoked,
-        authorize: async (c, want) => {
-          const who = await access.identify(c as Context<GatewayEnv>);
-          return who !== undefined && access.allowed(who, want.repository, want.action);
-        },
-      }),
+      // The external registry's realm serves no registry of its own: /v2 says where the registry is.
+      opts.externalRegistryService
+        ? externalRegistryOnly(opts.externalRegistryService)
+        : createRegistry({
+            root: opts.registryDir ?? data.registryDir,
+            tokenSecret: data.registrySecret,
+            tokenRealm: realm,
+            served: gw.metrics.registryBytes,
+            tokenRevoked: access.tokenRevoked,
+            authorize: async (c, want) => {
+              const who = await access.identify(c as Context<GatewayEnv>);
+              return who !== undefined && access.allowed(who, want.repository, want.action);
+            },
+          }),
     ];
 
     // The app needs the public URL (token realm, sota.toml) and the port may be 0: build it lazily.
