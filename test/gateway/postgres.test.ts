@@ -290,6 +290,10 @@ describe("gateway backup and restore on PostgreSQL, through the CLI", () => {
     expect(said).toContain("the database was lost too: make a new, empty database (createdb -O USER NAME)");
     expect(said).toContain("pg_restore --no-owner --dbname=postgres://USER@HOST/NAME FILE.pgdump");
     expect(said).toContain("other gateways still serve that database: starting this data dir with their --db adds a replica");
+    // Made without --with-registry: the storage the database names is not in it.
+    expect(said).toContain(
+      "the registry is not in this backup (made without --with-registry), and the database names the storage the fleet was served from: serve with that storage as --registry-dir if it is still there (or its replicas share it), else with --registry-change",
+    );
     expect(said).not.toContain("pg_restore it before starting the gateway");
     // Refused without its --db instead of being served from a new, empty SQLite database.
     const noDb = gatewayRun(["serve", "--data", restored, "--listen", "127.0.0.1:0"]);
