@@ -21,9 +21,9 @@ import { TufRepo, type AdoptedKey } from "./ota/repo.ts";
 import { leapAfterRestore } from "./backup/after-restore.ts";
 import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
-import { LeaderLease } from "./leader.ts";
+import { DEFAULT_LEASE_TTL_MS, LeaderLease, leaseHeldElsewhere } from "./leader.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
-import { checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
+import { changeRegistrySetting, checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
 import { DiskFull } from "./disk-full.ts";
@@ -31,7 +31,7 @@ import { DEFAULT_KEEP_EVENTS, DEFAULT_KEEP_EVENTS_DAYS, EventRetention } from ".
 import { certificateNotAfter } from "./pki/ca.ts";
 import { watchCertificateExpiry } from "./pki/cert-expiry.ts";
 import { ForwardedCertVerifier } from "./pki/forwarded-cert.ts";
-import { bearerToken, createRegistry, createTokenEndpoint, verifyRegistryToken } from "./registry/index.ts";
+import { bearerToken, createRegistry, createTokenEndpoint, externalRegistryOnly, verifyRegistryToken } from "./registry/index.ts";
 import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type TransportLimits } from "./transport/index.ts";
 import { connectionBudget, openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
@@ -47,6 +47,8 @@ import { rm } from "node:fs/promises";
 
 /** How often every replica looks for online keys rotated on another (TufRepo.adoptKeys). */
 const KEY_ADOPT_INTERVAL_MS = 5000;
+/** The lease whose holder signs for the replicas; while any replica serves, one of them holds it. */
+const SIGNER_LEASE = "tuf-signer";
 
 export interface ServeOptions {
   dataDir: string;
@@ -75,6 +77,8 @@ export interface ServeOptions {
   externalRegistryService?: string;
   /** Where the embedded registry keeps blobs and manifests; default DIR/registry. Replicas share one (e.g. NFS). */
   registryDir?: string;
+  /** `--registry-change`: record this start's registry setting as the fleet's, replacing the database's record (registry/setting.ts changeRegistrySetting). */
+  registryChange?: boolean;
   /** How often the signer-lease holder moves rollouts on (default 5000 ms; 0: never, tests tick by hand). */
   rolloutTickMs?: number;
   /** How long the signer lease outlives a holder that stopped renewing it (default 6000 ms; renewed every third of it). */
@@ -201,7 +205,18 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       ? { kind: "external", service: opts.externalRegistryService }
       : { kind: "embedded", dir: data.registryDir, flag: opts.registryDir !== undefined };
     const where = { dataDir: opts.dataDir, db: shownUrl(postgres ?? "") };
-    const recorded = postgres ? await checkRegistrySetting(store, registry, where) : true;
+    // --registry-change: refused while another replica serves; a lease nobody renews is waited out (two of its lifetimes).
+    const othersServing = () =>
+      leaseHeldElsewhere(store, SIGNER_LEASE, {
+        patienceMs: 2 * (opts.signerLeaseMs ?? DEFAULT_LEASE_TTL_MS),
+        onWait: () => log("gateway: --registry-change: another replica holds the signer lease: waiting for it to run out (a replica stopped moments ago) or be renewed (one serving)"),
+      });
+    const recorded = !postgres
+      ? true
+      : opts.registryChange
+        ? await changeRegistrySetting(store, registry, where, othersServing, log)
+        : await checkRegistrySetting(store, registry, where);
+    if (opts.registryChange && !postgres) log("gateway: --registry-change: a gateway on SQLite records no registry setting (it may move its registry): nothing to change");
     // Made once the database took the data dir: a start refused above leaves no registry folder behind.
     await makeRegistryDir(data.dir, opts.registryDir);
     if (!recorded) await recordRegistrySetting(store, registry, where, log);
@@ -227,8 +242,8 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     ],
     log,
   );
-  // Replicas on one database: only the holder of the "tuf-signer" lease re-signs timestamp and snapshot.
-  const signer = new LeaderLease(store, "tuf-signer", {
+  // Replicas on one database: only the holder of the signer lease re-signs timestamp and snapshot.
+  const signer = new LeaderLease(store, SIGNER_LEASE, {
     ...(opts.signerLeaseMs !== undefined ? { ttlMs: opts.signerLeaseMs } : {}),
     onAcquire: () => {
       log("gateway: this replica is the TUF signer");
@@ -348,17 +363,20 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
         allowed: access.allowed,
         subject: access.subject,
       }),
-      createRegistry({
-        root: opts.registryDir ?? data.registryDir,
-        tokenSecret: data.registrySecret,
-        tokenRealm: realm,
-        served: gw.metrics.registryBytes,
-        tokenRevoked: access.tokenRevoked,
-        authorize: async (c, want) => {
-          const who = await access.identify(c as Context<GatewayEnv>);
-          return who !== undefined && access.allowed(who, want.repository, want.action);
-        },
-      }),
+      // The external registry's realm serves no registry of its own: /v2 says where the registry is.
+      opts.externalRegistryService
+        ? externalRegistryOnly(opts.externalRegistryService)
+        : createRegistry({
+            root: opts.registryDir ?? data.registryDir,
+            tokenSecret: data.registrySecret,
+            tokenRealm: realm,
+            served: gw.metrics.registryBytes,
+            tokenRevoked: access.tokenRevoked,
+            authorize: async (c, want) => {
+              const who = await access.identify(c as Context<GatewayEnv>);
+              return who !== undefined && access.allowed(who, want.repository, want.action);
+            },
+          }),
     ];
 
     // The app needs the public URL (token realm, sota.toml) and the port may be 0: build it lazily.

@@ -39,7 +39,7 @@ export class LeaderLease {
     readonly name: string,
     private readonly opts: LeaderOptions = {},
   ) {
-    this.#ttl = opts.ttlMs ?? 6000;
+    this.#ttl = opts.ttlMs ?? DEFAULT_LEASE_TTL_MS;
   }
 
   /**
@@ -89,4 +89,31 @@ export class LeaderLease {
       await this.store.releaseLease(this.name, this.holder).catch((e) => this.opts.onError?.(e));
     }
   }
+}
+
+/** How long a lease lasts without renewal when the replica sets no other (`serve --signer-lease`). */
+export const DEFAULT_LEASE_TTL_MS = 6000;
+
+/**
+ * Whether another replica holds lease `name` (each live replica keeps trying for the signer's, so
+ * one of them holds it while any serves): asked by taking it under a throwaway holder and giving it
+ * back at once. A held lease is asked again for `patienceMs` (default two lifetimes of a lease): a
+ * replica killed moments ago, or one whose database was dumped moments ago and restored (its row
+ * comes back with it), leaves a lease nobody renews, which runs out; a live one is renewed. For a
+ * start that must find every other replica stopped (`serve --registry-change`).
+ */
+export async function leaseHeldElsewhere(
+  store: Pick<Store, "tryLease" | "releaseLease">,
+  name: string,
+  opts: { patienceMs?: number; onWait?: () => void } = {},
+): Promise<boolean> {
+  const probe = `${hostname()}:${process.pid}:probe-${crypto.randomUUID().slice(0, 8)}`;
+  const until = performance.now() + (opts.patienceMs ?? 2 * DEFAULT_LEASE_TTL_MS);
+  for (let asked = 0; !(await store.tryLease(name, probe, 1000)); asked++) {
+    if (performance.now() >= until) return true;
+    if (asked === 0) opts.onWait?.();
+    await Bun.sleep(500);
+  }
+  await store.releaseLease(name, probe);
+  return false;
 }

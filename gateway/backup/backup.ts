@@ -37,8 +37,7 @@ import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servedDatabaseKind, servingPid } from "../data-dir.ts";
-import { CA_FINGERPRINT_META, dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
-import { peekPostgresMeta } from "../store/postgres.ts";
+import { CA_FINGERPRINT_META, StoreOpenError, dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
 import { shownUrl } from "../../lib/net/shown-url.ts";
 import { caFingerprint } from "../../lib/tls/pin.ts";
 import { ADOPTED_ROOT_FILE } from "../ota/key-store.ts";
@@ -92,12 +91,13 @@ async function checkPostgresDb(dataDir: string, db: string): Promise<void> {
   const caFile = join(dataDir, "pki", "ca.pem");
   const caPem = await readFile(caFile, "utf8").catch((e) => Promise.reject(new BackupError(`Cannot read ${caFile}: ${fsWhy(e)}`)));
   const cannot = `Cannot back up ${dataDir} with the database ${shownUrl(db)}`;
-  const boundTo = await peekPostgresMeta(db, CA_FINGERPRINT_META).catch((e: { errno?: unknown }) => {
+  // One connection: a failure is said in store/open.ts's words and advice (refused, no such host, a wrong password).
+  const boundTo = await peekDatabaseMeta(db, CA_FINGERPRINT_META).catch((e: unknown) => {
     // store/open.ts advises creating a database that is not there (right for a first serve); the
     // database a backup names exists, or the --db is wrong.
-    if (e.errno === "3D000") throw new BackupError(`${cannot}: there is no such database (wrong --db?): give the --db gateway serve runs this data dir with`);
-    // Any other failure (refused, no such host, a wrong password) in store/open.ts's words and advice: asked once more through it.
-    return peekDatabaseMeta(db, CA_FINGERPRINT_META);
+    if (e instanceof StoreOpenError && e.sqlState === "3D000")
+      throw new BackupError(`${cannot}: there is no such database (wrong --db?): give the --db gateway serve runs this data dir with`);
+    throw e;
   });
   if (boundTo === undefined)
     throw new BackupError(`${cannot}: it holds no gateway's data (wrong --db?): give the --db gateway serve runs this data dir with`);

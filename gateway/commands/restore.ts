@@ -7,7 +7,7 @@ import { PASSPHRASE_ENV, openSecret } from "../backup/secret.ts";
  * with the gateway: the database often survives it (another host, a managed service), and a
  * pg_restore of the backup's older dump over it would throw away the fleet's changes since.
  */
-function postgresNextSteps(dataDir: string): string {
+function postgresNextSteps(dataDir: string, registry: boolean): string {
   return [
     "restore: the database is PostgreSQL and is not in the backup. Before starting the gateway:",
     "  - the database is still there (only the gateway host was lost): do not pg_restore; start the gateway with that database,",
@@ -15,6 +15,14 @@ function postgresNextSteps(dataDir: string): string {
     "  - the database was lost too: make a new, empty database (createdb -O USER NAME) and pg_restore the pg_dump taken with",
     "    this backup into it, as USER: pg_restore --no-owner --dbname=postgres://USER@HOST/NAME FILE.pgdump (--no-owner: the",
     "    old server's roles need not exist there; into an empty database only), then serve with --db postgres://USER@HOST/NAME",
+    // The database records the registry storage the fleet was served from (registry/setting.ts), which a backup without it does not bring back.
+    ...(registry
+      ? []
+      : [
+          "  - the registry is not in this backup (made without --with-registry), and the database names the storage the fleet",
+          "    was served from: serve with that storage as --registry-dir if it is still there (or its replicas share it), else",
+          "    with --registry-change (the images of earlier targets are pushed again: gateway/README.md, Replicas)",
+        ]),
     "  - other gateways still serve that database: starting this data dir with their --db adds a replica (gateway/README.md,",
     "    Replicas); a copy of a running replica's data dir is newer than this backup",
   ].join("\n");
@@ -56,7 +64,7 @@ export default defineCommand({
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
     });
     if (flags["registry-dir"] && !m.registry) out.info(`restore: the backup holds no registry (made without --with-registry): nothing was put in ${flags["registry-dir"]}`);
-    if (m.database === "postgres") out.info(postgresNextSteps(flags.data));
+    if (m.database === "postgres") out.info(postgresNextSteps(flags.data, m.registry));
     out.result(
       { dataDir: flags.data, ...m },
       (r) =>

@@ -115,6 +115,11 @@ export default defineCommand({
       placeholder: "NAME",
       allowEmpty: true,
     },
+    "registry-change": {
+      type: "boolean",
+      description:
+        "The fleet's registry changes on purpose (PostgreSQL): record this start's --registry-dir or --external-registry-service as the one every replica serves, replacing the database's record; refused while another replica serves",
+    },
     "polling-seconds": { type: "string", description: "Polling interval written into new devices' sota.toml", default: "300", placeholder: "N" },
     "rollout-tick": { type: "string", description: "Seconds between rollout checks (halt, advance, complete) on the signer replica", default: "5", placeholder: "SECONDS" },
     "signer-lease": {
@@ -225,6 +230,7 @@ export default defineCommand({
       tufExpiries,
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       ...(flags["external-registry-service"] ? { externalRegistryService: flags["external-registry-service"] } : {}),
+      ...(flags["registry-change"] ? { registryChange: true } : {}),
       limits,
       rolloutTickMs: positive("rollout-tick", flags["rollout-tick"], false, HOUR) * 1000,
       keepEvents: keepEvents(flags["keep-events"]),

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { x509 } from "../../lib/x509/eager.ts";
+import { caFingerprint } from "../../lib/tls/pin.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { X509Certificate } from "node:crypto";
 import { CsrRejectedError, certificateHosts, createCa, issueProxyCert, issueServerCert, loadCa, signDeviceCsr } from "./ca.ts";
@@ -31,6 +32,8 @@ describe("factory CA", () => {
     const again = await loadCa(ca.certPem, ca.keyPem);
     expect(again.fingerprint).toBe(ca.fingerprint);
     expect(ca.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    // The pin a token carries is the one a client (fioup register, publish) checks /ca.pem against.
+    expect(ca.fingerprint).toBe(caFingerprint(ca.certPem));
   });
 
   test("a proxy certificate names its proxy and no device; a device certificate names no proxy", async () => {

@@ -7,7 +7,7 @@
  */
 import { x509 } from "../../lib/x509/eager.ts";
 import type * as X from "@peculiar/x509";
-import { createHash } from "node:crypto";
+import { derFingerprint } from "../../lib/tls/pin.ts";
 import { isIP } from "node:net";
 import { PROXY_ORGANIZATION, SIGN_ALG, generateKeyPair, normalizeSerial, privateKeyFromPem, privateKeyToPem, randomSerial } from "./keys.ts";
 
@@ -26,13 +26,9 @@ export class CsrRejectedError extends Error {
   override name = "CsrRejectedError";
 }
 
-export function sha256Hex(data: ArrayBuffer | Uint8Array): string {
-  return createHash("sha256").update(new Uint8Array(data)).digest("hex");
-}
-
 export async function loadCa(certPem: string, keyPem: string): Promise<CertificateAuthority> {
   const cert = new x509.X509Certificate(certPem);
-  return { cert, certPem, key: await privateKeyFromPem(keyPem), keyPem, fingerprint: sha256Hex(cert.rawData) };
+  return { cert, certPem, key: await privateKeyFromPem(keyPem), keyPem, fingerprint: derFingerprint(cert.rawData) };
 }
 
 /** Creates a new factory CA valid for 20 years. */
@@ -52,7 +48,7 @@ export async function createCa(factory: string): Promise<CertificateAuthority> {
     ],
   });
   const certPem = cert.toString("pem") + "\n";
-  return { cert, certPem, key: keys.privateKey, keyPem: await privateKeyToPem(keys.privateKey), fingerprint: sha256Hex(cert.rawData) };
+  return { cert, certPem, key: keys.privateKey, keyPem: await privateKeyToPem(keys.privateKey), fingerprint: derFingerprint(cert.rawData) };
 }
 
 /**

@@ -322,6 +322,29 @@ export function createRegistry(opts: RegistryOptions): Hono {
   return new Hono().all("/v2", dispatch).all("/v2/*", dispatch);
 }
 
+/**
+ * What `/v2` is on a gateway that is the token realm of an external registry (serve
+ * --external-registry-service): no registry. The embedded one's store there is empty and nobody
+ * pushes to it, so a device or `gateway publish` given the gateway's host as the registry would
+ * read nothing from it, or write images the fleet never sees. Every `/v2` request is answered 404
+ * with the OCI error body, naming the registry the gateway issues tokens for and where it is found.
+ */
+export function externalRegistryOnly(service: string): Hono {
+  const answer = () =>
+    withApiVersion(
+      errorResponse(
+        new RegistryRequestError(
+          404,
+          "UNSUPPORTED",
+          `This gateway serves no registry: it issues the tokens of the external registry whose service is "${service}" (gateway serve --external-registry-service ${service}). ` +
+            "Push and pull there: at the registry host gateway publish was given (--registry), which the targets' app URIs name (gateway targets list)",
+          { service },
+        ),
+      ),
+    );
+  return new Hono().all("/v2", answer).all("/v2/*", answer);
+}
+
 /** Percent-decodes a path segment; malformed escapes are left as they are (and then fail validation). */
 function safeDecode(segment: string): string {
   try {

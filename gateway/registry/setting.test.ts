@@ -14,6 +14,7 @@ function memoryStore(): SettingStore {
       if (!meta.has(key)) meta.set(key, value);
       return meta.get(key)!;
     },
+    forgetMeta: async (key, value) => meta.get(key) === value && meta.delete(key),
   };
 }
 

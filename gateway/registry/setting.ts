@@ -12,6 +12,10 @@
  * folder, a mount point whose mount failed). A copy of the storage carries the id: a copy per
  * replica is not told from a shared one.
  *
+ * The registry changes on purpose with `serve --registry-change` ({@link changeRegistrySetting}):
+ * every other replica stopped, the start that brings the new setting replaces the record, so no
+ * moment lets a replica with the old setting record it again.
+ *
  * Only PostgreSQL is checked: a SQLite database has one gateway, which may move its registry.
  *
  * @module
@@ -34,8 +38,8 @@ type Recorded = { kind: "external"; service: string } | { kind: "embedded"; id: 
 /** The gateway_meta key of the record (beside ca_fingerprint, CA_FINGERPRINT_META in gateway/store/open.ts). */
 export const REGISTRY_SETTING = "registry_setting";
 
-/** What an operator runs to let the fleet's registry change: the next start records its own. */
-const FORGET = `DELETE FROM gateway_meta WHERE key = '${REGISTRY_SETTING}'`;
+/** How an operator changes the fleet's registry: every replica stopped, one start with the new setting records it. */
+const CHANGE = "stop every replica, start one with the new setting and --registry-change, then the others with that setting";
 
 /** A replica started with another registry setting than the one its database records (or a record it cannot read): the setting is not recorded, nothing served. */
 export class RegistrySettingMismatchError extends Error {
@@ -46,6 +50,7 @@ export class RegistrySettingMismatchError extends Error {
 export interface SettingStore {
   readMeta(key: string): Promise<string | undefined>;
   claimMeta(key: string, value: string): Promise<string>;
+  forgetMeta(key: string, value: string): Promise<boolean>;
 }
 
 const idPath = (dir: string) => join(dir, STORAGE_ID_FILE);
@@ -54,6 +59,9 @@ const readId = async (dir: string) => (await readTextOrUndefined(idPath(dir)))?.
 const shownEmbedded = (s: Extract<RegistrySetting, { kind: "embedded" }>) =>
   `the embedded registry in ${s.dir} (${s.flag ? `--registry-dir ${s.dir}` : "no --registry-dir"})`;
 const shownExternal = (service: string) => `the external registry "${service}" (--external-registry-service ${service})`;
+
+const shownRecorded = (r: Recorded) =>
+  r.kind === "external" ? shownExternal(r.service) : `the embedded registry in the storage whose ${STORAGE_ID_FILE} holds ${r.id} (first served from ${r.dir})`;
 
 /**
  * Refuses `setting` when `store` records another; true when it records this one, false when it
@@ -72,23 +80,23 @@ export async function checkRegistrySetting(store: SettingStore, setting: Registr
     if (recorded?.kind !== "external" && recorded?.kind !== "embedded") throw new Error("no kind");
   } catch {
     throw new RegistrySettingMismatchError(
-      `Cannot serve ${where.dataDir} with the database ${where.db}: its record of the fleet's registry (gateway_meta ${REGISTRY_SETTING}) cannot be read; stop every replica, run ${FORGET} in that database, and start them all with the registry setting the fleet uses`,
+      `Cannot serve ${where.dataDir} with the database ${where.db}: its record of the fleet's registry (gateway_meta ${REGISTRY_SETTING}) cannot be read; ${CHANGE} (the registry setting the fleet uses)`,
     );
   }
   const refuse = (theirs: string, ours: string, fix: string) =>
     new RegistrySettingMismatchError(
       `Cannot serve ${where.dataDir} with the database ${where.db}: the replicas on it serve ${theirs}, and this one ${ours}. ${fix}; ` +
-        `to change the registry of the whole fleet on purpose, stop every replica, run ${FORGET} in that database, and start them all with the new setting (this replica recorded no registry setting and served nothing)`,
+        `to change the registry of the whole fleet on purpose, ${CHANGE} (this replica recorded no registry setting and served nothing)`,
     );
   if (recorded.kind === "external") {
     if (setting.kind === "external" && setting.service === recorded.service) return true;
     throw refuse(
-      shownExternal(recorded.service),
+      shownRecorded(recorded),
       setting.kind === "external" ? shownExternal(setting.service) : shownEmbedded(setting),
       `Give every replica the same --external-registry-service ${recorded.service}`,
     );
   }
-  const theirs = `the embedded registry in the storage whose ${STORAGE_ID_FILE} holds ${recorded.id} (first served from ${recorded.dir})`;
+  const theirs = shownRecorded(recorded);
   if (setting.kind === "external") throw refuse(theirs, shownExternal(setting.service), "Start every replica without --external-registry-service");
   const id = await readId(setting.dir);
   if (id === recorded.id) return true;
@@ -149,4 +157,58 @@ export async function recordRegistrySetting(
     if (written && (await readTextOrUndefined(written.file))?.trim() === written.id) await rm(written.file, { force: true });
     throw e;
   }
+}
+
+/**
+ * `serve --registry-change`: the fleet's registry changes on purpose (to an external registry, to
+ * new storage when the old is lost). When the database records another setting (or one it cannot
+ * read), the record is given up so that this start records its own, as a first start does; the
+ * start then serves only with the new setting, and every other replica is refused until it has it.
+ * Refused while another replica serves (`othersServing`): it would go on serving the old registry
+ * beside this one, the split the record prevents.
+ *
+ * What the devices see: the images they run stay on them (their blobs are in their own store), but
+ * targets published before the change name images that the new registry may not hold, so a device
+ * that lacks one (new, or behind) fails its fetch until they are pushed there again. The log says so.
+ *
+ * @returns As {@link checkRegistrySetting}: true when the record is this setting already, false
+ *   when none is recorded now ({@link recordRegistrySetting} records it).
+ * @throws {RegistrySettingMismatchError} If another replica serves, or the record changed meanwhile.
+ */
+export async function changeRegistrySetting(
+  store: SettingStore,
+  setting: RegistrySetting,
+  where: { dataDir: string; db: string },
+  othersServing: () => Promise<boolean>,
+  log: (line: string) => void,
+): Promise<boolean> {
+  const text = await store.readMeta(REGISTRY_SETTING);
+  if (text === undefined) return false;
+  try {
+    if (await checkRegistrySetting(store, setting, where)) {
+      log("gateway: --registry-change: the database records this registry setting already: nothing changed");
+      return true;
+    }
+  } catch (e) {
+    if (!(e instanceof RegistrySettingMismatchError)) throw e;
+  }
+  const was = (() => {
+    try {
+      return shownRecorded(JSON.parse(text) as Recorded);
+    } catch {
+      return "a record that cannot be read";
+    }
+  })();
+  const cannot = `Cannot change the fleet's registry with ${where.dataDir} on the database ${where.db}`;
+  if (await othersServing())
+    throw new RegistrySettingMismatchError(
+      `${cannot}: another replica is serving it (it holds the signer lease) with ${was}; stop every replica first, then start this one with --registry-change. Nothing was changed`,
+    );
+  if (!(await store.forgetMeta(REGISTRY_SETTING, text)))
+    throw new RegistrySettingMismatchError(`${cannot}: the record changed while this start read it (another replica starting?); stop every replica and start again. Nothing was changed`);
+  log(
+    `gateway: --registry-change: the fleet's registry was ${was}; this start records its own. Devices keep the images they run; ` +
+      "targets published before name images the new registry may not hold: push them there again (gateway publish) before a device that lacks them updates, and start every other replica with the new setting",
+  );
+  return false;
 }

@@ -244,6 +244,18 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.readMeta(key)).toBe("v");
   });
 
+  test("forgetMeta() removes a value only while it is the one given; claimMeta() then stores anew", async () => {
+    const s = await open();
+    const key = `k-${uniq()}`;
+    expect(await s.forgetMeta(key, "a")).toBe(false);
+    await s.claimMeta(key, "a");
+    expect(await s.forgetMeta(key, "b")).toBe(false);
+    expect(await s.readMeta(key)).toBe("a");
+    expect(await s.forgetMeta(key, "a")).toBe(true);
+    expect(await s.readMeta(key)).toBeUndefined();
+    expect(await s.claimMeta(key, "b")).toBe("b");
+  });
+
   const aToken = (over: Partial<NewRegistrationToken> = {}): NewRegistrationToken => ({
     id: `tok-${uniq()}`,
     secretHash: `h-${uniq()}`,

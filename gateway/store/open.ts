@@ -23,6 +23,13 @@ import { shownUrl } from "../../lib/net/shown-url.ts";
 /** The --db given cannot be used; nothing was created in it. */
 export class StoreOpenError extends Error {
   override name = "StoreOpenError";
+  /** PostgreSQL's SQLSTATE when the server refused (3D000: no such database), for a caller with other advice. */
+  constructor(
+    message: string,
+    readonly sqlState?: string,
+  ) {
+    super(message);
+  }
 }
 
 /** What to do about a refused connection or a PostgreSQL refusal at start, by Bun's code or SQLSTATE. */
@@ -90,6 +97,11 @@ function notAGatewaySqlite(path: string): string | undefined {
   }
 }
 
+const sqlStateOf = (e: unknown) => {
+  const errno = (e as { errno?: unknown } | undefined)?.errno;
+  return typeof errno === "string" ? errno : undefined;
+};
+
 /** A PostgreSQL --db that could not be opened, said with the database (password masked), why and what to do. */
 async function postgresOpenError(db: string, e: unknown): Promise<never> {
   const url = URL.parse(db);
@@ -99,7 +111,7 @@ async function postgresOpenError(db: string, e: unknown): Promise<never> {
       `Cannot use the database ${shownUrl(db)}: the host name ${host} could not be resolved (check the host in --db, and that this machine's DNS or /etc/hosts knows it)`,
     );
   const why = unreachableWhy(e) ?? (e as Error).message;
-  throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}${postgresAdvice(e as object, url)}`);
+  throw new StoreOpenError(`Cannot use the database ${shownUrl(db)}: ${why}${postgresAdvice(e as object, url)}`, sqlStateOf(e));
 }
 
 /**

@@ -713,6 +713,11 @@ export class PostgresStore implements Store {
     return rows[0]?.value;
   }
 
+  async forgetMeta(key: string, value: string) {
+    const rows = (await this.#sql.unsafe("DELETE FROM gateway_meta WHERE key = $1 AND value = $2 RETURNING key", [key, value])) as unknown[];
+    return rows.length > 0;
+  }
+
   async createRegistrationToken(t: NewRegistrationToken) {
     await this.#sql.unsafe(
       `INSERT INTO registration_tokens (id, secret_hash, name, tags, hardware_id, created_at, expires_at, max_uses, allow_device_tags)

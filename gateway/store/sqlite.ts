@@ -585,6 +585,10 @@ export class SqliteStore implements Store {
     return this.#db.query<{ value: string }, [string]>("SELECT value FROM gateway_meta WHERE key = ?").get(key)?.value;
   }
 
+  async forgetMeta(key: string, value: string) {
+    return this.#db.query("DELETE FROM gateway_meta WHERE key = ? AND value = ?").run(key, value).changes > 0;
+  }
+
   async createRegistrationToken(t: NewRegistrationToken) {
     this.#db
       .query(

@@ -407,6 +407,11 @@ export interface Store {
   claimMeta(key: string, value: string): Promise<string>;
   /** The value stored under `key` (by {@link claimMeta}), or undefined. */
   readMeta(key: string): Promise<string | undefined>;
+  /**
+   * Removes `key` if it still holds `value` (a claim given up on purpose: `serve --registry-change`),
+   * so the next {@link claimMeta} stores anew; false when it holds another value or none.
+   */
+  forgetMeta(key: string, value: string): Promise<boolean>;
 
   /** Every signed version of every TUF role, for gateway/ota's TufRepo. */
   readonly tuf: TufStorage;

@@ -56,10 +56,18 @@ export function parsePinnedToken(token: string): PinnedToken {
   return { secret: token.slice(0, dot), pin };
 }
 
-/** sha256 hex of a PEM certificate's DER bytes (the pin). */
+/**
+ * The pin of a CA certificate given as its DER bytes: their sha256 in hex. The one computation of
+ * it: the gateway's CA (gateway/pki/ca.ts) is fingerprinted here too, so the pin a token carries
+ * and the one a client checks cannot drift apart.
+ */
+export function derFingerprint(der: ArrayBuffer | Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(new Uint8Array(der)).digest("hex");
+}
+
+/** The pin of a PEM certificate ({@link derFingerprint} of its DER bytes). */
 export function caFingerprint(pem: string): string {
-  const der = new X509Certificate(pem).raw;
-  return new Bun.CryptoHasher("sha256").update(der).digest("hex");
+  return derFingerprint(new X509Certificate(pem).raw);
 }
 
 /**

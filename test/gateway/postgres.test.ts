@@ -12,6 +12,7 @@ import { SQL } from "bun";
 import { createBackup, restoreBackup } from "../../gateway/backup/backup.ts";
 import { DataDirMismatchError, EmptyDatabaseError, startGatewayServer, type RunningGateway, type ServeOptions } from "../../gateway/gateway.ts";
 import { DatabaseFlagMissingError } from "../../gateway/data-dir.ts";
+import { StoreOpenError } from "../../gateway/store/open.ts";
 import { RegistrySettingMismatchError } from "../../gateway/registry/setting.ts";
 import { startPostgres } from "../harness/postgres.ts";
 import { freePort, until } from "../harness/tmp.ts";
@@ -233,6 +234,39 @@ describe("gateway backup and restore on PostgreSQL, through the CLI", () => {
     expect(existsSync(out)).toBe(false);
   }, 60_000);
 
+  test("backup's check of a --db that fails connects once: the failure is said in serve's words without asking the database again", async () => {
+    // A server that refuses each login as PostgreSQL does a wrong password (an ErrorResponse, SQLSTATE 28P01).
+    let accepted = 0;
+    const field = (code: string, text: string) => Buffer.concat([Buffer.from(code), Buffer.from(text), Buffer.from([0])]);
+    const fields = Buffer.concat([field("S", "FATAL"), field("V", "FATAL"), field("C", "28P01"), field("M", 'password authentication failed for user "postgres"'), Buffer.from([0])]);
+    const refusal = Buffer.concat([Buffer.from("E"), Buffer.from(new Uint8Array(new Uint32Array([0]).buffer)), fields]);
+    refusal.writeUInt32BE(4 + fields.length, 1);
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: () => void accepted++,
+        // An SSLRequest (8 bytes, code 80877103) is answered "no TLS"; the startup message with the refusal.
+        data: (s, d) => {
+          if (d.length === 8 && d.readUInt32BE(4) === 80877103) s.write("N");
+          else s.end(refusal);
+        },
+      },
+    });
+    try {
+      const db = dbUrl("gw", server.port);
+      const secret = { passphrase: "a long enough passphrase" };
+      const err = await createBackup({ dataDir: dir, out: join(work, "once.backup"), secret, db }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(StoreOpenError);
+      expect((err as Error).message).toStartWith(`Cannot use the database ${db}: `);
+      expect((err as Error).message).toContain("password");
+      expect(accepted).toBe(1);
+      expect(existsSync(join(work, "once.backup"))).toBe(false);
+    } finally {
+      server.stop(true);
+    }
+  });
+
   test("backup with this data dir's --db says the pg_dump to run with that URL, its password left out (pg_dump reads it itself); restore says when to pg_restore it and when not, and the data dir needs its --db", async () => {
     const withPassword = new URL(pg.url);
     withPassword.password = "s3cret"; // trust authentication: any password is taken
@@ -256,6 +290,10 @@ describe("gateway backup and restore on PostgreSQL, through the CLI", () => {
     expect(said).toContain("the database was lost too: make a new, empty database (createdb -O USER NAME)");
     expect(said).toContain("pg_restore --no-owner --dbname=postgres://USER@HOST/NAME FILE.pgdump");
     expect(said).toContain("other gateways still serve that database: starting this data dir with their --db adds a replica");
+    // Made without --with-registry: the storage the database names is not in it.
+    expect(said).toContain(
+      "the registry is not in this backup (made without --with-registry), and the database names the storage the fleet was served from: serve with that storage as --registry-dir if it is still there (or its replicas share it), else with --registry-change",
+    );
     expect(said).not.toContain("pg_restore it before starting the gateway");
     // Refused without its --db instead of being served from a new, empty SQLite database.
     const noDb = gatewayRun(["serve", "--data", restored, "--listen", "127.0.0.1:0"]);

@@ -87,7 +87,7 @@ describe("replicas of the embedded registry", () => {
   test("a replica started with --external-registry-service is refused naming both", async () => {
     expect(await refusal(startReplica(first, { db, args: ["--registry-dir", storage, ...SERVICE] }))).toContain(
       `and this one the external registry "fleet-registry" (--external-registry-service fleet-registry). Start every replica without --external-registry-service; ` +
-        "to change the registry of the whole fleet on purpose, stop every replica, run DELETE FROM gateway_meta WHERE key = 'registry_setting' in that database",
+        "to change the registry of the whole fleet on purpose, stop every replica, start one with the new setting and --registry-change, then the others with that setting",
     );
   }, 120_000);
 });
@@ -112,12 +112,36 @@ describe("replicas of an external registry", () => {
     );
   }, 120_000);
 
-  test("the fleet's registry changes on purpose once every replica is stopped and the record deleted", async () => {
-    await first.stop();
-    const sql = new SQL({ url: db, max: 1 });
-    await sql.unsafe("DELETE FROM gateway_meta WHERE key = 'registry_setting'");
-    await sql.close();
-    await start(startGateway({ db, dataDir: first.dataDir }));
+  test("the fleet's registry changes on purpose with serve --registry-change: refused while a replica serves, recorded by that start once every replica is stopped", async () => {
+    const before = await recorded(db);
+    // The first replica still serves: a start changing the registry beside it would split the fleet.
+    const beside = await refusal(startReplica(first, { db, args: ["--registry-change"] }));
+    expect(beside).toContain("another replica is serving it (it holds the signer lease) with the external registry \"fleet-registry\" (--external-registry-service fleet-registry); stop every replica first");
+    expect(await recorded(db)).toBe(before);
+    // Killed (no clean hand-over of its lease): the lease nobody renews any more is waited out.
+    await first.kill();
+    const changed = await start(startGateway({ db, dataDir: first.dataDir, args: ["--registry-change"] }));
     expect(JSON.parse((await recorded(db))!)).toMatchObject({ kind: "embedded", dir: join(first.dataDir, "registry") });
+    const log = readFileSync(changed.logFile, "utf8");
+    expect(log).toContain("gateway: --registry-change: another replica holds the signer lease: waiting for it to run out");
+    expect(log).toContain("gateway: --registry-change: the fleet's registry was the external registry \"fleet-registry\" (--external-registry-service fleet-registry); this start records its own.");
+    expect(log).toContain("targets published before name images the new registry may not hold: push them there again");
+    // The others follow with the new setting; one still on the old is refused as before.
+    expect(await refusal(startReplica(changed, { db, args: SERVICE }))).toContain("the replicas on it serve the embedded registry in the storage whose gateway-registry-id holds");
+    await start(startReplica(changed, { db, args: ["--registry-dir", join(first.dataDir, "registry")] }));
+    // Given again once recorded, it changes nothing.
+    await changed.stop();
+    const again = await start(startGateway({ db, dataDir: first.dataDir, args: ["--registry-change"] }));
+    expect(readFileSync(again.logFile, "utf8")).toContain("gateway: --registry-change: the database records this registry setting already: nothing changed");
   }, 120_000);
 });
+
+test("on SQLite, serve --registry-change starts with its registry and says there is nothing recorded to change", async () => {
+  const dataDir = join(await tempDir("sqlite-change-"), "data");
+  const first = await start(startGateway({ dataDir, db: join(dataDir, "gateway.db") }));
+  await first.stop();
+  const moved = join(await tempDir("regdir6-"), "registry");
+  const again = await start(startGateway({ dataDir, db: join(dataDir, "gateway.db"), args: ["--registry-change", "--registry-dir", moved] }));
+  expect(readFileSync(again.logFile, "utf8")).toContain("gateway: --registry-change: a gateway on SQLite records no registry setting (it may move its registry): nothing to change");
+  expect((await again.adminFetch("/v2/")).status).toBe(200);
+}, 120_000);

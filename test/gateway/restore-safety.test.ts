@@ -8,6 +8,12 @@
  * refused before writing, with the sizes, and one that fills while unpacking names --data and
  * leaves nothing behind: the small file system is a tmpfs this file mounts and unmounts (root
  * only, as the harness's loop dockerd).
+ *
+ * Its gateways are on SQLite whatever OTA_TEST_DB says: what it checks is the files backup and
+ * restore write and read, the SQLite database among them (grown to fill a disk, found in the
+ * restored dir); a PostgreSQL data dir's backup holds no database, and its backup and restore
+ * (the --db check, the pg_dump and pg_restore they name) are checked in test/gateway/postgres.test.ts
+ * and, on OTA_TEST_DB=postgres, test/gateway/backup.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -17,7 +23,7 @@ import { join, resolve } from "node:path";
 import tar from "tar-stream";
 import { seal } from "../../gateway/backup/seal.ts";
 import { acquireLock } from "../../lib/fs/pid-lock.ts";
-import { startGateway } from "../harness/gateway.ts";
+import { startGateway, type GatewayOptions } from "../harness/gateway.ts";
 import { removeTempDir, run, tempDir } from "../harness/tmp.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
@@ -36,6 +42,12 @@ async function gw(args: string[], env: Record<string, string> = {}) {
   });
   const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { stdout, stderr, code };
+}
+
+/** A gateway on SQLite (its data dir's gateway.db), also under OTA_TEST_DB=postgres: see above. */
+async function startSqliteGateway(opts: GatewayOptions = {}) {
+  const dataDir = join(await tempDir("gateway-"), "data");
+  return startGateway({ ...opts, dataDir, db: join(dataDir, "gateway.db") });
 }
 
 /** Every file under `dir` with its content: what "nothing touched" is checked against. */
@@ -59,7 +71,7 @@ const leftovers = () => readdirSync(work, { recursive: true }).map(String).filte
 
 beforeAll(async () => {
   work = await tempDir("restore-safety-");
-  const g = await startGateway();
+  const g = await startSqliteGateway();
   await g.stop();
   data = join(work, "data");
   cpSync(g.dataDir, data, { recursive: true });
@@ -120,7 +132,7 @@ test("restore --force over a gateway data dir keeps the old one beside it and sa
 });
 
 test("restore --force of another gateway's backup warns that the replaced dir's devices cannot reach it, and how to put it back", async () => {
-  const other = await startGateway({ args: ["--factory", "acme"] });
+  const other = await startSqliteGateway({ args: ["--factory", "acme"] });
   await other.stop();
   cpSync(other.dataDir, join(work, "acme"), { recursive: true });
   expect((await gw(["backup", "--data", "acme", "--out", "acme.backup"])).code).toBe(0);

@@ -8,16 +8,15 @@
  * devices run), and the device updates to it.
  */
 import { afterAll, expect, test } from "bun:test";
-import { SQL } from "bun";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { DeviceList } from "../../lib/api/admin.ts";
 import { EMPTY_SHA256, type TargetEntry } from "../../lib/api/target.ts";
 import { RESTORE_MARK } from "../../gateway/backup/after-restore.ts";
 import { nextVersion } from "../../gateway/publish/targets.ts";
-import { startGateway, testDbKind, type GatewayHandle } from "../harness/gateway.ts";
+import { backupOfDatabase, restoreOfDatabase, startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { SimFleet } from "../harness/sim-devices.ts";
-import { removeTempDir, run, tempDir, until } from "../harness/tmp.ts";
+import { removeTempDir, tempDir, until } from "../harness/tmp.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const PASS = "a long enough passphrase";
@@ -60,11 +59,8 @@ test("a backup older than the last publish, restored at the same address: the de
   expect((await device.cycle()).installed?.name).toBe("amd64-linux-1");
 
   const file = join(work, "gw.backup");
-  // On PostgreSQL (OTA_TEST_DB=postgres) the database is dumped beside the backup, as gateway/README.md says.
-  const pgUrl = testDbKind() === "postgres" ? readFileSync(join(gw.dataDir, ".harness-db"), "utf8").trim() : undefined;
-  const dump = join(work, "gw.pgdump");
-  if (pgUrl) expect((await run(["pg_dump", "--format=custom", "--no-owner", "-f", dump, pgUrl])).code).toBe(0);
-  const b = await cli(["backup", "--data", gw.dataDir, "--out", file, ...(pgUrl ? ["--db", pgUrl] : [])]);
+  // On PostgreSQL (OTA_TEST_DB=postgres) with its --db, and the database dumped beside the backup, as gateway/README.md says.
+  const b = await cli(["backup", "--data", gw.dataDir, "--out", file, ...(await backupOfDatabase(gw.dataDir, file))]);
   expect(b.code).toBe(0);
 
   // After the backup the gateway signs on: v2 and v3, which the device installs.
@@ -79,19 +75,10 @@ test("a backup older than the last publish, restored at the same address: the de
   const restored = join(work, "restored");
   const r = await cli(["restore", file, "--data", restored]);
   expect(r.code).toBe(0);
-  if (pgUrl) {
-    // pg_restore into a new database, which the harness then gives the restored gateway as its --db.
-    const url = new URL(pgUrl);
-    const name = `restored_${process.pid}`;
-    const admin = new SQL({ url: pgUrl, max: 1 });
-    await admin.unsafe(`CREATE DATABASE ${name}`);
-    await admin.close();
-    url.pathname = `/${name}`;
-    expect((await run(["pg_restore", "--no-owner", "-d", url.toString(), dump])).code).toBe(0);
-    writeFileSync(join(restored, ".harness-db"), url.toString());
-  }
+  // On PostgreSQL the database was lost too: the dump pg_restored into a new one, the registry changed (test/harness/gateway.ts).
+  const serveArgs = await restoreOfDatabase(file, restored);
   expect(existsSync(join(restored, RESTORE_MARK))).toBe(true);
-  const gw2 = await startGateway({ dataDir: restored, port: gw.port });
+  const gw2 = await startGateway({ dataDir: restored, port: gw.port, args: serveArgs });
   started.push(gw2);
   expect(gw2.url).toBe(gw.url);
 

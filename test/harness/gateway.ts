@@ -8,8 +8,8 @@
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { startPostgres, type PostgresHandle } from "./postgres.ts";
-import { freePort, Proc, tempDir } from "./tmp.ts";
+import { postgresBinDir, startPostgres, type PostgresHandle } from "./postgres.ts";
+import { freePort, Proc, run, tempDir } from "./tmp.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 
@@ -132,6 +132,54 @@ async function databaseFor(dataDir: string): Promise<string> {
   writeFileSync(file, url);
   return url;
 }
+
+/** The PostgreSQL --db the harness gave the gateway of `dataDir` (`OTA_TEST_DB=postgres`), or undefined (SQLite). */
+export const harnessDb = (dataDir: string): string | undefined => {
+  const file = join(dataDir, DB_FILE);
+  return existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
+};
+
+/**
+ * A backup as an operator takes it on the backend of the gateway of `dataDir` (gateway/README.md,
+ * Backup and restore): the flags `gateway backup` then needs, and on PostgreSQL the database's half
+ * taken with it, a pg_dump beside `file` (as the backup's hint names it, .pgdump for .backup). On
+ * SQLite nothing: the database is in the backup.
+ *
+ * @returns The `--db` flag for `gateway backup`, or [] on SQLite.
+ */
+export async function backupOfDatabase(dataDir: string, file: string): Promise<string[]> {
+  const db = harnessDb(dataDir);
+  if (!db) return [];
+  await run([join(postgresBinDir(), "pg_dump"), "--format=custom", `--file=${dumpBeside(file)}`, db]);
+  return ["--db", db];
+}
+const dumpBeside = (file: string) => `${file.replace(/\.backup$/, "")}.pgdump`;
+
+/**
+ * After `gateway restore FILE --data restoredDir`, what a PostgreSQL operator does when the database
+ * was lost with the gateway (restore's own advice): a new, empty database with the dump
+ * {@link backupOfDatabase} took pg_restored into it (--no-owner), which the harness then gives the
+ * restored gateway as its --db. The registry storage went too (a backup without --with-registry):
+ * the database records the old one, so that gateway starts with `--registry-change`. On SQLite nothing.
+ *
+ * @returns The extra `serve` arguments the restored gateway needs, [] on SQLite.
+ */
+export async function restoreOfDatabase(file: string, restoredDir: string): Promise<string[]> {
+  if (testDbKind() !== "postgres") return [];
+  const pg = await (sharedPostgres ??= startPostgres());
+  const url = await pg.createDatabase(`restored_${process.pid}_${Math.random().toString(36).slice(2, 10)}`);
+  await run([join(postgresBinDir(), "pg_restore"), "--no-owner", `--dbname=${url}`, dumpBeside(file)]);
+  writeFileSync(join(restoredDir, DB_FILE), url);
+  return ["--registry-change"];
+}
+
+/**
+ * `gateway backup`'s or `gateway restore`'s stderr without the note they add on PostgreSQL (where the
+ * database's half is: the pg_dump to take with the backup, when to pg_restore it), so a test expects
+ * "" on either backend when nothing else was said.
+ */
+export const withoutDatabaseNote = (stderr: string): string =>
+  stderr.replace(/^backup: the database is PostgreSQL and is not in this file[\s\S]*?\nIt is pg_restored only if[^\n]*\n/m, "").replace(/^restore: the database is PostgreSQL and is not in the backup[\s\S]*?newer than this backup\n/m, "");
 
 /** Which store the harness gateways use: "postgres" with `OTA_TEST_DB=postgres`, else "sqlite". */
 export const testDbKind = (): "postgres" | "sqlite" => (process.env.OTA_TEST_DB === "postgres" ? "postgres" : "sqlite");

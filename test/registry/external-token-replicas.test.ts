@@ -8,7 +8,6 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { SQL } from "bun";
 import { join } from "node:path";
 import { digestBytes } from "../../lib/oci/digest.ts";
 import { RegistryClient } from "../../lib/oci/registry-client.ts";
@@ -27,15 +26,12 @@ beforeAll(async () => {
   pg = await startPostgres();
   db = await pg.createDatabase("token_replicas");
   // The first start without the flag; the operator copies the data dir to the replicas now. Later
-  // the fleet moves to the external registry: every replica stopped, the database's record of the
-  // registry they serve removed (gateway/README.md, Replicas), the replicas started with the flag.
+  // the fleet moves to the external registry: every replica stopped, one started with the flag and
+  // --registry-change (gateway/README.md, Replicas), then the others with the flag.
   const first = await startGateway({ db });
   gateways.push(first);
   await first.stop();
-  const sql = new SQL({ url: db, max: 1 });
-  await sql.unsafe("DELETE FROM gateway_meta WHERE key = 'registry_setting'");
-  await sql.close();
-  gateways.push(await startReplica(first, { db, args: SERVICE }));
+  gateways.push(await startReplica(first, { db, args: [...SERVICE, "--registry-change"] }));
   gateways.push(await startReplica(first, { db, args: SERVICE }));
 }, 120_000);
 
