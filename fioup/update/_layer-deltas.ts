@@ -22,6 +22,7 @@ import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { ReceivedAt } from "../../lib/oci/blob-store.ts";
 import { recordedLayerSizes } from "../../lib/api/target.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb } from "../db.ts";
@@ -240,7 +241,8 @@ export class RebuildNoSpaceError extends Error {
 export interface FetchDeltaOptions {
   signal?: AbortSignal;
   stallTimeoutMs?: number;
-  onReceived?: (n: number) => void;
+  /** Every received byte, as the blob store says it ({@link ReceivedAt}: where it goes, when it goes to a partial). */
+  onReceived?: (n: number, at?: ReceivedAt) => void;
   /** Why a delta was not used (for the log); the caller then fetches the layer whole. */
   onRefused?: (why: string) => void;
   /** Notes for the log (a base exported from the engine, and what it cost). */
