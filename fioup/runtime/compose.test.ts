@@ -1,8 +1,8 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Compose, ComposeNotFoundError, findCompose, projectName } from "./compose.ts";
+import { Compose, ComposeNotFoundError, composeMajor, composeVersionMajor, findCompose, projectName } from "./compose.ts";
 
 // bunfig's [test] timeout is ignored by this Bun; these tests spawn processes and write files.
 setDefaultTimeout(30_000);
@@ -34,8 +34,45 @@ describe("findCompose", () => {
     }
   });
 
-  test("reports v1 or v2 from the command", () => {
-    expect(new Compose(["docker-compose"], "unix:///x").major).toBe(1);
-    expect(new Compose(["docker", "compose"], "unix:///x").major).toBe(2);
+});
+
+describe("composeMajor", () => {
+  test("reads the version from what the command says, v1's words and v2's", () => {
+    expect(composeVersionMajor("docker-compose version 1.29.2, build unknown\ndocker-py version: 5.0.3\n")).toBe(1);
+    expect(composeVersionMajor("Docker Compose version v2.24.6\n")).toBe(2);
+    expect(composeVersionMajor("Docker Compose version 2.20.2+ds1-0ubuntu1~22.04.1\n")).toBe(2);
+    expect(composeVersionMajor("Docker Compose version v5.0.1\n")).toBe(5);
+    expect(composeVersionMajor("Usage: docker-compose [OPTIONS]\n")).toBeUndefined();
+  });
+
+  test("a docker-compose is what it says it is: v1 for 1.29, v2 for a compose v2 binary under that name; asked once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "compose-major-"));
+    try {
+      const v1 = Bun.which("docker-compose");
+      if (v1 && composeVersionMajor(Bun.spawnSync([v1, "version"]).stdout.toString()) === 1) {
+        mkdirSync(join(dir, "v1"));
+        symlinkSync(v1, join(dir, "v1/docker-compose"));
+        expect(await composeMajor(["docker-compose"], { PATH: join(dir, "v1") })).toBe(1);
+      }
+      // A compose v2 binary as a standalone docker-compose: the plugin's own binary where this machine
+      // has one; Debian bookworm ships none, so otherwise one that answers as v2 does, word for word.
+      mkdirSync(join(dir, "v2"));
+      const plugin = ["/usr/libexec/docker/cli-plugins/docker-compose", "/usr/lib/docker/cli-plugins/docker-compose"].find((p) => existsSync(p));
+      const asked = join(dir, "asked");
+      if (plugin) symlinkSync(plugin, join(dir, "v2/docker-compose"));
+      else writeFileSync(join(dir, "v2/docker-compose"), `#!/bin/sh\necho x >> ${asked}\n[ "$1" = version ] && echo "Docker Compose version v2.24.6"\n`, { mode: 0o755 });
+      expect(await composeMajor(["docker-compose"], { PATH: join(dir, "v2") })).toBe(2);
+      expect(await new Compose([join(dir, "v2/docker-compose")], "unix:///x").major()).toBe(2);
+      if (!plugin) {
+        expect(await composeMajor(["docker-compose"], { PATH: join(dir, "v2") })).toBe(2);
+        expect(readFileSync(asked, "utf8")).toBe("x\nx\n"); // once per command: by name on that PATH, and by path
+      }
+      expect(await new Compose(["docker", "compose"], "unix:///x").major()).toBe(2);
+      // One that does not say is not known (and asked again next time).
+      writeFileSync(join(dir, "mute"), "#!/bin/sh\nexit 1\n", { mode: 0o755 });
+      expect(await composeMajor([join(dir, "mute")])).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

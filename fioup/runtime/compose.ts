@@ -1,6 +1,7 @@
 /**
  * Runs `docker compose` (v2, what devices in the field have) or, when that is
- * missing, `docker-compose` (v1; Debian ships only 1.29) against an installed
+ * missing, `docker-compose` (v1, all Debian bookworm ships, or a compose v2 binary installed
+ * under that name: {@link composeMajor} asks which) against an installed
  * app dir, always with the `.fioup/images.yml` override so services use the
  * local tags loaded from the store and compose never has to pull.
  *
@@ -126,8 +127,47 @@ export function composeEnv(dockerHost: string): Record<string, string> {
   });
 }
 
-/** The compose version a command (findCompose's) runs: 2 for the `docker compose` plugin, 1 for `docker-compose`. */
-export const composeMajor = (command: string[]): 1 | 2 => (command.length > 1 ? 2 : 1);
+/**
+ * The major version in what `docker-compose version` prints: `docker-compose version 1.29.2, build
+ * unknown` (v1), `Docker Compose version v2.24.6` (v2 and later). Undefined when it says neither.
+ */
+export function composeVersionMajor(output: string): number | undefined {
+  const m = /^\s*docker[- ]compose version:? v?(\d+)\.\d+/im.exec(output);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Each command's version, asked once per process (by command and PATH). */
+const majors = new Map<string, Promise<1 | 2 | undefined>>();
+
+/**
+ * The compose version a command (findCompose's) runs, 2 standing for v2 and later: the `docker
+ * compose` plugin is always v2 or later; a `docker-compose` is whatever it says it is, since a
+ * compose v2 binary is also installed under that name, without the docker CLI, and the two read
+ * an app's `.env` differently (_compose-facts.ts). Asked once per process and only when needed: v1
+ * starts a Python interpreter to answer. Undefined when the command does not say (it fails, hangs
+ * past 30 s or prints something else).
+ */
+export function composeMajor(command: string[], env: Record<string, string> = childEnv()): Promise<1 | 2 | undefined> {
+  if (command.length > 1) return Promise.resolve(2);
+  const key = `${command.join(" ")}\0${env.PATH ?? ""}`;
+  let found = majors.get(key);
+  if (!found) {
+    found = (async () => {
+      try {
+        const p = Bun.spawn({ cmd: [...command, "version"], env, stdin: "ignore", stdout: "pipe", stderr: "ignore", timeout: 30_000, killSignal: "SIGKILL" });
+        const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+        const major = code === 0 ? composeVersionMajor(out) : undefined;
+        return major === undefined ? undefined : major >= 2 ? 2 : 1;
+      } catch {
+        return undefined; // not there (any more)
+      }
+    })();
+    majors.set(key, found);
+    // Not knowing is not kept: the next need asks again (compose may be mended meanwhile).
+    void found.then((m) => m === undefined && majors.delete(key));
+  }
+  return found;
+}
 
 /** One compose binary bound to one engine. */
 export class Compose {
@@ -156,8 +196,8 @@ export class Compose {
     }
   }
 
-  /** Version 1 (`docker-compose`) or 2 (`docker compose`): {@link composeMajor}. */
-  get major(): 1 | 2 {
+  /** Version 1, or 2 for v2 and later, as the command says: {@link composeMajor}. */
+  major(): Promise<1 | 2 | undefined> {
     return composeMajor(this.command);
   }
 

@@ -64,3 +64,25 @@ test("the services of an app's state are those compose starts: a profile its .en
   expect((await rt.appsState()).facts!.services.map((s) => s.name)).toEqual(["main"]);
   expect(rt.composeParses).toBe(3);
 }, 60_000);
+
+test("a compose v2 binary installed as docker-compose reads the app's .env as v2 does (`*` enables every profile); v1 does not", async () => {
+  const bin = mkdtempSync(join(tmpdir(), "runtime-v2-"));
+  try {
+    // Debian bookworm ships no compose v2: one that answers `version` as v2 does, word for word.
+    const v2 = join(bin, "docker-compose");
+    writeFileSync(v2, `#!/bin/sh\n[ "$1" = version ] && echo "Docker Compose version v2.24.6"\n`, { mode: 0o755 });
+    const services = async (composeCommand: string[]) => {
+      const apps = join(root, `apps-major-${composeCommand.length}-${Math.random().toString(36).slice(2)}`);
+      const rt = new Runtime({ composeAppsRoot: apps, storeRoot: join(root, "store"), dockerHost: dockerd.host, composeCommand });
+      const dir = join(apps, "facts");
+      writeApp(dir, `example.test/main/facts@sha256:${"4".repeat(64)}`, `services:\n  main:\n    image: ${IMAGE}\n  debug:\n    image: ${IMAGE}\n    profiles: [debug]\n`);
+      writeFileSync(join(dir, ".env"), "COMPOSE_PROFILES=*\n");
+      return (await rt.appsState()).facts!.services.map((s) => s.name).sort();
+    };
+    expect(await services([v2])).toEqual(["debug", "main"]);
+    const v1 = Bun.which("docker-compose");
+    if (v1 && Bun.spawnSync([v1, "version"]).stdout.toString().startsWith("docker-compose version 1.")) expect(await services([v1])).toEqual(["main"]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+}, 60_000);

@@ -414,15 +414,16 @@ export class Runtime {
     if (key && cached?.key === key) return cached.facts;
     let facts: ComposeFacts;
     // Kept only when known for the compose that runs the app: with a .env, v1 reads COMPOSE_PROFILES
-    // more literally (_compose-facts.ts), and without a compose found yet, which one is not known.
+    // more literally (_compose-facts.ts), and without a compose found yet, or one that does not say
+    // its version, which one is not known (read as v2 meanwhile, what devices in the field run).
     let known = true;
     try {
       this.composeParses++;
       const c = parseCompose(await readFile(path), `${inst.name}/${inst.composeFile}`);
       const dotEnv = await readFile(dotEnvPath, "utf8").catch(() => undefined);
-      const cmd = dotEnv === undefined ? undefined : await this.composeCommand().catch(() => undefined);
-      known = dotEnv === undefined || cmd !== undefined;
-      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), cmd !== undefined && composeMajor(cmd) === 1));
+      const major = dotEnv === undefined ? undefined : await this.composeCommand().then((cmd) => composeMajor(cmd), () => undefined);
+      known = dotEnv === undefined || major !== undefined;
+      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), major === 1));
     } catch {
       facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set() };
     }

@@ -44,13 +44,23 @@ const random = (n: number) => {
   return out;
 };
 
-/** A bundle carrying a 6 MiB layer as a delta from a 4 MiB one, and a blob store at `root` holding that base. */
-async function deltaFixture(root: string) {
+/**
+ * A bundle carrying a 6 MiB layer as a delta from a 4 MiB one, and a blob store at `root` holding
+ * that base: gzip, or zstd (its frame asking the window of Window_Descriptor `window` when given).
+ */
+async function deltaFixture(root: string, o: { zstd?: { window?: number } } = {}) {
   const baseTar = random(4 * MiB);
   const newTar = new Uint8Array(6 * MiB);
   newTar.set(baseTar);
   newTar.set(random(2 * MiB), 4 * MiB);
-  const baseGz = Bun.gzipSync(baseTar, { level: 1 });
+  let baseGz = Bun.gzipSync(baseTar, { level: 1 });
+  if (o.zstd) {
+    // zstd from a pipe writes a Window_Descriptor (no content size): the byte after the frame's descriptor.
+    const z = Bun.spawnSync(["zstd", "-q", "-c", "-1"], { stdin: baseTar });
+    expect(z.stdout[4]! & 0x20).toBe(0);
+    baseGz = new Uint8Array(z.stdout);
+    if (o.zstd.window !== undefined) baseGz[5] = o.zstd.window;
+  }
   writeFileSync(join(work, "from.tar"), baseTar);
   writeFileSync(join(work, "to.tar"), newTar);
   const deltaFile = join(work, "d.zst");
@@ -115,4 +125,18 @@ test("a bundle's delta claiming more than the unpacked size the signed target re
   const apps = { one: { uri: "r/main/one@sha256:x", uncompressedLayerSizes: { [a]: 10 } }, two: { uri: "r/main/two@sha256:y", uncompressedLayerSizes: { [b]: 20 } }, three: { uri: "r/main/three@sha256:z" } };
   expect(recordedLayerSizes({ docker_compose_apps: apps })).toEqual(new Map([[a, 10], [b, 20]]));
   expect(recordedLayerSizes(undefined)).toEqual(new Map());
+}, 60_000);
+
+test("an old layer stored as zstd counts the window its frame asks in the rebuild's memory check: one asking 2 TiB is low memory, said so", async () => {
+  // Window_Descriptor 0xf8: exponent 31, a window of 2^41 bytes, for a 4 MiB layer.
+  const { reg, store, c } = await deltaFixture(join(work, "zstd-window"), { zstd: { window: 0xf8 } });
+  const refused: string[] = [];
+  const report = await fetchLayerDelta(reg, store, c, { onRefused: (why) => refused.push(why) });
+  expect(report).toBeUndefined();
+  // A bundle has no whole layer, so the rebuild is tried all the same; the decoder refuses the window, and the refusal says why.
+  expect(refused).toHaveLength(1);
+  expect(refused[0]).toContain("; low memory: rebuilding needs about 2.0 TiB of memory (2.0 TiB of it the window the old layer's zstd frames ask to decode it), more than half of the");
+  // The same layer with the window zstd gave it rebuilds.
+  const ok = await deltaFixture(join(work, "zstd-ok"), { zstd: {} });
+  expect((await fetchLayerDelta(ok.reg, ok.store, ok.c, {}))?.layer).toBe(ok.c.layer.digest);
 }, 60_000);

@@ -22,6 +22,8 @@ import { BundleRegistry } from "../../lib/bundle/bundle-registry.ts";
 import { applyLayerDelta, configDiffId, MIN_DELTA_LAYER_BYTES, pickDeltaBase, requestDelta, type DeltaDescriptor } from "../../lib/oci/delta.ts";
 import { parseManifest, type ImageManifest } from "../../lib/oci/manifest.ts";
 import type { RegistryClient } from "../../lib/oci/registry-client.ts";
+import type { ReceivedAt } from "../../lib/oci/blob-store.ts";
+import { zstdMaxWindow } from "../../lib/oci/zstd-window.ts";
 import { recordedLayerSizes } from "../../lib/api/target.ts";
 import type { Config } from "../config.ts";
 import type { DeviceDb } from "../db.ts";
@@ -240,7 +242,8 @@ export class RebuildNoSpaceError extends Error {
 export interface FetchDeltaOptions {
   signal?: AbortSignal;
   stallTimeoutMs?: number;
-  onReceived?: (n: number) => void;
+  /** Every received byte, as the blob store says it ({@link ReceivedAt}: where it goes, when it goes to a partial). */
+  onReceived?: (n: number, at?: ReceivedAt) => void;
   /** Why a delta was not used (for the log); the caller then fetches the layer whole. */
   onRefused?: (why: string) => void;
   /** Notes for the log (a base exported from the engine, and what it cost). */
@@ -273,10 +276,13 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
     // toSize below, which sizes the memory check and bounds the rebuild, is bounded by what is signed.
     desc = await requestDelta(reg, repo, base, c.layer, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
     // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of
-    // the new one (applyLayerDelta accepts no larger window).
-    const needs = 2 * desc.fromSize + desc.toSize;
+    // the new one (applyLayerDelta accepts no larger window); an old layer stored as zstd is first
+    // decoded with the window its frames ask (up to 2 GiB, whatever the layer's size), counted on top.
+    const baseWindow = store.has(base) ? await zstdMaxWindow(await store.open(base)) : 0;
+    const needs = 2 * desc.fromSize + desc.toSize + baseWindow;
     if (needs > freemem() / 2) {
-      lowMemory = `rebuilding needs about ${needs >> 20} MiB of memory, more than half of the ${freemem() >> 20} MiB free`;
+      const window = baseWindow ? ` (${sizeText(baseWindow)} of it the window the old layer's zstd frames ask to decode it)` : "";
+      lowMemory = `rebuilding needs about ${sizeText(needs)} of memory${window}, more than half of the ${sizeText(freemem())} free`;
       // Online the layer comes whole instead; a bundle has no whole layer, so try the rebuild anyway.
       if (!carried) throw new Error(lowMemory);
     }

@@ -4,7 +4,9 @@
  * verified before commit, retried while attempts make progress, a stalled
  * connection resumed after `fioup.download_stall_seconds`). A rerun after a
  * kill skips committed blobs and resumes partial ones. Bytes are counted as
- * they arrive, failed attempts included. A failure that cannot heal (a blob
+ * they arrive, failed attempts included, and saved at least every MiB; each save also says
+ * how far each partial file was counted, so the run after a kill first counts what the killed
+ * one wrote to its partials after its last save (countLeftByKilledRun). A failure that cannot heal (a blob
  * that never matches its digest, a target that does not fit) marks the target
  * bad the second time it happens, so the daemon stops fetching it; a bundle's
  * blob that does not match is the bundle's fault and does not count.
@@ -19,9 +21,10 @@
  */
 import type { DeviceDb, UpdateRow } from "../db.ts";
 import { faultMidBlob, faultPoint } from "../fault.ts";
+import { statSync } from "node:fs";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
-import { BlobTooLargeError, retrySayer, type PullBlobOptions } from "../../lib/oci/blob-store.ts";
+import { BlobTooLargeError, retrySayer, type PullBlobOptions, type ReceivedAt } from "../../lib/oci/blob-store.ts";
 import { DigestMismatchError } from "../../lib/oci/digest.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
 import { processStamp } from "../../lib/fs/pid-lock.ts";
@@ -76,6 +79,42 @@ interface StoredStall extends FetchStall {
 }
 
 const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
+
+/**
+ * How far the count of update `updateId` covers each partial file of its downloads: digest →
+ * the offset up to which its bytes are counted. Saved with every count, in its transaction, and
+ * before the first byte of each attempt reaches the partial, so past these offsets a partial
+ * holds only bytes no count has seen.
+ */
+const countedToKey = (updateId: string) => `fetch-counted-to:${updateId}`;
+
+/**
+ * Counts what a run killed mid-fetch wrote to its partial files after its last count: each
+ * partial's bytes past the offset its count covers (a blob it committed meanwhile: the rest of
+ * the blob). Returns the bytes added. What the killed run had received but not yet written
+ * (at most a write batch or two per download, 1 MiB each) is not on disk and comes again, so
+ * it is counted once, when it does.
+ */
+function countLeftByKilledRun(db: UpdateContext["db"], updateId: string, store: DeviceBlobStore): number {
+  const countedTo = db.get<Record<string, number>>(countedToKey(updateId));
+  if (!countedTo) return 0;
+  let left = 0;
+  for (const [digest, to] of Object.entries(countedTo)) left += Math.max(0, bytesOnDisk(store, digest) - to);
+  db.transaction(() => {
+    if (left > 0) db.addBytesFetched(updateId, left);
+    db.delete(countedToKey(updateId));
+  });
+  return left;
+}
+
+/** A blob's bytes in the store: the whole blob once committed, else its partial's. */
+function bytesOnDisk(store: DeviceBlobStore, digest: string): number {
+  try {
+    return statSync(store.path(digest)).size;
+  } catch {
+    return store.partialSize(digest);
+  }
+}
 
 /**
  * The retrying download of update `updateId`, if one is retrying now. A record whose process is
@@ -144,6 +183,7 @@ export const fetchStep: Step = {
     if (!reached(u.state, "initialized")) throw new InvalidStateError("fetch", u.state);
     const plan = planOf(u);
     const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
+    countLeftByKilledRun(ctx.db, u.id, store);
     const missing = plan.blobs.filter((b) => !store.has(b.digest));
     const fail = (cause: unknown, raw: unknown) => {
       u = currentUpdate(ctx);
@@ -151,9 +191,12 @@ export const fetchStep: Step = {
       // The documented event order (docs/formats.md): a refusal before the first byte still opens the download it closes.
       const started = u.state === "initialized" ? [eventFor(u, "EcuDownloadStarted")] : [];
       notePermanentFailure(ctx, u, raw);
-      ctx.db.setState(u.id, "failed", {
-        error: msg,
-        events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
+      ctx.db.transaction(() => {
+        ctx.db.setState(u.id, "failed", {
+          error: msg,
+          events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
+        });
+        ctx.db.delete(countedToKey(u.id)); // a failed update is not resumed
       });
     };
     // Space first: refuse before the first byte.
@@ -179,9 +222,42 @@ export const fetchStep: Step = {
     missing.sort((a, b) => rank(a) - rank(b));
     const stallTimeoutMs = (ctx.cfg.downloadStallSeconds ?? 15) * 1000;
     let uncounted = 0;
+    // How far the count covers each partial being written (countedToKey), and whether that moved since the last save.
+    const countedTo = new Map<string, number>();
+    let moved = false;
     const count = () => {
-      if (uncounted > 0) ctx.db.addBytesFetched(u.id, uncounted);
+      if (uncounted === 0 && !moved) return;
+      ctx.db.transaction(() => {
+        if (uncounted > 0) ctx.db.addBytesFetched(u.id, uncounted);
+        if (moved) ctx.db.set(countedToKey(u.id), Object.fromEntries(countedTo));
+      });
       uncounted = 0;
+      moved = false;
+    };
+    const received = (n: number, at: ReceivedAt | undefined) => {
+      if (at) {
+        const start = at.offset - n;
+        if (countedTo.get(at.digest) !== start) {
+          // A new attempt: it continues the partial from `start` (bytes counted already, by this
+          // run or by countLeftByKilledRun) or replaces it from 0. Saved before its first byte is written.
+          countedTo.set(at.digest, start);
+          moved = true;
+          count();
+        }
+        countedTo.set(at.digest, at.offset);
+        moved = true;
+      }
+      uncounted += n;
+      if (uncounted >= COUNT_EVERY_BYTES) count();
+    };
+    // Partials committed into blobs are covered whole by the count that follows: no longer said.
+    const forgetCommitted = () => {
+      for (const [digest, to] of countedTo) {
+        if (store.has(digest) && bytesOnDisk(store, digest) === to) {
+          countedTo.delete(digest);
+          moved = true;
+        }
+      }
     };
     // The blob whose retries fetchStallOf shows now, if any: its next bytes clear it. A record
     // left by a run that was killed while retrying is not this run's.
@@ -223,13 +299,12 @@ export const fetchStep: Step = {
         const index = ++next;
         const b = missing[index - 1]!;
         try {
-          const onReceived = (n: number) => {
+          const onReceived = (n: number, at?: ReceivedAt) => {
             if (stalledBlob === b.digest) {
               stalledBlob = undefined;
               clearStall();
             }
-            uncounted += n;
-            if (uncounted >= COUNT_EVERY_BYTES) count();
+            received(n, at);
           };
           const candidate = candidates.get(b.digest);
           const delta = candidate
@@ -277,6 +352,7 @@ export const fetchStep: Step = {
         } finally {
           // On a full disk the count's own write fails too: it must not hide what failed first.
           try {
+            forgetCommitted();
             count();
           } catch (e) {
             if (firstError === undefined) firstError = e;
@@ -308,9 +384,12 @@ export const fetchStep: Step = {
     if (missing.length) ctx.db.forgetPermanentFailure(u.toTarget);
     // Events carry at most 16 kB of details: the first 40 deltas by name, all of them counted.
     const deltas = report.deltas.slice(0, 40).map((d) => ({ layer: d.layer, from: d.from, deltaBytes: d.deltaBytes, layerBytes: d.layerBytes }));
-    ctx.db.setState(u.id, "fetched", {
-      step: "fetch",
-      events: [eventFor(u, "EcuDownloadCompleted", { success: true, details: { bytesFetched: u.bytesFetched, bytesFull: report.bytesFull, deltaLayers: report.deltas.length, deltas } })],
+    ctx.db.transaction(() => {
+      ctx.db.setState(u.id, "fetched", {
+        step: "fetch",
+        events: [eventFor(u, "EcuDownloadCompleted", { success: true, details: { bytesFetched: u.bytesFetched, bytesFull: report.bytesFull, deltaLayers: report.deltas.length, deltas } })],
+      });
+      ctx.db.delete(countedToKey(u.id));
     });
     ctx.db.delete(reportKey); // after the state: a crash in between reruns nothing but still finds the report
   },

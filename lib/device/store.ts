@@ -168,7 +168,7 @@ export class DeviceBlobStore {
     reg: RegistryClient,
     repo: string,
     desc: { digest: string; size: number },
-    opts: { signal?: AbortSignal; onProgress?: (done: number) => void; onReceived?: (bytes: number) => void; stallTimeoutMs?: number; onRetry?: PullBlobOptions["onRetry"] } = {},
+    opts: { signal?: AbortSignal; onProgress?: (done: number) => void; onReceived?: PullBlobOptions["onReceived"]; stallTimeoutMs?: number; onRetry?: PullBlobOptions["onRetry"] } = {},
   ): Promise<number> {
     if (this.has(desc.digest)) return 0;
     const { fetched } = await this.lib.pull(reg, repo, desc, {

@@ -65,9 +65,10 @@ export interface PullBlobOptions {
   onProgress?: (done: number, total: number) => void;
   /**
    * Called with every chunk's length as it arrives from the network, including bytes of
-   * attempts that later fail or are thrown away: what actually crossed the wire.
+   * attempts that later fail or are thrown away: what actually crossed the wire; and where the
+   * chunk goes, before it is written there.
    */
-  onReceived?: (bytes: number) => void;
+  onReceived?: (bytes: number, at: ReceivedAt) => void;
   signal?: AbortSignal;
   /**
    * Retries in a row without progress before giving up; an attempt that brought new bytes
@@ -83,6 +84,17 @@ export interface PullBlobOptions {
    * without progress (what `patienceMs` is counted against), so a caller can say it is retrying.
    */
   onRetry?: (err: unknown, stalledMs: number) => void;
+}
+
+/**
+ * Where a received chunk goes: the blob whose partial file it is written to, and the partial's
+ * length once it is (the chunk's end). A chunk that does not start where the one before it of
+ * that blob ended begins a new attempt, which continues the partial from its length on disk or,
+ * from 0, replaces it.
+ */
+export interface ReceivedAt {
+  digest: string;
+  offset: number;
 }
 
 /** Defaults of {@link PullBlobOptions}. */
@@ -447,7 +459,7 @@ export class BlobStore {
                 } else timer.refresh();
                 counter.fetched += chunk.byteLength;
                 counter.lastByteAt = Date.now();
-                opts.onReceived?.(chunk.byteLength);
+                opts.onReceived?.(chunk.byteLength, { digest, offset: have + chunk.byteLength });
                 if (have + chunk.byteLength > size) {
                   await out.discard();
                   await fh.close().catch(() => {});

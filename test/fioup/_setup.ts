@@ -16,7 +16,7 @@ import { startFaultProxy, type FaultProxy } from "../harness/fault-proxy.ts";
 import { writeOciLayout, type BuiltImage, type BusyboxImageOptions } from "../harness/images.ts";
 import type { Subprocess } from "bun";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
-import { freePort, run, tempDir } from "../harness/tmp.ts";
+import { freePort, run, tempDir, until } from "../harness/tmp.ts";
 import { commit, containersRepo } from "../publish/_setup.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
@@ -255,6 +255,35 @@ export class Device {
   spawn(args: string[]) {
     const cmd = process.env.FIOUP_BIN ? [process.env.FIOUP_BIN] : [BUN, join(ROOT, "fioup/main.ts")];
     return Bun.spawn([...cmd, ...args], { env: { ...process.env, ...this.env() }, stdout: "pipe", stderr: "pipe", cwd: ROOT });
+  }
+
+  /**
+   * Runs `fioup <args>` and SIGKILLs it as soon as `when()` holds (asked every 5 ms); returns
+   * whether it was killed (false: the run ended first, said on stderr for whoever reads the
+   * failure). Throws if neither happens within `timeoutMs`. When `when()` holds, fioup is stopped
+   * (SIGSTOP) and `when()` asked again: the kill lands in the moment seen, or fioup goes on.
+   */
+  async killWhen(when: () => Promise<boolean> | boolean, args: string[] = ["update"], timeoutMs = 60_000): Promise<boolean> {
+    const p = this.spawn(args);
+    let exited = false;
+    void p.exited.then(() => (exited = true));
+    let killed = false;
+    const held = async () => {
+      if (exited || !(await when())) return false;
+      p.kill("SIGSTOP");
+      await Bun.sleep(20); // every thread stopped, its write done
+      if (await when()) return true;
+      p.kill("SIGCONT");
+      return false;
+    };
+    try {
+      killed = await until(`fioup ${args.join(" ")} to reach the kill point`, held, (hit) => hit || exited, timeoutMs, 5);
+    } finally {
+      p.kill("SIGKILL");
+      const code = await p.exited;
+      if (!killed) console.error(`killWhen: fioup ${args.join(" ")} exited ${code} before the kill point; state ${this.updateState()?.state}; stderr:\n${(await new Response(p.stderr).text()).slice(-2000)}`);
+    }
+    return killed;
   }
 
   async fioup(...args: string[]): Promise<FioupResult> {
