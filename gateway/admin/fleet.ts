@@ -62,7 +62,7 @@ const historyOf = (gw: Gateway) => {
   return h;
 };
 
-/** Seconds without a check-in after which a device counts as offline: three polls, at least 10 minutes. */
+/** Seconds without a check-in after which a device counts as offline (never-seen, if it never checked in): three polls, at least 10 minutes. */
 export const offlineAfterSeconds = (gw: Gateway) => Math.max(3 * gw.pollingSeconds, 600);
 
 const checkQuery = TypeCompiler.Compile(FleetDeviceQuery);

@@ -1,6 +1,6 @@
 /**
  * Devices' statuses as the dashboard shows them (registered, up-to-date, updating, failed,
- * rolled-back, cancelled, offline, revoked; with a failure's details), for `devices list` and
+ * rolled-back, cancelled, offline, never-seen, revoked; with a failure's details), for `devices list` and
  * `devices show`. The status lives in GET /admin/fleet/devices, not in the device rows of /admin/devices.
  *
  * @module

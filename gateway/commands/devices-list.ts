@@ -10,7 +10,8 @@ export default defineCommand({
   summary: "List registered devices",
   description: [
     "STATUS is the dashboard's: registered, up-to-date, updating, failed, rolled-back, cancelled (on the",
-    "device, by its user), offline or revoked (`gateway devices show UUID` says a failure's reason).",
+    "device, by its user), offline (seen, then quiet), never-seen (no check-in since it was registered, as",
+    "long as offline takes) or revoked (`gateway devices show UUID` says a failure's reason).",
     "--format json prints the API's device rows.",
     "",
     ADMIN_HELP,

@@ -356,6 +356,32 @@ export function storeContract(open: () => Promise<Store>) {
     expect(sum.total).toBeGreaterThanOrEqual(5);
   });
 
+  test("searchDevices(): a device that never checked in is never-seen past the cut-off, not offline, in the list, its filters and the summary", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const past = new Date(Date.now() - 3600_000).toISOString();
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    const [quiet, never] = await Promise.all(["quiet", "never"].map((name) => s.putDevice(aDevice({ name: `${name}-${hw}`, hardwareId: hw }))));
+    await s.recordSightings([{ uuid: quiet!.uuid, at: "2000-01-01T00:00:00.000Z" }]);
+    const statuses = async (offlineBefore: string) =>
+      Object.fromEntries((await s.searchDevices({ hardwareId: hw, offlineBefore })).devices.map((d) => [d.name.split("-")[0], d.status]));
+    // Just registered: not yet past the cut-off, so its status stands.
+    expect(await statuses(past)).toEqual({ quiet: "offline", never: "registered" });
+    expect(await statuses(later)).toEqual({ quiet: "offline", never: "never-seen" });
+    const uuids = async (status: "offline" | "never-seen" | "registered", offlineBefore: string) =>
+      (await s.searchDevices({ hardwareId: hw, status, offlineBefore })).devices.map((d) => d.uuid);
+    expect(await uuids("never-seen", later)).toEqual([never!.uuid]);
+    expect(await uuids("offline", later)).toEqual([quiet!.uuid]);
+    expect(await uuids("never-seen", past)).toEqual([]);
+    expect(await uuids("registered", past)).toEqual([never!.uuid]);
+    expect(await uuids("registered", later)).toEqual([]);
+    expect((await s.fleetSummary(later, 10)).byStatus["never-seen"]).toBeGreaterThanOrEqual(1);
+    // Revoked wins, as over offline.
+    await s.revokeDevice(never!.uuid, new Date().toISOString());
+    expect(await statuses(later)).toEqual({ quiet: "offline", never: "revoked" });
+    expect(await uuids("never-seen", later)).toEqual([]);
+  });
+
   test("statusAt is when the device took its status: events that leave status and detail as they are change nothing", async () => {
     const s = await open();
     const hw = `hw-${uniq()}`;

@@ -85,10 +85,16 @@ export function queryDevicesSql(d: Dialect, q: FleetQuery): { sql: string; param
   return { sql: `SELECT uuid FROM devices WHERE ${conds.join(" AND ")} ORDER BY uuid`, params };
 }
 
-/** SQL for a device's effective status given the offline cut-off at parameter `off`. */
+/**
+ * SQL for a device's effective status given the offline cut-off at parameter `off`. A device
+ * never seen (no check-in since it registered) is `never-seen` once it is past the cut-off, not
+ * `offline`: offline says it was there and went quiet, never-seen that it never came (a
+ * registration whose device did not start, or an admin's registration of a device yet to be made).
+ */
 const effective = (off: string) =>
   `CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
-        WHEN coalesce(last_seen, created_at) < ${off} THEN 'offline'
+        WHEN last_seen IS NULL AND created_at < ${off} THEN 'never-seen'
+        WHEN last_seen < ${off} THEN 'offline'
         ELSE status END`;
 
 /**
@@ -117,7 +123,8 @@ function where(d: Dialect, s: DeviceSearch) {
   if (s.unseenSince) conds.push(`(last_seen IS NULL OR last_seen < ${p(s.unseenSince)})`);
   for (const q of s.fleet ?? []) conds.push(...fleetConditions(d, q, p));
   if (s.status === "revoked") conds.push("revoked_at IS NOT NULL");
-  else if (s.status === "offline") conds.push(`revoked_at IS NULL AND coalesce(last_seen, created_at) < ${off()}`);
+  else if (s.status === "offline") conds.push(`revoked_at IS NULL AND last_seen < ${off()}`);
+  else if (s.status === "never-seen") conds.push(`revoked_at IS NULL AND last_seen IS NULL AND created_at < ${off()}`);
   else if (s.status) conds.push(`status = ${p(s.status)} AND revoked_at IS NULL AND coalesce(last_seen, created_at) >= ${off()}`);
   return { sql: conds.length ? `WHERE ${conds.join(" AND ")}` : "", params, off };
 }

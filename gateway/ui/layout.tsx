@@ -30,7 +30,7 @@ main{padding:1rem;max-width:1200px;margin:0 auto}h1{font-size:1.4rem;margin:.2re
 th a{color:inherit}td code,dd code{word-break:break-all}
 .badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85em;border:1px solid currentColor;white-space:nowrap}
 .s-up-to-date{color:var(--ok)}.s-updating{color:var(--info)}.s-failed,.s-rolled-back,.s-unhealthy{color:var(--bad)}
-.s-offline,.s-revoked,.s-registered,.s-cancelled{color:var(--off)}.s-healthy{color:var(--ok)}
+.s-offline,.s-never-seen,.s-revoked,.s-registered,.s-cancelled{color:var(--off)}.s-healthy{color:var(--ok)}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin-bottom:1rem}
 label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}
 input,select,button,textarea{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.35rem .5rem}

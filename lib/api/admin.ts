@@ -228,9 +228,10 @@ export type RotateResult = Static<typeof RotateResult>;
 /**
  * A device's status on the dashboard: from its latest update event (`registered` before any;
  * `cancelled`: the user cancelled the update on the device, no failure), `offline` when it has
- * not checked in for a while, `revoked` once revoked.
+ * not checked in for a while, `never-seen` when it has not checked in for that long since it was
+ * registered and never before, `revoked` once revoked.
  */
-export const DEVICE_STATUSES = ["registered", "up-to-date", "updating", "failed", "rolled-back", "cancelled", "offline", "revoked"] as const;
+export const DEVICE_STATUSES = ["registered", "up-to-date", "updating", "failed", "rolled-back", "cancelled", "offline", "never-seen", "revoked"] as const;
 export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
 const DeviceStatusSchema = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)));
 
@@ -304,7 +305,7 @@ export const FleetSummary = Type.Object({
   recentFailures: Type.Array(FleetDevice),
   /** Device check-ins this gateway served per minute, oldest first; the last entry is the current minute. */
   checkinsPerMinute: Type.Array(Type.Integer()),
-  /** A device is offline after this many seconds without a check-in. */
+  /** A device is offline (never-seen, if it never checked in) after this many seconds without a check-in. */
   offlineAfterSeconds: Type.Integer(),
 });
 export type FleetSummary = Static<typeof FleetSummary>;
