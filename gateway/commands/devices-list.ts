@@ -3,6 +3,7 @@ import { DeviceUuid } from "../../lib/api/device.ts";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { table } from "../../lib/cli/table.ts";
+import { tagsText } from "../fleet/tags-text.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { deviceStatuses } from "./_device-status.ts";
 
@@ -11,7 +12,8 @@ export default defineCommand({
   description: [
     "STATUS is the dashboard's: registered, up-to-date, updating, failed, rolled-back, cancelled (on the",
     "device, by its user), offline (seen, then quiet), never-seen (no check-in since it was registered, as",
-    "long as offline takes) or revoked (`gateway devices show UUID` says a failure's reason).",
+    "long as offline takes) or revoked (`gateway devices show UUID` says a failure's reason). TAGS are the",
+    "gateway's, and \"(follows X)\" the tags the device said it follows where they differ.",
     "--format json prints the API's device rows.",
     "",
     ADMIN_HELP,
@@ -32,7 +34,10 @@ export default defineCommand({
     out.result(res, (r) =>
       table(
         ["UUID", "NAME", "HARDWARE ID", "TAGS", "TARGET", "LAST SEEN", "STATUS"],
-        r.devices.map((d) => [d.uuid, d.name, d.hardwareId, d.tags, d.currentTarget, d.lastSeen, statuses.get(d.uuid)?.status ?? (d.revokedAt ? "revoked" : "?")]),
+        r.devices.map((d) => {
+          const s = statuses.get(d.uuid);
+          return [d.uuid, d.name, d.hardwareId, tagsText({ tags: d.tags, reportedTags: s?.reportedTags }, ","), d.currentTarget, d.lastSeen, s?.status ?? (d.revokedAt ? "revoked" : "?")];
+        }),
         { empty: "(none)" },
       ) + (r.next ? `\n(more: --after ${r.next})` : ""),
     );

@@ -153,6 +153,34 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.setDeviceTags("unknown-uuid", ["x"])).toBeUndefined();
   });
 
+  test("searchDevices() by tag finds a device that follows a tag its token overrode, by the tags it reports; groups and rollouts keep to the gateway's", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const past = "2000-01-01T00:00:00.000Z";
+    // Registered with --tag canary by an older fioup, the token's "main" recorded; it still follows canary.
+    const old = (await s.putDevice(aDevice({ name: "old", hardwareId: hw, tags: ["main"] })))!;
+    const other = (await s.putDevice(aDevice({ name: "other", hardwareId: hw, tags: ["main"] })))!;
+    const silent = (await s.putDevice(aDevice({ name: "silent", hardwareId: hw, tags: ["main"] })))!;
+    await s.recordSightings([
+      { uuid: old.uuid, at: new Date().toISOString(), tags: ["canary"] },
+      { uuid: other.uuid, at: new Date().toISOString(), tags: ["main"] },
+      { uuid: silent.uuid, at: new Date().toISOString() },
+    ]);
+    const byTag = async (tag: string) => (await s.searchDevices({ hardwareId: hw, tag, offlineBefore: past, sort: "name" })).devices;
+    const canary = await byTag("canary");
+    expect(canary.map((d) => [d.name, d.tags, d.reportedTags])).toEqual([["old", ["main"], ["canary"]]]);
+    expect((await byTag("main")).map((d) => [d.name, d.reportedTags])).toEqual([["old", ["canary"]], ["other", ["main"]], ["silent", null]]);
+    expect(await byTag("canar")).toEqual([]);
+    // What the gateway gives it is unchanged, and what a group or rollout by tag counts.
+    expect((await s.getDevice(old.uuid))!.tags).toEqual(["main"]);
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["canary"] })).toEqual([]);
+    // A later report replaces it; a check-in without the header keeps it.
+    await s.recordSightings([{ uuid: old.uuid, at: new Date().toISOString(), tags: ["main"] }]);
+    await s.recordSightings([{ uuid: old.uuid, at: new Date().toISOString() }]);
+    expect(await byTag("canary")).toEqual([]);
+    expect((await byTag("main")).find((d) => d.name === "old")!.reportedTags).toEqual(["main"]);
+  });
+
   test("appendEvents() is idempotent by event id and keeps order", async () => {
     const s = await open();
     const d = aDevice();

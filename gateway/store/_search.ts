@@ -48,6 +48,8 @@ const SORT_COLUMNS: Record<NonNullable<DeviceSearch["sort"]>, string> = {
 };
 
 export interface StatusRecord extends DeviceRecord {
+  /** JSON text, or null before the device reported any (migration 39). */
+  reported_tags: string | null;
   status: string;
   status_detail: string | null;
   status_at: string | null;
@@ -59,9 +61,14 @@ export const toFleetDevice = (r: StatusRecord): FleetDevice => ({
   status: r.effective as DeviceStatus,
   statusDetail: r.status === "failed" || r.status === "rolled-back" ? r.status_detail : null,
   statusAt: r.status_at,
+  reportedTags: r.reported_tags === null ? null : (JSON.parse(r.reported_tags) as string[]),
 });
 
 const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+/** `column` (a JSON array of tags) holds the tag whose pattern is parameter `t` (tagPattern). */
+const holdsTag = (column: string, t: string) => `${column} LIKE ${t} ESCAPE '\\'`;
+/** The LIKE pattern of a tag in a JSON array, with its quotes, so "prod" does not match "production". */
+const tagPattern = (tag: string) => `%${likeEscape(JSON.stringify(tag))}%`;
 
 /**
  * The conditions of a fleet query (labels, tags, hardware id, name, static group) over `devices`;
@@ -70,8 +77,7 @@ const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 export function fleetConditions(d: Dialect, q: FleetQuery, p: (v: unknown) => string): string[] {
   const conds: string[] = [];
   if (q.hardwareId !== undefined) conds.push(`hardware_id = ${p(q.hardwareId)}`);
-  // tags is a JSON array: match the tag with its quotes, so "prod" does not match "production".
-  for (const t of q.tags ?? []) conds.push(`tags LIKE ${p(`%${likeEscape(JSON.stringify(t))}%`)} ESCAPE '\\'`);
+  for (const t of q.tags ?? []) conds.push(holdsTag("tags", p(tagPattern(t))));
   if (q.nameContains !== undefined) conds.push(`name ${d.ilike} ${p(`%${likeEscape(q.nameContains)}%`)} ESCAPE '\\'`);
   if (q.labels && Object.keys(q.labels).length) conds.push(...d.labels(p, q.labels));
   if (q.group !== undefined) conds.push(`uuid IN (SELECT device_uuid FROM group_members WHERE group_name = ${p(q.group)})`);
@@ -114,7 +120,14 @@ function where(d: Dialect, s: DeviceSearch) {
     const v = p(`%${likeEscape(s.text)}%`);
     conds.push(`(name ${d.ilike} ${v} ESCAPE '\\' OR uuid ${d.ilike} ${v} ESCAPE '\\')`);
   }
-  conds.push(...fleetConditions(d, { ...(s.tag ? { tags: [s.tag] } : {}), ...(s.hardwareId ? { hardwareId: s.hardwareId } : {}) }, p));
+  // A tag the gateway gives the device, or one the device says it follows: a device registered by a
+  // fioup before 2026-12-06 with a --tag its token overrode followed that tag, and is found by it.
+  // (A group's or a rollout's tag is the gateway's alone: fleetConditions.)
+  if (s.tag) {
+    const t = p(tagPattern(s.tag));
+    conds.push(`(${holdsTag("tags", t)} OR ${holdsTag("reported_tags", t)})`);
+  }
+  conds.push(...fleetConditions(d, s.hardwareId ? { hardwareId: s.hardwareId } : {}, p));
   if (s.uuid) conds.push(`uuid = ${p(s.uuid)}`);
   if (s.uuidFrom) conds.push(`uuid >= ${p(s.uuidFrom)}`);
   if (s.uuidTo) conds.push(`uuid <= ${p(s.uuidTo)}`);

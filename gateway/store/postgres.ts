@@ -599,7 +599,8 @@ export class PostgresStore implements Store {
   async recordSightings(batch: Sighting[]) {
     if (!batch.length) return;
     // One statement for the whole batch: the arrays are zipped by unnest. Tags from a check-in
-    // count only for devices whose registration token let them choose. The rows are locked first,
+    // count only for devices whose registration token let them choose; every device's are kept
+    // as the tags it reports following (reported_tags, migration 39). The rows are locked first,
     // in uuid order, the order every statement that updates several devices takes (another
     // replica's sightings, the events group commit through its status trigger): without it two
     // such statements could each hold a row the other waits for, a deadlock PostgreSQL breaks only
@@ -608,7 +609,8 @@ export class PostgresStore implements Store {
       `WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)),
        locked AS MATERIALIZED (SELECT d.uuid FROM devices d WHERE d.uuid IN (SELECT uuid FROM s) ORDER BY d.uuid COLLATE "C" FOR UPDATE OF d)
        UPDATE devices d SET last_seen = s.at,
-         tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
+         tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, reported_tags = coalesce(s.tags, d.reported_tags),
+         current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
        FROM s JOIN locked USING (uuid)
        WHERE d.uuid = s.uuid`,
       [

@@ -44,7 +44,7 @@ export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factor
 export interface Sighting {
   uuid: string;
   at: string;
-  /** Applied only to devices whose `tagsFromDevice` is true. */
+  /** The tags the device reports (x-ats-tags): its tags only where `tagsFromDevice` is true; every device's reported tags. */
   tags?: string[];
   currentTarget?: string;
   apps?: string[];
@@ -103,6 +103,7 @@ export interface DeviceSearch {
   /** Uuids from / up to this one, both included (a page of listDevices is such a range). */
   uuidFrom?: string;
   uuidTo?: string;
+  /** A tag among the device's, or among those it reports following (a tag its token overrode, before 2026-12-06). */
   tag?: string;
   hardwareId?: string;
   target?: string;
@@ -112,7 +113,7 @@ export interface DeviceSearch {
   /** Last seen at or after / before this ISO time (never seen counts as before). */
   seenSince?: string;
   unseenSince?: string;
-  /** Devices last seen before this ISO time are "offline". */
+  /** Devices last seen before this ISO time are "offline" ("never-seen": registered before it, never seen). */
   offlineBefore: string;
   sort?: "name" | "uuid" | "lastSeen" | "createdAt" | "hardwareId" | "target" | "status";
   desc?: boolean;

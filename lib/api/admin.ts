@@ -261,6 +261,7 @@ export const FleetDeviceQuery = Type.Object({
    */
   uuidFrom: Type.Optional(Type.String({ maxLength: 128 })),
   uuidTo: Type.Optional(Type.String({ maxLength: 128 })),
+  /** A tag among the device's, or among those it reports following (FleetDevice's `reportedTags`). */
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   hwid: Type.Optional(Type.String({ maxLength: 128 })),
   target: Type.Optional(Type.String({ maxLength: 256 })),
@@ -288,6 +289,13 @@ export const FleetDevice = Type.Intersect([
     statusDetail: Type.Union([Type.String(), Type.Null()]),
     /** When the device took this status (and detail): its update began, it failed; null while "registered". */
     statusAt: Type.Union([Type.String(), Type.Null()]),
+    /**
+     * The tags the device said it follows at its last check-in (its x-ats-tags), null before it
+     * said any. They differ from `tags` where the device follows others: one registered by a fioup
+     * before 2026-12-06 with a --tag its token overrode, or an owner's pacman.tags on the device.
+     * Optional: a gateway before 2026-12-07 does not send it.
+     */
+    reportedTags: Type.Optional(Type.Union([Type.Array(Type.String()), Type.Null()])),
   }),
 ]);
 export type FleetDevice = Static<typeof FleetDevice>;
