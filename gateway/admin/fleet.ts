@@ -91,6 +91,9 @@ export function adminFleet(gw: Gateway) {
         if (!g) throw new HTTPException(400, { message: `Unknown group "${q.group}"` });
         fleet.push(g.kind === "dynamic" ? parseFleetQuery(g.query ?? "") : { group: g.name });
       }
+      // Check-ins are written once a second in a batch: write them now, so the list agrees with
+      // `devices show` (GET /admin/devices/:uuid does the same).
+      await c.var.gw.sightings.flush();
       const t0 = performance.now();
       const page = await c.var.gw.store.searchDevices({
         fleet,
@@ -98,6 +101,7 @@ export function adminFleet(gw: Gateway) {
         uuid: q.uuid || undefined,
         uuidFrom: q.uuidFrom,
         uuidTo: q.uuidTo,
+        uuidAfter: q.after,
         tag: q.tag || undefined,
         hardwareId: q.hwid || undefined,
         target: q.target || undefined,

@@ -495,6 +495,22 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.searchDevices({ hardwareId: hw, uuidFrom: mine[5], sort: "uuid", offlineBefore: "2000-01-01T00:00:00.000Z" })).devices.map((x) => x.uuid)).toEqual(mine.slice(5));
   });
 
+  test("searchDevices(): uuidAfter pages by uuid as listDevices does, the given uuid left out, the page the same order", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    await Promise.all(Array.from({ length: 5 }, (_, i) => s.putDevice(aDevice({ name: `after-${i}-${hw}`, hardwareId: hw }))));
+    const at = "2000-01-01T00:00:00.000Z";
+    const mine = (await s.searchDevices({ hardwareId: hw, sort: "uuid", offlineBefore: at })).devices.map((x) => x.uuid);
+    const page = async (after: string | undefined) =>
+      (await s.searchDevices({ hardwareId: hw, sort: "uuid", limit: 2, offlineBefore: at, ...(after ? { uuidAfter: after } : {}) })).devices.map((x) => x.uuid);
+    expect(await page(undefined)).toEqual(mine.slice(0, 2));
+    expect(await page(mine[1])).toEqual(mine.slice(2, 4));
+    expect(await page(mine[3])).toEqual(mine.slice(4));
+    expect(await page(mine[4])).toEqual([]);
+    // The order listDevices pages in.
+    expect((await s.listDevices({ limit: 10000 })).map((d) => d.uuid).filter((u) => mine.includes(u))).toEqual(mine);
+  });
+
   test("setDeviceLabels() sets, replaces and removes labels; re-registration and check-ins keep them", async () => {
     const s = await open();
     const d = aDevice({ tagsFromDevice: true });

@@ -131,6 +131,7 @@ function where(d: Dialect, s: DeviceSearch) {
   if (s.uuid) conds.push(`uuid = ${p(s.uuid)}`);
   if (s.uuidFrom) conds.push(`uuid >= ${p(s.uuidFrom)}`);
   if (s.uuidTo) conds.push(`uuid <= ${p(s.uuidTo)}`);
+  if (s.uuidAfter) conds.push(`uuid > ${p(s.uuidAfter)}`);
   if (s.target) conds.push(`current_target = ${p(s.target)}`);
   if (s.seenSince) conds.push(`last_seen >= ${p(s.seenSince)}`);
   if (s.unseenSince) conds.push(`(last_seen IS NULL OR last_seen < ${p(s.unseenSince)})`);

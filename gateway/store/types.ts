@@ -103,6 +103,8 @@ export interface DeviceSearch {
   /** Uuids from / up to this one, both included (a page of listDevices is such a range). */
   uuidFrom?: string;
   uuidTo?: string;
+  /** Uuids after this one, not included (the next page of a list by uuid). */
+  uuidAfter?: string;
   /** A tag among the device's, or among those it reports following (a tag its token overrode, before 2026-12-06). */
   tag?: string;
   hardwareId?: string;

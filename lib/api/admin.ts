@@ -236,8 +236,8 @@ export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
 const DeviceStatusSchema = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)));
 
 /**
- * The most devices one page holds: of GET /admin/devices (`gateway devices list --limit`), and so of
- * GET /admin/fleet/devices, which answers the statuses of such a page in one request (its uuid range).
+ * The most devices one page holds: of GET /admin/devices and of GET /admin/fleet/devices (whose
+ * pages `gateway devices list --limit` reads, each row with its status).
  */
 export const DEVICE_PAGE_MAX = 1000;
 
@@ -261,6 +261,12 @@ export const FleetDeviceQuery = Type.Object({
    */
   uuidFrom: Type.Optional(Type.String({ maxLength: 128 })),
   uuidTo: Type.Optional(Type.String({ maxLength: 128 })),
+  /**
+   * Devices whose uuid sorts after this one (not included): with `sort=uuid`, the page after a page
+   * whose last uuid this is, as GET /admin/devices pages by `after`. `gateway devices list` pages
+   * this way, so each row and its status come from one read.
+   */
+  after: Type.Optional(Type.String({ maxLength: 128 })),
   /** A tag among the device's, or among those it reports following (FleetDevice's `reportedTags`). */
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   hwid: Type.Optional(Type.String({ maxLength: 128 })),
