@@ -137,45 +137,50 @@ export interface PageProps {
 
 export function Page({ title, path, user, attention = [], href, children }: PageProps) {
   const current = (href: string) => (href === "/ui/" ? path === "/ui/" || path === "/ui" : path.startsWith(href));
+  // The doctype first: without it a browser lays the page out in quirks mode (box sizes, tables and
+  // line heights as 1990s pages had them), not as the CSS here means.
   return (
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="color-scheme" content="light dark" />
-        <title>{`${title} · OTA gateway`}</title>
-        {/* An empty icon of its own: a browser asks for /favicon.ico otherwise, a 404 on every page. */}
-        <link rel="icon" href="data:," />
-        <style>{raw(CSS)}</style>
-      </head>
-      <body data-href={href}>
-        <a class="skip" href="#main">
-          Skip to content
-        </a>
-        <header>
-          <span class="brand">OTA gateway</span>
-          {user && (
-            <nav aria-label="Main">
-              {NAV.map(([href, label]) => (
-                <a href={href} aria-current={current(href) ? "page" : undefined}>
-                  {label}
-                </a>
-              ))}
-            </nav>
-          )}
-          {user && (
-            <form method="post" action="/ui/logout">
-              <input type="hidden" name="_csrf" value={user.csrf} />
-              <span class="muted">{user.role} </span>
-              <button type="submit">Sign out</button>
-            </form>
-          )}
-        </header>
-        {!current("/ui/") && <AttentionBanner items={attention} />}
-        <main id="main" tabindex={-1}>{children}</main>
-        <script>{raw(SCRIPT)}</script>
-      </body>
-    </html>
+    <>
+      {raw("<!DOCTYPE html>")}
+      <html lang="en">
+        <head>
+          <meta charset="utf-8" />
+          <meta name="viewport" content="width=device-width, initial-scale=1" />
+          <meta name="color-scheme" content="light dark" />
+          <title>{`${title} · OTA gateway`}</title>
+          {/* An empty icon of its own: a browser asks for /favicon.ico otherwise, a 404 on every page. */}
+          <link rel="icon" href="data:," />
+          <style>{raw(CSS)}</style>
+        </head>
+        <body data-href={href}>
+          <a class="skip" href="#main">
+            Skip to content
+          </a>
+          <header>
+            <span class="brand">OTA gateway</span>
+            {user && (
+              <nav aria-label="Main">
+                {NAV.map(([href, label]) => (
+                  <a href={href} aria-current={current(href) ? "page" : undefined}>
+                    {label}
+                  </a>
+                ))}
+              </nav>
+            )}
+            {user && (
+              <form method="post" action="/ui/logout">
+                <input type="hidden" name="_csrf" value={user.csrf} />
+                <span class="muted">{user.role} </span>
+                <button type="submit">Sign out</button>
+              </form>
+            )}
+          </header>
+          {!current("/ui/") && <AttentionBanner items={attention} />}
+          <main id="main" tabindex={-1}>{children}</main>
+          <script>{raw(SCRIPT)}</script>
+        </body>
+      </html>
+    </>
   );
 }
 
