@@ -70,13 +70,13 @@ describe("dashboard at /ui/", () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     for (const path of ["/ui/", "/ui/devices", `/ui/devices/${fleet.bad.uuid}`, "/ui/groups", "/ui/targets", "/ui/rollouts", "/ui/tokens"]) {
       await goto(page, `${gw.url}${path}`);
-      expect([path, await page.evaluate(() => document.compatMode)]).toEqual([path, "CSS1Compat"]);
+      expect([path, await page.evaluate(() => (globalThis as any).document.compatMode as string)]).toEqual([path, "CSS1Compat"]);
     }
     await ctx.close();
     const out = await browser.newContext({ ignoreHTTPSErrors: true });
     const login = await out.newPage();
     await goto(login, `${gw.url}/ui/login`);
-    expect(await login.evaluate(() => document.compatMode)).toBe("CSS1Compat");
+    expect(await login.evaluate(() => (globalThis as any).document.compatMode as string)).toBe("CSS1Compat");
     await out.close();
   }, 60_000);
 
