@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { DEVICE_PAGE_MAX, FleetDeviceQuery, type FleetDeviceList, type FleetSummary } from "../../lib/api/admin.ts";
 import type { Gateway, GatewayEnv } from "../env.ts";
-import { parseFleetQuery, parseLabel } from "../fleet/query.ts";
+import { groupQuery, parseLabel } from "../fleet/query.ts";
 import type { FleetQuery } from "../store/types.ts";
 import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
 
@@ -89,7 +89,7 @@ export function adminFleet(gw: Gateway) {
       if (q.group) {
         const g = await c.var.gw.store.getGroup(q.group);
         if (!g) throw new HTTPException(400, { message: `Unknown group "${q.group}"` });
-        fleet.push(g.kind === "dynamic" ? parseFleetQuery(g.query ?? "") : { group: g.name });
+        fleet.push(groupQuery(g));
       }
       // Check-ins are written once a second in a batch: write them now, so the list agrees with
       // `devices show` (GET /admin/devices/:uuid does the same).

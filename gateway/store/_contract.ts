@@ -12,6 +12,7 @@ import {
   GroupExistsError,
   RolloutConflictError,
   TooManyLabelsError,
+  type FleetQuery,
   type NewDevice,
   type NewRegistrationToken,
   type RolloutRow,
@@ -564,6 +565,41 @@ export function storeContract(open: () => Promise<Store>) {
     expect(racing.filter((r) => r.status === "rejected" && r.reason instanceof TooManyLabelsError)).toHaveLength(7);
     expect(Object.keys((await s.getDevice(e.uuid))!.labels)).toHaveLength(2);
     expect(await s.setDeviceLabels("unknown-uuid", { a: "b" }, [], 3)).toBeUndefined();
+  });
+
+  test("queriesMatching() says of each query whether one device matches it, as queryDevices would list it, in order; none for a revoked or unknown device", async () => {
+    const s = await open();
+    const hw = `hwm-${uniq()}`;
+    const d = (await s.putDevice(aDevice({ name: "Kiosk-Lyon", hardwareId: hw, tags: ["prod", "beta"] })))!;
+    await s.setDeviceLabels(d.uuid, { region: "eu", "ring.v2": "canary" }, []);
+    const other = (await s.putDevice(aDevice({ name: "sign", hardwareId: hw })))!;
+    const at = new Date().toISOString();
+    const [inIt, notIn] = [`in-${uniq()}`, `out-${uniq()}`];
+    for (const name of [inIt, notIn]) await s.createGroup({ name, kind: "static", query: null, createdAt: at });
+    await s.addGroupMembers(inIt, [d.uuid]);
+    await s.addGroupMembers(notIn, [other.uuid]);
+    const queries: FleetQuery[] = [
+      { group: inIt },
+      { group: notIn },
+      { labels: { region: "eu", "ring.v2": "canary" } },
+      { labels: { region: "us" } },
+      { tags: ["prod", "beta"], hardwareId: hw },
+      { tags: ["pro"] },
+      { nameContains: "KIOSK" },
+      { nameContains: "%" },
+      {},
+    ];
+    const expected = [true, false, true, false, true, false, true, false, true];
+    expect(await s.queriesMatching(d.uuid, queries)).toEqual(expected);
+    // As queryDevices answers each.
+    for (const [i, q] of queries.entries()) expect((await s.queryDevices(q)).includes(d.uuid)).toBe(expected[i]!);
+    expect(await s.queriesMatching(d.uuid, [])).toEqual([]);
+    expect(await s.queriesMatching("not-registered", queries.slice(0, 3))).toEqual([false, false, false]);
+    // More queries than one statement takes: still in order.
+    const many = Array.from({ length: 1100 }, (_, i) => (i % 3 ? { group: notIn } : { group: inIt }));
+    expect(await s.queriesMatching(d.uuid, many)).toEqual(many.map((_, i) => i % 3 === 0));
+    await s.revokeDevice(d.uuid, at);
+    expect(await s.queriesMatching(d.uuid, queries)).toEqual(queries.map(() => false));
   });
 
   test("queryDevices() ANDs labels, tags, hardware id and name; revoked devices never match", async () => {

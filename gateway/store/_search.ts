@@ -92,6 +92,28 @@ export function queryDevicesSql(d: Dialect, q: FleetQuery): { sql: string; param
 }
 
 /**
+ * The query of queriesMatching: one row (none for an unknown or revoked device) with a column
+ * `m<i>` per query, 1 where the device matches `queries[i]`, all in one read of its row.
+ */
+export function queriesMatchingSql(d: Dialect, uuid: string, queries: FleetQuery[]): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const p = (v: unknown) => (params.push(v), d.param(params.length));
+  const u = p(uuid);
+  const columns = queries.map((q, i) => {
+    const conds = fleetConditions(d, q, p);
+    return `CASE WHEN ${conds.length ? conds.join(" AND ") : "1 = 1"} THEN 1 ELSE 0 END AS m${i}`;
+  });
+  return { sql: `SELECT ${columns.join(", ")} FROM devices WHERE uuid = ${u} AND revoked_at IS NULL`, params };
+}
+
+/** At most this many queries a statement of queriesMatching (one column each; SQLite allows 2,000). */
+export const QUERIES_PER_READ = 500;
+
+/** The answers of queriesMatchingSql's row, by query: none (no such device) is false for each. */
+export const matchesOf = (row: Record<string, unknown> | undefined, n: number): boolean[] =>
+  Array.from({ length: n }, (_, i) => Number(row?.[`m${i}`] ?? 0) === 1);
+
+/**
  * SQL for a device's effective status given the offline cut-off at parameter `off`. A device
  * never seen (no check-in since it registered) is `never-seen` once it is past the cut-off, not
  * `offline`: offline says it was there and went quiet, never-seen that it never came (a

@@ -15,7 +15,7 @@ import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaMigrated, schemaNeeded, splitStatements, type SchemaMigrated } from "./_migrations.ts";
-import { POSTGRES, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
+import { POSTGRES, QUERIES_PER_READ, matchesOf, queriesMatchingSql, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
@@ -384,6 +384,16 @@ export class PostgresStore implements Store {
     const w = queryDevicesSql(POSTGRES, q);
     const rows = (await this.#sql.unsafe(w.sql, w.params)) as { uuid: string }[];
     return rows.map((r) => r.uuid);
+  }
+
+  async queriesMatching(uuid: string, queries: FleetQuery[]) {
+    const out: boolean[] = [];
+    for (const part of chunks(queries, QUERIES_PER_READ)) {
+      const w = queriesMatchingSql(POSTGRES, uuid, part);
+      const [row] = (await this.#sql.unsafe(w.sql, w.params as never[])) as Record<string, unknown>[];
+      out.push(...matchesOf(row, part.length));
+    }
+    return out;
   }
 
   async knownDevices(uuids: string[]) {

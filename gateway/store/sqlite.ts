@@ -10,7 +10,7 @@ import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { EventWriter } from "./_event-writer.ts";
 import { APPS_STATES_SQL, LEASE_SQL, PRUNE_EVENTS_SQL, RELEASE_LEASE_SQL, SIGHTING_SQL, SYSTEM_INFO_SQL, type SightingParams } from "./_writer-thread.ts";
-import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
+import { QUERIES_PER_READ, SQLITE, matchesOf, queriesMatchingSql, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaMigrated, schemaNeeded, type SchemaMigrated } from "./_migrations.ts";
 import {
   EVIDENCE_EVENTS,
@@ -237,6 +237,15 @@ export class SqliteStore implements Store {
       .query<{ uuid: string }, any[]>(w.sql)
       .all(...(w.params as any[]))
       .map((r) => r.uuid);
+  }
+
+  async queriesMatching(uuid: string, queries: FleetQuery[]) {
+    const out: boolean[] = [];
+    for (const part of chunks(queries, QUERIES_PER_READ)) {
+      const w = queriesMatchingSql(SQLITE, uuid, part);
+      out.push(...matchesOf(this.#db.query<Record<string, unknown>, any[]>(w.sql).get(...(w.params as any[])) ?? undefined, part.length));
+    }
+    return out;
   }
 
   async knownDevices(uuids: string[]) {

@@ -15,7 +15,7 @@
 import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
-  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, GroupRow, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
+  DeviceDetail, DeviceGroupList, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
 import { labelCountProblem, MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
@@ -271,13 +271,13 @@ export function dashboard(app: Hono<any>) {
   const devicePage = async (c: Context<UiEnv>, uuid: string, refused?: Refusal) => {
     const api = c.var.api;
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
-    const [d, updates, status] = await Promise.all([
+    const [d, updates, status, groups] = await Promise.all([
       api<DeviceDetail>("GET", path),
       api<UpdateList>("GET", `${path}/updates`),
       api<FleetDeviceList>("GET", `/admin/fleet/devices?uuid=${encodeURIComponent(uuid)}&limit=1`),
+      // Outside the live region: looked up when the page loads, not at each refresh.
+      liveRefresh(c) ? undefined : deviceGroups(c, uuid),
     ]);
-    // Outside the live region: looked up when the page loads, not at each refresh (a look a group).
-    const groups = liveRefresh(c) ? undefined : await deviceGroups(c, d.body);
     const grouped = refused ? undefined : await addedToGroup.take(c);
     return render(
       c,
@@ -298,16 +298,11 @@ export function dashboard(app: Hono<any>) {
 
   /**
    * The static groups a device may be added to, and the groups, static or dynamic, it is in now
-   * (a revoked device is in none): one look a group, at this device alone.
+   * (a revoked device is in none): one request, answered from one read of the device's row.
    */
-  const deviceGroups = async (c: Context<UiEnv>, d: DeviceDetail): Promise<DeviceGroups> => {
-    const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
-    const isIn = async (g: GroupRow) => {
-      const q = `uuid=${encodeURIComponent(d.uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
-      return (await c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total > 0;
-    };
-    const member = d.revokedAt ? [] : await Promise.all(body.groups.map(isIn));
-    return { addable: body.groups.filter((g) => g.kind === "static").map((g) => g.name), member: body.groups.filter((_, i) => member[i]) };
+  const deviceGroups = async (c: Context<UiEnv>, uuid: string): Promise<DeviceGroups> => {
+    const { body } = await c.var.api<DeviceGroupList>("GET", `/admin/devices/${encodeURIComponent(uuid)}/groups`);
+    return { addable: body.groups.filter((g) => g.kind === "static").map((g) => g.name), member: body.groups.filter((g) => g.member) };
   };
 
   ui.get("/devices/:uuid", (c) => devicePage(c, c.req.param("uuid")));

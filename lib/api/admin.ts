@@ -392,6 +392,13 @@ export type GroupRequest = Static<typeof GroupRequest>;
 export const GroupList = Type.Object({ groups: Type.Array(Type.Intersect([GroupRow, Type.Object({ devices: Type.Integer() })])) });
 export type GroupList = Static<typeof GroupList>;
 
+/**
+ * GET /admin/devices/:uuid/groups: every group, and whether the device is in it now (a dynamic
+ * group's query matches it; a revoked device is in none), by name: what its page shows.
+ */
+export const DeviceGroupList = Type.Object({ groups: Type.Array(Type.Intersect([GroupRow, Type.Object({ member: Type.Boolean() })])) });
+export type DeviceGroupList = Static<typeof DeviceGroupList>;
+
 /** GET /admin/groups/:name?limit&after: the group and one page of its members (static) or of its current evaluation (dynamic). */
 export const GroupDetail = Type.Intersect([
   GroupRow,

@@ -55,7 +55,7 @@ export function DevicePage({ d, status, updates, groups, notice, csrf, canWrite,
           {notice}
         </p>
       )}
-      {/* Outside the live region: the groups are looked up when the page loads, one look a group. */}
+      {/* Outside the live region: the groups are looked up when the page loads (one request). */}
       {groups && (
         <dl class="kv groups">
           <dt>Groups</dt>
