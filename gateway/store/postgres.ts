@@ -321,9 +321,9 @@ export class PostgresStore implements Store {
     const q = searchSql(POSTGRES, search);
     const [rows, counts] = await Promise.all([
       this.#sql.unsafe(q.page.sql, q.page.params) as Promise<StatusRecord[]>,
-      this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int"), q.count.params) as Promise<{ n: number }[]>,
+      this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int").replace("count(revoked_at)", "count(revoked_at)::int"), q.count.params) as Promise<{ n: number; revoked: number }[]>,
     ]);
-    return { devices: rows.map(toFleetDevice), total: Number(counts[0]!.n) };
+    return { devices: rows.map(toFleetDevice), total: Number(counts[0]!.n), revoked: Number(counts[0]!.revoked) };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {

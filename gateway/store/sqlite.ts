@@ -193,8 +193,8 @@ export class SqliteStore implements Store {
   async searchDevices(search: DeviceSearch) {
     const q = searchSql(SQLITE, search);
     const devices = this.#db.query<StatusRecord, any[]>(q.page.sql).all(...(q.page.params as any[])).map(toFleetDevice);
-    const total = this.#db.query<{ n: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!.n;
-    return { devices, total };
+    const counts = this.#db.query<{ n: number; revoked: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
+    return { devices, total: counts.n, revoked: counts.revoked };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {

@@ -304,7 +304,8 @@ export interface Store {
   recordSightings(batch: Sighting[]): Promise<void>;
 
   /** One page of devices matching `search`, with their status, and how many match in all. */
-  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total: number }>;
+  /** One page of the devices a search matches, how many it matches, and how many of those are revoked. */
+  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total: number; revoked: number }>;
   /** Devices by status, devices per target, the latest failures (up to `failures`). */
   fleetSummary(offlineBefore: string, failures?: number): Promise<FleetCounts>;
 

@@ -306,8 +306,17 @@ export const FleetDevice = Type.Intersect([
 ]);
 export type FleetDevice = Static<typeof FleetDevice>;
 
-/** GET /admin/fleet/devices: one page and how many devices match in all. */
-export const FleetDeviceList = Type.Object({ devices: Type.Array(FleetDevice), total: Type.Integer(), offset: Type.Integer(), limit: Type.Integer() });
+/**
+ * GET /admin/fleet/devices: one page, how many devices match in all, and how many of those are
+ * revoked (in no group and no rollout; optional: a gateway before 2026-12-07 does not say).
+ */
+export const FleetDeviceList = Type.Object({
+  devices: Type.Array(FleetDevice),
+  total: Type.Integer(),
+  revoked: Type.Optional(Type.Integer()),
+  offset: Type.Integer(),
+  limit: Type.Integer(),
+});
 export type FleetDeviceList = Static<typeof FleetDeviceList>;
 
 /** GET /admin/fleet/summary: the dashboard's overview. */
