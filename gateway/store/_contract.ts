@@ -787,6 +787,12 @@ export function storeContract(open: () => Promise<Store>) {
       ["c", "pending", null, null, hold],
     ]);
     expect(rows[2]).toMatchObject({ rolloutId: r.id, wave: 1, updatedAt: "2029-12-31T00:00:01.000Z" });
+    // countRolloutDevices counts what rolloutDeviceStates lists, without a limit.
+    expect(await s.countRolloutDevices(r.id)).toBe(3);
+    expect(await s.countRolloutDevices(r.id, { held: true })).toBe(1);
+    expect(await s.countRolloutDevices(r.id, { wave: 1 })).toBe(2);
+    expect(await s.countRolloutDevices(r.id, { wave: 1, status: "failed" })).toBe(1);
+    expect(await s.countRolloutDevices("unknown", { held: true })).toBe(0);
     await s.updateRolloutDevices(r.id, [{ uuid: "a", reason: "still fine" }, { uuid: "c", hold: null }]);
     expect((await s.rolloutDeviceStates(r.id, { wave: 0 }))[0]).toMatchObject({ status: "succeeded", reason: "still fine", healthySince: "2029-01-01T00:00:00.000Z" });
     expect((await s.rolloutDeviceStates(r.id, { held: true })).map((x) => x.uuid)).toEqual([]);
@@ -795,6 +801,8 @@ export function storeContract(open: () => Promise<Store>) {
     // waiting: pending members with a reason (what they wait for), not failed or succeeded ones with theirs.
     await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: "no target of version 2 for arm64-linux yet" }]);
     expect((await s.rolloutDeviceStates(r.id, { waiting: true })).map((x) => [x.uuid, x.reason])).toEqual([["c", "no target of version 2 for arm64-linux yet"]]);
+    expect(await s.countRolloutDevices(r.id, { waiting: true })).toBe(1);
+    expect(await s.countRolloutDevices(r.id, { held: true })).toBe(0);
     await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: null }]);
     expect(await s.rolloutDeviceStates(r.id, { waiting: true })).toEqual([]);
     // revision: written only while the rollout is still at it (a pause committed meanwhile wins).

@@ -33,6 +33,7 @@ import {
   type EvidenceEventRecord,
   type EvidenceMemberRecord,
   type GroupRecord,
+  rolloutDeviceConds,
   type RolloutDeviceRecord,
   type RolloutEventRecord,
   type RolloutRecord,
@@ -48,7 +49,7 @@ import {
   type GroupRow,
   type RolloutCount,
   type RolloutDeviceChange,
-  type RolloutDeviceStatus,
+  type RolloutDeviceFilter,
   type RolloutEventRow,
   type RolloutMember,
   type RolloutPatch,
@@ -520,22 +521,22 @@ export class PostgresStore implements Store {
     return rows.map((r) => ({ uuid: r.uuid, wave: Number(r.wave) }));
   }
 
-  async rolloutDeviceStates(
-    id: string,
-    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string } = {},
-  ) {
-    const params: unknown[] = [id, opts.after ?? ""];
-    const conds = ["rollout_id = $1", "device_uuid > $2"];
-    if (opts.wave !== undefined) params.push(opts.wave), conds.push(`wave = $${params.length}`);
-    if (opts.status) params.push(opts.status), conds.push(`status = $${params.length}`);
-    if (opts.held) conds.push("hold IS NOT NULL");
-    if (opts.waiting) conds.push("status = 'pending' AND reason IS NOT NULL");
-    params.push(clampLimit(opts.limit, 100_000));
+  async rolloutDeviceStates(id: string, opts: RolloutDeviceFilter & { limit?: number; after?: string } = {}) {
+    const params: unknown[] = [];
+    const p = (v: unknown) => (params.push(v), POSTGRES.param(params.length));
+    const conds = [...rolloutDeviceConds(p, id, opts), `device_uuid > ${p(opts.after ?? "")}`];
     const rows = (await this.#sql.unsafe(
-      `SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT $${params.length}`,
-      params,
+      `SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ${p(clampLimit(opts.limit, 100_000))}`,
+      params as never[],
     )) as RolloutDeviceRecord[];
     return rows.map(toRolloutDevice);
+  }
+
+  async countRolloutDevices(id: string, opts: RolloutDeviceFilter = {}) {
+    const params: unknown[] = [];
+    const conds = rolloutDeviceConds((v) => (params.push(v), POSTGRES.param(params.length)), id, opts);
+    const [row] = (await this.#sql.unsafe(`SELECT count(*)::int AS n FROM rollout_devices WHERE ${conds.join(" AND ")}`, params as never[])) as { n: number }[];
+    return Number(row!.n);
   }
 
   async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {

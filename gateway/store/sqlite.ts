@@ -29,6 +29,7 @@ import {
   type EvidenceEventRecord,
   type EvidenceMemberRecord,
   type GroupRecord,
+  rolloutDeviceConds,
   type RolloutDeviceRecord,
   type RolloutEventRecord,
   type RolloutRecord,
@@ -42,6 +43,7 @@ import {
   type FleetQuery,
   type GroupRow,
   type RolloutDeviceChange,
+  type RolloutDeviceFilter,
   type RolloutDeviceStatus,
   type RolloutEventRow,
   type RolloutMember,
@@ -381,20 +383,20 @@ export class SqliteStore implements Store {
       .all(id);
   }
 
-  async rolloutDeviceStates(
-    id: string,
-    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string } = {},
-  ) {
-    const conds = ["rollout_id = ?", "device_uuid > ?"];
-    const params: (string | number)[] = [id, opts.after ?? ""];
-    if (opts.wave !== undefined) conds.push("wave = ?"), params.push(opts.wave);
-    if (opts.status) conds.push("status = ?"), params.push(opts.status);
-    if (opts.held) conds.push("hold IS NOT NULL");
-    if (opts.waiting) conds.push("status = 'pending' AND reason IS NOT NULL");
+  async rolloutDeviceStates(id: string, opts: RolloutDeviceFilter & { limit?: number; after?: string } = {}) {
+    const params: unknown[] = [];
+    const p = (v: unknown) => (params.push(v), SQLITE.param(params.length));
+    const conds = [...rolloutDeviceConds(p, id, opts), `device_uuid > ${p(opts.after ?? "")}`];
     return this.#db
-      .query<RolloutDeviceRecord, any[]>(`SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ?`)
-      .all(...params, clampLimit(opts.limit, 100_000))
+      .query<RolloutDeviceRecord, any[]>(`SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ${p(clampLimit(opts.limit, 100_000))}`)
+      .all(...(params as any[]))
       .map(toRolloutDevice);
+  }
+
+  async countRolloutDevices(id: string, opts: RolloutDeviceFilter = {}) {
+    const params: unknown[] = [];
+    const conds = rolloutDeviceConds((v) => (params.push(v), SQLITE.param(params.length)), id, opts);
+    return this.#db.query<{ n: number }, any[]>(`SELECT count(*) AS n FROM rollout_devices WHERE ${conds.join(" AND ")}`).get(...(params as any[]))!.n;
   }
 
   async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {

@@ -147,6 +147,14 @@ export interface FleetQuery {
   group?: string;
 }
 
+/** Which members of a rollout: `held`, only those with a hold; `waiting`, only pending ones with a reason (what they wait for). */
+export interface RolloutDeviceFilter {
+  wave?: number;
+  status?: RolloutDeviceStatus;
+  held?: boolean;
+  waiting?: boolean;
+}
+
 /** One member of a new rollout and the (0-based) wave it belongs to. */
 export interface RolloutMember {
   uuid: string;
@@ -391,10 +399,9 @@ export interface Store {
    * Members, by uuid, filtered; `held`: only those with a hold; `waiting`: only pending ones with a
    * reason (what they wait for); `after`: keyset paging by uuid.
    */
-  rolloutDeviceStates(
-    id: string,
-    opts?: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string },
-  ): Promise<RolloutDeviceRow[]>;
+  rolloutDeviceStates(id: string, opts?: RolloutDeviceFilter & { limit?: number; after?: string }): Promise<RolloutDeviceRow[]>;
+  /** How many members rolloutDeviceStates would answer with `opts` and no limit (a count, no rows read out). */
+  countRolloutDevices(id: string, opts?: RolloutDeviceFilter): Promise<number>;
   /**
    * Applies many member changes in one write. With `revision`: only if the rollout is still at that
    * revision (the tick judged them by a state an operator's pause may have changed meanwhile);

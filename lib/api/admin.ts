@@ -539,12 +539,16 @@ export const RolloutDetail = Type.Intersect([
     holds: Type.Array(RolloutDeviceRow),
     /** True when more devices defer the install than `holds` lists. */
     moreHolds: Type.Boolean(),
+    /** How many devices defer the install in all (optional: a gateway before 2026-12-07 says only `moreHolds`). */
+    heldDevices: Type.Optional(Type.Integer()),
     /** Failed devices with their reasons, at most ROLLOUT_LIST_MAX (`counts` says how many failed). */
     failures: Type.Array(RolloutDeviceRow),
     /** Pending devices whose clock has not started, with what they wait for ("no target of version 8 for arm64-linux yet"), at most ROLLOUT_LIST_MAX. */
     waiting: Type.Array(RolloutDeviceRow),
     /** True when more devices wait than `waiting` lists. */
     moreWaiting: Type.Boolean(),
+    /** How many devices wait in all (optional, as `heldDevices`). */
+    waitingDevices: Type.Optional(Type.Integer()),
     /** The latest events, newest first. */
     events: Type.Array(RolloutEventRow),
   }),
