@@ -4,26 +4,19 @@
  * gateway keeps that: the dashboard's list by tag, GET /admin/fleet/devices?tag= and `gateway
  * devices list` find and show it ("main (follows canary)"), while its tags stay the token's.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import type { FleetDeviceList, TokenCreated } from "../../lib/api/admin.ts";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { makeDeviceCsr } from "./_device.ts";
-import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { gatewayRun } from "../harness/cli.ts";
+import { gatewayForTests } from "../ui/_gateway.ts";
 import { dashboardClient, unescapeHtml } from "../ui/_http.ts";
 
-let g: GatewayHandle;
-
-beforeAll(async () => {
-  g = await startGateway();
-}, 120_000);
-
-afterAll(async () => {
-  await g?.stop();
-}, 120_000);
+const env = gatewayForTests();
 
 test("a device that follows a tag its token overrode is listed by that tag, its tags and the one it follows shown", async () => {
+  const g = env.g;
   const res = await g.adminFetch("/admin/tokens", { ...post({ name: "fleet", maxUses: 5, tags: ["main"] }) });
   expect(res.status).toBe(201);
   const { token } = (await res.json()) as TokenCreated;
