@@ -1,10 +1,10 @@
-/** /admin/devices: list, show, update history, tags, labels and revocation (bodies: lib/api/admin.ts). */
+/** /admin/devices: list, show, update history, the groups a device is in, tags, labels and revocation (bodies: lib/api/admin.ts). */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { DEVICE_PAGE_MAX, DeviceLabelsRequest, DeviceTagsRequest, MAX_DEVICE_LABELS, type Update } from "../../lib/api/admin.ts";
+import { DEVICE_PAGE_MAX, DeviceLabelsRequest, DeviceTagsRequest, MAX_DEVICE_LABELS, type DeviceGroupList, type Update } from "../../lib/api/admin.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
-import { checkLabel } from "../fleet/query.ts";
+import { checkLabel, groupsOfDevice } from "../fleet/query.ts";
 import { endDeviceWaits } from "../devices/waits.ts";
 import { jsonBody, limit } from "../validate.ts";
 
@@ -45,6 +45,14 @@ export const adminDevices = new Hono<GatewayEnv>()
     if (!device) return c.json({ error: `Device "${uuid}" not found` }, 404);
     const [appsStates, systemInfo] = await Promise.all([store.getAppsStates(uuid), store.getSystemInfo(uuid)]);
     return c.json({ ...device, appsStates: appsStates ?? null, systemInfo });
+  })
+  .get("/devices/:uuid/groups", async (c) => {
+    const uuid = c.req.param("uuid");
+    const { store } = c.var.gw;
+    if (!(await store.getDevice(uuid))) return c.json({ error: `Device "${uuid}" not found` }, 404);
+    const groups = (await store.listGroups()).map(({ members: _count, ...g }) => g);
+    const member = new Set((await groupsOfDevice(store, uuid, groups)).map((g) => g.name));
+    return c.json({ groups: groups.map((g) => ({ ...g, member: member.has(g.name) })) } satisfies DeviceGroupList);
   })
   .get("/devices/:uuid/updates", async (c) => {
     const uuid = c.req.param("uuid");

@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { DEVICE_PAGE_MAX, FleetDeviceQuery, type FleetDeviceList, type FleetSummary } from "../../lib/api/admin.ts";
 import type { Gateway, GatewayEnv } from "../env.ts";
-import { parseFleetQuery, parseLabel } from "../fleet/query.ts";
+import { groupQuery, parseLabel } from "../fleet/query.ts";
 import type { FleetQuery } from "../store/types.ts";
 import { describeSchemaProblem } from "../../lib/api/schema-problem.ts";
 
@@ -62,7 +62,7 @@ const historyOf = (gw: Gateway) => {
   return h;
 };
 
-/** Seconds without a check-in after which a device counts as offline: three polls, at least 10 minutes. */
+/** Seconds without a check-in after which a device counts as offline (never-seen, if it never checked in): three polls, at least 10 minutes. */
 export const offlineAfterSeconds = (gw: Gateway) => Math.max(3 * gw.pollingSeconds, 600);
 
 const checkQuery = TypeCompiler.Compile(FleetDeviceQuery);
@@ -89,8 +89,11 @@ export function adminFleet(gw: Gateway) {
       if (q.group) {
         const g = await c.var.gw.store.getGroup(q.group);
         if (!g) throw new HTTPException(400, { message: `Unknown group "${q.group}"` });
-        fleet.push(g.kind === "dynamic" ? parseFleetQuery(g.query ?? "") : { group: g.name });
+        fleet.push(groupQuery(g));
       }
+      // Check-ins are written once a second in a batch: write them now, so the list agrees with
+      // `devices show` (GET /admin/devices/:uuid does the same).
+      await c.var.gw.sightings.flush();
       const t0 = performance.now();
       const page = await c.var.gw.store.searchDevices({
         fleet,
@@ -98,6 +101,7 @@ export function adminFleet(gw: Gateway) {
         uuid: q.uuid || undefined,
         uuidFrom: q.uuidFrom,
         uuidTo: q.uuidTo,
+        uuidAfter: q.after,
         tag: q.tag || undefined,
         hardwareId: q.hwid || undefined,
         target: q.target || undefined,

@@ -73,15 +73,16 @@ export function renderRollout(d: RolloutDetail): string {
     "",
     table(["WAVE", "PERCENT", "STATE", "DEVICES", "SUCCEEDED", "FAILED", "PENDING"], waves),
   ];
-  // The gateway lists at most ROLLOUT_LIST_MAX devices a list: say when there are more, or the list reads as all of them.
-  const first = (more: boolean, n: number) => (more ? ` (the first ${n}; more devices than that)` : "");
+  // The gateway lists at most ROLLOUT_LIST_MAX devices a list: say of how many, "(100 of 250)", or the
+  // list reads as all of them; an older gateway says only that there are more.
+  const some = (listed: number, all: number | undefined, more: boolean) =>
+    all !== undefined ? (listed < all ? ` (${listed} of ${all})` : "") : more ? ` (the first ${listed}; more devices than that)` : "";
   if (d.holds.length)
-    lines.push("", `Deferred installs${first(d.moreHolds, d.holds.length)}:`, table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold ? HOLD_KIND_NAMES[h.hold.kind] : undefined, h.hold?.until ?? "unknown", h.hold?.at])));
+    lines.push("", `Deferred installs${some(d.holds.length, d.heldDevices, d.moreHolds)}:`, table(["DEVICE", "WAVE", "BY", "UNTIL", "REPORTED"], d.holds.map((h) => [h.uuid, h.wave + 1, h.hold ? HOLD_KIND_NAMES[h.hold.kind] : undefined, h.hold?.until ?? "unknown", h.hold?.at])));
   // Pending devices whose clock has not started: no target of the version for their hardware id and tags yet.
-  if (d.waiting.length) lines.push("", `Waiting for their target${first(d.moreWaiting, d.waiting.length)}:`, table(["DEVICE", "WAVE", "WHY"], d.waiting.map((w) => [w.uuid, w.wave + 1, w.reason])));
+  if (d.waiting.length) lines.push("", `Waiting for their target${some(d.waiting.length, d.waitingDevices, d.moreWaiting)}:`, table(["DEVICE", "WAVE", "WHY"], d.waiting.map((w) => [w.uuid, w.wave + 1, w.reason])));
   const failed = d.counts.filter((c) => c.status === "failed").reduce((a, c) => a + c.devices, 0);
-  const some = d.failures.length < failed ? ` (${d.failures.length} of ${failed})` : "";
-  if (d.failures.length) lines.push("", `Failures${some}:`, table(["DEVICE", "WAVE", "REASON"], d.failures.map((f) => [f.uuid, f.wave + 1, f.reason])));
+  if (d.failures.length) lines.push("", `Failures${some(d.failures.length, failed, false)}:`, table(["DEVICE", "WAVE", "REASON"], d.failures.map((f) => [f.uuid, f.wave + 1, f.reason])));
   if (d.events.length)
     lines.push("", "Events (newest first):", table(["AT", "EVENT", "WAVE", "DEVICE", "REASON"], d.events.map((e) => [e.at, e.kind, e.wave === null ? null : e.wave + 1, e.deviceUuid, e.reason])));
   return lines.join("\n");

@@ -3,15 +3,18 @@ import { DeviceUuid } from "../../lib/api/device.ts";
 import { defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { table } from "../../lib/cli/table.ts";
+import { tagsText } from "../fleet/tags-text.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
-import { deviceStatuses } from "./_device-status.ts";
+import { devicesWithStatus } from "./_device-status.ts";
 
 export default defineCommand({
   summary: "List registered devices",
   description: [
     "STATUS is the dashboard's: registered, up-to-date, updating, failed, rolled-back, cancelled (on the",
-    "device, by its user), offline or revoked (`gateway devices show UUID` says a failure's reason).",
-    "--format json prints the API's device rows.",
+    "device, by its user), offline (seen, then quiet), never-seen (no check-in since it was registered, as",
+    "long as offline takes) or revoked (`gateway devices show UUID` says a failure's reason). TAGS are the",
+    "gateway's, and \"(follows X)\" the tags the device said it follows where they differ.",
+    "--format json prints {devices, next}: the rows of GET /admin/fleet/devices, each with its status.",
     "",
     ADMIN_HELP,
   ].join("\n"),
@@ -22,16 +25,13 @@ export default defineCommand({
     ...formatFlag,
   },
   async run({ flags, out }) {
-    const limit = flags.limit;
     checkFlagValues("--after", DeviceUuid, flags.after ? [flags.after] : []); // else a typo pages past every device
     const client = await adminClient(flags);
-    const res = await client.devices({ limit, ...(flags.after ? { after: flags.after } : {}) });
-    // Statuses only for the table: the JSON stays the API's body.
-    const statuses = flags.format === "json" ? new Map() : await deviceStatuses(client, res.devices.map((d) => d.uuid));
-    out.result(res, (r) =>
+    const page = await devicesWithStatus(client, { limit: flags.limit, ...(flags.after ? { after: flags.after } : {}) });
+    out.result(page, (r) =>
       table(
         ["UUID", "NAME", "HARDWARE ID", "TAGS", "TARGET", "LAST SEEN", "STATUS"],
-        r.devices.map((d) => [d.uuid, d.name, d.hardwareId, d.tags, d.currentTarget, d.lastSeen, statuses.get(d.uuid)?.status ?? (d.revokedAt ? "revoked" : "?")]),
+        r.devices.map((d) => [d.uuid, d.name, d.hardwareId, tagsText(d, ","), d.currentTarget, d.lastSeen, d.status]),
         { empty: "(none)" },
       ) + (r.next ? `\n(more: --after ${r.next})` : ""),
     );

@@ -40,8 +40,9 @@ export function cachedDeviceInGoodStanding(devices: DeviceCache, peer: PeerIdent
 export function noteCheckIn(sightings: Sightings, device: DeviceRow, headers: { get(name: string): string | null }) {
   sightings.note(
     device.uuid,
-    // Tags come from the registration token or the admin; a device reports its own only if its token allowed it.
-    device.tagsFromDevice ? headers.get("x-ats-tags") : null,
+    // Tags come from the registration token or the admin; what a device reports sets them only if its
+    // token allowed it (the store decides), and is kept as the tags it follows either way.
+    headers.get("x-ats-tags"),
     headers.get("x-ats-target"),
     headers.get("x-ats-dockerapps"),
   );

@@ -99,7 +99,8 @@ export class Sightings {
       let batch: Sighting[] = [];
       for (const [uuid, p] of pending) {
         const s: Sighting = { uuid, at: new Date(p.at).toISOString() };
-        // Only what could be a target tag: a device may choose its tags (its token allowed it), not make up others.
+        // Only what could be a target tag: a device may choose its tags (its token allowed it), not make up others;
+        // the store keeps them as the tags it reports following (reported_tags) and sets its tags only where allowed.
         if (p.tags !== undefined) s.tags = readCheckinList(p.tags, isTag);
         if (p.target !== undefined) s.currentTarget = p.target;
         if (p.apps !== undefined) s.apps = readCheckinList(p.apps);

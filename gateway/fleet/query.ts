@@ -135,6 +135,23 @@ export function tryParseFleetQuery(text: string): FleetQuery | undefined {
  * @throws {InvalidFleetQueryError} If a dynamic group's stored query no longer parses.
  */
 export async function groupAudience(store: Pick<Store, "queryDevices">, group: GroupRow): Promise<string[]> {
-  if (group.kind === "dynamic") return store.queryDevices(parseFleetQuery(group.query ?? ""));
-  return store.queryDevices({ group: group.name });
+  return store.queryDevices(groupQuery(group));
+}
+
+/**
+ * What a group means as a fleet query: a static group's member list, or a dynamic group's query.
+ *
+ * @throws {InvalidFleetQueryError} If a dynamic group's stored query no longer parses.
+ */
+export const groupQuery = (group: GroupRow): FleetQuery => (group.kind === "dynamic" ? parseFleetQuery(group.query ?? "") : { group: group.name });
+
+/**
+ * Of `groups`, those device `uuid` is in now (as their audiences would take it: never while it is
+ * revoked), in one read of the device's row.
+ *
+ * @throws {InvalidFleetQueryError} If a dynamic group's stored query no longer parses.
+ */
+export async function groupsOfDevice<G extends GroupRow>(store: Pick<Store, "queriesMatching">, uuid: string, groups: G[]): Promise<G[]> {
+  const inIt = await store.queriesMatching(uuid, groups.map(groupQuery));
+  return groups.filter((_, i) => inIt[i]);
 }

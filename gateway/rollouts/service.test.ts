@@ -18,6 +18,7 @@ import { targetEntry } from "../../test/rollouts/_fixtures.ts";
 import { RolloutNotFoundError, RolloutStateError, TargetsKeyOfflineError } from "./errors.ts";
 import { Rollouts } from "./service.ts";
 import { renderRollout } from "../commands/_rollouts.ts";
+import { RolloutPage } from "../ui/pages/rollouts.tsx";
 
 const min = 60_000;
 let dir: string;
@@ -253,14 +254,14 @@ function suite(open: () => Promise<Store>) {
     expect(kinds.filter((k) => !k.startsWith("device-"))).toEqual(["completed", "wave-started", "created"]);
   });
 
-  test("show lists at most 100 devices held or waiting, and says when there are more (rollouts show too)", async () => {
+  test("show lists at most 100 devices held or waiting, and says of how many, as for failures (rollouts show too)", async () => {
     const { rollouts, clock, store, report } = await setup(open, 101);
     // Version 3 is not published: every member waits for its target.
     const early = await rollouts.create({ target: "3", tag: "main", waves: [100] });
     await rollouts.tick();
     let r = (await rollouts.show(early.id))!;
-    expect([r.waiting.length, r.moreWaiting]).toEqual([100, true]);
-    expect(renderRollout(r)).toContain("Waiting for their target (the first 100; more devices than that):");
+    expect([r.waiting.length, r.moreWaiting, r.waitingDevices]).toEqual([100, true, 101]);
+    expect(renderRollout(r)).toContain("Waiting for their target (100 of 101):");
     await rollouts.cancel(early.id);
 
     const created = await rollouts.create({ target: "2", tag: "main", waves: [100], window: "Sat 02:00-04:00 Europe/Berlin", maxHold: "1d" });
@@ -269,13 +270,18 @@ function suite(open: () => Promise<Store>) {
     for (const d of members.slice(0, 100)) await report.deferred(d, until);
     await rollouts.tick();
     r = (await rollouts.show(created.id))!;
-    expect([r.holds.length, r.moreHolds, r.moreWaiting]).toEqual([100, false, false]);
+    expect([r.holds.length, r.moreHolds, r.moreWaiting, r.heldDevices]).toEqual([100, false, false, 100]);
     expect(renderRollout(r)).toContain("Deferred installs:");
     await report.deferred(members[100]!, until);
     await rollouts.tick();
     r = (await rollouts.show(created.id))!;
-    expect([r.holds.length, r.moreHolds]).toEqual([100, true]);
-    expect(renderRollout(r)).toContain("Deferred installs (the first 100; more devices than that):");
+    expect([r.holds.length, r.moreHolds, r.heldDevices]).toEqual([100, true, 101]);
+    expect(renderRollout(r)).toContain("Deferred installs (100 of 101):");
+    // The dashboard's page says the same.
+    expect(String(await RolloutPage({ r, csrf: "x", canWrite: false }))).toContain("The first 100 of 101 devices that defer the install.");
+    // An older gateway says only that there are more.
+    const { heldDevices: _n, ...older } = r;
+    expect(renderRollout(older)).toContain("Deferred installs (the first 100; more devices than that):");
   });
 
   test("with the targets key offline, resume and advance are refused with nothing changed, pause is committed and says the devices are told later; the tick signs it once the key is back", async () => {

@@ -311,11 +311,17 @@ export class Rollouts implements RolloutService {
     ]);
     const events = [...transitions, ...deviceEvents].sort((a, b) => b.id - a.id);
     // A cancelled rollout offers its version to nobody any more: no install is deferred, nobody waits for it.
-    if (row.state === "cancelled") return { ...row, counts, holds: [], moreHolds: false, failures, waiting: [], moreWaiting: false, events };
+    if (row.state === "cancelled")
+      return { ...row, counts, holds: [], moreHolds: false, heldDevices: 0, failures, waiting: [], moreWaiting: false, waitingDevices: 0, events };
+    // A list cut at ROLLOUT_LIST_MAX says of how many: counted only then.
+    const [heldDevices, waitingDevices] = await Promise.all([
+      held.length > ROLLOUT_LIST_MAX ? store.countRolloutDevices(id, { held: true }) : held.length,
+      waits.length > ROLLOUT_LIST_MAX ? store.countRolloutDevices(id, { waiting: true }) : waits.length,
+    ]);
     return {
       ...row, counts, failures, events,
-      holds: held.slice(0, ROLLOUT_LIST_MAX), moreHolds: held.length > ROLLOUT_LIST_MAX,
-      waiting: waits.slice(0, ROLLOUT_LIST_MAX), moreWaiting: waits.length > ROLLOUT_LIST_MAX,
+      holds: held.slice(0, ROLLOUT_LIST_MAX), moreHolds: held.length > ROLLOUT_LIST_MAX, heldDevices,
+      waiting: waits.slice(0, ROLLOUT_LIST_MAX), moreWaiting: waits.length > ROLLOUT_LIST_MAX, waitingDevices,
     };
   }
 

@@ -14,6 +14,7 @@ import {
 } from "../../lib/api/index.ts";
 import {
   DeviceDetail,
+  DeviceGroupList,
   DeviceLabelsRequest,
   DeviceList,
   DeviceRow,
@@ -74,6 +75,7 @@ const OPS: Record<string, Record<string, Op>> = {
   "/admin/devices": { get: { summary: "List devices (?limit, ?after)", sec: "admin", res: DeviceList } },
   "/admin/devices/{uuid}": { get: { summary: "One device with app states and inventory", sec: "admin", res: DeviceDetail } },
   "/admin/devices/{uuid}/updates": { get: { summary: "A device's updates, events grouped by correlation id", sec: "admin", res: UpdateList } },
+  "/admin/devices/{uuid}/groups": { get: { summary: "Every group, and whether the device is in it now", sec: "admin", res: DeviceGroupList } },
   "/admin/devices/{uuid}/revoke": { post: { summary: "Revoke a device", sec: "admin", res: DeviceRow } },
   "/admin/devices/{uuid}/tags": { put: { summary: "Set a device's tags", sec: "admin", body: DeviceTagsRequest, res: DeviceRow } },
   "/admin/devices/{uuid}/labels": { put: { summary: "Set and remove a device's labels (key=value)", sec: "admin", body: DeviceLabelsRequest, res: DeviceRow } },

@@ -12,6 +12,7 @@ import {
   GroupExistsError,
   RolloutConflictError,
   TooManyLabelsError,
+  type FleetQuery,
   type NewDevice,
   type NewRegistrationToken,
   type RolloutRow,
@@ -151,6 +152,34 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.setDeviceTags(d.uuid, ["beta", "qa"]))!.tags).toEqual(["beta", "qa"]);
     expect((await s.getDevice(d.uuid))!.tags).toEqual(["beta", "qa"]);
     expect(await s.setDeviceTags("unknown-uuid", ["x"])).toBeUndefined();
+  });
+
+  test("searchDevices() by tag finds a device that follows a tag its token overrode, by the tags it reports; groups and rollouts keep to the gateway's", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const past = "2000-01-01T00:00:00.000Z";
+    // Registered with --tag canary by an older fioup, the token's "main" recorded; it still follows canary.
+    const old = (await s.putDevice(aDevice({ name: "old", hardwareId: hw, tags: ["main"] })))!;
+    const other = (await s.putDevice(aDevice({ name: "other", hardwareId: hw, tags: ["main"] })))!;
+    const silent = (await s.putDevice(aDevice({ name: "silent", hardwareId: hw, tags: ["main"] })))!;
+    await s.recordSightings([
+      { uuid: old.uuid, at: new Date().toISOString(), tags: ["canary"] },
+      { uuid: other.uuid, at: new Date().toISOString(), tags: ["main"] },
+      { uuid: silent.uuid, at: new Date().toISOString() },
+    ]);
+    const byTag = async (tag: string) => (await s.searchDevices({ hardwareId: hw, tag, offlineBefore: past, sort: "name" })).devices;
+    const canary = await byTag("canary");
+    expect(canary.map((d) => [d.name, d.tags, d.reportedTags])).toEqual([["old", ["main"], ["canary"]]]);
+    expect((await byTag("main")).map((d) => [d.name, d.reportedTags])).toEqual([["old", ["canary"]], ["other", ["main"]], ["silent", null]]);
+    expect(await byTag("canar")).toEqual([]);
+    // What the gateway gives it is unchanged, and what a group or rollout by tag counts.
+    expect((await s.getDevice(old.uuid))!.tags).toEqual(["main"]);
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["canary"] })).toEqual([]);
+    // A later report replaces it; a check-in without the header keeps it.
+    await s.recordSightings([{ uuid: old.uuid, at: new Date().toISOString(), tags: ["main"] }]);
+    await s.recordSightings([{ uuid: old.uuid, at: new Date().toISOString() }]);
+    expect(await byTag("canary")).toEqual([]);
+    expect((await byTag("main")).find((d) => d.name === "old")!.reportedTags).toEqual(["main"]);
   });
 
   test("appendEvents() is idempotent by event id and keeps order", async () => {
@@ -360,12 +389,43 @@ export function storeContract(open: () => Promise<Store>) {
     expect(page.devices.map((d) => d.name.split("-")[0])).toEqual(["quiet", "ok"]); // rolled, quiet, ok, failing, busy
     expect(page.total).toBe(5);
 
+    expect(page.revoked).toBe(0);
     await s.revokeDevice(busy!.uuid, new Date().toISOString());
     expect((await s.searchDevices({ hardwareId: hw, status: "revoked", offlineBefore: past })).devices.map((d) => d.uuid)).toEqual([busy!.uuid]);
+    // How many of those it matches are revoked, from the same count.
+    expect(await s.searchDevices({ hardwareId: hw, offlineBefore: past, limit: 1 })).toMatchObject({ total: 5, revoked: 1 });
+    expect(await s.searchDevices({ hardwareId: hw, tag: "production", offlineBefore: past, limit: 1 })).toMatchObject({ total: 4, revoked: 1 });
+    expect(await s.searchDevices({ hardwareId: hw, status: "failed", offlineBefore: past })).toMatchObject({ total: 1, revoked: 0 });
     const sum = await s.fleetSummary(past, 1000);
     expect(sum.recentFailures.map((d) => d.uuid)).toEqual(expect.arrayContaining([failing!.uuid, rolled!.uuid]));
     expect(sum.versions.find((v) => v.target === `${hw}-2`)?.devices).toBe(3);
     expect(sum.total).toBeGreaterThanOrEqual(5);
+  });
+
+  test("searchDevices(): a device that never checked in is never-seen past the cut-off, not offline, in the list, its filters and the summary", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const past = new Date(Date.now() - 3600_000).toISOString();
+    const later = new Date(Date.now() + 3600_000).toISOString();
+    const [quiet, never] = await Promise.all(["quiet", "never"].map((name) => s.putDevice(aDevice({ name: `${name}-${hw}`, hardwareId: hw }))));
+    await s.recordSightings([{ uuid: quiet!.uuid, at: "2000-01-01T00:00:00.000Z" }]);
+    const statuses = async (offlineBefore: string) =>
+      Object.fromEntries((await s.searchDevices({ hardwareId: hw, offlineBefore })).devices.map((d) => [d.name.split("-")[0], d.status]));
+    // Just registered: not yet past the cut-off, so its status stands.
+    expect(await statuses(past)).toEqual({ quiet: "offline", never: "registered" });
+    expect(await statuses(later)).toEqual({ quiet: "offline", never: "never-seen" });
+    const uuids = async (status: "offline" | "never-seen" | "registered", offlineBefore: string) =>
+      (await s.searchDevices({ hardwareId: hw, status, offlineBefore })).devices.map((d) => d.uuid);
+    expect(await uuids("never-seen", later)).toEqual([never!.uuid]);
+    expect(await uuids("offline", later)).toEqual([quiet!.uuid]);
+    expect(await uuids("never-seen", past)).toEqual([]);
+    expect(await uuids("registered", past)).toEqual([never!.uuid]);
+    expect(await uuids("registered", later)).toEqual([]);
+    expect((await s.fleetSummary(later, 10)).byStatus["never-seen"]).toBeGreaterThanOrEqual(1);
+    // Revoked wins, as over offline.
+    await s.revokeDevice(never!.uuid, new Date().toISOString());
+    expect(await statuses(later)).toEqual({ quiet: "offline", never: "revoked" });
+    expect(await uuids("never-seen", later)).toEqual([]);
   });
 
   test("statusAt is when the device took its status: events that leave status and detail as they are change nothing", async () => {
@@ -453,6 +513,22 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.searchDevices({ hardwareId: hw, uuidFrom: mine[5], sort: "uuid", offlineBefore: "2000-01-01T00:00:00.000Z" })).devices.map((x) => x.uuid)).toEqual(mine.slice(5));
   });
 
+  test("searchDevices(): uuidAfter pages by uuid as listDevices does, the given uuid left out, the page the same order", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    await Promise.all(Array.from({ length: 5 }, (_, i) => s.putDevice(aDevice({ name: `after-${i}-${hw}`, hardwareId: hw }))));
+    const at = "2000-01-01T00:00:00.000Z";
+    const mine = (await s.searchDevices({ hardwareId: hw, sort: "uuid", offlineBefore: at })).devices.map((x) => x.uuid);
+    const page = async (after: string | undefined) =>
+      (await s.searchDevices({ hardwareId: hw, sort: "uuid", limit: 2, offlineBefore: at, ...(after ? { uuidAfter: after } : {}) })).devices.map((x) => x.uuid);
+    expect(await page(undefined)).toEqual(mine.slice(0, 2));
+    expect(await page(mine[1])).toEqual(mine.slice(2, 4));
+    expect(await page(mine[3])).toEqual(mine.slice(4));
+    expect(await page(mine[4])).toEqual([]);
+    // The order listDevices pages in.
+    expect((await s.listDevices({ limit: 10000 })).map((d) => d.uuid).filter((u) => mine.includes(u))).toEqual(mine);
+  });
+
   test("setDeviceLabels() sets, replaces and removes labels; re-registration and check-ins keep them", async () => {
     const s = await open();
     const d = aDevice({ tagsFromDevice: true });
@@ -506,6 +582,41 @@ export function storeContract(open: () => Promise<Store>) {
     expect(racing.filter((r) => r.status === "rejected" && r.reason instanceof TooManyLabelsError)).toHaveLength(7);
     expect(Object.keys((await s.getDevice(e.uuid))!.labels)).toHaveLength(2);
     expect(await s.setDeviceLabels("unknown-uuid", { a: "b" }, [], 3)).toBeUndefined();
+  });
+
+  test("queriesMatching() says of each query whether one device matches it, as queryDevices would list it, in order; none for a revoked or unknown device", async () => {
+    const s = await open();
+    const hw = `hwm-${uniq()}`;
+    const d = (await s.putDevice(aDevice({ name: "Kiosk-Lyon", hardwareId: hw, tags: ["prod", "beta"] })))!;
+    await s.setDeviceLabels(d.uuid, { region: "eu", "ring.v2": "canary" }, []);
+    const other = (await s.putDevice(aDevice({ name: "sign", hardwareId: hw })))!;
+    const at = new Date().toISOString();
+    const [inIt, notIn] = [`in-${uniq()}`, `out-${uniq()}`];
+    for (const name of [inIt, notIn]) await s.createGroup({ name, kind: "static", query: null, createdAt: at });
+    await s.addGroupMembers(inIt, [d.uuid]);
+    await s.addGroupMembers(notIn, [other.uuid]);
+    const queries: FleetQuery[] = [
+      { group: inIt },
+      { group: notIn },
+      { labels: { region: "eu", "ring.v2": "canary" } },
+      { labels: { region: "us" } },
+      { tags: ["prod", "beta"], hardwareId: hw },
+      { tags: ["pro"] },
+      { nameContains: "KIOSK" },
+      { nameContains: "%" },
+      {},
+    ];
+    const expected = [true, false, true, false, true, false, true, false, true];
+    expect(await s.queriesMatching(d.uuid, queries)).toEqual(expected);
+    // As queryDevices answers each.
+    for (const [i, q] of queries.entries()) expect((await s.queryDevices(q)).includes(d.uuid)).toBe(expected[i]!);
+    expect(await s.queriesMatching(d.uuid, [])).toEqual([]);
+    expect(await s.queriesMatching("not-registered", queries.slice(0, 3))).toEqual([false, false, false]);
+    // More queries than one statement takes: still in order.
+    const many = Array.from({ length: 1100 }, (_, i) => (i % 3 ? { group: notIn } : { group: inIt }));
+    expect(await s.queriesMatching(d.uuid, many)).toEqual(many.map((_, i) => i % 3 === 0));
+    await s.revokeDevice(d.uuid, at);
+    expect(await s.queriesMatching(d.uuid, queries)).toEqual(queries.map(() => false));
   });
 
   test("queryDevices() ANDs labels, tags, hardware id and name; revoked devices never match", async () => {
@@ -688,6 +799,12 @@ export function storeContract(open: () => Promise<Store>) {
       ["c", "pending", null, null, hold],
     ]);
     expect(rows[2]).toMatchObject({ rolloutId: r.id, wave: 1, updatedAt: "2029-12-31T00:00:01.000Z" });
+    // countRolloutDevices counts what rolloutDeviceStates lists, without a limit.
+    expect(await s.countRolloutDevices(r.id)).toBe(3);
+    expect(await s.countRolloutDevices(r.id, { held: true })).toBe(1);
+    expect(await s.countRolloutDevices(r.id, { wave: 1 })).toBe(2);
+    expect(await s.countRolloutDevices(r.id, { wave: 1, status: "failed" })).toBe(1);
+    expect(await s.countRolloutDevices("unknown", { held: true })).toBe(0);
     await s.updateRolloutDevices(r.id, [{ uuid: "a", reason: "still fine" }, { uuid: "c", hold: null }]);
     expect((await s.rolloutDeviceStates(r.id, { wave: 0 }))[0]).toMatchObject({ status: "succeeded", reason: "still fine", healthySince: "2029-01-01T00:00:00.000Z" });
     expect((await s.rolloutDeviceStates(r.id, { held: true })).map((x) => x.uuid)).toEqual([]);
@@ -696,6 +813,8 @@ export function storeContract(open: () => Promise<Store>) {
     // waiting: pending members with a reason (what they wait for), not failed or succeeded ones with theirs.
     await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: "no target of version 2 for arm64-linux yet" }]);
     expect((await s.rolloutDeviceStates(r.id, { waiting: true })).map((x) => [x.uuid, x.reason])).toEqual([["c", "no target of version 2 for arm64-linux yet"]]);
+    expect(await s.countRolloutDevices(r.id, { waiting: true })).toBe(1);
+    expect(await s.countRolloutDevices(r.id, { held: true })).toBe(0);
     await s.updateRolloutDevices(r.id, [{ uuid: "c", reason: null }]);
     expect(await s.rolloutDeviceStates(r.id, { waiting: true })).toEqual([]);
     // revision: written only while the rollout is still at it (a pause committed meanwhile wins).

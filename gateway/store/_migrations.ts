@@ -454,6 +454,18 @@ export const MIGRATIONS: Migration[] = [
     sqlite: `${statusTrigger.sqlite};\n${v38Cancelled}`,
     postgres: `${statusTrigger.postgres};\n${v38Cancelled}`,
   },
+  {
+    // The tags a device says it follows (its x-ats-tags at its last check-in), kept whether or not
+    // they count: a device registered with a --tag its token overrode, by a fioup before 2026-12-06,
+    // followed that tag while the gateway recorded the token's, so the dashboard could not list it
+    // by the tag it follows (docs/upgrading.md). JSON text; null until it reports some. An older
+    // gateway neither writes nor reads it: what it serves leaves the column as it was.
+    version: 39,
+    olderGatewaysMayUse: true,
+    description: "devices: the tags a device reports following",
+    sqlite: "ALTER TABLE devices ADD COLUMN reported_tags TEXT",
+    postgres: "ALTER TABLE devices ADD COLUMN reported_tags TEXT",
+  },
 ];
 
 /** gateway_meta's key for the last migration a gateway must know to use the database (a number). */

@@ -16,12 +16,26 @@ import type {
   RolloutEvidence,
   RolloutHold,
   NewRollout,
+  RolloutDeviceFilter,
   RolloutPatch,
   RolloutRow,
   StoredEvent,
 } from "./types.ts";
 import { TooManyLabelsError } from "./types.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
+
+/**
+ * The conditions on rollout_devices of rolloutDeviceStates and countRolloutDevices, one home for
+ * both stores; `p` names a parameter.
+ */
+export function rolloutDeviceConds(p: (v: unknown) => string, id: string, f: RolloutDeviceFilter): string[] {
+  const conds = [`rollout_id = ${p(id)}`];
+  if (f.wave !== undefined) conds.push(`wave = ${p(f.wave)}`);
+  if (f.status) conds.push(`status = ${p(f.status)}`);
+  if (f.held) conds.push("hold IS NOT NULL");
+  if (f.waiting) conds.push("status = 'pending' AND reason IS NOT NULL");
+  return conds;
+}
 
 export interface GroupRecord {
   name: string;

@@ -48,6 +48,8 @@ const SORT_COLUMNS: Record<NonNullable<DeviceSearch["sort"]>, string> = {
 };
 
 export interface StatusRecord extends DeviceRecord {
+  /** JSON text, or null before the device reported any (migration 39). */
+  reported_tags: string | null;
   status: string;
   status_detail: string | null;
   status_at: string | null;
@@ -59,9 +61,14 @@ export const toFleetDevice = (r: StatusRecord): FleetDevice => ({
   status: r.effective as DeviceStatus,
   statusDetail: r.status === "failed" || r.status === "rolled-back" ? r.status_detail : null,
   statusAt: r.status_at,
+  reportedTags: r.reported_tags === null ? null : (JSON.parse(r.reported_tags) as string[]),
 });
 
 const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+/** `column` (a JSON array of tags) holds the tag whose pattern is parameter `t` (tagPattern). */
+const holdsTag = (column: string, t: string) => `${column} LIKE ${t} ESCAPE '\\'`;
+/** The LIKE pattern of a tag in a JSON array, with its quotes, so "prod" does not match "production". */
+const tagPattern = (tag: string) => `%${likeEscape(JSON.stringify(tag))}%`;
 
 /**
  * The conditions of a fleet query (labels, tags, hardware id, name, static group) over `devices`;
@@ -70,8 +77,7 @@ const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 export function fleetConditions(d: Dialect, q: FleetQuery, p: (v: unknown) => string): string[] {
   const conds: string[] = [];
   if (q.hardwareId !== undefined) conds.push(`hardware_id = ${p(q.hardwareId)}`);
-  // tags is a JSON array: match the tag with its quotes, so "prod" does not match "production".
-  for (const t of q.tags ?? []) conds.push(`tags LIKE ${p(`%${likeEscape(JSON.stringify(t))}%`)} ESCAPE '\\'`);
+  for (const t of q.tags ?? []) conds.push(holdsTag("tags", p(tagPattern(t))));
   if (q.nameContains !== undefined) conds.push(`name ${d.ilike} ${p(`%${likeEscape(q.nameContains)}%`)} ESCAPE '\\'`);
   if (q.labels && Object.keys(q.labels).length) conds.push(...d.labels(p, q.labels));
   if (q.group !== undefined) conds.push(`uuid IN (SELECT device_uuid FROM group_members WHERE group_name = ${p(q.group)})`);
@@ -85,10 +91,38 @@ export function queryDevicesSql(d: Dialect, q: FleetQuery): { sql: string; param
   return { sql: `SELECT uuid FROM devices WHERE ${conds.join(" AND ")} ORDER BY uuid`, params };
 }
 
-/** SQL for a device's effective status given the offline cut-off at parameter `off`. */
+/**
+ * The query of queriesMatching: one row (none for an unknown or revoked device) with a column
+ * `m<i>` per query, 1 where the device matches `queries[i]`, all in one read of its row.
+ */
+export function queriesMatchingSql(d: Dialect, uuid: string, queries: FleetQuery[]): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const p = (v: unknown) => (params.push(v), d.param(params.length));
+  const u = p(uuid);
+  const columns = queries.map((q, i) => {
+    const conds = fleetConditions(d, q, p);
+    return `CASE WHEN ${conds.length ? conds.join(" AND ") : "1 = 1"} THEN 1 ELSE 0 END AS m${i}`;
+  });
+  return { sql: `SELECT ${columns.join(", ")} FROM devices WHERE uuid = ${u} AND revoked_at IS NULL`, params };
+}
+
+/** At most this many queries a statement of queriesMatching (one column each; SQLite allows 2,000). */
+export const QUERIES_PER_READ = 500;
+
+/** The answers of queriesMatchingSql's row, by query: none (no such device) is false for each. */
+export const matchesOf = (row: Record<string, unknown> | undefined, n: number): boolean[] =>
+  Array.from({ length: n }, (_, i) => Number(row?.[`m${i}`] ?? 0) === 1);
+
+/**
+ * SQL for a device's effective status given the offline cut-off at parameter `off`. A device
+ * never seen (no check-in since it registered) is `never-seen` once it is past the cut-off, not
+ * `offline`: offline says it was there and went quiet, never-seen that it never came (a
+ * registration whose device did not start, or an admin's registration of a device yet to be made).
+ */
 const effective = (off: string) =>
   `CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
-        WHEN coalesce(last_seen, created_at) < ${off} THEN 'offline'
+        WHEN last_seen IS NULL AND created_at < ${off} THEN 'never-seen'
+        WHEN last_seen < ${off} THEN 'offline'
         ELSE status END`;
 
 /**
@@ -108,24 +142,40 @@ function where(d: Dialect, s: DeviceSearch) {
     const v = p(`%${likeEscape(s.text)}%`);
     conds.push(`(name ${d.ilike} ${v} ESCAPE '\\' OR uuid ${d.ilike} ${v} ESCAPE '\\')`);
   }
-  conds.push(...fleetConditions(d, { ...(s.tag ? { tags: [s.tag] } : {}), ...(s.hardwareId ? { hardwareId: s.hardwareId } : {}) }, p));
+  // A tag the gateway gives the device, or one the device says it follows: a device registered by a
+  // fioup before 2026-12-06 with a --tag its token overrode followed that tag, and is found by it.
+  // (A group's or a rollout's tag is the gateway's alone: fleetConditions.)
+  if (s.tag) {
+    const t = p(tagPattern(s.tag));
+    conds.push(`(${holdsTag("tags", t)} OR ${holdsTag("reported_tags", t)})`);
+  }
+  conds.push(...fleetConditions(d, s.hardwareId ? { hardwareId: s.hardwareId } : {}, p));
   if (s.uuid) conds.push(`uuid = ${p(s.uuid)}`);
   if (s.uuidFrom) conds.push(`uuid >= ${p(s.uuidFrom)}`);
   if (s.uuidTo) conds.push(`uuid <= ${p(s.uuidTo)}`);
+  if (s.uuidAfter) conds.push(`uuid > ${p(s.uuidAfter)}`);
   if (s.target) conds.push(`current_target = ${p(s.target)}`);
   if (s.seenSince) conds.push(`last_seen >= ${p(s.seenSince)}`);
   if (s.unseenSince) conds.push(`(last_seen IS NULL OR last_seen < ${p(s.unseenSince)})`);
   for (const q of s.fleet ?? []) conds.push(...fleetConditions(d, q, p));
   if (s.status === "revoked") conds.push("revoked_at IS NOT NULL");
-  else if (s.status === "offline") conds.push(`revoked_at IS NULL AND coalesce(last_seen, created_at) < ${off()}`);
+  // Offline: seen, and not since the cut-off. Written with coalesce, not `last_seen < off`: that one
+  // SQLite reads through devices_last_seen, a lookup per row for the most of a fleet that is offline
+  // (36 against 11 ms for 88,000 of 100,000), where this scans the covering devices_status_seen.
+  else if (s.status === "offline") conds.push(`revoked_at IS NULL AND last_seen IS NOT NULL AND coalesce(last_seen, created_at) < ${off()}`);
+  else if (s.status === "never-seen") conds.push(`revoked_at IS NULL AND last_seen IS NULL AND created_at < ${off()}`);
   else if (s.status) conds.push(`status = ${p(s.status)} AND revoked_at IS NULL AND coalesce(last_seen, created_at) >= ${off()}`);
   return { sql: conds.length ? `WHERE ${conds.join(" AND ")}` : "", params, off };
 }
 
-/** The page query and the count query of a search. */
+/**
+ * The page query and the count query of a search; the count says how many of them are revoked
+ * too (`revoked`, non-null revoked_at), in the same scan: the dashboard says so of a group's or
+ * a tag's list, as a group or rollout counts none of them.
+ */
 export function searchSql(d: Dialect, s: DeviceSearch) {
   const w = where(d, s);
-  const count = { sql: `SELECT count(*) AS n FROM devices ${w.sql}`, params: [...w.params] };
+  const count = { sql: `SELECT count(*) AS n, count(revoked_at) AS revoked FROM devices ${w.sql}`, params: [...w.params] };
   const off = w.off();
   const col = SORT_COLUMNS[s.sort ?? "name"];
   const dir = s.desc ? "DESC" : "ASC";

@@ -41,10 +41,11 @@ import { StoreUnavailableError } from "./types.ts";
 
 /**
  * One sighting: last_seen, tags, current target and apps of a device. Tags from a check-in
- * count only for devices whose registration token let them choose.
+ * count only for devices whose registration token let them choose; every device's are kept as
+ * the tags it reports following (reported_tags, migration 39).
  */
 export const SIGHTING_SQL = `UPDATE devices SET last_seen = ?1,
-  tags = CASE WHEN tags_from_device = 1 THEN coalesce(?2, tags) ELSE tags END,
+  tags = CASE WHEN tags_from_device = 1 THEN coalesce(?2, tags) ELSE tags END, reported_tags = coalesce(?2, reported_tags),
   current_target = coalesce(?3, current_target), apps = coalesce(?4, apps)
 WHERE uuid = ?5`;
 

@@ -15,7 +15,7 @@ import { SQL } from "bun";
 import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaMigrated, schemaNeeded, splitStatements, type SchemaMigrated } from "./_migrations.ts";
-import { POSTGRES, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
+import { POSTGRES, QUERIES_PER_READ, matchesOf, queriesMatchingSql, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import {
   EVIDENCE_EVENTS,
   EVIDENCE_MEMBERS,
@@ -33,6 +33,7 @@ import {
   type EvidenceEventRecord,
   type EvidenceMemberRecord,
   type GroupRecord,
+  rolloutDeviceConds,
   type RolloutDeviceRecord,
   type RolloutEventRecord,
   type RolloutRecord,
@@ -48,7 +49,7 @@ import {
   type GroupRow,
   type RolloutCount,
   type RolloutDeviceChange,
-  type RolloutDeviceStatus,
+  type RolloutDeviceFilter,
   type RolloutEventRow,
   type RolloutMember,
   type RolloutPatch,
@@ -321,9 +322,9 @@ export class PostgresStore implements Store {
     const q = searchSql(POSTGRES, search);
     const [rows, counts] = await Promise.all([
       this.#sql.unsafe(q.page.sql, q.page.params) as Promise<StatusRecord[]>,
-      this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int"), q.count.params) as Promise<{ n: number }[]>,
+      this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int").replace("count(revoked_at)", "count(revoked_at)::int"), q.count.params) as Promise<{ n: number; revoked: number }[]>,
     ]);
-    return { devices: rows.map(toFleetDevice), total: Number(counts[0]!.n) };
+    return { devices: rows.map(toFleetDevice), total: Number(counts[0]!.n), revoked: Number(counts[0]!.revoked) };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {
@@ -384,6 +385,16 @@ export class PostgresStore implements Store {
     const w = queryDevicesSql(POSTGRES, q);
     const rows = (await this.#sql.unsafe(w.sql, w.params)) as { uuid: string }[];
     return rows.map((r) => r.uuid);
+  }
+
+  async queriesMatching(uuid: string, queries: FleetQuery[]) {
+    const out: boolean[] = [];
+    for (const part of chunks(queries, QUERIES_PER_READ)) {
+      const w = queriesMatchingSql(POSTGRES, uuid, part);
+      const [row] = (await this.#sql.unsafe(w.sql, w.params as never[])) as Record<string, unknown>[];
+      out.push(...matchesOf(row, part.length));
+    }
+    return out;
   }
 
   async knownDevices(uuids: string[]) {
@@ -510,22 +521,22 @@ export class PostgresStore implements Store {
     return rows.map((r) => ({ uuid: r.uuid, wave: Number(r.wave) }));
   }
 
-  async rolloutDeviceStates(
-    id: string,
-    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string } = {},
-  ) {
-    const params: unknown[] = [id, opts.after ?? ""];
-    const conds = ["rollout_id = $1", "device_uuid > $2"];
-    if (opts.wave !== undefined) params.push(opts.wave), conds.push(`wave = $${params.length}`);
-    if (opts.status) params.push(opts.status), conds.push(`status = $${params.length}`);
-    if (opts.held) conds.push("hold IS NOT NULL");
-    if (opts.waiting) conds.push("status = 'pending' AND reason IS NOT NULL");
-    params.push(clampLimit(opts.limit, 100_000));
+  async rolloutDeviceStates(id: string, opts: RolloutDeviceFilter & { limit?: number; after?: string } = {}) {
+    const params: unknown[] = [];
+    const p = (v: unknown) => (params.push(v), POSTGRES.param(params.length));
+    const conds = [...rolloutDeviceConds(p, id, opts), `device_uuid > ${p(opts.after ?? "")}`];
     const rows = (await this.#sql.unsafe(
-      `SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT $${params.length}`,
-      params,
+      `SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ${p(clampLimit(opts.limit, 100_000))}`,
+      params as never[],
     )) as RolloutDeviceRecord[];
     return rows.map(toRolloutDevice);
+  }
+
+  async countRolloutDevices(id: string, opts: RolloutDeviceFilter = {}) {
+    const params: unknown[] = [];
+    const conds = rolloutDeviceConds((v) => (params.push(v), POSTGRES.param(params.length)), id, opts);
+    const [row] = (await this.#sql.unsafe(`SELECT count(*)::int AS n FROM rollout_devices WHERE ${conds.join(" AND ")}`, params as never[])) as { n: number }[];
+    return Number(row!.n);
   }
 
   async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {
@@ -599,7 +610,8 @@ export class PostgresStore implements Store {
   async recordSightings(batch: Sighting[]) {
     if (!batch.length) return;
     // One statement for the whole batch: the arrays are zipped by unnest. Tags from a check-in
-    // count only for devices whose registration token let them choose. The rows are locked first,
+    // count only for devices whose registration token let them choose; every device's are kept
+    // as the tags it reports following (reported_tags, migration 39). The rows are locked first,
     // in uuid order, the order every statement that updates several devices takes (another
     // replica's sightings, the events group commit through its status trigger): without it two
     // such statements could each hold a row the other waits for, a deadlock PostgreSQL breaks only
@@ -608,7 +620,8 @@ export class PostgresStore implements Store {
       `WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)),
        locked AS MATERIALIZED (SELECT d.uuid FROM devices d WHERE d.uuid IN (SELECT uuid FROM s) ORDER BY d.uuid COLLATE "C" FOR UPDATE OF d)
        UPDATE devices d SET last_seen = s.at,
-         tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
+         tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, reported_tags = coalesce(s.tags, d.reported_tags),
+         current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
        FROM s JOIN locked USING (uuid)
        WHERE d.uuid = s.uuid`,
       [

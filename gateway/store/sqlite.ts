@@ -10,7 +10,7 @@ import type { AppsStates, DeviceEvent } from "../../lib/api/index.ts";
 import { TufVersionConflictError, type RoleName, type TufRecord, type TufStorage } from "../ota/storage.ts";
 import { EventWriter } from "./_event-writer.ts";
 import { APPS_STATES_SQL, LEASE_SQL, PRUNE_EVENTS_SQL, RELEASE_LEASE_SQL, SIGHTING_SQL, SYSTEM_INFO_SQL, type SightingParams } from "./_writer-thread.ts";
-import { SQLITE, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
+import { QUERIES_PER_READ, SQLITE, matchesOf, queriesMatchingSql, queryDevicesSql, searchSql, summarySql, toFleetDevice, type StatusRecord } from "./_search.ts";
 import { checkSchemaUsable, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_NEEDED_KEY, schemaMigrated, schemaNeeded, type SchemaMigrated } from "./_migrations.ts";
 import {
   EVIDENCE_EVENTS,
@@ -29,6 +29,7 @@ import {
   type EvidenceEventRecord,
   type EvidenceMemberRecord,
   type GroupRecord,
+  rolloutDeviceConds,
   type RolloutDeviceRecord,
   type RolloutEventRecord,
   type RolloutRecord,
@@ -42,6 +43,7 @@ import {
   type FleetQuery,
   type GroupRow,
   type RolloutDeviceChange,
+  type RolloutDeviceFilter,
   type RolloutDeviceStatus,
   type RolloutEventRow,
   type RolloutMember,
@@ -193,8 +195,8 @@ export class SqliteStore implements Store {
   async searchDevices(search: DeviceSearch) {
     const q = searchSql(SQLITE, search);
     const devices = this.#db.query<StatusRecord, any[]>(q.page.sql).all(...(q.page.params as any[])).map(toFleetDevice);
-    const total = this.#db.query<{ n: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!.n;
-    return { devices, total };
+    const counts = this.#db.query<{ n: number; revoked: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
+    return { devices, total: counts.n, revoked: counts.revoked };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {
@@ -237,6 +239,15 @@ export class SqliteStore implements Store {
       .query<{ uuid: string }, any[]>(w.sql)
       .all(...(w.params as any[]))
       .map((r) => r.uuid);
+  }
+
+  async queriesMatching(uuid: string, queries: FleetQuery[]) {
+    const out: boolean[] = [];
+    for (const part of chunks(queries, QUERIES_PER_READ)) {
+      const w = queriesMatchingSql(SQLITE, uuid, part);
+      out.push(...matchesOf(this.#db.query<Record<string, unknown>, any[]>(w.sql).get(...(w.params as any[])) ?? undefined, part.length));
+    }
+    return out;
   }
 
   async knownDevices(uuids: string[]) {
@@ -372,20 +383,20 @@ export class SqliteStore implements Store {
       .all(id);
   }
 
-  async rolloutDeviceStates(
-    id: string,
-    opts: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string } = {},
-  ) {
-    const conds = ["rollout_id = ?", "device_uuid > ?"];
-    const params: (string | number)[] = [id, opts.after ?? ""];
-    if (opts.wave !== undefined) conds.push("wave = ?"), params.push(opts.wave);
-    if (opts.status) conds.push("status = ?"), params.push(opts.status);
-    if (opts.held) conds.push("hold IS NOT NULL");
-    if (opts.waiting) conds.push("status = 'pending' AND reason IS NOT NULL");
+  async rolloutDeviceStates(id: string, opts: RolloutDeviceFilter & { limit?: number; after?: string } = {}) {
+    const params: unknown[] = [];
+    const p = (v: unknown) => (params.push(v), SQLITE.param(params.length));
+    const conds = [...rolloutDeviceConds(p, id, opts), `device_uuid > ${p(opts.after ?? "")}`];
     return this.#db
-      .query<RolloutDeviceRecord, any[]>(`SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ?`)
-      .all(...params, clampLimit(opts.limit, 100_000))
+      .query<RolloutDeviceRecord, any[]>(`SELECT * FROM rollout_devices WHERE ${conds.join(" AND ")} ORDER BY device_uuid LIMIT ${p(clampLimit(opts.limit, 100_000))}`)
+      .all(...(params as any[]))
       .map(toRolloutDevice);
+  }
+
+  async countRolloutDevices(id: string, opts: RolloutDeviceFilter = {}) {
+    const params: unknown[] = [];
+    const conds = rolloutDeviceConds((v) => (params.push(v), SQLITE.param(params.length)), id, opts);
+    return this.#db.query<{ n: number }, any[]>(`SELECT count(*) AS n FROM rollout_devices WHERE ${conds.join(" AND ")}`).get(...(params as any[]))!.n;
   }
 
   async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {

@@ -44,7 +44,7 @@ export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factor
 export interface Sighting {
   uuid: string;
   at: string;
-  /** Applied only to devices whose `tagsFromDevice` is true. */
+  /** The tags the device reports (x-ats-tags): its tags only where `tagsFromDevice` is true; every device's reported tags. */
   tags?: string[];
   currentTarget?: string;
   apps?: string[];
@@ -103,6 +103,9 @@ export interface DeviceSearch {
   /** Uuids from / up to this one, both included (a page of listDevices is such a range). */
   uuidFrom?: string;
   uuidTo?: string;
+  /** Uuids after this one, not included (the next page of a list by uuid). */
+  uuidAfter?: string;
+  /** A tag among the device's, or among those it reports following (a tag its token overrode, before 2026-12-06). */
   tag?: string;
   hardwareId?: string;
   target?: string;
@@ -112,7 +115,7 @@ export interface DeviceSearch {
   /** Last seen at or after / before this ISO time (never seen counts as before). */
   seenSince?: string;
   unseenSince?: string;
-  /** Devices last seen before this ISO time are "offline". */
+  /** Devices last seen before this ISO time are "offline" ("never-seen": registered before it, never seen). */
   offlineBefore: string;
   sort?: "name" | "uuid" | "lastSeen" | "createdAt" | "hardwareId" | "target" | "status";
   desc?: boolean;
@@ -142,6 +145,14 @@ export interface FleetQuery {
   nameContains?: string;
   /** A member of this static group. */
   group?: string;
+}
+
+/** Which members of a rollout: `held`, only those with a hold; `waiting`, only pending ones with a reason (what they wait for). */
+export interface RolloutDeviceFilter {
+  wave?: number;
+  status?: RolloutDeviceStatus;
+  held?: boolean;
+  waiting?: boolean;
 }
 
 /** One member of a new rollout and the (0-based) wave it belongs to. */
@@ -290,13 +301,19 @@ export interface Store {
   setDeviceLabels(uuid: string, set: Record<string, string>, remove: string[], max?: number): Promise<DeviceRow | undefined>;
   /** The uuids of the non-revoked devices matching every field of `q`, sorted. */
   queryDevices(q: FleetQuery): Promise<string[]>;
+  /**
+   * For each of `queries`, whether the device matches it (queryDevices would list it), in one read
+   * of its row (a statement per 500 queries); all false for an unknown or revoked device.
+   */
+  queriesMatching(uuid: string, queries: FleetQuery[]): Promise<boolean[]>;
   /** Which of these uuids are registered devices (revoked ones included, with when), sorted by uuid, each once. */
   knownDevices(uuids: string[]): Promise<{ uuid: string; revokedAt: string | null }[]>;
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
 
   /** One page of devices matching `search`, with their status, and how many match in all. */
-  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total: number }>;
+  /** One page of the devices a search matches, how many it matches, and how many of those are revoked. */
+  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total: number; revoked: number }>;
   /** Devices by status, devices per target, the latest failures (up to `failures`). */
   fleetSummary(offlineBefore: string, failures?: number): Promise<FleetCounts>;
 
@@ -382,10 +399,9 @@ export interface Store {
    * Members, by uuid, filtered; `held`: only those with a hold; `waiting`: only pending ones with a
    * reason (what they wait for); `after`: keyset paging by uuid.
    */
-  rolloutDeviceStates(
-    id: string,
-    opts?: { wave?: number; status?: RolloutDeviceStatus; held?: boolean; waiting?: boolean; limit?: number; after?: string },
-  ): Promise<RolloutDeviceRow[]>;
+  rolloutDeviceStates(id: string, opts?: RolloutDeviceFilter & { limit?: number; after?: string }): Promise<RolloutDeviceRow[]>;
+  /** How many members rolloutDeviceStates would answer with `opts` and no limit (a count, no rows read out). */
+  countRolloutDevices(id: string, opts?: RolloutDeviceFilter): Promise<number>;
   /**
    * Applies many member changes in one write. With `revision`: only if the rollout is still at that
    * revision (the tick judged them by a state an operator's pause may have changed meanwhile);

@@ -15,7 +15,7 @@
 import { Hono, type Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type {
-  DeviceDetail, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, GroupRow, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
+  DeviceDetail, DeviceGroupList, FleetDeviceList, FleetSummary, GroupDetail, GroupList, GroupMembersChanged, RolloutDetail, RolloutList, TargetsList, TokenCreated, TokenList, UpdateList,
 } from "../../lib/api/admin.ts";
 import { labelCountProblem, MAX_DEVICE_LABELS } from "../../lib/api/admin.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
@@ -238,11 +238,9 @@ export function dashboard(app: Hono<any>) {
     const q = new URLSearchParams();
     for (const k of LIST_PARAMS) if (p[k]) q.set(k, p[k]!);
     // A group (or a rollout by tag) never counts a revoked device (docs/rollouts.md), while the list
-    // shows them, as revoked: filtered by either, with no status chosen, it says how many it shows.
+    // shows them, as revoked: filtered by either, with no status chosen, it says how many it shows
+    // (the API's count of them, from the same read as the total).
     const revokedToo = (p.group || p.tag) && !p.status;
-    const revokedQuery = new URLSearchParams(q);
-    revokedQuery.set("status", "revoked");
-    revokedQuery.set("limit", "1");
     const pageOf = (n: number) => {
       const at = new URLSearchParams(q);
       at.set("limit", String(PAGE_SIZE));
@@ -251,16 +249,13 @@ export function dashboard(app: Hono<any>) {
     };
     return orAgain(
       async () => {
-        const [asAsked, revoked] = await Promise.all([
-          pageOf(asked),
-          revokedToo ? c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${revokedQuery}`) : undefined,
-        ]);
+        const asAsked = await pageOf(asked);
         // Past the last page (page=999 of 6, or devices gone since the link was made): the last one.
         const page = Math.min(asked, lastPage(asAsked.body.total));
         const { body, timing } = page < asked ? await pageOf(page) : asAsked;
         if (timing) c.header("server-timing", timing);
         const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";
-        return render(c, "Devices", <DevicesPage p={p} page={page} list={body} revoked={revoked?.body.total} ms={ms} />);
+        return render(c, "Devices", <DevicesPage p={p} page={page} list={body} revoked={revokedToo ? body.revoked : undefined} ms={ms} />);
       },
       // A filter the API refuses (`label=a`): the filters again, as given, saying why.
       async (refused) => render(c, "Devices", <DevicesPage p={p} refused={refused} />, { status: refused.status }),
@@ -271,13 +266,13 @@ export function dashboard(app: Hono<any>) {
   const devicePage = async (c: Context<UiEnv>, uuid: string, refused?: Refusal) => {
     const api = c.var.api;
     const path = `/admin/devices/${encodeURIComponent(uuid)}`;
-    const [d, updates, status] = await Promise.all([
+    const [d, updates, status, groups] = await Promise.all([
       api<DeviceDetail>("GET", path),
       api<UpdateList>("GET", `${path}/updates`),
       api<FleetDeviceList>("GET", `/admin/fleet/devices?uuid=${encodeURIComponent(uuid)}&limit=1`),
+      // Outside the live region: looked up when the page loads, not at each refresh.
+      liveRefresh(c) ? undefined : deviceGroups(c, uuid),
     ]);
-    // Outside the live region: looked up when the page loads, not at each refresh (a look a group).
-    const groups = liveRefresh(c) ? undefined : await deviceGroups(c, d.body);
     const grouped = refused ? undefined : await addedToGroup.take(c);
     return render(
       c,
@@ -298,16 +293,11 @@ export function dashboard(app: Hono<any>) {
 
   /**
    * The static groups a device may be added to, and the groups, static or dynamic, it is in now
-   * (a revoked device is in none): one look a group, at this device alone.
+   * (a revoked device is in none): one request, answered from one read of the device's row.
    */
-  const deviceGroups = async (c: Context<UiEnv>, d: DeviceDetail): Promise<DeviceGroups> => {
-    const { body } = await c.var.api<GroupList>("GET", "/admin/groups");
-    const isIn = async (g: GroupRow) => {
-      const q = `uuid=${encodeURIComponent(d.uuid)}&group=${encodeURIComponent(g.name)}&limit=1`;
-      return (await c.var.api<FleetDeviceList>("GET", `/admin/fleet/devices?${q}`)).body.total > 0;
-    };
-    const member = d.revokedAt ? [] : await Promise.all(body.groups.map(isIn));
-    return { addable: body.groups.filter((g) => g.kind === "static").map((g) => g.name), member: body.groups.filter((_, i) => member[i]) };
+  const deviceGroups = async (c: Context<UiEnv>, uuid: string): Promise<DeviceGroups> => {
+    const { body } = await c.var.api<DeviceGroupList>("GET", `/admin/devices/${encodeURIComponent(uuid)}/groups`);
+    return { addable: body.groups.filter((g) => g.kind === "static").map((g) => g.name), member: body.groups.filter((g) => g.member) };
   };
 
   ui.get("/devices/:uuid", (c) => devicePage(c, c.req.param("uuid")));

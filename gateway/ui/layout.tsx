@@ -30,7 +30,7 @@ main{padding:1rem;max-width:1200px;margin:0 auto}h1{font-size:1.4rem;margin:.2re
 th a{color:inherit}td code,dd code{word-break:break-all}
 .badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.85em;border:1px solid currentColor;white-space:nowrap}
 .s-up-to-date{color:var(--ok)}.s-updating{color:var(--info)}.s-failed,.s-rolled-back,.s-unhealthy{color:var(--bad)}
-.s-offline,.s-revoked,.s-registered,.s-cancelled{color:var(--off)}.s-healthy{color:var(--ok)}
+.s-offline,.s-never-seen,.s-revoked,.s-registered,.s-cancelled{color:var(--off)}.s-healthy{color:var(--ok)}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin-bottom:1rem}
 label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}
 input,select,button,textarea{font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.35rem .5rem}
@@ -137,45 +137,50 @@ export interface PageProps {
 
 export function Page({ title, path, user, attention = [], href, children }: PageProps) {
   const current = (href: string) => (href === "/ui/" ? path === "/ui/" || path === "/ui" : path.startsWith(href));
+  // The doctype first: without it a browser lays the page out in quirks mode (box sizes, tables and
+  // line heights as 1990s pages had them), not as the CSS here means.
   return (
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="color-scheme" content="light dark" />
-        <title>{`${title} · OTA gateway`}</title>
-        {/* An empty icon of its own: a browser asks for /favicon.ico otherwise, a 404 on every page. */}
-        <link rel="icon" href="data:," />
-        <style>{raw(CSS)}</style>
-      </head>
-      <body data-href={href}>
-        <a class="skip" href="#main">
-          Skip to content
-        </a>
-        <header>
-          <span class="brand">OTA gateway</span>
-          {user && (
-            <nav aria-label="Main">
-              {NAV.map(([href, label]) => (
-                <a href={href} aria-current={current(href) ? "page" : undefined}>
-                  {label}
-                </a>
-              ))}
-            </nav>
-          )}
-          {user && (
-            <form method="post" action="/ui/logout">
-              <input type="hidden" name="_csrf" value={user.csrf} />
-              <span class="muted">{user.role} </span>
-              <button type="submit">Sign out</button>
-            </form>
-          )}
-        </header>
-        {!current("/ui/") && <AttentionBanner items={attention} />}
-        <main id="main" tabindex={-1}>{children}</main>
-        <script>{raw(SCRIPT)}</script>
-      </body>
-    </html>
+    <>
+      {raw("<!DOCTYPE html>")}
+      <html lang="en">
+        <head>
+          <meta charset="utf-8" />
+          <meta name="viewport" content="width=device-width, initial-scale=1" />
+          <meta name="color-scheme" content="light dark" />
+          <title>{`${title} · OTA gateway`}</title>
+          {/* An empty icon of its own: a browser asks for /favicon.ico otherwise, a 404 on every page. */}
+          <link rel="icon" href="data:," />
+          <style>{raw(CSS)}</style>
+        </head>
+        <body data-href={href}>
+          <a class="skip" href="#main">
+            Skip to content
+          </a>
+          <header>
+            <span class="brand">OTA gateway</span>
+            {user && (
+              <nav aria-label="Main">
+                {NAV.map(([href, label]) => (
+                  <a href={href} aria-current={current(href) ? "page" : undefined}>
+                    {label}
+                  </a>
+                ))}
+              </nav>
+            )}
+            {user && (
+              <form method="post" action="/ui/logout">
+                <input type="hidden" name="_csrf" value={user.csrf} />
+                <span class="muted">{user.role} </span>
+                <button type="submit">Sign out</button>
+              </form>
+            )}
+          </header>
+          {!current("/ui/") && <AttentionBanner items={attention} />}
+          <main id="main" tabindex={-1}>{children}</main>
+          <script>{raw(SCRIPT)}</script>
+        </body>
+      </html>
+    </>
   );
 }
 

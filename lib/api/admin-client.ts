@@ -21,6 +21,7 @@ import {
   DeviceDetail,
   DeviceList,
   DeviceRow,
+  DeviceGroupList,
   GroupDeleted,
   GroupDetail,
   GroupList,
@@ -205,6 +206,11 @@ export class AdminClient {
   /** `GET /admin/devices/:uuid`: the row with app states and inventory. */
   device(uuid: string) {
     return this.request(DeviceDetail, "GET", `/admin/devices/${encodeURIComponent(uuid)}`);
+  }
+
+  /** `GET /admin/devices/:uuid/groups`: every group, and whether the device is in it now. */
+  deviceGroups(uuid: string) {
+    return this.request(DeviceGroupList, "GET", `/admin/devices/${encodeURIComponent(uuid)}/groups`);
   }
 
   /** `GET /admin/devices/:uuid/updates` */

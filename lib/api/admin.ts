@@ -245,15 +245,16 @@ export type RotateResult = Static<typeof RotateResult>;
 /**
  * A device's status on the dashboard: from its latest update event (`registered` before any;
  * `cancelled`: the user cancelled the update on the device, no failure), `offline` when it has
- * not checked in for a while, `revoked` once revoked.
+ * not checked in for a while, `never-seen` when it has not checked in for that long since it was
+ * registered and never before, `revoked` once revoked.
  */
-export const DEVICE_STATUSES = ["registered", "up-to-date", "updating", "failed", "rolled-back", "cancelled", "offline", "revoked"] as const;
+export const DEVICE_STATUSES = ["registered", "up-to-date", "updating", "failed", "rolled-back", "cancelled", "offline", "never-seen", "revoked"] as const;
 export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
 const DeviceStatusSchema = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)));
 
 /**
- * The most devices one page holds: of GET /admin/devices (`gateway devices list --limit`), and so of
- * GET /admin/fleet/devices, which answers the statuses of such a page in one request (its uuid range).
+ * The most devices one page holds: of GET /admin/devices and of GET /admin/fleet/devices (whose
+ * pages `gateway devices list --limit` reads, each row with its status).
  */
 export const DEVICE_PAGE_MAX = 1000;
 
@@ -277,6 +278,13 @@ export const FleetDeviceQuery = Type.Object({
    */
   uuidFrom: Type.Optional(Type.String({ maxLength: 128 })),
   uuidTo: Type.Optional(Type.String({ maxLength: 128 })),
+  /**
+   * Devices whose uuid sorts after this one (not included): with `sort=uuid`, the page after a page
+   * whose last uuid this is, as GET /admin/devices pages by `after`. `gateway devices list` pages
+   * this way, so each row and its status come from one read.
+   */
+  after: Type.Optional(Type.String({ maxLength: 128 })),
+  /** A tag among the device's, or among those it reports following (FleetDevice's `reportedTags`). */
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   hwid: Type.Optional(Type.String({ maxLength: 128 })),
   target: Type.Optional(Type.String({ maxLength: 256 })),
@@ -304,12 +312,28 @@ export const FleetDevice = Type.Intersect([
     statusDetail: Type.Union([Type.String(), Type.Null()]),
     /** When the device took this status (and detail): its update began, it failed; null while "registered". */
     statusAt: Type.Union([Type.String(), Type.Null()]),
+    /**
+     * The tags the device said it follows at its last check-in (its x-ats-tags), null before it
+     * said any. They differ from `tags` where the device follows others: one registered by a fioup
+     * before 2026-12-06 with a --tag its token overrode, or an owner's pacman.tags on the device.
+     * Optional: a gateway before 2026-12-07 does not send it.
+     */
+    reportedTags: Type.Optional(Type.Union([Type.Array(Type.String()), Type.Null()])),
   }),
 ]);
 export type FleetDevice = Static<typeof FleetDevice>;
 
-/** GET /admin/fleet/devices: one page and how many devices match in all. */
-export const FleetDeviceList = Type.Object({ devices: Type.Array(FleetDevice), total: Type.Integer(), offset: Type.Integer(), limit: Type.Integer() });
+/**
+ * GET /admin/fleet/devices: one page, how many devices match in all, and how many of those are
+ * revoked (in no group and no rollout; optional: a gateway before 2026-12-07 does not say).
+ */
+export const FleetDeviceList = Type.Object({
+  devices: Type.Array(FleetDevice),
+  total: Type.Integer(),
+  revoked: Type.Optional(Type.Integer()),
+  offset: Type.Integer(),
+  limit: Type.Integer(),
+});
 export type FleetDeviceList = Static<typeof FleetDeviceList>;
 
 /** GET /admin/fleet/summary: the dashboard's overview. */
@@ -321,7 +345,7 @@ export const FleetSummary = Type.Object({
   recentFailures: Type.Array(FleetDevice),
   /** Device check-ins this gateway served per minute, oldest first; the last entry is the current minute. */
   checkinsPerMinute: Type.Array(Type.Integer()),
-  /** A device is offline after this many seconds without a check-in. */
+  /** A device is offline (never-seen, if it never checked in) after this many seconds without a check-in. */
   offlineAfterSeconds: Type.Integer(),
 });
 export type FleetSummary = Static<typeof FleetSummary>;
@@ -393,6 +417,13 @@ export type GroupRequest = Static<typeof GroupRequest>;
 /** GET /admin/groups */
 export const GroupList = Type.Object({ groups: Type.Array(Type.Intersect([GroupRow, Type.Object({ devices: Type.Integer() })])) });
 export type GroupList = Static<typeof GroupList>;
+
+/**
+ * GET /admin/devices/:uuid/groups: every group, and whether the device is in it now (a dynamic
+ * group's query matches it; a revoked device is in none), by name: what its page shows.
+ */
+export const DeviceGroupList = Type.Object({ groups: Type.Array(Type.Intersect([GroupRow, Type.Object({ member: Type.Boolean() })])) });
+export type DeviceGroupList = Static<typeof DeviceGroupList>;
 
 /** GET /admin/groups/:name?limit&after: the group and one page of its members (static) or of its current evaluation (dynamic). */
 export const GroupDetail = Type.Intersect([
@@ -525,12 +556,16 @@ export const RolloutDetail = Type.Intersect([
     holds: Type.Array(RolloutDeviceRow),
     /** True when more devices defer the install than `holds` lists. */
     moreHolds: Type.Boolean(),
+    /** How many devices defer the install in all (optional: a gateway before 2026-12-07 says only `moreHolds`). */
+    heldDevices: Type.Optional(Type.Integer()),
     /** Failed devices with their reasons, at most ROLLOUT_LIST_MAX (`counts` says how many failed). */
     failures: Type.Array(RolloutDeviceRow),
     /** Pending devices whose clock has not started, with what they wait for ("no target of version 8 for arm64-linux yet"), at most ROLLOUT_LIST_MAX. */
     waiting: Type.Array(RolloutDeviceRow),
     /** True when more devices wait than `waiting` lists. */
     moreWaiting: Type.Boolean(),
+    /** How many devices wait in all (optional, as `heldDevices`). */
+    waitingDevices: Type.Optional(Type.Integer()),
     /** The latest events, newest first. */
     events: Type.Array(RolloutEventRow),
   }),

@@ -1,9 +1,12 @@
 /**
- * `gateway devices list` reads the statuses of a page of devices in one request to
- * GET /admin/fleet/devices (the page's uuid range), not one per device, and shows every device's
- * status, a cancelled update's included; the gateway's /metrics counts the requests.
+ * `gateway devices list` reads a page of devices with their statuses in one request to
+ * GET /admin/fleet/devices (by uuid, after the last page's last), not one per device, and shows
+ * every device's status, a cancelled update's included, also while devices register into the
+ * page; the gateway's /metrics counts the requests.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
 import { registerDevice, type TlsDevice } from "./_register.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { gatewayRun } from "../harness/cli.ts";
@@ -77,4 +80,43 @@ describe("devices list", () => {
     expect(res.status).toBe(400);
     expect(await res.text()).toContain("uuidFrom");
   });
+
+  test("gives every row of a full page its status while devices register into the page", async () => {
+    if (process.env.OTA_TEST_DB === "postgres") return; // devices are written straight into the SQLite file, fast
+    const file = join(g.dataDir, "gateway.db");
+    const fill = (db: Database, n: number) => {
+      const q = db.query("INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at) VALUES (?, 'bulk', 'amd64-linux', 'main', '[]', 'AB', ?)");
+      db.transaction(() => {
+        for (let i = 0; i < n; i++) q.run(crypto.randomUUID(), new Date().toISOString());
+      })();
+    };
+    const db = new Database(file);
+    db.exec("PRAGMA busy_timeout = 5000");
+    fill(db, 1000);
+    db.close();
+    // Registrations coming in all the while, anywhere in the uuid order, as a busy factory's would.
+    const writer = Bun.spawn(
+      [
+        process.execPath,
+        "-e",
+        `const { Database } = require("bun:sqlite");
+         const db = new Database(${JSON.stringify(file)}); db.exec("PRAGMA busy_timeout = 5000");
+         const q = db.query("INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at) VALUES (?, 'new', 'amd64-linux', 'main', '[]', 'AB', ?)");
+         for (;;) { db.transaction(() => { for (let i = 0; i < 10; i++) q.run(crypto.randomUUID(), new Date().toISOString()); })(); Bun.sleepSync(1); }`,
+      ],
+      { stdout: "ignore", stderr: "inherit" },
+    );
+    try {
+      for (let i = 0; i < 5; i++) {
+        const r = gatewayRun(["devices", "list", "--data", g.dataDir, "--limit", "1000"]);
+        expect(r.code).toBe(0);
+        const rows = r.out.split("\n").filter((l) => /^[0-9a-f]{8}-/.test(l));
+        expect(rows.length).toBe(1000);
+        expect(rows.filter((l) => !/ (registered|up-to-date|failed|cancelled)$/.test(l))).toEqual([]);
+      }
+    } finally {
+      writer.kill();
+      await writer.exited;
+    }
+  }, 120_000);
 });

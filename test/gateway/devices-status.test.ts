@@ -1,9 +1,11 @@
 /**
  * `gateway devices list` and `devices show` say a device's status as the dashboard does
  * (rolled-back, with the last failure's reason), an update's failure reason, and a cancelled
- * update as CANCELLED, not FAILED (and the dashboard's timeline as cancelled).
+ * update as CANCELLED, not FAILED (and the dashboard's timeline as cancelled); a device that never
+ * checked in as never-seen, not offline.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { registerDevice, type TlsDevice } from "./_register.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -82,5 +84,34 @@ describe("devices list and show", () => {
     const json = JSON.parse(cli("devices", "show", "--data", g.dataDir, failed.uuid, "--format", "json").out) as { status: string; statusDetail: string };
     expect(json.status).toBe("rolled-back");
     expect(json.statusDetail).toBe(unhealthy);
+  }, 60_000);
+
+  test("say never-seen, not offline, of a device registered long ago that never checked in, and the dashboard filters and counts it so", async () => {
+    if (process.env.OTA_TEST_DB === "postgres") return; // its registration is made an hour old in the SQLite file; the store contract runs both
+    const never = await registerDevice(g.url, g.adminToken, g.caPem);
+    const quiet = await registerDevice(g.url, g.adminToken, g.caPem);
+    expect((await quiet.fetch(`${g.url}/repo/timestamp.json`)).ok).toBe(true);
+    const cli0 = cli("devices", "list", "--data", g.dataDir); // writes the check-in (the list flushes sightings)
+    expect(cli0.out.split("\n").find((l) => l.startsWith(never.uuid))).toMatch(/ registered$/);
+    // An hour ago, as if registered then: past the 10 minutes that make a device offline.
+    const hourAgo = new Date(Date.now() - 3600_000).toISOString();
+    const db = new Database(join(g.dataDir, "gateway.db"));
+    db.query("UPDATE devices SET created_at = ?1 WHERE uuid = ?2").run(hourAgo, never.uuid);
+    db.query("UPDATE devices SET created_at = ?1, last_seen = ?1 WHERE uuid = ?2").run(hourAgo, quiet.uuid);
+    db.close();
+
+    const rows = cli("devices", "list", "--data", g.dataDir).out.split("\n");
+    expect(rows.find((l) => l.startsWith(never.uuid))).toMatch(/ never-seen$/);
+    expect(rows.find((l) => l.startsWith(quiet.uuid))).toMatch(/ offline$/);
+    expect(cli("devices", "show", "--data", g.dataDir, never.uuid).out).toMatch(/^status: +never-seen$/m);
+
+    const b = dashboardClient(g);
+    expect((await b.signIn(g.adminToken)).status).toBe(303);
+    const listed = (await b.request("/ui/devices?status=never-seen")).html;
+    expect(listed).toContain(never.uuid);
+    expect(listed).not.toContain(quiet.uuid);
+    expect((await b.request("/ui/devices?status=offline")).html).not.toContain(never.uuid);
+    const overview = (await b.request("/ui/")).html;
+    expect(overview).toContain('<td data-status-count="never-seen">1</td>');
   }, 60_000);
 });

@@ -66,6 +66,20 @@ describe("dashboard at /ui/", () => {
     await ctx.close();
   }, 60_000);
 
+  test("every page is laid out in standards mode (it starts with a doctype), not quirks mode", async () => {
+    const { ctx, page } = await signedIn(gw.adminToken);
+    for (const path of ["/ui/", "/ui/devices", `/ui/devices/${fleet.bad.uuid}`, "/ui/groups", "/ui/targets", "/ui/rollouts", "/ui/tokens"]) {
+      await goto(page, `${gw.url}${path}`);
+      expect([path, await page.evaluate(() => (globalThis as any).document.compatMode as string)]).toEqual([path, "CSS1Compat"]);
+    }
+    await ctx.close();
+    const out = await browser.newContext({ ignoreHTTPSErrors: true });
+    const login = await out.newPage();
+    await goto(login, `${gw.url}/ui/login`);
+    expect(await login.evaluate(() => (globalThis as any).document.compatMode as string)).toBe("CSS1Compat");
+    await out.close();
+  }, 60_000);
+
   test("the overview's charts draw each bar at its value, clear of the axis labels", async () => {
     const { ctx, page } = await signedIn(gw.adminToken);
     // Each column and bar as drawn (its box in the SVG's units) next to the height it was given.

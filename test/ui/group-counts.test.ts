@@ -2,7 +2,8 @@
  * A group's page and the device list it links to count the same devices: a revoked device is in no
  * group (docs/rollouts.md), and the list, which shows revoked devices as revoked, says how many of
  * those it lists are revoked and how many are left without them: the group's count. The same for a
- * tag, the other audience of a rollout. (The list said "of 3 devices" where the group said 2.)
+ * tag, the other audience of a rollout. (The list said "of 3 devices" where the group said 2.) It
+ * counts them in the same read as its page.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -50,6 +51,11 @@ describe("a group's count and the device list of the group", () => {
     }
     // A tag is a rollout's audience too.
     expect(countLine((await b.request("/ui/devices?tag=main")).html)).toBe("1–3 of 3 devices, 1 of them revoked (in no group, no rollout): 2 without them");
+    // Counted in the one read of the list: a refresh of a group's list asks the API once.
+    const reads = async () => Number(/^gateway_requests_total\{route="\/admin\/fleet\/devices",status="200"\} (\d+)$/m.exec(await (await g.adminFetch("/metrics")).text())?.[1] ?? 0);
+    const before = await reads();
+    expect(countLine((await b.request("/ui/devices?group=mains", { headers: { "x-ui-live": "1" } })).html)).toContain("1 of them revoked");
+    expect((await reads()) - before).toBe(1);
     // With a status chosen, or without a group or tag, the list is as it was.
     expect(countLine((await b.request("/ui/devices?group=mains&status=revoked")).html)).toBe("1–1 of 1 device");
     expect(countLine((await b.request("/ui/devices")).html)).toBe("1–3 of 3 devices");

@@ -27,7 +27,7 @@ describe("the dashboard", () => {
     const b = await signedIn();
     const res = await b.request("/ui/nope");
     expect(res.status).toBe(404);
-    expect(res.html).toStartWith("<html");
+    expect(res.html).toStartWith("<!DOCTYPE html><html");
     expect(res.html).toContain("<h1>Page not found</h1>");
     expect(res.html).toContain("The dashboard has no page at /ui/nope.");
     expect(res.html).toContain('<nav aria-label="Main">');
@@ -91,6 +91,27 @@ describe("the dashboard", () => {
     const live = (await b.request(`/ui/devices/${d.uuid}`, { headers: { "x-ui-live": "1" } })).html;
     expect(live).toContain('<div id="device" data-live');
     expect(live).not.toContain("data-groups");
+  }, 60_000);
+
+  test("a device's page looks its groups up in one request however many groups there are", async () => {
+    const d = await registerDevice(env.g.url, env.g.adminToken, env.g.caPem, ["many-groups"]);
+    const other = await registerDevice(env.g.url, env.g.adminToken, env.g.caPem, ["elsewhere"]);
+    const post = (body: unknown) => env.g.adminFetch("/admin/groups", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    for (let i = 0; i < 4; i++) expect((await post({ name: `mg-static-${i}`, devices: [i % 2 ? d.uuid : other.uuid] })).status).toBe(201);
+    for (let i = 0; i < 4; i++) expect((await post({ name: `mg-dynamic-${i}`, query: i % 2 ? "tag=many-groups" : "tag=elsewhere" })).status).toBe(201);
+    /** Requests the gateway has answered 200 on a route, from its /metrics (the dashboard's own calls to the API count). */
+    const answered = async (route: string) => {
+      const text = await (await env.g.adminFetch("/metrics")).text();
+      const m = new RegExp(`^gateway_requests_total\\{route="${route.replace(/[/:]/g, (c) => `\\${c}`)}",status="200"\\} (\\d+)$`, "m").exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const b = await signedIn();
+    const before = { fleet: await answered("/admin/fleet/devices"), groups: await answered("/admin/devices/:uuid/groups") };
+    const html = (await b.request(`/ui/devices/${d.uuid}`)).html;
+    const groups = unescapeHtml((/<dd data-groups[^>]*>(.*?)<\/dd>/s.exec(html)?.[1] ?? "").replace(/<[^>]+>/g, ""));
+    expect(groups.split(", ").filter((g) => g.startsWith("mg-"))).toEqual(["mg-dynamic-1 (dynamic)", "mg-dynamic-3 (dynamic)", "mg-static-1", "mg-static-3"]);
+    // The device's status is one read of the fleet list; its groups one request, not one a group.
+    expect({ fleet: (await answered("/admin/fleet/devices")) - before.fleet, groups: (await answered("/admin/devices/:uuid/groups")) - before.groups }).toEqual({ fleet: 1, groups: 1 });
   }, 60_000);
 
   test("opens a notice's sealed cookie under its own name only, and deletes a notice cookie that does not open", async () => {

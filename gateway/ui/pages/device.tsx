@@ -2,6 +2,7 @@
 /** One device: identity, status, current target, apps with their health, update timeline, inventory, actions. */
 import type { DeviceDetail, FleetDevice, GroupRow, Update } from "../../../lib/api/admin.ts";
 import { labelsText } from "../../fleet/label-text.ts";
+import { tagsText } from "../../fleet/tags-text.ts";
 import { fitsOnALine, labelsFormText } from "../labels-form.ts";
 import type { Refusal } from "../form.ts";
 import { Ago, Badge, Csrf, Refused } from "../layout.tsx";
@@ -54,7 +55,7 @@ export function DevicePage({ d, status, updates, groups, notice, csrf, canWrite,
           {notice}
         </p>
       )}
-      {/* Outside the live region: the groups are looked up when the page loads, one look a group. */}
+      {/* Outside the live region: the groups are looked up when the page loads (one request). */}
       {groups && (
         <dl class="kv groups">
           <dt>Groups</dt>
@@ -85,7 +86,7 @@ export function DevicePage({ d, status, updates, groups, notice, csrf, canWrite,
               <dt>Hardware id</dt>
               <dd>{d.hardwareId}</dd>
               <dt>Tags</dt>
-              <dd>{d.tags.join(", ") || "-"}</dd>
+              <dd>{tagsText({ tags: d.tags, reportedTags: status?.reportedTags })}</dd>
               <dt>Labels</dt>
               <dd data-labels>{labelsText(labels) || "-"}</dd>
               <dt>Current target</dt>

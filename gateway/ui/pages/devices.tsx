@@ -1,6 +1,7 @@
 /* @jsxImportSource hono/jsx */
 /** The device list: filters in a GET form (bookmarkable), sortable columns, server-side pages. */
 import { DEVICE_STATUSES, MAX_FLEET_OFFSET, type FleetDeviceList } from "../../../lib/api/admin.ts";
+import { tagsText } from "../../fleet/tags-text.ts";
 import type { Refusal } from "../form.ts";
 import { Ago, Badge, counted, Refused } from "../layout.tsx";
 
@@ -189,7 +190,7 @@ function DeviceList({ p, page, list, revoked, ms }: { p: ListParams; page: numbe
                   </td>
                   <td>{d.currentTarget ?? "-"}</td>
                   <td class="opt">{d.hardwareId}</td>
-                  <td class="opt">{d.tags.join(", ")}</td>
+                  <td class="opt">{tagsText(d)}</td>
                   <td>
                     <Ago at={d.lastSeen} />
                   </td>

@@ -45,7 +45,9 @@ function Fleet({ s }: { s: FleetSummary }) {
               ))}
             </tbody>
           </table>
-          <p class="muted">Offline: no check-in for {Math.round(s.offlineAfterSeconds / 60)} min.</p>
+          <p class="muted">
+            Offline: no check-in for {Math.round(s.offlineAfterSeconds / 60)} min. Never seen: none since it was registered, that long ago or more.
+          </p>
         </section>
         <section class="card" aria-labelledby="h-checkins">
           <h2 id="h-checkins">Check-ins per minute</h2>

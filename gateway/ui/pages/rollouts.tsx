@@ -71,6 +71,9 @@ const CONFIRM: Record<string, string | undefined> = {
   cancel: "Cancel this rollout? Devices outside the released waves will not be offered this version.",
 };
 
+/** How many a cut list is of: the count, "more" where the API gave none. */
+const ofHowMany = (n: number | undefined) => (n === undefined ? "more" : n.toLocaleString("en"));
+
 /** One wave as a bar: succeeded, failed and pending members, with the numbers in text too. */
 function WaveBar({ r, i }: { r: RolloutDetail; i: number }) {
   const n = (status: string) => r.counts.find((c) => c.wave === i && c.status === status)?.devices ?? 0;
@@ -180,7 +183,7 @@ export function RolloutPage({ r, csrf, canWrite, refused }: { r: RolloutDetail; 
         {r.holds.length > 0 && (
           <section aria-labelledby="h-holds">
             <h2 id="h-holds">Deferred installs</h2>
-            {r.moreHolds && <p class="muted">{`The first ${r.holds.length}; more devices than that defer the install.`}</p>}
+            {r.moreHolds && <p class="muted">{`The first ${r.holds.length} of ${ofHowMany(r.heldDevices)} devices that defer the install.`}</p>}
             <div class="scroll">
               <table>
                 <tbody>
@@ -203,7 +206,7 @@ export function RolloutPage({ r, csrf, canWrite, refused }: { r: RolloutDetail; 
         {r.waiting.length > 0 && (
           <section aria-labelledby="h-waiting">
             <h2 id="h-waiting">Waiting for their target</h2>
-            {r.moreWaiting && <p class="muted">{`The first ${r.waiting.length}; more devices than that wait.`}</p>}
+            {r.moreWaiting && <p class="muted">{`The first ${r.waiting.length} of ${ofHowMany(r.waitingDevices)} devices that wait.`}</p>}
             <div class="scroll">
               <table>
                 <tbody>
