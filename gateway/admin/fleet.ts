@@ -93,7 +93,7 @@ export function adminFleet(gw: Gateway) {
       }
       // Check-ins are written once a second in a batch: write them now, so the list agrees with
       // `devices show` (GET /admin/devices/:uuid does the same).
-      await c.var.gw.sightings.flush();
+      await c.var.gw.sightings.settled();
       const t0 = performance.now();
       const page = await c.var.gw.store.searchDevices({
         fleet,
@@ -113,6 +113,10 @@ export function adminFleet(gw: Gateway) {
         desc: q.dir === "desc",
         limit,
         offset,
+        // Paging by uuid (`devices list`): no count, which would scan the rest of the fleet at every page.
+        count: q.after === undefined,
+        // The dashboard says how many of a group's or a tag's devices are revoked (as a group or rollout counts none).
+        countRevoked: !!(q.group || q.tag) && !q.status,
       });
       c.header("server-timing", `db;dur=${(performance.now() - t0).toFixed(1)}`);
       return c.json({ ...page, offset, limit } satisfies FleetDeviceList);

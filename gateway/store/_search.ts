@@ -169,13 +169,17 @@ function where(d: Dialect, s: DeviceSearch) {
 }
 
 /**
- * The page query and the count query of a search; the count says how many of them are revoked
- * too (`revoked`, non-null revoked_at), in the same scan: the dashboard says so of a group's or
- * a tag's list, as a group or rollout counts none of them.
+ * The page query and the count query of a search (none when `count` is false); with
+ * `countRevoked` the count says how many of them are revoked too (`revoked`, non-null
+ * revoked_at), in the same scan: the dashboard says so of a group's or a tag's list, as a group
+ * or rollout counts none of them.
  */
 export function searchSql(d: Dialect, s: DeviceSearch) {
   const w = where(d, s);
-  const count = { sql: `SELECT count(*) AS n, count(revoked_at) AS revoked FROM devices ${w.sql}`, params: [...w.params] };
+  const count =
+    s.count === false
+      ? undefined
+      : { sql: `SELECT count(*) AS n${s.countRevoked ? ", count(revoked_at) AS revoked" : ""} FROM devices ${w.sql}`, params: [...w.params] };
   const off = w.off();
   const col = SORT_COLUMNS[s.sort ?? "name"];
   const dir = s.desc ? "DESC" : "ASC";

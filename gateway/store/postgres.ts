@@ -322,9 +322,12 @@ export class PostgresStore implements Store {
     const q = searchSql(POSTGRES, search);
     const [rows, counts] = await Promise.all([
       this.#sql.unsafe(q.page.sql, q.page.params) as Promise<StatusRecord[]>,
-      this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int").replace("count(revoked_at)", "count(revoked_at)::int"), q.count.params) as Promise<{ n: number; revoked: number }[]>,
+      q.count ? (this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int").replace("count(revoked_at)", "count(revoked_at)::int"), q.count.params) as Promise<{ n: number; revoked?: number }[]>) : undefined,
     ]);
-    return { devices: rows.map(toFleetDevice), total: Number(counts[0]!.n), revoked: Number(counts[0]!.revoked) };
+    const devices = rows.map(toFleetDevice);
+    if (!counts) return { devices };
+    const c = counts[0]!;
+    return { devices, total: Number(c.n), ...(c.revoked !== undefined && c.revoked !== null ? { revoked: Number(c.revoked) } : {}) };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {

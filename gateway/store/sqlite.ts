@@ -195,8 +195,9 @@ export class SqliteStore implements Store {
   async searchDevices(search: DeviceSearch) {
     const q = searchSql(SQLITE, search);
     const devices = this.#db.query<StatusRecord, any[]>(q.page.sql).all(...(q.page.params as any[])).map(toFleetDevice);
-    const counts = this.#db.query<{ n: number; revoked: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
-    return { devices, total: counts.n, revoked: counts.revoked };
+    if (!q.count) return { devices };
+    const counts = this.#db.query<{ n: number; revoked?: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
+    return { devices, total: counts.n, ...(counts.revoked !== undefined ? { revoked: counts.revoked } : {}) };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {

@@ -121,6 +121,13 @@ export interface DeviceSearch {
   desc?: boolean;
   limit?: number;
   offset?: number;
+  /**
+   * Count the matches (default true). A list paged by `uuidAfter` leaves it out: counting the rest
+   * of the fleet at every page would cost a scan per page, N²/page-size rows for the whole listing.
+   */
+  count?: boolean;
+  /** Count the revoked matches too (`revoked`): a count(revoked_at) the index cannot answer alone, so only when shown. */
+  countRevoked?: boolean;
 }
 
 /** The fleet at a glance (fleetSummary). */
@@ -311,9 +318,8 @@ export interface Store {
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
 
-  /** One page of devices matching `search`, with their status, and how many match in all. */
-  /** One page of the devices a search matches, how many it matches, and how many of those are revoked. */
-  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total: number; revoked: number }>;
+  /** One page of the devices a search matches, with their status; how many it matches (unless `count` is false) and how many of those are revoked (with `countRevoked`). */
+  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total?: number; revoked?: number }>;
   /** Devices by status, devices per target, the latest failures (up to `failures`). */
   fleetSummary(offlineBefore: string, failures?: number): Promise<FleetCounts>;
 

@@ -251,7 +251,7 @@ export function dashboard(app: Hono<any>) {
       async () => {
         const asAsked = await pageOf(asked);
         // Past the last page (page=999 of 6, or devices gone since the link was made): the last one.
-        const page = Math.min(asked, lastPage(asAsked.body.total));
+        const page = Math.min(asked, lastPage(asAsked.body.total ?? 0));
         const { body, timing } = page < asked ? await pageOf(page) : asAsked;
         if (timing) c.header("server-timing", timing);
         const ms = /dur=([0-9.]+)/.exec(timing ?? "")?.[1] ?? "?";

@@ -324,12 +324,14 @@ export const FleetDevice = Type.Intersect([
 export type FleetDevice = Static<typeof FleetDevice>;
 
 /**
- * GET /admin/fleet/devices: one page, how many devices match in all, and how many of those are
- * revoked (in no group and no rollout; optional: a gateway before 2026-12-07 does not say).
+ * GET /admin/fleet/devices: one page, how many devices match in all, and, for a group's or a
+ * tag's list without a status filter, how many of those are revoked (in no group and no rollout;
+ * optional: a gateway before 2026-12-07 does not say, nor one asked for another list).
  */
 export const FleetDeviceList = Type.Object({
   devices: Type.Array(FleetDevice),
-  total: Type.Integer(),
+  /** How many devices match; absent for a page asked with `after` (counting the rest of the fleet at every page would cost as much as the listing). */
+  total: Type.Optional(Type.Integer()),
   revoked: Type.Optional(Type.Integer()),
   offset: Type.Integer(),
   limit: Type.Integer(),

@@ -184,7 +184,7 @@ for (const backend of ["sqlite", "postgres"] as const)
         // is, the dashboard budget above checks.
         const sql = new SQL(db);
         try {
-          const { count } = searchSql(POSTGRES, { text: "device-0424", offlineBefore: new Date().toISOString() });
+          const count = searchSql(POSTGRES, { text: "device-0424", offlineBefore: new Date().toISOString() }).count!;
           const plan = await sql.begin(async (tx) => {
             await tx.unsafe("SET LOCAL enable_seqscan = off");
             return ((await tx.unsafe(`EXPLAIN ${count.sql}`, count.params)) as { "QUERY PLAN": string }[]).map((r) => r["QUERY PLAN"]).join("\n");

@@ -133,23 +133,24 @@ export function DevicesPage({ p, page = 1, list, revoked, ms = "?", refused }: D
 
 /** The list's page of devices, its count and its pages (the region that refreshes itself). */
 function DeviceList({ p, page, list, revoked, ms }: { p: ListParams; page: number; list: FleetDeviceList; revoked?: number; ms: string }) {
-  const last = lastPage(list.total);
+  const total = list.total ?? 0; // always counted here: the dashboard pages by offset, never by `after`
+  const last = lastPage(total);
   const pageHref = (n: number) => {
     const query = qs({ ...p, page: n > 1 ? String(n) : undefined });
     return query ? `/ui/devices?${query}` : "/ui/devices";
   };
-  const from = list.total ? list.offset + 1 : 0;
+  const from = total ? list.offset + 1 : 0;
   const to = list.offset + list.devices.length;
   return (
     <>
       <div id="device-list" data-live>
-        <p class="muted" data-total={String(list.total)}>
-          {list.total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${counted(list.total, "device")}` : "No devices match."}
+        <p class="muted" data-total={String(total)}>
+          {total ? `${from.toLocaleString("en")}–${to.toLocaleString("en")} of ${counted(total, "device")}` : "No devices match."}
           {revoked ? (
             <span data-revoked={String(revoked)}>
               {", "}
               <a href={`/ui/devices?${qs({ ...p, status: "revoked", page: undefined })}`}>{`${revoked.toLocaleString("en")} of them revoked`}</a>
-              {` (in no group, no rollout): ${(list.total - revoked).toLocaleString("en")} without them`}
+              {` (in no group, no rollout): ${(total - revoked).toLocaleString("en")} without them`}
             </span>
           ) : null}{" "}
           <span title="store time">({ms} ms)</span>
