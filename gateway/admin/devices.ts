@@ -33,14 +33,14 @@ export const adminDevices = new Hono<GatewayEnv>()
     const limit = Number(c.req.query("limit") ?? DEVICE_PAGE_MAX);
     if (!Number.isInteger(limit) || limit < 1) return c.json({ error: "Invalid limit: expected a positive integer" }, 400);
     // Check-ins are written once a second in a batch: write them now, so the list agrees with `devices show`.
-    await c.var.gw.sightings.flush();
+    await c.var.gw.sightings.settled();
     const devices = await c.var.gw.store.listDevices({ limit, after: c.req.query("after") });
     return c.json(devices.length === Math.min(limit, DEVICE_PAGE_MAX) ? { devices, next: devices.at(-1)!.uuid } : { devices });
   })
   .get("/devices/:uuid", async (c) => {
     const { store } = c.var.gw;
     const uuid = c.req.param("uuid");
-    await c.var.gw.sightings.flush();
+    await c.var.gw.sightings.settled();
     const device = await store.getDevice(uuid);
     if (!device) return c.json({ error: `Device "${uuid}" not found` }, 404);
     const [appsStates, systemInfo] = await Promise.all([store.getAppsStates(uuid), store.getSystemInfo(uuid)]);

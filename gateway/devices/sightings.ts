@@ -118,6 +118,16 @@ export class Sightings {
     }
   }
 
+  /**
+   * For a read that shows last-seen times (a device list, a device's page): the check-ins noted so
+   * far are written first, so it agrees with them. A write that fails (a full disk, the database
+   * away) does not fail the read: its times are then up to a flush old, and the flush's own error
+   * is said where flushes are; a list that fails at the moment an operator needs it helps no one.
+   */
+  settled(): Promise<void> {
+    return this.flush().catch(() => {});
+  }
+
   async stop() {
     if (this.#timer) clearInterval(this.#timer);
     await this.flush();

@@ -6,7 +6,7 @@ import { requireDevice } from "../devices/auth.ts";
 
 export const deviceInfo = new Hono<GatewayEnv>().get("/device", requireDevice, async (c) => {
   // Fresh from the store (not the cache) with the not-yet-flushed sighting applied.
-  await c.var.gw.sightings.flush();
+  await c.var.gw.sightings.settled();
   const d = (await c.var.gw.store.getDevice(c.var.device.uuid)) ?? c.var.device;
   const body: DeviceInfo = {
     uuid: d.uuid,
