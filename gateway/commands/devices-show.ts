@@ -3,6 +3,7 @@ import { printable } from "../../lib/cli/printable.ts";
 import { cell } from "../../lib/cli/table.ts";
 import { readDroppedEvents } from "../../lib/api/index.ts";
 import { labelsText } from "../fleet/label-text.ts";
+import { tagsText } from "../fleet/tags-text.ts";
 import { failureReason, updateFailure, updateOutcome } from "../fleet/update-outcome.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { deviceStatus } from "./_device-status.ts";
@@ -25,7 +26,8 @@ export default defineCommand({
         `uuid:        ${cell(d.uuid)}`,
         `name:        ${cell(d.name)}`,
         `hardware id: ${cell(d.hardwareId)}`,
-        `tags:        ${cell(d.tags)}${d.tagsFromDevice ? " (set by the device)" : ""}`,
+        // As devices list shows them: "main (follows canary)" for a device that follows other tags.
+        `tags:        ${printable(tagsText({ tags: d.tags, reportedTags: fleet?.reportedTags }, ","))}${d.tagsFromDevice ? " (set by the device)" : ""}`,
         `labels:      ${printable(labelsText(d.labels)) || "-"}`,
         `target:      ${cell(d.currentTarget)}`,
         `apps:        ${d.apps ? cell(d.apps) : "(all)"}`,

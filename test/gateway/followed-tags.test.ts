@@ -36,6 +36,8 @@ test("a device that follows a tag its token overrode is listed by that tag, its 
   const cli = gatewayRun(["devices", "list", "--data", g.dataDir]); // flushes the check-in
   expect(cli.code).toBe(0);
   expect(cli.out.split("\n").find((l) => l.startsWith(k.uuid))).toContain(" main (follows canary) ");
+  const show = gatewayRun(["devices", "show", k.uuid, "--data", g.dataDir]);
+  expect(show.out).toContain("tags:        main (follows canary)\n");
 
   const fleet = (await (await g.adminFetch("/admin/fleet/devices?tag=canary")).json()) as FleetDeviceList;
   expect(fleet.devices.map((d) => [d.uuid, d.tags, d.reportedTags])).toEqual([[k.uuid, ["main"], ["canary"]]]);
