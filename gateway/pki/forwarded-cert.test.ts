@@ -95,4 +95,14 @@ describe("ForwardedCertVerifier", () => {
     expect(lines).toHaveLength(100);
     expect(lines.at(-1)).toEndWith("(said for 100 addresses; further ones are not listed)");
   });
+
+  test("a refused proxy certificate is said once per address whatever names it claims (a client makes them up), the name cut and printable, within the 100 addresses", () => {
+    const lines: string[] = [];
+    const v = new ForwardedCertVerifier(ca, { warn: (line) => lines.push(line) });
+    for (let i = 0; i < 50; i++) v.proxyCertRefused("10.0.0.7", `made-up-${i}\u001b[2J${"x".repeat(100)}`, "certificate has expired");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toStartWith(`gateway: the proxy certificate "made-up-0[2J${"x".repeat(52)}" the proxy at 10.0.0.7 presented on the TLS port did not verify (certificate has expired)`);
+    for (let i = 0; i < 200; i++) v.proxyCertRefused(`10.2.0.${i}`, "p", "expired");
+    expect(lines).toHaveLength(100);
+  });
 });

@@ -26,6 +26,7 @@ import { X509Certificate } from "node:crypto";
 import type { PeerIdentity } from "../env.ts";
 import type { CertificateAuthority } from "./ca.ts";
 import { deviceIdentity } from "./keys.ts";
+import { printable } from "../../lib/cli/printable.ts";
 
 /** The most addresses of a --trust-proxy CIDR told one by one that they presented no proxy certificate. */
 const MAX_ADDRESS_LINES = 100;
@@ -78,12 +79,18 @@ export class ForwardedCertVerifier {
   /**
    * The proxy certificate `name` presented from `address`, a trusted proxy's, failed the TLS
    * port's verification (`why`: expired, another CA's): the proxy's header is not believed. Said
-   * once per address and name.
+   * once per address, within the same {@link MAX_ADDRESS_LINES} as noProxyCertificate: the name
+   * comes from a certificate nobody vouched for, so a client could make up a new one for every
+   * connection, and a line (and a remembered key) per name would grow without end. The name is
+   * shown cut to 64 characters, printable only.
    */
   proxyCertRefused(address: string, name: string, why: string): void {
+    if (this.#warned.has(`proxy-cert-refused ${address}`) || this.#addressLines >= MAX_ADDRESS_LINES) return;
+    this.#addressLines++;
+    const shown = printable(name).slice(0, 64);
     this.#once(
-      `proxy-cert-refused ${address} ${name}`,
-      `gateway: the proxy certificate "${name}" the proxy at ${address} presented on the TLS port did not verify (${why}): its forwarded certificate header is not believed, and devices behind it get 401. ` +
+      `proxy-cert-refused ${address}`,
+      `gateway: the proxy certificate "${shown}" the proxy at ${address} presented on the TLS port did not verify (${why}): its forwarded certificate header is not believed, and devices behind it get 401. ` +
         "Issue a new one from this gateway's data dir with `gateway proxy-cert --data DIR --name NAME --out DIR`, put it in the proxy's config and reload it (gateway/README.md, \"Behind a proxy\")",
     );
   }
