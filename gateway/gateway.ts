@@ -209,6 +209,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     const othersServing = () =>
       leaseHeldElsewhere(store, SIGNER_LEASE, {
         patienceMs: 2 * (opts.signerLeaseMs ?? DEFAULT_LEASE_TTL_MS),
+        watchMs: opts.signerLeaseMs ?? DEFAULT_LEASE_TTL_MS,
         onWait: () => log("gateway: --registry-change: another replica holds the signer lease: waiting for it to run out (a replica stopped moments ago) or be renewed (one serving)"),
       });
     const recorded = !postgres

@@ -95,17 +95,21 @@ export class LeaderLease {
 export const DEFAULT_LEASE_TTL_MS = 6000;
 
 /**
- * Whether another replica holds lease `name` (each live replica keeps trying for the signer's, so
- * one of them holds it while any serves): asked by taking it under a throwaway holder and giving it
- * back at once. A held lease is asked again for `patienceMs` (default two lifetimes of a lease): a
- * replica killed moments ago, or one whose database was dumped moments ago and restored (its row
- * comes back with it), leaves a lease nobody renews, which runs out; a live one is renewed. For a
- * start that must find every other replica stopped (`serve --registry-change`).
+ * Whether another replica serves, told by lease `name` (each live replica keeps trying for the
+ * signer's, so one of them holds it while any serves): asked by taking it under a throwaway holder
+ * and giving it back at once. A held lease is asked again for `patienceMs` (default two lifetimes
+ * of a lease): a replica killed moments ago, or one whose database was dumped moments ago and
+ * restored (its row comes back with it), leaves a lease nobody renews, which runs out; a live one
+ * is renewed. A free lease is not proof enough: the signer that stopped gracefully gave it back, or
+ * the dead one's ran out, and the live replicas left ask for it only every third of a lifetime, so
+ * this probe can be first. So once it got the lease, it watches `watchMs` (default a lifetime)
+ * with the lease free, and asks again: a live replica has taken it by then. For a start that must
+ * find every other replica stopped (`serve --registry-change`).
  */
 export async function leaseHeldElsewhere(
   store: Pick<Store, "tryLease" | "releaseLease">,
   name: string,
-  opts: { patienceMs?: number; onWait?: () => void } = {},
+  opts: { patienceMs?: number; watchMs?: number; onWait?: () => void } = {},
 ): Promise<boolean> {
   const probe = `${hostname()}:${process.pid}:probe-${crypto.randomUUID().slice(0, 8)}`;
   const until = performance.now() + (opts.patienceMs ?? 2 * DEFAULT_LEASE_TTL_MS);
@@ -114,6 +118,9 @@ export async function leaseHeldElsewhere(
     if (asked === 0) opts.onWait?.();
     await Bun.sleep(500);
   }
+  await store.releaseLease(name, probe);
+  await Bun.sleep(opts.watchMs ?? DEFAULT_LEASE_TTL_MS);
+  if (!(await store.tryLease(name, probe, 1000))) return true;
   await store.releaseLease(name, probe);
   return false;
 }

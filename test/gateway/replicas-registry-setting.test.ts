@@ -145,3 +145,19 @@ test("on SQLite, serve --registry-change starts with its registry and says there
   expect(readFileSync(again.logFile, "utf8")).toContain("gateway: --registry-change: a gateway on SQLite records no registry setting (it may move its registry): nothing to change");
   expect((await again.adminFetch("/v2/")).status).toBe(200);
 }, 120_000);
+
+describe("serve --registry-change beside a replica that is not the signer", () => {
+  test("the signer stopped cleanly (its lease given back), another replica still serving: the change is refused all the same", async () => {
+    const db = await pg.createDatabase("change_beside_follower");
+    // A short lease keeps the waits short; the follower asks for it every third of one.
+    const lease = ["--signer-lease", "2"];
+    const signer = await start(startGateway({ db, args: [...SERVICE, ...lease] }));
+    await start(startReplica(signer, { db, args: [...SERVICE, ...lease] }));
+    const before = await recorded(db);
+    // Stopped cleanly, the signer gives its lease back: free, it says nothing yet of the follower.
+    await signer.stop();
+    const beside = await refusal(startGateway({ db, dataDir: signer.dataDir, args: ["--registry-change", ...lease] }));
+    expect(beside).toContain("another replica is serving it (it holds the signer lease)");
+    expect(await recorded(db)).toBe(before);
+  }, 120_000);
+});
