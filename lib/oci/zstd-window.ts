@@ -2,7 +2,8 @@
  * The memory a zstd decoder takes for a stream's window, read from its frame headers without
  * decoding it (RFC 8878, section 3.1.1): the frame asks the window it was made with, up to 2 GiB
  * (`zstd --long=31`, or a single-segment frame of a large content), and the decoder allocates it
- * whatever the content's size. A memory check before decoding a zstd layer counts it.
+ * whatever the content's size, though it fills (and so takes memory for) no more of it than the
+ * content it decodes. A memory check before decoding a zstd layer counts it, up to that content.
  *
  * A stream is frames one after another (zstd:chunked layers hold one a file); skippable frames
  * hold no window. Each frame's blocks are walked by their 3-byte headers to find the next frame.
