@@ -42,9 +42,20 @@ export interface Action {
   current?: CurrentContainer;
 }
 
-/** The desired state cannot be applied as asked (a name taken by a container the agent must not touch). */
+/**
+ * The desired state cannot be applied as asked (a name taken by a container the agent must not touch).
+ * `kind`: "system" — the component names a system container, a check against the configured names
+ * alone, which no change on the device undoes; "owner" — a container of that name exists and
+ * belongs to another owner (a compose app, someone else), which may go.
+ */
 export class ConflictError extends Error {
   override name = "ConflictError";
+  constructor(
+    message: string,
+    readonly kind: "system" | "owner",
+  ) {
+    super(message);
+  }
 }
 
 function desiredUpdate(spec: ContainerSpec) {
@@ -75,7 +86,7 @@ export function diffContainers(desired: ContainerSpec[], current: CurrentContain
     if (!wanted.has(c.name) && mine(c)) actions.push({ kind: "destroy", name: c.name, version: c.labels[LABELS.version] ?? "", current: c });
   }
   for (const spec of desired) {
-    if (system.has(spec.name)) throw new ConflictError(`Cannot apply component "${spec.name}": it is a system container, which the agent never touches`);
+    if (system.has(spec.name)) throw new ConflictError(`Cannot apply component "${spec.name}": it is a system container, which the agent never touches`, "system");
     const c = byName.get(spec.name);
     if (!c) {
       actions.push({ kind: "create", name: spec.name, version: spec.version, spec });
@@ -83,7 +94,7 @@ export function diffContainers(desired: ContainerSpec[], current: CurrentContain
     }
     if (!mine(c)) {
       const whose = COMPOSE_PROJECT_LABEL in c.labels ? `compose app "${c.labels[COMPOSE_PROJECT_LABEL]}"` : "another owner";
-      throw new ConflictError(`Cannot apply component "${spec.name}": a container of that name belongs to ${whose}`);
+      throw new ConflictError(`Cannot apply component "${spec.name}": a container of that name belongs to ${whose}`, "owner");
     }
     const base = { name: spec.name, version: spec.version, spec, current: c };
     const want = desiredUpdate(spec);

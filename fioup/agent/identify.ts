@@ -17,7 +17,13 @@ import { commaList } from "../../lib/cli/comma-list.ts";
 /**
  * The desired state cannot be applied: answered with IDENTIFICATION_FAILED and this message.
  * `onDevice`: not the message's fault alone but what the device has now (a component named like a
- * container someone else owns, or a system container), so the same message may be taken later.
+ * container someone else owns), so the same message may be taken later. A component named like a
+ * system container is not `onDevice`: the check reads only the names (the message's own
+ * `systemContainers`, else the agent's config), never the engine, so the same message fails the same
+ * way at every try and is recorded as refused (by digest). Where the name came from the agent's
+ * config, a config change would let it through, but the agent does not forget refusals on a
+ * restart (that would bring back every one of them): the back end publishes it again (a new
+ * timestamp makes it a new message), kept simple on purpose.
  */
 export class IdentificationError extends Error {
   override name = "IdentificationError";
@@ -80,7 +86,7 @@ export async function identify(
   try {
     planned = diffContainers(specs, current, { instance: d.instance, systemContainers });
   } catch (err) {
-    if (err instanceof ConflictError) throw new IdentificationError(err.message, true);
+    if (err instanceof ConflictError) throw new IdentificationError(err.message, err.kind === "owner");
     throw err;
   }
   const a: Activity = {

@@ -2,7 +2,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Compose, ComposeNotFoundError, composeMajor, composeVersionMajor, findCompose, projectName } from "./compose.ts";
+import { Compose, ComposeNotFoundError, composeMajor, composeVersionMajor, dotEnvAsV1, findCompose, projectName } from "./compose.ts";
 
 // bunfig's [test] timeout is ignored by this Bun; these tests spawn processes and write files.
 setDefaultTimeout(30_000);
@@ -71,6 +71,13 @@ describe("composeMajor", () => {
       // One that does not say is not known (and asked again next time).
       writeFileSync(join(dir, "mute"), "#!/bin/sh\nexit 1\n", { mode: 0o755 });
       expect(await composeMajor([join(dir, "mute")])).toBeUndefined();
+      // A docker-compose that does not say is read as v1 (the Python tool under load); the plugin stays v2.
+      expect(dotEnvAsV1([join(dir, "docker-compose")], undefined)).toBe(true);
+      expect(dotEnvAsV1(["docker-compose"], undefined)).toBe(true);
+      expect(dotEnvAsV1([join(dir, "mute")], undefined)).toBe(false);
+      expect(dotEnvAsV1(["docker", "compose"], undefined)).toBe(false);
+      expect(dotEnvAsV1(["docker-compose"], 2)).toBe(false);
+      expect(dotEnvAsV1(["docker", "compose"], 1)).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

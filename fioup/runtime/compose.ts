@@ -12,6 +12,7 @@
  * @module
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename } from "node:path";
 import { childEnv } from "../child-env.ts";
 
 /** Neither `docker compose` nor `docker-compose` runs on this machine. */
@@ -167,6 +168,25 @@ export function composeMajor(command: string[], env: Record<string, string> = ch
     void found.then((m) => m === undefined && majors.delete(key));
   }
   return found;
+}
+
+/**
+ * Whether an app's `.env` is read the v1 way for `command` whose version is `major`
+ * ({@link composeMajor}): v1 said so, or a command named `docker-compose` that gave no usable
+ * answer (failed, hung past 30 s under load, printed something else). What answers under that
+ * name without saying is more likely the v1 Python tool than a v2 binary, and reading a v1's
+ * `.env` the v2 way enables profiles v1 never starts (`COMPOSE_PROFILES=*`), so the update waits
+ * for services that never come and rolls back. The `docker compose` plugin is v2 or later.
+ *
+ * @example
+ * ```ts
+ * dotEnvAsV1(["docker-compose"], undefined); // true
+ * dotEnvAsV1(["docker", "compose"], undefined); // false
+ * ```
+ */
+export function dotEnvAsV1(command: string[], major: 1 | 2 | undefined): boolean {
+  if (major !== undefined) return major === 1;
+  return command.length === 1 && basename(command[0]!) === "docker-compose";
 }
 
 /** One compose binary bound to one engine. */

@@ -27,7 +27,7 @@ import { extractBundle } from "../../lib/compose/extract.ts";
 import { parseReference } from "../../lib/oci/reference.ts";
 import { blobPath, BlobNotInStoreError, CorruptBlobError, readJsonBlob, readSmallBlob } from "./_store.ts";
 import { composeFacts, enabledProfiles, startWaves, type ComposeFacts } from "./_compose-facts.ts";
-import { Compose, composeEnv, composeMajor, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
+import { Compose, composeEnv, composeMajor, dotEnvAsV1, findCompose, killLeftoverCompose, OVERRIDE_FILE, projectName } from "./compose.ts";
 import { DockerEngine, EngineError } from "./docker-engine.ts";
 import { appState, serviceReports, waitForApp, type ServiceSpec } from "./health.ts";
 import { layersToLoad, loadImageFromStore, UnpinnedImageError, type LayerLoad } from "./images.ts";
@@ -415,15 +415,17 @@ export class Runtime {
     let facts: ComposeFacts;
     // Kept only when known for the compose that runs the app: with a .env, v1 reads COMPOSE_PROFILES
     // more literally (_compose-facts.ts), and without a compose found yet, or one that does not say
-    // its version, which one is not known (read as v2 meanwhile, what devices in the field run).
+    // its version, which one is not known: read meanwhile as v2 (what devices in the field run), but
+    // as v1 for a `docker-compose` that gave no answer (dotEnvAsV1), and asked again next time.
     let known = true;
     try {
       this.composeParses++;
       const c = parseCompose(await readFile(path), `${inst.name}/${inst.composeFile}`);
       const dotEnv = await readFile(dotEnvPath, "utf8").catch(() => undefined);
-      const major = dotEnv === undefined ? undefined : await this.composeCommand().then((cmd) => composeMajor(cmd), () => undefined);
+      const cmd = dotEnv === undefined ? undefined : await this.composeCommand().catch(() => undefined);
+      const major = cmd === undefined ? undefined : await composeMajor(cmd);
       known = dotEnv === undefined || major !== undefined;
-      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), major === 1));
+      facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), cmd !== undefined && dotEnvAsV1(cmd, major)));
     } catch {
       facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set() };
     }

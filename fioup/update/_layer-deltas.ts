@@ -252,6 +252,9 @@ export interface FetchDeltaOptions {
   onRebuilt?: (done: number, total: number) => void;
 }
 
+/** What a zstd decoder holds besides its window: its input and block buffers (128 KiB blocks), rounded up. */
+const ZSTD_BLOCK_BUFFERS = 1024 * 1024;
+
 /**
  * Tries to bring `c.layer` into the store as a delta. Returns what came, or undefined when
  * the layer must be fetched whole (the reason goes to `onRefused`). Aborts are rethrown.
@@ -277,11 +280,15 @@ export async function fetchLayerDelta(reg: RegistryClient, store: DeviceBlobStor
     desc = await requestDelta(reg, repo, base, c.layer, { ...(o.signal ? { signal: o.signal } : {}), ...(o.onReceived ? { onReceived: o.onReceived } : {}) });
     // Rebuilding holds the old layer twice (ours and the decoder's copy) plus a window the size of
     // the new one (applyLayerDelta accepts no larger window); an old layer stored as zstd is first
-    // decoded with the window its frames ask (up to 2 GiB, whatever the layer's size), counted on top.
-    const baseWindow = store.has(base) ? await zstdMaxWindow(await store.open(base)) : 0;
+    // decoded with the window its frames ask (up to 2 GiB, whatever the layer's size), counted on
+    // top, but only as far as the decoder fills it: no more than the old layer unpacks to
+    // (fromSize; a window is written front to back, its untouched pages take no memory), plus
+    // zstd's block buffers. A base made with --long=31 from a pipe declares 2 GiB for any size.
+    const declaredWindow = store.has(base) ? await zstdMaxWindow(await store.open(base)) : 0;
+    const baseWindow = declaredWindow ? Math.min(declaredWindow, desc.fromSize) + ZSTD_BLOCK_BUFFERS : 0;
     const needs = 2 * desc.fromSize + desc.toSize + baseWindow;
     if (needs > freemem() / 2) {
-      const window = baseWindow ? ` (${sizeText(baseWindow)} of it the window the old layer's zstd frames ask to decode it)` : "";
+      const window = baseWindow ? ` (${sizeText(baseWindow)} of it the window decoding the old layer's zstd fills)` : "";
       lowMemory = `rebuilding needs about ${sizeText(needs)} of memory${window}, more than half of the ${sizeText(freemem())} free`;
       // Online the layer comes whole instead; a bundle has no whole layer, so try the rebuild anyway.
       if (!carried) throw new Error(lowMemory);

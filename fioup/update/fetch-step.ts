@@ -183,7 +183,6 @@ export const fetchStep: Step = {
     if (!reached(u.state, "initialized")) throw new InvalidStateError("fetch", u.state);
     const plan = planOf(u);
     const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
-    countLeftByKilledRun(ctx.db, u.id, store);
     const missing = plan.blobs.filter((b) => !store.has(b.digest));
     const fail = (cause: unknown, raw: unknown) => {
       u = currentUpdate(ctx);
@@ -206,6 +205,11 @@ export const fetchStep: Step = {
       if (e instanceof NoSpaceError) fail(e, e);
       throw e;
     }
+    // After the space check, which writes nothing: this writes to fioup.db, which on a disk left
+    // full by a killed run would fail with SQLite's own "disk is full" before the check could say
+    // why. A refusal above ends the update uncounted by what the killed run wrote after its last
+    // count (saved at least every MiB: about that much a download).
+    countLeftByKilledRun(ctx.db, u.id, store);
     if (u.state === "initialized") ctx.db.setState(u.id, "fetching", { events: [eventFor(u, "EcuDownloadStarted")] });
     // A few blobs at a time: one slow layer does not hold up the rest.
     const inner = new AbortController();

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { zstdCompressSync } from "node:zlib";
+import { randomBytes } from "node:crypto";
 import { zstdFrameHeader, zstdMaxWindow } from "./zstd-window.ts";
 
 const MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
@@ -36,4 +37,15 @@ test("a stream's largest window over all its frames, skippable frames passed ove
   expect(await zstdMaxWindow(new Blob([small, skippable, long, small]))).toBe(128 * MiB);
   expect(await zstdMaxWindow(new Blob([Bun.gzipSync(new Uint8Array(1000))]))).toBe(0);
   expect(await zstdMaxWindow(new Blob([new Uint8Array(0)]))).toBe(0);
+});
+
+test("a stream of thousands of frames (zstd:chunked: one a file), read through a buffer: frames and blocks across its refills are walked", async () => {
+  const files = Array.from({ length: 3000 }, (_, i) => zstdCompressSync(randomBytes(40 + (i % 7))));
+  // Incompressible 300,000 bytes: one frame of three blocks (128 KiB at most each), wider than the buffer.
+  const big = zstdCompressSync(randomBytes(300_000));
+  const bigWindow = zstdFrameHeader(big)!.windowSize;
+  expect(bigWindow).toBeGreaterThanOrEqual(300_000); // the largest: each small frame's is its content
+  expect(await zstdMaxWindow(new Blob([...files, big, ...files]))).toBe(bigWindow);
+  const p = Bun.spawnSync(["zstd", "-q", "-c", "--long=27"], { stdin: new TextEncoder().encode("x".repeat(300_000)) });
+  expect(await zstdMaxWindow(new Blob([...files, big, ...files, p.stdout]))).toBe(128 * MiB);
 });

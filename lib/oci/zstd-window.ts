@@ -2,7 +2,8 @@
  * The memory a zstd decoder takes for a stream's window, read from its frame headers without
  * decoding it (RFC 8878, section 3.1.1): the frame asks the window it was made with, up to 2 GiB
  * (`zstd --long=31`, or a single-segment frame of a large content), and the decoder allocates it
- * whatever the content's size. A memory check before decoding a zstd layer counts it.
+ * whatever the content's size, though it fills (and so takes memory for) no more of it than the
+ * content it decodes. A memory check before decoding a zstd layer counts it, up to that content.
  *
  * A stream is frames one after another (zstd:chunked layers hold one a file); skippable frames
  * hold no window. Each frame's blocks are walked by their 3-byte headers to find the next frame.
@@ -16,6 +17,8 @@ const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 /** The largest frame header: magic, descriptor, window, 4-byte dictionary id, 8-byte content size. */
 const MAX_HEADER = 18;
+/** Bytes read from the blob at a time while walking its frames. */
+const READ_BUFFER = 64 * 1024;
 
 /** A frame header as far as its window goes: its window size and the header's length. */
 export interface ZstdFrameHeader {
@@ -71,7 +74,20 @@ export function zstdFrameHeader(head: Uint8Array): ZstdFrameHeader | undefined {
  * decoding fails anyway).
  */
 export async function zstdMaxWindow(blob: Blob): Promise<number> {
-  const read = async (at: number, n: number) => new Uint8Array(await blob.slice(at, at + n).arrayBuffer());
+  // Through a buffer: a zstd:chunked layer is a frame per file, so tens of thousands of 3-byte
+  // block headers, each its own file read otherwise.
+  let buf = new Uint8Array(0);
+  let bufAt = 0;
+  const read = async (at: number, n: number): Promise<Uint8Array> => {
+    const end = bufAt + buf.length;
+    // Held: from `at`, n bytes, or all the blob has left there.
+    const held = at >= bufAt && at <= end && (at + n <= end || end >= blob.size);
+    if (!held) {
+      bufAt = at;
+      buf = new Uint8Array(await blob.slice(at, at + Math.max(n, READ_BUFFER)).arrayBuffer());
+    }
+    return buf.subarray(at - bufAt, at - bufAt + n);
+  };
   let max = 0;
   let at = 0;
   while (at < blob.size) {

@@ -78,7 +78,8 @@ export default defineCommand({
     "Without --server or --bundle, blobs come from the registries the target names, with",
     "--registry-token (default --token) and --ca; a token",
     "with a CA pin makes --ca unnecessary for the gateway's registry. With --server, a registry whose",
-    "token realm is the gateway (at the --server address) gets the --token there, over the pinned CA.",
+    "token realm is the gateway gets the --token there, over the pinned CA: at the realm the registry",
+    "names, the gateway's public URL, which the build host must reach.",
     "",
     "--format ext4 --size SIZE makes the image exactly SIZE bytes, to be written onto a partition of",
     "that size; content that does not fit is refused before the blobs are fetched, saying the --size it needs.",
@@ -124,7 +125,20 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   );
 
   // The host the targets name the gateway's registry by (its public URL) may not be --server's.
-  const publicHost = flags.server && token && ca ? publicUrlOf(await AdminClient.connect({ server: flags.server, token, ca }).then((a) => a.whoami()).catch(() => undefined))?.host : undefined;
+  // Without it preload still runs: said once, since images then come from the host they name.
+  const publicHost =
+    flags.server && token && ca
+      ? publicUrlOf(
+          await AdminClient.connect({ server: flags.server, token, ca })
+            .then((a) => a.whoami())
+            .catch((err: unknown) => {
+              out.info(
+                `Could not read the gateway's public URL from ${flags.server} (${err instanceof Error ? err.message : String(err)}): images named under a host other than ${new URL(flags.server!).host} are fetched from that host`,
+              );
+              return undefined;
+            }),
+        )?.host
+      : undefined;
   const access = new RegistryAccess({
     ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
     token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,

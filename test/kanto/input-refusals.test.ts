@@ -78,6 +78,16 @@ describe("fioup agent refuses input the engine would misread", () => {
     });
   });
 
+  test("a retained desired state naming a system container is refused once: the check reads names, not the device, so at the next start it is ignored", async () => {
+    const sys = desiredState("sys-retained", [component(n("sys"), hello)], [{ key: "systemContainers", value: n("sys") }]);
+    await retained(JSON.stringify(sys), async () => {
+      expect(await rig.final("sys-retained")).toMatchObject({ status: "IDENTIFICATION_FAILED", message: expect.stringContaining(`"${n("sys")}": it is a system container`) });
+      const from = await restart();
+      await rig.agent!.waitForLog(/ignored desired state sys-retained: /, 30_000, from);
+      expect(refusals((id) => id === "sys-retained")).toHaveLength(1);
+    });
+  });
+
   test("a retained desired state refused for the moment is taken at the next start: the agent was busy, or a container of that name was someone else's", async () => {
     // Busy: an activity waits for its commands when the retained one comes.
     await rig.client.publishAsync("containersupdate/desiredstate", JSON.stringify(desiredState("busy-a", [component(n("busy"), hello)], [{ key: "commandFlow", value: "true" }])), { qos: 1 });
