@@ -81,7 +81,7 @@ const AREAS: Record<string, string> = {
 };
 
 /** The files of the whole suite (a `.long.ts` runs here only, not in `npm test`); the second list runs again with every gateway on PostgreSQL. */
-const SUITE = ["test/reliability", "test/build/compiled-flow.test.ts", "test/kanto/crash.test.ts", "./test/fioup/daemon-network.long.ts"];
+const SUITE = ["test/reliability", "test/build/compiled-flow.test.ts", "test/kanto/crash.test.ts", "./test/fioup/daemon-network.long.ts", "./test/fioup/daemon-gateway-back.long.ts"];
 const ON_POSTGRES = ["test/reliability/load.test.ts", "test/reliability/power-cuts.test.ts", "test/reliability/rollout-kills.test.ts", "test/rollouts/rollouts.test.ts", "test/fioup/update.test.ts"].map((f) => `./${f}`);
 
 /** What the run ran on: the commit, and whether the working tree had uncommitted changes to tracked files. */
