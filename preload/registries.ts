@@ -9,8 +9,7 @@
  * @module
  */
 import { parseReference } from "../lib/oci/reference.ts";
-import type { RegistryClient } from "../lib/oci/registry-client.ts";
-import { registryClients } from "../lib/oci/registry-clients.ts";
+import { gatewayRegistryClients, registryClients, type RegistryClients, type RegistryHostOptions } from "../lib/oci/registry-clients.ts";
 import { CaFetchError, fetchPinnedCa, parsePinnedToken } from "../lib/tls/pin.ts";
 
 /** A registry's TLS certificate was not trusted. */
@@ -36,27 +35,23 @@ export interface RegistryAccessOptions {
 /** Picks and caches one client per registry host. */
 export class RegistryAccess {
   private readonly pinnedCas = new Map<string, string>();
-  /** One client per host reached; {@link prepare} runs before the first one is made. */
-  readonly #clients = registryClients((host) => {
-    const gw = this.o.gateway;
-    if (gw && host === gw.host) return { auth: { token: gw.token }, tls: { ca: gw.ca } };
-    const ca = this.pinnedCas.get(host) ?? this.o.ca;
-    return {
-      scheme: this.o.insecure.has(host) ? "http" : "https",
-      ...(this.o.token ? { auth: { token: this.o.token } } : {}),
-      ...(ca ? { tls: { ca } } : {}),
-      // An external registry whose token realm is the gateway: the gateway token, over the CA its pin vouches for.
-      // An external registry names the gateway by its public URL as its token realm (gateway/README.md).
-      ...(gw ? { realm: { origin: `https://${gw.publicHost ?? gw.host}`, auth: { token: gw.token }, tls: { ca: gw.ca } } } : {}),
+  /**
+   * The client for a registry host a target names; {@link prepare} runs before the first one is
+   * made. With --server, the gateway's public host is reached there with the gateway token, and an
+   * external registry whose token realm is the gateway gets that token too, over the CA its pin
+   * vouches for (gatewayRegistryClients).
+   */
+  readonly client: RegistryClients;
+
+  constructor(private readonly o: RegistryAccessOptions) {
+    const other = (host: string): RegistryHostOptions => {
+      const ca = this.pinnedCas.get(host) ?? o.ca;
+      return { scheme: o.insecure.has(host) ? "http" : "https", ...(o.token ? { auth: { token: o.token } } : {}), ...(ca ? { tls: { ca } } : {}) };
     };
-  }, { userAgent: "preload" });
-
-  constructor(private readonly o: RegistryAccessOptions) {}
-
-  /** The client for a registry host a target names: the gateway's public host is reached at --server. */
-  client(host: string): RegistryClient {
-    const gw = this.o.gateway;
-    return this.#clients(gw?.publicHost === host ? gw.host : host);
+    const gw = o.gateway;
+    this.client = gw
+      ? gatewayRegistryClients({ serverHost: gw.host, publicUrl: new URL(`https://${gw.publicHost ?? gw.host}`), token: gw.token, ca: gw.ca }, other, { userAgent: "preload" })
+      : registryClients(other, { userAgent: "preload" });
   }
 
   /**

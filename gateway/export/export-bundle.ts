@@ -26,7 +26,7 @@ import { resolveApps, type AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { REF_NAME_ANNOTATION } from "../../lib/oci/oci-layout.ts";
 import { formatPlatform, type Platform } from "../../lib/oci/platform.ts";
-import { registryClients } from "../../lib/oci/registry-clients.ts";
+import { gatewayRegistryClients } from "../../lib/oci/registry-clients.ts";
 import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { bundleDeltas } from "./_bundle-deltas.ts";
@@ -191,19 +191,14 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     const target = pick(o.version);
     const from = o.from !== undefined ? pick(o.from) : undefined;
 
-    const serverHost = new URL(o.admin.server).host;
     // The gateway's registry as the targets name it (by its public host: publicUrlOf in lib/api/admin.ts), reached through --server.
     const publicUrl = new URL(o.publicUrl ?? o.admin.server);
     const gatewayHost = publicUrl.host;
-    const clients = registryClients(
-      (host) =>
-        host === serverHost
-          ? { auth: { token: o.admin.token }, ...(o.admin.ca ? { tls: { ca: o.admin.ca } } : {}) }
-          : // An external registry whose token realm is the gateway: the token goes there, over the gateway's CA.
-            { scheme: insecure.has(host) ? "http" : "https", realm: { origin: publicUrl.origin, auth: { token: o.admin.token }, ...(o.admin.ca ? { tls: { ca: o.admin.ca } } : {}) } },
+    const registry = gatewayRegistryClients(
+      { serverHost: new URL(o.admin.server).host, publicUrl, token: o.admin.token, ...(o.admin.ca ? { ca: o.admin.ca } : {}) },
+      (host) => ({ scheme: insecure.has(host) ? "http" : "https" }),
       { userAgent: "gateway-export" },
     );
-    const registry = (host: string) => clients(host === gatewayHost ? serverHost : host);
     // Resolution fetches the manifests and compose bundles it walks into the bundle's store;
     // what the bundle must not hold is pruned before index.json is written.
     const store = new DeviceBlobStore(o.out);

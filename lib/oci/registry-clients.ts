@@ -35,3 +35,29 @@ export function registryClients(policy: (host: string) => RegistryHostOptions, d
     return c;
   };
 }
+
+/** The gateway as a tool reached it: its address (`--server`, or the local one `--data` finds), the host its targets name its registry by, and the token and CA that tool holds. */
+export interface GatewayReach {
+  /** host[:port] this tool connects to. */
+  serverHost: string;
+  /** The gateway's public URL (whoami), whose host the targets name; the server's own when it says none. */
+  publicUrl: URL;
+  token: string;
+  ca?: string;
+}
+
+/**
+ * The client cache of a tool that reads the gateway's registry at `serverHost` while targets name
+ * it by the public host (a replica's own address behind a load balancer, which the build host or
+ * the gateway's own `--data` reaches): that host is mapped to `serverHost`, which gets the token
+ * and CA; any other host gets `other`'s options plus the gateway as its token realm at the public
+ * origin (an external registry names the gateway by its public URL), where the token and CA go.
+ */
+export function gatewayRegistryClients(gw: GatewayReach, other: (host: string) => RegistryHostOptions, defaults: RegistryHostOptions = {}): RegistryClients {
+  const tls = gw.ca ? { tls: { ca: gw.ca } } : {};
+  const clients = registryClients(
+    (host) => (host === gw.serverHost ? { auth: { token: gw.token }, ...tls } : { ...other(host), realm: { origin: gw.publicUrl.origin, auth: { token: gw.token }, ...tls } }),
+    defaults,
+  );
+  return (host) => clients(host === gw.publicUrl.host ? gw.serverHost : host);
+}
