@@ -23,8 +23,9 @@
  * what lets a request register at all, and a use-limited token keeps its count simple. Two
  * registrations of one uuid at once (a device retrying, two holders of one certificate) write
  * only over what each checked (NewDevice.replaces): one gets 201, the other 409, rather than both
- * 201 with one certificate already superseded by the other. The loser has spent a use of its
- * registration token, as any refused re-registration past the token check does.
+ * 201 with one certificate already superseded by the other. The token's use is claimed in the
+ * same transaction as the write (NewDevice.spendsUseOf), so the loser of such a race, refused at
+ * the write, spends none.
  *
  * @module
  */
@@ -37,6 +38,7 @@ import { callerOf } from "../admin/auth.ts";
 import type { GatewayEnv } from "../env.ts";
 import { sotaToml } from "../../lib/device/sota-toml.ts";
 import { signDeviceCsr } from "../pki/ca.ts";
+import { TokenUsedUpError } from "../store/types.ts";
 import { hashSecret, tokenSecret } from "../pki/tokens.ts";
 import { jsonBody, limit } from "../validate.ts";
 
@@ -85,21 +87,25 @@ export const register = new Hono<GatewayEnv>().post(
     const problem = own && req.tags ? schemaProblem(Tags, req.tags) : undefined;
     if (problem) return c.json({ error: `Invalid request body: tags${problem.field}: ${problem.message}` }, 400);
     const issued = await signDeviceCsr(gw.ca, req.csr, { uuid: req.uuid, factory: gw.factory });
-    // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.
-    if (token && !(await gw.store.claimTokenUse(token.id, new Date().toISOString())))
-      throw refused(`the token has been used up (${token.maxUses} uses), revoked or has expired`);
-    await gw.store.putDevice({
-      uuid: req.uuid,
-      name: req.name,
-      hardwareId: req["hardware-id"],
-      factory: gw.factory,
-      tags,
-      tagsFromDevice,
-      certSerial: issued.serial,
-      apps: req.apps ?? null,
-      // Only over what was checked above: a registration of this uuid that came in meanwhile wins, this one is refused (409).
-      replaces: existing?.certSerial ?? null,
-    });
+    try {
+      await gw.store.putDevice({
+        uuid: req.uuid,
+        name: req.name,
+        hardwareId: req["hardware-id"],
+        factory: gw.factory,
+        tags,
+        tagsFromDevice,
+        certSerial: issued.serial,
+        apps: req.apps ?? null,
+        // Only over what was checked above: a registration of this uuid that came in meanwhile wins, this one is refused (409).
+        replaces: existing?.certSerial ?? null,
+        // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.
+        ...(token ? { spendsUseOf: token.id } : {}),
+      });
+    } catch (err) {
+      if (err instanceof TokenUsedUpError) throw refused(`the token has been used up (${token?.maxUses} uses), revoked or has expired`);
+      throw err;
+    }
     gw.devices.invalidate(req.uuid);
     const root = await gw.tuf.metadata("root.json");
     const body: RegistrationResponse = {

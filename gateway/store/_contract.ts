@@ -8,6 +8,7 @@ import type { DeviceEvent } from "../../lib/api/index.ts";
 import { STORED_TOO_DEEP } from "./_rows.ts";
 import {
   DeviceRegisteredMeanwhileError,
+  TokenUsedUpError,
   DeviceRevokedError,
   GroupExistsError,
   RolloutConflictError,
@@ -321,6 +322,23 @@ export function storeContract(open: () => Promise<Store>) {
     const wins = await Promise.all(Array.from({ length: 12 }, () => s.claimTokenUse(t.id, now())));
     expect(wins.filter(Boolean)).toHaveLength(1);
     expect((await s.getRegistrationTokenByHash(t.secretHash))!.uses).toBe(1);
+  });
+
+  test("putDevice() spending a token's use: a refused write gives it back, a used-up token writes nothing", async () => {
+    const s = await open();
+    const t = aToken({ maxUses: 2 });
+    await s.createRegistrationToken(t);
+    const d = aDevice();
+    const first = await s.putDevice({ ...d, replaces: null, spendsUseOf: t.id });
+    // Registered meanwhile: this write expected an unregistered uuid, so it is refused and its use not spent.
+    await expect(s.putDevice({ ...d, certSerial: "02", replaces: null, spendsUseOf: t.id })).rejects.toBeInstanceOf(DeviceRegisteredMeanwhileError);
+    expect((await s.getRegistrationTokenByHash(t.secretHash))!.uses).toBe(1);
+    await s.putDevice({ ...d, certSerial: "03", replaces: first.certSerial, spendsUseOf: t.id });
+    expect((await s.getRegistrationTokenByHash(t.secretHash))!.uses).toBe(2);
+    const e = aDevice();
+    await expect(s.putDevice({ ...e, replaces: null, spendsUseOf: t.id })).rejects.toBeInstanceOf(TokenUsedUpError);
+    expect(await s.getDevice(e.uuid)).toBeUndefined();
+    expect((await s.getDevice(d.uuid))!.certSerial).toBe("03");
   });
 
   test("claimTokenUse() refuses a revoked or expired token; no limit means unlimited", async () => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { startPostgres } from "../../test/harness/postgres.ts";
 import { storeContract } from "./_contract.ts";
@@ -12,8 +12,13 @@ beforeAll(async () => {
   pg = await startPostgres();
 });
 
+// Each test's stores are closed when it ends: kept open to the end, their pools (up to 4
+// connections each, one test's database each) ran into the cluster's max_connections.
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((s) => s.close()));
+});
+
 afterAll(async () => {
-  await Promise.all(opened.map((s) => s.close()));
   await pg?.stop();
 });
 

@@ -43,6 +43,7 @@ import { clampLimit, jsonColumn, replacesSql, storedJson, toApiToken, toDevice, 
 import {
   DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
+  TokenUsedUpError,
   GroupExistsError,
   RolloutConflictError,
   type FleetQuery,
@@ -269,32 +270,36 @@ export class PostgresStore implements Store {
   }
 
   async putDevice(d: NewDevice): Promise<DeviceRow> {
-    const rows = (await this.#sql.unsafe(
-      `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-       ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
-         factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
-         tags_from_device = excluded.tags_from_device
-       WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "$10")}
-       RETURNING *`,
-      [
-        d.uuid,
-        d.name,
-        d.hardwareId,
-        d.factory,
-        JSON.stringify(d.tags),
-        d.certSerial,
-        d.createdAt ?? new Date().toISOString(),
-        d.apps ? JSON.stringify(d.apps) : null,
-        d.tagsFromDevice ? 1 : 0,
-        ...(typeof d.replaces === "string" ? [d.replaces] : []),
-      ],
-    )) as DeviceRecord[];
-    if (rows[0]) return toDevice(rows[0]);
-    // Not written: revoked, or (with `replaces`) registered otherwise meanwhile.
-    const now = await this.getDevice(d.uuid);
-    if (!now || now.revokedAt) throw new DeviceRevokedError(d.uuid);
-    throw new DeviceRegisteredMeanwhileError(d.uuid);
+    // One transaction: the token's use is given back when the write is refused (NewDevice.spendsUseOf).
+    return this.#sql.begin(async (tx) => {
+      if (d.spendsUseOf !== undefined && !(await claimTokenUse(tx, d.spendsUseOf, new Date().toISOString()))) throw new TokenUsedUpError(d.spendsUseOf);
+      const rows = (await tx.unsafe(
+        `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
+           factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
+           tags_from_device = excluded.tags_from_device
+         WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "$10")}
+         RETURNING *`,
+        [
+          d.uuid,
+          d.name,
+          d.hardwareId,
+          d.factory,
+          JSON.stringify(d.tags),
+          d.certSerial,
+          d.createdAt ?? new Date().toISOString(),
+          d.apps ? JSON.stringify(d.apps) : null,
+          d.tagsFromDevice ? 1 : 0,
+          ...(typeof d.replaces === "string" ? [d.replaces] : []),
+        ],
+      )) as DeviceRecord[];
+      if (rows[0]) return toDevice(rows[0]);
+      // Not written: revoked, or (with `replaces`) registered otherwise meanwhile.
+      const now = (await tx.unsafe("SELECT * FROM devices WHERE uuid = $1", [d.uuid])) as DeviceRecord[];
+      if (!now[0] || now[0].revoked_at) throw new DeviceRevokedError(d.uuid);
+      throw new DeviceRegisteredMeanwhileError(d.uuid);
+    });
   }
 
   async getDevice(uuid: string) {
@@ -755,15 +760,7 @@ export class PostgresStore implements Store {
   }
 
   async claimTokenUse(id: string, now: string) {
-    // One UPDATE: the row lock makes concurrent claims of the last use serialise, and the loser's
-    // re-checked WHERE no longer matches.
-    const rows = await this.#sql.unsafe(
-      `UPDATE registration_tokens SET uses = uses + 1
-       WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)
-       RETURNING id`,
-      [id, now],
-    );
-    return rows.length === 1;
+    return claimTokenUse(this.#sql, id, now);
   }
 
   async revokeRegistrationToken(id: string, at: string) {
@@ -800,6 +797,21 @@ export class PostgresStore implements Store {
     const rows = await this.#sql.unsafe("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2 RETURNING id", [at, id]);
     return rows.length > 0;
   }
+}
+
+/**
+ * Counts one use of a registration token, on a connection or inside a transaction. One UPDATE:
+ * the row lock makes concurrent claims of the last use serialise, and the loser's re-checked
+ * WHERE no longer matches.
+ */
+async function claimTokenUse(sql: SQL, id: string, now: string): Promise<boolean> {
+  const rows = await sql.unsafe(
+    `UPDATE registration_tokens SET uses = uses + 1
+     WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)
+     RETURNING id`,
+    [id, now],
+  );
+  return rows.length === 1;
 }
 
 /** Rollout events in one statement (arrays zipped by unnest), on a connection or inside a transaction. */

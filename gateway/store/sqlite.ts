@@ -38,6 +38,7 @@ import { clampLimit, replacesSql, storedJson, toApiToken, toDevice, toToken, typ
 import {
   DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
+  TokenUsedUpError,
   GroupExistsError,
   RolloutConflictError,
   type FleetQuery,
@@ -140,38 +141,46 @@ export class SqliteStore implements Store {
   }
 
   async putDevice(d: NewDevice): Promise<DeviceRow> {
-    const existing = await this.getDevice(d.uuid);
-    if (existing?.revokedAt) throw new DeviceRevokedError(d.uuid);
-    const written = this.#db
-      .query(
-        `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
-           factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
-           tags_from_device = excluded.tags_from_device
-         WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "?")}`,
-      )
-      .run(
-        d.uuid,
-        d.name,
-        d.hardwareId,
-        d.factory,
-        JSON.stringify(d.tags),
-        d.certSerial,
-        d.createdAt ?? new Date().toISOString(),
-        d.apps ? JSON.stringify(d.apps) : null,
-        d.tagsFromDevice ? 1 : 0,
-        ...(typeof d.replaces === "string" ? [d.replaces] : []),
-      ).changes;
-    const row = await this.getDevice(d.uuid);
-    if (!row || row.revokedAt) throw new DeviceRevokedError(d.uuid);
-    if (!written) throw new DeviceRegisteredMeanwhileError(d.uuid);
-    return row;
+    // One transaction: the token's use is given back when the write is refused (NewDevice.spendsUseOf).
+    return this.#db.transaction(() => {
+      if (d.spendsUseOf !== undefined && !this.#claimTokenUse(d.spendsUseOf, new Date().toISOString())) throw new TokenUsedUpError(d.spendsUseOf);
+      const existing = this.#device(d.uuid);
+      if (existing?.revokedAt) throw new DeviceRevokedError(d.uuid);
+      const written = this.#db
+        .query(
+          `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
+             factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
+             tags_from_device = excluded.tags_from_device
+           WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "?")}`,
+        )
+        .run(
+          d.uuid,
+          d.name,
+          d.hardwareId,
+          d.factory,
+          JSON.stringify(d.tags),
+          d.certSerial,
+          d.createdAt ?? new Date().toISOString(),
+          d.apps ? JSON.stringify(d.apps) : null,
+          d.tagsFromDevice ? 1 : 0,
+          ...(typeof d.replaces === "string" ? [d.replaces] : []),
+        ).changes;
+      const row = this.#device(d.uuid);
+      if (!row || row.revokedAt) throw new DeviceRevokedError(d.uuid);
+      if (!written) throw new DeviceRegisteredMeanwhileError(d.uuid);
+      return row;
+    })();
+  }
+
+  #device(uuid: string): DeviceRow | undefined {
+    const r = this.#db.query<DeviceRecord, [string]>("SELECT * FROM devices WHERE uuid = ?").get(uuid);
+    return r ? toDevice(r) : undefined;
   }
 
   async getDevice(uuid: string) {
-    const r = this.#db.query<DeviceRecord, [string]>("SELECT * FROM devices WHERE uuid = ?").get(uuid);
-    return r ? toDevice(r) : undefined;
+    return this.#device(uuid);
   }
 
   async listDevices(opts: ListOptions = {}) {
@@ -620,6 +629,10 @@ export class SqliteStore implements Store {
   }
 
   async claimTokenUse(id: string, now: string) {
+    return this.#claimTokenUse(id, now);
+  }
+
+  #claimTokenUse(id: string, now: string): boolean {
     const res = this.#db
       .query(
         `UPDATE registration_tokens SET uses = uses + 1

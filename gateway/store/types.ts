@@ -38,6 +38,12 @@ export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factor
    * write, putDevice writes nothing and throws DeviceRegisteredMeanwhileError. Undefined: written as is.
    */
   replaces?: string | null;
+  /**
+   * The id of the registration token the registration spends a use of. The use is claimed in
+   * the same transaction as the write: a write refused (revoked, registered meanwhile) gives it
+   * back, and a token with no use left writes nothing and throws TokenUsedUpError.
+   */
+  spendsUseOf?: string;
 };
 
 /** What a check-in tells us about a device; written coalesced, not per request. */
@@ -248,6 +254,14 @@ export class DeviceRegisteredMeanwhileError extends Error {
   override name = "DeviceRegisteredMeanwhileError";
   constructor(uuid: string) {
     super(`Registration refused: device "${uuid}" was registered by another request meanwhile (its certificate is not the one this request presented or expected)`);
+  }
+}
+
+/** Thrown by putDevice when its registration token (NewDevice.spendsUseOf) has no use left, was revoked or has expired. */
+export class TokenUsedUpError extends Error {
+  override name = "TokenUsedUpError";
+  constructor(id: string) {
+    super(`Registration token ${id} has been used up, revoked or has expired`);
   }
 }
 

@@ -72,8 +72,8 @@ describe("registration", () => {
     expect((await t.app.request("/device", {}, { peer: again.peer })).status).toBe(200);
   }, 60_000);
 
-  test("two re-registrations of one device at once: one gets its certificate, the other 409, and the one answered 201 works", async () => {
-    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ maxUses: 5 }) }));
+  test("two re-registrations of one device at once: one gets its certificate, the other 409 without spending a use, and the one answered 201 works", async () => {
+    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ maxUses: 5, name: "race" }) }));
     const { token } = (await res.json()) as { token: string };
     const d = await t.register({}, token);
     const again = () =>
@@ -93,6 +93,9 @@ describe("registration", () => {
     const peer = { cn: d.uuid, serial: normalizeSerial(cert.serialNumber) };
     expect((await t.app.request("/device", {}, { peer })).status).toBe(200);
     expect((await t.app.request("/device", {}, { peer: d.peer })).status).toBe(403);
+    // The first registration and the winner spent a use each; the loser, refused at the write, none.
+    const list = (await (await t.app.request("/admin/tokens", t.admin())).json()) as { tokens: { uses: number; name: string | null }[] };
+    expect(list.tokens.find((x) => x.name === "race")!.uses).toBe(2);
   }, 60_000);
 
   test("a token bound to a hardware id refuses other hardware", async () => {
