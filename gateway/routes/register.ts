@@ -19,6 +19,8 @@
  * fleet token could otherwise become any device). Such a refusal, and a revoked uuid, answer 409
  * (the uuid is not this request's to take), which `fioup register --force` reads as "this identity
  * cannot be kept" and then registers a new one; every other refusal is 401, 403 or 400. A
+ * re-registration with a registration token keeps the device's hardware id: another one is
+ * refused (403), as a device does not choose the targets it is offered or its `hwid=` groups. A
  * re-registration with a registration token spends one of its uses like any other: the token is
  * what lets a request register at all, and a use-limited token keeps its count simple. Two
  * registrations of one uuid at once (a device retrying, two holders of one certificate) write
@@ -79,6 +81,10 @@ export const register = new Hono<GatewayEnv>().post(
       const why = peer?.cn === req.uuid ? "the certificate presented is not its current one" : "the request did not present its current certificate";
       return c.json({ error: `Registration refused: device "${req.uuid}" is already registered and ${why} (re-register over mTLS with its current certificate, or with an admin token)` }, 409);
     }
+    // Its hardware id too, unless an admin changes it: it decides which targets the device is
+    // offered and which `hwid=` groups (rollout waves) hold it, which a device does not choose.
+    if (existing && token && existing.hardwareId !== req["hardware-id"])
+      return c.json({ error: `Registration refused: device "${req.uuid}" is registered with hardware id "${existing.hardwareId}", not "${req["hardware-id"]}" (only an admin token changes a device's hardware id)` }, 403);
     // Superseding a registered device keeps its tags (and how they are set): they belong to the uuid.
     const tagsFromDevice = existing ? existing.tagsFromDevice : (token?.allowDeviceTags ?? false);
     const own = !existing && !token?.tags.length && (!token || tagsFromDevice);

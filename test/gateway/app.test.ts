@@ -98,6 +98,28 @@ describe("registration", () => {
     expect(list.tokens.find((x) => x.name === "race")!.uses).toBe(2);
   }, 60_000);
 
+  test("a device re-registering with a registration token keeps its hardware id; an admin token may change it", async () => {
+    const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ maxUses: 5 }) }));
+    const { token } = (await res.json()) as { token: string };
+    const d = await t.register({}, token);
+    const again = (hwid: string, auth: string) =>
+      makeDeviceCsr(d.uuid).then((key) =>
+        t.app.request(
+          "/devices",
+          { method: "POST", headers: { authorization: `Bearer ${auth}`, "content-type": "application/json" }, body: JSON.stringify({ name: "dev", uuid: d.uuid, csr: key.csrPem, "hardware-id": hwid }) },
+          { peer: d.peer }, // over mTLS with its current certificate: the owner
+        ),
+      );
+    const moved = await again("rpi4", token);
+    expect(moved.status).toBe(403);
+    expect(((await moved.json()) as { error: string }).error).toContain('registered with hardware id "amd64-linux", not "rpi4"');
+    expect((await t.gw.store.getDevice(d.uuid))!.hardwareId).toBe("amd64-linux");
+    expect((await again("amd64-linux", token)).status).toBe(201);
+    const byAdmin = await t.register({ uuid: d.uuid, "hardware-id": "rpi4" });
+    expect(byAdmin.body.config).toContain('primary_ecu_hardware_id = "rpi4"');
+    expect((await t.gw.store.getDevice(d.uuid))!.hardwareId).toBe("rpi4");
+  }, 60_000);
+
   test("a token bound to a hardware id refuses other hardware", async () => {
     const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ hwid: "arm64-linux" }) }));
     const { token } = (await res.json()) as { token: string };
