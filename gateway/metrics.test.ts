@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Metrics, routeLabel } from "./metrics.ts";
+import { Metrics, routeLabel, SharedRead, STORE_GAUGES_MAX_AGE_MS } from "./metrics.ts";
 import { testGateway } from "../test/gateway/_fixture.ts";
 
 describe("metrics", () => {
@@ -48,5 +48,58 @@ describe("metrics", () => {
     const withConns = m.render({});
     expect(withConns).toContain("# TYPE gateway_connections_open gauge\ngateway_connections_open 3");
     expect(withConns).toContain("# TYPE gateway_connections_timed_out_total counter\ngateway_connections_timed_out_total 2");
+  });
+});
+
+describe("the database's gauges on /metrics (no credentials needed)", () => {
+  let t: Awaited<ReturnType<typeof testGateway>>;
+  beforeAll(async () => {
+    t = await testGateway();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  test("20 scrapes at once and more right after count the events once, and /healthz counts nothing", async () => {
+    const store = t.gw.store;
+    const counted = { events: 0, devices: 0 };
+    const countEvents = store.countEvents.bind(store);
+    const countDevices = store.countDevices.bind(store);
+    store.countEvents = () => (counted.events++, countEvents());
+    store.countDevices = () => (counted.devices++, countDevices());
+    try {
+      t.gw.metrics.storeGauges.forget();
+      const texts = await Promise.all(Array.from({ length: 20 }, async () => (await t.app.request("/metrics")).text()));
+      for (let i = 0; i < 5; i++) texts.push(await (await t.app.request("/metrics")).text());
+      for (const text of texts) {
+        expect(text).toContain("\ngateway_database_up 1\n");
+        expect(text).toMatch(/\ngateway_events \d+\n/);
+      }
+      expect(counted).toEqual({ events: 1, devices: 1 });
+      for (let i = 0; i < 5; i++) expect((await t.app.request("/healthz")).status).toBe(200);
+      expect(counted).toEqual({ events: 1, devices: 1 });
+    } finally {
+      store.countEvents = countEvents;
+      store.countDevices = countDevices;
+    }
+  });
+
+  test("SharedRead: one read for the callers while it runs and for maxAge after; a failed read is not kept", async () => {
+    let now = 0;
+    let reads = 0;
+    const shared = new SharedRead<number>(STORE_GAUGES_MAX_AGE_MS, () => now);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const read = async () => (await gate, ++reads);
+    const both = Promise.all([shared.get(read), shared.get(read)]);
+    release();
+    expect(await both).toEqual([1, 1]);
+    now = STORE_GAUGES_MAX_AGE_MS - 1;
+    expect(await shared.get(read)).toBe(1);
+    now = STORE_GAUGES_MAX_AGE_MS;
+    expect(await shared.get(read)).toBe(2);
+    now += STORE_GAUGES_MAX_AGE_MS;
+    await expect(shared.get(() => Promise.reject(new Error("down")))).rejects.toThrow("down");
+    expect(await shared.get(read)).toBe(3);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Prometheus counters kept in memory: requests by route and status. Gauges
- * (devices, events) are read from the store when /metrics is scraped, and the
- * transport's connection counts from the function it was given.
+ * (devices, events, rollouts) are read from the store when /metrics is scraped, at most once
+ * per {@link STORE_GAUGES_MAX_AGE_MS} ({@link SharedRead}), and the transport's connection
+ * counts from the function it was given.
  *
  * @module
  */
@@ -81,6 +82,11 @@ export class RolloutMetrics {
     }
   }
 
+  /** Drops the gauges read (the database could not be reached): none are shown, not the last ones. */
+  clear(): void {
+    this.#gauges = [];
+  }
+
   render(): string[] {
     const esc = (v: string) => v.replace(/[\\"\n]/g, "_");
     const lines = ["# HELP gateway_rollout_transitions_total Rollout transitions and device verdicts by kind", "# TYPE gateway_rollout_transitions_total counter"];
@@ -94,11 +100,60 @@ export class RolloutMetrics {
   }
 }
 
+/**
+ * How old the database's gauges on /metrics may be. /metrics needs no credentials and counting
+ * every stored event is a scan of the table (on SQLite on the main thread: 20 scrapes at once,
+ * with 3M events, held every device request for 4 s), so a scrape answers the figures read by
+ * another within this age instead of reading again; Prometheus scrapes every 15 s or more.
+ */
+export const STORE_GAUGES_MAX_AGE_MS = 10_000;
+
+/**
+ * One read shared by its callers: while it runs, callers wait for it; its value is answered again
+ * for `maxAgeMs`; a read that throws is not kept (the next caller reads again).
+ */
+export class SharedRead<T> {
+  readonly #maxAgeMs: number;
+  readonly #now: () => number;
+  #kept: { at: number; value: T } | undefined;
+  #running: Promise<T> | undefined;
+
+  constructor(maxAgeMs: number, now: () => number = () => performance.now()) {
+    this.#maxAgeMs = maxAgeMs;
+    this.#now = now;
+  }
+
+  get(read: () => Promise<T>): Promise<T> {
+    if (this.#kept && this.#now() - this.#kept.at < this.#maxAgeMs) return Promise.resolve(this.#kept.value);
+    return (this.#running ??= read()
+      .then((value) => {
+        this.#kept = { at: this.#now(), value };
+        return value;
+      })
+      .finally(() => {
+        this.#running = undefined;
+      }));
+  }
+
+  /** Forgets the kept value: the next get() reads. */
+  forget(): void {
+    this.#kept = undefined;
+  }
+}
+
+/** The database's figures on /metrics. */
+export interface StoreGauges {
+  devices: number;
+  events: number;
+}
+
 export class Metrics {
   /** Requests by route label, then by status: counting one allocates nothing once both are known. */
   readonly #requests = new Map<string, Map<number, number>>();
   /** Rollout transitions and gauges. */
   readonly rollouts = new RolloutMetrics();
+  /** The database's gauges, read by one scrape for the others (STORE_GAUGES_MAX_AGE_MS). */
+  readonly storeGauges = new SharedRead<StoreGauges>(STORE_GAUGES_MAX_AGE_MS);
   /** Set by whoever runs a transport; /metrics shows its connection counts. */
   connections: (() => ConnectionCounts) | undefined;
   /** Set when `--proxy-listen` runs; /metrics shows its connections beside the TLS port's. */

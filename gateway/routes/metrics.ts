@@ -3,26 +3,41 @@
  * cannot be reached (a StoreUnavailableError from its reads), the figures kept in memory are still
  * answered, with `gateway_database_up 0` and without the gauges read from the database: a scrape
  * that failed whole would hide the connection counts just when they matter.
+ *
+ * The route needs no credentials, so what it reads from the database (counts that scan tables,
+ * the rollout gauges) is read once for all scrapes within STORE_GAUGES_MAX_AGE_MS
+ * (gateway/metrics.ts); each scrape asks the database one keyed row, so `gateway_database_up` is
+ * this scrape's, and a failed one drops the kept figures.
  */
 import { Hono } from "hono";
 import type { GatewayEnv } from "../env.ts";
 import { tufExpiries } from "../ota/expiries.ts";
-import type { Sample } from "../metrics.ts";
+import type { Sample, StoreGauges } from "../metrics.ts";
+import { CA_FINGERPRINT_META } from "../store/open.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 import { MAX_WAITS_PER_DEVICE, waitsEndedPerDevice } from "../devices/waits.ts";
 
 export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
   const { store, metrics, sightings } = c.var.gw;
-  const read = await Promise.allSettled([store.countDevices(), store.countEvents(), metrics.rollouts.refresh()]);
-  const failed = read.find((r) => r.status === "rejected");
-  if (failed && !(failed.reason instanceof StoreUnavailableError)) throw failed.reason;
-  const [devices, events] = read.map((r) => (r.status === "fulfilled" ? r.value : undefined));
-  const stored: Record<string, Sample> = failed
-    ? {}
-    : {
-        gateway_devices: { help: "Registered devices", value: devices as number },
-        gateway_events: { help: "Stored device events", value: events as number },
-      };
+  let gauges: StoreGauges | undefined;
+  try {
+    await store.readMeta(CA_FINGERPRINT_META); // one keyed row: is the database there now
+    gauges = await metrics.storeGauges.get(async () => {
+      const [devices, events] = await Promise.all([store.countDevices(), store.countEvents(), metrics.rollouts.refresh()]);
+      return { devices, events };
+    });
+  } catch (err) {
+    if (!(err instanceof StoreUnavailableError)) throw err;
+    metrics.storeGauges.forget();
+    metrics.rollouts.clear();
+  }
+  const failed = gauges === undefined;
+  const stored: Record<string, Sample> = gauges
+    ? {
+        gateway_devices: { help: "Registered devices", value: gauges.devices },
+        gateway_events: { help: "Stored device events", value: gauges.events },
+      }
+    : {};
   // When each top-level role's metadata expires: root (and targets) are re-signed only with their
   // offline keys, in a ceremony someone must hold before the date (docs/keys.md); alert on it.
   const expiries = await tufExpiries(c.var.gw.tuf);
