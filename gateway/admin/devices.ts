@@ -50,7 +50,7 @@ export const adminDevices = new Hono<GatewayEnv>()
     const uuid = c.req.param("uuid");
     const { store } = c.var.gw;
     if (!(await store.getDevice(uuid))) return c.json({ error: `Device "${uuid}" not found` }, 404);
-    const groups = (await store.listGroups()).map(({ members: _count, ...g }) => g);
+    const groups = await store.listGroups();
     const member = new Set((await groupsOfDevice(store, uuid, groups)).map((g) => g.name));
     return c.json({ groups: groups.map((g) => ({ ...g, member: member.has(g.name) })) } satisfies DeviceGroupList);
   })

@@ -425,11 +425,8 @@ export class PostgresStore implements Store {
   }
 
   async listGroups() {
-    const rows = (await this.#sql.unsafe(
-      `SELECT g.*, (SELECT count(*)::int FROM group_members m WHERE m.group_name = g.name) AS members
-       FROM device_groups g ORDER BY g.name`,
-    )) as GroupRecord[];
-    return rows.map((r) => ({ ...toGroup(r), members: Number(r.members ?? 0) }));
+    const rows = (await this.#sql.unsafe("SELECT * FROM device_groups ORDER BY name")) as GroupRecord[];
+    return rows.map(toGroup);
   }
 
   async deleteGroup(name: string) {

@@ -274,13 +274,7 @@ export class SqliteStore implements Store {
   }
 
   async listGroups() {
-    return this.#db
-      .query<GroupRecord, []>(
-        `SELECT g.*, (SELECT count(*) FROM group_members m WHERE m.group_name = g.name) AS members
-         FROM device_groups g ORDER BY g.name`,
-      )
-      .all()
-      .map((r) => ({ ...toGroup(r), members: Number(r.members ?? 0) }));
+    return this.#db.query<GroupRecord, []>("SELECT * FROM device_groups ORDER BY name").all().map(toGroup);
   }
 
   async deleteGroup(name: string) {

@@ -370,8 +370,11 @@ export interface Store {
   /** @throws {GroupExistsError} If a group of that name exists. */
   createGroup(row: GroupRow): Promise<void>;
   getGroup(name: string): Promise<GroupRow | undefined>;
-  /** Every group with its number of static members (0 for dynamic groups), by name. */
-  listGroups(): Promise<(GroupRow & { members: number })[]>;
+  /**
+   * Every group, by name, in one read that counts nothing: a device's page asks which it is in at
+   * each load, and GET /admin/groups counts each group's audience (revoked members left out) itself.
+   */
+  listGroups(): Promise<GroupRow[]>;
   /** Deletes a group and its member list; false when unknown. */
   deleteGroup(name: string): Promise<boolean>;
   /** Adds registered devices to a static group (unknown uuids are skipped); returns how many were new. */
