@@ -115,7 +115,8 @@ export function adminFleet(gw: Gateway) {
         offset,
         // Paging by uuid (`devices list`): no count, which would scan the rest of the fleet at every page.
         count: q.after === undefined,
-        // The dashboard says how many of a group's or a tag's devices are revoked (as a group or rollout counts none).
+        // The dashboard says how many of a group's or a tag's devices are revoked (as a group or rollout counts none);
+        // by a tag the store counts too those listed only for following it (reportedOnly).
         countRevoked: !!(q.group || q.tag) && !q.status,
       });
       c.header("server-timing", `db;dur=${(performance.now() - t0).toFixed(1)}`);

@@ -172,6 +172,14 @@ export function storeContract(open: () => Promise<Store>) {
     expect(canary.map((d) => [d.name, d.tags, d.reportedTags])).toEqual([["old", ["main"], ["canary"]]]);
     expect((await byTag("main")).map((d) => [d.name, d.reportedTags])).toEqual([["old", ["canary"]], ["other", ["main"]], ["silent", null]]);
     expect(await byTag("canar")).toEqual([]);
+    // Counted apart from the devices the gateway tags so, which are all a rollout by the tag reaches.
+    const counts = async (tag?: string) => {
+      const { total, revoked, reportedOnly } = await s.searchDevices({ hardwareId: hw, tag, offlineBefore: past, countRevoked: true, limit: 1 });
+      return { total, revoked, reportedOnly };
+    };
+    expect(await counts("canary")).toEqual({ total: 1, revoked: 0, reportedOnly: 1 });
+    expect(await counts("main")).toEqual({ total: 3, revoked: 0, reportedOnly: 0 });
+    expect(await counts()).toEqual({ total: 3, revoked: 0, reportedOnly: undefined });
     // What the gateway gives it is unchanged, and what a group or rollout by tag counts.
     expect((await s.getDevice(old.uuid))!.tags).toEqual(["main"]);
     expect(await s.queryDevices({ hardwareId: hw, tags: ["canary"] })).toEqual([]);
@@ -180,6 +188,10 @@ export function storeContract(open: () => Promise<Store>) {
     await s.recordSightings([{ uuid: old.uuid, at: new Date().toISOString() }]);
     expect(await byTag("canary")).toEqual([]);
     expect((await byTag("main")).find((d) => d.name === "old")!.reportedTags).toEqual(["main"]);
+    // A revoked device is counted as revoked only, whatever it reported.
+    await s.recordSightings([{ uuid: other.uuid, at: new Date().toISOString(), tags: ["canary"] }]);
+    await s.revokeDevice(other.uuid, new Date().toISOString());
+    expect(await counts("canary")).toEqual({ total: 1, revoked: 1, reportedOnly: 0 });
   });
 
   test("appendEvents() is idempotent by event id and keeps order", async () => {

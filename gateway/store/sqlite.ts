@@ -196,8 +196,13 @@ export class SqliteStore implements Store {
     const q = searchSql(SQLITE, search);
     const devices = this.#db.query<StatusRecord, any[]>(q.page.sql).all(...(q.page.params as any[])).map(toFleetDevice);
     if (!q.count) return { devices };
-    const counts = this.#db.query<{ n: number; revoked?: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
-    return { devices, total: counts.n, ...(counts.revoked !== undefined ? { revoked: counts.revoked } : {}) };
+    const counts = this.#db.query<{ n: number; revoked?: number; reported_only?: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
+    return {
+      devices,
+      total: counts.n,
+      ...(counts.revoked !== undefined ? { revoked: counts.revoked } : {}),
+      ...(counts.reported_only !== undefined ? { reportedOnly: counts.reported_only } : {}),
+    };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {

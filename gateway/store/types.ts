@@ -105,7 +105,10 @@ export interface DeviceSearch {
   uuidTo?: string;
   /** Uuids after this one, not included (the next page of a list by uuid). */
   uuidAfter?: string;
-  /** A tag among the device's, or among those it reports following (a tag its token overrode, before 2026-12-06). */
+  /**
+   * A tag among the device's, or among those it reports following (a tag its token overrode, before
+   * 2026-12-06); the count says how many are listed only for the latter (`reportedOnly`).
+   */
   tag?: string;
   hardwareId?: string;
   target?: string;
@@ -318,8 +321,13 @@ export interface Store {
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
 
-  /** One page of the devices a search matches, with their status; how many it matches (unless `count` is false) and how many of those are revoked (with `countRevoked`). */
-  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total?: number; revoked?: number }>;
+  /**
+   * One page of the devices a search matches, with their status; how many it matches (unless
+   * `count` is false), how many of those are revoked (with `countRevoked`) and, searched by a tag,
+   * how many not revoked are listed only for the tag they report following (`reportedOnly`: their
+   * tags, which rollouts and groups by the tag read, lack it).
+   */
+  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total?: number; revoked?: number; reportedOnly?: number }>;
   /** Devices by status, devices per target, the latest failures (up to `failures`). */
   fleetSummary(offlineBefore: string, failures?: number): Promise<FleetCounts>;
 
