@@ -91,8 +91,9 @@ export function adminFleet(gw: Gateway) {
         if (!g) throw new HTTPException(400, { message: `Unknown group "${q.group}"` });
         fleet.push(groupQuery(g));
       }
-      // Check-ins are written once a second in a batch: write them now, so the list agrees with
-      // `devices show` (GET /admin/devices/:uuid does the same).
+      // Check-ins are written once a second in a batch: one that changed a device (its first, a new
+      // target...) is written now, so the list agrees with `devices show` (GET /admin/devices/:uuid
+      // does the same); a repeat's last-seen time waits for the batch (settled()).
       await c.var.gw.sightings.settled();
       const t0 = performance.now();
       const page = await c.var.gw.store.searchDevices({
