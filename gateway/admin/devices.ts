@@ -32,7 +32,7 @@ export const adminDevices = new Hono<GatewayEnv>()
   .get("/devices", async (c) => {
     const limit = Number(c.req.query("limit") ?? DEVICE_PAGE_MAX);
     if (!Number.isInteger(limit) || limit < 1) return c.json({ error: "Invalid limit: expected a positive integer" }, 400);
-    // Check-ins are written once a second in a batch: write them now, so the list agrees with `devices show`.
+    // Check-ins are written once a second in a batch: one that changed a device is written now, so the list agrees with `devices show`.
     await c.var.gw.sightings.settled();
     const devices = await c.var.gw.store.listDevices({ limit, after: c.req.query("after") });
     return c.json(devices.length === Math.min(limit, DEVICE_PAGE_MAX) ? { devices, next: devices.at(-1)!.uuid } : { devices });
@@ -50,7 +50,7 @@ export const adminDevices = new Hono<GatewayEnv>()
     const uuid = c.req.param("uuid");
     const { store } = c.var.gw;
     if (!(await store.getDevice(uuid))) return c.json({ error: `Device "${uuid}" not found` }, 404);
-    const groups = (await store.listGroups()).map(({ members: _count, ...g }) => g);
+    const groups = await store.listGroups();
     const member = new Set((await groupsOfDevice(store, uuid, groups)).map((g) => g.name));
     return c.json({ groups: groups.map((g) => ({ ...g, member: member.has(g.name) })) } satisfies DeviceGroupList);
   })

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { FleetDeviceList, FleetSummary } from "../../lib/api/admin.ts";
 import { anEvent, json, testGateway } from "../../test/gateway/_fixture.ts";
+import { Sightings } from "../devices/sightings.ts";
 
 let t: Awaited<ReturnType<typeof testGateway>>;
 const tokens: Record<"viewer" | "publish", string> = { viewer: "", publish: "" };
@@ -80,5 +81,46 @@ describe("viewer tokens", () => {
   test("a publish token may not read the fleet (it reads targets only)", async () => {
     expect((await t.app.request("/admin/fleet/devices", as(tokens.publish))).status).toBe(403);
     expect((await t.app.request("/admin/targets", as(tokens.publish))).status).toBe(200);
+  });
+});
+
+describe("pending check-ins and the reads that list devices", () => {
+  test("a refresh writes no check-in the next flush writes anyway, while a device's first check-in is listed as seen at once", async () => {
+    const t2 = await testGateway();
+    try {
+      const { gw } = t2;
+      gw.sightings = new Sightings(gw.store, 60_000); // a periodic flush, not due during the test: called below
+      let writes = 0;
+      const write = gw.store.recordSightings.bind(gw.store);
+      gw.store.recordSightings = async (batch) => {
+        writes++;
+        return await write(batch);
+      };
+      const d = await t2.register({ name: "fleet-seen" });
+      const listed = async () => ((await (await t2.app.request(`/admin/fleet/devices?uuid=${d.uuid}`, t2.admin())).json()) as FleetDeviceList).devices[0]!;
+      const checkIn = async () => expect((await t2.app.request("/repo/timestamp.json", {}, { peer: d.peer })).status).toBe(200);
+      expect((await listed()).lastSeen).toBeNull();
+
+      await checkIn();
+      const first = (await listed()).lastSeen;
+      expect(first).toBeString(); // its first: written for the read
+      expect(writes).toBe(1);
+
+      // Its next poll, after the device cache's few seconds: the row it finds shows it seen.
+      gw.devices.invalidate(d.uuid);
+      await Bun.sleep(5);
+      await checkIn();
+      expect(gw.sightings.pending).toBe(1);
+      for (let i = 0; i < 3; i++) expect((await listed()).lastSeen).toBe(first); // the dashboard's refreshes
+      expect(((await (await t2.app.request(`/admin/devices/${d.uuid}`, t2.admin())).json()) as { lastSeen: string | null }).lastSeen).toBe(first); // its page, devices show
+      expect(writes).toBe(1);
+
+      await gw.sightings.flush(); // the periodic flush
+      expect(writes).toBe(2);
+      expect(Date.parse((await listed()).lastSeen!)).toBeGreaterThan(Date.parse(first!));
+      await gw.sightings.stop();
+    } finally {
+      await t2.close();
+    }
   });
 });

@@ -91,8 +91,9 @@ export function adminFleet(gw: Gateway) {
         if (!g) throw new HTTPException(400, { message: `Unknown group "${q.group}"` });
         fleet.push(groupQuery(g));
       }
-      // Check-ins are written once a second in a batch: write them now, so the list agrees with
-      // `devices show` (GET /admin/devices/:uuid does the same).
+      // Check-ins are written once a second in a batch: one that changed a device (its first, a new
+      // target...) is written now, so the list agrees with `devices show` (GET /admin/devices/:uuid
+      // does the same); a repeat's last-seen time waits for the batch (settled()).
       await c.var.gw.sightings.settled();
       const t0 = performance.now();
       const page = await c.var.gw.store.searchDevices({
@@ -115,7 +116,8 @@ export function adminFleet(gw: Gateway) {
         offset,
         // Paging by uuid (`devices list`): no count, which would scan the rest of the fleet at every page.
         count: q.after === undefined,
-        // The dashboard says how many of a group's or a tag's devices are revoked (as a group or rollout counts none).
+        // The dashboard says how many of a group's or a tag's devices are revoked (as a group or rollout counts none);
+        // by a tag the store counts too those listed only for following it (reportedOnly).
         countRevoked: !!(q.group || q.tag) && !q.status,
       });
       c.header("server-timing", `db;dur=${(performance.now() - t0).toFixed(1)}`);

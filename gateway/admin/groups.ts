@@ -48,7 +48,7 @@ export const adminGroups = new Hono<GatewayEnv>()
     const { store } = c.var.gw;
     const rows = await store.listGroups();
     const groups = await Promise.all(
-      rows.map(async ({ members: _listed, ...g }) => ({ ...g, devices: (await devicesOf(store, g)).length })),
+      rows.map(async (g) => ({ ...g, devices: (await devicesOf(store, g)).length })),
     );
     return c.json({ groups } satisfies GroupList);
   })

@@ -45,6 +45,7 @@ export function noteCheckIn(sightings: Sightings, device: DeviceRow, headers: { 
     headers.get("x-ats-tags"),
     headers.get("x-ats-target"),
     headers.get("x-ats-dockerapps"),
+    device,
   );
 }
 

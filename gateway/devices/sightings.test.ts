@@ -48,6 +48,45 @@ describe("Sightings", () => {
     await store.close();
   });
 
+  test("settled() writes first only check-ins with news (a first, a new target, tags or apps) or older than two intervals", async () => {
+    const store = SqliteStore.open(":memory:");
+    await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1" });
+    let writes = 0;
+    const write = store.recordSightings.bind(store);
+    store.recordSightings = async (batch) => {
+      writes++;
+      return await write(batch);
+    };
+    const s = new Sightings(store, 60_000);
+    s.note("d1", "main", "h-1", "a", (await store.getDevice("d1"))!);
+    await s.settled();
+    expect(writes).toBe(1); // its first check-in
+    const row = (await store.getDevice("d1"))!;
+    expect(row).toMatchObject({ currentTarget: "h-1", apps: ["a"] });
+    expect(row.lastSeen).toBeString();
+    s.note("d1", "main", "h-1", "a", row);
+    await s.settled();
+    expect([writes, s.pending]).toEqual([1, 1]); // nothing new but the time: the next flush writes it
+    for (const [tags, target, apps] of [
+      ["main", "h-2", "a"],
+      ["beta", "h-2", "a"],
+      ["beta", "h-2", "a,b"],
+    ] as const) {
+      const known = (await store.getDevice("d1"))!;
+      s.note("d1", tags, target, apps, known);
+      await s.settled();
+      expect(await store.getDevice("d1")).toMatchObject({ currentTarget: target, apps: apps.split(",") });
+    }
+    expect(writes).toBe(4);
+    await s.stop();
+    // Without a timer, whatever is pending is overdue.
+    const now = new Sightings(store, 0);
+    now.note("d1", "beta", "h-2", "a,b", (await store.getDevice("d1"))!);
+    await now.settled();
+    expect([writes, now.pending]).toEqual([5, 0]);
+    await store.close();
+  });
+
   test("a failed write keeps what it did not write for the next flush, and later flushes still run", async () => {
     const store = SqliteStore.open(":memory:");
     await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1" });

@@ -8,11 +8,18 @@
  * pending entry (one object per device per interval, reused); timestamps and
  * lists are built once per device at flush.
  *
+ * A read that shows devices (settled()) writes first only what it must not miss: a check-in
+ * that says something the device's row does not (its first, a new target, tags or apps), or one
+ * the flushes left older than two intervals. A device seen before that checks in again with the
+ * same values only moves its last-seen time, which the next flush writes within the interval;
+ * writing it for the read too cost a write transaction at every dashboard refresh (every 5 s per
+ * open device list or page), as an active fleet always has check-ins pending.
+ *
  * @module
  */
 import { isTag, readCheckinList } from "../../lib/api/index.ts";
 import { isNoSpace } from "../../lib/fs/why.ts";
-import { StoreUnavailableError, type Sighting, type Store } from "../store/types.ts";
+import { StoreUnavailableError, type DeviceRow, type Sighting, type Store } from "../store/types.ts";
 
 /** What one device's check-ins said since the last flush (raw header values). */
 interface Pending {
@@ -20,6 +27,23 @@ interface Pending {
   tags: string | undefined;
   target: string | undefined;
   apps: string | undefined;
+  /** One of them says something the device's row did not when it came (see {@link Sightings.note}). */
+  news: boolean;
+}
+
+/** What a check-in is compared with: the device's row as the check-in found it (cached up to a few seconds). */
+export type KnownDevice = Pick<DeviceRow, "lastSeen" | "tags" | "currentTarget" | "apps">;
+
+/**
+ * Whether a check-in's headers say something `known` does not show: its first check-in, or a
+ * target, tags or apps that differ (compared as fioup sends them, comma-joined: another spelling
+ * of the same list counts as news, which costs a read a write, nothing more).
+ */
+function isNews(known: KnownDevice | undefined, tags: string | null | undefined, target: string | null | undefined, apps: string | null | undefined) {
+  if (!known || known.lastSeen === null) return true;
+  if (validTarget(target) && target !== known.currentTarget) return true;
+  if (tags != null && tags !== known.tags.join(",")) return true;
+  return apps != null && apps !== (known.apps ?? []).join(",");
 }
 
 /**
@@ -39,7 +63,13 @@ const validTarget = (v: string | null | undefined): v is string => !!v && TARGET
 
 export class Sightings {
   readonly #store: Store;
+  readonly #intervalMs: number;
   #pending = new Map<string, Pending>();
+  /** Pending entries with news; when the oldest pending entry was noted (Infinity: none). */
+  #news = 0;
+  #oldest = Infinity;
+  /** Entries with news in the write under way. */
+  #newsWriting = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
@@ -49,6 +79,7 @@ export class Sightings {
    */
   constructor(store: Store, intervalMs = 1000, onNoSpace?: (err: unknown) => void) {
     this.#store = store;
+    this.#intervalMs = intervalMs;
     if (intervalMs > 0) {
       // An unreachable database is logged once by the store, a full disk once by onNoSpace, not at every flush; the sightings wait for the next.
       const failed = (e: unknown) => {
@@ -61,8 +92,12 @@ export class Sightings {
     }
   }
 
-  /** Notes a check-in; the values are fioup's x-ats-tags, x-ats-target and x-ats-dockerapps headers (null or undefined = unchanged). */
-  note(uuid: string, tags: string | null | undefined, target: string | null | undefined, apps: string | null | undefined) {
+  /**
+   * Notes a check-in; the values are fioup's x-ats-tags, x-ats-target and x-ats-dockerapps headers
+   * (null or undefined = unchanged). `known`: the device's row as the check-in found it; without
+   * it the check-in counts as news, which a read writes first.
+   */
+  note(uuid: string, tags: string | null | undefined, target: string | null | undefined, apps: string | null | undefined, known?: KnownDevice) {
     const at = Date.now();
     const p = this.#pending.get(uuid);
     if (p) {
@@ -70,8 +105,15 @@ export class Sightings {
       if (tags != null) p.tags = tags;
       if (validTarget(target)) p.target = target;
       if (apps != null) p.apps = apps;
+      if (!p.news && isNews(known, tags, target, apps)) {
+        p.news = true;
+        this.#news++;
+      }
     } else {
-      this.#pending.set(uuid, { at, tags: tags ?? undefined, target: validTarget(target) ? target : undefined, apps: apps ?? undefined });
+      const news = isNews(known, tags, target, apps);
+      this.#pending.set(uuid, { at, tags: tags ?? undefined, target: validTarget(target) ? target : undefined, apps: apps ?? undefined, news });
+      if (news) this.#news++;
+      if (at < this.#oldest) this.#oldest = at;
     }
   }
 
@@ -93,6 +135,9 @@ export class Sightings {
     if (!this.#pending.size) return;
     const pending = this.#pending;
     this.#pending = new Map();
+    this.#newsWriting = this.#news;
+    this.#news = 0;
+    this.#oldest = Infinity;
     try {
       // In chunks, yielding between them: SQLite writes on the event loop, and one transaction of
       // thousands of updates would hold every request waiting behind it.
@@ -113,19 +158,40 @@ export class Sightings {
       }
       await this.#store.recordSightings(batch);
     } catch (err) {
-      for (const [uuid, p] of pending) if (!this.#pending.has(uuid)) this.#pending.set(uuid, p);
+      for (const [uuid, p] of pending) {
+        const newer = this.#pending.get(uuid);
+        if (newer) {
+          // A newer check-in replaced it; the news it carried is still unwritten.
+          if (p.news && !newer.news) {
+            newer.news = true;
+            this.#news++;
+          }
+          continue;
+        }
+        this.#pending.set(uuid, p);
+        if (p.news) this.#news++;
+        if (p.at < this.#oldest) this.#oldest = p.at;
+      }
       throw err;
+    } finally {
+      this.#newsWriting = 0;
     }
   }
 
   /**
-   * For a read that shows last-seen times (a device list, a device's page): the check-ins noted so
-   * far are written first, so it agrees with them. A write that fails (a full disk, the database
-   * away) does not fail the read: its times are then up to a flush old, and the flush's own error
-   * is said where flushes are; a list that fails at the moment an operator needs it helps no one.
+   * For a read that shows devices (a device list, a device's page): it then agrees with every
+   * check-in noted so far, last-seen times within one interval. What it must not miss is written
+   * first: a check-in with news (a device's first, a new target, tags or apps; the write of such
+   * a check-in under way is waited for), or one older than two intervals (no timer, or flushes
+   * behind). Otherwise nothing is written: the next flush moves the last-seen times. A write that
+   * fails (a full disk, the database away) does not fail the read: its times are then up to a
+   * flush old, and the flush's own error is said where flushes are; a list that fails at the
+   * moment an operator needs it helps no one.
    */
   settled(): Promise<void> {
-    return this.flush().catch(() => {});
+    // Two intervals, not one: the timer's flush takes what an interval noted a few ms past it.
+    if (this.#news > 0 || Date.now() - this.#oldest >= 2 * this.#intervalMs) return this.flush().catch(() => {});
+    return this.#newsWriting > 0 ? this.#flushing : Promise.resolve();
   }
 
   async stop() {

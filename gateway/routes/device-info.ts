@@ -5,7 +5,7 @@ import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
 
 export const deviceInfo = new Hono<GatewayEnv>().get("/device", requireDevice, async (c) => {
-  // Fresh from the store (not the cache) with the not-yet-flushed sighting applied.
+  // Fresh from the store (not the cache), with a pending check-in that changed it (settled()).
   await c.var.gw.sightings.settled();
   const d = (await c.var.gw.store.getDevice(c.var.device.uuid)) ?? c.var.device;
   const body: DeviceInfo = {

@@ -144,10 +144,11 @@ function where(d: Dialect, s: DeviceSearch) {
   }
   // A tag the gateway gives the device, or one the device says it follows: a device registered by a
   // fioup before 2026-12-06 with a --tag its token overrode followed that tag, and is found by it.
-  // (A group's or a rollout's tag is the gateway's alone: fleetConditions.)
+  // (A group's or a rollout's tag is the gateway's alone: fleetConditions; the count tells them apart.)
+  let tag: string | undefined;
   if (s.tag) {
-    const t = p(tagPattern(s.tag));
-    conds.push(`(${holdsTag("tags", t)} OR ${holdsTag("reported_tags", t)})`);
+    tag = p(tagPattern(s.tag));
+    conds.push(`(${holdsTag("tags", tag)} OR ${holdsTag("reported_tags", tag)})`);
   }
   conds.push(...fleetConditions(d, s.hardwareId ? { hardwareId: s.hardwareId } : {}, p));
   if (s.uuid) conds.push(`uuid = ${p(s.uuid)}`);
@@ -165,21 +166,22 @@ function where(d: Dialect, s: DeviceSearch) {
   else if (s.status === "offline") conds.push(`revoked_at IS NULL AND last_seen IS NOT NULL AND coalesce(last_seen, created_at) < ${off()}`);
   else if (s.status === "never-seen") conds.push(`revoked_at IS NULL AND last_seen IS NULL AND created_at < ${off()}`);
   else if (s.status) conds.push(`status = ${p(s.status)} AND revoked_at IS NULL AND coalesce(last_seen, created_at) >= ${off()}`);
-  return { sql: conds.length ? `WHERE ${conds.join(" AND ")}` : "", params, off };
+  return { sql: conds.length ? `WHERE ${conds.join(" AND ")}` : "", params, off, tag };
 }
 
 /**
- * The page query and the count query of a search (none when `count` is false); with
- * `countRevoked` the count says how many of them are revoked too (`revoked`, non-null
- * revoked_at), in the same scan: the dashboard says so of a group's or a tag's list, as a group
- * or rollout counts none of them.
+ * The page query and the count query of a search (none when `count` is false), in one scan:
+ * with `countRevoked` the count says how many of them are revoked too (`revoked`, non-null
+ * revoked_at), and with a tag how many of those not revoked are listed only for the tag they
+ * report following (`reported_only`: not among their tags). The dashboard says both of a group's
+ * or a tag's list, as a group or a rollout by the tag counts none of them.
  */
 export function searchSql(d: Dialect, s: DeviceSearch) {
   const w = where(d, s);
-  const count =
-    s.count === false
-      ? undefined
-      : { sql: `SELECT count(*) AS n${s.countRevoked ? ", count(revoked_at) AS revoked" : ""} FROM devices ${w.sql}`, params: [...w.params] };
+  const counts = ["count(*) AS n"];
+  if (s.countRevoked) counts.push("count(revoked_at) AS revoked");
+  if (w.tag) counts.push(`count(CASE WHEN revoked_at IS NULL AND NOT (${holdsTag("tags", w.tag)}) THEN 1 END) AS reported_only`);
+  const count = s.count === false ? undefined : { sql: `SELECT ${counts.join(", ")} FROM devices ${w.sql}`, params: [...w.params] };
   const off = w.off();
   const col = SORT_COLUMNS[s.sort ?? "name"];
   const dir = s.desc ? "DESC" : "ASC";

@@ -327,12 +327,18 @@ export class PostgresStore implements Store {
     const q = searchSql(POSTGRES, search);
     const [rows, counts] = await Promise.all([
       this.#sql.unsafe(q.page.sql, q.page.params) as Promise<StatusRecord[]>,
-      q.count ? (this.#sql.unsafe(q.count.sql.replace("count(*)", "count(*)::int").replace("count(revoked_at)", "count(revoked_at)::int"), q.count.params) as Promise<{ n: number; revoked?: number }[]>) : undefined,
+      q.count ? (this.#sql.unsafe(q.count.sql, q.count.params) as Promise<Record<"n" | "revoked" | "reported_only", bigint | string | number | null | undefined>[]>) : undefined,
     ]);
     const devices = rows.map(toFleetDevice);
     if (!counts) return { devices };
     const c = counts[0]!;
-    return { devices, total: Number(c.n), ...(c.revoked !== undefined && c.revoked !== null ? { revoked: Number(c.revoked) } : {}) };
+    // count() is a bigint, which the driver gives as text.
+    return {
+      devices,
+      total: Number(c.n),
+      ...(c.revoked != null ? { revoked: Number(c.revoked) } : {}),
+      ...(c.reported_only != null ? { reportedOnly: Number(c.reported_only) } : {}),
+    };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {
@@ -430,11 +436,8 @@ export class PostgresStore implements Store {
   }
 
   async listGroups() {
-    const rows = (await this.#sql.unsafe(
-      `SELECT g.*, (SELECT count(*)::int FROM group_members m WHERE m.group_name = g.name) AS members
-       FROM device_groups g ORDER BY g.name`,
-    )) as GroupRecord[];
-    return rows.map((r) => ({ ...toGroup(r), members: Number(r.members ?? 0) }));
+    const rows = (await this.#sql.unsafe("SELECT * FROM device_groups ORDER BY name")) as GroupRecord[];
+    return rows.map(toGroup);
   }
 
   async deleteGroup(name: string) {

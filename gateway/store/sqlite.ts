@@ -205,8 +205,13 @@ export class SqliteStore implements Store {
     const q = searchSql(SQLITE, search);
     const devices = this.#db.query<StatusRecord, any[]>(q.page.sql).all(...(q.page.params as any[])).map(toFleetDevice);
     if (!q.count) return { devices };
-    const counts = this.#db.query<{ n: number; revoked?: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
-    return { devices, total: counts.n, ...(counts.revoked !== undefined ? { revoked: counts.revoked } : {}) };
+    const counts = this.#db.query<{ n: number; revoked?: number; reported_only?: number }, any[]>(q.count.sql).get(...(q.count.params as any[]))!;
+    return {
+      devices,
+      total: counts.n,
+      ...(counts.revoked !== undefined ? { revoked: counts.revoked } : {}),
+      ...(counts.reported_only !== undefined ? { reportedOnly: counts.reported_only } : {}),
+    };
   }
 
   async fleetSummary(offlineBefore: string, failures = 10): Promise<FleetCounts> {
@@ -283,13 +288,7 @@ export class SqliteStore implements Store {
   }
 
   async listGroups() {
-    return this.#db
-      .query<GroupRecord, []>(
-        `SELECT g.*, (SELECT count(*) FROM group_members m WHERE m.group_name = g.name) AS members
-         FROM device_groups g ORDER BY g.name`,
-      )
-      .all()
-      .map((r) => ({ ...toGroup(r), members: Number(r.members ?? 0) }));
+    return this.#db.query<GroupRecord, []>("SELECT * FROM device_groups ORDER BY name").all().map(toGroup);
   }
 
   async deleteGroup(name: string) {

@@ -111,7 +111,10 @@ export interface DeviceSearch {
   uuidTo?: string;
   /** Uuids after this one, not included (the next page of a list by uuid). */
   uuidAfter?: string;
-  /** A tag among the device's, or among those it reports following (a tag its token overrode, before 2026-12-06). */
+  /**
+   * A tag among the device's, or among those it reports following (a tag its token overrode, before
+   * 2026-12-06); the count says how many are listed only for the latter (`reportedOnly`).
+   */
   tag?: string;
   hardwareId?: string;
   target?: string;
@@ -332,8 +335,13 @@ export interface Store {
   /** Applies many check-in sightings in one write. */
   recordSightings(batch: Sighting[]): Promise<void>;
 
-  /** One page of the devices a search matches, with their status; how many it matches (unless `count` is false) and how many of those are revoked (with `countRevoked`). */
-  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total?: number; revoked?: number }>;
+  /**
+   * One page of the devices a search matches, with their status; how many it matches (unless
+   * `count` is false), how many of those are revoked (with `countRevoked`) and, searched by a tag,
+   * how many not revoked are listed only for the tag they report following (`reportedOnly`: their
+   * tags, which rollouts and groups by the tag read, lack it).
+   */
+  searchDevices(search: DeviceSearch): Promise<{ devices: FleetDevice[]; total?: number; revoked?: number; reportedOnly?: number }>;
   /** Devices by status, devices per target, the latest failures (up to `failures`). */
   fleetSummary(offlineBefore: string, failures?: number): Promise<FleetCounts>;
 
@@ -384,8 +392,11 @@ export interface Store {
   /** @throws {GroupExistsError} If a group of that name exists. */
   createGroup(row: GroupRow): Promise<void>;
   getGroup(name: string): Promise<GroupRow | undefined>;
-  /** Every group with its number of static members (0 for dynamic groups), by name. */
-  listGroups(): Promise<(GroupRow & { members: number })[]>;
+  /**
+   * Every group, by name, in one read that counts nothing: a device's page asks which it is in at
+   * each load, and GET /admin/groups counts each group's audience (revoked members left out) itself.
+   */
+  listGroups(): Promise<GroupRow[]>;
   /** Deletes a group and its member list; false when unknown. */
   deleteGroup(name: string): Promise<boolean>;
   /** Adds registered devices to a static group (unknown uuids are skipped); returns how many were new. */

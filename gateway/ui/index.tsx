@@ -239,7 +239,8 @@ export function dashboard(app: Hono<any>) {
     for (const k of LIST_PARAMS) if (p[k]) q.set(k, p[k]!);
     // A group (or a rollout by tag) never counts a revoked device (docs/rollouts.md), while the list
     // shows them, as revoked: filtered by either, with no status chosen, it says how many it shows
-    // (the API's count of them, from the same read as the total).
+    // (the API's count of them, from the same read as the total). A tag's list says too how many
+    // only report following the tag (DeviceList, from the API's reportedOnly).
     const revokedToo = (p.group || p.tag) && !p.status;
     const pageOf = (n: number) => {
       const at = new URLSearchParams(q);

@@ -284,7 +284,10 @@ export const FleetDeviceQuery = Type.Object({
    * this way, so each row and its status come from one read.
    */
   after: Type.Optional(Type.String({ maxLength: 128 })),
-  /** A tag among the device's, or among those it reports following (FleetDevice's `reportedTags`). */
+  /**
+   * A tag among the device's, or among those it reports following (FleetDevice's `reportedTags`):
+   * the answer's `reportedOnly` says how many are listed only for the latter.
+   */
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   hwid: Type.Optional(Type.String({ maxLength: 128 })),
   target: Type.Optional(Type.String({ maxLength: 256 })),
@@ -333,6 +336,12 @@ export const FleetDeviceList = Type.Object({
   /** How many devices match; absent for a page asked with `after` (counting the rest of the fleet at every page would cost as much as the listing). */
   total: Type.Optional(Type.Integer()),
   revoked: Type.Optional(Type.Integer()),
+  /**
+   * Asked with `tag`: how many of the devices not revoked are listed only because they report
+   * following it, while their tags, which a group or a rollout by the tag reads, lack it. Absent
+   * from other lists, a page asked with `after`, and a gateway's answer before 2026-12-07.
+   */
+  reportedOnly: Type.Optional(Type.Integer()),
   offset: Type.Integer(),
   limit: Type.Integer(),
 });

@@ -50,7 +50,11 @@ export interface DevicesProps {
   page?: number;
   /** The page of devices; none when the filters were refused. */
   list?: FleetDeviceList;
-  /** How many of the devices listed are revoked, when the list is of a group's or a tag's (which never count them). */
+  /**
+   * How many of the devices listed are revoked, when the list is of a group's or a tag's (which
+   * never count them). A tag's list says too how many only report following the tag (the list's
+   * `reportedOnly`), which a rollout by the tag does not reach either.
+   */
   revoked?: number;
   /** The store's time for the list. */
   ms?: string;
@@ -141,6 +145,9 @@ function DeviceList({ p, page, list, revoked, ms }: { p: ListParams; page: numbe
   };
   const from = total ? list.offset + 1 : 0;
   const to = list.offset + list.devices.length;
+  // Listed by a tag they only report following: their tags, which a rollout by the tag reads, lack it.
+  const reportedOnly = p.tag ? (list.reportedOnly ?? 0) : 0;
+  const apart = (revoked ?? 0) + reportedOnly;
   return (
     <>
       <div id="device-list" data-live>
@@ -150,9 +157,15 @@ function DeviceList({ p, page, list, revoked, ms }: { p: ListParams; page: numbe
             <span data-revoked={String(revoked)}>
               {", "}
               <a href={`/ui/devices?${qs({ ...p, status: "revoked", page: undefined })}`}>{`${revoked.toLocaleString("en")} of them revoked`}</a>
-              {` (in no group, no rollout): ${(total - revoked).toLocaleString("en")} without them`}
+              {" (in no group, no rollout)"}
             </span>
-          ) : null}{" "}
+          ) : null}
+          {reportedOnly ? (
+            <span data-reported-only={String(reportedOnly)}>
+              {`, ${reportedOnly.toLocaleString("en")} only following ${p.tag}, not carrying it (no rollout by tag ${p.tag} reaches ${reportedOnly === 1 ? "it" : "them"})`}
+            </span>
+          ) : null}
+          {apart ? `: ${(total - apart).toLocaleString("en")} without them` : null}{" "}
           <span title="store time">({ms} ms)</span>
         </p>
         <div class="scroll">
