@@ -34,6 +34,16 @@ describe("parseIgnoreFile", () => {
     expect(m.hasNegations).toBe(true);
   });
 
+  test("reIncludes: only paths whose last matching line is a ! line, or under a folder it names", () => {
+    const m = parseIgnoreFile("*\n!src\n!dist/app.js\n.env\nsrc/*.map\n");
+    expect(m.reIncludes("src/main.ts")).toBe(true);
+    expect(m.reIncludes("dist/app.js")).toBe(true);
+    expect(m.reIncludes("dist/other.js")).toBe(false); // excluded by *
+    expect(m.reIncludes(".env")).toBe(false); // excluded again by a later line
+    expect(m.reIncludes("src/main.map")).toBe(false);
+    expect(parseIgnoreFile(".env\n").reIncludes("notes.txt")).toBe(false); // not excluded, but no ! line names it
+  });
+
   test("character classes and ?", () => {
     const m = parseIgnoreFile("file[0-9].txt\nlog?\n[!a]bc\n");
     expect(m.ignores("file3.txt")).toBe(true);
