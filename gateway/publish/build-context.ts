@@ -9,7 +9,8 @@
  * The context's `.dockerignore` still applies, as docker reads it from the copy: it can leave out
  * more. It is also the one way to keep a path git ignores: one its `!` lines name (`!dist/`), a
  * file a CI step makes before publish runs (a compiled binary, a web bundle) and the Dockerfile
- * copies. A `.dockerignore` that excludes nothing by itself (`!dist/` alone) is allowed by docker,
+ * copies. Named itself, or an ignored folder it is in: a `!src` that brings back a tracked folder
+ * does not bring back the ignored files in it, a developer's `src/config.local.json`. A `.dockerignore` that excludes nothing by itself (`!dist/` alone) is allowed by docker,
  * so naming such a path costs nothing else. The file read is the one BuildKit reads:
  * `<Dockerfile>.dockerignore` beside the Dockerfile if there is one, else the context's
  * `.dockerignore`; one git ignores is not read, as the copy lacks it.
@@ -83,25 +84,34 @@ async function readDockerIgnore(dir: string, dockerfile: string): Promise<Ignore
 }
 
 /**
- * Splits what git ignores into what the `.dockerignore` keeps and what is left out. A wholly
- * ignored folder is kept whole when a `!` line names it, else walked for the files one names;
- * a folder none of whose files is kept is left out once.
+ * Splits what git ignores into what the `.dockerignore` keeps and what is left out. A path is kept
+ * when a `!` line matches it or an ignored folder it is in (`!dist` for a folder git ignores
+ * whole), and no later line excludes it; a `!` line naming a folder git does not ignore (`!src`)
+ * keeps none of the ignored files in it, which may be a developer's. A wholly ignored folder is
+ * kept whole, else walked for the files kept; one none of whose files is kept is left out once.
  */
 async function sortIgnored(dir: string, ignored: string[], m: IgnoreFileMatcher): Promise<{ kept: string[]; leftOut: string[] }> {
+  const keeps = (path: string, entry: string): boolean => {
+    if (m.ignores(path)) return false;
+    for (let p = path; ; p = p.slice(0, p.lastIndexOf("/"))) {
+      if (m.negates(p)) return true;
+      if (p === entry) return false;
+    }
+  };
   const kept: string[] = [];
   const leftOut: string[] = [];
-  for (const entry of ignored) {
-    if (m.reIncludes(entry.replace(/\/$/, ""))) kept.push(entry);
-    else if (!entry.endsWith("/")) leftOut.push(entry);
+  for (const listed of ignored) {
+    const entry = listed.replace(/\/$/, "");
+    if (keeps(entry, entry)) kept.push(listed);
+    else if (listed === entry) leftOut.push(listed);
     else {
       const files = (await readdir(join(dir, entry), { recursive: true, withFileTypes: true }))
         .filter((d) => !d.isDirectory())
         .map((d) => relative(dir, join(d.parentPath, d.name)).replaceAll(sep, "/"))
         .sort();
-      const some = files.filter((f) => m.reIncludes(f));
+      const some = new Set(files.filter((f) => keeps(f, entry)));
       kept.push(...some);
-      if (some.length === 0) leftOut.push(entry);
-      else leftOut.push(...files.filter((f) => !m.reIncludes(f)));
+      leftOut.push(...(some.size === 0 ? [listed] : files.filter((f) => !some.has(f))));
     }
   }
   return { kept, leftOut };

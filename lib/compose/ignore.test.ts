@@ -34,14 +34,13 @@ describe("parseIgnoreFile", () => {
     expect(m.hasNegations).toBe(true);
   });
 
-  test("reIncludes: only paths whose last matching line is a ! line, or under a folder it names", () => {
-    const m = parseIgnoreFile("*\n!src\n!dist/app.js\n.env\nsrc/*.map\n");
-    expect(m.reIncludes("src/main.ts")).toBe(true);
-    expect(m.reIncludes("dist/app.js")).toBe(true);
-    expect(m.reIncludes("dist/other.js")).toBe(false); // excluded by *
-    expect(m.reIncludes(".env")).toBe(false); // excluded again by a later line
-    expect(m.reIncludes("src/main.map")).toBe(false);
-    expect(parseIgnoreFile(".env\n").reIncludes("notes.txt")).toBe(false); // not excluded, but no ! line names it
+  test("negates: whether a ! line's pattern matches the path itself, not only a folder above it", () => {
+    const m = parseIgnoreFile("*\n!src\n!dist/*.js\n.env\n");
+    expect(m.negates("src")).toBe(true);
+    expect(m.negates("src/.env")).toBe(false); // only through its folder
+    expect(m.negates("dist/app.js")).toBe(true);
+    expect(m.negates("dist/app.js.map")).toBe(false);
+    expect(parseIgnoreFile(".env\n").negates("notes.txt")).toBe(false);
   });
 
   test("character classes and ?", () => {

@@ -6,7 +6,7 @@
  * `/` is ignored (patterns are relative to the app dir); the last matching
  * line wins; a pattern that matches a directory matches everything under it.
  * Publish reads a build context's `.dockerignore` with it too, for the paths
- * its `!` lines name (`reIncludes`).
+ * its `!` lines name (`negates`).
  * Beside it, {@link pathListMatcher}: a caller's own list of paths to leave
  * out, taken literally (publish gives what git ignores: its policy, not this
  * module's), which no `!` line brings back.
@@ -34,8 +34,8 @@ export interface IgnoreMatcher {
 
 /** A compiled ignore file: it can also say which paths a `!` line names. */
 export interface IgnoreFileMatcher extends IgnoreMatcher {
-  /** Whether `path` is kept by a `!` line: the last line matching it (or a folder above it) is one. */
-  reIncludes(path: string): boolean;
+  /** Whether a `!` line's pattern matches `path` itself (one matching only a folder above it does not count). */
+  negates(path: string): boolean;
 }
 
 function cleanPath(p: string): string {
@@ -100,7 +100,7 @@ function compile(pattern: string, where: string): RegExp {
  * const m = parseIgnoreFile("Dockerfile\n*.py\n!keep.py\n");
  * m.ignores("app.py"); // true
  * m.ignores("keep.py"); // false
- * m.reIncludes("keep.py"); // true
+ * m.negates("keep.py"); // true
  * ```
  * @param file The file's path, for errors ("Invalid ignore pattern at web/.composeappignores:4: ..."); without it they say the line alone.
  * @throws {IgnorePatternError} If a pattern is malformed (unclosed `[`, trailing `\`).
@@ -132,7 +132,7 @@ export function parseIgnoreFile(text: string, file = "line"): IgnoreFileMatcher 
   return {
     hasNegations: rules.some((r) => r.negate),
     ignores: (path) => lastMatch(path)?.negate === false,
-    reIncludes: (path) => lastMatch(path)?.negate === true,
+    negates: (path) => rules.some((r) => r.negate && r.re.test(cleanPath(path))),
   };
 }
 

@@ -305,23 +305,31 @@ describe("gateway publish of a build context that holds git-ignored files", () =
 
   test("a path git ignores that the context's .dockerignore names with ! (a CI step's output) is built in; the rest of .dockerignore still applies", async () => {
     const r = await containersRepo({
-      ".gitignore": ".env\ndist/\n",
+      ".gitignore": ".env\ndist/\n*.secret\n",
       "site/docker-compose.yml": "services:\n  web:\n    build: .\n",
       "site/Dockerfile": "FROM fixtures/busybox:latest\nCOPY . /srv/\nCMD [\"ls\", \"-a\", \"/srv\"]\n",
-      "site/.dockerignore": "docs/\n!dist/app.js\n",
+      "site/.dockerignore": "docs/\n!dist/app.js\n!conf\n",
       "site/index.html": "tracked-page-4712\n",
       "site/docs/guide.md": "tracked-doc-4712\n",
+      "site/conf/app.conf": "tracked-conf-4712\n",
     });
     await Bun.write(join(r, "site", ".env"), "API_KEY=ignored-secret-4712\n");
+    // In a folder a ! line names, but git ignores the file, not the folder: a developer's, left out.
+    await Bun.write(join(r, "site", "conf", "db.secret"), "ignored-conf-secret-4712\n");
     await Bun.write(join(r, "site", "dist", "app.js"), "built-by-ci-4712\n");
     await Bun.write(join(r, "site", "dist", "app.js.map"), "source-map-4712\n");
     const lines: string[] = [];
     const res = await publish(opts({ containersDir: r, log: (l) => lines.push(l) }));
-    expect(lines).toContain("image site: left out 2 paths git ignores, which the commit does not hold: .env, dist/app.js.map, from its build context");
+    expect(lines).toContain("image site: left out 3 paths git ignores, which the commit does not hold: .env, conf/db.secret, dist/app.js.map, from its build context");
     expect(lines).toContain("image site: kept 1 path git ignores in its build context, as its .dockerignore names them with !: dist/app.js");
     const content = await imageContent(res, "site");
-    expect({ tracked: content.includes("tracked-page-4712"), kept: content.includes("built-by-ci-4712") }).toEqual({ tracked: true, kept: true });
-    expect({ env: content.includes("ignored-secret-4712"), map: content.includes("source-map-4712"), docs: content.includes("tracked-doc-4712") }).toEqual({ env: false, map: false, docs: false });
+    expect({ tracked: content.includes("tracked-page-4712"), conf: content.includes("tracked-conf-4712"), kept: content.includes("built-by-ci-4712") }).toEqual({ tracked: true, conf: true, kept: true });
+    expect({
+      env: content.includes("ignored-secret-4712"),
+      confSecret: content.includes("ignored-conf-secret-4712"),
+      map: content.includes("source-map-4712"),
+      docs: content.includes("tracked-doc-4712"),
+    }).toEqual({ env: false, confSecret: false, map: false, docs: false });
   });
 });
 
