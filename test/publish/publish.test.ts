@@ -268,6 +268,12 @@ describe("gateway publish of a build context inside its app folder", () => {
 });
 
 describe("gateway publish of a build context that holds git-ignored files", () => {
+  /** An app "site" whose one service builds the app folder, copying all of it into the image. */
+  const SITE = {
+    "site/docker-compose.yml": "services:\n  web:\n    build: .\n",
+    "site/Dockerfile": "FROM fixtures/busybox:latest\nCOPY . /srv/\nCMD [\"ls\", \"-a\", \"/srv\"]\n",
+  };
+
   /** The uncompressed layers of a published image, as one string to search. */
   async function imageContent(res: PublishResult, image: string): Promise<string> {
     const pinned = res.images.find((i) => i.name === image)!.pinned;
@@ -285,8 +291,7 @@ describe("gateway publish of a build context that holds git-ignored files", () =
   test("the image holds what git tracks and untracked files it does not ignore, not an ignored .env or folder, and publish says what it left out", async () => {
     const r = await containersRepo({
       ".gitignore": ".env\nnode_modules/\n",
-      "site/docker-compose.yml": "services:\n  web:\n    build: .\n",
-      "site/Dockerfile": "FROM fixtures/busybox:latest\nCOPY . /srv/\nCMD [\"ls\", \"-a\", \"/srv\"]\n",
+      ...SITE,
       "site/index.html": "tracked-page-4711\n",
     });
     await Bun.write(join(r, "site", ".env"), "API_KEY=ignored-secret-4711\n");
@@ -306,8 +311,7 @@ describe("gateway publish of a build context that holds git-ignored files", () =
   test("a path git ignores that the context's .dockerignore names with ! (a CI step's output) is built in; the rest of .dockerignore still applies", async () => {
     const r = await containersRepo({
       ".gitignore": ".env\ndist/\n*.secret\n",
-      "site/docker-compose.yml": "services:\n  web:\n    build: .\n",
-      "site/Dockerfile": "FROM fixtures/busybox:latest\nCOPY . /srv/\nCMD [\"ls\", \"-a\", \"/srv\"]\n",
+      ...SITE,
       "site/.dockerignore": "docs/\n!dist/app.js\n!conf\n",
       "site/index.html": "tracked-page-4712\n",
       "site/docs/guide.md": "tracked-doc-4712\n",
