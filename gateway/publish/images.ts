@@ -31,6 +31,7 @@ import type { AppDir } from "./discover.ts";
 import type { BuildSpec } from "./plan.ts";
 import { ImageResolveError } from "./plan.ts";
 import { printable } from "../../lib/cli/printable.ts";
+import { namedFew } from "../../lib/cli/few.ts";
 import { ensureBlobs, ensureManifest, type Destination } from "./transfer.ts";
 
 /** The legacy builder's banner (no buildx): noise in every build's output. */
@@ -146,8 +147,9 @@ export class ImageResolver {
       }
       const localTag = `${registryHost}/${repo}:${tag}`;
       this.o.log(`image ${b.name}: docker build ${b.from}`);
-      const context = await buildContext(b.dir, this.o.tmpDir);
+      const context = await buildContext(b.dir, this.o.tmpDir, b.dockerfile);
       if (context.leftOut.length > 0) this.o.log(`image ${b.name}: ${leftOutText(context.leftOut)}, from its build context`);
+      if (context.kept.length > 0) this.o.log(`image ${b.name}: kept ${context.kept.length === 1 ? "1 path" : `${context.kept.length} paths`} git ignores in its build context, as its .dockerignore names them with !: ${namedFew(context.kept, 5)}`);
       await dockerBuild(context.dir, localTag, {
         env: this.o.env,
         // The build's own output, as it comes: a long build is not silent, and CI keeps its log.

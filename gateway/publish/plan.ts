@@ -7,8 +7,10 @@
  * does not hold. So is an `env_file` the app's bundle does not hold (outside
  * the app folder, git-ignored, excluded, missing): compose on the device
  * would not find it, and the install, then its rollback, would fail. So is
- * a relative bind mount outside the app folder (`../x`), which on a device is
- * another place. And `extends`, which nothing follows to check and pin.
+ * a relative bind mount outside the app folder (`../x`, or a named volume
+ * bound to such a folder), which on a device is another place; fioup does
+ * not look again, so this is the one check. And `extends`, which nothing
+ * follows to check and pin.
  *
  * @module
  */

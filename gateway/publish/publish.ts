@@ -27,7 +27,7 @@ import { FactoryConfigError, fullRef, platformsOf, readFactoryConfig, tagsForRef
 import { describePlatform, hwidForPlatform } from "../../lib/oci/hwid-platform.ts";
 import { hostPlatform, parsePlatform, type Platform } from "../../lib/oci/platform.ts";
 import { isRegistryHost } from "../../lib/oci/reference.ts";
-import { registryClients } from "../../lib/oci/registry-clients.ts";
+import { gatewayRegistryClients } from "../../lib/oci/registry-clients.ts";
 import { fetchPinnedCa } from "../../lib/tls/pin.ts";
 import { AdminApiError, AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import { publicUrlOf } from "../../lib/api/admin.ts";
@@ -173,7 +173,10 @@ export interface RegistryChoice {
  * pull from any other without the device's certificate and the gateway's CA, and a replica's own
  * address (--server naming one replica behind a load balancer) is not theirs to reach. A gateway
  * that does not say its public URL (one before whoami carried it) is named as --server writes
- * it, and that is said. Another --registry is pushed to and named as written.
+ * it, and that is said. Another --registry is pushed to and named as written. How each host is
+ * then reached (the public host at pushHost, the token and CA for the gateway's hosts, the gateway
+ * as the token realm of others) is the mapping export and preload use too:
+ * lib/oci/registry-clients.ts `gatewayRegistryClients`.
  */
 export function gatewayRegistry(registry: string | undefined, server: URL, publicUrl: URL | undefined, log: (line: string) => void): RegistryChoice {
   const viaPublic = registry !== undefined && publicUrl !== undefined && isServerHost(registry, publicUrl) && !isServerHost(registry, server);
@@ -309,23 +312,24 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const { registryHost, pushHost, onGateway, publicUrl } = gatewayRegistry(opts.registry, serverUrl, publicUrlOf(who), log);
   log(`publishing ${containersDir} at ${imageTag} (${opts.ref} → tags ${tags.join(", ")}) to ${registryHost}/${factory}${dryRun ? " (dry run)" : ""}`);
 
-  const clients = registryClients(
+  // The gateway's registry: reached at pushHost (or, with another --registry, at --server), and at --server's host as a
+  // compose file may name it; what the targets name (its public host) is reached there. Any other registry: its Docker
+  // config credentials, and the gateway as its token realm at the public URL.
+  const clientFor = gatewayRegistryClients(
+    {
+      serverHost: onGateway ? pushHost : serverUrl.host,
+      alsoAt: [serverUrl.host],
+      publicUrl,
+      token: opts.token,
+      ...(ca ? { ca } : {}),
+      plainHttp: new Set([...insecure, ...(serverUrl.protocol === "http:" ? [serverUrl.host] : [])]),
+    },
     (host) => {
-      // The gateway's registry as publish reaches it, or as --server names it (an image a compose file pulls from there).
-      const own = onGateway && (host === pushHost || host === serverUrl.host);
-      const creds = own ? { token: opts.token } : dockerCredentials(host, env);
-      return {
-        scheme: insecure.has(host) || (own && host === serverUrl.host && serverUrl.protocol === "http:") ? "http" : "https",
-        ...(creds ? { auth: creds } : {}),
-        ...(own && ca ? { tls: { ca } } : {}),
-        // An external registry whose token realm is the gateway (its public URL): the token goes there, over the factory CA.
-        ...(own ? {} : { realm: { origin: publicUrl.origin, auth: { token: opts.token }, ...(ca ? { tls: { ca } } : {}) } }),
-      };
+      const creds = dockerCredentials(host, env);
+      return { scheme: insecure.has(host) ? "http" : "https", ...(creds ? { auth: creds } : {}) };
     },
     { userAgent: "gateway-publish" },
   );
-  // What the targets name (registryHost) is reached where publish reaches the gateway (pushHost).
-  const clientFor = (host: string) => clients(host === registryHost ? pushHost : host);
 
   const tmp = await mkdtemp(join(tmpdir(), "gateway-publish-"));
   // Ctrl-C or SIGTERM (a cancelled CI job) ends the process without running the `finally` below:

@@ -82,3 +82,29 @@ describe("parseCompose: extends and env_file", () => {
     );
   });
 });
+
+describe("parseCompose: bind mounts", () => {
+  test("bindSources: the relative host paths a service mounts, short or long, and a named volume bound to a relative device", () => {
+    const text = [
+      "services:",
+      "  a:",
+      "    image: x",
+      "    volumes: [./conf:/conf:ro, /dev:/dev, data:/data, shared:/shared, '~/.ssh:/ssh', .hidden:/h]",
+      "  b:",
+      "    image: x",
+      "    volumes:",
+      "      - {type: bind, source: ../common, target: /c}",
+      "      - {type: bind, source: /run/x, target: /x}",
+      "      - {type: volume, source: shared, target: /s}",
+      "      - {type: volume, source: abs, target: /a}",
+      "volumes:",
+      "  data: {}",
+      "  shared: {driver: local, driver_opts: {type: none, o: bind, device: ../shared}}",
+      "  abs: {driver_opts: {type: none, o: 'bind,ro', device: /srv/abs}}",
+    ].join("\n");
+    expect(parseCompose(text, "web/compose.yaml").services.map((s) => s.bindSources)).toEqual([
+      ["./conf", "../shared", ".hidden"],
+      ["../common", "../shared"],
+    ]);
+  });
+});

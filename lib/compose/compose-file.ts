@@ -47,7 +47,7 @@ export interface ComposeService {
   envFiles?: EnvFile[];
   /** Whether the service has an `extends:` key (never followed: see the module doc). */
   extends?: true;
-  /** Host paths of bind mounts written relative to the compose file's folder (`./data:/data`, or `type: bind` with such a `source`), as written. */
+  /** Host paths of bind mounts written relative to the compose file's folder (`./data:/data`, `type: bind` with such a `source`, or a named volume bound to such a `device`), as written. */
   bindSources?: string[];
 }
 
@@ -168,6 +168,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       else if (b.context === undefined) buildContext = ".";
       details = buildDetails(b, file, name, opts.variables);
     }
+    const binds = relativeBinds(volumes, (js as { volumes?: unknown }).volumes);
     out.push({
       name,
       ...(typeof image === "string" ? { image } : {}),
@@ -176,7 +177,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       ...details,
       ...(envFile !== undefined && envFile !== null ? { envFiles: envFiles(envFile, file, name) } : {}),
       ...(hasExtends ? { extends: true as const } : {}),
-      ...(relativeBinds(volumes).length > 0 ? { bindSources: relativeBinds(volumes) } : {}),
+      ...(binds.length > 0 ? { bindSources: binds } : {}),
     });
   }
   return { file, doc, services: out, interpolated: opts.variables !== undefined };
@@ -185,18 +186,34 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
 /**
  * The host paths of a service's bind mounts that compose resolves from the compose file's folder:
  * a short `SOURCE:TARGET[:MODE]` whose source starts with `.` (any other source is an absolute or
- * home path, or a named volume), and a long `type: bind` whose `source` is neither absolute nor `~`.
+ * home path, or a named volume), a long `type: bind` whose `source` is neither absolute nor `~`,
+ * and a named volume (short, or `type: volume`) that the top-level `volumes:` makes a bind of a
+ * relative folder (`driver_opts: {o: bind, device: ../x}`, which compose resolves the same way).
  */
-function relativeBinds(volumes: unknown): string[] {
+function relativeBinds(volumes: unknown, topVolumes: unknown): string[] {
   if (!Array.isArray(volumes)) return [];
+  const relative = (p: unknown): p is string => typeof p === "string" && p !== "" && !p.startsWith("/") && !p.startsWith("~");
+  const boundDevice = (name: string): string | undefined => {
+    const vol = topVolumes && typeof topVolumes === "object" ? (topVolumes as Record<string, unknown>)[name] : undefined;
+    if (!vol || typeof vol !== "object") return undefined;
+    const { driver, driver_opts: opts } = vol as { driver?: unknown; driver_opts?: unknown };
+    if ((driver !== undefined && driver !== "local") || !opts || typeof opts !== "object") return undefined;
+    const { o, device } = opts as { o?: unknown; device?: unknown };
+    return typeof o === "string" && o.split(",").includes("bind") && relative(device) ? device : undefined;
+  };
   const out: string[] = [];
   for (const v of volumes) {
     if (typeof v === "string") {
       const colon = v.indexOf(":");
-      if (colon > 0 && v.startsWith(".")) out.push(v.slice(0, colon));
+      if (colon <= 0) continue;
+      const source = v.slice(0, colon);
+      const device = source.startsWith(".") ? source : boundDevice(source);
+      if (device !== undefined) out.push(device);
     } else if (v && typeof v === "object" && !Array.isArray(v)) {
       const { type, source } = v as { type?: unknown; source?: unknown };
-      if (type === "bind" && typeof source === "string" && source !== "" && !source.startsWith("/") && !source.startsWith("~")) out.push(source);
+      if (type === "bind" && relative(source)) out.push(source);
+      const device = type === "volume" && typeof source === "string" ? boundDevice(source) : undefined;
+      if (device !== undefined) out.push(device);
     }
   }
   return out;

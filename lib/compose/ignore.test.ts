@@ -34,6 +34,15 @@ describe("parseIgnoreFile", () => {
     expect(m.hasNegations).toBe(true);
   });
 
+  test("negates: whether a ! line's pattern matches the path itself, not only a folder above it", () => {
+    const m = parseIgnoreFile("*\n!src\n!dist/*.js\n.env\n");
+    expect(m.negates("src")).toBe(true);
+    expect(m.negates("src/.env")).toBe(false); // only through its folder
+    expect(m.negates("dist/app.js")).toBe(true);
+    expect(m.negates("dist/app.js.map")).toBe(false);
+    expect(parseIgnoreFile(".env\n").negates("notes.txt")).toBe(false);
+  });
+
   test("character classes and ?", () => {
     const m = parseIgnoreFile("file[0-9].txt\nlog?\n[!a]bc\n");
     expect(m.ignores("file3.txt")).toBe(true);

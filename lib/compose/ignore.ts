@@ -5,6 +5,8 @@
  * segment; `**` matches any number of directories; `!` re-includes; a leading
  * `/` is ignored (patterns are relative to the app dir); the last matching
  * line wins; a pattern that matches a directory matches everything under it.
+ * Publish reads a build context's `.dockerignore` with it too, for the paths
+ * its `!` lines name (`negates`).
  * Beside it, {@link pathListMatcher}: a caller's own list of paths to leave
  * out, taken literally (publish gives what git ignores: its policy, not this
  * module's), which no `!` line brings back.
@@ -22,12 +24,18 @@ interface Rule {
   source: string;
 }
 
-/** A compiled ignore file. */
+/** A compiled ignore file, or a list of paths ({@link pathListMatcher}). */
 export interface IgnoreMatcher {
   /** Whether `path` (relative, `/`-separated, no `./`) is excluded. */
   ignores(path: string): boolean;
   /** Whether any rule re-includes (`!`); if not, an excluded directory need not be walked. */
   readonly hasNegations: boolean;
+}
+
+/** A compiled ignore file: it can also say which paths a `!` line names. */
+export interface IgnoreFileMatcher extends IgnoreMatcher {
+  /** Whether a `!` line's pattern matches `path` itself (one matching only a folder above it does not count). */
+  negates(path: string): boolean;
 }
 
 function cleanPath(p: string): string {
@@ -92,11 +100,12 @@ function compile(pattern: string, where: string): RegExp {
  * const m = parseIgnoreFile("Dockerfile\n*.py\n!keep.py\n");
  * m.ignores("app.py"); // true
  * m.ignores("keep.py"); // false
+ * m.negates("keep.py"); // true
  * ```
  * @param file The file's path, for errors ("Invalid ignore pattern at web/.composeappignores:4: ..."); without it they say the line alone.
  * @throws {IgnorePatternError} If a pattern is malformed (unclosed `[`, trailing `\`).
  */
-export function parseIgnoreFile(text: string, file = "line"): IgnoreMatcher {
+export function parseIgnoreFile(text: string, file = "line"): IgnoreFileMatcher {
   const rules: Rule[] = [];
   text.split(/\r?\n/).forEach((raw, idx) => {
     let line = raw.trim();
@@ -110,22 +119,20 @@ export function parseIgnoreFile(text: string, file = "line"): IgnoreMatcher {
     if (pattern === "") return;
     rules.push({ negate, re: compile(pattern, file === "line" ? `line ${idx + 1}` : `${file}:${idx + 1}`), source: raw });
   });
+  // The last line matching the path or a folder above it decides.
+  const lastMatch = (path: string): Rule | undefined => {
+    const file = cleanPath(path);
+    const parents: string[] = [];
+    const segs = file.split("/");
+    for (let i = 1; i < segs.length; i++) parents.push(segs.slice(0, i).join("/"));
+    let last: Rule | undefined;
+    for (const rule of rules) if (rule.re.test(file) || parents.some((p) => rule.re.test(p))) last = rule;
+    return last;
+  };
   return {
     hasNegations: rules.some((r) => r.negate),
-    ignores(path: string): boolean {
-      const file = cleanPath(path);
-      const parents: string[] = [];
-      const segs = file.split("/");
-      for (let i = 1; i < segs.length; i++) parents.push(segs.slice(0, i).join("/"));
-      let matched = false;
-      for (const rule of rules) {
-        // An exclusion can't change an excluded path, nor an inclusion an included one.
-        if (rule.negate !== matched) continue;
-        const hit = rule.re.test(file) || parents.some((p) => rule.re.test(p));
-        if (hit) matched = !rule.negate;
-      }
-      return matched;
-    },
+    ignores: (path) => lastMatch(path)?.negate === false,
+    negates: (path) => rules.some((r) => r.negate && r.re.test(cleanPath(path))),
   };
 }
 

@@ -139,6 +139,11 @@ describe("gateway publish and env_file, extends", () => {
     const long = await publishCli(repo, "--dry-run");
     expect(long.code).toBe(10);
     expect(long.stderr).toContain("the bind mount ./conf/../../common is outside the app folder envapp");
+    // A named volume the top level binds to a relative folder: compose resolves it the same way.
+    await writeFile(join(repo, "envapp", "docker-compose.yml"), withVolumes("      - common:/etc/common\n") + "volumes:\n  common:\n    driver: local\n    driver_opts: {type: none, o: bind, device: ../common}\n");
+    const named = await publishCli(repo, "--dry-run");
+    expect(named.code).toBe(10);
+    expect(named.stderr).toContain('Invalid compose file envapp/docker-compose.yml, service "db": the bind mount ../common is outside the app folder envapp');
     await writeFile(
       join(repo, "envapp", "docker-compose.yml"),
       withVolumes("      - ./data:/data\n      - /var/run/docker.sock:/var/run/docker.sock\n      - cache:/cache\n      - type: bind\n        source: conf\n        target: /conf\n") + "volumes:\n  cache: {}\n",

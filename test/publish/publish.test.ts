@@ -268,20 +268,15 @@ describe("gateway publish of a build context inside its app folder", () => {
 });
 
 describe("gateway publish of a build context that holds git-ignored files", () => {
-  test("the image holds what git tracks and untracked files it does not ignore, not an ignored .env or folder, and publish says what it left out", async () => {
-    const r = await containersRepo({
-      ".gitignore": ".env\nnode_modules/\n",
-      "site/docker-compose.yml": "services:\n  web:\n    build: .\n",
-      "site/Dockerfile": "FROM fixtures/busybox:latest\nCOPY . /srv/\nCMD [\"ls\", \"-a\", \"/srv\"]\n",
-      "site/index.html": "tracked-page-4711\n",
-    });
-    await Bun.write(join(r, "site", ".env"), "API_KEY=ignored-secret-4711\n");
-    await Bun.write(join(r, "site", "node_modules", "dep", "index.js"), "ignored-module-4711\n");
-    await Bun.write(join(r, "site", "notes.txt"), "untracked-note-4711\n");
-    const lines: string[] = [];
-    const res = await publish(opts({ containersDir: r, log: (l) => lines.push(l) }));
-    expect(lines).toContain("image site: left out 2 paths git ignores, which the commit does not hold: .env, node_modules/, from its build context");
-    const pinned = res.images.find((i) => i.name === "site")!.pinned;
+  /** An app "site" whose one service builds the app folder, copying all of it into the image. */
+  const SITE = {
+    "site/docker-compose.yml": "services:\n  web:\n    build: .\n",
+    "site/Dockerfile": "FROM fixtures/busybox:latest\nCOPY . /srv/\nCMD [\"ls\", \"-a\", \"/srv\"]\n",
+  };
+
+  /** The uncompressed layers of a published image, as one string to search. */
+  async function imageContent(res: PublishResult, image: string): Promise<string> {
+    const pinned = res.images.find((i) => i.name === image)!.pinned;
     const [name, digest] = pinned.slice(gw.host.length + 1).split("@") as [string, string];
     const client = gatewayRegistry(gw);
     const m = JSON.parse(new TextDecoder().decode((await client.getManifest(name, digest)).bytes));
@@ -290,11 +285,55 @@ describe("gateway publish of a build context that holds git-ignored files", () =
       const blob = await client.getBlobBytes(name, l.digest);
       content += new TextDecoder("latin1").decode(blob[0] === 0x1f && blob[1] === 0x8b ? Bun.gunzipSync(blob as Uint8Array<ArrayBuffer>) : blob);
     }
+    return content;
+  }
+
+  test("the image holds what git tracks and untracked files it does not ignore, not an ignored .env or folder, and publish says what it left out", async () => {
+    const r = await containersRepo({
+      ".gitignore": ".env\nnode_modules/\n",
+      ...SITE,
+      "site/index.html": "tracked-page-4711\n",
+    });
+    await Bun.write(join(r, "site", ".env"), "API_KEY=ignored-secret-4711\n");
+    await Bun.write(join(r, "site", "node_modules", "dep", "index.js"), "ignored-module-4711\n");
+    await Bun.write(join(r, "site", "notes.txt"), "untracked-note-4711\n");
+    const lines: string[] = [];
+    const res = await publish(opts({ containersDir: r, log: (l) => lines.push(l) }));
+    expect(lines).toContain("image site: left out 2 paths git ignores, which the commit does not hold: .env, node_modules/, from its build context");
+    const content = await imageContent(res, "site");
     // Booleans: the layers are megabytes, too long for a failure's message.
     expect({ tracked: content.includes("tracked-page-4711"), untracked: content.includes("untracked-note-4711") }).toEqual({ tracked: true, untracked: true });
     expect({ env: content.includes("ignored-secret-4711"), module: content.includes("ignored-module-4711") }).toEqual({ env: false, module: false });
     // The work tree is as it was: the copy was the build's, in publish's temp dir.
     expect(await Bun.file(join(r, "site", ".env")).text()).toBe("API_KEY=ignored-secret-4711\n");
+  });
+
+  test("a path git ignores that the context's .dockerignore names with ! (a CI step's output) is built in; the rest of .dockerignore still applies", async () => {
+    const r = await containersRepo({
+      ".gitignore": ".env\ndist/\n*.secret\n",
+      ...SITE,
+      "site/.dockerignore": "docs/\n!dist/app.js\n!conf\n",
+      "site/index.html": "tracked-page-4712\n",
+      "site/docs/guide.md": "tracked-doc-4712\n",
+      "site/conf/app.conf": "tracked-conf-4712\n",
+    });
+    await Bun.write(join(r, "site", ".env"), "API_KEY=ignored-secret-4712\n");
+    // In a folder a ! line names, but git ignores the file, not the folder: a developer's, left out.
+    await Bun.write(join(r, "site", "conf", "db.secret"), "ignored-conf-secret-4712\n");
+    await Bun.write(join(r, "site", "dist", "app.js"), "built-by-ci-4712\n");
+    await Bun.write(join(r, "site", "dist", "app.js.map"), "source-map-4712\n");
+    const lines: string[] = [];
+    const res = await publish(opts({ containersDir: r, log: (l) => lines.push(l) }));
+    expect(lines).toContain("image site: left out 3 paths git ignores, which the commit does not hold: .env, conf/db.secret, dist/app.js.map, from its build context");
+    expect(lines).toContain("image site: kept 1 path git ignores in its build context, as its .dockerignore names them with !: dist/app.js");
+    const content = await imageContent(res, "site");
+    expect({ tracked: content.includes("tracked-page-4712"), conf: content.includes("tracked-conf-4712"), kept: content.includes("built-by-ci-4712") }).toEqual({ tracked: true, conf: true, kept: true });
+    expect({
+      env: content.includes("ignored-secret-4712"),
+      confSecret: content.includes("ignored-conf-secret-4712"),
+      map: content.includes("source-map-4712"),
+      docs: content.includes("tracked-doc-4712"),
+    }).toEqual({ env: false, confSecret: false, map: false, docs: false });
   });
 });
 
