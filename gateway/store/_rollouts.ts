@@ -42,7 +42,6 @@ export interface GroupRecord {
   kind: string;
   query: string | null;
   created_at: string;
-  members?: number | string;
 }
 
 export const toGroup = (r: GroupRecord): GroupRow => ({
