@@ -8,7 +8,8 @@
  * the app folder, git-ignored, excluded, missing): compose on the device
  * would not find it, and the install, then its rollback, would fail. So is
  * a relative bind mount outside the app folder (`../x`, or a named volume
- * bound to such a folder), which on a device is another place; fioup does
+ * bound to such a folder, or a config's or secret's `file:`), which on a
+ * device is another place; fioup does
  * not look again, so this is the one check. And `extends`, which nothing
  * follows to check and pin.
  *
@@ -99,11 +100,11 @@ function checkEnvFile(app: AppDir, service: string, f: EnvFile): void {
  * sit side by side, so `../x` would mount the apps' root or another app's folder (whatever is
  * there, or an empty directory Docker makes), not what the checkout holds beside the app.
  */
-function checkBindSource(app: AppDir, service: string, source: string): void {
+function checkBindSource(app: AppDir, service: string, source: string, what = "the bind mount"): void {
   if (inside(app.dir, resolvePath(app.dir, source))) return;
   throw new ComposeFileError(
     `${app.name}/${app.composeFileName}`,
-    `the bind mount ${source} is outside the app folder ${app.name}: a device gets only the app folder, and there ${source} is another place (the apps' root or another app's folder); keep the mounted files inside ${app.name}/, or mount an absolute path of the device`,
+    `${what} ${source} is outside the app folder ${app.name}: a device gets only the app folder, and there ${source} is another place (the apps' root or another app's folder); keep the mounted files inside ${app.name}/, or mount an absolute path of the device`,
     service,
   );
 }
@@ -118,7 +119,7 @@ export function topLevelBuild(b: BuildDir): BuildSpec {
  *
  * @throws {BuildContextError} If its build context or Dockerfile is outside `repoDir`.
  * @throws {ImageResolveError} If it has no usable build and no valid image reference.
- * @throws {ComposeFileError} If it has `extends`, an `env_file` its app's bundle does not hold, or a relative bind mount outside the app folder.
+ * @throws {ComposeFileError} If it has `extends`, an `env_file` its app's bundle does not hold, or a relative bind mount, config or secret file outside the app folder.
  */
 export function planService(repoDir: string, app: AppDir, svc: ComposeService, builds: BuildDir[], factory: string): ServicePlan {
   const where = `service "${svc.name}" in app "${app.name}"`;
@@ -126,6 +127,7 @@ export function planService(repoDir: string, app: AppDir, svc: ComposeService, b
   if (svc.extends) throw new ComposeFileError(composeFile, EXTENDS_NOT_SUPPORTED, svc.name);
   for (const f of svc.envFiles ?? []) checkEnvFile(app, svc.name, f);
   for (const source of svc.bindSources ?? []) checkBindSource(app, svc.name, source);
+  for (const f of svc.fileSources ?? []) checkBindSource(app, svc.name, f.file, `the ${f.kind} ${f.name}'s file`);
   if (svc.build) {
     const root = real(repoDir);
     const ctx = real(resolvePath(app.dir, svc.buildContext ?? "."));

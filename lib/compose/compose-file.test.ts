@@ -107,4 +107,29 @@ describe("parseCompose: bind mounts", () => {
       ["../common", "../shared"],
     ]);
   });
+
+  test("fileSources: the configs and secrets a service uses whose file is written relative", () => {
+    const text = [
+      "services:",
+      "  a:",
+      "    image: x",
+      "    configs: [app_conf, {source: abs_conf, target: /etc/a}]",
+      "    secrets: [{source: token}, inline]",
+      "  b:",
+      "    image: x",
+      "configs:",
+      "  app_conf: {file: ../shared/app.conf}",
+      "  abs_conf: {file: /etc/abs.conf}",
+      "secrets:",
+      "  token: {file: ./token.txt}",
+      "  inline: {environment: TOKEN}",
+    ].join("\n");
+    expect(parseCompose(text, "web/compose.yaml").services.map((s) => s.fileSources)).toEqual([
+      [
+        { kind: "config", name: "app_conf", file: "../shared/app.conf" },
+        { kind: "secret", name: "token", file: "./token.txt" },
+      ],
+      undefined,
+    ]);
+  });
 });

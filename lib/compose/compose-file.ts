@@ -49,6 +49,15 @@ export interface ComposeService {
   extends?: true;
   /** Host paths of bind mounts written relative to the compose file's folder (`./data:/data`, `type: bind` with such a `source`, or a named volume bound to such a `device`), as written. */
   bindSources?: string[];
+  /** The `configs:` and `secrets:` a service uses whose top-level entry is a `file:` written relative to the compose file's folder (compose mounts that host file). */
+  fileSources?: FileSource[];
+}
+
+/** A config or secret a service mounts from a host file written relative (`configs: {app_conf: {file: ./app.conf}}`). */
+export interface FileSource {
+  kind: "config" | "secret";
+  name: string;
+  file: string;
 }
 
 /** One `env_file` entry: `env_file: a.env`, a list of paths, or a list of `{path, required}`. */
@@ -144,7 +153,15 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
     if (!svc || typeof svc !== "object" || Array.isArray(svc) || !isMap(doc.getIn(["services", name]))) {
       throw new ComposeFileError(file, "the service is not a mapping", name);
     }
-    const { image, build, extends: ext, env_file: envFile, volumes } = svc as { image?: unknown; build?: unknown; extends?: unknown; env_file?: unknown; volumes?: unknown };
+    const { image, build, extends: ext, env_file: envFile, volumes, configs, secrets } = svc as {
+      image?: unknown;
+      build?: unknown;
+      extends?: unknown;
+      env_file?: unknown;
+      volumes?: unknown;
+      configs?: unknown;
+      secrets?: unknown;
+    };
     if (image !== undefined && image !== null && typeof image !== "string") {
       throw new ComposeFileError(file, "image is not a string", name);
     }
@@ -169,6 +186,10 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       details = buildDetails(b, file, name, opts.variables);
     }
     const binds = relativeBinds(volumes, (js as { volumes?: unknown }).volumes);
+    const files = [
+      ...relativeFiles("config", configs, (js as { configs?: unknown }).configs),
+      ...relativeFiles("secret", secrets, (js as { secrets?: unknown }).secrets),
+    ];
     out.push({
       name,
       ...(typeof image === "string" ? { image } : {}),
@@ -178,6 +199,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       ...(envFile !== undefined && envFile !== null ? { envFiles: envFiles(envFile, file, name) } : {}),
       ...(hasExtends ? { extends: true as const } : {}),
       ...(binds.length > 0 ? { bindSources: binds } : {}),
+      ...(files.length > 0 ? { fileSources: files } : {}),
     });
   }
   return { file, doc, services: out, interpolated: opts.variables !== undefined };
@@ -215,6 +237,25 @@ function relativeBinds(volumes: unknown, topVolumes: unknown): string[] {
       const device = type === "volume" && typeof source === "string" ? boundDevice(source) : undefined;
       if (device !== undefined) out.push(device);
     }
+  }
+  return out;
+}
+
+/**
+ * The configs (or secrets) a service uses, short (`- name`) or long (`- source: name`), whose
+ * top-level entry mounts a host file written relative (`file: ./x`; compose resolves it from the
+ * compose file's folder, as a bind mount's source). Absolute and `~` paths, and entries made from
+ * `content:` or `environment:`, are the device's own or none.
+ */
+function relativeFiles(kind: FileSource["kind"], used: unknown, top: unknown): FileSource[] {
+  if (!Array.isArray(used) || !top || typeof top !== "object") return [];
+  const out: FileSource[] = [];
+  for (const u of used) {
+    const name = typeof u === "string" ? u : u && typeof u === "object" ? (u as { source?: unknown }).source : undefined;
+    if (typeof name !== "string") continue;
+    const entry = (top as Record<string, unknown>)[name];
+    const file = entry && typeof entry === "object" ? (entry as { file?: unknown }).file : undefined;
+    if (typeof file === "string" && file !== "" && !file.startsWith("/") && !file.startsWith("~")) out.push({ kind, name, file });
   }
   return out;
 }

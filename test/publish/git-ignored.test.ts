@@ -153,6 +153,19 @@ describe("gateway publish and env_file, extends", () => {
     expect(ok.code).toBe(0);
   });
 
+  test("a config's or secret's file outside the app folder is refused (exit 10); inside it or absolute, it is published", async () => {
+    const withConfig = (file: string) =>
+      `services:\n  db:\n    image: nginx:alpine\n    configs: [site]\n    secrets: [{source: token, target: token}]\nconfigs:\n  site: {file: ${file}}\nsecrets:\n  token: {file: ./token.txt}\n`;
+    const repo = await containersRepo({ "common/site.conf": "x\n", "envapp/token.txt": "t\n", "envapp/docker-compose.yml": withConfig("../common/site.conf") });
+    const out = await publishCli(repo, "--dry-run");
+    expect(out.code).toBe(10);
+    expect(out.stderr).toContain('Invalid compose file envapp/docker-compose.yml, service "db": the config site\'s file ../common/site.conf is outside the app folder envapp');
+    await writeFile(join(repo, "envapp", "docker-compose.yml"), withConfig("/etc/site.conf"));
+    const ok = await publishCli(repo, "--dry-run");
+    expect(ok.stderr).not.toContain("outside the app folder");
+    expect(ok.code).toBe(0);
+  });
+
   test("a service with extends is refused (exit 10), saying extends is not supported and to write the service out", async () => {
     const repo = await containersRepo({ "envapp/docker-compose.yml": "services:\n  base:\n    image: nginx:alpine\n  ext:\n    extends:\n      service: base\n" });
     const r = await publishCli(repo, "--dry-run");
