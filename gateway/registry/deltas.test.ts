@@ -6,6 +6,7 @@ import { gzipSync } from "node:zlib";
 import { applyLayerDelta, DeltaApplyError, DeltaMismatchError } from "../../lib/oci/delta.ts";
 import { sha256 } from "../../lib/oci/digest.ts";
 import { LayerDeltas } from "./deltas.ts";
+import { OCI_MANIFEST } from "./manifest.ts";
 import { RegistryStorage } from "./storage.ts";
 
 const dirs: string[] = [];
@@ -13,25 +14,45 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-/** A registry dir holding two gzip (or `compress`ed) layers in repo "main/app", and a zstd wrapper that logs each run. */
-async function setup(old: Uint8Array, next: Uint8Array, compress: (tar: Uint8Array) => Uint8Array = gzipSync) {
+/**
+ * A registry dir with repo "main/app", where `put` stores a layer (gzip, or `compress`ed) as the
+ * image manifest `tag` of it alone, and a zstd wrapper that logs each run (start and end, for overlaps).
+ */
+async function registryDir(compress: (tar: Uint8Array) => Uint8Array = gzipSync, o: { zstdDelay?: number } = {}) {
   const dir = await mkdtemp(join(tmpdir(), "deltas-"));
   dirs.push(dir);
   const storage = new RegistryStorage(join(dir, "registry"));
-  const put = async (tar: Uint8Array) => {
-    const gz = compress(tar);
-    const digest = sha256(gz);
+  const store = async (bytes: Uint8Array) => {
+    const digest = sha256(bytes);
     const tmp = join(dir, "blob");
-    await writeFile(tmp, gz);
+    await writeFile(tmp, bytes);
     await storage.commitBlobFile(tmp, digest);
     await storage.linkBlob("main/app", digest);
+    return digest;
+  };
+  const configBytes = new TextEncoder().encode(JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }));
+  const config = { mediaType: "application/vnd.oci.image.config.v1+json", digest: await store(configBytes), size: configBytes.byteLength };
+  const put = async (tar: Uint8Array, tag: string) => {
+    const gz = compress(tar);
+    const digest = await store(gz);
+    const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest, size: gz.byteLength }] };
+    await storage.putManifest("main/app", tag, new TextEncoder().encode(JSON.stringify(manifest)), OCI_MANIFEST);
     return { digest, gz, diffId: sha256(tar) };
   };
   const log = join(dir, "zstd.log");
   const zstd = join(dir, "zstd");
-  await writeFile(zstd, `#!/bin/sh\necho run >> ${log}\nexec zstd "$@"\n`);
+  await writeFile(zstd, `#!/bin/sh\necho run >> ${log}\nzstd "$@"\nrc=$?\necho end >> ${log}\nexit $rc\n`);
   await chmod(zstd, 0o755);
-  return { dir, storage, from: await put(old), to: await put(next), zstd, runs: async () => (await readFile(log, "utf8").catch(() => "")).split("\n").filter(Boolean).length };
+  const lines = async () => (await readFile(log, "utf8").catch(() => "")).split("\n").filter(Boolean);
+  /** The most zstd runs at once, from the log's order of starts and ends. */
+  const peak = async () => (await lines()).reduce((acc, l) => ((acc.now += l === "run" ? 1 : -1), (acc.max = Math.max(acc.max, acc.now)), acc), { now: 0, max: 0 }).max;
+  return { dir, storage, put, config, zstd, runs: async () => (await lines()).filter((l) => l === "run").length, peak };
+}
+
+/** {@link registryDir} with two layers, `from` (tag v1) and `to` (tag v2). */
+async function setup(old: Uint8Array, next: Uint8Array, compress: (tar: Uint8Array) => Uint8Array = gzipSync) {
+  const r = await registryDir(compress);
+  return { ...r, from: await r.put(old, "v1"), to: await r.put(next, "v2") };
 }
 
 /** 8 MB of incompressible "files" and a copy with 256 kB in the middle changed. */
@@ -152,5 +173,53 @@ describe("LayerDeltas", () => {
     const { old, next } = layers();
     const s = await setup(old, next);
     await expect(new LayerDeltas(s.storage).get("other/app", s.from.digest, s.to.digest)).rejects.toMatchObject({ status: 404 });
+  });
+
+  test("a pair naming a blob that no image manifest of the repository lists as a layer is refused without running zstd", async () => {
+    const { old, next } = layers();
+    const s = await setup(old, next);
+    const deltas = new LayerDeltas(s.storage, { zstd: s.zstd });
+    const notLayer = (d: string) => `${d} is not a layer of any image manifest in repository "main/app"`;
+    // The image config is in the repository, but is no layer.
+    expect(await deltas.get("main/app", s.from.digest, s.config.digest)).toEqual({ refused: notLayer(s.config.digest) });
+    // Nor is a blob pushed that no manifest names, nor a delta made before.
+    const loose = sha256(gzipSync(next.slice(0, 1 << 20)));
+    await writeFile(join(s.dir, "blob"), gzipSync(next.slice(0, 1 << 20)));
+    await s.storage.commitBlobFile(join(s.dir, "blob"), loose);
+    await s.storage.linkBlob("main/app", loose);
+    expect(await deltas.get("main/app", loose, s.config.digest)).toEqual({ refused: `${loose} and ${s.config.digest} are not a layer of any image manifest in repository "main/app"` });
+    expect(await s.runs()).toBe(0);
+    const made = await deltas.get("main/app", s.from.digest, s.to.digest);
+    if (!("descriptor" in made)) throw new Error(made.refused);
+    expect(await deltas.get("main/app", made.descriptor.digest, s.to.digest)).toEqual({ refused: notLayer(made.descriptor.digest) });
+    // A layer whose manifest was deleted is no longer one.
+    await s.storage.deleteManifest("main/app", (await s.storage.resolve("main/app", "v1")).digest);
+    expect(await deltas.get("main/app", s.from.digest, s.to.digest)).toEqual({ refused: notLayer(s.from.digest) });
+    expect(await s.runs()).toBe(1);
+  });
+
+  test("distinct pairs at once: no more than maxConcurrent zstd runs, maxQueued wait, the rest refused at once and made when asked again", async () => {
+    const r = await registryDir(gzipSync, { zstdDelay: 0.3 });
+    const base = layers().old.subarray(0, 2 << 20);
+    const versions: { digest: string }[] = [];
+    for (let v = 1; v <= 4; v++) {
+      const tar = base.slice();
+      tar.set(crypto.getRandomValues(new Uint8Array(65536)), v * 65536);
+      versions.push(await r.put(tar, `v${v}`));
+    }
+    const pairs = versions.flatMap((a, i) => versions.filter((_, j) => j > i).map((b) => [a.digest, b.digest] as const)); // 6 pairs
+    const deltas = new LayerDeltas(r.storage, { zstd: r.zstd, maxConcurrent: 2, maxQueued: 1 });
+    const outcomes = await Promise.all(pairs.map(([f, t]) => deltas.get("main/app", f, t)));
+    const busy = outcomes.filter((o) => "refused" in o);
+    expect(busy).toHaveLength(3);
+    for (const o of busy) expect(o).toEqual({ refused: "the gateway is busy making other deltas (2 at a time, 1 waiting); a later request makes this one" });
+    expect(outcomes.filter((o) => "descriptor" in o)).toHaveLength(3);
+    expect(await r.runs()).toBe(3);
+    expect(await r.peak()).toBe(2);
+    // Not remembered: asked again, each refused pair is made; made ones come from the cache, taking no slot.
+    const again = await Promise.all(pairs.map(([f, t]) => deltas.get("main/app", f, t)));
+    for (const o of again) expect("descriptor" in o).toBe(true);
+    expect(await r.runs()).toBe(6);
+    expect(await r.peak()).toBe(2);
   });
 });

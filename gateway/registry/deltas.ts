@@ -14,9 +14,17 @@
  * <root>/blobs/sha256/<delta hex>          the delta, linked into the repository
  * ```
  *
+ * Only pairs of layers are made: both digests must be layers of image manifests stored in the
+ * repository (read once per manifest, whose content never changes), so a caller that may pull
+ * cannot name configs, deltas or blobs no image uses, and the pairs are those of the app's layers.
+ *
  * Concurrent requests for one pair wait for one computation: in one process through a shared
  * promise, across replicas sharing the registry directory through the lock file (created with
  * O_EXCL; one older than the time budget plus a minute is taken to be a crashed holder's).
+ * Different pairs share `maxConcurrent` computations per process (each unpacks two layers to
+ * disk and runs a zstd of hundreds of MB), with `maxQueued` more waiting; a pair asked beyond
+ * that is refused at once (not remembered): the device fetches the layer whole, as for any
+ * refusal, and a later request makes the delta. An outcome already stored takes no slot.
  * Budgets: a delta is kept only if it is at most `maxRatio` of the target layer's blob, zstd is
  * stopped after `timeoutMs`, layers over `maxLayerBytes` unpacked are not tried; each refusal is
  * remembered, so a pair is never computed twice, except when zstd is missing or fails (the
@@ -35,10 +43,11 @@ import { sizeText } from "../../lib/cli/bytes.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { sleep } from "../../lib/net/backoff.ts";
 import { DELTA_MEDIA_TYPE, deltaWindowLog, MAX_DELTA_BASE_BYTES, type DeltaDescriptor } from "../../lib/oci/delta.ts";
+import { parseManifest } from "../../lib/oci/manifest.ts";
 import { sniffCompression } from "../../lib/oci/media-types.ts";
 import { RegistryRequestError } from "./errors.ts";
-import { checkDigest } from "./_names.ts";
-import { fileSize, hashFile, readTextOrUndefined } from "./_fs.ts";
+import { checkDigest, isSha256Digest } from "./_names.ts";
+import { fileSize, hashFile, listDir, readTextOrUndefined } from "./_fs.ts";
 import type { RegistryStorage } from "./storage.ts";
 
 /** Budgets and tools of {@link LayerDeltas}. */
@@ -53,6 +62,10 @@ export interface DeltaOptions {
   level?: number;
   /** The zstd binary; default "zstd" on PATH. */
   zstd?: string;
+  /** Pairs computed at once in this process (unpacking both layers and running zstd); default 2. */
+  maxConcurrent?: number;
+  /** Pairs waiting for one of those; a pair asked beyond them is refused at once (the device fetches the layer whole); default 4. */
+  maxQueued?: number;
 }
 
 /** The outcome of a pair, as kept on disk. */
@@ -73,6 +86,9 @@ const hostRefusal = (refused: string): Computed => ({ refused, hostState: true }
 
 const hexOf = (digest: string) => checkDigest(digest);
 
+/** Image manifests whose layers are kept in memory (a few digests each); past it the oldest is read again when asked. */
+const MAX_KNOWN_MANIFESTS = 20_000;
+
 /**
  * The delta cache of one registry directory.
  *
@@ -85,6 +101,9 @@ const hexOf = (digest: string) => checkDigest(digest);
 export class LayerDeltas {
   private readonly inflight = new Map<string, Promise<DeltaOutcome>>();
   private readonly opts: Required<DeltaOptions>;
+  private readonly slots: Slots;
+  /** The layers of each stored image manifest read so far, by manifest hex (content by digest: never stale). */
+  private readonly manifestLayers = new Map<string, readonly string[]>();
 
   constructor(
     private readonly storage: RegistryStorage,
@@ -96,7 +115,11 @@ export class LayerDeltas {
       maxLayerBytes: opts.maxLayerBytes ?? MAX_DELTA_BASE_BYTES,
       level: opts.level ?? 3,
       zstd: opts.zstd ?? "zstd",
+      maxConcurrent: opts.maxConcurrent ?? 2,
+      maxQueued: opts.maxQueued ?? 4,
     };
+    if (!(this.opts.maxConcurrent >= 1) || !(this.opts.maxQueued >= 0)) throw new RangeError(`Delta options: maxConcurrent must be at least 1 and maxQueued at least 0 (got ${this.opts.maxConcurrent}, ${this.opts.maxQueued})`);
+    this.slots = new Slots(this.opts.maxConcurrent, this.opts.maxQueued);
   }
 
   private get dir(): string {
@@ -110,6 +133,8 @@ export class LayerDeltas {
 
   /**
    * The delta from layer `from` to layer `to` of `repo`, made now if no replica made it yet.
+   * Refused (not kept) if either is no layer of an image manifest in `repo`, or if this process
+   * is already making and queueing as many other pairs as it may.
    *
    * @throws {RegistryRequestError} 404 BLOB_UNKNOWN if either layer is not in `repo`; 400 for the same layer twice.
    */
@@ -120,6 +145,8 @@ export class LayerDeltas {
     for (const d of [from, to]) {
       if ((await this.storage.blobSize(repo, d)) === undefined) throw new RegistryRequestError(404, "BLOB_UNKNOWN", `Blob "${d}" not found in repository "${repo}"`, { digest: d });
     }
+    const stray = await this.notLayers(repo, [from, to]);
+    if (stray.length) return { refused: `${stray.join(" and ")} ${stray.length > 1 ? "are" : "is"} not a layer of any image manifest in repository "${repo}"` };
     const key = `${hexOf(from)}-${hexOf(to)}`;
     let p = this.inflight.get(key);
     if (!p) {
@@ -130,6 +157,35 @@ export class LayerDeltas {
     // Each repository that asks gets the delta linked (and its gc clock reset).
     if ("descriptor" in outcome) await this.storage.linkBlob(repo, outcome.descriptor.digest);
     return outcome;
+  }
+
+  /** Which of `digests` no image manifest stored in `repo` lists among its layers. */
+  private async notLayers(repo: string, digests: string[]): Promise<string[]> {
+    const left = new Set(digests);
+    for (const hex of await listDir(this.storage.revisionsDir(repo))) {
+      if (!isSha256Digest(`sha256:${hex}`)) continue; // "." files: a link being written
+      for (const d of await this.layersOf(hex)) left.delete(d);
+      if (left.size === 0) break;
+    }
+    return digests.filter((d) => left.has(d));
+  }
+
+  /** The layers of the stored manifest `hex` (none for an index or what does not parse). */
+  private async layersOf(hex: string): Promise<readonly string[]> {
+    const known = this.manifestLayers.get(hex);
+    if (known) return known;
+    const text = await readTextOrUndefined(this.storage.blobPath(`sha256:${hex}`));
+    if (text === undefined) return []; // its content is gone (gc): nothing to remember
+    let layers: string[] = [];
+    try {
+      const parsed = parseManifest(text);
+      if (parsed.kind === "manifest") layers = parsed.manifest.layers.map((l) => l.digest);
+    } catch {
+      // checked when pushed; whatever it is now, it names no layer
+    }
+    if (this.manifestLayers.size >= MAX_KNOWN_MANIFESTS) this.manifestLayers.delete(this.manifestLayers.keys().next().value!);
+    this.manifestLayers.set(hex, layers);
+    return layers;
   }
 
   /** A stored outcome whose delta blob (if any) is still there. */
@@ -147,6 +203,23 @@ export class LayerDeltas {
   }
 
   private async outcome(key: string, from: string, to: string): Promise<DeltaOutcome> {
+    const done = await this.stored(key);
+    if (done) return done;
+    const slot = this.slots.take();
+    if (!slot) {
+      const { maxConcurrent, maxQueued } = this.opts;
+      return { refused: `the gateway is busy making other deltas (${maxConcurrent} at a time, ${maxQueued} waiting); a later request makes this one` };
+    }
+    const release = await slot;
+    try {
+      return await this.computeOnce(key, from, to);
+    } finally {
+      release();
+    }
+  }
+
+  /** The pair's outcome, stored by this process or another replica: computed by whichever takes the lock file. */
+  private async computeOnce(key: string, from: string, to: string): Promise<DeltaOutcome> {
     await mkdir(join(this.dir, "blobs"), { recursive: true });
     const lock = join(this.dir, `${key}.lock`);
     const staleMs = this.opts.timeoutMs + 60_000;
@@ -268,6 +341,41 @@ export class LayerDeltas {
       throw new Error(`Cannot unpack the stored layer ${digest} (${src}) to make a delta: ${(err as Error).message}; the file may be damaged (check: sha256sum ${src})`, { cause: err });
     }
     return { path: dest, size };
+  }
+}
+
+/**
+ * At most `max` holders at once and `queued` more waiting, served in turn; a caller beyond both
+ * gets no slot. A holder hands its slot straight to the next waiter.
+ */
+class Slots {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(
+    private readonly max: number,
+    private readonly queued: number,
+  ) {}
+
+  /** The slot's release function once it is free, or undefined when all slots and queue places are taken. */
+  take(): Promise<() => void> | undefined {
+    if (this.running < this.max) {
+      this.running++;
+      return Promise.resolve(this.releaser());
+    }
+    if (this.waiting.length >= this.queued) return undefined;
+    return new Promise((resolve) => this.waiting.push(() => resolve(this.releaser())));
+  }
+
+  private releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    };
   }
 }
 
