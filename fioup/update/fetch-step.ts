@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { DeviceDb, UpdateRow } from "../db.ts";
+import { updateKey, type DeviceDb, type UpdateRow } from "../db.ts";
 import { faultMidBlob, faultPoint } from "../fault.ts";
 import { statSync } from "node:fs";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
@@ -78,7 +78,7 @@ interface StoredStall extends FetchStall {
   pidStamp?: string;
 }
 
-const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
+const fetchStallKey = (updateId: string) => updateKey("fetch-stall", updateId);
 
 /**
  * How far the count of update `updateId` covers each partial file of its downloads: digest →
@@ -86,7 +86,7 @@ const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
  * before the first byte of each attempt reaches the partial, so past these offsets a partial
  * holds only bytes no count has seen.
  */
-const countedToKey = (updateId: string) => `fetch-counted-to:${updateId}`;
+const countedToKey = (updateId: string) => updateKey("fetch-counted-to", updateId);
 
 /**
  * Counts what a run killed mid-fetch wrote to its partial files after its last count: each
@@ -190,12 +190,10 @@ export const fetchStep: Step = {
       // The documented event order (docs/formats.md): a refusal before the first byte still opens the download it closes.
       const started = u.state === "initialized" ? [eventFor(u, "EcuDownloadStarted")] : [];
       notePermanentFailure(ctx, u, raw);
-      ctx.db.transaction(() => {
-        ctx.db.setState(u.id, "failed", {
-          error: msg,
-          events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
-        });
-        ctx.db.delete(countedToKey(u.id)); // a failed update is not resumed
+      // Its counts and notes go with it (DeviceDb.setState): a failed update is not resumed.
+      ctx.db.setState(u.id, "failed", {
+        error: msg,
+        events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
       });
     };
     // Space first: refuse before the first byte.
@@ -217,7 +215,7 @@ export const fetchStep: Step = {
     ctx.signal?.addEventListener("abort", onOuterAbort, { once: true });
     const fetchTotal = missing.reduce((n, b) => n + b.size, 0);
     // What this update reports about its fetch, kept across reruns (a resumed run misses fewer blobs).
-    const reportKey = `fetch-report:${u.id}`;
+    const reportKey = updateKey("fetch-report", u.id);
     const report = ctx.db.get<{ bytesFull: number; deltas: DeltaReport[] }>(reportKey) ?? { bytesFull: fetchTotal, deltas: [] };
     ctx.db.set(reportKey, report);
     const candidates = await deltaCandidates(ctx.db, u.id, plan, store, missing, ctx.cfg, (host) => ctx.registry(host));

@@ -24,7 +24,7 @@ import { planOf } from "./plan.ts";
 import { rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
-import { forgetTouched, touchedApps } from "./touched.ts";
+import { touchedApps } from "./touched.ts";
 import type { StopResult } from "../runtime/index.ts";
 import type { LayerLoad } from "../runtime/images.ts";
 
@@ -63,7 +63,6 @@ async function checkDockerRoot(ctx: UpdateContext, u: UpdateRow, layers: LayerLo
  */
 async function refuse(ctx: UpdateContext, u: UpdateRow, err: NoSpaceError): Promise<void> {
   await ctx.runtime.discardStaged(planOf(u).apps.map((a) => a.name)).catch(() => {});
-  forgetTouched(ctx, u);
   notePermanentFailure(ctx, u, err);
   ctx.db.setState(u.id, "failed", {
     error: `install failed: ${err.message}`,

@@ -311,6 +311,21 @@ export class Device {
     }
   }
 
+  /** The kv records fioup.db keeps for an update while it runs (`<what>:<update id>`), of any update. */
+  updateRecords(): string[] {
+    const db = new Database(join(this.sotaDir, "fioup.db"), { readonly: true });
+    try {
+      const ids = new Set(db.query<{ id: string }, []>("SELECT id FROM updates").all().map((r) => r.id));
+      return db
+        .query<{ key: string }, []>("SELECT key FROM kv")
+        .all()
+        .map((r) => r.key)
+        .filter((k) => ids.has(k.slice(k.lastIndexOf(":") + 1)));
+    } finally {
+      db.close();
+    }
+  }
+
   /** Bytes in partial downloads. */
   async ingestBytes(): Promise<number> {
     const dir = join(this.storeDir, "ingest");

@@ -49,4 +49,35 @@ test("a fetch killed while its partial files hold bytes its count has not seen c
   // at the kill (at most two 1 MiB write batches per download, two downloads) come twice.
   expect(r.json.bytesFetched, why).toBeGreaterThanOrEqual(r.json.bytesTotal);
   expect(r.json.bytesFetched, why).toBeLessThanOrEqual(r.json.bytesTotal + 4 * MiB);
+
+  // Once the update completes, fioup.db keeps none of its records (the fetch's report, its counts).
+  const done = await device.fioup("update");
+  expect(done.code, done.stderr).toBe(0);
+  expect(device.updateState()?.state).toBe("completed");
+  expect(device.updateRecords()).toEqual([]);
+}, 240_000);
+
+test("fioup cancel of a fetch killed half way leaves none of its records in fioup.db", async () => {
+  const { device, upstream, pub, app, port } = rig;
+  let killed = false;
+  for (let version = 5; version <= 7 && !killed; version++) {
+    const web = await pushImage(upstream, "test/fcount", `v${version}`, {
+      ...httpdImage(`count v${version}`),
+      layers: [{ "/www/index.html": `count v${version}` }, { "/a.bin": randomBytes(24 * MiB) }, { "/b.bin": randomBytes(24 * MiB) }],
+    });
+    await pub.commit({ [`${app}/docker-compose.yml`]: httpdCompose(web, port) });
+    await pub.publish(version);
+    killed = await device.killWhen(() => {
+      const st = device.updateState();
+      return st?.state === "fetching" && st.bytesFetched > 2 * MiB; // the large layers are coming
+    }, ["fetch"]);
+  }
+  expect(killed).toBe(true);
+  // What the killed fetch kept to resume: how far its count covers the partials, its report.
+  expect(device.updateRecords().map((k) => k.split(":")[0]).sort()).toEqual(["fetch-counted-to", "fetch-report"]);
+
+  const r = await device.fioup("cancel");
+  expect(r.code, r.stderr).toBe(0);
+  expect(device.updateState()?.state).toBe("canceled");
+  expect(device.updateRecords()).toEqual([]);
 }, 240_000);
