@@ -44,6 +44,20 @@ export function diskFilled(err: unknown): boolean {
   return false;
 }
 
+/**
+ * Records a failure in fioup.db, unless the disk is too full to take the record: the update then
+ * stays saved as it was (the write is rolled back whole, and the next run checks again) and the
+ * caller throws the failure itself, which says what is full and what is needed, not SQLite's
+ * "database or disk is full".
+ */
+export function recordUnlessDiskFull(write: () => void): void {
+  try {
+    write();
+  } catch (e) {
+    if (!diskFilled(e)) throw e;
+  }
+}
+
 export class FetchFailedError extends Error {
   override name = "FetchFailedError";
   /** `store`: the blob store's folder, named when the disk filled (where to free space). */
@@ -200,7 +214,8 @@ export const fetchStep: Step = {
     try {
       if (missing.length) await checkSpace(await spaceNeeds(ctx, u, store, missing), ctx.cfg.storageWatermark);
     } catch (e) {
-      if (e instanceof NoSpaceError) fail(e, e);
+      // On a disk with no byte left the refusal's record fails too: the refusal is what is said.
+      if (e instanceof NoSpaceError) recordUnlessDiskFull(() => fail(e, e));
       throw e;
     }
     // After the space check, which writes nothing: this writes to fioup.db, which on a disk left
@@ -373,11 +388,7 @@ export const fetchStep: Step = {
       if (ctx.signal?.aborted) throw firstError; // shutting down: resume later
       const failed = new FetchFailedError(firstError, store.root);
       // A full disk refuses the failure's record too: the update then stays fetching and the next run resumes it.
-      try {
-        fail(failed, firstError);
-      } catch (e) {
-        if (!diskFilled(e)) throw e;
-      }
+      recordUnlessDiskFull(() => fail(failed, firstError));
       throw failed;
     }
     u = currentUpdate(ctx);

@@ -18,7 +18,7 @@ import type { UpdateRow } from "../db.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
-import { notePermanentFailure } from "./fetch-step.ts";
+import { notePermanentFailure, recordUnlessDiskFull } from "./fetch-step.ts";
 import { checkSpace, dockerRootNeed, NoSpaceError } from "./space.ts";
 import { planOf } from "./plan.ts";
 import { rollback } from "./rollback.ts";
@@ -63,10 +63,13 @@ async function checkDockerRoot(ctx: UpdateContext, u: UpdateRow, layers: LayerLo
  */
 async function refuse(ctx: UpdateContext, u: UpdateRow, err: NoSpaceError): Promise<void> {
   await ctx.runtime.discardStaged(planOf(u).apps.map((a) => a.name)).catch(() => {});
-  notePermanentFailure(ctx, u, err);
-  ctx.db.setState(u.id, "failed", {
-    error: `install failed: ${err.message}`,
-    events: [eventFor(u, "EcuInstallationCompleted", { success: false, details: { phase: "install", error: err.message } })],
+  // A disk with no byte left refuses the record: the update stays installing, the refusal is said.
+  recordUnlessDiskFull(() => {
+    notePermanentFailure(ctx, u, err);
+    ctx.db.setState(u.id, "failed", {
+      error: `install failed: ${err.message}`,
+      events: [eventFor(u, "EcuInstallationCompleted", { success: false, details: { phase: "install", error: err.message } })],
+    });
   });
 }
 
