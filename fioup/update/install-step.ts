@@ -64,13 +64,15 @@ async function checkDockerRoot(ctx: UpdateContext, u: UpdateRow, layers: LayerLo
 async function refuse(ctx: UpdateContext, u: UpdateRow, err: NoSpaceError): Promise<void> {
   await ctx.runtime.discardStaged(planOf(u).apps.map((a) => a.name)).catch(() => {});
   // A disk with no byte left refuses the record: the update stays installing, the refusal is said.
-  recordUnlessDiskFull(() => {
-    notePermanentFailure(ctx, u, err);
-    ctx.db.setState(u.id, "failed", {
-      error: `install failed: ${err.message}`,
-      events: [eventFor(u, "EcuInstallationCompleted", { success: false, details: { phase: "install", error: err.message } })],
-    });
-  });
+  recordUnlessDiskFull(() =>
+    ctx.db.transaction(() => {
+      notePermanentFailure(ctx, u, err);
+      ctx.db.setState(u.id, "failed", {
+        error: `install failed: ${err.message}`,
+        events: [eventFor(u, "EcuInstallationCompleted", { success: false, details: { phase: "install", error: err.message } })],
+      });
+    }),
+  );
 }
 
 export const installStep: Step = {
