@@ -6,37 +6,23 @@
  * disk is full", and lose nothing: once space is freed the same command fetches the update.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cpSync, existsSync, mkdirSync, renameSync, rmSync, statfsSync } from "node:fs";
+import { existsSync, rmSync, statfsSync } from "node:fs";
 import { join } from "node:path";
-import { run } from "../harness/tmp.ts";
 import { collectCli, deviceRig, httpdCompose, httpdImage, pushImage, randomBytes, ROOT, type DeviceRig } from "./_setup.ts";
 
 const MiB = 1 << 20;
 let rig: DeviceRig;
-let mounted: string | undefined;
-let kept: string | undefined;
 
 beforeAll(async () => {
   rig = await deviceRig({ app: `fulldisk${process.pid}`, repo: "test/fulldisk", body: "full v1" });
   const web = await pushImage(rig.upstream, "test/fulldisk", "v2", { ...httpdImage("full v2"), layers: [{ "/www/index.html": "full v2" }, { "/big.bin": randomBytes(8 * MiB) }] });
   await rig.pub.commit({ [`${rig.app}/docker-compose.yml`]: httpdCompose(web, rig.port) });
   await rig.pub.publish(2);
-  // The device's state on a tmpfs of its own (registered and on v1 already: copied in).
-  const sota = rig.device.sotaDir;
-  kept = `${sota}.kept`;
-  renameSync(sota, kept);
-  mkdirSync(sota);
-  expect((await run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", sota])).code).toBe(0);
-  mounted = sota;
-  cpSync(kept, sota, { recursive: true });
+  await rig.device.stateOnTmpfs("64m"); // registered and on v1 already: copied in
 }, 180_000);
 
 afterAll(async () => {
-  if (mounted) await run(["umount", mounted]);
-  if (mounted && kept) {
-    rmSync(mounted, { recursive: true, force: true });
-    renameSync(kept, mounted);
-  }
+  await rig?.device.stateOffTmpfs();
   await rig?.stop();
 });
 
@@ -52,10 +38,7 @@ test("on a disk with no byte left the space refusal says what is full and what t
   expect(device.updateState()?.state).toBe("initialized");
   expect(existsSync(join(device.sotaDir, "fioup.db-shm"))).toBe(true);
 
-  const filler = join(device.sotaDir, "other-data");
-  const fs = statfsSync(device.sotaDir);
-  await run(["fallocate", "-l", String(fs.bavail * fs.bsize), filler]);
-  await run(["dd", "if=/dev/zero", `of=${filler}-rest`, "bs=4096"], { allowFail: true }); // ends at "No space left on device"
+  const fillers = await device.fillStateDisk();
   expect(statfsSync(device.sotaDir).bavail).toBe(0);
 
   const r = await device.fioup("fetch");
@@ -69,8 +52,7 @@ test("on a disk with no byte left the space refusal says what is full and what t
   expect(st.code, st.stderr).toBe(0);
   expect(st.json.pending.state).toBe("initialized");
 
-  rmSync(filler);
-  rmSync(`${filler}-rest`);
+  for (const f of fillers) rmSync(f);
   const again = await device.fioup("fetch");
   expect(again.code, again.stderr).toBe(0);
   expect(again.json.state).toBe("fetched");
