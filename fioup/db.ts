@@ -19,7 +19,7 @@ import { droppedEventsNote, EVENTS_DROPPED, type DroppedEvents } from "./events/
 import { targetContent, type DeviceEvent, type Target } from "../lib/api/index.ts";
 import type { BadTargets } from "../lib/tuf/select-target.ts";
 import type { UpdatePlan } from "./update/plan.ts";
-import type { StepName, UpdateState } from "./update/states.ts";
+import { ended, type StepName, type UpdateState } from "./update/states.ts";
 
 export interface UpdateRow {
   id: string;
@@ -159,6 +159,9 @@ export const MAX_QUEUED_EVENT_BYTES = 8 << 20;
  */
 const QUEUE_CUT_TO = MAX_QUEUED_EVENT_BYTES - (1 << 20);
 
+/** The kv key of a record kept for update `updateId` while it runs: dropped when it ends ({@link DeviceDb.setState}). */
+export const updateKey = (what: string, updateId: string) => `${what}:${updateId}`;
+
 /** The kv key of a target's last permanent failure (DeviceDb.notePermanentFailure). */
 const permanentFailureKey = (target: string) => `permanent-failure:${target}`;
 
@@ -296,13 +299,19 @@ export class DeviceDb {
       .map((r) => this.toRow(r));
   }
 
-  /** Saves a new state and, when given, the step that just finished and its events, in one transaction. */
+  /**
+   * Saves a new state and, when given, the step that just finished and its events, in one transaction.
+   * A state that ends the update (completed, failed, canceled) also drops, in that transaction, the
+   * kv records kept for it while it ran (named `<what>:<update id>`: {@link updateKey}): nothing
+   * resumes it, and whatever ended it (a cancel mid-fetch, a failure) need not know which it has.
+   */
   setState(id: string, state: UpdateState, extra: { step?: StepName; error?: string | null; events?: DeviceEvent[] } = {}): void {
     const now = new Date().toISOString();
     this.transaction(() => {
       this.db
         .query("UPDATE updates SET state = ?, updated_at = ?, error = COALESCE(?, error) WHERE id = ?")
         .run(state, now, extra.error ?? null, id);
+      if (ended(state)) this.db.query("DELETE FROM kv WHERE substr(key, -length(?1) - 1) = ':' || ?1").run(id);
       if (extra.step) this.db.query("INSERT OR REPLACE INTO update_steps (update_id, step, at) VALUES (?, ?, ?)").run(id, extra.step, now);
       if (extra.events?.length) this.enqueueEvents(extra.events);
       this.afterCommit(`state:${state}`); // power-cut tests: FIOUP_FAULT=state:<state> (fioup/fault.ts)

@@ -19,6 +19,7 @@ import type { Session } from "./session.ts";
 import { flushEvents } from "./events/sender.ts";
 import { wantedApps, type UpdateHooks } from "./update/context.ts";
 import { currentTarget } from "./update/current-target.ts";
+import { diskFilled } from "./update/fetch-step.ts";
 import { stringifyToml } from "../lib/device/sota-toml.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
@@ -96,7 +97,11 @@ export function reportingHooks(s: Session, hooks: UpdateHooks): UpdateHooks {
   };
 }
 
-/** Flushes queued events and reports app states; errors are returned, not thrown. */
+/**
+ * Flushes queued events and reports app states; errors are returned, not thrown. Where fioup.db's
+ * file system is full, what was sent cannot be recorded: said so (SQLite says only "database or
+ * disk is full"), and it is sent again once there is room.
+ */
 export async function reportAll(s: Session): Promise<Error[]> {
   const errors: Error[] = [];
   if (!s.client) return errors;
@@ -107,5 +112,7 @@ export async function reportAll(s: Session): Promise<Error[]> {
   } catch (e) {
     errors.push(e as Error);
   }
-  return errors;
+  const full = `fioup.db cannot record what was sent: the file system holding ${s.cfg.storagePath} is full (it is sent again once there is room)`;
+  const said = errors.map((e) => (diskFilled(e) ? new Error(full, { cause: e }) : e));
+  return [...new Map(said.map((e) => [e.message, e])).values()]; // the events' and the apps-states' alike, once
 }

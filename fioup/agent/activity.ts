@@ -13,6 +13,12 @@
  * not refused again at each connect, while a corrected message, even under the
  * same activityId, is a new one.
  *
+ * A file without `version` 2 comes from an agent that put refused activities'
+ * ids among the ended ones, so its ids may be either: they are kept apart
+ * (`legacyIds`) and stand only for messages no newer than the newest state
+ * applied (a replay of an applied one is never newer; a corrected one,
+ * republished later, is), so an upgrade does not ignore a correction.
+ *
  * @module
  */
 import { readFileSync, rmSync } from "node:fs";
@@ -93,13 +99,32 @@ export interface Finished {
   at: string;
   /** The desired-state messages refused for their content, newest last, at most {@link FINISHED_KEPT}. */
   refused?: Refused[];
+  /**
+   * The ids a file before version 2 held: ended, applied or refused for good (that agent did not
+   * tell them apart). Dropped oldest first as new ids fill the {@link FINISHED_KEPT}.
+   */
+  legacyIds?: string[];
+  /** 2 since refusals are kept apart from the applied ids; absent in an older file. */
+  version?: 2;
 }
 
-/** A desired-state message refused for good: the activityId its refusal went under, and the sha256 of its bytes. */
+/**
+ * A desired-state message refused for good: the activityId its refusal went under, and the sha256 of its bytes.
+ * `systemContainers`: the agent's configured list, when the refusal came from a component named in
+ * it: the message is judged again once that configuration changes.
+ */
 export interface Refused {
   activityId: string;
   digest: string;
+  systemContainers?: string[];
 }
+
+/** The agent configuration a refusal may have been judged under. */
+export interface JudgedUnder {
+  systemContainers: string[];
+}
+
+const sameNames = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
 
 /** Ids remembered: enough for a back end that re-publishes a few old ones, small enough to rewrite at every end. */
 export const FINISHED_KEPT = 32;
@@ -120,6 +145,8 @@ export class ActivityStore {
       const f = JSON.parse(readFileSync(this.finishedPath, "utf8")) as Finished;
       if (!Array.isArray(f?.activityIds)) return undefined;
       if (!Array.isArray(f.refused)) delete f.refused; // written before refusals were recorded, or unreadable
+      if (f.version !== 2) return { ...f, version: 2, activityIds: [], legacyIds: f.activityIds };
+      if (!Array.isArray(f.legacyIds)) delete f.legacyIds;
       return f;
     } catch {
       return undefined;
@@ -129,12 +156,24 @@ export class ActivityStore {
   /** Whether the activity ended: applied, or refused for good (a command for it comes too late). */
   ended(activityId: string): boolean {
     const f = this.finished();
-    return !!f && (f.activityIds.includes(activityId) || !!f.refused?.some((r) => r.activityId === activityId));
+    return !!f && (f.activityIds.includes(activityId) || !!f.legacyIds?.includes(activityId) || !!f.refused?.some((r) => r.activityId === activityId));
   }
 
-  /** The refusal of the message whose bytes have this digest, if it was refused for good. */
-  refusal(digest: string): Refused | undefined {
-    return this.finished()?.refused?.find((r) => r.digest === digest);
+  /**
+   * Whether a desired state is one that ended: its activity was applied, or it is a replay of what
+   * an older file recorded (an id there, and not newer than the newest state applied).
+   */
+  applied(activityId: string, timestamp: number | undefined): boolean {
+    const f = this.finished();
+    if (!f) return false;
+    if (f.activityIds.includes(activityId)) return true;
+    return !!f.legacyIds?.includes(activityId) && timestamp !== undefined && f.timestamp !== undefined && timestamp <= f.timestamp;
+  }
+
+  /** The refusal of the message whose bytes have this digest, if it was refused for good and still holds under `now`. */
+  refusal(digest: string, now: JudgedUnder): Refused | undefined {
+    const r = this.finished()?.refused?.find((x) => x.digest === digest);
+    return r && (!r.systemContainers || sameNames(r.systemContainers, now.systemContainers)) ? r : undefined;
   }
 
   /** Records that `a` ended, atomically, before its end is published. */
@@ -157,7 +196,9 @@ export class ActivityStore {
   }
 
   private write(f: Omit<Finished, "at">): void {
-    writeFileAtomicSync(this.finishedPath, JSON.stringify({ ...f, at: new Date().toISOString() }));
+    const room = FINISHED_KEPT - f.activityIds.length;
+    const legacyIds = f.legacyIds?.slice(Math.max(0, f.legacyIds.length - room));
+    writeFileAtomicSync(this.finishedPath, JSON.stringify({ ...f, ...(legacyIds?.length ? { legacyIds } : { legacyIds: undefined }), version: 2, at: new Date().toISOString() }));
   }
 
   /** The persisted activity, or undefined when none was in progress (an unreadable file counts as none). */

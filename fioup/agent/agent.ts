@@ -33,7 +33,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { acquireLock, LockedError } from "../../lib/fs/pid-lock.ts";
-import { feedbackOf, ActivityStore, type Activity } from "./activity.ts";
+import { feedbackOf, ActivityStore, type Activity, type JudgedUnder } from "./activity.ts";
 import { ApplyFailedError, reason, type ApplyDeps } from "./_phase.ts";
 import { identify, IdentificationError } from "./identify.ts";
 import { activate, applyAll, cleanup, download, update } from "./phases.ts";
@@ -406,12 +406,13 @@ export class Agent {
    * every connect is ignored, not refused again (the back end was told once). A desired state
    * refused for the moment (an activity in progress, a rollback to finish, a container of that name
    * someone else owns) is not recorded: it is taken when it comes again, after a restart too.
+   * `configured`: the agent config the refusal came from, recorded with it (judged again once it changes).
    */
-  private refuse(activityId: string, why: string, final?: string): void {
+  private refuse(activityId: string, why: string, final?: string, configured?: JudgedUnder): void {
     this.o.log(`refused ${activityId}: ${why}`);
     if (final) {
       try {
-        this.store.markRefused({ activityId, digest: final });
+        this.store.markRefused({ activityId, digest: final, ...configured });
       } catch (err) {
         this.o.log(`cannot record that activity ${activityId} was refused in ${this.store.finishedPath} (${reason(err)}): a retained copy of it would be refused again at the next start`);
       }
@@ -424,7 +425,7 @@ export class Agent {
     if (payload.length === 0) return;
     // A desired state is known by its bytes, which a retained copy repeats exactly.
     const digest = topic === TOPICS.desiredState ? sha256(payload) : undefined;
-    const refused = digest && this.store.refusal(digest);
+    const refused = digest && this.store.refusal(digest, { systemContainers: this.o.cfg.systemContainers });
     if (refused) {
       return this.o.log(`ignored desired state ${refused.activityId}: that same message was refused before (its refusal was published then; a retained desired state comes again at every connect): publish a corrected one to apply it`);
     }
@@ -452,7 +453,7 @@ export class Agent {
     if (m.activityId === this.active?.activityId) return; // redelivered
     const done = this.store.finished();
     // An activity applied (not one refused: a corrected message may reuse a refused one's id).
-    if (done?.activityIds.includes(m.activityId)) {
+    if (this.store.applied(m.activityId, m.timestamp)) {
       return this.o.log(`ignored desired state ${m.activityId}: that activity already ended (its end was published then; a retained desired state comes again at every connect)`);
     }
     if (m.timestamp !== undefined && done?.timestamp !== undefined && m.timestamp < done.timestamp) {
@@ -495,7 +496,7 @@ export class Agent {
       this.active = undefined;
       this.store.clear();
       // A clash with what the device has may clear (the other container goes): not refused for good.
-      if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message, err.onDevice ? undefined : digest);
+      if (err instanceof IdentificationError) return this.refuse(m.activityId, err.message, err.onDevice ? undefined : digest, err.configured);
       return this.refuse(m.activityId, `Cannot identify the changes: ${(err as Error).message}`);
     }
     if (m.timestamp !== undefined) {

@@ -21,15 +21,15 @@ import { commaList } from "../../lib/cli/comma-list.ts";
  * system container is not `onDevice`: the check reads only the names (the message's own
  * `systemContainers`, else the agent's config), never the engine, so the same message fails the same
  * way at every try and is recorded as refused (by digest). Where the name came from the agent's
- * config, a config change would let it through, but the agent does not forget refusals on a
- * restart (that would bring back every one of them): the back end publishes it again (a new
- * timestamp makes it a new message), kept simple on purpose.
+ * config, `configured` holds that list: the refusal is recorded with it, and a changed config
+ * judges the message again (activity.ts).
  */
 export class IdentificationError extends Error {
   override name = "IdentificationError";
   constructor(
     message: string,
     readonly onDevice = false,
+    readonly configured?: { systemContainers: string[] },
   ) {
     super(message);
   }
@@ -57,11 +57,15 @@ export async function identify(
   const domain = domains[0];
   if (!domain) throw new IdentificationError(`Cannot apply the desired state: it has no "${CONTAINERS_DOMAIN}" domain`);
   let systemContainers = defaults.systemContainers;
+  let ownSystemContainers = false;
   let commandFlow = defaults.commandFlow;
   (domain.config ?? []).forEach(({ key, value }, i) => {
     const where = `payload.domains[0].config[${i}]`;
     if (!DOMAIN_KEYS.includes(key)) throw new IdentificationError(`Cannot apply the desired state: ${where}: unknown key "${key}" (known: ${DOMAIN_KEYS.join(", ")})`);
-    if (key === "systemContainers") systemContainers = commaList(value);
+    if (key === "systemContainers") {
+      systemContainers = commaList(value);
+      ownSystemContainers = true;
+    }
     if (key === "commandFlow") {
       if (value !== "true" && value !== "false") throw new IdentificationError(`Cannot apply the desired state: ${where}: commandFlow must be true or false`);
       commandFlow = value === "true";
@@ -86,7 +90,10 @@ export async function identify(
   try {
     planned = diffContainers(specs, current, { instance: d.instance, systemContainers });
   } catch (err) {
-    if (err instanceof ConflictError) throw new IdentificationError(err.message, err.kind === "owner");
+    if (err instanceof ConflictError) {
+      const configured = err.kind === "system" && !ownSystemContainers ? { systemContainers } : undefined;
+      throw new IdentificationError(err.message, err.kind === "owner", configured);
+    }
     throw err;
   }
   const a: Activity = {

@@ -11,18 +11,18 @@
  *
  * @module
  */
-import type { UpdateRow } from "../db.ts";
+import { updateKey, type UpdateRow } from "../db.ts";
 import type { UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { NoUpdateInProgressError } from "./check-step.ts";
 import { currentTarget } from "./current-target.ts";
 import { tryPlanOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
-import { forgetTouched, savedTouched } from "./touched.ts";
+import { savedTouched } from "./touched.ts";
 import { cancellable, InvalidStateError } from "./states.ts";
 
-/** The kv key of the apps a cancel restores, saved with the state `cancelling` (empty: nothing was installed). */
-const restoreKey = (u: UpdateRow) => `cancel-restores:${u.id}`;
+/** The kv key of the apps a cancel restores, saved with the state `cancelling` (empty: nothing was installed); dropped at `canceled`. */
+const restoreKey = (u: UpdateRow) => updateKey("cancel-restores", u.id);
 
 /** Cancels the pending update, or finishes the cancel of one left `cancelling`. */
 export async function cancelUpdate(ctx: UpdateContext): Promise<UpdateRow> {
@@ -73,13 +73,10 @@ export async function finishCancel(ctx: UpdateContext, u: UpdateRow): Promise<Up
     await ctx.runtime.discardStaged(tryPlanOf(u)?.apps.map((a) => a.name) ?? restore).catch(() => {});
     details = { ...details, restoredTo: r.restoredTo ?? null, restoreOk: r.ok, ...(r.error ? { restoreError: r.error } : {}) };
   }
-  ctx.db.transaction(() => {
-    forgetTouched(ctx, u);
-    ctx.db.delete(restoreKey(u));
-    ctx.db.setState(u.id, "canceled", {
-      error: "canceled by the user",
-      events: [eventFor(u, "EcuInstallationCompleted", { success: false, details })],
-    });
+  // With the update's records (what it restores, what install touched, the fetch's counts): DeviceDb.setState.
+  ctx.db.setState(u.id, "canceled", {
+    error: "canceled by the user",
+    events: [eventFor(u, "EcuInstallationCompleted", { success: false, details })],
   });
   return ctx.db.getUpdate(u.id)!;
 }

@@ -10,7 +10,6 @@ import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { planOf } from "./plan.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
-import { forgetTouched } from "./touched.ts";
 
 export const completeStep: Step = {
   name: "complete",
@@ -31,7 +30,6 @@ export const completeStep: Step = {
     const pruned = new DeviceBlobStore(ctx.cfg.resetAppsRoot).prune(new Set(plan.blobs.map((b) => b.digest)));
     if (pruned.skipped) ctx.hooks.onInfo?.("Not pruning the blob store: another process is pruning it (the next update prunes)");
     else if (pruned.removed) ctx.hooks.onInfo?.(`Pruned ${pruned.removed} blobs (${pruned.bytes} bytes)`);
-    forgetTouched(ctx, u);
     ctx.db.setState(u.id, "completed", { step: "complete" });
   },
 };

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { DeviceDb, UpdateRow } from "../db.ts";
+import { updateKey, type DeviceDb, type UpdateRow } from "../db.ts";
 import { faultMidBlob, faultPoint } from "../fault.ts";
 import { statSync } from "node:fs";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
@@ -42,6 +42,20 @@ import type { Step } from "./step.ts";
 export function diskFilled(err: unknown): boolean {
   for (let e = err, n = 0; e !== undefined && e !== null && n < 10; e = (e as Error).cause, n++) if (isNoSpace(e)) return true;
   return false;
+}
+
+/**
+ * Records a failure in fioup.db, unless the disk is too full to take the record: the update then
+ * stays saved as it was (the write is rolled back whole, and the next run checks again) and the
+ * caller throws the failure itself, which says what is full and what is needed, not SQLite's
+ * "database or disk is full".
+ */
+export function recordUnlessDiskFull(write: () => void): void {
+  try {
+    write();
+  } catch (e) {
+    if (!diskFilled(e)) throw e;
+  }
 }
 
 export class FetchFailedError extends Error {
@@ -78,7 +92,7 @@ interface StoredStall extends FetchStall {
   pidStamp?: string;
 }
 
-const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
+const fetchStallKey = (updateId: string) => updateKey("fetch-stall", updateId);
 
 /**
  * How far the count of update `updateId` covers each partial file of its downloads: digest →
@@ -86,7 +100,7 @@ const fetchStallKey = (updateId: string) => `fetch-stall:${updateId}`;
  * before the first byte of each attempt reaches the partial, so past these offsets a partial
  * holds only bytes no count has seen.
  */
-const countedToKey = (updateId: string) => `fetch-counted-to:${updateId}`;
+const countedToKey = (updateId: string) => updateKey("fetch-counted-to", updateId);
 
 /**
  * Counts what a run killed mid-fetch wrote to its partial files after its last count: each
@@ -190,19 +204,18 @@ export const fetchStep: Step = {
       // The documented event order (docs/formats.md): a refusal before the first byte still opens the download it closes.
       const started = u.state === "initialized" ? [eventFor(u, "EcuDownloadStarted")] : [];
       notePermanentFailure(ctx, u, raw);
-      ctx.db.transaction(() => {
-        ctx.db.setState(u.id, "failed", {
-          error: msg,
-          events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
-        });
-        ctx.db.delete(countedToKey(u.id)); // a failed update is not resumed
+      // Its counts and notes go with it (DeviceDb.setState): a failed update is not resumed.
+      ctx.db.setState(u.id, "failed", {
+        error: msg,
+        events: [...started, eventFor(u, "EcuDownloadCompleted", { success: false, details: msg })],
       });
     };
     // Space first: refuse before the first byte.
     try {
       if (missing.length) await checkSpace(await spaceNeeds(ctx, u, store, missing), ctx.cfg.storageWatermark);
     } catch (e) {
-      if (e instanceof NoSpaceError) fail(e, e);
+      // On a disk with no byte left the refusal's record fails too: the refusal is what is said.
+      if (e instanceof NoSpaceError) recordUnlessDiskFull(() => fail(e, e));
       throw e;
     }
     // After the space check, which writes nothing: this writes to fioup.db, which on a disk left
@@ -217,7 +230,7 @@ export const fetchStep: Step = {
     ctx.signal?.addEventListener("abort", onOuterAbort, { once: true });
     const fetchTotal = missing.reduce((n, b) => n + b.size, 0);
     // What this update reports about its fetch, kept across reruns (a resumed run misses fewer blobs).
-    const reportKey = `fetch-report:${u.id}`;
+    const reportKey = updateKey("fetch-report", u.id);
     const report = ctx.db.get<{ bytesFull: number; deltas: DeltaReport[] }>(reportKey) ?? { bytesFull: fetchTotal, deltas: [] };
     ctx.db.set(reportKey, report);
     const candidates = await deltaCandidates(ctx.db, u.id, plan, store, missing, ctx.cfg, (host) => ctx.registry(host));
@@ -375,11 +388,7 @@ export const fetchStep: Step = {
       if (ctx.signal?.aborted) throw firstError; // shutting down: resume later
       const failed = new FetchFailedError(firstError, store.root);
       // A full disk refuses the failure's record too: the update then stays fetching and the next run resumes it.
-      try {
-        fail(failed, firstError);
-      } catch (e) {
-        if (!diskFilled(e)) throw e;
-      }
+      recordUnlessDiskFull(() => fail(failed, firstError));
       throw failed;
     }
     u = currentUpdate(ctx);

@@ -18,13 +18,13 @@ import type { UpdateRow } from "../db.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
-import { notePermanentFailure } from "./fetch-step.ts";
+import { notePermanentFailure, recordUnlessDiskFull } from "./fetch-step.ts";
 import { checkSpace, dockerRootNeed, NoSpaceError } from "./space.ts";
 import { planOf } from "./plan.ts";
 import { rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
-import { forgetTouched, touchedApps } from "./touched.ts";
+import { touchedApps } from "./touched.ts";
 import type { StopResult } from "../runtime/index.ts";
 import type { LayerLoad } from "../runtime/images.ts";
 
@@ -63,12 +63,16 @@ async function checkDockerRoot(ctx: UpdateContext, u: UpdateRow, layers: LayerLo
  */
 async function refuse(ctx: UpdateContext, u: UpdateRow, err: NoSpaceError): Promise<void> {
   await ctx.runtime.discardStaged(planOf(u).apps.map((a) => a.name)).catch(() => {});
-  forgetTouched(ctx, u);
-  notePermanentFailure(ctx, u, err);
-  ctx.db.setState(u.id, "failed", {
-    error: `install failed: ${err.message}`,
-    events: [eventFor(u, "EcuInstallationCompleted", { success: false, details: { phase: "install", error: err.message } })],
-  });
+  // A disk with no byte left refuses the record: the update stays installing, the refusal is said.
+  recordUnlessDiskFull(() =>
+    ctx.db.transaction(() => {
+      notePermanentFailure(ctx, u, err);
+      ctx.db.setState(u.id, "failed", {
+        error: `install failed: ${err.message}`,
+        events: [eventFor(u, "EcuInstallationCompleted", { success: false, details: { phase: "install", error: err.message } })],
+      });
+    }),
+  );
 }
 
 export const installStep: Step = {

@@ -12,7 +12,7 @@ import { eventFor } from "./_events.ts";
 import { currentTarget } from "./current-target.ts";
 import { planOf } from "./plan.ts";
 import { restorePrevious } from "./restore.ts";
-import { forgetTouched, savedTouched } from "./touched.ts";
+import { savedTouched } from "./touched.ts";
 
 /**
  * Failures that are the device's, not the target's, in the words of the OS, the engine, SQLite and
@@ -53,7 +53,6 @@ export async function rollback(
   if (opts.appFailed || !DEVICE_TROUBLE.test(error)) ctx.db.markBad(u.target, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
-  forgetTouched(ctx, u);
   ctx.db.setState(u.id, "failed", {
     error: `${phase} failed: ${error}`,
     events: [

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { UpdateRow } from "../db.ts";
+import { updateKey, type UpdateRow } from "../db.ts";
 import type { UpdateContext } from "./context.ts";
 import { planOf } from "./plan.ts";
 
@@ -17,7 +17,8 @@ export interface Touched {
   removed: string[];
 }
 
-const key = (u: UpdateRow) => `update-touched:${u.id}`;
+/** Dropped with the update's other records when it ends (DeviceDb.setState). */
+const key = (u: UpdateRow) => updateKey("update-touched", u.id);
 
 /** The saved list of the update, or undefined before installation began. */
 export function savedTouched(ctx: UpdateContext, u: UpdateRow): Touched | undefined {
@@ -38,9 +39,4 @@ export async function touchedApps(ctx: UpdateContext, u: UpdateRow): Promise<Tou
   };
   ctx.db.set(key(u), t);
   return t;
-}
-
-/** Forgets the list once the update is over. */
-export function forgetTouched(ctx: UpdateContext, u: UpdateRow): void {
-  ctx.db.delete(key(u));
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { startDockerd, type DockerdHandle } from "../harness/dockerd.ts";
@@ -306,6 +306,60 @@ export class Device {
       return r ? { state: r.state, bytesFetched: r.bytes_fetched } : undefined;
     } catch {
       return undefined;
+    } finally {
+      db.close();
+    }
+  }
+
+  /** Where the state was kept while {@link stateOnTmpfs} holds it. */
+  private keptState?: string;
+
+  /** Moves the device's state (fioup.db, the blob store) onto a tmpfs of its own of `size` ("64m"), copied in; {@link stateOffTmpfs} undoes it. */
+  async stateOnTmpfs(size: string): Promise<void> {
+    const sota = this.sotaDir;
+    const kept = `${sota}.kept`;
+    renameSync(sota, kept);
+    mkdirSync(sota);
+    const m = await run(["mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", sota]);
+    if (m.code !== 0) {
+      rmSync(sota, { recursive: true, force: true });
+      renameSync(kept, sota);
+      throw new Error(`Cannot mount a tmpfs on ${sota}: ${m.stderr}`);
+    }
+    this.keptState = kept;
+    cpSync(kept, sota, { recursive: true });
+  }
+
+  async stateOffTmpfs(): Promise<void> {
+    if (!this.keptState) return;
+    await run(["umount", this.sotaDir]);
+    rmSync(this.sotaDir, { recursive: true, force: true });
+    renameSync(this.keptState, this.sotaDir);
+    this.keptState = undefined;
+  }
+
+  /**
+   * Takes every free byte of the state's file system with other data: nearly all at once, then the
+   * last blocks (a download may still write a few meanwhile). Returns the files that free it again.
+   */
+  async fillStateDisk(): Promise<string[]> {
+    const filler = join(this.sotaDir, "other-data");
+    const fs = statfsSync(this.sotaDir);
+    await run(["fallocate", "-l", String(Math.max(0, fs.bavail * fs.bsize - (8 << 20))), filler]);
+    await run(["dd", "if=/dev/zero", `of=${filler}-rest`, "bs=4096"], { allowFail: true }); // ends at "No space left on device"
+    return [filler, `${filler}-rest`];
+  }
+
+  /** The kv records fioup.db keeps for an update while it runs (`<what>:<update id>`), of any update. */
+  updateRecords(): string[] {
+    const db = new Database(join(this.sotaDir, "fioup.db"), { readonly: true });
+    try {
+      const ids = new Set(db.query<{ id: string }, []>("SELECT id FROM updates").all().map((r) => r.id));
+      return db
+        .query<{ key: string }, []>("SELECT key FROM kv")
+        .all()
+        .map((r) => r.key)
+        .filter((k) => ids.has(k.slice(k.lastIndexOf(":") + 1)));
     } finally {
       db.close();
     }

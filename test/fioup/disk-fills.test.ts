@@ -7,54 +7,37 @@
  * freed the same command resumes and completes.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cpSync, mkdirSync, renameSync, rmSync, statfsSync } from "node:fs";
-import { join } from "node:path";
-import { run, until } from "../harness/tmp.ts";
+import { rmSync, statfsSync } from "node:fs";
+import { until } from "../harness/tmp.ts";
 import { httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice } from "./_setup.ts";
 
 const APP = `diskfill${process.pid}`;
 const REPO = "test/diskfill";
 const MiB = 1 << 20;
 let rig: ProxiedDevice;
-let mounted: string | undefined;
-let kept: string | undefined;
 
 beforeAll(async () => {
   rig = await startProxiedDevice({ app: APP, repo: REPO, body: "v1", config: "[pacman]\nstorage_watermark = 100\n" });
   const { ref } = await pushImageDetailed(rig.upstream, REPO, "v2", { ...httpdImage("v2"), layers: [{ "/www/index.html": "v2" }, { "/big.bin": randomBytes(24 * MiB) }] });
   await rig.pub.commit({ [`${APP}/docker-compose.yml`]: `services:\n  web:\n    image: ${ref}\n    stop_grace_period: 1s\n    ports:\n      - "127.0.0.1:${rig.port}:80"\n` });
   await rig.pub.publish(2);
-  // The device's state on a tmpfs of its own (registered already: copied in).
-  const sota = rig.device.sotaDir;
-  kept = `${sota}.kept`;
-  renameSync(sota, kept);
-  mkdirSync(sota);
-  expect((await run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", sota])).code).toBe(0);
-  mounted = sota;
-  cpSync(kept, sota, { recursive: true });
+  await rig.device.stateOnTmpfs("256m"); // registered already: copied in
 }, 180_000);
 
 afterAll(async () => {
-  if (mounted) await run(["umount", mounted]);
-  if (mounted && kept) {
-    rmSync(mounted, { recursive: true, force: true });
-    renameSync(kept, mounted);
-  }
+  await rig?.device.stateOffTmpfs();
   await rig?.stop();
 });
 
 test("a disk that fills during the download exits 41 naming the blob store; freed, the same command resumes and completes", async () => {
-  const filler = join(rig.device.sotaDir, "other-data");
   // The first connection to carry 4 MiB (the big layer) stalls there while the disk fills.
   rig.proxy.inject({ kind: "stall", afterBytes: 4 * MiB, stallMs: 4000 });
   const p = rig.device.spawn(["update"]);
   const stderr = new Response(p.stderr).text();
+  let fillers: string[] = [];
   try {
     await until("the download to stall mid-layer", () => rig.proxy.applied.length, (n) => n === 1, 60_000, 50);
-    // Nearly all at once, then the last blocks (the download may still write a few meanwhile).
-    const fs = statfsSync(rig.device.sotaDir);
-    await run(["fallocate", "-l", String(Math.max(0, fs.bavail * fs.bsize - 8 * MiB)), filler]);
-    await run(["dd", "if=/dev/zero", `of=${filler}-rest`, "bs=4096"], { allowFail: true }); // ends at "No space left on device"
+    fillers = await rig.device.fillStateDisk();
     expect(statfsSync(rig.device.sotaDir).bavail).toBe(0);
   } catch (e) {
     p.kill("SIGKILL");
@@ -65,8 +48,7 @@ test("a disk that fills during the download exits 41 naming the blob store; free
   expect(err).toContain(`the disk holding ${rig.device.storeDir} filled during the fetch; free space there and run the update again`);
   expect(code, err).toBe(41);
 
-  rmSync(filler);
-  rmSync(`${filler}-rest`);
+  for (const f of fillers) rmSync(f);
   const again = await rig.device.fioup("update");
   expect(again.code, again.stderr).toBe(0);
   expect(again.json.state).toBe("completed");

@@ -4,6 +4,8 @@
  * private dockerd, mosquitto and a loopback registry.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { freePort } from "../harness/tmp.ts";
 import { component, desiredState, helloImage, KantoRig } from "./_rig.ts";
 
@@ -88,6 +90,32 @@ describe("fioup agent refuses input the engine would misread", () => {
     });
   });
 
+  test("a retained desired state refused for a system container of the agent's config is judged again once that config changes", async () => {
+    const args = (names: string) => ["--system-containers", names];
+    const restartWith = async (a: string[]) => {
+      await rig.agent!.stop(5000);
+      const from = rig.agent!.logSize();
+      await rig.startAgent(a);
+      return from;
+    };
+    await restartWith(args(n("cfgsys")));
+    try {
+      await retained(JSON.stringify(desiredState("cfgsys-retained", [component(n("cfgsys"), hello)])), async () => {
+        expect(await rig.final("cfgsys-retained")).toMatchObject({ status: "IDENTIFICATION_FAILED", message: expect.stringContaining(`"${n("cfgsys")}": it is a system container`) });
+        // The same config: ignored, not refused again.
+        const from = await restartWith(args(n("cfgsys")));
+        await rig.agent!.waitForLog(/ignored desired state cfgsys-retained: /, 30_000, from);
+        expect(refusals((id) => id === "cfgsys-retained")).toHaveLength(1);
+        // The name is no longer a system container: the same message is applied.
+        await restartWith(args(n("other")));
+        await rig.waitFor((m) => m.activityId === "cfgsys-retained" && m.payload?.status === "COMPLETED");
+        expect((await rig.containers()).get(n("cfgsys"))?.state).toBe("running");
+      });
+    } finally {
+      await restartWith([]);
+    }
+  });
+
   test("a retained desired state refused for the moment is taken at the next start: the agent was busy, or a container of that name was someone else's", async () => {
     // Busy: an activity waits for its commands when the retained one comes.
     await rig.client.publishAsync("containersupdate/desiredstate", JSON.stringify(desiredState("busy-a", [component(n("busy"), hello)], [{ key: "commandFlow", value: "true" }])), { qos: 1 });
@@ -109,6 +137,23 @@ describe("fioup agent refuses input the engine would misread", () => {
       await rig.waitFor((m) => m.activityId === "clash" && m.payload?.status === "COMPLETED");
       expect(refusals((id) => id === "clash")).toHaveLength(1);
     });
+  });
+
+  test("a finished.json from an older agent, which kept refused activities' ids among the ended ones, does not hide a corrected message under such an id", async () => {
+    await rig.agent!.stop(5000);
+    const at = Date.now() - 60_000;
+    // The old format: no version, no refused list; "old-refused" was refused, "old-applied" applied at `at`.
+    writeFileSync(join(rig.dir, "var/sota/agent/finished.json"), JSON.stringify({ activityIds: ["old-applied", "old-refused"], timestamp: at, at: new Date(at).toISOString() }));
+    await rig.startAgent();
+    // A replay of the applied one (its own timestamp) is still ignored.
+    const replay = { ...desiredState("old-applied", [component(n("replay"), hello)]), timestamp: at };
+    await retained(JSON.stringify(replay), async () => {
+      await rig.agent!.waitForLog(/ignored desired state old-applied: that activity already ended/, 30_000);
+    });
+    // The back end corrected the refused one and publishes it again under its id.
+    expect(await rig.apply("old-refused", [component(n("corrected"), hello)])).toMatchObject({ status: "COMPLETED" });
+    expect((await rig.containers()).get(n("corrected"))?.state).toBe("running");
+    expect((await rig.containers()).has(n("replay"))).toBe(false);
   });
 
   test("a port whose host IP is not an address is refused, not published on every interface", async () => {
