@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { requestTarget } from "./url.ts";
 
 /** A request line and header block that cannot be parsed, or a body's bad framing; the connection answers 400 (or `status`) and closes. */
 export class BadRequestError extends Error {
@@ -21,7 +22,7 @@ export class BadRequestError extends Error {
 
 export interface RequestHead {
   method: string;
-  /** The request target as sent: "/path?query" (or an absolute URL). */
+  /** The request target: "/path?query" (or an absolute URL), as requestTarget (url.ts) has it read. */
   target: string;
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
   minor: number;
@@ -40,6 +41,8 @@ export const MAX_HEAD_BYTES = 64 * 1024;
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What no line of a head holds: a CR or LF not in a CRLF (the head is split at CRLF), a NUL. */
 const BARE_CR_LF_NUL = /[\0\r\n]/;
+/** A Host the URL parser takes as is (not one that would move the path, "gw/admin"): a name or an IPv4 address, or a bracketed IPv6 one, and a port. */
+const PLAIN_HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{0,5})?$/;
 
 /**
  * Parses the head (without the final CRLF CRLF), latin1-decoded. The framing of the body is read
@@ -49,7 +52,9 @@ const BARE_CR_LF_NUL = /[\0\r\n]/;
  * Content-Length (400); a line ends in CRLF only. A head that is refused closes the connection
  * after the answer, so nothing after it is read as a request.
  *
- * Header names are tokens (no space before the colon, no folded line).
+ * Header names are tokens, the Host is a host (and there is one), and the target is one the
+ * whole gateway reads alike (requestTarget): the admission hook, the head handler and the web
+ * Request take the head as is.
  */
 export function parseHead(text: string): RequestHead {
   const lines = text.split("\r\n");
@@ -58,10 +63,14 @@ export function parseHead(text: string): RequestHead {
   const sp2 = requestLine.lastIndexOf(" ");
   if (sp1 <= 0 || sp2 <= sp1) throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
   const method = requestLine.slice(0, sp1);
-  const target = requestLine.slice(sp1 + 1, sp2);
+  const sent = requestLine.slice(sp1 + 1, sp2);
   const version = requestLine.slice(sp2 + 1);
-  if (!TOKEN.test(method) || target.length === 0 || target.includes(" "))
-    throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
+  if (!TOKEN.test(method) || sent.length === 0 || sent.includes(" ")) throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
+  const target = requestTarget(sent);
+  if (target === undefined)
+    throw new BadRequestError(
+      `Bad request target: "${sent.slice(0, 100)}" (a "." or ".." path segment, a backslash, a control, non-ASCII or "#" character, or a malformed %-escape)`,
+    );
   if (version !== "HTTP/1.1" && version !== "HTTP/1.0") throw new BadRequestError(`Unsupported HTTP version: "${version.slice(0, 20)}"`, 505);
   const minor = version === "HTTP/1.1" ? 1 : 0;
   const headers: [string, string][] = [];
@@ -80,7 +89,10 @@ export function parseHead(text: string): RequestHead {
     headers.push([name, value]);
     switch (name.length) {
       case 4:
-        if (name.toLowerCase() === "host") host = value;
+        if (name.toLowerCase() === "host") {
+          if (host !== undefined || (value !== "" && !PLAIN_HOST.test(value))) throw new BadRequestError(`Bad Host: "${value.slice(0, 100)}"`);
+          host = value;
+        }
         break;
       case 6:
         if (name.toLowerCase() === "expect" && value.toLowerCase() === "100-continue") expectContinue = true;

@@ -154,6 +154,7 @@ describe("HTTP/1.1 transport", () => {
       ["400", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n"],
       ["501", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"],
       ["400", "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+      ["400", "GET /x/%2e%2e/sized HTTP/1.1\r\nHost: x\r\n\r\n"],
     ];
     for (const [status, request] of cases) {
       const started = Date.now();
