@@ -7,8 +7,9 @@
  *
  * @module
  */
+import { requestTarget } from "./url.ts";
 
-/** A request line and header block that cannot be parsed; the connection answers 400 and closes. */
+/** A request line and header block that cannot be parsed, or a body's bad framing; the connection answers 400 (or `status`) and closes. */
 export class BadRequestError extends Error {
   override name = "BadRequestError";
   constructor(
@@ -21,7 +22,7 @@ export class BadRequestError extends Error {
 
 export interface RequestHead {
   method: string;
-  /** The request target as sent: "/path?query" (or an absolute URL). */
+  /** The request target: "/path?query" (or an absolute URL), as requestTarget (url.ts) has it read. */
   target: string;
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
   minor: number;
@@ -38,8 +39,23 @@ export interface RequestHead {
 export const MAX_HEAD_BYTES = 64 * 1024;
 /** An HTTP token (a method, a header name). */
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What no line of a head holds: a CR or LF not in a CRLF (the head is split at CRLF), a NUL. */
+const BARE_CR_LF_NUL = /[\0\r\n]/;
+/** A Host the URL parser takes as is (not one that would move the path, "gw/admin"): a name or an IPv4 address, or a bracketed IPv6 one, and a port. */
+const PLAIN_HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{0,5})?$/;
 
-/** Parses the head (without the final CRLF CRLF), latin1-decoded. */
+/**
+ * Parses the head (without the final CRLF CRLF), latin1-decoded. The framing of the body is read
+ * strictly (RFC 9112 §6), as a proxy in front of the gateway may read the same bytes otherwise,
+ * and a request it takes for two could pass as one (request smuggling): Transfer-Encoding must be
+ * exactly `chunked` (any other coding, 501), on HTTP/1.1 (on HTTP/1.0, 400) and without a
+ * Content-Length (400); a line ends in CRLF only. A head that is refused closes the connection
+ * after the answer, so nothing after it is read as a request.
+ *
+ * Header names are tokens, the Host is a host (and there is one), and the target is one the
+ * whole gateway reads alike (requestTarget): the admission hook, the head handler and the web
+ * Request take the head as is.
+ */
 export function parseHead(text: string): RequestHead {
   const lines = text.split("\r\n");
   const requestLine = lines[0]!;
@@ -47,10 +63,14 @@ export function parseHead(text: string): RequestHead {
   const sp2 = requestLine.lastIndexOf(" ");
   if (sp1 <= 0 || sp2 <= sp1) throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
   const method = requestLine.slice(0, sp1);
-  const target = requestLine.slice(sp1 + 1, sp2);
+  const sent = requestLine.slice(sp1 + 1, sp2);
   const version = requestLine.slice(sp2 + 1);
-  if (!TOKEN.test(method) || target.length === 0 || target.includes(" "))
-    throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
+  if (!TOKEN.test(method) || sent.length === 0 || sent.includes(" ")) throw new BadRequestError(`Bad request line: "${requestLine.slice(0, 100)}"`);
+  const target = requestTarget(sent);
+  if (target === undefined)
+    throw new BadRequestError(
+      `Bad request target: "${sent.slice(0, 100)}" (a "." or ".." path segment, a backslash, a control, non-ASCII or "#" character, or a malformed %-escape)`,
+    );
   if (version !== "HTTP/1.1" && version !== "HTTP/1.0") throw new BadRequestError(`Unsupported HTTP version: "${version.slice(0, 20)}"`, 505);
   const minor = version === "HTTP/1.1" ? 1 : 0;
   const headers: [string, string][] = [];
@@ -63,12 +83,16 @@ export function parseHead(text: string): RequestHead {
     const line = lines[i]!;
     const colon = line.indexOf(":");
     if (colon <= 0) throw new BadRequestError(`Bad header line: "${line.slice(0, 100)}"`);
-    const name = line.slice(0, colon); // the Request constructor validates names and values
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name) || BARE_CR_LF_NUL.test(line)) throw new BadRequestError(`Bad header line: "${line.slice(0, 100)}"`);
     const value = line.slice(colon + 1).trim();
     headers.push([name, value]);
     switch (name.length) {
       case 4:
-        if (name.toLowerCase() === "host") host = value;
+        if (name.toLowerCase() === "host") {
+          if (host !== undefined || (value !== "" && !PLAIN_HOST.test(value))) throw new BadRequestError(`Bad Host: "${value.slice(0, 100)}"`);
+          host = value;
+        }
         break;
       case 6:
         if (name.toLowerCase() === "expect" && value.toLowerCase() === "100-continue") expectContinue = true;
@@ -86,14 +110,19 @@ export function parseHead(text: string): RequestHead {
         break;
       case 17:
         if (name.toLowerCase() === "transfer-encoding") {
-          const codings = value.toLowerCase().split(",").map((s) => s.trim());
-          if (codings[codings.length - 1] !== "chunked") throw new BadRequestError(`Unsupported Transfer-Encoding: "${value.slice(0, 40)}"`, 501);
+          // Only chunked is decoded: a body in another coding ("gzip, chunked") would reach the app still coded.
+          if (value.length !== 7 || value.toLowerCase() !== "chunked") throw new BadRequestError(`Unsupported Transfer-Encoding: "${value.slice(0, 40)}"`, 501);
+          if (chunked) throw new BadRequestError("Transfer-Encoding chunked twice");
           chunked = true;
         }
         break;
     }
   }
-  if (chunked) contentLength = undefined; // RFC 9112 §6.3: chunked wins (and the length is not to be trusted)
+  if (chunked) {
+    // RFC 9112 §6.1 and §6.3: a proxy may have framed the body by the other header.
+    if (contentLength !== undefined) throw new BadRequestError("Both Content-Length and Transfer-Encoding: the body's end is ambiguous");
+    if (minor === 0) throw new BadRequestError("Transfer-Encoding in an HTTP/1.0 request");
+  }
   const keepAlive = minor === 1 ? !connection.includes("close") : connection.includes("keep-alive");
   return { method, target, minor, headers, ...(host !== undefined ? { host } : {}), ...(contentLength !== undefined ? { contentLength } : {}), chunked, keepAlive, expectContinue };
 }
@@ -153,7 +182,10 @@ export class BodyDecoder {
       if (this.#line.length > 8192) throw new BadRequestError("Bad chunked body: line too long");
       if (lf < 0) return undefined;
       i = lf + 1;
-      const line = this.#line.endsWith("\r") ? this.#line.slice(0, -1) : this.#line;
+      // A line ends in CRLF, and holds no other CR: a proxy that ends lines at a bare LF (or CR)
+      // would cut the body elsewhere, and take the rest of it for a request.
+      const line = this.#line.slice(0, -1);
+      if (this.#line.charCodeAt(line.length) !== 13 || line.includes("\r")) throw new BadRequestError("Bad chunked body: a line not ended by CRLF");
       this.#line = "";
       if (this.#phase === "crlf") {
         if (line !== "") throw new BadRequestError("Bad chunked body: missing CRLF after chunk data");

@@ -146,6 +146,25 @@ describe("HTTP/1.1 transport", () => {
     expect(res.status).toBe(500);
   });
 
+  // Request smuggling: a proxy in front that frames the body otherwise would take the rest for another request.
+  test("an ambiguously framed request is refused and the connection closes: the request pipelined after it is not answered", async () => {
+    const next = "GET /sized HTTP/1.1\r\nHost: x\r\n\r\n";
+    const cases: [string, string][] = [
+      ["400", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+      ["400", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n"],
+      ["501", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"],
+      ["400", "POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+      ["400", "GET /x/%2e%2e/sized HTTP/1.1\r\nHost: x\r\n\r\n"],
+    ];
+    for (const [status, request] of cases) {
+      const started = Date.now();
+      const text = await raw([request + next]);
+      expect([...text.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]), request).toEqual([status]);
+      expect(text).toMatch(/connection: close\r\n/);
+      expect(Date.now() - started).toBeLessThan(4000); // closed by the server, not by raw's 5 s wait
+    }
+  });
+
   test("an upload refused before its body is read is answered, and the connection closes", async () => {
     const text = await raw(["POST /deny HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n", new Uint8Array(200_000)]);
     expect(text).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);

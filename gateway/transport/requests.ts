@@ -9,7 +9,7 @@
  */
 import type { Bindings } from "../env.ts";
 import type { Connection } from "./connection.ts";
-import { BadRequestError, MAX_HEAD_BYTES, parseHead, type RequestHead, TOKEN } from "./http1.ts";
+import { BadRequestError, MAX_HEAD_BYTES, parseHead, type RequestHead } from "./http1.ts";
 import { DEFAULT_CLIENT_CERT_HEADER, type Admission, type HeadAnswer, type HeadRequest, type RequestInfo, type TransportLimits, type TransportOptions } from "./options.ts";
 import { hasBody, startBody, streamsBody } from "./request-body.ts";
 import { writeHeadAnswer, writeResponse } from "./response-writer.ts";
@@ -288,24 +288,12 @@ export class RequestLoop {
   }
 }
 
-const HEADER_VALUE_REFUSED = /[\0\r\n]/;
-const TARGET_NOT_AS_IS = /[\x00-\x20\x7f#]/;
-/** A Host the URL parser takes as is: a name or an IPv4 address, or a bracketed IPv6 one, and a port. */
-const PLAIN_HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
 /**
- * Whether a web Request would take this head as is: an origin-form target without a fragment
- * and header names and values the Headers class accepts. Anything else goes the Request's way,
+ * Whether a web Request would take this head as is: an origin-form target (parseHead has checked
+ * the target, the Host and the header names and values). An absolute URL goes the Request's way,
  * whose constructor refuses it (400) or normalises it as it always did.
  */
-function takenAsIs(head: RequestHead): boolean {
-  // (The URL parser drops tabs and newlines from a target and cuts it at "#": such a target is not taken as is.)
-  if (head.target.charCodeAt(0) !== 47 /* / */ || TARGET_NOT_AS_IS.test(head.target)) return false;
-  // The Request's URL joins the Host to the target: a Host it would refuse (400) or that would move the path ("gw/x") is not as is.
-  if (head.host !== undefined && !PLAIN_HOST.test(head.host)) return false;
-  for (const [k, v] of head.headers) if (!TOKEN.test(k) || HEADER_VALUE_REFUSED.test(v)) return false;
-  return true;
-}
+const takenAsIs = (head: RequestHead): boolean => head.target.charCodeAt(0) === 47; /* / */
 
 /** A request head and its whole body as the app's head handler reads them (HeadRequest), with no web Request built. */
 class ParsedRequest implements HeadRequest {
