@@ -205,4 +205,25 @@ describe("gateway over mTLS", () => {
       expect(r.ms).toBeLessThan(2000); // answered at once, not after a body or a deadline
     }
   }, 60_000);
+
+  test("a path with a dot-segment, raw or %-escaped, is refused 400 before admission or routing reads it", async () => {
+    /** One GET over raw TLS without a certificate; resolves with the whole answer once the gateway closes. */
+    const get = (target: string) =>
+      new Promise<string>((resolve, reject) => {
+        const sock = connect({ host: "127.0.0.1", port: Number(new URL(gw.url).port), ca });
+        let text = "";
+        sock.on("secureConnect", () => sock.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+        sock.on("data", (d: Buffer) => (text += d.toString("latin1")));
+        sock.on("close", () => resolve(text));
+        sock.on("error", reject);
+        setTimeout(() => sock.destroy(), 5000);
+      });
+    // Admission read the raw path (not /ca.pem: a device path, 401) while routing read the resolved one (/ca.pem: 200).
+    for (const target of ["/repo/%2e%2e/ca.pem", "/repo/%2E%2e/ca.pem", "/repo/../ca.pem", "/x/%2e%2e/admin/tokens"]) {
+      const text = await get(target);
+      expect({ target, status: text.slice(0, 12) }).toEqual({ target, status: "HTTP/1.1 400" });
+      expect(text).not.toContain("BEGIN CERTIFICATE");
+    }
+    expect((await get("/ca.pem")).slice(0, 12)).toBe("HTTP/1.1 200");
+  }, 60_000);
 });
