@@ -281,9 +281,11 @@ export async function openDataDir(dir: string, opts: { factory?: string; hosts: 
   } catch (e) {
     throw damaged(join(pki, "server.pem"), e);
   }
-  // Reissued when a name is missing, or when less than SERVER_CERT_RENEW_DAYS are left of it.
+  // Reissued when a name is missing, or when less than SERVER_CERT_RENEW_DAYS are left of it,
+  // unless it ends with the CA already: a new one would end there too (pki/ca.ts caps it).
   let serverCertRenewed: DataDir["serverCertRenewed"];
-  if (notAfter && notAfter.getTime() - Date.now() < SERVER_CERT_RENEW_DAYS * 86_400_000) serverCertRenewed = { oldNotAfter: notAfter.toISOString() };
+  if (notAfter && notAfter.getTime() - Date.now() < SERVER_CERT_RENEW_DAYS * 86_400_000 && notAfter < ca.cert.notAfter)
+    serverCertRenewed = { oldNotAfter: notAfter.toISOString() };
   if (!serverCertPem || !serverKeyPem || !wanted.every((h) => covered.includes(h)) || serverCertRenewed) {
     const issued = await issueServerCert(ca, wanted);
     serverCertPem = issued.certPem;

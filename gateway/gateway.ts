@@ -413,13 +413,14 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       fetchHead: (req, env) => app!.fetchHead(req, env),
     });
     gw.metrics.connections = server.stats;
-    // The served certificate's end: logged from 30 days before, and on /metrics (pki/cert-expiry.ts).
+    // The served certificate's end and the factory CA's: logged from 30 days before, and on /metrics (pki/cert-expiry.ts).
     const servedNotAfter = certificateNotAfter(opts.tlsCert ?? data.serverCertPem);
     gw.metrics.tlsCertificateNotAfter = servedNotAfter.getTime();
     gw.metrics.tlsCertificateOwn = !opts.tlsCert;
+    gw.metrics.caCertificateNotAfter = data.ca.cert.notAfter.getTime();
     if (data.serverCertRenewed && !opts.tlsCert)
       log(`gateway: issued a new TLS certificate from the factory CA, valid until ${servedNotAfter.toISOString()}: less than a year was left of the old one (it ends at ${data.serverCertRenewed.oldNotAfter})`);
-    stopCertWatch = watchCertificateExpiry(servedNotAfter, !opts.tlsCert, log);
+    stopCertWatch = watchCertificateExpiry({ served: servedNotAfter, own: !opts.tlsCert, ca: data.ca.cert.notAfter }, log);
     const askedMax = opts.limits?.maxConnections ?? DEFAULT_LIMITS.maxConnections;
     const max = server.stats().maxConnections;
     if (max < askedMax)

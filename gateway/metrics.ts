@@ -162,6 +162,8 @@ export class Metrics {
   tlsCertificateNotAfter: number | undefined;
   /** Whether the served certificate is the gateway's own (renewed by a restart), not --tls-cert. */
   tlsCertificateOwn: boolean | undefined;
+  /** When the factory CA ends (ms since the epoch), and with it every certificate it issued; set once the gateway listens. */
+  caCertificateNotAfter: number | undefined;
   /** Registry bytes served per client: what devices downloaded, counted by the gateway (per device only if asked: ./registry/served-bytes.ts). */
   readonly registryBytes: ServedBytes;
   readonly started = Date.now();
@@ -205,6 +207,14 @@ export class Metrics {
             gateway_tls_certificate_expiry_timestamp_seconds: {
               help: "When the TLS certificate the gateway serves ends (Unix seconds): devices refuse it after that; a start renews the gateway's own one when less than a year is left",
               value: Math.floor(this.tlsCertificateNotAfter / 1000),
+            },
+          }
+        : {}),
+      ...(this.caCertificateNotAfter !== undefined
+        ? {
+            gateway_ca_certificate_expiry_timestamp_seconds: {
+              help: "When the factory CA ends (Unix seconds): from then devices refuse the gateway and the gateway every device; nothing renews it (docs/keys.md)",
+              value: Math.floor(this.caCertificateNotAfter / 1000),
             },
           }
         : {}),

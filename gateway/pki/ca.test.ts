@@ -3,7 +3,7 @@ import { x509 } from "../../lib/x509/eager.ts";
 import { caFingerprint } from "../../lib/tls/pin.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { X509Certificate } from "node:crypto";
-import { CsrRejectedError, certificateHosts, createCa, issueProxyCert, issueServerCert, loadCa, signDeviceCsr } from "./ca.ts";
+import { CaEndedError, CsrRejectedError, certificateHosts, certificateNotAfter, createCa, issueProxyCert, issueServerCert, loadCa, signDeviceCsr } from "./ca.ts";
 import { deviceIdentity, proxyName } from "./keys.ts";
 
 describe("factory CA", () => {
@@ -49,5 +49,31 @@ describe("factory CA", () => {
     expect(proxyName(d)).toBeNull();
     expect(deviceIdentity(d)?.cn).toBe(dev.uuid);
     await expect(issueProxyCert(ca, "../etc")).rejects.toThrow('Invalid proxy name "../etc"');
+  });
+
+  test("nothing the CA issues outlives it: server, device and proxy certificates end by the CA's end", async () => {
+    const DAY = 86_400_000;
+    // A CA ten days from its end, as one is 20 years after the first start.
+    const ca = await createCa("main", { validDays: 10 });
+    const caEnd = ca.cert.notAfter.getTime();
+    const dev = await makeDeviceCsr();
+    const issued = {
+      server: certificateNotAfter((await issueServerCert(ca, ["127.0.0.1"])).certPem).getTime(),
+      device: certificateNotAfter((await signDeviceCsr(ca, dev.csrPem, { uuid: dev.uuid, factory: "main" })).certPem).getTime(),
+      proxy: (await issueProxyCert(ca, "haproxy1")).notAfter.getTime(),
+    };
+    expect(issued).toEqual({ server: caEnd, device: caEnd, proxy: caEnd });
+    // One shorter than what is left of the CA keeps its own end.
+    const short = certificateNotAfter((await issueServerCert(ca, ["127.0.0.1"], { validDays: 5 })).certPem).getTime();
+    expect(Math.abs(short - (Date.now() + 5 * DAY))).toBeLessThan(60_000);
+  });
+
+  test("a CA that has ended issues nothing, and says so", async () => {
+    const ended = await createCa("main", { validDays: 0 });
+    await Bun.sleep(1100);
+    const dev = await makeDeviceCsr();
+    await expect(signDeviceCsr(ended, dev.csrPem, { uuid: dev.uuid, factory: "main" })).rejects.toThrow(CaEndedError);
+    await expect(issueServerCert(ended, ["127.0.0.1"])).rejects.toThrow(`The factory CA ended at ${ended.cert.notAfter.toISOString()}: it issues no certificate`);
+    await expect(issueProxyCert(ended, "haproxy1")).rejects.toThrow(CaEndedError);
   });
 });

@@ -3,6 +3,10 @@
  * gateway's TLS certificate and every device certificate, so devices need a
  * single trust anchor and the gateway a single client-CA.
  *
+ * Nothing it issues outlives it: a certificate whose issuer has ended is refused by whoever
+ * checks the chain, so a later end would only be a lie (on /metrics, in the log). The CA's own
+ * end is the fleet's: no device accepts the gateway after it, and the gateway no device.
+ *
  * @module
  */
 import { x509 } from "../../lib/x509/eager.ts";
@@ -26,19 +30,30 @@ export class CsrRejectedError extends Error {
   override name = "CsrRejectedError";
 }
 
+/** The factory CA has ended: every certificate it signed is refused, and it signs no more. */
+export class CaEndedError extends Error {
+  override name = "CaEndedError";
+  constructor(notAfter: Date) {
+    super(`The factory CA ended at ${notAfter.toISOString()}: it issues no certificate, and devices refuse every one it issued (docs/keys.md, "The factory CA")`);
+  }
+}
+
 export async function loadCa(certPem: string, keyPem: string): Promise<CertificateAuthority> {
   const cert = new x509.X509Certificate(certPem);
   return { cert, certPem, key: await privateKeyFromPem(keyPem), keyPem, fingerprint: derFingerprint(cert.rawData) };
 }
 
-/** Creates a new factory CA valid for 20 years. */
-export async function createCa(factory: string): Promise<CertificateAuthority> {
+/** How long a new factory CA is valid: the fleet's lifetime, as nothing renews it (docs/keys.md). */
+export const CA_DAYS = 20 * 365;
+
+/** Creates a new factory CA, valid for {@link CA_DAYS} unless `validDays` says otherwise. */
+export async function createCa(factory: string, opts: { validDays?: number } = {}): Promise<CertificateAuthority> {
   const keys = await generateKeyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
     name: [{ CN: [`${factory} factory CA`] }, { O: ["compose-ota"] }, { OU: [factory] }],
     notBefore: new Date(Date.now() - DAY),
-    notAfter: new Date(Date.now() + 20 * 365 * DAY),
+    notAfter: new Date(Date.now() + (opts.validDays ?? CA_DAYS) * DAY),
     signingAlgorithm: SIGN_ALG,
     keys,
     extensions: [
@@ -55,7 +70,7 @@ export async function createCa(factory: string): Promise<CertificateAuthority> {
  * How long the gateway's own TLS certificate is valid, and how much of that must be left for a
  * start to keep it: with less, the start issues a new one (gateway/data-dir.ts), so a gateway
  * restarted at least once a year never serves an expired certificate, which every device would
- * refuse.
+ * refuse: until the CA's own last year, when it ends with the CA and no restart helps.
  */
 export const SERVER_CERT_DAYS = 5 * 365;
 export const SERVER_CERT_RENEW_DAYS = 365;
@@ -77,6 +92,9 @@ export async function issueServerCert(
   });
   return { certPem, keyPem: await privateKeyToPem(keys.privateKey) };
 }
+
+/** How long a device certificate is valid: as long as a new CA, so in effect until the CA's end. */
+export const DEVICE_CERT_DAYS = CA_DAYS;
 
 /** When a certificate stops being valid. */
 export const certificateNotAfter = (certPem: string): Date => new x509.X509Certificate(certPem).notAfter;
@@ -117,7 +135,7 @@ export async function signDeviceCsr(
   const { certPem, serial } = await issueLeaf(ca, {
     subject: new x509.Name([{ CN: [opts.uuid] }, { OU: [opts.factory] }]),
     publicKey: csr.publicKey,
-    validDays: opts.validDays ?? 20 * 365,
+    validDays: opts.validDays ?? DEVICE_CERT_DAYS,
     usage: x509.ExtendedKeyUsage.clientAuth,
   });
   return { certPem, serial };
@@ -154,20 +172,26 @@ export async function issueProxyCert(
 
 /**
  * A certificate the CA signs for one end of a connection (the gateway, a device, a proxy): valid
- * from a day ago (clocks differ) for `validDays`, not a CA, for signatures, with one extended key
- * usage and the CA's key identifier; the kinds differ in subject, key and `extensions`.
+ * from a day ago (clocks differ) for `validDays` but never past the CA's own end, not a CA, for
+ * signatures, with one extended key usage and the CA's key identifier; the kinds differ in
+ * subject, key and `extensions`.
+ *
+ * @throws {CaEndedError} If the CA has ended: anything it signed would be refused.
  */
 async function issueLeaf(
   ca: CertificateAuthority,
   leaf: { subject: string | X.Name; publicKey: X.X509CertificateCreateParams["publicKey"]; validDays: number; usage: string; extensions?: X.Extension[] },
 ): Promise<{ cert: X.X509Certificate; certPem: string; serial: string }> {
+  const now = Date.now();
+  const caEnd = ca.cert.notAfter.getTime();
+  if (caEnd <= now) throw new CaEndedError(ca.cert.notAfter);
   const serial = randomSerial();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
     subject: leaf.subject,
     issuer: ca.cert.subject,
-    notBefore: new Date(Date.now() - DAY),
-    notAfter: new Date(Date.now() + leaf.validDays * DAY),
+    notBefore: new Date(now - DAY),
+    notAfter: new Date(Math.min(now + leaf.validDays * DAY, caEnd)),
     signingAlgorithm: SIGN_ALG,
     publicKey: leaf.publicKey,
     signingKey: ca.key,

@@ -2,7 +2,7 @@
  * The TLS certificate the gateway serves must never end under a fleet unnoticed: every device
  * refuses an expired one. A start renews the gateway's own certificate when less than a year is
  * left; a certificate near its end (its own, or one given with --tls-cert) is said in the log and
- * shown on /metrics.
+ * shown on /metrics. The factory CA's end is said and shown the same way (./ca-expiry.test.ts).
  */
 import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -10,7 +10,7 @@ import { connect } from "node:tls";
 import { join } from "node:path";
 import { startGatewayServer, type RunningGateway } from "../../gateway/gateway.ts";
 import { certificateNotAfter, issueServerCert } from "../../gateway/pki/ca.ts";
-import { certificateExpiryWarning } from "../../gateway/pki/cert-expiry.ts";
+import { caExpiryWarning, certificateExpiryWarning } from "../../gateway/pki/cert-expiry.ts";
 import { tempDir } from "../harness/tmp.ts";
 import { tlsFetch } from "./_client.ts";
 
@@ -104,4 +104,7 @@ test("the warning starts 30 days before the end and says when it has passed", ()
     "gateway: warning: the gateway's TLS certificate expired at 2029-12-31T00:00:00.000Z: devices refuse it and cannot connect; " +
       "put a renewed certificate in the --tls-cert and --tls-key files and restart gateway serve",
   );
+  expect(caExpiryWarning(at(31), now)).toBeUndefined();
+  expect(caExpiryWarning(at(30), now)).toStartWith("gateway: warning: the factory CA (pki/ca.pem) expires at 2030-01-31T00:00:00.000Z (in 30 days): ");
+  expect(caExpiryWarning(at(-1), now)).toStartWith("gateway: warning: the factory CA (pki/ca.pem) expired at 2029-12-31T00:00:00.000Z: ");
 });
