@@ -3,7 +3,10 @@
  * registry tokens they obtained), cached for a few seconds so an API or
  * registry request costs no database read. Revocation through this gateway
  * clears the cache at once; another gateway sharing the database sees it
- * within the TTL, as with device revocation (gateway/devices/cache.ts).
+ * within the TTL, as with device revocation (gateway/devices/cache.ts), and
+ * like it the TTL runs on the monotonic clock, so a step of the wall clock
+ * neither stretches nor cuts it. Whether a token has expired is wall time
+ * (apiTokenUsable), read at each use.
  *
  * @module
  */
@@ -11,6 +14,7 @@ import type { ApiTokenRow, Store } from "../store/types.ts";
 
 interface Entry {
   row: ApiTokenRow | undefined;
+  /** performance.now() ms. */
   until: number;
 }
 
@@ -42,7 +46,7 @@ export class ApiTokenCache {
   }
 
   async #get(map: Map<string, Entry>, key: string, load: () => Promise<ApiTokenRow | undefined>) {
-    const now = Date.now();
+    const now = performance.now();
     const hit = map.get(key);
     if (hit && hit.until > now) return hit.row;
     const row = await load();

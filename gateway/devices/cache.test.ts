@@ -1,4 +1,4 @@
-import { expect, test } from "bun:test";
+import { expect, setSystemTime, test } from "bun:test";
 import { aDevice } from "../store/_contract.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import { DeviceCache } from "./cache.ts";
@@ -73,6 +73,25 @@ test("DeviceCache: a device read again after an invalidate keeps its new entry w
     expect(cache.fresh(a!.uuid)?.row?.uuid).toBe(a!.uuid);
     expect(cache.size).toBe(2);
   } finally {
+    await store.close();
+  }
+});
+
+test("DeviceCache: a row lives its TTL however the wall clock steps, so another replica's revocation shows within it", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const d = await store.putDevice(aDevice());
+    const cache = new DeviceCache(store, { ttlMs: 300 });
+    await cache.get(d.uuid);
+    setSystemTime(new Date(Date.now() - 3_600_000)); // NTP steps this replica's clock back an hour
+    await store.revokeDevice(d.uuid, new Date().toISOString()); // through another replica
+    await Bun.sleep(350);
+    expect(cache.fresh(d.uuid)).toBeUndefined();
+    expect((await cache.get(d.uuid))?.revokedAt).not.toBeNull();
+    setSystemTime(new Date(Date.now() + 7_200_000)); // and forward an hour past the real time: the row just read stays
+    expect(cache.fresh(d.uuid)?.row?.uuid).toBe(d.uuid);
+  } finally {
+    setSystemTime();
     await store.close();
   }
 });

@@ -13,6 +13,11 @@
  * many deletes steps over every one of them again (measured: 20 µs per insert at 10,000 devices,
  * against under 1 µs with the queue).
  *
+ * The TTL is a duration, so it runs on the monotonic clock: on the wall clock a replica whose
+ * time NTP stepped back an hour kept every row it held for that hour, a revocation through
+ * another replica included (its device still passed mTLS here); one stepped forward dropped
+ * them all at once.
+ *
  * @module
  */
 import type { DeviceRow, Store } from "../store/types.ts";
@@ -20,6 +25,7 @@ import type { DeviceRow, Store } from "../store/types.ts";
 interface Entry {
   readonly uuid: string;
   readonly row: DeviceRow | undefined;
+  /** When the row goes stale (performance.now() ms). */
   readonly until: number;
 }
 
@@ -41,14 +47,14 @@ export class DeviceCache {
   /** The cached entry if still fresh, without a database read (the check-in fast path); else get(). */
   fresh(uuid: string): { readonly row: DeviceRow | undefined } | undefined {
     const hit = this.#map.get(uuid);
-    return hit && hit.until > Date.now() ? hit : undefined;
+    return hit && hit.until > performance.now() ? hit : undefined;
   }
 
   async get(uuid: string): Promise<DeviceRow | undefined> {
     const hit = this.#map.get(uuid);
-    if (hit && hit.until > Date.now()) return hit.row;
+    if (hit && hit.until > performance.now()) return hit.row;
     const row = await this.#store.getDevice(uuid);
-    const now = Date.now();
+    const now = performance.now();
     this.#drop((e) => e.until <= now);
     if (this.#map.size >= this.#max) this.#drop(() => this.#map.size >= this.#max);
     const entry: Entry = { uuid, row, until: now + this.#ttlMs };

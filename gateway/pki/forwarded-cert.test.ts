@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setSystemTime, test } from "bun:test";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { createCa, issueProxyCert, signDeviceCsr } from "./ca.ts";
 import { ForwardedCertVerifier } from "./forwarded-cert.ts";
@@ -65,6 +65,31 @@ describe("ForwardedCertVerifier", () => {
     expect(await v.verify(await issued(-2 * day, -day))).toBeUndefined(); // expired
     expect(await v.verify(await issued(day, 2 * day))).toBeUndefined(); // not yet valid
     expect(await v.verify(await issued(-day, day))).toEqual({ cn: dev.uuid, serial: "A1B2C" });
+  });
+
+  test("a result is kept a minute (refusal) or an hour (identity) by the cache's own clock; validity is judged on the wall clock", async () => {
+    let clock = 0; // the cache's monotonic clock, moved by hand
+    const v = new ForwardedCertVerifier(ca, { now: () => clock });
+    const real = Date.now();
+    const min = 60_000;
+    const expired = await issued(-86_400_000, -min);
+    const ending = await issued(-86_400_000, 30 * min);
+    try {
+      expect(await v.verify(expired)).toBeUndefined();
+      expect(await v.verify(ending)).toEqual({ cn: dev.uuid, serial: "A1B2C" });
+      // This replica's clock steps back an hour: by it the expired certificate is in its validity
+      // period again. The refusal is kept its minute, not the hour the wall clock went back.
+      setSystemTime(new Date(real - 60 * min));
+      clock += min - 1;
+      expect(await v.verify(expired)).toBeUndefined();
+      clock += 2;
+      expect(await v.verify(expired)).toEqual({ cn: dev.uuid, serial: "A1B2C" });
+      // Forward an hour instead: a cached identity whose certificate has ended by the wall clock ends with it.
+      setSystemTime(new Date(real + 60 * min));
+      expect(await v.verify(ending)).toBeUndefined();
+    } finally {
+      setSystemTime();
+    }
   });
 
   test("refuses a certificate in the CA's name signed with another key, and one the CA's key signed under another issuer name", async () => {

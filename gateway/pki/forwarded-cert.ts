@@ -20,6 +20,11 @@
  * certificate was refused. So is a header sent to the TLS port from a trusted address without a
  * proxy certificate (gateway/transport/listen.ts), once per address.
  *
+ * A result is cached for a duration (a refusal a minute, an identity an hour), measured on the
+ * monotonic clock: on the wall clock a replica whose time stepped back an hour kept a refusal for
+ * an hour and an identity for two. The certificate's end of validity is wall time, checked again
+ * at each hit, so a forward step still ends an identity whose certificate has expired by then.
+ *
  * @module
  */
 import { X509Certificate } from "node:crypto";
@@ -37,17 +42,21 @@ const COMMON_CERT_HEADERS = ["x-ssl-client-cert", "x-client-cert", "ssl-client-c
 export class ForwardedCertVerifier {
   /** The factory CA in node:crypto's form. */
   readonly #ca: X509Certificate;
-  readonly #cache = new Map<string, { peer: PeerIdentity | undefined; notAfter: number }>();
+  /** By header value: the identity (none: refused), until when it is kept (the cache's monotonic clock) and the certificate's notAfter (wall ms). */
+  readonly #cache = new Map<string, { peer: PeerIdentity | undefined; until: number; notAfter: number }>();
   readonly #max: number;
+  readonly #now: () => number;
   readonly #warn: (line: string) => void;
   /** What was logged already: one line per kind of mistake (module comment). */
   readonly #warned = new Set<string>();
   /** Addresses told they presented no proxy certificate. */
   #addressLines = 0;
 
-  constructor(ca: CertificateAuthority, opts: { max?: number; warn?: (line: string) => void } = {}) {
+  /** `now` is the cache's clock and must not go back (the default is monotonic; a test gives its own). */
+  constructor(ca: CertificateAuthority, opts: { max?: number; warn?: (line: string) => void; now?: () => number } = {}) {
     this.#ca = new X509Certificate(ca.certPem);
     this.#max = opts.max ?? 100_000;
+    this.#now = opts.now ?? (() => performance.now());
     this.#warn = opts.warn ?? ((line) => console.error(line));
   }
 
@@ -110,10 +119,12 @@ export class ForwardedCertVerifier {
   /** The identity in a forwarded certificate header, or undefined if it is not one of ours. */
   async verify(headerValue: string): Promise<PeerIdentity | undefined> {
     const now = Date.now();
+    const mono = this.#now();
     const hit = this.#cache.get(headerValue);
-    if (hit && hit.notAfter > now) return hit.peer;
+    if (hit && hit.until > mono && hit.notAfter > now) return hit.peer;
     let peer: PeerIdentity | undefined;
-    let notAfter = now + 60_000;
+    let keepMs = 60_000;
+    let notAfter = Infinity;
     let why: [kind: string, text: string] | undefined;
     try {
       const cert = new X509Certificate(certificateBytes(headerValue));
@@ -124,7 +135,8 @@ export class ForwardedCertVerifier {
         const id = deviceIdentity(cert);
         if (id) {
           peer = id;
-          notAfter = Math.min(until, now + 3_600_000);
+          keepMs = 3_600_000;
+          notAfter = until;
         } else why = ["name", "it names no device (a proxy certificate, or not one CN)"];
       }
     } catch {
@@ -132,7 +144,7 @@ export class ForwardedCertVerifier {
     }
     if (why) this.#once(why[0], `gateway: refused a client certificate the proxy forwarded: ${why[1]}. The device gets 401 (said once)`);
     if (this.#cache.size >= this.#max) this.#cache.delete(this.#cache.keys().next().value!);
-    this.#cache.set(headerValue, { peer, notAfter });
+    this.#cache.set(headerValue, { peer, until: mono + keepMs, notAfter });
     return peer;
   }
 }

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, expect, test } from "bun:test";
+import { afterEach, beforeEach, expect, setSystemTime, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -65,4 +65,22 @@ test("after a write the next poll answers the new timestamp version, not the cac
   let asked = 0;
   await repo.metadata("timestamp.json", (v) => ((asked = v), hide2));
   expect(asked).toBe(before + 1);
+});
+
+test("another replica's write shows within the TTL however this replica's wall clock steps", async () => {
+  const mine = await TufRepo.open({ storage: new CachedTufStorage(inner, 300), keysDir: join(dir, "keys") });
+  const other = await TufRepo.open({ storage: inner, keysDir: join(dir, "keys") });
+  const version = async () => JSON.parse(text((await mine.metadata("timestamp.json"))!)).signed.version as number;
+  const before = await version(); // cached now
+  try {
+    setSystemTime(new Date(Date.now() - 3_600_000)); // NTP steps this replica's clock back an hour
+    await other.addTargets({ "rpi-3": entry(3) });
+    await Bun.sleep(350);
+    expect(await version()).toBe(before + 1);
+    setSystemTime(new Date(Date.now() + 7_200_000)); // and forward an hour past the real time: what was just read is still served from the cache
+    await other.addTargets({ "rpi-4": entry(4) });
+    expect(await version()).toBe(before + 1);
+  } finally {
+    setSystemTime();
+  }
 });

@@ -30,7 +30,7 @@ export class ConnectionSet {
     this.loop = new RequestLoop(opts, limits, { stopping: () => this.#stopping, authenticated: (c) => caps.authenticated(c) });
     const tickMs = Math.max(20, Math.min(500, Math.min(limits.headTimeoutMs, limits.bodyTimeoutMs, limits.idleTimeoutMs) / 20));
     this.#sweep = setInterval(() => {
-      const now = Date.now();
+      const now = performance.now(); // the deadlines' clock (connection.ts)
       for (const c of this.conns) {
         if (!c.deadline || now < c.deadline) continue;
         if (c.paused && c.deadlineKind === "stall") c.progress(); // we stopped reading: not the client's delay

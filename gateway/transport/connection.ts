@@ -4,6 +4,10 @@
  * deadline at a time says when the connection is cut (the listener's sweep
  * enforces it). Requests on a connection are handled one at a time.
  *
+ * Deadlines are on the monotonic clock (performance.now(), as cheap as Date.now() per request):
+ * on the wall clock a step back of an hour turned off the head, body and stall deadlines of every
+ * connection open at the step, and a step forward cut them all at once, downloads included.
+ *
  * @module
  */
 import type { ClientConnection, PeerIdentity } from "../env.ts";
@@ -60,7 +64,7 @@ export class Connection implements ClientConnection {
   proxy: string | undefined;
   /** The client proved who it is (certificate, or a valid token on an earlier request): the lenient deadlines apply. */
   authenticated = false;
-  /** When the connection is cut (ms since epoch, 0: never) and why. */
+  /** When the connection is cut (performance.now() ms, 0: never) and why. */
   deadline = 0;
   deadlineKind: DeadlineKind = "head";
   /** The length of a `stall` deadline, to re-arm it. */
@@ -98,12 +102,12 @@ export class Connection implements ClientConnection {
   arm(kind: DeadlineKind, ms: number): void {
     this.deadlineKind = kind;
     if (kind === "stall" || kind === "closing") this.stallMs = ms;
-    this.deadline = Date.now() + ms;
+    this.deadline = performance.now() + ms;
   }
 
   /** Bytes moved: a `stall` deadline starts over, and so does `closing` while the last answer still flushes. */
   progress(): void {
-    if (this.deadlineKind === "stall" || this.deadlineKind === "closing") this.deadline = Date.now() + this.stallMs;
+    if (this.deadlineKind === "stall" || this.deadlineKind === "closing") this.deadline = performance.now() + this.stallMs;
   }
 
   disarm(): void {

@@ -3,7 +3,7 @@
  * 100-continue, chunked bodies both ways, malformed requests, the verified client
  * certificate reaching the handler; deadlines, connection caps and the admission hook.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setSystemTime, test } from "bun:test";
 import { connect } from "node:tls";
 import { createCa, issueServerCert, signDeviceCsr } from "../pki/ca.ts";
 import { normalizeSerial } from "../pki/keys.ts";
@@ -248,6 +248,25 @@ describe("deadlines, caps and admission", () => {
     const r = await slow([], 1000);
     expect(r.text).toBe("");
     expect(r.ms).toBeLessThan(1500);
+  });
+
+  test("deadlines keep their length when the wall clock steps, back or forward, under open connections", async () => {
+    const stepped = async (ms: number, client: Promise<{ text: string; ms: number }>) => {
+      await Bun.sleep(150);
+      setSystemTime(new Date(Date.now() + ms));
+      try {
+        return await client;
+      } finally {
+        setSystemTime();
+      }
+    };
+    // Back an hour: a connection that sends nothing is still closed at its head deadline (not an hour later).
+    const back = await stepped(-3_600_000, slow([], 1000));
+    expect(back.ms).toBeGreaterThan(350);
+    expect(back.ms).toBeLessThan(1500);
+    // Forward an hour: a client with a certificate sending its head slowly, within its idle deadline, is not cut at once.
+    const forward = await stepped(3_600_000, slow(["GET / HTTP/1.1\r\n", "Host: x\r\n", "Connection: close\r\n", "\r\n"], 300, true));
+    expect(forward.text).toMatch(/^HTTP\/1\.1 200 /);
   });
 
   test("an unauthenticated body must be complete by the body deadline, however steadily it trickles", async () => {
