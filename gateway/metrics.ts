@@ -167,6 +167,8 @@ export class Metrics {
   /** Registry bytes served per client: what devices downloaded, counted by the gateway (per device only if asked: ./registry/served-bytes.ts). */
   readonly registryBytes: ServedBytes;
   readonly started = Date.now();
+  /** The start on the monotonic clock: the uptime does not jump with the wall clock. */
+  readonly #startedAt = performance.now();
 
   constructor(opts: { bytesPerDevice?: boolean } = {}) {
     this.registryBytes = new ServedBytes({ perDevice: opts.bytesPerDevice });
@@ -201,7 +203,7 @@ export class Metrics {
     const held = (conns?.held ?? 0) + (proxied?.held ?? 0);
     const holdsRefused = (conns?.holdsRefused ?? 0) + (proxied?.holdsRefused ?? 0);
     const samples: Record<string, Sample> = {
-      gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (Date.now() - this.started) / 1000 },
+      gateway_uptime_seconds: { help: "Seconds since the gateway started", value: (performance.now() - this.#startedAt) / 1000 },
       ...(this.tlsCertificateNotAfter !== undefined
         ? {
             gateway_tls_certificate_expiry_timestamp_seconds: {

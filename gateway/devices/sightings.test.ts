@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setSystemTime, test } from "bun:test";
 import { SqliteStore } from "../store/sqlite.ts";
 import { Sightings } from "./sightings.ts";
 
@@ -85,6 +85,25 @@ describe("Sightings", () => {
     await now.settled();
     expect([writes, now.pending]).toEqual([5, 0]);
     await store.close();
+  });
+
+  test("settled() counts a check-in's wait on the monotonic clock: a wall-clock step back does not hold it back", async () => {
+    const store = SqliteStore.open(":memory:");
+    await store.putDevice({ uuid: "d1", name: "d", hardwareId: "h", factory: "main", tags: ["main"], certSerial: "1" });
+    const s = new Sightings(store, 50);
+    s.note("d1", "main", "h-1", "a", (await store.getDevice("d1"))!);
+    await s.settled(); // its first: written
+    await s.stop(); // no timer from here: only settled() writes
+    try {
+      s.note("d1", "main", "h-1", "a", (await store.getDevice("d1"))!);
+      setSystemTime(new Date(Date.now() - 3_600_000)); // the wall clock steps back an hour
+      await Bun.sleep(120); // two intervals and more
+      await s.settled();
+      expect(s.pending).toBe(0);
+    } finally {
+      setSystemTime();
+      await store.close();
+    }
   });
 
   test("a failed write keeps what it did not write for the next flush, and later flushes still run", async () => {

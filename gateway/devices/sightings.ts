@@ -23,7 +23,10 @@ import { StoreUnavailableError, type DeviceRow, type Sighting, type Store } from
 
 /** What one device's check-ins said since the last flush (raw header values). */
 interface Pending {
+  /** The last check-in's time (its last_seen), wall clock. */
   at: number;
+  /** When the entry was made, monotonic: how long it has waited for a flush. */
+  since: number;
   tags: string | undefined;
   target: string | undefined;
   apps: string | undefined;
@@ -65,7 +68,7 @@ export class Sightings {
   readonly #store: Store;
   readonly #intervalMs: number;
   #pending = new Map<string, Pending>();
-  /** Pending entries with news; when the oldest pending entry was noted (Infinity: none). */
+  /** Pending entries with news; when the oldest pending entry was noted, monotonic (Infinity: none). */
   #news = 0;
   #oldest = Infinity;
   /** Entries with news in the write under way. */
@@ -111,9 +114,10 @@ export class Sightings {
       }
     } else {
       const news = isNews(known, tags, target, apps);
-      this.#pending.set(uuid, { at, tags: tags ?? undefined, target: validTarget(target) ? target : undefined, apps: apps ?? undefined, news });
+      const since = performance.now(); // how long it waits: monotonic, as a wall-clock step must not hold it back
+      this.#pending.set(uuid, { at, since, tags: tags ?? undefined, target: validTarget(target) ? target : undefined, apps: apps ?? undefined, news });
       if (news) this.#news++;
-      if (at < this.#oldest) this.#oldest = at;
+      if (since < this.#oldest) this.#oldest = since;
     }
   }
 
@@ -170,7 +174,7 @@ export class Sightings {
         }
         this.#pending.set(uuid, p);
         if (p.news) this.#news++;
-        if (p.at < this.#oldest) this.#oldest = p.at;
+        if (p.since < this.#oldest) this.#oldest = p.since;
       }
       throw err;
     } finally {
@@ -190,7 +194,7 @@ export class Sightings {
    */
   settled(): Promise<void> {
     // Two intervals, not one: the timer's flush takes what an interval noted a few ms past it.
-    if (this.#news > 0 || Date.now() - this.#oldest >= 2 * this.#intervalMs) return this.flush().catch(() => {});
+    if (this.#news > 0 || performance.now() - this.#oldest >= 2 * this.#intervalMs) return this.flush().catch(() => {});
     return this.#newsWriting > 0 ? this.#flushing : Promise.resolve();
   }
 

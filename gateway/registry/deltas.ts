@@ -223,7 +223,7 @@ export class LayerDeltas {
     await mkdir(join(this.dir, "blobs"), { recursive: true });
     const lock = join(this.dir, `${key}.lock`);
     const staleMs = this.opts.timeoutMs + 60_000;
-    const deadline = Date.now() + staleMs + 5_000;
+    const deadline = performance.now() + staleMs + 5_000; // monotonic; the lock's age is the file's mtime, wall clock
     for (;;) {
       const done = await this.stored(key);
       if (done) return done;
@@ -234,7 +234,7 @@ export class LayerDeltas {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
         const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
         if (age > staleMs) await rm(lock, { force: true }); // its holder died mid-way
-        else if (Date.now() > deadline) return { refused: "another replica is still computing this delta" };
+        else if (performance.now() > deadline) return { refused: "another replica is still computing this delta" };
         else await sleep(200);
         continue;
       }

@@ -3,7 +3,7 @@
  * repository; devices report through the store as the device routes would. The clock is injected
  * so soak and health windows pass in milliseconds.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setSystemTime, test } from "bun:test";
 import { mkdtemp, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -321,4 +321,26 @@ describe("rollouts on SQLite", () => suite(async () => SqliteStore.open(":memory
 describe("rollouts on PostgreSQL", () => {
   let k = 0;
   suite(async () => PostgresStore.connect(await pg.createDatabase(`rollouts_${process.pid}_${k++}`), { max: 4 }));
+});
+
+test("the tick goes on when the wall clock steps back (its spacing is timed on the monotonic clock)", async () => {
+  const store = SqliteStore.open(":memory:");
+  stores.push(store);
+  const tuf = await TufRepo.open({ storage: new MemoryTufStorage(), keysDir: join(dir, "keys-step") });
+  const rollouts = new Rollouts({ store, tuf, tickMs: 20, viewPollMs: 0 });
+  let ticks = 0;
+  const tick = rollouts.tick.bind(rollouts);
+  rollouts.tick = () => (ticks++, tick());
+  await rollouts.start();
+  try {
+    await Bun.sleep(100);
+    expect(ticks).toBeGreaterThan(0);
+    setSystemTime(new Date(Date.now() - 3_600_000)); // NTP steps the clock back an hour
+    ticks = 0;
+    await Bun.sleep(200);
+    expect(ticks).toBeGreaterThan(2);
+  } finally {
+    setSystemTime();
+    await rollouts.stop();
+  }
 });

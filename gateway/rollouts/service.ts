@@ -109,7 +109,7 @@ export class Rollouts implements RolloutService {
     if (every > 0) {
       // A tick over a huge pending wave can take a while: leave at least 4 times its length between ticks.
       this.#timer = setInterval(() => {
-        if (Date.now() - this.#lastTick.end >= 4 * this.#lastTick.took) void this.tick();
+        if (performance.now() - this.#lastTick.end >= 4 * this.#lastTick.took) void this.tick();
       }, every);
       this.#timer.unref?.();
     }
@@ -130,13 +130,14 @@ export class Rollouts implements RolloutService {
   tick(): Promise<unknown> {
     if (this.opts.isLeader && !this.opts.isLeader()) return this.#signPending();
     if (!this.#ticking) {
-      const started = Date.now();
+      const started = performance.now(); // monotonic: a wall-clock step back must not stop the ticks
       this.#ticking = this.#signPending()
         .then(() => this.engine.tick())
         .catch((e) => this.opts.log?.(`rollouts: tick failed: ${(e as Error).message}`))
         .finally(() => {
           this.#ticking = undefined;
-          this.#lastTick = { end: Date.now(), took: Date.now() - started };
+          const end = performance.now();
+          this.#lastTick = { end, took: end - started };
         });
     }
     return this.#ticking;
