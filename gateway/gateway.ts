@@ -373,6 +373,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
             tokenRealm: realm,
             served: gw.metrics.registryBytes,
             tokenRevoked: access.tokenRevoked,
+            log,
             authorize: async (c, want) => {
               const who = await access.identify(c as Context<GatewayEnv>);
               return who !== undefined && access.allowed(who, want.repository, want.action);
