@@ -165,6 +165,8 @@ export class Metrics {
   /** Registry bytes served per client: what devices downloaded, counted by the gateway (per device only if asked: ./registry/served-bytes.ts). */
   readonly registryBytes: ServedBytes;
   readonly started = Date.now();
+  /** This replica's clock minus the database's, in seconds (clock-skew.ts); PostgreSQL only. */
+  clockSkewSeconds: number | undefined;
 
   constructor(opts: { bytesPerDevice?: boolean } = {}) {
     this.registryBytes = new ServedBytes({ perDevice: opts.bytesPerDevice });
@@ -240,6 +242,9 @@ export class Metrics {
               type: "counter" as const,
             },
           }
+        : {}),
+      ...(this.clockSkewSeconds !== undefined
+        ? { gateway_clock_skew_seconds: { help: "This replica's clock minus the database's (seconds, measured every minute): replicas need synchronised clocks (NTP); beyond 3 s the gateway warns", value: this.clockSkewSeconds } }
         : {}),
       ...gauges,
     };

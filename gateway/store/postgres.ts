@@ -728,6 +728,11 @@ export class PostgresStore implements Store {
     await this.#sql.unsafe("DELETE FROM leases WHERE name = $1 AND holder = $2", [name, holder]);
   }
 
+  async databaseClock() {
+    const rows = (await this.#sql.unsafe(`SELECT ${isoText("clock_timestamp()")} AS t`)) as { t: string }[];
+    return new Date(rows[0]!.t);
+  }
+
   async claimMeta(key: string, value: string) {
     await this.#sql.unsafe("INSERT INTO gateway_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, value]);
     const rows = (await this.#sql.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [key])) as { value: string }[];

@@ -389,6 +389,8 @@ export interface Store {
   tryLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
   /** Gives the lease up at once if `holder` holds it, so another replica can take it without waiting. */
   releaseLease(name: string, holder: string): Promise<void>;
+  /** The database's clock, for replicas to compare theirs with (clock-skew.ts); PostgreSQL only (SQLite is one host). */
+  databaseClock?(): Promise<Date>;
 
   /** @throws {GroupExistsError} If a group of that name exists. */
   createGroup(row: GroupRow): Promise<void>;
