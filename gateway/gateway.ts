@@ -22,6 +22,7 @@ import { leapAfterRestore } from "./backup/after-restore.ts";
 import { KeyHandoff } from "./ota/key-handoff.ts";
 import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
 import { DEFAULT_LEASE_TTL_MS, LeaderLease, leaseHeldElsewhere } from "./leader.ts";
+import { ClockSkewWatch } from "./clock-skew.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
 import { changeRegistrySetting, checkRegistrySetting, recordRegistrySetting, type RegistrySetting } from "./registry/setting.ts";
 import { checkGatewayUrl } from "../lib/cli/flag-values.ts";
@@ -266,6 +267,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   let server: Listening | undefined;
   let plain: PlainListening | undefined;
   let rollouts: Rollouts | undefined;
+  let clockSkew: ClockSkewWatch | undefined;
   const sightings = new Sightings(store, 1000, (e) => diskFull.note(e));
   /**
    * Everything started below, stopped in reverse: by stop() with graceMs for requests in flight,
@@ -274,6 +276,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const shutdown = async (graceMs: number) => {
     await Promise.all([server?.close(graceMs), plain?.close(graceMs)]);
     await rollouts?.stop();
+    clockSkew?.stop();
     await tufTimer?.stop();
     clearInterval(keysTimer);
     stopCertWatch?.();
@@ -347,6 +350,9 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await rollouts.start();
     gw.rollouts = rollouts;
     gw.metrics.rollouts.source = () => rollouts!.gauges();
+    // On PostgreSQL this replica's clock is compared with the database's: warned when apart, on /metrics.
+    if (store.databaseClock)
+      clockSkew = await new ClockSkewWatch({ databaseClock: () => store.databaseClock!(), log, onMeasure: (s) => (gw.metrics.clockSkewSeconds = s) }).start();
 
     const access = registryAccess(gw);
     // One signing key for every replica: the first to claim it in the database gives it to the rest.
@@ -373,6 +379,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
             tokenRealm: realm,
             served: gw.metrics.registryBytes,
             tokenRevoked: access.tokenRevoked,
+            log,
             authorize: async (c, want) => {
               const who = await access.identify(c as Context<GatewayEnv>);
               return who !== undefined && access.allowed(who, want.repository, want.action);

@@ -4,7 +4,9 @@
  * signers would race to publish the same version). Each replica tries to hold a lease in the
  * database (Store.tryLease) and renews it well before it runs out; the holder runs the job. When
  * the holder dies, its lease expires and another replica takes it within `ttlMs` plus one renewal
- * interval. A lease, not a PostgreSQL advisory lock: it works the same on SQLite, needs no
+ * interval. The database's clock times the lease, not the replicas' own: one whose clock runs
+ * ahead would otherwise take a live lease, and the others would wait out its skew before taking
+ * it back. A lease, not a PostgreSQL advisory lock: it works the same on SQLite, needs no
  * connection held for life, and the contract suite tests it on both backends.
  *
  * @module

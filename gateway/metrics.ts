@@ -169,6 +169,8 @@ export class Metrics {
   readonly started = Date.now();
   /** The start on the monotonic clock: the uptime does not jump with the wall clock. */
   readonly #startedAt = performance.now();
+  /** This replica's clock minus the database's, in seconds (clock-skew.ts); PostgreSQL only. */
+  clockSkewSeconds: number | undefined;
 
   constructor(opts: { bytesPerDevice?: boolean } = {}) {
     this.registryBytes = new ServedBytes({ perDevice: opts.bytesPerDevice });
@@ -252,6 +254,9 @@ export class Metrics {
               type: "counter" as const,
             },
           }
+        : {}),
+      ...(this.clockSkewSeconds !== undefined
+        ? { gateway_clock_skew_seconds: { help: "This replica's clock minus the database's (seconds, measured every minute): replicas need synchronised clocks (NTP); beyond 3 s the gateway warns", value: this.clockSkewSeconds } }
         : {}),
       ...gauges,
     };

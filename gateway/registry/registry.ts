@@ -18,7 +18,7 @@ import { UploadSessions, rangeHeaders } from "./uploads.ts";
 import { OCI_INDEX } from "./manifest.ts";
 import { ServedBytes } from "./served-bytes.ts";
 import { LayerDeltas, type DeltaOptions } from "./deltas.ts";
-import { bearerToken, tokenAllows, verifyRegistryToken, type RegistryAccess, type TokenClaims } from "./token.ts";
+import { bearerToken, tokenAllows, tokenTimeRefusal, verifyRegistryToken, type RegistryAccess, type TokenClaims } from "./token.ts";
 
 export interface RegistryOptions {
   /** Storage directory (created on demand). */
@@ -36,6 +36,8 @@ export interface RegistryOptions {
   tokenRevoked?: (claims: TokenClaims) => Promise<boolean> | boolean;
   /** `service` in challenges; default "gateway". */
   service?: string;
+  /** Told, once, of the first genuine token refused for its time alone (a sign of clock skew between replicas). */
+  log?: (line: string) => void;
   /** Counts the blob and manifest bytes served, per client (the token's `sub`, `device:<uuid>`, `admin`). */
   served?: ServedBytes;
   /** Layer deltas (`GET /v2/<name>/deltas`, deltas.ts): their budgets, or false to turn them off. */
@@ -69,11 +71,14 @@ export function createRegistry(opts: RegistryOptions): Hono {
   const served = opts.served ?? new ServedBytes();
   const deltas = opts.deltas === false ? undefined : new LayerDeltas(store, opts.deltas);
 
+  let lateTokenLogged = false;
+
   /** Throws 401/403 unless the request may do `action` on `repository`; returns who the caller is. */
   async function authorize(c: Context, repository: string, action: RegistryAccess["action"]): Promise<string> {
     let claims: TokenClaims | undefined;
+    let token: string | undefined;
     if (opts.tokenSecret) {
-      const token = bearerToken(c.req.header("authorization"));
+      token = bearerToken(c.req.header("authorization"));
       claims = token ? verifyRegistryToken(opts.tokenSecret, token) : undefined;
       // A token outlives nothing it was issued to: revoked devices and tokens lose it at once.
       if (claims && (await opts.tokenRevoked?.(claims))) claims = undefined;
@@ -90,7 +95,13 @@ export function createRegistry(opts: RegistryOptions): Hono {
     if (authenticated) throw new RegistryRequestError(403, "DENIED", `Access denied: ${what} is not allowed for this client`, { repository, action });
     const scope = repository ? `,scope="repository:${repository}:${action === "push" ? "pull,push" : action}"` : "";
     const challenge = opts.tokenRealm ? `Bearer realm="${opts.tokenRealm}",service="${service}"${scope}` : `Basic realm="${service}"`;
-    throw new RegistryRequestError(401, "UNAUTHORIZED", `Authentication required: ${what}`, { repository, action }, { "WWW-Authenticate": challenge });
+    // A genuine token refused for its time alone says so: replicas' clocks apart, or a token kept too long.
+    const late = token && opts.tokenSecret ? tokenTimeRefusal(opts.tokenSecret, token) : undefined;
+    if (late && !lateTokenLogged) {
+      lateTokenLogged = true;
+      opts.log?.(`gateway: registry: ${late} (said once)`);
+    }
+    throw new RegistryRequestError(401, "UNAUTHORIZED", `Authentication required: ${what}${late ? `: ${late}` : ""}`, { repository, action }, { "WWW-Authenticate": challenge });
   }
 
   // ---- manifests ----

@@ -8,6 +8,17 @@
  *
  * Format: `<base64url(JSON claims)>.<base64url(HMAC)>`.
  *
+ * Times: a token is stamped by the replica that issues it (`iat`, `exp`) and checked by whichever
+ * replica the client reaches next, on that replica's clock. Replicas kept in step by NTP differ by
+ * milliseconds, but one without it drifts, and a token living 300 s would be refused by a replica
+ * whose clock is 5 minutes ahead of the issuer's. So `exp` is checked with
+ * {@link TOKEN_CLOCK_LEEWAY_SECONDS} of slack: a couple of minutes of skew go unnoticed by clients,
+ * while a stolen token gains at most that much life (and revocation is asked on every use anyway).
+ * `iat` is not checked: a token from an issuer ahead lives longer here by the skew, no more. Beyond
+ * the leeway, {@link tokenTimeRefusal} says the refusal was for the time alone, naming the token's
+ * time and this clock's, so operators see the skew (each replica also compares its clock with the
+ * database's: clock-skew.ts).
+ *
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
@@ -43,8 +54,11 @@ export function signRegistryToken(secret: string | Uint8Array, claims: TokenClai
   return `${payload}.${hmac(secret, payload).toString("base64url")}`;
 }
 
+/** How far the clock of the replica checking a token may differ from the issuer's without refusing it. */
+export const TOKEN_CLOCK_LEEWAY_SECONDS = 120;
+
 /**
- * Verifies a token's signature and expiry.
+ * Verifies a token's signature and its times (with {@link TOKEN_CLOCK_LEEWAY_SECONDS} for skew).
  *
  * @example
  * ```ts
@@ -52,6 +66,28 @@ export function signRegistryToken(secret: string | Uint8Array, claims: TokenClai
  * ```
  */
 export function verifyRegistryToken(secret: string | Uint8Array, token: string, nowSeconds = Date.now() / 1000): TokenClaims | undefined {
+  const claims = genuineClaims(secret, token);
+  return claims && timeRefusal(claims, nowSeconds) === undefined ? claims : undefined;
+}
+
+/**
+ * Why a genuine token is refused for its time alone (expired beyond the leeway), naming its end
+ * and this clock's time; `undefined` when it is not genuine or not refused for its time. For the
+ * 401's message and the log.
+ */
+export function tokenTimeRefusal(secret: string | Uint8Array, token: string, nowSeconds = Date.now() / 1000): string | undefined {
+  const claims = genuineClaims(secret, token);
+  return claims && timeRefusal(claims, nowSeconds);
+}
+
+function timeRefusal(claims: TokenClaims, nowSeconds: number): string | undefined {
+  if (claims.exp + TOKEN_CLOCK_LEEWAY_SECONDS > nowSeconds) return undefined;
+  const at = (s: number) => new Date(s * 1000).toISOString();
+  return `the registry token expired at ${at(claims.exp)} by this gateway's clock (${at(nowSeconds)}), beyond the ${TOKEN_CLOCK_LEEWAY_SECONDS} s allowed for clock skew between replicas: ask for a new one; if it was issued just now, the issuing replica's clock is behind this one's (synchronise the replicas' clocks, NTP)`;
+}
+
+/** The claims of a token signed with `secret` and well formed, whatever its times. */
+function genuineClaims(secret: string | Uint8Array, token: string): TokenClaims | undefined {
   const dot = token.indexOf(".");
   if (dot <= 0 || token.indexOf(".", dot + 1) !== -1) return undefined;
   const payload = token.slice(0, dot);
@@ -64,7 +100,7 @@ export function verifyRegistryToken(secret: string | Uint8Array, token: string, 
   } catch {
     return undefined;
   }
-  if (typeof claims.exp !== "number" || claims.exp <= nowSeconds || !Array.isArray(claims.access)) return undefined;
+  if (typeof claims?.exp !== "number" || !Array.isArray(claims.access)) return undefined;
   return claims;
 }
 

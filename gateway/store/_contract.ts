@@ -2,7 +2,7 @@
  * The contract every Store backend meets: run by sqlite.test.ts and
  * postgres.test.ts. No `.test` suffix, so bun test does not run it alone.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setSystemTime, test } from "bun:test";
 import { tufStorageContract } from "../ota/_storage-contract.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
 import { STORED_TOO_DEEP } from "./_rows.ts";
@@ -47,22 +47,36 @@ export function storeContract(open: () => Promise<Store>) {
   test("tryLease(): one holder at a time, renewed by its holder, taken over once expired, released at once", async () => {
     const s = await open();
     const name = `job-${uniq()}`;
-    const t0 = new Date("2030-01-01T00:00:00.000Z");
-    const at = (ms: number) => new Date(t0.getTime() + ms);
-    expect(await s.tryLease(name, "a", 5000, t0)).toBe(true);
-    expect(await s.tryLease(name, "b", 5000, at(1000))).toBe(false);
-    expect(await s.tryLease(name, "a", 5000, at(4000))).toBe(true); // renewed until 9 s
-    expect(await s.tryLease(name, "b", 5000, at(8000))).toBe(false);
-    expect(await s.tryLease(name, "b", 5000, at(9500))).toBe(true); // a stopped renewing
-    expect(await s.tryLease(name, "a", 5000, at(9600))).toBe(false);
+    expect(await s.tryLease(name, "a", 1000)).toBe(true); // until ~1 s
+    expect(await s.tryLease(name, "b", 1000)).toBe(false);
+    await Bun.sleep(600);
+    expect(await s.tryLease(name, "a", 1000)).toBe(true); // renewed until ~1.6 s
+    await Bun.sleep(600);
+    expect(await s.tryLease(name, "b", 1000)).toBe(false); // ~1.2 s: a's first term is over, its renewal is not
+    await Bun.sleep(700);
+    expect(await s.tryLease(name, "b", 1000)).toBe(true); // a stopped renewing
+    expect(await s.tryLease(name, "a", 1000)).toBe(false);
     await s.releaseLease(name, "a"); // not a's: nothing happens
-    expect(await s.tryLease(name, "a", 5000, at(9700))).toBe(false);
+    expect(await s.tryLease(name, "a", 1000)).toBe(false);
     await s.releaseLease(name, "b");
-    expect(await s.tryLease(name, "a", 5000, at(9800))).toBe(true);
+    expect(await s.tryLease(name, "a", 1000)).toBe(true);
     // Concurrent claims on a free lease: exactly one wins.
     const free = `job-${uniq()}`;
-    const wins = await Promise.all(["p", "q", "r", "s"].map((h) => s.tryLease(free, h, 5000, t0)));
+    const wins = await Promise.all(["p", "q", "r", "s"].map((h) => s.tryLease(free, h, 5000)));
     expect(wins.filter(Boolean).length).toBe(1);
+  });
+
+  test("tryLease(): judged by the database's clock, so a replica whose clock runs ahead does not take a live lease", async () => {
+    const s = await open();
+    const name = `job-${uniq()}`;
+    expect(await s.tryLease(name, "a", 60_000)).toBe(true);
+    setSystemTime(new Date(Date.now() + 10 * 60_000)); // this process's clock 10 min ahead, as a replica without NTP
+    try {
+      expect(await s.tryLease(name, "b", 60_000)).toBe(false);
+      expect(await s.tryLease(name, "a", 60_000)).toBe(true);
+    } finally {
+      setSystemTime();
+    }
   });
 
   test("getDevice() returns undefined for an unknown uuid", async () => {

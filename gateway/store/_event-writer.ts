@@ -266,9 +266,9 @@ export class EventWriter {
     return this.run("sighting", rows, "Cannot record sightings").then(() => {});
   }
 
-  /** Store.tryLease on the writer's connection; `now` (ms) for tests, else the clock when it runs. */
-  async tryLease(name: string, holder: string, ttlMs: number, now?: number): Promise<boolean> {
-    const reply = await this.#other({ op: "lease", name, holder, ttlMs, now }, `Cannot take the lease ${name}`);
+  /** Store.tryLease on the writer's connection, timed by the database's clock when it runs. */
+  async tryLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    const reply = await this.#other({ op: "lease", name, holder, ttlMs }, `Cannot take the lease ${name}`);
     return reply.counts[0] === 1;
   }
 

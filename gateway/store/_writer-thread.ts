@@ -49,10 +49,15 @@ export const SIGHTING_SQL = `UPDATE devices SET last_seen = ?1,
   current_target = coalesce(?3, current_target), apps = coalesce(?4, apps)
 WHERE uuid = ?5`;
 
-/** Insert, or take over an expired lease, or renew our own, in one statement; RETURNING tells who holds it. */
-export const LEASE_SQL = `INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+/**
+ * Insert, or take over an expired lease, or renew our own, in one statement; RETURNING tells who
+ * holds it. Parameters (name, holder, ttl ms). Timed by the database's clock when it runs, as on
+ * PostgreSQL (one host here, but one form for both).
+ */
+export const LEASE_SQL = `INSERT INTO leases (name, holder, expires_at)
+  VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', (?3 / 1000.0) || ' seconds'))
   ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-  WHERE leases.holder = excluded.holder OR leases.expires_at < ?4
+  WHERE leases.holder = excluded.holder OR leases.expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
   RETURNING holder`;
 
 export const RELEASE_LEASE_SQL = "DELETE FROM leases WHERE name = ?1 AND holder = ?2";
@@ -110,7 +115,7 @@ export type WriterMessage =
   | { op: "open"; path: string }
   /** `slowMs`: tests only, the thread sleeps that long after the write (a slow disk, for the watchdog's tests). */
   | { op: "run"; sql: StatementName; rows: SqlValue[][]; slowMs?: number }
-  | { op: "lease"; name: string; holder: string; ttlMs: number; now?: number }
+  | { op: "lease"; name: string; holder: string; ttlMs: number }
   | { op: "events"; items: EventItem[]; now: string; crash?: CrashPoint }
   | { op: "close" };
 
@@ -150,9 +155,8 @@ const handlers = {
     return [n];
   },
   lease(m) {
-    // The clock is read here, when the statement runs: a lease answered late still lasts ttl from now.
-    const now = m.now ?? Date.now();
-    const row = db.query(LEASE_SQL).get(m.name, m.holder, new Date(now + m.ttlMs).toISOString(), new Date(now).toISOString());
+    // The clock is read when the statement runs: a lease answered late still lasts ttl from then.
+    const row = db.query(LEASE_SQL).get(m.name, m.holder, m.ttlMs);
     return [row && row.holder === m.holder ? 1 : 0];
   },
   close() {

@@ -711,19 +711,26 @@ export class PostgresStore implements Store {
     return out;
   }
 
-  async tryLease(name: string, holder: string, ttlMs: number, now = new Date()) {
+  async tryLease(name: string, holder: string, ttlMs: number) {
+    // Judged by the database's clock, the one all replicas share: a replica whose clock runs ahead
+    // would otherwise take a live lease, and one behind would hold its own past its end.
     const rows = (await this.#sql.unsafe(
-      `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+      `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, ${isoText("now() + $3::float8 * interval '1 millisecond'")})
        ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-       WHERE leases.holder = excluded.holder OR leases.expires_at < $4
+       WHERE leases.holder = excluded.holder OR leases.expires_at < ${isoText("now()")}
        RETURNING holder`,
-      [name, holder, new Date(now.getTime() + ttlMs).toISOString(), now.toISOString()],
+      [name, holder, ttlMs],
     )) as { holder: string }[];
     return rows[0]?.holder === holder;
   }
 
   async releaseLease(name: string, holder: string) {
     await this.#sql.unsafe("DELETE FROM leases WHERE name = $1 AND holder = $2", [name, holder]);
+  }
+
+  async databaseClock() {
+    const rows = (await this.#sql.unsafe(`SELECT ${isoText("clock_timestamp()")} AS t`)) as { t: string }[];
+    return new Date(rows[0]!.t);
   }
 
   async claimMeta(key: string, value: string) {
@@ -835,6 +842,11 @@ async function insertRolloutEvents(sql: SQL, events: Omit<RolloutEventRow, "id">
 }
 
 /** Whether PostgreSQL refused a statement for its data (SQLSTATE class 22 or 23), not for a failure of its own or of the connection. */
+/** SQL for a timestamptz as the ISO text JavaScript's toISOString writes (leases.expires_at is TEXT, compared as text). */
+function isoText(timestamptz: string): string {
+  return `to_char((${timestamptz}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}
+
 function refusedForData(err: unknown): boolean {
   const state = (err as { errno?: unknown }).errno;
   return typeof state === "string" && /^2[23]/.test(state);

@@ -582,12 +582,9 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async tryLease(name: string, holder: string, ttlMs: number, now?: Date) {
-    if (this.#writer) return this.#writer.tryLease(name, holder, ttlMs, now?.getTime());
-    const t = now ?? new Date();
-    const row = this.#db
-      .query<{ holder: string }, [string, string, string, string]>(LEASE_SQL)
-      .get(name, holder, new Date(t.getTime() + ttlMs).toISOString(), t.toISOString());
+  async tryLease(name: string, holder: string, ttlMs: number) {
+    if (this.#writer) return this.#writer.tryLease(name, holder, ttlMs);
+    const row = this.#db.query<{ holder: string }, [string, string, number]>(LEASE_SQL).get(name, holder, ttlMs);
     return row?.holder === holder;
   }
 

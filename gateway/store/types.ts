@@ -381,13 +381,16 @@ export interface Store {
   revokeApiToken(id: string, at: string): Promise<boolean>;
 
   /**
-   * Takes or renews the lease `name` for `holder` until `now + ttlMs`: true when `holder` holds it
+   * Takes or renews the lease `name` for `holder` for `ttlMs`: true when `holder` holds it
    * afterwards (it was free, expired, or already `holder`'s). Of concurrent claims on a free
    * lease exactly one wins. Replicas use it so a singleton job runs on one of them at a time.
+   * Timed by the database's clock, never the caller's: replicas whose clocks differ agree on it.
    */
-  tryLease(name: string, holder: string, ttlMs: number, now?: Date): Promise<boolean>;
+  tryLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
   /** Gives the lease up at once if `holder` holds it, so another replica can take it without waiting. */
   releaseLease(name: string, holder: string): Promise<void>;
+  /** The database's clock, for replicas to compare theirs with (clock-skew.ts); PostgreSQL only (SQLite is one host). */
+  databaseClock?(): Promise<Date>;
 
   /** @throws {GroupExistsError} If a group of that name exists. */
   createGroup(row: GroupRow): Promise<void>;
