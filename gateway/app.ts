@@ -12,7 +12,7 @@ import { adminDevices, adminFleet, adminGroups, adminKeys, adminRollouts, adminT
 import type { Gateway, GatewayEnv } from "./env.ts";
 import { dashboard } from "./ui/index.tsx";
 import { routeLabel } from "./metrics.ts";
-import { CsrRejectedError } from "./pki/ca.ts";
+import { CaEndedError, CsrRejectedError } from "./pki/ca.ts";
 import { caPem } from "./routes/ca.ts";
 import { deviceFastPath, type FetchHead, jsonResponse } from "./routes/checkin.ts";
 import { deviceAppsStates } from "./routes/device-apps-states.ts";
@@ -68,6 +68,8 @@ function errorAnswer(gw: Gateway, err: unknown, method: string, path: string, js
   if (err instanceof TargetsTooLargeError) return json({ error: err.message }, 413);
   // An offline key is an operator decision, not a server fault: say which key is needed.
   if (err instanceof SigningKeyUnavailableError) return json({ error: err.message }, 409);
+  // The factory CA's end: every registration fails until the operator acts (docs/keys.md), so say it, not "Internal error".
+  if (err instanceof CaEndedError) return json({ error: err.message }, 503);
   console.error(`gateway: ${method} ${path} failed:`, err);
   return json({ error: "Internal error" }, 500);
 }

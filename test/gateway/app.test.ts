@@ -120,6 +120,24 @@ describe("registration", () => {
     expect((await t.gw.store.getDevice(d.uuid))!.hardwareId).toBe("rpi4");
   }, 60_000);
 
+  test("once the factory CA has ended, a registration is answered 503 saying so, not a bare internal error", async () => {
+    const { createCa } = await import("../../gateway/pki/ca.ts");
+    const gw = t.gw as { ca: typeof t.gw.ca };
+    const ca = gw.ca;
+    gw.ca = await createCa("main", { validDays: -0.5 }); // ended half a day ago
+    try {
+      const key = await makeDeviceCsr(crypto.randomUUID());
+      const res = await t.app.request("/devices", {
+        ...json({ name: "late", uuid: key.uuid, csr: key.csrPem, "hardware-id": "amd64-linux" }),
+        headers: { authorization: `Bearer ${t.gw.adminToken}`, "content-type": "application/json" },
+      });
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: string }).error).toContain("The factory CA ended at");
+    } finally {
+      gw.ca = ca;
+    }
+  }, 60_000);
+
   test("a token bound to a hardware id refuses other hardware", async () => {
     const res = await t.app.request("/admin/tokens", t.admin({ method: "POST", body: JSON.stringify({ hwid: "arm64-linux" }) }));
     const { token } = (await res.json()) as { token: string };
