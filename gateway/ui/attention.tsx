@@ -1,7 +1,7 @@
 /* @jsxImportSource hono/jsx */
 /**
- * What needs a person, said on the dashboard before it hurts: the served TLS certificate near its
- * end (pki/cert-expiry.ts), writes failing for want of disk space (disk-full.ts), root metadata near
+ * What needs a person, said on the dashboard before it hurts: the served TLS certificate or the
+ * factory CA near its end (pki/cert-expiry.ts), writes failing for want of disk space (disk-full.ts), root metadata near
  * expiry, which takes its offline keys, and targets when no key the gateway holds re-signs them
  * (ota/expiries.ts, docs/keys.md), and the database out of reach. Each was said only in the log and
  * on /metrics, which an operator watching the dashboard may never read. The overview lists them
@@ -19,13 +19,13 @@
 import type { Gateway } from "../env.ts";
 import { CEREMONY_NOTICE_DAYS, OFFLINE_ROLES, tufExpiries, type TufExpiry } from "../ota/expiries.ts";
 import type { TufSigning } from "../ota/repo.ts";
-import { certificateExpiryWarning } from "../pki/cert-expiry.ts";
+import { caExpiryWarning, certificateExpiryWarning } from "../pki/cert-expiry.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 
 const DAY = 86_400_000;
 
 export interface Attention {
-  /** Stable, for tests and anchors: "certificate", "disk", "tuf-root", "tuf-targets", "database". */
+  /** Stable, for tests and anchors: "certificate", "ca", "disk", "tuf-root", "tuf-targets", "database". */
   id: string;
   /** A few words for the banner ("TLS certificate"). */
   title: string;
@@ -85,6 +85,12 @@ function certificateAttention(notAfter: number, own: boolean, now: number): Atte
   return line === undefined ? undefined : { id: "certificate", title: "TLS certificate", text: `${line}.`, severity: notAfter <= now ? "bad" : "warn" };
 }
 
+/** What the factory CA part says: the log's words, without its prefix. */
+function caAttention(notAfter: number, now: number): Attention | undefined {
+  const line = caExpiryWarning(new Date(notAfter), now)?.replace(/^gateway: warning: the /, "The ");
+  return line === undefined ? undefined : { id: "ca", title: "Factory CA", text: `${line}.`, severity: notAfter <= now ? "bad" : "warn" };
+}
+
 async function diskAttention(gw: Gateway, since: number): Promise<Attention> {
   const where = await gw.diskFull.freeSpaceText();
   return {
@@ -135,7 +141,10 @@ export async function needsAttention(gw: Gateway, database?: StoreUnavailableErr
   const notAfter = gw.metrics.tlsCertificateNotAfter;
   // The gateway's own certificate is renewed by a restart; --tls-cert's is the operator's to renew.
   const own = gw.metrics.tlsCertificateOwn ?? false;
-  if (notAfter !== undefined) out.push(certificateAttention(notAfter, own, now));
+  const caEnd = gw.metrics.caCertificateNotAfter;
+  // As in the log (pki/cert-expiry.ts): a served certificate that ends no earlier than the CA is said by the CA's line alone.
+  if (notAfter !== undefined && (caEnd === undefined || notAfter < caEnd)) out.push(certificateAttention(notAfter, own, now));
+  if (caEnd !== undefined) out.push(caAttention(caEnd, now));
   if (!database) out.push(...(await tufAttention(gw, now)));
   const found = out.filter((a): a is Attention => a !== undefined);
   return [...found.filter((a) => a.severity === "bad"), ...found.filter((a) => a.severity === "warn")];
