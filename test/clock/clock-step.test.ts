@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { DockerEngine, type ContainerInspect } from "../../fioup/runtime/docker-engine.ts";
 import { projectName } from "../../fioup/runtime/compose.ts";
 import { tempDir } from "../harness/tmp.ts";
-import { deviceRig, httpdImage, httpGet, pushImage, ROOT, type DeviceRig } from "../fioup/_setup.ts";
+import { deviceRig, httpdImage, httpGet, pushImage, ROOT, slowHealthCompose, type DeviceRig } from "../fioup/_setup.ts";
 
 const ARCH = process.arch === "arm64" ? "aarch64" : "x86_64";
 const LIBFAKETIME = `/usr/lib/${ARCH}-linux-gnu/faketime/libfaketime.so.1`;
@@ -23,27 +23,14 @@ const APP = `step${process.pid}`;
 const REPO = `step/web${process.pid}`;
 
 let rig: DeviceRig;
+let clockDir: string;
 
 beforeAll(async () => {
   if (!existsSync(LIBFAKETIME)) throw new Error(`${LIBFAKETIME} is missing: install Debian's faketime (scripts/setup.sh)`);
+  clockDir = await tempDir("clock-step-");
   rig = await deviceRig({ app: APP, repo: REPO, body: "v1" });
 }, 180_000);
 afterAll(async () => await rig?.stop(), 60_000);
-
-/** One httpd service whose healthcheck passes `after` seconds after its start. */
-const slowHealthCompose = (image: string, port: number, after: number) => `services:
-  web:
-    image: ${image}
-    command: ["sh", "-c", "(sleep ${after}; touch /tmp/ok) & exec httpd -f -p 80 -h /www"]
-    stop_grace_period: 1s
-    ports:
-      - "127.0.0.1:${port}:80"
-    healthcheck:
-      test: ["CMD", "test", "-f", "/tmp/ok"]
-      interval: 1s
-      timeout: 1s
-      retries: 1000
-`;
 
 /** `fioup update` on a clock `offset` seconds off, read from a file the test rewrites to step it. */
 function updateOnFakeClock(offset: number) {
@@ -82,11 +69,6 @@ function updateOnFakeClock(offset: number) {
   };
   return { step, said, exit, seen, exited: () => proc.exitCode !== null };
 }
-
-let clockDir: string;
-beforeAll(async () => {
-  clockDir = await tempDir("clock-step-");
-});
 
 /**
  * Waits until a container of the app that the running update started (one of another ID than
