@@ -22,14 +22,14 @@ export function progressHooks(write: (s: string) => void = (s) => process.stderr
   let nCommitted = 0;
   // Seconds since the update began: the daemon makes one hook set for its whole life, so the
   // clock restarts with each update, the first included, rather than counting from the daemon's start.
-  let t0 = Date.now();
+  let t0 = performance.now();
   let updateId: string | undefined;
-  const at = () => `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
+  const at = () => `[${((performance.now() - t0) / 1000).toFixed(1)}s]`;
   return {
     endLine: line.clear,
     onStep(name, u) {
       if (u.id !== updateId) {
-        t0 = Date.now();
+        t0 = performance.now();
         updateId = u.id;
         blobs.clear(); // a daemon's next update counts its own blobs
         nCommitted = 0;

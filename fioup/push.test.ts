@@ -66,3 +66,21 @@ describe("waitForNews after a check the network failed (untilBack)", () => {
     expect({ asked: g.asked[0], held: g.asked.slice(1).every((h) => Number(h) >= 1), waited: Date.now() - t0 >= 7900 }).toEqual({ asked: "-", held: true, waited: true });
   }, 20_000);
 });
+
+test("NTP setting the clock back during the wait does not stretch it by the step", async () => {
+  const g = gateway([]);
+  const realNow = Date.now;
+  const asked = g.client.fetch.bind(g.client);
+  // The clock steps 12 h back as the first held wait goes out.
+  g.client.fetch = (async (...a: Parameters<typeof asked>) => {
+    Date.now = () => realNow() - 12 * 3600_000;
+    return await asked(...a);
+  }) as typeof asked;
+  try {
+    const t0 = performance.now();
+    const r = await Promise.race([waitForNews(g.client, storage(), 2500, never), Bun.sleep(6000).then(() => "still waiting 6 s on")]);
+    expect({ r, asked: g.asked, within: performance.now() - t0 < 3500 }).toEqual({ r: "timeout", asked: ["2"], within: true });
+  } finally {
+    Date.now = realNow;
+  }
+}, 20_000);

@@ -80,8 +80,8 @@ export async function waitForNews(
   signal: AbortSignal,
   o: WaitOptions = {},
 ): Promise<"news" | "back" | "timeout" | "aborted"> {
-  const deadline = Date.now() + ms;
-  const left = () => deadline - Date.now();
+  const deadline = performance.now() + ms; // monotonic: NTP setting the clock neither ends nor stretches the wait
+  const left = () => deadline - performance.now();
   // A request of this wait found the gateway out of reach (with `untilBack`: asking to hear it is back).
   let away = false;
   while (!signal.aborted && left() > 0) {

@@ -134,7 +134,7 @@ export class Agent {
   /** A phase of the active activity is running. */
   private working = false;
   private commands: Promise<void> = Promise.resolve();
-  private lastProgressAt = 0;
+  private lastProgressAt = -Infinity; // performance.now(), monotonic
   private progressTimer?: ReturnType<typeof setTimeout>;
   /** The activity whose rollback failed (the engine went away), why it was rolled back, how often its retries failed, and its next retry. */
   private unfinished?: { a: Activity; why: string; failures: number; timer?: ReturnType<typeof setTimeout> };
@@ -255,8 +255,8 @@ export class Agent {
       this.o.signal.addEventListener("abort", () => resolve(), { once: true });
     });
     // Let a running phase reach its next persisted point; the next start finishes it.
-    const deadline = Date.now() + 5000;
-    while (this.working && Date.now() < deadline) await Bun.sleep(50);
+    const deadline = performance.now() + 5000;
+    while (this.working && performance.now() < deadline) await Bun.sleep(50);
     clearTimeout(retry);
     clearTimeout(this.unfinished?.timer);
     await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
@@ -298,7 +298,7 @@ export class Agent {
     // The end is finish's to report, once (a progress tick may still be due).
     if (a.phase === "done") return;
     if (progressOnly) {
-      const wait = this.lastProgressAt + PROGRESS_EVERY_MS - Date.now();
+      const wait = this.lastProgressAt + PROGRESS_EVERY_MS - performance.now();
       if (wait > 0) {
         this.progressTimer ??= setTimeout(() => {
           this.progressTimer = undefined;
@@ -309,7 +309,7 @@ export class Agent {
     }
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
-    this.lastProgressAt = Date.now();
+    this.lastProgressAt = performance.now();
     this.feedback(a.activityId, feedbackOf(a));
   }
 

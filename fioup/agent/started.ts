@@ -34,7 +34,7 @@ export async function waitUntilUp(engine: DockerEngine, started: Map<string, str
   const settleMs = opts.settleMs ?? WAIT_DEFAULTS.settleMs;
   const pollMs = opts.pollMs ?? WAIT_DEFAULTS.pollMs;
   const timeoutMs = opts.timeoutMs ?? WAIT_DEFAULTS.timeoutMs;
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs; // monotonic, as waitForApp's: a clock step is no wait
   const firstRestarts = new Map<string, number>();
   let upSince: number | undefined;
   for (;;) {
@@ -56,7 +56,7 @@ export async function waitUntilUp(engine: DockerEngine, started: Map<string, str
       else if (restarts > firstRestarts.get(name)!) failed.set(name, `container "${name}" keeps restarting (restart count ${restarts})`);
       else if (verdict === "waiting") waiting.set(name, why!);
     }
-    const now = Date.now();
+    const now = performance.now();
     if (!failed.size && now >= deadline) {
       for (const [name, why] of waiting) failed.set(name, `${why}, not up within ${timeoutMs / 1000} s`);
     }

@@ -51,8 +51,16 @@ interface FailedTry {
   key: string;
   outcome: string;
   tries: number;
+  /**
+   * Wall-clock ms: kept in the device DB across restarts, where no monotonic reading lasts. A
+   * retry further off than RETRY_MAX_MS is due at once: the clock was set back since (NTP on a
+   * board that booted ahead), which must not hold the bundle for the length of the step.
+   */
   retryAt: number;
 }
+
+/** Whether a failed try's wait is not over yet (see {@link FailedTry.retryAt}). */
+const waiting = (f: FailedTry, now: number): boolean => now < f.retryAt && f.retryAt - now <= RETRY_MAX_MS;
 
 export interface WatchOptions {
   signal: AbortSignal;
@@ -143,7 +151,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   }
   if (s.db.get<string>(lastBundleKey(dir)) === key) return undefined;
   const failed = s.db.get<FailedTry>(lastFailureKey(dir));
-  if (failed?.key === key && Date.now() < failed.retryAt) return undefined;
+  if (failed?.key === key && waiting(failed, Date.now())) return undefined;
   let lock;
   try {
     lock = takeUpdateLock(s.lockPath, "install the bundle");
@@ -208,7 +216,7 @@ function markedBad(s: Session, id: string | undefined): boolean {
 /** Watches `dir` until the signal aborts. */
 export async function watchBundles(s: Session, dir: string, o: WatchOptions): Promise<void> {
   o.log(`watching ${dir} for offline bundles every ${o.intervalMs / 1000}s`);
-  let lastReport = 0;
+  let lastReport = -Infinity; // performance.now(), monotonic
   let saidNoBundle = false;
   while (!o.signal.aborted) {
     try {
@@ -225,8 +233,8 @@ export async function watchBundles(s: Session, dir: string, o: WatchOptions): Pr
     }
     // Queued events leave once the gateway answers: tried quietly (offline is the normal case
     // here) and at most every REPORT_EVERY_MS, so an unreachable gateway does not slow the watch.
-    if (s.client && s.db.peekEvents(1).length && Date.now() - lastReport >= REPORT_EVERY_MS) {
-      lastReport = Date.now();
+    if (s.client && s.db.peekEvents(1).length && performance.now() - lastReport >= REPORT_EVERY_MS) {
+      lastReport = performance.now();
       await reportAll(s).catch(() => {});
     }
     await sleep(o.intervalMs, o.signal);

@@ -126,7 +126,9 @@ export async function waitForApp(engine: DockerEngine, app: string, services: Se
   const timeoutMs = opts.timeoutMs ?? WAIT_DEFAULTS.timeoutMs;
   const settleMs = opts.settleMs ?? WAIT_DEFAULTS.settleMs;
   const pollMs = opts.pollMs ?? WAIT_DEFAULTS.pollMs;
-  const deadline = Date.now() + timeoutMs;
+  // The monotonic clock: NTP setting the wall clock mid-wait (a board without a battery clock
+  // boots at its image's date) must neither end the wait at once nor stretch it by the step.
+  const deadline = performance.now() + timeoutMs;
   const firstRestarts = new Map<string, number>();
   let okSince: number | undefined;
   for (;;) {
@@ -145,7 +147,7 @@ export async function waitForApp(engine: DockerEngine, app: string, services: Se
       const why = await Promise.all(failed.map(async (r) => `${r.reason}${await logTail(engine, r.containerId)}`));
       return { ok: false, reports, error: `App "${app}" failed to start: ${why.join("; ")}` };
     }
-    const now = Date.now();
+    const now = performance.now();
     if (reports.every((r) => r.verdict === "ok")) {
       okSince ??= now;
       if (now - okSince >= settleMs) return { ok: true, reports };

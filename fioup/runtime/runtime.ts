@@ -455,7 +455,7 @@ export class Runtime {
       apps.push({ name, inst, facts: await this.facts(inst) });
     }
     const startOne = async ({ name, inst, facts }: { name: string; inst: InstalledApp; facts: ComposeFacts }): Promise<StartResult> => {
-      const started = Date.now();
+      const started = performance.now();
       try {
         // The engine's image store is not the app dir's: a power cut can keep the swapped dir
         // and lose the loaded images (or someone pruned them). Load them again from the blob
@@ -467,7 +467,7 @@ export class Runtime {
         const reports = await serviceReports(this.engine, name, this.services(inst, facts));
         return { name, ok: false, state: appState(inst.uri, reports), error: (err as Error).message };
       }
-      const left = Math.max(1000, (opts.timeoutMs ?? 120_000) - (Date.now() - started));
+      const left = Math.max(1000, (opts.timeoutMs ?? 120_000) - (performance.now() - started));
       const waited = await waitForApp(this.engine, name, this.services(inst, facts), {
         timeoutMs: left,
         ...(opts.settleMs !== undefined ? { settleMs: opts.settleMs } : {}),
@@ -498,7 +498,7 @@ export class Runtime {
     }
     return await Promise.all(
       apps.map(async (inst): Promise<StopResult> => {
-        const started = Date.now();
+        const started = performance.now();
         const { stopGrace } = await this.facts(inst);
         const containers = (await this.engine.listContainers([`com.docker.compose.project=${projectName(inst.name)}`])).filter(
           (c) => c.State === "running" || c.State === "restarting" || c.State === "paused",
@@ -507,9 +507,9 @@ export class Runtime {
           containers.map(async (c) => {
             const service = c.Labels["com.docker.compose.service"] ?? c.Names[0] ?? c.Id;
             const grace = stopGrace.get(service);
-            const t0 = Date.now();
+            const t0 = performance.now();
             await this.engine.stopContainer(c.Id, grace);
-            const ms = Date.now() - t0;
+            const ms = Math.round(performance.now() - t0);
             const after = await this.engine.inspectContainer(c.Id);
             // Exit code 137 after waiting out the grace period: it ignored its stop signal.
             const killed = after?.State.ExitCode === 137 && ms >= (grace ?? 10) * 1000 - 50;
@@ -517,7 +517,7 @@ export class Runtime {
           }),
         );
         const slowest = services.sort((x, y) => y.ms - x.ms)[0];
-        return { name: inst.name, ms: Date.now() - started, ...(slowest ? { slowest } : {}) };
+        return { name: inst.name, ms: Math.round(performance.now() - started), ...(slowest ? { slowest } : {}) };
       }),
     );
   }

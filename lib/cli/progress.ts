@@ -54,7 +54,7 @@ export function progressLine(
 ): StepProgress {
   const write = o.write ?? ((s: string) => void process.stderr.write(s));
   const tty = o.tty ?? !!process.stderr.isTTY;
-  const now = o.now ?? Date.now;
+  const now = o.now ?? (() => performance.now());
   let last: number | undefined;
   let shown = false;
   const clear = () => {

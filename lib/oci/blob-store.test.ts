@@ -290,6 +290,37 @@ describe("BlobStore.pull on a link that goes dead mid-blob (a local HTTP registr
     expect(retries[0]).toBeGreaterThanOrEqual(750); // the first retry: the stall, 800 ms after the last byte
     for (const t of requests) expect(t - lastByte).toBeLessThan(1000);
   }, 15_000);
+
+  // NTP setting the wall clock mid-download (a board that booted at its image's date): Date.now()
+  // jumps by `stepMs` at the first byte. Patience is the monotonic clock's: spent 1.5 s after the
+  // last byte either way, not at the next stall (forward) nor after the step's length (back).
+  for (const [way, stepMs] of [["forward", 12 * 3600_000], ["back", -12 * 3600_000]] as const) {
+    test(`a wall-clock step ${way} mid-download neither spends nor stretches patience`, async () => {
+      requests = [];
+      const client = new RegistryClient({ registry: `127.0.0.1:${server.port}`, scheme: "http" });
+      const realNow = Date.now;
+      let lastByte = 0;
+      try {
+        const pulled = (await newStore())
+          .pull(client, "t/dead", { digest, size: data.length }, {
+            stallTimeoutMs: 300,
+            patienceMs: 1500,
+            onReceived: () => {
+              lastByte = performance.now();
+              Date.now = () => realNow() + stepMs;
+            },
+          })
+          .then(() => "pulled", (e: Error) => e);
+        const err = await Promise.race([pulled, Bun.sleep(5000).then(() => "still retrying 5 s on")]);
+        const failedAfter = performance.now() - lastByte;
+        expect(err).toBeInstanceOf(DownloadStalledError);
+        expect(failedAfter).toBeGreaterThanOrEqual(1450);
+        expect(failedAfter).toBeLessThan(2000);
+      } finally {
+        Date.now = realNow;
+      }
+    }, 15_000);
+  }
 });
 
 test("retrySayer says the first retry of a stall, then at most one line per 10 s, and a new stall at once", () => {

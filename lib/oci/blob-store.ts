@@ -119,7 +119,7 @@ export function retrySayer(
   say: (line: string) => void,
   o: { patienceMs?: number; now?: () => number } = {},
 ): NonNullable<PullBlobOptions["onRetry"]> {
-  const now = o.now ?? Date.now;
+  const now = o.now ?? (() => performance.now()); // the clock of pull's stalledMs: monotonic
   let said: number | undefined;
   return (err, stalledMs) => {
     const t = now();
@@ -335,12 +335,14 @@ export class BlobStore {
 
   private async download(client: RegistryClient, repo: string, desc: BlobDescriptor, opts: PullBlobOptions): Promise<{ fetched: number }> {
     await mkdir(this.ingestDir, { recursive: true });
-    const counter: Counter = { fetched: 0, lastByteAt: Date.now() };
+    const counter: Counter = { fetched: 0, lastByteAt: performance.now() };
     const patienceMs = opts.patienceMs ?? PULL_DEFAULTS.patienceMs;
     // Patience counts from the last byte that brought the download further (never from when the
     // attempt that brought it failed, 15 s later), and no attempt outlives it: a dead link gives
-    // up 60 s after its last byte, not after a stall timeout and a backoff more.
-    let lastProgress = Date.now();
+    // up 60 s after its last byte, not after a stall timeout and a backoff more. Measured on the
+    // monotonic clock: NTP setting the wall clock mid-download neither spends patience at once
+    // (a step forward) nor keeps a dead link retried for the length of a step back.
+    let lastProgress = performance.now();
     const deadline = () => lastProgress + patienceMs;
     let idle = 0; // failed attempts in a row that brought the download no further
     let restartedAfterMismatch = false;
@@ -376,10 +378,10 @@ export class BlobStore {
           lastProgress = counter.lastByteAt;
         } else idle++;
         if (opts.retries !== undefined && idle > opts.retries) throw err;
-        if (err instanceof PatienceSpentError || Date.now() >= deadline()) throw gaveUp(err);
-        opts.onRetry?.(err, Date.now() - lastProgress);
-        await sleep(Math.min(deadline() - Date.now(), idle === 0 ? 50 : backoffMs(idle)), opts.signal);
-        if (!opts.signal?.aborted && Date.now() >= deadline()) throw gaveUp(err);
+        if (err instanceof PatienceSpentError || performance.now() >= deadline()) throw gaveUp(err);
+        opts.onRetry?.(err, performance.now() - lastProgress);
+        await sleep(Math.min(deadline() - performance.now(), idle === 0 ? 50 : backoffMs(idle)), opts.signal);
+        if (!opts.signal?.aborted && performance.now() >= deadline()) throw gaveUp(err);
       }
     }
     await this.moveIn(this.partialPath(desc.digest), desc.digest);
@@ -406,14 +408,14 @@ export class BlobStore {
       // at the download's deadline at the latest, when patience is spent.
       const stall = new AbortController();
       const stallMs = opts.stallTimeoutMs ?? PULL_DEFAULTS.stallTimeoutMs;
-      let capped = deadline - Date.now() < stallMs;
+      let capped = deadline - performance.now() < stallMs;
       const stalled = () =>
         stall.abort(
           capped
             ? new PatienceSpentError(`Cannot fetch blob ${digest} from ${repo}: patience spent after ${have} of ${size} bytes`)
             : new DownloadStalledError(`Cannot fetch blob ${digest} from ${repo}: no data for ${stallMs / 1000} s after ${have} of ${size} bytes`),
         );
-      let timer = setTimeout(stalled, capped ? Math.max(0, deadline - Date.now()) : stallMs);
+      let timer = setTimeout(stalled, capped ? Math.max(0, deadline - performance.now()) : stallMs);
       const signal = opts.signal ? AbortSignal.any([opts.signal, stall.signal]) : stall.signal;
       const rethrow = (err: unknown): never => {
         if (stall.signal.aborted && !opts.signal?.aborted) throw stall.signal.reason;
@@ -458,7 +460,7 @@ export class BlobStore {
                   timer = setTimeout(stalled, stallMs);
                 } else timer.refresh();
                 counter.fetched += chunk.byteLength;
-                counter.lastByteAt = Date.now();
+                counter.lastByteAt = performance.now();
                 opts.onReceived?.(chunk.byteLength, { digest, offset: have + chunk.byteLength });
                 if (have + chunk.byteLength > size) {
                   await out.discard();
@@ -496,7 +498,7 @@ export class BlobStore {
   }
 }
 
-/** Bytes a pull received (its result), and when the last one came (where patience counts from). */
+/** Bytes a pull received (its result), and when the last one came (performance.now(): where patience counts from). */
 interface Counter {
   fetched: number;
   lastByteAt: number;

@@ -137,7 +137,7 @@ export class RegistryClient {
   readonly registry: string;
   readonly baseUrl: string;
   private readonly opts: RegistryClientOptions;
-  private readonly tokens = new Map<string, { token: string; expires: number }>();
+  private readonly tokens = new Map<string, { token: string; expires: number }>(); // expires: performance.now() ms
   /** Set once the registry asked for Basic: then we send it up front. */
   private basicPreferred = false;
 
@@ -162,7 +162,7 @@ export class RegistryClient {
 
   private cachedAuth(scopes: string[]): string | undefined {
     const t = this.tokens.get(this.scopeKey(scopes));
-    if (t && t.expires > Date.now()) return `Bearer ${t.token}`;
+    if (t && t.expires > performance.now()) return `Bearer ${t.token}`;
     if (this.basicPreferred) return this.basicHeader();
     const a = this.opts.auth;
     if (a && "token" in a && this.tokens.size === 0) return `Bearer ${a.token}`;
@@ -195,7 +195,7 @@ export class RegistryClient {
     const token = body.token ?? body.access_token;
     if (!token) throw new RegistryError(`Cannot get a token from ${url.origin}${url.pathname}: response has no token`, res.status, "UNAUTHORIZED");
     const ttl = Math.max(30, typeof body.expires_in === "number" ? body.expires_in : 60);
-    this.tokens.set(this.scopeKey(scopes), { token, expires: Date.now() + (ttl - 10) * 1000 });
+    this.tokens.set(this.scopeKey(scopes), { token, expires: performance.now() + (ttl - 10) * 1000 });
     return `Bearer ${token}`;
   }
 

@@ -221,6 +221,23 @@ export function httpdCompose(image: string, port: number, extraServices = ""): s
   return `services:\n  web:\n    image: ${image}\n    stop_grace_period: 1s\n    ports:\n      - "127.0.0.1:${port}:80"\n${extraServices}`;
 }
 
+/** {@link httpdCompose}'s app with a healthcheck that passes only `after` seconds after its start. */
+export function slowHealthCompose(image: string, port: number, after: number): string {
+  return `services:
+  web:
+    image: ${image}
+    command: ["sh", "-c", "(sleep ${after}; touch /tmp/ok) & exec httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+    ports:
+      - "127.0.0.1:${port}:80"
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 1s
+      timeout: 1s
+      retries: 1000
+`;
+}
+
 export type FioupResult = CliResult;
 
 /** A device: its FIOUP_ROOT, and `fioup` run against the private dockerd. */

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { waitFor } from "../harness/tmp.ts";
-import { collectCli, Device, httpGet, httpdImage, pushImage, type DockerRegistryHandle, type Publisher, deviceRig, type DeviceRig } from "./_setup.ts";
+import { collectCli, Device, httpGet, httpdImage, pushImage, type DockerRegistryHandle, type Publisher, deviceRig, type DeviceRig, slowHealthCompose } from "./_setup.ts";
 
 const APP = `sigstart${process.pid}`;
 const REPO = `sigstart/web${process.pid}`;
@@ -15,21 +15,6 @@ let upstream: DockerRegistryHandle;
 let device: Device;
 let pub: Publisher;
 let port: number;
-
-/** httpd that turns healthy only `after` seconds after it starts. */
-const slowHealthCompose = (image: string, after: number) => `services:
-  web:
-    image: ${image}
-    command: ["sh", "-c", "(sleep ${after}; touch /tmp/ok) & exec httpd -f -p 80 -h /www"]
-    stop_grace_period: 1s
-    ports:
-      - "127.0.0.1:${port}:80"
-    healthcheck:
-      test: ["CMD", "test", "-f", "/tmp/ok"]
-      interval: 1s
-      timeout: 1s
-      retries: 1000
-`;
 
 beforeAll(async () => {
   rig = await deviceRig({ app: APP, repo: REPO, body: "sig v1" });
@@ -43,7 +28,7 @@ afterAll(async () => {
 describe("fioup daemon stopped by SIGTERM during the start step's wait", () => {
   test("exits within seconds, the update saved at starting; the next run completes it", async () => {
     const ref = await pushImage(upstream, REPO, "v2", httpdImage("sig v2"));
-    await pub.commit({ [`${APP}/docker-compose.yml`]: slowHealthCompose(ref, 30) });
+    await pub.commit({ [`${APP}/docker-compose.yml`]: slowHealthCompose(ref, port, 30) });
     await pub.publish(2);
 
     const proc = device.spawn(["daemon", "--cycles", "1"]);
