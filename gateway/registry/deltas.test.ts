@@ -41,7 +41,8 @@ async function registryDir(compress: (tar: Uint8Array) => Uint8Array = gzipSync,
   };
   const log = join(dir, "zstd.log");
   const zstd = join(dir, "zstd");
-  await writeFile(zstd, `#!/bin/sh\necho run >> ${log}\nzstd "$@"\nrc=$?\necho end >> ${log}\nexit $rc\n`);
+  // zstdDelay: each run takes that many seconds more (a big layer's), so runs overlap as in the field.
+  await writeFile(zstd, `#!/bin/sh\necho run >> ${log}\n${o.zstdDelay ? `sleep ${o.zstdDelay}\n` : ""}zstd "$@"\nrc=$?\necho end >> ${log}\nexit $rc\n`);
   await chmod(zstd, 0o755);
   const lines = async () => (await readFile(log, "utf8").catch(() => "")).split("\n").filter(Boolean);
   /** The most zstd runs at once, from the log's order of starts and ends. */
@@ -221,5 +222,26 @@ describe("LayerDeltas", () => {
     for (const o of again) expect("descriptor" in o).toBe(true);
     expect(await r.runs()).toBe(6);
     expect(await r.peak()).toBe(2);
+  });
+
+  test("a pair that waits maxWaitMs without a turn is refused as busy then, not held until one comes", async () => {
+    const r = await registryDir(gzipSync, { zstdDelay: 1 });
+    const base = layers().old.subarray(0, 2 << 20);
+    const versions: { digest: string }[] = [];
+    for (let v = 1; v <= 3; v++) {
+      const tar = base.slice();
+      tar.set(crypto.getRandomValues(new Uint8Array(65536)), v * 65536);
+      versions.push(await r.put(tar, `v${v}`));
+    }
+    const deltas = new LayerDeltas(r.storage, { zstd: r.zstd, maxConcurrent: 1, maxQueued: 2, maxWaitMs: 200 });
+    const first = deltas.get("main/app", versions[0]!.digest, versions[1]!.digest);
+    while ((await r.runs()) === 0) await Bun.sleep(20); // the first holds the one slot: its zstd runs
+    const t0 = performance.now();
+    const waited = await deltas.get("main/app", versions[0]!.digest, versions[2]!.digest);
+    expect(performance.now() - t0).toBeLessThan(900); // refused after its wait, before the first's zstd ends
+    expect(waited).toEqual({ refused: "the gateway is busy making other deltas (1 at a time, 2 waiting): no turn within 0.2 s; a later request makes this one" });
+    expect("descriptor" in (await first)).toBe(true);
+    // The queue place it gave up is free: asked again, the pair is made.
+    expect("descriptor" in (await deltas.get("main/app", versions[0]!.digest, versions[2]!.digest))).toBe(true);
   });
 });

@@ -23,8 +23,9 @@
  * O_EXCL; one older than the time budget plus a minute is taken to be a crashed holder's).
  * Different pairs share `maxConcurrent` computations per process (each unpacks two layers to
  * disk and runs a zstd of hundreds of MB), with `maxQueued` more waiting; a pair asked beyond
- * that is refused at once (not remembered): the device fetches the layer whole, as for any
- * refusal, and a later request makes the delta. An outcome already stored takes no slot.
+ * that is refused at once (not remembered), and one that waits `maxWaitMs` without a turn is
+ * refused then: the device fetches the layer whole, as for any refusal, and a later request makes
+ * the delta. An outcome already stored takes no slot.
  * Budgets: a delta is kept only if it is at most `maxRatio` of the target layer's blob, zstd is
  * stopped after `timeoutMs`, layers over `maxLayerBytes` unpacked are not tried; each refusal is
  * remembered, so a pair is never computed twice, except when zstd is missing or fails (the
@@ -66,6 +67,8 @@ export interface DeltaOptions {
   maxConcurrent?: number;
   /** Pairs waiting for one of those; a pair asked beyond them is refused at once (the device fetches the layer whole); default 4. */
   maxQueued?: number;
+  /** How long a pair waits for its turn before it is refused as busy (the device then fetches the layer whole); default 30 s. */
+  maxWaitMs?: number;
 }
 
 /** The outcome of a pair, as kept on disk. */
@@ -117,9 +120,10 @@ export class LayerDeltas {
       zstd: opts.zstd ?? "zstd",
       maxConcurrent: opts.maxConcurrent ?? 2,
       maxQueued: opts.maxQueued ?? 4,
+      maxWaitMs: opts.maxWaitMs ?? 30_000,
     };
     if (!(this.opts.maxConcurrent >= 1) || !(this.opts.maxQueued >= 0)) throw new RangeError(`Delta options: maxConcurrent must be at least 1 and maxQueued at least 0 (got ${this.opts.maxConcurrent}, ${this.opts.maxQueued})`);
-    this.slots = new Slots(this.opts.maxConcurrent, this.opts.maxQueued);
+    this.slots = new Slots(this.opts.maxConcurrent, this.opts.maxQueued, this.opts.maxWaitMs);
   }
 
   private get dir(): string {
@@ -205,12 +209,12 @@ export class LayerDeltas {
   private async outcome(key: string, from: string, to: string): Promise<DeltaOutcome> {
     const done = await this.stored(key);
     if (done) return done;
+    const { maxConcurrent, maxQueued, maxWaitMs } = this.opts;
+    const busy = (more: string) => ({ refused: `the gateway is busy making other deltas (${maxConcurrent} at a time, ${maxQueued} waiting)${more}; a later request makes this one` });
     const slot = this.slots.take();
-    if (!slot) {
-      const { maxConcurrent, maxQueued } = this.opts;
-      return { refused: `the gateway is busy making other deltas (${maxConcurrent} at a time, ${maxQueued} waiting); a later request makes this one` };
-    }
+    if (!slot) return busy("");
     const release = await slot;
+    if (!release) return busy(`: no turn within ${maxWaitMs / 1000} s`);
     try {
       return await this.computeOnce(key, from, to);
     } finally {
@@ -355,16 +359,32 @@ class Slots {
   constructor(
     private readonly max: number,
     private readonly queued: number,
+    private readonly maxWaitMs: number,
   ) {}
 
-  /** The slot's release function once it is free, or undefined when all slots and queue places are taken. */
-  take(): Promise<() => void> | undefined {
+  /**
+   * The slot's release function once it is free; undefined at once when all slots and queue places
+   * are taken, or after `maxWaitMs` in the queue (the device waits for this answer, and a whole
+   * layer now is better than a delta minutes later).
+   */
+  take(): Promise<(() => void) | undefined> | undefined {
     if (this.running < this.max) {
       this.running++;
       return Promise.resolve(this.releaser());
     }
     if (this.waiting.length >= this.queued) return undefined;
-    return new Promise((resolve) => this.waiting.push(() => resolve(this.releaser())));
+    return new Promise((resolve) => {
+      const turn = () => {
+        clearTimeout(timer);
+        resolve(this.releaser());
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiting.indexOf(turn);
+        if (i >= 0) this.waiting.splice(i, 1);
+        resolve(undefined);
+      }, this.maxWaitMs);
+      this.waiting.push(turn);
+    });
   }
 
   private releaser(): () => void {
