@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { removeTempDir, tempDir } from "../../test/harness/tmp.ts";
-import { noBundle } from "./watch.ts";
+import { noBundle, retryWaiting } from "./watch.ts";
 
 const dir = await tempDir("watch-");
 afterAll(() => removeTempDir(dir));
@@ -32,4 +32,14 @@ test("an OCI layout's index.json is no bundle, and past five folders the rest ar
   } finally {
     await removeTempDir(many);
   }
+});
+
+test("a failed bundle's retry time, kept on the wall clock, waits at most 5 minutes: one further off (the clock set back since) is due", () => {
+  const now = Date.parse("2026-12-07T10:00:00Z");
+  const min = 60_000;
+  expect(retryWaiting({ retryAt: now + 30_000 }, now)).toBe(true);
+  expect(retryWaiting({ retryAt: now + 5 * min }, now)).toBe(true);
+  expect(retryWaiting({ retryAt: now - 1 }, now)).toBe(false);
+  // Saved at 22:00 by a board that booted 12 h ahead; NTP has since set the clock back.
+  expect(retryWaiting({ retryAt: now + 12 * 60 * min + 30_000 }, now)).toBe(false);
 });

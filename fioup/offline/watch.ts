@@ -60,7 +60,7 @@ interface FailedTry {
 }
 
 /** Whether a failed try's wait is not over yet (see {@link FailedTry.retryAt}). */
-const waiting = (f: FailedTry, now: number): boolean => now < f.retryAt && f.retryAt - now <= RETRY_MAX_MS;
+export const retryWaiting = (f: Pick<FailedTry, "retryAt">, now: number): boolean => now < f.retryAt && f.retryAt - now <= RETRY_MAX_MS;
 
 export interface WatchOptions {
   signal: AbortSignal;
@@ -151,7 +151,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   }
   if (s.db.get<string>(lastBundleKey(dir)) === key) return undefined;
   const failed = s.db.get<FailedTry>(lastFailureKey(dir));
-  if (failed?.key === key && waiting(failed, Date.now())) return undefined;
+  if (failed?.key === key && retryWaiting(failed, Date.now())) return undefined;
   let lock;
   try {
     lock = takeUpdateLock(s.lockPath, "install the bundle");
