@@ -56,6 +56,18 @@ async function setup(old: Uint8Array, next: Uint8Array, compress: (tar: Uint8Arr
   return { ...r, from: await r.put(old, "v1"), to: await r.put(next, "v2") };
 }
 
+/** `n` images v1..vn in {@link registryDir} `r`, each one 2 MB layer differing from the others in 64 kB. */
+async function versionsIn(r: Awaited<ReturnType<typeof registryDir>>, n: number): Promise<{ digest: string }[]> {
+  const base = layers().old.subarray(0, 2 << 20);
+  const versions: { digest: string }[] = [];
+  for (let v = 1; v <= n; v++) {
+    const tar = base.slice();
+    tar.set(crypto.getRandomValues(new Uint8Array(65536)), v * 65536);
+    versions.push(await r.put(tar, `v${v}`));
+  }
+  return versions;
+}
+
 /** 8 MB of incompressible "files" and a copy with 256 kB in the middle changed. */
 function layers() {
   const old = new Uint8Array(8 << 20);
@@ -201,13 +213,7 @@ describe("LayerDeltas", () => {
 
   test("distinct pairs at once: no more than maxConcurrent zstd runs, maxQueued wait, the rest refused at once and made when asked again", async () => {
     const r = await registryDir(gzipSync, { zstdDelay: 0.3 });
-    const base = layers().old.subarray(0, 2 << 20);
-    const versions: { digest: string }[] = [];
-    for (let v = 1; v <= 4; v++) {
-      const tar = base.slice();
-      tar.set(crypto.getRandomValues(new Uint8Array(65536)), v * 65536);
-      versions.push(await r.put(tar, `v${v}`));
-    }
+    const versions = await versionsIn(r, 4);
     const pairs = versions.flatMap((a, i) => versions.filter((_, j) => j > i).map((b) => [a.digest, b.digest] as const)); // 6 pairs
     const deltas = new LayerDeltas(r.storage, { zstd: r.zstd, maxConcurrent: 2, maxQueued: 1 });
     const outcomes = await Promise.all(pairs.map(([f, t]) => deltas.get("main/app", f, t)));
@@ -226,13 +232,7 @@ describe("LayerDeltas", () => {
 
   test("a pair that waits maxWaitMs without a turn is refused as busy then, not held until one comes", async () => {
     const r = await registryDir(gzipSync, { zstdDelay: 1 });
-    const base = layers().old.subarray(0, 2 << 20);
-    const versions: { digest: string }[] = [];
-    for (let v = 1; v <= 3; v++) {
-      const tar = base.slice();
-      tar.set(crypto.getRandomValues(new Uint8Array(65536)), v * 65536);
-      versions.push(await r.put(tar, `v${v}`));
-    }
+    const versions = await versionsIn(r, 3);
     const deltas = new LayerDeltas(r.storage, { zstd: r.zstd, maxConcurrent: 1, maxQueued: 2, maxWaitMs: 200 });
     const first = deltas.get("main/app", versions[0]!.digest, versions[1]!.digest);
     while ((await r.runs()) === 0) await Bun.sleep(20); // the first holds the one slot: its zstd runs

@@ -1,7 +1,7 @@
 /** Row <-> object mapping shared by both backends (column names are the same). */
 import type { ApiRole } from "../../lib/api/admin.ts";
 import { jsonDepth } from "../../lib/api/json-body.ts";
-import type { ApiTokenRow, DeviceRow, RegistrationTokenRow } from "./types.ts";
+import type { ApiTokenRow, DeviceRow, NewDevice, RegistrationTokenRow } from "./types.ts";
 
 export interface DeviceRecord {
   uuid: string;
@@ -57,6 +57,24 @@ export interface TokenRecord {
   allow_device_tags: number | string;
   revoked_at: string | null;
 }
+
+/**
+ * putDevice's parameters in the order of both stores' INSERT (uuid, name, hardware_id, factory,
+ * tags, cert_serial, created_at, apps, tags_from_device), then `replaces` when it names a serial
+ * (the tenth, for {@link replacesSql}).
+ */
+export const newDeviceParams = (d: NewDevice): (string | number | null)[] => [
+  d.uuid,
+  d.name,
+  d.hardwareId,
+  d.factory,
+  JSON.stringify(d.tags),
+  d.certSerial,
+  d.createdAt ?? new Date().toISOString(),
+  d.apps ? JSON.stringify(d.apps) : null,
+  d.tagsFromDevice ? 1 : 0,
+  ...(typeof d.replaces === "string" ? [d.replaces] : []),
+];
 
 /**
  * The condition putDevice adds to its upsert's update for NewDevice.replaces: null, the uuid must

@@ -39,7 +39,7 @@ import {
   type RolloutRecord,
 } from "./_rollouts.ts";
 import { eventQueueBound, stateWritesBound, type WaitingWrites } from "./_waiting-writes.ts";
-import { clampLimit, jsonColumn, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, jsonColumn, newDeviceParams, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
@@ -281,18 +281,7 @@ export class PostgresStore implements Store {
            tags_from_device = excluded.tags_from_device
          WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "$10")}
          RETURNING *`,
-        [
-          d.uuid,
-          d.name,
-          d.hardwareId,
-          d.factory,
-          JSON.stringify(d.tags),
-          d.certSerial,
-          d.createdAt ?? new Date().toISOString(),
-          d.apps ? JSON.stringify(d.apps) : null,
-          d.tagsFromDevice ? 1 : 0,
-          ...(typeof d.replaces === "string" ? [d.replaces] : []),
-        ],
+        newDeviceParams(d),
       )) as DeviceRecord[];
       if (rows[0]) return toDevice(rows[0]);
       // Not written: revoked, or (with `replaces`) registered otherwise meanwhile.

@@ -34,7 +34,7 @@ import {
   type RolloutEventRecord,
   type RolloutRecord,
 } from "./_rollouts.ts";
-import { clampLimit, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, newDeviceParams, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
@@ -155,18 +155,7 @@ export class SqliteStore implements Store {
              tags_from_device = excluded.tags_from_device
            WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "?")}`,
         )
-        .run(
-          d.uuid,
-          d.name,
-          d.hardwareId,
-          d.factory,
-          JSON.stringify(d.tags),
-          d.certSerial,
-          d.createdAt ?? new Date().toISOString(),
-          d.apps ? JSON.stringify(d.apps) : null,
-          d.tagsFromDevice ? 1 : 0,
-          ...(typeof d.replaces === "string" ? [d.replaces] : []),
-        ).changes;
+        .run(...newDeviceParams(d)).changes;
       const row = this.#device(d.uuid);
       if (!row || row.revokedAt) throw new DeviceRevokedError(d.uuid);
       if (!written) throw new DeviceRegisteredMeanwhileError(d.uuid);

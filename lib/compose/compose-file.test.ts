@@ -99,12 +99,12 @@ describe("parseCompose: bind mounts", () => {
       "      - {type: volume, source: abs, target: /a}",
       "volumes:",
       "  data: {}",
-      "  shared: {driver: local, driver_opts: {type: none, o: bind, device: ../shared}}",
+      "  shared: {driver: local, driver_opts: {type: none, o: bind, device: ../common-data}}",
       "  abs: {driver_opts: {type: none, o: 'bind,ro', device: /srv/abs}}",
     ].join("\n");
     expect(parseCompose(text, "web/compose.yaml").services.map((s) => s.bindSources)).toEqual([
-      ["./conf", "../shared", ".hidden"],
-      ["../common", "../shared"],
+      ["./conf", "../common-data", ".hidden"],
+      ["../common", "../common-data"],
     ]);
   });
 
@@ -118,7 +118,7 @@ describe("parseCompose: bind mounts", () => {
       "  b:",
       "    image: x",
       "configs:",
-      "  app_conf: {file: ../shared/app.conf}",
+      "  app_conf: {file: ../common/app.conf}",
       "  abs_conf: {file: /etc/abs.conf}",
       "secrets:",
       "  token: {file: ./token.txt}",
@@ -126,7 +126,7 @@ describe("parseCompose: bind mounts", () => {
     ].join("\n");
     expect(parseCompose(text, "web/compose.yaml").services.map((s) => s.fileSources)).toEqual([
       [
-        { kind: "config", name: "app_conf", file: "../shared/app.conf" },
+        { kind: "config", name: "app_conf", file: "../common/app.conf" },
         { kind: "secret", name: "token", file: "./token.txt" },
       ],
       undefined,
