@@ -54,16 +54,17 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
 /**
- * The device database cannot be opened: it names the file, and for a file that is not (or no
- * longer) an SQLite database, what moving it aside costs, since nothing fioup does fixes that.
+ * The device database cannot be opened (or, `verb` "write", written): it names the file, and for a
+ * file that is not (or no longer) an SQLite database, what moving it aside costs, since nothing
+ * fioup does fixes that.
  */
 export class DeviceDbError extends Error {
   override name = "DeviceDbError";
-  constructor(path: string, cause: unknown, why?: string) {
+  constructor(path: string, cause: unknown, why?: string, verb: "open" | "write" = "open") {
     const said = String((cause as Error)?.message ?? cause);
     const corrupt = /not a database|malformed|corrupt/i.test(said);
     super(
-      `Cannot open the device database ${path}: ${why ?? said}` +
+      `Cannot ${verb} the device database ${path}: ${why ?? said}` +
         (corrupt && why === undefined
           ? `. It is damaged; move it aside (mv ${path} ${path}.damaged) and fioup starts a new one: the device keeps its registration and running apps, and forgets which target it runs, its update history, queued events and bad targets`
           : ""),
@@ -75,21 +76,30 @@ export class DeviceDbError extends Error {
 /**
  * The file system holding fioup.db is full: SQLite cannot write, nor (in WAL mode) make or grow
  * the `-shm` and `-wal` files beside it, which it says as a bare "disk I/O error". Freeing space
- * there is the fix; `fioup status` still reads (DeviceDb's read-only open).
+ * there is the fix; `fioup status` still reads (DeviceDb's read-only open). A write refused so
+ * (`verb` "write": a step's record once the disk filled) was rolled back whole: what fioup.db
+ * held stays as it was, and the command run again goes on from there.
  */
 export class DeviceDbFullError extends DeviceDbError {
   override name = "DeviceDbFullError";
+  /** SQLite's code for a full disk, so whatever sorts errors by code (lib/fs/why.ts isNoSpace: said at once, never retried; exit 41) sorts this one so. */
+  readonly code = "SQLITE_FULL";
   constructor(
     path: string,
     cause: unknown,
     /** The folder holding fioup.db, whose file system is full. */
     readonly dir: string,
     free: number,
+    verb: "open" | "write" = "open",
   ) {
+    const said = `the file system holding ${dir} is full (${sizeText(free)} left; SQLite said: ${String((cause as Error)?.message ?? cause)})`;
     super(
       path,
       cause,
-      `the file system holding ${dir} is full (${sizeText(free)} left; SQLite said: ${String((cause as Error)?.message ?? cause)}): fioup.db needs room beside it for its -wal and -shm files. Free space on it (df ${dir}), then run the command again`,
+      verb === "open"
+        ? `${said}: fioup.db needs room beside it for its -wal and -shm files. Free space on it (df ${dir}), then run the command again`
+        : `${said}; nothing was written, what it held stays as it was. Free space on it (df ${dir}), then run the command again`,
+      verb,
     );
   }
 }
@@ -114,6 +124,17 @@ function openError(path: string, cause: unknown): DeviceDbError {
     }
   }
   return new DeviceDbError(path, cause);
+}
+
+/** A write's error as said: a DeviceDbFullError when SQLite found the disk full, else the error itself. */
+function writeError(path: string, cause: unknown): unknown {
+  if (!isNoSpace(cause)) return cause;
+  const dir = dirname(path);
+  let free = 0;
+  try {
+    free = spaceOf(statfsSync(dir), { asThisProcess: true }).free;
+  } catch {}
+  return new DeviceDbFullError(path, cause, dir, free, "write");
 }
 
 /**
@@ -183,6 +204,7 @@ interface RawUpdate {
 
 export class DeviceDb {
   readonly db: Database;
+  private readonly path: string;
   /** How deep in {@link transaction} this is, and the kill points reached there, fired after the outermost commit. */
   private depth = 0;
   private deferredPoints: string[] = [];
@@ -194,6 +216,7 @@ export class DeviceDb {
    * @throws {DeviceDbError} Naming the file and why; a DeviceDbFullError where its file system is full.
    */
   constructor(path: string, opts: { readOnly?: boolean } = {}) {
+    this.path = path;
     if (opts.readOnly) {
       try {
         this.db = openForReading(path);
@@ -230,6 +253,8 @@ export class DeviceDb {
    * never before: a point names a moment the power-cut tests find on disk. Those of a part that
    * threw (rolled back) are dropped with it. Every transaction of fioup.db goes through here, not
    * through `db.transaction` of the raw database, which would commit after such a point fired.
+   * A write a full disk refused throws DeviceDbFullError (rolled back whole), so every writer
+   * says it one way; every write of fioup.db runs here, a single statement too.
    */
   transaction<T>(fn: () => T): T {
     const mark = this.deferredPoints.length;
@@ -239,7 +264,7 @@ export class DeviceDb {
       result = this.db.transaction(fn)();
     } catch (e) {
       this.deferredPoints.length = mark;
-      throw e;
+      throw this.depth === 1 ? writeError(this.path, e) : e;
     } finally {
       this.depth--;
     }
@@ -260,12 +285,14 @@ export class DeviceDb {
 
   createUpdate(u: { id: string; fromTarget: string | null; target: Target; explicit: boolean }): UpdateRow {
     const now = new Date().toISOString();
-    this.db
-      .query(
-        `INSERT INTO updates (id, from_target, to_target, version, target_json, state, explicit, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?)`,
-      )
-      .run(u.id, u.fromTarget, u.target.name, u.target.entry.custom.version, JSON.stringify(u.target), u.explicit ? 1 : 0, now, now);
+    this.transaction(() =>
+      this.db
+        .query(
+          `INSERT INTO updates (id, from_target, to_target, version, target_json, state, explicit, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?)`,
+        )
+        .run(u.id, u.fromTarget, u.target.name, u.target.entry.custom.version, JSON.stringify(u.target), u.explicit ? 1 : 0, now, now),
+    );
     return this.getUpdate(u.id)!;
   }
 
@@ -319,13 +346,15 @@ export class DeviceDb {
   }
 
   setPlan(id: string, plan: UpdatePlan, bytesTotal: number): void {
-    this.db
-      .query("UPDATE updates SET plan_json = ?, bytes_total = ?, updated_at = ? WHERE id = ?")
-      .run(JSON.stringify(plan), bytesTotal, new Date().toISOString(), id);
+    this.transaction(() =>
+      this.db
+        .query("UPDATE updates SET plan_json = ?, bytes_total = ?, updated_at = ? WHERE id = ?")
+        .run(JSON.stringify(plan), bytesTotal, new Date().toISOString(), id),
+    );
   }
 
   addBytesFetched(id: string, n: number): void {
-    this.db.query("UPDATE updates SET bytes_fetched = bytes_fetched + ? WHERE id = ?").run(n, id);
+    this.transaction(() => this.db.query("UPDATE updates SET bytes_fetched = bytes_fetched + ? WHERE id = ?").run(n, id));
   }
 
   stepDone(id: string, step: StepName): boolean {
@@ -440,7 +469,7 @@ export class DeviceDb {
 
   /** Deletes events up to and including `seq` (after the gateway accepted them). */
   ackEvents(upToSeq: number): void {
-    this.db.query("DELETE FROM events WHERE seq <= ?").run(upToSeq);
+    this.transaction(() => this.db.query("DELETE FROM events WHERE seq <= ?").run(upToSeq));
   }
 
   queuedEventCount(): number {
@@ -451,9 +480,11 @@ export class DeviceDb {
 
   /** Marks `target` bad: its name and what it runs (targetContent), so the name published again with other content is not refused. */
   markBad(target: Target, reason: string): void {
-    this.db
-      .query("INSERT OR REPLACE INTO bad_targets (name, reason, at, content) VALUES (?, ?, ?, ?)")
-      .run(target.name, reason, new Date().toISOString(), targetContent(target.entry));
+    this.transaction(() =>
+      this.db
+        .query("INSERT OR REPLACE INTO bad_targets (name, reason, at, content) VALUES (?, ?, ?, ?)")
+        .run(target.name, reason, new Date().toISOString(), targetContent(target.entry)),
+    );
   }
 
   /**
@@ -498,11 +529,11 @@ export class DeviceDb {
   }
 
   set(key: string, value: unknown): void {
-    this.db.query("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)").run(key, JSON.stringify(value));
+    this.transaction(() => this.db.query("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)").run(key, JSON.stringify(value)));
   }
 
   delete(key: string): void {
-    this.db.query("DELETE FROM kv WHERE key = ?").run(key);
+    this.transaction(() => this.db.query("DELETE FROM kv WHERE key = ?").run(key));
   }
 
   currentTarget(): Target | undefined {

@@ -9,6 +9,8 @@
  * @module
  */
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { fsWhy, isNoSpace } from "./why.ts";
 
 export class LockedError extends Error {
   override name = "LockedError";
@@ -17,6 +19,23 @@ export class LockedError extends Error {
     readonly pid: number,
   ) {
     super(`Cannot take the lock ${path}: held by running process ${pid}`);
+  }
+}
+
+/**
+ * The lock file could not be made or written (a full disk, a read-only one, no permission): said
+ * in words with what to do. The errno stays as `code` (and the cause), so whatever sorts errors
+ * by it (lib/fs/why.ts: a full disk's exit code, a refused write) sorts this one alike.
+ */
+export class LockWriteError extends Error {
+  override name = "LockWriteError";
+  readonly code: string | undefined;
+  constructor(
+    readonly path: string,
+    cause: unknown,
+  ) {
+    super(`Cannot take the lock ${path}: ${fsWhy(cause)}${isNoSpace(cause) ? `; free space on its file system (df ${dirname(path)}), then run the command again` : ""}`, { cause });
+    this.code = (cause as NodeJS.ErrnoException)?.code;
   }
 }
 
@@ -114,12 +133,28 @@ export function lockHolder(path: string, place?: string): number | undefined {
  * directory's device and inode: a lock file copied elsewhere along with that directory is stale there.
  *
  * @throws {LockedError} If a live process holds it.
+ * @throws {LockWriteError} If the lock file cannot be made or written (nothing is left behind).
  */
 export function acquireLock(path: string, pid = process.pid, place?: string): Lock {
   for (let attempt = 0; attempt < 5; attempt++) {
+    let fd: number;
     try {
-      const fd = openSync(path, "wx", 0o644);
-      writeSync(fd, lockLine(pid, place));
+      fd = openSync(path, "wx", 0o644);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new LockWriteError(path, e);
+      fd = -1;
+    }
+    if (fd >= 0) {
+      try {
+        writeSync(fd, lockLine(pid, place));
+      } catch (e) {
+        // An empty lock file would only be taken over as stale by the next run: leave none.
+        closeSync(fd);
+        try {
+          unlinkSync(path);
+        } catch {}
+        throw new LockWriteError(path, e);
+      }
       closeSync(fd);
       return {
         path,
@@ -131,8 +166,6 @@ export function acquireLock(path: string, pid = process.pid, place?: string): Lo
           }
         },
       };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
     let content: string;
     try {

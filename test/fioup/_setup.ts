@@ -362,7 +362,8 @@ export class Device {
   async fillStateDisk(): Promise<string[]> {
     const filler = join(this.sotaDir, "other-data");
     const fs = statfsSync(this.sotaDir);
-    await run(["fallocate", "-l", String(Math.max(0, fs.bavail * fs.bsize - (8 << 20))), filler]);
+    const most = fs.bavail * fs.bsize - (8 << 20);
+    if (most > 0) await run(["fallocate", "-l", String(most), filler]); // none on a disk nearly full already (filled once more)
     await run(["dd", "if=/dev/zero", `of=${filler}-rest`, "bs=4096"], { allowFail: true }); // ends at "No space left on device"
     return [filler, `${filler}-rest`];
   }
