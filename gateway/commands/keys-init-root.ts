@@ -1,8 +1,9 @@
-import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import type { TufPublicKeyWithId } from "../../lib/tuf/keys.ts";
 import { expiresAt, parseMetadata, ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
 import { draftNextRoot, RootThresholdError } from "../../lib/tuf/root-ceremony.ts";
-import { formatSeconds, InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
+import { formatSeconds } from "../../lib/api/duration.ts";
+import { durationFlag } from "../../lib/cli/flag-values.ts";
 import { MIN_ROOT_LIFETIME_SECONDS, rootLifetimeProblem } from "../admin/keys.ts";
 import { checkDraftOut, draftOutExists, readPublicKeyFile, readRootFile, writeDraft } from "../ota/ceremony-files.ts";
 import { onePerRole, parseRoleValue } from "../ota/role-flag.ts";
@@ -54,7 +55,7 @@ export default defineCommand({
       thresholds[role] = onePerRole(thresholds[role], Number(n), "--threshold", role);
     }
     const now = new Date();
-    const expires = expiresAt(now, asUsage([InvalidDurationError], () => parseDuration(flags.expires), "--expires: "));
+    const expires = expiresAt(now, durationFlag("--expires", flags.expires));
     const short = rootLifetimeProblem(expires, now);
     if (short) throw new UsageError(`--expires ${flags.expires}: the new root ${short}`);
     let draft: Uint8Array;

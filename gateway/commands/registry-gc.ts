@@ -1,6 +1,6 @@
-import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { existsSync } from "node:fs";
-import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
+import { durationFlag } from "../../lib/cli/flag-values.ts";
 import { embeddedRegistryPath, readFactoryName } from "../data-dir.ts";
 import { gc } from "../registry/gc.ts";
 import { currentTargetApps } from "../registry/current-targets.ts";
@@ -26,7 +26,7 @@ export default defineCommand({
     checkDataFlag(flags.data);
     if (flags.db !== undefined && !flags.untargeted) throw new UsageError("--db: the database is read only for --untargeted; add --untargeted, or leave --db out");
     // No grace at all ("0s") is allowed here, unlike for other durations: nothing is spared then, for when no publish runs.
-    const graceMs = asUsage([InvalidDurationError], () => parseDuration(flags.grace, { allowZero: true }), "--grace: ") * 1000;
+    const graceMs = durationFlag("--grace", flags.grace, { allowZero: true }) * 1000;
     await readFactoryName(flags.data); // a folder that is no data dir is an error, not "removed 0 blobs"
     const root = flags["registry-dir"] ?? embeddedRegistryPath(flags.data);
     // serve makes DIR/registry only when the registry is there (data-dir.ts): without it, it is elsewhere.

@@ -2,9 +2,9 @@ import { GroupName, type RolloutRequest } from "../../lib/api/admin.ts";
 import { DeviceUuid } from "../../lib/api/device.ts";
 import { Tag, TargetVersion } from "../../lib/api/target.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { checkFlagValues } from "../../lib/cli/flag-values.ts";
+import { checkFlagValues, durationFlag } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
+import { parseDuration } from "../../lib/api/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "../rollouts/settings.ts";
@@ -13,7 +13,7 @@ import { commaList } from "../../lib/cli/comma-list.ts";
 
 /** A duration flag checked before any network call (the gateway checks it again). */
 function duration(flag: string, value: string | undefined): string | undefined {
-  if (value !== undefined) asUsage([InvalidDurationError], () => parseDuration(value), `--${flag}: `);
+  if (value !== undefined) durationFlag(`--${flag}`, value);
   return value;
 }
 

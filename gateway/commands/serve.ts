@@ -45,7 +45,7 @@ const MIN_TIMEOUT = { seconds: 1, why: "shorter cuts off devices on slow links b
 function keepEvents(value: string): { ms: number; shown: string } | null {
   if (value === "forever") return null;
   try {
-    return { ms: parseDuration(value) * 1000, shown: value };
+    return { ms: parseDuration(value, { unitRequired: true }) * 1000, shown: value };
   } catch (e) {
     if (e instanceof InvalidDurationError) throw new UsageError(`--keep-events ${e.message.replace(/^Invalid duration /, "")}, or "forever"`);
     throw e;

@@ -1,9 +1,8 @@
 import { TOKEN_ROLES, TokenRequest, type TokenRole } from "../../lib/api/admin.ts";
 import { HardwareId, Tag } from "../../lib/api/target.ts";
-import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { checkFlagValues } from "../../lib/cli/flag-values.ts";
+import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { checkFlagValues, durationFlag } from "../../lib/cli/flag-values.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 
 export default defineCommand({
@@ -45,7 +44,7 @@ export default defineCommand({
     // have given devices none, or let them pick their own, instead of the tag meant.
     if (flags.tag.length && !tags.length)
       throw new UsageError(`--tag "${flags.tag.join(",")}" names no tag: give one or more (letters, digits, . _ -; comma-separated), or leave the flag out`);
-    if (flags.expires !== undefined) asUsage([InvalidDurationError], () => parseDuration(flags.expires!), "--expires: "); // fail before any network call
+    if (flags.expires !== undefined) durationFlag("--expires", flags.expires); // fail before any network call
     checkFlagValues("--name", TokenRequest.properties.name, flags.name ? [flags.name] : []);
     checkFlagValues("--tag", Tag, tags);
     checkFlagValues("--hwid", HardwareId, flags.hwid ? [flags.hwid] : []); // an empty --hwid restricts nothing

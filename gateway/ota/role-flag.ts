@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { UsageError, asUsage } from "../../lib/cli/command.ts";
+import { UsageError } from "../../lib/cli/command.ts";
 import { ROLE_NAMES, type RoleName } from "../../lib/tuf/metadata.ts";
-import { InvalidDurationError, parseDuration } from "../../lib/api/duration.ts";
+import { durationFlag } from "../../lib/cli/flag-values.ts";
 
 /**
  * Splits `ROLE=VALUE`.
@@ -51,7 +51,7 @@ export function parseTufExpiries(values: string[]): Partial<Record<RoleName, num
   const out: Partial<Record<RoleName, number>> = {};
   for (const v of values) {
     const [role, duration] = parseRoleValue(v, "--tuf-expiry");
-    const seconds = asUsage([InvalidDurationError], () => parseDuration(duration), `--tuf-expiry ${role}: `);
+    const seconds = durationFlag(`--tuf-expiry ${role}`, duration);
     if (seconds < MIN_TUF_EXPIRY_SECONDS)
       throw new UsageError(
         `--tuf-expiry ${role}=${duration} is too short: give at least ${MIN_TUF_EXPIRY_SECONDS}s (metadata expires on a whole second and is re-signed a quarter of its lifetime before, ` +

@@ -1,7 +1,8 @@
 /**
  * Durations a person writes, in admin API bodies and in flags (a token's lifetime, a rollout's
- * soak, registry gc's grace, TUF expiries): "30d", "12h", "90m", "3600s", "2w" or a number of
- * seconds, at most 100 years. One syntax, read here, so the API schema (admin.ts, with
+ * soak, registry gc's grace, TUF expiries): "30d", "12h", "90m", "3600s", "2w", at most 100 years.
+ * A number alone is seconds in an API body (what a program sends), but a flag a person types
+ * needs its unit (`unitRequired`): `--expires 30` meant as days made a token that died in 30 s. One syntax, read here, so the API schema (admin.ts, with
  * {@link DURATION_PATTERN}), the gateway reading a body and the CLI reading a flag never disagree
  * on what a duration is. It sits with the API's schemas, as a tag's rule does (target.ts), so
  * that lib/api needs nothing of lib/cli, and flags are read against the API, not the other way.
@@ -43,9 +44,9 @@ export function formatSeconds(s: number): string {
  * parseDuration("30d"); // 2592000
  * ```
  * @throws {InvalidDurationError} If it is malformed, not positive (zero passes with `allowZero`:
- *   registry gc's "no grace"), or longer than 100 years.
+ *   registry gc's "no grace"), longer than 100 years, or (`unitRequired`) a number other than 0 without its unit.
  */
-export function parseDuration(value: string | number, opts: { allowZero?: boolean } = {}): number {
+export function parseDuration(value: string | number, opts: { allowZero?: boolean; unitRequired?: boolean } = {}): number {
   let seconds: number;
   let signed = false;
   if (typeof value === "number") {
@@ -54,6 +55,8 @@ export function parseDuration(value: string | number, opts: { allowZero?: boolea
   } else {
     const m = /^(-?[0-9]{1,9})([smhdw]?)$/.exec(value.trim());
     if (!m) throw new InvalidDurationError(value);
+    const n = m[1]!.replace(/^-/, "");
+    if (opts.unitRequired && m[2] === "" && Number(n) !== 0) throw new InvalidDurationError(value, `give its unit: ${n}s, ${n}m, ${n}h, ${n}d or ${n}w`);
     seconds = Number(m[1]) * UNIT[m[2] || "s"]!;
     signed = m[1]!.startsWith("-");
   }

@@ -7,9 +7,23 @@
  * @module
  */
 import type { TSchema } from "@sinclair/typebox";
+import { InvalidDurationError, parseDuration } from "../api/duration.ts";
 import { firstValueProblem } from "../api/schema-problem.ts";
 import { isRegistryHost, REGISTRY_HOST_RULE } from "../oci/reference.ts";
-import { UsageError } from "./command.ts";
+import { asUsage, UsageError } from "./command.ts";
+
+/**
+ * Seconds in a duration flag (lib/api/duration.ts), or a UsageError naming `what`. A person types
+ * its unit: `--expires 30` is refused ("give its unit: 30s, 30m, 30h, 30d or 30w"), not read as 30 s.
+ *
+ * @example
+ * ```ts
+ * durationFlag("--soak", "30m"); // 1800
+ * ```
+ */
+export function durationFlag(what: string, value: string, opts: { allowZero?: boolean } = {}): number {
+  return asUsage([InvalidDurationError], () => parseDuration(value, { ...opts, unitRequired: true }), `${what}: `);
+}
 
 /**
  * Throws a UsageError naming `what` (a flag, or an argument's name) for the first of `values`

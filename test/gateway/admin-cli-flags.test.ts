@@ -79,4 +79,11 @@ describe("gateway admin CLI flags", () => {
     const r = cli("tokens", "create", "--expires", "0", "--server", "https://127.0.0.1:1", "--token", "T");
     expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining('gateway tokens create: --expires: Invalid duration "0": must be more than 0\n') });
   });
+
+  test("a duration without its unit is refused before any request (--expires 30 meant as days made a token that died in 30 s)", () => {
+    const r = cli("tokens", "create", "--expires", "30", "--server", "https://127.0.0.1:1", "--token", "T");
+    expect({ code: r.code, err: r.err }).toEqual({ code: 2, err: expect.stringContaining('gateway tokens create: --expires: Invalid duration "30": give its unit: 30s, 30m, 30h, 30d or 30w\n') });
+    const soak = cli("rollouts", "create", "--target", "3", "--tag", "main", "--waves", "10%,100%", "--soak", "45", "--server", "https://127.0.0.1:1", "--token", "T");
+    expect({ code: soak.code, err: soak.err }).toEqual({ code: 2, err: expect.stringContaining('--soak: Invalid duration "45": give its unit: 45s, 45m, 45h, 45d or 45w\n') });
+  });
 });

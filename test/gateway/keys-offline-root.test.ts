@@ -143,7 +143,7 @@ describe("gateway keys: the offline root ceremony", () => {
     expect((await readdir(keysDir())).filter((f) => !f.startsWith(".")).sort()).toEqual(["snapshot.json", "timestamp.json"]); // as ls shows it
     await gw.stop();
     // Lifetimes shortened so that the run covers several of each (timestamp: 1 day -> 4 s, snapshot: 7 days -> 8 s).
-    gw = await startGateway({ dataDir: gw.dataDir, args: ["--tuf-expiry", "timestamp=4", "--tuf-expiry", "snapshot=8"] });
+    gw = await startGateway({ dataDir: gw.dataDir, args: ["--tuf-expiry", "timestamp=4s", "--tuf-expiry", "snapshot=8s"] });
 
     const got = await verify(device);
     expect(Object.keys(got.targets)).toEqual(["amd64-linux-1"]);

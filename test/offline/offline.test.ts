@@ -136,7 +136,7 @@ describe("offline bundles", () => {
   test("expired metadata is refused, and accepted within a configured grace (from a watched mount point)", async () => {
     // A gateway whose timestamps live 3 s: the bundle's copy is stale soon after the export.
     await gw.stop();
-    gw = asTestGateway(await startGateway({ dataDir: gw.dataDir, args: ["--polling-seconds", "1", "--tuf-expiry", "timestamp=3"] }));
+    gw = asTestGateway(await startGateway({ dataDir: gw.dataDir, args: ["--polling-seconds", "1", "--tuf-expiry", "timestamp=3s"] }));
     // Same data dir, port and admin token: the publisher and the device reach it as before.
     await publishApp(4, await pushImage(upstream, "offline/web", "v4", httpdImage("offline v4")));
     const dir = await exportBundle(4, 2, "v4");
