@@ -12,10 +12,12 @@
  *   downloading, and the layer being rebuilt from it (its uncompressed tar), count as blobs too.
  * - `FIOUP_FAULT_REPORT=<file>`: where to append one JSON line before dying
  *   (`{"point", "nth", "detail", "pid"}`), so a test knows the kill landed where it meant it to.
+ * - `FIOUP_FAULT_SIGNAL=SIGINT|SIGTERM`: send that signal instead, and go on (an operator's
+ *   Ctrl-C, or `systemctl stop`, at that very moment).
  *
  * When the point fires, the process writes the marker (synchronously) and sends itself SIGKILL:
  * no `finally`, no exit handler, no buffered write runs, as in a power cut seen by the process.
- * Points: `mid-blob`, `blob-committed`, and `state:<state>` right after each state is saved
+ * Points: `mid-blob`, `blob-committed`, `staged` (install: every changed app staged, none stopped yet), and `state:<state>` right after each state is saved
  * (initialized, fetching, fetched, installing, installed, starting, started, completing,
  * cancelling, ...): once it is durable. A state saved inside a larger transaction (`started`
  * commits with the new current target) fires once that transaction commits, not before
@@ -51,7 +53,8 @@ export function faultPoint(name: string, detail: Record<string, unknown> = {}): 
   if (n !== nth) return;
   const report = process.env.FIOUP_FAULT_REPORT;
   if (report) appendFileSync(report, JSON.stringify({ point: name, nth: n, detail, pid: process.pid }) + "\n");
-  process.kill(process.pid, "SIGKILL");
+  const signal = process.env.FIOUP_FAULT_SIGNAL;
+  process.kill(process.pid, signal === "SIGINT" || signal === "SIGTERM" ? signal : "SIGKILL");
 }
 
 /**

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { faultPoint } from "../fault.ts";
 import type { UpdateRow } from "../db.ts";
 import type { AppBlob } from "../../lib/device/resolve.ts";
 import { currentUpdate, type UpdateContext } from "./context.ts";
@@ -109,6 +110,13 @@ export const installStep: Step = {
       await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message, { appsTouched: ctx.db.stepDone(u.id, "stop") });
       throw new InstallFailedError(u.toTarget, cause);
     }
+
+    faultPoint("staged");
+    // The point of no return: a stop signal (Ctrl-C, systemctl stop) that came while the apps were
+    // staged ends the run here, the old apps still running and the update saved at installing.
+    // Its handler runs on the event loop, so one turn first: a signal already delivered is seen.
+    await new Promise((r) => setImmediate(r));
+    ctx.signal?.throwIfAborted();
 
     // Now the short part: stop what changes or goes away, swap the new dirs in.
     let stopped: StopResult[] = [];

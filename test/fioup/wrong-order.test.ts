@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { waitFor } from "../harness/tmp.ts";
 import {
-  Device, collectCli, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice,
+  Device, ROOT, collectCli, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice,
 } from "./_setup.ts";
 
 const APP = `order${process.pid}`;
@@ -115,6 +115,29 @@ describe("fioup steps in the wrong order", () => {
     expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
     expect((await t.device.fioup("cancel")).json.state).toBe("canceled");
   }, 120_000);
+
+  test("Ctrl-C or systemctl stop once the new apps are staged, before the old ones stop: the old apps run on, the update stays saved at installing", async () => {
+    expect(await httpGet(t.port)).toBe("order v1"); // installed by the first test
+    let version = 3;
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      version++;
+      const { ref } = await pushImageDetailed(t.upstream, REPO, `v${version}`, { ...httpdImage(`order v${version}`), layers: [{ "/www/index.html": `order v${version}` }] });
+      await t.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, t.port) });
+      await t.pub.publish(version);
+      // The signal comes at the fault point "staged" (every changed app staged, nothing stopped).
+      const fioup = process.env.FIOUP_BIN ? [process.env.FIOUP_BIN] : [process.execPath, "fioup/main.ts"];
+      const env = { ...process.env, ...t.device.env(), FIOUP_FAULT: "staged", FIOUP_FAULT_SIGNAL: signal };
+      const r = await collectCli(Bun.spawn([...fioup, "update"], { env, stdout: "pipe", stderr: "pipe", cwd: ROOT }), "fioup update");
+      expect(r.code, r.stderr).toBe(130); // fioup's "interrupted", whichever signal
+      expect(r.stderr).not.toContain("Stopping");
+      expect(r.stderr).toContain(`Interrupted: the update to amd64-linux-${version} (version ${version}) is saved (installing)`);
+      expect(await httpGet(t.port)).toBe("order v1");
+      expect(t.device.updateState()?.state).toBe("installing");
+      const cancel = await t.device.fioup("cancel");
+      expect(cancel.json.state, cancel.stderr).toBe("canceled");
+      expect(await httpGet(t.port)).toBe("order v1");
+    }
+  }, 180_000);
 
   test("register says what to run next", async () => {
     const other = await Device.create(t.dockerd);
