@@ -37,7 +37,7 @@ import { checkCanListen, DEFAULT_LIMITS, listen, urlHost, type Listening, type T
 import { connectionBudget, openFileLimit } from "./transport/connection-caps.ts";
 import { listenPlain, parseProxyListen, type PlainListening } from "./transport/plain.ts";
 import { createAdmission } from "./admission.ts";
-import { CA_FINGERPRINT_META, dbKind, openStore, peekDatabaseMeta } from "./store/open.ts";
+import { CA_FINGERPRINT_META, dbKind, openStore, peekDatabaseMeta, sqliteHoldsNothing } from "./store/open.ts";
 import { shownUrl } from "../lib/net/shown-url.ts";
 import { CachedTufStorage } from "./store/tuf-cache.ts";
 import { StoreUnavailableError } from "./store/types.ts";
@@ -127,12 +127,15 @@ export class EmptyDatabaseError extends Error {
   }
 }
 
-/** A data dir served with SQLite whose database file is gone: started, it would make a new, empty fleet beside the CA and keys. */
+/**
+ * A data dir served with SQLite whose database file is gone, or holds nothing (cut to 0 bytes):
+ * started, it would make a new, empty fleet beside the CA and keys.
+ */
 export class MissingDatabaseError extends Error {
   override name = "MissingDatabaseError";
-  constructor(dir: string, file: string) {
+  constructor(dir: string, file: string, why = "which is not there") {
     super(
-      `Cannot serve ${dir}: it was served with the SQLite database ${file}, which is not there; a new one would hold no device, ` +
+      `Cannot serve ${dir}: it was served with the SQLite database ${file}, ${why}; a new one would hold no device, ` +
         "token or target, and every device would be refused: put the file back, restore the data dir from a backup (gateway restore), " +
         "or give the --db it was served with (nothing was written)",
     );
@@ -188,9 +191,13 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   }
   try {
     if (!opts.db && servedBefore === "postgres") throw new DatabaseFlagMissingError(opts.dataDir);
-    // A served data dir's SQLite file gone (deleted, a copy without it, a mistyped --db) is not a first start.
+    // A served data dir's SQLite file gone (deleted, a copy without it, a mistyped --db) or empty
+    // (cut to 0 bytes: a copy that failed, a disk that lost it) is not a first start.
     const sqliteFile = external || (opts.db && dbKind(opts.db) !== "sqlite") ? undefined : (opts.db ?? join(opts.dataDir, SQLITE_DB_FILE));
-    if (sqliteFile && sqliteFile !== ":memory:" && servedBefore === "sqlite" && !existsSync(sqliteFile)) throw new MissingDatabaseError(opts.dataDir, sqliteFile);
+    if (sqliteFile && sqliteFile !== ":memory:" && servedBefore === "sqlite") {
+      if (!existsSync(sqliteFile)) throw new MissingDatabaseError(opts.dataDir, sqliteFile);
+      if (sqliteHoldsNothing(sqliteFile)) throw new MissingDatabaseError(opts.dataDir, sqliteFile, "which holds nothing (an empty file)");
+    }
     data = await openDataDir(opts.dataDir, { ...(opts.factory ? { factory: opts.factory } : {}), hosts: certHosts, ...(opts.registryDir ? { registryDir: opts.registryDir } : {}) });
     store = external ?? (await openStore(sqliteFile!, { log }));
   } catch (e) {

@@ -97,6 +97,23 @@ function notAGatewaySqlite(path: string): string | undefined {
   }
 }
 
+/**
+ * Whether the SQLite file at `path` holds no table at all (a file cut to 0 bytes, or a database
+ * something made and never filled), read without writing anything (its -wal read too). False for
+ * a file that cannot be opened: its own error is said where it is opened.
+ */
+export function sqliteHoldsNothing(path: string): boolean {
+  let db: Database | undefined;
+  try {
+    db = new Database(path, { readonly: true });
+    return db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").get() === null;
+  } catch {
+    return false;
+  } finally {
+    db?.close();
+  }
+}
+
 const sqlStateOf = (e: unknown) => {
   const errno = (e as { errno?: unknown } | undefined)?.errno;
   return typeof errno === "string" ? errno : undefined;

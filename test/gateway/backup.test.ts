@@ -8,7 +8,7 @@
  * database too (pg_restore into a new one): test/harness/gateway.ts backupOfDatabase, restoreOfDatabase.
  */
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
@@ -287,7 +287,7 @@ test("a registry outside the data dir (--registry-dir, as replicas share) is bac
   expect(new Uint8Array(await res.arrayBuffer())).toEqual(blob);
 }, 120_000);
 
-test("a served SQLite data dir whose gateway.db is gone is refused, not started as a new, empty fleet", async () => {
+test("a served SQLite data dir whose gateway.db is gone, or empty, is refused, not started as a new, empty fleet", async () => {
   if (process.env.OTA_TEST_DB === "postgres") return; // a SQLite data dir's file: nothing to lose on PostgreSQL here
   const gw = await startGateway();
   await gw.stop();
@@ -297,5 +297,11 @@ test("a served SQLite data dir whose gateway.db is gone is refused, not started 
   expect(r.stderr).toContain(`it was served with the SQLite database ${join(gw.dataDir, "gateway.db")}, which is not there`);
   expect(r.stderr).toContain("restore the data dir from a backup (gateway restore)");
   expect(existsSync(join(gw.dataDir, "gateway.db"))).toBe(false); // nothing written
+  // The file there but cut to 0 bytes (a copy that failed): served, it was a new, empty fleet.
+  writeFileSync(join(gw.dataDir, "gateway.db"), "");
+  const empty = await run(["serve", "--data", gw.dataDir, "--listen", "127.0.0.1:0"]);
+  expect(empty.code, empty.stderr).toBe(1);
+  expect(empty.stderr).toContain(`it was served with the SQLite database ${join(gw.dataDir, "gateway.db")}, which holds nothing (an empty file)`);
+  expect(statSync(join(gw.dataDir, "gateway.db")).size).toBe(0); // nothing written
   removeTempDir(join(gw.dataDir, ".."));
 }, 60_000);
