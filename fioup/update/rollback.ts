@@ -1,11 +1,12 @@
 /**
  * After a failed install or start: mark the target bad (never retried unless
  * named; not when the cause was the device's own trouble: a full disk, a Docker engine that does
- * not answer), restore the previous target at once, and report
+ * not answer, a blob of its store damaged since the fetch), restore the previous target at once, and report
  * EcuInstallationCompleted{success:false}.
  *
  * @module
  */
+import { DeviceBlobStore } from "../../lib/device/store.ts";
 import type { UpdateRow } from "../db.ts";
 import type { UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
@@ -47,10 +48,15 @@ export async function rollback(
   const touched = t ? [...t.changed, ...t.removed] : plan.apps.map((a) => a.name);
   const r = opts.appsTouched === false ? { restoredTo: prev?.name, ok: true } : await restorePrevious(ctx, touched, prev);
   await ctx.runtime.discardStaged(plan.apps.map((a) => a.name)).catch(() => {});
+  // A blob of the device's own store that no longer matches its digest (the disk rotted it, a
+  // torn write) fails the install as bad content would: the device's trouble too. Removed, the
+  // next run fetches it again.
+  const damaged = phase === "install" && !opts.appFailed ? await removeDamaged(ctx, u) : [];
+  if (damaged.length) ctx.hooks.onInfo?.(`Removed ${damaged.length} damaged blob(s) from the device's store (${damaged.join(", ")}): the next run fetches them again`);
   // A full disk or an absent engine is the device's trouble, not the target's: roll back, but let
   // the next run try the target again (for a full disk, the space check refuses it before any
   // download until there is room).
-  if (opts.appFailed || !DEVICE_TROUBLE.test(error)) ctx.db.markBad(u.target, `${phase} failed: ${error}`);
+  if (opts.appFailed || (!DEVICE_TROUBLE.test(error) && !damaged.length)) ctx.db.markBad(u.target, `${phase} failed: ${error}`);
   if (r.ok) ctx.hooks.onInfo?.(`Rolled back to ${r.restoredTo ?? "no apps"}`);
   else ctx.hooks.onInfo?.(`Rollback to ${r.restoredTo ?? "no apps"} failed: ${r.error}`);
   ctx.db.setState(u.id, "failed", {
@@ -58,8 +64,18 @@ export async function rollback(
     events: [
       eventFor(u, "EcuInstallationCompleted", {
         success: false,
-        details: { phase, error, rolledBackTo: r.restoredTo ?? null, rollbackOk: r.ok, ...(r.error ? { rollbackError: r.error } : {}) },
+        details: { phase, error, rolledBackTo: r.restoredTo ?? null, rollbackOk: r.ok, ...(r.error ? { rollbackError: r.error } : {}), ...(damaged.length ? { damagedBlobs: damaged } : {}) },
       }),
     ],
   });
+}
+
+/** The update's blobs whose stored copy no longer matches its digest, each removed from the store. */
+async function removeDamaged(ctx: UpdateContext, u: UpdateRow): Promise<string[]> {
+  const store = new DeviceBlobStore(ctx.cfg.resetAppsRoot);
+  const damaged: string[] = [];
+  for (const digest of new Set(planOf(u).blobs.map((b) => b.digest))) {
+    if (await store.removeIfDamaged(digest).catch(() => false)) damaged.push(digest);
+  }
+  return damaged;
 }

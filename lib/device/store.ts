@@ -120,6 +120,19 @@ export class DeviceBlobStore {
     return new Uint8Array(await (await this.open(digest)).arrayBuffer());
   }
 
+  /**
+   * Checks the stored copy of `digest` (a rebuilt layer's uncompressed tar, through its alias)
+   * against its digest, and removes it if it no longer matches, so the next fetch gets it again.
+   * Returns whether it was damaged (false when it is not stored at all).
+   */
+  async removeIfDamaged(digest: string): Promise<boolean> {
+    const holder = this.holder(digest);
+    if (holder === undefined || (await this.lib.intact(holder))) return false;
+    await this.lib.remove(holder);
+    if (holder !== digest) rmSync(this.aliasPath(digest), { force: true });
+    return true;
+  }
+
   /** A scratch path for rebuilding layer `digest`, on the store's filesystem. */
   rebuildPath(digest: string): string {
     return join(this.lib.ingestDir, `${parseDigest(digest).hex}.rebuild`);

@@ -256,6 +256,15 @@ export class BlobStore {
     await renameDurable(tmpPath, dest);
   }
 
+  /**
+   * Whether the stored blob still hashes to its digest: a disk that rotted it, or a torn write
+   * its fsync did not cover, is found here, not by its mere presence. False if it is not stored.
+   */
+  async intact(digest: string): Promise<boolean> {
+    if (!(await this.has(digest))) return false;
+    return (await digestFile(this.path(digest), { algorithm: parseDigest(digest).algorithm })).digest === digest;
+  }
+
   /** Deletes a blob (and any partial download of it). */
   async remove(digest: string): Promise<void> {
     await rm(this.path(digest), { force: true });

@@ -2,13 +2,14 @@
  * fioup under power cuts and bad content, end to end: SIGKILL during fetch,
  * install and start, each time the next run finishing on one whole target
  * without downloading committed bytes again; a blob changed in the registry
- * after publishing is refused; a targets.json not signed by the right keys is
+ * after publishing is refused; one damaged in the device's store after the
+ * fetch is removed and fetched again, not held against the target; a targets.json not signed by the right keys is
  * refused.
  */
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { generateKey, loadKeyFile } from "../../lib/tuf/keys.ts";
 import { signJson } from "../../lib/tuf/metadata.ts";
@@ -116,10 +117,36 @@ describe("fioup resilience", () => {
     expect(st.json.last.state).toBe("failed");
   }, 120_000);
 
-  test("a targets.json not signed by the targets key is refused, even with valid snapshot and timestamp", async () => {
-    const web4 = await pushImage(upstream, "test/kweb", "v4", httpdImage("kill v4"));
-    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web4, port) });
+  test("a blob damaged in the device's store after the fetch: rolled back, removed, not held against the target; the next update fetches it again", async () => {
+    const { ref, image } = await pushImageDetailed(upstream, "test/kweb", "v4", { ...httpdImage("kill v4"), layers: [{ "/www/index.html": "kill v4" }, { "/big.bin": randomBytes(2 << 20) }] });
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
     await pub.publish(4);
+    expect((await device.fioup("fetch")).code).toBe(0);
+    // The disk rots the big layer in place (a torn write on an SD card that ignores fsync looks the same).
+    const layer = image.layers.at(-1)!;
+    const stored = join(device.storeDir, "blobs/sha256", layer.digest.slice(7));
+    const fd = openSync(stored, "r+");
+    writeSync(fd, Buffer.from("CORRUPTCORRUPT"), 0, 14, 1000);
+    closeSync(fd);
+
+    const r = await device.fioup("install");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`Removed 1 damaged blob(s) from the device's store (${layer.digest}): the next run fetches them again`);
+    expect(existsSync(stored)).toBe(false);
+    expect(await httpGet(port)).toBe("kill v2");
+    const st = await device.fioup("status", "--no-apps");
+    expect(st.json.badTargets).not.toContain("amd64-linux-4");
+
+    const again = await device.fioup("update");
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.json.toTarget).toBe("amd64-linux-4");
+    expect(await httpGet(port)).toBe("kill v4");
+  }, 120_000);
+
+  test("a targets.json not signed by the targets key is refused, even with valid snapshot and timestamp", async () => {
+    const web5 = await pushImage(upstream, "test/kweb", "v5", httpdImage("kill v5"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web5, port) });
+    await pub.publish(5);
     // An attacker with the online keys (snapshot, timestamp) but not the targets key: a new
     // targets.json signed by some other key, pinned by a correctly signed snapshot and timestamp.
     const db = new Database(join(gw.dataDir, "gateway.db"));
@@ -132,7 +159,7 @@ describe("fioup resilience", () => {
     const meta = (bytes: Uint8Array, version: number) => ({ version, length: bytes.length, hashes: { sha256: createHash("sha256").update(bytes).digest("hex") } });
     const t = latest("targets");
     const targets = JSON.parse(t.json).signed;
-    const name = Object.keys(targets.targets).find((n) => targets.targets[n].custom.version === "4")!;
+    const name = Object.keys(targets.targets).find((n) => targets.targets[n].custom.version === "5")!;
     targets.targets["amd64-linux-99"] = { ...targets.targets[name], custom: { ...targets.targets[name].custom, version: "99" } };
     targets.version = t.version + 1;
     const evilTargets = signJson(targets, [generateKey()]);
@@ -153,6 +180,6 @@ describe("fioup resilience", () => {
     const r = await device.fioup("update");
     expect(r.code, r.stderr).toBe(30);
     expect(r.stderr).toContain("targets.json: not signed by the trusted keys");
-    expect(await httpGet(port)).toBe("kill v2");
+    expect(await httpGet(port)).toBe("kill v4");
   }, 120_000);
 });
