@@ -627,6 +627,7 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       await markRestored(tmp, manifest.createdAt);
 
       finishing = true;
+      await pauseForTest();
       let replaced: string | undefined;
       let replacedOtherCa: string | undefined;
       if (existing?.length) {
@@ -688,6 +689,17 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
       throw err;
     }
   }
+}
+
+/**
+ * For tests only: `GATEWAY_FAULT=restore-pause-in-place` stops a restore as it begins to put the
+ * restored dir in place (from where a Ctrl-C waits for it to finish); it says so on stderr and
+ * waits until its stdin is closed, so a test can send a signal in that window. Nothing happens unless it is set.
+ */
+async function pauseForTest(): Promise<void> {
+  if (process.env.GATEWAY_FAULT !== "restore-pause-in-place") return;
+  process.stderr.write("restore: paused putting the data dir in place (GATEWAY_FAULT=restore-pause-in-place): closing stdin resumes it\n");
+  await Bun.stdin.text();
 }
 
 /**

@@ -6,6 +6,8 @@
  * dir beside --data (`.restore-*`, holding the CA key and the admin token), and the last good backup
  * at --out is byte for byte the one that was there. What a kill -9 leaves (no handler runs) is
  * removed by the next backup or restore, which can tell its writer is gone (its lock file's PID).
+ * A restore stopped once it puts the restored dir in place (held there by GATEWAY_FAULT) finishes
+ * that first: cut short between two renames, --data could be missing.
  *
  * The data dir's database is grown with 64 MiB of random bytes, so a backup or a restore takes long
  * enough to be stopped at the point watched for: the temp file beside --out being written, or the
@@ -104,6 +106,37 @@ test("a restore --force stopped by SIGTERM while unpacking removes the decrypted
   expect(contents(join(work, "old"))).toEqual(before);
   expect(readdirSync(work).filter((f) => f.startsWith("old."))).toEqual([]); // nothing set aside as replaced
   rmSync(join(work, "old"), { recursive: true, force: true });
+});
+
+test("a restore stopped while the restored dir is being put in place finishes that first, then says so and exits 130", async () => {
+  // GATEWAY_FAULT holds the restore at that point (gateway/backup/backup.ts pauseForTest) until its stdin closes.
+  const p = Bun.spawn([process.execPath, join(REPO, "gateway/main.ts"), "restore", "gw.backup", "--data", "placed"], {
+    cwd: work,
+    env: { ...process.env, GATEWAY_BACKUP_PASSPHRASE: PASS, GATEWAY_FAULT: "restore-pause-in-place" },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let stderrSoFar = "";
+  const errText = (async () => {
+    for await (const chunk of p.stderr.pipeThrough(new TextDecoderStream())) stderrSoFar += chunk;
+    return stderrSoFar;
+  })();
+  await until("the restore paused at putting the data dir in place", () => stderrSoFar.includes("GATEWAY_FAULT") || p.exitCode !== null, (v) => v, 60_000);
+  p.kill("SIGINT");
+  await until("the restore saying it stops once the data dir is in place", () => stderrSoFar.includes("stopping once it is") || p.exitCode !== null, (v) => v, 10_000);
+  p.stdin.end();
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), errText, p.exited]);
+  expect(code).toBe(130);
+  expect(stderr.split("\n").filter((l) => !l.includes("GATEWAY_FAULT"))).toEqual([
+    "gateway restore: SIGINT: the restored data dir is being put in place at placed; stopping once it is",
+    "gateway restore: stopped by SIGINT; the restore was finished first: placed holds the restored data dir",
+    "",
+  ]);
+  expect(stdout).toMatch(/^restored \d+ files of factory .* into placed\n$/);
+  expect(restoreDirs()).toEqual([]);
+  expect(readFileSync(join(work, "placed", "gateway.db")).length).toBeGreaterThan(64 << 20);
+  rmSync(join(work, "placed"), { recursive: true, force: true });
 });
 
 test("what a kill -9 leaves (no handler runs) is removed by the next backup or restore: their writers are gone", async () => {
