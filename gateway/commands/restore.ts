@@ -1,5 +1,5 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
-import { exitInterrupted } from "../../lib/cli/interrupt.ts";
+import { sayInterrupted } from "../../lib/cli/interrupt.ts";
 import { restoreBackup } from "../backup/backup.ts";
 import { PASSPHRASE_ENV, openSecret } from "../backup/secret.ts";
 
@@ -80,6 +80,6 @@ export default defineCommand({
           ` If this is the wrong backup, put that one back: rm -r ${flags.data} && mv ${m.replaced} ${flags.data}`,
       );
     // A stop that came while the restored dir was put in place: it was finished first (backup.ts), and said above.
-    if (m.stoppedBy) exitInterrupted("gateway restore", m.stoppedBy, `the restore was finished first: ${flags.data} holds the restored data dir`);
+    if (m.stoppedBy) return sayInterrupted("gateway restore", m.stoppedBy, `the restore was finished first: ${flags.data} holds the restored data dir`);
   },
 });

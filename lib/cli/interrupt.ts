@@ -34,8 +34,17 @@ const endChildren = () => {
 /** Says what a stopped command left and exits 130 (SIGINT) or 143 (SIGTERM). */
 export function exitInterrupted(program: string, signal: NodeJS.Signals, left: string): never {
   endChildren();
+  process.exit(sayInterrupted(program, signal, left));
+}
+
+/**
+ * Says what a stopped command left and returns 130 (SIGINT) or 143 (SIGTERM), for a command that
+ * finished a step it would not cut short and has printed its result: it returns the code, so that
+ * output is written before the process exits (lib/cli/command.ts exitWhenWritten).
+ */
+export function sayInterrupted(program: string, signal: NodeJS.Signals, left: string): number {
   process.stderr.write(`${program}: stopped by ${signal}; ${left}\n`);
-  process.exit(signal === "SIGINT" ? 130 : 143);
+  return signal === "SIGINT" ? 130 : 143;
 }
 
 /**
