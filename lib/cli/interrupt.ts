@@ -3,7 +3,8 @@
  * without running the `finally` blocks that would clean up, so the command cleans up in the
  * signal's handler instead (synchronously: nothing runs after it), says what it left, and exits
  * 130 (SIGINT) or 143 (SIGTERM), as shells count a death by those signals. One shape for
- * `gateway publish`, `gateway export` and `preload`: the line `<program>: stopped by SIGINT; <what is left>`.
+ * `gateway publish`, `gateway export`, `gateway backup`, `gateway restore` and `preload`: the line
+ * `<program>: stopped by SIGINT; <what is left>`.
  *
  * The tools a command runs (a `docker build`, tar, mkfs) get the signal only when it came from a
  * terminal's process group; a SIGTERM sent to the command alone would leave them writing into a
