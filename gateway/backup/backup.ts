@@ -197,17 +197,17 @@ const RESTORE_LOCK = ".restore.lock";
 
 /**
  * Removes the folders named PREFIX* in `parent` that a killed backup or restore left (kill -9, a
- * power cut: no handler runs), and returns them: a backup's scratch holds a plaintext copy of the
- * database, a restore's the decrypted data dir. Each is left in a folder a replica copy or a plain
- * `ls` never looks into twice (the data dir, --data's parent), so it would stay there for good.
+ * power cut: no handler runs). A backup's scratch holds a plaintext copy of the database, and a
+ * replica is made by copying the whole data dir (gateway/README.md, Replicas), so left there it
+ * would be copied to every replica; a restore's holds the decrypted data dir (the CA key, the admin
+ * token), under a dot name beside --data that `ls` does not show, and nothing else would remove it.
  * Dead means its lock file names a process that is gone (lib/fs/pid-lock.ts tells a reused PID
  * apart). A folder with no lock file is the moment between its mkdtemp and its lock, or older:
  * removed once `locklessAfterMs` old if given, else never (a restore's temp name may hold the data
  * dir a --force replaced, when it could not be renamed aside: restore names it to the user).
  * Best effort: one that cannot be removed stays.
  */
-async function removeDeadFolders(parent: string, prefix: string, lock: string, locklessAfterMs?: number): Promise<string[]> {
-  const removed: string[] = [];
+async function removeDeadFolders(parent: string, prefix: string, lock: string, locklessAfterMs?: number): Promise<void> {
   for (const name of await readdir(parent).catch(() => [] as string[])) {
     if (!name.startsWith(prefix)) continue;
     const dir = join(parent, name);
@@ -216,9 +216,8 @@ async function removeDeadFolders(parent: string, prefix: string, lock: string, l
     const lockFile = join(dir, lock);
     if (lockHolder(lockFile) !== undefined) continue; // its backup or restore is running
     const dead = lockFilePid(lockFile) !== undefined || (locklessAfterMs !== undefined && Date.now() - st.mtimeMs >= locklessAfterMs);
-    if (dead && (await rm(dir, { recursive: true, force: true }).then(() => true, () => false))) removed.push(dir);
+    if (dead) await rm(dir, { recursive: true, force: true }).catch(() => {});
   }
-  return removed;
 }
 
 /**
