@@ -22,7 +22,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { createReadStream } from "node:fs";
+import { createReadStream, readdirSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { cp, lstat, mkdir, mkdtemp, open, readdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative, sep } from "node:path";
 import { tmpdir } from "node:os";
@@ -30,11 +30,12 @@ import { Readable } from "node:stream";
 import tar from "tar-stream";
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { UsageError } from "../../lib/cli/command.ts";
-import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { exitOnSignal } from "../../lib/cli/interrupt.ts";
+import { syncDir, tempFileOf, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy, isNoSpace } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
-import { acquireLock, lockHolder } from "../../lib/fs/pid-lock.ts";
+import { acquireLock, lockFilePid, lockHolder, processStartMs } from "../../lib/fs/pid-lock.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servedDatabaseKind, servingPid } from "../data-dir.ts";
 import { CA_FINGERPRINT_META, StoreOpenError, dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
@@ -71,6 +72,8 @@ export interface BackupOptions {
   /** Where the registry is when not in DIR/registry (`serve --registry-dir`, shared by replicas). */
   registryDir?: string;
   onProgress?: (files: number, bytes: number) => void;
+  /** Called first when Ctrl-C or SIGTERM stops the backup, before it says what it left (the command clears its progress line). */
+  onInterrupt?: () => void;
 }
 
 export class BackupError extends Error {
@@ -182,22 +185,64 @@ async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; pa
 const SCRATCH_PREFIX = ".backup-";
 /** In the scratch folder: the running backup's PID, so another backup spares the folder however long it runs. */
 const SCRATCH_LOCK = "backup.lock";
-/** A scratch folder no live backup holds is removed once this old (a younger one may be a backup not yet holding it). */
+/** A scratch folder with no lock file is removed once this old (a younger one may be a backup not yet holding it). */
 const STALE_SCRATCH_MS = 60 * 60 * 1000;
+/** A restore's temp dir beside --data, holding the decrypted data dir (the CA key, the admin token) until it is renamed into place. */
+const RESTORE_PREFIX = ".restore-";
+/**
+ * In the restore's temp dir: the running restore's PID. A dot name, so the backup of a data dir
+ * that still holds one (a restore killed between the rename and its removal) leaves it out.
+ */
+const RESTORE_LOCK = ".restore.lock";
 
 /**
- * Removes the scratch folders killed backups left in `dataDir`: each holds a plaintext copy of the
- * database, and a replica is made by copying the whole data dir (gateway/README.md, Replicas), so
- * left there it would be copied to every replica. Best effort: one that cannot be removed stays.
+ * Removes the folders named PREFIX* in `parent` that a killed backup or restore left (kill -9, a
+ * power cut: no handler runs). A backup's scratch holds a plaintext copy of the database, and a
+ * replica is made by copying the whole data dir (gateway/README.md, Replicas), so left there it
+ * would be copied to every replica; a restore's holds the decrypted data dir (the CA key, the admin
+ * token), under a dot name beside --data that `ls` does not show, and nothing else would remove it.
+ * Dead means its lock file names a process that is gone (lib/fs/pid-lock.ts tells a reused PID
+ * apart). A folder with no lock file is the moment between its mkdtemp and its lock, or older:
+ * removed once `locklessAfterMs` old if given, else never (a restore's temp name may hold the data
+ * dir a --force replaced, when it could not be renamed aside: restore names it to the user).
+ * Best effort: one that cannot be removed stays.
  */
-async function removeStaleScratch(dataDir: string): Promise<void> {
-  for (const name of await readdir(dataDir).catch(() => [] as string[])) {
-    if (!name.startsWith(SCRATCH_PREFIX)) continue;
-    const dir = join(dataDir, name);
+async function removeDeadFolders(parent: string, prefix: string, lock: string, locklessAfterMs?: number): Promise<void> {
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const dir = join(parent, name);
     const st = await lstat(dir).catch(() => undefined);
-    if (!st?.isDirectory() || Date.now() - st.mtimeMs < STALE_SCRATCH_MS) continue;
-    if (lockHolder(join(dir, SCRATCH_LOCK)) !== undefined) continue;
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    if (!st?.isDirectory()) continue;
+    const lockFile = join(dir, lock);
+    if (lockHolder(lockFile) !== undefined) continue; // its backup or restore is running
+    const dead = lockFilePid(lockFile) !== undefined || (locklessAfterMs !== undefined && Date.now() - st.mtimeMs >= locklessAfterMs);
+    if (dead) await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Removes the temp files of `out` (lib/fs/atomic-write.ts names them `.NAME.PID-xxxx.tmp`) whose
+ * writer is gone: a backup killed while writing leaves a partial, sealed copy beside --out that
+ * nothing else would remove. A live writer's (another backup to the same --out) is spared.
+ */
+async function removeDeadTemps(out: string): Promise<void> {
+  for (const name of await readdir(dirname(out)).catch(() => [] as string[])) {
+    const t = tempFileOf(name);
+    if (t?.target === basename(out) && processStartMs(t.pid) === undefined) await rm(join(dirname(out), name), { force: true }).catch(() => {});
+  }
+}
+
+/** Removes this process's temp files of `out`, synchronously (a signal's handler: see createBackup). */
+function removeOwnTemps(out: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dirname(out));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const t = tempFileOf(name);
+    if (t?.target === basename(out) && t.pid === process.pid) rmSync(join(dirname(out), name), { force: true });
   }
 }
 
@@ -275,10 +320,26 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   if (postgres) await checkPostgresDb(opts.dataDir, opts.db!);
   // The database snapshot is plaintext: it is made in the data dir (which holds the database
   // already), never beside --out, a folder that may be a share or off-site and is meant to receive
-  // sealed files only. The walk below skips it; what a killed backup left there is removed first.
-  await removeStaleScratch(opts.dataDir);
-  let scratch = await makeScratch(opts.dataDir);
+  // sealed files only. The walk below skips it. What killed backups left (a snapshot here, a partial
+  // file beside --out) and a killed restore of this data dir (its decrypted files beside it) is removed first.
+  await removeDeadFolders(opts.dataDir, SCRATCH_PREFIX, SCRATCH_LOCK, STALE_SCRATCH_MS);
+  await removeDeadFolders(dirname(bare(opts.dataDir)), RESTORE_PREFIX, RESTORE_LOCK);
+  await removeDeadTemps(opts.out);
+  // Ctrl-C or SIGTERM (a systemd timer's TimeoutStopSec) ends the process without running the
+  // `finally` below: the snapshot and the unfinished file beside --out are removed in the handler
+  // instead (synchronously: nothing runs after it), and the file at --out is checked to be the one
+  // that was there (renamed in just before the signal, it is this backup, complete).
+  const outBefore = fileId(opts.out);
+  let scratch: string | undefined;
+  const releaseSignals = exitOnSignal("gateway backup", () => {
+    opts.onInterrupt?.();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+    removeOwnTemps(opts.out);
+    if (fileId(opts.out) !== outBefore) return `the backup was complete: it is at ${opts.out}`;
+    return `removed the unfinished backup${postgres ? "" : " and its database snapshot"}; ${outBefore ? `${opts.out} still holds the last good backup, unchanged` : `nothing was written to ${opts.out}`}`;
+  });
   try {
+    scratch = await makeScratch(opts.dataDir);
     // The database first: its snapshot is the moment the backup stands for.
     let snapshot: string | undefined;
     if (!postgres) {
@@ -367,7 +428,18 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
     await produce;
     return withRegistry ? { ...manifest, registryFiles: files.filter((e) => isRegistryPath(e.rel)).length } : manifest;
   } finally {
-    await rm(scratch, { recursive: true, force: true });
+    releaseSignals();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Which file is at `path` (device, inode, size, change time), or undefined if none: tells the file there before from one renamed in since. */
+function fileId(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}:${st.size}:${st.ctimeMs}`;
+  } catch {
+    return undefined;
   }
 }
 
@@ -396,6 +468,11 @@ export interface RestoreResult extends BackupManifest {
   replacedOtherCa?: string;
   /** Where the registry went, when `registryDir` was given and the backup held one. */
   registryDir?: string;
+  /**
+   * The signal (Ctrl-C, SIGTERM) that came while the restored dir was being put in place: the
+   * restore finished first, and the command stops once it has said what it did.
+   */
+  stoppedBy?: NodeJS.Signals;
 }
 
 /** `DIR.replaced-20250102T030405Z` (with -2, -3... if that exists): where --force keeps the dir it replaces. */
@@ -453,137 +530,191 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreResult
   const parent = dirname(dir);
   /** The topmost folder made for --data's parent: a restore that fails removes what it made (removeMadeFolders). */
   let madeParent: string | undefined;
-  if (!target) {
-    const above = await look(parent).catch((e) => Promise.reject(fail(fsWhy(e))));
-    if (above === "blocked" || (above && !above.isDirectory())) throw fail(await blockedBy(dir));
-    madeParent = await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
-  }
   /** The topmost folder made for --registry-dir's parent, removed as madeParent is. */
   let madeRegistryParent: string | undefined;
-  if (registryParent) {
-    madeRegistryParent = await mkdir(registryParent, { recursive: true }).catch(async (e) => {
-      await removeMadeFolders(madeParent, parent);
-      const why = (e as NodeJS.ErrnoException).code === "ENOTDIR" || (e as NodeJS.ErrnoException).code === "EEXIST" ? await blockedBy(registryDir!) : fsWhy(e);
-      return Promise.reject(failReg(`cannot create the folder ${registryParent}: ${why}`));
-    });
-  }
-  const tmp = await mkdtemp(join(parent, ".restore-")).catch(async (e) => {
-    await removeMadeFolders(madeRegistryParent, registryParent ?? parent);
-    await removeMadeFolders(madeParent, parent);
-    return Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`));
-  });
+  /** The temp dir beside --data the backup is unpacked into: decrypted keys, removed unless it was put in place. */
+  let tmp: string | undefined;
   /** Set once the restored dir is in place: `tmp` may then hold the replaced data dir, never to be removed. */
   let restored = false;
-  // A write into the temp dir that fails (a full disk) is about --data, not the temp name; the backup's own errors pass through.
-  const unpackFailed = (e: unknown) => ((e as NodeJS.ErrnoException)?.syscall ? fail(`${fsWhy(e)}; nothing was restored`) : e);
-  try {
-    const extract = tar.extract();
-    Readable.from(unseal(createReadStream(opts.file), opts.secret)).on("error", (e) => extract.destroy(e)).pipe(extract);
-    let manifest: BackupManifest | undefined;
-    let files = 0;
-    let bytes = 0;
-    for await (const entry of extract) {
-      const name = entry.header.name.replace(/\/+$/, "");
-      const clean = posix.normalize(name);
-      if (!name || clean.startsWith("../") || clean === ".." || posix.isAbsolute(clean) || clean !== name)
-        throw new BackupError(`The backup holds an unsafe path "${entry.header.name}"`);
-      if (entry.header.type === "directory") {
-        await mkdir(join(tmp, clean), { recursive: true, mode: (entry.header.mode ?? 0o700) & 0o777 }).catch((e) => Promise.reject(unpackFailed(e)));
-        entry.resume();
-        continue;
-      }
-      if (entry.header.type !== "file") throw new BackupError(`The backup holds an unexpected ${entry.header.type} entry "${name}"`);
-      if (clean === MANIFEST) {
-        manifest = JSON.parse(Buffer.concat(await Array.fromAsync(entry as AsyncIterable<Buffer>)).toString("utf8")) as BackupManifest;
-        if (manifest.format !== BACKUP_FORMAT) throw new BackupError(`Unsupported backup format ${manifest.format} (this gateway reads format ${BACKUP_FORMAT})`);
-        // Everything is unpacked beside --data first (the registry too): that file system needs room for all of it.
-        await checkSpace(parent, manifest.bytes, (why) => fail(`${why}; nothing was restored`));
-        continue;
-      }
-      if (!manifest) throw new BackupError("The backup has no manifest first: it was not made by `gateway backup`");
-      await writeFileAtomic(join(tmp, clean), entry as AsyncIterable<Uint8Array>, { mode: (entry.header.mode ?? 0o600) & 0o777 }).catch((e) =>
-        Promise.reject(unpackFailed(e)),
-      );
-      bytes += entry.header.size ?? 0;
-      files++;
-      opts.onProgress?.(files, bytes);
+  // Ctrl-C or SIGTERM ends the process without running the `catch` below: while the backup is
+  // unpacked, its decrypted files (the CA key, the admin token) are removed in the handler instead,
+  // synchronously. Once the restored dir is being put in place, the stop waits for that to finish
+  // (cut short between two renames, --data could be missing): the command then says so and stops.
+  let finishing = false;
+  let stoppedBy: NodeJS.Signals | undefined;
+  const releaseSignals = exitOnSignal("gateway restore", (signal) => {
+    if (finishing) {
+      stoppedBy = signal;
+      process.stderr.write(`gateway restore: ${signal}: the restored data dir is being put in place at ${opts.dataDir}; stopping once it is\n`);
+      return undefined;
     }
-    if (!manifest) throw new BackupError("The backup is empty");
-    if (files !== manifest.files) throw new BackupError(`The backup holds ${files} files, its manifest says ${manifest.files}`);
-    // A backup made before data dirs recorded their database still says which it was: a restored
-    // PostgreSQL gateway started without its --db is then refused, not given an empty SQLite one.
-    await recordDatabaseKind(tmp, manifest.database);
-    // Its first start signs above what the lost gateway signed since the backup (after-restore.ts).
-    await markRestored(tmp, manifest.createdAt);
-
-    let replaced: string | undefined;
-    let replacedOtherCa: string | undefined;
-    if (existing?.length) {
-      // Said, not refused: the old dir is kept, and restoring another gateway's backup may be meant.
-      const caOf = (d: string) => readFile(join(d, "pki", "ca.pem"), "utf8").catch(() => undefined);
-      const [oldCa, newCa] = await Promise.all([caOf(dir), caOf(tmp)]);
-      if (oldCa && oldCa !== newCa) replacedOtherCa = await readFactoryName(dir).catch(() => "unknown");
-      // The gateway's own lock (serve.lock, keyed by the folder's inode) on both folders: a gateway
-      // that started while the backup was read is refused here, and one that starts during the
-      // swap finds the restored dir locked too (its lock moves with it). The two folders swap in
-      // one system call, so DIR is never missing (a gateway starting then would make a fresh
-      // one); where that call cannot be made, two renames leave it missing for the time of one.
-      const lock = await lockDataDir(dir).catch((e) => Promise.reject(e instanceof DataDirInUseError ? inUse(e.pid) : e));
-      const aside = await asideName(dir);
-      try {
-        await lockDataDir(tmp);
-        if (await exchangePaths(tmp, dir)) {
-          // The old data dir is at the temp name now: from here on it must not be removed as a temp dir.
-          restored = true;
-          replaced = await rename(tmp, aside).then(() => aside, () => tmp);
-        } else {
-          await rename(dir, aside);
-          try {
-            await rename(tmp, dir);
-          } catch (e) {
-            const back = await rename(aside, dir).then(() => true, () => false);
-            throw new BackupError(
-              `Cannot put the restored data dir in place at ${dir}: ${fsWhy(e)}; ` + (back ? `${dir} is as it was` : `the data dir that was there is in ${aside}`),
-            );
-          }
-          replaced = aside;
-        }
-      } finally {
-        lock.release(); // DIR/serve.lock: ours, whichever folder is at DIR now
-        if (replaced) await rm(join(replaced, "serve.lock"), { force: true });
-      }
-    } else await rename(tmp, dir);
-    await syncDir(parent);
-    // The registry leaves the restored data dir last: if that fails, the data dir is whole and holds it.
-    let registryMoved: string | undefined;
-    if (registryDir && manifest.registry) {
-      await moveFolder(join(dir, "registry"), registryDir).catch((e: Error) =>
-        Promise.reject(new BackupError(`${e.message}; the data dir is restored at ${dir} and holds the registry in ${join(dir, "registry")}: move it by hand`)),
-      );
-      registryMoved = registryDir;
-    } else await removeMadeFolders(madeRegistryParent, registryParent ?? parent); // nothing to put there
-    return {
-      ...manifest,
-      ...(replaced ? { replaced } : {}),
-      ...(replaced && replacedOtherCa ? { replacedOtherCa } : {}),
-      ...(registryMoved ? { registryDir: registryMoved } : {}),
-    };
-  } catch (err) {
-    if (!restored) await rm(tmp, { recursive: true, force: true });
-    if (!restored) await removeMadeFolders(madeRegistryParent, registryParent ?? parent); // first: it may be inside madeParent
-    await removeMadeFolders(madeParent, parent);
-    throw err;
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    removeMadeFolders(madeRegistryParent, registryParent ?? parent);
+    removeMadeFolders(madeParent, parent);
+    return `removed the files unpacked so far: nothing was restored${existing?.length ? `, and ${opts.dataDir} is as it was` : ""}`;
+  });
+  try {
+    if (!target) {
+      const above = await look(parent).catch((e) => Promise.reject(fail(fsWhy(e))));
+      if (above === "blocked" || (above && !above.isDirectory())) throw fail(await blockedBy(dir));
+      madeParent = await mkdir(parent, { recursive: true }).catch((e) => Promise.reject(fail(`cannot create the folder ${parent}: ${fsWhy(e)}`)));
+    }
+    if (registryParent) {
+      madeRegistryParent = await mkdir(registryParent, { recursive: true }).catch(async (e) => {
+        removeMadeFolders(madeParent, parent);
+        const why = (e as NodeJS.ErrnoException).code === "ENOTDIR" || (e as NodeJS.ErrnoException).code === "EEXIST" ? await blockedBy(registryDir!) : fsWhy(e);
+        return Promise.reject(failReg(`cannot create the folder ${registryParent}: ${why}`));
+      });
+    }
+    // What a killed restore (kill -9, a power cut: no handler runs) left beside --data: the decrypted data dir.
+    await removeDeadFolders(parent, RESTORE_PREFIX, RESTORE_LOCK);
+    const made: string = await mkdtemp(join(parent, RESTORE_PREFIX)).catch((e) => {
+      removeMadeFolders(madeRegistryParent, registryParent ?? parent);
+      removeMadeFolders(madeParent, parent);
+      return Promise.reject(fail(`cannot write in the folder ${parent}: ${fsWhy(e)}`));
+    });
+    tmp = made;
+    const m = await unpackAndPlace(made);
+    return { ...m, ...(stoppedBy ? { stoppedBy } : {}) };
+  } finally {
+    releaseSignals();
   }
+
+  async function unpackAndPlace(tmp: string): Promise<RestoreResult> {
+    // A write into the temp dir that fails (a full disk) is about --data, not the temp name; the backup's own errors pass through.
+    const unpackFailed = (e: unknown) => ((e as NodeJS.ErrnoException)?.syscall ? fail(`${fsWhy(e)}; nothing was restored`) : e);
+    try {
+      // Held until the folder is in place (then removed from there): another restore or backup spares it while this restore lives.
+      acquireLock(join(tmp, RESTORE_LOCK));
+      const extract = tar.extract();
+      Readable.from(unseal(createReadStream(opts.file), opts.secret)).on("error", (e) => extract.destroy(e)).pipe(extract);
+      let manifest: BackupManifest | undefined;
+      let files = 0;
+      let bytes = 0;
+      for await (const entry of extract) {
+        const name = entry.header.name.replace(/\/+$/, "");
+        const clean = posix.normalize(name);
+        if (!name || clean.startsWith("../") || clean === ".." || posix.isAbsolute(clean) || clean !== name)
+          throw new BackupError(`The backup holds an unsafe path "${entry.header.name}"`);
+        if (entry.header.type === "directory") {
+          await mkdir(join(tmp, clean), { recursive: true, mode: (entry.header.mode ?? 0o700) & 0o777 }).catch((e) => Promise.reject(unpackFailed(e)));
+          entry.resume();
+          continue;
+        }
+        if (entry.header.type !== "file") throw new BackupError(`The backup holds an unexpected ${entry.header.type} entry "${name}"`);
+        if (clean === MANIFEST) {
+          manifest = JSON.parse(Buffer.concat(await Array.fromAsync(entry as AsyncIterable<Buffer>)).toString("utf8")) as BackupManifest;
+          if (manifest.format !== BACKUP_FORMAT) throw new BackupError(`Unsupported backup format ${manifest.format} (this gateway reads format ${BACKUP_FORMAT})`);
+          // Everything is unpacked beside --data first (the registry too): that file system needs room for all of it.
+          await checkSpace(parent, manifest.bytes, (why) => fail(`${why}; nothing was restored`));
+          continue;
+        }
+        if (!manifest) throw new BackupError("The backup has no manifest first: it was not made by `gateway backup`");
+        await writeFileAtomic(join(tmp, clean), entry as AsyncIterable<Uint8Array>, { mode: (entry.header.mode ?? 0o600) & 0o777 }).catch((e) =>
+          Promise.reject(unpackFailed(e)),
+        );
+        bytes += entry.header.size ?? 0;
+        files++;
+        opts.onProgress?.(files, bytes);
+      }
+      if (!manifest) throw new BackupError("The backup is empty");
+      if (files !== manifest.files) throw new BackupError(`The backup holds ${files} files, its manifest says ${manifest.files}`);
+      // A backup made before data dirs recorded their database still says which it was: a restored
+      // PostgreSQL gateway started without its --db is then refused, not given an empty SQLite one.
+      await recordDatabaseKind(tmp, manifest.database);
+      // Its first start signs above what the lost gateway signed since the backup (after-restore.ts).
+      await markRestored(tmp, manifest.createdAt);
+
+      finishing = true;
+      await pauseForTest();
+      let replaced: string | undefined;
+      let replacedOtherCa: string | undefined;
+      if (existing?.length) {
+        // Said, not refused: the old dir is kept, and restoring another gateway's backup may be meant.
+        const caOf = (d: string) => readFile(join(d, "pki", "ca.pem"), "utf8").catch(() => undefined);
+        const [oldCa, newCa] = await Promise.all([caOf(dir), caOf(tmp)]);
+        if (oldCa && oldCa !== newCa) replacedOtherCa = await readFactoryName(dir).catch(() => "unknown");
+        // The gateway's own lock (serve.lock, keyed by the folder's inode) on both folders: a gateway
+        // that started while the backup was read is refused here, and one that starts during the
+        // swap finds the restored dir locked too (its lock moves with it). The two folders swap in
+        // one system call, so DIR is never missing (a gateway starting then would make a fresh
+        // one); where that call cannot be made, two renames leave it missing for the time of one.
+        const lock = await lockDataDir(dir).catch((e) => Promise.reject(e instanceof DataDirInUseError ? inUse(e.pid) : e));
+        const aside = await asideName(dir);
+        try {
+          await lockDataDir(tmp);
+          if (await exchangePaths(tmp, dir)) {
+            // The old data dir is at the temp name now: from here on it must not be removed as a temp dir.
+            restored = true;
+            replaced = await rename(tmp, aside).then(() => aside, () => tmp);
+          } else {
+            await rename(dir, aside);
+            try {
+              await rename(tmp, dir);
+            } catch (e) {
+              const back = await rename(aside, dir).then(() => true, () => false);
+              throw new BackupError(
+                `Cannot put the restored data dir in place at ${dir}: ${fsWhy(e)}; ` + (back ? `${dir} is as it was` : `the data dir that was there is in ${aside}`),
+              );
+            }
+            replaced = aside;
+          }
+        } finally {
+          lock.release(); // DIR/serve.lock: ours, whichever folder is at DIR now
+          // The replaced dir's locks are dead; one left in it would let a later restore take it, at a temp name, for its own leftover.
+          if (replaced) await Promise.all([rm(join(replaced, "serve.lock"), { force: true }), rm(join(replaced, RESTORE_LOCK), { force: true })]);
+        }
+      } else await rename(tmp, dir);
+      await rm(join(dir, RESTORE_LOCK), { force: true }); // it came along with the restored dir
+      await syncDir(parent);
+      // The registry leaves the restored data dir last: if that fails, the data dir is whole and holds it.
+      let registryMoved: string | undefined;
+      if (registryDir && manifest.registry) {
+        await moveFolder(join(dir, "registry"), registryDir).catch((e: Error) =>
+          Promise.reject(new BackupError(`${e.message}; the data dir is restored at ${dir} and holds the registry in ${join(dir, "registry")}: move it by hand`)),
+        );
+        registryMoved = registryDir;
+      } else removeMadeFolders(madeRegistryParent, registryParent ?? parent); // nothing to put there
+      return {
+        ...manifest,
+        ...(replaced ? { replaced } : {}),
+        ...(replaced && replacedOtherCa ? { replacedOtherCa } : {}),
+        ...(registryMoved ? { registryDir: registryMoved } : {}),
+      };
+    } catch (err) {
+      if (!restored) await rm(tmp, { recursive: true, force: true });
+      if (!restored) removeMadeFolders(madeRegistryParent, registryParent ?? parent); // first: it may be inside madeParent
+      removeMadeFolders(madeParent, parent);
+      throw err;
+    }
+  }
+}
+
+/**
+ * For tests only: `GATEWAY_FAULT=restore-pause-in-place` stops a restore as it begins to put the
+ * restored dir in place (from where a Ctrl-C waits for it to finish); it says so on stderr and
+ * waits until its stdin is closed, so a test can send a signal in that window. Nothing happens unless it is set.
+ */
+async function pauseForTest(): Promise<void> {
+  if (process.env.GATEWAY_FAULT !== "restore-pause-in-place") return;
+  process.stderr.write("restore: paused putting the data dir in place (GATEWAY_FAULT=restore-pause-in-place): closing stdin resumes it\n");
+  await Bun.stdin.text();
 }
 
 /**
  * Removes the folders `mkdir -p` made, from `deepest` up to `top`, as far as they are empty: a
  * restore refused for its backup (not one, the wrong secret) leaves no new empty folders behind.
+ * Synchronous: a signal's handler calls it too.
  */
-async function removeMadeFolders(top: string | undefined, deepest: string): Promise<void> {
+function removeMadeFolders(top: string | undefined, deepest: string): void {
   if (top === undefined) return;
   for (let d = deepest; ; d = dirname(d)) {
-    if (!(await rmdir(d).then(() => true, () => false)) || d === top || d === dirname(d)) return;
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === top || d === dirname(d)) return;
   }
 }
 

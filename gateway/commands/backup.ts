@@ -36,7 +36,8 @@ export default defineCommand({
     "(--db postgres://...) those are in the database, which is not in the file: back it up with",
     "pg_dump at the same time. Registry blobs only with --with-registry (from --registry-dir if the",
     "gateway serves one there). Written to a temp file beside --out (outside the data dir) and renamed into",
-    "place when complete, so an interrupted backup never replaces the last good one.",
+    "place when complete, so an interrupted backup never replaces the last good one. Stopped (Ctrl-C,",
+    "SIGTERM), it removes what it wrote, says so, and exits 130 or 143.",
     `Encrypted with a passphrase (--passphrase-file, or ${PASSPHRASE_ENV}) or for a recipient key`,
     "(--recipient PREFIX.pub, made by `gateway backup keygen`; its PREFIX.key can stay offline).",
   ].join("\n"),
@@ -66,6 +67,7 @@ export default defineCommand({
       withRegistry: flags["with-registry"],
       ...(flags["registry-dir"] ? { registryDir: flags["registry-dir"] } : {}),
       onProgress: (files, bytes) => progress.show(`backup: ${files} files, ${sizeText(bytes)}`),
+      onInterrupt: () => progress.clear(),
     }).finally(() => progress.clear());
     if (m.database === "postgres") out.info(pgDumpHint(flags.db!, flags.out));
     // An empty registry folder "included" would read as a registry backed up.

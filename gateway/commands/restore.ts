@@ -1,4 +1,5 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { sayInterrupted } from "../../lib/cli/interrupt.ts";
 import { restoreBackup } from "../backup/backup.ts";
 import { PASSPHRASE_ENV, openSecret } from "../backup/secret.ts";
 
@@ -33,7 +34,8 @@ export default defineCommand({
   usage: "FILE",
   description: [
     "Checks every record of the backup before anything is kept, unpacks into a temp dir beside",
-    "--data and renames it into place, so a failed restore leaves nothing half done. Registered",
+    "--data and renames it into place, so a failed restore leaves nothing half done: stopped (Ctrl-C,",
+    "SIGTERM) while unpacking, it removes what it unpacked, says so, and exits 130 or 143. Registered",
     "devices keep working with the restored gateway: same CA, same TUF keys, same device records;",
     "its first start signs the TUF metadata at versions above any the lost gateway signed since the",
     "backup, which its devices would otherwise refuse as a rollback. A root changed after the backup",
@@ -77,5 +79,7 @@ export default defineCommand({
         `restore: warning: the data dir that was there (factory ${m.replacedOtherCa}) had another CA: the devices it registered cannot reach the restored gateway.` +
           ` If this is the wrong backup, put that one back: rm -r ${flags.data} && mv ${m.replaced} ${flags.data}`,
       );
+    // A stop that came while the restored dir was put in place: it was finished first (backup.ts), and said above.
+    if (m.stoppedBy) return sayInterrupted("gateway restore", m.stoppedBy, `the restore was finished first: ${flags.data} holds the restored data dir`);
   },
 });

@@ -3,7 +3,8 @@
  * without running the `finally` blocks that would clean up, so the command cleans up in the
  * signal's handler instead (synchronously: nothing runs after it), says what it left, and exits
  * 130 (SIGINT) or 143 (SIGTERM), as shells count a death by those signals. One shape for
- * `gateway publish`, `gateway export` and `preload`: the line `<program>: stopped by SIGINT; <what is left>`.
+ * `gateway publish`, `gateway export`, `gateway backup`, `gateway restore` and `preload`: the line
+ * `<program>: stopped by SIGINT; <what is left>`.
  *
  * The tools a command runs (a `docker build`, tar, mkfs) get the signal only when it came from a
  * terminal's process group; a SIGTERM sent to the command alone would leave them writing into a
@@ -34,8 +35,17 @@ const endChildren = () => {
 /** Says what a stopped command left and exits 130 (SIGINT) or 143 (SIGTERM). */
 export function exitInterrupted(program: string, signal: NodeJS.Signals, left: string): never {
   endChildren();
+  process.exit(sayInterrupted(program, signal, left));
+}
+
+/**
+ * Says what a stopped command left and returns 130 (SIGINT) or 143 (SIGTERM), for a command that
+ * finished a step it would not cut short and has printed its result: it returns the code, so that
+ * output is written before the process exits (lib/cli/command.ts exitWhenWritten).
+ */
+export function sayInterrupted(program: string, signal: NodeJS.Signals, left: string): number {
   process.stderr.write(`${program}: stopped by ${signal}; ${left}\n`);
-  process.exit(signal === "SIGINT" ? 130 : 143);
+  return signal === "SIGINT" ? 130 : 143;
 }
 
 /**
