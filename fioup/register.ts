@@ -47,6 +47,7 @@ import { writeFileAtomicSync } from "../lib/fs/atomic-write.ts";
 import { gatewayReason, GatewayUnreachableError } from "../lib/api/admin-client.ts";
 import type { PreloadedTarget } from "../lib/device/preloaded-target.ts";
 import { FIOUP_VERSION } from "./version.ts";
+import { faultPoint } from "./fault.ts";
 
 export class AlreadyRegisteredError extends Error {
   override name = "AlreadyRegisteredError";
@@ -58,6 +59,12 @@ export class AlreadyRegisteredError extends Error {
 export class RegistrationError extends Error {
   override name = "RegistrationError";
 }
+
+/**
+ * The gateway refused a registration (4xx: it registered nothing), or answered what cannot be
+ * used (asked again, it would answer the same): nothing of it is kept here.
+ */
+class RegistrationRefusedError extends RegistrationError {}
 
 export interface RegisterOptions {
   server: string;
@@ -199,12 +206,39 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
 
   const name = opts.name ?? hostname();
   const held = heldIdentity(opts.sotaDir, caCert);
-  const kept = held?.tls ? await sendRegistration(server, opts, caPem, factory, { name, hwid, uuid: held.uuid, tls: held.tls }) : undefined;
+  // The folders the pending registration's file made: a refusal, or an answer that cannot be
+  // used, leaves nothing behind (sent again, the same answer would come).
+  let made: string | undefined;
+  const dropPending = () => {
+    rmSync(pendingPath(opts.sotaDir), { force: true });
+    if (made) rmSync(made, { recursive: true, force: true });
+  };
+  const unusable = (message: string) => (dropPending(), new RegistrationError(message));
+  const pending = async (uuid?: string, notUuid?: string) => {
+    const p = await pendingRegistration(opts.sotaDir, uuid, notUuid);
+    made ??= p.made;
+    return p;
+  };
+  let kept: Sent | undefined;
+  let sent: Sent;
+  try {
+    kept = held?.tls ? await sendRegistration(server, opts, caPem, factory, { name, hwid, ...(await pending(held.uuid)), tls: held.tls }) : undefined;
+    sent = kept && "reply" in kept ? kept : await sendRegistration(server, opts, caPem, factory, { name, hwid, ...(await pending(undefined, held?.uuid)) });
+    // A registration left pending whose uuid the gateway will not give this key (revoked, or not
+    // this device's after all): a new identity, once.
+    if (!("reply" in sent)) {
+      rmSync(pendingPath(opts.sotaDir), { force: true });
+      sent = await sendRegistration(server, opts, caPem, factory, { name, hwid, ...(await pending()) });
+    }
+  } catch (e) {
+    if (e instanceof RegistrationRefusedError) dropPending();
+    throw e;
+  }
   const abandoned = held && !(kept && "reply" in kept) ? { uuid: held.uuid, why: held.unusable ?? `the gateway refused it: ${kept?.conflict}` } : undefined;
-  const sent = kept && "reply" in kept ? kept : await sendRegistration(server, opts, caPem, factory, { name, hwid, uuid: crypto.randomUUID() });
   // A new uuid the gateway holds already: not this device's doing, and not to be retried blindly.
-  if (!("reply" in sent)) throw new RegistrationError(`Cannot register with ${server}: gateway answered 409: ${sent.conflict}`);
+  if (!("reply" in sent)) throw unusable(`Cannot register with ${server}: gateway answered 409: ${sent.conflict}`);
   const { uuid, keys, reply } = sent;
+  faultPoint("register:answered"); // power-cut tests: the gateway has registered it, nothing is saved here yet
   if (abandoned)
     opts.warn?.(
       `this device could not keep its identity ${abandoned.uuid}: ${abandoned.why}. It is registered as a new device, ${uuid}. ` +
@@ -216,11 +250,11 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   try {
     cert = new X509Certificate(reply.certificate);
   } catch {
-    throw new RegistrationError(`Cannot register with ${server}: the certificate in the answer is not a PEM certificate`);
+    throw unusable(`Cannot register with ${server}: the certificate in the answer is not a PEM certificate`);
   }
-  if (!cert.subject.split("\n").includes(`CN=${uuid}`)) throw new RegistrationError(`Cannot register: the certificate is not for ${uuid} (${cert.subject})`);
+  if (!cert.subject.split("\n").includes(`CN=${uuid}`)) throw unusable(`Cannot register: the certificate is not for ${uuid} (${cert.subject})`);
   if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) {
-    throw new RegistrationError(`Cannot register with ${server}: the certificate in the answer is not signed by the gateway's CA (${caCert.subject.replace(/\n/g, ", ")})`);
+    throw unusable(`Cannot register with ${server}: the certificate in the answer is not signed by the gateway's CA (${caCert.subject.replace(/\n/g, ", ")})`);
   }
   let rootOk = false;
   try {
@@ -228,7 +262,7 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   } catch {
     // not a TUF root at all: said below
   }
-  if (!rootOk) throw new RegistrationError(`Cannot register with ${server}: the TUF root in the answer is not a root.json signed by its own root keys`);
+  if (!rootOk) throw unusable(`Cannot register with ${server}: the TUF root in the answer is not a root.json signed by its own root keys`);
 
   let fromGateway: TomlTable = {};
   try {
@@ -279,6 +313,7 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   rmSync(join(opts.sotaDir, "tuf"), { recursive: true, force: true });
   writeFileAtomicSync(trustedRootPath(opts.sotaDir), JSON.stringify(reply.root));
   writeFileAtomicSync(join(opts.sotaDir, "sota.toml"), sotaToml);
+  rmSync(pendingPath(opts.sotaDir), { force: true }); // its answer is saved: the next registration is a new one
   return { uuid, name, hardwareId: hwid, ...(chosen.from ? { hardwareIdFrom: chosen.from } : {}), server, sotaDir: opts.sotaDir, reRegistered: uuid === held?.uuid, ...(abandoned ? { abandoned } : {}) };
 }
 
@@ -308,6 +343,38 @@ export function startDaemonUnit(root: string, sotaDir: string): string | undefin
 }
 
 /** What one POST /devices gave: the registration, or the gateway's reason why the uuid is not this request's to take (409). */
+/** Where a registration sent but not yet answered keeps its uuid and key ({@link pendingRegistration}). */
+const pendingPath = (sotaDir: string) => join(sotaDir, "register.pending.json");
+
+/**
+ * The uuid and key to register with: those of a registration sent before whose answer never got
+ * saved (fioup killed, a power cut, a connection dropped after the gateway committed it), so the
+ * gateway knows it for the same registration asked again and neither refuses the uuid nor spends
+ * another use of the token; else a new key (and, without `uuid`, a new uuid), kept (0600, beside
+ * the key files) before anything is sent. A pending one for another uuid than `uuid`, or for
+ * `notUuid` (an identity being given up), is not reused.
+ */
+async function pendingRegistration(sotaDir: string, uuid?: string, notUuid?: string): Promise<{ uuid: string; keys: CryptoKeyPair; made?: string }> {
+  const ecdsa = { name: "ECDSA", namedCurve: "P-256" };
+  try {
+    const p = JSON.parse(readFileSync(pendingPath(sotaDir), "utf8")) as { uuid: string; pkcs8: string; spki: string };
+    if ((uuid === undefined || p.uuid === uuid) && p.uuid !== notUuid && new RegExp(DEVICE_UUID_PATTERN).test(p.uuid)) {
+      const privateKey = await crypto.subtle.importKey("pkcs8", Buffer.from(p.pkcs8, "base64"), ecdsa, true, ["sign"]);
+      const publicKey = await crypto.subtle.importKey("spki", Buffer.from(p.spki, "base64"), ecdsa, true, ["verify"]);
+      return { uuid: p.uuid, keys: { privateKey, publicKey } };
+    }
+  } catch {
+    // none, or not readable: a new one
+  }
+  const keys = (await crypto.subtle.generateKey(ecdsa, true, ["sign", "verify"])) as CryptoKeyPair;
+  const chosen = uuid ?? crypto.randomUUID();
+  const pkcs8 = Buffer.from(await crypto.subtle.exportKey("pkcs8", keys.privateKey)).toString("base64");
+  const spki = Buffer.from(await crypto.subtle.exportKey("spki", keys.publicKey)).toString("base64");
+  const made = mkdirSync(sotaDir, { recursive: true, mode: 0o700 });
+  writeFileAtomicSync(pendingPath(sotaDir), JSON.stringify({ uuid: chosen, pkcs8, spki }), { mode: 0o600 });
+  return { uuid: chosen, keys, ...(made ? { made } : {}) };
+}
+
 type Sent = { uuid: string; keys: CryptoKeyPair; reply: RegistrationResponse } | { conflict: string };
 
 /**
@@ -322,11 +389,10 @@ async function sendRegistration(
   opts: RegisterOptions,
   caPem: string,
   factory: string,
-  id: { name: string; hwid: string; uuid: string; tls?: { cert: string; key: string } },
+  id: { name: string; hwid: string; uuid: string; keys: CryptoKeyPair; tls?: { cert: string; key: string } },
 ): Promise<Sent> {
-  const { uuid } = id;
+  const { uuid, keys } = id;
   const x509 = await loadX509();
-  const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: [{ CN: [uuid] }, { OU: [factory] }],
     keys,
@@ -358,17 +424,18 @@ async function sendRegistration(
   if (!res.ok) {
     // 401: the token itself (unknown, revoked, expired, used up): only a new one helps.
     const next = res.status === 401 ? "; ask the gateway's admin for a new registration token (gateway tokens create)" : "";
-    throw new RegistrationError(`Cannot register with ${server}: gateway answered ${res.status}: ${gatewayReason(text) ?? text.slice(0, 300)}${next}`);
+    const Err = res.status < 500 ? RegistrationRefusedError : RegistrationError;
+    throw new Err(`Cannot register with ${server}: gateway answered ${res.status}: ${gatewayReason(text) ?? text.slice(0, 300)}${next}`);
   }
   let reply: RegistrationResponse;
   try {
     reply = JSON.parse(text);
   } catch {
-    throw new RegistrationError(`Cannot register with ${server}: the answer is not JSON`);
+    throw new RegistrationRefusedError(`Cannot register with ${server}: the answer is not JSON`);
   }
   if (!Value.Check(RegistrationResponse, reply)) {
     const first = [...Value.Errors(RegistrationResponse, reply)][0];
-    throw new RegistrationError(`Cannot register with ${server}: unexpected answer shape${first ? ` (${first.path || "/"}: ${first.message})` : ""}`);
+    throw new RegistrationRefusedError(`Cannot register with ${server}: unexpected answer shape${first ? ` (${first.path || "/"}: ${first.message})` : ""}`);
   }
   return { uuid, keys, reply };
 }

@@ -12,6 +12,7 @@
 import { x509 } from "../../lib/x509/eager.ts";
 import type * as X from "@peculiar/x509";
 import { derFingerprint } from "../../lib/tls/pin.ts";
+import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import { PROXY_ORGANIZATION, SIGN_ALG, generateKeyPair, normalizeSerial, privateKeyFromPem, privateKeyToPem, randomSerial } from "./keys.ts";
 
@@ -108,6 +109,23 @@ export function certificateHosts(certPem: string): string[] {
 export interface IssuedDeviceCert {
   certPem: string;
   serial: string;
+  /** sha256 (hex) of the public key (its SubjectPublicKeyInfo DER) the certificate is for. */
+  keySha256: string;
+}
+
+/** sha256 (hex) of a public key's SubjectPublicKeyInfo DER: how a device's key is recorded. */
+const keySha256Of = (spki: ArrayBuffer) => createHash("sha256").update(new Uint8Array(spki)).digest("hex");
+
+/**
+ * The sha256 of the public key a CSR asks a certificate for, read without checking anything else
+ * (undefined if it is no CSR): signDeviceCsr checks its signature, which proves the key is held.
+ */
+export function csrKeySha256(csrPem: string): string | undefined {
+  try {
+    return keySha256Of(new x509.Pkcs10CertificateRequest(csrPem.trim()).publicKey.rawData);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -138,7 +156,7 @@ export async function signDeviceCsr(
     validDays: opts.validDays ?? DEVICE_CERT_DAYS,
     usage: x509.ExtendedKeyUsage.clientAuth,
   });
-  return { certPem, serial };
+  return { certPem, serial, keySha256: keySha256Of(csr.publicKey.rawData) };
 }
 
 /** How long a proxy certificate is valid unless `gateway proxy-cert --days` says otherwise. */

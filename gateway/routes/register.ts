@@ -10,8 +10,10 @@
  * admin registering it); the device picks its own only when the token allows it.
  *
  * A uuid already registered is taken again only by its owner: a request made over mTLS with the
- * device's current certificate (same CN, the serial of its latest registration), or with an admin
- * token. That re-registration supersedes the identity: the new certificate's serial replaces the old
+ * device's current certificate (same CN, the serial of its latest registration), a request for the
+ * very key that certificate was issued for (its CSR signed by that key: the same registration sent
+ * again because its answer was lost, a fioup killed or a connection dropped after the commit;
+ * fioup keeps the key it sent until it has the answer), or with an admin token. That re-registration supersedes the identity: the new certificate's serial replaces the old
  * one, so the old certificate is refused (403, devices/auth.ts) on this replica at once and on others
  * within the device cache's TTL; the record keeps its uuid, so its labels, tags, groups, rollout
  * membership and history stay with it (tags are the record's, not the new token's: the admin may
@@ -22,7 +24,9 @@
  * re-registration with a registration token keeps the device's hardware id: another one is
  * refused (403), as a device does not choose the targets it is offered or its `hwid=` groups. A
  * re-registration with a registration token spends one of its uses like any other: the token is
- * what lets a request register at all, and a use-limited token keeps its count simple. Two
+ * what lets a request register at all, and a use-limited token keeps its count simple; a lost
+ * answer asked again spends none (a single-use token would otherwise leave the device unable to
+ * register, and a device on the gateway nobody can be). Two
  * registrations of one uuid at once (a device retrying, two holders of one certificate) write
  * only over what each checked (NewDevice.replaces): one gets 201, the other 409, rather than both
  * 201 with one certificate already superseded by the other. The token's use is claimed in the
@@ -39,7 +43,7 @@ import { schemaProblem } from "../../lib/api/schema-problem.ts";
 import { callerOf } from "../admin/auth.ts";
 import type { GatewayEnv } from "../env.ts";
 import { sotaToml } from "../../lib/device/sota-toml.ts";
-import { signDeviceCsr } from "../pki/ca.ts";
+import { csrKeySha256, signDeviceCsr } from "../pki/ca.ts";
 import { TokenUsedUpError } from "../store/types.ts";
 import { hashSecret, tokenSecret } from "../pki/tokens.ts";
 import { jsonBody, limit } from "../validate.ts";
@@ -77,7 +81,9 @@ export const register = new Hono<GatewayEnv>().post(
     // so a fleet registration token cannot be used to impersonate an existing device.
     const peer = c.env?.peer;
     const isOwner = peer?.cn === req.uuid && peer.serial === existing?.certSerial;
-    if (existing && token && !isOwner) {
+    // The same key again: the answer to this device's own registration was lost (checked to be held by signDeviceCsr).
+    const askedAgain = existing !== undefined && !isOwner && (await gw.store.deviceKeySha256(req.uuid)) === csrKeySha256(req.csr);
+    if (existing && token && !isOwner && !askedAgain) {
       const why = peer?.cn === req.uuid ? "the certificate presented is not its current one" : "the request did not present its current certificate";
       return c.json({ error: `Registration refused: device "${req.uuid}" is already registered and ${why} (re-register over mTLS with its current certificate, or with an admin token)` }, 409);
     }
@@ -105,8 +111,9 @@ export const register = new Hono<GatewayEnv>().post(
         apps: req.apps ?? null,
         // Only over what was checked above: a registration of this uuid that came in meanwhile wins, this one is refused (409).
         replaces: existing?.certSerial ?? null,
+        keySha256: issued.keySha256,
         // The last check is the atomic one: of concurrent registrations for the token's last use, one wins.
-        ...(token ? { spendsUseOf: token.id } : {}),
+        ...(token && !askedAgain ? { spendsUseOf: token.id } : {}),
       });
     } catch (err) {
       if (err instanceof TokenUsedUpError) throw refused(`the token has been used up (${token?.maxUses} uses), revoked or has expired`);

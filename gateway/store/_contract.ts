@@ -100,6 +100,19 @@ export function storeContract(open: () => Promise<Store>) {
     expect(again.createdAt).toBe("2020-01-01T00:00:00.000Z");
   });
 
+  test("deviceKeySha256() reads the key of the current certificate, kept out of the device row", async () => {
+    const s = await open();
+    const d = aDevice();
+    expect(await s.deviceKeySha256(d.uuid)).toBeUndefined();
+    await s.putDevice(d);
+    expect(await s.deviceKeySha256(d.uuid)).toBeNull(); // registered without one recorded
+    const row = await s.putDevice({ ...d, certSerial: "AAAA", keySha256: "ab".repeat(32) });
+    expect(await s.deviceKeySha256(d.uuid)).toBe("ab".repeat(32));
+    expect(row).not.toHaveProperty("keySha256");
+    await s.putDevice({ ...d, certSerial: "BBBB", keySha256: "cd".repeat(32) });
+    expect(await s.deviceKeySha256(d.uuid)).toBe("cd".repeat(32));
+  });
+
   test("revokeDevice() marks a device revoked and re-registration is refused", async () => {
     const s = await open();
     const d = aDevice();

@@ -466,6 +466,18 @@ export const MIGRATIONS: Migration[] = [
     sqlite: "ALTER TABLE devices ADD COLUMN reported_tags TEXT",
     postgres: "ALTER TABLE devices ADD COLUMN reported_tags TEXT",
   },
+  {
+    // The sha256 of the public key a device's current certificate was issued for: a registration
+    // whose answer was lost (fioup killed, a power cut, a dropped connection after the commit) is
+    // sent again with the same uuid and key, and is known by it (routes/register.ts). Null for
+    // devices registered before, and where an older gateway re-registers one: such a retry is then
+    // refused as before.
+    version: 40,
+    olderGatewaysMayUse: true,
+    description: "devices: the public key of the current certificate (a lost registration answer asked again)",
+    sqlite: "ALTER TABLE devices ADD COLUMN key_sha256 TEXT",
+    postgres: "ALTER TABLE devices ADD COLUMN key_sha256 TEXT",
+  },
 ];
 
 /** gateway_meta's key for the last migration a gateway must know to use the database (a number). */

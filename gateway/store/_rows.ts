@@ -73,6 +73,7 @@ export const newDeviceParams = (d: NewDevice): (string | number | null)[] => [
   d.createdAt ?? new Date().toISOString(),
   d.apps ? JSON.stringify(d.apps) : null,
   d.tagsFromDevice ? 1 : 0,
+  d.keySha256 ?? null,
   ...(typeof d.replaces === "string" ? [d.replaces] : []),
 ];
 

@@ -274,12 +274,12 @@ export class PostgresStore implements Store {
     return this.#sql.begin(async (tx) => {
       if (d.spendsUseOf !== undefined && !(await claimTokenUse(tx, d.spendsUseOf, new Date().toISOString()))) throw new TokenUsedUpError(d.spendsUseOf);
       const rows = (await tx.unsafe(
-        `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device, key_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
            factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
-           tags_from_device = excluded.tags_from_device
-         WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "$10")}
+           tags_from_device = excluded.tags_from_device, key_sha256 = excluded.key_sha256
+         WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "$11")}
          RETURNING *`,
         newDeviceParams(d),
       )) as DeviceRecord[];
@@ -294,6 +294,11 @@ export class PostgresStore implements Store {
   async getDevice(uuid: string) {
     const rows = (await this.#sql.unsafe("SELECT * FROM devices WHERE uuid = $1", [uuid])) as DeviceRecord[];
     return rows[0] ? toDevice(rows[0]) : undefined;
+  }
+
+  async deviceKeySha256(uuid: string) {
+    const rows = (await this.#sql.unsafe("SELECT key_sha256 FROM devices WHERE uuid = $1", [uuid])) as { key_sha256: string | null }[];
+    return rows[0]?.key_sha256;
   }
 
   async listDevices(opts: ListOptions = {}) {

@@ -148,11 +148,11 @@ export class SqliteStore implements Store {
       if (existing?.revokedAt) throw new DeviceRevokedError(d.uuid);
       const written = this.#db
         .query(
-          `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO devices (uuid, name, hardware_id, factory, tags, cert_serial, created_at, apps, tags_from_device, key_sha256)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id,
              factory = excluded.factory, tags = excluded.tags, cert_serial = excluded.cert_serial, apps = excluded.apps,
-             tags_from_device = excluded.tags_from_device
+             tags_from_device = excluded.tags_from_device, key_sha256 = excluded.key_sha256
            WHERE devices.revoked_at IS NULL${replacesSql(d.replaces, "?")}`,
         )
         .run(...newDeviceParams(d)).changes;
@@ -170,6 +170,10 @@ export class SqliteStore implements Store {
 
   async getDevice(uuid: string) {
     return this.#device(uuid);
+  }
+
+  async deviceKeySha256(uuid: string) {
+    return this.#db.query<{ key_sha256: string | null }, [string]>("SELECT key_sha256 FROM devices WHERE uuid = ?").get(uuid)?.key_sha256;
   }
 
   async listDevices(opts: ListOptions = {}) {

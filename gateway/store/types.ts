@@ -44,6 +44,8 @@ export type NewDevice = Pick<DeviceRow, "uuid" | "name" | "hardwareId" | "factor
    * back, and a token with no use left writes nothing and throws TokenUsedUpError.
    */
   spendsUseOf?: string;
+  /** The sha256 (hex) of the public key the certificate was issued for (Store.deviceKeySha256). */
+  keySha256?: string;
 };
 
 /** What a check-in tells us about a device; written coalesced, not per request. */
@@ -306,6 +308,12 @@ export interface Store {
   /** Creates a device, or replaces the certificate of a non-revoked one (re-registration). */
   putDevice(device: NewDevice): Promise<DeviceRow>;
   getDevice(uuid: string): Promise<DeviceRow | undefined>;
+  /**
+   * The sha256 of the public key device `uuid`'s current certificate was issued for (null: not
+   * recorded, a registration before it was; undefined: no such device). Kept out of DeviceRow,
+   * which the admin API returns as it is.
+   */
+  deviceKeySha256(uuid: string): Promise<string | null | undefined>;
   listDevices(opts?: ListOptions): Promise<DeviceRow[]>;
   countDevices(): Promise<number>;
   /**

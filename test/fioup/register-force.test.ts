@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { cpSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { tempDir } from "../harness/tmp.ts";
@@ -136,3 +136,28 @@ test("register --force on a revoked device registers a new identity and names th
   expect(again.err).toContain(`could not keep its identity ${before.uuid}`);
   expect(identityOf(root).uuid).toBe(result.uuid);
 }, 120_000);
+
+test("a registration whose answer was lost (fioup killed once the gateway registered it) is asked again with the same single-use token: one device, the same uuid", async () => {
+  const res = await gw.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({}) }); // one use
+  const once = ((await res.json()) as { token: string }).token;
+  const root = await tempDir("fioup-register-lost-");
+  const args = ["register", "--server", gw.url, "--token", once, "--hwid", "amd64-linux", "--name", "lost-answer"];
+  const env = { ...process.env, FIOUP_ROOT: root, DOCKER_HOST: "unix:///nonexistent.sock" };
+  const killed = Bun.spawn([process.execPath, FIOUP, ...args], { env: { ...env, FIOUP_FAULT: "register:answered" }, stdout: "pipe", stderr: "pipe" });
+  expect(await killed.exited).not.toBe(0);
+  const named = async () => ((await (await gw.adminFetch("/admin/devices?limit=1000")).json()) as { devices: DeviceRow[] }).devices.filter((d) => d.name === "lost-answer");
+  const first = await named();
+  expect(first).toHaveLength(1); // registered on the gateway, nothing on the device
+  const again = Bun.spawn([process.execPath, FIOUP, ...args], { env, stdout: "pipe", stderr: "pipe" });
+  const [code, err] = await Promise.all([again.exited, new Response(again.stderr).text()]);
+  expect(code, err).toBe(0);
+  const now = await named();
+  expect(now.map((d) => d.uuid)).toEqual([first[0]!.uuid]);
+  expect(new X509Certificate(readFileSync(join(root, "var/sota/client.pem"), "utf8")).subject).toContain(`CN=${first[0]!.uuid}`);
+  expect(existsSync(join(root, "var/sota/register.pending.json"))).toBe(false);
+  // The token's one use went to that device: another registration with it is refused.
+  const other = Bun.spawn([process.execPath, FIOUP, "register", "--server", gw.url, "--token", once, "--hwid", "amd64-linux"], { env: { ...env, FIOUP_ROOT: await tempDir("fioup-register-other-") }, stdout: "pipe", stderr: "pipe" });
+  const [otherCode, otherErr] = await Promise.all([other.exited, new Response(other.stderr).text()]);
+  expect(otherCode).not.toBe(0);
+  expect(otherErr).toContain("the token has been used up (1 uses)");
+}, 60_000);
