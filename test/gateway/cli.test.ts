@@ -6,6 +6,7 @@ import { mkdir, readFile, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
+import { hostname } from "node:os";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
@@ -437,6 +438,9 @@ describe("gateway CLI", () => {
     try {
       expect({ said: listening ? "listening" : said }).toEqual({ said: "listening" });
       expect(listening).toStartWith("0.0.0.0:");
+      // The URL its targets will name is said, with what to do if devices know the machine by another name.
+      const port = listening!.split(":")[1];
+      expect(said).toContain(`gateway: devices and targets use https://${hostname()}:${port} (this machine's hostname, as --listen 0.0.0.0 names no host): give --public-url`);
       const made = cli("tokens", "create", "--data", data, "--role", "viewer");
       expect({ code: made.code, err: made.err }).toEqual({ code: 0, err: expect.stringContaining("viewer token ") });
       expect(cli("devices", "list", "--data", data).code).toBe(0);
