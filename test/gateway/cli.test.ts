@@ -1,7 +1,7 @@
 /** The gateway CLI against a running gateway, the way an operator uses it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { existsSync, readdirSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync } from "node:fs";
 import { mkdir, readFile, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { once } from "node:events";
@@ -11,6 +11,7 @@ import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { runCliCaptured, gatewayRun } from "../harness/cli.ts";
+import { tempDir } from "../harness/tmp.ts";
 import { commands } from "../../gateway/commands/index.ts";
 import { exitCodeFor } from "../../gateway/exit-codes.ts";
 
@@ -266,6 +267,27 @@ describe("gateway CLI", () => {
     expect({ code: notOne.code, err: notOne.err }).toEqual({ code: 1, err: expect.stringContaining(`${dirname(g2.dataDir)} is not a gateway data dir`) });
     const noToken = Bun.spawnSync([process.execPath, MAIN, "tokens", "list", "--server", g.url], { stdout: "pipe", stderr: "pipe", env: { ...process.env, GATEWAY_TOKEN: "" } });
     expect(noToken.stderr.toString()).toStartWith("gateway tokens list: --server needs --token TOKEN");
+  }, 60_000);
+
+  // The gateway makes its data dir 0700 for the user it runs as: another user (a missing sudo) is told that, not "no data dir".
+  test.skipIf(process.getuid?.() !== 0)("a user who may not read the data dir, or make it, is told so and what to do", async () => {
+    const top = await tempDir("perm-");
+    chmodSync(top, 0o755);
+    const data = join(top, "data");
+    await mkdir(data, { mode: 0o700 });
+    await Bun.write(join(data, "factory.json"), '{"name":"main"}\n');
+    const asNobody = (...args: string[]) => {
+      const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
+      return { code: r.exitCode, err: r.stderr.toString() };
+    };
+    const sudo = "run as the user that owns it (the one gateway serve runs as) or as root";
+    expect(asNobody("tokens", "create", "--data", data)).toEqual({ code: 1, err: `gateway tokens create: Cannot read ${data}: permission denied; ${sudo}, or give --server URL --token TOKEN\n` });
+    expect(asNobody("serve", "--data", data)).toEqual({ code: 1, err: `gateway serve: Cannot read ${data}: permission denied; ${sudo}\n` });
+    const made = join(top, "new");
+    expect(asNobody("serve", "--data", made, "--listen", "127.0.0.1:0")).toEqual({
+      code: 1,
+      err: `gateway serve: Cannot make the data dir ${made}: permission denied; make it first for the user gateway serve runs as (install -d -m 0700 -o USER ${made}), or run gateway serve as root\n`,
+    });
   }, 60_000);
 
   test("registry gc runs on the data dir", () => {
