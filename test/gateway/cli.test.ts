@@ -290,6 +290,14 @@ describe("gateway CLI", () => {
     });
   }, 60_000);
 
+  test("a browser opening the gateway's URL is sent to the dashboard, which asks it to sign in", async () => {
+    const get = (path: string) => tlsFetch({ ca: g.caPem })(`${g.url}${path}`, { redirect: "manual" });
+    const root = await get("/");
+    expect({ status: root.status, location: root.headers.get("location") }).toEqual({ status: 302, location: "/ui/" });
+    const ui = await get("/ui/");
+    expect({ status: ui.status, location: ui.headers.get("location") }).toEqual({ status: 303, location: "/ui/login" });
+  });
+
   test("registry gc runs on the data dir", () => {
     const r = cli("registry", "gc", "--data", dir, "--format", "json");
     expect(r.code).toBe(0);
