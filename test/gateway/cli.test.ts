@@ -63,6 +63,12 @@ describe("gateway CLI", () => {
     expect(show.code).toBe(0);
     expect(show.out).toContain("arm64-linux");
     expect(cli("tokens", "list", "--data", dir).out).toContain("beta");
+    // A device's name or the start of its uuid, as devices list shows them, in place of the uuid: the 404 says whose they are.
+    const byName = cli("devices", "show", "kiosk", "--data", dir);
+    expect({ code: byName.code, err: byName.err }).toEqual({ code: 3, err: expect.stringContaining(`Device "kiosk" not found: "kiosk" is the name of ${k.uuid}: give that uuid\n`) });
+    const prefix = k.uuid.slice(0, 8);
+    expect(cli("devices", "label", prefix, "a=b", "--data", dir).err).toEndWith(`: "${prefix}" is the start of the uuid of ${k.uuid}: give that uuid\n`);
+    expect(cli("devices", "revoke", "kiosk2", "--data", dir).err).toEndWith(`: give the device's uuid (gateway devices list shows them)\n`);
 
     expect(cli("devices", "revoke", k.uuid, "--data", dir).code).toBe(0);
     expect(JSON.parse(cli("devices", "show", k.uuid, "--data", dir, "--format", "json").out).revokedAt).toBeString();
