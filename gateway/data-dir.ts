@@ -189,13 +189,15 @@ export const FACTORY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
  * registry gc): they must not take a typo for an empty gateway.
  *
  * @throws {DataDirError} If DIR holds no readable factory.json.
+ * @throws {DataDirUnreadableError} If this user may not read it.
  */
 export async function readFactoryName(dir: string): Promise<string> {
   try {
     const name = (JSON.parse(await readFile(join(dir, "factory.json"), "utf8")) as { name?: unknown }).name;
     if (typeof name === "string") return name;
-  } catch {
-    // said below
+  } catch (e) {
+    // Another user's data dir (mode 0700) is not "no data dir": said as the admin commands say it.
+    if (permissionDenied(e)) throw new DataDirUnreadableError(join(dir, "factory.json"), e);
   }
   throw new DataDirError(`${dir} is not a gateway data dir (no readable factory.json)`);
 }

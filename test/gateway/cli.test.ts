@@ -289,6 +289,7 @@ describe("gateway CLI", () => {
     const sudo = "run as the user that owns it (the one gateway serve runs as) or as root";
     expect(asNobody("tokens", "create", "--data", data)).toEqual({ code: 1, err: `gateway tokens create: Cannot read ${data}: permission denied; ${sudo}, or give --server URL --token TOKEN\n` });
     expect(asNobody("serve", "--data", data)).toEqual({ code: 1, err: `gateway serve: Cannot read ${data}: permission denied; ${sudo}\n` });
+    expect(asNobody("registry", "gc", "--data", data)).toEqual({ code: 1, err: `gateway registry gc: Cannot read ${join(data, "factory.json")}: permission denied; ${sudo}\n` });
     const made = join(top, "new");
     expect(asNobody("serve", "--data", made, "--listen", "127.0.0.1:0")).toEqual({
       code: 1,
