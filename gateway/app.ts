@@ -107,7 +107,10 @@ export function createApp(gw: Gateway, opts: AppOptions = {}): Hono<GatewayEnv> 
     .route("/", deviceSystemInfo)
     .route("/", deviceInfo)
     .route("/admin", admin)
-    .route("/ui", dashboard(app)); // the fleet dashboard: gateway/ui/, calls /admin with the user's token
+    .route("/ui", dashboard(app)) // the fleet dashboard: gateway/ui/, calls /admin with the user's token
+    // The gateway's bare URL is what a person types into a browser (no device or API client asks
+    // for it): sent on to the dashboard, which asks for a sign-in, rather than a JSON 404.
+    .get("/", (c) => c.redirect("/ui/", 302));
   for (const sub of opts.registry ?? []) app.route("/", sub);
 
   app.notFound((c) => c.json({ error: `Not found: ${c.req.method} ${c.req.path}` }, 404));

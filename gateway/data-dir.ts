@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { lstat, mkdir, readFile, realpath, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
+import { fsWhy } from "../lib/fs/why.ts";
 import { acquireLock, LockedError, lockFilePid, lockHolder, processArgs, processStartMs, type Lock } from "../lib/fs/pid-lock.ts";
 import { certificateHosts, certificateNotAfter, createCa, issueServerCert, loadCa, SERVER_CERT_RENEW_DAYS, type CertificateAuthority } from "./pki/ca.ts";
 import { newToken } from "./pki/tokens.ts";
@@ -45,6 +46,26 @@ export class FactoryMismatchError extends Error {
 
 export class DataDirError extends Error {
   override name = "DataDirError";
+}
+
+/** Whether `err` is the OS refusing this user (EACCES, EPERM): fsWhy's words are the one test of it. */
+const permissionDenied = (err: unknown): boolean => fsWhy(err) === "permission denied";
+
+/**
+ * A data dir, or a file in it, this user may not read. The gateway makes DIR mode 0700 for the
+ * user it runs as, so the usual cause is an admin command run without sudo, not a wrong folder.
+ * `orElse` is another way the command offers (", or give --server URL --token TOKEN").
+ */
+export class DataDirUnreadableError extends DataDirError {
+  override name = "DataDirUnreadableError";
+  // The errno is kept, not made the cause: its message would only say the path again, worse.
+  constructor(
+    readonly path: string,
+    readonly errno: unknown,
+    orElse = "",
+  ) {
+    super(`Cannot read ${path}: ${fsWhy(errno)}; run as the user that owns it (the one gateway serve runs as) or as root${orElse}`);
+  }
 }
 
 /** A --factory that cannot name a factory (bad usage: checked before the data dir is made). */
@@ -90,6 +111,8 @@ export async function lockDataDir(dir: string): Promise<Lock> {
   await mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
     // The reason is said in words; the errno (EEXIST from mkdir) would only say it again, worse.
     if (e.code === "EEXIST" || e.code === "ENOTDIR") throw new DataDirError(`Cannot use ${dir} as the data dir: it, or a directory above it, is a file`);
+    if (permissionDenied(e))
+      throw new DataDirError(`Cannot make the data dir ${dir}: ${fsWhy(e)}; make it first for the user gateway serve runs as (install -d -m 0700 -o USER ${dir}), or run gateway serve as root`);
     throw e;
   });
   const unlocked = await lockFreeServePid(dir); // one of a release before the lock (before taking it: the lock file names its PID)
@@ -153,6 +176,7 @@ async function readOr(path: string): Promise<string | undefined> {
     return await readFile(path, "utf8");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    if (permissionDenied(e)) throw new DataDirUnreadableError(path, e);
     throw e;
   }
 }
@@ -165,13 +189,15 @@ export const FACTORY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
  * registry gc): they must not take a typo for an empty gateway.
  *
  * @throws {DataDirError} If DIR holds no readable factory.json.
+ * @throws {DataDirUnreadableError} If this user may not read it.
  */
 export async function readFactoryName(dir: string): Promise<string> {
   try {
     const name = (JSON.parse(await readFile(join(dir, "factory.json"), "utf8")) as { name?: unknown }).name;
     if (typeof name === "string") return name;
-  } catch {
-    // said below
+  } catch (e) {
+    // Another user's data dir (mode 0700) is not "no data dir": said as the admin commands say it.
+    if (permissionDenied(e)) throw new DataDirUnreadableError(join(dir, "factory.json"), e);
   }
   throw new DataDirError(`${dir} is not a gateway data dir (no readable factory.json)`);
 }
@@ -218,9 +244,22 @@ export const DATA_DIR_ENTRIES: ReadonlySet<string> = new Set([
   ...SQLITE_SIDE_FILES.map((s) => SQLITE_DB_FILE + s),
 ]);
 
-/** Whether `dir` holds any of {@link DATA_DIR_MARKS}. */
+/**
+ * Whether `dir` holds any of {@link DATA_DIR_MARKS}.
+ *
+ * @throws {DataDirUnreadableError} If this user may not look into `dir` (not "no data dir": it may well be one).
+ */
 export async function looksLikeDataDir(dir: string): Promise<boolean> {
-  for (const mark of DATA_DIR_MARKS) if (await lstat(join(dir, mark)).then(() => true, () => false)) return true;
+  for (const mark of DATA_DIR_MARKS) {
+    const there = await lstat(join(dir, mark)).then(
+      () => true,
+      (e: unknown) => {
+        if (permissionDenied(e)) throw new DataDirUnreadableError(dir, e);
+        return false;
+      },
+    );
+    if (there) return true;
+  }
   return false;
 }
 

@@ -57,7 +57,7 @@ export interface ServeOptions {
   listen?: string;
   /** postgres://... ; default DIR/gateway.db (sqlite). */
   db?: string;
-  /** https://host:port devices and CI use; default the listen address. */
+  /** https://host:port devices and CI use; default the listen address, or this machine's hostname for a wildcard one (0.0.0.0, ::). */
   publicUrl?: string;
   factory?: string;
   tlsCert?: string;
@@ -477,6 +477,14 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     // the operator, who can install it, would otherwise never hear of it.
     if (!Bun.which("zstd"))
       log("gateway: zstd is not installed on this host: no layer deltas (devices fetch changed layers whole); install zstd 1.5 or later (Debian's zstd package)");
+    // The URL in every target's image references and in new devices' sota.toml: said when it is
+    // not the listen address, above all when a wildcard --listen made it this machine's hostname,
+    // a name devices elsewhere often cannot resolve (it is in the certificate, so it stays).
+    if (publicBase !== url)
+      log(
+        `gateway: devices and targets use ${publicBase}` +
+          (publicUrl ? "" : ` (this machine's hostname, as --listen ${urlHost(host)} names no host): give --public-url https://NAME:PORT if devices reach it by another name`),
+      );
     log(`gateway listening on ${url}`);
 
     let stopping: Promise<void> | undefined;

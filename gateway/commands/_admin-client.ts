@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { AdminClient, GatewayUnreachableError } from "../../lib/api/admin-client.ts";
 import { checkGatewayUrl } from "../../lib/cli/flag-values.ts";
 import { UsageError, type FlagSpec } from "../../lib/cli/command.ts";
-import { DATA_DIR_MARKS, DataDirError, looksLikeDataDir, readAdminToken, readServeInfo } from "../data-dir.ts";
+import { DATA_DIR_MARKS, DataDirError, DataDirUnreadableError, looksLikeDataDir, readAdminToken, readServeInfo } from "../data-dir.ts";
 import { checkDataFlag } from "./_data-flag.ts";
 
 /** The --help text every admin command shares. */
@@ -41,11 +41,17 @@ export async function adminClient(flags: { data?: string; server?: string; token
     // A folder that is not there is a typo (bad usage); a data dir whose gateway is stopped is a
     // gateway that cannot be reached (exit 4), as a --server that does not answer is.
     checkDataFlag(flags.data);
-    // A folder that is no data dir at all (not a stopped gateway's): said so (exit 1), as backup does.
-    if (!flags.server && !(await looksLikeDataDir(flags.data)))
-      throw new DataDirError(`${flags.data} is not a gateway data dir (it holds none of ${DATA_DIR_MARKS.join(", ")}): give the --data that gateway serve uses`);
-    token ??= await readAdminToken(flags.data);
-    server ??= (await readServeInfo(flags.data))?.url;
+    try {
+      // A folder that is no data dir at all (not a stopped gateway's): said so (exit 1), as backup does.
+      if (!flags.server && !(await looksLikeDataDir(flags.data)))
+        throw new DataDirError(`${flags.data} is not a gateway data dir (it holds none of ${DATA_DIR_MARKS.join(", ")}): give the --data that gateway serve uses`);
+      token ??= await readAdminToken(flags.data);
+      server ??= (await readServeInfo(flags.data))?.url;
+    } catch (e) {
+      // Another user's data dir (a missing sudo): the admin API is the way round it.
+      if (e instanceof DataDirUnreadableError) throw new DataDirUnreadableError(e.path, e.errno, ", or give --server URL --token TOKEN");
+      throw e;
+    }
     ca = await readFile(join(flags.data, "pki", "ca.pem"), "utf8").catch(() => undefined);
     if (!server) throw new GatewayUnreachableError(`no gateway is running on ${flags.data} (no serve.json): start it, or pass --server`);
   }

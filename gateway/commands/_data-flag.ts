@@ -30,6 +30,7 @@ export function checkDataFlag(dir: string): void {
  * `ours`: paths the command was given that may lie in `dir` (a --db file, with its -wal and -shm, a --registry-dir).
  *
  * @throws {UsageError} If `dir` is a file, lies under a file, or is a folder holding files (hidden ones aside) but none of DATA_DIR_MARKS.
+ * @throws {DataDirUnreadableError} If this user may not look into `dir`.
  */
 export async function checkDataFlagToMake(dir: string, ours: readonly string[] = []): Promise<void> {
   // As restore and the admin commands say it: a file is the wrong --data (exit 2), not "any other error".
@@ -37,6 +38,8 @@ export async function checkDataFlagToMake(dir: string, ours: readonly string[] =
   if (at === "blocked") throw new UsageError(`--data ${dir}: ${await blockedBy(dir)}`);
   if (!at) return;
   if (!at.isDirectory()) throw new UsageError(`--data ${dir} is a file, not a folder: give the gateway's data dir (made on first start)`);
+  // A data dir is fine; one this user may not look into (mode 0700, another user's) is said so here (DataDirUnreadableError).
+  if (await looksLikeDataDir(dir)) return;
   // Hidden entries do not count: tools leave them in any folder (.DS_Store, .gitkeep, a
   // provisioning script's or the test harness's marker), and a start beside them harms nothing.
   // Nor do the gateway's own (DATA_DIR_ENTRIES): a first start killed half way left them.
@@ -44,7 +47,7 @@ export async function checkDataFlagToMake(dir: string, ours: readonly string[] =
   const given = new Set(ours.flatMap((p) => (resolve(dirname(p)) === resolve(dir) ? [basename(p), ...SQLITE_SIDE_FILES.map((x) => basename(p) + x)] : [])));
   // Nor lost+found: a data dir at the root of a volume of its own (a new ext4 disk) holds one.
   const held = (await readdir(dir).catch(() => [])).filter((f) => !f.startsWith(".") && f !== "lost+found" && !DATA_DIR_ENTRIES.has(f) && !given.has(f));
-  if (!held.length || (await looksLikeDataDir(dir))) return;
+  if (!held.length) return;
   const shown = namedFew(held.sort(), 3);
   throw new UsageError(
     `--data ${dir} is not a gateway data dir: it holds ${shown} but none of ${DATA_DIR_MARKS.join(", ")}, and the gateway would put its files among them. ` +

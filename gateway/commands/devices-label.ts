@@ -5,6 +5,7 @@ import { cell } from "../../lib/cli/table.ts";
 import { InvalidFleetQueryError, checkLabel, parseLabel } from "../fleet/query.ts";
 import { labelsText } from "../fleet/label-text.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { onDevice } from "./_device-arg.ts";
 
 export default defineCommand({
   summary: "Set or remove a device's labels (key=value), which groups and rollouts select devices by",
@@ -42,7 +43,7 @@ export default defineCommand({
     const both = flags.remove.find((k) => Object.hasOwn(set, k));
     if (both !== undefined) throw new UsageError(`label "${both}" is both set and removed`);
     const client = await adminClient(flags);
-    const d = await client.setDeviceLabels(uuid, { set, remove });
+    const d = await onDevice(client, uuid, (u) => client.setDeviceLabels(u, { set, remove }));
     out.result(d, (r) => `${cell(r.uuid)}: labels ${printable(labelsText(r.labels)) || "(none)"}`);
   },
 });

@@ -1,5 +1,6 @@
 import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { onDevice } from "./_device-arg.ts";
 
 export default defineCommand({
   summary: "Revoke a device: its certificate is refused from now on and its uuid cannot register again",
@@ -10,7 +11,7 @@ export default defineCommand({
     const uuid = args[0];
     if (!uuid || args.length > 1) throw new UsageError("give exactly one device uuid");
     const client = await adminClient(flags);
-    const d = await client.revokeDevice(uuid);
+    const d = await onDevice(client, uuid, (u) => client.revokeDevice(u));
     out.result(d, (r) => `revoked ${r.uuid} at ${r.revokedAt}`);
   },
 });

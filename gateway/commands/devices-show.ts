@@ -6,6 +6,7 @@ import { labelsText } from "../fleet/label-text.ts";
 import { tagsText } from "../fleet/tags-text.ts";
 import { failureReason, updateFailure, updateOutcome } from "../fleet/update-outcome.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { onDevice } from "./_device-arg.ts";
 import { deviceStatus } from "./_device-status.ts";
 
 export default defineCommand({
@@ -17,7 +18,7 @@ export default defineCommand({
     const uuid = args[0];
     if (!uuid || args.length > 1) throw new UsageError("give exactly one device uuid");
     const client = await adminClient(flags);
-    const device = await client.device(uuid);
+    const device = await onDevice(client, uuid, (u) => client.device(u));
     const [{ updates }, fleet] = await Promise.all([client.deviceUpdates(uuid), deviceStatus(client, uuid)]);
     const status = { status: fleet?.status ?? null, statusDetail: fleet?.statusDetail ?? null, statusAt: fleet?.statusAt ?? null };
     out.result({ ...device, ...status, updates }, (d) => {

@@ -4,6 +4,7 @@ import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts"
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { printable } from "../../lib/cli/printable.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { onDevice } from "./_device-arg.ts";
 import { tagList } from "../../lib/cli/comma-list.ts";
 
 export default defineCommand({
@@ -24,7 +25,7 @@ export default defineCommand({
     checkFlagValues("tag", Tag, tags);
     if (tags.length > Tags.maxItems!) throw new UsageError(`tag list: at most ${Tags.maxItems} tags, got ${tags.length}`);
     const client = await adminClient(flags);
-    const d = await client.setDeviceTags(uuid, tags);
+    const d = await onDevice(client, uuid, (u) => client.setDeviceTags(u, tags));
     // Stored, but not for long: such a device's next check-in sets the tags it reports.
     if (d.tagsFromDevice)
       out.info(`warning: ${d.uuid} chooses its own tags (its registration token was made with --allow-device-tags): its next check-in replaces these with the tags it follows`);

@@ -1,6 +1,6 @@
 import { GroupName, type RolloutRequest } from "../../lib/api/admin.ts";
 import { DeviceUuid } from "../../lib/api/device.ts";
-import { Tag, TargetVersion } from "../../lib/api/target.ts";
+import { Tag, TargetVersion, targetVersionNumber } from "../../lib/api/target.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues, durationFlag } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
@@ -9,6 +9,7 @@ import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "../rollouts/settings.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
+import { nextVersion } from "../publish/targets.ts";
 import { commaList } from "../../lib/cli/comma-list.ts";
 
 /** A duration flag checked before any network call (the gateway checks it again). */
@@ -34,7 +35,8 @@ export default defineCommand({
     "than --max-failures of the released devices failed.",
     "",
     "Create the rollout before publishing the version's targets, so no device sees them early; the pending",
-    "timeout counts from the publication when that comes later (nobody times out before it).",
+    "timeout counts from the publication when that comes later (nobody times out before it). Publish then with",
+    "--version VERSION (without it, publish makes the version one above the highest; create says which).",
     "",
     "Durations are a whole number with s, m, h, d or w (90s, 30m, 1h, 2d), or seconds. A window is days and",
     "local times with an optional time zone: \"Sat 02:00-04:00 Europe/Berlin\", \"Mon-Fri 22:00-06:00\" (crosses",
@@ -98,5 +100,11 @@ export default defineCommand({
     if (first.length) req.first = first;
     const client = await adminClient(flags);
     out.result(await client.createRollout(req), renderRollout);
+    // Made before the publish it gates, as it should be, the rollout names a version publish picks
+    // itself unless told: said, so the two agree (else the version publish makes goes out ungated).
+    const { targets, running } = await client.targets().catch(() => ({ targets: undefined, running: [] }));
+    const version = targetVersionNumber(flags.target);
+    if (targets && !Object.values(targets).some((t) => targetVersionNumber(t.custom?.version) === version))
+      out.info(`note: the gateway has no target of version ${flags.target} yet: the next publish makes version ${nextVersion(targets, running)} (gateway publish --version ${flags.target} makes ${flags.target})`);
   },
 });

@@ -92,7 +92,7 @@ export default defineCommand({
         "Database: postgres://USER@HOST:PORT/DB (the password in the URL or in PGPASSWORD) or a SQLite file (default: DIR/gateway.db; a data dir once served with PostgreSQL needs it every start)",
       placeholder: "URL|FILE",
     },
-    "public-url": { type: "string", description: "https://host:port devices and CI use (default: the listen address)", placeholder: "URL" },
+    "public-url": { type: "string", description: "https://host:port devices and CI use (default: the listen address; for 0.0.0.0 or ::, this machine's hostname)", placeholder: "URL" },
     factory: { type: "string", description: "Factory name, fixed at first start (default: main)", placeholder: "NAME" },
     "tls-cert": { type: "string", description: "Use this PEM server certificate instead of one issued by the factory CA", placeholder: "FILE" },
     "tls-key": { type: "string", description: "Key of --tls-cert", placeholder: "FILE" },

@@ -1,15 +1,17 @@
 /** The gateway CLI against a running gateway, the way an operator uses it. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { existsSync, readdirSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync } from "node:fs";
 import { mkdir, readFile, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
+import { hostname } from "node:os";
 import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { runCliCaptured, gatewayRun } from "../harness/cli.ts";
+import { tempDir } from "../harness/tmp.ts";
 import { commands } from "../../gateway/commands/index.ts";
 import { exitCodeFor } from "../../gateway/exit-codes.ts";
 
@@ -61,6 +63,12 @@ describe("gateway CLI", () => {
     expect(show.code).toBe(0);
     expect(show.out).toContain("arm64-linux");
     expect(cli("tokens", "list", "--data", dir).out).toContain("beta");
+    // A device's name or the start of its uuid, as devices list shows them, in place of the uuid: the 404 says whose they are.
+    const byName = cli("devices", "show", "kiosk", "--data", dir);
+    expect({ code: byName.code, err: byName.err }).toEqual({ code: 3, err: expect.stringContaining(`Device "kiosk" not found: "kiosk" is the name of ${k.uuid}: give that uuid\n`) });
+    const prefix = k.uuid.slice(0, 8);
+    expect(cli("devices", "label", prefix, "a=b", "--data", dir).err).toEndWith(`: "${prefix}" is the start of the uuid of ${k.uuid}: give that uuid\n`);
+    expect(cli("devices", "revoke", "kiosk2", "--data", dir).err).toEndWith(`: give the device's uuid (gateway devices list shows them)\n`);
 
     expect(cli("devices", "revoke", k.uuid, "--data", dir).code).toBe(0);
     expect(JSON.parse(cli("devices", "show", k.uuid, "--data", dir, "--format", "json").out).revokedAt).toBeString();
@@ -267,6 +275,36 @@ describe("gateway CLI", () => {
     expect(noToken.stderr.toString()).toStartWith("gateway tokens list: --server needs --token TOKEN");
   }, 60_000);
 
+  // The gateway makes its data dir 0700 for the user it runs as: another user (a missing sudo) is told that, not "no data dir".
+  test.skipIf(process.getuid?.() !== 0)("a user who may not read the data dir, or make it, is told so and what to do", async () => {
+    const top = await tempDir("perm-");
+    chmodSync(top, 0o755);
+    const data = join(top, "data");
+    await mkdir(data, { mode: 0o700 });
+    await Bun.write(join(data, "factory.json"), '{"name":"main"}\n');
+    const asNobody = (...args: string[]) => {
+      const r = Bun.spawnSync(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe" });
+      return { code: r.exitCode, err: r.stderr.toString() };
+    };
+    const sudo = "run as the user that owns it (the one gateway serve runs as) or as root";
+    expect(asNobody("tokens", "create", "--data", data)).toEqual({ code: 1, err: `gateway tokens create: Cannot read ${data}: permission denied; ${sudo}, or give --server URL --token TOKEN\n` });
+    expect(asNobody("serve", "--data", data)).toEqual({ code: 1, err: `gateway serve: Cannot read ${data}: permission denied; ${sudo}\n` });
+    expect(asNobody("registry", "gc", "--data", data)).toEqual({ code: 1, err: `gateway registry gc: Cannot read ${join(data, "factory.json")}: permission denied; ${sudo}\n` });
+    const made = join(top, "new");
+    expect(asNobody("serve", "--data", made, "--listen", "127.0.0.1:0")).toEqual({
+      code: 1,
+      err: `gateway serve: Cannot make the data dir ${made}: permission denied; make it first for the user gateway serve runs as (install -d -m 0700 -o USER ${made}), or run gateway serve as root\n`,
+    });
+  }, 60_000);
+
+  test("a browser opening the gateway's URL is sent to the dashboard, which asks it to sign in", async () => {
+    const get = (path: string) => tlsFetch({ ca: g.caPem })(`${g.url}${path}`, { redirect: "manual" });
+    const root = await get("/");
+    expect({ status: root.status, location: root.headers.get("location") }).toEqual({ status: 302, location: "/ui/" });
+    const ui = await get("/ui/");
+    expect({ status: ui.status, location: ui.headers.get("location") }).toEqual({ status: 303, location: "/ui/login" });
+  });
+
   test("registry gc runs on the data dir", () => {
     const r = cli("registry", "gc", "--data", dir, "--format", "json");
     expect(r.code).toBe(0);
@@ -437,6 +475,9 @@ describe("gateway CLI", () => {
     try {
       expect({ said: listening ? "listening" : said }).toEqual({ said: "listening" });
       expect(listening).toStartWith("0.0.0.0:");
+      // The URL its targets will name is said, with what to do if devices know the machine by another name.
+      const port = listening!.split(":")[1];
+      expect(said).toContain(`gateway: devices and targets use https://${hostname()}:${port} (this machine's hostname, as --listen 0.0.0.0 names no host): give --public-url`);
       const made = cli("tokens", "create", "--data", data, "--role", "viewer");
       expect({ code: made.code, err: made.err }).toEqual({ code: 0, err: expect.stringContaining("viewer token ") });
       expect(cli("devices", "list", "--data", data).code).toBe(0);
