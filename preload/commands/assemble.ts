@@ -116,44 +116,46 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   const { platform, from } = imagePlatform({ platform: checked.platform, hwid: flags.hwid, containers: config.containers });
   if (flags.fioup) await checkFioupArch(flags.fioup, platform, from);
 
-  const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
-  const tag = flags.tag ?? decision.tags[0]!;
-  const { verified, target } = await chooseTarget(
-    { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root },
-    { hwid: flags.hwid, tag, version: flags.target },
-    (line) => out.info(line),
-  );
-
-  // The host the targets name the gateway's registry by (its public URL) may not be --server's.
-  // Without it preload still runs: said once, since images then come from the host they name.
-  const publicHost =
-    flags.server && token && ca
-      ? publicUrlOf(
-          await AdminClient.connect({ server: flags.server, token, ca })
-            .then((a) => a.whoami())
-            .catch((err: unknown) => {
-              out.info(
-                `Could not read the gateway's public URL from ${flags.server} (${err instanceof Error ? err.message : String(err)}): images named under a host other than ${new URL(flags.server!).host} are fetched from that host`,
-              );
-              return undefined;
-            }),
-        )?.host
-      : undefined;
-  const access = new RegistryAccess({
-    ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
-    token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
-    ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
-    insecure: new Set(flags["insecure-registry"]),
-  });
-  await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
-
+  // The work folder first: its making tells whether --out's file system takes files at all
+  // (preload/work-dir.ts), before the gateway is asked.
   const progress = progressLine((line) => out.info(line));
   const work = await openWorkDir(outPath, { info: (line) => out.info(line), onStop: () => progress.clear() });
-  const cacheDir = flags.cache ? resolve(flags.cache) : join(work.path, "cache");
-  const tree = join(work.path, "rootfs");
-  // A dir image outlives the run: it must not share blob files with a kept cache.
-  const linkFromCache = format !== "dir" || !flags.cache;
   try {
+    const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
+    const tag = flags.tag ?? decision.tags[0]!;
+    const { verified, target } = await chooseTarget(
+      { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root },
+      { hwid: flags.hwid, tag, version: flags.target },
+      (line) => out.info(line),
+    );
+
+    // The host the targets name the gateway's registry by (its public URL) may not be --server's.
+    // Without it preload still runs: said once, since images then come from the host they name.
+    const publicHost =
+      flags.server && token && ca
+        ? publicUrlOf(
+            await AdminClient.connect({ server: flags.server, token, ca })
+              .then((a) => a.whoami())
+              .catch((err: unknown) => {
+                out.info(
+                  `Could not read the gateway's public URL from ${flags.server} (${err instanceof Error ? err.message : String(err)}): images named under a host other than ${new URL(flags.server!).host} are fetched from that host`,
+                );
+                return undefined;
+              }),
+          )?.host
+        : undefined;
+    const access = new RegistryAccess({
+      ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
+      token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
+      ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
+      insecure: new Set(flags["insecure-registry"]),
+    });
+    await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
+
+    const cacheDir = flags.cache ? resolve(flags.cache) : join(work.path, "cache");
+    const tree = join(work.path, "rootfs");
+    // A dir image outlives the run: it must not share blob files with a kept cache.
+    const linkFromCache = format !== "dir" || !flags.cache;
     await mkdir(tree, { recursive: true });
     if (flags.base) {
       await progress.during(`layering onto base ${flags.base}`, () => unpackBase(flags.base!, tree));

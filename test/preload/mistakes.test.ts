@@ -133,6 +133,19 @@ describe("--out", () => {
     expect(r.stderr).toContain(`the file system of ${ro} is read-only`);
   }, 60_000);
 
+  test("in a file system that takes no files (/proc), as root: bad usage (exit 2) naming --out, before the gateway is asked", async () => {
+    const r = await preload([...unreachable(), "--out", "/proc/preload-img"]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("Cannot write --out /proc/preload-img: preload cannot make its work folder in /proc: its file system takes no new files (ENOENT)");
+    expect(r.stderr).not.toContain("mkdtemp");
+  }, 60_000);
+
+  test("the folders above --out that a run made are gone again when it ends without an image", async () => {
+    const r = await preload([...unreachable(), "--out", join(work, "made/for/img")]);
+    expect(r.code, r.stderr).toBe(30);
+    expect(existsSync(join(work, "made"))).toBe(false);
+  }, 60_000);
+
   test.each([["dir", "600k", "the blobs to fetch needs"], ["tar", "1200k", "the blobs to fetch and the tar file need"]] as const)("%s: a full file system is exit 50 in words, at once, and nothing is left on it", async (format, size, detail) => {
     const full = join(work, `full-${format}`);
     mkdirSync(full);
