@@ -100,12 +100,22 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   // ref, not pass green on the refs that build no image and break on the first one that does.
   const checked = await checkFlags(flags, token);
   const config = await readFactoryConfig(flags["factory-config"], { warn: (line) => out.info(`warning: ${line}`) });
+  // Preloading is off unless a section turns it on, so a wrong path (a compose file) would pass
+  // green and write nothing: a file without either section is no factory config.
+  if (!config.containers && !config.lmp) {
+    const keys = Object.keys(config);
+    throw new UsageError(
+      `--factory-config ${flags["factory-config"]} is no factory-config.yml: it has neither a containers nor an lmp section${keys.length ? ` (its top-level keys: ${keys.join(", ")})` : " (it is empty)"}; give the factory's factory-config.yml`,
+    );
+  }
   const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
   if (flags.explain || !decision.assemble) {
     const what = decision.assemble
       ? `preload ${decision.apps ? decision.apps.join(", ") : "all apps of the target"} (tags: ${decision.tags.join(", ")})`
       : `no system image for ${flags.ref}`;
     out.result({ ...decision, ref: flags.ref }, () => [`${flags.ref}: ${what}`, ...decision.reasons.map((r) => `  - ${r}`)].join("\n"));
+    // A CI job that gave --out and finds no file there learns why here, not at its upload step.
+    if (!flags.explain && flags.out) out.info(`warning: no image was written to --out ${flags.out}: the rules of ${flags["factory-config"]} for ${flags.ref} say no system image (above)`);
     return 0;
   }
 
