@@ -30,7 +30,7 @@ import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/inde
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
 import { chooseTarget } from "../choose-target.ts";
-import { checkFioupArch, checkFioupPresent } from "../fioup-binary.ts";
+import { checkFioupBinary, checkFioupPresent } from "../fioup-binary.ts";
 import { imagePlatform } from "../platform.ts";
 import { noSpaceError, openWorkDir } from "../work-dir.ts";
 
@@ -124,7 +124,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   await checkOutputPath(outPath, format);
   const { size, bundle } = checked;
   const { platform, from } = imagePlatform({ platform: checked.platform, hwid: flags.hwid, containers: config.containers });
-  if (flags.fioup) await checkFioupArch(flags.fioup, platform, from);
+  if (flags.fioup) await checkFioupBinary(flags.fioup, platform, from);
 
   // The work folder first: its making tells whether --out's file system takes files at all
   // (preload/work-dir.ts), before the gateway is asked.

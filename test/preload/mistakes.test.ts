@@ -10,10 +10,11 @@
  * bad usage; a work folder a killed preload left is removed by the next run; a full file system is said in words (exit 50) and leaves nothing;
  * Ctrl-C or SIGTERM removes the unfinished image and the tools preload ran; a hardware id, tag or
  * version no target has names what the targets do hold; a --fioup built for another architecture
- * than the image's is refused before anything is fetched.
+ * than the image's, one that is no program (/etc/passwd) or another program (its --version does
+ * not say fioup) is refused before anything is fetched.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
 import { run, tempDir } from "../harness/tmp.ts";
@@ -260,24 +261,45 @@ describe("no fioup in the image", () => {
 });
 
 describe("--fioup", () => {
-  // This machine's own binary (/bin/true) stands for a fioup built for it.
+  // This machine's own binary (/bin/true) stands for a program built for it; a compiled one that answers --version as fioup does, for fioup.
   const host = process.arch === "arm64" ? "arm64" : "amd64";
   const other = host === "arm64" ? "amd64" : "arm64";
+  const unreachable = (out: string) => ["--factory-config", fc, "--ref", "refs/heads/master", "--server", "https://127.0.0.1:1", "--token", gw.adminToken, "--out", join(work, out)];
 
   test("built for another architecture than the image's: bad usage (exit 2) naming both, before the gateway is asked", async () => {
-    const r = await preload(["--factory-config", fc, "--ref", "refs/heads/master", "--server", "https://127.0.0.1:1", "--token", gw.adminToken, "--hwid", `${other}-linux`, "--fioup", "/bin/true", "--out", join(work, "wrong-fioup")]);
+    const r = await preload([...unreachable("wrong-fioup"), "--hwid", `${other}-linux`, "--fioup", "/bin/true"]);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(`--fioup /bin/true is built for ${host}, but the image is for linux/${other}`);
     expect(r.stderr).toContain(`(from --hwid ${other}-linux): give the fioup built for ${other}`);
     expect(existsSync(join(work, "wrong-fioup"))).toBe(false);
   }, 60_000);
 
-  test("built for the image's architecture: installed as /usr/bin/fioup", async () => {
+  test("a file that is no program (/etc/passwd): bad usage (exit 2), before the gateway is asked", async () => {
+    const r = await preload([...unreachable("passwd-fioup"), "--hwid", `${host}-linux`, "--fioup", "/etc/passwd"]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("--fioup /etc/passwd is no fioup: it is neither an ELF binary nor a script starting with #!");
+    expect(r.stderr).toContain(`give the fioup built for ${host}`);
+    expect(existsSync(join(work, "passwd-fioup"))).toBe(false);
+  }, 60_000);
+
+  test("another program built for this machine (/bin/true, as dist/preload-linux-x64 would be): bad usage (exit 2) saying what its --version says", async () => {
+    const r = await preload([...unreachable("true-fioup"), "--hwid", `${host}-linux`, "--fioup", "/bin/true"]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--fioup \/bin\/true is not fioup: asked its --version, it says "true \(GNU coreutils\) [^"]+", where fioup says "fioup VERSION"/);
+    expect(existsSync(join(work, "true-fioup"))).toBe(false);
+  }, 60_000);
+
+  test("built for the image's architecture, answering --version as fioup does: installed as /usr/bin/fioup", async () => {
+    const version = (await run([process.execPath, join(import.meta.dir, "../../fioup/main.ts"), "--version"])).stdout.trim();
+    const dir = await tempDir("preload-fioup-bin-");
+    writeFileSync(join(dir, "v.ts"), `console.log(${JSON.stringify(version)});\n`);
+    await run([process.execPath, "build", "--compile", "--outfile", join(dir, "fioup"), join(dir, "v.ts")]);
     const out = join(work, "right-fioup");
-    const r = await preload([...fromGateway(), "--fioup", "/bin/true", "--out", out]);
+    const r = await preload([...fromGateway(), "--fioup", join(dir, "fioup"), "--out", out]);
     expect(r.code, r.stderr).toBe(host === "amd64" ? 0 : 2);
     if (host === "amd64") expect(lstatSync(join(out, "usr/bin/fioup")).mode & 0o777).toBe(0o755);
-  }, 60_000);
+    rmSync(out, { recursive: true, force: true });
+  }, 120_000);
 });
 
 describe("a work folder left by a killed preload", () => {
