@@ -44,8 +44,8 @@ afterAll(async () => {
 
 const fromGateway = () => ["--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux"];
 
-/** What preload may leave beside --out: nothing (its work folder and partial file are removed). */
-const leftovers = (out: string) => readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial"));
+/** What preload may leave beside --out: nothing (its work folder and partial file are removed, and a folder it made for --out when it fails). */
+const leftovers = (out: string) => (existsSync(dirname(out)) ? readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial")) : []);
 
 /** A small but real root filesystem: a char device, a fifo, a file of another owner, a hard link, /dev/fd -> /proc/self/fd; and fioup unless told not to. */
 async function realBase(o: { fioup?: boolean } = {}): Promise<string> {
