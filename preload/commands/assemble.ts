@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
 import { publicUrlOf } from "../../lib/api/admin.ts";
 import { AdminClient } from "../../lib/api/admin-client.ts";
+import { readHoldingRollouts } from "../../lib/api/rollout-hold.ts";
 import { defineCommand, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
 import { checkFlagPath, readFlagFile, readPemFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
@@ -45,7 +46,7 @@ const FLAGS = {
   targets: { type: "string", description: "A signed targets.json to use instead of the gateway", placeholder: "FILE" },
   bundle: { type: "string", description: "An offline bundle (gateway export, without --from) to take the target and blobs from; needs --root", placeholder: "DIR" },
   root: { type: "string", description: "Trusted root.json (required with --targets and --bundle)", placeholder: "FILE" },
-  target: { type: "string", description: "Target version to preload (default: the latest for the tag)", placeholder: "VERSION" },
+  target: { type: "string", description: "Target version to preload (default: the latest for the tag that no rollout holds back)", placeholder: "VERSION" },
   tag: { type: "string", description: "Target tag (default: the first tag the ref maps to)", placeholder: "TAG" },
   hwid: { type: "string", description: "Hardware id of the device", default: "x86_64-linux", placeholder: "HWID" },
   platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
@@ -66,7 +67,8 @@ export default defineCommand({
   summary: "Assemble a system image with compose apps preloaded",
   description: [
     "Decides which apps to preload from factory-config.yml and the git ref, picks the target for",
-    "the ref's tag and the hardware id, verifies it against the TUF root, and writes a root",
+    "the ref's tag and the hardware id (from the gateway without --target: the newest version no",
+    "rollout holds back, as a device registering now is offered), verifies it against the TUF root, and writes a root",
     "filesystem holding the apps' blobs in fioup's store, the preloaded target, the TUF root,",
     "fioup config defaults and the early-start systemd service.",
     "",
@@ -132,28 +134,35 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   const work = await openWorkDir(outPath, { info: (line) => out.info(line), onStop: () => progress.clear() });
   try {
     const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
+    const admin = flags.server && token && ca ? await AdminClient.connect({ server: flags.server, token, ca }) : undefined;
+    // Which versions rollouts hold back (preload/choose-target.ts): a token that may not read
+    // rollouts (publish) is answered nothing, and preload takes the newest version, as before.
+    const holds =
+      admin && !bundle && !flags.targets
+        ? await readHoldingRollouts(admin).catch((err: unknown) => {
+            out.info(`warning: could not read the rollouts of ${flags.server} (${err instanceof Error ? err.message : String(err)}): a version a rollout holds back is not passed over`);
+            return undefined;
+          })
+        : undefined;
     const tag = flags.tag ?? decision.tags[0]!;
     const { verified, target } = await chooseTarget(
-      { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root },
+      { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root, ...(holds ? { holds } : {}) },
       { hwid: flags.hwid, tag, version: flags.target },
       (line) => out.info(line),
     );
 
     // The host the targets name the gateway's registry by (its public URL) may not be --server's.
     // Without it preload still runs: said once, since images then come from the host they name.
-    const publicHost =
-      flags.server && token && ca
-        ? publicUrlOf(
-            await AdminClient.connect({ server: flags.server, token, ca })
-              .then((a) => a.whoami())
-              .catch((err: unknown) => {
-                out.info(
-                  `Could not read the gateway's public URL from ${flags.server} (${err instanceof Error ? err.message : String(err)}): images named under a host other than ${new URL(flags.server!).host} are fetched from that host`,
-                );
-                return undefined;
-              }),
-          )?.host
-        : undefined;
+    const publicHost = admin
+      ? publicUrlOf(
+          await admin.whoami().catch((err: unknown) => {
+            out.info(
+              `Could not read the gateway's public URL from ${flags.server} (${err instanceof Error ? err.message : String(err)}): images named under a host other than ${new URL(flags.server!).host} are fetched from that host`,
+            );
+            return undefined;
+          }),
+        )?.host
+      : undefined;
     const access = new RegistryAccess({
       ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
       token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
