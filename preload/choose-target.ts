@@ -5,11 +5,21 @@
  * A bundle holds the blobs of one target, so its version is the default, and another version
  * named is refused as one the bundle does not hold.
  *
+ * From the gateway, a version a rollout holds back (lib/api/rollout-hold.ts) is not the default:
+ * the gateway shows it to no device the rollout has not released it to, and a device registered
+ * after the rollout began is never one of its members, so a factory's new devices would not be
+ * offered it either (docs/rollouts.md). Baked into an image they would run it from their first
+ * boot, past the gate and outside the health verdicts that could halt it, a halted version
+ * included. So without --target the newest version no rollout holds back is taken, and said;
+ * --target names a held one on purpose, and is warned about as `gateway export` warns.
+ *
  * @module
  */
-import type { Target } from "../lib/api/index.ts";
+import type { Target, TargetEntry } from "../lib/api/index.ts";
+import type { RolloutRow } from "../lib/api/admin.ts";
+import { holdText } from "../lib/api/rollout-hold.ts";
 import type { Bundle } from "../lib/bundle/index.ts";
-import { selectTarget } from "../lib/tuf/select-target.ts";
+import { selectTarget, targetMatchesDevice } from "../lib/tuf/select-target.ts";
 import { NoTargetError, targetsFromBundle, targetsFromFiles, targetsFromGateway, whatTargetsHold, type RootFile, type VerifiedTargetSet } from "./targets.ts";
 
 /** Where the targets come from: one of bundle, targets (with root), or server with token and its pinned CA. */
@@ -23,12 +33,16 @@ export interface TargetSource {
   ca?: string;
   /** --root; required with bundle and targets, else the gateway's 1.root.json is the start. */
   root?: RootFile;
+  /** With server: the rollout holding each version back, if the token may read them (lib/api/rollout-hold.ts). */
+  holds?: Map<string, RolloutRow>;
 }
 
 /**
- * Verifies the source's targets (said first through `info`) and picks the one for `want`.
+ * Verifies the source's targets (said first through `info`) and picks the one for `want`: without
+ * a version, the newest one no rollout in `source.holds` holds back (each held version passed over
+ * said through `info`); a held version named is taken with a warning.
  *
- * @throws {NoTargetError} No target for the hardware id, tag and version, or one the bundle does not hold.
+ * @throws {NoTargetError} No target for the hardware id, tag and version, or one the bundle does not hold, or (no version named) every one is held back.
  */
 export async function chooseTarget(
   source: TargetSource,
@@ -53,5 +67,31 @@ export async function chooseTarget(
   if (bundle && target.name !== bundle.index.bundle.target) {
     throw new NoTargetError(`The bundle ${bundle.dir} holds ${bundle.index.bundle.target}, not ${target.name}`);
   }
-  return { verified, target };
+  const holds = bundle || source.targets ? undefined : source.holds;
+  if (!holds?.size) return { verified, target };
+  const unheld = (entries: Record<string, TargetEntry>) => Object.fromEntries(Object.entries(entries).filter(([, e]) => !holds.has(String(e.custom.version))));
+  if (want.version !== undefined) {
+    const r = holds.get(String(target.entry.custom.version));
+    if (r) {
+      const free = selectTarget(unheld(verified.targets), { hwid: want.hwid, tags: [want.tag] });
+      info(
+        `warning: ${holdText(r)}: devices made from this image run it from their first boot all the same, outside its waves and its health verdicts, and stay on it until a newer version reaches them; without --target, preload takes the newest version no rollout holds back${free ? ` (${free.entry.custom.version})` : ""}, which is what a device registering now is offered`,
+      );
+    }
+    return { verified, target };
+  }
+  const free = selectTarget(unheld(verified.targets), { hwid: want.hwid, tags: [want.tag] });
+  // The held versions newer than the one taken, newest first: each said with its rollout.
+  const skipped = [...new Set(Object.values(verified.targets).filter((e) => targetMatchesDevice(e, want.hwid, [want.tag])).map((e) => String(e.custom.version)))]
+    .filter((v) => holds.has(v) && (!free || Number(v) > Number(free.entry.custom.version)))
+    .sort((a, b) => Number(b) - Number(a));
+  if (!free) {
+    throw new NoTargetError(
+      `No target for hardware id ${want.hwid} and tag ${want.tag} that no rollout holds back in ${verified.source}: ${skipped.map((v) => holdText(holds.get(v)!)).join("; ")}; a device registering now is offered none of them: give --target ${skipped[0]} to preload version ${skipped[0]} anyway`,
+    );
+  }
+  for (const v of skipped) {
+    info(`${holdText(holds.get(v)!)}: preloading version ${free.entry.custom.version}, the newest no rollout holds back, which is what a device registering now is offered (--target ${v} preloads version ${v} anyway)`);
+  }
+  return { verified, target: free };
 }

@@ -23,9 +23,9 @@ type ErrorClass = new (...args: any[]) => Error;
 const TABLE: [code: number, meaning: string, errors: ErrorClass[]][] = [
   [0, "success (also: the ref's rules say no system image)", []],
   [1, "any other error", []],
-  [2, "bad usage (unknown flag, missing or invalid argument, a --token without a CA pin, --bundle DIR not a complete bundle, a --base without /usr/bin/fioup and no --fioup)", [InvalidTokenError, InvalidBundleError]],
+  [2, "bad usage (unknown flag, missing or invalid argument, a --factory-config with neither a containers nor an lmp section, a --token without a CA pin, --bundle DIR not a complete bundle, a --base without /usr/bin/fioup and no --fioup, a --fioup that is no fioup or of another architecture)", [InvalidTokenError, InvalidBundleError]],
   [10, "factory-config.yml is invalid (one that is not there is bad usage, 2)", [FactoryConfigError]],
-  [20, "no target for the hardware id, tag and version, or an app asked for is not in it", [NoTargetError, AssembleError]],
+  [20, "no target for the hardware id, tag and version (without --target: none that no rollout holds back), or an app asked for is not in it", [NoTargetError, AssembleError]],
   [21, "the targets do not verify against the TUF root (signature, expiry, rollback)", [TargetsVerificationError, TufVerificationError]],
   [30, "the gateway or a registry cannot be reached, or its TLS identity is not the expected one; the gateway refuses the token or is no gateway", [GatewayAccessError, CaPinMismatchError, CaFetchError, RegistryTlsError, RegistryUnreachableError]],
   [31, "a registry refused a request or served content that does not match its digest", [RegistryError, DigestMismatchError, AppResolveError]],

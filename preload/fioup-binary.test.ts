@@ -1,11 +1,11 @@
-/** The fioup an image carries: of the image's architecture, and there at all when a --base is the OS. */
+/** The fioup an image carries: a program, of the image's architecture, and there at all when a --base is the OS. */
 import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
-import { checkFioupArch, checkFioupPresent } from "./fioup-binary.ts";
+import { checkFioupBinary, checkFioupPresent } from "./fioup-binary.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "preload-fioup-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,14 +23,21 @@ function elf(path: string, machine: number): string {
 test("a fioup of another architecture is refused naming both and the binary to give; a match or a script is taken", async () => {
   const arm64 = elf(join(dir, "fioup-arm64"), 0xb7);
   const amd64 = { os: "linux", architecture: "amd64" };
-  const refused = checkFioupArch(arm64, amd64, "--hwid x86_64-linux");
+  const refused = checkFioupBinary(arm64, amd64, "--hwid x86_64-linux");
   expect(refused).rejects.toBeInstanceOf(UsageError);
   expect(refused).rejects.toThrow(
     `--fioup ${arm64} is built for arm64, but the image is for linux/amd64 (from --hwid x86_64-linux): give the fioup built for amd64 (npm run build writes dist/fioup-linux-x64)`,
   );
-  await checkFioupArch(arm64, { os: "linux", architecture: "arm64" }, "--platform");
+  await checkFioupBinary(arm64, { os: "linux", architecture: "arm64" }, "--platform");
   writeFileSync(join(dir, "wrapper"), "#!/bin/sh\nexec fioup \"$@\"\n");
-  await checkFioupArch(join(dir, "wrapper"), amd64, "--platform");
+  await checkFioupBinary(join(dir, "wrapper"), amd64, "--platform");
+});
+
+test("a file that is neither ELF nor a #! script is refused", async () => {
+  writeFileSync(join(dir, "passwd"), "root:x:0:0:root:/root:/bin/bash\n");
+  expect(checkFioupBinary(join(dir, "passwd"), { os: "linux", architecture: "arm64" }, "--platform")).rejects.toThrow(
+    `--fioup ${join(dir, "passwd")} is no fioup: it is neither an ELF binary nor a script starting with #!`,
+  );
 });
 
 test("without --fioup: a base without /usr/bin/fioup is refused, no base is a warning, a base with one is fine", async () => {

@@ -8,15 +8,20 @@
  *   removes it the same way (synchronously: nothing runs after it);
  * - a preload killed outright (SIGKILL, a power cut) ran nothing: its folder holds an owner file
  *   with its pid, and the next preload beside the same --out removes it once that pid is gone.
+ * The folder is made before the gateway is asked: making it is the one test that tells whether
+ * files can be made beside --out at all (root passes every permission check, yet /proc or /sys
+ * takes no new file), so such an --out is bad usage at once, not an errno after the download.
+ * The folders above --out it had to make go again when the run ends without an image.
  * And when the disk fills, the message names what preload writes where ({@link noSpaceError}).
  *
  * @module
  */
-import { rmSync } from "node:fs";
+import { rmdirSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { UsageError } from "../lib/cli/command.ts";
 import { exitOnSignal } from "../lib/cli/interrupt.ts";
-import { isNoSpace } from "../lib/fs/why.ts";
+import { fsWhy, isNoSpace } from "../lib/fs/why.ts";
 import { acquireLock, lockFilePid, lockHolder } from "../lib/fs/pid-lock.ts";
 import { ImageNoSpaceError, OutputError, partialPath, type OutputFormat } from "./output.ts";
 
@@ -38,14 +43,36 @@ export interface WorkDir {
  * @param o.onStop Run first when a signal stops the run (clearing a progress line).
  */
 export async function openWorkDir(outPath: string, o: { info: (line: string) => void; onStop?: () => void }): Promise<WorkDir> {
-  await mkdir(dirname(outPath), { recursive: true });
-  for (const line of await removeStaleWork(dirname(outPath))) o.info(line);
-  const path = await mkdtemp(join(dirname(outPath), WORK_PREFIX));
+  const folder = dirname(outPath);
+  const made = await mkdir(folder, { recursive: true }).catch((e: unknown) => {
+    throw cannotMake(e, folder, outPath);
+  });
+  // The folders above --out this run made, deepest first: removed again (when still empty) if no image comes.
+  const madeFolders: string[] = [];
+  for (let f = folder; made !== undefined; f = dirname(f)) {
+    madeFolders.push(f);
+    if (f === made || f === dirname(f)) break;
+  }
+  const removeMade = () => {
+    for (const f of madeFolders) {
+      try {
+        rmdirSync(f);
+      } catch {
+        break; // not empty (the image is there, or someone else's files): it and the folders above stay
+      }
+    }
+  };
+  for (const line of await removeStaleWork(folder)) o.info(line);
+  const path = await mkdtemp(join(folder, WORK_PREFIX)).catch((e: unknown) => {
+    removeMade();
+    throw cannotMake(e, folder, outPath);
+  });
   acquireLock(join(path, OWNER_FILE));
   const releaseSignals = exitOnSignal("preload", () => {
     o.onStop?.();
     rmSync(path, { recursive: true, force: true });
     rmSync(partialPath(outPath), { force: true });
+    removeMade();
     return `removed the unfinished image, ${outPath} is as it was`;
   });
   return {
@@ -54,8 +81,20 @@ export async function openWorkDir(outPath: string, o: { info: (line: string) => 
       releaseSignals();
       await rm(path, { recursive: true, force: true });
       await rm(partialPath(outPath), { force: true });
+      removeMade();
     },
   };
+}
+
+/**
+ * A folder that cannot be made beside --out: bad usage naming --out (a file system that takes no
+ * new files, no permission), unless the disk is full, which stays an error of its own ({@link noSpaceError}).
+ */
+function cannotMake(err: unknown, folder: string, outPath: string): unknown {
+  if (isNoSpace(err) || typeof (err as NodeJS.ErrnoException)?.code !== "string") return err;
+  const code = (err as NodeJS.ErrnoException).code!;
+  const why = code === "ENOENT" ? `its file system takes no new files (${code})` : `${fsWhy(err)} (${code})`;
+  return new UsageError(`Cannot write --out ${outPath}: preload cannot make its work folder in ${folder}: ${why}; give an --out in a folder of a file system for files`);
 }
 
 /**

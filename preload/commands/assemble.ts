@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { HardwareId, Tag, TargetVersion } from "../../lib/api/target.ts";
 import { publicUrlOf } from "../../lib/api/admin.ts";
 import { AdminClient } from "../../lib/api/admin-client.ts";
+import { readHoldingRollouts } from "../../lib/api/rollout-hold.ts";
 import { defineCommand, UsageError, type FlagSpec, type FlagValues, type Output } from "../../lib/cli/command.ts";
 import { checkFlagPath, readFlagFile, readPemFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
@@ -30,7 +31,7 @@ import { bundleRegistries, openBundle, type Bundle } from "../../lib/bundle/inde
 import { sizeText } from "../../lib/cli/bytes.ts";
 import { progressLine } from "../../lib/cli/progress.ts";
 import { chooseTarget } from "../choose-target.ts";
-import { checkFioupArch, checkFioupPresent } from "../fioup-binary.ts";
+import { checkFioupBinary, checkFioupPresent } from "../fioup-binary.ts";
 import { imagePlatform } from "../platform.ts";
 import { noSpaceError, openWorkDir } from "../work-dir.ts";
 
@@ -45,7 +46,7 @@ const FLAGS = {
   targets: { type: "string", description: "A signed targets.json to use instead of the gateway", placeholder: "FILE" },
   bundle: { type: "string", description: "An offline bundle (gateway export, without --from) to take the target and blobs from; needs --root", placeholder: "DIR" },
   root: { type: "string", description: "Trusted root.json (required with --targets and --bundle)", placeholder: "FILE" },
-  target: { type: "string", description: "Target version to preload (default: the latest for the tag)", placeholder: "VERSION" },
+  target: { type: "string", description: "Target version to preload (default: the latest for the tag that no rollout holds back)", placeholder: "VERSION" },
   tag: { type: "string", description: "Target tag (default: the first tag the ref maps to)", placeholder: "TAG" },
   hwid: { type: "string", description: "Hardware id of the device", default: "x86_64-linux", placeholder: "HWID" },
   platform: { type: "string", description: "Image platform, e.g. linux/arm64 (default: from --hwid)", placeholder: "OS/ARCH" },
@@ -66,7 +67,8 @@ export default defineCommand({
   summary: "Assemble a system image with compose apps preloaded",
   description: [
     "Decides which apps to preload from factory-config.yml and the git ref, picks the target for",
-    "the ref's tag and the hardware id, verifies it against the TUF root, and writes a root",
+    "the ref's tag and the hardware id (from the gateway without --target: the newest version no",
+    "rollout holds back, as a device registering now is offered), verifies it against the TUF root, and writes a root",
     "filesystem holding the apps' blobs in fioup's store, the preloaded target, the TUF root,",
     "fioup config defaults and the early-start systemd service.",
     "",
@@ -100,12 +102,22 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   // ref, not pass green on the refs that build no image and break on the first one that does.
   const checked = await checkFlags(flags, token);
   const config = await readFactoryConfig(flags["factory-config"], { warn: (line) => out.info(`warning: ${line}`) });
+  // Preloading is off unless a section turns it on, so a wrong path (a compose file) would pass
+  // green and write nothing: a file without either section is no factory config.
+  if (!config.containers && !config.lmp) {
+    const keys = Object.keys(config);
+    throw new UsageError(
+      `--factory-config ${flags["factory-config"]} is no factory-config.yml: it has neither a containers nor an lmp section${keys.length ? ` (its top-level keys: ${keys.join(", ")})` : " (it is empty)"}; give the factory's factory-config.yml`,
+    );
+  }
   const decision = decidePreload(config, flags.ref, flags.kind as BuildKind);
   if (flags.explain || !decision.assemble) {
     const what = decision.assemble
       ? `preload ${decision.apps ? decision.apps.join(", ") : "all apps of the target"} (tags: ${decision.tags.join(", ")})`
       : `no system image for ${flags.ref}`;
     out.result({ ...decision, ref: flags.ref }, () => [`${flags.ref}: ${what}`, ...decision.reasons.map((r) => `  - ${r}`)].join("\n"));
+    // A CI job that gave --out and finds no file there learns why here, not at its upload step.
+    if (!flags.explain && flags.out) out.info(`warning: no image was written to --out ${flags.out}: the rules of ${flags["factory-config"]} for ${flags.ref} say no system image (above)`);
     return 0;
   }
 
@@ -114,46 +126,55 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
   await checkOutputPath(outPath, format);
   const { size, bundle } = checked;
   const { platform, from } = imagePlatform({ platform: checked.platform, hwid: flags.hwid, containers: config.containers });
-  if (flags.fioup) await checkFioupArch(flags.fioup, platform, from);
+  if (flags.fioup) await checkFioupBinary(flags.fioup, platform, from);
 
-  const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
-  const tag = flags.tag ?? decision.tags[0]!;
-  const { verified, target } = await chooseTarget(
-    { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root },
-    { hwid: flags.hwid, tag, version: flags.target },
-    (line) => out.info(line),
-  );
-
-  // The host the targets name the gateway's registry by (its public URL) may not be --server's.
-  // Without it preload still runs: said once, since images then come from the host they name.
-  const publicHost =
-    flags.server && token && ca
-      ? publicUrlOf(
-          await AdminClient.connect({ server: flags.server, token, ca })
-            .then((a) => a.whoami())
-            .catch((err: unknown) => {
-              out.info(
-                `Could not read the gateway's public URL from ${flags.server} (${err instanceof Error ? err.message : String(err)}): images named under a host other than ${new URL(flags.server!).host} are fetched from that host`,
-              );
-              return undefined;
-            }),
-        )?.host
-      : undefined;
-  const access = new RegistryAccess({
-    ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
-    token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
-    ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
-    insecure: new Set(flags["insecure-registry"]),
-  });
-  await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
-
+  // The work folder first: its making tells whether --out's file system takes files at all
+  // (preload/work-dir.ts), before the gateway is asked.
   const progress = progressLine((line) => out.info(line));
   const work = await openWorkDir(outPath, { info: (line) => out.info(line), onStop: () => progress.clear() });
-  const cacheDir = flags.cache ? resolve(flags.cache) : join(work.path, "cache");
-  const tree = join(work.path, "rootfs");
-  // A dir image outlives the run: it must not share blob files with a kept cache.
-  const linkFromCache = format !== "dir" || !flags.cache;
   try {
+    const ca = flags.server && token ? await fetchPinnedCa(flags.server, token) : undefined;
+    const admin = flags.server && token && ca ? await AdminClient.connect({ server: flags.server, token, ca }) : undefined;
+    // Which versions rollouts hold back (preload/choose-target.ts): a token that may not read
+    // rollouts (publish) is answered nothing, and preload takes the newest version, as before.
+    const holds =
+      admin && !bundle && !flags.targets
+        ? await readHoldingRollouts(admin).catch((err: unknown) => {
+            out.info(`warning: could not read the rollouts of ${flags.server} (${err instanceof Error ? err.message : String(err)}): a version a rollout holds back is not passed over`);
+            return undefined;
+          })
+        : undefined;
+    const tag = flags.tag ?? decision.tags[0]!;
+    const { verified, target } = await chooseTarget(
+      { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root, ...(holds ? { holds } : {}) },
+      { hwid: flags.hwid, tag, version: flags.target },
+      (line) => out.info(line),
+    );
+
+    // The host the targets name the gateway's registry by (its public URL) may not be --server's.
+    // Without it preload still runs: said once, since images then come from the host they name.
+    const publicHost = admin
+      ? publicUrlOf(
+          await admin.whoami().catch((err: unknown) => {
+            out.info(
+              `Could not read the gateway's public URL from ${flags.server} (${err instanceof Error ? err.message : String(err)}): images named under a host other than ${new URL(flags.server!).host} are fetched from that host`,
+            );
+            return undefined;
+          }),
+        )?.host
+      : undefined;
+    const access = new RegistryAccess({
+      ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
+      token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
+      ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
+      insecure: new Set(flags["insecure-registry"]),
+    });
+    await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
+
+    const cacheDir = flags.cache ? resolve(flags.cache) : join(work.path, "cache");
+    const tree = join(work.path, "rootfs");
+    // A dir image outlives the run: it must not share blob files with a kept cache.
+    const linkFromCache = format !== "dir" || !flags.cache;
     await mkdir(tree, { recursive: true });
     if (flags.base) {
       await progress.during(`layering onto base ${flags.base}`, () => unpackBase(flags.base!, tree));

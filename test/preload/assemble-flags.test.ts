@@ -18,7 +18,7 @@ const ROOT = join(import.meta.dir, "../..");
 const PIN = "a".repeat(64);
 
 let dir: string;
-/** factory-config.yml files: one that preloads nothing (a key preload does not know), one that preloads. */
+/** factory-config.yml files: one that preloads nothing (its rules turn preloading off), one that preloads. */
 let unrelated: string;
 let enabled: string;
 /** A TUF root and a targets.json it signs, holding no target; and one holding a target with no app. */
@@ -29,7 +29,7 @@ let appless: string;
 beforeAll(async () => {
   dir = await tempDir("preload-flags-");
   unrelated = join(dir, "unrelated.yml");
-  writeFileSync(unrelated, "foo: bar\n");
+  writeFileSync(unrelated, "containers:\n  preloaded_images:\n    enabled: false\n  notify: {}\n");
   enabled = join(dir, "enabled.yml");
   writeFileSync(enabled, "containers:\n  preloaded_images:\n    enabled: true\n");
   const key = generateKey();
@@ -58,11 +58,20 @@ function line(config: string, ...extra: string[]): string[] {
 }
 
 describe("preload checks its flags before the factory config decides", () => {
-  test("a config that preloads nothing still exits 0, once the flags are good", async () => {
-    // `foo: bar` is a valid factory-config.yml (unknown keys are allowed, as for gateway publish).
+  test("a config that preloads nothing still exits 0, once the flags are good, and warns that --out got no image", async () => {
     const r = await preload(...line(unrelated));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("no system image for refs/heads/main");
+    expect(r.stderr).toContain(`warning: no image was written to --out ${join(dir, "out")}: the rules of ${unrelated} for refs/heads/main say no system image`);
+  });
+
+  test("a file with neither a containers nor an lmp section (a compose file given by mistake) is bad usage, exit 2, naming it", async () => {
+    const compose = join(dir, "docker-compose.yml");
+    writeFileSync(compose, "services:\n  web:\n    image: busybox\nvolumes:\n  data: {}\n");
+    const r = await preload(...line(compose));
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`--factory-config ${compose} is no factory-config.yml: it has neither a containers nor an lmp section (its top-level keys: services, volumes)`);
+    expect(r.stdout).toBe("");
   });
 
   test("a config that is no factory-config.yml at all exits 10", async () => {
@@ -203,10 +212,18 @@ describe("what the factory config says is checked before an image is built", () 
   });
 
   test("a misspelt top-level section is warned about on stderr, and other sections are left alone", async () => {
-    const fc = config("containerz.yml", "notify:\n  email: x\ncontainerz:\n  preloaded_images:\n    enabled: true\n");
+    const fc = config("containerz.yml", "notify:\n  email: x\nlmp:\n  tagging: {}\ncontainerz:\n  preloaded_images:\n    enabled: true\n");
     const r = await preload(...line(fc));
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toBe(`warning: ${fc}: line 3: containerz: unknown key, ignored: did you mean containers?\n`);
+    expect(r.stderr).toStartWith(`warning: ${fc}: line 5: containerz: unknown key, ignored: did you mean containers?\n`);
+  });
+
+  test("with it the only section, the file is no factory config: the warning, then bad usage (exit 2)", async () => {
+    const fc = config("containerz-only.yml", "notify:\n  email: x\ncontainerz:\n  preloaded_images:\n    enabled: true\n");
+    const r = await preload(...line(fc));
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`warning: ${fc}: line 3: containerz: unknown key, ignored: did you mean containers?\n`);
+    expect(r.stderr).toContain("it has neither a containers nor an lmp section (its top-level keys: notify, containerz)");
   });
 
   test("a target with no app gives no image (exit 20) rather than one that runs nothing", async () => {

@@ -45,8 +45,8 @@ afterAll(async () => {
 
 const fromGateway = () => ["--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux"];
 
-/** Files preload may leave beside --out: none (its work dir is removed on success and failure). */
-const leftovers = (out: string) => readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial"));
+/** Files preload may leave beside --out: none (its work dir is removed on success and failure, and so is a folder it made for --out when it fails). */
+const leftovers = (out: string) => (existsSync(dirname(out)) ? readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial")) : []);
 
 async function debugfs(image: string, request: string): Promise<string> {
   return (await run(["debugfs", "-R", request, image])).stdout;

@@ -10,10 +10,11 @@
  * bad usage; a work folder a killed preload left is removed by the next run; a full file system is said in words (exit 50) and leaves nothing;
  * Ctrl-C or SIGTERM removes the unfinished image and the tools preload ran; a hardware id, tag or
  * version no target has names what the targets do hold; a --fioup built for another architecture
- * than the image's is refused before anything is fetched.
+ * than the image's, one that is no program (/etc/passwd) or another program (its --version does
+ * not say fioup) is refused before anything is fetched.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { GatewayHandle } from "../harness/gateway.ts";
 import { run, tempDir } from "../harness/tmp.ts";
@@ -43,8 +44,8 @@ afterAll(async () => {
 
 const fromGateway = () => ["--factory-config", fc, "--ref", "refs/heads/master", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux"];
 
-/** What preload may leave beside --out: nothing (its work folder and partial file are removed). */
-const leftovers = (out: string) => readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial"));
+/** What preload may leave beside --out: nothing (its work folder and partial file are removed, and a folder it made for --out when it fails). */
+const leftovers = (out: string) => (existsSync(dirname(out)) ? readdirSync(dirname(out)).filter((f) => f.startsWith(".preload-") || f.endsWith(".partial")) : []);
 
 /** A small but real root filesystem: a char device, a fifo, a file of another owner, a hard link, /dev/fd -> /proc/self/fd; and fioup unless told not to. */
 async function realBase(o: { fioup?: boolean } = {}): Promise<string> {
@@ -131,6 +132,19 @@ describe("--out", () => {
     const r = await preload([...unreachable(), "--out", join(ro, "images/rootfs")]);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(`the file system of ${ro} is read-only`);
+  }, 60_000);
+
+  test("in a file system that takes no files (/proc), as root: bad usage (exit 2) naming --out, before the gateway is asked", async () => {
+    const r = await preload([...unreachable(), "--out", "/proc/preload-img"]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("Cannot write --out /proc/preload-img: preload cannot make its work folder in /proc: its file system takes no new files (ENOENT)");
+    expect(r.stderr).not.toContain("mkdtemp");
+  }, 60_000);
+
+  test("the folders above --out that a run made are gone again when it ends without an image", async () => {
+    const r = await preload([...unreachable(), "--out", join(work, "made/for/img")]);
+    expect(r.code, r.stderr).toBe(30);
+    expect(existsSync(join(work, "made"))).toBe(false);
   }, 60_000);
 
   test.each([["dir", "600k", "the blobs to fetch needs"], ["tar", "1200k", "the blobs to fetch and the tar file need"]] as const)("%s: a full file system is exit 50 in words, at once, and nothing is left on it", async (format, size, detail) => {
@@ -247,24 +261,45 @@ describe("no fioup in the image", () => {
 });
 
 describe("--fioup", () => {
-  // This machine's own binary (/bin/true) stands for a fioup built for it.
+  // This machine's own binary (/bin/true) stands for a program built for it; a compiled one that answers --version as fioup does, for fioup.
   const host = process.arch === "arm64" ? "arm64" : "amd64";
   const other = host === "arm64" ? "amd64" : "arm64";
+  const unreachable = (out: string) => ["--factory-config", fc, "--ref", "refs/heads/master", "--server", "https://127.0.0.1:1", "--token", gw.adminToken, "--out", join(work, out)];
 
   test("built for another architecture than the image's: bad usage (exit 2) naming both, before the gateway is asked", async () => {
-    const r = await preload(["--factory-config", fc, "--ref", "refs/heads/master", "--server", "https://127.0.0.1:1", "--token", gw.adminToken, "--hwid", `${other}-linux`, "--fioup", "/bin/true", "--out", join(work, "wrong-fioup")]);
+    const r = await preload([...unreachable("wrong-fioup"), "--hwid", `${other}-linux`, "--fioup", "/bin/true"]);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(`--fioup /bin/true is built for ${host}, but the image is for linux/${other}`);
     expect(r.stderr).toContain(`(from --hwid ${other}-linux): give the fioup built for ${other}`);
     expect(existsSync(join(work, "wrong-fioup"))).toBe(false);
   }, 60_000);
 
-  test("built for the image's architecture: installed as /usr/bin/fioup", async () => {
+  test("a file that is no program (/etc/passwd): bad usage (exit 2), before the gateway is asked", async () => {
+    const r = await preload([...unreachable("passwd-fioup"), "--hwid", `${host}-linux`, "--fioup", "/etc/passwd"]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain("--fioup /etc/passwd is no fioup: it is neither an ELF binary nor a script starting with #!");
+    expect(r.stderr).toContain(`give the fioup built for ${host}`);
+    expect(existsSync(join(work, "passwd-fioup"))).toBe(false);
+  }, 60_000);
+
+  test("another program built for this machine (/bin/true, as dist/preload-linux-x64 would be): bad usage (exit 2) saying what its --version says", async () => {
+    const r = await preload([...unreachable("true-fioup"), "--hwid", `${host}-linux`, "--fioup", "/bin/true"]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--fioup \/bin\/true is not fioup: asked its --version, it says "true \(GNU coreutils\) [^"]+", where fioup says "fioup VERSION"/);
+    expect(existsSync(join(work, "true-fioup"))).toBe(false);
+  }, 60_000);
+
+  test("built for the image's architecture, answering --version as fioup does: installed as /usr/bin/fioup", async () => {
+    const version = (await run([process.execPath, join(import.meta.dir, "../../fioup/main.ts"), "--version"])).stdout.trim();
+    const dir = await tempDir("preload-fioup-bin-");
+    writeFileSync(join(dir, "v.ts"), `console.log(${JSON.stringify(version)});\n`);
+    await run([process.execPath, "build", "--compile", "--outfile", join(dir, "fioup"), join(dir, "v.ts")]);
     const out = join(work, "right-fioup");
-    const r = await preload([...fromGateway(), "--fioup", "/bin/true", "--out", out]);
+    const r = await preload([...fromGateway(), "--fioup", join(dir, "fioup"), "--out", out]);
     expect(r.code, r.stderr).toBe(host === "amd64" ? 0 : 2);
     if (host === "amd64") expect(lstatSync(join(out, "usr/bin/fioup")).mode & 0o777).toBe(0o755);
-  }, 60_000);
+    rmSync(out, { recursive: true, force: true });
+  }, 120_000);
 });
 
 describe("a work folder left by a killed preload", () => {
