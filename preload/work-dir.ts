@@ -17,12 +17,13 @@
  * @module
  */
 import { rmdirSync, rmSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
 import { exitOnSignal } from "../lib/cli/interrupt.ts";
 import { fsWhy, isNoSpace } from "../lib/fs/why.ts";
-import { acquireLock, lockFilePid, lockHolder } from "../lib/fs/pid-lock.ts";
+import { acquireLock } from "../lib/fs/pid-lock.ts";
+import { removeDeadFolders } from "../lib/fs/owned-folder.ts";
 import { ImageNoSpaceError, OutputError, partialPath, type OutputFormat } from "./output.ts";
 
 /** The work folder beside --out, and the file in it naming the preload that owns it. */
@@ -103,19 +104,11 @@ function cannotMake(err: unknown, folder: string, outPath: string): unknown {
  * runs (another preload into the same folder) is left alone, as is one without an owner file.
  */
 async function removeStaleWork(dir: string): Promise<string[]> {
-  const lines: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!name.startsWith(WORK_PREFIX)) continue;
-    const owner = join(dir, name, OWNER_FILE);
-    const pid = lockFilePid(owner);
-    if (pid === undefined || lockHolder(owner) !== undefined) continue;
-    const path = join(dir, name);
-    const gone = await rm(path, { recursive: true, force: true, maxRetries: 3 }).then(() => true, () => false);
-    lines.push(gone
+  return (await removeDeadFolders(dir, WORK_PREFIX, OWNER_FILE)).map(({ path, pid, removed }) =>
+    removed
       ? `removed ${path}: the unfinished work of an earlier preload (pid ${pid}) that was killed`
-      : `warning: cannot remove ${path}, the unfinished work of an earlier preload (pid ${pid}) that was killed: a tool it ran may still write there (remove it once that ends)`);
-  }
-  return lines;
+      : `warning: cannot remove ${path}, the unfinished work of an earlier preload (pid ${pid}) that was killed: a tool it ran may still write there (remove it once that ends)`,
+  );
 }
 
 /**

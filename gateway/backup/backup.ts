@@ -35,7 +35,8 @@ import { syncDir, tempFileOf, writeFileAtomic } from "../../lib/fs/atomic-write.
 import { fsWhy, isNoSpace } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
-import { acquireLock, lockFilePid, lockHolder, processStartMs } from "../../lib/fs/pid-lock.ts";
+import { acquireLock, lockHolder, processStartMs } from "../../lib/fs/pid-lock.ts";
+import { removeDeadFolders } from "../../lib/fs/owned-folder.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servedDatabaseKind, servingPid } from "../data-dir.ts";
 import { CA_FINGERPRINT_META, StoreOpenError, dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
@@ -195,30 +196,13 @@ const RESTORE_PREFIX = ".restore-";
  */
 const RESTORE_LOCK = ".restore.lock";
 
-/**
- * Removes the folders named PREFIX* in `parent` that a killed backup or restore left (kill -9, a
- * power cut: no handler runs). A backup's scratch holds a plaintext copy of the database, and a
- * replica is made by copying the whole data dir (gateway/README.md, Replicas), so left there it
- * would be copied to every replica; a restore's holds the decrypted data dir (the CA key, the admin
- * token), under a dot name beside --data that `ls` does not show, and nothing else would remove it.
- * Dead means its lock file names a process that is gone (lib/fs/pid-lock.ts tells a reused PID
- * apart). A folder with no lock file is the moment between its mkdtemp and its lock, or older:
- * removed once `locklessAfterMs` old if given, else never (a restore's temp name may hold the data
- * dir a --force replaced, when it could not be renamed aside: restore names it to the user).
- * Best effort: one that cannot be removed stays.
- */
-async function removeDeadFolders(parent: string, prefix: string, lock: string, locklessAfterMs?: number): Promise<void> {
-  for (const name of await readdir(parent).catch(() => [] as string[])) {
-    if (!name.startsWith(prefix)) continue;
-    const dir = join(parent, name);
-    const st = await lstat(dir).catch(() => undefined);
-    if (!st?.isDirectory()) continue;
-    const lockFile = join(dir, lock);
-    if (lockHolder(lockFile) !== undefined) continue; // its backup or restore is running
-    const dead = lockFilePid(lockFile) !== undefined || (locklessAfterMs !== undefined && Date.now() - st.mtimeMs >= locklessAfterMs);
-    if (dead) await rm(dir, { recursive: true, force: true }).catch(() => {});
-  }
-}
+// What a killed backup or restore leaves (kill -9, a power cut: no handler runs) is removed by the
+// next one (lib/fs/owned-folder.ts removeDeadFolders). A backup's scratch holds a plaintext copy of
+// the database, and a replica is made by copying the whole data dir (gateway/README.md, Replicas),
+// so left there it would be copied to every replica; a restore's holds the decrypted data dir (the
+// CA key, the admin token), under a dot name beside --data that `ls` does not show. A restore's
+// folder without a lock is never removed: its temp name may hold the data dir a --force replaced,
+// when it could not be renamed aside (restore names it to the user).
 
 /**
  * Removes the temp files of `out` (lib/fs/atomic-write.ts names them `.NAME.PID-xxxx.tmp`) whose
@@ -322,7 +306,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   // already), never beside --out, a folder that may be a share or off-site and is meant to receive
   // sealed files only. The walk below skips it. What killed backups left (a snapshot here, a partial
   // file beside --out) and a killed restore of this data dir (its decrypted files beside it) is removed first.
-  await removeDeadFolders(opts.dataDir, SCRATCH_PREFIX, SCRATCH_LOCK, STALE_SCRATCH_MS);
+  await removeDeadFolders(opts.dataDir, SCRATCH_PREFIX, SCRATCH_LOCK, { locklessAfterMs: STALE_SCRATCH_MS });
   await removeDeadFolders(dirname(bare(opts.dataDir)), RESTORE_PREFIX, RESTORE_LOCK);
   await removeDeadTemps(opts.out);
   // Ctrl-C or SIGTERM (a systemd timer's TimeoutStopSec) ends the process without running the

@@ -14,7 +14,8 @@
  * @module
  */
 import { rmSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { makeOwnedFolder, removeDeadFolders } from "../../lib/fs/owned-folder.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AdminClient } from "../../lib/api/admin-client.ts";
@@ -90,6 +91,10 @@ export interface ExportResult {
 /** Blobs copied at once. */
 const PARALLEL_BLOBS = 4;
 
+/** Export's scratch folder in the temp dir, and the lock naming its owner (lib/fs/owned-folder.ts). */
+const EXPORT_TMP_PREFIX = "gateway-export-";
+const OWNER_LOCK = ".owner.lock";
+
 const versionOf = (bytes: Uint8Array, role: string, what: string): number => {
   const v = (JSON.parse(new TextDecoder().decode(bytes)) as { signed?: { meta?: Record<string, { version?: number }> } }).signed?.meta?.[`${role}.json`]?.version;
   if (!Number.isSafeInteger(v)) throw new ExportError(`Cannot read the ${role} version from ${what}`);
@@ -160,7 +165,8 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   if (was === undefined) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
   await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
   const bundlePlace: WritePlace = { dir: o.out, what: "the bundle", remedy: "use a larger medium, or export --from the version the devices run (a smaller bundle)" };
-  const work = await mkdtemp(join(tmpdir(), "gateway-export-")).catch((e) => {
+  await removeDeadFolders(tmpdir(), EXPORT_TMP_PREFIX, OWNER_LOCK); // what an export killed outright left
+  const work = await makeOwnedFolder(tmpdir(), EXPORT_TMP_PREFIX, OWNER_LOCK).catch((e) => {
     putBackEmpty(o.out, was);
     return Promise.reject(sayWhere(e, { dir: tmpdir(), what: "the export's scratch folder", remedy: "set TMPDIR to a folder with room" }));
   });

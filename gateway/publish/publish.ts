@@ -12,7 +12,8 @@
  */
 import { X509Certificate } from "node:crypto";
 import { rmSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
+import { makeOwnedFolder, removeDeadFolders } from "../../lib/fs/owned-folder.ts";
 import { tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
 import { HardwareId, recordedLayerSizes, type TargetEntry } from "../../lib/api/target.ts";
@@ -135,6 +136,10 @@ export interface PublishResult {
 
 /** App manifests are tagged `app-<git short hash>`; built images `<git short hash>`. */
 export const APP_TAG_PREFIX = "app-";
+
+/** Publish's scratch folder in the temp dir (saved images), and the lock naming its owner (lib/fs/owned-folder.ts). */
+const PUBLISH_TMP_PREFIX = "gateway-publish-";
+const OWNER_LOCK = ".owner.lock";
 
 const FACTORY = /^[a-z0-9][a-z0-9_.-]*$/;
 
@@ -331,7 +336,10 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     { userAgent: "gateway-publish" },
   );
 
-  const tmp = await mkdtemp(join(tmpdir(), "gateway-publish-"));
+  // Saved images (hundreds of MB): a publish killed outright (a CI runner's timeout) leaves its
+  // folder, removed by the next publish on this machine once its owner is gone.
+  await removeDeadFolders(tmpdir(), PUBLISH_TMP_PREFIX, OWNER_LOCK);
+  const tmp = await makeOwnedFolder(tmpdir(), PUBLISH_TMP_PREFIX, OWNER_LOCK);
   // Ctrl-C or SIGTERM (a cancelled CI job) ends the process without running the `finally` below:
   // docker is stopped (lib/cli/interrupt.ts), the scratch folder (saved images: hundreds of MB) removed, and what is left said.
   // Targets are added last, in one call: stopped before it, nothing is published; while it is
