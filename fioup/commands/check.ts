@@ -6,6 +6,7 @@ import { openSession } from "../session.ts";
 import { currentTarget, hardwareIdMismatch } from "../update/current-target.ts";
 import { nextCommand, type UpdateState } from "../update/states.ts";
 import { checkTargets } from "../update/tuf-check.ts";
+import { shortlistNotIn } from "../update/check-step.ts";
 import { sotaDirFlag } from "./_flags.ts";
 
 interface CheckOutput {
@@ -17,6 +18,8 @@ interface CheckOutput {
   targetsVersion: number;
   /** The target the device runs is not for its hardware id: what that means and the remedy (also on stderr). */
   warning?: string;
+  /** The apps shortlist names apps the target the device would update to (else the one it runs) does not have (also on stderr). */
+  shortlistWarning?: string;
 }
 
 export default defineCommand({
@@ -32,6 +35,9 @@ export default defineCommand({
       const bad = s.db.badTargetMarks();
       const pending = s.db.pendingUpdate();
       const r = await checkTargets(s.cfg, s.client!, { current, badTargets: bad });
+      const shown = r.updateAvailable && r.selected ? r.selected : current;
+      const shortlistWarning = shown && shortlistNotIn(s.cfg.shortlist, shown);
+      if (shortlistWarning) out.info(shortlistWarning);
       await flushEvents(s.db, s.client!);
       const result: CheckOutput = {
         current: current ? { name: current.name, version: current.entry.custom.version } : null,
@@ -42,6 +48,7 @@ export default defineCommand({
         pending: pending ? { name: pending.toTarget, version: pending.version, state: pending.state } : null,
         targetsVersion: r.version,
         ...(warning ? { warning } : {}),
+        ...(shortlistWarning ? { shortlistWarning } : {}),
       };
       out.result(result, (o) =>
         [
