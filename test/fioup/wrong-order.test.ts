@@ -7,6 +7,8 @@
  * busy mid-fetch for as long as the test needs.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { waitFor } from "../harness/tmp.ts";
 import {
   Device, collectCli, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice,
@@ -106,6 +108,25 @@ describe("fioup steps in the wrong order", () => {
 
   test("the daemon stopped mid-fetch by SIGTERM logs where the update was saved and exits 0; cancel meanwhile names the daemon", async () => {
     const daemon = await stalledMidFetch(3, "daemon", "or stop the daemon (systemctl stop fioup, or SIGTERM) and run this again");
+    const pid = daemon.proc.pid;
+    try {
+      // Status and check say the daemon carries the update on, not a command that would be refused (13).
+      const status = await collectCli(t.device.spawn(["status", "--no-apps"]), "fioup status");
+      expect(status.stdout).toContain(`  state: fetching\n  fetched: `);
+      expect(status.stdout).toContain(`  in progress in \`fioup daemon\` (process ${pid})`);
+      expect(status.stdout).not.toContain("next:");
+      expect((await t.device.fioup("status", "--no-apps")).json.inProgressIn).toEqual({ pid, command: "daemon" });
+      const check = await collectCli(t.device.spawn(["check"]), "fioup check");
+      expect(check.stdout).toContain(`Update in progress: amd64-linux-3 (version 3), fetching, in \`fioup daemon\` (process ${pid}) now`);
+      // A second daemon is refused at once, naming the first and how to stop it.
+      const second = await collectCli(t.device.spawn(["daemon", "--cycles", "1"]), "fioup daemon");
+      expect(second.code, second.stderr).toBe(13);
+      expect(second.stderr).toContain(`Cannot start the daemon: another \`fioup daemon\` (process ${pid}) runs on this device`);
+      expect(second.stderr).toContain(`stop that one first (systemctl stop fioup, or kill ${pid})`);
+    } catch (e) {
+      daemon.proc.kill("SIGKILL");
+      throw e;
+    }
 
     daemon.proc.kill("SIGTERM");
     const r = await daemon.running;
@@ -115,6 +136,21 @@ describe("fioup steps in the wrong order", () => {
     expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
     expect((await t.device.fioup("cancel")).json.state).toBe("canceled");
   }, 120_000);
+
+  test("a daemon killed (a crash, SIGKILL) does not keep the next one from starting", async () => {
+    const first = t.device.spawn(["daemon"]);
+    const lock = join(t.device.sotaDir, "daemon.lock");
+    try {
+      await waitFor({ service: "fioup daemon", what: "its lock", ready: () => existsSync(lock) && readFileSync(lock, "utf8").startsWith(`${first.pid} `), alive: () => first.exitCode === null, timeoutMs: 30_000 });
+    } finally {
+      first.kill("SIGKILL");
+      await first.exited;
+    }
+    expect(existsSync(lock)).toBe(true); // left behind, as by a crash
+    const next = await collectCli(t.device.spawn(["daemon", "--cycles", "1"]), "fioup daemon");
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toContain("fioup daemon started");
+  }, 60_000);
 
   test("register says what to run next", async () => {
     const other = await Device.create(t.dockerd);
