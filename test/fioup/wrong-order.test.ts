@@ -7,6 +7,7 @@
  * busy mid-fetch for as long as the test needs.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { waitFor } from "../harness/tmp.ts";
@@ -24,6 +25,20 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(() => t?.stop());
+
+/** Whether the device's latest update has done `step` (its row in update_steps). */
+function stepDone(step: string): boolean {
+  const path = join(t.device.sotaDir, "fioup.db");
+  if (!existsSync(path)) return false;
+  const db = new Database(path, { readonly: true });
+  try {
+    return !!db.query("SELECT 1 FROM update_steps WHERE step = ? AND update_id = (SELECT id FROM updates ORDER BY id DESC LIMIT 1)").get(step);
+  } catch {
+    return false;
+  } finally {
+    db.close();
+  }
+}
 
 /**
  * Publishes `version` with an 8 MiB layer and runs `fioup <command>` until it sits mid-fetch
@@ -135,6 +150,25 @@ describe("fioup steps in the wrong order", () => {
     expect(r.stderr).toMatch(/fioup daemon stopped\n$/);
     expect((await t.device.fioup("status")).json.pending.state).toBe("fetching");
     expect((await t.device.fioup("cancel")).json.state).toBe("canceled");
+  }, 120_000);
+
+  test("Ctrl-C after the install stopped the app says it stays stopped until the update is resumed or canceled", async () => {
+    const { ref } = await pushImageDetailed(t.upstream, REPO, "v4", httpdImage("order v4"));
+    await t.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, t.port) });
+    await t.pub.publish(4);
+    const proc = t.device.spawn(["update"]);
+    const running = collectCli(proc, "fioup update");
+    await waitFor({ service: "fioup update", what: "the install's stop", ready: () => stepDone("stop"), alive: () => proc.exitCode === null, timeoutMs: 60_000 });
+    proc.kill("SIGINT");
+    const r = await running;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(
+      new RegExp(`Interrupted: the update to amd64-linux-4 \\(version 4\\) is saved \\(install(ing|ed)\\); 'fioup update' resumes it, 'fioup cancel' drops it; ${APP} is stopped until one of them runs`),
+    );
+    expect(await httpGet(t.port)).toBeUndefined();
+    const u = await t.device.fioup("update");
+    expect(u.json.state, u.stderr).toBe("completed");
+    expect(await httpGet(t.port)).toBe("order v4");
   }, 120_000);
 
   test("a daemon killed (a crash, SIGKILL) does not keep the next one from starting", async () => {
