@@ -20,14 +20,23 @@
  * through the shared lock; SIGTERM stops between (or inside, abortably) steps
  * and the next start resumes.
  *
+ * One daemon per device: it holds `<storage.path>/daemon.lock` for its whole
+ * run (the update lock only per cycle), so a second one, started by hand beside
+ * fioup.service, exits 13 instead of doubling every poll, wait for news and
+ * event sent. A daemon that died (a crash, SIGKILL) leaves a stale lock, which
+ * the next start takes over (lib/fs/pid-lock.ts): systemd's restart is never
+ * refused. `fioup agent` beside a daemon is not refused: the agent has a lock
+ * of its own (agent/beside-daemon.ts).
+ *
  * @module
  */
 import { mkdirSync, watch, type FSWatcher } from "node:fs";
+import { join } from "node:path";
 import { backoffDelay, jittered } from "../lib/net/backoff.ts";
 import { describeError } from "../lib/cli/command.ts";
 import { converge, describeConverge } from "./converge.ts";
 import { isRejection } from "./events/sender.ts";
-import { LockedError } from "../lib/fs/pid-lock.ts";
+import { acquireLock, LockedError, type Lock } from "../lib/fs/pid-lock.ts";
 import { takeUpdateLock, UpdateLockBusyError } from "./update/update-lock.ts";
 import { releaseExecutablePages } from "./memory.ts";
 import { waitForNews } from "./push.ts";
@@ -54,6 +63,31 @@ export interface DaemonOptions {
 export interface CycleSeen {
   deferred?: UpdateDeferredError;
   failure?: unknown;
+}
+
+/** Another `fioup daemon` runs on this device (exit 13, as any lock fioup cannot take). */
+export class DaemonRunningError extends LockedError {
+  override name = "DaemonRunningError";
+  constructor(path: string, pid: number) {
+    super(path, pid);
+    this.message =
+      `Cannot start the daemon: another \`fioup daemon\` (process ${pid}) runs on this device (it holds ${path}); ` +
+      `it polls and updates by itself. To run this one instead, stop that one first (systemctl stop fioup, or kill ${pid})`;
+  }
+}
+
+/**
+ * Takes the daemon's lifetime lock, `<storage.path>/daemon.lock`.
+ * @throws {DaemonRunningError} Another live daemon holds it.
+ */
+export function takeDaemonLock(s: Pick<Session, "cfg">): Lock {
+  const path = join(s.cfg.storagePath, "daemon.lock");
+  try {
+    return acquireLock(path);
+  } catch (e) {
+    if (e instanceof LockedError && Number.isInteger(e.pid)) throw new DaemonRunningError(e.path, e.pid);
+    throw e;
+  }
 }
 
 /** The first retry after a failure of the network; each next one waits twice as long, up to the polling interval. */

@@ -63,7 +63,7 @@ const TABLE = [
   [EXIT.INVALID_STATE, "invalid action for the update's current state, or a saved plan this fioup cannot read", [InvalidStateError, PlanFormatError]],
   [EXIT.NOT_REGISTERED, "not registered, or no device state where --sota-dir points (the folder does not exist)", [NotRegisteredError, NoDeviceStateError]],
   [EXIT.ALREADY_REGISTERED, "already registered (use --force)", [AlreadyRegisteredError]],
-  [EXIT.LOCKED, "another fioup holds the update lock, or another agent runs with the same state dir", [LockedError]],
+  [EXIT.LOCKED, "another fioup holds the update lock, another daemon runs, or another agent runs with the same state dir", [LockedError]],
   [EXIT.DEFERRED, "install deferred: outside the maintenance window, a clock not set yet, or held by an update lock (fetched; --force installs)", [UpdateDeferredError]],
   [EXIT.CONFIG, "config invalid", [ConfigError]],
   [EXIT.NO_MATCHING_TARGET, "no matching target (hwid/tags/version)", [TargetNotFoundError]],

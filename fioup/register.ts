@@ -95,8 +95,12 @@ export interface RegisterResult {
   sotaDir: string;
   /** True when the device registered again under the uuid it held: its previous certificate is no longer accepted. */
   reRegistered: boolean;
-  /** The identity the device held and could not keep, and why: the admin revokes it (`gateway devices revoke UUID`) if it is still registered. */
-  abandoned?: { uuid: string; why: string };
+  /**
+   * The identity the device held and could not keep, and why: the admin revokes it (`gateway
+   * devices revoke UUID`) if it is still registered. `revoked`: the gateway refused it as revoked
+   * already, so there is nothing left to revoke.
+   */
+  abandoned?: { uuid: string; why: string; revoked: boolean };
 }
 
 /** The identity a device holds from an earlier registration: its uuid, and its certificate and key if they can prove it to the gateway. */
@@ -234,7 +238,10 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
     if (e instanceof RegistrationRefusedError) dropPending();
     throw e;
   }
-  const abandoned = held && !(kept && "reply" in kept) ? { uuid: held.uuid, why: held.unusable ?? `the gateway refused it: ${kept?.conflict}` } : undefined;
+  const abandoned =
+    held && !(kept && "reply" in kept)
+      ? { uuid: held.uuid, why: held.unusable ?? `the gateway refused it: ${kept?.conflict}`, revoked: !!kept?.revoked }
+      : undefined;
   // A new uuid the gateway holds already: not this device's doing, and not to be retried blindly.
   if (!("reply" in sent)) throw unusable(`Cannot register with ${server}: gateway answered 409: ${sent.conflict}`);
   const { uuid, keys, reply } = sent;
@@ -242,7 +249,9 @@ export async function register(opts: RegisterOptions): Promise<RegisterResult> {
   if (abandoned)
     opts.warn?.(
       `this device could not keep its identity ${abandoned.uuid}: ${abandoned.why}. It is registered as a new device, ${uuid}. ` +
-        `${abandoned.uuid} stays registered with the gateway unless revoked: if no device should hold it any more, revoke it (gateway devices revoke ${abandoned.uuid})`,
+        (abandoned.revoked
+          ? `${abandoned.uuid} stays revoked on the gateway: nothing is left to do for it`
+          : `${abandoned.uuid} stays registered with the gateway unless revoked: if no device should hold it any more, revoke it (gateway devices revoke ${abandoned.uuid})`),
     );
   // Nothing is written before the answer is known to be usable: a device left with a certificate
   // it cannot use, or a root it cannot verify with, would fail every later command.
@@ -375,7 +384,14 @@ async function pendingRegistration(sotaDir: string, uuid?: string, notUuid?: str
   return { uuid: chosen, keys, ...(made ? { made } : {}) };
 }
 
-type Sent = { uuid: string; keys: CryptoKeyPair; reply: RegistrationResponse } | { conflict: string };
+type Sent = { uuid: string; keys: CryptoKeyPair; reply: RegistrationResponse } | { conflict: string; revoked: boolean };
+
+/**
+ * A 409 that refuses a revoked uuid (gateway/routes/register.ts: `device "UUID" was revoked`), told
+ * from the other 409s by its words: the answer carries no code, and the advice differs (revoking it
+ * again would be a step for nothing).
+ */
+const REVOKED_REFUSAL = /^Registration refused: device "[^"]+" was revoked$/;
 
 /**
  * One registration request for `uuid` with a new key: over mTLS with `tls` (the held identity's
@@ -420,7 +436,10 @@ async function sendRegistration(
     throw new GatewayUnreachableError(`Cannot register with ${server}: ${netWhy(cause)}`);
   }
   const text = await res.text();
-  if (res.status === 409) return { conflict: gatewayReason(text) ?? text.slice(0, 300) };
+  if (res.status === 409) {
+    const conflict = gatewayReason(text) ?? text.slice(0, 300);
+    return { conflict, revoked: REVOKED_REFUSAL.test(conflict) };
+  }
   if (!res.ok) {
     // 401: the token itself (unknown, revoked, expired, used up): only a new one helps.
     const next = res.status === 401 ? "; ask the gateway's admin for a new registration token (gateway tokens create)" : "";

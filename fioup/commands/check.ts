@@ -5,7 +5,9 @@ import { flushEvents } from "../events/sender.ts";
 import { openSession } from "../session.ts";
 import { currentTarget, hardwareIdMismatch } from "../update/current-target.ts";
 import { nextCommand, type UpdateState } from "../update/states.ts";
+import { updateLockHolder } from "../update/update-lock.ts";
 import { checkTargets } from "../update/tuf-check.ts";
+import { shortlistNotIn } from "../update/check-step.ts";
 import { sotaDirFlag } from "./_flags.ts";
 
 interface CheckOutput {
@@ -17,6 +19,8 @@ interface CheckOutput {
   targetsVersion: number;
   /** The target the device runs is not for its hardware id: what that means and the remedy (also on stderr). */
   warning?: string;
+  /** The apps shortlist names apps the target the device would update to (else the one it runs) does not have (also on stderr). */
+  shortlistWarning?: string;
 }
 
 export default defineCommand({
@@ -31,7 +35,11 @@ export default defineCommand({
       if (warning) out.info(`warning: ${warning}`);
       const bad = s.db.badTargetMarks();
       const pending = s.db.pendingUpdate();
+      const holder = pending && updateLockHolder(s.lockPath);
       const r = await checkTargets(s.cfg, s.client!, { current, badTargets: bad });
+      const shown = r.updateAvailable && r.selected ? r.selected : current;
+      const shortlistWarning = shown && shortlistNotIn(s.cfg.shortlist, shown);
+      if (shortlistWarning) out.info(shortlistWarning);
       await flushEvents(s.db, s.client!);
       const result: CheckOutput = {
         current: current ? { name: current.name, version: current.entry.custom.version } : null,
@@ -42,6 +50,7 @@ export default defineCommand({
         pending: pending ? { name: pending.toTarget, version: pending.version, state: pending.state } : null,
         targetsVersion: r.version,
         ...(warning ? { warning } : {}),
+        ...(shortlistWarning ? { shortlistWarning } : {}),
       };
       out.result(result, (o) =>
         [
@@ -49,7 +58,7 @@ export default defineCommand({
           "Targets:",
           ...o.available.map((t) => `  ${t.name}  version ${t.version}  apps ${t.apps.join(",") || "-"}${t.bad ? "  [bad]" : ""}`),
           o.update ? `Update available: ${o.update.name}` : "No update available",
-          ...(o.pending ? [`Update in progress: ${o.pending.name} (version ${o.pending.version}), ${o.pending.state}; next: '${nextCommand(o.pending.state as UpdateState) ?? "fioup update"}'`] : []),
+          ...(o.pending ? [`Update in progress: ${o.pending.name} (version ${o.pending.version}), ${o.pending.state}${holder ? `, in ${holder.who} now` : `; next: '${nextCommand(o.pending.state as UpdateState) ?? "fioup update"}'`}`] : []),
         ].join("\n"),
       );
       return result.update ? EXIT.OK : EXIT.NO_UPDATE;

@@ -1,7 +1,7 @@
 import { defineCommand } from "../../lib/cli/command.ts";
 import { abortOnStopSignals } from "../../lib/cli/interrupt.ts";
 import { startAgentIfConfigured } from "../agent/beside-daemon.ts";
-import { runDaemon } from "../daemon.ts";
+import { runDaemon, takeDaemonLock } from "../daemon.ts";
 import { progressHooks } from "../progress.ts";
 import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
@@ -14,6 +14,13 @@ export default defineCommand({
   },
   async run({ flags, out }) {
     const s = openSession({ ...flags, requireRegistration: true, choosesTargets: true });
+    let lock;
+    try {
+      lock = takeDaemonLock(s);
+    } catch (e) {
+      s.close();
+      throw e;
+    }
     const stop = abortOnStopSignals("SIGTERM", "ignored");
     const hooks = progressHooks();
     const log = (l: string) => {
@@ -35,6 +42,7 @@ export default defineCommand({
       loopEnded.abort(new Error("daemon stopped"));
       await agent;
       stop.release();
+      lock.release();
       s.close();
     }
   },

@@ -2,7 +2,8 @@ import { defineCommand, formatFlag, UsageError } from "../../lib/cli/command.ts"
 import { configLocation, loadConfig } from "../config.ts";
 import { converge, describeConverge } from "../converge.ts";
 import { register, startDaemonUnit } from "../register.ts";
-import { preloadedTargetFile } from "../update/current-target.ts";
+import { currentTarget, preloadedTargetFile } from "../update/current-target.ts";
+import { shortlistNotIn } from "../update/check-step.ts";
 import { openSession } from "../session.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
@@ -68,6 +69,10 @@ export default defineCommand({
     // A preloaded device runs its shortlist from now on, without waiting for a new target.
     const s = openSession(flags);
     try {
+      // The target the device runs (preloaded, or installed before a --force) is known here: a typo in --apps is said now, not at the first update.
+      const running = currentTarget(s.cfg, s.db);
+      const unknown = running && shortlistNotIn(s.cfg.shortlist, running);
+      if (unknown) out.info(unknown);
       out.info(describeConverge(await converge(s, (l) => out.info(l))));
     } catch (e) {
       out.info(`registered, but cannot start the apps yet: ${(e as Error).message} (the daemon retries at its start)`);

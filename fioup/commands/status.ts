@@ -10,6 +10,7 @@ import { currentTarget } from "../update/current-target.ts";
 import { fetchStallOf, type FetchStall } from "../update/fetch-step.ts";
 import { holdStatus } from "../update/hold.ts";
 import { listUpdateLocks, updateLocksDir, type UpdateLockInfo } from "../update/update-locks.ts";
+import { updateLockHolder } from "../update/update-lock.ts";
 import { sotaDirFlag } from "./_flags.ts";
 import { renderSummary, summarize, type UpdateSummary } from "../update/summary.ts";
 
@@ -22,6 +23,8 @@ interface StatusOutput {
   shortlist: string[] | null;
   current: { name: string; version: string; apps: string[] } | null;
   pending: UpdateSummary | null;
+  /** The fioup working on updates now (it holds the update lock): the pending update is in progress there, no command is next. */
+  inProgressIn: { pid: number; command: string | null } | null;
   last: UpdateSummary | null;
   updates: UpdateSummary[];
   badTargets: string[];
@@ -69,6 +72,7 @@ export default defineCommand({
       const cur = currentTarget(s.cfg, s.db);
       const pending = s.db.pendingUpdate();
       const last = s.db.lastUpdate();
+      const holder = updateLockHolder(s.lockPath);
       const result: StatusOutput = {
         registered: !!s.client,
         uuid,
@@ -78,6 +82,7 @@ export default defineCommand({
         shortlist: s.cfg.shortlist ?? null,
         current: cur ? { name: cur.name, version: cur.entry.custom.version, apps: Object.keys(cur.entry.custom.docker_compose_apps) } : null,
         pending: pending ? summarize(pending) : null,
+        inProgressIn: holder ? { pid: holder.pid, command: holder.command } : null,
         last: last ? summarize(last) : null,
         updates: s.db.listUpdates(10).map(summarize),
         badTargets: s.db.badTargets(),
@@ -100,7 +105,7 @@ export default defineCommand({
           `Device: ${o.uuid ?? "(not registered)"}${o.server ? ` at ${o.server}` : ""}`,
           `Hardware id: ${o.hardwareId ?? "-"}  tags: ${o.tags.join(",") || "-"}  apps: ${o.shortlist?.join(",") ?? "all"}`,
           `Running: ${o.current ? `${o.current.name} (version ${o.current.version}; ${o.current.apps.join(", ")})` : "(none)"}`,
-          ...(o.pending ? ["Pending:", renderSummary(o.pending)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
+          ...(o.pending ? ["Pending:", renderSummary(o.pending, holder?.who)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
           ...(o.fetchStall ? [`Download retrying: no data for ${o.fetchStall.blob} since ${o.fetchStall.noDataSince}; last try: ${o.fetchStall.retrying}`] : []),
           ...(o.hold ? [`Install deferred${o.hold.heldSince ? ` since ${o.hold.heldSince}` : ""}: ${holdText(o.hold)}`] : []),
           ...(o.updateLocks.length ? [`Update locks: ${o.updateLocks.map((l) => `${l.name}${l.reason ? ` (${l.reason})` : ""}`).join(", ")}`] : []),

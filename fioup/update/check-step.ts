@@ -41,21 +41,21 @@ export function createUpdate(ctx: UpdateContext, target: Target, explicit: boole
   // An update from an offline bundle says so, so the server can tell it from one it served.
   const details = ctx.bundle ? { details: { source: "offline-bundle", bundle: ctx.bundle.id } } : {};
   ctx.db.enqueueEvents([eventFor(row, "MetadataUpdateCompleted", { success: true, ...details })]);
-  const unknown = shortlistNotIn(ctx, target);
+  const unknown = shortlistNotIn(ctx.cfg.shortlist, target);
   if (unknown) ctx.hooks.onInfo?.(unknown);
   return id;
 }
 
 /**
  * The apps shortlist's names the target has no app of (a typo in `register --apps`, or an app
- * the factory dropped), said at each update: else the device runs fewer apps, or none, in
- * silence, and reports success.
+ * the factory dropped), said at each update, and by `fioup check` and `fioup register` where they
+ * know the target: else the device runs fewer apps, or none, in silence, and reports success.
  */
-function shortlistNotIn(ctx: UpdateContext, target: Target): string | undefined {
+export function shortlistNotIn(shortlist: readonly string[] | undefined, target: Target): string | undefined {
   const apps = Object.keys(target.entry.custom.docker_compose_apps).sort();
-  const missing = (ctx.cfg.shortlist ?? []).filter((n) => !apps.includes(n));
+  const missing = (shortlist ?? []).filter((n) => !apps.includes(n));
   if (!missing.length) return undefined;
-  const none = ctx.cfg.shortlist!.every((n) => missing.includes(n));
+  const none = shortlist!.every((n) => missing.includes(n));
   return `Warning: the apps shortlist names ${missing.map((n) => `"${n}"`).join(", ")}, which ${target.name} does not have (its apps: ${apps.join(", ") || "none"})` +
     (none ? `: this device will run none of its apps` : "") +
     `; set the shortlist with 'fioup register --force --apps ...' or pacman.compose_apps in sota.toml`;

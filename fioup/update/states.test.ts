@@ -16,3 +16,10 @@ test("a refusal offers 'fioup cancel' for an installed update, which cancel stil
   expect(new InvalidStateError("fetch", "installed").message).toContain("run 'fioup start' next or 'fioup cancel' to drop it");
   expect(new InvalidStateError("fetch", "started").message).not.toContain("fioup cancel");
 });
+
+test("after Ctrl-C with apps the update stopped, the line says they stay stopped until the update is resumed or dropped", () => {
+  expect(interruptedMessage(at("installed"), "update", ["web"])).toBe(
+    "Interrupted: the update to amd64-linux-2 (version 2) is saved (installed); 'fioup update' resumes it, 'fioup cancel' drops it; web is stopped until one of them runs",
+  );
+  expect(interruptedMessage(at("installing"), "install", ["api", "web"])).toContain("; api, web are stopped until one of them runs");
+});

@@ -88,11 +88,16 @@ export function stoppedAt(u: { toTarget: string; version: string; state: UpdateS
 
 /**
  * The line an update command a signal stopped ends with: where the update stands, the command
- * (`action`) that resumes it, and `fioup cancel` only while cancel can still drop it.
+ * (`action`) that resumes it, and `fioup cancel` only while cancel can still drop it. `stopped`:
+ * the apps the update stopped that do not run now (a Ctrl-C after install stopped them), which
+ * stay down until one of those commands runs: someone at a terminal expects Ctrl-C to leave the
+ * old version running.
  */
-export function interruptedMessage(u: { toTarget: string; version: string; state: UpdateState }, action: string): string {
+export function interruptedMessage(u: { toTarget: string; version: string; state: UpdateState }, action: string, stopped: string[] = []): string {
   const at = stoppedAt(u);
   if (!at.resumable) return `Interrupted: ${at.text}`;
   if (u.state === "cancelling") return `Interrupted: ${at.text}; 'fioup cancel' finishes the cancel ('fioup ${action}' too)`;
-  return `Interrupted: ${at.text}; 'fioup ${action}' resumes it${cancellable(u.state) ? ", 'fioup cancel' drops it" : ""}`;
+  const cancel = cancellable(u.state);
+  const down = stopped.length ? `; ${stopped.join(", ")} ${stopped.length === 1 ? "is" : "are"} stopped until ${cancel ? "one of them runs" : "it runs"}` : "";
+  return `Interrupted: ${at.text}; 'fioup ${action}' resumes it${cancel ? ", 'fioup cancel' drops it" : ""}${down}`;
 }

@@ -33,13 +33,15 @@ export function summarize(u: UpdateRow): UpdateSummary {
   };
 }
 
-export function renderSummary(s: UpdateSummary): string {
+/** `runningIn`: the fioup holding the update lock now ("`fioup daemon` (process 12)"), which carries the update on: no command is next. */
+export function renderSummary(s: UpdateSummary, runningIn?: string): string {
   return [
     `Update ${s.id}: ${s.fromTarget ?? "(none)"} -> ${s.toTarget} (version ${s.version})`,
     `  state: ${s.state}`,
     `  fetched: ${sizeText(s.bytesFetched, { exact: true })} of ${sizeText(s.bytesTotal, { exact: true })}`,
     ...(s.error ? [`  error: ${s.error}`] : []),
     // An update run step by step (fetch, install, start) says which step is next.
-    ...(nextCommand(s.state as UpdateState) ? [`  next: '${nextCommand(s.state as UpdateState)}' (or 'fioup update' for every remaining step)`] : []),
+    ...(runningIn ? [`  in progress in ${runningIn}`] : []),
+    ...(!runningIn && nextCommand(s.state as UpdateState) ? [`  next: '${nextCommand(s.state as UpdateState)}' (or 'fioup update' for every remaining step)`] : []),
   ].join("\n");
 }

@@ -8,7 +8,7 @@
  * @module
  */
 import { basename } from "node:path";
-import { acquireLock, LockedError, processArgs, type Lock } from "../../lib/fs/pid-lock.ts";
+import { acquireLock, LockedError, lockHolder, processArgs, type Lock } from "../../lib/fs/pid-lock.ts";
 
 /**
  * Another fioup holds the update lock: who, and what to do. Exit 13 and, in `--format json`,
@@ -24,7 +24,7 @@ export class UpdateLockBusyError extends LockedError {
   constructor(path: string, pid: number, action: string) {
     super(path, pid);
     const cmd = holderCommand(pid);
-    const who = cmd ? `\`fioup ${cmd}\` (process ${pid})` : `process ${pid}`;
+    const who = holderName(pid, cmd);
     this.brief = `${who} holds the update lock`;
     const stop = cmd === "daemon" ? "stop the daemon (systemctl stop fioup, or SIGTERM)" : `stop it (Ctrl-C where it runs, or kill ${pid})`;
     this.message =
@@ -45,6 +45,17 @@ function holderCommand(pid: number): string | undefined {
   const args = processArgs(pid);
   if (!args?.some((a) => basename(a) === "fioup" || a.endsWith("fioup/main.ts"))) return undefined;
   return args.find((a) => LOCKING.has(a));
+}
+
+/** "`fioup daemon` (process 12)", or "process 12" when it is not a fioup command. */
+const holderName = (pid: number, cmd = holderCommand(pid)) => (cmd ? `\`fioup ${cmd}\` (process ${pid})` : `process ${pid}`);
+
+/** The live process holding the update lock now, named as the refusals name it; undefined when none does. */
+export function updateLockHolder(lockPath: string): { pid: number; command: string | null; who: string } | undefined {
+  const pid = lockHolder(lockPath);
+  if (pid === undefined) return undefined;
+  const cmd = holderCommand(pid);
+  return { pid, command: cmd ?? null, who: holderName(pid, cmd) };
 }
 
 /** Takes `<storage>/update.lock` for `action` (the verb of the message: "update", "cancel"...). */

@@ -134,6 +134,10 @@ test("register --force on a revoked device registers a new identity and names th
   expect(result).toMatchObject({ reRegistered: false, abandoned: { uuid: before.uuid } });
   expect(result.abandoned!.why).toContain("was revoked");
   expect(again.err).toContain(`could not keep its identity ${before.uuid}`);
+  // Revoked already: the warning does not tell the user to revoke it.
+  expect(again.err).toContain(`${before.uuid} stays revoked on the gateway: nothing is left to do for it`);
+  expect(again.err).not.toContain("gateway devices revoke");
+  expect(result.abandoned).toMatchObject({ revoked: true });
   expect(identityOf(root).uuid).toBe(result.uuid);
 }, 120_000);
 

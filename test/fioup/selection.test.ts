@@ -55,13 +55,22 @@ describe("fioup selection", () => {
     await d.cleanup([A, B]);
   }, 120_000);
 
-  test("a shortlist naming an app the target does not have (a typo) is said at the update, with the target's apps", async () => {
+  test("a shortlist naming an app the target does not have (a typo) is said by check, at the update and by register --force, with the target's apps", async () => {
     const d = await newDevice();
     await d.register(gw, ["--apps", "nosuch"]);
-    const r = await d.fioup("update");
     const apps = [A, B].sort().join(", ");
-    expect(r.stderr).toContain(`Warning: the apps shortlist names "nosuch", which amd64-linux-1 does not have (its apps: ${apps}): this device will run none of its apps`);
+    const warning = `Warning: the apps shortlist names "nosuch", which amd64-linux-1 does not have (its apps: ${apps}): this device will run none of its apps`;
+    // Said before anything is installed: check knows the target it would update to.
+    const c = await d.fioup("check");
+    expect(c.stderr).toContain(warning);
+    expect(c.json.shortlistWarning).toContain(warning);
+    const r = await d.fioup("update");
+    expect(r.stderr).toContain(warning);
     expect(await httpGet(portA)).toBeUndefined();
+    // Registering again with another typo, on a device that runs a target: said at once.
+    const again = await d.fioup("register", "--force", "--server", gw.url, "--token", gw.adminToken, "--hwid", "amd64-linux", "--apps", `${B},tikcer`);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`Warning: the apps shortlist names "tikcer", which amd64-linux-1 does not have (its apps: ${apps}); set the shortlist with`);
     await d.cleanup([A, B]);
   }, 120_000);
 

@@ -7,6 +7,9 @@
  * busy mid-fetch for as long as the test needs.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { waitFor } from "../harness/tmp.ts";
 import {
   Device, ROOT, collectCli, httpGet, httpdCompose, httpdImage, pushImageDetailed, randomBytes, startProxiedDevice, type ProxiedDevice,
@@ -22,6 +25,20 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(() => t?.stop());
+
+/** Whether the device's latest update has done `step` (its row in update_steps). */
+function stepDone(step: string): boolean {
+  const path = join(t.device.sotaDir, "fioup.db");
+  if (!existsSync(path)) return false;
+  const db = new Database(path, { readonly: true });
+  try {
+    return !!db.query("SELECT 1 FROM update_steps WHERE step = ? AND update_id = (SELECT id FROM updates ORDER BY id DESC LIMIT 1)").get(step);
+  } catch {
+    return false;
+  } finally {
+    db.close();
+  }
+}
 
 /**
  * Publishes `version` with an 8 MiB layer and runs `fioup <command>` until it sits mid-fetch
@@ -106,6 +123,25 @@ describe("fioup steps in the wrong order", () => {
 
   test("the daemon stopped mid-fetch by SIGTERM logs where the update was saved and exits 0; cancel meanwhile names the daemon", async () => {
     const daemon = await stalledMidFetch(3, "daemon", "or stop the daemon (systemctl stop fioup, or SIGTERM) and run this again");
+    const pid = daemon.proc.pid;
+    try {
+      // Status and check say the daemon carries the update on, not a command that would be refused (13).
+      const status = await collectCli(t.device.spawn(["status", "--no-apps"]), "fioup status");
+      expect(status.stdout).toContain(`  state: fetching\n  fetched: `);
+      expect(status.stdout).toContain(`  in progress in \`fioup daemon\` (process ${pid})`);
+      expect(status.stdout).not.toContain("next:");
+      expect((await t.device.fioup("status", "--no-apps")).json.inProgressIn).toEqual({ pid, command: "daemon" });
+      const check = await collectCli(t.device.spawn(["check"]), "fioup check");
+      expect(check.stdout).toContain(`Update in progress: amd64-linux-3 (version 3), fetching, in \`fioup daemon\` (process ${pid}) now`);
+      // A second daemon is refused at once, naming the first and how to stop it.
+      const second = await collectCli(t.device.spawn(["daemon", "--cycles", "1"]), "fioup daemon");
+      expect(second.code, second.stderr).toBe(13);
+      expect(second.stderr).toContain(`Cannot start the daemon: another \`fioup daemon\` (process ${pid}) runs on this device`);
+      expect(second.stderr).toContain(`stop that one first (systemctl stop fioup, or kill ${pid})`);
+    } catch (e) {
+      daemon.proc.kill("SIGKILL");
+      throw e;
+    }
 
     daemon.proc.kill("SIGTERM");
     const r = await daemon.running;
@@ -138,6 +174,40 @@ describe("fioup steps in the wrong order", () => {
       expect(await httpGet(t.port)).toBe("order v1");
     }
   }, 180_000);
+
+  test("Ctrl-C after the install stopped the app says it stays stopped until the update is resumed or canceled", async () => {
+    const { ref } = await pushImageDetailed(t.upstream, REPO, "v6", httpdImage("order v6")); // 4 and 5: the test before
+    await t.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, t.port) });
+    await t.pub.publish(6);
+    const proc = t.device.spawn(["update"]);
+    const running = collectCli(proc, "fioup update");
+    await waitFor({ service: "fioup update", what: "the install's stop", ready: () => stepDone("stop"), alive: () => proc.exitCode === null, timeoutMs: 60_000 });
+    proc.kill("SIGINT");
+    const r = await running;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(
+      new RegExp(`Interrupted: the update to amd64-linux-6 \\(version 6\\) is saved \\(install(ing|ed)\\); 'fioup update' resumes it, 'fioup cancel' drops it; ${APP} is stopped until one of them runs`),
+    );
+    expect(await httpGet(t.port)).toBeUndefined();
+    const u = await t.device.fioup("update");
+    expect(u.json.state, u.stderr).toBe("completed");
+    expect(await httpGet(t.port)).toBe("order v6");
+  }, 120_000);
+
+  test("a daemon killed (a crash, SIGKILL) does not keep the next one from starting", async () => {
+    const first = t.device.spawn(["daemon"]);
+    const lock = join(t.device.sotaDir, "daemon.lock");
+    try {
+      await waitFor({ service: "fioup daemon", what: "its lock", ready: () => existsSync(lock) && readFileSync(lock, "utf8").startsWith(`${first.pid} `), alive: () => first.exitCode === null, timeoutMs: 30_000 });
+    } finally {
+      first.kill("SIGKILL");
+      await first.exited;
+    }
+    expect(existsSync(lock)).toBe(true); // left behind, as by a crash
+    const next = await collectCli(t.device.spawn(["daemon", "--cycles", "1"]), "fioup daemon");
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toContain("fioup daemon started");
+  }, 60_000);
 
   test("register says what to run next", async () => {
     const other = await Device.create(t.dockerd);
