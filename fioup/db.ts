@@ -9,7 +9,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { statfsSync } from "node:fs";
+import { accessSync, constants, statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { spaceOf } from "../lib/fs/free.ts";
@@ -113,6 +113,12 @@ const ROOM_FOR_WAL = 64 << 10;
  */
 function openError(path: string, cause: unknown): DeviceDbError {
   const code = (cause as { code?: unknown })?.code;
+  if (typeof code === "string" && code.startsWith("SQLITE_CANTOPEN") && readOnlyFs(dirname(path)))
+    return new DeviceDbError(
+      path,
+      cause,
+      `the file system holding ${dirname(path)} is read-only: fioup.db needs to write beside it (its -wal and -shm files) even to be read. Remount it read-write (mount -o remount,rw), or point storage.path at a writable folder`,
+    );
   if (isNoSpace(cause) || (typeof code === "string" && code.startsWith("SQLITE_IOERR"))) {
     const dir = dirname(path);
     try {
@@ -135,6 +141,16 @@ function writeError(path: string, cause: unknown): unknown {
     free = spaceOf(statfsSync(dir), { asThisProcess: true }).free;
   } catch {}
   return new DeviceDbFullError(path, cause, dir, free, "write");
+}
+
+/** Whether `dir` is on a read-only file system (EROFS): SQLite then says only "unable to open database file". */
+function readOnlyFs(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EROFS";
+  }
 }
 
 /**

@@ -2,7 +2,8 @@
  * fioup.db on a full file system (a tmpfs filled with fallocate): SQLite cannot make WAL's -shm
  * and says only "disk I/O error". Opening it to write says the file system is full, naming the
  * folder, and to free space (DeviceDbFullError: exit 41);
- * `fioup status` still reads it and shows the pending update.
+ * `fioup status` still reads it and shows the pending update. On a read-only file system
+ * SQLite says only "unable to open database file": said as a read-only file system.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, statfsSync } from "node:fs";
@@ -77,4 +78,23 @@ describe("fioup.db on a full file system", () => {
     expect(r.json.pending.state).toBe("fetched");
     expect(r.json.pending.toTarget).toBe("amd64-linux-2");
   }, 60_000);
+});
+
+test("fioup.db on a read-only file system: said as such, with what to do, not SQLite's 'unable to open database file'", async () => {
+  const ro = await tempDir("fioup-ro-db-");
+  const dir = join(ro, "sota");
+  mkdirSync(dir);
+  new DeviceDb(join(dir, "fioup.db")).close();
+  expect((await run(["mount", "--bind", dir, dir])).code).toBe(0);
+  try {
+    expect((await run(["mount", "-o", "remount,bind,ro", dir])).code).toBe(0);
+    for (const readOnly of [false, true]) {
+      expect(() => new DeviceDb(join(dir, "fioup.db"), { readOnly })).toThrow(
+        `Cannot open the device database ${join(dir, "fioup.db")}: the file system holding ${dir} is read-only: fioup.db needs to write beside it`,
+      );
+    }
+  } finally {
+    await run(["umount", dir]);
+    rmSync(ro, { recursive: true, force: true });
+  }
 });
