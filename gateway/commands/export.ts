@@ -7,7 +7,7 @@ import { checkFlagValues, checkRegistryHosts } from "../../lib/cli/flag-values.t
 import { whyCannotFill } from "../../lib/fs/paths.ts";
 import { platformForHwid } from "../../lib/oci/hwid-platform.ts";
 import { parsePlatform } from "../../lib/oci/platform.ts";
-import { exportBundle } from "../export/export-bundle.ts";
+import { clearKilledExport, exportBundle, ExportError } from "../export/export-bundle.ts";
 import { rolloutHoldWarning } from "../export/_rollout-hold.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
 import { sizeText } from "../../lib/cli/bytes.ts";
@@ -53,6 +53,9 @@ export default defineCommand({
       throw new UsageError(`--from ${flags.from} must be older than --target ${flags.target}: devices on ${flags.from} would refuse the bundle (no downgrades)`);
     if (flags["no-deltas"] && flags.from === undefined) throw new UsageError("--no-deltas only applies with --from (a bundle without --from never carries deltas)");
     checkRegistryHosts("--insecure-registry", flags["insecure-registry"]);
+    const outDir = resolve(flags.out);
+    const cleared = asUsage([ExportError], () => clearKilledExport(outDir));
+    if (cleared) out.info(cleared);
     const outWhy = await whyCannotFill(resolve(flags.out));
     if (outWhy) throw new UsageError(`Cannot write the bundle into --out ${flags.out}: ${outWhy}; nothing was exported`);
     const platform = flags.platform ? asUsage([SyntaxError], () => parsePlatform(flags.platform!), "--platform: ") : platformForHwid(flags.hwid);

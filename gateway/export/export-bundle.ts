@@ -13,7 +13,8 @@
  *
  * @module
  */
-import { rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
+import { acquireLock, lockFilePid, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { makeOwnedFolder, removeDeadFolders } from "../../lib/fs/owned-folder.ts";
 import { tmpdir } from "node:os";
@@ -94,6 +95,8 @@ const PARALLEL_BLOBS = 4;
 /** Export's scratch folder in the temp dir, and the lock naming its owner (lib/fs/owned-folder.ts). */
 const EXPORT_TMP_PREFIX = "gateway-export-";
 const OWNER_LOCK = ".owner.lock";
+/** In --out while the bundle is written: the export's PID (lib/fs/pid-lock.ts). */
+const OUT_LOCK = ".export.lock";
 
 const versionOf = (bytes: Uint8Array, role: string, what: string): number => {
   const v = (JSON.parse(new TextDecoder().decode(bytes)) as { signed?: { meta?: Record<string, { version?: number }> } }).signed?.meta?.[`${role}.json`]?.version;
@@ -158,12 +161,34 @@ const appsOf = (t: Target) => Object.entries(t.entry.custom.docker_compose_apps)
  * @throws {AppResolveError | RegistryError | DigestMismatchError} The registry refused or served other bytes.
  * @throws {RegistryUnreachableError} A registry could not be reached (one that failed the TLS handshake and is not in `insecureRegistries`: saying to add it).
  */
+/**
+ * While an export writes, --out holds a lock naming it: a bundle an export killed outright
+ * (SIGKILL, a power cut: no handler ran) left is known by its lock naming a process that is gone,
+ * and emptied here, so the same command can simply be run again. Returns the line that says so,
+ * or undefined when there was none.
+ *
+ * @throws {ExportError} Another export is writing there now.
+ */
+export function clearKilledExport(out: string): string | undefined {
+  const outLock = join(out, OUT_LOCK);
+  const writer = lockHolder(outLock);
+  if (writer !== undefined) throw new ExportError(`Cannot export into ${out}: another gateway export (process ${writer}) is writing a bundle there`);
+  const killed = lockFilePid(outLock);
+  if (killed === undefined) return undefined;
+  for (const name of readdirSync(out)) rmSync(join(out, name), { recursive: true, force: true });
+  return `removed the unfinished bundle in ${out} that an export (process ${killed}) left when it was killed`;
+}
+
 export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
   const progress: ProgressLine = o.progress ?? { show() {}, print() {}, clear() {} };
   const log = progress.print;
+  const cleared = clearKilledExport(o.out);
+  if (cleared) log(cleared);
+  const outLock = join(o.out, OUT_LOCK);
   const was = emptyStart(o.out);
   if (was === undefined) throw new ExportError(`Cannot export into ${o.out}: it is not empty`);
   await mkdir(join(o.out, BUNDLE_TUF_DIR), { recursive: true });
+  acquireLock(outLock);
   const bundlePlace: WritePlace = { dir: o.out, what: "the bundle", remedy: "use a larger medium, or export --from the version the devices run (a smaller bundle)" };
   await removeDeadFolders(tmpdir(), EXPORT_TMP_PREFIX, OWNER_LOCK); // what an export killed outright left
   const work = await makeOwnedFolder(tmpdir(), EXPORT_TMP_PREFIX, OWNER_LOCK).catch((e) => {
@@ -280,6 +305,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     };
     // Last, and atomically: a bundle without index.json is unfinished and refused by readers.
     await writeFileAtomic(join(o.out, "index.json"), JSON.stringify(index, null, 1));
+    rmSync(outLock, { force: true });
     finished = true;
     return { out: o.out, target: target.name, ...(from ? { from: from.name } : {}), blobs: blobs.length, bytes, deltas: deltas.length, bytesWithoutDeltas, skipped: want.blobs.length - whole.length, tuf };
   } catch (e) {

@@ -126,6 +126,27 @@ describe("offline bundles with layer deltas", () => {
     expect(bundleIndex(out).bundle.deltas).toHaveLength(1);
   }, 60_000);
 
+  test("an export killed outright (SIGKILL) leaves its lock in --out: the same command run again empties the unfinished bundle, says so, and exports", async () => {
+    const out = join(bundles, "killed");
+    const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--from", "1", "--hwid", HWID, "--out", out], { stdout: "ignore", stderr: "pipe" });
+    let err = "";
+    const decoder = new TextDecoder();
+    const reader = p.stderr.getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      err += decoder.decode(r.value);
+      if (err.includes("copying the TUF metadata") && !p.killed) p.kill("SIGKILL");
+    }
+    await p.exited;
+    expect(readdirSync(out)).toContain(".export.lock");
+    expect(readdirSync(out)).not.toContain("index.json");
+    const again = Bun.spawn([process.execPath, join(import.meta.dir, "../../gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--from", "1", "--hwid", HWID, "--out", out], { stdout: "ignore", stderr: "pipe" });
+    const [code, said] = await Promise.all([again.exited, new Response(again.stderr).text()]);
+    expect(code, said).toBe(0);
+    expect(said).toContain(`removed the unfinished bundle in ${out} that an export (process ${p.pid}) left when it was killed`);
+    expect(bundleIndex(out).bundle.deltas).toHaveLength(1);
+    expect(readdirSync(out)).not.toContain(".export.lock");
+  }, 60_000);
+
   test("a bundle whose delta rebuilds other bytes than the config pins is refused, and the device keeps v1", async () => {
     const bad = join(bundles, "tampered");
     cpSync(join(bundles, "deltas"), bad, { recursive: true });
