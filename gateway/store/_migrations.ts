@@ -111,9 +111,9 @@ CREATE TABLE api_tokens (
  * The event's type is read once per status worked out (a CASE on it), not once per branch: the
  * SQLite trigger works the status out five times per stored event (its WHEN, the two columns it
  * sets and the two it compares), and with a branch per type test an "updating" event read the
- * type 25 times, each a json_extract of the body. On the writer thread that was about a third of
- * a stored event's CPU (bench/gateway-checkin/README.md, 2026-12-07 11:09 UTC: 17.5-24.8 against
- * 11.8-15.7 µs of user CPU per event, batches of 40 on 1,010,000 devices).
+ * type 25 times, each a json_extract of the body: about a third of a stored event's CPU on the
+ * writer's connection (bench/gateway-checkin/README.md, 2026-12-07: 17.5-24.8 against 11.8-15.7 µs
+ * of user CPU per event, batches of 40 on 1,010,000 devices).
  */
 const statusOf = (body: (field: "type" | "success" | "failed" | "details") => string) => `CASE ${body('type')}
       WHEN 'EcuDownloadStarted' THEN 'updating'
@@ -484,8 +484,8 @@ export const MIGRATIONS: Migration[] = [
   },
   {
     // The same status rule, worked out reading the event's type once (statusOf): on SQLite the
-    // trigger cost about a third of the writer thread's CPU per stored event. PostgreSQL's
-    // function gets the same form, so a migrated database and a new one hold the same trigger.
+    // type's 25 reads were about a third of a stored event's CPU on the writer's connection.
+    // PostgreSQL's function gets the same form, so a migrated database and a new one hold the same trigger.
     version: 40,
     olderGatewaysMayUse: true,
     description: "device status: the trigger reads an event's type once",
