@@ -70,7 +70,8 @@ export const APPS_STATES_SQL = `INSERT INTO apps_states (device_uuid, body, upda
 export const SYSTEM_INFO_SQL = `INSERT INTO system_info (device_uuid, kind, body, updated_at) VALUES (?1, ?2, ?3, ?4)
   ON CONFLICT (device_uuid, kind) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at`;
 
-const EVENT_SQL = "INSERT INTO events (id, device_uuid, received_at, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
+/** One event: parameters (id, uuid, received_at, body); a repeated (device, id) is stored once. */
+export const EVENT_SQL = "INSERT INTO events (id, device_uuid, received_at, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
 
 /**
  * Up to ?2 of the oldest events, those received before ?1: the oldest ?2 by seq are looked at and
