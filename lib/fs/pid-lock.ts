@@ -1,6 +1,7 @@
 /**
  * One process at a time: a lock file holds the holder's PID, its start time and the boot it ran
- * in. fioup takes `<storage.path>/update.lock` (one updater at a time), `gateway serve` takes
+ * in. fioup takes `<storage.path>/update.lock` (one updater at a time) and `daemon.lock` (one
+ * daemon, for its whole run), `gateway serve` takes
  * `DIR/serve.lock` (one gateway per data dir; restore refuses to replace a dir a gateway holds).
  * A lock left by a dead process (power cut, SIGKILL) is taken over, so a crash never wedges
  * anything: after a reboot, or when the PID now belongs to another process (PIDs are reused,
