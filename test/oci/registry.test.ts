@@ -150,8 +150,10 @@ describe("BlobStore.pull against docker-registry 2.8", () => {
     expect(err).toBeInstanceOf(Error);
     expect(proxy.cut).toBe(true);
     expect(await store.has(digest)).toBe(false);
+    // Some of the 1 MiB the proxy forwarded before the cut: what the client's socket still held
+    // when the cut's reset came is lost (a loaded machine lost 600 KiB of it), so only "some".
     const partial = (await stat(store.partialPath(digest))).size;
-    expect(partial).toBeGreaterThan(512 * 1024);
+    expect(partial).toBeGreaterThan(0);
     expect(partial).toBeLessThan(size);
 
     const r = await store.pull(viaProxy, "t/resume", { digest, size });
