@@ -82,7 +82,8 @@ export const register = new Hono<GatewayEnv>().post(
     const peer = c.env?.peer;
     const isOwner = peer?.cn === req.uuid && peer.serial === existing?.certSerial;
     // The same key again: the answer to this device's own registration was lost (checked to be held by signDeviceCsr).
-    const askedAgain = existing !== undefined && !isOwner && (await gw.store.deviceKeySha256(req.uuid)) === csrKeySha256(req.csr);
+    // Asked only where it decides something: a registration token on a registered uuid, not its owner.
+    const askedAgain = existing !== undefined && token !== undefined && !isOwner && (await gw.store.deviceKeySha256(req.uuid)) === csrKeySha256(req.csr);
     if (existing && token && !isOwner && !askedAgain) {
       const why = peer?.cn === req.uuid ? "the certificate presented is not its current one" : "the request did not present its current certificate";
       return c.json({ error: `Registration refused: device "${req.uuid}" is already registered and ${why} (re-register over mTLS with its current certificate, or with an admin token)` }, 409);

@@ -108,18 +108,27 @@ describe("offline bundles with layer deltas", () => {
     expect(exportLog).toMatch(/, \d+ blobs and 1 layer delta \(1\.0 MiB, \d+\.\d MiB with whole layers\)/);
   });
 
-  test("an export stopped by SIGTERM removes what it wrote: --out can be given again", async () => {
-    const out = join(bundles, "stopped");
-    const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--from", "1", "--hwid", HWID, "--out", out], { stdout: "ignore", stderr: "pipe" });
-    // Stopped at its first progress line: the metadata and the delta's rebuild are still to come.
+  /** `gateway export` of v2 from v1 into `out`, its stderr, and its end. */
+  const exportInto = (out: string) =>
+    Bun.spawn([process.execPath, join(import.meta.dir, "../../gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--from", "1", "--hwid", HWID, "--out", out], { stdout: "ignore", stderr: "pipe" });
+
+  /** An export into `out` sent `signal` at its first progress line: the metadata and the delta's rebuild are still to come. */
+  async function exportStopped(out: string, signal: NodeJS.Signals) {
+    const p = exportInto(out);
     let err = "";
     const decoder = new TextDecoder();
     const reader = p.stderr.getReader();
     for (let r = await reader.read(); !r.done; r = await reader.read()) {
       err += decoder.decode(r.value);
-      if (err.includes("copying the TUF metadata") && !p.killed) p.kill("SIGTERM");
+      if (err.includes("copying the TUF metadata") && !p.killed) p.kill(signal);
     }
-    expect(await p.exited).toBe(143);
+    return { code: await p.exited, err, pid: p.pid };
+  }
+
+  test("an export stopped by SIGTERM removes what it wrote: --out can be given again", async () => {
+    const out = join(bundles, "stopped");
+    const { code, err } = await exportStopped(out, "SIGTERM");
+    expect(code).toBe(143);
     expect(err).toContain(`gateway export: stopped by SIGTERM; removed the unfinished bundle from ${out}`);
     expect(readdirSync(bundles).filter((e) => e === "stopped" || e.startsWith(".export-"))).toEqual([]);
     await gatewayExport(gw, { target: 2, from: 1, hwid: HWID, out });
@@ -128,21 +137,13 @@ describe("offline bundles with layer deltas", () => {
 
   test("an export killed outright (SIGKILL) leaves its lock in --out: the same command run again empties the unfinished bundle, says so, and exports", async () => {
     const out = join(bundles, "killed");
-    const p = Bun.spawn([process.execPath, join(import.meta.dir, "../../gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--from", "1", "--hwid", HWID, "--out", out], { stdout: "ignore", stderr: "pipe" });
-    let err = "";
-    const decoder = new TextDecoder();
-    const reader = p.stderr.getReader();
-    for (let r = await reader.read(); !r.done; r = await reader.read()) {
-      err += decoder.decode(r.value);
-      if (err.includes("copying the TUF metadata") && !p.killed) p.kill("SIGKILL");
-    }
-    await p.exited;
+    const killed = await exportStopped(out, "SIGKILL");
     expect(readdirSync(out)).toContain(".export.lock");
     expect(readdirSync(out)).not.toContain("index.json");
-    const again = Bun.spawn([process.execPath, join(import.meta.dir, "../../gateway/main.ts"), "export", "--data", gw.dataDir, "--target", "2", "--from", "1", "--hwid", HWID, "--out", out], { stdout: "ignore", stderr: "pipe" });
+    const again = exportInto(out);
     const [code, said] = await Promise.all([again.exited, new Response(again.stderr).text()]);
     expect(code, said).toBe(0);
-    expect(said).toContain(`removed the unfinished bundle in ${out} that an export (process ${p.pid}) left when it was killed`);
+    expect(said).toContain(`removed the unfinished bundle in ${out} that an export (process ${killed.pid}) left when it was killed`);
     expect(bundleIndex(out).bundle.deltas).toHaveLength(1);
     expect(readdirSync(out)).not.toContain(".export.lock");
   }, 60_000);
