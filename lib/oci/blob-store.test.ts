@@ -172,12 +172,16 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
   test("gives up once nothing arrived for patienceMs, keeping the partial for the next call", async () => {
     const { digest, size } = await randomBlob("t/gone", 12 * MiB);
     const store = await newStore();
-    // Down well past the 1 s of patience (about 1.8 s with the backoff's steps), so a loaded machine's late timers cannot make it come back first.
+    // Down well past the 1.5 s of patience, so a loaded machine's late timers cannot make it come back first.
+    // The tries after the cut start about 0.05, 0.3 and 0.8 s after the last byte (the backoff's
+    // steps); 1.5 s of patience then ends in the wait before the next one, so the last try is a
+    // refused connection however slowly it was refused. (With 1 s, a try started at 0.8 s that took
+    // over 0.2 s was cut by patience on a loaded machine and said "the link stalled".)
     proxy.inject({ kind: "down", afterBytes: 6 * MiB, downMs: 4000 });
-    const err = await store.pull(viaProxy, "t/gone", { digest, size }, { patienceMs: 1000 }).catch((e) => e);
+    const err = await store.pull(viaProxy, "t/gone", { digest, size }, { patienceMs: 1500 }).catch((e) => e);
     while (proxy.isDown) await Bun.sleep(50);
     expect(err).toBeInstanceOf(DownloadStalledError);
-    expect(err.message).toStartWith(`Cannot fetch blob ${digest} from 127.0.0.1:${proxy.port}/t/gone: no data arrived for 1 s (`);
+    expect(err.message).toStartWith(`Cannot fetch blob ${digest} from 127.0.0.1:${proxy.port}/t/gone: no data arrived for 1.5 s (`);
     expect(err.message).toEndWith("; last try: connection refused (is it running at that address?))");
     const partial = await store.partialSize(digest);
     expect(partial).toBeGreaterThan(0);
