@@ -1,12 +1,13 @@
 /**
  * The reliability and security suite, full length: runs `bun test
- * test/reliability` with RELIABILITY_FULL=1 (every kill point, every crash
+ * test/reliability` and the long files `npm test` leaves out (scripts/long-tests.ts)
+ * with RELIABILITY_FULL=1 (every kill point, every crash
  * state, 10,000 devices for 60 s, more network faults), collects every case's
  * outcome and prints the tables: per area (tried / refused / survived), kill
  * points tried / hit / survived by name, raw bytes over the wire per case,
  * events acknowledged / stored after the gateway kill, refusals by reason.
  * With --write, writes them to bench/reliability/RESULTS.md. `--quick` runs
- * the default (npm test) subset. Without `--db`, the load, power-cut, rollout-kills, rollout acceptance and fioup
+ * each file at its short size (RELIABILITY_FULL unset). Without `--db`, the load, power-cut, rollout-kills, rollout acceptance and fioup
  * end-to-end files run a second time with every gateway on PostgreSQL
  * (OTA_TEST_DB=postgres); `--db postgres|sqlite` runs everything on one store. It also runs
  * test/build/compiled-flow.test.ts, whose arm64 binary goes through the whole update flow under
@@ -25,6 +26,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { loadavg, tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import type { CaseResult } from "../test/reliability/_tally.ts";
+import { LONG_TESTS } from "./long-tests.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const quick = process.argv.includes("--quick");
@@ -38,7 +40,7 @@ if (db !== undefined && db !== "postgres" && db !== "sqlite") {
 if (process.argv.includes("--help")) {
   process.stdout.write(
     "Usage: bun scripts/reliability.ts [--quick] [--write] [--db postgres|sqlite] [test files...]\n" +
-      "  --quick   the default (npm test) subset instead of RELIABILITY_FULL=1\n" +
+      "  --quick   each file at its short size (the sizes docs/reliability.md lists) instead of RELIABILITY_FULL=1\n" +
       "  --write   store the tables in bench/reliability/RESULTS.md (whole suite only)\n" +
       "  --db      run everything on one store, no second pass on PostgreSQL\n" +
       "  files     run only these test files or directories (e.g. test/reliability/load.test.ts) to rerun one area\n",
@@ -80,8 +82,12 @@ const AREAS: Record<string, string> = {
   "replica-kill": "Signer replica SIGKILLed behind HAProxy under load (PostgreSQL)",
 };
 
-/** The files of the whole suite (a `.long.ts` runs here only, not in `npm test`); the second list runs again with every gateway on PostgreSQL. */
-const SUITE = ["test/reliability", "test/build/compiled-flow.test.ts", "test/kanto/crash.test.ts", "./test/fioup/daemon-network.long.ts", "./test/fioup/daemon-gateway-back.long.ts"];
+/**
+ * The files of the whole suite: test/reliability, the compiled binaries' flow, and the long files
+ * (scripts/long-tests.ts) that run here only, not in `npm test`. The second list runs again with
+ * every gateway on PostgreSQL.
+ */
+const SUITE = ["test/reliability", "test/build/compiled-flow.test.ts", ...LONG_TESTS.filter((f) => !f.startsWith("test/reliability/")).map((f) => `./${f}`)];
 const ON_POSTGRES = ["test/reliability/load.test.ts", "test/reliability/power-cuts.test.ts", "test/reliability/rollout-kills.test.ts", "test/rollouts/rollouts.test.ts", "test/fioup/update.test.ts"].map((f) => `./${f}`);
 
 /** What the run ran on: the commit, and whether the working tree had uncommitted changes to tracked files. */
@@ -202,7 +208,7 @@ if (write) {
   const md = [
     "# Reliability and security results",
     "",
-    `\`bun scripts/reliability.ts${quick ? " --quick" : ""} --write\` on ${new Date().toISOString().slice(0, 16)}Z, ${quick ? "default subset" : "RELIABILITY_FULL=1"}, ` +
+    `\`bun scripts/reliability.ts${quick ? " --quick" : ""} --write\` on ${new Date().toISOString().slice(0, 16)}Z, ${quick ? "short sizes (--quick)" : "RELIABILITY_FULL=1"}, ` +
       `${minutes} min, \`bun test\` exit ${code}. Machine: ${navigator.hardwareConcurrency} CPUs, Bun ${Bun.version}, ${loadLine}.`,
     `Commit ${commit}${dirty ? ` (the working tree had uncommitted changes in ${dirty} tracked file(s))` : ""}.`,
     "",

@@ -4,6 +4,10 @@
 //   bun scripts/test.ts [bun test args...]   e.g. bun scripts/test.ts test/gateway
 //   TEST_WORKERS=1 bun scripts/test.ts       the files one after the other, in one process
 //
+// Given no files or directories, it runs every test file but the long ones scripts/long-tests.ts
+// lists (`npm run reliability` runs those), naming each file to bun test; given some, it passes
+// them on as they are, long ones included.
+//
 // Two worker processes run the files by default (`bun test --parallel=2`): the suite waits on
 // dockerd, PostgreSQL, timeouts and child processes far more than it computes (one process used
 // 36% of the two cores), so two workers take about 14 minutes where one took 19-20. Workers keep
@@ -12,10 +16,11 @@
 // re-evaluating it per file would start a watchdog per file and forget the earlier files' dirs.
 // Files two workers run at once share the machine's dockerd, so each names its images, containers
 // and compose projects uniquely (with the process ID), as test/harness/README.md asks.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { DOCKERD_HISTORY } from "../test/harness/dockerd.ts";
+import { LONG_TESTS } from "./long-tests.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ota-test-report-"));
 const report = join(dir, "junit.xml");
@@ -23,10 +28,15 @@ const started = performance.now();
 const startedAt = new Date().toISOString();
 const loadAtStart = loadavg();
 const args = process.argv.slice(2);
+const ROOT = resolve(import.meta.dir, "..");
+// A value-taking flag's value (-t NAME) is not a file: only arguments that name a path count.
+const namesFiles = args.some((a) => !a.startsWith("-") && existsSync(resolve(a)));
+const files = namesFiles ? [] : shortSuite();
+if (!namesFiles) process.chdir(ROOT); // the files are named from the root
 const workers = testWorkers(process.env.TEST_WORKERS);
 const parallel = workers > 1 && !args.some((a) => a === "--parallel" || a.startsWith("--parallel=")) ? [`--parallel=${workers}`, "--no-isolate"] : [];
 const proc = Bun.spawn(
-  [process.execPath, "test", "--timeout", "120000", ...parallel, "--reporter=junit", `--reporter-outfile=${report}`, ...args],
+  [process.execPath, "test", "--timeout", "120000", ...parallel, "--reporter=junit", `--reporter-outfile=${report}`, ...args, ...files],
   { stdio: ["inherit", "inherit", "inherit"] },
 );
 const code = await proc.exited;
@@ -49,6 +59,29 @@ if (xml) printFailures(xml);
 if (code !== 0) printDockerdHistory(startedAt);
 rmSync(dir, { recursive: true, force: true });
 process.exit(code);
+
+/**
+ * Every test file bun test would find in the repository, less LONG_TESTS, as `./path` (a path, not
+ * a name filter that could match another file too). Exits 2 if the list names a file that is gone.
+ */
+function shortSuite(): string[] {
+  const gone = LONG_TESTS.filter((f) => !existsSync(join(ROOT, f)));
+  if (gone.length) {
+    console.error(`scripts/long-tests.ts names test files that do not exist: ${gone.join(", ")}`);
+    process.exit(2);
+  }
+  const long = new Set(LONG_TESTS);
+  const glob = new Bun.Glob("**/*.test.ts");
+  const out: string[] = [];
+  for (const top of readdirSync(ROOT, { withFileTypes: true })) {
+    if (!top.isDirectory() || top.name.startsWith(".") || top.name === "node_modules" || top.name === "dist") continue;
+    for (const f of glob.scanSync({ cwd: join(ROOT, top.name) })) {
+      const path = `${top.name}/${f}`;
+      if (!path.split("/").includes("node_modules") && !long.has(path)) out.push(`./${path}`);
+    }
+  }
+  return out.sort();
+}
 
 /** TEST_WORKERS: how many worker processes run the files (default 2). */
 function testWorkers(value: string | undefined): number {

@@ -10,8 +10,8 @@
  *   failure then.
  *
  * About two minutes of waiting (a link down past fioup's 60 s patience, a 25 s stall), so it runs
- * in `npm run reliability`, not in `npm test` (named .long.ts, which `bun test` does not pick up by
- * itself), keeping `npm test` inside its 20 minutes on 2 cores.
+ * in `npm run reliability`, not in `npm test` (scripts/long-tests.ts), keeping `npm test` inside
+ * its 20 minutes on 2 cores.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { until } from "../harness/tmp.ts";

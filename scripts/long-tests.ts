@@ -1,0 +1,52 @@
+/**
+ * The test files that run in `npm run reliability` and not in `npm test`: the long end-to-end runs
+ * (faults injected into real processes, links and disks; a fleet under load; clocks stepped; a
+ * gateway killed), so that `npm test` keeps to its 20 minutes on 2 cores. Both scripts read this
+ * one list (scripts/test.ts leaves these out when it is given no files; scripts/reliability.ts runs
+ * them). `bun test FILE` runs any of them alone, as it runs any other file.
+ *
+ * What stays in `npm test` covers each of these areas in a shorter form: the update flow and its
+ * rollback (test/fioup/update.test.ts, also through the compiled binaries), SIGKILL of fioup mid-update
+ * (test/fioup/resilience.test.ts), the security refusals (test/reliability/*-attacks, gateway-access,
+ * blob-tamper, crash-explorer), online deltas (test/deltas/), offline bundles
+ * (test/offline/offline.test.ts), replicas on PostgreSQL behind HAProxy (test/gateway/replicas.test.ts,
+ * walk-replicas, test/registry/), clocks (test/clock/wrong-clock, replica-skew) and Kanto
+ * (test/kanto/).
+ *
+ * @module
+ */
+
+/** Paths from the repository root, each an existing test file (scripts/test.ts checks). */
+export const LONG_TESTS: readonly string[] = [
+  // The reliability areas that take long (docs/reliability.md has their npm test and full sizes).
+  "test/reliability/power-cuts.test.ts",
+  "test/reliability/bad-network.test.ts",
+  "test/reliability/replica-kill.test.ts",
+  "test/reliability/durability.test.ts",
+  "test/reliability/disk.test.ts",
+  "test/reliability/delta-power-cuts.test.ts",
+  "test/reliability/rollout-kills.test.ts",
+  "test/reliability/early-start-systemd.test.ts",
+  "test/reliability/load.test.ts",
+  "test/kanto/crash.test.ts",
+  // fioup under faults, signals and long waits.
+  "test/fioup/daemon-network.test.ts",
+  "test/fioup/daemon-gateway-back.test.ts",
+  "test/fioup/stall-status.test.ts",
+  "test/fioup/cancel-power-cut.test.ts",
+  "test/fioup/faults.test.ts",
+  "test/fioup/daemon-sigterm-start.test.ts",
+  "test/fioup/wrong-order.test.ts",
+  "test/fioup/holds.test.ts",
+  // Clocks stepped under running processes.
+  "test/clock/clock-step.test.ts",
+  "test/clock/gateway-clock-step.test.ts",
+  // Offline bundles: deltas, damaged and hostile bundles, retries of a watched mount.
+  "test/offline/deltas.test.ts",
+  "test/offline/bundle-faults.test.ts",
+  "test/offline/delta-bomb.test.ts",
+  "test/offline/watch-bad-retry.test.ts",
+  // Replicas: real fioup devices across replicas, the registry setting changed under them.
+  "test/gateway/replicas-fioup.test.ts",
+  "test/gateway/replicas-registry-setting.test.ts",
+];
