@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Target } from "../lib/api/index.ts";
@@ -225,5 +225,32 @@ describe("DeviceDb", () => {
     expect(db.pendingUpdate()).toBeUndefined();
     db.close();
     expect(await holder.exited).toBe(0);
+  });
+
+  test("a fioup.db of 0 bytes is said, not silently started afresh: read as empty by status, made anew by a writer", () => {
+    const path = join(dir, "empty.db");
+    writeFileSync(path, "");
+    const lines: string[] = [];
+    const reader = new DeviceDb(path, { readOnly: true, warn: (l) => lines.push(l) });
+    expect(reader.pendingUpdate()).toBeUndefined();
+    expect(reader.badTargets()).toEqual([]);
+    reader.close();
+    expect(lines).toEqual([`${path} is empty (0 bytes): no update is recorded; the next fioup check or update starts it afresh`]);
+    expect(Bun.file(path).size).toBe(0); // reading wrote nothing
+
+    lines.length = 0;
+    const writer = new DeviceDb(path, { warn: (l) => lines.push(l) });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toStartWith(`${path} was empty (0 bytes: a power cut as it was made, or a damaged file system): it starts afresh`);
+    expect(lines[0]).toContain("the targets marked bad are no longer known");
+    writer.markBad(target("3"), "start failed");
+    writer.close();
+
+    // A database with content is opened without a word.
+    lines.length = 0;
+    const again = new DeviceDb(path, { warn: (l) => lines.push(l) });
+    expect(again.badTargets()).toEqual(["hw-3"]);
+    again.close();
+    expect(lines).toEqual([]);
   });
 });

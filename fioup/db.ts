@@ -9,7 +9,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { accessSync, constants, statfsSync } from "node:fs";
+import { accessSync, constants, statfsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { sizeText } from "../lib/cli/bytes.ts";
 import { spaceOf } from "../lib/fs/free.ts";
@@ -159,6 +159,24 @@ function readOnlyFs(dir: string): boolean {
  * SQLite keeps that index in memory, and `query_only` (nothing is written; the lock lasts as long
  * as the command, a status).
  */
+/** The tables, made where missing, with the columns added since. */
+function createSchema(db: Database): void {
+  db.exec(SCHEMA);
+  // A mark records what failed, not only its name (BadTargets in lib/tuf/select-target.ts);
+  // marks made before this column have none, and count by name as they did.
+  if (!db.query<{ name: string }, []>("PRAGMA table_info(bad_targets)").all().some((c) => c.name === "content"))
+    db.exec("ALTER TABLE bad_targets ADD COLUMN content TEXT");
+}
+
+/** True for a file there of 0 bytes (not for one that is missing or cannot be read). */
+function isEmptyFile(path: string): boolean {
+  try {
+    return statSync(path).size === 0;
+  } catch {
+    return false;
+  }
+}
+
 function openForReading(path: string): Database {
   let db: Database | undefined;
   try {
@@ -229,10 +247,27 @@ export class DeviceDb {
    * Opens (or creates) fioup.db at `path`; with `readOnly` (`fioup status`) an existing one only to
    * read it, which works on a full disk too.
    *
+   * A file of 0 bytes (a power cut as it was first made, or a damaged file system) holds nothing:
+   * it is started afresh (read-only: read as empty), with a line through `warn` (default: stderr,
+   * so `--format json` output stays clean) saying what the device no longer knows, not silently.
+   *
    * @throws {DeviceDbError} Naming the file and why; a DeviceDbFullError where its file system is full.
    */
-  constructor(path: string, opts: { readOnly?: boolean } = {}) {
+  constructor(path: string, opts: { readOnly?: boolean; warn?: (line: string) => void } = {}) {
     this.path = path;
+    const warn = opts.warn ?? ((line: string) => void process.stderr.write(`warning: ${line}\n`));
+    if (isEmptyFile(path)) {
+      warn(
+        opts.readOnly
+          ? `${path} is empty (0 bytes): no update is recorded; the next fioup check or update starts it afresh`
+          : `${path} was empty (0 bytes: a power cut as it was made, or a damaged file system): it starts afresh, and the updates recorded before, the events not yet sent and the targets marked bad are no longer known`,
+      );
+      if (opts.readOnly) {
+        this.db = new Database(":memory:", { strict: true });
+        createSchema(this.db);
+        return;
+      }
+    }
     if (opts.readOnly) {
       try {
         this.db = openForReading(path);
@@ -247,11 +282,7 @@ export class DeviceDb {
       // busy_timeout first: the pragmas after it take locks too, and another process may hold one
       // (`fioup status` reading while the daemon writes, or recovering the WAL after a power cut).
       db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-      db.exec(SCHEMA);
-      // A mark records what failed, not only its name (BadTargets in lib/tuf/select-target.ts);
-      // marks made before this column have none, and count by name as they did.
-      if (!db.query<{ name: string }, []>("PRAGMA table_info(bad_targets)").all().some((c) => c.name === "content"))
-        db.exec("ALTER TABLE bad_targets ADD COLUMN content TEXT");
+      createSchema(db);
     } catch (cause) {
       db?.close();
       throw openError(path, cause);
