@@ -45,6 +45,9 @@ describe("preload CLI", () => {
     const { code, out, err } = await runCliCaptured(cli, ["--json", "--ref", "refs/heads/main"]);
     expect(code).toBe(2);
     expect({ out, err }).toEqual({ out: "", err: expect.stringContaining("preload assemble: --factory-config is required") });
+    // --format json, as gateway and fioup take it, is pointed to --json.
+    const asElsewhere = await runCliCaptured(cli, ["--format", "json", "--ref", "refs/heads/main"]);
+    expect({ code: asElsewhere.code, err: asElsewhere.err }).toEqual({ code: 2, err: expect.stringContaining(`preload assemble: --format names the image's type here (dir, tar, ext4): for JSON output give --json\n`) });
   });
 
   test("an invalid factory-config.yml exits 10, naming the file", () => {

@@ -94,6 +94,9 @@ export default defineCommand({
 
 /** The command: check the flags, decide from the config, verify the target, write the image. */
 async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number | void> {
+  // The other tools' way to ask for JSON: said first, as the flag a user meant, not as a missing one.
+  if (flags.format === "json" || flags.format === "text")
+    throw new UsageError(`--format names the image's type here (${FORMATS.join(", ")}): for JSON output give --json`);
   if (!flags["factory-config"]) throw new UsageError("--factory-config is required");
   if (!flags.ref) throw new UsageError("--ref is required");
   if (flags.kind !== "containers" && flags.kind !== "lmp") throw new UsageError("--kind must be containers or lmp");
