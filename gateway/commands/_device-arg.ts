@@ -1,16 +1,19 @@
 /**
- * The device uuid the `gateway devices` commands take (show, label, tag, revoke). `devices list`
- * shows a device's name and the start of its uuid first, so either is an easy thing to give
- * instead; the gateway's 404 for it ("Device "dev1" not found") then reads as if no such device
- * existed. Here that 404 says which devices the name or uuid prefix matches, in one place for
- * every command that takes a device.
+ * The device uuids the admin commands take: `gateway devices` (show, label, tag, revoke), `groups
+ * create/add/remove` and `rollouts create --first`. `devices list` shows a device's name and the
+ * start of its uuid first, so either is an easy thing to give instead; the gateway's 404 for it
+ * ("Device "dev1" not found"), or the uuid shape's words where a list of uuids is checked first,
+ * then read as if no such device existed. Here both say which devices the name or uuid prefix
+ * matches, in one place for every command that takes a device.
  *
  * @module
  */
 import { FleetDeviceList } from "../../lib/api/admin.ts";
 import { AdminApiError, type AdminClient } from "../../lib/api/admin-client.ts";
-import { DEVICE_UUID_PATTERN } from "../../lib/api/device.ts";
+import { DEVICE_UUID_PATTERN, DeviceUuid } from "../../lib/api/device.ts";
+import { UsageError } from "../../lib/cli/command.ts";
 import { namedFew } from "../../lib/cli/few.ts";
+import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 
 const FULL_UUID = new RegExp(DEVICE_UUID_PATTERN);
 
@@ -38,6 +41,29 @@ export async function onDevice<T>(client: AdminClient, arg: string, call: (uuid:
     if (!(e instanceof AdminApiError) || e.status !== 404 || FULL_UUID.test(arg)) throw e;
     throw new DeviceArgNotFoundError(e, await matchesOf(client, arg).catch(() => LIST_HINT));
   }
+}
+
+/**
+ * Checks the uuids of a device list (`what`: "--first", "device uuid") as checkFlagValues does: bad
+ * usage (exit 2) naming the first value that is no uuid. Where that value is a device's name or the
+ * start of its uuid, the message says which device, looked up on the gateway (a read, made only for
+ * a value already refused); a gateway that cannot be asked leaves the shape's words alone.
+ *
+ * @returns `connect`, called at most once: what the command goes on with once the list is good.
+ * @throws {UsageError} A value is no device uuid.
+ */
+export async function checkDeviceArgs(what: string, values: readonly string[], connect: () => Promise<AdminClient>): Promise<() => Promise<AdminClient>> {
+  let client: Promise<AdminClient> | undefined;
+  const once = () => (client ??= connect());
+  try {
+    checkFlagValues(what, DeviceUuid, values);
+  } catch (e) {
+    const bad = values.find((v) => !FULL_UUID.test(v));
+    const hint = bad === undefined ? undefined : await once().then((c) => matchesOf(c, bad)).catch(() => undefined);
+    if (hint === undefined || hint === LIST_HINT) throw e;
+    throw new UsageError(`${(e as Error).message}: ${hint}`);
+  }
+  return once;
 }
 
 const LIST_HINT = "give the device's uuid (gateway devices list shows them)";

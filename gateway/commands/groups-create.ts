@@ -1,9 +1,9 @@
 import { GroupName } from "../../lib/api/admin.ts";
-import { DeviceUuid } from "../../lib/api/device.ts";
 import { checkFlagValues } from "../../lib/cli/flag-values.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { InvalidFleetQueryError, parseFleetQuery } from "../fleet/query.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { checkDeviceArgs } from "./_device-arg.ts";
 import { renderGroup } from "./_groups.ts";
 
 export default defineCommand({
@@ -34,9 +34,9 @@ export default defineCommand({
     if (!name) throw new UsageError("give a group name");
     checkFlagValues("group name", GroupName, [name]);
     if (flags.query !== undefined && devices.length) throw new UsageError("a dynamic group (--query) takes no device list");
-    checkFlagValues("device uuid", DeviceUuid, devices);
     if (flags.query !== undefined) asUsage([InvalidFleetQueryError], () => parseFleetQuery(flags.query!));
-    const client = await adminClient(flags);
+    const connect = await checkDeviceArgs("device uuid", devices, () => adminClient(flags));
+    const client = await connect();
     const g = await client.createGroup({ name, ...(flags.query !== undefined ? { query: flags.query } : {}), ...(devices.length ? { devices } : {}) });
     out.result(g, renderGroup);
   },

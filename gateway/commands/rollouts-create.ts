@@ -1,11 +1,11 @@
 import { GroupName, type RolloutRequest } from "../../lib/api/admin.ts";
-import { DeviceUuid } from "../../lib/api/device.ts";
 import { Tag, TargetVersion, targetVersionNumber } from "../../lib/api/target.ts";
 import { asUsage, UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { checkFlagValues, durationFlag } from "../../lib/cli/flag-values.ts";
 import { WindowSpecError, parseWindow } from "../../lib/schedule/index.ts";
 import { parseDuration } from "../../lib/api/duration.ts";
 import { ADMIN_HELP, adminClient, adminFlags } from "./_admin-client.ts";
+import { checkDeviceArgs } from "./_device-arg.ts";
 import { InvalidRolloutError } from "../rollouts/errors.ts";
 import { ROLLOUT_DEFAULTS, checkTargetVersion, checkTimes } from "../rollouts/settings.ts";
 import { parsePercent, parseWaves, renderRollout } from "./_rollouts.ts";
@@ -77,7 +77,8 @@ export default defineCommand({
     checkFlagValues("--tag", Tag, flags.tag === undefined ? [] : [flags.tag]);
     checkFlagValues("--group", GroupName, flags.group === undefined ? [] : [flags.group]);
     const first = commaList(flags.first);
-    checkFlagValues("--first", DeviceUuid, first);
+    // A bad --first is said before the other flags are checked (a lookup only for a refused value).
+    const connect = await checkDeviceArgs("--first", first, () => adminClient(flags));
     const req: RolloutRequest = {
       target: flags.target,
       ...(flags.group ? { group: flags.group } : { tag: flags.tag! }),
@@ -98,7 +99,7 @@ export default defineCommand({
     if (flags.window !== undefined) req.window = asUsage([WindowSpecError], () => (parseWindow(flags.window!), flags.window!), "--window: ");
     if (flags["rollback-on-halt"]) req.rollbackOnHalt = true;
     if (first.length) req.first = first;
-    const client = await adminClient(flags);
+    const client = await connect();
     out.result(await client.createRollout(req), renderRollout);
     // Made before the publish it gates, as it should be, the rollout names a version publish picks
     // itself unless told: said, so the two agree (else the version publish makes goes out ungated).

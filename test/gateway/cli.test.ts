@@ -69,6 +69,11 @@ describe("gateway CLI", () => {
     const prefix = k.uuid.slice(0, 8);
     expect(cli("devices", "label", prefix, "a=b", "--data", dir).err).toEndWith(`: "${prefix}" is the start of the uuid of ${k.uuid}: give that uuid\n`);
     expect(cli("devices", "revoke", "kiosk2", "--data", dir).err).toEndWith(`: give the device's uuid (gateway devices list shows them)\n`);
+    // Lists of uuids are checked before anything is sent: a name there is said as such too (bad usage).
+    for (const args of [["groups", "create", "pilot", "kiosk"], ["groups", "add", "pilot", k.uuid, "kiosk"], ["rollouts", "create", "--target", "9", "--tag", "main", "--waves", "100%", "--first", `${k.uuid},kiosk`]]) {
+      const r = cli(...args, "--data", dir);
+      expect({ args, code: r.code, err: r.err }).toEqual({ args, code: 2, err: expect.stringContaining(`got "kiosk": "kiosk" is the name of ${k.uuid}: give that uuid\n`) });
+    }
 
     const revoked = cli("devices", "revoke", k.uuid, "--data", dir);
     expect(revoked.code).toBe(0);
