@@ -1,8 +1,8 @@
-import { UsageError, defineCommand, formatFlag } from "../../lib/cli/command.ts";
+import { UsageError, asUsage, defineCommand, formatFlag } from "../../lib/cli/command.ts";
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
-import { loadKeyFile } from "../../lib/tuf/keys.ts";
+import { KeyFileError, loadKeyFile } from "../../lib/tuf/keys.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
-import { rootSignatureStatus, signRoot } from "../../lib/tuf/root-ceremony.ts";
+import { NotARootKeyError, rootSignatureStatus, signRoot } from "../../lib/tuf/root-ceremony.ts";
 import { previousRootPath, readRootFile } from "../ota/ceremony-files.ts";
 
 export default defineCommand({
@@ -32,10 +32,12 @@ export default defineCommand({
     const previousVersion = previous === undefined ? undefined : parseMetadata("root", previous).signed.version;
     if (previousVersion !== undefined && previousVersion !== version - 1)
       throw new UsageError(`${flags.previous ? "--previous " : ""}${previousPath} is root.json v${previousVersion}: the draft is v${version}, so the previous root is v${version - 1}`);
-    const key = await loadKeyFile(flags.key);
+    // A --key that is no private key file, or the wrong one (another role's, another holder's), is bad
+    // usage (exit 2), as a --previous of the wrong version is.
+    const key = await loadKeyFile(flags.key).catch((e: unknown) => Promise.reject(e instanceof KeyFileError ? new UsageError((e as Error).message) : e));
     // Signing twice with one key renews its signature; said, so no holder thinks it counted twice.
     const alreadySigned = key.keyId in parsed.signatures;
-    const signed = signRoot(draft, key, previous);
+    const signed = asUsage([NotARootKeyError], () => signRoot(draft, key, previous), "--key: ");
     await writeFileAtomic(file, signed);
     const status = rootSignatureStatus(signed, previous);
     out.result({ draft: file, keyId: key.keyId, alreadySigned, thresholds: status, ready: previous !== undefined && status.every((s) => s.met) }, (r) =>

@@ -113,12 +113,18 @@ test("a passphrase or a public key given to sign-root as --key is said as such, 
   expect([draft.code, draft.stderr]).toEqual([0, ""]);
 
   const pass = await cli("keys", "sign-root", "2.root.json", "--key", "passphrase");
-  expect(pass.code).toBe(1);
+  expect(pass.code).toBe(2);
   expect(pass.stderr).not.toContain("hunter2");
-  expect(pass.stderr).toBe("gateway keys sign-root: Cannot load TUF key \"passphrase\": not JSON, so not a key file\n");
+  expect(pass.stderr).toBe("gateway keys sign-root: Cannot load TUF key \"passphrase\": not JSON, so not a key file\nRun 'gateway keys sign-root --help' for usage.\n");
   const pub = await cli("keys", "sign-root", "2.root.json", "--key", "alice.pub.json");
-  expect(pub.code).toBe(1);
-  expect(pub.stderr).toBe("gateway keys sign-root: Cannot load TUF key \"alice.pub.json\": it holds only a public key: give the private key file of the same key\n");
+  expect(pub.code).toBe(2);
+  expect(pub.stderr).toBe("gateway keys sign-root: Cannot load TUF key \"alice.pub.json\": it holds only a public key: give the private key file of the same key\nRun 'gateway keys sign-root --help' for usage.\n");
+  // A private key that is not one of the root keys: bad usage too, and the draft is left as it was.
+  const before = readFileSync(join(work, "2.root.json"), "utf8");
+  expect((await cli("keys", "generate", "--out", "dave")).code).toBe(0);
+  const other = await cli("keys", "sign-root", "2.root.json", "--key", "dave.json");
+  expect([other.code, other.stderr]).toEqual([2, expect.stringMatching(/^gateway keys sign-root: --key: Cannot sign root\.json v2 with key [0-9a-f]{64}: it is not a root key of that version or of the previous one\n/)]);
+  expect(readFileSync(join(work, "2.root.json"), "utf8")).toBe(before);
 });
 
 /** A signed root.json of `version` (one key for every role), with `sigs` extra signers, as a file's text. */
