@@ -118,9 +118,11 @@ const bare = (path: string) => normalize(path).replace(/(.)\/+$/, "$1");
 async function checkOut(out: string): Promise<void> {
   const why = await whyCannotWrite(out);
   if (why) {
-    // A folder that is not there is a mistyped --out: bad usage (exit 2), as for backup keygen's --out and every --data.
+    // A folder that is not there is a mistyped --out, and a folder given for the file a misread
+    // one: bad usage (exit 2), as for backup keygen's --out and every --data.
     const typo = (await look(dirname(out)).catch(() => null)) === undefined;
-    throw new (typo ? UsageError : BackupError)(`Cannot write the backup to ${out}: ${why}`);
+    const folder = await look(out).then((s) => s !== "blocked" && !!s?.isDirectory(), () => false);
+    throw new (typo || folder ? UsageError : BackupError)(`Cannot write the backup to ${out}: ${why}`);
   }
   // The backup replaces the file at --out: the last backup (rotation in place), never another
   // file a typo named (the database, a key, a notes file), which would be lost.

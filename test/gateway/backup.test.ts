@@ -155,6 +155,9 @@ test("an interrupted backup leaves the last good one in place; restore refuses a
   const none = await run(["backup", "--data", gw.dataDir, "--out", join(work, "plain.backup"), ...db], { GATEWAY_BACKUP_PASSPHRASE: "" });
   expect(none.code).toBe(2);
   expect(existsSync(join(work, "plain.backup"))).toBe(false);
+  // A folder given for --out is bad usage too, said before anything is written.
+  const folder = await run(["backup", "--data", gw.dataDir, "--out", work, ...db]);
+  expect({ code: folder.code, err: folder.stderr }).toEqual({ code: 2, err: expect.stringContaining(`Cannot write the backup to ${work}: ${work} is a folder, give a file name\n`) });
 
   // A PostgreSQL --db is checked to be the data dir's database before anything is written: here
   // none answers (test/gateway/postgres.test.ts has the rest, and what a restore of one says).
