@@ -6,7 +6,7 @@
  * queued events reach the gateway once the device can reach it again.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { servedBytes, startGateway } from "../harness/gateway.ts";
 import { sleep, tempDir, until } from "../harness/tmp.ts";
@@ -110,6 +110,13 @@ describe("offline bundles", () => {
   }, 60_000);
 
   test("a bundle made on the gateway updates a device that cannot reach the gateway", async () => {
+    // What the bundle holds is the bundle: no empty work folder of the store that copied it.
+    const empty = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => {
+        const sub = join(dir, e.name);
+        return readdirSync(sub).length ? empty(sub) : [sub];
+      });
+    expect(empty(join(bundles, "v2"))).toEqual([]);
     const r = await device.fioup("update", "--offline", join(bundles, "v2"));
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.state).toBe("completed");
