@@ -6,9 +6,10 @@
  * them). `bun test FILE` runs any of them alone, as it runs any other file.
  *
  * What stays in `npm test` covers each of these areas in a shorter form: the update flow and its
- * rollback (test/fioup/update.test.ts, also through the compiled binaries), SIGKILL of fioup mid-update
- * (test/fioup/resilience.test.ts), the security refusals (test/reliability/*-attacks, gateway-access,
- * blob-tamper, crash-explorer), online deltas (test/deltas/), offline bundles
+ * rollback through the compiled binaries (test/build/compiled-flow.test.ts runs
+ * test/fioup/update.test.ts with them), SIGKILL of fioup mid-update (test/fioup/resilience.test.ts),
+ * a disk too small for an update (test/fioup/space.test.ts), the security refusals
+ * (test/reliability/*-attacks, gateway-access, blob-tamper, crash-explorer), online deltas (test/deltas/), offline bundles
  * (test/offline/offline.test.ts), replicas on PostgreSQL behind HAProxy (test/gateway/replicas.test.ts,
  * walk-replicas, test/registry/), clocks (test/clock/wrong-clock, replica-skew) and Kanto
  * (test/kanto/).
@@ -18,7 +19,7 @@
 
 /** Paths from the repository root, each an existing test file (scripts/test.ts checks). */
 export const LONG_TESTS: readonly string[] = [
-  // The reliability areas that take long (docs/reliability.md has their npm test and full sizes).
+  // The reliability areas that take long (docs/reliability.md has their short and full sizes).
   "test/reliability/power-cuts.test.ts",
   "test/reliability/bad-network.test.ts",
   "test/reliability/replica-kill.test.ts",
@@ -29,7 +30,12 @@ export const LONG_TESTS: readonly string[] = [
   "test/reliability/early-start-systemd.test.ts",
   "test/reliability/load.test.ts",
   "test/kanto/crash.test.ts",
-  // fioup under faults, signals and long waits.
+  // fioup under faults, signals and long waits; its update flow from the source tree (npm test runs
+  // the same file through the compiled binaries).
+  "test/fioup/update.test.ts",
+  "test/fioup/fetch-count.test.ts",
+  "test/fioup/install-space.test.ts",
+  "test/fioup/full-disk-refusal.test.ts",
   "test/fioup/daemon-network.test.ts",
   "test/fioup/daemon-gateway-back.test.ts",
   "test/fioup/stall-status.test.ts",
@@ -38,6 +44,7 @@ export const LONG_TESTS: readonly string[] = [
   "test/fioup/daemon-sigterm-start.test.ts",
   "test/fioup/wrong-order.test.ts",
   "test/fioup/holds.test.ts",
+  "test/offline/watch-hold.test.ts",
   // Clocks stepped under running processes.
   "test/clock/clock-step.test.ts",
   "test/clock/gateway-clock-step.test.ts",
@@ -46,7 +53,9 @@ export const LONG_TESTS: readonly string[] = [
   "test/offline/bundle-faults.test.ts",
   "test/offline/delta-bomb.test.ts",
   "test/offline/watch-bad-retry.test.ts",
-  // Replicas: real fioup devices across replicas, the registry setting changed under them.
+  // Replicas: real fioup devices across replicas, the registry setting changed under them, push while
+  // every replica restarts.
   "test/gateway/replicas-fioup.test.ts",
   "test/gateway/replicas-registry-setting.test.ts",
+  "test/gateway/walk-push.test.ts",
 ];
