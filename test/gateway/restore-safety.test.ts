@@ -159,11 +159,11 @@ test("a bad --out or --data is named as given, with its cause, in one line, and 
   mkdirSync(join(work, "b"));
   writeFileSync(join(work, "afile"), "not a folder\n");
   // restore's wrong --data is bad usage (2), as every command's, and so is backup's --out in a folder
-  // that is not there (a typo, as backup keygen's); an --out that is a folder or under a file is not.
+  // that is not there (a typo, as backup keygen's) or naming a folder; an --out under a file is not.
   const usage = "Run 'gateway restore --help' for usage.\n";
   const cases: [string[], number, string][] = [
     [["backup", "--data", "data", "--out", "b/nodir/x.bak"], 2, "gateway backup: Cannot write the backup to b/nodir/x.bak: the folder b/nodir does not exist\nRun 'gateway backup --help' for usage.\n"],
-    [["backup", "--data", "data", "--out", "b"], 1, "gateway backup: Cannot write the backup to b: b is a folder, give a file name\n"],
+    [["backup", "--data", "data", "--out", "b"], 2, "gateway backup: Cannot write the backup to b: b is a folder, give a file name\nRun 'gateway backup --help' for usage.\n"],
     [["backup", "--data", "data", "--out", "afile/x.bak"], 1, "gateway backup: Cannot write the backup to afile/x.bak: afile is a file, not a folder\n"],
     [["restore", backup, "--data", "afile"], 2, `gateway restore: --data afile is a file, not a folder: give the folder to restore the data dir into\n${usage}`],
     [["restore", backup, "--data", "afile/data"], 2, `gateway restore: Cannot restore into --data afile/data: afile is a file, not a folder\n${usage}`],
