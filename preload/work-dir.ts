@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { rmdirSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
@@ -24,6 +24,7 @@ import { exitOnSignal } from "../lib/cli/interrupt.ts";
 import { fsWhy, isNoSpace } from "../lib/fs/why.ts";
 import { acquireLock } from "../lib/fs/pid-lock.ts";
 import { removeDeadFolders } from "../lib/fs/owned-folder.ts";
+import { removeMadeFolders } from "../lib/fs/paths.ts";
 import { ImageNoSpaceError, OutputError, partialPath, type OutputFormat } from "./output.ts";
 
 /** The work folder beside --out, and the file in it naming the preload that owns it. */
@@ -48,21 +49,8 @@ export async function openWorkDir(outPath: string, o: { info: (line: string) => 
   const made = await mkdir(folder, { recursive: true }).catch((e: unknown) => {
     throw cannotMake(e, folder, outPath);
   });
-  // The folders above --out this run made, deepest first: removed again (when still empty) if no image comes.
-  const madeFolders: string[] = [];
-  for (let f = folder; made !== undefined; f = dirname(f)) {
-    madeFolders.push(f);
-    if (f === made || f === dirname(f)) break;
-  }
-  const removeMade = () => {
-    for (const f of madeFolders) {
-      try {
-        rmdirSync(f);
-      } catch {
-        break; // not empty (the image is there, or someone else's files): it and the folders above stay
-      }
-    }
-  };
+  // The folders above --out this run made: removed again (when still empty) if no image comes.
+  const removeMade = () => removeMadeFolders(made, folder);
   for (const line of await removeStaleWork(folder)) o.info(line);
   const path = await mkdtemp(join(folder, WORK_PREFIX)).catch((e: unknown) => {
     removeMade();

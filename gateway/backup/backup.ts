@@ -22,7 +22,7 @@
  * @module
  */
 import { Database } from "bun:sqlite";
-import { createReadStream, readdirSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { createReadStream, readdirSync, rmSync, statSync } from "node:fs";
 import { cp, lstat, mkdir, mkdtemp, open, readdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, dirname, join, normalize, posix, relative, sep } from "node:path";
 import { tmpdir } from "node:os";
@@ -34,7 +34,7 @@ import { exitOnSignal } from "../../lib/cli/interrupt.ts";
 import { syncDir, tempFileOf, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { fsWhy, isNoSpace } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
-import { blockedBy, look, whyCannotWrite } from "../../lib/fs/paths.ts";
+import { blockedBy, look, removeMadeFolders, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder, processStartMs } from "../../lib/fs/pid-lock.ts";
 import { removeDeadFolders } from "../../lib/fs/owned-folder.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
@@ -687,22 +687,6 @@ async function pauseForTest(): Promise<void> {
   await Bun.stdin.text();
 }
 
-/**
- * Removes the folders `mkdir -p` made, from `deepest` up to `top`, as far as they are empty: a
- * restore refused for its backup (not one, the wrong secret) leaves no new empty folders behind.
- * Synchronous: a signal's handler calls it too.
- */
-function removeMadeFolders(top: string | undefined, deepest: string): void {
-  if (top === undefined) return;
-  for (let d = deepest; ; d = dirname(d)) {
-    try {
-      rmdirSync(d);
-    } catch {
-      return;
-    }
-    if (d === top || d === dirname(d)) return;
-  }
-}
 
 /**
  * Moves a folder to `to` (new, or empty): a rename on one file system, a copy then a delete

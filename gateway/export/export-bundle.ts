@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { readdirSync, rmdirSync, rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { acquireLock, lockFilePid, lockHolder } from "../../lib/fs/pid-lock.ts";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { makeOwnedFolder, removeDeadFolders } from "../../lib/fs/owned-folder.ts";
@@ -275,13 +275,7 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_BLOBS, blobs.length) }, worker));
     store.prune(new Set([...blobs.map((b) => b.digest), ...deltas.map((d) => d.digest)]));
-    // The store's own work folders (partial downloads, leases), empty now, are no part of a bundle
-    // (one not empty, or not there, is left as it is).
-    for (const work of ["ingest", "leases"]) {
-      try {
-        rmdirSync(join(o.out, work));
-      } catch {}
-    }
+    store.tidy(); // its empty work folders are no part of a bundle
     await writeFile(join(o.out, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
 
     const appManifests = blobs.filter((b) => b.kind === "app-manifest");

@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { tempFileOf, writeFileAtomicSync } from "../fs/atomic-write.ts";
 import { acquireLock, LockedError, lockHolder, processStartMs, type Lock } from "../fs/pid-lock.ts";
@@ -272,6 +272,19 @@ export class DeviceBlobStore {
       }
     }
     return held;
+  }
+
+  /**
+   * Removes the store's work folders (ingest/ for partial downloads, leases/) where they are empty:
+   * a store handed on as it is (an offline bundle, `gateway export`) then holds only its content.
+   * One still in use (not empty) stays.
+   */
+  tidy(): void {
+    for (const dir of [this.lib.ingestDir, join(this.root, "leases")]) {
+      try {
+        rmdirSync(dir);
+      } catch {}
+    }
   }
 
   /**

@@ -1,8 +1,8 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { whyCannotFill, whyCannotRead, whyCannotWrite } from "./paths.ts";
+import { removeMadeFolders, whyCannotFill, whyCannotRead, whyCannotWrite } from "./paths.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "fs-paths-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,4 +39,20 @@ test("says why a folder cannot be made or filled: it must be new or empty", asyn
   expect(await whyCannotFill(join(dir, "file"))).toBe(`${join(dir, "file")} is a file, give a folder`);
   expect(await whyCannotFill(join(dir, "nodir", "x"))).toBe(`the folder ${join(dir, "nodir")} does not exist`);
   expect(await whyCannotFill(join(dir, "file", "x"))).toBe(`${join(dir, "file")} is a file, not a folder`);
+});
+
+test("removeMadeFolders removes the empty folders mkdir -p made, deepest first, and stops at one that holds something", () => {
+  const base = join(dir, "made");
+  mkdirSync(base);
+  const made = mkdirSync(join(base, "a", "b", "c"), { recursive: true });
+  expect(made).toBe(join(base, "a"));
+  removeMadeFolders(made, join(base, "a", "b", "c"));
+  expect(readdirSync(base)).toEqual([]); // a, b and c gone; base (not made) stays
+
+  const kept = mkdirSync(join(base, "x", "y", "z"), { recursive: true });
+  writeFileSync(join(base, "x", "y", "keep"), "someone's");
+  removeMadeFolders(kept, join(base, "x", "y", "z"));
+  expect(readdirSync(join(base, "x", "y"))).toEqual(["keep"]); // z gone; y holds a file: it and x stay
+  removeMadeFolders(undefined, join(base, "x", "y")); // mkdir made nothing: nothing is removed
+  expect(readdirSync(join(base, "x"))).toEqual(["y"]);
 });

@@ -5,11 +5,12 @@
  * user's path ("the folder b/nodir does not exist", "afile is a file, not a folder"), so the
  * error never names a temp file beside it or a bare errno. Each caller wraps the reason in its
  * own error (bad usage, a backup error) and its own first words. And an output folder a command
- * fills is put back as it was found when the work fails or is stopped (emptyStart, putBackEmpty).
+ * fills is put back as it was found when the work fails or is stopped (emptyStart, putBackEmpty),
+ * with the folders above it that the command made (removeMadeFolders).
  *
  * @module
  */
-import { constants, readdirSync, rmSync, statSync, type Stats } from "node:fs";
+import { constants, readdirSync, rmdirSync, rmSync, statSync, type Stats } from "node:fs";
 import { access, readdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fsWhy } from "./why.ts";
@@ -135,4 +136,29 @@ export function emptyStart(path: string): "missing" | "empty" | undefined {
 export function putBackEmpty(path: string, was: "missing" | "empty"): void {
   if (was === "missing") rmSync(path, { recursive: true, force: true });
   else for (const name of readdirSync(path)) rmSync(join(path, name), { recursive: true, force: true });
+}
+
+/**
+ * Removes the folders `mkdir -p` made on the way to `deepest`, from it up to `top` (what mkdir
+ * returned: the first folder it made; undefined: it made none), as far as they are empty, so a run
+ * that wrote nothing there leaves no new empty folders behind. A folder that is not empty (someone
+ * else's files, or what the run kept) stays, and so do those above it. Synchronous: a signal
+ * handler calls it too.
+ *
+ * @example
+ * ```ts
+ * const made = await mkdir(dirname(out), { recursive: true });
+ * try { await work(out); } catch (e) { removeMadeFolders(made, dirname(out)); throw e; }
+ * ```
+ */
+export function removeMadeFolders(top: string | undefined, deepest: string): void {
+  if (top === undefined) return;
+  for (let d = deepest; ; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === top || d === dirname(d)) return;
+  }
 }
