@@ -153,12 +153,6 @@ function readOnlyFs(dir: string): boolean {
   }
 }
 
-/**
- * Opens fioup.db only to read it. Where its file system is full, WAL's shared-memory index
- * (`-shm`) cannot be made or grown, so the database is then read with exclusive locking, where
- * SQLite keeps that index in memory, and `query_only` (nothing is written; the lock lasts as long
- * as the command, a status).
- */
 /** The tables, made where missing, with the columns added since. */
 function createSchema(db: Database): void {
   db.exec(SCHEMA);
@@ -177,6 +171,12 @@ function isEmptyFile(path: string): boolean {
   }
 }
 
+/**
+ * Opens fioup.db only to read it. Where its file system is full, WAL's shared-memory index
+ * (`-shm`) cannot be made or grown, so the database is then read with exclusive locking, where
+ * SQLite keeps that index in memory, and `query_only` (nothing is written; the lock lasts as long
+ * as the command, a status).
+ */
 function openForReading(path: string): Database {
   let db: Database | undefined;
   try {
