@@ -687,7 +687,6 @@ async function pauseForTest(): Promise<void> {
   await Bun.stdin.text();
 }
 
-
 /**
  * Moves a folder to `to` (new, or empty): a rename on one file system, a copy then a delete
  * across two (a shared registry folder is often on another mount).

@@ -47,23 +47,20 @@ export async function onDevice<T>(client: AdminClient, arg: string, call: (uuid:
  * Checks the uuids of a device list (`what`: "--first", "device uuid") as checkFlagValues does: bad
  * usage (exit 2) naming the first value that is no uuid. Where that value is a device's name or the
  * start of its uuid, the message says which device, looked up on the gateway (a read, made only for
- * a value already refused); a gateway that cannot be asked leaves the shape's words alone.
+ * a value already refused, through `connect`); a gateway that cannot be asked leaves the shape's
+ * words alone.
  *
- * @returns `connect`, called at most once: what the command goes on with once the list is good.
  * @throws {UsageError} A value is no device uuid.
  */
-export async function checkDeviceArgs(what: string, values: readonly string[], connect: () => Promise<AdminClient>): Promise<() => Promise<AdminClient>> {
-  let client: Promise<AdminClient> | undefined;
-  const once = () => (client ??= connect());
+export async function checkDeviceArgs(what: string, values: readonly string[], connect: () => Promise<AdminClient>): Promise<void> {
   try {
     checkFlagValues(what, DeviceUuid, values);
   } catch (e) {
     const bad = values.find((v) => !FULL_UUID.test(v));
-    const hint = bad === undefined ? undefined : await once().then((c) => matchesOf(c, bad)).catch(() => undefined);
+    const hint = bad === undefined ? undefined : await connect().then((c) => matchesOf(c, bad)).catch(() => undefined);
     if (hint === undefined || hint === LIST_HINT) throw e;
     throw new UsageError(`${(e as Error).message}: ${hint}`);
   }
-  return once;
 }
 
 const LIST_HINT = "give the device's uuid (gateway devices list shows them)";

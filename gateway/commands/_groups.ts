@@ -35,11 +35,11 @@ export const groupMembersCommand = (change: "add" | "remove", summary: string) =
     flags: { ...adminFlags, ...formatFlag },
     async run({ flags, args, out }) {
       const { name, uuids } = groupArgs(args, "uuids");
-      const connect = await checkDeviceArgs("device uuid", uuids, () => adminClient(flags));
-      const admin = await connect();
+      await checkDeviceArgs("device uuid", uuids, () => adminClient(flags));
+      const client = await adminClient(flags);
       // Said apart, so "0 added" does not read as a failure: the devices were already there (or not there).
       const unchanged = (n: number, why: string) => (uuids.length > n ? ` (${uuids.length - n} ${why})` : "");
-      out.result(await admin.changeGroupMembers(name, { [change]: uuids }), (r) =>
+      out.result(await client.changeGroupMembers(name, { [change]: uuids }), (r) =>
         change === "add"
           ? `${r.name}: ${r.added} added${unchanged(r.added, "already in it")}, ${r.devices} devices`
           : `${r.name}: ${r.removed} removed${unchanged(r.removed, "not in it")}, ${r.devices} devices`,

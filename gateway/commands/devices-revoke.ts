@@ -6,7 +6,7 @@ export default defineCommand({
   summary: "Revoke a device: its certificate is refused from now on and its uuid cannot register again",
   usage: "<uuid>",
   description:
-    "A revoked device's uuid stays refused, but whoever holds its key and a registration token with uses left can\n" +
+    "A revoked device's uuid stays refused, but the device (or anyone) holding a registration token with uses left can\n" +
     "register again under a new uuid: revoke that token too (gateway tokens list, gateway tokens revoke ID).\n" +
     ADMIN_HELP,
   flags: { ...adminFlags, ...formatFlag },

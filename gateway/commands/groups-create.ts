@@ -35,8 +35,8 @@ export default defineCommand({
     checkFlagValues("group name", GroupName, [name]);
     if (flags.query !== undefined && devices.length) throw new UsageError("a dynamic group (--query) takes no device list");
     if (flags.query !== undefined) asUsage([InvalidFleetQueryError], () => parseFleetQuery(flags.query!));
-    const connect = await checkDeviceArgs("device uuid", devices, () => adminClient(flags));
-    const client = await connect();
+    await checkDeviceArgs("device uuid", devices, () => adminClient(flags));
+    const client = await adminClient(flags);
     const g = await client.createGroup({ name, ...(flags.query !== undefined ? { query: flags.query } : {}), ...(devices.length ? { devices } : {}) });
     out.result(g, renderGroup);
   },

@@ -34,7 +34,7 @@ export default defineCommand({
       throw new UsageError(`${flags.previous ? "--previous " : ""}${previousPath} is root.json v${previousVersion}: the draft is v${version}, so the previous root is v${version - 1}`);
     // A --key that is no private key file, or the wrong one (another role's, another holder's), is bad
     // usage (exit 2), as a --previous of the wrong version is.
-    const key = await loadKeyFile(flags.key).catch((e: unknown) => Promise.reject(e instanceof KeyFileError ? new UsageError((e as Error).message) : e));
+    const key = await asUsage([KeyFileError], () => loadKeyFile(flags.key!));
     // Signing twice with one key renews its signature; said, so no holder thinks it counted twice.
     const alreadySigned = key.keyId in parsed.signatures;
     const signed = asUsage([NotARootKeyError], () => signRoot(draft, key, previous), "--key: ");

@@ -78,7 +78,7 @@ export default defineCommand({
     checkFlagValues("--group", GroupName, flags.group === undefined ? [] : [flags.group]);
     const first = commaList(flags.first);
     // A bad --first is said before the other flags are checked (a lookup only for a refused value).
-    const connect = await checkDeviceArgs("--first", first, () => adminClient(flags));
+    await checkDeviceArgs("--first", first, () => adminClient(flags));
     const req: RolloutRequest = {
       target: flags.target,
       ...(flags.group ? { group: flags.group } : { tag: flags.tag! }),
@@ -99,7 +99,7 @@ export default defineCommand({
     if (flags.window !== undefined) req.window = asUsage([WindowSpecError], () => (parseWindow(flags.window!), flags.window!), "--window: ");
     if (flags["rollback-on-halt"]) req.rollbackOnHalt = true;
     if (first.length) req.first = first;
-    const client = await connect();
+    const client = await adminClient(flags);
     out.result(await client.createRollout(req), renderRollout);
     // Made before the publish it gates, as it should be, the rollout names a version publish picks
     // itself unless told: said, so the two agree (else the version publish makes goes out ungated).

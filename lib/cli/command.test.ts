@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { runCliCaptured } from "../../test/harness/cli.ts";
-import { defineCommand, describeError, runCli } from "./command.ts";
+import { asUsage, defineCommand, describeError, runCli, UsageError } from "./command.ts";
 
 function groupCli() {
   const cmd = defineCommand({ summary: "a sub-command", flags: {}, run() {} });
@@ -200,4 +200,19 @@ test("a command's own JSON flag (jsonFlag) prints its result and its error as --
   expect(JSON.parse(failed.out)).toEqual({ error: "it broke", code: "Broken", exitCode: 7 });
   const usage = await runCliCaptured(cli, ["go", "--json", "extra"]);
   expect(usage).toMatchObject({ code: 2, out: "" });
+});
+
+test("asUsage turns the named errors into bad usage, thrown or rejected, and lets others pass", async () => {
+  class ParseError extends Error {}
+  const fail = (e: Error) => () => {
+    throw e;
+  };
+  expect(() => asUsage([ParseError], fail(new ParseError("bad value")), "--x: ")).toThrow(new UsageError("--x: bad value"));
+  expect(() => asUsage([ParseError], fail(new TypeError("other")))).toThrow(TypeError);
+  expect(asUsage([ParseError], () => 7)).toBe(7);
+  const rejected = await asUsage([ParseError], () => Promise.reject(new ParseError("no key file")), "--key: ").catch((e: unknown) => e);
+  expect(rejected).toBeInstanceOf(UsageError);
+  expect((rejected as Error).message).toBe("--key: no key file");
+  expect(await asUsage([ParseError], () => Promise.reject(new TypeError("other"))).catch((e: unknown) => e)).toBeInstanceOf(TypeError);
+  expect(await asUsage([ParseError], () => Promise.resolve(8))).toBe(8);
 });

@@ -420,14 +420,16 @@ function joinDashValues(argv: string[], options: Record<string, { type: string; 
 /**
  * Runs `check`; an error of one of `classes` (a parser's, on input the command checks before any
  * work) becomes a {@link UsageError} (exit 2) with its message after `prefix`, e.g. "--waves: ".
- * Other errors pass through.
+ * Other errors pass through. A `check` that returns a promise (a file the flag names, read) has
+ * its rejection turned the same way.
  */
 export function asUsage<T>(classes: (new (...args: any[]) => Error)[], check: () => T, prefix = ""): T {
+  const usage = (err: unknown) => (classes.some((c) => err instanceof c) ? new UsageError(`${prefix}${(err as Error).message}`) : err);
   try {
-    return check();
+    const r = check();
+    return (r instanceof Promise ? r.catch((e: unknown) => Promise.reject(usage(e))) : r) as T;
   } catch (err) {
-    if (classes.some((c) => err instanceof c)) throw new UsageError(`${prefix}${(err as Error).message}`);
-    throw err;
+    throw usage(err);
   }
 }
 
