@@ -11,8 +11,10 @@
  * a disk too small for an update (test/fioup/space.test.ts), the security refusals
  * (test/reliability/*-attacks, gateway-access, blob-tamper, crash-explorer), online deltas (test/deltas/), offline bundles
  * (test/offline/offline.test.ts), replicas on PostgreSQL behind HAProxy (test/gateway/replicas.test.ts,
- * walk-replicas, test/registry/), clocks (test/clock/wrong-clock, replica-skew) and Kanto
- * (test/kanto/).
+ * walk-replicas, test/registry/), clocks (test/clock/wrong-clock, replica-skew), Kanto
+ * (test/kanto/: its rollbacks in desired-state and lifecycle), rollouts (the engine's own tests,
+ * test/rollouts/operator-cli: waves, a halt on failures; test/ui/rollouts) and progress lines
+ * (lib/cli/progress.test.ts; test/preload/progress.test.ts waits out preload's 10 s quiet spells).
  *
  * @module
  */
@@ -30,6 +32,12 @@ export const LONG_TESTS: readonly string[] = [
   "test/reliability/early-start-systemd.test.ts",
   "test/reliability/load.test.ts",
   "test/kanto/crash.test.ts",
+  "test/kanto/second-rollback.test.ts",
+  // Rollouts end to end: 200 simulated and 2 real devices through waves, a failing app's halt, a
+  // gateway killed mid-rollout, maintenance windows (about 100 s; also run on PostgreSQL).
+  "test/rollouts/rollouts.test.ts",
+  // Preload's progress lines, which take the 10 s a quiet terminal or log waits for each.
+  "test/preload/progress.test.ts",
   // fioup under faults, signals and long waits; its update flow from the source tree (npm test runs
   // the same file through the compiled binaries).
   "test/fioup/update.test.ts",
