@@ -15,6 +15,7 @@ import type { Sightings } from "./devices/sightings.ts";
 import type { Metrics } from "./metrics.ts";
 import type { View, ViewLookup } from "./ota/views.ts";
 import type { TufSigning } from "./ota/repo.ts";
+import type { RefreshFailure } from "./ota/refresh-timer.ts";
 import type { RoleName } from "../lib/tuf/metadata.ts";
 import type { CertificateAuthority } from "./pki/ca.ts";
 import type { DeviceRow, RegistrationTokenRow, Store } from "./store/types.ts";
@@ -100,6 +101,12 @@ export interface Gateway {
   metrics: Metrics;
   /** Writes refused for want of disk space, said once per spell (gateway/disk-full.ts). */
   diskFull: DiskFull;
+  /**
+   * This replica's re-signing of the TUF timestamp and snapshot failing: since when and why
+   * (ota/refresh-timer.ts); undefined while it works or another replica signs. /healthz and the
+   * dashboard say it.
+   */
+  tufFailing?: () => RefreshFailure | undefined;
   /** [uptane] polling_seconds written into new devices' sota.toml. */
   pollingSeconds: number;
   /** Staged rollouts (gateway/rollouts/); /admin/rollouts answers 503 without them. */

@@ -20,7 +20,7 @@ import { Metrics } from "./metrics.ts";
 import { TufRepo, type AdoptedKey } from "./ota/repo.ts";
 import { leapAfterRestore } from "./backup/after-restore.ts";
 import { KeyHandoff } from "./ota/key-handoff.ts";
-import { startTufRefreshTimer } from "./ota/refresh-timer.ts";
+import { startTufRefreshTimer, type TufRefreshTimer } from "./ota/refresh-timer.ts";
 import { DEFAULT_LEASE_TTL_MS, LeaderLease, leaseHeldElsewhere } from "./leader.ts";
 import { ClockSkewWatch } from "./clock-skew.ts";
 import { RegistryJwtSigner } from "./registry/jwt.ts";
@@ -235,7 +235,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     dirLock.release();
     throw e;
   }
-  let tufTimer: { stop(): Promise<void>; runNow(): void } | undefined;
+  let tufTimer: TufRefreshTimer | undefined;
   let keysTimer: ReturnType<typeof setInterval> | undefined;
   let stopCertWatch: (() => void) | undefined;
   // Old device events removed on the signer (event-retention.ts), unless kept for ever.
@@ -342,6 +342,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       sightings,
       metrics: new Metrics({ bytesPerDevice: opts.metricsPerDevice }),
       diskFull,
+      tufFailing: () => tufTimer?.failing(),
       pollingSeconds: opts.pollingSeconds ?? 300,
     };
     // Rollouts: every replica answers device views from its cache; only the signer moves rollouts on.
@@ -459,9 +460,20 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     // neither the re-signing below nor the rollouts' ticks run.
     await signer.start();
     retention?.start();
+    let lastRefreshError: string | undefined;
     tufTimer = startTufRefreshTimer(tuf, {
       shouldRun: () => signer.isLeader,
-      onError: (e) => (isNoSpace(e) ? diskFull.note(e) : log(`gateway: cannot refresh TUF metadata: ${(e as Error).message}`)),
+      // Said when it starts failing and when the reason changes, not at every retry; and when it ends.
+      onError: (e) => {
+        if (isNoSpace(e)) return void diskFull.note(e);
+        const error = e instanceof Error ? e.message : String(e);
+        if (error !== lastRefreshError) log(`gateway: cannot refresh TUF metadata: ${error} (devices refuse the timestamp once it expires; /healthz warns and /metrics has gateway_tuf_resign_failing 1 until it is re-signed)`);
+        lastRefreshError = error;
+      },
+      onRecover: (ended) => {
+        lastRefreshError = undefined;
+        log(`gateway: TUF metadata re-signed again, after failing for ${Math.round((Date.now() - ended.since) / 1000)} s`);
+      },
       onRefresh: (r) => {
         if (r.needsOfflineKey.length) log(`gateway: TUF roles near expiry need their offline key: ${r.needsOfflineKey.join(", ")}`);
       },

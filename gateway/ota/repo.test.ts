@@ -237,6 +237,27 @@ describe("TufRepo", () => {
     expect((await repo.versions()).timestamp).toBe(v); // stopped
   }, 15_000); // more than the 5 s the refresh is waited for
 
+  test("startTufRefreshTimer() says since when checks fail, tries again within retryMs, and forgets once one passes", async () => {
+    let offset = 0;
+    const repo = await open({ now: () => new Date(Date.now() + offset) });
+    const errors: string[] = [];
+    const recovered: number[] = [];
+    // An hour between checks: only the retry after a failure can come within the test.
+    const timer = startTufRefreshTimer(repo, { intervalMs: 3600_000, retryMs: 50, onError: (e) => errors.push((e as Error).message), onRecover: (f) => recovered.push(f.since) });
+    expect(timer.failing()).toBeUndefined();
+    await rename(join(keysDir, "timestamp.json"), join(dir, "timestamp.json"));
+    offset = 20 * 3600_000; // the timestamp falls due
+    timer.runNow();
+    const failing = await until("a failed check", () => timer.failing(), (f) => f !== undefined, 5000);
+    expect(failing!.error).toStartWith("Cannot sign TUF timestamp metadata with ");
+    await until("retries", () => errors.length, (n) => n >= 3, 5000);
+    expect(timer.failing()!.since).toBe(failing!.since); // since the first failure in a row
+    await rename(join(dir, "timestamp.json"), join(keysDir, "timestamp.json"));
+    await until("a passing retry", () => timer.failing(), (f) => f === undefined, 5000);
+    expect(recovered).toEqual([failing!.since]);
+    await timer.stop();
+  }, 15_000);
+
   test("old targets, snapshot and timestamp versions are dropped; the root chain is kept", async () => {
     const repo = await open({ keepVersions: 3 });
     for (let i = 1; i <= 6; i++) await repo.addTargets({ [`rpi-${i}`]: entry(i) });

@@ -47,6 +47,10 @@ export const metrics = new Hono<GatewayEnv>().get("/metrics", async (c) => {
     gateway_database_up: { help: "1 if the database answered this scrape's reads, 0 if it could not be reached (gateway_devices, gateway_events and the rollout gauges are then left out)", value: failed ? 0 : 1 },
     ...stored,
     gateway_pending_sightings: { help: "Check-ins not yet written", value: sightings.pending },
+    gateway_tuf_resign_failing: {
+      help: "1 while this replica, the TUF signer, fails to re-sign the timestamp and snapshot (its log and /healthz say why): devices refuse the timestamp once it expires",
+      value: c.var.gw.tufFailing?.() ? 1 : 0,
+    },
     gateway_push_waits_ended_per_device_total: {
       help: `Push waits answered 204 early because their device opened a newer one past the ${MAX_WAITS_PER_DEVICE} it may hold: a steady rise is a device (or a copied certificate) asking again and again`,
       value: waitsEndedPerDevice(c.var.gw),

@@ -57,7 +57,7 @@ interface Op {
 const Error_ = Type.Object({ error: Type.String() });
 
 const OPS: Record<string, Record<string, Op>> = {
-  "/healthz": { get: { summary: "Liveness", sec: "none", res: Type.Object({ ok: Type.Boolean() }) } },
+  "/healthz": { get: { summary: "Liveness", sec: "none", res: Type.Object({ ok: Type.Boolean(), warnings: Type.Optional(Type.Array(Type.String())) }) } },
   "/metrics": { get: { summary: "Prometheus metrics", sec: "none", text: "text/plain" } },
   "/ca.pem": { get: { summary: "The factory CA certificate", sec: "none", text: "application/x-pem-file" } },
   "/devices": {

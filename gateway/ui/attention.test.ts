@@ -30,3 +30,26 @@ test("the factory CA's last month is said, and the served certificate ending wit
   m.caCertificateNotAfter = m.tlsCertificateNotAfter = now + 400 * DAY;
   expect(await needsAttention(t.gw, undefined, now)).toEqual([]);
 });
+
+test("the signer failing to re-sign is said with its error: soon while the timestamp holds, now once it has expired", async () => {
+  const now = Date.now();
+  const m = t.gw.metrics;
+  m.caCertificateNotAfter = m.tlsCertificateNotAfter = now + 400 * DAY;
+  t.gw.tufFailing = () => ({ since: now - 60_000, error: "Cannot sign TUF timestamp metadata with /data/tuf/keys: not there" });
+  try {
+    const [item, ...rest] = await needsAttention(t.gw, undefined, now);
+    expect(rest).toEqual([]);
+    expect(item!.id).toBe("tuf-signing");
+    expect(item!.severity).toBe("warn");
+    expect(item!.text).toContain(`since ${new Date(now - 60_000).toISOString()}: Cannot sign TUF timestamp metadata with /data/tuf/keys: not there.`);
+    expect(item!.text).toMatch(/Devices refuse the timestamp once it expires, at \d{4}-/);
+    // A day later the served timestamp (a day's life by default) has expired: it hurts now.
+    const later = await needsAttention(t.gw, undefined, now + 2 * DAY);
+    const signing = later.find((a) => a.id === "tuf-signing")!;
+    expect(signing.severity).toBe("bad");
+    expect(signing.text).toContain("devices take no update until it is signed again");
+  } finally {
+    t.gw.tufFailing = undefined;
+  }
+  expect(await needsAttention(t.gw, undefined, now)).toEqual([]);
+});

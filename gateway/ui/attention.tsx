@@ -1,7 +1,8 @@
 /* @jsxImportSource hono/jsx */
 /**
  * What needs a person, said on the dashboard before it hurts: the served TLS certificate or the
- * factory CA near its end (pki/cert-expiry.ts), writes failing for want of disk space (disk-full.ts), root metadata near
+ * factory CA near its end (pki/cert-expiry.ts), writes failing for want of disk space (disk-full.ts),
+ * the signer failing to re-sign the timestamp (ota/refresh-timer.ts), root metadata near
  * expiry, which takes its offline keys, and targets when no key the gateway holds re-signs them
  * (ota/expiries.ts, docs/keys.md), and the database out of reach. Each was said only in the log and
  * on /metrics, which an operator watching the dashboard may never read. The overview lists them
@@ -19,13 +20,14 @@
 import type { Gateway } from "../env.ts";
 import { CEREMONY_NOTICE_DAYS, OFFLINE_ROLES, tufExpiries, type TufExpiry } from "../ota/expiries.ts";
 import type { TufSigning } from "../ota/repo.ts";
+import type { RefreshFailure } from "../ota/refresh-timer.ts";
 import { caExpiryWarning, certificateExpiryWarning } from "../pki/cert-expiry.ts";
 import { StoreUnavailableError } from "../store/types.ts";
 
 const DAY = 86_400_000;
 
 export interface Attention {
-  /** Stable, for tests and anchors: "certificate", "ca", "disk", "tuf-root", "tuf-targets", "database". */
+  /** Stable, for tests and anchors: "certificate", "ca", "disk", "tuf-root", "tuf-targets", "tuf-signing", "database". */
   id: string;
   /** A few words for the banner ("TLS certificate"). */
   title: string;
@@ -103,6 +105,24 @@ async function diskAttention(gw: Gateway, since: number): Promise<Attention> {
   };
 }
 
+/**
+ * The signer failing to re-sign the timestamp (and snapshot), from the refresh timer's last error:
+ * bad once the served timestamp has expired (devices refuse it), warn until then.
+ */
+export function signingAttention(failure: RefreshFailure, timestamp: TufExpiry | undefined, now = Date.now()): Attention {
+  const expired = timestamp !== undefined && timestamp.ms <= now;
+  const when =
+    timestamp === undefined ? "" : expired ? ` The timestamp expired at ${timestamp.expires}: devices take no update until it is signed again.` : ` Devices refuse the timestamp once it expires, at ${timestamp.expires}.`;
+  return {
+    id: "tuf-signing",
+    title: "TUF signing",
+    text:
+      `The gateway has failed to re-sign its TUF metadata since ${new Date(failure.since).toISOString()}: ${failure.error}.${when} ` +
+      "A key file of tuf/keys/ moved away or damaged is the usual cause: put it back or restore it from a backup (docs/keys.md); the gateway tries again every few seconds and says in its log when it signs again.",
+    severity: expired ? "bad" : "warn",
+  };
+}
+
 /** The database out of reach, as the store said it (a StoreUnavailableError). */
 export function databaseAttention(err: StoreUnavailableError): Attention {
   return {
@@ -146,6 +166,8 @@ export async function needsAttention(gw: Gateway, database?: StoreUnavailableErr
   if (notAfter !== undefined && (caEnd === undefined || notAfter < caEnd)) out.push(certificateAttention(notAfter, own, now));
   if (caEnd !== undefined) out.push(caAttention(caEnd, now));
   if (!database) out.push(...(await tufAttention(gw, now)));
+  const failing = gw.tufFailing?.();
+  if (failing) out.push(signingAttention(failing, (await tufExpiries(gw.tuf, ["timestamp"]))[0], now));
   const found = out.filter((a): a is Attention => a !== undefined);
   return [...found.filter((a) => a.severity === "bad"), ...found.filter((a) => a.severity === "warn")];
 }
