@@ -36,7 +36,7 @@ import { fsWhy, isNoSpace } from "../../lib/fs/why.ts";
 import { exchangePaths } from "../../lib/fs/exchange.ts";
 import { blockedBy, look, removeMadeFolders, whyCannotWrite } from "../../lib/fs/paths.ts";
 import { acquireLock, lockHolder, processStartMs } from "../../lib/fs/pid-lock.ts";
-import { removeDeadFolders } from "../../lib/fs/owned-folder.ts";
+import { makeOwnedFolder, removeDeadFolders } from "../../lib/fs/owned-folder.ts";
 import { freeBytes } from "../../lib/fs/free.ts";
 import { DATA_DIR_MARKS, DataDirInUseError, SQLITE_DB_FILE, lockDataDir, looksLikeDataDir, readFactoryName, recordDatabaseKind, servedDatabaseKind, servingPid } from "../data-dir.ts";
 import { CA_FINGERPRINT_META, StoreOpenError, dbKind, dbKindProblem, peekDatabaseMeta } from "../store/open.ts";
@@ -186,6 +186,8 @@ async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; pa
 
 /** A backup's scratch folder in the data dir, holding the plaintext database snapshot while it runs. */
 const SCRATCH_PREFIX = ".backup-";
+/** The same in the local temp folder, when the data dir has no room or cannot be written. */
+const TMP_SCRATCH_PREFIX = "gateway-backup-";
 /** In the scratch folder: the running backup's PID, so another backup spares the folder however long it runs. */
 const SCRATCH_LOCK = "backup.lock";
 /** A scratch folder with no lock file is removed once this old (a younger one may be a backup not yet holding it). */
@@ -234,21 +236,16 @@ function removeOwnTemps(out: string): void {
 
 /**
  * A scratch folder for the database snapshot: in `dataDir`, or the local temp folder when there is
- * none or this user cannot write there (a read-only snapshot of a data dir).
+ * none or this user cannot write there (a read-only snapshot of a data dir). Either holds the lock
+ * naming this backup, so the next one removes it if this one is killed (a plaintext database left
+ * in /tmp would stay until a reboot, or for ever where /tmp is a disk).
  */
 async function makeScratch(dataDir: string | undefined): Promise<string> {
   if (dataDir !== undefined) {
-    const dir = await mkdtemp(join(dataDir, SCRATCH_PREFIX)).catch(() => undefined);
-    if (dir) {
-      try {
-        acquireLock(join(dir, SCRATCH_LOCK)); // never released: the folder goes when the backup ends
-        return dir;
-      } catch {
-        await rm(dir, { recursive: true, force: true });
-      }
-    }
+    const dir = await makeOwnedFolder(dataDir, SCRATCH_PREFIX, SCRATCH_LOCK).catch(() => undefined);
+    if (dir) return dir;
   }
-  return mkdtemp(join(tmpdir(), "gateway-backup-")).catch((e) =>
+  return makeOwnedFolder(tmpdir(), TMP_SCRATCH_PREFIX, SCRATCH_LOCK).catch((e) =>
     Promise.reject(new BackupError(`Cannot make the database snapshot in ${dataDir ? `${dataDir} or ` : ""}${tmpdir()}: ${fsWhy(e)}`)),
   );
 }
@@ -309,6 +306,7 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   // sealed files only. The walk below skips it. What killed backups left (a snapshot here, a partial
   // file beside --out) and a killed restore of this data dir (its decrypted files beside it) is removed first.
   await removeDeadFolders(opts.dataDir, SCRATCH_PREFIX, SCRATCH_LOCK, { locklessAfterMs: STALE_SCRATCH_MS });
+  await removeDeadFolders(tmpdir(), TMP_SCRATCH_PREFIX, SCRATCH_LOCK, { locklessAfterMs: STALE_SCRATCH_MS });
   await removeDeadFolders(dirname(bare(opts.dataDir)), RESTORE_PREFIX, RESTORE_LOCK);
   await removeDeadTemps(opts.out);
   // Ctrl-C or SIGTERM (a systemd timer's TimeoutStopSec) ends the process without running the

@@ -221,7 +221,7 @@ test("the database is never in the clear in the backup's folder, not even while 
   expect(readdirSync(join(work, "fat-restored")).filter((f) => f.startsWith(".") || f.endsWith(".db"))).toEqual(["gateway.db"]);
 });
 
-test("a backup removes the database snapshots killed backups left in the data dir over an hour ago, and spares a running backup's", async () => {
+test("a backup removes the database snapshots killed backups left in the data dir (over an hour ago) or the temp folder, and spares a running backup's", async () => {
   // What a killed backup leaves: a .backup-* folder holding the database in the clear, which the
   // replica step (a copy of the whole data dir) would carry to every replica.
   const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000);
@@ -237,13 +237,29 @@ test("a backup removes the database snapshots killed backups left in the data di
   const held = scratch(".backup-held", 2); // a backup running for over an hour: it holds its folder
   const lock = acquireLock(join(held, "backup.lock"));
   utimesSync(held, hoursAgo(2), hoursAgo(2));
+  // The same in the temp folder, where the snapshot goes when the data dir has no room: one whose
+  // backup was killed (its lock names a process that is gone), one running, one just begun.
+  const tmp = await tempDir("backup-tmpdir-");
+  const inTmp = (name: string, lockText?: string) => {
+    const dir = join(tmp, name);
+    mkdirSync(dir);
+    writeFileSync(join(dir, "gateway.db"), "a plaintext database\n");
+    if (lockText !== undefined) writeFileSync(join(dir, "backup.lock"), lockText);
+    return dir;
+  };
+  inTmp("gateway-backup-killed", "999999999 1 0\n");
+  const tmpHeld = acquireLock(join(inTmp("gateway-backup-held"), "backup.lock"));
+  inTmp("gateway-backup-fresh");
+  inTmp("other-tool-killed", "999999999 1 0\n"); // not a backup's: never touched
   try {
-    const b = await gw(["backup", "--data", "data", "--out", "after-killed.backup"]);
+    const b = await gw(["backup", "--data", "data", "--out", "after-killed.backup"], { TMPDIR: tmp });
     expect([b.code, b.stderr]).toEqual([0, ""]);
     expect(readdirSync(data).filter((f) => f.startsWith(".backup-")).sort()).toEqual([".backup-fresh", ".backup-held"]);
     expect(existsSync(killed)).toBe(false);
+    expect(readdirSync(tmp).sort()).toEqual(["gateway-backup-fresh", "gateway-backup-held", "other-tool-killed"]);
   } finally {
     lock.release();
+    tmpHeld.release();
     rmSync(fresh, { recursive: true, force: true });
     rmSync(held, { recursive: true, force: true });
     rmSync(killed, { recursive: true, force: true });
