@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { runCliCaptured } from "../../test/harness/cli.ts";
 import { asUsage, defineCommand, describeError, runCli, UsageError } from "./command.ts";
+import { fsWhy } from "../fs/why.ts";
 
 function groupCli() {
   const cmd = defineCommand({ summary: "a sub-command", flags: {}, run() {} });
@@ -79,6 +80,15 @@ test("describeError says each cause once: a wrapper that quotes its cause does n
   expect(describeError(wrapped)).toBe("Cannot GET https://127.0.0.1:1/admin/devices: connect ECONNREFUSED 127.0.0.1:1");
   const other = new Error("Cannot read the recipient key: not a PEM public key", { cause: new Error("NO_START_LINE") });
   expect(describeError(other)).toBe("Cannot read the recipient key: not a PEM public key: NO_START_LINE");
+});
+
+test("describeError leaves out a file system error its wrapper said in words, and keeps one it did not", async () => {
+  const missing = await Bun.file("/nonexistent/lock").text().catch((e: Error) => e);
+  const denied = Object.assign(new Error("EACCES: permission denied, open '/x'"), { code: "EACCES", syscall: "open" });
+  expect(describeError(new Error(`Cannot take the lock /nonexistent/lock: ${fsWhy(missing)}`, { cause: missing }))).toBe("Cannot take the lock /nonexistent/lock: no such file");
+  expect(describeError(new Error(`Cannot take the lock /x: ${fsWhy(denied)}`, { cause: denied }))).toBe("Cannot take the lock /x: permission denied");
+  // A wrapper that does not say it: the cause is the only reason given.
+  expect(describeError(new Error("Cannot start", { cause: denied }))).toBe("Cannot start: EACCES: permission denied, open '/x'");
 });
 
 test("describeError leaves out Bun's generic fetch hints under a wrapper that says the cause in words", async () => {

@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { closest } from "./suggest.ts";
 import { compactJson } from "./json.ts";
+import { fsWhy } from "../fs/why.ts";
 
 /**
  * A string flag given an empty value (`--factory ''`, `--out "$UNSET"`) is bad usage: taken as
@@ -444,13 +445,19 @@ const BUN_FETCH_HINT =
 /** Bun's advice to a programmer, appended to its fetch errors: no use to whoever reads fioup's log. */
 const BUN_VERBOSE_HINT = /\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/g;
 
-/** "What failed: why" from an error and its causes; a cause its wrapper already quotes is not said twice. */
+/**
+ * "What failed: why" from an error and its causes; a cause its wrapper already quotes is not said
+ * twice, nor a file system error its wrapper said in words (`fsWhy`: "no space left on the device",
+ * then "ENOSPC: no space left on device, write" again).
+ */
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   let e: unknown = err;
   for (let i = 0; e && i < 5; i++) {
     const message = (e instanceof Error ? e.message : String(e)).replace(BUN_VERBOSE_HINT, "");
-    if (message && !parts.some((p) => p.includes(message)) && !(i > 0 && BUN_FETCH_HINT.test(message))) parts.push(message);
+    const quoted = (text: string) => parts.some((p) => p.includes(text));
+    const saidInWords = i > 0 && (e as NodeJS.ErrnoException).syscall !== undefined && fsWhy(e) !== message && quoted(fsWhy(e));
+    if (message && !quoted(message) && !saidInWords && !(i > 0 && BUN_FETCH_HINT.test(message))) parts.push(message);
     e = e instanceof Error ? e.cause : undefined;
   }
   return parts.join(": ");

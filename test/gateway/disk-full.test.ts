@@ -96,3 +96,18 @@ test("a gateway stopped while its disk is full stops whole: the last check-ins' 
   expect(logs.some((l) => l.startsWith("gateway: the last second's check-ins (last seen) were not written: "))).toBe(true);
   expect(existsSync(join(mnt, "data", "serve.json"))).toBe(false);
 }, 60_000);
+
+test("a start on the full disk is refused saying so and what to do; once there is room it starts on the same data", async () => {
+  // Full to the last block (the stop above removed its files after the ballast was written): even
+  // the data dir's lock cannot be written.
+  await run(["sh", "-c", `dd if=/dev/zero of=${join(mnt, "ballast-2")} bs=4k 2>/dev/null; true`]);
+  const dataDir = join(mnt, "data");
+  const refused = await startGatewayServer({ dataDir, listen: "127.0.0.1:0", log: (l) => logs.push(l) }).then(
+    (g) => g.stop().then(() => undefined),
+    (e: Error) => e.message,
+  );
+  expect(refused).toBe(`Cannot take the lock ${join(dataDir, "serve.lock")}: no space left on the device; free space on its file system (df ${dataDir}), then run the command again`);
+  for (const f of ["ballast", "ballast-2"]) rmSync(join(mnt, f), { force: true });
+  gw = await startGatewayServer({ dataDir, listen: "127.0.0.1:0", log: (l) => logs.push(l) });
+  expect((await gw.gw.store.countDevices())).toBe(2); // the devices both tests registered
+}, 60_000);
