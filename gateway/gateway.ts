@@ -255,7 +255,8 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
   const signer = new LeaderLease(store, SIGNER_LEASE, {
     ...(opts.signerLeaseMs !== undefined ? { ttlMs: opts.signerLeaseMs } : {}),
     onAcquire: () => {
-      log("gateway: this replica is the TUF signer");
+      // Back after stepping down for want of a key, it is said when it signs again (onRecover below).
+      if (!tufTimer?.failing()) log("gateway: this replica is the TUF signer");
       tufTimer?.runNow();
       void retention?.runNow();
     },
@@ -342,7 +343,8 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       sightings,
       metrics: new Metrics({ bytesPerDevice: opts.metricsPerDevice }),
       diskFull,
-      tufFailing: () => tufTimer?.failing(),
+      // This replica's failure to sign while it signs, or stays out of the role for it; not once another replica signs.
+      tufFailing: () => (signer.isLeader || signer.steppedDown ? tufTimer?.failing() : undefined),
       pollingSeconds: opts.pollingSeconds ?? 300,
     };
     // Rollouts: every replica answers device views from its cache; only the signer moves rollouts on.
@@ -461,13 +463,23 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await signer.start();
     retention?.start();
     let lastRefreshError: string | undefined;
+    // Long enough for the other replicas, which try every third of a lease, to take the role.
+    const stepDownMs = Math.max(10_000, 3 * (opts.signerLeaseMs ?? DEFAULT_LEASE_TTL_MS));
     tufTimer = startTufRefreshTimer(tuf, {
       shouldRun: () => signer.isLeader,
       // Said when it starts failing and when the reason changes, not at every retry; and when it ends.
+      // On PostgreSQL a signer that cannot sign steps down for a while, so that another replica (its
+      // own keys readable) signs; alone, it takes the role back after the pause and tries again. On
+      // SQLite it is the only gateway of its database: it keeps the role (the rollouts' ticks too).
       onError: (e) => {
+        if (external) void signer.stepDown(stepDownMs);
         if (isNoSpace(e)) return void diskFull.note(e);
         const error = e instanceof Error ? e.message : String(e);
-        if (error !== lastRefreshError) log(`gateway: cannot refresh TUF metadata: ${error} (devices refuse the timestamp once it expires; /healthz warns and /metrics has gateway_tuf_resign_failing 1 until it is re-signed)`);
+        if (error !== lastRefreshError)
+          log(
+            `gateway: cannot refresh TUF metadata: ${error} (devices refuse the timestamp once it expires; /healthz warns and /metrics has gateway_tuf_resign_failing 1 until it is re-signed)` +
+              (external ? `; another replica may take the signer role, this one seeks it again in ${stepDownMs / 1000} s` : ""),
+          );
         lastRefreshError = error;
       },
       onRecover: (ended) => {

@@ -24,6 +24,22 @@ describe("LeaderLease", () => {
     await store.close();
   });
 
+  test("a holder that steps down hands the lease over and seeks it again only after its pause", async () => {
+    const store = SqliteStore.open(":memory:");
+    const a = await new LeaderLease(store, "signer", { ttlMs: 3000, renewMs: 50 }).start();
+    const b = await new LeaderLease(store, "signer", { ttlMs: 3000, renewMs: 50 }).start();
+    expect([a.isLeader, b.isLeader]).toEqual([true, false]);
+    await a.stepDown(3000); // longer than b needs to take it, even on a loaded machine
+    expect([a.isLeader, a.steppedDown]).toEqual([false, true]);
+    await until("b to take the lease a gave up", () => b.isLeader, (v) => v, 5000);
+    await b.stop(); // the lease is free, but a's pause has not ended: a does not take it
+    expect(a.isLeader).toBe(false);
+    await until("a to take it again after its pause", () => a.isLeader, (v) => v, 8000);
+    expect(a.steppedDown).toBe(false);
+    await a.stop();
+    await store.close();
+  });
+
   test("a holder whose renewal does not answer within the lease's life stops acting as leader", async () => {
     const store = SqliteStore.open(":memory:");
     const renew = store.tryLease.bind(store);

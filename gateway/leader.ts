@@ -34,6 +34,8 @@ export class LeaderLease {
   #validUntil = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #tick: Promise<void> = Promise.resolve();
+  /** Until when (monotonic ms) this replica does not seek the lease: it stepped down (stepDown). */
+  #pausedUntil = 0;
   readonly #ttl: number;
 
   constructor(
@@ -61,7 +63,26 @@ export class LeaderLease {
     return this;
   }
 
+  /** True while this replica stays out of the lease after stepDown(). */
+  get steppedDown(): boolean {
+    return performance.now() < this.#pausedUntil;
+  }
+
+  /**
+   * Gives the lease up now, if held, and does not seek it for `pauseMs`: a holder that cannot do
+   * the job (the signer whose key cannot be read) lets a replica that can take it. Alone, it takes
+   * the lease again once the pause is over. onLose is not called: the caller said why.
+   */
+  async stepDown(pauseMs: number): Promise<void> {
+    this.#pausedUntil = performance.now() + pauseMs;
+    await this.#tick; // a try in flight settles first, so it cannot take the lease back after the release
+    if (!this.#leader) return;
+    this.#leader = false;
+    await this.store.releaseLease(this.name, this.holder).catch((e) => this.opts.onError?.(e));
+  }
+
   async #try(): Promise<void> {
+    if (this.steppedDown) return;
     let held = false;
     let failed: unknown;
     const sent = performance.now();

@@ -31,9 +31,9 @@ export interface TufRefreshTimer {
   /** Runs a check now (e.g. when this replica has just become the signer). */
   runNow(): void;
   /**
-   * The failure while the last check failed; undefined while checks succeed, and while this replica
-   * does not sign (`shouldRun` false): the timestamp then expires unless someone mends it, so
-   * /healthz and the dashboard say so.
+   * The failure while the last check failed, until one succeeds (also while `shouldRun` is false
+   * in between: this replica could not sign when it last tried). The timestamp expires unless
+   * someone mends it, so /healthz and the dashboard say so.
    */
   failing(): RefreshFailure | undefined;
   stop(): Promise<void>;
@@ -60,11 +60,7 @@ export function startTufRefreshTimer(
   let retry: ReturnType<typeof setTimeout> | undefined;
   const tick = () => {
     clearTimeout(retry);
-    if (stopped) return;
-    if (opts.shouldRun?.() === false) {
-      failure = undefined; // another replica signs: its own health is its own
-      return;
-    }
+    if (stopped || opts.shouldRun?.() === false) return;
     running = repo.refreshTimestamp().then(
       (r) => {
         const ended = failure;
