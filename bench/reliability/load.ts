@@ -19,7 +19,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGateway, type GatewayHandle } from "../../test/harness/gateway.ts";
-import { run } from "../../test/harness/tmp.ts";
+import { run, tailFile } from "../../test/harness/tmp.ts";
 import { makeDeviceCsr } from "../../test/gateway/_device.ts";
 import { benchArgs } from "../_args.ts";
 
@@ -292,6 +292,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       adminSampled: sample.length,
       adminComplete,
     };
+  } catch (err) {
+    // A 500 says "Internal error" and no more: the gateway's log has the cause (its temp dir goes at exit).
+    if (err instanceof Error) err.message += `\n--- the gateway's log (${gw.logFile}), its end ---\n${tailFile(gw.logFile, 4000)}`;
+    throw err;
   } finally {
     await gw.stop();
   }
