@@ -33,6 +33,7 @@ import { SigningKeyUnavailableError } from "./ota/key-store.ts";
 import { InvalidTargetError, TargetNotFoundError, TargetsTooLargeError } from "./ota/repo.ts";
 import { DISK_FULL_RETRY_AFTER_S } from "./disk-full.ts";
 import { isNoSpace } from "../lib/fs/why.ts";
+import { sqliteBusy } from "./store/sqlite.ts";
 
 export interface AppOptions {
   /** Sub-apps serving `/v2/...` and `/token` (the embedded registry), mounted at "/". */
@@ -54,10 +55,12 @@ function errorAnswer(gw: Gateway, err: unknown, method: string, path: string, js
   if (err instanceof CsrRejectedError || err instanceof InvalidDurationError) return json({ error: err.message }, 400);
   if (err instanceof DeviceRevokedError) return json({ error: err.message }, 403);
   // Transient (a restarting SQLite writer thread, too many events or state writes waiting for the
-  // database): the device keeps its data and retries, no stack trace per request.
-  if (err instanceof StoreUnavailableError) {
-    const res = json({ error: err.message }, 503);
-    res.headers.set("retry-after", String(err.retryAfterSeconds));
+  // database, SQLite's write lock held elsewhere for seconds): the device keeps its data and
+  // retries, no stack trace per request.
+  const unavailable = err instanceof StoreUnavailableError ? err : sqliteBusy(err);
+  if (unavailable) {
+    const res = json({ error: unavailable.message }, 503);
+    res.headers.set("retry-after", String(unavailable.retryAfterSeconds));
     return res;
   }
   if (err instanceof InvalidFleetQueryError || err instanceof InvalidRolloutError || err instanceof TooManyLabelsError) return json({ error: err.message }, 400);

@@ -38,6 +38,7 @@ import { clampLimit, newDeviceParams, replacesSql, storedJson, toApiToken, toDev
 import {
   DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
+  StoreUnavailableError,
   TokenUsedUpError,
   GroupExistsError,
   RolloutConflictError,
@@ -62,6 +63,18 @@ import {
   type StoredEvent,
   type SystemInfoKind,
 } from "./types.ts";
+
+/**
+ * SQLite's write lock not had within the connection's busy_timeout (5 s on the main connection):
+ * another connection held it that long (the event writer's commit in a disk that stalls, an
+ * operator's `sqlite3` session). Transient: answered 503 with Retry-After like the other
+ * StoreUnavailableErrors, not 500 with a stack trace. Undefined for any other error.
+ */
+export function sqliteBusy(err: unknown): StoreUnavailableError | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code !== "SQLITE_BUSY" && code !== "SQLITE_BUSY_SNAPSHOT" && code !== "SQLITE_LOCKED") return undefined;
+  return new StoreUnavailableError("The database is busy (another writer held it for seconds): try again shortly");
+}
 
 interface PendingEvents {
   uuid: string;
@@ -142,6 +155,9 @@ export class SqliteStore implements Store {
 
   async putDevice(d: NewDevice): Promise<DeviceRow> {
     // One transaction: the token's use is given back when the write is refused (NewDevice.spendsUseOf).
+    // Immediate: begun as a read, it failed at once with SQLITE_BUSY when the event writer's thread
+    // committed between its first read and its write (1 registration in 8,562 under load); taking
+    // the write lock first, it waits for that commit instead (busy_timeout).
     return this.#db.transaction(() => {
       if (d.spendsUseOf !== undefined && !this.#claimTokenUse(d.spendsUseOf, new Date().toISOString())) throw new TokenUsedUpError(d.spendsUseOf);
       const existing = this.#device(d.uuid);
@@ -160,7 +176,7 @@ export class SqliteStore implements Store {
       if (!row || row.revokedAt) throw new DeviceRevokedError(d.uuid);
       if (!written) throw new DeviceRegisteredMeanwhileError(d.uuid);
       return row;
-    })();
+    }).immediate();
   }
 
   #device(uuid: string): DeviceRow | undefined {
