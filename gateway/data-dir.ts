@@ -11,6 +11,7 @@ import { lstat, mkdir, readFile, realpath, rm, rmdir, stat } from "node:fs/promi
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/fs/atomic-write.ts";
 import { fsWhy } from "../lib/fs/why.ts";
+import { removeMadeFolders } from "../lib/fs/paths.ts";
 import { acquireLock, LockedError, lockFilePid, lockHolder, processArgs, processStartMs, type Lock } from "../lib/fs/pid-lock.ts";
 import { certificateHosts, certificateNotAfter, createCa, issueServerCert, loadCa, SERVER_CERT_RENEW_DAYS, type CertificateAuthority } from "./pki/ca.ts";
 import { newToken } from "./pki/tokens.ts";
@@ -108,7 +109,7 @@ const serveLockPath = (dir: string) => join(dir, SERVE_LOCK_FILE);
  * @throws {DataDirInUseError} If a live gateway holds it, or one of a release before the lock serves DIR.
  */
 export async function lockDataDir(dir: string): Promise<Lock> {
-  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+  const made = await mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
     // The reason is said in words; the errno (EEXIST from mkdir) would only say it again, worse.
     if (e.code === "EEXIST" || e.code === "ENOTDIR") throw new DataDirError(`Cannot use ${dir} as the data dir: it, or a directory above it, is a file`);
     if (permissionDenied(e))
@@ -121,6 +122,7 @@ export async function lockDataDir(dir: string): Promise<Lock> {
     return acquireLock(serveLockPath(dir), process.pid, await dirIdentity(dir));
   } catch (e) {
     if (e instanceof LockedError) throw new DataDirInUseError(dir, e.pid);
+    removeMadeFolders(made, dir); // a first start refused here (a full disk) leaves no empty folders behind
     throw e;
   }
 }

@@ -97,7 +97,7 @@ test("a gateway stopped while its disk is full stops whole: the last check-ins' 
   expect(existsSync(join(mnt, "data", "serve.json"))).toBe(false);
 }, 60_000);
 
-test("a start on the full disk is refused saying so and what to do; once there is room it starts on the same data", async () => {
+test("a start on the full disk is refused saying so and what to do, leaving no folder it made; once there is room it starts on the same data", async () => {
   // Full to the last block (the stop above removed its files after the ballast was written): even
   // the data dir's lock cannot be written.
   await run(["sh", "-c", `dd if=/dev/zero of=${join(mnt, "ballast-2")} bs=4k 2>/dev/null; true`]);
@@ -107,6 +107,10 @@ test("a start on the full disk is refused saying so and what to do; once there i
     (e: Error) => e.message,
   );
   expect(refused).toBe(`Cannot take the lock ${join(dataDir, "serve.lock")}: no space left on the device; free space on its file system (df ${dataDir}), then run the command again`);
+  // A first start in a new folder there: refused the same way, and the folders it made are gone again.
+  const fresh = join(mnt, "new", "data");
+  await expect(startGatewayServer({ dataDir: fresh, listen: "127.0.0.1:0", log: () => {} })).rejects.toThrow(`Cannot take the lock ${join(fresh, "serve.lock")}: no space left on the device`);
+  expect(existsSync(join(mnt, "new"))).toBe(false);
   for (const f of ["ballast", "ballast-2"]) rmSync(join(mnt, f), { force: true });
   gw = await startGatewayServer({ dataDir, listen: "127.0.0.1:0", log: (l) => logs.push(l) });
   expect((await gw.gw.store.countDevices())).toBe(2); // the devices both tests registered
