@@ -462,7 +462,6 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     // neither the re-signing below nor the rollouts' ticks run.
     await signer.start();
     retention?.start();
-    let lastRefreshError: string | undefined;
     // Long enough for the other replicas, which try every third of a lease, to take the role.
     const stepDownMs = Math.max(10_000, 3 * (opts.signerLeaseMs ?? DEFAULT_LEASE_TTL_MS));
     tufTimer = startTufRefreshTimer(tuf, {
@@ -471,19 +470,17 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       // On PostgreSQL a signer that cannot sign steps down for a while, so that another replica (its
       // own keys readable) signs; alone, it takes the role back after the pause and tries again. On
       // SQLite it is the only gateway of its database: it keeps the role (the rollouts' ticks too).
-      onError: (e) => {
+      onError: (e, previous) => {
         if (external) void signer.stepDown(stepDownMs);
         if (isNoSpace(e)) return void diskFull.note(e);
         const error = e instanceof Error ? e.message : String(e);
-        if (error !== lastRefreshError)
+        if (error !== previous?.error)
           log(
             `gateway: cannot refresh TUF metadata: ${error} (devices refuse the timestamp once it expires; /healthz warns and /metrics has gateway_tuf_resign_failing 1 until it is re-signed)` +
               (external ? `; another replica may take the signer role, this one seeks it again in ${stepDownMs / 1000} s` : ""),
           );
-        lastRefreshError = error;
       },
       onRecover: (ended) => {
-        lastRefreshError = undefined;
         log(`gateway: TUF metadata re-signed again, after failing for ${Math.round((Date.now() - ended.since) / 1000)} s`);
       },
       onRefresh: (r) => {

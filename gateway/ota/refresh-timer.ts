@@ -11,8 +11,8 @@ export interface RefreshTimerOptions {
   intervalMs?: number;
   /** How soon a check that failed is tried again, when sooner than `intervalMs` (default 10 s). */
   retryMs?: number;
-  /** Called with each failure (the timer keeps running). */
-  onError?: (err: unknown) => void;
+  /** Called with each failure (the timer keeps running), and the one before when that check failed too. */
+  onError?: (err: unknown, previous: RefreshFailure | undefined) => void;
   /** Called after each check that re-signed something or found an offline key needed. */
   onRefresh?: (result: RefreshResult) => void;
   /** Called when a check succeeds after one or more failed, with the failure it ends. */
@@ -69,8 +69,9 @@ export function startTufRefreshTimer(
         if (r.refreshed.length > 0 || r.needsOfflineKey.length > 0) opts.onRefresh?.(r);
       },
       (e) => {
-        failure = { since: failure?.since ?? Date.now(), error: e instanceof Error ? e.message : String(e) };
-        opts.onError?.(e);
+        const previous = failure;
+        failure = { since: previous?.since ?? Date.now(), error: e instanceof Error ? e.message : String(e) };
+        opts.onError?.(e, previous);
         const retryMs = opts.retryMs ?? 10_000;
         if (!stopped && retryMs < intervalMs) {
           retry = setTimeout(tick, retryMs);

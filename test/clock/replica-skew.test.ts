@@ -9,13 +9,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { metricSample, startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
+import { metricSample, startGateway, startReplica, type GatewayHandle, SIGNER_LOG as SIGNER } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { tempDir, until } from "../harness/tmp.ts";
 
 const ARCH = process.arch === "arm64" ? "aarch64" : "x86_64";
 const LIBFAKETIME = `/usr/lib/${ARCH}-linux-gnu/faketime/libfaketime.so.1`;
-const SIGNER = "gateway: this replica is the TUF signer";
 const log = (r: GatewayHandle) => readFileSync(r.logFile, "utf8");
 
 let pg: PostgresHandle;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
-import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway, startReplica, type GatewayHandle, SIGNER_LOG as SIGNER } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { tempDir, until } from "../harness/tmp.ts";
 import { post } from "./_client.ts";
@@ -32,7 +32,6 @@ afterAll(async () => {
   await pg?.stop();
 }, 120_000);
 
-const SIGNER = "gateway: this replica is the TUF signer";
 let killed: GatewayHandle | undefined;
 const signers = () => replicas.filter((r) => readFileSync(r.logFile, "utf8").includes(SIGNER));
 

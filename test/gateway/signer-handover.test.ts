@@ -10,11 +10,10 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { rename } from "node:fs/promises";
 import { join } from "node:path";
-import { startGateway, startReplica, type GatewayHandle } from "../harness/gateway.ts";
+import { startGateway, startReplica, type GatewayHandle, SIGNER_LOG as SIGNER } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { tempDir, until } from "../harness/tmp.ts";
 
-const SIGNER = "gateway: this replica is the TUF signer";
 const log = (r: GatewayHandle) => readFileSync(r.logFile, "utf8");
 
 let pg: PostgresHandle;

@@ -52,6 +52,9 @@ export interface GatewayHandle {
   kill(): Promise<void>;
 }
 
+/** What `gateway serve` logs when it becomes the TUF signer (gateway/gateway.ts): replica tests wait for it. */
+export const SIGNER_LOG = "gateway: this replica is the TUF signer";
+
 const PORT_FILE = ".harness-port";
 
 /**

@@ -27,7 +27,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DeviceEvent } from "../../lib/api/index.ts";
-import { type GatewayHandle } from "../harness/gateway.ts";
+import { type GatewayHandle, SIGNER_LOG as SIGNER } from "../harness/gateway.ts";
 import { startPostgres, type PostgresHandle } from "../harness/postgres.ts";
 import { startReplicasBehindHaproxy, type ProxyHandle } from "../harness/proxies.ts";
 import { SimFleet, type SimDevice } from "../harness/sim-devices.ts";
@@ -53,7 +53,6 @@ const REPLICA_ARGS = ["--tuf-expiry", `timestamp=${TIMESTAMP_S}s`, ...(FULL ? []
 const MAX_LOAD_MS = Math.max(MIN_LOAD_MS, KILL_AT_MS + 2 * TIMESTAMP_S * 1000 + 15_000);
 /** After the kill, the proxy needs its health checks to mark the replica down; failures after this are not allowed. */
 const SETTLE_MS = 8_000;
-const SIGNER = "gateway: this replica is the TUF signer";
 const LOST = "gateway: another replica is the TUF signer now";
 
 /** How often a replica's log says it became the signer, and whether its latest word is that it holds the role. */
