@@ -7,7 +7,9 @@
  * commit reads its pages again. Against that are measured the alternatives one might try:
  * `PRAGMA mmap_size` on the reading connection, and the devices table rebuilt `WITHOUT ROWID`
  * (one B-tree descent instead of the uuid index's then the table's). Variants alternate, best of
- * --rounds.
+ * --rounds. Last, lookups made in batches of 1, 4 and 16 after a commit, one statement per device
+ * against one `IN` read per batch (Store.getDevices, as the device cache reads the misses of one
+ * event-loop turn).
  *
  * Usage: bun bench/gateway-checkin/device-lookup.ts [--devices 1000000] [--lookups 20000] [--rounds 3]
  *
@@ -92,5 +94,32 @@ for (const every of [1, 5, 0]) {
   const base = best.get(variants[0]![0])!;
   const line = [...best].map(([label, us]) => `${label} ${us.toFixed(1)} µs (${(us / base).toFixed(2)}x)`).join(", ");
   console.log(`${every ? `a commit before every ${every === 1 ? "lookup" : `${every}th lookup`}` : "no commits"}: ${line}`);
+}
+
+/** µs per lookup, made `batch` at a time after a commit: one statement per device, or one `IN` read for the batch. */
+function batched(batch: number, inOne: boolean): number {
+  const db = new Database(path);
+  db.exec("PRAGMA journal_mode = WAL");
+  const one = db.query("SELECT * FROM devices WHERE uuid = ?");
+  const many = db.query("SELECT * FROM devices WHERE uuid IN (SELECT value FROM json_each(?))"); // as SqliteStore.getDevices
+  let ms = 0;
+  for (let i = 0; i < LOOKUPS; i += batch) {
+    commit.run();
+    const keys = Array.from({ length: batch }, (_, j) => uuids[((i + j) * 7919) % uuids.length]!);
+    const t0 = performance.now();
+    const found = inOne ? many.all(JSON.stringify(keys)).length : keys.filter((k) => one.get(k)).length;
+    ms += performance.now() - t0;
+    if (found !== batch) throw new Error(`found ${found} devices of ${batch}`);
+  }
+  db.close();
+  return (ms * 1000) / LOOKUPS;
+}
+for (const batch of [1, 4, 16]) {
+  const best = [Infinity, Infinity];
+  for (let round = 0; round < ROUNDS; round++)
+    for (const inOne of round % 2 ? [true, false] : [false, true]) best[+inOne] = Math.min(best[+inOne]!, batched(batch, inOne));
+  console.log(
+    `a commit before every ${batch === 1 ? "lookup" : `${batch} lookups`}: one statement each ${best[0]!.toFixed(1)} µs, one IN read ${best[1]!.toFixed(1)} µs a lookup (${(best[1]! / best[0]!).toFixed(2)}x)`,
+  );
 }
 writer.close();

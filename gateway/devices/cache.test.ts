@@ -1,6 +1,7 @@
 import { expect, setSystemTime, test } from "bun:test";
 import { aDevice } from "../store/_contract.ts";
 import { SqliteStore } from "../store/sqlite.ts";
+import type { DeviceRow } from "../store/types.ts";
 import { DeviceCache } from "./cache.ts";
 
 test("DeviceCache: expired rows are dropped as new devices arrive, not kept until the size cap", async () => {
@@ -92,6 +93,75 @@ test("DeviceCache: a row lives its TTL however the wall clock steps, so another 
     expect(cache.fresh(d.uuid)?.row?.uuid).toBe(d.uuid);
   } finally {
     setSystemTime();
+    await store.close();
+  }
+});
+
+test("DeviceCache: the misses of one event-loop turn are one store read, each device once, and then served from the cache", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const devices = await Promise.all([1, 2, 3, 4].map(() => store.putDevice(aDevice())));
+    const reads: string[][] = [];
+    const getDevices = store.getDevices.bind(store);
+    store.getDevices = (uuids) => (reads.push([...uuids]), getDevices(uuids));
+    store.getDevice = () => Promise.reject(new Error("the cache reads devices one turn at a time, not one by one"));
+    const cache = new DeviceCache(store, { ttlMs: 60_000 });
+    const asked = [...devices.map((d) => d.uuid), devices[0]!.uuid, "unknown-device"];
+    const rows = await Promise.all(asked.map((u) => cache.get(u)));
+    expect(rows.map((r) => r?.uuid)).toEqual([...devices.map((d) => d.uuid), devices[0]!.uuid, undefined]);
+    expect(reads).toEqual([[...devices.map((d) => d.uuid), "unknown-device"]]);
+    // Read in the next turn: its own read. Then every one of them is fresh, the unknown one too.
+    await Bun.sleep(0);
+    expect((await cache.get(devices[1]!.uuid))?.uuid).toBe(devices[1]!.uuid);
+    expect(reads).toHaveLength(1);
+    for (const u of asked) expect(cache.fresh(u)).toBeDefined();
+  } finally {
+    await store.close();
+  }
+});
+
+test("DeviceCache: a row read while its device is invalidated answers the requests that asked, and is not kept", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const [a, b] = await Promise.all([1, 2].map(() => store.putDevice(aDevice())));
+    // A store whose answer comes late (PostgreSQL's round trip), holding the row as it was.
+    const release = Promise.withResolvers<void>();
+    const getDevices = store.getDevices.bind(store);
+    store.getDevices = async (uuids) => {
+      const rows = await getDevices(uuids);
+      await release.promise;
+      return rows;
+    };
+    const cache = new DeviceCache(store, { ttlMs: 60_000 });
+    const asked = [cache.get(a!.uuid), cache.get(b!.uuid)];
+    await Bun.sleep(10); // the read is under way
+    await store.revokeDevice(a!.uuid, new Date().toISOString());
+    cache.invalidate(a!.uuid); // a revocation through this replica, while the read is out
+    release.resolve();
+    const [rowA, rowB] = (await Promise.all(asked)) as [DeviceRow, DeviceRow];
+    expect(rowA.revokedAt).toBeNull(); // as read, for the requests made before the revocation
+    expect(rowB.uuid).toBe(b!.uuid);
+    expect(cache.fresh(a!.uuid)).toBeUndefined(); // not kept: the next request reads it again
+    expect(cache.fresh(b!.uuid)?.row?.uuid).toBe(b!.uuid);
+    expect((await cache.get(a!.uuid))?.revokedAt).not.toBeNull();
+  } finally {
+    await store.close();
+  }
+});
+
+test("DeviceCache: a failed read fails each request that waited for it, and the next turn reads again", async () => {
+  const store = await SqliteStore.open(":memory:");
+  try {
+    const d = await store.putDevice(aDevice());
+    const getDevices = store.getDevices.bind(store);
+    store.getDevices = () => Promise.reject(new Error("database unreachable"));
+    const cache = new DeviceCache(store);
+    const asked = await Promise.allSettled([cache.get(d.uuid), cache.get(d.uuid)]);
+    expect(asked.map((r) => r.status === "rejected" && String(r.reason))).toEqual(["Error: database unreachable", "Error: database unreachable"]);
+    expect(cache.fresh(d.uuid)).toBeUndefined();
+    store.getDevices = getDevices;
+    expect((await cache.get(d.uuid))?.uuid).toBe(d.uuid);
+  } finally {
     await store.close();
   }
 });

@@ -18,6 +18,17 @@
  * another replica included (its device still passed mTLS here); one stepped forward dropped
  * them all at once.
  *
+ * Misses are read together: those of one event-loop turn (the requests read from every socket
+ * that turn) wait for its end and go to the store as one read (Store.getDevices). A fleet that
+ * polls every few minutes misses on almost every check-in, since a row lives seconds. On SQLite a
+ * lookup right after another connection's commit (the writer thread commits every few
+ * milliseconds under load) reads its B-tree pages again, its upper pages included, which one
+ * statement for the batch reads once: measured with bench/gateway-checkin/device-lookup.ts, after
+ * a commit, 31 µs a lookup alone, 15 in fours, 10 in sixteens. On PostgreSQL it is one round trip
+ * instead of one per device. A row read while the device is invalidated (a revocation through
+ * this replica, whose answer may predate it) is handed to the requests that asked, which arrived
+ * before the revocation, but is not kept.
+ *
  * @module
  */
 import type { DeviceRow, Store } from "../store/types.ts";
@@ -34,6 +45,10 @@ export class DeviceCache {
   readonly #ttlMs: number;
   readonly #max: number;
   readonly #map = new Map<string, Entry>();
+  /** Misses of this turn, read together at its end, each with the requests waiting for it. */
+  #pending = new Map<string, PromiseWithResolvers<DeviceRow | undefined>>();
+  /** The uuids of each read under way; invalidate() takes its uuid out, so its row is not kept. */
+  readonly #reading = new Set<Set<string>>();
   /** Entries in insertion (= expiry) order from #head on; one no longer in the Map is skipped. */
   #queue: (Entry | undefined)[] = [];
   #head = 0;
@@ -50,17 +65,46 @@ export class DeviceCache {
     return hit && hit.until > performance.now() ? hit : undefined;
   }
 
+  /** The device's row, from the cache while fresh, else read with this turn's other misses. */
   async get(uuid: string): Promise<DeviceRow | undefined> {
     const hit = this.#map.get(uuid);
     if (hit && hit.until > performance.now()) return hit.row;
-    const row = await this.#store.getDevice(uuid);
+    let waiting = this.#pending.get(uuid);
+    if (!waiting) {
+      waiting = Promise.withResolvers();
+      this.#pending.set(uuid, waiting);
+      if (this.#pending.size === 1) setImmediate(() => void this.#read());
+    }
+    return waiting.promise;
+  }
+
+  /** Reads this turn's misses in one store read, keeps the rows and answers their requests. */
+  async #read() {
+    const batch = this.#pending;
+    this.#pending = new Map();
+    const keep = new Set(batch.keys());
+    this.#reading.add(keep);
+    let rows: Map<string, DeviceRow>;
+    try {
+      rows = await this.#store.getDevices([...batch.keys()]);
+    } catch (err) {
+      for (const w of batch.values()) w.reject(err);
+      return;
+    } finally {
+      this.#reading.delete(keep);
+    }
     const now = performance.now();
     this.#drop((e) => e.until <= now);
-    if (this.#map.size >= this.#max) this.#drop(() => this.#map.size >= this.#max);
-    const entry: Entry = { uuid, row, until: now + this.#ttlMs };
-    this.#map.set(uuid, entry);
-    this.#queue.push(entry);
-    return row;
+    for (const [uuid, w] of batch) {
+      const row = rows.get(uuid);
+      if (keep.has(uuid)) {
+        if (this.#map.size >= this.#max) this.#drop(() => this.#map.size >= this.#max);
+        const entry: Entry = { uuid, row, until: now + this.#ttlMs };
+        this.#map.set(uuid, entry);
+        this.#queue.push(entry);
+      }
+      w.resolve(row);
+    }
   }
 
   /** Entries held now (fresh, or expired and not yet dropped). */
@@ -90,5 +134,6 @@ export class DeviceCache {
 
   invalidate(uuid: string) {
     this.#map.delete(uuid);
+    for (const keep of this.#reading) keep.delete(uuid);
   }
 }

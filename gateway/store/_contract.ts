@@ -91,6 +91,17 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.getDevice(d.uuid)).toEqual(row);
   });
 
+  test("getDevices() reads the registered ones of many uuids at once, revoked ones included, unknown ones left out", async () => {
+    const s = await open();
+    const [a, b, c] = await Promise.all([1, 2, 3].map((i) => s.putDevice(aDevice({ tags: [`t${i}`] }))));
+    await s.revokeDevice(c!.uuid, "2025-01-01T00:00:00.000Z");
+    const rows = await s.getDevices([a!.uuid, "nope", c!.uuid, a!.uuid, b!.uuid]);
+    expect([...rows.keys()].sort()).toEqual([a!.uuid, b!.uuid, c!.uuid].sort());
+    for (const d of [a!, b!, c!]) expect(rows.get(d.uuid)).toEqual((await s.getDevice(d.uuid))!);
+    expect(rows.get(c!.uuid)!.revokedAt).toBe("2025-01-01T00:00:00.000Z");
+    expect((await s.getDevices([])).size).toBe(0);
+  });
+
   test("putDevice() on an existing uuid replaces the certificate but keeps created_at", async () => {
     const s = await open();
     const d = aDevice({ createdAt: "2020-01-01T00:00:00.000Z" });

@@ -296,6 +296,11 @@ export class PostgresStore implements Store {
     return rows[0] ? toDevice(rows[0]) : undefined;
   }
 
+  async getDevices(uuids: readonly string[]) {
+    const rows = (await this.#sql.unsafe("SELECT * FROM devices WHERE uuid = ANY($1::text[])", [[...new Set(uuids)]])) as DeviceRecord[];
+    return new Map(rows.map((r) => [r.uuid, toDevice(r)] as const));
+  }
+
   async deviceKeySha256(uuid: string) {
     const rows = (await this.#sql.unsafe("SELECT key_sha256 FROM devices WHERE uuid = $1", [uuid])) as { key_sha256: string | null }[];
     return rows[0]?.key_sha256;

@@ -188,6 +188,13 @@ export class SqliteStore implements Store {
     return this.#device(uuid);
   }
 
+  async getDevices(uuids: readonly string[]) {
+    const rows = this.#db
+      .query<DeviceRecord, [string]>("SELECT * FROM devices WHERE uuid IN (SELECT value FROM json_each(?))")
+      .all(JSON.stringify(uuids));
+    return new Map(rows.map((r) => [r.uuid, toDevice(r)] as const));
+  }
+
   async deviceKeySha256(uuid: string) {
     return this.#db.query<{ key_sha256: string | null }, [string]>("SELECT key_sha256 FROM devices WHERE uuid = ?").get(uuid)?.key_sha256;
   }

@@ -309,6 +309,13 @@ export interface Store {
   putDevice(device: NewDevice): Promise<DeviceRow>;
   getDevice(uuid: string): Promise<DeviceRow | undefined>;
   /**
+   * The rows of those of `uuids` that are registered, by uuid, in one read: the device cache's
+   * misses of one event-loop turn (./../devices/cache.ts). On SQLite one statement reads them all
+   * (a lookup after another connection's commit re-reads its B-tree's upper pages, which a batch
+   * shares); on PostgreSQL one round trip.
+   */
+  getDevices(uuids: readonly string[]): Promise<Map<string, DeviceRow>>;
+  /**
    * The sha256 of the public key device `uuid`'s current certificate was issued for (null: not
    * recorded, a registration before it was; undefined: no such device). Kept out of DeviceRow,
    * which the admin API returns as it is.
