@@ -6,8 +6,10 @@
  * @module
  */
 import { Database } from "bun:sqlite";
+import type { DataDir } from "../gateway/data-dir.ts";
 import type { CertificateAuthority } from "../gateway/pki/ca.ts";
 import { signDeviceCsr } from "../gateway/pki/ca.ts";
+import { CA_FINGERPRINT_META, openStore } from "../gateway/store/open.ts";
 import { SqliteStore } from "../gateway/store/sqlite.ts";
 import type { Store } from "../gateway/store/types.ts";
 import { makeDeviceCsr } from "../test/gateway/_device.ts";
@@ -46,6 +48,23 @@ export async function seedFillerDevices(db: string, count: number): Promise<void
 }
 
 /** A device a load generator can act as: its certificate and key (PEM). */
+/**
+ * The store a benchmark's gateway will serve, `filler` devices seeded in bulk: the data dir's
+ * SQLite file, or the PostgreSQL database `db`, bound to the data dir's CA as a gateway's first
+ * start binds it (a data dir with a CA given a database bound to none is refused as a restore
+ * whose pg_restore is missing: EmptyDatabaseError).
+ */
+export async function openSeededStore(data: DataDir, db: string | undefined, filler: number): Promise<Store> {
+  if (!db) {
+    await seedFillerDevices(data.dbPath, filler);
+    return openStore(data.dbPath);
+  }
+  const store = await openStore(db);
+  await store.claimMeta(CA_FINGERPRINT_META, data.ca.fingerprint);
+  await seedFillerDevices(db, filler);
+  return store;
+}
+
 export interface IssuedDevice {
   uuid: string;
   cert: string;

@@ -25,12 +25,11 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { benchArgs } from "../_args.ts";
 import { openDataDir } from "../../gateway/data-dir.ts";
-import { openStore } from "../../gateway/store/open.ts";
 import { startPostgres } from "../../test/harness/postgres.ts";
 import { startHaproxy } from "../../test/harness/proxies.ts";
 import { freePort } from "../../test/harness/tmp.ts";
 import { cpuSeconds, threadCpu } from "../_proc.ts";
-import { issueDevices, seedFillerDevices } from "../_seed.ts";
+import { issueDevices, openSeededStore } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
 const { values } = benchArgs({
@@ -103,9 +102,7 @@ try {
   // 1. Data dir, CA and schema; N filler devices seeded in bulk, CLIENTS real devices with certificates.
   const data = await openDataDir(dir, { hosts: ["127.0.0.1"] });
   const t0 = performance.now();
-  if (!values.db) await seedFillerDevices(data.dbPath, SEEDED);
-  const store = await openStore(values.db ?? data.dbPath);
-  if (values.db) await seedFillerDevices(values.db, SEEDED);
+  const store = await openSeededStore(data, values.db, SEEDED);
   const devices = await issueDevices(store, data.ca, CERTS, log);
   const seededCount = await store.countDevices();
   await store.close();
@@ -130,7 +127,9 @@ try {
     // The forwarded certificate header HAProxy sets (deploy/haproxy/gateway-plain.cfg); trusting the
     // loopback leaves the TLS side as it is: a TLS peer's own certificate comes first.
     const proxy = proxyListen ? ["--proxy-listen", proxyListen, "--client-cert-header", "x-ssl-client-cert", ...(proxyListen.startsWith("unix:") ? [] : ["--trust-proxy", "127.0.0.1"])] : [];
-    const p = Bun.spawn([...cmd, ...proxy, ...(values.db ? ["--db", values.db] : [])], { stderr: "pipe", stdout: "ignore" });
+    // On one PostgreSQL database the baseline is a second replica: it must serve the same registry storage.
+    const shared = values.db ? ["--db", values.db, ...(dataDir !== dir ? ["--registry-dir", join(dir, "registry")] : [])] : [];
+    const p = Bun.spawn([...cmd, ...proxy, ...shared], { stderr: "pipe", stdout: "ignore" });
     children.push(p);
     return [await waitLine(p, /gateway listening on (https:\/\/\S+)/), p.pid] as const;
   };

@@ -29,8 +29,7 @@ import type { RolloutDetail } from "../../lib/api/admin.ts";
 import { EMPTY_SHA256 } from "../../lib/api/target.ts";
 import { openDataDir } from "../../gateway/data-dir.ts";
 import { assignWaves } from "../../gateway/rollouts/membership.ts";
-import { openStore } from "../../gateway/store/open.ts";
-import { issueDevices, seedFillerDevices } from "../_seed.ts";
+import { issueDevices, openSeededStore } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
 const { values } = benchArgs({
@@ -64,9 +63,7 @@ try {
   // 1. The database: filler devices in bulk, CERTS devices with certificates, all tagged "main".
   const data = await openDataDir(dir, { hosts: ["127.0.0.1"] });
   const t0 = performance.now();
-  if (!values.db) await seedFillerDevices(data.dbPath, TOTAL - CERTS);
-  const store = await openStore(values.db ?? data.dbPath);
-  if (values.db) await seedFillerDevices(values.db, TOTAL - CERTS);
+  const store = await openSeededStore(data, values.db, TOTAL - CERTS);
   const devices = await issueDevices(store, data.ca, CERTS, log);
   const count = await store.countDevices();
   log(`seeded ${count} devices in ${(ms(t0) / 1000).toFixed(1)} s`);

@@ -14,8 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openDataDir } from "../../gateway/data-dir.ts";
-import { openStore } from "../../gateway/store/open.ts";
-import { issueDevices, seedFillerDevices } from "../_seed.ts";
+import { issueDevices, openSeededStore } from "../_seed.ts";
 import { waitLine } from "../_spawn.ts";
 
 const HELP = `Usage: bun bench/tls-resume/run.ts [options]
@@ -82,8 +81,7 @@ type Mode = "full" | "resumed";
 try {
   const data = await openDataDir(dir, { hosts: ["127.0.0.1"] });
   const t0 = performance.now();
-  await seedFillerDevices(data.dbPath, SEEDED);
-  const store = await openStore(data.dbPath);
+  const store = await openSeededStore(data, undefined, SEEDED);
   const devices = await issueDevices(store, data.ca, CERTS, log);
   const seeded = await store.countDevices();
   await store.close();
