@@ -134,7 +134,7 @@ try {
     const p = Bun.spawn([bun, join(here, "../gateway-checkin/load.ts"), cfg], { stdout: "pipe", stderr: "inherit" });
     const out = await new Response(p.stdout).text();
     await p.exited;
-    return JSON.parse(out.trim()) as LoadResult;
+    return JSON.parse(out.trim().split("\n").at(-1)!) as LoadResult; // after its "started" line
   }
   const fmt = (r: LoadResult) => `${r.rps.toFixed(0).padStart(6)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms${r.errors ? ` (${r.errors} errors)` : ""}`;
   const best: Record<string, { without?: LoadResult; with?: LoadResult }> = {};
