@@ -24,6 +24,7 @@ import { cpSync, readdirSync, writeFileSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { LayerDeltas } from "../../gateway/registry/deltas.ts";
+import { OCI_MANIFEST } from "../../gateway/registry/manifest.ts";
 import { RegistryStorage } from "../../gateway/registry/storage.ts";
 import { applyLayerDelta } from "../../lib/oci/delta.ts";
 import { digestFile } from "../../lib/oci/digest.ts";
@@ -132,18 +133,29 @@ for (const [name, make] of Object.entries(scenarios)) {
     await make(a, b);
     await tarOf(a, join(work, "a.tar"));
     await tarOf(b, join(work, "b.tar"));
-    // Layers as publish stores them (gzip -6), in a registry directory the gateway's code reads.
+    // Layers as publish stores them (gzip -6), each the layer of an image manifest (the gateway
+    // makes deltas only between layers of a repository's images), in a registry directory the
+    // gateway's code reads.
     const storage = new RegistryStorage(join(work, "registry"));
-    const layer = async (tar: string) => {
+    const blob = async (path: string) => {
+      const { digest, size } = await digestFile(path);
+      await storage.commitBlobFile(path, digest);
+      await storage.linkBlob("bench/app", digest);
+      return { digest, size };
+    };
+    const configFile = join(work, "config.json");
+    writeFileSync(configFile, JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }));
+    const config = { mediaType: "application/vnd.oci.image.config.v1+json", ...(await blob(configFile)) };
+    const layer = async (tar: string, tag: string) => {
       const gz = `${tar}.gz`;
       await run(["sh", "-c", `gzip -6 -n -c '${tar}' > '${gz}'`]);
-      const { digest } = await digestFile(gz);
-      await storage.commitBlobFile(gz, digest);
-      await storage.linkBlob("bench/app", digest);
+      const { digest, size } = await blob(gz);
+      const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest, size }] };
+      await storage.putManifest("bench/app", tag, new TextEncoder().encode(JSON.stringify(manifest)), OCI_MANIFEST);
       return digest;
     };
-    const from = await layer(join(work, "a.tar"));
-    const to = await layer(join(work, "b.tar"));
+    const from = await layer(join(work, "a.tar"), "a");
+    const to = await layer(join(work, "b.tar"), "b");
     process.stderr.write(`${name}: our delta (gateway LayerDeltas)...\n`);
     const [outcome, deltaSec] = await timed(() => new LayerDeltas(storage, { maxRatio: 1 }).get("bench/app", from, to));
     if (!("descriptor" in outcome)) throw new Error(`${name}: no delta: ${outcome.refused}`);
