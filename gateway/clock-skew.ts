@@ -3,7 +3,9 @@
  * times with their own clock: registry tokens they issue (checked by the others, registry/token.ts,
  * with a leeway of TOKEN_CLOCK_LEEWAY_SECONDS), the device events and check-ins they receive (which
  * rollout health windows, the dashboard and the event retention compare with times stamped by the
- * other replicas). Leases are timed by the database itself (Store.tryLease) and need no agreement.
+ * other replicas). Leases are timed by the database itself (Store.tryLease) and need no agreement;
+ * the TUF metadata's expiries are reckoned by the database's clock as last measured here (the
+ * signer's TufRepo clock, gateway.ts), so a skewed signer signs the expiries the others would.
  * Clocks kept by NTP agree within milliseconds; one without it drifts, or starts an hour off, and
  * nothing else would say so. So at start, and every minute, a replica reads the database's clock,
  * corrected for half the round trip, logs once when the two differ by more than a few seconds
@@ -89,7 +91,7 @@ function skewWarning(m: ClockSkew): string {
   const s = Math.abs(m.skewMs / 1000).toFixed(1);
   return (
     `gateway: WARNING: this replica's clock (${m.local.toISOString()}) is ${s} s ${m.skewMs > 0 ? "ahead of" : "behind"} the database's (${m.database.toISOString()}): ` +
-    `replicas need synchronised clocks (NTP). Leases (the TUF signer) are timed by the database and unaffected, but registry tokens this replica issues ` +
+    `replicas need synchronised clocks (NTP). Leases (the TUF signer) are timed by the database and the TUF metadata's expiries reckoned by its clock, both unaffected, but registry tokens this replica issues ` +
     `are refused by the others beyond ${TOKEN_CLOCK_LEEWAY_SECONDS} s of skew, and the times it stamps on device events and check-ins ` +
     `(rollout health windows, last seen, event retention) are off by ${s} s against the other replicas'`
   );

@@ -299,10 +299,27 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     dirLock.release();
   };
   try {
+    // On PostgreSQL this replica's clock is compared with the database's (warned when apart, on
+    // /metrics), first before anything is signed: the TUF metadata's expiries are reckoned by the
+    // database's clock, so a replica whose clock is off signs the same expiries as the others (one
+    // an hour behind signed timestamps that devices on the right time took for expired an hour early).
+    let skewMs = 0;
+    /** Where each measure goes besides: /metrics, once the gateway below exists. */
+    let showSkew = (_seconds: number) => {};
+    if (store.databaseClock)
+      clockSkew = await new ClockSkewWatch({
+        databaseClock: () => store.databaseClock!(),
+        log,
+        onMeasure: (s) => {
+          skewMs = s * 1000;
+          showSkew(s);
+        },
+      }).start();
     const handoff = new KeyHandoff(data.ca.keyPem, store);
     const tuf = await TufRepo.open({
       storage: new CachedTufStorage(store.tuf),
       keysDir: data.keysDir,
+      now: () => new Date(Date.now() - skewMs),
       ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}),
       // Online keys rotated on one replica reach the others through the database (ota/key-handoff.ts).
       handoff,
@@ -360,9 +377,10 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await rollouts.start();
     gw.rollouts = rollouts;
     gw.metrics.rollouts.source = () => rollouts!.gauges();
-    // On PostgreSQL this replica's clock is compared with the database's: warned when apart, on /metrics.
-    if (store.databaseClock)
-      clockSkew = await new ClockSkewWatch({ databaseClock: () => store.databaseClock!(), log, onMeasure: (s) => (gw.metrics.clockSkewSeconds = s) }).start();
+    if (clockSkew) {
+      gw.metrics.clockSkewSeconds = skewMs / 1000;
+      showSkew = (seconds) => (gw.metrics.clockSkewSeconds = seconds);
+    }
 
     const access = registryAccess(gw);
     // One signing key for every replica: the first to claim it in the database gives it to the rest.

@@ -4,7 +4,9 @@
  * is left alone). The skewed replica says so at start, naming its time and the database's, and
  * shows the difference on /metrics; the one on the right clock says nothing. The signer lease is
  * timed by the database, so the skewed replica does not take it from the live signer (it did as
- * soon as it started when each replica judged leases by its own clock).
+ * soon as it started when each replica judged leases by its own clock). Once it is the signer, the
+ * expiries it signs are reckoned by the database's clock: its timestamps expire when the other
+ * replica's would, not 10 minutes later (or, a replica behind, already expired for the fleet).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -25,7 +27,8 @@ beforeAll(async () => {
   if (!existsSync(LIBFAKETIME)) throw new Error(`${LIBFAKETIME} is missing: install Debian's faketime (scripts/setup.sh)`);
   pg = await startPostgres();
   const db = await pg.createDatabase("skew");
-  const args = ["--registry-dir", join(await tempDir("shared-registry-"), "registry")];
+  // An 8 s timestamp, re-signed 2 s before it expires, and a lease that moves within seconds.
+  const args = ["--registry-dir", join(await tempDir("shared-registry-"), "registry"), "--signer-lease", "2", "--tuf-expiry", "timestamp=8s"];
   right = await startGateway({ db, args });
   await until("the first replica signs", () => log(right), (l) => l.includes(SIGNER), 20_000);
   const faked = join(await tempDir("faketime-"), "faketime");
@@ -62,4 +65,15 @@ test("the replica ahead does not take the live signer's lease", async () => {
   // Once the signer is gone (SIGKILL: no hand-over), the other takes the role within a lease's life and a renewal.
   await right.kill();
   await until("the replica ahead takes the signer role", () => log(ahead), (l) => l.includes(SIGNER), 15_000);
+}, 60_000);
+
+test("the replica ahead, once the signer, signs timestamps that expire by the database's clock, not 10 minutes later", async () => {
+  // It took the role at the end of the test before. After more than one timestamp's life (8 s)
+  // with the other replica dead, the timestamp served is one it signed.
+  await Bun.sleep(9000);
+  const signed = (JSON.parse(await (await ahead.adminFetch("/repo/timestamp.json")).text()) as { signed: { expires: string } }).signed;
+  // By the database's clock (this host's) it lives 8 s; reckoned by the replica's own clock it would expire about 608 s from now.
+  const left = (Date.parse(signed.expires) - Date.now()) / 1000;
+  expect(left).toBeGreaterThan(0);
+  expect(left).toBeLessThanOrEqual(9);
 }, 60_000);
