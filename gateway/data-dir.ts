@@ -114,6 +114,11 @@ export async function lockDataDir(dir: string): Promise<Lock> {
     if (e.code === "EEXIST" || e.code === "ENOTDIR") throw new DataDirError(`Cannot use ${dir} as the data dir: it, or a directory above it, is a file`);
     if (permissionDenied(e))
       throw new DataDirError(`Cannot make the data dir ${dir}: ${fsWhy(e)}; make it first for the user gateway serve runs as (install -d -m 0700 -o USER ${dir}), or run gateway serve as root`);
+    if (e.code === "EROFS")
+      throw new DataDirError(`Cannot make the data dir ${dir}: the file system is read-only; give a --data on a writable one (it holds the database, the keys and the registry)`);
+    // Any other refusal of the file system in words, not as an errno: a full disk; a kernel file system such as /proc, which answers "no such file".
+    if (e.code === "ENOENT") throw new DataDirError(`Cannot make the data dir ${dir}: the file system there takes no new folders (give a --data on a disk)`);
+    if (typeof e.code === "string") throw new DataDirError(`Cannot make the data dir ${dir}: ${fsWhy(e)}`);
     throw e;
   });
   const unlocked = await lockFreeServePid(dir); // one of a release before the lock (before taking it: the lock file names its PID)

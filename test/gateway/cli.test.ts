@@ -11,7 +11,7 @@ import { makeDeviceCsr } from "./_device.ts";
 import { post, tlsFetch } from "./_client.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { runCliCaptured, gatewayRun } from "../harness/cli.ts";
-import { tempDir } from "../harness/tmp.ts";
+import { run, tempDir } from "../harness/tmp.ts";
 import { commands } from "../../gateway/commands/index.ts";
 import { exitCodeFor } from "../../gateway/exit-codes.ts";
 
@@ -303,6 +303,22 @@ describe("gateway CLI", () => {
       code: 1,
       err: `gateway serve: Cannot make the data dir ${made}: permission denied; make it first for the user gateway serve runs as (install -d -m 0700 -o USER ${made}), or run gateway serve as root\n`,
     });
+  }, 60_000);
+
+  test.skipIf(process.getuid?.() !== 0)("a data dir on a read-only file system, or where no folder can be made, is said in words, not as an errno", async () => {
+    const ro = join(await tempDir("ro-"), "mnt");
+    await mkdir(ro);
+    expect((await run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", ro])).code).toBe(0);
+    try {
+      const data = join(ro, "data");
+      expect(cli("serve", "--data", data, "--listen", "127.0.0.1:0")).toMatchObject({
+        code: 1,
+        err: `gateway serve: Cannot make the data dir ${data}: the file system is read-only; give a --data on a writable one (it holds the database, the keys and the registry)\n`,
+      });
+    } finally {
+      await run(["umount", ro]);
+    }
+    expect(cli("serve", "--data", "/proc/gateway-data", "--listen", "127.0.0.1:0")).toMatchObject({ code: 1, err: "gateway serve: Cannot make the data dir /proc/gateway-data: the file system there takes no new folders (give a --data on a disk)\n" });
   }, 60_000);
 
   test("a browser opening the gateway's URL is sent to the dashboard, which asks it to sign in", async () => {
