@@ -47,7 +47,6 @@ export async function seedFillerDevices(db: string, count: number): Promise<void
   sqlite.close();
 }
 
-/** A device a load generator can act as: its certificate and key (PEM). */
 /**
  * The store a benchmark's gateway will serve, `filler` devices seeded in bulk: the data dir's
  * SQLite file, or the PostgreSQL database `db`, bound to the data dir's CA as a gateway's first
@@ -65,6 +64,7 @@ export async function openSeededStore(data: DataDir, db: string | undefined, fil
   return store;
 }
 
+/** A device a load generator can act as: its certificate and key (PEM). */
 export interface IssuedDevice {
   uuid: string;
   cert: string;

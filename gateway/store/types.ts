@@ -310,7 +310,7 @@ export interface Store {
   getDevice(uuid: string): Promise<DeviceRow | undefined>;
   /**
    * The rows of those of `uuids` that are registered, by uuid, in one read: the device cache's
-   * misses of one event-loop turn (./../devices/cache.ts). On SQLite one statement reads them all
+   * misses of one event-loop turn (gateway/devices/cache.ts). On SQLite one statement reads them all
    * (a lookup after another connection's commit re-reads its B-tree's upper pages, which a batch
    * shares); on PostgreSQL one round trip.
    */
