@@ -50,11 +50,17 @@ export async function measureClockSkew(databaseClock: () => Promise<Date>): Prom
 
 /** The start's check and the periodic ones, warning once per spell out of step. */
 export class ClockSkewWatch {
+  #skewMs = 0;
   #warned = false;
   #running = false;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(private readonly opts: ClockSkewOptions) {}
+
+  /** This clock minus the database's as last measured, in ms (0 before a measure succeeded). */
+  get skewMs(): number {
+    return this.#skewMs;
+  }
 
   /** Measures once; `undefined` when the database did not answer (its outage is logged by the store). */
   async check(): Promise<ClockSkew | undefined> {
@@ -63,6 +69,7 @@ export class ClockSkewWatch {
     try {
       const m = await measureClockSkew(this.opts.databaseClock).catch(() => undefined);
       if (!m) return undefined;
+      this.#skewMs = m.skewMs;
       this.opts.onMeasure?.(m.skewMs / 1000);
       const out = Math.abs(m.skewMs) > (this.opts.warnMs ?? CLOCK_SKEW_WARN_MS);
       if (out && !this.#warned) this.opts.log(skewWarning(m));

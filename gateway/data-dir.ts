@@ -116,7 +116,7 @@ export async function lockDataDir(dir: string): Promise<Lock> {
       throw new DataDirError(`Cannot make the data dir ${dir}: ${fsWhy(e)}; make it first for the user gateway serve runs as (install -d -m 0700 -o USER ${dir}), or run gateway serve as root`);
     if (e.code === "EROFS")
       throw new DataDirError(`Cannot make the data dir ${dir}: the file system is read-only; give a --data on a writable one (it holds the database, the keys and the registry)`);
-    // Any other refusal of the file system in words, not as an errno: a full disk; a kernel file system such as /proc, which answers "no such file".
+    // A kernel file system such as /proc answers "no such file"; any other refusal (a full disk) in words, not as an errno.
     if (e.code === "ENOENT") throw new DataDirError(`Cannot make the data dir ${dir}: the file system there takes no new folders (give a --data on a disk)`);
     if (typeof e.code === "string") throw new DataDirError(`Cannot make the data dir ${dir}: ${fsWhy(e)}`);
     throw e;

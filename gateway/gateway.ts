@@ -303,23 +303,14 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     // /metrics), first before anything is signed: the TUF metadata's expiries are reckoned by the
     // database's clock, so a replica whose clock is off signs the same expiries as the others (one
     // an hour behind signed timestamps that devices on the right time took for expired an hour early).
-    let skewMs = 0;
-    /** Where each measure goes besides: /metrics, once the gateway below exists. */
-    let showSkew = (_seconds: number) => {};
+    const metrics = new Metrics({ bytesPerDevice: opts.metricsPerDevice });
     if (store.databaseClock)
-      clockSkew = await new ClockSkewWatch({
-        databaseClock: () => store.databaseClock!(),
-        log,
-        onMeasure: (s) => {
-          skewMs = s * 1000;
-          showSkew(s);
-        },
-      }).start();
+      clockSkew = await new ClockSkewWatch({ databaseClock: () => store.databaseClock!(), log, onMeasure: (s) => (metrics.clockSkewSeconds = s) }).start();
     const handoff = new KeyHandoff(data.ca.keyPem, store);
     const tuf = await TufRepo.open({
       storage: new CachedTufStorage(store.tuf),
       keysDir: data.keysDir,
-      now: () => new Date(Date.now() - skewMs),
+      now: () => new Date(Date.now() - (clockSkew?.skewMs ?? 0)),
       ...(opts.tufExpiries ? { expiries: opts.tufExpiries } : {}),
       // Online keys rotated on one replica reach the others through the database (ota/key-handoff.ts).
       handoff,
@@ -358,7 +349,7 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
       devices: new DeviceCache(store),
       apiTokens: new ApiTokenCache(store),
       sightings,
-      metrics: new Metrics({ bytesPerDevice: opts.metricsPerDevice }),
+      metrics,
       diskFull,
       // This replica's failure to sign while it signs, or stays out of the role for it; not once another replica signs.
       tufFailing: () => (signer.isLeader || signer.steppedDown ? tufTimer?.failing() : undefined),
@@ -377,10 +368,6 @@ export async function startGatewayServer(opts: ServeOptions): Promise<RunningGat
     await rollouts.start();
     gw.rollouts = rollouts;
     gw.metrics.rollouts.source = () => rollouts!.gauges();
-    if (clockSkew) {
-      gw.metrics.clockSkewSeconds = skewMs / 1000;
-      showSkew = (seconds) => (gw.metrics.clockSkewSeconds = seconds);
-    }
 
     const access = registryAccess(gw);
     // One signing key for every replica: the first to claim it in the database gives it to the rest.
