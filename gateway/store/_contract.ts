@@ -725,6 +725,37 @@ export function storeContract(open: () => Promise<Store>) {
     expect((await s.searchDevices({ hardwareId: hw, tag: "prod", fleet: [{ nameContains: "boston" }], offlineBefore: past })).total).toBe(1);
   });
 
+  test("tags match exactly on every backend: case counts, and an _ in a tag is no wildcard", async () => {
+    // SQLite's LIKE ignored case: a rollout by `prod` took in devices tagged `Prod`, which no target
+    // then matched (select-target.ts compares tags exactly), and they stayed pending for good.
+    const s = await open();
+    const hw = `hwt-${uniq()}`;
+    const past = new Date(Date.now() - 3600_000).toISOString();
+    const lower = (await s.putDevice(aDevice({ name: "Kiosk-lower", hardwareId: hw, tags: ["prod"] }))).uuid;
+    const upper = (await s.putDevice(aDevice({ name: "kiosk-upper", hardwareId: hw, tags: ["Prod"] }))).uuid;
+    const under = (await s.putDevice(aDevice({ name: "sign-under", hardwareId: hw, tags: ["eu_1"] }))).uuid;
+    const dotted = (await s.putDevice(aDevice({ name: "sign-dotted", hardwareId: hw, tags: ["euX1"] }))).uuid;
+    await s.recordSightings([{ uuid: dotted, at: new Date().toISOString(), tags: ["PROD"] }]);
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["prod"] })).toEqual([lower]);
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["Prod"] })).toEqual([upper]);
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["PROD"] })).toEqual([]); // only reported: not the gateway's
+    expect(await s.queryDevices({ hardwareId: hw, tags: ["eu_1"] })).toEqual([under]);
+    expect(await s.queriesMatching(lower, [{ tags: ["prod"] }, { tags: ["Prod"] }])).toEqual([true, false]);
+    const byTag = async (tag: string) => {
+      const r = await s.searchDevices({ hardwareId: hw, tag, offlineBefore: past, countRevoked: true });
+      return { uuids: r.devices.map((d) => d.uuid), reportedOnly: r.reportedOnly };
+    };
+    expect(await byTag("prod")).toEqual({ uuids: [lower], reportedOnly: 0 });
+    expect(await byTag("Prod")).toEqual({ uuids: [upper], reportedOnly: 0 });
+    expect(await byTag("PROD")).toEqual({ uuids: [dotted], reportedOnly: 1 });
+    expect(await byTag("eu_1")).toEqual({ uuids: [under], reportedOnly: 0 });
+    // The search by name or uuid is meant to ignore case, on both.
+    const byText = async (text: string) => (await s.searchDevices({ hardwareId: hw, text, offlineBefore: past, sort: "name" })).devices.map((d) => d.uuid);
+    expect(await byText("KIOSK")).toEqual([lower, upper]);
+    expect(await byText(upper.toUpperCase())).toEqual([upper]);
+    expect(await s.queryDevices({ hardwareId: hw, nameContains: "KIOSK" })).toEqual([lower, upper].sort());
+  });
+
   test("groups: created once, static members of registered devices only, listed without counting them, deleted with their members", async () => {
     const s = await open();
     const name = `g-${uniq()}`;

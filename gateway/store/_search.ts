@@ -1,6 +1,7 @@
 /**
  * The dashboard's device queries (searchDevices, fleetSummary) as SQL both
- * backends share: only the placeholders and the case-insensitive LIKE differ.
+ * backends share: only the placeholders, the case-insensitive LIKE and the
+ * substring test differ.
  * The status filter reads the `status` column the events trigger keeps
  * current (migration 30), so it costs an index lookup, not a scan of events.
  *
@@ -15,6 +16,11 @@ export interface Dialect {
   param(n: number): string;
   /** Case-insensitive LIKE with a backslash escape. */
   ilike: string;
+  /**
+   * Whether text `column` holds the text of parameter `s`, exactly: case-sensitive and without
+   * wildcards. Not LIKE: SQLite's ignores case (ASCII) where PostgreSQL's does not.
+   */
+  contains(column: string, s: string): string;
   /** The eventType.id of a stored event's JSON text column. */
   eventType(column: string): string;
   /** Conditions that every one of `labels` is among the device's labels; `p` names a parameter. */
@@ -24,6 +30,7 @@ export interface Dialect {
 export const SQLITE: Dialect = {
   param: (n) => `?${n}`,
   ilike: "LIKE",
+  contains: (c, s) => `instr(${c}, ${s}) > 0`,
   eventType: (c) => `json_extract(${c}, '$.eventType.id')`,
   // json_extract per row while scanning devices (tens of ms per 100,000). Keys match
   // ^[a-z0-9][a-z0-9._/-]*$ (lib/api/admin.ts), so quoting them in the JSON path is enough.
@@ -32,6 +39,7 @@ export const SQLITE: Dialect = {
 export const POSTGRES: Dialect = {
   param: (n) => `$${n}`,
   ilike: "ILIKE",
+  contains: (c, s) => `strpos(${c}, ${s}) > 0`,
   eventType: (c) => `(${c}::jsonb -> 'eventType' ->> 'id')`,
   // Containment of every label at once: answered by the GIN index devices_labels (migration 32).
   labels: (p, labels) => [`labels @> ${p(JSON.stringify(labels))}::text::jsonb`],
@@ -65,10 +73,14 @@ export const toFleetDevice = (r: StatusRecord): FleetDevice => ({
 });
 
 const likeEscape = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
-/** `column` (a JSON array of tags) holds the tag whose pattern is parameter `t` (tagPattern). */
-const holdsTag = (column: string, t: string) => `${column} LIKE ${t} ESCAPE '\\'`;
-/** The LIKE pattern of a tag in a JSON array, with its quotes, so "prod" does not match "production". */
-const tagPattern = (tag: string) => `%${likeEscape(JSON.stringify(tag))}%`;
+/**
+ * `column` (a JSON array of tags) holds the tag whose quoted text is parameter `t` (tagText).
+ * Case-sensitive on both backends, as a tag is wherever else it is compared (lib/tuf/select-target.ts):
+ * with SQLite's LIKE a rollout by `prod` took in devices tagged `Prod`, which no target then matched.
+ */
+const holdsTag = (d: Dialect, column: string, t: string) => d.contains(column, t);
+/** A tag as it stands in a JSON array, with its quotes, so "prod" does not match "production". */
+const tagText = (tag: string) => JSON.stringify(tag);
 
 /**
  * The conditions of a fleet query (labels, tags, hardware id, name, static group) over `devices`;
@@ -77,7 +89,7 @@ const tagPattern = (tag: string) => `%${likeEscape(JSON.stringify(tag))}%`;
 export function fleetConditions(d: Dialect, q: FleetQuery, p: (v: unknown) => string): string[] {
   const conds: string[] = [];
   if (q.hardwareId !== undefined) conds.push(`hardware_id = ${p(q.hardwareId)}`);
-  for (const t of q.tags ?? []) conds.push(holdsTag("tags", p(tagPattern(t))));
+  for (const t of q.tags ?? []) conds.push(holdsTag(d, "tags", p(tagText(t))));
   if (q.nameContains !== undefined) conds.push(`name ${d.ilike} ${p(`%${likeEscape(q.nameContains)}%`)} ESCAPE '\\'`);
   if (q.labels && Object.keys(q.labels).length) conds.push(...d.labels(p, q.labels));
   if (q.group !== undefined) conds.push(`uuid IN (SELECT device_uuid FROM group_members WHERE group_name = ${p(q.group)})`);
@@ -147,8 +159,8 @@ function where(d: Dialect, s: DeviceSearch) {
   // (A group's or a rollout's tag is the gateway's alone: fleetConditions; the count tells them apart.)
   let tag: string | undefined;
   if (s.tag) {
-    tag = p(tagPattern(s.tag));
-    conds.push(`(${holdsTag("tags", tag)} OR ${holdsTag("reported_tags", tag)})`);
+    tag = p(tagText(s.tag));
+    conds.push(`(${holdsTag(d, "tags", tag)} OR ${holdsTag(d, "reported_tags", tag)})`);
   }
   conds.push(...fleetConditions(d, s.hardwareId ? { hardwareId: s.hardwareId } : {}, p));
   if (s.uuid) conds.push(`uuid = ${p(s.uuid)}`);
@@ -180,7 +192,7 @@ export function searchSql(d: Dialect, s: DeviceSearch) {
   const w = where(d, s);
   const counts = ["count(*) AS n"];
   if (s.countRevoked) counts.push("count(revoked_at) AS revoked");
-  if (w.tag) counts.push(`count(CASE WHEN revoked_at IS NULL AND NOT (${holdsTag("tags", w.tag)}) THEN 1 END) AS reported_only`);
+  if (w.tag) counts.push(`count(CASE WHEN revoked_at IS NULL AND NOT (${holdsTag(d, "tags", w.tag)}) THEN 1 END) AS reported_only`);
   const count = s.count === false ? undefined : { sql: `SELECT ${counts.join(", ")} FROM devices ${w.sql}`, params: [...w.params] };
   const off = w.off();
   const col = SORT_COLUMNS[s.sort ?? "name"];
