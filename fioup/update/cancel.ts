@@ -43,6 +43,9 @@ async function touchedByInstall(ctx: UpdateContext, u: UpdateRow): Promise<strin
   return t ? [...t.changed, ...t.removed] : (tryPlanOf(u)?.apps.map((a) => a.name) ?? (await ctx.runtime.installedApps()).map((a) => a.name));
 }
 
+/** Whether install may have stopped or swapped apps: it reached its stop step (saved before the first stop). */
+const appsTouched = (ctx: UpdateContext, u: UpdateRow) => u.state === "installed" || (u.state === "installing" && ctx.db.stepDone(u.id, "stop"));
+
 /**
  * Cancels `u`, a cancellable update or one left `cancelling` by a cancel that was cut short,
  * and returns it canceled. The apps to restore are decided once and saved with `cancelling`, so
@@ -58,7 +61,9 @@ export async function finishCancel(ctx: UpdateContext, u: UpdateRow): Promise<Up
       `Finishing the interrupted cancel of the update to ${u.toTarget} (version ${u.version})${restore.length ? `: restoring ${restore.join(", ")}` : ""}`,
     );
   } else {
-    restore = u.state === "installing" || u.state === "installed" ? await touchedByInstall(ctx, u) : [];
+    // Only once install reached its stop (./install-step.ts): before it, staging ran beside the
+    // old apps, which run on untouched and are left alone, as a failed staging leaves them.
+    restore = appsTouched(ctx, u) ? await touchedByInstall(ctx, u) : [];
     ctx.db.transaction(() => {
       ctx.db.set(restoreKey(u), restore);
       ctx.db.setState(u.id, "cancelling");
@@ -70,9 +75,10 @@ export async function finishCancel(ctx: UpdateContext, u: UpdateRow): Promise<Up
     // Stopped half-way (Ctrl-C, SIGTERM to `fioup update` or the daemon finishing it): not a
     // failed restore to record, but one to do again. The update stays `cancelling` for the next run.
     if (!r.ok && ctx.signal?.aborted) throw ctx.signal.reason;
-    await ctx.runtime.discardStaged(tryPlanOf(u)?.apps.map((a) => a.name) ?? restore).catch(() => {});
     details = { ...details, restoredTo: r.restoredTo ?? null, restoreOk: r.ok, ...(r.error ? { restoreError: r.error } : {}) };
   }
+  // Staged dirs are left by an install stopped before its stop step too (nothing to restore then).
+  await ctx.runtime.discardStaged(tryPlanOf(u)?.apps.map((a) => a.name) ?? restore).catch(() => {});
   // With the update's records (what it restores, what install touched, the fetch's counts): DeviceDb.setState.
   ctx.db.setState(u.id, "canceled", {
     error: "canceled by the user",
