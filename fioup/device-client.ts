@@ -43,8 +43,12 @@ export interface AtsHeaders {
 }
 
 export class DeviceClient {
-  /** Mutable: updated when the running target changes. */
-  ats: AtsHeaders;
+  /**
+   * What every request says of the device (x-ats-*). A session's reads the running target from
+   * the device DB at each request (fioup/session.ts); tags change in place when the gateway
+   * retags the device (update/gateway-tags.ts).
+   */
+  readonly ats: AtsHeaders;
 
   constructor(
     readonly server: string,

@@ -77,12 +77,19 @@ export function openSession(opts: SessionOptions): Session {
   // Nothing recorded yet reads as an empty database: a read-only command creates none, and opens
   // an existing one only to read it (which works on a full disk too).
   const db = !opts.readOnly ? new DeviceDb(dbPath) : existsSync(dbPath) ? new DeviceDb(dbPath, { readOnly: true }) : new DeviceDb(":memory:");
-  const current = currentTarget(cfg, db);
+  // The target and apps are read from the device DB at every request, not once: the gateway
+  // records the device's target from these headers at each check-in, and another fioup run (a
+  // manual `fioup update`, an offline update from a USB stick) may change it while this one, the
+  // daemon above all, lives on.
   const client = registered
     ? DeviceClient.fromConfig(cfg, {
         tags: cfg.tags,
-        apps: wantedApps(cfg, current).map((a) => a.name),
-        target: current?.name,
+        get apps() {
+          return wantedApps(cfg, currentTarget(cfg, db)).map((a) => a.name);
+        },
+        get target() {
+          return currentTarget(cfg, db)?.name;
+        },
       })
     : undefined;
   const runtime = new Runtime({

@@ -52,6 +52,6 @@ export async function followGatewayTags(cfg: Config, client: DeviceClient, heade
   await writeFileAtomic(sotaToml, `${head}# pacman.tags set by the gateway on ${new Date().toISOString()}\n${stringifyToml(doc)}`);
   const from = cfg.tags;
   cfg.tags = tags;
-  client.ats = { ...client.ats, tags };
+  client.ats.tags = tags;
   return { changed: true, from, to: tags, file: sotaToml };
 }

@@ -82,9 +82,5 @@ export const startStep: Step = {
       ctx.db.setCurrentTarget(u.target);
       ctx.db.setState(u.id, "started", { step: "start", events: [eventFor(u, "EcuInstallationCompleted", { success: true })] });
     });
-    if (ctx.client) {
-      ctx.client.ats.target = u.target.name;
-      ctx.client.ats.apps = names;
-    }
   },
 };
