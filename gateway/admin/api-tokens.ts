@@ -2,7 +2,8 @@
  * Publish and admin tokens by the hash of their secret (or by id, for the
  * registry tokens they obtained), cached for a few seconds so an API or
  * registry request costs no database read. Revocation through this gateway
- * clears the cache at once; another gateway sharing the database sees it
+ * clears the cache at once, and a row read while it happened answers the request
+ * that asked but is not kept; another gateway sharing the database sees it
  * within the TTL, as with device revocation (gateway/devices/cache.ts), and
  * like it the TTL runs on the monotonic clock, so a step of the wall clock
  * neither stretches nor cuts it. Whether a token has expired is wall time
@@ -24,6 +25,8 @@ export class ApiTokenCache {
   readonly #max: number;
   readonly #byHash = new Map<string, Entry>();
   readonly #byId = new Map<string, Entry>();
+  /** Bumped by invalidate(): a read begun before it may hold the row as it was, and is not cached. */
+  #generation = 0;
 
   constructor(store: Store, opts: { ttlMs?: number; max?: number } = {}) {
     this.#store = store;
@@ -43,13 +46,16 @@ export class ApiTokenCache {
   invalidate() {
     this.#byHash.clear();
     this.#byId.clear();
+    this.#generation++;
   }
 
   async #get(map: Map<string, Entry>, key: string, load: () => Promise<ApiTokenRow | undefined>) {
     const now = performance.now();
     const hit = map.get(key);
     if (hit && hit.until > now) return hit.row;
+    const generation = this.#generation;
     const row = await load();
+    if (generation !== this.#generation) return row;
     // Unknown keys are cached too (a flood of bogus tokens costs one read each per TTL), but bounded.
     if (map.size >= this.#max) map.delete(map.keys().next().value!);
     map.delete(key);
