@@ -38,7 +38,7 @@ export default defineCommand({
     "timeout counts from the publication when that comes later (nobody times out before it). Publish then with",
     "--version VERSION (without it, publish makes the version one above the highest; create says which).",
     "",
-    "Durations are a whole number with s, m, h, d or w (90s, 30m, 1h, 2d), or seconds. A window is days and",
+    "Durations are a whole number with its unit, s, m, h, d or w (90s, 30m, 1h, 2d). A window is days and",
     "local times with an optional time zone: \"Sat 02:00-04:00 Europe/Berlin\", \"Mon-Fri 22:00-06:00\" (crosses",
     "midnight), \"daily 01:00-05:00; Sat,Sun 00:00-24:00\"; without a zone each device reads it in its own",
     "(fioup's time_zone, else its timezone label, else the system's). --max-hold defaults to the device's (24h).",
