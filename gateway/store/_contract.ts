@@ -572,6 +572,29 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await state(e!.uuid)).toEqual({ status: "failed", detail: '{"canceled":false,"error":"registry said 404"}' });
   });
 
+  test("searchDevices(): sorted by last seen or target, the devices without one come last either way, on every backend, ties by uuid", async () => {
+    // SQLite put NULL first ascending and PostgreSQL first descending: the same page differed by backend.
+    const s = await open();
+    const hw = `hws-${uniq()}`;
+    const mk = async () => (await s.putDevice(aDevice({ hardwareId: hw }))).uuid;
+    const [old, fresh, never1, never2] = [await mk(), await mk(), await mk(), await mk()];
+    await s.recordSightings([
+      { uuid: old, at: "2025-05-05T00:00:00.000Z", currentTarget: "t-1" },
+      { uuid: fresh, at: "2025-05-06T00:00:00.000Z", currentTarget: "t-2" },
+    ]);
+    const never = [never1, never2].sort();
+    const list = async (sort: "lastSeen" | "target", desc: boolean, limit = 50, offset = 0) =>
+      (await s.searchDevices({ hardwareId: hw, sort, desc, limit, offset, offlineBefore: new Date().toISOString() })).devices.map((d) => d.uuid);
+    for (const sort of ["lastSeen", "target"] as const) {
+      expect(await list(sort, false)).toEqual([old, fresh, ...never]);
+      expect(await list(sort, true)).toEqual([fresh, old, ...never.toReversed()]);
+      // Pages of one split the ties by uuid the same way.
+      const pages = [];
+      for (let i = 0; i < 4; i++) pages.push(...(await list(sort, true, 1, i)));
+      expect(pages).toEqual(await list(sort, true));
+    }
+  });
+
   test("searchDevices(): uuidFrom and uuidTo keep the devices of a uuid range, both ends included, as listDevices pages them", async () => {
     const s = await open();
     const hw = `hw-${uniq()}`;

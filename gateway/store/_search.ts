@@ -54,6 +54,16 @@ const SORT_COLUMNS: Record<NonNullable<DeviceSearch["sort"]>, string> = {
   target: "current_target",
   status: "status",
 };
+/**
+ * The sort columns that may be empty: a device never seen has no last_seen, one that never said
+ * what it runs no current_target. Their empties come last in either direction, on both backends
+ * (SQLite by itself puts NULL first ascending, PostgreSQL first descending): sorted by last seen,
+ * the list starts with the freshest or with the longest quiet, the devices an operator looks for,
+ * and those that never came (a filter of their own, never-seen) do not fill its first pages. Not
+ * on the columns that are never empty: there PostgreSQL would no longer read a descending sort
+ * from the index backwards.
+ */
+const NULLABLE_SORT_COLUMNS = new Set(["last_seen", "current_target"]);
 
 export interface StatusRecord extends DeviceRecord {
   /** JSON text, or null before the device reported any (migration 39). */
@@ -202,7 +212,7 @@ export function searchSql(d: Dialect, s: DeviceSearch) {
   return {
     page: {
       sql: `SELECT *, ${effective(off)} AS effective FROM devices ${w.sql}
-            ORDER BY ${col} ${dir}, uuid ${dir} LIMIT ${limit} OFFSET ${offset}`,
+            ORDER BY ${col} ${dir}${NULLABLE_SORT_COLUMNS.has(col) ? " NULLS LAST" : ""}, uuid ${dir} LIMIT ${limit} OFFSET ${offset}`,
       params: w.params,
     },
     count,
