@@ -650,10 +650,11 @@ export class PostgresStore implements Store {
 
   async listEvents(uuid: string, opts: { limit?: number } = {}): Promise<StoredEvent[]> {
     const rows = (await this.#sql.unsafe(
-      "SELECT id, device_uuid, received_at, body FROM events WHERE device_uuid = $1 ORDER BY seq LIMIT $2",
+      "SELECT id, device_uuid, received_at, body FROM events WHERE device_uuid = $1 ORDER BY seq DESC LIMIT $2",
       [uuid, clampLimit(opts.limit, 10000)],
     )) as { id: string; device_uuid: string; received_at: string; body: string }[];
-    return rows.flatMap((r) => {
+    // The newest, put back in arrival order.
+    return rows.reverse().flatMap((r) => {
         // An event stored before the intake depth cap and nested too deep is left out of listings.
         const event = storedJson<DeviceEvent | undefined>(r.body, undefined);
         return event ? [{ id: r.id, deviceUuid: r.device_uuid, receivedAt: r.received_at, event }] : [];

@@ -548,12 +548,14 @@ export class SqliteStore implements Store {
   async listEvents(uuid: string, opts: { limit?: number } = {}): Promise<StoredEvent[]> {
     // No (device_uuid, seq) index (migration 33): the device's seqs come from the covering dedupe
     // index and the rows are read in seq order by rowid, instead of reading and sorting every row
-    // the device ever sent on the event loop (20,000 events: 31 ms against 165).
+    // the device ever sent on the event loop (20,000 events: 31 ms against 165). The newest, read
+    // newest first and put back in arrival order here (a sort of them in SQL: 15 ms against 12).
     return this.#db
       .query<{ id: string; device_uuid: string; received_at: string; body: string }, [string, number]>(
-        "SELECT id, device_uuid, received_at, body FROM events WHERE seq IN (SELECT seq FROM events WHERE device_uuid = ?1) ORDER BY seq LIMIT ?2",
+        "SELECT id, device_uuid, received_at, body FROM events WHERE seq IN (SELECT seq FROM events WHERE device_uuid = ?1) ORDER BY seq DESC LIMIT ?2",
       )
       .all(uuid, clampLimit(opts.limit, 10000))
+      .reverse()
       .flatMap((r) => {
         // An event stored before the intake depth cap and nested too deep is left out of listings.
         const event = storedJson<DeviceEvent | undefined>(r.body, undefined);

@@ -362,6 +362,10 @@ export interface Store {
 
   /** Stores events idempotently by id; resolves only once they are durable. Returns how many were new. */
   appendEvents(uuid: string, events: DeviceEvent[]): Promise<number>;
+  /**
+   * A device's newest `limit` events (at most and by default 10,000) in arrival order: past the
+   * limit its oldest are left out, not the ones an operator reads its history for.
+   */
   listEvents(uuid: string, opts?: { limit?: number }): Promise<StoredEvent[]>;
   countEvents(): Promise<number>;
   /**
