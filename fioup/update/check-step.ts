@@ -37,10 +37,13 @@ export interface CheckStepOptions {
 export function createUpdate(ctx: UpdateContext, target: Target, explicit: boolean): string {
   const id = ulid();
   const from = currentTarget(ctx.cfg, ctx.db);
-  const row = ctx.db.createUpdate({ id, fromTarget: from?.name ?? null, target, explicit });
   // An update from an offline bundle says so, so the server can tell it from one it served.
   const details = ctx.bundle ? { details: { source: "offline-bundle", bundle: ctx.bundle.id } } : {};
-  ctx.db.enqueueEvents([eventFor(row, "MetadataUpdateCompleted", { success: true, ...details })]);
+  // One transaction: a row saved without its event would resume (pendingUpdate) never sending it.
+  ctx.db.transaction(() => {
+    const row = ctx.db.createUpdate({ id, fromTarget: from?.name ?? null, target, explicit });
+    ctx.db.enqueueEvents([eventFor(row, "MetadataUpdateCompleted", { success: true, ...details })]);
+  });
   const unknown = shortlistNotIn(ctx.cfg.shortlist, target);
   if (unknown) ctx.hooks.onInfo?.(unknown);
   return id;

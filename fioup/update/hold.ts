@@ -191,8 +191,11 @@ export function holdStep(opts: HoldOptions = {}): Step {
       mkdirSync(updateLocksDir(ctx.cfg), { recursive: true });
       const release = (releasedBy: string) => {
         if (!rec) return;
-        ctx.db.enqueueEvents([eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy } })]);
-        ctx.db.delete(key);
+        // One transaction: the gateway hears of the release exactly when the record goes.
+        ctx.db.transaction(() => {
+          ctx.db.enqueueEvents([eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy } })]);
+          ctx.db.delete(key);
+        });
       };
       // A deferred install is asked of the gateway again before it goes ahead: a version it withdrew
       // meanwhile (a rollout cancelled or halted, the target removed, the device retagged) is
@@ -201,10 +204,12 @@ export function holdStep(opts: HoldOptions = {}): Step {
         const offer = rec ? await stillOffered(ctx, u.toTarget) : undefined;
         if (!rec || offer?.offered !== false) return;
         const retagged = offer.tagsBefore === ctx.cfg.tags ? undefined : { from: offer.tagsBefore, to: ctx.cfg.tags };
-        ctx.db.delete(key);
-        ctx.db.setState(u.id, "canceled", {
-          error: retagged ? "the gateway moved the device to other tags while deferred" : "withdrawn by the gateway while deferred",
-          events: [eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy: "withdrawn" } })],
+        ctx.db.transaction(() => {
+          ctx.db.delete(key);
+          ctx.db.setState(u.id, "canceled", {
+            error: retagged ? "the gateway moved the device to other tags while deferred" : "withdrawn by the gateway while deferred",
+            events: [eventFor(u, "UpdateHoldReleased", { details: { heldSince: rec.heldSince, releasedBy: "withdrawn" } })],
+          });
         });
         throw new UpdateWithdrawnError(u.toTarget, retagged);
       };
@@ -242,20 +247,24 @@ export function holdStep(opts: HoldOptions = {}): Step {
         ...(d.until !== undefined ? { until: iso(d.until) } : {}),
         ...(d.reason === "lock" ? { locks: d.locks.map((l) => l.name) } : {}),
       };
-      if (!rec || rec.reason !== next.reason || rec.until !== next.until || String(rec.locks) !== String(next.locks)) {
-        ctx.db.enqueueEvents([
-          eventFor(u, "UpdateDeferred", {
-            details: {
-              reason: d.reason,
-              until: next.until ?? null,
-              heldSince: next.heldSince,
-              ...(policy.window ? { window: policy.window.spec, timeZone: policy.zone } : {}),
-              ...(d.reason === "lock" ? { locks: d.locks.map((l) => ({ name: l.name, ...(l.reason ? { reason: l.reason } : {}) })), maxHoldUntil: next.until } : {}),
-            },
-          }),
-        ]);
-      }
-      ctx.db.set(key, next);
+      // The event with the record it describes, in one transaction: an event queued without its
+      // record is queued again by the next check, a record without its event never sends it.
+      ctx.db.transaction(() => {
+        if (!rec || rec.reason !== next.reason || rec.until !== next.until || String(rec.locks) !== String(next.locks)) {
+          ctx.db.enqueueEvents([
+            eventFor(u, "UpdateDeferred", {
+              details: {
+                reason: d.reason,
+                until: next.until ?? null,
+                heldSince: next.heldSince,
+                ...(policy.window ? { window: policy.window.spec, timeZone: policy.zone } : {}),
+                ...(d.reason === "lock" ? { locks: d.locks.map((l) => ({ name: l.name, ...(l.reason ? { reason: l.reason } : {}) })), maxHoldUntil: next.until } : {}),
+              },
+            }),
+          ]);
+        }
+        ctx.db.set(key, next);
+      });
       throw new UpdateDeferredError(u.toTarget, d, policy, now);
     },
   };
