@@ -1025,10 +1025,19 @@ export function storeContract(open: () => Promise<Store>) {
   });
 
   // Last: it removes every event stored before it, whoever's.
-  test("pruneEvents() removes the oldest events received before the cutoff, at most `limit` a call, and nothing newer", async () => {
+  test("pruneEvents() removes the oldest events received before the cutoff, at most `limit` a call, and nothing newer, past events stamped in the future", async () => {
     const s = await open();
     const d = aDevice();
     await s.putDevice(d);
+    // Stored first, more than `limit` of them, while the gateway's clock ran a year ahead: they took
+    // every place of the oldest `limit` by arrival, and nothing was ever removed again.
+    const ahead = [anEvent(), anEvent(), anEvent()];
+    setSystemTime(new Date(Date.now() + 365 * 86400_000));
+    try {
+      await s.appendEvents(d.uuid, ahead);
+    } finally {
+      setSystemTime();
+    }
     const old = [anEvent(), anEvent(), anEvent()];
     await s.appendEvents(d.uuid, old);
     await Bun.sleep(5); // received_at is a millisecond timestamp
@@ -1037,12 +1046,13 @@ export function storeContract(open: () => Promise<Store>) {
     const kept = anEvent();
     await s.appendEvents(d.uuid, [kept]);
     expect(await s.pruneEvents("2000-01-01T00:00:00.000Z", 100)).toBe(0); // nothing that old
-    // Every event before the cutoff goes, `limit` at a time; a call that removes fewer means none is left.
-    let removed = 0;
-    for (let n = 2; n === 2; removed += n) n = await s.pruneEvents(cutoff, 2);
+    // Every event before the cutoff goes, `limit` at a time; a call that removes none means none is left.
+    expect(await s.pruneEvents(cutoff, 2)).toBe(2);
+    let removed = 2;
+    for (let n = 1; n > 0; removed += n) n = await s.pruneEvents(cutoff, 2);
     expect(removed).toBeGreaterThanOrEqual(old.length);
-    expect((await s.listEvents(d.uuid)).map((e) => e.event)).toEqual([kept]);
-    expect(await s.countEvents()).toBe(1);
+    expect((await s.listEvents(d.uuid)).map((e) => e.event)).toEqual([...ahead, kept]);
+    expect(await s.countEvents()).toBe(ahead.length + 1);
     expect(await s.pruneEvents(cutoff, 2)).toBe(0);
   });
 }

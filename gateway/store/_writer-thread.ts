@@ -74,11 +74,17 @@ export const SYSTEM_INFO_SQL = `INSERT INTO system_info (device_uuid, kind, body
 export const EVENT_SQL = "INSERT INTO events (id, device_uuid, received_at, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
 
 /**
- * Up to ?2 of the oldest events, those received before ?1: the oldest ?2 by seq are looked at and
- * the old ones among them deleted, so a run with nothing to remove reads ?2 rows, not the table
- * (received_at has no index; events arrive in seq order, near enough in time order too).
+ * Up to ?2 of the oldest events, those received before ?1: the oldest ?2 by seq not received after
+ * ?3 (now) are looked at and the old ones among them deleted, so a call with nothing to remove reads
+ * ?2 rows, not the table (received_at has no index, and one per event would cost every insert;
+ * events arrive in seq order, near enough in time order too). Not `received_at < ?1` in the window:
+ * with fewer than ?2 old events that reads every row. Events stamped in the future (the gateway's
+ * clock was wrong forward when they came) are passed over, read but not counted: among the oldest by
+ * seq they took the window's places, so each call removed fewer or, ?2 of them in a row, none ever
+ * again. They go once their time has passed like any other.
  */
-export const PRUNE_EVENTS_SQL = "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND received_at < ?1";
+export const PRUNE_EVENTS_SQL =
+  "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at <= ?3 ORDER BY seq LIMIT ?2) AND received_at < ?1";
 
 /** The statements a `run` message may name (the worker holds their text; messages carry only names and rows). */
 const STATEMENTS = {

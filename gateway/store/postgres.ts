@@ -668,9 +668,15 @@ export class PostgresStore implements Store {
 
   async pruneEvents(before: string, limit: number): Promise<number> {
     // As SQLite's PRUNE_EVENTS_SQL (gateway/store/_writer-thread.ts), counted here rather than returned row by row.
+    // The window's seqs as an array, not `seq IN (SELECT ...)`: for that PostgreSQL read every event for
+    // `received_at < $1` and joined (87 ms a call on 1,000,000 events, a run's last call included); an
+    // array it looks up in the primary key (5 ms).
     const rows = (await this.#sql.unsafe(
-      "WITH gone AS (DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT $2) AND received_at < $1 RETURNING 1) SELECT count(*)::int AS n FROM gone",
-      [before, limit],
+      `WITH gone AS (
+         DELETE FROM events WHERE seq = ANY (ARRAY(SELECT seq FROM events WHERE received_at <= $3 ORDER BY seq LIMIT $2)) AND received_at < $1
+         RETURNING 1
+       ) SELECT count(*)::int AS n FROM gone`,
+      [before, limit, new Date().toISOString()],
     )) as { n: number }[];
     return Number(rows[0]!.n);
   }

@@ -569,8 +569,9 @@ export class SqliteStore implements Store {
 
   async pruneEvents(before: string, limit: number): Promise<number> {
     // On a file, on the writer's connection, between event batches: the main thread never holds the write lock for it.
-    if (this.#writer) return this.#writer.run("pruneEvents", [[before, limit]], "Cannot remove old events");
-    return this.#db.query(PRUNE_EVENTS_SQL).run(before, limit).changes;
+    const now = new Date().toISOString();
+    if (this.#writer) return this.#writer.run("pruneEvents", [[before, limit, now]], "Cannot remove old events");
+    return this.#db.query(PRUNE_EVENTS_SQL).run(before, limit, now).changes;
   }
 
   async putAppsStates(uuid: string, states: AppsStates) {

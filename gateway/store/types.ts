@@ -369,9 +369,10 @@ export interface Store {
   listEvents(uuid: string, opts?: { limit?: number }): Promise<StoredEvent[]>;
   countEvents(): Promise<number>;
   /**
-   * Deletes up to `limit` of the oldest events received before `before` (ISO time); how many it
-   * deleted. Fewer than `limit`: nothing older is left (the gateway's event retention calls it
-   * again until then, gateway/event-retention.ts).
+   * Deletes up to `limit` of the oldest events received before `before` (ISO time), from among the
+   * `limit` oldest by arrival that are not stamped in the future; how many it deleted. None: nothing
+   * older is left at the front (the gateway's event retention calls it again until then,
+   * gateway/event-retention.ts); fewer than `limit` may still leave some behind newer ones.
    */
   pruneEvents(before: string, limit: number): Promise<number>;
 
