@@ -17,7 +17,7 @@
  *
  * When the point fires, the process writes the marker (synchronously) and sends itself SIGKILL:
  * no `finally`, no exit handler, no buffered write runs, as in a power cut seen by the process.
- * Points: `mid-blob`, `blob-committed`, `register:answered` (the gateway answered a registration, nothing saved yet), `staged` (install: every changed app staged, none stopped yet), and `state:<state>` right after each state is saved
+ * Points: `mid-blob`, `blob-committed`, `register:answered` (the gateway answered a registration, nothing saved yet), `staged` (install: every changed app staged, none stopped yet), `rolling-back` (a failed install or start saved its rollback, nothing restored yet), and `state:<state>` right after each state is saved
  * (initialized, fetching, fetched, installing, installed, starting, started, completing,
  * cancelling, ...): once it is durable. A state saved inside a larger transaction (`started`
  * commits with the new current target) fires once that transaction commits, not before

@@ -22,7 +22,7 @@ import { eventFor } from "./_events.ts";
 import { notePermanentFailure, recordUnlessDiskFull } from "./fetch-step.ts";
 import { checkSpace, dockerRootNeed, NoSpaceError } from "./space.ts";
 import { planOf } from "./plan.ts";
-import { rollback } from "./rollback.ts";
+import { finishInterruptedRollback, rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 import { touchedApps } from "./touched.ts";
@@ -82,6 +82,8 @@ export const installStep: Step = {
     let u = currentUpdate(ctx);
     if (reached(u.state, "installed")) return;
     if (u.state !== "fetched" && u.state !== "installing") throw new InvalidStateError("install", u.state);
+    const interrupted = await finishInterruptedRollback(ctx, u);
+    if (interrupted) throw new InstallFailedError(u.toTarget, new Error(interrupted.error));
     if (u.state === "fetched") ctx.db.setState(u.id, "installing", { events: [eventFor(u, "EcuInstallationStarted")] });
     u = currentUpdate(ctx);
     const plan = planOf(u);

@@ -4,10 +4,17 @@
  * not answer, a blob of its store damaged since the fetch), restore the previous target at once, and report
  * EcuInstallationCompleted{success:false}.
  *
+ * A rollback is saved before it restores anything (with why, and in which step), and ends with the
+ * update `failed`. One cut short in between (a power cut, SIGKILL, a reboot whose stop outlasted
+ * the unit's timeout, Ctrl-C) leaves the update `installing` or `starting` with that record: the
+ * next run's install or start step finishes the rollback ({@link finishInterruptedRollback})
+ * instead of resuming the update, which would install and start the failed target again.
+ *
  * @module
  */
 import { DeviceBlobStore } from "../../lib/device/store.ts";
-import type { UpdateRow } from "../db.ts";
+import { faultPoint } from "../fault.ts";
+import { updateKey, type UpdateRow } from "../db.ts";
 import type { UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { currentTarget } from "./current-target.ts";
@@ -23,6 +30,18 @@ import { savedTouched } from "./touched.ts";
  */
 const DEVICE_TROUBLE = /ENOSPC|no space left on device|database or disk is full|Cannot reach the Docker Engine|Cannot connect to the Docker daemon/i;
 
+type Phase = "install" | "start";
+interface RollbackOptions {
+  appsTouched?: boolean;
+  appFailed?: boolean;
+}
+/** A rollback under way, saved before it restores anything; dropped with the update's other records when it ends (DeviceDb.setState). */
+interface SavedRollback extends RollbackOptions {
+  phase: Phase;
+  error: string;
+}
+const rollbackKey = (u: UpdateRow) => updateKey("rollback", u.id);
+
 /**
  * Marks the target bad (unless the device was at fault: {@link DEVICE_TROUBLE}), restores the previous target's touched apps and fails the update.
  * With `appsTouched: false` (staging failed before any app was stopped, in this run or an
@@ -34,19 +53,30 @@ const DEVICE_TROUBLE = /ENOSPC|no space left on device|database or disk is full|
 export async function rollback(
   ctx: UpdateContext,
   u: UpdateRow,
-  phase: "install" | "start",
+  phase: Phase,
   error: string,
-  opts: { appsTouched?: boolean; appFailed?: boolean } = {},
+  opts: RollbackOptions = {},
 ): Promise<void> {
   const plan = planOf(u);
   ctx.hooks.onInfo?.(`${phase === "install" ? "Install" : "Start"} of ${u.toTarget} failed: ${error}; rolling back`);
-  // Restore first, write after: the failure may be a full disk that also refuses database
-  // writes, and the previous target must come back whatever the bookkeeping manages.
+  // Restore first, write the outcome after: the failure may be a full disk that also refuses
+  // database writes, and the previous target must come back whatever the bookkeeping manages.
+  // Only this small record goes first, when the disk takes it, so that a rollback cut short is
+  // finished by the next run rather than taken for an update to resume.
+  try {
+    if (!ctx.db.get(rollbackKey(u))) ctx.db.set(rollbackKey(u), { phase, error, ...opts } satisfies SavedRollback);
+  } catch {
+    // a full disk: restore all the same
+  }
+  faultPoint("rolling-back");
   const prev = currentTarget(ctx.cfg, ctx.db);
   // The apps this update touched (all of them if it had not decided yet).
   const t = savedTouched(ctx, u);
   const touched = t ? [...t.changed, ...t.removed] : plan.apps.map((a) => a.name);
   const r = opts.appsTouched === false ? { restoredTo: prev?.name, ok: true } : await restorePrevious(ctx, touched, prev);
+  // Stopped half-way (Ctrl-C, SIGTERM): not a failed rollback to record, but one to finish. The
+  // update stays as it was, with its saved rollback, for the next run.
+  if (!r.ok && ctx.signal?.aborted) throw ctx.signal.reason;
   await ctx.runtime.discardStaged(plan.apps.map((a) => a.name)).catch(() => {});
   // A blob of the device's own store that no longer matches its digest (the disk rotted it, a
   // torn write) fails the install as bad content would: the device's trouble too. Removed, the
@@ -68,6 +98,20 @@ export async function rollback(
       }),
     ],
   });
+}
+
+/**
+ * Finishes a rollback of `u` that was cut short (see the module comment): restores the previous
+ * target's apps again, marks the target bad as the rollback would have, and fails the update.
+ * Returns what failed, for the step to throw as it did then; undefined when no rollback was under way.
+ */
+export async function finishInterruptedRollback(ctx: UpdateContext, u: UpdateRow): Promise<SavedRollback | undefined> {
+  const saved = ctx.db.get<SavedRollback>(rollbackKey(u));
+  if (!saved) return undefined;
+  ctx.hooks.onInfo?.(`Finishing the interrupted rollback of the update to ${u.toTarget} (version ${u.version}): its ${saved.phase} had failed`);
+  const { phase, error, ...opts } = saved;
+  await rollback(ctx, u, phase, error, opts);
+  return saved;
 }
 
 /** The update's blobs whose stored copy no longer matches its digest, each removed from the store. */

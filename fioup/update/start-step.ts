@@ -8,7 +8,7 @@
 import { currentUpdate } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { planOf } from "./plan.ts";
-import { rollback } from "./rollback.ts";
+import { finishInterruptedRollback, rollback } from "./rollback.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import { savedTouched } from "./touched.ts";
 import type { Step } from "./step.ts";
@@ -43,6 +43,8 @@ export const startStep: Step = {
     let u = currentUpdate(ctx);
     if (reached(u.state, "started")) return;
     if (u.state !== "installed" && u.state !== "starting") throw new InvalidStateError("start", u.state);
+    const interrupted = await finishInterruptedRollback(ctx, u);
+    if (interrupted) throw new StartFailedError(u.toTarget, interrupted.error);
     if (u.state === "installed") ctx.db.setState(u.id, "starting");
     const plan = planOf(u);
     const names = plan.apps.map((a) => a.name);
