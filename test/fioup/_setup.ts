@@ -268,10 +268,10 @@ export class Device {
     writeFileSync(join(this.root, "etc/sota/conf.d", name), toml);
   }
 
-  /** fioup as `bun fioup/main.ts`, or the compiled binary named by $FIOUP_BIN. */
-  spawn(args: string[]) {
+  /** fioup as `bun fioup/main.ts`, or the compiled binary named by $FIOUP_BIN; `env` adds to its environment (FIOUP_FAULT: fioup/fault.ts). */
+  spawn(args: string[], env: Record<string, string> = {}) {
     const cmd = process.env.FIOUP_BIN ? [process.env.FIOUP_BIN] : [BUN, join(ROOT, "fioup/main.ts")];
-    return Bun.spawn([...cmd, ...args], { env: { ...process.env, ...this.env() }, stdout: "pipe", stderr: "pipe", cwd: ROOT });
+    return Bun.spawn([...cmd, ...args], { env: { ...process.env, ...this.env(), ...env }, stdout: "pipe", stderr: "pipe", cwd: ROOT });
   }
 
   /**

@@ -3,7 +3,9 @@
  * install and start, each time the next run finishing on one whole target
  * without downloading committed bytes again; a blob changed in the registry
  * after publishing is refused; one damaged in the device's store after the
- * fetch is removed and fetched again, not held against the target; a targets.json not signed by the right keys is
+ * fetch is removed and fetched again, not held against the target; a rollback cut short is
+ * finished by the next run (the failed target's app not started again: an app's start may run
+ * its migrations), not resumed as an update; a targets.json not signed by the right keys is
  * refused.
  */
 import { Database } from "bun:sqlite";
@@ -11,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../harness/tmp.ts";
 import { generateKey, loadKeyFile } from "../../lib/tuf/keys.ts";
 import { signJson } from "../../lib/tuf/metadata.ts";
 import {
@@ -143,10 +146,46 @@ describe("fioup resilience", () => {
     expect(await httpGet(port)).toBe("kill v4");
   }, 120_000);
 
-  test("a targets.json not signed by the targets key is refused, even with valid snapshot and timestamp", async () => {
-    const web5 = await pushImage(upstream, "test/kweb", "v5", httpdImage("kill v5"));
-    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web5, port) });
+  test("killed as its rollback begins, the next run finishes the rollback: v4 runs, v5 is bad, v5's app is not started again", async () => {
+    // The image v4's container runs, as the engine names it (fioup tags what it loads).
+    const v4Image = (await dockerd.docker("ps", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.Image}}")).trim();
+    expect(v4Image).not.toBe("");
+    const bad = await pushImage(upstream, "test/kweb", "v5", { cmd: ["sh", "-c", "echo v5 cannot start; exit 3"], layers: [{ "/www/index.html": "v5" }] });
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(bad, port) });
     await pub.publish(5);
+
+    const report = join(await tempDir("rb-cut-"), "fault.jsonl");
+    const cut = device.spawn(["update", "--format", "json"], { FIOUP_FAULT: "rolling-back", FIOUP_FAULT_REPORT: report });
+    const [, cutErr] = await Promise.all([new Response(cut.stdout).text(), new Response(cut.stderr).text(), cut.exited]);
+    expect(cut.signalCode, cutErr).toBe("SIGKILL");
+    expect(existsSync(report) && readFileSync(report, "utf8")).toContain('"point":"rolling-back"');
+    expect(device.updateState()?.state).toBe("starting");
+    const since = (Date.now() / 1000).toFixed(3); // v5's container started within this very second, before the cut
+
+    const r = await device.fioup("update");
+    const until = (Date.now() / 1000 + 1).toFixed(3);
+    // What the engine started after the cut: v4's app again, never v5's.
+    const started = (
+      await dockerd.docker("events", "--since", since, "--until", until, "--filter", "type=container", "--filter", "event=start", "--filter", `label=com.docker.compose.project=${APP}`, "--format", "{{.Actor.Attributes.image}}")
+    )
+      .trim()
+      .split("\n")
+      .filter(Boolean);
+    expect(started.length).toBeGreaterThan(0);
+    expect(started.filter((image) => image !== v4Image)).toEqual([]);
+    expect(r.code, r.stderr).toBe(51); // the start failed, as the cut run would have said
+    expect(r.stderr).toContain("Finishing the interrupted rollback of the update to amd64-linux-5");
+    expect(await httpGet(port)).toBe("kill v4");
+    const st = await device.fioup("status");
+    expect(st.json.current.name).toBe("amd64-linux-4");
+    expect(st.json.badTargets).toContain("amd64-linux-5");
+    expect((await device.fioup("update")).code).toBe(3); // v5 is bad: not tried again
+  }, 120_000);
+
+  test("a targets.json not signed by the targets key is refused, even with valid snapshot and timestamp", async () => {
+    const web6 = await pushImage(upstream, "test/kweb", "v6", httpdImage("kill v6"));
+    await pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(web6, port) });
+    await pub.publish(6);
     // An attacker with the online keys (snapshot, timestamp) but not the targets key: a new
     // targets.json signed by some other key, pinned by a correctly signed snapshot and timestamp.
     const db = new Database(join(gw.dataDir, "gateway.db"));
@@ -159,7 +198,7 @@ describe("fioup resilience", () => {
     const meta = (bytes: Uint8Array, version: number) => ({ version, length: bytes.length, hashes: { sha256: createHash("sha256").update(bytes).digest("hex") } });
     const t = latest("targets");
     const targets = JSON.parse(t.json).signed;
-    const name = Object.keys(targets.targets).find((n) => targets.targets[n].custom.version === "5")!;
+    const name = Object.keys(targets.targets).find((n) => targets.targets[n].custom.version === "6")!;
     targets.targets["amd64-linux-99"] = { ...targets.targets[name], custom: { ...targets.targets[name].custom, version: "99" } };
     targets.version = t.version + 1;
     const evilTargets = signJson(targets, [generateKey()]);
