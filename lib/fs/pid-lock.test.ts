@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { acquireLock, LockedError, processStamp } from "./pid-lock.ts";
@@ -102,3 +102,53 @@ test("processStamp names a live process the same way each time, another process 
   }
   expect(processStamp(child.pid)).toBeUndefined();
 });
+
+test("processes racing for a lock, stale again and again, never hold it two at once", async () => {
+  // Two workers, as the daemon's cycle and a manual `fioup update`. Each takes the lock, says so,
+  // holds it a moment, says it let go, then releases it or (one time in three) leaves it stale,
+  // as a process killed while holding it does. Before the lock file was written whole and stale
+  // ones were removed only when still the one judged stale, both held it at once in every run (a
+  // lock read empty and taken for stale; a fresh lock unlinked by a second taker of the stale one).
+  const race = join(dir, "race");
+  rmSync(race, { recursive: true, force: true });
+  mkdirSync(race);
+  const worker = join(race, "worker.ts");
+  writeFileSync(
+    worker,
+    `import { acquireLock, LockedError } from ${JSON.stringify(join(import.meta.dir, "pid-lock.ts"))};
+import { appendFileSync, existsSync, writeFileSync } from "node:fs";
+const [path, log, go] = process.argv.slice(2);
+while (!existsSync(go)) await Bun.sleep(1);
+for (let i = 0; i < 150; i++) {
+  try {
+    const l = acquireLock(path);
+    appendFileSync(log, "+\\n");
+    await Bun.sleep(1);
+    appendFileSync(log, "-\\n");
+    if (i % 3 === 0) writeFileSync(path, "999999 1 another-boot\\n");
+    else l.release();
+  } catch (e) {
+    if (!(e instanceof LockedError)) throw e;
+  }
+  await Bun.sleep(Math.random() * 2);
+}
+`,
+  );
+  const [lock, log, go] = ["x.lock", "log", "go"].map((f) => join(race, f)) as [string, string, string];
+  writeFileSync(log, "");
+  const workers = Array.from({ length: 2 }, () => Bun.spawn([process.execPath, worker, lock, log, go], { stderr: "pipe" }));
+  await Bun.sleep(300);
+  writeFileSync(go, "");
+  const codes = await Promise.all(workers.map((w) => w.exited));
+  expect(codes).toEqual([0, 0]);
+  let holders = 0;
+  let most = 0;
+  let taken = 0;
+  for (const line of readFileSync(log, "utf8").split("\n").filter(Boolean)) {
+    holders += line === "+" ? 1 : -1;
+    if (line === "+") taken++;
+    most = Math.max(most, holders);
+  }
+  expect(taken).toBeGreaterThan(50);
+  expect(most).toBe(1);
+}, 60_000);

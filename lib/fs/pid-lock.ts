@@ -7,9 +7,17 @@
  * anything: after a reboot, or when the PID now belongs to another process (PIDs are reused,
  * and low ones at every boot), the lock is stale.
  *
+ * Two processes racing for it never both win. The lock file appears with its line already in
+ * it (written under a private name, then hard-linked into place, which fails if the file
+ * exists), so nobody reads it empty and takes it for stale. A stale one is taken over by
+ * renaming it aside and checking that what moved is the file judged stale: if another process
+ * took it over first, its fresh lock is put back, not deleted. (Three or more processes taking
+ * over one stale lock at the same moment leave a narrow window: a third may make its lock while
+ * a fresh one is aside. lib/fs/pid-lock.test.ts races two, which is what a device runs.)
+ *
  * @module
  */
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { fsWhy, isNoSpace } from "./why.ts";
 
@@ -137,26 +145,9 @@ export function lockHolder(path: string, place?: string): number | undefined {
  * @throws {LockWriteError} If the lock file cannot be made or written (nothing is left behind).
  */
 export function acquireLock(path: string, pid = process.pid, place?: string): Lock {
+  const line = lockLine(pid, place);
   for (let attempt = 0; attempt < 5; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, "wx", 0o644);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new LockWriteError(path, e);
-      fd = -1;
-    }
-    if (fd >= 0) {
-      try {
-        writeSync(fd, lockLine(pid, place));
-      } catch (e) {
-        // An empty lock file would only be taken over as stale by the next run: leave none.
-        closeSync(fd);
-        try {
-          unlinkSync(path);
-        } catch {}
-        throw new LockWriteError(path, e);
-      }
-      closeSync(fd);
+    if (createWith(path, line)) {
       return {
         path,
         release() {
@@ -180,13 +171,85 @@ export function acquireLock(path: string, pid = process.pid, place?: string): Lo
       return { path, release: () => { try { unlinkSync(path); } catch {} } };
     }
     if (holder !== pid && holds(content, place)) throw new LockedError(path, holder);
-    try {
-      unlinkSync(path); // stale: the holder died
-    } catch {
-      // another process took it over first: retry
-    }
+    removeStale(path, content);
   }
   throw new LockedError(path, NaN);
+}
+
+/** Private names beside the lock, for this process: unique among the processes racing for it. */
+const aside = (path: string, what: string) => `${path}.${what}.${process.pid}`;
+
+/**
+ * Makes the lock file at `path` holding `line`, or returns false if one exists. The file appears
+ * whole (a hard link to a private copy); on a file system without hard links (FAT) it is made
+ * with O_EXCL and then written, as before, with the short empty moment that leaves.
+ *
+ * @throws {LockWriteError} If it cannot be made or written (nothing is left behind).
+ */
+function createWith(path: string, line: string): boolean {
+  const tmp = aside(path, "new");
+  try {
+    writeWhole(tmp, "w", line);
+    try {
+      linkSync(tmp, path);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") return false;
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw new LockWriteError(path, e);
+    }
+  } catch (e) {
+    if (e instanceof LockWriteError) throw e;
+    throw new LockWriteError(path, e);
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {}
+  }
+  try {
+    writeWhole(path, "wx", line);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw new LockWriteError(path, e);
+  }
+}
+
+/** Creates `file` (open `flag`) holding `text`; a file it made but could not write is removed. */
+function writeWhole(file: string, flag: "w" | "wx", text: string): void {
+  const fd = openSync(file, flag, 0o644);
+  try {
+    writeSync(fd, text);
+  } catch (e) {
+    closeSync(fd);
+    try {
+      unlinkSync(file);
+    } catch {}
+    throw e;
+  }
+  closeSync(fd);
+}
+
+/**
+ * Removes the lock file at `path`, judged stale from `content`, unless another process replaced it
+ * meanwhile: it is renamed aside first, and a fresh lock that moved instead is linked back.
+ */
+function removeStale(path: string, content: string): void {
+  const grave = aside(path, "stale");
+  try {
+    renameSync(path, grave);
+  } catch {
+    return; // gone already: the caller tries again
+  }
+  try {
+    if (read(grave) !== content) linkSync(grave, path); // someone's fresh lock: back in place
+  } catch {
+    // a third process made a new lock meanwhile: it holds
+  } finally {
+    try {
+      unlinkSync(grave);
+    } catch {}
+  }
 }
 
 /** Runs `fn` holding the lock, releasing it however `fn` ends. */
