@@ -33,7 +33,7 @@ const HOLD_REASONS: Record<RolloutHold["kind"], string> = {
 export type RolloutEventInput = Omit<RolloutEventRow, "id">;
 
 export interface EngineDeps {
-  store: Pick<Store, "activeRollouts" | "pendingRolloutEvidence" | "updateRolloutDevices" | "rolloutCounts" | "updateRollout" | "appendRolloutEvents">;
+  store: Pick<Store, "activeRollouts" | "pendingRolloutEvidence" | "updateRolloutDevices" | "rolloutCounts" | "updateRollout">;
   /** The published targets (TufService.targets). */
   targets: () => Promise<{ targets: Record<string, TargetEntry>; version: number }>;
   /** After a transition: reload this replica's views, re-sign the views' metadata (TufService.bumpViews). */
@@ -160,9 +160,10 @@ export class RolloutEngine {
       }
     }
     // Only if the rollout is still as read: a pause committed meanwhile (nobody times out while
-    // paused) must not be overtaken by timeouts judged as running; the next tick judges again.
-    if (changes.length && !(await store.updateRolloutDevices(r.id, changes, { revision: r.revision }))) return false;
-    if (events.length) await store.appendRolloutEvents(events);
+    // paused) must not be overtaken by timeouts judged as running; the next tick judges again. The
+    // verdicts' events in the same transaction: written after, a failure between lost them for good
+    // (the next tick does not judge a settled device again).
+    if (changes.length && !(await store.updateRolloutDevices(r.id, changes, { revision: r.revision, events }))) return false;
     for (const e of events) this.deps.counted?.(e.kind);
     if (r.state !== "running") return false;
 

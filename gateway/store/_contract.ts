@@ -968,15 +968,31 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.listRolloutEvents(`${r.id}-twin`)).toEqual([]);
   });
 
+  test("a tick's verdicts and their events commit together: none when the revision no longer matches", async () => {
+    // Written in two transactions, a failure between them kept the verdicts and lost their events for
+    // good: the next tick does not judge a settled device again.
+    const s = await open();
+    const r = aRollout();
+    await s.createRollout(r, [{ uuid: "a", wave: 0 }, { uuid: "b", wave: 0 }]);
+    const failed = (uuid: string, reason: string) => ({ rolloutId: r.id, at: new Date().toISOString(), kind: "device-failed" as const, wave: 0, deviceUuid: uuid, reason });
+    expect(await s.updateRolloutDevices(r.id, [{ uuid: "a", status: "failed", reason: "timeout" }], { revision: 1, events: [failed("a", "timeout")] })).toBe(true);
+    expect((await s.listRolloutEvents(r.id, { device: true })).map((e) => [e.deviceUuid, e.reason])).toEqual([["a", "timeout"]]);
+    // A pause committed meanwhile: neither the stale verdict nor its event.
+    await s.updateRollout(r.id, 1, { state: "paused" });
+    expect(await s.updateRolloutDevices(r.id, [{ uuid: "b", status: "failed" }], { revision: 1, events: [failed("b", "stale tick")] })).toBe(false);
+    expect((await s.listRolloutEvents(r.id, { device: true })).map((e) => [e.deviceUuid, e.reason])).toEqual([["a", "timeout"]]);
+    expect((await s.rolloutDeviceStates(r.id)).map((x) => [x.uuid, x.status])).toEqual([["a", "failed"], ["b", "pending"]]);
+  });
+
   test("rollout events are kept in order and listed newest first", async () => {
     const s = await open();
     const r = aRollout();
-    await s.createRollout(r, []);
-    await s.appendRolloutEvents([
+    await s.createRollout(r, [{ uuid: "a", wave: 0 }], [
       { rolloutId: r.id, at: "2030-01-01T00:00:00.000Z", kind: "created", wave: null, deviceUuid: null, reason: "by admin" },
       { rolloutId: r.id, at: "2030-01-01T00:00:01.000Z", kind: "wave-started", wave: 0, deviceUuid: null, reason: "1% (1 device)" },
     ]);
-    await s.appendRolloutEvents([{ rolloutId: r.id, at: "2030-01-01T00:00:02.000Z", kind: "device-failed", wave: 0, deviceUuid: "a", reason: "timeout" }]);
+    const failed = { rolloutId: r.id, at: "2030-01-01T00:00:02.000Z", kind: "device-failed" as const, wave: 0, deviceUuid: "a", reason: "timeout" };
+    await s.updateRolloutDevices(r.id, [{ uuid: "a", status: "failed", reason: "timeout" }], { events: [failed] });
     const events = await s.listRolloutEvents(r.id);
     expect(events.map((e) => [e.kind, e.wave, e.deviceUuid, e.reason])).toEqual([
       ["device-failed", 0, "a", "timeout"],

@@ -549,8 +549,9 @@ export class PostgresStore implements Store {
     return Number(row!.n);
   }
 
-  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {
-    if (!changes.length) return true;
+  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number; events?: Omit<RolloutEventRow, "id">[] } = {}) {
+    const events = opts.events ?? [];
+    if (!changes.length && !events.length) return true;
     const now = new Date().toISOString();
     // One statement for the batch; per field a "given" flag, so a change can clear it (null) or leave it alone.
     const given = (f: keyof RolloutDeviceChange) => changes.map((c) => (c[f] !== undefined ? 1 : 0));
@@ -584,6 +585,7 @@ export class PostgresStore implements Store {
           changes.map((c) => c.updatedAt ?? now),
         ],
       );
+      await insertRolloutEvents(tx, events);
       return true;
     });
   }
@@ -594,10 +596,6 @@ export class PostgresStore implements Store {
       [id],
     )) as RolloutCount[];
     return rows.map((r) => ({ wave: Number(r.wave), status: r.status, devices: Number(r.devices) }));
-  }
-
-  async appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]) {
-    await insertRolloutEvents(this.#sql, events);
   }
 
   async listRolloutEvents(id: string, opts: { limit?: number; device?: boolean } = {}) {

@@ -424,8 +424,9 @@ export class SqliteStore implements Store {
     return this.#db.query<{ n: number }, any[]>(`SELECT count(*) AS n FROM rollout_devices WHERE ${conds.join(" AND ")}`).get(...(params as any[]))!.n;
   }
 
-  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number } = {}) {
-    if (!changes.length) return true;
+  async updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts: { revision?: number; events?: Omit<RolloutEventRow, "id">[] } = {}) {
+    const events = opts.events ?? [];
+    if (!changes.length && !events.length) return true;
     // Each field: a "given" flag and its value, so a change can clear a field (null) or leave it alone.
     const q = this.#db.query(
       `UPDATE rollout_devices SET
@@ -454,6 +455,7 @@ export class SqliteStore implements Store {
           c.updatedAt ?? now,
           c.uuid,
         );
+      this.#insertRolloutEvents(events);
       return true;
     }).immediate();
   }
@@ -464,10 +466,6 @@ export class SqliteStore implements Store {
         "SELECT wave, status, count(*) AS devices FROM rollout_devices WHERE rollout_id = ? GROUP BY wave, status ORDER BY wave, status",
       )
       .all(id);
-  }
-
-  async appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]) {
-    if (events.length) this.#db.transaction(() => this.#insertRolloutEvents(events)).immediate();
   }
 
   /** Inside a transaction. */

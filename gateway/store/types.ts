@@ -457,14 +457,14 @@ export interface Store {
   /** How many members rolloutDeviceStates would answer with `opts` and no limit (a count, no rows read out). */
   countRolloutDevices(id: string, opts?: RolloutDeviceFilter): Promise<number>;
   /**
-   * Applies many member changes in one write. With `revision`: only if the rollout is still at that
-   * revision (the tick judged them by a state an operator's pause may have changed meanwhile);
-   * false: it was not, and nothing was written.
+   * Applies many member changes in one write, and appends `events` (the rollout events of these
+   * verdicts) in the same transaction, so a failure cannot keep the one and lose the other. With
+   * `revision`: only if the rollout is still at that revision (the tick judged them by a state an
+   * operator's pause may have changed meanwhile); false: it was not, and nothing was written, events neither.
    */
-  updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts?: { revision?: number }): Promise<boolean>;
+  updateRolloutDevices(id: string, changes: RolloutDeviceChange[], opts?: { revision?: number; events?: Omit<RolloutEventRow, "id">[] }): Promise<boolean>;
   /** Members per wave and status (only the pairs that exist), by wave then status. */
   rolloutCounts(id: string): Promise<RolloutCount[]>;
-  appendRolloutEvents(events: Omit<RolloutEventRow, "id">[]): Promise<void>;
   /**
    * Newest first; default the latest 100. `device`: false, only the rollout's own transitions
    * (no device uuid); true, only device events.

@@ -2,8 +2,8 @@
  * Rollout verdicts in the corners a reviewer found them wrong: a version published for one
  * hardware id of a mixed audience, a one-shot service that exited 0 beside one still starting, the
  * holds of a cancelled rollout, the pending timeout of a wave released before an `advance`, a
- * pause that lands while the tick judges the devices. The
- * service runs over a real SQLite store and TUF repository on a movable clock; devices report
+ * pause that lands while the tick judges the devices, a failure after the tick wrote its verdicts.
+ * The service runs over a real SQLite store and TUF repository on a movable clock; devices report
  * through the store as the device routes would.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -76,6 +76,16 @@ async function setup(hwids: string[]) {
   return { store, tuf, rollouts, clock, devices, report };
 }
 const i = (uuid: string) => Number(uuid.slice(-4));
+
+/** The engine's store: each call passed on to `store`, but those `over` gives. */
+const engineStore = (store: Store, over: Partial<EngineDeps["store"]>): EngineDeps["store"] => ({
+  activeRollouts: () => store.activeRollouts(),
+  pendingRolloutEvidence: (id, wave) => store.pendingRolloutEvidence(id, wave),
+  updateRolloutDevices: (id, changes, opts) => store.updateRolloutDevices(id, changes, opts),
+  rolloutCounts: (id) => store.rolloutCounts(id),
+  updateRollout: (id, revision, patch, events) => store.updateRollout(id, revision, patch, events),
+  ...over,
+});
 
 test("a version published for one hardware id of a mixed tag: the other's devices wait for their target, they do not time out", async () => {
   const { tuf, rollouts, clock, devices, report } = await setup(["amd64-linux", "amd64-linux", "amd64-linux", "amd64-linux", "arm64-linux", "arm64-linux"]);
@@ -172,17 +182,12 @@ test("a pause committed while the tick judges the devices wins: nobody times out
   const r = await rollouts.create({ target: "8", tag: "m", waves: [100], pendingTimeout: "2s", healthWindow: "1s", maxFailures: 100 });
   clock.now += 3_000;
   // The operator's pause lands after the tick read the rollout as running, before it writes its verdicts.
-  const racing: EngineDeps["store"] = {
-    activeRollouts: () => store.activeRollouts(),
+  const racing = engineStore(store, {
     pendingRolloutEvidence: async (id, wave) => {
       await rollouts.pause(id);
       return store.pendingRolloutEvidence(id, wave);
     },
-    updateRolloutDevices: (id, changes, opts) => store.updateRolloutDevices(id, changes, opts),
-    rolloutCounts: (id) => store.rolloutCounts(id),
-    updateRollout: (id, revision, patch, events) => store.updateRollout(id, revision, patch, events),
-    appendRolloutEvents: (events) => store.appendRolloutEvents(events),
-  };
+  });
   const engine = new RolloutEngine({ store: racing, targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now });
   await engine.tick();
   let shown = (await rollouts.show(r.id))!;
@@ -198,18 +203,37 @@ test("a pause committed while the tick judges the devices wins: nobody times out
   expect(shown.failures.map((f) => [f.uuid, f.reason])).toEqual([[devices[0]!.uuid, "timeout: the update did not complete in time"]]);
 });
 
+test("a tick whose verdicts are written keeps their events, whatever fails after the write", async () => {
+  const { tuf, store, rollouts, clock, devices } = await setup(["amd64-linux"]);
+  await tuf.addTargets({ "amd64-linux-8": entry("8", "amd64-linux", clock.now) });
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [100], pendingTimeout: "2s", healthWindow: "1s", maxFailures: 100 });
+  clock.now += 3_000;
+  // The verdicts commit, then the connection drops before the tick hears so: written apart, the
+  // timeout's event was never written, and no later tick judges the device again to write it.
+  const dropping = engineStore(store, {
+    updateRolloutDevices: async (id, changes, opts) => {
+      await store.updateRolloutDevices(id, changes, opts);
+      throw new Error("Connection closed");
+    },
+  });
+  const logs: string[] = [];
+  await new RolloutEngine({ store: dropping, targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now, log: (l) => logs.push(l) }).tick();
+  expect(logs).toEqual([`rollout ${r.id}: tick failed: Connection closed`]);
+  await rollouts.tick();
+  expect((await rollouts.show(r.id))!.counts).toEqual([{ wave: 0, status: "failed", devices: 1 }]);
+  const events = await store.listRolloutEvents(r.id, { device: true });
+  expect(events.map((e) => [e.kind, e.deviceUuid, e.reason])).toEqual([["device-failed", devices[0]!.uuid, "timeout: the update did not complete in time"]]);
+});
+
 test("a halt just over the limit prints a rate that reads over it: 5.05%, not 5%", async () => {
   const { store, tuf, rollouts, clock } = await setup(["amd64-linux"]);
   const r = await rollouts.create({ target: "8", tag: "m", waves: [100], maxFailures: 5 });
   // 101 of 2001 devices failed, as the store would count them.
-  const counting: EngineDeps["store"] = {
-    activeRollouts: () => store.activeRollouts(),
+  const counting = engineStore(store, {
     pendingRolloutEvidence: async () => [],
     updateRolloutDevices: async () => true,
     rolloutCounts: async () => [{ wave: 0, status: "failed", devices: 101 }, { wave: 0, status: "pending", devices: 1900 }],
-    updateRollout: (id, revision, patch, events) => store.updateRollout(id, revision, patch, events),
-    appendRolloutEvents: (events) => store.appendRolloutEvents(events),
-  };
+  });
   await new RolloutEngine({ store: counting, targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now }).tick();
   expect((await rollouts.show(r.id))!).toMatchObject({ state: "halted", reason: "halted at 5.05% failures (101 of 2001 devices in wave 1), over the 5% limit" });
 });
