@@ -6,7 +6,8 @@
  * baked in (the `apps` preload wrote beside the target): an app outside the
  * shortlist started here would run until registration and then be stopped, and
  * one without blobs cannot start offline. A name the file gives that cannot be
- * started is said with what will really become of it.
+ * started is said with what will really become of it. An app an earlier boot installed is
+ * started as it is, not installed again.
  *
  * @module
  */
@@ -48,7 +49,13 @@ export async function earlyStart(s: Session, log: (l: string) => void): Promise<
   const ready: string[] = [];
   for (const app of apps) {
     try {
-      await s.runtime.installApp(app, { onProgress: log });
+      // Installed by an earlier boot, it is left as it is: dockerd may have restarted its
+      // containers already, bind-mounting its dir, which a reinstall would replace under them
+      // (and with it whatever they wrote there). Another version of it is stopped first.
+      if (!(await s.runtime.isInstalled(app))) {
+        if ((await s.runtime.installedApps()).some((a) => a.name === app.name)) await s.runtime.stopApps([app.name]);
+        await s.runtime.installApp(app, { onProgress: log });
+      }
       ready.push(app.name);
     } catch (e) {
       results.push({ name: app.name, ok: false, error: (e as Error).message });

@@ -2,13 +2,14 @@
  * A device preloaded by hand (a store copied from a device that fetched v1,
  * the preloaded target written with lib/device, no preload config, so no
  * shortlist): `fioup early-start` starts only the apps of /var/lmp/default-apps
- * offline; registration brings up every app of the target (no shortlist = all);
+ * offline, and at the next boot leaves the installed ones as they are (their containers
+ * bind-mount their dirs); registration brings up every app of the target (no shortlist = all);
  * the preloaded target is the current one and the first update fetches only
  * what changed. test/preload/first-boot.test.ts does the same with a real
  * preload image and a shortlist.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TargetEntry } from "../../lib/api/index.ts";
 import { preloadedTargetPath } from "../../lib/device/paths.ts";
@@ -65,8 +66,15 @@ describe("fioup early-start and preload", () => {
   test("an app /var/lmp/default-apps names that is not preloaded is said, by name, with the apps that are; the others still start", async () => {
     const file = join(preloaded.root, "var/lmp/default-apps");
     writeFileSync(file, `${A}, ${A}x\n`);
+    // A second boot: the app installed by the first runs, its containers bind-mounting its dir
+    // (a file its service wrote there stands for its data). It is not installed again under them.
+    const appDir = join(preloaded.root, "var/sota/compose-apps", A);
+    const before = statSync(appDir).ino;
+    writeFileSync(join(appDir, "written-by-the-app"), "data");
     try {
       const r = await preloaded.fioup("early-start");
+      expect(statSync(appDir).ino).toBe(before);
+      expect(existsSync(join(appDir, "written-by-the-app"))).toBe(true);
       expect(r.code, r.stderr).toBe(51);
       expect(r.json.apps).toEqual([
         { name: `${A}x`, ok: false, error: `/var/lmp/default-apps names it, but it is unknown: target amd64-linux-1 has no app of that name; preloaded and shortlisted: ${A}, ${B}` },
@@ -75,6 +83,7 @@ describe("fioup early-start and preload", () => {
       expect(await httpGet(portA)).toBe("esa v1");
     } finally {
       writeFileSync(file, `${A}\n`);
+      rmSync(join(appDir, "written-by-the-app"), { force: true });
     }
   }, 120_000);
 
