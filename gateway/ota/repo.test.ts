@@ -120,6 +120,13 @@ describe("TufRepo", () => {
     const r = await repo.addTargets({ "rpi-10": entry(10), "rpi-9": entry(9) });
     expect(r.pruned).toEqual(["rpi-1"]);
     expect(Object.keys((await repo.targets()).targets).sort()).toEqual(["rpi-10", "rpi-2", "rpi-9", "x86-1"]);
+    // A new target older than the 3 kept would be pruned in its own write: refused, nothing changes.
+    const version = (await repo.targets()).version;
+    await expect(repo.addTargets({ "rpi-1": entry(1) })).rejects.toThrow(
+      'Cannot add target "rpi-1": version 1 is older than the 3 newest targets kept for hardware id rpi, so it would be pruned at once: publish a higher version',
+    );
+    await expect(repo.addTargets({ "rpi-11": entry(11), "rpi-12": entry(12), "rpi-13": entry(13), "rpi-14": entry(14) })).rejects.toThrow(/Cannot add target "rpi-11"/);
+    expect((await repo.targets()).version).toBe(version);
   });
 
   test("targets.json over the size cap is refused", async () => {

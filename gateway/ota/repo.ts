@@ -388,7 +388,7 @@ export class TufRepo {
    * Adds or replaces targets in one new targets.json version (all or nothing), applies retention,
    * and re-signs snapshot and timestamp.
    *
-   * @throws {InvalidTargetError} A name or entry is invalid or unsafe to sign (target-policy.ts): nothing is changed.
+   * @throws {InvalidTargetError} A name or entry is invalid or unsafe to sign (target-policy.ts), or retention would drop a new target at once (older than the newest kept for its hardware ids): nothing is changed.
    * @throws {TargetsVersionConflictError} `opts.expectedVersion` is given and targets.json is at another version.
    * @throws {TargetsTooLargeError} The result would be too large for devices.
    * @throws {SigningKeyUnavailableError} The targets key is offline.
@@ -409,6 +409,17 @@ export class TufRepo {
       if (Object.keys(add).length === 0) return { records: [], result: { version: s.targets.signed.version, pruned: [] } };
       const current = targetsOf(s);
       const { kept, pruned } = pruneTargets({ ...current, ...structuredClone(add) }, this.#maxPerHwid);
+      // A new target retention would drop in this very write is refused, not signed out unseen
+      // (a publish answered 200 and "added" that no device could ever select).
+      const dropped = Object.keys(add).find((name) => !Object.hasOwn(kept, name));
+      if (dropped !== undefined) {
+        const hwids = add[dropped]!.custom.hardwareIds;
+        throw new InvalidTargetError(
+          dropped,
+          `version ${add[dropped]!.custom.version} is older than the ${this.#maxPerHwid} newest targets kept for hardware id ${hwids.join(", ")}, ` +
+            "so it would be pruned at once: publish a higher version",
+        );
+      }
       return { records: await this.#chainFromTargets(s, kept), result: { version: s.targets.signed.version + 1, pruned } };
     });
   }
