@@ -5,9 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRegistry } from "./registry.ts";
 import { acquireLock } from "../../lib/fs/pid-lock.ts";
-import { gc, GcRunningError, NotRegistryStorageError, takeBlob } from "./gc.ts";
+import { dropLinks, gc, GcRunningError, NotRegistryStorageError, takeBlob } from "./gc.ts";
 import { UnreachableContentError } from "./untargeted.ts";
-import { STORAGE_ID_FILE } from "./storage.ts";
+import { RegistryStorage, STORAGE_ID_FILE } from "./storage.ts";
 import { BUNDLE_INDEX_DIGEST_ANNOTATION } from "../../lib/compose/app-format.ts";
 
 const sha256 = (b: string) => `sha256:${new Bun.CryptoHasher("sha256").update(b).digest("hex")}`;
@@ -107,6 +107,42 @@ describe("gc", () => {
       expect(put.status).toBe(400);
       expect(((await put.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("MANIFEST_BLOB_UNKNOWN");
       expect((await app.request("/v2/main/app/manifests/v1")).status).toBe(404);
+    });
+  });
+
+  test("a blob the sweep took and a publish then uploaded again keeps its repository link: it is served", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const storage = new RegistryStorage(root);
+      const orphan = await push(app, "main/app", "orphan");
+      const { layer, manifest } = await pushImage(app);
+      expect((await app.request(`/v2/main/app/manifests/${sha256(manifest)}`, { method: "DELETE" })).status).toBe(202);
+      // The sweep takes the layer and the orphan (unreferenced, old enough)...
+      for (const d of [layer, orphan]) expect(await takeBlob(storage.blobPath(d), statSync(storage.blobPath(d)).mtimeMs)).toBe(true);
+      // ...a publish finds the layer gone, uploads it again and puts its manifest...
+      expect((await app.request(`/v2/main/app/blobs/${layer}`, { method: "HEAD" })).status).toBe(404);
+      await push(app, "main/app", "layer");
+      const put = await app.request("/v2/main/app/manifests/v1", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
+      expect(put.status).toBe(201);
+      // ...then gc drops the links to what it took: the layer's, stored again, stays; the orphan's goes.
+      await dropLinks(storage, "main/app", new Set([layer, orphan].map((d) => d.slice(7))));
+      expect(await (await app.request(`/v2/main/app/blobs/${layer}`)).text()).toBe("layer");
+      expect(readdirSync(storage.layersDir("main/app")).sort()).toEqual([sha256("{}"), layer].map((d) => d.slice(7)).sort());
+    });
+  });
+
+  test("a repository link a stopped gc had moved aside goes back if its blob is stored, else it goes", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const storage = new RegistryStorage(root);
+      const orphan = await push(app, "main/app", "orphan");
+      const { layer } = await pushImage(app);
+      const layers = storage.layersDir("main/app");
+      rmSync(storage.blobPath(orphan)); // taken by the sweep
+      for (const d of [layer, orphan]) renameSync(join(layers, d.slice(7)), join(layers, `.${d.slice(7)}.gc`));
+      await gc(root);
+      expect((await app.request(`/v2/main/app/blobs/${layer}`)).status).toBe(200);
+      expect(readdirSync(layers).sort()).toEqual([sha256("{}"), layer].map((d) => d.slice(7)).sort());
     });
   });
 

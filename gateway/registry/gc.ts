@@ -22,7 +22,9 @@
  * manifest is put, gets that manifest refused the same way. A bundle index, which a manifest
  * names only in an annotation and a put does not require, is refused missing only while a gc
  * runs: gc holds `.gc.lock` (storage.gcLockPath) for its whole run, which also refuses a second
- * gc at once on the same host (GcRunningError).
+ * gc at once on the same host (GcRunningError). The repositories' links to what the sweep took go
+ * last, each unless its blob was stored again meanwhile (dropLinks: a publish that found it gone
+ * uploads it again).
  *
  * It deletes only from a directory laid out as this registry's storage (storage.ts): pointed at
  * anything else by mistake, it refuses rather than delete files it cannot know are unreferenced.
@@ -106,7 +108,7 @@ export interface GcResult {
  * (a touch, or the file replaced) shows. Kept, it goes back unless a newer file took its place.
  * False if it stays.
  */
-async function takeAside(path: string, keep: (st: Stats) => boolean): Promise<boolean> {
+async function takeAside(path: string, keep: (st: Stats) => boolean | Promise<boolean>): Promise<boolean> {
   const aside = asidePath(path);
   try {
     await rename(path, aside);
@@ -116,7 +118,7 @@ async function takeAside(path: string, keep: (st: Stats) => boolean): Promise<bo
   }
   const st = await stat(aside).catch((e) => (isNotFound(e) ? undefined : Promise.reject(e)));
   if (!st) return false; // put back by another gc starting
-  if (keep(st)) {
+  if (await keep(st)) {
     await putBack(aside, path);
     return false;
   }
@@ -155,6 +157,30 @@ const exists = (path: string) => stat(path).then(
  */
 export function takeBlob(path: string, mtimeMs: number): Promise<boolean> {
   return takeAside(path, (st) => st.mtimeMs !== mtimeMs);
+}
+
+/**
+ * Drops `repo`'s links to the blobs the sweep took (`removed`, by hex). A publish may have found
+ * one gone meanwhile (HEAD 404) and uploaded it again, storing and linking it anew (storage.ts
+ * commitBlobFile, linkBlob): that link must stay, or the repository never serves the blob again
+ * though the manifest referencing it is stored (later gcs keep the blob, but no link comes back).
+ * So each link goes aside first and is removed only if its blob is still not stored, looked at
+ * after the move: a re-link written before the move goes back, one written after is a new file.
+ */
+export async function dropLinks(storage: RegistryStorage, repo: string, removed: ReadonlySet<string>): Promise<void> {
+  const layers = storage.layersDir(repo);
+  for (const hex of await listDir(layers)) if (removed.has(hex)) await takeAside(join(layers, hex), () => exists(join(storage.blobsDir, hex)));
+}
+
+/** What a stopped gc's dropLinks had moved aside in `repo` goes back if its blob is stored (put back, or uploaded again); else it goes. */
+async function putBackLinks(storage: RegistryStorage, repo: string): Promise<void> {
+  const layers = storage.layersDir(repo);
+  for (const name of await listDir(layers)) {
+    const hex = asideOf(name);
+    if (!hex || !HEX64.test(hex)) continue;
+    if (await exists(join(storage.blobsDir, hex))) await putBack(join(layers, name), join(layers, hex));
+    else await rm(join(layers, name), { force: true });
+  }
 }
 
 /**
@@ -278,7 +304,8 @@ async function collect(storage: RegistryStorage, blobs: string[], now: number, o
   const uploadMaxAge = opts.uploadMaxAgeMs ?? 86_400_000;
   const blobDir = storage.blobsDir;
   // A blob a gc stopped had moved aside (takeBlob) goes back: a put may have refreshed it just before; this sweep judges it again.
-  // One re-uploaded since keeps its place (putBack). The same for a manifest's link and tags: that manifest is judged again.
+  // One re-uploaded since keeps its place (putBack). The same for a manifest's link and tags: that manifest is judged again;
+  // and for a repository's link to a blob, back if the blob is (putBackLinks).
   for (const name of blobs) {
     const hex = asideOf(name);
     if (!hex || !HEX64.test(hex)) continue;
@@ -287,7 +314,11 @@ async function collect(storage: RegistryStorage, blobs: string[], now: number, o
   }
   const marked = new Set<string>();
   const repos = await repositories(storage);
-  if (!opts.dryRun) for (const repo of repos) await putBackManifests(storage, repo);
+  if (!opts.dryRun)
+    for (const repo of repos) {
+      await putBackManifests(storage, repo);
+      await putBackLinks(storage, repo);
+    }
 
   // Manifests no target reaches: known in full before anything is removed (the walk fails closed).
   const doomed: { repo: string; hex: string; mtimeMs: number }[] = [];
@@ -358,12 +389,7 @@ async function collect(storage: RegistryStorage, blobs: string[], now: number, o
   }
 
   // Drop repository links to what is gone.
-  if (!opts.dryRun) {
-    for (const repo of repos) {
-      const layers = storage.layersDir(repo);
-      for (const hex of await listDir(layers)) if (removed.has(hex)) await rm(join(layers, hex), { force: true });
-    }
-  }
+  if (!opts.dryRun) for (const repo of repos) await dropLinks(storage, repo, removed);
 
   // Stale upload sessions.
   const uploadsDir = storage.uploadsDir;
