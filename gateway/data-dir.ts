@@ -73,7 +73,7 @@ export class DataDirUnreadableError extends DataDirError {
 export class InvalidFactoryNameError extends DataDirError {
   override name = "InvalidFactoryNameError";
   constructor(name: string) {
-    super(`Invalid --factory "${name}": use lower-case letters, digits, _ and - (at most 63, starting with a letter or digit)`);
+    super(`Invalid --factory "${name}": use lower-case letters and digits, joined by -, _ or __ (at most 63, starting and ending with a letter or digit)`);
   }
 }
 
@@ -188,8 +188,12 @@ async function readOr(path: string): Promise<string | undefined> {
   }
 }
 
-
-export const FACTORY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/**
+ * A factory name: the first part of every repository name of its registry (`<factory>/<app>`), so
+ * one component of the OCI name grammar (gateway/registry/_names.ts; no dots here), at most 63
+ * characters. `acme-` or `a___b` would make every publish's push fail as NAME_INVALID.
+ */
+export const FACTORY_NAME = /^(?=.{1,63}$)[a-z0-9]+(?:(?:__?|-+)[a-z0-9]+)*$/;
 
 /**
  * The factory of an existing data dir, for the commands that work on one offline (backup,

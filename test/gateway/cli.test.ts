@@ -447,6 +447,9 @@ describe("gateway CLI", () => {
       [["--public-url", "https://gw.example.com/ota?x=1"], "--public-url https://gw.example.com/ota?x=1: a gateway URL has no query (?) or fragment (#): use https://gw.example.com/ota"],
       [["--trust-proxy", "notacidr"], 'Invalid --trust-proxy entry "notacidr"'],
       [["--factory", "Bad Name!"], 'Invalid --factory "Bad Name!"'],
+      // Not a repository name's first part: every publish's push would fail.
+      [["--factory", "acme-"], 'Invalid --factory "acme-": use lower-case letters and digits, joined by -, _ or __ (at most 63, starting and ending with a letter or digit)'],
+      [["--factory", "a___b"], 'Invalid --factory "a___b"'],
       [["--registry-dir", MAIN], `--registry-dir ${MAIN} is a file, not a folder`],
     ];
     for (const [flags, said] of cases) {
