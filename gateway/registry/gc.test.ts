@@ -1,5 +1,6 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import * as fsp from "node:fs/promises";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -143,6 +144,30 @@ describe("gc", () => {
       await gc(root);
       expect((await app.request(`/v2/main/app/blobs/${layer}`)).status).toBe(200);
       expect(readdirSync(layers).sort()).toEqual([sha256("{}"), layer].map((d) => d.slice(7)).sort());
+    });
+  });
+
+  test("a blob uploaded again while the sweep takes the stored copy is stored from the upload, not lost", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const storage = new RegistryStorage(root);
+      const orphan = await push(app, "main/app", "orphan");
+      const stored = storage.blobPath(orphan);
+      // The sweep takes the stored copy just before the upload's commit makes it fresh (its first utimes of it).
+      const utimes = fsp.utimes;
+      let taken = false;
+      const spy = spyOn(fsp, "utimes").mockImplementation(async (path, atime, mtime) => {
+        if (path === stored && !taken) taken = await takeBlob(stored, statSync(stored).mtimeMs);
+        return await utimes(path, atime, mtime);
+      });
+      try {
+        const res = await app.request(`/v2/main/app/blobs/uploads/?digest=${orphan}`, { method: "POST", body: "orphan" });
+        expect(taken).toBe(true);
+        expect(res.status).toBe(201);
+      } finally {
+        spy.mockRestore();
+      }
+      expect(await (await app.request(`/v2/main/app/blobs/${orphan}`)).text()).toBe("orphan");
     });
   });
 

@@ -177,14 +177,15 @@ export class RegistryStorage {
 
   /**
    * Moves a verified file into the content store (atomic rename). If the blob is already
-   * stored the file is dropped: same digest, same bytes.
+   * stored the file is dropped (same digest, same bytes), but only once the stored one is made
+   * fresh, which also proves it is still there: a gc may take it between a look and the drop
+   * (gc.ts takeBlob), and the upload's bytes would be lost with it; gone, the file takes its place.
    */
   async commitBlobFile(file: string, digest: string): Promise<void> {
     const dest = this.blobPath(digest);
     await mkdir(this.blobsDir, { recursive: true });
-    if ((await fileSize(dest)) !== undefined) {
-      await rm(file, { force: true });
-      await touch(dest); // fresh again: gc's grace period covers the push now referencing it
+    if (await touch(dest)) {
+      await rm(file, { force: true }); // fresh again: gc's grace period covers the push now referencing it
       return;
     }
     await rename(file, dest);
