@@ -171,6 +171,31 @@ describe("gc", () => {
     });
   });
 
+  test("a manifest refused for a blob gc took after publish found it says gc may have removed it, and to push again once gc ends", async () => {
+    await withRoot(async (root) => {
+      const app = createRegistry({ root, authorize: () => true });
+      const storage = new RegistryStorage(root);
+      const { layer, manifest } = await pushImage(app);
+      expect((await app.request(`/v2/main/app/manifests/${sha256(manifest)}`, { method: "DELETE" })).status).toBe(202);
+      const putV1 = async () => {
+        const put = await app.request("/v2/main/app/manifests/v1", { method: "PUT", body: manifest, headers: { "Content-Type": "application/vnd.oci.image.manifest.v1+json" } });
+        expect(put.status).toBe(400);
+        return ((await put.json()) as { errors: { code: string; message: string }[] }).errors[0]!;
+      };
+      const duringGc = `Manifest refused: its blob ${layer} is not in repository "main/app" while a registry gc runs (it may have just removed it): push it again once gc ends`;
+      expect((await app.request(`/v2/main/app/blobs/${layer}`, { method: "HEAD" })).status).toBe(200);
+      // The sweep has it aside, then has removed it (its link not dropped yet).
+      const blob = storage.blobPath(layer);
+      renameSync(blob, join(storage.blobsDir, `.${layer.slice(7)}.gc`));
+      expect(await putV1()).toEqual({ code: "MANIFEST_BLOB_UNKNOWN", message: duringGc, detail: { digest: layer } } as never);
+      rmSync(join(storage.blobsDir, `.${layer.slice(7)}.gc`));
+      expect((await putV1()).message).toBe(duringGc);
+      // gc ended, the link dropped: no gc to speak of.
+      await dropLinks(storage, "main/app", new Set([layer.slice(7)]));
+      expect((await putV1()).message).toBe(`Manifest refused: blob ${layer} is not in repository "main/app"`);
+    });
+  });
+
   test("a blob a stopped gc had moved aside to remove is put back, and kept while a manifest references it", async () => {
     await withRoot(async (root) => {
       const app = createRegistry({ root, authorize: () => true });

@@ -235,17 +235,21 @@ export class RegistryStorage {
       throw new RegistryRequestError(400, "TAG_INVALID", `Invalid tag "${ref.slice(0, 200)}"`);
     }
     const manifest = parseManifest(bytes, contentType);
-    const blobUnknown = (digest: string) =>
-      new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: blob ${digest} is not in repository "${repo}"`, { digest });
+    // A blob still linked but not stored is one a gc took (it drops the links after its sweep):
+    // publish's HEAD may have found it a moment before, so "not in repository" would mislead.
+    const blobUnknown = async (digest: string) =>
+      (await fileSize(this.layerLink(repo, digest))) !== undefined || (await this.gcMayHaveTaken(digest))
+        ? refusedDuringGc(repo, "blob", digest)
+        : new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: blob ${digest} is not in repository "${repo}"`, { digest });
     for (const d of manifest.blobs) {
       const size = await this.blobSize(repo, d.digest);
-      if (size === undefined) throw blobUnknown(d.digest);
+      if (size === undefined) throw await blobUnknown(d.digest);
       if (size !== d.size) {
         throw new RegistryRequestError(400, "MANIFEST_INVALID", `Manifest refused: blob ${d.digest} has ${size} bytes, the manifest says ${d.size}`, { digest: d.digest });
       }
       // Fresh again before the manifest is visible: a gc that marked before this put spares it, or
       // took it first and this put fails (gc.ts, the sweep).
-      if (!(await touch(this.blobPath(d.digest)))) throw blobUnknown(d.digest);
+      if (!(await touch(this.blobPath(d.digest)))) throw await blobUnknown(d.digest);
     }
     // A bundle's index, named only in an annotation, is content gc keeps for the manifest too. Not
     // required here (a copy of the app from elsewhere may come without it), but one missing while
@@ -254,8 +258,7 @@ export class RegistryStorage {
     const required = new Set(manifest.blobs.map((b) => b.digest));
     for (const d of manifest.referenced) {
       if (required.has(d) || (await touch(this.blobPath(d)))) continue;
-      if ((await fileSize(asidePath(this.blobPath(d)))) !== undefined || this.gcRunning())
-        throw new RegistryRequestError(400, "MANIFEST_BLOB_UNKNOWN", `Manifest refused: its bundle index ${d} is not in repository "${repo}" while a registry gc runs (it may have just removed it): push it again once gc ends`, { digest: d });
+      if (await this.gcMayHaveTaken(d)) throw refusedDuringGc(repo, "bundle index", d);
     }
     for (const d of manifest.manifests) {
       const known = await readTextOrUndefined(this.revisionLink(repo, d.digest));
@@ -273,6 +276,11 @@ export class RegistryStorage {
     if (manifest.subject) await writeFileAtomic(join(this.referrersDir(repo, manifest.subject), digest.slice(7)), "");
     if (!byDigest) await writeFileAtomic(this.tagFile(repo, ref), digest);
     return { digest, manifest };
+  }
+
+  /** Whether content found not stored may be gone because of a gc: it is aside (gc.ts takeBlob), or a gc runs. */
+  private async gcMayHaveTaken(digest: string): Promise<boolean> {
+    return (await fileSize(asidePath(this.blobPath(digest)))) !== undefined || this.gcRunning();
   }
 
   /**
@@ -318,6 +326,16 @@ export class RegistryStorage {
     }
     return out;
   }
+}
+
+/** A manifest put refused for a blob or bundle index a gc may have just removed (gcMayHaveTaken): the one wording for both. */
+function refusedDuringGc(repo: string, what: "blob" | "bundle index", digest: string): RegistryRequestError {
+  return new RegistryRequestError(
+    400,
+    "MANIFEST_BLOB_UNKNOWN",
+    `Manifest refused: its ${what} ${digest} is not in repository "${repo}" while a registry gc runs (it may have just removed it): push it again once gc ends`,
+    { digest },
+  );
 }
 
 /**
