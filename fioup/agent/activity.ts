@@ -3,7 +3,8 @@
  * atomically before each change to the engine, so an agent killed mid-apply
  * (power cut, SIGKILL) finds on its next start what it was doing, which old
  * containers it had stopped or renamed and which new ones it had created,
- * and can finish or undo it. Removed once the final feedback is published.
+ * and can finish or undo it. Removed once the broker acknowledged the final
+ * feedback; a record left `done` has its end published again (agent.ts).
  *
  * Beside it, the activities that finished (their ids, the latest desired
  * state's timestamp): a desired state the broker keeps (retained) comes again

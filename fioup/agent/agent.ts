@@ -242,7 +242,10 @@ export class Agent {
       failed = false;
       retry = setTimeout(() => {
         retry = undefined;
-        if (!this.o.signal.aborted) client.reconnect();
+        if (this.o.signal.aborted) return;
+        // reconnect() starts MQTT.js on an empty store: what was not acknowledged is dropped (connected() sends an end again).
+        this.endInFlight = undefined;
+        client.reconnect();
       }, backoff());
       closes++;
     });
@@ -264,6 +267,8 @@ export class Agent {
 
   /** An activity finished at start (after a crash), whose feedback waits for the broker. */
   private recovered?: Activity;
+  /** The activity whose end was published since the last reconnect and is not acknowledged yet. */
+  private endInFlight?: string;
 
   private async connected(): Promise<void> {
     const client = this.client!;
@@ -272,6 +277,11 @@ export class Agent {
       const a = this.recovered;
       this.recovered = undefined;
       this.finish(a);
+    } else if (!this.active) {
+      // An end published while the broker was away, or not acknowledged before the link dropped, is
+      // gone: MQTT.js's reconnect starts with an empty store of unacknowledged messages.
+      const left = this.store.load();
+      if (left?.phase === "done") this.resendEnd(left);
     }
     // A clean session each time: subscribe again on every connect.
     await new Promise<void>((resolve) =>
@@ -383,10 +393,28 @@ export class Agent {
     clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
     this.o.log(`activity ${a.activityId}: ${a.status}${a.message ? ` (${a.message})` : ""}`);
+    this.publishEnd(a);
+    void this.publishCurrentState(a.activityId);
+  }
+
+  /** The final feedback of `a`; its record goes once the broker acknowledges it (if it is done). */
+  private publishEnd(a: Activity): void {
+    this.endInFlight = a.activityId;
     this.feedback(a.activityId, feedbackOf(a), () => {
+      if (this.endInFlight === a.activityId) this.endInFlight = undefined;
       if (a.phase === "done" && this.store.load()?.activityId === a.activityId) this.store.clear();
     });
-    void this.publishCurrentState(a.activityId);
+  }
+
+  /**
+   * Publishes again the end of an activity whose record is still `done`: the broker never
+   * acknowledged its final feedback (the link dropped first, or the activity ended while the
+   * broker was away), and the back end would otherwise see it running for ever.
+   */
+  private resendEnd(a: Activity): void {
+    if (this.endInFlight === a.activityId) return; // sent on this connection, its acknowledgement to come
+    this.o.log(`activity ${a.activityId}: the broker did not acknowledge its end (${a.status}): publishing it again`);
+    this.publishEnd(a);
   }
 
   private async publishCurrentState(activityId: string): Promise<void> {
@@ -462,6 +490,8 @@ export class Agent {
       return this.refuse(m.activityId, `Cannot start activity ${m.activityId}: its timestamp ${when(m.timestamp)} is older than that of the last desired state applied (${when(done.timestamp)}), so it is not the newest; publish it with a newer timestamp to apply it`, digest);
     }
     const left = this.active ? undefined : this.store.load();
+    // Its record is about to be overwritten: its end, not acknowledged yet, goes again first.
+    if (left?.phase === "done") this.resendEnd(left);
     if (left && left.phase !== "done") {
       // Not normally reached (a failed rollback stays active): a record left unfinished is finished before anything else.
       this.o.log(`found activity ${left.activityId} unfinished in phase ${left.phase}`);
