@@ -515,7 +515,8 @@ export class Agent {
     const placeholder: Activity = { activityId: m.activityId, ...stamp, startedAt: new Date().toISOString(), commandFlow: false, phase: "received", status: "IDENTIFYING", actions: [] };
     this.active = placeholder;
     // Persisted before the broker hears of it: an agent killed while identifying still closes the activity on its next start.
-    this.store.save(placeholder);
+    // The file there is not this activity's (it may be an earlier one's end, unacknowledged): it stays.
+    if (!this.recorded(placeholder, false)) return;
     this.feedback(m.activityId, feedbackOf(placeholder));
     faultPoint("agent:received"); // kill-point tests (fioup/fault.ts)
     let a: Activity;
@@ -531,7 +532,7 @@ export class Agent {
     }
     if (m.timestamp !== undefined) {
       a.timestamp = m.timestamp;
-      this.store.save(a);
+      if (!this.recorded(a, true)) return;
     }
     this.active = a;
     this.changed(a);
@@ -547,6 +548,25 @@ export class Agent {
       this.working = false;
     }
     if (this.unfinished?.a !== a) this.finish(a);
+  }
+
+  /**
+   * Writes the record of an activity before any container changes; if it cannot be written (a full
+   * disk), the activity is refused, saying why: applied unrecorded, a crash in the middle could not
+   * be undone. Refused for the moment, not for good: the same message is taken once there is room.
+   * `ours`: the file holds this activity's earlier record, which goes.
+   */
+  private recorded(a: Activity, ours: boolean): boolean {
+    try {
+      this.store.save(a);
+      return true;
+    } catch (err) {
+      this.working = false;
+      this.active = undefined;
+      if (ours) this.store.clear();
+      this.refuse(a.activityId, `Cannot start activity ${a.activityId}: cannot write its record ${this.store.path} (${reason(err)})`);
+      return false;
+    }
   }
 
   private async command(m: CommandMessage): Promise<void> {
@@ -589,7 +609,12 @@ export class Agent {
         a.status = "INCOMPLETE";
         a.message = `${err.message}; nothing was changed`;
         a.phase = "done";
-        this.store.save(a);
+        try {
+          this.store.save(a);
+        } catch (err) {
+          // Nothing changed on the device: its end is still told (a restart before it is acknowledged closes it INCOMPLETE too).
+          this.o.log(`cannot record the end of activity ${a.activityId} in ${this.store.path}: ${reason(err)}`);
+        }
       } else await this.rollbackOrRetry(d, a, err.message);
     } finally {
       this.working = false;
