@@ -35,6 +35,8 @@ export interface TargetSource {
   root?: RootFile;
   /** With server: the rollout holding each version back, if the token may read them (lib/api/rollout-hold.ts). */
   holds?: Map<string, RolloutRow>;
+  /** Where the TUF client's metadata folder is made for the while: preload's work folder, which a stop (Ctrl-C) removes. */
+  scratch?: string;
 }
 
 /**
@@ -53,10 +55,10 @@ export async function chooseTarget(
   const from = bundle ? `the bundle ${bundle.dir}` : (source.targets ?? `${source.server}/repo/`);
   info(`verifying the targets of ${from} against the TUF root ${source.root?.file ?? `${source.server}/repo/1.root.json`}`);
   const verified = bundle
-    ? await targetsFromBundle(bundle, source.root!)
+    ? await targetsFromBundle(bundle, source.root!, source.scratch)
     : source.targets
       ? await targetsFromFiles(source.targets, source.root!)
-      : await targetsFromGateway(source.server!, source.token!, source.ca!, source.root);
+      : await targetsFromGateway(source.server!, source.token!, source.ca!, source.root, source.scratch);
   // A bundle holds the blobs of one target: that version, unless another is named (and then refused below).
   const target = selectTarget(verified.targets, { hwid: want.hwid, tags: [want.tag], version: want.version ?? bundle?.index.bundle.version });
   if (!target) {

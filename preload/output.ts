@@ -393,9 +393,11 @@ export const partialPath = (out: string): string => `${out}.partial`;
 /**
  * Writes `tree` to `out` in the given format. For "dir" the tree is moved into
  * place (into the folder `out` if it is there, a mount point included); for "tar" and "ext4"
- * the tree is left as it is and the caller removes it.
+ * the tree is left as it is and the caller removes it. `onReplace` is told when the folder `out`
+ * is about to be emptied (`held`: it holds an earlier image), from which point a stop leaves it
+ * empty (WorkDir.replacingOut).
  */
-export async function writeOutput(tree: string, out: string, format: OutputFormat, o: { size?: number } = {}): Promise<void> {
+export async function writeOutput(tree: string, out: string, format: OutputFormat, o: { size?: number; onReplace?: (held: boolean) => void } = {}): Promise<void> {
   await mkdir(dirname(out), { recursive: true });
   if (format === "dir") {
     const there = await stat(out).catch(() => undefined);
@@ -412,6 +414,7 @@ export async function writeOutput(tree: string, out: string, format: OutputForma
       await checkRoom([{ dir: out, bytes: (await treeSize(tree)).allocated, freed: held ? (await treeSize(out)).allocated : 0, what: "the image" }]);
     }
     try {
+      o.onReplace?.(held);
       await empty();
       for (const name of await readdir(tree)) {
         try {

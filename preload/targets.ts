@@ -125,14 +125,15 @@ function ourTargets(t: Targets): Record<string, TargetEntry> {
  * Runs the TUF client workflow on an offline bundle's metadata (from `gateway export`),
  * starting from `rootFile`: a bundle cannot vouch for its own first root, so the caller
  * names the root it trusts. Only a full bundle (made without `--from`) can be preloaded.
+ * `scratch`: where its metadata folder is made for the while (preload's work folder, which a stop removes).
  *
  * @throws {TargetsVerificationError} A bundle made with --from. @throws {InvalidBundleError} Not a complete bundle.
  */
-export async function targetsFromBundle(bundle: Bundle, rootFile: RootFile): Promise<VerifiedTargetSet> {
+export async function targetsFromBundle(bundle: Bundle, rootFile: RootFile, scratch = tmpdir()): Promise<VerifiedTargetSet> {
   if (bundle.index.bundle.from !== undefined) {
     throw new TargetsVerificationError(`Cannot preload from ${bundle.dir}: it was made --from ${bundle.index.bundle.from} and lacks what that version had; export one without --from`);
   }
-  const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
+  const dir = await mkdtemp(join(scratch, "preload-tuf-"));
   try {
     await writeFile(join(dir, "root.json"), rootFile.json);
     const verified = await verifyAndLoadTargets({ metadataDir: dir, metadataBaseUrl: BUNDLE_METADATA_BASE_URL, fetch: bundleMetadataFetch(bundle.dir) });
@@ -145,13 +146,13 @@ export async function targetsFromBundle(bundle: Bundle, rootFile: RootFile): Pro
 /**
  * Runs the TUF client workflow against the gateway's /repo/ with an API token
  * (viewer, publish or admin: each reads the main chain), starting from `rootFile` if given, else from the gateway's 1.root.json
- * fetched over the CA pinned by the token.
+ * fetched over the CA pinned by the token. `scratch` as for {@link targetsFromBundle}.
  *
  * @throws {GatewayAccessError} The token is refused (401, 403) or there is no TUF repository (404).
  * @throws {TargetsVerificationError} Another HTTP error for 1.root.json.
  */
-export async function targetsFromGateway(server: string, token: string, ca: string, rootFile?: RootFile): Promise<VerifiedTargetSet> {
-  const dir = await mkdtemp(join(tmpdir(), "preload-tuf-"));
+export async function targetsFromGateway(server: string, token: string, ca: string, rootFile?: RootFile, scratch = tmpdir()): Promise<VerifiedTargetSet> {
+  const dir = await mkdtemp(join(scratch, "preload-tuf-"));
   try {
     const headers = () => ({ authorization: `Bearer ${token}` });
     // Under the server's path (https://host/ota/repo/...), as fioup and the admin client join it.

@@ -40,3 +40,29 @@ test("a full disk is said as what preload writes beside --out; other errors are 
   );
   expect(noSpaceError(new Error("other"), { outPath, format: "dir" })).toBeUndefined();
 });
+
+test("stopped while --out (a folder holding an earlier image) is being replaced: --out is left empty and said so, not 'as it was'", async () => {
+  const out = join(dir, "replace", "img");
+  mkdirSync(join(out, "etc"), { recursive: true });
+  writeFileSync(join(out, "etc", "os-release"), "half of the new image");
+  // A preload at the copy into --out (writeOutput told it, onReplace), stopped by SIGTERM.
+  const script = join(dir, "replace", "stop.ts");
+  writeFileSync(
+    script,
+    `import { openWorkDir } from ${JSON.stringify(join(import.meta.dir, "work-dir.ts"))};
+const work = await openWorkDir(${JSON.stringify(out)}, { info: () => {} });
+work.replacingOut(true);
+console.log("ready");
+await Bun.sleep(30_000);
+`,
+  );
+  const p = Bun.spawn([process.execPath, script], { stdout: "pipe", stderr: "pipe" });
+  const reader = p.stdout.getReader();
+  expect(new TextDecoder().decode((await reader.read()).value)).toContain("ready");
+  p.kill("SIGTERM");
+  expect(await p.exited).toBe(143);
+  const err = await new Response(p.stderr).text();
+  expect(err).toContain(`preload: stopped by SIGTERM; removed the unfinished image; ${out} is left empty: the earlier image it held was removed before the new one was copied in`);
+  expect(readdirSync(out)).toEqual([]);
+  expect(readdirSync(join(dir, "replace")).sort()).toEqual(["img", "stop.ts"]);
+});

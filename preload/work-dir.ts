@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UsageError } from "../lib/cli/command.ts";
@@ -34,6 +34,12 @@ const OWNER_FILE = "owner.lock";
 /** This run's work folder; until {@link close}, a SIGINT or SIGTERM removes it and exits. */
 export interface WorkDir {
   readonly path: string;
+  /**
+   * Says that the folder --out is being emptied and filled (format dir, --out there already): a
+   * signal from now on leaves it empty, and says so (`held`: it held an earlier image), where it
+   * would otherwise say --out is as it was.
+   */
+  replacingOut(held: boolean): void;
   /** Ends the signal handling and removes the work folder and --out's `.partial`. */
   close(): Promise<void>;
 }
@@ -57,15 +63,24 @@ export async function openWorkDir(outPath: string, o: { info: (line: string) => 
     throw cannotMake(e, folder, outPath);
   });
   acquireLock(join(path, OWNER_FILE));
+  let replacing: { held: boolean } | undefined;
   const releaseSignals = exitOnSignal("preload", () => {
     o.onStop?.();
     rmSync(path, { recursive: true, force: true });
     rmSync(partialPath(outPath), { force: true });
+    if (replacing) {
+      // Never a half image that looks like one (as output.ts leaves it on an error).
+      for (const name of readdirSync(outPath)) rmSync(join(outPath, name), { recursive: true, force: true });
+      return `removed the unfinished image; ${outPath} is left empty${replacing.held ? ": the earlier image it held was removed before the new one was copied in" : ""}`;
+    }
     removeMade();
     return `removed the unfinished image, ${outPath} is as it was`;
   });
   return {
     path,
+    replacingOut(held) {
+      replacing = { held };
+    },
     async close() {
       releaseSignals();
       await rm(path, { recursive: true, force: true });

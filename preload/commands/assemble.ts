@@ -149,7 +149,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
         : undefined;
     const tag = flags.tag ?? decision.tags[0]!;
     const { verified, target } = await chooseTarget(
-      { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root, ...(holds ? { holds } : {}) },
+      { bundle, targets: flags.targets, server: flags.server, token, ca, root: checked.root, scratch: work.path, ...(holds ? { holds } : {}) },
       { hwid: flags.hwid, tag, version: flags.target },
       (line) => out.info(line),
     );
@@ -209,7 +209,7 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
         throw explainTlsFailure(err, { ca: checked.ca !== undefined, token: token !== undefined, server: flags.server !== undefined }) ?? err;
       })
       .finally(() => progress.clear());
-    await progress.during(`writing ${format} output to ${outPath}`, () => writeOutput(tree, outPath, format, { size }));
+    await progress.during(`writing ${format} output to ${outPath}`, () => writeOutput(tree, outPath, format, { size, onReplace: (held) => work.replacingOut(held) }));
     out.result(
       { ...result, out: outPath, format, ref: flags.ref, tag },
       () =>
