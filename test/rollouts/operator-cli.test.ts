@@ -156,7 +156,9 @@ test('--window "" (an empty shell variable) is refused with exit 2, not taken as
 
 test("rollouts create --help explains the duration and window forms it takes, with examples that parse", () => {
   const help = cli("create", "--help").out;
-  expect(help).toContain("Durations are a whole number with s, m, h, d or w (90s, 30m, 1h, 2d), or seconds.");
+  expect(help).toContain("Durations are a whole number with its unit, s, m, h, d or w (90s, 30m, 1h, 2d).");
+  // As it says: a bare number is refused (it once said "or seconds").
+  expect(offlineCreate("--soak", "1800")).toEqual({ code: 2, err: expect.stringContaining("--soak") });
   const windows = [...help.matchAll(/"((?:Sat|Mon|daily)[^"]*)"/g)];
   expect(windows.map((w) => w[1])).toEqual(expect.arrayContaining(["Mon-Fri 22:00-06:00", "daily 01:00-05:00; Sat,Sun 00:00-24:00"]));
   for (const window of windows) {
