@@ -845,12 +845,12 @@ async function insertRolloutEvents(sql: SQL, events: Omit<RolloutEventRow, "id">
   );
 }
 
-/** Whether PostgreSQL refused a statement for its data (SQLSTATE class 22 or 23), not for a failure of its own or of the connection. */
 /** SQL for a timestamptz as the ISO text JavaScript's toISOString writes (leases.expires_at is TEXT, compared as text). */
 function isoText(timestamptz: string): string {
   return `to_char((${timestamptz}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 }
 
+/** Whether PostgreSQL refused a statement for its data (SQLSTATE class 22 or 23), not for a failure of its own or of the connection. */
 function refusedForData(err: unknown): boolean {
   const state = (err as { errno?: unknown }).errno;
   return typeof state === "string" && /^2[23]/.test(state);
