@@ -10,6 +10,7 @@ import { LABELS } from "./create-body.ts";
 import type { Activity } from "./activity.ts";
 import { CONCURRENCY, reason, setPhase, type ApplyDeps } from "./_phase.ts";
 import { faultPoint } from "../fault.ts";
+import { EngineError } from "./container-engine.ts";
 
 /**
  * Undoes whatever update and activate did: removes the activity's new
@@ -18,15 +19,19 @@ import { faultPoint } from "../fault.ts";
  * restores in-place settings. The activity ends INCOMPLETE with `why`, and
  * each action it undid UPDATE_FAILURE (REMOVAL_FAILURE for a destroy), "rolled back".
  * Safe to run again after a crash in the middle of it.
+ * @throws {EngineError} The engine cannot be reached (the activity stays `rolling-back`, to be run again).
  */
 export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<void> {
   setPhase(d, a, "rolling-back");
   const errors: string[] = [];
+  /** The engine stopped answering (no HTTP status): the rollback is not over, but to be tried again. */
+  let gone: EngineError | undefined;
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
     } catch (err) {
-      errors.push(`${what}: ${reason(err)}`);
+      if (err instanceof EngineError && err.status === undefined) gone ??= err;
+      else errors.push(`${what}: ${reason(err)}`);
     }
   };
   const created = (await d.engine.listContainers([`${LABELS.activity}=${a.activityId}`])).filter((c) => c.Labels?.[LABELS.owner] === d.instance);
@@ -63,6 +68,10 @@ export async function rollback(d: ApplyDeps, a: Activity, why: string): Promise<
       faultPoint("agent:restored", { name: x.name }); // kill-point tests (fioup/fault.ts)
     });
   });
+  // Thrown once every step was tried (none left running to race the retry): the activity stays
+  // `rolling-back`, and the agent retries it with backoff (agent.ts) instead of ending it
+  // "rollback incomplete" for good over an engine that was restarting.
+  if (gone) throw gone;
   for (const x of a.actions) {
     // An action that failed keeps its own reason; one the apply had not reached changed nothing.
     if (x.kind === "keep" || x.status.endsWith("_FAILURE") || x.status === "IDENTIFIED" || x.status === "DOWNLOAD_SUCCESS") continue;

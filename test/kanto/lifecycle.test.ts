@@ -122,6 +122,35 @@ describe("the engine goes away during an apply", () => {
     // No record is left behind in the state dir once its end is acknowledged.
     await until("activity.json to go", () => existsSync(join(rig.dir, "var/sota/agent/activity.json")), (e) => !e, 10_000, 100);
   }, 120_000);
+
+  test("the engine going away in the middle of the rollback leaves it to be retried, not ended incomplete: the old container runs again", async () => {
+    const svc = n("mid");
+    const ok = [component(svc, slow, [{ key: "restartTimeout", value: "1" }], "a")];
+    // Exits at once: its activation fails, and the rollback begins with the engine there.
+    const failing = [component(svc, slow, [{ key: "restartTimeout", value: "1" }, { key: "cmd", value: "false" }, { key: "restartPolicy", value: "no" }], "b")];
+    expect(await rig.apply("m-0", ok)).toMatchObject({ status: "COMPLETED" });
+    const id = (await rig.containers()).get(svc)!.id;
+
+    // The engine drops out as the rollback removes the new container: restoring the old one finds no engine.
+    proxy.onRequest = (text) => {
+      if (/^DELETE \/[^ ]*\/containers\//.test(text)) {
+        proxy.onRequest = undefined;
+        proxy.cut();
+      }
+    };
+    await publish("m-1", failing);
+    await rig.waitFor((m) => m.activityId === "m-1" && /rollback failed/.test(m.payload?.message ?? ""));
+    await proxy.listen();
+
+    const end = await rig.final("m-1");
+    expect(end.status).toBe("INCOMPLETE");
+    expect(end.message).toContain("the previous containers were restored");
+    expect(end.message).not.toContain("rollback incomplete");
+    expect(rig.feedbacks("m-1").filter((f) => ["COMPLETED", "INCOMPLETE"].includes(f.status))).toHaveLength(1);
+    const ps = await rig.containers();
+    expect([...ps.keys()].filter((k) => k.startsWith(svc))).toEqual([svc]);
+    expect(ps.get(svc)).toMatchObject({ id, state: "running" });
+  }, 120_000);
 });
 
 describe("one agent per state dir", () => {
