@@ -33,7 +33,9 @@ export class ConnectionSet {
       const now = performance.now(); // the deadlines' clock (connection.ts)
       for (const c of this.conns) {
         if (!c.deadline || now < c.deadline) continue;
-        if (c.paused && c.deadlineKind === "stall") c.progress(); // we stopped reading: not the client's delay
+        // We stopped reading (pipelined bytes wait their turn): a request body's stall is then our
+        // delay, not the client's. An answer that does not move is the client's all the same.
+        if (c.paused && c.deadlineKind === "stall" && !c.responding) c.progress();
         else this.#expire(c);
       }
     }, tickMs);

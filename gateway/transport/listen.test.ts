@@ -201,6 +201,7 @@ describe("deadlines, caps and admission", () => {
       }),
       async fetch(req) {
         if (new URL(req.url).pathname === "/private") return Response.json({ error: "no certificate" }, { status: 401 });
+        if (new URL(req.url).pathname === "/big") return new Response(new Uint8Array(32 << 20));
         const body = await req.arrayBuffer();
         bodiesRead++;
         return new Response(`read ${body.byteLength}`);
@@ -281,6 +282,27 @@ describe("deadlines, caps and admission", () => {
     expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
     expect(r.text).toContain("read 20");
   });
+
+  test("a client that pipelines past the head limit and stops reading a large answer is cut at the stall deadline", async () => {
+    // Reading from it is paused while its answer goes out (the pipelined bytes wait their turn),
+    // and that pause is ours: but the answer not moving is the client's, and the connection goes.
+    const t0 = performance.now();
+    const closedAfter = await new Promise<number>((resolve) => {
+      const sock = connect({ host: "127.0.0.1", port: tight.port, ca: caPem2 });
+      sock.on("secureConnect", () => {
+        sock.pause(); // never reads the answer
+        sock.write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+        // Pipelined while the answer goes out: past the head limit, reading from it pauses.
+        setTimeout(() => sock.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3000)), 100);
+      });
+      sock.on("error", () => {});
+      sock.on("close", () => resolve(performance.now() - t0));
+      setTimeout(() => {
+        sock.destroy();
+      }, 8000);
+    });
+    expect(closedAfter).toBeLessThan(5000); // the stall deadline is 0.8 s here; 8 s: never cut
+  }, 15_000);
 
   test("a client with a verified certificate gets the idle deadline for its head", async () => {
     const r = await slow(["GET / HTTP/1.1\r\n", "Host: x\r\n", "Connection: close\r\n", "\r\n"], 300, true);
