@@ -473,6 +473,16 @@ export function storeContract(open: () => Promise<Store>) {
     expect(sum.total).toBeGreaterThanOrEqual(5);
   });
 
+  test("fleetSummary() counts the devices of every target they run, not only the first 100 (the Targets page reads its counts there)", async () => {
+    const s = await open();
+    const hw = `hw-${uniq()}`;
+    const devices = Array.from({ length: 120 }, () => aDevice({ hardwareId: hw }));
+    for (const d of devices) await s.putDevice(d);
+    await s.recordSightings(devices.map((d, i) => ({ uuid: d.uuid, at: new Date().toISOString(), currentTarget: `${hw}-${i}` })));
+    const { versions } = await s.fleetSummary(new Date(Date.now() - 3600_000).toISOString(), 10);
+    expect(versions.filter((v) => v.target?.startsWith(`${hw}-`)).length).toBe(120);
+  });
+
   test("searchDevices(): a device that never checked in is never-seen past the cut-off, not offline, in the list, its filters and the summary", async () => {
     const s = await open();
     const hw = `hw-${uniq()}`;

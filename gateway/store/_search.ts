@@ -223,8 +223,11 @@ export function searchSql(d: Dialect, s: DeviceSearch) {
 export function summarySql(d: Dialect) {
   return {
     byStatus: `SELECT ${effective(d.param(1))} AS s, count(*) AS n FROM devices GROUP BY 1`,
+    // Every target devices run, not the first 100: the Targets page reads each one's count here,
+    // and a fleet of many hardware ids runs more (one showed "0 devices" for a target in use). The
+    // GROUP BY reads every device either way; there are as many rows as targets in use.
     versions: `SELECT current_target AS target, count(*) AS n FROM devices WHERE revoked_at IS NULL
-               GROUP BY current_target ORDER BY 2 DESC, 1 LIMIT 100`,
+               GROUP BY current_target ORDER BY 2 DESC, 1`,
     failures: `SELECT *, ${effective(d.param(1))} AS effective FROM devices
                WHERE status IN ('failed', 'rolled-back') AND revoked_at IS NULL ORDER BY status_at DESC LIMIT ${d.param(2)}`,
   };

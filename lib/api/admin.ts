@@ -351,7 +351,7 @@ export type FleetDeviceList = Static<typeof FleetDeviceList>;
 export const FleetSummary = Type.Object({
   total: Type.Integer(),
   byStatus: Type.Record(Type.String(), Type.Integer()),
-  /** Devices per current target (null: not reported yet), most first. */
+  /** Devices per current target (null: not reported yet), most first: every target a device runs. */
   versions: Type.Array(Type.Object({ target: Type.Union([Type.String(), Type.Null()]), devices: Type.Integer() })),
   recentFailures: Type.Array(FleetDevice),
   /** Device check-ins this gateway served per minute, oldest first; the last entry is the current minute. */
