@@ -25,7 +25,9 @@
  * to 30 s and resets once connected. A broker that lost its retained messages
  * (restarted without persistence) gets the current state again on reconnect.
  * A failed or lost connection is logged naming the broker (its password masked)
- * and why, once per problem rather than at every retry.
+ * and why, once per problem rather than at every retry. A connection whose
+ * subscriptions the broker refuses (its ACL) counts as failed: it would never
+ * get a desired state, so it is closed and retried with the same backoff.
  *
  * @module
  */
@@ -211,7 +213,7 @@ export class Agent {
     const client = mqtt.connect({ ...opts, ...brokerOptions(cfg.url) });
     this.client = client;
     const broker = `the broker ${shownUrl(cfg.url)}`;
-    /** Closes since the agent last connected: the next reconnect waits {@link backoff}. */
+    /** Closes since the agent last connected (and subscribed): the next reconnect waits {@link backoff}. */
     let closes = 0;
     const backoff = () => backoffDelay(closes + 1, MIN_BACKOFF_MS, MAX_BACKOFF_MS);
     let retry: ReturnType<typeof setTimeout> | undefined;
@@ -221,19 +223,27 @@ export class Agent {
     let failed = false;
     /** The last problem logged: the same one on every retry is said once, until it changes or the agent connects. */
     let told: string | undefined;
-    const problem = (why: string) => {
+    const problem = (why: string) => tell(`${up ? "Lost" : "Cannot connect to"} ${broker}: ${why}`);
+    const tell = (line: string) => {
       failed = true;
-      const line = `${up ? "Lost" : "Cannot connect to"} ${broker}: ${why}`;
       if (line === told) return;
       told = line;
       const wait = backoff();
       this.o.log(`${line}; reconnecting in ${wait} ms${wait === MIN_BACKOFF_MS ? ` (the delay doubles up to ${MAX_BACKOFF_MS / 1000} s)` : ""}`);
     };
     client.on("connect", () => {
-      closes = 0;
       up = true;
-      told = undefined;
-      void this.connected();
+      void this.connected().then((refused) => {
+        if (refused === undefined) {
+          closes = 0;
+          told = undefined;
+          return;
+        }
+        // Connected but deaf (the broker's ACL): a connection that would never get a desired state is
+        // not kept. It is closed, and the close retries with backoff; said once, while it stays so.
+        tell(`Cannot use ${broker}: it refused the subscription to ${refused}: desired states will not be received until it accepts it (check the broker's ACL for this client)`);
+        client.end(true);
+      });
     });
     client.on("close", () => {
       if (this.o.signal.aborted || retry) return;
@@ -270,9 +280,9 @@ export class Agent {
   /** The activity whose end was published since the last reconnect and is not acknowledged yet. */
   private endInFlight?: string;
 
-  private async connected(): Promise<void> {
+  /** Once connected: ends to publish, subscriptions; the topics the broker refused, and why, if it refused any. */
+  private async connected(): Promise<string | undefined> {
     const client = this.client!;
-    this.o.log(`connected to ${shownUrl(this.o.cfg.url)}`);
     if (this.recovered) {
       const a = this.recovered;
       this.recovered = undefined;
@@ -284,13 +294,23 @@ export class Agent {
       if (left?.phase === "done") this.resendEnd(left);
     }
     // A clean session each time: subscribe again on every connect.
-    await new Promise<void>((resolve) =>
-      client.subscribe([TOPICS.desiredState, TOPICS.command, TOPICS.currentStateGet], { qos: 1 }, (err) => {
-        if (err) this.o.log(`cannot subscribe: ${err.message}`);
-        resolve();
+    const topics = [TOPICS.desiredState, TOPICS.command, TOPICS.currentStateGet];
+    const refused = await new Promise<string | undefined>((resolve) =>
+      client.subscribe(topics, { qos: 1 }, (err) => {
+        if (!err) return resolve(undefined);
+        // The SUBACK's codes, one per topic in order (0x80 and up: refused), when the broker answered.
+        const codes = (err as { packet?: { granted?: unknown } }).packet?.granted;
+        if (!Array.isArray(codes)) {
+          this.o.log(`cannot subscribe: ${err.message}`); // the connection went first: its close reconnects
+          return resolve(undefined);
+        }
+        resolve(`${topics.filter((_, i) => typeof codes[i] !== "number" || codes[i] >= 0x80).join(", ")} (${err.message})`);
       }),
     );
+    if (refused !== undefined) return refused;
+    this.o.log(`connected to ${shownUrl(this.o.cfg.url)}`);
     await this.publishCurrentState(`initial-current-state-${Date.now()}`);
+    return undefined;
   }
 
   private publish(topic: string, body: unknown, opts: { retain?: boolean } = {}, done?: () => void): void {
