@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileExistsError, renameDurable, writeFileAtomic, writeFileAtomicSync, writeNewFilesAtomic } from "./atomic-write.ts";
@@ -78,4 +78,27 @@ describe("writeNewFilesAtomic", () => {
     expect(readdirSync(dir)).not.toContain("pair-b.key");
     expect(readFileSync(b, "utf8")).toBe("old public");
   });
+});
+
+test("writeFileAtomic of a stream on a file system that fills: it fails and the old file stays whole, never a cut-off new one", async () => {
+  // A write larger than the space left is written in part (a short write), without an error; the
+  // error comes only at the next write. The last chunk's short write must not pass for the whole.
+  const mnt = join(dir, "small-fs");
+  mkdirSync(mnt);
+  expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]).exitCode).toBe(0);
+  try {
+    const path = join(mnt, "backup.bin");
+    await writeFileAtomic(path, "old");
+    const free = statfsSync(mnt).bavail * statfsSync(mnt).bsize;
+    expect(Bun.spawnSync(["fallocate", "-l", String(free - 64 * 1024), join(mnt, "filler")]).exitCode).toBe(0);
+    async function* stream() {
+      yield new Uint8Array(16 * 1024); // fits
+      yield new Uint8Array(256 * 1024); // the last chunk: only part of it fits
+    }
+    await expect(writeFileAtomic(path, stream())).rejects.toMatchObject({ code: "ENOSPC" });
+    expect(readFileSync(path, "utf8")).toBe("old");
+    expect(readdirSync(mnt).sort()).toEqual(["backup.bin", "filler"]);
+  } finally {
+    Bun.spawnSync(["umount", mnt]);
+  }
 });

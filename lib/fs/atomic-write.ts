@@ -55,7 +55,7 @@ export async function writeFileAtomic(
     const fh = await open(tmp, "wx", mode);
     try {
       if (typeof data === "string" || data instanceof Uint8Array) await fh.writeFile(bytesOf(data));
-      else for await (const chunk of data) await fh.write(chunk); // a stream: memory stays flat
+      else for await (const chunk of data) await writeWhole(fh, chunk); // a stream: memory stays flat
       await fh.chmod(mode); // the umask may have narrowed the mode given to open()
       await fh.sync();
     } finally {
@@ -67,6 +67,19 @@ export async function writeFileAtomic(
     await rm(tmp, { force: true });
   }
   await syncDir(dir);
+}
+
+/**
+ * Writes all of `chunk`: one write() may take only part of it (a file system with less room left
+ * than the chunk takes what fits, and says ENOSPC only at the next write), and a cut-off last chunk
+ * would otherwise be renamed into place as the whole file.
+ */
+async function writeWhole(fh: Awaited<ReturnType<typeof open>>, chunk: Uint8Array): Promise<void> {
+  for (let done = 0; done < chunk.byteLength; ) {
+    const { bytesWritten } = await fh.write(chunk, done, chunk.byteLength - done);
+    if (bytesWritten <= 0) throw Object.assign(new Error(`write took no bytes of ${chunk.byteLength - done}`), { code: "EIO" });
+    done += bytesWritten;
+  }
 }
 
 /** A file {@link writeNewFilesAtomic} would have replaced; none of the set was written. */
