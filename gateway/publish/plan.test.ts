@@ -38,6 +38,19 @@ describe("planService", () => {
     expect(c.build.variant).not.toBe(a.build.variant);
   });
 
+  test("the variant is the same for the same repo checked out in two folders (two CI workspaces), a build.dockerfile too", async () => {
+    const variants = [];
+    for (const dir of [await repoDir(), await repoDir()]) {
+      await writeFile(join(dir, "web", "api", "Dockerfile.prod"), "FROM scratch\n");
+      const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };
+      const p = planService(dir, app, svc({ build: true, buildContext: "api", dockerfile: "Dockerfile.prod", buildTarget: "run" }), [], "main");
+      if (!("build" in p)) throw new Error("expected a build");
+      variants.push(p.build.variant);
+    }
+    expect(variants[0]).toMatch(/^[0-9a-f]{8}$/);
+    expect(variants[1]).toBe(variants[0]);
+  });
+
   test("a context naming a top-level image directory uses that build", async () => {
     const dir = await repoDir();
     const app = { name: "web", dir: join(dir, "web"), composeFileName: "compose.yaml", gitIgnored: [], files: [] };

@@ -154,8 +154,14 @@ export function planService(repoDir: string, app: AppDir, svc: ComposeService, b
     const top = builds.find((b) => real(b.dir) === ctx);
     if (top && !custom) return { build: topLevelBuild(top) };
     const args = svc.buildArgs ?? {};
-    const key = `${ctx}\0${dockerfile ?? "Dockerfile"}\0${svc.buildTarget ?? ""}\0${JSON.stringify(Object.entries(args).sort())}`;
+    const targetAndArgs = `\0${svc.buildTarget ?? ""}\0${JSON.stringify(Object.entries(args).sort())}`;
+    const key = `${ctx}\0${dockerfile ?? "Dockerfile"}${targetAndArgs}`;
     const rel = relative(root, ctx) || ".";
+    // The variant tags the image in the registry, so it says what the build is, not where the checkout
+    // is: the Dockerfile relative to its context. With its absolute path, the same commit published
+    // from two CI workspaces got two tags, and the second publish rebuilt and pushed it again. Without
+    // a build.dockerfile the text is the one hashed before, so those tags stay as they were.
+    const variantOf = `\0${dockerfile ? relative(ctx, dockerfile).split(sep).join("/") : "Dockerfile"}${targetAndArgs}`;
     return {
       build: {
         key,
@@ -165,7 +171,7 @@ export function planService(repoDir: string, app: AppDir, svc: ComposeService, b
         ...(svc.buildTarget ? { target: svc.buildTarget } : {}),
         ...(Object.keys(args).length ? { buildArgs: args } : {}),
         from: join(rel, svc.dockerfile ?? "Dockerfile"),
-        ...(custom ? { variant: createHash("sha256").update(key.slice(ctx.length)).digest("hex").slice(0, 8) } : {}),
+        ...(custom ? { variant: createHash("sha256").update(variantOf).digest("hex").slice(0, 8) } : {}),
       },
     };
   }
