@@ -55,4 +55,29 @@ describe("pinCompose with merge keys", () => {
     expect(again.services[0]!.image).toBe(`r:1/main/nginx@${D}`);
     expect(parse(pinned.text, { merge: true }).services.a.restart).toBe("always");
   });
+
+  test("a build that comes through a merge key is dropped too: the service is written out in full", async () => {
+    const src = [
+      "x-common: &common",
+      "  build: ../api",
+      "  restart: always",
+      "services:",
+      "  api:",
+      "    <<: *common",
+      "    environment:",
+      "      A: b",
+      "  own:",
+      "    <<: [*common]",
+      "    build: ./own # its own build over the merged one",
+      "  web:",
+      "    image: nginx:alpine # third party",
+      "",
+    ].join("\n");
+    const pinned = await pinCompose(parseCompose(src, "m.yml"), async (s) => `r:1/main/${s.name}@${D}`);
+    const doc = parse(pinned.text, { merge: true });
+    expect(doc.services.api).toEqual({ image: `r:1/main/api@${D}`, restart: "always", environment: { A: "b" } });
+    expect(doc.services.own).toEqual({ image: `r:1/main/own@${D}`, restart: "always" });
+    expect(pinned.text).toContain("# third party");
+    for (const s of parseCompose(pinned.text, "m.yml").services) expect(s.build).toBe(false);
+  });
 });

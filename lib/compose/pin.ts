@@ -1,13 +1,15 @@
 /**
  * Pinning makes an app version immutable: every service image is
  * rewritten to `<registry>/<path>@sha256:<manifest digest>` as resolved at
- * publish time, and `build:` sections are dropped (the device never builds).
+ * publish time, and `build:` sections are dropped (the device never builds),
+ * also one a service takes through a `<<` merge key (that service is written
+ * out in full).
  * An interpolated file keeps its resolved values, with `$` written as `$$`.
  * Everything else in the file, comments included, is kept as written.
  *
  * @module
  */
-import { visit } from "yaml";
+import { isMap, isScalar, visit, type Document } from "yaml";
 import type { ComposeFile, ComposeService } from "./compose-file.ts";
 import { escapeInterpolation } from "./interpolate.ts";
 
@@ -52,6 +54,7 @@ export async function pinCompose(compose: ComposeFile, resolve: ImageResolver): 
     if (!PINNED.test(to)) {
       throw new UnpinnedImageError(to, `Cannot pin service "${svc.name}" of ${compose.file} to`);
     }
+    if (svc.build && hasMergeKey(doc.getIn(["services", svc.name], true))) writeOutMerged(doc, svc.name);
     doc.setIn(["services", svc.name, "image"], to);
     if (svc.build) doc.deleteIn(["services", svc.name, "build"]);
     pins[svc.name] = { from: svc.image, to };
@@ -65,4 +68,22 @@ export async function pinCompose(compose: ComposeFile, resolve: ImageResolver): 
     });
   }
   return { text: doc.toString({ lineWidth: 0 }), pins };
+}
+
+/** True if a service's map takes keys through `<<` (a merge key: the yaml package reads it as a symbol). */
+function hasMergeKey(node: unknown): boolean {
+  if (!isMap(node)) return false;
+  return node.items.some(({ key }) => isScalar(key) && (key.value === "<<" || (typeof key.value === "symbol" && key.value.description === "<<")));
+}
+
+/**
+ * Replaces a service that takes keys through `<<` with the service as compose reads it, every
+ * key written out (its comments are lost). Deleting `build` deletes only a key written in the
+ * service itself: one it takes through the merge stays, and so would the device's compose see it,
+ * pointing at a context the bundle does not hold. Changing the anchored map instead would change
+ * every other service and `x-` block that merges it.
+ */
+function writeOutMerged(doc: Document, service: string): void {
+  const merged = (doc.toJS({ maxAliasCount: 1000 }) as { services: Record<string, unknown> }).services[service];
+  doc.setIn(["services", service], doc.createNode(merged, { aliasDuplicateObjects: false }));
 }
