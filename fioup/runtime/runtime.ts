@@ -15,7 +15,7 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppState } from "../../lib/api/device.ts";
 import { isAppName } from "../../lib/api/target.ts";
-import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { syncDir, writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import {
   BUNDLE_INDEX_DIGEST_ANNOTATION,
   COMPOSE_FILE_NAMES,
@@ -326,6 +326,8 @@ export class Runtime {
     // A crash here leaves no dir under the name but the staged one: the next swap finishes.
     this.factsCache.delete(name);
     await rename(staged, dest);
+    // On disk before the install step records the swap (the staged tree itself was synced when extracted).
+    await syncDir(this.config.composeAppsRoot);
     await rm(old, { recursive: true, force: true });
     return true;
   }

@@ -216,3 +216,37 @@ describe("extractBundle", () => {
     expectUntouched(parent);
   });
 });
+
+test("the extracted tree is on disk before it is renamed into place, and the rename after it (strace)", async () => {
+  // What a power cut needs: every file's content (beforeCommit's too) and every directory synced
+  // before the temp dir becomes the app dir, then the parent synced. Seen from the real process's
+  // system calls: fsync of each path before the rename, fsync of the parent after it.
+  const { parent, dest } = fresh();
+  const bundle = write(await tgz([{ name: "docker-compose.yml", content: "services: {}" }, { name: "conf/a.conf", content: "A" }]));
+  const index = { "docker-compose.yml": sha("services: {}"), "conf/a.conf": sha("A") };
+  const script = join(work, "extract-traced.ts");
+  writeFileSync(
+    script,
+    `import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { extractBundle } from ${JSON.stringify(join(import.meta.dir, "extract.ts"))};
+await extractBundle({ bundle: ${JSON.stringify(bundle)}, index: ${JSON.stringify(index)}, dest: ${JSON.stringify(dest)}, beforeCommit: async (dir) => {
+  mkdirSync(join(dir, ".fioup"));
+  writeFileSync(join(dir, ".fioup", "app.json"), "{}");
+} });
+`,
+  );
+  const p = Bun.spawnSync(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,rename,renameat,renameat2", process.execPath, script], { stderr: "pipe", stdout: "pipe" });
+  const trace = p.stderr.toString();
+  expect(p.exitCode, trace.slice(-2000)).toBe(0);
+  const lines = trace.split("\n");
+  const renamedAt = lines.findIndex((l) => /rename/.test(l) && l.includes(`"${dest}"`) && l.includes(".app.extract-"));
+  expect(renamedAt, trace.slice(-3000)).toBeGreaterThan(-1);
+  const synced = (path: RegExp, from: number, to: number) => lines.slice(from, to).some((l) => /fsync\(\d+</.test(l) && path.test(l));
+  for (const f of ["docker-compose.yml", "conf/a.conf", "conf", ".fioup/app.json", ".fioup"]) {
+    expect({ f, synced: synced(new RegExp(`\\.app\\.extract-[^/>]+/${f.replace(/\./g, "\\.")}>`), 0, renamedAt) }).toEqual({ f, synced: true });
+  }
+  expect(synced(new RegExp(`\\.app\\.extract-[^/>]+>`), 0, renamedAt)).toBe(true); // the tree's root
+  expect(synced(new RegExp(`<${parent.replace(/[.]/g, "\\.")}>`), renamedAt, lines.length)).toBe(true);
+  expect(readFileSync(join(dest, "conf/a.conf"), "utf8")).toBe("A");
+}, 30_000);

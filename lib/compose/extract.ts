@@ -4,7 +4,8 @@
  * digest the signed app manifest pins. Extraction streams the tgz into a temp
  * dir beside the destination and renames it into place only when everything
  * checked out, so a refused or interrupted bundle never leaves a half-written
- * app dir, and nothing is ever written outside it.
+ * app dir, and nothing is ever written outside it. The tree is synced to disk before that
+ * rename (and the rename after it), so a power cut does not leave one either.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import tar from "tar-stream";
 import { MAX_BUNDLE_FILE_BYTES, type BundleIndex } from "./app-format.ts";
+import { syncDir, syncTree } from "../fs/atomic-write.ts";
 
 /** The bundle holds something that must not be extracted (escaping path or link, device node, oversized file...). */
 export class UnsafeBundleError extends Error {
@@ -278,6 +280,10 @@ export async function extractBundle(opts: ExtractBundleOptions): Promise<Extract
     }
     read = true;
     if (opts.beforeCommit) await opts.beforeCommit(tmp);
+    // On disk before it goes live, its files written by beforeCommit too: after a power cut the
+    // app dir is the old one or the whole new one, never one whose compose file came back empty
+    // (ext4's delayed allocation) while the device's database says it is installed.
+    await syncTree(tmp);
     await replaceDir(tmp, opts.dest);
   } catch (err) {
     src.destroy();
@@ -331,5 +337,6 @@ async function replaceDir(tmp: string, dest: string): Promise<void> {
     if (old) await rename(old, dest); // put the previous app back
     throw err;
   }
+  await syncDir(dirname(dest));
   if (old) await rm(old, { recursive: true, force: true });
 }

@@ -3,12 +3,13 @@
  * new one, never half of either: write a temp file in the same directory,
  * fsync it, rename it over the target, then fsync the directory so the rename
  * itself is on disk. The one atomic-write helper of the tree; the sync twin is
- * for code that cannot await (fioup's blob store, registration).
+ * for code that cannot await (fioup's blob store, registration). A whole tree made in place and
+ * then renamed into use (an app's bundle) is made durable by syncTree.
  *
  * @module
  */
 import { closeSync, fchmodSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { link, mkdir, open, rename, rm } from "node:fs/promises";
+import { link, mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 export interface AtomicWriteOptions {
@@ -159,6 +160,29 @@ export async function renameDurable(file: string, dest: string): Promise<void> {
   }
   await rename(file, dest);
   await syncDir(dirname(dest));
+}
+
+/**
+ * Makes a tree written in place durable before it is renamed into use (an app's extracted bundle):
+ * every regular file's content, then every directory's entries, deepest first. Symbolic links are
+ * entries of their directory. A caller then renames the tree and syncs its parent ({@link syncDir}).
+ *
+ * @throws {NodeJS.ErrnoException} If a file cannot be opened or synced (a directory's fsync refused is not an error, as in syncDir).
+ */
+export async function syncTree(dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) await syncTree(path);
+    else if (e.isFile()) {
+      const fh = await open(path, "r");
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+  await syncDir(dir);
 }
 
 /** Makes a rename or a new entry in `dir` durable. Never throws: some filesystems refuse a directory fsync. */
