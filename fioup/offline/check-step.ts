@@ -8,9 +8,18 @@
  * targets skipped). From there the update is an ordinary one whose content comes from the
  * bundle: the same steps, rollback and events.
  *
+ * The workflow runs on a scratch copy of the device's trusted folder, and what it verified
+ * replaces the trusted files only once the bundle's target is taken. Online, the newest metadata
+ * is the gateway's and the device takes it at every check; a bundle's is only as new as its
+ * export, so metadata taken from a bundle the device then refuses (its target for other tags, not
+ * newer than the running one, marked bad) would refuse every good bundle exported before it as a rollback.
+ *
  * @module
  */
+import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
+import { makeOwnedFolder, removeDeadFolders } from "../../lib/fs/owned-folder.ts";
 import { clockReading, SET_THE_CLOCK } from "../../lib/net/why.ts";
 import { bundleMetadataFetch, bundleRegistries, BUNDLE_METADATA_BASE_URL, BUNDLE_TUF_DIR, type Bundle } from "../../lib/bundle/index.ts";
 import { TargetNotFoundError } from "../../lib/api/target.ts";
@@ -21,20 +30,64 @@ import { currentTarget } from "../update/current-target.ts";
 import { InvalidStateError } from "../update/states.ts";
 import type { Step } from "../update/step.ts";
 
+/** The check's scratch folder in the storage dir, beside the trusted one, and the lock naming its owner (lib/fs/owned-folder.ts). */
+const SCRATCH_PREFIX = "offline-check-";
+const OWNER_LOCK = ".owner.lock";
+/** The files the TUF client keeps in the trusted folder, root first: what a bundle taken puts there. */
+const TRUSTED_FILES = ["root.json", "timestamp.json", "snapshot.json", "targets.json"];
+
+/** A scratch copy of the device's trusted folder: verified into, then taken or dropped. */
+interface ScratchTrust {
+  /** The copy, where the bundle's metadata is verified. */
+  tuf: string;
+  /** Puts the verified files into the device's trusted folder, each replaced atomically. */
+  take(): Promise<void>;
+  /** Removes the scratch folder. */
+  remove(): Promise<void>;
+}
+
+/** Copies the trusted folder of `storagePath` into a scratch folder beside it (what a killed check left there removed first). */
+async function scratchTrust(storagePath: string): Promise<ScratchTrust> {
+  const trusted = join(storagePath, "tuf");
+  await removeDeadFolders(storagePath, SCRATCH_PREFIX, OWNER_LOCK);
+  const work = await makeOwnedFolder(storagePath, SCRATCH_PREFIX, OWNER_LOCK);
+  const tuf = join(work, "tuf");
+  const remove = () => rm(work, { recursive: true, force: true });
+  // No trusted folder: the verifier says there is no trusted root (named as the trusted folder, below).
+  await cp(trusted, tuf, { recursive: true }).catch(async (e) => {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    await remove();
+    throw e;
+  });
+  return {
+    tuf,
+    remove,
+    async take() {
+      for (const name of TRUSTED_FILES) {
+        const file = Bun.file(join(tuf, name));
+        if (await file.exists()) await writeFileAtomic(join(trusted, name), await file.bytes());
+      }
+    },
+  };
+}
+
 /**
- * Verifies the bundle's metadata into the device's trusted store; returns the verified targets.
- * Expired metadata is said with its expiry and the two ways forward: a bundle kept on a shelf
- * longer than the gateway's timestamps live is the usual case offline, not an attack.
+ * Verifies the bundle's metadata into the scratch copy `trust` of the device's trusted folder;
+ * returns the verified targets. Expired metadata is said with its expiry and the two ways
+ * forward: a bundle kept on a shelf longer than the gateway's timestamps live is the usual case
+ * offline, not an attack.
  */
-async function verifiedTargets(ctx: UpdateContext, bundle: Bundle) {
+async function verifiedTargets(ctx: UpdateContext, bundle: Bundle, trust: ScratchTrust) {
   try {
     return await verifyAndLoadTargets({
-      metadataDir: join(ctx.cfg.storagePath, "tuf"),
+      metadataDir: trust.tuf,
       metadataBaseUrl: BUNDLE_METADATA_BASE_URL,
       fetch: bundleMetadataFetch(bundle.dir),
       expiryGraceSeconds: ctx.cfg.offlineExpiryGraceSeconds,
     });
   } catch (err) {
+    // A trusted root missing or unreadable is the device's folder's, not the scratch copy's (removed by then).
+    if (err instanceof Error) err.message = err.message.replaceAll(trust.tuf, join(ctx.cfg.storagePath, "tuf"));
     if (!(err instanceof ExpiredMetadataError)) throw err;
     const file = err.file ?? "metadata";
     const expires = await Bun.file(join(bundle.dir, BUNDLE_TUF_DIR, file))
@@ -116,28 +169,34 @@ export function offlineCheckStep(bundle: Bundle): Step {
       }
       const hwid = ctx.cfg.hardwareId;
       if (!hwid) throw new TargetNotFoundError("Cannot select a target: provision.primary_ecu_hardware_id is not set");
-      // index.json is not trusted, but a bundle it says is for other devices is refused before
-      // its metadata becomes the device's (which would make a good bundle exported earlier stale).
-      // The signed check below still decides for a bundle that claims this hardware id.
+      // index.json is not trusted, but a bundle it says is for other devices is refused at once,
+      // in words that say so. The signed check below still decides for a bundle that claims this hardware id.
       if (bundle.index.bundle.hwid !== hwid) {
         throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: it was exported for hardware id ${bundle.index.bundle.hwid} (its index.json), this device is ${hwid}; nothing of it was taken (export one with --hwid ${hwid})`);
       }
       await refuseForeignRoot(ctx, bundle);
-      const verified = await verifiedTargets(ctx, bundle);
-      const entry = verified.targets[want];
-      if (!entry) throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: ${await missingTargetWhy(bundle, want, verified.version)}`);
-      if (!targetMatchesDevice(entry, hwid, ctx.cfg.tags)) {
-        throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: ${want} is not for hardware id ${hwid} and tags ${ctx.cfg.tags.join(",") || "(any)"}`);
+      const trust = await scratchTrust(ctx.cfg.storagePath);
+      try {
+        const verified = await verifiedTargets(ctx, bundle, trust);
+        const entry = verified.targets[want];
+        if (!entry) throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: ${await missingTargetWhy(bundle, want, verified.version)}`);
+        if (!targetMatchesDevice(entry, hwid, ctx.cfg.tags)) {
+          throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: ${want} is not for hardware id ${hwid} and tags ${ctx.cfg.tags.join(",") || "(any)"}`);
+        }
+        const current = currentTarget(ctx.cfg, ctx.db);
+        // The online rules, restricted to the bundle's target: never older, never a bad one.
+        const bad = ctx.db.badTargetMarks();
+        const selected = selectTarget({ [want]: entry }, { hwid, tags: ctx.cfg.tags, currentVersion: current?.entry.custom.version, badTargets: bad });
+        if (!selected || selected.name === current?.name) {
+          const why = selected ? "the device runs it already" : isBadTarget(bad, want, entry) ? "the device marked it bad (it failed before)" : "it is older than the running target";
+          throw new NoUpdateError(`No update in the bundle: ${want} (version ${entry.custom.version}): ${why}${current ? `; running ${current.name}` : ""}`);
+        }
+        // Taken: its metadata becomes the device's, as after an online check (the module comment says why only now).
+        await trust.take();
+        ctx.updateId = createUpdate(ctx, selected, false);
+      } finally {
+        await trust.remove();
       }
-      const current = currentTarget(ctx.cfg, ctx.db);
-      // The online rules, restricted to the bundle's target: never older, never a bad one.
-      const bad = ctx.db.badTargetMarks();
-      const selected = selectTarget({ [want]: entry }, { hwid, tags: ctx.cfg.tags, currentVersion: current?.entry.custom.version, badTargets: bad });
-      if (!selected || selected.name === current?.name) {
-        const why = selected ? "the device runs it already" : isBadTarget(bad, want, entry) ? "the device marked it bad (it failed before)" : "it is older than the running target";
-        throw new NoUpdateError(`No update in the bundle: ${want} (version ${entry.custom.version}): ${why}${current ? `; running ${current.name}` : ""}`);
-      }
-      ctx.updateId = createUpdate(ctx, selected, false);
     },
   };
 }
