@@ -33,6 +33,8 @@ export const LONG_TESTS: readonly string[] = [
   "test/reliability/load.test.ts",
   "test/kanto/crash.test.ts",
   "test/kanto/second-rollback.test.ts",
+  // The broker away for 10 s mid-apply, and a broker that refuses the subscription (about 40 s).
+  "test/kanto/broker-link.test.ts",
   // Rollouts end to end: 200 simulated and 2 real devices through waves, a failing app's halt, a
   // gateway killed mid-rollout, maintenance windows (about 100 s; also run on PostgreSQL).
   "test/rollouts/rollouts.test.ts",
