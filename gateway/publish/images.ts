@@ -3,7 +3,8 @@
  * registry, each at most once per publish:
  *
  * - a build: `docker build`, `docker save`, pushed as `<factory>/<name>:<git
- *   short hash>` (reused when a clean checkout already pushed it);
+ *   short hash>` (reused when a clean checkout already pushed it for the same
+ *   platform);
  * - an image the local engine holds (by name or digest): saved from there and
  *   pushed as `<factory>/<repository>`; air-gapped CI needs no registry for it;
  * - anything else: copied byte-exact from its registry (or its `--mirror`).
@@ -20,7 +21,8 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
-import { platformOfConfig, type Platform } from "../../lib/oci/platform.ts";
+import { describePlatform } from "../../lib/oci/hwid-platform.ts";
+import { hostPlatform, platformMatches, platformOfConfig, type Platform } from "../../lib/oci/platform.ts";
 import { formatReference, referenceTarget, type Reference } from "../../lib/oci/reference.ts";
 import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
 import { copyImage } from "./copy-image.ts";
@@ -139,7 +141,14 @@ export class ImageResolver {
       const tag = b.variant ? `${this.o.imageTag}-${b.variant}` : this.o.imageTag;
       if (this.o.reuseBuilds) {
         const have = await builtImageFor(dst.client, repo, tag);
-        if (have) {
+        // The tag names the commit, not the platform: a CI matrix that publishes one commit for amd64,
+        // then for arm64, finds the amd64 build under it. Reused, it failed the platform check the
+        // second time; so only a build for the platform this one would make is reused (without
+        // --platform, the host's: an engine of another architecture at DOCKER_HOST only rebuilds).
+        const want = this.o.platform ?? hostPlatform();
+        const other = have && !have.platforms.some((p) => platformMatches(want, p));
+        if (other) this.o.log(`image ${b.name}: ${registryHost}/${repo}:${tag} already pushed for this commit is ${have.platforms.map(describePlatform).join(", ") || "of no platform"}, not ${describePlatform(want)}: building it`);
+        if (have && !other) {
           await ensureManifest(dst, repo, have.manifest, tag); // put again on the gateway's registry: fresh for its gc (transfer.ts)
           this.o.log(`image ${b.name}: ${registryHost}/${repo}:${tag} already pushed for this commit (${have.digest})`);
           return { pinned: `${registryHost}/${repo}@${have.digest}`, from: b.from, source: "build", name: b.name, platforms: have.platforms, uncompressedSizes: {}, layers: have.layers, reused: true };

@@ -246,6 +246,33 @@ describe("gateway publish of a service's own build", () => {
   });
 });
 
+describe("gateway publish of one commit for two platforms", () => {
+  test("the second platform's publish builds its own image: the build pushed for the first is not reused for it", async () => {
+    // FROM scratch with a COPY: the engine builds it for arm64 without running anything arm64. The
+    // file is this run's own, so no other build is in the engine's cache for it.
+    const r = await containersRepo({
+      "board/docker-compose.yml": "services:\n  app:\n    image: board\n",
+      "board/Dockerfile": "FROM scratch\nCOPY hello /hello\n",
+      "board/hello": `hello ${crypto.randomUUID()}\n`,
+    });
+    const amd64 = await publish(opts({ containersDir: r, platform: "linux/amd64", hwids: ["intel-corei7-64"] }));
+    // Each leg of a CI matrix runs on its own engine; this engine's legacy builder would take the
+    // amd64 build from its cache for arm64 too (FROM scratch has no platform to tell them apart).
+    const local = (await dockerd.docker("images", "-q", `${gw.host}/main/board`)).split("\n").filter(Boolean);
+    await dockerd.docker("rmi", "-f", ...new Set(local));
+    const lines: string[] = [];
+    const arm64 = await publish(opts({ containersDir: r, platform: "linux/arm64", hwids: ["raspberrypi4-64"], log: (l) => lines.push(l) }));
+    const built = (res: PublishResult) => res.images.find((i) => i.name === "board")!;
+    expect(built(amd64).platforms).toEqual(["linux/amd64"]);
+    expect(built(arm64).platforms).toEqual(["linux/arm64/v8"]);
+    expect(built(arm64).reused).toBeUndefined();
+    expect(lines.join("\n")).toMatch(/image board: \S+\/main\/board:[0-9a-f]+ already pushed for this commit is linux\/amd64, not linux\/arm64\/v8: building it/);
+    // The build for the platform asked is still reused when its publish runs again.
+    const again = await publish(opts({ containersDir: r, platform: "linux/arm64", hwids: ["raspberrypi4-64"] }));
+    expect(built(again)).toMatchObject({ pinned: built(arm64).pinned, reused: true });
+  });
+});
+
 describe("gateway publish of a build context inside its app folder", () => {
   test("1 MiB or more of it in the bundle as well as in the image is warned about; listed in .composeappignores it is left out, and the warning with it", async () => {
     const r = await containersRepo({
