@@ -9,7 +9,9 @@
  * may pass, so it is tried again, the wait doubling from the interval up to RETRY_MAX_MS. A
  * failure the bundle itself causes ({@link finalForBundle}: its metadata, its target, a blob that
  * does not match) is final for it: the same bundle would fail the same way at every try, each
- * adding a failed update record. What the watch remembers is per watched folder, so two watches
+ * adding a failed update record. Not while a metadata file of the bundle does not parse, though
+ * ({@link unparsedMetadata}): that is a copy still being written more often than a damaged one.
+ * What the watch remembers is per watched folder, so two watches
  * (two sticks) do not take each other's bundles for their own. Queued events are sent whenever
  * the gateway is reachable.
  *
@@ -18,7 +20,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { describeError } from "../../lib/cli/command.ts";
-import { InvalidBundleError, MAX_BUNDLE_INDEX_BYTES, openBundle } from "../../lib/bundle/index.ts";
+import { BUNDLE_TUF_DIR, InvalidBundleError, MAX_BUNDLE_INDEX_BYTES, openBundle, type Bundle } from "../../lib/bundle/index.ts";
 import { LockedError } from "../../lib/fs/pid-lock.ts";
 import { ExpiredMetadataError, isBadTarget } from "../../lib/tuf/index.ts";
 import { EXIT, exitCodeFor } from "../exit-codes.ts";
@@ -89,6 +91,20 @@ export function finalForBundle(err: unknown): boolean {
   if (err instanceof ExpiredMetadataError) return false;
   if (BUNDLE_FAULT_EXITS.has(exitCodeFor(err))) return true;
   return permanentReason(err instanceof FetchFailedError ? err.cause : err) !== undefined;
+}
+
+/**
+ * The first metadata file of `bundle` that does not parse, or undefined. `cp -r` may land
+ * index.json and every blob (which openBundle checks by size) before a tuf/ file is whole; its
+ * TUF check then fails as for damaged metadata (not JSON, or not the length the snapshot pins),
+ * which must not make the bundle final: the copy completes, and the next try takes it.
+ */
+async function unparsedMetadata(bundle: Bundle): Promise<string | undefined> {
+  for (const f of bundle.index.bundle.tuf) {
+    const parses = await Bun.file(join(bundle.dir, BUNDLE_TUF_DIR, f)).json().then(() => true, () => false);
+    if (!parses) return f;
+  }
+  return undefined;
 }
 
 /** What {@link watchOnce} answers when DIR holds no index.json (no bundle, or one not copied yet). */
@@ -172,7 +188,7 @@ export async function watchOnce(s: Session, dir: string, o: WatchOptions): Promi
   } catch (e) {
     if (o.signal.aborted) return "interrupted";
     failure = !(e instanceof NoUpdateError || e instanceof UpdateDeferredError);
-    final = failure && finalForBundle(e);
+    final = failure && finalForBundle(e) && (await unparsedMetadata(bundle)) === undefined;
     outcome = e instanceof NoUpdateError ? e.message
       : e instanceof UpdateDeferredError ? `bundle ${dir}: install deferred: ${describeError(e)}`
       : `bundle ${dir}: update failed: ${describeError(e)}`;
