@@ -61,6 +61,14 @@ export function pctOver(x: number, limit: number): string {
   return String(x);
 }
 
+/**
+ * Whether `failed` of `released` devices is over `limitPct` percent: compared as products, not as a
+ * quotient, since (7 / 100) * 100 is 7.000000000000001 in floating point and a rollout halted with
+ * its rate exactly at the limit ("halts above it", docs/rollouts.md). The tolerance covers the
+ * rounding of a fractional limit's product (0.07 * 100), never a whole device.
+ */
+export const overLimit = (failed: number, released: number, limitPct: number): boolean => failed * 100 > limitPct * released * (1 + 1e-12);
+
 /** "wave 1" or "waves 1-3" (1-based, as operators count). */
 export const wavesLabel = (wave: number) => (wave === 0 ? "wave 1" : `waves 1-${wave + 1}`);
 
@@ -175,8 +183,9 @@ export class RolloutEngine {
     // Failures an operator accepted by resuming are named apart, so "5 failed (0%)" never reads as a contradiction.
     const accepted = t.failed - failed;
     const notCounting = accepted ? `, not counting the ${accepted} accepted on resume` : "";
-    if (rate > r.maxFailuresPct) {
-      const reason = `halted at ${pctOver(rate, r.maxFailuresPct)}% failures (${failed} of ${t.released} devices in ${wavesLabel(r.wave)}${notCounting}), over the ${pct(r.maxFailuresPct)}% limit`;
+    if (overLimit(failed, t.released, r.maxFailuresPct)) {
+      // The limit as it was given (0.25%, not rounded to 0.3).
+      const reason = `halted at ${pctOver(rate, r.maxFailuresPct)}% failures (${failed} of ${t.released} devices in ${wavesLabel(r.wave)}${notCounting}), over the ${r.maxFailuresPct}% limit`;
       return this.transition(r, { state: "halted", reason }, [{ kind: "halted", wave: r.wave, reason }]);
     }
     if (t.pending > 0 || now - Date.parse(r.waveStartedAt) < r.soakS * 1000) return false;

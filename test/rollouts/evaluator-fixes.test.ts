@@ -237,3 +237,30 @@ test("a halt just over the limit prints a rate that reads over it: 5.05%, not 5%
   await new RolloutEngine({ store: counting, targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now }).tick();
   expect((await rollouts.show(r.id))!).toMatchObject({ state: "halted", reason: "halted at 5.05% failures (101 of 2001 devices in wave 1), over the 5% limit" });
 });
+
+test("a rate exactly at the limit does not halt (7 of 100 at 7%: 7.000000000000001 in floating point); one more device does, and a fractional limit is said as given", async () => {
+  const { store, tuf, rollouts, clock } = await setup(["amd64-linux"]);
+  const atLimit = await rollouts.create({ target: "8", tag: "m", waves: [100], maxFailures: 7 });
+  const counts = (failed: number, pending: number) =>
+    engineStore(store, {
+      pendingRolloutEvidence: async () => [],
+      updateRolloutDevices: async () => true,
+      rolloutCounts: async () => [{ wave: 0, status: "failed", devices: failed }, { wave: 0, status: "pending", devices: pending }],
+    });
+  await new RolloutEngine({ store: counts(7, 93), targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now }).tick();
+  expect((await rollouts.show(atLimit.id))!.state).toBe("running");
+  await new RolloutEngine({ store: counts(8, 92), targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now }).tick();
+  expect((await rollouts.show(atLimit.id))!).toMatchObject({ state: "halted", reason: "halted at 8% failures (8 of 100 devices in wave 1), over the 7% limit" });
+});
+
+test("a fractional limit is said as it was given: over the 0.25% limit, not the 0.3% one", async () => {
+  const { store, tuf, rollouts, clock } = await setup(["amd64-linux"]);
+  const r = await rollouts.create({ target: "8", tag: "m", waves: [100], maxFailures: 0.25 });
+  const counting = engineStore(store, {
+    pendingRolloutEvidence: async () => [],
+    updateRolloutDevices: async () => true,
+    rolloutCounts: async () => [{ wave: 0, status: "failed", devices: 7 }, { wave: 0, status: "pending", devices: 2493 }],
+  });
+  await new RolloutEngine({ store: counting, targets: () => tuf.targets(), changed: async () => {}, now: () => clock.now }).tick();
+  expect((await rollouts.show(r.id))!).toMatchObject({ state: "halted", reason: "halted at 0.3% failures (7 of 2500 devices in wave 1), over the 0.25% limit" });
+});
