@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { EXIT } from "../../fioup/exit-codes.ts";
 import { ROOT } from "../fioup/_setup.ts";
 import { run, tempDir } from "../harness/tmp.ts";
 
@@ -8,6 +9,8 @@ test("fioup-agent.service passes systemd-analyze verify and runs `fioup agent` a
   const unit = readFileSync(join(ROOT, "fioup/systemd/fioup-agent.service"), "utf8");
   expect(unit).toContain("ExecStart=/usr/bin/fioup agent\n");
   expect(unit).toMatch(/^After=.*docker\.service/m);
+  // Exits a restart cannot mend stop it, by fioup's own codes (the agent held elsewhere, a bad config).
+  expect(unit).toContain(`RestartPreventExitStatus=${EXIT.USAGE} ${EXIT.LOCKED} ${EXIT.CONFIG}\n`);
   // systemd checks that ExecStart exists: point it at a stand-in.
   const dir = await tempDir("kanto-unit-");
   mkdirSync(join(dir, "bin"));
