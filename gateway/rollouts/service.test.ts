@@ -307,6 +307,34 @@ function suite(open: () => Promise<Store>) {
     expect((await rollouts.resume(created.id)).state).toBe("running");
   });
 
+  test("an advance whose rollout moved on between its read and its write is refused, not taken for the wave after", async () => {
+    const { rollouts, store, tuf, clock } = await setup(open, 10);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [10, 50, 100], soak: "30m" });
+    // The operator's replica reads the rollout in wave 1; before its write, another advance commits
+    // (as the tick's own would; here the same request sent twice, on this replica's store).
+    let raced = false;
+    const racing = new Proxy(store, {
+      get(s, k) {
+        if (k === "getRollout")
+          return async (id: string) => {
+            const r = await s.getRollout(id);
+            if (!raced) (raced = true), await rollouts.advance(id);
+            return r;
+          };
+        const v = Reflect.get(s, k);
+        return typeof v === "function" ? v.bind(s) : v;
+      },
+    });
+    const operator = await new Rollouts({ store: racing, tuf, tickMs: 0, viewPollMs: 0, now: () => clock.now }).start();
+    try {
+      await expect(operator.advance(created.id)).rejects.toThrow(new RolloutStateError(`Cannot advance rollout "${created.id}": it moved on to wave 2 meanwhile (nothing was done)`));
+      expect(await store.getRollout(created.id)).toMatchObject({ wave: 1 });
+      expect((await store.listRolloutEvents(created.id, { device: false })).filter((e) => e.kind === "wave-started").map((e) => e.wave)).toEqual([1, 0]);
+    } finally {
+      await operator.stop();
+    }
+  });
+
   test("bad requests are refused with a clear reason", async () => {
     const { rollouts } = await setup(open, 1);
     await expect(rollouts.create({ target: "2", tag: "main", waves: [10, 50] })).rejects.toThrow(/last wave must be 100%/);

@@ -369,7 +369,13 @@ export class Rollouts implements RolloutService {
   }
 
   advance(id: string): Promise<RolloutDetail> {
+    // The wave the operator advances from is the one first read: should #act read again after a
+    // conflict, a wave that moved meanwhile (the tick's advance, or the same request sent twice) is
+    // not advanced from, or two waves would be released at once, the later without soak or settling.
+    let from: number | undefined;
     return this.#act(id, async (r) => {
+      if (from !== undefined && r.wave !== from) throw new RolloutStateError(`Cannot advance rollout "${id}": it moved on to wave ${r.wave + 1} meanwhile (nothing was done)`);
+      from = r.wave;
       if (r.state !== "running" && r.state !== "paused") throw new RolloutStateError(`Cannot advance rollout "${id}": it is ${r.state}${r.state === "halted" ? " (resume it first)" : ""}`);
       if (r.wave >= r.waves.length - 1) throw new RolloutStateError(`Cannot advance rollout "${id}": wave ${r.wave + 1} is its last`);
       await this.#mayRelease(`advance rollout "${id}"`);
