@@ -42,6 +42,28 @@ describe("fioup CLI", () => {
     }
   });
 
+  test("damaged registration files: status still shows the device, with what is wrong; a command that talks to the gateway exits 20 naming the file", () => {
+    const root = mkdtempSync(join(tmpdir(), "fioup-damaged-reg-"));
+    try {
+      const sota = join(root, "var/sota");
+      mkdirSync(sota, { recursive: true });
+      writeFileSync(join(sota, "sota.toml"), `[tls]\nserver = "https://127.0.0.1:1"\n`);
+      for (const f of ["client.pem", "root.crt", "pkey.pem"]) writeFileSync(join(sota, f), "garbage\n");
+      const run = (...args: string[]) => Bun.spawnSync([BUN, MAIN, ...args], { env: { ...process.env, FIOUP_ROOT: root } });
+      const status = run("status", "--no-apps", "--format", "json");
+      expect(status.exitCode, status.stderr.toString()).toBe(0);
+      const o = JSON.parse(status.stdout.toString());
+      expect(o.registered).toBe(true);
+      expect(o.registrationProblem).toContain(`Cannot use ${join(sota, "client.pem")}: it is not a PEM certificate`);
+      expect(run("status", "--no-apps").stdout.toString()).toContain(`Registration: Cannot use ${join(sota, "client.pem")}`);
+      const check = run("check");
+      expect(check.exitCode).toBe(20);
+      expect(check.stderr.toString()).toContain(`Cannot use ${join(sota, "client.pem")}`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   test("with FIOUP_ROOT, a --sota-dir outside it is a usage error before anything is written (its config would point under the root)", () => {
     const p = Bun.spawnSync([BUN, MAIN, "register", "--server", "https://127.0.0.1:1", "--token", "t", "--sota-dir", "/var/sota-elsewhere"], {
       env: { ...process.env, FIOUP_ROOT: "/tmp/fioup-root-test" },

@@ -7,7 +7,7 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { checkTargetNames, configLocation, loadConfig, type Config, type ConfigLocation } from "./config.ts";
+import { checkTargetNames, ConfigError, configLocation, loadConfig, type Config, type ConfigLocation } from "./config.ts";
 import { DeviceDb } from "./db.ts";
 import { DeviceClient, NotRegisteredError } from "./device-client.ts";
 import { isRegistered } from "./register.ts";
@@ -19,6 +19,11 @@ export interface Session {
   cfg: Config;
   db: DeviceDb;
   client?: DeviceClient;
+  /**
+   * A read-only session (status) of a registered device whose registration files are damaged:
+   * why there is no client. Status shows it with the rest, where any other command stops on it.
+   */
+  clientProblem?: string;
   runtime: Runtime;
   ctx(hooks?: UpdateHooks, signal?: AbortSignal): UpdateContext;
   lockPath: string;
@@ -81,17 +86,27 @@ export function openSession(opts: SessionOptions): Session {
   // records the device's target from these headers at each check-in, and another fioup run (a
   // manual `fioup update`, an offline update from a USB stick) may change it while this one, the
   // daemon above all, lives on.
-  const client = registered
-    ? DeviceClient.fromConfig(cfg, {
-        tags: cfg.tags,
-        get apps() {
-          return wantedApps(cfg, currentTarget(cfg, db)).map((a) => a.name);
-        },
-        get target() {
-          return currentTarget(cfg, db)?.name;
-        },
-      })
-    : undefined;
+  let client: DeviceClient | undefined;
+  let clientProblem: string | undefined;
+  try {
+    client = registered
+      ? DeviceClient.fromConfig(cfg, {
+          tags: cfg.tags,
+          get apps() {
+            return wantedApps(cfg, currentTarget(cfg, db)).map((a) => a.name);
+          },
+          get target() {
+            return currentTarget(cfg, db)?.name;
+          },
+        })
+      : undefined;
+  } catch (e) {
+    if (!opts.readOnly || !(e instanceof ConfigError)) {
+      db.close();
+      throw e;
+    }
+    clientProblem = e.message;
+  }
   const runtime = new Runtime({
     composeAppsRoot: cfg.composeAppsRoot,
     storeRoot: cfg.resetAppsRoot,
@@ -102,6 +117,7 @@ export function openSession(opts: SessionOptions): Session {
     cfg,
     db,
     client,
+    ...(clientProblem ? { clientProblem } : {}),
     runtime,
     lockPath: join(cfg.storagePath, "update.lock"),
     ctx: (hooks = {}, signal) => ({ cfg, db, client, runtime, hooks, signal, registry }),

@@ -16,6 +16,8 @@ import { renderSummary, summarize, type UpdateSummary } from "../update/summary.
 
 interface StatusOutput {
   registered: boolean;
+  /** Registered, but its key, certificate or CA file is damaged: what is wrong (every command that talks to the gateway stops on it). */
+  registrationProblem: string | null;
   uuid: string | null;
   server: string | null;
   hardwareId: string | null;
@@ -62,7 +64,7 @@ export default defineCommand({
     const s = openSession({ ...flags, readOnly: true });
     try {
       let uuid: string | null = null;
-      if (s.client) {
+      if (s.client || s.clientProblem) {
         try {
           uuid = subjectCn(new X509Certificate(readFileSync(s.cfg.certPath, "utf8")).subject) ?? null;
         } catch {
@@ -74,7 +76,8 @@ export default defineCommand({
       const last = s.db.lastUpdate();
       const holder = updateLockHolder(s.lockPath);
       const result: StatusOutput = {
-        registered: !!s.client,
+        registered: !!s.client || s.clientProblem !== undefined,
+        registrationProblem: s.clientProblem ?? null,
         uuid,
         server: s.cfg.server ?? null,
         hardwareId: s.cfg.hardwareId ?? null,
@@ -102,7 +105,8 @@ export default defineCommand({
       }
       out.result(result, (o) =>
         [
-          `Device: ${o.uuid ?? "(not registered)"}${o.server ? ` at ${o.server}` : ""}`,
+          `Device: ${o.uuid ?? (o.registered ? "(registered, uuid unreadable)" : "(not registered)")}${o.server ? ` at ${o.server}` : ""}`,
+          ...(o.registrationProblem ? [`Registration: ${o.registrationProblem}`] : []),
           `Hardware id: ${o.hardwareId ?? "-"}  tags: ${o.tags.join(",") || "-"}  apps: ${o.shortlist?.join(",") ?? "all"}`,
           `Running: ${o.current ? `${o.current.name} (version ${o.current.version}; ${o.current.apps.join(", ")})` : "(none)"}`,
           ...(o.pending ? ["Pending:", renderSummary(o.pending, holder?.who)] : o.last ? ["Last update:", renderSummary(o.last)] : []),
