@@ -23,12 +23,14 @@ import { diskFilled } from "./update/fetch-step.ts";
 import { stringifyToml } from "../lib/device/sota-toml.ts";
 import { FIOUP_VERSION } from "./version.ts";
 
-/** Sends apps-states when they differ from the last accepted report. Returns true when sent. */
+/** Sends apps-states when they differ from the last report the gateway accepted from this identity. Returns true when sent. */
 export async function reportAppsStates(s: Session): Promise<boolean> {
   if (!s.client) return false;
   const names = wantedApps(s.cfg, currentTarget(s.cfg, s.db)).map((a) => a.name);
   const apps = await s.runtime.appsState(names);
-  const key = JSON.stringify(apps);
+  // Kept per identity it was sent as: a device registered again (a new uuid, another gateway)
+  // reports to a record that has none yet, though its apps did not change.
+  const key = JSON.stringify({ to: `${s.client.server} ${Bun.hash(s.client.tls.cert).toString(36)}`, apps });
   if (s.db.get<string>("last_apps_states") === key) return false;
   const body: AppsStates = { deviceTime: new Date().toISOString(), apps };
   await s.client.json("POST", "/apps-states", body);

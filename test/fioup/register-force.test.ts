@@ -165,3 +165,26 @@ test("a registration whose answer was lost (fioup killed once the gateway regist
   expect(otherCode).not.toBe(0);
   expect(otherErr).toContain("the token has been used up (1 uses)");
 }, 60_000);
+
+test("a device registered again under a new uuid reports its apps-states to the new record, though its apps did not change", async () => {
+  const root = await tempDir("register-apps-states-");
+  expect((await fioupRegister(root)).code).toBe(0);
+  const daemonCycle = async () => {
+    const p = Bun.spawn([process.execPath, FIOUP, "daemon", "--cycles", "1"], {
+      env: { ...process.env, FIOUP_ROOT: root, DOCKER_HOST: "unix:///nonexistent.sock" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    await p.exited;
+  };
+  const appsStatesOf = async (uuid: string) => ((await (await gw.adminFetch(`/admin/devices/${uuid}`)).json()) as { appsStates: unknown }).appsStates;
+  await daemonCycle();
+  const first = identityOf(root).uuid;
+  expect(await appsStatesOf(first)).not.toBeNull(); // no apps: an empty report, sent once
+  expect((await gw.adminFetch(`/admin/devices/${first}/revoke`, { method: "POST" })).status).toBe(200);
+  expect((await fioupRegister(root, "--force")).code).toBe(0);
+  const second = identityOf(root).uuid;
+  expect(second).not.toBe(first);
+  await daemonCycle();
+  expect(await appsStatesOf(second)).not.toBeNull();
+}, 120_000);
