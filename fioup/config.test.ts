@@ -110,6 +110,19 @@ describe("loadConfig", () => {
     expect(() => DeviceClient.fromConfig(cfg, {} as never)).toThrow(`Cannot use ${cfg.certPath}: it is not a PEM certificate (the device's registration files are damaged`);
   });
 
+  test("a key that is not the certificate's (a power cut between a registration's two writes) is said as damaged files, not as a network failing for ever", async () => {
+    const { createCa } = await import("../gateway/pki/ca.ts");
+    const [a, b] = [await createCa("main"), await createCa("main")];
+    write("mismatch/var/sota/sota.toml", `[tls]\nserver = "https://127.0.0.1:1"\n`);
+    write("mismatch/var/sota/client.pem", a.certPem);
+    write("mismatch/var/sota/root.crt", a.certPem);
+    write("mismatch/var/sota/pkey.pem", b.keyPem);
+    const cfg = loadConfig({ root: join(root, "mismatch") });
+    expect(() => DeviceClient.fromConfig(cfg, {} as never)).toThrow(`Cannot use ${cfg.keyPath}: it is not the key of the certificate ${cfg.certPath} (the device's registration files are damaged`);
+    write("mismatch/var/sota/pkey.pem", a.keyPem);
+    expect(DeviceClient.fromConfig(cfg, {} as never)).toBeInstanceOf(DeviceClient);
+  });
+
   test("a sota.toml (or conf.d file) that is a directory is said in words, not as an errno", () => {
     mkdirSync(join(root, "dirtoml/var/sota/sota.toml"), { recursive: true });
     expect(() => loadConfig({ root: join(root, "dirtoml") })).toThrow(`Cannot read config ${join(root, "dirtoml/var/sota/sota.toml")}: it is a directory`);

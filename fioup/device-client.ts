@@ -78,17 +78,22 @@ export class DeviceClient {
     // port?" (exit 31, gateway unreachable): said here, naming the file.
     const damaged = (p: string, what: string) =>
       new ConfigError(`Cannot use ${p}: it is not ${what} (the device's registration files are damaged: restore them, or register again with fioup register --force)`);
-    for (const [p, pem] of [[cfg.certPath, tls.cert], [cfg.caPath, tls.ca]] as const)
+    const [cert] = [[cfg.certPath, tls.cert], [cfg.caPath, tls.ca]].map(([p, pem]) => {
       try {
-        new X509Certificate(pem);
+        return new X509Certificate(pem!);
       } catch {
-        throw damaged(p, "a PEM certificate");
+        throw damaged(p!, "a PEM certificate");
       }
+    });
+    let key;
     try {
-      createPrivateKey(tls.key);
+      key = createPrivateKey(tls.key);
     } catch {
       throw damaged(cfg.keyPath, "a PEM private key");
     }
+    // A power cut between the two writes of a registration leaves a new key beside the old
+    // certificate: every handshake then fails, which read as the network failing for ever.
+    if (!cert!.checkPrivateKey(key)) throw damaged(cfg.keyPath, `the key of the certificate ${cfg.certPath}`);
     return new DeviceClient(cfg.server, tls, ats);
   }
 
