@@ -74,6 +74,26 @@ async function setup(open: () => Promise<Store>, count: number) {
   return { store, tuf, keysDir, rollouts, clock, devices, counted, timestamp, report };
 }
 
+/**
+ * `store` as another Rollouts uses it, with `between` committed once, after its first `method` call
+ * has read and before that call answers: another replica's write landing between a read and a write.
+ */
+function interposed(store: Store, method: "getRollout" | "rolloutCounts", between: (id: string) => Promise<unknown>): Store {
+  let done = false;
+  return new Proxy(store, {
+    get(s, k) {
+      const v = Reflect.get(s, k);
+      if (typeof v !== "function") return v;
+      if (k !== method) return v.bind(s);
+      return async (id: string) => {
+        const answer = await v.call(s, id);
+        if (!done) (done = true), await between(id);
+        return answer;
+      };
+    },
+  });
+}
+
 function suite(open: () => Promise<Store>) {
   test("waves advance by themselves once soaked and settled; views release the version wave by wave; it completes", async () => {
     const { rollouts, clock, devices, counted, timestamp, report, store } = await setup(open, 20);
@@ -312,24 +332,41 @@ function suite(open: () => Promise<Store>) {
     const created = await rollouts.create({ target: "2", tag: "main", waves: [10, 50, 100], soak: "30m" });
     // The operator's replica reads the rollout in wave 1; before its write, another advance commits
     // (as the tick's own would; here the same request sent twice, on this replica's store).
-    let raced = false;
-    const racing = new Proxy(store, {
-      get(s, k) {
-        if (k === "getRollout")
-          return async (id: string) => {
-            const r = await s.getRollout(id);
-            if (!raced) (raced = true), await rollouts.advance(id);
-            return r;
-          };
-        const v = Reflect.get(s, k);
-        return typeof v === "function" ? v.bind(s) : v;
-      },
-    });
+    const racing = interposed(store, "getRollout", (id) => rollouts.advance(id));
     const operator = await new Rollouts({ store: racing, tuf, tickMs: 0, viewPollMs: 0, now: () => clock.now }).start();
     try {
       await expect(operator.advance(created.id)).rejects.toThrow(new RolloutStateError(`Cannot advance rollout "${created.id}": it moved on to wave 2 meanwhile (nothing was done)`));
       expect(await store.getRollout(created.id)).toMatchObject({ wave: 1 });
       expect((await store.listRolloutEvents(created.id, { device: false })).filter((e) => e.kind === "wave-started").map((e) => e.wave)).toEqual([1, 0]);
+    } finally {
+      await operator.stop();
+    }
+  });
+
+  test("resume accepts the failures there are when it commits: one recorded between its count and its write is accepted too, and named", async () => {
+    const { rollouts, store, tuf, clock, report } = await setup(open, 30);
+    const created = await rollouts.create({ target: "2", tag: "main", waves: [10, 100], soak: "1m", healthWindow: "1m", maxFailures: 5 });
+    const first = (await store.rolloutMembers(created.id)).filter((m) => m.wave === 0).map((m) => m.uuid);
+    await report.rolledBack(first[0]!);
+    await rollouts.tick();
+    expect(await store.getRollout(created.id)).toMatchObject({ state: "halted", acknowledgedFailures: 0 });
+    // The operator's replica counts the failures; before its write, the tick (which judges members
+    // while halted, without moving the revision) records another one.
+    const racing = interposed(store, "rolloutCounts", async (id) => {
+      const r = (await store.getRollout(id))!;
+      const at = new Date(clock.now).toISOString();
+      await store.updateRolloutDevices(id, [{ uuid: first[1]!, status: "failed", reason: "timeout" }], {
+        revision: r.revision,
+        events: [{ rolloutId: id, at, kind: "device-failed", wave: 0, deviceUuid: first[1]!, reason: "timeout" }],
+      });
+    });
+    const operator = await new Rollouts({ store: racing, tuf, tickMs: 0, viewPollMs: 0, now: () => clock.now }).start();
+    try {
+      const r = await operator.resume(created.id);
+      expect(r).toMatchObject({ state: "running", acknowledgedFailures: 2, reason: "resumed by an operator from halted; the 2 failures so far are accepted, new ones count against the limit" });
+      // Not halted again over a failure from before the resume.
+      await rollouts.tick();
+      expect(await store.getRollout(created.id)).toMatchObject({ state: "running" });
     } finally {
       await operator.stop();
     }

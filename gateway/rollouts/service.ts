@@ -357,9 +357,12 @@ export class Rollouts implements RolloutService {
       const patch: RolloutPatch = { state: "running", waveStartedAt: now, waveStarts: waveStarts(r).map(() => now) };
       let reason = `resumed by an operator from ${r.state}`;
       if (r.state === "halted") {
-        // The failures that halted it are accepted: only new ones count against the limit.
+        // The failures that halted it are accepted: only new ones count against the limit. Written
+        // only if still that many (ifFailed): the tick records failures while halted without moving
+        // the revision, and one recorded meanwhile must be accepted and named too (#act counts again).
         const failed = tally(await this.opts.store.rolloutCounts(id), r.waves.length).failed;
         patch.acknowledgedFailures = failed;
+        patch.ifFailed = failed;
         reason += `; the ${failed} failure${failed === 1 ? "" : "s"} so far are accepted, new ones count against the limit`;
       }
       // Kept as the rollout's reason: `show` then says which failures no longer count, until the next transition.

@@ -913,6 +913,22 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.updateRollout("unknown", 1, { state: "paused" })).toBeUndefined();
   });
 
+  test("updateRollout() with ifFailed applies only while the rollout has that many failed members (a resume accepts what it counted)", async () => {
+    const s = await open();
+    const r = aRollout({ state: "halted" });
+    await s.createRollout(r, [{ uuid: "a", wave: 0 }, { uuid: "b", wave: 0 }]);
+    await s.updateRolloutDevices(r.id, [{ uuid: "a", status: "failed" }]);
+    const ev = { rolloutId: r.id, at: new Date().toISOString(), kind: "resumed" as const, wave: 0, deviceUuid: null, reason: "the 1 failure so far" };
+    // A failure recorded after the count (the tick's verdicts do not move the revision): not written, nor its event.
+    await s.updateRolloutDevices(r.id, [{ uuid: "b", status: "failed" }], { revision: 1 });
+    expect(await s.updateRollout(r.id, 1, { state: "running", acknowledgedFailures: 1, ifFailed: 1 }, [ev])).toBeUndefined();
+    expect(await s.getRollout(r.id)).toMatchObject({ state: "halted", acknowledgedFailures: 0, revision: 1 });
+    expect(await s.listRolloutEvents(r.id)).toEqual([]);
+    expect(await s.updateRollout(r.id, 1, { state: "running", acknowledgedFailures: 2, ifFailed: 2 }, [{ ...ev, reason: "the 2 failures so far" }])).toMatchObject({ state: "running", acknowledgedFailures: 2, revision: 2 });
+    expect((await s.listRolloutEvents(r.id)).map((e) => e.reason)).toEqual(["the 2 failures so far"]);
+    expect("ifFailed" in (await s.getRollout(r.id))!).toBe(false);
+  });
+
   test("rollout devices: changes in one batch, fields left out kept, null clears; filtered states and counts", async () => {
     const s = await open();
     const r = aRollout();

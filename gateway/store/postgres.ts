@@ -510,16 +510,22 @@ export class PostgresStore implements Store {
   }
 
   async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events: Omit<RolloutEventRow, "id">[] = []) {
-    const { columns, values } = rolloutColumns({ ...patch, updatedAt: patch.updatedAt ?? new Date().toISOString() });
+    const { ifFailed, ...fields } = patch;
+    const { columns, values } = rolloutColumns({ ...fields, updatedAt: patch.updatedAt ?? new Date().toISOString() });
     const n = values.length;
+    const failed = ifFailed === undefined ? "" : `AND (SELECT count(*) FROM rollout_devices WHERE rollout_id = rollouts.id AND status = 'failed') = $${n + 3}`;
     const sql = `UPDATE rollouts SET ${columns.map((c, i) => `${c} = $${i + 1}`).join(", ")}, revision = revision + 1
-       WHERE id = $${n + 1} AND revision = $${n + 2} RETURNING *`;
+       WHERE id = $${n + 1} AND revision = $${n + 2} ${failed} RETURNING *`;
     const run = async (tx: SQL) => {
-      const rows = (await tx.unsafe(sql, [...values, id, expectedRevision])) as RolloutRecord[];
+      // The rollout's row first: the tick's verdicts (updateRolloutDevices holds it FOR SHARE) are
+      // then all in, and the UPDATE's own snapshot, taken after, counts them; counted by an UPDATE
+      // that waited for the row instead, they would be missed (its subquery reads from before).
+      if (ifFailed !== undefined) await tx.unsafe("SELECT 1 FROM rollouts WHERE id = $1 FOR UPDATE", [id]);
+      const rows = (await tx.unsafe(sql, [...values, id, expectedRevision, ...(ifFailed === undefined ? [] : [ifFailed])])) as RolloutRecord[];
       if (rows[0]) await insertRolloutEvents(tx, events);
       return rows[0];
     };
-    const r = events.length ? await this.#sql.begin(run) : await run(this.#sql);
+    const r = events.length || ifFailed !== undefined ? await this.#sql.begin(run) : await run(this.#sql);
     return r ? toRollout(r) : undefined;
   }
 

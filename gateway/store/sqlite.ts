@@ -387,13 +387,15 @@ export class SqliteStore implements Store {
   }
 
   async updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events: Omit<RolloutEventRow, "id">[] = []) {
-    const { columns, values } = rolloutColumns({ ...patch, updatedAt: patch.updatedAt ?? new Date().toISOString() });
+    const { ifFailed, ...fields } = patch;
+    const { columns, values } = rolloutColumns({ ...fields, updatedAt: patch.updatedAt ?? new Date().toISOString() });
+    const failed = ifFailed === undefined ? "" : "AND (SELECT count(*) FROM rollout_devices WHERE rollout_id = rollouts.id AND status = 'failed') = ?";
     const q = this.#db.query<RolloutRecord, any[]>(
       `UPDATE rollouts SET ${columns.map((c) => `${c} = ?`).join(", ")}, revision = revision + 1
-       WHERE id = ? AND revision = ? RETURNING *`,
+       WHERE id = ? AND revision = ? ${failed} RETURNING *`,
     );
     const r = this.#db.transaction(() => {
-      const row = q.get(...(values as any[]), id, expectedRevision);
+      const row = q.get(...(values as any[]), id, expectedRevision, ...(ifFailed === undefined ? [] : [ifFailed]));
       if (row) this.#insertRolloutEvents(events);
       return row;
     }).immediate();

@@ -182,8 +182,14 @@ export interface RolloutMember {
 /** A rollout as createRollout takes it: acknowledgedFailures defaults to 0. */
 export type NewRollout = Omit<RolloutRow, "acknowledgedFailures"> & { acknowledgedFailures?: number };
 
-/** What may change on a rollout: everything but its id, revision and creation time. */
-export type RolloutPatch = Partial<Omit<RolloutRow, "id" | "revision" | "createdAt">>;
+/**
+ * What may change on a rollout: everything but its id, revision and creation time. `ifFailed` is
+ * a condition, not a field: the patch applies only if the rollout has that many failed members when
+ * it is written. A resume accepts the failures it counted and names; the tick records failures
+ * while halted without moving the revision, so one recorded between the count and the write would
+ * otherwise be left unaccepted and halt the rollout again at once.
+ */
+export type RolloutPatch = Partial<Omit<RolloutRow, "id" | "revision" | "createdAt">> & { ifFailed?: number };
 
 /** A change to one rollout member; fields left out stay as they are, `null` clears. */
 export interface RolloutDeviceChange {
@@ -443,8 +449,9 @@ export interface Store {
   gatingRollouts(): Promise<RolloutRow[]>;
   /**
    * Applies `patch` only if the rollout is still at `expectedRevision`, and bumps the revision (and
-   * updatedAt: the patch's or now), and appends `events` in the same transaction. undefined: someone
-   * else changed it first (or it does not exist): nothing was written, events neither.
+   * updatedAt: the patch's or now), and appends `events` in the same transaction; with
+   * `patch.ifFailed`, only if it has that many failed members then. undefined: someone else changed
+   * it first, or its failures (or it does not exist): nothing was written, events neither.
    */
   updateRollout(id: string, expectedRevision: number, patch: RolloutPatch, events?: Omit<RolloutEventRow, "id">[]): Promise<RolloutRow | undefined>;
   /** Every member and its wave (100,000 rows is fine). */
