@@ -6,7 +6,7 @@
  * is real, the refusal a SQLite trigger on the record's key; an update lock holds the install.
  */
 import { Database } from "bun:sqlite";
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setSystemTime, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +57,29 @@ function fetchedUpdate(name: string) {
 }
 
 describe("holdStep", () => {
+  test("on a clock before NTP (1970), a lock hold's end is said in the event's own clock: a day from its deviceTime, not 56 years", async () => {
+    const { db, ctx, lock } = fetchedUpdate("unsetclock"); // the update was made with the clock right
+    writeFileSync(lock, "backup running\n");
+    setSystemTime(new Date("1970-01-01T00:10:00Z")); // a reboot, no battery-backed clock
+    try {
+      await expect(holdStep().run(ctx)).rejects.toThrow("deferred");
+      setSystemTime(new Date("1970-01-01T00:20:00Z"));
+      await expect(holdStep().run(ctx)).rejects.toThrow("deferred"); // now reckoned from when the update was made
+    } finally {
+      setSystemTime();
+    }
+    const deferred = db.peekEvents(100).map((e) => e.event).filter((e) => e.eventType.id === "UpdateDeferred");
+    expect(deferred.length).toBeGreaterThan(0);
+    for (const e of deferred) {
+      const { until } = JSON.parse(e.event.details as string) as { until: string };
+      // The gateway adds the device's skew (its receipt against deviceTime) to this end.
+      const ahead = Date.parse(until) - Date.parse(e.deviceTime);
+      expect(ahead).toBeGreaterThan(0);
+      expect(ahead).toBeLessThanOrEqual(24 * 3600_000);
+    }
+    db.close();
+  });
+
   test("a deferral whose record cannot be saved queues no UpdateDeferred", async () => {
     const { db, ctx, sql, events, lock } = fetchedUpdate("defer");
     writeFileSync(lock, "backup running\n");

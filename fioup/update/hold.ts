@@ -247,6 +247,13 @@ export function holdStep(opts: HoldOptions = {}): Step {
         ...(d.until !== undefined ? { until: iso(d.until) } : {}),
         ...(d.reason === "lock" ? { locks: d.locks.map((l) => l.name) } : {}),
       };
+      // The hold's end as the event says it: in the clock of the event's own deviceTime, which the
+      // gateway reads it against (rollouts/evaluate.ts onGatewayClock). On a clock before NTP an end
+      // reckoned from a plausible time (the update's making, `sane`) is said as that far from now;
+      // else the gateway, adding the 1970 clock's skew, held the device until 2082 and its wave
+      // never settled. (An end reckoned from the 1970 clock itself is in its clock already.)
+      const untilMs = next.until === undefined ? undefined : Date.parse(next.until);
+      const reportedUntil = untilMs !== undefined && !plausibleClock(now) && plausibleClock(untilMs) ? iso(now + (untilMs - sane(now))) : next.until;
       // The event with the record it describes, in one transaction: an event queued without its
       // record is queued again by the next check, a record without its event never sends it.
       ctx.db.transaction(() => {
@@ -255,10 +262,10 @@ export function holdStep(opts: HoldOptions = {}): Step {
             eventFor(u, "UpdateDeferred", {
               details: {
                 reason: d.reason,
-                until: next.until ?? null,
+                until: reportedUntil ?? null,
                 heldSince: next.heldSince,
                 ...(policy.window ? { window: policy.window.spec, timeZone: policy.zone } : {}),
-                ...(d.reason === "lock" ? { locks: d.locks.map((l) => ({ name: l.name, ...(l.reason ? { reason: l.reason } : {}) })), maxHoldUntil: next.until } : {}),
+                ...(d.reason === "lock" ? { locks: d.locks.map((l) => ({ name: l.name, ...(l.reason ? { reason: l.reason } : {}) })), maxHoldUntil: reportedUntil } : {}),
               },
             }),
           ]);
