@@ -957,8 +957,9 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.countRolloutDevices(r.id, { wave: 1 })).toBe(2);
     expect(await s.countRolloutDevices(r.id, { wave: 1, status: "failed" })).toBe(1);
     expect(await s.countRolloutDevices("unknown", { held: true })).toBe(0);
-    await s.updateRolloutDevices(r.id, [{ uuid: "a", reason: "still fine" }, { uuid: "c", hold: null }]);
-    expect((await s.rolloutDeviceStates(r.id, { wave: 0 }))[0]).toMatchObject({ status: "succeeded", reason: "still fine", healthySince: "2029-01-01T00:00:00.000Z" });
+    // Only pending members change: a settled verdict is kept.
+    await s.updateRolloutDevices(r.id, [{ uuid: "a", status: "failed", reason: "late" }, { uuid: "c", hold: null }]);
+    expect((await s.rolloutDeviceStates(r.id, { wave: 0 }))[0]).toMatchObject({ status: "succeeded", reason: null, healthySince: "2029-01-01T00:00:00.000Z" });
     expect((await s.rolloutDeviceStates(r.id, { held: true })).map((x) => x.uuid)).toEqual([]);
     expect((await s.rolloutDeviceStates(r.id, { status: "failed" })).map((x) => x.uuid)).toEqual(["b"]);
     expect((await s.rolloutDeviceStates(r.id, { limit: 1, after: "a" })).map((x) => x.uuid)).toEqual(["b"]);
@@ -1008,6 +1009,31 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.updateRolloutDevices(r.id, [{ uuid: "b", status: "failed" }], { revision: 1, events: [failed("b", "stale tick")] })).toBe(false);
     expect((await s.listRolloutEvents(r.id, { device: true })).map((e) => [e.deviceUuid, e.reason])).toEqual([["a", "timeout"]]);
     expect((await s.rolloutDeviceStates(r.id)).map((x) => [x.uuid, x.status])).toEqual([["a", "failed"], ["b", "pending"]]);
+  });
+
+  test("two replicas judging the same members: the first verdict stays, and each device's event is written once", async () => {
+    // While the signer lease changes hands, the old holder's tick and the new one's may judge the
+    // same pending members at the same revision.
+    const s = await open();
+    const r = aRollout();
+    await s.createRollout(r, [{ uuid: "a", wave: 0 }, { uuid: "b", wave: 0 }, { uuid: "c", wave: 0 }]);
+    const ev = (uuid: string, kind: "device-failed" | "device-succeeded", reason: string) => ({ rolloutId: r.id, at: new Date().toISOString(), kind, wave: 0, deviceUuid: uuid, reason });
+    expect(await s.updateRolloutDevices(r.id, [{ uuid: "a", status: "failed", reason: "timeout" }], { revision: 1, events: [ev("a", "device-failed", "timeout")] })).toBe(true);
+    expect(await s.updateRolloutDevices(r.id, [{ uuid: "a", status: "succeeded", reason: null }, { uuid: "b", status: "succeeded" }], {
+      revision: 1,
+      events: [ev("a", "device-succeeded", "late replica"), ev("b", "device-succeeded", "healthy")],
+    })).toBe(true);
+    expect((await s.rolloutDeviceStates(r.id)).map((x) => [x.uuid, x.status, x.reason])).toEqual([["a", "failed", "timeout"], ["b", "succeeded", null], ["c", "pending", null]]);
+    expect((await s.listRolloutEvents(r.id, { device: true })).map((e) => [e.deviceUuid, e.reason])).toEqual([["b", "healthy"], ["a", "timeout"]]);
+    // At the same time: one verdict for c and one event, whichever replica wrote first.
+    await Promise.all([
+      s.updateRolloutDevices(r.id, [{ uuid: "c", status: "failed" }], { revision: 1, events: [ev("c", "device-failed", "replica 1")] }),
+      s.updateRolloutDevices(r.id, [{ uuid: "c", status: "succeeded" }], { revision: 1, events: [ev("c", "device-succeeded", "replica 2")] }),
+    ]);
+    const c = (await s.rolloutDeviceStates(r.id, { after: "b" }))[0]!;
+    const cEvents = (await s.listRolloutEvents(r.id, { device: true })).filter((e) => e.deviceUuid === "c");
+    expect(cEvents).toHaveLength(1);
+    expect(cEvents[0]!.kind).toBe(c.status === "failed" ? "device-failed" : "device-succeeded");
   });
 
   test("rollout events are kept in order and listed newest first", async () => {

@@ -567,7 +567,7 @@ export class PostgresStore implements Store {
         const rows = (await tx.unsafe("SELECT revision FROM rollouts WHERE id = $1 FOR SHARE", [id])) as { revision: number | string }[];
         if (Number(rows[0]?.revision) !== opts.revision) return false;
       }
-      await tx.unsafe(
+      const changed = (await tx.unsafe(
         `UPDATE rollout_devices d SET
            status = CASE WHEN s.gs = 1 THEN s.status ELSE d.status END,
            reason = CASE WHEN s.gr = 1 THEN s.reason ELSE d.reason END,
@@ -576,7 +576,8 @@ export class PostgresStore implements Store {
            updated_at = s.at
          FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[], $9::int[], $10::text[], $11::text[])
            AS s(uuid, gs, status, gr, reason, gh, healthy, gd, hold, at)
-         WHERE d.rollout_id = $1 AND d.device_uuid = s.uuid`,
+         WHERE d.rollout_id = $1 AND d.device_uuid = s.uuid AND d.status = 'pending'
+         RETURNING d.device_uuid AS uuid`,
         [
           id,
           changes.map((c) => c.uuid),
@@ -590,8 +591,10 @@ export class PostgresStore implements Store {
           changes.map((c) => (c.hold ? JSON.stringify(c.hold) : null)),
           changes.map((c) => c.updatedAt ?? now),
         ],
-      );
-      await insertRolloutEvents(tx, events);
+      )) as { uuid: string }[];
+      // A member another writer settled first keeps its verdict, and its event is that writer's alone.
+      const uuids = new Set(changed.map((r) => r.uuid));
+      await insertRolloutEvents(tx, events.filter((e) => e.deviceUuid === null || uuids.has(e.deviceUuid)));
       return true;
     });
   }

@@ -437,14 +437,15 @@ export class SqliteStore implements Store {
          healthy_since = CASE WHEN ?6 THEN ?7 ELSE healthy_since END,
          hold = CASE WHEN ?8 THEN ?9 ELSE hold END,
          updated_at = ?10
-       WHERE rollout_id = ?1 AND device_uuid = ?11`,
+       WHERE rollout_id = ?1 AND device_uuid = ?11 AND status = 'pending'`,
     );
     const now = new Date().toISOString();
     const revision = this.#db.query<{ revision: number }, [string]>("SELECT revision FROM rollouts WHERE id = ?");
     return this.#db.transaction(() => {
       if (opts.revision !== undefined && revision.get(id)?.revision !== opts.revision) return false;
-      for (const c of changes)
-        q.run(
+      const changed = new Set<string>();
+      for (const c of changes) {
+        const { changes: n } = q.run(
           id,
           c.status !== undefined ? 1 : 0,
           c.status ?? null,
@@ -457,7 +458,10 @@ export class SqliteStore implements Store {
           c.updatedAt ?? now,
           c.uuid,
         );
-      this.#insertRolloutEvents(events);
+        if (n) changed.add(c.uuid);
+      }
+      // A member another writer settled first keeps its verdict, and its event is that writer's alone.
+      this.#insertRolloutEvents(events.filter((e) => e.deviceUuid === null || changed.has(e.deviceUuid)));
       return true;
     }).immediate();
   }

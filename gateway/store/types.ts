@@ -465,7 +465,10 @@ export interface Store {
   countRolloutDevices(id: string, opts?: RolloutDeviceFilter): Promise<number>;
   /**
    * Applies many member changes in one write, and appends `events` (the rollout events of these
-   * verdicts) in the same transaction, so a failure cannot keep the one and lose the other. With
+   * verdicts) in the same transaction, so a failure cannot keep the one and lose the other. Only
+   * pending members change, and a device's event is appended only if its member changed: two
+   * replicas judging the same members (a signer lease changing hands) neither overwrite a settled
+   * verdict nor record it twice. With
    * `revision`: only if the rollout is still at that revision (the tick judged them by a state an
    * operator's pause may have changed meanwhile); false: it was not, and nothing was written, events neither.
    */
