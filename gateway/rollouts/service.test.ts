@@ -165,6 +165,7 @@ function suite(open: () => Promise<Store>) {
     await expect(rollouts.advance(created.id)).rejects.toThrow(new RolloutStateError(`Cannot advance rollout "${created.id}": it is halted (resume it first)`));
     r = await rollouts.resume(created.id);
     expect(r).toMatchObject({ state: "running", acknowledgedFailures: 1, waveStartedAt: new Date(clock.now).toISOString() });
+    expect(r.reason).toBe("resumed by an operator from halted; the 1 failure so far is accepted, new ones count against the limit");
     await rollouts.tick();
     expect((await rollouts.show(created.id))!).toMatchObject({ state: "running", wave: 0 }); // the wave soaks again
     clock.now += 1 * min;

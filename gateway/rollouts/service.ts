@@ -363,7 +363,7 @@ export class Rollouts implements RolloutService {
         const failed = tally(await this.opts.store.rolloutCounts(id), r.waves.length).failed;
         patch.acknowledgedFailures = failed;
         patch.ifFailed = failed;
-        reason += `; the ${failed} failure${failed === 1 ? "" : "s"} so far are accepted, new ones count against the limit`;
+        reason += `; the ${failed === 1 ? "1 failure so far is" : `${failed} failures so far are`} accepted, new ones count against the limit`;
       }
       // Kept as the rollout's reason: `show` then says which failures no longer count, until the next transition.
       patch.reason = reason;
