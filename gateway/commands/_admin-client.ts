@@ -22,7 +22,7 @@ export const ADMIN_HELP =
 export const adminFlags = {
   data: { type: "string", description: "Gateway data dir: read the admin token, URL and CA from it", placeholder: "DIR" },
   server: { type: "string", description: "Gateway URL, https://HOST[:PORT] (default: the one DIR/serve.json records)", placeholder: "URL" },
-  token: { type: "string", description: "Admin token, or a publish or viewer token for what its role allows (default: DIR/admin-token; env GATEWAY_TOKEN)", placeholder: "TOKEN" },
+  token: { type: "string", description: "Admin token, or a publish or viewer token for what its role allows (default: DIR/admin-token with --data, else env GATEWAY_TOKEN)", placeholder: "TOKEN" },
 } as const satisfies Record<string, FlagSpec>;
 
 /**
@@ -35,7 +35,9 @@ export async function adminClient(flags: { data?: string; server?: string; token
   // and http:// as a connection the gateway closes unanswered (exit 4).
   if (flags.server) checkGatewayUrl("--server", flags.server);
   let server = flags.server;
-  let token = flags.token ?? process.env.GATEWAY_TOKEN;
+  // --data's own admin token before GATEWAY_TOKEN: the variable often holds a publish token (CI, a
+  // shell that ran gateway publish), which would refuse the admin command --data was meant for.
+  let token = flags.token;
   let ca: string | undefined;
   if (flags.data) {
     // A folder that is not there is a typo (bad usage); a data dir whose gateway is stopped is a
@@ -55,6 +57,7 @@ export async function adminClient(flags: { data?: string; server?: string; token
     ca = await readFile(join(flags.data, "pki", "ca.pem"), "utf8").catch(() => undefined);
     if (!server) throw new GatewayUnreachableError(`no gateway is running on ${flags.data} (no serve.json): start it, or pass --server`);
   }
+  token ??= process.env.GATEWAY_TOKEN;
   if (server && !token && flags.data) throw new UsageError(`no admin-token in ${flags.data}: pass --token TOKEN (or set GATEWAY_TOKEN)`);
   if (server && !token) throw new UsageError("--server needs --token TOKEN (an admin token, or a publish or viewer token for what its role allows; or set GATEWAY_TOKEN)");
   if (!server || !token) throw new UsageError("say which gateway: --data DIR, or --server URL with --token TOKEN");

@@ -20,7 +20,8 @@ export default defineCommand({
     const client = await adminClient(flags);
     const device = await onDevice(client, uuid, (u) => client.device(u));
     const [{ updates }, fleet] = await Promise.all([client.deviceUpdates(uuid), deviceStatus(client, uuid)]);
-    const status = { status: fleet?.status ?? null, statusDetail: fleet?.statusDetail ?? null, statusAt: fleet?.statusAt ?? null };
+    // reportedTags: the tags the device says it follows, which the text shows ("main (follows canary)").
+    const status = { status: fleet?.status ?? null, statusDetail: fleet?.statusDetail ?? null, statusAt: fleet?.statusAt ?? null, reportedTags: fleet?.reportedTags ?? null };
     out.result({ ...device, ...status, updates }, (d) => {
       // Every value here may come from the device: cell() and printable() strip control characters.
       const lines = [
@@ -28,7 +29,7 @@ export default defineCommand({
         `name:        ${cell(d.name)}`,
         `hardware id: ${cell(d.hardwareId)}`,
         // As devices list shows them: "main (follows canary)" for a device that follows other tags.
-        `tags:        ${printable(tagsText({ tags: d.tags, reportedTags: fleet?.reportedTags }, ","))}${d.tagsFromDevice ? " (set by the device)" : ""}`,
+        `tags:        ${printable(tagsText({ tags: d.tags, reportedTags: d.reportedTags ?? undefined }, ","))}${d.tagsFromDevice ? " (set by the device)" : ""}`,
         `labels:      ${printable(labelsText(d.labels)) || "-"}`,
         `target:      ${cell(d.currentTarget)}`,
         `apps:        ${d.apps ? cell(d.apps) : "(all)"}`,

@@ -163,6 +163,18 @@ export default defineCommand({
     if (flags["trust-proxy"]) asUsage([InvalidCidrError], () => new TrustedProxies(flags["trust-proxy"]));
     if (flags["external-registry-service"] !== undefined && !flags["external-registry-service"].trim())
       throw new UsageError("--external-registry-service is empty: give the registry's auth.token.service name, or leave the flag out");
+    // With an external registry there is no embedded one: a --registry-dir given too was made and
+    // watched for space, never used, and nothing said so.
+    if (flags["external-registry-service"] !== undefined && flags["registry-dir"] !== undefined)
+      throw new UsageError(
+        "--registry-dir and --external-registry-service name two registries: the gateway serves the embedded one (--registry-dir) or issues tokens for an external one, not both; give one",
+      );
+    // A header for proxies that are not trusted: no forwarded certificate is read at all, and every
+    // proxied device got 401 with nothing in the log (--trust-proxy forgotten).
+    if (flags["client-cert-header"] !== DEFAULT_CLIENT_CERT_HEADER && !flags["trust-proxy"] && !flags["proxy-listen"]?.startsWith("unix:"))
+      throw new UsageError(
+        `--client-cert-header ${flags["client-cert-header"]} is read only from trusted proxies: give --trust-proxy with the proxy's addresses (or --proxy-listen unix:PATH), or leave the flag out`,
+      );
     if (flags["proxy-listen"]) {
       // The listener's own check, before anything starts.
       try {

@@ -42,6 +42,7 @@ export default defineCommand({
       }
       removed.push(name);
     }
-    out.result(res!, (r) => `removed ${names.join(", ")}; targets.json is now version ${r.version} with ${Object.keys(r.targets).length} targets`);
+    // The names too, as the text says them: the gateway's answer is only the targets left.
+    out.result({ removed, ...res! }, (r) => `removed ${r.removed.join(", ")}; targets.json is now version ${r.version} with ${Object.keys(r.targets).length} targets`);
   },
 });

@@ -283,6 +283,19 @@ describe("gateway CLI", () => {
     expect(noToken.stderr.toString()).toStartWith("gateway tokens list: --server needs --token TOKEN");
   }, 60_000);
 
+  test("--data DIR uses DIR/admin-token, not a GATEWAY_TOKEN left in the environment (a publish token in CI)", () => {
+    const made = cli("tokens", "create", "--data", g.dataDir, "--role", "publish", "--format", "json");
+    expect(made.code, made.err).toBe(0);
+    const publish = (JSON.parse(made.out) as { token: string }).token;
+    const withEnv = (...args: string[]) => {
+      const r = Bun.spawnSync([process.execPath, MAIN, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, GATEWAY_TOKEN: publish } });
+      return { code: r.exitCode, err: r.stderr.toString() };
+    };
+    expect(withEnv("tokens", "list", "--data", g.dataDir)).toEqual({ code: 0, err: "" });
+    // Without --data the variable is the token: a publish token may not list tokens.
+    expect(withEnv("tokens", "list", "--server", g.url).code).toBe(3);
+  }, 60_000);
+
   // The gateway makes its data dir 0700 for the user it runs as: another user (a missing sudo) is told that, not "no data dir".
   test.skipIf(process.getuid?.() !== 0)("a user who may not read the data dir, or make it, is told so and what to do", async () => {
     const top = await tempDir("perm-");
@@ -450,6 +463,9 @@ describe("gateway CLI", () => {
       // Not a repository name's first part: every publish's push would fail.
       [["--factory", "acme-"], 'Invalid --factory "acme-": use lower-case letters and digits, joined by -, _ or __ (at most 63, starting and ending with a letter or digit)'],
       [["--factory", "a___b"], 'Invalid --factory "a___b"'],
+      // Two registries, and a header no proxy is trusted to send: each quietly did less before.
+      [["--external-registry-service", "fleet-registry", "--registry-dir", join(dir, "reg-too")], "--registry-dir and --external-registry-service name two registries"],
+      [["--client-cert-header", "x-ssl-client-cert"], "--client-cert-header x-ssl-client-cert is read only from trusted proxies: give --trust-proxy"],
       [["--registry-dir", MAIN], `--registry-dir ${MAIN} is a file, not a folder`],
     ];
     for (const [flags, said] of cases) {

@@ -42,6 +42,9 @@ test("a device that follows a tag its token overrode is listed by that tag, its 
   expect(cli.out.split("\n").find((l) => l.startsWith(k.uuid))).toContain(" main (follows canary) ");
   const show = gatewayRun(["devices", "show", k.uuid, "--data", g.dataDir]);
   expect(show.out).toContain("tags:        main (follows canary)\n");
+  // The JSON says it too, as devices list's does.
+  const json = gatewayRun(["devices", "show", k.uuid, "--data", g.dataDir, "--format", "json"]);
+  expect(JSON.parse(json.out)).toMatchObject({ tags: ["main"], reportedTags: ["canary"] });
 
   const fleet = (await (await g.adminFetch("/admin/fleet/devices?tag=canary")).json()) as FleetDeviceList;
   expect(fleet.devices.map((d) => [d.uuid, d.tags, d.reportedTags])).toEqual([[k.uuid, ["main"], ["canary"]]]);

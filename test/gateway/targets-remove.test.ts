@@ -28,6 +28,16 @@ test("removes the named targets from the signed targets.json, and says what is l
   expect(Object.keys((JSON.parse(list.stdout) as { targets: Record<string, unknown> }).targets)).toEqual(["amd64-linux-3"]);
 }, 60_000);
 
+test("--format json names the targets removed, as the text does, beside what is left", async () => {
+  const res = await gw.adminFetch("/admin/targets", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ targets: { "amd64-linux-7": targetEntry(7, "amd64-linux") } }) });
+  expect(res.status).toBe(200);
+  const r = await gateway("targets", "remove", "amd64-linux-7", "--data", gw.dataDir, "--format", "json");
+  expect({ code: r.code, err: r.stderr }).toMatchObject({ code: 0, err: "" });
+  const o = JSON.parse(r.stdout) as { removed: string[]; version: number; targets: Record<string, unknown> };
+  expect(o.removed).toEqual(["amd64-linux-7"]);
+  expect(Object.keys(o.targets)).not.toContain("amd64-linux-7");
+}, 60_000);
+
 test("an unknown target is the gateway's 404, exit 3, and nothing is removed; no name is bad usage", async () => {
   const r = await gateway("targets", "remove", "amd64-linux-9", "--data", gw.dataDir);
   expect(r.code).toBe(3);
