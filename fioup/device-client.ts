@@ -43,19 +43,23 @@ export interface AtsHeaders {
 }
 
 export class DeviceClient {
-  /**
-   * What every request says of the device (x-ats-*). A session's reads the running target from
-   * the device DB at each request (fioup/session.ts); tags change in place when the gateway
-   * retags the device (update/gateway-tags.ts).
-   */
-  readonly ats: AtsHeaders;
+  readonly #ats: AtsHeaders | (() => AtsHeaders);
 
+  /**
+   * @param ats What every request says of the device (x-ats-*): fixed, or read anew for each
+   *   request, as a session reads the running target and tags (fioup/session.ts).
+   */
   constructor(
     readonly server: string,
     readonly tls: DeviceTls,
-    ats: AtsHeaders,
+    ats: AtsHeaders | (() => AtsHeaders),
   ) {
-    this.ats = ats;
+    this.#ats = ats;
+  }
+
+  /** What the next request says of the device (x-ats-*). */
+  get ats(): AtsHeaders {
+    return typeof this.#ats === "function" ? this.#ats() : this.#ats;
   }
 
   /**
@@ -64,7 +68,7 @@ export class DeviceClient {
    * @throws {NotRegisteredError} If the server URL or the key files are missing.
    * @throws {ConfigError} If the certificate, the CA or the key is not one (a damaged file).
    */
-  static fromConfig(cfg: Config, ats: AtsHeaders): DeviceClient {
+  static fromConfig(cfg: Config, ats: AtsHeaders | (() => AtsHeaders)): DeviceClient {
     if (!cfg.server) throw new NotRegisteredError("no tls.server in the config");
     const read = (p: string) => {
       try {
@@ -101,9 +105,10 @@ export class DeviceClient {
     const h = new Headers(extra);
     h.set("user-agent", `fioup/${FIOUP_VERSION}`);
     // What the gateway keeps of each list, and no more (a long head is refused by proxies: lib/api/device.ts).
-    h.set("x-ats-tags", checkinList(this.ats.tags));
-    h.set("x-ats-dockerapps", checkinList(this.ats.apps));
-    if (this.ats.target) h.set("x-ats-target", this.ats.target);
+    const ats = this.ats;
+    h.set("x-ats-tags", checkinList(ats.tags));
+    h.set("x-ats-dockerapps", checkinList(ats.apps));
+    if (ats.target) h.set("x-ats-target", ats.target);
     return h;
   }
 

@@ -82,24 +82,18 @@ export function openSession(opts: SessionOptions): Session {
   // Nothing recorded yet reads as an empty database: a read-only command creates none, and opens
   // an existing one only to read it (which works on a full disk too).
   const db = !opts.readOnly ? new DeviceDb(dbPath) : existsSync(dbPath) ? new DeviceDb(dbPath, { readOnly: true }) : new DeviceDb(":memory:");
-  // The target and apps are read from the device DB at every request, not once: the gateway
-  // records the device's target from these headers at each check-in, and another fioup run (a
+  // The headers are read anew for each request, the running target from the device DB (one read):
+  // the gateway records the device's target from them at each check-in, and another fioup run (a
   // manual `fioup update`, an offline update from a USB stick) may change it while this one, the
-  // daemon above all, lives on.
+  // daemon above all, lives on. The tags are cfg's, which follow the gateway's (update/gateway-tags.ts).
+  const ats = () => {
+    const current = currentTarget(cfg, db);
+    return { tags: cfg.tags, apps: wantedApps(cfg, current).map((a) => a.name), target: current?.name };
+  };
   let client: DeviceClient | undefined;
   let clientProblem: string | undefined;
   try {
-    client = registered
-      ? DeviceClient.fromConfig(cfg, {
-          tags: cfg.tags,
-          get apps() {
-            return wantedApps(cfg, currentTarget(cfg, db)).map((a) => a.name);
-          },
-          get target() {
-            return currentTarget(cfg, db)?.name;
-          },
-        })
-      : undefined;
+    client = registered ? DeviceClient.fromConfig(cfg, ats) : undefined;
   } catch (e) {
     if (!opts.readOnly || !(e instanceof ConfigError)) {
       db.close();

@@ -21,7 +21,6 @@ import { parseToml, stringifyToml, type TomlTable } from "../../lib/device/sota-
 import { writeFileAtomic } from "../../lib/fs/atomic-write.ts";
 import { LOCAL_CONF_DIR, underRoot } from "../../lib/device/paths.ts";
 import type { Config } from "../config.ts";
-import type { DeviceClient } from "../device-client.ts";
 
 /** What following the gateway's tags did: nothing (they are the device's already), adopted them, or kept an owner's override. */
 export type TagsFollowed =
@@ -33,10 +32,10 @@ const same = (a: readonly string[], b: readonly string[]) => a.length === b.leng
 
 /**
  * Adopts the tags of the gateway's header (`header`: its value, or null when the gateway sent
- * none): sets `cfg.tags` and the client's x-ats-tags, and writes them to sota.toml as
+ * none): sets `cfg.tags` (which a session's x-ats-tags read) and writes them to sota.toml as
  * `pacman.tags`. An empty or unreadable header changes nothing.
  */
-export async function followGatewayTags(cfg: Config, client: DeviceClient, header: string | null): Promise<TagsFollowed> {
+export async function followGatewayTags(cfg: Config, header: string | null): Promise<TagsFollowed> {
   const tags = header === null ? [] : readCheckinList(header, isTag);
   if (!tags.length || same(tags, cfg.tags)) return { changed: false };
   const ownerDir = underRoot(cfg.root, LOCAL_CONF_DIR) + sep;
@@ -52,6 +51,5 @@ export async function followGatewayTags(cfg: Config, client: DeviceClient, heade
   await writeFileAtomic(sotaToml, `${head}# pacman.tags set by the gateway on ${new Date().toISOString()}\n${stringifyToml(doc)}`);
   const from = cfg.tags;
   cfg.tags = tags;
-  client.ats.tags = tags;
   return { changed: true, from, to: tags, file: sotaToml };
 }

@@ -57,7 +57,7 @@ export async function checkTargets(
     },
     headers: () => Object.fromEntries(client.headers().entries()),
   });
-  const followed = await followGatewayTags(cfg, client, gatewayTags);
+  const followed = await followGatewayTags(cfg, gatewayTags);
   if (followed.changed) process.stderr.write(`the gateway set this device's tags to ${followed.to.join(",")} (were ${followed.from.join(",") || "none"}); written to ${followed.file}\n`);
   else if ("overriddenIn" in followed) {
     // Once per process and difference: the daemon checks every few minutes.
