@@ -9,7 +9,7 @@ import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path";
 import type { BuiltImage, BusyboxImageOptions, ImageFile } from "../harness/images.ts";
 import { run, tempDir } from "../harness/tmp.ts";
-import { deviceRig, Device, freePort, httpdCompose, pushImageDetailed, randomBytes, ROOT, type DeviceRig, type TestGateway } from "../fioup/_setup.ts";
+import { deviceRig, Device, freePort, httpdCompose, httpdImage, pushImageDetailed, randomBytes, ROOT, type DeviceRig, type TestGateway } from "../fioup/_setup.ts";
 import { fileNear, realFilesImage } from "../deltas/_real-files.ts";
 
 /** `gateway export` on the gateway host (its data dir names the gateway and the admin token); returns its stderr. */
@@ -64,6 +64,16 @@ export async function offlineRig(o: { app: string; repo: string; body: string; t
       rmSync(bundles, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Publishes `version` of the rig's app with an httpd image answering `body` (tagged `v<version>`
+ * in the rig's repository), for `hwids` (default: the rig's hardware id).
+ */
+export async function publishHttpd(rig: DeviceRig, version: number, body: string, hwids: string[] = []): Promise<void> {
+  const { ref } = await pushImageDetailed(rig.upstream, rig.repo, `v${version}`, httpdImage(body));
+  await rig.pub.commit({ [`${rig.app}/docker-compose.yml`]: httpdCompose(ref, rig.port) });
+  await rig.pub.publish(version, hwids.flatMap((h) => ["--hwid", h]));
 }
 
 /** Cuts the device off from its gateway ({@link OFFLINE_DROP_IN}): bundles are then its only way to update. */

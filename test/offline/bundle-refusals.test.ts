@@ -13,7 +13,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sleep, until } from "../harness/tmp.ts";
 import { startTestGateway, Device, httpGet, httpdCompose, httpdImage, Publisher, pushImage, type TestGateway } from "../fioup/_setup.ts";
-import { bundleIndex, dropIn, gatewayExport, goOffline, OFFLINE_DROP_IN, offlineRig, rottedCopy, type OfflineRig } from "./_setup.ts";
+import { bundleIndex, dropIn, gatewayExport, goOffline, OFFLINE_DROP_IN, offlineRig, publishHttpd, rottedCopy, type OfflineRig } from "./_setup.ts";
 
 const APP = `brefuse${process.pid}`;
 const REPO = "offline/refusals";
@@ -26,11 +26,7 @@ let bundles: string;
 let other: TestGateway | undefined;
 
 /** Publishes `version` with an image answering `body` (for `hwids`, default the rig's). */
-async function publish(version: number, body: string, hwids: string[] = []): Promise<void> {
-  const ref = await pushImage(rig.upstream, REPO, `v${version}`, httpdImage(body));
-  await rig.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
-  await rig.pub.publish(version, hwids.flatMap((h) => ["--hwid", h]));
-}
+const publish = (version: number, body: string, hwids: string[] = []) => publishHttpd(rig, version, body, hwids);
 
 const exportArgs = () => ["--insecure-registry", rig.upstream.host];
 

@@ -8,9 +8,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { httpGet, httpdCompose, httpdImage, pushImage, type Device } from "../fioup/_setup.ts";
+import { httpGet, type Device } from "../fioup/_setup.ts";
 import { trustedTimestampVersion } from "../../fioup/push.ts";
-import { gatewayExport, goOffline, offlineRig, type OfflineRig } from "./_setup.ts";
+import { gatewayExport, goOffline, offlineRig, publishHttpd, type OfflineRig } from "./_setup.ts";
 
 const APP = `rmeta${process.pid}`;
 const REPO = "offline/refused-metadata";
@@ -21,11 +21,7 @@ let port: number;
 let bundles: string;
 
 /** Publishes `version` answering `body`, for `hwid`. */
-async function publish(version: number, body: string, hwid: string): Promise<void> {
-  const ref = await pushImage(rig.upstream, REPO, `v${version}`, httpdImage(body));
-  await rig.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(ref, port) });
-  await rig.pub.publish(version, ["--hwid", hwid]);
-}
+const publish = (version: number, body: string, hwid: string) => publishHttpd(rig, version, body, [hwid]);
 
 /** The timestamp version of a bundle's metadata. */
 const bundleTimestamp = async (dir: string): Promise<number> => (await Bun.file(join(dir, "tuf/timestamp.json")).json()).signed.version;

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { sleep, until } from "../harness/tmp.ts";
-import { httpGet, httpdCompose, httpdImage, pushImage, type Device } from "../fioup/_setup.ts";
-import { gatewayExport, goOffline, offlineRig, type OfflineRig } from "./_setup.ts";
+import { httpGet, type Device } from "../fioup/_setup.ts";
+import { gatewayExport, goOffline, offlineRig, publishHttpd, type OfflineRig } from "./_setup.ts";
 
 const APP = `whold${process.pid}`;
 const HWID = "amd64-linux";
@@ -19,8 +19,7 @@ let bundles: string;
 beforeAll(async () => {
   rig = await offlineRig({ app: APP, repo: "offline/hold", body: "hold v1", tmp: "watch-hold-" });
   ({ device, port, bundles } = rig);
-  await rig.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(await pushImage(rig.upstream, "offline/hold", "v2", httpdImage("hold v2")), port) });
-  await rig.pub.publish(2);
+  await publishHttpd(rig, 2, "hold v2");
   await gatewayExport(rig.gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "stick"), args: ["--insecure-registry", rig.upstream.host] });
   await goOffline(device);
 }, 120_000);

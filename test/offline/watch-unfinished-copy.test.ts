@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { until } from "../harness/tmp.ts";
-import { httpGet, httpdCompose, httpdImage, pushImage, type Device } from "../fioup/_setup.ts";
-import { bundleIndex, gatewayExport, goOffline, offlineRig, type OfflineRig } from "./_setup.ts";
+import { httpGet, type Device } from "../fioup/_setup.ts";
+import { bundleIndex, gatewayExport, goOffline, offlineRig, publishHttpd, type OfflineRig } from "./_setup.ts";
 
 const APP = `wcopy${process.pid}`;
 const REPO = "offline/unfinished-copy";
@@ -22,8 +22,7 @@ let bundles: string;
 beforeAll(async () => {
   rig = await offlineRig({ app: APP, repo: REPO, body: "copy v1", tmp: "watch-copy-" });
   ({ device, port, bundles } = rig);
-  await rig.pub.commit({ [`${APP}/docker-compose.yml`]: httpdCompose(await pushImage(rig.upstream, REPO, "v2", httpdImage("copy v2")), port) });
-  await rig.pub.publish(2);
+  await publishHttpd(rig, 2, "copy v2");
   await gatewayExport(rig.gw, { target: 2, from: 1, hwid: HWID, out: join(bundles, "b2"), args: ["--insecure-registry", rig.upstream.host] });
   await goOffline(device);
 }, 180_000);
