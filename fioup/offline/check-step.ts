@@ -160,6 +160,8 @@ export function offlineCheckStep(bundle: Bundle): Step {
     async run(ctx) {
       useBundle(ctx, bundle, bundleRegistries(bundle));
       const want = bundle.index.bundle.target;
+      // Before the resume below too: another gateway's bundle may name the same target.
+      await refuseForeignRoot(ctx, bundle);
       const pending = ctx.db.pendingUpdate();
       if (pending) {
         // An interrupted update finishes first, from this bundle only if it is for the same target.
@@ -174,7 +176,6 @@ export function offlineCheckStep(bundle: Bundle): Step {
       if (bundle.index.bundle.hwid !== hwid) {
         throw new TargetNotFoundError(`Cannot apply the bundle ${bundle.dir}: it was exported for hardware id ${bundle.index.bundle.hwid} (its index.json), this device is ${hwid}; nothing of it was taken (export one with --hwid ${hwid})`);
       }
-      await refuseForeignRoot(ctx, bundle);
       const trust = await scratchTrust(ctx.cfg.storagePath);
       try {
         const verified = await verifiedTargets(ctx, bundle, trust);

@@ -5,7 +5,8 @@
  * exported earlier still installs; a bundle from another gateway (another factory's root) is
  * said as such; a bundle of a version a rollout holds back from the device names the rollout
  * (and export warns); watch mode tries a bundle with a rotted blob once, not again and again;
- * a folder holding the bundle one level down is named in one-shot mode too.
+ * a folder holding the bundle one level down is named in one-shot mode too; an interrupted
+ * update is not resumed from another gateway's bundle that happens to name the same target.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -133,4 +134,21 @@ describe("bundles a device refuses", () => {
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain(`no index.json (not a bundle, or its copy is unfinished); ${join(mnt, "bundle")} holds one: give that folder to --offline`);
   }, 60_000);
+
+  test("an interrupted update is not resumed from another gateway's bundle of the same target name: refused as such, and ours finishes it", async () => {
+    await publish(5, "refuse v5");
+    await gatewayExport(rig.gw, { target: 5, from: 2, hwid: HWID, out: join(bundles, "b5"), args: exportArgs() });
+    const cut = device.spawn(["update", "--offline", join(bundles, "b5")], { FIOUP_FAULT: "state:fetching" });
+    expect(await cut.exited).toBe(137); // killed with an update to ${HWID}-5 in progress
+    other ??= await startTestGateway();
+    const pub = await Publisher.create(other, rig.upstream, { [`${APP}/docker-compose.yml`]: httpdCompose(await pushImage(rig.upstream, REPO, "o5", httpdImage("other v5")), port) });
+    await pub.publish(5);
+    await gatewayExport(other, { target: 5, hwid: HWID, out: join(bundles, "b5other"), args: exportArgs() });
+    const r = await device.fioup("update", "--offline", join(bundles, "b5other"));
+    expect(r.code, r.stderr).toBe(30);
+    expect(r.stderr).toContain("it comes from another gateway (another factory)");
+    const ours = await device.fioup("update", "--offline", join(bundles, "b5"));
+    expect(ours.code, ours.stderr).toBe(0);
+    expect(await httpGet(port)).toBe("refuse v5");
+  }, 240_000);
 });
