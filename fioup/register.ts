@@ -361,21 +361,29 @@ const pendingPath = (sotaDir: string) => join(sotaDir, "register.pending.json");
  * gateway knows it for the same registration asked again and neither refuses the uuid nor spends
  * another use of the token; else a new key (and, without `uuid`, a new uuid), kept (0600, beside
  * the key files) before anything is sent. A pending one for another uuid than `uuid`, or for
- * `notUuid` (an identity being given up), is not reused.
+ * `notUuid` (an identity being given up), is not reused; one for another uuid than `uuid` is not
+ * overwritten either (the held uuid's new key is then not kept: its owner's certificate asks for it).
  */
 async function pendingRegistration(sotaDir: string, uuid?: string, notUuid?: string): Promise<{ uuid: string; keys: CryptoKeyPair; made?: string }> {
   const ecdsa = { name: "ECDSA", namedCurve: "P-256" };
+  // A pending new identity is kept while the held uuid is tried again (`register --force`): if that
+  // is refused once more, the new identity is asked again as the same registration, not a third one.
+  let keepOther = false;
   try {
     const p = JSON.parse(readFileSync(pendingPath(sotaDir), "utf8")) as { uuid: string; pkcs8: string; spki: string };
-    if ((uuid === undefined || p.uuid === uuid) && p.uuid !== notUuid && new RegExp(DEVICE_UUID_PATTERN).test(p.uuid)) {
-      const privateKey = await crypto.subtle.importKey("pkcs8", Buffer.from(p.pkcs8, "base64"), ecdsa, true, ["sign"]);
-      const publicKey = await crypto.subtle.importKey("spki", Buffer.from(p.spki, "base64"), ecdsa, true, ["verify"]);
-      return { uuid: p.uuid, keys: { privateKey, publicKey } };
+    if (p.uuid !== notUuid && new RegExp(DEVICE_UUID_PATTERN).test(p.uuid)) {
+      if (uuid === undefined || p.uuid === uuid) {
+        const privateKey = await crypto.subtle.importKey("pkcs8", Buffer.from(p.pkcs8, "base64"), ecdsa, true, ["sign"]);
+        const publicKey = await crypto.subtle.importKey("spki", Buffer.from(p.spki, "base64"), ecdsa, true, ["verify"]);
+        return { uuid: p.uuid, keys: { privateKey, publicKey } };
+      }
+      keepOther = true;
     }
   } catch {
     // none, or not readable: a new one
   }
   const keys = (await crypto.subtle.generateKey(ecdsa, true, ["sign", "verify"])) as CryptoKeyPair;
+  if (keepOther && uuid !== undefined) return { uuid, keys };
   const chosen = uuid ?? crypto.randomUUID();
   const pkcs8 = Buffer.from(await crypto.subtle.exportKey("pkcs8", keys.privateKey)).toString("base64");
   const spki = Buffer.from(await crypto.subtle.exportKey("spki", keys.publicKey)).toString("base64");

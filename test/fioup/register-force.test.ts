@@ -188,3 +188,29 @@ test("a device registered again under a new uuid reports its apps-states to the 
   await daemonCycle();
   expect(await appsStatesOf(second)).not.toBeNull();
 }, 120_000);
+
+test("register --force whose new identity's answer was lost is asked again as the same registration: no second new device, no second use of the token", async () => {
+  const res = await gw.adminFetch("/admin/tokens", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ maxUses: 2 }) });
+  const twice = ((await res.json()) as { token: string }).token;
+  const root = await tempDir("register-force-lost-");
+  const args = ["register", "--server", gw.url, "--token", twice, "--hwid", "amd64-linux", "--name", "force-lost"];
+  const env = { ...process.env, FIOUP_ROOT: root, DOCKER_HOST: "unix:///nonexistent.sock" };
+  const run = async (extra: Record<string, string> = {}) => {
+    const p = Bun.spawn([process.execPath, FIOUP, ...args, "--force"], { env: { ...env, ...extra }, stdout: "pipe", stderr: "pipe" });
+    const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
+    return { code, err };
+  };
+  const registered = Bun.spawn([process.execPath, FIOUP, ...args], { env, stdout: "pipe", stderr: "pipe" });
+  expect(await registered.exited).toBe(0);
+  const old = identityOf(root).uuid;
+  expect((await gw.adminFetch(`/admin/devices/${old}/revoke`, { method: "POST" })).status).toBe(200);
+  // The revoked uuid is refused, a new one is registered, and fioup is killed before it saves the answer.
+  expect((await run({ FIOUP_FAULT: "register:answered" })).code).not.toBe(0);
+  const named = async () => (await devices()).filter((d) => d.name === "force-lost").map((d) => d.uuid);
+  const lost = (await named()).filter((u) => u !== old);
+  expect(lost).toHaveLength(1);
+  const again = await run();
+  expect(again.code, again.err).toBe(0);
+  expect(identityOf(root).uuid).toBe(lost[0]!);
+  expect((await named()).sort()).toEqual([old, lost[0]!].sort());
+}, 120_000);
