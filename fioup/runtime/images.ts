@@ -14,7 +14,7 @@ import { formatReference, parseReference } from "../../lib/oci/reference.ts";
 import { parseManifest, type Descriptor, type ImageManifest } from "../../lib/oci/manifest.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { dockerArchiveStream } from "../../lib/oci/docker-archive.ts";
-import { formatPlatform, hostPlatform, platformMatches, type Platform } from "../../lib/oci/platform.ts";
+import { byPlatformRank, formatPlatform, hostPlatform, type Platform } from "../../lib/oci/platform.ts";
 import { UnpinnedImageError } from "../../lib/compose/pin.ts";
 import { NoMatchingPlatformError } from "../../lib/oci/image.ts";
 import { BlobNotInStoreError, hasBlob, readJsonBlob, readSmallBlob } from "./_store.ts";
@@ -72,7 +72,7 @@ export async function resolveStoredImage(storeRoot: string, ref: string, platfor
   const { digest } = localTag(ref);
   const parsed = parseManifest(await readSmallBlob(storeRoot, digest, `manifest of image "${ref}"`));
   if (parsed.kind === "manifest") return { manifestDigest: digest, manifest: parsed.manifest };
-  for (const d of parsed.index.manifests.filter((m) => m.platform && platformMatches(platform, m.platform))) {
+  for (const d of byPlatformRank(platform, parsed.index.manifests)) {
     if (!(await hasBlob(storeRoot, d.digest))) continue;
     const child = parseManifest(await readSmallBlob(storeRoot, d.digest, `manifest of image "${ref}"`));
     if (child.kind === "manifest") return { manifestDigest: d.digest, manifest: child.manifest };

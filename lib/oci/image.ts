@@ -8,7 +8,7 @@
 import type { BlobStore, PullBlobOptions } from "./blob-store.ts";
 import { parseManifest, type Descriptor, type ImageIndex, type ImageManifest } from "./manifest.ts";
 import { isManifestMediaType } from "./media-types.ts";
-import { formatPlatform, hostPlatform, normalizePlatform, platformMatches, type Platform } from "./platform.ts";
+import { byPlatformRank, formatPlatform, hostPlatform, normalizePlatform, type Platform } from "./platform.ts";
 import type { RegistryClient } from "./registry-client.ts";
 
 /** An index has no manifest for the wanted platform (`image`: the reference, when the caller knows it). */
@@ -35,7 +35,7 @@ export class NoMatchingPlatformError extends Error {
  */
 export function selectPlatformManifest(index: ImageIndex, platform: Platform): Descriptor {
   const candidates = index.manifests.filter((m) => isManifestMediaType(m.mediaType) && m.platform);
-  const found = candidates.find((m) => platformMatches(platform, m.platform!));
+  const found = byPlatformRank(platform, candidates)[0];
   if (found) return found;
   throw new NoMatchingPlatformError(
     platform,

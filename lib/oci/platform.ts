@@ -55,11 +55,41 @@ export function formatPlatform(p: Platform): string {
   return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
 }
 
-/** True if an index entry's platform is usable on `want` (after normalization). */
-export function platformMatches(want: Platform, have: Platform): boolean {
+/** Architectures whose CPUs run the older variants too (arm v7 runs v6 and v5; amd64 v3 runs v2 and v1): the variant's number ranks them. */
+const OLDER_VARIANTS_RUN = new Set(["arm", "amd64"]);
+
+/** A variant's number (`v7` → 7; none, on amd64, is v1); undefined if it has none. */
+const variantNumber = (architecture: string, variant: string | undefined): number | undefined =>
+  variant === undefined ? (architecture === "amd64" ? 1 : undefined) : /^v(\d+)$/.exec(variant) ? Number(variant.slice(1)) : undefined;
+
+/**
+ * How well an index entry's platform `have` suits `want`, as containerd ranks them: 0 for the
+ * same platform, 1, 2... for each older variant back that the CPU still runs (an arm v7 device
+ * runs a v6-only image, as `docker pull` there picks it), undefined if it cannot run it.
+ */
+export function platformRank(want: Platform, have: Platform): number | undefined {
   const a = normalizePlatform(want);
   const b = normalizePlatform(have);
-  return a.os === b.os && a.architecture === b.architecture && (a.variant ?? "") === (b.variant ?? "");
+  if (a.os !== b.os || a.architecture !== b.architecture) return undefined;
+  if ((a.variant ?? "") === (b.variant ?? "")) return 0;
+  if (!OLDER_VARIANTS_RUN.has(a.architecture)) return undefined;
+  const wantN = variantNumber(a.architecture, a.variant);
+  const haveN = variantNumber(b.architecture, b.variant);
+  return wantN !== undefined && haveN !== undefined && haveN < wantN ? wantN - haveN : undefined;
+}
+
+/** True if an index entry's platform is usable on `want` (after normalization): {@link platformRank}. */
+export function platformMatches(want: Platform, have: Platform): boolean {
+  return platformRank(want, have) !== undefined;
+}
+
+/** The entries usable on `want`, best first (the same platform, then each older variant it runs). */
+export function byPlatformRank<T extends { platform?: Platform }>(want: Platform, entries: readonly T[]): T[] {
+  const ranked = entries.flatMap((e) => {
+    const r = e.platform ? platformRank(want, e.platform) : undefined;
+    return r === undefined ? [] : [{ e, r }];
+  });
+  return ranked.sort((x, y) => x.r - y.r).map((x) => x.e);
 }
 
 /** The platform this process runs on (`linux/amd64`, `linux/arm64/v8`...). */
