@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { readDockerArchiveImage } from "../../lib/oci/docker-archive.ts";
 import { parseManifest } from "../../lib/oci/manifest.ts";
 import { describePlatform } from "../../lib/oci/hwid-platform.ts";
-import { hostPlatform, platformMatches, platformOfConfig, type Platform } from "../../lib/oci/platform.ts";
+import { hostPlatform, platformOfConfig, platformRank, type Platform } from "../../lib/oci/platform.ts";
 import { formatReference, referenceTarget, type Reference } from "../../lib/oci/reference.ts";
 import type { FetchedManifest, RegistryClient } from "../../lib/oci/registry-client.ts";
 import { copyImage } from "./copy-image.ts";
@@ -146,7 +146,8 @@ export class ImageResolver {
         // second time; so only a build for the platform this one would make is reused (without
         // --platform, the host's: an engine of another architecture at DOCKER_HOST only rebuilds).
         const want = this.o.platform ?? hostPlatform();
-        const other = have && !have.platforms.some((p) => platformMatches(want, p));
+        // Exactly that platform: an older variant would run, but this build would be made for the newer one.
+        const other = have && !have.platforms.some((p) => platformRank(want, p) === 0);
         if (other) this.o.log(`image ${b.name}: ${registryHost}/${repo}:${tag} already pushed for this commit is ${have.platforms.map(describePlatform).join(", ") || "of no platform"}, not ${describePlatform(want)}: building it`);
         if (have && !other) {
           await ensureManifest(dst, repo, have.manifest, tag); // put again on the gateway's registry: fresh for its gc (transfer.ts)
