@@ -24,7 +24,12 @@ export interface RegistryAccessOptions {
    * address (a replica's own, behind a load balancer): read through --server.
    */
   gateway?: { host: string; token: string; ca: string; publicHost?: string };
-  /** Token for other registries (`--registry-token`, else `--token`). */
+  /**
+   * The other registries that use the gateway as their token realm: the hosts the target's app
+   * URIs name (an external registry). Only they get the gateway token there (gatewayRegistryClients).
+   */
+  realmHosts?: ReadonlySet<string>;
+  /** Token for other registries (`--registry-token`; without --server, else `--token`). */
   token?: string;
   /** CA PEM trusted for other registries (`--ca`). */
   ca?: string;
@@ -38,8 +43,9 @@ export class RegistryAccess {
   /**
    * The client for a registry host a target names; {@link prepare} runs before the first one is
    * made. With --server, the gateway's public host is reached there with the gateway token, and an
-   * external registry whose token realm is the gateway gets that token too, over the CA its pin
-   * vouches for (gatewayRegistryClients).
+   * external registry whose token realm is the gateway (a host the target's app URIs name) gets
+   * that token at the realm, over the CA its pin vouches for (gatewayRegistryClients); no other
+   * registry is ever sent the gateway token.
    */
   readonly client: RegistryClients;
 
@@ -50,7 +56,11 @@ export class RegistryAccess {
     };
     const gw = o.gateway;
     this.client = gw
-      ? gatewayRegistryClients({ serverHost: gw.host, publicUrl: new URL(`https://${gw.publicHost ?? gw.host}`), token: gw.token, ca: gw.ca }, other, { userAgent: "preload" })
+      ? gatewayRegistryClients(
+          { serverHost: gw.host, publicUrl: new URL(`https://${gw.publicHost ?? gw.host}`), token: gw.token, ca: gw.ca, realmFor: (host) => o.realmHosts?.has(host) ?? false },
+          other,
+          { userAgent: "preload" },
+        )
       : registryClients(other, { userAgent: "preload" });
   }
 

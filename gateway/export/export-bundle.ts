@@ -28,6 +28,7 @@ import { resolveApps, type AppBlob } from "../../lib/device/resolve.ts";
 import { DeviceBlobStore } from "../../lib/device/store.ts";
 import { REF_NAME_ANNOTATION } from "../../lib/oci/oci-layout.ts";
 import { formatPlatform, type Platform } from "../../lib/oci/platform.ts";
+import { parseReference } from "../../lib/oci/reference.ts";
 import { gatewayRegistryClients } from "../../lib/oci/registry-clients.ts";
 import { MediaType } from "../../lib/oci/media-types.ts";
 import { selectTarget, verifyAndLoadTargets } from "../../lib/tuf/index.ts";
@@ -225,8 +226,10 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
     // The gateway's registry as the targets name it (by its public host: publicUrlOf in lib/api/admin.ts), reached through --server.
     const publicUrl = new URL(o.publicUrl ?? o.admin.server);
     const gatewayHost = publicUrl.host;
+    // An external registry using the gateway as its token realm is the one the targets' app URIs name; no other gets a token there.
+    const appHosts = new Set([...appsOf(target), ...(from ? appsOf(from) : [])].map((a) => parseReference(a.uri).registry));
     const registry = gatewayRegistryClients(
-      { serverHost: new URL(o.admin.server).host, publicUrl, token: o.admin.token, ...(o.admin.ca ? { ca: o.admin.ca } : {}) },
+      { serverHost: new URL(o.admin.server).host, publicUrl, token: o.admin.token, ...(o.admin.ca ? { ca: o.admin.ca } : {}), realmFor: (host) => appHosts.has(host) },
       (host) => ({ scheme: insecure.has(host) ? "http" : "https" }),
       { userAgent: "gateway-export" },
     );

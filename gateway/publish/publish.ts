@@ -328,6 +328,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       token: opts.token,
       ...(ca ? { ca } : {}),
       plainHttp: new Set([...insecure, ...(serverUrl.protocol === "http:" ? [serverUrl.host] : [])]),
+      // An external registry (--registry) uses the gateway as its token realm; a registry a compose file names does not.
+      realmFor: (host) => !onGateway && host === registryHost,
     },
     (host) => {
       const creds = dockerCredentials(host, env);

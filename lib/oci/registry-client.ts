@@ -174,11 +174,13 @@ export class RegistryClient {
     if (!realm) throw new RegistryError(`Cannot authenticate to ${this.registry}: Bearer challenge has no realm`, 401, "UNAUTHORIZED");
     const url = new URL(realm);
     if (ch.params.service) url.searchParams.set("service", ch.params.service);
-    const all = [...scopes, ...(ch.params.scope?.split(" ").filter(Boolean) ?? [])];
+    const known = this.opts.realm && URL.parse(this.opts.realm.origin)?.origin === url.origin ? this.opts.realm : undefined;
+    // With the realm's own credentials, only the scopes this request needs: a challenge's extra
+    // ones (push, delete) would be granted by what those credentials may do, not by what we asked.
+    const all = [...scopes, ...(known ? [] : (ch.params.scope?.split(" ").filter(Boolean) ?? []))];
     for (const s of mergeScopes(all)) url.searchParams.append("scope", s);
     const headers: Record<string, string> = { ...this.opts.headers };
     if (this.opts.userAgent) headers["user-agent"] = this.opts.userAgent;
-    const known = this.opts.realm && URL.parse(this.opts.realm.origin)?.origin === url.origin ? this.opts.realm : undefined;
     const basic = this.basicHeader(known ? known.auth : this.opts.auth);
     if (basic) headers.authorization = basic;
     let res: Response;

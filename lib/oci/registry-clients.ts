@@ -56,19 +56,26 @@ export interface GatewayReach {
   ca?: string;
   /** The gateway's hosts reached over plain HTTP (a gateway served without TLS); the others over HTTPS. */
   plainHttp?: ReadonlySet<string>;
+  /**
+   * The other registries this tool knows use the gateway as their token realm (an external
+   * registry: publish's --registry, or the host the targets' app URIs name). Only they get the
+   * token there: any other registry (one a compose file names) could answer with a challenge
+   * naming the gateway's realm and be handed a registry token minted with this tool's token.
+   */
+  realmFor: (host: string) => boolean;
 }
 
 /**
  * The client cache of a tool that reaches the gateway's registry at `serverHost` while targets name
  * it by the public host (a replica's own address behind a load balancer, which the build host or
  * the gateway's own `--data` reaches): that host is mapped to `serverHost`, which (and each of
- * `alsoAt`) gets the token and CA; any other host gets `other`'s options plus the gateway as its
- * token realm at the public origin (an external registry names the gateway by its public URL),
- * where the token and CA go.
+ * `alsoAt`) gets the token and CA; any other host gets `other`'s options, and those `realmFor`
+ * names also the gateway as their token realm at the public origin (an external registry names
+ * the gateway by its public URL), where the token and CA go.
  *
  * @example
  * ```ts
- * const clientFor = gatewayRegistryClients({ serverHost: "10.0.0.5:8443", publicUrl: new URL("https://ota.example"), token, ca }, () => ({}));
+ * const clientFor = gatewayRegistryClients({ serverHost: "10.0.0.5:8443", publicUrl: new URL("https://ota.example"), token, ca, realmFor: () => false }, () => ({}));
  * clientFor("ota.example").baseUrl; // "https://10.0.0.5:8443"
  * ```
  */
@@ -79,7 +86,7 @@ export function gatewayRegistryClients(gw: GatewayReach, other: (host: string) =
     (host) =>
       own.has(host)
         ? { ...(gw.plainHttp?.has(host) ? { scheme: "http" as const } : {}), auth: { token: gw.token }, ...tls }
-        : { ...other(host), realm: { origin: gw.publicUrl.origin, auth: { token: gw.token }, ...tls } },
+        : { ...other(host), ...(gw.realmFor(host) ? { realm: { origin: gw.publicUrl.origin, auth: { token: gw.token }, ...tls } } : {}) },
     defaults,
   );
   return (host) => clients(host === gw.publicUrl.host ? gw.serverHost : host);

@@ -16,6 +16,7 @@ import { defineCommand, UsageError, type FlagSpec, type FlagValues, type Output 
 import { checkFlagPath, readFlagFile, readPemFlagFile } from "../../lib/cli/flag-file.ts";
 import { checkFlagValues, checkGatewayUrl, checkRegistryHosts } from "../../lib/cli/flag-values.ts";
 import { parsePlatform, type Platform } from "../../lib/oci/platform.ts";
+import { parseReference } from "../../lib/oci/reference.ts";
 import { fetchPinnedCa, InvalidTokenError, parsePinnedToken } from "../../lib/tls/pin.ts";
 import { parseMetadata } from "../../lib/tuf/metadata.ts";
 import { fromPem } from "../../lib/x509/pem.ts";
@@ -56,7 +57,7 @@ const FLAGS = {
   base: { type: "string", description: "Base root filesystem to layer onto (directory or tar)", placeholder: "ROOTFS" },
   cache: { type: "string", description: "Blob cache reused across runs", placeholder: "DIR" },
   fioup: { type: "string", description: "fioup binary to install as /usr/bin/fioup, built for the image's architecture (checked); required with a --base that has no /usr/bin/fioup", placeholder: "FILE" },
-  "registry-token": { type: "string", description: "Token for the target's registries when there is no --server (default --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
+  "registry-token": { type: "string", description: "Token for the target's registries other than the gateway (default without --server: --token; or env PRELOAD_REGISTRY_TOKEN)", placeholder: "TOKEN" },
   ca: { type: "string", description: "CA certificate (PEM) to trust for the target's registries and their token realms other than the --server gateway (trusted through the token's pin); for a realm at the gateway under another name, the factory CA", placeholder: "FILE" },
   "insecure-registry": { type: "strings", description: "Registry host:port to reach over plain HTTP (what it serves is still checked against the signed digests)", placeholder: "HOST" },
   explain: { type: "boolean", description: "Print the preload decision and where it came from, then exit (needs no --out nor source)" },
@@ -79,8 +80,9 @@ export default defineCommand({
     "flags are checked first, so a bad one fails on every ref (exit 2).",
     "Without --server or --bundle, blobs come from the registries the target names, with",
     "--registry-token (default --token) and --ca; a token",
-    "with a CA pin makes --ca unnecessary for the gateway's registry. With --server, a registry whose",
-    "token realm is the gateway gets the --token there, over the pinned CA: at the realm the registry",
+    "with a CA pin makes --ca unnecessary for the gateway's registry. With --server, --token goes to",
+    "the gateway only (other registries get --registry-token, if given): a registry the target's apps",
+    "name whose token realm is the gateway gets the --token there, over the pinned CA: at the realm the registry",
     "names, the gateway's public URL, which the build host must reach.",
     "",
     "--format ext4 --size SIZE makes the image exactly SIZE bytes, to be written onto a partition of",
@@ -166,13 +168,17 @@ async function run(flags: FlagValues<typeof FLAGS>, out: Output): Promise<number
           }),
         )?.host
       : undefined;
+    const appUris = Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri);
+    // With --server, --token is the gateway's API token: never sent to another registry as it is (only to the gateway as a realm).
+    const otherToken = flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? (flags.server ? undefined : token);
     const access = new RegistryAccess({
       ...(flags.server && token && ca ? { gateway: { host: new URL(flags.server).host, token, ca, ...(publicHost ? { publicHost } : {}) } } : {}),
-      token: flags["registry-token"] ?? process.env.PRELOAD_REGISTRY_TOKEN ?? token,
+      realmHosts: new Set(appUris.map((u) => parseReference(u).registry)),
+      ...(otherToken !== undefined ? { token: otherToken } : {}),
       ...(checked.ca !== undefined ? { ca: checked.ca } : {}),
       insecure: new Set(flags["insecure-registry"]),
     });
-    await access.prepare(Object.values(target.entry.custom.docker_compose_apps ?? {}).map((a) => a.uri));
+    await access.prepare(appUris);
 
     const cacheDir = flags.cache ? resolve(flags.cache) : join(work.path, "cache");
     const tree = join(work.path, "rootfs");
