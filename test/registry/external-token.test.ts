@@ -157,6 +157,24 @@ test("a realm whose certificate is not trusted is said as a realm that cannot be
   expect((err as Error).message).toStartWith(`Cannot get a token from ${gw.url}/token for ${regHost}: `);
 });
 
+test("preload with --server sends its gateway token to no registry but the gateway, not even one its target names", async () => {
+  const seen: (string | null)[] = [];
+  const elsewhere = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => (seen.push(req.headers.get("authorization")), new Response(null, { status: 404 })) });
+  try {
+    const app = `127.0.0.1:${elsewhere.port}/tools/httpd@sha256:${"b".repeat(64)}`;
+    const entry = { length: 0, hashes: { sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" }, custom: { version: "8", hardwareIds: ["arm64-linux"], tags: ["elsewhere"], docker_compose_apps: { httpd: { uri: app } } } };
+    expect((await gw.adminFetch("/admin/targets", post({ targets: { "arm64-linux-8": entry } }))).status).toBeLessThan(300);
+    const out = join(await tempDir("preload-elsewhere-"), "image");
+    const pre = await preload(["--factory-config", await factoryConfig(preloadConfig()), "--ref", "refs/heads/elsewhere", "--server", gw.url, "--token", gw.adminToken,
+      "--hwid", "arm64-linux", "--insecure-registry", `127.0.0.1:${elsewhere.port}`, "--out", out, "--format", "dir"]);
+    expect(pre.code, pre.stderr).not.toBe(0); // the registry has no such image
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.filter((a) => a?.includes(gw.adminToken) || (a?.startsWith("Basic ") && Buffer.from(a.slice(6), "base64").toString().includes(gw.adminToken)))).toEqual([]);
+  } finally {
+    elsewhere.stop(true);
+  }
+}, 120_000);
+
 // A user who names the registry's service differently from the gateway's --external-registry-service
 // got "returned 401" and nothing else: the gateway signed a token for its own registry, which the
 // external one refused. Now the token request itself is refused, naming both names and the flag.
