@@ -109,6 +109,14 @@ describe("BlobStore.pull on a bad network (docker-registry behind a fault proxy)
     return { ...r, received, wire: proxy.bytesDown - down0, ms: Date.now() - started };
   };
 
+  test("an empty blob (a zero-length layer or config, valid OCI) is pulled and stored", async () => {
+    const { digest, size } = await direct.pushBlob("t/empty", new Uint8Array());
+    expect(size).toBe(0);
+    const store = await newStore();
+    expect((await store.pull(direct, "t/empty", { digest, size })).fetched).toBe(0);
+    expect(await store.read(digest)).toEqual(new Uint8Array());
+  }, 30_000);
+
   test("ten dropped connections during one blob: one call completes, each byte fetched about once", async () => {
     const { data, digest, size } = await randomBlob("t/drops", 16 * MiB);
     const store = await newStore();

@@ -504,6 +504,8 @@ export class BlobStore {
       await rm(partial, { force: true });
       throw new DigestMismatchError(`Cannot fetch blob ${digest} from ${repo}`, digest, got);
     }
+    // An empty blob needs no request, but its (empty) partial must exist for the move into the store.
+    if (size === 0) await (await open(partial, "w")).close();
   }
 }
 
