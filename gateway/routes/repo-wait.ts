@@ -16,7 +16,8 @@
  * close hook, so that a device that goes away stops being held at once (bench/push measures the
  * memory per held request).
  * Held requests may take only a share of the transport's --max-connections (connection-caps.ts):
- * past it the device is answered 503 at once and polls, and check-ins still find a connection.
+ * past it the device is answered 503 at once and polls, and check-ins still find a connection;
+ * a wait that needs no holding (news there already, or a probe with timeout 0) is answered as ever.
  * One device holds at most MAX_WAITS_PER_DEVICE (devices/waits.ts) of them on a replica: one more ends its oldest,
  * answered 204 as a wait whose time is up, so one device certificate (a compromised one, or a
  * client gone wrong) cannot take that share and leave every other device polling. The new wait
@@ -61,10 +62,16 @@ export function waitForNews(gw: Gateway, device: string, afterParam: string | un
   if (!Number.isInteger(after) || after < 0) return Response.json({ error: "Invalid after: expected the timestamp version the device trusts" }, { status: 400 });
   if (!Number.isFinite(timeout) || timeout < 0 || timeout > MAX_WAIT_SECONDS)
     return Response.json({ error: `Invalid timeout: expected 0 to ${MAX_WAIT_SECONDS} seconds` }, { status: 400 });
-  // The transport keeps a share of its connections for check-ins: past it, the device polls instead.
-  if (conn && !conn.hold())
-    return Response.json({ error: "This gateway holds as many push connections as it may: poll instead" }, { status: 503, headers: { ...WAIT_HEADERS, "retry-after": String(MAX_WAIT_SECONDS) } });
-  return watchOf(gw).waitAfter(after, timeout * 1000, conn, device).then(answerOf);
+  const watch = watchOf(gw);
+  // A probe (timeout 0: is the gateway back?) is answered at once and never held.
+  if (!conn || timeout === 0 || conn.hold()) return watch.waitAfter(after, timeout * 1000, conn, device).then(answerOf);
+  // The transport keeps a share of its connections for check-ins: past it, the device polls
+  // instead; news there already is still told at once (else the device would poll it out).
+  return watch.waitAfter(after, 0).then((version) =>
+    version !== undefined
+      ? answerOf(version)
+      : Response.json({ error: "This gateway holds as many push connections as it may: poll instead" }, { status: 503, headers: { ...WAIT_HEADERS, "retry-after": String(MAX_WAIT_SECONDS) } }),
+  );
 }
 
 export const repoWait = new Hono<GatewayEnv>().get("/repo/wait", requireDevice, (c) => waitForNews(c.var.gw, c.var.device.uuid, c.req.query("after"), c.req.query("timeout"), c.env?.connection));

@@ -1,7 +1,8 @@
 /**
  * Held push requests never take every connection: with `--max-connections 11`, nine devices'
  * connections (90%, rounded down) may hold GET /repo/wait, a tenth device's hold is answered 503 at
- * once (it polls instead), and check-ins still get a connection and their answer. The eleventh
+ * once (it polls instead), and check-ins still get a connection and their answer; a wait there is
+ * news for already, or a probe with timeout 0, is still answered at once. The eleventh
  * connection is the test's own to /metrics, which counts the held waits and the refused one. Ten
  * devices, as one device holds at most two waits (push-per-device.test.ts).
  */
@@ -40,6 +41,11 @@ test("holds take at most 90% of the connections; past it a hold is answered 503 
   expect(Date.now() - t0).toBeLessThan(1000);
   for (let i = 0; i < 5; i++) expect((await devFetch(`${gw.url}/repo/timestamp.json`)).status).toBe(200);
   expect(await metricSample(gw, "gateway_push_waits_refused_total")).toBe(1);
+  // What needs no holding is still answered at once: news there already, and a probe whether the gateway is back.
+  const behind = await devFetch(`${gw.url}/repo/wait?after=${version - 1}&timeout=20`);
+  expect(behind.status).toBe(200);
+  expect(await behind.json()).toEqual({ version });
+  expect((await devFetch(`${gw.url}/repo/wait?after=${version}&timeout=0`)).status).toBe(204);
   expect(await heldWaits()).toBe(9);
   stop.abort();
   expect((await Promise.all(holds)).every((s) => s === 0)).toBe(true); // all of them were still held
