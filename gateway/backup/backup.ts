@@ -167,6 +167,42 @@ function skipped(rel: string, withRegistry: boolean): boolean {
 
 const ADOPTED_ROOT = `tuf/keys/${ADOPTED_ROOT_FILE}`;
 
+/**
+ * The keys and certificates (tuf/, pki/): files, while the database is a snapshot. A key rotation
+ * that runs between the two (`gateway keys rotate` on the serving gateway) would give a backup
+ * whose database trusts a key its files no longer hold, and a restored gateway that cannot sign.
+ * So they are read before the snapshot and again right after it, and the backup holds them as
+ * read then (not as they are when packed): the two reads differ only if a rotation ran meanwhile.
+ */
+const isKeyPath = (rel: string) => rel.startsWith("tuf/") || rel.startsWith("pki/");
+
+/** The key files of a data dir as they are now, by their path in it (a hash of each). */
+async function keyFiles(dataDir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for await (const e of walk(dataDir)) {
+    if (e.dir || !isKeyPath(e.rel) || skipped(e.rel, false)) continue;
+    const data = await readFile(e.path).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+    if (data) out.set(e.rel, hashOf(data));
+  }
+  return out;
+}
+
+const BACKUP_TRIES_TEXT = "at every try";
+
+/** A registry file the walk listed was removed before it was packed (registry gc). */
+const registryChanged = (path: string) =>
+  new DataDirChangedError(`Cannot back up: registry files were removed while the backup ran, ${BACKUP_TRIES_TEXT} (${path}; registry gc): nothing was written. Run the backup when gc is not running`);
+
+/** Why a file of the walk could not be read into the backup: a registry file gone since (gc), or said as it is. */
+const unreadable = (e: { rel: string; path: string }, err: unknown): Error =>
+  isRegistryPath(e.rel) && (err as NodeJS.ErrnoException).code === "ENOENT" ? registryChanged(e.path) : new BackupError(`Cannot read ${e.path}: ${(err as Error).message}`);
+
+const hashOf = (data: Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
+
+const KEYS_CHANGED =
+  `Cannot back up: the gateway's keys changed while the backup ran, ${BACKUP_TRIES_TEXT} (a key rotation: gateway keys rotate), so its database and its key files would not match; ` +
+  "nothing was written. Run the backup again once the rotation is done";
+
 const isRegistryPath = (rel: string) => rel === "registry" || rel.startsWith("registry/");
 
 async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; path: string; mode: number; size: number; dir: boolean }> {
@@ -282,8 +318,33 @@ export interface BackupResult extends BackupManifest {
   registryFiles?: number;
 }
 
-/** Writes a sealed backup of `dataDir` to `out`; returns its manifest. */
+/**
+ * The data dir changed under the backup in a way that makes what it packed so far inconsistent: a
+ * key rotation (KEYS_CHANGED), or `registry gc` removing a registry file after the walk listed it.
+ * The backup is taken again from the start; nothing was written to --out.
+ */
+class DataDirChangedError extends BackupError {
+  override name = "DataDirChangedError";
+}
+
+/** Tries at taking a backup while the data dir changes under it (DataDirChangedError), before saying so. */
+const BACKUP_TRIES = 3;
+
+/**
+ * Writes a sealed backup of `dataDir` to `out`; returns its manifest. Taken again from the start
+ * when the data dir changed under it (a key rotation, a registry gc), up to BACKUP_TRIES times.
+ */
 export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createBackupOnce(opts);
+    } catch (e) {
+      if (!(e instanceof DataDirChangedError) || attempt >= BACKUP_TRIES) throw e;
+    }
+  }
+}
+
+async function createBackupOnce(opts: BackupOptions): Promise<BackupResult> {
   const factory = await readFactoryName(opts.dataDir);
   const withRegistry = !!opts.withRegistry;
   if (opts.db !== undefined && !dbKind(opts.db)) throw new UsageError(dbKindProblem(opts.db));
@@ -324,6 +385,8 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
   });
   try {
     scratch = await makeScratch(opts.dataDir);
+    // The key files as they are before the snapshot: what is packed must be the same (isKeyPath says why).
+    const keysBefore = await keyFiles(opts.dataDir);
     // The database first: its snapshot is the moment the backup stands for.
     let snapshot: string | undefined;
     if (!postgres) {
@@ -356,6 +419,15 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
       }
     }
     if (snapshot) entries.push({ rel: SQLITE_DB_FILE, path: snapshot, mode: 0o600, size: (await stat(snapshot)).size, dir: false });
+    // The key files as the backup will hold them, read now, after the snapshot: the same as before it, or a rotation ran meanwhile.
+    const keys = new Map<string, Buffer>();
+    for (const e of entries) {
+      if (e.dir || !isKeyPath(e.rel)) continue;
+      const data = await readFile(e.path).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+      if (!data || keysBefore.get(e.rel) !== hashOf(data)) throw new DataDirChangedError(KEYS_CHANGED);
+      keys.set(e.rel, data);
+    }
+    if (keys.size !== keysBefore.size) throw new DataDirChangedError(KEYS_CHANGED);
     const files = entries.filter((e) => !e.dir);
     const manifest: BackupManifest = {
       format: BACKUP_FORMAT,
@@ -370,6 +442,10 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
     await checkSpace(dirname(opts.out), manifest.bytes, (why) => new BackupError(`Cannot write the backup to ${opts.out}: ${why}`));
 
     const pack = tar.pack();
+    // The producer's error reaches the writer below as the archive's end (producerError says why);
+    // as an 'error' event with no listener it would be a crash with a stack trace.
+    pack.on("error", () => {});
+    let producerError: unknown;
     const produce = (async () => {
       pack.entry({ name: MANIFEST, mode: 0o600 }, JSON.stringify(manifest, null, 2) + "\n");
       let done = 0;
@@ -382,31 +458,45 @@ export async function createBackup(opts: BackupOptions): Promise<BackupResult> {
         if (e.size <= 1 << 20) {
           // Small files (keys, metadata, the snapshot of a small fleet) are read whole: one that
           // was rewritten since the walk is taken as it is now, never half old and half new.
-          const data = await readFile(e.path).catch((err) => {
-            throw new BackupError(`Cannot read ${e.path}: ${(err as Error).message}`);
-          });
+          const data =
+            keys.get(e.rel) ??
+            (await readFile(e.path).catch((err: unknown): never => {
+              throw unreadable(e, err);
+            }));
           pack.entry({ name: e.rel, mode: e.mode }, data);
           bytes += data.length;
         } else {
           // Large files are registry blobs (content-addressed, never rewritten) or the database
-          // snapshot (ours): streamed, so memory stays flat.
-          await new Promise<void>((resolve, reject) => {
-            const sink = pack.entry({ name: e.rel, size: e.size, mode: e.mode }, (err) => (err ? reject(err) : resolve()));
-            createReadStream(e.path).on("error", reject).pipe(sink);
+          // snapshot (ours): streamed, so memory stays flat. Opened first: one removed since the
+          // walk (registry gc) is found before its entry is begun, and once open it reads whole.
+          const fh = await open(e.path).catch((err: unknown): never => {
+            throw unreadable(e, err);
           });
+          try {
+            await new Promise<void>((resolve, reject) => {
+              const sink = pack.entry({ name: e.rel, size: e.size, mode: e.mode }, (err) => (err ? reject(err) : resolve()));
+              fh.createReadStream({ autoClose: false }).on("error", reject).pipe(sink);
+            });
+          } finally {
+            await fh.close().catch(() => {});
+          }
           bytes += e.size;
         }
         done++;
         opts.onProgress?.(done, bytes);
       }
       pack.finalize();
-    })().catch((err) => pack.destroy(err));
+    })().catch((err: unknown) => {
+      producerError = err;
+      pack.destroy(err as Error);
+    });
 
     await writeFileAtomic(opts.out, seal(pack as AsyncIterable<Uint8Array>, opts.secret), { mode: 0o600 }).catch((e) => {
       // Nothing reads the archive any more: stop it, so the producer does not wait on it forever
       // and an error it meets later is not an unhandled 'error' event (a crash with a stack trace).
-      pack.on("error", () => {});
       pack.destroy();
+      // The producer's failure is why (the writer only saw the archive end): said as it is.
+      if (producerError) return Promise.reject(producerError);
       return Promise.reject(aboutOut(e, opts.out) ? new BackupError(`Cannot write the backup to ${opts.out}: ${fsWhy(e)}`) : e);
     });
     await produce;

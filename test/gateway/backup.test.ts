@@ -16,6 +16,8 @@ import { verifyAndLoadTargets } from "../../lib/tuf/index.ts";
 import { backupOfDatabase, restoreOfDatabase, startGateway, testDbKind, withoutDatabaseNote, type GatewayHandle } from "../harness/gateway.ts";
 import { removeTempDir, tempDir, until } from "../harness/tmp.ts";
 import { post, tlsFetch } from "./_client.ts";
+import { createBackup } from "../../gateway/backup/backup.ts";
+import { registerDevice } from "./_register.ts";
 import { makeDeviceCsr } from "./_device.ts";
 import { anEvent } from "./_fixture.ts";
 
@@ -129,6 +131,74 @@ test("a backup taken under load restores onto a fresh dir and port, and the devi
   });
   expect(Object.keys(verified.targets).sort()).toEqual(["amd64-linux-1", "amd64-linux-2"]);
 });
+
+test("a key rotation on the serving gateway while a backup packs its files: the backup holds the keys its database trusts, and its restore signs what devices verify", async () => {
+  const gw = await startGateway();
+  started.push(gw);
+  const tufDir = join(work, "rotation-device-tuf");
+  mkdirSync(tufDir, { recursive: true });
+  const device = await registerDevice(gw.url, gw.adminToken, gw.caPem);
+  writeFileSync(join(tufDir, "root.json"), await (await device.fetch(`${gw.url}/repo/1.root.json`)).text());
+  const file = join(work, "rotated.backup");
+  const dbArgs = await backupOfDatabase(gw.dataDir, file);
+  let rotated: { code: number; stderr: string } | undefined;
+  await createBackup({
+    dataDir: gw.dataDir,
+    out: file,
+    secret: { passphrase: PASS },
+    ...(dbArgs.length ? { db: dbArgs[1] } : {}),
+    // The operator rotates the timestamp key after the database snapshot, while the files are packed (the keys come last: tuf/).
+    onProgress: () => {
+      if (rotated) return;
+      const r = Bun.spawnSync([process.execPath, join(REPO, "gateway/main.ts"), "keys", "rotate", "timestamp", "--data", gw.dataDir], { stdout: "pipe", stderr: "pipe" });
+      rotated = { code: r.exitCode, stderr: r.stderr.toString() };
+    },
+  });
+  expect(rotated?.code, rotated?.stderr).toBe(0);
+  await gw.kill();
+
+  const restored = join(work, "rotation-restored");
+  const r = await run(["restore", file, "--data", restored]);
+  expect(r.code, r.stderr).toBe(0);
+  const gw2 = await startGateway({ dataDir: restored, port: undefined, args: await restoreOfDatabase(file, restored) });
+  started.push(gw2);
+  expect((await gw2.adminFetch("/admin/targets", post({ targets: { "amd64-linux-1": target(gw2.host, "1") } }))).status).toBeLessThan(300);
+  const verified = await verifyAndLoadTargets({ metadataDir: tufDir, metadataBaseUrl: `${gw2.url}/repo/`, fetch: { tls: { ca: gw2.caPem, cert: device.cert, key: device.key } } });
+  expect(Object.keys(verified.targets)).toEqual(["amd64-linux-1"]);
+}, 120_000);
+
+test("registry files removed while a backup with the registry runs (registry gc): the backup is taken again, whole, not failed with a stack trace", async () => {
+  const gw = await startGateway();
+  started.push(gw);
+  // Two blobs as gc would find them unreferenced: one streamed (over 1 MiB), one read whole.
+  const blobs = join(gw.dataDir, "registry", "blobs", "sha256", "ab");
+  mkdirSync(blobs, { recursive: true });
+  const gone = [join(blobs, `${"ab".repeat(32)}`), join(blobs, `${"ac".repeat(32)}`)];
+  writeFileSync(gone[0]!, new Uint8Array(3 << 20));
+  writeFileSync(gone[1]!, "small");
+  const file = join(work, "gc.backup");
+  const dbArgs = await backupOfDatabase(gw.dataDir, file);
+  for (const removed of gone) {
+    let tries = 0;
+    const m = await createBackup({
+      dataDir: gw.dataDir,
+      out: file,
+      secret: { passphrase: PASS },
+      withRegistry: true,
+      ...(dbArgs.length ? { db: dbArgs[1] } : {}),
+      onProgress: (files) => {
+        if (files === 1) tries++;
+        rmSync(removed, { force: true }); // gc, after the walk listed it
+      },
+    });
+    expect(tries).toBe(2);
+    const restored = join(work, `gc-restored-${tries}-${gone.indexOf(removed)}`);
+    const r = await run(["restore", file, "--data", restored]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(join(restored, "registry", "blobs", "sha256", "ab", removed.split("/").pop()!))).toBe(false);
+    expect(m.registryFiles).toBe(gone.indexOf(removed) === 0 ? 1 : 0);
+  }
+}, 120_000);
 
 test("an interrupted backup leaves the last good one in place; restore refuses a non-empty dir", async () => {
   const gw = await startGateway();
