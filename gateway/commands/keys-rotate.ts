@@ -8,7 +8,7 @@ export default defineCommand({
     "Asks the running gateway to make a new key, publish a new root.json listing it (signed by the root key in\n" +
     "DIR/tuf/keys/) and re-sign the role. Devices follow via N.root.json. With replicas, the others take the new\n" +
     "key from the shared database within about 5 s, sealed with the factory CA's key (gateway/README.md, Replicas).\n" +
-    "The gateway refuses `root` here, and any role when the root key is offline: then draft, sign and install\n" +
+    "`root` is refused here (exit 2; the gateway refuses it too), and the gateway refuses any role when the root key is offline: then draft, sign and install\n" +
     "the new root with gateway keys init-root / sign-root / push-root (docs/keys.md)." +
     "\n\n" +
     ADMIN_HELP,
