@@ -100,6 +100,8 @@ export interface ImageResolverOptions {
   dst: Destination;
   /** The factory registry host (`host:port`). */
   registryHost: string;
+  /** Other names of the factory registry (publish's --server host, the host it pushes through): an image named by one is in it already. */
+  alsoHosts?: readonly string[];
   factory: string;
   /** Tag for builds: the git short hash (`-dirty` on an unclean tree). */
   imageTag: string;
@@ -189,12 +191,13 @@ export class ImageResolver {
   image(written: string, ref: Reference, writtenIn?: ImageWrittenIn): Promise<ResolvedImage> {
     return this.once(`ref\0${formatReference(ref)}`, async () => {
       const { dst, registryHost, factory } = this.o;
-      // Already in the factory registry: pin in place. Otherwise <factory>/<path without library/>.
-      const dstRepo = ref.registry === registryHost ? ref.repository : `${factory}/${ref.repository.replace(/^library\//, "")}`;
+      // Already in the factory registry (by any of its names): pin in place. Otherwise <factory>/<path without library/>.
+      const inRegistry = ref.registry === registryHost || !!this.o.alsoHosts?.includes(ref.registry);
+      const dstRepo = inRegistry ? ref.repository : `${factory}/${ref.repository.replace(/^library\//, "")}`;
       const name = ref.repository.replace(/^library\//, "");
       const from = formatReference(ref);
       let localWhy: string | undefined;
-      if (ref.registry !== registryHost) {
+      if (!inRegistry) {
         const local = await dockerInspectImage(written, { env: this.o.env });
         if (!("missing" in local)) {
           const tag = ref.digest ? undefined : ref.tag;

@@ -377,6 +377,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     const images = new ImageResolver({
       dst,
       registryHost,
+      ...(onGateway ? { alsoHosts: [pushHost, serverUrl.host] } : {}),
       factory,
       imageTag,
       reuseBuilds: !git.dirty,

@@ -92,4 +92,14 @@ describe("gateway publish to one replica behind a balancer", () => {
     expect(await pinnedHosts(r)).toEqual([publicHost]);
     await deviceFetches(r);
   });
+
+  test("an image a compose file names by the replica's own address (--server) is the gateway's already: pinned in place under the public host, not copied under <factory>/<factory>/", async () => {
+    const first = await publish(opts({}));
+    const pinned = parseReference(first.apps[0]!.services[0]!.pinned);
+    const byServer = `${gw.host}/${pinned.repository}@${pinned.digest}`;
+    const again = await containersRepo({ [`byserver${process.pid}/docker-compose.yml`]: httpdCompose(byServer, 18098) });
+    const r = await publish(opts({ containersDir: again }));
+    expect(r.apps[0]!.services[0]!.pinned).toBe(`${publicHost}/${pinned.repository}@${pinned.digest}`);
+    await deviceFetches(r);
+  });
 });
