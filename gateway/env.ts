@@ -77,7 +77,8 @@ export interface RolloutService {
   show(id: string): Promise<RolloutDetail | undefined>;
   pause(id: string): Promise<RolloutDetail>;
   resume(id: string): Promise<RolloutDetail>;
-  advance(id: string): Promise<RolloutDetail>;
+  /** `fromWave`: the wave (1-based) the operator saw running; refused if the rollout is at another by now (a double submit). */
+  advance(id: string, fromWave?: number): Promise<RolloutDetail>;
   cancel(id: string): Promise<RolloutDetail>;
   /** The signed view a device is served (gateway/ota/views.ts), from the in-memory rollout cache. */
   view(deviceUuid: string): View;

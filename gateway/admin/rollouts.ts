@@ -45,5 +45,9 @@ export const adminRollouts = new Hono<GatewayEnv>()
   .post("/rollouts/:id/:action", async (c) => {
     const action = c.req.param("action") as (typeof ACTIONS)[number];
     if (!ACTIONS.includes(action)) throw new HTTPException(404, { message: `Not found: POST ${c.req.path} (actions: ${ACTIONS.join(", ")})` });
-    return c.json(await service(c)[action](c.req.param("id")));
+    if (action !== "advance") return c.json(await service(c)[action](c.req.param("id")));
+    // ?fromWave=N: advance only from wave N (1-based), as the operator saw it: a second click is refused, not a second wave released.
+    const fromWave = c.req.query("fromWave");
+    if (fromWave !== undefined && !/^[1-9][0-9]{0,5}$/.test(fromWave)) throw new HTTPException(400, { message: "Invalid fromWave: expected the wave number (1, 2, ...) the rollout is at" });
+    return c.json(await service(c).advance(c.req.param("id"), fromWave === undefined ? undefined : Number(fromWave)));
   });

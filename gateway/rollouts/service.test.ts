@@ -336,7 +336,7 @@ function suite(open: () => Promise<Store>) {
     const racing = interposed(store, "getRollout", (id) => rollouts.advance(id));
     const operator = await new Rollouts({ store: racing, tuf, tickMs: 0, viewPollMs: 0, now: () => clock.now }).start();
     try {
-      await expect(operator.advance(created.id)).rejects.toThrow(new RolloutStateError(`Cannot advance rollout "${created.id}": it moved on to wave 2 meanwhile (nothing was done)`));
+      await expect(operator.advance(created.id)).rejects.toThrow(new RolloutStateError(`Cannot advance rollout "${created.id}" from wave 1: it is at wave 2 by now (advanced meanwhile; nothing was done)`));
       expect(await store.getRollout(created.id)).toMatchObject({ wave: 1 });
       expect((await store.listRolloutEvents(created.id, { device: false })).filter((e) => e.kind === "wave-started").map((e) => e.wave)).toEqual([1, 0]);
     } finally {

@@ -371,13 +371,15 @@ export class Rollouts implements RolloutService {
     });
   }
 
-  advance(id: string): Promise<RolloutDetail> {
-    // The wave the operator advances from is the one first read: should #act read again after a
-    // conflict, a wave that moved meanwhile (the tick's advance, or the same request sent twice) is
-    // not advanced from, or two waves would be released at once, the later without soak or settling.
-    let from: number | undefined;
+  advance(id: string, fromWave?: number): Promise<RolloutDetail> {
+    // The wave the operator advances from is the one they saw (`fromWave`, a form's or a script's),
+    // else the one first read: should #act read again after a conflict, a wave that moved meanwhile
+    // (the tick's advance, or the same request sent twice) is not advanced from, or two waves would
+    // be released at once, the later without soak or settling.
+    let from = fromWave === undefined ? undefined : fromWave - 1;
     return this.#act(id, async (r) => {
-      if (from !== undefined && r.wave !== from) throw new RolloutStateError(`Cannot advance rollout "${id}": it moved on to wave ${r.wave + 1} meanwhile (nothing was done)`);
+      if (from !== undefined && r.wave !== from)
+        throw new RolloutStateError(`Cannot advance rollout "${id}" from wave ${from + 1}: it is at wave ${r.wave + 1} by now (advanced meanwhile; nothing was done)`);
       from = r.wave;
       if (r.state !== "running" && r.state !== "paused") throw new RolloutStateError(`Cannot advance rollout "${id}": it is ${r.state}${r.state === "halted" ? " (resume it first)" : ""}`);
       if (r.wave >= r.waves.length - 1) throw new RolloutStateError(`Cannot advance rollout "${id}": wave ${r.wave + 1} is its last`);

@@ -95,7 +95,7 @@ const OPS: Record<string, Record<string, Op>> = {
   "/admin/rollouts/{id}": { get: { summary: "A rollout: counts per wave and status, holds, failures, recent events (admin or viewer)", sec: "admin", res: RolloutDetail } },
   "/admin/rollouts/{id}/pause": { post: { summary: "Pause a rollout (no wave advances; released devices keep the target)", sec: "admin", res: RolloutDetail } },
   "/admin/rollouts/{id}/resume": { post: { summary: "Resume a paused or halted rollout", sec: "admin", res: RolloutDetail } },
-  "/admin/rollouts/{id}/advance": { post: { summary: "Release the next wave now", sec: "admin", res: RolloutDetail } },
+  "/admin/rollouts/{id}/advance": { post: { summary: "Release the next wave now (?fromWave=N: only if the rollout is still at wave N, so a repeated request releases no second wave)", sec: "admin", res: RolloutDetail } },
   "/admin/rollouts/{id}/cancel": { post: { summary: "Cancel a rollout: it ends where it stands; devices not yet updated are never offered its version (create a new rollout to ship it)", sec: "admin", res: RolloutDetail } },
   "/admin/targets": {
     get: { summary: "The signed targets", sec: "admin", res: TargetsList },

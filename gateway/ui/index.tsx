@@ -393,11 +393,14 @@ export function dashboard(app: Hono<any>) {
 
   ui.get("/rollouts/:id", (c) => rolloutPage(c, c.req.param("id")));
 
-  ui.post("/rollouts/:id/:action{pause|resume|advance|cancel}", (c) => {
+  ui.post("/rollouts/:id/:action{pause|resume|advance|cancel}", async (c) => {
     const id = c.req.param("id");
+    // Advance from the wave the page showed: a double click releases one wave, the second is refused.
+    const fromWave = (await c.req.parseBody()).fromWave;
+    const query = c.req.param("action") === "advance" && typeof fromWave === "string" ? `?fromWave=${encodeURIComponent(fromWave)}` : "";
     return orAgain(
       async () => {
-        await c.var.api("POST", `/admin/rollouts/${encodeURIComponent(id)}/${c.req.param("action")}`);
+        await c.var.api("POST", `/admin/rollouts/${encodeURIComponent(id)}/${c.req.param("action")}${query}`);
         return c.redirect(`/ui/rollouts/${encodeURIComponent(id)}`, 303);
       },
       (refused) => rolloutPage(c, id, refused),

@@ -146,6 +146,27 @@ describe("dashboard: labels, groups, rollouts", () => {
     expect(actionsFor({ state: "halted", wave: 0, waves: [33, 100] })).toEqual(["resume", "cancel"]);
   }, 60_000);
 
+  test("Advance clicked twice (the form sent twice) releases one wave; the second is refused, saying the rollout moved on", async () => {
+    const r = await admin<RolloutDetail>("/admin/rollouts", "POST", { target: "5", tag: "main", waves: [25, 50, 100], soak: "1h" });
+    const { ctx, page } = await signedIn(gw.adminToken);
+    await goto(page, `${gw.url}/ui/rollouts/${r.id}`);
+    // The page's own form, sent twice from the page (its cookies, its origin), as a double click sends it.
+    const [one, two] = await page.evaluate(async () => {
+      const form = (globalThis as any).document.querySelector("form[action$='/advance']");
+      const send = async () => {
+        const res = await fetch(form.action, { method: "POST", body: new (globalThis as any).URLSearchParams(new (globalThis as any).FormData(form)) });
+        return { status: res.status, text: await res.text() };
+      };
+      return [await send(), await send()];
+    });
+    expect(one.status).toBe(200);
+    expect(two.status).toBe(409);
+    expect(two.text).toContain("from wave 1: it is at wave 2 by now (advanced meanwhile; nothing was done)");
+    expect((await admin<RolloutDetail>(`/admin/rollouts/${r.id}`)).wave).toBe(1);
+    await admin(`/admin/rollouts/${r.id}/cancel`, "POST");
+    await ctx.close();
+  }, 60_000);
+
   test("the open page follows the rollout: its buttons change when the CLI pauses it, and a device's event names the device", async () => {
     const buttons = async (page: Page) => (await page.locator("section[aria-labelledby=h-actions] button").allTextContents()).map((t) => t.trim());
     const shown = (actions: string[]) => actions.map((a) => a[0]!.toUpperCase() + a.slice(1));

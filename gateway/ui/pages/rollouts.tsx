@@ -254,6 +254,7 @@ export function RolloutPage({ r, csrf, canWrite, refused }: { r: RolloutDetail; 
               {actionsFor(r).map((a) => (
                 <form method="post" action={`/ui/rollouts/${encodeURIComponent(r.id)}/${a}`} data-confirm={CONFIRM[a]}>
                   <Csrf token={csrf} />
+                  {a === "advance" && <input type="hidden" name="fromWave" value={String(r.wave + 1)} />}
                   <button type="submit" class={a === "cancel" ? "danger" : undefined}>
                     {a[0]!.toUpperCase() + a.slice(1)}
                   </button>
