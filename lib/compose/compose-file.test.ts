@@ -133,3 +133,13 @@ describe("parseCompose: bind mounts", () => {
     ]);
   });
 });
+
+describe("parseCompose: include", () => {
+  test("a top-level include is refused at publish (with variables), naming the file and what to do; read as is without", () => {
+    const text = "include:\n  - db.yml\nservices:\n  a:\n    image: x\n";
+    expect(() => parseCompose(text, "web/compose.yaml", { variables: () => undefined })).toThrow(
+      "Invalid compose file web/compose.yaml: include is not supported: the services of the files it names are never pinned",
+    );
+    expect(parseCompose(text, "web/compose.yaml").services.map((s) => s.name)).toEqual(["a"]);
+  });
+});

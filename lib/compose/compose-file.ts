@@ -7,6 +7,10 @@
  * so nothing could check or pin it): a service that needs it for its image or
  * build is refused here, saying to write the service out. `env_file` entries
  * are read so publish can check they are files the bundle holds.
+ * At publish time (with `variables`) a top-level `include:` is refused: the
+ * files it names bring services publish never sees, so nothing would pin their
+ * images and the device's compose would pull them from their registries,
+ * outside the signed update (or fail offline). The device reads files without it.
  * At publish time variables are interpolated first (see interpolate.ts), so
  * what is checked, pinned and shipped is what will run.
  *
@@ -45,6 +49,8 @@ export interface ComposeService {
   buildArgs?: Record<string, string>;
   /** `env_file` entries in order, each path as written (relative to the compose file's folder); `required` false only when it says so. */
   envFiles?: EnvFile[];
+  /** `pull_policy:` as written (pinning drops it: the device loads the pinned image, never pulls). */
+  pullPolicy?: string;
   /** Whether the service has an `extends:` key (never followed: see the module doc). */
   extends?: true;
   /** Host paths of bind mounts written relative to the compose file's folder (`./data:/data`, `type: bind` with such a `source`, or a named volume bound to such a `device`), as written. */
@@ -70,6 +76,10 @@ export interface EnvFile {
 export const EXTENDS_NOT_SUPPORTED =
   "extends is not supported: nothing follows it to check and pin what the service takes from the other one; write the service out in full (its image or build, and the keys it would inherit)";
 
+/** The reason a file with a top-level `include:` is refused at publish. */
+export const INCLUDE_NOT_SUPPORTED =
+  "include is not supported: the services of the files it names are never pinned, so the device's compose would pull their images from their registries, outside the signed update (or fail offline); write those services into this file instead";
+
 /** A parsed, validated compose file. */
 export interface ComposeFile {
   /** Where it came from, for messages. */
@@ -84,7 +94,7 @@ export interface ComposeFile {
 
 /** Options of {@link parseCompose}. */
 export interface ParseComposeOptions {
-  /** Interpolate `${VAR}`... in every string value first, with these variables (publish time only). */
+  /** Interpolate `${VAR}`... in every string value first, with these variables (publish time only; a top-level `include:` is then refused). */
   variables?: VariableLookup;
 }
 
@@ -100,7 +110,8 @@ const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/;
  * ```
  * @throws {ComposeFileError} If the file is over 1 MiB, is not valid YAML, has
  *   no `services` map, a service has neither `image` nor `build` (saying so of
- *   `extends`, which is not followed), or an `env_file` is not a path or list of them.
+ *   `extends`, which is not followed), or an `env_file` is not a path or list of them;
+ *   with `variables` (publish), also if it has a top-level `include:`.
  * @throws {InterpolationError} With `variables`, if a variable cannot be resolved.
  */
 export function parseCompose(content: string | Uint8Array, file: string, opts: ParseComposeOptions = {}): ComposeFile {
@@ -139,6 +150,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
   } catch (err) {
     throw new ComposeFileError(file, `not valid YAML: ${(err as Error).message.split("\n")[0]}`);
   }
+  if (opts.variables && doc.has("include")) throw new ComposeFileError(file, INCLUDE_NOT_SUPPORTED);
   const services = js.services;
   if (services === undefined || services === null) throw new ComposeFileError(file, "no services section");
   if (typeof services !== "object" || Array.isArray(services) || !isMap(doc.get("services"))) {
@@ -153,8 +165,9 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
     if (!svc || typeof svc !== "object" || Array.isArray(svc) || !isMap(doc.getIn(["services", name]))) {
       throw new ComposeFileError(file, "the service is not a mapping", name);
     }
-    const { image, build, extends: ext, env_file: envFile, volumes, configs, secrets } = svc as {
+    const { image, build, extends: ext, env_file: envFile, volumes, configs, secrets, pull_policy: pullPolicy } = svc as {
       image?: unknown;
+      pull_policy?: unknown;
       build?: unknown;
       extends?: unknown;
       env_file?: unknown;
@@ -197,6 +210,7 @@ export function parseCompose(content: string | Uint8Array, file: string, opts: P
       ...(buildContext !== undefined ? { buildContext } : {}),
       ...details,
       ...(envFile !== undefined && envFile !== null ? { envFiles: envFiles(envFile, file, name) } : {}),
+      ...(pullPolicy !== undefined && pullPolicy !== null ? { pullPolicy: String(pullPolicy) } : {}),
       ...(hasExtends ? { extends: true as const } : {}),
       ...(binds.length > 0 ? { bindSources: binds } : {}),
       ...(files.length > 0 ? { fileSources: files } : {}),

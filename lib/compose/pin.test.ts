@@ -80,4 +80,30 @@ describe("pinCompose with merge keys", () => {
     expect(pinned.text).toContain("# third party");
     for (const s of parseCompose(pinned.text, "m.yml").services) expect(s.build).toBe(false);
   });
+
+  test("drops pull_policy, written in the service or taken through <<, and says so in a note per service", async () => {
+    const src = [
+      "x-common: &common",
+      "  pull_policy: weekly",
+      "  restart: always",
+      "services:",
+      "  api:",
+      "    image: api",
+      "    pull_policy: always",
+      "  worker:",
+      "    <<: *common",
+      "    image: api",
+      "  web:",
+      "    image: nginx:alpine",
+      "",
+    ].join("\n");
+    const pinned = await pinCompose(parseCompose(src, "app/docker-compose.yml"), async (s) => `r:1/main/${s.name}@${D}`);
+    const doc = parse(pinned.text, { merge: true });
+    expect(doc.services.api).toEqual({ image: `r:1/main/api@${D}` });
+    expect(doc.services.worker).toEqual({ image: `r:1/main/worker@${D}`, restart: "always" });
+    expect(pinned.notes).toEqual([
+      expect.stringContaining('app/docker-compose.yml, service "api": dropped pull_policy: always'),
+      expect.stringContaining('app/docker-compose.yml, service "worker": dropped pull_policy: weekly'),
+    ]);
+  });
 });

@@ -3,7 +3,11 @@
  * rewritten to `<registry>/<path>@sha256:<manifest digest>` as resolved at
  * publish time, and `build:` sections are dropped (the device never builds),
  * also one a service takes through a `<<` merge key (that service is written
- * out in full).
+ * out in full). So is `pull_policy:`: the device loads the pinned image and
+ * runs the app with an override naming a local tag, which `always`, `daily`,
+ * `weekly` or `build` would have compose pull (or build), failing every start;
+ * without it compose uses the loaded image. Each drop is one of the notes
+ * returned, for publish to say.
  * An interpolated file keeps its resolved values, with `$` written as `$$`.
  * Everything else in the file, comments included, is kept as written.
  *
@@ -31,12 +35,14 @@ export type ImageResolver = (service: ComposeService) => Promise<string>;
 export interface PinnedCompose {
   text: string;
   pins: Record<string, { from: string | undefined; to: string }>;
+  /** What pinning changed besides images and builds, one line each, naming the file and service (a dropped `pull_policy`). */
+  notes: string[];
 }
 
 const PINNED = /^[^\s@]+\/[^\s@]+@sha256:[0-9a-f]{64}$/;
 
 /**
- * Rewrites every service image with `resolve` and drops `build:`.
+ * Rewrites every service image with `resolve` and drops `build:` and `pull_policy:`.
  *
  * @example
  * ```ts
@@ -49,14 +55,22 @@ const PINNED = /^[^\s@]+\/[^\s@]+@sha256:[0-9a-f]{64}$/;
 export async function pinCompose(compose: ComposeFile, resolve: ImageResolver): Promise<PinnedCompose> {
   const doc = compose.doc.clone();
   const pins: PinnedCompose["pins"] = {};
+  const notes: string[] = [];
   for (const svc of compose.services) {
     const to = await resolve(svc);
     if (!PINNED.test(to)) {
       throw new UnpinnedImageError(to, `Cannot pin service "${svc.name}" of ${compose.file} to`);
     }
-    if (svc.build && hasMergeKey(doc.getIn(["services", svc.name], true))) writeOutMerged(doc, svc.name);
+    const drops = svc.build || svc.pullPolicy !== undefined;
+    if (drops && hasMergeKey(doc.getIn(["services", svc.name], true))) writeOutMerged(doc, svc.name);
     doc.setIn(["services", svc.name, "image"], to);
     if (svc.build) doc.deleteIn(["services", svc.name, "build"]);
+    if (svc.pullPolicy !== undefined) {
+      doc.deleteIn(["services", svc.name, "pull_policy"]);
+      notes.push(
+        `${compose.file}, service "${svc.name}": dropped pull_policy: ${svc.pullPolicy} from the pinned file (the device loads the pinned image and never pulls or builds; compose would try to pull its local tag and fail to start the app)`,
+      );
+    }
     pins[svc.name] = { from: svc.image, to };
   }
   if (compose.interpolated) {
@@ -67,7 +81,7 @@ export async function pinCompose(compose: ComposeFile, resolve: ImageResolver): 
       },
     });
   }
-  return { text: doc.toString({ lineWidth: 0 }), pins };
+  return { text: doc.toString({ lineWidth: 0 }), pins, notes };
 }
 
 /** True if a service's map takes keys through `<<` (a merge key: the yaml package reads it as a symbol). */
