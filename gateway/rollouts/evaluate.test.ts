@@ -120,6 +120,29 @@ describe("a rollout member's status", () => {
     expect(evaluateDevice(evidence({ events: [deferred], hold: { kind: "clock", until: null, at: iso(T0) } }), c)).toBeUndefined();
   });
 
+  test("a lock hold is bounded by the rollout's max hold even when the device says it ends later", () => {
+    const deferred = event("UpdateDeferred", T0, { details: { reason: "lock", until: "9999-01-01T00:00:00Z" } });
+    const c = ctx(T0 + 119 * min, { maxHoldS: 3600 });
+    const first = evaluateDevice(evidence({ events: [deferred] }), c)!;
+    expect(evaluateDevice(evidence({ events: [deferred], hold: first.hold! }), c)).toBeUndefined();
+    expect(evaluateDevice(evidence({ events: [deferred], hold: first.hold! }), { ...c, now: T0 + 121 * min })).toMatchObject({ status: "failed", reason: expect.stringMatching(/^timeout/) });
+  });
+
+  test("no hold keeps a device pending past a week from its first deferral, though it defers again every day with a far end", () => {
+    const day = 24 * 60 * min;
+    const events = Array.from({ length: 9 }, (_, i) => event("UpdateDeferred", T0 + i * day, { details: { reason: i % 2 ? "window" : "clock", until: i % 2 ? "9999-01-01T00:00:00Z" : null } }));
+    let hold = evaluateDevice(evidence({ events }), ctx(T0 + 8 * day))!.hold!;
+    expect(hold.since).toBe(iso(T0));
+    const held = evidence({ events, hold });
+    expect(evaluateDevice(held, ctx(T0 + 7 * day + 59 * min))).toBeUndefined();
+    expect(evaluateDevice(held, ctx(T0 + 7 * day + 61 * min))).toMatchObject({ status: "failed", reason: expect.stringMatching(/^timeout/) });
+    // Released, the next hold starts afresh.
+    const released = event("UpdateHoldReleased", T0 + 8 * day + min, { details: { releasedBy: "window" } });
+    const again = event("UpdateDeferred", T0 + 8 * day + 2 * min, { details: { reason: "clock", until: null } });
+    hold = evaluateDevice(evidence({ events: [...events, released, again] }), ctx(T0 + 8 * day + 3 * min))!.hold!;
+    expect(hold).toEqual({ kind: "clock", until: null, at: iso(T0 + 8 * day + 2 * min) });
+  });
+
   test("a lock hold without an end is bounded by the rollout's max hold", () => {
     const deferred = event("UpdateDeferred", T0, { details: { reason: "lock", until: null } });
     const c = ctx(T0 + 119 * min, { maxHoldS: 3600 });

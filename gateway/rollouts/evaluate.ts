@@ -177,7 +177,11 @@ function currentHold(ev: DeviceEvidence, version: string, prev: RolloutHold | nu
       const o = d && typeof d === "object" ? d : {};
       // A reason this gateway does not know (a newer fioup's) counts as a lock: the max hold ends it.
       const kind = HOLD_KINDS.find((k) => k === o.reason) ?? "lock";
-      hold = { kind, until: typeof o.until === "string" ? onGatewayClock(o.until, event.deviceTime, receivedAt) : null, at: receivedAt };
+      // A deferral sent again (each daemon cycle, or a device gone wrong) continues the hold: its
+      // bounds count from its first deferral (of this kind for the max hold, of any for MAX_HOLD_MS).
+      const at = hold?.kind === kind ? earlier(hold.at, receivedAt) : receivedAt;
+      const since = hold ? earlier(hold.since ?? hold.at, receivedAt) : receivedAt;
+      hold = { kind, until: typeof o.until === "string" ? onGatewayClock(o.until, event.deviceTime, receivedAt) : null, at, ...(since !== at ? { since } : {}) };
     } else if (id === HOLD_RELEASED || id === COMPLETED) {
       if (hold && ms(receivedAt) >= ms(hold.at)) hold = null;
       if (id === HOLD_RELEASED) endedAt = ms(receivedAt);
@@ -203,7 +207,17 @@ function onGatewayClock(deviceTimeOfEnd: string, deviceTime: string, receivedAt:
 /** A device clock further off than this from the gateway's, as an event's receipt shows it, is taken as wrong. */
 const SKEW_MS = 5 * 60_000;
 
-const sameHold = (a: RolloutHold | null, b: RolloutHold | null) => a?.kind === b?.kind && a?.until === b?.until && a?.at === b?.at;
+const sameHold = (a: RolloutHold | null, b: RolloutHold | null) => a?.kind === b?.kind && a?.until === b?.until && a?.at === b?.at && a?.since === b?.since;
+
+const earlier = (a: string, b: string) => (ms(b) < ms(a) ? b : a);
+
+/**
+ * The longest a device's hold keeps it pending, from its first deferral, whatever ends it
+ * reports: one device (a clock never set, firmware gone wrong, a compromised one) cannot keep its
+ * wave from settling for ever. Past it, its pending timeout runs. A week covers any maintenance
+ * window (a weekly one opens within 7 days).
+ */
+export const MAX_HOLD_MS = 7 * 24 * 3600_000;
 
 /**
  * The waves' starts as kept, unless an older gateway moved the rollout since (advanced or resumed
@@ -236,10 +250,12 @@ export function pendingDeadline(ctx: EvaluateContext, hold: RolloutHold | null, 
   if (holdEndedAt > from) from = holdEndedAt;
   if (hold) {
     let end = hold.until ? ms(hold.until) : NaN;
-    // Only a lock ends by itself after the max hold (fioup installs then); a window without a known
-    // opening, or a clock not set yet, holds until the device says otherwise.
-    if (Number.isNaN(end)) end = ctx.rollout.maxHoldS && hold.kind === "lock" ? ms(hold.at) + ctx.rollout.maxHoldS * 1000 : Infinity;
-    from = Math.max(from, end);
+    // Only a lock ends by itself after the max hold (fioup installs then), whatever later end the
+    // device says; a window without a known opening, or a clock not set yet, holds until the device
+    // says otherwise, for MAX_HOLD_MS at most.
+    if (hold.kind === "lock" && ctx.rollout.maxHoldS) end = Math.min(Number.isNaN(end) ? Infinity : end, ms(hold.at) + ctx.rollout.maxHoldS * 1000);
+    if (Number.isNaN(end)) end = Infinity;
+    from = Math.max(from, Math.min(end, ms(hold.since ?? hold.at) + MAX_HOLD_MS));
   }
   return from + ctx.rollout.pendingTimeoutS * 1000;
 }

@@ -515,7 +515,10 @@ export type RolloutRow = Static<typeof RolloutRow>;
 export const RolloutHold = Type.Object({
   kind: Type.Union(HOLD_KINDS.map((k) => Type.Literal(k))),
   until: Type.Union([Type.String(), Type.Null()]),
+  /** The first deferral of this kind in the hold. */
   at: Type.String(),
+  /** When the hold began, if before `at` (it changed kind since: a window, then a lock): the gateway's longest hold counts from it. */
+  since: Type.Optional(Type.String()),
 });
 export type RolloutHold = Static<typeof RolloutHold>;
 
