@@ -17,6 +17,9 @@
  * `*` enables nothing there): read so for v1, as the runtime knows which it runs;
  * a list written `a,b` means the same to both.
  *
+ * A service scaled to nothing (`scale: 0`, or `deploy: { replicas: 0 }`) gets no container
+ * from `compose up` either, on purpose: it is left out the same way, not waited for.
+ *
  * @module
  */
 import type { Document } from "yaml";
@@ -45,7 +48,7 @@ export interface ComposeFacts {
   creates: Set<string>;
   /** Names of external networks and volumes this app needs to exist. */
   needs: Set<string>;
-  /** Services with a `profiles:` list none of which is enabled: `compose up` creates no container for them. */
+  /** Services with a `profiles:` list none of which is enabled, or scaled to 0: `compose up` creates no container for them. */
   notStarted: Set<string>;
 }
 
@@ -77,6 +80,11 @@ export function enabledProfiles(dotEnv: string | undefined, file: string, env: R
   return v1 ? names.filter((p) => p !== "" && p !== "*") : names.map((p) => p.trim()).filter((p) => p !== "");
 }
 
+/** A count of 0 as compose reads one (a number, or a string after interpolation). */
+function isZero(v: unknown): boolean {
+  return v === 0 || (typeof v === "string" && v.trim() !== "" && Number(v) === 0);
+}
+
 /** Reads {@link ComposeFacts} from a parsed compose document, with `profiles` enabled ({@link enabledProfiles}). */
 export function composeFacts(doc: Document, project: string, profiles: string[] = []): ComposeFacts {
   const js = (doc.toJS({ maxAliasCount: 1000 }) ?? {}) as Record<string, unknown>;
@@ -88,6 +96,8 @@ export function composeFacts(doc: Document, project: string, profiles: string[] 
     const g = composeDurationSeconds(svc?.stop_grace_period);
     if (g !== undefined) stopGrace.set(name, g);
     if (Array.isArray(svc?.profiles) && svc.profiles.length > 0 && !svc.profiles.some(enabled)) notStarted.add(name);
+    const deploy = svc?.deploy as Record<string, unknown> | null | undefined;
+    if (isZero(svc?.scale) || isZero(deploy?.replicas)) notStarted.add(name);
   }
   const creates = new Set<string>();
   const needs = new Set<string>();

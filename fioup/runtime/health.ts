@@ -31,6 +31,8 @@ export interface ServiceSpec {
 const LABEL_PROJECT = "com.docker.compose.project";
 const LABEL_SERVICE = "com.docker.compose.service";
 const LABEL_HASH = "com.docker.compose.config-hash";
+/** Set on the containers of `compose run`: one-off commands, not replicas of the service. */
+const LABEL_ONEOFF = "com.docker.compose.oneoff";
 
 /**
  * What the last healthcheck said: its exit code and output (the last check with output, if
@@ -55,9 +57,14 @@ export function judgeContainer(c: ContainerInspect | undefined, svc: string): { 
   return judgeService({ name: svc, state: s.Status, health: s.Health?.Status, exitCode: s.ExitCode, error: s.Error || undefined, healthDetail: lastCheck(c) });
 }
 
-/** Reads the state of every service of `app` (one report per declared service; the newest container wins). */
+/**
+ * Reads the state of every service of `app` (one report per declared service; the newest container wins).
+ * A container a `compose run` left (no `--rm`) is no replica: its exit says nothing of the app, so
+ * it is not judged (else one exited non-zero would make the app unhealthy until someone removed it).
+ */
 export async function serviceReports(engine: DockerEngine, app: string, services: ServiceSpec[]): Promise<ServiceReport[]> {
-  const containers = await engine.listContainers([`${LABEL_PROJECT}=${projectName(app)}`]);
+  const all = await engine.listContainers([`${LABEL_PROJECT}=${projectName(app)}`]);
+  const containers = all.filter((c) => c.Labels[LABEL_ONEOFF] !== "True");
   const reports: ServiceReport[] = [];
   for (const svc of services) {
     const mine = containers.filter((c) => c.Labels[LABEL_SERVICE] === svc.name).sort((a, b) => b.Created - a.Created);
