@@ -137,14 +137,18 @@ export interface LayerLoad {
  * What {@link loadImageFromStore} will load for `refs`: nothing for an image the engine holds
  * (by its pinned config digest); for each other, every layer (`docker load` stages the whole
  * image tar under the data root), to be unpacked unless its diff_id is in `held` (the layers
- * of images the engine holds) or was counted for an earlier image.
+ * of images the engine holds) or was counted for an earlier image. An image several services
+ * run (by its config digest, however its references are written) is loaded once: counted once.
  * @throws {UnpinnedImageError | BlobNotInStoreError | NoMatchingPlatformError | CorruptBlobError | EngineError}
  */
 export async function layersToLoad(engine: DockerEngine, storeRoot: string, refs: string[], held: Set<string>, platform?: Platform): Promise<LayerLoad[]> {
   const out: LayerLoad[] = [];
   const counted = new Set(held);
+  const images = new Set<string>();
   for (const ref of refs) {
     const { manifest } = await resolveStoredImage(storeRoot, ref, platform);
+    if (images.has(manifest.config.digest)) continue;
+    images.add(manifest.config.digest);
     if (await engine.inspectImage(manifest.config.digest)) continue;
     const config = await readJsonBlob<{ rootfs?: { diff_ids?: unknown } }>(storeRoot, manifest.config.digest, `config of image "${ref}"`);
     const diffIds = Array.isArray(config.rootfs?.diff_ids) ? (config.rootfs.diff_ids as unknown[]) : [];
