@@ -14,6 +14,7 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { childEnv } from "../child-env.ts";
+import { projectName } from "../../lib/compose/app-format.ts";
 
 /** Neither `docker compose` nor `docker-compose` runs on this machine. */
 export class ComposeNotFoundError extends Error {
@@ -39,14 +40,8 @@ export class ComposeError extends Error {
 /** The override file inside an app dir that maps each service to its local tag. */
 export const OVERRIDE_FILE = ".fioup/images.yml";
 
-/**
- * The compose project name for an app. v1 and v2 both normalise names
- * (lowercase; v1 also drops `.`), so pass the normalised form explicitly and
- * container labels (`com.docker.compose.project`) come out predictable.
- */
-export function projectName(app: string): string {
-  return app.toLowerCase().replace(/[^a-z0-9_-]/g, "");
-}
+/** The compose project name for an app: its one home is lib/compose/app-format.ts (publish checks it too). */
+export { projectName };
 
 async function runs(cmd: string[], env: Record<string, string>): Promise<boolean> {
   try {

@@ -10,7 +10,7 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { COMPOSE_FILE_NAMES } from "../../lib/compose/app-format.ts";
+import { COMPOSE_FILE_NAMES, projectName } from "../../lib/compose/app-format.ts";
 import { listBundleFiles } from "../../lib/compose/bundle.ts";
 import { pathListMatcher } from "../../lib/compose/ignore.ts";
 import { ignoredPaths, leftOutText } from "./git.ts";
@@ -92,6 +92,17 @@ export async function discover(containersDir: string): Promise<{ apps: AppDir[];
   }
   if (apps.length === 0) {
     throw new NothingToPublishError(`Nothing to publish in ${containersDir}: no top-level directory holds a docker-compose.yml, compose.yml or compose.yaml`);
+  }
+  // Two apps a device would run as one compose project (`a.b` and `ab`) would remove each other's containers.
+  const byProject = new Map<string, string>();
+  for (const app of apps) {
+    const other = byProject.get(projectName(app.name));
+    if (other !== undefined)
+      throw new NothingToPublishError(
+        `Cannot publish ${containersDir}: apps "${other}" and "${app.name}" would run as one compose project ("${projectName(app.name)}") on the device, ` +
+          "which drops dots, and remove each other's containers; rename one of the directories",
+      );
+    byProject.set(projectName(app.name), app.name);
   }
   return { apps, builds };
 }

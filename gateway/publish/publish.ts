@@ -433,6 +433,7 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     for (const app of apps) {
       const compose = composes.get(app.name)!;
       const pinned = await pinCompose(compose, async (svc) => byService.get(`${app.name}/${svc.name}`)!.pinned);
+      for (const note of pinned.notes) log(note);
       layerSizes[app.name] = {};
       for (const svc of compose.services) {
         const img = byService.get(`${app.name}/${svc.name}`)!;

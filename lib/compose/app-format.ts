@@ -76,3 +76,14 @@ export type BundleIndex = Record<string, string>;
 export const BUNDLE_FILE_MODE = 0o644;
 export const BUNDLE_EXEC_MODE = 0o755;
 export const BUNDLE_DIR_MODE = 0o755;
+
+/**
+ * The compose project name a device runs an app under (fioup, preload's early start). v1 and v2
+ * both normalise names (lowercase; v1 also drops `.`), so the normalised form is passed
+ * explicitly and container labels (`com.docker.compose.project`) come out predictable. Publish
+ * refuses two apps whose names give the same one: they would share a project on the device and
+ * remove each other's containers as orphans.
+ */
+export function projectName(app: string): string {
+  return app.toLowerCase().replace(/[^a-z0-9_-]/g, "");
+}

@@ -151,11 +151,15 @@ describe("gateway publish CLI", () => {
     expect(key.stderr).toContain(`tags: ${fc} has no containers.tagging entry for refs/heads/main (its entries: refs/heads/mian), so the target tag is the branch name "main"`);
   });
 
-  test("an app name that is not allowed, or a build without its Dockerfile, stop publish before any image is resolved (exit 10)", async () => {
+  test("an app name that is not allowed, two apps the device would run as one compose project, or a build without its Dockerfile, stop publish before any image is resolved (exit 10)", async () => {
     const named = await containersRepo({ "My Shop/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n" });
     const badName = await cli(...common().map((a) => (a === repo ? named : a)).map((a) => (a === "refs/heads/main" ? "refs/heads/master" : a)));
     expect(badName.code).toBe(10);
     expect(badName.stderr).toContain('"My Shop" is not a valid app or image name (lowercase letters, digits, . _ -, starting with a letter or digit, at most 128); rename the directory, e.g. to "my-shop"');
+    const sameProject = await containersRepo({ "shop.v2/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n", "shopv2/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n" });
+    const collide = await cli(...common().map((a) => (a === repo ? sameProject : a)).map((a) => (a === "refs/heads/main" ? "refs/heads/master" : a)));
+    expect(collide.code).toBe(10);
+    expect(collide.stderr).toContain(`apps "shop.v2" and "shopv2" would run as one compose project ("shopv2") on the device, which drops dots, and remove each other's containers; rename one of the directories`);
     const noDockerfile = await containersRepo({
       "shop/docker-compose.yml": "services:\n  web:\n    image: nginx:alpine\n  api:\n    build: ./api\n",
       "shop/api/main.go": "package main\n",

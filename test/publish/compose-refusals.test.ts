@@ -83,6 +83,7 @@ describe("gateway publish of a service with pull_policy", () => {
     expect(api).toEqual({ image: expect.stringMatching(/\/main\/api@sha256:[0-9a-f]{64}$/), environment: { GREETING: "hello" } });
     expect(worker).toEqual({ image: api.image, restart: "unless-stopped" });
     expect(app.files["docker-compose.yml"]).not.toContain("pull_policy: always");
+    expect(r.stderr).toContain(`docker-compose.yml, service "api": dropped pull_policy: always from the pinned file`);
   }, 180_000);
 });
 
