@@ -248,6 +248,18 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.countEvents()).toBe(total + 2);
   });
 
+  test("appendEvents() stores an event whose text holds U+0000 or half a surrogate pair, as U+FFFD, on every backend", async () => {
+    const s = await open();
+    const d = aDevice();
+    await s.putDevice(d);
+    const odd = anEvent({ eventType: { id: "EcuInstallationCompleted", version: 2 }, event: { correlationId: "c", success: false, details: "nul \u0000 and \ud800 cut", extra: { note: "\udc00" } } as DeviceEvent["event"] });
+    expect(await s.appendEvents(d.uuid, [odd, anEvent()])).toBe(2);
+    const [stored] = await s.listEvents(d.uuid);
+    expect(stored!.event.event.details).toBe("nul \uFFFD and \uFFFD cut");
+    expect((stored!.event.event as Record<string, unknown>).extra).toEqual({ note: "\uFFFD" });
+    expect(stored!.event.id).toBe(odd.id);
+  });
+
   test("listEvents() gives a device's events in arrival order, whatever their ids; past the limit its newest", async () => {
     const s = await open();
     const d = aDevice();

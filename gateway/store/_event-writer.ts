@@ -59,6 +59,7 @@ import {
   type WriterMessage,
 } from "./_writer-thread.ts";
 import { eventQueueBound, stateWritesBound, type WaitingWrites } from "./_waiting-writes.ts";
+import { eventBody } from "./_rows.ts";
 
 interface Pending {
   uuid: string;
@@ -212,7 +213,7 @@ export class EventWriter {
     if (this.#closed) return Promise.reject(new EventWriteError("Cannot store events: the store is closed"));
     let bodies: string[];
     try {
-      bodies = events.map((e) => JSON.stringify(e));
+      bodies = events.map(eventBody);
     } catch (err) {
       return Promise.reject(new EventWriteError(`Cannot store events: ${(err as Error).message}`));
     }

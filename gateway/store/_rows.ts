@@ -120,6 +120,21 @@ export const toApiToken = (r: ApiTokenRecord): ApiTokenRow => ({
 
 export const clampLimit = (n: number | undefined, max = 1000) => Math.max(1, Math.min(n ?? max, max));
 
+/**
+ * A device event as stored, on both backends alike. A string holding U+0000 or half of a surrogate
+ * pair (a device's error text cut mid-character) is valid JSON, but PostgreSQL's jsonb refuses it:
+ * the device's POST /events failed with 500, and its fioup sent the same batch again for ever,
+ * none of its later events stored. Such characters are stored as U+FFFD instead.
+ */
+export function eventBody(e: unknown): string {
+  const text = JSON.stringify(e);
+  return text.includes("\\u0000") || LONE_SURROGATE_ESCAPE.test(text) ? JSON.stringify(e, storableString) : text;
+}
+
+/** How JSON.stringify writes a lone surrogate (a paired one is written as itself). */
+const LONE_SURROGATE_ESCAPE = /\\ud[89a-f]/i;
+const storableString = (_key: string, v: unknown) => (typeof v === "string" ? v.replaceAll("\0", "\uFFFD").toWellFormed() : v);
+
 /** Device-supplied JSON read back deeper than this is not returned (older rows predate the intake cap). */
 export const MAX_STORED_DEPTH = 64;
 export const STORED_TOO_DEEP = `[not shown: stored value nested deeper than ${MAX_STORED_DEPTH} levels]`;

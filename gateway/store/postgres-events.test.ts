@@ -46,8 +46,12 @@ test("concurrent appendEvents() of many devices: every event stored once, each c
 test("a device whose events PostgreSQL refuses fails alone: the devices sharing its statement are stored", async () => {
   const good = await Promise.all(Array.from({ length: 6 }, () => store.putDevice(aDevice())));
   const bad = await store.putDevice(aDevice());
-  // The status trigger reads the body as jsonb, which refuses \u0000 in a string.
-  const refused = anEvent({ eventType: { id: "EcuInstallationCompleted", version: 2 }, event: { correlationId: "c", success: false, details: "nul \u0000 here" } });
+  // PostgreSQL refuses this device's rows for what they hold (a constraint, 23xxx): here a trigger of the test's.
+  const sql = new SQL(url, { max: 1 });
+  await sql.unsafe(`CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'check_violation'; END $$`);
+  await sql.unsafe(`CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW WHEN (NEW.device_uuid = '${bad.uuid}') EXECUTE FUNCTION refuse_bad()`);
+  await sql.close();
+  const refused = anEvent();
   const calls = [
     ...good.slice(0, 3).map((d) => store.appendEvents(d.uuid, [anEvent()])),
     store.appendEvents(bad.uuid, [refused]),

@@ -39,7 +39,7 @@ import {
   type RolloutRecord,
 } from "./_rollouts.ts";
 import { eventQueueBound, stateWritesBound, type WaitingWrites } from "./_waiting-writes.ts";
-import { clampLimit, jsonColumn, newDeviceParams, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, eventBody, jsonColumn, newDeviceParams, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
@@ -984,7 +984,7 @@ export class EventGroupCommit {
         ids.push(e.id);
         uuids.push(q.uuid);
         ats.push(q.at);
-        bodies.push(JSON.stringify(e));
+        bodies.push(eventBody(e));
       }
     }
     const rows = (await this.sql.unsafe(

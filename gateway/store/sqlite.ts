@@ -34,7 +34,7 @@ import {
   type RolloutEventRecord,
   type RolloutRecord,
 } from "./_rollouts.ts";
-import { clampLimit, newDeviceParams, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
+import { clampLimit, eventBody, newDeviceParams, replacesSql, storedJson, toApiToken, toDevice, toToken, type ApiTokenRecord, type DeviceRecord, type TokenRecord } from "./_rows.ts";
 import {
   DeviceRegisteredMeanwhileError,
   DeviceRevokedError,
@@ -539,7 +539,7 @@ export class SqliteStore implements Store {
       const counts = this.#db.transaction(() =>
         batch.map((p) => {
           let n = 0;
-          for (const e of p.events) n += q.run(e.id, p.uuid, now, JSON.stringify(e)).changes;
+          for (const e of p.events) n += q.run(e.id, p.uuid, now, eventBody(e)).changes;
           return n;
         }),
       )();
