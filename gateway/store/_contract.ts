@@ -5,6 +5,7 @@
 import { describe, expect, setSystemTime, test } from "bun:test";
 import { tufStorageContract } from "../ota/_storage-contract.ts";
 import type { DeviceEvent } from "../../lib/api/index.ts";
+import { MAX_DURATION_SECONDS } from "../../lib/api/duration.ts";
 import { STORED_TOO_DEEP } from "./_rows.ts";
 import {
   DeviceRegisteredMeanwhileError,
@@ -858,6 +859,14 @@ export function storeContract(open: () => Promise<Store>) {
       ...over,
     };
   };
+
+  test("createRollout() keeps every duration up to the longest a duration may be (MAX_DURATION_SECONDS)", async () => {
+    const s = await open();
+    const longest = MAX_DURATION_SECONDS;
+    const r = aRollout({ soakS: longest, healthWindowS: longest, pendingTimeoutS: longest, maxHoldS: longest });
+    await s.createRollout(r, [{ uuid: `m-${uniq()}`, wave: 0 }]);
+    expect(await s.getRollout(r.id)).toEqual(r);
+  });
 
   test("createRollout() stores the rollout and its members; one active rollout per version", async () => {
     const s = await open();

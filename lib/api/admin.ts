@@ -84,7 +84,7 @@ export const TOKEN_ROLES = ["registration", "publish", "admin", "viewer"] as con
 export type TokenRole = (typeof TOKEN_ROLES)[number];
 export type ApiRole = Exclude<TokenRole, "registration">;
 
-/** A lifetime: "30d", "12h", "90m", "3600s", "2w" or seconds (at most 100 years). */
+/** A lifetime: "30d", "12h", "90m", "3600s", "2w" or seconds (at most 50 years). */
 const Duration = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Integer({ minimum: 1, maximum: MAX_DURATION_SECONDS })], {
   expected: "a duration: seconds, or a number with s, m, h, d or w (90m, 30d)",
 });
