@@ -53,11 +53,6 @@ export class ContainerEngine extends DockerEngine {
     await this.simple(`Cannot update container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/update`, [], body);
   }
 
-  /** DELETE /containers/{id}?force=1 (gone already is fine). @throws {EngineError} */
-  async removeContainer(id: string): Promise<void> {
-    await this.simple(`Cannot remove container "${id}"`, "DELETE", `/containers/${encodeURIComponent(id)}?force=1`, [404]);
-  }
-
   /** GET /containers/{id}/json with the host config, or undefined when it does not exist. @throws {EngineError} */
   async containerDetails(id: string): Promise<ContainerDetails | undefined> {
     return (await this.inspectContainer(id)) as unknown as ContainerDetails | undefined;

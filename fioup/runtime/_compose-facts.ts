@@ -50,6 +50,8 @@ export interface ComposeFacts {
   needs: Set<string>;
   /** Services with a `profiles:` list none of which is enabled, or scaled to 0: `compose up` creates no container for them. */
   notStarted: Set<string>;
+  /** The fixed names (`container_name:`) of the services `compose up` creates. */
+  containerNames: Set<string>;
 }
 
 /**
@@ -110,7 +112,11 @@ export function composeFacts(doc: Document, project: string, profiles: string[] 
       else creates.add(name ?? `${project}_${key}`);
     }
   }
-  return { stopGrace, creates, needs, notStarted };
+  const containerNames = new Set<string>();
+  for (const [name, svc] of Object.entries(services)) {
+    if (typeof svc?.container_name === "string" && svc.container_name && !notStarted.has(name)) containerNames.add(svc.container_name);
+  }
+  return { stopGrace, creates, needs, notStarted, containerNames };
 }
 
 /**

@@ -293,6 +293,16 @@ export class DockerEngine {
     return this.fail(`Cannot stop container "${id}"`, res);
   }
 
+  /** DELETE /containers/{id}?force=1, running or not (its anonymous volumes are kept); one already gone is fine. @throws {EngineError} */
+  async removeContainer(id: string): Promise<void> {
+    const res = await this.call("DELETE", `/containers/${encodeURIComponent(id)}?force=1`);
+    if (res.status === 404 || res.ok) {
+      await res.body?.cancel();
+      return;
+    }
+    return this.fail(`Cannot remove container "${id}"`, res);
+  }
+
   /** POST /containers/prune: removes stopped containers. @throws {EngineError} */
   async pruneContainers(): Promise<void> {
     await this.json("Cannot prune containers", "POST", "/containers/prune");

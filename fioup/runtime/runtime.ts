@@ -429,7 +429,7 @@ export class Runtime {
       known = dotEnv === undefined || major !== undefined;
       facts = composeFacts(c.doc, projectName(inst.name), enabledProfiles(dotEnv, `${inst.name}/.env`, composeEnv(this.engine.host), cmd !== undefined && dotEnvAsV1(cmd, major)));
     } catch {
-      facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set() };
+      facts = { stopGrace: new Map(), creates: new Set(), needs: new Set(), notStarted: new Set(), containerNames: new Set() };
     }
     if (key && known) this.factsCache.set(inst.name, { key, facts });
     return facts;
@@ -463,6 +463,7 @@ export class Runtime {
         // and lose the loaded images (or someone pruned them). Load them again from the blob
         // store rather than let compose try to pull a local tag from a registry.
         if (!(await this.imagesPresent(inst))) inst = await this.installApp({ name, uri: inst.uri });
+        await this.freeContainerNames(name, facts);
         // compose itself gets its own, longer bound: creating containers is not the readiness wait.
         await compose.up(name, inst.dir, inst.composeFile, { timeoutMs: Math.max(opts.timeoutMs ?? 0, 5 * 60_000) });
       } catch (err) {
@@ -483,6 +484,23 @@ export class Runtime {
       for (const r of await Promise.all(wave.map(startOne))) results.set(r.name, r);
     }
     return names.map((n) => results.get(n)!);
+  }
+
+  /**
+   * Removes the stopped containers of other compose projects that hold a `container_name` this
+   * app's services take: an app renamed in the new target (or a service moved to another app)
+   * left its old, stopped container under that name until the complete step removes the old app,
+   * and `compose up` of the new one failed on it ("already in use"), every time. A running one
+   * is left alone: two apps running claim the name, and compose says so.
+   */
+  private async freeContainerNames(app: string, facts: ComposeFacts): Promise<void> {
+    if (facts.containerNames.size === 0) return;
+    const project = projectName(app);
+    for (const c of await this.engine.listContainers()) {
+      if (!c.Names.some((n) => facts.containerNames.has(n.replace(/^\//, "")))) continue;
+      if (c.Labels["com.docker.compose.project"] === project || ["running", "restarting", "paused"].includes(c.State)) continue;
+      await this.engine.removeContainer(c.Id);
+    }
   }
 
   /**
