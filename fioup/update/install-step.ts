@@ -22,7 +22,8 @@ import { eventFor } from "./_events.ts";
 import { notePermanentFailure, recordUnlessDiskFull } from "./fetch-step.ts";
 import { checkSpace, dockerRootNeed, NoSpaceError } from "./space.ts";
 import { planOf } from "./plan.ts";
-import { finishInterruptedRollback, rollback } from "./rollback.ts";
+import { finishInterruptedRollback, rollback, rollbackOutcome } from "./rollback.ts";
+import type { RestoreResult } from "./restore.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import type { Step } from "./step.ts";
 import { touchedApps } from "./touched.ts";
@@ -31,8 +32,8 @@ import type { LayerLoad } from "../runtime/images.ts";
 
 export class InstallFailedError extends Error {
   override name = "InstallFailedError";
-  constructor(target: string, cause: unknown) {
-    super(`Cannot install ${target}; rolled back to the previous target`, { cause });
+  constructor(target: string, cause: unknown, restore?: RestoreResult) {
+    super(`Cannot install ${target}; ${rollbackOutcome(restore)}`, { cause });
   }
 }
 
@@ -83,7 +84,7 @@ export const installStep: Step = {
     if (reached(u.state, "installed")) return;
     if (u.state !== "fetched" && u.state !== "installing") throw new InvalidStateError("install", u.state);
     const interrupted = await finishInterruptedRollback(ctx, u);
-    if (interrupted) throw new InstallFailedError(u.toTarget, new Error(interrupted.error));
+    if (interrupted) throw new InstallFailedError(u.toTarget, new Error(interrupted.error), interrupted.restore);
     if (u.state === "fetched") ctx.db.setState(u.id, "installing", { events: [eventFor(u, "EcuInstallationStarted")] });
     u = currentUpdate(ctx);
     const plan = planOf(u);
@@ -109,8 +110,8 @@ export const installStep: Step = {
         throw noSpace;
       }
       // Nothing was stopped yet (unless a killed run got that far): the old apps run on untouched.
-      await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message, { appsTouched: ctx.db.stepDone(u.id, "stop") });
-      throw new InstallFailedError(u.toTarget, cause);
+      const restore = await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message, { appsTouched: ctx.db.stepDone(u.id, "stop") });
+      throw new InstallFailedError(u.toTarget, cause, restore);
     }
 
     faultPoint("staged");
@@ -137,8 +138,8 @@ export const installStep: Step = {
       for (const app of changed) await ctx.runtime.swapApp(app.name);
     } catch (cause) {
       if (ctx.signal?.aborted) throw cause;
-      await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message);
-      throw new InstallFailedError(u.toTarget, cause);
+      const restore = await rollback(ctx, currentUpdate(ctx), "install", (cause as Error).message);
+      throw new InstallFailedError(u.toTarget, cause, restore);
     }
     u = currentUpdate(ctx);
     try {

@@ -19,7 +19,7 @@ import type { UpdateContext } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { currentTarget } from "./current-target.ts";
 import { planOf } from "./plan.ts";
-import { restorePrevious } from "./restore.ts";
+import { restorePrevious, type RestoreResult } from "./restore.ts";
 import { savedTouched } from "./touched.ts";
 
 /**
@@ -56,7 +56,7 @@ export async function rollback(
   phase: Phase,
   error: string,
   opts: RollbackOptions = {},
-): Promise<void> {
+): Promise<RestoreResult> {
   const plan = planOf(u);
   ctx.hooks.onInfo?.(`${phase === "install" ? "Install" : "Start"} of ${u.toTarget} failed: ${error}; rolling back`);
   // Restore first, write the outcome after: the failure may be a full disk that also refuses
@@ -98,6 +98,13 @@ export async function rollback(
       }),
     ],
   });
+  return r;
+}
+
+/** How a failed update's message ends: rolled back, or the rollback that failed too (its apps may be down). */
+export function rollbackOutcome(r: RestoreResult | undefined): string {
+  if (!r || r.ok) return "rolled back to the previous target";
+  return `the rollback to ${r.restoredTo ?? "no apps"} failed too: ${r.error ?? "not every app runs"}`;
 }
 
 /**
@@ -105,13 +112,12 @@ export async function rollback(
  * target's apps again, marks the target bad as the rollback would have, and fails the update.
  * Returns what failed, for the step to throw as it did then; undefined when no rollback was under way.
  */
-export async function finishInterruptedRollback(ctx: UpdateContext, u: UpdateRow): Promise<SavedRollback | undefined> {
+export async function finishInterruptedRollback(ctx: UpdateContext, u: UpdateRow): Promise<(SavedRollback & { restore: RestoreResult }) | undefined> {
   const saved = ctx.db.get<SavedRollback>(rollbackKey(u));
   if (!saved) return undefined;
   ctx.hooks.onInfo?.(`Finishing the interrupted rollback of the update to ${u.toTarget} (version ${u.version}): its ${saved.phase} had failed`);
   const { phase, error, ...opts } = saved;
-  await rollback(ctx, u, phase, error, opts);
-  return saved;
+  return { ...saved, restore: await rollback(ctx, u, phase, error, opts) };
 }
 
 /** The update's blobs whose stored copy no longer matches its digest, each removed from the store. */

@@ -8,15 +8,16 @@
 import { currentUpdate } from "./context.ts";
 import { eventFor } from "./_events.ts";
 import { planOf } from "./plan.ts";
-import { finishInterruptedRollback, rollback } from "./rollback.ts";
+import { finishInterruptedRollback, rollback, rollbackOutcome } from "./rollback.ts";
+import type { RestoreResult } from "./restore.ts";
 import { InvalidStateError, reached } from "./states.ts";
 import { savedTouched } from "./touched.ts";
 import type { Step } from "./step.ts";
 
 export class StartFailedError extends Error {
   override name = "StartFailedError";
-  constructor(target: string, why: string) {
-    super(`Cannot start ${target}: ${why}; rolled back to the previous target`);
+  constructor(target: string, why: string, restore?: RestoreResult) {
+    super(`Cannot start ${target}: ${why}; ${rollbackOutcome(restore)}`);
   }
 }
 
@@ -44,7 +45,7 @@ export const startStep: Step = {
     if (reached(u.state, "started")) return;
     if (u.state !== "installed" && u.state !== "starting") throw new InvalidStateError("start", u.state);
     const interrupted = await finishInterruptedRollback(ctx, u);
-    if (interrupted) throw new StartFailedError(u.toTarget, interrupted.error);
+    if (interrupted) throw new StartFailedError(u.toTarget, interrupted.error, interrupted.restore);
     if (u.state === "installed") ctx.db.setState(u.id, "starting");
     const plan = planOf(u);
     const names = plan.apps.map((a) => a.name);
@@ -75,8 +76,8 @@ export const startStep: Step = {
       why = (e as Error).message;
     }
     if (why !== undefined) {
-      await rollback(ctx, currentUpdate(ctx), "start", why, { appFailed });
-      throw new StartFailedError(u.toTarget, why);
+      const restore = await rollback(ctx, currentUpdate(ctx), "start", why, { appFailed });
+      throw new StartFailedError(u.toTarget, why, restore);
     }
     u = currentUpdate(ctx);
     // One commit: the device never runs the new target without recording it, nor the reverse.

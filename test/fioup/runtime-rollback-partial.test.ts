@@ -64,6 +64,9 @@ test("a rollback where one previous app cannot be reinstalled still restores and
   // The rollback failed all the same, and says for which app.
   expect(r.stderr).toContain("Rollback to amd64-linux-1 failed");
   expect(r.stderr).toContain(`${LOST}: cannot reinstall`);
+  // The command's last word says so too, not "rolled back".
+  expect(r.stderr).toContain("; the rollback to amd64-linux-1 failed too: ");
+  expect(r.stderr).not.toContain("rolled back to the previous target");
   const st = await device.fioup("status");
   expect(st.json.apps[KEPT].state).toBe("healthy");
 }, 240_000);
