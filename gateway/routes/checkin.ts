@@ -36,6 +36,7 @@ import { readEventBatch } from "./device-events.ts";
 import { deviceView, METADATA_FILE, METADATA_HEADERS, metadataHeaders } from "./repo.ts";
 import { waitForNews } from "./repo-wait.ts";
 import type { JsonBodyReader } from "../validate.ts";
+import { oneWriteAtATime } from "../devices/writes.ts";
 
 type Fetch = (req: Request, env?: Bindings, ctx?: any) => Response | Promise<Response>;
 /** The app's error answer for what a handler threw (app.ts's onError), by method and path. */
@@ -159,14 +160,18 @@ export function deviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): De
       const r = req instanceof Request ? await read(req) : read.bytes(req.body);
       return "problem" in r ? jsonResponse({ error: r.problem.error }, r.problem.status) : act(d, r.value);
     });
-  const events = posted("/events", readEventBatch, async (d, batch) => {
-    const stored = await gw.store.appendEvents(d.uuid, batch);
-    return JSON_OK.reply(Buffer.from(JSON.stringify({ received: batch.length, stored })));
-  });
-  const appsStates = posted("/apps-states", readAppsStates, async (d, states) => {
-    await gw.store.putAppsStates(d.uuid, states);
-    return NO_CONTENT.reply(null);
-  });
+  const events = posted("/events", readEventBatch, (d, batch) =>
+    oneWriteAtATime(gw, d.uuid, "POST /events", async () => {
+      const stored = await gw.store.appendEvents(d.uuid, batch);
+      return JSON_OK.reply(Buffer.from(JSON.stringify({ received: batch.length, stored })));
+    }),
+  );
+  const appsStates = posted("/apps-states", readAppsStates, (d, states) =>
+    oneWriteAtATime(gw, d.uuid, "POST /apps-states", async () => {
+      await gw.store.putAppsStates(d.uuid, states);
+      return NO_CONTENT.reply(null);
+    }),
+  );
 
   /** The device routes by method and exact path; under /repo/, a metadata file name (checked before any lookup). */
   const exact = { GET: new Map<string, DeviceRoute>(), POST: new Map<string, DeviceRoute>() };

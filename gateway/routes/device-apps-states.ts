@@ -4,6 +4,7 @@ import { AppsStates, MAX_DEVICE_BODY } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
 import { jsonBody, jsonBodyReader } from "../validate.ts";
+import { oneWriteAtATime } from "../devices/writes.ts";
 
 const limits = { maxBytes: MAX_DEVICE_BODY };
 
@@ -14,8 +15,9 @@ export const deviceAppsStates = new Hono<GatewayEnv>().post(
   "/apps-states",
   requireDevice,
   jsonBody(readAppsStates),
-  async (c) => {
-    await c.var.gw.store.putAppsStates(c.var.device.uuid, c.req.valid("json"));
-    return c.body(null, 204);
-  },
+  (c) =>
+    oneWriteAtATime(c.var.gw, c.var.device.uuid, "POST /apps-states", async () => {
+      await c.var.gw.store.putAppsStates(c.var.device.uuid, c.req.valid("json"));
+      return c.body(null, 204);
+    }),
 );

@@ -4,14 +4,17 @@ import { EventBatch, MAX_DEVICE_BODY } from "../../lib/api/index.ts";
 import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
 import { jsonBody, jsonBodyReader } from "../validate.ts";
+import { oneWriteAtATime } from "../devices/writes.ts";
 
 const limits = { maxBytes: MAX_DEVICE_BODY };
 
 /** The compiled reader of an event batch (the check-in fast path in ./checkin.ts reads with it too). */
 export const readEventBatch = jsonBodyReader(EventBatch, limits);
 
-export const deviceEvents = new Hono<GatewayEnv>().post("/events", requireDevice, jsonBody(readEventBatch), async (c) => {
+export const deviceEvents = new Hono<GatewayEnv>().post("/events", requireDevice, jsonBody(readEventBatch), (c) => {
   const events = c.req.valid("json");
-  const stored = await c.var.gw.store.appendEvents(c.var.device.uuid, events);
-  return c.json({ received: events.length, stored }, 200);
+  return oneWriteAtATime(c.var.gw, c.var.device.uuid, "POST /events", async () => {
+    const stored = await c.var.gw.store.appendEvents(c.var.device.uuid, events);
+    return c.json({ received: events.length, stored }, 200);
+  });
 });

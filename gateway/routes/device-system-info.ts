@@ -6,12 +6,15 @@ import type { GatewayEnv } from "../env.ts";
 import { requireDevice } from "../devices/auth.ts";
 import type { SystemInfoKind } from "../store/types.ts";
 import { jsonBody } from "../validate.ts";
+import { oneWriteAtATime } from "../devices/writes.ts";
 
 const inventory = <T extends TSchema>(app: Hono<GatewayEnv>, path: string, kind: SystemInfoKind, schema: T) =>
-  app.put(path, requireDevice, jsonBody(schema, { maxBytes: MAX_DEVICE_BODY }), async (c) => {
-    await c.var.gw.store.putSystemInfo(c.var.device.uuid, kind, c.req.valid("json"));
-    return c.body(null, 204);
-  });
+  app.put(path, requireDevice, jsonBody(schema, { maxBytes: MAX_DEVICE_BODY }), (c) =>
+    oneWriteAtATime(c.var.gw, c.var.device.uuid, `PUT ${path}`, async () => {
+      await c.var.gw.store.putSystemInfo(c.var.device.uuid, kind, c.req.valid("json"));
+      return c.body(null, 204);
+    }),
+  );
 
 export const deviceSystemInfo = new Hono<GatewayEnv>();
 inventory(deviceSystemInfo, "/system_info", "hardware", SystemInfo);
