@@ -21,6 +21,26 @@ describe("ConnectionCaps", () => {
     expect(caps.capped).toBe(1);
   });
 
+  test("past the per-identity cap, that certificate's oldest connection is closed, busy or not; another device's are not", () => {
+    const caps = new ConnectionCaps(100, 2, undefined, undefined, 0, 3);
+    const mine = [conn("10.0.0.1"), conn("10.0.0.2"), conn("10.0.0.3"), conn("10.0.0.4")];
+    const other = conn("10.0.0.1");
+    for (const c of [mine[0]!, other, ...mine.slice(1)]) {
+      expect(caps.accept(c)).toBe(true);
+      caps.handshaken(c, true, c === other ? "device-b" : "device-a");
+      caps.active(c); // each mid-request (a body a byte a minute)
+    }
+    expect(mine.map((c) => sockOf(c).terminated)).toEqual([true, false, false, false]);
+    expect(sockOf(other).terminated).toBe(false);
+    expect(caps.size).toBe(4);
+    // Its slot is the next one's: closed connections leave the count.
+    caps.closed(mine[1]!);
+    const again = conn("10.0.0.5");
+    expect(caps.accept(again)).toBe(true);
+    caps.handshaken(again, true, "device-a");
+    expect(mine.slice(2).map((c) => sockOf(c).terminated)).toEqual([false, false]);
+  });
+
   test("authenticated connections leave the per-address count and are not evicted while busy; when all are, a new one is refused", () => {
     const caps = new ConnectionCaps(2, 1);
     const dev = conn("10.0.0.1");

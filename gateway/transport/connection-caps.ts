@@ -57,6 +57,16 @@ export const HANDSHAKE_GRACE_MS = 3_000;
 export const HELD_SHARE = 0.9;
 
 /**
+ * Connections one device certificate may hold on a listener. A certificate is authenticated at its
+ * handshake, and an authenticated connection is never closed for another while it is busy: one
+ * device (a compromised one, firmware gone wrong; revoked, even, until a request tells) could open
+ * thousands, each sending a body a byte a minute, and take every slot from the fleet. Past this
+ * its oldest connection is closed. fioup uses a few at once (a check-in, a push wait, parallel
+ * blob downloads, a command run by hand); a connection it loses it makes again.
+ */
+export const MAX_PER_IDENTITY = 32;
+
+/**
  * File descriptors kept for everything but client connections (database, logs, and the blob files
  * being served: each download holds one besides its socket): a quarter of the limit, at least 512.
  */
@@ -90,6 +100,8 @@ export interface CountedConnection {
   acceptedAt: number;
   idlePrev: CountedConnection | undefined;
   idleNext: CountedConnection | undefined;
+  /** Whose certificate it presented (a device's uuid), once authenticated with one: kept by ConnectionCaps alone. */
+  identity?: string | undefined;
 }
 
 /** The process's open-file limit (Linux, /proc/self/limits; Bun raises it to the hard limit at start), or undefined when unknown or unlimited. */
@@ -109,6 +121,8 @@ export class ConnectionCaps {
   /** Connections whose handshake ended without a certificate (and not authenticated since), oldest first. */
   readonly #unauth = new Set<CountedConnection>();
   readonly #byAddress = new Map<string, Set<CountedConnection>>();
+  /** Authenticated connections by the identity of their certificate, oldest first (MAX_PER_IDENTITY). */
+  readonly #byIdentity = new Map<string, Set<CountedConnection>>();
   /** Idle connections, longest idle first (linked through `idlePrev`/`idleNext`). */
   #idleFirst: CountedConnection | undefined;
   #idleLast: CountedConnection | undefined;
@@ -132,6 +146,7 @@ export class ConnectionCaps {
     readonly budget: ConnectionBudget | undefined = connectionBudget(),
     /** Connections taken past `maxConnections` (out of the fd reserve), for a listener that answers those itself (plain.ts: 503, health checks); they do not widen the held share. */
     readonly room = 0,
+    readonly maxPerIdentity = MAX_PER_IDENTITY,
   ) {
     // Past the open-file limit accept fails before the cap could close an unauthenticated connection
     // to make room: the cap must come first, or clients without credentials could lock devices out.
@@ -225,8 +240,12 @@ export class ConnectionCaps {
    * connections from one device (or one NAT) is not cut while it is still handshaking, and a client
    * with a certificate never counts.
    */
-  handshaken(c: CountedConnection, authenticated: boolean): void {
-    if (authenticated) return this.authenticated(c);
+  handshaken(c: CountedConnection, authenticated: boolean, identity?: string): void {
+    if (authenticated) {
+      this.authenticated(c);
+      if (identity !== undefined) this.#identified(c, identity);
+      return;
+    }
     if (!this.#handshaking.delete(c)) return;
     this.#unauth.add(c);
     if (this.exempt(c.remoteAddr)) return;
@@ -248,6 +267,20 @@ export class ConnectionCaps {
     this.active(c);
     if (this.#all.delete(c) && this.budget) this.budget.used--;
     this.authenticated(c);
+    if (c.identity !== undefined) {
+      const mine = this.#byIdentity.get(c.identity);
+      if (mine?.delete(c) && mine.size === 0) this.#byIdentity.delete(c.identity);
+    }
+  }
+
+  /** A connection of `identity`'s certificate: past MAX_PER_IDENTITY of them, the oldest is closed. */
+  #identified(c: CountedConnection, identity: string): void {
+    if (!this.#all.has(c)) return;
+    c.identity = identity;
+    let mine = this.#byIdentity.get(identity);
+    if (!mine) this.#byIdentity.set(identity, (mine = new Set()));
+    if (mine.size >= this.maxPerIdentity) this.#evict(first(mine)!);
+    mine.add(c);
   }
 
   #evict(c: CountedConnection): void {

@@ -78,6 +78,8 @@ export class Connection implements ClientConnection {
   acceptedAt = 0;
   idlePrev: Connection | undefined;
   idleNext: Connection | undefined;
+  /** Whose certificate it presented, once authenticated with one (connection-caps.ts: MAX_PER_IDENTITY). */
+  identity: string | undefined = undefined;
 
   constructor(
     readonly sock: WireSocket,

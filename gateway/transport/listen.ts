@@ -103,7 +103,7 @@ export function listen(opts: TransportOptions): Promise<Listening> {
               }
             }
             // A device, or a proxy that proved itself: the lenient deadlines, and never taken for an unauthenticated client at a cap.
-            caps.handshaken(c, c.peer !== null || c.proxy !== undefined);
+            caps.handshaken(c, c.peer !== null || c.proxy !== undefined, c.peer?.cn);
             if (c.peer || c.proxy !== undefined) {
               c.authenticated = true;
               set.loop.awaitHead(c);
