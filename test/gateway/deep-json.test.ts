@@ -1,7 +1,7 @@
 /**
  * Deep JSON cannot hurt the gateway or another device: a device posting 100,000-deep JSON on
  * every device endpoint gets 400 each time (so do registration and the admin API), while another
- * device's 1,000 concurrent events are all acknowledged and stored and /healthz, probed from its
+ * device's 1,000 events (100 POSTs, one under way at a time) are all acknowledged and stored and /healthz, probed from its
  * own process, keeps answering within 100 ms (95th percentile: the machine is shared).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -61,7 +61,7 @@ function startHealthProbe() {
 }
 
 test(
-  "100k-deep JSON gets 400 on every device endpoint while another device's 1,000 concurrent events are stored and /healthz stays under 100 ms",
+  "100k-deep JSON gets 400 on every device endpoint while another device's 1,000 events are stored and /healthz stays under 100 ms",
   async () => {
     const probe = startHealthProbe();
     await Bun.sleep(500); // the probe's first (handshake) request is not part of the measure
@@ -77,12 +77,13 @@ test(
       }
       return statuses;
     })();
-    const acks = await Promise.all(
-      Array.from({ length: 1000 }, async (_, i) => {
-        const res = await victim.fetch(`${gw.url}/events`, post([anEvent(`v-${i}`)]));
-        return res.status === 200 ? ((await res.json()) as { stored: number }).stored : -res.status;
-      }),
-    );
+    // The victim's 1,000 events as fioup sends them: one POST under way at a time (a second is
+    // answered 429, gateway/devices/writes.ts), here 100 of 10 events, one after the other.
+    const acks: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const res = await victim.fetch(`${gw.url}/events`, post(Array.from({ length: 10 }, (_, j) => anEvent(`v-${i}-${j}`))));
+      acks.push(res.status === 200 ? ((await res.json()) as { stored: number }).stored : -res.status);
+    }
     const statuses = await attack;
     const health = await probe.stop();
     console.error(`deep-json: /healthz p95 ${health.p95.toFixed(1)} ms, slowest ${health.max.toFixed(1)} ms over ${health.n} probes`);
@@ -92,7 +93,7 @@ test(
       expect(s).toMatchObject({ status: 400 });
       expect(s.error).toContain("nested deeper than 32 levels");
     }
-    expect(acks.filter((a) => a !== 1)).toEqual([]);
+    expect(acks.filter((a) => a !== 10)).toEqual([]);
     const updates = (await (await gw.adminFetch(`/admin/devices/${victim.uuid}/updates`)).json()) as { updates: { events: unknown[] }[] };
     expect(updates.updates.reduce((n, u) => n + u.events.length, 0)).toBe(1000);
     expect(health.bad).toBe(0);
