@@ -171,6 +171,18 @@ function watched(sql: SQL, outage: DatabaseOutage): SQL {
   });
 }
 
+/** How long a migration waits for a table another session holds (GATEWAY_MIGRATION_LOCK_WAIT_S, seconds, for tests). */
+const MIGRATION_LOCK_WAIT_S = Math.max(1, Math.floor(Number(process.env.GATEWAY_MIGRATION_LOCK_WAIT_S) || 10));
+
+/** A migration gave up waiting for a table another session holds (nothing was changed). */
+export class MigrationBlockedError extends Error {
+  override name = "MigrationBlockedError";
+}
+
+const migrationLockMessage = (n: number) =>
+  `Cannot update the database schema (${n} migration${n === 1 ? "" : "s"}): a table ${n === 1 ? "it changes" : "they change"} was held by another session for more than ${MIGRATION_LOCK_WAIT_S} s ` +
+  "(a pg_dump for a backup, a long query): nothing was changed, and the replicas running serve on. Start this one again once that session is done";
+
 /**
  * Creates or updates the schema, one gateway at a time (an advisory lock held by the transaction).
  * @throws {DatabaseTooNewError} A newer gateway's schema this one cannot use (checked before anything is written).
@@ -187,9 +199,18 @@ async function migrate(sql: SQL): Promise<SchemaMigrated | undefined> {
       ? ((await tx.unsafe("SELECT value FROM gateway_meta WHERE key = $1", [SCHEMA_NEEDED_KEY])) as { value: string }[])[0]?.value
       : undefined;
     checkSchemaUsable(applied, stored);
-    for (const m of MIGRATIONS) {
-      if (applied.has(m.version)) continue;
-      for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
+    const pending = MIGRATIONS.filter((m) => !applied.has(m.version));
+    // A migration's ALTER waits for a table lock that another session may hold for minutes (a
+    // pg_dump holds every table it reads), and every replica's statements on that table queue
+    // behind the waiting ALTER: the fleet stalls. Bounded, this start fails instead, changing nothing.
+    if (pending.length) await tx.unsafe(`SET LOCAL lock_timeout = '${MIGRATION_LOCK_WAIT_S}s'`);
+    for (const m of pending) {
+      try {
+        for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
+      } catch (err) {
+        if ((err as { errno?: unknown }).errno === "55P03") throw new MigrationBlockedError(migrationLockMessage(pending.length), { cause: err });
+        throw err;
+      }
       await tx.unsafe("INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)", [
         m.version,
         m.description,
