@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { startPostgres, type PostgresHandle } from "../../test/harness/postgres.ts";
 import { MIGRATIONS, MIGRATIONS_TABLE, splitStatements } from "./_migrations.ts";
+import { MigrationBlockedError, PostgresStore } from "./postgres.ts";
 
 const AT = "2026-12-01T00:00:00.000Z";
 let pg: PostgresHandle;
@@ -21,8 +22,7 @@ afterAll(async () => {
 });
 
 test("a start that must migrate while a pg_dump-like session holds a table it alters gives up, changing nothing, and others go on; once free, it migrates", async () => {
-  process.env.GATEWAY_MIGRATION_LOCK_WAIT_S = "2"; // read when postgres.ts loads, below
-  const { PostgresStore, MigrationBlockedError } = await import("./postgres.ts");
+  process.env.GATEWAY_MIGRATION_LOCK_WAIT_S = "2";
   const url = await pg.createDatabase(`mlock_${process.pid}`);
   const old = new SQL({ url, max: 1 });
   // A database of a gateway before migration 40 (ALTER TABLE devices ADD COLUMN).
@@ -63,6 +63,7 @@ test("a start that must migrate while a pg_dump-like session holds a table it al
     await dumping;
     await dump.close();
   }
+  delete process.env.GATEWAY_MIGRATION_LOCK_WAIT_S;
   // The table free, the next start migrates.
   const s = await PostgresStore.connect(url, { max: 2 });
   expect(s.migrated).toBeDefined();

@@ -171,8 +171,8 @@ function watched(sql: SQL, outage: DatabaseOutage): SQL {
   });
 }
 
-/** How long a migration waits for a table another session holds (GATEWAY_MIGRATION_LOCK_WAIT_S, seconds, for tests). */
-const MIGRATION_LOCK_WAIT_S = Math.max(1, Math.floor(Number(process.env.GATEWAY_MIGRATION_LOCK_WAIT_S) || 10));
+/** How long a migration waits for a table another session holds, in seconds (GATEWAY_MIGRATION_LOCK_WAIT_S, for tests; read at each start). */
+const migrationLockWaitS = () => Math.max(1, Math.floor(Number(process.env.GATEWAY_MIGRATION_LOCK_WAIT_S) || 10));
 
 /** A migration gave up waiting for a table another session holds (nothing was changed). */
 export class MigrationBlockedError extends Error {
@@ -180,7 +180,7 @@ export class MigrationBlockedError extends Error {
 }
 
 const migrationLockMessage = (n: number) =>
-  `Cannot update the database schema (${n} migration${n === 1 ? "" : "s"}): a table ${n === 1 ? "it changes" : "they change"} was held by another session for more than ${MIGRATION_LOCK_WAIT_S} s ` +
+  `Cannot update the database schema (${n} migration${n === 1 ? "" : "s"}): a table ${n === 1 ? "it changes" : "they change"} was held by another session for more than ${migrationLockWaitS()} s ` +
   "(a pg_dump for a backup, a long query): nothing was changed, and the replicas running serve on. Start this one again once that session is done";
 
 /**
@@ -203,7 +203,7 @@ async function migrate(sql: SQL): Promise<SchemaMigrated | undefined> {
     // A migration's ALTER waits for a table lock that another session may hold for minutes (a
     // pg_dump holds every table it reads), and every replica's statements on that table queue
     // behind the waiting ALTER: the fleet stalls. Bounded, this start fails instead, changing nothing.
-    if (pending.length) await tx.unsafe(`SET LOCAL lock_timeout = '${MIGRATION_LOCK_WAIT_S}s'`);
+    if (pending.length) await tx.unsafe(`SET LOCAL lock_timeout = '${migrationLockWaitS()}s'`);
     for (const m of pending) {
       try {
         for (const stmt of splitStatements(m.postgres)) await tx.unsafe(stmt);
