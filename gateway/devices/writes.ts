@@ -5,7 +5,8 @@
  * compromised one) filled them, and every other device's writes were refused 503. fioup sends one
  * at a time; one more while the first is under way is answered 429 with Retry-After, and sent
  * again later (events stay queued on the device). Both ways in (the device fast path in
- * routes/checkin.ts and the Hono routes) call {@link oneWriteAtATime}, so the rule has this one home.
+ * routes/checkin.ts and the Hono routes) call {@link oneWriteAtATime}, so the rule has this one
+ * home, as has the rate of events a device may send ({@link eventsPastRate}).
  *
  * @module
  */
@@ -31,4 +32,34 @@ export function oneWriteAtATime<T>(gw: Gateway, device: string, what: string, wr
   set.add(key);
   const done = set;
   return write().finally(() => done.delete(key));
+}
+
+/**
+ * Events one device may have taken per minute on a replica. fioup sends a few per update, and a
+ * queue saved while offline in batches of 100 (drained in minutes at this rate); a device sending
+ * without end (firmware in a loop, a compromised one) filled the database's disk for everyone,
+ * one POST after another. Past it the POST is answered 429, with Retry-After to the minute's end,
+ * and the device keeps the events queued.
+ */
+export const EVENTS_PER_MINUTE = 1000;
+
+const eventCounts = new WeakMap<Gateway, { minute: number; byDevice: Map<string, number> }>();
+
+/**
+ * Counts `n` events of `device` against {@link EVENTS_PER_MINUTE}; the 429 to answer when they
+ * would go past it (then nothing is counted), else undefined. Only this minute's devices are kept.
+ */
+export function eventsPastRate(gw: Gateway, device: string, n: number, now = Date.now()): Response | undefined {
+  const minute = Math.floor(now / 60_000);
+  let c = eventCounts.get(gw);
+  if (!c || c.minute !== minute) eventCounts.set(gw, (c = { minute, byDevice: new Map() }));
+  const had = c.byDevice.get(device) ?? 0;
+  // A first POST of a minute is taken whatever its size (a batch is at most 500): only a device past the rate waits.
+  if (had > 0 && had + n > EVENTS_PER_MINUTE) {
+    const text = JSON.stringify({ error: `This device sent more than ${EVENTS_PER_MINUTE} events in a minute: send the rest after it` });
+    const retry = String(Math.max(1, Math.ceil(((minute + 1) * 60_000 - now) / 1000)));
+    return new Response(text, { status: 429, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), "retry-after": retry } });
+  }
+  c.byDevice.set(device, had + n);
+  return undefined;
 }

@@ -36,7 +36,7 @@ import { readEventBatch } from "./device-events.ts";
 import { deviceView, METADATA_FILE, METADATA_HEADERS, metadataHeaders } from "./repo.ts";
 import { waitForNews } from "./repo-wait.ts";
 import type { JsonBodyReader } from "../validate.ts";
-import { oneWriteAtATime } from "../devices/writes.ts";
+import { eventsPastRate, oneWriteAtATime } from "../devices/writes.ts";
 
 type Fetch = (req: Request, env?: Bindings, ctx?: any) => Response | Promise<Response>;
 /** The app's error answer for what a handler threw (app.ts's onError), by method and path. */
@@ -162,6 +162,8 @@ export function deviceFastPath(gw: Gateway, app: Fetch, failed: ErrorAnswer): De
     });
   const events = posted("/events", readEventBatch, (d, batch) =>
     oneWriteAtATime(gw, d.uuid, "POST /events", async () => {
+      const pastRate = eventsPastRate(gw, d.uuid, batch.length);
+      if (pastRate) return pastRate;
       const stored = await gw.store.appendEvents(d.uuid, batch);
       return JSON_OK.reply(Buffer.from(JSON.stringify({ received: batch.length, stored })));
     }),

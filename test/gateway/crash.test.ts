@@ -3,10 +3,9 @@
  * every event it acknowledged (2xx means durably stored).
  */
 import { afterAll, expect, test } from "bun:test";
-import type { RegistrationResponse } from "../../lib/api/index.ts";
 import { startGateway, type GatewayHandle } from "../harness/gateway.ts";
 import { until } from "../harness/tmp.ts";
-import { makeDeviceCsr } from "./_device.ts";
+import { registerDevice } from "./_register.ts";
 import { anEvent } from "./_fixture.ts";
 import { post, tlsFetch } from "./_client.ts";
 
@@ -21,25 +20,18 @@ test("every acknowledged event survives SIGKILL of the gateway", async () => {
   started.push(first);
   const ca = first.caPem;
   const adminToken = first.adminToken;
-  const k = await makeDeviceCsr();
-  const reg = await tlsFetch({ ca })(`${first.url}/devices`, {
-    ...post({ name: "d", uuid: k.uuid, csr: k.csrPem, "hardware-id": "amd64-linux" }),
-    headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}` },
-  });
-  expect(reg.status).toBe(201);
-  const cert = ((await reg.json()) as RegistrationResponse).certificate;
-  const device = tlsFetch({ ca, cert, key: k.keyPem });
-
-  // 8 concurrent posters; each records the ids the gateway acknowledged.
-  const acked: string[] = [];
+  // 8 devices posting at once, each one POST after another (as fioup does); each records the ids the gateway acknowledged.
+  const devices = await Promise.all(Array.from({ length: 8 }, () => registerDevice(first.url, adminToken, ca)));
+  const acked: { uuid: string; id: string }[] = [];
   let n = 0;
   let stop = false;
   const poster = async (w: number) => {
+    const d = devices[w]!;
     while (!stop) {
       const id = `w${w}-${n++}`;
       try {
-        const res = await device(`${first.url}/events`, post([anEvent(id)]));
-        if (res.status === 200) acked.push(id);
+        const res = await d.fetch(`${first.url}/events`, post([anEvent(id)]));
+        if (res.status === 200) acked.push({ uuid: d.uuid, id });
       } catch {
         return; // connection killed
       }
@@ -54,10 +46,13 @@ test("every acknowledged event survives SIGKILL of the gateway", async () => {
 
   const second = await startGateway({ dataDir: first.dataDir });
   started.push(second);
-  const res = await tlsFetch({ ca })(`${second.url}/admin/devices/${k.uuid}/updates`, { headers: { authorization: `Bearer ${adminToken}` } });
-  expect(res.status).toBe(200);
-  const { updates } = (await res.json()) as { updates: { events: { id: string }[] }[] };
-  const stored = new Set(updates.flatMap((u) => u.events.map((e) => e.id)));
-  const missing = acked.filter((id) => !stored.has(id));
+  const stored = new Set<string>();
+  for (const d of devices) {
+    const res = await tlsFetch({ ca })(`${second.url}/admin/devices/${d.uuid}/updates`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(res.status).toBe(200);
+    const { updates } = (await res.json()) as { updates: { events: { id: string }[] }[] };
+    for (const u of updates) for (const e of u.events) stored.add(`${d.uuid}/${e.id}`);
+  }
+  const missing = acked.filter((a) => !stored.has(`${a.uuid}/${a.id}`));
   expect(missing).toEqual([]);
 }, 60_000);
