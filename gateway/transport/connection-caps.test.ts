@@ -41,6 +41,17 @@ describe("ConnectionCaps", () => {
     expect(mine.slice(2).map((c) => sockOf(c).terminated)).toEqual([false, false]);
   });
 
+  test("with a cap of one per identity, each new connection of it closes the one before", () => {
+    const caps = new ConnectionCaps(100, 2, undefined, undefined, 0, 1);
+    const conns = [conn("10.0.0.1"), conn("10.0.0.1"), conn("10.0.0.1")];
+    for (const c of conns) {
+      expect(caps.accept(c)).toBe(true);
+      caps.handshaken(c, true, "device-a");
+    }
+    expect(conns.map((c) => sockOf(c).terminated)).toEqual([true, true, false]);
+    expect(caps.size).toBe(1);
+  });
+
   test("authenticated connections leave the per-address count and are not evicted while busy; when all are, a new one is refused", () => {
     const caps = new ConnectionCaps(2, 1);
     const dev = conn("10.0.0.1");

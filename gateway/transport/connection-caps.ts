@@ -279,7 +279,10 @@ export class ConnectionCaps {
     c.identity = identity;
     let mine = this.#byIdentity.get(identity);
     if (!mine) this.#byIdentity.set(identity, (mine = new Set()));
-    if (mine.size >= this.maxPerIdentity) this.#evict(first(mine)!);
+    if (mine.size >= this.maxPerIdentity) {
+      this.#evict(first(mine)!);
+      this.#byIdentity.set(identity, mine); // closing the last one took the set out of the map
+    }
     mine.add(c);
   }
 
