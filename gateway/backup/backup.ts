@@ -176,13 +176,16 @@ const ADOPTED_ROOT = `tuf/keys/${ADOPTED_ROOT_FILE}`;
  */
 const isKeyPath = (rel: string) => rel.startsWith("tuf/") || rel.startsWith("pki/");
 
-/** The key files of a data dir as they are now, by their path in it (a hash of each). */
+/** The key files of a data dir as they are now, by their path in it (a hash of each); only tuf/ and pki/ are walked, not a large registry. */
 async function keyFiles(dataDir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  for await (const e of walk(dataDir)) {
-    if (e.dir || !isKeyPath(e.rel) || skipped(e.rel, false)) continue;
-    const data = await readFile(e.path).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
-    if (data) out.set(e.rel, hashOf(data));
+  for (const top of ["pki", "tuf"]) {
+    if (!(await stat(join(dataDir, top)).catch(() => undefined))?.isDirectory()) continue;
+    for await (const e of walk(dataDir, join(dataDir, top))) {
+      if (e.dir || skipped(e.rel, false)) continue;
+      const data = await readFile(e.path).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? undefined : Promise.reject(err)));
+      if (data) out.set(e.rel, hashOf(data));
+    }
   }
   return out;
 }
