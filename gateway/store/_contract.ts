@@ -169,15 +169,6 @@ export function storeContract(open: () => Promise<Store>) {
     expect(await s.getDevice(b.uuid)).toMatchObject({ lastSeen: "2025-05-06T00:00:00.000Z", tags: ["main"], currentTarget: null });
   });
 
-  test("recordSightings() of an earlier check-in, written late (another replica's, kept while the database was away), moves nothing back", async () => {
-    const s = await open();
-    const a = aDevice();
-    await s.putDevice(a);
-    await s.recordSightings([{ uuid: a.uuid, at: "2025-05-06T00:00:00.000Z", currentTarget: "amd64-linux-8", apps: ["x"] }]);
-    await s.recordSightings([{ uuid: a.uuid, at: "2025-05-05T00:00:00.000Z", currentTarget: "amd64-linux-7", apps: ["old"] }]);
-    expect(await s.getDevice(a.uuid)).toMatchObject({ lastSeen: "2025-05-06T00:00:00.000Z", currentTarget: "amd64-linux-8", apps: ["x"] });
-  });
-
   test("runningTargets() lists each target the devices not revoked report running, once", async () => {
     const s = await open();
     const t = `running-${uniq()}`;

@@ -47,7 +47,7 @@ import { StoreUnavailableError } from "./types.ts";
 export const SIGHTING_SQL = `UPDATE devices SET last_seen = ?1,
   tags = CASE WHEN tags_from_device = 1 THEN coalesce(?2, tags) ELSE tags END, reported_tags = coalesce(?2, reported_tags),
   current_target = coalesce(?3, current_target), apps = coalesce(?4, apps)
-WHERE uuid = ?5 AND (last_seen IS NULL OR last_seen <= ?1)`;
+WHERE uuid = ?5`;
 
 /**
  * Insert, or take over an expired lease, or renew our own, in one statement; RETURNING tells who

@@ -653,8 +653,7 @@ export class PostgresStore implements Store {
     // in uuid order, the order every statement that updates several devices takes (another
     // replica's sightings, the events group commit through its status trigger): without it two
     // such statements could each hold a row the other waits for, a deadlock PostgreSQL breaks only
-    // after a second. A sighting older than the one stored (another replica's, written late: kept
-    // while the database was away) moves nothing back.
+    // after a second.
     await this.#sql.unsafe(
       `WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS s(uuid, at, tags, target, apps)),
        locked AS MATERIALIZED (SELECT d.uuid FROM devices d WHERE d.uuid IN (SELECT uuid FROM s) ORDER BY d.uuid COLLATE "C" FOR UPDATE OF d)
@@ -662,7 +661,7 @@ export class PostgresStore implements Store {
          tags = CASE WHEN d.tags_from_device = 1 THEN coalesce(s.tags, d.tags) ELSE d.tags END, reported_tags = coalesce(s.tags, d.reported_tags),
          current_target = coalesce(s.target, d.current_target), apps = coalesce(s.apps, d.apps)
        FROM s JOIN locked USING (uuid)
-       WHERE d.uuid = s.uuid AND (d.last_seen IS NULL OR d.last_seen <= s.at)`,
+       WHERE d.uuid = s.uuid`,
       [
         batch.map((s) => s.uuid),
         batch.map((s) => s.at),
