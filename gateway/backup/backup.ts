@@ -209,7 +209,9 @@ const KEYS_CHANGED =
 const isRegistryPath = (rel: string) => rel === "registry" || rel.startsWith("registry/");
 
 async function* walk(root: string, dir = root): AsyncGenerator<{ rel: string; path: string; mode: number; size: number; dir: boolean }> {
-  for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+  // A folder gone since its parent was read (an upload session that finished, one gc removed) holds nothing to back up.
+  const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" && dir !== root ? [] : Promise.reject(err)));
+  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
     const path = join(dir, e.name);
     const rel = relative(root, path).split("\\").join("/");
     // The live database's -wal and -shm come and go with checkpoints: one gone since readdir is not there.

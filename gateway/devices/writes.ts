@@ -35,13 +35,15 @@ export function oneWriteAtATime<T>(gw: Gateway, device: string, what: string, wr
 }
 
 /**
- * Events one device may have taken per minute on a replica. fioup sends a few per update, and a
- * queue saved while offline in batches of 100 (drained in minutes at this rate); a device sending
- * without end (firmware in a loop, a compromised one) filled the database's disk for everyone,
- * one POST after another. Past it the POST is answered 429, with Retry-After to the minute's end,
- * and the device keeps the events queued.
+ * Events one device may have taken per minute on a replica. fioup sends a few per update, and the
+ * queue it saved while offline (at most 8 MiB, some 16,000 events) in batches of 100 at each
+ * daemon cycle, stopping at the first refusal: at this rate a full queue goes in two cycles, so a
+ * device's update result behind it is not held back for long. A device sending without end
+ * (firmware in a loop, a compromised one) filled the database's disk for everyone, one POST after
+ * another, tens of thousands a second. Past it the POST is answered 429, with Retry-After to the
+ * minute's end, and the device keeps the events queued.
  */
-export const EVENTS_PER_MINUTE = 1000;
+export const EVENTS_PER_MINUTE = 10_000;
 
 const eventCounts = new WeakMap<Gateway, { minute: number; byDevice: Map<string, number> }>();
 
