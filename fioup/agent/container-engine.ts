@@ -43,11 +43,6 @@ export class ContainerEngine extends DockerEngine {
     await this.simple(`Cannot start container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/start`, [304]);
   }
 
-  /** POST /containers/{id}/rename?name=. @throws {EngineError} */
-  async renameContainer(id: string, name: string): Promise<void> {
-    await this.simple(`Cannot rename container "${id}" to "${name}"`, "POST", `/containers/${encodeURIComponent(id)}/rename?name=${encodeURIComponent(name)}`);
-  }
-
   /** POST /containers/{id}/update (restart policy, memory). @throws {EngineError} */
   async updateContainer(id: string, body: Record<string, unknown>): Promise<void> {
     await this.simple(`Cannot update container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/update`, [], body);

@@ -293,6 +293,16 @@ export class DockerEngine {
     return this.fail(`Cannot stop container "${id}"`, res);
   }
 
+  /** POST /containers/{id}/rename?name=. @throws {EngineError} */
+  async renameContainer(id: string, name: string): Promise<void> {
+    const res = await this.call("POST", `/containers/${encodeURIComponent(id)}/rename?name=${encodeURIComponent(name)}`);
+    if (res.ok) {
+      await res.body?.cancel();
+      return;
+    }
+    return this.fail(`Cannot rename container "${id}" to "${name}"`, res);
+  }
+
   /** DELETE /containers/{id}?force=1, running or not (its anonymous volumes are kept); one already gone is fine. @throws {EngineError} */
   async removeContainer(id: string): Promise<void> {
     const res = await this.call("DELETE", `/containers/${encodeURIComponent(id)}?force=1`);

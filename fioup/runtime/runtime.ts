@@ -116,6 +116,9 @@ export interface InstallOptions {
 }
 
 /** The app URI is malformed, or its last path part is not the app's name. */
+/** What a container of another app set aside for a `container_name` is renamed to: `<name>` + this + its short ID. */
+const ASIDE = "_fioup-aside-";
+
 export class InvalidAppUriError extends Error {
   override name = "InvalidAppUriError";
   constructor(app: string, uri: string, why: string) {
@@ -487,19 +490,30 @@ export class Runtime {
   }
 
   /**
-   * Removes the stopped containers of other compose projects that hold a `container_name` this
-   * app's services take: an app renamed in the new target (or a service moved to another app)
-   * left its old, stopped container under that name until the complete step removes the old app,
-   * and `compose up` of the new one failed on it ("already in use"), every time. A running one
-   * is left alone: two apps running claim the name, and compose says so.
+   * Frees the `container_name`s this app's services take. An app renamed in the new target (or a
+   * service moved to another app) left its old, stopped container under that name until the
+   * complete step removes the old app, and `compose up` of the new one failed on it ("already in
+   * use"), every time. Such a container of another compose project is renamed aside, not removed:
+   * a rollback that starts its app again finds it (compose finds containers by their labels), and
+   * its name is given back here first, so it starts with its anonymous volumes and its name. A
+   * running container is left alone (two apps running claim the name: compose says so), and so is
+   * one compose did not make.
    */
   private async freeContainerNames(app: string, facts: ComposeFacts): Promise<void> {
     if (facts.containerNames.size === 0) return;
     const project = projectName(app);
-    for (const c of await this.engine.listContainers()) {
-      if (!c.Names.some((n) => facts.containerNames.has(n.replace(/^\//, "")))) continue;
-      if (c.Labels["com.docker.compose.project"] === project || ["running", "restarting", "paused"].includes(c.State)) continue;
-      await this.engine.removeContainer(c.Id);
+    const all = await this.engine.listContainers();
+    const nameOf = (c: (typeof all)[number]) => (c.Names[0] ?? "").replace(/^\//, "");
+    for (const c of all) {
+      const owner = c.Labels["com.docker.compose.project"];
+      if (!owner || owner === project || !facts.containerNames.has(nameOf(c)) || (c.State !== "exited" && c.State !== "created")) continue;
+      await this.engine.renameContainer(c.Id, `${nameOf(c)}${ASIDE}${c.Id.slice(0, 12)}`);
+    }
+    // This app's own containers set aside by another app's start (a rollback to it): their names back.
+    for (const c of all) {
+      const [name, id] = nameOf(c).split(ASIDE);
+      if (c.Labels["com.docker.compose.project"] !== project || id === undefined || !facts.containerNames.has(name!)) continue;
+      await this.engine.renameContainer(c.Id, name!);
     }
   }
 

@@ -2,8 +2,8 @@
  * An app renamed in a new target (its folder in the containers repo renamed) whose service has a
  * fixed `container_name`: the old app's container is stopped, not removed, until the update
  * completes, and it held the name the renamed app's `compose up` asked for. The update then failed
- * and rolled back, every time. Now the stopped container of the other app gives the name up, and
- * a rollback brings the old app back under it.
+ * and rolled back, every time. Now the stopped container of the other app is renamed aside, and a
+ * rollback brings the old app back under its name with its container, anonymous volume and all.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
@@ -23,9 +23,9 @@ let device: Device;
 let pub: Publisher;
 let port: number;
 
-/** An app of one service named `NAME` answering `body` on `port`; `extra` adds to the service. */
+/** An app of one service named `NAME` answering `body` on `port`, with an anonymous volume at /data; `extra` adds to the service. */
 const compose = (image: string, extra = "") =>
-  `services:\n  web:\n    image: ${image}\n    container_name: ${NAME}\n    stop_grace_period: 1s\n    ports:\n      - "127.0.0.1:${port}:80"\n${extra}`;
+  `services:\n  web:\n    image: ${image}\n    container_name: ${NAME}\n    stop_grace_period: 1s\n    volumes:\n      - /data\n    ports:\n      - "127.0.0.1:${port}:80"\n${extra}`;
 
 beforeAll(async () => {
   [dockerd, upstream, gw] = await Promise.all([startDockerd(), startDockerRegistry(), startTestGateway()]);
@@ -52,9 +52,10 @@ async function renameTo(text: string, version: number) {
 }
 
 describe("an app renamed, its service keeping its container_name", () => {
-  test("a renamed app that fails to start rolls back to the old app, which gets its container name back", async () => {
+  test("a renamed app that fails to start rolls back to the old app, which gets its container name back, and its anonymous volume's data", async () => {
     expect((await device.fioup("update")).code).toBe(0);
     expect(await httpGet(port)).toBe("kiosk v1");
+    await dockerd.docker("exec", NAME, "sh", "-c", "echo kept > /data/marker");
     const v2 = await pushImage(upstream, "test/kiosk", "v2", httpdImage("kiosk v2"));
     await renameTo(compose(v2, `    healthcheck:\n      test: ["CMD", "false"]\n      interval: 1s\n      retries: 1\n`), 2);
     const r = await device.fioup("update");
@@ -62,6 +63,7 @@ describe("an app renamed, its service keeping its container_name", () => {
     expect(r.stderr).not.toContain("already in use");
     expect(await httpGet(port)).toBe("kiosk v1");
     expect((await dockerd.docker("ps", "--filter", `name=^/${NAME}$`, "--format", "{{.Label \"com.docker.compose.project\"}}")).trim()).toBe(OLD);
+    expect((await dockerd.docker("exec", NAME, "cat", "/data/marker")).trim()).toBe("kept");
   }, 240_000);
 
   test("a renamed app starts under the name its old one held, and the update completes", async () => {
