@@ -31,13 +31,6 @@ export class ContainerEngine extends DockerEngine {
     return out.Id;
   }
 
-  private async simple(what: string, method: string, path: string, ok: number[] = [], body?: unknown): Promise<number> {
-    const res = await this.call(method, path, body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
-    if (!res.ok && !ok.includes(res.status)) return this.fail(what, res);
-    await res.body?.cancel();
-    return res.status;
-  }
-
   /** POST /containers/{id}/start (already running is fine). @throws {EngineError} */
   async startContainer(id: string): Promise<void> {
     await this.simple(`Cannot start container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/start`, [304]);

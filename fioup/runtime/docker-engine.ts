@@ -127,6 +127,14 @@ export class DockerEngine {
     throw new EngineError(`${what}: engine answered ${res.status}${detail ? ` ${detail.trim()}` : ""}`, res.status);
   }
 
+  /** A call whose answer has no body to read: a 2xx or a status of `ok` is fine (the status is returned), any other fails saying `what`. */
+  protected async simple(what: string, method: string, path: string, ok: number[] = [], body?: unknown): Promise<number> {
+    const res = await this.call(method, path, body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+    if (!res.ok && !ok.includes(res.status)) return this.fail(what, res);
+    await res.body?.cancel();
+    return res.status;
+  }
+
   protected async json<T>(what: string, method: string, path: string, init?: { body?: RequestInit["body"]; headers?: Record<string, string> }): Promise<T> {
     const res = await this.call(method, path, init);
     if (!res.ok) return this.fail(what, res);
@@ -285,32 +293,17 @@ export class DockerEngine {
    */
   async stopContainer(id: string, timeoutSeconds?: number): Promise<void> {
     const q = timeoutSeconds === undefined ? "" : `?t=${Math.max(0, Math.ceil(timeoutSeconds))}`;
-    const res = await this.call("POST", `/containers/${encodeURIComponent(id)}/stop${q}`);
-    if (res.status === 304 || res.status === 404 || res.ok) {
-      await res.body?.cancel();
-      return;
-    }
-    return this.fail(`Cannot stop container "${id}"`, res);
+    await this.simple(`Cannot stop container "${id}"`, "POST", `/containers/${encodeURIComponent(id)}/stop${q}`, [304, 404]);
   }
 
   /** POST /containers/{id}/rename?name=. @throws {EngineError} */
   async renameContainer(id: string, name: string): Promise<void> {
-    const res = await this.call("POST", `/containers/${encodeURIComponent(id)}/rename?name=${encodeURIComponent(name)}`);
-    if (res.ok) {
-      await res.body?.cancel();
-      return;
-    }
-    return this.fail(`Cannot rename container "${id}" to "${name}"`, res);
+    await this.simple(`Cannot rename container "${id}" to "${name}"`, "POST", `/containers/${encodeURIComponent(id)}/rename?name=${encodeURIComponent(name)}`);
   }
 
   /** DELETE /containers/{id}?force=1, running or not (its anonymous volumes are kept); one already gone is fine. @throws {EngineError} */
   async removeContainer(id: string): Promise<void> {
-    const res = await this.call("DELETE", `/containers/${encodeURIComponent(id)}?force=1`);
-    if (res.status === 404 || res.ok) {
-      await res.body?.cancel();
-      return;
-    }
-    return this.fail(`Cannot remove container "${id}"`, res);
+    await this.simple(`Cannot remove container "${id}"`, "DELETE", `/containers/${encodeURIComponent(id)}?force=1`, [404]);
   }
 
   /** POST /containers/prune: removes stopped containers. @throws {EngineError} */

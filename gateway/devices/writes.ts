@@ -14,11 +14,14 @@ import type { Gateway } from "../env.ts";
 
 const underWay = new WeakMap<Gateway, Set<string>>();
 
+/** A 429 saying `error`, to be sent again after `retryAfter` seconds. */
+function tooMany(error: string, retryAfter: number): Response {
+  const text = JSON.stringify({ error });
+  return new Response(text, { status: 429, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), "retry-after": String(retryAfter) } });
+}
+
 /** The answer to a write of a device that has one of that kind under way already. */
-export const writeUnderWay = (what: string): Response => {
-  const text = JSON.stringify({ error: `This device has a ${what} under way on this gateway: send it again once that one is answered` });
-  return new Response(text, { status: 429, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), "retry-after": "1" } });
-};
+export const writeUnderWay = (what: string): Response => tooMany(`This device has a ${what} under way on this gateway: send it again once that one is answered`, 1);
 
 /**
  * Runs `write` unless `device` has a write of `what` under way on this replica; then answers
@@ -58,9 +61,7 @@ export function eventsPastRate(gw: Gateway, device: string, n: number, now = Dat
   const had = c.byDevice.get(device) ?? 0;
   // A first POST of a minute is taken whatever its size (a batch is at most 500): only a device past the rate waits.
   if (had > 0 && had + n > EVENTS_PER_MINUTE) {
-    const text = JSON.stringify({ error: `This device sent more than ${EVENTS_PER_MINUTE} events in a minute: send the rest after it` });
-    const retry = String(Math.max(1, Math.ceil(((minute + 1) * 60_000 - now) / 1000)));
-    return new Response(text, { status: 429, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), "retry-after": retry } });
+    return tooMany(`This device sent more than ${EVENTS_PER_MINUTE} events in a minute: send the rest after it`, Math.max(1, Math.ceil(((minute + 1) * 60_000 - now) / 1000)));
   }
   c.byDevice.set(device, had + n);
   return undefined;
